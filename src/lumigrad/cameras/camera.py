@@ -1,0 +1,136 @@
+"""The ``Camera`` container: pinhole intrinsics, extrinsics, image size and clip range, batched over views.
+
+The maths lives in ``cameras/projection.py``; this class only validates and carries tensors, so that any of
+them (``K``, ``world_to_cam``) can require grad and receive gradients from every renderer.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+from .._checks import check_positive_int, check_tensor
+from . import projection
+
+
+class Camera:
+    """A batch of pinhole cameras in the OpenCV convention (x right, y down, z forward).
+
+    Args:
+        K: intrinsics ``[..., 3, 3]`` in pixels, ``[[fx, s, cx], [0, fy, cy], [0, 0, 1]]``.
+        world_to_cam: extrinsics ``[..., 4, 4]`` (or ``[..., 3, 4]``) acting on column vectors:
+            ``x_cam = R @ x_world + t``. Its batch dims broadcast with ``K``'s.
+        width, height: image size in pixels.
+        near, far: depth range (camera-frame z). Geometry nearer than ``near`` is clipped.
+
+    **Differentiability:** ``K`` and ``world_to_cam`` are ordinary tensors: every renderer that takes a camera
+    back-propagates into them (build ``world_to_cam`` from a quaternion or axis-angle parameter with
+    ``lumigrad.conventions`` to optimise a pose on the rotation manifold).
+
+    Lens distortion is added by the camera issue as a further field; renderers ask the camera for pixel rays
+    (:meth:`rays`) rather than reading ``K``, so distortion will reach every renderer through one place.
+
+    Example:
+        >>> cam = Camera.look_at(eye=torch.tensor([0., 0., -3.]), target=torch.zeros(3),
+        ...                      up=torch.tensor([0., 1., 0.]), fov_y=0.8, width=64, height=48)
+        >>> cam.project(torch.zeros(1, 3))[0]   # the target lands at the image centre
+        tensor([[32., 24.]])
+    """
+
+    def __init__(self, K: torch.Tensor, world_to_cam: torch.Tensor, width: int, height: int,
+                 near: float = 0.01, far: float = 1e4):
+        check_tensor(K, "K", trailing=(3, 3), floating=True, finite=True)
+        check_tensor(world_to_cam, "world_to_cam", trailing=(None, 4), floating=True, finite=True,
+                     device=K.device)
+        if world_to_cam.shape[-2] not in (3, 4):
+            raise ValueError(f"world_to_cam must have shape [..., 4, 4] or [..., 3, 4]; got {tuple(world_to_cam.shape)}")
+        if world_to_cam.shape[-2] == 3:
+            bottom = torch.zeros(world_to_cam.shape[:-2] + (1, 4), dtype=world_to_cam.dtype, device=K.device)
+            bottom[..., 0, 3] = 1
+            world_to_cam = torch.cat([world_to_cam, bottom], dim=-2)
+        check_positive_int(width, "width")
+        check_positive_int(height, "height")
+        if not (0 < float(near) < float(far)):
+            raise ValueError(f"near and far must satisfy 0 < near < far; got near={near}, far={far}")
+        if bool((K[..., 0, 0] <= 0).any()) or bool((K[..., 1, 1] <= 0).any()):
+            raise ValueError("K must have positive focal lengths fx = K[0, 0] and fy = K[1, 1]")
+        self.batch_shape = torch.broadcast_shapes(K.shape[:-2], world_to_cam.shape[:-2])
+        self.K = K
+        self.world_to_cam = world_to_cam
+        self.width = int(width)
+        self.height = int(height)
+        self.near = float(near)
+        self.far = float(far)
+
+    # ------------------------------------------------------------------------------------- constructors
+    @classmethod
+    def from_fov(cls, fov_y: float, width: int, height: int, world_to_cam: torch.Tensor, **kw) -> "Camera":
+        """Cameras with vertical field of view ``fov_y`` (radians), square pixels and a centred principal point."""
+        K = projection.K_from_fov(fov_y, width, height, dtype=world_to_cam.dtype, device=world_to_cam.device)
+        return cls(K=K, world_to_cam=world_to_cam, width=width, height=height, **kw)
+
+    @classmethod
+    def look_at(cls, eye, target, up=(0.0, 1.0, 0.0), *, fov_y: float = 0.8, width: int = 256,
+                height: int = 256, K: Optional[torch.Tensor] = None, **kw) -> "Camera":
+        """Cameras at ``eye [..., 3]`` looking at ``target [..., 3]`` with world ``up`` shown upwards."""
+        eye, target, up = (torch.as_tensor(a, dtype=torch.get_default_dtype()) if not isinstance(a, torch.Tensor)
+                           else a for a in (eye, target, up))
+        up = up.to(eye)
+        w2c = projection.look_at(eye, target.to(eye), up)
+        if K is None:
+            return cls.from_fov(fov_y, width, height, w2c, **kw)
+        return cls(K=K, world_to_cam=w2c, width=width, height=height, **kw)
+
+    # ----------------------------------------------------------------------------------------- queries
+    @property
+    def device(self) -> torch.device:
+        return self.K.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.K.dtype
+
+    def __len__(self) -> int:
+        n = 1
+        for s in self.batch_shape:
+            n *= s
+        return n
+
+    def flat(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(K [N, 3, 3], world_to_cam [N, 4, 4])`` with the batch dims flattened (N >= 1)."""
+        K = self.K.expand(self.batch_shape + (3, 3)).reshape(-1, 3, 3)
+        w2c = self.world_to_cam.expand(self.batch_shape + (4, 4)).reshape(-1, 4, 4)
+        return K, w2c
+
+    def to(self, device=None, dtype=None) -> "Camera":
+        return Camera(self.K.to(device=device, dtype=dtype), self.world_to_cam.to(device=device, dtype=dtype),
+                      self.width, self.height, self.near, self.far)
+
+    def __getitem__(self, index) -> "Camera":
+        K = self.K.expand(self.batch_shape + (3, 3))[index]
+        w2c = self.world_to_cam.expand(self.batch_shape + (4, 4))[index]
+        return Camera(K, w2c, self.width, self.height, self.near, self.far)
+
+    def transform(self, points: torch.Tensor) -> torch.Tensor:
+        """World points ``[..., P, 3]`` to the camera frame ``[..., P, 3]`` (batch dims broadcast)."""
+        return projection.transform_points(points, self.world_to_cam)
+
+    def project(self, points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """World points ``[..., P, 3]`` to pixel positions ``[..., P, 2]`` and depths ``[..., P]``."""
+        pc = self.transform(points)
+        return projection.project_points(pc, self.K), pc[..., 2]
+
+    def rays(self, uv: torch.Tensor) -> torch.Tensor:
+        """Camera-frame ray directions ``[..., 3]`` (``z = 1``) through pixel positions ``uv [..., 2]``.
+
+        ``uv``'s leading dims must be ``batch_shape`` followed by any sample dims.
+        """
+        extra = uv.dim() - 1 - len(self.batch_shape)
+        K = self.K.expand(self.batch_shape + (3, 3)).reshape(self.batch_shape + (1,) * extra + (3, 3))
+        return projection.pixel_rays(K, uv)
+
+    def __repr__(self) -> str:
+        return (f"Camera(batch_shape={tuple(self.batch_shape)}, width={self.width}, height={self.height}, "
+                f"near={self.near}, far={self.far}, device={self.device}, dtype={self.dtype})")
+

@@ -1,0 +1,146 @@
+"""Edge-finding kernel of the analytic antialias op (no autograd: it outputs integer edge records).
+
+For every pixel p and its right / lower neighbour q whose visible faces differ, it decides which face's
+silhouette edge passes between the two pixel centres, and which of the two pixels that face covers. The
+differentiable blend is then computed in PyTorch from these records (``raster/antialias.py``).
+
+Geometry is tested in the camera frame with pixel rays ``d`` (z = 1): for a face edge from ``a`` to ``b``,
+``w(d) = d . (a x b)`` is a homogeneous edge function, linear in the pixel position, exact under
+perspective and unaffected by near-plane clipping.
+"""
+
+from __future__ import annotations
+
+import warp as wp
+
+wp.set_module_options({"enable_backward": False})
+
+
+@wp.func
+def _ray(intr: wp.array2d(dtype=wp.float32), view: int, px: float, py: float):
+    y = (py - intr[view, 3]) / intr[view, 1]
+    x = (px - intr[view, 2] - intr[view, 4] * y) / intr[view, 0]
+    return wp.vec3(x, y, 1.0)
+
+
+@wp.func
+def _corner(vc: wp.array(dtype=wp.vec3), faces: wp.array2d(dtype=wp.int32), base: int, f: int, k: int):
+    return vc[base + faces[f, k % 3]]
+
+
+@wp.func
+def _covers(vc: wp.array(dtype=wp.vec3), faces: wp.array2d(dtype=wp.int32), base: int, f: int, d: wp.vec3):
+    """True if the ray ``d`` passes through face ``f`` in front of the camera."""
+    v0 = _corner(vc, faces, base, f, 0)
+    v1 = _corner(vc, faces, base, f, 1)
+    v2 = _corner(vc, faces, base, f, 2)
+    w0 = wp.dot(d, wp.cross(v0, v1))
+    w1 = wp.dot(d, wp.cross(v1, v2))
+    w2 = wp.dot(d, wp.cross(v2, v0))
+    pos = w0 > 0.0 and w1 > 0.0 and w2 > 0.0
+    neg = w0 < 0.0 and w1 < 0.0 and w2 < 0.0
+    if not (pos or neg):
+        return False
+    det = wp.dot(v0, wp.cross(v1, v2))
+    return det / (w0 + w1 + w2) > 0.0
+
+
+@wp.func
+def _facing(vc: wp.array(dtype=wp.vec3), faces: wp.array2d(dtype=wp.int32), base: int, f: int):
+    v0 = _corner(vc, faces, base, f, 0)
+    return wp.dot(v0, wp.cross(_corner(vc, faces, base, f, 1), _corner(vc, faces, base, f, 2))) > 0.0
+
+
+@wp.func
+def _exit_edge(vc: wp.array(dtype=wp.vec3), faces: wp.array2d(dtype=wp.int32), base: int, f: int,
+               d_in: wp.vec3, d_out: wp.vec3):
+    """Index of the edge of face ``f`` crossed first on the way from ray d_in (inside) to d_out; -1 if none."""
+    best = int(-1)
+    best_t = float(2.0)
+    w_sum = float(0.0)
+    for e in range(3):
+        w_sum += wp.dot(d_in, wp.cross(_corner(vc, faces, base, f, e), _corner(vc, faces, base, f, e + 1)))
+    sgn = float(1.0)
+    if w_sum < 0.0:
+        sgn = -1.0
+    for e in range(3):
+        c = wp.cross(_corner(vc, faces, base, f, e), _corner(vc, faces, base, f, e + 1))
+        wi = sgn * wp.dot(d_in, c)
+        wo = sgn * wp.dot(d_out, c)
+        if wi > 0.0 and wo <= 0.0:
+            t = wi / (wi - wo)
+            if t < best_t:
+                best_t = t
+                best = e
+    return best
+
+
+@wp.kernel
+def find_edges(
+    offset: int, end: int,
+    face_ids: wp.array(dtype=wp.int32), zbuf: wp.array(dtype=wp.float32),
+    vc: wp.array(dtype=wp.vec3), faces: wp.array2d(dtype=wp.int32), adjacency: wp.array2d(dtype=wp.int32),
+    intr: wp.array2d(dtype=wp.float32), width: int, height: int, num_verts: int,
+    codes: wp.array(dtype=wp.int32),
+):
+    """Write ``codes[2 p + dir]`` = face * 8 + edge * 2 + (1 if the neighbour is the covered pixel), or -1."""
+    p = offset + wp.tid()
+    hw = width * height
+    view = p // hw
+    pix = p - view * hw
+    y = pix // width
+    x = pix - y * width
+    base = view * num_verts
+    for direction in range(2):
+        codes[2 * p + direction] = -1
+        q = p + 1
+        qx = x + 1
+        qy = y
+        if direction == 1:
+            q = p + width
+            qx = x
+            qy = y + 1
+        if qx >= width or qy >= height:
+            continue
+        fa = face_ids[p]
+        fb = face_ids[q]
+        if fa == fb:
+            continue
+        da = _ray(intr, view, float(x) + 0.5, float(y) + 0.5)
+        db = _ray(intr, view, float(qx) + 0.5, float(qy) + 0.5)
+        f = int(-1)
+        q_in = int(0)
+        if fb < 0:
+            f = fa
+        elif fa < 0:
+            f = fb
+            q_in = 1
+        else:
+            b_in_a = _covers(vc, faces, base, fa, db)
+            a_in_b = _covers(vc, faces, base, fb, da)
+            if (not b_in_a) and a_in_b:
+                f = fa
+            elif b_in_a and (not a_in_b):
+                f = fb
+                q_in = 1
+            elif (not b_in_a) and (not a_in_b):
+                if zbuf[q] < zbuf[p]:
+                    f = fb
+                    q_in = 1
+                else:
+                    f = fa
+        if f < 0:
+            continue
+        d_in = da
+        d_out = db
+        if q_in == 1:
+            d_in = db
+            d_out = da
+        e = _exit_edge(vc, faces, base, f, d_in, d_out)
+        if e < 0:
+            continue
+        nb = adjacency[f, e]
+        if nb >= 0:
+            if _facing(vc, faces, base, nb) == _facing(vc, faces, base, f):
+                continue
+        codes[2 * p + direction] = f * 8 + e * 2 + q_in

@@ -1,0 +1,216 @@
+"""Visibility kernels of the hard rasterizer: tile binning and a per-tile depth test.
+
+These kernels only find *which* triangle covers each pixel centre (and its depth, for depth peeling). They
+produce integer ids and are not differentiated; barycentrics and depth are recomputed in differentiable
+PyTorch (``raster/rasterize.py``).
+
+Triangles come from two sources, numbered ``t`` in one range:
+
+* ``t < N*F``: face ``t % F`` of view ``t // F``, read through ``faces`` from the per-view projected
+  vertices ``proj [N*V, 3]`` = (u, v, z). Skipped when ``face_skip[t]`` is set (a vertex before the near
+  plane: such faces come clipped, in the second source, or not at all).
+* ``t >= N*F``: near-plane-clipped triangles ``extra_uvz [E*3, 3]`` with their view and face ids.
+
+Coverage uses float64 edge functions of positions snapped to 1/256 pixel with a consistent tie rule, so
+meshes are watertight: a pixel centre on a shared edge belongs to exactly one of the two triangles.
+Cost: O(triangles x tiles they overlap) to bin, O(sum over (triangle, tile) of overlapped pixels) to test.
+"""
+
+from __future__ import annotations
+
+import warp as wp
+
+TILE_SIZE = 16
+# Explicit backward passes live in PyTorch / separate kernels; skipping Warp's adjoints halves compile time.
+wp.set_module_options({"enable_backward": False})
+
+
+@wp.func
+def _tri_uvz(t: int, num_views_faces: int, num_faces: int, num_verts: int,
+             proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
+             extra_uvz: wp.array2d(dtype=wp.float64)):
+    """Return the triangle's (u, v, z) rows as a mat33d and its view index."""
+    m = wp.mat33d()
+    view = int(0)
+    if t < num_views_faces:
+        view = t // num_faces
+        f = t - view * num_faces
+        for k in range(3):
+            vi = view * num_verts + faces[f, k]
+            m[k, 0] = proj[vi, 0]
+            m[k, 1] = proj[vi, 1]
+            m[k, 2] = proj[vi, 2]
+    else:
+        e = t - num_views_faces
+        for k in range(3):
+            m[k, 0] = extra_uvz[e * 3 + k, 0]
+            m[k, 1] = extra_uvz[e * 3 + k, 1]
+            m[k, 2] = extra_uvz[e * 3 + k, 2]
+    return m
+
+
+@wp.func
+def _tri_face_view(t: int, num_views_faces: int, num_faces: int,
+                   extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32)):
+    if t < num_views_faces:
+        return t - (t // num_faces) * num_faces, t // num_faces
+    e = t - num_views_faces
+    return extra_face[e], extra_view[e]
+
+
+@wp.func
+def _signed_area2(m: wp.mat33d):
+    return (m[1, 0] - m[0, 0]) * (m[2, 1] - m[0, 1]) - (m[2, 0] - m[0, 0]) * (m[1, 1] - m[0, 1])
+
+
+@wp.kernel
+def bin_count(
+    num_views_faces: int, num_faces: int, num_verts: int,
+    proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
+    face_skip: wp.array(dtype=wp.int8), extra_uvz: wp.array2d(dtype=wp.float64),
+    extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32),
+    width: int, height: int, tiles_x: int, tiles_y: int, cull: int,
+    bbox: wp.array2d(dtype=wp.int32), counts: wp.array(dtype=wp.int32),
+):
+    """Per triangle: pixel bounding box of covered pixel centres (empty if culled) and tile counts."""
+    t = wp.tid()
+    bbox[t, 0] = 0
+    bbox[t, 1] = -1
+    bbox[t, 2] = 0
+    bbox[t, 3] = -1
+    if t < num_views_faces:
+        if face_skip[t] != wp.int8(0):
+            return
+    m = _tri_uvz(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz)
+    fv = _tri_face_view(t, num_views_faces, num_faces, extra_view, extra_face)
+    view = fv[1]
+    area2 = _signed_area2(m)
+    if area2 == wp.float64(0.0):
+        return
+    # Front faces wind counter-clockwise in a y-up view, i.e. negative area in pixel coordinates (y down).
+    if cull == 1 and area2 > wp.float64(0.0):
+        return
+    if cull == 2 and area2 < wp.float64(0.0):
+        return
+    umin = wp.min(m[0, 0], wp.min(m[1, 0], m[2, 0]))
+    umax = wp.max(m[0, 0], wp.max(m[1, 0], m[2, 0]))
+    vmin = wp.min(m[0, 1], wp.min(m[1, 1], m[2, 1]))
+    vmax = wp.max(m[0, 1], wp.max(m[1, 1], m[2, 1]))
+    half = wp.float64(0.5)
+    # Pixel j is a candidate when its centre j + 0.5 lies in [umin, umax].
+    x0 = wp.max(wp.float64(0.0), wp.ceil(umin - half))
+    x1 = wp.min(wp.float64(width - 1), wp.floor(umax - half))
+    y0 = wp.max(wp.float64(0.0), wp.ceil(vmin - half))
+    y1 = wp.min(wp.float64(height - 1), wp.floor(vmax - half))
+    if x0 > x1 or y0 > y1:
+        return
+    ix0 = int(x0)
+    ix1 = int(x1)
+    iy0 = int(y0)
+    iy1 = int(y1)
+    bbox[t, 0] = ix0
+    bbox[t, 1] = ix1
+    bbox[t, 2] = iy0
+    bbox[t, 3] = iy1
+    base = view * tiles_x * tiles_y
+    for ty in range(iy0 // TILE_SIZE, iy1 // TILE_SIZE + 1):
+        for tx in range(ix0 // TILE_SIZE, ix1 // TILE_SIZE + 1):
+            wp.atomic_add(counts, base + ty * tiles_x + tx, 1)
+
+
+@wp.kernel
+def bin_fill(
+    num_views_faces: int, num_faces: int,
+    extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32),
+    tiles_x: int, tiles_y: int,
+    bbox: wp.array2d(dtype=wp.int32), cursor: wp.array(dtype=wp.int32), tile_list: wp.array(dtype=wp.int32),
+):
+    """Append each triangle to the list of every tile its bounding box overlaps."""
+    t = wp.tid()
+    if bbox[t, 1] < bbox[t, 0]:
+        return
+    fv = _tri_face_view(t, num_views_faces, num_faces, extra_view, extra_face)
+    base = fv[1] * tiles_x * tiles_y
+    for ty in range(bbox[t, 2] // TILE_SIZE, bbox[t, 3] // TILE_SIZE + 1):
+        for tx in range(bbox[t, 0] // TILE_SIZE, bbox[t, 1] // TILE_SIZE + 1):
+            slot = wp.atomic_add(cursor, base + ty * tiles_x + tx, 1)
+            tile_list[slot] = t
+
+
+@wp.func
+def _edge_owns(ex: wp.float64, ey: wp.float64):
+    """Tie rule for a pixel centre exactly on an edge of a positively oriented triangle."""
+    return ey > wp.float64(0.0) or (ey == wp.float64(0.0) and ex < wp.float64(0.0))
+
+
+@wp.kernel
+def raster_tiles(
+    offset: int, end: int,
+    num_views_faces: int, num_faces: int, num_verts: int,
+    proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
+    extra_uvz: wp.array2d(dtype=wp.float64),
+    extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32),
+    bbox: wp.array2d(dtype=wp.int32), tile_offsets: wp.array(dtype=wp.int32), tile_list: wp.array(dtype=wp.int32),
+    width: int, height: int, tiles_x: int, tiles_y: int, near: float, far: float,
+    use_prev: int, prev_face: wp.array(dtype=wp.int32), prev_depth: wp.array(dtype=wp.float32),
+    out_face: wp.array(dtype=wp.int32), out_depth: wp.array(dtype=wp.float32),
+):
+    """Per (view, tile): nearest triangle at every pixel centre, optionally behind a previous layer."""
+    g = offset + wp.tid()
+    tiles = tiles_x * tiles_y
+    view = g // tiles
+    tile = g - view * tiles
+    px0 = (tile - (tile // tiles_x) * tiles_x) * TILE_SIZE
+    py0 = (tile // tiles_x) * TILE_SIZE
+    px1 = wp.min(px0 + TILE_SIZE, width) - 1
+    py1 = wp.min(py0 + TILE_SIZE, height) - 1
+    img = view * width * height
+    for y in range(py0, py1 + 1):
+        for x in range(px0, px1 + 1):
+            out_face[img + y * width + x] = -1
+            out_depth[img + y * width + x] = wp.inf
+    near_lo = wp.float32(near) * wp.float32(0.99999)
+    for k in range(tile_offsets[g], tile_offsets[g + 1]):
+        t = tile_list[k]
+        m = _tri_uvz(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz)
+        fv = _tri_face_view(t, num_views_faces, num_faces, extra_view, extra_face)
+        face = fv[0]
+        area2 = _signed_area2(m)
+        s = wp.float64(1.0)
+        if area2 < wp.float64(0.0):
+            s = wp.float64(-1.0)
+        inv_area = wp.float64(1.0) / (s * area2)
+        x0 = wp.max(bbox[t, 0], px0)
+        x1 = wp.min(bbox[t, 1], px1)
+        y0 = wp.max(bbox[t, 2], py0)
+        y1 = wp.min(bbox[t, 3], py1)
+        for y in range(y0, y1 + 1):
+            pv = wp.float64(y) + wp.float64(0.5)
+            for x in range(x0, x1 + 1):
+                pu = wp.float64(x) + wp.float64(0.5)
+                inside = True
+                lam = wp.vec3d()
+                for i in range(3):
+                    j = (i + 1) % 3
+                    ex = s * (m[j, 0] - m[i, 0])
+                    ey = s * (m[j, 1] - m[i, 1])
+                    w = ex * (pv - m[i, 1]) - ey * (pu - m[i, 0])
+                    if w < wp.float64(0.0) or (w == wp.float64(0.0) and not _edge_owns(ex, ey)):
+                        inside = False
+                    lam[(i + 2) % 3] = w * inv_area
+                if inside:
+                    inv_z = lam[0] / m[0, 2] + lam[1] / m[1, 2] + lam[2] / m[2, 2]
+                    depth = wp.float32(wp.float64(1.0) / inv_z)
+                    if depth >= near_lo and depth <= far:
+                        p = img + y * width + x
+                        ok = True
+                        if use_prev != 0:
+                            pd = prev_depth[p]
+                            pf = prev_face[p]
+                            if pf < 0 or depth < pd or (depth == pd and face <= pf):
+                                ok = False
+                        if ok:
+                            cd = out_depth[p]
+                            if depth < cd or (depth == cd and face < out_face[p]):
+                                out_depth[p] = depth
+                                out_face[p] = face

@@ -1,0 +1,83 @@
+"""Torch-facing wrapper of the raster visibility kernels (no autograd: the outputs are ids and depths)."""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+from . import raster_kernels as rk
+from ._runtime import as_warp, ensure_init, launch, launch_split
+
+CULL_MODES = {"none": 0, "back": 1, "front": 2}
+
+
+@torch.no_grad()
+def find_visible(
+    proj: torch.Tensor,
+    faces: torch.Tensor,
+    face_skip: torch.Tensor,
+    extra_uvz: torch.Tensor,
+    extra_view: torch.Tensor,
+    extra_face: torch.Tensor,
+    width: int,
+    height: int,
+    near: float,
+    far: float,
+    cull: str = "none",
+    prev: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Return the nearest face id ``[N, H, W]`` int32 (-1 where empty) and its depth ``[N, H, W]`` float32.
+
+    Args:
+        proj: projected vertices ``[N, V, 3]`` float64 as (u, v, z): pixel coordinates and camera depth.
+        faces: ``[F, 3]`` int32, validated by the caller.
+        face_skip: ``[N*F]`` int8, non-zero for faces that must not be drawn from ``proj``.
+        extra_uvz: ``[E, 3, 3]`` float64 near-clipped triangles as (u, v, z) rows.
+        extra_view, extra_face: ``[E]`` int32 view and face of each clipped triangle.
+        prev: a previous layer's (face ids, depths); only fragments behind it are kept (depth peeling).
+    """
+    ensure_init()
+    device = proj.device
+    N, V, _ = proj.shape
+    F = faces.shape[0]
+    E = extra_uvz.shape[0]
+    T = N * F + E
+    tiles_x = (width + rk.TILE_SIZE - 1) // rk.TILE_SIZE
+    tiles_y = (height + rk.TILE_SIZE - 1) // rk.TILE_SIZE
+    num_tiles = N * tiles_x * tiles_y
+
+    proj_w = as_warp(proj.reshape(N * V, 3))
+    faces_w = as_warp(faces)
+    extra_w = as_warp(extra_uvz.reshape(E * 3, 3) if E else torch.zeros(1, 3, dtype=torch.float64, device=device))
+    ev = extra_view if E else torch.zeros(1, dtype=torch.int32, device=device)
+    ef = extra_face if E else torch.zeros(1, dtype=torch.int32, device=device)
+    ev_w, ef_w = as_warp(ev), as_warp(ef)
+
+    bbox = torch.empty(T, 4, dtype=torch.int32, device=device)
+    counts = torch.zeros(num_tiles, dtype=torch.int32, device=device)
+    bbox_w = as_warp(bbox)
+    launch(rk.bin_count, T, [N * F, F, V, proj_w, faces_w, as_warp(face_skip), extra_w, ev_w, ef_w,
+                             width, height, tiles_x, tiles_y, CULL_MODES[cull], bbox_w, as_warp(counts)], device)
+    offsets = torch.zeros(num_tiles + 1, dtype=torch.int32, device=device)
+    torch.cumsum(counts, 0, out=offsets[1:])
+    total = int(offsets[-1])
+    tile_list = torch.empty(max(total, 1), dtype=torch.int32, device=device)
+    cursor = offsets[:-1].clone()
+    launch(rk.bin_fill, T, [N * F, F, ev_w, ef_w, tiles_x, tiles_y, bbox_w, as_warp(cursor), as_warp(tile_list)],
+           device)
+
+    out_face = torch.empty(N * height * width, dtype=torch.int32, device=device)
+    out_depth = torch.empty(N * height * width, dtype=torch.float32, device=device)
+    if prev is None:
+        prev_face, prev_depth, use_prev = out_face[:1], out_depth[:1], 0
+    else:
+        prev_face, prev_depth, use_prev = prev[0].reshape(-1).contiguous(), prev[1].reshape(-1).contiguous(), 1
+    launch_split(
+        rk.raster_tiles, num_tiles,
+        [N * F, F, V, proj_w, faces_w, extra_w, ev_w, ef_w, bbox_w, as_warp(offsets), as_warp(tile_list),
+         width, height, tiles_x, tiles_y, float(near), float(far), use_prev,
+         as_warp(prev_face), as_warp(prev_depth), as_warp(out_face), as_warp(out_depth)],
+        device,
+    )
+    return out_face.view(N, height, width), out_depth.view(N, height, width)

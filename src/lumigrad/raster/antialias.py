@@ -1,0 +1,118 @@
+"""Analytic antialiasing of silhouette and occlusion edges: the source of visibility gradients.
+
+Method (after Laine et al. 2020, "Modular Primitives for High-Performance Differentiable Rendering"): for
+every pair of horizontally or vertically adjacent pixels whose visible faces differ, a kernel finds the
+silhouette edge of the front face that passes between the two pixel centres (against the background or
+against another surface behind it). PyTorch then computes where the edge crosses the segment between the
+centres, ``t`` in [0, 1] measured from the covered pixel, and treats each pixel as a unit-wide box along
+that segment: if the face reaches past the midpoint (``t > 1/2``) the other pixel takes on ``t - 1/2`` of the
+covered pixel's colour, otherwise the covered pixel takes on ``1/2 - t`` of the other's. The result is
+continuous in the edge position, so its derivative w.r.t. the edge's vertices (and the camera) is the
+visibility gradient that plain rasterization lacks.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .._checks import check_tensor
+from ..cameras.camera import Camera
+from ..cameras.projection import rays_at_pixels
+from ..kernels.edges import find_silhouette_edges
+from .fragments import Fragments
+from .rasterize import prepare_mesh
+from .topology import edge_adjacency
+
+
+def antialias(
+    color: torch.Tensor,
+    frags: Fragments,
+    verts: torch.Tensor,
+    faces: torch.Tensor,
+    camera: Camera,
+) -> torch.Tensor:
+    """Blend colours across silhouette edges by their analytic sub-pixel position.
+
+    Args:
+        color: ``[..., H, W, C]`` shaded image (any channels), usually computed from ``frags``.
+        frags: the :func:`lumigrad.rasterize` output that ``color`` was computed from.
+        verts, faces, camera: the same geometry and camera that were rasterized.
+
+    Returns:
+        ``[..., H, W, C]`` antialiased image. Pixels away from silhouettes are unchanged.
+
+    Silhouette edges are mesh boundary edges, non-manifold edges, and edges between a face seen from the
+    front and one seen from the back in that view; edges between two front faces (a continuous surface)
+    are left alone. Both kinds of visibility edge are handled: a surface against the background, and a
+    surface in front of another surface (of the same or another mesh).
+
+    **Differentiability:** w.r.t. ``color`` (linear), and w.r.t. ``verts`` and the camera's ``K`` and
+    ``world_to_cam`` through the edge crossing positions: moving a silhouette by a fraction of a pixel
+    changes the output continuously, giving gradients that agree with finite differences of the output.
+    Interpenetrating surfaces (intersection lines) get no visibility gradient.
+
+    Example: a vertical silhouette at ``u = 3.75`` between a white pixel (column 3, centre 3.5, covered) and
+    a black one (column 4, centre 4.5) gives ``t = 0.25``, so the white pixel becomes
+    ``1 - (0.5 - 0.25) = 0.75`` and the black one stays 0.
+    """
+    if not isinstance(frags, Fragments):
+        raise TypeError(f"frags must be lumigrad Fragments from rasterize(); got {type(frags).__name__}")
+    mesh = prepare_mesh(verts, faces, camera)
+    check_tensor(color, "color", trailing=(None, None, None), floating=True, device=verts.device)
+    H, W = frags.height, frags.width
+    if (camera.height, camera.width) != (H, W):
+        raise ValueError(f"frags are {H}x{W} but camera is {camera.height}x{camera.width}")
+    if color.shape[:-1] != frags.face_ids.shape:
+        raise ValueError(f"color must have shape {tuple(frags.face_ids.shape) + ('C',)}; got {tuple(color.shape)}")
+    if frags.batch_shape != mesh.batch_shape:
+        raise ValueError(f"frags have batch dims {tuple(frags.batch_shape)} but verts/camera give "
+                         f"{tuple(mesh.batch_shape)}")
+    N = mesh.num_views
+    C = color.shape[-1]
+    adjacency = edge_adjacency(faces, verts.shape[-2])
+    verts_cam = mesh.verts_cam()
+    codes = find_silhouette_edges(frags.face_ids.reshape(N, H, W), frags.zbuf.reshape(N, H, W), verts_cam,
+                                  mesh.faces_i32, adjacency, mesh.K)
+    flat = color.reshape(-1, C)
+    rows, direction = (codes >= 0).nonzero(as_tuple=True)
+    if rows.numel() == 0:
+        return color
+    code = codes[rows, direction].long()
+    face = code >> 3
+    edge = (code >> 1) & 3
+    q_in = (code & 1).bool()
+    neighbour = rows + torch.where(direction == 0, 1, W)
+    p_in = torch.where(q_in, neighbour, rows)
+    p_out = torch.where(q_in, rows, neighbour)
+    t = edge_crossing(mesh, verts_cam, face, edge, p_in, p_out)
+    c_in = flat[p_in]
+    c_out = flat[p_out]
+    reach_out = (t - 0.5).clamp_min(0)[:, None]  # the face spills into the uncovered pixel
+    reach_in = (0.5 - t).clamp_min(0)[:, None]  # the uncovered side spills into the covered pixel
+    delta = torch.zeros_like(flat)
+    delta = delta.index_add(0, p_out, reach_out.to(flat.dtype) * (c_in - c_out))
+    delta = delta.index_add(0, p_in, reach_in.to(flat.dtype) * (c_out - c_in))
+    return (flat + delta).reshape(color.shape)
+
+
+def edge_crossing(mesh, verts_cam, face, edge, p_in, p_out) -> torch.Tensor:
+    """Position ``t`` in [0, 1] where edge ``edge`` of ``face`` crosses the segment from pixel ``p_in``'s
+    centre to ``p_out``'s: ``t = w_in / (w_in - w_out)`` with ``w(d) = d . (a x b)`` for the edge's
+    camera-frame endpoints ``a``, ``b`` and pixel rays ``d``. Differentiable in the vertices and the camera.
+    """
+    H, W = mesh.camera.height, mesh.camera.width
+    V = verts_cam.shape[1]
+    view = p_in // (H * W)
+    d_in = rays_at_pixels(mesh.K, p_in, H, W)
+    d_out = rays_at_pixels(mesh.K, p_out, H, W)
+    corner_a = mesh.faces[face, edge]
+    corner_b = mesh.faces[face, (edge + 1) % 3]
+    flat = verts_cam.reshape(-1, 3)
+    a = flat[view * V + corner_a]
+    b = flat[view * V + corner_b]
+    n = torch.linalg.cross(a, b)
+    w_in = (d_in * n).sum(-1)
+    w_out = (d_out * n).sum(-1)
+    denom = w_in - w_out
+    denom = torch.where(denom.abs() > 0, denom, torch.ones_like(denom))
+    return (w_in / denom).clamp(0, 1)

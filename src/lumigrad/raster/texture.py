@@ -1,0 +1,183 @@
+"""Texture sampling: nearest, bilinear and trilinear (mipmapped) filtering with repeat / clamp / mirror wrap."""
+
+from __future__ import annotations
+
+from typing import List, Literal, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .._checks import check_choice, check_tensor
+
+WRAP_MODES = ("repeat", "clamp", "mirror")
+FILTERS = ("auto", "nearest", "bilinear", "trilinear")
+
+
+def build_mipmaps(tex: torch.Tensor, max_levels: Optional[int] = None) -> List[torch.Tensor]:
+    """Return the mip pyramid ``[tex, tex/2, ..., 1x1]`` of ``tex [..., H, W, C]`` by 2x2 box filtering.
+
+    Odd sizes round up (the last row / column is averaged with what exists). Differentiable in ``tex``.
+    """
+    levels = [tex]
+    while (max_levels is None or len(levels) < max_levels) and max(levels[-1].shape[-3:-1]) > 1:
+        t = levels[-1]
+        lead = t.shape[:-3]
+        h, w, c = t.shape[-3:]
+        x = t.reshape(-1, h, w, c).permute(0, 3, 1, 2)
+        x = F.avg_pool2d(x, kernel_size=2, stride=2, ceil_mode=True)
+        levels.append(x.permute(0, 2, 3, 1).reshape(lead + x.shape[-2:] + (c,)))
+    return levels
+
+
+def texture(
+    tex: torch.Tensor,
+    uv: torch.Tensor,
+    *,
+    uv_derivs: Optional[torch.Tensor] = None,
+    filter: Literal["auto", "nearest", "bilinear", "trilinear"] = "auto",
+    wrap: Literal["repeat", "clamp", "mirror"] = "repeat",
+    mipmaps: Optional[Sequence[torch.Tensor]] = None,
+    max_mip_level: Optional[int] = None,
+    lod_bias: float = 0.0,
+) -> torch.Tensor:
+    """Sample a texture at texture coordinates.
+
+    Args:
+        tex: ``[Ht, Wt, C]`` texture shared by all samples, or ``[..., Ht, Wt, C]`` with the leading dims of
+            ``uv`` (one texture per view / mesh).
+        uv: ``[..., H, W, 2]`` texture coordinates; ``(0, 0)`` is the top-left corner of the texture, texel
+            (i, j) has its centre at ``((j + 0.5) / Wt, (i + 0.5) / Ht)``.
+        uv_derivs: ``[..., H, W, 2, 2]`` screen-space derivatives ``d uv / d(pixel u, pixel v)``, as returned
+            by :func:`lumigrad.interpolate` with ``return_derivatives=True``; they select the mip level.
+        filter: ``"nearest"``, ``"bilinear"``, ``"trilinear"`` (bilinear in the two nearest mip levels, blended
+            by the level of detail), or ``"auto"``: trilinear when ``uv_derivs`` is given, else bilinear.
+        wrap: what happens outside [0, 1]: ``"repeat"`` tiles, ``"clamp"`` extends the edge texels,
+            ``"mirror"`` reflects.
+        mipmaps: a prebuilt pyramid from :func:`build_mipmaps` (saves rebuilding it every call when the
+            texture is constant); built from ``tex`` when omitted.
+        max_mip_level: the coarsest level used (0 = full resolution only).
+        lod_bias: added to the level of detail ``lod = log2(max(|d uv/dx|, |d uv/dy|) in texels)``.
+
+    Returns:
+        ``[..., H, W, C]`` filtered texture values.
+
+    **Differentiability:** w.r.t. ``tex`` (every texel that contributes gets its filter weight) and w.r.t.
+    ``uv`` (through the bilinear weights; piecewise-linear, continuous across texel and wrap boundaries);
+    with trilinear filtering also w.r.t. ``uv_derivs`` through the level-of-detail blend. ``"nearest"`` gives
+    no gradient to ``uv``.
+
+    Example: a 1x2 texture ``[[0], [1]]`` (Ht=1, Wt=2) sampled at ``u = 0.5`` (between the texel centres
+    0.25 and 0.75) gives 0.5 bilinearly.
+    """
+    check_choice(filter, "filter", FILTERS)
+    check_choice(wrap, "wrap", WRAP_MODES)
+    check_tensor(uv, "uv", trailing=(None, None, 2), floating=True, finite=True)
+    check_tensor(tex, "tex", trailing=(None, None, None), floating=True, finite=True, device=uv.device)
+    if tex.shape[-3] == 0 or tex.shape[-2] == 0:
+        raise ValueError(f"tex must have at least one texel; got shape {tuple(tex.shape)}")
+    sample_batch = uv.shape[:-3]
+    if tex.dim() > 3 and tex.shape[:-3] != sample_batch:
+        raise ValueError(f"tex has batch dims {tuple(tex.shape[:-3])} but uv has {tuple(sample_batch)}; give one "
+                         "[Ht, Wt, C] texture or one per batch entry")
+    if filter == "auto":
+        filter = "trilinear" if uv_derivs is not None else "bilinear"
+    if filter == "trilinear" and uv_derivs is None:
+        raise ValueError("filter='trilinear' needs uv_derivs (interpolate(..., return_derivatives=True))")
+    if uv_derivs is not None:
+        check_tensor(uv_derivs, "uv_derivs", trailing=(None, None, 2, 2), floating=True, finite=True,
+                     device=uv.device)
+        if uv_derivs.shape[:-2] != uv.shape[:-1]:
+            raise ValueError(f"uv_derivs must have shape {tuple(uv.shape[:-1]) + (2, 2)}; got {tuple(uv_derivs.shape)}")
+
+    out_shape = uv.shape[:-1] + (tex.shape[-1],)
+    per_sample = uv.shape[-3] * uv.shape[-2]
+    flat_uv = uv.reshape(-1, 2)
+    num_tex = 1 if tex.dim() == 3 else int(torch.tensor(tex.shape[:-3]).prod())
+    owner = None if tex.dim() == 3 else torch.arange(flat_uv.shape[0], device=uv.device) // per_sample
+
+    if filter in ("nearest", "bilinear"):
+        level = _Level.of(tex.reshape(num_tex, *tex.shape[-3:]))
+        out = level.sample(flat_uv, owner, wrap, nearest=(filter == "nearest"))
+        return out.reshape(out_shape)
+
+    levels = list(mipmaps) if mipmaps is not None else build_mipmaps(tex)
+    if max_mip_level is not None:
+        levels = levels[: max(1, max_mip_level + 1)]
+    levels = [_Level.of(t.reshape(num_tex, *t.shape[-3:])) for t in levels]
+    lod = _level_of_detail(uv_derivs.reshape(-1, 2, 2), tex.shape[-3], tex.shape[-2]) + lod_bias
+    lod = lod.clamp(0, len(levels) - 1)
+    lo = lod.detach().floor().long().clamp(max=len(levels) - 1)
+    frac = (lod - lo.to(lod.dtype))[:, None]
+    table = _Level.stack(levels)
+    fine = table.sample_levels(flat_uv, owner, lo, wrap)
+    coarse = table.sample_levels(flat_uv, owner, (lo + 1).clamp(max=len(levels) - 1), wrap)
+    return (fine * (1 - frac) + coarse * frac).reshape(out_shape)
+
+
+def _level_of_detail(duv: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``log2`` of the larger screen-space footprint in texels; ``duv [S, 2 (u, v), 2 (d/dx, d/dy)]``."""
+    scale = torch.tensor([width, height], dtype=duv.dtype, device=duv.device)[:, None]
+    d = duv * scale
+    rho2 = torch.maximum((d[..., 0] ** 2).sum(-1), (d[..., 1] ** 2).sum(-1))
+    return 0.5 * torch.log2(rho2.clamp_min(1e-20))
+
+
+def _wrap_index(i: torch.Tensor, size, wrap: str) -> torch.Tensor:
+    if wrap == "repeat":
+        return torch.remainder(i, size)
+    if wrap == "clamp":
+        return torch.minimum(i.clamp_min(0), size - 1) if isinstance(size, torch.Tensor) else i.clamp(0, size - 1)
+    m = torch.remainder(i, 2 * size)
+    return torch.where(m < size, m, 2 * size - 1 - m)
+
+
+class _Level:
+    """One or several mip levels flattened into one texel table with per-level offsets and sizes."""
+
+    def __init__(self, table, heights, widths, offsets, count):
+        self.table, self.heights, self.widths, self.offsets, self.count = table, heights, widths, offsets, count
+
+    @staticmethod
+    def of(tex: torch.Tensor) -> "_Level":  # tex [Nt, H, W, C]
+        nt, h, w, c = tex.shape
+        dev = tex.device
+        return _Level(tex.reshape(-1, c), torch.tensor([h], device=dev), torch.tensor([w], device=dev),
+                      torch.tensor([0], device=dev), nt)
+
+    @staticmethod
+    def stack(levels: Sequence["_Level"]) -> "_Level":
+        sizes = [int(lv.table.shape[0]) for lv in levels]
+        offsets = torch.tensor([0] + sizes[:-1], device=levels[0].table.device).cumsum(0)
+        return _Level(torch.cat([lv.table for lv in levels]), torch.cat([lv.heights for lv in levels]),
+                      torch.cat([lv.widths for lv in levels]), offsets, levels[0].count)
+
+    def sample(self, uv, owner, wrap, nearest=False):
+        level = torch.zeros(uv.shape[0], dtype=torch.long, device=uv.device)
+        return self.sample_levels(uv, owner, level, wrap, nearest=nearest, single=True)
+
+    def sample_levels(self, uv, owner, level, wrap, nearest=False, single=False):
+        if single:
+            h, w, base = int(self.heights[0]), int(self.widths[0]), int(self.offsets[0])
+        else:
+            h, w, base = self.heights[level], self.widths[level], self.offsets[level]
+        if owner is not None:
+            base = base + owner * (h * w)
+        x = uv[:, 0] * w
+        y = uv[:, 1] * h
+        if nearest:
+            ix = _wrap_index(x.detach().floor().long(), w, wrap)
+            iy = _wrap_index(y.detach().floor().long(), h, wrap)
+            return self.table.index_select(0, base + iy * w + ix)
+        x = x - 0.5
+        y = y - 0.5
+        x0 = x.detach().floor()
+        y0 = y.detach().floor()
+        fx = (x - x0)[:, None]
+        fy = (y - y0)[:, None]
+        ix0, iy0 = x0.long(), y0.long()
+        cols = (_wrap_index(ix0, w, wrap), _wrap_index(ix0 + 1, w, wrap))
+        rows = (_wrap_index(iy0, h, wrap) * w + base, _wrap_index(iy0 + 1, h, wrap) * w + base)
+        t = self.table
+        top = t.index_select(0, rows[0] + cols[0]) * (1 - fx) + t.index_select(0, rows[0] + cols[1]) * fx
+        bottom = t.index_select(0, rows[1] + cols[0]) * (1 - fx) + t.index_select(0, rows[1] + cols[1]) * fx
+        return top * (1 - fy) + bottom * fy
