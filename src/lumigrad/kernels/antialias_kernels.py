@@ -15,21 +15,23 @@ import warp as wp
 
 wp.set_module_options({"enable_backward": False})
 
-
-@wp.func
-def _ray(intr: wp.array2d(dtype=wp.float32), view: int, px: float, py: float):
-    y = (py - intr[view, 3]) / intr[view, 1]
-    x = (px - intr[view, 2] - intr[view, 4] * y) / intr[view, 0]
-    return wp.vec3(x, y, 1.0)
+MAX_WALK = 8  # faces crossed between two pixel centres before giving up
 
 
 @wp.func
-def _corner(vc: wp.array(dtype=wp.vec3), faces: wp.array2d(dtype=wp.int32), base: int, f: int, k: int):
+def _ray(intr: wp.array2d(dtype=wp.float64), view: int, px: float, py: float):
+    y = (wp.float64(py) - intr[view, 3]) / intr[view, 1]
+    x = (wp.float64(px) - intr[view, 2] - intr[view, 4] * y) / intr[view, 0]
+    return wp.vec3d(x, y, wp.float64(1.0))
+
+
+@wp.func
+def _corner(vc: wp.array(dtype=wp.vec3d), faces: wp.array2d(dtype=wp.int32), base: int, f: int, k: int):
     return vc[base + faces[f, k % 3]]
 
 
 @wp.func
-def _covers(vc: wp.array(dtype=wp.vec3), faces: wp.array2d(dtype=wp.int32), base: int, f: int, d: wp.vec3):
+def _covers(vc: wp.array(dtype=wp.vec3d), faces: wp.array2d(dtype=wp.int32), base: int, f: int, d: wp.vec3d):
     """True if the ray ``d`` passes through face ``f`` in front of the camera."""
     v0 = _corner(vc, faces, base, f, 0)
     v1 = _corner(vc, faces, base, f, 1)
@@ -37,37 +39,43 @@ def _covers(vc: wp.array(dtype=wp.vec3), faces: wp.array2d(dtype=wp.int32), base
     w0 = wp.dot(d, wp.cross(v0, v1))
     w1 = wp.dot(d, wp.cross(v1, v2))
     w2 = wp.dot(d, wp.cross(v2, v0))
-    pos = w0 > 0.0 and w1 > 0.0 and w2 > 0.0
-    neg = w0 < 0.0 and w1 < 0.0 and w2 < 0.0
+    zero = wp.float64(0.0)
+    pos = w0 > zero and w1 > zero and w2 > zero
+    neg = w0 < zero and w1 < zero and w2 < zero
     if not (pos or neg):
         return False
     det = wp.dot(v0, wp.cross(v1, v2))
-    return det / (w0 + w1 + w2) > 0.0
+    return det / (w0 + w1 + w2) > zero
 
 
 @wp.func
-def _facing(vc: wp.array(dtype=wp.vec3), faces: wp.array2d(dtype=wp.int32), base: int, f: int):
+def _facing(vc: wp.array(dtype=wp.vec3d), faces: wp.array2d(dtype=wp.int32), base: int, f: int):
     v0 = _corner(vc, faces, base, f, 0)
-    return wp.dot(v0, wp.cross(_corner(vc, faces, base, f, 1), _corner(vc, faces, base, f, 2))) > 0.0
+    return wp.dot(v0, wp.cross(_corner(vc, faces, base, f, 1), _corner(vc, faces, base, f, 2))) > wp.float64(0.0)
 
 
 @wp.func
-def _exit_edge(vc: wp.array(dtype=wp.vec3), faces: wp.array2d(dtype=wp.int32), base: int, f: int,
-               d_in: wp.vec3, d_out: wp.vec3):
-    """Index of the edge of face ``f`` crossed first on the way from ray d_in (inside) to d_out; -1 if none."""
+def _exit_edge(vc: wp.array(dtype=wp.vec3d), faces: wp.array2d(dtype=wp.int32), base: int, f: int,
+               d_in: wp.vec3d, d_out: wp.vec3d):
+    """Edge of face ``f`` through which the segment from ray d_in to d_out leaves the face; -1 if none.
+
+    Leaving edges are those whose edge function is positive (inside) at d_in and decreases towards d_out;
+    the first crossing among them is where the segment leaves. A crossing just beyond d_out (float32
+    rounding disagreeing with the rasterizer's exact test) still counts, and is clamped to the pixel centre.
+    """
     best = int(-1)
-    best_t = float(2.0)
-    w_sum = float(0.0)
+    best_t = wp.float64(1e30)
+    w_sum = wp.float64(0.0)
     for e in range(3):
         w_sum += wp.dot(d_in, wp.cross(_corner(vc, faces, base, f, e), _corner(vc, faces, base, f, e + 1)))
-    sgn = float(1.0)
-    if w_sum < 0.0:
-        sgn = -1.0
+    sgn = wp.float64(1.0)
+    if w_sum < wp.float64(0.0):
+        sgn = wp.float64(-1.0)
     for e in range(3):
         c = wp.cross(_corner(vc, faces, base, f, e), _corner(vc, faces, base, f, e + 1))
         wi = sgn * wp.dot(d_in, c)
         wo = sgn * wp.dot(d_out, c)
-        if wi > 0.0 and wo <= 0.0:
+        if wi > wp.float64(0.0) and wo < wi:
             t = wi / (wi - wo)
             if t < best_t:
                 best_t = t
@@ -75,12 +83,23 @@ def _exit_edge(vc: wp.array(dtype=wp.vec3), faces: wp.array2d(dtype=wp.int32), b
     return best
 
 
+@wp.func
+def _mostly_vertical(vc: wp.array(dtype=wp.vec3d), faces: wp.array2d(dtype=wp.int32), base: int, f: int, e: int,
+                     intr: wp.array2d(dtype=wp.float64), view: int):
+    """True if the projected edge is closer to vertical, i.e. its normal (dw/du, dw/dv) closer to horizontal."""
+    c = wp.cross(_corner(vc, faces, base, f, e), _corner(vc, faces, base, f, e + 1))
+    fx = intr[view, 0]
+    dw_du = c[0] / fx
+    dw_dv = c[1] / intr[view, 1] - intr[view, 4] * c[0] / (fx * intr[view, 1])
+    return wp.abs(dw_du) >= wp.abs(dw_dv)
+
+
 @wp.kernel
 def find_edges(
     offset: int, end: int,
     face_ids: wp.array(dtype=wp.int32), zbuf: wp.array(dtype=wp.float32),
-    vc: wp.array(dtype=wp.vec3), faces: wp.array2d(dtype=wp.int32), adjacency: wp.array2d(dtype=wp.int32),
-    intr: wp.array2d(dtype=wp.float32), width: int, height: int, num_verts: int,
+    vc: wp.array(dtype=wp.vec3d), faces: wp.array2d(dtype=wp.int32), adjacency: wp.array2d(dtype=wp.int32),
+    intr: wp.array2d(dtype=wp.float64), width: int, height: int, num_verts: int,
     codes: wp.array(dtype=wp.int32),
 ):
     """Write ``codes[2 p + dir]`` = face * 8 + edge * 2 + (1 if the neighbour is the covered pixel), or -1."""
@@ -136,11 +155,34 @@ def find_edges(
         if q_in == 1:
             d_in = db
             d_out = da
-        e = _exit_edge(vc, faces, base, f, d_in, d_out)
-        if e < 0:
+        # Walk from the covering face across non-silhouette edges (a continuous surface of faces smaller
+        # than a pixel) until the segment leaves the surface through a silhouette edge.
+        f_other = fb
+        if q_in == 1:
+            f_other = fa
+        cur = int(f)
+        e = int(-1)
+        state = int(0)  # 0 walking, 1 found a silhouette edge, 2 gave up
+        for step in range(MAX_WALK):
+            if state == 0:
+                e = _exit_edge(vc, faces, base, cur, d_in, d_out)
+                if e < 0:
+                    state = 2
+                else:
+                    nb = adjacency[cur, e]
+                    if nb < 0:
+                        state = 1
+                    elif _facing(vc, faces, base, nb) != _facing(vc, faces, base, cur):
+                        state = 1
+                    elif nb == f_other:
+                        state = 2
+                    else:
+                        cur = nb
+        f = cur
+        if state != 1:
             continue
-        nb = adjacency[f, e]
-        if nb >= 0:
-            if _facing(vc, faces, base, nb) == _facing(vc, faces, base, f):
-                continue
+        # Each edge is blended along one axis only, the one closer to its screen-space normal, so a pixel
+        # is never blended twice for one edge and the output stays continuous as the edge moves.
+        if _mostly_vertical(vc, faces, base, f, e, intr, view) != (direction == 0):
+            continue
         codes[2 * p + direction] = f * 8 + e * 2 + q_in

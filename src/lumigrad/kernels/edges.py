@@ -27,13 +27,13 @@ def find_silhouette_edges(face_ids: torch.Tensor, zbuf: torch.Tensor, verts_cam:
     N, H, W = face_ids.shape
     V = verts_cam.shape[1]
     device = face_ids.device
-    intr = torch.stack([K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 0, 1]], -1).float().contiguous()
-    vc = verts_cam.detach().float().reshape(-1, 3).contiguous()
+    intr = torch.stack([K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 0, 1]], -1).double().contiguous()
+    vc = verts_cam.detach().double().reshape(-1, 3).contiguous()
     codes = torch.empty(N * H * W * 2, dtype=torch.int32, device=device)
     launch_split(
         ak.find_edges, N * H * W,
         [as_warp(face_ids.reshape(-1).contiguous()), as_warp(zbuf.reshape(-1).contiguous()),
-         as_warp(vc, dtype=wp.vec3), as_warp(faces), as_warp(adjacency), as_warp(intr), W, H, V, as_warp(codes)],
+         as_warp(vc, dtype=wp.vec3d), as_warp(faces), as_warp(adjacency), as_warp(intr), W, H, V, as_warp(codes)],
         device, min_chunk=4096,
     )
     return codes.view(N * H * W, 2)

@@ -11,8 +11,10 @@ Triangles come from two sources, numbered ``t`` in one range:
   plane: such faces come clipped, in the second source, or not at all).
 * ``t >= N*F``: near-plane-clipped triangles ``extra_uvz [E*3, 3]`` with their view and face ids.
 
-Coverage uses float64 edge functions of positions snapped to 1/256 pixel with a consistent tie rule, so
-meshes are watertight: a pixel centre on a shared edge belongs to exactly one of the two triangles.
+Coverage uses float64 edge functions evaluated with canonically ordered endpoints and a consistent tie
+rule, so meshes are watertight: a pixel centre on a shared edge belongs to exactly one of the two triangles.
+Positions are not snapped, so coverage agrees with the exact ray-triangle test used by the differentiable
+recomputation and by antialias (to float64 rounding).
 Cost: O(triangles x tiles they overlap) to bin, O(sum over (triangle, tile) of overlapped pixels) to test.
 """
 
@@ -143,6 +145,19 @@ def _edge_owns(ex: wp.float64, ey: wp.float64):
     return ey > wp.float64(0.0) or (ey == wp.float64(0.0) and ex < wp.float64(0.0))
 
 
+@wp.func
+def _edge_function(ax: wp.float64, ay: wp.float64, bx: wp.float64, by: wp.float64, pu: wp.float64, pv: wp.float64):
+    """``(b - a) x (p - a)``, evaluated with the endpoints in a canonical order.
+
+    Two faces sharing an edge traverse it in opposite directions; ordering the endpoints first makes their
+    values exact negatives of each other, so with the tie rule a pixel centre is never covered twice or
+    missed along a shared edge (watertight without snapping vertices to a grid).
+    """
+    if bx < ax or (bx == ax and by < ay):
+        return -((ax - bx) * (pv - by) - (ay - by) * (pu - bx))
+    return (bx - ax) * (pv - ay) - (by - ay) * (pu - ax)
+
+
 @wp.kernel
 def raster_tiles(
     offset: int, end: int,
@@ -192,10 +207,9 @@ def raster_tiles(
                 lam = wp.vec3d()
                 for i in range(3):
                     j = (i + 1) % 3
-                    ex = s * (m[j, 0] - m[i, 0])
-                    ey = s * (m[j, 1] - m[i, 1])
-                    w = ex * (pv - m[i, 1]) - ey * (pu - m[i, 0])
-                    if w < wp.float64(0.0) or (w == wp.float64(0.0) and not _edge_owns(ex, ey)):
+                    w = s * _edge_function(m[i, 0], m[i, 1], m[j, 0], m[j, 1], pu, pv)
+                    if w < wp.float64(0.0) or (w == wp.float64(0.0) and
+                                               not _edge_owns(s * (m[j, 0] - m[i, 0]), s * (m[j, 1] - m[i, 1]))):
                         inside = False
                     lam[(i + 2) % 3] = w * inv_area
                 if inside:

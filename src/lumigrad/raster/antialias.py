@@ -5,7 +5,9 @@ every pair of horizontally or vertically adjacent pixels whose visible faces dif
 silhouette edge of the front face that passes between the two pixel centres (against the background or
 against another surface behind it). PyTorch then computes where the edge crosses the segment between the
 centres, ``t`` in [0, 1] measured from the covered pixel, and treats each pixel as a unit-wide box along
-that segment: if the face reaches past the midpoint (``t > 1/2``) the other pixel takes on ``t - 1/2`` of the
+that segment. Each edge is blended along one axis only: horizontal pixel pairs for edges closer to
+vertical, vertical pairs for the others (so a pixel is never blended twice for one edge, and the 1D
+coverage equals the exact box coverage while the edge crosses the pixel's two far sides): if the face reaches past the midpoint (``t > 1/2``) the other pixel takes on ``t - 1/2`` of the
 covered pixel's colour, otherwise the covered pixel takes on ``1/2 - t`` of the other's. The result is
 continuous in the edge position, so its derivative w.r.t. the edge's vertices (and the camera) is the
 visibility gradient that plain rasterization lacks.

@@ -20,7 +20,6 @@ from ..kernels.visibility import find_visible
 from .clip import clip_near
 from .fragments import Fragments
 
-SUBPIXEL_BITS = 8  # vertex positions are snapped to 1/256 pixel for watertight coverage
 
 
 @dataclass
@@ -87,9 +86,7 @@ def _visibility(mesh: PreparedMesh, cull: str, prev: Optional[Fragments]):
         raise ValueError(f"every vertex is behind the camera's near plane (z < {near}) in view {view}; "
                          "world_to_cam maps world to an OpenCV camera frame looking along +z")
     K = mesh.K.double()
-    scale = float(1 << SUBPIXEL_BITS)
-    uv = _project(vc, K)
-    proj = torch.cat([torch.round(uv * scale) / scale, vc[..., 2:]], dim=-1).contiguous()
+    proj = torch.cat([_project(vc, K), vc[..., 2:]], dim=-1).contiguous()
     # Faces with a corner in front of the near plane are drawn from proj; crossing ones are clipped here.
     corner_behind = behind[:, mesh.faces]  # [N, F, 3]
     n_behind = corner_behind.sum(-1)
@@ -101,7 +98,7 @@ def _visibility(mesh: PreparedMesh, cull: str, prev: Optional[Fragments]):
         corners = vc[view[:, None], mesh.faces[face]]  # [M, 3, 3]
         clipped, src = clip_near(corners, near)
         cuv = _project(clipped, K[view[src]])
-        extra = torch.cat([torch.round(cuv * scale) / scale, clipped[..., 2:]], dim=-1).contiguous()
+        extra = torch.cat([cuv, clipped[..., 2:]], dim=-1).contiguous()
         extra_view = view[src].to(torch.int32).contiguous()
         extra_face = face[src].to(torch.int32).contiguous()
     else:

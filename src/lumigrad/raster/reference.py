@@ -153,6 +153,19 @@ def antialias_ref(color: torch.Tensor, frags: Fragments, verts: torch.Tensor, fa
             return False
         return bool(torch.dot(v[0], torch.linalg.cross(v[1], v[2])) / w.sum() > 0)
 
+    def exit_edge(f, d_in, d_out):
+        v = corners(f)
+        n = [torch.linalg.cross(v[k], v[(k + 1) % 3]) for k in range(3)]
+        sgn = 1.0 if float(sum(torch.dot(d_in, nk) for nk in n)) >= 0 else -1.0
+        best, best_t = None, None
+        for e in range(3):
+            wi, wo = sgn * torch.dot(d_in, n[e]), sgn * torch.dot(d_out, n[e])
+            if wi > 0 and wo < wi:
+                t = wi / (wi - wo)
+                if best_t is None or t < best_t:
+                    best, best_t = e, t
+        return best, best_t, n
+
     out = color.clone()
     for i in range(H):
         for j in range(W):
@@ -175,22 +188,29 @@ def antialias_ref(color: torch.Tensor, frags: Fragments, verts: torch.Tensor, fa
                     else:
                         f, q_in = (fb, True) if depth[qi, qj] < depth[i, j] else (fa, False)
                 d_in, d_out = (db, da) if q_in else (da, db)
-                v = corners(f)
-                n = [torch.linalg.cross(v[k], v[(k + 1) % 3]) for k in range(3)]
-                sgn = 1.0 if float(sum(torch.dot(d_in, nk) for nk in n)) >= 0 else -1.0
+                f_other = fa if q_in else fb
                 best, best_t = None, None
-                for e in range(3):
-                    wi, wo = sgn * torch.dot(d_in, n[e]), sgn * torch.dot(d_out, n[e])
-                    if wi > 0 and wo <= 0:
-                        t = wi / (wi - wo)
-                        if best_t is None or t < best_t:
-                            best, best_t = e, t
+                for _ in range(8):  # walk across non-silhouette edges, as the kernel does
+                    best, best_t, n = exit_edge(f, d_in, d_out)
+                    if best is None:
+                        break
+                    key = tuple(sorted((int(faces[f, best]), int(faces[f, (best + 1) % 3]))))
+                    others = [g for g in edges[key] if g != f]
+                    if len(others) != 1 or facing(others[0]) != facing(f):
+                        break
+                    if others[0] == f_other:
+                        best = None
+                        break
+                    f = others[0]
+                else:
+                    best = None
                 if best is None:
                     continue
-                key = tuple(sorted((int(faces[f, best]), int(faces[f, (best + 1) % 3]))))
-                others = [g for g in edges[key] if g != f]
-                if len(others) == 1 and facing(others[0]) == facing(f):
-                    continue
+                fx, fy, skew = K[0, 0], K[1, 1], K[0, 1]
+                normal_u = n[best][0] / fx
+                normal_v = n[best][1] / fy - skew * n[best][0] / (fx * fy)
+                if bool(abs(normal_u) >= abs(normal_v)) != (dj == 1):
+                    continue  # blended along the other axis
                 p_in, p_out = ((qi, qj), (i, j)) if q_in else ((i, j), (qi, qj))
                 c_in, c_out = color[p_in], color[p_out]
                 if best_t > 0.5:
