@@ -156,7 +156,7 @@ def antialias_ref(color: torch.Tensor, frags: Fragments, verts: torch.Tensor, fa
     def exit_edge(f, d_in, d_out):
         v = corners(f)
         n = [torch.linalg.cross(v[k], v[(k + 1) % 3]) for k in range(3)]
-        sgn = 1.0 if float(sum(torch.dot(d_in, nk) for nk in n)) >= 0 else -1.0
+        sgn = 1.0 if float(sum(torch.dot(d_in, nk) for nk in n).detach()) >= 0 else -1.0
         best, best_t = None, None
         for e in range(3):
             wi, wo = sgn * torch.dot(d_in, n[e]), sgn * torch.dot(d_out, n[e])

@@ -96,22 +96,26 @@ def texture(
     owner = None if tex.dim() == 3 else torch.arange(flat_uv.shape[0], device=uv.device) // per_sample
 
     if filter in ("nearest", "bilinear"):
-        level = _Level.of(tex.reshape(num_tex, *tex.shape[-3:]))
-        out = level.sample(flat_uv, owner, wrap, nearest=(filter == "nearest"))
-        return out.reshape(out_shape)
+        table = _TexelTable([tex.reshape(num_tex, *tex.shape[-3:])])
+        level = torch.zeros(flat_uv.shape[0], dtype=torch.long, device=uv.device)
+        if filter == "nearest":
+            return table.table.index_select(0, table.nearest_tap(flat_uv, owner, wrap)).reshape(out_shape)
+        idx, w = table.bilinear_taps(flat_uv, owner, level, wrap)
+        return table.gather(idx, w).reshape(out_shape)
 
     levels = list(mipmaps) if mipmaps is not None else build_mipmaps(tex)
     if max_mip_level is not None:
         levels = levels[: max(1, max_mip_level + 1)]
-    levels = [_Level.of(t.reshape(num_tex, *t.shape[-3:])) for t in levels]
+    table = _TexelTable([t.reshape(num_tex, *t.shape[-3:]) for t in levels])
     lod = _level_of_detail(uv_derivs.reshape(-1, 2, 2), tex.shape[-3], tex.shape[-2]) + lod_bias
     lod = lod.clamp(0, len(levels) - 1)
     lo = lod.detach().floor().long().clamp(max=len(levels) - 1)
     frac = (lod - lo.to(lod.dtype))[:, None]
-    table = _Level.stack(levels)
-    fine = table.sample_levels(flat_uv, owner, lo, wrap)
-    coarse = table.sample_levels(flat_uv, owner, (lo + 1).clamp(max=len(levels) - 1), wrap)
-    return (fine * (1 - frac) + coarse * frac).reshape(out_shape)
+    idx_f, w_f = table.bilinear_taps(flat_uv, owner, lo, wrap)
+    idx_c, w_c = table.bilinear_taps(flat_uv, owner, (lo + 1).clamp(max=len(levels) - 1), wrap)
+    idx = torch.cat([idx_f, idx_c], 1)
+    w = torch.cat([w_f * (1 - frac), w_c * frac], 1)
+    return table.gather(idx, w).reshape(out_shape)
 
 
 def _level_of_detail(duv: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -131,53 +135,58 @@ def _wrap_index(i: torch.Tensor, size, wrap: str) -> torch.Tensor:
     return torch.where(m < size, m, 2 * size - 1 - m)
 
 
-class _Level:
-    """One or several mip levels flattened into one texel table with per-level offsets and sizes."""
+class _TexelTable:
+    """Mip levels of ``Nt`` textures flattened into one ``[texels, C]`` table, addressed per sample.
 
-    def __init__(self, table, heights, widths, offsets, count):
-        self.table, self.heights, self.widths, self.offsets, self.count = table, heights, widths, offsets, count
+    Taps are gathered with one ``index_select`` and blended with one weighted sum, so the backward pass is
+    a single scatter-add into the table (and on through the pyramid's pooling into ``tex``).
+    """
 
-    @staticmethod
-    def of(tex: torch.Tensor) -> "_Level":  # tex [Nt, H, W, C]
-        nt, h, w, c = tex.shape
-        dev = tex.device
-        return _Level(tex.reshape(-1, c), torch.tensor([h], device=dev), torch.tensor([w], device=dev),
-                      torch.tensor([0], device=dev), nt)
+    def __init__(self, levels: Sequence[torch.Tensor]):  # each [Nt, H_l, W_l, C]
+        dev = levels[0].device
+        c = levels[0].shape[-1]
+        self.table = torch.cat([lv.reshape(-1, c) for lv in levels]) if len(levels) > 1 else levels[0].reshape(-1, c)
+        self.heights = torch.tensor([lv.shape[1] for lv in levels], device=dev)
+        self.widths = torch.tensor([lv.shape[2] for lv in levels], device=dev)
+        sizes = [lv.shape[0] * lv.shape[1] * lv.shape[2] for lv in levels]
+        self.offsets = torch.tensor([0] + sizes[:-1], device=dev).cumsum(0)
+        self.single = len(levels) == 1
 
-    @staticmethod
-    def stack(levels: Sequence["_Level"]) -> "_Level":
-        sizes = [int(lv.table.shape[0]) for lv in levels]
-        offsets = torch.tensor([0] + sizes[:-1], device=levels[0].table.device).cumsum(0)
-        return _Level(torch.cat([lv.table for lv in levels]), torch.cat([lv.heights for lv in levels]),
-                      torch.cat([lv.widths for lv in levels]), offsets, levels[0].count)
-
-    def sample(self, uv, owner, wrap, nearest=False):
-        level = torch.zeros(uv.shape[0], dtype=torch.long, device=uv.device)
-        return self.sample_levels(uv, owner, level, wrap, nearest=nearest, single=True)
-
-    def sample_levels(self, uv, owner, level, wrap, nearest=False, single=False):
-        if single:
-            h, w, base = int(self.heights[0]), int(self.widths[0]), int(self.offsets[0])
+    def _level(self, level, owner):
+        if self.single:
+            h, w = int(self.heights[0]), int(self.widths[0])
+            base = 0
         else:
             h, w, base = self.heights[level], self.widths[level], self.offsets[level]
         if owner is not None:
             base = base + owner * (h * w)
-        x = uv[:, 0] * w
-        y = uv[:, 1] * h
-        if nearest:
-            ix = _wrap_index(x.detach().floor().long(), w, wrap)
-            iy = _wrap_index(y.detach().floor().long(), h, wrap)
-            return self.table.index_select(0, base + iy * w + ix)
-        x = x - 0.5
-        y = y - 0.5
+        return h, w, base
+
+    def nearest_tap(self, uv, owner, wrap):
+        h, w, base = self._level(None, owner)
+        ix = _wrap_index((uv[:, 0] * w).detach().floor().long(), w, wrap)
+        iy = _wrap_index((uv[:, 1] * h).detach().floor().long(), h, wrap)
+        return base + iy * w + ix
+
+    def bilinear_taps(self, uv, owner, level, wrap):
+        """Texel indices ``[S, 4]`` and weights ``[S, 4]`` (differentiable in ``uv``) at mip ``level [S]``."""
+        h, w, base = self._level(level, owner)
+        x = uv[:, 0] * w - 0.5
+        y = uv[:, 1] * h - 0.5
         x0 = x.detach().floor()
         y0 = y.detach().floor()
-        fx = (x - x0)[:, None]
-        fy = (y - y0)[:, None]
+        fx = x - x0
+        fy = y - y0
         ix0, iy0 = x0.long(), y0.long()
-        cols = (_wrap_index(ix0, w, wrap), _wrap_index(ix0 + 1, w, wrap))
-        rows = (_wrap_index(iy0, h, wrap) * w + base, _wrap_index(iy0 + 1, h, wrap) * w + base)
-        t = self.table
-        top = t.index_select(0, rows[0] + cols[0]) * (1 - fx) + t.index_select(0, rows[0] + cols[1]) * fx
-        bottom = t.index_select(0, rows[1] + cols[0]) * (1 - fx) + t.index_select(0, rows[1] + cols[1]) * fx
-        return top * (1 - fy) + bottom * fy
+        c0, c1 = _wrap_index(ix0, w, wrap), _wrap_index(ix0 + 1, w, wrap)
+        r0 = _wrap_index(iy0, h, wrap) * w + base
+        r1 = _wrap_index(iy0 + 1, h, wrap) * w + base
+        idx = torch.stack([r0 + c0, r0 + c1, r1 + c0, r1 + c1], 1)
+        gx, gy = 1 - fx, 1 - fy
+        weights = torch.stack([gx * gy, fx * gy, gx * fy, fx * fy], 1)
+        return idx, weights
+
+    def gather(self, idx, weights):
+        """``sum_k weights[:, k] * table[idx[:, k]]`` -> ``[S, C]``."""
+        taps = self.table.index_select(0, idx.reshape(-1)).reshape(idx.shape + (self.table.shape[-1],))
+        return torch.einsum("sk,skc->sc", weights.to(taps.dtype), taps)
