@@ -51,7 +51,7 @@ def check_tensor(
             raise ValueError(f"{name} must have shape {_shape_text(trailing, lo, max_dims)}; got {tuple(x.shape)}")
     if device is not None and x.device != torch.device(device):
         raise ValueError(f"{name} is on {x.device} but the other inputs are on {device}; move them to one device")
-    if finite and x.numel() and not bool(torch.isfinite(x).all()):
+    if finite and x.numel() and x.device.type != "meta" and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or Inf values")
     return x
 
@@ -64,6 +64,22 @@ def check_indices(idx: torch.Tensor, name: str, upper: int) -> None:
     if lo < 0 or hi >= upper:
         bad = lo if lo < 0 else hi
         raise ValueError(f"{name} holds index {bad}, outside the valid range [0, {upper})")
+
+
+def broadcast_batch(a, a_name: str, b, b_name: str) -> torch.Size:
+    """Broadcast two batch shapes or raise ``ValueError`` naming both arguments."""
+    try:
+        return torch.broadcast_shapes(tuple(a), tuple(b))
+    except RuntimeError:
+        raise ValueError(f"{a_name} has batch dims {tuple(a)} and {b_name} has {tuple(b)}; they must be "
+                         "equal or broadcastable") from None
+
+
+def check_face_ids(face_ids: torch.Tensor, faces: torch.Tensor, name: str = "faces") -> None:
+    """Raise unless every face id in ``face_ids`` indexes a row of ``faces`` (fragments from this mesh)."""
+    if face_ids.numel() and int(face_ids.max()) >= faces.shape[0]:
+        raise ValueError(f"frags refer to face {int(face_ids.max())} but {name} has only {faces.shape[0]} rows; "
+                         f"pass the {name} that were rasterized")
 
 
 def check_choice(value, name: str, choices: Sequence[str]) -> str:

@@ -10,7 +10,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from .._checks import check_positive_int, check_tensor
+from .._checks import broadcast_batch, check_positive_int, check_tensor
 from . import projection
 
 
@@ -40,9 +40,10 @@ class Camera:
 
     def __init__(self, K: torch.Tensor, world_to_cam: torch.Tensor, width: int, height: int,
                  near: float = 0.01, far: float = 1e4):
-        check_tensor(K, "K", trailing=(3, 3), floating=True, finite=True)
-        check_tensor(world_to_cam, "world_to_cam", trailing=(None, 4), floating=True, finite=True,
-                     device=K.device)
+        check_tensor(K, "K", trailing=(3, 3), floating=True)
+        check_tensor(world_to_cam, "world_to_cam", trailing=(None, 4), floating=True, device=K.device)
+        check_tensor(K, "K", finite=True)
+        check_tensor(world_to_cam, "world_to_cam", finite=True)
         if world_to_cam.shape[-2] not in (3, 4):
             raise ValueError(f"world_to_cam must have shape [..., 4, 4] or [..., 3, 4]; got {tuple(world_to_cam.shape)}")
         if world_to_cam.shape[-2] == 3:
@@ -55,7 +56,9 @@ class Camera:
             raise ValueError(f"near and far must satisfy 0 < near < far; got near={near}, far={far}")
         if bool((K[..., 0, 0] <= 0).any()) or bool((K[..., 1, 1] <= 0).any()):
             raise ValueError("K must have positive focal lengths fx = K[0, 0] and fy = K[1, 1]")
-        self.batch_shape = torch.broadcast_shapes(K.shape[:-2], world_to_cam.shape[:-2])
+        if K.dtype != world_to_cam.dtype:
+            raise TypeError(f"K is {K.dtype} but world_to_cam is {world_to_cam.dtype}; give both the same dtype")
+        self.batch_shape = broadcast_batch(K.shape[:-2], "K", world_to_cam.shape[:-2], "world_to_cam")
         self.K = K
         self.world_to_cam = world_to_cam
         self.width = int(width)
@@ -80,7 +83,7 @@ class Camera:
         w2c = projection.look_at(eye, target.to(eye), up)
         if K is None:
             return cls.from_fov(fov_y, width, height, w2c, **kw)
-        return cls(K=K, world_to_cam=w2c, width=width, height=height, **kw)
+        return cls(K=K, world_to_cam=w2c.to(K.dtype), width=width, height=height, **kw)
 
     # ----------------------------------------------------------------------------------------- queries
     @property

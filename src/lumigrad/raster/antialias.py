@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import check_tensor
+from .._checks import check_face_ids, check_tensor
 from ..cameras.camera import Camera
 from ..cameras.projection import rays_at_pixels
 from ..kernels.edges import find_silhouette_edges
@@ -69,6 +69,7 @@ def antialias(
     if frags.batch_shape != mesh.batch_shape:
         raise ValueError(f"frags have batch dims {tuple(frags.batch_shape)} but verts/camera give "
                          f"{tuple(mesh.batch_shape)}")
+    check_face_ids(frags.face_ids, faces)
     N = mesh.num_views
     C = color.shape[-1]
     adjacency = edge_adjacency(faces, verts.shape[-2])

@@ -6,7 +6,7 @@ from typing import Optional, Tuple, Union
 
 import torch
 
-from .._checks import check_indices, check_tensor
+from .._checks import check_face_ids, check_indices, check_tensor
 from .fragments import Fragments
 
 
@@ -44,6 +44,8 @@ def interpolate(
     check_tensor(attrs, "attrs", trailing=(None, None), floating=True, device=device)
     check_tensor(faces, "faces", trailing=(None, 3), max_dims=2, floating=False, device=device)
     check_indices(faces, "faces", attrs.shape[-2])
+    check_face_ids(frags.face_ids, faces)
+    check_tensor(attrs, "attrs", finite=True)
     batch = frags.batch_shape
     if attrs.dim() > 2 and attrs.shape[:-2] != batch:
         raise ValueError(f"attrs has batch dims {tuple(attrs.shape[:-2])} but the fragments have {tuple(batch)}; "

@@ -13,7 +13,7 @@ from typing import List, Literal, Optional
 
 import torch
 
-from .._checks import check_choice, check_indices, check_positive_int, check_tensor
+from .._checks import broadcast_batch, check_choice, check_indices, check_positive_int, check_tensor
 from ..cameras.camera import Camera
 from ..cameras.projection import rays_at_pixels
 from ..kernels.visibility import find_visible
@@ -48,7 +48,10 @@ def prepare_mesh(verts, faces, camera) -> PreparedMesh:
     """Validate ``verts``, ``faces`` and ``camera`` and flatten the batch dims to one view axis."""
     if not isinstance(camera, Camera):
         raise TypeError(f"camera must be a lumigrad.Camera; got {type(camera).__name__}")
-    check_tensor(verts, "verts", trailing=(None, 3), floating=True, finite=True)
+    check_tensor(verts, "verts", trailing=(None, 3), floating=True)
+    if camera.device != verts.device:
+        raise ValueError(f"camera is on {camera.device} but verts are on {verts.device}; move them to one device")
+    check_tensor(verts, "verts", finite=True)
     check_tensor(faces, "faces", trailing=(None, 3), max_dims=2, floating=False, device=verts.device)
     if camera.device != verts.device:
         raise ValueError(f"camera is on {camera.device} but verts are on {verts.device}; move them to one device")
@@ -57,7 +60,7 @@ def prepare_mesh(verts, faces, camera) -> PreparedMesh:
     if faces.shape[0] == 0:
         raise ValueError("faces is empty: the mesh has no faces")
     check_indices(faces, "faces", verts.shape[-2])
-    batch = torch.broadcast_shapes(verts.shape[:-2], camera.batch_shape)
+    batch = broadcast_batch(verts.shape[:-2], "verts", camera.batch_shape, "camera")
     n = 1
     for size in batch:
         n *= size

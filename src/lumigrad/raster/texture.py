@@ -71,8 +71,10 @@ def texture(
     """
     check_choice(filter, "filter", FILTERS)
     check_choice(wrap, "wrap", WRAP_MODES)
-    check_tensor(uv, "uv", trailing=(None, None, 2), floating=True, finite=True)
-    check_tensor(tex, "tex", trailing=(None, None, None), floating=True, finite=True, device=uv.device)
+    check_tensor(uv, "uv", trailing=(None, None, 2), floating=True)
+    check_tensor(tex, "tex", trailing=(None, None, None), floating=True, device=uv.device)
+    check_tensor(uv, "uv", finite=True)
+    check_tensor(tex, "tex", finite=True)
     if tex.shape[-3] == 0 or tex.shape[-2] == 0:
         raise ValueError(f"tex must have at least one texel; got shape {tuple(tex.shape)}")
     sample_batch = uv.shape[:-3]
@@ -104,6 +106,9 @@ def texture(
         return table.gather(idx, w).reshape(out_shape)
 
     levels = list(mipmaps) if mipmaps is not None else build_mipmaps(tex)
+    if levels[0].shape != tex.shape:
+        raise ValueError(f"mipmaps[0] has shape {tuple(levels[0].shape)} but tex has {tuple(tex.shape)}; "
+                         "pass build_mipmaps(tex) of this texture")
     if max_mip_level is not None:
         levels = levels[: max(1, max_mip_level + 1)]
     table = _TexelTable([t.reshape(num_tex, *t.shape[-3:]) for t in levels])

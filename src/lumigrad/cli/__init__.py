@@ -1,0 +1,1 @@
+"""The ``lumigrad`` command line: thin commands that call the library."""
