@@ -24,8 +24,8 @@ def _attrs(n, c, seed=0):
 
 def test_docstring_example_by_hand():
     # One covered pixel of face 0 with barycentrics (0.2, 0.3, 0.5): 0.2 * 0 + 0.3 * 1 + 0.5 * 2 = 1.3.
-    frags = Fragments(face_ids=torch.tensor([[0, -1]], dtype=torch.int32), depth=torch.tensor([[1.0, 0.0]], dtype=DT),
-                      bary=torch.tensor([[[0.2, 0.3, 0.5], [0.0, 0.0, 0.0]]], dtype=DT), covered=torch.tensor([0]))
+    frags = Fragments(face_ids=torch.tensor([[0, -1]], dtype=torch.int32), covered=torch.tensor([0]),
+                      bary_covered=torch.tensor([[0.2, 0.3, 0.5]], dtype=DT), depth_covered=torch.tensor([1.0], dtype=DT))
     attrs = torch.tensor([[0.0, 10.0], [1.0, 20.0], [2.0, 40.0]], dtype=DT)
     out = lg.interpolate(attrs, frags, torch.tensor([[0, 1, 2]]))
     assert out.shape == (1, 2, 2)

@@ -51,6 +51,18 @@ def pixel_rays(K: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     return torch.stack([x, y, torch.ones_like(x)], dim=-1)
 
 
+def K_inverse(K: torch.Tensor) -> torch.Tensor:
+    """Inverse ``[..., 3, 3]`` of intrinsics ``[[fx, s, cx], [0, fy, cy], [0, 0, 1]]`` from those five entries.
+
+    Only ``fx, fy, cx, cy, s`` receive gradients: the fixed entries of ``K`` are not parameters, so an
+    optimiser stepping on ``K`` keeps it a valid intrinsic matrix.
+    """
+    fx, fy, cx, cy, s = K[..., 0, 0], K[..., 1, 1], K[..., 0, 2], K[..., 1, 2], K[..., 0, 1]
+    zero, one = torch.zeros_like(fx), torch.ones_like(fx)
+    rows = [1 / fx, -s / (fx * fy), (s * cy - cx * fy) / (fx * fy), zero, 1 / fy, -cy / fy, zero, zero, one]
+    return torch.stack(rows, -1).reshape(fx.shape + (3, 3))
+
+
 def rays_at_pixels(K: torch.Tensor, index: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Rays ``[P, 3]`` (z = 1) through the centres of pixels given as flat indices into ``[N, H, W]``.
 

@@ -60,7 +60,7 @@ def as_warp(t: torch.Tensor, dtype=None):
     """Return a zero-copy Warp view of a contiguous torch tensor."""
     if not t.is_contiguous():
         raise RuntimeError("internal error: kernel input must be contiguous")
-    return wp.from_torch(t, dtype=dtype)
+    return wp.from_torch(t.detach(), dtype=dtype)
 
 
 def launch_split(kernel, count: int, inputs: Sequence, device: torch.device, min_chunk: int = 1) -> None:

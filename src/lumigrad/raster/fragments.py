@@ -1,33 +1,42 @@
-"""The ``Fragments`` record that ``rasterize`` returns and the other raster ops read."""
+"""The ``Fragments`` record that ``rasterize`` returns and the other raster ops read.
+
+Per-pixel surface quantities are stored compactly, one row per covered pixel (``covered``), and expanded to
+dense ``[..., H, W, ...]`` images only when a dense attribute is read. The raster ops work on the compact
+rows, so a pipeline never pays for scattering (and back-propagating through) background pixels.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
 
 
-@dataclass
 class Fragments:
     """Per-pixel visibility of one rasterized layer.
 
     Attributes:
         face_ids: ``[..., H, W]`` int32, index of the visible face, ``-1`` for background.
-        depth: ``[..., H, W]`` camera-frame z of the visible surface (0 on background); differentiable.
-        bary: ``[..., H, W, 3]`` perspective-correct barycentrics of the pixel centre in the visible face
-            (0 on background); differentiable in the vertices and the camera.
-        bary_derivs: ``[..., H, W, 3, 2]`` screen-space derivatives ``d bary / d(u, v)`` per pixel, or None.
-        covered: ``[P]`` int64 flat indices of the covered pixels into ``face_ids.reshape(-1)``.
-        zbuf: ``[..., H, W]`` float32 kernel depth (inf on background), used for depth peeling.
+        covered: ``[P]`` int64 flat indices of the covered pixels into ``face_ids.reshape(-1)``, ascending.
+        bary_covered: ``[P, 3]`` perspective-correct barycentrics of each covered pixel centre.
+        depth_covered: ``[P]`` camera-frame z of each covered pixel.
+        bary_derivs_covered: ``[P, 3, 2]`` ``d bary / d(u, v)`` per covered pixel, or None.
+        zbuf: ``[..., H, W]`` float32 kernel depth (inf on background), used by depth peeling and antialias.
+
+    Dense views (computed on first access, differentiable like the compact rows):
+        bary ``[..., H, W, 3]``, depth ``[..., H, W]``, bary_derivs ``[..., H, W, 3, 2]`` (zero on background).
     """
 
-    face_ids: torch.Tensor
-    depth: torch.Tensor
-    bary: torch.Tensor
-    bary_derivs: Optional[torch.Tensor] = None
-    covered: torch.Tensor = field(default=None, repr=False)
-    zbuf: torch.Tensor = field(default=None, repr=False)
+    def __init__(self, face_ids: torch.Tensor, covered: torch.Tensor, bary_covered: torch.Tensor,
+                 depth_covered: torch.Tensor, bary_derivs_covered: Optional[torch.Tensor] = None,
+                 zbuf: Optional[torch.Tensor] = None):
+        self.face_ids = face_ids
+        self.covered = covered
+        self.bary_covered = bary_covered
+        self.depth_covered = depth_covered
+        self.bary_derivs_covered = bary_derivs_covered
+        self.zbuf = zbuf
+        self._dense = {}
 
     @property
     def mask(self) -> torch.Tensor:
@@ -49,3 +58,31 @@ class Fragments:
     def covered_faces(self) -> torch.Tensor:
         """``[P]`` int64 face index of each covered pixel, in the order of ``covered``."""
         return self.face_ids.reshape(-1)[self.covered].long()
+
+    def to_dense(self, values: torch.Tensor) -> torch.Tensor:
+        """Scatter per-covered-pixel rows ``[P, ...]`` into a zero image ``[..., H, W, ...]`` (differentiable)."""
+        out = values.new_zeros((self.face_ids.numel(),) + values.shape[1:])
+        return out.index_copy(0, self.covered, values).reshape(self.face_ids.shape + values.shape[1:])
+
+    def _lazy(self, key, values):
+        if values is None:
+            return None
+        if key not in self._dense:
+            self._dense[key] = self.to_dense(values)
+        return self._dense[key]
+
+    @property
+    def bary(self) -> torch.Tensor:
+        return self._lazy("bary", self.bary_covered)
+
+    @property
+    def depth(self) -> torch.Tensor:
+        return self._lazy("depth", self.depth_covered)
+
+    @property
+    def bary_derivs(self) -> Optional[torch.Tensor]:
+        return self._lazy("bary_derivs", self.bary_derivs_covered)
+
+    def __repr__(self) -> str:
+        return (f"Fragments(batch_shape={tuple(self.batch_shape)}, height={self.height}, width={self.width}, "
+                f"covered={self.covered.numel()}, derivs={self.bary_derivs_covered is not None})")

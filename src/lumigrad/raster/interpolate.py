@@ -50,7 +50,7 @@ def interpolate(
     if attrs.dim() > 2 and attrs.shape[:-2] != batch:
         raise ValueError(f"attrs has batch dims {tuple(attrs.shape[:-2])} but the fragments have {tuple(batch)}; "
                          "give [A, C] to share attributes across views or match the batch dims")
-    if return_derivatives and frags.bary_derivs is None:
+    if return_derivatives and frags.bary_derivs_covered is None:
         raise ValueError("return_derivatives=True needs fragments from rasterize(..., return_bary_derivs=True)")
     H, W = frags.height, frags.width
     C = attrs.shape[-1]
@@ -63,12 +63,10 @@ def interpolate(
         corner = corner + (covered // (H * W) * A)[:, None]
     table = attrs.reshape(-1, C)
     values = table[corner.reshape(-1)].reshape(-1, 3, C)  # [P, 3, C]
-    bary = frags.bary.reshape(-1, 3)[covered]
+    bary = frags.bary_covered
     out = torch.einsum("pk,pkc->pc", bary.to(values.dtype), values)
-    image = attrs.new_zeros(total, C).index_copy(0, covered, out).reshape(batch + (H, W, C))
+    image = frags.to_dense(out)
     if not return_derivatives:
         return image
-    db = frags.bary_derivs.reshape(-1, 3, 2)[covered]
-    dout = torch.einsum("pkd,pkc->pcd", db.to(values.dtype), values)
-    derivs = attrs.new_zeros(total, C, 2).index_copy(0, covered, dout).reshape(batch + (H, W, C, 2))
-    return image, derivs
+    dout = torch.einsum("pkd,pkc->pcd", frags.bary_derivs_covered.to(values.dtype), values)
+    return image, frags.to_dense(dout)

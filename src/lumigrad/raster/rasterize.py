@@ -15,7 +15,7 @@ import torch
 
 from .._checks import broadcast_batch, check_choice, check_indices, check_positive_int, check_tensor
 from ..cameras.camera import Camera
-from ..cameras.projection import rays_at_pixels
+from ..cameras.projection import K_inverse
 from ..kernels.visibility import find_visible
 from .clip import clip_near
 from .fragments import Fragments
@@ -121,74 +121,61 @@ def _project(pc: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     return torch.stack([k[..., 0, 0] * x + k[..., 0, 1] * y + k[..., 0, 2], k[..., 1, 1] * y + k[..., 1, 2]], -1)
 
 
-def face_ray_table(mesh: PreparedMesh) -> torch.Tensor:
-    """Per-face linear forms ``[N*F, 10]`` for ray intersection: ``(n, a, b, v0 . n)``.
+def face_pixel_table(mesh: PreparedMesh) -> torch.Tensor:
+    """Per-face linear forms in pixel coordinates, ``[N*F, 10]``: ``(M [3, 3] row-major, v0 . n)``.
 
-    With camera-frame corners ``v0, v1, v2``, ``e1 = v1 - v0``, ``e2 = v2 - v0``: ``n = e1 x e2``,
-    ``a = v0 x e2``, ``b = e1 x v0``. Edge vectors keep the products free of cancellation (Moller-Trumbore).
+    With camera-frame corners ``v0, v1, v2``, ``e1 = v1 - v0``, ``e2 = v2 - v0``, the forms
+    ``n = e1 x e2``, ``a = v0 x e2``, ``b = e1 x v0`` (edge vectors keep them free of cancellation, as in
+    Moller-Trumbore) are stacked as rows and multiplied by ``K^-1``, so that for the homogeneous pixel
+    ``p = (u, v, 1)`` the ray ``d = K^-1 p`` gives ``M p = (d . n, d . a, d . b)``.
     """
     tri = mesh.verts_cam()[:, mesh.faces]  # [N, F, 3, 3]
     v0 = tri[:, :, 0]
     e1 = tri[:, :, 1] - v0
     e2 = tri[:, :, 2] - v0
     n = torch.linalg.cross(e1, e2)
-    table = torch.cat([n, torch.linalg.cross(v0, e2), torch.linalg.cross(e1, v0), (v0 * n).sum(-1, keepdim=True)], -1)
-    return table.reshape(-1, 10)
+    forms = torch.stack([n, torch.linalg.cross(v0, e2), torch.linalg.cross(e1, v0)], -2)  # [N, F, 3, 3]
+    M = forms @ K_inverse(mesh.K)[:, None]
+    N, F = M.shape[:2]
+    return torch.cat([M.reshape(N * F, 9), (v0 * n).sum(-1).reshape(N * F, 1)], -1)
 
 
 def surface_at_pixels(mesh: PreparedMesh, covered: torch.Tensor, face: torch.Tensor, with_derivs: bool):
     """Differentiable barycentrics ``[P, 3]`` and depth ``[P]`` of faces ``face [P]`` at pixel centres.
 
-    For the pixel ray ``d = K^-1 (u, v, 1)`` and the forms of :func:`face_ray_table`, with ``S = d . n``:
-    ``bary_1 = -(d . a) / S``, ``bary_2 = -(d . b) / S``, ``bary_0 = 1 - bary_1 - bary_2`` and
-    ``depth = (v0 . n) / S`` (the ray has z = 1, so the ray parameter is the camera-frame depth).
+    With the forms of :func:`face_pixel_table` and the pixel centre ``p = (u, v, 1)``:
+    ``(S, A, B) = M p``, ``bary_1 = -A / S``, ``bary_2 = -B / S``, ``bary_0 = 1 - bary_1 - bary_2`` and
+    ``depth = (v0 . n) / S`` (the ray ``K^-1 p`` has z = 1, so its parameter is the camera-frame depth).
+    The screen-space derivatives follow from the columns of ``M``: ``d(S, A, B)/du = M[:, 0]``.
     """
     cam = mesh.camera
     H, W = cam.height, cam.width
     view = covered // (H * W)
-    d = rays_at_pixels(mesh.K, covered, H, W)  # [P, 3]
-    rows = face_ray_table(mesh)[view * mesh.faces.shape[0] + face]  # [P, 10]
-    forms = rows[:, :9].reshape(-1, 3, 3)  # n, a, b
-    dots = (forms * d[:, None]).sum(-1)  # [P, 3]: S, d.a, d.b
-    S = dots[:, 0]
-    S_safe = torch.where(S.abs() > 0, S, torch.ones_like(S))
-    b12 = -dots[:, 1:] / S_safe[:, None]
+    pix = covered - view * (H * W)
+    rows = face_pixel_table(mesh).index_select(0, view * mesh.faces.shape[0] + face)  # [P, 10]
+    M = rows[:, :9].reshape(-1, 3, 3)
+    row, col = pix // W, pix % W
+    p = torch.stack([col.to(M.dtype) + 0.5, row.to(M.dtype) + 0.5, torch.ones_like(M[:, 0, 0])], -1)
+    SAB = torch.bmm(M, p[:, :, None])[:, :, 0]  # [P, 3]
+    S = SAB[:, 0]
+    S = torch.where(S.abs() > 0, S, torch.ones_like(S))  # zero-area faces are never drawn; guard anyway
+    b12 = -SAB[:, 1:] / S[:, None]
     bary = torch.cat([1 - b12.sum(-1, keepdim=True), b12], -1)
-    depth = rows[:, 9] / S_safe
+    depth = rows[:, 9] / S
     derivs = None
     if with_derivs:
-        K = mesh.K[view]
-        fx, fy, skew = K[:, 0, 0], K[:, 1, 1], K[:, 0, 1]
-        n = forms[:, 0]
-        g12 = -(forms[:, 1:] + b12[..., None] * n[:, None]) / S_safe[:, None, None]  # d bary_{1,2} / d d
-        g = torch.cat([-g12.sum(1, keepdim=True), g12], 1)  # [P, 3, 3]
-        db_du = g[..., 0] / fx[:, None]
-        db_dv = g[..., 1] / fy[:, None] - g[..., 0] * (skew / (fx * fy))[:, None]
-        derivs = torch.stack([db_du, db_dv], -1)  # [P, 3, 2]
+        # d b_k / d(u, v) = -(M[k, :2] + b_k M[0, :2]) / S for k = 1, 2; b_0 takes minus their sum.
+        g12 = -(M[:, 1:, :2] + b12[:, :, None] * M[:, :1, :2]) / S[:, None, None]  # [P, 2, 2]
+        derivs = torch.cat([-g12.sum(1, keepdim=True), g12], 1)  # [P, 3, 2]
     return bary, depth, derivs
 
 
-def _scatter(values: torch.Tensor, covered: torch.Tensor, total: int) -> torch.Tensor:
-    out = values.new_zeros((total,) + values.shape[1:])
-    return out.index_copy(0, covered, values)
-
-
 def _fragments(mesh: PreparedMesh, face_ids, zbuf, with_derivs: bool) -> Fragments:
-    cam = mesh.camera
-    N, H, W = face_ids.shape
+    shape = mesh.batch_shape + face_ids.shape[-2:]
     flat = face_ids.reshape(-1)
     covered = (flat >= 0).nonzero()[:, 0]
     bary, depth, derivs = surface_at_pixels(mesh, covered, flat[covered].long(), with_derivs)
-    total = N * H * W
-    shape = mesh.batch_shape + (H, W)
-    return Fragments(
-        face_ids=face_ids.reshape(shape),
-        depth=_scatter(depth, covered, total).reshape(shape),
-        bary=_scatter(bary, covered, total).reshape(shape + (3,)),
-        bary_derivs=None if derivs is None else _scatter(derivs, covered, total).reshape(shape + (3, 2)),
-        covered=covered,
-        zbuf=zbuf.reshape(shape),
-    )
+    return Fragments(face_ids.reshape(shape), covered, bary, depth, derivs, zbuf.reshape(shape))
 
 
 def rasterize(

@@ -58,8 +58,8 @@ def rasterize_ref(verts: torch.Tensor, faces: torch.Tensor, camera: Camera, cull
     H, W = camera.height, camera.width
     bary = torch.where(hit[:, None], bary, torch.zeros_like(bary))
     z = torch.where(hit, z, torch.zeros_like(z))
-    return Fragments(face_ids=face_ids.reshape(H, W).to(torch.int32), depth=z.reshape(H, W),
-                     bary=bary.reshape(H, W, 3), covered=hit.nonzero()[:, 0])
+    covered = hit.nonzero()[:, 0]
+    return Fragments(face_ids.reshape(H, W).to(torch.int32), covered, bary[covered], z[covered])
 
 
 def interpolate_ref(attrs: torch.Tensor, frags: Fragments, faces: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import check_choice, check_tensor
+from ..kernels.texture import sample_texture
 
 WRAP_MODES = ("repeat", "clamp", "mirror")
 FILTERS = ("auto", "nearest", "bilinear", "trilinear")
@@ -39,6 +40,8 @@ def texture(
     mipmaps: Optional[Sequence[torch.Tensor]] = None,
     max_mip_level: Optional[int] = None,
     lod_bias: float = 0.0,
+    mask: Optional[torch.Tensor] = None,
+    backend: Literal["auto", "kernel", "torch"] = "auto",
 ) -> torch.Tensor:
     """Sample a texture at texture coordinates.
 
@@ -57,6 +60,10 @@ def texture(
             texture is constant); built from ``tex`` when omitted.
         max_mip_level: the coarsest level used (0 = full resolution only).
         lod_bias: added to the level of detail ``lod = log2(max(|d uv/dx|, |d uv/dy|) in texels)``.
+        mask: ``[..., H, W]`` bool; samples where it is False are skipped (zero output, no gradient), e.g.
+            ``frags.mask`` so that background pixels cost nothing.
+        backend: ``"kernel"``: the compiled float32 kernel with its explicit backward (the default for float32
+            inputs); ``"torch"``: pure PyTorch, any float dtype (the default otherwise, and the reference).
 
     Returns:
         ``[..., H, W, C]`` filtered texture values.
@@ -91,36 +98,54 @@ def texture(
         if uv_derivs.shape[:-2] != uv.shape[:-1]:
             raise ValueError(f"uv_derivs must have shape {tuple(uv.shape[:-1]) + (2, 2)}; got {tuple(uv_derivs.shape)}")
 
+    if mask is not None:
+        check_tensor(mask, "mask", device=uv.device)
+        if mask.shape != uv.shape[:-1]:
+            raise ValueError(f"mask must have shape {tuple(uv.shape[:-1])}; got {tuple(mask.shape)}")
+    check_choice(backend, "backend", ("auto", "kernel", "torch"))
+    use_kernel = backend == "kernel" or (backend == "auto" and tex.dtype == torch.float32)
+    if use_kernel and (tex.dtype != torch.float32 or uv.dtype != torch.float32):
+        raise TypeError(f"backend='kernel' needs float32 tex and uv; got {tex.dtype} and {uv.dtype}")
+
     out_shape = uv.shape[:-1] + (tex.shape[-1],)
     per_sample = uv.shape[-3] * uv.shape[-2]
     flat_uv = uv.reshape(-1, 2)
     num_tex = 1 if tex.dim() == 3 else int(torch.tensor(tex.shape[:-3]).prod())
-    owner = None if tex.dim() == 3 else torch.arange(flat_uv.shape[0], device=uv.device) // per_sample
-
-    if filter in ("nearest", "bilinear"):
-        table = _TexelTable([tex.reshape(num_tex, *tex.shape[-3:])])
-        level = torch.zeros(flat_uv.shape[0], dtype=torch.long, device=uv.device)
-        if filter == "nearest":
-            return table.table.index_select(0, table.nearest_tap(flat_uv, owner, wrap)).reshape(out_shape)
-        idx, w = table.bilinear_taps(flat_uv, owner, level, wrap)
-        return table.gather(idx, w).reshape(out_shape)
-
-    levels = list(mipmaps) if mipmaps is not None else build_mipmaps(tex)
-    if levels[0].shape != tex.shape:
-        raise ValueError(f"mipmaps[0] has shape {tuple(levels[0].shape)} but tex has {tuple(tex.shape)}; "
-                         "pass build_mipmaps(tex) of this texture")
-    if max_mip_level is not None:
-        levels = levels[: max(1, max_mip_level + 1)]
+    if filter == "trilinear":
+        levels = list(mipmaps) if mipmaps is not None else build_mipmaps(tex)
+        if levels[0].shape != tex.shape:
+            raise ValueError(f"mipmaps[0] has shape {tuple(levels[0].shape)} but tex has {tuple(tex.shape)}; "
+                             "pass build_mipmaps(tex) of this texture")
+        if max_mip_level is not None:
+            levels = levels[: max(1, max_mip_level + 1)]
+    else:
+        levels = [tex]
     table = _TexelTable([t.reshape(num_tex, *t.shape[-3:]) for t in levels])
-    lod = _level_of_detail(uv_derivs.reshape(-1, 2, 2), tex.shape[-3], tex.shape[-2]) + lod_bias
-    lod = lod.clamp(0, len(levels) - 1)
-    lo = lod.detach().floor().long().clamp(max=len(levels) - 1)
-    frac = (lod - lo.to(lod.dtype))[:, None]
-    idx_f, w_f = table.bilinear_taps(flat_uv, owner, lo, wrap)
-    idx_c, w_c = table.bilinear_taps(flat_uv, owner, (lo + 1).clamp(max=len(levels) - 1), wrap)
-    idx = torch.cat([idx_f, idx_c], 1)
-    w = torch.cat([w_f * (1 - frac), w_c * frac], 1)
-    return table.gather(idx, w).reshape(out_shape)
+    flat_mask = None if mask is None else mask.reshape(-1)
+
+    if use_kernel:
+        duv = None if filter != "trilinear" else uv_derivs.reshape(-1, 4).to(torch.float32)
+        out = sample_texture(table.table, table.heights, table.widths, table.offsets, flat_uv, duv, flat_mask,
+                             per_sample if num_tex > 1 else 0, filter, wrap, lod_bias)
+        return out.reshape(out_shape)
+
+    owner = None if tex.dim() == 3 else torch.arange(flat_uv.shape[0], device=uv.device) // per_sample
+    if filter == "nearest":
+        out = table.table.index_select(0, table.nearest_tap(flat_uv, owner, wrap))
+    elif filter == "bilinear":
+        level = torch.zeros(flat_uv.shape[0], dtype=torch.long, device=uv.device)
+        out = table.gather(*table.bilinear_taps(flat_uv, owner, level, wrap))
+    else:
+        lod = _level_of_detail(uv_derivs.reshape(-1, 2, 2), tex.shape[-3], tex.shape[-2]) + lod_bias
+        lod = lod.clamp(0, len(levels) - 1)
+        lo = lod.detach().floor().long().clamp(max=len(levels) - 1)
+        frac = (lod - lo.to(lod.dtype))[:, None]
+        idx_f, w_f = table.bilinear_taps(flat_uv, owner, lo, wrap)
+        idx_c, w_c = table.bilinear_taps(flat_uv, owner, (lo + 1).clamp(max=len(levels) - 1), wrap)
+        out = table.gather(torch.cat([idx_f, idx_c], 1), torch.cat([w_f * (1 - frac), w_c * frac], 1))
+    if flat_mask is not None:
+        out = out * flat_mask[:, None].to(out.dtype)
+    return out.reshape(out_shape)
 
 
 def _level_of_detail(duv: torch.Tensor, height: int, width: int) -> torch.Tensor:

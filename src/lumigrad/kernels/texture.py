@@ -1,0 +1,72 @@
+"""Autograd glue for the float32 texture kernels: one fused gather forward, one explicit backward."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from . import texture_kernels as tk
+from ._runtime import as_warp, ensure_init, launch, launch_split
+
+MODES = {"nearest": tk.NEAREST, "bilinear": tk.BILINEAR, "trilinear": tk.TRILINEAR}
+WRAPS = {"repeat": tk.REPEAT, "clamp": tk.CLAMP, "mirror": tk.MIRROR}
+
+
+class _SampleTexture(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, table, uv, duv, heights, widths, offsets, mask, per_owner, mode, wrap, lod_bias):
+        ensure_init()
+        S = uv.shape[0]
+        out = torch.empty(S, table.shape[1], dtype=table.dtype, device=table.device)
+        args = _args(table, uv, duv, heights, widths, offsets, mask, per_owner, mode, wrap, lod_bias)
+        launch_split(tk.sample_forward, S, args + [as_warp(out)], table.device, min_chunk=4096)
+        ctx.save_for_backward(table, uv, duv, heights, widths, offsets, mask)
+        ctx.meta = (per_owner, mode, wrap, lod_bias)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        table, uv, duv, heights, widths, offsets, mask = ctx.saved_tensors
+        per_owner, mode, wrap, lod_bias = ctx.meta
+        want_table = ctx.needs_input_grad[0]
+        S = uv.shape[0]
+        dev = table.device
+        grad_table = torch.zeros_like(table) if want_table else table.new_zeros(1, table.shape[1])
+        grad_uv = torch.empty_like(uv)
+        grad_duv = torch.empty_like(duv) if duv.shape[0] == S else uv.new_empty(S, 4)
+        args = _args(table, uv, duv, heights, widths, offsets, mask, per_owner, mode, wrap, lod_bias)
+        args += [as_warp(grad_out.contiguous()), int(want_table), as_warp(grad_table), as_warp(grad_uv),
+                 as_warp(grad_duv)]
+        # Texel gradients are scattered with atomics, which are not atomic across CPU threads: one launch.
+        if want_table and dev.type == "cpu":
+            launch(tk.sample_backward, S, [0, S] + args, dev)
+        else:
+            launch_split(tk.sample_backward, S, args, dev, min_chunk=4096)
+        uv_grad = ctx.needs_input_grad[1] and mode != "nearest"  # nearest sampling is flat in uv
+        return (grad_table if want_table else None, grad_uv if uv_grad else None,
+                grad_duv if ctx.needs_input_grad[2] else None) + (None,) * 8
+
+
+def _args(table, uv, duv, heights, widths, offsets, mask, per_owner, mode, wrap, lod_bias):
+    return [as_warp(table), as_warp(heights), as_warp(widths), as_warp(offsets), int(heights.shape[0]),
+            as_warp(uv), as_warp(duv), as_warp(mask), int(mask.shape[0] == uv.shape[0]), int(per_owner),
+            MODES[mode], WRAPS[wrap], float(lod_bias)]
+
+
+def sample_texture(table: torch.Tensor, heights: torch.Tensor, widths: torch.Tensor, offsets: torch.Tensor,
+                   uv: torch.Tensor, duv: Optional[torch.Tensor], mask: Optional[torch.Tensor], per_owner: int,
+                   mode: str, wrap: str, lod_bias: float = 0.0) -> torch.Tensor:
+    """Filter a flattened mip table ``[T, C]`` at ``uv [S, 2]`` (float32); see ``texture_kernels``.
+
+    ``duv [S, 4]`` (du/dx, du/dy, dv/dx, dv/dy) is needed for trilinear filtering; ``mask [S]`` skips samples
+    (zero output, zero gradient); ``per_owner`` > 0 selects texture ``s // per_owner`` of a batch.
+    Differentiable w.r.t. ``table``, ``uv`` and ``duv``.
+    """
+    dev = table.device
+    duv = duv.contiguous() if duv is not None else uv.new_zeros(1, 4)
+    mask = mask.to(torch.int8).contiguous() if mask is not None else torch.zeros(1, dtype=torch.int8, device=dev)
+    i32 = dict(dtype=torch.int32, device=dev)
+    return _SampleTexture.apply(table.contiguous(), uv.contiguous(), duv, heights.to(**i32).contiguous(),
+                                widths.to(**i32).contiguous(), offsets.to(**i32).contiguous(), mask, per_owner,
+                                mode, wrap, lod_bias)

@@ -1,0 +1,219 @@
+"""Texture filtering kernels (float32) with an explicit backward pass.
+
+The texels of all mip levels (and of all textures of a batch) live in one table ``[T, C]``; level ``l`` of
+texture ``n`` starts at row ``offsets[l] + n * heights[l] * widths[l]``. Per sample the forward gathers 1,
+4 or 8 taps; the backward scatters the output gradient into the table (atomic adds) and writes the
+gradients of the texture coordinates and of their screen-space derivatives (through the level of detail).
+
+Conventions as in ``lumigrad.texture``: texel (i, j) of a level has its centre at ((j + .5)/W, (i + .5)/H).
+"""
+
+from __future__ import annotations
+
+import warp as wp
+
+wp.set_module_options({"enable_backward": False})
+
+NEAREST = 0
+BILINEAR = 1
+TRILINEAR = 2
+REPEAT = 0
+CLAMP = 1
+MIRROR = 2
+
+
+@wp.func
+def _wrap(i: int, size: int, mode: int):
+    if mode == 0:
+        r = i % size
+        if r < 0:
+            r += size
+        return r
+    if mode == 1:
+        return wp.clamp(i, 0, size - 1)
+    m = i % (2 * size)
+    if m < 0:
+        m += 2 * size
+    if m < size:
+        return m
+    return 2 * size - 1 - m
+
+
+@wp.func
+def _level_of_detail(duv: wp.array2d(dtype=wp.float32), s: int, w0: float, h0: float):
+    """Returns (lod, d lod / d duv[s, 0..3] as a vec4); duv columns: du/dx, du/dy, dv/dx, dv/dy."""
+    ux = duv[s, 0] * w0
+    uy = duv[s, 1] * w0
+    vx = duv[s, 2] * h0
+    vy = duv[s, 3] * h0
+    rx = ux * ux + vx * vx
+    ry = uy * uy + vy * vy
+    rho2 = wp.max(rx, ry)
+    g = wp.vec4(0.0, 0.0, 0.0, 0.0)
+    if rho2 < 1.0e-20:
+        return float(-33.219281), g  # 0.5 * log2(1e-20), with zero gradient like the clamp it mirrors
+    scale = 0.5 / (rho2 * 0.6931471805599453)
+    if rx >= ry:
+        g = wp.vec4(2.0 * ux * w0 * scale, 0.0, 2.0 * vx * h0 * scale, 0.0)
+    else:
+        g = wp.vec4(0.0, 2.0 * uy * w0 * scale, 0.0, 2.0 * vy * h0 * scale)
+    return 0.5 * wp.log2(rho2), g
+
+
+@wp.func
+def _taps(u: float, v: float, level: int, owner: int, heights: wp.array(dtype=wp.int32),
+          widths: wp.array(dtype=wp.int32), offsets: wp.array(dtype=wp.int32), wrap: int):
+    """Bilinear taps at ``level``: (row indices vec4i as 4 ints, fx, fy, width, height)."""
+    w = widths[level]
+    h = heights[level]
+    base = offsets[level] + owner * w * h
+    x = u * float(w) - 0.5
+    y = v * float(h) - 0.5
+    x0 = wp.floor(x)
+    y0 = wp.floor(y)
+    ix = int(x0)
+    iy = int(y0)
+    c0 = _wrap(ix, w, wrap)
+    c1 = _wrap(ix + 1, w, wrap)
+    r0 = base + _wrap(iy, h, wrap) * w
+    r1 = base + _wrap(iy + 1, h, wrap) * w
+    return wp.vec4i(r0 + c0, r0 + c1, r1 + c0, r1 + c1), x - x0, y - y0, w, h
+
+
+@wp.kernel
+def sample_forward(
+    offset: int, end: int,
+    table: wp.array2d(dtype=wp.float32), heights: wp.array(dtype=wp.int32), widths: wp.array(dtype=wp.int32),
+    offsets: wp.array(dtype=wp.int32), num_levels: int,
+    uv: wp.array2d(dtype=wp.float32), duv: wp.array2d(dtype=wp.float32), mask: wp.array(dtype=wp.int8),
+    use_mask: int, per_owner: int, mode: int, wrap: int, lod_bias: float,
+    out: wp.array2d(dtype=wp.float32),
+):
+    s = offset + wp.tid()
+    channels = table.shape[1]
+    for c in range(channels):
+        out[s, c] = 0.0
+    if use_mask != 0:
+        if mask[s] == wp.int8(0):
+            return
+    owner = int(0)
+    if per_owner > 0:
+        owner = s / per_owner
+    u = uv[s, 0]
+    v = uv[s, 1]
+    if mode == NEAREST:
+        w = widths[0]
+        h = heights[0]
+        row = offsets[0] + owner * w * h + _wrap(int(wp.floor(v * float(h))), h, wrap) * w + \
+            _wrap(int(wp.floor(u * float(w))), w, wrap)
+        for c in range(channels):
+            out[s, c] = table[row, c]
+        return
+    lo = int(0)
+    frac = float(0.0)
+    if mode == TRILINEAR:
+        lod_raw, unused = _level_of_detail(duv, s, float(widths[0]), float(heights[0]))
+        lod = wp.clamp(lod_raw + lod_bias, 0.0, float(num_levels - 1))
+        lo = wp.min(int(wp.floor(lod)), num_levels - 1)
+        frac = lod - float(lo)
+    hi = wp.min(lo + 1, num_levels - 1)
+    for k in range(2):
+        level = lo
+        weight = 1.0 - frac
+        if k == 1:
+            level = hi
+            weight = frac
+        if k == 0 or mode == TRILINEAR:
+            idx, fx, fy, lw, lh = _taps(u, v, level, owner, heights, widths, offsets, wrap)
+            w00 = (1.0 - fx) * (1.0 - fy) * weight
+            w01 = fx * (1.0 - fy) * weight
+            w10 = (1.0 - fx) * fy * weight
+            w11 = fx * fy * weight
+            for c in range(channels):
+                out[s, c] += w00 * table[idx[0], c] + w01 * table[idx[1], c] + w10 * table[idx[2], c] + \
+                    w11 * table[idx[3], c]
+
+
+@wp.kernel
+def sample_backward(
+    offset: int, end: int,
+    table: wp.array2d(dtype=wp.float32), heights: wp.array(dtype=wp.int32), widths: wp.array(dtype=wp.int32),
+    offsets: wp.array(dtype=wp.int32), num_levels: int,
+    uv: wp.array2d(dtype=wp.float32), duv: wp.array2d(dtype=wp.float32), mask: wp.array(dtype=wp.int8),
+    use_mask: int, per_owner: int, mode: int, wrap: int, lod_bias: float,
+    grad_out: wp.array2d(dtype=wp.float32), want_table: int,
+    grad_table: wp.array2d(dtype=wp.float32), grad_uv: wp.array2d(dtype=wp.float32),
+    grad_duv: wp.array2d(dtype=wp.float32),
+):
+    """Gradients of ``sum(grad_out * out)``; texel gradients by atomic adds (one launch on CPU)."""
+    s = offset + wp.tid()
+    channels = table.shape[1]
+    grad_uv[s, 0] = 0.0
+    grad_uv[s, 1] = 0.0
+    for k in range(4):
+        grad_duv[s, k] = 0.0
+    if use_mask != 0:
+        if mask[s] == wp.int8(0):
+            return
+    owner = int(0)
+    if per_owner > 0:
+        owner = s / per_owner
+    u = uv[s, 0]
+    v = uv[s, 1]
+    if mode == NEAREST:
+        if want_table != 0:
+            w = widths[0]
+            h = heights[0]
+            row = offsets[0] + owner * w * h + _wrap(int(wp.floor(v * float(h))), h, wrap) * w + \
+                _wrap(int(wp.floor(u * float(w))), w, wrap)
+            for c in range(channels):
+                wp.atomic_add(grad_table, row, c, grad_out[s, c])
+        return
+    lo = int(0)
+    frac = float(0.0)
+    lod_active = False
+    dlod = wp.vec4(0.0, 0.0, 0.0, 0.0)
+    if mode == TRILINEAR:
+        lod_raw, dlod = _level_of_detail(duv, s, float(widths[0]), float(heights[0]))
+        raw = lod_raw + lod_bias
+        lod = wp.clamp(raw, 0.0, float(num_levels - 1))
+        lod_active = raw >= 0.0 and raw <= float(num_levels - 1)
+        lo = wp.min(int(wp.floor(lod)), num_levels - 1)
+        frac = lod - float(lo)
+    hi = wp.min(lo + 1, num_levels - 1)
+    gu = float(0.0)
+    gv = float(0.0)
+    gfrac = float(0.0)
+    for k in range(2):
+        level = lo
+        weight = 1.0 - frac
+        sign = -1.0
+        if k == 1:
+            level = hi
+            weight = frac
+            sign = 1.0
+        if k == 0 or mode == TRILINEAR:
+            idx, fx, fy, iw, ih = _taps(u, v, level, owner, heights, widths, offsets, wrap)
+            lw = float(iw)
+            lh = float(ih)
+            for c in range(channels):
+                g = grad_out[s, c]
+                t00 = table[idx[0], c]
+                t01 = table[idx[1], c]
+                t10 = table[idx[2], c]
+                t11 = table[idx[3], c]
+                bil = (1.0 - fx) * (1.0 - fy) * t00 + fx * (1.0 - fy) * t01 + (1.0 - fx) * fy * t10 + fx * fy * t11
+                gfrac += sign * g * bil
+                gu += g * weight * lw * ((t01 - t00) * (1.0 - fy) + (t11 - t10) * fy)
+                gv += g * weight * lh * ((t10 - t00) * (1.0 - fx) + (t11 - t01) * fx)
+                if want_table != 0:
+                    gw = g * weight
+                    wp.atomic_add(grad_table, idx[0], c, gw * (1.0 - fx) * (1.0 - fy))
+                    wp.atomic_add(grad_table, idx[1], c, gw * fx * (1.0 - fy))
+                    wp.atomic_add(grad_table, idx[2], c, gw * (1.0 - fx) * fy)
+                    wp.atomic_add(grad_table, idx[3], c, gw * fx * fy)
+    grad_uv[s, 0] = gu
+    grad_uv[s, 1] = gv
+    if mode == TRILINEAR and lod_active:
+        for k in range(4):
+            grad_duv[s, k] = gfrac * dlod[k]
