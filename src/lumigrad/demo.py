@@ -19,8 +19,8 @@ from .mesh import Mesh
 from .raster import antialias, build_mipmaps, interpolate, rasterize, texture
 
 
-def orbit_cameras(num_views: int, size: int, *, radius: float = 2.6, elevation: float = 0.35,
-                  target=(0.0, 0.1, 0.0), fov_y: float = 0.75, dtype=torch.float32) -> Camera:
+def orbit_cameras(num_views: int, size: int, *, radius: float = 3.0, elevation: float = 0.35,
+                  target=(0.0, 0.1, 0.19), fov_y: float = 0.75, dtype=torch.float32) -> Camera:
     """``num_views`` cameras evenly spaced on a circle around ``target`` (world +y up), batched."""
     angles = torch.arange(num_views, dtype=torch.float64) * (2 * math.pi / num_views) + 0.3
     heights = elevation * torch.cos(torch.arange(num_views, dtype=torch.float64) * 1.7)
@@ -44,9 +44,9 @@ def render_textured(mesh: Mesh, verts: torch.Tensor, tex: torch.Tensor, cameras:
     frags = rasterize(verts, mesh.faces, cameras, return_bary_derivs=filter == "trilinear")
     if filter == "trilinear":
         uv, duv = interpolate(mesh.uv, frags, mesh.uv_faces, return_derivatives=True)
-        rgb = texture(tex, uv, uv_derivs=duv, mipmaps=mipmaps)
+        rgb = texture(tex, uv, uv_derivs=duv, mipmaps=mipmaps, mask=frags.mask)
     else:
-        rgb = texture(tex, interpolate(mesh.uv, frags, mesh.uv_faces), filter=filter)
+        rgb = texture(tex, interpolate(mesh.uv, frags, mesh.uv_faces), filter=filter, mask=frags.mask)
     mask = frags.mask[..., None].to(rgb.dtype)
     color = torch.cat([rgb * mask + background * (1 - mask), mask], -1)
     return antialias(color, frags, verts, mesh.faces, cameras)
@@ -88,11 +88,13 @@ def fit_spot(
     recover_texture: bool = True,
     num_views: int = 8,
     image_size: int = 160,
-    texture_size: int = 128,
+    texture_size: int = 96,
     steps: int = 200,
     init_rotation_deg: float = 15.0,
     init_translation: float = 0.08,
     seed: int = 0,
+    pose_lr: float = 0.01,
+    texture_lr: float = 0.1,
     mesh: Optional[Mesh] = None,
     progress: Optional[Callable[[int, float, Dict[str, float]], None]] = None,
 ) -> FitResult:
@@ -101,10 +103,11 @@ def fit_spot(
     Targets are rendered with the true pose (identity) and the true texture (Spot's albedo, resampled to
     ``texture_size``). The fit starts from a pose rotated by ``init_rotation_deg`` about a random axis and
     shifted by ``init_translation`` (if ``recover_pose``) and from a flat grey texture (if ``recover_texture``),
-    and minimises the mean squared error of RGB and coverage with Adam.
+    and minimises the mean squared error of RGB and coverage with Adam (learning rates ``pose_lr`` and
+    ``texture_lr``, cosine-annealed).
 
     Returns a :class:`FitResult`; metrics hold ``rotation_error_deg``, ``translation_error`` and
-    ``texture_psnr_db`` (over the texels that any view sees) as applicable.
+    ``texture_psnr_db`` (over the texels the views determine, see :func:`visible_texels`) as applicable.
     """
     from .data import load_spot
 
@@ -127,13 +130,13 @@ def fit_spot(
 
     groups = []
     if recover_pose:
-        groups.append({"params": [rotation, translation], "lr": 0.01})
+        groups.append({"params": [rotation, translation], "lr": pose_lr})
     if recover_texture:
-        groups.append({"params": [tex], "lr": 0.05})
+        groups.append({"params": [tex], "lr": texture_lr})
     if not groups:
         raise ValueError("fit_spot needs recover_pose or recover_texture")
     opt = torch.optim.Adam(groups)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=0.05 * 0.01)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=1e-4)
 
     def render(current_tex):
         verts = pose_verts(mesh.verts, rotation, translation, center)
@@ -175,16 +178,18 @@ def fit_spot(
     return FitResult(metrics, losses, target, initial, final, tex.detach(), true_tex, history)
 
 
-def visible_texels(mesh: Mesh, verts: torch.Tensor, tex: torch.Tensor, cameras: Camera) -> torch.Tensor:
-    """``[Ht, Wt]`` bool: texels with a non-zero bilinear weight at full resolution in at least one view.
+def visible_texels(mesh: Mesh, verts: torch.Tensor, tex: torch.Tensor, cameras: Camera,
+                   min_weight: float = 0.25) -> torch.Tensor:
+    """``[Ht, Wt]`` bool: texels seen at full resolution with a total bilinear weight of at least
+    ``min_weight`` pixels, summed over the views.
 
-    (Through a mip pyramid every texel reaches the image via the coarse levels, which would count texels
-    that no pixel actually resolves.)
+    (Through a mip pyramid every texel reaches the image via the coarse levels, and a texel touched only by
+    the tail of one pixel's filter at a silhouette is seen but not determined by the images.)
     """
     probe = tex.detach().clone().requires_grad_(True)
     image = render_textured(mesh, verts, probe, cameras, filter="bilinear")
-    (grad,) = torch.autograd.grad(image[..., :3].sum(), probe)
-    return grad.abs().sum(-1) > 0
+    (grad,) = torch.autograd.grad(image[..., 0].sum(), probe)
+    return grad[..., 0] >= min_weight
 
 
 def _resize_texture(tex: torch.Tensor, size: int) -> torch.Tensor:

@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=150, help="optimisation steps (default: 150)")
     p.add_argument("--views", type=int, default=8, help="number of target views (default: 8)")
     p.add_argument("--size", type=int, default=160, help="image width and height in pixels (default: 160)")
-    p.add_argument("--texture-size", type=int, default=128, help="recovered texture resolution (default: 128)")
+    p.add_argument("--texture-size", type=int, default=96, help="recovered texture resolution (default: 96)")
     p.add_argument("--rotation", type=float, default=15.0,
                    help="initial rotation error in degrees (default: 15)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the initial perturbation (default: 0)")
