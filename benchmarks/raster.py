@@ -196,7 +196,7 @@ def forward(scene: Scene, verts: torch.Tensor, tex: torch.Tensor, cam: lg.Camera
     """``rasterize -> interpolate (uv + derivatives) -> texture (trilinear) -> antialias``; ``[H, W, 3]``."""
     frags = lg.rasterize(verts, scene.faces, cam, return_bary_derivs=True)
     uv, duv = lg.interpolate(scene.uv, frags, scene.uv_faces, return_derivatives=True)
-    color = lg.texture(tex, uv, uv_derivs=duv, filter="trilinear", mipmaps=mipmaps)
+    color = lg.texture(tex, uv, uv_derivs=duv, filter="trilinear", mipmaps=mipmaps, mask=frags.mask)
     return lg.antialias(color, frags, verts, scene.faces, cam)
 
 

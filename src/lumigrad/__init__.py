@@ -4,7 +4,7 @@ The four composable raster primitives ``rasterize -> interpolate -> texture -> a
 ``Camera`` they share are exported here; conventions are in :mod:`lumigrad.conventions`.
 """
 
-from . import conventions, io
+from . import conventions, data, io
 from .cameras import Camera
 from .mesh import Mesh, vertex_normals
 from .raster import Fragments, antialias, build_mipmaps, depth_peel, interpolate, rasterize, texture
@@ -18,6 +18,7 @@ __all__ = [
     "antialias",
     "build_mipmaps",
     "conventions",
+    "data",
     "io",
     "depth_peel",
     "interpolate",
