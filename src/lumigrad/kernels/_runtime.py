@@ -69,18 +69,17 @@ def launch_split(kernel, count: int, inputs: Sequence, device: torch.device, min
     The kernel's first two arguments must be ``(offset: int, end: int)``; item ``i`` of a range is
     ``offset + wp.tid()``. Work items must not write to shared locations (no cross-thread atomics on CPU).
     """
-    ensure_init()
     if count <= 0:
         return
-    dev = warp_device(device)
     if device.type == "cuda":
-        stream = wp.stream_from_torch(torch.cuda.current_stream(device))
-        wp.launch(kernel, dim=count, inputs=[0, count, *inputs], device=dev, stream=stream)
+        launch(kernel, count, [0, count, *inputs], device)
         return
+    ensure_init()
+    dev = warp_device(device)
     workers = num_workers()
     chunks = max(1, min(workers, count // max(min_chunk, 1)))
     if chunks == 1:
-        wp.launch(kernel, dim=count, inputs=[0, count, *inputs], device=dev)
+        launch(kernel, count, [0, count, *inputs], device)
         return
     # More ranges than threads balances uneven work (tiles with many triangles); each range is contiguous.
     pieces = min(count, chunks * 4)

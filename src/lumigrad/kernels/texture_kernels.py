@@ -61,6 +61,42 @@ def _level_of_detail(duv: wp.array2d(dtype=wp.float32), s: int, w0: float, h0: f
 
 
 @wp.func
+def _owner(s: int, per_owner: int):
+    """Index of the texture (in a batch) that sample ``s`` reads; 0 for a shared texture."""
+    if per_owner > 0:
+        return s / per_owner
+    return 0
+
+
+@wp.func
+def _nearest_row(u: float, v: float, owner: int, heights: wp.array(dtype=wp.int32),
+                 widths: wp.array(dtype=wp.int32), offsets: wp.array(dtype=wp.int32), wrap: int):
+    """Table row of the level-0 texel containing ``(u, v)``."""
+    w = widths[0]
+    h = heights[0]
+    return offsets[0] + owner * w * h + _wrap(int(wp.floor(v * float(h))), h, wrap) * w + \
+        _wrap(int(wp.floor(u * float(w))), w, wrap)
+
+
+@wp.func
+def _mip_levels(duv: wp.array2d(dtype=wp.float32), s: int, widths: wp.array(dtype=wp.int32),
+                heights: wp.array(dtype=wp.int32), num_levels: int, lod_bias: float, mode: int):
+    """Returns (fine level, coarse level, blend, lod unclamped?, d lod / d duv); level 0 unless trilinear."""
+    lo = int(0)
+    frac = float(0.0)
+    active = False
+    dlod = wp.vec4(0.0, 0.0, 0.0, 0.0)
+    if mode == TRILINEAR:
+        lod_raw, dlod = _level_of_detail(duv, s, float(widths[0]), float(heights[0]))
+        raw = lod_raw + lod_bias
+        lod = wp.clamp(raw, 0.0, float(num_levels - 1))
+        active = raw >= 0.0 and raw <= float(num_levels - 1)
+        lo = wp.min(int(wp.floor(lod)), num_levels - 1)
+        frac = lod - float(lo)
+    return lo, wp.min(lo + 1, num_levels - 1), frac, active, dlod
+
+
+@wp.func
 def _taps(u: float, v: float, level: int, owner: int, heights: wp.array(dtype=wp.int32),
           widths: wp.array(dtype=wp.int32), offsets: wp.array(dtype=wp.int32), wrap: int):
     """Bilinear taps at ``level``: (row indices vec4i as 4 ints, fx, fy, width, height)."""
@@ -96,27 +132,15 @@ def sample_forward(
     if use_mask != 0:
         if mask[s] == wp.int8(0):
             return
-    owner = int(0)
-    if per_owner > 0:
-        owner = s / per_owner
+    owner = _owner(s, per_owner)
     u = uv[s, 0]
     v = uv[s, 1]
     if mode == NEAREST:
-        w = widths[0]
-        h = heights[0]
-        row = offsets[0] + owner * w * h + _wrap(int(wp.floor(v * float(h))), h, wrap) * w + \
-            _wrap(int(wp.floor(u * float(w))), w, wrap)
+        row = _nearest_row(u, v, owner, heights, widths, offsets, wrap)
         for c in range(channels):
             out[s, c] = table[row, c]
         return
-    lo = int(0)
-    frac = float(0.0)
-    if mode == TRILINEAR:
-        lod_raw, unused = _level_of_detail(duv, s, float(widths[0]), float(heights[0]))
-        lod = wp.clamp(lod_raw + lod_bias, 0.0, float(num_levels - 1))
-        lo = wp.min(int(wp.floor(lod)), num_levels - 1)
-        frac = lod - float(lo)
-    hi = wp.min(lo + 1, num_levels - 1)
+    lo, hi, frac, lod_active, dlod = _mip_levels(duv, s, widths, heights, num_levels, lod_bias, mode)
     for k in range(2):
         level = lo
         weight = 1.0 - frac
@@ -155,32 +179,16 @@ def sample_backward(
     if use_mask != 0:
         if mask[s] == wp.int8(0):
             return
-    owner = int(0)
-    if per_owner > 0:
-        owner = s / per_owner
+    owner = _owner(s, per_owner)
     u = uv[s, 0]
     v = uv[s, 1]
     if mode == NEAREST:
         if want_table != 0:
-            w = widths[0]
-            h = heights[0]
-            row = offsets[0] + owner * w * h + _wrap(int(wp.floor(v * float(h))), h, wrap) * w + \
-                _wrap(int(wp.floor(u * float(w))), w, wrap)
+            row = _nearest_row(u, v, owner, heights, widths, offsets, wrap)
             for c in range(channels):
                 wp.atomic_add(grad_table, row, c, grad_out[s, c])
         return
-    lo = int(0)
-    frac = float(0.0)
-    lod_active = False
-    dlod = wp.vec4(0.0, 0.0, 0.0, 0.0)
-    if mode == TRILINEAR:
-        lod_raw, dlod = _level_of_detail(duv, s, float(widths[0]), float(heights[0]))
-        raw = lod_raw + lod_bias
-        lod = wp.clamp(raw, 0.0, float(num_levels - 1))
-        lod_active = raw >= 0.0 and raw <= float(num_levels - 1)
-        lo = wp.min(int(wp.floor(lod)), num_levels - 1)
-        frac = lod - float(lo)
-    hi = wp.min(lo + 1, num_levels - 1)
+    lo, hi, frac, lod_active, dlod = _mip_levels(duv, s, widths, heights, num_levels, lod_bias, mode)
     gu = float(0.0)
     gv = float(0.0)
     gfrac = float(0.0)
