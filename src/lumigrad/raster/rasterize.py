@@ -121,23 +121,28 @@ def _project(pc: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     return torch.stack([k[..., 0, 0] * x + k[..., 0, 1] * y + k[..., 0, 2], k[..., 1, 1] * y + k[..., 1, 2]], -1)
 
 
-def face_pixel_table(mesh: PreparedMesh) -> torch.Tensor:
-    """Per-face linear forms in pixel coordinates, ``[N*F, 10]``: ``(M [3, 3] row-major, v0 . n)``.
+def face_pixel_table(mesh: PreparedMesh, keys: torch.Tensor) -> torch.Tensor:
+    """Per-face linear forms in pixel coordinates, ``[K, 10]``: ``(M [3, 3] row-major, v0 . n)``.
 
-    With camera-frame corners ``v0, v1, v2``, ``e1 = v1 - v0``, ``e2 = v2 - v0``, the forms
-    ``n = e1 x e2``, ``a = v0 x e2``, ``b = e1 x v0`` (edge vectors keep them free of cancellation, as in
-    Moller-Trumbore) are stacked as rows and multiplied by ``K^-1``, so that for the homogeneous pixel
-    ``p = (u, v, 1)`` the ray ``d = K^-1 p`` gives ``M p = (d . n, d . a, d . b)``.
+    ``keys [K]`` selects (view, face) pairs as ``view * F + face``. With camera-frame corners ``v0, v1, v2``,
+    ``e1 = v1 - v0``, ``e2 = v2 - v0``, the forms ``n = e1 x e2``, ``a = v0 x e2``, ``b = e1 x v0`` (edge
+    vectors keep them free of cancellation, as in Moller-Trumbore) are stacked as rows and multiplied by
+    ``K^-1``, so that for the homogeneous pixel ``p = (u, v, 1)`` the ray ``d = K^-1 p`` gives
+    ``M p = (d . n, d . a, d . b)``.
     """
-    tri = mesh.verts_cam()[:, mesh.faces]  # [N, F, 3, 3]
-    v0 = tri[:, :, 0]
-    e1 = tri[:, :, 1] - v0
-    e2 = tri[:, :, 2] - v0
+    F = mesh.faces.shape[0]
+    V = mesh.verts.shape[1]
+    view = keys // F
+    corners = mesh.faces[keys - view * F] + (view * V)[:, None]  # [K, 3]
+    tri = mesh.verts_cam().reshape(-1, 3)[corners.reshape(-1)].reshape(-1, 3, 3)
+    v0 = tri[:, 0]
+    e1 = tri[:, 1] - v0
+    e2 = tri[:, 2] - v0
     n = torch.linalg.cross(e1, e2)
-    forms = torch.stack([n, torch.linalg.cross(v0, e2), torch.linalg.cross(e1, v0)], -2)  # [N, F, 3, 3]
-    M = forms @ K_inverse(mesh.K)[:, None]
-    N, F = M.shape[:2]
-    return torch.cat([M.reshape(N * F, 9), (v0 * n).sum(-1).reshape(N * F, 1)], -1)
+    forms = torch.stack([n, torch.linalg.cross(v0, e2), torch.linalg.cross(e1, v0)], -2)  # [K, 3, 3]
+    K_inv = K_inverse(mesh.K)
+    M = forms @ (K_inv if K_inv.shape[0] == 1 else K_inv[view])
+    return torch.cat([M.reshape(-1, 9), (v0 * n).sum(-1, keepdim=True)], -1)
 
 
 def surface_at_pixels(mesh: PreparedMesh, covered: torch.Tensor, face: torch.Tensor, with_derivs: bool):
@@ -152,7 +157,14 @@ def surface_at_pixels(mesh: PreparedMesh, covered: torch.Tensor, face: torch.Ten
     H, W = cam.height, cam.width
     view = covered // (H * W)
     pix = covered - view * (H * W)
-    rows = face_pixel_table(mesh).index_select(0, view * mesh.faces.shape[0] + face)  # [P, 10]
+    # Forms only for the (view, face) pairs that are visible somewhere, then one row per pixel.
+    key = view * mesh.faces.shape[0] + face
+    seen = torch.zeros(mesh.num_views * mesh.faces.shape[0], dtype=torch.bool, device=key.device)
+    seen[key] = True
+    seen_keys = seen.nonzero()[:, 0]
+    slot = torch.empty(seen.shape[0], dtype=torch.long, device=key.device)
+    slot[seen_keys] = torch.arange(seen_keys.numel(), device=key.device)
+    rows = face_pixel_table(mesh, seen_keys).index_select(0, slot[key])  # [P, 10]
     M = rows[:, :9].reshape(-1, 3, 3)
     row, col = pix // W, pix % W
     p = torch.stack([col.to(M.dtype) + 0.5, row.to(M.dtype) + 0.5, torch.ones_like(M[:, 0, 0])], -1)
