@@ -166,9 +166,10 @@ def surface_at_pixels(mesh: PreparedMesh, covered: torch.Tensor, face: torch.Ten
     slot[seen_keys] = torch.arange(seen_keys.numel(), device=key.device)
     rows = face_pixel_table(mesh, seen_keys).index_select(0, slot[key])  # [P, 10]
     M = rows[:, :9].reshape(-1, 3, 3)
-    row, col = pix // W, pix % W
-    p = torch.stack([col.to(M.dtype) + 0.5, row.to(M.dtype) + 0.5, torch.ones_like(M[:, 0, 0])], -1)
-    SAB = torch.bmm(M, p[:, :, None])[:, :, 0]  # [P, 3]
+    row = pix // W
+    u = (pix - row * W).to(M.dtype)[:, None] + 0.5
+    v = row.to(M.dtype)[:, None] + 0.5
+    SAB = M[:, :, 0] * u + M[:, :, 1] * v + M[:, :, 2]  # M (u, v, 1): [P, 3] (S, A, B)
     S = SAB[:, 0]
     S = torch.where(S.abs() > 0, S, torch.ones_like(S))  # zero-area faces are never drawn; guard anyway
     b12 = -SAB[:, 1:] / S[:, None]

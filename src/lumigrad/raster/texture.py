@@ -24,6 +24,10 @@ def build_mipmaps(tex: torch.Tensor, max_levels: Optional[int] = None) -> List[t
         t = levels[-1]
         lead = t.shape[:-3]
         h, w, c = t.shape[-3:]
+        if h % 2 == 0 and w % 2 == 0:  # channel-last 2x2 mean of strided views: no layout copies
+            q = t.reshape(lead + (h // 2, 2, w // 2, 2, c))
+            levels.append((q[..., 0, :, 0, :] + q[..., 0, :, 1, :] + q[..., 1, :, 0, :] + q[..., 1, :, 1, :]) * 0.25)
+            continue
         x = t.reshape(-1, h, w, c).permute(0, 3, 1, 2)
         x = F.avg_pool2d(x, kernel_size=2, stride=2, ceil_mode=True)
         levels.append(x.permute(0, 2, 3, 1).reshape(lead + x.shape[-2:] + (c,)))
