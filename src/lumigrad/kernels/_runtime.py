@@ -93,6 +93,24 @@ def launch_split(kernel, count: int, inputs: Sequence, device: torch.device, min
         f.result()
 
 
+def launch_partitioned(kernel, count: int, inputs_for_part, parts: int, device: torch.device) -> None:
+    """Launch ``kernel`` over ``count`` items cut into ``parts`` contiguous ranges, one per CPU thread.
+
+    ``inputs_for_part(k)`` returns the inputs (after ``offset, end``) of part ``k``, so each part can write
+    to private buffers (a kernel with atomics then needs no cross-thread atomics; the caller reduces).
+    """
+    ensure_init()
+    dev = warp_device(device)
+    bounds = [count * k // parts for k in range(parts + 1)]
+    futures = [
+        _get_pool().submit(wp.launch, kernel, dim=bounds[k + 1] - bounds[k],
+                           inputs=[bounds[k], bounds[k + 1], *inputs_for_part(k)], device=dev)
+        for k in range(parts) if bounds[k + 1] > bounds[k]
+    ]
+    for f in futures:
+        f.result()
+
+
 def launch(kernel, count: int, inputs: Sequence, device: torch.device) -> None:
     """Launch ``kernel`` over ``count`` items as one launch (for kernels that use atomics)."""
     ensure_init()
