@@ -23,7 +23,7 @@ from __future__ import annotations
 import warp as wp
 
 TILE_SIZE = 16
-# Explicit backward passes live in PyTorch / separate kernels; skipping Warp's adjoints halves compile time.
+# Explicit backward passes live in PyTorch / separate kernels; skipping Warp's adjoints compiles 1.3-2x faster.
 wp.set_module_options({"enable_backward": False})
 
 
