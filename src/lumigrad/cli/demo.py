@@ -67,7 +67,10 @@ def run(args) -> int:
     save_image_grid(out / "initial.png", result.initial[..., :3])
     save_image_grid(out / "final.png", result.final[..., :3])
     save_image_grid(out / "error.png", (result.final[..., :3] - result.target[..., :3]).abs().mul(4))
-    save_image_grid(out / "texture.png", torch.stack([result.true_texture, result.texture]))
+    textures = torch.stack([result.true_texture, result.texture]).permute(0, 3, 1, 2)
+    scale = max(1, 384 // textures.shape[-1])  # enlarge small textures (nearest) so texels stay visible
+    textures = torch.nn.functional.interpolate(textures, scale_factor=scale, mode="nearest")
+    save_image_grid(out / "texture.png", textures.permute(0, 2, 3, 1))  # left: true, right: recovered
     save_loss_plot(out / "loss.png", result.losses, result.history)
     metrics = {**result.metrics, "seconds": seconds, "steps": args.steps, "views": args.views,
                "image_size": args.size, "texture_size": args.texture_size}
