@@ -15,7 +15,7 @@ import torch
 
 from .._checks import broadcast_batch, check_choice, check_indices, check_positive_int, check_tensor
 from ..cameras.camera import Camera
-from ..cameras.projection import K_inverse
+from ..cameras.projection import K_inverse, project_points
 from ..kernels.visibility import find_visible
 from .clip import clip_near
 from .fragments import Fragments
@@ -89,7 +89,7 @@ def _visibility(mesh: PreparedMesh, cull: str, prev: Optional[Fragments]):
         raise ValueError(f"every vertex is behind the camera's near plane (z < {near}) in view {view}; "
                          "world_to_cam maps world to an OpenCV camera frame looking along +z")
     K = mesh.K.double()
-    proj = torch.cat([_project(vc, K), vc[..., 2:]], dim=-1).contiguous()
+    proj = torch.cat([project_points(vc, K), vc[..., 2:]], dim=-1).contiguous()
     # Faces with a corner in front of the near plane are drawn from proj; crossing ones are clipped here.
     corner_behind = behind[:, mesh.faces]  # [N, F, 3]
     n_behind = corner_behind.sum(-1)
@@ -100,7 +100,7 @@ def _visibility(mesh: PreparedMesh, cull: str, prev: Optional[Fragments]):
         face = crossing % F
         corners = vc[view[:, None], mesh.faces[face]]  # [M, 3, 3]
         clipped, src = clip_near(corners, near)
-        cuv = _project(clipped, K[view[src]])
+        cuv = project_points(clipped, K[view[src]])
         extra = torch.cat([cuv, clipped[..., 2:]], dim=-1).contiguous()
         extra_view = view[src].to(torch.int32).contiguous()
         extra_face = face[src].to(torch.int32).contiguous()
@@ -111,14 +111,6 @@ def _visibility(mesh: PreparedMesh, cull: str, prev: Optional[Fragments]):
                                             prev.zbuf.reshape(N, cam.height, cam.width))
     return find_visible(proj, mesh.faces_i32, face_skip, extra, extra_view, extra_face, cam.width, cam.height,
                         near, far, cull, prev_pair)
-
-
-def _project(pc: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """Pixel positions ``[M, P, 2]`` of camera-frame points ``[M, P, 3]`` with per-row ``K [M, 3, 3]``."""
-    x = pc[..., 0] / pc[..., 2]
-    y = pc[..., 1] / pc[..., 2]
-    k = K[:, None]
-    return torch.stack([k[..., 0, 0] * x + k[..., 0, 1] * y + k[..., 0, 2], k[..., 1, 1] * y + k[..., 1, 2]], -1)
 
 
 def face_pixel_table(mesh: PreparedMesh, keys: torch.Tensor) -> torch.Tensor:
