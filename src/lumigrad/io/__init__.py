@@ -2,5 +2,7 @@
 
 from .image import read_image, write_image
 from .obj import ObjError, read_obj
+from .opensfm import OpenSfmReconstruction, OpenSfmShot, lla_to_topocentric, read_opensfm
 
-__all__ = ["ObjError", "read_image", "read_obj", "write_image"]
+__all__ = ["ObjError", "OpenSfmReconstruction", "OpenSfmShot", "lla_to_topocentric", "read_image", "read_obj",
+           "read_opensfm", "write_image"]
