@@ -112,3 +112,54 @@ def test_bad_input_names_the_argument():
         distort(torch.zeros(3, 2), torch.zeros(5), "kannala")
     with pytest.raises(ValueError, match="xy"):
         distort(torch.zeros(3, 3), torch.zeros(5))
+
+
+# ------------------------------------------------------------------------------------ camera integration
+import lumigrad as lg  # noqa: E402
+
+
+def _distorted_camera(coeffs, model="opencv"):
+    K = torch.tensor([[300.0, 0.0, 160.0], [0.0, 310.0, 120.0], [0.0, 0.0, 1.0]], dtype=DT)
+    w2c = torch.eye(4, dtype=DT)
+    return lg.Camera(K=K, world_to_cam=w2c, width=320, height=240, distortion=torch.tensor(coeffs, dtype=DT),
+                     distortion_model=model)
+
+
+@pytest.mark.parametrize("model,coeffs", [("opencv", OPENCV), ("fisheye", FISHEYE)])
+def test_camera_project_and_rays_are_inverse(model, coeffs):
+    cam = _distorted_camera(coeffs, model)
+    g = torch.Generator().manual_seed(4)
+    uv = torch.rand(40, 2, generator=g, dtype=DT) * torch.tensor([320.0, 240.0], dtype=DT)
+    rays = cam.rays(uv)
+    assert torch.allclose(rays[:, 2], torch.ones(40, dtype=DT))
+    back, depth = cam.project(rays * 2.5)  # any point along the ray projects to the same pixel
+    torch.testing.assert_close(back, uv, rtol=1e-9, atol=1e-8)
+    torch.testing.assert_close(depth, torch.full((40,), 2.5, dtype=DT))
+
+
+def test_camera_projection_matches_opencv_model():
+    cam = _distorted_camera(OPENCV)
+    pts = torch.tensor([[0.3, -0.2, 2.0], [-0.5, 0.4, 3.0]], dtype=DT)
+    uv, _ = cam.project(pts)
+    x, y = opencv_numpy(pts[:, 0].numpy() / pts[:, 2].numpy(), pts[:, 1].numpy() / pts[:, 2].numpy(), *OPENCV)
+    np.testing.assert_allclose(uv.numpy(), np.stack([300 * x + 160, 310 * y + 120], -1), rtol=1e-12)
+
+
+def test_rays_gradcheck_wrt_distortion_and_K():
+    def rays(coeffs, K):
+        cam = lg.Camera(K=K, world_to_cam=torch.eye(4, dtype=DT), width=32, height=24, distortion=coeffs)
+        return cam.rays(torch.tensor([[3.5, 4.5], [20.5, 10.5], [30.5, 22.5]], dtype=DT))
+
+    K = torch.tensor([[30.0, 0.0, 16.0], [0.0, 31.0, 12.0], [0.0, 0.0, 1.0]], dtype=DT, requires_grad=True)
+    c = torch.tensor(OPENCV, dtype=DT, requires_grad=True)
+    torch.autograd.gradcheck(rays, (c, K))
+
+
+def test_rasterize_refuses_distorted_cameras_and_indexing_keeps_distortion():
+    cam = _distorted_camera(OPENCV)
+    verts = torch.tensor([[-1.0, -1.0, 3.0], [1.0, -1.0, 3.0], [0.0, 1.0, 3.0]], dtype=DT)
+    with pytest.raises(ValueError, match="distortion"):
+        lg.rasterize(verts, torch.tensor([[0, 1, 2]]), cam)
+    assert cam.to(dtype=torch.float32).distortion.dtype == torch.float32
+    with pytest.raises(ValueError, match="distortion"):
+        lg.Camera(K=cam.K, world_to_cam=cam.world_to_cam, width=8, height=8, distortion=torch.zeros(4, dtype=DT))

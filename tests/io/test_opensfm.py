@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from lumigrad.cameras import distort
 from lumigrad.conventions import axis_angle_to_matrix
 from lumigrad.io.opensfm import lla_to_topocentric, read_opensfm
 
@@ -14,21 +13,20 @@ BERLIN = SHARED_DATA / "opensfm-berlin" / "reconstruction_example.json"
 pytestmark = pytest.mark.skipif(not BERLIN.exists(), reason="shared data not present")
 
 
-def _pixels(shot, points):
-    pc = shot.camera.transform(points)
-    xd = distort(pc[:, :2] / pc[:, 2:], shot.distortion)
-    K = shot.camera.K
-    return xd * K[0, 0] + K[:2, 2], pc[:, 2]
+def _pixels(camera, points):
+    return camera.project(points)
 
 
 def test_cameras_and_points_load():
     rec = read_opensfm(BERLIN)
     assert sorted(rec.shots) == ["01.jpg", "02.jpg", "03.jpg"]
     assert rec.points.shape == (1430, 3) and rec.colors.shape == (1430, 3)
-    cam = rec.shots["01.jpg"].camera
+    cam = rec.shots["01.jpg"]
     assert (cam.width, cam.height) == (3264, 2448)
     assert abs(float(cam.K[0, 0]) - 0.8696658484855359 * 3264) < 1e-9
     assert float(cam.K[0, 2]) == 1632.0 and float(cam.K[1, 2]) == 1224.0
+    assert cam.distortion_model == "opencv" and torch.allclose(
+        cam.distortion, torch.tensor([0.08851464962037196, -0.2324428377906099, 0, 0, 0], dtype=torch.float64))
 
 
 def test_points_land_in_the_images_as_the_reconstruction_says():

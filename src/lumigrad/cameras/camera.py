@@ -10,8 +10,9 @@ from typing import Optional, Tuple
 
 import torch
 
-from .._checks import broadcast_batch, check_positive_int, check_tensor
+from .._checks import broadcast_batch, check_choice, check_positive_int, check_tensor
 from . import projection
+from .distortion import MODELS, distort, undistort
 
 
 class Camera:
@@ -23,13 +24,14 @@ class Camera:
             ``x_cam = R @ x_world + t``. Its batch dims broadcast with ``K``'s.
         width, height: image size in pixels.
         near, far: depth range (camera-frame z). Geometry nearer than ``near`` is clipped.
+        distortion: optional lens distortion coefficients ``[..., 5]`` (``"opencv"``: k1, k2, p1, p2, k3) or
+            ``[..., 4]`` (``"fisheye"``: k1..k4) on normalized coordinates, see ``cameras/distortion.py``.
+            :meth:`project` and :meth:`rays` apply it; ``rasterize`` does not support it yet and refuses.
+        distortion_model: ``"opencv"`` or ``"fisheye"``.
 
-    **Differentiability:** ``K`` and ``world_to_cam`` are ordinary tensors: every renderer that takes a camera
-    back-propagates into them (build ``world_to_cam`` from a quaternion or axis-angle parameter with
+    **Differentiability:** ``K``, ``world_to_cam`` and ``distortion`` are ordinary tensors: every renderer
+    that takes a camera back-propagates into them (build ``world_to_cam`` from a quaternion or axis-angle parameter with
     ``lumigrad.conventions`` to optimise a pose on the rotation manifold).
-
-    Lens distortion is added by the camera issue as a further field; renderers ask the camera for pixel rays
-    (:meth:`rays`) rather than reading ``K``, so distortion will reach every renderer through one place.
 
     Example:
         >>> cam = Camera.look_at(eye=torch.tensor([0., 0., -3.]), target=torch.zeros(3),
@@ -39,7 +41,8 @@ class Camera:
     """
 
     def __init__(self, K: torch.Tensor, world_to_cam: torch.Tensor, width: int, height: int,
-                 near: float = 0.01, far: float = 1e4):
+                 near: float = 0.01, far: float = 1e4, distortion: Optional[torch.Tensor] = None,
+                 distortion_model: str = "opencv"):
         check_tensor(K, "K", trailing=(3, 3), floating=True)
         check_tensor(world_to_cam, "world_to_cam", trailing=(None, 4), floating=True, device=K.device)
         check_tensor(K, "K", finite=True)
@@ -59,6 +62,13 @@ class Camera:
         if K.dtype != world_to_cam.dtype:
             raise TypeError(f"K is {K.dtype} but world_to_cam is {world_to_cam.dtype}; give both the same dtype")
         self.batch_shape = broadcast_batch(K.shape[:-2], "K", world_to_cam.shape[:-2], "world_to_cam")
+        check_choice(distortion_model, "distortion_model", tuple(MODELS))
+        if distortion is not None:
+            check_tensor(distortion, "distortion", trailing=(MODELS[distortion_model],), floating=True,
+                         finite=True, device=K.device)
+            self.batch_shape = broadcast_batch(self.batch_shape, "camera", distortion.shape[:-1], "distortion")
+        self.distortion = distortion
+        self.distortion_model = distortion_model
         self.K = K
         self.world_to_cam = world_to_cam
         self.width = int(width)
@@ -107,22 +117,34 @@ class Camera:
         return K, w2c
 
     def to(self, device=None, dtype=None) -> "Camera":
+        dist = None if self.distortion is None else self.distortion.to(device=device, dtype=dtype)
         return Camera(self.K.to(device=device, dtype=dtype), self.world_to_cam.to(device=device, dtype=dtype),
-                      self.width, self.height, self.near, self.far)
+                      self.width, self.height, self.near, self.far, dist, self.distortion_model)
 
     def __getitem__(self, index) -> "Camera":
         K = self.K.expand(self.batch_shape + (3, 3))[index]
         w2c = self.world_to_cam.expand(self.batch_shape + (4, 4))[index]
-        return Camera(K, w2c, self.width, self.height, self.near, self.far)
+        dist = None
+        if self.distortion is not None:
+            dist = self.distortion.expand(self.batch_shape + self.distortion.shape[-1:])[index]
+        return Camera(K, w2c, self.width, self.height, self.near, self.far, dist, self.distortion_model)
 
     def transform(self, points: torch.Tensor) -> torch.Tensor:
         """World points ``[..., P, 3]`` to the camera frame ``[..., P, 3]`` (batch dims broadcast)."""
         return projection.transform_points(points, self.world_to_cam)
 
     def project(self, points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """World points ``[..., P, 3]`` to pixel positions ``[..., P, 2]`` and depths ``[..., P]``."""
+        """World points ``[..., P, 3]`` to pixel positions ``[..., P, 2]`` and depths ``[..., P]``.
+
+        With ``distortion`` the normalized coordinates ``(x/z, y/z)`` are distorted before ``K`` is applied.
+        """
         pc = self.transform(points)
-        return projection.project_points(pc, self.K), pc[..., 2]
+        if self.distortion is None:
+            return projection.project_points(pc, self.K), pc[..., 2]
+        z = pc[..., 2:]
+        coeffs = self.distortion[..., None, :]
+        xy = distort(pc[..., :2] / z, coeffs.expand(pc.shape[:-1] + coeffs.shape[-1:]), self.distortion_model)
+        return projection.project_points(torch.cat([xy, torch.ones_like(z)], -1), self.K), pc[..., 2]
 
     def rays(self, uv: torch.Tensor) -> torch.Tensor:
         """Camera-frame ray directions ``[..., 3]`` (``z = 1``) through pixel positions ``uv [..., 2]``.
@@ -131,7 +153,13 @@ class Camera:
         """
         extra = uv.dim() - 1 - len(self.batch_shape)
         K = self.K.expand(self.batch_shape + (3, 3)).reshape(self.batch_shape + (1,) * extra + (3, 3))
-        return projection.pixel_rays(K, uv)
+        rays = projection.pixel_rays(K, uv)
+        if self.distortion is None:
+            return rays
+        coeffs = self.distortion.expand(self.batch_shape + self.distortion.shape[-1:])
+        coeffs = coeffs.reshape(self.batch_shape + (1,) * extra + coeffs.shape[-1:])
+        xy = undistort(rays[..., :2], coeffs.expand(rays.shape[:-1] + coeffs.shape[-1:]), self.distortion_model)
+        return torch.cat([xy, rays[..., 2:]], -1)
 
     def __repr__(self) -> str:
         return (f"Camera(batch_shape={tuple(self.batch_shape)}, width={self.width}, height={self.height}, "

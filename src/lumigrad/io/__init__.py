@@ -2,7 +2,7 @@
 
 from .image import read_image, write_image
 from .obj import ObjError, read_obj
-from .opensfm import OpenSfmReconstruction, OpenSfmShot, lla_to_topocentric, read_opensfm
+from .opensfm import OpenSfmReconstruction, lla_to_topocentric, read_opensfm
 
-__all__ = ["ObjError", "OpenSfmReconstruction", "OpenSfmShot", "lla_to_topocentric", "read_image", "read_obj",
+__all__ = ["ObjError", "OpenSfmReconstruction", "lla_to_topocentric", "read_image", "read_obj",
            "read_opensfm", "write_image"]

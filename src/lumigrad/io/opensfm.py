@@ -22,16 +22,8 @@ from ..conventions import axis_angle_to_matrix, compose_world_to_cam
 
 
 @dataclass
-class OpenSfmShot:
-    """One solved image: its camera (K and world_to_cam, pixels) and OpenCV-order distortion coefficients."""
-
-    camera: Camera
-    distortion: torch.Tensor  # [5] (k1, k2, p1, p2, k3), model "opencv", on normalized coordinates x/z, y/z
-
-
-@dataclass
 class OpenSfmReconstruction:
-    shots: Dict[str, OpenSfmShot]
+    shots: Dict[str, Camera]  # per image: K, world_to_cam and radial distortion (model "opencv": k1, k2)
     points: torch.Tensor  # [P, 3] world (topocentric) coordinates
     colors: torch.Tensor  # [P, 3] in [0, 1]
     reference_lla: Tuple[float, float, float]  # latitude, longitude (degrees), altitude (m) of the origin
@@ -56,7 +48,7 @@ def read_opensfm(path: str | os.PathLike, index: int = 0, dtype=torch.float64) -
         R = axis_angle_to_matrix(torch.tensor(shot["rotation"], dtype=dtype))
         w2c = compose_world_to_cam(R, torch.tensor(shot["translation"], dtype=dtype))
         coeffs = torch.tensor([cam.get("k1", 0.0), cam.get("k2", 0.0), 0.0, 0.0, 0.0], dtype=dtype)
-        shots[name] = OpenSfmShot(Camera(K=K, world_to_cam=w2c, width=W, height=H, near=1e-3, far=1e6), coeffs)
+        shots[name] = Camera(K=K, world_to_cam=w2c, width=W, height=H, near=1e-3, far=1e6, distortion=coeffs)
     ids = sorted(rec["points"])
     points = torch.tensor([rec["points"][i]["coordinates"] for i in ids], dtype=dtype).reshape(-1, 3)
     colors = torch.tensor([rec["points"][i]["color"] for i in ids], dtype=dtype).reshape(-1, 3) / 255.0

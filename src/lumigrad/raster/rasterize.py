@@ -48,6 +48,9 @@ def prepare_mesh(verts, faces, camera) -> PreparedMesh:
     """Validate ``verts``, ``faces`` and ``camera`` and flatten the batch dims to one view axis."""
     if not isinstance(camera, Camera):
         raise TypeError(f"camera must be a lumigrad.Camera; got {type(camera).__name__}")
+    if camera.distortion is not None:
+        raise ValueError("camera has lens distortion, which the rasterizer does not apply yet; rasterize with a "
+                         "pinhole camera (distortion=None)")
     check_tensor(verts, "verts", trailing=(None, 3), floating=True)
     if camera.device != verts.device:
         raise ValueError(f"camera is on {camera.device} but verts are on {verts.device}; move them to one device")
