@@ -50,7 +50,7 @@ def main(argv=None):
         opt.step()
     angle = float(matrix_to_axis_angle(axis_angle_to_matrix(rotation.detach())).norm()) * 180 / math.pi
     print(f"after {args.steps} steps: loss {float(loss.detach()):.2e}, rotation error {angle:.3f} deg, "
-          f"translation error {float(translation.norm()):.4f}")
+          f"translation error {float(translation.detach().norm()):.4f}")
     return angle
 
 

@@ -620,3 +620,17 @@ def test_outputs_follow_input_dtype():
         K = torch.eye(3, dtype=dtype)
         assert cv.opengl_projection_from_K(K, 4, 3, 0.1, 1.0).dtype == dtype
         assert cv.K_to_pytorch3d_ndc(K, 4, 3)[0].dtype == dtype
+
+
+# ------------------------------------------------------------------------------------ 6D rotations
+def test_rotation_6d_round_trip_and_gradcheck():
+    from lumigrad.conventions import matrix_to_rotation_6d, quaternion_to_matrix, rotation_6d_to_matrix
+
+    g = torch.Generator().manual_seed(11)
+    R = quaternion_to_matrix(torch.randn(4, 3, 4, generator=g, dtype=torch.float64))
+    torch.testing.assert_close(rotation_6d_to_matrix(matrix_to_rotation_6d(R)), R)
+    r6 = torch.randn(5, 6, generator=g, dtype=torch.float64)
+    M = rotation_6d_to_matrix(r6)
+    torch.testing.assert_close(M @ M.transpose(-1, -2), torch.eye(3, dtype=torch.float64).expand(5, 3, 3))
+    assert torch.allclose(torch.linalg.det(M), torch.ones(5, dtype=torch.float64))
+    torch.autograd.gradcheck(rotation_6d_to_matrix, (r6.requires_grad_(),))

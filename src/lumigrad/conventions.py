@@ -35,6 +35,8 @@ __all__ = [
     "quaternion_multiply",
     "axis_angle_to_matrix",
     "matrix_to_axis_angle",
+    "rotation_6d_to_matrix",
+    "matrix_to_rotation_6d",
     "compose_world_to_cam",
     "invert_rigid",
     "opengl_c2w_to_world_to_cam",
@@ -155,6 +157,25 @@ def matrix_to_axis_angle(R: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------ rigid poses
+def rotation_6d_to_matrix(r6: torch.Tensor) -> torch.Tensor:
+    """Map the continuous 6D rotation representation ``[..., 6]`` to matrices ``[..., 3, 3]``.
+
+    The two 3-vectors are Gram-Schmidt orthonormalised into the first two *rows*; the third is their cross
+    product (Zhou et al. 2019). Smooth wherever the two vectors are not parallel: a good optimisation
+    parameter for rotations with no singularity at any angle.
+    """
+    a, b = r6[..., :3], r6[..., 3:]
+    x = a / a.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    b = b - (x * b).sum(-1, keepdim=True) * x
+    y = b / b.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return torch.stack([x, y, torch.linalg.cross(x, y)], dim=-2)
+
+
+def matrix_to_rotation_6d(R: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`rotation_6d_to_matrix`: the first two rows of ``R``, ``[..., 6]``."""
+    return R[..., :2, :].reshape(R.shape[:-2] + (6,))
+
+
 def compose_world_to_cam(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Build ``[..., 4, 4]`` matrices from rotations ``[..., 3, 3]`` and translations ``[..., 3]``."""
     batch = torch.broadcast_shapes(R.shape[:-2], t.shape[:-1])

@@ -293,3 +293,19 @@ def test_gradcheck_projection_functions():
     ]:
         args = tuple(a.clone().requires_grad_() for a in args)
         assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+def test_non_orthonormal_rotation_warns_and_reflection_raises():
+    import warnings
+
+    K = torch.tensor([[10.0, 0.0, 5.0], [0.0, 10.0, 5.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    skewed = torch.eye(4, dtype=torch.float64)
+    skewed[0, 1] = 0.2
+    with pytest.warns(UserWarning, match="not orthonormal"):
+        lg.Camera(K=K, world_to_cam=skewed, width=10, height=10)
+    mirrored = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="reflection"):
+        lg.Camera(K=K, world_to_cam=mirrored, width=10, height=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lg.Camera(K=K, world_to_cam=torch.eye(4, dtype=torch.float64), width=10, height=10)

@@ -6,6 +6,7 @@ them (``K``, ``world_to_cam``) can require grad and receive gradients from every
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Tuple
 
 import torch
@@ -59,6 +60,16 @@ class Camera:
             raise ValueError(f"near and far must satisfy 0 < near < far; got near={near}, far={far}")
         if bool((K[..., 0, 0] <= 0).any()) or bool((K[..., 1, 1] <= 0).any()):
             raise ValueError("K must have positive focal lengths fx = K[0, 0] and fy = K[1, 1]")
+        R = world_to_cam[..., :3, :3].detach()
+        eye = torch.eye(3, dtype=R.dtype, device=R.device)
+        if R.numel() and float((R @ R.transpose(-1, -2) - eye).abs().max()) > 1e-3:
+            warnings.warn("world_to_cam's rotation block is not orthonormal (R R^T != I); projections will be "
+                          "skewed. Parameterise the rotation (conventions.quaternion_to_matrix, "
+                          "axis_angle_to_matrix, rotation_6d_to_matrix) instead of optimising the matrix",
+                          stacklevel=2)
+        elif R.numel() and bool((torch.linalg.det(R) < 0).any()):
+            raise ValueError("world_to_cam's rotation block has determinant -1 (a reflection); lumigrad's camera "
+                             "frames are right-handed: flip one axis consistently (see lumigrad.conventions)")
         if K.dtype != world_to_cam.dtype:
             raise TypeError(f"K is {K.dtype} but world_to_cam is {world_to_cam.dtype}; give both the same dtype")
         self.batch_shape = broadcast_batch(K.shape[:-2], "K", world_to_cam.shape[:-2], "world_to_cam")
