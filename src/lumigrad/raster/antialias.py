@@ -73,7 +73,7 @@ def antialias(
     N = mesh.num_views
     C = color.shape[-1]
     adjacency = edge_adjacency(faces, verts.shape[-2])
-    verts_cam = mesh.verts_cam()
+    verts_cam = mesh.verts_cam
     codes = find_silhouette_edges(frags.face_ids.reshape(N, H, W), frags.zbuf.reshape(N, H, W), verts_cam,
                                   mesh.faces_i32, adjacency, mesh.K)
     flat = color.reshape(-1, C)

@@ -15,7 +15,7 @@ import torch
 
 from .._checks import broadcast_batch, check_choice, check_indices, check_positive_int, check_tensor
 from ..cameras.camera import Camera
-from ..cameras.projection import K_inverse, project_points
+from ..cameras.projection import K_inverse, project_points, transform_points
 from ..kernels.visibility import find_visible
 from .clip import clip_near
 from .fragments import Fragments
@@ -33,15 +33,11 @@ class PreparedMesh:
     world_to_cam: torch.Tensor  # [N, 4, 4]
     camera: Camera
     batch_shape: torch.Size
+    verts_cam: torch.Tensor  # [N, V, 3] camera-frame vertices, computed once (differentiable)
 
     @property
     def num_views(self) -> int:
         return self.verts.shape[0]
-
-    def verts_cam(self) -> torch.Tensor:
-        """Camera-frame vertices ``[N, V, 3]`` (differentiable in verts and world_to_cam)."""
-        R = self.world_to_cam[:, :3, :3]
-        return self.verts @ R.transpose(-1, -2) + self.world_to_cam[:, None, :3, 3]
 
 
 def prepare_mesh(verts, faces, camera) -> PreparedMesh:
@@ -74,7 +70,8 @@ def prepare_mesh(verts, faces, camera) -> PreparedMesh:
         K = K.to(verts.dtype)
         w2c = w2c.to(verts.dtype)
     faces64 = faces.long()
-    return PreparedMesh(verts_flat, faces64, faces64.to(torch.int32).contiguous(), K, w2c, camera, batch)
+    return PreparedMesh(verts_flat, faces64, faces64.to(torch.int32).contiguous(), K, w2c, camera, batch,
+                        transform_points(verts_flat, w2c))
 
 
 @torch.no_grad()
@@ -82,7 +79,7 @@ def _visibility(mesh: PreparedMesh, cull: str, prev: Optional[Fragments]):
     """Run the visibility kernel; return face ids and kernel depth, both ``[N, H, W]``."""
     cam = mesh.camera
     near, far = cam.near, cam.far
-    vc = mesh.verts_cam().double()  # [N, V, 3]
+    vc = mesh.verts_cam.detach().double()  # [N, V, 3]
     N, V, _ = vc.shape
     F = mesh.faces.shape[0]
     behind = vc[..., 2] < near
@@ -129,7 +126,7 @@ def face_pixel_table(mesh: PreparedMesh, keys: torch.Tensor) -> torch.Tensor:
     V = mesh.verts.shape[1]
     view = keys // F
     corners = mesh.faces[keys - view * F] + (view * V)[:, None]  # [K, 3]
-    tri = mesh.verts_cam().reshape(-1, 3)[corners.reshape(-1)].reshape(-1, 3, 3)
+    tri = mesh.verts_cam.reshape(-1, 3)[corners.reshape(-1)].reshape(-1, 3, 3)
     v0 = tri[:, 0]
     e1 = tri[:, 1] - v0
     e2 = tri[:, 2] - v0
