@@ -5,9 +5,10 @@ The four composable raster primitives ``rasterize -> interpolate -> texture -> a
 """
 
 from . import conventions, data, io
-from .cameras import Camera
+from .cameras import Camera, pinhole_cover
 from .mesh import Mesh, vertex_normals
-from .raster import Fragments, antialias, build_mipmaps, depth_peel, interpolate, rasterize, texture
+from .raster import (Fragments, antialias, build_mipmaps, depth_peel, distort_image, interpolate, rasterize,
+                     render_through_lens, texture)
 
 __version__ = "0.1.0"
 
@@ -21,8 +22,11 @@ __all__ = [
     "data",
     "io",
     "depth_peel",
+    "distort_image",
     "interpolate",
+    "pinhole_cover",
     "rasterize",
+    "render_through_lens",
     "texture",
     "vertex_normals",
 ]

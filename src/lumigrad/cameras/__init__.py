@@ -1,7 +1,8 @@
 """Cameras: the ``Camera`` container and functional projection maths (OpenCV convention)."""
 
 from .camera import Camera
-from .distortion import check_monotonic, distort, undistort
+from .distortion import check_monotonic, distort, fold_radius, undistort
+from .lens_cover import check_lens_folds, pinhole_cover
 from .projection import K_from_fov, look_at, pixel_rays, project_points, transform_points
 
-__all__ = ["Camera", "check_monotonic", "distort", "undistort", "K_from_fov", "look_at", "pixel_rays", "project_points", "transform_points"]
+__all__ = ["Camera", "check_lens_folds", "check_monotonic", "distort", "fold_radius", "pinhole_cover", "undistort", "K_from_fov", "look_at", "pixel_rays", "project_points", "transform_points"]

@@ -20,6 +20,7 @@ from typing import Literal
 import torch
 
 from .._checks import check_choice, check_tensor
+from ..kernels.lens import undistort_newton
 
 MODELS = {"opencv": 5, "fisheye": 4}
 
@@ -72,13 +73,65 @@ def _distort(xy, coeffs, model):
 
 
 def distortion_jacobian(xy: torch.Tensor, coeffs: torch.Tensor, model: str) -> torch.Tensor:
-    """``d distort / d xy`` as ``[..., 2, 2]`` (rows: output x, y); points are independent, so two
-    reverse-mode passes of the summed outputs give every point's Jacobian rows."""
-    with torch.enable_grad():
-        p = xy.detach().requires_grad_(True)
-        out = _distort(p, coeffs.detach(), model)
-        rows = [torch.autograd.grad(out[..., k].sum(), p, retain_graph=k == 0)[0] for k in range(2)]
-    return torch.stack(rows, -2)
+    """``d distort / d xy`` as ``[..., 2, 2]`` (rows: output x, y), in closed form (no autograd graph).
+
+    ``"opencv"``: differentiate the two polynomials directly. ``"fisheye"``: the map is ``xy * s(r)`` with
+    ``s = theta_d(atan r) / r``, so ``J = s I + (s'(r) / r) xy xy^T``.
+    """
+    xy = xy.detach()
+    coeffs = coeffs.detach()
+    x, y = xy[..., 0], xy[..., 1]
+    r2 = x * x + y * y
+    if model == "opencv":
+        k1, k2, p1, p2, k3 = coeffs.unbind(-1)
+        radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+        dradial = k1 + r2 * (2 * k2 + 3 * k3 * r2)  # d radial / d r2
+        j00 = radial + 2 * x * x * dradial + 2 * p1 * y + 6 * p2 * x
+        j01 = 2 * x * y * dradial + 2 * p1 * x + 2 * p2 * y
+        j10 = 2 * x * y * dradial + 2 * p1 * x + 2 * p2 * y
+        j11 = radial + 2 * y * y * dradial + 6 * p1 * y + 2 * p2 * x
+        return torch.stack([torch.stack([j00, j01], -1), torch.stack([j10, j11], -1)], -2)
+    k1, k2, k3, k4 = coeffs.unbind(-1)
+    small = r2 < 1e-12
+    r = torch.where(small, torch.ones_like(r2), r2).sqrt()
+    theta = torch.atan(r)
+    t2 = theta * theta
+    poly = 1 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4)))
+    dpoly = 2 * theta * (k1 + t2 * (2 * k2 + t2 * (3 * k3 + t2 * 4 * k4)))  # d poly / d theta
+    scale = theta * poly / r
+    # s'(r) = (d theta_d / d theta * d theta / d r - s) / r, with d theta / d r = 1 / (1 + r^2).
+    dscale = ((poly + theta * dpoly) / (1 + r2) - scale) / r
+    scale = torch.where(small, 1 + r2 * (k1 - 1.0 / 3.0), scale)
+    coef = torch.where(small, 2 * (k1 - 1.0 / 3.0) * torch.ones_like(r2), dscale / r)
+    eye = torch.eye(2, dtype=xy.dtype, device=xy.device)
+    return scale[..., None, None] * eye + coef[..., None, None] * xy[..., :, None] * xy[..., None, :]
+
+
+def fold_radius(coeffs: torch.Tensor, model: Literal["opencv", "fisheye"], max_radius: float = 20.0,
+                samples: int = 4096) -> torch.Tensor:
+    """Largest distorted radius ``[...]`` that the radial model reaches before it folds (stops growing).
+
+    The distorted radius is followed from the centre out to undistorted radius ``max_radius`` (normalized
+    units; 20 is 87 degrees off-axis): the result is the distorted radius where it first stops growing, or
+    the one reached at ``max_radius`` (``inf`` when that exceeds ``1e6``). Every image point whose distorted
+    normalized radius is below the result has exactly one undistorted preimage (tangential terms ignored).
+    A fisheye model never exceeds about ``theta_d(pi / 2)``: directions beyond 90 degrees off-axis have no
+    pinhole ray.
+    """
+    check_choice(model, "model", tuple(MODELS))
+    check_tensor(coeffs, "coeffs", trailing=(MODELS[model],), floating=True, finite=True)
+    flat = coeffs.detach().reshape(-1, MODELS[model]).double().clone()
+    if model == "opencv":
+        flat[:, 2:4] = 0  # tangential terms do not change the radial ordering
+    r = torch.linspace(0, max_radius, samples, dtype=torch.float64, device=coeffs.device)
+    pts = torch.stack([r, torch.zeros_like(r)], -1)
+    rd = _distort(pts[None], flat[:, None], model)[..., 0]  # [C, samples]
+    falling = rd[:, 1:] - rd[:, :-1] <= 0
+    last = torch.full_like(falling[:, 0], samples - 1, dtype=torch.long)
+    first = torch.where(falling.any(-1), falling.float().argmax(-1), last)
+    out = rd.gather(1, first[:, None])[:, 0]
+    out = torch.where(out > 1e6, torch.full_like(out, float("inf")), out)
+    return out.reshape(coeffs.shape[:-1]).to(coeffs.dtype)
 
 
 def undistort(xy_distorted: torch.Tensor, coeffs: torch.Tensor, model: Literal["opencv", "fisheye"] = "opencv",
@@ -94,26 +147,34 @@ def undistort(xy_distorted: torch.Tensor, coeffs: torch.Tensor, model: Literal["
     the detached solution, whose derivatives are exactly these.
     """
     _check(xy_distorted, coeffs, model)
-    target = xy_distorted.detach()
-    c = coeffs.detach()
-    p = target.clone()
-    for _ in range(iterations):
-        J = distortion_jacobian(p, c, model)
-        residual = _distort(p, c, model) - target
-        if float(residual.abs().max()) < tol:
-            break
-        det = J[..., 0, 0] * J[..., 1, 1] - J[..., 0, 1] * J[..., 1, 0]
-        if bool((det.abs() < 1e-12).any()):
-            raise ValueError("undistort: the distortion model folds (singular Jacobian) at some points; "
-                             "check coeffs or restrict the points to the valid image region")
-        p = p - torch.linalg.solve(J, residual[..., None])[..., 0]
-    residual = _distort(p, c, model) - target
-    if not bool(torch.isfinite(p).all()) or float(residual.abs().max()) > 1e-6:
+    shape = xy_distorted.shape
+    flat_target = xy_distorted.detach().reshape(-1, 2)
+    flat_coeffs = coeffs.detach().expand(shape[:-1] + coeffs.shape[-1:]).reshape(-1, coeffs.shape[-1])
+    # Newton in a float64 kernel whatever the input dtype (float32 cannot reach the tolerance).
+    p, status = undistort_newton(flat_target, flat_coeffs, model, iterations, tol)
+    if bool((status == 1).any()):
+        raise ValueError("undistort: the distortion model folds (singular Jacobian) at some points; "
+                         "check coeffs or restrict the points to the valid image region")
+    if bool((status != 0).any()) or not bool(torch.isfinite(p).all()):
         raise ValueError("undistort did not converge: the distortion is not invertible for these points "
                          "(the radial model folds inside the image)")
-    J = distortion_jacobian(p, c, model)
+    p = p.to(xy_distorted.dtype).reshape(shape)
+    if not (torch.is_grad_enabled() and (xy_distorted.requires_grad or coeffs.requires_grad)):
+        return p
+    J = distortion_jacobian(p, coeffs, model)
     step = _distort(p, coeffs, model) - xy_distorted  # zero in value; carries the gradients
-    return p - torch.linalg.solve(J, step[..., None])[..., 0]
+    return p - _solve_2x2(J, step)[0]
+
+
+def _solve_2x2(J: torch.Tensor, b: torch.Tensor):
+    """``(J^-1 b [..., 2], invertible [...])`` for ``J [..., 2, 2]`` by Cramer's rule (differentiable in ``b``)."""
+    a, bb, c, d = J[..., 0, 0], J[..., 0, 1], J[..., 1, 0], J[..., 1, 1]
+    det = a * d - bb * c
+    ok = det.abs() > 1e-12
+    inv = 1 / torch.where(ok, det, torch.ones_like(det))
+    x = (d * b[..., 0] - bb * b[..., 1]) * inv
+    y = (a * b[..., 1] - c * b[..., 0]) * inv
+    return torch.stack([x, y], -1), ok
 
 
 def check_monotonic(coeffs: torch.Tensor, model: Literal["opencv", "fisheye"], max_radius: float,
