@@ -1,8 +1,13 @@
 """Readers and writers; foreign conventions are converted here, once."""
 
+from .colmap import ColmapImage, ColmapReconstruction, read_colmap, write_colmap
 from .image import read_image, write_image
+from .nerf import NerfTransforms, read_nerf_transforms, write_nerf_transforms
 from .obj import ObjError, read_obj
 from .opensfm import OpenSfmReconstruction, lla_to_topocentric, read_opensfm
+from .pytorch3d import camera_from_pytorch3d, camera_to_pytorch3d
 
-__all__ = ["ObjError", "OpenSfmReconstruction", "lla_to_topocentric", "read_image", "read_obj",
-           "read_opensfm", "write_image"]
+__all__ = ["ColmapImage", "ColmapReconstruction", "NerfTransforms", "ObjError", "OpenSfmReconstruction",
+           "camera_from_pytorch3d", "camera_to_pytorch3d", "lla_to_topocentric", "read_colmap", "read_image",
+           "read_nerf_transforms", "read_obj", "read_opensfm", "write_colmap", "write_image",
+           "write_nerf_transforms"]
