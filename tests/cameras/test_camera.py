@@ -309,3 +309,106 @@ def test_non_orthonormal_rotation_warns_and_reflection_raises():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         lg.Camera(K=K, world_to_cam=torch.eye(4, dtype=torch.float64), width=10, height=10)
+
+
+# ------------------------------------------------------------------------------------------- orthographic
+def _ortho(K=None, w2c=None, **kw):
+    return lg.Camera(K=_K(fx=10.0, fy=8.0, s=0.5) if K is None else K,
+                     world_to_cam=torch.eye(4, dtype=DT) if w2c is None else w2c, width=32, height=24,
+                     projection="orthographic", **kw)
+
+
+def test_orthographic_project_by_hand_ignores_depth():
+    # u = fx x + s y + cx, v = fy y + cy with fx = 10, fy = 8, s = 0.5, cx = 16, cy = 12.
+    cam = _ortho()
+    pts = torch.tensor([[1.0, -0.5, 7.0], [1.0, -0.5, 0.2], [0.0, 0.0, 3.0]], dtype=DT)
+    uv, z = cam.project(pts)
+    torch.testing.assert_close(uv, torch.tensor([[25.75, 8.0], [25.75, 8.0], [16.0, 12.0]], dtype=DT), rtol=0,
+                               atol=1e-13)
+    torch.testing.assert_close(z, pts[:, 2], rtol=0, atol=0)
+    torch.testing.assert_close(pj.project_points(pts, cam.K, projection="orthographic"), uv, rtol=0, atol=0)
+    assert cam.projection == "orthographic" and lg.Camera(K=_K(), world_to_cam=torch.eye(4, dtype=DT), width=8,
+                                                          height=8).projection == "perspective"
+
+
+def test_projection_is_validated_and_orthographic_refuses_distortion():
+    with pytest.raises(ValueError, match="projection must be one of"):
+        lg.Camera(K=_K(), world_to_cam=torch.eye(4, dtype=DT), width=8, height=8, projection="fisheye")
+    with pytest.raises(ValueError, match="orthographic camera cannot have lens distortion"):
+        _ortho(distortion=torch.zeros(5, dtype=DT))
+    with pytest.raises(ValueError, match="projection must be one of"):
+        pj.project_points(torch.ones(1, 3, dtype=DT), _K(), projection="ortho")
+
+
+def test_orthographic_rays_refuse_and_origins_directions_round_trip():
+    K = torch.stack([_K(fx=10.0, fy=8.0, s=0.5), _K(fx=31.0, fy=29.0, cx=15.2, cy=13.7, s=-1.5)])
+    w2c = _random_w2c(2, seed=21)
+    cams = lg.Camera(K=K, world_to_cam=w2c, width=32, height=24, projection="orthographic")
+    with pytest.raises(ValueError, match="ray_origins_directions"):
+        cams.rays(torch.zeros(2, 3, 2, dtype=DT))
+    pc = torch.randn(2, 7, 3, generator=_gen(22), dtype=DT)
+    world = (pc - w2c[:, None, :3, 3]) @ w2c[:, :3, :3]
+    uv, z = cams.project(world)
+    o, d = cams.ray_origins_directions(uv)
+    assert o.shape == d.shape == (2, 7, 3)
+    torch.testing.assert_close(d, torch.tensor([0.0, 0.0, 1.0], dtype=DT).expand(2, 7, 3), rtol=0, atol=0)
+    torch.testing.assert_close(o[..., 2], torch.zeros(2, 7, dtype=DT), rtol=0, atol=0)
+    torch.testing.assert_close(o + z[..., None] * d, pc, rtol=0, atol=1e-12)  # every depth, including z < 0
+    # Extra sample dims.
+    grid = torch.rand(2, 3, 4, 2, generator=_gen(23), dtype=DT) * 20
+    og, _ = cams.ray_origins_directions(grid)
+    back = pj.project_points_orthographic(og.reshape(2, 12, 3), K).reshape(2, 3, 4, 2)
+    torch.testing.assert_close(back, grid, rtol=0, atol=1e-12)
+
+
+def test_perspective_ray_origins_directions_are_rays_from_the_centre():
+    cams = lg.Camera(K=torch.stack([_K(), _K(s=0.7)]), world_to_cam=_random_w2c(2, seed=24), width=32, height=24)
+    uv = torch.rand(2, 5, 2, generator=_gen(25), dtype=DT) * 20
+    o, d = cams.ray_origins_directions(uv)
+    assert (o == 0).all()
+    torch.testing.assert_close(d, cams.rays(uv), rtol=0, atol=0)
+
+
+def test_orthographic_constructor_and_projection_survives_to_getitem_repr():
+    w2c = _random_w2c(3, seed=26)
+    cams = lg.Camera.orthographic(2.0, 40, 30, w2c, near=0.5)
+    torch.testing.assert_close(cams.K, torch.tensor([[15.0, 0, 20.0], [0, 15.0, 15.0], [0, 0, 1]], dtype=DT),
+                               rtol=0, atol=0)
+    assert cams.batch_shape == (3,) and cams.near == 0.5 and "projection='orthographic'" in repr(cams)
+    # The image spans view_height = 2 units vertically: y = +-1 lands on the bottom / top edge.
+    edge, _ = cams[0].project(torch.tensor([[0.0, -1.0, 1.0], [0.0, 1.0, 5.0]], dtype=DT) @ w2c[0, :3, :3]
+                              - w2c[0, :3, 3] @ w2c[0, :3, :3])
+    torch.testing.assert_close(edge, torch.tensor([[20.0, 0.0], [20.0, 30.0]], dtype=DT), rtol=0, atol=1e-12)
+    for cam in (cams[1], cams[1:], cams.to(dtype=torch.float32)):
+        assert cam.projection == "orthographic"
+    with pytest.raises(ValueError, match="needs K"):
+        lg.Camera.look_at([0.0, 0.0, -3.0], [0.0, 0.0, 0.0], projection="orthographic")
+    K = pj.K_orthographic(2.0, 32, 24, dtype=torch.float32)
+    cam = lg.Camera.look_at([0.0, 0.0, -3.0], [0.0, 0.0, 0.0], K=K, width=32, height=24, projection="orthographic")
+    assert cam.projection == "orthographic"
+    with pytest.raises(ValueError, match="view_height"):
+        pj.K_orthographic(0.0, 32, 24)
+
+
+def test_gradcheck_orthographic_functions():
+    g = _gen(27)
+    pts = torch.randn(2, 4, 3, generator=g, dtype=DT)
+    K = torch.stack([_K(s=0.4), _K(fx=15.0)])
+    uv = torch.rand(2, 4, 2, generator=g, dtype=DT) * 20
+    for fn, args in [
+        (pj.project_points_orthographic, (pts, K)),
+        (lambda k, x: pj.pixel_ray_origins_directions(k, x, "orthographic"), (K[:, None], uv)),
+        (pj.lift_orthographic, (pts,)),
+    ]:
+        args = tuple(a.clone().requires_grad_() for a in args)
+        assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-8, rtol=1e-6)
+    # Cross products of lifted points are 2D edge functions: for the ray starting at (x, y, 0), d = (x, y, 1),
+    # d . (a' x b') = (b - a) x (r - a) in the xy-plane: zero on the line through a and b, whatever the depths.
+    a, b = pts[0, 0], pts[0, 1]
+    c = torch.linalg.cross(pj.lift_orthographic(a), pj.lift_orthographic(b))
+    q = a + 0.7 * (b - a) + torch.tensor([0.0, 0.0, 5.0], dtype=DT)
+    assert abs(float(c @ pj.lift_orthographic(q))) < 1e-12
+    r = torch.tensor([0.3, -0.2], dtype=DT)
+    e = b - a
+    torch.testing.assert_close(c @ torch.cat([r, r.new_ones(1)]), e[0] * (r[1] - a[1]) - e[1] * (r[0] - a[0]),
+                               rtol=0, atol=1e-13)

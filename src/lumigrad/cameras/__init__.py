@@ -3,6 +3,7 @@
 from .camera import Camera
 from .distortion import check_monotonic, distort, fold_radius, undistort
 from .lens_cover import check_lens_folds, pinhole_cover
-from .projection import K_from_fov, look_at, pixel_rays, project_points, transform_points
+from .projection import (K_from_fov, K_orthographic, look_at, pixel_ray_origins_directions, pixel_rays,
+                         project_points, project_points_orthographic, transform_points)
 
-__all__ = ["Camera", "check_lens_folds", "check_monotonic", "distort", "fold_radius", "pinhole_cover", "undistort", "K_from_fov", "look_at", "pixel_rays", "project_points", "transform_points"]
+__all__ = ["Camera", "check_lens_folds", "check_monotonic", "distort", "fold_radius", "pinhole_cover", "undistort", "K_from_fov", "K_orthographic", "look_at", "pixel_ray_origins_directions", "pixel_rays", "project_points", "project_points_orthographic", "transform_points"]

@@ -1,4 +1,4 @@
-"""The ``Camera`` container: pinhole intrinsics, extrinsics, image size and clip range, batched over views.
+"""The ``Camera`` container: intrinsics, projection, extrinsics, image size and clip range, batched over views.
 
 The maths lives in ``cameras/projection.py``; this class only validates and carries tensors, so that any of
 them (``K``, ``world_to_cam``) can require grad and receive gradients from every renderer.
@@ -7,7 +7,7 @@ them (``K``, ``world_to_cam``) can require grad and receive gradients from every
 from __future__ import annotations
 
 import warnings
-from typing import Optional, Tuple
+from typing import Literal, Optional, Tuple
 
 import torch
 
@@ -17,18 +17,24 @@ from .distortion import MODELS, distort, undistort
 
 
 class Camera:
-    """A batch of pinhole cameras in the OpenCV convention (x right, y down, z forward).
+    """A batch of pinhole (or orthographic) cameras in the OpenCV convention (x right, y down, z forward).
 
     Args:
-        K: intrinsics ``[..., 3, 3]`` in pixels, ``[[fx, s, cx], [0, fy, cy], [0, 0, 1]]``.
+        K: intrinsics ``[..., 3, 3]`` in pixels, ``[[fx, s, cx], [0, fy, cy], [0, 0, 1]]``. For an orthographic
+            camera ``fx``, ``fy`` are pixels per world unit (:meth:`orthographic` builds ``K`` from a view size).
         world_to_cam: extrinsics ``[..., 4, 4]`` (or ``[..., 3, 4]``) acting on column vectors:
             ``x_cam = R @ x_world + t``. Its batch dims broadcast with ``K``'s.
         width, height: image size in pixels.
-        near, far: depth range (camera-frame z). Geometry nearer than ``near`` is clipped.
+        near, far: depth range (camera-frame z). Geometry nearer than ``near`` is clipped. This holds for
+            orthographic cameras too (``near > 0``): to see geometry behind the camera's origin, move the
+            camera back along its viewing axis.
         distortion: optional lens distortion coefficients ``[..., 5]`` (``"opencv"``: k1, k2, p1, p2, k3) or
             ``[..., 4]`` (``"fisheye"``: k1..k4) on normalized coordinates, see ``cameras/distortion.py``.
             :meth:`project` and :meth:`rays` apply it; ``rasterize`` does not support it yet and refuses.
         distortion_model: ``"opencv"`` or ``"fisheye"``.
+        projection: ``"perspective"`` (pinhole: ``u = fx x/z + s y/z + cx``, ``v = fy y/z + cy``) or
+            ``"orthographic"`` (``u = fx x + s y + cx``, ``v = fy y + cy``: parallel rays along +z starting at
+            ``(x, y, 0)``, see :meth:`ray_origins_directions`). Orthographic cameras take no ``distortion``.
 
     **Differentiability:** ``K``, ``world_to_cam`` and ``distortion`` are ordinary tensors: every renderer
     that takes a camera back-propagates into them (build ``world_to_cam`` from a quaternion or axis-angle parameter with
@@ -43,7 +49,8 @@ class Camera:
 
     def __init__(self, K: torch.Tensor, world_to_cam: torch.Tensor, width: int, height: int,
                  near: float = 0.01, far: float = 1e4, distortion: Optional[torch.Tensor] = None,
-                 distortion_model: str = "opencv"):
+                 distortion_model: str = "opencv",
+                 projection: Literal["perspective", "orthographic"] = "perspective"):
         check_tensor(K, "K", trailing=(3, 3), floating=True)
         check_tensor(world_to_cam, "world_to_cam", trailing=(None, 4), floating=True, device=K.device)
         check_tensor(K, "K", finite=True)
@@ -78,8 +85,13 @@ class Camera:
             check_tensor(distortion, "distortion", trailing=(MODELS[distortion_model],), floating=True,
                          finite=True, device=K.device)
             self.batch_shape = broadcast_batch(self.batch_shape, "camera", distortion.shape[:-1], "distortion")
+        check_choice(projection, "projection", ("perspective", "orthographic"))  # the argument hides the module
+        if projection == "orthographic" and distortion is not None:
+            raise ValueError("an orthographic camera cannot have lens distortion (distortion acts on x/z, y/z); "
+                             "give distortion=None or projection='perspective'")
         self.distortion = distortion
         self.distortion_model = distortion_model
+        self.projection = projection
         self.K = K
         self.world_to_cam = world_to_cam
         self.width = int(width)
@@ -95,13 +107,34 @@ class Camera:
         return cls(K=K, world_to_cam=world_to_cam, width=width, height=height, **kw)
 
     @classmethod
+    def orthographic(cls, view_height: float, width: int, height: int, world_to_cam: torch.Tensor,
+                     **kw) -> "Camera":
+        """Orthographic cameras whose image spans ``view_height`` world units vertically.
+
+        Square pixels (``fx = fy = height / view_height``) and a centred principal point
+        (:func:`projection.K_orthographic`). Example: ``view_height=2`` with ``height=64`` gives 32 pixels per
+        unit, so the camera-frame point ``(0.5, 0, z)`` lands at ``u = W/2 + 16`` for every depth ``z``.
+        """
+        K = projection.K_orthographic(view_height, width, height, dtype=world_to_cam.dtype,
+                                      device=world_to_cam.device)
+        return cls(K=K, world_to_cam=world_to_cam, width=width, height=height, projection="orthographic", **kw)
+
+    @classmethod
     def look_at(cls, eye, target, up=(0.0, 1.0, 0.0), *, fov_y: float = 0.8, width: int = 256,
                 height: int = 256, K: Optional[torch.Tensor] = None, **kw) -> "Camera":
-        """Cameras at ``eye [..., 3]`` looking at ``target [..., 3]`` with world ``up`` shown upwards."""
+        """Cameras at ``eye [..., 3]`` looking at ``target [..., 3]`` with world ``up`` shown upwards.
+
+        For an orthographic camera pass ``projection="orthographic"`` and ``K`` (e.g. from
+        :func:`projection.K_orthographic`); ``fov_y`` means nothing to it.
+        """
         eye, target, up = (torch.as_tensor(a, dtype=torch.get_default_dtype()) if not isinstance(a, torch.Tensor)
                            else a for a in (eye, target, up))
         up = up.to(eye)
         w2c = projection.look_at(eye, target.to(eye), up)
+        if K is None and kw.get("projection", "perspective") == "orthographic":
+            raise ValueError("look_at(..., projection='orthographic') needs K: an orthographic camera has no field "
+                             "of view; build K with lumigrad.cameras.projection.K_orthographic(view_height, width, "
+                             "height)")
         if K is None:
             return cls.from_fov(fov_y, width, height, w2c, **kw)
         return cls(K=K, world_to_cam=w2c.to(K.dtype), width=width, height=height, **kw)
@@ -130,7 +163,8 @@ class Camera:
     def to(self, device=None, dtype=None) -> "Camera":
         dist = None if self.distortion is None else self.distortion.to(device=device, dtype=dtype)
         return Camera(self.K.to(device=device, dtype=dtype), self.world_to_cam.to(device=device, dtype=dtype),
-                      self.width, self.height, self.near, self.far, dist, self.distortion_model)
+                      self.width, self.height, self.near, self.far, dist, self.distortion_model,
+                      projection=self.projection)
 
     def __getitem__(self, index) -> "Camera":
         K = self.K.expand(self.batch_shape + (3, 3))[index]
@@ -138,7 +172,8 @@ class Camera:
         dist = None
         if self.distortion is not None:
             dist = self.distortion.expand(self.batch_shape + self.distortion.shape[-1:])[index]
-        return Camera(K, w2c, self.width, self.height, self.near, self.far, dist, self.distortion_model)
+        return Camera(K, w2c, self.width, self.height, self.near, self.far, dist, self.distortion_model,
+                      projection=self.projection)
 
     def transform(self, points: torch.Tensor) -> torch.Tensor:
         """World points ``[..., P, 3]`` to the camera frame ``[..., P, 3]`` (batch dims broadcast)."""
@@ -148,8 +183,11 @@ class Camera:
         """World points ``[..., P, 3]`` to pixel positions ``[..., P, 2]`` and depths ``[..., P]``.
 
         With ``distortion`` the normalized coordinates ``(x/z, y/z)`` are distorted before ``K`` is applied.
+        Orthographic cameras map ``(x, y)`` directly: ``u = fx x + s y + cx``, ``v = fy y + cy``.
         """
         pc = self.transform(points)
+        if self.projection == "orthographic":
+            return projection.project_points_orthographic(pc, self.K), pc[..., 2]
         if self.distortion is None:
             return projection.project_points(pc, self.K), pc[..., 2]
         z = pc[..., 2:]
@@ -160,8 +198,13 @@ class Camera:
     def rays(self, uv: torch.Tensor) -> torch.Tensor:
         """Camera-frame ray directions ``[..., 3]`` (``z = 1``) through pixel positions ``uv [..., 2]``.
 
-        ``uv``'s leading dims must be ``batch_shape`` followed by any sample dims.
+        ``uv``'s leading dims must be ``batch_shape`` followed by any sample dims. Perspective cameras only:
+        orthographic rays do not pass through the camera centre, use :meth:`ray_origins_directions`.
         """
+        if self.projection == "orthographic":
+            raise ValueError("Camera.rays gives directions through the camera centre, which an orthographic camera's "
+                             "rays do not share; use Camera.ray_origins_directions(uv), which returns (origins, "
+                             "directions) for both projections")
         extra = uv.dim() - 1 - len(self.batch_shape)
         K = self.K.expand(self.batch_shape + (3, 3)).reshape(self.batch_shape + (1,) * extra + (3, 3))
         rays = projection.pixel_rays(K, uv)
@@ -172,7 +215,24 @@ class Camera:
         xy = undistort(rays[..., :2], coeffs.expand(rays.shape[:-1] + coeffs.shape[-1:]), self.distortion_model)
         return torch.cat([xy, rays[..., 2:]], -1)
 
+    def ray_origins_directions(self, uv: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Camera-frame rays ``(origins [..., 3], directions [..., 3])`` through pixel positions ``uv [..., 2]``.
+
+        Perspective: origins at the camera centre ``(0, 0, 0)``, directions :meth:`rays` (``z = 1``, lens
+        distortion undone). Orthographic: origins ``(x, y, 0)`` with ``(x, y, 1) = K^-1 (u, v, 1)``, directions
+        ``(0, 0, 1)``. In both, ``origin + z * direction`` is the point at depth ``z`` seen at ``uv``.
+        ``uv``'s leading dims must be ``batch_shape`` followed by any sample dims. Differentiable in ``K``,
+        ``uv`` (and ``distortion``).
+        """
+        if self.projection == "perspective":
+            d = self.rays(uv)
+            return torch.zeros_like(d), d
+        extra = uv.dim() - 1 - len(self.batch_shape)
+        K = self.K.expand(self.batch_shape + (3, 3)).reshape(self.batch_shape + (1,) * extra + (3, 3))
+        return projection.pixel_ray_origins_directions(K, uv, "orthographic")
+
     def __repr__(self) -> str:
         return (f"Camera(batch_shape={tuple(self.batch_shape)}, width={self.width}, height={self.height}, "
-                f"near={self.near}, far={self.far}, device={self.device}, dtype={self.dtype})")
+                f"near={self.near}, far={self.far}, projection={self.projection!r}, device={self.device}, "
+                f"dtype={self.dtype})")
 

@@ -80,8 +80,9 @@ def pinhole_cover(camera: Camera, *, supersample: float = 1.0, margin: int = 2,
 
     Returns:
         a :class:`Camera` with the same ``world_to_cam``, ``near`` and ``far``,
-        ``K' = diag(supersample, supersample, 1) K`` plus a constant shift of the principal point, and an
-        image size shared by all views of the batch.
+        ``K' = diag(supersample, supersample, 1) K`` plus a constant shift of the principal point (rounded so
+        that pinhole pixels keep a fixed sub-pixel phase against the camera's pixels), and an image size
+        shared by all views of the batch.
 
     Raises:
         ValueError: if the distortion folds inside the image (see :func:`check_lens_folds`) or the cover would
@@ -97,6 +98,9 @@ def pinhole_cover(camera: Camera, *, supersample: float = 1.0, margin: int = 2,
         raise ValueError(f"supersample must be a positive number; got {supersample}")
     if int(margin) != margin or margin < 0:
         raise ValueError(f"margin must be a non-negative integer; got {margin}")
+    if camera.projection != "perspective":
+        raise ValueError(f"pinhole_cover needs a perspective camera; got projection={camera.projection!r} "
+                         "(orthographic cameras have no lens distortion to resample)")
     check_lens_folds(camera)
     if camera.distortion is None:
         K = camera.flat()[0].detach()
@@ -104,19 +108,25 @@ def pinhole_cover(camera: Camera, *, supersample: float = 1.0, margin: int = 2,
     else:
         ext = _undistorted_extent(camera)  # [N, 4] relative to the principal point
     s = float(supersample)
-    width = int(math.ceil(float((s * (ext[:, 1] - ext[:, 0])).max()) + 2 * margin))
-    height = int(math.ceil(float((s * (ext[:, 3] - ext[:, 2])).max()) + 2 * margin))
+    K = camera.K.expand(camera.batch_shape + (3, 3))
+    c = K.detach().reshape(-1, 3, 3)[:, :2, 2]  # [N, 2] current principal points
+    # The pinhole principal point is s * c + shift. The shift is rounded so that pinhole pixel centres keep
+    # one fixed phase against the distorted camera's (scaled) pixel grid: a continuously sliding shift would
+    # change the resampling's sub-pixel phase from one parameter value to the next and add a jitter to the
+    # image that no gradient accounts for. It then only jumps by whole pixels, which the image ignores.
+    phase = (0.5 - 0.5 * s) % 1.0
+    need = margin - s * torch.stack([ext[:, 0], ext[:, 2]], -1) - s * c  # smallest allowed shift [N, 2]
+    shift = torch.ceil(need - phase) + phase
+    low = s * c + shift  # the new principal point, at least margin + s * (-min extent)
+    width = int(math.ceil(float((low[:, 0] + s * ext[:, 1]).max()) + margin))
+    height = int(math.ceil(float((low[:, 1] + s * ext[:, 3]).max()) + margin))
     if width > max_scale * s * camera.width or height > max_scale * s * camera.height:
         raise ValueError(f"the lens sees too wide a field for one pinhole image: the cover would be {width}x{height} "
                          f"pixels for a {camera.width}x{camera.height} image at supersample {s} (max_scale="
                          f"{max_scale}); lower the distortion or raise max_scale")
-    # New principal point: margin + s * (-min extent); as a shift of s * c, a constant.
-    shift_x = (margin - s * ext[:, 0]).reshape(camera.batch_shape)
-    shift_y = (margin - s * ext[:, 2]).reshape(camera.batch_shape)
-    K = camera.K.expand(camera.batch_shape + (3, 3))
     scale = torch.tensor([[s, s, s], [s, s, s], [1.0, 1.0, 1.0]], dtype=K.dtype, device=K.device)
     offset = torch.zeros(camera.batch_shape + (3, 3), dtype=K.dtype, device=K.device)
-    offset[..., 0, 2] = shift_x - s * K[..., 0, 2].detach()
-    offset[..., 1, 2] = shift_y - s * K[..., 1, 2].detach()
+    offset[..., 0, 2] = shift[:, 0].reshape(camera.batch_shape)
+    offset[..., 1, 2] = shift[:, 1].reshape(camera.batch_shape)
     return Camera(K=K * scale + offset, world_to_cam=camera.world_to_cam, width=width, height=height,
                   near=camera.near, far=camera.far)

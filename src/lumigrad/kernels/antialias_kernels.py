@@ -7,6 +7,12 @@ differentiable blend is then computed in PyTorch from these records (``raster/an
 Geometry is tested in the camera frame with pixel rays ``d`` (z = 1): for a face edge from ``a`` to ``b``,
 ``w(d) = d . (a x b)`` is a homogeneous edge function, linear in the pixel position, exact under
 perspective and unaffected by near-plane clipping.
+
+Orthographic cameras reuse every test unchanged on *lifted* vertices ``vc = (x, y, 1)`` (the wrapper lifts
+them): the ray of pixel ``d = K^-1 (u, v, 1) = (x, y, 1)`` starts at ``(x, y, 0)`` and runs along +z, and
+``d . (a' x b')`` with ``a' = (a_x, a_y, 1)`` is exactly the 2D edge function of the edge in the camera's
+xy-plane. Only the in-front test of ``_covers`` needs true depths: it reads the unlifted vertices ``vz``
+when the ``ortho`` flag is set (a branch off the per-pixel hot path).
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ def _corner(vc: wp.array(dtype=wp.vec3d), faces: wp.array2d(dtype=wp.int32), bas
 
 
 @wp.func
-def _covers(vc: wp.array(dtype=wp.vec3d), faces: wp.array2d(dtype=wp.int32), base: int, f: int, d: wp.vec3d):
+def _covers(vc: wp.array(dtype=wp.vec3d), faces: wp.array2d(dtype=wp.int32), base: int, f: int, d: wp.vec3d,
+            vz: wp.array(dtype=wp.vec3d), ortho: int):
     """True if the ray ``d`` passes through face ``f`` in front of the camera."""
     v0 = _corner(vc, faces, base, f, 0)
     v1 = _corner(vc, faces, base, f, 1)
@@ -44,7 +51,13 @@ def _covers(vc: wp.array(dtype=wp.vec3d), faces: wp.array2d(dtype=wp.int32), bas
     neg = w0 < zero and w1 < zero and w2 < zero
     if not (pos or neg):
         return False
-    det = wp.dot(v0, wp.cross(v1, v2))
+    det = wp.dot(v0, wp.cross(v1, v2))  # perspective: depth = det / (w0 + w1 + w2), the ray parameter
+    if ortho != 0:
+        # The face's plane n . p = n . r0 through the unlifted corners, solved for z at (x, y) = (d_x, d_y);
+        # w0 + w1 + w2 = n_z here.
+        r0 = _corner(vz, faces, base, f, 0)
+        n = wp.cross(_corner(vz, faces, base, f, 1) - r0, _corner(vz, faces, base, f, 2) - r0)
+        det = wp.dot(n, r0) - n[0] * d[0] - n[1] * d[1]
     return det / (w0 + w1 + w2) > zero
 
 
@@ -100,6 +113,7 @@ def find_edges(
     face_ids: wp.array(dtype=wp.int32), zbuf: wp.array(dtype=wp.float32),
     vc: wp.array(dtype=wp.vec3d), faces: wp.array2d(dtype=wp.int32), adjacency: wp.array2d(dtype=wp.int32),
     intr: wp.array2d(dtype=wp.float64), width: int, height: int, num_verts: int,
+    vz: wp.array(dtype=wp.vec3d), ortho: int,
     codes: wp.array(dtype=wp.int32),
 ):
     """Write ``codes[2 p + dir]`` = face * 8 + edge * 2 + (1 if the neighbour is the covered pixel), or -1."""
@@ -135,8 +149,8 @@ def find_edges(
             f = fb
             q_in = 1
         else:
-            b_in_a = _covers(vc, faces, base, fa, db)
-            a_in_b = _covers(vc, faces, base, fb, da)
+            b_in_a = _covers(vc, faces, base, fa, db, vz, ortho)
+            a_in_b = _covers(vc, faces, base, fb, da, vz, ortho)
             if (not b_in_a) and a_in_b:
                 f = fa
             elif b_in_a and (not a_in_b):

@@ -12,7 +12,7 @@ import warp as wp
 
 @torch.no_grad()
 def find_silhouette_edges(face_ids: torch.Tensor, zbuf: torch.Tensor, verts_cam: torch.Tensor, faces: torch.Tensor,
-                          adjacency: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+                          adjacency: torch.Tensor, K: torch.Tensor, orthographic: bool = False) -> torch.Tensor:
     """Return edge records ``[N*H*W, 2]`` int32 for the (right, down) neighbour of every pixel.
 
     A record is ``face * 8 + edge * 2 + q_in`` (``q_in`` = 1 when the neighbour is the pixel the face covers)
@@ -22,18 +22,22 @@ def find_silhouette_edges(face_ids: torch.Tensor, zbuf: torch.Tensor, verts_cam:
         face_ids: ``[N, H, W]`` int32 visible faces; zbuf: ``[N, H, W]`` float32 kernel depths.
         verts_cam: ``[N, V, 3]`` camera-frame vertices; faces, adjacency: ``[F, 3]`` int32.
         K: ``[N, 3, 3]`` intrinsics.
+        orthographic: the camera projects orthographically (rays along +z from ``(x, y, 0)``); the edge tests
+            then run on the lifted vertices ``(x, y, 1)`` (see ``antialias_kernels``).
     """
     ensure_init()
     N, H, W = face_ids.shape
     V = verts_cam.shape[1]
     device = face_ids.device
     intr = torch.stack([K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 0, 1]], -1).double().contiguous()
-    vc = verts_cam.detach().double().reshape(-1, 3).contiguous()
+    vz = verts_cam.detach().double().reshape(-1, 3).contiguous()
+    vc = torch.cat([vz[:, :2], torch.ones_like(vz[:, 2:])], -1) if orthographic else vz
     codes = torch.empty(N * H * W * 2, dtype=torch.int32, device=device)
     launch_split(
         ak.find_edges, N * H * W,
         [as_warp(face_ids.reshape(-1).contiguous()), as_warp(zbuf.reshape(-1).contiguous()),
-         as_warp(vc, dtype=wp.vec3d), as_warp(faces), as_warp(adjacency), as_warp(intr), W, H, V, as_warp(codes)],
+         as_warp(vc, dtype=wp.vec3d), as_warp(faces), as_warp(adjacency), as_warp(intr), W, H, V,
+         as_warp(vz, dtype=wp.vec3d), int(bool(orthographic)), as_warp(codes)],
         device, min_chunk=4096,
     )
     return codes.view(N * H * W, 2)

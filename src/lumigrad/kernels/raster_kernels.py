@@ -11,6 +11,9 @@ Triangles come from two sources, numbered ``t`` in one range:
   plane: such faces come clipped, in the second source, or not at all).
 * ``t >= N*F``: near-plane-clipped triangles ``extra_uvz [E*3, 3]`` with their view and face ids.
 
+The projection (perspective or orthographic) happens in PyTorch: the kernels only see screen-space
+triangles, and ``affine_depth`` selects how depth is interpolated across them.
+
 Coverage uses float64 edge functions evaluated with canonically ordered endpoints and a consistent tie
 rule, so meshes are watertight: a pixel centre on a shared edge belongs to exactly one of the two triangles.
 Positions are not snapped, so coverage agrees with the exact ray-triangle test used by the differentiable
@@ -166,11 +169,15 @@ def raster_tiles(
     extra_uvz: wp.array2d(dtype=wp.float64),
     extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32),
     bbox: wp.array2d(dtype=wp.int32), tile_offsets: wp.array(dtype=wp.int32), tile_list: wp.array(dtype=wp.int32),
-    width: int, height: int, tiles_x: int, tiles_y: int, near: float, far: float,
+    width: int, height: int, tiles_x: int, tiles_y: int, near: float, far: float, affine_depth: int,
     use_prev: int, prev_face: wp.array(dtype=wp.int32), prev_depth: wp.array(dtype=wp.float32),
     out_face: wp.array(dtype=wp.int32), out_depth: wp.array(dtype=wp.float32),
 ):
-    """Per (view, tile): nearest triangle at every pixel centre, optionally behind a previous layer."""
+    """Per (view, tile): nearest triangle at every pixel centre, optionally behind a previous layer.
+
+    Depth at a pixel centre with screen-space barycentrics ``lam``: ``1 / sum(lam_i / z_i)`` (perspective), or
+    ``sum(lam_i z_i)`` when ``affine_depth`` is set (orthographic: depth is affine in screen space).
+    """
     g = offset + wp.tid()
     tiles = tiles_x * tiles_y
     view = g // tiles
@@ -213,8 +220,12 @@ def raster_tiles(
                         inside = False
                     lam[(i + 2) % 3] = w * inv_area
                 if inside:
-                    inv_z = lam[0] / m[0, 2] + lam[1] / m[1, 2] + lam[2] / m[2, 2]
-                    depth = wp.float32(wp.float64(1.0) / inv_z)
+                    depth = wp.float32(0.0)
+                    if affine_depth != 0:
+                        depth = wp.float32(lam[0] * m[0, 2] + lam[1] * m[1, 2] + lam[2] * m[2, 2])
+                    else:
+                        inv_z = lam[0] / m[0, 2] + lam[1] / m[1, 2] + lam[2] / m[2, 2]
+                        depth = wp.float32(wp.float64(1.0) / inv_z)
                     if depth >= near_lo and depth <= far:
                         p = img + y * width + x
                         ok = True

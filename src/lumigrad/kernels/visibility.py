@@ -26,6 +26,7 @@ def find_visible(
     far: float,
     cull: str = "none",
     prev: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+    affine_depth: bool = False,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Return the nearest face id ``[N, H, W]`` int32 (-1 where empty) and its depth ``[N, H, W]`` float32.
 
@@ -36,6 +37,8 @@ def find_visible(
         extra_uvz: ``[E, 3, 3]`` float64 near-clipped triangles as (u, v, z) rows.
         extra_view, extra_face: ``[E]`` int32 view and face of each clipped triangle.
         prev: a previous layer's (face ids, depths); only fragments behind it are kept (depth peeling).
+        affine_depth: interpolate depth linearly in screen space (orthographic cameras) instead of
+            perspective-correctly (``1 / z`` linear in screen space).
     """
     ensure_init()
     device = proj.device
@@ -76,7 +79,7 @@ def find_visible(
     launch_split(
         rk.raster_tiles, num_tiles,
         [N * F, F, V, proj_w, faces_w, extra_w, ev_w, ef_w, bbox_w, as_warp(offsets), as_warp(tile_list),
-         width, height, tiles_x, tiles_y, float(near), float(far), use_prev,
+         width, height, tiles_x, tiles_y, float(near), float(far), int(bool(affine_depth)), use_prev,
          as_warp(prev_face), as_warp(prev_depth), as_warp(out_face), as_warp(out_depth)],
         device,
     )

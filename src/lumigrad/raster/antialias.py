@@ -11,6 +11,12 @@ coverage equals the exact box coverage while the edge crosses the pixel's two fa
 covered pixel's colour, otherwise the covered pixel takes on ``1/2 - t`` of the other's. The result is
 continuous in the edge position, so its derivative w.r.t. the edge's vertices (and the camera) is the
 visibility gradient that plain rasterization lacks.
+
+Orthographic cameras use the same steps on vertices lifted to ``z = 1``: the edge function of the ray of
+pixel ``p`` (origin ``(x, y, 0)`` with ``(x, y, 1) = K^-1 p``, direction +z) and the edge ``a -> b`` is the 2D
+edge function ``w = (a_y - b_y) x + (b_x - a_x) y + (a x b)_z = (x, y, 1) . (a' x b')``, again linear in
+``p``; an edge is a straight line in screen space and ``t`` is where it crosses the segment between the
+pixel centres.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import torch
 
 from .._checks import check_face_ids, check_tensor
 from ..cameras.camera import Camera
-from ..cameras.projection import rays_at_pixels
+from ..cameras.projection import lift_orthographic, rays_at_pixels
 from ..kernels.edges import find_silhouette_edges
 from .fragments import Fragments
 from .rasterize import prepare_mesh
@@ -38,7 +44,7 @@ def antialias(
     Args:
         color: ``[..., H, W, C]`` shaded image (any channels), usually computed from ``frags``.
         frags: the :func:`lumigrad.rasterize` output that ``color`` was computed from.
-        verts, faces, camera: the same geometry and camera that were rasterized.
+        verts, faces, camera: the same geometry and camera (perspective or orthographic) that were rasterized.
 
     Returns:
         ``[..., H, W, C]`` antialiased image. Pixels away from silhouettes are unchanged.
@@ -75,7 +81,7 @@ def antialias(
     adjacency = edge_adjacency(faces, verts.shape[-2])
     verts_cam = mesh.verts_cam
     codes = find_silhouette_edges(frags.face_ids.reshape(N, H, W), frags.zbuf.reshape(N, H, W), verts_cam,
-                                  mesh.faces_i32, adjacency, mesh.K)
+                                  mesh.faces_i32, adjacency, mesh.K, orthographic=mesh.orthographic)
     flat = color.reshape(-1, C)
     rows, direction = (codes >= 0).nonzero(as_tuple=True)
     if rows.numel() == 0:
@@ -101,7 +107,10 @@ def antialias(
 def edge_crossing(mesh, verts_cam, face, edge, p_in, p_out) -> torch.Tensor:
     """Position ``t`` in [0, 1] where edge ``edge`` of ``face`` crosses the segment from pixel ``p_in``'s
     centre to ``p_out``'s: ``t = w_in / (w_in - w_out)`` with ``w(d) = d . (a x b)`` for the edge's
-    camera-frame endpoints ``a``, ``b`` and pixel rays ``d``. Differentiable in the vertices and the camera.
+    camera-frame endpoints ``a``, ``b`` and pixel rays ``d = K^-1 (u, v, 1)``. Orthographic cameras use the
+    endpoints lifted to ``z = 1`` (:func:`~lumigrad.cameras.projection.lift_orthographic`), which makes ``w`` the
+    2D edge function in the xy-plane (``d`` is then the ray's origin). Differentiable in the vertices and the
+    camera.
     """
     H, W = mesh.camera.height, mesh.camera.width
     V = verts_cam.shape[1]
@@ -113,6 +122,8 @@ def edge_crossing(mesh, verts_cam, face, edge, p_in, p_out) -> torch.Tensor:
     flat = verts_cam.reshape(-1, 3)
     a = flat[view * V + corner_a]
     b = flat[view * V + corner_b]
+    if mesh.orthographic:
+        a, b = lift_orthographic(a), lift_orthographic(b)
     n = torch.linalg.cross(a, b)
     w_in = (d_in * n).sum(-1)
     w_out = (d_out * n).sum(-1)

@@ -18,7 +18,8 @@ class Fragments:
     Attributes:
         face_ids: ``[..., H, W]`` int32, index of the visible face, ``-1`` for background.
         covered: ``[P]`` int64 flat indices of the covered pixels into ``face_ids.reshape(-1)``, ascending.
-        bary_covered: ``[P, 3]`` perspective-correct barycentrics of each covered pixel centre.
+        bary_covered: ``[P, 3]`` barycentrics of each covered pixel centre (perspective-correct; affine in the
+            pixel position for an orthographic camera).
         depth_covered: ``[P]`` camera-frame z of each covered pixel.
         bary_derivs_covered: ``[P, 3, 2]`` ``d bary / d(u, v)`` per covered pixel, or None.
         zbuf: ``[..., H, W]`` float32 kernel depth (inf on background), used by depth peeling and antialias.

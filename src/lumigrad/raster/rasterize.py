@@ -4,6 +4,9 @@ The split is what makes the op differentiable: the kernel's output (face ids) is
 barycentrics and depth are recomputed from the vertex tensors and the camera by a ray-triangle intersection
 in PyTorch, so their gradients reach ``verts``, ``K`` and ``world_to_cam``. Gradients of visibility changes
 (silhouettes, occlusion boundaries) come from :func:`lumigrad.antialias`.
+
+Perspective and orthographic cameras share every step; they differ only in the projected vertices handed to
+the visibility kernel (and its depth interpolation flag) and in the linear forms of :func:`face_pixel_table`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import torch
 
 from .._checks import broadcast_batch, check_choice, check_indices, check_positive_int, check_tensor
 from ..cameras.camera import Camera
-from ..cameras.projection import K_inverse, project_points, transform_points
+from ..cameras.projection import K_inverse, lift_orthographic, project_points, transform_points
 from ..kernels.visibility import find_visible
 from .clip import clip_near
 from .fragments import Fragments
@@ -38,6 +41,10 @@ class PreparedMesh:
     @property
     def num_views(self) -> int:
         return self.verts.shape[0]
+
+    @property
+    def orthographic(self) -> bool:
+        return self.camera.projection == "orthographic"
 
 
 def prepare_mesh(verts, faces, camera) -> PreparedMesh:
@@ -89,7 +96,8 @@ def _visibility(mesh: PreparedMesh, cull: str, prev: Optional[Fragments]):
         raise ValueError(f"every vertex is behind the camera's near plane (z < {near}) in view {view}; "
                          "world_to_cam maps world to an OpenCV camera frame looking along +z")
     K = mesh.K.double()
-    proj = torch.cat([project_points(vc, K), vc[..., 2:]], dim=-1).contiguous()
+    projection = cam.projection
+    proj = torch.cat([project_points(vc, K, projection=projection), vc[..., 2:]], dim=-1).contiguous()
     # Faces with a corner in front of the near plane are drawn from proj; crossing ones are clipped here.
     corner_behind = behind[:, mesh.faces]  # [N, F, 3]
     n_behind = corner_behind.sum(-1)
@@ -100,7 +108,7 @@ def _visibility(mesh: PreparedMesh, cull: str, prev: Optional[Fragments]):
         face = crossing % F
         corners = vc[view[:, None], mesh.faces[face]]  # [M, 3, 3]
         clipped, src = clip_near(corners, near)
-        cuv = project_points(clipped, K[view[src]])
+        cuv = project_points(clipped, K[view[src]], projection=projection)
         extra = torch.cat([cuv, clipped[..., 2:]], dim=-1).contiguous()
         extra_view = view[src].to(torch.int32).contiguous()
         extra_face = face[src].to(torch.int32).contiguous()
@@ -110,30 +118,46 @@ def _visibility(mesh: PreparedMesh, cull: str, prev: Optional[Fragments]):
     prev_pair = None if prev is None else (prev.face_ids.reshape(N, cam.height, cam.width),
                                             prev.zbuf.reshape(N, cam.height, cam.width))
     return find_visible(proj, mesh.faces_i32, face_skip, extra, extra_view, extra_face, cam.width, cam.height,
-                        near, far, cull, prev_pair)
+                        near, far, cull, prev_pair, affine_depth=mesh.orthographic)
 
 
 def face_pixel_table(mesh: PreparedMesh, keys: torch.Tensor) -> torch.Tensor:
-    """Per-face linear forms in pixel coordinates, ``[K, 10]``: ``(M [3, 3] row-major, v0 . n)``.
+    """Per-face linear forms in pixel coordinates: ``[K, 10]`` ``(M [3, 3] row-major, v0 . n)`` for a
+    perspective camera, ``[K, 12]`` ``(M [3, 3], D [3])`` for an orthographic one.
 
     ``keys [K]`` selects (view, face) pairs as ``view * F + face``. With camera-frame corners ``v0, v1, v2``,
     ``e1 = v1 - v0``, ``e2 = v2 - v0``, the forms ``n = e1 x e2``, ``a = v0 x e2``, ``b = e1 x v0`` (edge
     vectors keep them free of cancellation, as in Moller-Trumbore) are stacked as rows and multiplied by
     ``K^-1``, so that for the homogeneous pixel ``p = (u, v, 1)`` the ray ``d = K^-1 p`` gives
     ``M p = (d . n, d . a, d . b)``.
+
+    Orthographic: with ``K^-1 p = (x, y, 1)`` the pixel's ray starts at ``(x, y, 0)`` and runs along +z. The
+    same forms built from the corners lifted to ``z = 1`` (:func:`~lumigrad.cameras.projection.lift_orthographic`)
+    are then the 2D (xy-plane) edge functions: ``n -> (0, 0, n_z)``, ``a -> (-e2_y, e2_x, (v0 x e2)_z)``,
+    ``b -> (e1_y, -e1_x, (e1 x v0)_z)``, so the barycentrics are affine in ``p``. Depth comes from the face's
+    plane ``n . (x, y, z) = n . v0`` (true corners): ``z = D p / S`` with ``D = (-n_x, -n_y, n . v0) K^-1``.
     """
     F = mesh.faces.shape[0]
     V = mesh.verts.shape[1]
     view = keys // F
     corners = mesh.faces[keys - view * F] + (view * V)[:, None]  # [K, 3]
     tri = mesh.verts_cam.reshape(-1, 3)[corners.reshape(-1)].reshape(-1, 3, 3)
+    true_tri = tri
+    if mesh.orthographic:
+        tri = lift_orthographic(tri)
     v0 = tri[:, 0]
     e1 = tri[:, 1] - v0
     e2 = tri[:, 2] - v0
     n = torch.linalg.cross(e1, e2)
     forms = torch.stack([n, torch.linalg.cross(v0, e2), torch.linalg.cross(e1, v0)], -2)  # [K, 3, 3]
     K_inv = K_inverse(mesh.K)
-    M = forms @ (K_inv if K_inv.shape[0] == 1 else K_inv[view])
+    K_inv = K_inv if K_inv.shape[0] == 1 else K_inv[view]
+    if mesh.orthographic:
+        t0 = true_tri[:, 0]
+        n3 = torch.linalg.cross(true_tri[:, 1] - t0, true_tri[:, 2] - t0)
+        depth_form = torch.cat([-n3[:, :2], (t0 * n3).sum(-1, keepdim=True)], -1)
+        return (torch.cat([forms, depth_form[:, None]], -2) @ K_inv).reshape(-1, 12)  # [K, 4, 3] -> [K, 12]
+    M = forms @ K_inv
     return torch.cat([M.reshape(-1, 9), (v0 * n).sum(-1, keepdim=True)], -1)
 
 
@@ -144,6 +168,7 @@ def surface_at_pixels(mesh: PreparedMesh, covered: torch.Tensor, face: torch.Ten
     ``(S, A, B) = M p``, ``bary_1 = -A / S``, ``bary_2 = -B / S``, ``bary_0 = 1 - bary_1 - bary_2`` and
     ``depth = (v0 . n) / S`` (the ray ``K^-1 p`` has z = 1, so its parameter is the camera-frame depth).
     The screen-space derivatives follow from the columns of ``M``: ``d(S, A, B)/du = M[:, 0]``.
+    Orthographic: the same, with ``depth = D p / S`` (then ``S`` is constant, so bary and depth are affine).
     """
     cam = mesh.camera
     H, W = cam.height, cam.width
@@ -156,7 +181,7 @@ def surface_at_pixels(mesh: PreparedMesh, covered: torch.Tensor, face: torch.Ten
     seen_keys = seen.nonzero()[:, 0]
     slot = torch.empty(seen.shape[0], dtype=torch.long, device=key.device)
     slot[seen_keys] = torch.arange(seen_keys.numel(), device=key.device)
-    rows = face_pixel_table(mesh, seen_keys).index_select(0, slot[key])  # [P, 10]
+    rows = face_pixel_table(mesh, seen_keys).index_select(0, slot[key])  # [P, 10] ([P, 12] orthographic)
     M = rows[:, :9].reshape(-1, 3, 3)
     row = pix // W
     u = (pix - row * W).to(M.dtype)[:, None] + 0.5
@@ -166,7 +191,10 @@ def surface_at_pixels(mesh: PreparedMesh, covered: torch.Tensor, face: torch.Ten
     S = torch.where(S.abs() > 0, S, torch.ones_like(S))  # zero-area faces are never drawn; guard anyway
     b12 = -SAB[:, 1:] / S[:, None]
     bary = torch.cat([1 - b12.sum(-1, keepdim=True), b12], -1)
-    depth = rows[:, 9] / S
+    if rows.shape[1] == 12:  # orthographic: the depth numerator is a linear form too
+        depth = (rows[:, 9:10] * u + rows[:, 10:11] * v + rows[:, 11:12])[:, 0] / S
+    else:
+        depth = rows[:, 9] / S
     derivs = None
     if with_derivs:
         # d b_k / d(u, v) = -(M[k, :2] + b_k M[0, :2]) / S for k = 1, 2; b_0 takes minus their sum.
@@ -197,7 +225,8 @@ def rasterize(
         verts: vertex positions, ``[..., V, 3]``, float, world space. Leading dims broadcast with the
             camera's batch dims (one mesh seen by N cameras, or N meshes).
         faces: ``[F, 3]`` integer vertex indices, counter-clockwise front faces.
-        camera: a :class:`lumigrad.Camera` (``near`` clips geometry, ``far`` discards it).
+        camera: a :class:`lumigrad.Camera`, perspective or orthographic (``near`` clips geometry, ``far``
+            discards it; for both projections that is camera-frame ``z``).
         cull: ``"back"`` skips faces seen from behind, ``"front"`` the others; ``"none"`` draws both.
         return_bary_derivs: also compute ``bary_derivs``, the screen-space derivatives of the barycentrics
             that :func:`interpolate` needs for attribute derivatives (texture mip-level selection).
@@ -212,7 +241,9 @@ def rasterize(
 
     **Differentiability:** ``face_ids`` is piecewise constant and carries no gradient. ``bary``, ``depth`` and
     ``bary_derivs`` are differentiable w.r.t. ``verts`` and the camera's ``K`` and ``world_to_cam`` for a
-    fixed visibility: they are recomputed in PyTorch by intersecting each pixel's ray with its face.
+    fixed visibility: they are recomputed in PyTorch by intersecting each pixel's ray with its face (rays
+    through the camera centre, or parallel to +z for an orthographic camera, whose barycentrics and depth
+    are affine in the pixel position).
     Gradients due to visibility changes at silhouette and occlusion edges come from :func:`antialias`.
     Zero-area faces are never drawn and get zero gradients.
 

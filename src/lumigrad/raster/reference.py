@@ -2,6 +2,10 @@
 
 They share no code with the kernels: brute force over every (pixel, face) pair, explicit loops, and
 ``torch.nn.functional.grid_sample`` for texture filtering. Slow by design; O(pixels x faces).
+
+Orthographic cameras are handled in screen space instead of with camera-frame ray forms: pixel centres are
+mapped to the camera's xy-plane with a linear solve against ``K`` (rasterize), or vertices are projected to
+pixels written out by hand (antialias), and barycentrics come from 2D linear systems / 2D edge functions.
 """
 
 from __future__ import annotations
@@ -25,15 +29,52 @@ def _pixel_rays(camera: Camera, K: torch.Tensor) -> torch.Tensor:
     return torch.stack([x, y, torch.ones_like(x)], -1).reshape(-1, 3)
 
 
+def _pixel_centres(camera: Camera, dtype) -> torch.Tensor:
+    """``[H*W, 2]`` pixel centres ``(u, v)`` in row-major order."""
+    v, u = torch.meshgrid(torch.arange(camera.height, dtype=dtype) + 0.5,
+                          torch.arange(camera.width, dtype=dtype) + 0.5, indexing="ij")
+    return torch.stack([u, v], -1).reshape(-1, 2)
+
+
+def _rasterize_ref_orthographic(vc: torch.Tensor, faces: torch.Tensor, camera: Camera, K: torch.Tensor,
+                                cull: str) -> Fragments:
+    """Orthographic brute force: per (pixel, face) solve ``[[x0, x1, x2], [y0, y1, y2], [1, 1, 1]] b = (x, y, 1)``."""
+    H, W = camera.height, camera.width
+    uv = _pixel_centres(camera, K.dtype)
+    uv1 = torch.cat([uv, torch.ones_like(uv[:, :1])], -1)
+    xy1 = torch.linalg.solve(K, uv1.T).T  # [P, 3] = (x, y, 1): the ray starts at (x, y, 0) and runs along +z
+    tri = vc[faces]  # [F, 3 corners, 3]
+    T = torch.stack([tri[..., 0], tri[..., 1], torch.ones_like(tri[..., 0])], -2)  # [F, 3, 3], corners as columns
+    area = torch.linalg.det(T)  # = n_z: negative for front faces (counter-clockwise seen from the camera)
+    safe = torch.where((area != 0)[:, None, None], T, torch.eye(3, dtype=T.dtype).expand_as(T))
+    bary = torch.linalg.solve(safe[None], xy1[:, None, :, None].expand(-1, T.shape[0], -1, -1))[..., 0]  # [P, F, 3]
+    depth = (bary * tri[None, :, :, 2]).sum(-1)
+    ok = (bary > 0).all(-1) & (area != 0)[None] & (depth >= camera.near) & (depth <= camera.far)
+    if cull == "back":
+        ok &= (area < 0)[None]
+    elif cull == "front":
+        ok &= (area > 0)[None]
+    key = torch.where(ok, depth, torch.full_like(depth, float("inf")))
+    best = key.argmin(-1)
+    hit = ok.any(-1)
+    face_ids = torch.where(hit, best, torch.full_like(best, -1))
+    rows = torch.arange(uv.shape[0])
+    covered = hit.nonzero()[:, 0]
+    return Fragments(face_ids.reshape(H, W).to(torch.int32), covered, bary[rows, best][covered],
+                     depth[rows, best][covered])
+
+
 def rasterize_ref(verts: torch.Tensor, faces: torch.Tensor, camera: Camera, cull: str = "none") -> Fragments:
     """Brute-force twin of :func:`lumigrad.rasterize` for one view: ``verts [V, 3]``, unbatched camera.
 
     Every pixel ray is intersected with every face; the nearest hit with depth in [near, far] wins (ties to
     the lower face index). Back faces are those seen clockwise, i.e. ``det(v0, v1, v2) > 0`` in the camera
-    frame.
+    frame (orthographic: a positive signed area of the corners' (x, y), i.e. ``n_z > 0``).
     """
     K, w2c = camera.K.reshape(3, 3), camera.world_to_cam.reshape(4, 4)
     vc = verts @ w2c[:3, :3].T + w2c[:3, 3]
+    if camera.projection == "orthographic":
+        return _rasterize_ref_orthographic(vc, faces, camera, K, cull)
     tri = vc[faces]  # [F, 3, 3]
     c = torch.stack([torch.linalg.cross(tri[:, 1], tri[:, 2]), torch.linalg.cross(tri[:, 2], tri[:, 0]),
                      torch.linalg.cross(tri[:, 0], tri[:, 1])], 1)  # [F, 3, 3]
@@ -129,6 +170,10 @@ def antialias_ref(color: torch.Tensor, frags: Fragments, verts: torch.Tensor, fa
     vc = verts @ w2c[:3, :3].T + w2c[:3, 3]
     H, W = camera.height, camera.width
     rays = _pixel_rays(camera, K).reshape(H, W, 3)
+    ortho = camera.projection == "orthographic"
+    fx, fy, skew = K[0, 0], K[1, 1], K[0, 1]
+    # Orthographic: vertices in pixels, written out (u = fx x + s y + cx, v = fy y + cy); 2D edge functions.
+    pix = torch.stack([fx * vc[:, 0] + skew * vc[:, 1] + K[0, 2], fy * vc[:, 1] + K[1, 2]], -1)
     ids = frags.face_ids
     depth = frags.depth
     # Neighbour across each edge, by brute force over all faces.
@@ -142,29 +187,54 @@ def antialias_ref(color: torch.Tensor, frags: Fragments, verts: torch.Tensor, fa
     def corners(f):
         return [vc[faces[f, k]] for k in range(3)]
 
+    def corners_px(f):
+        return [pix[faces[f, k]] for k in range(3)]
+
+    def edge_value(f, e, ij):
+        """Edge function of edge e (corner e -> e + 1) of face f at pixel centre ij (both signs possible)."""
+        if ortho:
+            a, b = corners_px(f)[e], corners_px(f)[(e + 1) % 3]
+            p = torch.tensor([ij[1] + 0.5, ij[0] + 0.5], dtype=pix.dtype)
+            return (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0])
+        v = corners(f)
+        return torch.dot(rays[ij], torch.linalg.cross(v[e], v[(e + 1) % 3]))
+
     def facing(f):
+        if ortho:
+            a, b, c = corners_px(f)
+            return bool((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]) > 0)
         v0, v1, v2 = corners(f)
         return bool(torch.dot(v0, torch.linalg.cross(v1, v2)) > 0)
 
-    def covers(f, d):
-        v = corners(f)
-        w = torch.stack([torch.dot(d, torch.linalg.cross(v[k], v[(k + 1) % 3])) for k in range(3)])
+    def covers(f, ij):
+        w = torch.stack([edge_value(f, k, ij) for k in range(3)])
         if not (bool((w > 0).all()) or bool((w < 0).all())):
             return False
+        if ortho:  # barycentric k is the edge function of the opposite edge, normalised
+            bary = torch.stack([w[1], w[2], w[0]]) / w.sum()
+            return bool(sum(bary[k] * corners(f)[k][2] for k in range(3)) > 0)
+        v = corners(f)
         return bool(torch.dot(v[0], torch.linalg.cross(v[1], v[2])) / w.sum() > 0)
 
-    def exit_edge(f, d_in, d_out):
-        v = corners(f)
-        n = [torch.linalg.cross(v[k], v[(k + 1) % 3]) for k in range(3)]
-        sgn = 1.0 if float(sum(torch.dot(d_in, nk) for nk in n).detach()) >= 0 else -1.0
+    def exit_edge(f, ij_in, ij_out):
+        sgn = 1.0 if float(sum(edge_value(f, e, ij_in) for e in range(3)).detach()) >= 0 else -1.0
         best, best_t = None, None
         for e in range(3):
-            wi, wo = sgn * torch.dot(d_in, n[e]), sgn * torch.dot(d_out, n[e])
+            wi, wo = sgn * edge_value(f, e, ij_in), sgn * edge_value(f, e, ij_out)
             if wi > 0 and wo < wi:
                 t = wi / (wi - wo)
                 if best_t is None or t < best_t:
                     best, best_t = e, t
-        return best, best_t, n
+        return best, best_t
+
+    def normal_uv(f, e):
+        """Screen-space gradient (dw/du, dw/dv) of edge e's function (up to a positive factor)."""
+        if ortho:
+            a, b = corners_px(f)[e], corners_px(f)[(e + 1) % 3]
+            return -(b[1] - a[1]), b[0] - a[0]
+        v = corners(f)
+        n = torch.linalg.cross(v[e], v[(e + 1) % 3])
+        return n[0] / fx, n[1] / fy - skew * n[0] / (fx * fy)
 
     out = color.clone()
     for i in range(H):
@@ -174,7 +244,7 @@ def antialias_ref(color: torch.Tensor, frags: Fragments, verts: torch.Tensor, fa
                 if qi >= H or qj >= W or ids[i, j] == ids[qi, qj]:
                     continue
                 fa, fb = int(ids[i, j]), int(ids[qi, qj])
-                da, db = rays[i, j], rays[qi, qj]
+                da, db = (i, j), (qi, qj)
                 if fb < 0:
                     f, q_in = fa, False
                 elif fa < 0:
@@ -191,7 +261,7 @@ def antialias_ref(color: torch.Tensor, frags: Fragments, verts: torch.Tensor, fa
                 f_other = fa if q_in else fb
                 best, best_t = None, None
                 for _ in range(8):  # walk across non-silhouette edges, as the kernel does
-                    best, best_t, n = exit_edge(f, d_in, d_out)
+                    best, best_t = exit_edge(f, d_in, d_out)
                     if best is None:
                         break
                     key = tuple(sorted((int(faces[f, best]), int(faces[f, (best + 1) % 3]))))
@@ -206,9 +276,7 @@ def antialias_ref(color: torch.Tensor, frags: Fragments, verts: torch.Tensor, fa
                     best = None
                 if best is None:
                     continue
-                fx, fy, skew = K[0, 0], K[1, 1], K[0, 1]
-                normal_u = n[best][0] / fx
-                normal_v = n[best][1] / fy - skew * n[best][0] / (fx * fy)
+                normal_u, normal_v = normal_uv(f, best)
                 if bool(abs(normal_u) >= abs(normal_v)) != (dj == 1):
                     continue  # blended along the other axis
                 p_in, p_out = ((qi, qj), (i, j)) if q_in else ((i, j), (qi, qj))
