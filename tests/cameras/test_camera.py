@@ -295,7 +295,7 @@ def test_gradcheck_projection_functions():
         assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-8, rtol=1e-6)
 
 
-def test_non_orthonormal_rotation_warns_and_reflection_raises():
+def test_non_orthonormal_rotation_warns_singular_reflection_and_negative_focal_raise():
     import warnings
 
     K = torch.tensor([[10.0, 0.0, 5.0], [0.0, 10.0, 5.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
@@ -306,6 +306,13 @@ def test_non_orthonormal_rotation_warns_and_reflection_raises():
     mirrored = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0], dtype=torch.float64))
     with pytest.raises(ValueError, match="reflection"):
         lg.Camera(K=K, world_to_cam=mirrored, width=10, height=10)
+    singular = torch.eye(4, dtype=torch.float64)
+    singular[2, 2] = 0.0  # a projection onto the xy-plane, not a rotation
+    with pytest.raises(ValueError, match="singular"):
+        lg.Camera(K=K, world_to_cam=singular, width=10, height=10)
+    with pytest.raises(ValueError, match="positive focal"):
+        lg.Camera(K=K * torch.tensor([[-1.0], [1.0], [1.0]], dtype=torch.float64), world_to_cam=torch.eye(4).double(),
+                  width=10, height=10)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         lg.Camera(K=K, world_to_cam=torch.eye(4, dtype=torch.float64), width=10, height=10)

@@ -69,6 +69,9 @@ class Camera:
             raise ValueError("K must have positive focal lengths fx = K[0, 0] and fy = K[1, 1]")
         R = world_to_cam[..., :3, :3].detach()
         eye = torch.eye(3, dtype=R.dtype, device=R.device)
+        if R.numel() and bool((torch.linalg.det(R).abs() < 1e-6).any()):
+            raise ValueError("world_to_cam's rotation block is singular (det R = 0): it is not a rotation; build it "
+                             "from a quaternion, axis-angle or 6D parameter (lumigrad.conventions)")
         if R.numel() and float((R @ R.transpose(-1, -2) - eye).abs().max()) > 1e-3:
             warnings.warn("world_to_cam's rotation block is not orthonormal (R R^T != I); projections will be "
                           "skewed. Parameterise the rotation (conventions.quaternion_to_matrix, "
