@@ -215,7 +215,7 @@ class Camera:
             return rays
         coeffs = self.distortion.expand(self.batch_shape + self.distortion.shape[-1:])
         coeffs = coeffs.reshape(self.batch_shape + (1,) * extra + coeffs.shape[-1:])
-        xy = undistort(rays[..., :2], coeffs.expand(rays.shape[:-1] + coeffs.shape[-1:]), self.distortion_model)
+        xy = undistort(rays[..., :2], coeffs, self.distortion_model)  # coeffs broadcast over the sample dims
         return torch.cat([xy, rays[..., 2:]], -1)
 
     def ray_origins_directions(self, uv: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
