@@ -8,10 +8,11 @@ Columns (median of ``--repeats`` after a warm-up; peak RSS growth in MiB on CPU)
 
 * ``pinhole fwd`` / ``pinhole fwd+bwd``: the undistorted render; backward of the mean pixel w.r.t. the
   vertices and the texture;
-* ``lens fwd`` / ``lens fwd+bwd``: the same through the lens; backward also w.r.t. ``K`` and the distortion
-  coefficients;
+* ``lens fwd`` / ``lens fwd+bwd fixed lens`` / ``lens fwd+bwd``: the same through the lens; the last also
+  back-propagates to ``K`` and the distortion coefficients (calibration), the fixed-lens one does not (fits of
+  geometry, pose or texture through a known lens, where the resampling grid comes from one fused kernel);
 * ``warp fwd``: the resampling alone (undistortion kernel + bilinear reads) on a ready pinhole image;
-* ``ratio``: lens over pinhole.
+* ``ratio``: lens over pinhole (``ratio fwd+bwd`` with the calibration backward).
 
 No peer column: Mitsuba 3's perspective sensor has no lens-distortion model (nvdiffrast and PyTorch3D have
 none either), which is why this capability exists.
@@ -69,6 +70,11 @@ def run(size: int, repeats: int) -> dict:
         c = lens_camera(cam, K, coeffs)
         lg.render_through_lens(lambda p: rb.forward(scene, verts, tex, p), c).mean().backward()
 
+    def lens_bwd_fixed():
+        verts = scene.verts.clone().requires_grad_(True)
+        tex = scene.texture.clone().requires_grad_(True)
+        lg.render_through_lens(lambda p: rb.forward(scene, verts, tex, p), lens).mean().backward()
+
     cover = lg.pinhole_cover(lens)
     image = torch.rand(cover.height, cover.width, 3)
 
@@ -78,7 +84,8 @@ def run(size: int, repeats: int) -> dict:
 
     row = {"size": f"{size}²", "cover": f"{cover.width}x{cover.height}"}
     for name, fn in [("pinhole fwd", pinhole_fwd), ("lens fwd", lens_fwd), ("warp fwd", warp_fwd),
-                     ("pinhole fwd+bwd", pinhole_bwd), ("lens fwd+bwd", lens_bwd)]:
+                     ("pinhole fwd+bwd", pinhole_bwd), ("lens fwd+bwd fixed lens", lens_bwd_fixed),
+                     ("lens fwd+bwd", lens_bwd)]:
         row[name] = rb.time_ms(fn, repeats, device)
     row["ratio fwd"] = row["lens fwd"] / row["pinhole fwd"]
     row["ratio fwd+bwd"] = row["lens fwd+bwd"] / row["pinhole fwd+bwd"]

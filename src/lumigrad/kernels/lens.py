@@ -32,3 +32,30 @@ def undistort_newton(target: torch.Tensor, coeffs: torch.Tensor, model: str, ite
                  [as_warp(t), as_warp(c), MODEL_CODES[model], int(iterations), float(tol), as_warp(out),
                   as_warp(status)], t.device, min_chunk=8192)
     return out, status
+
+
+def _intrinsics(K: torch.Tensor) -> torch.Tensor:
+    return torch.stack([K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 0, 1]], -1).double().contiguous()
+
+
+@torch.no_grad()
+def lens_grid(K: torch.Tensor, K_pinhole: torch.Tensor, coeffs: torch.Tensor, model: str, width: int,
+              height: int, samples: int, iterations: int = 20,
+              tol: float = 1e-12) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Resampling grid ``[N, H, W, S^2, 2]`` (float64 pinhole pixel positions) and status ``[N*H*W*S^2]``.
+
+    Args:
+        K, K_pinhole: ``[N, 3, 3]`` intrinsics of the distorted camera and of its pinhole cover.
+        coeffs: ``[N, C]`` distortion coefficients of each view.
+    """
+    ensure_init()
+    N = K.shape[0]
+    count = N * height * width * samples * samples
+    out = torch.empty(count, 2, dtype=torch.float64, device=K.device)
+    status = torch.empty(count, dtype=torch.int32, device=K.device)
+    launch_split(lk.lens_grid, count,
+                 [as_warp(_intrinsics(K.detach())), as_warp(_intrinsics(K_pinhole.detach())),
+                  as_warp(coeffs.detach().double().contiguous()), MODEL_CODES[model], int(width), int(height),
+                  int(samples), int(iterations), float(tol), as_warp(out), as_warp(status)],
+                 K.device, min_chunk=8192)
+    return out.view(N, height, width, samples * samples, 2), status

@@ -93,3 +93,58 @@ def undistort_points(offset: int, end: int, target: wp.array2d(dtype=wp.float64)
     out[i, 0] = x
     out[i, 1] = y
     status[i] = state
+
+
+@wp.func
+def _undistort(tx: wp.float64, ty: wp.float64, coeffs: wp.array2d(dtype=wp.float64), i: int, model: int,
+               iterations: int, tol: wp.float64):
+    """Newton from ``(tx, ty)``; returns ``(x, y, status)`` as in :func:`undistort_points`."""
+    x = tx
+    y = ty
+    state = int(2)
+    for _ in range(iterations):
+        f = wp.vec4d()
+        off = wp.float64(0.0)
+        if model == 0:
+            f, off = _opencv(x, y, coeffs, i)
+        else:
+            f, off = _fisheye(x, y, coeffs, i)
+        rx = f[0] - tx
+        ry = f[1] - ty
+        if wp.abs(rx) < tol and wp.abs(ry) < tol:
+            state = 0
+            break
+        det = f[2] * f[3] - off * off
+        if wp.abs(det) < wp.float64(1e-12):
+            state = 1
+            break
+        x = x - (f[3] * rx - off * ry) / det
+        y = y - (f[2] * ry - off * rx) / det
+    return wp.vec3d(x, y, wp.float64(state))
+
+
+@wp.kernel
+def lens_grid(offset: int, end: int, intr: wp.array2d(dtype=wp.float64), intr_pin: wp.array2d(dtype=wp.float64),
+              coeffs: wp.array2d(dtype=wp.float64), model: int, width: int, height: int, samples: int,
+              iterations: int, tol: wp.float64, out: wp.array2d(dtype=wp.float64), status: wp.array(dtype=wp.int32)):
+    """Pinhole-image position of every sample of every pixel of a distorted camera (the resampling grid).
+
+    Item ``i`` is sample ``i % S^2`` of pixel ``(i // S^2) % (H W)`` of view ``i // (S^2 H W)``; ``intr`` and
+    ``intr_pin`` hold ``(fx, fy, cx, cy, s)`` per view of the distorted and the pinhole camera.
+    """
+    i = offset + wp.tid()
+    if i >= end:
+        return
+    ss = samples * samples
+    sub = i % ss
+    pix = (i // ss) % (width * height)
+    view = i // (ss * width * height)
+    inv = wp.float64(1.0) / wp.float64(samples)
+    u = wp.float64(pix % width) + (wp.float64(sub % samples) + wp.float64(0.5)) * inv
+    v = wp.float64(pix // width) + (wp.float64(sub // samples) + wp.float64(0.5)) * inv
+    yd = (v - intr[view, 3]) / intr[view, 1]
+    xd = (u - intr[view, 2] - intr[view, 4] * yd) / intr[view, 0]
+    r = _undistort(xd, yd, coeffs, view, model, iterations, tol)
+    out[i, 0] = intr_pin[view, 0] * r[0] + intr_pin[view, 4] * r[1] + intr_pin[view, 2]
+    out[i, 1] = intr_pin[view, 1] * r[1] + intr_pin[view, 3]
+    status[i] = int(r[2])

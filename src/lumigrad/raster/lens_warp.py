@@ -16,16 +16,32 @@ import torch.nn.functional as F
 from .._checks import check_positive_int, check_tensor
 from ..cameras.camera import Camera
 from ..cameras.lens_cover import pinhole_cover
+from ..kernels.lens import lens_grid
 
 
 def lens_sample_grid(pinhole: Camera, camera: Camera, samples: int = 1) -> torch.Tensor:
     """Pinhole-image pixel positions ``[..., H, W, samples^2, 2]`` seen by each sample of ``camera``'s pixels.
 
     Samples sit on a regular ``samples x samples`` grid inside each pixel (the centre for ``samples = 1``).
-    Differentiable in both cameras' ``K`` and in ``camera.distortion``.
+    Differentiable in both cameras' ``K`` and in ``camera.distortion`` (then built with autograd from
+    :meth:`Camera.rays`); when none of them needs a gradient, one fused float64 kernel computes it.
     """
     H, W = camera.height, camera.width
     dtype, device = camera.dtype, camera.device
+    needs_grad = torch.is_grad_enabled() and (camera.K.requires_grad or pinhole.K.requires_grad or (
+        camera.distortion is not None and camera.distortion.requires_grad))
+    if camera.distortion is not None and not needs_grad:
+        # The grid depends on the intrinsics and the lens only: with no gradient wanted for them (fits of
+        # geometry, pose, texture through a fixed lens) one fused kernel computes it.
+        K, _ = camera.flat()
+        Kp = pinhole.K.expand(camera.batch_shape + (3, 3)).reshape(-1, 3, 3)
+        coeffs = camera.distortion.expand(camera.batch_shape + camera.distortion.shape[-1:])
+        grid, status = lens_grid(K, Kp, coeffs.reshape(-1, coeffs.shape[-1]), camera.distortion_model, W, H,
+                                 samples)
+        if bool((status != 0).any()):
+            raise ValueError("camera.distortion cannot be inverted at some pixels (the lens folds inside the "
+                             "image); see lumigrad.cameras.check_lens_folds")
+        return grid.to(dtype).reshape(camera.batch_shape + (H, W, samples * samples, 2))
     offsets = (torch.arange(samples, dtype=dtype, device=device) + 0.5) / samples
     oy, ox = torch.meshgrid(offsets, offsets, indexing="ij")
     sub = torch.stack([ox.reshape(-1), oy.reshape(-1)], -1)  # [S, 2]
