@@ -32,3 +32,11 @@ def test_readme_code_block_runs():
     scope = {}
     exec(compile(block, "README.md", "exec"), scope)
     assert scope["verts"].grad is not None and scope["verts"].grad.abs().sum() > 0
+
+
+def test_cameras_doc_code_block_runs():
+    text = (ROOT / "docs" / "cameras.md").read_text()
+    block = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    scope = {}
+    exec(compile(block, "docs/cameras.md", "exec"), scope)
+    assert scope["image"].shape == (128, 128, 3)
