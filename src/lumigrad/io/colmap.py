@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from ..cameras.camera import Camera
+from ._export_checks import exportable_K
 from ..conventions import compose_world_to_cam, matrix_to_quaternion, quaternion_to_matrix
 
 __all__ = ["ColmapImage", "ColmapReconstruction", "read_colmap", "write_colmap"]
@@ -410,14 +411,7 @@ def _read_points_bin(path: str):
 # --------------------------------------------------------------------------------------------- writing
 def _colmap_camera(name: str, cam: Camera) -> Tuple[str, List[float]]:
     """The smallest COLMAP model that represents ``cam`` exactly, and its parameters."""
-    if tuple(cam.batch_shape) != ():
-        raise ValueError(f"cameras[{name!r}] must be a single (unbatched) Camera; got batch_shape "
-                         f"{tuple(cam.batch_shape)}")
-    if getattr(cam, "projection", "perspective") != "perspective":
-        raise ValueError(f"cameras[{name!r}] is {cam.projection}; COLMAP cameras are perspective")
-    K = cam.K.detach().cpu().double()
-    if float(K[0, 1]) != 0.0:
-        raise ValueError(f"cameras[{name!r}] has skew K[0, 1] = {float(K[0, 1])}; COLMAP cameras have none")
+    K = exportable_K(cam, f"cameras[{name!r}]", "COLMAP")
     fx, fy, cx, cy = (float(v) for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2]))
     coeffs = None if cam.distortion is None else [float(v) for v in cam.distortion.detach().cpu().double()]
     if coeffs is None or not any(coeffs):

@@ -31,6 +31,7 @@ from typing import Dict, List, Sequence
 import torch
 
 from ..cameras.camera import Camera
+from ._export_checks import exportable_K
 from ..conventions import camera_params_to_nerf, nerf_to_camera_params, opengl_c2w_to_world_to_cam
 
 __all__ = ["NerfTransforms", "read_nerf_transforms", "write_nerf_transforms"]
@@ -219,14 +220,7 @@ def write_nerf_transforms(path: str | os.PathLike, cameras: Sequence[Camera],
                          f"{len(image_paths)}")
     per_frame: List[Dict] = []
     for i, cam in enumerate(cameras):
-        if tuple(cam.batch_shape) != ():
-            raise ValueError(f"cameras[{i}] must be a single (unbatched) Camera; got batch_shape "
-                             f"{tuple(cam.batch_shape)}")
-        if getattr(cam, "projection", "perspective") != "perspective":
-            raise ValueError(f"cameras[{i}] is {cam.projection}; transforms.json cameras are perspective")
-        K = cam.K.detach().cpu().double()
-        if float(K[0, 1]) != 0.0:
-            raise ValueError(f"cameras[{i}] has skew K[0, 1] = {float(K[0, 1])}; transforms.json has no skew")
+        K = exportable_K(cam, f"cameras[{i}]", "transforms.json")
         c2w, angle_x = camera_params_to_nerf(K, cam.world_to_cam.detach().cpu().double(), cam.width)
         d = {"fl_x": float(K[0, 0]), "fl_y": float(K[1, 1]), "cx": float(K[0, 2]), "cy": float(K[1, 2]),
              "w": cam.width, "h": cam.height, "camera_angle_x": angle_x}

@@ -56,7 +56,7 @@ def camera_to_pytorch3d(camera: Camera, in_ndc: bool = True) -> Dict[str, Union[
         >>> camera_to_pytorch3d(cam, in_ndc=False)["principal_point"]
         tensor([46., 27.])
     """
-    if getattr(camera, "projection", "perspective") != "perspective":
+    if camera.projection != "perspective":
         raise ValueError(f"camera is {camera.projection}; use PyTorch3D's OrthographicCameras, which this "
                          "converter does not cover")
     K = camera.K.expand(camera.batch_shape + (3, 3))

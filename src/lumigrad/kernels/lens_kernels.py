@@ -60,41 +60,6 @@ def _fisheye(x: wp.float64, y: wp.float64, c: wp.array2d(dtype=wp.float64), i: i
     return wp.vec4d(x * scale, y * scale, scale + coef * x * x, scale + coef * y * y), coef * x * y
 
 
-@wp.kernel
-def undistort_points(offset: int, end: int, target: wp.array2d(dtype=wp.float64),
-                     coeffs: wp.array2d(dtype=wp.float64), model: int, iterations: int, tol: wp.float64,
-                     out: wp.array2d(dtype=wp.float64), status: wp.array(dtype=wp.int32)):
-    i = offset + wp.tid()
-    if i >= end:
-        return
-    tx = target[i, 0]
-    ty = target[i, 1]
-    x = tx
-    y = ty
-    state = int(2)
-    for _ in range(iterations):
-        f = wp.vec4d()
-        off = wp.float64(0.0)
-        if model == 0:
-            f, off = _opencv(x, y, coeffs, i)
-        else:
-            f, off = _fisheye(x, y, coeffs, i)
-        rx = f[0] - tx
-        ry = f[1] - ty
-        if wp.abs(rx) < tol and wp.abs(ry) < tol:
-            state = 0
-            break
-        det = f[2] * f[3] - off * off
-        if wp.abs(det) < wp.float64(1e-12):
-            state = 1
-            break
-        x = x - (f[3] * rx - off * ry) / det
-        y = y - (f[2] * ry - off * rx) / det
-    out[i, 0] = x
-    out[i, 1] = y
-    status[i] = state
-
-
 @wp.func
 def _undistort(tx: wp.float64, ty: wp.float64, coeffs: wp.array2d(dtype=wp.float64), i: int, model: int,
                iterations: int, tol: wp.float64):
@@ -121,6 +86,19 @@ def _undistort(tx: wp.float64, ty: wp.float64, coeffs: wp.array2d(dtype=wp.float
         x = x - (f[3] * rx - off * ry) / det
         y = y - (f[2] * ry - off * rx) / det
     return wp.vec3d(x, y, wp.float64(state))
+
+
+@wp.kernel
+def undistort_points(offset: int, end: int, target: wp.array2d(dtype=wp.float64),
+                     coeffs: wp.array2d(dtype=wp.float64), model: int, iterations: int, tol: wp.float64,
+                     out: wp.array2d(dtype=wp.float64), status: wp.array(dtype=wp.int32)):
+    i = offset + wp.tid()
+    if i >= end:
+        return
+    r = _undistort(target[i, 0], target[i, 1], coeffs, i, model, iterations, tol)
+    out[i, 0] = r[0]
+    out[i, 1] = r[1]
+    status[i] = int(r[2])
 
 
 @wp.kernel
