@@ -4,7 +4,7 @@ The four composable raster primitives ``rasterize -> interpolate -> texture -> a
 ``Camera`` they share are exported here; conventions are in :mod:`lumigrad.conventions`.
 """
 
-from . import conventions, data, io
+from . import conventions, data, io, shading
 from .cameras import Camera, pinhole_cover
 from .mesh import Mesh, vertex_normals
 from .raster import (Fragments, antialias, build_mipmaps, depth_peel, distort_image, interpolate, rasterize,
@@ -26,6 +26,7 @@ __all__ = [
     "interpolate",
     "pinhole_cover",
     "rasterize",
+    "shading",
     "render_through_lens",
     "texture",
     "vertex_normals",

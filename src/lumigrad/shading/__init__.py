@@ -1,0 +1,27 @@
+"""Shading: BRDFs, lights, materials, environment maps, spherical harmonics and image formation.
+
+Pure functions of directions, normals and parameters, shared by raster (deferred) shading and later ray
+tracers; every parameter is differentiable.
+"""
+
+from .brdf import (ALPHA_MIN, cook_torrance, f0_from_ior, fresnel_schlick, ggx_distribution, lambert,
+                   metallic_roughness, smith_ggx_correlated_visibility)
+from .deferred import shade_direct, shade_environment
+from .envmap import direction_to_equirect, envmap_lookup, prefilter_ggx, split_sum_lut
+from .image_formation import (form_image, gamma_encode, srgb_decode, srgb_encode, tonemap,
+                              vignetting_falloff)
+from .lights import MIN_LIGHT_DISTANCE, LightSample, directional_light, point_light, spot_light
+from .material import Material, sample_material
+from .sh import (SH_COSINE_LOBE, equirect_directions, sh_basis, sh_eval, sh_irradiance, sh_num_coeffs,
+                 sh_project, sh_project_equirect)
+from .tangents import perturb_normal, vertex_tangents
+
+__all__ = [
+    "ALPHA_MIN", "LightSample", "MIN_LIGHT_DISTANCE", "Material", "SH_COSINE_LOBE", "cook_torrance",
+    "direction_to_equirect", "directional_light", "envmap_lookup", "equirect_directions", "f0_from_ior",
+    "form_image", "fresnel_schlick", "gamma_encode", "ggx_distribution", "lambert", "metallic_roughness",
+    "perturb_normal", "point_light", "prefilter_ggx", "sample_material", "shade_direct", "shade_environment",
+    "sh_basis", "sh_eval", "sh_irradiance", "sh_num_coeffs", "sh_project", "sh_project_equirect",
+    "smith_ggx_correlated_visibility", "split_sum_lut", "spot_light", "srgb_decode", "srgb_encode", "tonemap",
+    "vertex_tangents", "vignetting_falloff",
+]

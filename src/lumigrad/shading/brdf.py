@@ -1,0 +1,418 @@
+"""BRDFs as pure, differentiable PyTorch functions of directions, normals and material parameters.
+
+Every BRDF here returns the value ``f(wi, wo)`` of the bidirectional reflectance distribution function,
+**not** multiplied by the cosine. The reflected radiance of one light is
+
+    L_o(wo) = f(wi, wo) * L_i(wi) * max(n . wi, 0)
+
+so the rasterizer's deferred shading and a ray tracer call the same functions.
+
+Conventions (``docs/conventions.md``):
+
+* ``n``, ``wi``, ``wo`` are ``[..., 3]`` and broadcast against each other. All directions point **away**
+  from the surface: ``wi`` towards the light, ``wo`` towards the viewer. They are normalised here (an
+  interpolated normal need not be exactly unit), and a vector shorter than ``1e-6`` raises ``ValueError``.
+* Colours are channel-last ``[..., C]``. Per-point scalars (``roughness``, ``metallic``, ``ior``) are a
+  Python number, a 0-dim tensor or a ``[..., 1]`` tensor (the channel dim is 1, as in a G-buffer).
+* Whenever ``wi`` or ``wo`` is at or below the horizon (``n . wi <= 0`` or ``n . wo <= 0``) the BRDF is
+  exactly 0, and so are its gradients there (never NaN).
+* ``alpha = roughness ** 2`` (glTF 2.0), clamped from below to ``ALPHA_MIN = 1e-3``, so that roughness 0
+  (a mirror, a Dirac delta in theory) gives a very sharp but finite lobe with finite gradients.
+
+The low-level terms ``ggx_distribution``, ``smith_ggx_correlated_visibility``, ``fresnel_schlick`` and
+``f0_from_ior`` are elementwise and take any broadcastable shapes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Tuple, Union
+
+import torch
+
+from .._checks import check_tensor
+
+__all__ = [
+    "ALPHA_MIN",
+    "lambert",
+    "ggx_distribution",
+    "smith_ggx_correlated_visibility",
+    "fresnel_schlick",
+    "f0_from_ior",
+    "cook_torrance",
+    "metallic_roughness",
+]
+
+#: Smallest GGX ``alpha`` (= roughness ** 2) used anywhere: roughness below ``sqrt(ALPHA_MIN) ~ 0.0316``
+#: shades like that roughness and gets a zero gradient (``torch.clamp``), never an infinite one.
+ALPHA_MIN = 1e-3
+#: Cosines are clamped to at least this inside the maths, so grazing directions stay finite.
+_DOT_EPS = 1e-6
+#: Directions and normals shorter than this raise ``ValueError``.
+_MIN_NORM = 1e-6
+
+# --------------------------------------------------------------------------------------------- checks
+def _as_tensor(x, name: str, like: torch.Tensor) -> torch.Tensor:
+    """A float tensor from a Python number or tensor, on ``like``'s device (numbers take its dtype)."""
+    if isinstance(x, bool):
+        raise TypeError(f"{name} must be a number or a torch.Tensor; got bool")
+    if isinstance(x, (int, float)):
+        return torch.tensor(float(x), dtype=like.dtype, device=like.device)
+    check_tensor(x, name, floating=True, finite=True, device=like.device)
+    return x
+
+
+def _check_param(x, name: str, like: torch.Tensor, lo=None, hi=None, *, shape: str = "point",
+                 lo_open: bool = False) -> torch.Tensor:
+    """Validate a parameter and return it as a tensor; ``ValueError`` names it when out of range.
+
+    ``shape``: ``"point"`` for per-point scalars (a number, 0-dim or ``[..., 1]``), ``"color"`` for
+    ``[..., C]`` (a number is allowed), ``"any"`` for the elementwise terms.
+    """
+    x = _as_tensor(x, name, like)
+    if shape == "point" and x.dim() > 0:
+        check_tensor(x, name, trailing=(1,))
+    if not x.numel() or x.device.type == "meta":
+        return x
+    lo_bad = lo is not None and bool((x <= lo).any() if lo_open else (x < lo).any())
+    hi_bad = hi is not None and bool((x > hi).any())
+    if lo_bad or hi_bad:
+        if hi is None:
+            want = f"> {lo}" if lo_open else f">= {lo}"
+        else:
+            want = f"in [{lo}, {hi}]"
+        got = f"min {float(x.min()):g}" if lo_bad else f"max {float(x.max()):g}"
+        raise ValueError(f"{name} must be {want}; got {got}")
+    return x
+
+
+def _check_dir(x, name: str, device=None) -> torch.Tensor:
+    """Validate a ``[..., 3]`` direction and return it normalised; zero-length vectors raise."""
+    check_tensor(x, name, trailing=(3,), floating=True, finite=True, device=device)
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    if x.numel() and x.device.type != "meta" and bool((norm < _MIN_NORM).any()):
+        raise ValueError(f"{name} must have non-zero length (>= {_MIN_NORM:g}) everywhere; got a vector of "
+                         f"length {float(norm.min()):g}")
+    return x / norm
+
+
+def _batch(named) -> torch.Size:
+    """Broadcast the shapes of ``(name, tensor)`` pairs or raise ``ValueError`` naming the culprits."""
+    shape = torch.Size(())
+    seen = []
+    for name, t in named:
+        try:
+            shape = torch.broadcast_shapes(shape, t.shape)
+        except RuntimeError:
+            raise ValueError(f"{name} has shape {tuple(t.shape)}, which does not broadcast with "
+                             f"{', '.join(seen)} (broadcast shape {tuple(shape)})") from None
+        seen.append(name)
+    return shape
+
+
+def _geometry(n, wi, wo):
+    """Normalised ``n, wi, wo`` plus the clamped cosines, the half vector and the above-horizon mask."""
+    n = _check_dir(n, "n")
+    wi = _check_dir(wi, "wi", device=n.device)
+    wo = _check_dir(wo, "wo", device=n.device)
+    _batch([("n", n), ("wi", wi), ("wo", wo)])
+    n_dot_l_raw = (n * wi).sum(-1, keepdim=True)
+    n_dot_v_raw = (n * wo).sum(-1, keepdim=True)
+    valid = (n_dot_l_raw > 0) & (n_dot_v_raw > 0)
+    # Below the horizon the result is replaced by an exact 0 with torch.where; the clamps keep the unused
+    # branch finite so that its (zero) gradient never turns into 0 * inf = NaN.
+    n_dot_l = n_dot_l_raw.clamp(_DOT_EPS, 1.0)
+    n_dot_v = n_dot_v_raw.clamp(_DOT_EPS, 1.0)
+    h = wi + wo
+    h = h / (h * h).sum(-1, keepdim=True).clamp_min(_DOT_EPS ** 2).sqrt()
+    n_dot_h = (n * h).sum(-1, keepdim=True).clamp(0.0, 1.0)
+    v_dot_h = (wo * h).sum(-1, keepdim=True).clamp(0.0, 1.0)
+    return n_dot_l, n_dot_v, n_dot_h, v_dot_h, valid
+
+
+def _alpha(roughness: torch.Tensor) -> torch.Tensor:
+    return (roughness * roughness).clamp_min(ALPHA_MIN)
+
+
+# --------------------------------------------------------------------------------------------- terms
+def ggx_distribution(n_dot_h, alpha) -> torch.Tensor:
+    """Evaluate the GGX / Trowbridge-Reitz normal distribution ``D(h)``.
+
+    ``D = alpha^2 / (pi * ((n.h)^2 * (alpha^2 - 1) + 1)^2)``, normalised so that
+    ``integral of D(h) (n.h) dw_h over the hemisphere = 1``.
+
+    Args:
+        n_dot_h: cosine between the normal and the half vector, any shape, float; clamped to ``[0, 1]``.
+        alpha: GGX width (glTF: ``roughness ** 2``), broadcastable with ``n_dot_h``, in ``[0, 1]``;
+            clamped from below to ``ALPHA_MIN = 1e-3``.
+
+    Returns:
+        ``D``, the broadcast shape of the inputs, in 1 / steradian.
+
+    **Differentiability:** smooth in ``n_dot_h`` and ``alpha``; zero gradient where a clamp is active
+    (``n_dot_h`` outside ``[0, 1]``, ``alpha < ALPHA_MIN``).
+
+    Example:
+        >>> round(ggx_distribution(torch.tensor(1.0), torch.tensor(0.5)).item(), 4)  # 1 / (pi * 0.25)
+        1.2732
+    """
+    n_dot_h = _as_tensor(n_dot_h, "n_dot_h", _like(n_dot_h, alpha))
+    alpha = _check_param(alpha, "alpha", n_dot_h, 0.0, 1.0, shape="any")
+    nh = n_dot_h.clamp(0.0, 1.0)
+    a2 = alpha.clamp_min(ALPHA_MIN) ** 2
+    nh2 = nh * nh
+    d = (1.0 - nh2) + nh2 * a2
+    return a2 / (math.pi * d * d)
+
+
+def smith_ggx_correlated_visibility(n_dot_v, n_dot_l, alpha) -> torch.Tensor:
+    """Evaluate the height-correlated Smith GGX visibility ``V = G2 / (4 (n.l)(n.v))``.
+
+    As in the glTF 2.0 spec (appendix B) and Filament:
+    ``V = 0.5 / (n.l * sqrt((n.v)^2 (1 - alpha^2) + alpha^2) + n.v * sqrt((n.l)^2 (1 - alpha^2) + alpha^2))``.
+
+    Args:
+        n_dot_v: cosine of the view direction ``wo`` with the normal, any shape; clamped to ``[1e-6, 1]``.
+        n_dot_l: cosine of the light direction ``wi`` with the normal, broadcastable; clamped likewise.
+        alpha: GGX width (``roughness ** 2``) in ``[0, 1]``, broadcastable; clamped below at ``ALPHA_MIN``.
+
+    Returns:
+        ``V``, the broadcast shape of the inputs. It is symmetric in ``n_dot_v`` and ``n_dot_l``. The
+        caller masks directions below the horizon (``cook_torrance`` does).
+
+    **Differentiability:** smooth in all three inputs (the square roots never see less than
+    ``ALPHA_MIN^2``); zero gradient where a clamp is active.
+
+    Example:
+        >>> smith_ggx_correlated_visibility(torch.tensor(1.0), torch.tensor(1.0), torch.tensor(0.5)).item()
+        0.25
+    """
+    like = _like(n_dot_v, n_dot_l, alpha)
+    n_dot_v = _as_tensor(n_dot_v, "n_dot_v", like)
+    n_dot_l = _as_tensor(n_dot_l, "n_dot_l", like)
+    alpha = _check_param(alpha, "alpha", like, 0.0, 1.0, shape="any")
+    nv = n_dot_v.clamp(_DOT_EPS, 1.0)
+    nl = n_dot_l.clamp(_DOT_EPS, 1.0)
+    a2 = alpha.clamp_min(ALPHA_MIN) ** 2
+    ggx_v = nl * torch.sqrt(nv * nv * (1.0 - a2) + a2)
+    ggx_l = nv * torch.sqrt(nl * nl * (1.0 - a2) + a2)
+    return 0.5 / (ggx_v + ggx_l)
+
+
+def fresnel_schlick(v_dot_h, f0) -> torch.Tensor:
+    """Evaluate Schlick's Fresnel approximation ``F = f0 + (1 - f0) (1 - v.h)^5``.
+
+    Args:
+        v_dot_h: cosine between the view direction and the half vector, any shape; clamped to ``[0, 1]``.
+            Append a trailing 1 (``[..., 1]``) to broadcast against a colour ``f0 [..., C]``.
+        f0: reflectance at normal incidence in ``[0, 1]``, broadcastable (a number, ``[..., 1]`` or
+            ``[..., C]``).
+
+    Returns:
+        ``F``, the broadcast shape of the inputs.
+
+    **Differentiability:** smooth in both inputs (polynomial); zero gradient in ``v_dot_h`` where it is
+    clamped.
+
+    Example:
+        >>> fresnel_schlick(torch.tensor(0.0), torch.tensor(0.04)).item()  # grazing: F = 1
+        1.0
+    """
+    like = _like(v_dot_h, f0)
+    v_dot_h = _as_tensor(v_dot_h, "v_dot_h", like)
+    f0 = _check_param(f0, "f0", like, 0.0, 1.0, shape="any")
+    m = 1.0 - v_dot_h.clamp(0.0, 1.0)
+    m2 = m * m
+    return f0 + (1.0 - f0) * (m2 * m2 * m)
+
+
+def f0_from_ior(ior) -> torch.Tensor:
+    """Return the normal-incidence reflectance of a dielectric, ``f0 = ((ior - 1) / (ior + 1))^2``.
+
+    Args:
+        ior: index of refraction (relative to the outside medium), ``> 0``, a number or a tensor of any
+            shape.
+
+    Returns:
+        ``f0``, the shape of ``ior`` (a 0-dim float32 tensor for a Python number).
+
+    **Differentiability:** smooth in ``ior`` (``d f0 / d ior = 4 (ior - 1) / (ior + 1)^3``).
+
+    Example:
+        >>> round(f0_from_ior(1.5).item(), 6)  # glTF's default dielectric
+        0.04
+    """
+    if isinstance(ior, (int, float)) and not isinstance(ior, bool):
+        ior = torch.tensor(float(ior))
+    ior = _check_param(ior, "ior", _like(ior), 0.0, None, shape="any", lo_open=True)
+    r = (ior - 1.0) / (ior + 1.0)
+    return r * r
+
+
+def _like(*xs) -> torch.Tensor:
+    """The first tensor among ``xs`` (for dtype and device), else a float32 CPU scalar."""
+    for x in xs:
+        if isinstance(x, torch.Tensor):
+            return x
+    return torch.tensor(0.0)
+
+
+# --------------------------------------------------------------------------------------------- BRDFs
+def lambert(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, albedo) -> torch.Tensor:
+    """Evaluate the Lambertian (ideal diffuse) BRDF ``f = albedo / pi`` above the horizon.
+
+    Radiance: ``L_o = f * L_i * max(n.wi, 0)``.
+
+    Args:
+        n: surface normals, ``[..., 3]``, float; normalised here, zero length raises ``ValueError``.
+        wi: directions towards the light, ``[..., 3]``, pointing away from the surface.
+        wo: directions towards the viewer, ``[..., 3]``, pointing away from the surface.
+        albedo: diffuse reflectance, ``[..., C]`` (or a number), linear colour; not range-checked.
+
+    Returns:
+        ``f``, ``[..., C]``: the broadcast of the batch dims of ``n, wi, wo, albedo`` with ``C`` channels;
+        exactly 0 where ``n.wi <= 0`` or ``n.wo <= 0``.
+
+    **Differentiability:** linear in ``albedo`` (gradient ``1 / pi`` above the horizon, 0 below); the
+    gradient with respect to ``n``, ``wi``, ``wo`` is 0 everywhere (the value is piecewise constant in them,
+    and the horizon step is not differentiated).
+
+    Example:
+        >>> z = torch.tensor([0.0, 0.0, 1.0])
+        >>> lambert(z, z, z, torch.tensor([math.pi])).tolist()
+        [1.0]
+    """
+    _, _, _, _, valid = _geometry(n, wi, wo)
+    albedo = _as_tensor(albedo, "albedo", n)
+    if albedo.dim() == 0:
+        albedo = albedo.reshape(1)
+    _batch([("n, wi, wo", valid), ("albedo", albedo)])
+    f = albedo / math.pi
+    return torch.where(valid, f, torch.zeros((), dtype=f.dtype, device=f.device))
+
+
+def cook_torrance(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, roughness, f0) -> torch.Tensor:
+    """Evaluate the GGX Cook-Torrance specular lobe ``f = D(h) * V(n.v, n.l) * F(v.h)``.
+
+    ``h = normalize(wi + wo)``, ``alpha = max(roughness^2, ALPHA_MIN)`` with ``ALPHA_MIN = 1e-3``,
+    ``D = ggx_distribution``, ``V = smith_ggx_correlated_visibility`` (``G / (4 n.l n.v)`` already folded
+    in) and ``F = fresnel_schlick(v.h, f0)``. Radiance: ``L_o = f * L_i * max(n.wi, 0)``.
+
+    Args:
+        n: surface normals, ``[..., 3]``, float; normalised here, zero length raises ``ValueError``.
+        wi: directions towards the light, ``[..., 3]``, pointing away from the surface.
+        wo: directions towards the viewer, ``[..., 3]``, pointing away from the surface.
+        roughness: perceptual roughness in ``[0, 1]``, a number or ``[..., 1]``.
+        f0: specular reflectance at normal incidence in ``[0, 1]``, a number, ``[..., 1]`` or ``[..., C]``.
+
+    Returns:
+        ``f``, ``[..., C]`` (``C = 1`` for a scalar ``f0``); exactly 0 where ``n.wi <= 0`` or ``n.wo <= 0``.
+        Symmetric in ``wi`` and ``wo`` (reciprocal).
+
+    **Differentiability:** smooth in ``n``, ``wi``, ``wo``, ``roughness`` and ``f0`` above the horizon;
+    exactly zero gradients below it (``torch.where`` over a branch kept finite by clamping the cosines to
+    ``>= 1e-6``). The gradient with respect to ``roughness`` is 0 for ``roughness < sqrt(ALPHA_MIN) ~ 0.032``
+    (the alpha clamp), so roughness 0 and 1 give finite values and finite gradients. Very small roughness
+    gives large (finite) values near the mirror direction, as the physics demands.
+
+    Example:
+        >>> z = torch.tensor([0.0, 0.0, 1.0])  # normal incidence: D = 1 / (pi alpha^2), V = 1/4, F = f0
+        >>> round(cook_torrance(z, z, z, 0.5, 1.0).item(), 4)  # 1 / (4 pi 0.0625) = 4 / pi
+        1.2732
+    """
+    n_dot_l, n_dot_v, n_dot_h, v_dot_h, valid = _geometry(n, wi, wo)
+    roughness = _check_param(roughness, "roughness", n_dot_l, 0.0, 1.0)
+    f0 = _check_param(f0, "f0", n_dot_l, 0.0, 1.0, shape="color")
+    _batch([("n, wi, wo", valid), ("roughness", roughness), ("f0", f0.reshape(1) if f0.dim() == 0 else f0)])
+    f, _ = _specular(n_dot_l, n_dot_v, n_dot_h, v_dot_h, _alpha(roughness), f0)
+    return torch.where(valid, f, torch.zeros((), dtype=f.dtype, device=f.device))
+
+
+def _specular(n_dot_l, n_dot_v, n_dot_h, v_dot_h, alpha, f0):
+    """``(D V F, D V)`` from already clamped cosines; no checks."""
+    a2 = alpha * alpha
+    nh2 = n_dot_h * n_dot_h
+    d = (1.0 - nh2) + nh2 * a2
+    dist = a2 / (math.pi * d * d)
+    vis = 0.5 / (n_dot_l * torch.sqrt(n_dot_v * n_dot_v * (1.0 - a2) + a2)
+                 + n_dot_v * torch.sqrt(n_dot_l * n_dot_l * (1.0 - a2) + a2))
+    dv = dist * vis
+    m = 1.0 - v_dot_h
+    m2 = m * m
+    fres = f0 + (1.0 - f0) * (m2 * m2 * m)
+    return dv * fres, dv
+
+
+def metallic_roughness(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, base_color, roughness, metallic, *,
+                       ior=1.5, specular_f0=None, return_parts: bool = False
+                       ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Evaluate the glTF 2.0 metallic-roughness BRDF (spec appendix B).
+
+    With ``c = base_color``, ``alpha = max(roughness^2, 1e-3)``, ``DV = D(n.h) V(n.v, n.l)`` (the GGX
+    specular without Fresnel) and ``schlick(f0) = f0 + (1 - f0) (1 - v.h)^5``::
+
+        dielectric = (1 - Fd) * c / pi + Fd * DV     Fd = schlick(f0_d), f0_d = ((ior-1)/(ior+1))^2
+        metal      = schlick(c) * DV                 (conductor Fresnel with f0 = base colour)
+        f          = (1 - metallic) * dielectric + metallic * metal
+
+    Radiance: ``L_o = f * L_i * max(n.wi, 0)``. Like the spec's model, the dielectric is not energy
+    conserving at grazing view angles: ``1 - Fd`` is evaluated per light direction (about 0.96 for most of
+    them) while the specular Fresnel tends to 1, so a white, smooth dielectric reflects up to ~1.8x the
+    incident energy near 90 degrees (it conserves energy to 0.5% up to ~35 degrees; metals always do).
+
+    Args:
+        n: surface normals, ``[..., 3]``, float; normalised here, zero length raises ``ValueError``.
+        wi: directions towards the light, ``[..., 3]``, pointing away from the surface.
+        wo: directions towards the viewer, ``[..., 3]``, pointing away from the surface.
+        base_color: linear base colour, ``[..., C]``, in ``[0, 1]``.
+        roughness: perceptual roughness in ``[0, 1]``, a number or ``[..., 1]``.
+        metallic: metalness in ``[0, 1]``, a number or ``[..., 1]``.
+        ior: index of refraction of the dielectric, ``> 0``, a number or ``[..., 1]``; default 1.5
+            (``f0_d = 0.04``). Ignored when ``specular_f0`` is given.
+        specular_f0: optional dielectric normal-incidence reflectance in ``[0, 1]``, a number, ``[..., 1]``
+            or ``[..., C]`` (e.g. ``KHR_materials_specular``), replacing the one from ``ior``.
+        return_parts: also return the diffuse and specular parts.
+
+    Returns:
+        ``f``, ``[..., C]``, exactly 0 where ``n.wi <= 0`` or ``n.wo <= 0``; with ``return_parts``, the tuple
+        ``(f, f_diffuse, f_specular)`` with ``f = f_diffuse + f_specular``, where
+        ``f_diffuse = (1 - metallic) (1 - Fd) c / pi``.
+
+    **Differentiability:** smooth in ``n``, ``wi``, ``wo``, ``base_color``, ``roughness``, ``metallic``,
+    ``ior`` and ``specular_f0`` above the horizon; exactly zero gradients below it. As in
+    ``cook_torrance``, the gradient with respect to ``roughness`` vanishes below ``sqrt(1e-3) ~ 0.032``.
+
+    Example:
+        >>> z = torch.tensor([0.0, 0.0, 1.0])  # metal at normal incidence: f = c / (4 pi alpha^2)
+        >>> c = torch.tensor([math.pi / 4, math.pi / 8, 0.0])  # roughness 0.5: f = 4 c / pi
+        >>> metallic_roughness(z, z, z, c, 0.5, 1.0).tolist()
+        [1.0, 0.5, 0.0]
+    """
+    n_dot_l, n_dot_v, n_dot_h, v_dot_h, valid = _geometry(n, wi, wo)
+    like = n_dot_l
+    base_color = _check_param(base_color, "base_color", like, 0.0, 1.0, shape="color")
+    roughness = _check_param(roughness, "roughness", like, 0.0, 1.0)
+    metallic = _check_param(metallic, "metallic", like, 0.0, 1.0)
+    if specular_f0 is None:
+        ior = _check_param(ior, "ior", like, 0.0, None, lo_open=True)
+        f0_d = f0_from_ior(ior)
+        named_f0 = ("ior", ior)
+    else:
+        f0_d = _check_param(specular_f0, "specular_f0", like, 0.0, 1.0, shape="color")
+        named_f0 = ("specular_f0", f0_d)
+    _batch([("n, wi, wo", valid), ("base_color", base_color), ("roughness", roughness), ("metallic", metallic),
+            named_f0])
+    alpha = _alpha(roughness)
+    f_metal, dv = _specular(n_dot_l, n_dot_v, n_dot_h, v_dot_h, alpha, base_color)
+    m = 1.0 - v_dot_h
+    m2 = m * m
+    fd = f0_d + (1.0 - f0_d) * (m2 * m2 * m)
+    diffuse = (1.0 - metallic) * (1.0 - fd) * (base_color / math.pi)
+    specular = (1.0 - metallic) * fd * dv + metallic * f_metal
+    zero = torch.zeros((), dtype=diffuse.dtype, device=diffuse.device)
+    diffuse = torch.where(valid, diffuse, zero)
+    specular = torch.where(valid, specular, zero)
+    f = diffuse + specular
+    if return_parts:
+        return f, diffuse.expand(f.shape), specular.expand(f.shape)
+    return f

@@ -1,0 +1,305 @@
+"""Punctual lights (point, spot, directional) as pure, differentiable PyTorch functions.
+
+Every light function takes world-space shading points ``x [..., 3]`` and returns a :class:`LightSample`
+``(wi, L, distance)``:
+
+* ``wi [..., 3]``: unit direction **from the shading point towards the light** (world space);
+* ``L [..., C]``: the irradiance the light delivers on a surface *perpendicular* to ``wi``, so a BRDF ``f``
+  reflects ``Lo = f(wi, wo) * L * max(dot(n, wi), 0)`` (a delta light needs no integral over directions);
+* ``distance [...]``: distance from the point to the light, for shadow rays (``+inf`` for directional lights).
+
+The same functions serve deferred raster shading (``x`` is a G-buffer of positions ``[..., H, W, 3]``) and
+a ray tracer (``x`` is a batch of hit points ``[N, 3]``). Units and conventions follow glTF
+``KHR_lights_punctual``: a point or spot light's ``intensity`` is in W/sr-like units (candela in glTF) and
+falls off with the inverse square of the distance; a directional light's ``irradiance`` is in W/m^2-like
+units (lux in glTF) and does not fall off. Angles are in radians.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional, Union
+
+import torch
+
+from .._checks import broadcast_batch, check_tensor
+
+__all__ = ["LightSample", "MIN_LIGHT_DISTANCE", "directional_light", "point_light", "spot_light"]
+
+#: Default lower clamp (scene units) on the point-to-light distance of point and spot lights. Below it the
+#: inverse-square law is evaluated at this distance, so values and gradients stay finite at ``d -> 0``.
+MIN_LIGHT_DISTANCE = 1e-4
+
+# glTF's guard on the width of the spot's smooth band: 1 / max(0.001, cos(inner) - cos(outer)).
+_SPOT_MIN_COS_BAND = 1e-3
+
+Scalar = Union[float, torch.Tensor]
+
+
+class LightSample(NamedTuple):
+    """What a light delivers to a batch of shading points.
+
+    Attributes:
+        wi: ``[..., 3]`` unit direction from the point towards the light, world space.
+        L: ``[..., C]`` irradiance on a surface perpendicular to ``wi`` (reflected radiance is
+            ``f(wi, wo) * L * max(n . wi, 0)``).
+        distance: ``[...]`` distance to the light, for shadow rays; ``+inf`` for directional lights.
+    """
+
+    wi: torch.Tensor
+    L: torch.Tensor
+    distance: torch.Tensor
+
+
+def point_light(
+    x: torch.Tensor,
+    position: torch.Tensor,
+    intensity: torch.Tensor,
+    *,
+    range: Optional[Scalar] = None,  # noqa: A002 - glTF's name
+    min_distance: float = MIN_LIGHT_DISTANCE,
+) -> LightSample:
+    """Light shading points with a point light (inverse-square falloff, glTF ``KHR_lights_punctual``).
+
+    With ``v = position - x``, ``d = max(|v|, min_distance)``::
+
+        wi = v / d,     L = intensity * window(d) / d^2,     window(d) = clamp(1 - (d / range)^4, 0, 1)
+
+    and ``window = 1`` without ``range`` (glTF's recommended range attenuation).
+
+    Args:
+        x: shading points, ``[..., 3]``, float, world space.
+        position: light position, ``[..., 3]`` (usually ``[3]``), float, world space; broadcast against ``x``.
+        intensity: radiant intensity, ``[..., C]`` (usually ``[C]``, e.g. RGB), float, ``>= 0``, W/sr-like units.
+        range: optional distance (float or broadcastable float tensor, ``> 0``) beyond which the light is cut
+            off smoothly by the window above; ``None`` (glTF's default) means infinite.
+        min_distance: lower clamp on ``d`` (scene units). For ``|v| < min_distance``, ``wi = v / min_distance``
+            is shorter than 1 (zero at the light itself) and ``L = intensity / min_distance^2``.
+
+    Returns:
+        :class:`LightSample` ``(wi [B, 3], L [B, C], distance [B])`` where ``B`` is the broadcast of the batch
+        dims of all inputs and ``distance`` is the clamped ``d``.
+
+    Raises:
+        ValueError: wrong shapes, NaN/Inf values, negative ``intensity`` or non-positive ``range``.
+
+    **Differentiability:** smooth in ``x``, ``position``, ``intensity`` and ``range`` (a tensor ``range``
+    gets gradients; the window has a kink where ``d = range``). Inside ``min_distance`` the gradient of ``d``
+    is zero and that of ``wi`` is ``1 / min_distance``: finite, never NaN.
+
+    Example: a light of intensity 4 at ``(0, 2, 0)`` seen from the origin: ``d = 2``, ``L = 4 / 2^2 = 1``::
+
+        >>> s = point_light(torch.zeros(3), torch.tensor([0.0, 2.0, 0.0]), torch.tensor([4.0]))
+        >>> s.wi.tolist(), s.L.tolist(), s.distance.item()
+        ([0.0, 1.0, 0.0], [1.0], 2.0)
+    """
+    device = _check_point(x)
+    check_tensor(position, "position", trailing=(3,), floating=True, finite=True, device=device)
+    _check_radiometric(intensity, "intensity", device)
+    rng = None if range is None else _positive_scalar(range, "range", x)
+    batch = _batch(x, "x", position, "position", intensity, "intensity", rng, "range")
+    wi, d = _towards(x, position, min_distance)
+    L = intensity * _falloff(d, rng)[..., None]
+    return _sample(wi, L, d, batch)
+
+
+def spot_light(
+    x: torch.Tensor,
+    position: torch.Tensor,
+    direction: torch.Tensor,
+    intensity: torch.Tensor,
+    inner_angle: Scalar = 0.0,
+    outer_angle: Scalar = math.pi / 4,
+    *,
+    range: Optional[Scalar] = None,  # noqa: A002 - glTF's name
+    min_distance: float = MIN_LIGHT_DISTANCE,
+) -> LightSample:
+    """Light shading points with a glTF spot light: a point light masked by a smooth cone.
+
+    With ``wi``, ``d`` and ``window`` as in :func:`point_light`, ``s = direction / |direction|`` the cone
+    axis (the way the light shines) and ``cd = dot(s, -wi)`` the cosine between the axis and the
+    light-to-point direction, glTF ``KHR_lights_punctual`` gives::
+
+        scale  = 1 / max(0.001, cos(inner_angle) - cos(outer_angle))
+        offset = -cos(outer_angle) * scale
+        a      = clamp(cd * scale + offset, 0, 1)^2
+        L      = intensity * a * window(d) / d^2
+
+    so points within ``inner_angle`` of the axis get the full point-light value, points beyond
+    ``outer_angle`` get 0, and ``a`` rises smoothly (quadratically in ``cd``) in between.
+
+    Args:
+        x: shading points, ``[..., 3]``, float, world space.
+        position: light position, ``[..., 3]``, float, world space.
+        direction: direction the light shines (travels) along, ``[..., 3]``, float, world space, any non-zero
+            length (normalised here). A glTF spot node shines along its local -z.
+        intensity: radiant intensity on the axis, ``[..., C]``, float, ``>= 0``, W/sr-like units.
+        inner_angle: half-angle (radians) of the full-intensity cone; float or broadcastable tensor
+            ``[...]``. glTF default 0.
+        outer_angle: half-angle (radians) where the light reaches zero; glTF default ``pi / 4``. Requires
+            ``0 <= inner_angle <= outer_angle <= pi / 2`` (glTF's limits).
+        range: optional cut-off distance, as in :func:`point_light`.
+        min_distance: lower clamp on the distance, as in :func:`point_light`.
+
+    Returns:
+        :class:`LightSample` ``(wi [B, 3], L [B, C], distance [B])``.
+
+    Raises:
+        ValueError: wrong shapes, NaN/Inf, negative ``intensity``, zero-length ``direction``, angles out of
+            order or range, non-positive ``range``.
+
+    **Differentiability:** differentiable in ``x``, ``position``, ``direction``, ``intensity``, both angles
+    (when given as tensors) and ``range``. The gradient is zero outside the outer cone and inside the inner
+    cone w.r.t. the angles and ``direction``. ``L`` is continuous everywhere; its gradient is continuous at the
+    outer edge (``a`` has zero slope there) and jumps at the inner edge (glTF's clamp to 1). When
+    ``cos(inner) - cos(outer) < 0.001`` the band width is clamped (glTF), and the angles get gradients only
+    through ``offset``.
+
+    Example: axis pointing down -y from ``(0, 1, 0)``, cones 0.2 and 0.4 rad: the origin lies on the axis
+    (full intensity, ``L = 2 / 1^2``), the point ``(1, 0, 0)`` is 45 degrees off axis (dark)::
+
+        >>> x = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+        >>> s = spot_light(x, torch.tensor([0.0, 1.0, 0.0]), torch.tensor([0.0, -1.0, 0.0]),
+        ...                torch.tensor([2.0]), 0.2, 0.4)
+        >>> s.L.tolist()
+        [[2.0], [0.0]]
+    """
+    device = _check_point(x)
+    check_tensor(position, "position", trailing=(3,), floating=True, finite=True, device=device)
+    s = _unit_direction(direction, "direction", device)
+    _check_radiometric(intensity, "intensity", device)
+    inner = _scalar(inner_angle, "inner_angle", x)
+    outer = _scalar(outer_angle, "outer_angle", x)
+    if bool((inner < 0).any()) or bool((outer > math.pi / 2).any()):
+        raise ValueError("inner_angle and outer_angle must lie in [0, pi/2] (glTF spot limits); got "
+                         f"inner_angle={_show(inner)}, outer_angle={_show(outer)}")
+    if bool((inner > outer).any()):
+        raise ValueError(f"inner_angle must be <= outer_angle; got inner_angle={_show(inner)} > "
+                         f"outer_angle={_show(outer)}")
+    rng = None if range is None else _positive_scalar(range, "range", x)
+    batch = _batch(x, "x", position, "position", s, "direction", intensity, "intensity", inner, "inner_angle",
+                   outer, "outer_angle", rng, "range")
+    wi, d = _towards(x, position, min_distance)
+    cos_outer = torch.cos(outer)
+    scale = 1.0 / (torch.cos(inner) - cos_outer).clamp_min(_SPOT_MIN_COS_BAND)
+    cd = -(wi * s).sum(-1)
+    a = (cd * scale - cos_outer * scale).clamp(0.0, 1.0).square()
+    L = intensity * (a * _falloff(d, rng))[..., None]
+    return _sample(wi, L, d, batch)
+
+
+def directional_light(x: torch.Tensor, direction: torch.Tensor, irradiance: torch.Tensor) -> LightSample:
+    """Light shading points with a directional (distant) light of constant irradiance.
+
+    ``direction`` is the way the light **travels** (glTF: a directional light node shines along its local
+    -z), so the direction towards the light is its opposite::
+
+        wi = -direction / |direction|,     L = irradiance,     distance = +inf
+
+    Args:
+        x: shading points, ``[..., 3]``, float, world space; only their batch shape, dtype and device matter.
+        direction: direction of travel of the light, ``[..., 3]``, float, any non-zero length.
+        irradiance: irradiance on a surface facing the light, ``[..., C]``, float, ``>= 0``, W/m^2-like units.
+
+    Returns:
+        :class:`LightSample` ``(wi [B, 3], L [B, C], distance [B])`` with ``distance = +inf``.
+
+    Raises:
+        ValueError: wrong shapes, NaN/Inf, negative ``irradiance`` or zero-length ``direction``.
+
+    **Differentiability:** ``wi`` is differentiable in ``direction`` (through the normalisation), ``L`` is the
+    identity in ``irradiance``; nothing depends on ``x``.
+
+    Example: sunlight travelling straight down::
+
+        >>> s = directional_light(torch.zeros(2, 3), torch.tensor([0.0, -2.0, 0.0]), torch.tensor([3.0]))
+        >>> s.wi[0].tolist() == [0.0, 1.0, 0.0], s.L.tolist(), s.distance.tolist()
+        (True, [[3.0], [3.0]], [inf, inf])
+    """
+    device = _check_point(x)
+    s = _unit_direction(direction, "direction", device)
+    _check_radiometric(irradiance, "irradiance", device)
+    batch = _batch(x, "x", s, "direction", irradiance, "irradiance")
+    wi = -s
+    dist = torch.full((), math.inf, dtype=wi.dtype, device=device)
+    return _sample(wi, irradiance, dist, batch)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _check_point(x: torch.Tensor) -> torch.device:
+    check_tensor(x, "x", trailing=(3,), floating=True, finite=True)
+    return x.device
+
+
+def _check_radiometric(value: torch.Tensor, name: str, device) -> None:
+    check_tensor(value, name, trailing=(None,), floating=True, finite=True, device=device)
+    if bool((value < 0).any()):
+        raise ValueError(f"{name} must be non-negative; got minimum {float(value.min())}")
+
+
+def _unit_direction(direction: torch.Tensor, name: str, device) -> torch.Tensor:
+    check_tensor(direction, name, trailing=(3,), floating=True, finite=True, device=device)
+    norm = torch.linalg.vector_norm(direction, dim=-1, keepdim=True)
+    if bool((norm <= 0).any()):
+        raise ValueError(f"{name} must have non-zero length; got a zero vector")
+    return direction / norm
+
+
+def _scalar(value: Scalar, name: str, like: torch.Tensor) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        check_tensor(value, name, floating=True, finite=True, device=like.device)
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float or a float tensor; got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} contains NaN or Inf values")
+    return torch.tensor(float(value), dtype=like.dtype, device=like.device)
+
+
+def _positive_scalar(value: Scalar, name: str, like: torch.Tensor) -> torch.Tensor:
+    t = _scalar(value, name, like)
+    if bool((t <= 0).any()):
+        raise ValueError(f"{name} must be positive; got {_show(t)}")
+    return t
+
+
+def _show(t: torch.Tensor):
+    return t.item() if t.numel() == 1 else tuple(t.shape)
+
+
+def _batch(*pairs) -> torch.Size:
+    """Broadcast the batch dims of (tensor, name) pairs; vectors drop their last dim, scalars keep all dims."""
+    batch, names = torch.Size(), []
+    vector_names = {"x", "position", "direction", "intensity", "irradiance"}
+    for t, name in zip(pairs[::2], pairs[1::2]):
+        if t is None:
+            continue
+        shape = t.shape[:-1] if name in vector_names else t.shape
+        batch = broadcast_batch(batch, " and ".join(names) or "x", shape, name)
+        names.append(name)
+    return batch
+
+
+def _towards(x: torch.Tensor, position: torch.Tensor, min_distance: float):
+    """``wi = v / d`` and ``d = max(|v|, min_distance)`` with ``v = position - x``; finite gradients at v = 0."""
+    if isinstance(min_distance, bool) or not isinstance(min_distance, (int, float)) or not min_distance > 0 \
+            or not math.isfinite(min_distance):
+        raise ValueError(f"min_distance must be a positive finite float; got {min_distance!r}")
+    v = position - x
+    d = (v * v).sum(-1).clamp_min(min_distance * min_distance).sqrt()
+    return v / d[..., None], d
+
+
+def _falloff(d: torch.Tensor, rng: Optional[torch.Tensor]) -> torch.Tensor:
+    """glTF attenuation: ``clamp(1 - (d / range)^4, 0, 1) / d^2`` (window 1 without ``range``)."""
+    inv_sq = 1.0 / (d * d)
+    if rng is None:
+        return inv_sq
+    return (1.0 - (d / rng) ** 4).clamp(0.0, 1.0) * inv_sq
+
+
+def _sample(wi: torch.Tensor, L: torch.Tensor, d: torch.Tensor, batch: torch.Size) -> LightSample:
+    return LightSample(wi.expand(*batch, 3), L.expand(*batch, L.shape[-1]), d.expand(batch))

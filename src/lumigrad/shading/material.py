@@ -1,0 +1,153 @@
+"""glTF 2.0 metallic-roughness materials: every parameter a constant factor, a texture, or both.
+
+A :class:`Material` only holds tensors; :func:`sample_material` turns it into per-pixel shading inputs with
+:func:`lumigrad.texture`, following the glTF 2.0 specification (section 3.9):
+
+* ``base_color = base_color_factor * srgb_decode(base_color_texture)`` (RGBA; the texture is sRGB-encoded);
+* ``metallic = metallic_factor * metallic_roughness_texture.B``, ``roughness = roughness_factor * ...G``
+  (the texture is linear);
+* ``normal``: the tangent-space normal ``(2 t - 1) * (scale, scale, 1)`` from ``normal_texture``;
+* ``occlusion = 1 + strength * (occlusion_texture.R - 1)``;
+* ``emission = emissive_factor * srgb_decode(emissive_texture)``.
+
+Every factor and texel is differentiable; ``Material.parameters()`` names them for optimisers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Dict, Optional
+
+import torch
+
+from .._checks import check_tensor
+from ..raster.texture import texture
+from .image_formation import srgb_decode
+
+
+@dataclass
+class Material:
+    """A glTF metallic-roughness material (``None`` textures mean "factor only").
+
+    Attributes:
+        base_color_factor: ``[4]`` linear RGBA (default white, opaque).
+        metallic_factor, roughness_factor: ``[]`` in [0, 1].
+        base_color_texture: ``[Ht, Wt, 3 or 4]`` sRGB-encoded values in [0, 1].
+        metallic_roughness_texture: ``[Ht, Wt, >= 3]`` linear; G = roughness, B = metallic.
+        normal_texture: ``[Ht, Wt, 3]`` tangent-space normals encoded as ``(n + 1) / 2``; ``normal_scale``.
+        occlusion_texture: ``[Ht, Wt, >= 1]`` (R channel); ``occlusion_strength``.
+        emissive_factor: ``[3]`` linear; emissive_texture: ``[Ht, Wt, 3]`` sRGB-encoded.
+        ior: index of refraction of the dielectric layer (glTF default 1.5, ``KHR_materials_ior``).
+    """
+
+    base_color_factor: torch.Tensor = None
+    metallic_factor: torch.Tensor = None
+    roughness_factor: torch.Tensor = None
+    base_color_texture: Optional[torch.Tensor] = None
+    metallic_roughness_texture: Optional[torch.Tensor] = None
+    normal_texture: Optional[torch.Tensor] = None
+    normal_scale: torch.Tensor = None
+    occlusion_texture: Optional[torch.Tensor] = None
+    occlusion_strength: torch.Tensor = None
+    emissive_factor: torch.Tensor = None
+    emissive_texture: Optional[torch.Tensor] = None
+    ior: torch.Tensor = None
+
+    def __post_init__(self):
+        defaults = {"base_color_factor": [1.0, 1.0, 1.0, 1.0], "metallic_factor": 1.0, "roughness_factor": 1.0,
+                    "normal_scale": 1.0, "occlusion_strength": 1.0, "emissive_factor": [0.0, 0.0, 0.0],
+                    "ior": 1.5}
+        ref = next((getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)),
+                   None)
+        dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.get_default_dtype()
+        device = ref.device if ref is not None else None
+        for name, value in defaults.items():
+            current = getattr(self, name)
+            if current is None:
+                setattr(self, name, torch.tensor(value, dtype=dtype, device=device))
+            elif not isinstance(current, torch.Tensor):
+                setattr(self, name, torch.tensor(current, dtype=dtype, device=device))
+        check_tensor(self.base_color_factor, "base_color_factor", trailing=(4,), floating=True, finite=True)
+        check_tensor(self.emissive_factor, "emissive_factor", trailing=(3,), floating=True, finite=True)
+        for name in ("metallic_factor", "roughness_factor"):
+            value = getattr(self, name)
+            check_tensor(value, name, floating=True, finite=True)
+            if bool(((value < 0) | (value > 1)).any()):
+                raise ValueError(f"{name} must lie in [0, 1]; got {value.tolist()}")
+        if float(self.ior.min()) < 1.0:
+            raise ValueError(f"ior must be >= 1; got {self.ior.tolist()}")
+        for name, channels in (("base_color_texture", (3, 4)), ("metallic_roughness_texture", None),
+                               ("normal_texture", (3,)), ("occlusion_texture", None), ("emissive_texture", (3,))):
+            tex = getattr(self, name)
+            if tex is not None:
+                check_tensor(tex, name, trailing=(None, None, None), floating=True, finite=True)
+                if channels is not None and tex.shape[-1] not in channels:
+                    raise ValueError(f"{name} must have {' or '.join(map(str, channels))} channels; got "
+                                     f"{tex.shape[-1]}")
+        if self.metallic_roughness_texture is not None and self.metallic_roughness_texture.shape[-1] < 3:
+            raise ValueError("metallic_roughness_texture needs 3 channels (G = roughness, B = metallic)")
+
+    def parameters(self) -> Dict[str, torch.Tensor]:
+        """Named tensors of this material (factors and textures that are set), for optimisers and reports."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+def sample_material(material: Material, uv: Optional[torch.Tensor] = None, *,
+                    uv_derivs: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None,
+                    shape: Optional[torch.Size] = None) -> Dict[str, torch.Tensor]:
+    """Per-pixel shading inputs of ``material`` at texture coordinates ``uv [..., H, W, 2]``.
+
+    Args:
+        material: the :class:`Material`.
+        uv: texture coordinates (needed when the material has textures); ``uv_derivs`` selects mip levels
+            (trilinear filtering) and ``mask`` skips background pixels, as in :func:`lumigrad.texture`.
+        shape: the pixel shape ``[..., H, W]`` when ``uv`` is not given (factor-only materials).
+
+    Returns:
+        dict with ``base_color [..., 3]``, ``alpha [..., 1]``, ``metallic [..., 1]``, ``roughness [..., 1]``,
+        ``occlusion [..., 1]``, ``emission [..., 3]`` and, with a normal texture, ``normal_tangent [..., 3]``
+        (unnormalized tangent-space normal; see :func:`lumigrad.shading.perturb_normal`).
+
+    **Differentiability:** w.r.t. every factor and texel, and ``uv`` (through the texture filter).
+    """
+    if uv is None and shape is None:
+        raise ValueError("sample_material needs uv (or, for a factor-only material, the pixel shape)")
+    pixels = tuple(uv.shape[:-1]) if uv is not None else tuple(shape)
+
+    def tex(t):
+        if uv is None:
+            raise ValueError("material has textures: pass uv")
+        return texture(t, uv, uv_derivs=uv_derivs, mask=mask)
+
+    def const(value, channels):
+        return value.reshape(-1)[:channels].expand(pixels + (channels,)) if value.numel() > 1 else \
+            value.reshape(1).expand(pixels + (1,))
+
+    m = material
+    base = const(m.base_color_factor, 4)
+    if m.base_color_texture is not None:
+        t = tex(m.base_color_texture)
+        rgb = srgb_decode(t[..., :3])
+        alpha = t[..., 3:4] if t.shape[-1] == 4 else torch.ones_like(t[..., :1])
+        base = base * torch.cat([rgb, alpha], -1)
+    out = {"base_color": base[..., :3], "alpha": base[..., 3:4]}
+    metallic = const(m.metallic_factor, 1)
+    roughness = const(m.roughness_factor, 1)
+    if m.metallic_roughness_texture is not None:
+        t = tex(m.metallic_roughness_texture)
+        roughness = roughness * t[..., 1:2]
+        metallic = metallic * t[..., 2:3]
+    out["metallic"], out["roughness"] = metallic, roughness
+    occlusion = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
+    if m.occlusion_texture is not None:
+        occlusion = 1 + m.occlusion_strength * (tex(m.occlusion_texture)[..., :1] - 1)
+    out["occlusion"] = occlusion
+    emission = const(m.emissive_factor, 3)
+    if m.emissive_texture is not None:
+        emission = emission * srgb_decode(tex(m.emissive_texture))
+    out["emission"] = emission
+    if m.normal_texture is not None:
+        n = tex(m.normal_texture) * 2 - 1
+        scale = torch.stack([m.normal_scale, m.normal_scale, torch.ones_like(m.normal_scale)])
+        out["normal_tangent"] = n * scale
+    return out

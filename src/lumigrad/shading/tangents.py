@@ -1,0 +1,64 @@
+"""Tangent frames for normal mapping: per-vertex tangents from texture coordinates, and normal perturbation."""
+
+from __future__ import annotations
+
+import torch
+
+from .._checks import check_tensor
+
+
+def vertex_tangents(verts: torch.Tensor, faces: torch.Tensor, uv: torch.Tensor, uv_faces: torch.Tensor,
+                    normals: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Per-corner tangents ``[F, 3, 4]`` (xyz + handedness w = +-1) from the uv layout.
+
+    For each face, the tangent ``T`` and bitangent ``B`` solve ``e1 = du1 T + dv1 B``, ``e2 = du2 T + dv2 B``
+    (edges in position and in uv). Face tangents are accumulated (area-weighted) at the vertices, then
+    Gram-Schmidt orthogonalised against each corner's ``normals [F, 3, 3]`` (per corner, e.g. from
+    ``interpolate``-ready corner normals); ``w`` is the sign of ``(N x T) . B``. uv's v axis points down
+    (lumigrad's and glTF's texture convention) and glTF normal maps expect +y of the tangent frame towards
+    -v, which the sign takes care of: ``B = w (N x T)`` points towards decreasing v (up in the texture image), where a
+    glTF normal map's green channel points. Faces with a degenerate uv mapping contribute nothing.
+
+    **Differentiability:** w.r.t. ``verts``, ``uv`` and ``normals``.
+    """
+    check_tensor(verts, "verts", trailing=(None, 3), max_dims=2, floating=True)
+    check_tensor(normals, "normals", trailing=(None, 3, 3), max_dims=3, floating=True)
+    p = verts[faces]  # [F, 3, 3]
+    t = uv[uv_faces]  # [F, 3, 2]
+    e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+    d1, d2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
+    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
+    ok = det.abs() > eps
+    r = torch.where(ok, 1 / torch.where(ok, det, torch.ones_like(det)), torch.zeros_like(det))[:, None]
+    tangent = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * r
+    bitangent = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) * r
+    # B as solved points towards increasing v, i.e. down the texture image; glTF normal maps are +Y up.
+    bitangent = -bitangent
+    weight = torch.linalg.cross(e1, e2).norm(dim=-1, keepdim=True)  # area-weighted accumulation
+    V = verts.shape[0]
+    acc_t = torch.zeros(V, 3, dtype=verts.dtype, device=verts.device).index_add(
+        0, faces.reshape(-1), (tangent * weight).repeat_interleave(3, 0))
+    acc_b = torch.zeros(V, 3, dtype=verts.dtype, device=verts.device).index_add(
+        0, faces.reshape(-1), (bitangent * weight).repeat_interleave(3, 0))
+    T, B = acc_t[faces], acc_b[faces]  # [F, 3, 3]
+    n = normals
+    T = T - n * (n * T).sum(-1, keepdim=True)
+    T = T / T.norm(dim=-1, keepdim=True).clamp_min(eps)
+    w = torch.where((torch.linalg.cross(n, T) * B).sum(-1, keepdim=True) < 0, -1.0, 1.0).to(T.dtype)
+    return torch.cat([T, w], -1)
+
+
+def perturb_normal(normal: torch.Tensor, tangent: torch.Tensor, normal_tangent: torch.Tensor,
+                   eps: float = 1e-12) -> torch.Tensor:
+    """World normal ``[..., 3]`` from a tangent-space normal (``normal_tangent [..., 3]``, e.g. from
+    :func:`sample_material`), the interpolated ``normal [..., 3]`` and ``tangent [..., 4]`` (xyz, w).
+
+    ``n' = normalize(x T + y B + z N)`` with ``B = w (N x T)`` (MikkTSpace's per-pixel reconstruction).
+    **Differentiability:** w.r.t. all three inputs.
+    """
+    N = normal / normal.norm(dim=-1, keepdim=True).clamp_min(eps)
+    T = tangent[..., :3] - N * (N * tangent[..., :3]).sum(-1, keepdim=True)
+    T = T / T.norm(dim=-1, keepdim=True).clamp_min(eps)
+    B = tangent[..., 3:4] * torch.linalg.cross(N, T)
+    n = normal_tangent[..., 0:1] * T + normal_tangent[..., 1:2] * B + normal_tangent[..., 2:3] * N
+    return n / n.norm(dim=-1, keepdim=True).clamp_min(eps)

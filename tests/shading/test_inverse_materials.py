@@ -1,0 +1,107 @@
+"""Inverse rendering through the rasterizer and deferred shading: material and light recovery must converge."""
+
+import math
+
+import pytest
+import torch
+
+import lumigrad as lg
+from lumigrad.io.hdr import read_hdr
+from lumigrad.shading.deferred import shade_direct, shade_environment
+from lumigrad.shading.envmap import prefilter_ggx
+from lumigrad.shading.lights import point_light
+from lumigrad.shading.sh import sh_project_equirect
+
+from ..conftest import SHARED_DATA, uv_sphere
+
+STUDIO = SHARED_DATA / "envmap-studio-small-03" / "studio_small_03_1k.hdr"
+LEVELS = [0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0]
+
+
+def _views(num=4, size=64, radius=3.0):
+    angles = torch.arange(num, dtype=torch.float64) * (2 * math.pi / num) + 0.4
+    eye = torch.stack([radius * torch.sin(angles), 0.8 * torch.cos(2 * angles), radius * torch.cos(angles)], -1)
+    cams = lg.Camera.look_at(eye, torch.zeros(num, 3, dtype=torch.float64), torch.tensor([0.0, 1.0, 0.0]).double(),
+                             fov_y=0.7, width=size, height=size)
+    return cams, eye[:, None, None, :]
+
+
+def _gbuffer(cams):
+    verts, faces = uv_sphere(16, 32)
+    frags = lg.rasterize(verts, faces, cams)
+    position = lg.interpolate(verts, frags, faces)
+    normal = lg.interpolate(verts, frags, faces)  # unit sphere: the normal is the position
+    return position, normal, frags.mask[..., None].double()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not STUDIO.exists(), reason="shared/data is not beside the checkout")
+def test_roughness_and_metallic_of_a_sphere_under_an_environment_map():
+    env = torch.nn.functional.adaptive_avg_pool2d(read_hdr(STUDIO).permute(2, 0, 1)[None].double(), (32, 64))[0]
+    env = (env.permute(1, 2, 0) / env.mean()).contiguous()  # exposure-normalised studio light
+    sh = sh_project_equirect(env, 2)
+    pre = prefilter_ggx(env, LEVELS, size=(16, 32))
+    cams, eyes = _views()
+    position, normal, mask = _gbuffer(cams)
+    base = torch.tensor([0.8, 0.3, 0.2], dtype=torch.float64).expand(position.shape).contiguous()
+
+    def render(roughness, metallic):
+        material = {"base_color": base, "roughness": roughness.expand(mask.shape),
+                    "metallic": metallic.expand(mask.shape)}
+        return shade_environment(position, normal, eyes, material, sh_coeffs=sh, prefiltered=pre,
+                                 prefiltered_roughness=LEVELS, mask=mask)
+
+    truth = (0.35, 0.7)
+    with torch.no_grad():
+        target = render(torch.tensor(truth[0], dtype=torch.float64), torch.tensor(truth[1], dtype=torch.float64))
+    # Unconstrained parameters through a sigmoid keep both in [0, 1]; start far from the answer.
+    raw = torch.tensor([math.log(0.75 / 0.25), math.log(0.2 / 0.8)], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([raw], lr=0.05)
+    for _ in range(150):
+        opt.zero_grad()
+        r, m = torch.sigmoid(raw)
+        loss = ((render(r, m) - target) ** 2).mean()
+        loss.backward()
+        opt.step()
+    r, m = torch.sigmoid(raw).tolist()
+    assert abs(r - truth[0]) < 0.03 and abs(m - truth[1]) < 0.03, (r, m)
+
+
+@pytest.mark.slow
+def test_point_light_position_and_intensity_from_shading():
+    # Known sphere and material, unknown light: the light's position (error < 2% of the scene size, the
+    # sphere's diameter) and intensity. The albedo is fixed: albedo and intensity are otherwise ambiguous.
+    # A rough material (0.9): with a glossier one (0.4) the loss along the straight path from a start 0.67
+    # away rises before it falls (the highlight moves across the sphere), and Adam stops in that basin.
+    cams, eyes = _views(4, 64)
+    position, normal, mask = _gbuffer(cams)
+    material = {"base_color": torch.tensor([0.7, 0.7, 0.7], dtype=torch.float64).expand(position.shape),
+                "roughness": torch.full(mask.shape, 0.9, dtype=torch.float64),
+                "metallic": torch.zeros(mask.shape, dtype=torch.float64)}
+
+    def render(light_position, intensity):
+        light = point_light(position, light_position, intensity.expand(3))
+        return shade_direct(position, normal, eyes, material, [light], mask=mask)
+
+    truth_pos = torch.tensor([1.2, 1.5, 0.8], dtype=torch.float64)
+    with torch.no_grad():
+        target = render(truth_pos, torch.tensor(20.0, dtype=torch.float64))
+    # Light as direction, log distance and log intensity from the sphere's centre: distance and intensity
+    # trade off (inverse square), which these coordinates separate from the well-determined direction.
+    start = torch.tensor([1.6, 1.1, 1.2], dtype=torch.float64)  # 0.67 away (a third of the sphere size)
+    direction = (start / start.norm()).clone().requires_grad_(True)
+    log_d = start.norm().log().clone().requires_grad_(True)
+    log_i = torch.tensor(math.log(8.0), dtype=torch.float64, requires_grad=True)
+    steps = 300
+    opt = torch.optim.Adam([direction, log_d, log_i], lr=0.05)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=1e-4)
+    for _ in range(steps):
+        opt.zero_grad()
+        pos = direction / direction.norm() * log_d.exp()
+        loss = ((render(pos, log_i.exp()) - target) ** 2).mean()
+        loss.backward()
+        opt.step()
+        sched.step()
+    pos = (direction / direction.norm() * log_d.exp()).detach()
+    assert float((pos - truth_pos).norm()) < 0.02 * 2.0, pos
+    assert abs(float(log_i.detach().exp()) - 20.0) < 0.5, float(log_i.detach().exp())
