@@ -105,3 +105,51 @@ def test_point_light_position_and_intensity_from_shading():
     pos = (direction / direction.norm() * log_d.exp()).detach()
     assert float((pos - truth_pos).norm()) < 0.02 * 2.0, pos
     assert abs(float(log_i.detach().exp()) - 20.0) < 0.5, float(log_i.detach().exp())
+
+
+@pytest.mark.slow
+def test_spot_albedo_texture_under_a_point_light(spot):
+    # Spot's albedo map recovered from 8 views lit by one known point light (diffuse material): PSNR >= 30 dB on
+    # the texels the views see lit. Albedo and light intensity are ambiguous together: the light is known.
+    from lumigrad.demo import _resize_texture, orbit_cameras, psnr, visible_texels
+
+    true_tex = _resize_texture(spot.texture[..., :3], 64).double()
+    cams = orbit_cameras(8, 128, dtype=torch.float64)
+    verts = spot.verts.double()
+    normals = lg.vertex_normals(verts, spot.faces)
+    frags = lg.rasterize(verts, spot.faces, cams)
+    position = lg.interpolate(verts, frags, spot.faces)
+    normal = lg.interpolate(normals, frags, spot.faces)
+    uv = lg.interpolate(spot.uv.double(), frags, spot.uv_faces)
+    mask = frags.mask[..., None]
+    eyes = cams.world_to_cam[:, :3, :3].transpose(-1, -2) @ -cams.world_to_cam[:, :3, 3:]
+    eyes = eyes[:, None, None, :, 0]
+    light = point_light(position, torch.tensor([1.5, 2.0, 2.5], dtype=torch.float64),
+                        torch.tensor([12.0, 12.0, 12.0], dtype=torch.float64))
+    roughness = torch.ones(mask.shape, dtype=torch.float64)
+    metallic = torch.zeros(mask.shape, dtype=torch.float64)
+
+    def render(tex):
+        albedo = lg.texture(tex, uv, filter="bilinear", mask=frags.mask)
+        material = {"base_color": albedo, "roughness": roughness, "metallic": metallic}
+        return shade_direct(position, normal, eyes, material, [light], mask=mask)
+
+    with torch.no_grad():
+        target = render(true_tex)
+    tex = torch.full_like(true_tex, 0.5).requires_grad_(True)
+    opt = torch.optim.Adam([tex], lr=0.05)
+    for _ in range(80):
+        opt.zero_grad()
+        loss = ((render(tex) - target) ** 2).mean()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            tex.clamp_(0, 1)
+    # Texels determined by the images: seen with enough bilinear weight and lit (their shaded pixels respond).
+    probe = true_tex.clone().requires_grad_(True)
+    (lit,) = torch.autograd.grad(render(probe).sum(), probe)
+    seen = visible_texels(spot, spot.verts, true_tex.float(), cams.to(dtype=torch.float32))
+    determined = seen & (lit[..., 0] > 0.05)
+    assert float(determined.float().mean()) > 0.3
+    value = psnr(tex, true_tex, determined[..., None])
+    assert value >= 30.0, (value, float(determined.float().mean()))
