@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Iterable, Optional, Sequence
 
 import torch
+import torch.utils.checkpoint
 
 from .brdf import f0_from_ior, metallic_roughness
 from .envmap import envmap_lookup, split_sum_lut
@@ -51,23 +52,56 @@ def shade_direct(position: torch.Tensor, normal: torch.Tensor, camera_position: 
         material: dict with ``base_color [..., C]``, ``roughness [..., 1]``, ``metallic [..., 1]`` and
             optionally ``ior``, as returned by :func:`lumigrad.shading.sample_material`.
         lights: light samples evaluated at ``position`` (``point_light(position, ...)`` etc.).
-        mask: optional coverage ``[...]`` or ``[..., 1]`` (e.g. ``frags.mask``): background pixels, whose
-            G-buffer normals are zero, give 0 instead of an error.
+        mask: optional coverage ``[...]`` or ``[..., 1]`` (e.g. ``frags.mask``): only covered pixels are
+            shaded; background pixels (whose G-buffer normals are zero) give 0.
+
+    Cost: O(covered pixels x lights). Memory of the backward pass: one light's intermediates (each light's
+    BRDF is recomputed in the backward pass, ``torch.utils.checkpoint``) plus the per-light samples.
 
     **Differentiability:** w.r.t. every input and every light parameter behind the samples.
     """
-    normal = _masked_normal(normal, mask)
+    lights = list(lights)
+    if not lights:
+        raise ValueError("lights is empty: pass at least one light sample")
+    ior = material.get("ior", 1.5)
+    inputs = [position, normal, camera_position, material["base_color"], material["roughness"],
+              material["metallic"]] + [t for s in lights for t in (s.wi, s.L)]
+    batch = torch.broadcast_shapes(*[t.shape[:-1] for t in inputs])
+    channels = material["base_color"].shape[-1]
+    index = None
+    if mask is not None:
+        m = mask if mask.dim() == len(batch) else mask[..., 0]
+        index = m.expand(batch).reshape(-1).nonzero()[:, 0]
+
+    def flat(t):  # [P, c]: only the covered pixels when a mask is given
+        t = t.expand(batch + t.shape[-1:]).reshape(-1, t.shape[-1])
+        return t if index is None else t.index_select(0, index)
+
+    position, normal, camera_position = flat(position), flat(normal), flat(camera_position)
+    base, rough, metal = flat(material["base_color"]), flat(material["roughness"]), flat(material["metallic"])
+    if isinstance(ior, torch.Tensor) and ior.dim():
+        ior = flat(ior)
     wo = camera_position - position
+    checkpointed = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
     total = None
     for sample in lights:
-        f = metallic_roughness(normal, sample.wi, wo, material["base_color"], material["roughness"],
-                               material["metallic"], ior=material.get("ior", 1.5))
-        n = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        term = f * sample.L * (n * sample.wi).sum(-1, keepdim=True).clamp_min(0)
+        args = (normal, flat(sample.wi), wo, base, rough, metal, flat(sample.L))
+        # Recompute each light's BRDF in the backward pass instead of storing its intermediates: memory stays
+        # that of one light whatever their number.
+        term = (torch.utils.checkpoint.checkpoint(_light_term, *args, ior, use_reentrant=False) if checkpointed
+                else _light_term(*args, ior))
         total = term if total is None else total + term
-    if total is None:
-        raise ValueError("lights is empty: pass at least one light sample")
-    return _apply_mask(total, mask)
+    if index is None:
+        return total.reshape(batch + (channels,))
+    out = total.new_zeros(batch.numel(), channels).index_copy(0, index, total)
+    return out.reshape(batch + (channels,))
+
+
+def _light_term(normal, wi, wo, base, rough, metal, L, ior):
+    """One delta light's reflected radiance ``f(wi, wo) L max(n . wi, 0)`` at ``[P]`` points."""
+    f = metallic_roughness(normal, wi, wo, base, rough, metal, ior=ior)
+    n = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return f * L * (n * wi).sum(-1, keepdim=True).clamp_min(0)
 
 
 def shade_environment(position: torch.Tensor, normal: torch.Tensor, camera_position: torch.Tensor,

@@ -1,0 +1,104 @@
+"""Benchmark: deferred shading cost per pixel with 1, 8 and 64 point lights and with an environment map.
+
+Scene: the Spot cow at ``--size`` (default 512^2) through ``benchmarks/raster.py``'s camera. The G-buffer
+(positions, normals, albedo from the texture) is rendered once outside the timing; each row times only the
+shading of the covered pixels (``lumigrad.shading.shade_direct`` / ``shade_environment`` over the whole image
+with a coverage mask), forward and forward+backward (gradients to the light positions and intensities, or to
+the SH coefficients and the environment texels through ``prefilter_ggx``), median of ``--repeats``, with the
+peak RSS growth of the backward run. The environment row uses the studio map (64 x 128, 9 pre-filtered
+roughness levels at 16 x 32, degree-2 SH).
+
+No peer column yet: Mitsuba 3 shades by ray tracing (its ``direct`` integrator), which this deferred raster
+shading does not compare with one-for-one; the shading comparison belongs with the ray tracer.
+
+    ./dev bench shading
+    ./dev bench shading --size 256 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import raster as rb  # noqa: E402
+
+import lumigrad as lg  # noqa: E402
+from lumigrad.shading import point_light, prefilter_ggx, sh_project_equirect, shade_direct, shade_environment  # noqa: E402
+
+STUDIO = Path(__file__).resolve().parents[2] / "shared" / "data" / "envmap-studio-small-03" / "studio_small_03_1k.hdr"
+LEVELS = [i / 8 for i in range(9)]
+
+
+def gbuffer(size: int):
+    scene = rb.make_scene("spot", quick=False)
+    cam = rb.framing_camera(scene.verts, size)
+    frags = lg.rasterize(scene.verts, scene.faces, cam)
+    normals = lg.vertex_normals(scene.verts, scene.faces)
+    position = lg.interpolate(scene.verts, frags, scene.faces)
+    normal = lg.interpolate(normals, frags, scene.faces)
+    albedo = lg.texture(scene.texture, lg.interpolate(scene.uv, frags, scene.uv_faces), mask=frags.mask)
+    eye = (cam.world_to_cam[:3, :3].T @ -cam.world_to_cam[:3, 3])
+    mask = frags.mask[..., None]
+    material = {"base_color": albedo.detach(), "roughness": torch.full_like(albedo[..., :1], 0.5),
+                "metallic": torch.zeros_like(albedo[..., :1])}
+    return position.detach(), normal.detach(), eye, material, mask, int(frags.mask.sum())
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    position, normal, eye, material, mask, covered = gbuffer(args.size)
+    device = torch.device("cpu")
+    gen = torch.Generator().manual_seed(0)
+    rows = []
+    for count in (1, 8, 64):
+        pos0 = torch.randn(count, 3, generator=gen) * 0.5 + torch.tensor([1.5, 2.0, 2.5])
+        power0 = torch.rand(count, 3, generator=gen) * 10 / count + 1
+
+        def run(grad: bool, count=count, pos0=pos0, power0=power0):
+            pos = pos0.clone().requires_grad_(grad)
+            power = power0.clone().requires_grad_(grad)
+            with torch.set_grad_enabled(grad):
+                lights = [point_light(position, pos[k], power[k]) for k in range(count)]
+                out = shade_direct(position, normal, eye, material, lights, mask=mask)
+                if grad:
+                    out.mean().backward()
+            return out
+
+        rows.append((f"{count} point light{'s' if count > 1 else ''}", run))
+    if STUDIO.exists():
+        env0 = torch.nn.functional.adaptive_avg_pool2d(lg.io.read_hdr(STUDIO).permute(2, 0, 1)[None], (64, 128))[0]
+        env0 = (env0.permute(1, 2, 0) / env0.mean()).contiguous()
+
+        def run_env(grad: bool):
+            env = env0.clone().requires_grad_(grad)
+            with torch.set_grad_enabled(grad):
+                out = shade_environment(position, normal, eye, material, sh_coeffs=sh_project_equirect(env, 2),
+                                        prefiltered=prefilter_ggx(env, LEVELS, size=(16, 32)),
+                                        prefiltered_roughness=LEVELS, mask=mask)
+                if grad:
+                    out.mean().backward()
+            return out
+
+        rows.append(("environment map (SH + split sum)", run_env))
+    print(rb.machine_line(rb.machine_info(device)))
+    print(f"Spot at {args.size}^2, {covered:,} covered pixels; shading only (G-buffer precomputed)\n")
+    print("| lighting | fwd ms | fwd ns per image pixel | fwd+bwd ms | fwd+bwd ns per image pixel | peak MiB fwd+bwd |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, fn in rows:
+        fwd = rb.time_ms(lambda: fn(False), args.repeats, device)
+        bwd = rb.time_ms(lambda: fn(True), args.repeats, device)
+        peak = rb.peak_mib(lambda: fn(True), device)[0]
+        pixels = args.size * args.size
+        print(f"| {name} | {fwd:.1f} | {fwd * 1e6 / pixels:.0f} | {bwd:.1f} | {bwd * 1e6 / pixels:.0f} | {peak:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
