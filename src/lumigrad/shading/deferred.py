@@ -19,22 +19,33 @@ from .lights import LightSample
 from .sh import sh_irradiance
 
 
-def _masked_normal(normal: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
-    """Background pixels (``mask`` false) get a harmless unit normal; their output is zeroed afterwards."""
-    if mask is None:
-        return normal
-    keep = mask.bool() if mask.dtype == torch.bool else mask > 0
-    if keep.dim() == normal.dim() - 1:
-        keep = keep[..., None]
-    up = torch.tensor([0.0, 0.0, 1.0], dtype=normal.dtype, device=normal.device)
-    return torch.where(keep, normal, up)
+class _Pixels:
+    """The G-buffer pixels to shade, flattened to ``[P, c]``: all of them, or only the covered ones.
+
+    ``batch`` is the broadcast of the inputs' leading dims; with a coverage ``mask`` (``[...]`` or ``[..., 1]``)
+    only its covered pixels are taken, and :meth:`put` scatters results back with zeros elsewhere.
+    """
+
+    def __init__(self, tensors, mask: Optional[torch.Tensor]):
+        self.batch = torch.broadcast_shapes(*[t.shape[:-1] for t in tensors])
+        self.index = None
+        if mask is not None:
+            m = mask if mask.dim() == len(self.batch) else mask[..., 0]
+            self.index = m.expand(self.batch).reshape(-1).nonzero()[:, 0]
+
+    def take(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.expand(self.batch + t.shape[-1:]).reshape(-1, t.shape[-1])
+        return t if self.index is None else t.index_select(0, self.index)
+
+    def put(self, values: torch.Tensor) -> torch.Tensor:
+        if self.index is not None:
+            values = values.new_zeros(self.batch.numel(), values.shape[-1]).index_copy(0, self.index, values)
+        return values.reshape(self.batch + values.shape[-1:])
 
 
-def _apply_mask(out: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
-    if mask is None:
-        return out
-    m = mask.to(out.dtype)
-    return out * (m[..., None] if m.dim() == out.dim() - 1 else m)
+def _ior(material: dict, pixels: _Pixels):
+    ior = material.get("ior", 1.5)
+    return pixels.take(ior) if isinstance(ior, torch.Tensor) and ior.dim() else ior
 
 
 def shade_direct(position: torch.Tensor, normal: torch.Tensor, camera_position: torch.Tensor,
@@ -63,44 +74,30 @@ def shade_direct(position: torch.Tensor, normal: torch.Tensor, camera_position: 
     lights = list(lights)
     if not lights:
         raise ValueError("lights is empty: pass at least one light sample")
-    ior = material.get("ior", 1.5)
     inputs = [position, normal, camera_position, material["base_color"], material["roughness"],
-              material["metallic"]] + [t for s in lights for t in (s.wi, s.L)]
-    batch = torch.broadcast_shapes(*[t.shape[:-1] for t in inputs])
-    channels = material["base_color"].shape[-1]
-    index = None
-    if mask is not None:
-        m = mask if mask.dim() == len(batch) else mask[..., 0]
-        index = m.expand(batch).reshape(-1).nonzero()[:, 0]
-
-    def flat(t):  # [P, c]: only the covered pixels when a mask is given
-        t = t.expand(batch + t.shape[-1:]).reshape(-1, t.shape[-1])
-        return t if index is None else t.index_select(0, index)
-
-    position, normal, camera_position = flat(position), flat(normal), flat(camera_position)
-    base, rough, metal = flat(material["base_color"]), flat(material["roughness"]), flat(material["metallic"])
-    if isinstance(ior, torch.Tensor) and ior.dim():
-        ior = flat(ior)
-    wo = camera_position - position
+              material["metallic"]] + [t for sample in lights for t in (sample.wi, sample.L)]
+    pixels = _Pixels(inputs, mask)
+    take = pixels.take
+    n = take(normal)
+    n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    wo = take(camera_position) - take(position)
+    base, rough, metal = take(material["base_color"]), take(material["roughness"]), take(material["metallic"])
+    ior = _ior(material, pixels)
     checkpointed = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
     total = None
     for sample in lights:
-        args = (normal, flat(sample.wi), wo, base, rough, metal, flat(sample.L))
+        args = (n, take(sample.wi), wo, base, rough, metal, take(sample.L))
         # Recompute each light's BRDF in the backward pass instead of storing its intermediates: memory stays
         # that of one light whatever their number.
         term = (torch.utils.checkpoint.checkpoint(_light_term, *args, ior, use_reentrant=False) if checkpointed
                 else _light_term(*args, ior))
         total = term if total is None else total + term
-    if index is None:
-        return total.reshape(batch + (channels,))
-    out = total.new_zeros(batch.numel(), channels).index_copy(0, index, total)
-    return out.reshape(batch + (channels,))
+    return pixels.put(total)
 
 
-def _light_term(normal, wi, wo, base, rough, metal, L, ior):
-    """One delta light's reflected radiance ``f(wi, wo) L max(n . wi, 0)`` at ``[P]`` points."""
-    f = metallic_roughness(normal, wi, wo, base, rough, metal, ior=ior)
-    n = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+def _light_term(n, wi, wo, base, rough, metal, L, ior):
+    """One delta light's reflected radiance ``f(wi, wo) L max(n . wi, 0)`` at ``[P]`` points (``n`` unit)."""
+    f = metallic_roughness(n, wi, wo, base, rough, metal, ior=ior)
     return f * L * (n * wi).sum(-1, keepdim=True).clamp_min(0)
 
 
@@ -118,16 +115,20 @@ def shade_environment(position: torch.Tensor, normal: torch.Tensor, camera_posit
       interpolated linearly in roughness.
 
     Either term is skipped when its input is ``None``. Occlusion (``material["occlusion"]``) multiplies both;
-    ``mask`` zeroes background pixels as in :func:`shade_direct`.
+    with ``mask`` only covered pixels are shaded, as in :func:`shade_direct`.
     **Differentiability:** w.r.t. the G-buffer, the material, ``sh_coeffs`` and the pre-filtered texels
     (and through :func:`prefilter_ggx` the environment's texels).
     """
-    normal = _masked_normal(normal, mask)
-    n = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    wo = camera_position - position
+    pixels = _Pixels([position, normal, camera_position, material["base_color"], material["roughness"],
+                      material["metallic"]], mask)
+    take = pixels.take
+    n = take(normal)
+    n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    wo = take(camera_position) - take(position)
     wo = wo / wo.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    c, rough, metal = material["base_color"], material["roughness"], material["metallic"]
-    f0_d = f0_from_ior(torch.as_tensor(material.get("ior", 1.5), dtype=c.dtype, device=c.device))
+    c, rough, metal = take(material["base_color"]), take(material["roughness"]), take(material["metallic"])
+    ior = _ior(material, pixels)
+    f0_d = f0_from_ior(torch.as_tensor(ior, dtype=c.dtype, device=c.device))
     out = torch.zeros_like(c)
     if sh_coeffs is not None:
         E = sh_irradiance(n, sh_coeffs)
@@ -139,7 +140,7 @@ def shade_environment(position: torch.Tensor, normal: torch.Tensor, camera_posit
         r = 2 * n_dot_v * n - wo
         levels = torch.as_tensor(list(prefiltered_roughness), dtype=c.dtype, device=c.device)
         # Linear interpolation between the two maps whose roughness brackets each pixel's.
-        reads = torch.stack([envmap_lookup(m, r) for m in prefiltered])  # [R, ..., C]
+        reads = torch.stack([envmap_lookup(m, r) for m in prefiltered])  # [R, P, C]
         x = rough.clamp(float(levels[0]), float(levels[-1]))
         idx = torch.searchsorted(levels, x.detach().contiguous(), right=True).clamp(1, len(levels) - 1)
         lo, hi = levels[idx - 1], levels[idx]
@@ -150,5 +151,5 @@ def shade_environment(position: torch.Tensor, normal: torch.Tensor, camera_posit
         f0 = (1 - metal) * f0_d + metal * c
         out = out + radiance * (f0 * ab[..., :1] + ab[..., 1:])
     if "occlusion" in material:
-        out = out * material["occlusion"]
-    return _apply_mask(out, mask)
+        out = out * take(material["occlusion"])
+    return pixels.put(out)

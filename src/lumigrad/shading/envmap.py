@@ -80,14 +80,16 @@ def prefilter_ggx(env: torch.Tensor, roughness: Sequence[float], size: tuple = (
     radiance = src.reshape(-1, src.shape[-1])
     r_dirs, _ = equirect_directions(h, w, dtype=env.dtype, device=env.device)
     r_dirs = r_dirs.reshape(-1, 3)
+    # Shared by every roughness: n.l with n = r, and n.h = sqrt((1 + n.l) / 2) (cosine of the half angle).
+    n_dot_l = r_dirs @ l_dirs.T
+    cos = n_dot_l.clamp_min(0)
+    n_dot_h = ((1 + n_dot_l) / 2).clamp_min(0).sqrt()
     maps = []
     for rough in roughness:
         if rough <= 0:
             maps.append(envmap_lookup(env, r_dirs).reshape(h, w, -1))
             continue
         alpha = max(rough * rough, 1e-3)
-        cos = (r_dirs @ l_dirs.T).clamp_min(0)  # n.l with n = r
-        n_dot_h = ((1 + r_dirs @ l_dirs.T) / 2).clamp_min(0).sqrt()  # cos of the half angle: n.h = sqrt((1 + n.l)/2)
         weight = ggx_distribution(n_dot_h, torch.tensor(alpha, dtype=env.dtype)) * cos * l_area
         maps.append(((weight @ radiance) / weight.sum(-1, keepdim=True).clamp_min(1e-30)).reshape(h, w, -1))
     return torch.stack(maps)
