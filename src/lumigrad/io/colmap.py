@@ -232,6 +232,13 @@ def _data_lines(path: str):
             yield lineno, line.strip()
 
 
+def _records(path: str):
+    """Yield ``(where, fields, line)`` for every non-empty, non-comment line (``where`` is ``path:line``)."""
+    for lineno, line in _data_lines(path):
+        if line and not line.startswith("#"):
+            yield f"{path}:{lineno}", line.split(), line
+
+
 def _parse(where: str, what: str, fn):
     try:
         return fn()
@@ -241,11 +248,7 @@ def _parse(where: str, what: str, fn):
 
 def _read_cameras_txt(path: str) -> Dict[int, _RawCamera]:
     cams: Dict[int, _RawCamera] = {}
-    for lineno, line in _data_lines(path):
-        if not line or line.startswith("#"):
-            continue
-        where = f"{path}:{lineno}"
-        parts = line.split()
+    for where, parts, line in _records(path):
         if len(parts) < 4:
             raise ValueError(f"{where}: expected 'CAMERA_ID MODEL WIDTH HEIGHT PARAMS...'; got {line!r}")
         cam_id, model = _parse(where, "camera line", lambda: (int(parts[0]), parts[1]))
@@ -289,11 +292,7 @@ def _read_images_txt(path: str) -> List[_RawImage]:
 
 def _read_points_txt(path: str):
     ids, xyz, rgb, err = [], [], [], []
-    for lineno, line in _data_lines(path):
-        if not line or line.startswith("#"):
-            continue
-        where = f"{path}:{lineno}"
-        parts = line.split()
+    for where, parts, line in _records(path):
         if len(parts) < 8 or (len(parts) - 8) % 2:
             raise ValueError(f"{where}: expected 'POINT3D_ID X Y Z R G B ERROR (IMAGE_ID POINT2D_IDX)...'; "
                              f"got {line!r}")
