@@ -1,6 +1,7 @@
 """Readers and writers; foreign conventions are converted here, once."""
 
 from .colmap import ColmapImage, ColmapReconstruction, read_colmap, write_colmap
+from .exr import read_exr, write_exr
 from .hdr import read_hdr, write_hdr
 from .image import read_image, write_image
 from .nerf import NerfTransforms, read_nerf_transforms, write_nerf_transforms
@@ -9,6 +10,6 @@ from .opensfm import OpenSfmReconstruction, lla_to_topocentric, read_opensfm
 from .pytorch3d import camera_from_pytorch3d, camera_to_pytorch3d
 
 __all__ = ["ColmapImage", "ColmapReconstruction", "NerfTransforms", "ObjError", "OpenSfmReconstruction",
-           "camera_from_pytorch3d", "camera_to_pytorch3d", "lla_to_topocentric", "read_colmap", "read_hdr", "read_image",
-           "read_nerf_transforms", "read_obj", "read_opensfm", "write_colmap", "write_hdr", "write_image",
-           "write_nerf_transforms"]
+           "camera_from_pytorch3d", "camera_to_pytorch3d", "lla_to_topocentric", "read_colmap", "read_exr", "read_hdr",
+           "read_image", "read_nerf_transforms", "read_obj", "read_opensfm", "write_colmap", "write_exr", "write_hdr",
+           "write_image", "write_nerf_transforms"]
