@@ -4,6 +4,7 @@ Pure functions of directions, normals and parameters, shared by raster (deferred
 tracers; every parameter is differentiable.
 """
 
+from .area_light import AreaLightPoints, area_light, area_light_samples, polygon_irradiance
 from .brdf import (ALPHA_MIN, cook_torrance, f0_from_ior, fresnel_schlick, ggx_distribution, lambert,
                    metallic_roughness, smith_ggx_correlated_visibility)
 from .deferred import shade_direct, shade_environment
@@ -17,11 +18,12 @@ from .sh import (SH_COSINE_LOBE, equirect_directions, sh_basis, sh_eval, sh_irra
 from .tangents import perturb_normal, vertex_tangents
 
 __all__ = [
-    "ALPHA_MIN", "LightSample", "MIN_LIGHT_DISTANCE", "Material", "SH_COSINE_LOBE", "cook_torrance",
-    "direction_to_equirect", "directional_light", "envmap_lookup", "equirect_directions", "f0_from_ior",
-    "form_image", "fresnel_schlick", "gamma_encode", "ggx_distribution", "lambert", "metallic_roughness",
-    "perturb_normal", "point_light", "prefilter_ggx", "sample_material", "shade_direct", "shade_environment",
-    "sh_basis", "sh_eval", "sh_irradiance", "sh_num_coeffs", "sh_project", "sh_project_equirect",
-    "smith_ggx_correlated_visibility", "split_sum_lut", "spot_light", "srgb_decode", "srgb_encode", "tonemap",
-    "vertex_tangents", "vignetting_falloff",
+    "ALPHA_MIN", "AreaLightPoints", "LightSample", "MIN_LIGHT_DISTANCE", "Material", "SH_COSINE_LOBE",
+    "area_light", "area_light_samples", "cook_torrance", "direction_to_equirect", "directional_light",
+    "envmap_lookup", "equirect_directions", "f0_from_ior", "form_image", "fresnel_schlick", "gamma_encode",
+    "ggx_distribution", "lambert", "metallic_roughness", "perturb_normal", "point_light", "polygon_irradiance",
+    "prefilter_ggx", "sample_material", "shade_direct", "shade_environment", "sh_basis", "sh_eval",
+    "sh_irradiance", "sh_num_coeffs", "sh_project", "sh_project_equirect", "smith_ggx_correlated_visibility",
+    "split_sum_lut", "spot_light", "srgb_decode", "srgb_encode", "tonemap", "vertex_tangents",
+    "vignetting_falloff",
 ]
