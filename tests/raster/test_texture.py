@@ -402,3 +402,24 @@ def test_mipmaps_must_match_the_texture():
     duv = _footprints((1, 2), 4, 4, lod_lo=0.2, lod_hi=1.8, seed=3)
     with pytest.raises(ValueError, match="mipmaps"):
         lg.texture(tex, uv, uv_derivs=duv, mipmaps=lg.build_mipmaps(_tex(16, 16, 2)))
+
+
+def test_constant_texture_tables_are_reused_until_the_texture_changes():
+    import importlib
+
+    texture_module = importlib.import_module("lumigrad.raster.texture")  # the module, not the function
+
+    tex = torch.rand(8, 8, 3)
+    uv = torch.rand(1, 5, 2)
+    duv = torch.full((1, 5, 2, 2), 0.2)
+    first = lg.texture(tex, uv, uv_derivs=duv)
+    assert id(tex) in texture_module._TABLES
+    tex.mul_(0.5)  # in place: the version counter moves on, the cached pyramid must not be used
+    assert torch.allclose(lg.texture(tex, uv, uv_derivs=duv), first * 0.5)
+    assert torch.equal(lg.texture(tex, uv, filter="bilinear"), lg.texture(tex.clone(), uv, filter="bilinear"))
+    key = id(tex)
+    del tex
+    assert key not in texture_module._TABLES  # dropped with the tensor
+    trained = torch.rand(8, 8, 3, requires_grad=True)
+    lg.texture(trained, uv)
+    assert id(trained) not in texture_module._TABLES  # textures being optimised are never cached

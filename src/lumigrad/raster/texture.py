@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import List, Literal, Optional, Sequence
+import weakref
+from typing import Dict, List, Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -85,15 +86,17 @@ def texture(
     check_tensor(uv, "uv", trailing=(None, None, 2), floating=True)
     check_tensor(tex, "tex", trailing=(None, None, None), floating=True, device=uv.device)
     check_tensor(uv, "uv", finite=True)
-    check_tensor(tex, "tex", finite=True)
+    if filter == "auto":
+        filter = "trilinear" if uv_derivs is not None else "bilinear"
+    cached = _constant_table(tex, filter, max_mip_level) if mipmaps is None else None
+    if cached is None:
+        check_tensor(tex, "tex", finite=True)
     if tex.shape[-3] == 0 or tex.shape[-2] == 0:
         raise ValueError(f"tex must have at least one texel; got shape {tuple(tex.shape)}")
     sample_batch = uv.shape[:-3]
     if tex.dim() > 3 and tex.shape[:-3] != sample_batch:
         raise ValueError(f"tex has batch dims {tuple(tex.shape[:-3])} but uv has {tuple(sample_batch)}; give one "
                          "[Ht, Wt, C] texture or one per batch entry")
-    if filter == "auto":
-        filter = "trilinear" if uv_derivs is not None else "bilinear"
     if filter == "trilinear" and uv_derivs is None:
         raise ValueError("filter='trilinear' needs uv_derivs (interpolate(..., return_derivatives=True))")
     if uv_derivs is not None:
@@ -115,16 +118,14 @@ def texture(
     per_sample = uv.shape[-3] * uv.shape[-2]
     flat_uv = uv.reshape(-1, 2)
     num_tex = 1 if tex.dim() == 3 else int(torch.tensor(tex.shape[:-3]).prod())
-    if filter == "trilinear":
-        levels = list(mipmaps) if mipmaps is not None else build_mipmaps(tex)
-        if levels[0].shape != tex.shape:
-            raise ValueError(f"mipmaps[0] has shape {tuple(levels[0].shape)} but tex has {tuple(tex.shape)}; "
-                             "pass build_mipmaps(tex) of this texture")
-        if max_mip_level is not None:
-            levels = levels[: max(1, max_mip_level + 1)]
-    else:
-        levels = [tex]
-    table = _TexelTable([t.reshape(num_tex, *t.shape[-3:]) for t in levels])
+    table = cached
+    if table is None:
+        constant = mipmaps is None and not tex.requires_grad
+        # A cached table must not hold views whose base is ``tex`` itself, or ``tex`` would never be freed.
+        table = _texel_table(tex.detach() if constant else tex, filter, mipmaps, max_mip_level, num_tex)
+        if constant:
+            _remember_table(tex, filter, max_mip_level, table)
+    levels = table.num_levels
     flat_mask = None if mask is None else mask.reshape(-1)
 
     if use_kernel:
@@ -141,15 +142,50 @@ def texture(
         out = table.gather(*table.bilinear_taps(flat_uv, owner, level, wrap))
     else:
         lod = _level_of_detail(uv_derivs.reshape(-1, 2, 2), tex.shape[-3], tex.shape[-2]) + lod_bias
-        lod = lod.clamp(0, len(levels) - 1)
-        lo = lod.detach().floor().long().clamp(max=len(levels) - 1)
+        lod = lod.clamp(0, levels - 1)
+        lo = lod.detach().floor().long().clamp(max=levels - 1)
         frac = (lod - lo.to(lod.dtype))[:, None]
         idx_f, w_f = table.bilinear_taps(flat_uv, owner, lo, wrap)
-        idx_c, w_c = table.bilinear_taps(flat_uv, owner, (lo + 1).clamp(max=len(levels) - 1), wrap)
+        idx_c, w_c = table.bilinear_taps(flat_uv, owner, (lo + 1).clamp(max=levels - 1), wrap)
         out = table.gather(torch.cat([idx_f, idx_c], 1), torch.cat([w_f * (1 - frac), w_c * frac], 1))
     if flat_mask is not None:
         out = out * flat_mask[:, None].to(out.dtype)
     return out.reshape(out_shape)
+
+
+def _texel_table(tex, filter, mipmaps, max_mip_level, num_tex) -> "_TexelTable":
+    if filter == "trilinear":
+        levels = list(mipmaps) if mipmaps is not None else build_mipmaps(tex)
+        if levels[0].shape != tex.shape:
+            raise ValueError(f"mipmaps[0] has shape {tuple(levels[0].shape)} but tex has {tuple(tex.shape)}; "
+                             "pass build_mipmaps(tex) of this texture")
+        if max_mip_level is not None:
+            levels = levels[: max(1, max_mip_level + 1)]
+    else:
+        levels = [tex]
+    return _TexelTable([t.reshape(num_tex, *t.shape[-3:]) for t in levels])
+
+
+# Texel tables (checked, mip-mapped, flattened) of constant textures, reused while the tensor lives and is
+# not modified in place (its version counter is part of the key). Keyed by id with a weak reference, since
+# tensors compare elementwise and cannot be dict keys themselves.
+_TABLES: Dict[int, tuple] = {}
+
+
+def _constant_table(tex, filter, max_mip_level) -> Optional["_TexelTable"]:
+    if tex.requires_grad:
+        return None
+    hit = _TABLES.get(id(tex))
+    if hit is None or hit[0]() is not tex or hit[1] != (tex._version, filter == "trilinear", max_mip_level):
+        return None
+    return hit[2]
+
+
+def _remember_table(tex, filter, max_mip_level, table) -> None:
+    key = id(tex)
+    if key not in _TABLES:
+        weakref.finalize(tex, _TABLES.pop, key, None)
+    _TABLES[key] = (weakref.ref(tex), (tex._version, filter == "trilinear", max_mip_level), table)
 
 
 def _level_of_detail(duv: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -185,6 +221,7 @@ class _TexelTable:
         sizes = [lv.shape[0] * lv.shape[1] * lv.shape[2] for lv in levels]
         self.offsets = torch.tensor([0] + sizes[:-1], device=dev).cumsum(0)
         self.single = len(levels) == 1
+        self.num_levels = len(levels)
 
     def _level(self, level, owner):
         if self.single:
