@@ -4,16 +4,28 @@ The four composable raster primitives ``rasterize -> interpolate -> texture -> a
 ``Camera`` they share are exported here; conventions are in :mod:`lumigrad.conventions`.
 """
 
-from . import conventions, data, io, shading
+from . import conventions, data, io, scene, shading
 from .cameras import Camera, pinhole_cover
 from .mesh import Mesh, vertex_normals
 from .raster import (Fragments, antialias, build_mipmaps, depth_peel, distort_image, interpolate, rasterize,
                      render_through_lens, texture)
+from .scene import (AreaLight, DirectionalLight, EnvironmentLight, Film, PointLight, Scene, SceneMesh, SHLight,
+                    SpotLight, render)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AreaLight",
     "Camera",
+    "DirectionalLight",
+    "EnvironmentLight",
+    "Film",
+    "PointLight",
+    "SHLight",
+    "Scene",
+    "SceneMesh",
+    "SpotLight",
+    "render",
     "Fragments",
     "Mesh",
     "antialias",

@@ -20,7 +20,7 @@ from typing import Dict, Optional
 
 import torch
 
-from .._checks import check_tensor
+from .._checks import check_choice, check_tensor
 from ..raster.texture import texture
 from .image_formation import srgb_decode
 
@@ -38,6 +38,8 @@ class Material:
         occlusion_texture: ``[Ht, Wt, >= 1]`` (R channel); ``occlusion_strength``.
         emissive_factor: ``[3]`` linear; emissive_texture: ``[Ht, Wt, 3]`` sRGB-encoded.
         ior: index of refraction of the dielectric layer (glTF default 1.5, ``KHR_materials_ior``).
+        wrap: how every texture is addressed outside [0, 1]: ``"repeat"`` (glTF's default), ``"clamp"`` or
+            ``"mirror"``.
     """
 
     base_color_factor: torch.Tensor = None
@@ -52,13 +54,14 @@ class Material:
     emissive_factor: torch.Tensor = None
     emissive_texture: Optional[torch.Tensor] = None
     ior: torch.Tensor = None
+    wrap: str = "repeat"
 
     def __post_init__(self):
+        check_choice(self.wrap, "wrap", ("repeat", "clamp", "mirror"))
         defaults = {"base_color_factor": [1.0, 1.0, 1.0, 1.0], "metallic_factor": 1.0, "roughness_factor": 1.0,
                     "normal_scale": 1.0, "occlusion_strength": 1.0, "emissive_factor": [0.0, 0.0, 0.0],
                     "ior": 1.5}
-        ref = next((getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)),
-                   None)
+        ref = next(iter(self.parameters().values()), None)
         dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.get_default_dtype()
         device = ref.device if ref is not None else None
         for name, value in defaults.items():
@@ -89,7 +92,7 @@ class Material:
 
     def parameters(self) -> Dict[str, torch.Tensor]:
         """Named tensors of this material (factors and textures that are set), for optimisers and reports."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
 
 
 def sample_material(material: Material, uv: Optional[torch.Tensor] = None, *,
@@ -117,7 +120,7 @@ def sample_material(material: Material, uv: Optional[torch.Tensor] = None, *,
     def tex(t):
         if uv is None:
             raise ValueError("material has textures: pass uv")
-        return texture(t, uv, uv_derivs=uv_derivs, mask=mask)
+        return texture(t, uv, uv_derivs=uv_derivs, mask=mask, wrap=m.wrap)
 
     def const(value, channels):
         return value.reshape(-1)[:channels].expand(pixels + (channels,)) if value.numel() > 1 else \

@@ -1,0 +1,298 @@
+"""``render(scene, camera)``: the raster path from a :class:`Scene` to an image.
+
+``rasterize -> interpolate -> sample_material -> shade_direct + shade_environment + emission -> antialias
+-> form_image``, with the scene's meshes merged into one draw. Shading runs on the covered pixels only
+(compact rows, ordered by mesh so each material samples one contiguous block); every tensor of the scene
+is differentiable, including visibility at silhouettes through :func:`lumigrad.antialias`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Literal, Optional, Union
+
+import torch
+
+from ..cameras.camera import Camera
+from ..mesh import vertex_normals
+from ..raster import antialias, interpolate, rasterize, render_through_lens
+from ..shading.deferred import shade_direct, shade_environment
+from ..shading.envmap import envmap_lookup
+from ..shading.image_formation import form_image
+from ..shading.material import Material, sample_material
+from ..shading.tangents import perturb_normal, vertex_tangents
+from ..conventions import pixel_centers
+from .lights import AreaLight, EnvironmentLight, SHLight
+from .scene import Scene
+
+__all__ = ["render"]
+
+
+def render(scene: Scene, camera: Union[Camera, str, None] = None, *,
+           background: Union[Literal["environment"], torch.Tensor, float] = "environment",
+           use_antialias: bool = True, lens_supersample: float = 1.0, lens_samples: int = 1) -> torch.Tensor:
+    """Render ``scene`` seen by ``camera``: ``[..., H, W, C + 1]`` colour and coverage (alpha).
+
+    Args:
+        scene: the :class:`Scene`.
+        camera: a :class:`lumigrad.Camera` (any batch shape: one image per view), the name of one of the
+            scene's cameras, or ``None`` for the scene's only camera.
+        background: ``"environment"`` shows the scene's visible :class:`EnvironmentLight` behind the
+            geometry (black without one); or a constant colour (tensor ``[C]`` or float).
+        use_antialias: blend silhouettes analytically (:func:`lumigrad.antialias`), which is what gives
+            gradients w.r.t. geometry and camera at visibility edges.
+        lens_supersample, lens_samples: for cameras with lens distortion, the pinhole cover's pixels per
+            output pixel and the reads per pixel (:func:`lumigrad.render_through_lens`).
+
+    Returns:
+        Colour after the scene's :class:`Film` (linear HDR radiance by default), and coverage in [0, 1].
+
+    Shading: metallic-roughness BRDF under the scene's point, spot, directional and area lights (no shadows),
+    plus environment lighting (SH diffuse, split-sum specular, scaled by occlusion), plus emission. Normal
+    maps use the mesh's tangents (glTF ``TANGENT``) or tangents derived from ``uv``. Double-sided meshes
+    flip the normal of faces seen from behind; when every mesh is single-sided, back faces are culled.
+    Alpha of base colour is ignored (opaque).
+
+    **Differentiability:** w.r.t. every tensor in ``scene.parameters()`` (geometry, transforms, uv, material
+    factors and texels, light parameters, environment texels, film) and the camera's ``K``,
+    ``world_to_cam`` and distortion.
+    """
+    camera = _pick_camera(scene, camera)
+    if not scene.meshes and not any(isinstance(l, AreaLight) for l in scene.lights.values()):
+        raise ValueError("scene has nothing to draw: add a mesh (scene.add_mesh) or an area light")
+    geometry = _merge_geometry(scene)
+
+    def draw(cam: Camera) -> torch.Tensor:
+        return _render_pinhole(scene, geometry, cam, background, use_antialias)
+
+    rgba = render_through_lens(draw, camera, supersample=lens_supersample, samples=lens_samples)
+    film = scene.film
+    rgb = form_image(rgba[..., :-1], exposure=film.exposure, white_balance=film.white_balance,
+                     vignetting=film.vignetting, K=camera.K if film.vignetting is not None else None,
+                     tone=film.tone, encode=film.encode, gamma=film.gamma)
+    return torch.cat([rgb, rgba[..., -1:]], -1)
+
+
+def _pick_camera(scene: Scene, camera) -> Camera:
+    if isinstance(camera, Camera):
+        return camera
+    if camera is None:
+        if len(scene.cameras) != 1:
+            raise ValueError(f"camera=None needs a scene with exactly one camera; this one has "
+                             f"{list(scene.cameras)}: pass a Camera or one of these names")
+        return next(iter(scene.cameras.values()))
+    if isinstance(camera, str):
+        if camera not in scene.cameras:
+            raise KeyError(f"camera {camera!r} is not in the scene; it has {list(scene.cameras)}")
+        return scene.cameras[camera]
+    raise TypeError(f"camera must be a Camera, a camera name or None; got {type(camera).__name__}")
+
+
+@dataclass
+class _Part:
+    material: Material
+    double_sided: bool
+    first_face: int
+
+
+@dataclass
+class _Geometry:
+    """The scene's meshes merged in world space: one vertex, uv, normal and tangent table, faces offset."""
+
+    verts: torch.Tensor
+    faces: torch.Tensor
+    uv: torch.Tensor
+    uv_faces: torch.Tensor
+    normals: torch.Tensor
+    tangents: Optional[torch.Tensor]  # [3F, 4] per corner, or None when no material has a normal map
+    parts: List[_Part]
+    any_texture: bool
+    all_single_sided: bool
+
+
+def _merge_geometry(scene: Scene) -> _Geometry:
+    items = [(m.world_verts(), m.faces, m.uv, m.uv_faces, _world_normals(m), m) for m in scene.meshes.values()]
+    ref = items[0][0] if items else next(l.verts for l in scene.lights.values() if isinstance(l, AreaLight))
+    for light in scene.lights.values():
+        if isinstance(light, AreaLight) and light.radiance.dim() == 1:
+            material = Material(base_color_factor=torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=ref.dtype,
+                                                               device=ref.device),
+                                metallic_factor=0.0, roughness_factor=1.0, emissive_factor=light.radiance)
+            items.append((light.verts, light.faces, None, None, vertex_normals(light.verts, light.faces),
+                          _AreaProxy(material, light.two_sided)))
+    verts, faces, uv, uv_faces, normals, tangents, parts = [], [], [], [], [], [], []
+    v0 = t0 = f0 = 0
+    need_tangents = any(it[5].material.normal_texture is not None for it in items)
+    for wv, fc, tuv, tuv_faces, wn, mesh in items:
+        verts.append(wv)
+        normals.append(wn)
+        faces.append(fc + v0)
+        if tuv is None:  # one dummy texture coordinate for the whole mesh
+            tuv, tuv_faces = wv.new_zeros(1, 2), torch.zeros_like(fc)
+        uv.append(tuv)
+        uv_faces.append(tuv_faces + t0)
+        if need_tangents:
+            tangents.append(_corner_tangents(mesh, wv, fc, tuv, tuv_faces, wn))
+        parts.append(_Part(mesh.material, mesh.double_sided, f0))
+        v0, t0, f0 = v0 + wv.shape[0], t0 + tuv.shape[0], f0 + fc.shape[0]
+    any_texture = any(getattr(p.material, name) is not None for p in parts for name in
+                      ("base_color_texture", "metallic_roughness_texture", "normal_texture", "occlusion_texture",
+                       "emissive_texture"))
+    return _Geometry(torch.cat(verts), torch.cat(faces), torch.cat(uv), torch.cat(uv_faces), torch.cat(normals),
+                     torch.cat(tangents).reshape(-1, 4) if need_tangents else None, parts, any_texture,
+                     all(not p.double_sided for p in parts))
+
+
+@dataclass
+class _AreaProxy:
+    material: Material
+    double_sided: bool
+    tangents: Optional[torch.Tensor] = None
+
+
+def _world_normals(mesh) -> torch.Tensor:
+    if mesh.normals is None:
+        return vertex_normals(mesh.world_verts(), mesh.faces)
+    # Normals transform with the inverse transpose: n_w = M^-T n, i.e. n @ M^-1 for row vectors.
+    return mesh.normals @ torch.linalg.inv(mesh.to_world[:3, :3])
+
+
+def _corner_tangents(mesh, wv, faces, uv, uv_faces, normals) -> torch.Tensor:
+    """``[F, 3, 4]`` world tangents per face corner (zeros for meshes without a normal map)."""
+    F = faces.shape[0]
+    if mesh.material.normal_texture is None:
+        return wv.new_zeros(F, 3, 4)
+    if getattr(mesh, "tangents", None) is not None:
+        M = mesh.to_world[:3, :3]
+        t = mesh.tangents
+        sign = torch.sign(torch.linalg.det(M.detach()))
+        return torch.cat([t[:, :3] @ M.T, t[:, 3:] * sign], -1)[faces]
+    return vertex_tangents(wv, faces, uv, uv_faces, normals[faces])
+
+
+def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, background, use_antialias: bool) -> torch.Tensor:
+    frags = rasterize(geo.verts, geo.faces, camera, cull="back" if geo.all_single_sided else "none",
+                      return_bary_derivs=geo.any_texture)
+    shape = frags.face_ids.shape  # [..., H, W]
+    flat_mask = frags.face_ids.reshape(-1) >= 0
+    # Covered pixels grouped by mesh (stable sort keeps pixel order within a mesh).
+    face = frags.face_ids.reshape(-1).long()[flat_mask]
+    starts = torch.tensor([p.first_face for p in geo.parts], device=face.device)
+    part_of = torch.bucketize(face, starts, right=True) - 1
+    order = torch.argsort(part_of, stable=True)
+    pixel = flat_mask.nonzero()[:, 0][order]
+    counts = torch.bincount(part_of, minlength=len(geo.parts)).tolist()
+
+    def take(dense: torch.Tensor) -> torch.Tensor:  # [..., H, W, *rest] -> [P, *rest]
+        rest = dense.shape[len(shape):]
+        return dense.expand(shape + rest).reshape((-1,) + rest).index_select(0, pixel)
+
+    position = take(interpolate(geo.verts, frags, geo.faces))
+    normal = take(interpolate(geo.normals, frags, geo.faces))
+    if geo.any_texture:
+        uv, duv = interpolate(geo.uv, frags, geo.uv_faces, return_derivatives=True)
+        uv, duv = take(uv), take(duv)
+    else:
+        uv = duv = None
+    eye = _eye(camera, position, pixel, shape)
+    material = _sample_parts(geo, uv, duv, counts, position)
+    normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    facing = ((eye - position) * normal).sum(-1, keepdim=True)
+    flip = torch.cat([torch.full((c, 1), p.double_sided, device=normal.device) for p, c in zip(geo.parts, counts)])
+    normal = torch.where(flip & (facing < 0), -normal, normal)
+    if "normal_tangent" in material:
+        corner = torch.arange(geo.faces.numel(), device=geo.faces.device).reshape(-1, 3)
+        tangent = take(interpolate(geo.tangents, frags, corner))
+        mapped = perturb_normal(normal, tangent, material["normal_tangent"])
+        has_map = material["normal_tangent"].abs().sum(-1, keepdim=True) > 0
+        normal = torch.where(has_map & (tangent[..., :3].abs().sum(-1, keepdim=True) > 0), mapped, normal)
+    radiance = material["emission"] + _shade(scene, position, normal, eye, material)
+    flat = radiance.new_zeros(shape.numel(), radiance.shape[-1]).index_copy(0, pixel, radiance)
+    rgb = flat.reshape(shape + radiance.shape[-1:])
+    cover = frags.mask[..., None].to(rgb.dtype)
+    rgb = rgb + (1 - cover) * _background(scene, camera, background, rgb)
+    rgba = torch.cat([rgb, cover], -1)
+    return antialias(rgba, frags, geo.verts, geo.faces, camera) if use_antialias else rgba
+
+
+def _eye(camera: Camera, position: torch.Tensor, pixel: torch.Tensor, shape) -> torch.Tensor:
+    """``[P, 3]`` the point each covered pixel is seen from (its camera centre; for orthographic cameras a
+    point one unit back along the viewing axis)."""
+    w2c = camera.world_to_cam.expand(camera.batch_shape + (4, 4)).reshape(-1, 4, 4)
+    R, t = w2c[:, :3, :3], w2c[:, :3, 3]
+    view = pixel // (shape[-1] * shape[-2])
+    if camera.projection == "orthographic":
+        return position - R[view, 2, :]
+    centre = -(R.transpose(-1, -2) @ t[..., None])[..., 0]
+    return centre[view]
+
+
+def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.Tensor]:
+    """Per-pixel material inputs ``[P, c]``, each mesh's material sampled on its block of pixels."""
+    blocks: Dict[str, list] = {}
+    start = 0
+    has_normal_map = any(p.material.normal_texture is not None for p in geo.parts)
+    for part, count in zip(geo.parts, counts):
+        if count == 0:
+            continue
+        sl = slice(start, start + count)
+        start += count
+        if uv is not None:
+            m = sample_material(part.material, uv[None, sl], uv_derivs=duv[None, sl])
+        else:
+            m = sample_material(part.material, shape=(1, count))
+        m = {k: v[0] for k, v in m.items()}
+        m["ior"] = part.material.ior.reshape(1, 1).expand(count, 1)
+        if has_normal_map and "normal_tangent" not in m:
+            m["normal_tangent"] = position.new_zeros(count, 3)
+        for k, v in m.items():
+            blocks.setdefault(k, []).append(v.expand(count, v.shape[-1]))
+    if not blocks:  # nothing covered
+        z1, z3 = position.new_zeros(0, 1), position.new_zeros(0, 3)
+        return {"base_color": z3, "alpha": z1, "metallic": z1, "roughness": z1, "occlusion": z1, "emission": z3,
+                "ior": z1}
+    out = {k: torch.cat(v) for k, v in blocks.items()}
+    # Filtering can leave textures a few ULPs outside [0, 1] and an optimiser can overshoot a factor: the
+    # BRDF's inputs are clamped to their valid range (gradients stop outside it).
+    for key in ("base_color", "metallic", "roughness"):
+        out[key] = out[key].clamp(0, 1)
+    return out
+
+
+def _shade(scene: Scene, position, normal, eye, material) -> torch.Tensor:
+    out = torch.zeros_like(material["base_color"])
+    if position.shape[0] == 0:
+        return out
+    samples = [s for light in scene.lights.values() if hasattr(light, "samples") for s in light.samples(position)]
+    if samples:
+        out = out + shade_direct(position, normal, eye, material, samples)
+    envs = [l for l in scene.lights.values() if isinstance(l, EnvironmentLight)]
+    if len(envs) > 1:
+        raise ValueError(f"a scene takes at most one EnvironmentLight; found {len(envs)}")
+    sh = [l.coeffs for l in scene.lights.values() if isinstance(l, SHLight)] + [e.sh_coeffs() for e in envs]
+    if sh:
+        size = max(c.shape[0] for c in sh)
+        sh_total = sum(torch.nn.functional.pad(c, (0, 0, 0, size - c.shape[0])) for c in sh)
+        out = out + shade_environment(position, normal, eye, material, sh_coeffs=sh_total)
+    if envs:
+        env = envs[0]
+        # The glossy term only: the diffuse one came with the SH sum above (so it is not scaled twice).
+        out = out + shade_environment(position, normal, eye, material, prefiltered=env.prefiltered(),
+                                      prefiltered_roughness=list(env.roughness_levels))
+    return out
+
+
+def _background(scene: Scene, camera: Camera, background, like: torch.Tensor) -> torch.Tensor:
+    if isinstance(background, str):
+        if background != "environment":
+            raise ValueError(f"background must be 'environment', a colour tensor or a float; got {background!r}")
+        envs = [l for l in scene.lights.values() if isinstance(l, EnvironmentLight) and l.visible]
+        if not envs:
+            return torch.zeros((), dtype=like.dtype, device=like.device)
+        uv = pixel_centers(camera.height, camera.width, device=like.device, dtype=like.dtype)
+        uv = uv.expand(camera.batch_shape + uv.shape)
+        _, d_cam = camera.ray_origins_directions(uv)
+        R = camera.world_to_cam[..., :3, :3]
+        d_world = (d_cam[..., None, :] @ R.reshape(R.shape[:-2] + (1, 1, 3, 3)))[..., 0, :]
+        return envmap_lookup(envs[0].radiance, d_world)
+    return torch.as_tensor(background, dtype=like.dtype, device=like.device)

@@ -1,0 +1,99 @@
+"""Scene container: parameter names, one-call training, replacing tensors, bad input."""
+
+import pytest
+import torch
+
+import lumigrad as lg
+from lumigrad.shading import Material
+
+
+def _quad(z=0.0):
+    verts = torch.tensor([[-1.0, -1, z], [1, -1, z], [1, 1, z], [-1, 1, z]])
+    faces = torch.tensor([[0, 2, 1], [0, 3, 2]])  # front faces towards -z (counter-clockwise seen from -z)
+    return verts, faces
+
+
+def _scene():
+    verts, faces = _quad()
+    tex = torch.rand(4, 4, 3)
+    material = Material(base_color_texture=tex, metallic_roughness_texture=tex, roughness_factor=0.5)
+    scene = lg.Scene()
+    scene.add_mesh("floor", lg.SceneMesh(verts, faces, material, uv=verts[:, :2] * 0.5 + 0.5))
+    scene.add_light("key", lg.PointLight([0.0, 0.0, -2.0], 4.0))
+    scene.add_camera("main", lg.Camera.look_at([0.0, 0.0, -3.0], [0.0, 0.0, 0.0], width=16, height=16))
+    return scene
+
+
+def test_parameter_names_follow_the_scene_structure():
+    scene = _scene()
+    names = scene.parameters()
+    for expected in ("meshes.floor.verts", "meshes.floor.uv", "meshes.floor.to_world",
+                     "meshes.floor.material.roughness_factor", "meshes.floor.material.base_color_texture",
+                     "lights.key.position", "lights.key.intensity", "lights.key.color", "cameras.main.K",
+                     "cameras.main.world_to_cam"):
+        assert expected in names, expected
+    assert "meshes.floor.faces" not in names  # indices are not parameters
+    assert scene["meshes.floor.material.roughness_factor"] is scene.meshes["floor"].material.roughness_factor
+
+
+def test_trainable_marks_matches_once_and_returns_them():
+    scene = _scene()
+    params = scene.trainable("meshes.*.material.*_texture", "lights.key.position")
+    # base colour and metallic-roughness share one tensor: returned once, under its first name.
+    assert list(params) == ["meshes.floor.material.base_color_texture", "lights.key.position"]
+    assert all(p.requires_grad and p.is_leaf for p in params.values())
+    assert not scene["meshes.floor.verts"].requires_grad
+    image = lg.render(scene)
+    image.sum().backward()
+    assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in params.values())
+    opt = torch.optim.Adam(params.values(), lr=1e-2)  # no duplicate-parameter complaint
+    opt.step()
+
+
+def test_setitem_swaps_a_tensor_in_and_checks_its_shape():
+    scene = _scene()
+    raw = torch.zeros((), requires_grad=True)
+    scene["meshes.floor.material.roughness_factor"] = torch.sigmoid(raw)  # a re-parameterised value
+    lg.render(scene).sum().backward()
+    assert raw.grad is not None and float(raw.grad) != 0
+    with pytest.raises(ValueError, match="shape"):
+        scene["lights.key.position"] = torch.zeros(2)
+    with pytest.raises(KeyError, match="no scene parameter named 'lights.nope.position'"):
+        scene["lights.nope.position"] = torch.zeros(3)
+    with pytest.raises(KeyError, match="matches 'film.\\*'"):
+        scene.trainable("film.*")
+    with pytest.raises(ValueError, match="at least one"):
+        scene.trainable()
+
+
+def test_trainable_replaces_a_non_leaf_by_a_leaf_copy():
+    scene = _scene()
+    scene["lights.key.intensity"] = torch.tensor(2.0) * torch.ones((), requires_grad=True)
+    params = scene.trainable("lights.key.intensity")
+    assert params["lights.key.intensity"].is_leaf and scene["lights.key.intensity"] is params["lights.key.intensity"]
+
+
+def test_bad_input():
+    verts, faces = _quad()
+    with pytest.raises(ValueError, match="meshes name 'a.b'"):
+        lg.Scene().add_mesh("a.b", lg.SceneMesh(verts, faces))
+    with pytest.raises(ValueError, match="faces is empty"):
+        lg.SceneMesh(verts, faces[:0])
+    with pytest.raises(ValueError, match="faces"):
+        lg.SceneMesh(verts, faces + 10)
+    with pytest.raises(ValueError, match="normals"):
+        lg.SceneMesh(verts, faces, normals=torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="to_world"):
+        lg.SceneMesh(verts, faces, to_world=torch.eye(3))
+    with pytest.raises(ValueError, match="NaN"):
+        lg.SceneMesh(verts * float("nan"), faces)
+    with pytest.raises(ValueError, match="wrap"):
+        Material(wrap="tile")
+    scene = lg.Scene()
+    with pytest.raises(ValueError, match="nothing to draw"):
+        lg.render(scene, lg.Camera.look_at([0.0, 0, -3], [0.0, 0, 0], width=8, height=8))
+    scene.add_mesh("q", lg.SceneMesh(verts, faces))
+    with pytest.raises(ValueError, match="exactly one camera"):
+        lg.render(scene)
+    with pytest.raises(KeyError, match="camera 'side'"):
+        lg.render(scene, "side")
