@@ -9,21 +9,11 @@ import lumigrad as lg
 from lumigrad.shading import Material, envmap_lookup, form_image, sample_material, shade_direct, shade_environment
 from lumigrad.shading.lights import point_light
 
+from ..conftest import uv_sphere
+
 
 def _sphere(n=12, radius=1.0):
-    theta = torch.linspace(0, math.pi, n + 1)[1:-1]
-    phi = torch.arange(2 * n) * (math.pi / n)
-    t, p = torch.meshgrid(theta, phi, indexing="ij")
-    ring = torch.stack([torch.sin(t) * torch.cos(p), torch.cos(t), torch.sin(t) * torch.sin(p)], -1).reshape(-1, 3)
-    verts = torch.cat([torch.tensor([[0.0, 1, 0]]), ring, torch.tensor([[0.0, -1, 0]])]) * radius
-    faces, R, C = [], n - 1, 2 * n
-    idx = lambda r, c: 1 + r * C + c % C  # noqa: E731
-    for c in range(C):
-        faces.append([0, idx(0, c + 1), idx(0, c)])
-        faces.append([len(verts) - 1, idx(R - 1, c), idx(R - 1, c + 1)])
-        for r in range(R - 1):
-            faces += [[idx(r, c), idx(r, c + 1), idx(r + 1, c)], [idx(r, c + 1), idx(r + 1, c + 1), idx(r + 1, c)]]
-    return verts, torch.tensor(faces)
+    return uv_sphere(n, 2 * n, radius, dtype=torch.float32)
 
 
 def _camera(n=1, size=24):

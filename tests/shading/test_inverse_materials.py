@@ -188,3 +188,37 @@ def test_environment_lighting_as_sh_from_a_known_diffuse_sphere():
         sched.step()
     error = float((sh.detach() - truth).norm() / truth.norm())
     assert error < 0.01, error  # measured: 5e-10 (the problem is linear and noise-free)
+
+
+@pytest.mark.slow
+def test_low_resolution_environment_map_from_a_glossy_sphere():
+    """A 4 x 8 environment map (96 unknowns) through the glossy split-sum path, not SH.
+
+    A metal sphere (metallic 1, roughness 0.25: no diffuse term at all) of known colour is seen from 6
+    views; the map's scale is identifiable because the colour is fixed (the albedo / light ambiguity).
+    The texels are optimised in log space (positive radiance).
+    """
+    verts, faces = uv_sphere(16, 32, dtype=torch.float32)
+    n = 6
+    angles = torch.arange(n) * (2 * math.pi / n) + 0.3
+    eye = torch.stack([3 * torch.sin(angles), 1.2 * torch.cos(2 * angles), 3 * torch.cos(angles)], -1)
+    cams = lg.Camera.look_at(eye, torch.zeros(n, 3), torch.tensor([0.0, 1.0, 0.0]), width=48, height=48, fov_y=0.8)
+    truth = torch.rand(4, 8, 3, generator=torch.Generator().manual_seed(0)) * 2 + 0.2
+    scene = lg.Scene()
+    scene.add_mesh("ball", lg.SceneMesh(verts, faces, lg.shading.Material(
+        base_color_factor=[0.9, 0.8, 0.7, 1.0], roughness_factor=0.25, metallic_factor=1.0)))
+    scene.add_light("env", lg.EnvironmentLight(truth, prefilter_size=(16, 32), visible=False,
+                                               roughness_levels=(0.0, 0.125, 0.25, 0.5, 1.0)))
+    with torch.no_grad():
+        target = lg.render(scene, cams, background=0.0)
+    log_env = torch.full((4, 8, 3), math.log(float(truth.mean())), requires_grad=True)
+    opt = torch.optim.Adam([log_env], lr=0.05)
+    for _ in range(200):
+        scene["lights.env.texels"] = log_env.exp()
+        loss = ((lg.render(scene, cams, background=0.0) - target) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    error = (log_env.detach().exp() - truth).abs() / truth
+    # Measured: mean 0.3 %, worst 14 % on a texel below the sphere that the views barely reflect.
+    assert float(error.mean()) < 0.01 and float(error.median()) < 0.002 and float(error.max()) < 0.25
