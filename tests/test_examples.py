@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("[0-9][0-9]_*.py"))
 TINY_ARGS = {"01_render_spot.py": ["--size", "64"], "02_pose_from_one_image.py": ["--steps", "2", "--size", "48"],
              "03_self_calibration.py": ["--iterations", "2", "--size", "32"],
-             "04_bundle_adjustment.py": ["--steps", "2", "--size", "32"]}
+             "04_bundle_adjustment.py": ["--steps", "2", "--size", "32"],
+             "05_inverse_rendering_gltf.py": ["--steps", "2", "--size", "32", "--views", "2"]}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
