@@ -41,3 +41,15 @@ def test_cameras_doc_code_block_runs():
     scope = {}
     exec(compile(block, "docs/cameras.md", "exec"), scope)
     assert scope["image"].shape == (128, 128, 3)
+
+
+def test_scene_doc_code_block_runs(monkeypatch):
+    text = (ROOT / "docs" / "scene.md").read_text()
+    block = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(ROOT)
+    if not (ROOT / ".." / "shared" / "data").exists():
+        pytest.skip("../shared/data is not beside the checkout")
+    scope = {}
+    exec(compile(block, "docs/scene.md", "exec"), scope)
+    assert scope["image"].shape == (96, 96, 4)
+    assert all(p.grad is not None for p in scope["params"].values())
