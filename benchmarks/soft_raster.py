@@ -1,0 +1,97 @@
+"""Benchmark: soft rasterization (:func:`lumigrad.soft_rasterize`) forward and forward+backward.
+
+Scenes: the Spot cow (5856 triangles) and a bumpy UV sphere of about 100k triangles
+(``benchmarks/raster.py``'s ``bumpy_sphere(316, 159)``), both framed by ``raster.py``'s camera (with
+``far`` set to 10 bounding radii so that ``zn`` spreads over the scene) at ``--sizes`` (default 256^2 and
+512^2). Each row aggregates per-vertex colours (``attrs [V, 3]``) with the default parameters (``sigma = 1``
+pixel^2, ``gamma = 1e-4``, ``tol = 1e-4``, ``faces_per_pixel = 16``).
+
+Columns: ``cand ms``: the candidate kernel alone (binning + top-K); ``fwd ms``: the whole op under
+``torch.no_grad``; ``fwd+bwd ms``: the op plus ``backward`` of ``silhouette.mean() + attrs.mean()`` with the
+vertex positions and colours requiring grad; median of ``--repeats`` runs after one warm-up; ``pairs``: the
+(pixel, candidate) pairs; peak MiB: growth of the peak resident set size on CPU (``torch.cuda.max_memory_allocated``
+on CUDA) of one fwd / fwd+bwd call.
+
+    .venv/bin/python benchmarks/soft_raster.py
+    .venv/bin/python benchmarks/soft_raster.py --scenes spot --sizes 256 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import raster as rb  # noqa: E402
+
+import lumigrad as lg  # noqa: E402
+from lumigrad.cameras.projection import project_points  # noqa: E402
+from lumigrad.kernels.soft_raster import find_candidates  # noqa: E402
+from lumigrad.raster.rasterize import prepare_mesh  # noqa: E402
+
+SCENES = {"spot": lambda: rb.spot_scene(), "sphere100k": lambda: rb.bumpy_sphere(316, 159, tex_size=16)}
+
+
+def camera(verts: torch.Tensor, size: int) -> lg.Camera:
+    cam = rb.framing_camera(verts, size)
+    radius = float((verts.max(0).values - verts.min(0).values).norm()) / 2
+    return lg.Camera(cam.K, cam.world_to_cam, size, size, far=10 * radius)
+
+
+def candidates_only(verts, faces, cam):
+    """The kernel part of soft_rasterize: projection for the kernel, binning and top-K selection."""
+    mesh = prepare_mesh(verts, faces, cam)
+    uv = project_points(mesh.verts_cam, mesh.K)
+    z = mesh.verts_cam[..., 2]
+    behind = (z < cam.near)[:, mesh.faces].any(-1).reshape(-1).to(torch.int8).contiguous()
+    proj = torch.cat([uv, z[..., None]], -1).double().contiguous()
+    return find_candidates(proj, mesh.faces_i32, behind, cam.width, cam.height, math.sqrt(math.log(1e4)),
+                           cam.far, 16)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", nargs="+", default=list(SCENES), choices=list(SCENES))
+    parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    device = torch.device("cpu")
+    print(rb.machine_line(rb.machine_info(device)))
+    print("soft_rasterize, default parameters (sigma 1 px^2, gamma 1e-4, tol 1e-4, K = 16), float32, per-vertex RGB\n")
+    print("| scene | faces | size | pairs | cand ms | fwd ms | fwd+bwd ms | peak MiB fwd | peak MiB fwd+bwd |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name in args.scenes:
+        scene = SCENES[name]()
+        verts, faces = scene.verts, scene.faces
+        colours = (verts - verts.min(0).values) / (verts.max(0).values - verts.min(0).values)
+        for size in args.sizes:
+            cam = camera(verts, size)
+
+            def fwd():
+                with torch.no_grad():
+                    return lg.soft_rasterize(verts, faces, cam, colours)
+
+            def fwd_bwd():
+                v = verts.clone().requires_grad_(True)
+                c = colours.clone().requires_grad_(True)
+                out = lg.soft_rasterize(v, faces, cam, c)
+                (out.silhouette.mean() + out.attrs.mean()).backward()
+                return out
+
+            pairs = int((fwd().face_ids >= 0).sum())
+            cand = rb.time_ms(lambda: candidates_only(verts, faces, cam), args.repeats, device)
+            t_f = rb.time_ms(fwd, args.repeats, device)
+            t_b = rb.time_ms(fwd_bwd, args.repeats, device)
+            m_f = rb.peak_mib(fwd, device)[0]
+            m_b = rb.peak_mib(fwd_bwd, device)[0]
+            print(f"| {name} | {faces.shape[0]:,} | {size}^2 | {pairs:,} | {cand:.1f} | {t_f:.1f} | {t_b:.1f} | "
+                  f"{m_f:.0f} | {m_b:.0f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
