@@ -5,10 +5,11 @@ The four composable raster primitives ``rasterize -> interpolate -> texture -> a
 """
 
 from . import conventions, data, io, scene, shading
+from . import geometry, losses, optim
 from .cameras import Camera, pinhole_cover
 from .mesh import Mesh, vertex_normals
 from .raster import (Fragments, antialias, build_mipmaps, depth_peel, distort_image, interpolate, rasterize,
-                     render_through_lens, texture)
+                     render_through_lens, soft_rasterize, texture)
 from .scene import (AreaLight, DirectionalLight, EnvironmentLight, Film, PointLight, Scene, SceneMesh, SHLight,
                     SpotLight, render)
 
@@ -40,6 +41,7 @@ __all__ = [
     "rasterize",
     "shading",
     "render_through_lens",
+    "soft_rasterize",
     "texture",
     "vertex_normals",
 ]
