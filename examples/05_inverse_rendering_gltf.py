@@ -30,6 +30,7 @@ import torch
 
 import lumigrad as lg
 from lumigrad.demo import psnr
+from lumigrad.report import LossProgress
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 BOTTLE = DATA / "gltf-water-bottle" / "glTF" / "WaterBottle.gltf"
@@ -100,23 +101,15 @@ def fit(steps: int, views: int, size: int, env_size, gltf: Path, progress: bool 
         apply()
         initial = lg.render(scene, cams, background=0.0)
     losses = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=steps, desc="fitting material + light", unit="step")
-    for _ in range(steps):
-        apply()
-        loss = ((lg.render(scene, cams, background=0.0) - target) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        if bar is not None:
-            bar.update()
-            bar.set_postfix(loss=f"{losses[-1]:.2e}")
-    if bar is not None:
-        bar.close()
+    with LossProgress(steps, "fitting material + light", enabled=progress) as bar:
+        for _ in range(steps):
+            apply()
+            loss = ((lg.render(scene, cams, background=0.0) - target) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            bar.update(losses[-1])
     with torch.no_grad():
         apply()
         final = lg.render(scene, cams, background=0.0)

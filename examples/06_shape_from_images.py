@@ -43,6 +43,7 @@ from lumigrad.geometry.distance import closest_point_on_triangle, sample_points_
 from lumigrad.losses import (edge_length_loss, laplacian_smoothing, normal_consistency, silhouette_iou_loss)
 from lumigrad.optim import AdamUniform, LargeSteps, SoftRasterSchedule
 from lumigrad.raster.topology import edge_adjacency
+from lumigrad.report import LossProgress
 
 SPOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "spot-cow" / "spot_triangulated.obj"
 ALBEDO = 0.8
@@ -149,7 +150,6 @@ def reconstruct(renderer: str = "both", large_steps: bool = True, regularize: bo
     cams = rig(views, size, centre)
     with torch.no_grad():
         target = lg.render(lit_scene(true_verts, true_faces), cams, background=0.0)
-    target_sil = target[..., 3]
 
     verts, faces = icosphere(level, radius=0.6)
     verts = verts + centre
@@ -160,44 +160,17 @@ def reconstruct(renderer: str = "both", large_steps: bool = True, regularize: bo
     subdivide_at = steps // 2 if steps >= 4 else None
     state = _Geometry(verts, faces, large_steps)
     losses = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=steps, desc=f"shape ({renderer})", unit="step")
-    for step in range(steps):
-        if step == subdivide_at:
-            with torch.no_grad():
-                v, f = subdivide_midpoint(state.verts().detach(), state.faces)
-            state = _Geometry(v, f, large_steps)
-        v, f = state.verts(), state.faces
-        loss = v.new_zeros(())
-        fade = 1.0 if renderer == "soft" else max(0.0, 1.0 - step / max(1, steps // 2))
-        if renderer in ("soft", "both") and fade > 0:
-            sigma, gamma = schedule(step, steps)
-            colour = vertex_shading(v, f) if renderer == "soft" else None
-            soft = lg.soft_rasterize(v, f, cams, attrs=colour, sigma=sigma, gamma=gamma,
-                                     faces_per_pixel=candidates)
-            # With the hard render beside it, the soft silhouette only pulls from afar: its weight fades out
-            # over the first half, before the sharp renderer takes over the detail.
-            loss = loss + fade * WEIGHTS["silhouette"] * silhouette_iou_loss(soft.silhouette, target_sil)
-            if renderer == "soft":
-                loss = loss + WEIGHTS["image"] * ((soft.attrs - target[..., :3]) ** 2).mean()
-        if renderer in ("hard", "both"):
-            image = lg.render(lit_scene(v, f), cams, background=0.0)
-            loss = loss + WEIGHTS["image"] * ((image - target) ** 2).mean() * 10
-        if regularize:
-            scale = 1.0 if large_steps else ADAM_REGULARIZER_SCALE
-            loss = loss + scale * (WEIGHTS["laplacian"] * laplacian_smoothing(v, f)
-                                   + WEIGHTS["normal"] * normal_consistency(v, f)
-                                   + WEIGHTS["edge"] * edge_length_loss(v, f))
-        state.step(loss)
-        losses.append(loss.item())
-        if bar is not None:
-            bar.update()
-            bar.set_postfix(loss=f"{losses[-1]:.3e}")
-    if bar is not None:
-        bar.close()
+    with LossProgress(steps, f"shape ({renderer})", enabled=progress) as bar:
+        for step in range(steps):
+            if step == subdivide_at:
+                with torch.no_grad():
+                    v, f = subdivide_midpoint(state.verts().detach(), state.faces)
+                state = _Geometry(v, f, large_steps)
+            loss = _loss(renderer, state.verts(), state.faces, large_steps, regularize, cams, target,
+                         schedule(step, steps), candidates, fade=max(0.0, 1.0 - step / max(1, steps // 2)))
+            state.step(loss)
+            losses.append(loss.item())
+            bar.update(losses[-1])
     final_verts = state.verts().detach()
     metrics = surface_metrics(final_verts, state.faces, true_verts, true_faces)
     metrics["final_loss"] = losses[-1] if losses else float("nan")
@@ -206,6 +179,29 @@ def reconstruct(renderer: str = "both", large_steps: bool = True, regularize: bo
         with torch.no_grad():
             result["images"] = (target, lg.render(lit_scene(final_verts, state.faces), cams, background=0.0))
     return result
+
+
+def _loss(renderer, v, f, large_steps, regularize, cams, target, sigma_gamma, candidates, fade) -> torch.Tensor:
+    """One step's loss: image terms of the chosen renderer plus the regularizers."""
+    loss = v.new_zeros(())
+    fade = 1.0 if renderer == "soft" else fade
+    if renderer in ("soft", "both") and fade > 0:
+        sigma, gamma = sigma_gamma
+        colour = vertex_shading(v, f) if renderer == "soft" else None
+        soft = lg.soft_rasterize(v, f, cams, attrs=colour, sigma=sigma, gamma=gamma, faces_per_pixel=candidates)
+        # With the hard render beside it, the soft silhouette only pulls from afar: its weight fades out over
+        # the first half, before the sharp renderer takes over the detail.
+        loss = loss + fade * WEIGHTS["silhouette"] * silhouette_iou_loss(soft.silhouette, target[..., 3])
+        if renderer == "soft":
+            loss = loss + WEIGHTS["image"] * ((soft.attrs - target[..., :3]) ** 2).mean()
+    if renderer in ("hard", "both"):
+        image = lg.render(lit_scene(v, f), cams, background=0.0)
+        loss = loss + WEIGHTS["image"] * ((image - target) ** 2).mean() * 10
+    if regularize:
+        scale = 1.0 if large_steps else ADAM_REGULARIZER_SCALE
+        loss = loss + scale * (WEIGHTS["laplacian"] * laplacian_smoothing(v, f)
+                               + WEIGHTS["normal"] * normal_consistency(v, f) + WEIGHTS["edge"] * edge_length_loss(v, f))
+    return loss
 
 
 class _Geometry:
