@@ -246,3 +246,20 @@ def test_bad_files(tmp_path):
     (tmp_path / "ext.gltf").write_text(json.dumps(doc))
     with pytest.raises(GltfError, match="nowhere.bin"):
         read_gltf(tmp_path / "ext.gltf")
+
+
+def test_uris_outside_the_folder_and_oversized_buffers_are_refused(tmp_path):
+    doc, buffer = _fan_doc()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "secret.bin").write_bytes(buffer)
+    for uri, message in (("../secret.bin", "outside the file's folder"), ("/etc/passwd", "only relative paths"),
+                         ("http://example.com/a.bin", "only relative paths")):
+        doc["buffers"] = [{"byteLength": len(buffer), "uri": uri}]
+        (tmp_path / "sub" / "t.gltf").write_text(json.dumps(doc))
+        with pytest.raises(GltfError, match=message):
+            read_gltf(tmp_path / "sub" / "t.gltf")
+    (tmp_path / "sub" / "small.bin").write_bytes(buffer)
+    doc["buffers"] = [{"byteLength": 10**12, "uri": "small.bin"}]  # refused from the file size, before reading
+    (tmp_path / "sub" / "t.gltf").write_text(json.dumps(doc))
+    with pytest.raises(GltfError, match="declares 1000000000000 bytes"):
+        read_gltf(tmp_path / "sub" / "t.gltf")

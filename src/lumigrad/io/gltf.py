@@ -132,16 +132,26 @@ class _Reader:
             raise GltfError(f"{self.path}: {kind}[{index}] does not exist ({len(items)} {kind})")
         return items[index]
 
-    def _uri_bytes(self, uri: str, what: str) -> bytes:
+    def _uri_bytes(self, uri: str, what: str, expected: Optional[int] = None) -> bytes:
         if uri.startswith("data:"):
             header, _, payload = uri.partition(",")
             if not header.endswith(";base64"):
                 raise GltfError(f"{self.path}: {what} has a data URI that is not base64")
             return base64.b64decode(payload)
-        from urllib.parse import unquote
+        from urllib.parse import unquote, urlparse
 
-        file = self.path.parent / unquote(uri)
+        if urlparse(uri).scheme not in ("", "file") or unquote(uri).startswith(("/", "\\")):
+            raise GltfError(f"{self.path}: {what} has URI {uri!r}; only relative paths inside the file's folder "
+                            "(or data URIs) are read")
+        folder = self.path.parent.resolve()
+        file = (folder / unquote(uri)).resolve()
+        if folder not in file.parents:
+            raise GltfError(f"{self.path}: {what} refers to {uri!r}, outside the file's folder; refused")
         try:
+            size = file.stat().st_size
+            if expected is not None and size < expected:
+                raise GltfError(f"{self.path}: {what} declares {expected} bytes but {file.name} has {size} "
+                                "(truncated or wrong file)")
             return file.read_bytes()
         except OSError as e:
             raise GltfError(f"{self.path}: {what} refers to {file}, which cannot be read ({e.strerror})") from None
@@ -150,7 +160,7 @@ class _Reader:
         if index not in self._buffers:
             b = self._item("buffers", index)
             if "uri" in b:
-                data = self._uri_bytes(b["uri"], f"buffers[{index}]")
+                data = self._uri_bytes(b["uri"], f"buffers[{index}]", expected=b.get("byteLength"))
             elif self.glb_bin is not None:
                 data = self.glb_bin
             else:
