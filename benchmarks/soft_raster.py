@@ -10,10 +10,11 @@ Columns: ``cand ms``: the candidate kernel alone (binning + top-K); ``fwd ms``: 
 ``torch.no_grad``; ``fwd+bwd ms``: the op plus ``backward`` of ``silhouette.mean() + attrs.mean()`` with the
 vertex positions and colours requiring grad; median of ``--repeats`` runs after one warm-up; ``pairs``: the
 (pixel, candidate) pairs; peak MiB: growth of the peak resident set size on CPU (``torch.cuda.max_memory_allocated``
-on CUDA) of one fwd / fwd+bwd call.
+on CUDA) of one fwd / fwd+bwd call. ``--backend`` picks the ``soft_rasterize`` backends timed, one row each
+(``torch``: autograd over the pairs; ``kernel``: the fused float32 kernels with the explicit backward).
 
     .venv/bin/python benchmarks/soft_raster.py
-    .venv/bin/python benchmarks/soft_raster.py --scenes spot --sizes 256 --repeats 3
+    .venv/bin/python benchmarks/soft_raster.py --scenes spot --sizes 256 --repeats 3 --backend kernel
 """
 
 from __future__ import annotations
@@ -58,27 +59,30 @@ def main(argv=None) -> int:
     parser.add_argument("--scenes", nargs="+", default=list(SCENES), choices=list(SCENES))
     parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--backend", nargs="+", default=["torch", "kernel"], choices=["torch", "kernel", "auto"],
+                        help="soft_rasterize backends to time (one row each)")
     args = parser.parse_args(argv)
     device = torch.device("cpu")
     print(rb.machine_line(rb.machine_info(device)))
     print("soft_rasterize, default parameters (sigma 1 px^2, gamma 1e-4, tol 1e-4, K = 16), float32, per-vertex RGB\n")
-    print("| scene | faces | size | pairs | cand ms | fwd ms | fwd+bwd ms | peak MiB fwd | peak MiB fwd+bwd |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| scene | faces | size | backend | pairs | cand ms | fwd ms | fwd+bwd ms | peak MiB fwd | "
+          "peak MiB fwd+bwd |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for name in args.scenes:
         scene = SCENES[name]()
         verts, faces = scene.verts, scene.faces
         colours = (verts - verts.min(0).values) / (verts.max(0).values - verts.min(0).values)
-        for size in args.sizes:
+        for size, backend in [(s, b) for s in args.sizes for b in args.backend]:
             cam = camera(verts, size)
 
             def fwd():
                 with torch.no_grad():
-                    return lg.soft_rasterize(verts, faces, cam, colours)
+                    return lg.soft_rasterize(verts, faces, cam, colours, backend=backend)
 
             def fwd_bwd():
                 v = verts.clone().requires_grad_(True)
                 c = colours.clone().requires_grad_(True)
-                out = lg.soft_rasterize(v, faces, cam, c)
+                out = lg.soft_rasterize(v, faces, cam, c, backend=backend)
                 (out.silhouette.mean() + out.attrs.mean()).backward()
                 return out
 
@@ -88,8 +92,8 @@ def main(argv=None) -> int:
             t_b = rb.time_ms(fwd_bwd, args.repeats, device)
             m_f = rb.peak_mib(fwd, device)[0]
             m_b = rb.peak_mib(fwd_bwd, device)[0]
-            print(f"| {name} | {faces.shape[0]:,} | {size}^2 | {pairs:,} | {cand:.1f} | {t_f:.1f} | {t_b:.1f} | "
-                  f"{m_f:.0f} | {m_b:.0f} |", flush=True)
+            print(f"| {name} | {faces.shape[0]:,} | {size}^2 | {backend} | {pairs:,} | {cand:.1f} | {t_f:.1f} | "
+                  f"{t_b:.1f} | {m_f:.0f} | {m_b:.0f} |", flush=True)
     return 0
 
 

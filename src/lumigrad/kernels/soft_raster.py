@@ -1,12 +1,15 @@
-"""Torch-facing wrapper of the soft rasterizer's candidate kernel (no autograd: the output is face ids)."""
+"""Torch-facing wrappers of the soft rasterizer's kernels: candidate search (no autograd: the output is face ids)
+and the fused float32 aggregation with its explicit backward (:func:`soft_aggregate`)."""
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 
 from . import raster_kernels as rk
 from . import soft_raster_kernels as sk
-from ._runtime import as_warp, ensure_init, launch, launch_split
+from ._runtime import as_warp, ensure_init, launch, launch_partitioned, launch_split, num_workers
 
 
 @torch.no_grad()
@@ -85,3 +88,99 @@ def find_candidates(
         device, min_chunk=1024,
     )
     return out_face.view(N, height, width, k_max)
+
+
+class _SoftAggregate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, uv, z, attrs, background, faces, ids, width, height, sigma, gamma, eps, near, far,
+                affine_depth):
+        ensure_init()
+        dev = uv.device
+        N, V = z.shape
+        P = N * height * width
+        k_max = ids.shape[-1]
+        has_attrs = attrs is not None
+        C = attrs.shape[-1] if has_attrs else 1
+        attrs_f = attrs.reshape(N * V, C).contiguous() if has_attrs else uv.new_zeros(1, 1)
+        bg_f = background.contiguous() if background is not None else uv.new_zeros(P if has_attrs else 1, C)
+        silhouette = uv.new_empty(P)
+        out = uv.new_empty(P, C) if has_attrs else uv.new_zeros(1, 1)
+        log_t = uv.new_empty(P)
+        top = uv.new_empty(P)
+        denom = uv.new_empty(P)
+        uv_f = uv.reshape(N * V, 2).contiguous()
+        z_f = z.reshape(N * V).contiguous()
+        ids_f = ids.reshape(-1)
+        meta = (int(has_attrs), int(V), int(width), int(height), int(k_max), float(sigma), float(gamma), float(eps),
+                float(far), float(far - near), int(bool(affine_depth)))
+        launch_split(sk.soft_aggregate_forward, P,
+                     [as_warp(uv_f), as_warp(z_f), as_warp(faces), as_warp(ids_f), as_warp(attrs_f), as_warp(bg_f),
+                      *meta, as_warp(silhouette), as_warp(out), as_warp(log_t), as_warp(top), as_warp(denom)],
+                     dev, min_chunk=1024)
+        ctx.save_for_backward(uv_f, z_f, faces, ids_f, attrs_f, out, log_t, top, denom)
+        ctx.meta = meta
+        ctx.shapes = (N, V, C, P, has_attrs, background is not None)
+        return silhouette, (out if has_attrs else None)
+
+    @staticmethod
+    def backward(ctx, grad_sil, grad_out):
+        uv_f, z_f, faces, ids_f, attrs_f, out, log_t, top, denom = ctx.saved_tensors
+        N, V, C, P, has_attrs, has_bg = ctx.shapes
+        dev = uv_f.device
+        want_geom = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        want_attrs = has_attrs and ctx.needs_input_grad[2]
+        want_bg = has_attrs and has_bg and ctx.needs_input_grad[3]
+        if grad_sil is None:
+            grad_sil = uv_f.new_zeros(P)
+        if grad_out is None or not has_attrs:
+            grad_out = uv_f.new_zeros(P if has_attrs else 1, C)
+        grad_sil = grad_sil.contiguous()
+        grad_out = grad_out.contiguous()
+        grad_bg = uv_f.new_empty(P, C) if want_bg else uv_f.new_zeros(1, 1)
+        args = [as_warp(uv_f), as_warp(z_f), as_warp(faces), as_warp(ids_f), as_warp(attrs_f), *ctx.meta,
+                as_warp(out), as_warp(log_t), as_warp(top), as_warp(denom), as_warp(grad_sil), as_warp(grad_out),
+                int(want_geom), int(want_attrs), int(want_bg)]
+        size_uvz = (N * V if want_geom else 1, 3)
+        size_attrs = (N * V if want_attrs else 1, C)
+        parts = min(num_workers(), max(1, P // 16384))
+        if dev.type == "cpu" and parts > 1 and (want_geom or want_attrs):
+            # Atomics are not atomic across CPU threads: each thread scatters into its own buffers, then sum.
+            bufs = [(uv_f.new_zeros(size_uvz), uv_f.new_zeros(size_attrs)) for _ in range(parts)]
+            launch_partitioned(sk.soft_aggregate_backward, P,
+                               lambda k: args + [as_warp(bufs[k][0]), as_warp(bufs[k][1]), as_warp(grad_bg)],
+                               parts, dev)
+            grad_uvz, grad_attrs = bufs[0]
+            for extra_uvz, extra_attrs in bufs[1:]:
+                grad_uvz += extra_uvz
+                grad_attrs += extra_attrs
+        else:
+            grad_uvz = uv_f.new_zeros(size_uvz)
+            grad_attrs = uv_f.new_zeros(size_attrs)
+            tail = [as_warp(grad_uvz), as_warp(grad_attrs), as_warp(grad_bg)]
+            if dev.type == "cpu" and (want_geom or want_attrs):
+                launch(sk.soft_aggregate_backward, P, [0, P] + args + tail, dev)
+            else:
+                launch_split(sk.soft_aggregate_backward, P, args + tail, dev, min_chunk=1024)
+        g_uv = grad_uvz[:, :2].reshape(N, V, 2) if want_geom and ctx.needs_input_grad[0] else None
+        g_z = grad_uvz[:, 2].reshape(N, V) if want_geom and ctx.needs_input_grad[1] else None
+        return (g_uv, g_z, grad_attrs.reshape(N, V, C) if want_attrs else None, grad_bg if want_bg else None) + \
+            (None,) * 10
+
+
+def soft_aggregate(uv: torch.Tensor, z: torch.Tensor, faces: torch.Tensor, ids: torch.Tensor,
+                   attrs: Optional[torch.Tensor], background: Optional[torch.Tensor], width: int, height: int,
+                   sigma: float, gamma: float, eps: float, near: float, far: float, affine_depth: bool):
+    """Fused soft coverage and aggregation over the candidates ``ids`` (float32), differentiable.
+
+    Args:
+        uv: ``[N, V, 2]`` float32 projected vertices (pixels). z: ``[N, V]`` float32 camera depths.
+        faces: ``[F, 3]`` int32. ids: ``[N, H, W, K]`` int32 candidates from :func:`find_candidates`.
+        attrs: ``[N, V, C]`` float32 or ``None``. background: ``[N * H * W, C]`` float32 or ``None`` (zeros).
+
+    Returns ``(silhouette [N * H * W], attrs [N * H * W, C] or None)`` with the definitions of
+    ``raster/soft.py``. Gradients reach ``uv``, ``z``, ``attrs`` and ``background``. The backward recomputes every
+    (pixel, candidate) term: it keeps only the inputs and per-pixel tensors (the output attributes and three
+    floats per pixel: log transmittance, max logit, softmax denominator), nothing per pair.
+    """
+    return _SoftAggregate.apply(uv, z, attrs, background, faces, ids.contiguous(), width, height, sigma, gamma,
+                                eps, near, far, affine_depth)

@@ -129,3 +129,318 @@ def soft_candidates(
                 break
         out_depth[base + pos] = depth
         out_face[base + pos] = face
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fused continuous part (float32): coverage, clamped barycentrics, depth and softmax aggregation per pixel, with an
+# explicit backward that recomputes the per-pair terms. Same definitions as ``raster/soft.py``'s ``pair_terms``
+# and aggregation (edge k runs from corner k to corner k + 1; corner k is opposite edge k + 1).
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@wp.func
+def _logsigmoid(x: float):
+    return wp.min(x, 0.0) - wp.log(1.0 + wp.exp(-wp.abs(x)))
+
+
+@wp.func
+def _sigmoid(x: float):
+    if x >= 0.0:
+        return 1.0 / (1.0 + wp.exp(-x))
+    e = wp.exp(x)
+    return e / (1.0 + e)
+
+
+@wp.func
+def _neg_expm1(x: float):
+    """``-expm1(x)`` for ``x <= 0`` (series near 0, where ``1 - exp(x)`` cancels)."""
+    if x > -1.0e-3:
+        return -x * (1.0 + x * (0.5 + x / 6.0))
+    return 1.0 - wp.exp(x)
+
+
+@wp.func
+def _corners(base: int, f: int, faces: wp.array2d(dtype=wp.int32), uv: wp.array2d(dtype=wp.float32),
+             z: wp.array(dtype=wp.float32)):
+    """Rows (u, v, z) of face ``f``'s corners in the view whose vertices start at row ``base``."""
+    m = wp.mat33()
+    for k in range(3):
+        vi = base + faces[f, k]
+        m[k, 0] = uv[vi, 0]
+        m[k, 1] = uv[vi, 1]
+        m[k, 2] = z[vi]
+    return m
+
+
+@wp.func
+def _edges(m: wp.mat33, pu: float, pv: float):
+    """Per edge: clamped parameter t, squared distance, edge function w; the doubled signed area."""
+    t = wp.vec3()
+    d2 = wp.vec3()
+    w = wp.vec3()
+    for k in range(3):
+        j = (k + 1) % 3
+        ex = m[j, 0] - m[k, 0]
+        ey = m[j, 1] - m[k, 1]
+        apx = pu - m[k, 0]
+        apy = pv - m[k, 1]
+        l2 = ex * ex + ey * ey
+        tk = float(0.0)
+        if l2 != 0.0:
+            tk = wp.clamp((apx * ex + apy * ey) / l2, 0.0, 1.0)
+        dx = apx - tk * ex
+        dy = apy - tk * ey
+        t[k] = tk
+        d2[k] = dx * dx + dy * dy
+        w[k] = ex * apy - ey * apx
+    area2 = (m[1, 0] - m[0, 0]) * (m[2, 1] - m[0, 1]) - (m[1, 1] - m[0, 1]) * (m[2, 0] - m[0, 0])
+    return t, d2, w, area2
+
+
+@wp.func
+def _inside_nearest(d2: wp.vec3, w: wp.vec3, area2: float):
+    inside = area2 != 0.0
+    for k in range(3):
+        if not (w[k] * area2 > 0.0):
+            inside = False
+    n = int(0)
+    if d2[1] < d2[n]:
+        n = 1
+    if d2[2] < d2[n]:
+        n = 2
+    return inside, n
+
+
+@wp.func
+def _barycentrics(t: wp.vec3, w: wp.vec3, area2: float, inside: bool, n: int):
+    lam = wp.vec3()
+    if inside:
+        for k in range(3):
+            lam[k] = w[(k + 1) % 3] / area2
+    else:
+        lam[n] = 1.0 - t[n]
+        lam[(n + 1) % 3] = t[n]
+    return lam
+
+
+@wp.func
+def _pair(m: wp.mat33, pu: float, pv: float, sigma: float, affine_depth: int):
+    """``x`` (``D = sigmoid(x)``), interpolation weights and depth of one (pixel, face) pair."""
+    t, d2, w, area2 = _edges(m, pu, pv)
+    inside, n = _inside_nearest(d2, w, area2)
+    lam = _barycentrics(t, w, area2, inside, n)
+    x = -d2[n] / sigma
+    if inside:
+        x = d2[n] / sigma
+    if affine_depth != 0:
+        return x, lam, lam[0] * m[0, 2] + lam[1] * m[1, 2] + lam[2] * m[2, 2]
+    q = wp.vec3(lam[0] / m[0, 2], lam[1] / m[1, 2], lam[2] / m[2, 2])
+    depth = 1.0 / (q[0] + q[1] + q[2])
+    return x, q * depth, depth
+
+
+@wp.func
+def _pair_backward(m: wp.mat33, pu: float, pv: float, sigma: float, affine_depth: int, g_x: float,
+                   g_interp: wp.vec3, g_depth: float):
+    """Gradient of the pair's ``(x, interp, depth)`` cotangents w.r.t. the corners' rows ``(u, v, z)``."""
+    t, d2, w, area2 = _edges(m, pu, pv)
+    inside, n = _inside_nearest(d2, w, area2)
+    lam = _barycentrics(t, w, area2, inside, n)
+    gm = wp.mat33()
+    g_lam = wp.vec3()
+    if affine_depth != 0:
+        for k in range(3):
+            g_lam[k] = g_interp[k] + g_depth * m[k, 2]
+            gm[k, 2] = g_depth * lam[k]
+    else:
+        q = wp.vec3(lam[0] / m[0, 2], lam[1] / m[1, 2], lam[2] / m[2, 2])
+        depth = 1.0 / (q[0] + q[1] + q[2])
+        common = (wp.dot(g_interp, q) + g_depth) * depth * depth
+        for k in range(3):
+            g_q = g_interp[k] * depth - common
+            g_lam[k] = g_q / m[k, 2]
+            gm[k, 2] = -g_q * q[k] / m[k, 2]
+    # x = +-d2[n] / sigma; outside, lam also depends on t[n]
+    g_d2 = -g_x / sigma
+    g_t = float(0.0)
+    if inside:
+        g_d2 = g_x / sigma
+    else:
+        g_t = g_lam[(n + 1) % 3] - g_lam[n]
+    j = (n + 1) % 3
+    ex = m[j, 0] - m[n, 0]
+    ey = m[j, 1] - m[n, 1]
+    apx = pu - m[n, 0]
+    apy = pv - m[n, 1]
+    l2 = ex * ex + ey * ey
+    tn = t[n]
+    gdx = 2.0 * g_d2 * (apx - tn * ex)
+    gdy = 2.0 * g_d2 * (apy - tn * ey)
+    gm[n, 0] = gm[n, 0] - (1.0 - tn) * gdx
+    gm[n, 1] = gm[n, 1] - (1.0 - tn) * gdy
+    gm[j, 0] = gm[j, 0] - tn * gdx
+    gm[j, 1] = gm[j, 1] - tn * gdy
+    g_t = g_t - (gdx * ex + gdy * ey)
+    if l2 != 0.0:
+        raw = (apx * ex + apy * ey) / l2
+        if raw >= 0.0 and raw <= 1.0:
+            gm[n, 0] = gm[n, 0] + g_t * (2.0 * raw * ex - ex - apx) / l2
+            gm[n, 1] = gm[n, 1] + g_t * (2.0 * raw * ey - ey - apy) / l2
+            gm[j, 0] = gm[j, 0] + g_t * (apx - 2.0 * raw * ex) / l2
+            gm[j, 1] = gm[j, 1] + g_t * (apy - 2.0 * raw * ey) / l2
+    if inside:
+        g_area2 = float(0.0)
+        for k in range(3):
+            g_area2 = g_area2 - g_lam[k] * lam[k] / area2
+        for k in range(3):
+            # w[k] = e x ap with e = b - a, ap = p - a (a = corner k, b = corner k + 1); lam[k - 1] = w[k] / area2
+            g_w = g_lam[(k + 2) % 3] / area2
+            kb = (k + 1) % 3
+            kex = m[kb, 0] - m[k, 0]
+            key = m[kb, 1] - m[k, 1]
+            kapx = pu - m[k, 0]
+            kapy = pv - m[k, 1]
+            gm[kb, 0] = gm[kb, 0] + g_w * kapy
+            gm[kb, 1] = gm[kb, 1] - g_w * kapx
+            gm[k, 0] = gm[k, 0] + g_w * (key - kapy)
+            gm[k, 1] = gm[k, 1] + g_w * (kapx - kex)
+        ux = m[1, 0] - m[0, 0]
+        uy = m[1, 1] - m[0, 1]
+        vx = m[2, 0] - m[0, 0]
+        vy = m[2, 1] - m[0, 1]
+        gm[1, 0] = gm[1, 0] + g_area2 * vy
+        gm[1, 1] = gm[1, 1] - g_area2 * vx
+        gm[2, 0] = gm[2, 0] - g_area2 * uy
+        gm[2, 1] = gm[2, 1] + g_area2 * ux
+        gm[0, 0] = gm[0, 0] - g_area2 * (vy - uy)
+        gm[0, 1] = gm[0, 1] - g_area2 * (ux - vx)
+    return gm
+
+
+@wp.func
+def _pixel(g: int, width: int, height: int):
+    npix = width * height
+    view = g // npix
+    pix = g - view * npix
+    y = pix // width
+    x = pix - y * width
+    return view, float(x) + 0.5, float(y) + 0.5
+
+
+@wp.kernel
+def soft_aggregate_forward(
+    offset: int, end: int,
+    uv: wp.array2d(dtype=wp.float32), z: wp.array(dtype=wp.float32), faces: wp.array2d(dtype=wp.int32),
+    ids: wp.array(dtype=wp.int32), attrs: wp.array2d(dtype=wp.float32), background: wp.array2d(dtype=wp.float32),
+    has_attrs: int, num_verts: int, width: int, height: int, k_max: int,
+    sigma: float, gamma: float, eps: float, far: float, depth_range: float, affine_depth: int,
+    silhouette: wp.array(dtype=wp.float32), out: wp.array2d(dtype=wp.float32),
+    log_transmit: wp.array(dtype=wp.float32), top: wp.array(dtype=wp.float32), denom: wp.array(dtype=wp.float32),
+):
+    """Per pixel ``g``: silhouette, aggregated attributes and the per-pixel softmax state (max logit, sum)."""
+    g = offset + wp.tid()
+    view, pu, pv = _pixel(g, width, height)
+    base = view * num_verts
+    logit_b = eps / gamma
+    lt = float(0.0)
+    mx = logit_b
+    for k in range(k_max):
+        f = ids[g * k_max + k]
+        if f < 0:
+            break
+        m = _corners(base, f, faces, uv, z)
+        x, interp, depth = _pair(m, pu, pv, sigma, affine_depth)
+        lt += _logsigmoid(-x)
+        if has_attrs != 0:
+            mx = wp.max(mx, _logsigmoid(x) + ((far - depth) / depth_range) / gamma)
+    log_transmit[g] = lt
+    silhouette[g] = _neg_expm1(lt)
+    top[g] = mx
+    if has_attrs == 0:
+        denom[g] = 1.0
+        return
+    channels = attrs.shape[1]
+    for c in range(channels):
+        out[g, c] = 0.0
+    total = float(0.0)
+    for k in range(k_max):
+        f = ids[g * k_max + k]
+        if f < 0:
+            break
+        m = _corners(base, f, faces, uv, z)
+        x, interp, depth = _pair(m, pu, pv, sigma, affine_depth)
+        e = wp.exp(_logsigmoid(x) + ((far - depth) / depth_range) / gamma - mx)
+        total += e
+        for i in range(3):
+            vi = base + faces[f, i]
+            we = e * interp[i]
+            for c in range(channels):
+                out[g, c] += we * attrs[vi, c]
+    e_b = wp.exp(logit_b - mx)
+    total += e_b
+    denom[g] = total
+    for c in range(channels):
+        out[g, c] = (out[g, c] + e_b * background[g, c]) / total
+
+
+@wp.kernel
+def soft_aggregate_backward(
+    offset: int, end: int,
+    uv: wp.array2d(dtype=wp.float32), z: wp.array(dtype=wp.float32), faces: wp.array2d(dtype=wp.int32),
+    ids: wp.array(dtype=wp.int32), attrs: wp.array2d(dtype=wp.float32),
+    has_attrs: int, num_verts: int, width: int, height: int, k_max: int,
+    sigma: float, gamma: float, eps: float, far: float, depth_range: float, affine_depth: int,
+    out: wp.array2d(dtype=wp.float32), log_transmit: wp.array(dtype=wp.float32), top: wp.array(dtype=wp.float32),
+    denom: wp.array(dtype=wp.float32), grad_sil: wp.array(dtype=wp.float32), grad_out: wp.array2d(dtype=wp.float32),
+    want_geom: int, want_attrs: int, want_bg: int,
+    grad_uvz: wp.array2d(dtype=wp.float32), grad_attrs: wp.array2d(dtype=wp.float32),
+    grad_bg: wp.array2d(dtype=wp.float32),
+):
+    """Gradients of ``sum(grad_sil * silhouette + grad_out * out)``: per-vertex ``(u, v, z)`` and ``attrs`` by
+    atomic adds (one launch per buffer on CPU), ``background`` per pixel."""
+    g = offset + wp.tid()
+    view, pu, pv = _pixel(g, width, height)
+    base = view * num_verts
+    gs_t = grad_sil[g] * wp.exp(log_transmit[g])
+    mx = top[g]
+    inv = 1.0 / denom[g]
+    channels = attrs.shape[1]
+    go_out = float(0.0)
+    if has_attrs != 0:
+        for c in range(channels):
+            go_out += grad_out[g, c] * out[g, c]
+        if want_bg != 0:
+            w_b = wp.exp(eps / gamma - mx) * inv
+            for c in range(channels):
+                grad_bg[g, c] = grad_out[g, c] * w_b
+    for k in range(k_max):
+        f = ids[g * k_max + k]
+        if f < 0:
+            break
+        m = _corners(base, f, faces, uv, z)
+        x, interp, depth = _pair(m, pu, pv, sigma, affine_depth)
+        g_x = gs_t * _sigmoid(x)
+        g_interp = wp.vec3()
+        g_depth = float(0.0)
+        if has_attrs != 0:
+            wj = wp.exp(_logsigmoid(x) + ((far - depth) / depth_range) / gamma - mx) * inv
+            col_go = float(0.0)
+            for i in range(3):
+                vi = base + faces[f, i]
+                s = float(0.0)
+                for c in range(channels):
+                    s += attrs[vi, c] * grad_out[g, c]
+                    if want_attrs != 0:
+                        wp.atomic_add(grad_attrs, vi, c, wj * interp[i] * grad_out[g, c])
+                g_interp[i] = wj * s
+                col_go += interp[i] * s
+            g_logit = wj * (col_go - go_out)
+            g_x += g_logit * _sigmoid(-x)
+            g_depth = -g_logit / depth_range / gamma
+        if want_geom != 0:
+            gm = _pair_backward(m, pu, pv, sigma, affine_depth, g_x, g_interp, g_depth)
+            for i in range(3):
+                vi = base + faces[f, i]
+                wp.atomic_add(grad_uvz, vi, 0, gm[i, 0])
+                wp.atomic_add(grad_uvz, vi, 1, gm[i, 1])
+                wp.atomic_add(grad_uvz, vi, 2, gm[i, 2])

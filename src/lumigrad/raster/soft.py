@@ -1,23 +1,25 @@
 """Soft rasterization (SoftRas-style probabilistic aggregation) over a compact list of candidate faces.
 
 A compiled kernel picks, per pixel, the K nearest faces within a cutoff distance (integer ids, not
-differentiated); everything continuous (distances, coverage probabilities, barycentrics, depths, aggregation
-weights) is recomputed in PyTorch over the (pixel, candidate) pairs only, so autograd gives the backward and
-gradients reach ``verts``, ``attrs``, ``background`` and the camera's ``K`` and ``world_to_cam``.
+differentiated). The continuous part (distances, coverage probabilities, barycentrics, depths, aggregation
+weights) then runs either fused in a float32 kernel with an explicit backward that recomputes the per-pair terms
+(``backend="kernel"``, ``kernels/soft_raster.py``), or in PyTorch over the (pixel, candidate) pairs with autograd
+(``backend="torch"``, any float dtype). Either way the projection stays in PyTorch, so gradients reach ``verts``,
+``attrs``, ``background`` and the camera's ``K`` and ``world_to_cam``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional
+from typing import Literal, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as tnf
 
-from .._checks import check_positive_int, check_tensor
+from .._checks import check_choice, check_positive_int, check_tensor
 from ..cameras.camera import Camera
 from ..cameras.projection import project_points
-from ..kernels.soft_raster import find_candidates
+from ..kernels.soft_raster import find_candidates, soft_aggregate
 from .rasterize import prepare_mesh
 
 
@@ -98,6 +100,7 @@ def soft_rasterize(
     eps: float = 1e-3,
     tol: float = 1e-4,
     faces_per_pixel: int = 16,
+    backend: Literal["auto", "kernel", "torch"] = "auto",
 ) -> SoftRaster:
     """Soft-rasterize a triangle mesh: SoftRas probabilistic coverage and depth-weighted aggregation.
 
@@ -136,15 +139,23 @@ def soft_rasterize(
         tol: coverage probability below which faces are ignored, in (0, 1); sets the cutoff.
         faces_per_pixel: ``K >= 1`` candidates kept per pixel, nearest first (16 by default: enough for a
             closed mesh's front and back layers plus the neighbours within the cutoff at an edge).
+        backend: ``"kernel"``: the fused float32 kernel with its explicit backward (needs float32 ``verts``,
+            camera, ``attrs`` and ``background``); ``"torch"``: PyTorch over the pairs, autograd backward (any
+            float dtype; float64 is the reference); ``"auto"`` (default): the kernel for float32, else PyTorch.
+            Both give the same values and gradients to float32 rounding.
 
     Returns:
         :class:`SoftRaster` ``(silhouette [..., H, W], attrs [..., H, W, C] or None, face_ids [..., H, W, K])``.
 
     Cost: binning O(F + tiles touched by the grown boxes); candidate search O(pixels x faces in the pixel's
-    16 x 16 tile); the PyTorch part O(pairs) where ``pairs <= H W K`` counts the (pixel, candidate) pairs.
-    Memory kept for backward (measured with ``saved_tensors_hooks``): 453 bytes per pair in float32, 853 in
+    16 x 16 tile); the continuous part O(pairs) where ``pairs <= H W K`` counts the (pixel, candidate) pairs.
+    Memory kept for backward: with ``backend="kernel"`` only the inputs (projected vertices ``uv``, ``z``,
+    ``attrs``, ``faces``, the candidate ids, 4 bytes per slot) and per-pixel tensors (the output attributes and
+    three floats: log transmittance, max logit and softmax denominator), nothing per pair; the backward
+    recomputes each pair's terms and scatters into per-vertex buffers (one private buffer per CPU thread).
+    With ``backend="torch"`` (measured with ``saved_tensors_hooks``): 453 bytes per pair in float32, 853 in
     float64 (about 100 floats and 6 int64 indices: gathered corners and depths, edge vectors and parameters,
-    distances, barycentrics, depth, weights), plus O(H W C) per-pixel tensors. Under ``torch.no_grad`` nothing per
+    distances, barycentrics, depth, weights), plus O(H W C) per-pixel tensors; under ``torch.no_grad`` nothing per
     pair outlives the call (the transient peak is still O(pairs)).
 
     **Differentiability:** ``silhouette`` and ``attrs`` are differentiable w.r.t. ``verts`` (through the
@@ -172,6 +183,7 @@ def soft_rasterize(
     eps = _check_scalar(eps, "eps", positive=False)
     tol = _check_scalar(tol, "tol", below_one=True)
     check_positive_int(faces_per_pixel, "faces_per_pixel")
+    check_choice(backend, "backend", ("auto", "kernel", "torch"))
     mesh = prepare_mesh(verts, faces, camera)
     N, V = mesh.verts.shape[:2]
     H, W = camera.height, camera.width
@@ -203,6 +215,21 @@ def soft_rasterize(
     cutoff = math.sqrt(sigma * math.log(1.0 / tol))
     ids = find_candidates(proj, mesh.faces_i32, behind.reshape(-1).to(torch.int8).contiguous(), W, H, cutoff,
                           camera.far, Kc, affine_depth=orthographic)  # [N, H, W, K] int32
+
+    if backend != "torch":
+        f32 = uv.dtype == torch.float32 and (attrs is None or attrs.dtype == torch.float32) and \
+            (background is None or background.dtype == torch.float32)
+        if backend == "kernel" and not f32:
+            raise TypeError("backend='kernel' needs float32 verts, camera, attrs and background; got "
+                            f"{uv.dtype}, {None if attrs is None else attrs.dtype} and "
+                            f"{None if background is None else background.dtype}")
+        if f32:
+            bg_flat = bg.reshape(N * H * W, -1) if background is not None else None
+            sil, agg = soft_aggregate(uv, z, mesh.faces_i32, ids, attrs_flat if attrs is not None else None, bg_flat,
+                                      W, H, sigma, gamma, eps, camera.near, camera.far, orthographic)
+            shape = mesh.batch_shape + (H, W)
+            out_attrs = agg.reshape(shape + (agg.shape[-1],)) if agg is not None else None
+            return SoftRaster(sil.reshape(shape), out_attrs, ids.reshape(shape + (Kc,)))
 
     flat = ids.reshape(-1)
     sel = (flat >= 0).nonzero()[:, 0]
