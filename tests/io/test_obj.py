@@ -7,9 +7,9 @@ import torch
 
 import lumigrad as lg
 from lumigrad.data import load_spot, spot_paths
-from lumigrad.io import ObjError, read_obj
+from lumigrad.io import ObjError, read_obj, write_obj
 
-from ..conftest import uv_sphere
+from ..conftest import SHARED_DATA, uv_sphere
 
 DT = torch.float64
 
@@ -232,3 +232,68 @@ def test_vertex_normals_gradcheck():
     verts, faces = uv_sphere(3, 5)
     verts = (verts + 0.05 * torch.randn(verts.shape, generator=torch.Generator().manual_seed(0), dtype=DT))
     torch.autograd.gradcheck(lambda v: lg.vertex_normals(v, faces), (verts.requires_grad_(),), eps=1e-6, atol=1e-8)
+
+
+# ------------------------------------------------------------------------------------------------ write_obj
+def _same(a, b):
+    assert a is None and b is None or (a.dtype == b.dtype and torch.equal(a, b))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, DT])
+def test_write_obj_round_trip_with_uv(tmp_path, dtype):
+    verts, faces = uv_sphere(4, 6, dtype=dtype)
+    g = torch.Generator().manual_seed(0)
+    uv = torch.rand(verts.shape[0] + 5, 2, generator=g, dtype=dtype)
+    uv_faces = torch.randint(0, uv.shape[0], faces.shape, generator=g)
+    write_obj(tmp_path / "w.obj", verts, faces, uv=uv, uv_faces=uv_faces)
+    got = read_obj(tmp_path / "w.obj", dtype=dtype)
+    for a, b in zip(got, (verts, faces, uv, uv_faces)):
+        _same(a, b)
+    first_f = next(ln for ln in (tmp_path / "w.obj").read_text().splitlines() if ln.startswith("f "))
+    assert first_f.split()[1] == f"{int(faces[0, 0]) + 1}/{int(uv_faces[0, 0]) + 1}"
+
+
+def test_write_obj_uv_per_vertex_normals_and_plain(tmp_path):
+    verts = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]])
+    faces = torch.tensor([[0, 1, 3], [0, 3, 2]], dtype=torch.int32)
+    uv = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.25]])
+    write_obj(tmp_path / "a.obj", verts, faces, uv=uv, normals=torch.tensor([[0.0, 0, 1]] * 4))
+    text = (tmp_path / "a.obj").read_text()
+    assert "vt 1.0 0.75" in text and "vn 0.0 0.0 1.0" in text and "f 1/1/1 2/2/2 4/4/4" in text
+    v, f, t, tf = read_obj(tmp_path / "a.obj")
+    assert torch.equal(v, verts) and f.tolist() == faces.tolist() and torch.equal(t, uv) and tf.tolist() == f.tolist()
+    write_obj(tmp_path / "b.obj", verts, faces, normals=torch.tensor([[0.0, 0, 1]] * 4))
+    assert "f 1//1 2//2 4//4" in (tmp_path / "b.obj").read_text()
+    write_obj(tmp_path / "c.obj", verts, faces)
+    assert "f 1 2 4\n" in (tmp_path / "c.obj").read_text()
+    v, f, t, tf = read_obj(tmp_path / "c.obj")
+    assert torch.equal(v, verts) and f.tolist() == faces.tolist() and t is None and tf is None
+
+
+def test_write_obj_validates_arguments(tmp_path):
+    verts, faces = uv_sphere(3, 4)
+    with pytest.raises(ValueError, match="faces holds index"):
+        write_obj(tmp_path / "x.obj", verts, faces + verts.shape[0])
+    with pytest.raises(ValueError, match="uv_faces was given without uv"):
+        write_obj(tmp_path / "x.obj", verts, faces, uv_faces=faces)
+    with pytest.raises(ValueError, match="one row per vertex"):
+        write_obj(tmp_path / "x.obj", verts, faces, uv=torch.zeros(2, 2, dtype=DT))
+    with pytest.raises(ValueError, match="uv_faces holds index"):
+        write_obj(tmp_path / "x.obj", verts, faces, uv=torch.zeros(2, 2, dtype=DT), uv_faces=faces)
+    with pytest.raises(ValueError, match="normals must have shape"):
+        write_obj(tmp_path / "x.obj", verts, faces, normals=torch.zeros(1, 3, dtype=DT))
+    with pytest.raises(TypeError, match="faces must have an integer dtype"):
+        write_obj(tmp_path / "x.obj", verts, faces.double())
+
+
+SHARED_OBJS = sorted(SHARED_DATA.rglob("*.obj")) if SHARED_DATA.is_dir() else []
+
+
+@pytest.mark.skipif(not SHARED_OBJS, reason="../shared/data is missing")
+@pytest.mark.parametrize("path", SHARED_OBJS, ids=[p.name for p in SHARED_OBJS])
+def test_shared_objs_round_trip(tmp_path, path):
+    got = read_obj(path)  # uv and uv_faces are None for files without texture coordinates (the Cornell boxes)
+    verts, faces, uv, uv_faces = got
+    write_obj(tmp_path / "rt.obj", verts, faces, uv=uv, uv_faces=uv_faces)
+    for a, b in zip(read_obj(tmp_path / "rt.obj"), got):
+        _same(a, b)

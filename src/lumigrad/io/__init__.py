@@ -6,11 +6,13 @@ from .gltf import GltfError, read_gltf
 from .hdr import read_hdr, write_hdr
 from .image import read_image, write_image
 from .nerf import NerfTransforms, read_nerf_transforms, write_nerf_transforms
-from .obj import ObjError, read_obj
+from .obj import ObjError, read_obj, write_obj
 from .opensfm import OpenSfmReconstruction, lla_to_topocentric, read_opensfm
+from .ply import PlyError, PlyMesh, read_ply, write_ply
 from .pytorch3d import camera_from_pytorch3d, camera_to_pytorch3d
 
 __all__ = ["ColmapImage", "GltfError", "ColmapReconstruction", "NerfTransforms", "ObjError", "OpenSfmReconstruction",
+           "PlyError", "PlyMesh",
            "camera_from_pytorch3d", "camera_to_pytorch3d", "lla_to_topocentric", "read_colmap", "read_exr", "read_gltf", "read_hdr",
-           "read_image", "read_nerf_transforms", "read_obj", "read_opensfm", "write_colmap", "write_exr", "write_hdr",
-           "write_image", "write_nerf_transforms"]
+           "read_image", "read_nerf_transforms", "read_obj", "read_opensfm", "read_ply", "write_colmap", "write_exr",
+           "write_hdr", "write_image", "write_nerf_transforms", "write_obj", "write_ply"]

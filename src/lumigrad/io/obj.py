@@ -1,7 +1,7 @@
-"""A small Wavefront OBJ reader: positions, texture coordinates and faces (the IO issue adds the rest).
+"""A small Wavefront OBJ reader and writer: positions, texture coordinates and faces.
 
 Polygons are fan-triangulated, negative (relative) indices are resolved, and OBJ's bottom-left texture
-origin is converted once to lumigrad's top-left origin (``v -> 1 - v``).
+origin is converted once to lumigrad's top-left origin (``v -> 1 - v``, undone by ``write_obj``).
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import os
 from typing import Optional, Tuple
 
 import torch
+
+from .._checks import check_indices, check_tensor
 
 
 class ObjError(ValueError):
@@ -77,3 +79,67 @@ def _resolve(index: int, count: int, what: str) -> int:
     if index == 0 or not 0 <= resolved < count:
         raise ValueError(f"{what} index {index} out of range (1..{count} defined so far)")
     return resolved
+
+
+def write_obj(
+    path: str | os.PathLike,
+    verts: torch.Tensor,
+    faces: torch.Tensor,
+    *,
+    uv: Optional[torch.Tensor] = None,
+    uv_faces: Optional[torch.Tensor] = None,
+    normals: Optional[torch.Tensor] = None,
+) -> None:
+    """Write a triangle mesh as OBJ text that :func:`read_obj` reads back to the same tensors.
+
+    Args:
+        path: destination file.
+        verts: ``[V, 3]`` float positions (written with enough digits to read back exactly in their dtype).
+        faces: ``[F, 3]`` integer vertex indices in ``[0, V)``, written 1-based.
+        uv: ``[T, 2]`` float texture coordinates, top-left origin; written as ``vt u 1-v`` (computed in float64).
+            The flip reads back exactly for coordinates ``read_obj`` produced and for multiples of the dtype's
+            epsilon in [0, 1]; other values (say 1e-9 in float32) may move by up to half an ulp of 1.
+        uv_faces: ``[F, 3]`` indices into ``uv`` per face corner; may be omitted when ``uv`` has one row per
+            vertex (then ``faces`` index it). Corners are written ``v/vt``.
+        normals: ``[V, 3]`` per-vertex normals, written as ``vn`` with corners ``v/vt/vn`` or ``v//vn``
+            (``read_obj`` ignores them).
+
+    Example: one triangle with ``uv = [[0, 0], [1, 0], [0, 1]]`` writes ``vt 0 1``, ``vt 1 1``, ``vt 0 0`` and
+    ``f 1/1 2/2 3/3``. NaN and Inf values are written as ``nan`` / ``inf`` as they are.
+    """
+    check_tensor(verts, "verts", trailing=(None, 3), max_dims=2, floating=True)
+    check_tensor(faces, "faces", trailing=(None, 3), max_dims=2, floating=False)
+    num_verts = verts.shape[0]
+    check_indices(faces, "faces", num_verts)
+    if uv_faces is not None and uv is None:
+        raise ValueError("uv_faces was given without uv")
+    if uv is not None:
+        check_tensor(uv, "uv", trailing=(None, 2), max_dims=2, floating=True)
+        if uv_faces is None:
+            if uv.shape[0] != num_verts:
+                raise ValueError(f"uv without uv_faces must have one row per vertex ({num_verts}); got "
+                                 f"{tuple(uv.shape)}")
+            uv_faces = faces
+        check_tensor(uv_faces, "uv_faces", trailing=(faces.shape[0], 3), max_dims=2, floating=False)
+        check_indices(uv_faces, "uv_faces", uv.shape[0])
+    if normals is not None:
+        check_tensor(normals, "normals", trailing=(num_verts, 3), max_dims=2, floating=True)
+    lines = ["# written by lumigrad\n"]
+    # Python's repr of a float64 reads back exactly, and a float32 value is exact in float64.
+    lines += [f"v {x!r} {y!r} {z!r}\n" for x, y, z in verts.detach().cpu().double().tolist()]
+    if uv is not None:
+        uv64 = uv.detach().cpu().double()
+        lines += [f"vt {u!r} {1.0 - v!r}\n" for u, v in uv64.tolist()]
+    if normals is not None:
+        lines += [f"vn {x!r} {y!r} {z!r}\n" for x, y, z in normals.detach().cpu().double().tolist()]
+    f1 = (faces.detach().cpu().long() + 1).tolist()
+    if uv is not None:
+        t1 = (uv_faces.detach().cpu().long() + 1).tolist()
+        tail = (lambda a: f"/{a}") if normals is not None else (lambda a: "")
+        lines += ["f " + " ".join(f"{a}/{b}{tail(a)}" for a, b in zip(fv, ft)) + "\n" for fv, ft in zip(f1, t1)]
+    elif normals is not None:
+        lines += ["f " + " ".join(f"{a}//{a}" for a in fv) + "\n" for fv in f1]
+    else:
+        lines += [f"f {a} {b} {c}\n" for a, b, c in f1]
+    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write("".join(lines))
