@@ -1,4 +1,4 @@
-"""Readers and writers; foreign conventions are converted here, once."""
+"""Readers and writers; foreign conventions are converted here, once. ``load`` / ``save`` pick the format."""
 
 from .colmap import ColmapImage, ColmapReconstruction, read_colmap, write_colmap
 from .exr import read_exr, write_exr
@@ -10,9 +10,10 @@ from .obj import ObjError, read_obj, write_obj
 from .opensfm import OpenSfmReconstruction, lla_to_topocentric, read_opensfm
 from .ply import PlyError, PlyMesh, read_ply, write_ply
 from .pytorch3d import camera_from_pytorch3d, camera_to_pytorch3d
+from .registry import formats, load, register_format, save
 
 __all__ = ["ColmapImage", "GltfError", "ColmapReconstruction", "NerfTransforms", "ObjError", "OpenSfmReconstruction",
            "PlyError", "PlyMesh",
-           "camera_from_pytorch3d", "camera_to_pytorch3d", "lla_to_topocentric", "read_colmap", "read_exr", "read_gltf", "read_hdr",
+           "camera_from_pytorch3d", "camera_to_pytorch3d", "formats", "load", "register_format", "save", "lla_to_topocentric", "read_colmap", "read_exr", "read_gltf", "read_hdr",
            "read_image", "read_nerf_transforms", "read_obj", "read_opensfm", "read_ply", "write_colmap", "write_exr",
            "write_hdr", "write_image", "write_nerf_transforms", "write_obj", "write_ply"]

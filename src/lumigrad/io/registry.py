@@ -1,0 +1,153 @@
+"""One entry point for every file format: ``load(path)`` and ``save(path, obj)`` pick the reader / writer.
+
+Readers return lumigrad types in lumigrad's conventions (foreign conventions are converted by the format's
+module, once): meshes as :class:`lumigrad.Mesh` or :class:`lumigrad.io.PlyMesh`, glTF as a
+:class:`lumigrad.Scene`, images as ``[H, W, C]`` float tensors, camera datasets as their reconstruction
+records. ``formats()`` lists what is registered; ``register_format`` adds a reader or writer.
+
+Dispatch: by the lower-case suffix; a folder is a COLMAP sparse model; a ``.json`` file is a NeRF
+``transforms.json`` when it has ``frames``, else an OpenSfM ``reconstruction.json`` when it is a list.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+__all__ = ["formats", "load", "register_format", "save"]
+
+
+@dataclass
+class _Format:
+    what: str
+    reader: Optional[Callable[..., Any]] = None
+    writer: Optional[Callable[..., None]] = None
+
+
+_FORMATS: Dict[str, _Format] = {}
+
+
+def register_format(suffix: str, what: str, *, reader: Optional[Callable[..., Any]] = None,
+                    writer: Optional[Callable[..., None]] = None) -> None:
+    """Register (or replace) the reader ``reader(path, **kw)`` and / or writer ``writer(path, obj, **kw)`` of
+    files ending in ``suffix`` (e.g. ``".ply"``)."""
+    if not suffix.startswith(".") or suffix != suffix.lower():
+        raise ValueError(f"suffix must be lower case and start with '.'; got {suffix!r}")
+    if reader is None and writer is None:
+        raise ValueError("register_format needs a reader, a writer or both")
+    old = _FORMATS.get(suffix)
+    _FORMATS[suffix] = _Format(what, reader or (old.reader if old else None), writer or (old.writer if old else None))
+
+
+def formats() -> Dict[str, str]:
+    """``{suffix: "what (read, write)"}`` for every registered format."""
+    out = {}
+    for suffix, f in sorted(_FORMATS.items()):
+        modes = ", ".join(m for m, fn in (("read", f.reader), ("write", f.writer)) if fn is not None)
+        out[suffix] = f"{f.what} ({modes})"
+    return out
+
+
+def load(path: str | os.PathLike, **kw) -> Any:
+    """Read ``path`` with the reader its suffix (or folder layout) calls for; ``kw`` go to that reader.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: no reader handles it (the message lists the formats that are read).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such file or folder")
+    if p.is_dir():
+        from .colmap import read_colmap
+
+        return read_colmap(p, **kw)
+    suffix = p.suffix.lower()
+    if suffix == ".json":
+        return _load_json(p, **kw)
+    f = _FORMATS.get(suffix)
+    if f is None or f.reader is None:
+        readable = sorted(s for s, f in _FORMATS.items() if f.reader) + [".json (NeRF, OpenSfM)", "folder (COLMAP)"]
+        raise ValueError(f"{p}: no reader for {suffix or 'files without a suffix'!r}; lumigrad reads "
+                         f"{', '.join(readable)}")
+    return f.reader(p, **kw)
+
+
+def save(path: str | os.PathLike, obj: Any, **kw) -> None:
+    """Write ``obj`` to ``path`` with the writer its suffix calls for; ``kw`` go to that writer.
+
+    Raises:
+        ValueError: no writer handles the suffix (the message lists the formats that are written).
+    """
+    p = Path(path)
+    f = _FORMATS.get(p.suffix.lower())
+    if f is None or f.writer is None:
+        writable = sorted(s for s, f in _FORMATS.items() if f.writer)
+        raise ValueError(f"{p}: no writer for {p.suffix.lower() or 'files without a suffix'!r}; lumigrad writes "
+                         f"{', '.join(writable)}")
+    f.writer(p, obj, **kw)
+
+
+def _load_json(p: Path, **kw):
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{p}: not JSON ({e})") from None
+    if isinstance(data, dict) and "frames" in data:
+        from .nerf import read_nerf_transforms
+
+        return read_nerf_transforms(p, **kw)
+    if isinstance(data, list):
+        from .opensfm import read_opensfm
+
+        return read_opensfm(p, **kw)
+    raise ValueError(f"{p}: JSON that is neither a NeRF transforms.json (no 'frames') nor an OpenSfM "
+                     "reconstruction.json (not a list)")
+
+
+def _mesh_from_obj(path, **kw):
+    from ..mesh import Mesh
+
+    return Mesh.from_obj(path, **kw)
+
+
+def _write_mesh(writer):
+    """A writer that takes a :class:`lumigrad.Mesh`, a :class:`SceneMesh` / :class:`PlyMesh`-like object with
+    ``verts`` and ``faces``, or a ``(verts, faces)`` pair."""
+
+    def write(path, obj, **kw):
+        if isinstance(obj, tuple) and len(obj) == 2:
+            verts, faces = obj
+            return writer(path, verts, faces, **kw)
+        if not (hasattr(obj, "verts") and hasattr(obj, "faces")):
+            raise TypeError(f"cannot write a {type(obj).__name__} as a mesh to {path}: pass a Mesh or (verts, faces)")
+        extra = {}
+        if writer.__name__ == "write_obj" and getattr(obj, "uv", None) is not None:
+            extra = {"uv": obj.uv, "uv_faces": getattr(obj, "uv_faces", None)}
+        return writer(path, obj.verts, obj.faces, **{**extra, **kw})
+
+    return write
+
+
+def _register_builtin() -> None:
+    from .exr import read_exr, write_exr
+    from .gltf import read_gltf
+    from .hdr import read_hdr, write_hdr
+    from .image import read_image, write_image
+    from .obj import write_obj
+    from .ply import read_ply, write_ply
+
+    register_format(".obj", "Wavefront OBJ mesh -> Mesh", reader=_mesh_from_obj, writer=_write_mesh(write_obj))
+    register_format(".ply", "PLY mesh or point cloud -> PlyMesh", reader=read_ply, writer=_write_mesh(write_ply))
+    for suffix in (".gltf", ".glb"):
+        register_format(suffix, "glTF 2.0 scene -> Scene", reader=read_gltf)
+    for suffix in (".png", ".jpg", ".jpeg"):
+        register_format(suffix, "8-bit image -> [H, W, C] in [0, 1]", reader=read_image, writer=write_image)
+    register_format(".hdr", "Radiance RGBE HDR image -> [H, W, 3]", reader=read_hdr, writer=write_hdr)
+    register_format(".exr", "OpenEXR scanline image -> [H, W, C]", reader=read_exr, writer=write_exr)
+
+
+_register_builtin()
