@@ -1,0 +1,476 @@
+"""``Fit``: the optimisation loop as a library object, with divergence checks, spike clipping and resumable,
+bit-for-bit reproducible checkpoints.
+
+One step (``step`` counts from 0; ``steps_done = step + 1`` once it is finished):
+
+1. set every gradient to ``None``; ``loss_fn(step)`` -> ``loss`` or ``(loss, {name: float})``; ``loss.backward()``;
+2. raise :class:`FitDivergedError` if the loss or any gradient is NaN / Inf (one device sync for all of them);
+3. per parameter group active at this step (``step >= group.start``): gradient spike clipping. With ``n`` the
+   group's gradient norm and ``e`` its running norm (an EMA, decay ``spike_decay``, started at the first
+   norm), a norm ``n > clip_spikes * e`` is scaled down to ``clip_spikes * e`` (logged as ``clip/<group>``,
+   the scale factor); then ``e = decay * e + (1 - decay) * min(n, clip_spikes * e)``;
+4. step each active group's optimiser with ``lr * schedule(step, steps)``; frozen groups (``step < start``)
+   are not stepped at all (their optimiser moments start at ``start``) and log ``lr/<group> = 0``;
+5. raise :class:`FitDivergedError` if a parameter became NaN / Inf;
+6. record the loss and the log, call the callbacks (any returning ``True`` stops the fit), and write a
+   checkpoint when ``steps_done`` is a multiple of ``checkpoint_every``, at the last step and on an early stop.
+
+Checkpoints (``checkpoint_dir/checkpoint.pt``) are written atomically (temporary file in the same folder,
+``fsync``, ``os.replace``) and hold everything that determines the rest of the fit: parameter values,
+optimiser states, the spike-clipper EMAs, the torch CPU (and CUDA) RNG states, losses and logs. Resuming
+therefore reproduces an uninterrupted run bit for bit, provided ``loss_fn`` depends only on ``step``, the
+parameters and the torch RNG (not on Python's ``random``, NumPy's RNG or state kept between calls, such as a
+conjugate-gradient warm start).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+
+from .._checks import check_choice, check_positive_int
+from ..report import LossProgress
+from .adam_uniform import AdamUniform
+
+__all__ = ["Fit", "FitDivergedError", "FitResult", "ParamGroup", "cosine_schedule"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+_FORMAT = 1
+_OPTIMIZERS = ("adam", "adam_uniform", "sgd")
+
+LossOutput = Union[torch.Tensor, Tuple[torch.Tensor, Mapping[str, float]]]
+Callback = Callable[[int, float, Dict[str, float]], Optional[bool]]
+
+
+class FitDivergedError(RuntimeError):
+    """The loss, a gradient or a parameter became NaN or Inf; the message names the step and the group."""
+
+
+def cosine_schedule(step: int, steps: int, final: float = 0.0) -> float:
+    """Return the cosine-annealing lr multiplier ``final + (1 - final) (1 + cos(pi step / steps)) / 2``.
+
+    Args:
+        step: the current step, from 0.
+        steps: the total number of steps.
+        final: the multiplier reached at ``step = steps``.
+
+    Returns:
+        A float in ``[final, 1]``: 1 at step 0, ``(1 + final) / 2`` half way.
+    """
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * step / max(steps, 1)))
+
+
+@dataclass
+class ParamGroup:
+    """Tensors optimised together with one optimiser, learning rate, schedule and start step.
+
+    Args:
+        params: leaf tensors with ``requires_grad=True`` (e.g. ``nn.Parameter``, ``LargeSteps.parameter``).
+        lr: base learning rate, finite and ``>= 0``.
+        optimizer: ``"adam"`` (``torch.optim.Adam``), ``"adam_uniform"`` (:class:`AdamUniform`, for
+            :class:`~lumigrad.optim.LargeSteps` parameters) or ``"sgd"`` (``torch.optim.SGD``).
+        schedule: optional ``schedule(step, steps) -> float`` multiplier of ``lr`` (e.g. :func:`cosine_schedule`).
+        start: the group is frozen (not stepped, lr 0) before this step.
+        betas: Adam / AdamUniform moment decays.
+        eps: Adam / AdamUniform denominator epsilon.
+        momentum: SGD momentum.
+    """
+
+    params: Sequence[torch.Tensor]
+    lr: float
+    optimizer: Literal["adam", "adam_uniform", "sgd"] = "adam"
+    schedule: Optional[Callable[[int, int], float]] = None
+    start: int = 0
+    betas: Tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    momentum: float = 0.0
+
+
+@dataclass
+class FitResult:
+    """What :meth:`Fit.run` returns.
+
+    Attributes:
+        losses: the loss of every finished step, from step 0 (including steps restored from a checkpoint).
+        logs: one dict per step: ``loss_fn``'s extra values plus ``lr/<group>``, ``grad_norm/<group>`` and,
+            when a spike was clipped, ``clip/<group>`` (the scale applied).
+        steps_done: the number of finished steps.
+        seconds: wall time of this :meth:`Fit.run` call.
+        stopped_early: a callback returned ``True``.
+    """
+
+    losses: List[float] = field(default_factory=list)
+    logs: List[Dict[str, float]] = field(default_factory=list)
+    steps_done: int = 0
+    seconds: float = 0.0
+    stopped_early: bool = False
+
+
+class Fit:
+    """Minimise ``loss_fn`` over parameter groups for ``steps`` steps; see the module docstring for one step.
+
+    Example::
+
+        ls = LargeSteps(verts, faces)
+        fit = Fit(lambda step: render_loss(ls.verts(), step),
+                  {"shape": ParamGroup([ls.parameter], lr=1e-2, optimizer="adam_uniform"),
+                   "albedo": ParamGroup([albedo], lr=3e-2, schedule=cosine_schedule, start=100)},
+                  steps=1000, checkpoint_dir="runs/a", resume=True)
+        result = fit.run()
+
+    Args:
+        loss_fn: ``loss_fn(step)`` returns a scalar loss tensor, or ``(loss, {name: float})`` to log.
+        groups: group name -> :class:`ParamGroup`; a tensor may belong to one group only.
+        steps: total number of steps (a resumed fit continues up to it).
+        checkpoint_dir: folder for ``checkpoint.pt``; ``None`` writes no checkpoints.
+        checkpoint_every: write a checkpoint every this many finished steps (and at the end).
+        seed: ``torch.manual_seed(seed)`` at the start of a fit that does not resume.
+        clip_spikes: clip a group's gradient norm to this many times its running norm; ``None`` disables.
+        progress: show a tqdm bar with the loss.
+        callbacks: ``cb(step, loss, log)`` after each step; returning ``True`` stops the fit.
+        resume: load ``checkpoint_dir/checkpoint.pt`` (if it exists) when :meth:`run` starts.
+        spike_decay: decay of the running gradient norm used by ``clip_spikes``, in ``[0, 1)``.
+
+    Raises:
+        ValueError / TypeError: on invalid arguments, naming the argument.
+    """
+
+    def __init__(self, loss_fn: Callable[[int], LossOutput], groups: Mapping[str, ParamGroup], *, steps: int,
+                 checkpoint_dir: Optional[Union[str, os.PathLike]] = None, checkpoint_every: int = 50,
+                 seed: int = 0, clip_spikes: Optional[float] = 10.0, progress: bool = False,
+                 callbacks: Sequence[Callback] = (), resume: bool = False, spike_decay: float = 0.9):
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable; got {type(loss_fn).__name__}")
+        self.loss_fn = loss_fn
+        self.steps = check_positive_int(steps, "steps")
+        self.checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int; got {type(seed).__name__}")
+        self.seed = seed
+        if clip_spikes is not None:
+            if isinstance(clip_spikes, bool) or not isinstance(clip_spikes, (int, float)) \
+                    or not math.isfinite(clip_spikes) or clip_spikes <= 0:
+                raise ValueError(f"clip_spikes must be a finite number > 0 or None; got {clip_spikes!r}")
+            clip_spikes = float(clip_spikes)
+        self.clip_spikes = clip_spikes
+        if not (isinstance(spike_decay, (int, float)) and 0.0 <= spike_decay < 1.0):
+            raise ValueError(f"spike_decay must be a number in [0, 1); got {spike_decay!r}")
+        self.spike_decay = float(spike_decay)
+        self.progress = bool(progress)
+        self.callbacks = list(callbacks)
+        for k, cb in enumerate(self.callbacks):
+            if not callable(cb):
+                raise TypeError(f"callbacks[{k}] must be callable; got {type(cb).__name__}")
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        if resume and self.checkpoint_dir is None:
+            raise ValueError("resume=True needs a checkpoint_dir")
+        self._resume_pending = bool(resume)
+        self.groups: Dict[str, ParamGroup] = self._check_groups(groups)
+        self.optimizers = {name: self._make_optimizer(name, g) for name, g in self.groups.items()}
+        self.spike_ema: Dict[str, Optional[float]] = {name: None for name in self.groups}
+        self.losses: List[float] = []
+        self.logs: List[Dict[str, float]] = []
+        self.steps_done = 0
+        self._seeded = False
+
+    # ------------------------------------------------------------------------------------------ set-up
+
+    @staticmethod
+    def _check_groups(groups) -> Dict[str, ParamGroup]:
+        if not isinstance(groups, Mapping) or not groups:
+            raise ValueError("groups must be a non-empty dict of name -> ParamGroup")
+        seen: Dict[int, str] = {}
+        out = {}
+        for name, g in groups.items():
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"group names must be non-empty strings; got {name!r}")
+            if not isinstance(g, ParamGroup):
+                raise TypeError(f"groups[{name!r}] must be a ParamGroup; got {type(g).__name__}")
+            params = list(g.params) if not isinstance(g.params, torch.Tensor) else [g.params]
+            if not params:
+                raise ValueError(f"groups[{name!r}].params is empty")
+            for k, p in enumerate(params):
+                where = f"groups[{name!r}].params[{k}]"
+                if not isinstance(p, torch.Tensor):
+                    raise TypeError(f"{where} must be a torch.Tensor; got {type(p).__name__}")
+                if not p.is_floating_point():
+                    raise TypeError(f"{where} must have a floating dtype; got {p.dtype}")
+                if not p.is_leaf or not p.requires_grad:
+                    raise ValueError(f"{where} must be a leaf tensor with requires_grad=True")
+                if id(p) in seen:
+                    raise ValueError(f"{where} is already in group {seen[id(p)]!r}; a tensor may be in one group")
+                seen[id(p)] = name
+            lr = g.lr
+            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
+                raise ValueError(f"groups[{name!r}].lr must be a finite number >= 0; got {lr!r}")
+            check_choice(g.optimizer, f"groups[{name!r}].optimizer", _OPTIMIZERS)
+            if g.schedule is not None and not callable(g.schedule):
+                raise TypeError(f"groups[{name!r}].schedule must be callable(step, steps) or None")
+            if isinstance(g.start, bool) or not isinstance(g.start, int) or g.start < 0:
+                raise ValueError(f"groups[{name!r}].start must be an int >= 0; got {g.start!r}")
+            out[name] = ParamGroup(params, float(lr), g.optimizer, g.schedule, g.start, tuple(g.betas), g.eps,
+                                   g.momentum)
+        return out
+
+    @staticmethod
+    def _make_optimizer(name: str, g: ParamGroup) -> torch.optim.Optimizer:
+        if g.optimizer == "adam":
+            return torch.optim.Adam(g.params, lr=g.lr, betas=g.betas, eps=g.eps)
+        if g.optimizer == "adam_uniform":
+            return AdamUniform(g.params, lr=g.lr, betas=g.betas, eps=g.eps)
+        return torch.optim.SGD(g.params, lr=g.lr, momentum=g.momentum)
+
+    def fingerprint(self) -> List[tuple]:
+        """Return ``[(group name, optimizer, [(shape, dtype), ...]), ...]``, what a checkpoint must match."""
+        return [(name, g.optimizer, [(tuple(p.shape), str(p.dtype)) for p in g.params])
+                for name, g in self.groups.items()]
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+
+    @property
+    def checkpoint_path(self) -> Optional[Path]:
+        """``checkpoint_dir / "checkpoint.pt"``, or ``None`` without a ``checkpoint_dir``."""
+        return None if self.checkpoint_dir is None else self.checkpoint_dir / CHECKPOINT_NAME
+
+    def state_dict(self) -> dict:
+        """Return everything a checkpoint holds (tensors are referenced, not copied)."""
+        rng = {"torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+        return {
+            "format": _FORMAT,
+            "steps_done": self.steps_done,
+            "fingerprint": self.fingerprint(),
+            "params": {name: [p.detach() for p in g.params] for name, g in self.groups.items()},
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "spike_ema": dict(self.spike_ema),
+            "losses": list(self.losses),
+            "logs": [dict(log) for log in self.logs],
+            "rng": rng,
+            "seed": self.seed,
+        }
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoint_dir/checkpoint.pt`` atomically and return its path.
+
+        The state is written to a temporary file in the same folder, flushed and ``fsync``-ed, then renamed
+        over the old checkpoint with ``os.replace``: a crash at any point leaves either the old or the new
+        checkpoint, never a partial one.
+
+        Returns:
+            The checkpoint path.
+        """
+        if self.checkpoint_dir is None:
+            raise ValueError("save_checkpoint needs a checkpoint_dir")
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        final = self.checkpoint_path
+        fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", suffix=".tmp", dir=self.checkpoint_dir)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(self.state_dict(), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        _fsync_dir(self.checkpoint_dir)
+        return final
+
+    def load_checkpoint(self, path: Optional[Union[str, os.PathLike]] = None) -> int:
+        """Restore the fit from a checkpoint, if there is one.
+
+        Args:
+            path: the checkpoint file; defaults to ``checkpoint_dir/checkpoint.pt``.
+
+        Returns:
+            The number of steps done after loading (0 when there is no checkpoint file).
+
+        Raises:
+            ValueError: the checkpoint was written for different groups (names, optimisers, shapes, dtypes).
+        """
+        path = Path(path) if path is not None else self.checkpoint_path
+        self._resume_pending = False
+        if path is None or not path.exists():
+            return self.steps_done
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT:
+            raise ValueError(f"{path} is not a lumigrad Fit checkpoint (format {_FORMAT})")
+        want, got = self.fingerprint(), [(n, o, [(tuple(s), d) for s, d in ps]) for n, o, ps in ckpt["fingerprint"]]
+        if want != got:
+            raise ValueError(f"checkpoint {path} was written for different parameter groups and cannot resume "
+                             f"this fit: checkpoint has {_describe(got)}, this fit has {_describe(want)}")
+        with torch.no_grad():
+            for name, g in self.groups.items():
+                for p, saved in zip(g.params, ckpt["params"][name]):
+                    p.copy_(saved)
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(ckpt["optimizers"][name])
+        self.spike_ema = dict(ckpt["spike_ema"])
+        self.losses = list(ckpt["losses"])
+        self.logs = [dict(log) for log in ckpt["logs"]]
+        self.steps_done = int(ckpt["steps_done"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if ckpt["rng"]["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        self._seeded = True
+        return self.steps_done
+
+    def resume(self) -> FitResult:
+        """Load the checkpoint (if present) and run the remaining steps; see :meth:`run`."""
+        self.load_checkpoint()
+        return self.run()
+
+    # ------------------------------------------------------------------------------------------ the loop
+
+    def run(self) -> FitResult:
+        """Run the fit from the current step (0, or the checkpoint's when resuming) up to ``steps``.
+
+        Returns:
+            A :class:`FitResult` with the full loss / log history.
+
+        Raises:
+            FitDivergedError: the loss, a gradient or a parameter became NaN / Inf.
+        """
+        if self._resume_pending:
+            self.load_checkpoint()
+        if not self._seeded:
+            torch.manual_seed(self.seed)
+            self._seeded = True
+        t0 = time.perf_counter()
+        stopped = False
+        with LossProgress(self.steps, "fit", enabled=self.progress) as bar:
+            if bar.bar is not None and self.steps_done:
+                bar.bar.update(self.steps_done)
+            while self.steps_done < self.steps:
+                step = self.steps_done
+                loss, log = self._step(step)
+                self.losses.append(loss)
+                self.logs.append(log)
+                self.steps_done = step + 1
+                bar.update(loss)
+                for cb in self.callbacks:
+                    if cb(step, loss, log) is True:
+                        stopped = True
+                last = stopped or self.steps_done == self.steps
+                if self.checkpoint_dir is not None and (last or self.steps_done % self.checkpoint_every == 0):
+                    self.save_checkpoint()
+                if stopped:
+                    break
+        return FitResult(list(self.losses), [dict(x) for x in self.logs], self.steps_done,
+                         time.perf_counter() - t0, stopped)
+
+    def _step(self, step: int) -> Tuple[float, Dict[str, float]]:
+        for g in self.groups.values():
+            for p in g.params:
+                p.grad = None
+        out = self.loss_fn(step)
+        extra: Mapping[str, float] = {}
+        if isinstance(out, tuple):
+            if len(out) != 2 or not isinstance(out[1], Mapping):
+                raise TypeError("loss_fn must return a loss tensor or (loss, dict of floats)")
+            out, extra = out
+        if not isinstance(out, torch.Tensor) or out.numel() != 1:
+            raise TypeError(f"loss_fn must return a scalar tensor; got {getattr(out, 'shape', type(out).__name__)}")
+        if not out.requires_grad:
+            raise ValueError(f"the loss at step {step} does not depend on any parameter (requires_grad is False)")
+        loss = float(out.detach())
+        if not math.isfinite(loss):
+            last = f"; last finite loss {self.losses[-1]:.6g} at step {step - 1}" if self.losses else ""
+            raise FitDivergedError(f"loss is {loss} at step {step}{last}")
+        out.backward()
+        log = {k: float(v) for k, v in extra.items()}
+
+        grads = [(name, k, p) for name, g in self.groups.items() for k, p in enumerate(g.params) if p.grad is not None]
+        if grads and not bool(torch.stack([torch.isfinite(p.grad).all() for _, _, p in grads]).all()):
+            for name, k, p in grads:
+                if not bool(torch.isfinite(p.grad).all()):
+                    bad = int((~torch.isfinite(p.grad)).sum())
+                    raise FitDivergedError(f"gradient of group {name!r} parameter {k} has {bad} NaN/Inf values of "
+                                           f"{p.grad.numel()} at step {step}; the parameter (still finite) has "
+                                           f"{_stats(p.detach())}")
+
+        active = [name for name, g in self.groups.items() if step >= g.start]
+        norms = {}
+        if active:
+            per_group = []
+            for name in active:
+                gs = [p.grad.detach().double().pow(2).sum() for p in self.groups[name].params if p.grad is not None]
+                per_group.append(torch.stack(gs).sum().sqrt() if gs else torch.zeros((), dtype=torch.float64))
+            norms = dict(zip(active, torch.stack([x.cpu() for x in per_group]).tolist()))
+        before = {}
+        for name, g in self.groups.items():
+            if step < g.start:
+                log[f"lr/{name}"] = 0.0
+                continue
+            n = norms[name]
+            log[f"grad_norm/{name}"] = n
+            if self.clip_spikes is not None and n > 0:
+                ema = self.spike_ema[name]
+                if ema is None:
+                    ema = n
+                else:
+                    bound = self.clip_spikes * ema
+                    if n > bound:
+                        scale = bound / n
+                        for p in g.params:
+                            if p.grad is not None:
+                                p.grad.mul_(scale)
+                        log[f"clip/{name}"] = scale
+                        n = bound
+                    ema = self.spike_decay * ema + (1.0 - self.spike_decay) * n
+                self.spike_ema[name] = ema
+            lr = g.lr * (float(g.schedule(step, self.steps)) if g.schedule is not None else 1.0)
+            log[f"lr/{name}"] = lr
+            opt = self.optimizers[name]
+            for pg in opt.param_groups:
+                pg["lr"] = lr
+            before[name] = [torch.stack([p.detach().double().amin(), p.detach().double().amax(),
+                                         p.detach().double().mean(), p.detach().double().norm()])
+                            if p.numel() else None for p in g.params]
+            opt.step()
+
+        stepped = [(name, k, p) for name in before for k, p in enumerate(self.groups[name].params)]
+        if stepped and not bool(torch.stack([torch.isfinite(p).all() for _, _, p in stepped]).all()):
+            for name, k, p in stepped:
+                if not bool(torch.isfinite(p).all()):
+                    s = before[name][k].tolist()
+                    raise FitDivergedError(
+                        f"parameter {k} of group {name!r} became NaN/Inf after the optimiser step at step {step} "
+                        f"(lr {log[f'lr/{name}']:.3g}); before the step it had min {s[0]:.6g}, max {s[1]:.6g}, "
+                        f"mean {s[2]:.6g}, norm {s[3]:.6g}")
+        return loss, log
+
+
+def _stats(x: torch.Tensor) -> str:
+    if not x.numel():
+        return "no values"
+    x = x.double()
+    return f"min {float(x.min()):.6g}, max {float(x.max()):.6g}, mean {float(x.mean()):.6g}, norm {float(x.norm()):.6g}"
+
+
+def _describe(fp) -> str:
+    return "; ".join(f"{name!r} ({opt}): " + ", ".join(f"{list(s)} {d}" for s, d in ps) for name, opt, ps in fp)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
