@@ -3,6 +3,7 @@
 from .colmap import ColmapImage, ColmapReconstruction, read_colmap, write_colmap
 from .exr import read_exr, write_exr
 from .gltf import GltfError, read_gltf
+from .gltf_writer import write_gltf
 from .hdr import read_hdr, write_hdr
 from .image import read_image, write_image
 from .nerf import NerfTransforms, read_nerf_transforms, write_nerf_transforms
@@ -15,5 +16,5 @@ from .registry import formats, load, register_format, save
 __all__ = ["ColmapImage", "GltfError", "ColmapReconstruction", "NerfTransforms", "ObjError", "OpenSfmReconstruction",
            "PlyError", "PlyMesh",
            "camera_from_pytorch3d", "camera_to_pytorch3d", "formats", "load", "register_format", "save", "lla_to_topocentric", "read_colmap", "read_exr", "read_gltf", "read_hdr",
-           "read_image", "read_nerf_transforms", "read_obj", "read_opensfm", "read_ply", "write_colmap", "write_exr",
+           "read_image", "read_nerf_transforms", "read_obj", "read_opensfm", "read_ply", "write_colmap", "write_exr", "write_gltf",
            "write_hdr", "write_image", "write_nerf_transforms", "write_obj", "write_ply"]

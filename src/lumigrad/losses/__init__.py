@@ -1,22 +1,31 @@
 """Losses for fitting from images and geometric regularizers for meshes.
 
-Silhouette losses compare coverage masks; the regularizers (Laplacian smoothing, normal consistency, edge
-length) keep an optimised mesh well shaped; the distances from :mod:`lumigrad.geometry.distance` are
-re-exported for fitting to point clouds. Every loss returns a scalar averaged over leading batch dims.
+Image losses compare renders with target photographs (masked MSE / L1, PSNR, SSIM, MS-SSIM over
+channel-last ``[..., H, W, C]`` images); silhouette losses compare coverage masks; the regularizers (Laplacian
+smoothing, normal consistency, edge length) keep an optimised mesh well shaped; the distances from
+:mod:`lumigrad.geometry.distance` are re-exported for fitting to point clouds. Every loss returns a scalar averaged over leading batch dims.
 """
 
 from ..geometry.distance import chamfer_distance, point_mesh_distance, points_to_mesh_loss, sample_points_on_mesh
+from .image import l1_loss, ms_ssim, ms_ssim_loss, mse_loss, psnr, ssim, ssim_loss
 from .mesh_regularizers import edge_length_loss, laplacian_smoothing, normal_consistency
 from .silhouette import silhouette_bce_loss, silhouette_iou_loss
 
 __all__ = [
     "chamfer_distance",
     "edge_length_loss",
+    "l1_loss",
     "laplacian_smoothing",
+    "ms_ssim",
+    "ms_ssim_loss",
+    "mse_loss",
     "normal_consistency",
     "point_mesh_distance",
     "points_to_mesh_loss",
+    "psnr",
     "sample_points_on_mesh",
     "silhouette_bce_loss",
     "silhouette_iou_loss",
+    "ssim",
+    "ssim_loss",
 ]
