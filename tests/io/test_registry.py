@@ -36,6 +36,11 @@ def test_save_then_load_round_trips(tmp_path):
     io.save(tmp_path / "spot.ply", (spot.verts, spot.faces))
     ply = io.load(tmp_path / "spot.ply")
     assert torch.equal(ply.verts, spot.verts) and torch.equal(ply.faces, spot.faces)
+    scene = lg.Scene()
+    scene.add_mesh("spot", lg.SceneMesh.from_mesh(spot))
+    io.save(tmp_path / "spot.glb", scene)
+    again = io.load(tmp_path / "spot.glb")
+    assert isinstance(again, lg.Scene) and list(again.meshes) == ["spot"]
     image = torch.rand(5, 7, 3)
     io.save(tmp_path / "img.exr", image, pixel_type="float")
     assert torch.equal(io.load(tmp_path / "img.exr"), image)

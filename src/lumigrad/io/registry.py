@@ -135,6 +135,7 @@ def _write_mesh(writer):
 def _register_builtin() -> None:
     from .exr import read_exr, write_exr
     from .gltf import read_gltf
+    from .gltf_writer import write_gltf
     from .hdr import read_hdr, write_hdr
     from .image import read_image, write_image
     from .obj import write_obj
@@ -143,7 +144,7 @@ def _register_builtin() -> None:
     register_format(".obj", "Wavefront OBJ mesh -> Mesh", reader=_mesh_from_obj, writer=_write_mesh(write_obj))
     register_format(".ply", "PLY mesh or point cloud -> PlyMesh", reader=read_ply, writer=_write_mesh(write_ply))
     for suffix in (".gltf", ".glb"):
-        register_format(suffix, "glTF 2.0 scene -> Scene", reader=read_gltf)
+        register_format(suffix, "glTF 2.0 scene -> Scene", reader=read_gltf, writer=write_gltf)
     for suffix in (".png", ".jpg", ".jpeg"):
         register_format(suffix, "8-bit image -> [H, W, C] in [0, 1]", reader=read_image, writer=write_image)
     register_format(".hdr", "Radiance RGBE HDR image -> [H, W, 3]", reader=read_hdr, writer=write_hdr)
