@@ -42,3 +42,28 @@ def test_help_and_console_script():
     result = subprocess.run([sys.executable, "-m", "lumigrad.cli.main", "demo", "--help"], capture_output=True,
                             text=True)
     assert result.returncode == 0 and "--steps" in result.stdout
+
+
+def test_render_writes_png_and_linear_exr(tmp_path, capsys):
+    import lumigrad as lg
+
+    spot = lg.data.load_spot()
+    lg.io.save(tmp_path / "spot.obj", spot)
+    assert main(["render", str(tmp_path / "spot.obj"), "-o", str(tmp_path / "spot.png"), "--size", "48", "40"]) == 0
+    image = lg.io.load(tmp_path / "spot.png")
+    assert image.shape == (40, 48, 3) and 0.05 < float(image.mean()) < 0.9
+    assert main(["render", str(tmp_path / "spot.obj"), "-o", str(tmp_path / "spot.exr"), "--size", "32", "32",
+                 "--exposure", "1"]) == 0
+    linear = lg.io.load(tmp_path / "spot.exr")
+    assert linear.shape == (32, 32, 3) and float(linear.max()) > 0
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_render_user_errors_are_one_line(tmp_path, capsys):
+    assert main(["render", str(tmp_path / "missing.glb")]) == 2
+    assert main(["render", str(tmp_path / "missing.glb"), "--camera", "x"]) == 2
+    (tmp_path / "a.xyz").write_text("")
+    assert main(["render", str(tmp_path / "a.xyz")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("lumigrad render: error:") == 3 and "Traceback" not in err
+    assert "no such file" in err and "no reader for '.xyz'" in err

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import demo
+from . import demo, render
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lumigrad {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo.add_parser(sub)
+    render.add_parser(sub)
     return parser
 
 
