@@ -173,17 +173,20 @@ def _corners(base: int, f: int, faces: wp.array2d(dtype=wp.int32), uv: wp.array2
 
 
 @wp.func
+def _edge_vectors(m: wp.mat33, k: int, pu: float, pv: float):
+    """Edge ``k`` (corner k to corner k+1) and the pixel relative to its start: ``ex, ey, apx, apy``."""
+    j = (k + 1) % 3
+    return m[j, 0] - m[k, 0], m[j, 1] - m[k, 1], pu - m[k, 0], pv - m[k, 1]
+
+
+@wp.func
 def _edges(m: wp.mat33, pu: float, pv: float):
     """Per edge: clamped parameter t, squared distance, edge function w; the doubled signed area."""
     t = wp.vec3()
     d2 = wp.vec3()
     w = wp.vec3()
     for k in range(3):
-        j = (k + 1) % 3
-        ex = m[j, 0] - m[k, 0]
-        ey = m[j, 1] - m[k, 1]
-        apx = pu - m[k, 0]
-        apy = pv - m[k, 1]
+        ex, ey, apx, apy = _edge_vectors(m, k, pu, pv)
         l2 = ex * ex + ey * ey
         tk = float(0.0)
         if l2 != 0.0:
@@ -268,10 +271,7 @@ def _pair_backward(m: wp.mat33, pu: float, pv: float, sigma: float, affine_depth
     else:
         g_t = g_lam[(n + 1) % 3] - g_lam[n]
     j = (n + 1) % 3
-    ex = m[j, 0] - m[n, 0]
-    ey = m[j, 1] - m[n, 1]
-    apx = pu - m[n, 0]
-    apy = pv - m[n, 1]
+    ex, ey, apx, apy = _edge_vectors(m, n, pu, pv)
     l2 = ex * ex + ey * ey
     tn = t[n]
     gdx = 2.0 * g_d2 * (apx - tn * ex)
