@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import demo, render
+from . import demo, gradcheck, render
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo.add_parser(sub)
     render.add_parser(sub)
+    gradcheck.add_parser(sub)
     return parser
 
 

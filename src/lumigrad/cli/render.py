@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
+
+from ._scene_setup import add_scene_arguments, load_scene_and_camera
 
 
 def add_parser(sub) -> None:
@@ -20,15 +21,8 @@ def add_parser(sub) -> None:
             "environment map (.hdr or .exr) that also lights the scene."
         ),
     )
-    p.add_argument("scene", type=Path, help="scene file: .gltf, .glb, .obj or .ply")
+    add_scene_arguments(p, default_size=512)
     p.add_argument("-o", "--out", type=Path, default=Path("render.png"), help="output image (default: render.png)")
-    p.add_argument("--camera", default=None, help="name of a camera in the file (default: frame the scene)")
-    p.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("W", "H"),
-                   help="image size in pixels for the framing camera (default: 512 512)")
-    p.add_argument("--azimuth", type=float, default=30.0, help="framing camera azimuth in degrees (default: 30)")
-    p.add_argument("--elevation", type=float, default=20.0, help="framing camera elevation in degrees (default: 20)")
-    p.add_argument("--fov", type=float, default=40.0, help="framing camera vertical field of view, degrees")
-    p.add_argument("--env", type=Path, default=None, help="environment map (.hdr or .exr), shown and lighting")
     p.add_argument("--exposure", type=float, default=0.0, help="exposure in stops (default: 0)")
     p.set_defaults(run=run)
 
@@ -36,21 +30,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import lumigrad as lg
 
-    scene = _as_scene(lg.io.load(args.scene), args.scene)
-    if args.env is not None:
-        scene.add_light("environment", lg.EnvironmentLight.from_file(args.env, size=(32, 64)))
-    if not scene.lights:
-        sh = torch.zeros(9, 3)
-        sh[0] = 0.25 * math.sqrt(4 * math.pi)  # a uniform sky of radiance 0.25
-        scene.add_light("sky", lg.SHLight(sh))
-        scene.add_light("key", lg.DirectionalLight([-0.4, -1.0, 0.6], 1.5))
-    if args.camera is not None:
-        if args.camera not in scene.cameras:
-            raise ValueError(f"no camera named {args.camera!r} in {args.scene}; it has "
-                             f"{', '.join(scene.cameras) or 'none'}")
-        camera = scene.cameras[args.camera]
-    else:
-        camera = _framing_camera(scene, args)
+    scene, camera = load_scene_and_camera(args)
     linear = args.out.suffix.lower() in (".exr", ".hdr")
     scene.film = lg.Film(exposure=torch.tensor(args.exposure), tone=None if linear else "aces",
                          encode=None if linear else "srgb")
@@ -60,39 +40,3 @@ def run(args) -> int:
     print(f"wrote {args.out} ({camera.width} x {camera.height}, {len(scene.meshes)} meshes, "
           f"{len(scene.lights)} lights)")
     return 0
-
-
-def _as_scene(obj, path: Path):
-    import lumigrad as lg
-
-    if isinstance(obj, lg.Scene):
-        return obj
-    if hasattr(obj, "verts") and hasattr(obj, "faces"):
-        scene = lg.Scene()
-        material = lg.shading.Material(metallic_factor=0.0, roughness_factor=0.6)
-        if getattr(obj, "texture", None) is not None:
-            material = lg.shading.Material(base_color_texture=obj.texture, metallic_factor=0.0, roughness_factor=0.6)
-        uv = getattr(obj, "uv", None)
-        uv_faces = getattr(obj, "uv_faces", None) if uv is not None else None
-        scene.add_mesh("mesh", lg.SceneMesh(obj.verts, obj.faces, material, uv=uv, uv_faces=uv_faces,
-                                            double_sided=True))
-        return scene
-    raise ValueError(f"{path} holds no renderable scene or mesh (got {type(obj).__name__})")
-
-
-def _framing_camera(scene, args):
-    import lumigrad as lg
-
-    verts = torch.cat([m.world_verts() for m in scene.meshes.values()]).detach().float()
-    lo, hi = verts.min(0).values, verts.max(0).values
-    centre, radius = (lo + hi) / 2, float((hi - lo).norm()) / 2
-    if radius == 0:
-        raise ValueError(f"{args.scene}: the scene's geometry has no extent to frame")
-    az, el = math.radians(args.azimuth), math.radians(args.elevation)
-    distance = radius / math.sin(math.radians(args.fov) / 2) * 1.1
-    direction = torch.tensor([math.cos(el) * math.sin(az), math.sin(el), -math.cos(el) * math.cos(az)])
-    width, height = args.size
-    if width <= 0 or height <= 0:
-        raise ValueError(f"--size must be positive; got {width} {height}")
-    return lg.Camera.look_at(centre + distance * direction, centre, fov_y=math.radians(args.fov), width=width,
-                             height=height, near=max(1e-3, distance - 2 * radius), far=distance + 2 * radius)
