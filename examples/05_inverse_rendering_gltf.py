@@ -13,9 +13,10 @@ fixed here, which pins the environment's scale. Directions that no view reflects
 determined; the report gives the map's relative RMS error with texels weighted by how much they affect
 the images, and the error of the irradiance it gives a diffuse surface (all normals), which is determined.
 
-**Fit.** Adam on the mean squared error of the encoded images, factors through a sigmoid (kept in [0, 1]),
-environment texels through ``exp`` (positive), all made trainable with :meth:`Scene.trainable` and fed back
-with ``scene[name] = value``.
+**Fit.** :class:`lumigrad.optim.Fit` runs Adam on the mean squared error of the encoded images, factors
+through a sigmoid (kept in [0, 1]) and environment texels through ``exp`` (positive) as two parameter groups,
+fed to the scene with ``scene[name] = value``. With ``--checkpoint-dir`` it writes a checkpoint every 25
+steps, and running the same command again resumes from the last one (bit for bit).
 
     python examples/05_inverse_rendering_gltf.py --steps 300 --views 4 --size 96 --out gltf-out
 """
@@ -30,7 +31,7 @@ import torch
 
 import lumigrad as lg
 from lumigrad.demo import psnr
-from lumigrad.report import LossProgress
+from lumigrad.optim import Fit, ParamGroup
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 BOTTLE = DATA / "gltf-water-bottle" / "glTF" / "WaterBottle.gltf"
@@ -75,7 +76,8 @@ def ring_cameras(scene: lg.Scene, views: int, size: int) -> lg.Camera:
                              fov_y=0.8)
 
 
-def fit(steps: int, views: int, size: int, env_size, gltf: Path, progress: bool = False) -> Dict:
+def fit(steps: int, views: int, size: int, env_size, gltf: Path, progress: bool = False,
+        checkpoint_dir=None) -> Dict:
     scene = load_scene(gltf)
     (mesh_name,) = scene.meshes
     prefix = f"meshes.{mesh_name}.material"
@@ -91,7 +93,6 @@ def fit(steps: int, views: int, size: int, env_size, gltf: Path, progress: bool 
     logit = lambda p: math.log(p / (1 - p))  # noqa: E731
     raw = torch.tensor([logit(START_ROUGHNESS), logit(START_METALLIC)], requires_grad=True)
     log_env = torch.full(truth_env.shape, math.log(0.5), requires_grad=True)
-    opt = torch.optim.Adam([{"params": [raw], "lr": LR["factors"]}, {"params": [log_env], "lr": LR["env"]}])
 
     def apply():
         scene[f"{prefix}.roughness_factor"], scene[f"{prefix}.metallic_factor"] = torch.sigmoid(raw)
@@ -100,16 +101,15 @@ def fit(steps: int, views: int, size: int, env_size, gltf: Path, progress: bool 
     with torch.no_grad():
         apply()
         initial = lg.render(scene, cams, background=0.0)
-    losses = []
-    with LossProgress(steps, "fitting material + light", enabled=progress) as bar:
-        for _ in range(steps):
-            apply()
-            loss = ((lg.render(scene, cams, background=0.0) - target) ** 2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            bar.update(losses[-1])
+
+    def loss_fn(step: int) -> torch.Tensor:
+        apply()
+        return ((lg.render(scene, cams, background=0.0) - target) ** 2).mean()
+
+    groups = {"factors": ParamGroup([raw], LR["factors"]), "env": ParamGroup([log_env], LR["env"])}
+    run = Fit(loss_fn, groups, steps=steps, checkpoint_dir=checkpoint_dir, checkpoint_every=25,
+              resume=checkpoint_dir is not None, progress=progress).run()
+    losses = run.losses
     with torch.no_grad():
         apply()
         final = lg.render(scene, cams, background=0.0)
@@ -148,10 +148,13 @@ def main(argv=None) -> Dict[str, float]:
     parser.add_argument("--gltf", type=Path, default=BOTTLE, help="the asset (one mesh)")
     parser.add_argument("--out", default=None, help="folder for images, environment maps and a loss plot")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
+    parser.add_argument("--checkpoint-dir", type=Path, default=None,
+                        help="write a checkpoint there every 25 steps; run again with it to resume where it stopped")
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
-    result = fit(args.steps, args.views, args.size, tuple(args.env_size), args.gltf, progress=args.progress)
+    result = fit(args.steps, args.views, args.size, tuple(args.env_size), args.gltf, progress=args.progress,
+                 checkpoint_dir=args.checkpoint_dir)
     metrics = result["metrics"]
     metrics["seconds"] = time.perf_counter() - t0
     est = result["estimate"]

@@ -65,3 +65,13 @@ def test_geometry_doc_code_block_runs():
     start = loss_fn(lg.soft_rasterize(scope["verts"], scope["faces"], scope["cams"], sigma=0.5).silhouette,
                     scope["target"])
     assert scope["loss"].item() < 0.6 * start.item()  # measured: 0.37 -> 0.19
+
+
+def test_example_05_resumes_from_its_checkpoint_bit_for_bit(tmp_path, capsys):
+    main = runpy.run_path(str(ROOT / "examples" / "05_inverse_rendering_gltf.py"))["main"]
+    small = ["--size", "24", "--views", "1", "--env-size", "4", "8"]
+    straight = main(["--steps", "6"] + small)
+    main(["--steps", "4", "--checkpoint-dir", str(tmp_path)] + small)  # "interrupted" after 4 steps
+    resumed = main(["--steps", "6", "--checkpoint-dir", str(tmp_path)] + small)
+    for key in ("roughness_error", "metallic_error", "env_error_weighted_pct", "final_loss"):
+        assert resumed[key] == straight[key], key
