@@ -93,6 +93,12 @@ def test_bad_input():
     with pytest.raises(ValueError, match="nothing to draw"):
         lg.render(scene, lg.Camera.look_at([0.0, 0, -3], [0.0, 0, 0], width=8, height=8))
     scene.add_mesh("q", lg.SceneMesh(verts, faces))
+    cam = lg.Camera.look_at([0.0, 0, -3], [0.0, 0, 0], width=8, height=8)
+    scene.add_light("sky", lg.EnvironmentLight(torch.ones(4, 8, 3)))
+    scene.add_light("sky2", lg.EnvironmentLight(torch.ones(4, 8, 3)))
+    with pytest.raises(ValueError, match="at most one EnvironmentLight; it has sky, sky2"):
+        lg.render(scene, cam)
+    del scene.lights["sky2"]
     with pytest.raises(ValueError, match="exactly one camera"):
         lg.render(scene)
     with pytest.raises(KeyError, match="camera 'side'"):

@@ -41,7 +41,7 @@ from ..cameras import projection
 from ..conventions import opengl_c2w_to_world_to_cam, quaternion_to_matrix
 from ..scene.lights import DirectionalLight, PointLight, SpotLight
 from ..scene.scene import Scene, SceneMesh
-from ..shading.material import Material
+from ..shading.material import TEXTURE_SLOTS, Material
 
 __all__ = ["GltfError", "read_gltf"]
 
@@ -295,9 +295,9 @@ class _Reader:
             for name, t, width in (("TEXCOORD_0", uv, 2), ("NORMAL", normals, 3), ("TANGENT", tangents, 4)):
                 if t is not None and t.shape != (V, width):
                     raise GltfError(f"{self.path}: {where}.{name} has shape {tuple(t.shape)}; expected ({V}, {width})")
-            if uv is None and any(getattr(material, s) is not None for s in _TEXTURE_SLOTS):
+            if uv is None and material.has_textures():
                 warnings.warn(f"{self.path}: {where} has a textured material but no TEXCOORD_0; textures ignored")
-                for s in _TEXTURE_SLOTS:
+                for s in TEXTURE_SLOTS:
                     setattr(material, s, None)
             out.append(SceneMesh(verts, torch.from_numpy(faces), material, uv=uv, normals=normals, tangents=tangents,
                                  to_world=to_world.clone(), double_sided=double_sided))
@@ -405,10 +405,6 @@ class _Reader:
         if kind == "directional":
             return DirectionalLight(t(direction.tolist()), intensity, color)
         raise GltfError(f"{self.path}: light {index} has type {kind!r}; expected point, spot or directional")
-
-
-_TEXTURE_SLOTS = ("base_color_texture", "metallic_roughness_texture", "normal_texture", "occlusion_texture",
-                  "emissive_texture")
 
 
 def _local_matrix(node: dict) -> np.ndarray:

@@ -41,6 +41,8 @@ import torch
 
 from ..cameras.camera import Camera
 from ..conventions import matrix_to_quaternion, world_to_cam_to_opengl_c2w
+from .gltf import _BIN_CHUNK, _GLB_MAGIC, _JSON_CHUNK
+from .gltf import _WRAP as _WRAP_MODES
 from ..mesh import vertex_normals
 from ..scene.lights import DirectionalLight, PointLight, SpotLight
 from ..scene.scene import Scene, SceneMesh
@@ -50,8 +52,7 @@ __all__ = ["write_gltf"]
 
 _FLOAT, _USHORT, _UINT = 5126, 5123, 5125
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
-_WRAP = {"repeat": 10497, "clamp": 33071, "mirror": 33648}
-_GLB_MAGIC, _JSON_CHUNK, _BIN_CHUNK = 0x46546C67, 0x4E4F534A, 0x004E4942
+_WRAP = {mode: code for code, mode in _WRAP_MODES.items()}
 _TYPES = {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4"}
 
 
@@ -159,7 +160,7 @@ class _Writer:
                 verts, uv, normals = verts[unique[:, 0]], uv[unique[:, 1]], normals[unique[:, 0]]
                 tangents = tangents[unique[:, 0]] if tangents is not None else None
                 faces = torch.from_numpy(inverse.reshape(-1, 3))
-        elif any(getattr(mesh.material, s) is not None for s in _SLOTS):
+        elif mesh.material.has_textures():
             warnings.warn(f"glTF writer: mesh {name!r} has a textured material but no uv; glTF readers will ignore "
                           "its textures")
         to_world = mesh.to_world.detach().cpu().double()
@@ -335,10 +336,6 @@ class _Writer:
                 (self.path.parent / name).write_bytes(data)
             self.path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
         return self.path
-
-
-_SLOTS = ("base_color_texture", "metallic_roughness_texture", "normal_texture", "occlusion_texture",
-          "emissive_texture")
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

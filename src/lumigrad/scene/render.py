@@ -23,7 +23,7 @@ from ..shading.material import Material, sample_material
 from ..shading.tangents import perturb_normal, vertex_tangents
 from ..conventions import pixel_centers
 from .lights import AreaLight, EnvironmentLight, SHLight
-from .scene import Scene
+from .scene import Scene, SceneMesh
 
 __all__ = ["render"]
 
@@ -60,6 +60,9 @@ def render(scene: Scene, camera: Union[Camera, str, None] = None, *,
     camera = _pick_camera(scene, camera)
     if not scene.meshes and not any(isinstance(l, AreaLight) for l in scene.lights.values()):
         raise ValueError("scene has nothing to draw: add a mesh (scene.add_mesh) or an area light")
+    envs = [name for name, l in scene.lights.items() if isinstance(l, EnvironmentLight)]
+    if len(envs) > 1:
+        raise ValueError(f"a scene takes at most one EnvironmentLight; it has {', '.join(envs)}")
     geometry = _merge_geometry(scene)
 
     def draw(cam: Camera) -> torch.Tensor:
@@ -111,19 +114,20 @@ class _Geometry:
 
 
 def _merge_geometry(scene: Scene) -> _Geometry:
-    items = [(m.world_verts(), m.faces, m.uv, m.uv_faces, _world_normals(m), m) for m in scene.meshes.values()]
-    ref = items[0][0] if items else next(l.verts for l in scene.lights.values() if isinstance(l, AreaLight))
+    meshes = list(scene.meshes.values())
     for light in scene.lights.values():
-        if isinstance(light, AreaLight) and light.radiance.dim() == 1:
-            material = Material(base_color_factor=torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=ref.dtype,
-                                                               device=ref.device),
-                                metallic_factor=0.0, roughness_factor=1.0, emissive_factor=light.radiance)
-            items.append((light.verts, light.faces, None, None, vertex_normals(light.verts, light.faces),
-                          _AreaProxy(material, light.two_sided)))
+        if isinstance(light, AreaLight) and light.radiance.dim() == 1:  # drawn as an emitter, front faces
+            black = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=light.radiance.dtype, device=light.radiance.device)
+            material = Material(base_color_factor=black, metallic_factor=0.0, roughness_factor=1.0,
+                                emissive_factor=light.radiance)
+            meshes.append(SceneMesh(light.verts, light.faces, material, double_sided=light.two_sided))
     verts, faces, uv, uv_faces, normals, tangents, parts = [], [], [], [], [], [], []
     v0 = t0 = f0 = 0
-    need_tangents = any(it[5].material.normal_texture is not None for it in items)
-    for wv, fc, tuv, tuv_faces, wn, mesh in items:
+    need_tangents = any(m.material.normal_texture is not None for m in meshes)
+    for mesh in meshes:
+        wv = mesh.world_verts()
+        wn = _world_normals(mesh, wv)
+        fc, tuv, tuv_faces = mesh.faces, mesh.uv, mesh.uv_faces
         verts.append(wv)
         normals.append(wn)
         faces.append(fc + v0)
@@ -135,24 +139,15 @@ def _merge_geometry(scene: Scene) -> _Geometry:
             tangents.append(_corner_tangents(mesh, wv, fc, tuv, tuv_faces, wn))
         parts.append(_Part(mesh.material, mesh.double_sided, f0))
         v0, t0, f0 = v0 + wv.shape[0], t0 + tuv.shape[0], f0 + fc.shape[0]
-    any_texture = any(getattr(p.material, name) is not None for p in parts for name in
-                      ("base_color_texture", "metallic_roughness_texture", "normal_texture", "occlusion_texture",
-                       "emissive_texture"))
+    any_texture = any(p.material.has_textures() for p in parts)
     return _Geometry(torch.cat(verts), torch.cat(faces), torch.cat(uv), torch.cat(uv_faces), torch.cat(normals),
                      torch.cat(tangents).reshape(-1, 4) if need_tangents else None, parts, any_texture,
                      all(not p.double_sided for p in parts))
 
 
-@dataclass
-class _AreaProxy:
-    material: Material
-    double_sided: bool
-    tangents: Optional[torch.Tensor] = None
-
-
-def _world_normals(mesh) -> torch.Tensor:
+def _world_normals(mesh: SceneMesh, world_verts: torch.Tensor) -> torch.Tensor:
     if mesh.normals is None:
-        return vertex_normals(mesh.world_verts(), mesh.faces)
+        return vertex_normals(world_verts, mesh.faces)
     # Normals transform with the inverse transpose: n_w = M^-T n, i.e. n @ M^-1 for row vectors.
     return mesh.normals @ torch.linalg.inv(mesh.to_world[:3, :3])
 
@@ -162,7 +157,7 @@ def _corner_tangents(mesh, wv, faces, uv, uv_faces, normals) -> torch.Tensor:
     F = faces.shape[0]
     if mesh.material.normal_texture is None:
         return wv.new_zeros(F, 3, 4)
-    if getattr(mesh, "tangents", None) is not None:
+    if mesh.tangents is not None:
         M = mesh.to_world[:3, :3]
         t = mesh.tangents
         sign = torch.sign(torch.linalg.det(M.detach()))
@@ -267,18 +262,15 @@ def _shade(scene: Scene, position, normal, eye, material) -> torch.Tensor:
     if samples:
         out = out + shade_direct(position, normal, eye, material, samples)
     envs = [l for l in scene.lights.values() if isinstance(l, EnvironmentLight)]
-    if len(envs) > 1:
-        raise ValueError(f"a scene takes at most one EnvironmentLight; found {len(envs)}")
     sh = [l.coeffs for l in scene.lights.values() if isinstance(l, SHLight)] + [e.sh_coeffs() for e in envs]
-    if sh:
+    if sh:  # an environment light contributes its SH projection, so it is in ``sh`` too
         size = max(c.shape[0] for c in sh)
         sh_total = sum(torch.nn.functional.pad(c, (0, 0, 0, size - c.shape[0])) for c in sh)
-        out = out + shade_environment(position, normal, eye, material, sh_coeffs=sh_total)
-    if envs:
-        env = envs[0]
-        # The glossy term only: the diffuse one came with the SH sum above (so it is not scaled twice).
-        out = out + shade_environment(position, normal, eye, material, prefiltered=env.prefiltered(),
-                                      prefiltered_roughness=list(env.roughness_levels))
+        # Diffuse from the summed SH (SH lights and the environment's projection), glossy from the environment.
+        out = out + shade_environment(
+            position, normal, eye, material, sh_coeffs=sh_total,
+            prefiltered=envs[0].prefiltered() if envs else None,
+            prefiltered_roughness=list(envs[0].roughness_levels) if envs else None)
     return out
 
 

@@ -25,6 +25,11 @@ from ..raster.texture import texture
 from .image_formation import srgb_decode
 
 
+#: The glTF texture slots of a :class:`Material`, in glTF's order.
+TEXTURE_SLOTS = ("base_color_texture", "metallic_roughness_texture", "normal_texture", "occlusion_texture",
+                 "emissive_texture")
+
+
 @dataclass
 class Material:
     """A glTF metallic-roughness material (``None`` textures mean "factor only").
@@ -89,6 +94,10 @@ class Material:
                                      f"{tex.shape[-1]}")
         if self.metallic_roughness_texture is not None and self.metallic_roughness_texture.shape[-1] < 3:
             raise ValueError("metallic_roughness_texture needs 3 channels (G = roughness, B = metallic)")
+
+    def has_textures(self) -> bool:
+        """Whether any texture slot is set (then :func:`sample_material` needs ``uv``)."""
+        return any(getattr(self, slot) is not None for slot in TEXTURE_SLOTS)
 
     def parameters(self) -> Dict[str, torch.Tensor]:
         """Named tensors of this material (factors and textures that are set), for optimisers and reports."""
