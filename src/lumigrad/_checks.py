@@ -66,6 +66,18 @@ def check_indices(idx: torch.Tensor, name: str, upper: int) -> None:
         raise ValueError(f"{name} holds index {bad}, outside the valid range [0, {upper})")
 
 
+def check_mesh(verts, faces, *, batched: bool = False, allow_empty: bool = False, device=None,
+               what: str = "a mesh") -> None:
+    """Validate ``verts [V, 3]`` (``[..., V, 3]`` when ``batched``; float, finite) and ``faces [F, 3]`` (integer
+    indices into ``verts``, at least one face unless ``allow_empty``); errors name the argument and ``what``."""
+    check_tensor(verts, "verts", trailing=(None, 3), max_dims=None if batched else 2, floating=True, finite=True,
+                 device=device)
+    check_tensor(faces, "faces", trailing=(None, 3), max_dims=2, floating=False, device=verts.device)
+    if not allow_empty and faces.shape[0] == 0:
+        raise ValueError(f"faces is empty: {what} needs at least one triangle (faces [F, 3] with F >= 1)")
+    check_indices(faces, "faces", verts.shape[-2])
+
+
 def broadcast_batch(a, a_name: str, b, b_name: str) -> torch.Size:
     """Broadcast two batch shapes or raise ``ValueError`` naming both arguments."""
     try:

@@ -11,7 +11,7 @@ from typing import Optional, Tuple, Union
 
 import torch
 
-from .._checks import broadcast_batch, check_indices, check_positive_int, check_tensor
+from .._checks import broadcast_batch, check_mesh, check_positive_int, check_tensor
 
 __all__ = ["chamfer_distance", "closest_point_on_triangle", "point_mesh_distance", "points_to_mesh_loss",
            "sample_points_on_mesh"]
@@ -167,14 +167,6 @@ def _closest_on_segment(p, a, b):
     return a + t.unsqueeze(-1) * ab
 
 
-def _check_mesh(verts, faces):
-    check_tensor(verts, "verts", trailing=(None, 3), max_dims=2, floating=True, finite=True)
-    check_tensor(faces, "faces", trailing=(None, 3), max_dims=2, floating=False, device=verts.device)
-    check_indices(faces, "faces", verts.shape[0])
-    if faces.shape[0] == 0:
-        raise ValueError("faces must hold at least one triangle; got shape (0, 3)")
-
-
 def point_mesh_distance(points: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor, *, squared: bool = False,
                         chunk: Optional[int] = None, return_closest: bool = False
                         ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -201,7 +193,7 @@ def point_mesh_distance(points: torch.Tensor, verts: torch.Tensor, faces: torch.
     surface gets a zero gradient with ``squared=False``.
     """
     check_tensor(points, "points", trailing=(None, 3), max_dims=2, floating=True, finite=True)
-    _check_mesh(verts, faces)
+    check_mesh(verts, faces)
     check_tensor(verts, "verts", device=points.device)
     if verts.dtype != points.dtype:
         raise TypeError(f"points and verts must have the same dtype; got {points.dtype} and {verts.dtype}")
@@ -278,7 +270,7 @@ def sample_points_on_mesh(verts: torch.Tensor, faces: torch.Tensor, num: int, *,
     points are a linear function of ``verts`` and gradients flow to the three corners of each sampled face
     (the area-dependent face choice itself is not differentiated).
     """
-    _check_mesh(verts, faces)
+    check_mesh(verts, faces)
     check_positive_int(num, "num")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")

@@ -16,15 +16,13 @@ from typing import Optional, Tuple, Union
 
 import torch
 
-from .._checks import check_indices, check_tensor
+from .._checks import check_mesh, check_tensor
 
 __all__ = ["numbered_edges", "subdivide_midpoint", "loop_subdivide", "icosphere"]
 
 
 def _check_mesh(verts: torch.Tensor, faces: torch.Tensor, attrs: Optional[torch.Tensor] = None) -> None:
-    check_tensor(verts, "verts", trailing=(None, 3), floating=True, finite=True)
-    check_tensor(faces, "faces", trailing=(None, 3), max_dims=2, floating=False, device=verts.device)
-    check_indices(faces, "faces", verts.shape[-2])
+    check_mesh(verts, faces, batched=True, allow_empty=True)
     if attrs is not None:
         check_tensor(attrs, "attrs", trailing=(verts.shape[-2], None), floating=True, finite=True,
                      device=verts.device)

@@ -13,6 +13,7 @@ from typing import Literal, Optional, Union
 import torch
 
 from .._checks import check_choice, check_indices, check_tensor
+from ..geometry.distance import _safe_norm
 from ..geometry.laplacian import _edge_weights_cot, _edges_unchecked
 
 __all__ = ["edge_length_loss", "laplacian_smoothing", "normal_consistency"]
@@ -30,11 +31,6 @@ def _check_mesh(verts, faces):
 def _zero(verts: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
     """A zero scalar still attached to ``verts`` (so ``backward`` works and gives zero gradients)."""
     return (verts.sum() * 0).to(out_dtype)
-
-
-def _safe_norm(sq: torch.Tensor) -> torch.Tensor:
-    pos = sq > 0
-    return torch.where(pos, torch.sqrt(torch.where(pos, sq, torch.ones_like(sq))), torch.zeros_like(sq))
 
 
 def laplacian_smoothing(verts: torch.Tensor, faces: torch.Tensor,

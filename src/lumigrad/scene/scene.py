@@ -16,7 +16,7 @@ from typing import Dict, Iterable, Optional, Union
 
 import torch
 
-from .._checks import check_indices, check_tensor
+from .._checks import check_indices, check_mesh, check_tensor
 from ..cameras.camera import Camera
 from ..mesh import Mesh
 from ..shading.material import Material
@@ -55,11 +55,7 @@ class SceneMesh:
     double_sided: bool = False
 
     def __post_init__(self):
-        check_tensor(self.verts, "verts", trailing=(None, 3), max_dims=2, floating=True, finite=True)
-        check_tensor(self.faces, "faces", trailing=(None, 3), max_dims=2, floating=False)
-        if self.faces.shape[0] == 0:
-            raise ValueError("faces is empty: a SceneMesh needs at least one triangle")
-        check_indices(self.faces, "faces", self.verts.shape[0])
+        check_mesh(self.verts, self.faces, what="a SceneMesh")
         if self.material is None:
             self.material = Material(base_color_factor=torch.ones(4, dtype=self.verts.dtype))
         if self.uv is not None:

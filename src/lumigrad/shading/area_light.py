@@ -23,7 +23,7 @@ from typing import List, NamedTuple
 
 import torch
 
-from .._checks import check_indices, check_positive_int, check_tensor
+from .._checks import check_mesh, check_positive_int, check_tensor
 from .lights import MIN_LIGHT_DISTANCE, LightSample, _towards
 
 __all__ = ["AreaLightPoints", "area_light", "area_light_samples", "polygon_irradiance"]
@@ -83,7 +83,7 @@ def area_light_samples(verts: torch.Tensor, faces: torch.Tensor, *, samples_per_
         >>> p.points.tolist(), p.normals.tolist(), p.areas.tolist()
         ([[1.0, 1.0, 0.0]], [[0.0, 0.0, 1.0]], [4.5])
     """
-    _check_mesh(verts, faces)
+    check_mesh(verts, faces, what="an area light")
     points, vector_area = _quadrature(verts, faces, samples_per_face)
     sq = (vector_area * vector_area).sum(-1)
     nonzero = sq > 0
@@ -163,7 +163,7 @@ def area_light(
         (1, [0.0, 0.0, 1.0], [9.0], 1.0)
     """
     check_tensor(x, "x", trailing=(3,), floating=True, finite=True)
-    _check_mesh(verts, faces, x.device)
+    check_mesh(verts, faces, device=x.device, what="an area light")
     F = faces.shape[0]
     check_tensor(radiance, "radiance", floating=True, finite=True, device=x.device)
     if radiance.dim() not in (1, 2) or (radiance.dim() == 2 and radiance.shape[0] != F):
@@ -270,15 +270,6 @@ def polygon_irradiance(
 
 # --------------------------------------------------------------------------------------------------------------
 # helpers
-
-
-def _check_mesh(verts: torch.Tensor, faces: torch.Tensor, device=None) -> None:
-    check_tensor(verts, "verts", trailing=(None, 3), min_dims=2, max_dims=2, floating=True, finite=True,
-                 device=device)
-    check_tensor(faces, "faces", trailing=(None, 3), min_dims=2, max_dims=2, floating=False, device=verts.device)
-    if faces.shape[0] == 0:
-        raise ValueError("faces is empty: an area light needs at least one triangle, shape [F, 3] with F >= 1")
-    check_indices(faces, "faces", verts.shape[0])
 
 
 def _barycentrics(samples_per_face: int) -> torch.Tensor:
