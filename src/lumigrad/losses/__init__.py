@@ -7,25 +7,44 @@ smoothing, normal consistency, edge length) keep an optimised mesh well shaped; 
 """
 
 from ..geometry.distance import chamfer_distance, point_mesh_distance, points_to_mesh_loss, sample_points_on_mesh
+from .adversarial import AdversarialLoss, PatchDiscriminator, gan_discriminator_loss, gan_generator_loss
+from .geometric import depth_loss, normal_loss
 from .image import l1_loss, ms_ssim, ms_ssim_loss, mse_loss, psnr, ssim, ssim_loss
 from .mesh_regularizers import edge_length_loss, laplacian_smoothing, normal_consistency
+from .multiview import WarpResult, multiview_consistency_loss, reproject, warp_to_view
+from .perceptual import PerceptualLoss, VGG16Features, load_vgg16_features, perceptual_loss, pyramid_features
 from .silhouette import silhouette_bce_loss, silhouette_iou_loss
 
 __all__ = [
+    "AdversarialLoss",
+    "PatchDiscriminator",
+    "PerceptualLoss",
+    "VGG16Features",
+    "WarpResult",
     "chamfer_distance",
+    "depth_loss",
     "edge_length_loss",
+    "gan_discriminator_loss",
+    "gan_generator_loss",
     "l1_loss",
     "laplacian_smoothing",
+    "load_vgg16_features",
     "ms_ssim",
     "ms_ssim_loss",
     "mse_loss",
+    "multiview_consistency_loss",
     "normal_consistency",
+    "normal_loss",
+    "perceptual_loss",
     "point_mesh_distance",
     "points_to_mesh_loss",
     "psnr",
+    "pyramid_features",
+    "reproject",
     "sample_points_on_mesh",
     "silhouette_bce_loss",
     "silhouette_iou_loss",
     "ssim",
     "ssim_loss",
+    "warp_to_view",
 ]
