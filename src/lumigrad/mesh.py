@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, fields, replace
+from typing import List, Optional
 
 import torch
 
 from ._checks import check_indices, check_tensor
+from .shading.material import Material
 
 
 @dataclass
@@ -21,6 +22,10 @@ class Mesh:
         uv: ``[T, 2]`` texture coordinates (top-left origin, see ``lumigrad.conventions``) or None.
         uv_faces: ``[F, 3]`` indices into ``uv`` per face corner, or None.
         texture: ``[Ht, Wt, C]`` float texture in [0, 1] (linear values as stored), or None.
+        materials: a list of :class:`lumigrad.shading.Material` (e.g. from an OBJ's MTL library), or None.
+        face_materials: ``[F]`` int64 index into ``materials`` per face; given exactly when ``materials`` is.
+        material_names: one name per material (default ``material_0``, ``material_1`` ...), or None without
+            materials; names are unique.
     """
 
     verts: torch.Tensor
@@ -28,6 +33,9 @@ class Mesh:
     uv: Optional[torch.Tensor] = None
     uv_faces: Optional[torch.Tensor] = None
     texture: Optional[torch.Tensor] = None
+    materials: Optional[List[Material]] = None
+    face_materials: Optional[torch.Tensor] = None
+    material_names: Optional[List[str]] = None
 
     def __post_init__(self):
         check_tensor(self.verts, "verts", trailing=(None, 3), max_dims=2, floating=True, finite=True)
@@ -39,19 +47,65 @@ class Mesh:
             check_tensor(self.uv, "uv", trailing=(None, 2), max_dims=2, floating=True, finite=True)
             check_tensor(self.uv_faces, "uv_faces", trailing=(self.faces.shape[0], 3), max_dims=2, floating=False)
             check_indices(self.uv_faces, "uv_faces", self.uv.shape[0])
+        self._check_materials()
+
+    def _check_materials(self) -> None:
+        if self.materials is None:
+            if self.face_materials is not None or self.material_names is not None:
+                raise ValueError("face_materials / material_names were given without materials")
+            return
+        if self.face_materials is None:
+            raise ValueError("materials were given without face_materials ([F] int64 index per face)")
+        self.materials = list(self.materials)
+        if not self.materials:
+            raise ValueError("materials is empty; use None for a mesh without materials")
+        for k, m in enumerate(self.materials):
+            if not isinstance(m, Material):
+                raise TypeError(f"materials[{k}] must be a lumigrad.shading.Material; got {type(m).__name__}")
+        check_tensor(self.face_materials, "face_materials", trailing=(self.faces.shape[0],), max_dims=1,
+                     floating=False)
+        if self.face_materials.dtype != torch.int64:
+            raise TypeError(f"face_materials must be int64; got {self.face_materials.dtype}")
+        check_indices(self.face_materials, "face_materials", len(self.materials))
+        if self.material_names is None:
+            self.material_names = [f"material_{k}" for k in range(len(self.materials))]
+        self.material_names = list(self.material_names)
+        if len(self.material_names) != len(self.materials):
+            raise ValueError(f"material_names has {len(self.material_names)} names for {len(self.materials)} "
+                             "materials")
+        if not all(isinstance(n, str) and n for n in self.material_names) or \
+                len(set(self.material_names)) != len(self.material_names):
+            raise ValueError(f"material_names must be unique non-empty strings; got {self.material_names}")
 
     @classmethod
-    def from_obj(cls, path: str | os.PathLike, texture_path: str | os.PathLike | None = None) -> "Mesh":
-        """Load an OBJ file (and optionally an image as its texture)."""
-        from .io.obj import read_obj
+    def from_obj(cls, path: str | os.PathLike, texture_path: str | os.PathLike | None = None, *,
+                 materials: bool = True) -> "Mesh":
+        """Load an OBJ file, its MTL materials, and optionally an image as its texture.
 
-        verts, faces, uv, uv_faces = read_obj(path)
+        Args:
+            path: the ``.obj`` file.
+            texture_path: an image read as ``texture`` (values as stored), or None.
+            materials: read ``mtllib`` / ``usemtl`` into ``materials``, ``material_names`` and
+                ``face_materials`` (see :func:`lumigrad.io.read_obj_with_materials`); False ignores them.
+
+        Raises:
+            lumigrad.io.ObjError: a malformed OBJ or MTL file, a missing MTL file or texture, an undefined
+                ``usemtl`` material (pass ``materials=False`` to load the geometry alone).
+        """
+        from .io.obj import read_obj_with_materials
+
+        if materials:
+            d = read_obj_with_materials(path)
+        else:
+            from .io.obj import ObjData, read_obj
+
+            d = ObjData(*read_obj(path))
         texture = None
         if texture_path is not None:
             from .io.image import read_image
 
             texture = read_image(texture_path)
-        return cls(verts, faces, uv, uv_faces, texture)
+        return cls(d.verts, d.faces, d.uv, d.uv_faces, texture, d.materials, d.face_materials, d.material_names)
 
     def vertex_normals(self, verts: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Area-weighted unit vertex normals ``[..., V, 3]`` (differentiable; zero-area faces add nothing)."""
@@ -63,7 +117,13 @@ class Mesh:
                 return None
             return t.to(device=device, dtype=dtype) if is_float else t.to(device=device)
 
-        return Mesh(mv(self.verts), mv(self.faces, False), mv(self.uv), mv(self.uv_faces, False), mv(self.texture))
+        materials = None
+        if self.materials is not None:
+            materials = [replace(m, **{f.name: mv(getattr(m, f.name), getattr(m, f.name).is_floating_point())
+                                       for f in fields(m) if isinstance(getattr(m, f.name), torch.Tensor)})
+                         for m in self.materials]
+        return Mesh(mv(self.verts), mv(self.faces, False), mv(self.uv), mv(self.uv_faces, False), mv(self.texture),
+                    materials, mv(self.face_materials, False), self.material_names)
 
 
 def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:

@@ -1,21 +1,57 @@
-"""A small Wavefront OBJ reader and writer: positions, texture coordinates and faces.
+"""A small Wavefront OBJ reader and writer: positions, texture coordinates, faces, and MTL materials.
 
 Polygons are fan-triangulated, negative (relative) indices are resolved, and OBJ's bottom-left texture
 origin is converted once to lumigrad's top-left origin (``v -> 1 - v``, undone by ``write_obj``).
+:func:`read_obj` returns the geometry alone; :func:`read_obj_with_materials` also reads ``mtllib`` /
+``usemtl`` (per-face material indices, materials through :mod:`lumigrad.io.mtl`) and ``v x y z r g b`` vertex
+colours. ``o`` / ``g`` / ``s`` / ``vn`` / ``l`` / ``p`` statements are ignored; ``#`` starts a comment anywhere
+on a line. NaN / Inf numbers, and numbers that overflow the requested dtype, raise :class:`ObjError`.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from typing import Optional, Tuple
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from .._checks import check_indices, check_tensor
+from ..shading.material import Material
 
 
 class ObjError(ValueError):
     """Raised for a malformed OBJ file; the message names the file and line."""
+
+
+@dataclass
+class ObjData:
+    """Everything :func:`read_obj_with_materials` reads from an OBJ file and its MTL libraries.
+
+    Attributes:
+        verts: ``[V, 3]`` positions; ``faces``: ``[F, 3]`` int64 vertex indices (polygons fan-triangulated).
+        uv: ``[T, 2]`` texture coordinates (top-left origin) and ``uv_faces`` ``[F, 3]`` int64 indices into
+            them, or both None (as :func:`read_obj`).
+        vertex_colors: ``[V, 3]`` colours of the ``v x y z r g b`` extension (as written, no colour-space
+            conversion) when every vertex has one, else None.
+        materials: the materials of the ``mtllib`` files in file order (plus a grey ``"default"`` one for
+            faces before the first ``usemtl``), or None when the file has no ``usemtl``.
+        material_names: their names, same order; ``face_materials``: ``[F]`` int64 index into ``materials``
+            per triangle, or None.
+        mtllibs: the MTL files that were read.
+    """
+
+    verts: torch.Tensor
+    faces: torch.Tensor
+    uv: Optional[torch.Tensor] = None
+    uv_faces: Optional[torch.Tensor] = None
+    vertex_colors: Optional[torch.Tensor] = None
+    materials: Optional[List[Material]] = None
+    material_names: Optional[List[str]] = None
+    face_materials: Optional[torch.Tensor] = None
+    mtllibs: List[Path] = field(default_factory=list)
 
 
 def read_obj(path: str | os.PathLike, dtype=torch.float32):
@@ -23,24 +59,65 @@ def read_obj(path: str | os.PathLike, dtype=torch.float32):
 
     ``uv_faces`` index ``uv`` per face corner (OBJ keeps separate position and texture indices, so a texture
     seam needs no vertex splitting). Faces without texture indices make ``uv_faces`` None for the whole file.
+    ``mtllib`` / ``usemtl`` are ignored here (see :func:`read_obj_with_materials`).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ObjError: a malformed line (bad number, NaN or Inf, index out of range), or no faces; the message
+            names the file and line.
     """
-    verts, uvs, faces, uv_faces = [], [], [], []
+    d = _parse(path, dtype, with_materials=False)
+    return d.verts, d.faces, d.uv, d.uv_faces
+
+
+def read_obj_with_materials(path: str | os.PathLike, dtype=torch.float32) -> ObjData:
+    """Read ``path`` with its ``mtllib`` material libraries, ``usemtl`` face materials and vertex colours.
+
+    Geometry is read exactly as by :func:`read_obj`; materials are read with :func:`lumigrad.io.read_mtl`
+    (library paths relative to the OBJ file's folder). ``o`` / ``g`` / ``s`` groups are ignored.
+
+    Args:
+        path: the ``.obj`` file.
+        dtype: floating dtype of positions, texture coordinates, colours and materials.
+
+    Returns:
+        an :class:`ObjData`.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ObjError: as :func:`read_obj`; also a ``mtllib`` file that does not exist, or a ``usemtl`` name that no
+            library defines (both name the OBJ file and line; use :func:`read_obj` to ignore materials).
+        MtlError: (an ``ObjError``) a malformed MTL file or a missing texture, naming the MTL file and line.
+    """
+    return _parse(path, dtype, with_materials=True)
+
+
+def _parse(path, dtype, with_materials: bool) -> ObjData:
+    verts, colors, uvs, faces, uv_faces, face_mat = [], [], [], [], [], []
+    v_lines: List[int] = []  # line of each v / vt, to name it when its value overflows dtype
+    vt_lines: List[int] = []
     all_have_uv = True
+    all_have_color = True
+    mtllibs: List[Tuple[str, int]] = []
+    used: Dict[str, int] = {}  # usemtl name -> first line
+    current: Optional[str] = None
     with open(path, "r", encoding="utf-8", errors="replace") as fh:
         for lineno, line in enumerate(fh, 1):
-            parts = line.split()
-            if not parts or parts[0].startswith("#"):
+            parts = line.split("#", 1)[0].split()
+            if not parts:
                 continue
             tag = parts[0]
             try:
                 if tag == "v":
-                    verts.append([float(x) for x in parts[1:4]])
-                    if len(verts[-1]) != 3:
-                        raise ValueError("a vertex needs 3 coordinates")
+                    verts.append(_floats(parts[1:4], 3, "a vertex needs 3 coordinates"))
+                    v_lines.append(lineno)
+                    if len(parts) == 7:
+                        colors.append(_floats(parts[4:7], 3, "a vertex colour needs 3 values"))
+                    else:
+                        all_have_color = False
                 elif tag == "vt":
-                    uvs.append([float(x) for x in parts[1:3]])
-                    if len(uvs[-1]) != 2:
-                        raise ValueError("a texture coordinate needs 2 values")
+                    uvs.append(_floats(parts[1:3], 2, "a texture coordinate needs 2 values"))
+                    vt_lines.append(lineno)
                 elif tag == "f":
                     corners = [_parse_corner(c, len(verts), len(uvs)) for c in parts[1:]]
                     if len(corners) < 3:
@@ -48,23 +125,107 @@ def read_obj(path: str | os.PathLike, dtype=torch.float32):
                     for k in range(1, len(corners) - 1):
                         tri = (corners[0], corners[k], corners[k + 1])
                         faces.append([c[0] for c in tri])
+                        face_mat.append(current)
                         if all(c[1] is not None for c in tri):
                             uv_faces.append([c[1] for c in tri])
                         else:
                             all_have_uv = False
+                elif tag == "mtllib" and with_materials:
+                    name = " ".join(parts[1:])
+                    if not name:
+                        raise ValueError("mtllib needs a file name")
+                    mtllibs.append((name, lineno))
+                elif tag == "usemtl" and with_materials:
+                    current = " ".join(parts[1:])
+                    if not current:
+                        raise ValueError("usemtl needs a material name")
+                    used.setdefault(current, lineno)
             except (ValueError, IndexError) as exc:
                 raise ObjError(f"{path}:{lineno}: {exc}: {line.strip()!r}") from None
     if not verts or not faces:
         raise ObjError(f"{path}: no vertices or faces found")
-    v = torch.tensor(verts, dtype=dtype)
+    v = _to_finite(verts, dtype, path, v_lines, "vertex")
     f = torch.tensor(faces, dtype=torch.int64)
     uv: Optional[torch.Tensor] = None
     uvf: Optional[torch.Tensor] = None
     if uvs and all_have_uv:
-        uv = torch.tensor(uvs, dtype=dtype)
-        uv[:, 1] = 1.0 - uv[:, 1]
+        flipped = [[u, 1.0 - w] for u, w in uvs]  # flipped in float64, then rounded once to dtype
+        uv = _to_finite(flipped, dtype, path, vt_lines, "texture coordinate")
         uvf = torch.tensor(uv_faces, dtype=torch.int64)
-    return v, f, uv, uvf
+    data = ObjData(v, f, uv, uvf)
+    if not with_materials:
+        return data
+    if colors and all_have_color:
+        data.vertex_colors = _to_finite(colors, dtype, path, v_lines, "vertex colour")
+    _attach_materials(data, Path(path), mtllibs, used, face_mat, dtype)
+    return data
+
+
+def _floats(tokens: List[str], count: int, message: str) -> List[float]:
+    values = [float(x) for x in tokens]
+    if len(values) != count:
+        raise ValueError(message)
+    if not all(math.isfinite(x) for x in values):
+        raise ValueError("NaN or Inf value")
+    return values
+
+
+def _to_finite(rows: List[List[float]], dtype, path, lines: List[int], what: str) -> torch.Tensor:
+    """``rows`` as a ``dtype`` tensor; values that overflow ``dtype`` (1e300 in float32) raise ObjError."""
+    t = torch.tensor(rows, dtype=dtype)
+    bad = ~torch.isfinite(t).all(-1)
+    if bool(bad.any()):
+        k = int(bad.nonzero()[0, 0])
+        raise ObjError(f"{path}:{lines[k]}: {what} {rows[k]} overflows {dtype}")
+    return t
+
+
+def _is_file(p: Path) -> bool:
+    """``p.is_file()``, False (not an exception) for names the OS rejects (too long, NUL bytes ...)."""
+    try:
+        return p.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _attach_materials(data: ObjData, path: Path, mtllibs, used: Dict[str, int], face_mat, dtype) -> None:
+    from .mtl import read_mtl
+
+    library: Dict[str, Material] = {}
+    for name, lineno in mtllibs:
+        files = [name] if _is_file(_mtl_path(path, name)) else name.split()
+        for file in files:
+            p = _mtl_path(path, file)
+            if not _is_file(p):
+                raise ObjError(f"{path}:{lineno}: material library {file!r} not found (looked for {p}); "
+                               "read_obj reads the geometry without materials")
+            library.update(read_mtl(p, dtype=dtype))
+            data.mtllibs.append(p)
+    if not used:
+        return
+    for name, lineno in used.items():
+        if name not in library:
+            where = ", ".join(str(p) for p in data.mtllibs) or "no mtllib"
+            raise ObjError(f"{path}:{lineno}: usemtl {name!r} names a material that is not defined ({where}); "
+                           "read_obj reads the geometry without materials")
+    names = list(library)
+    default = None
+    if any(m is None for m in face_mat):
+        default = "default"
+        while default in library:
+            default += "_"
+        names.append(default)
+        library[default] = Material(base_color_factor=torch.tensor([0.8, 0.8, 0.8, 1.0], dtype=dtype),
+                                    metallic_factor=torch.tensor(0.0, dtype=dtype))
+    index = {n: i for i, n in enumerate(names)}
+    data.materials = [library[n] for n in names]
+    data.material_names = names
+    data.face_materials = torch.tensor([index[default if m is None else m] for m in face_mat], dtype=torch.int64)
+
+
+def _mtl_path(obj_path: Path, name: str) -> Path:
+    p = Path(name.replace("\\", "/"))
+    return p if p.is_absolute() else obj_path.parent / p
 
 
 def _parse_corner(token: str, num_verts: int, num_uvs: int) -> Tuple[int, Optional[int]]:
@@ -89,6 +250,9 @@ def write_obj(
     uv: Optional[torch.Tensor] = None,
     uv_faces: Optional[torch.Tensor] = None,
     normals: Optional[torch.Tensor] = None,
+    materials: Union[Dict[str, Material], Sequence[Material], None] = None,
+    material_names: Optional[Sequence[str]] = None,
+    face_materials: Optional[torch.Tensor] = None,
 ) -> None:
     """Write a triangle mesh as OBJ text that :func:`read_obj` reads back to the same tensors.
 
@@ -103,6 +267,14 @@ def write_obj(
             vertex (then ``faces`` index it). Corners are written ``v/vt``.
         normals: ``[V, 3]`` per-vertex normals, written as ``vn`` with corners ``v/vt/vn`` or ``v//vn``
             (``read_obj`` ignores them).
+        materials: ``{name: Material}``, or a list of Material named by ``material_names`` (default
+            ``material_0``, ``material_1`` ...). They are written with :func:`lumigrad.io.write_mtl` to
+            ``path`` with suffix ``.mtl`` (textures as ``{stem}_{index}_{slot}.png`` beside it), referenced by
+            ``mtllib``; every material is written, used or not, so :func:`read_obj_with_materials` reads back the
+            same list and indices.
+        material_names: names of a list of ``materials``.
+        face_materials: ``[F]`` integer index into ``materials`` per face; faces are written in their order,
+            with ``usemtl`` wherever the material changes. Default: all faces use material 0.
 
     Example: one triangle with ``uv = [[0, 0], [1, 0], [0, 1]]`` writes ``vt 0 1``, ``vt 1 1``, ``vt 0 0`` and
     ``f 1/1 2/2 3/3``. NaN and Inf values are written as ``nan`` / ``inf`` as they are.
@@ -124,7 +296,11 @@ def write_obj(
         check_indices(uv_faces, "uv_faces", uv.shape[0])
     if normals is not None:
         check_tensor(normals, "normals", trailing=(num_verts, 3), max_dims=2, floating=True)
+    library = _material_dict(materials, material_names, face_materials, faces.shape[0])
     lines = ["# written by lumigrad\n"]
+    mtl_path = Path(path).with_suffix(".mtl")
+    if library is not None:
+        lines.append(f"mtllib {mtl_path.name}\n")
     # Python's repr of a float64 reads back exactly, and a float32 value is exact in float64.
     lines += [f"v {x!r} {y!r} {z!r}\n" for x, y, z in verts.detach().cpu().double().tolist()]
     if uv is not None:
@@ -136,10 +312,53 @@ def write_obj(
     if uv is not None:
         t1 = (uv_faces.detach().cpu().long() + 1).tolist()
         tail = (lambda a: f"/{a}") if normals is not None else (lambda a: "")
-        lines += ["f " + " ".join(f"{a}/{b}{tail(a)}" for a, b in zip(fv, ft)) + "\n" for fv, ft in zip(f1, t1)]
+        face_lines = ["f " + " ".join(f"{a}/{b}{tail(a)}" for a, b in zip(fv, ft)) + "\n" for fv, ft in zip(f1, t1)]
     elif normals is not None:
-        lines += ["f " + " ".join(f"{a}//{a}" for a in fv) + "\n" for fv in f1]
+        face_lines = ["f " + " ".join(f"{a}//{a}" for a in fv) + "\n" for fv in f1]
     else:
-        lines += [f"f {a} {b} {c}\n" for a, b, c in f1]
+        face_lines = [f"f {a} {b} {c}\n" for a, b, c in f1]
+    if library is None:
+        lines += face_lines
+    else:
+        names = list(library)
+        ids = [0] * len(face_lines) if face_materials is None else face_materials.detach().cpu().long().tolist()
+        previous = None
+        for line, k in zip(face_lines, ids):
+            if k != previous:
+                lines.append(f"usemtl {names[k]}\n")
+                previous = k
+            lines.append(line)
+        from .mtl import write_mtl
+
+        write_mtl(mtl_path, library, texture_prefix=f"{mtl_path.stem}_")
     with open(path, "w", encoding="utf-8", newline="\n") as fh:
         fh.write("".join(lines))
+
+
+def _material_dict(materials, material_names, face_materials, num_faces: int) -> Optional[Dict[str, Material]]:
+    """Validate write_obj's material arguments and return ``{name: Material}`` (None without materials)."""
+    if materials is None:
+        if material_names is not None or face_materials is not None:
+            raise ValueError("material_names / face_materials were given without materials")
+        return None
+    if isinstance(materials, dict):
+        if material_names is not None:
+            raise ValueError("material_names must not be given with a dict of materials (its keys are the names)")
+        library = dict(materials)
+    else:
+        materials = list(materials)
+        names = [f"material_{i}" for i in range(len(materials))] if material_names is None else list(material_names)
+        if len(names) != len(materials):
+            raise ValueError(f"material_names has {len(names)} names for {len(materials)} materials")
+        if len(set(names)) != len(names):
+            raise ValueError(f"material_names must be unique; got {names}")
+        library = dict(zip(names, materials))
+    if not library:
+        raise ValueError("materials is empty; pass None to write no materials")
+    for name, m in library.items():
+        if not isinstance(m, Material):
+            raise TypeError(f"materials[{name!r}] must be a lumigrad.shading.Material; got {type(m).__name__}")
+    if face_materials is not None:
+        check_tensor(face_materials, "face_materials", trailing=(num_faces,), max_dims=1, floating=False)
+        check_indices(face_materials, "face_materials", len(library))
+    return library

@@ -116,7 +116,8 @@ def _mesh_from_obj(path, **kw):
 
 def _write_mesh(writer):
     """A writer that takes a :class:`lumigrad.Mesh`, a :class:`SceneMesh` / :class:`PlyMesh`-like object with
-    ``verts`` and ``faces``, or a ``(verts, faces)`` pair."""
+    ``verts`` and ``faces``, or a ``(verts, faces)`` pair; the OBJ writer also gets the object's ``uv`` /
+    ``uv_faces`` and ``materials`` / ``material_names`` / ``face_materials`` (written as an MTL file)."""
 
     def write(path, obj, **kw):
         if isinstance(obj, tuple) and len(obj) == 2:
@@ -127,6 +128,9 @@ def _write_mesh(writer):
         extra = {}
         if writer.__name__ == "write_obj" and getattr(obj, "uv", None) is not None:
             extra = {"uv": obj.uv, "uv_faces": getattr(obj, "uv_faces", None)}
+        if writer.__name__ == "write_obj" and getattr(obj, "materials", None) is not None:
+            extra.update(materials=obj.materials, material_names=getattr(obj, "material_names", None),
+                         face_materials=getattr(obj, "face_materials", None))
         return writer(path, obj.verts, obj.faces, **{**extra, **kw})
 
     return write
