@@ -75,3 +75,26 @@ def test_example_05_resumes_from_its_checkpoint_bit_for_bit(tmp_path, capsys):
     resumed = main(["--steps", "6", "--checkpoint-dir", str(tmp_path)] + small)
     for key in ("roughness_error", "metallic_error", "env_error_weighted_pct", "final_loss"):
         assert resumed[key] == straight[key], key
+
+
+CONFIGS = sorted((ROOT / "examples" / "configs").glob("*.[ty]*ml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_example_config_runs_with_lumigrad_fit(path, tmp_path, capsys):
+    """Each example config, as ``lumigrad fit CONFIG --steps 2``: exit 0, a report and metrics."""
+    import json
+
+    from lumigrad.cli.main import main
+
+    if "shared/data" in path.read_text() and not (ROOT.parent / "shared" / "data").exists():
+        pytest.skip("the config reads ../shared/data, which is not beside the checkout")
+    out = tmp_path / "run"
+    assert main(["fit", str(path), "-o", str(out), "--steps", "2", "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and metrics["parameters"]
+    assert (out / "report.html").exists() and "report:" in capsys.readouterr().out
+
+
+def test_there_is_a_config_per_problem_of_the_table():
+    assert {p.stem for p in CONFIGS} >= {"reconstruction", "camera_calibration", "inverse_materials"}

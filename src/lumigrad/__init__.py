@@ -5,13 +5,13 @@ The four composable raster primitives ``rasterize -> interpolate -> texture -> a
 """
 
 from . import conventions, data, io, scene, shading
-from . import geometry, losses, optim
+from . import fitting, geometry, losses, optim
 from .cameras import Camera, pinhole_cover
 from .mesh import Mesh, vertex_normals
 from .raster import (Fragments, antialias, build_mipmaps, depth_peel, distort_image, interpolate, rasterize,
                      render_through_lens, soft_rasterize, texture)
 from .scene import (AreaLight, DirectionalLight, EnvironmentLight, Film, PointLight, Scene, SceneMesh, SHLight,
-                    SpotLight, render)
+                    SpotLight, render, scene_from_mesh)
 
 __version__ = "0.1.0"
 
@@ -27,11 +27,13 @@ __all__ = [
     "SceneMesh",
     "SpotLight",
     "render",
+    "scene_from_mesh",
     "Fragments",
     "Mesh",
     "antialias",
     "build_mipmaps",
     "conventions",
+    "fitting",
     "data",
     "io",
     "depth_peel",

@@ -169,6 +169,15 @@ class Camera:
                       self.width, self.height, self.near, self.far, dist, self.distortion_model,
                       projection=self.projection)
 
+    def resized(self, width: int, height: int) -> "Camera":
+        """The same view recorded at ``width x height`` pixels: ``K``'s rows scaled by the size ratios (exact
+        for lumigrad's corner-origin pixel coordinates; differentiable in ``K``)."""
+        check_positive_int(width, "width")
+        check_positive_int(height, "height")
+        scale = torch.tensor([width / self.width, height / self.height, 1.0], dtype=self.dtype, device=self.device)
+        return Camera(self.K * scale[:, None], self.world_to_cam, width, height, self.near, self.far,
+                      self.distortion, self.distortion_model, projection=self.projection)
+
     def __getitem__(self, index) -> "Camera":
         K = self.K.expand(self.batch_shape + (3, 3))[index]
         w2c = self.world_to_cam.expand(self.batch_shape + (4, 4))[index]

@@ -23,7 +23,7 @@ def load_scene_and_camera(args):
     """The scene of ``args.scene`` (a mesh file becomes a one-mesh scene) with lights, and the camera."""
     import lumigrad as lg
 
-    scene = _as_scene(lg.io.load(args.scene), args.scene)
+    scene = lg.scene.from_mesh.as_scene(lg.io.load(args.scene), str(args.scene))
     if args.env is not None:
         scene.add_light("environment", lg.EnvironmentLight.from_file(args.env, size=(32, 64)))
     if not scene.lights:
@@ -37,24 +37,6 @@ def load_scene_and_camera(args):
                              f"{', '.join(scene.cameras) or 'none'}")
         return scene, scene.cameras[args.camera]
     return scene, _framing_camera(scene, args)
-
-
-def _as_scene(obj, path: Path):
-    import lumigrad as lg
-
-    if isinstance(obj, lg.Scene):
-        return obj
-    if hasattr(obj, "verts") and hasattr(obj, "faces"):
-        scene = lg.Scene()
-        material = lg.shading.Material(metallic_factor=0.0, roughness_factor=0.6)
-        if getattr(obj, "texture", None) is not None:
-            material = lg.shading.Material(base_color_texture=obj.texture, metallic_factor=0.0, roughness_factor=0.6)
-        uv = getattr(obj, "uv", None)
-        uv_faces = getattr(obj, "uv_faces", None) if uv is not None else None
-        scene.add_mesh("mesh", lg.SceneMesh(obj.verts, obj.faces, material, uv=uv, uv_faces=uv_faces,
-                                            double_sided=True))
-        return scene
-    raise ValueError(f"{path} holds no renderable scene or mesh (got {type(obj).__name__})")
 
 
 def _framing_camera(scene, args):

@@ -6,7 +6,9 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import demo, gradcheck, render
+from ..optim.fit import FitDivergedError
+
+from . import demo, fit, gradcheck, render
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     render.add_parser(sub)
     gradcheck.add_parser(sub)
+    fit.add_parser(sub)
     return parser
 
 
@@ -35,8 +38,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as exc:
         print(f"lumigrad {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except FitDivergedError as exc:
+        print(f"lumigrad {args.command}: the fit diverged: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
-        print(f"lumigrad {args.command}: interrupted", file=sys.stderr)
+        hint = "; run the same command with --resume to continue from the last checkpoint" \
+            if args.command == "fit" else ""
+        print(f"lumigrad {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
 
 

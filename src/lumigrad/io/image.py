@@ -10,11 +10,16 @@ import torch
 
 def read_image(path: str | os.PathLike) -> torch.Tensor:
     """Read an 8-bit image as a float tensor ``[H, W, C]`` in [0, 1] (values as stored, no sRGB decode)."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as im:
-        im = im.convert("RGBA" if im.mode in ("RGBA", "LA", "P") else "RGB")
-        arr = np.asarray(im, dtype=np.float32) / 255.0
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such image file")
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGBA" if im.mode in ("RGBA", "LA", "P") else "RGB")
+            arr = np.asarray(im, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable image ({exc})") from None
     return torch.from_numpy(arr.copy())
 
 

@@ -1,0 +1,399 @@
+"""The ``lumigrad fit`` configuration: a TOML or YAML file read into checked dataclasses.
+
+Every key is checked: an unknown key, a wrong type or a value out of range raises :class:`ConfigError`
+naming the file and the key (``fit.toml: optimize[1].lr must be a number > 0; got 'fast'``), before any
+rendering starts. Paths in the file are relative to the file's folder. ``docs/fit.md`` describes every key;
+the examples in ``examples/configs/`` use them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+__all__ = ["ConfigError", "DataConfig", "FitConfig", "FitSettings", "LightConfig", "OptimizeConfig",
+           "SceneConfig", "load_config", "parse_config"]
+
+MAPS = ("identity", "sigmoid", "exp", "large_steps", "pose", "intrinsics")
+OPTIMIZERS = ("adam", "adam_uniform", "sgd")
+SCHEDULES = ("constant", "cosine")
+IMAGE_LOSSES = ("mse", "l1", "ssim", "ms_ssim", "perceptual", "silhouette")
+MESH_LOSSES = ("laplacian", "normal_consistency", "edge_length")
+LIGHT_TYPES = ("point", "directional", "spot")
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or has a bad key; the message names the file and key."""
+
+
+@dataclass
+class LightConfig:
+    name: str
+    type: str
+    position: Optional[List[float]] = None
+    direction: Optional[List[float]] = None
+    intensity: float = 1.0
+    color: List[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+
+
+@dataclass
+class SceneConfig:
+    """The scene being fitted: a file, or a primitive to start shape recovery from."""
+
+    file: Optional[Path] = None
+    texture: Optional[Path] = None  # base colour image for a mesh file (OBJ / PLY) with uv
+    primitive: Optional[str] = None  # "icosphere"
+    subdivisions: int = 3
+    radius: float = 1.0
+    center: List[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    environment: Optional[Path] = None
+    environment_size: Tuple[int, int] = (16, 32)
+    tone: Optional[str] = None
+    encode: Optional[str] = None
+    default_lights: bool = True
+    lights: List[LightConfig] = field(default_factory=list)
+
+
+@dataclass
+class DataConfig:
+    """Target images: real photos with cameras (``dataset``), or renders of a true scene (synthetic)."""
+
+    dataset: Optional[Path] = None
+    image_dir: Optional[Path] = None
+    scale: float = 1.0
+    view_indices: Optional[List[int]] = None
+    truth: Optional[Path] = None  # synthetic: the scene file rendered into targets (default: scene.file)
+    set: Dict[str, Any] = field(default_factory=dict)  # synthetic: true values of scene parameters
+    views: int = 8
+    size: Tuple[int, int] = (64, 64)
+    elevation: float = 20.0
+    fov: float = 40.0
+    distance: float = 1.2  # camera distance in bounding-sphere radii over sin(fov / 2)
+
+    @property
+    def synthetic(self) -> bool:
+        return self.dataset is None
+
+
+@dataclass
+class OptimizeConfig:
+    """One parameter group: which scene parameters, how they are parameterised and stepped."""
+
+    name: str
+    params: List[str]
+    lr: float
+    map: str = "identity"
+    optimizer: str = "adam"
+    schedule: str = "constant"
+    start: int = 0
+    init: Any = None
+    lambda_: float = 19.0
+    shared: bool = False
+
+
+@dataclass
+class FitSettings:
+    steps: int = 200
+    seed: int = 0
+    checkpoint_every: int = 25
+    clip_spikes: Optional[float] = 10.0
+    views_per_step: int = 0
+    coarse_to_fine: List[Tuple[float, float]] = field(default_factory=lambda: [(0.0, 1.0)])
+    background: Union[str, float, List[float]] = 0.0
+    record_every: int = 0  # 0: about 50 records over the fit
+
+
+@dataclass
+class FitConfig:
+    path: Path
+    text: str
+    name: str
+    scene: SceneConfig
+    data: DataConfig
+    optimize: List[OptimizeConfig]
+    loss: Dict[str, float]
+    mask: str
+    fit: FitSettings
+    output: Optional[Path]
+
+
+def load_config(path: Union[str, Path]) -> FitConfig:
+    """Read and check a ``.toml``, ``.yaml`` or ``.yml`` fit configuration.
+
+    Raises:
+        ConfigError: missing or unparsable file, unknown keys, wrong types or values (naming the key).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover - older Pythons
+            import tomli as tomllib
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    elif suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    else:
+        raise ConfigError(f"{path}: a fit config is a .toml, .yaml or .yml file")
+    return parse_config(raw, path, text)
+
+
+class _Table:
+    """A dict being read key by key; ``done()`` rejects the keys nobody asked for."""
+
+    def __init__(self, raw: Any, where: str, file: Path):
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{file.name}: {where or 'the file'} must be a table; got {_kind(raw)}")
+        self.raw, self.where, self.file, self.used = raw, where, file, set()
+
+    def key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def error(self, name: str, what: str, value: Any) -> ConfigError:
+        return ConfigError(f"{self.file.name}: {self.key(name)} must be {what}; got {value!r}")
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self.used.add(name)
+        return self.raw.get(name, default)
+
+    def number(self, name: str, default: Optional[float], low: float = -math.inf, high: float = math.inf,
+               strict_low: bool = False) -> Optional[float]:
+        v = self.get(name, default)
+        if v is None:
+            return None
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        ok = ok and (v > low if strict_low else v >= low) and v <= high
+        if not ok:
+            bound = f"> {low}" if strict_low else (f">= {low}" if low > -math.inf else "")
+            bound += f" and <= {high}" if high < math.inf else ""
+            raise self.error(name, f"a finite number {bound}".rstrip(), v)
+        return float(v)
+
+    def integer(self, name: str, default: int, low: int = 0) -> int:
+        v = self.get(name, default)
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise self.error(name, f"an integer >= {low}", v)
+        return v
+
+    def boolean(self, name: str, default: bool) -> bool:
+        v = self.get(name, default)
+        if not isinstance(v, bool):
+            raise self.error(name, "true or false", v)
+        return v
+
+    def string(self, name: str, default: Optional[str], choices: Optional[Sequence[str]] = None) -> Optional[str]:
+        v = self.get(name, default)
+        if v is None:
+            return None
+        if not isinstance(v, str) or (choices is not None and v not in choices):
+            raise self.error(name, "one of " + ", ".join(repr(c) for c in choices) if choices else "a string", v)
+        return v
+
+    def path(self, name: str) -> Optional[Path]:
+        v = self.string(name, None)
+        if v is None:
+            return None
+        p = Path(v).expanduser()
+        return p if p.is_absolute() else (self.file.parent / p)
+
+    def numbers(self, name: str, default: Any, length: Optional[int] = None) -> Optional[List[float]]:
+        v = self.get(name, default)
+        if v is None:
+            return None
+        if not (isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                            and math.isfinite(x) for x in v)) or (length and len(v) != length):
+            raise self.error(name, f"a list of {length or 'some'} finite numbers", v)
+        return [float(x) for x in v]
+
+    def table(self, name: str) -> "_Table":
+        return _Table(self.get(name, {}), self.key(name), self.file)
+
+    def done(self) -> None:
+        unknown = [k for k in self.raw if k not in self.used]
+        if unknown:
+            k = unknown[0]
+            close = difflib.get_close_matches(str(k), sorted(self.used), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(sorted(self.used))}"
+            raise ConfigError(f"{self.file.name}: unknown key {self.key(str(k))!r}{hint}")
+
+
+def parse_config(raw: Any, path: Path, text: str = "") -> FitConfig:
+    """Check a parsed configuration (a dict) and return a :class:`FitConfig`; see :func:`load_config`."""
+    path = Path(path)
+    top = _Table(raw, "", path)
+    name = top.string("name", path.stem)
+    scene = _scene(top.table("scene"))
+    data = _data(top.table("data"), scene)
+    optimize = _optimize(top.get("optimize"), path)
+    loss_t = top.table("loss")
+    loss = {k: loss_t.number(k, 0.0, 0.0) for k in IMAGE_LOSSES + MESH_LOSSES}
+    mask = loss_t.string("mask", "none", ("none", "alpha"))
+    loss_t.done()
+    loss = {k: v for k, v in loss.items() if v > 0}
+    if not any(k in IMAGE_LOSSES for k in loss):
+        raise ConfigError(f"{path.name}: [loss] needs at least one image term with a weight > 0 "
+                          f"({', '.join(IMAGE_LOSSES)})")
+    fit = _fit(top.table("fit"))
+    out_t = top.table("output")
+    output = out_t.path("dir")
+    out_t.done()
+    top.done()
+    return FitConfig(path, text, name, scene, data, optimize, loss, mask, fit, output)
+
+
+def _scene(t: _Table) -> SceneConfig:
+    s = SceneConfig(file=t.path("file"), primitive=t.string("primitive", None, ("icosphere",)))
+    if (s.file is None) == (s.primitive is None):
+        raise ConfigError(f"{t.file.name}: [scene] needs exactly one of 'file' (a glTF, OBJ or PLY scene) and "
+                          "'primitive' ('icosphere')")
+    s.texture = t.path("texture")
+    s.subdivisions = t.integer("subdivisions", 3)
+    if s.subdivisions > 6:
+        raise t.error("subdivisions", "at most 6 (40962 vertices)", s.subdivisions)
+    s.radius = t.number("radius", 1.0, 0.0, strict_low=True)
+    s.center = t.numbers("center", [0.0, 0.0, 0.0], 3)
+    s.environment = t.path("environment")
+    size = t.get("environment_size", [16, 32])
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(x, int) and x > 0 for x in size)):
+        raise t.error("environment_size", "[height, width] in texels", size)
+    s.environment_size = (size[0], size[1])
+    s.tone = t.string("tone", None, ("reinhard", "aces"))
+    s.encode = t.string("encode", None, ("srgb", "gamma"))
+    s.default_lights = t.boolean("default_lights", True)
+    lights = t.get("lights", [])
+    if not isinstance(lights, list):
+        raise t.error("lights", "a list of tables ([[scene.lights]])", lights)
+    for k, raw in enumerate(lights):
+        lt = _Table(raw, f"scene.lights[{k}]", t.file)
+        light = LightConfig(name=lt.string("name", f"light{k}"), type=lt.string("type", "point", LIGHT_TYPES))
+        light.position = lt.numbers("position", None, 3)
+        light.direction = lt.numbers("direction", None, 3)
+        light.intensity = lt.number("intensity", 1.0, 0.0)
+        light.color = lt.numbers("color", [1.0, 1.0, 1.0], 3)
+        needs = {"point": ("position",), "directional": ("direction",), "spot": ("position", "direction")}
+        for key in needs[light.type]:
+            if getattr(light, key) is None:
+                raise ConfigError(f"{t.file.name}: scene.lights[{k}] of type {light.type!r} needs {key!r}")
+        lt.done()
+        s.lights.append(light)
+    for f in (s.file, s.texture, s.environment):
+        if f is not None and not f.exists():
+            raise ConfigError(f"{t.file.name}: [scene] names {f}, which does not exist")
+    t.done()
+    return s
+
+
+def _data(t: _Table, scene: SceneConfig) -> DataConfig:
+    d = DataConfig(dataset=t.path("dataset"), image_dir=t.path("image_dir"))
+    d.scale = t.number("scale", 1.0, 0.0, 16.0, strict_low=True)
+    views = t.get("view_indices")
+    if views is not None and not (isinstance(views, list) and views and all(isinstance(v, int) for v in views)):
+        raise t.error("view_indices", "a non-empty list of view indices", views)
+    d.view_indices = views
+    d.truth = t.path("truth")
+    set_ = t.get("set", {})
+    if not isinstance(set_, dict):
+        raise t.error("set", "a table of parameter name = value", set_)
+    d.set = set_
+    d.views = t.integer("views", 8, 1)
+    size = t.get("size", 64)
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        size = [size, size]
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(x, int) and 0 < x <= 4096 for x in size)):
+        raise t.error("size", "a positive pixel count or [width, height] (at most 4096)", size)
+    d.size = (size[0], size[1])
+    d.elevation = t.number("elevation", 20.0, -89.0, 89.0)
+    d.fov = t.number("fov", 40.0, 1.0, 170.0)
+    d.distance = t.number("distance", 1.2, 1.0)
+    if d.dataset is not None:
+        if not d.dataset.exists():
+            raise ConfigError(f"{t.file.name}: data.dataset names {d.dataset}, which does not exist")
+        synthetic_keys = [k for k in ("truth", "set", "views", "size", "elevation", "fov", "distance") if k in t.raw]
+        if synthetic_keys:
+            raise ConfigError(f"{t.file.name}: data.{synthetic_keys[0]} describes synthetic targets and cannot be "
+                              "combined with data.dataset (real photos)")
+    else:
+        if d.truth is None and scene.file is None:
+            raise ConfigError(f"{t.file.name}: synthetic targets need data.truth (a scene file) when [scene] is a "
+                              "primitive")
+        if d.truth is not None and not d.truth.exists():
+            raise ConfigError(f"{t.file.name}: data.truth names {d.truth}, which does not exist")
+    t.done()
+    return d
+
+
+def _optimize(raw: Any, path: Path) -> List[OptimizeConfig]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{path.name}: the config needs at least one [[optimize]] table naming the parameters "
+                          "to recover")
+    out, names = [], set()
+    for k, item in enumerate(raw):
+        t = _Table(item, f"optimize[{k}]", path)
+        params = t.get("params")
+        if isinstance(params, str):
+            params = [params]
+        if not (isinstance(params, list) and params and all(isinstance(p, str) and p for p in params)):
+            raise t.error("params", "a parameter name or glob, or a list of them", params)
+        o = OptimizeConfig(name=t.string("name", f"group{k}"), params=params,
+                           lr=t.number("lr", None, 0.0, strict_low=True) if "lr" in t.raw else _missing(t, "lr"))
+        o.map = t.string("map", "identity", MAPS)
+        o.optimizer = t.string("optimizer", "adam_uniform" if o.map == "large_steps" else "adam", OPTIMIZERS)
+        o.schedule = t.string("schedule", "constant", SCHEDULES)
+        o.start = t.integer("start", 0)
+        o.init = t.get("init")
+        o.lambda_ = t.number("lambda", 19.0, 0.0, strict_low=True)
+        o.shared = t.boolean("shared", False)
+        if o.name in names:
+            raise ConfigError(f"{path.name}: two [[optimize]] groups are named {o.name!r}")
+        names.add(o.name)
+        t.done()
+        out.append(o)
+    return out
+
+
+def _missing(t: _Table, name: str):
+    raise ConfigError(f"{t.file.name}: {t.key(name)} is required")
+
+
+def _fit(t: _Table) -> FitSettings:
+    f = FitSettings(steps=t.integer("steps", 200, 1), seed=t.integer("seed", 0),
+                    checkpoint_every=t.integer("checkpoint_every", 25, 1))
+    f.clip_spikes = t.number("clip_spikes", 10.0, 1.0)
+    f.views_per_step = t.integer("views_per_step", 0)
+    c2f = t.get("coarse_to_fine", [[0.0, 1.0]])
+    ok = isinstance(c2f, list) and c2f and all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in p)
+        and 0 <= p[0] < 1 and 0 < p[1] <= 1 for p in c2f)
+    if not ok or [p[0] for p in c2f] != sorted(p[0] for p in c2f) or c2f[0][0] != 0:
+        raise t.error("coarse_to_fine", "a list of [fraction of steps, resolution scale] pairs starting at 0, "
+                      "fractions increasing in [0, 1), scales in (0, 1]", c2f)
+    f.coarse_to_fine = [(float(a), float(b)) for a, b in c2f]
+    bg = t.get("background", 0.0)
+    if not (bg == "environment" or (isinstance(bg, (int, float)) and not isinstance(bg, bool))
+            or (isinstance(bg, list) and len(bg) == 3 and all(isinstance(x, (int, float)) for x in bg))):
+        raise t.error("background", "'environment', a number or an [r, g, b] list", bg)
+    f.background = bg
+    f.record_every = t.integer("record_every", 0)
+    t.done()
+    return f
+
+
+def _kind(v: Any) -> str:
+    return type(v).__name__

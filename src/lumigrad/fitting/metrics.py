@@ -1,0 +1,84 @@
+"""How well a fit did: image agreement for every fit, and parameter errors when the truth is known.
+
+Per optimised parameter present in the true scene with the same shape: the mean and largest absolute error
+and the relative RMS error; camera poses add the rotation error in degrees and the camera-centre error,
+intrinsics the focal-length error in percent and the principal-point error in pixels. Fitted meshes are
+compared with the true scene's surface by the symmetric surface distance: points sampled uniformly on each
+surface, their exact distance to the other surface, the two means averaged, in percent of the true
+bounding-box diagonal (as ``examples/06_shape_from_images.py`` reports it); it works when the topology differs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional
+
+import torch
+
+from ..geometry.distance import point_mesh_distance, sample_points_on_mesh
+from ..losses.image import psnr
+from ..scene.scene import Scene
+
+__all__ = ["image_metrics", "parameter_errors", "shape_error_pct"]
+
+
+def image_metrics(images: torch.Tensor, targets: torch.Tensor) -> Dict[str, float]:
+    """PSNR (dB, colour clamped to [0, 1]) and mean absolute error of the colour channels."""
+    a, b = images[..., :3].clamp(0, 1), targets[..., :3].clamp(0, 1)
+    return {"psnr_db": float(psnr(a, b)), "mean_abs_error": float((a - b).abs().mean())}
+
+
+def parameter_errors(name: str, value: torch.Tensor, truth: Optional[Scene],
+                     initial: Optional[torch.Tensor] = None) -> Dict[str, float]:
+    """Errors of ``value`` against the true scene's ``name`` (empty when the truth has no such tensor)."""
+    if truth is None or name not in truth.parameters():
+        return {}
+    true = truth[name].detach().to(value)
+    if true.shape != value.shape:
+        return {}
+    value = value.detach()
+    diff = (value - true).double()
+    out = {"mean_abs_error": float(diff.abs().mean()), "max_abs_error": float(diff.abs().max()),
+           "relative_rms_error": float(diff.norm() / true.double().norm().clamp_min(1e-12))}
+    if initial is not None:
+        out["initial_mean_abs_error"] = float((initial.to(value) - true).double().abs().mean())
+    if name.endswith((".world_to_cam", ".to_world")) and value.shape[-2:] == (4, 4):
+        out.update(_pose_errors(value, true))
+    if name.endswith(".K") and value.shape[-2:] == (3, 3):
+        f_err = (value[..., [0, 1], [0, 1]] / true[..., [0, 1], [0, 1]] - 1).abs()
+        c_err = (value[..., :2, 2] - true[..., :2, 2]).norm(dim=-1)
+        out.update({"focal_error_pct": 100 * float(f_err.mean()), "principal_point_error_px": float(c_err.mean())})
+    return out
+
+
+def _pose_errors(value: torch.Tensor, true: torch.Tensor) -> Dict[str, float]:
+    R, Rt = value[..., :3, :3].double(), true[..., :3, :3].double()
+    cos = ((R.transpose(-1, -2) @ Rt).diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
+    angle = torch.rad2deg(torch.acos(cos.clamp(-1, 1)))
+
+    def centre(T):
+        return -(T[..., :3, :3].transpose(-1, -2) @ T[..., :3, 3:])[..., 0]
+
+    return {"rotation_error_deg": float(angle.mean()),
+            "centre_error": float((centre(value.double()) - centre(true.double())).norm(dim=-1).mean())}
+
+
+def shape_error_pct(fitted: Scene, truth: Scene, points: int = 4000, seed: int = 0) -> float:
+    """Symmetric surface distance between the scenes' surfaces, in % of the true bounding-box diagonal."""
+    g = torch.Generator().manual_seed(seed)
+
+    def surface(scene: Scene) -> torch.Tensor:
+        verts, faces, offset = [], [], 0
+        for mesh in scene.meshes.values():
+            verts.append(mesh.world_verts().detach().float().cpu())
+            faces.append(mesh.faces.cpu() + offset)
+            offset += mesh.verts.shape[0]
+        return torch.cat(verts), torch.cat(faces)
+
+    tv, tf = surface(truth)
+    fv, ff = surface(fitted)
+    diagonal = float((tv.max(0).values - tv.min(0).values).norm())
+    a = sample_points_on_mesh(tv, tf, points, generator=g)
+    b = sample_points_on_mesh(fv, ff, points, generator=g)
+    d = 0.5 * float(point_mesh_distance(a, fv, ff).mean() + point_mesh_distance(b, tv, tf).mean())
+    return 100 * d / diagonal if diagonal > 0 else math.nan

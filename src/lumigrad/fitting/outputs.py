@@ -1,0 +1,174 @@
+"""The output folder of a fit: what people look at and what they take away.
+
+::
+
+    OUT/report.html            one page showing everything below
+    OUT/metrics.json           image and parameter errors, timings
+    OUT/config.toml|yaml       the configuration, as given
+    OUT/images/views.png       rows: target, initial, final (up to 4 views)
+    OUT/images/error.png       |final - target| and |initial - target| per pixel, one colour scale
+    OUT/plots/loss.png         total loss and each term per step
+    OUT/plots/parameters.png   parameter errors per step (synthetic targets)
+    OUT/assets/scene.glb       the fitted scene (opens in Blender)
+    OUT/assets/NAME.obj        each fitted mesh
+    OUT/checkpoint/            the resumable state of the fit
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import warnings
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+
+from ..report import save_image_grid
+from ..report_html import Figure, write_html_report
+
+__all__ = ["write_outputs"]
+
+MAX_VIEWS_SHOWN = 4
+
+
+def write_outputs(out: Path, problem, result, metrics: Dict, initial: torch.Tensor, final: torch.Tensor) -> Path:
+    """Write the folder described in the module docstring; return the report's path."""
+    for sub in ("images", "plots", "assets"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    config = problem.config
+    shutil.copyfile(config.path, out / f"config{config.path.suffix.lower()}")
+    n = min(len(problem.camera), MAX_VIEWS_SHOWN)
+    targets = problem.targets[:n, ..., :3].cpu()
+    rows = torch.cat([targets, initial[:n, ..., :3].cpu(), final[:n, ..., :3].cpu()])
+    save_image_grid(out / "images" / "views.png", rows, columns=n)
+    _error_maps(out / "images" / "error.png", targets, initial[:n, ..., :3].cpu(), final[:n, ..., :3].cpu())
+    _loss_plot(out / "plots" / "loss.png", result)
+    figures = [Figure("Target, initial and final renders", "images/views.png",
+                      f"Rows: target, initial, final; the first {n} of {len(problem.camera)} views."),
+               Figure("Per-pixel error", "images/error.png",
+                      "Mean absolute colour error per pixel, initial (top) and final (bottom), on one colour scale."),
+               Figure("Loss", "plots/loss.png", "Total loss and each weighted term's raw value per step (log scale).")]
+    if _parameter_plot(out / "plots" / "parameters.png", result):
+        figures.append(Figure("Parameter errors", "plots/parameters.png",
+                              "Mean absolute error of each recovered parameter against the truth, per recorded step."))
+    assets = _assets(out, problem)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n", encoding="utf-8")
+    assets = ["metrics.json", *assets, f"config{config.path.suffix.lower()}"]
+    if (out / "checkpoint" / "checkpoint.pt").exists():
+        assets.append("checkpoint/checkpoint.pt")
+    summary = _summary(metrics)
+    log_tail = [f"step {k}: loss {loss:.6g}" for k, loss in list(enumerate(result.losses))[-20:]]
+    return write_html_report(out, title=f"lumigrad fit: {config.name}", summary=summary, metrics=metrics,
+                             figures=figures, assets=assets, config_text=config.text, log_tail=log_tail)
+
+
+def _summary(m: Dict) -> str:
+    text = (f"{m['steps']} steps in {m['seconds']:.1f} s on {m['views']} views of {m['image_size'][0]}x"
+            f"{m['image_size'][1]} pixels. PSNR {m['psnr_initial_db']:.2f} dB -> {m['psnr_final_db']:.2f} dB.")
+    if "shape_error_pct_final" in m:
+        text += (f" Surface distance to the truth {m['shape_error_pct_initial']:.2f} % -> "
+                 f"{m['shape_error_pct_final']:.2f} % of the bounding diagonal.")
+    return text
+
+
+def _error_maps(path: Path, target, initial, final) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    errors = [(initial - target).abs().mean(-1), (final - target).abs().mean(-1)]
+    vmax = max(float(errors[0].max()), float(errors[1].max()), 1e-6)
+    n = target.shape[0]
+    fig, axes = plt.subplots(2, n, figsize=(2.6 * n + 0.8, 5.2), squeeze=False)
+    for row, (label, err) in enumerate(zip(("initial", "final"), errors)):
+        for k in range(n):
+            ax = axes[row, k]
+            im = ax.imshow(err[k].numpy(), cmap="inferno", vmin=0, vmax=vmax)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if k == 0:
+                ax.set_ylabel(label)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="|error|")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _loss_plot(path: Path, result) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.semilogy(_positive(result.losses), label="total", color="black")
+    terms = sorted({k for log in result.logs for k in log if k.startswith("loss/")})
+    for term in terms:
+        ax.semilogy(_positive([log.get(term, math.nan) for log in result.logs]), label=term[5:], alpha=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _parameter_plot(path: Path, result) -> bool:
+    keys = sorted({k for log in result.logs for k in log if k.startswith("error/")})
+    if not keys:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        steps = [k for k, log in enumerate(result.logs) if key in log]
+        ax.semilogy(steps, _positive([result.logs[k][key] for k in steps]), marker=".")
+        ax.set_title(key[6:], fontsize=8)
+        ax.set_xlabel("step")
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _positive(values: List[float]) -> List[float]:
+    return [v if v > 0 else math.nan for v in values]
+
+
+def _assets(out: Path, problem) -> List[str]:
+    """The fitted scene as GLB and each fitted mesh as OBJ; returns their paths relative to ``out``."""
+    from ..io.gltf_writer import write_gltf
+    from ..io.obj import write_obj
+
+    written = []
+    scene = problem.scene
+    views = scene.cameras.pop("views")  # a batched camera: glTF stores one camera per node
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # lights glTF cannot hold are left out, as the writer explains
+            write_gltf(out / "assets" / "scene.glb", scene)
+        written.append("assets/scene.glb")
+    finally:
+        scene.cameras["views"] = views
+    fitted = sorted({n.split(".")[1] for n in problem.optimised_names()
+                     if n.startswith("meshes.") and n.endswith(".verts")})
+    for name in fitted:
+        mesh = scene.meshes[name]
+        write_obj(out / "assets" / f"{name}.obj", mesh.world_verts().detach().cpu(), mesh.faces.cpu())
+        written.append(f"assets/{name}.obj")
+    return written
+
+
+def _jsonable(value):
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to metrics.json")

@@ -1,0 +1,321 @@
+"""A fit problem built from a :class:`~lumigrad.fitting.config.FitConfig`: scenes, target images, cameras,
+parameterised unknowns, and the loss of one step.
+
+The scene being fitted gets the target views as one batched camera named ``views``, so its intrinsics and
+poses are ordinary scene parameters (``cameras.views.K``, ``cameras.views.world_to_cam``). With synthetic
+targets a second, *true* scene (the same file, or ``data.truth``, with ``data.set`` applied) is rendered
+from ring cameras around it; its parameters are what the report measures the recovered ones against.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from ..cameras.camera import Camera
+from ..optim.fit import FitDivergedError
+from ..scene.lights import DirectionalLight, EnvironmentLight, PointLight, SHLight, SpotLight
+from ..scene.render import render
+from ..scene.scene import Film, Scene
+from .config import IMAGE_LOSSES, ConfigError, FitConfig
+from .parameterize import Parameterization, apply_init, make_parameterization
+
+__all__ = ["Problem", "build_problem", "load_scene", "scale_camera"]
+
+VIEWS = "views"
+
+
+@dataclass
+class Problem:
+    """Everything a fit needs; :meth:`loss` is the ``loss_fn`` of :class:`~lumigrad.optim.Fit`."""
+
+    config: FitConfig
+    scene: Scene
+    targets: torch.Tensor  # [N, H, W, C] (C = 3 or 4: alpha is the object mask)
+    truth: Optional[Scene]
+    groups: Dict[str, List[Parameterization]]
+    initial_values: Dict[str, torch.Tensor] = field(default_factory=dict)
+    _scaled_targets: Dict[Tuple[int, int], torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def camera(self) -> Camera:
+        return self.scene.cameras[VIEWS]
+
+    def leaves(self, group: str) -> List[torch.Tensor]:
+        return [leaf for p in self.groups[group] for leaf in p.leaves]
+
+    def apply(self, step: Optional[int] = None) -> None:
+        """Write every parameterised value into the scene.
+
+        Raises:
+            FitDivergedError: a value is NaN / Inf although its leaves are finite (e.g. ``exp`` of a huge
+                leaf), naming the parameter and its group.
+        """
+        for group, params in self.groups.items():
+            for p in params:
+                value = p.apply(self.scene)
+                if step is not None and not bool(torch.isfinite(value).all()):
+                    raise FitDivergedError(f"step {step}: scene parameter {p.names[0]!r} of group {group!r} became "
+                                           "NaN or Inf through its map; lower the group's lr")
+
+    def optimised_names(self) -> List[str]:
+        return [p.names[0] for params in self.groups.values() for p in params]
+
+    def background(self):
+        bg = self.config.fit.background
+        return bg if bg == "environment" else torch.as_tensor(bg, dtype=self.targets.dtype)
+
+    def render_views(self, camera: Optional[Camera] = None) -> torch.Tensor:
+        return render(self.scene, camera or self.camera, background=self.background())
+
+    def resolution_scale(self, step: int) -> float:
+        fraction = step / max(self.config.fit.steps, 1)
+        scale = 1.0
+        for start, s in self.config.fit.coarse_to_fine:
+            if fraction >= start:
+                scale = s
+        return scale
+
+    def targets_at(self, camera: Camera) -> torch.Tensor:
+        key = (camera.width, camera.height)
+        if key == (self.camera.width, self.camera.height):
+            return self.targets
+        if key not in self._scaled_targets:
+            t = torch.nn.functional.interpolate(self.targets.permute(0, 3, 1, 2), size=(key[1], key[0]), mode="area")
+            self._scaled_targets[key] = t.permute(0, 2, 3, 1).contiguous()
+        return self._scaled_targets[key]
+
+    def loss(self, step: int):
+        """One step's loss and its logged terms (:func:`lumigrad.fitting.losses.total_loss`)."""
+        from .losses import total_loss
+
+        self.apply(step)
+        camera, index = self.camera, None
+        n = len(camera)
+        k = self.config.fit.views_per_step
+        if 0 < k < n:
+            index = torch.randperm(n)[:k]
+            camera = camera[index]
+        scale = self.resolution_scale(step)
+        if scale != 1.0:
+            camera = scale_camera(camera, scale)
+        targets = self.targets_at(camera)
+        if index is not None:
+            targets = targets[index]
+        images = render(self.scene, camera, background=self.background())
+        return total_loss(self, images, targets)
+
+
+def scale_camera(camera: Camera, scale: float) -> Camera:
+    """The camera seeing the same view with ``scale`` times as many pixels per side (at least one)."""
+    return camera.resized(max(1, round(camera.width * scale)), max(1, round(camera.height * scale)))
+
+
+# ------------------------------------------------------------------------------------------------ set-up
+def build_problem(config: FitConfig, device: torch.device = torch.device("cpu")) -> Problem:
+    """Load the scenes and targets of ``config`` and parameterise its unknowns.
+
+    Raises:
+        ConfigError: a parameter pattern matches nothing, a parameter is claimed twice, or the data cannot
+            serve the chosen losses (naming the key).
+    """
+    sc = config.scene
+    scene = _with_lights(load_scene(config), config)
+    truth = None
+    if config.data.synthetic:
+        truth = _with_lights(load_scene(config, config.data.truth or sc.file), config)
+        _set_truth(truth, config)
+        camera = ring_cameras(truth, config)
+        truth.add_camera(VIEWS, camera)
+        with torch.no_grad():
+            targets = render(truth, camera, background=_background(config))
+        scene.add_camera(VIEWS, Camera(camera.K.clone(), camera.world_to_cam.clone(), camera.width, camera.height,
+                                       camera.near, camera.far))
+    else:
+        from ..io.dataset import read_dataset
+
+        d = config.data
+        try:
+            data = read_dataset(d.dataset, image_dir=d.image_dir, scale=d.scale, views=d.view_indices)
+        except (ValueError, FileNotFoundError) as exc:
+            raise ConfigError(f"{config.path.name}: data.dataset: {exc}") from None
+        targets, camera = data.images, data.camera
+        scene.add_camera(VIEWS, camera)
+    _check_losses(config, targets)
+    scene, truth = _to(scene, device), (_to(truth, device) if truth is not None else None)
+    targets = targets.to(device)
+    problem = Problem(config, scene, targets, truth, {})
+    _parameterize(problem)
+    return problem
+
+
+def load_scene(config: FitConfig, path=None) -> Scene:
+    """The scene of ``path`` (default ``[scene]``): a glTF scene, a mesh file, or the primitive."""
+    from ..geometry.subdivide import icosphere
+    from ..io.registry import load
+    from ..mesh import Mesh
+    from ..scene.from_mesh import as_scene, scene_from_mesh
+
+    sc = config.scene
+    if path is None and sc.primitive is not None:
+        verts, faces = icosphere(sc.subdivisions, sc.radius)
+        verts = verts + torch.tensor(sc.center)
+        return scene_from_mesh(Mesh(verts, faces))
+    path = path or sc.file
+    try:
+        obj = load(path)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ConfigError(f"{config.path.name}: cannot load the scene: {exc}") from None
+    if isinstance(obj, Mesh) and sc.texture is not None and path == sc.file:
+        from ..io.image import read_image
+
+        if obj.uv is None:
+            raise ConfigError(f"{config.path.name}: scene.texture needs texture coordinates, and {path} has none")
+        obj.texture = read_image(sc.texture)[..., :3]
+    try:
+        return as_scene(obj, str(path))
+    except ValueError as exc:
+        raise ConfigError(f"{config.path.name}: {exc}") from None
+
+
+def _with_lights(scene: Scene, config: FitConfig) -> Scene:
+    sc = config.scene
+    if sc.environment is not None:
+        scene.add_light("environment", EnvironmentLight.from_file(sc.environment, size=sc.environment_size,
+                                                                  visible=config.fit.background == "environment"))
+    for light in sc.lights:
+        color = torch.tensor(light.color)
+        if light.type == "point":
+            scene.add_light(light.name, PointLight(torch.tensor(light.position), torch.tensor(light.intensity), color))
+        elif light.type == "directional":
+            scene.add_light(light.name, DirectionalLight(torch.tensor(light.direction), torch.tensor(light.intensity),
+                                                         color))
+        else:
+            scene.add_light(light.name, SpotLight(torch.tensor(light.position), torch.tensor(light.direction),
+                                                  torch.tensor(light.intensity), color))
+    if not scene.lights and sc.default_lights:
+        sh = torch.zeros(9, 3)
+        sh[0] = 0.25 * math.sqrt(4 * math.pi)  # a uniform sky of radiance 0.25
+        scene.add_light("sky", SHLight(sh))
+        scene.add_light("key", DirectionalLight(torch.tensor([-0.4, -1.0, 0.6]), torch.tensor(1.5)))
+    scene.film = Film(tone=sc.tone, encode=sc.encode)
+    return scene
+
+
+def _set_truth(truth: Scene, config: FitConfig) -> None:
+    params = truth.parameters()
+    for name, value in config.data.set.items():
+        if name not in params:
+            raise ConfigError(f"{config.path.name}: data.set names {name!r}, which the true scene does not have; "
+                              f"names look like {_some(params)}")
+        old = params[name]
+        try:
+            new = apply_init(old, value, f"data.set.{name}")
+        except ValueError as exc:
+            raise ConfigError(f"{config.path.name}: {exc}") from None
+        truth[name] = new
+
+
+def ring_cameras(scene: Scene, config: FitConfig) -> Camera:
+    """``data.views`` cameras on a ring around the scene's bounding sphere, alternating above and below."""
+    d = config.data
+    verts = torch.cat([m.world_verts() for m in scene.meshes.values()]).detach().float()
+    lo, hi = verts.min(0).values, verts.max(0).values
+    centre, radius = (lo + hi) / 2, max(float((hi - lo).norm()) / 2, 1e-6)
+    half_fov = math.radians(d.fov) / 2
+    distance = d.distance * radius / math.sin(half_fov)
+    k = torch.arange(d.views, dtype=torch.float32)
+    azimuth = k * (2 * math.pi / d.views) + 0.3
+    elevation = torch.where(k % 2 == 0, torch.tensor(d.elevation), torch.tensor(-0.5 * d.elevation))
+    elevation = torch.deg2rad(elevation)
+    direction = torch.stack([elevation.cos() * azimuth.sin(), elevation.sin(), -elevation.cos() * azimuth.cos()], -1)
+    eye = centre + distance * direction
+    width, height = d.size
+    return Camera.look_at(eye, centre.expand_as(eye), torch.tensor([0.0, 1.0, 0.0]), fov_y=2 * half_fov,
+                          width=width, height=height, near=max(1e-3, distance - 2 * radius),
+                          far=distance + 2 * radius)
+
+
+def _background(config: FitConfig):
+    bg = config.fit.background
+    return bg if bg == "environment" else torch.as_tensor(bg, dtype=torch.float32)
+
+
+def _check_losses(config: FitConfig, targets: torch.Tensor) -> None:
+    has_alpha = targets.shape[-1] == 4
+    for term in ("silhouette",):
+        if term in config.loss and not has_alpha:
+            raise ConfigError(f"{config.path.name}: loss.{term} needs target masks (photos with an alpha "
+                              "channel); these have none")
+    if config.mask == "alpha" and not has_alpha:
+        raise ConfigError(f"{config.path.name}: loss.mask = 'alpha' needs photos with an alpha channel")
+    if "ms_ssim" in config.loss and min(targets.shape[1:3]) < 176:
+        raise ConfigError(f"{config.path.name}: loss.ms_ssim needs images of at least 176 pixels a side (five "
+                          f"scales of an 11-pixel window); these are {targets.shape[2]}x{targets.shape[1]}: use "
+                          "loss.ssim")
+
+
+def _to(scene: Scene, device: torch.device) -> Scene:
+    if device.type == "cpu":
+        return scene
+    for name, t in scene.parameters().items():
+        scene[name] = t.to(device)
+    for mesh in scene.meshes.values():
+        mesh.faces = mesh.faces.to(device)
+        if mesh.uv_faces is not None:
+            mesh.uv_faces = mesh.uv_faces.to(device)
+    return scene
+
+
+def _parameterize(problem: Problem) -> None:
+    config, scene = problem.config, problem.scene
+    params = scene.parameters()
+    claimed: Dict[str, str] = {}
+    for k, group in enumerate(config.optimize):
+        where = f"optimize[{k}]"
+        names = []
+        for pattern in group.params:
+            hits = [n for n in params if fnmatch.fnmatchcase(n, pattern)]
+            if not hits:
+                raise ConfigError(f"{config.path.name}: {where}.params: no scene parameter matches {pattern!r}; "
+                                  f"the scene has {_some(params, 12)}")
+            names += [n for n in hits if n not in names]
+        by_tensor: Dict[int, List[str]] = {}
+        for n in names:
+            if n in claimed:
+                raise ConfigError(f"{config.path.name}: {n!r} is in both [[optimize]] groups {claimed[n]!r} and "
+                                  f"{group.name!r}")
+            claimed[n] = group.name
+            by_tensor.setdefault(id(params[n]), []).append(n)
+        out = []
+        for same in by_tensor.values():
+            name = same[0]
+            try:
+                start = apply_init(params[name], group.init, where)
+                out.append(make_parameterization(group.map, same, start, where, faces=_faces_of(scene, name),
+                                                 size=(problem.camera.width, problem.camera.height),
+                                                 lambda_=group.lambda_, shared=group.shared))
+            except ValueError as exc:
+                raise ConfigError(f"{config.path.name}: {exc}") from None
+        problem.groups[group.name] = out
+    with torch.no_grad():
+        problem.apply()
+        problem.initial_values = {n: scene[n].detach().clone() for n in problem.optimised_names()}
+
+
+def _faces_of(scene: Scene, name: str) -> Optional[torch.Tensor]:
+    parts = name.split(".")
+    if parts[0] == "meshes" and parts[-1] == "verts":
+        return scene.meshes[parts[1]].faces
+    return None
+
+
+def _some(params, count: int = 4) -> str:
+    names = list(params)
+    shown = ", ".join(names[:count])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > count else "")
+

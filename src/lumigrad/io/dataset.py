@@ -1,0 +1,217 @@
+"""Datasets: a folder of photos with their cameras, read from any camera format lumigrad knows.
+
+``read_dataset(path)`` returns an :class:`ImageDataset`: the images stacked ``[N, H, W, C]``, one batched
+:class:`~lumigrad.Camera` with a view per image, and the image names. The cameras come from:
+
+- a NeRF ``transforms.json`` (or a folder holding one): images at each frame's ``file_path``;
+- a COLMAP project folder (``sparse/0``, ``sparse`` or the model folder itself) with the photos in
+  ``images/`` beside it (or ``image_dir``);
+- an OpenSfM ``reconstruction.json`` with the photos in ``images/`` beside it;
+- a glTF / GLB file whose cameras name the photos: camera ``"front"`` looks for ``front.png`` / ``.jpg`` in
+  ``image_dir`` (default: the file's folder); glTF stores no image size, so the photo's size is the
+  camera's (its aspect ratio must match the camera's).
+
+Every image must have its camera's size. ``scale`` resizes images and cameras together (area averaging for
+a reduction; ``K``'s first two rows times ``scale``, which is exact for lumigrad's corner-origin pixel
+coordinates); an image whose size disagrees with its camera is refused with both sizes in the message,
+since a silently stretched image would bias every recovered parameter.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import torch
+
+from ..cameras.camera import Camera
+
+__all__ = ["ImageDataset", "read_dataset", "stack_cameras"]
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".exr", ".hdr")
+
+
+@dataclass
+class ImageDataset:
+    """Photos and the cameras that took them.
+
+    Attributes:
+        images: ``[N, H, W, C]`` float images (8-bit formats in [0, 1], as stored: no sRGB decode); an alpha
+            channel, when the files have one, is the object mask.
+        camera: a :class:`Camera` batched over the ``N`` views, of size ``W x H``.
+        names: the image names (file names for COLMAP / OpenSfM, ``file_path`` for NeRF, camera names for glTF).
+    """
+
+    images: torch.Tensor
+    camera: Camera
+    names: List[str]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def read_dataset(path: str | os.PathLike, *, image_dir: Optional[str | os.PathLike] = None, scale: float = 1.0,
+                 views: Optional[Sequence[int]] = None, dtype: torch.dtype = torch.float32) -> ImageDataset:
+    """Read photos and their cameras; see the module docstring for the layouts understood.
+
+    Args:
+        path: ``transforms.json``, a COLMAP project or model folder, an OpenSfM ``reconstruction.json`` or
+            a glTF / GLB file with cameras.
+        image_dir: where the photos are, when not where the format says.
+        scale: resize factor applied to images and cameras alike (e.g. ``0.25`` for quarter-size photos).
+        views: indices of the views to keep (default: all).
+        dtype: floating dtype of images and cameras.
+
+    Returns:
+        an :class:`ImageDataset`.
+
+    Raises:
+        FileNotFoundError: ``path`` or a photo is missing.
+        ValueError: no cameras, photos of different sizes, a photo whose size is not its camera's, a
+            corrupt photo, a bad ``scale`` or ``views``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such dataset file or folder")
+    if not (isinstance(scale, (int, float)) and 0 < scale <= 16):
+        raise ValueError(f"scale must be a number in (0, 16]; got {scale!r}")
+    entries = _camera_entries(path, None if image_dir is None else Path(image_dir))
+    if not entries:
+        raise ValueError(f"{path}: the dataset has no cameras")
+    if views is not None:
+        bad = [v for v in views if not (isinstance(v, int) and -len(entries) <= v < len(entries))]
+        if bad or not views:
+            raise ValueError(f"views must be a non-empty list of indices below {len(entries)}; got {list(views)}")
+        entries = [entries[v] for v in views]
+    from .registry import load
+
+    images, cameras, names = [], [], []
+    for name, cam, image_path in entries:
+        if not image_path.is_file():
+            raise FileNotFoundError(f"{path}: the photo of view {name!r} is missing: {image_path}")
+        image = load(image_path)
+        h, w = image.shape[:2]
+        if (w, h) != (cam.width, cam.height):
+            raise ValueError(f"{image_path} is {w}x{h} pixels but its camera ({name!r} in {path.name}) is "
+                             f"{cam.width}x{cam.height}: the photos must be the size the cameras were calibrated "
+                             f"at (use scale= to resize both together)")
+        images.append(image)
+        cameras.append(cam.to(dtype=dtype))
+        names.append(name)
+    channels = {im.shape[-1] for im in images}
+    if len(channels) > 1:
+        images = [_with_alpha(im) for im in images]
+    sizes = {(c.width, c.height) for c in cameras}
+    if len(sizes) > 1:
+        raise ValueError(f"{path}: the views have different image sizes {sorted(sizes)}; lumigrad batches views "
+                         "of one size: pick views of one size with views=")
+    stacked = torch.stack(images).to(dtype)
+    camera = stack_cameras(cameras)
+    if scale != 1.0:
+        stacked, camera = _rescale(stacked, camera, scale)
+    return ImageDataset(stacked, camera, names)
+
+
+def stack_cameras(cameras: Sequence[Camera]) -> Camera:
+    """One :class:`Camera` batched over unbatched cameras of one size, projection and distortion model."""
+    first = cameras[0]
+    for k, c in enumerate(cameras):
+        if (c.width, c.height, c.projection, c.distortion_model) != (first.width, first.height, first.projection,
+                                                                      first.distortion_model):
+            raise ValueError(f"cameras[{k}] differs from cameras[0] in size, projection or distortion model")
+        if (c.distortion is None) != (first.distortion is None):
+            raise ValueError(f"cameras[{k}] and cameras[0] disagree on having lens distortion")
+    dist = None if first.distortion is None else torch.stack([c.distortion for c in cameras])
+    return Camera(torch.stack([c.K for c in cameras]), torch.stack([c.world_to_cam for c in cameras]), first.width,
+                  first.height, min(c.near for c in cameras), max(c.far for c in cameras), dist,
+                  first.distortion_model, projection=first.projection)
+
+
+def _rescale(images: torch.Tensor, camera: Camera, scale: float):
+    w, h = round(camera.width * scale), round(camera.height * scale)
+    if w < 1 or h < 1:
+        raise ValueError(f"scale={scale} shrinks {camera.width}x{camera.height} images below one pixel")
+    mode = "area" if scale < 1 else "bilinear"
+    resized = torch.nn.functional.interpolate(images.permute(0, 3, 1, 2), size=(h, w), mode=mode)
+    return resized.permute(0, 2, 3, 1).contiguous(), camera.resized(w, h)
+
+
+def _with_alpha(image: torch.Tensor) -> torch.Tensor:
+    if image.shape[-1] == 4:
+        return image
+    return torch.cat([image[..., :3], torch.ones_like(image[..., :1])], -1)
+
+
+def _camera_entries(path: Path, image_dir: Optional[Path]):
+    """``[(name, unbatched Camera, image path)]`` in the format's view order."""
+    if path.is_dir():
+        if (path / "transforms.json").is_file():
+            return _camera_entries(path / "transforms.json", image_dir)
+        return _colmap_entries(path, image_dir)
+    suffix = path.suffix.lower()
+    if suffix in (".gltf", ".glb"):
+        return _gltf_entries(path, image_dir)
+    if suffix == ".json":
+        from .registry import load
+
+        rec = load(path)
+        if hasattr(rec, "image_paths"):  # NeRF
+            folder = image_dir
+            return [(fp, cam, (folder / Path(ip).name) if folder else ip)
+                    for fp, cam, ip in zip(rec.file_paths, rec.cameras, rec.image_paths)]
+        folder = image_dir or path.parent / "images"  # OpenSfM
+        return [(name, cam, folder / name) for name, cam in sorted(rec.shots.items())]
+    raise ValueError(f"{path}: not a dataset; give a transforms.json, an OpenSfM reconstruction.json, a glTF file "
+                     "with cameras or a COLMAP project folder")
+
+
+def _colmap_entries(folder: Path, image_dir: Optional[Path]):
+    from .colmap import read_colmap
+
+    candidates = [folder / "sparse" / "0", folder / "sparse", folder]
+    model = next((c for c in candidates if (c / "cameras.txt").is_file() or (c / "cameras.bin").is_file()), None)
+    if model is None:
+        raise FileNotFoundError(f"{folder}: no transforms.json and no COLMAP model (looked for cameras.txt / "
+                                f".bin in {', '.join(str(c) for c in candidates)})")
+    rec = read_colmap(model)
+    if image_dir is None:
+        image_dir = next((d / "images" for d in (folder, *model.parents) if (d / "images").is_dir()), folder / "images")
+    return [(name, cam, image_dir / name) for name, cam in rec.cameras.items()]
+
+
+def _gltf_entries(path: Path, image_dir: Optional[Path]):
+    from .gltf import read_gltf
+
+    scene = read_gltf(path)
+    folder = image_dir or path.parent
+    out = []
+    for name, cam in scene.cameras.items():
+        found = _find_image(folder, name)
+        if found is None:
+            out.append((name, cam, folder / f"{name}.png"))
+            continue
+        # glTF stores a field of view and an aspect ratio, not a size: the photo gives the size.
+        from PIL import Image
+
+        try:
+            with Image.open(found) as im:
+                w, h = im.size
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{found}: not a readable image ({exc})") from None
+        if abs(w / h - cam.width / cam.height) > 0.01 * cam.width / cam.height:
+            raise ValueError(f"{found} is {w}x{h} pixels (aspect {w / h:.4f}) but camera {name!r} of {path.name} "
+                             f"has aspect ratio {cam.width / cam.height:.4f}")
+        out.append((name, cam.resized(w, h), found))
+    return out
+
+
+
+def _find_image(folder: Path, stem: str) -> Optional[Path]:
+    for suffix in _IMAGE_SUFFIXES:
+        p = folder / f"{stem}{suffix}"
+        if p.is_file():
+            return p
+    return None
+

@@ -1,0 +1,162 @@
+"""``lumigrad fit`` end to end on tiny problems: recovery, the output folder, resume, real-photo datasets and
+the command line's exit codes."""
+
+import json
+
+import pytest
+import torch
+
+import lumigrad as lg
+from lumigrad.cli.main import main
+from lumigrad.fitting import ConfigError, run_fit
+from lumigrad.fitting.problem import Problem
+
+CONFIG = """
+name = "tiny"
+[scene]
+file = "sphere.obj"
+[[scene.lights]]
+name = "key"
+type = "point"
+position = [2.0, 2.0, -2.0]
+intensity = 4.0
+[[scene.lights]]
+name = "fill"
+type = "directional"
+direction = [1.0, -1.0, 1.0]
+intensity = 1.0
+[data]
+views = 3
+size = 24
+[data.set]
+"meshes.mesh.material.base_color_factor" = [0.7, 0.3, 0.2, 1.0]
+"lights.key.intensity" = 8.0
+[[optimize]]
+name = "albedo"
+params = "meshes.*.material.base_color_factor"
+map = "sigmoid"
+init = [0.5, 0.5, 0.5, 1.0]
+lr = 0.1
+[[optimize]]
+name = "light"
+params = "lights.key.intensity"
+map = "exp"
+lr = 0.1
+schedule = "cosine"
+[loss]
+mse = 1.0
+l1 = 0.1
+[fit]
+steps = STEPS
+checkpoint_every = 2
+"""
+
+
+@pytest.fixture
+def config(tmp_path):
+    verts, faces = lg.geometry.icosphere(2)
+    lg.io.save(tmp_path / "sphere.obj", (verts, faces))
+
+    def make(steps=40, extra=""):
+        p = tmp_path / "fit.toml"
+        p.write_text(CONFIG.replace("STEPS", str(steps)) + extra)
+        return p
+
+    return make
+
+
+def test_fit_recovers_albedo_and_light_and_writes_the_report(config, tmp_path):
+    outcome = run_fit(config(80), tmp_path / "out")
+    m = outcome.metrics
+    albedo = m["parameters"]["meshes.mesh.material.base_color_factor"]
+    light = m["parameters"]["lights.key.intensity"]
+    # The known fill light separates albedo from the key light's intensity (under one light only their
+    # product would be seen).
+    assert m["psnr_final_db"] > m["psnr_initial_db"] + 10
+    assert albedo["mean_abs_error"] < 0.05 * albedo["initial_mean_abs_error"]
+    assert light["mean_abs_error"] < 0.05 * light["initial_mean_abs_error"]
+    out = outcome.out_dir
+    for name in ("report.html", "metrics.json", "config.toml", "images/views.png", "images/error.png",
+                 "plots/loss.png", "plots/parameters.png", "assets/scene.glb", "checkpoint/checkpoint.pt"):
+        assert (out / name).stat().st_size > 100, name
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 80
+    html = (out / "report.html").read_text()
+    assert "images/views.png" in html and "lights.key.intensity" in html and "assets/scene.glb" in html
+    scene = lg.io.load(out / "assets" / "scene.glb")  # the fitted scene opens again
+    assert torch.allclose(scene.meshes["mesh"].material.base_color_factor,
+                          torch.tensor(albedo["final"], dtype=torch.float32), atol=1e-5)
+
+
+def test_an_interrupted_fit_resumes_bit_for_bit(config, tmp_path, monkeypatch):
+    whole = run_fit(config(6), tmp_path / "whole").metrics
+    loss = Problem.loss
+
+    def interrupt_at_step_5(self, step):
+        if step == 5:
+            raise KeyboardInterrupt
+        return loss(self, step)
+
+    monkeypatch.setattr(Problem, "loss", interrupt_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        run_fit(config(6), tmp_path / "parts")
+    monkeypatch.setattr(Problem, "loss", loss)
+    with pytest.raises(ConfigError, match="add --resume to continue it"):
+        run_fit(config(6), tmp_path / "parts")
+    resumed = run_fit(config(6), tmp_path / "parts", resume=True).metrics
+    assert resumed["final_loss"] == whole["final_loss"]
+    assert resumed["parameters"] == whole["parameters"]
+
+
+def photo_config(config, tmp_path, steps):
+    """The tiny config with its synthetic [data] replaced by a dataset of photos in transforms.json."""
+    text = config(steps).read_text().replace("[data]\nviews = 3\nsize = 24", '[data]\ndataset = "transforms.json"')
+    text = text[:text.index("[data.set]")] + text[text.index("[[optimize]]"):]
+    (tmp_path / "photos.toml").write_text(text)
+    return tmp_path / "photos.toml"
+
+
+def test_fit_from_a_folder_of_photos_with_cameras(config, tmp_path):
+    """Real-data path: photos + transforms.json, taken of a scene the fit does not see."""
+    config(2)
+    scene = lg.scene.scene_from_mesh(lg.io.load(tmp_path / "sphere.obj"))
+    scene.add_light("key", lg.PointLight(torch.tensor([2.0, 2.0, -2.0]), torch.tensor(8.0)))
+    scene.add_light("fill", lg.DirectionalLight(torch.tensor([1.0, -1.0, 1.0]), torch.tensor(1.0)))
+    scene.meshes["mesh"].material.base_color_factor = torch.tensor([0.7, 0.3, 0.2, 1.0])
+    cams = [lg.Camera.look_at([3.0 * (k - 1), 0.5, -3.0], [0.0, 0.0, 0.0], width=20, height=20) for k in range(3)]
+    paths = []
+    for k, cam in enumerate(cams):
+        paths.append(tmp_path / f"photo{k}.png")
+        lg.io.write_image(paths[-1], lg.render(scene, cam, background=0.0)[..., :3])
+    lg.io.write_nerf_transforms(tmp_path / "transforms.json", cams, paths)
+    outcome = run_fit(photo_config(config, tmp_path, 80), tmp_path / "real")
+    m = outcome.metrics
+    assert m["synthetic_targets"] is False and m["views"] == 3 and m["image_size"] == [20, 20]
+    assert m["psnr_final_db"] > m["psnr_initial_db"] + 10
+    albedo = m["parameters"]["meshes.mesh.material.base_color_factor"]["final"]
+    assert max(abs(a - b) for a, b in zip(albedo[:3], [0.7, 0.3, 0.2])) < 0.02  # 8-bit photos
+    assert (outcome.out_dir / "report.html").exists()
+
+
+def test_cli_exit_codes_and_messages(config, tmp_path, capsys):
+    assert main(["fit", str(config(2)), "-o", str(tmp_path / "ok"), "--no-progress"]) == 0
+    assert "report:" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text(config(2).read_text().replace("lr = 0.1", "lr = 0.1\nlearning_rate = 2"))
+    assert main(["fit", str(bad), "-o", str(tmp_path / "bad"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'optimize[0].learning_rate'" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert main(["fit", str(tmp_path / "missing.toml"), "--no-progress"]) == 2
+    assert "no such config file" in capsys.readouterr().err
+    diverging = tmp_path / "nan.toml"
+    diverging.write_text(config(5).read_text().replace('map = "exp"\nlr = 0.1', 'map = "exp"\nlr = 1e30'))
+    assert main(["fit", str(diverging), "-o", str(tmp_path / "nan"), "--no-progress"]) == 3
+    assert "the fit diverged" in capsys.readouterr().err
+
+
+def test_photos_whose_size_disagrees_with_the_cameras_are_refused(config, tmp_path, capsys):
+    cam = lg.Camera.look_at([0.0, 0.0, -3.0], [0.0, 0.0, 0.0], width=20, height=20)
+    lg.io.write_image(tmp_path / "photo.png", torch.rand(24, 20, 3))
+    lg.io.write_nerf_transforms(tmp_path / "transforms.json", [cam], [tmp_path / "photo.png"])
+    assert main(["fit", str(photo_config(config, tmp_path, 2)), "-o", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "photo.png is 20x24 pixels but its camera" in err and "is 20x20" in err
