@@ -3,7 +3,12 @@
 Image losses compare renders with target photographs (masked MSE / L1, PSNR, SSIM, MS-SSIM over
 channel-last ``[..., H, W, C]`` images); silhouette losses compare coverage masks; the regularizers (Laplacian
 smoothing, normal consistency, edge length) keep an optimised mesh well shaped; the distances from
-:mod:`lumigrad.geometry.distance` are re-exported for fitting to point clouds. Every loss returns a scalar averaged over leading batch dims.
+:mod:`lumigrad.geometry.distance` are re-exported for fitting to point clouds. Depth and normal losses
+compare rendered geometry buffers with measured or predicted ones; the perceptual loss compares images by
+structure (offline: hand-built pyramid features, or VGG16 features from a local weights file); the
+adversarial loss trains a patch discriminator alongside a fit; the multi-view consistency loss checks that
+views agree with each other when reprojected through their depths. Every loss returns a scalar averaged over
+leading batch dims; ``docs/losses.md`` says what each is for.
 """
 
 from ..geometry.distance import chamfer_distance, point_mesh_distance, points_to_mesh_loss, sample_points_on_mesh
