@@ -82,6 +82,10 @@ def test_fit_recovers_albedo_and_light_and_writes_the_report(config, tmp_path):
     assert json.loads((out / "metrics.json").read_text())["steps"] == 80
     html = (out / "report.html").read_text()
     assert "images/views.png" in html and "lights.key.intensity" in html and "assets/scene.glb" in html
+    from ..test_report_html import _chromium, _chromium_run
+
+    dom = _chromium_run(_chromium(), tmp_path, out / "report.html", "--dump-dom")  # every image shows
+    assert 'data-images-loaded="4/4"' in dom
     scene = lg.io.load(out / "assets" / "scene.glb")  # the fitted scene opens again
     assert torch.allclose(scene.meshes["mesh"].material.base_color_factor,
                           torch.tensor(albedo["final"], dtype=torch.float32), atol=1e-5)

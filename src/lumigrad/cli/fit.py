@@ -31,6 +31,11 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
+_ERRORS = (("mean_abs_error", "mean |error|"), ("focal_error_pct", "focal error %"),
+           ("principal_point_error_px", "principal point error px"), ("rotation_error_deg", "rotation error deg"),
+           ("centre_error", "camera centre error"))
+
+
 def run(args) -> int:
     from ..fitting import run_fit
 
@@ -40,9 +45,9 @@ def run(args) -> int:
     print(f"{m['name']}: {m['steps']} steps, {m['seconds']:.1f} s, PSNR {m['psnr_initial_db']:.2f} -> "
           f"{m['psnr_final_db']:.2f} dB")
     for name, entry in m["parameters"].items():
-        if "mean_abs_error" in entry:
-            print(f"  {name}: mean |error| {entry.get('initial_mean_abs_error', float('nan')):.4g} -> "
-                  f"{entry['mean_abs_error']:.4g}")
+        for key, label in _ERRORS:
+            if key in entry:
+                print(f"  {name}: {label} {entry.get('initial_' + key, float('nan')):.4g} -> {entry[key]:.4g}")
     if "shape_error_pct_final" in m:
         print(f"  surface distance: {m['shape_error_pct_initial']:.3f} % -> {m['shape_error_pct_final']:.3f} % "
               "of the bounding diagonal")

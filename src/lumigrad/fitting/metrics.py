@@ -28,8 +28,7 @@ def image_metrics(images: torch.Tensor, targets: torch.Tensor) -> Dict[str, floa
     return {"psnr_db": float(psnr(a, b)), "mean_abs_error": float((a - b).abs().mean())}
 
 
-def parameter_errors(name: str, value: torch.Tensor, truth: Optional[Scene],
-                     initial: Optional[torch.Tensor] = None) -> Dict[str, float]:
+def parameter_errors(name: str, value: torch.Tensor, truth: Optional[Scene]) -> Dict[str, float]:
     """Errors of ``value`` against the true scene's ``name`` (empty when the truth has no such tensor)."""
     if truth is None or name not in truth.parameters():
         return {}
@@ -40,8 +39,6 @@ def parameter_errors(name: str, value: torch.Tensor, truth: Optional[Scene],
     diff = (value - true).double()
     out = {"mean_abs_error": float(diff.abs().mean()), "max_abs_error": float(diff.abs().max()),
            "relative_rms_error": float(diff.norm() / true.double().norm().clamp_min(1e-12))}
-    if initial is not None:
-        out["initial_mean_abs_error"] = float((initial.to(value) - true).double().abs().mean())
     if name.endswith((".world_to_cam", ".to_world")) and value.shape[-2:] == (4, 4):
         out.update(_pose_errors(value, true))
     if name.endswith(".K") and value.shape[-2:] == (3, 3):

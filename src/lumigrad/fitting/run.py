@@ -145,7 +145,9 @@ def _metrics(problem: Problem, result, initial_images, final_images, seconds: fl
         entry = {"initial": _summary(problem.initial_values[name]), "final": _summary(value)}
         if problem.truth is not None and name in problem.truth.parameters():
             entry["true"] = _summary(problem.truth[name])
-        entry.update(parameter_errors(name, value, problem.truth, problem.initial_values[name]))
+        entry.update(parameter_errors(name, value, problem.truth))
+        initial_errors = parameter_errors(name, problem.initial_values[name], problem.truth)
+        entry.update({f"initial_{k}": v for k, v in initial_errors.items()})
         params[name] = entry
     metrics["parameters"] = params
     if problem.truth is not None and any(n.endswith(".verts") for n in problem.optimised_names()):
