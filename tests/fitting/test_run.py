@@ -164,3 +164,25 @@ def test_photos_whose_size_disagrees_with_the_cameras_are_refused(config, tmp_pa
     assert main(["fit", str(photo_config(config, tmp_path, 2)), "-o", str(tmp_path / "o"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "photo.png is 20x24 pixels but its camera" in err and "is 20x20" in err
+
+
+def test_perceptual_and_adversarial_terms_run_and_resume(config, tmp_path, monkeypatch):
+    path = tmp_path / "gan.toml"
+    path.write_text(config(4).read_text().replace("mse = 1.0\nl1 = 0.1", "mse = 1.0\nperceptual = 0.1\nadversarial = 0.01"))
+    whole = run_fit(path, tmp_path / "whole")
+    checkpoint = torch.load(whole.out_dir / "checkpoint" / "checkpoint.pt", weights_only=False)
+    assert {"loss/mse", "loss/perceptual", "loss/adversarial"} <= set(checkpoint["logs"][-1])
+    assert "adversary" in checkpoint["extra"]  # the discriminator is saved with the fit
+    loss = Problem.loss
+
+    def interrupt_at_step_3(self, step):
+        if step == 3:
+            raise KeyboardInterrupt
+        return loss(self, step)
+
+    monkeypatch.setattr(Problem, "loss", interrupt_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        run_fit(path, tmp_path / "parts")
+    monkeypatch.setattr(Problem, "loss", loss)
+    resumed = run_fit(path, tmp_path / "parts", resume=True)
+    assert resumed.metrics["parameters"] == whole.metrics["parameters"]

@@ -267,3 +267,37 @@ def test_bad_groups_and_losses():
         Fit(lambda s: p * 2, {"p": ParamGroup([p], lr=0.1)}, steps=1).run()
     with pytest.raises(ValueError, match="does not depend on any parameter"):
         Fit(lambda s: torch.zeros(()), {"p": ParamGroup([p], lr=0.1)}, steps=1).run()
+
+
+def _adversarial_problem():
+    """An image fitted with an L1 term plus a patch-GAN term whose discriminator trains alongside."""
+    from lumigrad.losses import AdversarialLoss, PatchDiscriminator
+
+    g = torch.Generator().manual_seed(7)
+    real = torch.rand(2, 16, 16, 3, generator=g)
+    image = torch.nn.Parameter(torch.rand(2, 16, 16, 3, generator=g))
+    torch.manual_seed(3)
+    adversary = AdversarialLoss(PatchDiscriminator(3, width=8, layers=2), lr=1e-3)
+
+    def loss_fn(step):
+        adversary.discriminator_step(real, image)
+        return (image - real).abs().mean() + 0.1 * adversary.generator_loss(image)
+
+    return loss_fn, {"image": ParamGroup([image], lr=0.02)}, image, adversary
+
+
+def test_extra_state_resumes_an_adversarial_fit_bit_for_bit(tmp_path):
+    loss_fn, groups, whole, adv = _adversarial_problem()
+    Fit(loss_fn, groups, steps=6).run()
+    loss_fn, groups, image, adv = _adversarial_problem()
+    with pytest.raises(KeyboardInterrupt):
+        Fit(loss_fn, groups, steps=6, checkpoint_dir=tmp_path, checkpoint_every=2, callbacks=[_Crash(4)],
+            extra_state={"adversary": adv}).run()
+    loss_fn, groups, image, adv = _adversarial_problem()
+    Fit(loss_fn, groups, steps=6, checkpoint_dir=tmp_path, resume=True, extra_state={"adversary": adv}).run()
+    assert torch.equal(image, whole)
+    with pytest.raises(ValueError, match="has no state for extra_state\\['other'\\]"):
+        Fit(loss_fn, groups, steps=6, checkpoint_dir=tmp_path, resume=True,
+            extra_state={"adversary": adv, "other": adv}).run()
+    with pytest.raises(TypeError, match="extra_state\\['x'\\] needs state_dict"):
+        Fit(loss_fn, groups, steps=6, extra_state={"x": object()})

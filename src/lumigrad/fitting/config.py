@@ -21,7 +21,7 @@ __all__ = ["ConfigError", "DataConfig", "FitConfig", "FitSettings", "LightConfig
 MAPS = ("identity", "sigmoid", "exp", "large_steps", "pose", "intrinsics")
 OPTIMIZERS = ("adam", "adam_uniform", "sgd")
 SCHEDULES = ("constant", "cosine")
-IMAGE_LOSSES = ("mse", "l1", "ssim", "ms_ssim", "perceptual", "silhouette")
+IMAGE_LOSSES = ("mse", "l1", "ssim", "ms_ssim", "perceptual", "adversarial", "silhouette")
 MESH_LOSSES = ("laplacian", "normal_consistency", "edge_length")
 LIGHT_TYPES = ("point", "directional", "spot")
 

@@ -1,7 +1,8 @@
 """The loss of one fit step: the weighted image terms of ``[loss]`` plus mesh regularisers on fitted meshes.
 
 Image terms compare the rendered colour with the target colour (``mask = "alpha"`` restricts them to the
-target's object mask); ``silhouette`` compares rendered coverage with the target's alpha (IoU loss). The
+target's object mask; ``adversarial`` first steps a patch discriminator on targets vs detached renders, then
+scores the renders with it); ``silhouette`` compares rendered coverage with the target's alpha (IoU loss). The
 mesh terms apply to every mesh whose vertices are optimised, on its world-space vertices.
 """
 
@@ -27,6 +28,12 @@ def _image_term(name: str, problem):
         return lambda p, t, m: ssim_loss(_masked(p, m), _masked(t, m))
     if name == "ms_ssim":
         return lambda p, t, m: ms_ssim_loss(_masked(p, m), _masked(t, m))
+    if name == "adversarial":
+        def adversarial(p, t, m):
+            problem.adversary.discriminator_step(_masked(t, m), _masked(p, m))
+            return problem.adversary.generator_loss(_masked(p, m))
+
+        return adversarial
     if name == "perceptual":
         from ..losses import perceptual_loss
 

@@ -39,6 +39,7 @@ class Problem:
     truth: Optional[Scene]
     groups: Dict[str, List[Parameterization]]
     initial_values: Dict[str, torch.Tensor] = field(default_factory=dict)
+    adversary: Optional[object] = None  # an AdversarialLoss when [loss] adversarial > 0
     _scaled_targets: Dict[Tuple[int, int], torch.Tensor] = field(default_factory=dict)
 
     @property
@@ -150,6 +151,12 @@ def build_problem(config: FitConfig, device: torch.device = torch.device("cpu"))
     targets = targets.to(device)
     problem = Problem(config, scene, targets, truth, {})
     _parameterize(problem)
+    if "adversarial" in config.loss:
+        from ..losses.adversarial import AdversarialLoss, PatchDiscriminator
+
+        with torch.random.fork_rng():
+            torch.manual_seed(config.fit.seed)  # the same discriminator every run: resumable, reproducible
+            problem.adversary = AdversarialLoss(PatchDiscriminator(3).to(device))
     return problem
 
 

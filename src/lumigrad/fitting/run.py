@@ -73,7 +73,8 @@ def run_fit(config: Union[FitConfig, str, Path], out_dir: Optional[Union[str, Pa
         initial_images = problem.render_views()
     fit = Fit(_logged_loss(problem), _groups(problem), steps=config.fit.steps, checkpoint_dir=checkpoint_dir,
               checkpoint_every=config.fit.checkpoint_every, seed=config.fit.seed,
-              clip_spikes=config.fit.clip_spikes, progress=progress, resume=resume)
+              clip_spikes=config.fit.clip_spikes, progress=progress, resume=resume,
+              extra_state={"adversary": problem.adversary} if problem.adversary is not None else None)
     result = fit.run()
     with torch.no_grad():
         problem.apply()

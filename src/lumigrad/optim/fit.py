@@ -137,6 +137,9 @@ class Fit:
         callbacks: ``cb(step, loss, log)`` after each step; returning ``True`` stops the fit.
         resume: load ``checkpoint_dir/checkpoint.pt`` (if it exists) when :meth:`run` starts.
         spike_decay: decay of the running gradient norm used by ``clip_spikes``, in ``[0, 1)``.
+        extra_state: other stateful objects the loss uses, by name (anything with ``state_dict()`` and
+            ``load_state_dict()``, e.g. an :class:`~lumigrad.losses.AdversarialLoss` and its discriminator);
+            saved in every checkpoint and restored on resume.
 
     Raises:
         ValueError / TypeError: on invalid arguments, naming the argument.
@@ -145,7 +148,8 @@ class Fit:
     def __init__(self, loss_fn: Callable[[int], LossOutput], groups: Mapping[str, ParamGroup], *, steps: int,
                  checkpoint_dir: Optional[Union[str, os.PathLike]] = None, checkpoint_every: int = 50,
                  seed: int = 0, clip_spikes: Optional[float] = 10.0, progress: bool = False,
-                 callbacks: Sequence[Callback] = (), resume: bool = False, spike_decay: float = 0.9):
+                 callbacks: Sequence[Callback] = (), resume: bool = False, spike_decay: float = 0.9,
+                 extra_state: Optional[Mapping[str, object]] = None):
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable; got {type(loss_fn).__name__}")
         self.loss_fn = loss_fn
@@ -172,6 +176,11 @@ class Fit:
         if resume and self.checkpoint_dir is None:
             raise ValueError("resume=True needs a checkpoint_dir")
         self._resume_pending = bool(resume)
+        self.extra_state = dict(extra_state or {})
+        for name, obj in self.extra_state.items():
+            if not (callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "load_state_dict", None))):
+                raise TypeError(f"extra_state[{name!r}] needs state_dict() and load_state_dict(); got "
+                                f"{type(obj).__name__}")
         self.groups: Dict[str, ParamGroup] = self._check_groups(groups)
         self.optimizers = {name: self._make_optimizer(name, g) for name, g in self.groups.items()}
         self.spike_ema: Dict[str, Optional[float]] = {name: None for name in self.groups}
@@ -254,6 +263,7 @@ class Fit:
             "logs": [dict(log) for log in self.logs],
             "rng": rng,
             "seed": self.seed,
+            "extra": {name: obj.state_dict() for name, obj in self.extra_state.items()},
         }
 
     def save_checkpoint(self) -> Path:
@@ -315,6 +325,12 @@ class Fit:
                     p.copy_(saved)
         for name, opt in self.optimizers.items():
             opt.load_state_dict(ckpt["optimizers"][name])
+        extra = ckpt.get("extra", {})
+        missing = sorted(set(self.extra_state) - set(extra))
+        if missing:
+            raise ValueError(f"checkpoint {path} has no state for extra_state[{missing[0]!r}]")
+        for name, obj in self.extra_state.items():
+            obj.load_state_dict(extra[name])
         self.spike_ema = dict(ckpt["spike_ema"])
         self.losses = list(ckpt["losses"])
         self.logs = [dict(log) for log in ckpt["logs"]]
