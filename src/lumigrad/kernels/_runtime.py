@@ -7,6 +7,7 @@ thread pool, one range per core. CUDA launches go out whole on the tensor's curr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -28,8 +29,29 @@ def ensure_init() -> None:
     with _init_lock:
         if not _initialised:
             wp.config.log_level = wp.LOG_ERROR
-            wp.init()
+            if torch.cuda.is_available():
+                wp.init()
+            else:  # Warp's native code prints a CUDA-driver warning that means nothing on a CPU-only machine
+                with _stderr_silenced():
+                    wp.init()
             _initialised = True
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """Send file descriptor 2 to /dev/null for the duration (native code writes there directly)."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable stderr: nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def num_workers() -> int:
