@@ -21,7 +21,7 @@ from ..optim.fit import FitDivergedError
 from ..scene.lights import DirectionalLight, EnvironmentLight, PointLight, SHLight, SpotLight
 from ..scene.render import render
 from ..scene.scene import Film, Scene
-from .config import IMAGE_LOSSES, ConfigError, FitConfig
+from .config import ConfigError, FitConfig
 from .parameterize import Parameterization, apply_init, make_parameterization
 
 __all__ = ["Problem", "build_problem", "load_scene", "scale_camera"]
@@ -67,8 +67,7 @@ class Problem:
         return [p.names[0] for params in self.groups.values() for p in params]
 
     def background(self):
-        bg = self.config.fit.background
-        return bg if bg == "environment" else torch.as_tensor(bg, dtype=self.targets.dtype)
+        return _background(self.config, self.targets)
 
     def render_views(self, camera: Optional[Camera] = None) -> torch.Tensor:
         return render(self.scene, camera or self.camera, background=self.background())
@@ -133,7 +132,7 @@ def build_problem(config: FitConfig, device: torch.device = torch.device("cpu"))
         camera = ring_cameras(truth, config)
         truth.add_camera(VIEWS, camera)
         with torch.no_grad():
-            targets = render(truth, camera, background=_background(config))
+            targets = render(truth, camera, background=_background(config, camera.K))
         scene.add_camera(VIEWS, Camera(camera.K.clone(), camera.world_to_cam.clone(), camera.width, camera.height,
                                        camera.near, camera.far))
     else:
@@ -247,9 +246,10 @@ def ring_cameras(scene: Scene, config: FitConfig) -> Camera:
                           far=distance + 2 * radius)
 
 
-def _background(config: FitConfig):
+def _background(config: FitConfig, like: torch.Tensor):
+    """``[fit] background`` as ``render`` takes it, on ``like``'s device and dtype."""
     bg = config.fit.background
-    return bg if bg == "environment" else torch.as_tensor(bg, dtype=torch.float32)
+    return bg if bg == "environment" else torch.as_tensor(bg, dtype=like.dtype, device=like.device)
 
 
 def _check_losses(config: FitConfig, targets: torch.Tensor) -> None:
