@@ -19,9 +19,10 @@ in [0, 1]. Integer colours are divided by their type's maximum (``uchar / 255``)
 float colours are kept as they are.
 
 Malformed files raise :class:`PlyError` (a ``ValueError``) naming the file: bad magic, unknown format or type,
-truncated data, face indices out of range, and declared element counts that the file is too small to hold
-(checked on the header, before anything is allocated). NaN and Inf coordinates are read as stored, not
-refused; validate with ``lumigrad.Mesh`` (which requires finite vertices) if that matters.
+truncated data, face indices out of range, two properties of one element with the same name, and declared
+element counts that the file is too small to hold (checked on the header, before anything is allocated). NaN
+and Inf coordinates are read as stored, not refused; validate with ``lumigrad.Mesh`` (which requires finite
+vertices) if that matters.
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ def _parse_header(data: bytes, path) -> Tuple[Optional[str], List[_Element], int
         elif parts[0] == "property":
             if not elements:
                 raise PlyError(f"{where}: property before any element")
+            if parts[-1] in {p.name for p in elements[-1].props}:  # values are keyed by name: one column each
+                raise PlyError(f"{where}: element {elements[-1].name!r} already has a property {parts[-1]!r}")
             if len(parts) == 3:
                 elements[-1].props.append(_Prop(parts[2], _type(parts[1], where)))
             elif len(parts) == 5 and parts[1] == "list":
@@ -379,7 +382,8 @@ def read_ply(path: str | os.PathLike, dtype=torch.float32) -> PlyMesh:
         else:
             parsed, cursor = _read_binary(data, cursor, el, order, path)
         values.setdefault(el.name, parsed)
-    return _assemble(values, elements, path, dtype)
+    with np.errstate(invalid="ignore"):  # NaN (signalling NaN too) is read as stored, without a warning
+        return _assemble(values, elements, path, dtype)
 
 
 def _assemble(values: Dict[str, dict], elements: List[_Element], path, dtype) -> PlyMesh:
@@ -441,10 +445,16 @@ def _fan(counts: np.ndarray, flat: np.ndarray, path, num_verts: int) -> torch.Te
     if counts.size and counts.min() < 3:
         row = int(np.argmax(counts < 3))
         raise PlyError(f"{path}: face {row} has {int(counts[row])} corners; a face needs at least 3")
+    if flat.size:
+        ok = (flat >= 0) & (flat < num_verts)  # NaN fails both
+        if flat.dtype.kind == "f":  # a float list type: the indices must still be whole numbers
+            ok &= flat == np.floor(np.where(ok, flat, 0))
+        if not ok.all():
+            bad = flat[~ok]
+            bad = float(bad[0]) if flat.dtype.kind == "f" else int(bad.min()) if (bad < 0).any() else int(bad.max())
+            raise PlyError(f"{path}: face vertex index {bad} is out of range [0, {num_verts})"
+                           + (" or not a whole number" if flat.dtype.kind == "f" else ""))
     flat = flat.astype(np.int64)
-    if flat.size and (flat.min() < 0 or flat.max() >= num_verts):
-        bad = int(flat.min()) if flat.min() < 0 else int(flat.max())
-        raise PlyError(f"{path}: face vertex index {bad} is out of range [0, {num_verts})")
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     ntri = counts - 2
     poly = np.repeat(np.arange(counts.size), ntri)
