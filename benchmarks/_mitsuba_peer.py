@@ -28,7 +28,6 @@ unset, this module points it at Debian's libLLVM 19 (package ``libllvm19``) when
 
 from __future__ import annotations
 
-import gc
 import glob
 import math
 import os
@@ -119,14 +118,9 @@ def _timed(fn, repeats: int) -> list[float]:
 def peak_rss_growth(fn, *args, **kwargs):
     """Measures how far a call pushes the process's peak resident set size (RSS).
 
-    Reads ``VmHWM`` (peak RSS) from ``/proc/self/status``. It first tries to reset the peak to the
-    current RSS by writing ``5`` to ``/proc/self/clear_refs`` (Linux >= 4.0); then the result is
-    ``VmHWM_after - VmRSS_before``: the peak extra physical memory (native allocations, JIT buffers,
-    Python objects alike) touched during the call. If the reset is refused, it is
-    ``max(0, VmHWM_after - VmHWM_before)``, i.e. only growth beyond the process's earlier peak (a lower
-    bound). Pages freed and re-used inside the call are not double-counted; memory-mapped files that are
-    read count too; GPU memory is not included. Dr.Jit keeps freed buffers in a cache, which would hide
-    a repeated call's memory, so that cache is flushed (``dr.flush_malloc_cache()``) before measuring.
+    :func:`lumigrad.benchmarking.peak_rss_growth` (the one implementation; see it for what is counted), after
+    flushing Dr.Jit's cache of freed buffers (``dr.flush_malloc_cache()``), which would otherwise hide a
+    repeated call's memory.
 
     Args:
         fn: the callable to measure; ``*args`` / ``**kwargs`` are passed to it.
@@ -134,24 +128,11 @@ def peak_rss_growth(fn, *args, **kwargs):
     Returns:
         ``(result, growth_bytes, exact)``; ``exact`` is False when the peak could not be reset.
     """
-    def read(key: str) -> int:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-        raise RuntimeError(f"{key} not in /proc/self/status")
+    from lumigrad.benchmarking import peak_rss_growth as _peak_rss_growth
 
-    gc.collect()
     if _dr is not None:
         _dr.flush_malloc_cache()
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        exact, before = True, read("VmRSS")
-    except OSError:
-        exact, before = False, read("VmHWM")
-    result = fn(*args, **kwargs)
-    return result, max(0, read("VmHWM") - before), exact
+    return _peak_rss_growth(fn, *args, **kwargs)
 
 
 def load_obj(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 from ..optim.fit import FitDivergedError
 
-from . import demo, fit, gradcheck, render
+from . import bench, demo, fit, gradcheck, render
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_parser(sub)
     gradcheck.add_parser(sub)
     fit.add_parser(sub)
+    bench.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,183 @@
+"""Timing, peak-memory and table helpers shared by ``lumigrad bench`` and the scripts in ``benchmarks/``.
+
+Timings are wall-clock seconds with CUDA synchronised before the clock is read, so asynchronous kernels are
+counted; peak memory is the growth of ``torch.cuda.max_memory_allocated`` on CUDA and of the process's peak
+resident set size on CPU (Linux ``/proc/self/status``), the one implementation the benchmarks use.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from typing import Callable, List, Optional, Sequence, Tuple, Union
+
+import torch
+
+__all__ = ["format_table", "peak_memory", "peak_rss_growth", "time_call"]
+
+Device = Union[str, torch.device, None]
+
+
+def _sync(device: Device) -> None:
+    device = torch.device(device) if device is not None else None
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], object], repeats: int, warmup: int = 1, sync: Device = None) -> List[float]:
+    """Call ``fn`` ``warmup`` times untimed, then ``repeats`` timed times; return the seconds of each call.
+
+    Args:
+        fn: the callable to time, without arguments.
+        repeats: number of timed calls, >= 1.
+        warmup: untimed calls first (caches, allocator, kernel compilation), >= 0.
+        sync: the device the work runs on; for a CUDA device the clock is read only after
+            ``torch.cuda.synchronize``, so the asynchronous kernels are included. ``None`` or CPU: no sync.
+
+    Returns:
+        ``repeats`` wall-clock durations in seconds. Example: ``time_call(lambda: time.sleep(0.01), 3)``
+        gives three values a little above ``0.01``.
+
+    Raises:
+        ValueError: ``repeats < 1`` or ``warmup < 0``.
+    """
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise ValueError(f"repeats must be an integer >= 1; got {repeats!r}")
+    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
+        raise ValueError(f"warmup must be an integer >= 0; got {warmup!r}")
+    for _ in range(warmup):
+        fn()
+    _sync(sync)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(sync)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _proc_status(key: str) -> int:
+    """``key`` (e.g. ``VmHWM``) from ``/proc/self/status``, in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"{key} not in /proc/self/status")
+
+
+def peak_rss_growth(fn: Callable, *args, **kwargs) -> Tuple[object, int, bool]:
+    """Measure how far a call pushes the process's peak resident set size (RSS).
+
+    Reads ``VmHWM`` (peak RSS) from ``/proc/self/status``. It first tries to reset the peak to the current RSS
+    by writing ``5`` to ``/proc/self/clear_refs`` (Linux >= 4.0); then the result is ``VmHWM_after -
+    VmRSS_before``: the peak extra physical memory (native allocations, JIT buffers, Python objects alike)
+    touched during the call. If the reset is refused, it is ``max(0, VmHWM_after - VmHWM_before)``, only the
+    growth beyond the process's earlier peak (a lower bound). Pages freed and re-used inside the call are not
+    double-counted; memory-mapped files that are read count too; GPU memory is not included. Where
+    ``/proc/self/status`` does not exist (not Linux) the growth is reported as 0 and not exact.
+
+    Args:
+        fn: the callable to measure; ``*args`` / ``**kwargs`` are passed to it.
+
+    Returns:
+        ``(result, growth_bytes, exact)``; ``exact`` is False when the peak could not be reset.
+    """
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        exact, before = True, _proc_status("VmRSS")
+    except OSError:
+        try:
+            exact, before = False, _proc_status("VmHWM")
+        except OSError:
+            return fn(*args, **kwargs), 0, False
+    result = fn(*args, **kwargs)
+    return result, max(0, _proc_status("VmHWM") - before), exact
+
+
+def peak_memory(fn: Callable[[], object], device: Device = None) -> Tuple[float, bool]:
+    """Peak extra memory of one call of ``fn``, in MiB, and whether the figure is exact.
+
+    Args:
+        fn: the callable to measure, without arguments.
+        device: where the work runs. CUDA: growth of ``torch.cuda.max_memory_allocated`` over the memory
+            allocated before the call (tensors only, not the allocator's cache). CPU / ``None``: growth of the
+            peak resident set size (:func:`peak_rss_growth`), after glibc's ``malloc_trim`` so that heap
+            pages freed by earlier runs are not silently re-used.
+
+    Returns:
+        ``(MiB, exact)``; ``exact`` is False when only a lower bound could be measured (see
+        :func:`peak_rss_growth`).
+    """
+    gc.collect()
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20, True
+    _malloc_trim()
+    _, grow, exact = peak_rss_growth(fn)
+    return grow / 2**20, exact
+
+
+_libc = None
+
+
+def _malloc_trim() -> None:
+    """Hand memory freed by earlier runs back to the OS (glibc only; a no-op elsewhere)."""
+    global _libc
+    try:
+        import ctypes
+
+        _libc = _libc or ctypes.CDLL("libc.so.6")
+        _libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def format_table(rows: Sequence[dict], columns: Sequence[Union[str, Tuple[str, str]]],
+                 digits: int = 2) -> str:
+    """Format ``rows`` as a markdown table.
+
+    Args:
+        rows: one dict per line.
+        columns: the keys to show, in order; a ``(key, title)`` pair gives the column another title.
+        digits: decimals of float values; ``None`` (or a missing key) shows ``-``, NaN shows ``nan``.
+
+    Returns:
+        The table, one line per row after the title and separator lines. Example:
+        ``format_table([{"a": 1, "b": 2.5}], ["a", ("b", "B")])`` is ``"| a | B |\\n|---|---|\\n| 1 | 2.50 |"``.
+
+    Raises:
+        ValueError: ``columns`` is empty.
+    """
+    if not columns:
+        raise ValueError("columns must name at least one column")
+    keys = [c[0] if isinstance(c, tuple) else c for c in columns]
+    titles = [c[1] if isinstance(c, tuple) else c for c in columns]
+
+    def cell(value) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return "nan" if math.isnan(value) else f"{value:.{digits}f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(titles) + " |", "|" + "|".join("---" for _ in titles) + "|"]
+    lines += ["| " + " | ".join(cell(row.get(k)) for k in keys) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def median(values: Sequence[float]) -> Optional[float]:
+    """The median of ``values`` (None for an empty sequence)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
