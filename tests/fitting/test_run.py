@@ -186,3 +186,19 @@ def test_perceptual_and_adversarial_terms_run_and_resume(config, tmp_path, monke
     monkeypatch.setattr(Problem, "loss", loss)
     resumed = run_fit(path, tmp_path / "parts", resume=True)
     assert resumed.metrics["parameters"] == whole.metrics["parameters"]
+
+
+def test_shape_fit_reports_surface_distance_and_exports_obj_with_material(config, tmp_path):
+    text = config(3).read_text().replace('[[optimize]]\nname = "light"', '[[optimize]]\nname = "shape"\n'
+                                         'params = "meshes.mesh.verts"\nmap = "large_steps"\nlr = 0.01\n\n'
+                                         '[[optimize]]\nname = "light"')
+    text = text.replace("mse = 1.0\nl1 = 0.1", "mse = 1.0\nsilhouette = 1.0\nlaplacian = 0.1")
+    path = tmp_path / "shape.toml"
+    path.write_text(text)
+    m = run_fit(path, tmp_path / "shape").metrics
+    assert m["shape_error_pct_initial"] == pytest.approx(0.0, abs=0.2)  # the same sphere, up to sampling
+    assert m["shape_error_pct_final"] < 5.0
+    mesh = lg.io.load(tmp_path / "shape" / "assets" / "mesh.obj")
+    assert mesh.faces.shape == (320, 3) and len(mesh.materials) == 1
+    fitted = m["parameters"]["meshes.mesh.material.base_color_factor"]["final"]
+    assert mesh.materials[0].base_color_factor.tolist() == pytest.approx(fitted, abs=1e-5)

@@ -10,7 +10,7 @@
     OUT/plots/loss.png         total loss and each term per step
     OUT/plots/parameters.png   parameter errors per step (synthetic targets)
     OUT/assets/scene.glb       the fitted scene (opens in Blender)
-    OUT/assets/NAME.obj        each fitted mesh
+    OUT/assets/NAME.obj        each fitted mesh, with its material in NAME.mtl
     OUT/checkpoint/            the resumable state of the fit
 """
 
@@ -161,9 +161,20 @@ def _assets(out: Path, problem) -> List[str]:
                      if n.startswith("meshes.") and n.endswith(".verts")})
     for name in fitted:
         mesh = scene.meshes[name]
-        write_obj(out / "assets" / f"{name}.obj", mesh.world_verts().detach().cpu(), mesh.faces.cpu())
-        written.append(f"assets/{name}.obj")
+        faces = mesh.faces.cpu()
+        uv = None if mesh.uv is None else mesh.uv.detach().cpu()
+        write_obj(out / "assets" / f"{name}.obj", mesh.world_verts().detach().cpu(), faces, uv=uv,
+                  uv_faces=None if uv is None else mesh.uv_faces.cpu(), materials={name: _cpu(mesh.material)},
+                  face_materials=torch.zeros(faces.shape[0], dtype=torch.int64))
+        written += [f"assets/{name}.obj", f"assets/{name}.mtl"]
     return written
+
+
+def _cpu(material):
+    """A copy of ``material`` with detached CPU tensors (what the MTL writer saves)."""
+    import dataclasses
+
+    return dataclasses.replace(material, **{k: v.detach().cpu() for k, v in material.parameters().items()})
 
 
 def _jsonable(value):
