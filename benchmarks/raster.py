@@ -34,8 +34,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import json
 import math
 import os
@@ -54,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _mitsuba_peer as peer  # noqa: E402  (sets DRJIT_LIBLLVM_PATH; imports only numpy until used)
 
 import lumigrad as lg  # noqa: E402
+from lumigrad.benchmarking import peak_memory, time_call  # noqa: E402
 from lumigrad.data import load_spot  # noqa: E402
 
 SCENES = ("spot", "sphere")
@@ -211,55 +210,15 @@ def floor_buffers(h: int, w: int, device: torch.device) -> list:
 
 
 # ------------------------------------------------------------------------------------ timing and memory
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
     """Median wall-clock milliseconds of ``fn()`` over ``repeats`` runs after one untimed warm-up."""
-    fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
-
-
-_libc = None
-
-
-def _malloc_trim() -> None:
-    """Hands memory freed by earlier runs back to the OS (glibc), so that re-using it shows up as RSS growth."""
-    global _libc
-    try:
-        _libc = _libc or ctypes.CDLL("libc.so.6")
-        _libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    return statistics.median(time_call(fn, repeats, warmup=1, sync=device)) * 1e3
 
 
 def peak_mib(fn: Callable[[], object], device: torch.device) -> tuple[float, bool]:
-    """Peak extra memory of one call of ``fn``, in MiB, and whether the figure is exact.
-
-    CPU: growth of the peak resident set size (``_mitsuba_peer.peak_rss_growth``, after ``malloc_trim`` so
-    that freed-but-retained heap pages are not silently re-used). CUDA: growth of
-    ``torch.cuda.max_memory_allocated`` over the memory allocated before the call.
-    """
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        fn()
-        torch.cuda.synchronize(device)
-        return (torch.cuda.max_memory_allocated(device) - before) / 2**20, True
-    _malloc_trim()
-    _, grow, exact = peer.peak_rss_growth(fn)
-    return grow / 2**20, exact
+    """Peak extra memory of one call of ``fn``, in MiB, and whether the figure is exact
+    (:func:`lumigrad.benchmarking.peak_memory`: CPU peak-RSS growth, CUDA peak allocation growth)."""
+    return peak_memory(fn, device)
 
 
 # ------------------------------------------------------------------------------------------ one case
