@@ -40,7 +40,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

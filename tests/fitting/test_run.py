@@ -91,19 +91,24 @@ def test_fit_recovers_albedo_and_light_and_writes_the_report(config, tmp_path):
                           torch.tensor(albedo["final"], dtype=torch.float32), atol=1e-5)
 
 
-def test_an_interrupted_fit_resumes_bit_for_bit(config, tmp_path, monkeypatch):
-    whole = run_fit(config(6), tmp_path / "whole").metrics
+def interrupt(path, out, monkeypatch, at_step):
+    """Run the fit of ``path`` into ``out`` and interrupt it (Ctrl-C) when step ``at_step`` starts."""
     loss = Problem.loss
 
-    def interrupt_at_step_5(self, step):
-        if step == 5:
+    def interrupted(self, step):
+        if step == at_step:
             raise KeyboardInterrupt
         return loss(self, step)
 
-    monkeypatch.setattr(Problem, "loss", interrupt_at_step_5)
+    monkeypatch.setattr(Problem, "loss", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run_fit(config(6), tmp_path / "parts")
+        run_fit(path, out)
     monkeypatch.setattr(Problem, "loss", loss)
+
+
+def test_an_interrupted_fit_resumes_bit_for_bit(config, tmp_path, monkeypatch):
+    whole = run_fit(config(6), tmp_path / "whole").metrics
+    interrupt(config(6), tmp_path / "parts", monkeypatch, at_step=5)
     with pytest.raises(ConfigError, match="add --resume to continue it"):
         run_fit(config(6), tmp_path / "parts")
     resumed = run_fit(config(6), tmp_path / "parts", resume=True).metrics
@@ -173,17 +178,7 @@ def test_perceptual_and_adversarial_terms_run_and_resume(config, tmp_path, monke
     checkpoint = torch.load(whole.out_dir / "checkpoint" / "checkpoint.pt", weights_only=False)
     assert {"loss/mse", "loss/perceptual", "loss/adversarial"} <= set(checkpoint["logs"][-1])
     assert "adversary" in checkpoint["extra"]  # the discriminator is saved with the fit
-    loss = Problem.loss
-
-    def interrupt_at_step_3(self, step):
-        if step == 3:
-            raise KeyboardInterrupt
-        return loss(self, step)
-
-    monkeypatch.setattr(Problem, "loss", interrupt_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        run_fit(path, tmp_path / "parts")
-    monkeypatch.setattr(Problem, "loss", loss)
+    interrupt(path, tmp_path / "parts", monkeypatch, at_step=3)
     resumed = run_fit(path, tmp_path / "parts", resume=True)
     assert resumed.metrics["parameters"] == whole.metrics["parameters"]
 
