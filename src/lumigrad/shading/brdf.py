@@ -67,21 +67,23 @@ def _check_param(x, name: str, like: torch.Tensor, lo=None, hi=None, *, shape: s
     """Validate a parameter and return it as a tensor; ``ValueError`` names it when out of range.
 
     ``shape``: ``"point"`` for per-point scalars (a number, 0-dim or ``[..., 1]``), ``"color"`` for
-    ``[..., C]`` (a number is allowed), ``"any"`` for the elementwise terms.
+    ``[..., C]`` (a number is allowed), ``"any"`` for the elementwise terms. Closed bounds allow a few ulps of
+    rounding (texture filtering of texels in [0, 1] can return 1 + 1 ulp).
     """
     x = _as_tensor(x, name, like)
     if shape == "point" and x.dim() > 0:
         check_tensor(x, name, trailing=(1,))
     if not x.numel() or x.device.type == "meta":
         return x
-    lo_bad = lo is not None and bool((x <= lo).any() if lo_open else (x < lo).any())
-    hi_bad = hi is not None and bool((x > hi).any())
+    ulps = 8 * torch.finfo(x.dtype).eps
+    lo_bad = lo is not None and bool((x <= lo).any() if lo_open else (x < lo - ulps * max(1.0, abs(lo))).any())
+    hi_bad = hi is not None and bool((x > hi + ulps * max(1.0, abs(hi))).any())
     if lo_bad or hi_bad:
         if hi is None:
             want = f"> {lo}" if lo_open else f">= {lo}"
         else:
             want = f"in [{lo}, {hi}]"
-        got = f"min {float(x.min()):g}" if lo_bad else f"max {float(x.max()):g}"
+        got = f"min {float(x.detach().min()):.9g}" if lo_bad else f"max {float(x.detach().max()):.9g}"
         raise ValueError(f"{name} must be {want}; got {got}")
     return x
 
