@@ -60,7 +60,7 @@ def _pose_errors(value: torch.Tensor, true: torch.Tensor) -> Dict[str, float]:
             "centre_error": float((centre(value.double()) - centre(true.double())).norm(dim=-1).mean())}
 
 
-def shape_error_pct(fitted: Scene, truth: Scene, points: int = 4000, seed: int = 0) -> float:
+def shape_error_pct(fitted: Scene, truth: Scene, points: int = 2000, seed: int = 0) -> float:
     """Symmetric surface distance between the scenes' surfaces, in % of the true bounding-box diagonal."""
     g = torch.Generator().manual_seed(seed)
 

@@ -52,7 +52,8 @@ def write_outputs(out: Path, problem, result, metrics: Dict, initial: torch.Tens
                Figure("Loss", "plots/loss.png", "Total loss and each weighted term's raw value per step (log scale).")]
     if _parameter_plot(out / "plots" / "parameters.png", result):
         figures.append(Figure("Parameter errors", "plots/parameters.png",
-                              "Mean absolute error of each recovered parameter against the truth, per recorded step."))
+                              "Error of each recovered parameter against the truth per recorded step: mean absolute error, "
+                              "or for shapes the surface distance in % of the bounding diagonal."))
     assets = _assets(out, problem)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n", encoding="utf-8")
     assets = ["metrics.json", *assets, f"config{config.path.suffix.lower()}"]

@@ -123,7 +123,7 @@ def _logged_loss(problem: Problem):
                     if errors:
                         log[f"error/{name}"] = errors["mean_abs_error"]
                 if fits_shape:
-                    log[f"error/{SHAPE_KEY}"] = shape_error_pct(problem.scene, problem.truth, points=1000)
+                    log[f"error/{SHAPE_KEY}"] = shape_error_pct(problem.scene, problem.truth, points=250)
         return loss, log
 
     return loss_fn
