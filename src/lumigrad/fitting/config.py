@@ -22,6 +22,7 @@ MAPS = ("identity", "sigmoid", "exp", "large_steps", "pose", "intrinsics")
 OPTIMIZERS = ("adam", "adam_uniform", "sgd")
 SCHEDULES = ("constant", "cosine")
 IMAGE_LOSSES = ("mse", "l1", "ssim", "ms_ssim", "perceptual", "adversarial", "silhouette")
+GEOMETRY_LOSSES = ("depth", "normal")
 MESH_LOSSES = ("laplacian", "normal_consistency", "edge_length")
 LIGHT_TYPES = ("point", "directional", "spot")
 
@@ -243,13 +244,13 @@ def parse_config(raw: Any, path: Path, text: str = "") -> FitConfig:
     data = _data(top.table("data"), scene)
     optimize = _optimize(top.get("optimize"), path)
     loss_t = top.table("loss")
-    loss = {k: loss_t.number(k, 0.0, 0.0) for k in IMAGE_LOSSES + MESH_LOSSES}
+    loss = {k: loss_t.number(k, 0.0, 0.0) for k in IMAGE_LOSSES + GEOMETRY_LOSSES + MESH_LOSSES}
     mask = loss_t.string("mask", "none", ("none", "alpha"))
     loss_t.done()
     loss = {k: v for k, v in loss.items() if v > 0}
-    if not any(k in IMAGE_LOSSES for k in loss):
+    if not any(k in IMAGE_LOSSES + GEOMETRY_LOSSES for k in loss):
         raise ConfigError(f"{path.name}: [loss] needs at least one image term with a weight > 0 "
-                          f"({', '.join(IMAGE_LOSSES)})")
+                          f"({', '.join(IMAGE_LOSSES + GEOMETRY_LOSSES)})")
     fit = _fit(top.table("fit"))
     out_t = top.table("output")
     output = out_t.path("dir")

@@ -1,17 +1,21 @@
-"""The loss of one fit step: the weighted image terms of ``[loss]`` plus mesh regularisers on fitted meshes.
+"""The loss of one fit step: the weighted terms of ``[loss]``.
 
-Image terms compare the rendered colour with the target colour (``mask = "alpha"`` restricts them to the
-target's object mask; ``adversarial`` first steps a patch discriminator on targets vs detached renders, then
-scores the renders with it); ``silhouette`` compares rendered coverage with the target's alpha (IoU loss). The
-mesh terms apply to every mesh whose vertices are optimised, on its world-space vertices.
+- Image terms compare the rendered colour with the target colour (``mask = "alpha"`` restricts them to the
+  target's object mask); ``adversarial`` first steps a patch discriminator on targets vs detached renders,
+  then scores the renders with it.
+- ``silhouette`` compares rendered coverage with the target's alpha (IoU loss).
+- ``depth`` and ``normal`` compare :func:`lumigrad.scene.render_geometry` buffers with the true scene's (L1
+  on camera-frame depth, cosine on normals, over the pixels where the target has geometry).
+- The mesh terms apply to every mesh whose vertices are optimised, on its world-space vertices.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
+from ..losses.geometric import depth_loss, normal_loss
 from ..losses.image import l1_loss, ms_ssim_loss, mse_loss, ssim_loss
 from ..losses.mesh_regularizers import edge_length_loss, laplacian_smoothing, normal_consistency
 from ..losses.silhouette import silhouette_iou_loss
@@ -45,8 +49,11 @@ def _masked(x: torch.Tensor, mask):
     return x if mask is None else x * mask
 
 
-def total_loss(problem, images: torch.Tensor, targets: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, float]]:
-    """``(loss, {term: value})`` for rendered ``images [N, H, W, C + 1]`` against ``targets [N, H, W, C']``."""
+def total_loss(problem, images: torch.Tensor, targets: torch.Tensor, geometry: Optional[torch.Tensor] = None,
+               target_geometry: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """``(loss, {term: value})`` for rendered ``images [N, H, W, C + 1]`` against ``targets [N, H, W, C']``,
+    and rendered depth + normals ``geometry [N, H, W, 4]`` against ``target_geometry`` for the depth and
+    normal terms."""
     config = problem.config
     rgb, alpha = images[..., :3], images[..., 3]
     target_rgb = targets[..., :3]
@@ -56,6 +63,10 @@ def total_loss(problem, images: torch.Tensor, targets: torch.Tensor) -> Tuple[to
     for name, weight in config.loss.items():
         if name == "silhouette":
             value = silhouette_iou_loss(alpha, targets[..., 3])
+        elif name == "depth":
+            value = depth_loss(geometry[..., :1], target_geometry[..., :1])
+        elif name == "normal":
+            value = normal_loss(geometry[..., 1:], target_geometry[..., 1:])
         elif name in ("laplacian", "normal_consistency", "edge_length"):
             value = _mesh_term(name, problem)
         else:

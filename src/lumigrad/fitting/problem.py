@@ -40,7 +40,8 @@ class Problem:
     groups: Dict[str, List[Parameterization]]
     initial_values: Dict[str, torch.Tensor] = field(default_factory=dict)
     adversary: Optional[object] = None  # an AdversarialLoss when [loss] adversarial > 0
-    _scaled_targets: Dict[Tuple[int, int], torch.Tensor] = field(default_factory=dict)
+    target_geometry: Optional[torch.Tensor] = None  # [N, H, W, 4] depth and normal, for the depth / normal terms
+    _scaled: Dict[Tuple[str, int, int], torch.Tensor] = field(default_factory=dict)
 
     @property
     def camera(self) -> Camera:
@@ -80,14 +81,17 @@ class Problem:
                 scale = s
         return scale
 
-    def targets_at(self, camera: Camera) -> torch.Tensor:
-        key = (camera.width, camera.height)
-        if key == (self.camera.width, self.camera.height):
-            return self.targets
-        if key not in self._scaled_targets:
-            t = torch.nn.functional.interpolate(self.targets.permute(0, 3, 1, 2), size=(key[1], key[0]), mode="area")
-            self._scaled_targets[key] = t.permute(0, 2, 3, 1).contiguous()
-        return self._scaled_targets[key]
+    def targets_at(self, camera: Camera, what: str = "targets") -> torch.Tensor:
+        """``targets`` (or ``target_geometry``) at ``camera``'s resolution (area-averaged, cached)."""
+        full = getattr(self, what)
+        if (camera.width, camera.height) == (self.camera.width, self.camera.height):
+            return full
+        key = (what, camera.width, camera.height)
+        if key not in self._scaled:
+            t = torch.nn.functional.interpolate(full.permute(0, 3, 1, 2), size=(camera.height, camera.width),
+                                                mode="area")
+            self._scaled[key] = t.permute(0, 2, 3, 1).contiguous()
+        return self._scaled[key]
 
     def loss(self, step: int):
         """One step's loss and its logged terms (:func:`lumigrad.fitting.losses.total_loss`)."""
@@ -104,10 +108,18 @@ class Problem:
         if scale != 1.0:
             camera = scale_camera(camera, scale)
         targets = self.targets_at(camera)
+        images = render(self.scene, camera, background=self.background())
+        geometry = target_geometry = None
+        if self.target_geometry is not None:
+            from ..scene.geometry_buffers import render_geometry
+
+            buffers = render_geometry(self.scene, camera)
+            geometry = torch.cat([buffers["depth"], buffers["normal"]], -1)
+            target_geometry = self.targets_at(camera, "target_geometry")
         if index is not None:
             targets = targets[index]
-        images = render(self.scene, camera, background=self.background())
-        return total_loss(self, images, targets)
+            target_geometry = None if target_geometry is None else target_geometry[index]
+        return total_loss(self, images, targets, geometry, target_geometry)
 
 
 def scale_camera(camera: Camera, scale: float) -> Camera:
@@ -133,6 +145,7 @@ def build_problem(config: FitConfig, device: torch.device = torch.device("cpu"))
         truth.add_camera(VIEWS, camera)
         with torch.no_grad():
             targets = render(truth, camera, background=_background(config, camera.K))
+            target_geometry = _geometry_targets(truth, camera, config)
         scene.add_camera(VIEWS, Camera(camera.K.clone(), camera.world_to_cam.clone(), camera.width, camera.height,
                                        camera.near, camera.far))
     else:
@@ -145,10 +158,16 @@ def build_problem(config: FitConfig, device: torch.device = torch.device("cpu"))
             raise ConfigError(f"{config.path.name}: data.dataset: {exc}") from None
         targets, camera = data.images, data.camera
         scene.add_camera(VIEWS, camera)
+        target_geometry = None
+        terms = [t for t in ("depth", "normal") if t in config.loss]
+        if terms:
+            raise ConfigError(f"{config.path.name}: loss.{terms[0]} needs {terms[0]} targets, which lumigrad renders "
+                              "for synthetic data; depth and normal maps beside photos are not read yet")
     _check_losses(config, targets)
     scene, truth = _to(scene, device), (_to(truth, device) if truth is not None else None)
     targets = targets.to(device)
-    problem = Problem(config, scene, targets, truth, {})
+    problem = Problem(config, scene, targets, truth, {},
+                      target_geometry=None if target_geometry is None else target_geometry.to(device))
     _parameterize(problem)
     if "adversarial" in config.loss:
         from ..losses.adversarial import AdversarialLoss, PatchDiscriminator
@@ -244,6 +263,16 @@ def ring_cameras(scene: Scene, config: FitConfig) -> Camera:
     return Camera.look_at(eye, centre.expand_as(eye), torch.tensor([0.0, 1.0, 0.0]), fov_y=2 * half_fov,
                           width=width, height=height, near=max(1e-3, distance - 2 * radius),
                           far=distance + 2 * radius)
+
+
+def _geometry_targets(truth: Scene, camera: Camera, config: FitConfig) -> Optional[torch.Tensor]:
+    """``[N, H, W, 4]`` true depth and normals when a depth or normal term is asked for, else None."""
+    if not any(t in config.loss for t in ("depth", "normal")):
+        return None
+    from ..scene.geometry_buffers import render_geometry
+
+    buffers = render_geometry(truth, camera)
+    return torch.cat([buffers["depth"], buffers["normal"]], -1)
 
 
 def _background(config: FitConfig, like: torch.Tensor):
