@@ -22,12 +22,14 @@ def test_time_call_rejects_bad_counts(repeats, warmup):
 
 
 def test_peak_memory_sees_a_touched_allocation():
-    result, grow, exact = peak_rss_growth(lambda: torch.ones(16 * 2**20).sum())  # 64 MiB, every page written
-    assert float(result) == 16 * 2**20
-    mib, exact2 = peak_memory(lambda: torch.ones(16 * 2**20).sum(), "cpu")
-    if exact and exact2:
-        assert grow >= 48 * 2**20 and mib >= 48
-    assert grow >= 0 and mib >= 0
+    # peak_rss_growth alone may see 0: the allocator can serve the 64 MiB from freed pages that are still
+    # resident (after earlier tests). peak_memory hands those back first (malloc_trim), so it must see them.
+    result, grow, _ = peak_rss_growth(lambda: torch.ones(16 * 2**20).sum())  # 64 MiB, every page written
+    assert float(result) == 16 * 2**20 and grow >= 0
+    mib, exact = peak_memory(lambda: torch.ones(16 * 2**20).sum(), "cpu")
+    if exact:
+        assert mib >= 48
+    assert mib >= 0
 
 
 @pytest.mark.cuda
