@@ -99,3 +99,33 @@ def test_real_capture_opensfm_berlin_at_one_sixteenth():
     assert data.names == ["01.jpg", "02.jpg", "03.jpg"]
     assert data.images.shape == (3, 153, 204, 3) and data.camera.distortion.shape == (3, 5)
     assert 0.05 < float(data.images.mean()) < 0.95
+
+
+def test_depth_maps_beside_photos_in_three_formats(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from lumigrad.io import read_depth_maps
+
+    cams = cameras(3, 20, 16)
+    names = ["a.png", "b.png", "c.png"]
+    photos(tmp_path, names)
+    lg.io.write_nerf_transforms(tmp_path / "transforms.json", cams, [tmp_path / n for n in names])
+    depth = torch.rand(3, 16, 20, generator=torch.Generator().manual_seed(1)) * 4 + 1
+    (tmp_path / "depth").mkdir()
+    np.save(tmp_path / "depth" / "a.npy", depth[0].numpy())
+    lg.io.write_exr(tmp_path / "depth" / "b.exr", depth[1, ..., None].expand(16, 20, 3).contiguous())
+    Image.fromarray((depth[2] * 1000).round().numpy().astype(np.uint16)).save(tmp_path / "depth" / "c.png")  # mm
+    data = read_dataset(tmp_path)
+    got = read_depth_maps(data, tmp_path / "depth", depth_scale=1.0)
+    assert got.shape == (3, 16, 20, 1)
+    assert torch.allclose(got[0, ..., 0], depth[0]) and torch.allclose(got[1, ..., 0], depth[1], rtol=1e-3)
+    assert torch.allclose(got[2, ..., 0] * 0.001, depth[2], atol=6e-4)  # 16-bit millimetres: depth_scale=0.001
+    half = read_depth_maps(read_dataset(tmp_path, scale=0.5), tmp_path / "depth")
+    assert half.shape == (3, 8, 10, 1) and set(half[0].flatten().tolist()) <= set(depth[0].flatten().tolist())
+    np.save(tmp_path / "depth" / "a.npy", depth[0, :8].numpy())
+    with pytest.raises(ValueError, match="a.npy has shape \\(8, 20\\) but its photo is 20x16"):
+        read_depth_maps(data, tmp_path / "depth")
+    (tmp_path / "depth" / "a.npy").unlink()
+    with pytest.raises(FileNotFoundError, match="no depth map for a.png"):
+        read_depth_maps(data, tmp_path / "depth")

@@ -65,6 +65,8 @@ class DataConfig:
 
     dataset: Optional[Path] = None
     image_dir: Optional[Path] = None
+    depth_dir: Optional[Path] = None  # depth maps beside photos, for the depth term
+    depth_scale: float = 1.0
     scale: float = 1.0
     view_indices: Optional[List[int]] = None
     truth: Optional[Path] = None  # synthetic: the scene file rendered into targets (default: scene.file)
@@ -302,7 +304,8 @@ def _scene(t: _Table) -> SceneConfig:
 
 
 def _data(t: _Table, scene: SceneConfig) -> DataConfig:
-    d = DataConfig(dataset=t.path("dataset"), image_dir=t.path("image_dir"))
+    d = DataConfig(dataset=t.path("dataset"), image_dir=t.path("image_dir"), depth_dir=t.path("depth_dir"))
+    d.depth_scale = t.number("depth_scale", 1.0, 0.0, strict_low=True)
     d.scale = t.number("scale", 1.0, 0.0, 16.0, strict_low=True)
     views = t.get("view_indices")
     if views is not None and not (isinstance(views, list) and views and all(isinstance(v, int) for v in views)):
@@ -334,6 +337,9 @@ def _data(t: _Table, scene: SceneConfig) -> DataConfig:
         if d.truth is None and scene.file is None:
             raise ConfigError(f"{t.file.name}: synthetic targets need data.truth (a scene file) when [scene] is a "
                               "primitive")
+        if d.depth_dir is not None:
+            raise ConfigError(f"{t.file.name}: data.depth_dir goes with data.dataset (photos); synthetic targets "
+                              "render their depth")
         if d.truth is not None and not d.truth.exists():
             raise ConfigError(f"{t.file.name}: data.truth names {d.truth}, which does not exist")
     t.done()

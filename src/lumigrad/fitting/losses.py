@@ -4,8 +4,9 @@
   target's object mask); ``adversarial`` first steps a patch discriminator on targets vs detached renders,
   then scores the renders with it.
 - ``silhouette`` compares rendered coverage with the target's alpha (IoU loss).
-- ``depth`` and ``normal`` compare :func:`lumigrad.scene.render_geometry` buffers with the true scene's (L1
-  on camera-frame depth, cosine on normals, over the pixels where the target has geometry).
+- ``depth`` and ``normal`` compare hard (not antialiased) :func:`lumigrad.scene.render_geometry` buffers with
+  the target's (L1 on camera-frame depth, cosine on normals) over the pixels where both have geometry, as
+  with a depth sensor's maps; the outline is the colour and silhouette terms' job.
 - The mesh terms apply to every mesh whose vertices are optimised, on its world-space vertices.
 """
 
@@ -52,8 +53,8 @@ def _masked(x: torch.Tensor, mask):
 def total_loss(problem, images: torch.Tensor, targets: torch.Tensor, geometry: Optional[torch.Tensor] = None,
                target_geometry: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Dict[str, float]]:
     """``(loss, {term: value})`` for rendered ``images [N, H, W, C + 1]`` against ``targets [N, H, W, C']``,
-    and rendered depth + normals ``geometry [N, H, W, 4]`` against ``target_geometry`` for the depth and
-    normal terms."""
+    and rendered depth, normals and coverage ``geometry [N, H, W, 5]`` against ``target_geometry [N, H, W, 4]``
+    for the depth and normal terms."""
     config = problem.config
     rgb, alpha = images[..., :3], images[..., 3]
     target_rgb = targets[..., :3]
@@ -64,9 +65,9 @@ def total_loss(problem, images: torch.Tensor, targets: torch.Tensor, geometry: O
         if name == "silhouette":
             value = silhouette_iou_loss(alpha, targets[..., 3])
         elif name == "depth":
-            value = depth_loss(geometry[..., :1], target_geometry[..., :1])
+            value = depth_loss(geometry[..., :1], target_geometry[..., :1], mask=geometry[..., 4:])
         elif name == "normal":
-            value = normal_loss(geometry[..., 1:], target_geometry[..., 1:])
+            value = normal_loss(geometry[..., 1:4], target_geometry[..., 1:], mask=geometry[..., 4:])
         elif name in ("laplacian", "normal_consistency", "edge_length"):
             value = _mesh_term(name, problem)
         else:

@@ -113,8 +113,8 @@ class Problem:
         if self.target_geometry is not None:
             from ..scene.geometry_buffers import render_geometry
 
-            buffers = render_geometry(self.scene, camera)
-            geometry = torch.cat([buffers["depth"], buffers["normal"]], -1)
+            buffers = render_geometry(self.scene, camera, use_antialias=False)
+            geometry = torch.cat([buffers["depth"], buffers["normal"], buffers["mask"]], -1)
             target_geometry = self.targets_at(camera, "target_geometry")
         if index is not None:
             targets = targets[index]
@@ -158,11 +158,7 @@ def build_problem(config: FitConfig, device: torch.device = torch.device("cpu"))
             raise ConfigError(f"{config.path.name}: data.dataset: {exc}") from None
         targets, camera = data.images, data.camera
         scene.add_camera(VIEWS, camera)
-        target_geometry = None
-        terms = [t for t in ("depth", "normal") if t in config.loss]
-        if terms:
-            raise ConfigError(f"{config.path.name}: loss.{terms[0]} needs {terms[0]} targets, which lumigrad renders "
-                              "for synthetic data; depth and normal maps beside photos are not read yet")
+        target_geometry = _photo_depth(data, config)
     _check_losses(config, targets)
     scene, truth = _to(scene, device), (_to(truth, device) if truth is not None else None)
     targets = targets.to(device)
@@ -265,13 +261,32 @@ def ring_cameras(scene: Scene, config: FitConfig) -> Camera:
                           far=distance + 2 * radius)
 
 
+def _photo_depth(data, config: FitConfig) -> Optional[torch.Tensor]:
+    """``[N, H, W, 4]`` depth maps read beside the photos (normals zero: not measured) for the depth term."""
+    if "normal" in config.loss:
+        raise ConfigError(f"{config.path.name}: loss.normal needs normal targets, which lumigrad renders for "
+                          "synthetic data; normal maps beside photos are not read")
+    if "depth" not in config.loss:
+        return None
+    if config.data.depth_dir is None:
+        raise ConfigError(f"{config.path.name}: loss.depth with photos needs data.depth_dir, the folder of their "
+                          "depth maps (<photo stem>.npy, .exr or 16-bit .png)")
+    from ..io.dataset import read_depth_maps
+
+    try:
+        depth = read_depth_maps(data, config.data.depth_dir, config.data.depth_scale)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ConfigError(f"{config.path.name}: data.depth_dir: {exc}") from None
+    return torch.cat([depth, torch.zeros(depth.shape[:-1] + (3,), dtype=depth.dtype)], -1)
+
+
 def _geometry_targets(truth: Scene, camera: Camera, config: FitConfig) -> Optional[torch.Tensor]:
     """``[N, H, W, 4]`` true depth and normals when a depth or normal term is asked for, else None."""
     if not any(t in config.loss for t in ("depth", "normal")):
         return None
     from ..scene.geometry_buffers import render_geometry
 
-    buffers = render_geometry(truth, camera)
+    buffers = render_geometry(truth, camera, use_antialias=False)  # as a depth sensor sees it: no edge blending
     return torch.cat([buffers["depth"], buffers["normal"]], -1)
 
 

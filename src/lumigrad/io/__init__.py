@@ -1,7 +1,7 @@
 """Readers and writers; foreign conventions are converted here, once. ``load`` / ``save`` pick the format."""
 
 from .colmap import ColmapImage, ColmapReconstruction, read_colmap, write_colmap
-from .dataset import ImageDataset, read_dataset, stack_cameras
+from .dataset import ImageDataset, read_dataset, read_depth_maps, stack_cameras
 from .exr import read_exr, write_exr
 from .gltf import GltfError, read_gltf
 from .gltf_writer import write_gltf
@@ -15,7 +15,7 @@ from .ply import PlyError, PlyMesh, read_ply, write_ply
 from .pytorch3d import camera_from_pytorch3d, camera_to_pytorch3d
 from .registry import formats, load, register_format, save
 
-__all__ = ["MtlError", "ObjData", "read_mtl", "read_obj_with_materials", "write_mtl", "ImageDataset", "read_dataset", "stack_cameras", "ColmapImage", "GltfError", "ColmapReconstruction", "NerfTransforms", "ObjError", "OpenSfmReconstruction",
+__all__ = ["MtlError", "ObjData", "read_mtl", "read_obj_with_materials", "write_mtl", "ImageDataset", "read_dataset", "read_depth_maps", "stack_cameras", "ColmapImage", "GltfError", "ColmapReconstruction", "NerfTransforms", "ObjError", "OpenSfmReconstruction",
            "PlyError", "PlyMesh",
            "camera_from_pytorch3d", "camera_to_pytorch3d", "formats", "load", "register_format", "save", "lla_to_topocentric", "read_colmap", "read_exr", "read_gltf", "read_hdr",
            "read_image", "read_nerf_transforms", "read_obj", "read_opensfm", "read_ply", "write_colmap", "write_exr", "write_gltf",

@@ -19,16 +19,17 @@ since a silently stretched image would bias every recovered parameter.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
 from ..cameras.camera import Camera
 
-__all__ = ["ImageDataset", "read_dataset", "stack_cameras"]
+__all__ = ["ImageDataset", "read_dataset", "read_depth_maps", "stack_cameras"]
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".exr", ".hdr")
 
@@ -42,11 +43,15 @@ class ImageDataset:
             channel, when the files have one, is the object mask.
         camera: a :class:`Camera` batched over the ``N`` views, of size ``W x H``.
         names: the image names (file names for COLMAP / OpenSfM, ``file_path`` for NeRF, camera names for glTF).
+        paths: the photo files.
+        source_size: ``(width, height)`` of the photos as stored, before ``scale``.
     """
 
     images: torch.Tensor
     camera: Camera
     names: List[str]
+    paths: List[Path]
+    source_size: Tuple[int, int]
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -87,7 +92,7 @@ def read_dataset(path: str | os.PathLike, *, image_dir: Optional[str | os.PathLi
         entries = [entries[v] for v in views]
     from .registry import load
 
-    images, cameras, names = [], [], []
+    images, cameras, names, paths = [], [], [], []
     for name, cam, image_path in entries:
         if not image_path.is_file():
             raise FileNotFoundError(f"{path}: the photo of view {name!r} is missing: {image_path}")
@@ -100,6 +105,7 @@ def read_dataset(path: str | os.PathLike, *, image_dir: Optional[str | os.PathLi
         images.append(image)
         cameras.append(cam.to(dtype=dtype))
         names.append(name)
+        paths.append(image_path)
     channels = {im.shape[-1] for im in images}
     if len(channels) > 1:
         images = [_with_alpha(im) for im in images]
@@ -109,9 +115,61 @@ def read_dataset(path: str | os.PathLike, *, image_dir: Optional[str | os.PathLi
                          "of one size: pick views of one size with views=")
     stacked = torch.stack(images).to(dtype)
     camera = stack_cameras(cameras)
+    source_size = (camera.width, camera.height)
     if scale != 1.0:
         stacked, camera = _rescale(stacked, camera, scale)
-    return ImageDataset(stacked, camera, names)
+    return ImageDataset(stacked, camera, names, paths, source_size)
+
+
+def read_depth_maps(dataset: ImageDataset, folder: str | os.PathLike, depth_scale: float = 1.0) -> torch.Tensor:
+    """Depth maps of a dataset's views, ``[N, H, W, 1]`` camera-frame z at the dataset's (scaled) size.
+
+    View ``k``'s map is ``folder / <photo stem>`` with suffix ``.npy`` (2-D array), ``.exr`` (first channel)
+    or ``.png`` (16-bit, as RGB-D sensors store millimetres: pass ``depth_scale=0.001``), multiplied by
+    ``depth_scale``. Values ``<= 0`` or non-finite mark pixels without a measurement (losses skip them). A
+    map must have the photo's size as stored; it is resized with the photos by nearest neighbour, so depths
+    of different surfaces are never averaged.
+
+    Raises:
+        FileNotFoundError: a view has no depth map.
+        ValueError: a map of the wrong size or an unreadable one, a bad ``depth_scale``.
+    """
+    import numpy as np
+
+    folder = Path(folder)
+    if not (isinstance(depth_scale, (int, float)) and math.isfinite(depth_scale) and depth_scale > 0):
+        raise ValueError(f"depth_scale must be a finite number > 0; got {depth_scale!r}")
+    maps = []
+    for photo in dataset.paths:
+        found = next((folder / f"{photo.stem}{s}" for s in (".npy", ".exr", ".png") if (folder / f"{photo.stem}{s}")
+                      .is_file()), None)
+        if found is None:
+            raise FileNotFoundError(f"no depth map for {photo.name} in {folder} (looked for {photo.stem}.npy, .exr, "
+                                    ".png)")
+        try:
+            if found.suffix == ".npy":
+                depth = torch.from_numpy(np.load(found, allow_pickle=False).astype(np.float32))
+            elif found.suffix == ".exr":
+                from .exr import read_exr
+
+                depth = read_exr(found)[..., 0]
+            else:
+                from PIL import Image
+
+                with Image.open(found) as im:
+                    depth = torch.from_numpy(np.asarray(im, dtype=np.float32).copy())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{found}: not a readable depth map ({exc})") from None
+        if depth.dim() != 2 or (depth.shape[1], depth.shape[0]) != dataset.source_size:
+            raise ValueError(f"{found} has shape {tuple(depth.shape)} but its photo is {dataset.source_size[0]}x"
+                             f"{dataset.source_size[1]}: a depth map is one value per photo pixel")
+        maps.append(depth * depth_scale)
+    depth = torch.stack(maps)[:, None]
+    depth = torch.where(torch.isfinite(depth), depth, torch.zeros_like(depth))
+    size = (dataset.camera.height, dataset.camera.width)
+    if depth.shape[-2:] != size:
+        depth = torch.nn.functional.interpolate(depth, size=size, mode="nearest-exact")
+    return depth[:, 0, ..., None].to(dataset.images.dtype)
 
 
 def stack_cameras(cameras: Sequence[Camera]) -> Camera:
