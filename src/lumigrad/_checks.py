@@ -110,6 +110,16 @@ def check_positive_int(value, name: str) -> int:
     return value
 
 
+def resolve_device(name: str, argument: str = "device") -> torch.device:
+    """``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available) as a device; CUDA without a device raises
+    ValueError naming ``argument``."""
+    check_choice(name, argument, ("cpu", "cuda", "auto"))
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{argument} cuda was requested but CUDA is not available (torch.cuda.is_available() is "
+                         "False); use cpu or auto")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
 def _shape_text(trailing, lo, hi) -> str:
     dims = ["?" if t is None else str(t) for t in trailing]
     lead = "..., " if (hi is None or hi > len(trailing)) else ""

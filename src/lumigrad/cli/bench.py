@@ -86,11 +86,9 @@ def _validate(args: argparse.Namespace):
         raise ValueError(f"--repeats must be at least 1; got {args.repeats}")
     if args.warmup < 0:
         raise ValueError(f"--warmup must be at least 0; got {args.warmup}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was requested but CUDA is not available (torch.cuda.is_available() is "
-                         "False); use --device cpu or --device auto")
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
+    from .._checks import resolve_device
+
+    device = resolve_device(args.device, "--device")
     if args.json is not None and not args.json.parent.is_dir():
         raise ValueError(f"--json {args.json}: the folder {args.json.parent} does not exist")
     return list(args.size), device

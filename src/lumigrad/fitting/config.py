@@ -358,8 +358,10 @@ def _optimize(raw: Any, path: Path) -> List[OptimizeConfig]:
             params = [params]
         if not (isinstance(params, list) and params and all(isinstance(p, str) and p for p in params)):
             raise t.error("params", "a parameter name or glob, or a list of them", params)
-        o = OptimizeConfig(name=t.string("name", f"group{k}"), params=params,
-                           lr=t.number("lr", None, 0.0, strict_low=True) if "lr" in t.raw else _missing(t, "lr"))
+        lr = t.number("lr", None, 0.0, strict_low=True)
+        if lr is None:
+            raise ConfigError(f"{path.name}: {t.key('lr')} is required")
+        o = OptimizeConfig(name=t.string("name", f"group{k}"), params=params, lr=lr)
         o.map = t.string("map", "identity", MAPS)
         o.optimizer = t.string("optimizer", "adam_uniform" if o.map == "large_steps" else "adam", OPTIMIZERS)
         o.schedule = t.string("schedule", "constant", SCHEDULES)
@@ -373,10 +375,6 @@ def _optimize(raw: Any, path: Path) -> List[OptimizeConfig]:
         t.done()
         out.append(o)
     return out
-
-
-def _missing(t: _Table, name: str):
-    raise ConfigError(f"{t.file.name}: {t.key(name)} is required")
 
 
 def _fit(t: _Table) -> FitSettings:

@@ -79,9 +79,8 @@ def total_loss(problem, images: torch.Tensor, targets: torch.Tensor, geometry: O
 
 def _mesh_term(name: str, problem) -> torch.Tensor:
     scene = problem.scene
-    fitted = {n.split(".")[1] for n in problem.optimised_names() if n.startswith("meshes.") and n.endswith(".verts")}
     value = torch.zeros(())
-    for mesh_name in sorted(fitted):
+    for mesh_name in problem.fitted_meshes():
         mesh = scene.meshes[mesh_name]
         v = mesh.world_verts()
         if name == "laplacian":

@@ -158,9 +158,7 @@ def _assets(out: Path, problem) -> List[str]:
         written.append("assets/scene.glb")
     finally:
         scene.cameras["views"] = views
-    fitted = sorted({n.split(".")[1] for n in problem.optimised_names()
-                     if n.startswith("meshes.") and n.endswith(".verts")})
-    for name in fitted:
+    for name in problem.fitted_meshes():
         mesh = scene.meshes[name]
         faces = mesh.faces.cpu()
         uv = None if mesh.uv is None else mesh.uv.detach().cpu()

@@ -9,6 +9,7 @@ from ring cameras around it; its parameters are what the report measures the rec
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import math
 from dataclasses import dataclass, field
@@ -66,6 +67,11 @@ class Problem:
 
     def optimised_names(self) -> List[str]:
         return [p.names[0] for params in self.groups.values() for p in params]
+
+    def fitted_meshes(self) -> List[str]:
+        """Names of the meshes whose vertices are optimised, sorted."""
+        return sorted({n.split(".")[1] for n in self.optimised_names() if n.startswith("meshes.")
+                       and n.endswith(".verts")})
 
     def background(self):
         return _background(self.config, self.targets)
@@ -139,7 +145,10 @@ def build_problem(config: FitConfig, device: torch.device = torch.device("cpu"))
     scene = _with_lights(load_scene(config), config)
     truth = None
     if config.data.synthetic:
-        truth = _with_lights(load_scene(config, config.data.truth or sc.file), config)
+        if config.data.truth in (None, sc.file):  # the same file: copy it rather than read and decode it again
+            truth = copy.deepcopy(scene)
+        else:
+            truth = _with_lights(load_scene(config, config.data.truth), config)
         _set_truth(truth, config)
         camera = ring_cameras(truth, config)
         truth.add_camera(VIEWS, camera)
@@ -313,8 +322,11 @@ def _check_losses(config: FitConfig, targets: torch.Tensor) -> None:
 def _to(scene: Scene, device: torch.device) -> Scene:
     if device.type == "cpu":
         return scene
+    moved: Dict[int, torch.Tensor] = {}  # a tensor shared by several names stays shared
     for name, t in scene.parameters().items():
-        scene[name] = t.to(device)
+        if id(t) not in moved:
+            moved[id(t)] = t.to(device)
+        scene[name] = moved[id(t)]
     for mesh in scene.meshes.values():
         mesh.faces = mesh.faces.to(device)
         if mesh.uv_faces is not None:

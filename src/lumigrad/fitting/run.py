@@ -15,6 +15,7 @@ from typing import Dict, Optional, Union
 
 import torch
 
+from .._checks import resolve_device
 from ..optim.fit import CHECKPOINT_NAME, Fit, ParamGroup, cosine_schedule
 from .config import ConfigError, FitConfig, load_config
 from .metrics import image_metrics, parameter_errors, shape_error_pct
@@ -51,6 +52,7 @@ def run_fit(config: Union[FitConfig, str, Path], out_dir: Optional[Union[str, Pa
 
     Raises:
         ConfigError: a bad configuration or data (the message says what to fix).
+        ValueError: ``device`` is not cpu / cuda / auto, or CUDA was asked for without a device.
         lumigrad.optim.FitDivergedError: the loss, a gradient or a parameter became NaN / Inf.
     """
     if not isinstance(config, FitConfig):
@@ -66,11 +68,13 @@ def run_fit(config: Union[FitConfig, str, Path], out_dir: Optional[Union[str, Pa
             raise ConfigError(f"{out} holds a checkpoint of an earlier fit: add --resume to continue it, "
                               "--overwrite to start again, or choose another output folder with -o")
         (checkpoint_dir / CHECKPOINT_NAME).unlink()
-    dev = _device(device)
+    dev = resolve_device(device)
     started = time.perf_counter()
     problem = build_problem(config, dev)
     with torch.no_grad():
         initial_images = problem.render_views()
+    measure_shape = problem.truth is not None and bool(problem.fitted_meshes())
+    initial_shape = shape_error_pct(problem.scene, problem.truth) if measure_shape else None
     fit = Fit(_logged_loss(problem), _groups(problem), steps=config.fit.steps, checkpoint_dir=checkpoint_dir,
               checkpoint_every=config.fit.checkpoint_every, seed=config.fit.seed,
               clip_spikes=config.fit.clip_spikes, progress=progress, resume=resume,
@@ -80,20 +84,13 @@ def run_fit(config: Union[FitConfig, str, Path], out_dir: Optional[Union[str, Pa
         problem.apply()
         final_images = problem.render_views()
     metrics = _metrics(problem, result, initial_images, final_images, time.perf_counter() - started)
+    if measure_shape:
+        metrics[SHAPE_KEY + "_initial"] = initial_shape
+        metrics[SHAPE_KEY + "_final"] = shape_error_pct(problem.scene, problem.truth)
     from .outputs import write_outputs
 
     report = write_outputs(out, problem, result, metrics, initial_images, final_images)
     return FitOutcome(out, metrics, report)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda"):
-        raise ConfigError(f"device must be 'cpu', 'cuda' or 'auto'; got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but this PyTorch sees no CUDA device; use --device cpu")
-    return torch.device(name)
 
 
 def _groups(problem: Problem) -> Dict[str, ParamGroup]:
@@ -112,7 +109,7 @@ def _record_every(problem: Problem) -> int:
 
 def _logged_loss(problem: Problem):
     every = _record_every(problem)
-    fits_shape = any(n.endswith(".verts") for n in problem.optimised_names())
+    fits_shape = bool(problem.fitted_meshes())
 
     def loss_fn(step: int):
         loss, log = problem.loss(step)
@@ -151,12 +148,6 @@ def _metrics(problem: Problem, result, initial_images, final_images, seconds: fl
         entry.update({f"initial_{k}": v for k, v in initial_errors.items()})
         params[name] = entry
     metrics["parameters"] = params
-    if problem.truth is not None and any(n.endswith(".verts") for n in problem.optimised_names()):
-        from .problem import load_scene
-
-        start = load_scene(config)
-        metrics[SHAPE_KEY + "_initial"] = shape_error_pct(start, problem.truth)
-        metrics[SHAPE_KEY + "_final"] = shape_error_pct(problem.scene, problem.truth)
     return metrics
 
 
