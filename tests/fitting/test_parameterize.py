@@ -92,7 +92,7 @@ def test_init_forms_and_their_errors():
     noisy = apply_init(x, {"noise": 0.1, "seed": 3}, "w")
     assert torch.equal(noisy, apply_init(x, {"noise": 0.1, "seed": 3}, "w")) and not torch.equal(noisy, x)
     for init, match in (({"jitter": 1}, "w.init has unknown key 'jitter'"), ([1.0, 2.0, 3.0], "does not broadcast"),
-                        ("big", "must be a number or a nested list"), ({"noise": -1}, "noise must be a number >= 0"),
+                        ("big", "must be a number or a nested list"), ({"noise": -1}, "noise must be a finite number >= 0"),
                         (float("nan"), "must be finite")):
         with pytest.raises(ValueError, match=match):
             apply_init(x, init, "w")

@@ -15,16 +15,21 @@ def add_parser(sub) -> None:
             "optimisation with a progress bar, and write an output folder with target / initial / final images, "
             "error maps, loss and parameter-error plots, the fitted scene as GLB and OBJ, metrics.json and "
             "report.html. A checkpoint is written every [fit] checkpoint_every steps: after an interruption, "
-            "run the same command with --resume to continue exactly where it stopped. Exit codes: 0 done, "
-            "2 a mistake in the config or data (the message says what to fix), 3 the fit diverged (NaN/Inf), "
-            "130 interrupted."
+            "run the same command with --resume to continue exactly where it stopped. One fit at a time may use "
+            "an output folder, and a checkpoint resumes only the config it was written for. Exit codes: 0 done, "
+            "2 a mistake in the config, data, checkpoint or output folder (the message says what to fix), 3 the "
+            "fit diverged (NaN/Inf), 130 interrupted."
         ),
     )
     p.add_argument("config", type=Path, help="the fit configuration (.toml, .yaml or .yml)")
     p.add_argument("-o", "--out", type=Path, default=None,
                    help="output folder (default: the config's [output] dir, else lumigrad-runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from the output folder's checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="start afresh even if the output folder has a checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh even if the output folder holds the checkpoint or results of an earlier fit")
+    p.add_argument("--force", action="store_true",
+                   help="with --resume: continue a checkpoint written for a different config or --steps (recorded "
+                        "in OUT/run.log; the original config is kept)")
     p.add_argument("--steps", type=int, default=None, help="override [fit] steps")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="where to run (default: cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
@@ -39,8 +44,10 @@ _ERRORS = (("mean_abs_error", "mean |error|"), ("focal_error_pct", "focal error 
 def run(args) -> int:
     from ..fitting import run_fit
 
+    if args.force and not args.resume:
+        raise ValueError("--force goes with --resume (it resumes a checkpoint written for another config)")
     outcome = run_fit(args.config, args.out, resume=args.resume, overwrite=args.overwrite, steps=args.steps,
-                      progress=not args.no_progress, device=args.device)
+                      progress=not args.no_progress, device=args.device, force=args.force)
     m = outcome.metrics
     print(f"{m['name']}: {m['steps']} steps, {m['seconds']:.1f} s, PSNR {m['psnr_initial_db']:.2f} -> "
           f"{m['psnr_final_db']:.2f} dB")

@@ -36,17 +36,34 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         return int(args.run(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"lumigrad {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except FitDivergedError as exc:
         print(f"lumigrad {args.command}: the fit diverged: {exc}", file=sys.stderr)
         return 3
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"lumigrad {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a read-only folder, a permission: the system's words, one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"lumigrad {args.command}: error: {where}{exc.strerror or _one_line(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"lumigrad {args.command}: error: out of memory; use smaller images, fewer views or a smaller "
+              "lumigrad.limits budget", file=sys.stderr)
+        return 2
+    except RecursionError:
+        print(f"lumigrad {args.command}: error: the input is nested too deeply", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         hint = "; run the same command with --resume to continue from the last checkpoint" \
             if args.command == "fit" else ""
         print(f"lumigrad {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
+
+
+def _one_line(exc: BaseException, limit: int = 1000) -> str:
+    """The exception's message on one line, cut to ``limit`` characters (messages may quote hostile input)."""
+    text = " ".join(str(exc).split("\n")).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ the examples in ``examples/configs/`` use them.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
+import reprlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +29,22 @@ MESH_LOSSES = ("laplacian", "normal_consistency", "edge_length")
 LIGHT_TYPES = ("point", "directional", "spot")
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a fit configuration is a page of text; a bigger file is not one
+MAX_SEED = 2 ** 63 - 1  # torch.manual_seed takes a signed 64-bit seed
+MAX_STEPS = 10 ** 9
+
+_repr = reprlib.Repr()
+_repr.maxlevel, _repr.maxlist, _repr.maxdict, _repr.maxstring, _repr.maxother = 3, 6, 6, 60, 60
+
+
 class ConfigError(ValueError):
     """The configuration file is missing, unreadable or has a bad key; the message names the file and key."""
+
+
+def short_repr(value: Any) -> str:
+    """``repr(value)`` bounded in depth, items and length (values quoted in errors come from untrusted files)."""
+    text = _repr.repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 @dataclass
@@ -122,6 +138,7 @@ class FitConfig:
     mask: str
     fit: FitSettings
     output: Optional[Path]
+    raw: Any = None  # the parsed file, for the run folder's identity check
 
 
 def load_config(path: Union[str, Path]) -> FitConfig:
@@ -133,6 +150,9 @@ def load_config(path: Union[str, Path]) -> FitConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {size:,} bytes is too large for a fit config (at most {MAX_CONFIG_BYTES:,})")
     text = path.read_text(encoding="utf-8", errors="replace")
     suffix = path.suffix.lower()
     if suffix == ".toml":
@@ -148,12 +168,41 @@ def load_config(path: Union[str, Path]) -> FitConfig:
         import yaml
 
         try:
-            raw = yaml.safe_load(text)
+            raw = yaml.load(text, Loader=_no_alias_loader())
+        except _AliasError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0][:200]})") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: YAML nested too deeply") from None
     else:
         raise ConfigError(f"{path}: a fit config is a .toml, .yaml or .yml file")
     return parse_config(raw, path, text)
+
+
+class _AliasError(Exception):
+    pass
+
+
+@functools.lru_cache(maxsize=1)
+def _no_alias_loader():
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        """``yaml.SafeLoader`` that refuses anchors and aliases: a 1 KB alias bomb expands to gigabytes."""
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise _AliasError(f"line {event.start_mark.line + 1}: YAML aliases (*name) are not allowed in a fit "
+                                  "config; write the value out")
+            event = self.peek_event()
+            if getattr(event, "anchor", None) is not None:
+                raise _AliasError(f"line {event.start_mark.line + 1}: YAML anchors (&name) are not allowed in a fit "
+                                  "config; write the value out")
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
 
 
 class _Table:
@@ -170,7 +219,7 @@ class _Table:
         return f"{self.where}.{name}" if self.where else name
 
     def error(self, name: str, what: str, value: Any) -> ConfigError:
-        return ConfigError(f"{self.file.name}: {self.key(name)} must be {what}; got {value!r}")
+        return ConfigError(f"{self.file.name}: {self.key(name)} must be {what}; got {short_repr(value)}")
 
     def get(self, name: str, default: Any = None) -> Any:
         self.used.add(name)
@@ -189,10 +238,10 @@ class _Table:
             raise self.error(name, f"a finite number {bound}".rstrip(), v)
         return float(v)
 
-    def integer(self, name: str, default: int, low: int = 0) -> int:
+    def integer(self, name: str, default: int, low: int = 0, high: Optional[int] = None) -> int:
         v = self.get(name, default)
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise self.error(name, f"an integer >= {low}", v)
+        if isinstance(v, bool) or not isinstance(v, int) or v < low or (high is not None and v > high):
+            raise self.error(name, f"an integer >= {low}" + (f" and <= {high}" if high is not None else ""), v)
         return v
 
     def boolean(self, name: str, default: bool) -> bool:
@@ -234,7 +283,7 @@ class _Table:
             k = unknown[0]
             close = difflib.get_close_matches(str(k), sorted(self.used), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(sorted(self.used))}"
-            raise ConfigError(f"{self.file.name}: unknown key {self.key(str(k))!r}{hint}")
+            raise ConfigError(f"{self.file.name}: unknown key {short_repr(self.key(str(k)))}{hint}")
 
 
 def parse_config(raw: Any, path: Path, text: str = "") -> FitConfig:
@@ -258,7 +307,16 @@ def parse_config(raw: Any, path: Path, text: str = "") -> FitConfig:
     output = out_t.path("dir")
     out_t.done()
     top.done()
-    return FitConfig(path, text, name, scene, data, optimize, loss, mask, fit, output)
+    from ..limits import BudgetError, check_pixel_samples
+
+    if data.synthetic:
+        try:
+            check_pixel_samples(data.views * data.size[0] * data.size[1],
+                                f"{path.name}: data.views x data.size is {data.views} views of "
+                                f"{data.size[0]}x{data.size[1]} pixels")
+        except BudgetError as exc:
+            raise ConfigError(str(exc)) from None
+    return FitConfig(path, text, name, scene, data, optimize, loss, mask, fit, output, raw)
 
 
 def _scene(t: _Table) -> SceneConfig:
@@ -276,6 +334,12 @@ def _scene(t: _Table) -> SceneConfig:
     size = t.get("environment_size", [16, 32])
     if not (isinstance(size, list) and len(size) == 2 and all(isinstance(x, int) and x > 0 for x in size)):
         raise t.error("environment_size", "[height, width] in texels", size)
+    from ..limits import BudgetError, check_pixel_samples
+
+    try:
+        check_pixel_samples(size[0] * size[1], f"{t.file.name}: scene.environment_size is {size[0]}x{size[1]} texels")
+    except BudgetError as exc:
+        raise ConfigError(str(exc)) from None
     s.environment_size = (size[0], size[1])
     s.tone = t.string("tone", None, ("reinhard", "aces"))
     s.encode = t.string("encode", None, ("srgb", "gamma"))
@@ -316,7 +380,7 @@ def _data(t: _Table, scene: SceneConfig) -> DataConfig:
     if not isinstance(set_, dict):
         raise t.error("set", "a table of parameter name = value", set_)
     d.set = set_
-    d.views = t.integer("views", 8, 1)
+    d.views = t.integer("views", 8, 1, 100_000)
     size = t.get("size", 64)
     if isinstance(size, int) and not isinstance(size, bool) and size > 0:
         size = [size, size]
@@ -378,7 +442,7 @@ def _optimize(raw: Any, path: Path) -> List[OptimizeConfig]:
 
 
 def _fit(t: _Table) -> FitSettings:
-    f = FitSettings(steps=t.integer("steps", 200, 1), seed=t.integer("seed", 0),
+    f = FitSettings(steps=t.integer("steps", 200, 1, MAX_STEPS), seed=t.integer("seed", 0, 0, MAX_SEED),
                     checkpoint_every=t.integer("checkpoint_every", 25, 1))
     f.clip_spikes = t.number("clip_spikes", 10.0, 1.0)
     f.views_per_step = t.integer("views_per_step", 0)
@@ -391,13 +455,17 @@ def _fit(t: _Table) -> FitSettings:
                       "fractions increasing in [0, 1), scales in (0, 1]", c2f)
     f.coarse_to_fine = [(float(a), float(b)) for a, b in c2f]
     bg = t.get("background", 0.0)
-    if not (bg == "environment" or (isinstance(bg, (int, float)) and not isinstance(bg, bool))
-            or (isinstance(bg, list) and len(bg) == 3 and all(isinstance(x, (int, float)) for x in bg))):
-        raise t.error("background", "'environment', a number or an [r, g, b] list", bg)
+    if not (bg == "environment" or _is_colour_value(bg)
+            or (isinstance(bg, list) and len(bg) == 3 and all(_is_colour_value(x) for x in bg))):
+        raise t.error("background", "'environment', a finite number >= 0 or an [r, g, b] list of them", bg)
     f.background = bg
     f.record_every = t.integer("record_every", 0)
     t.done()
     return f
+
+
+def _is_colour_value(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
 
 
 def _kind(v: Any) -> str:

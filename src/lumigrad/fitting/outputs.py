@@ -4,7 +4,8 @@
 
     OUT/report.html            one page showing everything below
     OUT/metrics.json           image and parameter errors, timings
-    OUT/config.toml|yaml       the configuration, as given
+    OUT/config.toml|yaml       the configuration, as given when the fit started (a resume never replaces it)
+    OUT/run.log                when the fit started, resumed, was forced or finished
     OUT/images/views.png       rows: target, initial, final (up to 4 views)
     OUT/images/error.png       |final - target| and |initial - target| per pixel, one colour scale
     OUT/plots/loss.png         total loss and each term per step
@@ -18,10 +19,9 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import warnings
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import torch
 
@@ -33,12 +33,18 @@ __all__ = ["write_outputs"]
 MAX_VIEWS_SHOWN = 4
 
 
-def write_outputs(out: Path, problem, result, metrics: Dict, initial: torch.Tensor, final: torch.Tensor) -> Path:
-    """Write the folder described in the module docstring; return the report's path."""
+def write_outputs(out: Path, problem, result, metrics: Dict, initial: torch.Tensor, final: torch.Tensor,
+                  run_log: Sequence[str] = ()) -> Path:
+    """Write the folder described in the module docstring; return the report's path.
+
+    The configuration is copied only when the folder has no copy yet (the run folder keeps the original).
+    """
     for sub in ("images", "plots", "assets"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     config = problem.config
-    shutil.copyfile(config.path, out / f"config{config.path.suffix.lower()}")
+    copy = out / f"config{config.path.suffix.lower()}"
+    if not copy.exists():
+        copy.write_text(config.text, encoding="utf-8")
     n = min(len(problem.camera), MAX_VIEWS_SHOWN)
     targets = problem.targets[:n, ..., :3].cpu()
     rows = torch.cat([targets, initial[:n, ..., :3].cpu(), final[:n, ..., :3].cpu()])
@@ -56,11 +62,11 @@ def write_outputs(out: Path, problem, result, metrics: Dict, initial: torch.Tens
                               "or for shapes the surface distance in % of the bounding diagonal."))
     assets = _assets(out, problem)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n", encoding="utf-8")
-    assets = ["metrics.json", *assets, f"config{config.path.suffix.lower()}"]
+    assets = ["metrics.json", *assets, copy.name] + (["run.log"] if (out / "run.log").exists() else [])
     if (out / "checkpoint" / "checkpoint.pt").exists():
         assets.append("checkpoint/checkpoint.pt")
     summary = _summary(metrics)
-    log_tail = [f"step {k}: loss {loss:.6g}" for k, loss in list(enumerate(result.losses))[-20:]]
+    log_tail = list(run_log)[-10:] + [f"step {k}: loss {loss:.6g}" for k, loss in list(enumerate(result.losses))[-20:]]
     return write_html_report(out, title=f"lumigrad fit: {config.name}", summary=summary, metrics=metrics,
                              figures=figures, assets=assets, config_text=config.text, log_tail=log_tail)
 

@@ -4,8 +4,9 @@
 ``map``         leaves                                       value
 =============== ============================================ =================================================
 ``identity``    the tensor itself                            ``x``
-``sigmoid``     ``logit(x)`` (``x`` clamped to (1e-4, 1-1e-4)) ``sigmoid(u)``: factors and texels in (0, 1)
-``exp``         ``log(x)`` (``x`` clamped to >= 1e-8)        ``exp(u)``: intensities, radiance, scales > 0
+``sigmoid``     ``logit(x)`` (``x`` in [0, 1], clamped to    ``sigmoid(u)``: factors and texels in (0, 1)
+                (1e-4, 1-1e-4))
+``exp``         ``log(x)`` (``x >= 0``, clamped to >= 1e-8)  ``exp(u)``: intensities, radiance, scales > 0
 ``large_steps`` ``u = (I + lambda L) v`` (mesh ``verts``)    ``v = M^-1 u`` (:class:`~lumigrad.optim.LargeSteps`)
 ``pose``        6D rotation + translation (``[..., 4, 4]``)  a rigid transform, always a rotation
 ``intrinsics``  ``log fx, log fy`` and ``cx / W, cy / H``    ``K`` with the skew kept; ``shared`` fits one
@@ -14,16 +15,20 @@
 
 ``init`` sets the starting value before the map: a number or nested list (broadcast to the parameter's
 shape), or a table ``{scale = s, add = a, noise = sigma, seed = k}`` giving ``x * s + a + sigma * N(0, 1)``.
+A starting value the map cannot represent (``sigmoid`` outside [0, 1], ``exp`` below 0) is refused: clamping
+it would start the fit at a different value than asked for, stuck where the map saturates.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, List, Optional, Tuple
 
 import torch
 
 from ..conventions import compose_world_to_cam, matrix_to_rotation_6d, rotation_6d_to_matrix
 from ..optim.large_steps import LargeSteps
+from .config import short_repr
 
 __all__ = ["Parameterization", "apply_init", "make_parameterization"]
 
@@ -59,12 +64,12 @@ def apply_init(x: torch.Tensor, init: Any, where: str) -> torch.Tensor:
         out = x * _broadcast(init.get("scale", 1.0), x, f"{where}.init.scale")
         out = out + _broadcast(init.get("add", 0.0), x, f"{where}.init.add")
         sigma = init.get("noise", 0.0)
-        if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not sigma >= 0:
-            raise ValueError(f"{where}.init.noise must be a number >= 0; got {sigma!r}")
+        if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not 0 <= sigma < math.inf:
+            raise ValueError(f"{where}.init.noise must be a finite number >= 0; got {short_repr(sigma)}")
         if sigma:
             seed = init.get("seed", 0)
-            if not isinstance(seed, int) or isinstance(seed, bool):
-                raise ValueError(f"{where}.init.seed must be an integer; got {seed!r}")
+            if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
+                raise ValueError(f"{where}.init.seed must be an integer in [0, 2^63); got {short_repr(seed)}")
             g = torch.Generator().manual_seed(seed)
             out = out + sigma * torch.randn(x.shape, generator=g, dtype=torch.float64).to(x)
         return out
@@ -75,14 +80,16 @@ def _broadcast(value: Any, like: torch.Tensor, where: str) -> torch.Tensor:
     try:
         t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
     except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"{where} must be a number or a nested list of numbers; got {value!r}") from None
+        raise ValueError(f"{where} must be a number or a nested list of numbers; got {short_repr(value)}") from None
     try:
-        torch.broadcast_shapes(t.shape, like.shape)
+        fits = torch.broadcast_shapes(t.shape, like.shape) == like.shape
     except RuntimeError:
+        fits = False
+    if not fits:
         raise ValueError(f"{where} has shape {tuple(t.shape)}, which does not broadcast to the parameter's "
                          f"{tuple(like.shape)}") from None
     if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{where} must be finite; got {value!r}")
+        raise ValueError(f"{where} must be finite; got {short_repr(value)}")
     return t
 
 
@@ -110,9 +117,11 @@ def make_parameterization(kind: str, names: List[str], start: torch.Tensor, wher
         leaf = start.clone().requires_grad_(True)
         return Parameterization(names, [leaf], lambda: leaf)
     if kind == "sigmoid":
+        _check_domain(start, where, name, "sigmoid", "in [0, 1]", (start >= 0) & (start <= 1))
         leaf = torch.logit(start.clamp(1e-4, 1 - 1e-4)).requires_grad_(True)
         return Parameterization(names, [leaf], lambda: torch.sigmoid(leaf))
     if kind == "exp":
+        _check_domain(start, where, name, "exp", ">= 0", start >= 0)
         leaf = start.clamp_min(1e-8).log().requires_grad_(True)
         return Parameterization(names, [leaf], lambda: leaf.exp())
     if kind == "large_steps":
@@ -132,6 +141,14 @@ def make_parameterization(kind: str, names: List[str], start: torch.Tensor, wher
             raise ValueError(f"{where}: map 'intrinsics' is for camera matrices (cameras.NAME.K); {name!r} is not")
         return _intrinsics(names, start, size, shared)
     raise ValueError(f"{where}: unknown map {kind!r}")
+
+
+def _check_domain(start: torch.Tensor, where: str, name: str, kind: str, domain: str, ok: torch.Tensor) -> None:
+    if not bool(ok.all()):
+        bad = start[~ok]
+        raise ValueError(f"{where}: the starting value of {name!r} has {bad.numel()} of {start.numel()} values outside "
+                         f"map {kind!r}'s domain ({domain}), e.g. {float(bad.flatten()[0]):.6g}; set init to a value "
+                         f"{domain} or choose another map")
 
 
 def _intrinsics(names: List[str], K: torch.Tensor, size: Tuple[int, int], shared: bool) -> Parameterization:

@@ -115,6 +115,9 @@ class Problem:
             camera = scale_camera(camera, scale)
         targets = self.targets_at(camera)
         images = render(self.scene, camera, background=self.background())
+        if not bool(torch.isfinite(images).all()):  # finite parameters, non-finite pixels: e.g. a light of 1e38
+            raise FitDivergedError(f"step {step}: the rendered images hold NaN or Inf values although every parameter "
+                                   "is finite; lower the learning rates or bound the parameters with a map")
         geometry = target_geometry = None
         if self.target_geometry is not None:
             from ..scene.geometry_buffers import render_geometry

@@ -4,6 +4,10 @@ The optimisation is a :class:`~lumigrad.optim.Fit` with one :class:`~lumigrad.op
 ``[[optimize]]`` table, checkpointing into ``OUT/checkpoint/`` so that an interrupted fit resumes bit for
 bit (``resume=True``). Parameter and shape errors against the truth are logged every ``record_every`` steps
 through the loss function's log, so they are part of the checkpoint and the curves survive a resume.
+
+The output folder is held by one fit at a time and its checkpoint is tied to the configuration
+(:mod:`lumigrad.fitting.run_folder`): a second fit into the same folder, a resume with another configuration
+or ``--steps``, or a resume without a checkpoint stops with one line before anything is rendered.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from typing import Dict, Optional, Union
 import torch
 
 from .._checks import resolve_device
-from ..optim.fit import CHECKPOINT_NAME, Fit, ParamGroup, cosine_schedule
+from ..optim.fit import CHECKPOINT_NAME, Fit, FitDivergedError, ParamGroup, cosine_schedule, read_checkpoint
 from .config import ConfigError, FitConfig, load_config
 from .metrics import image_metrics, parameter_errors, shape_error_pct
 from .problem import Problem, build_problem
+from .run_folder import RunFolder, config_identity, describe_differences
 
 __all__ = ["FitOutcome", "run_fit"]
 
@@ -35,53 +40,108 @@ class FitOutcome:
 
 def run_fit(config: Union[FitConfig, str, Path], out_dir: Optional[Union[str, Path]] = None, *,
             resume: bool = False, overwrite: bool = False, steps: Optional[int] = None, progress: bool = False,
-            device: str = "cpu") -> FitOutcome:
+            device: str = "cpu", force: bool = False) -> FitOutcome:
     """Run the fit ``config`` describes and write its output folder.
 
     Args:
         config: a :class:`FitConfig` or the path of a TOML / YAML file.
         out_dir: the output folder (default: ``[output] dir``, else ``lumigrad-runs/<config name>``).
-        resume: continue from ``out_dir/checkpoint/checkpoint.pt`` when there is one.
-        overwrite: start afresh even though ``out_dir`` holds a checkpoint of an earlier fit.
+        resume: continue from ``out_dir/checkpoint/checkpoint.pt``; the folder must hold one, written for the
+            same configuration (and the same ``steps``).
+        overwrite: start afresh even though ``out_dir`` holds a checkpoint or the results of an earlier fit.
         steps: override ``[fit] steps``.
         progress: show a progress bar with the loss and the time left.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        force: resume although the checkpoint was written for a different configuration; the differences
+            are recorded in ``OUT/run.log`` and the new configuration is kept beside the original.
 
     Returns:
         a :class:`FitOutcome` with the folder, the metrics and the report's path.
 
     Raises:
-        ConfigError: a bad configuration or data (the message says what to fix).
+        ConfigError: a bad configuration or data, an output folder that is a file or in use by another fit,
+            a checkpoint of another configuration, or ``resume`` without a checkpoint (the message says what
+            to fix).
+        lumigrad.optim.CheckpointError: the checkpoint is corrupt, truncated or foreign.
         ValueError: ``device`` is not cpu / cuda / auto, or CUDA was asked for without a device.
         lumigrad.optim.FitDivergedError: the loss, a gradient or a parameter became NaN / Inf.
     """
     if not isinstance(config, FitConfig):
         config = load_config(config)
+    if resume and overwrite:
+        raise ConfigError("resume and overwrite exclude each other: --resume continues the folder's fit, "
+                          "--overwrite starts it again")
     if steps is not None:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ConfigError(f"steps must be an integer >= 1; got {steps!r}")
         config.fit.steps = steps
     out = Path(out_dir) if out_dir is not None else (config.output or Path("lumigrad-runs") / config.path.stem)
-    checkpoint_dir = out / "checkpoint"
-    if (checkpoint_dir / CHECKPOINT_NAME).exists() and not resume:
-        if not overwrite:
-            raise ConfigError(f"{out} holds a checkpoint of an earlier fit: add --resume to continue it, "
-                              "--overwrite to start again, or choose another output folder with -o")
-        (checkpoint_dir / CHECKPOINT_NAME).unlink()
     dev = resolve_device(device)
+    with RunFolder(out) as folder:
+        identity = config_identity(config)
+        checkpoint = folder.checkpoint_dir / CHECKPOINT_NAME
+        saved = _check_folder_state(folder, checkpoint, identity, resume=resume, overwrite=overwrite, force=force)
+        if saved is not None:
+            if saved["metadata"].get("config", {}).get("sha256") != identity["sha256"]:
+                kept = folder.keep_config(config, resumed=True)
+                folder.log(f"the resumed configuration is kept as {kept.name}; the original stays")
+            folder.log(f"resumed from step {saved['steps_done']} (config sha256 {identity['sha256'][:12]})")
+        else:
+            folder.keep_config(config, resumed=False)
+            folder.log(f"started: {config.fit.steps} steps, config sha256 {identity['sha256'][:12]}")
+        return _run(config, folder, identity, resume, progress, dev)
+
+
+def _check_folder_state(folder: RunFolder, checkpoint: Path, identity, *, resume: bool, overwrite: bool,
+                        force: bool) -> Optional[dict]:
+    """Refuse to mix two fits in one folder (see :mod:`lumigrad.fitting.run_folder`); return the checkpoint
+    being resumed, or ``None`` for a fit that starts afresh."""
+    out = folder.path
+    if not resume:
+        if (checkpoint.exists() or folder.has_results()) and not overwrite:
+            what = "a checkpoint" if checkpoint.exists() else "the results"
+            raise ConfigError(f"{out} holds {what} of an earlier fit: add --resume to continue it, --overwrite to "
+                              "start again, or choose another output folder with -o")
+        if checkpoint.exists():
+            checkpoint.unlink()
+            folder.log("--overwrite: removed the earlier fit's checkpoint")
+        return None
+    if not checkpoint.exists():
+        raise ConfigError(f"{out} has no checkpoint to resume ({checkpoint} does not exist); run without --resume "
+                          "to start the fit")
+    ckpt = read_checkpoint(checkpoint)
+    saved = ckpt["metadata"].get("config")
+    if not isinstance(saved, dict) or not isinstance(saved.get("keys"), dict):
+        problem = "was written without a configuration identity (another program or an older lumigrad)"
+        differences = None
+    elif saved.get("sha256") != identity["sha256"]:
+        differences = describe_differences(saved["keys"], identity["keys"])
+        problem = f"was written for a different configuration: {differences}"
+    else:
+        return ckpt
+    if not force:
+        raise ConfigError(f"the checkpoint in {out} {problem}; resume with the configuration it was written for, "
+                          "start again with --overwrite, or add --force to resume anyway")
+    folder.log(f"--force: resuming a checkpoint that {problem}")
+    return ckpt
+
+
+def _run(config: FitConfig, folder: RunFolder, identity, resume: bool, progress: bool, dev) -> FitOutcome:
+    out = folder.path
     started = time.perf_counter()
     problem = build_problem(config, dev)
     with torch.no_grad():
         initial_images = problem.render_views()
     measure_shape = problem.truth is not None and bool(problem.fitted_meshes())
     initial_shape = shape_error_pct(problem.scene, problem.truth) if measure_shape else None
-    fit = Fit(_logged_loss(problem), _groups(problem), steps=config.fit.steps, checkpoint_dir=checkpoint_dir,
+    fit = Fit(_logged_loss(problem), _groups(problem), steps=config.fit.steps, checkpoint_dir=folder.checkpoint_dir,
               checkpoint_every=config.fit.checkpoint_every, seed=config.fit.seed,
               clip_spikes=config.fit.clip_spikes, progress=progress, resume=resume,
-              extra_state={"adversary": problem.adversary} if problem.adversary is not None else None)
+              extra_state={"adversary": problem.adversary} if problem.adversary is not None else None,
+              metadata={"config": identity})
     result = fit.run()
     with torch.no_grad():
-        problem.apply()
+        problem.apply(result.steps_done)
         final_images = problem.render_views()
     metrics = _metrics(problem, result, initial_images, final_images, time.perf_counter() - started)
     if measure_shape:
@@ -89,7 +149,9 @@ def run_fit(config: Union[FitConfig, str, Path], out_dir: Optional[Union[str, Pa
         metrics[SHAPE_KEY + "_final"] = shape_error_pct(problem.scene, problem.truth)
     from .outputs import write_outputs
 
-    report = write_outputs(out, problem, result, metrics, initial_images, final_images)
+    report = write_outputs(out, problem, result, metrics, initial_images, final_images,
+                           run_log=folder.log_lines())
+    folder.log(f"finished: {result.steps_done} steps, report {report.name}")
     return FitOutcome(out, metrics, report)
 
 
@@ -112,7 +174,12 @@ def _logged_loss(problem: Problem):
     fits_shape = bool(problem.fitted_meshes())
 
     def loss_fn(step: int):
-        loss, log = problem.loss(step)
+        try:
+            loss, log = problem.loss(step)
+        except ValueError as exc:
+            # The initial values rendered before the fit; a value refused now was moved there by the optimiser.
+            raise FitDivergedError(f"step {step}: a fitted parameter left its valid range ({exc}); lower the "
+                                   "group's lr or choose a map that keeps it in range (exp, sigmoid)") from None
         if problem.truth is not None and (step % every == 0 or step == problem.config.fit.steps - 1):
             with torch.no_grad():
                 for name in problem.optimised_names():

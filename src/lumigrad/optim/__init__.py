@@ -8,12 +8,13 @@ checkpoints); ``anneal`` / ``SoftRasterSchedule`` sharpen soft rasterization ove
 
 from .adam_uniform import AdamUniform
 from .anneal import SoftRasterSchedule, anneal
-from .fit import Fit, FitDivergedError, FitResult, ParamGroup, cosine_schedule
+from .fit import CheckpointError, Fit, FitDivergedError, FitResult, ParamGroup, cosine_schedule, read_checkpoint
 from .large_steps import (ConvergenceError, LargeSteps, SmoothingSolver, from_differential, smoothing_matrix,
                           solver_for, to_differential)
 
 __all__ = [
     "AdamUniform",
+    "CheckpointError",
     "ConvergenceError",
     "Fit",
     "FitDivergedError",
@@ -25,6 +26,7 @@ __all__ = [
     "anneal",
     "cosine_schedule",
     "from_differential",
+    "read_checkpoint",
     "smoothing_matrix",
     "solver_for",
     "to_differential",

@@ -21,6 +21,11 @@ optimiser states, the spike-clipper EMAs, the torch CPU (and CUDA) RNG states, l
 therefore reproduces an uninterrupted run bit for bit, provided ``loss_fn`` depends only on ``step``, the
 parameters and the torch RNG (not on Python's ``random``, NumPy's RNG or state kept between calls, such as a
 conjugate-gradient warm start).
+
+Checkpoints are untrusted input: a run folder may come from somewhere else, or be planted. They are read with
+``torch.load(..., weights_only=True)``, which unpickles tensors and plain containers only and never calls
+arbitrary code, and every key and type is validated (:func:`read_checkpoint`) before anything is restored.
+A corrupt, truncated, empty or foreign file raises :class:`CheckpointError` (a ``ValueError``) in one line.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from .._checks import check_choice, check_positive_int
 from ..report import LossProgress
 from .adam_uniform import AdamUniform
 
-__all__ = ["Fit", "FitDivergedError", "FitResult", "ParamGroup", "cosine_schedule"]
+__all__ = ["CheckpointError", "Fit", "FitDivergedError", "FitResult", "ParamGroup", "cosine_schedule",
+           "read_checkpoint"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _FORMAT = 1
@@ -51,6 +57,10 @@ Callback = Callable[[int, float, Dict[str, float]], Optional[bool]]
 
 class FitDivergedError(RuntimeError):
     """The loss, a gradient or a parameter became NaN or Inf; the message names the step and the group."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is corrupt, truncated, foreign or written for another fit; the message names it."""
 
 
 def cosine_schedule(step: int, steps: int, final: float = 0.0) -> float:
@@ -140,6 +150,9 @@ class Fit:
         extra_state: other stateful objects the loss uses, by name (anything with ``state_dict()`` and
             ``load_state_dict()``, e.g. an :class:`~lumigrad.losses.AdversarialLoss` and its discriminator);
             saved in every checkpoint and restored on resume.
+        metadata: plain data (str, int, float, bool, None, lists and str-keyed dicts of them) written into every
+            checkpoint, e.g. a hash of the configuration; :func:`read_checkpoint` returns it so that a caller
+            can refuse to resume a checkpoint written for something else.
 
     Raises:
         ValueError / TypeError: on invalid arguments, naming the argument.
@@ -149,7 +162,7 @@ class Fit:
                  checkpoint_dir: Optional[Union[str, os.PathLike]] = None, checkpoint_every: int = 50,
                  seed: int = 0, clip_spikes: Optional[float] = 10.0, progress: bool = False,
                  callbacks: Sequence[Callback] = (), resume: bool = False, spike_decay: float = 0.9,
-                 extra_state: Optional[Mapping[str, object]] = None):
+                 extra_state: Optional[Mapping[str, object]] = None, metadata: Optional[Mapping[str, object]] = None):
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable; got {type(loss_fn).__name__}")
         self.loss_fn = loss_fn
@@ -181,6 +194,8 @@ class Fit:
             if not (callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "load_state_dict", None))):
                 raise TypeError(f"extra_state[{name!r}] needs state_dict() and load_state_dict(); got "
                                 f"{type(obj).__name__}")
+        self.metadata = dict(metadata or {})
+        _check_plain(self.metadata, "metadata")
         self.groups: Dict[str, ParamGroup] = self._check_groups(groups)
         self.optimizers = {name: self._make_optimizer(name, g) for name, g in self.groups.items()}
         self.spike_ema: Dict[str, Optional[float]] = {name: None for name in self.groups}
@@ -264,6 +279,8 @@ class Fit:
             "rng": rng,
             "seed": self.seed,
             "extra": {name: obj.state_dict() for name, obj in self.extra_state.items()},
+            "steps": self.steps,
+            "metadata": dict(self.metadata),
         }
 
     def save_checkpoint(self) -> Path:
@@ -306,35 +323,47 @@ class Fit:
             The number of steps done after loading (0 when there is no checkpoint file).
 
         Raises:
-            ValueError: the checkpoint was written for different groups (names, optimisers, shapes, dtypes).
+            CheckpointError: the file is not a valid checkpoint (:func:`read_checkpoint`), or it was written for
+                different groups (names, optimisers, shapes, dtypes) or extra state.
         """
         path = Path(path) if path is not None else self.checkpoint_path
         self._resume_pending = False
         if path is None or not path.exists():
             return self.steps_done
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT:
-            raise ValueError(f"{path} is not a lumigrad Fit checkpoint (format {_FORMAT})")
-        want, got = self.fingerprint(), [(n, o, [(tuple(s), d) for s, d in ps]) for n, o, ps in ckpt["fingerprint"]]
+        ckpt = read_checkpoint(path)
+        want, got = self.fingerprint(), ckpt["fingerprint"]
         if want != got:
-            raise ValueError(f"checkpoint {path} was written for different parameter groups and cannot resume "
-                             f"this fit: checkpoint has {_describe(got)}, this fit has {_describe(want)}")
+            raise CheckpointError(f"checkpoint {path} was written for different parameter groups and cannot resume "
+                                  f"this fit: checkpoint has {_describe(got)}, this fit has {_describe(want)}")
+        missing = sorted(set(self.extra_state) - set(ckpt["extra"]))
+        if missing:
+            raise CheckpointError(f"checkpoint {path} has no state for extra_state[{missing[0]!r}]")
+        for name, g in self.groups.items():
+            saved = ckpt["params"].get(name)
+            if not isinstance(saved, list) or len(saved) != len(g.params):
+                raise CheckpointError(f"checkpoint {path}: params[{name!r}] must hold {len(g.params)} tensors")
+            for k, (p, t) in enumerate(zip(g.params, saved)):
+                if not isinstance(t, torch.Tensor) or t.shape != p.shape or t.dtype != p.dtype:
+                    raise CheckpointError(f"checkpoint {path}: params[{name!r}][{k}] must be a {p.dtype} tensor of "
+                                          f"shape {list(p.shape)}; got {_what(t)}")
+                if not bool(torch.isfinite(t).all()):
+                    raise CheckpointError(f"checkpoint {path}: params[{name!r}][{k}] holds NaN or Inf values")
+        try:
+            for name, opt in self.optimizers.items():
+                opt.load_state_dict(ckpt["optimizers"][name])
+            for name, obj in self.extra_state.items():
+                obj.load_state_dict(ckpt["extra"][name])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+            raise CheckpointError(f"checkpoint {path}: optimiser or extra state does not fit this fit "
+                                  f"({_first_line(exc)})") from None
         with torch.no_grad():
             for name, g in self.groups.items():
                 for p, saved in zip(g.params, ckpt["params"][name]):
                     p.copy_(saved)
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(ckpt["optimizers"][name])
-        extra = ckpt.get("extra", {})
-        missing = sorted(set(self.extra_state) - set(extra))
-        if missing:
-            raise ValueError(f"checkpoint {path} has no state for extra_state[{missing[0]!r}]")
-        for name, obj in self.extra_state.items():
-            obj.load_state_dict(extra[name])
-        self.spike_ema = dict(ckpt["spike_ema"])
+        self.spike_ema = {name: ckpt["spike_ema"].get(name) for name in self.groups}
         self.losses = list(ckpt["losses"])
         self.logs = [dict(log) for log in ckpt["logs"]]
-        self.steps_done = int(ckpt["steps_done"])
+        self.steps_done = ckpt["steps_done"]
         torch.set_rng_state(ckpt["rng"]["torch"])
         if ckpt["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
@@ -465,6 +494,126 @@ class Fit:
                         f"(lr {log[f'lr/{name}']:.3g}); before the step it had min {s[0]:.6g}, max {s[1]:.6g}, "
                         f"mean {s[2]:.6g}, norm {s[3]:.6g}")
         return loss, log
+
+
+def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
+    """Read and validate a :class:`Fit` checkpoint without running any code from it.
+
+    The file is unpickled with ``torch.load(..., weights_only=True)`` (tensors, numbers, strings and plain
+    containers only: a pickle that would call a function is refused), then every key the fit needs is checked
+    for its type. The optimiser and extra states are only checked to be dicts here; :meth:`Fit.load_checkpoint`
+    reports it when they do not fit.
+
+    Args:
+        path: the checkpoint file.
+
+    Returns:
+        The checkpoint dict: ``format``, ``steps_done``, ``fingerprint`` (as :meth:`Fit.fingerprint` returns it),
+        ``params``, ``optimizers``, ``spike_ema``, ``losses``, ``logs``, ``rng``, ``seed``, ``extra``, ``steps``
+        (``None`` in checkpoints of older versions) and ``metadata`` (``{}`` likewise).
+
+    Raises:
+        CheckpointError: the file is missing, empty, truncated, not a checkpoint, unsafe, or has a key of the
+            wrong type; one line naming the file and the key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint file there")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the checkpoint is empty (0 bytes); it is not usable, start again with "
+                              "--overwrite")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to unpickle is a bad file, reported in one line
+        raise CheckpointError(f"{path}: not a readable lumigrad checkpoint ({type(exc).__name__}: "
+                              f"{_first_line(exc)})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT:
+        raise CheckpointError(f"{path} is not a lumigrad Fit checkpoint (format {_FORMAT})")
+
+    def need(key, ok, what):
+        if key not in ckpt or not ok(ckpt[key]):
+            got = _what(ckpt[key]) if key in ckpt else "nothing"
+            raise CheckpointError(f"{path}: checkpoint key {key!r} must be {what}; got {got}")
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_float(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    need("steps_done", lambda v: is_int(v) and v >= 0, "an int >= 0")
+    need("fingerprint", _is_fingerprint, "a list of (group, optimizer, [(shape, dtype), ...])")
+    need("params", lambda v: isinstance(v, dict) and all(isinstance(x, list) for x in v.values()),
+         "a dict of group -> list of tensors")
+    need("optimizers", lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
+         "a dict of group -> optimiser state")
+    need("spike_ema", lambda v: isinstance(v, dict) and all(x is None or is_float(x) for x in v.values()),
+         "a dict of group -> float or None")
+    need("losses", lambda v: isinstance(v, list) and all(is_float(x) for x in v), "a list of floats")
+    need("logs", lambda v: isinstance(v, list) and all(
+        isinstance(x, dict) and all(isinstance(k, str) and is_float(y) for k, y in x.items()) for x in v),
+        "a list of dicts of name -> float")
+    need("rng", lambda v: isinstance(v, dict) and isinstance(v.get("torch"), torch.Tensor)
+         and v["torch"].dtype == torch.uint8 and (v.get("cuda") is None or isinstance(v["cuda"], list)),
+         "a dict with the torch RNG state (a uint8 tensor)")
+    need("seed", is_int, "an int")
+    ckpt.setdefault("extra", {})
+    need("extra", lambda v: isinstance(v, dict), "a dict of name -> state")
+    ckpt.setdefault("steps", None)
+    need("steps", lambda v: v is None or (is_int(v) and v > 0), "an int > 0")
+    ckpt.setdefault("metadata", {})
+    need("metadata", lambda v: isinstance(v, dict), "a dict")
+    if len(ckpt["losses"]) != ckpt["steps_done"] or len(ckpt["logs"]) != ckpt["steps_done"]:
+        raise CheckpointError(f"{path}: the checkpoint says {ckpt['steps_done']} steps are done but holds "
+                              f"{len(ckpt['losses'])} losses and {len(ckpt['logs'])} logs")
+    ckpt["fingerprint"] = [(n, o, [(tuple(s), d) for s, d in ps]) for n, o, ps in ckpt["fingerprint"]]
+    return ckpt
+
+
+def _is_fingerprint(v) -> bool:
+    if not isinstance(v, (list, tuple)):
+        return False
+    for item in v:
+        if not (isinstance(item, (list, tuple)) and len(item) == 3 and isinstance(item[0], str)
+                and isinstance(item[1], str) and isinstance(item[2], (list, tuple))):
+            return False
+        for entry in item[2]:
+            if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[1], str)
+                    and isinstance(entry[0], (list, tuple))
+                    and all(isinstance(n, int) and not isinstance(n, bool) for n in entry[0])):
+                return False
+    return True
+
+
+def _check_plain(value, where: str, depth: int = 0) -> None:
+    """Raise TypeError unless ``value`` is plain data that ``torch.load(weights_only=True)`` reads back."""
+    if depth > 32:
+        raise TypeError(f"{where} is nested too deeply (more than 32 levels)")
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return
+    if isinstance(value, (list, tuple)):
+        for k, x in enumerate(value):
+            _check_plain(x, f"{where}[{k}]", depth + 1)
+        return
+    if isinstance(value, dict):
+        for k, x in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{where} keys must be strings; got {type(k).__name__}")
+            _check_plain(x, f"{where}[{k!r}]", depth + 1)
+        return
+    raise TypeError(f"{where} must hold plain data (str, int, float, bool, None, lists, dicts); got "
+                    f"{type(value).__name__}")
+
+
+def _what(v) -> str:
+    if isinstance(v, torch.Tensor):
+        return f"a {v.dtype} tensor of shape {list(v.shape)}"
+    return type(v).__name__
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _stats(x: torch.Tensor) -> str:

@@ -1,0 +1,219 @@
+"""One fit's output folder, owned by one process at a time, with its checkpoint tied to its configuration.
+
+What goes wrong without it: two fits started into one ``-o`` both finish and the second silently replaces
+the first's results; a killed run resumed afterwards adopts the other run's checkpoint and reports wrong
+numbers; ``--resume`` with a changed ``lr`` or ``--steps`` silently continues a different fit. So:
+
+* :class:`RunFolder` takes an exclusive, non-blocking lock (``OUT/.lumigrad.lock``, ``fcntl.flock`` on POSIX,
+  ``msvcrt.locking`` on Windows) for the whole fit; a second fit into the same folder stops at once with one
+  line naming the holder's pid. The operating system releases the lock when the process dies (``kill -9``
+  included), so no stale lock survives a crash.
+* A folder that already holds a checkpoint or results needs ``--resume`` or ``--overwrite``; ``--resume``
+  on a folder without a checkpoint says so.
+* Every checkpoint stores the configuration's identity (:func:`config_identity`: a SHA-256 of the parsed
+  configuration and each key's value); resuming with a different configuration (an ``lr``, ``--steps``)
+  is refused naming the keys that differ, unless forced, which is recorded in ``OUT/run.log``.
+* The configuration is copied into the folder when a fit starts and never overwritten by a resume; a forced
+  resume with a different configuration keeps the original and adds ``config.resumed-N.<ext>``.
+* Temporary files left by a run killed while writing a checkpoint (``checkpoint/.checkpoint.*.tmp``) are
+  removed when the next fit takes the folder.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from .config import ConfigError, FitConfig
+
+__all__ = ["RunFolder", "config_identity", "describe_differences"]
+
+LOCK_NAME = ".lumigrad.lock"
+LOG_NAME = "run.log"
+RESULT_NAMES = ("metrics.json", "report.html")
+STALE_PATTERNS = (".checkpoint.*.tmp",)
+MAX_SHOWN_KEYS = 6
+
+
+class RunFolder:
+    """Exclusive use of an output folder for one fit (a context manager).
+
+    Args:
+        path: the output folder; created when missing. A path that exists and is not a folder is refused.
+
+    Raises:
+        ConfigError: ``path`` is a file, cannot be created or written, or another fit holds it.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fd: Optional[int] = None
+
+    def __enter__(self) -> "RunFolder":
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"the output folder {self.path} is an existing file; choose a folder with -o")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"cannot use the output folder {self.path}: {exc.strerror or exc}") from None
+        if not _try_lock(fd):
+            holder = _read_pid(fd)
+            os.close(fd)
+            who = f" (pid {holder})" if holder else ""
+            raise ConfigError(f"the output folder {self.path} is in use by another lumigrad fit{who}; wait for it to "
+                              "finish or choose another folder with -o")
+        self._fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:  # the pid is only informative
+            pass
+        self.remove_stale_temporaries()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._fd is not None:
+            _unlock(self._fd)
+            os.close(self._fd)
+            self._fd = None
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoint"
+
+    def has_results(self) -> bool:
+        """Whether a finished fit's results (metrics.json, report.html) are in the folder."""
+        return any((self.path / name).exists() for name in RESULT_NAMES)
+
+    def remove_stale_temporaries(self) -> List[Path]:
+        """Delete the temporary files a killed checkpoint write left behind; return them."""
+        removed = []
+        folder = self.checkpoint_dir
+        if folder.is_dir():
+            for pattern in STALE_PATTERNS:
+                for tmp in folder.glob(pattern):
+                    try:
+                        tmp.unlink()
+                        removed.append(tmp)
+                    except OSError:
+                        pass
+        if removed:
+            self.log(f"removed {len(removed)} stale temporary file(s) of an interrupted checkpoint write")
+        return removed
+
+    def log(self, message: str) -> None:
+        """Append a time-stamped line to ``OUT/run.log``."""
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n"
+        with open(self.path / LOG_NAME, "a", encoding="utf-8") as fh:
+            fh.write(line)
+
+    def log_lines(self) -> List[str]:
+        """The lines of ``OUT/run.log`` (empty when there is none)."""
+        try:
+            return (self.path / LOG_NAME).read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return []
+
+    def keep_config(self, config: FitConfig, *, resumed: bool) -> Path:
+        """Copy the configuration into the folder: as ``config.<ext>`` for a new fit (replacing an older copy
+        only when starting afresh), as ``config.resumed-N.<ext>`` for a forced resume; return the copy."""
+        suffix = config.path.suffix.lower()
+        target = self.path / f"config{suffix}"
+        if resumed and target.exists():
+            n = 1
+            while (self.path / f"config.resumed-{n}{suffix}").exists():
+                n += 1
+            target = self.path / f"config.resumed-{n}{suffix}"
+        target.write_text(config.text, encoding="utf-8")
+        return target
+
+
+def config_identity(config: FitConfig) -> Dict[str, Any]:
+    """The configuration's identity stored in checkpoints: ``{"sha256": ..., "keys": {dotted key: JSON}}``.
+
+    ``keys`` flattens the parsed file (``optimize[0].lr``, ``fit.steps``, ...) with ``fit.steps`` set to the
+    number of steps actually run (``--steps`` included); values are canonical JSON text, so TOML and YAML
+    spellings of one value agree. Comments and formatting do not count.
+    """
+    flat: Dict[str, str] = {}
+    _flatten(config.raw if config.raw is not None else {}, "", flat)
+    flat["fit.steps"] = json.dumps(config.fit.steps)
+    digest = hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()
+    return {"sha256": digest, "keys": flat}
+
+
+def describe_differences(old: Dict[str, str], new: Dict[str, str]) -> str:
+    """``"optimize[0].lr (checkpoint 0.1, now 0.2), fit.steps (checkpoint 40, now 80)"`` for the keys whose values
+    differ (at most a few)."""
+    keys = sorted(set(old) | set(new))
+    changed = [k for k in keys if old.get(k) != new.get(k)]
+    parts = [f"{k} (checkpoint {_short(old.get(k, 'absent'))}, now {_short(new.get(k, 'absent'))})"
+             for k in changed[:MAX_SHOWN_KEYS]]
+    if len(changed) > MAX_SHOWN_KEYS:
+        parts.append(f"and {len(changed) - MAX_SHOWN_KEYS} more")
+    return ", ".join(parts)
+
+
+def _flatten(value: Any, prefix: str, out: Dict[str, str]) -> None:
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
+    elif isinstance(value, list) and value and any(isinstance(v, (dict, list)) for v in value):
+        for k, v in enumerate(value):
+            _flatten(v, f"{prefix}[{k}]", out)
+    else:
+        out[prefix] = json.dumps(value, sort_keys=True, default=str)
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise ConfigError(f"cannot lock the output folder ({exc.strerror})") from None
+
+
+def _unlock(fd: int) -> None:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        import msvcrt
+
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        except OSError:
+            pass
+        return
+    fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _read_pid(fd: int) -> Optional[int]:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 32).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else None
+    except OSError:
+        return None
