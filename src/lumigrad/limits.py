@@ -94,9 +94,23 @@ def check_pixel_samples(count, what: str) -> int:
         BudgetError: ``count`` exceeds :func:`pixel_budget`.
     """
     budget = pixel_budget()
-    if not (isinstance(count, (int, float)) and math.isfinite(count) and count <= budget):
-        shown = f"{float(count):.3g}" if isinstance(count, (int, float)) else repr(count)
-        raise BudgetError(f"{what} ({shown} pixel samples), over lumigrad's budget of {budget:,} "
-                          f"(2^{math.log2(budget):.3g}); raise it with lumigrad.limits.set_pixel_budget(...) or "
-                          f"{ENV_VAR}")
-    return int(count)
+    real = isinstance(count, (int, float)) and not isinstance(count, bool)
+    # Python ints compare exactly at any size; only floats can be inf or nan.
+    if real and (isinstance(count, int) or math.isfinite(count)) and count <= budget:
+        return int(count)
+    raise BudgetError(f"{what} ({_shown_count(count)} pixel samples), over lumigrad's budget of {budget:,} "
+                      f"(2^{math.log2(budget):.3g}); raise it with lumigrad.limits.set_pixel_budget(...) or "
+                      f"{ENV_VAR}")
+
+
+def _shown_count(count) -> str:
+    """``count`` in short scientific notation, also for ints too large for a float."""
+    if isinstance(count, int) and not isinstance(count, bool):
+        digits = str(abs(count)) if count.bit_length() < 4000 else None
+        if digits is None:  # str() of a huge int is slow (and limited): use its binary size instead
+            return f"about 2^{count.bit_length() - 1}"
+        sign = "-" if count < 0 else ""
+        return f"{sign}{digits[0]}.{digits[1:3] or '0'}e+{len(digits) - 1:02d}" if len(digits) > 6 else f"{count}"
+    if isinstance(count, float):
+        return f"{count:.3g}"
+    return repr(count)[:40]

@@ -79,7 +79,7 @@ class Mesh:
 
     @classmethod
     def from_obj(cls, path: str | os.PathLike, texture_path: str | os.PathLike | None = None, *,
-                 materials: bool = True) -> "Mesh":
+                 materials: bool = True, trust_paths: bool = False) -> "Mesh":
         """Load an OBJ file, its MTL materials, and optionally an image as its texture.
 
         Args:
@@ -87,6 +87,8 @@ class Mesh:
             texture_path: an image read as ``texture`` (values as stored), or None.
             materials: read ``mtllib`` / ``usemtl`` into ``materials``, ``material_names`` and
                 ``face_materials`` (see :func:`lumigrad.io.read_obj_with_materials`); False ignores them.
+            trust_paths: let ``mtllib`` and ``map_*`` names leave the OBJ's folder (absolute or ``../``
+                paths); by default they are confined to it (see :mod:`lumigrad.io.registry`).
 
         Raises:
             lumigrad.io.ObjError: a malformed OBJ or MTL file, a missing MTL file or texture, an undefined
@@ -95,7 +97,7 @@ class Mesh:
         from .io.obj import read_obj_with_materials
 
         if materials:
-            d = read_obj_with_materials(path)
+            d = read_obj_with_materials(path, trust_paths=trust_paths)
         else:
             from .io.obj import ObjData, read_obj
 

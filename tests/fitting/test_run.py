@@ -172,6 +172,22 @@ def test_photos_whose_size_disagrees_with_the_cameras_are_refused(config, tmp_pa
     assert "photo.png is 20x24 pixels but its camera" in err and "is 20x20" in err
 
 
+def test_photos_outside_the_dataset_folder_need_trust_paths(config, tmp_path, capsys):
+    """transforms.json naming a photo in another folder: refused (one line, exit 2) unless --trust-paths."""
+    cam = lg.Camera.look_at([0.0, 0.0, -3.0], [0.0, 0.0, 0.0], width=20, height=20)
+    (tmp_path / "elsewhere").mkdir()
+    lg.io.write_image(tmp_path / "elsewhere" / "photo.png", torch.rand(20, 20, 3))
+    (tmp_path / "data").mkdir()
+    lg.io.write_nerf_transforms(tmp_path / "data" / "transforms.json", [cam], [tmp_path / "elsewhere" / "photo.png"])
+    cfg = photo_config(config, tmp_path, 1)
+    cfg.write_text(cfg.read_text().replace('dataset = "transforms.json"', 'dataset = "data/transforms.json"'))
+    args = ["fit", str(cfg), "-o", str(tmp_path / "o"), "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "outside" in err and len(err.splitlines()) == 1
+    assert main(args + ["--trust-paths"]) == 0
+
+
 def test_perceptual_and_adversarial_terms_run_and_resume(config, tmp_path, monkeypatch):
     path = tmp_path / "gan.toml"
     path.write_text(config(4).read_text().replace("mse = 1.0\nl1 = 0.1", "mse = 1.0\nperceptual = 0.1\nadversarial = 0.01"))

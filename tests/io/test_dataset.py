@@ -129,3 +129,28 @@ def test_depth_maps_beside_photos_in_three_formats(tmp_path):
     (tmp_path / "depth" / "a.npy").unlink()
     with pytest.raises(FileNotFoundError, match="no depth map for a.png"):
         read_depth_maps(data, tmp_path / "depth")
+
+
+def test_a_depth_map_is_sized_from_its_header_before_it_is_decoded(tmp_path, monkeypatch):
+    """A few-kB PNG or .npy that would decode to a 6000^2 array is refused by its header: nothing is decoded."""
+    import numpy as np
+    from PIL import Image
+
+    from lumigrad.io import read_depth_maps
+
+    names = ["a.png"]
+    photos(tmp_path, names)
+    lg.io.write_nerf_transforms(tmp_path / "transforms.json", cameras(1, 20, 16), [tmp_path / n for n in names])
+    data = read_dataset(tmp_path)
+    (tmp_path / "depth").mkdir()
+    Image.new("I;16", (6000, 6000)).save(tmp_path / "depth" / "a.png")
+    assert (tmp_path / "depth" / "a.png").stat().st_size < 200_000
+    decoded = []
+    monkeypatch.setattr(np, "asarray", lambda *a, **k: decoded.append(1) or np.array(*a, **k))
+    with pytest.raises(ValueError, match="a.png has shape \\(6000, 6000\\) but its photo is 20x16"):
+        read_depth_maps(data, tmp_path / "depth")
+    assert not decoded
+    (tmp_path / "depth" / "a.png").unlink()
+    np.lib.format.open_memmap(tmp_path / "depth" / "a.npy", mode="w+", dtype=np.float32, shape=(2000, 2000)).flush()
+    with pytest.raises(ValueError, match="a.npy has shape \\(2000, 2000\\) but its photo is 20x16"):
+        read_depth_maps(data, tmp_path / "depth")

@@ -129,11 +129,11 @@ def test_extra_fields_are_tolerated(tmp_path):
 # ------------------------------------------------------------------------------------------------ errors
 @pytest.mark.parametrize("text, lineno, what", [
     ("v 0 0 0\nv 1 0\n", 2, "3 coordinates"),
-    ("v 0 0 0\nv 1 0 zero\n", 2, "zero"),
+    ("v 0 0 0\nv 1 0 zero\n", 2, "v: value 3 is not a number"),
     ("v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0.5\n", 4, "2 values"),
-    ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 x\n", 4, "x"),
+    ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 x\n", 4, "corner 3: the vertex index is not an integer"),
     ("v 0 0 0\nv 1 0 0\nv 0 1 0\n\n# c\nf 1 2\n", 6, "at least 3"),
-    ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1/a 2 3\n", 4, "1/a"),
+    ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1/a 2 3\n", 4, "corner 1: the texture coordinate index is not an integer"),
 ])
 def test_malformed_lines_raise_with_line_number(tmp_path, text, lineno, what):
     p = _write(tmp_path, text)
@@ -141,6 +141,8 @@ def test_malformed_lines_raise_with_line_number(tmp_path, text, lineno, what):
         read_obj(p)
     assert what in str(info.value)
     assert isinstance(info.value, ValueError)
+    bad_line = text.rstrip("\n").split("\n")[lineno - 1]
+    assert bad_line not in str(info.value)  # the message names the line; it never quotes it
 
 
 @pytest.mark.parametrize("face, lineno, what", [

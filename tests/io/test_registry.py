@@ -50,7 +50,7 @@ def test_save_then_load_round_trips(tmp_path):
 
 def test_json_and_folder_dispatch(tmp_path):
     cam = lg.Camera.look_at([0.0, 0.0, -3.0], [0.0, 0.0, 0.0], width=8, height=6)
-    lg.io.write_nerf_transforms(tmp_path / "transforms.json", [cam], ["a.png"])
+    lg.io.write_nerf_transforms(tmp_path / "transforms.json", [cam], [tmp_path / "a.png"])
     assert isinstance(io.load(tmp_path / "transforms.json"), lg.io.NerfTransforms)
     lg.io.write_colmap(tmp_path / "sparse", {"a.png": cam})
     assert isinstance(io.load(tmp_path / "sparse"), lg.io.ColmapReconstruction)

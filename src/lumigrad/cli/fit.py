@@ -30,6 +30,9 @@ def add_parser(sub) -> None:
     p.add_argument("--force", action="store_true",
                    help="with --resume: continue a checkpoint written for a different config or --steps (recorded "
                         "in OUT/run.log; the original config is kept)")
+    p.add_argument("--trust-paths", action="store_true",
+                   help="let file names inside input files (OBJ mtllib/map_*, glTF URIs, NeRF file_path, COLMAP "
+                        "image names) be absolute or leave their file's folder (default: confined to it)")
     p.add_argument("--steps", type=int, default=None, help="override [fit] steps")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="where to run (default: cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
@@ -47,7 +50,8 @@ def run(args) -> int:
     if args.force and not args.resume:
         raise ValueError("--force goes with --resume (it resumes a checkpoint written for another config)")
     outcome = run_fit(args.config, args.out, resume=args.resume, overwrite=args.overwrite, steps=args.steps,
-                      progress=not args.no_progress, device=args.device, force=args.force)
+                      progress=not args.no_progress, device=args.device, force=args.force,
+                      trust_paths=args.trust_paths)
     m = outcome.metrics
     print(f"{m['name']}: {m['steps']} steps, {m['seconds']:.1f} s, PSNR {m['psnr_initial_db']:.2f} -> "
           f"{m['psnr_final_db']:.2f} dB")

@@ -139,6 +139,7 @@ class FitConfig:
     fit: FitSettings
     output: Optional[Path]
     raw: Any = None  # the parsed file, for the run folder's identity check
+    trust_paths: bool = False  # let files named inside input files leave their folders (run_fit's opt-in)
 
 
 def load_config(path: Union[str, Path]) -> FitConfig:
@@ -332,7 +333,7 @@ def _scene(t: _Table) -> SceneConfig:
     s.center = t.numbers("center", [0.0, 0.0, 0.0], 3)
     s.environment = t.path("environment")
     size = t.get("environment_size", [16, 32])
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(x, int) and x > 0 for x in size)):
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in size)):
         raise t.error("environment_size", "[height, width] in texels", size)
     from ..limits import BudgetError, check_pixel_samples
 

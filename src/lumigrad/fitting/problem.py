@@ -165,7 +165,8 @@ def build_problem(config: FitConfig, device: torch.device = torch.device("cpu"))
 
         d = config.data
         try:
-            data = read_dataset(d.dataset, image_dir=d.image_dir, scale=d.scale, views=d.view_indices)
+            data = read_dataset(d.dataset, image_dir=d.image_dir, scale=d.scale, views=d.view_indices,
+                                trust_paths=config.trust_paths)
         except (ValueError, FileNotFoundError) as exc:
             raise ConfigError(f"{config.path.name}: data.dataset: {exc}") from None
         targets, camera = data.images, data.camera
@@ -200,7 +201,7 @@ def load_scene(config: FitConfig, path=None) -> Scene:
         return scene_from_mesh(Mesh(verts, faces))
     path = path or sc.file
     try:
-        obj = load(path)
+        obj = load(path, trust_paths=config.trust_paths)
     except (ValueError, FileNotFoundError) as exc:
         raise ConfigError(f"{config.path.name}: cannot load the scene: {exc}") from None
     if isinstance(obj, Mesh) and sc.texture is not None and path == sc.file:
@@ -286,7 +287,7 @@ def _photo_depth(data, config: FitConfig) -> Optional[torch.Tensor]:
     from ..io.dataset import read_depth_maps
 
     try:
-        depth = read_depth_maps(data, config.data.depth_dir, config.data.depth_scale)
+        depth = read_depth_maps(data, config.data.depth_dir, config.data.depth_scale, trust_paths=config.trust_paths)
     except (ValueError, FileNotFoundError) as exc:
         raise ConfigError(f"{config.path.name}: data.depth_dir: {exc}") from None
     return torch.cat([depth, torch.zeros(depth.shape[:-1] + (3,), dtype=depth.dtype)], -1)

@@ -40,7 +40,7 @@ class FitOutcome:
 
 def run_fit(config: Union[FitConfig, str, Path], out_dir: Optional[Union[str, Path]] = None, *,
             resume: bool = False, overwrite: bool = False, steps: Optional[int] = None, progress: bool = False,
-            device: str = "cpu", force: bool = False) -> FitOutcome:
+            device: str = "cpu", force: bool = False, trust_paths: bool = False) -> FitOutcome:
     """Run the fit ``config`` describes and write its output folder.
 
     Args:
@@ -54,6 +54,9 @@ def run_fit(config: Union[FitConfig, str, Path], out_dir: Optional[Union[str, Pa
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         force: resume although the checkpoint was written for a different configuration; the differences
             are recorded in ``OUT/run.log`` and the new configuration is kept beside the original.
+        trust_paths: let files named *inside* input files (OBJ ``mtllib`` / ``map_*``, glTF URIs, NeRF
+            ``file_path``, COLMAP image names) be absolute or lead outside their file's folder; by default
+            they are confined to it. Paths in the configuration itself are always followed (it is trusted).
 
     Returns:
         a :class:`FitOutcome` with the folder, the metrics and the report's path.
@@ -68,6 +71,7 @@ def run_fit(config: Union[FitConfig, str, Path], out_dir: Optional[Union[str, Pa
     """
     if not isinstance(config, FitConfig):
         config = load_config(config)
+    config.trust_paths = bool(trust_paths) or config.trust_paths
     if resume and overwrite:
         raise ConfigError("resume and overwrite exclude each other: --resume continues the folder's fit, "
                           "--overwrite starts it again")

@@ -1,5 +1,11 @@
-"""Readers and writers; foreign conventions are converted here, once. ``load`` / ``save`` pick the format."""
+"""Readers and writers; foreign conventions are converted here, once. ``load`` / ``save`` pick the format.
 
+Files named inside a file (OBJ ``mtllib`` and textures, glTF URIs, NeRF ``file_path``, COLMAP image names) are
+read only from inside its folder; every reader takes ``trust_paths=True`` as the opt-in for files you trust,
+and refusals are :class:`ConfinementError` (a ``ValueError``).
+"""
+
+from ._paths import ConfinementError
 from .colmap import ColmapImage, ColmapReconstruction, read_colmap, write_colmap
 from .dataset import ImageDataset, read_dataset, read_depth_maps, stack_cameras
 from .exr import read_exr, write_exr
@@ -15,7 +21,7 @@ from .ply import PlyError, PlyMesh, read_ply, write_ply
 from .pytorch3d import camera_from_pytorch3d, camera_to_pytorch3d
 from .registry import formats, load, register_format, save
 
-__all__ = ["MtlError", "ObjData", "read_mtl", "read_obj_with_materials", "write_mtl", "ImageDataset", "read_dataset", "read_depth_maps", "stack_cameras", "ColmapImage", "GltfError", "ColmapReconstruction", "NerfTransforms", "ObjError", "OpenSfmReconstruction",
+__all__ = ["ConfinementError", "MtlError", "ObjData", "read_mtl", "read_obj_with_materials", "write_mtl", "ImageDataset", "read_dataset", "read_depth_maps", "stack_cameras", "ColmapImage", "GltfError", "ColmapReconstruction", "NerfTransforms", "ObjError", "OpenSfmReconstruction",
            "PlyError", "PlyMesh",
            "camera_from_pytorch3d", "camera_to_pytorch3d", "formats", "load", "register_format", "save", "lla_to_topocentric", "read_colmap", "read_exr", "read_gltf", "read_hdr",
            "read_image", "read_nerf_transforms", "read_obj", "read_opensfm", "read_ply", "write_colmap", "write_exr", "write_gltf",

@@ -33,10 +33,17 @@ COLMAP's conventions (``doc/format.rst``, ``doc/database.rst``, ``src/colmap/cam
   NUL-terminated, uint64 keypoint count and per keypoint 2 float64 (x, y) and int64 point3D id (-1: none);
   ``points3D.bin`` = uint64 count, then per point uint64 id, 3 float64 xyz, 3 uint8 rgb, float64 error,
   uint64 track length and per track element int32 image id, int32 keypoint index.
+
+Hostile models: every error is one ``ValueError`` naming the file and the line (text) or the record
+(binary), and quoting no text from it; a zero or non-finite quaternion, non-finite poses, intrinsics or
+points, and an image whose camera or point does not exist are refused. Image names must be relative paths
+that stay inside the image folder they are later resolved in (no absolute path, no ``../`` escape) unless
+``trust_paths=True``; the model files themselves must be regular files inside the model folder.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -48,6 +55,7 @@ import torch
 from ..cameras.camera import Camera
 from ._export_checks import exportable_K
 from ..conventions import compose_world_to_cam, matrix_to_quaternion, quaternion_to_matrix
+from ._paths import check_regular_file, check_relative_name, confined_path, keyword_text, short_text
 
 __all__ = ["ColmapImage", "ColmapReconstruction", "read_colmap", "write_colmap"]
 
@@ -114,13 +122,15 @@ class _RawImage:
 
 
 def read_colmap(path: str | os.PathLike, dtype=torch.float64, near: float = 1e-3,
-                far: float = 1e6) -> ColmapReconstruction:
+                far: float = 1e6, *, trust_paths: bool = False) -> ColmapReconstruction:
     """Read a COLMAP sparse model folder (binary ``*.bin`` preferred when complete, else ``*.txt``).
 
     Args:
         path: the folder holding ``cameras``, ``images`` and ``points3D`` (e.g. ``sparse/0``).
         dtype: floating dtype of every returned tensor.
         near, far: depth range given to every ``Camera`` (COLMAP stores none).
+        trust_paths: accept image names that are absolute or climb out of their folder with ``../`` (only
+            for models you trust; by default they are refused).
 
     Returns:
         a :class:`ColmapReconstruction`: ``cameras`` (one unbatched ``Camera`` per image name: ``K [3, 3]``,
@@ -130,7 +140,10 @@ def read_colmap(path: str | os.PathLike, dtype=torch.float64, near: float = 1e-3
     Raises:
         FileNotFoundError: the folder lacks a complete set of text or binary files.
         ValueError: a malformed file (the message names the file and line, or the binary record), a camera
-            model lumigrad cannot represent exactly, or an id that refers to nothing.
+            model lumigrad cannot represent exactly, a zero or non-finite quaternion, or an id that refers to
+            nothing.
+        ConfinementError: (a ``ValueError``) an absolute or escaping image name, or a model file that is not
+            a regular file inside the folder.
 
     Example:
         >>> import tempfile
@@ -152,7 +165,11 @@ def read_colmap(path: str | os.PathLike, dtype=torch.float64, near: float = 1e-3
         raise FileNotFoundError(f"{folder}: a COLMAP model needs cameras, images and points3D, all .txt or all "
                                 f".bin; found {present or 'none of them'}")
     ext = ".bin" if binary else ".txt"
-    files = {f: os.path.join(folder, f + ext) for f in _FILES}
+    files = {}
+    for f in _FILES:
+        file = confined_path(folder, f + ext, source=folder, what="COLMAP model file", trusted=trust_paths)
+        check_regular_file(file, source=folder, what="COLMAP model file")
+        files[f] = os.path.join(folder, f + ext)  # named in messages as the user wrote the folder
     if binary:
         cams = _read_cameras_bin(files["cameras"])
         imgs = _read_images_bin(files["images"])
@@ -165,24 +182,29 @@ def read_colmap(path: str | os.PathLike, dtype=torch.float64, near: float = 1e-3
     row_of = {int(p): i for i, p in enumerate(pids)}
     cameras, images, models = {}, {}, {}
     for img in sorted(imgs, key=lambda im: im.image_id):
+        check_relative_name(img.name, source=img.where, what="image name", trusted=trust_paths)
         if img.camera_id not in cams:
-            raise ValueError(f"{img.where}: image {img.name!r} uses camera_id {img.camera_id}, which "
+            raise ValueError(f"{img.where}: image {short_text(img.name)} uses camera_id {img.camera_id}, which "
                              f"{os.path.basename(files['cameras'])} does not define")
         if img.name in cameras:
-            raise ValueError(f"{img.where}: image name {img.name!r} appears twice")
+            raise ValueError(f"{img.where}: image name {short_text(img.name)} appears twice")
         raw = cams[img.camera_id]
         K, coeffs, model = _intrinsics(raw, dtype)
-        R = quaternion_to_matrix(torch.tensor(img.qvec, dtype=dtype))
+        _check_pose(img)
+        R = quaternion_to_matrix(torch.tensor(img.qvec, dtype=torch.float64)).to(dtype)
         w2c = compose_world_to_cam(R, torch.tensor(img.tvec, dtype=dtype))
-        cameras[img.name] = Camera(K=K, world_to_cam=w2c, width=raw.width, height=raw.height, near=near, far=far,
-                                   distortion=coeffs, distortion_model=model)
+        try:
+            cameras[img.name] = Camera(K=K, world_to_cam=w2c, width=raw.width, height=raw.height, near=near,
+                                       far=far, distortion=coeffs, distortion_model=model)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{img.where}: image {short_text(img.name)} with camera {raw.where}: {exc}") from None
         models[img.name] = raw.model
         index = np.full(img.point3D_ids.shape, -1, dtype=np.int64)
         for k, pid in enumerate(img.point3D_ids.tolist()):
             if pid == -1:
                 continue
             if pid not in row_of:
-                raise ValueError(f"{img.where}: keypoint {k} of image {img.name!r} refers to point3D id {pid}, "
+                raise ValueError(f"{img.where}: keypoint {k} of image {short_text(img.name)} refers to point3D id {pid}, "
                                  f"which {os.path.basename(files['points3D'])} does not define")
             index[k] = row_of[pid]
         images[img.name] = ColmapImage(img.image_id, img.camera_id, img.name,
@@ -197,9 +219,24 @@ def read_colmap(path: str | os.PathLike, dtype=torch.float64, near: float = 1e-3
         camera_models=models)
 
 
+def _check_pose(img: _RawImage) -> None:
+    """Refuse a zero or non-finite quaternion (it would silently become the identity) and a non-finite tvec."""
+    q = [float(v) for v in img.qvec]
+    if not all(math.isfinite(v) for v in q + [float(v) for v in img.tvec]):
+        raise ValueError(f"{img.where}: image {short_text(img.name)} has a non-finite qvec or tvec")
+    norm = math.sqrt(sum(v * v for v in q))
+    if not norm > 1e-12:
+        raise ValueError(f"{img.where}: image {short_text(img.name)} has a zero quaternion (qw qx qy qz = 0); a "
+                         "rotation needs a non-zero qvec")
+
+
 def _intrinsics(raw: _RawCamera, dtype) -> Tuple[torch.Tensor, Optional[torch.Tensor], str]:
     """Map one COLMAP camera to ``(K [3, 3], distortion or None, distortion_model)``."""
     m, p = raw.model, [float(v) for v in raw.params]
+    if not all(math.isfinite(v) for v in p):
+        raise ValueError(f"{raw.where}: camera parameters must be finite")
+    if not (raw.width >= 1 and raw.height >= 1):
+        raise ValueError(f"{raw.where}: camera width and height must be at least 1; got {raw.width}x{raw.height}")
     if m not in _SUPPORTED:
         raise ValueError(f"{raw.where}: camera model {m} is not supported (lumigrad represents "
                          f"{', '.join(_SUPPORTED)}); undistort the images with COLMAP's image_undistorter first")
@@ -227,35 +264,56 @@ def _intrinsics(raw: _RawCamera, dtype) -> Tuple[torch.Tensor, Optional[torch.Te
 
 def _data_lines(path: str):
     """Yield ``(line number, stripped line)`` for every line of a text file (comments included)."""
-    with open(path, "r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            yield lineno, line.strip()
+    with open(path, "rb") as fh:
+        data = fh.read()
+    for lineno, raw in enumerate(data.splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}:{lineno}: not UTF-8 text; not a COLMAP text file") from None
+        yield lineno, line.strip()
 
 
 def _records(path: str):
-    """Yield ``(where, fields, line)`` for every non-empty, non-comment line (``where`` is ``path:line``)."""
+    """Yield ``(where, fields)`` for every non-empty, non-comment line (``where`` is ``path:line``)."""
     for lineno, line in _data_lines(path):
         if line and not line.startswith("#"):
-            yield f"{path}:{lineno}", line.split(), line
+            yield f"{path}:{lineno}", line.split()
 
 
-def _parse(where: str, what: str, fn):
+def _int(token: str, where: str, what: str, field: str) -> int:
     try:
-        return fn()
-    except (ValueError, IndexError, OverflowError) as exc:
-        raise ValueError(f"{where}: malformed {what}: {exc}") from None
+        return int(token)
+    except ValueError:
+        raise ValueError(f"{where}: malformed {what}: {field} is not an integer") from None
+
+
+def _float(token: str, where: str, what: str, field: str) -> float:
+    try:
+        return float(token)
+    except ValueError:
+        raise ValueError(f"{where}: malformed {what}: {field} is not a number") from None
+
+
+def _finite(values: List[float], where: str, what: str) -> List[float]:
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{where}: {what} must be finite")
+    return values
 
 
 def _read_cameras_txt(path: str) -> Dict[int, _RawCamera]:
     cams: Dict[int, _RawCamera] = {}
-    for where, parts, line in _records(path):
+    for where, parts in _records(path):
         if len(parts) < 4:
-            raise ValueError(f"{where}: expected 'CAMERA_ID MODEL WIDTH HEIGHT PARAMS...'; got {line!r}")
-        cam_id, model = _parse(where, "camera line", lambda: (int(parts[0]), parts[1]))
+            raise ValueError(f"{where}: expected 'CAMERA_ID MODEL WIDTH HEIGHT PARAMS...'; got {len(parts)} fields")
+        what = "camera line"
+        cam_id, model = _int(parts[0], where, what, "CAMERA_ID"), parts[1]
         if model not in CAMERA_MODELS:
-            raise ValueError(f"{where}: unknown camera model {model!r} (COLMAP models: {', '.join(CAMERA_MODELS)})")
-        width, height, params = _parse(where, "camera line",
-                                       lambda: (int(parts[2]), int(parts[3]), [float(v) for v in parts[4:]]))
+            shown = keyword_text(model)
+            raise ValueError(f"{where}: unknown camera model{' ' + shown if shown else ''} (COLMAP models: "
+                             f"{', '.join(CAMERA_MODELS)})")
+        width, height = _int(parts[2], where, what, "WIDTH"), _int(parts[3], where, what, "HEIGHT")
+        params = [_float(v, where, what, f"parameter {k}") for k, v in enumerate(parts[4:], 1)]
         if len(params) != CAMERA_MODELS[model][1]:
             raise ValueError(f"{where}: camera model {model} takes {CAMERA_MODELS[model][1]} parameters; "
                              f"got {len(params)}")
@@ -274,30 +332,43 @@ def _read_images_txt(path: str) -> List[_RawImage]:
         where = f"{path}:{lineno}"
         parts = line.split()
         if len(parts) < 10:
-            raise ValueError(f"{where}: expected 'IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME'; got {line!r}")
-        image_id, q, t, cam_id = _parse(where, "image line", lambda: (
-            int(parts[0]), [float(v) for v in parts[1:5]], [float(v) for v in parts[5:8]], int(parts[8])))
+            raise ValueError(f"{where}: expected 'IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME'; got {len(parts)} "
+                             "fields")
+        what = "image line"
+        image_id = _int(parts[0], where, what, "IMAGE_ID")
+        q = [_float(v, where, what, f) for v, f in zip(parts[1:5], ("QW", "QX", "QY", "QZ"))]
+        t = [_float(v, where, what, f) for v, f in zip(parts[5:8], ("TX", "TY", "TZ"))]
+        cam_id = _int(parts[8], where, what, "CAMERA_ID")
         # The keypoint line follows the image line and may be empty (an image without keypoints).
         nxt = next(lines, None)
         pts = [] if nxt is None else nxt[1].split()
         pwhere = where if nxt is None else f"{path}:{nxt[0]}"
         if len(pts) % 3:
             raise ValueError(f"{pwhere}: expected keypoints as 'X Y POINT3D_ID' triples; got {len(pts)} values")
-        xys = _parse(pwhere, "keypoint line",
-                     lambda: np.array([float(v) for i, v in enumerate(pts) if i % 3 != 2], dtype=np.float64))
-        ids = _parse(pwhere, "keypoint line", lambda: np.array([int(v) for v in pts[2::3]], dtype=np.int64))
+        kwhat = "keypoint line"
+        xys = np.array([_float(v, pwhere, kwhat, f"value {i + 1}") for i, v in enumerate(pts) if i % 3 != 2],
+                       dtype=np.float64)
+        ids = np.array([_int(v, pwhere, kwhat, f"value {3 * i + 3}") for i, v in enumerate(pts[2::3])],
+                       dtype=np.int64) if pts else np.zeros(0, dtype=np.int64)
+        _finite(xys.tolist(), pwhere, "keypoint positions")
+        # Joined as COLMAP splits: a name with spaces keeps single spaces.
         images.append(_RawImage(image_id, q, t, cam_id, " ".join(parts[9:]), xys.reshape(-1, 2), ids, where))
     return images
 
 
 def _read_points_txt(path: str):
     ids, xyz, rgb, err = [], [], [], []
-    for where, parts, line in _records(path):
+    for where, parts in _records(path):
         if len(parts) < 8 or (len(parts) - 8) % 2:
             raise ValueError(f"{where}: expected 'POINT3D_ID X Y Z R G B ERROR (IMAGE_ID POINT2D_IDX)...'; "
-                             f"got {line!r}")
-        pid, p, c, e = _parse(where, "point line", lambda: (
-            int(parts[0]), [float(v) for v in parts[1:4]], [int(v) for v in parts[4:7]], float(parts[7])))
+                             f"got {len(parts)} fields")
+        what = "point line"
+        pid = _int(parts[0], where, what, "POINT3D_ID")
+        p = _finite([_float(v, where, what, f) for v, f in zip(parts[1:4], "XYZ")], where, "X Y Z")
+        c = [_int(v, where, what, f) for v, f in zip(parts[4:7], "RGB")]
+        if not all(0 <= v <= 255 for v in c):
+            raise ValueError(f"{where}: R G B must lie in [0, 255]; got {c}")
+        e = _float(parts[7], where, what, "ERROR")
         ids.append(pid)
         xyz.append(p)
         rgb.append(c)
@@ -306,8 +377,12 @@ def _read_points_txt(path: str):
 
 
 def _points_arrays(ids, xyz, rgb, err, path):
-    order = np.argsort(np.asarray(ids, dtype=np.int64), kind="stable")
-    ids = np.asarray(ids, dtype=np.int64)[order]
+    try:
+        ids = np.asarray(ids, dtype=np.int64)
+    except OverflowError:
+        raise ValueError(f"{path}: a point3D id does not fit in 64 bits") from None
+    order = np.argsort(ids, kind="stable")
+    ids = ids[order]
     if len(ids) != len(set(ids.tolist())):
         raise ValueError(f"{path}: a point3D id is defined twice")
     return (ids, np.asarray(xyz, dtype=np.float64).reshape(-1, 3)[order],
@@ -345,7 +420,10 @@ class _Reader:
         end = self.buf.find(b"\x00", self.pos)
         if end < 0:
             raise ValueError(f"{self.path}: {what} has no terminating NUL byte; truncated file")
-        out = self.buf[self.pos:end].decode("utf-8")
+        try:
+            out = self.buf[self.pos:end].decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{self.path}: {what} is not UTF-8 text; not a COLMAP binary file") from None
         self.pos = end + 1
         return out
 
@@ -386,6 +464,8 @@ def _read_images_bin(path: str) -> List[_RawImage]:
         (n,) = r.take("Q", f"the keypoint count of image record {i}")
         kp = r.array(_KEYPOINT, n, f"the keypoints of image record {i}")
         xys = np.stack([kp["x"], kp["y"]], -1).astype(np.float64).reshape(-1, 2)
+        if not np.isfinite(xys).all():
+            raise ValueError(f"{where}: keypoint positions must be finite")
         images.append(_RawImage(vals[0], list(vals[1:5]), list(vals[5:8]), vals[8], name, xys,
                                 kp["id"].astype(np.int64), where))
     r.done()
@@ -399,6 +479,7 @@ def _read_points_bin(path: str):
     for i in range(count):
         vals = r.take("Q3d3BdQ", f"point record {i}")
         r.array("<i4", 2 * vals[8], f"the track of point record {i}")  # (image id, keypoint index) pairs
+        _finite(list(vals[1:4]), f"{path} (point record {i}, point3D_id {vals[0]})", "X Y Z")
         ids.append(vals[0])
         xyz.append(vals[1:4])
         rgb.append(vals[4:7])

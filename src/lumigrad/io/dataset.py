@@ -15,6 +15,11 @@ Every image must have its camera's size. ``scale`` resizes images and cameras to
 a reduction; ``K``'s first two rows times ``scale``, which is exact for lumigrad's corner-origin pixel
 coordinates); an image whose size disagrees with its camera is refused with both sizes in the message,
 since a silently stretched image would bias every recovered parameter.
+
+Photos (and depth maps) are looked up only inside their folder: a name from the camera file (a NeRF
+``file_path``, a COLMAP / OpenSfM image name, a glTF camera name) that is absolute, climbs out with ``../`` or
+is a symbolic link pointing outside raises :class:`~lumigrad.io._paths.ConfinementError` (a ``ValueError``),
+unless ``trust_paths=True``; only regular files are opened.
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from ..cameras.camera import Camera
+from ._paths import check_regular_file, confined_path
 
 __all__ = ["ImageDataset", "read_dataset", "read_depth_maps", "stack_cameras"]
 
@@ -58,7 +65,8 @@ class ImageDataset:
 
 
 def read_dataset(path: str | os.PathLike, *, image_dir: Optional[str | os.PathLike] = None, scale: float = 1.0,
-                 views: Optional[Sequence[int]] = None, dtype: torch.dtype = torch.float32) -> ImageDataset:
+                 views: Optional[Sequence[int]] = None, dtype: torch.dtype = torch.float32,
+                 trust_paths: bool = False) -> ImageDataset:
     """Read photos and their cameras; see the module docstring for the layouts understood.
 
     Args:
@@ -68,6 +76,8 @@ def read_dataset(path: str | os.PathLike, *, image_dir: Optional[str | os.PathLi
         scale: resize factor applied to images and cameras alike (e.g. ``0.25`` for quarter-size photos).
         views: indices of the views to keep (default: all).
         dtype: floating dtype of images and cameras.
+        trust_paths: accept photo names (and the camera file's own references) that are absolute or lead
+            outside their folder; only for datasets you trust.
 
     Returns:
         an :class:`ImageDataset`.
@@ -76,13 +86,15 @@ def read_dataset(path: str | os.PathLike, *, image_dir: Optional[str | os.PathLi
         FileNotFoundError: ``path`` or a photo is missing.
         ValueError: no cameras, photos of different sizes, a photo whose size is not its camera's, a
             corrupt photo, a bad ``scale`` or ``views``.
+        ConfinementError: (a ``ValueError``) a photo name outside its folder, or a photo that is not a
+            regular file.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such dataset file or folder")
     if not (isinstance(scale, (int, float)) and 0 < scale <= 16):
         raise ValueError(f"scale must be a number in (0, 16]; got {scale!r}")
-    entries = _camera_entries(path, None if image_dir is None else Path(image_dir))
+    entries = _camera_entries(path, None if image_dir is None else Path(image_dir), trust_paths)
     if not entries:
         raise ValueError(f"{path}: the dataset has no cameras")
     if views is not None:
@@ -94,8 +106,13 @@ def read_dataset(path: str | os.PathLike, *, image_dir: Optional[str | os.PathLi
 
     images, cameras, names, paths = [], [], [], []
     for name, cam, image_path in entries:
-        if not image_path.is_file():
-            raise FileNotFoundError(f"{path}: the photo of view {name!r} is missing: {image_path}")
+        try:
+            check_regular_file(image_path, source=path, what=f"the photo of view {name!r}")
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: the photo of view {name!r} is missing: {image_path}") from None
+        if image_path.suffix.lower() not in _IMAGE_SUFFIXES:  # never a mesh or a json read as a photo
+            raise ValueError(f"{path}: the photo of view {name!r} is {image_path.name}, not an image file "
+                             f"({', '.join(_IMAGE_SUFFIXES)})")
         image = load(image_path)
         h, w = image.shape[:2]
         if (w, h) != (cam.width, cam.height):
@@ -121,48 +138,38 @@ def read_dataset(path: str | os.PathLike, *, image_dir: Optional[str | os.PathLi
     return ImageDataset(stacked, camera, names, paths, source_size)
 
 
-def read_depth_maps(dataset: ImageDataset, folder: str | os.PathLike, depth_scale: float = 1.0) -> torch.Tensor:
+def read_depth_maps(dataset: ImageDataset, folder: str | os.PathLike, depth_scale: float = 1.0, *,
+                    trust_paths: bool = False) -> torch.Tensor:
     """Depth maps of a dataset's views, ``[N, H, W, 1]`` camera-frame z at the dataset's (scaled) size.
 
     View ``k``'s map is ``folder / <photo stem>`` with suffix ``.npy`` (2-D array), ``.exr`` (first channel)
     or ``.png`` (16-bit, as RGB-D sensors store millimetres: pass ``depth_scale=0.001``), multiplied by
     ``depth_scale``. Values ``<= 0`` or non-finite mark pixels without a measurement (losses skip them). A
     map must have the photo's size as stored; it is resized with the photos by nearest neighbour, so depths
-    of different surfaces are never averaged.
+    of different surfaces are never averaged. A map that is a symbolic link pointing outside ``folder`` is
+    refused (``ConfinementError``) unless ``trust_paths=True``; only regular files are read.
 
     Raises:
         FileNotFoundError: a view has no depth map.
         ValueError: a map of the wrong size or an unreadable one, a bad ``depth_scale``.
     """
-    import numpy as np
-
     folder = Path(folder)
     if not (isinstance(depth_scale, (int, float)) and math.isfinite(depth_scale) and depth_scale > 0):
         raise ValueError(f"depth_scale must be a finite number > 0; got {depth_scale!r}")
     maps = []
     for photo in dataset.paths:
-        found = next((folder / f"{photo.stem}{s}" for s in (".npy", ".exr", ".png") if (folder / f"{photo.stem}{s}")
-                      .is_file()), None)
+        found = None
+        for suffix in (".npy", ".exr", ".png"):
+            candidate = folder / f"{photo.stem}{suffix}"
+            if candidate.exists():
+                confined_path(folder, candidate.name, source=folder, what="depth map", trusted=trust_paths)
+                check_regular_file(candidate, source=folder, what="depth map")
+                found = candidate
+                break
         if found is None:
             raise FileNotFoundError(f"no depth map for {photo.name} in {folder} (looked for {photo.stem}.npy, .exr, "
                                     ".png)")
-        try:
-            if found.suffix == ".npy":
-                depth = torch.from_numpy(np.load(found, allow_pickle=False).astype(np.float32))
-            elif found.suffix == ".exr":
-                from .exr import read_exr
-
-                depth = read_exr(found)[..., 0]
-            else:
-                from PIL import Image
-
-                with Image.open(found) as im:
-                    depth = torch.from_numpy(np.asarray(im, dtype=np.float32).copy())
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{found}: not a readable depth map ({exc})") from None
-        if depth.dim() != 2 or (depth.shape[1], depth.shape[0]) != dataset.source_size:
-            raise ValueError(f"{found} has shape {tuple(depth.shape)} but its photo is {dataset.source_size[0]}x"
-                             f"{dataset.source_size[1]}: a depth map is one value per photo pixel")
+        depth = _read_depth_map(found, dataset.source_size)
         maps.append(depth * depth_scale)
     depth = torch.stack(maps)[:, None]
     depth = torch.where(torch.isfinite(depth), depth, torch.zeros_like(depth))
@@ -202,30 +209,38 @@ def _with_alpha(image: torch.Tensor) -> torch.Tensor:
     return torch.cat([image[..., :3], torch.ones_like(image[..., :1])], -1)
 
 
-def _camera_entries(path: Path, image_dir: Optional[Path]):
+def _photo(folder: Path, name: str, source: Path, view: str, trusted: bool) -> Path:
+    """``folder / name`` for the photo of ``view``, refused when ``name`` leads outside ``folder``."""
+    confined_path(folder, name, source=source, what=f"the photo of view {view!r}", trusted=trusted)
+    return folder / name
+
+
+def _camera_entries(path: Path, image_dir: Optional[Path], trust_paths: bool = False):
     """``[(name, unbatched Camera, image path)]`` in the format's view order."""
     if path.is_dir():
         if (path / "transforms.json").is_file():
-            return _camera_entries(path / "transforms.json", image_dir)
-        return _colmap_entries(path, image_dir)
+            confined_path(path, "transforms.json", source=path, what="transforms.json", trusted=trust_paths)
+            return _camera_entries(path / "transforms.json", image_dir, trust_paths)
+        return _colmap_entries(path, image_dir, trust_paths)
     suffix = path.suffix.lower()
     if suffix in (".gltf", ".glb"):
-        return _gltf_entries(path, image_dir)
+        return _gltf_entries(path, image_dir, trust_paths)
     if suffix == ".json":
         from .registry import load
 
-        rec = load(path)
-        if hasattr(rec, "image_paths"):  # NeRF
-            folder = image_dir
-            return [(fp, cam, (folder / Path(ip).name) if folder else ip)
+        rec = load(path, trust_paths=trust_paths)
+        if hasattr(rec, "image_paths"):  # NeRF: file_path is confined to the json's folder by the reader
+            if image_dir is None:
+                return list(zip(rec.file_paths, rec.cameras, rec.image_paths))
+            return [(fp, cam, _photo(image_dir, Path(ip).name, path, fp, trust_paths))
                     for fp, cam, ip in zip(rec.file_paths, rec.cameras, rec.image_paths)]
         folder = image_dir or path.parent / "images"  # OpenSfM
-        return [(name, cam, folder / name) for name, cam in sorted(rec.shots.items())]
+        return [(name, cam, _photo(folder, name, path, name, trust_paths)) for name, cam in sorted(rec.shots.items())]
     raise ValueError(f"{path}: not a dataset; give a transforms.json, an OpenSfM reconstruction.json, a glTF file "
                      "with cameras or a COLMAP project folder")
 
 
-def _colmap_entries(folder: Path, image_dir: Optional[Path]):
+def _colmap_entries(folder: Path, image_dir: Optional[Path], trust_paths: bool = False):
     from .colmap import read_colmap
 
     candidates = [folder / "sparse" / "0", folder / "sparse", folder]
@@ -233,30 +248,35 @@ def _colmap_entries(folder: Path, image_dir: Optional[Path]):
     if model is None:
         raise FileNotFoundError(f"{folder}: no transforms.json and no COLMAP model (looked for cameras.txt / "
                                 f".bin in {', '.join(str(c) for c in candidates)})")
-    rec = read_colmap(model)
+    rec = read_colmap(model, trust_paths=trust_paths)
     if image_dir is None:
-        image_dir = next((d / "images" for d in (folder, *model.parents) if (d / "images").is_dir()), folder / "images")
-    return [(name, cam, image_dir / name) for name, cam in rec.cameras.items()]
+        # images/ beside the model: in the project folder, or up to two levels above a model folder given
+        # directly (project/sparse/0 -> project/images); never further up the file system.
+        near = [folder, *[d for d in (model.parent, model.parent.parent) if d != model]]
+        image_dir = next((d / "images" for d in dict.fromkeys(near) if (d / "images").is_dir()), folder / "images")
+    source = model / ("images.bin" if (model / "images.bin").is_file() else "images.txt")
+    return [(name, cam, _photo(image_dir, name, source, name, trust_paths)) for name, cam in rec.cameras.items()]
 
 
-def _gltf_entries(path: Path, image_dir: Optional[Path]):
+def _gltf_entries(path: Path, image_dir: Optional[Path], trust_paths: bool = False):
     from .gltf import read_gltf
 
-    scene = read_gltf(path)
+    scene = read_gltf(path, trust_paths=trust_paths)
     folder = image_dir or path.parent
     out = []
     for name, cam in scene.cameras.items():
-        found = _find_image(folder, name)
+        found = _find_image(folder, name, path, trust_paths)
         if found is None:
-            out.append((name, cam, folder / f"{name}.png"))
+            out.append((name, cam, _photo(folder, f"{name}.png", path, name, trust_paths)))
             continue
         # glTF stores a field of view and an aspect ratio, not a size: the photo gives the size.
         from PIL import Image
 
+        check_regular_file(found, source=path, what=f"the photo of camera {name!r}")
         try:
             with Image.open(found) as im:
                 w, h = im.size
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             raise ValueError(f"{found}: not a readable image ({exc})") from None
         if abs(w / h - cam.width / cam.height) > 0.01 * cam.width / cam.height:
             raise ValueError(f"{found} is {w}x{h} pixels (aspect {w / h:.4f}) but camera {name!r} of {path.name} "
@@ -265,11 +285,41 @@ def _gltf_entries(path: Path, image_dir: Optional[Path]):
     return out
 
 
-
-def _find_image(folder: Path, stem: str) -> Optional[Path]:
+def _find_image(folder: Path, stem: str, source: Path, trust_paths: bool) -> Optional[Path]:
     for suffix in _IMAGE_SUFFIXES:
         p = folder / f"{stem}{suffix}"
-        if p.is_file():
-            return p
+        if p.exists():
+            return _photo(folder, f"{stem}{suffix}", source, stem, trust_paths)
     return None
 
+
+def _read_depth_map(found: Path, size: Tuple[int, int]) -> torch.Tensor:
+    """One depth map ``[H, W]`` float32; its size (as ``(W, H)``) is checked against the photo's from the file's
+    header, before the values are read, so a small file that would decode to a huge array is refused."""
+
+    def check_shape(shape) -> None:
+        if len(shape) != 2 or (shape[1], shape[0]) != size:
+            raise ValueError(f"{found} has shape {tuple(shape)} but its photo is {size[0]}x{size[1]}: a depth map "
+                             "is one value per photo pixel")
+
+    try:
+        if found.suffix == ".npy":
+            array = np.load(found, allow_pickle=False, mmap_mode="r")
+            check_shape(array.shape)
+            return torch.from_numpy(np.array(array, dtype=np.float32))
+        if found.suffix == ".exr":
+            from .exr import read_exr
+
+            depth = read_exr(found)[..., 0]  # read_exr checks the pixel budget before decoding
+        else:
+            from PIL import Image
+
+            with Image.open(found) as im:
+                check_shape((im.size[1], im.size[0]))
+                depth = torch.from_numpy(np.asarray(im, dtype=np.float32).copy())
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ValueError) and str(exc).startswith(str(found)):
+            raise
+        raise ValueError(f"{found}: not a readable depth map ({exc})") from None
+    check_shape(tuple(depth.shape))
+    return depth

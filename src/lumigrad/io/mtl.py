@@ -25,8 +25,12 @@ Reading (:func:`read_mtl`) maps each ``newmtl`` block to one ``Material``:
   ``P*`` extension terms. Unknown statements are ignored with one warning per file.
 
 Texture paths are resolved relative to the MTL file's folder (``\\`` is read as ``/``); a texture that does
-not exist raises :class:`MtlError` naming the MTL file and line. Inline ``#`` comments are stripped, so file
-and material names cannot contain ``#``.
+not exist raises :class:`MtlError` naming the MTL file and line. Textures are read only from inside that
+folder and only when they are regular files (:mod:`lumigrad.io._paths`): an absolute path, a ``../`` escape
+or a symbolic link that points outside raises an ``MtlError`` that is also a
+:class:`~lumigrad.io._paths.ConfinementError`, unless ``trust_paths=True``. Errors and warnings name the file,
+the line and the statement's keyword, never the line's text (a file that is not an MTL prints nothing of
+its content). Inline ``#`` comments are stripped, so file and material names cannot contain ``#``.
 
 Writing (:func:`write_mtl`) is the inverse: factors as ``Kd``, ``d``, ``Ke``, ``Pr`` (and the equivalent
 ``Ns = 2 / roughness^2 - 2`` for legacy readers), ``Pm``, ``Ni``; textures as 8-bit PNG files next to the
@@ -45,13 +49,23 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from ..shading.material import Material
-from .obj import ObjError, _is_file
+from ._paths import ConfinementError, check_regular_file, confined_path, keyword_text, short_text
+from .obj import ObjError
 
 __all__ = ["MtlError", "read_mtl", "write_mtl"]
 
 
 class MtlError(ObjError):
     """Raised for a malformed MTL file or a missing texture; the message names the file and line."""
+
+
+class _MtlPathError(MtlError, ConfinementError):
+    """An MTL file names a texture outside its folder, or one that is not a regular file."""
+
+
+class _LineError(ValueError):
+    """A malformed statement; the message is written by this module and quotes nothing from the line."""
+
 
 
 #: Map options and how many arguments each takes (``(min, max)``; numbers are consumed greedily up to max).
@@ -76,12 +90,15 @@ class _Block:
         self.illum: Optional[int] = None
 
 
-def read_mtl(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Dict[str, Material]:
+def read_mtl(path: str | os.PathLike, dtype: torch.dtype = torch.float32, *,
+             trust_paths: bool = False) -> Dict[str, Material]:
     """Read the MTL file ``path`` as ``{material name: Material}`` in file order (see the module docstring).
 
     Args:
         path: the ``.mtl`` file; texture paths in it are relative to its folder.
         dtype: floating dtype of the factors and textures.
+        trust_paths: also read textures named by absolute paths or outside the MTL's folder (only for files
+            you trust).
 
     Returns:
         dict of :class:`lumigrad.shading.Material` keyed by the ``newmtl`` names (later duplicates replace
@@ -90,14 +107,16 @@ def read_mtl(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Dic
     Raises:
         FileNotFoundError: ``path`` does not exist.
         MtlError: a malformed statement, a value out of range (``d``, ``Pr``, ``Pm`` outside [0, 1], a NaN or
-            Inf number), a missing or undecodable texture; the message names the file and line.
+            Inf number), a missing or undecodable texture; the message names the file and line. A texture
+            outside the folder or not a regular file raises an ``MtlError`` that is also a ``ConfinementError``.
 
     Example: ``newmtl red`` / ``Kd 1 0 0`` / ``Ns 0`` reads as ``base_color_factor = [1, 0, 0, 1]``,
     ``roughness_factor = sqrt(2 / 2) = 1``, ``metallic_factor = 0``.
     """
     path = Path(path)
     blocks: List[_Block] = []
-    unknown: List[str] = []
+    unknown: List[str] = []  # keywords shown in the warning (identifiers only)
+    unknown_lines: List[int] = []  # every line with an unknown statement
     with open(path, "r", encoding="utf-8", errors="replace") as fh:
         for lineno, line in enumerate(fh, 1):
             parts = line.split("#", 1)[0].split()
@@ -108,40 +127,50 @@ def read_mtl(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Dic
                 if tag == "newmtl":
                     name = " ".join(parts[1:])
                     if not name:
-                        raise ValueError("newmtl needs a material name")
+                        raise _LineError("newmtl needs a material name")
                     blocks.append(_Block(name, lineno))
                     continue
                 if tag not in _MAPS and tag not in _IGNORED and tag not in _STATEMENTS:
-                    if tag not in unknown:
-                        unknown.append(tag)
+                    unknown_lines.append(lineno)
+                    keyword = parts[0] if keyword_text(parts[0]) else None  # "root:x:0:0:..." is not shown
+                    if keyword is not None and keyword not in unknown and len(unknown) < 8:
+                        unknown.append(keyword)
                     continue
                 if not blocks:
-                    raise ValueError(f"{parts[0]} before any newmtl")
+                    raise _LineError("statement before any newmtl")
                 block = blocks[-1]
                 if tag in _MAPS:
-                    block.maps[_MAPS[tag]] = _parse_map(path, parts[1:], lineno)
+                    block.maps[_MAPS[tag]] = _parse_map(path, parts[0], parts[1:], lineno, trust_paths)
                 elif tag in _STATEMENTS:
                     _STATEMENTS[tag](block, parts[1:])
-            except ValueError as exc:
+            except (ValueError, OverflowError) as exc:
                 if isinstance(exc, MtlError):
                     raise
-                raise MtlError(f"{path}:{lineno}: {exc}: {line.strip()!r}") from None
-    if unknown:
-        warnings.warn(f"{path}: ignored unknown MTL statements {', '.join(unknown)}", stacklevel=2)
+                # Only this module's own messages are shown: the line itself is never quoted.
+                reason = str(exc) if isinstance(exc, _LineError) else "malformed statement"
+                raise MtlError(f"{path}:{lineno}: {parts[0]}: {reason}") from None
+    if unknown_lines:
+        lines = ", ".join(str(n) for n in unknown_lines[:5]) + (", ..." if len(unknown_lines) > 5 else "")
+        shown = f" {', '.join(unknown)}" if unknown else ""
+        warnings.warn(f"{path}: ignored unknown MTL statements{shown} (line{'s' * (len(unknown_lines) != 1)} "
+                      f"{lines})", stacklevel=2)
     out: Dict[str, Material] = {}
     for block in blocks:
         if block.name in out:
-            warnings.warn(f"{path}:{block.lineno}: material {block.name!r} is defined again; the later one is used",
-                          stacklevel=2)
+            warnings.warn(f"{path}:{block.lineno}: material {short_text(block.name)} is defined again; the later "
+                          "one is used", stacklevel=2)
         out[block.name] = _to_material(path, block, dtype)
     return out
 
 
 # ------------------------------------------------------------------------------------------------ parsing
 def _number(token: str, what: str) -> float:
-    value = float(token)
+    try:
+        value = float(token)
+    except ValueError:
+        raise _LineError(f"{what} is not a number") from None
     if not math.isfinite(value):
-        raise ValueError(f"{what} must be finite; got {token!r}")
+        raise _LineError(f"{what} must be finite")
     return value
 
 
@@ -149,10 +178,10 @@ def _scalar(key: str, lo: Optional[float] = None, hi: Optional[float] = None):
     def parse(block: _Block, args: List[str]) -> None:
         args = [a for a in args if a != "-halo"]  # "d -halo 0.5": the halo form reads as plain d
         if len(args) < 1:
-            raise ValueError(f"{key} needs a value")
+            raise _LineError(f"{key} needs a value")
         value = _number(args[0], key)
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise ValueError(f"{key} must lie in [{lo}, {hi if hi is not None else 'inf'}]; got {value}")
+            raise _LineError(f"{key} must lie in [{lo}, {hi if hi is not None else 'inf'}]; got {value}")
         block.scalars[key] = value
 
     return parse
@@ -161,10 +190,10 @@ def _scalar(key: str, lo: Optional[float] = None, hi: Optional[float] = None):
 def _color(key: str):
     def parse(block: _Block, args: List[str]) -> None:
         if args and args[0].lower() in ("spectral", "xyz"):
-            raise ValueError(f"{key} {args[0]} colours are not supported (use r g b)")
+            raise _LineError(f"{key} {args[0].lower()} colours are not supported (use r g b)")
         if len(args) not in (1, 3):
-            raise ValueError(f"{key} needs 1 or 3 values (r g b); got {len(args)}")
-        values = [_number(a, key) for a in args]
+            raise _LineError(f"{key} needs 1 or 3 values (r g b); got {len(args)}")
+        values = [_number(a, f"{key} value {k}") for k, a in enumerate(args, 1)]
         block.colors[key] = values * 3 if len(values) == 1 else values
 
     return parse
@@ -172,8 +201,11 @@ def _color(key: str):
 
 def _illum(block: _Block, args: List[str]) -> None:
     if len(args) != 1:
-        raise ValueError("illum needs one integer")
-    block.illum = int(args[0])
+        raise _LineError("illum needs one integer")
+    try:
+        block.illum = int(args[0])
+    except ValueError:
+        raise _LineError("illum needs one integer") from None
 
 
 _STATEMENTS = {"kd": _color("Kd"), "ks": _color("Ks"), "ke": _color("Ke"), "ns": _scalar("Ns", 0.0),
@@ -181,8 +213,12 @@ _STATEMENTS = {"kd": _color("Kd"), "ks": _color("Ks"), "ke": _color("Ke"), "ns":
                "pr": _scalar("Pr", 0.0, 1.0), "pm": _scalar("Pm", 0.0, 1.0), "illum": _illum}
 
 
-def _parse_map(mtl_path: Path, args: List[str], lineno: int) -> Tuple[Path, Dict[str, List[str]], int]:
-    """Split ``[-opt args...] file name`` into ``(resolved file, {option: args}, lineno)``."""
+def _parse_map(mtl_path: Path, keyword: str, args: List[str], lineno: int,
+               trust_paths: bool = False) -> Tuple[Path, Dict[str, List[str]], int]:
+    """Split ``[-opt args...] file name`` into ``(resolved file, {option: args}, lineno)``.
+
+    The file is confined to the MTL's folder (unless ``trust_paths``) and must be a regular file.
+    """
     options: Dict[str, List[str]] = {}
     k = 0
     while k < len(args) and args[k].startswith("-") and args[k].lower() in _MAP_OPTIONS:
@@ -194,19 +230,21 @@ def _parse_map(mtl_path: Path, args: List[str], lineno: int) -> Tuple[Path, Dict
             values.append(args[k])
             k += 1
         if len(values) < lo:
-            raise ValueError(f"map option {opt} needs {lo} value(s)")
+            raise _LineError(f"map option {opt} needs {lo} value(s)")
         if opt in ("-bm", "-boost", "-o", "-s", "-t", "-mm", "-texres"):
             for v in values:
                 _number(v, f"map option {opt}")
         options[opt] = values
     name = " ".join(args[k:])
     if not name:
-        raise ValueError("a texture map needs a file name")
-    file = Path(name.replace("\\", "/"))
-    if not file.is_absolute():
-        file = mtl_path.parent / file
-    if not _is_file(file):
-        raise MtlError(f"{mtl_path}:{lineno}: texture {name!r} not found (looked for {file})")
+        raise _LineError("a texture map needs a file name")
+    where = f"{mtl_path}:{lineno}"
+    file = confined_path(mtl_path.parent, name.replace("\\", "/"), source=where, what=f"{keyword} texture",
+                         trusted=trust_paths, base=_MtlPathError)
+    try:
+        check_regular_file(file, source=where, what=f"{keyword} texture", base=_MtlPathError)
+    except FileNotFoundError:
+        raise MtlError(f"{where}: texture {short_text(name)} not found (looked for {file})") from None
     return file, options, lineno
 
 
@@ -226,9 +264,10 @@ def _load_texture(mtl_path: Path, entry, dtype: torch.dtype) -> torch.Tensor:
     try:
         image = read_image(file)
     except Exception as exc:  # noqa: BLE001  Pillow raises many types (OSError, SyntaxError, EOFError ...)
-        raise MtlError(f"{mtl_path}:{lineno}: cannot read texture {str(file)!r} ({exc})") from None
+        reason = str(exc) if len(str(exc)) <= 200 else str(exc)[:197] + "..."
+        raise MtlError(f"{mtl_path}:{lineno}: cannot read texture {short_text(str(file), 200)} ({reason})") from None
     if image.dim() != 3 or image.shape[0] == 0 or image.shape[1] == 0:
-        raise MtlError(f"{mtl_path}:{lineno}: texture {str(file)!r} is empty")
+        raise MtlError(f"{mtl_path}:{lineno}: texture {short_text(str(file), 200)} is empty")
     return image.to(dtype)
 
 
@@ -242,7 +281,7 @@ def _resize(image: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
 
 def _to_material(path: Path, block: _Block, dtype: torch.dtype) -> Material:
     s, c, maps = block.scalars, block.colors, block.maps
-    where = f"{path}:{block.lineno}: material {block.name!r}"
+    where = f"{path}:{block.lineno}: material {short_text(block.name)}"
     t = lambda v: torch.tensor(v, dtype=dtype)  # noqa: E731
     tex = {key: _load_texture(path, entry, dtype) for key, entry in maps.items() if key != "ks"}
     if "ks" in maps:

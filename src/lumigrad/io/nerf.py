@@ -17,6 +17,10 @@ The format (original NeRF's Blender scenes, instant-ngp's ``colmap2nerf.py``, ne
   ``"opencv"`` coefficients (a non-zero ``k4``, nerfstudio's ``r^8`` term, is refused);
   ``"OPENCV_FISHEYE"`` (or instant-ngp's ``"is_fisheye": true``) reads ``k1..k4`` as ``"fisheye"``.
   Files without any distortion key give cameras without distortion.
+* Image files: ``file_path`` is resolved against the json's folder and must stay inside it (an absolute path,
+  a ``../`` escape or a symbolic link pointing outside raises :class:`~lumigrad.io._paths.ConfinementError`,
+  a ``ValueError``, unless ``trust_paths=True``); only regular files are opened. The json itself is parsed
+  with a bound on its nesting depth, and every error is one ``ValueError`` naming the file and the frame.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import torch
 
 from ..cameras.camera import Camera
 from ._export_checks import exportable_K
+from ._paths import check_regular_file, confined_path, parse_json, short_text
 from ..conventions import camera_params_to_nerf, nerf_to_camera_params, opengl_c2w_to_world_to_cam
 
 __all__ = ["NerfTransforms", "read_nerf_transforms", "write_nerf_transforms"]
@@ -49,7 +54,7 @@ class NerfTransforms:
 
 
 def read_nerf_transforms(path: str | os.PathLike, dtype=torch.float64, near: float = 1e-3,
-                         far: float = 1e6) -> NerfTransforms:
+                         far: float = 1e6, *, trust_paths: bool = False) -> NerfTransforms:
     """Read a NeRF-style ``transforms.json`` into lumigrad cameras.
 
     Image size comes from ``w`` / ``h``; without them the first frame's image is opened with Pillow (a
@@ -60,6 +65,8 @@ def read_nerf_transforms(path: str | os.PathLike, dtype=torch.float64, near: flo
         path: the json file.
         dtype: floating dtype of ``K``, ``world_to_cam`` and ``distortion``.
         near, far: depth range given to every ``Camera`` (the format stores none).
+        trust_paths: accept ``file_path`` values that are absolute or lead outside the json's folder (only
+            for files you trust; by default they are refused).
 
     Returns:
         a :class:`NerfTransforms` with parallel lists ``cameras`` (``K [3, 3]``, ``world_to_cam [4, 4]``,
@@ -67,8 +74,10 @@ def read_nerf_transforms(path: str | os.PathLike, dtype=torch.float64, near: flo
 
     Raises:
         FileNotFoundError: no such json file.
-        ValueError: malformed json or frames, missing intrinsics or image size, or an unsupported
-            ``camera_model`` (the message names the file and the frame).
+        ValueError: malformed or too deeply nested json, malformed frames, missing intrinsics or image size,
+            or an unsupported ``camera_model`` (the message names the file and the frame).
+        ConfinementError: (a ``ValueError``) a ``file_path`` outside the json's folder, or an image that is not
+            a regular file.
 
     Example:
         >>> import json, tempfile, os
@@ -82,11 +91,8 @@ def read_nerf_transforms(path: str | os.PathLike, dtype=torch.float64, near: flo
         [64.0, 0.0, 32.0]
     """
     path = Path(path)
-    try:
-        with open(path, "r", encoding="utf-8") as fh:
-            meta = json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    with open(path, "rb") as fh:
+        meta = parse_json(fh.read(), source=path)
     if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list):
         raise ValueError(f"{path}: expected a JSON object with a 'frames' list")
     if not meta["frames"]:
@@ -98,61 +104,90 @@ def read_nerf_transforms(path: str | os.PathLike, dtype=torch.float64, near: flo
         where = f"{path}: frames[{i}]"
         if not isinstance(frame, dict) or "file_path" not in frame or "transform_matrix" not in frame:
             raise ValueError(f"{where} needs 'file_path' and 'transform_matrix'")
+        if not isinstance(frame["file_path"], str):
+            raise ValueError(f"{where}: file_path must be a string; got {_kind(frame['file_path'])}")
         p = {**top, **frame}
-        image = _resolve_image(path.parent, str(frame["file_path"]))
+        image = _resolve_image(path, i, frame["file_path"], trust_paths)
         try:
             c2w = torch.tensor(frame["transform_matrix"], dtype=dtype)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{where}: transform_matrix is not a numeric matrix ({exc})") from None
+        except (TypeError, ValueError, RuntimeError, OverflowError, RecursionError):
+            raise ValueError(f"{where}: transform_matrix is not a numeric matrix") from None
         if c2w.shape not in ((4, 4), (3, 4)) or not bool(torch.isfinite(c2w).all()):
             raise ValueError(f"{where}: transform_matrix must be a finite 4x4 or 3x4 matrix; got shape "
                              f"{tuple(c2w.shape)}")
         if c2w.shape[0] == 3:
             c2w = torch.cat([c2w, torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=dtype)])
         if "w" in p and "h" in p:
-            W, H = int(p["w"]), int(p["h"])
+            W, H = _pixels(p, "w", where), _pixels(p, "h", where)
         else:
             if first_size is None:
                 first_size = _image_size(image, where)
-            W, H = int(p.get("w", first_size[0])), int(p.get("h", first_size[1]))
+            W = _pixels(p, "w", where) if "w" in p else first_size[0]
+            H = _pixels(p, "h", where) if "h" in p else first_size[1]
         K, w2c = _intrinsics_and_pose(p, c2w, W, H, where)
         coeffs, model = _distortion(p, where, dtype)
-        cameras.append(Camera(K=K, world_to_cam=w2c, width=W, height=H, near=near, far=far,
-                              distortion=coeffs, distortion_model=model))
+        try:
+            cameras.append(Camera(K=K, world_to_cam=w2c, width=W, height=H, near=near, far=far,
+                                  distortion=coeffs, distortion_model=model))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: {exc}") from None
         image_paths.append(image)
-        file_paths.append(str(frame["file_path"]))
+        file_paths.append(frame["file_path"])
     return NerfTransforms(cameras, image_paths, file_paths)
 
 
-def _resolve_image(folder: Path, file_path: str) -> Path:
+def _kind(value) -> str:
+    """What a JSON value is, for messages that must not quote it."""
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+def _resolve_image(json_path: Path, index: int, file_path: str, trusted: bool) -> Path:
+    """``json folder / file_path``, refused when it leads outside the folder (unless ``trusted``)."""
+    folder, what = json_path.parent, f"frames[{index}].file_path"
+    confined_path(folder, file_path, source=json_path, what=what, trusted=trusted)
     image = folder / file_path
-    if not image.suffix and not image.exists() and image.with_suffix(".png").exists():
-        return image.with_suffix(".png")  # NeRF's Blender scenes write "./train/r_0" for r_0.png
+    if not image.suffix and not image.exists():  # NeRF's Blender scenes write "./train/r_0" for r_0.png
+        png = confined_path(folder, file_path + ".png", source=json_path, what=what, trusted=trusted)
+        if png.exists():
+            return image.with_name(image.name + ".png")
     return image
 
 
 def _image_size(image: Path, where: str):
-    if image.is_file():
-        from PIL import Image
+    try:
+        check_regular_file(image, source=where, what="image")
+    except FileNotFoundError:
+        raise ValueError(f"{where}: the json gives no image size and {image} does not exist; add 'w' and 'h' "
+                         "(pixels) to the json or to each frame") from None
+    from PIL import Image
 
-        try:
-            with Image.open(image) as im:
-                return im.size  # (W, H)
-        except OSError as exc:
-            raise ValueError(f"{where}: cannot read {image} to find the image size ({exc}); add 'w' and 'h' "
-                             "to the json") from None
-    raise ValueError(f"{where}: the json gives no image size and {image} does not exist; add 'w' and 'h' "
-                     "(pixels) to the json or to each frame")
+    try:
+        with Image.open(image) as im:
+            return im.size  # (W, H)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"{where}: cannot read {image} to find the image size ({type(exc).__name__}); add 'w' "
+                         "and 'h' to the json") from None
 
 
 def _number(p: dict, key: str, where: str) -> float:
+    value = p[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{where}: {key} must be a number; got {_kind(value)}")
     try:
-        v = float(p[key])
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: {key} must be a number; got {p[key]!r}") from None
+        v = float(value)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{where}: {key} must be a number; got a string that is not one") from None
     if not math.isfinite(v):
         raise ValueError(f"{where}: {key} must be finite; got {v}")
     return v
+
+
+def _pixels(p: dict, key: str, where: str) -> int:
+    v = _number(p, key, where)
+    if v < 1 or v != int(v):
+        raise ValueError(f"{where}: {key} must be a positive whole number of pixels; got {v}")
+    return int(v)
 
 
 def _intrinsics_and_pose(p: dict, c2w: torch.Tensor, W: int, H: int, where: str):
@@ -180,7 +215,10 @@ def _intrinsics_and_pose(p: dict, c2w: torch.Tensor, W: int, H: int, where: str)
 
 
 def _distortion(p: dict, where: str, dtype):
-    model = str(p.get("camera_model", "OPENCV_FISHEYE" if p.get("is_fisheye") else "OPENCV")).upper()
+    model = p.get("camera_model", "OPENCV_FISHEYE" if p.get("is_fisheye") else "OPENCV")
+    if not isinstance(model, str):
+        raise ValueError(f"{where}: camera_model must be a string; got {_kind(model)}")
+    model = model.upper()
     k = {key: _number(p, key, where) if key in p else 0.0 for key in _DISTORTION_KEYS}
     if model == "OPENCV_FISHEYE":
         if k["p1"] or k["p2"]:
@@ -188,7 +226,8 @@ def _distortion(p: dict, where: str, dtype):
                              f"p2={k['p2']}")
         return torch.tensor([k["k1"], k["k2"], k["k3"], k["k4"]], dtype=dtype), "fisheye"
     if model not in _PERSPECTIVE:
-        raise ValueError(f"{where}: camera_model {model!r} is not supported (OPENCV, OPENCV_FISHEYE, PINHOLE)")
+        raise ValueError(f"{where}: camera_model {short_text(model)} is not supported (OPENCV, OPENCV_FISHEYE, "
+                         "PINHOLE)")
     if not any(key in p for key in _DISTORTION_KEYS):
         return None, "opencv"
     if k["k4"]:
@@ -209,7 +248,9 @@ def write_nerf_transforms(path: str | os.PathLike, cameras: Sequence[Camera],
     Args:
         path: the json file to write (its folder must exist).
         cameras: unbatched cameras without skew, one per frame.
-        image_paths: one per camera; written relative to the json's folder when possible.
+        image_paths: one per camera; written relative to the json's folder when possible. Images outside
+            that folder are written as ``../`` (or absolute) paths, which :func:`read_nerf_transforms` reads
+            back only with ``trust_paths=True``.
 
     Raises:
         ValueError: lengths differ, a camera is batched or has skew.

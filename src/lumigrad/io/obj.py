@@ -6,6 +6,14 @@ origin is converted once to lumigrad's top-left origin (``v -> 1 - v``, undone b
 ``usemtl`` (per-face material indices, materials through :mod:`lumigrad.io.mtl`) and ``v x y z r g b`` vertex
 colours. ``o`` / ``g`` / ``s`` / ``vn`` / ``l`` / ``p`` statements are ignored; ``#`` starts a comment anywhere
 on a line. NaN / Inf numbers, and numbers that overflow the requested dtype, raise :class:`ObjError`.
+
+Files named inside the OBJ (``mtllib``) and the MTL (textures) are read only from inside the OBJ's (MTL's)
+folder, and only when they are regular files (:mod:`lumigrad.io._paths`): an absolute path, a ``../`` escape
+or a symbolic link pointing outside raises an ``ObjError`` that is also a
+:class:`~lumigrad.io._paths.ConfinementError`, unless the caller passes ``trust_paths=True`` for files it
+trusts. Errors and warnings name the file, the line and the statement's keyword; they never quote the line
+(only names of materials and files, cut to 80 characters, and numbers that were read as numbers), so reading
+a file that is not an OBJ / MTL does not print its content.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import torch
 
 from .._checks import check_indices, check_tensor
 from ..shading.material import Material
+from ._paths import ConfinementError, check_regular_file, confined_path, short_text
 
 
 class ObjError(ValueError):
@@ -54,23 +63,24 @@ class ObjData:
     mtllibs: List[Path] = field(default_factory=list)
 
 
-def read_obj(path: str | os.PathLike, dtype=torch.float32):
+def read_obj(path: str | os.PathLike, dtype=torch.float32, *, trust_paths: bool = False):
     """Read ``path`` and return ``(verts [V, 3], faces [F, 3], uv [T, 2] or None, uv_faces [F, 3] or None)``.
 
     ``uv_faces`` index ``uv`` per face corner (OBJ keeps separate position and texture indices, so a texture
     seam needs no vertex splitting). Faces without texture indices make ``uv_faces`` None for the whole file.
-    ``mtllib`` / ``usemtl`` are ignored here (see :func:`read_obj_with_materials`).
+    ``mtllib`` / ``usemtl`` are ignored here (see :func:`read_obj_with_materials`), so no other file is read;
+    ``trust_paths`` is accepted for symmetry with the other readers and has no effect.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ObjError: a malformed line (bad number, NaN or Inf, index out of range), or no faces; the message
             names the file and line.
     """
-    d = _parse(path, dtype, with_materials=False)
+    d = _parse(path, dtype, with_materials=False, trust_paths=trust_paths)
     return d.verts, d.faces, d.uv, d.uv_faces
 
 
-def read_obj_with_materials(path: str | os.PathLike, dtype=torch.float32) -> ObjData:
+def read_obj_with_materials(path: str | os.PathLike, dtype=torch.float32, *, trust_paths: bool = False) -> ObjData:
     """Read ``path`` with its ``mtllib`` material libraries, ``usemtl`` face materials and vertex colours.
 
     Geometry is read exactly as by :func:`read_obj`; materials are read with :func:`lumigrad.io.read_mtl`
@@ -79,6 +89,9 @@ def read_obj_with_materials(path: str | os.PathLike, dtype=torch.float32) -> Obj
     Args:
         path: the ``.obj`` file.
         dtype: floating dtype of positions, texture coordinates, colours and materials.
+        trust_paths: also follow ``mtllib`` and texture names that are absolute or lead outside the OBJ's
+            (MTL's) folder. Leave False for files from elsewhere: a hostile OBJ could otherwise read any
+            image or text file the process can read.
 
     Returns:
         an :class:`ObjData`.
@@ -87,12 +100,18 @@ def read_obj_with_materials(path: str | os.PathLike, dtype=torch.float32) -> Obj
         FileNotFoundError: ``path`` does not exist.
         ObjError: as :func:`read_obj`; also a ``mtllib`` file that does not exist, or a ``usemtl`` name that no
             library defines (both name the OBJ file and line; use :func:`read_obj` to ignore materials).
+            A ``mtllib`` outside the OBJ's folder (or not a regular file) raises an ``ObjError`` that is also
+            a :class:`~lumigrad.io._paths.ConfinementError`.
         MtlError: (an ``ObjError``) a malformed MTL file or a missing texture, naming the MTL file and line.
     """
-    return _parse(path, dtype, with_materials=True)
+    return _parse(path, dtype, with_materials=True, trust_paths=trust_paths)
 
 
-def _parse(path, dtype, with_materials: bool) -> ObjData:
+class _LineError(ValueError):
+    """A malformed statement; the message is written by this module and quotes nothing from the line."""
+
+
+def _parse(path, dtype, with_materials: bool, trust_paths: bool = False) -> ObjData:
     verts, colors, uvs, faces, uv_faces, face_mat = [], [], [], [], [], []
     v_lines: List[int] = []  # line of each v / vt, to name it when its value overflows dtype
     vt_lines: List[int] = []
@@ -112,16 +131,16 @@ def _parse(path, dtype, with_materials: bool) -> ObjData:
                     verts.append(_floats(parts[1:4], 3, "a vertex needs 3 coordinates"))
                     v_lines.append(lineno)
                     if len(parts) == 7:
-                        colors.append(_floats(parts[4:7], 3, "a vertex colour needs 3 values"))
+                        colors.append(_floats(parts[4:7], 3, "a vertex colour needs 3 values", first=4))
                     else:
                         all_have_color = False
                 elif tag == "vt":
                     uvs.append(_floats(parts[1:3], 2, "a texture coordinate needs 2 values"))
                     vt_lines.append(lineno)
                 elif tag == "f":
-                    corners = [_parse_corner(c, len(verts), len(uvs)) for c in parts[1:]]
+                    corners = [_parse_corner(c, k, len(verts), len(uvs)) for k, c in enumerate(parts[1:], 1)]
                     if len(corners) < 3:
-                        raise ValueError("a face needs at least 3 corners")
+                        raise _LineError("a face needs at least 3 corners")
                     for k in range(1, len(corners) - 1):
                         tri = (corners[0], corners[k], corners[k + 1])
                         faces.append([c[0] for c in tri])
@@ -133,15 +152,17 @@ def _parse(path, dtype, with_materials: bool) -> ObjData:
                 elif tag == "mtllib" and with_materials:
                     name = " ".join(parts[1:])
                     if not name:
-                        raise ValueError("mtllib needs a file name")
+                        raise _LineError("mtllib needs a file name")
                     mtllibs.append((name, lineno))
                 elif tag == "usemtl" and with_materials:
                     current = " ".join(parts[1:])
                     if not current:
-                        raise ValueError("usemtl needs a material name")
+                        raise _LineError("usemtl needs a material name")
                     used.setdefault(current, lineno)
-            except (ValueError, IndexError) as exc:
-                raise ObjError(f"{path}:{lineno}: {exc}: {line.strip()!r}") from None
+            except (ValueError, IndexError, OverflowError) as exc:
+                # Only this module's own messages are shown: the line itself is never quoted.
+                reason = str(exc) if isinstance(exc, _LineError) else "malformed statement"
+                raise ObjError(f"{path}:{lineno}: {tag}: {reason}") from None
     if not verts or not faces:
         raise ObjError(f"{path}: no vertices or faces found")
     v = _to_finite(verts, dtype, path, v_lines, "vertex")
@@ -157,16 +178,21 @@ def _parse(path, dtype, with_materials: bool) -> ObjData:
         return data
     if colors and all_have_color:
         data.vertex_colors = _to_finite(colors, dtype, path, v_lines, "vertex colour")
-    _attach_materials(data, Path(path), mtllibs, used, face_mat, dtype)
+    _attach_materials(data, Path(path), mtllibs, used, face_mat, dtype, trust_paths)
     return data
 
 
-def _floats(tokens: List[str], count: int, message: str) -> List[float]:
-    values = [float(x) for x in tokens]
-    if len(values) != count:
-        raise ValueError(message)
+def _floats(tokens: List[str], count: int, message: str, first: int = 1) -> List[float]:
+    if len(tokens) != count:
+        raise _LineError(message)
+    values = []
+    for k, token in enumerate(tokens, first):
+        try:
+            values.append(float(token))
+        except ValueError:
+            raise _LineError(f"value {k} is not a number") from None
     if not all(math.isfinite(x) for x in values):
-        raise ValueError("NaN or Inf value")
+        raise _LineError("NaN or Inf value")
     return values
 
 
@@ -176,7 +202,7 @@ def _to_finite(rows: List[List[float]], dtype, path, lines: List[int], what: str
     bad = ~torch.isfinite(t).all(-1)
     if bool(bad.any()):
         k = int(bad.nonzero()[0, 0])
-        raise ObjError(f"{path}:{lines[k]}: {what} {rows[k]} overflows {dtype}")
+        raise ObjError(f"{path}:{lines[k]}: {what} overflows {dtype}")
     return t
 
 
@@ -188,26 +214,47 @@ def _is_file(p: Path) -> bool:
         return False
 
 
-def _attach_materials(data: ObjData, path: Path, mtllibs, used: Dict[str, int], face_mat, dtype) -> None:
+class _ObjPathError(ObjError, ConfinementError):
+    """An OBJ names a file outside its folder, or one that is not a regular file."""
+
+
+def _library_files(path: Path, name: str, lineno: int, trust_paths: bool) -> List[Tuple[str, Path]]:
+    """The files of one ``mtllib`` statement: the whole name when it is one file (names may hold spaces),
+    else its words (``mtllib a.mtl b.mtl``); each confined to the OBJ's folder."""
+    where = f"{path}:{lineno}"
+    try:
+        whole = confined_path(path.parent, name.replace("\\", "/"), source=where, what="mtllib",
+                              trusted=trust_paths, base=_ObjPathError)
+        if _is_file(whole):
+            return [(name, whole)]
+    except ConfinementError:
+        if len(name.split()) == 1:
+            raise
+    return [(file, confined_path(path.parent, file.replace("\\", "/"), source=where, what="mtllib",
+                                 trusted=trust_paths, base=_ObjPathError)) for file in name.split()]
+
+
+def _attach_materials(data: ObjData, path: Path, mtllibs, used: Dict[str, int], face_mat, dtype,
+                      trust_paths: bool = False) -> None:
     from .mtl import read_mtl
 
     library: Dict[str, Material] = {}
     for name, lineno in mtllibs:
-        files = [name] if _is_file(_mtl_path(path, name)) else name.split()
-        for file in files:
-            p = _mtl_path(path, file)
-            if not _is_file(p):
-                raise ObjError(f"{path}:{lineno}: material library {file!r} not found (looked for {p}); "
-                               "read_obj reads the geometry without materials")
-            library.update(read_mtl(p, dtype=dtype))
+        for file, p in _library_files(path, name, lineno, trust_paths):
+            try:
+                check_regular_file(p, source=f"{path}:{lineno}", what="mtllib", base=_ObjPathError)
+            except FileNotFoundError:
+                raise ObjError(f"{path}:{lineno}: material library {short_text(file)} not found (looked for {p}); "
+                               "read_obj reads the geometry without materials") from None
+            library.update(read_mtl(p, dtype=dtype, trust_paths=trust_paths))
             data.mtllibs.append(p)
     if not used:
         return
     for name, lineno in used.items():
         if name not in library:
             where = ", ".join(str(p) for p in data.mtllibs) or "no mtllib"
-            raise ObjError(f"{path}:{lineno}: usemtl {name!r} names a material that is not defined ({where}); "
-                           "read_obj reads the geometry without materials")
+            raise ObjError(f"{path}:{lineno}: usemtl {short_text(name)} names a material that is not defined "
+                           f"({where}); read_obj reads the geometry without materials")
     names = list(library)
     default = None
     if any(m is None for m in face_mat):
@@ -223,22 +270,26 @@ def _attach_materials(data: ObjData, path: Path, mtllibs, used: Dict[str, int], 
     data.face_materials = torch.tensor([index[default if m is None else m] for m in face_mat], dtype=torch.int64)
 
 
-def _mtl_path(obj_path: Path, name: str) -> Path:
-    p = Path(name.replace("\\", "/"))
-    return p if p.is_absolute() else obj_path.parent / p
-
-
-def _parse_corner(token: str, num_verts: int, num_uvs: int) -> Tuple[int, Optional[int]]:
+def _parse_corner(token: str, k: int, num_verts: int, num_uvs: int) -> Tuple[int, Optional[int]]:
     fields = token.split("/")
-    vi = _resolve(int(fields[0]), num_verts, "vertex")
-    ti = _resolve(int(fields[1]), num_uvs, "texture coordinate") if len(fields) > 1 and fields[1] else None
+    vi = _resolve(_index(fields[0], k, "vertex"), num_verts, "vertex")
+    ti = None
+    if len(fields) > 1 and fields[1]:
+        ti = _resolve(_index(fields[1], k, "texture coordinate"), num_uvs, "texture coordinate")
     return vi, ti
+
+
+def _index(token: str, k: int, what: str) -> int:
+    try:
+        return int(token)
+    except ValueError:
+        raise _LineError(f"corner {k}: the {what} index is not an integer") from None
 
 
 def _resolve(index: int, count: int, what: str) -> int:
     resolved = index - 1 if index > 0 else count + index
     if index == 0 or not 0 <= resolved < count:
-        raise ValueError(f"{what} index {index} out of range (1..{count} defined so far)")
+        raise _LineError(f"{what} index {short_text(index, 24)} out of range (1..{count} defined so far)")
     return resolved
 
 

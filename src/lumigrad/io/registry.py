@@ -7,15 +7,21 @@ records. ``formats()`` lists what is registered; ``register_format`` adds a read
 
 Dispatch: by the lower-case suffix; a folder is a COLMAP sparse model; a ``.json`` file is a NeRF
 ``transforms.json`` when it has ``frames``, else an OpenSfM ``reconstruction.json`` when it is a list.
+
+Files named inside the file that is loaded (an OBJ's ``mtllib`` and textures, glTF buffers and images, NeRF
+``file_path``) are read only from inside its folder; ``load(path, trust_paths=True)`` is the opt-in for
+files you trust (see :mod:`lumigrad.io._paths`).
 """
 
 from __future__ import annotations
 
-import json
+import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
+
+from ._paths import parse_json
 
 __all__ = ["formats", "load", "register_format", "save"]
 
@@ -33,7 +39,9 @@ _FORMATS: Dict[str, _Format] = {}
 def register_format(suffix: str, what: str, *, reader: Optional[Callable[..., Any]] = None,
                     writer: Optional[Callable[..., None]] = None) -> None:
     """Register (or replace) the reader ``reader(path, **kw)`` and / or writer ``writer(path, obj, **kw)`` of
-    files ending in ``suffix`` (e.g. ``".ply"``)."""
+    files ending in ``suffix`` (e.g. ``".ply"``). A reader that follows file names written inside the file
+    should take the keyword ``trust_paths`` (``load`` passes it on) and confine those names with
+    :func:`lumigrad.io._paths.confined_path`."""
     if not suffix.startswith(".") or suffix != suffix.lower():
         raise ValueError(f"suffix must be lower case and start with '.'; got {suffix!r}")
     if reader is None and writer is None:
@@ -51,12 +59,21 @@ def formats() -> Dict[str, str]:
     return out
 
 
-def load(path: str | os.PathLike, **kw) -> Any:
+def load(path: str | os.PathLike, *, trust_paths: bool = False, **kw) -> Any:
     """Read ``path`` with the reader its suffix (or folder layout) calls for; ``kw`` go to that reader.
+
+    Args:
+        path: the file (or COLMAP model folder).
+        trust_paths: let the reader follow file names inside the file that are absolute or lead outside its
+            folder (OBJ ``mtllib`` / textures, glTF URIs, NeRF ``file_path``, COLMAP image names). Leave False
+            for files from elsewhere; formats that name no other file ignore it.
+        kw: passed on to the reader.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: no reader handles it (the message lists the formats that are read).
+        ConfinementError: (a ``ValueError``) the file names a file outside its folder, or one that is not a
+            regular file.
     """
     p = Path(path)
     if not p.exists():
@@ -64,16 +81,26 @@ def load(path: str | os.PathLike, **kw) -> Any:
     if p.is_dir():
         from .colmap import read_colmap
 
-        return read_colmap(p, **kw)
+        return read_colmap(p, trust_paths=trust_paths, **kw)
     suffix = p.suffix.lower()
     if suffix == ".json":
-        return _load_json(p, **kw)
+        return _load_json(p, trust_paths=trust_paths, **kw)
     f = _FORMATS.get(suffix)
     if f is None or f.reader is None:
         readable = sorted(s for s, f in _FORMATS.items() if f.reader) + [".json (NeRF, OpenSfM)", "folder (COLMAP)"]
         raise ValueError(f"{p}: no reader for {suffix or 'files without a suffix'!r}; lumigrad reads "
                          f"{', '.join(readable)}")
-    return f.reader(p, **kw)
+    return f.reader(p, **_with_trust(f.reader, trust_paths), **kw)
+
+
+def _with_trust(reader: Callable[..., Any], trust_paths: bool) -> Dict[str, bool]:
+    """``{"trust_paths": trust_paths}`` when ``reader`` takes that keyword, else ``{}`` (the format names no
+    other file, so there is nothing to trust)."""
+    try:
+        params = inspect.signature(reader).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"trust_paths": trust_paths} if "trust_paths" in params else {}
 
 
 def save(path: str | os.PathLike, obj: Any, **kw) -> None:
@@ -91,27 +118,25 @@ def save(path: str | os.PathLike, obj: Any, **kw) -> None:
     f.writer(p, obj, **kw)
 
 
-def _load_json(p: Path, **kw):
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{p}: not JSON ({e})") from None
+def _load_json(p: Path, trust_paths: bool = False, **kw):
+    data = parse_json(p.read_bytes(), source=p)
     if isinstance(data, dict) and "frames" in data:
         from .nerf import read_nerf_transforms
 
-        return read_nerf_transforms(p, **kw)
+        return read_nerf_transforms(p, trust_paths=trust_paths, **kw)
     if isinstance(data, list):
         from .opensfm import read_opensfm
 
-        return read_opensfm(p, **kw)
+        return read_opensfm(p, **_with_trust(read_opensfm, trust_paths), **kw)
     raise ValueError(f"{p}: JSON that is neither a NeRF transforms.json (no 'frames') nor an OpenSfM "
                      "reconstruction.json (not a list)")
 
 
-def _mesh_from_obj(path, **kw):
+def _mesh_from_obj(path, texture_path=None, *, materials: bool = True, trust_paths: bool = False):
+    """:meth:`lumigrad.Mesh.from_obj` (registered lazily: the mesh module imports this package)."""
     from ..mesh import Mesh
 
-    return Mesh.from_obj(path, **kw)
+    return Mesh.from_obj(path, texture_path, materials=materials, trust_paths=trust_paths)
 
 
 def _write_mesh(writer):
@@ -150,7 +175,7 @@ def _register_builtin() -> None:
     for suffix in (".gltf", ".glb"):
         register_format(suffix, "glTF 2.0 scene -> Scene", reader=read_gltf, writer=write_gltf)
     for suffix in (".png", ".jpg", ".jpeg"):
-        register_format(suffix, "8-bit image -> [H, W, C] in [0, 1]", reader=read_image, writer=write_image)
+        register_format(suffix, "8- or 16-bit image -> [H, W, C] in [0, 1]", reader=read_image, writer=write_image)
     register_format(".hdr", "Radiance RGBE HDR image -> [H, W, 3]", reader=read_hdr, writer=write_hdr)
     register_format(".exr", "OpenEXR scanline image -> [H, W, C]", reader=read_exr, writer=write_exr)
 
