@@ -28,8 +28,9 @@ and flushes magnitudes below about 6e-8 to zero.
 
 Malformed files raise ``ValueError`` naming the file and what is wrong: wrong magic number, truncated header,
 offset table or chunk, chunk offsets outside the file, chunks for the wrong scanlines, a decompressed size that
-differs from the declared one, an image larger than ``max_pixels`` (checked on the header, before anything is
-allocated).
+differs from the declared one. The declared size is checked on the header, before anything is allocated,
+against lumigrad's pixel budget (:mod:`lumigrad.limits`; :class:`lumigrad.limits.BudgetError`) or an explicit
+``max_pixels``.
 
 Example (a round trip through a temporary file):
 
@@ -46,13 +47,13 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from typing import Literal
+from typing import Literal, Optional
 
 import numpy as np
 import torch
 
 from .._checks import check_tensor
-from .hdr import MAX_PIXELS
+from .hdr import check_image_size
 
 MAGIC = 20000630
 _TILED, _LONG_NAMES, _DEEP, _MULTIPART = 0x200, 0x400, 0x800, 0x1000
@@ -242,12 +243,14 @@ def _zip_decode(src: bytes, expected: int, path, y: int) -> bytes:
     return out
 
 
-def read_exr(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+def read_exr(path: str | os.PathLike, *, max_pixels: Optional[int] = None) -> torch.Tensor:
     """Read a single-part scanline OpenEXR image as linear float32 ``[H, W, C]`` (row 0 at the top).
 
     Args:
         path: the ``.exr`` file.
-        max_pixels: largest ``H * W`` accepted; larger declared data windows are refused before allocation.
+        max_pixels: largest ``H * W`` accepted (every 4 returned channels beyond the first 4 count once more);
+            None (the default) uses lumigrad's pixel budget (:func:`lumigrad.limits.pixel_budget`). Larger
+            declared data windows are refused before allocation.
 
     Returns:
         The data window's pixels, ``[H, W, C]``, float32, values as stored (NaN / Inf kept). ``C`` is 3 for
@@ -255,8 +258,9 @@ def read_exr(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> torch.
         order (see the module docstring).
 
     Raises:
+        lumigrad.limits.BudgetError: the data window holds more pixels than allowed (checked on the header).
         ValueError: for files that are not OpenEXR, tiled / multi-part / deep files, unsupported compressions
-            (PIZ, PXR24, B44, B44A, DWAA, DWAB), truncated or corrupt files, images larger than ``max_pixels``.
+            (PIZ, PXR24, B44, B44A, DWAA, DWAB), truncated or corrupt files.
     """
     with open(path, "rb") as fh:
         data = fh.read()
@@ -282,9 +286,8 @@ def read_exr(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> torch.
     width, height = x_max - x_min + 1, y_max - y_min + 1
     if width <= 0 or height <= 0:
         raise ValueError(f"{path}: dataWindow ({x_min}, {y_min}) - ({x_max}, {y_max}) is empty")
-    if width * height > max_pixels:
-        raise ValueError(f"{path}: declared size {width}x{height} exceeds max_pixels={max_pixels}; refusing to "
-                         "allocate it (pass a larger max_pixels if the file is genuine)")
+    wanted = _select_channels([name for name, _ in channels])
+    check_image_size(path, width, height, max_pixels, len(wanted))
 
     lines = _LINES_PER_CHUNK[code]
     row_bytes = width * sum(_PIXEL_TYPES[t][1].itemsize for _, t in channels)
@@ -297,7 +300,6 @@ def read_exr(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> torch.
         dtype = _PIXEL_TYPES[pixel_type][1]
         offsets_at[name] = (at, dtype)
         at += width * dtype.itemsize
-    wanted = _select_channels([name for name, _ in channels])
 
     n_chunks = -(-height // lines)
     table = np.frombuffer(r.take(8 * n_chunks, "offset table"), dtype="<u8")

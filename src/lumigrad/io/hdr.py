@@ -8,18 +8,38 @@ is black). New-style scanlines start with ``2 2 W_hi W_lo`` and hold the four ch
 each run-length encoded (a count byte above 128 repeats the next byte ``count - 128`` times, otherwise
 ``count`` literal bytes follow).
 
-Malformed files raise ``ValueError`` naming the file and what is wrong: a truncated file, an image larger than
-``max_pixels`` (checked on the header, before anything is allocated), runs that overflow a scanline.
+Malformed files raise ``ValueError`` naming the file and what is wrong: a truncated file, runs that overflow a
+scanline. The declared size is checked on the header, before anything is allocated, against the pixel budget
+of :mod:`lumigrad.limits` (:class:`lumigrad.limits.BudgetError`, 2^26 pixels unless raised) or an explicit
+``max_pixels``.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 import numpy as np
 import torch
 
-MAX_PIXELS = 1 << 28  # 268M pixels (a 16k x 16k map); larger declared sizes are refused before allocation
+from ..limits import BudgetError, check_pixel_samples
+
+MAX_PIXELS = 1 << 28  # kept for callers that passed it explicitly; the default is lumigrad's pixel budget
+
+
+def check_image_size(path, width: int, height: int, max_pixels: Optional[int], channels: int = 3) -> None:
+    """Refuse a declared ``width x height`` image over ``max_pixels`` or, when that is None, the pixel budget.
+
+    Raises:
+        lumigrad.limits.BudgetError: the image is too large (the message names ``path`` and the size).
+    """
+    groups = max(1, -(-channels // 4))  # every 4 channels beyond the first 4 count as one more layer
+    what = f"{path}: declared size {width}x{height}" + (f" x {channels} channels" if groups > 1 else "")
+    if max_pixels is None:
+        check_pixel_samples(width * height * groups, what)
+    elif width * height * groups > max_pixels:
+        raise BudgetError(f"{what} exceeds max_pixels={max_pixels}; refusing to allocate it (pass a larger "
+                          "max_pixels if the file is genuine)")
 
 
 def _header(data: bytes, path) -> tuple:
@@ -70,19 +90,24 @@ def _decode_rle_channel(data: bytes, pos: int, out: np.ndarray, path, row: int) 
     return pos
 
 
-def read_hdr(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+def read_hdr(path: str | os.PathLike, *, max_pixels: Optional[int] = None) -> torch.Tensor:
     """Read a Radiance ``.hdr`` image as linear float32 radiance ``[H, W, 3]`` (row 0 at the top).
 
-    Raises ``ValueError`` for malformed, truncated or oversized files (``height * width > max_pixels``).
+    Args:
+        path: the ``.hdr`` file.
+        max_pixels: largest ``H * W`` accepted; None (the default) uses lumigrad's pixel budget
+            (:func:`lumigrad.limits.pixel_budget`). Checked on the header, before the pixels are allocated.
+
+    Raises:
+        lumigrad.limits.BudgetError: the header declares more pixels than allowed.
+        ValueError: malformed or truncated files.
     """
     with open(path, "rb") as fh:
         data = fh.read()
     height, width, pos = _header(data, path)
     if height <= 0 or width <= 0:
         raise ValueError(f"{path}: image size {width}x{height} is empty")
-    if height * width > max_pixels:
-        raise ValueError(f"{path}: declared size {width}x{height} exceeds max_pixels={max_pixels}; refusing to "
-                         "allocate it (pass a larger max_pixels if the file is genuine)")
+    check_image_size(path, width, height, max_pixels)
     rgbe = np.empty((height, width, 4), dtype=np.uint8)
     n = len(data)
     for row in range(height):
