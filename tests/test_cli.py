@@ -55,7 +55,10 @@ def test_render_writes_png_and_linear_exr(tmp_path, capsys):
     assert main(["render", str(tmp_path / "spot.obj"), "-o", str(tmp_path / "spot.exr"), "--size", "32", "32",
                  "--exposure", "1"]) == 0
     linear = lg.io.load(tmp_path / "spot.exr")
-    assert linear.shape == (32, 32, 3) and float(linear.max()) > 0
+    assert linear.shape == (32, 32, 4) and float(linear[..., :3].max()) > 0
+    alpha = linear[..., 3]  # coverage: the cow is opaque, the corners are empty, its outline partly covered
+    assert float(alpha.max()) == 1.0 and float(alpha[0, 0]) == 0.0 and bool(((alpha > 0) & (alpha < 1)).any())
+    assert bool((linear[..., :3] <= alpha[..., None] * linear[..., :3].max() + 1e-3).all())  # premultiplied
     assert "wrote" in capsys.readouterr().out
 
 

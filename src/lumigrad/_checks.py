@@ -6,6 +6,7 @@ Kernels never see unchecked input: every public op calls these first and raises 
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 import torch
@@ -54,6 +55,63 @@ def check_tensor(
     if finite and x.numel() and x.device.type != "meta" and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or Inf values")
     return x
+
+
+def check_channels(x: torch.Tensor, name: str, shape: str) -> torch.Tensor:
+    """Raise ``ValueError`` unless ``x`` (channel-last) has at least one channel; ``shape`` is the expected
+    layout for the message, e.g. ``"[..., H, W, C]"``."""
+    if x.shape[-1] == 0:
+        raise ValueError(f"{name} must have at least one channel (shape {shape} with C >= 1); got {tuple(x.shape)}")
+    return x
+
+
+#: Textures of at most this many rows with more channels than it are refused as channel-first images.
+MAX_IMAGE_CHANNELS = 4
+
+
+def check_texture_layout(tex: torch.Tensor, name: str) -> torch.Tensor:
+    """Raise ``ValueError`` unless ``tex [..., Ht, Wt, C]`` has a texel and a channel and is not channel-first.
+
+    An image given channel-first (``[3, 1024, 1024]``) would be read as a 3 x 1024 texture of 1024 channels.
+    The rule: a texture of at most :data:`MAX_IMAGE_CHANNELS` rows with more channels than that is ambiguous
+    and refused, with the ``permute(1, 2, 0)`` that fixes the usual mistake.
+    """
+    if tex.shape[-3] == 0 or tex.shape[-2] == 0:
+        raise ValueError(f"{name} must have at least one texel; got shape {tuple(tex.shape)}")
+    check_channels(tex, name, "[..., Ht, Wt, C]")
+    rows, channels = tex.shape[-3], tex.shape[-1]
+    if rows <= MAX_IMAGE_CHANNELS < channels:
+        raise ValueError(f"{name} of shape {tuple(tex.shape)} looks channel-first ([C, H, W] with C = {rows}); "
+                         f"textures are channel-last [..., Ht, Wt, C]: pass {name}.permute(1, 2, 0) (a texture of "
+                         f"at most {MAX_IMAGE_CHANNELS} rows with more than {MAX_IMAGE_CHANNELS} channels is "
+                         "refused as ambiguous)")
+    return tex
+
+
+def check_number(value, name: str, *, lo: Optional[float] = None, hi: Optional[float] = None,
+                 lo_open: bool = False, hi_open: bool = False) -> float:
+    """Return ``value`` as a finite Python float, or raise naming ``name``.
+
+    ``TypeError`` unless ``value`` is a real number (bools refused; a one-element tensor is read with
+    ``float``); ``ValueError`` for NaN / Inf or outside ``[lo, hi]`` (``lo_open`` / ``hi_open`` exclude the
+    bound).
+    """
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.dtype == torch.bool:
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
+    value = float(value)
+    low_bad = lo is not None and (value <= lo if lo_open else value < lo)
+    high_bad = hi is not None and (value >= hi if hi_open else value > hi)
+    if not math.isfinite(value) or low_bad or high_bad:
+        if lo is not None or hi is not None:
+            left = "(" if lo_open else "["
+            right = ")" if hi_open else "]"
+            want = f"a finite number in {left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+        else:
+            want = "a finite number"
+        raise ValueError(f"{name} must be {want}; got {value}")
+    return value
 
 
 def check_indices(idx: torch.Tensor, name: str, upper: int) -> None:

@@ -101,5 +101,5 @@ def test_bad_input():
     del scene.lights["sky2"]
     with pytest.raises(ValueError, match="exactly one camera"):
         lg.render(scene)
-    with pytest.raises(KeyError, match="camera 'side'"):
+    with pytest.raises(ValueError, match="camera 'side' is not in the scene"):
         lg.render(scene, "side")

@@ -6,14 +6,19 @@ them (``K``, ``world_to_cam``) can require grad and receive gradients from every
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Literal, Optional, Tuple
 
 import torch
 
 from .._checks import broadcast_batch, check_choice, check_positive_int, check_tensor
+from ..limits import check_pixel_samples
 from . import projection
 from .distortion import MODELS, distort, undistort
+
+#: The dtypes a Camera's tensors may have: half precision cannot hold pixel positions (see ``Camera``).
+CAMERA_DTYPES = (torch.float32, torch.float64)
 
 
 class Camera:
@@ -36,6 +41,19 @@ class Camera:
             ``"orthographic"`` (``u = fx x + s y + cx``, ``v = fy y + cy``: parallel rays along +z starting at
             ``(x, y, 0)``, see :meth:`ray_origins_directions`). Orthographic cameras take no ``distortion``.
 
+    ``K``, ``world_to_cam`` and ``distortion`` must be float32 or float64 (one dtype for ``K`` and
+    ``world_to_cam``): float16 / bfloat16 are refused with a ``TypeError`` rather than upcast, because half
+    precision cannot hold pixel positions (near 1000 pixels float16 has a spacing of 0.5, bfloat16 of 4) and a
+    silent upcast would hide that from an optimiser stepping on them. Renderers may still take half-precision
+    vertices and attributes where they support them.
+
+    Raises:
+        TypeError: a tensor of the wrong type or dtype; ``width`` / ``height`` not ints.
+        ValueError: wrong shapes, NaN / Inf, non-positive focal lengths, a singular or reflecting rotation, an
+            empty batch (a batch dim of size 0), ``0 < near < far`` violated (``far = inf`` is allowed).
+        lumigrad.limits.BudgetError: ``width x height`` exceeds the pixel budget
+            (:func:`lumigrad.limits.check_pixel_samples`; renderers also count the views and layers).
+
     **Differentiability:** ``K``, ``world_to_cam`` and ``distortion`` are ordinary tensors: every renderer
     that takes a camera back-propagates into them (build ``world_to_cam`` from a quaternion or axis-angle parameter with
     ``lumigrad.conventions`` to optimise a pose on the rotation manifold).
@@ -53,18 +71,33 @@ class Camera:
                  projection: Literal["perspective", "orthographic"] = "perspective"):
         check_tensor(K, "K", trailing=(3, 3), floating=True)
         check_tensor(world_to_cam, "world_to_cam", trailing=(None, 4), floating=True, device=K.device)
-        check_tensor(K, "K", finite=True)
-        check_tensor(world_to_cam, "world_to_cam", finite=True)
+        for name, t in (("K", K), ("world_to_cam", world_to_cam)):
+            if t.dtype not in CAMERA_DTYPES:
+                raise TypeError(f"{name} must be float32 or float64; got {t.dtype} (half precision cannot hold pixel "
+                                f"positions: near 1000 pixels float16 has a spacing of 0.5 and bfloat16 of 4); "
+                                f"convert with {name}.float()")
         if world_to_cam.shape[-2] not in (3, 4):
             raise ValueError(f"world_to_cam must have shape [..., 4, 4] or [..., 3, 4]; got {tuple(world_to_cam.shape)}")
+        batch_shape = broadcast_batch(K.shape[:-2], "K", world_to_cam.shape[:-2], "world_to_cam")
+        if 0 in batch_shape:
+            raise ValueError(f"K {tuple(K.shape)} and world_to_cam {tuple(world_to_cam.shape)} give an empty camera "
+                             f"batch (batch shape {tuple(batch_shape)}); a Camera needs at least one view")
+        check_positive_int(width, "width")
+        check_positive_int(height, "height")
+        check_pixel_samples(width * height, f"camera width x height is {width}x{height} pixels")
+        check_tensor(K, "K", finite=True)
+        check_tensor(world_to_cam, "world_to_cam", finite=True)
         if world_to_cam.shape[-2] == 3:
             bottom = torch.zeros(world_to_cam.shape[:-2] + (1, 4), dtype=world_to_cam.dtype, device=K.device)
             bottom[..., 0, 3] = 1
             world_to_cam = torch.cat([world_to_cam, bottom], dim=-2)
-        check_positive_int(width, "width")
-        check_positive_int(height, "height")
-        if not (0 < float(near) < float(far)):
-            raise ValueError(f"near and far must satisfy 0 < near < far; got near={near}, far={far}")
+        for name, value in (("near", near), ("far", far)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
+                raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
+        near, far = float(near), float(far)
+        if not (math.isfinite(near) and 0 < near < far):  # NaN fails every comparison; far may be inf
+            raise ValueError(f"near and far must satisfy 0 < near < far (near finite, far finite or inf); got "
+                             f"near={near}, far={far}")
         if bool((K[..., 0, 0] <= 0).any()) or bool((K[..., 1, 1] <= 0).any()):
             raise ValueError("K must have positive focal lengths fx = K[0, 0] and fy = K[1, 1]")
         R = world_to_cam[..., :3, :3].detach()
@@ -82,12 +115,17 @@ class Camera:
                              "frames are right-handed: flip one axis consistently (see lumigrad.conventions)")
         if K.dtype != world_to_cam.dtype:
             raise TypeError(f"K is {K.dtype} but world_to_cam is {world_to_cam.dtype}; give both the same dtype")
-        self.batch_shape = broadcast_batch(K.shape[:-2], "K", world_to_cam.shape[:-2], "world_to_cam")
+        self.batch_shape = batch_shape
         check_choice(distortion_model, "distortion_model", tuple(MODELS))
         if distortion is not None:
             check_tensor(distortion, "distortion", trailing=(MODELS[distortion_model],), floating=True,
                          finite=True, device=K.device)
+            if distortion.dtype not in CAMERA_DTYPES:
+                raise TypeError(f"distortion must be float32 or float64; got {distortion.dtype}")
             self.batch_shape = broadcast_batch(self.batch_shape, "camera", distortion.shape[:-1], "distortion")
+            if 0 in self.batch_shape:
+                raise ValueError(f"distortion {tuple(distortion.shape)} gives an empty camera batch (batch shape "
+                                 f"{tuple(self.batch_shape)}); a Camera needs at least one view")
         check_choice(projection, "projection", ("perspective", "orthographic"))  # the argument hides the module
         if projection == "orthographic" and distortion is not None:
             raise ValueError("an orthographic camera cannot have lens distortion (distortion acts on x/z, y/z); "
@@ -105,7 +143,8 @@ class Camera:
     # ------------------------------------------------------------------------------------- constructors
     @classmethod
     def from_fov(cls, fov_y: float, width: int, height: int, world_to_cam: torch.Tensor, **kw) -> "Camera":
-        """Cameras with vertical field of view ``fov_y`` (radians), square pixels and a centred principal point."""
+        """Cameras with vertical field of view ``fov_y`` (radians, in ``(0, pi)``), square pixels and a centred
+        principal point (:func:`projection.K_from_fov`); ``fov_y`` outside ``(0, pi)`` raises ``ValueError``."""
         K = projection.K_from_fov(fov_y, width, height, dtype=world_to_cam.dtype, device=world_to_cam.device)
         return cls(K=K, world_to_cam=world_to_cam, width=width, height=height, **kw)
 
@@ -128,10 +167,13 @@ class Camera:
         """Cameras at ``eye [..., 3]`` looking at ``target [..., 3]`` with world ``up`` shown upwards.
 
         For an orthographic camera pass ``projection="orthographic"`` and ``K`` (e.g. from
-        :func:`projection.K_orthographic`); ``fov_y`` means nothing to it.
+        :func:`projection.K_orthographic`); ``fov_y`` means nothing to it. Without ``K``, ``fov_y`` (radians)
+        must lie in ``(0, pi)``. ``eye``, ``target`` and ``up`` must be finite.
         """
         eye, target, up = (torch.as_tensor(a, dtype=torch.get_default_dtype()) if not isinstance(a, torch.Tensor)
                            else a for a in (eye, target, up))
+        for name, t in (("eye", eye), ("target", target), ("up", up)):
+            check_tensor(t, name, trailing=(3,), floating=True, finite=True)
         up = up.to(eye)
         w2c = projection.look_at(eye, target.to(eye), up)
         if K is None and kw.get("projection", "perspective") == "orthographic":
@@ -189,6 +231,8 @@ class Camera:
 
     def transform(self, points: torch.Tensor) -> torch.Tensor:
         """World points ``[..., P, 3]`` to the camera frame ``[..., P, 3]`` (batch dims broadcast)."""
+        check_tensor(points, "points", trailing=(None, 3), floating=True, device=self.device)
+        broadcast_batch(points.shape[:-2], "points", self.world_to_cam.shape[:-2], "camera")
         return projection.transform_points(points, self.world_to_cam)
 
     def project(self, points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -197,6 +241,7 @@ class Camera:
         With ``distortion`` the normalized coordinates ``(x/z, y/z)`` are distorted before ``K`` is applied.
         Orthographic cameras map ``(x, y)`` directly: ``u = fx x + s y + cx``, ``v = fy y + cy``.
         """
+        check_tensor(points, "points", trailing=(None, 3), floating=True, device=self.device)
         pc = self.transform(points)
         if self.projection == "orthographic":
             return projection.project_points_orthographic(pc, self.K), pc[..., 2]
@@ -217,6 +262,7 @@ class Camera:
             raise ValueError("Camera.rays gives directions through the camera centre, which an orthographic camera's "
                              "rays do not share; use Camera.ray_origins_directions(uv), which returns (origins, "
                              "directions) for both projections")
+        self._check_uv(uv)
         extra = uv.dim() - 1 - len(self.batch_shape)
         K = self.K.expand(self.batch_shape + (3, 3)).reshape(self.batch_shape + (1,) * extra + (3, 3))
         rays = projection.pixel_rays(K, uv)
@@ -239,9 +285,18 @@ class Camera:
         if self.projection == "perspective":
             d = self.rays(uv)
             return torch.zeros_like(d), d
+        self._check_uv(uv)
         extra = uv.dim() - 1 - len(self.batch_shape)
         K = self.K.expand(self.batch_shape + (3, 3)).reshape(self.batch_shape + (1,) * extra + (3, 3))
         return projection.pixel_ray_origins_directions(K, uv, "orthographic")
+
+    def _check_uv(self, uv) -> None:
+        """``uv [*batch_shape, ..., 2]``: pixel positions with the camera's batch dims first (no host sync)."""
+        check_tensor(uv, "uv", trailing=(2,), floating=True, device=self.device)
+        lead = tuple(uv.shape[:len(self.batch_shape)])
+        if uv.dim() - 1 < len(self.batch_shape) or any(a not in (1, b) for a, b in zip(lead, self.batch_shape)):
+            raise ValueError(f"uv must have shape [{', '.join(map(str, self.batch_shape))}{', ' if self.batch_shape else ''}"
+                             f"..., 2] (the camera's batch dims first); got {tuple(uv.shape)}")
 
     def __repr__(self) -> str:
         return (f"Camera(batch_shape={tuple(self.batch_shape)}, width={self.width}, height={self.height}, "

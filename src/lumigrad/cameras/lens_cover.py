@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from .._checks import check_number
+from ..limits import check_pixel_samples
 from .camera import Camera
 from .distortion import fold_radius
 from .projection import pixel_rays
@@ -87,6 +89,8 @@ def pinhole_cover(camera: Camera, *, supersample: float = 1.0, margin: int = 2,
     Raises:
         ValueError: if the distortion folds inside the image (see :func:`check_lens_folds`) or the cover would
             exceed ``max_scale``.
+        lumigrad.limits.BudgetError: the cover (views x its pixels, at least ``supersample^2`` per pixel of
+            ``camera``) exceeds the pixel budget; checked before anything is allocated.
 
     **Differentiability:** ``K'`` is differentiable in ``K`` (the shift is a constant), so a pipeline that
     renders through ``K'`` and resamples with :func:`lumigrad.distort_image` sends intrinsics gradients
@@ -94,10 +98,15 @@ def pinhole_cover(camera: Camera, *, supersample: float = 1.0, margin: int = 2,
     """
     if not isinstance(camera, Camera):
         raise TypeError(f"camera must be a lumigrad.Camera; got {type(camera).__name__}")
-    if not (math.isfinite(supersample) and supersample > 0):
-        raise ValueError(f"supersample must be a positive number; got {supersample}")
-    if int(margin) != margin or margin < 0:
-        raise ValueError(f"margin must be a non-negative integer; got {margin}")
+    supersample = check_number(supersample, "supersample", lo=0.0, lo_open=True)
+    max_scale = check_number(max_scale, "max_scale", lo=0.0, lo_open=True)
+    if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
+        raise ValueError(f"margin must be a non-negative integer; got {margin!r}")
+    views = len(camera)
+    # Before anything is allocated: the cover has at least supersample^2 pixels per pixel of the camera.
+    check_pixel_samples(views * (supersample * camera.width) * (supersample * camera.height),
+                        f"pinhole_cover with supersample={supersample} is {supersample:g}^2 x {camera.width}x"
+                        f"{camera.height} pixels x {views} view(s)")
     if camera.projection != "perspective":
         raise ValueError(f"pinhole_cover needs a perspective camera; got projection={camera.projection!r} "
                          "(orthographic cameras have no lens distortion to resample)")
@@ -124,6 +133,8 @@ def pinhole_cover(camera: Camera, *, supersample: float = 1.0, margin: int = 2,
         raise ValueError(f"the lens sees too wide a field for one pinhole image: the cover would be {width}x{height} "
                          f"pixels for a {camera.width}x{camera.height} image at supersample {s} (max_scale="
                          f"{max_scale}); lower the distortion or raise max_scale")
+    check_pixel_samples(views * width * height, f"pinhole_cover with supersample={s} is {width}x{height} pixels x "
+                                                f"{views} view(s)")
     scale = torch.tensor([[s, s, s], [s, s, s], [1.0, 1.0, 1.0]], dtype=K.dtype, device=K.device)
     offset = torch.zeros(camera.batch_shape + (3, 3), dtype=K.dtype, device=K.device)
     offset[..., 0, 2] = shift[:, 0].reshape(camera.batch_shape)

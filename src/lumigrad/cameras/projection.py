@@ -18,9 +18,30 @@ import math
 
 import torch
 
+from .._checks import check_number, check_positive_int
 from ..conventions import compose_world_to_cam
 
 PROJECTIONS = ("perspective", "orthographic")
+
+
+def pow2_scale(largest: torch.Tensor) -> torch.Tensor:
+    """The power of two ``2^e >= largest`` (elementwise, ``1`` where ``largest`` is 0), detached.
+
+    Dividing by it is exact in binary floating point (no rounding, so results that are homogeneous in the
+    scaled values come out bit-identical) and brings every value below 1 in magnitude, so that products of a
+    few of them cannot overflow.
+    """
+    exponent = torch.frexp(largest.detach()).exponent  # largest = mantissa * 2^e, mantissa in [0.5, 1)
+    return torch.ldexp(torch.ones_like(largest), exponent)
+
+
+def check_fov(fov_y) -> float:
+    """Return ``fov_y`` (radians) as a float, or raise ``ValueError`` unless it is finite and in ``(0, pi)``."""
+    value = check_number(fov_y, "fov_y")
+    if not 0 < value < math.pi:
+        raise ValueError(f"fov_y must be a vertical field of view in radians in (0, pi), i.e. between 0 and 180 "
+                         f"degrees exclusive; got {value}")
+    return value
 
 
 def transform_points(points: torch.Tensor, world_to_cam: torch.Tensor) -> torch.Tensor:
@@ -148,7 +169,17 @@ def rays_at_pixels(K: torch.Tensor, index: torch.Tensor, height: int, width: int
 
 
 def K_from_fov(fov_y: float, width: int, height: int, *, dtype=torch.float32, device=None) -> torch.Tensor:
-    """Build ``K [3, 3]`` from a vertical field of view (radians), square pixels, centred principal point."""
+    """Build ``K [3, 3]`` from a vertical field of view (radians), square pixels, centred principal point.
+
+    ``fx = fy = (height / 2) / tan(fov_y / 2)``. ``fov_y`` must lie in ``(0, pi)``: a pinhole camera has no
+    field of view of 0 (infinite focal length) or of 180 degrees or more (focal length 0 or negative).
+
+    Raises:
+        ValueError: ``fov_y`` is not a finite number in ``(0, pi)``, or ``width`` / ``height`` not positive.
+    """
+    fov_y = check_fov(fov_y)
+    check_positive_int(width, "width")
+    check_positive_int(height, "height")
     f = 0.5 * height / math.tan(0.5 * fov_y)
     return torch.tensor([[f, 0.0, 0.5 * width], [0.0, f, 0.5 * height], [0.0, 0.0, 1.0]], dtype=dtype, device=device)
 
@@ -160,9 +191,13 @@ def K_orthographic(view_height: float, width: int, height: int, *, dtype=torch.f
     Square pixels (``fx = fy = height / view_height`` pixels per world unit), centred principal point. The
     image then spans ``view_height * width / height`` units horizontally.
     """
-    if not float(view_height) > 0:
-        raise ValueError(f"view_height must be positive; got {view_height}")
-    f = height / float(view_height)
+    view_height = check_number(view_height, "view_height", lo=0.0, lo_open=True)
+    check_positive_int(width, "width")
+    check_positive_int(height, "height")
+    f = height / view_height
+    if not (math.isfinite(f) and f > 0):
+        raise ValueError(f"view_height={view_height} gives a focal length of {f} pixels per unit; use a view height "
+                         "between 1e-300 and 1e300 world units")
     return torch.tensor([[f, 0.0, 0.5 * width], [0.0, f, 0.5 * height], [0.0, 0.0, 1.0]], dtype=dtype, device=device)
 
 
@@ -173,7 +208,13 @@ def look_at(eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor) -> torch.
     Differentiable in ``eye`` and ``target``.
     """
     z = target - eye
+    if bool((z.detach().abs().amax(-1) == 0).any()):
+        raise ValueError("look_at: eye and target coincide; the viewing direction target - eye must be non-zero")
+    # Divide by a power of two >= the largest component first (exact, so ordinary inputs give bit-identical
+    # results), so that eyes far out (1e20 in float32, where |z|^2 would overflow) still give a unit direction.
+    z = z / pow2_scale(z.detach().abs().amax(-1, keepdim=True))
     z = z / z.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    up = up / pow2_scale(up.detach().abs().amax(-1, keepdim=True))
     x = torch.linalg.cross(-up.expand_as(z), z)
     xn = x.norm(dim=-1, keepdim=True)
     if bool((xn < 1e-9).any()):

@@ -17,13 +17,36 @@ def add_scene_arguments(p, default_size: int) -> None:
     p.add_argument("--elevation", type=float, default=20.0, help="framing camera elevation in degrees (default: 20)")
     p.add_argument("--fov", type=float, default=40.0, help="framing camera vertical field of view, degrees")
     p.add_argument("--env", type=Path, default=None, help="environment map (.hdr or .exr), shown and lighting")
+    p.add_argument("--trust-paths", action="store_true",
+                   help="let file names inside SCENE (OBJ mtllib/map_*, glTF URIs) be absolute or leave its "
+                        "folder (default: confined to it)")
+
+
+def check_scene_arguments(args) -> None:
+    """Refuse bad camera options (one line, exit 2 through ``cli/main.py``) before the scene file is read.
+
+    ``--fov`` in (0, 180) degrees, finite ``--azimuth`` / ``--elevation``, a positive ``--size`` within the
+    pixel budget (:mod:`lumigrad.limits`).
+    """
+    from ..limits import check_pixel_samples
+
+    if not (math.isfinite(args.fov) and 0 < args.fov < 180):
+        raise ValueError(f"--fov must be a vertical field of view in degrees in (0, 180), exclusive; got {args.fov:g}")
+    for flag, value in (("--azimuth", args.azimuth), ("--elevation", args.elevation)):
+        if not math.isfinite(value):
+            raise ValueError(f"{flag} must be a finite number of degrees; got {value:g}")
+    width, height = args.size
+    if width <= 0 or height <= 0:
+        raise ValueError(f"--size must be positive; got {width} {height}")
+    check_pixel_samples(width * height, f"--size {width} {height} is {width}x{height} pixels")
 
 
 def load_scene_and_camera(args):
     """The scene of ``args.scene`` (a mesh file becomes a one-mesh scene) with lights, and the camera."""
     import lumigrad as lg
 
-    scene = lg.scene.from_mesh.as_scene(lg.io.load(args.scene), str(args.scene))
+    check_scene_arguments(args)
+    scene = lg.scene.from_mesh.as_scene(lg.io.load(args.scene, trust_paths=args.trust_paths), str(args.scene))
     if args.env is not None:
         scene.add_light("environment", lg.EnvironmentLight.from_file(args.env, size=(32, 64)))
     if not scene.lights:

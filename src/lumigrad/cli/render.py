@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -15,7 +16,8 @@ def add_parser(sub) -> None:
         help="render a scene file (glTF, OBJ, PLY) to an image",
         description=(
             "Render SCENE (.gltf, .glb, .obj, .ply) with lumigrad's rasterizer and deferred shading and write "
-            "OUT: .png / .jpg (tone-mapped, sRGB) or .exr / .hdr (linear radiance). The camera is one of the "
+            "OUT: .png / .jpg (tone-mapped, sRGB), .exr (linear radiance with coverage as premultiplied alpha) or .hdr "
+            "(linear radiance). The camera is one of the "
             "file's cameras (--camera NAME) or, by default, one framing the whole scene from --azimuth and "
             "--elevation. Without lights in the file, a soft sky and a key light are added; --env adds an "
             "environment map (.hdr or .exr) that also lights the scene."
@@ -30,13 +32,21 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import lumigrad as lg
 
+    if not math.isfinite(args.exposure):
+        raise ValueError(f"--exposure must be a finite number of stops; got {args.exposure:g}")
     scene, camera = load_scene_and_camera(args)
     linear = args.out.suffix.lower() in (".exr", ".hdr")
     scene.film = lg.Film(exposure=torch.tensor(args.exposure), tone=None if linear else "aces",
                          encode=None if linear else "srgb")
     with torch.no_grad():
         image = lg.render(scene, camera, background="environment" if args.env else 0.0)
-    lg.io.save(args.out, image[..., :3])
+    if args.out.suffix.lower() == ".exr":
+        # Linear RGBA with premultiplied (associated) alpha, as EXR stores it: colour is already blended over
+        # black by coverage. Over an environment background every pixel is opaque.
+        alpha = torch.ones_like(image[..., 3:4]) if args.env else image[..., 3:4]
+        lg.io.save(args.out, torch.cat([image[..., :3], alpha], dim=-1))
+    else:  # .hdr has no alpha channel; PNG / JPEG carry the tone-mapped colour over the background
+        lg.io.save(args.out, image[..., :3])
     print(f"wrote {args.out} ({camera.width} x {camera.height}, {len(scene.meshes)} meshes, "
           f"{len(scene.lights)} lights)")
     return 0

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import check_face_ids, check_tensor
+from .._checks import check_channels, check_face_ids, check_tensor
 from ..cameras.camera import Camera
-from ..cameras.projection import lift_orthographic, rays_at_pixels
+from ..cameras.projection import lift_orthographic, pow2_scale, rays_at_pixels
 from ..kernels.edges import find_silhouette_edges
 from .fragments import Fragments
-from .rasterize import prepare_mesh
+from .rasterize import PreparedMesh, prepare_mesh
 from .topology import edge_adjacency
 
 
@@ -48,6 +48,11 @@ def antialias(
 
     Returns:
         ``[..., H, W, C]`` antialiased image. Pixels away from silhouettes are unchanged.
+
+    Raises:
+        TypeError / ValueError: as :func:`rasterize` for the geometry; ``color`` not of shape
+            ``[..., H, W, C]`` with ``C >= 1``, or containing NaN / Inf (a NaN would spread to the neighbours
+            it is blended with).
 
     Silhouette edges are mesh boundary edges, non-manifold edges, and edges between a face seen from the
     front and one seen from the back in that view; edges between two front faces (a continuous surface)
@@ -72,13 +77,23 @@ def antialias(
         raise ValueError(f"frags are {H}x{W} but camera is {camera.height}x{camera.width}")
     if color.shape[:-1] != frags.face_ids.shape:
         raise ValueError(f"color must have shape {tuple(frags.face_ids.shape) + ('C',)}; got {tuple(color.shape)}")
+    check_channels(color, "color", "[..., H, W, C]")
+    check_tensor(color, "color", finite=True)
     if frags.batch_shape != mesh.batch_shape:
         raise ValueError(f"frags have batch dims {tuple(frags.batch_shape)} but verts/camera give "
                          f"{tuple(mesh.batch_shape)}")
     check_face_ids(frags.face_ids, faces)
+    return antialias_prepared(color, frags, mesh, faces)
+
+
+def antialias_prepared(color: torch.Tensor, frags: Fragments, mesh: PreparedMesh, faces: torch.Tensor) -> torch.Tensor:
+    """:func:`antialias` on inputs already validated (``mesh`` from :func:`prepare_mesh` of ``faces``, ``frags``
+    rasterized from it, ``color [..., H, W, C]`` computed from them): no checks, for pipelines that validate
+    once (``faces`` is the tensor given to ``prepare_mesh``, whose edge adjacency is cached)."""
+    H, W = frags.height, frags.width
     N = mesh.num_views
     C = color.shape[-1]
-    adjacency = edge_adjacency(faces, verts.shape[-2])
+    adjacency = edge_adjacency(faces, mesh.verts.shape[-2])
     verts_cam = mesh.verts_cam
     codes = find_silhouette_edges(frags.face_ids.reshape(N, H, W), frags.zbuf.reshape(N, H, W), verts_cam,
                                   mesh.faces_i32, adjacency, mesh.K, orthographic=mesh.orthographic)
@@ -122,8 +137,15 @@ def edge_crossing(mesh, verts_cam, face, edge, p_in, p_out) -> torch.Tensor:
     flat = verts_cam.reshape(-1, 3)
     a = flat[view * V + corner_a]
     b = flat[view * V + corner_b]
+    # Divide each edge by a power of two >= its largest coordinate (exact; see face_pixel_table): w_in and
+    # w_out scale alike, so t is unchanged, and the cross product cannot overflow.
+    scale = pow2_scale(torch.maximum(a.detach().abs().amax(-1), b.detach().abs().amax(-1)))[:, None]
+    a, b = a / scale, b / scale
     if mesh.orthographic:
         a, b = lift_orthographic(a), lift_orthographic(b)
+        # The rays' origins (x, y) scale with the lifted endpoints.
+        xy_scale = torch.cat([scale, scale, torch.ones_like(scale)], -1)
+        d_in, d_out = d_in / xy_scale, d_out / xy_scale
     n = torch.linalg.cross(a, b)
     w_in = (d_in * n).sum(-1)
     w_out = (d_out * n).sum(-1)

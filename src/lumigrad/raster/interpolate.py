@@ -6,7 +6,7 @@ from typing import Optional, Tuple, Union
 
 import torch
 
-from .._checks import check_face_ids, check_indices, check_tensor
+from .._checks import check_channels, check_face_ids, check_indices, check_tensor
 from .fragments import Fragments
 
 
@@ -32,6 +32,10 @@ def interpolate(
         ``[..., H, W, C]`` interpolated attributes, zero on background; with ``return_derivatives`` also
         ``[..., H, W, C, 2]`` derivatives along pixel columns (u) and rows (v).
 
+    Raises:
+        TypeError / ValueError: ``attrs`` not float ``[..., A, C]`` with ``C >= 1`` or with NaN / Inf, face
+            indices outside ``[0, A)``, fragments from other faces, batch dims that do not match, mixed devices.
+
     **Differentiability:** linear in ``attrs`` (gradients reach every vertex seen by a pixel) and in
     ``frags.bary`` / ``frags.bary_derivs``, which carry gradients on to the vertex positions and the camera.
 
@@ -42,6 +46,7 @@ def interpolate(
         raise TypeError(f"frags must be lumigrad Fragments from rasterize(); got {type(frags).__name__}")
     device = frags.face_ids.device
     check_tensor(attrs, "attrs", trailing=(None, None), floating=True, device=device)
+    check_channels(attrs, "attrs", "[..., A, C]")
     check_tensor(faces, "faces", trailing=(None, 3), max_dims=2, floating=False, device=device)
     check_indices(faces, "faces", attrs.shape[-2])
     check_face_ids(frags.face_ids, faces)

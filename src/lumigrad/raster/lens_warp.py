@@ -13,7 +13,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_positive_int, check_tensor
+from .._checks import check_channels, check_number, check_positive_int, check_tensor
+from ..limits import check_pixel_samples
 from ..cameras.camera import Camera
 from ..cameras.lens_cover import pinhole_cover
 from ..kernels.lens import lens_grid
@@ -25,7 +26,26 @@ def lens_sample_grid(pinhole: Camera, camera: Camera, samples: int = 1) -> torch
     Samples sit on a regular ``samples x samples`` grid inside each pixel (the centre for ``samples = 1``).
     Differentiable in both cameras' ``K`` and in ``camera.distortion`` (then built with autograd from
     :meth:`Camera.rays`); when none of them needs a gradient, one fused float64 kernel computes it.
+
+    Raises:
+        lumigrad.limits.BudgetError: views x H x W x ``samples^2`` exceeds the pixel budget.
     """
+    if not isinstance(camera, Camera) or not isinstance(pinhole, Camera):
+        raise TypeError("pinhole and camera must be lumigrad.Camera objects")
+    _check_samples(samples, camera)
+    return _lens_sample_grid(pinhole, camera, samples)
+
+
+def _check_samples(samples, camera: Camera) -> None:
+    """``samples`` is a positive int and views x H x W x samples^2 reads fit the pixel budget."""
+    check_positive_int(samples, "samples")
+    views = len(camera)
+    check_pixel_samples(views * camera.height * camera.width * samples * samples,
+                        f"samples={samples} ({samples}^2 reads per pixel) x {camera.width}x{camera.height} pixels x "
+                        f"{views} view(s)")
+
+
+def _lens_sample_grid(pinhole: Camera, camera: Camera, samples: int) -> torch.Tensor:
     H, W = camera.height, camera.width
     dtype, device = camera.dtype, camera.device
     needs_grad = torch.is_grad_enabled() and (camera.K.requires_grad or pinhole.K.requires_grad or (
@@ -74,6 +94,10 @@ def distort_image(image: torch.Tensor, pinhole: Camera, camera: Camera, *, sampl
 
     Cost: one Newton solve per sample (a few iterations) and one bilinear read; O(H W samples^2).
 
+    Raises:
+        ValueError: wrong shapes, NaN / Inf in ``image``, zero channels, mixed devices.
+        lumigrad.limits.BudgetError: views x H x W x ``samples^2`` exceeds the pixel budget.
+
     **Differentiability:** w.r.t. ``image`` (bilinear weights), ``camera.distortion`` and both cameras' ``K``
     (through the sample positions: the implicit-function gradient of the undistortion times the image's
     bilinear slope). ``pinhole.K`` from :func:`pinhole_cover` tracks ``camera.K``, so for small distortion
@@ -81,14 +105,30 @@ def distort_image(image: torch.Tensor, pinhole: Camera, camera: Camera, *, sampl
     """
     if not isinstance(camera, Camera) or not isinstance(pinhole, Camera):
         raise TypeError("pinhole and camera must be lumigrad.Camera objects")
-    check_positive_int(samples, "samples")
-    check_tensor(image, "image", trailing=(pinhole.height, pinhole.width, None), floating=True)
+    _check_samples(samples, camera)
     if pinhole.distortion is not None:
         raise ValueError("pinhole must be an undistorted camera (distortion=None); build it with pinhole_cover")
+    _check_image(image, pinhole, camera)
+    check_tensor(image, "image", finite=True)
+    return _distort_image(image, pinhole, camera, samples)
+
+
+def _check_image(image, pinhole: Camera, camera: Camera) -> None:
+    """Shapes and devices of ``distort_image``'s ``image`` (no host sync)."""
+    check_tensor(image, "image", trailing=(pinhole.height, pinhole.width, None), floating=True)
+    check_channels(image, "image", "[..., H', W', C]")
+    if pinhole.device != camera.device or image.device != camera.device:
+        raise ValueError(f"image, pinhole and camera must be on one device; got {image.device}, {pinhole.device} "
+                         f"and {camera.device}")
     batch = camera.batch_shape
     if tuple(image.shape[:-3]) != tuple(batch):
         raise ValueError(f"image must have batch dims {tuple(batch)} (the camera's); got {tuple(image.shape[:-3])}")
-    grid = lens_sample_grid(pinhole, camera, samples).to(image.dtype)  # [..., H, W, S, 2]
+
+
+def _distort_image(image: torch.Tensor, pinhole: Camera, camera: Camera, samples: int) -> torch.Tensor:
+    """:func:`distort_image` on checked inputs."""
+    batch = camera.batch_shape
+    grid = _lens_sample_grid(pinhole, camera, samples).to(image.dtype)  # [..., H, W, S, 2]
     H, W, C = camera.height, camera.width, image.shape[-1]
     S = samples * samples
     n = 1
@@ -112,6 +152,10 @@ def render_through_lens(render: Callable[[Camera], torch.Tensor], camera: Camera
     itself. Otherwise it is called with :func:`pinhole_cover` (``supersample`` pinhole pixels per pixel) and
     the result is resampled with :func:`distort_image` (``samples x samples`` reads per pixel).
 
+    Raises:
+        lumigrad.limits.BudgetError: before ``render`` is called, when the pinhole cover (``supersample^2``
+            pixels per pixel) or the resampling (``samples^2`` reads per pixel) exceeds the pixel budget.
+
     **Differentiability:** whatever ``render`` gives, plus :func:`distort_image`'s gradients (distortion
     coefficients, intrinsics).
 
@@ -124,7 +168,16 @@ def render_through_lens(render: Callable[[Camera], torch.Tensor], camera: Camera
         >>> render_through_lens(draw, cam).shape
         torch.Size([24, 32, 1])
     """
+    if not isinstance(camera, Camera):
+        raise TypeError(f"camera must be a lumigrad.Camera; got {type(camera).__name__}")
+    if not callable(render):
+        raise TypeError(f"render must be a callable taking a Camera; got {type(render).__name__}")
+    check_positive_int(samples, "samples")
+    check_number(supersample, "supersample", lo=0.0, lo_open=True)
     if camera.distortion is None:
         return render(camera)
+    _check_samples(samples, camera)  # before rendering the cover; pinhole_cover checks supersample
     pinhole = pinhole_cover(camera, supersample=supersample)
-    return distort_image(render(pinhole), pinhole, camera, samples=samples)
+    image = render(pinhole)
+    _check_image(image, pinhole, camera)  # the renderer's own output: shapes only, no per-frame NaN sync
+    return _distort_image(image, pinhole, camera, samples)

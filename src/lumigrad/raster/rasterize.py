@@ -12,14 +12,15 @@ the visibility kernel (and its depth interpolation flag) and in the linear forms
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Literal, Optional
+from typing import List, Literal, Optional, Tuple
 
 import torch
 
 from .._checks import broadcast_batch, check_choice, check_indices, check_positive_int, check_tensor
 from ..cameras.camera import Camera
-from ..cameras.projection import K_inverse, lift_orthographic, project_points, transform_points
+from ..cameras.projection import K_inverse, lift_orthographic, pow2_scale, project_points, transform_points
 from ..kernels.visibility import find_visible
+from ..limits import check_pixel_samples
 from .clip import clip_near
 from .fragments import Fragments
 
@@ -47,8 +48,19 @@ class PreparedMesh:
         return self.camera.projection == "orthographic"
 
 
-def prepare_mesh(verts, faces, camera) -> PreparedMesh:
-    """Validate ``verts``, ``faces`` and ``camera`` and flatten the batch dims to one view axis."""
+#: The largest camera-frame coordinate (``|x|``, ``|y|`` or ``|z|`` of ``R x + t``) the raster ops accept.
+#: Beyond it the float64 edge functions of the kernels (products of three coordinates) and the float32 depth
+#: buffer could overflow; within it every barycentric, depth and edge position is finite for finite input.
+MAX_CAMERA_COORD = 1e15
+
+
+def prepare_mesh(verts, faces, camera, *, layers: int = 1, op: str = "rasterize",
+                 layers_name: str = "") -> PreparedMesh:
+    """Validate ``verts``, ``faces`` and ``camera`` and flatten the batch dims to one view axis.
+
+    ``layers`` multiplies the views x H x W pixel samples checked against the pixel budget (``op`` and
+    ``layers_name``, e.g. ``"faces_per_pixel=16"``, name them in the message).
+    """
     if not isinstance(camera, Camera):
         raise TypeError(f"camera must be a lumigrad.Camera; got {type(camera).__name__}")
     if camera.distortion is not None:
@@ -57,28 +69,45 @@ def prepare_mesh(verts, faces, camera) -> PreparedMesh:
     check_tensor(verts, "verts", trailing=(None, 3), floating=True)
     if camera.device != verts.device:
         raise ValueError(f"camera is on {camera.device} but verts are on {verts.device}; move them to one device")
-    check_tensor(verts, "verts", finite=True)
     check_tensor(faces, "faces", trailing=(None, 3), max_dims=2, floating=False, device=verts.device)
-    if camera.device != verts.device:
-        raise ValueError(f"camera is on {camera.device} but verts are on {verts.device}; move them to one device")
     if verts.shape[-2] == 0:
         raise ValueError("verts is empty: the mesh has no vertices")
     if faces.shape[0] == 0:
         raise ValueError("faces is empty: the mesh has no faces")
-    check_indices(faces, "faces", verts.shape[-2])
     batch = broadcast_batch(verts.shape[:-2], "verts", camera.batch_shape, "camera")
     n = 1
     for size in batch:
         n *= size
+    if n == 0:
+        raise ValueError(f"verts {tuple(verts.shape)} and the camera (batch {tuple(camera.batch_shape)}) give an "
+                         f"empty batch {tuple(batch)}; give at least one view")
+    layer_text = f"{layers_name} x " if layers_name else ""
+    check_pixel_samples(n * camera.height * camera.width * layers,
+                        f"{op}: {layer_text}{n} view(s) of width x height {camera.width}x{camera.height} pixels")
+    check_indices(faces, "faces", verts.shape[-2])
     verts_flat = verts.expand(batch + verts.shape[-2:]).reshape(n, -1, 3)
     K = camera.K.expand(batch + (3, 3)).reshape(n, 3, 3)
     w2c = camera.world_to_cam.expand(batch + (4, 4)).reshape(n, 4, 4)
     if K.dtype != verts.dtype:
         K = K.to(verts.dtype)
         w2c = w2c.to(verts.dtype)
+    verts_cam = transform_points(verts_flat, w2c)
+    _check_coordinates(verts, verts_cam)
     faces64 = faces.long()
-    return PreparedMesh(verts_flat, faces64, faces64.to(torch.int32).contiguous(), K, w2c, camera, batch,
-                        transform_points(verts_flat, w2c))
+    return PreparedMesh(verts_flat, faces64, faces64.to(torch.int32).contiguous(), K, w2c, camera, batch, verts_cam)
+
+
+def _check_coordinates(verts: torch.Tensor, verts_cam: torch.Tensor) -> None:
+    """One host sync: NaN / Inf in ``verts`` or camera-frame coordinates beyond :data:`MAX_CAMERA_COORD`."""
+    if verts_cam.device.type == "meta":
+        return
+    largest = float(verts_cam.detach().abs().amax())  # NaN propagates through amax
+    if largest <= MAX_CAMERA_COORD:
+        return
+    check_tensor(verts, "verts", finite=True)
+    raise ValueError(f"verts lie up to {largest:.3g} from the camera (largest camera-frame coordinate of "
+                     f"world_to_cam @ verts), beyond the {MAX_CAMERA_COORD:.0e} the rasterizer supports; express "
+                     "the scene in larger units or move the camera closer")
 
 
 @torch.no_grad()
@@ -121,9 +150,12 @@ def _visibility(mesh: PreparedMesh, cull: str, prev: Optional[Fragments]):
                         near, far, cull, prev_pair, affine_depth=mesh.orthographic)
 
 
-def face_pixel_table(mesh: PreparedMesh, keys: torch.Tensor) -> torch.Tensor:
+def face_pixel_table(mesh: PreparedMesh, keys: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per-face linear forms in pixel coordinates: ``[K, 10]`` ``(M [3, 3] row-major, v0 . n)`` for a
-    perspective camera, ``[K, 12]`` ``(M [3, 3], D [3])`` for an orthographic one.
+    perspective camera, ``[K, 12]`` ``(M [3, 3], D [3])`` for an orthographic one, and ``[K]`` scales.
+
+    The forms are those of each face's corners divided by its scale, a power of two (see :func:`pow2_scale`);
+    the depth ``D p / S`` (``v0 . n / S``) must be multiplied by it.
 
     ``keys [K]`` selects (view, face) pairs as ``view * F + face``. With camera-frame corners ``v0, v1, v2``,
     ``e1 = v1 - v0``, ``e2 = v2 - v0``, the forms ``n = e1 x e2``, ``a = v0 x e2``, ``b = e1 x v0`` (edge
@@ -142,6 +174,12 @@ def face_pixel_table(mesh: PreparedMesh, keys: torch.Tensor) -> torch.Tensor:
     view = keys // F
     corners = mesh.faces[keys - view * F] + (view * V)[:, None]  # [K, 3]
     tri = mesh.verts_cam.reshape(-1, 3)[corners.reshape(-1)].reshape(-1, 3, 3)
+    # Each triangle is divided by a power of two s >= its largest coordinate (exact in binary floating point,
+    # so ordinary scenes give bit-identical values): the products of up to three coordinates below cannot
+    # overflow (float32 would at ~1e12, giving NaN from finite input). The forms are homogeneous, so ratios
+    # (barycentrics, their derivatives) are unchanged and the depth is ``s`` times the scaled one.
+    scale = pow2_scale(tri.detach().abs().amax((-1, -2)))  # [K]
+    tri = tri / scale[:, None, None]
     true_tri = tri
     if mesh.orthographic:
         tri = lift_orthographic(tri)
@@ -153,12 +191,16 @@ def face_pixel_table(mesh: PreparedMesh, keys: torch.Tensor) -> torch.Tensor:
     K_inv = K_inverse(mesh.K)
     K_inv = K_inv if K_inv.shape[0] == 1 else K_inv[view]
     if mesh.orthographic:
+        # The pixel's ray origin (x, y) = rows 0, 1 of K^-1 p is scaled with the lifted corners.
+        row_scale = torch.stack([1 / scale, 1 / scale, torch.ones_like(scale)], -1)  # [K, 3]
+        K_inv = K_inv * row_scale[:, :, None]
         t0 = true_tri[:, 0]
         n3 = torch.linalg.cross(true_tri[:, 1] - t0, true_tri[:, 2] - t0)
         depth_form = torch.cat([-n3[:, :2], (t0 * n3).sum(-1, keepdim=True)], -1)
-        return (torch.cat([forms, depth_form[:, None]], -2) @ K_inv).reshape(-1, 12)  # [K, 4, 3] -> [K, 12]
+        rows = (torch.cat([forms, depth_form[:, None]], -2) @ K_inv).reshape(-1, 12)  # [K, 4, 3] -> [K, 12]
+        return rows, scale
     M = forms @ K_inv
-    return torch.cat([M.reshape(-1, 9), (v0 * n).sum(-1, keepdim=True)], -1)
+    return torch.cat([M.reshape(-1, 9), (v0 * n).sum(-1, keepdim=True)], -1), scale
 
 
 def surface_at_pixels(mesh: PreparedMesh, covered: torch.Tensor, face: torch.Tensor, with_derivs: bool):
@@ -181,7 +223,9 @@ def surface_at_pixels(mesh: PreparedMesh, covered: torch.Tensor, face: torch.Ten
     seen_keys = seen.nonzero()[:, 0]
     slot = torch.empty(seen.shape[0], dtype=torch.long, device=key.device)
     slot[seen_keys] = torch.arange(seen_keys.numel(), device=key.device)
-    rows = face_pixel_table(mesh, seen_keys).index_select(0, slot[key])  # [P, 10] ([P, 12] orthographic)
+    table, scale = face_pixel_table(mesh, seen_keys)
+    rows = table.index_select(0, slot[key])  # [P, 10] ([P, 12] orthographic)
+    scale = scale.index_select(0, slot[key])  # [P], the power of two each face's forms were divided by
     M = rows[:, :9].reshape(-1, 3, 3)
     row = pix // W
     u = (pix - row * W).to(M.dtype)[:, None] + 0.5
@@ -192,9 +236,9 @@ def surface_at_pixels(mesh: PreparedMesh, covered: torch.Tensor, face: torch.Ten
     b12 = -SAB[:, 1:] / S[:, None]
     bary = torch.cat([1 - b12.sum(-1, keepdim=True), b12], -1)
     if rows.shape[1] == 12:  # orthographic: the depth numerator is a linear form too
-        depth = (rows[:, 9:10] * u + rows[:, 10:11] * v + rows[:, 11:12])[:, 0] / S
+        depth = (rows[:, 9:10] * u + rows[:, 10:11] * v + rows[:, 11:12])[:, 0] / S * scale
     else:
-        depth = rows[:, 9] / S
+        depth = rows[:, 9] / S * scale
     derivs = None
     if with_derivs:
         # d b_k / d(u, v) = -(M[k, :2] + b_k M[0, :2]) / S for k = 1, 2; b_0 takes minus their sum.
@@ -239,6 +283,14 @@ def rasterize(
     watertight tie rule, so a mesh without holes shows none. Ties in depth go to the lower face index.
     Cost: binning is O(F + tiles touched), the depth test O(pixels covered x overdraw).
 
+    Raises:
+        TypeError / ValueError: wrong shapes or dtypes, NaN / Inf, empty meshes or batches, out-of-range
+            face indices, mixed devices, a distorted camera, and camera-frame coordinates (``world_to_cam``
+            applied to ``verts``) beyond ``MAX_CAMERA_COORD = 1e15`` in magnitude. Within that bound every
+            output is finite for finite input, in float32 too: each triangle is rescaled by a power of two
+            before the products of its coordinates are formed.
+        lumigrad.limits.BudgetError: views x H x W exceeds the pixel budget (checked before allocating).
+
     **Differentiability:** ``face_ids`` is piecewise constant and carries no gradient. ``bary``, ``depth`` and
     ``bary_derivs`` are differentiable w.r.t. ``verts`` and the camera's ``K`` and ``world_to_cam`` for a
     fixed visibility: they are recomputed in PyTorch by intersecting each pixel's ray with its face (rays
@@ -254,7 +306,12 @@ def rasterize(
         (0, 2.0)
     """
     check_choice(cull, "cull", ("none", "back", "front"))
-    mesh = prepare_mesh(verts, faces, camera)
+    return rasterize_prepared(prepare_mesh(verts, faces, camera), cull, return_bary_derivs)
+
+
+def rasterize_prepared(mesh: PreparedMesh, cull: str = "none", return_bary_derivs: bool = False) -> Fragments:
+    """:func:`rasterize` of a mesh already validated by :func:`prepare_mesh` (no checks, no host syncs for
+    validation): for pipelines such as :func:`lumigrad.render` that validate once and then draw."""
     face_ids, zbuf = _visibility(mesh, cull, None)
     return _fragments(mesh, face_ids, zbuf, return_bary_derivs)
 
@@ -272,11 +329,13 @@ def depth_peel(
 
     Layer k holds, per pixel, the nearest fragment strictly behind layer k-1 (ties broken by face index),
     so every face crossing a pixel centre appears in exactly one layer until the layers run out.
-    Arguments and differentiability as in :func:`rasterize`.
+    Arguments, errors and differentiability as in :func:`rasterize`; the pixel budget counts
+    ``num_layers x views x H x W``.
     """
     check_positive_int(num_layers, "num_layers")
     check_choice(cull, "cull", ("none", "back", "front"))
-    mesh = prepare_mesh(verts, faces, camera)
+    mesh = prepare_mesh(verts, faces, camera, layers=num_layers, op="depth_peel",
+                        layers_name=f"num_layers={num_layers}")
     layers: List[Fragments] = []
     prev = None
     for _ in range(num_layers):

@@ -16,7 +16,7 @@ from typing import Literal, NamedTuple, Optional
 import torch
 import torch.nn.functional as tnf
 
-from .._checks import check_choice, check_positive_int, check_tensor
+from .._checks import check_channels, check_choice, check_positive_int, check_tensor
 from ..cameras.camera import Camera
 from ..cameras.projection import project_points
 from ..kernels.soft_raster import find_candidates, soft_aggregate
@@ -147,6 +147,13 @@ def soft_rasterize(
     Returns:
         :class:`SoftRaster` ``(silhouette [..., H, W], attrs [..., H, W, C] or None, face_ids [..., H, W, K])``.
 
+    Raises:
+        TypeError / ValueError: as :func:`rasterize` (shapes, dtypes, NaN / Inf, empty meshes or batches,
+            camera-frame coordinates beyond 1e15); ``attrs`` with zero channels; ``background`` that does not
+            broadcast; an infinite ``camera.far``; non-positive or non-finite ``sigma``, ``gamma``, ``tol``.
+        lumigrad.limits.BudgetError: ``faces_per_pixel x views x H x W`` candidate slots exceed the pixel
+            budget (checked before allocating).
+
     Cost: binning O(F + tiles touched by the grown boxes); candidate search O(pixels x faces in the pixel's
     16 x 16 tile); the continuous part O(pairs) where ``pairs <= H W K`` counts the (pixel, candidate) pairs.
     Memory kept for backward: with ``backend="kernel"`` only the inputs (projected vertices ``uv``, ``z``,
@@ -184,12 +191,17 @@ def soft_rasterize(
     tol = _check_scalar(tol, "tol", below_one=True)
     check_positive_int(faces_per_pixel, "faces_per_pixel")
     check_choice(backend, "backend", ("auto", "kernel", "torch"))
-    mesh = prepare_mesh(verts, faces, camera)
+    mesh = prepare_mesh(verts, faces, camera, layers=faces_per_pixel, op="soft_rasterize",
+                        layers_name=f"faces_per_pixel={faces_per_pixel}")
+    if not math.isfinite(camera.far):
+        raise ValueError("soft_rasterize needs a finite camera.far: the depth weights use (far - z) / (far - near); "
+                         f"got far={camera.far}")
     N, V = mesh.verts.shape[:2]
     H, W = camera.height, camera.width
     Kc = faces_per_pixel
     if attrs is not None:
         check_tensor(attrs, "attrs", trailing=(None, None), floating=True, finite=True, device=verts.device)
+        check_channels(attrs, "attrs", "[..., V, C]")
         if attrs.shape[-2] != V:
             raise ValueError(f"attrs must have shape [..., V, C] with V = {V} (verts); got {tuple(attrs.shape)}")
         try:

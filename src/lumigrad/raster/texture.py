@@ -8,10 +8,11 @@ from typing import Dict, List, Literal, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_tensor
+from .._checks import check_choice, check_number, check_tensor, check_texture_layout
 from ..kernels.texture import sample_texture
 
 WRAP_MODES = ("repeat", "clamp", "mirror")
+
 FILTERS = ("auto", "nearest", "bilinear", "trilinear")
 
 
@@ -52,7 +53,9 @@ def texture(
 
     Args:
         tex: ``[Ht, Wt, C]`` texture shared by all samples, or ``[..., Ht, Wt, C]`` with the leading dims of
-            ``uv`` (one texture per view / mesh).
+            ``uv`` (one texture per view / mesh); channel-last, ``C >= 1``. A texture of at most 4 rows with
+            more than 4 channels (``[3, 1024, 1024]``) is refused as a likely channel-first image: pass
+            ``tex.permute(1, 2, 0)``.
         uv: ``[..., H, W, 2]`` texture coordinates; ``(0, 0)`` is the top-left corner of the texture, texel
             (i, j) has its centre at ``((j + 0.5) / Wt, (i + 0.5) / Ht)``.
         uv_derivs: ``[..., H, W, 2, 2]`` screen-space derivatives ``d uv / d(pixel u, pixel v)``, as returned
@@ -62,9 +65,11 @@ def texture(
         wrap: what happens outside [0, 1]: ``"repeat"`` tiles, ``"clamp"`` extends the edge texels,
             ``"mirror"`` reflects.
         mipmaps: a prebuilt pyramid from :func:`build_mipmaps` (saves rebuilding it every call when the
-            texture is constant); built from ``tex`` when omitted.
-        max_mip_level: the coarsest level used (0 = full resolution only).
-        lod_bias: added to the level of detail ``lod = log2(max(|d uv/dx|, |d uv/dy|) in texels)``.
+            texture is constant); built from ``tex`` when omitted. Every level is checked like ``tex``: same
+            dims, batch dims, channels, dtype and device, at least one texel, no NaN / Inf; level 0 has
+            ``tex``'s shape.
+        max_mip_level: the coarsest level used (0 = full resolution only), an int ``>= 0`` or ``None`` (all).
+        lod_bias: added to the level of detail ``lod = log2(max(|d uv/dx|, |d uv/dy|) in texels)``; finite.
         mask: ``[..., H, W]`` bool; samples where it is False are skipped (zero output, no gradient), e.g.
             ``frags.mask`` so that background pixels cost nothing.
         backend: ``"kernel"``: the compiled float32 kernel with its explicit backward (the default for float32
@@ -72,6 +77,13 @@ def texture(
 
     Returns:
         ``[..., H, W, C]`` filtered texture values.
+
+    Raises:
+        TypeError: non-tensors, integer dtypes, a non-bool ``mask``, a mip level of another dtype, a
+            non-integer ``max_mip_level``, ``backend="kernel"`` with non-float32 inputs.
+        ValueError: wrong shapes, zero texels or channels, a channel-first ``tex``, NaN / Inf in ``uv``,
+            ``uv_derivs``, ``tex`` or any mip level, ``max_mip_level < 0``, a NaN / Inf ``lod_bias``, mixed
+            devices.
 
     **Differentiability:** w.r.t. ``tex`` (every texel that contributes gets its filter weight) and w.r.t.
     ``uv`` (through the bilinear weights; piecewise-linear, continuous across texel and wrap boundaries);
@@ -85,14 +97,21 @@ def texture(
     check_choice(wrap, "wrap", WRAP_MODES)
     check_tensor(uv, "uv", trailing=(None, None, 2), floating=True)
     check_tensor(tex, "tex", trailing=(None, None, None), floating=True, device=uv.device)
+    check_texture_layout(tex, "tex")
+    if max_mip_level is not None:
+        if isinstance(max_mip_level, bool) or not isinstance(max_mip_level, int):
+            raise TypeError(f"max_mip_level must be an int or None; got {type(max_mip_level).__name__}")
+        if max_mip_level < 0:
+            raise ValueError(f"max_mip_level must be >= 0 (0 = full resolution only) or None; got {max_mip_level}")
+    lod_bias = check_number(lod_bias, "lod_bias")
     check_tensor(uv, "uv", finite=True)
     if filter == "auto":
         filter = "trilinear" if uv_derivs is not None else "bilinear"
+    if mipmaps is not None:
+        mipmaps = _check_mipmaps(mipmaps, tex)
     cached = _constant_table(tex, filter, max_mip_level) if mipmaps is None else None
-    if cached is None:
+    if cached is None and mipmaps is None:
         check_tensor(tex, "tex", finite=True)
-    if tex.shape[-3] == 0 or tex.shape[-2] == 0:
-        raise ValueError(f"tex must have at least one texel; got shape {tuple(tex.shape)}")
     sample_batch = uv.shape[:-3]
     if tex.dim() > 3 and tex.shape[:-3] != sample_batch:
         raise ValueError(f"tex has batch dims {tuple(tex.shape[:-3])} but uv has {tuple(sample_batch)}; give one "
@@ -107,6 +126,8 @@ def texture(
 
     if mask is not None:
         check_tensor(mask, "mask", device=uv.device)
+        if mask.dtype != torch.bool:
+            raise TypeError(f"mask must be a bool tensor (e.g. frags.mask); got {mask.dtype}")
         if mask.shape != uv.shape[:-1]:
             raise ValueError(f"mask must have shape {tuple(uv.shape[:-1])}; got {tuple(mask.shape)}")
     check_choice(backend, "backend", ("auto", "kernel", "torch"))
@@ -153,12 +174,38 @@ def texture(
     return out.reshape(out_shape)
 
 
+def _check_mipmaps(mipmaps, tex: torch.Tensor) -> List[torch.Tensor]:
+    """Every given level: a float tensor like ``tex`` (dims, batch dims, channels, dtype, device), at least one
+    texel, no NaN / Inf (one host sync for all levels); level 0 has ``tex``'s shape."""
+    if isinstance(mipmaps, torch.Tensor) or not isinstance(mipmaps, (list, tuple)):
+        raise TypeError(f"mipmaps must be a list of tensors from build_mipmaps(tex); got {type(mipmaps).__name__}")
+    levels = list(mipmaps)
+    if not levels:
+        raise ValueError("mipmaps is empty; pass build_mipmaps(tex) or None")
+    for k, level in enumerate(levels):
+        name = f"mipmaps[{k}]"
+        check_tensor(level, name, trailing=(None, None, tex.shape[-1]), min_dims=tex.dim(), max_dims=tex.dim(),
+                     floating=True, device=tex.device)
+        if level.dtype != tex.dtype:
+            raise TypeError(f"{name} is {level.dtype} but tex is {tex.dtype}; build the pyramid from this texture")
+        if level.shape[:-3] != tex.shape[:-3]:
+            raise ValueError(f"{name} has batch dims {tuple(level.shape[:-3])} but tex has {tuple(tex.shape[:-3])}")
+        if level.shape[-3] == 0 or level.shape[-2] == 0:
+            raise ValueError(f"{name} must have at least one texel; got shape {tuple(level.shape)}")
+    if levels[0].shape != tex.shape:
+        raise ValueError(f"mipmaps[0] has shape {tuple(levels[0].shape)} but tex has {tuple(tex.shape)}; "
+                         "pass build_mipmaps(tex) of this texture")
+    if tex.device.type != "meta":
+        finite = torch.stack([torch.isfinite(level).all() for level in [tex] + levels]).tolist()
+        if not all(finite):
+            bad = finite.index(False)
+            raise ValueError(f"{'tex' if bad == 0 else f'mipmaps[{bad - 1}]'} contains NaN or Inf values")
+    return levels
+
+
 def _texel_table(tex, filter, mipmaps, max_mip_level, num_tex) -> "_TexelTable":
     if filter == "trilinear":
         levels = list(mipmaps) if mipmaps is not None else build_mipmaps(tex)
-        if levels[0].shape != tex.shape:
-            raise ValueError(f"mipmaps[0] has shape {tuple(levels[0].shape)} but tex has {tuple(tex.shape)}; "
-                             "pass build_mipmaps(tex) of this texture")
         if max_mip_level is not None:
             levels = levels[: max(1, max_mip_level + 1)]
     else:

@@ -16,7 +16,9 @@ from typing import Dict, Union
 import torch
 
 from ..cameras.camera import Camera
-from ..raster import antialias, interpolate, rasterize
+from ..raster import interpolate
+from ..raster.antialias import antialias_prepared
+from ..raster.rasterize import prepare_mesh, rasterize_prepared
 from .render import _merge_geometry, _pick_camera
 from .scene import Scene
 
@@ -37,7 +39,8 @@ def render_geometry(scene: Scene, camera: Union[Camera, str, None] = None, *,
         world normals and coverage in [0, 1].
 
     Raises:
-        ValueError: the camera has lens distortion (not supported here yet), or the scene has no mesh.
+        ValueError: the camera has lens distortion (not supported here yet), the scene has no mesh, a camera
+            name the scene does not have, or geometry the raster ops refuse.
 
     **Differentiability:** w.r.t. mesh vertices and transforms, shading normals and the camera's ``K`` and
     ``world_to_cam`` (depth through the camera-frame positions and the barycentrics).
@@ -48,7 +51,8 @@ def render_geometry(scene: Scene, camera: Union[Camera, str, None] = None, *,
     if not scene.meshes:
         raise ValueError("scene has no mesh to draw")
     geo = _merge_geometry(scene)
-    frags = rasterize(geo.verts, geo.faces, camera, cull="back" if geo.all_single_sided else "none")
+    mesh = prepare_mesh(geo.verts, geo.faces, camera, op="render_geometry")  # validated once
+    frags = rasterize_prepared(mesh, "back" if geo.all_single_sided else "none")
     _, w2c = camera.flat()
     cam_z = (geo.verts @ w2c[:, 2, :3].transpose(0, 1) + w2c[:, 2, 3]).transpose(0, 1)[..., None]  # [N, V, 1]
     cam_z = cam_z.reshape(camera.batch_shape + cam_z.shape[-2:])
@@ -66,5 +70,5 @@ def render_geometry(scene: Scene, camera: Union[Camera, str, None] = None, *,
     mask = frags.mask[..., None].to(depth.dtype)
     buffers = torch.cat([depth * mask, normal * mask, mask], -1)
     if use_antialias:
-        buffers = antialias(buffers, frags, geo.verts, geo.faces, camera)
+        buffers = antialias_prepared(buffers, frags, mesh, geo.faces)
     return {"depth": buffers[..., :1], "normal": buffers[..., 1:4], "mask": buffers[..., 4:]}

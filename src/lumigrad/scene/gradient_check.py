@@ -12,6 +12,7 @@ from typing import List, Optional
 
 import torch
 
+from .._checks import check_number, check_positive_int
 from ..cameras.camera import Camera
 from .render import render
 from .scene import Scene
@@ -64,10 +65,8 @@ def check_scene_gradient(scene: Scene, camera: Camera, name: str, *, samples: in
     if name not in params:
         raise ValueError(f"no scene parameter named {name!r}; the scene has {', '.join(list(params)[:8])}"
                          + (" ..." if len(params) > 8 else ""))
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1; got {samples}")
-    if not eps > 0:
-        raise ValueError(f"eps must be positive; got {eps}")
+    check_positive_int(samples, "samples")
+    eps = check_number(eps, "eps", lo=0.0, lo_open=True)
     original = params[name]
     value = original.detach().clone()
     g = torch.Generator().manual_seed(seed)

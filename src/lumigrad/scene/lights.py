@@ -13,9 +13,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .._checks import check_tensor
+from .._checks import (check_channels, check_mesh, check_number, check_positive_int, check_tensor,
+                       check_texture_layout)
+from ..limits import check_pixel_samples
 from ..shading.area_light import area_light
-from ..shading.envmap import prefilter_ggx
+from ..shading.envmap import check_env_size, prefilter_ggx
 from ..shading.lights import LightSample, directional_light, point_light, spot_light
 from ..shading.sh import sh_project_equirect
 
@@ -27,6 +29,31 @@ def _as_tensor(value, like: Optional[torch.Tensor] = None) -> torch.Tensor:
         return value
     dtype = like.dtype if like is not None else torch.get_default_dtype()
     return torch.tensor(value, dtype=dtype, device=like.device if like is not None else None)
+
+
+def _check_nonnegative(value: torch.Tensor, name: str, like: torch.Tensor) -> torch.Tensor:
+    """A finite, non-negative float tensor on ``like``'s device (checked once, when the light is built)."""
+    check_tensor(value, name, floating=True, finite=True, device=like.device)
+    if value.numel() and bool((value < 0).any()):
+        raise ValueError(f"{name} must be non-negative; got minimum {float(value.detach().min())}")
+    return value
+
+
+def _check_colour(value: torch.Tensor, name: str, like: torch.Tensor) -> torch.Tensor:
+    check_tensor(value, name, trailing=(None,), floating=True, device=like.device)
+    check_channels(value, name, "[C]")
+    return _check_nonnegative(value, name, like)
+
+
+def _check_direction(value: torch.Tensor, name: str, like: torch.Tensor) -> torch.Tensor:
+    check_tensor(value, name, trailing=(3,), floating=True, finite=True, device=like.device)
+    if bool((value.detach().abs().amax(-1) == 0).any()):
+        raise ValueError(f"{name} must have non-zero length; got a zero vector")
+    return value
+
+
+def _check_range(value) -> Optional[float]:
+    return None if value is None else check_number(value, "range", lo=0.0, lo_open=True)
 
 
 class _TensorFields:
@@ -46,9 +73,11 @@ class PointLight(_TensorFields):
     range: Optional[float] = None  # noqa: A003 - glTF's name
 
     def __post_init__(self):
-        self.position = check_tensor(_as_tensor(self.position), "position", trailing=(3,), floating=True)
-        self.intensity = _as_tensor(self.intensity, self.position)
-        self.color = _as_tensor(self.color, self.position)
+        self.position = check_tensor(_as_tensor(self.position), "position", trailing=(3,), floating=True,
+                                     finite=True)
+        self.intensity = _check_nonnegative(_as_tensor(self.intensity, self.position), "intensity", self.position)
+        self.color = _check_colour(_as_tensor(self.color, self.position), "color", self.position)
+        self.range = _check_range(self.range)
 
     def samples(self, x: torch.Tensor) -> List[LightSample]:
         return [point_light(x, self.position, self.intensity[..., None] * self.color, range=self.range)]
@@ -67,9 +96,22 @@ class SpotLight(_TensorFields):
     range: Optional[float] = None  # noqa: A003
 
     def __post_init__(self):
-        self.position = check_tensor(_as_tensor(self.position), "position", trailing=(3,), floating=True)
+        self.position = check_tensor(_as_tensor(self.position), "position", trailing=(3,), floating=True,
+                                     finite=True)
         for name in ("direction", "intensity", "color", "inner_angle", "outer_angle"):
             setattr(self, name, _as_tensor(getattr(self, name), self.position))
+        _check_direction(self.direction, "direction", self.position)
+        _check_nonnegative(self.intensity, "intensity", self.position)
+        _check_colour(self.color, "color", self.position)
+        inner = _check_nonnegative(self.inner_angle, "inner_angle", self.position)
+        outer = _check_nonnegative(self.outer_angle, "outer_angle", self.position)
+        if bool((outer > math.pi / 2).any()):
+            raise ValueError(f"outer_angle must lie in [0, pi/2] (glTF spot limits); got {outer.tolist()}")
+        if bool((inner > outer).any()):
+            raise ValueError(f"inner_angle must be <= outer_angle (the full-intensity cone lies inside the cone "
+                             f"where the light fades out); got inner_angle={inner.tolist()} > "
+                             f"outer_angle={outer.tolist()}")
+        self.range = _check_range(self.range)
 
     def samples(self, x: torch.Tensor) -> List[LightSample]:
         return [spot_light(x, self.position, self.direction, self.intensity[..., None] * self.color,
@@ -85,9 +127,12 @@ class DirectionalLight(_TensorFields):
     color: torch.Tensor = (1.0, 1.0, 1.0)
 
     def __post_init__(self):
-        self.direction = check_tensor(_as_tensor(self.direction), "direction", trailing=(3,), floating=True)
-        self.irradiance = _as_tensor(self.irradiance, self.direction)
-        self.color = _as_tensor(self.color, self.direction)
+        self.direction = _as_tensor(self.direction)
+        check_tensor(self.direction, "direction", floating=True)
+        _check_direction(self.direction, "direction", self.direction)
+        self.irradiance = _check_nonnegative(_as_tensor(self.irradiance, self.direction), "irradiance",
+                                             self.direction)
+        self.color = _check_colour(_as_tensor(self.color, self.direction), "color", self.direction)
 
     def samples(self, x: torch.Tensor) -> List[LightSample]:
         return [directional_light(x, self.direction, self.irradiance[..., None] * self.color)]
@@ -110,8 +155,18 @@ class AreaLight(_TensorFields):
 
     def __post_init__(self):
         self.verts = check_tensor(_as_tensor(self.verts), "verts", trailing=(None, 3), max_dims=2, floating=True)
-        self.faces = torch.as_tensor(self.faces, dtype=torch.long, device=self.verts.device)
+        if not isinstance(self.faces, torch.Tensor):
+            self.faces = torch.as_tensor(self.faces, dtype=torch.long, device=self.verts.device)
+        check_mesh(self.verts, self.faces, device=self.verts.device, what="an AreaLight")
+        self.faces = self.faces.long()
         self.radiance = _as_tensor(self.radiance, self.verts)
+        check_tensor(self.radiance, "radiance", trailing=(None,), max_dims=2, floating=True)
+        check_channels(self.radiance, "radiance", "[C] or [F, C]")
+        if self.radiance.dim() == 2 and self.radiance.shape[0] != self.faces.shape[0]:
+            raise ValueError(f"radiance must have shape [C] or [F, C] with F = {self.faces.shape[0]} (faces); got "
+                             f"{tuple(self.radiance.shape)}")
+        _check_nonnegative(self.radiance, "radiance", self.verts)
+        check_positive_int(self.samples_per_face, "samples_per_face")
 
     def parameters(self) -> Dict[str, torch.Tensor]:
         return {"verts": self.verts, "radiance": self.radiance}
@@ -142,7 +197,25 @@ class EnvironmentLight(_TensorFields):
     def __post_init__(self):
         self.texels = check_tensor(_as_tensor(self.texels), "texels", trailing=(None, None, None), max_dims=3,
                                    floating=True, finite=True)
-        self.scale = _as_tensor(self.scale, self.texels)
+        if self.texels.shape[0] == 0 or self.texels.shape[1] == 0:
+            raise ValueError(f"texels must have at least one texel; got shape {tuple(self.texels.shape)}")
+        check_texture_layout(self.texels, "texels")
+        self.scale = _check_nonnegative(_as_tensor(self.scale, self.texels), "scale", self.texels)
+        if isinstance(self.sh_degree, bool) or not isinstance(self.sh_degree, int) or not 0 <= self.sh_degree <= 3:
+            raise ValueError(f"sh_degree must be an int in [0, 3]; got {self.sh_degree!r}")
+        if isinstance(self.roughness_levels, (str, bytes)) or not hasattr(self.roughness_levels, "__iter__"):
+            raise TypeError(f"roughness_levels must be a sequence of floats in [0, 1]; got "
+                            f"{type(self.roughness_levels).__name__}")
+        levels = [check_number(r, "roughness_levels", lo=0.0, hi=1.0) for r in self.roughness_levels]
+        if not levels or levels != sorted(set(levels)):
+            raise ValueError(f"roughness_levels must be a non-empty, strictly increasing list in [0, 1]; got {levels}")
+        self.roughness_levels = tuple(levels)
+        h, w = check_env_size(self.prefilter_size, "prefilter_size")
+        self.prefilter_size = (h, w)
+        # Pre-filtering is a dense [h w, input texels] product at each render: budget it now, not mid-fit.
+        src = (2 * h, 2 * w) if self.texels.shape[0] > 2 * h else tuple(self.texels.shape[:2])
+        check_pixel_samples(h * w * src[0] * src[1], f"EnvironmentLight: prefilter_size=({h}, {w}) output texels x "
+                                                     f"{src[0]}x{src[1]} input texels")
 
     @classmethod
     def from_file(cls, path, *, size: Optional[Tuple[int, int]] = (32, 64), **kw) -> "EnvironmentLight":
@@ -154,6 +227,8 @@ class EnvironmentLight(_TensorFields):
         suffix = str(path).lower().rsplit(".", 1)[-1]
         if suffix not in ("hdr", "exr"):
             raise ValueError(f"path must name a .hdr or .exr environment map; got {path}")
+        if size is not None:
+            size = check_env_size(size, "size")  # before the file is read and resampled
         texels = (read_hdr if suffix == "hdr" else read_exr)(path)
         texels = texels[..., :3] if texels.shape[-1] >= 3 else texels[..., :1].expand(-1, -1, 3)  # Y: grey
         if size is not None and tuple(texels.shape[:2]) != tuple(size):
@@ -179,8 +254,15 @@ class SHLight(_TensorFields):
     coeffs: torch.Tensor = field(default=None)
 
     def __post_init__(self):
+        if self.coeffs is None:
+            raise TypeError("SHLight needs coeffs: SH radiance coefficients [(degree + 1)^2, C]")
         self.coeffs = check_tensor(_as_tensor(self.coeffs), "coeffs", trailing=(None, None), max_dims=2,
-                                   floating=True)
+                                   floating=True, finite=True)
+        count = self.coeffs.shape[0]
+        if count not in (1, 4, 9, 16):
+            raise ValueError(f"coeffs must have shape [K, C] with K in (1, 4, 9, 16) ((degree + 1)^2, degree <= 3); "
+                             f"got {tuple(self.coeffs.shape)}")
+        check_channels(self.coeffs, "coeffs", "[K, C]")
 
 
 Light = Union[PointLight, SpotLight, DirectionalLight, AreaLight, EnvironmentLight, SHLight]

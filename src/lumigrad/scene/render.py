@@ -8,24 +8,31 @@ is differentiable, including visibility at silhouettes through :func:`lumigrad.a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Dict, List, Literal, Optional, Union
 
 import torch
 
+from .._checks import check_tensor
 from ..cameras.camera import Camera
 from ..mesh import vertex_normals
-from ..raster import antialias, interpolate, rasterize, render_through_lens
-from ..shading.deferred import shade_direct, shade_environment
+from ..raster import interpolate, render_through_lens
+from ..raster.antialias import antialias_prepared
+from ..raster.rasterize import prepare_mesh, rasterize_prepared
+from ..shading.deferred import shade_direct_unchecked, shade_environment_unchecked
 from ..shading.envmap import envmap_lookup
 from ..shading.image_formation import form_image
 from ..shading.material import Material, sample_material
-from ..shading.tangents import perturb_normal, vertex_tangents
+from ..shading.tangents import perturb_normal, vertex_tangents_unchecked
 from ..conventions import pixel_centers
 from .lights import AreaLight, EnvironmentLight, SHLight
 from .scene import Scene, SceneMesh
 
 __all__ = ["render"]
+
+#: Colour channels of the radiance ``render`` shades (the alpha channel comes on top).
+COLOR_CHANNELS = 3
 
 
 def render(scene: Scene, camera: Union[Camera, str, None] = None, *,
@@ -38,7 +45,9 @@ def render(scene: Scene, camera: Union[Camera, str, None] = None, *,
         camera: a :class:`lumigrad.Camera` (any batch shape: one image per view), the name of one of the
             scene's cameras, or ``None`` for the scene's only camera.
         background: ``"environment"`` shows the scene's visible :class:`EnvironmentLight` behind the
-            geometry (black without one); or a constant colour (tensor ``[C]`` or float).
+            geometry (black without one); or a finite colour: a float, a tensor ``[3]``, or an image
+            broadcastable to ``[..., H, W, 3]`` (one colour per view, ``[..., 1, 1, 3]``, for a camera with
+            lens distortion).
         use_antialias: blend silhouettes analytically (:func:`lumigrad.antialias`), which is what gives
             gradients w.r.t. geometry and camera at visibility edges.
         lens_supersample, lens_samples: for cameras with lens distortion, the pinhole cover's pixels per
@@ -46,6 +55,13 @@ def render(scene: Scene, camera: Union[Camera, str, None] = None, *,
 
     Returns:
         Colour after the scene's :class:`Film` (linear HDR radiance by default), and coverage in [0, 1].
+
+    Raises:
+        ValueError: a camera name the scene does not have (the message lists its cameras), a NaN / Inf or
+            wrongly shaped ``background``, a scene with nothing to draw, and whatever the raster ops refuse.
+        TypeError: ``scene`` not a Scene, ``camera`` not a Camera / name / None, ``background`` of another type.
+        lumigrad.limits.BudgetError: the image (views x H x W, times ``lens_supersample^2`` or
+            ``lens_samples^2`` for a distorted camera) exceeds the pixel budget; checked before rendering.
 
     Shading: metallic-roughness BRDF under the scene's point, spot, directional and area lights (no shadows),
     plus environment lighting (SH diffuse, split-sum specular, scaled by occlusion), plus emission. Normal
@@ -57,7 +73,12 @@ def render(scene: Scene, camera: Union[Camera, str, None] = None, *,
     factors and texels, light parameters, environment texels, film) and the camera's ``K``,
     ``world_to_cam`` and distortion.
     """
+    if not isinstance(scene, Scene):
+        raise TypeError(f"scene must be a lumigrad.Scene; got {type(scene).__name__}")
     camera = _pick_camera(scene, camera)
+    _check_background(background, camera)
+    if not isinstance(use_antialias, bool):
+        raise TypeError(f"use_antialias must be a bool; got {type(use_antialias).__name__}")
     if not scene.meshes and not any(isinstance(l, AreaLight) for l in scene.lights.values()):
         raise ValueError("scene has nothing to draw: add a mesh (scene.add_mesh) or an area light")
     envs = [name for name, l in scene.lights.items() if isinstance(l, EnvironmentLight)]
@@ -86,7 +107,8 @@ def _pick_camera(scene: Scene, camera) -> Camera:
         return next(iter(scene.cameras.values()))
     if isinstance(camera, str):
         if camera not in scene.cameras:
-            raise KeyError(f"camera {camera!r} is not in the scene; it has {list(scene.cameras)}")
+            have = ", ".join(repr(name) for name in scene.cameras) or "none"
+            raise ValueError(f"camera {camera[:80]!r} is not in the scene; its cameras are: {have}")
         return scene.cameras[camera]
     raise TypeError(f"camera must be a Camera, a camera name or None; got {type(camera).__name__}")
 
@@ -162,12 +184,13 @@ def _corner_tangents(mesh, wv, faces, uv, uv_faces, normals) -> torch.Tensor:
         t = mesh.tangents
         sign = torch.sign(torch.linalg.det(M.detach()))
         return torch.cat([t[:, :3] @ M.T, t[:, 3:] * sign], -1)[faces]
-    return vertex_tangents(wv, faces, uv, uv_faces, normals[faces])
+    return vertex_tangents_unchecked(wv, faces, uv, uv_faces, normals[faces])
 
 
 def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, background, use_antialias: bool) -> torch.Tensor:
-    frags = rasterize(geo.verts, geo.faces, camera, cull="back" if geo.all_single_sided else "none",
-                      return_bary_derivs=geo.any_texture)
+    # Validated once here; the raster cores then draw and antialias without checking again.
+    mesh = prepare_mesh(geo.verts, geo.faces, camera, op="render")
+    frags = rasterize_prepared(mesh, "back" if geo.all_single_sided else "none", geo.any_texture)
     shape = frags.face_ids.shape  # [..., H, W]
     flat_mask = frags.face_ids.reshape(-1) >= 0
     # Covered pixels grouped by mesh (stable sort keeps pixel order within a mesh).
@@ -207,7 +230,7 @@ def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, background, us
     cover = frags.mask[..., None].to(rgb.dtype)
     rgb = rgb + (1 - cover) * _background(scene, camera, background, rgb)
     rgba = torch.cat([rgb, cover], -1)
-    return antialias(rgba, frags, geo.verts, geo.faces, camera) if use_antialias else rgba
+    return antialias_prepared(rgba, frags, mesh, geo.faces) if use_antialias else rgba
 
 
 def _eye(camera: Camera, position: torch.Tensor, pixel: torch.Tensor, shape) -> torch.Tensor:
@@ -260,18 +283,48 @@ def _shade(scene: Scene, position, normal, eye, material) -> torch.Tensor:
         return out
     samples = [s for light in scene.lights.values() if hasattr(light, "samples") for s in light.samples(position)]
     if samples:
-        out = out + shade_direct(position, normal, eye, material, samples)
+        out = out + shade_direct_unchecked(position, normal, eye, material, samples)
     envs = [l for l in scene.lights.values() if isinstance(l, EnvironmentLight)]
     sh = [l.coeffs for l in scene.lights.values() if isinstance(l, SHLight)] + [e.sh_coeffs() for e in envs]
     if sh:  # an environment light contributes its SH projection, so it is in ``sh`` too
         size = max(c.shape[0] for c in sh)
         sh_total = sum(torch.nn.functional.pad(c, (0, 0, 0, size - c.shape[0])) for c in sh)
         # Diffuse from the summed SH (SH lights and the environment's projection), glossy from the environment.
-        out = out + shade_environment(
+        out = out + shade_environment_unchecked(
             position, normal, eye, material, sh_coeffs=sh_total,
             prefiltered=envs[0].prefiltered() if envs else None,
             prefiltered_roughness=list(envs[0].roughness_levels) if envs else None)
     return out
+
+
+def _check_background(background, camera: Camera) -> None:
+    """``render``'s ``background``: ``"environment"``, a finite number, or a finite tensor broadcastable to the
+    image ``[..., H, W, 3]`` (constant per view, ``[..., 1, 1, 3]``, for a camera with lens distortion)."""
+    if isinstance(background, str):
+        if background != "environment":
+            raise ValueError(f"background must be 'environment', a colour tensor or a float; got {background[:80]!r}")
+        return
+    if isinstance(background, bool) or not isinstance(background, (int, float, torch.Tensor)):
+        raise TypeError(f"background must be 'environment', a float or a tensor; got {type(background).__name__}")
+    if not isinstance(background, torch.Tensor):
+        if not math.isfinite(background):
+            raise ValueError(f"background must be a finite number; got {background}")
+        return
+    if background.dtype == torch.bool or background.is_complex():
+        raise TypeError(f"background must be a real tensor; got {background.dtype}")
+    image = tuple(camera.batch_shape) + (camera.height, camera.width, COLOR_CHANNELS)
+    per_view = tuple(camera.batch_shape) + (1, 1, COLOR_CHANNELS)
+    target = image if camera.distortion is None else per_view
+    try:  # the background must broadcast *to* the image, never widen it
+        fits = tuple(torch.broadcast_shapes(tuple(background.shape), target)) == target
+    except RuntimeError:
+        fits = False
+    if not fits:
+        lens = " (the camera has lens distortion, so one colour per view)" if camera.distortion is not None else ""
+        raise ValueError(f"background must be a float or a tensor of shape [], [{COLOR_CHANNELS}], "
+                         f"[H, W, {COLOR_CHANNELS}] or [..., H, W, {COLOR_CHANNELS}] broadcastable to the image "
+                         f"{target}{lens}; got {tuple(background.shape)}")
+    check_tensor(background, "background", finite=True)
 
 
 def _background(scene: Scene, camera: Camera, background, like: torch.Tensor) -> torch.Tensor:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass, field, fields
-from typing import Dict, Iterable, Optional, Union
+from typing import Dict, Iterable, Optional, Union, get_args
 
 import torch
 
-from .._checks import check_indices, check_mesh, check_tensor
+from .._checks import check_choice, check_indices, check_mesh, check_number, check_tensor
 from ..cameras.camera import Camera
 from ..mesh import Mesh
 from ..shading.material import Material
@@ -109,6 +109,24 @@ class Film:
     encode: Optional[str] = None
     gamma: Union[float, torch.Tensor] = 2.2
 
+    def __post_init__(self):
+        check_choice(self.tone, "tone", (None, "reinhard", "aces"))
+        check_choice(self.encode, "encode", (None, "srgb", "gamma"))
+        for name in ("exposure", "white_balance", "vignetting", "gamma"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
+                raise TypeError(f"film {name} must be a float, a tensor or None; got {type(value).__name__}")
+            if isinstance(value, torch.Tensor):
+                check_tensor(value, name, floating=True, finite=True)
+            else:
+                check_number(value, name)
+        if self.white_balance is not None and bool((torch.as_tensor(self.white_balance) < 0).any()):
+            raise ValueError("white_balance gains must be non-negative")
+        if bool((torch.as_tensor(self.gamma) <= 0).any()):
+            raise ValueError(f"gamma must be positive; got {self.gamma}")
+
     def parameters(self) -> Dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
 
@@ -131,14 +149,21 @@ class Scene:
                 _check_name(name, group)
 
     def add_mesh(self, name: str, mesh: SceneMesh) -> SceneMesh:
+        if not isinstance(mesh, SceneMesh):
+            raise TypeError(f"mesh must be a SceneMesh; got {type(mesh).__name__}")
         self.meshes[_check_name(name, "meshes")] = mesh
         return mesh
 
     def add_light(self, name: str, light: Light) -> Light:
+        if not isinstance(light, get_args(Light)):
+            raise TypeError(f"light must be one of {', '.join(t.__name__ for t in get_args(Light))}; got "
+                            f"{type(light).__name__}")
         self.lights[_check_name(name, "lights")] = light
         return light
 
     def add_camera(self, name: str, camera: Camera) -> Camera:
+        if not isinstance(camera, Camera):
+            raise TypeError(f"camera must be a lumigrad.Camera; got {type(camera).__name__}")
         self.cameras[_check_name(name, "cameras")] = camera
         return camera
 

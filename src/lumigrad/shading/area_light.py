@@ -24,6 +24,7 @@ from typing import List, NamedTuple
 import torch
 
 from .._checks import check_mesh, check_positive_int, check_tensor
+from ..limits import check_pixel_samples
 from .lights import MIN_LIGHT_DISTANCE, LightSample, _towards
 
 __all__ = ["AreaLightPoints", "area_light", "area_light_samples", "polygon_irradiance"]
@@ -169,9 +170,15 @@ def area_light(
     if radiance.dim() not in (1, 2) or (radiance.dim() == 2 and radiance.shape[0] != F):
         raise ValueError(f"radiance must have shape [C] or [F, C] with F = {F} faces; got {tuple(radiance.shape)}")
     if bool((radiance < 0).any()):
-        raise ValueError(f"radiance must be non-negative; got minimum {float(radiance.min())}")
+        raise ValueError(f"radiance must be non-negative; got minimum {float(radiance.detach().min())}")
     if not isinstance(two_sided, bool):
         raise TypeError(f"two_sided must be a bool; got {type(two_sided).__name__}")
+    check_positive_int(samples_per_face, "samples_per_face")
+    shading_points = x.numel() // 3
+    # Every (light sample, shading point) pair is allocated: budget them before the quadrature.
+    check_pixel_samples(F * samples_per_face * max(shading_points, 1),
+                        f"area_light: samples_per_face={samples_per_face} x {F} faces x {shading_points} shading "
+                        "points")
     points, vector_area = _quadrature(verts, faces, samples_per_face)
     N = points.shape[0]
     # Sample-major layout [N, ..., c]: each light sample is a contiguous slice of the batch.
@@ -245,7 +252,7 @@ def polygon_irradiance(
         raise ValueError(f"polygon must have at least 3 vertices, shape [K, 3]; got {tuple(polygon.shape)}")
     check_tensor(radiance, "radiance", trailing=(None,), floating=True, finite=True, device=x.device)
     if bool((radiance < 0).any()):
-        raise ValueError(f"radiance must be non-negative; got minimum {float(radiance.min())}")
+        raise ValueError(f"radiance must be non-negative; got minimum {float(radiance.detach().min())}")
     norm = torch.linalg.vector_norm(normal, dim=-1, keepdim=True)
     if bool((norm <= 0).any()):
         raise ValueError("normal must have non-zero length; got a zero vector")

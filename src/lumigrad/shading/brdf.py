@@ -94,7 +94,7 @@ def _check_dir(x, name: str, device=None) -> torch.Tensor:
     norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
     if x.numel() and x.device.type != "meta" and bool((norm < _MIN_NORM).any()):
         raise ValueError(f"{name} must have non-zero length (>= {_MIN_NORM:g}) everywhere; got a vector of "
-                         f"length {float(norm.min()):g}")
+                         f"length {float(norm.detach().min()):g}")
     return x / norm
 
 

@@ -13,6 +13,7 @@ from typing import Iterable, Optional, Sequence
 import torch
 import torch.utils.checkpoint
 
+from .._checks import broadcast_batch, check_channels, check_number, check_tensor
 from .brdf import f0_from_ior, metallic_roughness
 from .envmap import envmap_lookup, split_sum_lut
 from .lights import LightSample
@@ -43,6 +44,59 @@ class _Pixels:
         return values.reshape(self.batch + values.shape[-1:])
 
 
+def _check_gbuffer(position, normal, camera_position, material, mask) -> None:
+    """Shapes, dtypes and devices of a G-buffer and its material (no host sync)."""
+    check_tensor(position, "position", trailing=(3,), floating=True)
+    device = position.device
+    check_tensor(normal, "normal", trailing=(3,), floating=True, device=device)
+    check_tensor(camera_position, "camera_position", trailing=(3,), floating=True, device=device)
+    if not isinstance(material, dict):
+        raise TypeError(f"material must be a dict of per-pixel tensors (sample_material(...)); got "
+                        f"{type(material).__name__}")
+    for key in ("base_color", "roughness", "metallic"):
+        if key not in material:
+            raise ValueError(f"material has no {key!r}; it needs base_color, roughness and metallic "
+                             "(sample_material(...) returns them)")
+    check_tensor(material["base_color"], "material['base_color']", trailing=(None,), floating=True, device=device)
+    check_channels(material["base_color"], "material['base_color']", "[..., C]")
+    for key in ("roughness", "metallic", "occlusion"):
+        if key in material:
+            check_tensor(material[key], f"material[{key!r}]", trailing=(1,), floating=True, device=device)
+    shapes = [("position", position), ("normal", normal), ("camera_position", camera_position)]
+    shapes += [(f"material[{k!r}]", material[k]) for k in ("base_color", "roughness", "metallic", "occlusion")
+               if k in material]
+    batch, names = torch.Size(), []
+    for name, t in shapes:
+        batch = broadcast_batch(batch, " and ".join(names) or name, t.shape[:-1], name)
+        names.append(name)
+    if mask is not None:
+        check_tensor(mask, "mask", device=device)
+        if mask.dtype != torch.bool and not mask.is_floating_point():
+            raise TypeError(f"mask must be a bool or float coverage tensor (e.g. frags.mask); got {mask.dtype}")
+        m = tuple(mask.shape) if mask.dim() == len(batch) else tuple(mask.shape[:-1])
+        try:
+            fits = mask.dim() in (len(batch), len(batch) + 1) and torch.broadcast_shapes(m, batch) == batch
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(f"mask must have shape {tuple(batch)} or {tuple(batch) + (1,)} (or broadcast to it); "
+                             f"got {tuple(mask.shape)}")
+
+
+def _material_tensors(material: dict):
+    return [(f"material[{k!r}]", v) for k, v in material.items() if isinstance(v, torch.Tensor)]
+
+
+def _check_finite_all(named) -> None:
+    """One host sync for all: raise ``ValueError`` naming the first tensor with NaN / Inf."""
+    named = [(n, t) for n, t in named if t.numel() and t.device.type != "meta"]
+    if not named:
+        return
+    ok = torch.stack([torch.isfinite(t).all() for _, t in named]).tolist()
+    if not all(ok):
+        raise ValueError(f"{named[ok.index(False)][0]} contains NaN or Inf values")
+
+
 def _ior(material: dict, pixels: _Pixels):
     ior = material.get("ior", 1.5)
     return pixels.take(ior) if isinstance(ior, torch.Tensor) and ior.dim() else ior
@@ -69,11 +123,37 @@ def shade_direct(position: torch.Tensor, normal: torch.Tensor, camera_position: 
     Cost: O(covered pixels x lights). Memory of the backward pass: one light's intermediates (each light's
     BRDF is recomputed in the backward pass, ``torch.utils.checkpoint``) plus the per-light samples.
 
+    Raises:
+        TypeError / ValueError: G-buffer tensors of the wrong shape, dtype or device, leading dims that do not
+            broadcast, NaN / Inf, a material dict without ``base_color`` / ``roughness`` / ``metallic``, light
+            samples that are not :class:`LightSample` or whose ``L`` channels do not match ``base_color``, an
+            empty ``lights``, a non-bool ``mask``.
+
     **Differentiability:** w.r.t. every input and every light parameter behind the samples.
     """
     lights = list(lights)
     if not lights:
         raise ValueError("lights is empty: pass at least one light sample")
+    _check_gbuffer(position, normal, camera_position, material, mask)
+    for k, sample in enumerate(lights):
+        if not isinstance(sample, LightSample):
+            raise TypeError(f"lights[{k}] must be a LightSample (point_light(...) etc.); got {type(sample).__name__}")
+        check_tensor(sample.wi, f"lights[{k}].wi", trailing=(3,), floating=True, device=position.device)
+        check_tensor(sample.L, f"lights[{k}].L", trailing=(None,), floating=True, device=position.device)
+        if sample.L.shape[-1] not in (1, material["base_color"].shape[-1]):
+            raise ValueError(f"lights[{k}].L has {sample.L.shape[-1]} channels but base_color has "
+                             f"{material['base_color'].shape[-1]}")
+    _check_finite_all([("position", position), ("normal", normal), ("camera_position", camera_position)]
+                      + _material_tensors(material)
+                      + [(f"lights[{k}].{n}", t) for k, smp in enumerate(lights) for n, t in
+                         (("wi", smp.wi), ("L", smp.L))])
+    return shade_direct_unchecked(position, normal, camera_position, material, lights, mask=mask)
+
+
+def shade_direct_unchecked(position, normal, camera_position, material, lights, *, mask=None) -> torch.Tensor:
+    """:func:`shade_direct` on inputs already validated (no checks, no host syncs): for pipelines such as
+    :func:`lumigrad.render` that validate their inputs once at their own boundary."""
+    lights = list(lights)
     inputs = [position, normal, camera_position, material["base_color"], material["roughness"],
               material["metallic"]] + [t for sample in lights for t in (sample.wi, sample.L)]
     pixels = _Pixels(inputs, mask)
@@ -116,9 +196,41 @@ def shade_environment(position: torch.Tensor, normal: torch.Tensor, camera_posit
 
     Either term is skipped when its input is ``None``. Occlusion (``material["occlusion"]``) multiplies both;
     with ``mask`` only covered pixels are shaded, as in :func:`shade_direct`.
+    Raises:
+        TypeError / ValueError: as :func:`shade_direct` for the G-buffer and material; ``prefiltered`` not
+            ``[R, h, w, C]`` with texels, or with NaN / Inf; ``prefiltered_roughness`` not ``R`` finite,
+            strictly increasing values in ``[0, 1]``.
+
     **Differentiability:** w.r.t. the G-buffer, the material, ``sh_coeffs`` and the pre-filtered texels
     (and through :func:`prefilter_ggx` the environment's texels).
     """
+    _check_gbuffer(position, normal, camera_position, material, mask)
+    named = [("position", position), ("normal", normal), ("camera_position", camera_position)]
+    named += _material_tensors(material)
+    if prefiltered is not None:
+        check_tensor(prefiltered, "prefiltered", trailing=(None, None, None, None), max_dims=4, floating=True,
+                     device=position.device)
+        if 0 in prefiltered.shape[:3]:
+            raise ValueError(f"prefiltered must have at least one map and texel; got {tuple(prefiltered.shape)}")
+        if prefiltered.shape[-1] != material["base_color"].shape[-1]:
+            raise ValueError(f"prefiltered has {prefiltered.shape[-1]} channels but base_color has "
+                             f"{material['base_color'].shape[-1]}")
+        if prefiltered_roughness is None or isinstance(prefiltered_roughness, (str, bytes)) or \
+                len(prefiltered_roughness) != prefiltered.shape[0]:
+            raise ValueError("prefiltered_roughness must list the roughness of each pre-filtered map")
+        levels = [check_number(r, "prefiltered_roughness", lo=0.0, hi=1.0) for r in prefiltered_roughness]
+        if levels != sorted(set(levels)):
+            raise ValueError(f"prefiltered_roughness must be strictly increasing; got {levels}")
+        named.append(("prefiltered", prefiltered))
+    _check_finite_all(named)
+    return shade_environment_unchecked(position, normal, camera_position, material, sh_coeffs=sh_coeffs,
+                                       prefiltered=prefiltered, prefiltered_roughness=prefiltered_roughness,
+                                       mask=mask)
+
+
+def shade_environment_unchecked(position, normal, camera_position, material, *, sh_coeffs=None, prefiltered=None,
+                                prefiltered_roughness=None, mask=None) -> torch.Tensor:
+    """:func:`shade_environment` on inputs already validated (no checks, no host syncs for validation)."""
     pixels = _Pixels([position, normal, camera_position, material["base_color"], material["roughness"],
                       material["metallic"]], mask)
     take = pixels.take
@@ -134,19 +246,20 @@ def shade_environment(position: torch.Tensor, normal: torch.Tensor, camera_posit
         E = sh_irradiance(n, sh_coeffs)
         out = out + (1 - metal) * (1 - f0_d) * c / torch.pi * E
     if prefiltered is not None:
-        if prefiltered_roughness is None or len(prefiltered_roughness) != prefiltered.shape[0]:
-            raise ValueError("prefiltered_roughness must list the roughness of each pre-filtered map")
         n_dot_v = (n * wo).sum(-1, keepdim=True).clamp(1e-4, 1)
         r = 2 * n_dot_v * n - wo
         levels = torch.as_tensor(list(prefiltered_roughness), dtype=c.dtype, device=c.device)
         # Linear interpolation between the two maps whose roughness brackets each pixel's.
         reads = torch.stack([envmap_lookup(m, r) for m in prefiltered])  # [R, P, C]
-        x = rough.clamp(float(levels[0]), float(levels[-1]))
-        idx = torch.searchsorted(levels, x.detach().contiguous(), right=True).clamp(1, len(levels) - 1)
-        lo, hi = levels[idx - 1], levels[idx]
-        t = (x - lo) / (hi - lo)
-        pick = lambda k: torch.gather(reads, 0, k.expand((1,) + reads.shape[1:]))[0]  # noqa: E731
-        radiance = pick(idx[None] - 1) * (1 - t) + pick(idx[None]) * t
+        if len(levels) == 1:  # one map serves every roughness (no pair to interpolate between)
+            radiance = reads[0]
+        else:
+            x = rough.clamp(float(levels[0]), float(levels[-1]))
+            idx = torch.searchsorted(levels, x.detach().contiguous(), right=True).clamp(1, len(levels) - 1)
+            lo, hi = levels[idx - 1], levels[idx]
+            t = (x - lo) / (hi - lo)
+            pick = lambda k: torch.gather(reads, 0, k.expand((1,) + reads.shape[1:]))[0]  # noqa: E731
+            radiance = pick(idx[None] - 1) * (1 - t) + pick(idx[None]) * t
         ab = split_sum_lut(n_dot_v[..., 0], rough[..., 0].expand_as(n_dot_v[..., 0]))
         f0 = (1 - metal) * f0_d + metal * c
         out = out + radiance * (f0 * ab[..., :1] + ab[..., 1:])

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Sequence
+from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_tensor
+from .._checks import check_channels, check_number, check_positive_int, check_tensor
+from ..limits import check_pixel_samples
 from .brdf import ggx_distribution, smith_ggx_correlated_visibility
 from .sh import equirect_directions
 
@@ -48,7 +49,8 @@ def envmap_lookup(env: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
     **Differentiability:** w.r.t. ``env`` (bilinear weights) and ``dirs``.
     """
     check_tensor(env, "env", trailing=(None, None, None), max_dims=3, floating=True, finite=True)
-    check_tensor(dirs, "dirs", trailing=(3,), floating=True, finite=True)
+    _check_env_layout(env)
+    check_tensor(dirs, "dirs", trailing=(3,), floating=True, finite=True, device=env.device)
     H, W, C = env.shape
     uv = direction_to_equirect(dirs.to(env.dtype))
     # Pad one column on each side so that bilinear reads wrap in longitude.
@@ -68,10 +70,21 @@ def prefilter_ggx(env: torch.Tensor, roughness: Sequence[float], size: tuple = (
     ``h = normalize(r + l)`` and the input's exact solid angles. Brute force over all input texels, so use a
     small input (it is averaged down to ``2 size`` first). Roughness 0 is a plain resample.
 
+    Raises:
+        ValueError: ``env`` not ``[H, W, C]`` with texels and channels, NaN / Inf, ``size`` not two positive
+            ints, a roughness outside ``[0, 1]`` or an empty ``roughness`` list.
+        lumigrad.limits.BudgetError: the filter matrix (``size`` texels x input texels) exceeds the budget.
+
     **Differentiability:** linear in ``env`` (gradients reach every texel); not in ``roughness``.
     """
     check_tensor(env, "env", trailing=(None, None, None), max_dims=3, floating=True, finite=True)
-    h, w = size
+    _check_env_layout(env)
+    h, w = check_env_size(size, "size")
+    roughness = _check_roughness(roughness)
+    src_h, src_w = (2 * h, 2 * w) if env.shape[0] > 2 * h else tuple(env.shape[:2])
+    # The filter is a dense [h w, src texels] matrix per roughness: budget its entries before allocating.
+    check_pixel_samples(h * w * src_h * src_w, f"prefilter_ggx: size=({h}, {w}) output texels x {src_h}x{src_w} "
+                                               "input texels")
     src = env
     if env.shape[0] > 2 * h:
         src = F.adaptive_avg_pool2d(env.permute(2, 0, 1)[None], (2 * h, 2 * w))[0].permute(1, 2, 0)
@@ -93,6 +106,9 @@ def prefilter_ggx(env: torch.Tensor, roughness: Sequence[float], size: tuple = (
         weight = ggx_distribution(n_dot_h, torch.tensor(alpha, dtype=env.dtype)) * cos * l_area
         maps.append(((weight @ radiance) / weight.sum(-1, keepdim=True).clamp_min(1e-30)).reshape(h, w, -1))
     return torch.stack(maps)
+
+
+_LUT_SAMPLES = 64  # quadrature samples per axis of each split-sum table cell
 
 
 @lru_cache(maxsize=4)
@@ -121,6 +137,35 @@ def _lut_table(n: int, samples: int, dtype: torch.dtype):
     return table.to(dtype)
 
 
+def check_env_size(size, name: str) -> Tuple[int, int]:
+    """``size`` as ``(height, width)`` of an equirectangular map: two positive ints whose product (its texels)
+    fits the pixel budget; errors name ``name`` (e.g. ``"environment_size"``)."""
+    if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2:
+        raise ValueError(f"{name} must be (height, width) in texels; got {size!r}"[:200])
+    h, w = size
+    check_positive_int(h, f"{name}[0] (height)")
+    check_positive_int(w, f"{name}[1] (width)")
+    check_pixel_samples(h * w, f"{name}=({h}, {w}) is {h}x{w} texels")
+    return h, w
+
+
+def _check_env_layout(env: torch.Tensor) -> None:
+    if env.shape[0] == 0 or env.shape[1] == 0:
+        raise ValueError(f"env must have at least one texel; got shape {tuple(env.shape)}")
+    check_channels(env, "env", "[H, W, C]")
+
+
+def _check_roughness(roughness) -> List[float]:
+    if isinstance(roughness, torch.Tensor):
+        roughness = roughness.reshape(-1).tolist()
+    if isinstance(roughness, (str, bytes)) or not hasattr(roughness, "__iter__"):
+        raise TypeError(f"roughness must be a sequence of floats; got {type(roughness).__name__}")
+    values = [check_number(r, "roughness", lo=0.0, hi=1.0) for r in roughness]
+    if not values:
+        raise ValueError("roughness is empty: give at least one roughness level in [0, 1]")
+    return values
+
+
 def split_sum_lut(n_dot_v: torch.Tensor, roughness: torch.Tensor, resolution: int = 32) -> torch.Tensor:
     """Split-sum directional albedo terms ``(A, B) [..., 2]``: ``∫ f_spec (n.l) dl = F0 A + B`` (Schlick F).
 
@@ -128,7 +173,10 @@ def split_sum_lut(n_dot_v: torch.Tensor, roughness: torch.Tensor, resolution: in
     as :func:`lumigrad.shading.cook_torrance`. **Differentiability:** w.r.t. ``n_dot_v`` and ``roughness``
     (piecewise linear).
     """
-    table = _lut_table(resolution, 64, torch.float64).to(dtype=n_dot_v.dtype, device=n_dot_v.device)
+    check_positive_int(resolution, "resolution")
+    check_pixel_samples(resolution * resolution * _LUT_SAMPLES * _LUT_SAMPLES,
+                        f"split_sum_lut: resolution={resolution} ({resolution}^2 cells x {_LUT_SAMPLES}^2 samples)")
+    table = _lut_table(resolution, _LUT_SAMPLES, torch.float64).to(dtype=n_dot_v.dtype, device=n_dot_v.device)
     grid = torch.stack([roughness.expand_as(n_dot_v) * 2 - 1, n_dot_v.clamp(0, 1) * 2 - 1], -1)
     out = F.grid_sample(table.permute(2, 0, 1)[None], grid.reshape(1, -1, 1, 2), mode="bilinear",
                         padding_mode="border", align_corners=False)

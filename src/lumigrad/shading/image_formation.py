@@ -16,11 +16,13 @@ Images are channel-last ``[..., H, W, C]``.
 
 from __future__ import annotations
 
+import math
 from typing import Literal, Optional, Union
 
 import torch
 
-from .._checks import check_choice, check_tensor
+from .._checks import broadcast_batch, check_choice, check_positive_int, check_tensor
+from ..limits import check_pixel_samples
 
 _SRGB_KNEE = 0.0031308  # linear value where the sRGB curve turns from linear to a power law
 
@@ -91,10 +93,16 @@ def vignetting_falloff(K: torch.Tensor, height: int, width: int, coeffs: torch.T
 
     **Differentiability:** w.r.t. ``K`` (fx, fy, cx, cy, skew) and ``coeffs``.
     """
-    check_tensor(K, "K", trailing=(3, 3), floating=True)
-    check_tensor(coeffs, "coeffs", floating=True, finite=True)
-    if not 1 <= coeffs.shape[-1] <= 3:
-        raise ValueError(f"coeffs must have 1 to 3 entries in its last dim (v1, v2, v3); got {coeffs.shape[-1]}")
+    check_tensor(K, "K", trailing=(3, 3), floating=True, finite=True)
+    check_tensor(coeffs, "coeffs", floating=True, finite=True, device=K.device)
+    check_positive_int(height, "height")
+    check_positive_int(width, "width")
+    if coeffs.dim() == 0 or not 1 <= coeffs.shape[-1] <= 3:
+        raise ValueError(f"coeffs must have 1 to 3 entries in its last dim (v1, v2, v3); got shape "
+                         f"{tuple(coeffs.shape)}")
+    views = math.prod(broadcast_batch(K.shape[:-2], "K", coeffs.shape[:-1], "coeffs"))
+    check_pixel_samples(views * height * width, f"vignetting_falloff: {views} view(s) of width x height "
+                                                f"{width}x{height} pixels")
     from ..cameras.projection import pixel_rays
 
     rows = torch.arange(height, dtype=K.dtype, device=K.device) + 0.5

@@ -237,7 +237,7 @@ def _check_point(x: torch.Tensor) -> torch.device:
 def _check_radiometric(value: torch.Tensor, name: str, device) -> None:
     check_tensor(value, name, trailing=(None,), floating=True, finite=True, device=device)
     if bool((value < 0).any()):
-        raise ValueError(f"{name} must be non-negative; got minimum {float(value.min())}")
+        raise ValueError(f"{name} must be non-negative; got minimum {float(value.detach().min())}")
 
 
 def _unit_direction(direction: torch.Tensor, name: str, device) -> torch.Tensor:

@@ -20,7 +20,7 @@ from typing import Dict, Optional
 
 import torch
 
-from .._checks import check_choice, check_tensor
+from .._checks import check_choice, check_tensor, check_texture_layout
 from ..raster.texture import texture
 from .image_formation import srgb_decode
 
@@ -82,13 +82,16 @@ class Material:
             check_tensor(value, name, floating=True, finite=True)
             if bool(((value < 0) | (value > 1)).any()):
                 raise ValueError(f"{name} must lie in [0, 1]; got {value.tolist()}")
-        if float(self.ior.min()) < 1.0:
+        for name in ("normal_scale", "occlusion_strength", "ior"):
+            check_tensor(getattr(self, name), name, floating=True, finite=True)
+        if float(self.ior.detach().min()) < 1.0:
             raise ValueError(f"ior must be >= 1; got {self.ior.tolist()}")
         for name, channels in (("base_color_texture", (3, 4)), ("metallic_roughness_texture", None),
                                ("normal_texture", (3,)), ("occlusion_texture", None), ("emissive_texture", (3,))):
             tex = getattr(self, name)
             if tex is not None:
                 check_tensor(tex, name, trailing=(None, None, None), floating=True, finite=True)
+                check_texture_layout(tex, name)
                 if channels is not None and tex.shape[-1] not in channels:
                     raise ValueError(f"{name} must have {' or '.join(map(str, channels))} channels; got "
                                      f"{tex.shape[-1]}")

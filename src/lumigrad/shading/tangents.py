@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import check_tensor
+from .._checks import broadcast_batch, check_indices, check_mesh, check_tensor
 
 
 def vertex_tangents(verts: torch.Tensor, faces: torch.Tensor, uv: torch.Tensor, uv_faces: torch.Tensor,
@@ -19,10 +19,25 @@ def vertex_tangents(verts: torch.Tensor, faces: torch.Tensor, uv: torch.Tensor, 
     -v, which the sign takes care of: ``B = w (N x T)`` points towards decreasing v (up in the texture image), where a
     glTF normal map's green channel points. Faces with a degenerate uv mapping contribute nothing.
 
+    Raises:
+        TypeError / ValueError: wrong shapes or dtypes, NaN / Inf, face or uv indices out of range, ``normals``
+            not one ``[3, 3]`` per face, mixed devices.
+
     **Differentiability:** w.r.t. ``verts``, ``uv`` and ``normals``.
     """
-    check_tensor(verts, "verts", trailing=(None, 3), max_dims=2, floating=True)
-    check_tensor(normals, "normals", trailing=(None, 3, 3), max_dims=3, floating=True)
+    check_mesh(verts, faces, what="vertex_tangents")
+    check_tensor(uv, "uv", trailing=(None, 2), max_dims=2, floating=True, finite=True, device=verts.device)
+    check_tensor(uv_faces, "uv_faces", trailing=(faces.shape[0], 3), max_dims=2, floating=False,
+                 device=verts.device)
+    check_indices(uv_faces, "uv_faces", uv.shape[0])
+    check_tensor(normals, "normals", trailing=(faces.shape[0], 3, 3), max_dims=3, floating=True, finite=True,
+                 device=verts.device)
+    return vertex_tangents_unchecked(verts, faces, uv, uv_faces, normals, eps)
+
+
+def vertex_tangents_unchecked(verts, faces, uv, uv_faces, normals, eps: float = 1e-12) -> torch.Tensor:
+    """:func:`vertex_tangents` on inputs already validated (for :func:`lumigrad.render`, whose meshes were
+    checked when built)."""
     p = verts[faces]  # [F, 3, 3]
     t = uv[uv_faces]  # [F, 3, 2]
     e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
@@ -54,8 +69,14 @@ def perturb_normal(normal: torch.Tensor, tangent: torch.Tensor, normal_tangent: 
     :func:`sample_material`), the interpolated ``normal [..., 3]`` and ``tangent [..., 4]`` (xyz, w).
 
     ``n' = normalize(x T + y B + z N)`` with ``B = w (N x T)`` (MikkTSpace's per-pixel reconstruction).
+    Shapes, dtypes and devices are checked (no host sync; values are the caller's).
     **Differentiability:** w.r.t. all three inputs.
     """
+    check_tensor(normal, "normal", trailing=(3,), floating=True)
+    check_tensor(tangent, "tangent", trailing=(4,), floating=True, device=normal.device)
+    check_tensor(normal_tangent, "normal_tangent", trailing=(3,), floating=True, device=normal.device)
+    broadcast_batch(normal.shape[:-1], "normal", tangent.shape[:-1], "tangent")
+    broadcast_batch(normal.shape[:-1], "normal", normal_tangent.shape[:-1], "normal_tangent")
     N = normal / normal.norm(dim=-1, keepdim=True).clamp_min(eps)
     T = tangent[..., :3] - N * (N * tangent[..., :3]).sum(-1, keepdim=True)
     T = T / T.norm(dim=-1, keepdim=True).clamp_min(eps)
