@@ -4,6 +4,7 @@ The four composable raster primitives ``rasterize -> interpolate -> texture -> a
 ``Camera`` they share are exported here; conventions are in :mod:`lumigrad.conventions`.
 """
 
+from .threads import get_num_threads, set_num_threads  # first: OpenMP's wait policy must precede torch
 from . import conventions, data, io, scene, shading
 from . import fitting, geometry, losses, optim
 from .cameras import Camera, pinhole_cover
@@ -46,4 +47,5 @@ __all__ = [
     "soft_rasterize",
     "texture",
     "vertex_normals",
+    "get_num_threads", "set_num_threads", "threads",
 ]

@@ -2,7 +2,8 @@
 
 Everything above ``kernels/`` sees only torch tensors. Warp's CPU backend runs one launch on one thread but
 releases the GIL, so :func:`launch_split` cuts a launch into contiguous ranges and runs them from a small
-thread pool, one range per core. CUDA launches go out whole on the tensor's current stream.
+thread pool, one range per core. CUDA launches go out whole on the tensor's current stream. How many threads,
+and what happens to PyTorch's own thread count at the first CPU launch, is decided in :mod:`lumigrad.threads`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ from typing import Sequence
 import torch
 import warp as wp
 
+from .. import threads as _threads
+
 _init_lock = threading.Lock()
 _initialised = False
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
 
 
 def ensure_init() -> None:
@@ -55,18 +60,23 @@ def _stderr_silenced():
 
 
 def num_workers() -> int:
-    """Number of CPU threads used for split launches (``LUMIGRAD_NUM_THREADS`` overrides)."""
-    env = os.environ.get("LUMIGRAD_NUM_THREADS")
-    if env:
-        return max(1, int(env))
-    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 32))
+    """Threads for the next split CPU launch, the calling thread included (:func:`lumigrad.threads.launch_threads`:
+    ``lumigrad.set_num_threads``, else ``LUMIGRAD_NUM_THREADS`` read on every call, else the CPUs available,
+    fewer while other processes keep them busy)."""
+    return _threads.launch_threads()
 
 
-def _get_pool() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=num_workers(), thread_name_prefix="lumigrad-kernel")
-    return _pool
+def _get_pool(size: int) -> ThreadPoolExecutor:
+    """A pool of at least ``size`` helper threads (the calling thread is one more). It only grows: threads are
+    started when work is first submitted to them and sleep while idle."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < size:
+            old = _pool
+            _pool, _pool_size = ThreadPoolExecutor(max_workers=size, thread_name_prefix="lumigrad-kernel"), size
+            if old is not None:
+                old.shutdown(wait=False)  # its threads finish the work already submitted, then exit
+        return _pool
 
 
 def warp_device(device: torch.device) -> str:
@@ -85,11 +95,57 @@ def as_warp(t: torch.Tensor, dtype=None):
     return wp.from_torch(t.detach(), dtype=dtype)
 
 
+class _SharedRanges:
+    """Ranges of one launch, taken one at a time by the calling thread and by helper threads.
+
+    The caller works too and waits only for ranges a helper has already taken, so a helper that the OS has
+    not scheduled yet (a busy machine) costs nothing: the caller does its share, and a helper that starts late
+    finds nothing left. A failed range stops the others from being taken; the caller re-raises its error.
+    """
+
+    def __init__(self, kernel, jobs: list, dev: str):
+        self.kernel, self.jobs, self.dev = kernel, jobs, dev  # jobs: [(dim, inputs)]
+        self.taken = 0
+        self.finished = 0
+        self.error: BaseException | None = None
+        self.cond = threading.Condition()
+
+    def work(self) -> None:
+        while True:
+            with self.cond:
+                if self.taken >= len(self.jobs) or self.error is not None:
+                    return
+                k = self.taken
+                self.taken += 1
+            dim, inputs = self.jobs[k]
+            try:
+                wp.launch(self.kernel, dim=dim, inputs=inputs, device=self.dev)
+            except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+                with self.cond:
+                    self.error = self.error or exc
+            finally:
+                with self.cond:
+                    self.finished += 1
+                    self.cond.notify_all()
+
+    def run(self, helpers: int) -> None:
+        pool = _get_pool(helpers) if helpers > 0 else None
+        for _ in range(min(helpers, len(self.jobs) - 1)):
+            pool.submit(self.work)
+        self.work()
+        with self.cond:
+            self.cond.wait_for(lambda: self.finished == self.taken)
+            if self.error is not None:
+                raise self.error
+
+
 def launch_split(kernel, count: int, inputs: Sequence, device: torch.device, min_chunk: int = 1) -> None:
-    """Launch ``kernel`` over ``count`` work items, split into one contiguous range per CPU thread.
+    """Launch ``kernel`` over ``count`` work items, split into contiguous ranges run by up to
+    ``num_workers()`` threads (the caller included).
 
     The kernel's first two arguments must be ``(offset: int, end: int)``; item ``i`` of a range is
     ``offset + wp.tid()``. Work items must not write to shared locations (no cross-thread atomics on CPU).
+    A launch of fewer than ``2 * min_chunk`` items is not split.
     """
     if count <= 0:
         return
@@ -97,6 +153,7 @@ def launch_split(kernel, count: int, inputs: Sequence, device: torch.device, min
         launch(kernel, count, [0, count, *inputs], device)
         return
     ensure_init()
+    _threads.prepare_cpu()
     dev = warp_device(device)
     workers = num_workers()
     chunks = max(1, min(workers, count // max(min_chunk, 1)))
@@ -106,31 +163,26 @@ def launch_split(kernel, count: int, inputs: Sequence, device: torch.device, min
     # More ranges than threads balances uneven work (tiles with many triangles); each range is contiguous.
     pieces = min(count, chunks * 4)
     bounds = [count * k // pieces for k in range(pieces + 1)]
-    futures = [
-        _get_pool().submit(wp.launch, kernel, dim=bounds[k + 1] - bounds[k],
-                           inputs=[bounds[k], bounds[k + 1], *inputs], device=dev)
-        for k in range(pieces) if bounds[k + 1] > bounds[k]
-    ]
-    for f in futures:
-        f.result()
+    jobs = [(bounds[k + 1] - bounds[k], [bounds[k], bounds[k + 1], *inputs])
+            for k in range(pieces) if bounds[k + 1] > bounds[k]]
+    _SharedRanges(kernel, jobs, dev).run(chunks - 1)
 
 
 def launch_partitioned(kernel, count: int, inputs_for_part, parts: int, device: torch.device) -> None:
-    """Launch ``kernel`` over ``count`` items cut into ``parts`` contiguous ranges, one per CPU thread.
+    """Launch ``kernel`` over ``count`` items cut into ``parts`` contiguous ranges, run by up to ``parts``
+    threads (the caller included).
 
     ``inputs_for_part(k)`` returns the inputs (after ``offset, end``) of part ``k``, so each part can write
     to private buffers (a kernel with atomics then needs no cross-thread atomics; the caller reduces).
     """
     ensure_init()
+    if device.type == "cpu":
+        _threads.prepare_cpu()
     dev = warp_device(device)
     bounds = [count * k // parts for k in range(parts + 1)]
-    futures = [
-        _get_pool().submit(wp.launch, kernel, dim=bounds[k + 1] - bounds[k],
-                           inputs=[bounds[k], bounds[k + 1], *inputs_for_part(k)], device=dev)
-        for k in range(parts) if bounds[k + 1] > bounds[k]
-    ]
-    for f in futures:
-        f.result()
+    jobs = [(bounds[k + 1] - bounds[k], [bounds[k], bounds[k + 1], *inputs_for_part(k)])
+            for k in range(parts) if bounds[k + 1] > bounds[k]]
+    _SharedRanges(kernel, jobs, dev).run(min(num_workers(), len(jobs)) - 1)
 
 
 def launch(kernel, count: int, inputs: Sequence, device: torch.device) -> None:
@@ -143,4 +195,5 @@ def launch(kernel, count: int, inputs: Sequence, device: torch.device) -> None:
         stream = wp.stream_from_torch(torch.cuda.current_stream(device))
         wp.launch(kernel, dim=count, inputs=list(inputs), device=dev, stream=stream)
     else:
+        _threads.prepare_cpu()
         wp.launch(kernel, dim=count, inputs=list(inputs), device=dev)

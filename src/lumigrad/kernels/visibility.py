@@ -81,6 +81,6 @@ def find_visible(
         [N * F, F, V, proj_w, faces_w, extra_w, ev_w, ef_w, bbox_w, as_warp(offsets), as_warp(tile_list),
          width, height, tiles_x, tiles_y, float(near), float(far), int(bool(affine_depth)), use_prev,
          as_warp(prev_face), as_warp(prev_depth), as_warp(out_face), as_warp(out_depth)],
-        device,
+        device, min_chunk=16,  # a tile is heavy work, but a split of a handful of tiles costs more than it saves
     )
     return out_face.view(N, height, width), out_depth.view(N, height, width)
