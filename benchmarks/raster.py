@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _mitsuba_peer as peer  # noqa: E402  (sets DRJIT_LIBLLVM_PATH; imports only numpy until used)
 
 import lumigrad as lg  # noqa: E402
-from lumigrad.benchmarking import peak_memory, time_call  # noqa: E402
+from lumigrad.benchmarking import cpu_model, peak_memory, time_call  # noqa: E402
 from lumigrad.data import load_spot  # noqa: E402
 
 SCENES = ("spot", "sphere")
@@ -387,12 +387,7 @@ def machine_info(device: torch.device) -> dict:
     import warp
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    model = cpu_model()
     dev = str(device) if device.type != "cuda" else f"cuda ({torch.cuda.get_device_name(device)})"
     return {"cpus": cpus, "cpu_model": model, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "warp": warp.__version__, "lumigrad": lg.__version__, "device": dev, "python": platform.python_version(),

@@ -181,3 +181,30 @@ def median(values: Sequence[float]) -> Optional[float]:
     ordered = sorted(values)
     mid = len(ordered) // 2
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux, else what :mod:`platform` knows)."""
+    import platform
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return model
+
+
+def raster_pipeline(mesh, camera) -> Callable:
+    """The benchmarked raster pipeline of a textured mesh: ``fn(verts, texture) -> [..., H, W, C]`` image
+    (rasterize with barycentric derivatives, interpolate uv with derivatives, trilinear texture, antialias)."""
+    import lumigrad as lg
+
+    def pipeline(verts: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
+        frags = lg.rasterize(verts, mesh.faces, camera, return_bary_derivs=True)
+        uv, duv = lg.interpolate(mesh.uv, frags, mesh.uv_faces, return_derivatives=True)
+        color = lg.texture(texture, uv, uv_derivs=duv, mask=frags.mask)
+        return lg.antialias(color, frags, verts, mesh.faces, camera)
+
+    return pipeline

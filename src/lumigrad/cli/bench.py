@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import platform
 from pathlib import Path
 from typing import Callable, Dict
 
@@ -98,10 +97,12 @@ def _environment(device: torch.device) -> Dict[str, str]:
     """The device / torch / lumigrad versions, as fields and as one printable line."""
     import lumigrad
 
+    from ..benchmarking import cpu_model
+
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        name = f"CPU {cpu_model()}, {torch.get_num_threads()} threads"
     info = {"device": f"{device.type} ({name})", "torch": torch.__version__, "lumigrad": lumigrad.__version__}
     info["line"] = f"device: {info['device']} | torch {info['torch']} | lumigrad {info['lumigrad']}"
     return info
@@ -145,15 +146,11 @@ def _measure(name: str, size: int, faces: int, fwd: Callable[[], object], fwd_bw
 
 def _bench_raster(size: int, repeats: int, warmup: int, device: torch.device) -> dict:
     """rasterize -> interpolate (uv with derivatives) -> texture (mip-mapped) -> antialias."""
-    import lumigrad as lg
+    from ..benchmarking import raster_pipeline
 
     mesh, cam = _spot(size, device)
 
-    def pipeline(verts, texture):
-        frags = lg.rasterize(verts, mesh.faces, cam, return_bary_derivs=True)
-        uv, duv = lg.interpolate(mesh.uv, frags, mesh.uv_faces, return_derivatives=True)
-        color = lg.texture(texture, uv, uv_derivs=duv, mask=frags.mask)
-        return lg.antialias(color, frags, verts, mesh.faces, cam)
+    pipeline = raster_pipeline(mesh, cam)
 
     def fwd_bwd():
         verts = mesh.verts.detach().requires_grad_(True)
