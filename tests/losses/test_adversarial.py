@@ -122,6 +122,22 @@ def test_deterministic_under_manual_seed():
         assert torch.equal(pa, pb)
 
 
+@pytest.mark.parametrize("norm", ["spectral", "instance", "none"])
+def test_generator_matches_the_global_rng_construction(norm):
+    """``generator=`` gives PyTorch's default initialisation bit for bit, and never touches the global RNG."""
+    torch.manual_seed(11)
+    want = PatchDiscriminator(width=8, layers=2, norm=norm).state_dict()
+    torch.manual_seed(99)
+    before = torch.get_rng_state()
+    got = PatchDiscriminator(width=8, layers=2, norm=norm, generator=torch.Generator().manual_seed(11)).state_dict()
+    assert torch.equal(torch.get_rng_state(), before)
+    assert list(got) == list(want)
+    for key in want:
+        assert torch.equal(got[key], want[key]), key
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        PatchDiscriminator(generator=11)
+
+
 def test_state_dict_round_trip(tmp_path):
     a, _ = _train(steps=3)
     torch.save(a.state_dict(), tmp_path / "adv.pt")

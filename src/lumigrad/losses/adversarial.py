@@ -19,6 +19,8 @@ Images are ``[N, H, W, C]`` (lumigrad's channel-last convention) with values in 
 
 from __future__ import annotations
 
+import contextlib
+import math
 from typing import Literal, Optional, Tuple
 
 import torch
@@ -101,36 +103,50 @@ class PatchDiscriminator(nn.Module):
     keeps the discriminator 1-Lipschitz-ish and training stable; ``norm="instance"`` adds an instance norm after
     every stride-2 convolution but the first (the pix2pix recipe); ``norm="none"`` uses plain convolutions.
 
+    The initial weights are PyTorch's defaults (Kaiming-uniform convolutions, uniform biases, spectral-norm
+    power-iteration vectors drawn from a normal distribution), drawn from torch's global RNG, or from
+    ``generator`` when one is given: ``PatchDiscriminator(generator=torch.Generator().manual_seed(s))`` equals
+    ``torch.manual_seed(s); PatchDiscriminator()`` bit for bit, without reading or advancing the global RNG.
+
     Args:
         channels: image channels ``C``.
         width: channels of the first layer.
         layers: number of stride-2 layers; images need ``H, W >= 2^layers``.
         norm: ``"spectral"``, ``"instance"`` or ``"none"``.
+        generator: optional ``torch.Generator`` for the initial weights; the network is created on its device.
 
     Raises:
-        TypeError / ValueError: a size is not a positive int, or ``norm`` is unknown.
+        TypeError / ValueError: a size is not a positive int, ``norm`` is unknown, or ``generator`` is not a
+            ``torch.Generator``.
     """
 
     def __init__(self, channels: int = 3, width: int = 32, layers: int = 3,
-                 norm: Literal["spectral", "instance", "none"] = "spectral"):
+                 norm: Literal["spectral", "instance", "none"] = "spectral",
+                 generator: Optional[torch.Generator] = None):
         super().__init__()
         check_positive_int(channels, "channels")
         check_positive_int(width, "width")
         check_positive_int(layers, "layers")
         check_choice(norm, "norm", ("spectral", "instance", "none"))
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
         self.channels, self.layers, self.norm = channels, layers, norm
         wrap = nn.utils.parametrizations.spectral_norm if norm == "spectral" else (lambda m: m)
         mods = []
         cin = channels
-        for i in range(layers):
-            cout = width * min(2 ** i, 8)
-            mods.append(wrap(nn.Conv2d(cin, cout, kernel_size=4, stride=2, padding=1)))
-            if norm == "instance" and i > 0:
-                mods.append(nn.InstanceNorm2d(cout, affine=True))
-            mods.append(nn.LeakyReLU(0.2))
-            cin = cout
-        mods.append(wrap(nn.Conv2d(cin, 1, kernel_size=3, stride=1, padding=1)))
+        with torch.device("meta") if generator is not None else contextlib.nullcontext():
+            for i in range(layers):
+                cout = width * min(2 ** i, 8)
+                mods.append(wrap(nn.Conv2d(cin, cout, kernel_size=4, stride=2, padding=1)))
+                if norm == "instance" and i > 0:
+                    mods.append(nn.InstanceNorm2d(cout, affine=True))
+                mods.append(nn.LeakyReLU(0.2))
+                cin = cout
+            mods.append(wrap(nn.Conv2d(cin, 1, kernel_size=3, stride=1, padding=1)))
         self.net = nn.Sequential(*mods)
+        if generator is not None:  # built on the meta device (no random numbers drawn), initialised from generator
+            self.to_empty(device=generator.device)
+            _initialise(self.net, generator)
 
     def forward(self, images: torch.Tensor, name: str = "images") -> torch.Tensor:
         """Return the logit map ``[N, H // 2^layers, W // 2^layers]`` of ``images [N, H, W, C]``.
@@ -141,6 +157,39 @@ class PatchDiscriminator(nn.Module):
         _check_images(images, name, self.channels, self.layers, self.norm, p.device)
         x = images.to(p.dtype).permute(0, 3, 1, 2) * 2 - 1
         return self.net(x)[:, 0]
+
+
+@torch.no_grad()
+def _initialise(net: nn.Sequential, generator: torch.Generator) -> None:
+    """Give ``net``'s layers PyTorch's default initial values, in construction order, drawn from ``generator``:
+    ``Conv2d.reset_parameters`` for each convolution, then, under spectral normalisation, the normal ``u`` and
+    ``v`` and 16 power iterations (the 15 ``spectral_norm`` starts with, and one more from the forward pass that
+    ``register_parametrization`` runs as a check); unit scale and zero shift for instance norm. The test
+    ``test_generator_matches_the_global_rng_construction`` pins this to PyTorch's own construction."""
+    for module in net:
+        if isinstance(module, nn.InstanceNorm2d):
+            module.weight.fill_(1.0)
+            module.bias.zero_()
+        if not isinstance(module, nn.Conv2d):
+            continue
+        spectral = nn.utils.parametrize.is_parametrized(module, "weight")
+        weight = module.parametrizations.weight.original if spectral else module.weight
+        fan_in = weight[0].numel()
+        bound = math.sqrt(3.0) * (nn.init.calculate_gain("leaky_relu", math.sqrt(5)) / math.sqrt(fan_in))
+        weight.uniform_(-bound, bound, generator=generator)  # nn.init.kaiming_uniform_(weight, a=sqrt(5))
+        bound = 1.0 / math.sqrt(fan_in)
+        module.bias.uniform_(-bound, bound, generator=generator)
+        if spectral:
+            norm = module.parametrizations.weight[0]
+            w = weight.flatten(1)
+            u, v = (F.normalize(torch.empty(n, dtype=w.dtype, device=w.device).normal_(0, 1, generator=generator),
+                                dim=0, eps=norm.eps) for n in w.shape)
+            for _ in range(16):
+                u = F.normalize(torch.mv(w, v), dim=0, eps=norm.eps)
+                v = F.normalize(torch.mv(w.H, u), dim=0, eps=norm.eps)
+            buffers = dict(norm.named_buffers())
+            buffers["_u"].copy_(u)
+            buffers["_v"].copy_(v)
 
 
 def _check_images(x, name: str, channels: int, layers: int, norm: str, device: torch.device) -> None:
