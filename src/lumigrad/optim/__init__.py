@@ -3,7 +3,8 @@
 ``LargeSteps`` / ``to_differential`` / ``from_differential`` reparameterise vertex positions as
 ``u = (I + lambda L) v`` (Nicolet, Jacobson, Jakob 2021) so gradient steps stay smooth; ``AdamUniform``
 is the matching optimiser; ``Fit`` runs the fit loop (divergence checks, spike clipping, atomic resumable
-checkpoints); ``anneal`` / ``SoftRasterSchedule`` sharpen soft rasterization over a fit. See :mod:`lumigrad.optim.large_steps` for the maths and solver costs.
+checkpoints, an explicit per-rank generator) and consults a ``Strategy`` (``LocalStrategy``: one process) where a
+fit across processes differs; ``anneal`` / ``SoftRasterSchedule`` sharpen soft rasterization over a fit. See :mod:`lumigrad.optim.large_steps` for the maths and solver costs.
 """
 
 from .adam_uniform import AdamUniform
@@ -11,6 +12,7 @@ from .anneal import SoftRasterSchedule, anneal
 from .fit import CheckpointError, Fit, FitDivergedError, FitResult, ParamGroup, cosine_schedule, read_checkpoint
 from .large_steps import (ConvergenceError, LargeSteps, SmoothingSolver, from_differential, smoothing_matrix,
                           solver_for, to_differential)
+from .strategy import LocalStrategy, Strategy
 
 __all__ = [
     "AdamUniform",
@@ -20,9 +22,11 @@ __all__ = [
     "FitDivergedError",
     "FitResult",
     "LargeSteps",
+    "LocalStrategy",
     "ParamGroup",
     "SmoothingSolver",
     "SoftRasterSchedule",
+    "Strategy",
     "anneal",
     "cosine_schedule",
     "from_differential",

@@ -1,26 +1,49 @@
-"""``Fit``: the optimisation loop as a library object, with divergence checks, spike clipping and resumable,
-bit-for-bit reproducible checkpoints.
+"""``Fit``: the optimisation loop as a library object, with divergence checks, spike clipping, resumable
+bit-for-bit reproducible checkpoints, an explicit random generator and a :class:`~lumigrad.optim.Strategy` seam
+for fits that span several processes.
 
-One step (``step`` counts from 0; ``steps_done = step + 1`` once it is finished):
+One step (``step`` counts from 0; ``steps_done = step + 1`` once it is finished; the ``strategy.*`` hooks are
+identities in a single process, see :mod:`lumigrad.optim.strategy`):
 
-1. set every gradient to ``None``; ``loss_fn(step)`` -> ``loss`` or ``(loss, {name: float})``; ``loss.backward()``;
-2. raise :class:`FitDivergedError` if the loss or any gradient is NaN / Inf (one device sync for all of them);
+1. set every gradient to ``None``; ``loss_fn(step)`` -> ``loss`` or ``(loss, {name: float})``; a
+   :class:`FitDivergedError` raised by ``loss_fn`` or a NaN / Inf loss is combined across ranks
+   (``strategy.combine_divergence``) and raised on every rank; ``strategy.reduce_log`` combines the loss and
+   the logged values across ranks; ``loss.backward()``; ``strategy.reduce_gradients`` on every parameter;
+2. raise :class:`FitDivergedError` (on every rank, combined likewise) if a gradient is NaN / Inf (one device
+   sync for all of them);
 3. per parameter group active at this step (``step >= group.start``): gradient spike clipping. With ``n`` the
    group's gradient norm and ``e`` its running norm (an EMA, decay ``spike_decay``, started at the first
    norm), a norm ``n > clip_spikes * e`` is scaled down to ``clip_spikes * e`` (logged as ``clip/<group>``,
    the scale factor); then ``e = decay * e + (1 - decay) * min(n, clip_spikes * e)``;
 4. step each active group's optimiser with ``lr * schedule(step, steps)``; frozen groups (``step < start``)
    are not stepped at all (their optimiser moments start at ``start``) and log ``lr/<group> = 0``;
-5. raise :class:`FitDivergedError` if a parameter became NaN / Inf;
-6. record the loss and the log, call the callbacks (any returning ``True`` stops the fit), and write a
-   checkpoint when ``steps_done`` is a multiple of ``checkpoint_every``, at the last step and on an early stop.
+5. raise :class:`FitDivergedError` (on every rank) if a parameter became NaN / Inf;
+6. record the loss and the log; on the main rank (``strategy.is_main``) update the progress bar and call the
+   callbacks (any returning ``True`` stops the fit on every rank: ``strategy.any_rank``); write a checkpoint
+   when ``steps_done`` is a multiple of ``checkpoint_every``, at the last step and on an early stop.
 
-Checkpoints (``checkpoint_dir/checkpoint.pt``) are written atomically (temporary file in the same folder,
-``fsync``, ``os.replace``) and hold everything that determines the rest of the fit: parameter values,
-optimiser states, the spike-clipper EMAs, the torch CPU (and CUDA) RNG states, losses and logs. Resuming
-therefore reproduces an uninterrupted run bit for bit, provided ``loss_fn`` depends only on ``step``, the
-parameters and the torch RNG (not on Python's ``random``, NumPy's RNG or state kept between calls, such as a
-conjugate-gradient warm start).
+Randomness: ``loss_fn`` draws its random numbers (views sampled per step, noise, ...) from ``Fit.generator``, a
+``torch.Generator`` (the one passed as ``generator``, or a new CPU one) that the fit seeds with
+``strategy.rank_seed(seed)`` when it starts afresh and whose state every checkpoint stores for every rank. Two
+fits in one process therefore never share a random stream, whatever else draws from torch's global RNG.
+With ``global_rng=True`` (the default, for loss functions written against the global RNG: ``torch.rand``
+without a generator, dropout) the fit also seeds torch's global CPU and CUDA RNGs with the same seed and
+checkpoints their states; :func:`lumigrad.fitting.run_fit` passes ``False``: nothing in lumigrad's own fits
+reads the global RNG.
+
+Checkpoints (``checkpoint_dir/checkpoint.pt``) are written by the main rank only, atomically (temporary file
+in the same folder, ``fsync``, ``os.replace``), after gathering every rank's RNG state
+(``strategy.gather_object``), and followed by ``strategy.barrier()``. They hold everything that determines
+the rest of the fit: parameter values, optimiser states, the spike-clipper EMAs, the generator state and, with
+``global_rng``, the torch CPU (and CUDA) RNG states of every rank, losses and logs. Resuming therefore
+reproduces an uninterrupted run bit for bit, provided ``loss_fn`` depends only on ``step``, the parameters and
+the generator (or, with ``global_rng``, torch's RNG), not on Python's ``random``, NumPy's RNG or state kept
+between calls, such as a conjugate-gradient warm start. A checkpoint resumes only with as many ranks as wrote it.
+
+The strategy seam: ``strategy`` (default :class:`~lumigrad.optim.LocalStrategy`, one process) decides how
+gradients and logged values are combined across ranks, which rank writes checkpoints and shows progress and
+callbacks, how each rank's generator is seeded, and how a divergence on one rank stops every rank; see
+:mod:`lumigrad.optim.strategy` and ``docs/design.md`` ("Fits across processes").
 
 Checkpoints are untrusted input: a run folder may come from somewhere else, or be planted. They are read with
 ``torch.load(..., weights_only=True)``, which unpickles tensors and plain containers only and never calls
@@ -43,12 +66,14 @@ import torch
 from .._checks import check_choice, check_positive_int
 from ..report import LossProgress
 from .adam_uniform import AdamUniform
+from .strategy import Strategy, check_strategy
 
 __all__ = ["CheckpointError", "Fit", "FitDivergedError", "FitResult", "ParamGroup", "cosine_schedule",
            "read_checkpoint"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
-_FORMAT = 1
+_FORMAT = 2  # 2: per-rank RNG states (``rng["ranks"]``); format 1 files (one global RNG state) still resume
+_FORMATS = (1, 2)
 _OPTIMIZERS = ("adam", "adam_uniform", "sgd")
 
 LossOutput = Union[torch.Tensor, Tuple[torch.Tensor, Mapping[str, float]]]
@@ -141,7 +166,8 @@ class Fit:
         steps: total number of steps (a resumed fit continues up to it).
         checkpoint_dir: folder for ``checkpoint.pt``; ``None`` writes no checkpoints.
         checkpoint_every: write a checkpoint every this many finished steps (and at the end).
-        seed: ``torch.manual_seed(seed)`` at the start of a fit that does not resume.
+        seed: the seed of a fit that does not resume: ``generator`` is seeded with ``strategy.rank_seed(seed)``
+            (``seed`` itself in one process), and so is torch's global RNG when ``global_rng`` is true.
         clip_spikes: clip a group's gradient norm to this many times its running norm; ``None`` disables.
         progress: show a tqdm bar with the loss.
         callbacks: ``cb(step, loss, log)`` after each step; returning ``True`` stops the fit.
@@ -153,6 +179,13 @@ class Fit:
         metadata: plain data (str, int, float, bool, None, lists and str-keyed dicts of them) written into every
             checkpoint, e.g. a hash of the configuration; :func:`read_checkpoint` returns it so that a caller
             can refuse to resume a checkpoint written for something else.
+        generator: the ``torch.Generator`` that ``loss_fn`` draws its random numbers from (pass the same object
+            to both); the fit seeds it and checkpoints its state. Default: a new CPU generator, available as
+            ``fit.generator``.
+        global_rng: also seed torch's global RNGs at the start and save / restore them in checkpoints, for a
+            ``loss_fn`` that draws from them (see the module docstring); ``False`` leaves them alone.
+        strategy: how the fit spans processes (:class:`~lumigrad.optim.Strategy`); default
+            :class:`~lumigrad.optim.LocalStrategy`, a single process.
 
     Raises:
         ValueError / TypeError: on invalid arguments, naming the argument.
@@ -162,7 +195,9 @@ class Fit:
                  checkpoint_dir: Optional[Union[str, os.PathLike]] = None, checkpoint_every: int = 50,
                  seed: int = 0, clip_spikes: Optional[float] = 10.0, progress: bool = False,
                  callbacks: Sequence[Callback] = (), resume: bool = False, spike_decay: float = 0.9,
-                 extra_state: Optional[Mapping[str, object]] = None, metadata: Optional[Mapping[str, object]] = None):
+                 extra_state: Optional[Mapping[str, object]] = None, metadata: Optional[Mapping[str, object]] = None,
+                 generator: Optional[torch.Generator] = None, global_rng: bool = True,
+                 strategy: Optional[Strategy] = None):
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable; got {type(loss_fn).__name__}")
         self.loss_fn = loss_fn
@@ -196,6 +231,11 @@ class Fit:
                                 f"{type(obj).__name__}")
         self.metadata = dict(metadata or {})
         _check_plain(self.metadata, "metadata")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
+        self.generator = generator if generator is not None else torch.Generator()
+        self.global_rng = bool(global_rng)
+        self.strategy = check_strategy(strategy)
         self.groups: Dict[str, ParamGroup] = self._check_groups(groups)
         self.optimizers = {name: self._make_optimizer(name, g) for name, g in self.groups.items()}
         self.spike_ema: Dict[str, Optional[float]] = {name: None for name in self.groups}
@@ -203,6 +243,7 @@ class Fit:
         self.logs: List[Dict[str, float]] = []
         self.steps_done = 0
         self._seeded = False
+        self._all_params = [p for g in self.groups.values() for p in g.params]
 
     # ------------------------------------------------------------------------------------------ set-up
 
@@ -263,10 +304,22 @@ class Fit:
         """``checkpoint_dir / "checkpoint.pt"``, or ``None`` without a ``checkpoint_dir``."""
         return None if self.checkpoint_dir is None else self.checkpoint_dir / CHECKPOINT_NAME
 
-    def state_dict(self) -> dict:
-        """Return everything a checkpoint holds (tensors are referenced, not copied)."""
-        rng = {"torch": torch.get_rng_state(),
-               "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    def rng_state(self) -> dict:
+        """Return this rank's random state: ``{"generator", "torch", "cuda"}`` (the last two ``None`` unless
+        ``global_rng``)."""
+        use_cuda = self.global_rng and torch.cuda.is_available()
+        return {"generator": self.generator.get_state(),
+                "torch": torch.get_rng_state() if self.global_rng else None,
+                "cuda": torch.cuda.get_rng_state_all() if use_cuda else None}
+
+    def state_dict(self, rng_states: Optional[Sequence[dict]] = None) -> dict:
+        """Return everything a checkpoint holds (tensors are referenced, not copied).
+
+        Args:
+            rng_states: every rank's :meth:`rng_state`, in rank order (as :meth:`save_checkpoint` gathers them);
+                default: this process's alone.
+        """
+        rng = {"ranks": [dict(r) for r in rng_states] if rng_states is not None else [self.rng_state()]}
         return {
             "format": _FORMAT,
             "steps_done": self.steps_done,
@@ -286,21 +339,32 @@ class Fit:
     def save_checkpoint(self) -> Path:
         """Write ``checkpoint_dir/checkpoint.pt`` atomically and return its path.
 
-        The state is written to a temporary file in the same folder, flushed and ``fsync``-ed, then renamed
-        over the old checkpoint with ``os.replace``: a crash at any point leaves either the old or the new
-        checkpoint, never a partial one.
+        Every rank calls it: the RNG states of all ranks are gathered (``strategy.gather_object``), the main
+        rank writes the file, then every rank waits for it (``strategy.barrier``). The state is written to a
+        temporary file in the same folder, flushed and ``fsync``-ed, then renamed over the old checkpoint with
+        ``os.replace``: a crash at any point leaves either the old or the new checkpoint, never a partial one.
 
         Returns:
             The checkpoint path.
         """
         if self.checkpoint_dir is None:
             raise ValueError("save_checkpoint needs a checkpoint_dir")
+        states = self.strategy.gather_object(self.rng_state())
+        if self.strategy.is_main:
+            if not isinstance(states, list) or len(states) != self.strategy.world_size:
+                raise RuntimeError(f"strategy.gather_object returned {_what(states)} on the main rank; expected a "
+                                   f"list of {self.strategy.world_size} RNG states")
+            self._write_checkpoint(self.state_dict(states))
+        self.strategy.barrier()
+        return self.checkpoint_path
+
+    def _write_checkpoint(self, state: dict) -> None:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         final = self.checkpoint_path
         fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", suffix=".tmp", dir=self.checkpoint_dir)
         try:
             with os.fdopen(fd, "wb") as f:
-                torch.save(self.state_dict(), f)
+                torch.save(state, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, final)
@@ -311,7 +375,6 @@ class Fit:
                 pass
             raise
         _fsync_dir(self.checkpoint_dir)
-        return final
 
     def load_checkpoint(self, path: Optional[Union[str, os.PathLike]] = None) -> int:
         """Restore the fit from a checkpoint, if there is one.
@@ -322,9 +385,14 @@ class Fit:
         Returns:
             The number of steps done after loading (0 when there is no checkpoint file).
 
+        Every rank reads the file and restores its own RNG state from it (``rng["ranks"][strategy.rank]``). A
+        checkpoint of format 1 (before per-rank states) holds no generator state: the generator then starts
+        from its seed, as in a fresh fit.
+
         Raises:
             CheckpointError: the file is not a valid checkpoint (:func:`read_checkpoint`), or it was written for
-                different groups (names, optimisers, shapes, dtypes) or extra state.
+                different groups (names, optimisers, shapes, dtypes), extra state, number of ranks or kind of
+                generator.
         """
         path = Path(path) if path is not None else self.checkpoint_path
         self._resume_pending = False
@@ -338,6 +406,19 @@ class Fit:
         missing = sorted(set(self.extra_state) - set(ckpt["extra"]))
         if missing:
             raise CheckpointError(f"checkpoint {path} has no state for extra_state[{missing[0]!r}]")
+        ranks, world, rank = ckpt["rng"]["ranks"], self.strategy.world_size, self.strategy.rank
+        if len(ranks) != world:
+            raise CheckpointError(f"checkpoint {path} was written by a fit over {len(ranks)} process(es) and this fit "
+                                  f"runs over {world}; resume it with {len(ranks)}")
+        mine = ranks[rank]
+        try:  # check the states on scratch generators before anything is restored
+            if mine["generator"] is not None:
+                torch.Generator(device=self.generator.device).set_state(mine["generator"])
+            if self.global_rng and mine["torch"] is not None:
+                torch.Generator().set_state(mine["torch"])
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {path}: the RNG state of rank {rank} does not fit this fit's "
+                                  f"generator on {self.generator.device} ({_first_line(exc)})") from None
         for name, g in self.groups.items():
             saved = ckpt["params"].get(name)
             if not isinstance(saved, list) or len(saved) != len(g.params):
@@ -364,9 +445,17 @@ class Fit:
         self.losses = list(ckpt["losses"])
         self.logs = [dict(log) for log in ckpt["logs"]]
         self.steps_done = ckpt["steps_done"]
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if ckpt["rng"]["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        if mine["generator"] is not None:
+            self.generator.set_state(mine["generator"])
+        else:
+            self.generator.manual_seed(self._rank_seed())
+        if self.global_rng:
+            if mine["torch"] is None:
+                torch.manual_seed(self._rank_seed())
+            else:
+                torch.set_rng_state(mine["torch"])
+                if mine["cuda"] is not None and torch.cuda.is_available():
+                    torch.cuda.set_rng_state_all(mine["cuda"])
         self._seeded = True
         return self.steps_done
 
@@ -389,11 +478,15 @@ class Fit:
         if self._resume_pending:
             self.load_checkpoint()
         if not self._seeded:
-            torch.manual_seed(self.seed)
+            seed = self._rank_seed()
+            self.generator.manual_seed(seed)
+            if self.global_rng:
+                torch.manual_seed(seed)
             self._seeded = True
         t0 = time.perf_counter()
         stopped = False
-        with LossProgress(self.steps, "fit", enabled=self.progress) as bar:
+        main = self.strategy.is_main
+        with LossProgress(self.steps, "fit", enabled=self.progress and main) as bar:
             if bar.bar is not None and self.steps_done:
                 bar.bar.update(self.steps_done)
             while self.steps_done < self.steps:
@@ -403,9 +496,12 @@ class Fit:
                 self.logs.append(log)
                 self.steps_done = step + 1
                 bar.update(loss)
-                for cb in self.callbacks:
-                    if cb(step, loss, log) is True:
-                        stopped = True
+                stop = False
+                if main:
+                    for cb in self.callbacks:
+                        if cb(step, loss, log) is True:
+                            stop = True
+                stopped = bool(self.strategy.any_rank(stop))
                 last = stopped or self.steps_done == self.steps
                 if self.checkpoint_dir is not None and (last or self.steps_done % self.checkpoint_every == 0):
                     self.save_checkpoint()
@@ -414,35 +510,60 @@ class Fit:
         return FitResult(list(self.losses), [dict(x) for x in self.logs], self.steps_done,
                          time.perf_counter() - t0, stopped)
 
+    def _rank_seed(self) -> int:
+        seed = self.strategy.rank_seed(self.seed)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"strategy.rank_seed must return an int; got {type(seed).__name__}")
+        return seed
+
+    def _diverged(self, error: Optional[FitDivergedError]) -> None:
+        """Raise this rank's ``error``, or another rank's divergence, on every rank together."""
+        message = self.strategy.combine_divergence(None if error is None else str(error))
+        if error is not None:
+            raise error
+        if message is not None:
+            raise FitDivergedError(str(message))
+
     def _step(self, step: int) -> Tuple[float, Dict[str, float]]:
         for g in self.groups.values():
             for p in g.params:
                 p.grad = None
-        out = self.loss_fn(step)
-        extra: Mapping[str, float] = {}
-        if isinstance(out, tuple):
-            if len(out) != 2 or not isinstance(out[1], Mapping):
-                raise TypeError("loss_fn must return a loss tensor or (loss, dict of floats)")
-            out, extra = out
-        if not isinstance(out, torch.Tensor) or out.numel() != 1:
-            raise TypeError(f"loss_fn must return a scalar tensor; got {getattr(out, 'shape', type(out).__name__)}")
-        if not out.requires_grad:
-            raise ValueError(f"the loss at step {step} does not depend on any parameter (requires_grad is False)")
-        loss = float(out.detach())
-        if not math.isfinite(loss):
-            last = f"; last finite loss {self.losses[-1]:.6g} at step {step - 1}" if self.losses else ""
-            raise FitDivergedError(f"loss is {loss} at step {step}{last}")
+        error: Optional[FitDivergedError] = None
+        try:
+            out = self.loss_fn(step)
+        except FitDivergedError as exc:  # raised on every rank together, below
+            error = exc
+        loss, extra = math.nan, {}
+        if error is None:
+            if isinstance(out, tuple):
+                if len(out) != 2 or not isinstance(out[1], Mapping):
+                    raise TypeError("loss_fn must return a loss tensor or (loss, dict of floats)")
+                out, extra = out
+            if not isinstance(out, torch.Tensor) or out.numel() != 1:
+                raise TypeError(f"loss_fn must return a scalar tensor; got "
+                                f"{getattr(out, 'shape', type(out).__name__)}")
+            if not out.requires_grad:
+                raise ValueError(f"the loss at step {step} does not depend on any parameter (requires_grad is False)")
+            loss = float(out.detach())
+            if not math.isfinite(loss):
+                last = f"; last finite loss {self.losses[-1]:.6g} at step {step - 1}" if self.losses else ""
+                error = FitDivergedError(f"loss is {loss} at step {step}{last}")
+        self._diverged(error)
+        loss, log = self.strategy.reduce_log(loss, {k: float(v) for k, v in extra.items()})
+        loss, log = float(loss), dict(log)
         out.backward()
-        log = {k: float(v) for k, v in extra.items()}
+        self.strategy.reduce_gradients(self._all_params)
 
         grads = [(name, k, p) for name, g in self.groups.items() for k, p in enumerate(g.params) if p.grad is not None]
         if grads and not bool(torch.stack([torch.isfinite(p.grad).all() for _, _, p in grads]).all()):
             for name, k, p in grads:
                 if not bool(torch.isfinite(p.grad).all()):
                     bad = int((~torch.isfinite(p.grad)).sum())
-                    raise FitDivergedError(f"gradient of group {name!r} parameter {k} has {bad} NaN/Inf values of "
-                                           f"{p.grad.numel()} at step {step}; the parameter (still finite) has "
-                                           f"{_stats(p.detach())}")
+                    error = FitDivergedError(f"gradient of group {name!r} parameter {k} has {bad} NaN/Inf values of "
+                                             f"{p.grad.numel()} at step {step}; the parameter (still finite) has "
+                                             f"{_stats(p.detach())}")
+                    break
+        self._diverged(error)
 
         active = [name for name, g in self.groups.items() if step >= g.start]
         norms = {}
@@ -489,10 +610,12 @@ class Fit:
             for name, k, p in stepped:
                 if not bool(torch.isfinite(p).all()):
                     s = before[name][k].tolist()
-                    raise FitDivergedError(
+                    error = FitDivergedError(
                         f"parameter {k} of group {name!r} became NaN/Inf after the optimiser step at step {step} "
                         f"(lr {log[f'lr/{name}']:.3g}); before the step it had min {s[0]:.6g}, max {s[1]:.6g}, "
                         f"mean {s[2]:.6g}, norm {s[3]:.6g}")
+                    break
+        self._diverged(error)
         return loss, log
 
 
@@ -510,7 +633,9 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
     Returns:
         The checkpoint dict: ``format``, ``steps_done``, ``fingerprint`` (as :meth:`Fit.fingerprint` returns it),
         ``params``, ``optimizers``, ``spike_ema``, ``losses``, ``logs``, ``rng``, ``seed``, ``extra``, ``steps``
-        (``None`` in checkpoints of older versions) and ``metadata`` (``{}`` likewise).
+        (``None`` in checkpoints of older versions) and ``metadata`` (``{}`` likewise). ``rng["ranks"]`` lists
+        every rank's :meth:`Fit.rng_state` in rank order; a format-1 file's single global state is returned as
+        ``{"ranks": [{"generator": None, "torch": ..., "cuda": ...}]}``.
 
     Raises:
         CheckpointError: the file is missing, empty, truncated, not a checkpoint, unsafe, or has a key of the
@@ -527,8 +652,9 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
     except Exception as exc:  # noqa: BLE001 - any failure to unpickle is a bad file, reported in one line
         raise CheckpointError(f"{path}: not a readable lumigrad checkpoint ({type(exc).__name__}: "
                               f"{_first_line(exc)})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT:
-        raise CheckpointError(f"{path} is not a lumigrad Fit checkpoint (format {_FORMAT})")
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in _FORMATS:
+        raise CheckpointError(f"{path} is not a lumigrad Fit checkpoint (format "
+                              f"{' or '.join(str(f) for f in _FORMATS)})")
 
     def need(key, ok, what):
         if key not in ckpt or not ok(ckpt[key]):
@@ -553,9 +679,15 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
     need("logs", lambda v: isinstance(v, list) and all(
         isinstance(x, dict) and all(isinstance(k, str) and is_float(y) for k, y in x.items()) for x in v),
         "a list of dicts of name -> float")
-    need("rng", lambda v: isinstance(v, dict) and isinstance(v.get("torch"), torch.Tensor)
-         and v["torch"].dtype == torch.uint8 and (v.get("cuda") is None or isinstance(v["cuda"], list)),
-         "a dict with the torch RNG state (a uint8 tensor)")
+    if ckpt["format"] == 1:
+        need("rng", lambda v: isinstance(v, dict) and _is_state(v.get("torch")) and _is_cuda_states(v.get("cuda")),
+             "a dict with the torch RNG state (a uint8 tensor)")
+        ckpt["rng"] = {"ranks": [{"generator": None, "torch": ckpt["rng"]["torch"], "cuda": ckpt["rng"].get("cuda")}]}
+    need("rng", lambda v: isinstance(v, dict) and isinstance(v.get("ranks"), list) and v["ranks"] and all(
+        isinstance(r, dict) and {"generator", "torch", "cuda"} <= set(r) and (r["generator"] is None or
+        _is_state(r["generator"])) and (r["torch"] is None or _is_state(r["torch"])) and _is_cuda_states(r["cuda"])
+        for r in v["ranks"]), "a dict with a non-empty list 'ranks' of {generator, torch, cuda} RNG states "
+        "(uint8 tensors or None)")
     need("seed", is_int, "an int")
     ckpt.setdefault("extra", {})
     need("extra", lambda v: isinstance(v, dict), "a dict of name -> state")
@@ -568,6 +700,14 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
                               f"{len(ckpt['losses'])} losses and {len(ckpt['logs'])} logs")
     ckpt["fingerprint"] = [(n, o, [(tuple(s), d) for s, d in ps]) for n, o, ps in ckpt["fingerprint"]]
     return ckpt
+
+
+def _is_state(v) -> bool:
+    return isinstance(v, torch.Tensor) and v.dtype == torch.uint8 and v.dim() == 1
+
+
+def _is_cuda_states(v) -> bool:
+    return v is None or (isinstance(v, list) and all(_is_state(x) for x in v))
 
 
 def _is_fingerprint(v) -> bool:
