@@ -42,6 +42,7 @@ class Problem:
     initial_values: Dict[str, torch.Tensor] = field(default_factory=dict)
     adversary: Optional[object] = None  # an AdversarialLoss when [loss] adversarial > 0
     target_geometry: Optional[torch.Tensor] = None  # [N, H, W, 4] depth and normal, for the depth / normal terms
+    generator: torch.Generator = field(default_factory=torch.Generator)  # per-step views; Fit seeds, checkpoints it
     _scaled: Dict[Tuple[str, int, int], torch.Tensor] = field(default_factory=dict)
 
     @property
@@ -108,7 +109,7 @@ class Problem:
         n = len(camera)
         k = self.config.fit.views_per_step
         if 0 < k < n:
-            index = torch.randperm(n)[:k]
+            index = torch.randperm(n, generator=self.generator)[:k]
             camera = camera[index]
         scale = self.resolution_scale(step)
         if scale != 1.0:
@@ -181,9 +182,8 @@ def build_problem(config: FitConfig, device: torch.device = torch.device("cpu"))
     if "adversarial" in config.loss:
         from ..losses.adversarial import AdversarialLoss, PatchDiscriminator
 
-        with torch.random.fork_rng():
-            torch.manual_seed(config.fit.seed)  # the same discriminator every run: resumable, reproducible
-            problem.adversary = AdversarialLoss(PatchDiscriminator(3).to(device))
+        seeded = torch.Generator().manual_seed(config.fit.seed)  # the same discriminator every run, on every rank
+        problem.adversary = AdversarialLoss(PatchDiscriminator(3, generator=seeded).to(device))
     return problem
 
 

@@ -2,7 +2,8 @@
 
 The optimisation is a :class:`~lumigrad.optim.Fit` with one :class:`~lumigrad.optim.ParamGroup` per
 ``[[optimize]]`` table, checkpointing into ``OUT/checkpoint/`` so that an interrupted fit resumes bit for
-bit (``resume=True``). Parameter and shape errors against the truth are logged every ``record_every`` steps
+bit (``resume=True``). Its random numbers (the views of a step) come from the problem's own generator, which
+the fit seeds with ``[fit] seed`` and checkpoints; torch's global RNG is neither read nor changed. Parameter and shape errors against the truth are logged every ``record_every`` steps
 through the loss function's log, so they are part of the checkpoint and the curves survive a resume.
 
 The output folder is held by one fit at a time and its checkpoint is tied to the configuration
@@ -21,12 +22,13 @@ import torch
 
 from .._checks import resolve_device
 from ..optim.fit import CHECKPOINT_NAME, Fit, FitDivergedError, ParamGroup, cosine_schedule, read_checkpoint
+from ..optim.strategy import Strategy
 from .config import ConfigError, FitConfig, load_config
 from .metrics import image_metrics, parameter_errors, shape_error_pct
 from .problem import Problem, build_problem
 from .run_folder import RunFolder, config_identity, describe_differences
 
-__all__ = ["FitOutcome", "run_fit"]
+__all__ = ["FitOutcome", "make_fit", "run_fit"]
 
 SHAPE_KEY = "shape_error_pct"
 
@@ -138,11 +140,8 @@ def _run(config: FitConfig, folder: RunFolder, identity, resume: bool, progress:
         initial_images = problem.render_views()
     measure_shape = problem.truth is not None and bool(problem.fitted_meshes())
     initial_shape = shape_error_pct(problem.scene, problem.truth) if measure_shape else None
-    fit = Fit(_logged_loss(problem), _groups(problem), steps=config.fit.steps, checkpoint_dir=folder.checkpoint_dir,
-              checkpoint_every=config.fit.checkpoint_every, seed=config.fit.seed,
-              clip_spikes=config.fit.clip_spikes, progress=progress, resume=resume,
-              extra_state={"adversary": problem.adversary} if problem.adversary is not None else None,
-              metadata={"config": identity})
+    fit = make_fit(problem, checkpoint_dir=folder.checkpoint_dir, resume=resume, progress=progress,
+                   metadata={"config": identity})
     result = fit.run()
     with torch.no_grad():
         problem.apply(result.steps_done)
@@ -157,6 +156,28 @@ def _run(config: FitConfig, folder: RunFolder, identity, resume: bool, progress:
                            run_log=folder.log_lines())
     folder.log(f"finished: {result.steps_done} steps, report {report.name}")
     return FitOutcome(out, metrics, report)
+
+
+def make_fit(problem: Problem, *, checkpoint_dir: Optional[Union[str, Path]] = None, resume: bool = False,
+             progress: bool = False, metadata: Optional[Dict] = None, strategy: Optional[Strategy] = None) -> Fit:
+    """The :class:`~lumigrad.optim.Fit` that ``run_fit`` runs for ``problem``: one group per ``[[optimize]]``
+    table, the ``[fit]`` settings, the adversary's state checkpointed, and the problem's generator as the fit's
+    (seeded with ``[fit] seed``, checkpointed; ``global_rng=False``: torch's global RNG is left alone).
+
+    Args:
+        problem: from :func:`~lumigrad.fitting.problem.build_problem`.
+        checkpoint_dir: folder for the checkpoint, or ``None`` for none.
+        resume: continue from the checkpoint in ``checkpoint_dir``, if there is one.
+        progress: show a progress bar.
+        metadata: plain data written into every checkpoint.
+        strategy: how the fit spans processes (:class:`~lumigrad.optim.Strategy`); default one process.
+    """
+    config = problem.config
+    return Fit(_logged_loss(problem), _groups(problem), steps=config.fit.steps, checkpoint_dir=checkpoint_dir,
+               checkpoint_every=config.fit.checkpoint_every, seed=config.fit.seed,
+               clip_spikes=config.fit.clip_spikes, progress=progress, resume=resume,
+               extra_state={"adversary": problem.adversary} if problem.adversary is not None else None,
+               metadata=metadata, generator=problem.generator, global_rng=False, strategy=strategy)
 
 
 def _groups(problem: Problem) -> Dict[str, ParamGroup]:
