@@ -3,8 +3,9 @@
 The optimisation is a :class:`~lumigrad.optim.Fit` with one :class:`~lumigrad.optim.ParamGroup` per
 ``[[optimize]]`` table, checkpointing into ``OUT/checkpoint/`` so that an interrupted fit resumes bit for
 bit (``resume=True``). Its random numbers (the views of a step) come from the problem's own generator, which
-the fit seeds with ``[fit] seed`` and checkpoints; torch's global RNG is neither read nor changed. Parameter and shape errors against the truth are logged every ``record_every`` steps
-through the loss function's log, so they are part of the checkpoint and the curves survive a resume.
+the fit seeds with ``[fit] seed`` and checkpoints; torch's global RNG is neither read nor changed. Parameter
+and shape errors against the truth are logged every ``record_every`` steps through the loss function's log, so
+they are part of the checkpoint and the curves survive a resume.
 
 The output folder is held by one fit at a time and its checkpoint is tied to the configuration
 (:mod:`lumigrad.fitting.run_folder`): a second fit into the same folder, a resume with another configuration
