@@ -48,46 +48,73 @@ def frame_from_axis(axis: torch.Tensor) -> torch.Tensor:
     return torch.stack([t, torch.linalg.cross(n, t), n])
 
 
-def _bin_directions(frame: torch.Tensor, n_cos: int, n_phi: int, quad: int):
-    """Gauss-Legendre nodes of every bin: world directions ``[n_cos, n_phi, q*q, 3]`` and weights ``[q*q]``
-    (the weights sum to each bin's solid angle)."""
+def _bin_directions(frame: torch.Tensor, n_cos: int, n_phi: int, quad: int, theta_bins: bool = False):
+    """Gauss-Legendre nodes of every bin: world directions ``[n_cos, n_phi, q*q, 3]`` and weights
+    ``[n_cos or 1, 1, q*q]`` (the weights sum to each bin's solid angle). Bins are uniform in ``cos theta``, or
+    in ``theta`` with ``theta_bins`` (to align them with an equirectangular map's rows)."""
     x, w = np.polynomial.legendre.leggauss(quad)
     x, w = torch.tensor(x, dtype=DT), torch.tensor(w, dtype=DT)
-    d_cos, d_phi = 2.0 / n_cos, 2 * math.pi / n_phi
-    cos = -1 + (torch.arange(n_cos, dtype=DT)[:, None] + 0.5 * (x[None] + 1)) * d_cos  # [n_cos, q]
+    d_phi = 2 * math.pi / n_phi
     phi = (torch.arange(n_phi, dtype=DT)[:, None] + 0.5 * (x[None] + 1)) * d_phi  # [n_phi, q]
+    if theta_bins:
+        d_theta = math.pi / n_cos
+        theta = math.pi - (torch.arange(n_cos, dtype=DT)[:, None] + 0.5 * (x[None] + 1)) * d_theta  # cos rising
+        cos, jac = torch.cos(theta), torch.sin(theta) * (0.5 * d_theta)  # [n_cos, q]
+    else:
+        d_cos = 2.0 / n_cos
+        cos = -1 + (torch.arange(n_cos, dtype=DT)[:, None] + 0.5 * (x[None] + 1)) * d_cos  # [n_cos, q]
+        jac = torch.full_like(cos, 0.5 * d_cos)
     c = cos[:, None, :, None].expand(n_cos, n_phi, quad, quad)
     p = phi[None, :, None, :].expand(n_cos, n_phi, quad, quad)
     s = (1 - c * c).clamp_min(0).sqrt()
     local = torch.stack([s * torch.cos(p), s * torch.sin(p), c], -1).reshape(n_cos, n_phi, quad * quad, 3)
-    weights = (w[:, None] * w[None, :]).reshape(-1) * (0.5 * d_cos) * (0.5 * d_phi)
+    weights = ((w * jac)[:, :, None] * w[None, None, :]).reshape(n_cos, 1, -1) * (0.5 * d_phi)
     return local @ frame, weights
 
 
 def integrate_sphere(pdf_fn: Callable[[torch.Tensor], torch.Tensor], frame: Optional[torch.Tensor] = None,
-                     n_cos: int = 40, n_phi: int = 80, quad: int = 8) -> torch.Tensor:
-    """``[n_cos, n_phi]`` integrals of ``pdf_fn(dirs [M, 3]) -> [M]`` over the bins of the sphere."""
+                     n_cos: int = 40, n_phi: int = 80, quad: int = 8, theta_bins: bool = False,
+                     refine: int = 0) -> torch.Tensor:
+    """``[n_cos, n_phi]`` integrals of ``pdf_fn(dirs [M, 3]) -> [M]`` over the bins of the sphere.
+
+    With ``refine``, bins that straddle the edge of the density's support (some nodes zero, some not: a
+    lamp's silhouette, where Gauss-Legendre converges slowly) are integrated again with ``refine`` nodes per
+    axis."""
     frame = torch.eye(3, dtype=DT) if frame is None else frame
-    dirs, weights = _bin_directions(frame, n_cos, n_phi, quad)
+    dirs, weights = _bin_directions(frame, n_cos, n_phi, quad, theta_bins)
     values = pdf_fn(dirs.reshape(-1, 3)).reshape(n_cos, n_phi, -1)
-    return (values * weights).sum(-1)
+    out = (values * weights).sum(-1)
+    if refine:
+        edge = ((values == 0).any(-1) & (values != 0).any(-1)).nonzero()
+        if edge.shape[0]:
+            fine_dirs, fine_weights = _bin_directions(frame, n_cos, n_phi, refine, theta_bins)
+            picked = fine_dirs[edge[:, 0], edge[:, 1]]  # [E, refine^2, 3]
+            w = fine_weights[edge[:, 0] if fine_weights.shape[0] > 1 else 0, 0]
+            v = pdf_fn(picked.reshape(-1, 3)).reshape(picked.shape[:2])
+            out[edge[:, 0], edge[:, 1]] = (v * w).sum(-1)
+    return out
 
 
 def chi2_sphere(sample_fn: Callable[[int], Tuple[torch.Tensor, torch.Tensor]],
                 pdf_fn: Callable[[torch.Tensor], torch.Tensor], *, samples: int = 200_000,
                 frame: Optional[torch.Tensor] = None, n_cos: int = 20, n_phi: int = 40, quad: int = 10,
-                min_expected: float = 5.0) -> ChiSquareResult:
+                min_expected: float = 5.0, theta_bins: bool = False, refine: int = 0) -> ChiSquareResult:
     """Run the test: ``sample_fn(N) -> (dirs [N, 3], valid [N])``, ``pdf_fn(dirs [M, 3]) -> [M]``."""
     frame = torch.eye(3, dtype=DT) if frame is None else frame
     dirs, valid = sample_fn(samples)
     dirs, valid = dirs.detach().to(DT), valid.reshape(-1)
     local = dirs[valid] @ frame.T
     local = local / local.norm(dim=-1, keepdim=True)
-    i = ((local[:, 2].clamp(-1, 1) + 1) / 2 * n_cos).long().clamp(0, n_cos - 1)
+    z = local[:, 2].clamp(-1, 1)
+    if theta_bins:  # bin 0 holds theta near pi (cos = -1), as with cos bins
+        i = ((math.pi - torch.acos(z)) / math.pi * n_cos).long().clamp(0, n_cos - 1)
+    else:
+        i = ((z + 1) / 2 * n_cos).long().clamp(0, n_cos - 1)
     j = (torch.remainder(torch.atan2(local[:, 1], local[:, 0]), 2 * math.pi) / (2 * math.pi) * n_phi).long()
     j = j.clamp(0, n_phi - 1)
     observed = torch.bincount(i * n_phi + j, minlength=n_cos * n_phi).to(DT).reshape(n_cos, n_phi)
-    expected = integrate_sphere(lambda d: pdf_fn(d).reshape(-1).to(DT).detach(), frame, n_cos, n_phi, quad)
+    expected = integrate_sphere(lambda d: pdf_fn(d).reshape(-1).to(DT).detach(), frame, n_cos, n_phi, quad,
+                                theta_bins, refine)
     expected = expected * samples
     invalid_obs = int((~valid).sum())
     invalid_exp = float(samples - expected.sum())

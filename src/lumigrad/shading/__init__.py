@@ -10,6 +10,7 @@ from .brdf import (ALPHA_MIN, BSDFSample, cook_torrance, f0_from_ior, fresnel_sc
                    smith_ggx_correlated_visibility)
 from .bsdf import BSDF, DiffuseBSDF, MetallicRoughnessBSDF
 from .deferred import shade_direct, shade_environment
+from .emitters import DirectionSample, Emitter
 from .envmap import direction_to_equirect, envmap_lookup, prefilter_ggx, split_sum_lut
 from .image_formation import (form_image, gamma_encode, srgb_decode, srgb_encode, tonemap,
                               vignetting_falloff)
@@ -21,7 +22,8 @@ from .surface import SurfaceSample
 from .tangents import perturb_normal, vertex_tangents
 
 __all__ = [
-    "ALPHA_MIN", "AreaLightPoints", "BSDF", "BSDFSample", "DiffuseBSDF", "LightSample", "MIN_LIGHT_DISTANCE", "Material", "SH_COSINE_LOBE",
+    "ALPHA_MIN", "AreaLightPoints", "BSDF", "BSDFSample", "DiffuseBSDF", "DirectionSample", "Emitter",
+    "LightSample", "MIN_LIGHT_DISTANCE", "Material", "SH_COSINE_LOBE",
     "area_light", "area_light_samples", "cook_torrance", "direction_to_equirect", "directional_light",
     "envmap_lookup", "equirect_directions", "f0_from_ior", "form_image", "fresnel_schlick", "gamma_encode",
     "ggx_distribution", "lambert", "metallic_roughness", "metallic_roughness_pdf", "metallic_roughness_sample",
