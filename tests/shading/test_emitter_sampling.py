@@ -266,3 +266,34 @@ def test_emitter_sampling_refuses_bad_input():
         envmap_sample_direct(_env(), X, torch.zeros(4, 3, dtype=DT))
     with pytest.raises(ValueError, match="wi must have shape"):
         lg.PointLight([0.0, 1.0, 0.0]).eval(torch.zeros(2, 3), torch.zeros(2, 2))
+
+
+# ---------------------------------------------------------------------------------------- BSDF x emitter
+def test_mis_direct_lighting_agrees_with_the_raster_quadrature():
+    # Next-event estimation weighted against BSDF sampling by the power heuristic (the docs' example): the
+    # Monte Carlo estimate of the light reflected towards wo equals deferred shading with a fine quadrature.
+    n = 8192
+    normal = torch.tensor([0.0, 1.0, 0.0], dtype=DT)
+    si = lg.shading.SurfaceSample(position=torch.zeros(n, 3, dtype=DT), normal=normal.expand(n, 3),
+                                  wo=torch.tensor([0.0, 1.0, 1.0], dtype=DT).expand(n, 3),
+                                  base_color=torch.tensor([0.8, 0.6, 0.4], dtype=DT).expand(n, 3),
+                                  roughness=torch.full((n, 1), 0.4, dtype=DT), metallic=torch.zeros(n, 1, dtype=DT))
+    lamp = lg.AreaLight(torch.tensor([[-1, 2, -1], [1, 2, -1], [1, 2, 1], [-1, 2, 1]], dtype=DT),
+                        torch.tensor([[0, 1, 2], [0, 2, 3]]), torch.tensor([5.0, 5.0, 5.0], dtype=DT))
+    bsdf = lg.shading.MetallicRoughnessBSDF()
+    u = torch.rand(n, 5, generator=_gen(12), dtype=DT)
+    ls = lamp.sample_direct(si.position, u[:, :2])
+    mis = ls.pdf ** 2 / (ls.pdf ** 2 + bsdf.pdf(si, ls.wi) ** 2).clamp_min(1e-300)
+    from_light = bsdf.eval(si, ls.wi) * (ls.wi @ normal).clamp_min(0)[:, None] * ls.weight * mis
+    bs = bsdf.sample(si, u[:, 2:3], u[:, 3:])
+    p_light = lamp.pdf(si.position, bs.wi)
+    mis = bs.pdf ** 2 / (bs.pdf ** 2 + p_light ** 2).clamp_min(1e-300)
+    from_bsdf = bs.weight * lamp.eval(si.position, bs.wi) * mis
+    estimate = from_light + from_bsdf
+    raster = lg.shading.shade_direct(si.position[:1], normal[None], si.wo[:1],
+                                     {"base_color": si.base_color[:1], "roughness": si.roughness[:1],
+                                      "metallic": si.metallic[:1]},
+                                     lg.shading.area_light(si.position[:1], lamp.verts, lamp.faces, lamp.radiance,
+                                                           samples_per_face=1024))[0]
+    err = estimate.std(0) / math.sqrt(n)
+    assert bool(((estimate.mean(0) - raster).abs() < 4 * err + 1e-3 * raster).all()), (estimate.mean(0), raster, err)
