@@ -316,7 +316,8 @@ class EnvironmentLight(_TensorFields):
         return envmap_lookup(self.radiance, wi.expand(batch + (3,)))
 
     def pdf(self, ref_points: torch.Tensor, wi: torch.Tensor) -> torch.Tensor:
-        """Density ``[..., 1]`` of :meth:`sample_direct` picking ``wi`` (:func:`lumigrad.shading.emitters.envmap_pdf`)."""
+        """Density ``[..., 1]`` of :meth:`sample_direct` picking ``wi``
+        (:func:`lumigrad.shading.emitters.envmap_pdf`)."""
         return envmap_pdf(self.radiance, ref_points, wi)
 
 

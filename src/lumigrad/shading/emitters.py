@@ -155,10 +155,11 @@ def area_light_sample_direct(ref_points: torch.Tensor, verts: torch.Tensor, face
     Example: a unit square 1 above the origin facing down; from the origin its solid angle is
     ``4 atan(1 / (4 sqrt(1.5)))`` whatever ``u``::
 
-        >>> verts = torch.tensor([[-.5, -.5, 1], [.5, -.5, 1], [.5, .5, 1], [-.5, .5, 1]], dtype=torch.float64)
+        >>> f64 = torch.float64
+        >>> verts = torch.tensor([[-.5, -.5, 1], [.5, -.5, 1], [.5, .5, 1], [-.5, .5, 1]], dtype=f64)
         >>> faces = torch.tensor([[0, 2, 1], [0, 3, 2]])
-        >>> s = area_light_sample_direct(torch.zeros(3, dtype=torch.float64), verts, faces,
-        ...                              torch.ones(1, dtype=torch.float64), torch.tensor([0.3, 0.6], dtype=torch.float64))
+        >>> s = area_light_sample_direct(torch.zeros(3, dtype=f64), verts, faces, torch.ones(1, dtype=f64),
+        ...                              torch.tensor([0.3, 0.6], dtype=f64))
         >>> round(1 / s.pdf.item(), 9) == round(4 * math.atan(1 / (4 * math.sqrt(1.5))), 9)
         True
     """
@@ -198,9 +199,10 @@ def area_light_eval(ref_points: torch.Tensor, wi: torch.Tensor, verts: torch.Ten
 
     Example: straight up into the square of :func:`area_light_sample_direct`'s example::
 
-        >>> verts = torch.tensor([[-.5, -.5, 1], [.5, -.5, 1], [.5, .5, 1], [-.5, .5, 1]], dtype=torch.float64)
-        >>> area_light_eval(torch.zeros(3, dtype=torch.float64), torch.tensor([0, 0, 1.0], dtype=torch.float64),
-        ...                 verts, torch.tensor([[0, 2, 1], [0, 3, 2]]), torch.tensor([2.0], dtype=torch.float64)).tolist()
+        >>> f64 = torch.float64
+        >>> verts = torch.tensor([[-.5, -.5, 1], [.5, -.5, 1], [.5, .5, 1], [-.5, .5, 1]], dtype=f64)
+        >>> area_light_eval(torch.zeros(3, dtype=f64), torch.tensor([0, 0, 1.0], dtype=f64), verts,
+        ...                 torch.tensor([[0, 2, 1], [0, 3, 2]]), torch.tensor([2.0], dtype=f64)).tolist()
         [2.0]
     """
     x, batch = _check_area_args(ref_points, verts, faces, radiance, two_sided, "area", wi=wi)
