@@ -3,13 +3,18 @@
 Each direct light has ``samples(x) -> List[LightSample]`` for :func:`lumigrad.shading.shade_direct`;
 environment lights give SH coefficients (diffuse) and pre-filtered maps (glossy) for
 :func:`lumigrad.shading.shade_environment`. ``parameters()`` names every tensor, for :class:`Scene`.
+
+For Monte Carlo integrators every light but :class:`SHLight` is also a :class:`lumigrad.shading.Emitter`:
+``sample_direct(ref_points, u)``, ``eval(ref_points, wi)``, ``pdf(ref_points, wi)`` and ``is_delta``
+(functional ops in :mod:`lumigrad.shading.emitters`). Point, spot and directional lights return their delta
+sample; area lights sample by solid angle (or by area) and environment lights by luminance.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import ClassVar, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -17,7 +22,9 @@ from .._checks import (check_channels, check_mesh, check_number, check_positive_
                        check_texture_layout)
 from ..limits import check_pixel_samples
 from ..shading.area_light import area_light
-from ..shading.envmap import check_env_size, prefilter_ggx
+from ..shading.emitters import (DirectionSample, area_light_eval, area_light_pdf, area_light_sample_direct,
+                                delta_direction_sample, envmap_pdf, envmap_sample_direct)
+from ..shading.envmap import check_env_size, envmap_lookup, prefilter_ggx
 from ..shading.lights import LightSample, directional_light, point_light, spot_light
 from ..shading.sh import sh_project_equirect
 
@@ -63,8 +70,40 @@ class _TensorFields:
         return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
 
 
+def _emitter_batch(ref_points: torch.Tensor, wi: torch.Tensor, like: torch.Tensor) -> torch.Size:
+    """Batch dims of an emitter query (structural checks only, no host sync)."""
+    check_tensor(ref_points, "ref_points", trailing=(3,), floating=True, device=like.device)
+    check_tensor(wi, "wi", trailing=(3,), floating=True, device=like.device)
+    try:
+        return torch.broadcast_shapes(ref_points.shape[:-1], wi.shape[:-1])
+    except RuntimeError:
+        raise ValueError(f"wi has batch dims {tuple(wi.shape[:-1])}, which do not broadcast with ref_points' "
+                         f"{tuple(ref_points.shape[:-1])}") from None
+
+
+class _DeltaEmitter:
+    """The :class:`lumigrad.shading.Emitter` methods of a delta light (point, spot, directional)."""
+
+    is_delta: ClassVar[bool] = True
+
+    def sample_direct(self, ref_points: torch.Tensor, u: Optional[torch.Tensor] = None) -> DirectionSample:
+        """The light's one delta sample at ``ref_points [..., 3]`` (``u`` is unused): ``weight`` is the
+        irradiance ``L`` of :meth:`samples`, ``pdf = 1``, ``is_delta = True``."""
+        return delta_direction_sample(self.samples(ref_points)[0])
+
+    def eval(self, ref_points: torch.Tensor, wi: torch.Tensor) -> torch.Tensor:
+        """Zeros ``[..., C]``: no direction hits a delta light."""
+        batch = _emitter_batch(ref_points, wi, self.color)
+        return self.color.new_zeros(batch + self.color.shape[-1:])
+
+    def pdf(self, ref_points: torch.Tensor, wi: torch.Tensor) -> torch.Tensor:
+        """Zeros ``[..., 1]``: BSDF sampling never picks a delta light's direction."""
+        batch = _emitter_batch(ref_points, wi, self.color)
+        return self.color.new_zeros(batch + (1,))
+
+
 @dataclass
-class PointLight(_TensorFields):
+class PointLight(_TensorFields, _DeltaEmitter):
     """A point light (glTF ``KHR_lights_punctual`` "point"): ``intensity * color`` W/sr-like, inverse square."""
 
     position: torch.Tensor
@@ -84,7 +123,7 @@ class PointLight(_TensorFields):
 
 
 @dataclass
-class SpotLight(_TensorFields):
+class SpotLight(_TensorFields, _DeltaEmitter):
     """A glTF spot light: a point light inside a cone with a smooth edge between the two angles (radians)."""
 
     position: torch.Tensor
@@ -119,7 +158,7 @@ class SpotLight(_TensorFields):
 
 
 @dataclass
-class DirectionalLight(_TensorFields):
+class DirectionalLight(_TensorFields, _DeltaEmitter):
     """A distant light shining along ``direction`` with ``irradiance * color`` (W/m^2-like, lux in glTF)."""
 
     direction: torch.Tensor
@@ -174,6 +213,24 @@ class AreaLight(_TensorFields):
     def samples(self, x: torch.Tensor) -> List[LightSample]:
         return area_light(x, self.verts, self.faces, self.radiance, samples_per_face=self.samples_per_face,
                           two_sided=self.two_sided)
+
+    is_delta: ClassVar[bool] = False
+
+    def sample_direct(self, ref_points: torch.Tensor, u: torch.Tensor, *,
+                      method: str = "solid_angle") -> DirectionSample:
+        """A point of the lamp seen from ``ref_points [..., 3]``, from ``u [..., 2]``: by solid angle (default)
+        or by area (:func:`lumigrad.shading.emitters.area_light_sample_direct`)."""
+        return area_light_sample_direct(ref_points, self.verts, self.faces, self.radiance, u,
+                                        two_sided=self.two_sided, method=method)
+
+    def eval(self, ref_points: torch.Tensor, wi: torch.Tensor) -> torch.Tensor:
+        """Radiance ``[..., C]`` arriving from direction ``wi`` (:func:`lumigrad.shading.emitters.area_light_eval`)."""
+        return area_light_eval(ref_points, wi, self.verts, self.faces, self.radiance, two_sided=self.two_sided)
+
+    def pdf(self, ref_points: torch.Tensor, wi: torch.Tensor, *, method: str = "solid_angle") -> torch.Tensor:
+        """Density ``[..., 1]`` of :meth:`sample_direct` picking ``wi`` with the same ``method``
+        (:func:`lumigrad.shading.emitters.area_light_pdf`)."""
+        return area_light_pdf(ref_points, wi, self.verts, self.faces, two_sided=self.two_sided, method=method)
 
 
 @dataclass
@@ -245,6 +302,23 @@ class EnvironmentLight(_TensorFields):
 
     def prefiltered(self) -> torch.Tensor:
         return prefilter_ggx(self.radiance, list(self.roughness_levels), size=tuple(self.prefilter_size))
+
+    is_delta: ClassVar[bool] = False
+
+    def sample_direct(self, ref_points: torch.Tensor, u: torch.Tensor) -> DirectionSample:
+        """A direction drawn by luminance from ``u [..., 2]`` (:func:`lumigrad.shading.emitters.envmap_sample_direct`
+        of ``scale * texels``); ``distance = +inf``."""
+        return envmap_sample_direct(self.radiance, ref_points, u)
+
+    def eval(self, ref_points: torch.Tensor, wi: torch.Tensor) -> torch.Tensor:
+        """Radiance ``[..., C]`` of the map in direction ``wi`` (bilinear, as the rendered background)."""
+        batch = _emitter_batch(ref_points, wi, self.texels)
+        return envmap_lookup(self.radiance, wi.expand(batch + (3,)))
+
+    def pdf(self, ref_points: torch.Tensor, wi: torch.Tensor) -> torch.Tensor:
+        """Density ``[..., 1]`` of :meth:`sample_direct` picking ``wi``
+        (:func:`lumigrad.shading.emitters.envmap_pdf`)."""
+        return envmap_pdf(self.radiance, ref_points, wi)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from ..shading.deferred import shade_direct_unchecked, shade_environment_uncheck
 from ..shading.envmap import envmap_lookup
 from ..shading.image_formation import form_image
 from ..shading.material import Material, sample_material
+from ..shading.surface import SurfaceSample
 from ..shading.tangents import perturb_normal, vertex_tangents_unchecked
 from ..conventions import pixel_centers
 from .lights import AreaLight, EnvironmentLight, SHLight
@@ -281,9 +282,10 @@ def _shade(scene: Scene, position, normal, eye, material) -> torch.Tensor:
     out = torch.zeros_like(material["base_color"])
     if position.shape[0] == 0:
         return out
+    surface = SurfaceSample.from_material(position, normal, eye - position, material)
     samples = [s for light in scene.lights.values() if hasattr(light, "samples") for s in light.samples(position)]
     if samples:
-        out = out + shade_direct_unchecked(position, normal, eye, material, samples)
+        out = out + shade_direct_unchecked(surface, samples)
     envs = [l for l in scene.lights.values() if isinstance(l, EnvironmentLight)]
     sh = [l.coeffs for l in scene.lights.values() if isinstance(l, SHLight)] + [e.sh_coeffs() for e in envs]
     if sh:  # an environment light contributes its SH projection, so it is in ``sh`` too
@@ -291,7 +293,7 @@ def _shade(scene: Scene, position, normal, eye, material) -> torch.Tensor:
         sh_total = sum(torch.nn.functional.pad(c, (0, 0, 0, size - c.shape[0])) for c in sh)
         # Diffuse from the summed SH (SH lights and the environment's projection), glossy from the environment.
         out = out + shade_environment_unchecked(
-            position, normal, eye, material, sh_coeffs=sh_total,
+            surface, sh_coeffs=sh_total,
             prefiltered=envs[0].prefiltered() if envs else None,
             prefiltered_roughness=list(envs[0].roughness_levels) if envs else None)
     return out

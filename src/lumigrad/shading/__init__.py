@@ -5,9 +5,12 @@ tracers; every parameter is differentiable.
 """
 
 from .area_light import AreaLightPoints, area_light, area_light_samples, polygon_irradiance
-from .brdf import (ALPHA_MIN, cook_torrance, f0_from_ior, fresnel_schlick, ggx_distribution, lambert,
-                   metallic_roughness, smith_ggx_correlated_visibility)
+from .brdf import (ALPHA_MIN, BSDFSample, cook_torrance, f0_from_ior, fresnel_schlick, ggx_distribution, lambert,
+                   metallic_roughness, metallic_roughness_pdf, metallic_roughness_sample,
+                   smith_ggx_correlated_visibility)
+from .bsdf import BSDF, DiffuseBSDF, MetallicRoughnessBSDF
 from .deferred import shade_direct, shade_environment
+from .emitters import DirectionSample, Emitter
 from .envmap import direction_to_equirect, envmap_lookup, prefilter_ggx, split_sum_lut
 from .image_formation import (form_image, gamma_encode, srgb_decode, srgb_encode, tonemap,
                               vignetting_falloff)
@@ -15,15 +18,18 @@ from .lights import MIN_LIGHT_DISTANCE, LightSample, directional_light, point_li
 from .material import Material, sample_material
 from .sh import (SH_COSINE_LOBE, equirect_directions, sh_basis, sh_eval, sh_irradiance, sh_num_coeffs,
                  sh_project, sh_project_equirect)
+from .surface import SurfaceSample
 from .tangents import perturb_normal, vertex_tangents
 
 __all__ = [
-    "ALPHA_MIN", "AreaLightPoints", "LightSample", "MIN_LIGHT_DISTANCE", "Material", "SH_COSINE_LOBE",
+    "ALPHA_MIN", "AreaLightPoints", "BSDF", "BSDFSample", "DiffuseBSDF", "DirectionSample", "Emitter",
+    "LightSample", "MIN_LIGHT_DISTANCE", "Material", "SH_COSINE_LOBE",
     "area_light", "area_light_samples", "cook_torrance", "direction_to_equirect", "directional_light",
     "envmap_lookup", "equirect_directions", "f0_from_ior", "form_image", "fresnel_schlick", "gamma_encode",
-    "ggx_distribution", "lambert", "metallic_roughness", "perturb_normal", "point_light", "polygon_irradiance",
+    "ggx_distribution", "lambert", "metallic_roughness", "metallic_roughness_pdf", "metallic_roughness_sample",
+    "MetallicRoughnessBSDF", "perturb_normal", "point_light", "polygon_irradiance",
     "prefilter_ggx", "sample_material", "shade_direct", "shade_environment", "sh_basis", "sh_eval",
     "sh_irradiance", "sh_num_coeffs", "sh_project", "sh_project_equirect", "smith_ggx_correlated_visibility",
-    "split_sum_lut", "spot_light", "srgb_decode", "srgb_encode", "tonemap", "vertex_tangents",
+    "split_sum_lut", "spot_light", "SurfaceSample", "srgb_decode", "srgb_encode", "tonemap", "vertex_tangents",
     "vignetting_falloff",
 ]

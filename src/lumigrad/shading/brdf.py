@@ -26,11 +26,12 @@ The low-level terms ``ggx_distribution``, ``smith_ggx_correlated_visibility``, `
 from __future__ import annotations
 
 import math
-from typing import Tuple, Union
+from typing import NamedTuple, Tuple, Union
 
 import torch
 
 from .._checks import check_tensor
+from .warps import cosine_hemisphere, ggx_visible_normal, local_frame, to_local, to_world
 
 __all__ = [
     "ALPHA_MIN",
@@ -41,6 +42,12 @@ __all__ = [
     "f0_from_ior",
     "cook_torrance",
     "metallic_roughness",
+    "metallic_roughness_unchecked",
+    "BSDFSample",
+    "metallic_roughness_pdf",
+    "metallic_roughness_pdf_unchecked",
+    "metallic_roughness_sample",
+    "metallic_roughness_sample_unchecked",
 ]
 
 #: Smallest GGX ``alpha`` (= roughness ** 2) used anywhere: roughness below ``sqrt(ALPHA_MIN) ~ 0.0316``
@@ -118,6 +125,11 @@ def _geometry(n, wi, wo):
     wi = _check_dir(wi, "wi", device=n.device)
     wo = _check_dir(wo, "wo", device=n.device)
     _batch([("n", n), ("wi", wi), ("wo", wo)])
+    return _cosines(n, wi, wo)
+
+
+def _cosines(n, wi, wo):
+    """``(n.l, n.v, n.h, v.h, valid)`` of unit ``n, wi, wo``: clamped cosines and the above-horizon mask."""
     n_dot_l_raw = (n * wi).sum(-1, keepdim=True)
     n_dot_v_raw = (n * wo).sum(-1, keepdim=True)
     valid = (n_dot_l_raw > 0) & (n_dot_v_raw > 0)
@@ -397,13 +409,50 @@ def metallic_roughness(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, base
     metallic = _check_param(metallic, "metallic", like, 0.0, 1.0)
     if specular_f0 is None:
         ior = _check_param(ior, "ior", like, 0.0, None, lo_open=True)
-        f0_d = f0_from_ior(ior)
         named_f0 = ("ior", ior)
     else:
-        f0_d = _check_param(specular_f0, "specular_f0", like, 0.0, 1.0, shape="color")
-        named_f0 = ("specular_f0", f0_d)
+        specular_f0 = _check_param(specular_f0, "specular_f0", like, 0.0, 1.0, shape="color")
+        named_f0 = ("specular_f0", specular_f0)
     _batch([("n, wi, wo", valid), ("base_color", base_color), ("roughness", roughness), ("metallic", metallic),
             named_f0])
+    return _metallic_roughness(n_dot_l, n_dot_v, n_dot_h, v_dot_h, valid, base_color, roughness, metallic, ior,
+                               specular_f0, return_parts)
+
+
+def metallic_roughness_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, base_color, roughness,
+                                 metallic, *, ior=1.5, specular_f0=None, return_parts: bool = False):
+    """:func:`metallic_roughness` without validation (no host syncs): the same operations, so the same bits.
+
+    For callers that validated their inputs once at their own boundary (deferred shading, BSDF sampling).
+    Directions must be non-zero (they are normalised here, as in :func:`metallic_roughness`) and the
+    parameters in range; nothing checks it.
+    """
+    n = n / torch.linalg.vector_norm(n, dim=-1, keepdim=True)
+    wi = wi / torch.linalg.vector_norm(wi, dim=-1, keepdim=True)
+    wo = wo / torch.linalg.vector_norm(wo, dim=-1, keepdim=True)
+    cosines = _cosines(n, wi, wo)
+    like = cosines[0]
+    base_color, roughness, metallic = (_to_tensor(x, like) for x in (base_color, roughness, metallic))
+    if specular_f0 is None:
+        ior = _to_tensor(ior, like)
+    else:
+        specular_f0 = _to_tensor(specular_f0, like)
+    return _metallic_roughness(*cosines, base_color, roughness, metallic, ior, specular_f0, return_parts)
+
+
+def _to_tensor(x, like: torch.Tensor) -> torch.Tensor:
+    """A Python number as a 0-dim tensor of ``like``'s dtype and device (tensors unchanged), no checks."""
+    return x if isinstance(x, torch.Tensor) else torch.tensor(float(x), dtype=like.dtype, device=like.device)
+
+
+def _metallic_roughness(n_dot_l, n_dot_v, n_dot_h, v_dot_h, valid, base_color, roughness, metallic, ior,
+                        specular_f0, return_parts):
+    """The glTF BRDF from clamped cosines and tensor parameters (``ior`` unused when ``specular_f0`` is set)."""
+    if specular_f0 is None:
+        r = (ior - 1.0) / (ior + 1.0)
+        f0_d = r * r
+    else:
+        f0_d = specular_f0
     alpha = _alpha(roughness)
     f_metal, dv = _specular(n_dot_l, n_dot_v, n_dot_h, v_dot_h, alpha, base_color)
     m = 1.0 - v_dot_h
@@ -418,3 +467,216 @@ def metallic_roughness(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, base
     if return_parts:
         return f, diffuse.expand(f.shape), specular.expand(f.shape)
     return f
+
+
+# --------------------------------------------------------------------------------------------- sampling
+class BSDFSample(NamedTuple):
+    """A direction drawn from a BSDF's sampling density, with its Monte Carlo weight.
+
+    Attributes:
+        wi: ``[..., 3]`` unit world direction towards the (sampled) light, pointing away from the surface.
+        weight: ``[..., C]`` ``f(wi, wo) max(n.wi, 0) / pdf``, the estimator of reflected radiance per unit
+            incident radiance; 0 where the sample is invalid (below the horizon or ``pdf = 0``).
+        pdf: ``[..., 1]`` density of ``wi`` per unit solid angle (the whole mixture, not just the lobe that
+            produced it); 0 where the sample is invalid.
+    """
+
+    wi: torch.Tensor
+    weight: torch.Tensor
+    pdf: torch.Tensor
+
+
+def metallic_roughness_pdf(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, base_color, roughness, metallic, *,
+                           ior=1.5, specular_f0=None) -> torch.Tensor:
+    """Density per solid angle with which :func:`metallic_roughness_sample` draws ``wi``.
+
+    A mixture of GGX visible-normal sampling of the specular lobe and cosine sampling of the diffuse one::
+
+        pdf(wi) = p_spec * G1(wo) D(h) / (4 n.wo) + (1 - p_spec) * n.wi / pi       (n.wi > 0, n.wo > 0)
+
+    with ``h = normalize(wi + wo)``, ``alpha = max(roughness^2, ALPHA_MIN)``, ``D`` the GGX distribution and
+    ``G1(wo) = 2 n.wo / (n.wo + sqrt(alpha^2 + (1 - alpha^2) (n.wo)^2))``. The specular probability depends on
+    ``wo`` only: with ``Fc = (1 - n.wo)^5``, ``F(f0) = f0 + (1 - f0) Fc``, ``F0_d`` from ``ior`` (or
+    ``specular_f0``) and ``c = base_color``::
+
+        spec = mean_C[(1 - metallic) F(F0_d) + metallic F(c)],   diff = mean_C[(1 - metallic) (1 - F(F0_d)) c]
+        p_spec = spec / (spec + diff)     (1 where both are 0)
+
+    which is the lobes' share of the reflected energy at ``wo`` (Schlick-weighted, as Mitsuba's principled
+    BSDF chooses its lobes). ``pdf = 0`` where ``n.wi <= 0`` or ``n.wo <= 0``; over the upper hemisphere it
+    integrates to ``1 - P(a specular sample falls below the horizon) <= 1``.
+
+    Args:
+        n, wi, wo, base_color, roughness, metallic, ior, specular_f0: as :func:`metallic_roughness`.
+
+    Returns:
+        ``pdf``, ``[..., 1]``, 1 / steradian.
+
+    Raises:
+        ValueError / TypeError: as :func:`metallic_roughness`.
+
+    **Differentiability:** smooth in ``n``, ``wi``, ``wo``, ``roughness`` (above ``sqrt(ALPHA_MIN)``),
+    ``base_color``, ``metallic``, ``ior`` and ``specular_f0`` above the horizon (through ``D``, ``G1`` and
+    ``p_spec``); exactly 0 with zero gradients below it.
+
+    Example: a pure diffuse configuration is cosine sampling, ``pdf = cos / pi``::
+
+        >>> z = torch.tensor([0.0, 0.0, 1.0])
+        >>> wi = torch.tensor([0.6, 0.0, 0.8])
+        >>> round(metallic_roughness_pdf(z, wi, z, 1.0, 1.0, 0.0, specular_f0=0.0).item(), 4)  # p_spec = 0 at n.wo = 1
+        0.2546
+    """
+    n_dot_l, n_dot_v, n_dot_h, v_dot_h, valid = _geometry(n, wi, wo)
+    like = n_dot_l
+    base_color, roughness, metallic, ior, specular_f0 = _check_material(base_color, roughness, metallic, ior,
+                                                                        specular_f0, like, valid)
+    return _pdf(n_dot_l, n_dot_v, n_dot_h, valid, base_color, roughness, metallic, _f0_dielectric(ior, specular_f0))
+
+
+def metallic_roughness_sample(n: torch.Tensor, wo: torch.Tensor, base_color, roughness, metallic,
+                              u1: torch.Tensor, u2: torch.Tensor, *, ior=1.5, specular_f0=None) -> BSDFSample:
+    """Draw an incident direction from the glTF metallic-roughness BRDF's sampling mixture.
+
+    ``u1 < p_spec`` (see :func:`metallic_roughness_pdf`) picks the specular lobe: a GGX normal visible from
+    ``wo`` (Heitz 2018, :func:`lumigrad.shading.warps.ggx_visible_normal`) with ``u2``, and ``wi`` the mirror
+    of ``wo`` about it; otherwise ``wi`` is cosine-distributed (:func:`lumigrad.shading.warps.cosine_hemisphere`)
+    with ``u2``. Both are built in the frame :func:`lumigrad.shading.warps.local_frame` of ``n``. The weight
+    uses the whole mixture's density (one-sample multiple importance sampling over the lobes)::
+
+        weight = metallic_roughness(n, wi, wo, ...) * max(n.wi, 0) / pdf(wi)
+
+    Args:
+        n, wo, base_color, roughness, metallic, ior, specular_f0: as :func:`metallic_roughness`.
+        u1: ``[..., 1]`` uniform numbers in [0, 1) choosing the lobe.
+        u2: ``[..., 2]`` uniform numbers in [0, 1)^2 choosing the direction.
+
+    Returns:
+        :class:`BSDFSample` ``(wi [..., 3], weight [..., C], pdf [..., 1])``; a specular sample reflected below
+        the horizon (or any sample when ``n.wo <= 0``) has ``weight = 0`` and ``pdf = 0``. ``pdf`` equals
+        :func:`metallic_roughness_pdf` at ``wi``.
+
+    Raises:
+        ValueError / TypeError: as :func:`metallic_roughness`, and ``u1`` / ``u2`` of the wrong shape, device,
+            or outside [0, 1].
+
+    **Differentiability:** for a fixed ``(u1, u2)``, ``wi`` is a smooth reparameterisation in ``roughness``
+    and ``n``, ``wo`` (the specular lobe; the diffuse lobe's ``wi`` depends on ``n`` only), and ``weight`` and
+    ``pdf`` are differentiable in everything :func:`metallic_roughness_pdf` is. The choice of the lobe is
+    discrete: ``p_spec`` moves with ``base_color``, ``metallic`` and ``ior`` but a sample never switches lobes
+    under a gradient, so ``d weight / d theta`` is not an unbiased estimator of ``d/dtheta E[weight]`` when
+    ``p_spec`` depends on ``theta``. For unbiased gradients of rendered integrals use detached sampling as
+    Mitsuba's ``prb`` does: ``wi = s.wi.detach()`` and differentiate ``f(wi) max(n.wi, 0) / s.pdf.detach()``.
+
+    Example: a diffuse surface seen head-on, ``u2 = (0, 0)``: the sample is the normal, weight = albedo::
+
+        >>> z = torch.tensor([0.0, 0.0, 1.0])
+        >>> s = metallic_roughness_sample(z, z, torch.tensor([0.5]), 1.0, 0.0, torch.tensor([0.99]),
+        ...                               torch.zeros(2), specular_f0=0.0)
+        >>> s.wi.tolist(), s.weight.tolist()
+        ([0.0, 0.0, 1.0], [0.5])
+    """
+    n = _check_dir(n, "n")
+    wo = _check_dir(wo, "wo", device=n.device)
+    check_tensor(u1, "u1", trailing=(1,), floating=True, finite=True, device=n.device)
+    check_tensor(u2, "u2", trailing=(2,), floating=True, finite=True, device=n.device)
+    for u, name in ((u1, "u1"), (u2, "u2")):
+        if u.numel() and u.device.type != "meta" and bool(((u < 0) | (u > 1)).any()):
+            raise ValueError(f"{name} must lie in [0, 1]; got values in [{float(u.min()):.9g}, {float(u.max()):.9g}]")
+    like = (n * wo).sum(-1, keepdim=True)
+    base_color, roughness, metallic, ior, specular_f0 = _check_material(
+        base_color, roughness, metallic, ior, specular_f0, like, like > 0)
+    _batch([("n, wo", like), ("u1", u1), ("u2", u2[..., :1])])
+    return metallic_roughness_sample_unchecked(n, wo, base_color, roughness, metallic, u1, u2, ior=ior,
+                                               specular_f0=specular_f0)
+
+
+def metallic_roughness_pdf_unchecked(n, wi, wo, base_color, roughness, metallic, *, ior=1.5, specular_f0=None):
+    """:func:`metallic_roughness_pdf` without validation (non-zero directions, parameters in range)."""
+    n = n / torch.linalg.vector_norm(n, dim=-1, keepdim=True)
+    wi = wi / torch.linalg.vector_norm(wi, dim=-1, keepdim=True)
+    wo = wo / torch.linalg.vector_norm(wo, dim=-1, keepdim=True)
+    n_dot_l, n_dot_v, n_dot_h, _, valid = _cosines(n, wi, wo)
+    base_color, roughness, metallic = (_to_tensor(x, n_dot_l) for x in (base_color, roughness, metallic))
+    f0_d = _f0_dielectric(_to_tensor(ior, n_dot_l), None if specular_f0 is None else _to_tensor(specular_f0, n_dot_l))
+    return _pdf(n_dot_l, n_dot_v, n_dot_h, valid, base_color, roughness, metallic, f0_d)
+
+
+def metallic_roughness_sample_unchecked(n, wo, base_color, roughness, metallic, u1, u2, *, ior=1.5,
+                                        specular_f0=None) -> BSDFSample:
+    """:func:`metallic_roughness_sample` without validation (non-zero directions, parameters and ``u`` in
+    range)."""
+    n = n / torch.linalg.vector_norm(n, dim=-1, keepdim=True)
+    wo = wo / torch.linalg.vector_norm(wo, dim=-1, keepdim=True)
+    like = (n * wo).sum(-1, keepdim=True)
+    base_color, roughness, metallic = (_to_tensor(x, like) for x in (base_color, roughness, metallic))
+    ior = _to_tensor(ior, like)
+    specular_f0 = None if specular_f0 is None else _to_tensor(specular_f0, like)
+    f0_d = _f0_dielectric(ior, specular_f0)
+    p_spec = _specular_probability(like, base_color, metallic, f0_d)
+    n_b, wo_b = torch.broadcast_tensors(n, wo)
+    t, b = local_frame(n_b)
+    wo_local = to_local(wo_b, t, b, n_b)
+    h = ggx_visible_normal(wo_local, _alpha(roughness), u2)
+    wi_spec = 2 * (wo_local * h).sum(-1, keepdim=True) * h - wo_local
+    wi_diff = cosine_hemisphere(u2)
+    wi_local = torch.where(u1 < p_spec, wi_spec, wi_diff)
+    wi = to_world(wi_local, t, b, n_b)
+    wi = wi / (wi * wi).sum(-1, keepdim=True).clamp_min(1e-30).sqrt()
+    pdf = metallic_roughness_pdf_unchecked(n, wi, wo, base_color, roughness, metallic, ior=ior,
+                                           specular_f0=specular_f0)
+    f = metallic_roughness_unchecked(n, wi, wo, base_color, roughness, metallic, ior=ior, specular_f0=specular_f0)
+    cos = (n * wi).sum(-1, keepdim=True).clamp_min(0.0)
+    ok = pdf > 0
+    weight = torch.where(ok, f * cos / torch.where(ok, pdf, torch.ones_like(pdf)), torch.zeros_like(f))
+    return BSDFSample(wi, weight, pdf)
+
+
+def _check_material(base_color, roughness, metallic, ior, specular_f0, like, valid):
+    base_color = _check_param(base_color, "base_color", like, 0.0, 1.0, shape="color")
+    roughness = _check_param(roughness, "roughness", like, 0.0, 1.0)
+    metallic = _check_param(metallic, "metallic", like, 0.0, 1.0)
+    if specular_f0 is None:
+        ior = _check_param(ior, "ior", like, 0.0, None, lo_open=True)
+        named_f0 = ("ior", ior)
+    else:
+        ior = _as_tensor(ior, "ior", like)
+        specular_f0 = _check_param(specular_f0, "specular_f0", like, 0.0, 1.0, shape="color")
+        named_f0 = ("specular_f0", specular_f0)
+    _batch([("n, wi, wo", valid), ("base_color", base_color), ("roughness", roughness), ("metallic", metallic),
+            named_f0])
+    return base_color, roughness, metallic, ior, specular_f0
+
+
+def _f0_dielectric(ior, specular_f0):
+    if specular_f0 is not None:
+        return specular_f0
+    r = (ior - 1.0) / (ior + 1.0)
+    return r * r
+
+
+def _specular_probability(n_dot_v, base_color, metallic, f0_d):
+    """``p_spec [..., 1]``: the specular lobe's share of the Schlick-estimated reflectance at ``wo``."""
+    m = 1.0 - n_dot_v.clamp(0.0, 1.0)
+    m2 = m * m
+    fc = m2 * m2 * m
+    f_d = f0_d + (1.0 - f0_d) * fc
+    f_m = base_color + (1.0 - base_color) * fc
+    spec = ((1.0 - metallic) * f_d + metallic * f_m).mean(-1, keepdim=True)
+    diff = ((1.0 - metallic) * (1.0 - f_d) * base_color).mean(-1, keepdim=True)
+    total = spec + diff
+    positive = total > 0
+    return torch.where(positive, spec / torch.where(positive, total, torch.ones_like(total)), torch.ones_like(total))
+
+
+def _pdf(n_dot_l, n_dot_v, n_dot_h, valid, base_color, roughness, metallic, f0_d):
+    alpha = _alpha(roughness)
+    a2 = alpha * alpha
+    nh2 = n_dot_h * n_dot_h
+    d = (1.0 - nh2) + nh2 * a2
+    dist = a2 / (math.pi * d * d)
+    # G1(wo) D / (4 n.v) with G1 = 2 n.v / (n.v + sqrt(a2 + (1 - a2) n.v^2)): the n.v cancels.
+    pdf_spec = dist / (2.0 * (n_dot_v + torch.sqrt(a2 + (1.0 - a2) * n_dot_v * n_dot_v)))
+    pdf_diff = n_dot_l / math.pi
+    p_spec = _specular_probability(n_dot_v, base_color, metallic, f0_d)
+    pdf = p_spec * pdf_spec + (1.0 - p_spec) * pdf_diff
+    return torch.where(valid, pdf, torch.zeros((), dtype=pdf.dtype, device=pdf.device))

@@ -4,6 +4,12 @@ The rasterizer produces per-pixel positions, normals and material inputs (``inte
 :func:`lumigrad.shading.sample_material`); these functions turn them into linear radiance. They are pure
 functions of tensors, so every light parameter, material parameter, SH coefficient and environment texel
 receives gradients.
+
+The public functions take the G-buffer and the material dict of :func:`lumigrad.shading.sample_material`,
+validate them, and pack them into one :class:`lumigrad.shading.SurfaceSample`; the cores
+(``shade_direct_unchecked``, ``shade_environment_unchecked``) take that sample, and direct lights are
+reflected by a :class:`lumigrad.shading.BSDF`'s ``eval`` (the glTF metallic-roughness one by default), the
+same method a Monte Carlo integrator calls.
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ import torch
 import torch.utils.checkpoint
 
 from .._checks import broadcast_batch, check_channels, check_number, check_tensor
-from .brdf import f0_from_ior, metallic_roughness
+from .brdf import f0_from_ior
+from .bsdf import BSDF, MetallicRoughnessBSDF
 from .envmap import envmap_lookup, split_sum_lut
 from .lights import LightSample
 from .sh import sh_irradiance
+from .surface import SurfaceSample
 
 
 class _Pixels:
@@ -97,9 +105,9 @@ def _check_finite_all(named) -> None:
         raise ValueError(f"{named[ok.index(False)][0]} contains NaN or Inf values")
 
 
-def _ior(material: dict, pixels: _Pixels):
-    ior = material.get("ior", 1.5)
-    return pixels.take(ior) if isinstance(ior, torch.Tensor) and ior.dim() else ior
+def _per_point(value, pixels: _Pixels):
+    """A per-point value (``ior``, ``specular_f0``) on the shaded pixels; numbers and 0-dim tensors as they are."""
+    return pixels.take(value) if isinstance(value, torch.Tensor) and value.dim() else value
 
 
 def shade_direct(position: torch.Tensor, normal: torch.Tensor, camera_position: torch.Tensor,
@@ -147,38 +155,49 @@ def shade_direct(position: torch.Tensor, normal: torch.Tensor, camera_position: 
                       + _material_tensors(material)
                       + [(f"lights[{k}].{n}", t) for k, smp in enumerate(lights) for n, t in
                          (("wi", smp.wi), ("L", smp.L))])
-    return shade_direct_unchecked(position, normal, camera_position, material, lights, mask=mask)
+    surface = SurfaceSample.from_material(position, normal, camera_position - position, material)
+    return shade_direct_unchecked(surface, lights, mask=mask)
 
 
-def shade_direct_unchecked(position, normal, camera_position, material, lights, *, mask=None) -> torch.Tensor:
-    """:func:`shade_direct` on inputs already validated (no checks, no host syncs): for pipelines such as
-    :func:`lumigrad.render` that validate their inputs once at their own boundary."""
+def shade_direct_unchecked(surface: SurfaceSample, lights: Iterable[LightSample], *,
+                           mask: Optional[torch.Tensor] = None, bsdf: Optional[BSDF] = None) -> torch.Tensor:
+    """:func:`shade_direct` of a :class:`SurfaceSample` already validated (no checks, no host syncs): for
+    pipelines such as :func:`lumigrad.render` that validate their inputs once at their own boundary.
+
+    ``Lo = sum_lights bsdf.eval(si, wi) * L * max(n . wi, 0)`` with ``bsdf`` the glTF metallic-roughness
+    :class:`MetallicRoughnessBSDF` unless given; ``surface.wo`` need not be unit. Returns ``[..., C]`` over
+    ``surface``'s batch dims (zeros outside ``mask``).
+
+    **Differentiability:** w.r.t. every tensor of ``surface`` the BSDF reads and every light sample.
+    """
+    bsdf = MetallicRoughnessBSDF() if bsdf is None else bsdf
     lights = list(lights)
-    inputs = [position, normal, camera_position, material["base_color"], material["roughness"],
-              material["metallic"]] + [t for sample in lights for t in (sample.wi, sample.L)]
+    si = surface
+    inputs = [si.position, si.normal, si.wo, si.base_color, si.roughness, si.metallic] + \
+        [t for sample in lights for t in (sample.wi, sample.L)]
     pixels = _Pixels(inputs, mask)
     take = pixels.take
-    n = take(normal)
+    n = take(si.normal)
     n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    wo = take(camera_position) - take(position)
-    base, rough, metal = take(material["base_color"]), take(material["roughness"]), take(material["metallic"])
-    ior = _ior(material, pixels)
-    checkpointed = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
+    shaded = SurfaceSample(position=take(si.position), normal=n, wo=take(si.wo), base_color=take(si.base_color),
+                           roughness=take(si.roughness), metallic=take(si.metallic), ior=_per_point(si.ior, pixels),
+                           specular_f0=_per_point(si.specular_f0, pixels))
+    checkpointed = torch.is_grad_enabled() and any(t.requires_grad for t in inputs + list(si.tensors().values()))
     total = None
     for sample in lights:
-        args = (n, take(sample.wi), wo, base, rough, metal, take(sample.L))
+        args = (bsdf, shaded, take(sample.wi), take(sample.L))
         # Recompute each light's BRDF in the backward pass instead of storing its intermediates: memory stays
         # that of one light whatever their number.
-        term = (torch.utils.checkpoint.checkpoint(_light_term, *args, ior, use_reentrant=False) if checkpointed
-                else _light_term(*args, ior))
+        term = (torch.utils.checkpoint.checkpoint(_light_term, *args, use_reentrant=False) if checkpointed
+                else _light_term(*args))
         total = term if total is None else total + term
     return pixels.put(total)
 
 
-def _light_term(n, wi, wo, base, rough, metal, L, ior):
-    """One delta light's reflected radiance ``f(wi, wo) L max(n . wi, 0)`` at ``[P]`` points (``n`` unit)."""
-    f = metallic_roughness(n, wi, wo, base, rough, metal, ior=ior)
-    return f * L * (n * wi).sum(-1, keepdim=True).clamp_min(0)
+def _light_term(bsdf: BSDF, si: SurfaceSample, wi, L):
+    """One delta light's reflected radiance ``f(wi, wo) L max(n . wi, 0)`` at ``[P]`` points (``si.normal`` unit)."""
+    f = bsdf.eval(si, wi)
+    return f * L * (si.normal * wi).sum(-1, keepdim=True).clamp_min(0)
 
 
 def shade_environment(position: torch.Tensor, normal: torch.Tensor, camera_position: torch.Tensor,
@@ -223,24 +242,28 @@ def shade_environment(position: torch.Tensor, normal: torch.Tensor, camera_posit
             raise ValueError(f"prefiltered_roughness must be strictly increasing; got {levels}")
         named.append(("prefiltered", prefiltered))
     _check_finite_all(named)
-    return shade_environment_unchecked(position, normal, camera_position, material, sh_coeffs=sh_coeffs,
-                                       prefiltered=prefiltered, prefiltered_roughness=prefiltered_roughness,
-                                       mask=mask)
+    surface = SurfaceSample.from_material(position, normal, camera_position - position, material)
+    return shade_environment_unchecked(surface, sh_coeffs=sh_coeffs, prefiltered=prefiltered,
+                                       prefiltered_roughness=prefiltered_roughness, mask=mask)
 
 
-def shade_environment_unchecked(position, normal, camera_position, material, *, sh_coeffs=None, prefiltered=None,
+def shade_environment_unchecked(surface: SurfaceSample, *, sh_coeffs=None, prefiltered=None,
                                 prefiltered_roughness=None, mask=None) -> torch.Tensor:
-    """:func:`shade_environment` on inputs already validated (no checks, no host syncs for validation)."""
-    pixels = _Pixels([position, normal, camera_position, material["base_color"], material["roughness"],
-                      material["metallic"]], mask)
+    """:func:`shade_environment` of a :class:`SurfaceSample` already validated (no checks, no host syncs for
+    validation). ``surface.specular_f0``, when set, replaces the dielectric ``F0`` from ``surface.ior``."""
+    si = surface
+    pixels = _Pixels([si.position, si.normal, si.wo, si.base_color, si.roughness, si.metallic], mask)
     take = pixels.take
-    n = take(normal)
+    n = take(si.normal)
     n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    wo = take(camera_position) - take(position)
+    wo = take(si.wo)
     wo = wo / wo.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    c, rough, metal = take(material["base_color"]), take(material["roughness"]), take(material["metallic"])
-    ior = _ior(material, pixels)
-    f0_d = f0_from_ior(torch.as_tensor(ior, dtype=c.dtype, device=c.device))
+    c, rough, metal = take(si.base_color), take(si.roughness), take(si.metallic)
+    if si.specular_f0 is None:
+        ior = _per_point(si.ior, pixels)
+        f0_d = f0_from_ior(torch.as_tensor(ior, dtype=c.dtype, device=c.device))
+    else:
+        f0_d = _per_point(si.specular_f0, pixels)
     out = torch.zeros_like(c)
     if sh_coeffs is not None:
         E = sh_irradiance(n, sh_coeffs)
@@ -263,6 +286,6 @@ def shade_environment_unchecked(position, normal, camera_position, material, *, 
         ab = split_sum_lut(n_dot_v[..., 0], rough[..., 0].expand_as(n_dot_v[..., 0]))
         f0 = (1 - metal) * f0_d + metal * c
         out = out + radiance * (f0 * ab[..., :1] + ab[..., 1:])
-    if "occlusion" in material:
-        out = out * take(material["occlusion"])
+    if si.occlusion is not None:
+        out = out * take(si.occlusion)
     return pixels.put(out)
