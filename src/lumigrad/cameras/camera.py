@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Literal, Optional, Tuple
+from typing import Dict, Literal, Optional, Tuple
 
 import torch
 
@@ -198,6 +198,13 @@ class Camera:
         for s in self.batch_shape:
             n *= s
         return n
+
+    def parameters(self) -> Dict[str, torch.Tensor]:
+        """The camera's tensors by name: ``K``, ``world_to_cam`` and, when set, ``distortion``."""
+        out = {"K": self.K, "world_to_cam": self.world_to_cam}
+        if self.distortion is not None:
+            out["distortion"] = self.distortion
+        return out
 
     def flat(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Return ``(K [N, 3, 3], world_to_cam [N, 4, 4])`` with the batch dims flattened (N >= 1)."""

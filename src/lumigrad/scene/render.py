@@ -16,7 +16,6 @@ import torch
 
 from .._checks import check_tensor
 from ..cameras.camera import Camera
-from ..mesh import vertex_normals
 from ..raster import interpolate, render_through_lens
 from ..raster.antialias import antialias_prepared
 from ..raster.rasterize import prepare_mesh, rasterize_prepared
@@ -28,7 +27,7 @@ from ..shading.surface import SurfaceSample
 from ..shading.tangents import perturb_normal, vertex_tangents_unchecked
 from ..conventions import pixel_centers
 from .lights import AreaLight, EnvironmentLight, SHLight
-from .scene import Scene, SceneMesh
+from .scene import Scene
 
 __all__ = ["render"]
 
@@ -137,55 +136,24 @@ class _Geometry:
 
 
 def _merge_geometry(scene: Scene) -> _Geometry:
-    meshes = list(scene.meshes.values())
-    for light in scene.lights.values():
-        if isinstance(light, AreaLight) and light.radiance.dim() == 1:  # drawn as an emitter, front faces
-            black = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=light.radiance.dtype, device=light.radiance.device)
-            material = Material(base_color_factor=black, metallic_factor=0.0, roughness_factor=1.0,
-                                emissive_factor=light.radiance)
-            meshes.append(SceneMesh(light.verts, light.faces, material, double_sided=light.two_sided))
-    verts, faces, uv, uv_faces, normals, tangents, parts = [], [], [], [], [], [], []
-    v0 = t0 = f0 = 0
-    need_tangents = any(m.material.normal_texture is not None for m in meshes)
-    for mesh in meshes:
-        wv = mesh.world_verts()
-        wn = _world_normals(mesh, wv)
-        fc, tuv, tuv_faces = mesh.faces, mesh.uv, mesh.uv_faces
-        verts.append(wv)
-        normals.append(wn)
-        faces.append(fc + v0)
-        if tuv is None:  # one dummy texture coordinate for the whole mesh
-            tuv, tuv_faces = wv.new_zeros(1, 2), torch.zeros_like(fc)
-        uv.append(tuv)
-        uv_faces.append(tuv_faces + t0)
-        if need_tangents:
-            tangents.append(_corner_tangents(mesh, wv, fc, tuv, tuv_faces, wn))
-        parts.append(_Part(mesh.material, mesh.double_sided, f0))
-        v0, t0, f0 = v0 + wv.shape[0], t0 + tuv.shape[0], f0 + fc.shape[0]
+    flat = scene.flatten(emitters=True, normals=True)
+    need_tangents = any(p.material.normal_texture is not None for p in flat.parts)
+    tangents = [_corner_tangents(p) for p in flat.parts] if need_tangents else []
+    parts = [_Part(p.material, p.double_sided, p.first_face) for p in flat.parts]
     any_texture = any(p.material.has_textures() for p in parts)
-    return _Geometry(torch.cat(verts), torch.cat(faces), torch.cat(uv), torch.cat(uv_faces), torch.cat(normals),
+    return _Geometry(flat.verts, flat.faces, flat.uv, flat.uv_faces, flat.normals,
                      torch.cat(tangents).reshape(-1, 4) if need_tangents else None, parts, any_texture,
                      all(not p.double_sided for p in parts))
 
 
-def _world_normals(mesh: SceneMesh, world_verts: torch.Tensor) -> torch.Tensor:
-    if mesh.normals is None:
-        return vertex_normals(world_verts, mesh.faces)
-    # Normals transform with the inverse transpose: n_w = M^-T n, i.e. n @ M^-1 for row vectors.
-    return mesh.normals @ torch.linalg.inv(mesh.to_world[:3, :3])
-
-
-def _corner_tangents(mesh, wv, faces, uv, uv_faces, normals) -> torch.Tensor:
-    """``[F, 3, 4]`` world tangents per face corner (zeros for meshes without a normal map)."""
-    F = faces.shape[0]
-    if mesh.material.normal_texture is None:
-        return wv.new_zeros(F, 3, 4)
-    if mesh.tangents is not None:
-        M = mesh.to_world[:3, :3]
-        t = mesh.tangents
-        sign = torch.sign(torch.linalg.det(M.detach()))
-        return torch.cat([t[:, :3] @ M.T, t[:, 3:] * sign], -1)[faces]
-    return vertex_tangents_unchecked(wv, faces, uv, uv_faces, normals[faces])
+def _corner_tangents(part) -> torch.Tensor:
+    """``[F, 3, 4]`` world tangents per face corner of a flattened part (zeros for parts without a normal map)."""
+    F = part.faces.shape[0]
+    if part.material.normal_texture is None:
+        return part.verts.new_zeros(F, 3, 4)
+    if part.tangents is not None:
+        return part.tangents[part.faces]
+    return vertex_tangents_unchecked(part.verts, part.faces, part.uv, part.uv_faces, part.normals[part.faces])
 
 
 def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, background, use_antialias: bool) -> torch.Tensor:

@@ -1,35 +1,61 @@
-"""``Scene``: named meshes with materials, lights, cameras and a film, with Mitsuba-style parameter traversal.
+"""``Scene``: typed shapes, emitters (lights), sensors (cameras) and a film, with Mitsuba-style parameter traversal.
 
 The scene owns no maths: :func:`lumigrad.render` reads its tensors and calls the functional ops.
-``scene.parameters()`` returns every tensor under a dotted name (``"meshes.bottle.material.roughness_factor"``,
-``"lights.key.position"``, ``"cameras.main.K"``, ``"film.exposure"``); ``scene.trainable("meshes.*.material.*")``
-makes the matching ones require gradients in one call and returns them for an optimiser, and
-``scene[name] = tensor`` swaps one in (for example a re-parameterised tensor computed each step).
+
+* **Shapes** by kind through the :class:`~lumigrad.scene.Shape` interface, one collection per kind: triangle
+  meshes (:class:`SceneMesh`) in ``scene.meshes``; later kinds get their own collection
+  (``scene.shapes[group]``, :meth:`Scene.add_shape`).
+* **Emitters** in ``scene.lights`` (any registered light type, :mod:`lumigrad.scene.light_types`),
+  **sensors** in ``scene.cameras``, and one :class:`Film`.
+* **Parameters**: ``scene.parameters()`` returns every tensor under a dotted name
+  (``"meshes.bottle.material.roughness_factor"``, ``"lights.key.position"``, ``"cameras.main.K"``,
+  ``"film.exposure"``); ``scene.param_info(name)`` says what it is (:class:`~lumigrad.scene.ParamInfo`:
+  kind, owner, owner kind, shape); ``scene[name]`` reads it and ``scene[name] = tensor`` swaps one in (for
+  example a re-parameterised tensor computed each step); ``scene.trainable("meshes.*.material.*")`` makes
+  the matching ones require gradients in one call and returns them for an optimiser. Reads, writes and
+  ``param_info`` are dictionary lookups in an index the scene keeps up to date as owners are added, replaced
+  or removed (also through ``scene.meshes[name] = ...`` and ``del scene.lights[name]``).
+* **Flattening**: ``scene.flatten()`` merges every triangle shape into world-space tables
+  (:func:`lumigrad.scene.flatten.flatten`), for the rasterizer, a BVH and the metrics.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
+import types
 from dataclasses import dataclass, field, fields
-from typing import Dict, Iterable, Optional, Union, get_args
+from typing import ClassVar, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
 
 from .._checks import check_choice, check_indices, check_mesh, check_number, check_tensor
 from ..cameras.camera import Camera
-from ..mesh import Mesh
-from ..shading.material import Material
+from ..mesh import Mesh, vertex_normals
+from ..shading.material import TEXTURE_SLOTS, Material
+from . import params as P
+from .light_types import LIGHT_TYPES, light_type_of
 from .lights import Light
+from .params import ParamInfo
+from .shape import Shape, ShapeTriangles
 
 __all__ = ["Film", "Scene", "SceneMesh"]
 
 _NAME_OK = re.compile(r"^[A-Za-z0-9_\-]+$")
 
+#: What each camera parameter is.
+CAMERA_KINDS = {"K": P.INTRINSICS, "world_to_cam": P.WORLD_TO_CAM, "distortion": P.DISTORTION}
+#: What each film parameter is.
+FILM_KINDS = {"exposure": P.EXPOSURE, "white_balance": P.WHITE_BALANCE, "vignetting": P.VIGNETTING,
+              "gamma": P.GAMMA}
+_MESH_KINDS = {"verts": P.VERTICES, "uv": P.UV, "normals": P.NORMALS, "tangents": P.TANGENTS,
+               "to_world": P.TO_WORLD}
+_FIXED_GROUPS = ("lights", "cameras", "film")
+
 
 @dataclass
-class SceneMesh:
-    """One triangle mesh of a scene, in its local frame, with its material.
+class SceneMesh(Shape):
+    """One triangle mesh of a scene, in its local frame, with its material (a :class:`Shape` of kind ``"mesh"``).
 
     Attributes:
         verts: ``[V, 3]`` local positions; ``faces``: ``[F, 3]`` counter-clockwise front faces.
@@ -42,7 +68,14 @@ class SceneMesh:
         to_world: ``[4, 4]`` local-to-world transform (identity by default); differentiable.
         double_sided: shade back faces with the flipped normal (glTF ``doubleSided``); single-sided meshes
             are culled from behind when every mesh of the scene is.
+
+    Parameters (:meth:`parameters`, kinds from :mod:`lumigrad.scene.params`): ``verts`` (vertices), ``uv``,
+    ``normals``, ``tangents``, ``to_world``, and ``material.*`` (``texels`` for texture slots, ``factor``
+    for the rest).
     """
+
+    group: ClassVar[str] = "meshes"
+    kind: ClassVar[str] = "mesh"
 
     verts: torch.Tensor
     faces: torch.Tensor
@@ -87,10 +120,31 @@ class SceneMesh:
         return self.verts @ self.to_world[:3, :3].T + self.to_world[:3, 3]
 
     def parameters(self) -> Dict[str, torch.Tensor]:
-        out = {name: getattr(self, name) for name in ("verts", "uv", "normals", "tangents", "to_world")
-               if getattr(self, name) is not None}
+        out = {name: getattr(self, name) for name in _MESH_KINDS if getattr(self, name) is not None}
         out.update({f"material.{k}": v for k, v in self.material.parameters().items()})
         return out
+
+    def parameter_kinds(self) -> Dict[str, str]:
+        out = {name: kind for name, kind in _MESH_KINDS.items() if getattr(self, name) is not None}
+        out.update({f"material.{k}": P.TEXELS if k in TEXTURE_SLOTS else P.FACTOR
+                    for k in self.material.parameters()})
+        return out
+
+    def triangles(self, normals: bool = False) -> ShapeTriangles:
+        """World positions, and with ``normals`` world shading normals (``normals @ to_world^-1`` for given
+        ones, area-weighted vertex normals of the world positions otherwise) and world tangents."""
+        wv = self.world_verts()
+        wn = tangents = None
+        if normals:
+            if self.normals is None:
+                wn = vertex_normals(wv, self.faces)
+            else:  # normals transform with the inverse transpose: n_w = M^-T n, i.e. n @ M^-1 for row vectors
+                wn = self.normals @ torch.linalg.inv(self.to_world[:3, :3])
+            if self.tangents is not None:
+                M = self.to_world[:3, :3]
+                sign = torch.sign(torch.linalg.det(M.detach()))
+                tangents = torch.cat([self.tangents[:, :3] @ M.T, self.tangents[:, 3:] * sign], -1)
+        return ShapeTriangles(wv, self.faces, self.material, self.uv, self.uv_faces, wn, tangents, self.double_sided)
 
 
 @dataclass
@@ -132,56 +186,214 @@ class Film:
 
 
 @dataclass
+class _Entry:
+    """Where a parameter lives: ``getattr`` along ``path`` from ``obj``, and what it is."""
+
+    obj: object
+    path: Tuple[str, ...]
+    kind: str
+    group: str
+    owner: str
+    owner_kind: str
+
+    def holder(self):
+        obj = self.obj
+        for part in self.path[:-1]:
+            obj = getattr(obj, part)
+        return obj
+
+    def get(self):
+        return getattr(self.holder(), self.path[-1], None)
+
+
+class _Group(dict):
+    """One collection of a scene (name -> owner) that checks what goes in and keeps the scene's index current."""
+
+    def __init__(self, group: str, scene: Optional["Scene"] = None, items: Optional[Mapping] = None):
+        super().__init__()
+        self.group = group
+        self._scene = scene
+        for name, value in dict(items or {}).items():
+            self[name] = value
+
+    def __setitem__(self, name, value) -> None:
+        _check_member(self.group, value)
+        _check_name(name, self.group)
+        super().__setitem__(name, value)
+        if self._scene is not None:
+            self._scene._index_owner(self.group, name, value)
+
+    def __delitem__(self, name) -> None:
+        super().__delitem__(name)
+        if self._scene is not None:
+            self._scene._unindex_owner(self.group, name)
+
+    def pop(self, name, *default):
+        if name not in self:
+            return super().pop(name, *default)
+        value = super().pop(name)
+        if self._scene is not None:
+            self._scene._unindex_owner(self.group, name)
+        return value
+
+    def popitem(self):
+        name, value = super().popitem()
+        if self._scene is not None:
+            self._scene._unindex_owner(self.group, name)
+        return name, value
+
+    def clear(self) -> None:
+        for name in list(self):
+            del self[name]
+
+    def update(self, *args, **kw) -> None:
+        for name, value in dict(*args, **kw).items():
+            self[name] = value
+
+    def setdefault(self, name, default=None):
+        if name not in self:
+            self[name] = default
+        return self[name]
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+    def __reduce__(self):  # copies and pickles hold the items only; the scene re-attaches its collections
+        return (_Group, (self.group,), None, None, iter(self.items()))
+
+
 class Scene:
-    """Named meshes, lights and cameras, and a :class:`Film`; render it with :func:`lumigrad.render`.
+    """Typed shapes, lights and cameras, and a :class:`Film`; render it with :func:`lumigrad.render`.
+
+    Args:
+        meshes, lights, cameras: ``{name: SceneMesh}``, ``{name: light}``, ``{name: Camera}`` (optional).
+        film: the :class:`Film` (default: linear HDR output).
 
     Names may use letters, digits, ``_`` and ``-`` (they are parts of dotted parameter names).
     """
 
-    meshes: Dict[str, SceneMesh] = field(default_factory=dict)
-    lights: Dict[str, Light] = field(default_factory=dict)
-    cameras: Dict[str, Camera] = field(default_factory=dict)
-    film: Film = field(default_factory=Film)
+    def __init__(self, meshes: Optional[Mapping[str, SceneMesh]] = None, lights: Optional[Mapping[str, Light]] = None,
+                 cameras: Optional[Mapping[str, Camera]] = None, film: Optional[Film] = None):
+        self._setup({"meshes": meshes or {}}, lights or {}, cameras or {}, film if film is not None else Film())
 
-    def __post_init__(self):
-        for group in ("meshes", "lights", "cameras"):
-            for name in getattr(self, group):
-                _check_name(name, group)
+    def _setup(self, shapes: Mapping[str, Mapping], lights: Mapping, cameras: Mapping, film: Film) -> None:
+        self._index: Dict[str, _Entry] = {}
+        self._owned: Dict[Tuple[str, str], List[str]] = {}  # (group, owner name) -> its parameter names
+        self._shapes: Dict[str, _Group] = {}
+        self._shapes["meshes"] = _Group("meshes", self)
+        for group, members in shapes.items():
+            _check_shape_group(group)
+            self._shapes.setdefault(group, _Group(group, self)).update(members)
+        self._lights = _Group("lights", self, lights)
+        self._cameras = _Group("cameras", self, cameras)
+        self.film = film
+
+    # ---------------------------------------------------------------------------------- collections
+    @property
+    def meshes(self) -> Dict[str, SceneMesh]:
+        """The triangle meshes, ``{name: SceneMesh}`` (the ``"meshes"`` shape collection)."""
+        return self._shapes["meshes"]
+
+    @meshes.setter
+    def meshes(self, value: Mapping[str, SceneMesh]) -> None:
+        self._replace_group(self._shapes, "meshes", value)
+
+    @property
+    def shapes(self) -> Mapping[str, Dict[str, Shape]]:
+        """Every shape collection by group (``{"meshes": scene.meshes, ...}``), read-only."""
+        return types.MappingProxyType(self._shapes)
+
+    @property
+    def lights(self) -> Dict[str, Light]:
+        """The emitters, ``{name: light}``."""
+        return self._lights
+
+    @lights.setter
+    def lights(self, value: Mapping[str, Light]) -> None:
+        self._lights.clear()
+        self._lights.update(value)
+
+    @property
+    def cameras(self) -> Dict[str, Camera]:
+        """The sensors, ``{name: Camera}``."""
+        return self._cameras
+
+    @cameras.setter
+    def cameras(self, value: Mapping[str, Camera]) -> None:
+        self._cameras.clear()
+        self._cameras.update(value)
+
+    @property
+    def film(self) -> Film:
+        return self._film
+
+    @film.setter
+    def film(self, value: Film) -> None:
+        if not isinstance(value, Film):
+            raise TypeError(f"film must be a lumigrad.Film; got {type(value).__name__}")
+        self._film = value
+        self._index_owner("film", "film", value)
+
+    def _replace_group(self, groups, group: str, value: Mapping) -> None:
+        groups[group].clear()
+        groups[group].update(value)
 
     def add_mesh(self, name: str, mesh: SceneMesh) -> SceneMesh:
-        if not isinstance(mesh, SceneMesh):
-            raise TypeError(f"mesh must be a SceneMesh; got {type(mesh).__name__}")
-        self.meshes[_check_name(name, "meshes")] = mesh
+        self.meshes[name] = mesh
         return mesh
 
+    def add_shape(self, name: str, shape: Shape) -> Shape:
+        """Add ``shape`` to the collection of its kind (``shape.group``, created on first use)."""
+        if not isinstance(shape, Shape):
+            raise TypeError(f"shape must implement lumigrad.scene.Shape; got {type(shape).__name__}")
+        if shape.group not in self._shapes:
+            _check_shape_group(shape.group)
+            self._shapes[shape.group] = _Group(shape.group, self)
+        self._shapes[shape.group][name] = shape
+        return shape
+
     def add_light(self, name: str, light: Light) -> Light:
-        if not isinstance(light, get_args(Light)):
-            raise TypeError(f"light must be one of {', '.join(t.__name__ for t in get_args(Light))}; got "
-                            f"{type(light).__name__}")
-        self.lights[_check_name(name, "lights")] = light
+        self.lights[name] = light
         return light
 
     def add_camera(self, name: str, camera: Camera) -> Camera:
-        if not isinstance(camera, Camera):
-            raise TypeError(f"camera must be a lumigrad.Camera; got {type(camera).__name__}")
-        self.cameras[_check_name(name, "cameras")] = camera
+        self.cameras[name] = camera
         return camera
+
+    def _groups(self) -> Iterator[Tuple[str, Dict]]:
+        yield from self._shapes.items()
+        yield "lights", self._lights
+        yield "cameras", self._cameras
 
     # ------------------------------------------------------------------------------------ traversal
     def parameters(self) -> Dict[str, torch.Tensor]:
         """Every tensor of the scene under its dotted name (floating tensors only: no face indices)."""
         out: Dict[str, torch.Tensor] = {}
-        for name, mesh in self.meshes.items():
-            out.update({f"meshes.{name}.{k}": v for k, v in mesh.parameters().items()})
-        for name, light in self.lights.items():
-            out.update({f"lights.{name}.{k}": v for k, v in light.parameters().items()})
-        for name, cam in self.cameras.items():
-            cam_params = {"K": cam.K, "world_to_cam": cam.world_to_cam}
-            if cam.distortion is not None:
-                cam_params["distortion"] = cam.distortion
-            out.update({f"cameras.{name}.{k}": v for k, v in cam_params.items()})
+        for group, members in self._groups():
+            for owner, obj in members.items():
+                out.update({f"{group}.{owner}.{k}": v for k, v in _owner_parameters(group, obj).items()})
         out.update({f"film.{k}": v for k, v in self.film.parameters().items()})
         return out
+
+    def param_info(self, name: str) -> ParamInfo:
+        """What the parameter ``name`` is (:class:`~lumigrad.scene.ParamInfo`: kind, owner, owner kind, shape).
+
+        Raises:
+            KeyError: the scene has no parameter ``name`` (the message shows some names it has).
+        """
+        entry, value = self._lookup(name)
+        return ParamInfo(name, entry.kind, entry.group, entry.owner, entry.owner_kind, entry.path[-1],
+                         tuple(value.shape), entry.obj)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        try:
+            self._lookup(name)
+        except KeyError:
+            return False
+        return True
 
     def trainable(self, *patterns: str) -> Dict[str, torch.Tensor]:
         """Make the parameters matching any of the glob ``patterns`` require gradients; return them by name.
@@ -213,33 +425,110 @@ class Scene:
         return chosen
 
     def __getitem__(self, name: str) -> torch.Tensor:
-        owner, attr = self._owner(name)
-        return getattr(owner, attr)
+        return self._lookup(name)[1]
 
     def __setitem__(self, name: str, value: torch.Tensor) -> None:
-        owner, attr = self._owner(name)
-        old = getattr(owner, attr)
+        entry, old = self._lookup(name)
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"scene[{name!r}] must be set to a torch.Tensor; got {type(value).__name__}")
-        if isinstance(old, torch.Tensor) and old.shape != value.shape:
+        if old.shape != value.shape:
             raise ValueError(f"scene[{name!r}] has shape {tuple(old.shape)}; got {tuple(value.shape)}")
-        setattr(owner, attr, value)
+        setattr(entry.holder(), entry.path[-1], value)
 
-    def _owner(self, name: str):
-        if name not in self.parameters():
-            raise KeyError(f"no scene parameter named {name!r}; names look like {_examples(self.parameters())}")
-        parts = name.split(".")
-        group, key, rest = parts[0], parts[1], parts[2:]
-        owner = self.film if group == "film" else getattr(self, group)[key]
-        if group == "film":
-            rest = parts[1:]
-        for part in rest[:-1]:
-            owner = getattr(owner, part)
-        return owner, rest[-1]
+    def flatten(self, *, emitters: bool = False, normals: bool = False):
+        """Every triangle shape (and, with ``emitters``, every area light) merged into world-space tables:
+        :func:`lumigrad.scene.flatten.flatten`."""
+        from .flatten import flatten
+
+        return flatten(self, emitters=emitters, normals=normals)
+
+    # -------------------------------------------------------------------------------------- the index
+    def _lookup(self, name: str) -> Tuple[_Entry, torch.Tensor]:
+        """The index entry of ``name`` and its tensor. An owner's attribute set directly (``mesh.normals = t``)
+        can leave the index behind: a miss rebuilds it once before ``name`` is declared unknown."""
+        entry = self._index.get(name) if isinstance(name, str) else None
+        value = entry.get() if entry is not None else None
+        if not isinstance(value, torch.Tensor):
+            self._reindex()
+            entry = self._index.get(name) if isinstance(name, str) else None
+            value = entry.get() if entry is not None else None
+            if not isinstance(value, torch.Tensor):
+                raise KeyError(f"no scene parameter named {name!r}; names look like {_examples(self.parameters())}")
+        return entry, value
+
+    def _index_owner(self, group: str, owner: str, obj) -> None:
+        self._unindex_owner(group, owner)
+        kinds, owner_kind = _owner_kinds(group, obj)
+        prefix = "film." if group == "film" else f"{group}.{owner}."
+        names = []
+        for local, value in _owner_parameters(group, obj).items():
+            full = prefix + local
+            self._index[full] = _Entry(obj, tuple(local.split(".")), kinds.get(local, P.OTHER), group, owner,
+                                       owner_kind)
+            names.append(full)
+        self._owned[(group, owner)] = names
+
+    def _unindex_owner(self, group: str, owner: str) -> None:
+        for full in self._owned.pop((group, owner), ()):
+            self._index.pop(full, None)
+
+    def _reindex(self) -> None:
+        self._index.clear()
+        self._owned.clear()
+        for group, members in self._groups():
+            for owner, obj in members.items():
+                self._index_owner(group, owner, obj)
+        self._index_owner("film", "film", self.film)
+
+    # ------------------------------------------------------------------------------ copies, pickles
+    def __getstate__(self):
+        return {"shapes": {g: dict(m) for g, m in self._shapes.items()}, "lights": dict(self._lights),
+                "cameras": dict(self._cameras), "film": self._film}
+
+    def __setstate__(self, state) -> None:
+        self._setup(state["shapes"], state["lights"], state["cameras"], state["film"])
 
     def __repr__(self) -> str:
-        return (f"Scene(meshes={list(self.meshes)}, lights={list(self.lights)}, cameras={list(self.cameras)}, "
-                f"{len(self.parameters())} parameters)")
+        shapes = "".join(f"{g}={list(m)}, " for g, m in self._shapes.items())
+        return f"Scene({shapes}lights={list(self.lights)}, cameras={list(self.cameras)}, " \
+               f"{len(self.parameters())} parameters)"
+
+
+def _owner_parameters(group: str, obj) -> Dict[str, torch.Tensor]:
+    """An owner's tensors by local name."""
+    return obj.parameters()
+
+
+def _owner_kinds(group: str, obj) -> Tuple[Dict[str, str], str]:
+    """``({local name: kind}, owner kind)`` of an owner of ``group``."""
+    if group == "lights":
+        light_type = light_type_of(obj)
+        return dict(light_type.param_kinds), light_type.name
+    if group == "cameras":
+        return CAMERA_KINDS, "camera"
+    if group == "film":
+        return FILM_KINDS, "film"
+    return obj.parameter_kinds(), obj.kind
+
+
+def _check_member(group: str, value) -> None:
+    if group == "lights":
+        if light_type_of(value) is None:
+            classes = ", ".join(e.cls.__name__ for _, e in LIGHT_TYPES.items())
+            raise TypeError(f"light must be one of {classes}; got {type(value).__name__}")
+    elif group == "cameras":
+        if not isinstance(value, Camera):
+            raise TypeError(f"camera must be a lumigrad.Camera; got {type(value).__name__}")
+    elif group == "meshes":
+        if not isinstance(value, SceneMesh):
+            raise TypeError(f"mesh must be a SceneMesh; got {type(value).__name__}")
+    elif not isinstance(value, Shape) or value.group != group:
+        raise TypeError(f"{group} holds shapes whose group is {group!r}; got {type(value).__name__}")
+
+
+def _check_shape_group(group: str) -> None:
+    if group in _FIXED_GROUPS or not isinstance(group, str) or not _NAME_OK.match(group):
+        raise ValueError(f"a shape group must be a name other than {', '.join(_FIXED_GROUPS)}; got {group!r}")
 
 
 def _check_name(name: str, group: str) -> str:

@@ -1,0 +1,150 @@
+"""One flattening of a scene into world-space triangles, for the rasterizer, a BVH and the metrics.
+
+``flatten(scene)`` asks every shape for its triangles (:meth:`lumigrad.scene.Shape.triangles`; shapes that
+are not made of triangles give none) and merges them into one table: world positions, faces offset into
+them, texture coordinates, and which shape and material each face comes from. With ``emitters=True`` area
+lights of uniform radiance join as emissive triangles (black, rough, emitting their radiance from their front
+faces, or both sides when ``two_sided``), which is how :func:`lumigrad.render` draws them.
+
+Example: two meshes of 4 and 3 vertices with 2 and 1 faces give ``verts [7, 3]``, ``faces [3, 3]`` with the
+second mesh's indices offset by 4, and ``face_part = [0, 0, 1]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import torch
+
+from ..shading.material import Material
+from .lights import AreaLight
+from .scene import SceneMesh
+from .shape import ShapeTriangles
+
+__all__ = ["FlatPart", "Triangles", "flatten"]
+
+
+@dataclass
+class FlatPart:
+    """One shape's block of a :class:`Triangles` table.
+
+    Attributes:
+        name: ``"meshes.cow"`` or ``"lights.panel"``: the collection and name of the shape or emitter.
+        source: the shape (or area light) itself.
+        material: the material of its faces; ``material_id`` its index in ``Triangles.materials``.
+        double_sided: whether its back faces are shaded.
+        verts, faces, uv, uv_faces, normals, tangents: its own tables (faces index its own vertices; a shape
+            without texture coordinates gets one zero ``uv`` that every corner uses).
+        first_vert, first_uv, first_face: where its rows start in the merged tables.
+    """
+
+    name: str
+    source: object
+    material: Material
+    material_id: int
+    double_sided: bool
+    verts: torch.Tensor
+    faces: torch.Tensor
+    uv: torch.Tensor
+    uv_faces: torch.Tensor
+    normals: Optional[torch.Tensor]
+    tangents: Optional[torch.Tensor]
+    first_vert: int
+    first_uv: int
+    first_face: int
+
+
+@dataclass
+class Triangles:
+    """A scene's triangles in world space (what :func:`flatten` returns).
+
+    Attributes:
+        verts: ``[V, 3]`` world positions of every part, one after the other.
+        faces: ``[F, 3]`` indices into ``verts``.
+        uv: ``[T, 2]`` texture coordinates; ``uv_faces``: ``[F, 3]`` indices into ``uv``.
+        normals: ``[V, 3]`` world shading normals (not unit length), or ``None`` unless asked for.
+        parts: the :class:`FlatPart` of each shape, in scene order.
+        materials: the distinct materials of the parts (by identity), in order of first use.
+    """
+
+    verts: torch.Tensor
+    faces: torch.Tensor
+    uv: torch.Tensor
+    uv_faces: torch.Tensor
+    normals: Optional[torch.Tensor]
+    parts: List[FlatPart]
+    materials: List[Material] = field(default_factory=list)
+
+    @property
+    def face_part(self) -> torch.Tensor:
+        """``[F]`` int64: the index in ``parts`` of the shape each face comes from."""
+        counts = torch.tensor([p.faces.shape[0] for p in self.parts], dtype=torch.long, device=self.faces.device)
+        return torch.repeat_interleave(torch.arange(len(self.parts), device=self.faces.device), counts)
+
+    @property
+    def face_material(self) -> torch.Tensor:
+        """``[F]`` int64: the index in ``materials`` of each face's material."""
+        ids = torch.tensor([p.material_id for p in self.parts], dtype=torch.long, device=self.faces.device)
+        return ids[self.face_part] if self.parts else self.face_part
+
+    @property
+    def part_names(self) -> List[str]:
+        return [p.name for p in self.parts]
+
+
+def flatten(scene, *, emitters: bool = False, normals: bool = False) -> Triangles:
+    """Merge ``scene``'s triangle shapes (and, with ``emitters``, its uniform area lights) in world space.
+
+    Args:
+        scene: a :class:`lumigrad.Scene`.
+        emitters: include area lights of uniform radiance ``[C]`` as emissive parts (after the shapes).
+        normals: compute world shading normals (and world tangents of shapes that have them).
+
+    Returns:
+        a :class:`Triangles`; empty tables when nothing is made of triangles.
+
+    **Differentiability:** every table is computed from the shapes' tensors by differentiable operations
+    (transforms, concatenation), so gradients reach vertices, transforms, normals and texture coordinates.
+    """
+    pieces = []
+    for group, members in scene.shapes.items():
+        for name, shape in members.items():
+            tri = shape.triangles(normals)
+            if tri is not None:
+                pieces.append((f"{group}.{name}", shape, tri))
+    if emitters:
+        for name, light in scene.lights.items():
+            if isinstance(light, AreaLight) and light.radiance.dim() == 1:  # drawn as an emitter, front faces
+                pieces.append((f"lights.{name}", light, _emitter_triangles(light, normals)))
+    parts: List[FlatPart] = []
+    materials: List[Material] = []
+    verts, faces, uv, uv_faces, vertex_normals = [], [], [], [], []
+    v0 = t0 = f0 = 0
+    for name, source, tri in pieces:
+        tuv, tuv_faces = tri.uv, tri.uv_faces
+        if tuv is None:  # one dummy texture coordinate for the whole shape
+            tuv, tuv_faces = tri.verts.new_zeros(1, 2), torch.zeros_like(tri.faces)
+        material_id = next((k for k, m in enumerate(materials) if m is tri.material), len(materials))
+        if material_id == len(materials):
+            materials.append(tri.material)
+        parts.append(FlatPart(name, source, tri.material, material_id, bool(tri.double_sided), tri.verts, tri.faces,
+                              tuv, tuv_faces, tri.normals, tri.tangents, v0, t0, f0))
+        verts.append(tri.verts)
+        faces.append(tri.faces + v0)
+        uv.append(tuv)
+        uv_faces.append(tuv_faces + t0)
+        vertex_normals.append(tri.normals)
+        v0, t0, f0 = v0 + tri.verts.shape[0], t0 + tuv.shape[0], f0 + tri.faces.shape[0]
+    if not parts:
+        return Triangles(torch.zeros(0, 3), torch.zeros(0, 3, dtype=torch.long), torch.zeros(0, 2),
+                         torch.zeros(0, 3, dtype=torch.long), torch.zeros(0, 3) if normals else None, [], [])
+    return Triangles(torch.cat(verts), torch.cat(faces), torch.cat(uv), torch.cat(uv_faces),
+                     torch.cat(vertex_normals) if normals else None, parts, materials)
+
+
+def _emitter_triangles(light: AreaLight, normals: bool) -> ShapeTriangles:
+    black = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=light.radiance.dtype, device=light.radiance.device)
+    material = Material(base_color_factor=black, metallic_factor=0.0, roughness_factor=1.0,
+                        emissive_factor=light.radiance)
+    return SceneMesh(light.verts, light.faces, material, double_sided=light.two_sided).triangles(normals)
