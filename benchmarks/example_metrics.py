@@ -20,13 +20,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP = {"seconds", "config"}
-RUN = "import sys; from lumigrad.fitting import run_fit; run_fit(sys.argv[1], sys.argv[2], steps=int(sys.argv[3]))"
+RUN = "import sys; from lumigrad.fitting import run_fit; run_fit(sys.argv[1], sys.argv[2], steps=int(sys.argv[3]), overwrite=True)"
 
 
-def run(src: Path, config: Path, out: Path, steps: int, reuse: bool = False) -> dict:
+def run(src: Path, config: Path, out: Path, steps: int, reuse: bool = False, threads: int = 0) -> dict:
     if reuse and (out / "metrics.json").is_file():
         return json.loads((out / "metrics.json").read_text())
     env = dict(os.environ, PYTHONPATH=str(src))
+    if threads:  # kernel threads otherwise follow the load, and a few reductions with them (float rounding)
+        env["LUMIGRAD_NUM_THREADS"] = str(threads)
     subprocess.run([sys.executable, "-c", RUN, str(config), str(out), str(steps)], env=env, check=True,
                    stdout=subprocess.DEVNULL)
     return json.loads((out / "metrics.json").read_text())
@@ -68,6 +70,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--tol", type=float, default=1e-5)
     p.add_argument("--keep", type=Path, default=None, help="folder to keep the run folders in")
+    p.add_argument("--threads", type=int, default=0, help="LUMIGRAD_NUM_THREADS for every run (default: unset)")
     p.add_argument("--reuse-before", action="store_true", help="reuse the reference runs already in --keep")
     args = p.parse_args(argv)
     configs = sorted((ROOT / "examples" / "configs").glob("*.[ty]*ml"))
@@ -76,8 +79,8 @@ def main(argv=None) -> int:
     print("| config | metrics compared | largest abs difference | differing keys |")
     print("|---|---:|---:|---|")
     for config in configs:
-        a = run(args.before.resolve(), config, base / "before" / config.stem, args.steps, args.reuse_before)
-        b = run(args.after.resolve(), config, base / "after" / config.stem, args.steps)
+        a = run(args.before.resolve(), config, base / "before" / config.stem, args.steps, args.reuse_before, args.threads)
+        b = run(args.after.resolve(), config, base / "after" / config.stem, args.steps, threads=args.threads)
         worst, differing = compare(a, b)
         ok = ok and worst <= args.tol and not differing
         print(f"| {config.name} | {len(dict(leaves(a)))} | {worst:.3g} | {', '.join(differing) or '-'} |")

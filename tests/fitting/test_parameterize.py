@@ -6,6 +6,7 @@ import torch
 
 from lumigrad.conventions import axis_angle_to_matrix, compose_world_to_cam
 from lumigrad.fitting.parameterize import apply_init, make_parameterization
+from lumigrad.scene import ParamInfo
 
 F64 = torch.float64
 
@@ -24,6 +25,15 @@ def _K(n=None):
     return K.expand(n, 3, 3) + torch.arange(n, dtype=F64)[:, None, None] * 0.1 * varies
 
 
+def _info(name, kind):
+    """What the scene would say the parameter is (maps read the kind, not the name)."""
+    return ParamInfo(name, kind, group="test", owner="test", owner_kind="test", attr="test", shape=())
+
+
+KINDS = {"lights.key.position": "light_position", "meshes.m.material.roughness_factor": "factor",
+         "lights.key.intensity": "light_intensity", "cameras.views.world_to_cam": "world_to_cam",
+         "cameras.views.K": "intrinsics", "cameras.v.world_to_cam": "world_to_cam", "cameras.v.K": "intrinsics"}
+
 CASES = [("identity", "lights.key.position", torch.tensor([0.3, -1.0, 2.0], dtype=F64)),
          ("sigmoid", "meshes.m.material.roughness_factor", torch.tensor([0.2, 0.7], dtype=F64)),
          ("exp", "lights.key.intensity", torch.tensor([0.5, 4.0], dtype=F64)),
@@ -33,7 +43,7 @@ CASES = [("identity", "lights.key.position", torch.tensor([0.3, -1.0, 2.0], dtyp
 
 @pytest.mark.parametrize("kind, name, start", CASES, ids=[c[0] for c in CASES])
 def test_each_map_starts_at_its_value_with_exact_gradients(kind, name, start):
-    p = make_parameterization(kind, [name], start, "optimize[0]", size=(64, 48))
+    p = make_parameterization(kind, [name], start, "optimize[0]", size=(64, 48), info=_info(name, KINDS[name]))
     assert torch.allclose(p.value(), start, atol=1e-12)
     weights = torch.rand(start.shape, generator=torch.Generator().manual_seed(1), dtype=F64)
 
@@ -59,14 +69,16 @@ def test_each_map_starts_at_its_value_with_exact_gradients(kind, name, start):
 def test_maps_keep_their_constraints_far_from_the_start():
     sig = make_parameterization("sigmoid", ["a"], torch.tensor([0.0, 1.0], dtype=F64), "g")
     assert 0 < float(sig.value().detach().min()) and float(sig.value().detach().max()) < 1  # clamped start, open interval
-    pose = make_parameterization("pose", ["cameras.v.world_to_cam"], _pose(), "g")
+    pose = make_parameterization("pose", ["cameras.v.world_to_cam"], _pose(), "g",
+                                 info=_info("cameras.v.world_to_cam", "world_to_cam"))
     with torch.no_grad():
         for leaf in pose.leaves:
             leaf.add_(torch.randn(leaf.shape, generator=torch.Generator().manual_seed(2), dtype=F64))
     R = pose.value()[..., :3, :3]
     assert torch.allclose(R @ R.transpose(-1, -2), torch.eye(3, dtype=F64).expand_as(R), atol=1e-12)
     assert torch.allclose(torch.linalg.det(R), torch.ones(2, dtype=F64))
-    K = make_parameterization("intrinsics", ["cameras.v.K"], _K(3), "g", size=(64, 48), shared=True)
+    K = make_parameterization("intrinsics", ["cameras.v.K"], _K(3), "g", size=(64, 48), shared=True,
+                              info=_info("cameras.v.K", "intrinsics"))
     assert sum(leaf.numel() for leaf in K.leaves) == 4 and K.value().shape == (3, 3, 3)
     assert torch.allclose(K.value()[0], _K(3).mean(0)) and torch.equal(K.value()[0], K.value()[2])
     assert float(K.value().detach()[0, 0, 1]) == pytest.approx(float(_K(3)[:, 0, 1].mean()))  # skew kept
@@ -80,7 +92,8 @@ def test_maps_keep_their_constraints_far_from_the_start():
 ])
 def test_maps_refuse_parameters_they_do_not_suit(kind, name, match):
     with pytest.raises(ValueError, match=match):
-        make_parameterization(kind, [name], torch.zeros(3, dtype=F64), "optimize[2]")
+        make_parameterization(kind, [name], torch.zeros(3, dtype=F64), "optimize[2]",
+                              info=_info(name, KINDS[name]))
 
 
 def test_init_forms_and_their_errors():

@@ -65,7 +65,9 @@ def load_scene_and_camera(args):
 def _framing_camera(scene, args):
     import lumigrad as lg
 
-    verts = torch.cat([m.world_verts() for m in scene.meshes.values()]).detach().float()
+    verts = scene.flatten().verts.detach().float()
+    if verts.shape[0] == 0:
+        raise ValueError(f"{args.scene}: the scene has no triangles to frame; pass --camera")
     lo, hi = verts.min(0).values, verts.max(0).values
     centre, radius = (lo + hi) / 2, float((hi - lo).norm()) / 2
     if radius == 0:

@@ -20,13 +20,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 __all__ = ["ConfigError", "DataConfig", "FitConfig", "FitSettings", "LightConfig", "OptimizeConfig",
            "SceneConfig", "load_config", "parse_config"]
 
-MAPS = ("identity", "sigmoid", "exp", "large_steps", "pose", "intrinsics")
+# Maps (``[[optimize]] map``), loss terms (``[loss]`` keys) and light types (``[[scene.lights]] type``) are
+# registries: lumigrad.fitting.parameterize.MAPS, lumigrad.fitting.losses.LOSS_TERMS and
+# lumigrad.scene.LIGHT_TYPES; validation lists what is registered when the config is read.
 OPTIMIZERS = ("adam", "adam_uniform", "sgd")
 SCHEDULES = ("constant", "cosine")
-IMAGE_LOSSES = ("mse", "l1", "ssim", "ms_ssim", "perceptual", "adversarial", "silhouette")
-GEOMETRY_LOSSES = ("depth", "normal")
-MESH_LOSSES = ("laplacian", "normal_consistency", "edge_length")
-LIGHT_TYPES = ("point", "directional", "spot")
 
 
 MAX_CONFIG_BYTES = 1 << 20  # a fit configuration is a page of text; a bigger file is not one
@@ -49,12 +47,11 @@ def short_repr(value: Any) -> str:
 
 @dataclass
 class LightConfig:
+    """One ``[[scene.lights]]`` table: a registered light type and the values of its settings."""
+
     name: str
     type: str
-    position: Optional[List[float]] = None
-    direction: Optional[List[float]] = None
-    intensity: float = 1.0
-    color: List[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    settings: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -295,14 +292,17 @@ def parse_config(raw: Any, path: Path, text: str = "") -> FitConfig:
     scene = _scene(top.table("scene"))
     data = _data(top.table("data"), scene)
     optimize = _optimize(top.get("optimize"), path)
+    from .losses import LOSS_TERMS
+
     loss_t = top.table("loss")
-    loss = {k: loss_t.number(k, 0.0, 0.0) for k in IMAGE_LOSSES + GEOMETRY_LOSSES + MESH_LOSSES}
+    loss = {k: loss_t.number(k, 0.0, 0.0) for k in LOSS_TERMS.names()}
     mask = loss_t.string("mask", "none", ("none", "alpha"))
     loss_t.done()
     loss = {k: v for k, v in loss.items() if v > 0}
-    if not any(k in IMAGE_LOSSES + GEOMETRY_LOSSES for k in loss):
+    if not any(LOSS_TERMS[k].data for k in loss):
+        data_terms = [k for k, term in LOSS_TERMS.items() if term.data]
         raise ConfigError(f"{path.name}: [loss] needs at least one image term with a weight > 0 "
-                          f"({', '.join(IMAGE_LOSSES + GEOMETRY_LOSSES)})")
+                          f"({', '.join(data_terms)})")
     fit = _fit(top.table("fit"))
     out_t = top.table("output")
     output = out_t.path("dir")
@@ -348,17 +348,22 @@ def _scene(t: _Table) -> SceneConfig:
     lights = t.get("lights", [])
     if not isinstance(lights, list):
         raise t.error("lights", "a list of tables ([[scene.lights]])", lights)
+    if lights:
+        from ..scene.light_types import LIGHT_TYPES
+
+        types = [name for name, entry in LIGHT_TYPES.items() if entry.configurable]
     for k, raw in enumerate(lights):
         lt = _Table(raw, f"scene.lights[{k}]", t.file)
-        light = LightConfig(name=lt.string("name", f"light{k}"), type=lt.string("type", "point", LIGHT_TYPES))
-        light.position = lt.numbers("position", None, 3)
-        light.direction = lt.numbers("direction", None, 3)
-        light.intensity = lt.number("intensity", 1.0, 0.0)
-        light.color = lt.numbers("color", [1.0, 1.0, 1.0], 3)
-        needs = {"point": ("position",), "directional": ("direction",), "spot": ("position", "direction")}
-        for key in needs[light.type]:
-            if getattr(light, key) is None:
+        light = LightConfig(name=lt.string("name", f"light{k}"), type=lt.string("type", "point", types))
+        for key, setting in LIGHT_TYPES[light.type].settings.items():
+            default = None if setting.required else setting.default
+            if setting.length is None:
+                value = lt.number(key, default, setting.low)
+            else:
+                value = lt.numbers(key, default, setting.length)
+            if value is None:
                 raise ConfigError(f"{t.file.name}: scene.lights[{k}] of type {light.type!r} needs {key!r}")
+            light.settings[key] = value
         lt.done()
         s.lights.append(light)
     for f in (s.file, s.texture, s.environment):
@@ -412,6 +417,8 @@ def _data(t: _Table, scene: SceneConfig) -> DataConfig:
 
 
 def _optimize(raw: Any, path: Path) -> List[OptimizeConfig]:
+    from .parameterize import MAPS
+
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"{path.name}: the config needs at least one [[optimize]] table naming the parameters "
                           "to recover")
@@ -427,8 +434,8 @@ def _optimize(raw: Any, path: Path) -> List[OptimizeConfig]:
         if lr is None:
             raise ConfigError(f"{path.name}: {t.key('lr')} is required")
         o = OptimizeConfig(name=t.string("name", f"group{k}"), params=params, lr=lr)
-        o.map = t.string("map", "identity", MAPS)
-        o.optimizer = t.string("optimizer", "adam_uniform" if o.map == "large_steps" else "adam", OPTIMIZERS)
+        o.map = t.string("map", "identity", MAPS.names())
+        o.optimizer = t.string("optimizer", MAPS[o.map].optimizer, OPTIMIZERS)
         o.schedule = t.string("schedule", "constant", SCHEDULES)
         o.start = t.integer("start", 0)
         o.init = t.get("init")

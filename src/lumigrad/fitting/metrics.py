@@ -17,6 +17,7 @@ import torch
 
 from ..geometry.distance import point_mesh_distance, sample_points_on_mesh
 from ..losses.image import psnr
+from ..scene.params import INTRINSICS, POSE_KINDS
 from ..scene.scene import Scene
 
 __all__ = ["image_metrics", "parameter_errors", "shape_error_pct"]
@@ -30,8 +31,9 @@ def image_metrics(images: torch.Tensor, targets: torch.Tensor) -> Dict[str, floa
 
 def parameter_errors(name: str, value: torch.Tensor, truth: Optional[Scene]) -> Dict[str, float]:
     """Errors of ``value`` against the true scene's ``name`` (empty when the truth has no such tensor)."""
-    if truth is None or name not in truth.parameters():
+    if truth is None or name not in truth:
         return {}
+    info = truth.param_info(name)
     true = truth[name].detach().to(value)
     if true.shape != value.shape:
         return {}
@@ -39,9 +41,9 @@ def parameter_errors(name: str, value: torch.Tensor, truth: Optional[Scene]) -> 
     diff = (value - true).double()
     out = {"mean_abs_error": float(diff.abs().mean()), "max_abs_error": float(diff.abs().max()),
            "relative_rms_error": float(diff.norm() / true.double().norm().clamp_min(1e-12))}
-    if name.endswith((".world_to_cam", ".to_world")) and value.shape[-2:] == (4, 4):
+    if info.kind in POSE_KINDS and value.shape[-2:] == (4, 4):
         out.update(_pose_errors(value, true))
-    if name.endswith(".K") and value.shape[-2:] == (3, 3):
+    if info.kind == INTRINSICS and value.shape[-2:] == (3, 3):
         f_err = (value[..., [0, 1], [0, 1]] / true[..., [0, 1], [0, 1]] - 1).abs()
         c_err = (value[..., :2, 2] - true[..., :2, 2]).norm(dim=-1)
         out.update({"focal_error_pct": 100 * float(f_err.mean()), "principal_point_error_px": float(c_err.mean())})
@@ -65,12 +67,8 @@ def shape_error_pct(fitted: Scene, truth: Scene, points: int = 2000, seed: int =
     g = torch.Generator().manual_seed(seed)
 
     def surface(scene: Scene) -> torch.Tensor:
-        verts, faces, offset = [], [], 0
-        for mesh in scene.meshes.values():
-            verts.append(mesh.world_verts().detach().float().cpu())
-            faces.append(mesh.faces.cpu() + offset)
-            offset += mesh.verts.shape[0]
-        return torch.cat(verts), torch.cat(faces)
+        flat = scene.flatten()
+        return flat.verts.detach().float().cpu(), flat.faces.cpu()
 
     tv, tf = surface(truth)
     fv, ff = surface(fitted)

@@ -13,6 +13,12 @@
                                                              ``K`` for all views
 =============== ============================================ =================================================
 
+Each map is registered once in :data:`MAPS` (:func:`register_map`), with the parameter kinds it suits
+(:class:`lumigrad.scene.ParamInfo`): ``large_steps`` takes ``vertices``, ``pose`` the rigid transforms
+(``to_world``, ``world_to_cam``), ``intrinsics`` camera ``K`` (``intrinsics``), the others any parameter. A
+new map is one file: a function ``build(request: MapRequest) -> Parameterization`` registered with
+``register_map("name", build, kinds=...)``; ``[[optimize]] map = "name"`` then uses it.
+
 ``init`` sets the starting value before the map: a number or nested list (broadcast to the parameter's
 shape), or a table ``{scale = s, add = a, noise = sigma, seed = k}`` giving ``x * s + a + sigma * N(0, 1)``.
 A starting value the map cannot represent (``sigmoid`` outside [0, 1], ``exp`` below 0) is refused: clamping
@@ -22,15 +28,20 @@ it would start the fit at a different value than asked for, stuck where the map 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 
 from ..conventions import compose_world_to_cam, matrix_to_rotation_6d, rotation_6d_to_matrix
 from ..optim.large_steps import LargeSteps
+from ..registry import Registry
+from ..scene import params as P
+from ..scene.params import ParamInfo
 from .config import short_repr
 
-__all__ = ["Parameterization", "apply_init", "make_parameterization"]
+__all__ = ["MAPS", "MapRequest", "MapType", "Parameterization", "apply_init", "make_parameterization",
+           "register_map"]
 
 
 class Parameterization:
@@ -93,54 +104,161 @@ def _broadcast(value: Any, like: torch.Tensor, where: str) -> torch.Tensor:
     return t
 
 
-def make_parameterization(kind: str, names: List[str], start: torch.Tensor, where: str, *,
-                          faces: Optional[torch.Tensor] = None, size: Optional[Tuple[int, int]] = None,
-                          lambda_: float = 19.0, shared: bool = False) -> Parameterization:
-    """The :class:`Parameterization` ``kind`` of the parameter ``names`` starting at ``start``.
+@dataclass
+class MapRequest:
+    """What a map's ``build`` gets: the parameter, its starting value and the group's options.
+
+    Attributes:
+        names: the scene names of the tensor (several when it is shared); ``name`` is the first.
+        start: the starting value (detached).
+        where: the config key (``optimize[0]``), for messages.
+        info: what the parameter is (``scene.param_info(name)``), or ``None`` when unknown.
+        lambda_: the group's ``lambda`` (large-steps smoothing weight).
+        shared: the group's ``shared`` flag (fit one value for every view of a batched camera).
+        faces: the mesh's faces (default: the owner's, from ``info``).
+        size: the camera's ``(width, height)`` (default: the owner's, from ``info``).
+    """
+
+    names: List[str]
+    start: torch.Tensor
+    where: str
+    info: Optional[ParamInfo] = None
+    lambda_: float = 19.0
+    shared: bool = False
+    faces: Optional[torch.Tensor] = None
+    size: Optional[Tuple[int, int]] = None
+
+    @property
+    def name(self) -> str:
+        return self.names[0]
+
+
+@dataclass(frozen=True)
+class MapType:
+    """A registered map: ``build(request) -> Parameterization``; the parameter ``kinds`` it suits (``None``:
+    every parameter), described by ``suits`` in the message that refuses others; the ``optimizer`` a group
+    using it gets when its config names none."""
+
+    name: str
+    build: Callable[[MapRequest], Parameterization]
+    kinds: Optional[Tuple[str, ...]] = None
+    suits: str = ""
+    optimizer: str = "adam"
+
+
+#: Every parameter map, by the name ``[[optimize]] map`` uses.
+MAPS: Registry[MapType] = Registry("map")
+
+
+def register_map(name: str, build: Optional[Callable[[MapRequest], Parameterization]] = None, *,
+                 kinds: Optional[Sequence[str]] = None, suits: str = "", optimizer: str = "adam",
+                 replace: bool = False):
+    """Register the map ``name``; with ``build`` omitted, a decorator.
 
     Args:
-        kind: one of the maps of the module docstring.
+        build: ``build(request: MapRequest) -> Parameterization``; raise ``ValueError`` (starting with
+            ``request.where``) for a start it cannot represent.
+        kinds: the :data:`lumigrad.scene.PARAM_KINDS` it suits; ``None`` for every parameter.
+        suits: what those are, for the refusal (``"mesh vertices (meshes.NAME.verts)"``).
+        optimizer: the default optimizer of a group using the map (``"adam"``, ``"adam_uniform"``, ``"sgd"``).
+        replace: replace an existing map of that name.
+    """
+    if build is None:
+        return lambda fn: register_map(name, fn, kinds=kinds, suits=suits, optimizer=optimizer, replace=replace)
+    if kinds is not None:
+        kinds = tuple(kinds)
+        bad = [k for k in kinds if k not in P.PARAM_KINDS]
+        if bad:
+            raise ValueError(f"map {name!r}: {bad[0]!r} is not a parameter kind; use one of {', '.join(P.PARAM_KINDS)}")
+    MAPS.register(name, MapType(name, build, kinds, suits or f"{', '.join(kinds or ())} parameters", optimizer),
+                  replace=replace)
+    return build
+
+
+def make_parameterization(kind: str, names: List[str], start: torch.Tensor, where: str, *,
+                          info: Optional[ParamInfo] = None, faces: Optional[torch.Tensor] = None,
+                          size: Optional[Tuple[int, int]] = None, lambda_: float = 19.0,
+                          shared: bool = False) -> Parameterization:
+    """The :class:`Parameterization` ``kind`` (a registered map) of the parameter ``names`` starting at ``start``.
+
+    Args:
+        kind: the name of a map in :data:`MAPS` (the module docstring lists the built-in ones).
         names: the scene names of the tensor (several when it is shared).
         start: the starting value.
         where: the config key, for messages.
-        faces: the mesh's faces, for ``large_steps``.
-        size: the camera's ``(width, height)``, for ``intrinsics``.
+        info: what the parameter is (``scene.param_info(names[0])``); maps that suit only some kinds of
+            parameters refuse one without it.
+        faces: the mesh's faces, for ``large_steps`` (default: from ``info``'s owner).
+        size: the camera's ``(width, height)``, for ``intrinsics`` (default: from ``info``'s owner).
         lambda_: the large-steps smoothing weight.
         shared: for ``intrinsics``, fit one ``K`` for every view of a batched camera.
 
     Raises:
-        ValueError: the map does not suit the parameter (naming it and ``where``).
+        ValueError: an unknown map, or a map that does not suit the parameter (naming it and ``where``).
     """
-    name = names[0]
-    start = start.detach()
-    if kind == "identity":
-        leaf = start.clone().requires_grad_(True)
-        return Parameterization(names, [leaf], lambda: leaf)
-    if kind == "sigmoid":
-        _check_domain(start, where, name, "sigmoid", "in [0, 1]", (start >= 0) & (start <= 1))
-        leaf = torch.logit(start.clamp(1e-4, 1 - 1e-4)).requires_grad_(True)
-        return Parameterization(names, [leaf], lambda: torch.sigmoid(leaf))
-    if kind == "exp":
-        _check_domain(start, where, name, "exp", ">= 0", start >= 0)
-        leaf = start.clamp_min(1e-8).log().requires_grad_(True)
-        return Parameterization(names, [leaf], lambda: leaf.exp())
-    if kind == "large_steps":
-        if not name.endswith(".verts") or faces is None:
-            raise ValueError(f"{where}: map 'large_steps' is for mesh vertices (meshes.NAME.verts); {name!r} is not")
-        ls = LargeSteps(start, faces, lambda_=lambda_)
-        return Parameterization(names, [ls.parameter], ls.verts)
-    if kind == "pose":
-        if start.shape[-2:] != (4, 4) or not (name.endswith(".world_to_cam") or name.endswith(".to_world")):
-            raise ValueError(f"{where}: map 'pose' is for rigid transforms (cameras.NAME.world_to_cam, "
-                             f"meshes.NAME.to_world); {name!r} is not")
-        r6 = matrix_to_rotation_6d(start[..., :3, :3]).clone().requires_grad_(True)
-        t = start[..., :3, 3].clone().requires_grad_(True)
-        return Parameterization(names, [r6, t], lambda: compose_world_to_cam(rotation_6d_to_matrix(r6), t))
-    if kind == "intrinsics":
-        if not name.endswith(".K") or size is None:
-            raise ValueError(f"{where}: map 'intrinsics' is for camera matrices (cameras.NAME.K); {name!r} is not")
-        return _intrinsics(names, start, size, shared)
-    raise ValueError(f"{where}: unknown map {kind!r}")
+    entry = MAPS.get(kind)
+    if entry is None:
+        raise ValueError(f"{where}: unknown map {kind!r}; choose one of {MAPS.choices()}")
+    if entry.kinds is not None and (info is None or info.kind not in entry.kinds):
+        raise ValueError(f"{where}: map {kind!r} is for {entry.suits}; {names[0]!r} is not")
+    return entry.build(MapRequest(list(names), start.detach(), where, info, lambda_, shared, faces, size))
+
+
+# --------------------------------------------------------------------------------------- built-in maps
+@register_map("identity")
+def _identity(r: MapRequest) -> Parameterization:
+    leaf = r.start.clone().requires_grad_(True)
+    return Parameterization(r.names, [leaf], lambda: leaf)
+
+
+@register_map("sigmoid")
+def _sigmoid(r: MapRequest) -> Parameterization:
+    start = r.start
+    _check_domain(start, r.where, r.name, "sigmoid", "in [0, 1]", (start >= 0) & (start <= 1))
+    leaf = torch.logit(start.clamp(1e-4, 1 - 1e-4)).requires_grad_(True)
+    return Parameterization(r.names, [leaf], lambda: torch.sigmoid(leaf))
+
+
+@register_map("exp")
+def _exp(r: MapRequest) -> Parameterization:
+    start = r.start
+    _check_domain(start, r.where, r.name, "exp", ">= 0", start >= 0)
+    leaf = start.clamp_min(1e-8).log().requires_grad_(True)
+    return Parameterization(r.names, [leaf], lambda: leaf.exp())
+
+
+@register_map("large_steps", kinds=(P.VERTICES,), suits="mesh vertices (meshes.NAME.verts)",
+              optimizer="adam_uniform")
+def _large_steps(r: MapRequest) -> Parameterization:
+    faces = r.faces if r.faces is not None else getattr(r.info.obj, "faces", None)
+    if faces is None:
+        raise ValueError(f"{r.where}: map 'large_steps' is for mesh vertices (meshes.NAME.verts); {r.name!r} has no "
+                         "faces")
+    ls = LargeSteps(r.start, faces, lambda_=r.lambda_)
+    return Parameterization(r.names, [ls.parameter], ls.verts)
+
+
+@register_map("pose", kinds=P.POSE_KINDS,
+              suits="rigid transforms (cameras.NAME.world_to_cam, meshes.NAME.to_world)")
+def _pose(r: MapRequest) -> Parameterization:
+    start = r.start
+    if start.shape[-2:] != (4, 4):
+        raise ValueError(f"{r.where}: map 'pose' is for rigid transforms [..., 4, 4]; {r.name!r} has shape "
+                         f"{tuple(start.shape)}")
+    r6 = matrix_to_rotation_6d(start[..., :3, :3]).clone().requires_grad_(True)
+    t = start[..., :3, 3].clone().requires_grad_(True)
+    return Parameterization(r.names, [r6, t], lambda: compose_world_to_cam(rotation_6d_to_matrix(r6), t))
+
+
+@register_map("intrinsics", kinds=(P.INTRINSICS,), suits="camera matrices (cameras.NAME.K)")
+def _intrinsics_map(r: MapRequest) -> Parameterization:
+    size = r.size
+    if size is None and r.info is not None and r.info.obj is not None:
+        size = (r.info.obj.width, r.info.obj.height)
+    if size is None:
+        raise ValueError(f"{r.where}: map 'intrinsics' is for camera matrices (cameras.NAME.K) and needs the "
+                         f"camera's size; {r.name!r} has none")
+    return _intrinsics(r.names, r.start, size, r.shared)
 
 
 def _check_domain(start: torch.Tensor, where: str, name: str, kind: str, domain: str, ok: torch.Tensor) -> None:

@@ -19,10 +19,13 @@ import torch
 
 from ..cameras.camera import Camera
 from ..optim.fit import FitDivergedError
-from ..scene.lights import DirectionalLight, EnvironmentLight, PointLight, SHLight, SpotLight
+from ..scene.light_types import LIGHT_TYPES
+from ..scene.lights import DirectionalLight, EnvironmentLight, SHLight
+from ..scene.params import VERTICES
 from ..scene.render import render
 from ..scene.scene import Film, Scene
 from .config import ConfigError, FitConfig
+from .losses import LOSS_TERMS
 from .parameterize import Parameterization, apply_init, make_parameterization
 
 __all__ = ["Problem", "build_problem", "load_scene", "scale_camera"]
@@ -71,8 +74,8 @@ class Problem:
 
     def fitted_meshes(self) -> List[str]:
         """Names of the meshes whose vertices are optimised, sorted."""
-        return sorted({n.split(".")[1] for n in self.optimised_names() if n.startswith("meshes.")
-                       and n.endswith(".verts")})
+        infos = [self.scene.param_info(n) for n in self.optimised_names()]
+        return sorted({i.owner for i in infos if i.group == "meshes" and i.kind == VERTICES})
 
     def background(self):
         return _background(self.config, self.targets)
@@ -179,11 +182,10 @@ def build_problem(config: FitConfig, device: torch.device = torch.device("cpu"))
     problem = Problem(config, scene, targets, truth, {},
                       target_geometry=None if target_geometry is None else target_geometry.to(device))
     _parameterize(problem)
-    if "adversarial" in config.loss:
-        from ..losses.adversarial import AdversarialLoss, PatchDiscriminator
-
-        seeded = torch.Generator().manual_seed(config.fit.seed)  # the same discriminator every run, on every rank
-        problem.adversary = AdversarialLoss(PatchDiscriminator(3, generator=seeded).to(device))
+    for name in config.loss:
+        setup = LOSS_TERMS[name].setup
+        if setup is not None:
+            setup(problem)
     return problem
 
 
@@ -222,15 +224,7 @@ def _with_lights(scene: Scene, config: FitConfig) -> Scene:
         scene.add_light("environment", EnvironmentLight.from_file(sc.environment, size=sc.environment_size,
                                                                   visible=config.fit.background == "environment"))
     for light in sc.lights:
-        color = torch.tensor(light.color)
-        if light.type == "point":
-            scene.add_light(light.name, PointLight(torch.tensor(light.position), torch.tensor(light.intensity), color))
-        elif light.type == "directional":
-            scene.add_light(light.name, DirectionalLight(torch.tensor(light.direction), torch.tensor(light.intensity),
-                                                         color))
-        else:
-            scene.add_light(light.name, SpotLight(torch.tensor(light.position), torch.tensor(light.direction),
-                                                  torch.tensor(light.intensity), color))
+        scene.add_light(light.name, LIGHT_TYPES[light.type].from_settings(dict(light.settings)))
     if not scene.lights and sc.default_lights:
         sh = torch.zeros(9, 3)
         sh[0] = 0.25 * math.sqrt(4 * math.pi)  # a uniform sky of radiance 0.25
@@ -257,7 +251,10 @@ def _set_truth(truth: Scene, config: FitConfig) -> None:
 def ring_cameras(scene: Scene, config: FitConfig) -> Camera:
     """``data.views`` cameras on a ring around the scene's bounding sphere, alternating above and below."""
     d = config.data
-    verts = torch.cat([m.world_verts() for m in scene.meshes.values()]).detach().float()
+    verts = scene.flatten().verts.detach().float()
+    if verts.shape[0] == 0:
+        raise ConfigError(f"{config.path.name}: synthetic targets are rendered from cameras framing the scene's "
+                          "triangles, and the scene has none")
     lo, hi = verts.min(0).values, verts.max(0).values
     centre, radius = (lo + hi) / 2, max(float((hi - lo).norm()) / 2, 1e-6)
     half_fov = math.radians(d.fov) / 2
@@ -276,14 +273,16 @@ def ring_cameras(scene: Scene, config: FitConfig) -> Camera:
 
 def _photo_depth(data, config: FitConfig) -> Optional[torch.Tensor]:
     """``[N, H, W, 4]`` depth maps read beside the photos (normals zero: not measured) for the depth term."""
-    if "normal" in config.loss:
-        raise ConfigError(f"{config.path.name}: loss.normal needs normal targets, which lumigrad renders for "
-                          "synthetic data; normal maps beside photos are not read")
-    if "depth" not in config.loss:
+    normal_terms = _terms_needing(config, "normal")
+    if normal_terms:
+        raise ConfigError(f"{config.path.name}: loss.{normal_terms[0]} needs normal targets, which lumigrad renders "
+                          "for synthetic data; normal maps beside photos are not read")
+    depth_terms = _terms_needing(config, "depth")
+    if not depth_terms:
         return None
     if config.data.depth_dir is None:
-        raise ConfigError(f"{config.path.name}: loss.depth with photos needs data.depth_dir, the folder of their "
-                          "depth maps (<photo stem>.npy, .exr or 16-bit .png)")
+        raise ConfigError(f"{config.path.name}: loss.{depth_terms[0]} with photos needs data.depth_dir, the folder of "
+                          "their depth maps (<photo stem>.npy, .exr or 16-bit .png)")
     from ..io.dataset import read_depth_maps
 
     try:
@@ -295,7 +294,7 @@ def _photo_depth(data, config: FitConfig) -> Optional[torch.Tensor]:
 
 def _geometry_targets(truth: Scene, camera: Camera, config: FitConfig) -> Optional[torch.Tensor]:
     """``[N, H, W, 4]`` true depth and normals when a depth or normal term is asked for, else None."""
-    if not any(t in config.loss for t in ("depth", "normal")):
+    if not (_terms_needing(config, "depth") or _terms_needing(config, "normal")):
         return None
     from ..scene.geometry_buffers import render_geometry
 
@@ -309,18 +308,23 @@ def _background(config: FitConfig, like: torch.Tensor):
     return bg if bg == "environment" else torch.as_tensor(bg, dtype=like.dtype, device=like.device)
 
 
+def _terms_needing(config: FitConfig, need: str) -> List[str]:
+    """The ``[loss]`` terms of ``config`` (weight > 0) that need ``need`` (see ``LossTerm.needs``)."""
+    return [name for name in config.loss if need in LOSS_TERMS[name].needs]
+
+
 def _check_losses(config: FitConfig, targets: torch.Tensor) -> None:
     has_alpha = targets.shape[-1] == 4
-    for term in ("silhouette",):
-        if term in config.loss and not has_alpha:
+    for term in _terms_needing(config, "alpha"):
+        if not has_alpha:
             raise ConfigError(f"{config.path.name}: loss.{term} needs target masks (photos with an alpha "
                               "channel); these have none")
     if config.mask == "alpha" and not has_alpha:
         raise ConfigError(f"{config.path.name}: loss.mask = 'alpha' needs photos with an alpha channel")
-    if "ms_ssim" in config.loss and min(targets.shape[1:3]) < 176:
-        raise ConfigError(f"{config.path.name}: loss.ms_ssim needs images of at least 176 pixels a side (five "
-                          f"scales of an 11-pixel window); these are {targets.shape[2]}x{targets.shape[1]}: use "
-                          "loss.ssim")
+    for term in config.loss:
+        check = LOSS_TERMS[term].check
+        if check is not None:
+            check(config, targets)
 
 
 def _to(scene: Scene, device: torch.device) -> Scene:
@@ -363,8 +367,7 @@ def _parameterize(problem: Problem) -> None:
             name = same[0]
             try:
                 start = apply_init(params[name], group.init, where)
-                out.append(make_parameterization(group.map, same, start, where, faces=_faces_of(scene, name),
-                                                 size=(problem.camera.width, problem.camera.height),
+                out.append(make_parameterization(group.map, same, start, where, info=scene.param_info(name),
                                                  lambda_=group.lambda_, shared=group.shared))
             except ValueError as exc:
                 raise ConfigError(f"{config.path.name}: {exc}") from None
@@ -372,13 +375,6 @@ def _parameterize(problem: Problem) -> None:
     with torch.no_grad():
         problem.apply()
         problem.initial_values = {n: scene[n].detach().clone() for n in problem.optimised_names()}
-
-
-def _faces_of(scene: Scene, name: str) -> Optional[torch.Tensor]:
-    parts = name.split(".")
-    if parts[0] == "meshes" and parts[-1] == "verts":
-        return scene.meshes[parts[1]].faces
-    return None
 
 
 def _some(params, count: int = 4) -> str:

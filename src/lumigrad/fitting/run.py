@@ -234,7 +234,7 @@ def _metrics(problem: Problem, result, initial_images, final_images, seconds: fl
     for name in problem.optimised_names():
         value = problem.scene[name].detach()
         entry = {"initial": _summary(problem.initial_values[name]), "final": _summary(value)}
-        if problem.truth is not None and name in problem.truth.parameters():
+        if problem.truth is not None and name in problem.truth:
             entry["true"] = _summary(problem.truth[name])
         entry.update(parameter_errors(name, value, problem.truth))
         initial_errors = parameter_errors(name, problem.initial_values[name], problem.truth)
