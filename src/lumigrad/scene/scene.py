@@ -24,7 +24,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import types
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import ClassVar, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
