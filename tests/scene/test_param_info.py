@@ -1,6 +1,7 @@
 """What a scene parameter is (``param_info``), the index behind O(1) access, and the ``Shape`` interface."""
 
 import copy
+import dataclasses
 import pickle
 from dataclasses import dataclass
 from typing import ClassVar
@@ -112,6 +113,8 @@ def test_the_index_follows_the_scene_as_it_changes():
     scene.meshes["floor"].material = Material(roughness_factor=torch.tensor(0.25))  # a new material
     assert float(scene["meshes.floor.material.roughness_factor"]) == 0.25
     assert "meshes.floor.material.base_color_texture" not in scene
+    scene.lights = scene.lights  # assigning a collection to itself keeps it
+    assert "lights.sun.irradiance" in scene
     scene.lights = {"lamp": lg.PointLight([0.0, 2.0, 0.0])}
     assert [n for n in scene.parameters() if n.startswith("lights.")] == \
         ["lights.lamp.position", "lights.lamp.intensity", "lights.lamp.color"]
@@ -171,5 +174,5 @@ def test_a_new_kind_of_shape_plugs_in_with_its_own_parameters():
 def test_param_info_is_a_plain_record():
     info = ParamInfo("cameras.v.K", "intrinsics", "cameras", "v", "camera", "K", (3, 3))
     assert info == ParamInfo("cameras.v.K", "intrinsics", "cameras", "v", "camera", "K", (3, 3), obj=object())
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         info.kind = "factor"  # frozen

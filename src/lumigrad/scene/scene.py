@@ -297,7 +297,7 @@ class Scene:
 
     @meshes.setter
     def meshes(self, value: Mapping[str, SceneMesh]) -> None:
-        self._replace_group(self._shapes, "meshes", value)
+        _replace(self._shapes["meshes"], value)
 
     @property
     def shapes(self) -> Mapping[str, Dict[str, Shape]]:
@@ -311,8 +311,7 @@ class Scene:
 
     @lights.setter
     def lights(self, value: Mapping[str, Light]) -> None:
-        self._lights.clear()
-        self._lights.update(value)
+        _replace(self._lights, value)
 
     @property
     def cameras(self) -> Dict[str, Camera]:
@@ -321,8 +320,7 @@ class Scene:
 
     @cameras.setter
     def cameras(self, value: Mapping[str, Camera]) -> None:
-        self._cameras.clear()
-        self._cameras.update(value)
+        _replace(self._cameras, value)
 
     @property
     def film(self) -> Film:
@@ -334,10 +332,6 @@ class Scene:
             raise TypeError(f"film must be a lumigrad.Film; got {type(value).__name__}")
         self._film = value
         self._index_owner("film", "film", value)
-
-    def _replace_group(self, groups, group: str, value: Mapping) -> None:
-        groups[group].clear()
-        groups[group].update(value)
 
     def add_mesh(self, name: str, mesh: SceneMesh) -> SceneMesh:
         self.meshes[name] = mesh
@@ -492,6 +486,16 @@ class Scene:
         shapes = "".join(f"{g}={list(m)}, " for g, m in self._shapes.items())
         return f"Scene({shapes}lights={list(self.lights)}, cameras={list(self.cameras)}, " \
                f"{len(self.parameters())} parameters)"
+
+
+def _replace(members: _Group, value: Mapping) -> None:
+    """Replace a collection's contents by ``value``'s (checked before anything is removed)."""
+    items = dict(value)
+    for name, member in items.items():
+        _check_member(members.group, member)
+        _check_name(name, members.group)
+    members.clear()
+    members.update(items)
 
 
 def _owner_parameters(group: str, obj) -> Dict[str, torch.Tensor]:
