@@ -20,7 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP = {"seconds", "config"}
-RUN = "import sys; from lumigrad.fitting import run_fit; run_fit(sys.argv[1], sys.argv[2], steps=int(sys.argv[3]), overwrite=True)"
+RUN = ("import sys; from lumigrad.fitting import run_fit; "
+       "run_fit(sys.argv[1], sys.argv[2], steps=int(sys.argv[3]), overwrite=True)")
 
 
 def run(src: Path, config: Path, out: Path, steps: int, reuse: bool = False, threads: int = 0) -> dict:
@@ -79,7 +80,8 @@ def main(argv=None) -> int:
     print("| config | metrics compared | largest abs difference | differing keys |")
     print("|---|---:|---:|---|")
     for config in configs:
-        a = run(args.before.resolve(), config, base / "before" / config.stem, args.steps, args.reuse_before, args.threads)
+        a = run(args.before.resolve(), config, base / "before" / config.stem, args.steps, args.reuse_before,
+                args.threads)
         b = run(args.after.resolve(), config, base / "after" / config.stem, args.steps, threads=args.threads)
         worst, differing = compare(a, b)
         ok = ok and worst <= args.tol and not differing
