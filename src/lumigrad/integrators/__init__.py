@@ -9,8 +9,9 @@ The raster pipeline (:class:`RasterIntegrator`, ``"raster"``) is the first; see 
 from .base import (AOV_DOCS, Integrator, RenderOutput, get_integrator, integrator_names, integrator_settings,
                    register_integrator, unregister_integrator)
 from .dispatch import render, resolve_camera
-from .raster import RasterIntegrator, render_geometry
+from .raster import GEOMETRY_AOVS, RasterIntegrator
+from ..scene.geometry_buffers import render_geometry
 
-__all__ = ["AOV_DOCS", "Integrator", "RasterIntegrator", "RenderOutput", "get_integrator", "integrator_names",
+__all__ = ["AOV_DOCS", "GEOMETRY_AOVS", "Integrator", "RasterIntegrator", "RenderOutput", "get_integrator", "integrator_names",
            "integrator_settings", "register_integrator", "render", "render_geometry", "resolve_camera",
            "unregister_integrator"]

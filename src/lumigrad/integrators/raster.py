@@ -20,7 +20,8 @@ import torch
 from .._checks import check_number, check_positive_int, check_tensor
 from ..cameras.camera import Camera
 from ..mesh import vertex_normals
-from ..raster import interpolate, lens_sample_grid, render_through_lens
+from ..raster import interpolate, render_through_lens
+from ..raster.lens_warp import distort_index_image
 from ..raster.antialias import blend_crossings, silhouette_crossings
 from ..raster.rasterize import prepare_mesh, rasterize_prepared
 from ..scene.lights import AreaLight, EnvironmentLight, SHLight
@@ -32,9 +33,8 @@ from ..shading.material import Material, sample_material
 from ..shading.tangents import perturb_normal, vertex_tangents_unchecked
 from ..conventions import pixel_centers
 from .base import Integrator, RenderOutput, register_integrator
-from .dispatch import resolve_camera
 
-__all__ = ["RasterIntegrator", "render_geometry"]
+__all__ = ["GEOMETRY_AOVS", "RasterIntegrator"]
 
 #: Colour channels of the radiance the raster integrator shades (the alpha channel comes on top).
 COLOR_CHANNELS = 3
@@ -42,7 +42,8 @@ COLOR_CHANNELS = 3
 #: Channels of each floating-point AOV (``face_id`` is an index map ``[..., H, W]``); also their order when
 #: they travel together through antialiasing and the lens.
 _AOV_CHANNELS = {"depth": 1, "normal": 3, "position": 3, "uv": 2, "albedo": 3, "mask": 1}
-_GEOMETRY = ("depth", "normal", "mask")
+#: The buffers of :func:`lumigrad.scene.render_geometry`.
+GEOMETRY_AOVS = ("depth", "normal", "mask")
 
 
 @register_integrator("raster")
@@ -105,7 +106,7 @@ class RasterIntegrator(Integrator):
     def __init__(self, *, background: Union[Literal["environment"], torch.Tensor, float] = "environment",
                  use_antialias: bool = True, use_aov_antialias: Optional[bool] = None,
                  lens_supersample: float = 1.0, lens_samples: int = 1):
-        _check_background_value(background)
+        _check_background(background, None)
         if not isinstance(use_antialias, bool):
             raise TypeError(f"use_antialias must be a bool; got {type(use_antialias).__name__}")
         if use_aov_antialias is not None and not isinstance(use_aov_antialias, bool):
@@ -173,61 +174,13 @@ class RasterIntegrator(Integrator):
         if "face_id" in aovs:
             face_ids = cover["face_ids"]
             if camera.distortion is not None:
-                face_ids = _nearest_through_lens(face_ids, cover["camera"], camera)
+                face_ids = distort_index_image(face_ids, cover["camera"], camera)
             out["face_id"] = face_ids
         out = {name: out[name] for name in aovs}  # in the order asked for
         if not color:
             return None, out
         rgba = image if not floats else image[..., :COLOR_CHANNELS + 1]
         return rgba, out
-
-
-def render_geometry(scene: Scene, camera: Union[Camera, str, None] = None, *,
-                    use_antialias: bool = True) -> Dict[str, torch.Tensor]:
-    """Render ``scene``'s depth, normals and coverage as seen by ``camera``, without shading.
-
-    The raster integrator's ``depth``, ``normal`` and ``mask`` AOVs
-    (``lumigrad.render(scene, camera, aovs=("depth", "normal", "mask"), use_antialias=...).aovs`` without the
-    cost of shading), for depth- and normal-supervised fitting (RGB-D sensors, monocular depth / normal
-    priors) and multi-view consistency losses. With ``use_antialias`` the buffers go through
-    :func:`lumigrad.antialias` like colour does: silhouette pixels blend foreground with the zero background
-    by coverage, which is what gives gradients at visibility edges (compare targets rendered the same way, or
-    weight the loss by ``mask``). Cameras with lens distortion draw a pinhole cover resampled through the lens.
-
-    Args:
-        scene: the :class:`Scene` (its lights, materials and film play no part).
-        camera: a :class:`Camera` (any batch shape), a camera name, or ``None`` for the only camera.
-        use_antialias: blend silhouettes by coverage (gradients w.r.t. geometry and camera at edges).
-
-    Returns:
-        ``{"depth": [..., H, W, 1], "normal": [..., H, W, 3], "mask": [..., H, W, 1]}``: camera-frame z, unit
-        world normals and coverage in [0, 1].
-
-    Raises:
-        ValueError: the scene has no mesh, a camera name the scene does not have, or geometry the raster ops
-            refuse.
-
-    **Differentiability:** w.r.t. mesh vertices and transforms, shading normals and the camera's ``K``,
-    ``world_to_cam`` and distortion (depth through the camera-frame positions and the barycentrics).
-    """
-    if not isinstance(scene, Scene):
-        raise TypeError(f"scene must be a lumigrad.Scene; got {type(scene).__name__}")
-    camera = resolve_camera(scene, camera)
-    if not scene.meshes:
-        raise ValueError("scene has no mesh to draw")
-    return RasterIntegrator(use_antialias=use_antialias).render_aovs(scene, camera, _GEOMETRY)
-
-
-def _nearest_through_lens(face_ids: torch.Tensor, pinhole: Camera, camera: Camera) -> torch.Tensor:
-    """``face_ids [..., H', W']`` of the pinhole cover read at the cover pixel nearest to each distorted
-    pixel's centre ray (-1 outside the cover)."""
-    grid = lens_sample_grid(pinhole, camera, 1)[..., 0, :].detach()  # [..., H, W, 2] cover pixel positions
-    col, row = grid[..., 0].floor().long(), grid[..., 1].floor().long()
-    inside = (col >= 0) & (col < pinhole.width) & (row >= 0) & (row < pinhole.height)
-    index = (row.clamp(0, pinhole.height - 1) * pinhole.width + col.clamp(0, pinhole.width - 1))
-    flat = face_ids.reshape(face_ids.shape[:-2] + (-1,))
-    picked = torch.gather(flat, -1, index.reshape(index.shape[:-2] + (-1,))).reshape(index.shape)
-    return torch.where(inside, picked, torch.full_like(picked, -1))
 
 
 @dataclass
@@ -314,39 +267,11 @@ def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, settings: Rast
     use_antialias = color and settings.use_antialias
     use_aov_antialias = bool(floats) and settings.use_aov_antialias
     crossings = silhouette_crossings(frags, mesh, geo.faces) if use_antialias or use_aov_antialias else None
-    shape = frags.face_ids.shape  # [..., H, W]
     rgba = albedo = None
     if need_material:
-        flat_mask = frags.face_ids.reshape(-1) >= 0
-        # Covered pixels grouped by mesh (stable sort keeps pixel order within a mesh).
-        face = frags.face_ids.reshape(-1).long()[flat_mask]
-        starts = torch.tensor([p.first_face for p in geo.parts], device=face.device)
-        part_of = torch.bucketize(face, starts, right=True) - 1
-        order = torch.argsort(part_of, stable=True)
-        pixel = flat_mask.nonzero()[:, 0][order]
-        counts = torch.bincount(part_of, minlength=len(geo.parts)).tolist()
-
-        def take(dense: torch.Tensor) -> torch.Tensor:  # [..., H, W, *rest] -> [P, *rest]
-            rest = dense.shape[len(shape):]
-            return dense.expand(shape + rest).reshape((-1,) + rest).index_select(0, pixel)
-
-        def scatter(compact: torch.Tensor) -> torch.Tensor:  # [P, C] -> [..., H, W, C], zero elsewhere
-            flat = compact.new_zeros(shape.numel(), compact.shape[-1]).index_copy(0, pixel, compact)
-            return flat.reshape(shape + compact.shape[-1:])
-
-        position = take(interpolate(geo.verts, frags, geo.faces))
-        if geo.any_texture:
-            uv, duv = interpolate(geo.uv, frags, geo.uv_faces, return_derivatives=True)
-            uv, duv = take(uv), take(duv)
-        else:
-            uv = duv = None
-        material = _sample_parts(geo, uv, duv, counts, position)
-        if "albedo" in floats:
-            albedo = scatter(material["base_color"])
-        if color:
-            rgba = _shade_pixels(scene, geo, camera, settings.background, frags, take, scatter, position, pixel,
-                                 counts, material)
-            rgba = blend_crossings(rgba, crossings) if use_antialias else rgba
+        rgba, albedo = _shade_pinhole(scene, geo, camera, frags, settings.background, color, "albedo" in floats)
+    if use_antialias:
+        rgba = blend_crossings(rgba, crossings)
     buffers = _aovs(geo, camera, frags, floats, albedo)
     if use_aov_antialias:
         stack = blend_crossings(torch.cat([buffers[a] for a in floats], -1), crossings)
@@ -354,10 +279,38 @@ def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, settings: Rast
     return rgba, buffers, frags.face_ids if want_ids else None
 
 
-def _shade_pixels(scene: Scene, geo: _Geometry, camera: Camera, background, frags, take, scatter, position, pixel,
-                  counts, material) -> torch.Tensor:
-    """``[..., H, W, 4]`` radiance of the covered pixels over the background, and coverage (not antialiased)."""
-    shape = frags.face_ids.shape
+def _shade_pinhole(scene: Scene, geo: _Geometry, camera: Camera, frags, background, color: bool,
+                   want_albedo: bool) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Shade the covered pixels: ``([..., H, W, 4]`` radiance over the background and coverage, not
+    antialiased, or None without ``color``; ``[..., H, W, 3]`` base colour or None without ``want_albedo``)."""
+    shape = frags.face_ids.shape  # [..., H, W]
+    flat_mask = frags.face_ids.reshape(-1) >= 0
+    # Covered pixels grouped by mesh (stable sort keeps pixel order within a mesh).
+    face = frags.face_ids.reshape(-1).long()[flat_mask]
+    starts = torch.tensor([p.first_face for p in geo.parts], device=face.device)
+    part_of = torch.bucketize(face, starts, right=True) - 1
+    order = torch.argsort(part_of, stable=True)
+    pixel = flat_mask.nonzero()[:, 0][order]
+    counts = torch.bincount(part_of, minlength=len(geo.parts)).tolist()
+
+    def take(dense: torch.Tensor) -> torch.Tensor:  # [..., H, W, *rest] -> [P, *rest]
+        rest = dense.shape[len(shape):]
+        return dense.expand(shape + rest).reshape((-1,) + rest).index_select(0, pixel)
+
+    def scatter(compact: torch.Tensor) -> torch.Tensor:  # [P, C] -> [..., H, W, C], zero elsewhere
+        flat = compact.new_zeros(shape.numel(), compact.shape[-1]).index_copy(0, pixel, compact)
+        return flat.reshape(shape + compact.shape[-1:])
+
+    position = take(interpolate(geo.verts, frags, geo.faces))
+    if geo.any_texture:
+        uv, duv = interpolate(geo.uv, frags, geo.uv_faces, return_derivatives=True)
+        uv, duv = take(uv), take(duv)
+    else:
+        uv = duv = None
+    material = _sample_parts(geo, uv, duv, counts, position)
+    albedo = scatter(material["base_color"]) if want_albedo else None
+    if not color:
+        return None, albedo
     normal = take(interpolate(geo.normals, frags, geo.faces))
     eye = _eye(camera, position, pixel, shape)
     normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -374,7 +327,8 @@ def _shade_pixels(scene: Scene, geo: _Geometry, camera: Camera, background, frag
     rgb = scatter(radiance)
     cover = frags.mask[..., None].to(rgb.dtype)
     rgb = rgb + (1 - cover) * _background(scene, camera, background, rgb)
-    return torch.cat([rgb, cover], -1)
+    rgba = torch.cat([rgb, cover], -1)
+    return rgba, albedo
 
 
 def _aovs(geo: _Geometry, camera: Camera, frags, floats: List[str], albedo) -> Dict[str, torch.Tensor]:
@@ -481,8 +435,10 @@ def _shade(scene: Scene, position, normal, eye, material) -> torch.Tensor:
     return out
 
 
-def _check_background_value(background) -> None:
-    """The ``background`` setting without a camera: ``"environment"``, a finite number or a real tensor."""
+def _check_background(background, camera: Optional[Camera]) -> None:
+    """``render``'s ``background``: ``"environment"``, a finite number, or a finite tensor broadcastable to the
+    image ``[..., H, W, 3]`` (constant per view, ``[..., 1, 1, 3]``, for a camera with lens distortion).
+    Without a camera (the integrator's settings), only what needs none: the type, the number's finiteness."""
     if isinstance(background, str):
         if background != "environment":
             raise ValueError(f"background must be 'environment', a colour tensor or a float; got {background[:80]!r}")
@@ -495,13 +451,7 @@ def _check_background_value(background) -> None:
         return
     if background.dtype == torch.bool or background.is_complex():
         raise TypeError(f"background must be a real tensor; got {background.dtype}")
-
-
-def _check_background(background, camera: Camera) -> None:
-    """``background`` against the image (its value was checked by :func:`_check_background_value`): a finite
-    tensor broadcastable to ``[..., H, W, 3]`` (constant per view, ``[..., 1, 1, 3]``, for a camera with lens
-    distortion)."""
-    if not isinstance(background, torch.Tensor):
+    if camera is None:
         return
     image = tuple(camera.batch_shape) + (camera.height, camera.width, COLOR_CHANNELS)
     per_view = tuple(camera.batch_shape) + (1, 1, COLOR_CHANNELS)

@@ -1,6 +1,7 @@
 """Scenes: named meshes, materials, lights, cameras and a film, rendered by :func:`lumigrad.render`."""
 
 from .from_mesh import scene_from_mesh
+from .geometry_buffers import render_geometry
 from .lights import AreaLight, DirectionalLight, EnvironmentLight, Light, PointLight, SHLight, SpotLight
 from .scene import Film, Scene, SceneMesh
 
@@ -9,10 +10,10 @@ __all__ = ["AreaLight", "DirectionalLight", "EnvironmentLight", "Film", "Light",
 
 
 def __getattr__(name: str):
-    # ``lumigrad.scene.render`` / ``render_geometry`` live on as names: the renderers are integrators now
-    # (lumigrad.integrators), which sit above the scene, so they are looked up on first use.
-    if name in ("render", "render_geometry"):
-        from .. import integrators
+    # ``lumigrad.scene.render`` lives on as a name: renderers are integrators now (lumigrad.integrators),
+    # which sit above the scene, so it is looked up on first use.
+    if name == "render":
+        from ..integrators import render
 
-        return getattr(integrators, name)
+        return render
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
