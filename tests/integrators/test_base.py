@@ -191,6 +191,13 @@ def test_using_the_output_as_a_tensor_still_works_and_warns_once_per_line():
     assert len(lines) == len(set(lines))  # once per line
 
 
+def test_lumigrad_ops_that_need_a_tensor_say_which_field_to_pass():
+    out = lg.render(_scene())
+    with pytest.raises(TypeError, match=r"pred must be a torch.Tensor; got RenderOutput \(lumigrad.render's result: "
+                                        r"pass its .rgb, .alpha or .rgba\)"):
+        lg.losses.mse_loss(out, out.rgba)
+
+
 def test_gradients_flow_through_the_deprecated_path():
     scene = _scene()
     verts = scene.meshes["ball"].verts.clone().requires_grad_(True)

@@ -11,6 +11,7 @@ with lens distortion draw a pinhole cover that is resampled through the lens
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Dict, List, Literal, Optional, Sequence, Tuple, Union
@@ -20,7 +21,7 @@ import torch
 from .._checks import check_number, check_positive_int, check_tensor
 from ..cameras.camera import Camera
 from ..mesh import vertex_normals
-from ..raster import interpolate, render_through_lens
+from ..raster import distort_image, interpolate, render_through_lens
 from ..raster.lens_warp import distort_index_image
 from ..raster.antialias import blend_crossings, silhouette_crossings
 from ..raster.rasterize import prepare_mesh, rasterize_prepared
@@ -71,12 +72,9 @@ class RasterIntegrator(Integrator):
     flip the normal of faces seen from behind; when every mesh is single-sided, back faces are culled.
     Alpha of base colour is ignored (opaque). Area lights are drawn as emitters (their front faces).
 
-    AOVs (see :data:`lumigrad.integrators.AOV_DOCS`): ``depth`` (camera-frame z), ``normal`` (unit world
-    vertex normal, no normal map; when any mesh is double-sided every normal is flipped to face the
-    camera), ``position`` (world), ``uv``, ``albedo`` (base colour after texturing, clamped to [0, 1]),
-    ``mask`` (coverage), ``face_id`` (int32 index into the scene's triangles: the meshes in
-    ``scene.meshes`` order, then the drawn area lights; -1 on the background). Floating-point buffers are
-    zero on the background.
+    AOVs (:data:`lumigrad.integrators.AOV_DOCS`): ``normal`` is the vertex normal (no normal map), flipped
+    to face the camera on every mesh when any mesh is double-sided; ``albedo`` the base colour clamped to
+    [0, 1]; ``face_id`` indexes the meshes' triangles in ``scene.meshes`` order, then the drawn area lights.
 
     **Differentiability:** colour w.r.t. every tensor in ``scene.parameters()`` (geometry, transforms, uv,
     material factors and texels, light parameters, environment texels, film) and the camera's ``K``,
@@ -151,36 +149,32 @@ class RasterIntegrator(Integrator):
 
     def _draw(self, scene: Scene, camera: Camera, aovs: Tuple[str, ...],
               color: bool) -> Tuple[Optional[torch.Tensor], Dict[str, torch.Tensor]]:
-        """``(rgba before the film or None, {aov: buffer})`` through the lens when the camera has one."""
+        """``(rgba before the film or None, {aov: buffer})``, through the lens when the camera has one."""
         geometry = _merge_geometry(scene)
         floats = [a for a in _AOV_CHANNELS if a in aovs]
-        if not color and not floats:  # face_id alone: the lens still needs an image to resample
-            floats = ["mask"]
-        cover: Dict[str, object] = {}
+        want_ids = "face_id" in aovs
+        if camera.distortion is None:
+            rgba, buffers, face_ids = _render_pinhole(scene, geometry, camera, self, floats, want_ids, color)
+        else:
+            if not color and not floats:  # face_id alone: the lens resampling still needs an image
+                floats = ["mask"]
+            drawn: Dict[str, object] = {}
 
-        def draw(cam: Camera) -> torch.Tensor:
-            rgba, buffers, face_ids = _render_pinhole(scene, geometry, cam, self, floats, "face_id" in aovs, color)
-            cover["camera"], cover["face_ids"] = cam, face_ids
-            images = ([rgba] if color else []) + [buffers[a] for a in floats]
-            return images[0] if len(images) == 1 else torch.cat(images, -1)
+            def draw(cam: Camera) -> torch.Tensor:
+                rgba, buffers, face_ids = _render_pinhole(scene, geometry, cam, self, floats, want_ids, color)
+                drawn.update(camera=cam, buffers=buffers, face_ids=face_ids)
+                return rgba if color else torch.cat([buffers[a] for a in floats], -1)
 
-        image = render_through_lens(draw, camera, supersample=self.lens_supersample, samples=self.lens_samples)
-        out: Dict[str, torch.Tensor] = {}
-        start = COLOR_CHANNELS + 1 if color else 0
-        for name in floats:
-            if name in aovs:
-                out[name] = image[..., start:start + _AOV_CHANNELS[name]]
-            start += _AOV_CHANNELS[name]
-        if "face_id" in aovs:
-            face_ids = cover["face_ids"]
-            if camera.distortion is not None:
-                face_ids = distort_index_image(face_ids, cover["camera"], camera)
-            out["face_id"] = face_ids
-        out = {name: out[name] for name in aovs}  # in the order asked for
-        if not color:
-            return None, out
-        rgba = image if not floats else image[..., :COLOR_CHANNELS + 1]
-        return rgba, out
+            image = render_through_lens(draw, camera, supersample=self.lens_supersample, samples=self.lens_samples)
+            pinhole, rgba = drawn["camera"], image if color else None
+            if color and floats:  # colour went alone, as without AOVs; the buffers follow on the same cover
+                stack = torch.cat([drawn["buffers"][a] for a in floats], -1)
+                image = distort_image(stack, pinhole, camera, samples=self.lens_samples)
+            buffers = dict(zip(floats, image.split([_AOV_CHANNELS[a] for a in floats], -1))) if floats else {}
+            face_ids = distort_index_image(drawn["face_ids"], pinhole, camera) if want_ids else None
+        if want_ids:
+            buffers["face_id"] = face_ids
+        return rgba, {name: buffers[name] for name in aovs}  # in the order asked for
 
 
 @dataclass
@@ -368,7 +362,8 @@ def _aovs(geo: _Geometry, camera: Camera, frags, floats: List[str], albedo) -> D
         out["albedo"] = albedo
     if "mask" in floats:
         out["mask"] = mask
-    return out
+    common = functools.reduce(torch.promote_types, [b.dtype for b in out.values()])
+    return {name: b.to(common) for name, b in out.items()}  # one dtype, as when they travel together
 
 
 def _eye(camera: Camera, position: torch.Tensor, pixel: torch.Tensor, shape) -> torch.Tensor:
