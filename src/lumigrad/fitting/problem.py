@@ -20,7 +20,7 @@ import torch
 from ..cameras.camera import Camera
 from ..optim.fit import FitDivergedError
 from ..scene.lights import DirectionalLight, EnvironmentLight, PointLight, SHLight, SpotLight
-from ..integrators import RenderOutput, integrator_settings, render
+from ..integrators import RenderOutput, get_integrator, integrator_settings, render
 from ..scene.scene import Film, Scene
 from .config import ConfigError, FitConfig
 from .parameterize import Parameterization, apply_init, make_parameterization
@@ -310,12 +310,12 @@ def _render_targets(truth: Scene, camera: Camera, config: FitConfig) -> Tuple[to
 
 def _check_render(config: FitConfig) -> None:
     """The ``[render]`` integrator offers the buffers the depth and normal terms compare."""
-    from ..integrators import get_integrator
-
     terms = [t for t in ("depth", "normal") if t in config.loss]
+    if not terms:
+        return
     name = config.render.integrator
     missing = [a for a in GEOMETRY_AOVS if a not in get_integrator(name, **config.render.settings).aov_names]
-    if terms and missing:
+    if missing:
         raise ConfigError(f"{config.path.name}: loss.{terms[0]} needs the AOVs {', '.join(GEOMETRY_AOVS)}, and "
                           f"render.integrator {name!r} does not give {', '.join(missing)}")
 

@@ -21,8 +21,7 @@ import torch
 from .._checks import check_number, check_positive_int, check_tensor
 from ..cameras.camera import Camera
 from ..mesh import vertex_normals
-from ..raster import distort_image, interpolate, render_through_lens
-from ..raster.lens_warp import distort_index_image
+from ..raster import distort_image, distort_index_image, interpolate, render_through_lens
 from ..raster.antialias import blend_crossings, silhouette_crossings
 from ..raster.rasterize import prepare_mesh, rasterize_prepared
 from ..scene.lights import AreaLight, EnvironmentLight, SHLight
