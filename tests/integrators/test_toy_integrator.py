@@ -2,7 +2,7 @@
 registered as ``"toy_normals"`` and chosen with ``lumigrad.render(..., integrator="toy_normals")``, agrees with
 the raster integrator's ``normal`` AOV wherever both see the same triangle.
 
-Everything the toy needs is in this file: a 10-line Warp kernel around ``wp.mesh_query_ray``, the scene's
+Everything the toy needs is in this file: a small Warp kernel around ``wp.mesh_query_ray``, the scene's
 meshes in world space, one ray per pixel centre, and the :class:`~lumigrad.integrators.Integrator` protocol.
 """
 
