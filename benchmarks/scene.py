@@ -78,9 +78,9 @@ def main(argv=None) -> int:
             def backward():
                 for p in params.values():
                     p.grad = None
-                lg.render(scene, cam)[..., :3].mean().backward()
+                lg.render(scene, cam).rgb.mean().backward()
 
-            covered = int((forward()[..., 3] > 0).sum())
+            covered = int((forward().alpha > 0).sum())
             fwd = rb.time_ms(forward, args.repeats, device)  # constant textures: mip pyramids cached
             params = scene.trainable(*keys)
             bwd = rb.time_ms(backward, args.repeats, device)

@@ -88,7 +88,7 @@ def fit(steps: int, views: int, size: int, env_size, gltf: Path, progress: bool 
     scene[f"{prefix}.roughness_factor"] = torch.tensor(TRUE_ROUGHNESS)
     scene[f"{prefix}.metallic_factor"] = torch.tensor(TRUE_METALLIC)
     with torch.no_grad():
-        target = lg.render(scene, cams, background=0.0)
+        target = lg.render(scene, cams, background=0.0).rgba
 
     logit = lambda p: math.log(p / (1 - p))  # noqa: E731
     raw = torch.tensor([logit(START_ROUGHNESS), logit(START_METALLIC)], requires_grad=True)
@@ -100,11 +100,11 @@ def fit(steps: int, views: int, size: int, env_size, gltf: Path, progress: bool 
 
     with torch.no_grad():
         apply()
-        initial = lg.render(scene, cams, background=0.0)
+        initial = lg.render(scene, cams, background=0.0).rgba
 
     def loss_fn(step: int) -> torch.Tensor:
         apply()
-        return ((lg.render(scene, cams, background=0.0) - target) ** 2).mean()
+        return ((lg.render(scene, cams, background=0.0).rgba - target) ** 2).mean()
 
     groups = {"factors": ParamGroup([raw], LR["factors"]), "env": ParamGroup([log_env], LR["env"])}
     run = Fit(loss_fn, groups, steps=steps, checkpoint_dir=checkpoint_dir, checkpoint_every=25,
@@ -112,13 +112,13 @@ def fit(steps: int, views: int, size: int, env_size, gltf: Path, progress: bool 
     losses = run.losses
     with torch.no_grad():
         apply()
-        final = lg.render(scene, cams, background=0.0)
+        final = lg.render(scene, cams, background=0.0).rgba
         roughness, metallic = torch.sigmoid(raw).tolist()
         env = log_env.exp()
     # How much each texel matters to the images: the gradient of the image sum w.r.t. the true map.
     probe = truth_env.clone().requires_grad_(True)
     scene["lights.env.texels"] = probe
-    lg.render(scene, cams, background=0.0)[..., :3].sum().backward()
+    lg.render(scene, cams, background=0.0).rgb.sum().backward()
     weight = probe.grad.abs().sum(-1, keepdim=True)
     # What diffuse shading sees of the light: irradiance over all normal directions (degree-2 SH).
     normals = torch.nn.functional.normalize(torch.randn(2000, 3, generator=torch.Generator().manual_seed(0)), dim=-1)

@@ -149,7 +149,7 @@ def reconstruct(renderer: str = "both", large_steps: bool = True, regularize: bo
     centre = (true_verts.min(0).values + true_verts.max(0).values) / 2
     cams = rig(views, size, centre)
     with torch.no_grad():
-        target = lg.render(lit_scene(true_verts, true_faces), cams, background=0.0)
+        target = lg.render(lit_scene(true_verts, true_faces), cams, background=0.0).rgba
 
     verts, faces = icosphere(level, radius=0.6)
     verts = verts + centre
@@ -177,7 +177,7 @@ def reconstruct(renderer: str = "both", large_steps: bool = True, regularize: bo
     result = {"metrics": metrics, "losses": losses, "verts": final_verts, "faces": state.faces}
     if track:
         with torch.no_grad():
-            result["images"] = (target, lg.render(lit_scene(final_verts, state.faces), cams, background=0.0))
+            result["images"] = (target, lg.render(lit_scene(final_verts, state.faces), cams, background=0.0).rgba)
     return result
 
 
@@ -195,7 +195,7 @@ def _loss(renderer, v, f, large_steps, regularize, cams, target, sigma_gamma, ca
         if renderer == "soft":
             loss = loss + WEIGHTS["image"] * ((soft.attrs - target[..., :3]) ** 2).mean()
     if renderer in ("hard", "both"):
-        image = lg.render(lit_scene(v, f), cams, background=0.0)
+        image = lg.render(lit_scene(v, f), cams, background=0.0).rgba
         loss = loss + WEIGHTS["image"] * ((image - target) ** 2).mean() * 10
     if regularize:
         scale = 1.0 if large_steps else ADAM_REGULARIZER_SCALE

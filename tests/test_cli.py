@@ -70,3 +70,30 @@ def test_render_user_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("lumigrad render: error:") == 3 and "Traceback" not in err
     assert "no such file" in err and "no reader for '.xyz'" in err
+
+
+def test_render_integrator_option_takes_the_registered_names(tmp_path, capsys):
+    import torch
+
+    import lumigrad as lg
+    from lumigrad.integrators import Integrator, RenderOutput, register_integrator, unregister_integrator
+
+    class Half(Integrator):
+        def render(self, scene, camera, *, aovs=(), spp=1, seed=0):
+            alpha = torch.ones(camera.batch_shape + (camera.height, camera.width, 1))
+            return RenderOutput(0.5 * alpha.expand(alpha.shape[:-1] + (3,)), alpha)
+
+    lg.io.save(tmp_path / "ball.obj", lg.geometry.icosphere(1))
+    register_integrator("half", Half)
+    try:
+        assert main(["render", str(tmp_path / "ball.obj"), "-o", str(tmp_path / "half.exr"), "--size", "8", "6",
+                     "--integrator", "half"]) == 0
+    finally:
+        unregister_integrator("half")
+    image = lg.io.load(tmp_path / "half.exr")
+    assert image.shape == (6, 8, 4) and torch.allclose(image, torch.tensor([0.5, 0.5, 0.5, 1.0]).expand(6, 8, 4))
+    assert main(["render", str(tmp_path / "ball.obj"), "-o", str(tmp_path / "r.png"), "--size", "8", "6",
+                 "--integrator", "raster"]) == 0
+    with pytest.raises(SystemExit) as exit_info:
+        main(["render", str(tmp_path / "ball.obj"), "--integrator", "half"])  # unregistered again
+    assert exit_info.value.code == 2 and "invalid choice: 'half' (choose from 'raster')" in capsys.readouterr().err

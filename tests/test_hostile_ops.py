@@ -460,7 +460,7 @@ def test_scene_containers_check_types_and_film():
 def test_render_validates_the_geometry_once_per_draw(monkeypatch):
     import importlib
 
-    render_module = importlib.import_module("lumigrad.scene.render")
+    render_module = importlib.import_module("lumigrad.integrators.raster")
     calls = []
     original = render_module.prepare_mesh
 

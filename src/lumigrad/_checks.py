@@ -38,7 +38,8 @@ def check_tensor(
         device: required device (the device of the op's first tensor).
     """
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
+        hint = " (lumigrad.render's result: pass its .rgb, .alpha or .rgba)" if hasattr(type(x), "rgba") else ""
+        raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}{hint}")
     if floating is True and x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have a floating dtype; got {x.dtype}")
     if floating is False and x.dtype not in INT_DTYPES:

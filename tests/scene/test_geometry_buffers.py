@@ -79,11 +79,24 @@ def test_depth_gradient_matches_finite_differences_at_silhouettes():
     assert torch.allclose(grad, fd, rtol=0.05, atol=1e-3 * float(fd.abs().max()))
 
 
-def test_distorted_cameras_are_refused():
-    verts, faces = lg.geometry.icosphere(1)
+def test_distorted_cameras_resample_the_buffers_through_the_lens():
+    # (Until integrators, render_geometry refused lens distortion; it now draws a pinhole cover and resamples
+    # it through the lens like colour.) Each distorted pixel's ray meets the tilted plane at the exact depth.
+    verts, faces, R = tilted_square(F64)
     scene = lg.Scene()
-    scene.add_mesh("ball", lg.SceneMesh(verts, faces))
-    cam = lg.Camera.look_at([0.0, 0.0, -3.0], [0.0, 0.0, 0.0], width=16, height=16)
-    cam = lg.Camera(cam.K, cam.world_to_cam, 16, 16, distortion=torch.tensor([0.1, 0.0, 0.0, 0.0, 0.0]))
-    with pytest.raises(ValueError, match="lens distortion"):
-        render_geometry(scene, cam)
+    scene.add_mesh("square", lg.SceneMesh(verts, faces, double_sided=True))
+    base = lg.Camera.look_at(torch.tensor([0.0, 0.0, -4.0], dtype=F64), torch.zeros(3, dtype=F64), fov_y=0.6,
+                             width=24, height=20)
+    cam = lg.Camera(base.K, base.world_to_cam, 24, 20, distortion=torch.tensor([-0.15, 0.02, 0.0, 0.0, 0.0], dtype=F64))
+    g = render_geometry(scene, cam, use_antialias=False)
+    assert g["depth"].shape == (20, 24, 1) and g["normal"].shape == (20, 24, 3)
+    inside = g["mask"][..., 0] > 1 - 1e-9  # away from the edges, where bilinear reads blend with the background
+    assert inside.sum() > 100
+    rays = cam.rays(lg.conventions.pixel_centers(20, 24, dtype=F64))  # undistorted camera-frame rays, z = 1
+    n_cam = cam.world_to_cam[:3, :3] @ (R @ torch.tensor([0.0, 0.0, 1.0], dtype=F64))
+    z = (cam.world_to_cam[:3, 3] @ n_cam) / (rays @ n_cam)
+    assert torch.allclose(g["depth"][..., 0][inside], z[inside], rtol=2e-4)
+    towards_camera = -(R @ torch.tensor([0.0, 0.0, 1.0], dtype=F64))
+    assert torch.allclose(g["normal"][inside], towards_camera.expand(int(inside.sum()), 3), atol=1e-9)
+    pinhole = render_geometry(scene, base, use_antialias=False)
+    assert not torch.allclose(pinhole["depth"], g["depth"])  # the lens moved the picture

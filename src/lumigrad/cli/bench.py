@@ -195,7 +195,7 @@ def _bench_scene(size: int, repeats: int, warmup: int, device: torch.device) -> 
 
     def fwd_bwd():
         verts = mesh.verts.detach().requires_grad_(True)
-        lg.render(make_scene(verts), cam)[..., :3].mean().backward()
+        lg.render(make_scene(verts), cam).rgb.mean().backward()
 
     return _measure("scene", size, int(mesh.faces.shape[0]), lambda: lg.render(make_scene(mesh.verts), cam),
                     fwd_bwd, repeats, warmup, device)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ..integrators import integrator_names, integrator_settings
 from ._scene_setup import add_scene_arguments, load_scene_and_camera
 
 
@@ -15,7 +16,8 @@ def add_parser(sub) -> None:
         "render",
         help="render a scene file (glTF, OBJ, PLY) to an image",
         description=(
-            "Render SCENE (.gltf, .glb, .obj, .ply) with lumigrad's rasterizer and deferred shading and write "
+            "Render SCENE (.gltf, .glb, .obj, .ply) with lumigrad's rasterizer and deferred shading (or another "
+            "registered integrator, --integrator) and write "
             "OUT: .png / .jpg (tone-mapped, sRGB), .exr (linear radiance with coverage as premultiplied alpha) or .hdr "
             "(linear radiance). The camera is one of the "
             "file's cameras (--camera NAME) or, by default, one framing the whole scene from --azimuth and "
@@ -26,6 +28,8 @@ def add_parser(sub) -> None:
     add_scene_arguments(p, default_size=512)
     p.add_argument("-o", "--out", type=Path, default=Path("render.png"), help="output image (default: render.png)")
     p.add_argument("--exposure", type=float, default=0.0, help="exposure in stops (default: 0)")
+    p.add_argument("--integrator", default="raster", choices=integrator_names(),
+                   help="the renderer, by registered name (default: raster, the rasterizer with deferred shading)")
     p.set_defaults(run=run)
 
 
@@ -38,15 +42,18 @@ def run(args) -> int:
     linear = args.out.suffix.lower() in (".exr", ".hdr")
     scene.film = lg.Film(exposure=torch.tensor(args.exposure), tone=None if linear else "aces",
                          encode=None if linear else "srgb")
+    settings = {}
+    if "background" in integrator_settings(args.integrator):
+        settings["background"] = "environment" if args.env else 0.0
     with torch.no_grad():
-        image = lg.render(scene, camera, background="environment" if args.env else 0.0)
+        out = lg.render(scene, camera, integrator=args.integrator, **settings)
     if args.out.suffix.lower() == ".exr":
         # Linear RGBA with premultiplied (associated) alpha, as EXR stores it: colour is already blended over
         # black by coverage. Over an environment background every pixel is opaque.
-        alpha = torch.ones_like(image[..., 3:4]) if args.env else image[..., 3:4]
-        lg.io.save(args.out, torch.cat([image[..., :3], alpha], dim=-1))
+        alpha = torch.ones_like(out.alpha) if args.env else out.alpha
+        lg.io.save(args.out, torch.cat([out.rgb, alpha], dim=-1))
     else:  # .hdr has no alpha channel; PNG / JPEG carry the tone-mapped colour over the background
-        lg.io.save(args.out, image[..., :3])
+        lg.io.save(args.out, out.rgb)
     print(f"wrote {args.out} ({camera.width} x {camera.height}, {len(scene.meshes)} meshes, "
           f"{len(scene.lights)} lights)")
     return 0

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 __all__ = ["ConfigError", "DataConfig", "FitConfig", "FitSettings", "LightConfig", "OptimizeConfig",
-           "SceneConfig", "load_config", "parse_config"]
+           "RenderConfig", "SceneConfig", "load_config", "parse_config"]
 
 # Maps (``[[optimize]] map``), loss terms (``[loss]`` keys) and light types (``[[scene.lights]] type``) are
 # registries: lumigrad.fitting.parameterize.MAPS, lumigrad.fitting.losses.LOSS_TERMS and
@@ -124,6 +124,18 @@ class FitSettings:
 
 
 @dataclass
+class RenderConfig:
+    """``[render]``: the integrator that renders the scene (and synthetic targets) and its settings."""
+
+    integrator: str = "raster"
+    settings: Dict[str, Any] = field(default_factory=dict)  # only the keys the file sets
+
+
+#: Integrator settings that other tables decide: ``[fit] background``.
+RENDER_SETTINGS_ELSEWHERE = {"background": "fit.background"}
+
+
+@dataclass
 class FitConfig:
     path: Path
     text: str
@@ -137,6 +149,7 @@ class FitConfig:
     output: Optional[Path]
     raw: Any = None  # the parsed file, for the run folder's identity check
     trust_paths: bool = False  # let files named inside input files leave their folders (run_fit's opt-in)
+    render: RenderConfig = field(default_factory=RenderConfig)
 
 
 def load_config(path: Union[str, Path]) -> FitConfig:
@@ -304,6 +317,7 @@ def parse_config(raw: Any, path: Path, text: str = "") -> FitConfig:
         raise ConfigError(f"{path.name}: [loss] needs at least one image term with a weight > 0 "
                           f"({', '.join(data_terms)})")
     fit = _fit(top.table("fit"))
+    render = _render(top.table("render"))
     out_t = top.table("output")
     output = out_t.path("dir")
     out_t.done()
@@ -317,7 +331,7 @@ def parse_config(raw: Any, path: Path, text: str = "") -> FitConfig:
                                 f"{data.size[0]}x{data.size[1]} pixels")
         except BudgetError as exc:
             raise ConfigError(str(exc)) from None
-    return FitConfig(path, text, name, scene, data, optimize, loss, mask, fit, output, raw)
+    return FitConfig(path, text, name, scene, data, optimize, loss, mask, fit, output, raw, render=render)
 
 
 def _scene(t: _Table) -> SceneConfig:
@@ -470,6 +484,35 @@ def _fit(t: _Table) -> FitSettings:
     f.record_every = t.integer("record_every", 0)
     t.done()
     return f
+
+
+def _render(t: _Table) -> RenderConfig:
+    """``[render]``: ``integrator`` (a registered name) and that integrator's settings, each value checked by
+    building the integrator with it alone, so that an error names its key."""
+    from ..integrators import get_integrator, integrator_names, integrator_settings
+
+    name = t.string("integrator", "raster", integrator_names())
+    settings = {}
+    for key in integrator_settings(name):
+        if key in RENDER_SETTINGS_ELSEWHERE:
+            if key in t.raw:
+                raise ConfigError(f"{t.file.name}: {t.key(key)} is set by {RENDER_SETTINGS_ELSEWHERE[key]}; remove it "
+                                  "from [render]")
+        elif key in t.raw:
+            settings[key] = t.get(key)
+        else:
+            t.get(key)  # known: done() lists it when another key is mistyped
+    t.done()
+    for key, value in settings.items():
+        try:
+            get_integrator(name, **{key: value})
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{t.file.name}: {t.key(key)} = {short_repr(value)}: {exc}") from None
+    try:
+        get_integrator(name, **settings)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{t.file.name}: [render]: {exc}") from None
+    return RenderConfig(name, settings)
 
 
 def _is_colour_value(x: Any) -> bool:

@@ -19,10 +19,10 @@ import torch
 
 from ..cameras.camera import Camera
 from ..optim.fit import FitDivergedError
+from ..integrators import RenderOutput, get_integrator, integrator_settings, render
 from ..scene.light_types import LIGHT_TYPES
 from ..scene.lights import DirectionalLight, EnvironmentLight, SHLight
 from ..scene.params import VERTICES
-from ..scene.render import render
 from ..scene.scene import Film, Scene
 from .config import ConfigError, FitConfig
 from .losses import LOSS_TERMS
@@ -31,6 +31,8 @@ from .parameterize import Parameterization, apply_init, make_parameterization
 __all__ = ["Problem", "build_problem", "load_scene", "scale_camera"]
 
 VIEWS = "views"
+#: The buffers the depth and normal loss terms compare (hard, as a depth sensor sees them: see render_settings).
+GEOMETRY_AOVS = ("depth", "normal", "mask")
 
 
 @dataclass
@@ -80,8 +82,14 @@ class Problem:
     def background(self):
         return _background(self.config, self.targets)
 
+    def render_output(self, camera: Camera, aovs: Tuple[str, ...] = ()) -> RenderOutput:
+        """The scene seen by ``camera`` through ``[render]``'s integrator, over ``[fit] background``."""
+        return render(self.scene, camera, integrator=self.config.render.integrator, aovs=aovs,
+                      **render_settings(self.config, self.targets))
+
     def render_views(self, camera: Optional[Camera] = None) -> torch.Tensor:
-        return render(self.scene, camera or self.camera, background=self.background())
+        """``[N, H, W, 4]`` colour and alpha of the scene seen by ``camera`` (default: the target views)."""
+        return self.render_output(camera or self.camera).rgba
 
     def resolution_scale(self, step: int) -> float:
         fraction = step / max(self.config.fit.steps, 1)
@@ -118,16 +126,14 @@ class Problem:
         if scale != 1.0:
             camera = scale_camera(camera, scale)
         targets = self.targets_at(camera)
-        images = render(self.scene, camera, background=self.background())
+        out = self.render_output(camera, GEOMETRY_AOVS if self.target_geometry is not None else ())
+        images = out.rgba
         if not bool(torch.isfinite(images).all()):  # finite parameters, non-finite pixels: e.g. a light of 1e38
             raise FitDivergedError(f"step {step}: the rendered images hold NaN or Inf values although every parameter "
                                    "is finite; lower the learning rates or bound the parameters with a map")
         geometry = target_geometry = None
         if self.target_geometry is not None:
-            from ..scene.geometry_buffers import render_geometry
-
-            buffers = render_geometry(self.scene, camera, use_antialias=False)
-            geometry = torch.cat([buffers["depth"], buffers["normal"], buffers["mask"]], -1)
+            geometry = torch.cat([out.aovs[name] for name in GEOMETRY_AOVS], -1)
             target_geometry = self.targets_at(camera, "target_geometry")
         if index is not None:
             targets = targets[index]
@@ -148,6 +154,7 @@ def build_problem(config: FitConfig, device: torch.device = torch.device("cpu"))
         ConfigError: a parameter pattern matches nothing, a parameter is claimed twice, or the data cannot
             serve the chosen losses (naming the key).
     """
+    _check_render(config)
     sc = config.scene
     scene = _with_lights(load_scene(config), config)
     truth = None
@@ -160,8 +167,7 @@ def build_problem(config: FitConfig, device: torch.device = torch.device("cpu"))
         camera = ring_cameras(truth, config)
         truth.add_camera(VIEWS, camera)
         with torch.no_grad():
-            targets = render(truth, camera, background=_background(config, camera.K))
-            target_geometry = _geometry_targets(truth, camera, config)
+            targets, target_geometry = _render_targets(truth, camera, config)
         scene.add_camera(VIEWS, Camera(camera.K.clone(), camera.world_to_cam.clone(), camera.width, camera.height,
                                        camera.near, camera.far))
     else:
@@ -292,14 +298,37 @@ def _photo_depth(data, config: FitConfig) -> Optional[torch.Tensor]:
     return torch.cat([depth, torch.zeros(depth.shape[:-1] + (3,), dtype=depth.dtype)], -1)
 
 
-def _geometry_targets(truth: Scene, camera: Camera, config: FitConfig) -> Optional[torch.Tensor]:
-    """``[N, H, W, 4]`` true depth and normals when a depth or normal term is asked for, else None."""
-    if not (_terms_needing(config, "depth") or _terms_needing(config, "normal")):
-        return None
-    from ..scene.geometry_buffers import render_geometry
+def _render_targets(truth: Scene, camera: Camera, config: FitConfig) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """``[N, H, W, 4]`` colour and alpha of the true scene, and ``[N, H, W, 4]`` true depth and normals when a
+    depth or normal term is asked for (else None), from one render."""
+    geometry = bool(_terms_needing(config, "depth") or _terms_needing(config, "normal"))
+    out = render(truth, camera, integrator=config.render.integrator, aovs=GEOMETRY_AOVS if geometry else (),
+                 **render_settings(config, camera.K))
+    return out.rgba, (torch.cat([out.aovs["depth"], out.aovs["normal"]], -1) if geometry else None)
 
-    buffers = render_geometry(truth, camera, use_antialias=False)  # as a depth sensor sees it: no edge blending
-    return torch.cat([buffers["depth"], buffers["normal"]], -1)
+
+def _check_render(config: FitConfig) -> None:
+    """The ``[render]`` integrator offers the buffers the depth and normal terms compare."""
+    terms = _terms_needing(config, "depth") + _terms_needing(config, "normal")
+    if not terms:
+        return
+    name = config.render.integrator
+    missing = [a for a in GEOMETRY_AOVS if a not in get_integrator(name, **config.render.settings).aov_names]
+    if missing:
+        raise ConfigError(f"{config.path.name}: loss.{terms[0]} needs the AOVs {', '.join(GEOMETRY_AOVS)}, and "
+                          f"render.integrator {name!r} does not give {', '.join(missing)}")
+
+
+def render_settings(config: FitConfig, like: torch.Tensor) -> Dict[str, object]:
+    """The integrator settings of a fit: ``[render]``'s, ``[fit] background`` (on ``like``'s device and dtype),
+    and hard AOVs (``use_aov_antialias = false``, as a depth sensor sees the scene) unless ``[render]`` says
+    otherwise; the latter two only for integrators that have such settings."""
+    known = integrator_settings(config.render.integrator)
+    settings: Dict[str, object] = {"use_aov_antialias": False} if "use_aov_antialias" in known else {}
+    settings.update(config.render.settings)
+    if "background" in known:
+        settings["background"] = _background(config, like)
+    return settings
 
 
 def _background(config: FitConfig, like: torch.Tensor):

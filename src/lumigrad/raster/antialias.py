@@ -21,6 +21,8 @@ pixel centres.
 
 from __future__ import annotations
 
+from typing import Optional, Tuple
+
 import torch
 
 from .._checks import check_channels, check_face_ids, check_tensor
@@ -90,17 +92,24 @@ def antialias_prepared(color: torch.Tensor, frags: Fragments, mesh: PreparedMesh
     """:func:`antialias` on inputs already validated (``mesh`` from :func:`prepare_mesh` of ``faces``, ``frags``
     rasterized from it, ``color [..., H, W, C]`` computed from them): no checks, for pipelines that validate
     once (``faces`` is the tensor given to ``prepare_mesh``, whose edge adjacency is cached)."""
+    return blend_crossings(color, silhouette_crossings(frags, mesh, faces))
+
+
+def silhouette_crossings(frags: Fragments, mesh: PreparedMesh,
+                         faces: torch.Tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The silhouette edges between neighbouring pixels of ``frags`` (validated inputs, as
+    :func:`antialias_prepared`): ``(p_in, p_out, t)``, flat indices of the covered and the uncovered pixel of
+    each crossing and where the edge crosses between their centres, or ``None`` when there is no edge.
+    Found once, they blend any number of buffers drawn from the same fragments (:func:`blend_crossings`)."""
     H, W = frags.height, frags.width
     N = mesh.num_views
-    C = color.shape[-1]
     adjacency = edge_adjacency(faces, mesh.verts.shape[-2])
     verts_cam = mesh.verts_cam
     codes = find_silhouette_edges(frags.face_ids.reshape(N, H, W), frags.zbuf.reshape(N, H, W), verts_cam,
                                   mesh.faces_i32, adjacency, mesh.K, orthographic=mesh.orthographic)
-    flat = color.reshape(-1, C)
     rows, direction = (codes >= 0).nonzero(as_tuple=True)
     if rows.numel() == 0:
-        return color
+        return None
     code = codes[rows, direction].long()
     face = code >> 3
     edge = (code >> 1) & 3
@@ -109,6 +118,17 @@ def antialias_prepared(color: torch.Tensor, frags: Fragments, mesh: PreparedMesh
     p_in = torch.where(q_in, neighbour, rows)
     p_out = torch.where(q_in, rows, neighbour)
     t = edge_crossing(mesh, verts_cam, face, edge, p_in, p_out)
+    return p_in, p_out, t
+
+
+def blend_crossings(color: torch.Tensor,
+                    crossings: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Blend ``color [..., H, W, C]`` across the edges found by :func:`silhouette_crossings` (the second half of
+    :func:`antialias_prepared`); ``None`` returns ``color`` unchanged."""
+    if crossings is None:
+        return color
+    p_in, p_out, t = crossings
+    flat = color.reshape(-1, color.shape[-1])
     c_in = flat[p_in]
     c_out = flat[p_out]
     reach_out = (t - 0.5).clamp_min(0)[:, None]  # the face spills into the uncovered pixel

@@ -143,6 +143,42 @@ def _distort_image(image: torch.Tensor, pinhole: Camera, camera: Camera, samples
     return out.reshape(batch + (H, W, C))
 
 
+def distort_index_image(ids: torch.Tensor, pinhole: Camera, camera: Camera, *, fill: int = -1) -> torch.Tensor:
+    """Read an index image ``ids [..., H', W']`` of the pinhole cover at the cover pixel nearest to each
+    distorted pixel's centre ray (``fill`` where the ray leaves the cover): the lens resampling of buffers that
+    must not be blended, such as face ids.
+
+    Args:
+        ids: ``[..., H', W']`` integer image rendered with ``pinhole``; its batch dims are ``camera``'s.
+        pinhole, camera: as :func:`distort_image`.
+        fill: the value outside the cover.
+
+    Returns:
+        ``[..., H, W]`` of ``ids``' dtype. Not differentiable (indices).
+
+    Example:
+        >>> cam = Camera.look_at([0., 0., -3.], [0., 0., 0.], width=4, height=2)
+        >>> ids = torch.arange(8, dtype=torch.int32).reshape(2, 4)
+        >>> distort_index_image(ids, cam, cam).tolist()  # no distortion: every pixel reads itself
+        [[0, 1, 2, 3], [4, 5, 6, 7]]
+    """
+    if not isinstance(camera, Camera) or not isinstance(pinhole, Camera):
+        raise TypeError("pinhole and camera must be lumigrad.Camera objects")
+    check_tensor(ids, "ids", trailing=(pinhole.height, pinhole.width), floating=False)
+    if tuple(ids.shape[:-2]) != tuple(camera.batch_shape):
+        raise ValueError(f"ids must have batch dims {tuple(camera.batch_shape)} (the camera's); got "
+                         f"{tuple(ids.shape[:-2])}")
+    _check_samples(1, camera)
+    with torch.no_grad():
+        grid = _lens_sample_grid(pinhole, camera, 1)[..., 0, :]  # [..., H, W, 2] cover pixel positions
+    col, row = grid[..., 0].floor().long(), grid[..., 1].floor().long()
+    inside = (col >= 0) & (col < pinhole.width) & (row >= 0) & (row < pinhole.height)
+    index = row.clamp(0, pinhole.height - 1) * pinhole.width + col.clamp(0, pinhole.width - 1)
+    flat = ids.reshape(ids.shape[:-2] + (-1,))
+    picked = torch.gather(flat, -1, index.reshape(index.shape[:-2] + (-1,))).reshape(index.shape)
+    return torch.where(inside, picked, torch.full_like(picked, fill))
+
+
 def render_through_lens(render: Callable[[Camera], torch.Tensor], camera: Camera, *, supersample: float = 1.0,
                         samples: int = 1) -> torch.Tensor:
     """Render ``[..., H, W, C]`` as the distorted ``camera`` sees it, with any pinhole renderer.

@@ -14,7 +14,7 @@ import torch
 
 from .._checks import check_number, check_positive_int
 from ..cameras.camera import Camera
-from .render import render
+from ..integrators.dispatch import render
 from .scene import Scene
 
 __all__ = ["GradientCheck", "check_scene_gradient"]
@@ -71,7 +71,7 @@ def check_scene_gradient(scene: Scene, camera: Camera, name: str, *, samples: in
     value = original.detach().clone()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        probe = render(scene, camera, background=background)
+        probe = render(scene, camera, background=background).rgba
     weights = torch.rand(probe.shape, generator=g, dtype=probe.dtype)
     if indices is None:
         count = min(samples, value.numel())
@@ -79,7 +79,7 @@ def check_scene_gradient(scene: Scene, camera: Camera, name: str, *, samples: in
 
     def loss(v: torch.Tensor) -> torch.Tensor:
         scene[name] = v
-        return (render(scene, camera, background=background) * weights).sum()
+        return (render(scene, camera, background=background).rgba * weights).sum()
 
     try:
         leaf = value.clone().requires_grad_(True)

@@ -1,0 +1,17 @@
+"""Integrators: every renderer behind one small protocol, chosen by name.
+
+``lumigrad.render(scene, camera, integrator="raster", aovs=(...), **settings)`` returns a
+:class:`RenderOutput` (``rgb``, ``alpha``, ``aovs`` by name). :class:`Integrator` is the protocol,
+:func:`register_integrator` adds a renderer under a name, :func:`get_integrator` builds one with its settings.
+The raster pipeline (:class:`RasterIntegrator`, ``"raster"``) is the first; see docs/design.md, "Integrators".
+"""
+
+from .base import (AOV_DOCS, Integrator, RenderOutput, get_integrator, integrator_names, integrator_settings,
+                   register_integrator, unregister_integrator)
+from .dispatch import render, resolve_camera
+from .raster import GEOMETRY_AOVS, RasterIntegrator
+from ..scene.geometry_buffers import render_geometry
+
+__all__ = ["AOV_DOCS", "GEOMETRY_AOVS", "Integrator", "RasterIntegrator", "RenderOutput", "get_integrator", "integrator_names",
+           "integrator_settings", "register_integrator", "render", "render_geometry", "resolve_camera",
+           "unregister_integrator"]

@@ -1,0 +1,448 @@
+"""The raster integrator: a :class:`Scene` drawn by the hard rasterizer and deferred shading.
+
+``rasterize -> interpolate -> sample_material -> shade_direct + shade_environment + emission -> antialias
+-> form_image``, with the scene's meshes merged into one draw. Shading runs on the covered pixels only
+(compact rows, ordered by mesh so each material samples one contiguous block); every tensor of the scene
+is differentiable, including visibility at silhouettes through :func:`lumigrad.antialias`. The same
+rasterization gives the geometry buffers (depth, normal, position, uv, albedo, mask, face_id), and cameras
+with lens distortion draw a pinhole cover that is resampled through the lens
+(:func:`lumigrad.render_through_lens`), colour and buffers alike.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Literal, Optional, Sequence, Tuple, Union
+
+import torch
+
+from .._checks import check_number, check_positive_int, check_tensor
+from ..cameras.camera import Camera
+from ..raster import distort_image, distort_index_image, interpolate, render_through_lens
+from ..raster.antialias import blend_crossings, silhouette_crossings
+from ..raster.rasterize import prepare_mesh, rasterize_prepared
+from ..scene.lights import AreaLight, EnvironmentLight, SHLight
+from ..scene.scene import Scene
+from ..shading.deferred import shade_direct_unchecked, shade_environment_unchecked
+from ..shading.envmap import envmap_lookup
+from ..shading.image_formation import form_image
+from ..shading.material import Material, sample_material
+from ..shading.surface import SurfaceSample
+from ..shading.tangents import perturb_normal, vertex_tangents_unchecked
+from ..conventions import pixel_centers
+from .base import Integrator, RenderOutput, register_integrator
+
+__all__ = ["GEOMETRY_AOVS", "RasterIntegrator"]
+
+#: Colour channels of the radiance the raster integrator shades (the alpha channel comes on top).
+COLOR_CHANNELS = 3
+
+#: Channels of each floating-point AOV (``face_id`` is an index map ``[..., H, W]``); also their order when
+#: they travel together through antialiasing and the lens.
+_AOV_CHANNELS = {"depth": 1, "normal": 3, "position": 3, "uv": 2, "albedo": 3, "mask": 1}
+#: The buffers of :func:`lumigrad.scene.render_geometry`.
+GEOMETRY_AOVS = ("depth", "normal", "mask")
+
+
+@register_integrator("raster")
+class RasterIntegrator(Integrator):
+    """The hard rasterizer with deferred shading and analytic antialiasing (``integrator="raster"``).
+
+    Settings (keyword arguments, also the keys of a fit config's ``[render]`` table):
+        background: ``"environment"`` shows the scene's visible :class:`EnvironmentLight` behind the
+            geometry (black without one); or a finite colour: a float, a tensor ``[3]``, or an image
+            broadcastable to ``[..., H, W, 3]`` (one colour per view, ``[..., 1, 1, 3]``, for a camera with
+            lens distortion).
+        use_antialias: blend silhouettes analytically (:func:`lumigrad.antialias`), which is what gives
+            gradients w.r.t. geometry and camera at visibility edges.
+        use_aov_antialias: the same for the AOVs (``None``: as ``use_antialias``); ``False`` gives hard
+            buffers, as a depth sensor sees them. ``face_id`` is never blended.
+        lens_supersample, lens_samples: for cameras with lens distortion, the pinhole cover's pixels per
+            output pixel and the reads per pixel (:func:`lumigrad.render_through_lens`); AOVs are resampled
+            through the lens like colour (bilinearly; ``face_id`` takes the nearest cover pixel).
+
+    ``render`` takes ``spp=1`` only (one deterministic sample per pixel centre; ``seed`` is ignored).
+
+    Shading: metallic-roughness BRDF under the scene's point, spot, directional and area lights (no shadows),
+    plus environment lighting (SH diffuse, split-sum specular, scaled by occlusion), plus emission. Normal
+    maps use the mesh's tangents (glTF ``TANGENT``) or tangents derived from ``uv``. Double-sided meshes
+    flip the normal of faces seen from behind; when every mesh is single-sided, back faces are culled.
+    Alpha of base colour is ignored (opaque). Area lights are drawn as emitters (their front faces).
+
+    AOVs (:data:`lumigrad.integrators.AOV_DOCS`): ``normal`` is the vertex normal (no normal map), flipped
+    to face the camera on every mesh when any mesh is double-sided; ``albedo`` the base colour clamped to
+    [0, 1]; ``face_id`` indexes the meshes' triangles in ``scene.meshes`` order, then the drawn area lights.
+
+    **Differentiability:** colour w.r.t. every tensor in ``scene.parameters()`` (geometry, transforms, uv,
+    material factors and texels, light parameters, environment texels, film) and the camera's ``K``,
+    ``world_to_cam`` and distortion; AOVs w.r.t. what they are made of (``depth`` through the camera-frame
+    positions and the barycentrics, ``albedo`` through the material); with antialiasing, visibility
+    gradients at silhouettes for both.
+
+    Raises (from ``render``):
+        ValueError: ``spp`` other than 1, a NaN / Inf or wrongly shaped ``background``, a scene with
+            nothing to draw or with more than one environment light, and whatever the raster ops refuse.
+        lumigrad.limits.BudgetError: the image (views x H x W, times ``lens_supersample^2`` or
+            ``lens_samples^2`` for a distorted camera) exceeds the pixel budget; checked before rendering.
+
+    Example:
+        >>> import lumigrad as lg
+        >>> scene = lg.Scene()
+        >>> _ = scene.add_mesh("tri", lg.SceneMesh(torch.tensor([[-1., -1, 0], [1, -1, 0], [0, 1, 0]]),
+        ...                                    torch.tensor([[0, 2, 1]]), double_sided=True))
+        >>> cam = lg.Camera.look_at([0., 0., -3.], [0., 0., 0.], width=8, height=8)
+        >>> out = lg.render(scene, cam, aovs=("depth",), use_antialias=False)
+        >>> float(out.aovs["depth"][4, 4, 0]), float(out.alpha[0, 0, 0])
+        (3.0, 0.0)
+    """
+
+    aov_names = ("depth", "normal", "position", "uv", "albedo", "mask", "face_id")
+
+    def __init__(self, *, background: Union[Literal["environment"], torch.Tensor, float] = "environment",
+                 use_antialias: bool = True, use_aov_antialias: Optional[bool] = None,
+                 lens_supersample: float = 1.0, lens_samples: int = 1):
+        _check_background(background, None)
+        if not isinstance(use_antialias, bool):
+            raise TypeError(f"use_antialias must be a bool; got {type(use_antialias).__name__}")
+        if use_aov_antialias is not None and not isinstance(use_aov_antialias, bool):
+            raise TypeError(f"use_aov_antialias must be a bool or None; got {type(use_aov_antialias).__name__}")
+        check_number(lens_supersample, "lens_supersample", lo=0.0, lo_open=True)
+        check_positive_int(lens_samples, "lens_samples")
+        self.background = background
+        self.use_antialias = use_antialias
+        self.use_aov_antialias = use_antialias if use_aov_antialias is None else use_aov_antialias
+        self.lens_supersample = lens_supersample
+        self.lens_samples = lens_samples
+
+    def render(self, scene: Scene, camera: Camera, *, aovs: Sequence[str] = (), spp: int = 1,
+               seed: int = 0) -> RenderOutput:
+        """Render colour, alpha and ``aovs`` (see the class); arguments as :meth:`Integrator.render`."""
+        if spp != 1:
+            raise ValueError(f"the raster integrator takes one sample per pixel centre: spp must be 1; got {spp} "
+                             "(supersample with a larger camera and area-average the image)")
+        _check_background(self.background, camera)
+        if not scene.meshes and not any(isinstance(l, AreaLight) for l in scene.lights.values()):
+            raise ValueError("scene has nothing to draw: add a mesh (scene.add_mesh) or an area light")
+        envs = [name for name, l in scene.lights.items() if isinstance(l, EnvironmentLight)]
+        if len(envs) > 1:
+            raise ValueError(f"a scene takes at most one EnvironmentLight; it has {', '.join(envs)}")
+        rgba, buffers = self._draw(scene, camera, tuple(aovs), color=True)
+        film = scene.film
+        rgb = form_image(rgba[..., :-1], exposure=film.exposure, white_balance=film.white_balance,
+                         vignetting=film.vignetting, K=camera.K if film.vignetting is not None else None,
+                         tone=film.tone, encode=film.encode, gamma=film.gamma)
+        return RenderOutput(rgb, rgba[..., -1:], buffers)
+
+    def render_aovs(self, scene: Scene, camera: Camera, aovs: Sequence[str]) -> Dict[str, torch.Tensor]:
+        """Only the buffers ``aovs`` (names from :attr:`aov_names`), without shading: the same rasterization
+        and the same values as ``render(..., aovs=aovs).aovs``, at the cost of the geometry alone."""
+        unknown = [a for a in aovs if a not in self.aov_names]
+        if unknown:
+            raise ValueError(f"the raster integrator has no AOV {unknown[0]!r:.80}; it has: "
+                             f"{', '.join(self.aov_names)}")
+        if not scene.meshes and not any(isinstance(l, AreaLight) for l in scene.lights.values()):
+            raise ValueError("scene has nothing to draw: add a mesh (scene.add_mesh) or an area light")
+        return self._draw(scene, camera, tuple(aovs), color=False)[1]
+
+    def _draw(self, scene: Scene, camera: Camera, aovs: Tuple[str, ...],
+              color: bool) -> Tuple[Optional[torch.Tensor], Dict[str, torch.Tensor]]:
+        """``(rgba before the film or None, {aov: buffer})``, through the lens when the camera has one."""
+        geometry = _merge_geometry(scene)
+        floats = [a for a in _AOV_CHANNELS if a in aovs]
+        want_ids = "face_id" in aovs
+        if camera.distortion is None:
+            rgba, buffers, face_ids = _render_pinhole(scene, geometry, camera, self, floats, want_ids, color)
+        else:
+            if not color and not floats:  # face_id alone: the lens resampling still needs an image
+                floats = ["mask"]
+            drawn: Dict[str, object] = {}
+
+            def draw(cam: Camera) -> torch.Tensor:
+                rgba, buffers, face_ids = _render_pinhole(scene, geometry, cam, self, floats, want_ids, color)
+                drawn.update(camera=cam, buffers=buffers, face_ids=face_ids)
+                return rgba if color else torch.cat([buffers[a] for a in floats], -1)
+
+            image = render_through_lens(draw, camera, supersample=self.lens_supersample, samples=self.lens_samples)
+            pinhole, rgba = drawn["camera"], image if color else None
+            if color and floats:  # colour went alone, as without AOVs; the buffers follow on the same cover
+                stack = torch.cat([drawn["buffers"][a] for a in floats], -1)
+                image = distort_image(stack, pinhole, camera, samples=self.lens_samples)
+            buffers = dict(zip(floats, image.split([_AOV_CHANNELS[a] for a in floats], -1))) if floats else {}
+            face_ids = distort_index_image(drawn["face_ids"], pinhole, camera) if want_ids else None
+        if want_ids:
+            buffers["face_id"] = face_ids
+        return rgba, {name: buffers[name] for name in aovs}  # in the order asked for
+
+
+@dataclass
+class _Part:
+    material: Material
+    double_sided: bool
+    first_face: int
+
+
+@dataclass
+class _Geometry:
+    """The scene's meshes merged in world space: one vertex, uv, normal and tangent table, faces offset."""
+
+    verts: torch.Tensor
+    faces: torch.Tensor
+    uv: torch.Tensor
+    uv_faces: torch.Tensor
+    normals: torch.Tensor
+    tangents: Optional[torch.Tensor]  # [3F, 4] per corner, or None when no material has a normal map
+    parts: List[_Part]
+    any_texture: bool
+    all_single_sided: bool
+
+
+def _merge_geometry(scene: Scene) -> _Geometry:
+    flat = scene.flatten(emitters=True, normals=True)
+    need_tangents = any(p.material.normal_texture is not None for p in flat.parts)
+    tangents = [_corner_tangents(p) for p in flat.parts] if need_tangents else []
+    parts = [_Part(p.material, p.double_sided, p.first_face) for p in flat.parts]
+    any_texture = any(p.material.has_textures() for p in parts)
+    return _Geometry(flat.verts, flat.faces, flat.uv, flat.uv_faces, flat.normals,
+                     torch.cat(tangents).reshape(-1, 4) if need_tangents else None, parts, any_texture,
+                     all(not p.double_sided for p in parts))
+
+
+def _corner_tangents(part) -> torch.Tensor:
+    """``[F, 3, 4]`` world tangents per face corner of a flattened part (zeros for parts without a normal map)."""
+    F = part.faces.shape[0]
+    if part.material.normal_texture is None:
+        return part.verts.new_zeros(F, 3, 4)
+    if part.tangents is not None:
+        return part.tangents[part.faces]
+    return vertex_tangents_unchecked(part.verts, part.faces, part.uv, part.uv_faces, part.normals[part.faces])
+
+
+def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, settings: RasterIntegrator, floats: List[str],
+                    want_ids: bool, color: bool):
+    """One pinhole draw: ``(rgba or None, {name: buffer} for the float AOVs, face_ids or None)``."""
+    # Validated once here; the raster cores then draw and antialias without checking again.
+    mesh = prepare_mesh(geo.verts, geo.faces, camera, op="render" if color else "render_geometry")
+    need_material = color or "albedo" in floats
+    frags = rasterize_prepared(mesh, "back" if geo.all_single_sided else "none", geo.any_texture and need_material)
+    use_antialias = color and settings.use_antialias
+    use_aov_antialias = bool(floats) and settings.use_aov_antialias
+    crossings = silhouette_crossings(frags, mesh, geo.faces) if use_antialias or use_aov_antialias else None
+    rgba = albedo = None
+    if need_material:
+        rgba, albedo = _shade_pinhole(scene, geo, camera, frags, settings.background, color, "albedo" in floats)
+    if use_antialias:
+        rgba = blend_crossings(rgba, crossings)
+    buffers = _aovs(geo, camera, frags, floats, albedo)
+    if use_aov_antialias:
+        stack = blend_crossings(torch.cat([buffers[a] for a in floats], -1), crossings)
+        buffers = dict(zip(floats, stack.split([_AOV_CHANNELS[a] for a in floats], -1)))
+    return rgba, buffers, frags.face_ids if want_ids else None
+
+
+def _shade_pinhole(scene: Scene, geo: _Geometry, camera: Camera, frags, background, color: bool,
+                   want_albedo: bool) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Shade the covered pixels: ``([..., H, W, 4]`` radiance over the background and coverage, not
+    antialiased, or None without ``color``; ``[..., H, W, 3]`` base colour or None without ``want_albedo``)."""
+    shape = frags.face_ids.shape  # [..., H, W]
+    flat_mask = frags.face_ids.reshape(-1) >= 0
+    # Covered pixels grouped by mesh (stable sort keeps pixel order within a mesh).
+    face = frags.face_ids.reshape(-1).long()[flat_mask]
+    starts = torch.tensor([p.first_face for p in geo.parts], device=face.device)
+    part_of = torch.bucketize(face, starts, right=True) - 1
+    order = torch.argsort(part_of, stable=True)
+    pixel = flat_mask.nonzero()[:, 0][order]
+    counts = torch.bincount(part_of, minlength=len(geo.parts)).tolist()
+
+    def take(dense: torch.Tensor) -> torch.Tensor:  # [..., H, W, *rest] -> [P, *rest]
+        rest = dense.shape[len(shape):]
+        return dense.expand(shape + rest).reshape((-1,) + rest).index_select(0, pixel)
+
+    def scatter(compact: torch.Tensor) -> torch.Tensor:  # [P, C] -> [..., H, W, C], zero elsewhere
+        flat = compact.new_zeros(shape.numel(), compact.shape[-1]).index_copy(0, pixel, compact)
+        return flat.reshape(shape + compact.shape[-1:])
+
+    position = take(interpolate(geo.verts, frags, geo.faces))
+    if geo.any_texture:
+        uv, duv = interpolate(geo.uv, frags, geo.uv_faces, return_derivatives=True)
+        uv, duv = take(uv), take(duv)
+    else:
+        uv = duv = None
+    material = _sample_parts(geo, uv, duv, counts, position)
+    albedo = scatter(material["base_color"]) if want_albedo else None
+    if not color:
+        return None, albedo
+    normal = take(interpolate(geo.normals, frags, geo.faces))
+    eye = _eye(camera, position, pixel, shape)
+    normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    facing = ((eye - position) * normal).sum(-1, keepdim=True)
+    flip = torch.cat([torch.full((c, 1), p.double_sided, device=normal.device) for p, c in zip(geo.parts, counts)])
+    normal = torch.where(flip & (facing < 0), -normal, normal)
+    if "normal_tangent" in material:
+        corner = torch.arange(geo.faces.numel(), device=geo.faces.device).reshape(-1, 3)
+        tangent = take(interpolate(geo.tangents, frags, corner))
+        mapped = perturb_normal(normal, tangent, material["normal_tangent"])
+        has_map = material["normal_tangent"].abs().sum(-1, keepdim=True) > 0
+        normal = torch.where(has_map & (tangent[..., :3].abs().sum(-1, keepdim=True) > 0), mapped, normal)
+    radiance = material["emission"] + _shade(scene, position, normal, eye, material)
+    rgb = scatter(radiance)
+    cover = frags.mask[..., None].to(rgb.dtype)
+    rgb = rgb + (1 - cover) * _background(scene, camera, background, rgb)
+    rgba = torch.cat([rgb, cover], -1)
+    return rgba, albedo
+
+
+def _aovs(geo: _Geometry, camera: Camera, frags, floats: List[str], albedo) -> Dict[str, torch.Tensor]:
+    """The dense float AOVs ``floats``, zero on the background, not antialiased."""
+    if not floats:
+        return {}
+    out: Dict[str, torch.Tensor] = {}
+    mask = frags.mask[..., None]
+    _, w2c = camera.flat()
+    if "depth" in floats:
+        cam_z = (geo.verts @ w2c[:, 2, :3].transpose(0, 1) + w2c[:, 2, 3]).transpose(0, 1)[..., None]  # [N, V, 1]
+        cam_z = cam_z.reshape(camera.batch_shape + cam_z.shape[-2:])
+        depth = interpolate(cam_z, frags, geo.faces)
+        mask = mask.to(depth.dtype)
+        out["depth"] = depth * mask
+    else:
+        mask = mask.to(geo.verts.dtype)
+    position = interpolate(geo.verts, frags, geo.faces) if "position" in floats or (
+        "normal" in floats and not geo.all_single_sided and camera.projection != "orthographic") else None
+    if "normal" in floats:
+        normal = interpolate(geo.normals, frags, geo.faces)
+        normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        if not geo.all_single_sided:  # double-sided: normals face the camera
+            forward = w2c[:, 2, :3].reshape(camera.batch_shape + (1, 1, 3))  # the viewing axis in world space
+            if camera.projection == "orthographic":
+                to_eye = -forward
+            else:
+                eye = -(w2c[:, :3, :3].transpose(-1, -2) @ w2c[:, :3, 3:])[..., 0].reshape(forward.shape)
+                to_eye = eye - position
+            normal = torch.where((to_eye * normal).sum(-1, keepdim=True) < 0, -normal, normal)
+        out["normal"] = normal * mask
+    if "position" in floats:
+        out["position"] = position * mask
+    if "uv" in floats:
+        out["uv"] = interpolate(geo.uv, frags, geo.uv_faces) * mask
+    if "albedo" in floats:
+        out["albedo"] = albedo
+    if "mask" in floats:
+        out["mask"] = mask
+    common = functools.reduce(torch.promote_types, [b.dtype for b in out.values()])
+    return {name: b.to(common) for name, b in out.items()}  # one dtype, as when they travel together
+
+
+def _eye(camera: Camera, position: torch.Tensor, pixel: torch.Tensor, shape) -> torch.Tensor:
+    """``[P, 3]`` the point each covered pixel is seen from (its camera centre; for orthographic cameras a
+    point one unit back along the viewing axis)."""
+    w2c = camera.world_to_cam.expand(camera.batch_shape + (4, 4)).reshape(-1, 4, 4)
+    R, t = w2c[:, :3, :3], w2c[:, :3, 3]
+    view = pixel // (shape[-1] * shape[-2])
+    if camera.projection == "orthographic":
+        return position - R[view, 2, :]
+    centre = -(R.transpose(-1, -2) @ t[..., None])[..., 0]
+    return centre[view]
+
+
+def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.Tensor]:
+    """Per-pixel material inputs ``[P, c]``, each mesh's material sampled on its block of pixels."""
+    blocks: Dict[str, list] = {}
+    start = 0
+    has_normal_map = any(p.material.normal_texture is not None for p in geo.parts)
+    for part, count in zip(geo.parts, counts):
+        if count == 0:
+            continue
+        sl = slice(start, start + count)
+        start += count
+        if uv is not None:
+            m = sample_material(part.material, uv[None, sl], uv_derivs=duv[None, sl])
+        else:
+            m = sample_material(part.material, shape=(1, count))
+        m = {k: v[0] for k, v in m.items()}
+        m["ior"] = part.material.ior.reshape(1, 1).expand(count, 1)
+        if has_normal_map and "normal_tangent" not in m:
+            m["normal_tangent"] = position.new_zeros(count, 3)
+        for k, v in m.items():
+            blocks.setdefault(k, []).append(v.expand(count, v.shape[-1]))
+    if not blocks:  # nothing covered
+        z1, z3 = position.new_zeros(0, 1), position.new_zeros(0, 3)
+        return {"base_color": z3, "alpha": z1, "metallic": z1, "roughness": z1, "occlusion": z1, "emission": z3,
+                "ior": z1}
+    out = {k: torch.cat(v) for k, v in blocks.items()}
+    # Filtering can leave textures a few ULPs outside [0, 1] and an optimiser can overshoot a factor: the
+    # BRDF's inputs are clamped to their valid range (gradients stop outside it).
+    for key in ("base_color", "metallic", "roughness"):
+        out[key] = out[key].clamp(0, 1)
+    return out
+
+
+def _shade(scene: Scene, position, normal, eye, material) -> torch.Tensor:
+    out = torch.zeros_like(material["base_color"])
+    if position.shape[0] == 0:
+        return out
+    surface = SurfaceSample.from_material(position, normal, eye - position, material)
+    samples = [s for light in scene.lights.values() if hasattr(light, "samples") for s in light.samples(position)]
+    if samples:
+        out = out + shade_direct_unchecked(surface, samples)
+    envs = [l for l in scene.lights.values() if isinstance(l, EnvironmentLight)]
+    sh = [l.coeffs for l in scene.lights.values() if isinstance(l, SHLight)] + [e.sh_coeffs() for e in envs]
+    if sh:  # an environment light contributes its SH projection, so it is in ``sh`` too
+        size = max(c.shape[0] for c in sh)
+        sh_total = sum(torch.nn.functional.pad(c, (0, 0, 0, size - c.shape[0])) for c in sh)
+        # Diffuse from the summed SH (SH lights and the environment's projection), glossy from the environment.
+        out = out + shade_environment_unchecked(
+            surface, sh_coeffs=sh_total,
+            prefiltered=envs[0].prefiltered() if envs else None,
+            prefiltered_roughness=list(envs[0].roughness_levels) if envs else None)
+    return out
+
+
+def _check_background(background, camera: Optional[Camera]) -> None:
+    """``render``'s ``background``: ``"environment"``, a finite number, or a finite tensor broadcastable to the
+    image ``[..., H, W, 3]`` (constant per view, ``[..., 1, 1, 3]``, for a camera with lens distortion).
+    Without a camera (the integrator's settings), only what needs none: the type, the number's finiteness."""
+    if isinstance(background, str):
+        if background != "environment":
+            raise ValueError(f"background must be 'environment', a colour tensor or a float; got {background[:80]!r}")
+        return
+    if isinstance(background, bool) or not isinstance(background, (int, float, torch.Tensor)):
+        raise TypeError(f"background must be 'environment', a float or a tensor; got {type(background).__name__}")
+    if not isinstance(background, torch.Tensor):
+        if not math.isfinite(background):
+            raise ValueError(f"background must be a finite number; got {background}")
+        return
+    if background.dtype == torch.bool or background.is_complex():
+        raise TypeError(f"background must be a real tensor; got {background.dtype}")
+    if camera is None:
+        return
+    image = tuple(camera.batch_shape) + (camera.height, camera.width, COLOR_CHANNELS)
+    per_view = tuple(camera.batch_shape) + (1, 1, COLOR_CHANNELS)
+    target = image if camera.distortion is None else per_view
+    try:  # the background must broadcast *to* the image, never widen it
+        fits = tuple(torch.broadcast_shapes(tuple(background.shape), target)) == target
+    except RuntimeError:
+        fits = False
+    if not fits:
+        lens = " (the camera has lens distortion, so one colour per view)" if camera.distortion is not None else ""
+        raise ValueError(f"background must be a float or a tensor of shape [], [{COLOR_CHANNELS}], "
+                         f"[H, W, {COLOR_CHANNELS}] or [..., H, W, {COLOR_CHANNELS}] broadcastable to the image "
+                         f"{target}{lens}; got {tuple(background.shape)}")
+    check_tensor(background, "background", finite=True)
+
+
+def _background(scene: Scene, camera: Camera, background, like: torch.Tensor) -> torch.Tensor:
+    if isinstance(background, str):
+        if background != "environment":
+            raise ValueError(f"background must be 'environment', a colour tensor or a float; got {background!r}")
+        envs = [l for l in scene.lights.values() if isinstance(l, EnvironmentLight) and l.visible]
+        if not envs:
+            return torch.zeros((), dtype=like.dtype, device=like.device)
+        uv = pixel_centers(camera.height, camera.width, device=like.device, dtype=like.dtype)
+        uv = uv.expand(camera.batch_shape + uv.shape)
+        _, d_cam = camera.ray_origins_directions(uv)
+        R = camera.world_to_cam[..., :3, :3]
+        d_world = (d_cam[..., None, :] @ R.reshape(R.shape[:-2] + (1, 1, 3, 3)))[..., 0, :]
+        return envmap_lookup(envs[0].radiance, d_world)
+    return torch.as_tensor(background, dtype=like.dtype, device=like.device)

@@ -1,0 +1,154 @@
+"""The raster integrator's AOVs: each buffer against the functional ops, colour unchanged by asking for them,
+``render_aovs`` = ``render(...).aovs``, and lens cameras resampling buffers like colour."""
+
+from __future__ import annotations
+
+import torch
+
+import lumigrad as lg
+from lumigrad.integrators import AOV_DOCS, RasterIntegrator
+
+F64 = torch.float64
+
+
+def _textured_quad_and_ball(dtype=F64):
+    """A textured, double-sided quad (uv) behind a red single-sided ball: two meshes, two materials."""
+    scene = lg.Scene()
+    quad = torch.tensor([[-2.0, -2.0, 1.0], [2.0, -2.0, 1.0], [2.0, 2.0, 1.0], [-2.0, 2.0, 1.0]], dtype=dtype)
+    uv = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], dtype=dtype)
+    faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    texture = torch.rand(8, 8, 3, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    scene.add_mesh("quad", lg.SceneMesh(quad, faces, lg.shading.Material(base_color_texture=texture), uv=uv,
+                                        uv_faces=faces, double_sided=True))
+    verts, ball_faces = lg.geometry.icosphere(2, dtype=dtype)
+    scene.add_mesh("ball", lg.SceneMesh(0.7 * verts, ball_faces, lg.shading.Material(
+        base_color_factor=torch.tensor([0.9, 0.1, 0.1, 1.0], dtype=dtype))))
+    scene.add_light("key", lg.PointLight(torch.tensor([1.0, 2.0, -3.0], dtype=dtype), 10.0))
+    return scene
+
+
+def _camera(width=40, height=32, dtype=F64, **kw):
+    return lg.Camera.look_at(torch.tensor([0.5, 0.4, -3.5], dtype=dtype), torch.zeros(3, dtype=dtype), fov_y=0.9,
+                             width=width, height=height, **kw)
+
+
+def test_every_aov_is_documented_and_shaped():
+    scene, cam = _textured_quad_and_ball(), _camera()
+    out = lg.render(scene, cam, aovs=RasterIntegrator.aov_names)
+    assert set(RasterIntegrator.aov_names) <= set(AOV_DOCS)
+    channels = {"depth": 1, "normal": 3, "position": 3, "uv": 2, "albedo": 3, "mask": 1}
+    for name, c in channels.items():
+        assert out.aovs[name].shape == (32, 40, c) and out.aovs[name].dtype == F64, name
+    assert out.aovs["face_id"].shape == (32, 40) and out.aovs["face_id"].dtype == torch.int32
+
+
+def test_hard_aovs_agree_with_the_functional_ops():
+    scene, cam = _textured_quad_and_ball(), _camera()
+    out = lg.render(scene, cam, aovs=RasterIntegrator.aov_names, use_antialias=False)
+    quad, ball = scene.meshes["quad"], scene.meshes["ball"]
+    verts = torch.cat([quad.verts, ball.verts])
+    faces = torch.cat([quad.faces, ball.faces + 4])
+    frags = lg.rasterize(verts, faces, cam)  # double-sided quad: nothing culled
+    covered = frags.mask
+    assert torch.equal(out.aovs["face_id"], frags.face_ids)
+    assert torch.equal(out.aovs["mask"][..., 0], covered.to(F64)) and torch.equal(out.alpha, out.aovs["mask"])
+    position = lg.interpolate(verts, frags, faces)
+    assert torch.allclose(out.aovs["position"], position * covered[..., None])
+    cam_z = (position @ cam.world_to_cam[2, :3] + cam.world_to_cam[2, 3]) * covered
+    assert torch.allclose(out.aovs["depth"][..., 0], cam_z, atol=1e-12)
+    assert torch.allclose(out.aovs["depth"], lg.scene.render_geometry(scene, cam, use_antialias=False)["depth"])
+    on_quad = covered & (frags.face_ids < 2)
+    on_ball = frags.face_ids >= 2
+    assert on_quad.sum() > 100 and on_ball.sum() > 100
+    uv = lg.interpolate(quad.uv, frags, torch.cat([quad.uv_faces, quad.uv_faces[:1].expand(ball.faces.shape[0], 3)]))
+    assert torch.allclose(out.aovs["uv"][on_quad], uv[on_quad]) and float(out.aovs["uv"][on_ball].abs().max()) == 0
+    red = torch.tensor([0.9, 0.1, 0.1], dtype=F64)
+    assert torch.allclose(out.aovs["albedo"][on_ball], red.expand(int(on_ball.sum()), 3))
+    texel = lg.texture(quad.material.base_color_texture, uv, filter="bilinear")  # magnified: mip level 0
+    linear = lg.shading.srgb_decode(texel)  # base colour textures are sRGB-encoded
+    assert torch.allclose(out.aovs["albedo"][on_quad], linear[on_quad], atol=1e-12)
+    normal = out.aovs["normal"][on_ball]
+    assert torch.allclose(normal.norm(dim=-1), torch.ones(len(normal), dtype=F64))
+    assert float(out.aovs["normal"][~covered].abs().max()) == 0
+
+
+def test_asking_for_aovs_leaves_colour_bit_for_bit_unchanged():
+    scene, cam = _textured_quad_and_ball(torch.float32), _camera(dtype=torch.float32)
+    plain = lg.render(scene, cam).rgba
+    for settings in ({}, {"use_aov_antialias": False}):
+        out = lg.render(scene, cam, aovs=RasterIntegrator.aov_names, **settings)
+        assert torch.equal(out.rgba, plain)
+    hard = lg.render(scene, cam, aovs=("depth", "normal", "mask"), use_aov_antialias=False)
+    geometry = lg.scene.render_geometry(scene, cam, use_antialias=False)
+    assert all(torch.equal(hard.aovs[k], geometry[k]) for k in geometry)
+
+
+def test_render_aovs_gives_the_same_buffers_without_shading():
+    scene, cam = _textured_quad_and_ball(), _camera()
+    for aa in (True, False):
+        integrator = RasterIntegrator(use_antialias=aa)
+        alone = integrator.render_aovs(scene, cam, RasterIntegrator.aov_names)
+        full = integrator.render(scene, cam, aovs=RasterIntegrator.aov_names).aovs
+        assert list(alone) == list(full)
+        for name in full:
+            assert torch.equal(alone[name], full[name]), name
+
+
+def test_antialiased_aovs_blend_silhouettes_and_carry_visibility_gradients():
+    scene, cam = _textured_quad_and_ball(), _camera()
+    soft = lg.render(scene, cam, aovs=("mask", "face_id"))
+    hard = lg.render(scene, cam, aovs=("mask", "face_id"), use_aov_antialias=False)
+    fractional = (soft.aovs["mask"] > 0) & (soft.aovs["mask"] < 1)
+    assert fractional.sum() > 10 and torch.equal(soft.alpha, soft.aovs["mask"])
+    assert torch.equal(soft.aovs["face_id"], hard.aovs["face_id"])  # indices are never blended
+    offset = torch.zeros(3, dtype=F64, requires_grad=True)
+    ball = scene.meshes["ball"]
+    ball.verts = ball.verts + offset
+    depth = lg.render(scene, cam, aovs=("depth",)).aovs["depth"]
+    (grad,) = torch.autograd.grad(depth.sum(), offset)
+    assert float(grad.abs().sum()) > 0 and torch.isfinite(grad).all()
+
+
+def test_albedo_is_differentiable_in_the_material():
+    scene, cam = _textured_quad_and_ball(), _camera()
+    factor = scene.meshes["ball"].material.base_color_factor.clone().requires_grad_(True)
+    scene.meshes["ball"].material.base_color_factor = factor
+    out = lg.render(scene, cam, aovs=("albedo", "face_id"), use_antialias=False)
+    (grad,) = torch.autograd.grad(out.aovs["albedo"].sum(), factor)
+    ball_pixels = float((out.aovs["face_id"] >= 2).sum())
+    assert torch.allclose(grad, torch.tensor([ball_pixels] * 3 + [0.0], dtype=F64))
+
+
+def test_lens_cameras_resample_aovs_like_colour():
+    scene = _textured_quad_and_ball(torch.float32)
+    base = _camera(dtype=torch.float32)
+    cam = lg.Camera(base.K, base.world_to_cam, base.width, base.height,
+                    distortion=torch.tensor([-0.2, 0.05, 0.0, 0.0, 0.0]))
+    names = ("depth", "normal", "mask", "face_id")
+    out = lg.render(scene, cam, aovs=names, lens_supersample=1.5)
+    pinhole = lg.pinhole_cover(cam, supersample=1.5)
+    cover = lg.render(scene, pinhole, aovs=names)
+    assert torch.equal(out.rgba, lg.distort_image(cover.rgba, pinhole, cam))
+    for name in ("depth", "normal", "mask"):
+        assert torch.equal(out.aovs[name], lg.distort_image(cover.aovs[name], pinhole, cam)), name
+    ids = lg.raster.distort_index_image(cover.aovs["face_id"], pinhole, cam)
+    assert torch.equal(out.aovs["face_id"], ids) and out.aovs["face_id"].shape == (32, 40)
+    inside = out.aovs["mask"][..., 0] > 0.999
+    assert inside.sum() > 200 and bool((out.aovs["face_id"][inside] >= 0).all())
+    assert torch.equal(out.rgba, lg.render(scene, cam, lens_supersample=1.5).rgba)
+    only = RasterIntegrator(lens_supersample=1.5).render_aovs(scene, cam, ("face_id",))
+    assert torch.equal(only["face_id"], ids)
+
+
+def test_orthographic_depth_is_the_camera_z():
+    verts = torch.tensor([[-1.0, -1.0, 0.5], [1.0, -1.0, 0.5], [1.0, 1.0, 0.5], [-1.0, 1.0, 0.5]], dtype=F64)
+    scene = lg.Scene()
+    scene.add_mesh("quad", lg.SceneMesh(verts, torch.tensor([[0, 1, 2], [0, 2, 3]]), double_sided=True))
+    w2c = lg.Camera.look_at(torch.tensor([0.0, 0.0, -2.0], dtype=F64), torch.zeros(3, dtype=F64)).world_to_cam
+    cam = lg.Camera.orthographic(3.0, 16, 16, w2c)
+    out = lg.render(scene, cam, aovs=("depth", "normal", "mask"), use_antialias=False)
+    inside = out.aovs["mask"][..., 0] > 0
+    assert inside.sum() > 50
+    assert torch.allclose(out.aovs["depth"][inside], torch.full((int(inside.sum()), 1), 2.5, dtype=F64))
+    toward = torch.tensor([0.0, 0.0, -1.0], dtype=F64).expand(int(inside.sum()), 3)
+    assert torch.allclose(out.aovs["normal"][inside], toward)
