@@ -14,8 +14,9 @@ from .gltf_writer import write_gltf
 from .hdr import read_hdr, write_hdr
 from .image import read_image, write_image
 from .nerf import NerfTransforms, read_nerf_transforms, write_nerf_transforms
-from .mtl import MtlError, read_mtl, write_mtl
-from .obj import ObjData, ObjError, read_obj, read_obj_with_materials, write_obj
+from .errors import MtlError, ObjError
+from .mtl import read_mtl, write_mtl
+from .obj import ObjData, read_obj, read_obj_with_materials, write_obj
 from .opensfm import OpenSfmReconstruction, lla_to_topocentric, read_opensfm
 from .ply import PlyError, PlyMesh, read_ply, write_ply
 from .pytorch3d import camera_from_pytorch3d, camera_to_pytorch3d

@@ -29,10 +29,8 @@ import torch
 from .._checks import check_indices, check_tensor
 from ..shading.material import Material
 from ._paths import ConfinementError, check_regular_file, confined_path, short_text
-
-
-class ObjError(ValueError):
-    """Raised for a malformed OBJ file; the message names the file and line."""
+from .errors import ObjError
+from .mtl import read_mtl, write_mtl
 
 
 @dataclass
@@ -236,8 +234,6 @@ def _library_files(path: Path, name: str, lineno: int, trust_paths: bool) -> Lis
 
 def _attach_materials(data: ObjData, path: Path, mtllibs, used: Dict[str, int], face_mat, dtype,
                       trust_paths: bool = False) -> None:
-    from .mtl import read_mtl
-
     library: Dict[str, Material] = {}
     for name, lineno in mtllibs:
         for file, p in _library_files(path, name, lineno, trust_paths):
@@ -379,8 +375,6 @@ def write_obj(
                 lines.append(f"usemtl {names[k]}\n")
                 previous = k
             lines.append(line)
-        from .mtl import write_mtl
-
         write_mtl(mtl_path, library, texture_prefix=f"{mtl_path.stem}_")
     with open(path, "w", encoding="utf-8", newline="\n") as fh:
         fh.write("".join(lines))
