@@ -55,7 +55,7 @@ def load_scene(path: Path) -> lg.Scene:
 def true_environment(size) -> torch.Tensor:
     """The lighting the targets are rendered under: the studio HDR, or a sky gradient with a sun patch."""
     if STUDIO.exists():
-        env = lg.EnvironmentLight.from_file(STUDIO, size=size).texels
+        env = lg.io.read_environment(STUDIO, size=size).texels
         return env / env.mean()
     h, w = size
     y = torch.linspace(1, -1, h)[:, None, None]

@@ -27,9 +27,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 
 from .._checks import check_indices, check_tensor
+from ..mesh import Mesh
 from ..shading.material import Material
 from ._paths import ConfinementError, check_regular_file, confined_path, short_text
 from .errors import ObjError
+from .image import read_image
 from .mtl import read_mtl, write_mtl
 
 
@@ -103,6 +105,33 @@ def read_obj_with_materials(path: str | os.PathLike, dtype=torch.float32, *, tru
         MtlError: (an ``ObjError``) a malformed MTL file or a missing texture, naming the MTL file and line.
     """
     return _parse(path, dtype, with_materials=True, trust_paths=trust_paths)
+
+
+def read_mesh(path: str | os.PathLike, texture_path: str | os.PathLike | None = None, *, materials: bool = True,
+              trust_paths: bool = False) -> Mesh:
+    """Read an OBJ file, its MTL materials, and optionally an image as its texture, into a :class:`lumigrad.Mesh`.
+
+    (This was ``Mesh.from_obj``, which still works with a ``FutureWarning``: the mesh, like every layer below
+    ``io``, does not read files.)
+
+    Args:
+        path: the ``.obj`` file.
+        texture_path: an image read as ``texture`` (values as stored), or None.
+        materials: read ``mtllib`` / ``usemtl`` into ``materials``, ``material_names`` and
+            ``face_materials`` (see :func:`read_obj_with_materials`); False ignores them.
+        trust_paths: let ``mtllib`` and ``map_*`` names leave the OBJ's folder (absolute or ``../``
+            paths); by default they are confined to it (see :mod:`lumigrad.io.registry`).
+
+    Raises:
+        ObjError: a malformed OBJ or MTL file, a missing MTL file or texture, an undefined
+            ``usemtl`` material (pass ``materials=False`` to load the geometry alone).
+    """
+    if materials:
+        d = read_obj_with_materials(path, trust_paths=trust_paths)
+    else:
+        d = ObjData(*read_obj(path))
+    texture = None if texture_path is None else read_image(texture_path)
+    return Mesh(d.verts, d.faces, d.uv, d.uv_faces, texture, d.materials, d.face_materials, d.material_names)
 
 
 class _LineError(ValueError):

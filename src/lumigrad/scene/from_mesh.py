@@ -50,7 +50,7 @@ def scene_from_mesh(mesh: Mesh, name: str = "mesh", double_sided: bool = True) -
         TypeError: ``mesh`` is not a :class:`lumigrad.Mesh`.
         ValueError: ``name`` is not a valid scene name.
 
-    Example: a Cornell box read with :meth:`lumigrad.Mesh.from_obj` gives meshes ``mesh_leftWall``,
+    Example: a Cornell box read with :func:`lumigrad.io.read_mesh` gives meshes ``mesh_leftWall``,
     ``mesh_rightWall``, ... whose face counts add up to the box's.
     """
     if not isinstance(mesh, Mesh):
