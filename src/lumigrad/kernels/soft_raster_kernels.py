@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import warp as wp
 
-from .raster_kernels import TILE_SIZE, _tri_uvz
+from .raster_kernels import TILE_SIZE, tri_uvz
 
 wp.set_module_options({"enable_backward": False})
 
@@ -105,7 +105,7 @@ def soft_candidates(
         t = tile_list[idx]
         if x < bbox[t, 0] or x > bbox[t, 1] or y < bbox[t, 2] or y > bbox[t, 3]:
             continue
-        m = _tri_uvz(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz)
+        m = tri_uvz(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz)
         d2, depth = _clamped_depth(m, pu, pv, affine_depth)
         if d2 > cutoff2 or not (depth <= far):
             continue
