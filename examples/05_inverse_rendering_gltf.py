@@ -30,7 +30,7 @@ from typing import Dict
 import torch
 
 import lumigrad as lg
-from lumigrad.demo import psnr
+from lumigrad.app.demo import psnr
 from lumigrad.optim import Fit, ParamGroup
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -168,7 +168,7 @@ def main(argv=None) -> Dict[str, float]:
     print(f"  image PSNR         {metrics['initial_psnr_db']:.2f} dB -> {metrics['image_psnr_db']:.2f} dB")
 
     if args.out:
-        from lumigrad.report import save_image_grid, save_loss_plot
+        from lumigrad.app.report import save_image_grid, save_loss_plot
 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ LAYERS: List[Tuple[str, ...]] = [
     ("integrators", "optim"),  # renderers behind one protocol; Fit, large steps, strategies
     ("io",),                 # readers and writers; foreign conventions converted here, once
     ("data",),               # embedded assets, read through io
-    ("app", "demo", "report", "report_html", "benchmarking"),  # presentation: demo, reports, benchmarking helpers
+    ("app",),                # presentation: demo, reports, benchmarking helpers
     ("fitting",),            # `lumigrad fit`: configs, problems, outputs
     ("__init__",),           # the public facade ``import lumigrad``
     ("cli",),                # `lumigrad ...` commands

@@ -199,8 +199,8 @@ def cpu_model() -> str:
 def raster_pipeline(mesh, camera) -> Callable:
     """The benchmarked raster pipeline of a textured mesh: ``fn(verts, texture) -> [..., H, W, C]`` image
     (rasterize with barycentric derivatives, interpolate uv with derivatives, trilinear texture, antialias)."""
-    from .raster import antialias, interpolate, rasterize
-    from .raster import texture as sample
+    from ..raster import antialias, interpolate, rasterize
+    from ..raster import texture as sample
 
     def pipeline(verts: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
         frags = rasterize(verts, mesh.faces, camera, return_bary_derivs=True)

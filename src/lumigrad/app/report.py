@@ -8,8 +8,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from .io.image import write_image
-from .optim.progress import LossProgress  # noqa: F401  (its home was this module; kept importable)
+from ..io.image import write_image
 
 
 def image_grid(images: torch.Tensor, columns: Optional[int] = None, pad: int = 2) -> torch.Tensor:
