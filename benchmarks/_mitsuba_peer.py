@@ -118,7 +118,7 @@ def _timed(fn, repeats: int) -> list[float]:
 def peak_rss_growth(fn, *args, **kwargs):
     """Measures how far a call pushes the process's peak resident set size (RSS).
 
-    :func:`lumigrad.benchmarking.peak_rss_growth` (the one implementation; see it for what is counted), after
+    :func:`lumigrad.app.benchmarking.peak_rss_growth` (the one implementation; see it for what is counted), after
     flushing Dr.Jit's cache of freed buffers (``dr.flush_malloc_cache()``), which would otherwise hide a
     repeated call's memory.
 
@@ -128,7 +128,7 @@ def peak_rss_growth(fn, *args, **kwargs):
     Returns:
         ``(result, growth_bytes, exact)``; ``exact`` is False when the peak could not be reset.
     """
-    from lumigrad.benchmarking import peak_rss_growth as _peak_rss_growth
+    from lumigrad.app.benchmarking import peak_rss_growth as _peak_rss_growth
 
     if _dr is not None:
         _dr.flush_malloc_cache()

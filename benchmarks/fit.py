@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from lumigrad.benchmarking import format_table, peak_memory, time_call
+from lumigrad.app.benchmarking import format_table, peak_memory, time_call
 from lumigrad.fitting import build_problem, load_config
 from lumigrad.fitting.run import _groups, _logged_loss  # the same step as lumigrad fit
 from lumigrad.optim import Fit

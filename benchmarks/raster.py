@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _mitsuba_peer as peer  # noqa: E402  (sets DRJIT_LIBLLVM_PATH; imports only numpy until used)
 
 import lumigrad as lg  # noqa: E402
-from lumigrad.benchmarking import cpu_model, peak_memory, time_call  # noqa: E402
+from lumigrad.app.benchmarking import cpu_model, peak_memory, time_call  # noqa: E402
 from lumigrad.data import load_spot  # noqa: E402
 
 SCENES = ("spot", "sphere")
@@ -216,7 +216,7 @@ def time_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> flo
 
 def peak_mib(fn: Callable[[], object], device: torch.device) -> tuple[float, bool]:
     """Peak extra memory of one call of ``fn``, in MiB, and whether the figure is exact
-    (:func:`lumigrad.benchmarking.peak_memory`: CPU peak-RSS growth, CUDA peak allocation growth)."""
+    (:func:`lumigrad.app.benchmarking.peak_memory`: CPU peak-RSS growth, CUDA peak allocation growth)."""
     return peak_memory(fn, device)
 
 

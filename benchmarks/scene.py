@@ -39,7 +39,7 @@ def make_scene(path: Path, area_light: bool) -> tuple:
     verts = torch.cat([m.world_verts() for m in scene.meshes.values()]).detach()
     lo, hi = verts.min(0).values, verts.max(0).values
     centre, extent = (lo + hi) / 2, float((hi - lo).norm())
-    scene.add_light("sky", lg.EnvironmentLight.from_file(STUDIO, size=(16, 32)))
+    scene.add_light("sky", lg.io.read_environment(STUDIO, size=(16, 32)))
     if area_light:
         s = 0.3 * extent
         lamp = centre + torch.tensor([[-s, extent, -s], [s, extent, -s], [s, extent, s], [-s, extent, s]])

@@ -72,7 +72,7 @@ def worker(setting: str, repeats: int, fit: bool, size: int) -> dict:
         lg.set_num_threads(1)
     elif setting == "before":
         lg.set_num_threads(lg.threads.available_cpus())
-    from lumigrad.benchmarking import raster_pipeline, time_call
+    from lumigrad.app.benchmarking import raster_pipeline, time_call
 
     mesh = lg.data.load_spot()
     cam = lg.Camera.look_at(eye=[2.0, 0.5, 2.0], target=[0.0, 0.1, 0.0], fov_y=0.7, width=size, height=size)
@@ -205,7 +205,7 @@ def main(argv=None) -> int:
         print(json.dumps(worker(args.worker, args.repeats, args.fit, args.size)))
         return 0
 
-    from lumigrad.benchmarking import cpu_model
+    from lumigrad.app.benchmarking import cpu_model
     from lumigrad.threads import available_cpus
 
     cpus = available_cpus()

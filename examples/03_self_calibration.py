@@ -172,7 +172,7 @@ def main(argv=None):
         print(f"{it:>4} {sigma:>7.2f} {mse:>9.2e} {100 * ferr:>8.3f}% {k1:>8.4f} {k2:>8.4f}")
     print(f"true k1 {TRUE_K1}, k2 {TRUE_K2}; " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     if args.out is not None:
-        from lumigrad.report import save_image_grid
+        from lumigrad.app.report import save_image_grid
 
         args.out.mkdir(parents=True, exist_ok=True)
         save_image_grid(args.out / "target_initial_final.png", torch.cat([target, initial, final]), columns=3)

@@ -3,7 +3,7 @@
 The scene is the embedded Spot cow, whose geometry is known. The targets are ``--views`` renders
 (``--size`` pixels square) of the cow with its true texture (area-resampled to ``--texture-size`` texels, so
 the model can match the targets exactly), from cameras on a ring around it
-(:func:`lumigrad.demo.orbit_cameras`), all sharing one set of intrinsics ``fx, fy, cx, cy`` and the radial
+(:func:`lumigrad.app.demo.orbit_cameras`), all sharing one set of intrinsics ``fx, fy, cx, cy`` and the radial
 coefficient ``k1`` (``--k1``) of an ``"opencv"`` lens, rendered per pixel through
 :func:`lumigrad.render_through_lens`. ``--k1 0`` gives pinhole cameras, and then ``k1`` is not estimated.
 
@@ -13,7 +13,7 @@ The unknowns start perturbed (seeded by ``--seed``):
   moved by ``INIT_TRANSLATION`` of its distance to the cow in a random direction;
 * the shared intrinsics: ``fx`` and ``fy`` off by ``INIT_FOCAL`` (a random sign each), the principal point
   off by ``INIT_PRINCIPAL_PX`` pixels in a random direction, ``k1`` at 0;
-* the appearance: a flat grey texture (bilinear lookups, as in :func:`lumigrad.demo.render_textured`).
+* the appearance: a flat grey texture (bilinear lookups, as in :func:`lumigrad.app.demo.render_textured`).
 
 **Gauge.** The geometry is known, in world units and in the world frame, so there is no gauge freedom: any
 similarity transform of the cameras moves the images of the known mesh. (Bundle adjustment that also
@@ -43,7 +43,7 @@ position error (% of the camera-to-cow distance) over views, focal error (%, wor
 principal-point error (pixels), ``k1`` error, the reprojection error of the mesh vertices each true camera
 sees (:meth:`lumigrad.Camera.project` with the recovered vs the true camera, lens included; RMS and max
 pixels), the PSNR of the final renders against the targets and the texture PSNR over the texels the views
-determine (:func:`lumigrad.demo.visible_texels`).
+determine (:func:`lumigrad.app.demo.visible_texels`).
 
     python examples/04_bundle_adjustment.py --steps 200 --views 6 --size 96 --seed 0 --out ba-out
 """
@@ -60,7 +60,7 @@ import torch.nn.functional as F
 
 import lumigrad as lg
 from lumigrad.conventions import axis_angle_to_matrix, compose_world_to_cam, matrix_to_axis_angle
-from lumigrad.demo import orbit_cameras, psnr, render_textured, visible_texels
+from lumigrad.app.demo import orbit_cameras, psnr, render_textured, visible_texels
 
 INIT_ROTATION_DEG = 3.0          # each camera turned about a random axis through its centre
 INIT_TRANSLATION = 0.03          # each camera moved by this fraction of its distance to the cow
@@ -370,7 +370,7 @@ def main(argv=None) -> Dict[str, float]:
         print(f"  {label:<52s} {value}")
 
     if args.out:
-        from lumigrad.report import save_image_grid, save_loss_plot
+        from lumigrad.app.report import save_image_grid, save_loss_plot
 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ from typing import Dict
 import torch
 
 import lumigrad as lg
-from lumigrad.demo import psnr
+from lumigrad.app.demo import psnr
 from lumigrad.optim import Fit, ParamGroup
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -55,7 +55,7 @@ def load_scene(path: Path) -> lg.Scene:
 def true_environment(size) -> torch.Tensor:
     """The lighting the targets are rendered under: the studio HDR, or a sky gradient with a sun patch."""
     if STUDIO.exists():
-        env = lg.EnvironmentLight.from_file(STUDIO, size=size).texels
+        env = lg.io.read_environment(STUDIO, size=size).texels
         return env / env.mean()
     h, w = size
     y = torch.linspace(1, -1, h)[:, None, None]
@@ -168,7 +168,7 @@ def main(argv=None) -> Dict[str, float]:
     print(f"  image PSNR         {metrics['initial_psnr_db']:.2f} dB -> {metrics['image_psnr_db']:.2f} dB")
 
     if args.out:
-        from lumigrad.report import save_image_grid, save_loss_plot
+        from lumigrad.app.report import save_image_grid, save_loss_plot
 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

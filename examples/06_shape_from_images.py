@@ -43,7 +43,7 @@ from lumigrad.geometry.distance import closest_point_on_triangle, sample_points_
 from lumigrad.losses import (edge_length_loss, laplacian_smoothing, normal_consistency, silhouette_iou_loss)
 from lumigrad.optim import AdamUniform, LargeSteps, SoftRasterSchedule
 from lumigrad.raster.topology import edge_adjacency
-from lumigrad.report import LossProgress
+from lumigrad.optim.progress import LossProgress
 
 SPOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "spot-cow" / "spot_triangulated.obj"
 ALBEDO = 0.8
@@ -250,7 +250,7 @@ def main(argv=None) -> Dict[str, float]:
     print(f"  normal angle         {m['normal_angle_deg']:.2f} deg (mean, nearest samples)")
     print(f"  folded edges         {m['folded_edges_pct']:.2f} %")
     if args.out:
-        from lumigrad.report import save_image_grid, save_loss_plot
+        from lumigrad.app.report import save_image_grid, save_loss_plot
 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

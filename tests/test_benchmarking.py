@@ -1,11 +1,11 @@
-"""lumigrad.benchmarking: time_call, peak_memory / peak_rss_growth and format_table."""
+"""lumigrad.app.benchmarking: time_call, peak_memory / peak_rss_growth and format_table."""
 
 import time
 
 import pytest
 import torch
 
-from lumigrad.benchmarking import format_table, median, peak_memory, peak_rss_growth, time_call
+from lumigrad.app.benchmarking import format_table, median, peak_memory, peak_rss_growth, time_call
 
 
 def test_time_call_counts_and_warms_up():

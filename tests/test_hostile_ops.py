@@ -127,9 +127,9 @@ def test_environment_sizes_count_their_texels():
         lg.EnvironmentLight(env, prefilter_size=(1024, 2048))  # the filter matrix, not only the output
     # from_file refuses the size before it even looks for the file
     with pytest.raises(BudgetError, match=r"size=\(100000, 200000\) is 100000x200000 texels"):
-        lg.EnvironmentLight.from_file("nowhere/sky.hdr", size=(100000, 200000))
+        lg.io.read_environment("nowhere/sky.hdr", size=(100000, 200000))
     with pytest.raises(ValueError, match=r"size\[0\] \(height\) must be positive"):
-        lg.EnvironmentLight.from_file("nowhere/sky.hdr", size=(0, 8))
+        lg.io.read_environment("nowhere/sky.hdr", size=(0, 8))
     with pytest.raises(BudgetError, match="split_sum_lut: resolution=100000"):
         lg.shading.split_sum_lut(torch.rand(3), torch.rand(3), resolution=100000)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lumigrad.demo import fit_spot
+from lumigrad.app.demo import fit_spot
 
 
 @pytest.mark.slow

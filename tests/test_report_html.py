@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from lumigrad.io.image import write_image
-from lumigrad.report import save_image_grid, save_loss_plot
-from lumigrad.report_html import Figure, format_value, write_html_report
+from lumigrad.app.report import save_image_grid, save_loss_plot
+from lumigrad.app.report_html import Figure, format_value, write_html_report
 
 METRICS = {
     "steps": 200,

@@ -1,8 +1,10 @@
-"""``Mesh``: a thin container of vertex positions, faces, texture coordinates and a texture."""
+"""``Mesh``: a thin container of vertex positions, faces, texture coordinates and a texture.
+
+It reads no files: :func:`lumigrad.io.read_mesh` reads an OBJ (with its MTL materials) into one.
+"""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, fields, replace
 from typing import List, Optional
 
@@ -76,38 +78,6 @@ class Mesh:
         if not all(isinstance(n, str) and n for n in self.material_names) or \
                 len(set(self.material_names)) != len(self.material_names):
             raise ValueError(f"material_names must be unique non-empty strings; got {self.material_names}")
-
-    @classmethod
-    def from_obj(cls, path: str | os.PathLike, texture_path: str | os.PathLike | None = None, *,
-                 materials: bool = True, trust_paths: bool = False) -> "Mesh":
-        """Load an OBJ file, its MTL materials, and optionally an image as its texture.
-
-        Args:
-            path: the ``.obj`` file.
-            texture_path: an image read as ``texture`` (values as stored), or None.
-            materials: read ``mtllib`` / ``usemtl`` into ``materials``, ``material_names`` and
-                ``face_materials`` (see :func:`lumigrad.io.read_obj_with_materials`); False ignores them.
-            trust_paths: let ``mtllib`` and ``map_*`` names leave the OBJ's folder (absolute or ``../``
-                paths); by default they are confined to it (see :mod:`lumigrad.io.registry`).
-
-        Raises:
-            lumigrad.io.ObjError: a malformed OBJ or MTL file, a missing MTL file or texture, an undefined
-                ``usemtl`` material (pass ``materials=False`` to load the geometry alone).
-        """
-        from .io.obj import read_obj_with_materials
-
-        if materials:
-            d = read_obj_with_materials(path, trust_paths=trust_paths)
-        else:
-            from .io.obj import ObjData, read_obj
-
-            d = ObjData(*read_obj(path))
-        texture = None
-        if texture_path is not None:
-            from .io.image import read_image
-
-            texture = read_image(texture_path)
-        return cls(d.verts, d.faces, d.uv, d.uv_faces, texture, d.materials, d.face_materials, d.material_names)
 
     def vertex_normals(self, verts: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Area-weighted unit vertex normals ``[..., V, 3]`` (differentiable; zero-area faces add nothing)."""

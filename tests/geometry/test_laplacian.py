@@ -7,7 +7,7 @@ import torch
 from torch.autograd import gradcheck
 
 from lumigrad.geometry import cotangent_laplacian, mesh_edges, uniform_laplacian
-from lumigrad.geometry.laplacian import _edge_weights_cot
+from lumigrad.geometry.laplacian import cotangent_edge_weights
 from tests.conftest import uv_sphere
 
 DT = torch.float64
@@ -144,7 +144,7 @@ def test_cotangent_matches_dense_reference_and_dense_twin():
     ref = _dense_cot_ref(v, f)
     torch.testing.assert_close(L.to_dense(), ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(L.to_dense().sum(1), torch.zeros(v.shape[0], dtype=DT), rtol=0, atol=1e-12)
-    edges, w = _edge_weights_cot(v, f)
+    edges, w = cotangent_edge_weights(v, f)
     torch.testing.assert_close(-ref[edges[:, 0], edges[:, 1]], w, rtol=1e-12, atol=1e-12)
 
 

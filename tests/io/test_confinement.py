@@ -91,7 +91,7 @@ def test_mtllib_etc_passwd_is_refused_without_echoing_it(tree):
     p = _obj(tree / "scene", "/etc/passwd")
     exc = _assert_refused(lambda: read_obj_with_materials(p), ObjError, name="/etc/passwd")
     assert f"{p}:1:" in str(exc)  # the OBJ file and the line
-    _assert_refused(lambda: lg.Mesh.from_obj(p), ObjError)
+    _assert_refused(lambda: lg.io.read_mesh(p), ObjError)
     _assert_refused(lambda: io.load(p), ObjError)
     # The geometry alone reads: read_obj follows no file names.
     assert io.read_obj(p)[1].tolist() == [[0, 1, 2]]
@@ -423,7 +423,7 @@ def test_a_photo_name_that_is_not_an_image_is_refused(tree):
 # ------------------------------------------------------------------------------------------------ the CLI
 def test_cli_render_confines_and_trust_paths_opts_in(tree, capsys):
     """``lumigrad render`` refuses an OBJ whose MTL lies outside its folder (one line, exit 2, no secret
-    quoted); ``--trust-paths`` is the opt-in, and ``Mesh.from_obj(trust_paths=True)`` is the Python one."""
+    quoted); ``--trust-paths`` is the opt-in, and ``lumigrad.io.read_mesh(trust_paths=True)`` is the Python one."""
     from lumigrad.cli.main import main
 
     (tree / "outside" / "ok.mtl").write_text("newmtl a\nKd 0.2 0.4 0.6\n")
@@ -433,7 +433,7 @@ def test_cli_render_confines_and_trust_paths_opts_in(tree, capsys):
     err = capsys.readouterr().err
     assert err.startswith("lumigrad render: error:") and "outside" in err and MARKER not in err
     with pytest.raises(ConfinementError):
-        lg.Mesh.from_obj(obj)
-    assert lg.Mesh.from_obj(obj, trust_paths=True).material_names == ["a"]
+        lg.io.read_mesh(obj)
+    assert lg.io.read_mesh(obj, trust_paths=True).material_names == ["a"]
     assert main(["render", str(obj), "-o", str(out), "--size", "16", "16", "--trust-paths"]) == 0
     assert out.is_file()

@@ -81,7 +81,7 @@ def test_cornell_boxes_materials_and_face_ids(path):
 @needs_cornell
 @pytest.mark.parametrize("path", CORNELL_OBJS, ids=[p.name for p in CORNELL_OBJS])
 def test_cornell_box_mesh_and_scene_from_mesh(path):
-    mesh = lg.Mesh.from_obj(path)
+    mesh = lg.io.read_mesh(path)
     assert len(mesh.materials) == 8 and mesh.face_materials.shape == (36,)
     scene = scene_from_mesh(mesh, name="box")
     used = sorted(set(mesh.face_materials.tolist()))
@@ -357,7 +357,7 @@ def test_negative_indices_quads_separate_uv_with_materials(tmp_path):
     assert d.materials[0].base_color_factor.tolist() == [1, 0, 0, 1]
     assert d.vertex_colors.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]]
     assert d.uv[0].tolist() == [0.0, 1.0]  # v flipped to the top-left origin, as read_obj
-    mesh = lg.Mesh.from_obj(p)
+    mesh = lg.io.read_mesh(p)
     assert mesh.material_names == d.material_names and torch.equal(mesh.face_materials, d.face_materials)
 
 
@@ -374,9 +374,9 @@ def test_missing_mtllib_and_undefined_material_raise(tmp_path):
     with pytest.raises(ObjError, match=r"m\.obj:5: material library 'absent.mtl' not found"):
         read_obj_with_materials(p)
     with pytest.raises(ObjError, match=r"m\.obj:5: material library"):
-        lg.Mesh.from_obj(p)
+        lg.io.read_mesh(p)
     assert read_obj(p)[1].tolist() == [[0, 1, 2]]  # geometry alone still reads
-    assert lg.Mesh.from_obj(p, materials=False).materials is None
+    assert lg.io.read_mesh(p, materials=False).materials is None
     _write(tmp_path, "lib.mtl", "newmtl b\n")
     q = _write(tmp_path, "n.obj", "mtllib lib.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nusemtl a\nf 1 2 3\n")
     with pytest.raises(ObjError, match=r"n\.obj:5: usemtl 'a' names a material that is not defined"):
@@ -426,3 +426,21 @@ def test_read_obj_ignores_materials_without_warnings(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert read_obj(p)[1].tolist() == [[0, 1, 2]]
+
+
+def test_deprecated_file_constructors_warn_and_match_the_io_readers(tmp_path):
+    """``Mesh.from_obj`` / ``EnvironmentLight.from_file`` moved to ``lumigrad.io`` (lower layers read no files);
+    the old names still work for one release, with a FutureWarning naming the replacement."""
+    from lumigrad.data import spot_paths
+    from lumigrad.io import read_environment, read_mesh, write_hdr
+
+    obj, tex = spot_paths()
+    with pytest.warns(FutureWarning, match="lumigrad.io.read_mesh"):
+        old = lg.Mesh.from_obj(obj, materials=False)
+    new = read_mesh(obj, materials=False)
+    assert torch.equal(old.verts, new.verts) and torch.equal(old.faces, new.faces)
+    write_hdr(tmp_path / "sky.hdr", torch.rand(8, 16, 3))
+    with pytest.warns(FutureWarning, match="lumigrad.io.read_environment"):
+        env = lg.EnvironmentLight.from_file(tmp_path / "sky.hdr", size=(4, 8), visible=False)
+    assert torch.equal(env.texels, read_environment(tmp_path / "sky.hdr", size=(4, 8)).texels)
+    assert env.visible is False

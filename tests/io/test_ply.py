@@ -38,8 +38,8 @@ def test_round_trip_uchar_colours(tmp_path, binary, order, dtype):
     assert m.verts.dtype == dtype and m.faces.dtype == torch.int64
     assert torch.equal(m.verts, verts) and torch.equal(m.faces, faces) and torch.equal(m.normals, normals)
     assert torch.equal(m.uv, uv)  # the t flip is undone exactly for these values
-    assert m.colors.shape == (7, 4) and float(m.colors.min()) >= 0 and float(m.colors.max()) <= 1
-    assert torch.equal((m.colors * 255).round().to(torch.uint8), colors)
+    assert m.vertex_colors.shape == (7, 4) and float(m.vertex_colors.min()) >= 0 and float(m.vertex_colors.max()) <= 1
+    assert torch.equal((m.vertex_colors * 255).round().to(torch.uint8), colors)
     header = p.read_bytes().split(b"end_header")[0].decode()
     assert ("ascii" if not binary else f"binary_{order}_endian") in header
     assert ("double x" if dtype == torch.float64 else "float x") in header and "uchar red" in header
@@ -54,7 +54,7 @@ def test_round_trip_float_colours_point_cloud_and_nan(tmp_path, binary, order):
     m = read_ply(p)
     assert m.faces.shape == (0, 3) and m.normals is None and m.uv is None
     torch.testing.assert_close(m.verts, verts, rtol=0, atol=0, equal_nan=True)  # NaN / Inf kept as read
-    assert torch.equal(m.colors, colors)
+    assert torch.equal(m.vertex_colors, colors)
 
 
 def test_float32_uv_flip_is_close_for_arbitrary_values(tmp_path):
@@ -77,7 +77,7 @@ def test_ascii_quad_and_pentagon_fan_triangulated(tmp_path):
     m = read_ply(p, dtype=torch.float64)
     assert m.faces.tolist() == [[0, 1, 2], [0, 2, 3], [2, 3, 4], [2, 4, 5], [2, 5, 6], [6, 5, 4]]
     assert m.verts[:, 1].tolist() == [i * i for i in range(7)]
-    assert m.colors.shape == (7, 3) and m.colors[3].tolist() == [30 / 255, 1.0, 0.0]
+    assert m.vertex_colors.shape == (7, 3) and m.vertex_colors[3].tolist() == [30 / 255, 1.0, 0.0]
     assert m.uv[0].tolist() == [0.25, 0.25]  # t = 0.75 -> v = 1 - 0.75
     assert list(m.extra) == ["quality"] and m.extra["quality"].tolist() == [i / 2 for i in range(7)]
     assert m.extra["quality"].dtype == torch.float64
@@ -144,7 +144,7 @@ def test_ushort_colours_and_vertex_index_name(tmp_path):
     p = tmp_path / "c.ply"
     p.write_bytes(_header("ascii", *lines) + b"0 0 0 65535 0 0\n1 0 0 0 65535 0\n0 1 0 0 0 0\n3 0 1 2\n")
     m = read_ply(p)
-    assert m.colors.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 0]] and m.faces.tolist() == [[0, 1, 2]]
+    assert m.vertex_colors.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 0]] and m.faces.tolist() == [[0, 1, 2]]
 
 
 # ------------------------------------------------------------------------------------------------ errors
@@ -292,3 +292,23 @@ def test_large_mixed_polygon_mesh_is_fast(tmp_path):
     m = read_ply(tmp_path / "l.ply")
     assert m.faces.shape == (n // 2 + 2 * (n // 2), 3) and m.faces[-1].tolist() == [4 * n - 4, 4 * n - 2, 4 * n - 1]
     assert torch.equal(m.verts, torch.from_numpy(verts.astype("f4")))
+
+
+def test_obj_and_ply_readers_return_one_mesh_record(tmp_path):
+    """OBJ and PLY give the same record (``MeshData``), with the same meaning per field, so a PLY with
+    per-vertex uv has ``uv_faces = faces``; ``PlyMesh.colors`` still reads, with a FutureWarning."""
+    from lumigrad.io import MeshData, ObjData, read_obj_with_materials, write_obj
+
+    verts = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0]])
+    faces = torch.tensor([[0, 1, 2]])
+    uv = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    write_ply(tmp_path / "t.ply", verts, faces, uv=uv, colors=torch.rand(3, 3))
+    write_obj(tmp_path / "t.obj", verts, faces, uv=uv, uv_faces=faces)
+    ply, obj = read_ply(tmp_path / "t.ply"), read_obj_with_materials(tmp_path / "t.obj")
+    assert PlyMesh is MeshData and ObjData is MeshData
+    assert type(ply) is MeshData and type(obj) is MeshData
+    for m in (ply, obj):
+        assert torch.equal(m.faces, faces) and torch.equal(m.uv_faces, faces)
+        torch.testing.assert_close(m.uv, uv)
+    with pytest.warns(FutureWarning, match="vertex_colors"):
+        assert ply.colors is ply.vertex_colors

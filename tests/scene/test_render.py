@@ -178,13 +178,13 @@ def test_environment_light_from_hdr_and_exr_files(tmp_path):
     texels = torch.rand(16, 32, 3, generator=torch.Generator().manual_seed(2)) * 4
     write_exr(tmp_path / "sky.exr", texels, pixel_type="float")
     write_hdr(tmp_path / "sky.hdr", texels)
-    exr = lg.EnvironmentLight.from_file(tmp_path / "sky.exr", size=None)
+    exr = lg.io.read_environment(tmp_path / "sky.exr", size=None)
     assert torch.equal(exr.texels, texels)
-    small = lg.EnvironmentLight.from_file(tmp_path / "sky.hdr", size=(8, 16), visible=False)
+    small = lg.io.read_environment(tmp_path / "sky.hdr", size=(8, 16), visible=False)
     assert small.texels.shape == (8, 16, 3) and not small.visible
     # RGBE keeps 8 bits of mantissa against the largest channel of a texel: <= 4 / 256 here.
     assert torch.allclose(small.texels, texels.reshape(8, 2, 16, 2, 3).mean((1, 3)), rtol=0, atol=4 / 256)
     write_exr(tmp_path / "grey.exr", texels[..., :1])
-    assert lg.EnvironmentLight.from_file(tmp_path / "grey.exr", size=None).texels.shape == (16, 32, 3)
+    assert lg.io.read_environment(tmp_path / "grey.exr", size=None).texels.shape == (16, 32, 3)
     with pytest.raises(ValueError, match="hdr or .exr"):
-        lg.EnvironmentLight.from_file(tmp_path / "sky.png")
+        lg.io.read_environment(tmp_path / "sky.png")

@@ -111,7 +111,7 @@ def test_point_light_position_and_intensity_from_shading():
 def test_spot_albedo_texture_under_a_point_light(spot):
     # Spot's albedo map recovered from 8 views lit by one known point light (diffuse material): PSNR >= 30 dB on
     # the texels the views see lit. Albedo and light intensity are ambiguous together: the light is known.
-    from lumigrad.demo import _resize_texture, orbit_cameras, psnr, visible_texels
+    from lumigrad.app.demo import _resize_texture, orbit_cameras, psnr, visible_texels
 
     true_tex = _resize_texture(spot.texture[..., :3], 64).double()
     cams = orbit_cameras(8, 128, dtype=torch.float64)

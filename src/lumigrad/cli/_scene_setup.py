@@ -48,7 +48,7 @@ def load_scene_and_camera(args):
     check_scene_arguments(args)
     scene = lg.scene.from_mesh.as_scene(lg.io.load(args.scene, trust_paths=args.trust_paths), str(args.scene))
     if args.env is not None:
-        scene.add_light("environment", lg.EnvironmentLight.from_file(args.env, size=(32, 64)))
+        scene.add_light("environment", lg.io.read_environment(args.env, size=(32, 64)))
     if not scene.lights:
         sh = torch.zeros(9, 3)
         sh[0] = 0.25 * math.sqrt(4 * math.pi)  # a uniform sky of radiance 0.25

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         ValueError: a non-positive or too large ``--size``, ``--repeats < 1``, ``--device cuda`` without CUDA,
             or a ``--json`` path whose folder does not exist.
     """
-    from ..benchmarking import format_table
+    from ..app.benchmarking import format_table
 
     sizes, device = _validate(args)
     names = BENCHMARKS if args.which == "all" else (args.which,)
@@ -97,7 +97,7 @@ def _environment(device: torch.device) -> Dict[str, str]:
     """The device / torch / lumigrad versions, as fields and as one printable line."""
     import lumigrad
 
-    from ..benchmarking import cpu_model
+    from ..app.benchmarking import cpu_model
 
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
@@ -130,7 +130,7 @@ def _spot(size: int, device: torch.device):
 def _measure(name: str, size: int, faces: int, fwd: Callable[[], object], fwd_bwd: Callable[[], object],
              repeats: int, warmup: int, device: torch.device) -> dict:
     """Time ``fwd`` (under no_grad) and ``fwd_bwd``, and the peak memory of one ``fwd_bwd``, as a table row."""
-    from ..benchmarking import median, peak_memory, time_call
+    from ..app.benchmarking import median, peak_memory, time_call
 
     def no_grad_fwd():
         with torch.no_grad():
@@ -146,7 +146,7 @@ def _measure(name: str, size: int, faces: int, fwd: Callable[[], object], fwd_bw
 
 def _bench_raster(size: int, repeats: int, warmup: int, device: torch.device) -> dict:
     """rasterize -> interpolate (uv with derivatives) -> texture (mip-mapped) -> antialias."""
-    from ..benchmarking import raster_pipeline
+    from ..app.benchmarking import raster_pipeline
 
     mesh, cam = _spot(size, device)
 

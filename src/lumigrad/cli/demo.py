@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..report import save_image_grid, save_loss_plot
+from ..app.report import save_image_grid, save_loss_plot
 
 
 def add_parser(sub) -> None:
@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from ..demo import fit_spot
+    from ..app.demo import fit_spot
 
     for name in ("steps", "views", "size", "texture_size"):
         if getattr(args, name) <= 0:

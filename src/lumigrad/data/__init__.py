@@ -14,7 +14,7 @@ def spot_paths():
 
 def load_spot():
     """Load the embedded Spot cow as a :class:`lumigrad.Mesh` with its 1024^2 albedo texture."""
-    from ..mesh import Mesh
+    from ..io.obj import read_mesh
 
     obj, tex = spot_paths()
-    return Mesh.from_obj(obj, tex)
+    return read_mesh(obj, tex)

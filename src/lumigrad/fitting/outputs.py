@@ -25,8 +25,8 @@ from typing import Dict, List, Sequence
 
 import torch
 
-from ..report import save_image_grid
-from ..report_html import Figure, write_html_report
+from ..app.report import save_image_grid
+from ..app.report_html import Figure, write_html_report
 
 __all__ = ["write_outputs"]
 

@@ -21,7 +21,7 @@ from ..cameras.camera import Camera
 from ..optim.fit import FitDivergedError
 from ..integrators import RenderOutput, get_integrator, integrator_settings, render
 from ..scene.light_types import LIGHT_TYPES
-from ..scene.lights import DirectionalLight, EnvironmentLight, SHLight
+from ..scene.lights import DirectionalLight, SHLight
 from ..scene.params import VERTICES
 from ..scene.scene import Film, Scene
 from .config import ConfigError, FitConfig
@@ -227,8 +227,10 @@ def load_scene(config: FitConfig, path=None) -> Scene:
 def _with_lights(scene: Scene, config: FitConfig) -> Scene:
     sc = config.scene
     if sc.environment is not None:
-        scene.add_light("environment", EnvironmentLight.from_file(sc.environment, size=sc.environment_size,
-                                                                  visible=config.fit.background == "environment"))
+        from ..io.environment import read_environment
+
+        scene.add_light("environment", read_environment(sc.environment, size=sc.environment_size,
+                                                        visible=config.fit.background == "environment"))
     for light in sc.lights:
         scene.add_light(light.name, LIGHT_TYPES[light.type].from_settings(dict(light.settings)))
     if not scene.lights and sc.default_lights:

@@ -20,7 +20,7 @@ _PAIR_BUDGET = 1 << 20  # default number of (point, point) pairs examined per ch
 _TRI_BUDGET = 1 << 18  # default number of (point, triangle) pairs per chunk (about 25 [pairs, 3] temporaries)
 
 
-def _safe_norm(sq: torch.Tensor) -> torch.Tensor:
+def safe_sqrt(sq: torch.Tensor) -> torch.Tensor:
     """``sqrt(sq)`` with a zero (not NaN / Inf) gradient at ``sq == 0``."""
     pos = sq > 0
     return torch.where(pos, torch.sqrt(torch.where(pos, sq, torch.ones_like(sq))), torch.zeros_like(sq))
@@ -81,7 +81,7 @@ def chamfer_distance(x: torch.Tensor, y: torch.Tensor, *, squared: bool = True, 
     dx = _nearest_sq(xb, yb, cx)
     dy = _nearest_sq(yb, xb, cy)
     if not squared:
-        dx, dy = _safe_norm(dx), _safe_norm(dy)
+        dx, dy = safe_sqrt(dx), safe_sqrt(dy)
     return (dx.mean(-1) + dy.mean(-1)).mean().to(x.dtype)
 
 
@@ -213,7 +213,7 @@ def point_mesh_distance(points: torch.Tensor, verts: torch.Tensor, faces: torch.
     fs = f[face_ids]
     q, _ = closest_point_on_triangle(pts, v[fs[:, 0]], v[fs[:, 1]], v[fs[:, 2]])
     sq = ((pts - q) ** 2).sum(-1)
-    dist = (sq if squared else _safe_norm(sq)).to(points.dtype)
+    dist = (sq if squared else safe_sqrt(sq)).to(points.dtype)
     if return_closest:
         return dist, q.to(points.dtype), face_ids
     return dist

@@ -28,7 +28,8 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-def _edges_unchecked(faces: torch.Tensor) -> torch.Tensor:
+def mesh_edges_unchecked(faces: torch.Tensor) -> torch.Tensor:
+    """:func:`mesh_edges` without validating ``faces``, for callers that validated them already."""
     f = faces.long()
     e = torch.cat([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]], dim=0)
     e = torch.sort(e, dim=1).values
@@ -57,7 +58,7 @@ def mesh_edges(faces: torch.Tensor) -> torch.Tensor:
     check_tensor(faces, "faces", trailing=(None, 3), max_dims=2, floating=False)
     if faces.numel() and int(faces.min()) < 0:
         raise ValueError(f"faces holds index {int(faces.min())}, outside the valid range [0, inf)")
-    return _edges_unchecked(faces)
+    return mesh_edges_unchecked(faces)
 
 
 def _laplacian_from_weights(edges: torch.Tensor, w: torch.Tensor, num_verts: int) -> torch.Tensor:
@@ -97,7 +98,7 @@ def uniform_laplacian(faces: torch.Tensor, num_verts: int, *, dtype: Optional[to
         raise ValueError(f"num_verts must be non-negative; got {num_verts}")
     f = _check_faces(faces, num_verts)
     dtype = torch.get_default_dtype() if dtype is None else dtype
-    edges = _edges_unchecked(f)
+    edges = mesh_edges_unchecked(f)
     w = torch.ones(edges.shape[0], dtype=dtype, device=faces.device)
     return _laplacian_from_weights(edges, w, num_verts)
 
@@ -125,9 +126,11 @@ def _cotangents(verts: torch.Tensor, faces: torch.Tensor, rel_eps: Optional[floa
     return torch.stack(cots, dim=-1)
 
 
-def _edge_weights_cot(verts: torch.Tensor, faces: torch.Tensor, *, nonnegative: bool = False
-                      ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Unique edges ``[E, 2]`` and cotangent weights ``[..., E]`` (``(cot a + cot b) / 2`` summed over faces)."""
+def cotangent_edge_weights(verts: torch.Tensor, faces: torch.Tensor, *, nonnegative: bool = False
+                           ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Unique edges ``[E, 2]`` and cotangent weights ``[..., E]`` (``(cot a + cot b) / 2`` summed over faces).
+
+    An unchecked core (no validation of ``verts`` / ``faces``) for callers that validated them already."""
     f = faces.long()
     cot = _cotangents(verts, f)  # [..., F, 3]; corner k is opposite edge (k+1, k+2)
     e = torch.cat([f[:, [1, 2]], f[:, [2, 0]], f[:, [0, 1]]], dim=0)  # opposite corners 0, 1, 2
@@ -172,11 +175,11 @@ def cotangent_laplacian(verts: torch.Tensor, faces: torch.Tensor, *, nonnegative
 
     **Differentiability:** the sparse values are a differentiable function of ``verts`` (through sparse autograd
     to ``verts``); degenerate faces have zero weight and zero gradient. Losses in :mod:`lumigrad.losses` use the
-    dense twin ``_edge_weights_cot`` instead of sparse autograd.
+    dense twin ``cotangent_edge_weights`` instead of sparse autograd.
     """
     check_tensor(verts, "verts", trailing=(None, 3), max_dims=2, floating=True, finite=True)
     f = _check_faces(faces, verts.shape[0])
     check_tensor(faces, "faces", device=verts.device)
     work = verts.to(_work_dtype(verts.dtype))
-    edges, w = _edge_weights_cot(work, f, nonnegative=nonnegative)
+    edges, w = cotangent_edge_weights(work, f, nonnegative=nonnegative)
     return _laplacian_from_weights(edges, w, verts.shape[0]).to(verts.dtype)

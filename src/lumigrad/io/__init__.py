@@ -7,6 +7,7 @@ and refusals are :class:`ConfinementError` (a ``ValueError``).
 
 from ._paths import ConfinementError
 from .colmap import ColmapImage, ColmapReconstruction, read_colmap, write_colmap
+from .environment import read_environment
 from .dataset import ImageDataset, read_dataset, read_depth_maps, stack_cameras
 from .exr import read_exr, write_exr
 from .gltf import GltfError, read_gltf
@@ -14,14 +15,20 @@ from .gltf_writer import write_gltf
 from .hdr import read_hdr, write_hdr
 from .image import read_image, write_image
 from .nerf import NerfTransforms, read_nerf_transforms, write_nerf_transforms
-from .mtl import MtlError, read_mtl, write_mtl
-from .obj import ObjData, ObjError, read_obj, read_obj_with_materials, write_obj
+from .errors import MtlError, ObjError
+from .mesh_data import MeshData
+from .mtl import read_mtl, write_mtl
+from .obj import ObjData, read_mesh, read_obj, read_obj_with_materials, write_obj
 from .opensfm import OpenSfmReconstruction, lla_to_topocentric, read_opensfm
 from .ply import PlyError, PlyMesh, read_ply, write_ply
 from .pytorch3d import camera_from_pytorch3d, camera_to_pytorch3d
 from .registry import formats, load, register_format, save
 
-__all__ = ["ConfinementError", "MtlError", "ObjData", "read_mtl", "read_obj_with_materials", "write_mtl", "ImageDataset", "read_dataset", "read_depth_maps", "stack_cameras", "ColmapImage", "GltfError", "ColmapReconstruction", "NerfTransforms", "ObjError", "OpenSfmReconstruction",
+from . import deprecated as _deprecated
+
+_deprecated.attach()
+
+__all__ = ["ConfinementError", "MeshData", "read_environment", "read_mesh", "MtlError", "ObjData", "read_mtl", "read_obj_with_materials", "write_mtl", "ImageDataset", "read_dataset", "read_depth_maps", "stack_cameras", "ColmapImage", "GltfError", "ColmapReconstruction", "NerfTransforms", "ObjError", "OpenSfmReconstruction",
            "PlyError", "PlyMesh",
            "camera_from_pytorch3d", "camera_to_pytorch3d", "formats", "load", "register_format", "save", "lla_to_topocentric", "read_colmap", "read_exr", "read_gltf", "read_hdr",
            "read_image", "read_nerf_transforms", "read_obj", "read_opensfm", "read_ply", "write_colmap", "write_exr", "write_gltf",

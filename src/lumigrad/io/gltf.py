@@ -63,6 +63,7 @@ from ..cameras import projection
 from ..conventions import opengl_c2w_to_world_to_cam, quaternion_to_matrix
 from ..limits import BudgetError, check_pixel_samples
 from ._paths import is_json_number as _is_number
+from .gltf_format import BIN_CHUNK, GLB_MAGIC, JSON_CHUNK, WRAP_MODES
 from ..scene.lights import DirectionalLight, PointLight, SpotLight
 from ..scene.scene import Scene, SceneMesh
 from ..shading.material import TEXTURE_SLOTS, Material
@@ -72,8 +73,6 @@ __all__ = ["GltfError", "GltfWarning", "read_gltf"]
 _COMPONENTS = {5120: (np.int8, 127.0), 5121: (np.uint8, 255.0), 5122: (np.int16, 32767.0),
                5123: (np.uint16, 65535.0), 5125: (np.uint32, None), 5126: (np.float32, None)}
 _WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
-_WRAP = {10497: "repeat", 33071: "clamp", 33648: "mirror"}
-_GLB_MAGIC, _JSON_CHUNK, _BIN_CHUNK = 0x46546C67, 0x4E4F534A, 0x004E4942
 MAX_IMPLICIT_ACCESSOR_BYTES = 1 << 26  # an accessor without a bufferView (all zeros) is refused beyond this
 _REQUIRED = object()
 _JSON_TYPES = {"dict": dict, "list": list, "str": str, "bool": bool}
@@ -200,7 +199,7 @@ class _Reader:
         if len(raw) < 20:
             raise GltfError(f"{self.path}: truncated GLB header")
         magic, version, length = struct.unpack_from("<III", raw, 0)
-        if magic != _GLB_MAGIC or version != 2:
+        if magic != GLB_MAGIC or version != 2:
             raise GltfError(f"{self.path}: GLB version {version}; only version 2 is supported")
         if length > len(raw):
             raise GltfError(f"{self.path}: GLB says {length} bytes but the file has {len(raw)} (truncated)")
@@ -210,9 +209,9 @@ class _Reader:
             if pos + 8 + size > length:
                 raise GltfError(f"{self.path}: GLB chunk at byte {pos} runs past the end of the file")
             data = raw[pos + 8:pos + 8 + size]
-            if kind == _JSON_CHUNK and json_chunk is None:
+            if kind == JSON_CHUNK and json_chunk is None:
                 json_chunk = data
-            elif kind == _BIN_CHUNK and self.glb_bin is None:
+            elif kind == BIN_CHUNK and self.glb_bin is None:
                 self.glb_bin = data
             pos += 8 + size
         if json_chunk is None:
@@ -645,8 +644,8 @@ class _Reader:
         where = f"textures[{index}]"
         sampler = self._item("samplers", self.get(tex, "sampler", "index", where)) if "sampler" in tex else {}
         swhere = f"samplers[{tex.get('sampler')}]"
-        wrap = _WRAP.get(self.get(sampler, "wrapS", "index", swhere, 10497), "repeat")
-        wrap_t = _WRAP.get(self.get(sampler, "wrapT", "index", swhere, 10497), "repeat")
+        wrap = WRAP_MODES.get(self.get(sampler, "wrapS", "index", swhere, 10497), "repeat")
+        wrap_t = WRAP_MODES.get(self.get(sampler, "wrapT", "index", swhere, 10497), "repeat")
         if wrap_t != wrap:
             self._note("wrapT different from wrapS (wrapS is used)", f"{swhere} {wrap}/{wrap_t}")
         source = self.get(tex, "source", "index", where, None)

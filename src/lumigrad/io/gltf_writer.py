@@ -41,18 +41,16 @@ import torch
 
 from ..cameras.camera import Camera
 from ..conventions import matrix_to_quaternion, world_to_cam_to_opengl_c2w
-from .gltf import _BIN_CHUNK, _GLB_MAGIC, _JSON_CHUNK
-from .gltf import _WRAP as _WRAP_MODES
 from ..mesh import vertex_normals
 from ..scene.lights import DirectionalLight, PointLight, SpotLight
 from ..scene.scene import Scene, SceneMesh
 from ..shading.material import Material
+from .gltf_format import BIN_CHUNK, GLB_MAGIC, JSON_CHUNK, WRAP_CODES
 
 __all__ = ["write_gltf"]
 
 _FLOAT, _USHORT, _UINT = 5126, 5123, 5125
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
-_WRAP = {mode: code for code, mode in _WRAP_MODES.items()}
 _TYPES = {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4"}
 
 
@@ -228,7 +226,7 @@ class _Writer:
     def texture(self, tensor: torch.Tensor, wrap: str) -> int:
         image = self.image(tensor)
         if wrap not in self._samplers:
-            code = _WRAP[wrap]
+            code = WRAP_CODES[wrap]
             self.doc.setdefault("samplers", []).append({"magFilter": 9729, "minFilter": 9987, "wrapS": code,
                                                         "wrapT": code})
             self._samplers[wrap] = len(self.doc["samplers"]) - 1
@@ -327,10 +325,10 @@ class _Writer:
         if self.binary:
             text = json.dumps(doc, separators=(",", ":")).encode("utf-8")
             text += b" " * (-len(text) % 4)
-            chunks = struct.pack("<II", len(text), _JSON_CHUNK) + text
+            chunks = struct.pack("<II", len(text), JSON_CHUNK) + text
             if self.blob:
-                chunks += struct.pack("<II", len(self.blob), _BIN_CHUNK) + bytes(self.blob)
-            self.path.write_bytes(struct.pack("<III", _GLB_MAGIC, 2, 12 + len(chunks)) + chunks)
+                chunks += struct.pack("<II", len(self.blob), BIN_CHUNK) + bytes(self.blob)
+            self.path.write_bytes(struct.pack("<III", GLB_MAGIC, 2, 12 + len(chunks)) + chunks)
         else:
             for name, data in self._png_files:
                 (self.path.parent / name).write_bytes(data)

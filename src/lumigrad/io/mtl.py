@@ -50,13 +50,9 @@ import torch
 
 from ..shading.material import Material
 from ._paths import ConfinementError, check_regular_file, confined_path, keyword_text, short_text
-from .obj import ObjError
+from .errors import MtlError
 
 __all__ = ["MtlError", "read_mtl", "write_mtl"]
-
-
-class MtlError(ObjError):
-    """Raised for a malformed MTL file or a missing texture; the message names the file and line."""
 
 
 class _MtlPathError(MtlError, ConfinementError):

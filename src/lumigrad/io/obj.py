@@ -20,47 +20,23 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from .._checks import check_indices, check_tensor
+from ..mesh import Mesh
 from ..shading.material import Material
 from ._paths import ConfinementError, check_regular_file, confined_path, short_text
+from .errors import ObjError
+from .image import read_image
+from .mesh_data import MeshData
+from .mtl import read_mtl, write_mtl
 
 
-class ObjError(ValueError):
-    """Raised for a malformed OBJ file; the message names the file and line."""
-
-
-@dataclass
-class ObjData:
-    """Everything :func:`read_obj_with_materials` reads from an OBJ file and its MTL libraries.
-
-    Attributes:
-        verts: ``[V, 3]`` positions; ``faces``: ``[F, 3]`` int64 vertex indices (polygons fan-triangulated).
-        uv: ``[T, 2]`` texture coordinates (top-left origin) and ``uv_faces`` ``[F, 3]`` int64 indices into
-            them, or both None (as :func:`read_obj`).
-        vertex_colors: ``[V, 3]`` colours of the ``v x y z r g b`` extension (as written, no colour-space
-            conversion) when every vertex has one, else None.
-        materials: the materials of the ``mtllib`` files in file order (plus a grey ``"default"`` one for
-            faces before the first ``usemtl``), or None when the file has no ``usemtl``.
-        material_names: their names, same order; ``face_materials``: ``[F]`` int64 index into ``materials``
-            per triangle, or None.
-        mtllibs: the MTL files that were read.
-    """
-
-    verts: torch.Tensor
-    faces: torch.Tensor
-    uv: Optional[torch.Tensor] = None
-    uv_faces: Optional[torch.Tensor] = None
-    vertex_colors: Optional[torch.Tensor] = None
-    materials: Optional[List[Material]] = None
-    material_names: Optional[List[str]] = None
-    face_materials: Optional[torch.Tensor] = None
-    mtllibs: List[Path] = field(default_factory=list)
+#: The OBJ reader's name for :class:`~lumigrad.io.MeshData`, the record every mesh reader returns.
+ObjData = MeshData
 
 
 def read_obj(path: str | os.PathLike, dtype=torch.float32, *, trust_paths: bool = False):
@@ -94,7 +70,7 @@ def read_obj_with_materials(path: str | os.PathLike, dtype=torch.float32, *, tru
             image or text file the process can read.
 
     Returns:
-        an :class:`ObjData`.
+        a :class:`~lumigrad.io.MeshData` (``sources``: the MTL files that were read).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -105,6 +81,33 @@ def read_obj_with_materials(path: str | os.PathLike, dtype=torch.float32, *, tru
         MtlError: (an ``ObjError``) a malformed MTL file or a missing texture, naming the MTL file and line.
     """
     return _parse(path, dtype, with_materials=True, trust_paths=trust_paths)
+
+
+def read_mesh(path: str | os.PathLike, texture_path: str | os.PathLike | None = None, *, materials: bool = True,
+              trust_paths: bool = False) -> Mesh:
+    """Read an OBJ file, its MTL materials, and optionally an image as its texture, into a :class:`lumigrad.Mesh`.
+
+    (This was ``Mesh.from_obj``, which still works with a ``FutureWarning``: the mesh, like every layer below
+    ``io``, does not read files.)
+
+    Args:
+        path: the ``.obj`` file.
+        texture_path: an image read as ``texture`` (values as stored), or None.
+        materials: read ``mtllib`` / ``usemtl`` into ``materials``, ``material_names`` and
+            ``face_materials`` (see :func:`read_obj_with_materials`); False ignores them.
+        trust_paths: let ``mtllib`` and ``map_*`` names leave the OBJ's folder (absolute or ``../``
+            paths); by default they are confined to it (see :mod:`lumigrad.io.registry`).
+
+    Raises:
+        ObjError: a malformed OBJ or MTL file, a missing MTL file or texture, an undefined
+            ``usemtl`` material (pass ``materials=False`` to load the geometry alone).
+    """
+    if materials:
+        d = read_obj_with_materials(path, trust_paths=trust_paths)
+    else:
+        d = ObjData(*read_obj(path))
+    texture = None if texture_path is None else read_image(texture_path)
+    return Mesh(d.verts, d.faces, d.uv, d.uv_faces, texture, d.materials, d.face_materials, d.material_names)
 
 
 class _LineError(ValueError):
@@ -236,8 +239,6 @@ def _library_files(path: Path, name: str, lineno: int, trust_paths: bool) -> Lis
 
 def _attach_materials(data: ObjData, path: Path, mtllibs, used: Dict[str, int], face_mat, dtype,
                       trust_paths: bool = False) -> None:
-    from .mtl import read_mtl
-
     library: Dict[str, Material] = {}
     for name, lineno in mtllibs:
         for file, p in _library_files(path, name, lineno, trust_paths):
@@ -247,12 +248,12 @@ def _attach_materials(data: ObjData, path: Path, mtllibs, used: Dict[str, int], 
                 raise ObjError(f"{path}:{lineno}: material library {short_text(file)} not found (looked for {p}); "
                                "read_obj reads the geometry without materials") from None
             library.update(read_mtl(p, dtype=dtype, trust_paths=trust_paths))
-            data.mtllibs.append(p)
+            data.sources.append(p)
     if not used:
         return
     for name, lineno in used.items():
         if name not in library:
-            where = ", ".join(str(p) for p in data.mtllibs) or "no mtllib"
+            where = ", ".join(str(p) for p in data.sources) or "no mtllib"
             raise ObjError(f"{path}:{lineno}: usemtl {short_text(name)} names a material that is not defined "
                            f"({where}); read_obj reads the geometry without materials")
     names = list(library)
@@ -379,8 +380,6 @@ def write_obj(
                 lines.append(f"usemtl {names[k]}\n")
                 previous = k
             lines.append(line)
-        from .mtl import write_mtl
-
         write_mtl(mtl_path, library, texture_prefix=f"{mtl_path.stem}_")
     with open(path, "w", encoding="utf-8", newline="\n") as fh:
         fh.write("".join(lines))

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Literal, Optional, Tuple
 
 import numpy as np
 import torch
 
 from .._checks import check_indices, check_tensor
+from .mesh_data import MeshData
 
 MAX_HEADER_BYTES = 1 << 20
 
@@ -55,26 +56,11 @@ class PlyError(ValueError):
     """Raised for a malformed PLY file; the message names the file."""
 
 
-@dataclass
-class PlyMesh:
-    """A mesh read from a PLY file.
-
-    Attributes:
-        verts: ``[V, 3]`` float vertex positions.
-        faces: ``[F, 3]`` int64 vertex indices (polygons fan-triangulated; ``[0, 3]`` for a point cloud).
-        normals: ``[V, 3]`` float vertex normals (``nx ny nz``) or None.
-        colors: ``[V, 3]`` or ``[V, 4]`` float vertex colours in [0, 1] (integer types divided by their maximum,
-            floats as stored) or None.
-        uv: ``[V, 2]`` float texture coordinates, top-left origin (the file's ``t`` flipped) or None.
-        extra: other vertex properties by name, ``[V]`` tensors (floats in the requested dtype, integers int64).
-    """
-
-    verts: torch.Tensor
-    faces: torch.Tensor
-    normals: Optional[torch.Tensor] = None
-    colors: Optional[torch.Tensor] = None
-    uv: Optional[torch.Tensor] = None
-    extra: Dict[str, torch.Tensor] = field(default_factory=dict)
+#: The PLY reader's name for :class:`~lumigrad.io.MeshData`, the record every mesh reader returns (PLY fills
+#: ``verts``, ``faces`` (``[0, 3]`` for a point cloud), ``normals``, ``vertex_colors`` (``[V, 3]`` or ``[V, 4]``,
+#: integer types divided by their maximum, floats as stored), per-vertex ``uv`` with ``uv_faces = faces``, and
+#: ``extra``: other vertex properties by name, ``[V]`` tensors, floats in the requested dtype, integers int64).
+PlyMesh = MeshData
 
 
 @dataclass
@@ -437,7 +423,8 @@ def _assemble(values: Dict[str, dict], elements: List[_Element], path, dtype) ->
             raise PlyError(f"{path}: the face element has no 'vertex_indices' (or 'vertex_index') list property")
         if key is not None:
             faces = _fan(*values["face"][key], path, num_verts)
-    return PlyMesh(verts, faces, normals, colors, uv, extra)
+    return MeshData(verts, faces, uv=uv, uv_faces=None if uv is None else faces, vertex_colors=colors,
+                    normals=normals, extra=extra)
 
 
 def _fan(counts: np.ndarray, flat: np.ndarray, path, num_verts: int) -> torch.Tensor:

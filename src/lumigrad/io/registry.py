@@ -132,13 +132,6 @@ def _load_json(p: Path, trust_paths: bool = False, **kw):
                      "reconstruction.json (not a list)")
 
 
-def _mesh_from_obj(path, texture_path=None, *, materials: bool = True, trust_paths: bool = False):
-    """:meth:`lumigrad.Mesh.from_obj` (registered lazily: the mesh module imports this package)."""
-    from ..mesh import Mesh
-
-    return Mesh.from_obj(path, texture_path, materials=materials, trust_paths=trust_paths)
-
-
 def _write_mesh(writer):
     """A writer that takes a :class:`lumigrad.Mesh`, a :class:`SceneMesh` / :class:`PlyMesh`-like object with
     ``verts`` and ``faces``, or a ``(verts, faces)`` pair; the OBJ writer also gets the object's ``uv`` /
@@ -167,10 +160,10 @@ def _register_builtin() -> None:
     from .gltf_writer import write_gltf
     from .hdr import read_hdr, write_hdr
     from .image import read_image, write_image
-    from .obj import write_obj
+    from .obj import read_mesh, write_obj
     from .ply import read_ply, write_ply
 
-    register_format(".obj", "Wavefront OBJ mesh -> Mesh", reader=_mesh_from_obj, writer=_write_mesh(write_obj))
+    register_format(".obj", "Wavefront OBJ mesh -> Mesh", reader=read_mesh, writer=_write_mesh(write_obj))
     register_format(".ply", "PLY mesh or point cloud -> PlyMesh", reader=read_ply, writer=_write_mesh(write_ply))
     for suffix in (".gltf", ".glb"):
         register_format(suffix, "glTF 2.0 scene -> Scene", reader=read_gltf, writer=write_gltf)

@@ -31,9 +31,9 @@ wp.set_module_options({"enable_backward": False})
 
 
 @wp.func
-def _tri_uvz(t: int, num_views_faces: int, num_faces: int, num_verts: int,
-             proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
-             extra_uvz: wp.array2d(dtype=wp.float64)):
+def tri_uvz(t: int, num_views_faces: int, num_faces: int, num_verts: int,
+            proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
+            extra_uvz: wp.array2d(dtype=wp.float64)):
     """Return the triangle's (u, v, z) rows as a mat33d and its view index."""
     m = wp.mat33d()
     view = int(0)
@@ -86,7 +86,7 @@ def bin_count(
     if t < num_views_faces:
         if face_skip[t] != wp.int8(0):
             return
-    m = _tri_uvz(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz)
+    m = tri_uvz(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz)
     fv = _tri_face_view(t, num_views_faces, num_faces, extra_view, extra_face)
     view = fv[1]
     area2 = _signed_area2(m)
@@ -194,7 +194,7 @@ def raster_tiles(
     near_lo = wp.float32(near) * wp.float32(0.99999)
     for k in range(tile_offsets[g], tile_offsets[g + 1]):
         t = tile_list[k]
-        m = _tri_uvz(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz)
+        m = tri_uvz(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz)
         fv = _tri_face_view(t, num_views_faces, num_faces, extra_view, extra_face)
         face = fv[0]
         area2 = _signed_area2(m)

@@ -123,22 +123,22 @@ class _SoftAggregate(torch.autograd.Function):
         return silhouette, (out if has_attrs else None)
 
     @staticmethod
-    def backward(ctx, grad_sil, grad_out):
+    def backward(ctx, v_sil, v_out):
         uv_f, z_f, faces, ids_f, attrs_f, out, log_t, top, denom = ctx.saved_tensors
         N, V, C, P, has_attrs, has_bg = ctx.shapes
         dev = uv_f.device
         want_geom = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         want_attrs = has_attrs and ctx.needs_input_grad[2]
         want_bg = has_attrs and has_bg and ctx.needs_input_grad[3]
-        if grad_sil is None:
-            grad_sil = uv_f.new_zeros(P)
-        if grad_out is None or not has_attrs:
-            grad_out = uv_f.new_zeros(P if has_attrs else 1, C)
-        grad_sil = grad_sil.contiguous()
-        grad_out = grad_out.contiguous()
-        grad_bg = uv_f.new_empty(P, C) if want_bg else uv_f.new_zeros(1, 1)
+        if v_sil is None:
+            v_sil = uv_f.new_zeros(P)
+        if v_out is None or not has_attrs:
+            v_out = uv_f.new_zeros(P if has_attrs else 1, C)
+        v_sil = v_sil.contiguous()
+        v_out = v_out.contiguous()
+        v_bg = uv_f.new_empty(P, C) if want_bg else uv_f.new_zeros(1, 1)
         args = [as_warp(uv_f), as_warp(z_f), as_warp(faces), as_warp(ids_f), as_warp(attrs_f), *ctx.meta,
-                as_warp(out), as_warp(log_t), as_warp(top), as_warp(denom), as_warp(grad_sil), as_warp(grad_out),
+                as_warp(out), as_warp(log_t), as_warp(top), as_warp(denom), as_warp(v_sil), as_warp(v_out),
                 int(want_geom), int(want_attrs), int(want_bg)]
         size_uvz = (N * V if want_geom else 1, 3)
         size_attrs = (N * V if want_attrs else 1, C)
@@ -147,23 +147,23 @@ class _SoftAggregate(torch.autograd.Function):
             # Atomics are not atomic across CPU threads: each thread scatters into its own buffers, then sum.
             bufs = [(uv_f.new_zeros(size_uvz), uv_f.new_zeros(size_attrs)) for _ in range(parts)]
             launch_partitioned(sk.soft_aggregate_backward, P,
-                               lambda k: args + [as_warp(bufs[k][0]), as_warp(bufs[k][1]), as_warp(grad_bg)],
+                               lambda k: args + [as_warp(bufs[k][0]), as_warp(bufs[k][1]), as_warp(v_bg)],
                                parts, dev)
-            grad_uvz, grad_attrs = bufs[0]
+            v_uvz, v_attrs = bufs[0]
             for extra_uvz, extra_attrs in bufs[1:]:
-                grad_uvz += extra_uvz
-                grad_attrs += extra_attrs
+                v_uvz += extra_uvz
+                v_attrs += extra_attrs
         else:
-            grad_uvz = uv_f.new_zeros(size_uvz)
-            grad_attrs = uv_f.new_zeros(size_attrs)
-            tail = [as_warp(grad_uvz), as_warp(grad_attrs), as_warp(grad_bg)]
+            v_uvz = uv_f.new_zeros(size_uvz)
+            v_attrs = uv_f.new_zeros(size_attrs)
+            tail = [as_warp(v_uvz), as_warp(v_attrs), as_warp(v_bg)]
             if dev.type == "cpu" and (want_geom or want_attrs):
                 launch(sk.soft_aggregate_backward, P, [0, P] + args + tail, dev)
             else:
                 launch_split(sk.soft_aggregate_backward, P, args + tail, dev, min_chunk=1024)
-        g_uv = grad_uvz[:, :2].reshape(N, V, 2) if want_geom and ctx.needs_input_grad[0] else None
-        g_z = grad_uvz[:, 2].reshape(N, V) if want_geom and ctx.needs_input_grad[1] else None
-        return (g_uv, g_z, grad_attrs.reshape(N, V, C) if want_attrs else None, grad_bg if want_bg else None) + \
+        g_uv = v_uvz[:, :2].reshape(N, V, 2) if want_geom and ctx.needs_input_grad[0] else None
+        g_z = v_uvz[:, 2].reshape(N, V) if want_geom and ctx.needs_input_grad[1] else None
+        return (g_uv, g_z, v_attrs.reshape(N, V, C) if want_attrs else None, v_bg if want_bg else None) + \
             (None,) * 10
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import warp as wp
 
-from .raster_kernels import TILE_SIZE, _tri_uvz
+from .raster_kernels import TILE_SIZE, tri_uvz
 
 wp.set_module_options({"enable_backward": False})
 
@@ -105,7 +105,7 @@ def soft_candidates(
         t = tile_list[idx]
         if x < bbox[t, 0] or x > bbox[t, 1] or y < bbox[t, 2] or y > bbox[t, 3]:
             continue
-        m = _tri_uvz(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz)
+        m = tri_uvz(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz)
         d2, depth = _clamped_depth(m, pu, pv, affine_depth)
         if d2 > cutoff2 or not (depth <= far):
             continue
@@ -391,28 +391,28 @@ def soft_aggregate_backward(
     has_attrs: int, num_verts: int, width: int, height: int, k_max: int,
     sigma: float, gamma: float, eps: float, far: float, depth_range: float, affine_depth: int,
     out: wp.array2d(dtype=wp.float32), log_transmit: wp.array(dtype=wp.float32), top: wp.array(dtype=wp.float32),
-    denom: wp.array(dtype=wp.float32), grad_sil: wp.array(dtype=wp.float32), grad_out: wp.array2d(dtype=wp.float32),
+    denom: wp.array(dtype=wp.float32), v_sil: wp.array(dtype=wp.float32), v_out: wp.array2d(dtype=wp.float32),
     want_geom: int, want_attrs: int, want_bg: int,
-    grad_uvz: wp.array2d(dtype=wp.float32), grad_attrs: wp.array2d(dtype=wp.float32),
-    grad_bg: wp.array2d(dtype=wp.float32),
+    v_uvz: wp.array2d(dtype=wp.float32), v_attrs: wp.array2d(dtype=wp.float32),
+    v_bg: wp.array2d(dtype=wp.float32),
 ):
-    """Gradients of ``sum(grad_sil * silhouette + grad_out * out)``: per-vertex ``(u, v, z)`` and ``attrs`` by
+    """Gradients of ``sum(v_sil * silhouette + v_out * out)``: per-vertex ``(u, v, z)`` and ``attrs`` by
     atomic adds (one launch per buffer on CPU), ``background`` per pixel."""
     g = offset + wp.tid()
     view, pu, pv = _pixel(g, width, height)
     base = view * num_verts
-    gs_t = grad_sil[g] * wp.exp(log_transmit[g])
+    gs_t = v_sil[g] * wp.exp(log_transmit[g])
     mx = top[g]
     inv = 1.0 / denom[g]
     channels = attrs.shape[1]
     go_out = float(0.0)
     if has_attrs != 0:
         for c in range(channels):
-            go_out += grad_out[g, c] * out[g, c]
+            go_out += v_out[g, c] * out[g, c]
         if want_bg != 0:
             w_b = wp.exp(eps / gamma - mx) * inv
             for c in range(channels):
-                grad_bg[g, c] = grad_out[g, c] * w_b
+                v_bg[g, c] = v_out[g, c] * w_b
     for k in range(k_max):
         f = ids[g * k_max + k]
         if f < 0:
@@ -429,9 +429,9 @@ def soft_aggregate_backward(
                 vi = base + faces[f, i]
                 s = float(0.0)
                 for c in range(channels):
-                    s += attrs[vi, c] * grad_out[g, c]
+                    s += attrs[vi, c] * v_out[g, c]
                     if want_attrs != 0:
-                        wp.atomic_add(grad_attrs, vi, c, wj * interp[i] * grad_out[g, c])
+                        wp.atomic_add(v_attrs, vi, c, wj * interp[i] * v_out[g, c])
                 g_interp[i] = wj * s
                 col_go += interp[i] * s
             g_logit = wj * (col_go - go_out)
@@ -441,6 +441,6 @@ def soft_aggregate_backward(
             gm = _pair_backward(m, pu, pv, sigma, affine_depth, g_x, g_interp, g_depth)
             for i in range(3):
                 vi = base + faces[f, i]
-                wp.atomic_add(grad_uvz, vi, 0, gm[i, 0])
-                wp.atomic_add(grad_uvz, vi, 1, gm[i, 1])
-                wp.atomic_add(grad_uvz, vi, 2, gm[i, 2])
+                wp.atomic_add(v_uvz, vi, 0, gm[i, 0])
+                wp.atomic_add(v_uvz, vi, 1, gm[i, 1])
+                wp.atomic_add(v_uvz, vi, 2, gm[i, 2])

@@ -26,34 +26,34 @@ class _SampleTexture(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad_out):
+    def backward(ctx, v_out):
         table, uv, duv, heights, widths, offsets, mask = ctx.saved_tensors
         per_owner, mode, wrap, lod_bias = ctx.meta
         want_table = ctx.needs_input_grad[0]
         S = uv.shape[0]
         dev = table.device
-        grad_uv = torch.empty_like(uv)
-        grad_duv = torch.empty_like(duv) if duv.shape[0] == S else uv.new_empty(S, 4)
+        v_uv = torch.empty_like(uv)
+        v_duv = torch.empty_like(duv) if duv.shape[0] == S else uv.new_empty(S, 4)
         args = _args(table, uv, duv, heights, widths, offsets, mask, per_owner, mode, wrap, lod_bias)
-        args += [as_warp(grad_out.contiguous()), int(want_table)]
-        tail = [as_warp(grad_uv), as_warp(grad_duv)]
+        args += [as_warp(v_out.contiguous()), int(want_table)]
+        tail = [as_warp(v_uv), as_warp(v_duv)]
         parts = min(num_workers(), max(1, S // 16384))
         if want_table and dev.type == "cpu" and parts > 1:
             # Atomics are not atomic across CPU threads: each thread scatters into its own table, then sum.
             tables = [torch.zeros_like(table) for _ in range(parts)]
             launch_partitioned(tk.sample_backward, S, lambda k: args + [as_warp(tables[k])] + tail, parts, dev)
-            grad_table = tables[0]
+            v_table = tables[0]
             for extra in tables[1:]:
-                grad_table += extra
+                v_table += extra
         else:
-            grad_table = torch.zeros_like(table) if want_table else table.new_zeros(1, table.shape[1])
+            v_table = torch.zeros_like(table) if want_table else table.new_zeros(1, table.shape[1])
             if want_table and dev.type == "cpu":
-                launch(tk.sample_backward, S, [0, S] + args + [as_warp(grad_table)] + tail, dev)
+                launch(tk.sample_backward, S, [0, S] + args + [as_warp(v_table)] + tail, dev)
             else:
-                launch_split(tk.sample_backward, S, args + [as_warp(grad_table)] + tail, dev, min_chunk=4096)
-        uv_grad = ctx.needs_input_grad[1] and mode != "nearest"  # nearest sampling is flat in uv
-        return (grad_table if want_table else None, grad_uv if uv_grad else None,
-                grad_duv if ctx.needs_input_grad[2] else None) + (None,) * 8
+                launch_split(tk.sample_backward, S, args + [as_warp(v_table)] + tail, dev, min_chunk=4096)
+        want_uv = ctx.needs_input_grad[1] and mode != "nearest"  # nearest sampling is flat in uv
+        return (v_table if want_table else None, v_uv if want_uv else None,
+                v_duv if ctx.needs_input_grad[2] else None) + (None,) * 8
 
 
 def _args(table, uv, duv, heights, widths, offsets, mask, per_owner, mode, wrap, lod_bias):

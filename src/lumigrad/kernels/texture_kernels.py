@@ -165,17 +165,17 @@ def sample_backward(
     offsets: wp.array(dtype=wp.int32), num_levels: int,
     uv: wp.array2d(dtype=wp.float32), duv: wp.array2d(dtype=wp.float32), mask: wp.array(dtype=wp.int8),
     use_mask: int, per_owner: int, mode: int, wrap: int, lod_bias: float,
-    grad_out: wp.array2d(dtype=wp.float32), want_table: int,
-    grad_table: wp.array2d(dtype=wp.float32), grad_uv: wp.array2d(dtype=wp.float32),
-    grad_duv: wp.array2d(dtype=wp.float32),
+    v_out: wp.array2d(dtype=wp.float32), want_table: int,
+    v_table: wp.array2d(dtype=wp.float32), v_uv: wp.array2d(dtype=wp.float32),
+    v_duv: wp.array2d(dtype=wp.float32),
 ):
-    """Gradients of ``sum(grad_out * out)``; texel gradients by atomic adds (one launch on CPU)."""
+    """Gradients of ``sum(v_out * out)``; texel gradients by atomic adds (one launch on CPU)."""
     s = offset + wp.tid()
     channels = table.shape[1]
-    grad_uv[s, 0] = 0.0
-    grad_uv[s, 1] = 0.0
+    v_uv[s, 0] = 0.0
+    v_uv[s, 1] = 0.0
     for k in range(4):
-        grad_duv[s, k] = 0.0
+        v_duv[s, k] = 0.0
     if use_mask != 0:
         if mask[s] == wp.int8(0):
             return
@@ -186,7 +186,7 @@ def sample_backward(
         if want_table != 0:
             row = _nearest_row(u, v, owner, heights, widths, offsets, wrap)
             for c in range(channels):
-                wp.atomic_add(grad_table, row, c, grad_out[s, c])
+                wp.atomic_add(v_table, row, c, v_out[s, c])
         return
     lo, hi, frac, lod_active, dlod = _mip_levels(duv, s, widths, heights, num_levels, lod_bias, mode)
     gu = float(0.0)
@@ -205,7 +205,7 @@ def sample_backward(
             lw = float(iw)
             lh = float(ih)
             for c in range(channels):
-                g = grad_out[s, c]
+                g = v_out[s, c]
                 t00 = table[idx[0], c]
                 t01 = table[idx[1], c]
                 t10 = table[idx[2], c]
@@ -216,12 +216,12 @@ def sample_backward(
                 gv += g * weight * lh * ((t10 - t00) * (1.0 - fx) + (t11 - t01) * fx)
                 if want_table != 0:
                     gw = g * weight
-                    wp.atomic_add(grad_table, idx[0], c, gw * (1.0 - fx) * (1.0 - fy))
-                    wp.atomic_add(grad_table, idx[1], c, gw * fx * (1.0 - fy))
-                    wp.atomic_add(grad_table, idx[2], c, gw * (1.0 - fx) * fy)
-                    wp.atomic_add(grad_table, idx[3], c, gw * fx * fy)
-    grad_uv[s, 0] = gu
-    grad_uv[s, 1] = gv
+                    wp.atomic_add(v_table, idx[0], c, gw * (1.0 - fx) * (1.0 - fy))
+                    wp.atomic_add(v_table, idx[1], c, gw * fx * (1.0 - fy))
+                    wp.atomic_add(v_table, idx[2], c, gw * (1.0 - fx) * fy)
+                    wp.atomic_add(v_table, idx[3], c, gw * fx * fy)
+    v_uv[s, 0] = gu
+    v_uv[s, 1] = gv
     if mode == TRILINEAR and lod_active:
         for k in range(4):
-            grad_duv[s, k] = gfrac * dlod[k]
+            v_duv[s, k] = gfrac * dlod[k]

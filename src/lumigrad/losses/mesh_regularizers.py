@@ -13,8 +13,8 @@ from typing import Literal, Optional, Union
 import torch
 
 from .._checks import check_choice, check_indices, check_tensor
-from ..geometry.distance import _safe_norm
-from ..geometry.laplacian import _edge_weights_cot, _edges_unchecked
+from ..geometry.distance import safe_sqrt
+from ..geometry.laplacian import cotangent_edge_weights, mesh_edges_unchecked
 
 __all__ = ["edge_length_loss", "laplacian_smoothing", "normal_consistency"]
 
@@ -66,10 +66,10 @@ def laplacian_smoothing(verts: torch.Tensor, faces: torch.Tensor,
     v, f = _check_mesh(verts, faces)
     V = v.shape[-2]
     if method == "uniform":
-        edges = _edges_unchecked(f)
+        edges = mesh_edges_unchecked(f)
         w = torch.ones(edges.shape[0], dtype=v.dtype, device=v.device).expand(*v.shape[:-2], -1)
     else:
-        edges, w = _edge_weights_cot(v.detach() if detach_weights else v, f)
+        edges, w = cotangent_edge_weights(v.detach() if detach_weights else v, f)
     if edges.shape[0] == 0:
         return _zero(verts, verts.dtype)
     i, j = edges[:, 0], edges[:, 1]
@@ -82,7 +82,7 @@ def laplacian_smoothing(verts: torch.Tensor, faces: torch.Tensor,
     den = torch.where(ok, wsum, torch.ones_like(wsum))[..., None]
     r = torch.where(ok[..., None], mean / den - v, torch.zeros_like(v))
     sq = (r * r).sum(-1)
-    per_vertex = sq if squared else _safe_norm(sq)
+    per_vertex = sq if squared else safe_sqrt(sq)
     return per_vertex.mean().to(verts.dtype)
 
 
@@ -187,7 +187,7 @@ def edge_length_loss(verts: torch.Tensor, faces: torch.Tensor,
             raise TypeError(f"target_length must be None, a number or a tensor; got {type(target_length).__name__}")
         elif not target_length >= 0:
             raise ValueError(f"target_length must be non-negative; got {target_length}")
-    edges = _edges_unchecked(f)
+    edges = mesh_edges_unchecked(f)
     if edges.shape[0] == 0:
         return _zero(verts, verts.dtype)
     e = v[..., edges[:, 0], :] - v[..., edges[:, 1], :]
@@ -196,7 +196,7 @@ def edge_length_loss(verts: torch.Tensor, faces: torch.Tensor,
         return sq.mean().to(verts.dtype)
     t = target_length.to(v.dtype) if isinstance(target_length, torch.Tensor) else target_length
     try:
-        err = (_safe_norm(sq) - t) ** 2
+        err = (safe_sqrt(sq) - t) ** 2
     except RuntimeError:
         raise ValueError(f"target_length of shape {tuple(target_length.shape)} does not broadcast to the edge "
                          f"lengths {tuple(sq.shape)}") from None

@@ -64,8 +64,8 @@ from typing import Callable, Dict, List, Literal, Mapping, Optional, Sequence, T
 import torch
 
 from .._checks import check_choice, check_positive_int
-from ..report import LossProgress
 from .adam_uniform import AdamUniform
+from .progress import LossProgress
 from .strategy import Strategy, check_strategy
 
 __all__ = ["CheckpointError", "Fit", "FitDivergedError", "FitResult", "ParamGroup", "cosine_schedule",

@@ -324,11 +324,11 @@ class _Solve(torch.autograd.Function):
         return solver.solve(u, key=key)
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx, v_out):
         if not ctx.needs_input_grad[0]:
             return None, None, None
         back_key = "backward" if ctx.key == "forward" else "forward"
-        return _Solve.apply(grad.contiguous(), ctx.solver, back_key), None, None
+        return _Solve.apply(v_out.contiguous(), ctx.solver, back_key), None, None
 
 
 def from_differential(u: torch.Tensor, solver: Union[SmoothingSolver, torch.Tensor]) -> torch.Tensor:

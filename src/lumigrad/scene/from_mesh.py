@@ -50,7 +50,7 @@ def scene_from_mesh(mesh: Mesh, name: str = "mesh", double_sided: bool = True) -
         TypeError: ``mesh`` is not a :class:`lumigrad.Mesh`.
         ValueError: ``name`` is not a valid scene name.
 
-    Example: a Cornell box read with :meth:`lumigrad.Mesh.from_obj` gives meshes ``mesh_leftWall``,
+    Example: a Cornell box read with :func:`lumigrad.io.read_mesh` gives meshes ``mesh_leftWall``,
     ``mesh_rightWall``, ... whose face counts add up to the box's.
     """
     if not isinstance(mesh, Mesh):
@@ -106,8 +106,8 @@ def _unique(candidate: str, taken: Dict[str, int]) -> str:
 def as_scene(obj, source: str = "the input") -> Scene:
     """A :class:`Scene` from what :func:`lumigrad.io.load` returns for a scene or mesh file.
 
-    A :class:`Scene` is returned as is; a :class:`Mesh` goes through :func:`scene_from_mesh`; a PLY mesh
-    (``verts``, ``faces`` and optional per-vertex ``uv``) becomes a :class:`Mesh` first.
+    A :class:`Scene` is returned as is; a :class:`Mesh` goes through :func:`scene_from_mesh`; a
+    :class:`lumigrad.io.MeshData` (``verts``, ``faces``, optional ``uv`` / ``uv_faces``) becomes a :class:`Mesh` first.
 
     Raises:
         ValueError: ``obj`` is neither (``source`` names where it came from).
@@ -117,7 +117,9 @@ def as_scene(obj, source: str = "the input") -> Scene:
     if isinstance(obj, Mesh):
         return scene_from_mesh(obj)
     if hasattr(obj, "verts") and hasattr(obj, "faces"):
-        uv = getattr(obj, "uv", None)
+        uv, uv_faces = getattr(obj, "uv", None), getattr(obj, "uv_faces", None)
+        if uv is not None and uv_faces is None:
+            uv_faces = obj.faces  # per-vertex coordinates
         return scene_from_mesh(Mesh(obj.verts.float(), obj.faces, None if uv is None else uv.float(),
-                                    None if uv is None else obj.faces))
+                                    None if uv is None else uv_faces))
     raise ValueError(f"{source} holds no renderable scene or mesh (got {type(obj).__name__})")

@@ -241,7 +241,8 @@ class EnvironmentLight(_TensorFields):
     split sum over maps pre-filtered at ``roughness_levels`` (``prefilter_size`` texels each), and the map
     itself behind the geometry when ``visible``. Both are recomputed from the texels at each render, so
     the texels and ``scale`` receive gradients. Keep optimised maps small (e.g. 16 x 32): pre-filtering is
-    brute force, O(input texels x output texels).
+    brute force, O(input texels x output texels). :func:`lumigrad.io.read_environment` reads one from a
+    ``.hdr`` / ``.exr`` file.
     """
 
     texels: torch.Tensor
@@ -273,25 +274,6 @@ class EnvironmentLight(_TensorFields):
         src = (2 * h, 2 * w) if self.texels.shape[0] > 2 * h else tuple(self.texels.shape[:2])
         check_pixel_samples(h * w * src[0] * src[1], f"EnvironmentLight: prefilter_size=({h}, {w}) output texels x "
                                                      f"{src[0]}x{src[1]} input texels")
-
-    @classmethod
-    def from_file(cls, path, *, size: Optional[Tuple[int, int]] = (32, 64), **kw) -> "EnvironmentLight":
-        """Load an equirectangular ``.hdr`` (Radiance RGBE) or ``.exr`` (OpenEXR) map, area-averaged down to
-        ``size = (H, W)`` (``None`` keeps it as stored); ``kw`` go to the constructor."""
-        from ..io.exr import read_exr
-        from ..io.hdr import read_hdr
-
-        suffix = str(path).lower().rsplit(".", 1)[-1]
-        if suffix not in ("hdr", "exr"):
-            raise ValueError(f"path must name a .hdr or .exr environment map; got {path}")
-        if size is not None:
-            size = check_env_size(size, "size")  # before the file is read and resampled
-        texels = (read_hdr if suffix == "hdr" else read_exr)(path)
-        texels = texels[..., :3] if texels.shape[-1] >= 3 else texels[..., :1].expand(-1, -1, 3)  # Y: grey
-        if size is not None and tuple(texels.shape[:2]) != tuple(size):
-            texels = torch.nn.functional.interpolate(texels.permute(2, 0, 1)[None], size=tuple(size),
-                                                     mode="area")[0].permute(1, 2, 0).contiguous()
-        return cls(texels, **kw)
 
     @property
     def radiance(self) -> torch.Tensor:

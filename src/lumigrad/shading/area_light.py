@@ -25,7 +25,7 @@ import torch
 
 from .._checks import check_mesh, check_positive_int, check_tensor
 from ..limits import check_pixel_samples
-from .lights import MIN_LIGHT_DISTANCE, LightSample, _towards
+from .lights import MIN_LIGHT_DISTANCE, LightSample, towards_point
 
 __all__ = ["AreaLightPoints", "area_light", "area_light_samples", "polygon_irradiance"]
 
@@ -183,7 +183,7 @@ def area_light(
     N = points.shape[0]
     # Sample-major layout [N, ..., c]: each light sample is a contiguous slice of the batch.
     lead = (N,) + (1,) * (x.dim() - 1)
-    wi, d = _towards(x, points.reshape(lead + (3,)), min_distance)
+    wi, d = towards_point(x, points.reshape(lead + (3,)), min_distance)
     cos_da = -(vector_area.reshape(lead + (3,)) * wi).sum(-1)  # max(-n_y . wi, 0) dA, unclamped
     cos_da = cos_da.abs() if two_sided else cos_da.clamp_min(0.0)
     per_point = radiance.expand(F, radiance.shape[-1]).repeat_interleave(N // F, dim=0)

@@ -98,7 +98,7 @@ def point_light(
     _check_radiometric(intensity, "intensity", device)
     rng = None if range is None else _positive_scalar(range, "range", x)
     batch = _batch(x, "x", position, "position", intensity, "intensity", rng, "range")
-    wi, d = _towards(x, position, min_distance)
+    wi, d = towards_point(x, position, min_distance)
     L = intensity * _falloff(d, rng)[..., None]
     return _sample(wi, L, d, batch)
 
@@ -179,7 +179,7 @@ def spot_light(
     rng = None if range is None else _positive_scalar(range, "range", x)
     batch = _batch(x, "x", position, "position", s, "direction", intensity, "intensity", inner, "inner_angle",
                    outer, "outer_angle", rng, "range")
-    wi, d = _towards(x, position, min_distance)
+    wi, d = towards_point(x, position, min_distance)
     cos_outer = torch.cos(outer)
     scale = 1.0 / (torch.cos(inner) - cos_outer).clamp_min(_SPOT_MIN_COS_BAND)
     cd = -(wi * s).sum(-1)
@@ -283,7 +283,7 @@ def _batch(*pairs) -> torch.Size:
     return batch
 
 
-def _towards(x: torch.Tensor, position: torch.Tensor, min_distance: float):
+def towards_point(x: torch.Tensor, position: torch.Tensor, min_distance: float):
     """``wi = v / d`` and ``d = max(|v|, min_distance)`` with ``v = position - x``; finite gradients at v = 0."""
     if isinstance(min_distance, bool) or not isinstance(min_distance, (int, float)) or not min_distance > 0 \
             or not math.isfinite(min_distance):

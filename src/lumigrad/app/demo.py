@@ -13,10 +13,10 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from .cameras.camera import Camera
-from .conventions import axis_angle_to_matrix, matrix_to_axis_angle
-from .mesh import Mesh
-from .raster import antialias, build_mipmaps, interpolate, rasterize, texture
+from ..cameras.camera import Camera
+from ..conventions import axis_angle_to_matrix, matrix_to_axis_angle
+from ..mesh import Mesh
+from ..raster import antialias, build_mipmaps, interpolate, rasterize, texture
 
 
 def orbit_cameras(num_views: int, size: int, *, radius: float = 3.0, elevation: float = 0.35,
@@ -109,7 +109,7 @@ def fit_spot(
     Returns a :class:`FitResult`; metrics hold ``rotation_error_deg``, ``translation_error`` and
     ``texture_psnr_db`` (over the texels the views determine, see :func:`visible_texels`) as applicable.
     """
-    from .data import load_spot
+    from ..data import load_spot
 
     gen = torch.Generator().manual_seed(seed)
     mesh = mesh or load_spot()

@@ -199,12 +199,13 @@ def cpu_model() -> str:
 def raster_pipeline(mesh, camera) -> Callable:
     """The benchmarked raster pipeline of a textured mesh: ``fn(verts, texture) -> [..., H, W, C]`` image
     (rasterize with barycentric derivatives, interpolate uv with derivatives, trilinear texture, antialias)."""
-    import lumigrad as lg
+    from ..raster import antialias, interpolate, rasterize
+    from ..raster import texture as sample
 
     def pipeline(verts: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
-        frags = lg.rasterize(verts, mesh.faces, camera, return_bary_derivs=True)
-        uv, duv = lg.interpolate(mesh.uv, frags, mesh.uv_faces, return_derivatives=True)
-        color = lg.texture(texture, uv, uv_derivs=duv, mask=frags.mask)
-        return lg.antialias(color, frags, verts, mesh.faces, camera)
+        frags = rasterize(verts, mesh.faces, camera, return_bary_derivs=True)
+        uv, duv = interpolate(mesh.uv, frags, mesh.uv_faces, return_derivatives=True)
+        color = sample(texture, uv, uv_derivs=duv, mask=frags.mask)
+        return antialias(color, frags, verts, mesh.faces, camera)
 
     return pipeline

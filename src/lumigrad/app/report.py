@@ -8,7 +8,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from .io.image import write_image
+from ..io.image import write_image
 
 
 def image_grid(images: torch.Tensor, columns: Optional[int] = None, pad: int = 2) -> torch.Tensor:
@@ -51,29 +51,3 @@ def save_loss_plot(path: Path, losses: List[float], history: Optional[Dict[str, 
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-class LossProgress:
-    """A tqdm progress bar for a fit that shows the latest loss; does nothing when ``enabled`` is false.
-
-    Use as a context manager: ``with LossProgress(steps, "fitting") as bar: ... bar.update(loss)``.
-    """
-
-    def __init__(self, total: int, desc: str, enabled: bool = True):
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=desc, unit="step")
-
-    def update(self, loss: float) -> None:
-        if self.bar is not None:
-            self.bar.update()
-            self.bar.set_postfix(loss=f"{loss:.3e}")
-
-    def __enter__(self) -> "LossProgress":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -285,7 +285,7 @@ def write_html_report(out_dir: str | os.PathLike, *, title: str, summary: str, m
         asset_parts.append(f"<li><a href=\"{_e(href)}\" download>{_e(rel)}</a>"
                            f"<span class=\"size\">{_human_size(file.stat().st_size)}</span></li>")
 
-    from . import __version__
+    from .. import __version__
 
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     body = [f"<header><h1>{_e(title)}</h1>"]
