@@ -47,10 +47,18 @@ IO_USERS = {unit for unit, level in LEVEL.items() if level >= LEVEL["io"]}
 
 #: ``(importing module, imported module, name or None)`` -> why it is allowed.
 ALLOWED: Dict[Tuple[str, str, str], str] = {
-    ("lumigrad.scene.geometry_buffers", "lumigrad.scene.render", "_merge_geometry"):
-        "the integrator seam (issue 13 item 1) moves render and render_geometry into one raster integrator",
-    ("lumigrad.scene.geometry_buffers", "lumigrad.scene.render", "_pick_camera"):
-        "the integrator seam (issue 13 item 1) moves render and render_geometry into one raster integrator",
+    # The old names lumigrad.scene.render / render_geometry / check_scene_gradients keep working for today's
+    # users; they are renderer-level and should move into integrators/ (left for a later step).
+    ("lumigrad.scene", "lumigrad.integrators", "render"):
+        "lumigrad.scene.render, the old path of lumigrad.render, looked up lazily on first use",
+    ("lumigrad.scene.geometry_buffers", "lumigrad.integrators", "GEOMETRY_AOVS"):
+        "render_geometry is the raster integrator's geometry AOVs under its old name, imported at call time",
+    ("lumigrad.scene.geometry_buffers", "lumigrad.integrators", "RasterIntegrator"):
+        "render_geometry is the raster integrator's geometry AOVs under its old name, imported at call time",
+    ("lumigrad.scene.geometry_buffers", "lumigrad.integrators", "resolve_camera"):
+        "render_geometry is the raster integrator's geometry AOVs under its old name, imported at call time",
+    ("lumigrad.scene.gradient_check", "lumigrad.integrators.dispatch", "render"):
+        "the scene gradient check renders through the integrators; it belongs above them (to move)",
 }
 
 
