@@ -471,3 +471,11 @@ def test_render_validates_the_geometry_once_per_draw(monkeypatch):
     monkeypatch.setattr(render_module, "prepare_mesh", counting)
     lg.render(_scene(), "main")
     assert calls == ["render"]  # rasterize and antialias share one validated mesh
+
+
+def test_area_light_samples_per_face_is_checked_when_built():
+    verts = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    faces = torch.tensor([[0, 1, 2]])
+    with pytest.raises(ValueError, match="samples_per_face must be a perfect square"):
+        lg.AreaLight(verts, faces, torch.ones(3), samples_per_face=2)
+    assert lg.AreaLight(verts, faces, torch.ones(3), samples_per_face=9).samples_per_face == 9

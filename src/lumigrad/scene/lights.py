@@ -21,7 +21,7 @@ import torch
 from .._checks import (check_channels, check_mesh, check_number, check_positive_int, check_tensor,
                        check_texture_layout)
 from ..limits import check_pixel_samples
-from ..shading.area_light import area_light
+from ..shading.area_light import area_light, check_samples_per_face
 from ..shading.emitters import (DirectionSample, area_light_eval, area_light_pdf, area_light_sample_direct,
                                 delta_direction_sample, envmap_pdf, envmap_sample_direct)
 from ..shading.envmap import check_env_size, envmap_lookup, prefilter_ggx
@@ -205,7 +205,7 @@ class AreaLight(_TensorFields):
             raise ValueError(f"radiance must have shape [C] or [F, C] with F = {self.faces.shape[0]} (faces); got "
                              f"{tuple(self.radiance.shape)}")
         _check_nonnegative(self.radiance, "radiance", self.verts)
-        check_positive_int(self.samples_per_face, "samples_per_face")
+        check_samples_per_face(self.samples_per_face)  # here, not first at render time
 
     def parameters(self) -> Dict[str, torch.Tensor]:
         return {"verts": self.verts, "radiance": self.radiance}

@@ -27,7 +27,7 @@ from .._checks import check_mesh, check_positive_int, check_tensor
 from ..limits import check_pixel_samples
 from .lights import MIN_LIGHT_DISTANCE, LightSample, towards_point
 
-__all__ = ["AreaLightPoints", "area_light", "area_light_samples", "polygon_irradiance"]
+__all__ = ["AreaLightPoints", "area_light", "area_light_samples", "check_samples_per_face", "polygon_irradiance"]
 
 
 class AreaLightPoints(NamedTuple):
@@ -279,12 +279,18 @@ def polygon_irradiance(
 # helpers
 
 
-def _barycentrics(samples_per_face: int) -> torch.Tensor:
-    """``[S, 2]`` float64 ``(u, v)`` of the centroids of the ``n^2`` congruent sub-triangles, ``S = n^2``."""
+def check_samples_per_face(samples_per_face: int) -> int:
+    """Raise unless ``samples_per_face`` is a positive perfect square ``n^2``; return ``n``."""
     check_positive_int(samples_per_face, "samples_per_face")
     n = math.isqrt(samples_per_face)
     if n * n != samples_per_face:
         raise ValueError(f"samples_per_face must be a perfect square (1, 4, 9, 16, ...); got {samples_per_face}")
+    return n
+
+
+def _barycentrics(samples_per_face: int) -> torch.Tensor:
+    """``[S, 2]`` float64 ``(u, v)`` of the centroids of the ``n^2`` congruent sub-triangles, ``S = n^2``."""
+    n = check_samples_per_face(samples_per_face)
     i, j = torch.meshgrid(torch.arange(n, dtype=torch.float64), torch.arange(n, dtype=torch.float64),
                           indexing="ij")
     up = (i + j <= n - 1).reshape(-1)
