@@ -403,18 +403,8 @@ def metallic_roughness(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, base
         [1.0, 0.5, 0.0]
     """
     n_dot_l, n_dot_v, n_dot_h, v_dot_h, valid = _geometry(n, wi, wo)
-    like = n_dot_l
-    base_color = _check_param(base_color, "base_color", like, 0.0, 1.0, shape="color")
-    roughness = _check_param(roughness, "roughness", like, 0.0, 1.0)
-    metallic = _check_param(metallic, "metallic", like, 0.0, 1.0)
-    if specular_f0 is None:
-        ior = _check_param(ior, "ior", like, 0.0, None, lo_open=True)
-        named_f0 = ("ior", ior)
-    else:
-        specular_f0 = _check_param(specular_f0, "specular_f0", like, 0.0, 1.0, shape="color")
-        named_f0 = ("specular_f0", specular_f0)
-    _batch([("n, wi, wo", valid), ("base_color", base_color), ("roughness", roughness), ("metallic", metallic),
-            named_f0])
+    base_color, roughness, metallic, ior, specular_f0 = _check_material(base_color, roughness, metallic, ior,
+                                                                        specular_f0, n_dot_l, valid)
     return _metallic_roughness(n_dot_l, n_dot_v, n_dot_h, v_dot_h, valid, base_color, roughness, metallic, ior,
                                specular_f0, return_parts)
 

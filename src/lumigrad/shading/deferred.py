@@ -25,7 +25,7 @@ from .bsdf import BSDF, MetallicRoughnessBSDF
 from .envmap import envmap_lookup, split_sum_lut
 from .lights import LightSample
 from .sh import sh_irradiance
-from .surface import SurfaceSample
+from .surface import SurfaceSample, check_material_dict
 
 
 class _Pixels:
@@ -58,13 +58,7 @@ def _check_gbuffer(position, normal, camera_position, material, mask) -> None:
     device = position.device
     check_tensor(normal, "normal", trailing=(3,), floating=True, device=device)
     check_tensor(camera_position, "camera_position", trailing=(3,), floating=True, device=device)
-    if not isinstance(material, dict):
-        raise TypeError(f"material must be a dict of per-pixel tensors (sample_material(...)); got "
-                        f"{type(material).__name__}")
-    for key in ("base_color", "roughness", "metallic"):
-        if key not in material:
-            raise ValueError(f"material has no {key!r}; it needs base_color, roughness and metallic "
-                             "(sample_material(...) returns them)")
+    check_material_dict(material)
     check_tensor(material["base_color"], "material['base_color']", trailing=(None,), floating=True, device=device)
     check_channels(material["base_color"], "material['base_color']", "[..., C]")
     for key in ("roughness", "metallic", "occlusion"):

@@ -20,7 +20,7 @@ import torch
 
 from .._checks import broadcast_batch, check_tensor
 
-__all__ = ["SurfaceSample"]
+__all__ = ["SurfaceSample", "check_material_dict"]
 
 #: Fields holding a per-point value of the material (as :func:`lumigrad.shading.sample_material` returns them).
 MATERIAL_FIELDS = ("base_color", "alpha", "metallic", "roughness", "occlusion", "emission", "ior", "specular_f0")
@@ -129,13 +129,7 @@ class SurfaceSample:
             TypeError: ``material`` not a dict.
             ValueError: a missing ``base_color`` / ``roughness`` / ``metallic``, or what the constructor refuses.
         """
-        if not isinstance(material, dict):
-            raise TypeError(f"material must be a dict of per-pixel tensors (sample_material(...)); got "
-                            f"{type(material).__name__}")
-        for key in ("base_color", "roughness", "metallic"):
-            if key not in material:
-                raise ValueError(f"material has no {key!r}; it needs base_color, roughness and metallic "
-                                 "(sample_material(...) returns them)")
+        check_material_dict(material)
         values = {k: material[k] for k in MATERIAL_FIELDS if k in material}
         return cls(position=position, normal=normal, wo=wo, **values, **geometry)
 
@@ -204,3 +198,15 @@ class SurfaceSample:
         if isinstance(self.ior, (int, float)) and not self.ior > 0:
             raise ValueError(f"ior must be > 0; got {self.ior}")
         return self
+
+
+def check_material_dict(material) -> None:
+    """Raise unless ``material`` is a dict with at least ``base_color``, ``roughness`` and ``metallic`` (the
+    per-pixel values :func:`lumigrad.shading.sample_material` returns); their tensors are not checked here."""
+    if not isinstance(material, dict):
+        raise TypeError(f"material must be a dict of per-pixel tensors (sample_material(...)); got "
+                        f"{type(material).__name__}")
+    for key in ("base_color", "roughness", "metallic"):
+        if key not in material:
+            raise ValueError(f"material has no {key!r}; it needs base_color, roughness and metallic "
+                             "(sample_material(...) returns them)")
