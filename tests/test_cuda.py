@@ -19,8 +19,9 @@ def test_spot_pipeline_matches_cpu(spot):
     cam = lg.Camera.look_at([2.0, 0.5, 2.0], [0.0, 0.1, 0.0], fov_y=0.7, width=128, height=96)
     results = []
     for device in ("cpu", "cuda"):
-        verts = spot.verts.to(device).requires_grad_(True)
-        tex = spot.texture[..., :3].to(device).requires_grad_(True)
+        # fresh leaves on each device: never set requires_grad on the shared fixture's own tensors
+        verts = spot.verts.detach().to(device, copy=True).requires_grad_(True)
+        tex = spot.texture[..., :3].detach().to(device, copy=True).requires_grad_(True)
         mesh = spot.to(device)
         frags, image = _pipeline(mesh, verts, cam.to(device), tex)
         image.mean().backward()

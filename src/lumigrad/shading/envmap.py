@@ -103,7 +103,7 @@ def prefilter_ggx(env: torch.Tensor, roughness: Sequence[float], size: tuple = (
             maps.append(envmap_lookup(env, r_dirs).reshape(h, w, -1))
             continue
         alpha = max(rough * rough, 1e-3)
-        weight = ggx_distribution(n_dot_h, torch.tensor(alpha, dtype=env.dtype)) * cos * l_area
+        weight = ggx_distribution(n_dot_h, torch.tensor(alpha, dtype=env.dtype, device=env.device)) * cos * l_area
         maps.append(((weight @ radiance) / weight.sum(-1, keepdim=True).clamp_min(1e-30)).reshape(h, w, -1))
     return torch.stack(maps)
 
