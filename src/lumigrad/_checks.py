@@ -6,6 +6,7 @@ Kernels never see unchecked input: every public op calls these first and raises 
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Sequence
 
@@ -116,13 +117,18 @@ def check_number(value, name: str, *, lo: Optional[float] = None, hi: Optional[f
 
 
 def check_indices(idx: torch.Tensor, name: str, upper: int) -> None:
-    """Raise ``ValueError`` if any index lies outside ``[0, upper)``."""
-    if idx.numel() == 0:
+    """Raise ``ValueError`` if any index lies outside ``[0, upper)``.
+
+    A tensor that passed is remembered while it is alive and unchanged (in-place changes bump its version):
+    the same index table given again, frame after frame, is not scanned (nor synced on CUDA) again.
+    """
+    if idx.numel() == 0 or _VERDICTS.passed(idx, ("indices", upper)):
         return
-    lo, hi = int(idx.min()), int(idx.max())
+    lo, hi = (int(v) for v in torch.stack([idx.min(), idx.max()]).tolist())  # one transfer
     if lo < 0 or hi >= upper:
         bad = lo if lo < 0 else hi
         raise ValueError(f"{name} holds index {bad}, outside the valid range [0, {upper})")
+    _VERDICTS.remember(idx, ("indices", upper))
 
 
 def check_mesh(verts, faces, *, batched: bool = False, allow_empty: bool = False, device=None,
@@ -146,8 +152,15 @@ def broadcast_batch(a, a_name: str, b, b_name: str) -> torch.Size:
                          "equal or broadcastable") from None
 
 
-def check_face_ids(face_ids: torch.Tensor, faces: torch.Tensor, name: str = "faces") -> None:
-    """Raise unless every face id in ``face_ids`` indexes a row of ``faces`` (fragments from this mesh)."""
+def check_face_ids(face_ids: torch.Tensor, faces: torch.Tensor, name: str = "faces",
+                   num_faces: Optional[int] = None) -> None:
+    """Raise unless every face id in ``face_ids`` indexes a row of ``faces`` (fragments from this mesh).
+
+    ``num_faces``, the number of faces the ids were drawn from (``Fragments.num_faces``), settles it without
+    reading the ids when ``faces`` has at least that many rows.
+    """
+    if num_faces is not None and num_faces <= faces.shape[0]:
+        return
     if face_ids.numel() and int(face_ids.max()) >= faces.shape[0]:
         raise ValueError(f"frags refer to face {int(face_ids.max())} but {name} has only {faces.shape[0]} rows; "
                          f"pass the {name} that were rasterized")
@@ -183,3 +196,133 @@ def _shape_text(trailing, lo, hi) -> str:
     dims = ["?" if t is None else str(t) for t in trailing]
     lead = "..., " if (hi is None or hi > len(trailing)) else ""
     return "[" + lead + ", ".join(dims) + "]"
+
+
+# ------------------------------------------------------------------------------------------ checks without syncs
+# A value check (finiteness, index range) reads a verdict from the tensor's device: on CUDA that is a host
+# sync. Two tools keep such checks out of a per-frame path: verdicts remembered per tensor version (an
+# unchanged index table is scanned once, not once per frame), and verdicts left on the device and read in the
+# transfer the caller makes anyway (the rasterizer reads its tile count; its checks ride along).
+
+class _VerdictCache:
+    """Value checks a tensor passed, remembered while the tensor is alive and unchanged.
+
+    A tensor is known by identity (a weak reference, so a freed tensor's address reused by another is never
+    mistaken for it) and by ``_version``, which every in-place change bumps. Inference tensors have no version
+    and are never remembered.
+    """
+
+    def __init__(self, capacity: int = 256):
+        self._capacity = capacity
+        self._entries: dict = {}  # id(tensor) -> (weakref, version, {check key, ...})
+
+    @staticmethod
+    def _version(x: torch.Tensor) -> Optional[int]:
+        try:
+            return x._version
+        except RuntimeError:  # inference tensors
+            return None
+
+    def passed(self, x: torch.Tensor, key) -> bool:
+        """True when ``x``, unchanged since, passed the check ``key``."""
+        entry = self._entries.get(id(x))
+        if entry is None or entry[0]() is not x or entry[1] != self._version(x):
+            return False
+        return key in entry[2]
+
+    def remember(self, x: torch.Tensor, key) -> None:
+        """Record that ``x`` (as it is now) passed the check ``key``."""
+        import weakref
+
+        version = self._version(x)
+        if version is None:
+            return
+        entry = self._entries.get(id(x))
+        if entry is None or entry[0]() is not x or entry[1] != version:
+            if len(self._entries) >= self._capacity:
+                self._entries = {k: e for k, e in self._entries.items() if e[0]() is not None}
+                if len(self._entries) >= self._capacity:
+                    self._entries.pop(next(iter(self._entries)))
+            entry = (weakref.ref(x), version, set())
+            self._entries[id(x)] = entry
+        entry[2].add(key)
+
+
+_VERDICTS = _VerdictCache()
+
+
+class DeferredChecks:
+    """Value checks whose verdicts stay on the device until :meth:`read` fetches them in one transfer.
+
+    A per-frame pipeline queues its checks (each a device bool, True when the check failed, and a function that
+    raises the error) and reads them together with a value it must fetch anyway, so the checks add no host
+    sync. Whatever the pipeline runs between queueing and reading must be safe on the unchecked values (the
+    raster kernels skip non-finite triangles). After a read the queue is empty; passed finiteness verdicts are
+    remembered per tensor version.
+    """
+
+    def __init__(self):
+        self._failed: list = []   # device bools, True = failed
+        self._raise: list = []    # matching zero-argument callables that raise the error
+        self._remember: list = []   # (tensor, check key) to remember when it passes, or None
+
+    def __len__(self) -> int:
+        return len(self._failed)
+
+    def add(self, failed: torch.Tensor, raise_error) -> None:
+        """Queue a check: ``failed`` (a bool scalar on the device) and the callable raising its error."""
+        self._failed.append(failed.reshape(()))
+        self._raise.append(raise_error)
+        self._remember.append(None)
+
+    def require_finite(self, named: "dict") -> None:
+        """Queue "contains NaN or Inf" for each floating tensor of ``{name: tensor}`` not already known finite."""
+        self.require(named, "finite", lambda x: ~torch.isfinite(x).all(), _raise_not_finite)
+
+    def require_nonnegative(self, named: "dict") -> None:
+        """Queue "must be non-negative" for each floating tensor of ``{name: tensor}`` (NaN passes here: pair
+        it with :meth:`require_finite`)."""
+        self.require(named, "nonnegative", lambda x: (x < 0).any(), _raise_negative)
+
+    def require(self, named: "dict", key: str, failed, raise_error) -> None:
+        """Queue the check ``key`` for each floating tensor of ``{name: tensor}`` that has not passed it in
+        its current version: ``failed(tensor)`` gives the device bool, ``raise_error(name, tensor)`` raises."""
+        for name, x in named.items():
+            if x.dtype not in FLOAT_DTYPES or x.numel() == 0 or x.device.type == "meta" or _VERDICTS.passed(x, key):
+                continue
+            value = x.detach()
+            self._failed.append(failed(value).reshape(()))
+            self._raise.append(functools.partial(raise_error, name, value))
+            self._remember.append((x, key))  # the tensor itself: its identity and version are the key
+
+    def read(self, *values: torch.Tensor) -> list:
+        """Fetch the scalar tensors ``values`` and every queued verdict in one transfer; raise the first failed
+        check's error, else return ``values`` as Python numbers."""
+        failed, raisers, remember = self._failed, self._raise, self._remember
+        self._failed, self._raise, self._remember = [], [], []
+        parts = [v.reshape(1).to(torch.float64) for v in values]
+        device = values[0].device if values else (failed[0].device if failed else None)
+        if failed:
+            parts += [torch.stack([f.to(device) for f in failed]).to(torch.float64)]
+        if not parts:
+            return []
+        host = torch.cat(parts).tolist()
+        for bad, raise_error, remembered in zip(host[len(values):], raisers, remember):
+            if bad:
+                raise_error()
+            if remembered is not None:
+                _VERDICTS.remember(*remembered)
+        return [int(v) if float(v).is_integer() else v for v in host[:len(values)]]
+
+    def flush(self) -> None:
+        """Read the queued verdicts now (one transfer) and raise the first failed check's error."""
+        if self._failed:
+            self.read()
+
+
+def _raise_not_finite(name: str, x: torch.Tensor) -> None:
+    raise ValueError(f"{name} contains NaN or Inf values")
+
+
+def _raise_negative(name: str, x: torch.Tensor) -> None:
+    raise ValueError(f"{name} must be non-negative; got minimum {float(x.min()):.6g}")

@@ -18,17 +18,19 @@ from typing import Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .._checks import check_number, check_positive_int, check_tensor
+from .._checks import DeferredChecks, check_indices, check_number, check_positive_int, check_tensor
 from ..cameras.camera import Camera
-from ..raster import distort_image, distort_index_image, interpolate, render_through_lens
+from ..raster import distort_image, distort_index_image, render_through_lens
+from ..raster.interpolate import interpolate_unchecked
 from ..raster.antialias import blend_crossings, silhouette_crossings
 from ..raster.rasterize import prepare_mesh, rasterize_prepared
 from ..scene.lights import AreaLight, EnvironmentLight, SHLight
+from ..scene.params import NONNEGATIVE_KINDS
 from ..scene.scene import Scene
 from ..shading.deferred import shade_direct_unchecked, shade_environment_unchecked
-from ..shading.envmap import envmap_lookup
-from ..shading.image_formation import form_image
-from ..shading.material import Material, sample_material
+from ..shading.envmap import envmap_lookup_unchecked
+from ..shading.image_formation import form_image_unchecked
+from ..shading.material import Material, sample_material_unchecked
 from ..shading.surface import SurfaceSample
 from ..shading.tangents import perturb_normal, vertex_tangents_unchecked
 from ..conventions import pixel_centers
@@ -122,17 +124,19 @@ class RasterIntegrator(Integrator):
         if spp != 1:
             raise ValueError(f"the raster integrator takes one sample per pixel centre: spp must be 1; got {spp} "
                              "(supersample with a larger camera and area-average the image)")
-        _check_background(self.background, camera)
         if not scene.meshes and not any(isinstance(l, AreaLight) for l in scene.lights.values()):
             raise ValueError("scene has nothing to draw: add a mesh (scene.add_mesh) or an area light")
         envs = [name for name, l in scene.lights.items() if isinstance(l, EnvironmentLight)]
         if len(envs) > 1:
             raise ValueError(f"a scene takes at most one EnvironmentLight; it has {', '.join(envs)}")
-        rgba, buffers = self._draw(scene, camera, tuple(aovs), color=True)
+        checks = _frame_checks(scene, camera)
+        _check_background(self.background, camera, checks)
+        rgba, buffers = self._draw(scene, camera, tuple(aovs), True, checks)
+        checks.flush()  # read by the rasterizer already; this only guards a path that drew nothing
         film = scene.film
-        rgb = form_image(rgba[..., :-1], exposure=film.exposure, white_balance=film.white_balance,
-                         vignetting=film.vignetting, K=camera.K if film.vignetting is not None else None,
-                         tone=film.tone, encode=film.encode, gamma=film.gamma)
+        rgb = form_image_unchecked(rgba[..., :-1], exposure=film.exposure, white_balance=film.white_balance,
+                                   vignetting=film.vignetting, K=camera.K if film.vignetting is not None else None,
+                                   tone=film.tone, encode=film.encode, gamma=film.gamma)
         return RenderOutput(rgb, rgba[..., -1:], buffers)
 
     def render_aovs(self, scene: Scene, camera: Camera, aovs: Sequence[str]) -> Dict[str, torch.Tensor]:
@@ -144,23 +148,27 @@ class RasterIntegrator(Integrator):
                              f"{', '.join(self.aov_names)}")
         if not scene.meshes and not any(isinstance(l, AreaLight) for l in scene.lights.values()):
             raise ValueError("scene has nothing to draw: add a mesh (scene.add_mesh) or an area light")
-        return self._draw(scene, camera, tuple(aovs), color=False)[1]
+        checks = _frame_checks(scene, camera)
+        buffers = self._draw(scene, camera, tuple(aovs), False, checks)[1]
+        checks.flush()
+        return buffers
 
-    def _draw(self, scene: Scene, camera: Camera, aovs: Tuple[str, ...],
-              color: bool) -> Tuple[Optional[torch.Tensor], Dict[str, torch.Tensor]]:
-        """``(rgba before the film or None, {aov: buffer})``, through the lens when the camera has one."""
+    def _draw(self, scene: Scene, camera: Camera, aovs: Tuple[str, ...], color: bool,
+              checks: DeferredChecks) -> Tuple[Optional[torch.Tensor], Dict[str, torch.Tensor]]:
+        """``(rgba before the film or None, {aov: buffer})``, through the lens when the camera has one;
+        ``checks`` (the frame's value checks) are read with the first rasterization's own transfer."""
         geometry = _merge_geometry(scene)
         floats = [a for a in _AOV_CHANNELS if a in aovs]
         want_ids = "face_id" in aovs
         if camera.distortion is None:
-            rgba, buffers, face_ids = _render_pinhole(scene, geometry, camera, self, floats, want_ids, color)
+            rgba, buffers, face_ids = _render_pinhole(scene, geometry, camera, self, floats, want_ids, color, checks)
         else:
             if not color and not floats:  # face_id alone: the lens resampling still needs an image
                 floats = ["mask"]
             drawn: Dict[str, object] = {}
 
             def draw(cam: Camera) -> torch.Tensor:
-                rgba, buffers, face_ids = _render_pinhole(scene, geometry, cam, self, floats, want_ids, color)
+                rgba, buffers, face_ids = _render_pinhole(scene, geometry, cam, self, floats, want_ids, color, checks)
                 drawn.update(camera=cam, buffers=buffers, face_ids=face_ids)
                 return rgba if color else torch.cat([buffers[a] for a in floats], -1)
 
@@ -198,7 +206,19 @@ class _Geometry:
     all_single_sided: bool
 
 
+def _check_index_tables(scene: Scene) -> None:
+    """The scene's face tables index their own vertices and uv: checked when the meshes and area lights were
+    built, again here in case one changed since (a table is read once per version, not every frame)."""
+    for group, members in (("meshes", scene.meshes), ("lights", scene.lights)):
+        for name, obj in members.items():
+            for faces, table in (("faces", "verts"), ("uv_faces", "uv")):
+                idx, rows = getattr(obj, faces, None), getattr(obj, table, None)
+                if isinstance(idx, torch.Tensor) and isinstance(rows, torch.Tensor):
+                    check_indices(idx, f"{group}.{name}.{faces}", rows.shape[0])
+
+
 def _merge_geometry(scene: Scene) -> _Geometry:
+    _check_index_tables(scene)
     flat = scene.flatten(emitters=True, normals=True)
     need_tangents = any(p.material.normal_texture is not None for p in flat.parts)
     tangents = [_corner_tangents(p) for p in flat.parts] if need_tangents else []
@@ -220,10 +240,12 @@ def _corner_tangents(part) -> torch.Tensor:
 
 
 def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, settings: RasterIntegrator, floats: List[str],
-                    want_ids: bool, color: bool):
+                    want_ids: bool, color: bool, checks: DeferredChecks):
     """One pinhole draw: ``(rgba or None, {name: buffer} for the float AOVs, face_ids or None)``."""
-    # Validated once here; the raster cores then draw and antialias without checking again.
-    mesh = prepare_mesh(geo.verts, geo.faces, camera, op="render" if color else "render_geometry")
+    # Validated once here (value checks ride with the visibility kernel's read); the raster cores then draw,
+    # interpolate and antialias without checking again. The merged face table is built from checked tables.
+    mesh = prepare_mesh(geo.verts, geo.faces, camera, op="render" if color else "render_geometry", checks=checks,
+                        faces_checked=True)
     need_material = color or "albedo" in floats
     frags = rasterize_prepared(mesh, "back" if geo.all_single_sided else "none", geo.any_texture and need_material)
     use_antialias = color and settings.use_antialias
@@ -246,14 +268,13 @@ def _shade_pinhole(scene: Scene, geo: _Geometry, camera: Camera, frags, backgrou
     """Shade the covered pixels: ``([..., H, W, 4]`` radiance over the background and coverage, not
     antialiased, or None without ``color``; ``[..., H, W, 3]`` base colour or None without ``want_albedo``)."""
     shape = frags.face_ids.shape  # [..., H, W]
-    flat_mask = frags.face_ids.reshape(-1) >= 0
-    # Covered pixels grouped by mesh (stable sort keeps pixel order within a mesh).
-    face = frags.face_ids.reshape(-1).long()[flat_mask]
+    # Covered pixels grouped by mesh, background last (a stable sort keeps pixel order within a mesh); the
+    # per-mesh counts are the one host read of shading.
+    face = frags.face_ids.reshape(-1).long()
     starts = torch.tensor([p.first_face for p in geo.parts], device=face.device)
-    part_of = torch.bucketize(face, starts, right=True) - 1
-    order = torch.argsort(part_of, stable=True)
-    pixel = flat_mask.nonzero()[:, 0][order]
-    counts = torch.bincount(part_of, minlength=len(geo.parts)).tolist()
+    part_of = torch.where(face >= 0, torch.bucketize(face, starts, right=True) - 1, len(geo.parts))
+    counts = torch.bincount(part_of, minlength=len(geo.parts) + 1).tolist()[:-1]
+    pixel = torch.argsort(part_of, stable=True)[:sum(counts)]
 
     def take(dense: torch.Tensor) -> torch.Tensor:  # [..., H, W, *rest] -> [P, *rest]
         rest = dense.shape[len(shape):]
@@ -263,9 +284,9 @@ def _shade_pinhole(scene: Scene, geo: _Geometry, camera: Camera, frags, backgrou
         flat = compact.new_zeros(shape.numel(), compact.shape[-1]).index_copy(0, pixel, compact)
         return flat.reshape(shape + compact.shape[-1:])
 
-    position = take(interpolate(geo.verts, frags, geo.faces))
+    position = take(interpolate_unchecked(geo.verts, frags, geo.faces))
     if geo.any_texture:
-        uv, duv = interpolate(geo.uv, frags, geo.uv_faces, return_derivatives=True)
+        uv, duv = interpolate_unchecked(geo.uv, frags, geo.uv_faces, return_derivatives=True)
         uv, duv = take(uv), take(duv)
     else:
         uv = duv = None
@@ -273,7 +294,7 @@ def _shade_pinhole(scene: Scene, geo: _Geometry, camera: Camera, frags, backgrou
     albedo = scatter(material["base_color"]) if want_albedo else None
     if not color:
         return None, albedo
-    normal = take(interpolate(geo.normals, frags, geo.faces))
+    normal = take(interpolate_unchecked(geo.normals, frags, geo.faces))
     eye = _eye(camera, position, pixel, shape)
     normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     facing = ((eye - position) * normal).sum(-1, keepdim=True)
@@ -281,7 +302,7 @@ def _shade_pinhole(scene: Scene, geo: _Geometry, camera: Camera, frags, backgrou
     normal = torch.where(flip & (facing < 0), -normal, normal)
     if "normal_tangent" in material:
         corner = torch.arange(geo.faces.numel(), device=geo.faces.device).reshape(-1, 3)
-        tangent = take(interpolate(geo.tangents, frags, corner))
+        tangent = take(interpolate_unchecked(geo.tangents, frags, corner))
         mapped = perturb_normal(normal, tangent, material["normal_tangent"])
         has_map = material["normal_tangent"].abs().sum(-1, keepdim=True) > 0
         normal = torch.where(has_map & (tangent[..., :3].abs().sum(-1, keepdim=True) > 0), mapped, normal)
@@ -303,15 +324,15 @@ def _aovs(geo: _Geometry, camera: Camera, frags, floats: List[str], albedo) -> D
     if "depth" in floats:
         cam_z = (geo.verts @ w2c[:, 2, :3].transpose(0, 1) + w2c[:, 2, 3]).transpose(0, 1)[..., None]  # [N, V, 1]
         cam_z = cam_z.reshape(camera.batch_shape + cam_z.shape[-2:])
-        depth = interpolate(cam_z, frags, geo.faces)
+        depth = interpolate_unchecked(cam_z, frags, geo.faces)
         mask = mask.to(depth.dtype)
         out["depth"] = depth * mask
     else:
         mask = mask.to(geo.verts.dtype)
-    position = interpolate(geo.verts, frags, geo.faces) if "position" in floats or (
+    position = interpolate_unchecked(geo.verts, frags, geo.faces) if "position" in floats or (
         "normal" in floats and not geo.all_single_sided and camera.projection != "orthographic") else None
     if "normal" in floats:
-        normal = interpolate(geo.normals, frags, geo.faces)
+        normal = interpolate_unchecked(geo.normals, frags, geo.faces)
         normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         if not geo.all_single_sided:  # double-sided: normals face the camera
             forward = w2c[:, 2, :3].reshape(camera.batch_shape + (1, 1, 3))  # the viewing axis in world space
@@ -325,7 +346,7 @@ def _aovs(geo: _Geometry, camera: Camera, frags, floats: List[str], albedo) -> D
     if "position" in floats:
         out["position"] = position * mask
     if "uv" in floats:
-        out["uv"] = interpolate(geo.uv, frags, geo.uv_faces) * mask
+        out["uv"] = interpolate_unchecked(geo.uv, frags, geo.uv_faces) * mask
     if "albedo" in floats:
         out["albedo"] = albedo
     if "mask" in floats:
@@ -357,9 +378,9 @@ def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.
         sl = slice(start, start + count)
         start += count
         if uv is not None:
-            m = sample_material(part.material, uv[None, sl], uv_derivs=duv[None, sl])
+            m = sample_material_unchecked(part.material, uv[None, sl], uv_derivs=duv[None, sl])
         else:
-            m = sample_material(part.material, shape=(1, count))
+            m = sample_material_unchecked(part.material, shape=(1, count))
         m = {k: v[0] for k, v in m.items()}
         m["ior"] = part.material.ior.reshape(1, 1).expand(count, 1)
         if has_normal_map and "normal_tangent" not in m:
@@ -399,7 +420,22 @@ def _shade(scene: Scene, position, normal, eye, material) -> torch.Tensor:
     return out
 
 
-def _check_background(background, camera: Optional[Camera]) -> None:
+def _frame_checks(scene: Scene, camera: Camera) -> DeferredChecks:
+    """The frame's value checks, queued on the device: every floating tensor of the scene and the camera
+    finite, light strengths and colours non-negative (tensors that passed before and have not changed since
+    are not read again)."""
+    checks = DeferredChecks()
+    params = scene.parameters()
+    named = {f"scene parameter {name}": value for name, value in params.items()}
+    named.update({f"camera.{name}": value for name, value in (("K", camera.K), ("world_to_cam", camera.world_to_cam),
+                                                              ("distortion", camera.distortion)) if value is not None})
+    checks.require_finite(named)
+    checks.require_nonnegative({f"scene parameter {name}": value for name, value in params.items()
+                                if scene.param_info(name).kind in NONNEGATIVE_KINDS})
+    return checks
+
+
+def _check_background(background, camera: Optional[Camera], checks: Optional[DeferredChecks] = None) -> None:
     """``render``'s ``background``: ``"environment"``, a finite number, or a finite tensor broadcastable to the
     image ``[..., H, W, 3]`` (constant per view, ``[..., 1, 1, 3]``, for a camera with lens distortion).
     Without a camera (the integrator's settings), only what needs none: the type, the number's finiteness."""
@@ -429,7 +465,10 @@ def _check_background(background, camera: Optional[Camera]) -> None:
         raise ValueError(f"background must be a float or a tensor of shape [], [{COLOR_CHANNELS}], "
                          f"[H, W, {COLOR_CHANNELS}] or [..., H, W, {COLOR_CHANNELS}] broadcastable to the image "
                          f"{target}{lens}; got {tuple(background.shape)}")
-    check_tensor(background, "background", finite=True)
+    if checks is None:
+        check_tensor(background, "background", finite=True)
+    else:
+        checks.require_finite({"background": background})
 
 
 def _background(scene: Scene, camera: Camera, background, like: torch.Tensor) -> torch.Tensor:
@@ -444,5 +483,5 @@ def _background(scene: Scene, camera: Camera, background, like: torch.Tensor) ->
         _, d_cam = camera.ray_origins_directions(uv)
         R = camera.world_to_cam[..., :3, :3]
         d_world = (d_cam[..., None, :] @ R.reshape(R.shape[:-2] + (1, 1, 3, 3)))[..., 0, :]
-        return envmap_lookup(envs[0].radiance, d_world)
+        return envmap_lookup_unchecked(envs[0].radiance, d_world)
     return torch.as_tensor(background, dtype=like.dtype, device=like.device)

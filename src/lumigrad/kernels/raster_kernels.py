@@ -90,7 +90,7 @@ def bin_count(
     fv = _tri_face_view(t, num_views_faces, num_faces, extra_view, extra_face)
     view = fv[1]
     area2 = _signed_area2(m)
-    if area2 == wp.float64(0.0):
+    if area2 == wp.float64(0.0) or not wp.isfinite(area2):  # non-finite corners (NaN / Inf) are never drawn
         return
     # Front faces wind counter-clockwise in a y-up view, i.e. negative area in pixel coordinates (y down).
     if cull == 1 and area2 > wp.float64(0.0):

@@ -6,6 +6,7 @@ from typing import Optional, Tuple
 
 import torch
 
+from .._checks import DeferredChecks
 from . import raster_kernels as rk
 from ._runtime import as_warp, ensure_init, launch, launch_split
 
@@ -27,6 +28,7 @@ def find_visible(
     cull: str = "none",
     prev: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
     affine_depth: bool = False,
+    checks: Optional[DeferredChecks] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Return the nearest face id ``[N, H, W]`` int32 (-1 where empty) and its depth ``[N, H, W]`` float32.
 
@@ -39,6 +41,9 @@ def find_visible(
         prev: a previous layer's (face ids, depths); only fragments behind it are kept (depth peeling).
         affine_depth: interpolate depth linearly in screen space (orthographic cameras) instead of
             perspective-correctly (``1 / z`` linear in screen space).
+        checks: the caller's pending value checks, read in the one transfer the kernel makes anyway (its
+            tile count); a failed one raises there. Triangles with non-finite corners are never drawn, so
+            the binning before that read is safe on unchecked input.
     """
     ensure_init()
     device = proj.device
@@ -64,7 +69,7 @@ def find_visible(
                              width, height, tiles_x, tiles_y, CULL_MODES[cull], bbox_w, as_warp(counts)], device)
     offsets = torch.zeros(num_tiles + 1, dtype=torch.int32, device=device)
     torch.cumsum(counts, 0, out=offsets[1:])
-    total = int(offsets[-1])
+    total, = (checks if checks is not None else DeferredChecks()).read(offsets[-1])
     tile_list = torch.empty(max(total, 1), dtype=torch.int32, device=device)
     cursor = offsets[:-1].clone()
     launch(rk.bin_fill, T, [N * F, F, ev_w, ef_w, tiles_x, tiles_y, bbox_w, as_warp(cursor), as_warp(tile_list)],

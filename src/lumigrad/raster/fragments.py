@@ -23,6 +23,8 @@ class Fragments:
         depth_covered: ``[P]`` camera-frame z of each covered pixel.
         bary_derivs_covered: ``[P, 3, 2]`` ``d bary / d(u, v)`` per covered pixel, or None.
         zbuf: ``[..., H, W]`` float32 kernel depth (inf on background), used by depth peeling and antialias.
+        num_faces: how many faces were rasterized (every id is below it), or None when unknown; lets the ops
+            that take ``faces`` check the ids without reading them.
 
     Dense views (computed on first access, differentiable like the compact rows):
         bary ``[..., H, W, 3]``, depth ``[..., H, W]``, bary_derivs ``[..., H, W, 3, 2]`` (zero on background).
@@ -30,13 +32,14 @@ class Fragments:
 
     def __init__(self, face_ids: torch.Tensor, covered: torch.Tensor, bary_covered: torch.Tensor,
                  depth_covered: torch.Tensor, bary_derivs_covered: Optional[torch.Tensor] = None,
-                 zbuf: Optional[torch.Tensor] = None):
+                 zbuf: Optional[torch.Tensor] = None, num_faces: Optional[int] = None):
         self.face_ids = face_ids
         self.covered = covered
         self.bary_covered = bary_covered
         self.depth_covered = depth_covered
         self.bary_derivs_covered = bary_derivs_covered
         self.zbuf = zbuf
+        self.num_faces = num_faces
         self._dense = {}
 
     @property

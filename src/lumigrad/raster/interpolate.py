@@ -49,7 +49,7 @@ def interpolate(
     check_channels(attrs, "attrs", "[..., A, C]")
     check_tensor(faces, "faces", trailing=(None, 3), max_dims=2, floating=False, device=device)
     check_indices(faces, "faces", attrs.shape[-2])
-    check_face_ids(frags.face_ids, faces)
+    check_face_ids(frags.face_ids, faces, num_faces=frags.num_faces)
     check_tensor(attrs, "attrs", finite=True)
     batch = frags.batch_shape
     if attrs.dim() > 2 and attrs.shape[:-2] != batch:
@@ -57,6 +57,14 @@ def interpolate(
                          "give [A, C] to share attributes across views or match the batch dims")
     if return_derivatives and frags.bary_derivs_covered is None:
         raise ValueError("return_derivatives=True needs fragments from rasterize(..., return_bary_derivs=True)")
+    return interpolate_unchecked(attrs, frags, faces, return_derivatives=return_derivatives)
+
+
+def interpolate_unchecked(attrs: torch.Tensor, frags: Fragments, faces: torch.Tensor, *,
+                          return_derivatives: bool = False
+                          ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`interpolate` without its checks, for pipelines that validated ``attrs`` and ``faces`` once
+    (a renderer interpolating several tables over the same fragments); same arguments and results."""
     H, W = frags.height, frags.width
     C = attrs.shape[-1]
     total = frags.face_ids.numel()

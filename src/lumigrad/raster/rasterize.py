@@ -11,12 +11,14 @@ the visibility kernel (and its depth interpolation flag) and in the linear forms
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import List, Literal, Optional, Tuple
 
 import torch
 
-from .._checks import broadcast_batch, check_choice, check_indices, check_positive_int, check_tensor
+from .._checks import (DeferredChecks, broadcast_batch, check_choice, check_indices, check_positive_int,
+                       check_tensor)
 from ..cameras.camera import Camera
 from ..cameras.projection import K_inverse, lift_orthographic, pow2_scale, project_points, transform_points
 from ..kernels.visibility import find_visible
@@ -38,6 +40,7 @@ class PreparedMesh:
     camera: Camera
     batch_shape: torch.Size
     verts_cam: torch.Tensor  # [N, V, 3] camera-frame vertices, computed once (differentiable)
+    checks: DeferredChecks = None  # value checks still on the device, read with the visibility kernel's count
 
     @property
     def num_views(self) -> int:
@@ -54,12 +57,18 @@ class PreparedMesh:
 MAX_CAMERA_COORD = 1e15
 
 
-def prepare_mesh(verts, faces, camera, *, layers: int = 1, op: str = "rasterize",
-                 layers_name: str = "") -> PreparedMesh:
+def prepare_mesh(verts, faces, camera, *, layers: int = 1, op: str = "rasterize", layers_name: str = "",
+                 checks: Optional[DeferredChecks] = None, faces_checked: bool = False) -> PreparedMesh:
     """Validate ``verts``, ``faces`` and ``camera`` and flatten the batch dims to one view axis.
 
     ``layers`` multiplies the views x H x W pixel samples checked against the pixel budget (``op`` and
     ``layers_name``, e.g. ``"faces_per_pixel=16"``, name them in the message).
+
+    Value checks (finite vertices within :data:`MAX_CAMERA_COORD` of the camera) are read at once, a host
+    sync on CUDA, unless ``checks`` is given: then they join it and ride along with the visibility kernel's
+    own read (:func:`rasterize_prepared` reads them; the kernels skip non-finite triangles until then).
+    ``faces_checked`` skips the index-range check, for a face table built from tables already checked (the
+    merged table of a scene).
     """
     if not isinstance(camera, Camera):
         raise TypeError(f"camera must be a lumigrad.Camera; got {type(camera).__name__}")
@@ -84,7 +93,8 @@ def prepare_mesh(verts, faces, camera, *, layers: int = 1, op: str = "rasterize"
     layer_text = f"{layers_name} x " if layers_name else ""
     check_pixel_samples(n * camera.height * camera.width * layers,
                         f"{op}: {layer_text}{n} view(s) of width x height {camera.width}x{camera.height} pixels")
-    check_indices(faces, "faces", verts.shape[-2])
+    if not faces_checked:
+        check_indices(faces, "faces", verts.shape[-2])
     verts_flat = verts.expand(batch + verts.shape[-2:]).reshape(n, -1, 3)
     K = camera.K.expand(batch + (3, 3)).reshape(n, 3, 3)
     w2c = camera.world_to_cam.expand(batch + (4, 4)).reshape(n, 4, 4)
@@ -92,18 +102,21 @@ def prepare_mesh(verts, faces, camera, *, layers: int = 1, op: str = "rasterize"
         K = K.to(verts.dtype)
         w2c = w2c.to(verts.dtype)
     verts_cam = transform_points(verts_flat, w2c)
-    _check_coordinates(verts, verts_cam)
+    pending = DeferredChecks() if checks is None else checks
+    if verts_cam.device.type != "meta":
+        # NaN propagates through amax, so one comparison catches NaN / Inf and too distant coordinates.
+        pending.add(~(verts_cam.detach().abs().amax() <= MAX_CAMERA_COORD),
+                    functools.partial(_raise_coordinates, verts, verts_cam))
+    if checks is None:
+        pending.flush()
     faces64 = faces.long()
-    return PreparedMesh(verts_flat, faces64, faces64.to(torch.int32).contiguous(), K, w2c, camera, batch, verts_cam)
+    return PreparedMesh(verts_flat, faces64, faces64.to(torch.int32).contiguous(), K, w2c, camera, batch, verts_cam,
+                        pending)
 
 
-def _check_coordinates(verts: torch.Tensor, verts_cam: torch.Tensor) -> None:
-    """One host sync: NaN / Inf in ``verts`` or camera-frame coordinates beyond :data:`MAX_CAMERA_COORD`."""
-    if verts_cam.device.type == "meta":
-        return
-    largest = float(verts_cam.detach().abs().amax())  # NaN propagates through amax
-    if largest <= MAX_CAMERA_COORD:
-        return
+def _raise_coordinates(verts: torch.Tensor, verts_cam: torch.Tensor) -> None:
+    """The error for NaN / Inf in ``verts`` or camera-frame coordinates beyond :data:`MAX_CAMERA_COORD`."""
+    largest = float(verts_cam.detach().abs().amax())
     check_tensor(verts, "verts", finite=True)
     raise ValueError(f"verts lie up to {largest:.3g} from the camera (largest camera-frame coordinate of "
                      f"world_to_cam @ verts), beyond the {MAX_CAMERA_COORD:.0e} the rasterizer supports; express "
@@ -120,10 +133,8 @@ def _visibility(mesh: PreparedMesh, cull: str, prev: Optional[Fragments]):
     F = mesh.faces.shape[0]
     behind = vc[..., 2] < near
     all_behind = behind.all(dim=-1)
-    if bool(all_behind.any()):
-        view = int(all_behind.nonzero()[0, 0])
-        raise ValueError(f"every vertex is behind the camera's near plane (z < {near}) in view {view}; "
-                         "world_to_cam maps world to an OpenCV camera frame looking along +z")
+    if prev is None:  # read with the kernel's tile count (depth peeling's later layers need not ask again)
+        mesh.checks.add(all_behind.any(), functools.partial(_raise_all_behind, all_behind, near))
     K = mesh.K.double()
     projection = cam.projection
     proj = torch.cat([project_points(vc, K, projection=projection), vc[..., 2:]], dim=-1).contiguous()
@@ -147,7 +158,13 @@ def _visibility(mesh: PreparedMesh, cull: str, prev: Optional[Fragments]):
     prev_pair = None if prev is None else (prev.face_ids.reshape(N, cam.height, cam.width),
                                             prev.zbuf.reshape(N, cam.height, cam.width))
     return find_visible(proj, mesh.faces_i32, face_skip, extra, extra_view, extra_face, cam.width, cam.height,
-                        near, far, cull, prev_pair, affine_depth=mesh.orthographic)
+                        near, far, cull, prev_pair, affine_depth=mesh.orthographic, checks=mesh.checks)
+
+
+def _raise_all_behind(all_behind: torch.Tensor, near: float) -> None:
+    view = int(all_behind.nonzero()[0, 0])
+    raise ValueError(f"every vertex is behind the camera's near plane (z < {near}) in view {view}; "
+                     "world_to_cam maps world to an OpenCV camera frame looking along +z")
 
 
 def face_pixel_table(mesh: PreparedMesh, keys: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -252,7 +269,8 @@ def _fragments(mesh: PreparedMesh, face_ids, zbuf, with_derivs: bool) -> Fragmen
     flat = face_ids.reshape(-1)
     covered = (flat >= 0).nonzero()[:, 0]
     bary, depth, derivs = surface_at_pixels(mesh, covered, flat[covered].long(), with_derivs)
-    return Fragments(face_ids.reshape(shape), covered, bary, depth, derivs, zbuf.reshape(shape))
+    return Fragments(face_ids.reshape(shape), covered, bary, depth, derivs, zbuf.reshape(shape),
+                     num_faces=mesh.faces.shape[0])
 
 
 def rasterize(
@@ -306,12 +324,13 @@ def rasterize(
         (0, 2.0)
     """
     check_choice(cull, "cull", ("none", "back", "front"))
-    return rasterize_prepared(prepare_mesh(verts, faces, camera), cull, return_bary_derivs)
+    return rasterize_prepared(prepare_mesh(verts, faces, camera, checks=DeferredChecks()), cull, return_bary_derivs)
 
 
 def rasterize_prepared(mesh: PreparedMesh, cull: str = "none", return_bary_derivs: bool = False) -> Fragments:
-    """:func:`rasterize` of a mesh already validated by :func:`prepare_mesh` (no checks, no host syncs for
-    validation): for pipelines such as :func:`lumigrad.render` that validate once and then draw."""
+    """:func:`rasterize` of a mesh already validated by :func:`prepare_mesh`, for pipelines such as
+    :func:`lumigrad.render` that validate once and then draw: no checks of its own, and the value checks
+    still pending on ``mesh.checks`` are read with the visibility kernel's tile count (no extra host sync)."""
     face_ids, zbuf = _visibility(mesh, cull, None)
     return _fragments(mesh, face_ids, zbuf, return_bary_derivs)
 
@@ -335,7 +354,7 @@ def depth_peel(
     check_positive_int(num_layers, "num_layers")
     check_choice(cull, "cull", ("none", "back", "front"))
     mesh = prepare_mesh(verts, faces, camera, layers=num_layers, op="depth_peel",
-                        layers_name=f"num_layers={num_layers}")
+                        layers_name=f"num_layers={num_layers}", checks=DeferredChecks())
     layers: List[Fragments] = []
     prev = None
     for _ in range(num_layers):

@@ -134,7 +134,23 @@ def texture(
     use_kernel = backend == "kernel" or (backend == "auto" and tex.dtype == torch.float32)
     if use_kernel and (tex.dtype != torch.float32 or uv.dtype != torch.float32):
         raise TypeError(f"backend='kernel' needs float32 tex and uv; got {tex.dtype} and {uv.dtype}")
+    return _sample(tex, uv, uv_derivs, filter, wrap, mipmaps, max_mip_level, lod_bias, mask, use_kernel, cached)
 
+
+def texture_unchecked(tex: torch.Tensor, uv: torch.Tensor, *, uv_derivs: Optional[torch.Tensor] = None,
+                      wrap: str = "repeat", mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """:func:`texture` with its defaults (``filter="auto"``, no explicit mip maps, ``lod_bias=0``, backend
+    ``"auto"``) and without its checks, for pipelines that validated ``tex`` once (a material's textures,
+    sampled every frame); same results."""
+    filter = "trilinear" if uv_derivs is not None else "bilinear"
+    use_kernel = tex.dtype == torch.float32 and uv.dtype == torch.float32
+    return _sample(tex, uv, uv_derivs, filter, wrap, None, None, 0.0, mask, use_kernel,
+                   _constant_table(tex, filter, None))
+
+
+def _sample(tex, uv, uv_derivs, filter, wrap, mipmaps, max_mip_level, lod_bias, mask, use_kernel: bool,
+            cached) -> torch.Tensor:
+    """The sampling itself, on validated inputs (``cached``: the constant texel table, or None)."""
     out_shape = uv.shape[:-1] + (tex.shape[-1],)
     per_sample = uv.shape[-3] * uv.shape[-2]
     flat_uv = uv.reshape(-1, 2)

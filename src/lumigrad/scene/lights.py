@@ -21,11 +21,12 @@ import torch
 from .._checks import (check_channels, check_mesh, check_number, check_positive_int, check_tensor,
                        check_texture_layout)
 from ..limits import check_pixel_samples
-from ..shading.area_light import area_light, check_samples_per_face
+from ..shading.area_light import area_light_unchecked, check_samples_per_face
 from ..shading.emitters import (DirectionSample, area_light_eval, area_light_pdf, area_light_sample_direct,
                                 delta_direction_sample, envmap_pdf, envmap_sample_direct)
 from ..shading.envmap import check_env_size, envmap_lookup, prefilter_ggx
-from ..shading.lights import LightSample, directional_light, point_light, spot_light
+from ..shading.lights import (LightSample, directional_light_unchecked, point_light_unchecked,
+                              spot_light_unchecked)
 from ..shading.sh import sh_project_equirect
 
 __all__ = ["AreaLight", "DirectionalLight", "EnvironmentLight", "Light", "PointLight", "SHLight", "SpotLight"]
@@ -119,7 +120,7 @@ class PointLight(_TensorFields, _DeltaEmitter):
         self.range = _check_range(self.range)
 
     def samples(self, x: torch.Tensor) -> List[LightSample]:
-        return [point_light(x, self.position, self.intensity[..., None] * self.color, range=self.range)]
+        return [point_light_unchecked(x, self.position, self.intensity[..., None] * self.color, range=self.range)]
 
 
 @dataclass
@@ -153,8 +154,8 @@ class SpotLight(_TensorFields, _DeltaEmitter):
         self.range = _check_range(self.range)
 
     def samples(self, x: torch.Tensor) -> List[LightSample]:
-        return [spot_light(x, self.position, self.direction, self.intensity[..., None] * self.color,
-                           self.inner_angle, self.outer_angle, range=self.range)]
+        return [spot_light_unchecked(x, self.position, self.direction, self.intensity[..., None] * self.color,
+                                     self.inner_angle, self.outer_angle, range=self.range)]
 
 
 @dataclass
@@ -174,7 +175,7 @@ class DirectionalLight(_TensorFields, _DeltaEmitter):
         self.color = _check_colour(_as_tensor(self.color, self.direction), "color", self.direction)
 
     def samples(self, x: torch.Tensor) -> List[LightSample]:
-        return [directional_light(x, self.direction, self.irradiance[..., None] * self.color)]
+        return [directional_light_unchecked(x, self.direction, self.irradiance[..., None] * self.color)]
 
 
 @dataclass
@@ -211,8 +212,8 @@ class AreaLight(_TensorFields):
         return {"verts": self.verts, "radiance": self.radiance}
 
     def samples(self, x: torch.Tensor) -> List[LightSample]:
-        return area_light(x, self.verts, self.faces, self.radiance, samples_per_face=self.samples_per_face,
-                          two_sided=self.two_sided)
+        return area_light_unchecked(x, self.verts, self.faces, self.radiance,
+                                    samples_per_face=self.samples_per_face, two_sided=self.two_sided)
 
     is_delta: ClassVar[bool] = False
 

@@ -42,7 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Tuple
 
-__all__ = ["PARAM_KINDS", "POSE_KINDS", "ParamInfo"]
+__all__ = ["NONNEGATIVE_KINDS", "PARAM_KINDS", "POSE_KINDS", "ParamInfo"]
 
 VERTICES = "vertices"
 TO_WORLD = "to_world"
@@ -75,6 +75,9 @@ PARAM_KINDS = (VERTICES, TO_WORLD, UV, NORMALS, TANGENTS, FACTOR, TEXELS, INTRIN
 
 #: Kinds that are rigid transforms ``[..., 4, 4]``.
 POSE_KINDS = (TO_WORLD, WORLD_TO_CAM)
+
+#: Kinds whose values must be non-negative (checked when the owner is built and by renderers every frame).
+NONNEGATIVE_KINDS = (LIGHT_INTENSITY, LIGHT_COLOR, LIGHT_RADIANCE)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from .._checks import check_mesh, check_positive_int, check_tensor
 from ..limits import check_pixel_samples
 from .lights import MIN_LIGHT_DISTANCE, LightSample, towards_point
 
-__all__ = ["AreaLightPoints", "area_light", "area_light_samples", "check_samples_per_face", "polygon_irradiance"]
+__all__ = ["AreaLightPoints", "area_light", "area_light_samples", "area_light_unchecked", "check_samples_per_face", "polygon_irradiance"]
 
 
 class AreaLightPoints(NamedTuple):
@@ -174,6 +174,16 @@ def area_light(
     if not isinstance(two_sided, bool):
         raise TypeError(f"two_sided must be a bool; got {type(two_sided).__name__}")
     check_positive_int(samples_per_face, "samples_per_face")
+    return area_light_unchecked(x, verts, faces, radiance, samples_per_face=samples_per_face,
+                                two_sided=two_sided, min_distance=min_distance)
+
+
+def area_light_unchecked(x: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor, radiance: torch.Tensor, *,
+                         samples_per_face: int = 4, two_sided: bool = False,
+                         min_distance: float = MIN_LIGHT_DISTANCE) -> List[LightSample]:
+    """:func:`area_light` on validated inputs (an :class:`~lumigrad.scene.AreaLight` checked when it was
+    built): no value reads; the pixel budget is still enforced (it depends on ``x``'s size)."""
+    F = faces.shape[0]
     shading_points = x.numel() // 3
     # Every (light sample, shading point) pair is allocated: budget them before the quadrature.
     check_pixel_samples(F * samples_per_face * max(shading_points, 1),

@@ -22,7 +22,7 @@ import torch.utils.checkpoint
 from .._checks import broadcast_batch, check_channels, check_number, check_tensor
 from .brdf import f0_from_ior
 from .bsdf import BSDF, MetallicRoughnessBSDF
-from .envmap import envmap_lookup, split_sum_lut
+from .envmap import envmap_lookup_unchecked, split_sum_lut
 from .lights import LightSample
 from .sh import sh_irradiance
 from .surface import SurfaceSample, check_material_dict
@@ -267,7 +267,7 @@ def shade_environment_unchecked(surface: SurfaceSample, *, sh_coeffs=None, prefi
         r = 2 * n_dot_v * n - wo
         levels = torch.as_tensor(list(prefiltered_roughness), dtype=c.dtype, device=c.device)
         # Linear interpolation between the two maps whose roughness brackets each pixel's.
-        reads = torch.stack([envmap_lookup(m, r) for m in prefiltered])  # [R, P, C]
+        reads = torch.stack([envmap_lookup_unchecked(m, r) for m in prefiltered])  # [R, P, C]
         if len(levels) == 1:  # one map serves every roughness (no pair to interpolate between)
             radiance = reads[0]
         else:

@@ -51,6 +51,11 @@ def envmap_lookup(env: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
     check_tensor(env, "env", trailing=(None, None, None), max_dims=3, floating=True, finite=True)
     _check_env_layout(env)
     check_tensor(dirs, "dirs", trailing=(3,), floating=True, finite=True, device=env.device)
+    return envmap_lookup_unchecked(env, dirs)
+
+
+def envmap_lookup_unchecked(env: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+    """:func:`envmap_lookup` on validated inputs (no value reads: for per-frame shading of a checked map)."""
     H, W, C = env.shape
     uv = direction_to_equirect(dirs.to(env.dtype))
     # Pad one column on each side so that bilinear reads wrap in longitude.

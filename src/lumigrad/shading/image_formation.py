@@ -38,6 +38,10 @@ def srgb_encode(linear: torch.Tensor) -> torch.Tensor:
     Example: ``srgb_encode(torch.tensor(0.5))`` is ``1.055 * 0.5^(1/2.4) - 0.055 = 0.7354``.
     """
     check_tensor(linear, "linear", floating=True)
+    return _srgb_encode(linear)
+
+
+def _srgb_encode(linear: torch.Tensor) -> torch.Tensor:
     x = linear.clamp_min(0)
     power = 1.055 * torch.where(x > _SRGB_KNEE, x, torch.full_like(x, _SRGB_KNEE)) ** (1 / 2.4) - 0.055
     return torch.where(x > _SRGB_KNEE, power, 12.92 * x)
@@ -49,6 +53,11 @@ def srgb_decode(encoded: torch.Tensor) -> torch.Tensor:
     Negative inputs are clamped to 0. **Differentiability:** w.r.t. ``encoded``.
     """
     check_tensor(encoded, "encoded", floating=True)
+    return srgb_decode_unchecked(encoded)
+
+
+def srgb_decode_unchecked(encoded: torch.Tensor) -> torch.Tensor:
+    """:func:`srgb_decode` of a floating tensor, unchecked (for per-frame texture decoding)."""
     x = encoded.clamp_min(0)
     power = ((torch.where(x > 0.04045, x, torch.full_like(x, 0.04045)) + 0.055) / 1.055) ** 2.4
     return torch.where(x > 0.04045, power, x / 12.92)
@@ -63,6 +72,10 @@ def gamma_encode(linear: torch.Tensor, gamma: Union[float, torch.Tensor] = 2.2, 
     g = torch.as_tensor(gamma, dtype=linear.dtype, device=linear.device)
     if bool((g <= 0).any()):
         raise ValueError(f"gamma must be positive; got {gamma}")
+    return _gamma_encode(linear, g, eps)
+
+
+def _gamma_encode(linear: torch.Tensor, g: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return linear.clamp_min(eps) ** (1 / g)
 
 
@@ -76,6 +89,10 @@ def tonemap(image: torch.Tensor, operator: Literal["reinhard", "aces"] = "reinha
     """
     check_tensor(image, "image", floating=True)
     check_choice(operator, "operator", ("reinhard", "aces"))
+    return _tonemap(image, operator)
+
+
+def _tonemap(image: torch.Tensor, operator: str) -> torch.Tensor:
     x = image.clamp_min(0)
     if operator == "reinhard":
         return x / (1 + x)
@@ -148,23 +165,40 @@ def form_image(
         0.7354
     """
     check_tensor(radiance, "radiance", trailing=(None, None, None), floating=True)
+    if exposure is not None:
+        check_tensor(torch.as_tensor(exposure), "exposure", finite=True)
+    if white_balance is not None:
+        check_tensor(white_balance, "white_balance", trailing=(radiance.shape[-1],), floating=True, finite=True)
+        if bool((white_balance < 0).any()):
+            raise ValueError("white_balance gains must be non-negative")
+    if vignetting is not None and K is None:
+        raise ValueError("vignetting needs K (the intrinsics that define the normalized radius)")
+    if tone is not None:
+        check_choice(tone, "tone", ("reinhard", "aces"))
+    if encode is not None:
+        check_choice(encode, "encode", ("srgb", "gamma"))
+        if encode == "gamma" and bool((torch.as_tensor(gamma) <= 0).any()):
+            raise ValueError(f"gamma must be positive; got {gamma}")
+    return form_image_unchecked(radiance, exposure=exposure, white_balance=white_balance, vignetting=vignetting,
+                                K=K, tone=tone, encode=encode, gamma=gamma)
+
+
+def form_image_unchecked(radiance: torch.Tensor, *, exposure=None, white_balance=None, vignetting=None, K=None,
+                         tone=None, encode=None, gamma=2.2) -> torch.Tensor:
+    """:func:`form_image` on validated settings (a scene's :class:`~lumigrad.scene.Film`, checked when it was
+    built): no value reads, so a renderer can apply it every frame without a host sync."""
     x = radiance
     if exposure is not None:
         ev = torch.as_tensor(exposure, dtype=x.dtype, device=x.device)
-        check_tensor(ev, "exposure", finite=True)
         x = x * torch.exp2(ev)[..., None, None, None] if ev.dim() else x * torch.exp2(ev)
     if white_balance is not None:
-        check_tensor(white_balance, "white_balance", trailing=(x.shape[-1],), floating=True, finite=True)
-        if bool((white_balance < 0).any()):
-            raise ValueError("white_balance gains must be non-negative")
         x = x * white_balance[..., None, None, :]
     if vignetting is not None:
-        if K is None:
-            raise ValueError("vignetting needs K (the intrinsics that define the normalized radius)")
         x = x * vignetting_falloff(K, x.shape[-3], x.shape[-2], vignetting)
     if tone is not None:
-        x = tonemap(x, tone)
-    if encode is not None:
-        check_choice(encode, "encode", ("srgb", "gamma"))
-        x = srgb_encode(x) if encode == "srgb" else gamma_encode(x, gamma)
+        x = _tonemap(x, tone)
+    if encode == "srgb":
+        x = _srgb_encode(x)
+    elif encode == "gamma":
+        x = _gamma_encode(x, torch.as_tensor(gamma, dtype=x.dtype, device=x.device))
     return x

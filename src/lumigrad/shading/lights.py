@@ -97,9 +97,18 @@ def point_light(
     check_tensor(position, "position", trailing=(3,), floating=True, finite=True, device=device)
     _check_radiometric(intensity, "intensity", device)
     rng = None if range is None else _positive_scalar(range, "range", x)
-    batch = _batch(x, "x", position, "position", intensity, "intensity", rng, "range")
+    return point_light_unchecked(x, position, intensity, range=rng, min_distance=min_distance)
+
+
+def point_light_unchecked(x: torch.Tensor, position: torch.Tensor, intensity: torch.Tensor, *,
+                          range: Optional[Scalar] = None,  # noqa: A002
+                          min_distance: float = MIN_LIGHT_DISTANCE) -> LightSample:
+    """:func:`point_light` on validated inputs (a light checked when it was built; ``range`` a positive
+    number, tensor or None): the shapes are still matched, the values are not read."""
+    batch = _batch(x, "x", position, "position", intensity, "intensity",
+                   range if isinstance(range, torch.Tensor) else None, "range")
     wi, d = towards_point(x, position, min_distance)
-    L = intensity * _falloff(d, rng)[..., None]
+    L = intensity * _falloff(d, range)[..., None]
     return _sample(wi, L, d, batch)
 
 
@@ -177,8 +186,22 @@ def spot_light(
         raise ValueError(f"inner_angle must be <= outer_angle; got inner_angle={_show(inner)} > "
                          f"outer_angle={_show(outer)}")
     rng = None if range is None else _positive_scalar(range, "range", x)
+    return _spot_light(x, position, s, intensity, inner, outer, rng, min_distance)
+
+
+def spot_light_unchecked(x: torch.Tensor, position: torch.Tensor, direction: torch.Tensor,
+                         intensity: torch.Tensor, inner_angle: torch.Tensor, outer_angle: torch.Tensor, *,
+                         range: Optional[Scalar] = None,  # noqa: A002
+                         min_distance: float = MIN_LIGHT_DISTANCE) -> LightSample:
+    """:func:`spot_light` on validated inputs (a light checked when it was built): the shapes are still
+    matched, the values are not read (``direction`` is normalised here, its length taken as non-zero)."""
+    s = direction / torch.linalg.vector_norm(direction, dim=-1, keepdim=True)
+    return _spot_light(x, position, s, intensity, inner_angle, outer_angle, range, min_distance)
+
+
+def _spot_light(x, position, s, intensity, inner, outer, rng, min_distance) -> LightSample:
     batch = _batch(x, "x", position, "position", s, "direction", intensity, "intensity", inner, "inner_angle",
-                   outer, "outer_angle", rng, "range")
+                   outer, "outer_angle", rng if isinstance(rng, torch.Tensor) else None, "range")
     wi, d = towards_point(x, position, min_distance)
     cos_outer = torch.cos(outer)
     scale = 1.0 / (torch.cos(inner) - cos_outer).clamp_min(_SPOT_MIN_COS_BAND)
@@ -219,9 +242,19 @@ def directional_light(x: torch.Tensor, direction: torch.Tensor, irradiance: torc
     device = _check_point(x)
     s = _unit_direction(direction, "direction", device)
     _check_radiometric(irradiance, "irradiance", device)
+    return _directional_light(x, s, irradiance)
+
+
+def directional_light_unchecked(x: torch.Tensor, direction: torch.Tensor, irradiance: torch.Tensor) -> LightSample:
+    """:func:`directional_light` on validated inputs (a light checked when it was built): the shapes are
+    still matched, the values are not read (``direction`` is normalised here, its length taken as non-zero)."""
+    return _directional_light(x, direction / torch.linalg.vector_norm(direction, dim=-1, keepdim=True), irradiance)
+
+
+def _directional_light(x: torch.Tensor, s: torch.Tensor, irradiance: torch.Tensor) -> LightSample:
     batch = _batch(x, "x", s, "direction", irradiance, "irradiance")
     wi = -s
-    dist = torch.full((), math.inf, dtype=wi.dtype, device=device)
+    dist = torch.full((), math.inf, dtype=wi.dtype, device=x.device)
     return _sample(wi, irradiance, dist, batch)
 
 

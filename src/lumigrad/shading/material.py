@@ -21,8 +21,8 @@ from typing import Dict, Optional
 import torch
 
 from .._checks import check_choice, check_tensor, check_texture_layout
-from ..raster.texture import texture
-from .image_formation import srgb_decode
+from ..raster.texture import texture, texture_unchecked
+from .image_formation import srgb_decode, srgb_decode_unchecked
 
 
 #: The glTF texture slots of a :class:`Material`, in glTF's order.
@@ -125,6 +125,18 @@ def sample_material(material: Material, uv: Optional[torch.Tensor] = None, *,
 
     **Differentiability:** w.r.t. every factor and texel, and ``uv`` (through the texture filter).
     """
+    return _sample_material(material, uv, uv_derivs, mask, shape, texture, srgb_decode)
+
+
+def sample_material_unchecked(material: Material, uv: Optional[torch.Tensor] = None, *,
+                              uv_derivs: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None,
+                              shape: Optional[torch.Size] = None) -> Dict[str, torch.Tensor]:
+    """:func:`sample_material` without the texture ops' checks, for renderers that validated the material's
+    textures and ``uv`` once per frame (its textures were checked when the material was built)."""
+    return _sample_material(material, uv, uv_derivs, mask, shape, texture_unchecked, srgb_decode_unchecked)
+
+
+def _sample_material(material, uv, uv_derivs, mask, shape, texture, srgb_decode) -> Dict[str, torch.Tensor]:
     if uv is None and shape is None:
         raise ValueError("sample_material needs uv (or, for a factor-only material, the pixel shape)")
     pixels = tuple(uv.shape[:-1]) if uv is not None else tuple(shape)

@@ -1,0 +1,142 @@
+"""Host reads of one frame: how often ``lumigrad.render`` (forward + backward) waits for the device.
+
+On CUDA every read of a value on the device (``.item()``, ``.tolist()``, ``bool(t)``, ``nonzero``, boolean
+indexing) is a host sync: the CPU stops queueing work until the GPU catches up, so a frame's syncs bound how
+fast small scenes render. This script counts them with ``torch.cuda.set_sync_debug_mode`` and names where
+each comes from; on the CPU it counts the Python-level reads of tensor values instead (``bool``, ``int``,
+``float``, ``item``, ``tolist``), which are what become syncs on a GPU. It also times the frame (median of
+``--repeats`` after a warm-up) and prints the peak memory, so the same script compares two trees:
+
+    python benchmarks/frame_reads.py --device cuda                       # this tree
+    PYTHONPATH=/path/to/old/src python benchmarks/frame_reads.py ...     # another tree, same scene
+
+The scene is ``lumigrad bench scene``'s: the embedded Spot cow with its texture as base colour and one point
+light, kept across frames as a fitting loop keeps it (its vertices require gradients).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import time
+import traceback
+import warnings
+
+import torch
+
+
+def _scene(device, size):
+    import lumigrad as lg
+
+    spot = lg.data.load_spot().to(device)
+    verts = spot.verts.detach().clone().requires_grad_(True)
+    scene = lg.Scene()
+    scene.add_mesh("spot", lg.SceneMesh(verts, spot.faces, lg.shading.Material(base_color_texture=spot.texture),
+                                        uv=spot.uv, uv_faces=spot.uv_faces))
+    scene.add_light("key", lg.PointLight(torch.tensor([2.0, 2.0, 2.0], device=device), 8.0))
+    cam = lg.Camera.look_at([2.0, 0.5, 2.0], [0.0, 0.1, 0.0], fov_y=0.7, width=size, height=size).to(device)
+    return scene, cam, verts
+
+
+def _site() -> str:
+    """The innermost lumigrad frame of the current stack, as ``path:line function``."""
+    for frame in reversed(traceback.extract_stack()[:-2]):
+        if "/lumigrad/" in frame.filename:
+            return f"{frame.filename.split('/lumigrad/')[-1]}:{frame.lineno} {frame.name}"
+    return "(outside lumigrad)"
+
+
+@contextlib.contextmanager
+def _count_cuda_syncs(sites):
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    original = warnings.showwarning
+
+    def record(message, category, filename, lineno, file=None, line=None):
+        if "synchroniz" in str(message):
+            sites[_site()] += 1
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = record
+            yield
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+        warnings.showwarning = original
+
+
+@contextlib.contextmanager
+def _count_python_reads(sites):
+    originals = {}
+    for name in ("__bool__", "__int__", "__float__", "__index__", "item", "tolist"):
+        original = getattr(torch.Tensor, name)
+        originals[name] = original
+
+        def wrapped(self, *args, _original=original, **kwargs):
+            sites[_site()] += 1
+            return _original(self, *args, **kwargs)
+
+        setattr(torch.Tensor, name, wrapped)
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, original)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--size", type=int, nargs="+", default=[256])
+    p.add_argument("--repeats", type=int, default=20)
+    args = p.parse_args()
+    import lumigrad as lg
+
+    device = torch.device(args.device)
+    print(f"lumigrad {lg.__version__} from {lg.__file__.rsplit('/lumigrad/', 1)[0]} | torch {torch.__version__} | "
+          f"{device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else
+                         f" ({torch.get_num_threads()} threads)"))
+    print("| size | reads fwd+bwd | median ms fwd+bwd | min ms | peak MiB |")
+    print("|---|---|---|---|---|")
+    all_sites = {}
+    for size in args.size:
+        scene, cam, verts = _scene(device, size)
+
+        def frame():
+            verts.grad = None
+            lg.render(scene, cam).rgb.mean().backward()
+
+        frame()
+        sites = collections.Counter()
+        with (_count_cuda_syncs(sites) if device.type == "cuda" else _count_python_reads(sites)):
+            frame()
+        all_sites[size] = sites
+        times = []
+        for _ in range(args.repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            frame()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append((time.perf_counter() - t0) * 1e3)
+        peak = float("nan")
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+            frame()
+            peak = (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20
+        times.sort()
+        print(f"| {size} | {sum(sites.values())} | {times[len(times) // 2]:.2f} | {times[0]:.2f} | {peak:.1f} |")
+    for size, sites in all_sites.items():
+        print(f"\nreads of one frame at {size}^2, by site:")
+        for site, n in sites.most_common():
+            print(f"  {n:3d}  {site}")
+
+
+if __name__ == "__main__":
+    main()
