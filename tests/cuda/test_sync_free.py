@@ -1,49 +1,19 @@
 """On CUDA a frame's checks add no host sync: ``lumigrad.render`` forward + backward waits for the GPU only
 where the pipeline must read a size back (the visibility kernel's tile count, which carries the frame's value
 checks, and the compactions of covered pixels and silhouette edges). Counted with
-``torch.cuda.set_sync_debug_mode``; ``benchmarks/frame_reads.py`` prints the same count with its sites."""
-
-import collections
-import traceback
-import warnings
+``torch.cuda.set_sync_debug_mode``; the number is the one the dispatcher counts on the CPU
+(``tests/integrators/test_validation_once.py``), which a GPU run confirms; ``benchmarks/frame_syncs.py``
+prints the count with its sites."""
 
 import pytest
 import torch
 
 import lumigrad as lg
+from lumigrad.app.host_syncs import count_host_syncs
+
+from ..integrators.test_validation_once import FRAME_SYNCS, check_syncs
 
 pytestmark = pytest.mark.cuda
-
-#: Syncs of one frame of the scene below, forward and backward, as measured on an H200 (2026-12-04).
-FRAME_SYNCS = 6
-
-
-def _site() -> str:
-    for frame in reversed(traceback.extract_stack()[:-2]):
-        if "/lumigrad/" in frame.filename:
-            return f"{frame.filename.split('/lumigrad/')[-1]}:{frame.lineno} {frame.name}"
-    return "(outside lumigrad)"
-
-
-def _frame_syncs(frame) -> collections.Counter:
-    sites = collections.Counter()
-    original = warnings.showwarning
-
-    def record(message, category, filename, lineno, file=None, line=None):
-        if "synchroniz" in str(message):
-            sites[_site()] += 1
-
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            warnings.showwarning = record
-            frame()
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-        warnings.showwarning = original
-    return sites
 
 
 def test_a_frame_syncs_only_where_the_pipeline_reads_sizes(spot):
@@ -60,8 +30,8 @@ def test_a_frame_syncs_only_where_the_pipeline_reads_sizes(spot):
         lg.render(scene, cam).rgb.mean().backward()
 
     frame()  # the first frame checks the index tables and remembers them
-    sites = _frame_syncs(frame)
+    sites = count_host_syncs(frame, "cuda")
     report = "\n".join(f"{n} x {site}" for site, n in sites.most_common())
-    assert not [s for s in sites if "_checks.py" in s or " check" in s], report
-    assert sum(sites.values()) <= FRAME_SYNCS, report
+    assert not check_syncs(sites), report
+    assert sum(sites.values()) == FRAME_SYNCS, report  # as the dispatcher counts them on the CPU
     assert torch.isfinite(verts.grad).all()

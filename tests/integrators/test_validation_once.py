@@ -1,46 +1,35 @@
-"""Validation once, at the boundary: one render reads values from the device only where it must.
+"""Validation once, at the boundary: one render waits for the device only where the pipeline must.
 
 A value check (finite, index range) reads a verdict back from the tensor's device, which on CUDA is a host
 sync. The raster integrator validates a frame's scene at its boundary and rides those verdicts on the
-rasterizer's own read (its tile count), so a frame's forward and backward read the device twice: that count
-and the per-mesh pixel counts of shading. On the CPU the reads are counted at the Python level (every
-``bool``/``int``/``float``/``item``/``tolist`` of a tensor); ``tests/cuda/test_sync_free.py`` counts the
-syncs themselves on a GPU.
+rasterizer's own read (its tile count); the frame's other syncs are the compactions that size their output by
+the data. Here the syncs are counted as they pass PyTorch's dispatcher on the CPU
+(:func:`lumigrad.app.host_syncs.count_host_syncs`); ``tests/cuda/test_sync_free.py`` counts the real ones on
+a GPU.
 """
-
-import contextlib
 
 import pytest
 import torch
 
 import lumigrad as lg
 from lumigrad import _checks
+from lumigrad.app.host_syncs import count_host_syncs
 from lumigrad.kernels.visibility import find_visible
 
-#: Host reads of one raster frame, forward and backward: the tile count (with the frame's checks) and the
-#: per-mesh pixel counts of shading.
-FRAME_READS = 2
+#: Host syncs of one raster frame of one mesh, forward and backward: the visibility kernel's tile count (which
+#: carries the frame's checks), the near-plane clipping, the covered pixels, the visible faces, the silhouette
+#: edges, and the per-mesh pixel counts of shading. (Before validation moved to the boundary: 33.)
+FRAME_SYNCS = 6
 
 
-@contextlib.contextmanager
-def counting_reads():
-    """Count Python-level reads of tensor values (``bool``, ``int``, ``float``, ``item``, ``tolist``, ``index``)."""
-    reads = []
-    originals = {}
-    for name in ("__bool__", "__int__", "__float__", "__index__", "item", "tolist"):
-        original = getattr(torch.Tensor, name)
-        originals[name] = original
+def syncs(fn):
+    """Host syncs of ``fn`` as a GPU would see them (counted at PyTorch's dispatcher on the CPU), by site."""
+    return count_host_syncs(fn, "cpu")
 
-        def wrapped(self, *args, _original=original, _name=name, **kwargs):
-            reads.append(_name)
-            return _original(self, *args, **kwargs)
 
-        setattr(torch.Tensor, name, wrapped)
-    try:
-        yield reads
-    finally:
-        for name, original in originals.items():
-            setattr(torch.Tensor, name, original)
+def check_syncs(sites):
+    """The syncs caused by checks, other than the one read that carries the queued verdicts."""
+    return [s for s in sites if "_checks.py" in s and not s.endswith(" read")]
 
 
 def _scene(spot, *, lights=("point",)):
@@ -68,9 +57,8 @@ def test_a_frame_reads_the_device_twice(spot, lights):
     cam = _camera()
     lg.render(scene, cam).rgb.mean().backward()  # first frame: tables checked and remembered
     verts.grad = None
-    with counting_reads() as reads:
-        lg.render(scene, cam).rgb.mean().backward()
-    assert len(reads) == FRAME_READS, reads
+    sites = syncs(lambda: lg.render(scene, cam).rgb.mean().backward())
+    assert sum(sites.values()) == FRAME_SYNCS and not check_syncs(sites), sites
     assert verts.grad is not None and torch.isfinite(verts.grad).all()
 
 
@@ -81,21 +69,19 @@ def test_an_optimisation_step_keeps_the_frame_at_two_reads(spot):
     opt = torch.optim.Adam([verts], lr=1e-3)
     for step in range(3):
         opt.zero_grad()
-        with counting_reads() as reads:
-            lg.render(scene, cam).rgb.mean().backward()
+        sites = syncs(lambda: lg.render(scene, cam).rgb.mean().backward())
         opt.step()
         if step:
-            assert len(reads) == FRAME_READS, reads
+            assert sum(sites.values()) == FRAME_SYNCS and not check_syncs(sites), sites
 
 
-def test_geometry_aovs_read_the_device_once(spot):
+def test_geometry_aovs_sync_without_checks(spot):
     scene, _ = _scene(spot)
     cam = _camera()
     raster = lg.integrators.get_integrator("raster")
     raster.render_aovs(scene, cam, ("depth", "normal", "mask"))
-    with counting_reads() as reads:
-        raster.render_aovs(scene, cam, ("depth", "normal", "mask"))
-    assert len(reads) == 1, reads  # the tile count; no shading
+    sites = syncs(lambda: raster.render_aovs(scene, cam, ("depth", "normal", "mask")))
+    assert sum(sites.values()) == FRAME_SYNCS - 1 and not check_syncs(sites), sites  # no shading
 
 
 @pytest.mark.parametrize("where", ["verts", "uv", "material.roughness_factor", "material.base_color_texture"])
@@ -158,9 +144,7 @@ def test_the_public_ops_still_validate_every_call(spot):
 def test_index_verdicts_are_remembered_per_version():
     faces = torch.tensor([[0, 1, 2], [2, 1, 3]])
     _checks.check_indices(faces, "faces", 4)
-    with counting_reads() as reads:
-        _checks.check_indices(faces, "faces", 4)
-    assert reads == []
+    assert not syncs(lambda: _checks.check_indices(faces, "faces", 4))
     with pytest.raises(ValueError, match="outside the valid range"):
         _checks.check_indices(faces, "faces", 3)  # another bound is another check
     faces[1, 2] = 7  # in place: the version moves

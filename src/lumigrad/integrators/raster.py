@@ -271,9 +271,11 @@ def _shade_pinhole(scene: Scene, geo: _Geometry, camera: Camera, frags, backgrou
     # Covered pixels grouped by mesh, background last (a stable sort keeps pixel order within a mesh); the
     # per-mesh counts are the one host read of shading.
     face = frags.face_ids.reshape(-1).long()
-    starts = torch.tensor([p.first_face for p in geo.parts], device=face.device)
+    # (A copy from pageable memory with non_blocking does not wait for the GPU; bincount would, for its size.)
+    starts = torch.tensor([p.first_face for p in geo.parts]).to(face.device, non_blocking=True)
     part_of = torch.where(face >= 0, torch.bucketize(face, starts, right=True) - 1, len(geo.parts))
-    counts = torch.bincount(part_of, minlength=len(geo.parts) + 1).tolist()[:-1]
+    counts = part_of.new_zeros(len(geo.parts) + 1).scatter_add_(0, part_of, torch.ones_like(part_of))
+    counts = counts.tolist()[:-1]
     pixel = torch.argsort(part_of, stable=True)[:sum(counts)]
 
     def take(dense: torch.Tensor) -> torch.Tensor:  # [..., H, W, *rest] -> [P, *rest]

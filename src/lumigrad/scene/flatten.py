@@ -131,16 +131,22 @@ def flatten(scene, *, emitters: bool = False, normals: bool = False) -> Triangle
         parts.append(FlatPart(name, source, tri.material, material_id, bool(tri.double_sided), tri.verts, tri.faces,
                               tuv, tuv_faces, tri.normals, tri.tangents, v0, t0, f0))
         verts.append(tri.verts)
-        faces.append(tri.faces + v0)
+        faces.append(tri.faces + v0 if v0 else tri.faces)
         uv.append(tuv)
-        uv_faces.append(tuv_faces + t0)
+        uv_faces.append(tuv_faces + t0 if t0 else tuv_faces)
         vertex_normals.append(tri.normals)
         v0, t0, f0 = v0 + tri.verts.shape[0], t0 + tuv.shape[0], f0 + tri.faces.shape[0]
     if not parts:
         return Triangles(torch.zeros(0, 3), torch.zeros(0, 3, dtype=torch.long), torch.zeros(0, 2),
                          torch.zeros(0, 3, dtype=torch.long), torch.zeros(0, 3) if normals else None, [], [])
-    return Triangles(torch.cat(verts), torch.cat(faces), torch.cat(uv), torch.cat(uv_faces),
-                     torch.cat(vertex_normals) if normals else None, parts, materials)
+    # One part keeps its own tables (no copy): caches keyed by a table's identity (index checks, edge
+    # adjacency for antialiasing) then hold from frame to frame.
+    return Triangles(_cat(verts), _cat(faces), _cat(uv), _cat(uv_faces), _cat(vertex_normals) if normals else None,
+                     parts, materials)
+
+
+def _cat(tables: List[torch.Tensor]) -> torch.Tensor:
+    return tables[0] if len(tables) == 1 else torch.cat(tables)
 
 
 def _emitter_triangles(light: AreaLight, normals: bool) -> ShapeTriangles:

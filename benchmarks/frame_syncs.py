@@ -1,14 +1,14 @@
-"""Host reads of one frame: how often ``lumigrad.render`` (forward + backward) waits for the device.
+"""Host syncs of one frame: how often ``lumigrad.render`` (forward + backward) waits for the device.
 
 On CUDA every read of a value on the device (``.item()``, ``.tolist()``, ``bool(t)``, ``nonzero``, boolean
 indexing) is a host sync: the CPU stops queueing work until the GPU catches up, so a frame's syncs bound how
-fast small scenes render. This script counts them with ``torch.cuda.set_sync_debug_mode`` and names where
-each comes from; on the CPU it counts the Python-level reads of tensor values instead (``bool``, ``int``,
-``float``, ``item``, ``tolist``), which are what become syncs on a GPU. It also times the frame (median of
-``--repeats`` after a warm-up) and prints the peak memory, so the same script compares two trees:
+fast small scenes render. This script counts them (:func:`lumigrad.app.host_syncs.count_host_syncs`: the
+real syncs on CUDA, the same operations as they pass PyTorch's dispatcher on the CPU) and names where each
+comes from. It also times the frame (median of ``--repeats`` after a warm-up) and prints the peak memory on
+CUDA. The counter lives in the tree under test, so to compare two trees run this tree's script on both::
 
-    python benchmarks/frame_reads.py --device cuda                       # this tree
-    PYTHONPATH=/path/to/old/src python benchmarks/frame_reads.py ...     # another tree, same scene
+    python benchmarks/frame_syncs.py --device cuda
+    PYTHONPATH=/path/to/old/src python benchmarks/frame_syncs.py ...  # old library, this counter
 
 The scene is ``lumigrad bench scene``'s: the embedded Spot cow with its texture as base colour and one point
 light, kept across frames as a fitting loop keeps it (its vertices require gradients).
@@ -17,13 +17,20 @@ light, kept across frames as a fitting loop keeps it (its vertices require gradi
 from __future__ import annotations
 
 import argparse
-import collections
-import contextlib
+import importlib.util
 import time
-import traceback
-import warnings
+from pathlib import Path
 
 import torch
+
+try:
+    from lumigrad.app.host_syncs import count_host_syncs
+except ImportError:  # an older lumigrad under test: this tree's counter (it imports nothing of lumigrad)
+    _path = Path(__file__).resolve().parents[1] / "src" / "lumigrad" / "app" / "host_syncs.py"
+    _spec = importlib.util.spec_from_file_location("_host_syncs", _path)
+    _module = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_module)
+    count_host_syncs = _module.count_host_syncs
 
 
 def _scene(device, size):
@@ -39,55 +46,6 @@ def _scene(device, size):
     return scene, cam, verts
 
 
-def _site() -> str:
-    """The innermost lumigrad frame of the current stack, as ``path:line function``."""
-    for frame in reversed(traceback.extract_stack()[:-2]):
-        if "/lumigrad/" in frame.filename:
-            return f"{frame.filename.split('/lumigrad/')[-1]}:{frame.lineno} {frame.name}"
-    return "(outside lumigrad)"
-
-
-@contextlib.contextmanager
-def _count_cuda_syncs(sites):
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("warn")
-    original = warnings.showwarning
-
-    def record(message, category, filename, lineno, file=None, line=None):
-        if "synchroniz" in str(message):
-            sites[_site()] += 1
-        else:
-            original(message, category, filename, lineno, file, line)
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            warnings.showwarning = record
-            yield
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-        warnings.showwarning = original
-
-
-@contextlib.contextmanager
-def _count_python_reads(sites):
-    originals = {}
-    for name in ("__bool__", "__int__", "__float__", "__index__", "item", "tolist"):
-        original = getattr(torch.Tensor, name)
-        originals[name] = original
-
-        def wrapped(self, *args, _original=original, **kwargs):
-            sites[_site()] += 1
-            return _original(self, *args, **kwargs)
-
-        setattr(torch.Tensor, name, wrapped)
-    try:
-        yield
-    finally:
-        for name, original in originals.items():
-            setattr(torch.Tensor, name, original)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -100,7 +58,7 @@ def main() -> None:
     print(f"lumigrad {lg.__version__} from {lg.__file__.rsplit('/lumigrad/', 1)[0]} | torch {torch.__version__} | "
           f"{device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else
                          f" ({torch.get_num_threads()} threads)"))
-    print("| size | reads fwd+bwd | median ms fwd+bwd | min ms | peak MiB |")
+    print("| size | host syncs fwd+bwd | median ms fwd+bwd | min ms | peak MiB |")
     print("|---|---|---|---|---|")
     all_sites = {}
     for size in args.size:
@@ -111,9 +69,7 @@ def main() -> None:
             lg.render(scene, cam).rgb.mean().backward()
 
         frame()
-        sites = collections.Counter()
-        with (_count_cuda_syncs(sites) if device.type == "cuda" else _count_python_reads(sites)):
-            frame()
+        sites = count_host_syncs(frame, device)
         all_sites[size] = sites
         times = []
         for _ in range(args.repeats):
@@ -133,7 +89,7 @@ def main() -> None:
         times.sort()
         print(f"| {size} | {sum(sites.values())} | {times[len(times) // 2]:.2f} | {times[0]:.2f} | {peak:.1f} |")
     for size, sites in all_sites.items():
-        print(f"\nreads of one frame at {size}^2, by site:")
+        print(f"\nhost syncs of one frame at {size}^2, by site:")
         for site, n in sites.most_common():
             print(f"  {n:3d}  {site}")
 
