@@ -34,6 +34,10 @@ BOX = DATA / "gltf-box-textured" / "glTF-Binary" / "BoxTextured.glb"
 STUDIO = DATA / "envmap-studio-small-03" / "studio_small_03_1k.hdr"
 
 
+#: Older versions have ``render_geometry`` only under its old name ``lumigrad.scene.render_geometry``.
+render_geometry = getattr(lg, "render_geometry", None) or lg.scene.render_geometry
+
+
 def rgba_of(out) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.rgba
 
@@ -102,7 +106,7 @@ def cases() -> dict:
     scene.add_light("key", lg.PointLight(torch.tensor([2.0, 2.0, 2.0]), 8.0))
     cam = lg.Camera.look_at([2.0, 0.5, 2.0], [0.0, 0.1, 0.0], fov_y=0.7, width=64, height=64)
     with_grads(results, "spot", scene, lambda: lg.render(scene, cam), ["meshes.spot.verts"])
-    for name, value in lg.scene.render_geometry(scene, cam, use_antialias=False).items():
+    for name, value in render_geometry(scene, cam, use_antialias=False).items():
         results[f"spot_geometry/{name}"] = value.detach()
     if hasattr(lg, "integrators"):  # textured: the combined call rasterizes with barycentric derivatives
         with torch.no_grad():
@@ -113,7 +117,7 @@ def cases() -> dict:
     cams = lg.Camera.look_at(torch.tensor([[0.0, 0.3, -3.0], [3.0, 0.2, 0.5]]), torch.zeros(2, 3), width=40,
                              height=36)
     for aa in (True, False):
-        g = lg.scene.render_geometry(ball, cams, use_antialias=aa)
+        g = render_geometry(ball, cams, use_antialias=aa)
         for name, value in g.items():
             results[f"geometry_aa={aa}/{name}"] = value
     with torch.no_grad():

@@ -193,7 +193,7 @@ def test_render_unknown_camera_name_lists_the_scene_cameras():
     with pytest.raises(ValueError, match=r"camera 'nope' is not in the scene; its cameras are: 'main', 'side'"):
         lg.render(_scene(), "nope")
     with pytest.raises(ValueError, match=r"camera 'nope' is not in the scene"):
-        lg.scene.render_geometry(_scene(), "nope")
+        lg.render_geometry(_scene(), "nope")
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -31,7 +31,7 @@ LAYERS: List[Tuple[str, ...]] = [
     ("raster",),             # rasterize, interpolate, texture, antialias, soft raster, lens warp
     ("shading", "geometry"),  # BRDFs, lights, materials (textures sample through raster); mesh geometry
     ("mesh", "losses"),      # the Mesh container; image and geometric losses
-    ("scene",),              # Scene, shapes, lights, film, flattening, the raster renderer for now
+    ("scene",),              # Scene, shapes, lights, film, flattening (renderers are integrators)
     ("integrators", "optim"),  # renderers behind one protocol; Fit, large steps, strategies
     ("io",),                 # readers and writers; foreign conventions converted here, once
     ("data",),               # embedded assets, read through io
@@ -46,20 +46,7 @@ LEVEL: Dict[str, int] = {unit: k for k, layer in enumerate(LAYERS) for unit in l
 IO_USERS = {unit for unit, level in LEVEL.items() if level >= LEVEL["io"]}
 
 #: ``(importing module, imported module, name or None)`` -> why it is allowed.
-ALLOWED: Dict[Tuple[str, str, str], str] = {
-    # The old names lumigrad.scene.render / render_geometry / check_scene_gradients keep working for today's
-    # users; they are renderer-level and should move into integrators/ (left for a later step).
-    ("lumigrad.scene", "lumigrad.integrators", "render"):
-        "lumigrad.scene.render, the old path of lumigrad.render, looked up lazily on first use",
-    ("lumigrad.scene.geometry_buffers", "lumigrad.integrators", "GEOMETRY_AOVS"):
-        "render_geometry is the raster integrator's geometry AOVs under its old name, imported at call time",
-    ("lumigrad.scene.geometry_buffers", "lumigrad.integrators", "RasterIntegrator"):
-        "render_geometry is the raster integrator's geometry AOVs under its old name, imported at call time",
-    ("lumigrad.scene.geometry_buffers", "lumigrad.integrators", "resolve_camera"):
-        "render_geometry is the raster integrator's geometry AOVs under its old name, imported at call time",
-    ("lumigrad.scene.gradient_check", "lumigrad.integrators.dispatch", "render"):
-        "the scene gradient check renders through the integrators; it belongs above them (to move)",
-}
+ALLOWED: Dict[Tuple[str, str, str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -741,8 +741,8 @@ def test_scene_render_through_lens_agrees():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_render_geometry_agrees(dtype):
-    """lumigrad.scene.render_geometry: antialiased depth, normal and coverage buffers."""
-    from lumigrad.scene.geometry_buffers import render_geometry
+    """lumigrad.render_geometry: antialiased depth, normal and coverage buffers."""
+    from lumigrad.integrators.geometry_buffers import render_geometry
 
     def build(device):
         verts, faces = _sphere(10)

@@ -112,7 +112,7 @@ def test_render_settings_reach_the_fitted_scene_and_the_targets(write):
 
 def test_depth_terms_use_hard_buffers_from_the_same_render(write):
     problem = build_problem(load_config(write(loss="depth")))
-    geometry = lg.scene.render_geometry(problem.truth, problem.camera, use_antialias=False)
+    geometry = lg.render_geometry(problem.truth, problem.camera, use_antialias=False)
     assert torch.equal(problem.target_geometry, torch.cat([geometry["depth"], geometry["normal"]], -1))
     loss, terms = problem.loss(0)
     assert float(loss.detach()) == 0.0 and terms == {"loss/depth": 0.0}  # the same shape as the truth: no depth error

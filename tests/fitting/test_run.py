@@ -257,7 +257,7 @@ def test_depth_maps_beside_photos_drive_a_shape_fit(config, tmp_path):
     for k, cam in enumerate(cams):
         paths.append(tmp_path / f"view{k}.png")
         lg.io.write_image(paths[-1], lg.render(truth, cam, background=0.0)[..., :3])
-        depth = lg.scene.render_geometry(truth, cam, use_antialias=False)["depth"]  # a sensor: no edge blending
+        depth = lg.render_geometry(truth, cam, use_antialias=False)["depth"]  # a sensor: no edge blending
         np.save(tmp_path / "depth" / f"view{k}.npy", depth[..., 0].numpy())
     lg.io.write_nerf_transforms(tmp_path / "transforms.json", cams, paths)
     text = photo_config(config, tmp_path, 60).read_text()

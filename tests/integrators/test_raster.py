@@ -56,7 +56,7 @@ def test_hard_aovs_agree_with_the_functional_ops():
     assert torch.allclose(out.aovs["position"], position * covered[..., None])
     cam_z = (position @ cam.world_to_cam[2, :3] + cam.world_to_cam[2, 3]) * covered
     assert torch.allclose(out.aovs["depth"][..., 0], cam_z, atol=1e-12)
-    assert torch.allclose(out.aovs["depth"], lg.scene.render_geometry(scene, cam, use_antialias=False)["depth"])
+    assert torch.allclose(out.aovs["depth"], lg.render_geometry(scene, cam, use_antialias=False)["depth"])
     on_quad = covered & (frags.face_ids < 2)
     on_ball = frags.face_ids >= 2
     assert on_quad.sum() > 100 and on_ball.sum() > 100
@@ -79,7 +79,7 @@ def test_asking_for_aovs_leaves_colour_bit_for_bit_unchanged():
         out = lg.render(scene, cam, aovs=RasterIntegrator.aov_names, **settings)
         assert torch.equal(out.rgba, plain)
     hard = lg.render(scene, cam, aovs=("depth", "normal", "mask"), use_aov_antialias=False)
-    geometry = lg.scene.render_geometry(scene, cam, use_antialias=False)
+    geometry = lg.render_geometry(scene, cam, use_antialias=False)
     assert all(torch.equal(hard.aovs[k], geometry[k]) for k in geometry)
 
 

@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..scene.gradient_check import check_scene_gradient
+    from ..integrators.gradient_check import check_scene_gradient
 
     scene, camera = load_scene_and_camera(args)
     if args.list:

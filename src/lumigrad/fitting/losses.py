@@ -4,7 +4,7 @@
   target's object mask); ``adversarial`` first steps a patch discriminator on targets vs detached renders,
   then scores the renders with it.
 - ``silhouette`` compares rendered coverage with the target's alpha (IoU loss).
-- ``depth`` and ``normal`` compare hard (not antialiased) :func:`lumigrad.scene.render_geometry` buffers with
+- ``depth`` and ``normal`` compare hard (not antialiased) :func:`lumigrad.render_geometry` buffers with
   the target's (L1 on camera-frame depth, cosine on normals) over the pixels where both have geometry, as
   with a depth sensor's maps; the outline is the colour and silhouette terms' job.
 - The mesh terms apply to every mesh whose vertices are optimised, on its world-space vertices.

@@ -10,7 +10,11 @@ from .base import (AOV_DOCS, Integrator, RenderOutput, get_integrator, integrato
                    register_integrator, unregister_integrator)
 from .dispatch import render, resolve_camera
 from .raster import GEOMETRY_AOVS, RasterIntegrator
-from ..scene.geometry_buffers import render_geometry
+from .geometry_buffers import render_geometry
+
+from . import deprecated as _deprecated
+
+_deprecated.attach()
 
 __all__ = ["AOV_DOCS", "GEOMETRY_AOVS", "Integrator", "RasterIntegrator", "RenderOutput", "get_integrator", "integrator_names",
            "integrator_settings", "register_integrator", "render", "render_geometry", "resolve_camera",

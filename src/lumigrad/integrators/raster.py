@@ -44,7 +44,7 @@ COLOR_CHANNELS = 3
 #: Channels of each floating-point AOV (``face_id`` is an index map ``[..., H, W]``); also their order when
 #: they travel together through antialiasing and the lens.
 _AOV_CHANNELS = {"depth": 1, "normal": 3, "position": 3, "uv": 2, "albedo": 3, "mask": 1}
-#: The buffers of :func:`lumigrad.scene.render_geometry`.
+#: The buffers of :func:`lumigrad.render_geometry`.
 GEOMETRY_AOVS = ("depth", "normal", "mask")
 
 

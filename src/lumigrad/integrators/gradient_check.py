@@ -2,7 +2,8 @@
 
 ``check_scene_gradient(scene, camera, name)`` renders ``loss = sum(w * render(scene, camera))`` with fixed
 random pixel weights ``w``, takes ``d loss / d scene[name]`` by autograd, and compares a few of its entries
-with central differences of the same loss. It is what ``lumigrad gradcheck`` runs.
+with central differences of the same loss. It is what ``lumigrad gradcheck`` runs. Its old path
+``lumigrad.scene.gradient_check`` still works, deprecated (:mod:`lumigrad.integrators.deprecated`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import torch
 
 from .._checks import check_number, check_positive_int
 from ..cameras.camera import Camera
-from ..integrators.dispatch import render
-from .scene import Scene
+from ..scene.scene import Scene
+from .dispatch import render
 
 __all__ = ["GradientCheck", "check_scene_gradient"]
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import lumigrad as lg
-from lumigrad.scene import render_geometry
+from lumigrad.integrators.geometry_buffers import render_geometry
 
 F64 = torch.float64
 

@@ -2,7 +2,8 @@
 
 The raster integrator's ``depth``, ``normal`` and ``mask`` AOVs (:mod:`lumigrad.integrators.raster`), for
 depth- and normal-supervised fitting (RGB-D sensors, monocular depth / normal priors) and multi-view
-consistency losses.
+consistency losses. Public as ``lumigrad.render_geometry``; ``lumigrad.scene.render_geometry`` is its old,
+deprecated name (:mod:`lumigrad.integrators.deprecated`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from typing import Dict, Union
 import torch
 
 from ..cameras.camera import Camera
-from .scene import Scene
+from ..scene.scene import Scene
+from .dispatch import resolve_camera
+from .raster import GEOMETRY_AOVS, RasterIntegrator
 
 __all__ = ["render_geometry"]
 
@@ -45,8 +48,6 @@ def render_geometry(scene: Scene, camera: Union[Camera, str, None] = None, *,
     **Differentiability:** w.r.t. mesh vertices and transforms, shading normals and the camera's ``K``,
     ``world_to_cam`` and distortion (depth through the camera-frame positions and the barycentrics).
     """
-    from ..integrators import GEOMETRY_AOVS, RasterIntegrator, resolve_camera  # the integrators sit above the scene
-
     if not isinstance(scene, Scene):
         raise TypeError(f"scene must be a lumigrad.Scene; got {type(scene).__name__}")
     camera = resolve_camera(scene, camera)

@@ -5,7 +5,7 @@ import torch
 
 import lumigrad as lg
 from lumigrad.cli.main import main
-from lumigrad.scene.gradient_check import check_scene_gradient
+from lumigrad.integrators.gradient_check import check_scene_gradient
 
 from ..conftest import uv_sphere
 
