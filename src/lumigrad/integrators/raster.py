@@ -268,15 +268,18 @@ def _shade_pinhole(scene: Scene, geo: _Geometry, camera: Camera, frags, backgrou
     """Shade the covered pixels: ``([..., H, W, 4]`` radiance over the background and coverage, not
     antialiased, or None without ``color``; ``[..., H, W, 3]`` base colour or None without ``want_albedo``)."""
     shape = frags.face_ids.shape  # [..., H, W]
-    # Covered pixels grouped by mesh, background last (a stable sort keeps pixel order within a mesh); the
-    # per-mesh counts are the one host read of shading.
-    face = frags.face_ids.reshape(-1).long()
-    # (A copy from pageable memory with non_blocking does not wait for the GPU; bincount would, for its size.)
-    starts = torch.tensor([p.first_face for p in geo.parts]).to(face.device, non_blocking=True)
-    part_of = torch.where(face >= 0, torch.bucketize(face, starts, right=True) - 1, len(geo.parts))
-    counts = part_of.new_zeros(len(geo.parts) + 1).scatter_add_(0, part_of, torch.ones_like(part_of))
-    counts = counts.tolist()[:-1]
-    pixel = torch.argsort(part_of, stable=True)[:sum(counts)]
+    # The covered pixels (the fragments' compact rows, ascending) grouped by mesh; a stable sort keeps pixel
+    # order within a mesh. The per-mesh counts are shading's one host read.
+    pixel = frags.covered
+    if len(geo.parts) == 1:
+        counts = [pixel.shape[0]]
+    else:
+        face = frags.face_ids.reshape(-1).long().index_select(0, pixel)
+        # (A copy from pageable memory with non_blocking does not wait for the GPU; bincount would, for its size.)
+        starts = torch.tensor([p.first_face for p in geo.parts]).to(face.device, non_blocking=True)
+        part_of = torch.bucketize(face, starts, right=True) - 1
+        counts = part_of.new_zeros(len(geo.parts)).scatter_add_(0, part_of, torch.ones_like(part_of)).tolist()
+        pixel = pixel.index_select(0, torch.argsort(part_of, stable=True))
 
     def take(dense: torch.Tensor) -> torch.Tensor:  # [..., H, W, *rest] -> [P, *rest]
         rest = dense.shape[len(shape):]

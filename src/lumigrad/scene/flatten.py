@@ -12,6 +12,7 @@ second mesh's indices offset by 4, and ``face_part = [0, 0, 1]``.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -131,22 +132,48 @@ def flatten(scene, *, emitters: bool = False, normals: bool = False) -> Triangle
         parts.append(FlatPart(name, source, tri.material, material_id, bool(tri.double_sided), tri.verts, tri.faces,
                               tuv, tuv_faces, tri.normals, tri.tangents, v0, t0, f0))
         verts.append(tri.verts)
-        faces.append(tri.faces + v0 if v0 else tri.faces)
+        faces.append((tri.faces, v0))
         uv.append(tuv)
-        uv_faces.append(tuv_faces + t0 if t0 else tuv_faces)
+        uv_faces.append((tuv_faces, t0))
         vertex_normals.append(tri.normals)
         v0, t0, f0 = v0 + tri.verts.shape[0], t0 + tuv.shape[0], f0 + tri.faces.shape[0]
     if not parts:
         return Triangles(torch.zeros(0, 3), torch.zeros(0, 3, dtype=torch.long), torch.zeros(0, 2),
                          torch.zeros(0, 3, dtype=torch.long), torch.zeros(0, 3) if normals else None, [], [])
-    # One part keeps its own tables (no copy): caches keyed by a table's identity (index checks, edge
-    # adjacency for antialiasing) then hold from frame to frame.
-    return Triangles(_cat(verts), _cat(faces), _cat(uv), _cat(uv_faces), _cat(vertex_normals) if normals else None,
-                     parts, materials)
+    return Triangles(_cat(verts), _merged_indices(faces), _cat(uv), _merged_indices(uv_faces),
+                     _cat(vertex_normals) if normals else None, parts, materials)
 
 
 def _cat(tables: List[torch.Tensor]) -> torch.Tensor:
     return tables[0] if len(tables) == 1 else torch.cat(tables)
+
+
+#: Merged index tables by the identity of their parts: ``key -> (weak references to the parts, their versions,
+#: the merged table)``.
+_MERGED: dict = {}
+
+
+def _merged_indices(tables: List[tuple]) -> torch.Tensor:
+    """One index table from ``[(table, offset), ...]``, each table's indices shifted by its offset.
+
+    The same unchanged tables give the same tensor from call to call (one part: the part's own table), so the
+    caches keyed by a table's identity (index checks, the edge adjacency of antialiasing) hold from frame to
+    frame. A part changed in place (its version moved) or replaced gives a new merged table.
+    """
+    if len(tables) == 1 and tables[0][1] == 0:
+        return tables[0][0]
+    key = tuple((id(t), offset) for t, offset in tables)
+    versions = tuple(t._version if not t.is_inference() else None for t, _ in tables)
+    hit = _MERGED.get(key)
+    if hit is not None and all(r() is t for r, (t, _) in zip(hit[0], tables)) and hit[1] == versions \
+            and None not in versions:
+        return hit[2]
+    merged = torch.cat([t + offset if offset else t for t, offset in tables])
+    if None not in versions:
+        if len(_MERGED) >= 32:
+            _MERGED.clear()
+        _MERGED[key] = (tuple(weakref.ref(t) for t, _ in tables), versions, merged)
+    return merged
 
 
 def _emitter_triangles(light: AreaLight, normals: bool) -> ShapeTriangles:
