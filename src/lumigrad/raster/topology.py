@@ -36,7 +36,10 @@ def edge_adjacency(faces: torch.Tensor, num_verts: int) -> torch.Tensor:
     result = torch.full((3 * F,), -1, dtype=torch.int64, device=faces.device)
     result[order] = torch.where(count_of == 2, partner // 3, torch.where(count_of > 2, -2, -1))
     out = result.view(F, 3).to(torch.int32).contiguous()
-    if len(_cache) > 16:
-        _cache.clear()
+    if len(_cache) >= 16:  # drop the entries of freed tables, then the oldest
+        for stale in [k for k, e in _cache.items() if e[0]() is None]:
+            del _cache[stale]
+        while len(_cache) >= 16:
+            del _cache[next(iter(_cache))]
     _cache[id(faces)] = (weakref.ref(faces), faces._version, num_verts, out)
     return out

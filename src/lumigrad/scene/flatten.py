@@ -170,8 +170,11 @@ def _merged_indices(tables: List[tuple]) -> torch.Tensor:
         return hit[2]
     merged = torch.cat([t + offset if offset else t for t, offset in tables])
     if None not in versions:
-        if len(_MERGED) >= 32:
-            _MERGED.clear()
+        if len(_MERGED) >= 32:  # drop the entries of freed tables, then the oldest
+            for stale in [k for k, e in _MERGED.items() if any(r() is None for r in e[0])]:
+                del _MERGED[stale]
+            while len(_MERGED) >= 32:
+                del _MERGED[next(iter(_MERGED))]
         _MERGED[key] = (tuple(weakref.ref(t) for t, _ in tables), versions, merged)
     return merged
 

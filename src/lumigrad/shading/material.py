@@ -43,6 +43,10 @@ class Material:
         occlusion_texture: ``[Ht, Wt, >= 1]`` (R channel); ``occlusion_strength``.
         emissive_factor: ``[3]`` linear; emissive_texture: ``[Ht, Wt, 3]`` sRGB-encoded.
         ior: index of refraction of the dielectric layer (glTF default 1.5, ``KHR_materials_ior``).
+        transmission_factor: ``[]`` in [0, 1], the fraction of the dielectric base that transmits light
+            instead of scattering it diffusely (glTF ``KHR_materials_transmission``; 1 with ``metallic = 0``
+            is glass, rough by ``roughness``). Renderers that trace rays refract through it; the raster
+            renderer does not (it shades such a surface as if opaque).
         wrap: how every texture is addressed outside [0, 1]: ``"repeat"`` (glTF's default), ``"clamp"`` or
             ``"mirror"``.
     """
@@ -59,13 +63,14 @@ class Material:
     emissive_factor: torch.Tensor = None
     emissive_texture: Optional[torch.Tensor] = None
     ior: torch.Tensor = None
+    transmission_factor: torch.Tensor = None
     wrap: str = "repeat"
 
     def __post_init__(self):
         check_choice(self.wrap, "wrap", ("repeat", "clamp", "mirror"))
         defaults = {"base_color_factor": [1.0, 1.0, 1.0, 1.0], "metallic_factor": 1.0, "roughness_factor": 1.0,
                     "normal_scale": 1.0, "occlusion_strength": 1.0, "emissive_factor": [0.0, 0.0, 0.0],
-                    "ior": 1.5}
+                    "ior": 1.5, "transmission_factor": 0.0}
         ref = next(iter(self.parameters().values()), None)
         dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.get_default_dtype()
         device = ref.device if ref is not None else None
@@ -77,7 +82,7 @@ class Material:
                 setattr(self, name, torch.tensor(current, dtype=dtype, device=device))
         check_tensor(self.base_color_factor, "base_color_factor", trailing=(4,), floating=True, finite=True)
         check_tensor(self.emissive_factor, "emissive_factor", trailing=(3,), floating=True, finite=True)
-        for name in ("metallic_factor", "roughness_factor"):
+        for name in ("metallic_factor", "roughness_factor", "transmission_factor"):
             value = getattr(self, name)
             check_tensor(value, name, floating=True, finite=True)
             if bool(((value < 0) | (value > 1)).any()):
