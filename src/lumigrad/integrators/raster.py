@@ -18,14 +18,13 @@ from typing import Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .._checks import DeferredChecks, check_indices, check_number, check_positive_int, check_tensor
+from .._checks import DeferredChecks, check_number, check_positive_int, check_tensor
 from ..cameras.camera import Camera
 from ..raster import distort_image, distort_index_image, render_through_lens
 from ..raster.interpolate import interpolate_unchecked
 from ..raster.antialias import blend_crossings, silhouette_crossings
 from ..raster.rasterize import prepare_mesh, rasterize_prepared
 from ..scene.lights import AreaLight, EnvironmentLight, SHLight
-from ..scene.params import NONNEGATIVE_KINDS
 from ..scene.scene import Scene
 from ..shading.deferred import shade_direct_unchecked, shade_environment_unchecked
 from ..shading.envmap import envmap_lookup_unchecked
@@ -35,6 +34,7 @@ from ..shading.surface import SurfaceSample
 from ..shading.tangents import perturb_normal, vertex_tangents_unchecked
 from ..conventions import pixel_centers
 from .base import Integrator, RenderOutput, register_integrator
+from .frame_checks import check_index_tables, frame_checks
 
 __all__ = ["GEOMETRY_AOVS", "RasterIntegrator"]
 
@@ -129,7 +129,7 @@ class RasterIntegrator(Integrator):
         envs = [name for name, l in scene.lights.items() if isinstance(l, EnvironmentLight)]
         if len(envs) > 1:
             raise ValueError(f"a scene takes at most one EnvironmentLight; it has {', '.join(envs)}")
-        checks = _frame_checks(scene, camera)
+        checks = frame_checks(scene, camera)
         _check_background(self.background, camera, checks)
         rgba, buffers = self._draw(scene, camera, tuple(aovs), True, checks)
         checks.flush()  # read by the rasterizer already; this only guards a path that drew nothing
@@ -148,7 +148,7 @@ class RasterIntegrator(Integrator):
                              f"{', '.join(self.aov_names)}")
         if not scene.meshes and not any(isinstance(l, AreaLight) for l in scene.lights.values()):
             raise ValueError("scene has nothing to draw: add a mesh (scene.add_mesh) or an area light")
-        checks = _frame_checks(scene, camera)
+        checks = frame_checks(scene, camera)
         buffers = self._draw(scene, camera, tuple(aovs), False, checks)[1]
         checks.flush()
         return buffers
@@ -206,19 +206,8 @@ class _Geometry:
     all_single_sided: bool
 
 
-def _check_index_tables(scene: Scene) -> None:
-    """The scene's face tables index their own vertices and uv: checked when the meshes and area lights were
-    built, again here in case one changed since (a table is read once per version, not every frame)."""
-    for group, members in (("meshes", scene.meshes), ("lights", scene.lights)):
-        for name, obj in members.items():
-            for faces, table in (("faces", "verts"), ("uv_faces", "uv")):
-                idx, rows = getattr(obj, faces, None), getattr(obj, table, None)
-                if isinstance(idx, torch.Tensor) and isinstance(rows, torch.Tensor):
-                    check_indices(idx, f"{group}.{name}.{faces}", rows.shape[0])
-
-
 def _merge_geometry(scene: Scene) -> _Geometry:
-    _check_index_tables(scene)
+    check_index_tables(scene)
     flat = scene.flatten(emitters=True, normals=True)
     need_tangents = any(p.material.normal_texture is not None for p in flat.parts)
     tangents = [_corner_tangents(p) for p in flat.parts] if need_tangents else []
@@ -423,21 +412,6 @@ def _shade(scene: Scene, position, normal, eye, material) -> torch.Tensor:
             prefiltered=envs[0].prefiltered() if envs else None,
             prefiltered_roughness=list(envs[0].roughness_levels) if envs else None)
     return out
-
-
-def _frame_checks(scene: Scene, camera: Camera) -> DeferredChecks:
-    """The frame's value checks, queued on the device: every floating tensor of the scene and the camera
-    finite, light strengths and colours non-negative (tensors that passed before and have not changed since
-    are not read again)."""
-    checks = DeferredChecks()
-    params = scene.parameters()
-    named = {f"scene parameter {name}": value for name, value in params.items()}
-    named.update({f"camera.{name}": value for name, value in (("K", camera.K), ("world_to_cam", camera.world_to_cam),
-                                                              ("distortion", camera.distortion)) if value is not None})
-    checks.require_finite(named)
-    checks.require_nonnegative({f"scene parameter {name}": value for name, value in params.items()
-                                if scene.param_info(name).kind in NONNEGATIVE_KINDS})
-    return checks
 
 
 def _check_background(background, camera: Optional[Camera], checks: Optional[DeferredChecks] = None) -> None:

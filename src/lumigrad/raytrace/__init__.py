@@ -1,0 +1,13 @@
+"""Ray tracing: BVH queries whose hits are recomputed differentiably, and Monte Carlo light transport.
+
+:mod:`~lumigrad.raytrace.intersect` (closest hits and shadow rays on Warp's BVH, Möller–Trumbore in PyTorch)
+and :mod:`~lumigrad.raytrace.transport` (path tracing with next-event estimation, MIS and path replay
+backpropagation), used by the ``"path"`` and ``"direct"`` integrators.
+"""
+
+from .intersect import (RayHit, intersect_faces, intersect_reference, offset_ray_origin, trace_closest,
+                        trace_occluded)
+from .transport import PathAdjoint, TraceScene, power_heuristic, sample_paths
+
+__all__ = ["PathAdjoint", "RayHit", "TraceScene", "intersect_faces", "intersect_reference", "offset_ray_origin",
+           "power_heuristic", "sample_paths", "trace_closest", "trace_occluded"]
