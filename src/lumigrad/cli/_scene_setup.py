@@ -50,9 +50,12 @@ def load_scene_and_camera(args):
     if args.env is not None:
         scene.add_light("environment", lg.io.read_environment(args.env, size=(32, 64)))
     if not scene.lights:
-        sh = torch.zeros(9, 3)
-        sh[0] = 0.25 * math.sqrt(4 * math.pi)  # a uniform sky of radiance 0.25
-        scene.add_light("sky", lg.SHLight(sh))
+        if getattr(args, "integrator", "raster") == "raster":
+            sh = torch.zeros(9, 3)
+            sh[0] = 0.25 * math.sqrt(4 * math.pi)  # a uniform sky of radiance 0.25
+            scene.add_light("sky", lg.SHLight(sh))
+        else:  # the same sky as an emitter a path tracer can sample (it shows behind the scene)
+            scene.add_light("sky", lg.EnvironmentLight(torch.full((4, 8, 3), 0.25)))
         scene.add_light("key", lg.DirectionalLight([-0.4, -1.0, 0.6], 1.5))
     if args.camera is not None:
         if args.camera not in scene.cameras:

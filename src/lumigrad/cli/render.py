@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..integrators import integrator_names, integrator_settings
+from ..integrators.base import integrator_class
 from ._scene_setup import add_scene_arguments, load_scene_and_camera
 
 
@@ -29,7 +30,13 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--out", type=Path, default=Path("render.png"), help="output image (default: render.png)")
     p.add_argument("--exposure", type=float, default=0.0, help="exposure in stops (default: 0)")
     p.add_argument("--integrator", default="raster", choices=integrator_names(),
-                   help="the renderer, by registered name (default: raster, the rasterizer with deferred shading)")
+                   help="the renderer, by registered name (default: raster, the rasterizer with deferred shading; "
+                        "path / direct: the path tracer)")
+    p.add_argument("--spp", type=int, default=None,
+                   help="samples per pixel of a Monte Carlo integrator (default: 64; the rasterizer takes 1)")
+    p.add_argument("--max-depth", type=int, default=None,
+                   help="longest path in vertices for the path tracer (Mitsuba's max_depth; -1: no limit)")
+    p.add_argument("--seed", type=int, default=0, help="seed of a Monte Carlo integrator's samples (default: 0)")
     p.set_defaults(run=run)
 
 
@@ -43,10 +50,19 @@ def run(args) -> int:
     scene.film = lg.Film(exposure=torch.tensor(args.exposure), tone=None if linear else "aces",
                          encode=None if linear else "srgb")
     settings = {}
-    if "background" in integrator_settings(args.integrator):
+    known = integrator_settings(args.integrator)
+    if "background" in known:
         settings["background"] = "environment" if args.env else 0.0
+    if args.max_depth is not None:
+        if "max_depth" not in known:
+            raise ValueError(f"--max-depth is a setting of the path tracer; integrator {args.integrator} has none")
+        settings["max_depth"] = args.max_depth
+    monte_carlo = integrator_class(args.integrator).monte_carlo
+    spp = args.spp if args.spp is not None else (64 if monte_carlo else 1)
+    if spp < 1 or (spp != 1 and not monte_carlo):
+        raise ValueError(f"--spp must be a positive int (1 for integrator {args.integrator}); got {spp}")
     with torch.no_grad():
-        out = lg.render(scene, camera, integrator=args.integrator, **settings)
+        out = lg.render(scene, camera, integrator=args.integrator, spp=spp, seed=args.seed, **settings)
     if args.out.suffix.lower() == ".exr":
         # Linear RGBA with premultiplied (associated) alpha, as EXR stores it: colour is already blended over
         # black by coverage. Over an environment background every pixel is opaque.

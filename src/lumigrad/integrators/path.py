@@ -51,6 +51,7 @@ class PathIntegrator(Integrator):
     """
 
     aov_names = ()
+    monte_carlo = True
 
     def __init__(self, *, max_depth: int = 8, rr_depth: int = 5, hide_emitters: bool = False,
                  spp_grad: Optional[int] = None, seed_grad: Optional[int] = None):
