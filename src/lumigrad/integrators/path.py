@@ -17,7 +17,8 @@ import torch
 from .._checks import check_positive_int
 from ..cameras.camera import Camera
 from ..conventions import pixel_centers
-from ..raytrace.transport import TraceScene, PathAdjoint, sample_paths
+from ..raytrace.edges import sample_primary_edges
+from ..raytrace.transport import PathAdjoint, TraceScene, sample_paths
 from ..scene.lights import AreaLight, EnvironmentLight, SHLight
 from ..scene.scene import Scene
 from ..shading.image_formation import form_image_unchecked
@@ -40,21 +41,25 @@ class PathIntegrator(Integrator):
         hide_emitters: emitters seen directly are black.
         spp_grad / seed_grad: samples per pixel and seed of the backward pass (default: ``spp`` and
             ``seed + 1``, independent of the forward image).
+        edge_samples: points per view on silhouette edges for the visibility gradient (default:
+            ``H * W * spp_grad / 4``, at least 256; 0 turns edge sampling off).
 
     Materials: the glTF metallic-roughness BSDF (no normal maps, no transmission yet); lights: point, spot,
     directional, area (uniform radiance: also hit by BSDF rays) and environment; ``SHLight`` is refused.
 
     **Differentiability:** unbiased gradients w.r.t. materials (factors, texels), emitters (radiance,
-    intensity, environment texels, light positions through their direct lighting) and the film; geometry
-    and camera get the interior term of every vertex (no visibility gradients at silhouettes or shadow
-    edges yet).
+    intensity, environment texels, light positions through their direct lighting) and the film. Geometry
+    and the camera get the interior term of every path vertex (its shading for a fixed incoming ray) and,
+    for undistorted cameras, the boundary term of primary visibility by edge sampling
+    (:mod:`lumigrad.raytrace.edges`: silhouettes move, pixels change). Shadow edges (secondary visibility)
+    give no gradient yet.
     """
 
     aov_names = ()
     monte_carlo = True
 
     def __init__(self, *, max_depth: int = 8, rr_depth: int = 5, hide_emitters: bool = False,
-                 spp_grad: Optional[int] = None, seed_grad: Optional[int] = None):
+                 spp_grad: Optional[int] = None, seed_grad: Optional[int] = None, edge_samples: Optional[int] = None):
         if isinstance(max_depth, bool) or not isinstance(max_depth, int) or (max_depth < 1 and max_depth != -1):
             raise ValueError(f"max_depth must be a positive int or -1 (no limit); got {max_depth!r}")
         check_positive_int(rr_depth, "rr_depth")
@@ -64,6 +69,10 @@ class PathIntegrator(Integrator):
             check_positive_int(spp_grad, "spp_grad")
         if seed_grad is not None and (isinstance(seed_grad, bool) or not isinstance(seed_grad, int) or seed_grad < 0):
             raise ValueError(f"seed_grad must be a non-negative int or None; got {seed_grad!r}")
+        if edge_samples is not None and (isinstance(edge_samples, bool) or not isinstance(edge_samples, int)
+                                         or edge_samples < 0):
+            raise ValueError(f"edge_samples must be a non-negative int or None; got {edge_samples!r}")
+        self.edge_samples = edge_samples
         self.max_depth = max_depth
         self.rr_depth = rr_depth
         self.hide_emitters = hide_emitters
@@ -94,9 +103,9 @@ class DirectIntegrator(PathIntegrator):
     ``max_depth = 2``. Settings as ``"path"`` without ``max_depth`` and ``rr_depth``."""
 
     def __init__(self, *, hide_emitters: bool = False, spp_grad: Optional[int] = None,
-                 seed_grad: Optional[int] = None):
+                 seed_grad: Optional[int] = None, edge_samples: Optional[int] = None):
         super().__init__(max_depth=2, rr_depth=8, hide_emitters=hide_emitters, spp_grad=spp_grad,
-                         seed_grad=seed_grad)
+                         seed_grad=seed_grad, edge_samples=edge_samples)
 
 
 class _Run:
@@ -145,7 +154,41 @@ class _Run:
             rays = _camera_rays(self.camera, spp, seed, ts.verts.dtype)
         sample_paths(ts, rays[0].detach(), rays[1].detach(), adjoint=adjoint, primary=lambda: rays,
                      **self._settings(seed))
+        if self.camera.distortion is None and it.edge_samples != 0:
+            with torch.enable_grad():
+                self._edges(ts, v_image, adjoint, spp, seed)
         return adjoint.grads
+
+    def _edges(self, ts: TraceScene, v_image: torch.Tensor, adjoint: PathAdjoint, spp: int, seed: int) -> None:
+        """The boundary term of primary visibility (:mod:`lumigrad.raytrace.edges`), view by view."""
+        cam = self.camera
+        H, W = cam.height, cam.width
+        count = self.integrator.edge_samples or max(256, H * W * spp // 4)
+        views = [cam] if cam.batch_shape == () else [cam[i] for i in range(len(cam))]
+        v_views = v_image.reshape(-1, H, W, v_image.shape[-1])
+        gen = torch.Generator(device=cam.device)
+        gen.manual_seed((3 * seed + 2) % _SEED_MOD)
+        for view, v in zip(views, v_views):
+            edges = sample_primary_edges(ts.verts, ts.faces, view.K.to(ts.verts.dtype),
+                                         view.world_to_cam.to(ts.verts.dtype), view.near, W, H, count, gen,
+                                         orthographic=view.projection == "orthographic")
+            p = edges.points.detach()
+            col, row = p[:, 0].floor().long(), p[:, 1].floor().long()
+            inside = (col >= 0) & (col < W) & (row >= 0) & (row < H)
+            if not bool(inside.any()):
+                continue
+            keep = inside.nonzero()[:, 0]
+            p, n = p[keep], edges.normals[keep]
+            eps = 1e-3  # pixels to either side of the edge
+            with torch.no_grad():
+                radiance = []
+                for side in (-1.0, 1.0):  # the same seed on both sides: their noise largely cancels
+                    o, d = _rays_through(view, p + side * eps * n, ts.verts.dtype)
+                    radiance.append(sample_paths(ts, o, d, **self._settings(seed + 7)))
+                jump = radiance[0] - radiance[1]  # f_minus - f_plus
+                weight = (v[row[keep], col[keep]].to(jump.dtype) * jump).sum(-1) * edges.inv_pdf[keep]
+            surrogate = (weight * (n * edges.points[keep]).sum(-1)).sum()
+            adjoint.backprop(surrogate)
 
     def _settings(self, seed: int) -> dict:
         it = self.integrator
@@ -180,6 +223,15 @@ def _trace_scene(scene: Scene) -> TraceScene:
     return TraceScene(flat.verts, flat.faces, flat.normals, flat.uv, flat.uv_faces, flat.face_part,
                       [p.material for p in flat.parts], [p.double_sided for p in flat.parts], part_emitters,
                       lights, envs[0] if envs else None)
+
+
+def _rays_through(camera: Camera, uv: torch.Tensor, dtype: torch.dtype):
+    """World rays ``(origins, unit directions) [S, 3]`` of one (unbatched) camera through pixel positions
+    ``uv [S, 2]``."""
+    o_c, d_c = camera.ray_origins_directions(uv.to(camera.dtype))
+    R, t = camera.world_to_cam[:3, :3], camera.world_to_cam[:3, 3]
+    o, d = (o_c - t) @ R, d_c @ R
+    return o.to(dtype), (d / torch.linalg.vector_norm(d, dim=-1, keepdim=True)).to(dtype)
 
 
 def _camera_rays(camera: Camera, spp: int, seed: int, dtype: torch.dtype):
