@@ -7,9 +7,8 @@ from pathlib import Path
 
 import torch
 
-from ..integrators import integrator_names, integrator_settings
-from ..integrators.base import integrator_class
-from ._scene_setup import add_scene_arguments, load_scene_and_camera
+from ..integrators import integrator_settings
+from ._scene_setup import add_integrator_arguments, add_scene_arguments, integrator_options, load_scene_and_camera
 
 
 def add_parser(sub) -> None:
@@ -29,13 +28,7 @@ def add_parser(sub) -> None:
     add_scene_arguments(p, default_size=512)
     p.add_argument("-o", "--out", type=Path, default=Path("render.png"), help="output image (default: render.png)")
     p.add_argument("--exposure", type=float, default=0.0, help="exposure in stops (default: 0)")
-    p.add_argument("--integrator", default="raster", choices=integrator_names(),
-                   help="the renderer, by registered name (default: raster, the rasterizer with deferred shading; "
-                        "path / direct: the path tracer)")
-    p.add_argument("--spp", type=int, default=None,
-                   help="samples per pixel of a Monte Carlo integrator (default: 64; the rasterizer takes 1)")
-    p.add_argument("--max-depth", type=int, default=None,
-                   help="longest path in vertices for the path tracer (Mitsuba's max_depth; -1: no limit)")
+    add_integrator_arguments(p, default_mc_spp=64)
     p.add_argument("--seed", type=int, default=0, help="seed of a Monte Carlo integrator's samples (default: 0)")
     p.set_defaults(run=run)
 
@@ -53,14 +46,8 @@ def run(args) -> int:
     known = integrator_settings(args.integrator)
     if "background" in known:
         settings["background"] = "environment" if args.env else 0.0
-    if args.max_depth is not None:
-        if "max_depth" not in known:
-            raise ValueError(f"--max-depth is a setting of the path tracer; integrator {args.integrator} has none")
-        settings["max_depth"] = args.max_depth
-    monte_carlo = integrator_class(args.integrator).monte_carlo
-    spp = args.spp if args.spp is not None else (64 if monte_carlo else 1)
-    if spp < 1 or (spp != 1 and not monte_carlo):
-        raise ValueError(f"--spp must be a positive int (1 for integrator {args.integrator}); got {spp}")
+    spp, more = integrator_options(args)
+    settings.update(more)
     with torch.no_grad():
         out = lg.render(scene, camera, integrator=args.integrator, spp=spp, seed=args.seed, **settings)
     if args.out.suffix.lower() == ".exr":
