@@ -289,3 +289,18 @@ def test_a_lit_card_over_a_floor_moves_like_finite_differences():
     eps = 0.05
     fd = (loss(torch.tensor(eps, dtype=F64), 512) - loss(torch.tensor(-eps, dtype=F64), 512)) / (2 * eps)
     assert torch.allclose(s.grad, fd, rtol=0.03), (s.grad, fd)
+
+
+def test_the_rasterizer_casts_shadows_with_shadow_rays():
+    """``shadows=True``: the hybrid raster renderer matches the path tracer's direct light with an occluder."""
+    scene = _point_lit_floor()
+    scene.lights["key"].position = torch.tensor([0.3, 1.0, 0.2], dtype=F64)
+    scene.add_mesh("blocker", lg.SceneMesh(_floor(0.3, y=0.5), QUAD, _lambert((0.0, 0.0, 0.0)), double_sided=True))
+    cam = lg.Camera.look_at([0.0, 2.0, 2.0], [0.0, 0.0, 0.0], fov_y=0.9, width=24, height=24).to(dtype=F64)
+    plain = lg.render(scene, cam, use_antialias=False, background=0.0).rgb
+    shadowed = lg.render(scene, cam, use_antialias=False, background=0.0, shadows=True).rgb
+    traced = lg.render(scene, cam, integrator="direct", spp=64).rgb
+    assert shadowed.sum() < 0.9 * plain.sum()
+    assert torch.allclose(shadowed.mean(), traced.mean(), rtol=0.02)
+    dark = shadowed.sum(-1) == 0
+    assert dark.any() and torch.allclose(traced[dark].mean(), torch.zeros((), dtype=F64), atol=0.02)

@@ -24,6 +24,8 @@ from ..raster import distort_image, distort_index_image, render_through_lens
 from ..raster.interpolate import interpolate_unchecked
 from ..raster.antialias import blend_crossings, silhouette_crossings
 from ..raster.rasterize import prepare_mesh, rasterize_prepared
+from ..kernels.bvh import bvh_for
+from ..raytrace.intersect import offset_ray_origin
 from ..scene.lights import AreaLight, EnvironmentLight, SHLight
 from ..scene.scene import Scene
 from ..shading.deferred import shade_direct_unchecked, shade_environment_unchecked
@@ -64,6 +66,9 @@ class RasterIntegrator(Integrator):
         lens_supersample, lens_samples: for cameras with lens distortion, the pinhole cover's pixels per
             output pixel and the reads per pixel (:func:`lumigrad.render_through_lens`); AOVs are resampled
             through the lens like colour (bilinearly; ``face_id`` takes the nearest cover pixel).
+        shadows: cast shadows of point, spot, directional and area lights with shadow rays on the scene's BVH
+            (a hybrid: rasterized visibility from the camera, ray-traced visibility to the lights; the
+            environment is not shadowed). Shadow edges give no gradient (the mask is piecewise constant).
 
     ``render`` takes ``spp=1`` only (one deterministic sample per pixel centre; ``seed`` is ignored).
 
@@ -104,8 +109,11 @@ class RasterIntegrator(Integrator):
 
     def __init__(self, *, background: Union[Literal["environment"], torch.Tensor, float] = "environment",
                  use_antialias: bool = True, use_aov_antialias: Optional[bool] = None,
-                 lens_supersample: float = 1.0, lens_samples: int = 1):
+                 lens_supersample: float = 1.0, lens_samples: int = 1, shadows: bool = False):
         _check_background(background, None)
+        if not isinstance(shadows, bool):
+            raise TypeError(f"shadows must be a bool; got {type(shadows).__name__}")
+        self.shadows = shadows
         if not isinstance(use_antialias, bool):
             raise TypeError(f"use_antialias must be a bool; got {type(use_antialias).__name__}")
         if use_aov_antialias is not None and not isinstance(use_aov_antialias, bool):
@@ -242,7 +250,8 @@ def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, settings: Rast
     crossings = silhouette_crossings(frags, mesh, geo.faces) if use_antialias or use_aov_antialias else None
     rgba = albedo = None
     if need_material:
-        rgba, albedo = _shade_pinhole(scene, geo, camera, frags, settings.background, color, "albedo" in floats)
+        rgba, albedo = _shade_pinhole(scene, geo, camera, frags, settings.background, color, "albedo" in floats,
+                                       settings.shadows)
     if use_antialias:
         rgba = blend_crossings(rgba, crossings)
     buffers = _aovs(geo, camera, frags, floats, albedo)
@@ -253,7 +262,7 @@ def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, settings: Rast
 
 
 def _shade_pinhole(scene: Scene, geo: _Geometry, camera: Camera, frags, background, color: bool,
-                   want_albedo: bool) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+                   want_albedo: bool, shadows: bool = False) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     """Shade the covered pixels: ``([..., H, W, 4]`` radiance over the background and coverage, not
     antialiased, or None without ``color``; ``[..., H, W, 3]`` base colour or None without ``want_albedo``)."""
     shape = frags.face_ids.shape  # [..., H, W]
@@ -300,7 +309,8 @@ def _shade_pinhole(scene: Scene, geo: _Geometry, camera: Camera, frags, backgrou
         mapped = perturb_normal(normal, tangent, material["normal_tangent"])
         has_map = material["normal_tangent"].abs().sum(-1, keepdim=True) > 0
         normal = torch.where(has_map & (tangent[..., :3].abs().sum(-1, keepdim=True) > 0), mapped, normal)
-    radiance = material["emission"] + _shade(scene, position, normal, eye, material)
+    radiance = material["emission"] + _shade(scene, position, normal, eye, material,
+                                             (geo.verts, geo.faces) if shadows else None)
     rgb = scatter(radiance)
     cover = frags.mask[..., None].to(rgb.dtype)
     rgb = rgb + (1 - cover) * _background(scene, camera, background, rgb)
@@ -393,12 +403,14 @@ def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.
     return out
 
 
-def _shade(scene: Scene, position, normal, eye, material) -> torch.Tensor:
+def _shade(scene: Scene, position, normal, eye, material, occluders=None) -> torch.Tensor:
     out = torch.zeros_like(material["base_color"])
     if position.shape[0] == 0:
         return out
     surface = SurfaceSample.from_material(position, normal, eye - position, material)
     samples = [s for light in scene.lights.values() if hasattr(light, "samples") for s in light.samples(position)]
+    if occluders is not None and samples:
+        samples = _shadowed(samples, position, normal, *occluders)
     if samples:
         out = out + shade_direct_unchecked(surface, samples)
     envs = [l for l in scene.lights.values() if isinstance(l, EnvironmentLight)]
@@ -411,6 +423,21 @@ def _shade(scene: Scene, position, normal, eye, material) -> torch.Tensor:
             surface, sh_coeffs=sh_total,
             prefiltered=envs[0].prefiltered() if envs else None,
             prefiltered_roughness=list(envs[0].roughness_levels) if envs else None)
+    return out
+
+
+def _shadowed(samples, position, normal, verts, faces):
+    """The light samples with ``L`` zeroed where a shadow ray from the shading point towards the light hits
+    the scene before the light (BVH queries; the mask carries no gradient)."""
+    bvh = bvh_for(verts.detach(), faces)
+    n = normal.detach()
+    out = []
+    for s in samples:
+        wi = s.wi.detach().expand(position.shape)
+        distance = s.distance.detach().expand(position.shape[:-1])
+        t_max = torch.where(torch.isfinite(distance), distance * (1 - 1e-4), torch.full_like(distance, math.inf))
+        blocked = bvh.occluded(offset_ray_origin(position.detach(), n, wi), wi, t_max)
+        out.append(s._replace(L=s.L * (~blocked)[..., None].to(s.L.dtype)))
     return out
 
 
