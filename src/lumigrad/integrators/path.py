@@ -43,6 +43,8 @@ class PathIntegrator(Integrator):
             ``seed + 1``, independent of the forward image).
         edge_samples: points per view on silhouette edges for the visibility gradient (default:
             ``H * W * spp_grad / 4``, at least 256; 0 turns edge sampling off).
+        antithetic_edges: trace the two sides of an edge point with the same random numbers (default), so
+            the noise of the radiance jump largely cancels; False draws them independently (for comparison).
 
     Materials: the glTF metallic-roughness BSDF (no normal maps, no transmission yet); lights: point, spot,
     directional, area (uniform radiance: also hit by BSDF rays) and environment; ``SHLight`` is refused.
@@ -59,7 +61,8 @@ class PathIntegrator(Integrator):
     monte_carlo = True
 
     def __init__(self, *, max_depth: int = 8, rr_depth: int = 5, hide_emitters: bool = False,
-                 spp_grad: Optional[int] = None, seed_grad: Optional[int] = None, edge_samples: Optional[int] = None):
+                 spp_grad: Optional[int] = None, seed_grad: Optional[int] = None, edge_samples: Optional[int] = None,
+                 antithetic_edges: bool = True):
         if isinstance(max_depth, bool) or not isinstance(max_depth, int) or (max_depth < 1 and max_depth != -1):
             raise ValueError(f"max_depth must be a positive int or -1 (no limit); got {max_depth!r}")
         check_positive_int(rr_depth, "rr_depth")
@@ -72,7 +75,10 @@ class PathIntegrator(Integrator):
         if edge_samples is not None and (isinstance(edge_samples, bool) or not isinstance(edge_samples, int)
                                          or edge_samples < 0):
             raise ValueError(f"edge_samples must be a non-negative int or None; got {edge_samples!r}")
+        if not isinstance(antithetic_edges, bool):
+            raise TypeError(f"antithetic_edges must be a bool; got {type(antithetic_edges).__name__}")
         self.edge_samples = edge_samples
+        self.antithetic_edges = antithetic_edges
         self.max_depth = max_depth
         self.rr_depth = rr_depth
         self.hide_emitters = hide_emitters
@@ -103,9 +109,9 @@ class DirectIntegrator(PathIntegrator):
     ``max_depth = 2``. Settings as ``"path"`` without ``max_depth`` and ``rr_depth``."""
 
     def __init__(self, *, hide_emitters: bool = False, spp_grad: Optional[int] = None,
-                 seed_grad: Optional[int] = None, edge_samples: Optional[int] = None):
+                 seed_grad: Optional[int] = None, edge_samples: Optional[int] = None, antithetic_edges: bool = True):
         super().__init__(max_depth=2, rr_depth=8, hide_emitters=hide_emitters, spp_grad=spp_grad,
-                         seed_grad=seed_grad, edge_samples=edge_samples)
+                         seed_grad=seed_grad, edge_samples=edge_samples, antithetic_edges=antithetic_edges)
 
 
 class _Run:
@@ -182,9 +188,10 @@ class _Run:
             eps = 1e-3  # pixels to either side of the edge
             with torch.no_grad():
                 radiance = []
-                for side in (-1.0, 1.0):  # the same seed on both sides: their noise largely cancels
+                for k, side in enumerate((-1.0, 1.0)):  # antithetic: the same seed on both sides
                     o, d = _rays_through(view, p + side * eps * n, ts.verts.dtype)
-                    radiance.append(sample_paths(ts, o, d, **self._settings(seed + 7)))
+                    side_seed = seed + 7 + (0 if self.integrator.antithetic_edges else k)
+                    radiance.append(sample_paths(ts, o, d, **self._settings(side_seed)))
                 jump = radiance[0] - radiance[1]  # f_minus - f_plus
                 weight = (v[row[keep], col[keep]].to(jump.dtype) * jump).sum(-1) * edges.inv_pdf[keep]
             surrogate = (weight * (n * edges.points[keep]).sum(-1)).sum()
