@@ -9,7 +9,8 @@ BVH of these triangles" every frame.
 Ray parameter ``t``: a hit is ``origin + t * direction`` with ``t`` in multiples of the *given* direction's
 length (directions need not be unit: normalise them for ``t`` to be a distance). Hits count for
 ``0 <= t < t_max``; both sides of a triangle are hit (no culling); zero-area triangles and zero directions
-never hit. Queries run in float32 whatever the input dtype.
+never hit. Queries run in float32 whatever the input dtype. (Warp's traversal keeps at most 32 deferred
+nodes; a pathologically deep tree, not seen on ordinary meshes, would end a query early.)
 """
 
 from __future__ import annotations
