@@ -150,7 +150,7 @@ def test_bad_inputs_are_refused_before_the_kernel():
     with pytest.raises(TypeError, match="faces must have an integer dtype"):
         TriangleBVH(verts, faces.float())
     bvh = TriangleBVH(verts, faces)
-    with pytest.raises(ValueError, match="directions must have the shape of origins"):
+    with pytest.raises(ValueError, match="origins and directions must have the same shape"):
         bvh.closest_hit(torch.zeros(4, 3), torch.ones(5, 3))
     with pytest.raises(ValueError, match=r"t_max must have shape \[4\]"):
         bvh.occluded(torch.zeros(4, 3), torch.ones(4, 3), torch.ones(3))

@@ -169,7 +169,7 @@ def test_finite_differences_of_t_wrt_a_vertex_through_the_bvh():
     ("nan_verts", ValueError, "verts contains NaN or Inf"),
     ("nan_t_max", ValueError, "t_max contains NaN"),
     ("origin_shape", ValueError, r"origins must have shape \[\.\.\., 3\]"),
-    ("direction_shape", ValueError, "directions must have the shape of origins"),
+    ("direction_shape", ValueError, "origins and directions must have the same shape"),
     ("t_max_shape", ValueError, "t_max must be a number or have the rays' shape"),
     ("t_max_type", TypeError, "t_max must be a number or a float tensor"),
     ("face_range", ValueError, r"faces holds index 99, outside the valid range \[0, 18\)"),

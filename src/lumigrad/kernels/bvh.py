@@ -134,8 +134,8 @@ class TriangleBVH:
         check_tensor(origins, "origins", trailing=(None, 3), max_dims=2, floating=True, device=self.device)
         check_tensor(directions, "directions", trailing=(None, 3), max_dims=2, floating=True, device=self.device)
         if directions.shape != origins.shape:
-            raise ValueError(f"directions must have the shape of origins {tuple(origins.shape)}; "
-                             f"got {tuple(directions.shape)}")
+            raise ValueError(f"origins and directions must have the same shape [R, 3]; got {tuple(origins.shape)} "
+                             f"and {tuple(directions.shape)}")
         R = origins.shape[0]
         if isinstance(t_max, torch.Tensor):
             check_tensor(t_max, "t_max", trailing=(R,), max_dims=1, floating=True, device=self.device)
@@ -178,7 +178,7 @@ class TriangleBVH:
         return face, t, bary
 
     def occluded(self, origins: torch.Tensor, directions: torch.Tensor,
-                 t_max: Union[float, torch.Tensor]) -> torch.Tensor:
+                 t_max: Union[float, torch.Tensor] = math.inf) -> torch.Tensor:
         """Return ``[R]`` bool: whether ray ``r`` hits any triangle at ``0 <= t < t_max[r]`` (a shadow ray).
 
         Same arguments as :meth:`closest_hit`; cheaper, since it stops at the first hit found. Offset

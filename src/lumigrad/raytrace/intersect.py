@@ -59,8 +59,8 @@ def _check_rays(verts, faces, origins, directions, t_max=None) -> None:
     check_tensor(origins, "origins", trailing=(3,), floating=True, device=device)
     check_tensor(directions, "directions", trailing=(3,), floating=True, device=device)
     if directions.shape != origins.shape:
-        raise ValueError(f"directions must have the shape of origins {tuple(origins.shape)}; "
-                         f"got {tuple(directions.shape)}")
+        raise ValueError(f"origins and directions must have the same shape [..., 3]; got {tuple(origins.shape)} "
+                         f"and {tuple(directions.shape)}")
     checks = DeferredChecks()
     checks.require_finite({"verts": verts, "origins": origins, "directions": directions})
     if isinstance(t_max, torch.Tensor):
@@ -131,11 +131,11 @@ def trace_closest_unchecked(verts: torch.Tensor, faces: torch.Tensor, origins: t
 
 
 def trace_occluded(verts: torch.Tensor, faces: torch.Tensor, origins: torch.Tensor, directions: torch.Tensor,
-                   t_max: TMax) -> torch.Tensor:
+                   t_max: TMax = math.inf) -> torch.Tensor:
     """Return ``[...]`` bool: whether each ray hits any triangle at ``0 <= t < t_max`` (shadow rays).
 
-    Same arguments and checks as :func:`trace_closest`, with ``t_max`` required: for a shadow ray towards a
-    point light at ``origins + directions``, ``t_max = 1 - eps``. It stops at the first hit found, so it is
+    Same arguments and checks as :func:`trace_closest`; for a shadow ray towards a point light at
+    ``origins + directions``, ``t_max = 1 - eps``. It stops at the first hit found, so it is
     cheaper than :func:`trace_closest`; ``trace_occluded(...) == trace_closest(...).hit`` up to float32
     near-ties at ``t_max``. Start rays that leave a surface at :func:`offset_ray_origin`.
 
@@ -146,7 +146,7 @@ def trace_occluded(verts: torch.Tensor, faces: torch.Tensor, origins: torch.Tens
 
 
 def trace_occluded_unchecked(verts: torch.Tensor, faces: torch.Tensor, origins: torch.Tensor,
-                             directions: torch.Tensor, t_max: TMax) -> torch.Tensor:
+                             directions: torch.Tensor, t_max: TMax = math.inf) -> torch.Tensor:
     """:func:`trace_occluded` without its checks; same arguments and result."""
     hit = bvh_for(verts, faces).occluded(origins.reshape(-1, 3), directions.reshape(-1, 3), _flat_t_max(t_max))
     return hit.reshape(origins.shape[:-1])
