@@ -74,7 +74,10 @@ def test_render_table_defaults_and_settings(write):
     ("use_antialias = 1", "render.use_antialias = 1: use_antialias must be a bool; got int"),
     ("lens_samples = 0", "render.lens_samples = 0: lens_samples must be positive; got 0"),
     ("lens_supersample = -1.0", "render.lens_supersample = -1.0: lens_supersample must be"),
-    ('integrator = "path"', "render.integrator must be one of 'raster'"),
+    ('integrator = "bidir"', "render.integrator must be one of 'direct', 'path', 'raster'"),
+    ('spp = 4', "integrator 'raster' renders one sample per pixel centre: spp and target_spp must be 1"),
+    ('integrator = "path"\nspp = 0', "render.spp must be"),
+    ('integrator = "path"\nmax_depth = 0', "max_depth must be a positive int or -1"),
     ("background = 0.5", "render.background is set by fit.background; remove it from [render]"),
 ])
 def test_render_table_mistakes_are_one_line_naming_the_key(write, table, message):
@@ -129,3 +132,22 @@ def test_the_library_itself_raises_no_future_warning(write, tmp_path):
                      "16"]) == 0
         assert main(["gradcheck", str(tmp_path / "ball.obj"), "meshes.mesh.verts", "--size", "16",
                      "16", "--samples", "2"]) in (0, 1)
+
+
+@pytest.mark.slow
+def test_a_fit_through_the_path_tracer_recovers_albedo_and_light(tmp_path):
+    """``[render] integrator = "path"``: targets at ``target_spp``, each step at ``spp`` with a seed of its
+    own, gradients by path replay."""
+    from .test_run import CONFIG
+
+    verts, faces = lg.geometry.icosphere(2)
+    lg.io.save(tmp_path / "sphere.obj", (verts, faces))
+    path = tmp_path / "fit.toml"
+    path.write_text(CONFIG.replace("STEPS", "60").replace("size = 24", "size = 16")
+                    + '[render]\nintegrator = "direct"\nspp = 2\ntarget_spp = 32\n')
+    outcome = run_fit(path, tmp_path / "out")
+    m = outcome.metrics
+    albedo = m["parameters"]["meshes.mesh.material.base_color_factor"]
+    light = m["parameters"]["lights.key.intensity"]
+    assert albedo["mean_abs_error"] < 0.3 * albedo["initial_mean_abs_error"]
+    assert light["mean_abs_error"] < 0.3 * light["initial_mean_abs_error"]

@@ -50,9 +50,12 @@ def load_scene_and_camera(args):
     if args.env is not None:
         scene.add_light("environment", lg.io.read_environment(args.env, size=(32, 64)))
     if not scene.lights:
-        sh = torch.zeros(9, 3)
-        sh[0] = 0.25 * math.sqrt(4 * math.pi)  # a uniform sky of radiance 0.25
-        scene.add_light("sky", lg.SHLight(sh))
+        if getattr(args, "integrator", "raster") == "raster":
+            sh = torch.zeros(9, 3)
+            sh[0] = 0.25 * math.sqrt(4 * math.pi)  # a uniform sky of radiance 0.25
+            scene.add_light("sky", lg.SHLight(sh))
+        else:  # the same sky as an emitter a path tracer can sample (it shows behind the scene)
+            scene.add_light("sky", lg.EnvironmentLight(torch.full((4, 8, 3), 0.25)))
         scene.add_light("key", lg.DirectionalLight([-0.4, -1.0, 0.6], 1.5))
     if args.camera is not None:
         if args.camera not in scene.cameras:
@@ -80,3 +83,35 @@ def _framing_camera(scene, args):
         raise ValueError(f"--size must be positive; got {width} {height}")
     return lg.Camera.look_at(centre + distance * direction, centre, fov_y=math.radians(args.fov), width=width,
                              height=height, near=max(1e-3, distance - 2 * radius), far=distance + 2 * radius)
+
+
+def add_integrator_arguments(p, default_mc_spp: int) -> None:
+    """``--integrator``, ``--spp``, ``--max-depth`` (and nothing of the scene): the renderer of a command."""
+    from ..integrators import integrator_names
+
+    p.add_argument("--integrator", default="raster", choices=integrator_names(),
+                   help="the renderer, by registered name (default: raster, the rasterizer with deferred shading; "
+                        "path / direct: the path tracer)")
+    p.add_argument("--spp", type=int, default=None,
+                   help=f"samples per pixel of a Monte Carlo integrator (default: {default_mc_spp}; the rasterizer "
+                        "takes 1)")
+    p.add_argument("--max-depth", type=int, default=None,
+                   help="longest path in vertices for the path tracer (Mitsuba's max_depth; -1: no limit)")
+    p.set_defaults(default_mc_spp=default_mc_spp)
+
+
+def integrator_options(args) -> tuple:
+    """``(spp, settings)`` of ``--integrator``, ``--spp`` and ``--max-depth``, or ValueError naming the option."""
+    from ..integrators import integrator_settings
+    from ..integrators.base import integrator_class
+
+    settings = {}
+    if args.max_depth is not None:
+        if "max_depth" not in integrator_settings(args.integrator):
+            raise ValueError(f"--max-depth is a setting of the path tracer; integrator {args.integrator} has none")
+        settings["max_depth"] = args.max_depth
+    monte_carlo = integrator_class(args.integrator).monte_carlo
+    spp = args.spp if args.spp is not None else (args.default_mc_spp if monte_carlo else 1)
+    if spp < 1 or (spp != 1 and not monte_carlo):
+        raise ValueError(f"--spp must be a positive int (1 for integrator {args.integrator}); got {spp}")
+    return spp, settings

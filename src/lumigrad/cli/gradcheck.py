@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._scene_setup import add_scene_arguments, load_scene_and_camera
+from ._scene_setup import add_integrator_arguments, add_scene_arguments, integrator_options, load_scene_and_camera
 
 
 def add_parser(sub) -> None:
@@ -24,6 +24,7 @@ def add_parser(sub) -> None:
     p.add_argument("--eps", type=float, default=1e-3, help="relative finite-difference step (default: 1e-3)")
     p.add_argument("--tolerance", type=float, default=0.99, help="cosine similarity needed to pass (default: 0.99)")
     p.add_argument("--seed", type=int, default=0, help="seed of the pixel weights and the entries (default: 0)")
+    add_integrator_arguments(p, default_mc_spp=16)
     p.set_defaults(run=run)
 
 
@@ -37,7 +38,9 @@ def run(args) -> int:
         return 0
     if args.param is None:
         raise ValueError("name the parameter to check (PARAM), or pass --list to see the names")
-    result = check_scene_gradient(scene, camera, args.param, samples=args.samples, eps=args.eps, seed=args.seed)
+    spp, settings = integrator_options(args)
+    result = check_scene_gradient(scene, camera, args.param, samples=args.samples, eps=args.eps, seed=args.seed,
+                                  integrator=args.integrator, spp=spp, **settings)
     print(f"{args.param}: {len(result.indices)} entries, {camera.width} x {camera.height} image")
     print(result.table())
     verdict = "agree" if result.cosine >= args.tolerance else "DISAGREE"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from ..integrators import integrator_names, integrator_settings
-from ._scene_setup import add_scene_arguments, load_scene_and_camera
+from ..integrators import integrator_settings
+from ._scene_setup import add_integrator_arguments, add_scene_arguments, integrator_options, load_scene_and_camera
 
 
 def add_parser(sub) -> None:
@@ -28,8 +28,8 @@ def add_parser(sub) -> None:
     add_scene_arguments(p, default_size=512)
     p.add_argument("-o", "--out", type=Path, default=Path("render.png"), help="output image (default: render.png)")
     p.add_argument("--exposure", type=float, default=0.0, help="exposure in stops (default: 0)")
-    p.add_argument("--integrator", default="raster", choices=integrator_names(),
-                   help="the renderer, by registered name (default: raster, the rasterizer with deferred shading)")
+    add_integrator_arguments(p, default_mc_spp=64)
+    p.add_argument("--seed", type=int, default=0, help="seed of a Monte Carlo integrator's samples (default: 0)")
     p.set_defaults(run=run)
 
 
@@ -43,10 +43,13 @@ def run(args) -> int:
     scene.film = lg.Film(exposure=torch.tensor(args.exposure), tone=None if linear else "aces",
                          encode=None if linear else "srgb")
     settings = {}
-    if "background" in integrator_settings(args.integrator):
+    known = integrator_settings(args.integrator)
+    if "background" in known:
         settings["background"] = "environment" if args.env else 0.0
+    spp, more = integrator_options(args)
+    settings.update(more)
     with torch.no_grad():
-        out = lg.render(scene, camera, integrator=args.integrator, **settings)
+        out = lg.render(scene, camera, integrator=args.integrator, spp=spp, seed=args.seed, **settings)
     if args.out.suffix.lower() == ".exr":
         # Linear RGBA with premultiplied (associated) alpha, as EXR stores it: colour is already blended over
         # black by coverage. Over an environment background every pixel is opaque.

@@ -29,6 +29,7 @@ SCHEDULES = ("constant", "cosine")
 
 MAX_CONFIG_BYTES = 1 << 20  # a fit configuration is a page of text; a bigger file is not one
 MAX_SEED = 2 ** 63 - 1  # torch.manual_seed takes a signed 64-bit seed
+MAX_SPP = 1 << 16  # samples per pixel of one render
 MAX_STEPS = 10 ** 9
 
 _repr = reprlib.Repr()
@@ -129,6 +130,8 @@ class RenderConfig:
 
     integrator: str = "raster"
     settings: Dict[str, Any] = field(default_factory=dict)  # only the keys the file sets
+    spp: int = 1  # samples per pixel of each step's render (Monte Carlo integrators)
+    target_spp: int = 1  # samples per pixel of synthetic targets (default: spp)
 
 
 #: Integrator settings that other tables decide: ``[fit] background``.
@@ -490,8 +493,14 @@ def _render(t: _Table) -> RenderConfig:
     """``[render]``: ``integrator`` (a registered name) and that integrator's settings, each value checked by
     building the integrator with it alone, so that an error names its key."""
     from ..integrators import get_integrator, integrator_names, integrator_settings
+    from ..integrators.base import integrator_class as get_integrator_class
 
     name = t.string("integrator", "raster", integrator_names())
+    spp = t.integer("spp", 1, 1, MAX_SPP)
+    target_spp = t.integer("target_spp", spp, 1, MAX_SPP)
+    if not get_integrator_class(name).monte_carlo and (spp, target_spp) != (1, 1):
+        raise ConfigError(f"{t.file.name}: [render] integrator {name!r} renders one sample per pixel centre: "
+                          "spp and target_spp must be 1 (they are for Monte Carlo integrators such as \"path\")")
     settings = {}
     for key in integrator_settings(name):
         if key in RENDER_SETTINGS_ELSEWHERE:
@@ -512,7 +521,7 @@ def _render(t: _Table) -> RenderConfig:
         get_integrator(name, **settings)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{t.file.name}: [render]: {exc}") from None
-    return RenderConfig(name, settings)
+    return RenderConfig(name, settings, spp, target_spp)
 
 
 def _is_colour_value(x: Any) -> bool:

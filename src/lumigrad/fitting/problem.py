@@ -82,10 +82,13 @@ class Problem:
     def background(self):
         return _background(self.config, self.targets)
 
-    def render_output(self, camera: Camera, aovs: Tuple[str, ...] = ()) -> RenderOutput:
-        """The scene seen by ``camera`` through ``[render]``'s integrator, over ``[fit] background``."""
+    def render_output(self, camera: Camera, aovs: Tuple[str, ...] = (), step: Optional[int] = None) -> RenderOutput:
+        """The scene seen by ``camera`` through ``[render]``'s integrator, over ``[fit] background``; with
+        ``[render] spp`` samples per pixel and, for a step, a seed of its own (the fit's seed and the step: a
+        Monte Carlo renderer's noise changes from step to step, and a resumed fit draws the same)."""
+        seed = self.config.fit.seed if step is None else (self.config.fit.seed * 1_000_003 + step + 1) % (1 << 62)
         return render(self.scene, camera, integrator=self.config.render.integrator, aovs=aovs,
-                      **render_settings(self.config, self.targets))
+                      spp=self.config.render.spp, seed=seed, **render_settings(self.config, self.targets))
 
     def render_views(self, camera: Optional[Camera] = None) -> torch.Tensor:
         """``[N, H, W, 4]`` colour and alpha of the scene seen by ``camera`` (default: the target views)."""
@@ -126,7 +129,7 @@ class Problem:
         if scale != 1.0:
             camera = scale_camera(camera, scale)
         targets = self.targets_at(camera)
-        out = self.render_output(camera, GEOMETRY_AOVS if self.target_geometry is not None else ())
+        out = self.render_output(camera, GEOMETRY_AOVS if self.target_geometry is not None else (), step)
         images = out.rgba
         if not bool(torch.isfinite(images).all()):  # finite parameters, non-finite pixels: e.g. a light of 1e38
             raise FitDivergedError(f"step {step}: the rendered images hold NaN or Inf values although every parameter "
@@ -305,6 +308,7 @@ def _render_targets(truth: Scene, camera: Camera, config: FitConfig) -> Tuple[to
     depth or normal term is asked for (else None), from one render."""
     geometry = bool(_terms_needing(config, "depth") or _terms_needing(config, "normal"))
     out = render(truth, camera, integrator=config.render.integrator, aovs=GEOMETRY_AOVS if geometry else (),
+                 spp=config.render.target_spp, seed=(config.fit.seed + 7919) % (1 << 62),
                  **render_settings(config, camera.K))
     return out.rgba, (torch.cat([out.aovs["depth"], out.aovs["normal"]], -1) if geometry else None)
 

@@ -206,6 +206,9 @@ class Integrator(abc.ABC):
 
     #: The AOV names this integrator can produce (see :data:`AOV_DOCS` for the shared meanings).
     aov_names: ClassVar[Tuple[str, ...]] = ()
+    #: Whether the integrator samples (Monte Carlo): it takes ``spp > 1`` and a ``seed``. Deterministic ones
+    #: (the rasterizer) take ``spp = 1``.
+    monte_carlo: ClassVar[bool] = False
 
     @abc.abstractmethod
     def render(self, scene, camera, *, aovs: Sequence[str] = (), spp: int = 1, seed: int = 0) -> RenderOutput:
@@ -303,6 +306,11 @@ def get_integrator(name: str, **settings) -> Integrator:
                 have = ", ".join(known) or "none"
                 raise ValueError(f"integrator {name!r} has no setting {str(key)[:80]!r}; its settings are: {have}")
     return cls(**settings)
+
+
+def integrator_class(name: str) -> Type[Integrator]:
+    """The class registered as ``name`` (``ValueError`` listing the registered names otherwise)."""
+    return _lookup(name)
 
 
 def _lookup(name) -> Type[Integrator]:

@@ -16,6 +16,7 @@ import torch
 from .._checks import check_number, check_positive_int
 from ..cameras.camera import Camera
 from ..scene.scene import Scene
+from .base import integrator_class, integrator_settings
 from .dispatch import render
 
 __all__ = ["GradientCheck", "check_scene_gradient"]
@@ -48,7 +49,8 @@ class GradientCheck:
 
 def check_scene_gradient(scene: Scene, camera: Camera, name: str, *, samples: int = 8, eps: float = 1e-3,
                          seed: int = 0, background: float = 0.0,
-                         indices: Optional[List[int]] = None) -> GradientCheck:
+                         indices: Optional[List[int]] = None, integrator: str = "raster", spp: int = 1,
+                         **settings) -> GradientCheck:
     """Compare autograd with central differences for ``samples`` entries of ``scene[name]``.
 
     Args:
@@ -57,6 +59,9 @@ def check_scene_gradient(scene: Scene, camera: Camera, name: str, *, samples: in
         samples: how many entries to check (drawn at random with ``seed``; all when the tensor is smaller).
         eps: the finite-difference step, relative to ``max(1, |value|)`` of each entry.
         indices: flat indices to check instead of random ones.
+        integrator, spp, settings: the renderer (:func:`lumigrad.render`). A Monte Carlo integrator renders
+            every image with the same random numbers (``seed``, and ``seed_grad = seed`` for the gradient), so
+            autograd and the differences see one differentiable estimate; the rasterizer takes ``background``.
 
     Returns:
         a :class:`GradientCheck`. Visibility changes are included: the render antialiases silhouettes, so
@@ -71,8 +76,15 @@ def check_scene_gradient(scene: Scene, camera: Camera, name: str, *, samples: in
     original = params[name]
     value = original.detach().clone()
     g = torch.Generator().manual_seed(seed)
+    options = dict(settings)
+    if "background" in integrator_settings(integrator):
+        options["background"] = background
+    if integrator_class(integrator).monte_carlo:
+        options.update(spp=spp, seed=seed)
+        if "seed_grad" in integrator_settings(integrator):
+            options.setdefault("seed_grad", seed)
     with torch.no_grad():
-        probe = render(scene, camera, background=background).rgba
+        probe = render(scene, camera, integrator=integrator, **options).rgba
     weights = torch.rand(probe.shape, generator=g, dtype=probe.dtype)
     if indices is None:
         count = min(samples, value.numel())
@@ -80,7 +92,7 @@ def check_scene_gradient(scene: Scene, camera: Camera, name: str, *, samples: in
 
     def loss(v: torch.Tensor) -> torch.Tensor:
         scene[name] = v
-        return (render(scene, camera, background=background).rgba * weights).sum()
+        return (render(scene, camera, integrator=integrator, **options).rgba * weights).sum()
 
     try:
         leaf = value.clone().requires_grad_(True)

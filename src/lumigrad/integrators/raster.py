@@ -18,14 +18,15 @@ from typing import Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .._checks import DeferredChecks, check_indices, check_number, check_positive_int, check_tensor
+from .._checks import DeferredChecks, check_number, check_positive_int, check_tensor
 from ..cameras.camera import Camera
 from ..raster import distort_image, distort_index_image, render_through_lens
 from ..raster.interpolate import interpolate_unchecked
 from ..raster.antialias import blend_crossings, silhouette_crossings
 from ..raster.rasterize import prepare_mesh, rasterize_prepared
+from ..kernels.bvh import bvh_for
+from ..raytrace.intersect import offset_ray_origin
 from ..scene.lights import AreaLight, EnvironmentLight, SHLight
-from ..scene.params import NONNEGATIVE_KINDS
 from ..scene.scene import Scene
 from ..shading.deferred import shade_direct_unchecked, shade_environment_unchecked
 from ..shading.envmap import envmap_lookup_unchecked
@@ -35,6 +36,7 @@ from ..shading.surface import SurfaceSample
 from ..shading.tangents import perturb_normal, vertex_tangents_unchecked
 from ..conventions import pixel_centers
 from .base import Integrator, RenderOutput, register_integrator
+from .frame_checks import check_index_tables, frame_checks
 
 __all__ = ["GEOMETRY_AOVS", "RasterIntegrator"]
 
@@ -64,6 +66,9 @@ class RasterIntegrator(Integrator):
         lens_supersample, lens_samples: for cameras with lens distortion, the pinhole cover's pixels per
             output pixel and the reads per pixel (:func:`lumigrad.render_through_lens`); AOVs are resampled
             through the lens like colour (bilinearly; ``face_id`` takes the nearest cover pixel).
+        shadows: cast shadows of point, spot, directional and area lights with shadow rays on the scene's BVH
+            (a hybrid: rasterized visibility from the camera, ray-traced visibility to the lights; the
+            environment is not shadowed). Shadow edges give no gradient (the mask is piecewise constant).
 
     ``render`` takes ``spp=1`` only (one deterministic sample per pixel centre; ``seed`` is ignored).
 
@@ -104,8 +109,11 @@ class RasterIntegrator(Integrator):
 
     def __init__(self, *, background: Union[Literal["environment"], torch.Tensor, float] = "environment",
                  use_antialias: bool = True, use_aov_antialias: Optional[bool] = None,
-                 lens_supersample: float = 1.0, lens_samples: int = 1):
+                 lens_supersample: float = 1.0, lens_samples: int = 1, shadows: bool = False):
         _check_background(background, None)
+        if not isinstance(shadows, bool):
+            raise TypeError(f"shadows must be a bool; got {type(shadows).__name__}")
+        self.shadows = shadows
         if not isinstance(use_antialias, bool):
             raise TypeError(f"use_antialias must be a bool; got {type(use_antialias).__name__}")
         if use_aov_antialias is not None and not isinstance(use_aov_antialias, bool):
@@ -129,7 +137,7 @@ class RasterIntegrator(Integrator):
         envs = [name for name, l in scene.lights.items() if isinstance(l, EnvironmentLight)]
         if len(envs) > 1:
             raise ValueError(f"a scene takes at most one EnvironmentLight; it has {', '.join(envs)}")
-        checks = _frame_checks(scene, camera)
+        checks = frame_checks(scene, camera)
         _check_background(self.background, camera, checks)
         rgba, buffers = self._draw(scene, camera, tuple(aovs), True, checks)
         checks.flush()  # read by the rasterizer already; this only guards a path that drew nothing
@@ -148,7 +156,7 @@ class RasterIntegrator(Integrator):
                              f"{', '.join(self.aov_names)}")
         if not scene.meshes and not any(isinstance(l, AreaLight) for l in scene.lights.values()):
             raise ValueError("scene has nothing to draw: add a mesh (scene.add_mesh) or an area light")
-        checks = _frame_checks(scene, camera)
+        checks = frame_checks(scene, camera)
         buffers = self._draw(scene, camera, tuple(aovs), False, checks)[1]
         checks.flush()
         return buffers
@@ -206,19 +214,8 @@ class _Geometry:
     all_single_sided: bool
 
 
-def _check_index_tables(scene: Scene) -> None:
-    """The scene's face tables index their own vertices and uv: checked when the meshes and area lights were
-    built, again here in case one changed since (a table is read once per version, not every frame)."""
-    for group, members in (("meshes", scene.meshes), ("lights", scene.lights)):
-        for name, obj in members.items():
-            for faces, table in (("faces", "verts"), ("uv_faces", "uv")):
-                idx, rows = getattr(obj, faces, None), getattr(obj, table, None)
-                if isinstance(idx, torch.Tensor) and isinstance(rows, torch.Tensor):
-                    check_indices(idx, f"{group}.{name}.{faces}", rows.shape[0])
-
-
 def _merge_geometry(scene: Scene) -> _Geometry:
-    _check_index_tables(scene)
+    check_index_tables(scene)
     flat = scene.flatten(emitters=True, normals=True)
     need_tangents = any(p.material.normal_texture is not None for p in flat.parts)
     tangents = [_corner_tangents(p) for p in flat.parts] if need_tangents else []
@@ -253,7 +250,8 @@ def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, settings: Rast
     crossings = silhouette_crossings(frags, mesh, geo.faces) if use_antialias or use_aov_antialias else None
     rgba = albedo = None
     if need_material:
-        rgba, albedo = _shade_pinhole(scene, geo, camera, frags, settings.background, color, "albedo" in floats)
+        rgba, albedo = _shade_pinhole(scene, geo, camera, frags, settings.background, color, "albedo" in floats,
+                                       settings.shadows)
     if use_antialias:
         rgba = blend_crossings(rgba, crossings)
     buffers = _aovs(geo, camera, frags, floats, albedo)
@@ -264,7 +262,7 @@ def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, settings: Rast
 
 
 def _shade_pinhole(scene: Scene, geo: _Geometry, camera: Camera, frags, background, color: bool,
-                   want_albedo: bool) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+                   want_albedo: bool, shadows: bool = False) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     """Shade the covered pixels: ``([..., H, W, 4]`` radiance over the background and coverage, not
     antialiased, or None without ``color``; ``[..., H, W, 3]`` base colour or None without ``want_albedo``)."""
     shape = frags.face_ids.shape  # [..., H, W]
@@ -311,7 +309,8 @@ def _shade_pinhole(scene: Scene, geo: _Geometry, camera: Camera, frags, backgrou
         mapped = perturb_normal(normal, tangent, material["normal_tangent"])
         has_map = material["normal_tangent"].abs().sum(-1, keepdim=True) > 0
         normal = torch.where(has_map & (tangent[..., :3].abs().sum(-1, keepdim=True) > 0), mapped, normal)
-    radiance = material["emission"] + _shade(scene, position, normal, eye, material)
+    radiance = material["emission"] + _shade(scene, position, normal, eye, material,
+                                             (geo.verts, geo.faces) if shadows else None)
     rgb = scatter(radiance)
     cover = frags.mask[..., None].to(rgb.dtype)
     rgb = rgb + (1 - cover) * _background(scene, camera, background, rgb)
@@ -404,12 +403,14 @@ def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.
     return out
 
 
-def _shade(scene: Scene, position, normal, eye, material) -> torch.Tensor:
+def _shade(scene: Scene, position, normal, eye, material, occluders=None) -> torch.Tensor:
     out = torch.zeros_like(material["base_color"])
     if position.shape[0] == 0:
         return out
     surface = SurfaceSample.from_material(position, normal, eye - position, material)
     samples = [s for light in scene.lights.values() if hasattr(light, "samples") for s in light.samples(position)]
+    if occluders is not None and samples:
+        samples = _shadowed(samples, position, normal, *occluders)
     if samples:
         out = out + shade_direct_unchecked(surface, samples)
     envs = [l for l in scene.lights.values() if isinstance(l, EnvironmentLight)]
@@ -425,19 +426,19 @@ def _shade(scene: Scene, position, normal, eye, material) -> torch.Tensor:
     return out
 
 
-def _frame_checks(scene: Scene, camera: Camera) -> DeferredChecks:
-    """The frame's value checks, queued on the device: every floating tensor of the scene and the camera
-    finite, light strengths and colours non-negative (tensors that passed before and have not changed since
-    are not read again)."""
-    checks = DeferredChecks()
-    params = scene.parameters()
-    named = {f"scene parameter {name}": value for name, value in params.items()}
-    named.update({f"camera.{name}": value for name, value in (("K", camera.K), ("world_to_cam", camera.world_to_cam),
-                                                              ("distortion", camera.distortion)) if value is not None})
-    checks.require_finite(named)
-    checks.require_nonnegative({f"scene parameter {name}": value for name, value in params.items()
-                                if scene.param_info(name).kind in NONNEGATIVE_KINDS})
-    return checks
+def _shadowed(samples, position, normal, verts, faces):
+    """The light samples with ``L`` zeroed where a shadow ray from the shading point towards the light hits
+    the scene before the light (BVH queries; the mask carries no gradient)."""
+    bvh = bvh_for(verts.detach(), faces)
+    n = normal.detach()
+    out = []
+    for s in samples:
+        wi = s.wi.detach().expand(position.shape)
+        distance = s.distance.detach().expand(position.shape[:-1])
+        t_max = torch.where(torch.isfinite(distance), distance * (1 - 1e-4), torch.full_like(distance, math.inf))
+        blocked = bvh.occluded(offset_ray_origin(position.detach(), n, wi), wi, t_max)
+        out.append(s._replace(L=s.L * (~blocked)[..., None].to(s.L.dtype)))
+    return out
 
 
 def _check_background(background, camera: Optional[Camera], checks: Optional[DeferredChecks] = None) -> None:

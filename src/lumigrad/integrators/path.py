@@ -1,0 +1,267 @@
+"""The path tracer as integrators: ``"path"`` (multi-bounce) and ``"direct"`` (emitters and direct light).
+
+A thin layer over :func:`lumigrad.raytrace.transport.sample_paths`: it turns the :class:`Scene` into world
+triangles (:meth:`Scene.flatten`, area lights included as emissive parts), shoots ``spp`` jittered rays per
+pixel, and wires the transport into autograd with path replay backpropagation: the forward pass renders
+without a graph; the backward pass renders the primal again with ``seed_grad`` / ``spp_grad`` (decorrelated
+from the forward image by default, so a loss's gradient is unbiased) and replays those paths, one vertex at a
+time, so memory does not grow with ``max_depth``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+from .._checks import check_positive_int
+from ..cameras.camera import Camera
+from ..conventions import pixel_centers
+from ..raytrace.edges import sample_primary_edges
+from ..raytrace.transport import PathAdjoint, TraceScene, sample_paths
+from ..scene.lights import AreaLight, EnvironmentLight, SHLight
+from ..scene.scene import Scene
+from ..shading.image_formation import form_image_unchecked
+from .base import Integrator, RenderOutput, register_integrator
+from .frame_checks import check_index_tables, frame_checks
+
+__all__ = ["DirectIntegrator", "PathIntegrator"]
+
+_SEED_MOD = 2 ** 62
+
+
+@register_integrator("path")
+class PathIntegrator(Integrator):
+    """Unidirectional path tracing with next-event estimation and MIS (``integrator="path"``).
+
+    Settings:
+        max_depth: longest path in vertices, as Mitsuba counts (1: emitters only; 2: direct light; -1: no
+            limit, Russian roulette ends paths). Default 8.
+        rr_depth: depth from which Russian roulette may end a path (default 5).
+        hide_emitters: emitters seen directly are black.
+        spp_grad / seed_grad: samples per pixel and seed of the backward pass (default: ``spp`` and
+            ``seed + 1``, independent of the forward image).
+        edge_samples: points per view on silhouette edges for the visibility gradient (default:
+            ``H * W * spp_grad / 4``, at least 256; 0 turns edge sampling off).
+
+    Materials: the glTF metallic-roughness BSDF (no normal maps, no transmission yet); lights: point, spot,
+    directional, area (uniform radiance: also hit by BSDF rays) and environment; ``SHLight`` is refused.
+
+    **Differentiability:** unbiased gradients w.r.t. materials (factors, texels), emitters (radiance,
+    intensity, environment texels, light positions through their direct lighting) and the film. Geometry
+    and the camera get the interior term of every path vertex (its shading for a fixed incoming ray) and,
+    for undistorted cameras, the boundary term of primary visibility by edge sampling
+    (:mod:`lumigrad.raytrace.edges`: silhouettes move, pixels change). Shadow edges (secondary visibility)
+    give no gradient yet.
+    """
+
+    aov_names = ()
+    monte_carlo = True
+
+    def __init__(self, *, max_depth: int = 8, rr_depth: int = 5, hide_emitters: bool = False,
+                 spp_grad: Optional[int] = None, seed_grad: Optional[int] = None, edge_samples: Optional[int] = None):
+        if isinstance(max_depth, bool) or not isinstance(max_depth, int) or (max_depth < 1 and max_depth != -1):
+            raise ValueError(f"max_depth must be a positive int or -1 (no limit); got {max_depth!r}")
+        check_positive_int(rr_depth, "rr_depth")
+        if not isinstance(hide_emitters, bool):
+            raise TypeError(f"hide_emitters must be a bool; got {type(hide_emitters).__name__}")
+        if spp_grad is not None:
+            check_positive_int(spp_grad, "spp_grad")
+        if seed_grad is not None and (isinstance(seed_grad, bool) or not isinstance(seed_grad, int) or seed_grad < 0):
+            raise ValueError(f"seed_grad must be a non-negative int or None; got {seed_grad!r}")
+        if edge_samples is not None and (isinstance(edge_samples, bool) or not isinstance(edge_samples, int)
+                                         or edge_samples < 0):
+            raise ValueError(f"edge_samples must be a non-negative int or None; got {edge_samples!r}")
+        self.edge_samples = edge_samples
+        self.max_depth = max_depth
+        self.rr_depth = rr_depth
+        self.hide_emitters = hide_emitters
+        self.spp_grad = spp_grad
+        self.seed_grad = seed_grad
+
+    def render(self, scene: Scene, camera: Camera, *, aovs: Sequence[str] = (), spp: int = 1,
+               seed: int = 0) -> RenderOutput:
+        """Render colour and coverage; see the class. ``aovs`` must be empty."""
+        if aovs:
+            raise ValueError(f"the {type(self).__name__} has no AOVs; got {tuple(aovs)}")
+        run = _Run(self, scene, camera, spp, seed)
+        check_index_tables(scene)
+        frame_checks(scene, camera).flush()  # one read: the path tracer syncs freely anyway
+        params = run.parameters()
+        radiance = _PathReplay.apply(run, *params)
+        film = scene.film
+        rgb = form_image_unchecked(radiance, exposure=film.exposure, white_balance=film.white_balance,
+                                   vignetting=film.vignetting, K=camera.K if film.vignetting is not None else None,
+                                   tone=film.tone, encode=film.encode, gamma=film.gamma)
+        return RenderOutput(rgb, run.alpha, {})
+
+
+@register_integrator("direct")
+class DirectIntegrator(PathIntegrator):
+    """Direct illumination (``integrator="direct"``): emitters seen by the camera and one bounce of light,
+    next-event estimation of every light and a BSDF sample, combined by MIS: ``"path"`` with
+    ``max_depth = 2``. Settings as ``"path"`` without ``max_depth`` and ``rr_depth``."""
+
+    def __init__(self, *, hide_emitters: bool = False, spp_grad: Optional[int] = None,
+                 seed_grad: Optional[int] = None, edge_samples: Optional[int] = None):
+        super().__init__(max_depth=2, rr_depth=8, hide_emitters=hide_emitters, spp_grad=spp_grad,
+                         seed_grad=seed_grad, edge_samples=edge_samples)
+
+
+class _Run:
+    """One render: the scene, the camera and the sample counts, able to run the primal and the adjoint."""
+
+    def __init__(self, integrator: PathIntegrator, scene: Scene, camera: Camera, spp: int, seed: int):
+        if any(isinstance(l, SHLight) for l in scene.lights.values()):
+            raise ValueError("the path tracer cannot sample an SHLight (a radiance projection, not an emitter); "
+                             "use an EnvironmentLight")
+        if not scene.meshes and not any(isinstance(l, AreaLight) for l in scene.lights.values()):
+            raise ValueError("scene has nothing to draw: add a mesh (scene.add_mesh) or an area light")
+        self.integrator, self.scene, self.camera = integrator, scene, camera
+        self.spp, self.seed = spp, seed
+        self.alpha = None
+
+    def parameters(self):
+        """The scene's and camera's tensors that require gradients (the inputs of the autograd function)."""
+        tensors = list(self.scene.parameters().values())
+        tensors += [t for t in (self.camera.K, self.camera.world_to_cam, self.camera.distortion) if t is not None]
+        seen, out = set(), []
+        for t in tensors:
+            if t.requires_grad and id(t) not in seen:
+                seen.add(id(t))
+                out.append(t)
+        return out
+
+    def primal(self) -> torch.Tensor:
+        ts = _trace_scene(self.scene)
+        o, d = _camera_rays(self.camera, self.spp, self.seed, ts.verts.dtype)
+        L = sample_paths(ts, o, d, **self._settings(self.seed))
+        self.alpha = _coverage(ts, o, d, self.camera, self.spp)
+        return _pixels(L, self.camera, self.spp)
+
+    def adjoint(self, v_image: torch.Tensor, params) -> list:
+        it = self.integrator
+        spp = it.spp_grad or self.spp
+        seed = it.seed_grad if it.seed_grad is not None else (self.seed + 1) % _SEED_MOD
+        with torch.no_grad():
+            ts = _trace_scene(self.scene)
+            o, d = _camera_rays(self.camera, spp, seed, ts.verts.dtype)
+            L = sample_paths(ts, o, d, **self._settings(seed))
+        v = v_image.reshape(-1, 1, v_image.shape[-1]).expand(-1, spp, -1).reshape(-1, v_image.shape[-1]) / spp
+        adjoint = PathAdjoint(v.to(L.dtype), L, params)
+        with torch.enable_grad():
+            ts = _trace_scene(self.scene)
+            rays = _camera_rays(self.camera, spp, seed, ts.verts.dtype)
+        sample_paths(ts, rays[0].detach(), rays[1].detach(), adjoint=adjoint, primary=lambda: rays,
+                     **self._settings(seed))
+        if self.camera.distortion is None and it.edge_samples != 0:
+            with torch.enable_grad():
+                self._edges(ts, v_image, adjoint, spp, seed)
+        return adjoint.grads
+
+    def _edges(self, ts: TraceScene, v_image: torch.Tensor, adjoint: PathAdjoint, spp: int, seed: int) -> None:
+        """The boundary term of primary visibility (:mod:`lumigrad.raytrace.edges`), view by view."""
+        cam = self.camera
+        H, W = cam.height, cam.width
+        count = self.integrator.edge_samples or max(256, H * W * spp // 4)
+        views = [cam] if cam.batch_shape == () else [cam[i] for i in range(len(cam))]
+        v_views = v_image.reshape(-1, H, W, v_image.shape[-1])
+        gen = torch.Generator(device=cam.device)
+        gen.manual_seed((3 * seed + 2) % _SEED_MOD)
+        for view, v in zip(views, v_views):
+            edges = sample_primary_edges(ts.verts, ts.faces, view.K.to(ts.verts.dtype),
+                                         view.world_to_cam.to(ts.verts.dtype), view.near, W, H, count, gen,
+                                         orthographic=view.projection == "orthographic")
+            p = edges.points.detach()
+            col, row = p[:, 0].floor().long(), p[:, 1].floor().long()
+            inside = (col >= 0) & (col < W) & (row >= 0) & (row < H)
+            if not bool(inside.any()):
+                continue
+            keep = inside.nonzero()[:, 0]
+            p, n = p[keep], edges.normals[keep]
+            eps = 1e-3  # pixels to either side of the edge
+            with torch.no_grad():
+                radiance = []
+                for side in (-1.0, 1.0):  # the same seed on both sides: their noise largely cancels
+                    o, d = _rays_through(view, p + side * eps * n, ts.verts.dtype)
+                    radiance.append(sample_paths(ts, o, d, **self._settings(seed + 7)))
+                jump = radiance[0] - radiance[1]  # f_minus - f_plus
+                weight = (v[row[keep], col[keep]].to(jump.dtype) * jump).sum(-1) * edges.inv_pdf[keep]
+            surrogate = (weight * (n * edges.points[keep]).sum(-1)).sum()
+            adjoint.backprop(surrogate)
+
+    def _settings(self, seed: int) -> dict:
+        it = self.integrator
+        return dict(max_depth=it.max_depth, rr_depth=it.rr_depth, seed=(2 * seed) % _SEED_MOD,
+                    hide_emitters=it.hide_emitters)
+
+
+class _PathReplay(torch.autograd.Function):
+    """Radiance ``[..., H, W, 3]`` of a :class:`_Run`: the primal forward, path replay backward."""
+
+    @staticmethod
+    def forward(ctx, run: _Run, *params):
+        ctx.run = run
+        ctx.num_params = len(params)
+        with torch.no_grad():
+            return run.primal()
+
+    @staticmethod
+    def backward(ctx, v_image):
+        params = ctx.run.parameters()
+        grads = ctx.run.adjoint(v_image, params)
+        return (None,) + tuple(grads)
+
+
+def _trace_scene(scene: Scene) -> TraceScene:
+    flat = scene.flatten(emitters=True, normals=True)
+    part_emitters = [p.source if isinstance(p.source, AreaLight) else None for p in flat.parts]
+    lights = [l for l in scene.lights.values() if not isinstance(l, SHLight)]
+    envs = [l for l in lights if isinstance(l, EnvironmentLight)]
+    if len(envs) > 1:
+        raise ValueError(f"a scene takes at most one EnvironmentLight; it has {len(envs)}")
+    return TraceScene(flat.verts, flat.faces, flat.normals, flat.uv, flat.uv_faces, flat.face_part,
+                      [p.material for p in flat.parts], [p.double_sided for p in flat.parts], part_emitters,
+                      lights, envs[0] if envs else None)
+
+
+def _rays_through(camera: Camera, uv: torch.Tensor, dtype: torch.dtype):
+    """World rays ``(origins, unit directions) [S, 3]`` of one (unbatched) camera through pixel positions
+    ``uv [S, 2]``."""
+    o_c, d_c = camera.ray_origins_directions(uv.to(camera.dtype))
+    R, t = camera.world_to_cam[:3, :3], camera.world_to_cam[:3, 3]
+    o, d = (o_c - t) @ R, d_c @ R
+    return o.to(dtype), (d / torch.linalg.vector_norm(d, dim=-1, keepdim=True)).to(dtype)
+
+
+def _camera_rays(camera: Camera, spp: int, seed: int, dtype: torch.dtype):
+    """World rays ``(origins, unit directions) [views * H * W * spp, 3]``, jittered inside each pixel; rows
+    ordered view, row, column, sample. Differentiable in the camera's ``K``, ``world_to_cam`` and distortion."""
+    H, W = camera.height, camera.width
+    gen = torch.Generator(device=camera.device)
+    gen.manual_seed((2 * seed + 1) % _SEED_MOD)
+    batch = tuple(camera.batch_shape)
+    centres = pixel_centers(H, W, device=camera.device, dtype=camera.dtype)  # [H, W, 2]
+    jitter = torch.rand(batch + (H, W, spp, 2), generator=gen, device=camera.device, dtype=camera.dtype) - 0.5
+    uv = centres[..., None, :] + jitter
+    o_c, d_c = camera.ray_origins_directions(uv)
+    w2c = camera.world_to_cam
+    R = w2c[..., :3, :3].reshape(batch + (1, 1, 1, 3, 3))
+    t = w2c[..., :3, 3].reshape(batch + (1, 1, 1, 3))
+    o = ((o_c - t)[..., None, :] @ R)[..., 0, :]  # x_w = R^T (x_c - t)
+    d = (d_c[..., None, :] @ R)[..., 0, :]
+    d = d / torch.linalg.vector_norm(d, dim=-1, keepdim=True)
+    return o.reshape(-1, 3).to(dtype), d.reshape(-1, 3).to(dtype)
+
+
+def _pixels(L: torch.Tensor, camera: Camera, spp: int) -> torch.Tensor:
+    shape = tuple(camera.batch_shape) + (camera.height, camera.width, spp, L.shape[-1])
+    return L.reshape(shape).mean(-2)
+
+
+def _coverage(ts: TraceScene, o, d, camera: Camera, spp: int) -> torch.Tensor:
+    """``[..., H, W, 1]``: the fraction of each pixel's camera rays that hit a surface."""
+    from ..kernels.bvh import bvh_for
+
+    face, _, _ = bvh_for(ts.verts.detach(), ts.faces).closest_hit(o.detach(), d.detach())
+    return _pixels((face >= 0).to(o.dtype)[:, None], camera, spp)

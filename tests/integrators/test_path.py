@@ -1,0 +1,306 @@
+"""The path tracer (``integrator="path"`` / ``"direct"``): radiance against closed forms and the rasterizer,
+and path-replay gradients against finite differences with the same random numbers."""
+
+import math
+
+import pytest
+import torch
+
+import lumigrad as lg
+from lumigrad.shading import Material
+
+F64 = torch.float64
+QUAD = torch.tensor([[0, 2, 1], [0, 3, 2]])
+
+
+def _lambert(rgb, dtype=F64):
+    """A pure Lambertian material: ior 1 gives the glTF coat no reflectance (f0 = 0)."""
+    rgb = torch.as_tensor(rgb, dtype=dtype)
+    return Material(base_color_factor=torch.cat([rgb, torch.ones(1, dtype=dtype)]), metallic_factor=0.0,
+                    roughness_factor=1.0, ior=1.0)
+
+
+def _floor(size=2.0, y=0.0, dtype=F64):
+    s = size
+    return torch.tensor([[-s, y, -s], [s, y, -s], [s, y, s], [-s, y, s]], dtype=dtype)
+
+
+def _top_camera(size=16, dtype=F64):
+    return lg.Camera.look_at([0.0, 2.0, 0.01], [0.0, 0.0, 0.0], fov_y=0.6, width=size, height=size).to(dtype=dtype)
+
+
+def _point_lit_floor(albedo=(0.5, 0.5, 0.5), intensity=4.0):
+    scene = lg.Scene()
+    scene.add_mesh("floor", lg.SceneMesh(_floor(), QUAD, _lambert(albedo)))
+    scene.add_light("key", lg.PointLight(torch.tensor([0.0, 1.0, 0.0], dtype=F64),
+                                         torch.as_tensor(intensity, dtype=F64)))
+    return scene
+
+
+@pytest.mark.parametrize("integrator", ["path", "direct"])
+def test_a_point_lit_floor_matches_the_rasterizer(integrator):
+    """Direct light from a point light has a closed form, which the rasterizer evaluates at pixel centres;
+    the path tracer jitters inside pixels, so compare smooth pixel averages."""
+    scene, cam = _point_lit_floor(), _top_camera()
+    traced = lg.render(scene, cam, integrator=integrator, spp=16).rgb
+    raster = lg.render(scene, cam, use_antialias=False, background=0.0).rgb
+    assert torch.allclose(traced.mean(), raster.mean(), rtol=5e-3)
+    centre = (slice(6, 10), slice(6, 10))
+    assert torch.allclose(traced[centre].mean(), raster[centre].mean(), rtol=5e-3)
+
+
+def test_a_diffuse_floor_under_a_constant_sky_reflects_albedo_times_sky():
+    """White furnace of a plane: every point sees the upper hemisphere of a uniform sky, so L = albedo x sky,
+    by light sampling and BSDF sampling combined with MIS."""
+    scene = lg.Scene()
+    scene.add_mesh("floor", lg.SceneMesh(_floor(50.0), QUAD, _lambert((0.3, 0.6, 0.9))))
+    scene.add_light("sky", lg.EnvironmentLight(torch.full((8, 16, 3), 2.0, dtype=F64)))
+    image = lg.render(scene, _top_camera(), integrator="path", spp=32, max_depth=3).rgb
+    expected = 2.0 * torch.tensor([0.3, 0.6, 0.9], dtype=F64)
+    assert torch.allclose(image.reshape(-1, 3).mean(0), expected, rtol=0.02)
+
+
+def test_rays_that_miss_see_the_environment_and_no_coverage():
+    scene = lg.Scene()
+    scene.add_mesh("floor", lg.SceneMesh(_floor(0.2), QUAD, _lambert((0.5, 0.5, 0.5))))
+    scene.add_light("sky", lg.EnvironmentLight(torch.full((8, 16, 3), 0.7, dtype=F64)))
+    out = lg.render(scene, _top_camera(), integrator="path", spp=4)
+    assert torch.allclose(out.rgb[0, 0], torch.full((3,), 0.7, dtype=F64))
+    assert out.alpha[0, 0, 0] == 0 and out.alpha[8, 8, 0] == 1
+    hidden = lg.render(scene, _top_camera(), integrator="path", spp=4, hide_emitters=True)
+    assert torch.all(hidden.rgb[0, 0] == 0)
+
+
+def test_an_occluder_casts_a_shadow():
+    scene = _point_lit_floor()
+    blocker = _floor(0.3, y=0.5)
+    scene.add_mesh("blocker", lg.SceneMesh(blocker, QUAD, _lambert((0.0, 0.0, 0.0)), double_sided=True))
+    cam = lg.Camera.look_at([0.0, 2.0, 2.0], [0.0, 0.0, 0.0], fov_y=0.9, width=24, height=24).to(dtype=F64)
+    lit = lg.render(_point_lit_floor(), cam, integrator="direct", spp=4).rgb
+    shadowed = lg.render(scene, cam, integrator="direct", spp=4).rgb
+    # The point below the light is in the blocker's shadow (and hidden by it); far corners are lit in both.
+    assert shadowed.sum() < 0.8 * lit.sum()
+    assert torch.allclose(shadowed[-1, 0], lit[-1, 0], rtol=1e-6)
+
+
+def test_an_area_light_agrees_with_its_exact_irradiance():
+    """A floor under a square lamp: by MIS of lamp and BSDF samples the pixel average approaches the average
+    of albedo / pi x the exact polygon irradiance at the points the pixels see."""
+    albedo = 0.8
+    scene = lg.Scene()
+    scene.add_mesh("floor", lg.SceneMesh(_floor(1.0), QUAD, _lambert((albedo,) * 3)))
+    lamp = torch.tensor([[-0.3, 1.0, -0.3], [0.3, 1.0, -0.3], [0.3, 1.0, 0.3], [-0.3, 1.0, 0.3]], dtype=F64)
+    scene.add_light("lamp", lg.AreaLight(lamp, QUAD, torch.tensor([5.0, 5.0, 5.0], dtype=F64)))
+    cam = lg.Camera.look_at([0.0, 3.0, 0.001], [0.0, 0.0, 0.0], fov_y=0.5, width=8, height=8).to(dtype=F64)
+    image = lg.render(scene, cam, integrator="direct", spp=256, hide_emitters=True).rgb
+    # The points the pixel centres see (the whole image is floor), and their exact irradiance.
+    out = lg.render(scene, cam, aovs=("position",), use_antialias=False)
+    points = out.aovs["position"].reshape(-1, 3)
+    normal = torch.tensor([0.0, 1.0, 0.0], dtype=F64).expand_as(points)
+    # the lamp faces down (its triangles wind so that their normal is -y)
+    E = lg.shading.polygon_irradiance(points, normal, lamp.flip(0), torch.tensor([5.0], dtype=F64))
+    expected = albedo / math.pi * E.mean()
+    assert torch.allclose(image.mean(), expected, rtol=0.03)
+
+
+def _two_walls(albedo, intensity, sky=None):
+    scene = lg.Scene()
+    wall = torch.tensor([[-2.0, 0, -1], [2, 0, -1], [2, 3, -1], [-2, 3, -1]], dtype=F64)
+    scene.add_mesh("floor", lg.SceneMesh(_floor(), QUAD, _lambert(albedo), double_sided=True))
+    scene.add_mesh("wall", lg.SceneMesh(wall, QUAD, _lambert((0.8, 0.2, 0.2)), double_sided=True))
+    scene.add_light("key", lg.PointLight(torch.tensor([0.0, 1.0, 0.0], dtype=F64), intensity))
+    if sky is not None:
+        scene.add_light("sky", lg.EnvironmentLight(sky))
+    return scene
+
+
+def test_path_replay_gradients_match_finite_differences_with_the_same_samples():
+    """With the backward pass on the forward's samples (seed_grad = seed), the estimate is a differentiable
+    function of the parameters that do not move visibility: its gradient equals central differences."""
+    cam = lg.Camera.look_at([0.0, 2.0, 3.0], [0.0, 0.5, 0.0], fov_y=0.9, width=16, height=16).to(dtype=F64)
+    albedo = torch.tensor([0.5, 0.6, 0.7], dtype=F64, requires_grad=True)
+    intensity = torch.tensor(4.0, dtype=F64, requires_grad=True)
+    sky = torch.rand(4, 8, 3, generator=torch.Generator().manual_seed(0), dtype=F64).requires_grad_(True)
+    kw = dict(integrator="path", spp=4, seed=3, max_depth=4, seed_grad=3)
+
+    def loss(a, i, s):
+        return lg.render(_two_walls(a, i, s), cam, **kw).rgb.square().sum()
+
+    loss(albedo, intensity, sky).backward()
+    eps = 1e-5
+    for k in range(3):
+        step = torch.zeros(3, dtype=F64)
+        step[k] = eps
+        fd = (loss(albedo.detach() + step, intensity.detach(), sky.detach())
+              - loss(albedo.detach() - step, intensity.detach(), sky.detach())) / (2 * eps)
+        assert torch.allclose(albedo.grad[k], fd, rtol=5e-3), (k, albedo.grad[k], fd)
+    fd = (loss(albedo.detach(), intensity.detach() + eps, sky.detach())
+          - loss(albedo.detach(), intensity.detach() - eps, sky.detach())) / (2 * eps)
+    assert torch.allclose(intensity.grad, fd, rtol=5e-3)
+    texel = (1, 3, 0)
+    step = torch.zeros_like(sky)
+    step[texel] = eps
+    fd = (loss(albedo.detach(), intensity.detach(), sky.detach() + step)
+          - loss(albedo.detach(), intensity.detach(), sky.detach() - step)) / (2 * eps)
+    assert torch.allclose(sky.grad[texel], fd, rtol=2e-2, atol=1e-6)
+
+
+def test_gradients_of_an_area_lamp_and_its_radiance():
+    cam = lg.Camera.look_at([0.0, 3.0, 0.001], [0.0, 0.0, 0.0], fov_y=0.5, width=8, height=8).to(dtype=F64)
+    lamp = torch.tensor([[-0.3, 1.0, -0.3], [0.3, 1.0, -0.3], [0.3, 1.0, 0.3], [-0.3, 1.0, 0.3]], dtype=F64)
+    radiance = torch.tensor([5.0, 4.0, 3.0], dtype=F64, requires_grad=True)
+
+    def loss(r):
+        scene = lg.Scene()
+        scene.add_mesh("floor", lg.SceneMesh(_floor(1.0), QUAD, _lambert((0.8,) * 3)))
+        scene.add_light("lamp", lg.AreaLight(lamp, QUAD, r))
+        return lg.render(scene, cam, integrator="path", spp=4, seed=1, seed_grad=1, max_depth=3).rgb.sum()
+
+    loss(radiance).backward()
+    eps = 1e-5
+    for k in range(3):
+        step = torch.zeros(3, dtype=F64)
+        step[k] = eps
+        fd = (loss(radiance.detach() + step) - loss(radiance.detach() - step)) / (2 * eps)
+        assert torch.allclose(radiance.grad[k], fd, rtol=1e-3), (k, radiance.grad[k], fd)
+
+
+def test_decorrelated_gradients_are_unbiased_on_average():
+    """With seed_grad independent of the forward, gradients of a linear loss average to the true gradient."""
+    cam = lg.Camera.look_at([0.0, 2.0, 3.0], [0.0, 0.5, 0.0], fov_y=0.9, width=8, height=8).to(dtype=F64)
+    grads = []
+    for seed in range(16):
+        albedo = torch.tensor([0.5, 0.6, 0.7], dtype=F64, requires_grad=True)
+        lg.render(_two_walls(albedo, 4.0), cam, integrator="path", spp=16, seed=seed, max_depth=4).rgb.sum().backward()
+        grads.append(albedo.grad)
+    reference = torch.zeros(3, dtype=F64)
+    eps = 1e-4
+    for k in range(3):
+        step = torch.zeros(3, dtype=F64)
+        step[k] = eps
+        base = torch.tensor([0.5, 0.6, 0.7], dtype=F64)
+        total = 0.0
+        for seed in range(16):
+            kw = dict(integrator="path", spp=16, seed=100 + seed, max_depth=4)
+            total += (lg.render(_two_walls(base + step, 4.0), cam, **kw).rgb.sum()
+                      - lg.render(_two_walls(base - step, 4.0), cam, **kw).rgb.sum()) / (2 * eps)
+        reference[k] = total / 16
+    assert torch.allclose(torch.stack(grads).mean(0), reference, rtol=0.05)
+
+
+def test_bad_settings_and_scenes_are_refused():
+    scene, cam = _point_lit_floor(), _top_camera()
+    with pytest.raises(ValueError, match="max_depth must be a positive int or -1"):
+        lg.render(scene, cam, integrator="path", max_depth=0)
+    with pytest.raises(ValueError, match="spp"):
+        lg.render(scene, cam, integrator="path", spp=0)
+    with pytest.raises(ValueError, match="has no AOV"):
+        lg.render(scene, cam, integrator="path", aovs=("depth",))
+    scene.add_light("sh", lg.SHLight(torch.zeros(9, 3, dtype=F64)))
+    with pytest.raises(ValueError, match="SHLight"):
+        lg.render(scene, cam, integrator="path")
+    scene = _point_lit_floor()
+    with torch.no_grad():
+        scene.meshes["floor"].verts[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="scene parameter meshes.floor.verts contains NaN"):
+        lg.render(scene, cam, integrator="path")
+
+
+def test_unlimited_depth_ends_by_russian_roulette():
+    scene, cam = _point_lit_floor(), _top_camera(8)
+    image = lg.render(scene, cam, integrator="path", spp=2, max_depth=-1, rr_depth=1).rgb
+    assert torch.isfinite(image).all() and image.mean() > 0
+
+
+def _glowing_card(to_world):
+    """An emissive card (radiance 1) in the plane z = 0 in front of black: with max_depth 1 a pixel's value is
+    the fraction of it the card covers."""
+    scene = lg.Scene()
+    card = torch.tensor([[-0.6, -0.4, 0.0], [0.5, -0.4, 0.0], [0.5, 0.45, 0.0], [-0.6, 0.45, 0.0]], dtype=F64)
+    glow = Material(base_color_factor=torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=F64),
+                    emissive_factor=torch.ones(3, dtype=F64))
+    scene.add_mesh("card", lg.SceneMesh(card, QUAD, glow, double_sided=True, to_world=to_world))
+    return scene, card
+
+
+def _column_weighted_loss(image):
+    columns = torch.arange(image.shape[-2], dtype=image.dtype) + 0.5
+    return (image[..., 0] * columns).sum()
+
+
+def _expected_column_derivative(card, cam):
+    """d/ds of sum over pixels of (column centre x coverage) when the card moves by s along +x: its vertical
+    edges sweep whole columns, the left one taking coverage from its column, the right one adding to its own."""
+    uv = lg.cameras.projection.project_points(lg.cameras.projection.transform_points(card, cam.world_to_cam),
+                                              cam.K)
+    left, right = uv[:, 0].min(), uv[:, 0].max()
+    height = uv[:, 1].max() - uv[:, 1].min()
+    du_ds = cam.K[0, 0] * cam.world_to_cam[0, 0] / 4.0  # u = fx x_c / z_c + cx, z_c = 4, x_c = R[0] . X + t_0
+    return height * (right.floor() - left.floor()) * du_ds
+
+
+@pytest.mark.parametrize("moving", ["object", "camera"])
+def test_edge_sampling_gives_the_silhouette_gradient(moving):
+    s = torch.tensor(0.0, dtype=F64, requires_grad=True)
+    eye = torch.tensor([0.0, 0.0, -4.0], dtype=F64)
+    shift = torch.stack([s, torch.zeros_like(s), torch.zeros_like(s)])
+    if moving == "object":
+        to_world = torch.eye(4, dtype=F64).index_put((torch.tensor([0, 1, 2]), torch.tensor([3, 3, 3])), shift)
+        cam = lg.Camera.look_at(eye, torch.zeros(3, dtype=F64), fov_y=0.5, width=32, height=32)
+    else:  # the camera moves the other way: the same image motion
+        to_world = None
+        cam = lg.Camera.look_at(eye - shift, -shift, fov_y=0.5, width=32, height=32)
+    scene, card = _glowing_card(to_world)
+    image = lg.render(scene, cam, integrator="path", spp=4, max_depth=1, edge_samples=20000).rgb
+    _column_weighted_loss(image).backward()
+    expected = _expected_column_derivative(card, cam.to(dtype=F64)).detach()
+    assert torch.allclose(s.grad, expected, rtol=0.03), (s.grad, expected)
+    no_edges = torch.tensor(0.0, dtype=F64, requires_grad=True)
+    moved = torch.eye(4, dtype=F64).index_put((torch.tensor([0]), torch.tensor([3])), no_edges.reshape(1))
+    scene, _ = _glowing_card(moved)
+    cam = lg.Camera.look_at(eye, torch.zeros(3, dtype=F64), fov_y=0.5, width=32, height=32)
+    _column_weighted_loss(lg.render(scene, cam, integrator="path", spp=4, max_depth=1, edge_samples=0).rgb).backward()
+    assert no_edges.grad is None or no_edges.grad.abs() < 1e-9  # the interior alone sees no motion here
+
+
+def test_a_lit_card_over_a_floor_moves_like_finite_differences():
+    """Silhouette gradient of a shaded card against a shaded floor (occlusion edges), by edge sampling, against
+    central differences of well-converged renders. The light sits at the eye, so the card's shadow hides behind
+    it (shadow edges, secondary visibility, are not sampled)."""
+    def scene_for(s):
+        scene = lg.Scene()
+        floor = torch.tensor([[-3, 0, -3], [3, 0, -3], [3, 0, 3], [-3, 0, 3]], dtype=F64)
+        scene.add_mesh("floor", lg.SceneMesh(floor, QUAD, _lambert((0.3, 0.5, 0.7)), double_sided=True))
+        card = torch.tensor([[-0.5, 0.5, -0.5], [0.5, 0.5, -0.5], [0.5, 0.5, 0.5], [-0.5, 0.5, 0.5]], dtype=F64)
+        pose = torch.eye(4, dtype=F64).index_put((torch.tensor([0]), torch.tensor([3])), s.reshape(1))
+        scene.add_mesh("card", lg.SceneMesh(card, QUAD, _lambert((0.9, 0.8, 0.1)), double_sided=True, to_world=pose))
+        scene.add_light("key", lg.PointLight(torch.tensor([0.0, 3.0, -3.0], dtype=F64), torch.tensor(20.0, dtype=F64)))
+        return scene
+
+    cam = lg.Camera.look_at(torch.tensor([0.0, 3.0, -3.0], dtype=F64), torch.zeros(3, dtype=F64), fov_y=0.6,
+                            width=24, height=24)
+    weight = (torch.arange(24, dtype=F64) + 0.5)[None, :, None]
+
+    def loss(s, spp, **kw):
+        return (lg.render(scene_for(s), cam, integrator="direct", spp=spp, **kw).rgb * weight).sum()
+
+    s = torch.tensor(0.0, dtype=F64, requires_grad=True)
+    loss(s, 4, edge_samples=20000).backward()
+    eps = 0.05
+    fd = (loss(torch.tensor(eps, dtype=F64), 512) - loss(torch.tensor(-eps, dtype=F64), 512)) / (2 * eps)
+    assert torch.allclose(s.grad, fd, rtol=0.03), (s.grad, fd)
+
+
+def test_the_rasterizer_casts_shadows_with_shadow_rays():
+    """``shadows=True``: the hybrid raster renderer matches the path tracer's direct light with an occluder."""
+    scene = _point_lit_floor()
+    scene.lights["key"].position = torch.tensor([0.3, 1.0, 0.2], dtype=F64)
+    scene.add_mesh("blocker", lg.SceneMesh(_floor(0.3, y=0.5), QUAD, _lambert((0.0, 0.0, 0.0)), double_sided=True))
+    cam = lg.Camera.look_at([0.0, 2.0, 2.0], [0.0, 0.0, 0.0], fov_y=0.9, width=24, height=24).to(dtype=F64)
+    plain = lg.render(scene, cam, use_antialias=False, background=0.0).rgb
+    shadowed = lg.render(scene, cam, use_antialias=False, background=0.0, shadows=True).rgb
+    traced = lg.render(scene, cam, integrator="direct", spp=64).rgb
+    assert shadowed.sum() < 0.9 * plain.sum()
+    assert torch.allclose(shadowed.mean(), traced.mean(), rtol=0.02)
+    dark = shadowed.sum(-1) == 0
+    assert dark.any() and torch.allclose(traced[dark].mean(), torch.zeros((), dtype=F64), atol=0.02)
