@@ -1,127 +1,259 @@
-"""Ray queries on a bounding volume hierarchy of triangles: Warp's ``wp.Mesh`` (built once, refitted when only
-the vertices move), closest hit and shadow (occlusion) queries.
+"""A triangle BVH for ray queries (Warp's ``wp.Mesh``), refit in place, and a cache of one per topology.
 
-The kernels return ids and distances only; what is differentiated (hit distance, barycentrics, positions) is
-recomputed in PyTorch from the vertex tensors (:func:`lumigrad.raytrace.intersect.intersect_faces`). CPU
-launches are split across threads (:func:`lumigrad.kernels._runtime.launch_split`).
+:class:`TriangleBVH` answers closest-hit and any-hit queries for batches of rays with ids, float32 distances
+and barycentrics; it runs no autograd (everything it is given is detached). What is differentiated is
+recomputed from the face ids in PyTorch (``lumigrad.raytrace.intersect_faces``). :func:`bvh_for` keeps one
+BVH per faces tensor and refits it when only the vertex positions change, so a renderer can ask for "the
+BVH of these triangles" every frame.
+
+Ray parameter ``t``: a hit is ``origin + t * direction`` with ``t`` in multiples of the *given* direction's
+length (directions need not be unit: normalise them for ``t`` to be a distance). Hits count for
+``0 <= t < t_max``; both sides of a triangle are hit (no culling); zero-area triangles and zero directions
+never hit. Queries run in float32 whatever the input dtype. (Warp's traversal keeps at most 32 deferred
+nodes; a pathologically deep tree, not seen on ordinary meshes, would end a query early.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import weakref
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import warp as wp
 
+from .._checks import check_indices, check_tensor
+from . import bvh_kernels as bk
 from ._runtime import as_warp, ensure_init, launch_split
 
-__all__ = ["TriangleBVH", "bvh_for"]
+__all__ = ["TriangleBVH", "bvh_cache_info", "bvh_for", "clear_bvh_cache"]
 
-wp.set_module_options({"enable_backward": False})
-
-
-@wp.kernel
-def _closest(offset: int, end: int, mesh: wp.uint64, origins: wp.array(dtype=wp.vec3),
-             directions: wp.array(dtype=wp.vec3), t_max: wp.array(dtype=wp.float32),
-             face: wp.array(dtype=wp.int32), t: wp.array(dtype=wp.float32), bary: wp.array(dtype=wp.vec3)):
-    i = offset + wp.tid()
-    hit = wp.mesh_query_ray(mesh, origins[i], directions[i], t_max[i])
-    face[i] = -1
-    t[i] = wp.inf
-    bary[i] = wp.vec3(0.0, 0.0, 0.0)
-    if hit.result:
-        face[i] = hit.face
-        t[i] = hit.t
-        # Warp's (u, v): the hit is u p0 + v p1 + (1 - u - v) p2 for the face's corners p0, p1, p2.
-        bary[i] = wp.vec3(hit.u, hit.v, 1.0 - hit.u - hit.v)
+#: Rays per CPU thread below which a query is not split (a ray costs about a microsecond).
+MIN_RAYS_PER_THREAD = 256
+#: The most BVHs :func:`bvh_for` keeps (a 1M-triangle BVH takes on the order of 100 MB).
+CACHE_CAPACITY = 8
 
 
-@wp.kernel
-def _occluded(offset: int, end: int, mesh: wp.uint64, origins: wp.array(dtype=wp.vec3),
-              directions: wp.array(dtype=wp.vec3), t_max: wp.array(dtype=wp.float32),
-              blocked: wp.array(dtype=wp.int32)):
-    i = offset + wp.tid()
-    hit = wp.mesh_query_ray(mesh, origins[i], directions[i], t_max[i])
-    blocked[i] = 0
-    if hit.result:
-        blocked[i] = 1
+def _version(x: torch.Tensor) -> Optional[int]:
+    try:
+        return x._version
+    except RuntimeError:  # inference tensors have no version counter
+        return None
+
+
+@contextlib.contextmanager
+def _torch_stream(device: torch.device):
+    """Run Warp work on the device's current PyTorch stream (CUDA), so it is ordered with PyTorch's."""
+    if device.type != "cuda":
+        yield
+        return
+    with wp.ScopedStream(wp.stream_from_torch(torch.cuda.current_stream(device)), sync_enter=False):
+        yield
 
 
 class TriangleBVH:
-    """A BVH over the triangles ``faces [F, 3]`` of ``verts [V, 3]`` on their device (float32 inside).
+    """A BVH over the triangles ``faces`` of ``verts``, on ``verts.device`` (CPU or CUDA).
 
-    Distances ``t`` are in units of the given directions (``origin + t * direction``); unit directions give
-    world distances. No face is culled: rays hit both sides.
+    Args:
+        verts: ``[V, 3]`` float vertex positions (any float dtype; stored as float32, detached). Must be finite
+            (checked here, once).
+        faces: ``[F, 3]`` integer vertex indices into ``verts``, on the same device; ``F = 0`` gives a BVH that
+            every ray misses.
+
+    Attributes:
+        device: where the BVH lives; ``num_verts``, ``num_faces``: the sizes it was built for.
+        refit_count: how many times :meth:`refit` ran (tests count them).
+
+    The BVH keeps float32 copies of the points and indices; :meth:`refit` rewrites the points in place and
+    refits the bounding boxes (same tree, new boxes: fast, but the tree degrades if vertices move far).
+    On CUDA, building, refitting and queries run on PyTorch's current stream.
+
+    **Differentiability:** none. Inputs are detached and outputs are ids, float32 ``t`` and barycentrics;
+    recompute what must be differentiated from the face ids (``lumigrad.raytrace.intersect_faces``).
     """
 
     def __init__(self, verts: torch.Tensor, faces: torch.Tensor):
+        check_tensor(verts, "verts", trailing=(None, 3), max_dims=2, floating=True, finite=True)
+        check_tensor(faces, "faces", trailing=(None, 3), max_dims=2, floating=False, device=verts.device)
+        check_indices(faces, "faces", verts.shape[0])
         ensure_init()
         self.device = verts.device
-        self.num_faces = faces.shape[0]
-        self._points = verts.detach().to(torch.float32).contiguous().clone()
-        self._indices = faces.detach().to(torch.int32).reshape(-1).contiguous()
-        self._mesh = wp.Mesh(points=as_warp(self._points, wp.vec3), indices=as_warp(self._indices),
-                             support_winding_number=False)
+        self.num_verts, self.num_faces = verts.shape[0], faces.shape[0]
+        self.refit_count = 0
+        self._points = verts.detach().to(torch.float32, copy=True).contiguous()
+        self._indices = faces.detach().to(torch.int32, copy=True).reshape(-1).contiguous()
+        self._mesh = None
+        if self.num_faces:
+            with _torch_stream(self.device):
+                self._mesh = wp.Mesh(points=as_warp(self._points, wp.vec3), indices=as_warp(self._indices))
+        self._remember_source(verts)
 
+    # ------------------------------------------------------------------------------------------- vertices
     def refit(self, verts: torch.Tensor) -> None:
-        """Move the vertices (same count and topology) and refit the hierarchy's boxes."""
-        self._points.copy_(verts.detach().to(torch.float32))
-        self._mesh.refit()
+        """Copy ``verts [V, 3]`` (same ``V`` and device; values not read here) into the BVH and refit its boxes."""
+        check_tensor(verts, "verts", trailing=(self.num_verts, 3), max_dims=2, floating=True, device=self.device)
+        self._points.copy_(verts.detach())
+        if self._mesh is not None:
+            with _torch_stream(self.device):
+                self._mesh.refit()
+        self.refit_count += 1
+        self._remember_source(verts)
+
+    def refit_if_changed(self, verts: torch.Tensor) -> bool:
+        """Refit to ``verts`` unless they are the vertices of the last build or refit, unchanged; return
+        whether it refit.
+
+        "Unchanged" is known without reading values when ``verts`` views the same memory as last time and its
+        version counter has not moved (every in-place change bumps it; writes through ``.data`` do not, so
+        call :meth:`refit` after those). Otherwise, on CPU, the values are compared with the stored float32
+        points; on CUDA it refits without comparing (a comparison would be a host sync).
+        """
+        if self._same_source(verts):
+            return False
+        if self.device.type == "cpu" and verts.shape == self._points.shape and verts.device == self.device \
+                and torch.equal(verts.detach().to(torch.float32), self._points):
+            self._remember_source(verts)
+            return False
+        self.refit(verts)
+        return True
+
+    def _remember_source(self, verts: torch.Tensor) -> None:
+        # A reference to the source tensor keeps its memory alive, so an equal data_ptr later is the same memory.
+        self._source = (verts.detach(), _version(verts))
+
+    def _same_source(self, verts: torch.Tensor) -> bool:
+        src, version = self._source
+        return (version is not None and _version(verts) == version and verts.data_ptr() == src.data_ptr()
+                and verts.dtype == src.dtype and verts.shape == src.shape and verts.stride() == src.stride()
+                and verts.device == src.device)
+
+    # ---------------------------------------------------------------------------------------------- queries
+    def _rays(self, origins, directions, t_max):
+        check_tensor(origins, "origins", trailing=(None, 3), max_dims=2, floating=True, device=self.device)
+        check_tensor(directions, "directions", trailing=(None, 3), max_dims=2, floating=True, device=self.device)
+        if directions.shape != origins.shape:
+            raise ValueError(f"origins and directions must have the same shape [R, 3]; got {tuple(origins.shape)} "
+                             f"and {tuple(directions.shape)}")
+        R = origins.shape[0]
+        if isinstance(t_max, torch.Tensor):
+            check_tensor(t_max, "t_max", trailing=(R,), max_dims=1, floating=True, device=self.device)
+            limits, step = t_max.detach().to(torch.float32).contiguous(), 1
+        else:
+            if isinstance(t_max, bool) or not isinstance(t_max, (int, float)) or math.isnan(t_max):
+                raise TypeError(f"t_max must be a number (not NaN) or a float tensor [R]; got {t_max!r}")
+            limits, step = torch.full((1,), float(t_max), dtype=torch.float32, device=self.device), 0
+        o = origins.detach().to(torch.float32).contiguous()
+        d = directions.detach().to(torch.float32).contiguous()
+        return R, o, d, limits, step
 
     def closest_hit(self, origins: torch.Tensor, directions: torch.Tensor,
-                    t_max: Union[float, torch.Tensor] = math.inf) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(face [R] int64, -1 on a miss; t [R] float32, inf on a miss; bary [R, 3] float32)`` of the nearest
-        hit of each ray ``origins + t directions`` with ``0 < t < t_max``."""
-        o, d, tm = self._rays(origins, directions, t_max)
-        R = o.shape[0]
-        face = torch.empty(R, dtype=torch.int32, device=self.device)
-        t = torch.empty(R, dtype=torch.float32, device=self.device)
-        bary = torch.empty(R, 3, dtype=torch.float32, device=self.device)
-        launch_split(_closest, R, [self._mesh.id, as_warp(o, wp.vec3), as_warp(d, wp.vec3), as_warp(tm),
-                                   as_warp(face), as_warp(t), as_warp(bary, wp.vec3)], self.device, min_chunk=256)
-        return face.long(), t, bary
+                    t_max: Union[float, torch.Tensor] = math.inf
+                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Find the closest hit of each ray ``origins[r] + t * directions[r]``, ``0 <= t < t_max``.
+
+        Args:
+            origins, directions: ``[R, 3]`` float rays (directions of any non-zero length; ``t`` is in
+                multiples of it).
+            t_max: a number or ``[R]`` float tensor; hits at ``t >= t_max`` are ignored.
+
+        Returns:
+            ``face [R]`` int64 (-1 on a miss), ``t [R]`` float32 (inf on a miss) and ``bary [R, 3]`` float32,
+            the weights of the face's corners 0, 1, 2 (zero on a miss): the hit is
+            ``sum_k bary[r, k] * verts[faces[face[r], k]]``.
+
+        Example: the triangle ``(0,0,0), (1,0,0), (0,1,0)`` and the ray from ``(0.1, 0.3, 1)`` along
+        ``(0, 0, -2)`` give face 0, ``t = 0.5`` and ``bary = (0.6, 0.1, 0.3)`` (the hit ``(0.1, 0.3, 0)``).
+        """
+        R, o, d, limits, step = self._rays(origins, directions, t_max)
+        face = torch.full((R,), -1, dtype=torch.int64, device=self.device)
+        t = torch.full((R,), math.inf, dtype=torch.float32, device=self.device)
+        bary = torch.zeros(R, 3, dtype=torch.float32, device=self.device)
+        if self._mesh is not None and R:  # (CUDA launches go out on PyTorch's current stream)
+            launch_split(bk.closest_hit, R, [self._mesh.id, as_warp(o, wp.vec3), as_warp(d, wp.vec3),
+                                             as_warp(limits), step, as_warp(face), as_warp(t),
+                                             as_warp(bary, wp.vec3)],
+                         self.device, min_chunk=MIN_RAYS_PER_THREAD)
+        return face, t, bary
 
     def occluded(self, origins: torch.Tensor, directions: torch.Tensor,
                  t_max: Union[float, torch.Tensor] = math.inf) -> torch.Tensor:
-        """``[R]`` bool: whether anything lies on each ray with ``0 < t < t_max`` (shadow rays)."""
-        o, d, tm = self._rays(origins, directions, t_max)
-        blocked = torch.empty(o.shape[0], dtype=torch.int32, device=self.device)
-        launch_split(_occluded, o.shape[0], [self._mesh.id, as_warp(o, wp.vec3), as_warp(d, wp.vec3), as_warp(tm),
-                                             as_warp(blocked)], self.device, min_chunk=256)
-        return blocked.bool()
+        """Return ``[R]`` bool: whether ray ``r`` hits any triangle at ``0 <= t < t_max[r]`` (a shadow ray).
 
-    def _rays(self, origins, directions, t_max):
-        o = origins.detach().to(torch.float32).contiguous()
-        d = directions.detach().to(torch.float32).contiguous()
-        if isinstance(t_max, torch.Tensor):
-            tm = t_max.detach().to(torch.float32).reshape(-1).expand(o.shape[0]).contiguous()
-        else:
-            tm = torch.full((o.shape[0],), float(t_max), dtype=torch.float32, device=self.device)
-        tm = torch.where(torch.isfinite(tm), tm, torch.full_like(tm, 3.0e38))
-        return o, d, tm
+        Same arguments as :meth:`closest_hit`; cheaper, since it stops at the first hit found. Offset
+        origins that lie on a surface (``lumigrad.raytrace.offset_ray_origin``) and shorten ``t_max`` below
+        the light's distance, or the surfaces at both ends count as blockers.
+        """
+        R, o, d, limits, step = self._rays(origins, directions, t_max)
+        hit = torch.zeros(R, dtype=torch.bool, device=self.device)
+        if self._mesh is not None and R:
+            launch_split(bk.any_hit, R, [self._mesh.id, as_warp(o, wp.vec3), as_warp(d, wp.vec3),
+                                         as_warp(limits), step, as_warp(hit)],
+                         self.device, min_chunk=MIN_RAYS_PER_THREAD)
+        return hit
 
 
-#: BVHs by the identity of their face table: ``id(faces) -> (weakref(faces), version, device, V, bvh)``.
-_CACHE: dict = {}
-_CAPACITY = 8
+# ------------------------------------------------------------------------------------------------ the cache
+_lock = threading.RLock()
+_cache: dict = {}  # id(faces) -> (weakref to faces, faces version, device, num_verts, TriangleBVH)
+_stats = {"builds": 0, "refits": 0, "reuses": 0}
 
 
 def bvh_for(verts: torch.Tensor, faces: torch.Tensor) -> TriangleBVH:
-    """The BVH of ``faces`` over ``verts``: built once per face table (identity and version) and device,
-    refitted to ``verts`` on every later call (the vertices of a fit move; the topology does not)."""
+    """Return a :class:`TriangleBVH` of ``faces`` over ``verts``, cached per topology and refit as needed.
+
+    The cache is keyed by the faces tensor (its identity, held weakly, and its version counter: an in-place
+    edit is a new topology), the device and the vertex count. For the same topology the cached BVH is
+    reused and refit only when the vertices changed (:meth:`TriangleBVH.refit_if_changed`); otherwise a new
+    BVH is built. At most :data:`CACHE_CAPACITY` BVHs are kept: entries whose faces were freed go first, then
+    the least recently used. Faces created in inference mode have no version counter and are never cached.
+
+    **Differentiability:** none (see :class:`TriangleBVH`).
+    """
+    version = _version(faces)
+    if version is None:
+        _stats["builds"] += 1
+        return TriangleBVH(verts, faces)
     key = id(faces)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0]() is faces and hit[1] == faces._version and hit[2] == verts.device \
-            and hit[3] == verts.shape[0]:
-        hit[4].refit(verts)
-        return hit[4]
-    bvh = TriangleBVH(verts, faces)
-    if len(_CACHE) >= _CAPACITY:  # drop the entries of freed tables, then the oldest
-        for stale in [k for k, e in _CACHE.items() if e[0]() is None]:
-            del _CACHE[stale]
-        while len(_CACHE) >= _CAPACITY:
-            del _CACHE[next(iter(_CACHE))]
-    _CACHE[key] = (weakref.ref(faces), faces._version, verts.device, verts.shape[0], bvh)
-    return bvh
+    with _lock:
+        entry = _cache.pop(key, None)
+        if entry is not None and entry[0]() is faces and entry[1:4] == (version, verts.device, verts.shape[0]):
+            _cache[key] = entry  # most recently used last
+            bvh = entry[4]
+            if bvh.refit_if_changed(verts):
+                _stats["refits"] += 1
+            else:
+                _stats["reuses"] += 1
+            return bvh
+        bvh = TriangleBVH(verts, faces)
+        _stats["builds"] += 1
+        for stale in [k for k, e in _cache.items() if e[0]() is None]:
+            del _cache[stale]
+        while len(_cache) >= CACHE_CAPACITY:
+            del _cache[next(iter(_cache))]
+        _cache[key] = (weakref.ref(faces, lambda ref, key=key: _drop(key, ref)), version, verts.device,
+                       verts.shape[0], bvh)
+        return bvh
+
+
+def _drop(key: int, ref) -> None:
+    """Free the BVH of a faces tensor that was just freed."""
+    with _lock:
+        entry = _cache.get(key)
+        if entry is not None and entry[0] is ref:
+            del _cache[key]
+
+
+def bvh_cache_info() -> dict:
+    """Counts since the last :func:`clear_bvh_cache`: ``builds``, ``refits``, ``reuses`` (no refit needed) of
+    :func:`bvh_for`, and ``size``, the BVHs held now."""
+    with _lock:
+        return {**_stats, "size": len(_cache)}
+
+
+def clear_bvh_cache() -> None:
+    """Drop every cached BVH and reset the counts of :func:`bvh_cache_info`."""
+    with _lock:
+        _cache.clear()
+        _stats.update(builds=0, refits=0, reuses=0)

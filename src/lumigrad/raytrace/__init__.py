@@ -5,9 +5,11 @@ and :mod:`~lumigrad.raytrace.transport` (path tracing with next-event estimation
 backpropagation), used by the ``"path"`` and ``"direct"`` integrators.
 """
 
-from .intersect import (RayHit, intersect_faces, intersect_reference, offset_ray_origin, trace_closest,
-                        trace_occluded)
+from .intersect import (RayHit, intersect_faces, intersect_faces_unchecked, intersect_reference, offset_ray_origin,
+                        offset_ray_origin_unchecked, trace_closest, trace_closest_unchecked, trace_occluded,
+                        trace_occluded_unchecked)
 from .transport import PathAdjoint, TraceScene, power_heuristic, sample_paths
 
-__all__ = ["PathAdjoint", "RayHit", "TraceScene", "intersect_faces", "intersect_reference", "offset_ray_origin",
-           "power_heuristic", "sample_paths", "trace_closest", "trace_occluded"]
+__all__ = ["PathAdjoint", "RayHit", "TraceScene", "intersect_faces", "intersect_faces_unchecked",
+           "intersect_reference", "offset_ray_origin", "offset_ray_origin_unchecked", "power_heuristic",
+           "sample_paths", "trace_closest", "trace_closest_unchecked", "trace_occluded", "trace_occluded_unchecked"]
