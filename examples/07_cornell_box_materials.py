@@ -12,6 +12,11 @@ forward so the noisy images give unbiased gradients).
 * Parameters: albedo through a sigmoid (it stays in (0, 1)), roughness likewise; Adam, cosine decay.
 * Loss: mean squared error of the linear images.
 
+Measured (150 steps, 48 x 48, 4 spp per step, target 128 spp; 2 CPU cores, about 0.5 s a step): the red wall
+(1, 0.065, 0.05) came out (0.94, 0.087, 0.085), the green one (0.14, 0.45, 0.091) came out (0.151, 0.439,
+0.099); the tall box's roughness 0.146 for 0.25: its specular coat (F0 = 0.04) barely shows at this size, so
+roughness is weakly determined by the image.
+
     python examples/07_cornell_box_materials.py --steps 200 --size 64
 """
 
