@@ -296,8 +296,9 @@ def rough_dielectric_sample_unchecked(n: torch.Tensor, wo: torch.Tensor, alpha, 
     zero = torch.zeros_like(pdf)
     pdf = torch.where(ok, pdf, zero)
     weight = torch.where(ok, f * _dot(n_b, wi).abs() / torch.where(ok, pdf, torch.ones_like(pdf)), zero)
-    eta_out = torch.where(reflect, torch.ones_like(eta_it), eta_it)
-    return BSDFSample(wi, weight, pdf, is_delta=torch.zeros_like(ok), is_transmission=~reflect & ok, eta=eta_out)
+    crosses = ~reflect & ok
+    eta_out = torch.where(crosses, eta_it, torch.ones_like(eta_it))
+    return BSDFSample(wi, weight, pdf, is_delta=torch.zeros_like(ok), is_transmission=crosses, eta=eta_out)
 
 
 # --------------------------------------------------------------------------------------------- BSDF objects
@@ -402,9 +403,9 @@ class SmoothDielectricBSDF:
             weight = torch.where(reflect, weight, weight * eta_ti * eta_ti)
         zero = torch.zeros_like(prob)
         weight = torch.where(ok, weight, zero)
-        eta_out = torch.where(reflect, one, eta_it)
+        crosses = ~reflect & ok
         return BSDFSample(wi, _channels(weight, si), torch.where(ok, prob, zero), is_delta=torch.ones_like(ok),
-                          is_transmission=~reflect & ok, eta=eta_out)
+                          is_transmission=crosses, eta=torch.where(crosses, eta_it, one))
 
 
 class RoughDielectricBSDF:
