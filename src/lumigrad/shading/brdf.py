@@ -26,7 +26,7 @@ The low-level terms ``ggx_distribution``, ``smith_ggx_correlated_visibility``, `
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Tuple, Union
+from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
 
@@ -410,12 +410,18 @@ def metallic_roughness(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, base
 
 
 def metallic_roughness_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, base_color, roughness,
-                                 metallic, *, ior=1.5, specular_f0=None, return_parts: bool = False):
+                                 metallic, *, ior=1.5, specular_f0=None, return_parts: bool = False,
+                                 transmission=None):
     """:func:`metallic_roughness` without validation (no host syncs): the same operations, so the same bits.
 
     For callers that validated their inputs once at their own boundary (deferred shading, BSDF sampling).
     Directions must be non-zero (they are normalised here, as in :func:`metallic_roughness`) and the
     parameters in range; nothing checks it.
+
+    ``transmission`` (optional ``[..., 1]`` in [0, 1], glTF ``KHR_materials_transmission``) weights the
+    dielectric layer by ``(1 - metallic) (1 - transmission)`` instead of ``1 - metallic``: the opaque part of
+    :class:`lumigrad.shading.MetallicRoughnessTransmissionBSDF`, which adds the transmitting part. ``None``
+    runs exactly the operations above; 0 gives the same bits (``(1 - metallic) * 1.0``).
     """
     n = n / torch.linalg.vector_norm(n, dim=-1, keepdim=True)
     wi = wi / torch.linalg.vector_norm(wi, dim=-1, keepdim=True)
@@ -427,7 +433,8 @@ def metallic_roughness_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.Te
         ior = _to_tensor(ior, like)
     else:
         specular_f0 = _to_tensor(specular_f0, like)
-    return _metallic_roughness(*cosines, base_color, roughness, metallic, ior, specular_f0, return_parts)
+    return _metallic_roughness(*cosines, base_color, roughness, metallic, ior, specular_f0, return_parts,
+                               transmission)
 
 
 def _to_tensor(x, like: torch.Tensor) -> torch.Tensor:
@@ -436,8 +443,9 @@ def _to_tensor(x, like: torch.Tensor) -> torch.Tensor:
 
 
 def _metallic_roughness(n_dot_l, n_dot_v, n_dot_h, v_dot_h, valid, base_color, roughness, metallic, ior,
-                        specular_f0, return_parts):
-    """The glTF BRDF from clamped cosines and tensor parameters (``ior`` unused when ``specular_f0`` is set)."""
+                        specular_f0, return_parts, transmission=None):
+    """The glTF BRDF from clamped cosines and tensor parameters (``ior`` unused when ``specular_f0`` is set);
+    a ``transmission`` fraction scales the dielectric layer by ``1 - transmission``."""
     if specular_f0 is None:
         r = (ior - 1.0) / (ior + 1.0)
         f0_d = r * r
@@ -448,8 +456,9 @@ def _metallic_roughness(n_dot_l, n_dot_v, n_dot_h, v_dot_h, valid, base_color, r
     m = 1.0 - v_dot_h
     m2 = m * m
     fd = f0_d + (1.0 - f0_d) * (m2 * m2 * m)
-    diffuse = (1.0 - metallic) * (1.0 - fd) * (base_color / math.pi)
-    specular = (1.0 - metallic) * fd * dv + metallic * f_metal
+    w_d = _dielectric_weight(metallic, transmission)
+    diffuse = w_d * (1.0 - fd) * (base_color / math.pi)
+    specular = w_d * fd * dv + metallic * f_metal
     zero = torch.zeros((), dtype=diffuse.dtype, device=diffuse.device)
     diffuse = torch.where(valid, diffuse, zero)
     specular = torch.where(valid, specular, zero)
@@ -465,15 +474,32 @@ class BSDFSample(NamedTuple):
 
     Attributes:
         wi: ``[..., 3]`` unit world direction towards the (sampled) light, pointing away from the surface.
-        weight: ``[..., C]`` ``f(wi, wo) max(n.wi, 0) / pdf``, the estimator of reflected radiance per unit
-            incident radiance; 0 where the sample is invalid (below the horizon or ``pdf = 0``).
+        weight: ``[..., C]`` ``f(wi, wo) abs(n.wi) / pdf``, the estimator of scattered radiance per unit
+            incident radiance; 0 where the sample is invalid (on the wrong side of the surface, ``pdf = 0``).
+            For a delta lobe (``is_delta``) it is the lobe's coefficient divided by ``pdf``.
         pdf: ``[..., 1]`` density of ``wi`` per unit solid angle (the whole mixture, not just the lobe that
-            produced it); 0 where the sample is invalid.
+            produced it); 0 where the sample is invalid. For a delta lobe it is the discrete probability with
+            which the lobe was chosen, not a density (Mitsuba's convention): never use it for multiple
+            importance sampling against a density.
+        is_delta: optional ``[..., 1]`` bool, where ``wi`` comes from a Dirac delta lobe (a smooth mirror or
+            refraction: ``BSDF.eval`` and ``BSDF.pdf`` are 0 there, and light sampling can never find it).
+            ``None`` (the reflection-only BSDFs): no sample is delta.
+        is_transmission: optional ``[..., 1]`` bool, where ``wi`` is on the other side of the surface from
+            ``wo`` (``(n.wi) (n.wo) < 0``: the path crosses the interface). ``None``: no sample is.
+        eta: optional ``[..., 1]`` relative index of refraction along the sampled path, ``eta_wi_side /
+            eta_wo_side`` (1 for reflection; Mitsuba's ``BSDFSample3f.eta``); an integrator multiplies it
+            up for Russian roulette or to know in which medium the path continues. ``None``: 1 everywhere.
+
+    The three optional fields default to ``None``, so ``BSDFSample(wi, weight, pdf)`` (the reflection-only
+    BSDFs) is unchanged; read them as attributes (``s.is_delta``), not by unpacking.
     """
 
     wi: torch.Tensor
     weight: torch.Tensor
     pdf: torch.Tensor
+    is_delta: Optional[torch.Tensor] = None
+    is_transmission: Optional[torch.Tensor] = None
+    eta: Optional[torch.Tensor] = None
 
 
 def metallic_roughness_pdf(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, base_color, roughness, metallic, *,
@@ -580,21 +606,25 @@ def metallic_roughness_sample(n: torch.Tensor, wo: torch.Tensor, base_color, rou
                                                specular_f0=specular_f0)
 
 
-def metallic_roughness_pdf_unchecked(n, wi, wo, base_color, roughness, metallic, *, ior=1.5, specular_f0=None):
-    """:func:`metallic_roughness_pdf` without validation (non-zero directions, parameters in range)."""
+def metallic_roughness_pdf_unchecked(n, wi, wo, base_color, roughness, metallic, *, ior=1.5, specular_f0=None,
+                                     transmission=None):
+    """:func:`metallic_roughness_pdf` without validation (non-zero directions, parameters in range).
+
+    ``transmission``: as in :func:`metallic_roughness_unchecked` (the lobe choice ``p_spec`` then weighs the
+    dielectric layer by ``(1 - metallic) (1 - transmission)``); ``None`` or 0: the same bits as without."""
     n = n / torch.linalg.vector_norm(n, dim=-1, keepdim=True)
     wi = wi / torch.linalg.vector_norm(wi, dim=-1, keepdim=True)
     wo = wo / torch.linalg.vector_norm(wo, dim=-1, keepdim=True)
     n_dot_l, n_dot_v, n_dot_h, _, valid = _cosines(n, wi, wo)
     base_color, roughness, metallic = (_to_tensor(x, n_dot_l) for x in (base_color, roughness, metallic))
     f0_d = _f0_dielectric(_to_tensor(ior, n_dot_l), None if specular_f0 is None else _to_tensor(specular_f0, n_dot_l))
-    return _pdf(n_dot_l, n_dot_v, n_dot_h, valid, base_color, roughness, metallic, f0_d)
+    return _pdf(n_dot_l, n_dot_v, n_dot_h, valid, base_color, roughness, metallic, f0_d, transmission)
 
 
 def metallic_roughness_sample_unchecked(n, wo, base_color, roughness, metallic, u1, u2, *, ior=1.5,
-                                        specular_f0=None) -> BSDFSample:
+                                        specular_f0=None, transmission=None) -> BSDFSample:
     """:func:`metallic_roughness_sample` without validation (non-zero directions, parameters and ``u`` in
-    range)."""
+    range); ``transmission`` as in :func:`metallic_roughness_pdf_unchecked`."""
     n = n / torch.linalg.vector_norm(n, dim=-1, keepdim=True)
     wo = wo / torch.linalg.vector_norm(wo, dim=-1, keepdim=True)
     like = (n * wo).sum(-1, keepdim=True)
@@ -602,7 +632,7 @@ def metallic_roughness_sample_unchecked(n, wo, base_color, roughness, metallic, 
     ior = _to_tensor(ior, like)
     specular_f0 = None if specular_f0 is None else _to_tensor(specular_f0, like)
     f0_d = _f0_dielectric(ior, specular_f0)
-    p_spec = _specular_probability(like, base_color, metallic, f0_d)
+    p_spec = _specular_probability(like, base_color, metallic, f0_d, transmission)
     n_b, wo_b = torch.broadcast_tensors(n, wo)
     t, b = local_frame(n_b)
     wo_local = to_local(wo_b, t, b, n_b)
@@ -613,8 +643,9 @@ def metallic_roughness_sample_unchecked(n, wo, base_color, roughness, metallic, 
     wi = to_world(wi_local, t, b, n_b)
     wi = wi / (wi * wi).sum(-1, keepdim=True).clamp_min(1e-30).sqrt()
     pdf = metallic_roughness_pdf_unchecked(n, wi, wo, base_color, roughness, metallic, ior=ior,
-                                           specular_f0=specular_f0)
-    f = metallic_roughness_unchecked(n, wi, wo, base_color, roughness, metallic, ior=ior, specular_f0=specular_f0)
+                                           specular_f0=specular_f0, transmission=transmission)
+    f = metallic_roughness_unchecked(n, wi, wo, base_color, roughness, metallic, ior=ior, specular_f0=specular_f0,
+                                     transmission=transmission)
     cos = (n * wi).sum(-1, keepdim=True).clamp_min(0.0)
     ok = pdf > 0
     weight = torch.where(ok, f * cos / torch.where(ok, pdf, torch.ones_like(pdf)), torch.zeros_like(f))
@@ -644,21 +675,28 @@ def _f0_dielectric(ior, specular_f0):
     return r * r
 
 
-def _specular_probability(n_dot_v, base_color, metallic, f0_d):
+def _dielectric_weight(metallic, transmission):
+    """Weight of the opaque dielectric layer: ``1 - metallic``, times ``1 - transmission`` when given."""
+    w_d = 1.0 - metallic
+    return w_d if transmission is None else w_d * (1.0 - transmission)
+
+
+def _specular_probability(n_dot_v, base_color, metallic, f0_d, transmission=None):
     """``p_spec [..., 1]``: the specular lobe's share of the Schlick-estimated reflectance at ``wo``."""
     m = 1.0 - n_dot_v.clamp(0.0, 1.0)
     m2 = m * m
     fc = m2 * m2 * m
     f_d = f0_d + (1.0 - f0_d) * fc
     f_m = base_color + (1.0 - base_color) * fc
-    spec = ((1.0 - metallic) * f_d + metallic * f_m).mean(-1, keepdim=True)
-    diff = ((1.0 - metallic) * (1.0 - f_d) * base_color).mean(-1, keepdim=True)
+    w_d = _dielectric_weight(metallic, transmission)
+    spec = (w_d * f_d + metallic * f_m).mean(-1, keepdim=True)
+    diff = (w_d * (1.0 - f_d) * base_color).mean(-1, keepdim=True)
     total = spec + diff
     positive = total > 0
     return torch.where(positive, spec / torch.where(positive, total, torch.ones_like(total)), torch.ones_like(total))
 
 
-def _pdf(n_dot_l, n_dot_v, n_dot_h, valid, base_color, roughness, metallic, f0_d):
+def _pdf(n_dot_l, n_dot_v, n_dot_h, valid, base_color, roughness, metallic, f0_d, transmission=None):
     alpha = _alpha(roughness)
     a2 = alpha * alpha
     nh2 = n_dot_h * n_dot_h
@@ -667,6 +705,6 @@ def _pdf(n_dot_l, n_dot_v, n_dot_h, valid, base_color, roughness, metallic, f0_d
     # G1(wo) D / (4 n.v) with G1 = 2 n.v / (n.v + sqrt(a2 + (1 - a2) n.v^2)): the n.v cancels.
     pdf_spec = dist / (2.0 * (n_dot_v + torch.sqrt(a2 + (1.0 - a2) * n_dot_v * n_dot_v)))
     pdf_diff = n_dot_l / math.pi
-    p_spec = _specular_probability(n_dot_v, base_color, metallic, f0_d)
+    p_spec = _specular_probability(n_dot_v, base_color, metallic, f0_d, transmission)
     pdf = p_spec * pdf_spec + (1.0 - p_spec) * pdf_diff
     return torch.where(valid, pdf, torch.zeros((), dtype=pdf.dtype, device=pdf.device))

@@ -125,8 +125,10 @@ def sample_material(material: Material, uv: Optional[torch.Tensor] = None, *,
 
     Returns:
         dict with ``base_color [..., 3]``, ``alpha [..., 1]``, ``metallic [..., 1]``, ``roughness [..., 1]``,
-        ``occlusion [..., 1]``, ``emission [..., 3]`` and, with a normal texture, ``normal_tangent [..., 3]``
-        (unnormalized tangent-space normal; see :func:`lumigrad.shading.perturb_normal`).
+        ``occlusion [..., 1]``, ``emission [..., 3]``, ``transmission [..., 1]`` (``transmission_factor``;
+        read by :class:`lumigrad.shading.MetallicRoughnessTransmissionBSDF` only) and, with a normal texture,
+        ``normal_tangent [..., 3]`` (unnormalized tangent-space normal; see
+        :func:`lumigrad.shading.perturb_normal`).
 
     **Differentiability:** w.r.t. every factor and texel, and ``uv`` (through the texture filter).
     """
@@ -178,6 +180,7 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, srgb_decode)
     if m.emissive_texture is not None:
         emission = emission * srgb_decode(tex(m.emissive_texture))
     out["emission"] = emission
+    out["transmission"] = const(m.transmission_factor, 1)
     if m.normal_texture is not None:
         n = tex(m.normal_texture) * 2 - 1
         scale = torch.stack([m.normal_scale, m.normal_scale, torch.ones_like(m.normal_scale)])

@@ -23,16 +23,17 @@ from .._checks import broadcast_batch, check_tensor
 __all__ = ["SurfaceSample", "check_material_dict"]
 
 #: Fields holding a per-point value of the material (as :func:`lumigrad.shading.sample_material` returns them).
-MATERIAL_FIELDS = ("base_color", "alpha", "metallic", "roughness", "occlusion", "emission", "ior", "specular_f0")
+MATERIAL_FIELDS = ("base_color", "alpha", "metallic", "roughness", "occlusion", "emission", "ior", "specular_f0",
+                   "transmission")
 #: Fields that must be set.
 _REQUIRED = ("position", "normal", "wo", "base_color", "roughness", "metallic")
 #: Trailing size of each optional tensor field (``None``: any number of channels).
 _TRAILING = {"position": 3, "normal": 3, "wo": 3, "base_color": None, "roughness": 1, "metallic": 1, "alpha": 1,
              "occlusion": 1, "emission": None, "ior": 1, "specular_f0": None, "geometric_normal": 3, "uv": 2,
-             "tangent": 4}
+             "tangent": 4, "transmission": 1}
 #: Closed ranges of the material values that :meth:`SurfaceSample.validate` enforces.
 _RANGES = {"base_color": (0.0, 1.0), "roughness": (0.0, 1.0), "metallic": (0.0, 1.0), "alpha": (0.0, 1.0),
-           "specular_f0": (0.0, 1.0), "occlusion": (0.0, None), "emission": (0.0, None)}
+           "specular_f0": (0.0, 1.0), "occlusion": (0.0, None), "emission": (0.0, None), "transmission": (0.0, 1.0)}
 
 
 @dataclass
@@ -61,6 +62,12 @@ class SurfaceSample:
         uv: optional ``[..., 2]`` texture coordinates.
         tangent: optional ``[..., 4]`` tangent ``xyz`` and handedness ``w`` (glTF ``TANGENT``); the bitangent is
             ``w * cross(normal, tangent)``.
+        transmission: optional ``[..., 1]`` in [0, 1], the fraction of the dielectric base that is a rough
+            dielectric interface (glTF ``KHR_materials_transmission``, ``Material.transmission_factor``). Only
+            :class:`lumigrad.shading.MetallicRoughnessTransmissionBSDF` reads it (see
+            :func:`lumigrad.shading.bsdf_for`); ``MetallicRoughnessBSDF`` and the rasterizer shade the surface as
+            opaque. A transmissive surface's ``normal`` must point to the exterior (not be flipped towards
+            the viewer): ``wo`` may come from inside.
 
     Construction checks types, trailing sizes, dtypes, devices and that the batch dims broadcast, without
     reading values (no host sync, so a renderer may build one per frame on CUDA). :meth:`validate` checks
@@ -90,6 +97,7 @@ class SurfaceSample:
     geometric_normal: Optional[torch.Tensor] = None
     uv: Optional[torch.Tensor] = None
     tangent: Optional[torch.Tensor] = None
+    transmission: Optional[torch.Tensor] = None
 
     def __post_init__(self):
         check_tensor(self.position, "position", trailing=(3,), floating=True)
@@ -120,7 +128,7 @@ class SurfaceSample:
                       material: Dict[str, torch.Tensor], **geometry) -> "SurfaceSample":
         """Build a sample from a G-buffer and the per-pixel material values of
         :func:`lumigrad.shading.sample_material` (a dict with ``base_color``, ``roughness``, ``metallic`` and
-        optionally ``alpha``, ``occlusion``, ``emission``, ``ior``, ``specular_f0``).
+        optionally ``alpha``, ``occlusion``, ``emission``, ``ior``, ``specular_f0``, ``transmission``).
 
         Other keys are ignored (``normal_tangent`` is consumed before, by
         :func:`lumigrad.shading.perturb_normal`); ``geometry`` sets ``geometric_normal``, ``uv`` or ``tangent``.
@@ -165,7 +173,8 @@ class SurfaceSample:
 
         Raises:
             ValueError: naming the first field with NaN / Inf, a value out of range (``base_color``,
-                ``roughness``, ``metallic``, ``alpha``, ``specular_f0`` in [0, 1]; ``occlusion``, ``emission``
+                ``roughness``, ``metallic``, ``alpha``, ``specular_f0``, ``transmission`` in [0, 1]; ``occlusion``,
+                ``emission``
                 ``>= 0``; ``ior > 0``) or a zero-length ``normal`` / ``wo``.
         """
         named = [(k, v) for k, v in self.tensors().items() if v.numel() and v.device.type != "meta"]
