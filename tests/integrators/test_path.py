@@ -304,3 +304,22 @@ def test_the_rasterizer_casts_shadows_with_shadow_rays():
     assert torch.allclose(shadowed.mean(), traced.mean(), rtol=0.02)
     dark = shadowed.sum(-1) == 0
     assert dark.any() and torch.allclose(traced[dark].mean(), torch.zeros((), dtype=F64), atol=0.02)
+
+
+def test_a_glass_ball_in_a_white_furnace_disappears():
+    """A lossless dielectric (transmission 1, white, nearly smooth) under a uniform sky neither adds nor removes
+    light: every pixel that sees the ball shows the sky's radiance (refraction, reflection, total internal
+    reflection and Russian roulette together conserve energy)."""
+    v, f = lg.geometry.icosphere(3)
+    scene = lg.Scene()
+    glass = Material(base_color_factor=torch.ones(4), metallic_factor=0.0, roughness_factor=0.05, ior=1.5,
+                     transmission_factor=torch.tensor(1.0, requires_grad=True))
+    scene.add_mesh("ball", lg.SceneMesh(v, f, glass))
+    scene.add_light("sky", lg.EnvironmentLight(torch.full((8, 16, 3), 1.0)))
+    cam = lg.Camera.look_at([0.0, 0.0, -3.0], [0.0, 0.0, 0.0], fov_y=0.5, width=16, height=16)
+    out = lg.render(scene, cam, integrator="path", spp=32, max_depth=32)
+    inside = out.alpha[..., 0] == 1
+    assert inside.sum() > 100
+    assert torch.allclose(out.rgb[inside].mean(0), torch.ones(3), atol=0.01)
+    out.rgb.mean().backward()
+    assert torch.isfinite(glass.transmission_factor.grad)

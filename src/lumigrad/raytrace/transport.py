@@ -35,10 +35,10 @@ from typing import Callable, List, Optional, Sequence
 import torch
 
 from ..kernels.bvh import bvh_for
-from ..shading.bsdf import MetallicRoughnessBSDF
+from ..shading.transmission import bsdf_for
 from ..shading.material import Material, sample_material_unchecked
 from ..shading.surface import SurfaceSample
-from .intersect import intersect_faces, offset_ray_origin
+from .intersect import intersect_faces_unchecked, offset_ray_origin
 
 __all__ = ["PathAdjoint", "TraceScene", "power_heuristic", "sample_paths"]
 
@@ -127,7 +127,6 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
     R = origins.shape[0]
     C = 3
     bvh = bvh_for(ts.verts.detach(), ts.faces)
-    bsdf = MetallicRoughnessBSDF()
     gen = torch.Generator(device=device)
     gen.manual_seed(int(seed))
     n_lights = len(ts.lights)
@@ -163,6 +162,7 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
             ro, rd = (primary() if depth == 0 and primary is not None and adjoint is not None else (o, d))
             ro, rd = ro.index_select(0, rows), rd.index_select(0, rows)
             si, emission, ng, emitter_rows = _surface(ts, face.index_select(0, rows), ro, rd)
+            bsdf = bsdf_for(si)  # with transmission (glass) when a material transmits
             bh = b.index_select(0, rows)
             # Emission seen by the previous bounce (MIS against light sampling for area lights).
             weight_e = _emission_weight(ts, emitter_rows, face.index_select(0, rows), prev_x.index_select(0, rows),
@@ -186,10 +186,12 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
                 bs = bsdf.sample(si.map(torch.Tensor.detach), uh[:, 0:1], uh[:, 1:3])
             wi, pdf = bs.wi.detach(), bs.pdf.detach()
             ok = (pdf > 0).all(-1) & (bs.weight.detach() > 0).any(-1)
+            delta = bs.is_delta if bs.is_delta is not None else torch.zeros_like(pdf, dtype=torch.bool)
             if adjoint is not None:
                 f = bsdf.eval(si, wi) * (si.normal * wi).sum(-1, keepdim=True).abs()
                 w = f / torch.where(pdf > 0, pdf, torch.ones_like(pdf))
                 ratio = w / torch.where(w.detach() != 0, w.detach(), torch.ones_like(w))
+                ratio = torch.where(delta, torch.ones_like(ratio), ratio)  # a delta lobe: no gradient of its weight
                 # radiance still to come: subtract what the vertices up to this one added
                 _subtract(adjoint, alive.index_select(0, rows), term.detach())
                 rest = adjoint.rest.index_select(0, alive.index_select(0, rows))
@@ -210,7 +212,7 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
         beta.index_copy_(0, nxt, new_beta[ok])
         origin_next = offset_ray_origin(x[ok], ng.detach()[ok], wi[ok])
         prev_x = x[ok]
-        prev_pdf = pdf[ok]
+        prev_pdf = torch.where(delta, -torch.ones_like(pdf), pdf)[ok]  # -1: a delta sample (no MIS)
         o, d = origin_next, wi[ok]
         alive = nxt
     return radiance
@@ -237,7 +239,7 @@ def _escaped(ts, prev_x, o, d, miss, prev_pdf, depth, hide_emitters, beta, adjoi
         if depth == 0:
             w = torch.zeros_like(le[..., :1]) if hide_emitters else torch.ones_like(le[..., :1])
         else:
-            w = power_heuristic(prev_pdf.index_select(0, miss), env.pdf(x, wi).detach())
+            w = _mis_after_bsdf(prev_pdf.index_select(0, miss), env.pdf(x, wi).detach())
         term = beta.index_select(0, miss) * le * w
         if adjoint is not None:
             _backprop_terms(adjoint, alive.index_select(0, miss), term)
@@ -248,7 +250,7 @@ def _escaped(ts, prev_x, o, d, miss, prev_pdf, depth, hide_emitters, beta, adjoi
 def _surface(ts: TraceScene, face: torch.Tensor, o: torch.Tensor, d: torch.Tensor):
     """The surface at the hits ``face`` of rays ``o, d``: ``(SurfaceSample, emission [N, 3], geometric normal,
     emitter part index per row or -1)``; recomputed from the vertex tensors (differentiable)."""
-    _, bary = intersect_faces(ts.verts, ts.faces, o, d, face)
+    _, bary = intersect_faces_unchecked(ts.verts, ts.faces, o, d, face)
     corners = ts.faces.index_select(0, face)  # [N, 3]
     v = ts.verts[corners]  # [N, 3, 3]
     position = (bary[..., None] * v).sum(1)
@@ -294,6 +296,8 @@ def _materials(ts: TraceScene, part: torch.Tensor, uv: torch.Tensor) -> dict:
         out[key] = torch.zeros_like(stacked).index_copy(0, rows, stacked)
     for key in ("base_color", "metallic", "roughness"):
         out[key] = out[key].clamp(0, 1)
+    if "transmission" in out and not any(bool(m.transmission_factor.detach().abs().max() > 0) for m in ts.materials):
+        del out["transmission"]  # nothing transmits: the opaque model (the same values, faster)
     return out
 
 
@@ -311,8 +315,13 @@ def _emission_weight(ts, emitter_rows, face, prev_x, d, prev_pdf, depth, dtype) 
             continue
         with torch.no_grad():
             pdf_light = light.pdf(prev_x.index_select(0, rows), d.index_select(0, rows))
-        w = w.index_copy(0, rows, power_heuristic(prev_pdf.index_select(0, rows), pdf_light))
+        w = w.index_copy(0, rows, _mis_after_bsdf(prev_pdf.index_select(0, rows), pdf_light))
     return w
+
+
+def _mis_after_bsdf(prev_pdf: torch.Tensor, pdf_light: torch.Tensor) -> torch.Tensor:
+    """MIS weight of emission found by a BSDF sample of density ``prev_pdf`` (-1: a delta lobe, weight 1)."""
+    return torch.where(prev_pdf < 0, torch.ones_like(prev_pdf), power_heuristic(prev_pdf, pdf_light))
 
 
 def _next_event(ts, bvh, bsdf, si: SurfaceSample, ng: torch.Tensor, u: torch.Tensor, dtype) -> torch.Tensor:
@@ -323,7 +332,8 @@ def _next_event(ts, bvh, bsdf, si: SurfaceSample, ng: torch.Tensor, u: torch.Ten
         ds = light.sample_direct(x, u[:, 2 * j:2 * j + 2])
         wi = ds.wi
         cos = (si.normal * wi).sum(-1, keepdim=True)
-        valid = (ds.pdf > 0) & (cos > 0) & ((ng * wi).sum(-1, keepdim=True).detach() > 0)
+        # the light on the side the shading normal says (either side for glass: the BSDF is 0 where it must be)
+        valid = (ds.pdf > 0) & ((ng * wi).sum(-1, keepdim=True).detach() * cos.detach() > 0)
         with torch.no_grad():
             origin = offset_ray_origin(x.detach(), ng.detach(), wi.detach())
             dist = ds.distance.detach()
@@ -335,6 +345,6 @@ def _next_event(ts, bvh, bsdf, si: SurfaceSample, ng: torch.Tensor, u: torch.Ten
         else:
             with torch.no_grad():
                 w = power_heuristic(ds.pdf, bsdf.pdf(si.map(torch.Tensor.detach), wi.detach()))
-        term = f * cos.clamp_min(0) * ds.weight * w
+        term = f * cos.abs() * ds.weight * w
         out = out + torch.where(valid & ~blocked[:, None], term, torch.zeros_like(term))
     return out
