@@ -46,7 +46,8 @@ class PathIntegrator(Integrator):
         antithetic_edges: trace the two sides of an edge point with the same random numbers (default), so
             the noise of the radiance jump largely cancels; False draws them independently (for comparison).
 
-    Materials: the glTF metallic-roughness BSDF (no normal maps, no transmission yet); lights: point, spot,
+    Materials: the glTF metallic-roughness BSDF with KHR_materials_transmission (glass: a rough dielectric;
+    no normal maps yet); lights: point, spot,
     directional, area (uniform radiance: also hit by BSDF rays) and environment; ``SHLight`` is refused.
 
     **Differentiability:** unbiased gradients w.r.t. materials (factors, texels), emitters (radiance,
