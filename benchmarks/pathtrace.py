@@ -14,12 +14,11 @@ Prints a markdown table: median of ``--repeats`` runs after a warm-up, peak RSS 
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 import lumigrad as lg
-from lumigrad.app.benchmarking import median, peak_rss_growth
+from lumigrad.app.benchmarking import median, peak_rss_growth, time_call
 
 QUAD = torch.tensor([[0, 1, 2], [0, 2, 3]])
 
@@ -52,14 +51,10 @@ def camera(size: int) -> lg.Camera:
 
 
 def _timed(fn, repeats: int):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+    """Median seconds of ``repeats`` calls after a warm-up, and the peak RSS growth of one call in MiB."""
+    seconds = median(time_call(fn, repeats, warmup=1))
     _, peak, _ = peak_rss_growth(fn)
-    return median(times), peak / 2 ** 20
+    return seconds, peak / 2 ** 20
 
 
 def main() -> None:

@@ -168,3 +168,24 @@ def assert_chi2(result: ChiSquareResult, name: str, *, level: float = 0.01, test
     raise AssertionError(f"chi-square test of {name} failed: {result.message or ''} p = {result.p_value:.3g} "
                          f"(chi2 = {result.statistic:.1f}, dof = {result.dof}; invalid samples observed "
                          f"{result.invalid[0]}, expected {result.invalid[1]:.1f}); histograms in {out}")
+
+
+# ------------------------------------------------------------------------------------ a tilted test frame
+DT = torch.float64
+NORMAL = torch.tensor([0.3, -0.2, 0.9], dtype=DT) / math.sqrt(0.94)  # tilted: frames are not the identity
+FRAME = frame_from_axis(NORMAL)
+# The histogram's pole on the surface's horizon: lobes around +-n fall where the (cos theta, phi) bins are smallest
+# and most regular, so the quadrature of the expected counts resolves sharp lobes.
+GRID = FRAME[[1, 2, 0]]
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def direction(theta, phi=0.7):
+    """World direction at polar angle ``theta`` from NORMAL (azimuth ``phi`` in FRAME; ``theta > pi / 2``:
+    inside)."""
+    local = torch.tensor([math.sin(theta) * math.cos(phi), math.sin(theta) * math.sin(phi), math.cos(theta)],
+                         dtype=DT)
+    return local @ FRAME

@@ -13,25 +13,11 @@ from lumigrad.shading.deferred import shade_direct_unchecked
 from lumigrad.shading.lights import directional_light
 from lumigrad.shading.warps import cosine_hemisphere, ggx_visible_normal, local_frame
 
-from .chi2 import assert_chi2, chi2_sphere, frame_from_axis, integrate_sphere
-
-DT = torch.float64
-NORMAL = torch.tensor([0.3, -0.2, 0.9], dtype=DT) / math.sqrt(0.94)  # tilted: frames are not the identity
-FRAME = frame_from_axis(NORMAL)
-# The histogram's pole on the surface's horizon: lobes around the normal fall where the (cos theta, phi) bins are
-# smallest and most regular, so the quadrature of the expected counts resolves sharp lobes.
-GRID = FRAME[[1, 2, 0]]
+from .chi2 import DT, FRAME, GRID, NORMAL, assert_chi2, chi2_sphere, frame_from_axis, integrate_sphere
+from .chi2 import direction as _view, gen as _gen
 
 
-def _gen(seed):
-    return torch.Generator().manual_seed(seed)
 
-
-def _view(theta, phi=0.7):
-    """World direction at polar angle ``theta`` from NORMAL (azimuth ``phi`` in FRAME)."""
-    local = torch.tensor([math.sin(theta) * math.cos(phi), math.sin(theta) * math.sin(phi), math.cos(theta)],
-                         dtype=DT)
-    return local @ FRAME
 
 
 def _si(n, wo, base=(0.8, 0.5, 0.3), roughness=0.5, metallic=0.0, ior=1.5, **kw):

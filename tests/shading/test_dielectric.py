@@ -12,23 +12,11 @@ from lumigrad.shading import (BSDF, RoughDielectricBSDF, SmoothDielectricBSDF, S
 from lumigrad.shading.dielectric import rough_dielectric_unchecked
 from lumigrad.shading.warps import ggx_visible_normal, local_frame, to_local, to_world
 
-from .chi2 import assert_chi2, chi2_sphere, frame_from_axis, integrate_sphere
-
-DT = torch.float64
-NORMAL = torch.tensor([0.3, -0.2, 0.9], dtype=DT) / math.sqrt(0.94)  # tilted: frames are not the identity
-FRAME = frame_from_axis(NORMAL)
-GRID = FRAME[[1, 2, 0]]  # the histogram's pole on the horizon: lobes around +-n fall on its finest bins
+from .chi2 import DT, FRAME, GRID, NORMAL, assert_chi2, chi2_sphere, frame_from_axis, integrate_sphere
+from .chi2 import direction as _dir, gen as _gen
 
 
-def _gen(seed):
-    return torch.Generator().manual_seed(seed)
 
-
-def _dir(theta, phi=0.7):
-    """World direction at polar angle ``theta`` from NORMAL (``theta > pi / 2``: inside)."""
-    local = torch.tensor([math.sin(theta) * math.cos(phi), math.sin(theta) * math.sin(phi), math.cos(theta)],
-                         dtype=DT)
-    return local @ FRAME
 
 
 def _si(n, wo, roughness=0.5, ior=1.5, base=1.0):

@@ -12,22 +12,11 @@ from lumigrad.shading import (MetallicRoughnessBSDF, MetallicRoughnessTransmissi
                               SurfaceSample, bsdf_for, sample_material)
 from lumigrad.shading.material import Material
 
-from .chi2 import assert_chi2, chi2_sphere, frame_from_axis
-
-DT = torch.float64
-NORMAL = torch.tensor([0.3, -0.2, 0.9], dtype=DT) / math.sqrt(0.94)
-FRAME = frame_from_axis(NORMAL)
-GRID = FRAME[[1, 2, 0]]
+from .chi2 import DT, FRAME, GRID, NORMAL, assert_chi2, chi2_sphere, frame_from_axis
+from .chi2 import direction as _dir, gen as _gen
 
 
-def _gen(seed):
-    return torch.Generator().manual_seed(seed)
 
-
-def _dir(theta, phi=0.7):
-    local = torch.tensor([math.sin(theta) * math.cos(phi), math.sin(theta) * math.sin(phi), math.cos(theta)],
-                         dtype=DT)
-    return local @ FRAME
 
 
 def _random_si(n, seed, transmission, dtype=DT, both_sides=False):

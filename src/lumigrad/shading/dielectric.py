@@ -302,8 +302,8 @@ def rough_dielectric_sample_unchecked(n: torch.Tensor, wo: torch.Tensor, alpha, 
 
 
 # --------------------------------------------------------------------------------------------- BSDF objects
-def _check_args(si, wi=None, u1=None, u2=None) -> None:
-    """Structural checks only (no values read, no host sync)."""
+def check_bsdf_args(si, wi=None, u1=None, u2=None) -> None:
+    """Structural checks of a BSDF method's arguments only (no values read, no host sync)."""
     if not isinstance(si, SurfaceSample):
         raise TypeError(f"si must be a SurfaceSample; got {type(si).__name__}")
     device = si.position.device
@@ -373,19 +373,19 @@ class SmoothDielectricBSDF:
 
     def eval(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         """0 ``[..., C]`` for every ``wi`` (delta lobes only)."""
-        _check_args(si, wi)
+        check_bsdf_args(si, wi)
         shape = torch.broadcast_shapes(si.batch_shape, wi.shape[:-1])
         return si.base_color.new_zeros(shape + (si.channels,))
 
     def pdf(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         """0 ``[..., 1]`` for every ``wi`` (delta lobes only)."""
-        _check_args(si, wi)
+        check_bsdf_args(si, wi)
         shape = torch.broadcast_shapes(si.batch_shape, wi.shape[:-1])
         return si.base_color.new_zeros(shape + (1,))
 
     def sample(self, si: SurfaceSample, u1: torch.Tensor, u2: torch.Tensor) -> BSDFSample:
         """The reflected (``u1 < F``) or refracted direction; ``u2`` is unused (kept for the protocol)."""
-        _check_args(si, u1=u1, u2=u2)
+        check_bsdf_args(si, u1=u1, u2=u2)
         n, wo = _unit(si.normal), _unit(si.wo)
         cos_o = _dot(n, wo)
         f_fres, cos_t, eta_it, eta_ti = fresnel_dielectric_unchecked(cos_o.clamp(-1.0, 1.0), _as(self._eta(si), cos_o))
@@ -456,19 +456,19 @@ class RoughDielectricBSDF:
 
     def eval(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         """``f(wi, si.wo)`` ``[..., C]``, no cosine."""
-        _check_args(si, wi)
+        check_bsdf_args(si, wi)
         alpha, eta = self._params(si)
         return _channels(rough_dielectric_unchecked(si.normal, wi, si.wo, alpha, eta, mode=self.mode), si)
 
     def sample(self, si: SurfaceSample, u1: torch.Tensor, u2: torch.Tensor) -> BSDFSample:
         """Draw ``wi`` from uniform ``u1 [..., 1]`` (reflection or refraction) and ``u2 [..., 2]`` (microfacet)."""
-        _check_args(si, u1=u1, u2=u2)
+        check_bsdf_args(si, u1=u1, u2=u2)
         alpha, eta = self._params(si)
         s = rough_dielectric_sample_unchecked(si.normal, si.wo, alpha, eta, u1, u2, mode=self.mode)
         return s._replace(weight=_channels(s.weight, si))
 
     def pdf(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         """Density ``[..., 1]`` per solid angle of ``sample`` drawing ``wi``."""
-        _check_args(si, wi)
+        check_bsdf_args(si, wi)
         alpha, eta = self._params(si)
         return rough_dielectric_pdf_unchecked(si.normal, wi, si.wo, alpha, eta)

@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import check_choice, check_tensor
+from .._checks import check_choice
 from .brdf import (ALPHA_MIN, BSDFSample, metallic_roughness_pdf_unchecked, metallic_roughness_sample_unchecked,
                    metallic_roughness_unchecked)
 from .bsdf import BSDF, MetallicRoughnessBSDF
-from .dielectric import (fresnel_dielectric_unchecked, rough_dielectric_pdf_unchecked,
+from .dielectric import (check_bsdf_args, fresnel_dielectric_unchecked, rough_dielectric_pdf_unchecked,
                          rough_dielectric_sample_unchecked, rough_dielectric_unchecked)
 from .surface import SurfaceSample
 
@@ -54,15 +54,6 @@ def bsdf_for(si: SurfaceSample) -> BSDF:
     if not isinstance(si, SurfaceSample):
         raise TypeError(f"si must be a SurfaceSample; got {type(si).__name__}")
     return MetallicRoughnessBSDF() if si.transmission is None else MetallicRoughnessTransmissionBSDF()
-
-
-def _check_args(si, wi=None, u1=None, u2=None) -> None:
-    if not isinstance(si, SurfaceSample):
-        raise TypeError(f"si must be a SurfaceSample; got {type(si).__name__}")
-    device = si.position.device
-    for x, name, k in ((wi, "wi", 3), (u1, "u1", 1), (u2, "u2", 2)):
-        if x is not None:
-            check_tensor(x, name, trailing=(k,), floating=True, device=device)
 
 
 def _unit(v: torch.Tensor) -> torch.Tensor:
@@ -134,19 +125,19 @@ class MetallicRoughnessTransmissionBSDF:
 
     def eval(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         """``f(wi, si.wo)`` ``[..., C]``, no cosine, for ``wi`` on either side of the surface."""
-        _check_args(si, wi)
+        check_bsdf_args(si, wi)
         t, w, alpha = self._parts(si)
         return self._eval(si.normal, wi, si.wo, si, t, w, alpha)
 
     def pdf(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         """Density ``[..., 1]`` per solid angle of ``sample`` drawing ``wi``."""
-        _check_args(si, wi)
+        check_bsdf_args(si, wi)
         t, w, alpha = self._parts(si)
         return self._pdf(si.normal, wi, si.wo, si, t, w, alpha)
 
     def sample(self, si: SurfaceSample, u1: torch.Tensor, u2: torch.Tensor) -> BSDFSample:
         """Draw ``wi`` from uniform ``u1 [..., 1]`` (lobe) and ``u2 [..., 2]`` (direction)."""
-        _check_args(si, u1=u1, u2=u2)
+        check_bsdf_args(si, u1=u1, u2=u2)
         t, w, alpha = self._parts(si)
         n, wo = _unit(si.normal), _unit(si.wo)
         cos_o = (n * wo).sum(-1, keepdim=True)
