@@ -125,7 +125,7 @@ def test_mixture_sample_follows_its_pdf(name):
         s = bsdf.sample(_si_case(n, wo, **case), *_uniform(n, 200 + list(CHI2_CASES).index(name)))
         return s.wi, s.pdf[:, 0] > 0
     result = chi2_sphere(sample, lambda d: bsdf.pdf(_si_case(d.shape[0], wo, **case), d)[:, 0], frame=GRID,
-                         n_cos=30, n_phi=60, quad=12)
+                         n_cos=24, n_phi=48, quad=10)
     print(f"{name}: p = {result.p_value:.4f}, chi2 = {result.statistic:.1f}, dof = {result.dof}")
     assert_chi2(result, f"transmission-{name}", tests=len(CHI2_CASES))
 
