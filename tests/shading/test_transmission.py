@@ -114,7 +114,7 @@ def test_mixture_sample_follows_its_pdf(name):
         s = bsdf.sample(_si_case(n, wo, **case), *_uniform(n, 200 + list(CHI2_CASES).index(name)))
         return s.wi, s.pdf[:, 0] > 0
     result = chi2_sphere(sample, lambda d: bsdf.pdf(_si_case(d.shape[0], wo, **case), d)[:, 0], frame=GRID,
-                         n_cos=30, n_phi=60, quad=12)
+                         n_cos=24, n_phi=48, quad=10)
     print(f"{name}: p = {result.p_value:.4f}, chi2 = {result.statistic:.1f}, dof = {result.dof}")
     assert_chi2(result, f"transmission-{name}", tests=len(CHI2_CASES))
 
@@ -163,7 +163,6 @@ def test_gradcheck_eval_and_pdf_in_transmission_roughness_ior_also_at_zero():
         t = t.requires_grad_(True)
         assert torch.autograd.gradcheck(fn, (t, rough, ior))
     # At T = 0 the refraction still has a gradient with respect to T (optimising T up from 0 works).
-    f, _ = fn(torch.zeros(3, 1, dtype=DT).requires_grad_(True), rough, ior)
     t0 = torch.zeros(3, 1, dtype=DT, requires_grad=True)
     (g,) = torch.autograd.grad(fn(t0, rough, ior)[0][0].sum(), t0)
     assert float(g[0]) > 0  # wo outside, wi inside: more transmission, more light through
