@@ -343,3 +343,23 @@ def test_light_position_gradients_by_path_replay():
         step[k] = eps
         fd = (loss(position.detach() + step) - loss(position.detach() - step)) / (2 * eps)
         assert torch.allclose(position.grad[k], fd, rtol=1e-3, atol=1e-6), (k, position.grad[k], fd)
+
+
+def test_hostile_scenes_give_finite_images_and_gradients():
+    cam = _top_camera(8)
+    # no light at all, and a degenerate (zero-area) triangle among the faces
+    verts = torch.cat([_floor(), torch.tensor([[0.0, 0.5, 0.0], [1.0, 0.5, 0.0], [2.0, 0.5, 0.0]], dtype=F64)])
+    faces = torch.cat([QUAD, torch.tensor([[4, 5, 6]])])
+    albedo = torch.tensor([0.5, 0.5, 0.5], dtype=F64, requires_grad=True)
+    scene = lg.Scene()
+    scene.add_mesh("floor", lg.SceneMesh(verts, faces, _lambert(albedo)))
+    out = lg.render(scene, cam, integrator="path", spp=2)
+    assert torch.all(out.rgb == 0)
+    out.rgb.sum().backward()
+    assert torch.all(albedo.grad == 0)
+    # one blinding texel in the sky: fireflies, but finite
+    sky = torch.full((8, 16, 3), 0.1, dtype=F64)
+    sky[2, 3] = 1e30
+    scene.add_light("sky", lg.EnvironmentLight(sky))
+    image = lg.render(scene, cam, integrator="path", spp=2).rgb
+    assert torch.isfinite(image).all()
