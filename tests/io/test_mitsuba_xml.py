@@ -507,6 +507,13 @@ def test_doctype_hidden_from_the_byte_scan_is_refused_by_the_parser(tmp_path):
         read_mitsuba_xml(path)
 
 
+def test_deep_nesting_is_refused_before_it_recurses(tmp_path):
+    path = tmp_path / "deep.xml"
+    path.write_text('<scene version="3.0.0">' + '<bsdf type="twosided">' * 5000 + '</bsdf>' * 5000 + '</scene>')
+    with pytest.raises(MitsubaXmlError, match=r"deep\.xml:1: elements nested more than 64 deep"):
+        read_mitsuba_xml(path)
+
+
 def test_malformed_xml_names_the_line(tmp_path):
     path = tmp_path / "bad.xml"
     path.write_text('<scene version="3.0.0">\n<shape type="cube">\n</scene>')

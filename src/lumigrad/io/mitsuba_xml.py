@@ -132,6 +132,7 @@ _BSDFS = ("diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "
 _EMITTERS = ("area", "point", "spot", "directional", "envmap", "constant")
 _SENSORS = ("perspective", "thinlens")
 _MAX_INCLUDE_DEPTH = 32
+_MAX_NESTING = 64  # element nesting read (real scenes use fewer than 10; deeper input would recurse far)
 _NOTE_DETAILS = 3
 
 #: Mitsuba's named indices of refraction (``int_ior`` / ``ext_ior`` given as a name).
@@ -417,15 +418,25 @@ class _Reader:
         def refuse(*_args):
             raise MitsubaXmlError(f"{file}:{parser.CurrentLineNumber}: DTD and entity declarations are refused")
 
+        depth = [0]
+
         def start(tag, attrs):
+            depth[0] += 1
+            if depth[0] > _MAX_NESTING:
+                raise MitsubaXmlError(f"{file}:{parser.CurrentLineNumber}: elements nested more than {_MAX_NESTING} "
+                                      "deep; refused")
             elem = builder.start(tag, attrs)
             self.where[elem] = (file, parser.CurrentLineNumber)
+
+        def end(tag):
+            depth[0] -= 1
+            builder.end(tag)
 
         parser.StartDoctypeDeclHandler = refuse
         parser.EntityDeclHandler = refuse
         parser.ExternalEntityRefHandler = refuse
         parser.StartElementHandler = start
-        parser.EndElementHandler = builder.end
+        parser.EndElementHandler = end
         try:
             parser.Parse(data, True)
         except expat.ExpatError as e:
