@@ -6,12 +6,12 @@ What is read, once, into lumigrad's conventions:
   :class:`SceneMesh` named after its node (``Node``, ``Node-1`` for a second primitive), with ``POSITION``,
   ``NORMAL``, ``TANGENT`` and ``TEXCOORD_0``, and the node's world transform as ``to_world``; sparse
   accessors and normalized integer attributes are decoded. Points and lines are skipped with a warning.
-* materials: ``pbrMetallicRoughness`` (base colour, metallic, roughness and their textures), normal,
-  occlusion and emissive maps, ``doubleSided``, ``KHR_materials_ior``, ``KHR_materials_emissive_strength``
-  and ``KHR_materials_transmission`` (``transmissionFactor`` into ``Material.transmission_factor``; a
-  ``transmissionTexture`` is not read and is named in the warning below). glTF texture coordinates already have lumigrad's top-left origin,
-  so no V flip is applied. Texture images are decoded with Pillow (PNG, JPEG) as stored, in [0, 1];
-  :func:`lumigrad.shading.sample_material` decodes sRGB where glTF says so.
+* materials: ``pbrMetallicRoughness`` (base colour, metallic, roughness and their textures), normal, occlusion
+  and emissive maps, ``doubleSided``, ``KHR_materials_ior``, ``KHR_materials_emissive_strength`` and
+  ``KHR_materials_transmission`` (``transmissionFactor`` into ``Material.transmission_factor``; a
+  ``transmissionTexture`` is not read and is named in the warning below). glTF texture coordinates already have
+  lumigrad's top-left origin, so no V flip is applied. Texture images are decoded with Pillow (PNG, JPEG) as
+  stored, in [0, 1]; :func:`lumigrad.shading.sample_material` decodes sRGB where glTF says so.
 * cameras: perspective (``yfov``, ``aspectRatio``) and orthographic (``xmag``, ``ymag``) into
   :class:`lumigrad.Camera` (the glTF camera looks down its local -z with +y up, the OpenGL frame); the
   image size is ``image_height`` pixels high and ``aspectRatio`` wide.

@@ -13,9 +13,10 @@
   as Mitsuba's RGB variants do (:mod:`lumigrad.io._spectra`: CIE 1931, reflectances under D65). Spectra from
   files (``filename=``) and spectrum plugins (``type="blackbody"`` ...) are refused.
 * **transforms** ``<transform name="to_world">`` of ``translate``, ``rotate`` (``axis`` by ``x y z`` or
-  ``value``, used as written, not normalised, as Mitsuba does; ``angle`` in degrees, right-handed), ``scale`` (``value`` or ``x y z``), ``matrix`` (16 values,
-  row-major, or 9 for a 3x3) and ``lookat`` (``origin target up``), composed in document order, each new one
-  multiplied on the left (``M = op_n ... op_2 op_1``), as Mitsuba does.
+  ``value``, used as written, not normalised, as Mitsuba does; ``angle`` in degrees, right-handed), ``scale``
+  (``value`` or ``x y z``), ``matrix`` (16 values, row-major, or 9 for a 3x3) and ``lookat`` (``origin target
+  up``), composed in document order, each new one multiplied on the left (``M = op_n ... op_2 op_1``), as
+  Mitsuba does.
 * **shapes** into ``scene.meshes`` (named by ``id``; unnamed ones after their file's stem, else their type,
   with ``-1``, ``-2`` ... for repeats), each a :class:`SceneMesh` in its local frame with the shape's
   ``to_world`` as its (differentiable) ``to_world``: ``obj`` and ``ply`` (lumigrad's readers; OBJ texture
@@ -275,7 +276,8 @@ class _Props:
             return default
         value = self.reader.number(child)
         if child.tag not in ("integer", "float") or value != int(value):
-            raise self.reader.error(child, f"property {name!r} must be an integer; got {short_text(child.get('value'))}")
+            raise self.reader.error(child, f"property {name!r} must be an integer; got "
+                                           f"{short_text(child.get('value'))}")
         return int(value)
 
     def string(self, name: str, default=None) -> Optional[str]:
@@ -563,7 +565,8 @@ class _Reader:
         if elem.tag == "spectrum":
             if elem.get("filename") is not None or elem.get("type") is not None or len(elem):
                 raise self.error(elem, f"{self.describe(elem)}: spectra from files and spectrum plugins are not "
-                                       "supported; give an <rgb> or an inline <spectrum value=\"wavelength:value, ...\">")
+                                       "supported; give an <rgb> or an inline <spectrum "
+                                       "value=\"wavelength:value, ...\">")
             text = self.attr(elem, "value")
             if ":" not in text:
                 return np.full(3, self.number(elem))
