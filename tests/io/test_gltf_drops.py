@@ -358,3 +358,40 @@ def test_files_without_content_read_as_empty_scenes(tmp_path, doc):
         warnings.simplefilter("error")
         scene = read_gltf(_write(tmp_path, dict(doc, asset={"version": "2.0"})))
     assert not scene.meshes and not scene.cameras and not scene.lights
+
+
+def _transmission_doc(extension: dict) -> dict:
+    buffers, views, accessors = _buffer(TRIANGLE, np.zeros((3, 2), np.float32))
+    return {"asset": {"version": "2.0"}, "extensionsUsed": ["KHR_materials_transmission"],
+            "extensionsRequired": ["KHR_materials_transmission"],
+            "nodes": [{"name": "pane", "mesh": 0}],
+            "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "TEXCOORD_0": 1}, "material": 0}]}],
+            "materials": [{"name": "glass", "pbrMetallicRoughness": {"metallicFactor": 0.0},
+                           "extensions": {"KHR_materials_transmission": extension}}],
+            "textures": [{"source": 0}], "images": [{"uri": PNG_2X2}],
+            "buffers": buffers, "bufferViews": views, "accessors": accessors}
+
+
+def test_khr_materials_transmission_factor_is_read(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # read in full: required, and no warning
+        scene = read_gltf(_write(tmp_path, _transmission_doc({"transmissionFactor": 0.9})))
+    assert float(scene.meshes["pane"].material.transmission_factor) == pytest.approx(0.9)
+    doc = _transmission_doc({})
+    scene = read_gltf(_write(tmp_path, doc))
+    assert float(scene.meshes["pane"].material.transmission_factor) == 0.0  # the extension's default
+
+
+def test_khr_materials_transmission_texture_is_named_and_its_factor_kept(tmp_path):
+    doc = _transmission_doc({"transmissionFactor": 0.5, "transmissionTexture": {"index": 0}})
+    scene, record = _read_warnings(_write(tmp_path, doc))
+    assert [str(w.message) for w in record] == [
+        f"{tmp_path / 'model.gltf'}: lumigrad ignores transmissionTexture (transmissionFactor is used alone) "
+        "(material 'glass')"]
+    assert float(scene.meshes["pane"].material.transmission_factor) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("factor", [1.5, -0.1, "0.5"])
+def test_khr_materials_transmission_factor_out_of_range_is_refused(tmp_path, factor):
+    with pytest.raises(GltfError, match=r"materials\[0\]\.extensions\.KHR_materials_transmission\.transmissionFactor"):
+        read_gltf(_write(tmp_path, _transmission_doc({"transmissionFactor": factor})))

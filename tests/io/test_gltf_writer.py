@@ -37,7 +37,7 @@ def _assert_same_scene(a: lg.Scene, b: lg.Scene, *, image_atol: float = 0.5 / 25
         assert torch.equal(ma.faces.long(), mb.faces.long()), name
         assert ma.double_sided == mb.double_sided, name
         for key in ("base_color_factor", "metallic_factor", "roughness_factor", "normal_scale", "occlusion_strength",
-                    "emissive_factor", "ior"):
+                    "emissive_factor", "ior", "transmission_factor"):
             torch.testing.assert_close(getattr(ma.material, key).float(), getattr(mb.material, key).float(),
                                        rtol=1e-6, atol=1e-7, msg=f"{name}.{key}")
         for slot in SLOTS:
@@ -215,3 +215,21 @@ def test_cameras_false_and_bad_suffix(tmp_path):
     assert not back.cameras and set(back.lights) == {"point", "spot", "sun"}
     with pytest.raises(ValueError, match="must end in .glb or .gltf"):
         write_gltf(tmp_path / "scene.obj", _synthetic_scene())
+
+
+@pytest.mark.parametrize("suffix", [".glb", ".gltf"])
+def test_transmission_round_trips_through_khr_materials_transmission(suffix, tmp_path):
+    glass = Material(base_color_factor=torch.tensor([0.9, 1.0, 0.95, 1.0]), metallic_factor=torch.tensor(0.0),
+                     roughness_factor=torch.tensor(0.1), ior=torch.tensor(1.5046), transmission_factor=torch.tensor(0.75))
+    scene = lg.Scene()
+    verts = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    scene.add_mesh("glass", lg.SceneMesh(verts, torch.tensor([[0, 1, 2]]), glass))
+    scene.add_mesh("opaque", lg.SceneMesh(verts, torch.tensor([[0, 1, 2]]), Material()))
+    out = write_gltf(tmp_path / f"glass{suffix}", scene)
+    doc = _glb_json(out) if suffix == ".glb" else json.loads(out.read_text())
+    assert doc["materials"][0]["extensions"]["KHR_materials_transmission"] == {"transmissionFactor": 0.75}
+    assert "extensions" not in doc["materials"][1]  # transmission 0 (the default) writes no extension
+    assert "KHR_materials_transmission" in doc["extensionsUsed"]
+    back = read_gltf(out)
+    _assert_same_scene(scene, back)
+    assert float(back.meshes["glass"].material.transmission_factor) == 0.75

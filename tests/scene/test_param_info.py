@@ -136,6 +136,16 @@ def test_copies_and_pickles_keep_their_own_index():
         assert "lights.fill.position" in twin and "lights.fill.position" not in scene
 
 
+def test_metadata_is_a_plain_dict_copied_and_pickled_but_never_a_parameter():
+    scene = _scene()
+    assert scene.metadata == {}
+    scene.metadata["integrator"] = {"type": "path", "max_depth": 6}
+    for twin in (copy.deepcopy(scene), pickle.loads(pickle.dumps(scene))):
+        assert twin.metadata == {"integrator": {"type": "path", "max_depth": 6}}
+    assert not any("metadata" in name or "integrator" in name for name in scene.parameters())
+    assert lg.Scene(metadata={"sampler": {"sample_count": 4}}).metadata == {"sampler": {"sample_count": 4}}
+
+
 @dataclass
 class _Disk(Shape):
     """A shape that is not made of triangles (as a Gaussian cloud or a neural field will be)."""

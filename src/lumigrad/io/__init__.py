@@ -1,6 +1,7 @@
 """Readers and writers; foreign conventions are converted here, once. ``load`` / ``save`` pick the format.
 
-Files named inside a file (OBJ ``mtllib`` and textures, glTF URIs, NeRF ``file_path``, COLMAP image names) are
+Files named inside a file (OBJ ``mtllib`` and textures, glTF URIs, NeRF ``file_path``, COLMAP image names, Mitsuba
+``filename`` and ``<include>``) are
 read only from inside its folder; every reader takes ``trust_paths=True`` as the opt-in for files you trust,
 and refusals are :class:`ConfinementError` (a ``ValueError``).
 """
@@ -16,6 +17,7 @@ from .hdr import read_hdr, write_hdr
 from .image import read_image, write_image
 from .nerf import NerfTransforms, read_nerf_transforms, write_nerf_transforms
 from .errors import MtlError, ObjError
+from .mitsuba_xml import MitsubaXmlError, MitsubaXmlWarning, read_mitsuba_xml
 from .mesh_data import MeshData
 from .mtl import read_mtl, write_mtl
 from .obj import ObjData, read_mesh, read_obj, read_obj_with_materials, write_obj
@@ -28,7 +30,7 @@ from . import deprecated as _deprecated
 
 _deprecated.attach()
 
-__all__ = ["ConfinementError", "MeshData", "read_environment", "read_mesh", "MtlError", "ObjData", "read_mtl", "read_obj_with_materials", "write_mtl", "ImageDataset", "read_dataset", "read_depth_maps", "stack_cameras", "ColmapImage", "GltfError", "ColmapReconstruction", "NerfTransforms", "ObjError", "OpenSfmReconstruction",
+__all__ = ["ConfinementError", "MeshData", "read_environment", "read_mesh", "MtlError", "ObjData", "read_mtl", "read_obj_with_materials", "write_mtl", "ImageDataset", "MitsubaXmlError", "MitsubaXmlWarning", "read_mitsuba_xml", "read_dataset", "read_depth_maps", "stack_cameras", "ColmapImage", "GltfError", "ColmapReconstruction", "NerfTransforms", "ObjError", "OpenSfmReconstruction",
            "PlyError", "PlyMesh",
            "camera_from_pytorch3d", "camera_to_pytorch3d", "formats", "load", "register_format", "save", "lla_to_topocentric", "read_colmap", "read_exr", "read_gltf", "read_hdr",
            "read_image", "read_nerf_transforms", "read_obj", "read_opensfm", "read_ply", "write_colmap", "write_exr", "write_gltf",

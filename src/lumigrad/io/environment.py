@@ -23,7 +23,11 @@ def read_environment(path: str | os.PathLike, *, size: Optional[Tuple[int, int]]
     layer below ``io``, do not read files.)
 
     Args:
-        path: the ``.hdr`` or ``.exr`` file, in Mitsuba's layout (see :class:`lumigrad.EnvironmentLight`).
+        path: the ``.hdr`` or ``.exr`` file in lumigrad's equirectangular layout (see
+            :class:`lumigrad.EnvironmentLight`): Mitsuba's direction mapping with row ``i`` centred at ``v = (i +
+            0.5) / H``. Texels are read as stored; a map written for Mitsuba's ``envmap`` (first and last rows on
+            the poles) is half a row off near the poles: load it through a Mitsuba scene file
+            (:func:`lumigrad.io.read_mitsuba_xml` resamples it).
         size: ``(H, W)`` the map is area-averaged down to; ``None`` keeps it as stored.
         **kw: passed to the :class:`EnvironmentLight` constructor (``scale``, ``visible``, ...).
 

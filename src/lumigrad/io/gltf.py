@@ -6,11 +6,12 @@ What is read, once, into lumigrad's conventions:
   :class:`SceneMesh` named after its node (``Node``, ``Node-1`` for a second primitive), with ``POSITION``,
   ``NORMAL``, ``TANGENT`` and ``TEXCOORD_0``, and the node's world transform as ``to_world``; sparse
   accessors and normalized integer attributes are decoded. Points and lines are skipped with a warning.
-* materials: ``pbrMetallicRoughness`` (base colour, metallic, roughness and their textures), normal,
-  occlusion and emissive maps, ``doubleSided``, ``KHR_materials_ior`` and
-  ``KHR_materials_emissive_strength``. glTF texture coordinates already have lumigrad's top-left origin,
-  so no V flip is applied. Texture images are decoded with Pillow (PNG, JPEG) as stored, in [0, 1];
-  :func:`lumigrad.shading.sample_material` decodes sRGB where glTF says so.
+* materials: ``pbrMetallicRoughness`` (base colour, metallic, roughness and their textures), normal, occlusion
+  and emissive maps, ``doubleSided``, ``KHR_materials_ior``, ``KHR_materials_emissive_strength`` and
+  ``KHR_materials_transmission`` (``transmissionFactor`` into ``Material.transmission_factor``; a
+  ``transmissionTexture`` is not read and is named in the warning below). glTF texture coordinates already have
+  lumigrad's top-left origin, so no V flip is applied. Texture images are decoded with Pillow (PNG, JPEG) as
+  stored, in [0, 1]; :func:`lumigrad.shading.sample_material` decodes sRGB where glTF says so.
 * cameras: perspective (``yfov``, ``aspectRatio``) and orthographic (``xmag``, ``ymag``) into
   :class:`lumigrad.Camera` (the glTF camera looks down its local -z with +y up, the OpenGL frame); the
   image size is ``image_height`` pixels high and ``aspectRatio`` wide.
@@ -35,7 +36,8 @@ ranges are checked against what they point into before anything is sliced, node 
 Not read, and named in **one** :class:`GltfWarning` per file, e.g. ``model.gltf: lumigrad ignores skins (1);
 animations (2); morph targets (3 primitives); extensions KHR_materials_volume; alphaMode BLEND (material
 'glass')``: skins (skinned meshes are placed by their node, in the bind pose), animations, morph targets,
-extensions other than ``KHR_lights_punctual``, ``KHR_materials_ior`` and ``KHR_materials_emissive_strength``
+extensions other than ``KHR_lights_punctual``, ``KHR_materials_ior``, ``KHR_materials_emissive_strength`` and
+``KHR_materials_transmission``
 (those in ``extensionsUsed`` and any other ``extensions`` object in the file, ``KHR_texture_transform``
 included), ``alphaMode`` MASK and BLEND (rendered opaque), vertex colours ``COLOR_0``, textures read through
 ``TEXCOORD_1`` or higher (read with ``TEXCOORD_0``), per-texture wrap modes (one per material: the first
@@ -82,7 +84,8 @@ _KIND_TEXT = {"index": "a non-negative integer", "number": "a finite number",
 
 
 # Extensions the reader implements (the constructor refuses other required ones; used ones are warned about).
-_SUPPORTED_EXTENSIONS = frozenset({"KHR_lights_punctual", "KHR_materials_ior", "KHR_materials_emissive_strength"})
+_SUPPORTED_EXTENSIONS = frozenset({"KHR_lights_punctual", "KHR_materials_ior", "KHR_materials_emissive_strength",
+                                   "KHR_materials_transmission"})
 _ALPHA_MODES = ("OPAQUE", "MASK", "BLEND")
 _NOTE_DETAILS = 3  # details listed per ignored feature in the warning; the rest are counted
 
@@ -605,6 +608,14 @@ class _Reader:
         ext = self.get(m, "extensions", "dict", where, {})
         strength = self.get(ext, "KHR_materials_emissive_strength", "dict", where + ".extensions", {})
         ior = self.get(ext, "KHR_materials_ior", "dict", where + ".extensions", {})
+        transmission = self.get(ext, "KHR_materials_transmission", "dict", where + ".extensions", {})
+        twhere = where + ".extensions.KHR_materials_transmission"
+        transmission_factor = self.get(transmission, "transmissionFactor", "number", twhere, 0.0)
+        if not 0.0 <= transmission_factor <= 1.0:
+            raise GltfError(f"{self.path}: {twhere}.transmissionFactor must lie in [0, 1]; got {transmission_factor}")
+        if "transmissionTexture" in transmission:
+            self.get(transmission, "transmissionTexture", "dict", twhere)  # raises for a malformed one
+            self._note("transmissionTexture (transmissionFactor is used alone)", label)
         t = lambda v: torch.tensor(v, dtype=self.dtype)  # noqa: E731
         emissive = np.asarray(self.get(m, "emissiveFactor", "numbers", where, [0.0, 0.0, 0.0], length=3))
         emissive = emissive * self.get(strength, "emissiveStrength", "number", where + ".extensions."
@@ -613,7 +624,8 @@ class _Reader:
                   metallic_factor=t(self.get(pbr, "metallicFactor", "number", pwhere, 1.0)),
                   roughness_factor=t(self.get(pbr, "roughnessFactor", "number", pwhere, 1.0)),
                   emissive_factor=t(emissive.tolist()),
-                  ior=t(self.get(ior, "ior", "number", where + ".extensions.KHR_materials_ior", 1.5)))
+                  ior=t(self.get(ior, "ior", "number", where + ".extensions.KHR_materials_ior", 1.5)),
+                  transmission_factor=t(transmission_factor))
         wraps = []
         for slot, owner, key in (("base_color_texture", pbr, "baseColorTexture"),
                                  ("metallic_roughness_texture", pbr, "metallicRoughnessTexture"),

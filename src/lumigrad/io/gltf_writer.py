@@ -13,7 +13,8 @@ What is written, so that :func:`lumigrad.io.read_gltf` and Blender read it back:
   (``round(clamp(t, 0, 1) * 255)``; values are written as stored: base colour and emissive stay
   sRGB-encoded), one image per distinct texture tensor (a tensor used by two slots is written once), one
   sampler per wrap mode, ``doubleSided``, normal ``scale``, occlusion ``strength``, ``emissiveFactor`` (above 1
-  via ``KHR_materials_emissive_strength``) and ``KHR_materials_ior`` when ``ior != 1.5``.
+  via ``KHR_materials_emissive_strength``), ``KHR_materials_ior`` when ``ior != 1.5`` and
+  ``KHR_materials_transmission`` (``transmissionFactor``) when ``transmission_factor != 0``.
 * cameras (``cameras=True``): perspective (``yfov`` from ``fy``, ``aspectRatio = W / H``) or orthographic
   (``xmag = W / (2 fx)``, ``ymag = H / (2 fy)``), the node holding the OpenGL camera-to-world pose.
 * lights: point, spot and directional lights as ``KHR_lights_punctual``, the node at the light's position and
@@ -213,6 +214,9 @@ class _Writer:
         ior = _float(m.ior)
         if ior != 1.5:
             extensions["KHR_materials_ior"] = {"ior": ior}
+        transmission = _float(m.transmission_factor)
+        if transmission != 0.0:
+            extensions["KHR_materials_transmission"] = {"transmissionFactor": transmission}
         if extensions:
             out["extensions"] = extensions
             self.extensions_used.update(extensions)

@@ -2,14 +2,14 @@
 
 Readers return lumigrad types in lumigrad's conventions (foreign conventions are converted by the format's
 module, once): meshes as :class:`lumigrad.Mesh` or :class:`lumigrad.io.PlyMesh`, glTF as a
-:class:`lumigrad.Scene`, images as ``[H, W, C]`` float tensors, camera datasets as their reconstruction
+:class:`lumigrad.Scene`, Mitsuba 3 ``.xml`` scenes as a :class:`lumigrad.Scene`, images as ``[H, W, C]`` float tensors, camera datasets as their reconstruction
 records. ``formats()`` lists what is registered; ``register_format`` adds a reader or writer.
 
 Dispatch: by the lower-case suffix; a folder is a COLMAP sparse model; a ``.json`` file is a NeRF
 ``transforms.json`` when it has ``frames``, else an OpenSfM ``reconstruction.json`` when it is a list.
 
 Files named inside the file that is loaded (an OBJ's ``mtllib`` and textures, glTF buffers and images, NeRF
-``file_path``) are read only from inside its folder; ``load(path, trust_paths=True)`` is the opt-in for
+``file_path``, a Mitsuba scene's ``filename`` and ``<include>``) are read only from inside its folder; ``load(path, trust_paths=True)`` is the opt-in for
 files you trust (see :mod:`lumigrad.io._paths`).
 """
 
@@ -160,6 +160,7 @@ def _register_builtin() -> None:
     from .gltf_writer import write_gltf
     from .hdr import read_hdr, write_hdr
     from .image import read_image, write_image
+    from .mitsuba_xml import read_mitsuba_xml
     from .obj import read_mesh, write_obj
     from .ply import read_ply, write_ply
 
@@ -171,6 +172,7 @@ def _register_builtin() -> None:
         register_format(suffix, "8- or 16-bit image -> [H, W, C] in [0, 1]", reader=read_image, writer=write_image)
     register_format(".hdr", "Radiance RGBE HDR image -> [H, W, 3]", reader=read_hdr, writer=write_hdr)
     register_format(".exr", "OpenEXR scanline image -> [H, W, C]", reader=read_exr, writer=write_exr)
+    register_format(".xml", "Mitsuba 3 scene -> Scene", reader=read_mitsuba_xml)
 
 
 _register_builtin()

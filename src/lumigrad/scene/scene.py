@@ -15,6 +15,8 @@ The scene owns no maths: :func:`lumigrad.render` reads its tensors and calls the
   the matching ones require gradients in one call and returns them for an optimiser. Reads, writes and
   ``param_info`` are dictionary lookups in an index the scene keeps up to date as owners are added, replaced
   or removed (also through ``scene.meshes[name] = ...`` and ``del scene.lights[name]``).
+* **Metadata**: ``scene.metadata``, a plain dict of what a scene file said that is no tensor and no part of
+  the scene lumigrad renders (a Mitsuba file's integrator, sampler and film settings); never a parameter.
 * **Flattening**: ``scene.flatten()`` merges every triangle shape into world-space tables
   (:func:`lumigrad.scene.flatten.flatten`), for the rasterizer, a BVH and the metrics.
 """
@@ -269,13 +271,18 @@ class Scene:
     Args:
         meshes, lights, cameras: ``{name: SceneMesh}``, ``{name: light}``, ``{name: Camera}`` (optional).
         film: the :class:`Film` (default: linear HDR output).
+        metadata: a plain dict of settings a scene file gave that are not part of the scene itself (e.g. a
+            Mitsuba file's ``{"integrator": {"type": "path", "max_depth": 6}, ...}``); kept in
+            ``scene.metadata``, copied and pickled with the scene, never a parameter.
 
     Names may use letters, digits, ``_`` and ``-`` (they are parts of dotted parameter names).
     """
 
     def __init__(self, meshes: Optional[Mapping[str, SceneMesh]] = None, lights: Optional[Mapping[str, Light]] = None,
-                 cameras: Optional[Mapping[str, Camera]] = None, film: Optional[Film] = None):
+                 cameras: Optional[Mapping[str, Camera]] = None, film: Optional[Film] = None,
+                 metadata: Optional[Mapping] = None):
         self._setup({"meshes": meshes or {}}, lights or {}, cameras or {}, film if film is not None else Film())
+        self.metadata = dict(metadata or {})
 
     def _setup(self, shapes: Mapping[str, Mapping], lights: Mapping, cameras: Mapping, film: Film) -> None:
         self._index: Dict[str, _Entry] = {}
@@ -477,10 +484,11 @@ class Scene:
     # ------------------------------------------------------------------------------ copies, pickles
     def __getstate__(self):
         return {"shapes": {g: dict(m) for g, m in self._shapes.items()}, "lights": dict(self._lights),
-                "cameras": dict(self._cameras), "film": self._film}
+                "cameras": dict(self._cameras), "film": self._film, "metadata": self.metadata}
 
     def __setstate__(self, state) -> None:
         self._setup(state["shapes"], state["lights"], state["cameras"], state["film"])
+        self.metadata = dict(state.get("metadata", {}))
 
     def __repr__(self) -> str:
         shapes = "".join(f"{g}={list(m)}, " for g, m in self._shapes.items())

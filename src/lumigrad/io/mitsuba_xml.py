@@ -1,0 +1,1288 @@
+"""Mitsuba 3 scene files (``.xml``) into a :class:`lumigrad.Scene`, converted once into lumigrad's conventions.
+
+``lumigrad.io.load("scene.xml")`` calls :func:`read_mitsuba_xml`. What is read (the subset real scenes use):
+
+* **document**: ``<scene version=...>``; ``<default name value>`` and ``$name`` substitution in every
+  attribute (``parameters=`` overrides the defaults, as ``mitsuba -D`` does; an undefined ``$name`` is an
+  error); ``<include filename>`` (spliced in place; a cycle is an error); ``<ref id>`` (with or without
+  ``name=``) to any object with an ``id``, before or after it in the file (a cycle of references is an
+  error). Files of version 0.x / 1.x get Mitsuba's upgrade of camelCase names (``toWorld`` -> ``to_world``,
+  ``intIOR`` -> ``int_ior``), ``lookAt`` -> ``lookat`` and ``<srgb>`` -> ``<rgb>``.
+* **values**: ``<float> <integer> <boolean> <string> <rgb value="r, g, b"> <point> <vector>`` and
+  ``<spectrum>`` given inline: a single value (uniform) or ``wavelength:value`` pairs, converted to linear sRGB
+  as Mitsuba's RGB variants do (:mod:`lumigrad.io._spectra`: CIE 1931, reflectances under D65). Spectra from
+  files (``filename=``) and spectrum plugins (``type="blackbody"`` ...) are refused.
+* **transforms** ``<transform name="to_world">`` of ``translate``, ``rotate`` (``axis`` by ``x y z`` or
+  ``value``, used as written, not normalised, as Mitsuba does; ``angle`` in degrees, right-handed), ``scale``
+  (``value`` or ``x y z``), ``matrix`` (16 values, row-major, or 9 for a 3x3) and ``lookat`` (``origin target
+  up``), composed in document order, each new one multiplied on the left (``M = op_n ... op_2 op_1``), as
+  Mitsuba does.
+* **shapes** into ``scene.meshes`` (named by ``id``; unnamed ones after their file's stem, else their type,
+  with ``-1``, ``-2`` ... for repeats), each a :class:`SceneMesh` in its local frame with the shape's
+  ``to_world`` as its (differentiable) ``to_world``: ``obj`` and ``ply`` (lumigrad's readers; OBJ texture
+  coordinates are flipped as Mitsuba's ``flip_tex_coords=true`` does, PLY ones are kept as stored, as Mitsuba
+  does; ``face_normals=true`` splits every face off so that it shades flat; OBJ ``vn`` normals are not read:
+  normals are area-weighted; PLY normals are kept), ``rectangle`` (the ``[-1, 1]^2`` quad at ``z = 0``, normal
+  +z, Mitsuba's texture coordinates), ``cube`` (``[-1, 1]^3``, Mitsuba's 24 vertices and texture coordinates),
+  ``sphere`` (``center``, ``radius``; an icosphere of ``sphere_subdivisions`` splits, 3 by default: 642
+  vertices, within 0.3 % of the radius between them) and ``disk`` (the unit disk at ``z = 0``, normal +z, a
+  fan of ``disk_segments`` triangles). ``flip_normals`` turns the faces round (and negates stored normals).
+* **materials** (``<bsdf>``, inline or by reference, one :class:`Material` per BSDF element, shared by the
+  shapes that refer to it) into the glTF metallic-roughness model, roughness ``= sqrt(alpha)`` (glTF's GGX
+  ``alpha = roughness^2``; Mitsuba's Beckmann ``alpha`` is read the same way, and anisotropic
+  ``alpha_u, alpha_v`` as ``sqrt(alpha_u alpha_v)``):
+
+  - ``diffuse``: ``reflectance`` (colour or bitmap) -> base colour, metallic 0, roughness 1;
+  - ``conductor`` / ``roughconductor``: metallic 1, base colour = ``specular_reflectance`` times the
+    normal-incidence reflectance ``((eta - 1)^2 + k^2) / ((eta + 1)^2 + k^2)`` of ``eta, k`` (given, or the
+    RGB ``eta, k`` Mitsuba's RGB variants use for a named ``material``, tabulated here; ``none``, the default,
+    is a perfect mirror). The angular Fresnel curve of a real conductor becomes glTF's Schlick curve;
+  - ``plastic`` / ``roughplastic``: ``diffuse_reflectance`` -> base colour, metallic 0, ``ior = int_ior /
+    ext_ior`` (the specular layer is glTF's dielectric layer);
+  - ``dielectric`` / ``thindielectric`` / ``roughdielectric``: ``transmission_factor`` 1, metallic 0, ``ior =
+    int_ior / ext_ior`` (names such as ``bk7``, ``water``, ``air`` from Mitsuba's table), base colour
+    ``specular_transmittance``. A thin dielectric is read as a solid one;
+  - ``principled``: ``base_color``, ``metallic``, ``roughness``, ``spec_trans`` -> transmission, ``eta`` ->
+    ior (its other lobes are named in the warning);
+  - ``twosided`` around one of these: the mesh's ``double_sided`` is set;
+  - ``<texture type="bitmap">`` for a base colour (PNG / JPEG as stored, sRGB unless ``raw=true``, as
+    Mitsuba decodes them; EXR / HDR are linear and are sRGB-encoded once into ``base_color_texture``, which
+    lumigrad decodes), ``wrap_mode`` into ``Material.wrap``; a shape without texture coordinates (sphere,
+    disk, an OBJ without ``vt``) cannot carry one and is refused.
+
+* **emitters** into ``scene.lights`` (named by ``id``, else their type): ``area`` inside a shape (inline or by
+  reference) makes that shape an :class:`AreaLight` of its world triangles with ``radiance`` (named after the
+  shape; it is not also a mesh, and its BSDF is dropped: named in the warning); ``point`` (``position`` or
+  ``to_world``, ``intensity`` -> ``PointLight`` intensity 1 and colour ``intensity``); ``spot``
+  (``cutoff_angle``, ``beam_width`` in degrees -> outer / inner angles, ``to_world``: the light shines along its
+  local +z; Mitsuba's falloff is linear in angle, lumigrad's is glTF's); ``directional`` (``direction`` or
+  ``to_world``'s +z, ``irradiance``); ``envmap`` (``filename`` of an ``.hdr`` / ``.exr``, ``scale``,
+  ``to_world``; both use ``u = atan2(d_x, -d_z) / 2 pi``, ``v = acos(d_y) / pi``, but Mitsuba's rows sit on the
+  poles and lumigrad's at row centres, so the map is resampled once, bilinearly, into lumigrad's layout and
+  world space: :func:`mitsuba_envmap_to_equirect`; then area-averaged to ``env_size``) and ``constant`` (a
+  uniform :class:`EnvironmentLight`).
+* **sensors** into ``scene.cameras`` (named by ``id``, else ``sensor``): ``perspective`` (and ``thinlens``,
+  read as a pinhole) with ``fov`` and ``fov_axis`` (``x``, ``y``, ``diagonal``, ``smaller``, ``larger``) or
+  ``focal_length`` (35 mm equivalent), ``principal_point_offset_x / _y``, ``near_clip``, ``far_clip`` and a
+  rigid ``to_world``, with the ``<film>``'s ``width``, ``height`` and crop window. Mitsuba's camera frame looks
+  along +z with +y up and +x to the left of the image; lumigrad's is OpenCV's (+x right, +y down), so
+  ``world_to_cam = inverse(to_world @ diag(-1, -1, 1, 1))``.
+* **settings** into ``scene.metadata`` (a plain dict): ``"version"``, the final ``"parameters"``, the
+  ``"integrator"`` (``{"type": ..., "max_depth": ..., ...}``) and per sensor its ``"sampler"``
+  (``sample_count`` ...) and ``"film"`` under ``metadata["sensors"][name]``.
+
+**Refused**, with a :class:`MitsubaXmlError` (a ``ValueError``) naming the file, line, element, its type and
+id: unknown tags and plugin types (``<medium>``, ``serialized`` shapes, ``blendbsdf``, ``normalmap``,
+``projector`` ...), textures anywhere but a base colour, spectra from files, a DOCTYPE or entity declaration
+(checked in the text before parsing and again by the parser: no DTD is ever read, so no entity expansion or
+external entity can be used), cyclic references or includes, a camera ``to_world`` with scale, an ``ior``
+below 1. Files named in the file (``filename`` of shapes, bitmaps, environment maps and includes) are
+resolved against the folder of the file passed in (as Mitsuba's file resolver does; then against the
+including file's folder) and must stay inside that folder unless ``trust_paths=True``
+(:mod:`lumigrad.io._paths`); a missing one is a :class:`MitsubaXmlError` that is also a
+``FileNotFoundError``.
+
+**Not read, and said so** in one :class:`MitsubaXmlWarning` per file: every property a plugin has that is
+not listed above (``focus_distance``, ``pixel_format``, ``sample_emitters`` ...), the BSDF of an emitting
+shape, an area emitter that no shape uses, the back BSDF of a two-sided BSDF, and what the approximations
+drop (principled lobes, anisotropy).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+from xml.parsers import expat
+
+import numpy as np
+import torch
+
+from ..cameras.camera import Camera
+from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
+from ..scene.scene import Scene, SceneMesh
+from ..shading.material import Material
+from ._paths import ConfinementError, check_regular_file, confined_path, open_regular_file, short_text
+from ._spectra import spectrum_to_rgb
+
+__all__ = ["MitsubaXmlError", "MitsubaXmlWarning", "mitsuba_envmap_to_equirect", "read_mitsuba_xml"]
+
+
+class MitsubaXmlError(ValueError):
+    """A Mitsuba scene file lumigrad cannot read; the message names the file, line and element at fault."""
+
+
+class MitsubaXmlWarning(UserWarning):
+    """Parts of a Mitsuba scene file that lumigrad does not read (one warning per file names them all)."""
+
+
+class MitsubaXmlMissingFile(MitsubaXmlError, FileNotFoundError):
+    """A file named in a Mitsuba scene file does not exist."""
+
+
+_PROPERTY_TAGS = ("float", "integer", "boolean", "string", "rgb", "spectrum", "point", "vector", "transform")
+_OBJECT_TAGS = ("shape", "bsdf", "texture", "emitter", "sensor", "film", "sampler", "integrator", "rfilter",
+                "medium", "phase", "volume")
+_SHAPES = ("obj", "ply", "rectangle", "cube", "sphere", "disk")
+_BSDFS = ("diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "dielectric", "thindielectric",
+          "roughdielectric", "principled", "twosided")
+_EMITTERS = ("area", "point", "spot", "directional", "envmap", "constant")
+_SENSORS = ("perspective", "thinlens")
+_MAX_INCLUDE_DEPTH = 32
+_MAX_NESTING = 64  # element nesting read (real scenes use fewer than 10; deeper input would recurse far)
+_NOTE_DETAILS = 3
+
+#: Mitsuba's named indices of refraction (``int_ior`` / ``ext_ior`` given as a name).
+IOR_NAMES = {"vacuum": 1.0, "helium": 1.000036, "hydrogen": 1.000132, "air": 1.000277, "carbon dioxide": 1.00045,
+             "water": 1.3330, "acetone": 1.36, "ethanol": 1.361, "carbon tetrachloride": 1.461,
+             "glycerol": 1.4729, "benzene": 1.501, "silicone oil": 1.52045, "bromine": 1.661, "water ice": 1.31,
+             "fused quartz": 1.458, "pyrex": 1.470, "acrylic glass": 1.49, "polypropylene": 1.49, "bk7": 1.5046,
+             "sodium chloride": 1.544, "amber": 1.55, "pet": 1.5750, "diamond": 2.419}
+
+#: Normal-incidence reflectance (linear RGB) of Mitsuba's named conductors: ``((eta - 1)^2 + k^2) /
+#: ((eta + 1)^2 + k^2)`` of the RGB ``eta, k`` that Mitsuba 3's RGB variants derive from the measured spectra
+#: (its ``conductor`` ``material`` names). ``none`` is Mitsuba's default, a perfect mirror.
+CONDUCTOR_F0 = {
+    "none": (1.0, 1.0, 1.0),
+    "a-C": (0.2794, 0.1940, 0.1691), "Ag": (0.9748, 0.9575, 0.9063), "Al": (0.9280, 0.9178, 0.9189),
+    "AlAs": (0.3200, 0.2783, 0.1430), "AlSb": (1.0000, 0.3733, 0.4479), "Au": (0.9667, 0.8020, 0.3241),
+    "Be": (0.5975, 0.5206, 0.5062), "Cr": (0.6876, 0.6491, 0.6870), "CsI": (0.1325, 0.0675, 0.0619),
+    "Cu": (0.9520, 0.6198, 0.5106), "Cu2O": (0.3147, 0.2455, 0.2379), "CuO": (0.2907, 0.1982, 0.1834),
+    "d-C": (0.2123, 0.1579, 0.1449), "Hg": (0.8140, 0.7702, 0.7631), "HgTe": (0.4699, 0.3665, 0.3507),
+    "Ir": (0.7426, 0.6802, 0.6308), "K": (0.9539, 0.9363, 0.9201), "Li": (0.9248, 0.8844, 0.7933),
+    "MgO": (0.1244, 0.0603, 0.0526), "Mo": (0.6182, 0.5618, 0.5409), "Na_palik": (0.9785, 0.9597, 0.9315),
+    "Nb": (0.5640, 0.4895, 0.4731), "Ni_palik": (0.7001, 0.5942, 0.4936), "Rh": (0.8243, 0.7544, 0.7216),
+    "Se": (0.3793, 0.2507, 0.2413), "SiC": (0.2711, 0.1873, 0.1808), "SnTe": (0.4070, 0.1084, 0.0152),
+    "Ta": (0.4565, 0.3419, 0.3799), "Te": (0.6350, 0.5781, 0.5617), "ThF4": (0.0861, 0.0328, 0.0264),
+    "TiC": (0.5482, 0.4397, 0.4116), "TiN": (0.6409, 0.4523, 0.1976), "TiO2": (0.3039, 0.2246, 0.2380),
+    "VC": (0.5297, 0.4179, 0.3798), "V_palik": (0.5727, 0.5107, 0.5365), "VN": (0.5251, 0.3926, 0.3106),
+    "W": (0.5746, 0.4778, 0.4331),
+}
+
+# Mitsuba's cube: four corners per face (outward, counter-clockwise as [0, 1, 2], [3, 0, 2]), texture
+# coordinates (0, 1), (1, 1), (1, 0), (0, 0) on every face.
+_CUBE_FACES = (((1, -1, -1), (1, -1, 1), (-1, -1, 1), (-1, -1, -1)),
+               ((1, 1, -1), (-1, 1, -1), (-1, 1, 1), (1, 1, 1)),
+               ((1, -1, -1), (1, 1, -1), (1, 1, 1), (1, -1, 1)),
+               ((1, -1, 1), (1, 1, 1), (-1, 1, 1), (-1, -1, 1)),
+               ((-1, -1, 1), (-1, 1, 1), (-1, 1, -1), (-1, -1, -1)),
+               ((1, 1, -1), (1, -1, -1), (-1, -1, -1), (-1, 1, -1)))
+
+_NUMBER_SPLIT = re.compile(r"[\s,]+")
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z]+)")
+_DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+def read_mitsuba_xml(path: str | os.PathLike, *, parameters: Optional[Dict[str, Any]] = None,
+                     sphere_subdivisions: int = 3, disk_segments: int = 64,
+                     env_size: Optional[Tuple[int, int]] = (32, 64), dtype: torch.dtype = torch.float32,
+                     trust_paths: bool = False) -> Scene:
+    """Read a Mitsuba 3 scene file into a :class:`lumigrad.Scene` (see the module docstring for the subset).
+
+    Args:
+        path: the ``.xml`` file; files it names are resolved against its folder.
+        parameters: values for ``$name`` substitutions; they override the file's ``<default>`` values (as
+            ``mitsuba -D name=value`` does).
+        sphere_subdivisions: icosphere splits a ``sphere`` shape is tessellated with (``>= 0``).
+        disk_segments: triangles of a ``disk`` shape (``>= 3``).
+        env_size: ``(H, W)`` environment maps are area-averaged to (``None`` keeps them as stored).
+        dtype: floating dtype of every tensor.
+        trust_paths: also read files named with absolute paths or outside the file's folder (only for files you
+            trust).
+
+    Returns:
+        A :class:`Scene` with ``meshes``, ``lights`` and ``cameras``, and the integrator, samplers and films in
+        ``scene.metadata``.
+
+    Raises:
+        MitsubaXmlError: (a ``ValueError``) malformed XML, a DOCTYPE / entity declaration, an unknown element
+            or plugin type, a bad value, a cyclic reference or include; a file named in it that is missing (also
+            a ``FileNotFoundError``) or outside its folder (also a :class:`lumigrad.io.ConfinementError`).
+    """
+    for name, value, lo in (("sphere_subdivisions", sphere_subdivisions, 0), ("disk_segments", disk_segments, 3)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+            raise ValueError(f"{name} must be an int >= {lo}; got {value!r}")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise TypeError(f"parameters must be a dict of name -> value; got {type(parameters).__name__}")
+    reader = _Reader(Path(path), dict(parameters or {}), sphere_subdivisions, disk_segments, env_size, dtype,
+                     trust_paths)
+    return reader.read()
+
+
+class _Props:
+    """The properties and nested objects of one plugin element, with what the builder used of them."""
+
+    def __init__(self, reader: "_Reader", elem: ET.Element):
+        self.reader, self.elem = reader, elem
+        self.values: Dict[str, ET.Element] = {}
+        self.objects: List[Tuple[Optional[str], ET.Element, ET.Element]] = []  # (name, target, as written)
+        self.used: set = set()
+        for child in elem:
+            if child.tag in _PROPERTY_TAGS:
+                name = child.get("name")
+                if not name:
+                    raise reader.error(child, f"<{child.tag}> inside {reader.describe(elem)} needs a name")
+                if name in self.values:
+                    raise reader.error(child, f"property {name!r} is given twice in {reader.describe(elem)}")
+                self.values[name] = child
+            elif child.tag == "ref":
+                self.objects.append((child.get("name"), reader.target(child), child))
+            elif child.tag in _OBJECT_TAGS:
+                self.objects.append((child.get("name"), child, child))
+            else:
+                raise reader.error(child, f"unknown element <{child.tag}> inside {reader.describe(elem)}")
+
+    def has(self, name: str) -> bool:
+        return name in self.values
+
+    def get(self, name: str) -> Optional[ET.Element]:
+        if name in self.values:
+            self.used.add(name)
+        return self.values.get(name)
+
+    def nested(self, tag: str, name: Optional[str] = None) -> List[ET.Element]:
+        """Nested objects of ``tag`` (by ``name`` when given, else all of them), marked used."""
+        out = []
+        for i, (n, target, _) in enumerate(self.objects):
+            if target.tag == tag and (name is None or n == name):
+                self.used.add(i)
+                out.append(target)
+        return out
+
+    def named_object(self, name: str) -> Optional[ET.Element]:
+        for i, (n, target, _) in enumerate(self.objects):
+            if n == name:
+                self.used.add(i)
+                return target
+        return None
+
+    def number(self, name: str, default=None, kinds=("float", "integer")) -> Optional[float]:
+        child = self.get(name)
+        if child is None:
+            return default
+        if child.tag not in kinds:
+            raise self.reader.error(child, f"property {name!r} of {self.reader.describe(self.elem)} must be "
+                                           f"{' or '.join('<' + k + '>' for k in kinds)}; got <{child.tag}>")
+        return self.reader.number(child)
+
+    def integer(self, name: str, default=None) -> Optional[int]:
+        child = self.get(name)
+        if child is None:
+            return default
+        value = self.reader.number(child)
+        if child.tag not in ("integer", "float") or value != int(value):
+            raise self.reader.error(child, f"property {name!r} must be an integer; got "
+                                           f"{short_text(child.get('value'))}")
+        return int(value)
+
+    def string(self, name: str, default=None) -> Optional[str]:
+        child = self.get(name)
+        if child is None:
+            return default
+        if child.tag != "string":
+            raise self.reader.error(child, f"property {name!r} of {self.reader.describe(self.elem)} must be a "
+                                           f"<string>; got <{child.tag}>")
+        return self.reader.attr(child, "value")
+
+    def boolean(self, name: str, default=None) -> Optional[bool]:
+        child = self.get(name)
+        if child is None:
+            return default
+        text = self.reader.attr(child, "value").strip().lower()
+        if child.tag != "boolean" or text not in ("true", "false", "1", "0"):
+            raise self.reader.error(child, f"property {name!r} must be <boolean value=\"true\"> or \"false\"; got "
+                                           f"<{child.tag} value={short_text(text)}>")
+        return text in ("true", "1")
+
+    def vector(self, name: str, default=None) -> Optional[np.ndarray]:
+        child = self.get(name)
+        if child is None:
+            return None if default is None else np.asarray(default, dtype=np.float64)
+        if child.tag not in ("point", "vector", "rgb"):
+            raise self.reader.error(child, f"property {name!r} must be a <point> or <vector>; got <{child.tag}>")
+        return self.reader.triple(child, default=0.0)
+
+    def transform(self, name: str = "to_world") -> Optional[np.ndarray]:
+        child = self.get(name)
+        if child is None:
+            return None
+        if child.tag != "transform":
+            raise self.reader.error(child, f"property {name!r} must be a <transform>; got <{child.tag}>")
+        return self.reader.transform(child)
+
+    def unused(self) -> List[str]:
+        names = [n for n in self.values if n not in self.used]
+        names += [n or f"<{t.tag}>" for i, (n, t, _) in enumerate(self.objects) if i not in self.used]
+        return names
+
+
+class _Reader:
+    def __init__(self, path: Path, parameters: Dict[str, Any], sphere_subdivisions: int, disk_segments: int,
+                 env_size, dtype: torch.dtype, trust_paths: bool):
+        self.path, self.root = path, path.parent
+        self.overrides = {str(k): str(v) for k, v in parameters.items()}
+        self.params: Dict[str, str] = dict(self.overrides)
+        self.sphere_subdivisions, self.disk_segments, self.env_size = sphere_subdivisions, disk_segments, env_size
+        self.dtype, self.trust_paths = dtype, trust_paths
+        self.where: Dict[ET.Element, Tuple[Path, int]] = {}
+        self.version_of: Dict[Path, str] = {}
+        self.ids: Dict[str, ET.Element] = {}
+        self.built: Dict[ET.Element, Any] = {}
+        self.building: List[ET.Element] = []
+        self.notes: Dict[str, Dict[str, None]] = {}
+        self.claimed: Dict[str, set] = {"meshes": set(), "lights": set(), "cameras": set()}  # ids
+        self.taken: Dict[str, set] = {"meshes": set(), "lights": set(), "cameras": set()}  # names given out
+        self.metadata: Dict[str, Any] = {}
+
+    # ------------------------------------------------------------------------------------- messages
+    def describe(self, elem: ET.Element) -> str:
+        parts = [elem.tag]
+        for key in ("type", "id", "name"):
+            if elem.get(key) is not None:
+                parts.append(f"{key}={short_text(elem.get(key), 40)}")
+        return "<" + " ".join(parts) + ">"
+
+    def locate(self, elem: ET.Element) -> str:
+        file, line = self.where.get(elem, (self.path, 0))
+        return f"{file}:{line}" if line else f"{file}"
+
+    def error(self, elem: ET.Element, message: str, cls=MitsubaXmlError) -> MitsubaXmlError:
+        return cls(f"{self.locate(elem)}: {message}")
+
+    def note(self, feature: str, elem: ET.Element) -> None:
+        """Record that ``feature`` (at ``elem``) is not read; :meth:`warn` names it once."""
+        file, line = self.where.get(elem, (self.path, 0))
+        try:
+            shown = file.resolve().relative_to(self.root.resolve())
+        except ValueError:
+            shown = file
+        self.notes.setdefault(feature, {})[f"{self.describe(elem)} at {shown}:{line}"] = None
+
+    def attr(self, elem: ET.Element, key: str) -> str:
+        value = elem.get(key)
+        if value is None:
+            raise self.error(elem, f"{self.describe(elem)} needs the attribute {key!r}")
+        return value
+
+    # --------------------------------------------------------------------------------- files, parsing
+    def resolve(self, elem: ET.Element, name: str, what: str) -> Path:
+        """The regular file ``name`` (written in ``elem``) names, looked up as Mitsuba's file resolver does:
+        against the main file's folder, then against the folder of the file ``elem`` is in. Either way it must
+        stay inside the main file's folder unless ``trust_paths``."""
+        source = f"{self.locate(elem)} {self.describe(elem)}"
+        here = self.where.get(elem, (self.path, 0))[0].parent.resolve()
+        names = [name]
+        if here != self.root.resolve() and not Path(name).is_absolute():
+            names.append(os.path.join(os.path.relpath(here, self.root.resolve()), name))
+        refused, looked = None, []
+        for candidate in names:
+            try:
+                file = confined_path(self.root, candidate, source=source, what=what, trusted=self.trust_paths,
+                                     base=MitsubaXmlError)
+            except ConfinementError as e:
+                refused = refused or e
+                continue
+            if file.exists():
+                return self._regular(file, source, what)
+            looked.append(str(file))
+        if not looked:
+            raise refused
+        raise MitsubaXmlMissingFile(f"{source}: {what} {short_text(name)} does not exist (looked for "
+                                    f"{' and '.join(looked)})")
+
+    def _regular(self, file: Path, source: str, what: str) -> Path:
+        try:
+            return check_regular_file(file, source=source, what=what, base=MitsubaXmlError)
+        except FileNotFoundError:
+            raise MitsubaXmlMissingFile(f"{source}: {what} {file} does not exist") from None
+
+    def parse(self, file: Path, source: str) -> ET.Element:
+        """Parse ``file`` into elements (positions recorded); DTDs and entities are refused."""
+        try:
+            with open_regular_file(file, source=source, what="scene file", base=MitsubaXmlError) as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            raise MitsubaXmlMissingFile(f"{source}: scene file {file} does not exist") from None
+        match = _DTD.search(data)
+        if match:
+            line = data.count(b"\n", 0, match.start()) + 1
+            raise MitsubaXmlError(f"{file}:{line}: a <!{match.group(1).decode().upper()}> declaration is refused: "
+                                  "Mitsuba scene files need no DTD, and lumigrad reads none (no entity expansion)")
+        builder = ET.TreeBuilder()
+        parser = expat.ParserCreate()
+        parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+
+        def refuse(*_args):
+            raise MitsubaXmlError(f"{file}:{parser.CurrentLineNumber}: DTD and entity declarations are refused")
+
+        depth = [0]
+
+        def start(tag, attrs):
+            depth[0] += 1
+            if depth[0] > _MAX_NESTING:
+                raise MitsubaXmlError(f"{file}:{parser.CurrentLineNumber}: elements nested more than {_MAX_NESTING} "
+                                      "deep; refused")
+            elem = builder.start(tag, attrs)
+            self.where[elem] = (file, parser.CurrentLineNumber)
+
+        def end(tag):
+            depth[0] -= 1
+            builder.end(tag)
+
+        parser.StartDoctypeDeclHandler = refuse
+        parser.EntityDeclHandler = refuse
+        parser.ExternalEntityRefHandler = refuse
+        parser.StartElementHandler = start
+        parser.EndElementHandler = end
+        try:
+            parser.Parse(data, True)
+        except expat.ExpatError as e:
+            raise MitsubaXmlError(f"{file}:{e.lineno}: not well-formed XML ({expat.errors.messages[e.code]}, "
+                                  f"column {e.offset + 1})") from None
+        root = builder.close()
+        version = root.get("version", "3.0.0")
+        self.version_of[file] = version
+        if not re.fullmatch(r"\d+(\.\d+){0,2}", version):
+            raise self.error(root, f"version {short_text(version)} is not a version number")
+        if int(version.split(".")[0]) < 2:
+            self._upgrade(root)
+        return root
+
+    def _upgrade(self, root: ET.Element) -> None:
+        """Mitsuba's upgrade of 0.x / 1.x files: camelCase property names, ``lookAt``, ``<srgb>``."""
+        for elem in root.iter():
+            if elem.tag == "lookAt":
+                elem.tag = "lookat"
+            elif elem.tag == "srgb":
+                elem.tag = "rgb"
+            if elem.tag in _PROPERTY_TAGS and elem.get("name"):
+                elem.set("name", _CAMEL.sub(lambda m: "_" + m.group(1), elem.get("name")).lower())
+
+    # ------------------------------------------------------------------------ defaults, includes, ids
+    def expand(self, root: ET.Element, file: Path, chain: Tuple[Path, ...]) -> List[ET.Element]:
+        """The top-level elements of ``root`` in document order, with includes spliced in, defaults applied and
+        ``$name`` substituted."""
+        if root.tag != "scene":
+            raise self.error(root, f"the root element must be <scene>; got <{root.tag}>")
+        out = []
+        for child in root:
+            self.substitute(child)
+            if child.tag == "default":
+                name, value = self.attr(child, "name"), self.attr(child, "value")
+                self.params.setdefault(name, value)
+            elif child.tag == "include":
+                target = self.resolve(child, self.attr(child, "filename"), "include")
+                key = target.resolve()
+                if key in chain:
+                    raise self.error(child, f"cyclic <include>: {' -> '.join(p.name for p in chain + (key,))}")
+                if len(chain) > _MAX_INCLUDE_DEPTH:
+                    raise self.error(child, f"includes nested deeper than {_MAX_INCLUDE_DEPTH}")
+                sub = self.parse(target, f"{self.locate(child)} <include>")
+                out.extend(self.expand(sub, target, chain + (key,)))
+            else:
+                out.append(child)
+        return out
+
+    def substitute(self, elem: ET.Element) -> None:
+        for node in elem.iter():
+            for key, value in node.attrib.items():
+                if "$" in value:
+                    def sub(m, node=node):
+                        if m.group(1) not in self.params:
+                            raise self.error(node, f"{self.describe(node)} uses ${m.group(1)}, which is not defined "
+                                                   "(add <default name=... value=...> before it, or pass "
+                                                   "parameters=)")
+                        return self.params[m.group(1)]
+                    node.set(key, _PARAM.sub(sub, value))
+
+    def index(self, elems: Sequence[ET.Element]) -> None:
+        for top in elems:
+            for elem in top.iter():
+                if elem.tag in _OBJECT_TAGS and elem.get("id") is not None:
+                    key = elem.get("id")
+                    if key in self.ids:
+                        raise self.error(elem, f"id {short_text(key)} is also used at {self.locate(self.ids[key])}")
+                    self.ids[key] = elem
+
+    def target(self, ref: ET.Element) -> ET.Element:
+        key = self.attr(ref, "id")
+        if key not in self.ids:
+            raise self.error(ref, f"<ref id={short_text(key)}> names no object of the file")
+        return self.ids[key]
+
+    # ------------------------------------------------------------------------------------------ values
+    def numbers(self, elem: ET.Element, text: str) -> List[float]:
+        parts = [p for p in _NUMBER_SPLIT.split(text.strip()) if p]
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            raise self.error(elem, f"{self.describe(elem)} value {short_text(text)} is not a list of numbers") from None
+        if not all(math.isfinite(v) for v in values):
+            raise self.error(elem, f"{self.describe(elem)} value {short_text(text)} must be finite")
+        return values
+
+    def number(self, elem: ET.Element) -> float:
+        values = self.numbers(elem, self.attr(elem, "value"))
+        if len(values) != 1:
+            raise self.error(elem, f"{self.describe(elem)} needs one number; got {short_text(elem.get('value'))}")
+        return values[0]
+
+    def triple(self, elem: ET.Element, default: float) -> np.ndarray:
+        """``x y z`` attributes or ``value="x, y, z"`` of a point / vector / axis."""
+        if elem.get("value") is not None:
+            values = self.numbers(elem, elem.get("value"))
+            if len(values) == 1:
+                values = values * 3
+            if len(values) != 3:
+                raise self.error(elem, f"{self.describe(elem)} needs 3 numbers; got {short_text(elem.get('value'))}")
+            return np.asarray(values, dtype=np.float64)
+        out = []
+        for key in "xyz":
+            text = elem.get(key)
+            values = [default] if text is None else self.numbers(elem, text)
+            if len(values) != 1:
+                raise self.error(elem, f"{self.describe(elem)} attribute {key} must be one number; got "
+                                       f"{short_text(text)}")
+            out.append(values[0])
+        return np.asarray(out, dtype=np.float64)
+
+    def colour(self, elem: ET.Element, *, reflectance: bool) -> np.ndarray:
+        """Linear RGB ``[3]`` of a ``<float>``, ``<rgb>`` or inline ``<spectrum>``."""
+        if elem.tag in ("float", "integer"):
+            return np.full(3, self.number(elem))
+        if elem.tag == "rgb":
+            values = self.numbers(elem, self.attr(elem, "value"))
+            if len(values) == 1:
+                values = values * 3
+            if len(values) != 3:
+                raise self.error(elem, f"<rgb> needs 3 numbers (\"r, g, b\"); got {short_text(elem.get('value'))}")
+            return np.asarray(values, dtype=np.float64)
+        if elem.tag == "spectrum":
+            if elem.get("filename") is not None or elem.get("type") is not None or len(elem):
+                raise self.error(elem, f"{self.describe(elem)}: spectra from files and spectrum plugins are not "
+                                       "supported; give an <rgb> or an inline <spectrum "
+                                       "value=\"wavelength:value, ...\">")
+            text = self.attr(elem, "value")
+            if ":" not in text:
+                return np.full(3, self.number(elem))
+            pairs = [p for p in re.split(r"\s*,\s*|\s+(?=[^:\s]+:)", text.strip()) if p]
+            try:
+                wl, vals = zip(*[(float(a), float(b)) for a, b in (p.split(":") for p in pairs)])
+                return spectrum_to_rgb(wl, vals, reflectance=reflectance)
+            except ValueError as e:
+                detail = str(e) if "spectrum" in str(e) else "expected \"wavelength:value, ...\""
+                raise self.error(elem, f"<spectrum> value {short_text(text)} is not a spectrum ({detail})") from None
+        raise self.error(elem, f"{self.describe(elem)} is not a colour: give <rgb>, <float> or <spectrum>")
+
+    def transform(self, elem: ET.Element) -> np.ndarray:
+        """The ``[4, 4]`` float64 matrix of a ``<transform>``: its operations composed in document order, each
+        multiplied on the left."""
+        M = np.eye(4)
+        for op in elem:
+            tag = op.tag
+            T = np.eye(4)
+            if tag == "translate":
+                T[:3, 3] = self.triple(op, 0.0)
+            elif tag == "rotate":
+                axis = self.triple(op, 0.0)
+                angle = math.radians(self.numbers(op, self.attr(op, "angle"))[0])
+                if not axis.any():
+                    raise self.error(op, "<rotate> needs a non-zero axis (x, y, z or value)")
+                T[:3, :3] = _rotation(axis, angle)  # as written: Mitsuba does not normalise it either
+            elif tag == "scale":
+                s = self.triple(op, 1.0)
+                T[:3, :3] = np.diag(s)
+            elif tag == "matrix":
+                values = self.numbers(op, self.attr(op, "value"))
+                if len(values) == 16:
+                    T = np.asarray(values).reshape(4, 4)
+                elif len(values) == 9:
+                    T[:3, :3] = np.asarray(values).reshape(3, 3)
+                else:
+                    raise self.error(op, f"<matrix> needs 16 (or 9) numbers, row-major; got {len(values)}")
+            elif tag == "lookat":
+                origin = np.asarray(self.numbers(op, self.attr(op, "origin")))
+                target = np.asarray(self.numbers(op, self.attr(op, "target")))
+                up = np.asarray(self.numbers(op, op.get("up"))) if op.get("up") is not None else None
+                if origin.shape != (3,) or target.shape != (3,) or (up is not None and up.shape != (3,)):
+                    raise self.error(op, "<lookat> origin, target and up need 3 numbers each")
+                T = self._look_at(op, origin, target, up)
+            else:
+                raise self.error(op, f"unknown transform operation <{tag}> (expected translate, rotate, scale, "
+                                     "matrix or lookat)")
+            M = T @ M
+        if not np.isfinite(M).all():
+            raise self.error(elem, "the transform has NaN or Inf entries")
+        return M
+
+    def _look_at(self, op, origin, target, up) -> np.ndarray:
+        d = target - origin
+        if np.linalg.norm(d) == 0:
+            raise self.error(op, "<lookat> origin and target coincide")
+        d = d / np.linalg.norm(d)
+        if up is None:
+            up = _coordinate_system(d)[0]
+        left = np.cross(up, d)
+        if np.linalg.norm(left) < 1e-12:
+            raise self.error(op, "<lookat> up is parallel to the viewing direction target - origin")
+        left = left / np.linalg.norm(left)
+        new_up = np.cross(d, left)
+        T = np.eye(4)
+        T[:3, 0], T[:3, 1], T[:3, 2], T[:3, 3] = left, new_up, d, origin
+        return T
+
+    # ------------------------------------------------------------------------------------- the scene
+    def read(self) -> Scene:
+        root = self.parse(self.path, "read_mitsuba_xml")
+        top = self.expand(root, self.path, (self.path.resolve(),))
+        self.index(top)
+        self.metadata = {"version": self.version_of[self.path], "sensors": {}}
+        scene = Scene()
+        # explicit ids claim their names first, so that generated names never take them
+        for elem in top:
+            group = {"shape": "meshes", "emitter": "lights", "sensor": "cameras"}.get(elem.tag)
+            if group == "meshes" and self._emitter_of(elem) is not None:
+                group = "lights"
+            if group and elem.get("id") is not None:
+                self.claimed[group].add(_clean(elem.get("id")))
+        used_area: set = set()
+        for elem in top:
+            tag = elem.tag
+            if tag == "shape":
+                self.shape(elem, scene, used_area)
+            elif tag == "emitter":
+                if self.attr(elem, "type") == "area":
+                    continue  # a template for shapes (checked when a shape uses it)
+                scene.add_light(self.name("lights", elem, self.attr(elem, "type")), self.build(elem, self.emitter))
+            elif tag == "sensor":
+                name = self.name("cameras", elem, "sensor")
+                scene.add_camera(name, self.build(elem, lambda e: self.sensor(e, name)))
+            elif tag == "integrator":
+                if "integrator" in self.metadata:
+                    self.note("a second <integrator> (the first is kept)", elem)
+                else:
+                    self.metadata["integrator"] = self.record(elem)
+            elif tag == "bsdf":
+                self.build(elem, self.bsdf)
+            elif tag == "texture":
+                self.build(elem, self.texture)
+            elif tag in ("film", "sampler", "rfilter"):
+                self.note(f"a top-level <{tag}> outside a sensor", elem)
+            elif tag in _OBJECT_TAGS:
+                raise self.error(elem, f"{self.describe(elem)}: lumigrad does not read <{tag}> (participating media "
+                                       "and volumes are not supported)")
+            else:
+                raise self.error(elem, f"unknown element <{tag}> in <scene>")
+        for elem in self.ids.values():
+            if elem.tag == "emitter" and elem.get("type") == "area" and elem not in used_area:
+                self.note("area emitters that no shape uses", elem)
+        self.metadata["parameters"] = dict(self.params)
+        scene.metadata = self.metadata
+        self.warn()
+        return scene
+
+    def name(self, group: str, elem: ET.Element, fallback: str) -> str:
+        """``elem``'s id (cleaned), or ``fallback`` with ``-1``, ``-2`` ... avoiding every id of the group."""
+        if elem.get("id") is not None:
+            name = _clean(elem.get("id"))
+            if name in self.taken[group]:
+                raise self.error(elem, f"two {group} are named {name!r} (ids that differ only in characters other "
+                                       "than letters, digits, '_' and '-')")
+        else:
+            base = _clean(fallback)
+            name, n = base, 0
+            while name in self.taken[group] or name in self.claimed[group]:
+                n += 1
+                name = f"{base}-{n}"
+        self.taken[group].add(name)
+        return name
+
+    def build(self, elem: ET.Element, make):
+        """``make(elem)`` once per element (objects shared by references are built once); cycles refused."""
+        if elem in self.built:
+            return self.built[elem]
+        if elem in self.building:
+            chain = self.building[self.building.index(elem):] + [elem]
+            raise self.error(elem, "cyclic <ref>: " + " -> ".join(self.describe(e) for e in chain))
+        self.building.append(elem)
+        try:
+            value = make(elem)
+        finally:
+            self.building.pop()
+        self.built[elem] = value
+        return value
+
+    def props(self, elem: ET.Element) -> _Props:
+        return _Props(self, elem)
+
+    def done(self, props: _Props) -> None:
+        """Name the properties ``props`` has that the builder did not read."""
+        for name in props.unused():
+            self.note(f"property {name!r} of {props.elem.tag} {props.elem.get('type')!r}", props.elem)
+
+    def record(self, elem: ET.Element) -> Dict[str, Any]:
+        """A plain dict of a settings object (integrator, sampler, film, rfilter): its type and values."""
+        out: Dict[str, Any] = {"type": elem.get("type")}
+        for child in elem:
+            if child.tag == "ref":
+                child = self.target(child)
+            name = child.get("name") or child.tag
+            if child.tag in ("float", "integer"):
+                value = self.number(child)
+                out[name] = int(value) if child.tag == "integer" and value == int(value) else value
+            elif child.tag == "boolean":
+                out[name] = self.attr(child, "value").strip().lower() in ("true", "1")
+            elif child.tag == "string":
+                out[name] = self.attr(child, "value")
+            elif child.tag in ("rgb", "spectrum"):
+                out[name] = self.colour(child, reflectance=False).tolist()
+            elif child.tag in ("point", "vector"):
+                out[name] = self.triple(child, 0.0).tolist()
+            elif child.tag == "transform":
+                out[name] = self.transform(child).tolist()
+            elif child.tag in _OBJECT_TAGS:
+                out[name] = self.record(child)
+            else:
+                raise self.error(child, f"unknown element <{child.tag}> inside {self.describe(elem)}")
+        return out
+
+    # ---------------------------------------------------------------------------------------- shapes
+    def _emitter_of(self, elem: ET.Element) -> Optional[ET.Element]:
+        for child in elem:
+            target = self.ids.get(child.get("id")) if child.tag == "ref" else child
+            if target is not None and target.tag == "emitter":
+                return target
+        return None
+
+    def shape(self, elem: ET.Element, scene: Scene, used_area: set) -> None:
+        kind = self.attr(elem, "type")
+        if kind not in _SHAPES:
+            raise self.error(elem, f"{self.describe(elem)}: shape type {short_text(kind)} is not supported (lumigrad "
+                                   f"reads {', '.join(_SHAPES)})")
+        p = self.props(elem)
+        geometry = self.geometry(elem, kind, p)
+        verts, faces, uv, uv_faces, normals, fallback = geometry
+        to_world = p.transform("to_world")
+        to_world = np.eye(4) if to_world is None else to_world
+        if p.boolean("flip_normals", False):
+            faces = faces[:, [0, 2, 1]]
+            uv_faces = None if uv_faces is None else uv_faces[:, [0, 2, 1]]
+            normals = None if normals is None else -normals
+        emitters = p.nested("emitter")
+        bsdfs = p.nested("bsdf")
+        if len(emitters) > 1:
+            raise self.error(elem, f"{self.describe(elem)} has {len(emitters)} emitters; a shape has at most one")
+        if len(bsdfs) > 1:
+            raise self.error(elem, f"{self.describe(elem)} has {len(bsdfs)} BSDFs; a shape has at most one")
+        t = lambda a: torch.as_tensor(a, dtype=self.dtype)  # noqa: E731
+        if emitters:
+            emitter = emitters[0]
+            if self.attr(emitter, "type") != "area":
+                raise self.error(emitter, f"{self.describe(emitter)} inside a shape must be of type 'area'")
+            used_area.add(emitter)
+            radiance = self.build(emitter, self.area_radiance)
+            if bsdfs:
+                self.build(bsdfs[0], self.bsdf)  # checked, then dropped
+                self.note("the BSDF of an emitting shape (it becomes an AreaLight only)", elem)
+            world = verts @ to_world[:3, :3].T + to_world[:3, 3]
+            light = self._make(elem, AreaLight, t(world), torch.as_tensor(faces, dtype=torch.long), t(radiance))
+            scene.add_light(self.name("lights", elem, fallback), light)
+            self.done(p)
+            return
+        material, double_sided = self.build(bsdfs[0], self.bsdf) if bsdfs else (self.default_material(), False)
+        if material.has_textures() and uv is None:
+            raise self.error(elem, f"{self.describe(elem)} has no texture coordinates, so its BSDF's bitmap texture "
+                                   "cannot be applied")
+        mesh = self._make(elem, SceneMesh, t(verts), torch.as_tensor(faces, dtype=torch.long), material,
+                          uv=None if uv is None else t(uv),
+                          uv_faces=None if uv_faces is None else torch.as_tensor(uv_faces, dtype=torch.long),
+                          normals=None if normals is None else t(normals), to_world=t(to_world),
+                          double_sided=double_sided)
+        scene.add_mesh(self.name("meshes", elem, fallback), mesh)
+        self.done(p)
+
+    def geometry(self, elem: ET.Element, kind: str, p: _Props):
+        """``(verts, faces, uv, uv_faces, normals, fallback name)`` of a shape in its local frame (numpy)."""
+        uv = uv_faces = normals = None
+        if kind in ("obj", "ply"):
+            filename = p.string("filename")
+            if filename is None:
+                raise self.error(elem, f"{self.describe(elem)} needs a <string name=\"filename\">")
+            file = self.resolve(elem, filename, f"{kind} filename")
+            verts, faces, uv, uv_faces, normals = self._read_mesh(elem, file, kind)
+            if kind == "obj" and not p.boolean("flip_tex_coords", True) and uv is not None:
+                uv = uv.copy()
+                uv[:, 1] = 1.0 - uv[:, 1]
+            if p.boolean("face_normals", False):
+                verts = verts[faces].reshape(-1, 3)
+                if uv is not None:
+                    uv = uv[uv_faces if uv_faces is not None else faces].reshape(-1, 2)
+                faces = np.arange(verts.shape[0]).reshape(-1, 3)
+                uv_faces, normals = None, None
+            return verts, faces, uv, uv_faces, normals, Path(filename).stem
+        if kind == "rectangle":
+            verts = np.array([[-1.0, -1.0, 0.0], [1.0, -1.0, 0.0], [1.0, 1.0, 0.0], [-1.0, 1.0, 0.0]])
+            return verts, np.array([[0, 1, 2], [0, 2, 3]]), (verts[:, :2] + 1) / 2, None, None, kind
+        if kind == "cube":
+            verts = np.asarray(_CUBE_FACES, dtype=np.float64).reshape(-1, 3)
+            uv = np.tile(np.array([[0.0, 1.0], [1.0, 1.0], [1.0, 0.0], [0.0, 0.0]]), (6, 1))
+            faces = np.concatenate([[[4 * k, 4 * k + 1, 4 * k + 2], [4 * k + 3, 4 * k, 4 * k + 2]] for k in range(6)])
+            return verts, faces, uv, None, None, kind
+        if kind == "sphere":
+            from ..geometry import icosphere
+
+            center = p.vector("center", (0.0, 0.0, 0.0))
+            radius = p.number("radius", 1.0)
+            if radius <= 0:
+                raise self.error(elem, f"{self.describe(elem)} radius must be positive; got {radius}")
+            unit, faces = icosphere(self.sphere_subdivisions, dtype=torch.float64)
+            return center + radius * unit.numpy(), faces.numpy(), None, None, None, kind
+        n = self.disk_segments  # disk
+        phi = 2 * math.pi * np.arange(n) / n
+        verts = np.concatenate([[[0.0, 0.0, 0.0]], np.stack([np.cos(phi), np.sin(phi), np.zeros(n)], -1)])
+        faces = np.stack([np.zeros(n, dtype=np.int64), 1 + np.arange(n), 1 + (np.arange(n) + 1) % n], -1)
+        return verts, faces, None, None, None, kind
+
+    def _read_mesh(self, elem: ET.Element, file: Path, kind: str):
+        try:
+            if kind == "obj":
+                from .obj import read_obj
+
+                verts, faces, uv, uv_faces = read_obj(file, dtype=torch.float64)
+                normals = None
+            else:
+                from .ply import read_ply
+
+                data = read_ply(file, dtype=torch.float64)
+                verts, faces, uv, uv_faces, normals = data.verts, data.faces, data.uv, data.uv_faces, data.normals
+                if uv is not None:  # Mitsuba keeps a PLY's texture coordinates as stored; lumigrad's reader flips
+                    uv = uv.clone()
+                    uv[:, 1] = 1.0 - uv[:, 1]
+        except ValueError as e:
+            raise self.error(elem, f"{self.describe(elem)}: {e}") from None
+        if faces.shape[0] == 0:
+            raise self.error(elem, f"{self.describe(elem)}: {file.name} has no faces")
+        conv = lambda a: None if a is None else a.detach().cpu().numpy()  # noqa: E731
+        return conv(verts), conv(faces).astype(np.int64), conv(uv), conv(uv_faces), conv(normals)
+
+    def _make(self, elem: ET.Element, make, *args, **kwargs):
+        """Build a lumigrad object; its own ValueError becomes a MitsubaXmlError naming the element."""
+        try:
+            return make(*args, **kwargs)
+        except MitsubaXmlError:
+            raise
+        except ValueError as e:
+            raise self.error(elem, f"{self.describe(elem)}: {e}") from None
+
+    # -------------------------------------------------------------------------------------- materials
+    def default_material(self) -> Material:
+        return self.material(base=np.full(3, 0.5), metallic=0.0, roughness=1.0)
+
+    def material(self, *, base, metallic, roughness, texture=None, wrap="repeat", ior=1.5,
+                 transmission=0.0) -> Material:
+        t = lambda a: torch.as_tensor(a, dtype=self.dtype)  # noqa: E731
+        return Material(base_color_factor=t(np.concatenate([np.asarray(base, dtype=np.float64), [1.0]])),
+                        metallic_factor=t(metallic), roughness_factor=t(roughness), base_color_texture=texture,
+                        ior=t(ior), transmission_factor=t(transmission), wrap=wrap)
+
+    def bsdf(self, elem: ET.Element) -> Tuple[Material, bool]:
+        kind = self.attr(elem, "type")
+        if kind not in _BSDFS:
+            raise self.error(elem, f"{self.describe(elem)}: BSDF type {short_text(kind)} is not supported (lumigrad "
+                                   f"reads {', '.join(_BSDFS)})")
+        p = self.props(elem)
+        if kind == "twosided":
+            inner = p.nested("bsdf")
+            if not inner:
+                raise self.error(elem, "a twosided BSDF needs a nested <bsdf>")
+            if len(inner) > 1:
+                self.note("the back BSDF of a twosided BSDF (the front one is used on both sides)", elem)
+            material, _ = self.build(inner[0], self.bsdf)
+            self.done(p)
+            return material, True
+        make = lambda **kw: self._make(elem, self.material, **kw)  # noqa: E731
+        if kind == "diffuse":
+            base, tex, wrap = self.base_colour(p, "reflectance", 0.5)
+            material = make(base=base, texture=tex, wrap=wrap, metallic=0.0, roughness=1.0)
+        elif kind in ("conductor", "roughconductor"):
+            base, tex, wrap = self.base_colour(p, "specular_reflectance", 1.0)
+            material = make(base=base * self.conductor_f0(elem, p), texture=tex, wrap=wrap, metallic=1.0,
+                            roughness=self.roughness(p) if kind == "roughconductor" else 0.0)
+        elif kind in ("plastic", "roughplastic"):
+            base, tex, wrap = self.base_colour(p, "diffuse_reflectance", 0.5)
+            material = make(base=base, texture=tex, wrap=wrap, metallic=0.0,
+                            roughness=self.roughness(p) if kind == "roughplastic" else 0.0,
+                            ior=self.ior(elem, p, "polypropylene"))
+        elif kind in ("dielectric", "thindielectric", "roughdielectric"):
+            base, tex, wrap = self.base_colour(p, "specular_transmittance", 1.0)
+            material = make(base=base, texture=tex, wrap=wrap, metallic=0.0, transmission=1.0,
+                            roughness=self.roughness(p) if kind == "roughdielectric" else 0.0,
+                            ior=self.ior(elem, p, "bk7"))
+        else:  # principled
+            base, tex, wrap = self.base_colour(p, "base_color", 0.5)
+            values = {}
+            for name, default in (("metallic", 0.0), ("roughness", 0.5), ("spec_trans", 0.0), ("eta", 1.5)):
+                values[name] = self.scalar(p, name, default)
+            if values["eta"] < 1.0:
+                raise self.error(elem, f"{self.describe(elem)} eta must be >= 1; got {values['eta']}")
+            for name in list(p.values) + [n for n, _, _ in p.objects if n]:
+                if name in ("anisotropic", "sheen", "sheen_tint", "clearcoat", "clearcoat_gloss", "specular",
+                            "spec_tint", "flatness", "diff_trans", "main_specular"):
+                    p.get(name)
+                    p.named_object(name)
+                    self.note(f"principled {name} (no glTF counterpart here)", elem)
+            material = make(base=base, texture=tex, wrap=wrap, metallic=values["metallic"],
+                            roughness=values["roughness"], transmission=values["spec_trans"], ior=values["eta"])
+        self.done(p)
+        return material, False
+
+    def scalar(self, p: _Props, name: str, default: float) -> float:
+        if p.named_object(name) is not None:
+            raise self.error(p.elem, f"{self.describe(p.elem)}: a texture for {name!r} is not supported (only base "
+                                     "colours may be textures)")
+        return float(p.number(name, default))
+
+    def roughness(self, p: _Props) -> float:
+        p.get("distribution")
+        if p.has("alpha_u") or p.has("alpha_v"):
+            au, av = self.scalar(p, "alpha_u", 0.1), self.scalar(p, "alpha_v", 0.1)
+            if au != av:
+                self.note("anisotropic roughness (read as sqrt(alpha_u alpha_v))", p.elem)
+            alpha = math.sqrt(max(au, 0.0) * max(av, 0.0))
+        else:
+            alpha = self.scalar(p, "alpha", 0.1)
+        if alpha < 0:
+            raise self.error(p.elem, f"{self.describe(p.elem)} alpha must be >= 0; got {alpha}")
+        return min(math.sqrt(alpha), 1.0)
+
+    def ior(self, elem: ET.Element, p: _Props, interior: str) -> float:
+        values = []
+        for name, default in (("int_ior", interior), ("ext_ior", "air")):
+            child = p.get(name)
+            if child is None:
+                values.append(IOR_NAMES[default])
+            elif child.tag == "string":
+                key = self.attr(child, "value").strip().lower()
+                if key not in IOR_NAMES:
+                    raise self.error(child, f"{name} {short_text(key)} is not a known material (known: "
+                                            f"{', '.join(sorted(IOR_NAMES))})")
+                values.append(IOR_NAMES[key])
+            elif child.tag in ("float", "integer"):
+                values.append(self.number(child))
+            else:
+                raise self.error(child, f"{name} must be a <float> or a <string> material name; got <{child.tag}>")
+        if values[1] <= 0 or values[0] / values[1] < 1.0:
+            raise self.error(elem, f"{self.describe(elem)}: int_ior / ext_ior = {values[0]} / {values[1]} is below 1; "
+                                   "lumigrad's materials need an ior >= 1")
+        return values[0] / values[1]
+
+    def conductor_f0(self, elem: ET.Element, p: _Props) -> np.ndarray:
+        if p.has("eta") or p.has("k"):
+            if p.named_object("eta") is not None or p.named_object("k") is not None:
+                raise self.error(elem, "textured eta / k are not supported")
+            eta = self.colour(p.get("eta"), reflectance=False) if p.has("eta") else np.zeros(3)
+            k = self.colour(p.get("k"), reflectance=False) if p.has("k") else np.ones(3)
+            p.get("material")
+            return ((eta - 1) ** 2 + k ** 2) / ((eta + 1) ** 2 + k ** 2)
+        name = p.string("material", "none")
+        if name not in CONDUCTOR_F0:
+            raise self.error(elem, f"{self.describe(elem)}: conductor material {short_text(name)} is not known (known: "
+                                   f"{', '.join(CONDUCTOR_F0)})")
+        return np.asarray(CONDUCTOR_F0[name])
+
+    def base_colour(self, p: _Props, name: str, default: float):
+        """``(rgb [3], texture or None, wrap)`` of a colour property that may be a bitmap texture."""
+        tex_elem = p.named_object(name)
+        if tex_elem is not None:
+            if tex_elem.tag != "texture":
+                raise self.error(tex_elem, f"{name} must be a colour or a <texture>; got <{tex_elem.tag}>")
+            texels, wrap = self.build(tex_elem, self.texture)
+            return np.ones(3), texels, wrap
+        child = p.get(name)
+        if child is None:
+            return np.full(3, float(default)), None, "repeat"
+        return self.colour(child, reflectance=True), None, "repeat"
+
+    def texture(self, elem: ET.Element) -> Tuple[torch.Tensor, str]:
+        kind = self.attr(elem, "type")
+        if kind != "bitmap":
+            raise self.error(elem, f"{self.describe(elem)}: texture type {short_text(kind)} is not supported (lumigrad "
+                                   "reads bitmap)")
+        p = self.props(elem)
+        filename = p.string("filename")
+        if filename is None:
+            raise self.error(elem, f"{self.describe(elem)} needs a <string name=\"filename\">")
+        file = self.resolve(elem, filename, "bitmap filename")
+        raw = p.boolean("raw", False)
+        wrap = {"repeat": "repeat", "mirror": "mirror", "clamp": "clamp"}.get(p.string("wrap_mode", "repeat"))
+        if wrap is None:
+            raise self.error(elem, "wrap_mode must be repeat, mirror or clamp")
+        p.get("filter_type")
+        to_uv = p.transform("to_uv")
+        if to_uv is not None and not np.allclose(to_uv, np.eye(4)):
+            raise self.error(elem, f"{self.describe(elem)}: a to_uv transform is not supported")
+        suffix = file.suffix.lower()
+        source = f"{self.locate(elem)} {self.describe(elem)}"
+        try:
+            if suffix in (".exr", ".hdr"):
+                from .exr import read_exr
+                from .hdr import read_hdr
+
+                texels, linear = (read_exr if suffix == ".exr" else read_hdr)(file), True
+            else:
+                from .image import decode_image
+
+                with open_regular_file(file, source=source, what="bitmap", base=MitsubaXmlError) as fh:
+                    texels, linear = torch.from_numpy(decode_image(fh, f"{source}: {file.name}")), raw
+        except MitsubaXmlError:
+            raise
+        except ValueError as e:
+            raise self.error(elem, f"{self.describe(elem)}: {e}") from None
+        texels = texels.to(torch.float64)
+        texels = texels[..., :3] if texels.shape[-1] >= 3 else texels[..., :1].expand(-1, -1, 3)
+        if linear:  # lumigrad's base colour textures are sRGB-encoded (sample_material decodes them)
+            from ..shading.image_formation import srgb_encode
+
+            texels = srgb_encode(texels)
+        self.done(p)
+        return texels.to(self.dtype).contiguous(), wrap
+
+    # -------------------------------------------------------------------------------------- emitters
+    def area_radiance(self, elem: ET.Element) -> np.ndarray:
+        p = self.props(elem)
+        radiance = self.emission(p, "radiance")
+        self.done(p)
+        return radiance
+
+    def emission(self, p: _Props, name: str) -> np.ndarray:
+        if p.named_object(name) is not None:
+            raise self.error(p.elem, f"{self.describe(p.elem)}: a textured {name} is not supported")
+        child = p.get(name)
+        value = np.ones(3) if child is None else self.colour(child, reflectance=False)
+        if (value < 0).any():
+            raise self.error(p.elem, f"{self.describe(p.elem)} {name} must be non-negative; got {value.tolist()}")
+        return value
+
+    def emitter(self, elem: ET.Element):
+        kind = self.attr(elem, "type")
+        if kind not in _EMITTERS:
+            raise self.error(elem, f"{self.describe(elem)}: emitter type {short_text(kind)} is not supported (lumigrad "
+                                   f"reads {', '.join(_EMITTERS)})")
+        p = self.props(elem)
+        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=self.dtype)  # noqa: E731
+        to_world = p.transform("to_world")
+        M = np.eye(4) if to_world is None else to_world
+        if kind == "point":
+            position = p.vector("position")
+            if position is None:
+                position = M[:3, 3]
+            light = self._make(elem, PointLight, t(position), t(1.0), t(self.emission(p, "intensity")))
+        elif kind == "spot":
+            cutoff = p.number("cutoff_angle", 20.0)
+            beam = p.number("beam_width", cutoff * 0.75)
+            if not (0.0 < cutoff <= 90.0 and 0.0 <= beam <= cutoff):
+                raise self.error(elem, f"{self.describe(elem)} needs 0 < beam_width <= cutoff_angle <= 90 degrees; got "
+                                       f"beam_width={beam}, cutoff_angle={cutoff}")
+            direction = M[:3, 2] / max(np.linalg.norm(M[:3, 2]), 1e-300)
+            light = self._make(elem, SpotLight, t(M[:3, 3]), t(direction), t(1.0), t(self.emission(p, "intensity")),
+                               t(math.radians(beam)), t(math.radians(cutoff)))
+        elif kind == "directional":
+            direction = p.vector("direction")
+            if direction is None:
+                direction = M[:3, 2]
+            if np.linalg.norm(direction) == 0:
+                raise self.error(elem, f"{self.describe(elem)} direction must be non-zero")
+            light = self._make(elem, DirectionalLight, t(direction / np.linalg.norm(direction)), t(1.0),
+                               t(self.emission(p, "irradiance")))
+        elif kind == "constant":
+            radiance = self.emission(p, "radiance")
+            texels = np.broadcast_to(radiance, (8, 16, 3))
+            light = self._make(elem, EnvironmentLight, t(texels))
+        elif kind == "envmap":
+            light = self.envmap(elem, p, M if to_world is not None else None)
+        else:
+            raise self.error(elem, f"{self.describe(elem)}: an area emitter must be inside a <shape>")
+        self.done(p)
+        return light
+
+    def envmap(self, elem: ET.Element, p: _Props, to_world: Optional[np.ndarray]) -> EnvironmentLight:
+        from ..shading.envmap import check_env_size
+        from .environment import read_environment
+
+        filename = p.string("filename")
+        if filename is None:
+            raise self.error(elem, f"{self.describe(elem)} needs a <string name=\"filename\">")
+        file = self.resolve(elem, filename, "envmap filename")
+        if file.suffix.lower() not in (".hdr", ".exr"):
+            raise self.error(elem, f"{self.describe(elem)}: environment maps must be .hdr or .exr; got {file.name}")
+        scale = p.number("scale", 1.0)
+        R = np.eye(3) if to_world is None else to_world[:3, :3]
+        if not np.allclose(R @ R.T, np.eye(3), atol=1e-5) or np.linalg.det(R) < 0:
+            raise self.error(elem, f"{self.describe(elem)}: an environment map's to_world must be a rotation")
+        size = None if self.env_size is None else self._make(elem, check_env_size, self.env_size, "env_size")
+        stored = self._make(elem, read_environment, file, size=None).texels
+        texels = mitsuba_envmap_to_equirect(stored.to(torch.float64), torch.from_numpy(R))
+        if size is not None and tuple(texels.shape[:2]) != tuple(size):  # as read_environment resizes
+            texels = torch.nn.functional.interpolate(texels.permute(2, 0, 1)[None], size=tuple(size),
+                                                     mode="area")[0].permute(1, 2, 0).contiguous()
+        return self._make(elem, EnvironmentLight, texels.to(self.dtype), scale=torch.tensor(scale, dtype=self.dtype))
+
+    # ---------------------------------------------------------------------------------------- sensors
+    def sensor(self, elem: ET.Element, name: str) -> Camera:
+        kind = self.attr(elem, "type")
+        if kind not in _SENSORS:
+            raise self.error(elem, f"{self.describe(elem)}: sensor type {short_text(kind)} is not supported (lumigrad "
+                                   f"reads {', '.join(_SENSORS)})")
+        p = self.props(elem)
+        if kind == "thinlens":
+            for key in ("aperture_radius", "focus_distance"):
+                p.get(key)
+            self.note("a thinlens sensor's aperture (read as a pinhole)", elem)
+        p.get("focus_distance")  # meaningless for a pinhole
+        films = p.nested("film")
+        film = films[0] if films else None
+        fp = self.props(film) if film is not None else None
+        width = fp.integer("width", 768) if fp else 768
+        height = fp.integer("height", 576) if fp else 576
+        if width <= 0 or height <= 0:
+            raise self.error(film, f"film width and height must be positive; got {width}x{height}")
+        crop = (fp.integer("crop_offset_x", 0), fp.integer("crop_offset_y", 0), fp.integer("crop_width", width),
+                fp.integer("crop_height", height)) if fp else (0, 0, width, height)
+        if not (0 <= crop[0] and 0 <= crop[1] and crop[2] > 0 and crop[3] > 0 and crop[0] + crop[2] <= width
+                and crop[1] + crop[3] <= height):
+            raise self.error(film, f"the film's crop window {crop} does not fit in {width}x{height}")
+        aspect = width / height
+        if p.has("fov") and p.has("focal_length"):
+            raise self.error(elem, "give either fov or focal_length, not both")
+        if p.has("fov"):
+            fov = p.number("fov")
+            axis = p.string("fov_axis", "x").lower()
+            if axis == "smaller":
+                axis = "y" if aspect > 1 else "x"
+            elif axis == "larger":
+                axis = "x" if aspect > 1 else "y"
+        else:
+            text = p.string("focal_length", "50mm")
+            try:
+                focal = float(text[:-2] if text.endswith("mm") else text)
+            except ValueError:
+                raise self.error(elem, f"focal_length {short_text(text)} must look like '50mm'") from None
+            fov, axis = 2 * math.degrees(math.atan(math.hypot(36, 24) / (2 * focal))), "diagonal"
+        half = math.tan(math.radians(fov) / 2)
+        if axis == "x":
+            half_x = half
+        elif axis == "y":
+            half_x = half * aspect
+        elif axis == "diagonal":
+            half_x = half / math.sqrt(1 + 1 / aspect ** 2)
+        else:
+            raise self.error(elem, f"fov_axis must be x, y, diagonal, smaller or larger; got {short_text(axis)}")
+        if not (0 < fov < 180 and half_x > 0 and math.isfinite(half_x)):
+            raise self.error(elem, f"{self.describe(elem)} needs a field of view in (0, 180) degrees; got {fov}")
+        f = (width / 2) / half_x
+        off_x, off_y = p.number("principal_point_offset_x", 0.0), p.number("principal_point_offset_y", 0.0)
+        K = np.array([[f, 0.0, width / 2 - off_x * width - crop[0]], [0.0, f, height / 2 - off_y * height - crop[1]],
+                      [0.0, 0.0, 1.0]])
+        to_world = p.transform("to_world")
+        to_world = np.eye(4) if to_world is None else to_world
+        R = to_world[:3, :3]
+        if not np.allclose(R.T @ R, np.eye(3), atol=1e-4) or np.linalg.det(R) < 0:
+            raise self.error(elem, f"{self.describe(elem)}: the camera's to_world must be a rotation and a translation "
+                                   "(no scale or mirroring), as Mitsuba requires")
+        cam_to_world = to_world @ np.diag([-1.0, -1.0, 1.0, 1.0])  # Mitsuba x left, y up -> OpenCV x right, y down
+        world_to_cam = np.eye(4)
+        world_to_cam[:3, :3] = R_wc = cam_to_world[:3, :3].T
+        world_to_cam[:3, 3] = -R_wc @ cam_to_world[:3, 3]
+        near, far = p.number("near_clip", 0.01), p.number("far_clip", 1e4)
+        t = lambda a: torch.as_tensor(a, dtype=self.dtype)  # noqa: E731
+        camera = self._make(elem, Camera, t(K), t(world_to_cam), crop[2], crop[3], near=near, far=far)
+        settings: Dict[str, Any] = {"type": kind}
+        for sampler in p.nested("sampler"):
+            settings["sampler"] = self.record(sampler)
+        if film is not None:
+            settings["film"] = self.record(film)
+            for key in fp.values:
+                fp.get(key)  # recorded
+            fp.nested("rfilter")
+        self.metadata["sensors"][name] = settings
+        self.done(p)
+        return camera
+
+    # ---------------------------------------------------------------------------------------- warnings
+    def warn(self) -> None:
+        parts = []
+        for feature, where in self.notes.items():
+            details = list(where)
+            more = f", ... {len(details)} in all" if len(details) > _NOTE_DETAILS else ""
+            parts.append(f"{feature} ({', '.join(details[:_NOTE_DETAILS])}{more})")
+        if parts:
+            warnings.warn(f"{self.path}: lumigrad ignores {'; '.join(parts)}", MitsubaXmlWarning, stacklevel=4)
+
+
+def _clean(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "_-" else "_" for c in str(name)) or "unnamed"
+
+
+def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
+    """Right-handed rotation by ``angle`` radians about ``axis`` (Rodrigues; a rotation for a unit ``axis``)."""
+    x, y, z = axis
+    c, s = math.cos(angle), math.sin(angle)
+    K = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    return c * np.eye(3) + s * K + (1 - c) * np.outer(axis, axis)
+
+
+def _coordinate_system(n: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Two unit vectors orthogonal to the unit ``n`` (Duff et al. 2017), as Mitsuba picks a missing lookat up."""
+    sign = math.copysign(1.0, n[2])
+    a = -1.0 / (sign + n[2])
+    b = n[0] * n[1] * a
+    return (np.array([1 + sign * n[0] * n[0] * a, sign * b, -sign * n[0]]),
+            np.array([b, sign + n[1] * n[1] * a, -n[1]]))
+
+
+def mitsuba_envmap_to_equirect(texels: torch.Tensor, R: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Resample a Mitsuba ``envmap`` bitmap into a lumigrad equirectangular map of the same size, in world space.
+
+    Both map a direction ``d`` (in the map's frame) to ``u = atan2(d_x, -d_z) / 2 pi`` and ``v = acos(d_y) / pi``,
+    and both centre column ``j`` at ``u = (j + 0.5) / W``; but Mitsuba puts its first and last rows *on* the
+    poles (row ``i`` at ``v = i / (H - 1)``, bilinear in between), while lumigrad centres row ``i`` at ``v = (i +
+    0.5) / H``. Texel ``(i, j)`` of the result is Mitsuba's radiance in the world direction of its centre:
+    Mitsuba's bitmap sampled bilinearly (wrapping in ``u``) at the local direction ``R^T d`` (Mitsuba looks a
+    world direction up at ``to_world^-1 d``). The result matches Mitsuba exactly at texel centres; in between,
+    lumigrad's bilinear lookup interpolates once more (exact for maps linear across rows, e.g. gradients).
+
+    Args:
+        texels: ``[H, W, C]`` the bitmap as stored (row 0 at the top: +y).
+        R: ``[3, 3]`` the envmap's ``to_world`` rotation (local to world); ``None`` for the identity.
+
+    Example: a map whose row ``i`` holds ``i`` becomes rows ``(i + 0.5) (H - 1) / H``; a 90 degree turn about +y
+    moves every column ``j`` to ``j - W / 4`` (mod ``W``).
+    """
+    H, W = texels.shape[:2]
+    f64 = torch.float64
+    v = (torch.arange(H, dtype=f64) + 0.5) / H
+    u = (torch.arange(W, dtype=f64) + 0.5) / W
+    theta, phi = torch.meshgrid(math.pi * v, 2 * math.pi * u, indexing="ij")
+    d = torch.stack([theta.sin() * phi.sin(), theta.cos(), -theta.sin() * phi.cos()], -1)
+    if R is not None:
+        d = d @ R.to(f64)  # row vectors: (R^T d)^T = d^T R
+    x, y, z = d.unbind(-1)
+    lu = torch.remainder(torch.atan2(x, -z) / (2 * math.pi), 1.0)
+    lv = torch.acos(y.clamp(-1.0, 1.0)) / math.pi
+    px = lu * W - 0.5  # column centres, wrapping
+    py = (lv * (H - 1)).clamp(0, H - 1)  # rows on the poles
+    x0, y0 = torch.floor(px), torch.floor(py).clamp(max=max(H - 2, 0))
+    fx, fy = (px - x0)[..., None], (py - y0)[..., None]
+    x0 = x0.long() % W
+    x1 = (x0 + 1) % W
+    y0 = y0.long()
+    y1 = (y0 + 1).clamp(max=H - 1)
+    t = texels.to(f64)
+    top = t[y0, x0] * (1 - fx) + t[y0, x1] * fx
+    bottom = t[y1, x0] * (1 - fx) + t[y1, x1] * fx
+    return (top * (1 - fy) + bottom * fy).to(texels.dtype)

@@ -1,0 +1,693 @@
+"""Mitsuba 3 scene files: every element kind on small inline files, transforms against hand-computed matrices,
+camera and environment-map conventions, refusals, the Cornell box, and (when Mitsuba 3 is importable) the
+camera, transforms and environment map against Mitsuba itself."""
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import lumigrad as lg
+from lumigrad.io import ConfinementError, MitsubaXmlError, MitsubaXmlWarning, read_mitsuba_xml
+from lumigrad.io._spectra import spectrum_to_rgb
+from lumigrad.shading.envmap import envmap_lookup
+from lumigrad.shading.image_formation import srgb_encode
+
+from ..conftest import SHARED_DATA
+
+CORNELL = SHARED_DATA / "cornell-box-mitsuba3" / "cornell_box.xml"
+QUAD_OBJ = "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\nf 1/1 2/2 3/3 4/4\n"
+
+
+def _write(folder: Path, body: str, name: str = "scene.xml", version: str = "3.0.0") -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'<?xml version="1.0"?>\n<scene version="{version}">\n{body}\n</scene>\n')
+    return path
+
+
+def _read(path: Path, **kw):
+    """The scene and the warnings read_mitsuba_xml gave."""
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        scene = read_mitsuba_xml(path, **kw)
+    return scene, [str(w.message) for w in record if issubclass(w.category, MitsubaXmlWarning)]
+
+
+def _scene(tmp_path: Path, body: str, **kw) -> lg.Scene:
+    return _read(_write(tmp_path, body), **kw)[0]
+
+
+def _f(x) -> list:
+    return torch.as_tensor(x).double().tolist()
+
+
+# --------------------------------------------------------------------------------------------- registry
+def test_load_dispatches_xml_to_the_mitsuba_reader(tmp_path):
+    path = _write(tmp_path, '<shape type="rectangle" id="quad"/>')
+    scene = lg.io.load(path)
+    assert isinstance(scene, lg.Scene) and list(scene.meshes) == ["quad"]
+    assert lg.io.formats()[".xml"] == "Mitsuba 3 scene -> Scene (read)"
+    assert "meshes.quad.verts" in scene.parameters() and "meshes.quad.to_world" in scene.parameters()
+
+
+# ------------------------------------------------------------------------------------------- transforms
+def _to_world(tmp_path, ops: str) -> np.ndarray:
+    scene = _scene(tmp_path, f'<shape type="rectangle" id="q"><transform name="to_world">{ops}</transform></shape>',
+                   dtype=torch.float64)
+    return scene.meshes["q"].to_world.numpy()
+
+
+def test_transform_operations_compose_in_document_order(tmp_path):
+    # translate (1, 2, 3), then rotate 90 degrees about +y (x -> -z, z -> x), then scale 2: M = S R T
+    M = _to_world(tmp_path, '<translate x="1" y="2" z="3"/><rotate y="1" angle="90"/><scale value="2"/>')
+    expected = np.array([[0, 0, 2, 6], [0, 2, 0, 4], [-2, 0, 0, -2], [0, 0, 0, 1]], dtype=np.float64)
+    np.testing.assert_allclose(M, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("ops,expected", [
+    ('<matrix value="1 0 0 5  0 1 0 6  0 0 1 7  0 0 0 1"/>',  # row-major
+     [[1, 0, 0, 5], [0, 1, 0, 6], [0, 0, 1, 7], [0, 0, 0, 1]]),
+    ('<matrix value="0 -1 0  1 0 0  0 0 1"/>', [[0, -1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]),
+    ('<scale x="2" z="3"/>', [[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 3, 0], [0, 0, 0, 1]]),
+    ('<scale value="1, 2, 3"/>', [[1, 0, 0, 0], [0, 2, 0, 0], [0, 0, 3, 0], [0, 0, 0, 1]]),
+    ('<translate value="4 5 6"/>', [[1, 0, 0, 4], [0, 1, 0, 5], [0, 0, 1, 6], [0, 0, 0, 1]]),
+    ('<rotate value="0, 0, 1" angle="90"/>', [[0, -1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]),
+    ('<rotate x="1" angle="-90"/>', [[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]]),
+    # looking down -z from (1, 2, 3) with +y up: columns left = up x dir = -x, up = +y, dir = -z, origin
+    ('<lookat origin="1, 2, 3" target="1, 2, 2" up="0, 1, 0"/>',
+     [[-1, 0, 0, 1], [0, 1, 0, 2], [0, 0, -1, 3], [0, 0, 0, 1]]),
+])
+def test_each_transform_operation_against_a_hand_computed_matrix(tmp_path, ops, expected):
+    np.testing.assert_allclose(_to_world(tmp_path, ops), np.asarray(expected, dtype=np.float64), atol=1e-12)
+
+
+def test_bad_transforms_are_refused_naming_the_line(tmp_path):
+    with pytest.raises(MitsubaXmlError, match=r"scene\.xml:4: <matrix> needs 16 \(or 9\) numbers"):
+        _scene(tmp_path, '<shape type="rectangle">\n<transform name="to_world"><matrix value="1 2 3"/></transform>'
+                         '</shape>')
+    with pytest.raises(MitsubaXmlError, match="unknown transform operation <shear>"):
+        _scene(tmp_path, '<shape type="rectangle"><transform name="to_world"><shear/></transform></shape>')
+    with pytest.raises(MitsubaXmlError, match="up is parallel"):
+        _scene(tmp_path, '<shape type="rectangle"><transform name="to_world">'
+                         '<lookat origin="0,0,0" target="0,1,0" up="0,1,0"/></transform></shape>')
+
+
+# ------------------------------------------------------------------------ defaults, references, names
+def test_defaults_substitution_and_parameter_overrides(tmp_path):
+    path = _write(tmp_path, '<default name="r" value="0.25"/><default name="w" value="40"/>'
+                            '<shape type="sphere" id="s"><float name="radius" value="$r"/></shape>'
+                            '<sensor type="perspective"><film type="hdrfilm"><integer name="width" value="$w"/>'
+                            '<integer name="height" value="$w"/></film></sensor>')
+    scene, _ = _read(path)
+    assert float(scene.meshes["s"].verts.norm(dim=-1).max()) == pytest.approx(0.25, rel=1e-6)
+    assert scene.cameras["sensor"].width == 40
+    scene, _ = _read(path, parameters={"w": 24})
+    assert scene.cameras["sensor"].width == 24 and scene.metadata["parameters"] == {"w": "24", "r": "0.25"}
+    bad = _write(tmp_path, '<shape type="sphere"><float name="radius" value="$missing"/></shape>', "bad.xml")
+    with pytest.raises(MitsubaXmlError, match=r"bad\.xml:3: <float name='radius'> uses \$missing, which is not "
+                                              "defined"):
+        read_mitsuba_xml(bad)
+
+
+def test_references_share_one_material_forward_and_named(tmp_path):
+    scene = _scene(tmp_path, '''
+        <shape type="rectangle" id="a"><ref id="red"/></shape>
+        <shape type="cube" id="b"><ref name="bsdf" id="red"/></shape>
+        <bsdf type="diffuse" id="red"><rgb name="reflectance" value="0.8, 0.1, 0.1"/></bsdf>''')
+    assert scene.meshes["a"].material is scene.meshes["b"].material  # one BSDF, one Material, as in Mitsuba
+    assert _f(scene.meshes["a"].material.base_color_factor) == pytest.approx([0.8, 0.1, 0.1, 1.0])
+
+
+def test_cyclic_references_and_unknown_ids_are_refused(tmp_path):
+    with pytest.raises(MitsubaXmlError, match=r"cyclic <ref>: <bsdf type='twosided' id='a'> -> "
+                                              r"<bsdf type='twosided' id='b'> -> <bsdf type='twosided' id='a'>"):
+        _scene(tmp_path, '<bsdf type="twosided" id="a"><ref id="b"/></bsdf>'
+                         '<bsdf type="twosided" id="b"><ref id="a"/></bsdf>')
+    with pytest.raises(MitsubaXmlError, match=r"scene\.xml:4: <ref id='nowhere'> names no object"):
+        _scene(tmp_path, '<shape type="cube">\n<ref id="nowhere"/></shape>')
+    with pytest.raises(MitsubaXmlError, match="id 'x' is also used at"):
+        _scene(tmp_path, '<bsdf type="diffuse" id="x"/><bsdf type="diffuse" id="x"/>')
+
+
+def test_shape_names_ids_file_stems_types_and_repeats(tmp_path):
+    (tmp_path / "floor.obj").write_text(QUAD_OBJ)
+    scene = _scene(tmp_path, '''
+        <shape type="obj"><string name="filename" value="floor.obj"/></shape>
+        <shape type="obj"><string name="filename" value="floor.obj"/></shape>
+        <shape type="rectangle"/>
+        <shape type="rectangle" id="rectangle"/>
+        <shape type="sphere" id="my.ball"/>''')
+    # the explicit id "rectangle" keeps its name; the unnamed rectangle before it gets "rectangle-1"
+    assert list(scene.meshes) == ["floor", "floor-1", "rectangle-1", "rectangle", "my_ball"]
+
+
+# ---------------------------------------------------------------------------------------------- shapes
+def _world_normals(mesh: lg.SceneMesh) -> torch.Tensor:
+    v = mesh.world_verts()[mesh.faces]
+    n = torch.linalg.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
+    return n / n.norm(dim=-1, keepdim=True)
+
+
+def _signed_volume(mesh: lg.SceneMesh) -> float:
+    v = mesh.world_verts().double()[mesh.faces]
+    return float(torch.linalg.det(v).sum() / 6)
+
+
+def test_rectangle_cube_sphere_disk_and_flip_normals(tmp_path):
+    scene = _scene(tmp_path, '''
+        <shape type="rectangle" id="rect"/>
+        <shape type="rectangle" id="flipped"><boolean name="flip_normals" value="true"/></shape>
+        <shape type="cube" id="cube"/>
+        <shape type="sphere" id="ball"><point name="center" x="1" y="2" z="3"/><float name="radius" value="0.5"/>
+        </shape>
+        <shape type="disk" id="disk"/>''', sphere_subdivisions=2, disk_segments=16)
+    rect = scene.meshes["rect"]
+    assert _f(rect.verts) == [[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]]
+    assert _f(rect.uv) == [[0, 0], [1, 0], [1, 1], [0, 1]]  # Mitsuba's uv = (x + 1) / 2, (y + 1) / 2
+    assert torch.allclose(_world_normals(rect), torch.tensor([0.0, 0.0, 1.0]))
+    assert torch.allclose(_world_normals(scene.meshes["flipped"]), torch.tensor([0.0, 0.0, -1.0]))
+    cube = scene.meshes["cube"]
+    assert cube.verts.shape == (24, 3) and cube.faces.shape == (12, 3) and cube.uv.shape == (24, 2)
+    assert _signed_volume(cube) == pytest.approx(8.0)  # [-1, 1]^3, wound outwards
+    ball = scene.meshes["ball"]
+    assert ball.verts.shape == (162, 3) and ball.uv is None
+    assert torch.allclose((ball.verts - torch.tensor([1.0, 2.0, 3.0])).norm(dim=-1), torch.tensor(0.5))
+    assert _signed_volume(ball) > 0
+    disk = scene.meshes["disk"]
+    assert disk.faces.shape == (16, 3) and torch.allclose(_world_normals(disk), torch.tensor([0.0, 0.0, 1.0]))
+
+
+def test_obj_and_ply_texture_coordinates_and_face_normals(tmp_path):
+    (tmp_path / "quad.obj").write_text(QUAD_OBJ)
+    (tmp_path / "tri.ply").write_text("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\n"
+                                      "property float z\nproperty float u\nproperty float v\nelement face 1\n"
+                                      "property list uchar int vertex_indices\nend_header\n0 0 0 0.1 0.25\n"
+                                      "1 0 0 0.9 0.25\n0 1 0 0.1 0.75\n3 0 1 2\n")
+    scene = _scene(tmp_path, '''
+        <shape type="obj" id="flipped"><string name="filename" value="quad.obj"/></shape>
+        <shape type="obj" id="as_stored"><string name="filename" value="quad.obj"/>
+            <boolean name="flip_tex_coords" value="false"/></shape>
+        <shape type="obj" id="flat"><string name="filename" value="quad.obj"/>
+            <boolean name="face_normals" value="true"/></shape>
+        <shape type="ply" id="tri"><string name="filename" value="tri.ply"/></shape>''')
+    flipped, stored = scene.meshes["flipped"], scene.meshes["as_stored"]
+    # Mitsuba flips an OBJ's v by default (as lumigrad's reader does) and keeps a PLY's as stored
+    assert _f(flipped.uv[flipped.uv_faces[0]]) == [[0, 1], [1, 1], [1, 0]]
+    assert _f(stored.uv[stored.uv_faces[0]]) == [[0, 0], [1, 0], [1, 1]]
+    assert _f(scene.meshes["tri"].uv.flatten()) == pytest.approx([0.1, 0.25, 0.9, 0.25, 0.1, 0.75])
+    flat = scene.meshes["flat"]
+    assert flat.verts.shape == (6, 3) and _f(flat.faces) == [[0, 1, 2], [3, 4, 5]] and flat.uv.shape == (6, 2)
+
+
+# ---------------------------------------------------------------------------------------------- BSDFs
+def _material(tmp_path, bsdf: str, **kw):
+    scene = _scene(tmp_path, f'<shape type="rectangle" id="m">{bsdf}</shape>', **kw)
+    return scene.meshes["m"].material, scene.meshes["m"].double_sided
+
+
+def _factors(m) -> dict:
+    return {"base": _f(m.base_color_factor)[:3], "metallic": float(m.metallic_factor),
+            "roughness": float(m.roughness_factor), "ior": float(m.ior), "transmission": float(m.transmission_factor)}
+
+
+@pytest.mark.parametrize("bsdf,expected", [
+    ('<bsdf type="diffuse"><rgb name="reflectance" value="0.2, 0.4, 0.6"/></bsdf>',
+     {"base": [0.2, 0.4, 0.6], "metallic": 0.0, "roughness": 1.0, "transmission": 0.0}),
+    ('<bsdf type="diffuse"><spectrum name="reflectance" value="0.3"/></bsdf>', {"base": [0.3, 0.3, 0.3]}),
+    ('<bsdf type="diffuse"><float name="reflectance" value="0.7"/></bsdf>', {"base": [0.7, 0.7, 0.7]}),
+    ('<bsdf type="roughconductor"><string name="material" value="Au"/><float name="alpha" value="0.04"/></bsdf>',
+     {"base": [0.9667, 0.8020, 0.3241], "metallic": 1.0, "roughness": 0.2}),
+    ('<bsdf type="conductor"/>', {"base": [1.0, 1.0, 1.0], "metallic": 1.0, "roughness": 0.0}),
+    # F0 = ((eta - 1)^2 + k^2) / ((eta + 1)^2 + k^2): eta 2, k 0 -> 1/9; eta 1, k 2 -> 1/2; eta 0, k 1 -> 1
+    ('<bsdf type="conductor"><rgb name="eta" value="2, 1, 0"/><rgb name="k" value="0, 2, 1"/></bsdf>',
+     {"base": [1 / 9, 0.5, 1.0]}),
+    ('<bsdf type="roughplastic"><rgb name="diffuse_reflectance" value="0.1, 0.2, 0.3"/>'
+     '<float name="alpha" value="0.25"/></bsdf>',
+     {"base": [0.1, 0.2, 0.3], "metallic": 0.0, "roughness": 0.5, "ior": 1.49 / 1.000277}),
+    ('<bsdf type="plastic"><float name="int_ior" value="1.6"/><float name="ext_ior" value="1.0"/></bsdf>',
+     {"base": [0.5, 0.5, 0.5], "roughness": 0.0, "ior": 1.6}),
+    ('<bsdf type="dielectric"/>', {"transmission": 1.0, "metallic": 0.0, "roughness": 0.0, "ior": 1.5046 / 1.000277}),
+    ('<bsdf type="thindielectric"><string name="int_ior" value="water"/><string name="ext_ior" value="vacuum"/>'
+     '</bsdf>', {"transmission": 1.0, "ior": 1.333}),
+    ('<bsdf type="roughdielectric"><float name="alpha" value="0.09"/><string name="int_ior" value="diamond"/>'
+     '</bsdf>', {"transmission": 1.0, "roughness": 0.3, "ior": 2.419 / 1.000277}),
+    ('<bsdf type="principled"><rgb name="base_color" value="0.9, 0.8, 0.7"/><float name="metallic" value="0.25"/>'
+     '<float name="roughness" value="0.4"/><float name="spec_trans" value="0.5"/><float name="eta" value="1.33"/>'
+     '</bsdf>', {"base": [0.9, 0.8, 0.7], "metallic": 0.25, "roughness": 0.4, "transmission": 0.5, "ior": 1.33}),
+])
+def test_bsdfs_become_metallic_roughness_materials(tmp_path, bsdf, expected):
+    material, double_sided = _material(tmp_path, bsdf)
+    got = _factors(material)
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    assert not double_sided
+
+
+def test_twosided_sets_double_sided_and_wraps_the_inner_material(tmp_path):
+    material, double_sided = _material(tmp_path, '<bsdf type="twosided"><bsdf type="roughconductor">'
+                                                 '<float name="alpha" value="0.16"/></bsdf></bsdf>')
+    assert double_sided and float(material.metallic_factor) == 1.0
+    assert float(material.roughness_factor) == pytest.approx(0.4)
+
+
+def test_bitmap_textures_srgb_raw_and_linear_files(tmp_path):
+    image = torch.tensor([[[0.0, 0.2, 0.4], [0.6, 0.8, 1.0]]]).repeat(2, 1, 1)
+    lg.io.write_image(tmp_path / "tex.png", image)
+    lg.io.write_exr(tmp_path / "tex.exr", image * 0.5, pixel_type="float")
+    stored = lg.io.read_image(tmp_path / "tex.png")
+    scene = _scene(tmp_path, '''
+        <shape type="rectangle" id="srgb"><bsdf type="diffuse"><texture type="bitmap" name="reflectance">
+            <string name="filename" value="tex.png"/><string name="wrap_mode" value="clamp"/></texture></bsdf></shape>
+        <shape type="rectangle" id="raw"><bsdf type="diffuse"><texture type="bitmap" name="reflectance">
+            <string name="filename" value="tex.png"/><boolean name="raw" value="true"/></texture></bsdf></shape>
+        <shape type="rectangle" id="exr"><bsdf type="diffuse"><texture type="bitmap" name="reflectance">
+            <string name="filename" value="tex.exr"/></texture></bsdf></shape>''')
+    srgb = scene.meshes["srgb"].material
+    assert torch.equal(srgb.base_color_texture, stored) and srgb.wrap == "clamp"  # sRGB-encoded, as stored
+    assert _f(srgb.base_color_factor) == [1.0, 1.0, 1.0, 1.0]
+    # raw (linear) values and linear EXR texels are encoded once; lumigrad's base colour decodes them back
+    torch.testing.assert_close(scene.meshes["raw"].material.base_color_texture, srgb_encode(stored))
+    torch.testing.assert_close(scene.meshes["exr"].material.base_color_texture, srgb_encode(image * 0.5))
+
+
+def test_texture_on_a_shape_without_texture_coordinates_is_refused(tmp_path):
+    lg.io.write_image(tmp_path / "tex.png", torch.rand(2, 2, 3))
+    with pytest.raises(MitsubaXmlError, match="<shape type='sphere'> has no texture coordinates"):
+        _scene(tmp_path, '<shape type="sphere"><bsdf type="diffuse"><texture type="bitmap" name="reflectance">'
+                         '<string name="filename" value="tex.png"/></texture></bsdf></shape>')
+
+
+def test_an_ior_below_one_and_unknown_names_are_refused(tmp_path):
+    with pytest.raises(MitsubaXmlError, match="int_ior / ext_ior = 1.0 / 1.333 is below 1"):
+        _material(tmp_path, '<bsdf type="dielectric"><float name="int_ior" value="1.0"/>'
+                            '<string name="ext_ior" value="water"/></bsdf>')
+    with pytest.raises(MitsubaXmlError, match="int_ior 'unobtainium' is not a known material"):
+        _material(tmp_path, '<bsdf type="dielectric"><string name="int_ior" value="unobtainium"/></bsdf>')
+    with pytest.raises(MitsubaXmlError, match="conductor material 'Kryptonite' is not known"):
+        _material(tmp_path, '<bsdf type="conductor"><string name="material" value="Kryptonite"/></bsdf>')
+
+
+# -------------------------------------------------------------------------------------------- emitters
+def test_point_spot_directional_constant_and_area_emitters(tmp_path):
+    scene = _scene(tmp_path, '''
+        <emitter type="point" id="bulb"><point name="position" x="1" y="2" z="3"/>
+            <rgb name="intensity" value="10, 5, 1"/></emitter>
+        <emitter type="point"><transform name="to_world"><translate x="-1"/></transform></emitter>
+        <emitter type="spot" id="spot"><float name="cutoff_angle" value="30"/><float name="beam_width" value="20"/>
+            <transform name="to_world"><lookat origin="0, 5, 0" target="0, 0, 0" up="0, 0, 1"/></transform></emitter>
+        <emitter type="directional" id="sun"><vector name="direction" x="0" y="-2" z="0"/>
+            <rgb name="irradiance" value="3, 3, 3"/></emitter>
+        <emitter type="constant" id="sky"><rgb name="radiance" value="0.1, 0.2, 0.3"/></emitter>
+        <shape type="rectangle" id="lamp">
+            <transform name="to_world"><scale value="0.5"/><rotate x="1" angle="180"/><translate y="4"/></transform>
+            <emitter type="area"><rgb name="radiance" value="5, 6, 7"/></emitter></shape>''')
+    assert list(scene.lights) == ["bulb", "point", "spot", "sun", "sky", "lamp"] and not scene.meshes
+    bulb = scene.lights["bulb"]
+    assert _f(bulb.position) == [1, 2, 3] and float(bulb.intensity) == 1.0 and _f(bulb.color) == [10, 5, 1]
+    assert _f(scene.lights["point"].position) == [-1, 0, 0]
+    spot = scene.lights["spot"]
+    assert _f(spot.position) == [0, 5, 0] and _f(spot.direction) == pytest.approx([0, -1, 0])
+    assert float(spot.outer_angle) == pytest.approx(math.radians(30)) and \
+        float(spot.inner_angle) == pytest.approx(math.radians(20))
+    sun = scene.lights["sun"]
+    assert _f(sun.direction) == [0, -1, 0] and _f(sun.color) == [3, 3, 3]
+    sky = scene.lights["sky"]
+    assert isinstance(sky, lg.EnvironmentLight) and torch.allclose(sky.texels, torch.tensor([0.1, 0.2, 0.3]))
+    lamp = scene.lights["lamp"]
+    assert isinstance(lamp, lg.AreaLight) and _f(lamp.radiance) == [5, 6, 7]
+    # world triangles: the quad halved, turned to face down, 4 up; it emits from its front (now -y? no: -z)
+    assert _f(lamp.verts[0]) == pytest.approx([-0.5, 4.5, 0.0], abs=1e-6)
+    v = lamp.verts[lamp.faces[0]]
+    n = torch.linalg.cross(v[1] - v[0], v[2] - v[0])
+    assert _f(n / n.norm()) == pytest.approx([0, 0, -1], abs=1e-6)
+
+
+def _env(tmp_path, H=8, W=16) -> torch.Tensor:
+    """A map whose red is its row index (linear across rows), green 1 in column 3 only, blue 1."""
+    texels = torch.zeros(H, W, 3)
+    texels[..., 0] = torch.arange(H, dtype=torch.float32)[:, None]
+    texels[:, 3, 1] = 1.0
+    texels[..., 2] = 1.0
+    lg.io.write_exr(tmp_path / "sky.exr", texels, pixel_type="float")
+    return texels
+
+
+def _direction(u: float, v: float) -> torch.Tensor:
+    """The direction at equirect coordinates (u, v) of both layouts: u = atan2(x, -z) / 2 pi, v = acos(y) / pi."""
+    theta, phi = math.pi * v, 2 * math.pi * u
+    return torch.tensor([math.sin(theta) * math.sin(phi), math.cos(theta), -math.sin(theta) * math.cos(phi)],
+                        dtype=torch.float64)
+
+
+def _texel_direction(i, j, H, W) -> torch.Tensor:
+    """The centre of lumigrad's texel (i, j): u = (j + 0.5) / W, v = (i + 0.5) / H."""
+    return _direction((j + 0.5) / W, (i + 0.5) / H)
+
+
+def test_envmap_rows_move_from_mitsubas_poles_to_lumigrads_row_centres(tmp_path):
+    _env(tmp_path)
+    scene = _scene(tmp_path, '<emitter type="envmap" id="sky"><string name="filename" value="sky.exr"/>'
+                             '<float name="scale" value="2"/></emitter>', env_size=None)
+    sky = scene.lights["sky"]
+    assert sky.texels.shape == (8, 16, 3) and float(sky.scale) == 2.0
+    # Mitsuba's row i lies at v = i / 7; lumigrad's row i at v = (i + 0.5) / 8, where Mitsuba reads 7 (i + 0.5) / 8
+    assert _f(sky.texels[:, 0, 0]) == pytest.approx([7 * (i + 0.5) / 8 for i in range(8)], abs=1e-6)
+    assert _f(sky.texels[:, 3, 1]) == pytest.approx([1.0] * 8) and float(sky.texels[:, 2, 1].max()) == 0.0
+    # Mitsuba's texel (2, 3) is at u = 3.5 / 16, v = 2 / 7: lumigrad reads the same value there
+    value = envmap_lookup(sky.texels.double(), _direction(3.5 / 16, 2 / 7))
+    assert _f(value) == pytest.approx([2.0, 1.0, 1.0], abs=1e-6)
+
+
+def test_envmap_rotation_maps_a_known_direction_to_the_same_texel(tmp_path):
+    _env(tmp_path)
+    scene = _scene(tmp_path, '<emitter type="envmap" id="sky"><string name="filename" value="sky.exr"/>'
+                             '<transform name="to_world"><rotate y="1" angle="90"/></transform></emitter>',
+                   env_size=None)
+    sky = scene.lights["sky"].texels
+    # Mitsuba looks a world direction d up at to_world^-1 d: its texel (2, 3), in the local direction d_l, is seen
+    # in the world at R d_l. A 90 degree turn about +y (x -> -z, z -> x) moves u by -1/4: column 3 -> 15.
+    R = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]], dtype=torch.float64)
+    world = R @ _direction(3.5 / 16, 2 / 7)
+    assert _f(envmap_lookup(sky.double(), world)) == pytest.approx([2.0, 1.0, 1.0], abs=1e-6)
+    assert _f(sky[:, 15, 1]) == pytest.approx([1.0] * 8) and float(sky[:, 3, 1].max()) == pytest.approx(0.0)
+
+
+def test_envmap_is_area_averaged_to_env_size(tmp_path):
+    _env(tmp_path)
+    sky = _scene(tmp_path, '<emitter type="envmap" id="sky"><string name="filename" value="sky.exr"/></emitter>',
+                 env_size=(4, 8)).lights["sky"]
+    assert sky.texels.shape == (4, 8, 3)
+    assert _f(sky.texels[:, 1, 1]) == pytest.approx([0.5] * 4)  # columns 2 and 3 averaged
+
+
+def test_envmap_files_other_than_hdr_and_exr_are_refused(tmp_path):
+    lg.io.write_image(tmp_path / "sky.png", torch.rand(4, 8, 3))
+    with pytest.raises(MitsubaXmlError, match="environment maps must be .hdr or .exr; got sky.png"):
+        _scene(tmp_path, '<emitter type="envmap"><string name="filename" value="sky.png"/></emitter>')
+
+
+# --------------------------------------------------------------------------------------------- sensors
+def _camera(tmp_path, sensor_body: str, width=64, height=48, **kw) -> lg.Camera:
+    scene = _scene(tmp_path, f'''<sensor type="perspective" id="cam">{sensor_body}
+        <film type="hdrfilm"><integer name="width" value="{width}"/><integer name="height" value="{height}"/></film>
+        </sensor>''', **kw)
+    return scene.cameras["cam"]
+
+
+def test_camera_frame_a_point_ahead_lands_in_the_centre_and_up_left_in_the_upper_left(tmp_path):
+    # Mitsuba's camera at (0, 0, 5) looking at the origin with +y up: world +x is on the image's left
+    cam = _camera(tmp_path, '<float name="fov" value="60"/><transform name="to_world">'
+                            '<lookat origin="0, 0, 5" target="0, 0, 0" up="0, 1, 0"/></transform>')
+    uv, depth = cam.project(torch.tensor([[0.0, 0.0, 0.0], [-0.5, 0.5, 0.0], [0.5, -0.5, 0.0]]))
+    assert _f(uv[0]) == pytest.approx([32.0, 24.0], abs=1e-4) and float(depth[0]) == pytest.approx(5.0)
+    # Mitsuba's camera +x ("left") is up x dir = -x here: world -x is on the image's left, +y is up
+    assert uv[1, 0] < 32 and uv[1, 1] < 24
+    assert uv[2, 0] > 32 and uv[2, 1] > 24
+    # fov 60 along x (the default axis): a point tan(30 deg) * 5 to the camera's right is on the right edge
+    uv, _ = cam.project(torch.tensor([[5 * math.tan(math.radians(30)), 0.0, 0.0]]))
+    assert float(uv[0, 0]) == pytest.approx(64.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("axis,half_x", [
+    ("x", math.tan(math.radians(25))), ("y", math.tan(math.radians(25)) * 64 / 48),
+    ("smaller", math.tan(math.radians(25)) * 64 / 48), ("larger", math.tan(math.radians(25))),
+    ("diagonal", math.tan(math.radians(25)) * 0.8)])  # 64 x 48: the diagonal is 80, x is 0.8 of it
+def test_fov_axes(tmp_path, axis, half_x):
+    cam = _camera(tmp_path, f'<float name="fov" value="50"/><string name="fov_axis" value="{axis}"/>')
+    assert float(cam.K[0, 0]) == pytest.approx(32 / half_x, rel=1e-6)
+    assert float(cam.K[1, 1]) == float(cam.K[0, 0])
+
+
+def test_crop_principal_point_clip_and_focal_length(tmp_path):
+    scene = _scene(tmp_path, '''<sensor type="perspective" id="cam">
+        <float name="near_clip" value="0.5"/><float name="far_clip" value="50"/>
+        <float name="principal_point_offset_x" value="0.25"/>
+        <film type="hdrfilm"><integer name="width" value="100"/><integer name="height" value="50"/>
+            <integer name="crop_offset_x" value="10"/><integer name="crop_width" value="20"/>
+            <integer name="crop_offset_y" value="5"/><integer name="crop_height" value="30"/></film></sensor>''')
+    cam = scene.cameras["cam"]
+    assert (cam.width, cam.height, cam.near, cam.far) == (20, 30, 0.5, 50.0)
+    # focal_length 50mm (the default) is a diagonal fov of 2 atan(43.27 / 100) on a 2:1 film
+    half_x = math.hypot(36, 24) / 100 / math.sqrt(1 + 1 / 4)
+    assert float(cam.K[0, 0]) == pytest.approx(50 / half_x, rel=1e-5)
+    assert _f(cam.K[:2, 2]) == pytest.approx([50 - 25 - 10, 25 - 5])
+
+
+def test_camera_with_scale_is_refused_and_metadata_records_integrator_sampler_film(tmp_path):
+    with pytest.raises(MitsubaXmlError, match="camera's to_world must be a rotation and a translation"):
+        _camera(tmp_path, '<transform name="to_world"><scale value="2"/></transform>')
+    scene = _scene(tmp_path, '''<integrator type="path"><integer name="max_depth" value="8"/>
+        <boolean name="hide_emitters" value="true"/></integrator>
+        <sensor type="perspective"><sampler type="independent"><integer name="sample_count" value="64"/></sampler>
+        <film type="hdrfilm"><string name="pixel_format" value="rgb"/><rfilter type="gaussian"/></film></sensor>''')
+    assert scene.metadata["integrator"] == {"type": "path", "max_depth": 8, "hide_emitters": True}
+    assert scene.metadata["sensors"]["sensor"] == {
+        "type": "perspective", "sampler": {"type": "independent", "sample_count": 64},
+        "film": {"type": "hdrfilm", "pixel_format": "rgb", "rfilter": {"type": "gaussian"}}}
+    assert (scene.cameras["sensor"].width, scene.cameras["sensor"].height) == (768, 576)  # Mitsuba's film default
+
+
+# --------------------------------------------------------------------------------------------- refusals
+@pytest.mark.parametrize("body,match", [
+    ('<bsdf type="hair" id="h"/>', r"scene\.xml:3: <bsdf type='hair' id='h'>: BSDF type 'hair' is not supported"),
+    ('<shape type="serialized"/>', r"scene\.xml:3: <shape type='serialized'>: shape type 'serialized' is not "),
+    ('<emitter type="projector"/>', "emitter type 'projector' is not supported"),
+    ('<sensor type="orthographic"/>', "sensor type 'orthographic' is not supported"),
+    ('<shape type="cube"><bsdf type="diffuse"><texture type="checkerboard" name="reflectance"/></bsdf></shape>',
+     "texture type 'checkerboard' is not supported"),
+    ('<medium type="homogeneous"/>', "lumigrad does not read <medium>"),
+    ('<camera/>', r"unknown element <camera> in <scene>"),
+    ('<shape type="cube"><colour name="x"/></shape>', r"unknown element <colour> inside <shape type='cube'>"),
+])
+def test_unknown_plugins_and_elements_name_the_element_type_and_line(tmp_path, body, match):
+    with pytest.raises(MitsubaXmlError, match=match):
+        _scene(tmp_path, body)
+
+
+@pytest.mark.parametrize("spectrum,match", [
+    ('<spectrum name="reflectance" filename="white.spd"/>', "spectra from files and spectrum plugins are not"),
+    ('<spectrum name="reflectance" type="blackbody"><float name="temperature" value="5000"/></spectrum>',
+     "spectra from files and spectrum plugins"),
+    ('<spectrum name="reflectance" value="500:0.5, 400:0.5"/>', "wavelengths must increase"),
+])
+def test_spectra_from_files_and_plugins_are_refused(tmp_path, spectrum, match):
+    with pytest.raises(MitsubaXmlError, match=match):
+        _material(tmp_path, f'<bsdf type="diffuse">{spectrum}</bsdf>')
+
+
+def test_inline_spectra_convert_as_mitsubas_rgb_variants_do():
+    # values printed by mitsuba.spectrum_list_to_srgb (Mitsuba 3.9, scalar_rgb)
+    assert spectrum_to_rgb([400, 500, 600, 700], [0.78] * 4, reflectance=True).tolist() == \
+        pytest.approx([0.776368, 0.779809, 0.776029], abs=2e-6)
+    assert spectrum_to_rgb([400, 500, 600, 700], [0, 8, 15.6, 18.4], reflectance=False).tolist() == \
+        pytest.approx([20.7108, 10.8546, 2.77115], rel=1e-5)
+
+
+@pytest.mark.parametrize("prolog", [
+    '<!DOCTYPE scene [<!ENTITY a "aaaa">]>',
+    '<!DOCTYPE scene SYSTEM "file:///etc/passwd">',
+    '<!doctype scene>',
+])
+def test_doctype_and_entities_are_refused_before_parsing(tmp_path, prolog):
+    path = tmp_path / "evil.xml"
+    path.write_text(f'<?xml version="1.0"?>\n{prolog}\n<scene version="3.0.0"><shape type="cube"/></scene>')
+    with pytest.raises(MitsubaXmlError, match=r"evil\.xml:2: a <!(DOCTYPE|ENTITY)> declaration is refused"):
+        read_mitsuba_xml(path)
+
+
+def test_doctype_hidden_from_the_byte_scan_is_refused_by_the_parser(tmp_path):
+    path = tmp_path / "utf16.xml"
+    path.write_bytes('<?xml version="1.0" encoding="UTF-16"?>\n<!DOCTYPE scene [<!ENTITY a "b">]>\n'
+                     '<scene version="3.0.0"/>'.encode("utf-16"))
+    with pytest.raises(MitsubaXmlError, match="DTD and entity declarations are refused"):
+        read_mitsuba_xml(path)
+
+
+def test_deep_nesting_is_refused_before_it_recurses(tmp_path):
+    path = tmp_path / "deep.xml"
+    path.write_text('<scene version="3.0.0">' + '<bsdf type="twosided">' * 5000 + '</bsdf>' * 5000 + '</scene>')
+    with pytest.raises(MitsubaXmlError, match=r"deep\.xml:1: elements nested more than 64 deep"):
+        read_mitsuba_xml(path)
+
+
+def test_malformed_xml_names_the_line(tmp_path):
+    path = tmp_path / "bad.xml"
+    path.write_text('<scene version="3.0.0">\n<shape type="cube">\n</scene>')
+    with pytest.raises(MitsubaXmlError, match=r"bad\.xml:3: not well-formed XML \(mismatched tag"):
+        read_mitsuba_xml(path)
+
+
+def test_missing_files_and_files_outside_the_folder(tmp_path):
+    inner = tmp_path / "scenes"
+    (tmp_path / "outside.obj").write_text(QUAD_OBJ)
+    path = _write(inner, '<shape type="obj">\n<string name="filename" value="nothere.obj"/></shape>')
+    with pytest.raises(FileNotFoundError, match=r"scene\.xml:3 <shape type='obj'>: obj filename 'nothere.obj' does "
+                                                "not exist") as info:
+        read_mitsuba_xml(path)
+    assert isinstance(info.value, MitsubaXmlError)
+    path = _write(inner, '<shape type="obj" id="o"><string name="filename" value="../outside.obj"/></shape>')
+    with pytest.raises(ConfinementError, match="points outside the file's folder") as info:
+        read_mitsuba_xml(path)
+    assert isinstance(info.value, MitsubaXmlError)
+    assert read_mitsuba_xml(path, trust_paths=True).meshes["o"].verts.shape == (4, 3)
+    assert lg.io.load(path, trust_paths=True).meshes["o"].faces.shape == (2, 3)
+    with pytest.raises(ConfinementError):
+        lg.io.load(path)
+
+
+def test_includes_resolve_against_the_main_folder_refuse_cycles_and_escapes(tmp_path):
+    (tmp_path / "geometry").mkdir()
+    (tmp_path / "geometry" / "quad.obj").write_text(QUAD_OBJ)
+    _write(tmp_path, '<bsdf type="diffuse" id="white"/>', "parts/bsdfs.xml")
+    # names inside an included file are relative to the main file's folder, as in the Cornell box
+    _write(tmp_path, '<include filename="parts/bsdfs.xml"/><shape type="obj" id="quad">'
+                     '<string name="filename" value="geometry/quad.obj"/><ref id="white"/></shape>', "parts/shapes.xml")
+    scene = _scene(tmp_path, '<include filename="parts/shapes.xml"/>')
+    assert list(scene.meshes) == ["quad"]
+    _write(tmp_path, '<include filename="b.xml"/>', "a.xml")
+    _write(tmp_path, '<include filename="a.xml"/>', "b.xml")
+    with pytest.raises(MitsubaXmlError, match="cyclic <include>: a.xml -> b.xml -> a.xml"):
+        read_mitsuba_xml(tmp_path / "a.xml")
+    with pytest.raises(ConfinementError):
+        _scene(tmp_path / "parts", '<include filename="../a.xml"/>')
+
+
+def test_old_versions_get_mitsubas_camel_case_upgrade(tmp_path):
+    path = _write(tmp_path, '''<sensor type="perspective" id="cam"><float name="fov" value="40"/>
+        <string name="fovAxis" value="y"/><transform name="toWorld"><lookAt origin="0,0,1" target="0,0,0" up="0,1,0"/>
+        </transform><film type="hdrfilm"><integer name="width" value="20"/><integer name="height" value="10"/></film>
+        </sensor><shape type="rectangle" id="r"><bsdf type="plastic"><float name="intIOR" value="1.7"/>
+        <srgb name="diffuseReflectance" value="0.5, 0.25, 0.125"/></bsdf></shape>''', version="0.6.0")
+    scene, notes = _read(path)
+    assert notes == []
+    assert float(scene.cameras["cam"].K[1, 1]) == pytest.approx(5 / math.tan(math.radians(20)), rel=1e-6)
+    assert _f(scene.cameras["cam"].world_to_cam[2, :3]) == pytest.approx([0, 0, -1])
+    m = scene.meshes["r"].material
+    assert float(m.ior) == pytest.approx(1.7 / 1.000277) and _f(m.base_color_factor)[:3] == [0.5, 0.25, 0.125]
+
+
+def test_what_is_not_read_is_named_in_one_warning(tmp_path):
+    path = _write(tmp_path, '''
+        <emitter type="area" id="unused"/>
+        <shape type="rectangle" id="lamp"><bsdf type="diffuse"/><emitter type="area"/></shape>
+        <shape type="rectangle" id="r"><bsdf type="principled"><float name="clearcoat" value="1"/>
+            <float name="sheen" value="0.5"/></bsdf><float name="mystery" value="3"/></shape>''')
+    scene, notes = _read(path)
+    assert len(notes) == 1
+    for part in ["the BSDF of an emitting shape (it becomes an AreaLight only) (<shape type='rectangle' id='lamp'> at "
+                 "scene.xml:5)", "principled clearcoat (no glTF counterpart here)", "principled sheen",
+                 "property 'mystery' of shape 'rectangle' (<shape type='rectangle' id='r'> at scene.xml:6)",
+                 "area emitters that no shape uses (<emitter type='area' id='unused'> at scene.xml:4)"]:
+        assert part in notes[0], part
+    assert list(scene.lights) == ["lamp"] and list(scene.meshes) == ["r"]
+
+
+# ------------------------------------------------------------------------------------------ Cornell box
+needs_cornell = pytest.mark.skipif(not CORNELL.exists(), reason="shared/data/cornell-box-mitsuba3 is not available")
+
+
+@needs_cornell
+def test_cornell_box_loads_and_renders():
+    scene, notes = _read(CORNELL)
+    assert list(scene.meshes) == ["floor", "ceiling", "back_wall", "right_wall", "left_wall", "short_block",
+                                  "tall_block"]
+    assert list(scene.lights) == ["light"] and isinstance(scene.lights["light"], lg.AreaLight)
+    light = scene.lights["light"]
+    assert _f(light.radiance) == pytest.approx([20.7108, 10.8546, 2.77115], rel=1e-4)  # the spectral lamp in sRGB
+    assert float(light.verts[:, 1].min()) == pytest.approx(548.7)  # light.obj at y = 548.8, translated by -0.1
+    v = light.verts[light.faces[0]]
+    assert float(torch.linalg.cross(v[1] - v[0], v[2] - v[0])[1]) < 0  # it shines down
+    white, red, green = (scene.meshes[n].material.base_color_factor[:3] for n in ("floor", "left_wall", "right_wall"))
+    assert float(red[0]) > 5 * float(red[1]) and float(green[1]) > 3 * float(green[0])
+    assert _f(white) == pytest.approx([0.735, 0.736, 0.736], abs=2e-3)
+    cam = scene.cameras["sensor"]
+    assert (cam.width, cam.height, cam.near, cam.far) == (256, 256, 10.0, 2800.0)
+    # fov 39.3077 degrees on the smaller axis of a square film
+    assert float(cam.K[0, 0]) == pytest.approx(128 / math.tan(math.radians(39.3077 / 2)), rel=1e-6)
+    uv, depth = cam.project(torch.tensor([[278.0, 273.0, 0.0]]))
+    assert _f(uv[0]) == pytest.approx([128.0, 128.0]) and float(depth[0]) == pytest.approx(800.0)
+    assert scene.metadata["integrator"] == {"type": "volpathmis", "max_depth": 6}
+    assert scene.metadata["sensors"]["sensor"]["sampler"] == {"type": "stratified", "sample_count": 256}
+    assert notes and "the BSDF of an emitting shape" in notes[0]
+    out = lg.render(scene, scene.cameras["sensor"], integrator="raster")
+    assert out.rgb.shape == (256, 256, 3) and bool(torch.isfinite(out.rgb).all())
+    assert float(out.rgb.mean()) > 0 and float(out.alpha.mean()) > 0.9
+    # the red wall is on the left of the image, the green one on the right
+    left, right = out.rgb[128, 5], out.rgb[128, 250]
+    assert float(left[0]) > float(left[1]) and float(right[1]) > float(right[0])
+
+
+@needs_cornell
+def test_cornell_box_parameters_override_the_defaults():
+    scene, _ = _read(CORNELL, parameters={"width": 64, "height": 48, "spp": 4})
+    cam = scene.cameras["sensor"]
+    assert (cam.width, cam.height) == (64, 48)
+    assert scene.metadata["sensors"]["sensor"]["sampler"]["sample_count"] == 4
+
+
+# ----------------------------------------------------------------------------------- against Mitsuba 3
+def _mitsuba():
+    mi = pytest.importorskip("mitsuba")
+    try:
+        mi.set_variant("scalar_rgb")
+    except Exception as e:  # noqa: BLE001  a build without the variant
+        pytest.skip(f"mitsuba scalar_rgb variant unavailable: {e}")
+    return mi
+
+
+def test_camera_projection_matches_mitsuba(tmp_path):
+    mi = _mitsuba()
+    sensor = '''<sensor type="perspective" id="cam"><float name="fov" value="50"/>
+        <string name="fov_axis" value="{axis}"/><float name="principal_point_offset_x" value="0.1"/>
+        <float name="principal_point_offset_y" value="-0.05"/>
+        <transform name="to_world"><lookat origin="1, 2, 3" target="0, 0.2, 0" up="0, 1, 0"/>
+        <rotate z="1" angle="10"/><translate x="0.5"/></transform>
+        <film type="hdrfilm"><integer name="width" value="64"/><integer name="height" value="48"/></film></sensor>'''
+    points = torch.tensor([[0.0, 0.0, 0.0], [0.3, 0.1, -0.2], [-0.4, 0.5, 0.2], [0.2, -0.3, 0.4]], dtype=torch.float64)
+    for axis in ("x", "y", "diagonal", "smaller"):
+        path = _write(tmp_path, sensor.format(axis=axis))
+        cam = read_mitsuba_xml(path, dtype=torch.float64).cameras["cam"]
+        uv, _ = cam.project(points)
+        ref = mi.load_file(str(path)).sensors()[0]
+        for p, ours in zip(points.tolist(), uv.tolist()):
+            it = mi.Interaction3f()
+            it.p = mi.Point3f(*p)
+            ds, _ = ref.sample_direction(it, mi.Point2f(0.5, 0.5))
+            assert ours == pytest.approx([float(ds.uv[0]), float(ds.uv[1])], abs=2e-3), (axis, p)
+
+
+def test_shape_transforms_match_mitsuba(tmp_path):
+    mi = _mitsuba()
+    path = _write(tmp_path, '''<shape type="rectangle" id="r"><transform name="to_world">
+        <scale x="2" y="0.5"/><rotate value="1, 1, 0" angle="33"/><translate value="1 -2 3"/>
+        <lookat origin="0.5, 1, -2" target="0, 0, 1"/><matrix value="1 0 0.2 0  0 1 0 0.1  0 0 1 0  0 0 0 1"/>
+        </transform></shape>''')
+    ours = read_mitsuba_xml(path, dtype=torch.float64).meshes["r"].world_verts()
+    params = mi.traverse(mi.load_file(str(path)).shapes()[0])
+    if "vertex_positions" in params:
+        theirs = torch.tensor(np.array(params["vertex_positions"]), dtype=torch.float64).reshape(-1, 3)
+    else:  # an analytic rectangle: its corners through its to_world
+        M = torch.tensor(np.array(params["to_world"].matrix), dtype=torch.float64)
+        corners = torch.tensor([[-1.0, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], dtype=torch.float64)
+        theirs = corners @ M[:3, :3].T + M[:3, 3]
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_envmap_matches_mitsuba_in_world_directions(tmp_path):
+    mi = _mitsuba()
+    texels = torch.rand(8, 16, 3, generator=torch.Generator().manual_seed(1)) + 0.05
+    lg.io.write_exr(tmp_path / "sky.exr", texels, pixel_type="float")
+    path = _write(tmp_path, '<emitter type="envmap" id="sky"><string name="filename" value="sky.exr"/>'
+                            '<transform name="to_world"><rotate y="1" angle="90"/></transform></emitter>')
+    ours = read_mitsuba_xml(path, env_size=None, dtype=torch.float64).lights["sky"]
+    emitter = mi.load_file(str(path)).emitters()[0]
+    for i, j in [(2, 3), (5, 11), (1, 8), (6, 0), (0, 5), (7, 15)]:
+        d = _texel_direction(i, j, 8, 16)  # lumigrad's texel centres, where the resampled map is exact
+        si = mi.SurfaceInteraction3f()
+        si.wi = mi.Vector3f(*(-d).tolist())
+        theirs = [float(c) for c in emitter.eval(si)]
+        assert _f(envmap_lookup(ours.texels, d)) == pytest.approx(theirs, rel=1e-4, abs=1e-5), (i, j)
