@@ -363,3 +363,23 @@ def test_hostile_scenes_give_finite_images_and_gradients():
     scene.add_light("sky", lg.EnvironmentLight(sky))
     image = lg.render(scene, cam, integrator="path", spp=2).rgb
     assert torch.isfinite(image).all()
+
+
+def test_the_mitsuba_cornell_box_loads_and_path_traces():
+    """``../shared/data/cornell-box-mitsuba3``: read from its XML (spectra converted as Mitsuba's RGB mode does)
+    and path traced from its own sensor, scaled down: the lamp is the brightest thing, the walls bleed colour."""
+    from pathlib import Path
+
+    from lumigrad.fitting.problem import scale_camera
+
+    xml = Path(__file__).resolve().parents[3] / "shared" / "data" / "cornell-box-mitsuba3" / "cornell_box.xml"
+    if not xml.exists():
+        pytest.skip("the shared Cornell box is not beside the checkout")
+    with pytest.warns(Warning):
+        scene = lg.io.load(xml)
+    cam = scale_camera(scene.cameras["sensor"], 0.125)
+    image = lg.render(scene, cam, integrator="path", spp=8, max_depth=6).rgb
+    assert image.shape == (32, 32, 3) and torch.isfinite(image).all()
+    left, right = image[12:20, 1:4].mean((0, 1)), image[12:20, -4:-1].mean((0, 1))
+    assert left[0] > 2 * left[1] and right[1] > 2 * right[0]  # red wall on the left, green on the right
+    assert image[2:4, 12:20].max() > 5 * image.mean()  # the lamp under the ceiling

@@ -1,7 +1,8 @@
 """Environment lighting for the rasterizer: equirectangular lookups and split-sum image-based lighting.
 
-The map layout is :func:`lumigrad.shading.sh.equirect_directions`'s (world +y up, Mitsuba 3's ``envmap``
-with an identity ``to_world``). For rasterized (deferred) shading, glossy environment reflections use the
+The map layout is :func:`lumigrad.shading.sh.equirect_directions`'s (world +y up; the same direction to
+(u, v) map as Mitsuba 3's ``envmap`` with an identity ``to_world``, but rows centred on their latitudes where
+Mitsuba puts the first and last rows on the poles: :func:`lumigrad.io.read_mitsuba_xml` resamples once). For rasterized (deferred) shading, glossy environment reflections use the
 split-sum approximation (Karis 2013): the radiance pre-filtered with the GGX lobe around the mirror direction
 (:func:`prefilter_ggx`, one map per roughness level) times a directional-albedo term ``F0 A + B`` from a
 table over ``(n.v, roughness)`` (:func:`split_sum_lut`). Diffuse lighting comes from the irradiance in
