@@ -41,8 +41,8 @@ class PathIntegrator(Integrator):
         hide_emitters: emitters seen directly are black.
         spp_grad / seed_grad: samples per pixel and seed of the backward pass (default: ``spp`` and
             ``seed + 1``, independent of the forward image).
-        edge_samples: points per view on silhouette edges for the visibility gradient (default: ``H * W / 4``,
-            at least 256; 0 turns edge sampling off).
+        edge_samples: points per view on silhouette edges for the visibility gradient (default:
+            ``H * W * spp_grad / 16``, at least 256; 0 turns edge sampling off).
         antithetic_edges: trace the two sides of an edge point with the same random numbers (default), so
             the noise of the radiance jump largely cancels; False draws them independently (for comparison).
 
@@ -170,7 +170,7 @@ class _Run:
         """The boundary term of primary visibility (:mod:`lumigrad.raytrace.edges`), view by view."""
         cam = self.camera
         H, W = cam.height, cam.width
-        count = self.integrator.edge_samples or max(256, H * W // 4)
+        count = self.integrator.edge_samples or max(256, H * W * spp // 16)
         views = [cam] if cam.batch_shape == () else [cam[i] for i in range(len(cam))]
         v_views = v_image.reshape(-1, H, W, v_image.shape[-1])
         gen = torch.Generator(device=cam.device)
