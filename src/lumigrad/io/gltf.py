@@ -64,6 +64,7 @@ from ..cameras.camera import Camera
 from ..cameras import projection
 from ..conventions import opengl_c2w_to_world_to_cam, quaternion_to_matrix
 from ..limits import BudgetError, check_pixel_samples
+from .errors import ignored_features
 from ._paths import is_json_number as _is_number
 from .gltf_format import BIN_CHUNK, GLB_MAGIC, JSON_CHUNK, WRAP_MODES
 from ..scene.lights import DirectionalLight, PointLight, SpotLight
@@ -87,7 +88,6 @@ _KIND_TEXT = {"index": "a non-negative integer", "number": "a finite number",
 _SUPPORTED_EXTENSIONS = frozenset({"KHR_lights_punctual", "KHR_materials_ior", "KHR_materials_emissive_strength",
                                    "KHR_materials_transmission"})
 _ALPHA_MODES = ("OPAQUE", "MASK", "BLEND")
-_NOTE_DETAILS = 3  # details listed per ignored feature in the warning; the rest are counted
 
 
 class GltfError(ValueError):
@@ -529,10 +529,7 @@ class _Reader:
         if unsupported:
             shown = unsupported[:8] + ([f"... {len(unsupported)} in all"] if len(unsupported) > 8 else [])
             parts.append(f"extension{'s' if len(unsupported) > 1 else ''} {', '.join(shown)}")
-        for feature, where in self._notes.items():
-            details = list(where)
-            more = f", ... {len(details)} in all" if len(details) > _NOTE_DETAILS else ""
-            parts.append(f"{feature} ({', '.join(details[:_NOTE_DETAILS])}{more})")
+        parts += ignored_features(self._notes)
         if parts:
             warnings.warn(f"{self.path}: lumigrad ignores {'; '.join(parts)}", GltfWarning, stacklevel=4)
 

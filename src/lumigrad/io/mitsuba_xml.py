@@ -106,6 +106,7 @@ from ..cameras.camera import Camera
 from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
 from ..scene.scene import Scene, SceneMesh
 from ..shading.material import Material
+from .errors import ignored_features
 from ._paths import ConfinementError, check_regular_file, confined_path, open_regular_file, short_text
 from ._spectra import spectrum_to_rgb
 
@@ -134,7 +135,6 @@ _EMITTERS = ("area", "point", "spot", "directional", "envmap", "constant")
 _SENSORS = ("perspective", "thinlens")
 _MAX_INCLUDE_DEPTH = 32
 _MAX_NESTING = 64  # element nesting read (real scenes use fewer than 10; deeper input would recurse far)
-_NOTE_DETAILS = 3
 
 #: Mitsuba's named indices of refraction (``int_ior`` / ``ext_ior`` given as a name).
 IOR_NAMES = {"vacuum": 1.0, "helium": 1.000036, "hydrogen": 1.000132, "air": 1.000277, "carbon dioxide": 1.00045,
@@ -1216,10 +1216,7 @@ class _Reader:
     # ---------------------------------------------------------------------------------------- warnings
     def warn(self) -> None:
         parts = []
-        for feature, where in self.notes.items():
-            details = list(where)
-            more = f", ... {len(details)} in all" if len(details) > _NOTE_DETAILS else ""
-            parts.append(f"{feature} ({', '.join(details[:_NOTE_DETAILS])}{more})")
+        parts += ignored_features(self.notes)
         if parts:
             warnings.warn(f"{self.path}: lumigrad ignores {'; '.join(parts)}", MitsubaXmlWarning, stacklevel=4)
 
