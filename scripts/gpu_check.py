@@ -43,7 +43,14 @@ LOG_TAIL_LINES = 40
 FAILURE_LINES = 30
 
 # stage -> (cap in seconds for the full run, cap for --quick); the overall --budget bounds them all
-CAPS = {"environment": (60, 60), "tests": (260, 150), "bench": (110, 50), "raw": (70, 40), "bench_cpu": (60, 30)}
+CAPS = {"environment": (60, 60), "tests": (260, 150), "bench": (110, 50), "raw": (70, 40), "bench_cpu": (60, 30),
+        "scripts": (90, 45)}
+
+#: Benchmark scripts run on the device after the built-in benchmarks (stdout kept as <name>.log): host syncs
+#: of a frame, and the path tracer's time and memory by depth.
+SCRIPTS = {"frame_syncs": ["benchmarks/frame_syncs.py", "--device", "{device}", "--size", "256", "1024"],
+           "pathtrace": ["benchmarks/pathtrace.py", "--device", "{device}", "--size", "256", "--spp", "16",
+                         "--depths", "2", "8", "--repeats", "2"]}
 
 _current_child: list = [None]
 _state: dict = {}
@@ -569,6 +576,25 @@ def stage_raw(args, out: Path, deadline: float, device: str) -> dict:
             "note": "" if status == "ok" else _tail(out / "raw.log", 12)}
 
 
+def stage_scripts(args, out: Path, deadline: float, device: str) -> dict:
+    """Each of :data:`SCRIPTS` with the stage's time split between them; their tables go into the summary."""
+    timeout = _stage_timeout("scripts", args, deadline)
+    results, end = {}, time.monotonic() + timeout
+    for name, cmd in SCRIPTS.items():
+        left = end - time.monotonic()
+        if left < MIN_STAGE_S:
+            results[name] = {"status": "skipped", "note": f"{left:.0f} s left"}
+            continue
+        run = _run(_py() + [c.format(device=device) for c in cmd], left, out / f"{name}.log")
+        ok = run["rc"] == 0 and not run["timed_out"]
+        results[name] = {"status": "ok" if ok else ("timeout" if run["timed_out"] else "failed"),
+                         "seconds": run["seconds"], "output": _tail(out / f"{name}.log", 30)}
+    _state["scripts"] = results
+    bad = [k for k, v in results.items() if v["status"] != "ok"]
+    return {"status": "ok" if not bad else "failed", "seconds": round(timeout - (end - time.monotonic()), 2),
+            "note": ", ".join(f"{k}: {results[k]['status']}" for k in bad)}
+
+
 # ============================================================================================ summary
 def _md_table(header: list, rows: list) -> str:
     def cell(x) -> str:
@@ -681,6 +707,9 @@ def render_markdown(summary: dict) -> str:
                  ("covered pixels", "covered_pixels"), ("first call (incl. kernel load / compile), s", "first_call_s"),
                  ("face-id agreement with the CPU", "face_id_agreement_vs_cpu"), ("CPU rasterize, s", "cpu_rasterize_s")]
         lines += [_md_table(["what", "value"], [[k, raw[v]] for k, v in items if v in raw]), ""]
+    for name, result in (summary.get("scripts") or {}).items():
+        lines += [f"## `{' '.join(SCRIPTS[name][:1])}` ({result['status']})", "", "```",
+                  result.get("output") or result.get("note", ""), "```", ""]
     lines += ["## Files", "", ", ".join(f"`{p}`" for p in summary.get("files", [])), ""]
     return "\n".join(lines)
 
@@ -691,6 +720,7 @@ def write_summary(summary: dict, out: Path) -> None:
     summary["tests"] = _state.get("tests")
     summary["bench"] = _state.get("bench", {})
     summary["raw"] = _state.get("raw")
+    summary["scripts"] = _state.get("scripts")
     try:
         summary["files"] = sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
     except OSError:
@@ -722,7 +752,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--raw-faces", type=int, default=None,
                    help="triangles of the raw-timing sphere (default 1000000, --quick 250000)")
     p.add_argument("--raw-size", type=int, default=None, help="raw-timing image size (default 1024, --quick 512)")
-    p.add_argument("--skip", nargs="+", default=[], choices=["tests", "bench", "raw", "bench_cpu"],
+    p.add_argument("--skip", nargs="+", default=[], choices=["tests", "bench", "raw", "bench_cpu", "scripts"],
                    help="stages to leave out")
     p.add_argument("--allow-cpu", action="store_true", help=argparse.SUPPRESS)  # dry run of the plumbing on a CPU
     p.add_argument("--worker", choices=["env", "raw"], help=argparse.SUPPRESS)
@@ -812,6 +842,8 @@ def main(argv=None) -> int:
     if "bench_cpu" not in args.skip:
         cpu_size = 256 if 256 in args.sizes else min(args.sizes)
         stage("bench_cpu", lambda a, o, d: _bench(a, o, d, "cpu", [cpu_size], max(2, a.repeats - 2), "bench_cpu"))
+    if "scripts" not in args.skip:
+        stage("scripts", stage_scripts, device)
 
     tests = _state.get("tests") or {}
     failed = (tests.get("counts", {}).get("failed", 0) + tests.get("counts", {}).get("errors", 0)) if tests else 0
