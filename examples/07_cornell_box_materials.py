@@ -1,7 +1,7 @@
 """Recover the wall colours and the tall box's roughness of the Cornell box from one path-traced image.
 
-The scene is the original Cornell box (Williams College's OBJ, in ``../shared/data/cornell-box-obj``): its
-emissive ceiling quad becomes an area light, every surface the glTF metallic-roughness model. The target is a
+The scene is the original Cornell box (Williams College's OBJ, embedded: ``lumigrad.data.load_cornell_box``):
+its emissive ceiling quad becomes an area light, every surface the glTF metallic-roughness model. The target is a
 path-traced render (``--target-spp`` samples per pixel, ``max_depth`` 5) with the true materials. The
 unknowns start grey and smooth: the red and green walls' albedo and the tall box's roughness. What ties them
 to the pixels is light transport, not only direct light: the walls bleed their colour onto the floor, the
@@ -24,22 +24,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
 import lumigrad as lg
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cornell-box-obj" / "CornellBox-Original.obj"
 WALLS = ("mesh_leftWall", "mesh_rightWall")
-
-
-def load_box(path: Path) -> lg.Scene:
-    """The Cornell box as a scene whose emissive quad is an area light."""
-    scene = lg.scene.from_mesh.as_scene(lg.io.load(path), "box")
-    lamp = scene.meshes.pop("mesh_light")
-    scene.add_light("lamp", lg.AreaLight(lamp.verts, lamp.faces, lamp.material.emissive_factor))
-    return scene
 
 
 def camera(size: int) -> lg.Camera:
@@ -53,16 +43,15 @@ def main(argv=None) -> dict:
     p.add_argument("--spp", type=int, default=4, help="samples per pixel of each step")
     p.add_argument("--target-spp", type=int, default=256)
     p.add_argument("--lr", type=float, default=0.08)
-    p.add_argument("--data", type=Path, default=DATA)
     args = p.parse_args(argv)
     cam = camera(args.size)
-    truth = load_box(args.data)
+    truth = lg.data.load_cornell_box()
     truth.meshes["mesh_tallBox"].material.roughness_factor = torch.tensor(0.25)
     true_albedo = {w: truth.meshes[w].material.base_color_factor[:3].clone() for w in WALLS}
     with torch.no_grad():
         target = lg.render(truth, cam, integrator="path", spp=args.target_spp, max_depth=5, seed=1000).rgb
 
-    scene = load_box(args.data)
+    scene = lg.data.load_cornell_box()
     logits = {w: torch.zeros(3, requires_grad=True) for w in WALLS}  # sigmoid(0) = 0.5: grey
     rough_logit = torch.tensor(2.0, requires_grad=True)  # sigmoid(2) = 0.88: rough
     opt = torch.optim.Adam(list(logits.values()) + [rough_logit], lr=args.lr)
