@@ -195,7 +195,7 @@ def test_bad_settings_and_scenes_are_refused():
     with pytest.raises(ValueError, match="spp"):
         lg.render(scene, cam, integrator="path", spp=0)
     with pytest.raises(ValueError, match="has no AOV"):
-        lg.render(scene, cam, integrator="path", aovs=("depth",))
+        lg.render(scene, cam, integrator="path", aovs=("face_id",))
     scene.add_light("sh", lg.SHLight(torch.zeros(9, 3, dtype=F64)))
     with pytest.raises(ValueError, match="SHLight"):
         lg.render(scene, cam, integrator="path")
@@ -383,3 +383,19 @@ def test_the_mitsuba_cornell_box_loads_and_path_traces():
     left, right = image[12:20, 1:4].mean((0, 1)), image[12:20, -4:-1].mean((0, 1))
     assert left[0] > 2 * left[1] and right[1] > 2 * right[0]  # red wall on the left, green on the right
     assert image[2:4, 12:20].max() > 5 * image.mean()  # the lamp under the ceiling
+
+
+def test_first_hit_aovs_match_the_rasterizer_and_carry_gradients():
+    """Depth, normal, position, albedo and mask of the first hit, as the rasterizer gives them (inside the
+    silhouette, where a pixel's jittered rays all see the same smooth surface)."""
+    scene, cam = _point_lit_floor(), _top_camera()
+    names = ("depth", "normal", "position", "albedo", "mask")
+    traced = lg.render(scene, cam, integrator="path", spp=64, aovs=names).aovs
+    raster = lg.render(scene, cam, aovs=names, use_antialias=False, background=0.0).aovs
+    for name in names:
+        assert traced[name].shape == raster[name].shape, name
+        assert torch.allclose(traced[name][4:12, 4:12], raster[name][4:12, 4:12], atol=0.02), name
+    verts = scene.meshes["floor"].verts.detach().clone().requires_grad_(True)
+    scene.meshes["floor"].verts = verts
+    lg.render(scene, cam, integrator="path", spp=2, aovs=("depth",)).aovs["depth"].sum().backward()
+    assert verts.grad is not None and verts.grad.abs().sum() > 0

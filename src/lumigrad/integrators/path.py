@@ -18,7 +18,8 @@ from .._checks import check_positive_int
 from ..cameras.camera import Camera
 from ..conventions import pixel_centers
 from ..raytrace.edges import sample_primary_edges
-from ..raytrace.transport import PathAdjoint, TraceScene, sample_paths
+from ..kernels.bvh import bvh_for
+from ..raytrace.transport import PathAdjoint, TraceScene, sample_paths, surface_at
 from ..scene.lights import AreaLight, EnvironmentLight, SHLight
 from ..scene.scene import Scene
 from ..shading.image_formation import form_image_unchecked
@@ -50,6 +51,12 @@ class PathIntegrator(Integrator):
     no normal maps yet); lights: point, spot,
     directional, area (uniform radiance: also hit by BSDF rays) and environment; ``SHLight`` is refused.
 
+    AOVs (:data:`lumigrad.integrators.AOV_DOCS`): ``depth``, ``normal``, ``position``, ``albedo`` and ``mask`` of
+    the surface each camera ray hits first, averaged over the pixel's ``spp`` jittered rays (a box filter:
+    silhouette pixels mix surface and zero background); ``normal`` is the shading normal, turned towards the
+    camera on double-sided meshes. They are differentiable by ordinary autograd (the first hit recomputed from
+    the vertices), without visibility gradients at silhouettes.
+
     **Differentiability:** unbiased gradients w.r.t. materials (factors, texels), emitters (radiance,
     intensity, environment texels, light positions through their direct lighting) and the film. Geometry
     and the camera get the interior term of every path vertex (its shading for a fixed incoming ray) and,
@@ -58,7 +65,7 @@ class PathIntegrator(Integrator):
     give no gradient yet.
     """
 
-    aov_names = ()
+    aov_names = ("depth", "normal", "position", "albedo", "mask")
     monte_carlo = True
 
     def __init__(self, *, max_depth: int = 8, rr_depth: int = 5, hide_emitters: bool = False,
@@ -88,9 +95,7 @@ class PathIntegrator(Integrator):
 
     def render(self, scene: Scene, camera: Camera, *, aovs: Sequence[str] = (), spp: int = 1,
                seed: int = 0) -> RenderOutput:
-        """Render colour and coverage; see the class. ``aovs`` must be empty."""
-        if aovs:
-            raise ValueError(f"the {type(self).__name__} has no AOVs; got {tuple(aovs)}")
+        """Render colour, coverage and the AOVs ``aovs``; see the class."""
         run = _Run(self, scene, camera, spp, seed)
         check_index_tables(scene)
         frame_checks(scene, camera).flush()  # one read: the path tracer syncs freely anyway
@@ -100,7 +105,7 @@ class PathIntegrator(Integrator):
         rgb = form_image_unchecked(radiance, exposure=film.exposure, white_balance=film.white_balance,
                                    vignetting=film.vignetting, K=camera.K if film.vignetting is not None else None,
                                    tone=film.tone, encode=film.encode, gamma=film.gamma)
-        return RenderOutput(rgb, run.alpha, {})
+        return RenderOutput(rgb, run.alpha, run.aovs(tuple(aovs)) if aovs else {})
 
 
 @register_integrator("direct")
@@ -198,6 +203,26 @@ class _Run:
             surrogate = (weight * (n * edges.points[keep]).sum(-1)).sum()
             adjoint.backprop(surrogate)
 
+    def aovs(self, names) -> dict:
+        """The first-hit buffers ``names`` (``[..., H, W, C]``, the pixel's mean over its camera rays)."""
+        ts = _trace_scene(self.scene)
+        o, d = _camera_rays(self.camera, self.spp, self.seed, ts.verts.dtype)
+        face, _, _ = bvh_for(ts.verts.detach(), ts.faces).closest_hit(o.detach(), d.detach())
+        rows = (face >= 0).nonzero()[:, 0]
+        si, _, _, _ = surface_at(ts, face.index_select(0, rows), o.index_select(0, rows), d.index_select(0, rows))
+        w2c = self.camera.world_to_cam.to(ts.verts.dtype)
+        view = rows // (self.camera.height * self.camera.width * self.spp)
+        R = w2c.reshape(-1, 4, 4)[view] if self.camera.batch_shape != () else w2c.expand(rows.shape[0], 4, 4)
+        depth = (R[:, 2, :3] * si.position).sum(-1, keepdim=True) + R[:, 2, 3:]
+        values = {"depth": depth, "normal": si.normal, "position": si.position, "albedo": si.base_color,
+                  "mask": torch.ones_like(depth)}
+        out = {}
+        for name in names:
+            v = values[name]
+            dense = v.new_zeros(o.shape[0], v.shape[-1]).index_copy(0, rows, v)
+            out[name] = _pixels(dense, self.camera, self.spp)
+        return out
+
     def _settings(self, seed: int) -> dict:
         it = self.integrator
         return dict(max_depth=it.max_depth, rr_depth=it.rr_depth, seed=(2 * seed) % _SEED_MOD,
@@ -269,7 +294,5 @@ def _pixels(L: torch.Tensor, camera: Camera, spp: int) -> torch.Tensor:
 
 def _coverage(ts: TraceScene, o, d, camera: Camera, spp: int) -> torch.Tensor:
     """``[..., H, W, 1]``: the fraction of each pixel's camera rays that hit a surface."""
-    from ..kernels.bvh import bvh_for
-
     face, _, _ = bvh_for(ts.verts.detach(), ts.faces).closest_hit(o.detach(), d.detach())
     return _pixels((face >= 0).to(o.dtype)[:, None], camera, spp)

@@ -40,7 +40,7 @@ from ..shading.material import Material, sample_material_unchecked
 from ..shading.surface import SurfaceSample
 from .intersect import intersect_faces_unchecked, offset_ray_origin
 
-__all__ = ["PathAdjoint", "TraceScene", "power_heuristic", "sample_paths"]
+__all__ = ["PathAdjoint", "TraceScene", "power_heuristic", "sample_paths", "surface_at"]
 
 #: The largest number of bounces of a path with ``max_depth = -1`` (Russian roulette ends paths long before).
 MAX_BOUNCES = 1024
@@ -161,7 +161,7 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
         with torch.enable_grad() if adjoint is not None else torch.no_grad():
             ro, rd = (primary() if depth == 0 and primary is not None and adjoint is not None else (o, d))
             ro, rd = ro.index_select(0, rows), rd.index_select(0, rows)
-            si, emission, ng, emitter_rows = _surface(ts, face.index_select(0, rows), ro, rd)
+            si, emission, ng, emitter_rows = surface_at(ts, face.index_select(0, rows), ro, rd)
             bsdf = bsdf_for(si)  # with transmission (glass) when a material transmits
             bh = b.index_select(0, rows)
             # Emission seen by the previous bounce (MIS against light sampling for area lights).
@@ -247,7 +247,7 @@ def _escaped(ts, prev_x, o, d, miss, prev_pdf, depth, hide_emitters, beta, adjoi
     return term.detach()
 
 
-def _surface(ts: TraceScene, face: torch.Tensor, o: torch.Tensor, d: torch.Tensor):
+def surface_at(ts: TraceScene, face: torch.Tensor, o: torch.Tensor, d: torch.Tensor):
     """The surface at the hits ``face`` of rays ``o, d``: ``(SurfaceSample, emission [N, 3], geometric normal,
     emitter part index per row or -1)``; recomputed from the vertex tensors (differentiable)."""
     _, bary = intersect_faces_unchecked(ts.verts, ts.faces, o, d, face)
