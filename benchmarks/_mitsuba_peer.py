@@ -21,6 +21,11 @@ Mitsuba's film coordinates then coincide with lumigrad's pixel coordinates; ``_s
 Running this file (``.venv/bin/python benchmarks/_mitsuba_peer.py``) runs the self-check and then times
 the Spot cow at 512x512.
 
+Path tracing: :func:`scene_dict` translates a lumigrad ``Scene`` and ``Camera`` into a ``mi.load_dict``
+dictionary (meshes with their materials as :func:`bsdf_dict` maps them, area lights, an environment map made
+exact by :func:`envmap_bitmap`); ``tests/integrators/test_path_vs_mitsuba.py`` checks each convention and
+compares the images, ``benchmarks/pathtrace.py`` times both renderers on it.
+
 Environment: Dr.Jit's LLVM backend ``dlopen``s a system libLLVM at run time. If ``DRJIT_LIBLLVM_PATH`` is
 unset, this module points it at Debian's libLLVM 19 (package ``libllvm19``) when present, before
 ``drjit`` is imported.
@@ -328,6 +333,185 @@ class MitsubaPeer:
     def time_vertex_gradient(self, repeats: int = 5, spp: int = 1) -> list[float]:
         """Seconds per render + backward pass (evaluated and synchronised), after one untimed warm-up."""
         return _timed(lambda: self._vertex_gradient(spp), repeats)
+
+
+# -- lumigrad scenes in Mitsuba (path tracing) -----------------------------------------------------
+def use_variant() -> None:
+    """Select the ``llvm_ad_rgb`` variant again (another caller may have switched Mitsuba to another one)."""
+    mi, _ = _load()
+    if mi.variant() != VARIANT:
+        mi.set_variant(VARIANT)
+
+
+def sensor_dict(camera, spp: int = 1, *, sampler: str = "independent", **film) -> dict:
+    """A Mitsuba ``perspective`` sensor seeing what the lumigrad ``camera`` sees, pixel for pixel.
+
+    The camera must be unbatched, undistorted, perspective, with square pixels and a centred principal point.
+    Mitsuba's camera frame is x left, y up, z forward: ``to_world = inv(world_to_cam) @ diag(-1, -1, 1, 1)``
+    (see the module docstring), and the film is a box-filtered ``hdrfilm`` (each sample lands in one pixel,
+    as lumigrad's jittered samples do). ``film`` adds ``hdrfilm`` entries (e.g. ``sample_border=True``).
+    """
+    mi, _ = _load()
+    if camera.batch_shape != () or camera.distortion is not None or camera.projection != "perspective":
+        raise ValueError("sensor_dict needs one undistorted perspective camera")
+    K = camera.K.detach().double().cpu().numpy()
+    w2c = camera.world_to_cam.detach().double().cpu().numpy()
+    W, H = int(camera.width), int(camera.height)
+    if not math.isclose(K[0, 0], K[1, 1], rel_tol=1e-6) or abs(K[0, 2] - W / 2) > 1e-6 * W \
+            or abs(K[1, 2] - H / 2) > 1e-6 * H or abs(K[0, 1]) > 1e-9:
+        raise ValueError(f"sensor_dict needs square pixels and a centred principal point; K = {K.tolist()}")
+    to_world = np.linalg.inv(w2c) @ np.diag([-1.0, -1.0, 1.0, 1.0])
+    return {"type": "perspective", "fov_axis": "x", "fov": math.degrees(2.0 * math.atan(W / (2.0 * K[0, 0]))),
+            "near_clip": 1e-3, "far_clip": 1e4,  # lumigrad's camera rays start at the eye
+            "to_world": mi.ScalarTransform4f(to_world.tolist()),
+            "sampler": {"type": sampler, "sample_count": int(spp)},
+            "film": {"type": "hdrfilm", "width": W, "height": H, "rfilter": {"type": "box"},
+                     "pixel_format": "rgb", **film}}
+
+
+def envmap_bitmap(texels) -> np.ndarray:
+    """Mitsuba ``envmap`` data that evaluates to exactly lumigrad's bilinear lookup of ``texels [H, W, C]``.
+
+    Both renderers map a direction to ``u = atan2(d_x, -d_z) / 2 pi``, ``v = acos(d_y) / pi`` and centre column
+    ``j`` at ``u = (j + 0.5) / W``. Lumigrad centres row ``i`` at ``v = (i + 0.5) / H`` (constant beyond the first
+    and last row centres); Mitsuba puts row ``i`` of an ``H'``-row bitmap at ``v = i / (H' - 1)``, on the poles at
+    both ends. With ``H' = 2 H + 1`` Mitsuba's rows fall on every lumigrad row centre (odd rows: the texels) and
+    half-way between them (even rows: the mean of the two neighbours; the poles repeat the first / last row), so
+    both bilinear interpolants are the same function (see :func:`lumigrad.io.mitsuba_xml.mitsuba_envmap_to_equirect`
+    for the converse, which is exact at texel centres only).
+    """
+    t = np.asarray(texels.detach().cpu().numpy() if hasattr(texels, "detach") else texels, np.float64)
+    H = t.shape[0]
+    out = np.empty((2 * H + 1,) + t.shape[1:], np.float64)
+    out[1::2] = t
+    out[2:-1:2] = 0.5 * (t[:-1] + t[1:])
+    out[0], out[-1] = t[0], t[-1]
+    return np.ascontiguousarray(out, np.float32)
+
+
+def _rgb(value) -> dict:
+    return {"type": "rgb", "value": [float(c) for c in np.asarray(value, np.float64).reshape(-1)[:3]]}
+
+
+def bsdf_dict(material, *, metal: str = "principled") -> dict:
+    """The Mitsuba BSDF closest to a lumigrad glTF ``Material`` (factors only, or a base-colour texture).
+
+    * ``metallic 0, ior 1, no transmission``: ``diffuse`` (lumigrad's Schlick coat with ``f0 = 0`` still adds a
+      little rough specular at grazing angles: ``(1 - v.h)^5``; Mitsuba's ``diffuse`` has none);
+      ``base_color_texture`` becomes an 8-bit sRGB ``bitmap`` (``raw = False``, bilinear, ``repeat``).
+    * ``metallic 1``: ``metal="principled"``: ``principled`` with ``metallic = 1`` (Schlick Fresnel with ``F0 =
+      base_color`` and GGX with ``alpha = roughness^2``, as lumigrad, but Smith shadowing is separable,
+      ``G1(wi) G1(wo)``, where lumigrad's is height-correlated); ``metal="roughconductor"``: a GGX
+      ``roughconductor`` with ``F = 1`` (``material = "none"``) times ``specular_reflectance = base_color``.
+    * ``transmission_factor 1, metallic 0``: ``roughdielectric`` (GGX, ``alpha = roughness^2``, ``int_ior = ior``).
+
+    Raises:
+        NotImplementedError: anything else (a mixture no Mitsuba plugin reproduces).
+    """
+    m = material
+    f = lambda t: float(t.detach().reshape(-1)[0])  # noqa: E731
+    base = m.base_color_factor.detach().double().cpu().numpy()
+    metallic, rough, ior, trans = f(m.metallic_factor), f(m.roughness_factor), f(m.ior), f(m.transmission_factor)
+    others = [k for k in ("metallic_roughness_texture", "normal_texture", "occlusion_texture", "emissive_texture")
+              if getattr(m, k) is not None]
+    if others or (m.base_color_texture is not None and (metallic != 0 or not np.allclose(base, 1))):
+        raise NotImplementedError(f"no Mitsuba equivalent for a material with {others or 'a tinted texture'}")
+    if trans == 1.0 and metallic == 0.0:
+        return {"type": "roughdielectric", "distribution": "ggx", "alpha": max(rough * rough, 1e-3),
+                "int_ior": ior, "ext_ior": 1.0}
+    if trans == 0.0 and metallic == 0.0 and ior == 1.0:
+        if m.base_color_texture is None:
+            return {"type": "diffuse", "reflectance": _rgb(base)}
+        mi, _ = _load()
+        tex = m.base_color_texture.detach().double().cpu().numpy()[..., :3]
+        texels = np.round(tex * 255.0)
+        if np.abs(texels - tex * 255.0).max() > 1e-3:
+            raise NotImplementedError("base_color_texture must hold 8-bit values (k / 255) to match an sRGB bitmap")
+        bitmap = mi.Bitmap(np.ascontiguousarray(texels.astype(np.uint8)))  # 8-bit: sRGB-encoded
+        return {"type": "diffuse", "reflectance": {"type": "bitmap", "bitmap": bitmap, "raw": False,
+                                                   "filter_type": "bilinear", "wrap_mode": "repeat"}}
+    if trans == 0.0 and metallic == 1.0:
+        if metal == "principled":
+            return {"type": "principled", "base_color": _rgb(base), "metallic": 1.0, "roughness": rough}
+        if metal == "roughconductor":
+            return {"type": "roughconductor", "distribution": "ggx", "alpha": max(rough * rough, 1e-3),
+                    "material": "none", "specular_reflectance": _rgb(base)}
+        raise ValueError(f"metal must be 'principled' or 'roughconductor'; got {metal!r}")
+    raise NotImplementedError(f"no Mitsuba equivalent for metallic={metallic}, ior={ior}, transmission={trans}")
+
+
+def mesh_object(name: str, verts, faces, *, uv=None, uv_faces=None, normals=None, bsdf: dict | None = None,
+                emitter: dict | None = None):
+    """A Mitsuba ``Mesh`` from world-space triangles (numpy or torch), one vertex per face corner (so that
+    per-corner texture coordinates ``uv[uv_faces]`` need no welding), shading ``normals`` indexed by ``faces``."""
+    mi, _ = _load()
+    arr = lambda t: np.asarray(t.detach().double().cpu().numpy() if hasattr(t, "detach") else t)  # noqa: E731
+    faces = arr(faces).astype(np.int64)
+    corners = arr(verts)[faces].reshape(-1, 3)
+    props = mi.Properties()
+    props["bsdf"] = mi.load_dict(bsdf if bsdf is not None else {"type": "diffuse", "reflectance": _rgb([0, 0, 0])})
+    if emitter is not None:
+        props["emitter"] = mi.load_dict(emitter)
+    mesh = mi.Mesh(name, len(corners), len(faces), props=props, has_vertex_normals=normals is not None,
+                   has_vertex_texcoords=uv is not None)
+    params = mi.traverse(mesh)
+    params["vertex_positions"] = mi.Float(corners.ravel().astype(np.float32))
+    params["faces"] = mi.UInt32(np.arange(corners.shape[0], dtype=np.uint32))
+    if normals is not None:
+        params["vertex_normals"] = mi.Float(arr(normals)[faces].reshape(-1).astype(np.float32))
+    if uv is not None:
+        uvf = faces if uv_faces is None else arr(uv_faces).astype(np.int64)
+        params["vertex_texcoords"] = mi.Float(arr(uv)[uvf].reshape(-1).astype(np.float32))
+    params.update()
+    return mesh
+
+
+def scene_dict(scene, camera, *, integrator: dict, spp: int = 1, metal: str = "principled") -> dict:
+    """A Mitsuba scene dictionary (for ``mi.load_dict``) of a lumigrad ``Scene`` seen by ``camera``.
+
+    Meshes keep their names (so ``mi.traverse`` keys read ``"<name>.bsdf...."``; double-sided ones get a
+    ``twosided`` BSDF, ``"<name>.bsdf.brdf_0...."``) and their interpolated shading normals; materials as
+    :func:`bsdf_dict`. An ``AreaLight`` of uniform radiance becomes a mesh with a one-sided ``area`` emitter and
+    a black ``diffuse`` BSDF (lumigrad's lamp surface is black under a Schlick coat with ``f0 = 0.04``: a few
+    percent of rough specular that Mitsuba's lamp lacks). An ``EnvironmentLight`` becomes an ``envmap`` of
+    :func:`envmap_bitmap` (``scale`` folded in). Other lights are refused.
+    """
+    from lumigrad.scene.lights import AreaLight, EnvironmentLight
+
+    flat = scene.flatten(emitters=True, normals=True)
+    out = {"type": "scene", "integrator": integrator, "sensor": sensor_dict(camera, spp)}
+    for k, part in enumerate(flat.parts):
+        rows = (flat.face_part == k).nonzero()[:, 0]
+        group, name = part.name.split(".", 1)
+        if isinstance(part.source, AreaLight):
+            if part.source.two_sided:
+                raise NotImplementedError("Mitsuba's area emitter is one-sided")
+            bsdf, emitter = None, {"type": "area", "radiance": _rgb(part.source.radiance.detach().cpu())}
+        else:
+            bsdf, emitter = bsdf_dict(part.material, metal=metal), None
+            if part.double_sided:
+                bsdf = {"type": "twosided", "bsdf": bsdf}
+        has_uv = part.material.base_color_texture is not None
+        out[name] = mesh_object(name, flat.verts, flat.faces[rows], normals=flat.normals,
+                                uv=flat.uv if has_uv else None, uv_faces=flat.uv_faces[rows] if has_uv else None,
+                                bsdf=bsdf, emitter=emitter)
+    for name, light in scene.lights.items():
+        if isinstance(light, AreaLight) and light.radiance.dim() == 1:
+            continue  # drawn above
+        if isinstance(light, EnvironmentLight):
+            mi, _ = _load()
+            out[name] = {"type": "envmap", "bitmap": mi.Bitmap(envmap_bitmap(light.radiance.detach()))}
+            continue
+        raise NotImplementedError(f"no Mitsuba conversion for a {type(light).__name__} ({name!r})")
+    return out
+
+
+def render_numpy(mitsuba_scene, spp: int, seed: int = 0, params=None) -> np.ndarray:
+    """``mi.render`` as a ``[H, W, 3]`` float64 numpy image (evaluated and synchronised)."""
+    mi, _ = _load()
+    img = mi.render(mitsuba_scene, params, spp=spp, seed=seed)
+    _sync(img)
+    return np.array(img, np.float64)
 
 
 # -- checks and the Spot benchmark ----------------------------------------------------------------

@@ -1,0 +1,363 @@
+"""The path tracer against Mitsuba 3: the same scenes (geometry, camera, lights, materials) rendered by both,
+converged images compared by relative RMSE, and one reflectance gradient against Mitsuba's ``prb``.
+
+Skipped when Mitsuba 3 (``llvm_ad_rgb``) is not importable: ``bash benchmarks/setup_mitsuba.sh`` installs it.
+The scenes are translated by ``benchmarks/_mitsuba_peer.py`` (``scene_dict``), whose camera, envmap and
+material conventions the first tests pin down.
+
+Metric: the relative RMSE ``rrmse(a, ref) = sqrt(mean((a - ref)^2)) / mean(ref)`` over pixels and channels,
+below 2%. Lumigrad renders 32 x 32 images with 0.5-2 k samples per pixel, Mitsuba the reference with 8-16 k,
+both with fixed seeds (deterministic). Where lumigrad's per-pixel Monte Carlo noise alone would reach the
+tolerance (rough reflections, glass), the images are compared after averaging ``k x k`` pixel blocks (the
+same estimator with the samples of a block pooled); each test's docstring says which, and what was measured
+(on a 2-core CPU).
+
+Each test writes ``lumigrad.png``, ``mitsuba.png`` and ``diff.png`` (``|a - b|`` scaled by 1 / mean(ref)) under
+its ``tmp_path`` and names the folder when it fails.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import lumigrad as lg
+from lumigrad.shading import Material
+from lumigrad.shading.envmap import envmap_lookup
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import _mitsuba_peer as peer  # noqa: E402
+
+_OK, _WHY = peer.available()
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not _OK, reason=f"Mitsuba 3 unavailable: {_WHY}")]
+
+QUAD = torch.tensor([[0, 1, 2], [0, 2, 3]])
+TOLERANCE = 0.02
+
+
+@pytest.fixture()
+def mi():
+    """Mitsuba in the ``llvm_ad_rgb`` variant (other tests may have selected another one)."""
+    peer.use_variant()
+    return peer._load()[0]
+
+
+def rrmse(a: np.ndarray, ref: np.ndarray) -> float:
+    """``sqrt(mean((a - ref)^2)) / mean(ref)``."""
+    return float(np.sqrt(np.mean((a - ref) ** 2)) / np.mean(ref))
+
+
+def blocks(img: np.ndarray, k: int) -> np.ndarray:
+    """Mean of ``k x k`` pixel blocks of ``img [H, W, C]``."""
+    H, W, C = img.shape
+    return img.reshape(H // k, k, W // k, k, C).mean((1, 3))
+
+
+def save(tmp_path: Path, ours: np.ndarray, ref: np.ndarray) -> Path:
+    """Write the two images (clamped to [0, 1] after scaling by 0.5 / mean(ref)) and their difference."""
+    scale = 0.5 / max(float(np.mean(ref)), 1e-12)
+    for name, img in (("lumigrad", ours * scale), ("mitsuba", ref * scale), ("diff", np.abs(ours - ref) * 2 * scale)):
+        lg.io.write_image(tmp_path / f"{name}.png", torch.from_numpy(np.clip(img, 0, 1)))
+    return tmp_path
+
+
+def lumigrad_image(scene, cam, **kw) -> np.ndarray:
+    with torch.no_grad():
+        return lg.render(scene, cam, **kw).rgb.double().numpy()
+
+
+def mitsuba_image(mi, scene, cam, integrator: dict, spp: int, seed: int = 0, **kw) -> np.ndarray:
+    return peer.render_numpy(mi.load_dict(peer.scene_dict(scene, cam, integrator=integrator, **kw)), spp, seed)
+
+
+def compare(tmp_path, ours, ref, *, block: int = 1, tolerance: float = TOLERANCE) -> float:
+    folder = save(tmp_path, ours, ref)
+    assert ref.mean() > 0, f"Mitsuba's image is black; images in {folder}"
+    err = rrmse(blocks(ours, block), blocks(ref, block))
+    full = rrmse(ours, ref)
+    print(f"rrmse {err:.4f} ({block}x{block} blocks), per pixel {full:.4f}; images in {folder}")
+    assert err < tolerance, (f"relative RMSE {err:.4f} >= {tolerance} ({block}x{block} blocks; per pixel "
+                             f"{full:.4f}); images in {folder}")
+    return err
+
+
+def lambert(rgb, texture=None) -> Material:
+    """glTF metallic-roughness with metallic 0 and ior 1 (``f0 = 0``): Lambert but for Schlick's grazing term.
+    ``rgb`` may be a tensor that requires grad."""
+    rgb = torch.as_tensor(rgb, dtype=torch.float32)
+    return Material(base_color_factor=torch.cat([rgb, torch.ones(1)]), metallic_factor=0.0, roughness_factor=1.0,
+                    ior=1.0, base_color_texture=texture)
+
+
+def cornell_box(back=(0.7, 0.7, 0.7)) -> lg.Scene:
+    """A unit box open towards -z (the camera), double-sided walls, a square lamp facing down under the
+    ceiling (``benchmarks/pathtrace.py``'s scene). ``back`` is the back wall's albedo (may require grad)."""
+    walls = {
+        "back": ([[-1, -1, 1], [-1, 1, 1], [1, 1, 1], [1, -1, 1]], back),
+        "floor": ([[-1, -1, -1], [-1, -1, 1], [1, -1, 1], [1, -1, -1]], (0.7, 0.7, 0.7)),
+        "ceiling": ([[-1, 1, -1], [1, 1, -1], [1, 1, 1], [-1, 1, 1]], (0.7, 0.7, 0.7)),
+        "left": ([[-1, -1, -1], [-1, 1, -1], [-1, 1, 1], [-1, -1, 1]], (0.6, 0.1, 0.1)),
+        "right": ([[1, -1, -1], [1, -1, 1], [1, 1, 1], [1, 1, -1]], (0.1, 0.6, 0.1)),
+    }
+    scene = lg.Scene()
+    for name, (verts, rgb) in walls.items():
+        scene.add_mesh(name, lg.SceneMesh(torch.tensor(verts, dtype=torch.float32), QUAD, lambert(rgb),
+                                          double_sided=True))
+    lamp = torch.tensor([[-0.25, 0.99, -0.25], [0.25, 0.99, -0.25], [0.25, 0.99, 0.25], [-0.25, 0.99, 0.25]])
+    scene.add_light("lamp", lg.AreaLight(lamp, QUAD, torch.tensor([15.0, 15.0, 15.0])))
+    return scene
+
+
+def cornell_camera(size: int) -> lg.Camera:
+    """Looking into the box a little downwards, so that the lamp is out of frame (see the Cornell box test)."""
+    return lg.Camera.look_at([0.0, 0.0, -3.4], [0.0, -0.3, 0.0], fov_y=0.5, width=size, height=size)
+
+
+# ------------------------------------------------------------------------------------------- conventions
+def test_an_emissive_triangle_lands_on_the_same_pixels(mi, tmp_path):
+    """The camera conversion: an off-centre, asymmetric emissive triangle seen by an off-axis camera with a
+    non-square image covers the same pixels in both renderers (no flip), emitting from its counter-clockwise
+    front in both. Measured: centroids 0.003 px apart; per-pixel rrmse 0.04 at 1024 spp (the noise of the
+    triangle's partially covered edge pixels) against 5.3 / 4.5 for the vertically / horizontally flipped image."""
+    verts = torch.tensor([[-0.2, 0.1, 0.0], [0.6, 0.2, 0.0], [0.1, 0.7, 0.0]])
+    scene = lg.Scene()
+    scene.add_light("tri", lg.AreaLight(verts, torch.tensor([[0, 2, 1]]), torch.tensor([1.0, 0.5, 0.25])))
+    cam = lg.Camera.look_at([0.3, 0.2, -2.0], [0.0, 0.0, 0.0], fov_y=0.7, width=32, height=24)
+    ours = lumigrad_image(scene, cam, integrator="path", spp=1024, max_depth=1)
+    ref = mitsuba_image(mi, scene, cam, {"type": "path", "max_depth": 1}, spp=1024)
+    folder = save(tmp_path, ours, ref)
+
+    def centroid(img):
+        w = img[..., 0]
+        rows, cols = np.mgrid[: w.shape[0], : w.shape[1]]
+        return np.array([(w * cols).sum(), (w * rows).sum()]) / w.sum()
+
+    assert ref[..., 0].sum() > 40, "the triangle is not in Mitsuba's image"
+    assert np.abs(centroid(ours) - centroid(ref)).max() < 0.02, (centroid(ours), centroid(ref), folder)
+    assert np.allclose(ours.mean((0, 1)), ref.mean((0, 1)), rtol=0.01), folder
+    assert rrmse(ours, ref) < 0.08, folder
+    assert rrmse(ours[::-1], ref) > 1 and rrmse(ours[:, ::-1], ref) > 1
+
+
+def test_the_environment_map_has_the_same_orientation(mi):
+    """``envmap_bitmap`` makes Mitsuba's ``envmap`` evaluate to lumigrad's lookup in every world direction: a
+    map with one bright texel lights up the same directions in both (exact up to float32)."""
+    texels = torch.full((8, 16, 3), 0.1, dtype=torch.float64)
+    texels[2, 5] = torch.tensor([10.0, 5.0, 1.0], dtype=torch.float64)  # upper hemisphere, off every axis
+    emitter = mi.load_dict({"type": "envmap", "bitmap": mi.Bitmap(peer.envmap_bitmap(texels))})
+    gen = torch.Generator().manual_seed(0)
+    dirs = torch.randn(4000, 3, generator=gen, dtype=torch.float64)
+    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+    # the bright texel's centre: theta = pi (2.5 / 8), phi = 2 pi (5.5 / 16), u = atan2(x, -z) / 2 pi
+    theta, phi = math.pi * 2.5 / 8, 2 * math.pi * 5.5 / 16
+    centre = torch.tensor([[math.sin(theta) * math.sin(phi), math.cos(theta), -math.sin(theta) * math.cos(phi)]],
+                          dtype=torch.float64)
+    dirs = torch.cat([centre, dirs])
+    ours = envmap_lookup(texels, dirs).numpy()
+    si = mi.SurfaceInteraction3f()
+    si.wi = mi.Vector3f(*(-dirs).T.numpy().astype(np.float32))  # Mitsuba looks up the direction -wi
+    theirs = np.array(emitter.eval(si), np.float64).T
+    assert ours[0].tolist() == pytest.approx([10.0, 5.0, 1.0])
+    np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-4)
+    assert (ours[:, 0] > 1).sum() > 10  # the random directions did find the bright texel
+
+
+# ---------------------------------------------------------------------------------------------- images
+def test_a_diffuse_cornell_box(mi, tmp_path):
+    """(a) The Cornell box, ``path`` to depth 8 against Mitsuba's ``path`` with ``diffuse`` walls. The camera
+    looks down a little so that the lamp is out of frame: a lamp seen directly puts Bernoulli coverage noise
+    of radiance 15 on its edge pixels, and ``hide_emitters`` differs (Mitsuba >= 3.5 lets camera rays pass
+    through area emitters; lumigrad keeps the lamp as a black occluder). Measured: rrmse 0.013 per pixel at
+    1024 spp (lumigrad's noise alone 0.012); lumigrad is 0.1% brighter on average (Schlick's grazing term)."""
+    scene, cam = cornell_box(), cornell_camera(32)
+    ours = lumigrad_image(scene, cam, integrator="path", spp=1024, max_depth=8)
+    ref = mitsuba_image(mi, scene, cam, {"type": "path", "max_depth": 8}, spp=8192)
+    compare(tmp_path, ours, ref)
+
+
+def test_an_area_light_shadow_on_a_diffuse_floor(mi, tmp_path):
+    """(b) Direct light (``direct`` in both) of a square lamp on a floor, with the soft shadow of a square
+    blocker between them; the lamp is above the frame. Measured: rrmse 0.011 per pixel at 2048 spp (lumigrad's
+    noise about 0.01, at the blocker's edges and in the penumbra); means within 0.1%."""
+    scene = lg.Scene()
+    floor = torch.tensor([[-2.0, 0, -2], [-2, 0, 2], [2, 0, 2], [2, 0, -2]])
+    scene.add_mesh("floor", lg.SceneMesh(floor, QUAD, lambert((0.6, 0.6, 0.6))))
+    blocker = torch.tensor([[-0.3, 0.6, -0.3], [-0.3, 0.6, 0.3], [0.3, 0.6, 0.3], [0.3, 0.6, -0.3]])
+    scene.add_mesh("blocker", lg.SceneMesh(blocker + torch.tensor([0.2, 0.0, 0.1]), QUAD, lambert((0.5, 0.4, 0.3)),
+                                           double_sided=True))
+    lamp = torch.tensor([[-0.4, 1.5, -0.4], [0.4, 1.5, -0.4], [0.4, 1.5, 0.4], [-0.4, 1.5, 0.4]])
+    scene.add_light("lamp", lg.AreaLight(lamp, QUAD, torch.tensor([6.0, 6.0, 6.0])))
+    cam = lg.Camera.look_at([0.0, 1.2, -2.2], [0.1, 0.0, 0.2], fov_y=0.7, width=32, height=32)
+    ours = lumigrad_image(scene, cam, integrator="direct", spp=2048)
+    ref = mitsuba_image(mi, scene, cam, {"type": "direct"}, spp=16384)
+    compare(tmp_path, ours, ref)
+
+
+def _random_texture(cells: int = 8, texels_per_cell: int = 1) -> torch.Tensor:
+    """``cells x cells`` random 8-bit sRGB colours, each repeated over ``texels_per_cell^2`` texels, with a white
+    top-left and a red top-right cell (a flipped or rotated texture would put them elsewhere)."""
+    gen = torch.Generator().manual_seed(5)
+    rgb = torch.randint(30, 256, (cells, cells, 3), generator=gen).double() / 255
+    rgb[0, 0] = torch.tensor([1.0, 1.0, 1.0])
+    rgb[0, -1] = torch.tensor([255.0, 26.0, 26.0]) / 255
+    k = texels_per_cell
+    return rgb.repeat_interleave(k, 0).repeat_interleave(k, 1).float()
+
+
+def _textured_floor(texture: torch.Tensor) -> lg.Scene:
+    scene = lg.Scene()
+    floor = torch.tensor([[-1.0, 0, 1], [-1, 0, -1], [1, 0, -1], [1, 0, 1]])
+    uv = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.0]])
+    scene.add_mesh("floor", lg.SceneMesh(floor, QUAD.flip(1), lambert((1.0, 1.0, 1.0), texture=texture), uv=uv))
+    lamp = torch.tensor([[-0.3, 1.5, -0.3], [0.3, 1.5, -0.3], [0.3, 1.5, 0.3], [-0.3, 1.5, 0.3]])
+    scene.add_light("lamp", lg.AreaLight(lamp, QUAD, torch.tensor([10.0, 10.0, 10.0])))
+    return scene
+
+
+TEXTURE_CAMERA = dict(eye=[0.0, 1.6, -1.6], target=[0.0, 0.0, 0.0], fov_y=0.75, width=32, height=32)
+
+
+def test_texture_coordinates_and_texel_centres_agree(mi):
+    """Mitsuba's ``bitmap`` (8-bit, ``raw = False``) at random ``uv`` equals lumigrad's bilinear ``texture`` of
+    the *decoded* texels: the same top-left origin, texel centres and wrapping. (Lumigrad's materials decode
+    after filtering instead: see ``test_srgb_textures_are_decoded_before_filtering_as_in_mitsuba``.)"""
+    from lumigrad.raster.texture import texture
+    from lumigrad.shading import srgb_decode
+
+    tex = _random_texture(8, 1).double()
+    reflectance = mi.load_dict(peer.bsdf_dict(lambert((1.0, 1.0, 1.0), texture=tex.float()))["reflectance"])
+    uv = torch.rand(2000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 1.5 - 0.25
+    si = mi.SurfaceInteraction3f()
+    si.uv = mi.Point2f(*uv.T.numpy().astype(np.float32))
+    theirs = np.array(reflectance.eval(si), np.float64).T
+    ours = texture(srgb_decode(tex)[None], uv[None, None], filter="bilinear", wrap="repeat").reshape(-1, 3)
+    np.testing.assert_allclose(theirs, ours.numpy(), atol=1e-5)
+
+
+def test_a_textured_floor(mi, tmp_path):
+    """(c) A floor with a diffuse bitmap texture (8-bit sRGB; Mitsuba's ``bitmap`` with ``raw = False``), lit by
+    a lamp (``direct``), seen obliquely. The texture is 8 x 8 colour cells of 64 x 64 texels each: inside a cell
+    the order of bilinear filtering and sRGB decoding does not matter, so only the one-texel seams between
+    cells see lumigrad's different order (the xfail test below). Measured: rrmse 0.014 per pixel at 1024 spp
+    (lumigrad's noise about 0.013; with 32 x 32-texel cells 0.016)."""
+    scene = _textured_floor(_random_texture(8, 64))
+    cam = lg.Camera.look_at(**TEXTURE_CAMERA)
+    ours = lumigrad_image(scene, cam, integrator="direct", spp=1024)
+    ref = mitsuba_image(mi, scene, cam, {"type": "direct"}, spp=16384)
+    compare(tmp_path, ours, ref)
+
+
+@pytest.mark.xfail(strict=True, reason="lumigrad filters the 8-bit sRGB texels bilinearly and then decodes "
+                                       "(shading/material.py, _sample_material); Mitsuba's bitmap (raw=False), "
+                                       "like GPU sRGB textures, decodes each texel and then filters")
+def test_srgb_textures_are_decoded_before_filtering_as_in_mitsuba(mi, tmp_path):
+    """The same floor with 8 x 8 single random texels (each about 4 pixels wide), so that bilinear filtering
+    mixes neighbouring colours everywhere. Mitsuba returns ``bilinear(srgb_decode(texels))`` (previous test:
+    within 1e-5), lumigrad ``srgb_decode(bilinear(texels))``: up to 0.25 apart for these texels. Measured:
+    rrmse 0.19 per pixel at 1024 spp, where lumigrad's own noise is about 0.006; lumigrad's image is
+    13% darker on average (decoding is convex: decode(mean) < mean(decode))."""
+    scene = _textured_floor(_random_texture(8, 1))
+    cam = lg.Camera.look_at(**TEXTURE_CAMERA)
+    ours = lumigrad_image(scene, cam, integrator="direct", spp=1024)
+    ref = mitsuba_image(mi, scene, cam, {"type": "direct"}, spp=16384)
+    compare(tmp_path, ours, ref)
+
+
+def _sky(H: int = 16, W: int = 32) -> torch.Tensor:
+    """A smooth, asymmetric environment: a blue-to-white sky, a dark ground, a broad warm blob (a broad one: a
+    small bright sun would make the rough reflections too noisy to compare in a few seconds)."""
+    v = (torch.arange(H, dtype=torch.float64) + 0.5) / H
+    u = (torch.arange(W, dtype=torch.float64) + 0.5) / W
+    vv, uu = torch.meshgrid(v, u, indexing="ij")
+    sky = torch.stack([0.3 + 0.5 * vv, 0.5 + 0.4 * vv, 1.0 - 0.2 * vv], -1) * (vv < 0.5)[..., None]
+    ground = torch.tensor([0.25, 0.2, 0.15], dtype=torch.float64) * (vv >= 0.5)[..., None]
+    sun = torch.exp(-(((uu - 0.3) / 0.1) ** 2 + ((vv - 0.3) / 0.12) ** 2))[..., None] \
+        * torch.tensor([3.0, 2.4, 1.6], dtype=torch.float64)
+    return (sky + ground + sun).float()
+
+
+def _metal_ball(roughness: float = 0.5) -> lg.Scene:
+    v, f = lg.geometry.icosphere(3)
+    scene = lg.Scene()
+    metal = Material(base_color_factor=torch.tensor([0.95, 0.64, 0.54, 1.0]), metallic_factor=1.0,
+                     roughness_factor=roughness)
+    scene.add_mesh("ball", lg.SceneMesh(v, f, metal))
+    scene.add_light("sky", lg.EnvironmentLight(_sky()))
+    return scene
+
+
+@pytest.mark.parametrize("metal, tolerance", [("principled", TOLERANCE), ("roughconductor", 0.03)])
+def test_a_rough_metal_ball_under_an_environment_map(mi, tmp_path, metal, tolerance):
+    """(d) A rough metal ball (glTF metallic 1, roughness 0.5: GGX alpha 0.25, Schlick F0 = base colour,
+    height-correlated Smith) under an environment map, seen with the map behind it (``path`` to depth 3).
+
+    The closest Mitsuba model is ``principled`` with ``metallic = 1``: the same Schlick Fresnel (``F0 =
+    base_color``) and GGX ``alpha = roughness^2``; only its Smith shadowing is separable (``G1 G1``), which
+    makes the ball 0.2-0.3% darker than lumigrad's. ``roughconductor`` (``material = "none"``, i.e. ``F = 1``,
+    times ``specular_reflectance = base_color``) lacks the Schlick rise to white at grazing angles: up to 1.3%
+    darker on the ball per channel, rrmse about 0.017 even at 8 x 8 blocks of converged images, so its case
+    keeps the measured threshold 0.03 (a model difference, not noise). The rough reflections' per-pixel noise
+    (2.1% at 1024 spp, as much as Mitsuba's own) forces 2 x 2 blocks. Measured at 1024 spp: principled 0.012
+    (2 x 2 blocks; 0.023 per pixel), roughconductor 0.024 (0.032 per pixel)."""
+    scene = _metal_ball()
+    cam = lg.Camera.look_at([0.0, 0.4, -3.0], [0.0, 0.0, 0.0], fov_y=0.6, width=32, height=32)
+    ours = lumigrad_image(scene, cam, integrator="path", spp=1024, max_depth=3)
+    ref = mitsuba_image(mi, scene, cam, {"type": "path", "max_depth": 3}, spp=16384, metal=metal)
+    compare(tmp_path, ours, ref, block=2, tolerance=tolerance)
+
+
+def test_a_glass_ball(mi, tmp_path):
+    """(e) A rough glass ball (transmission 1, ior 1.5, roughness 0.3) under the environment map, Mitsuba's
+    ``roughdielectric`` (GGX, alpha 0.09), ``path`` to depth 16. Lumigrad's path tracer does render glass
+    (``MetallicRoughnessTransmissionBSDF``), and it agrees: the ball's mean within 0.02% of Mitsuba's. Its
+    per-pixel noise (about 3% at 512 spp) forces 4 x 4 blocks. Measured: rrmse 0.008 (4 x 4 blocks; 0.035 per
+    pixel)."""
+    v, f = lg.geometry.icosphere(3)
+    scene = lg.Scene()
+    glass = Material(base_color_factor=torch.ones(4), metallic_factor=0.0, roughness_factor=0.3, ior=1.5,
+                     transmission_factor=1.0)
+    scene.add_mesh("ball", lg.SceneMesh(v, f, glass))
+    scene.add_light("sky", lg.EnvironmentLight(_sky()))
+    cam = lg.Camera.look_at([0.0, 0.4, -3.0], [0.0, 0.0, 0.0], fov_y=0.6, width=32, height=32)
+    ours = lumigrad_image(scene, cam, integrator="path", spp=512, max_depth=16)
+    ref = mitsuba_image(mi, scene, cam, {"type": "path", "max_depth": 16}, spp=8192)
+    compare(tmp_path, ours, ref, block=4)
+
+
+# ------------------------------------------------------------------------------------------- gradients
+def test_the_reflectance_gradient_matches_mitsubas_prb(mi):
+    """(2) The gradient of the mean pixel of the Cornell box (16 x 16, depth 8) w.r.t. the back wall's RGB
+    albedo: lumigrad's path replay against Mitsuba's ``prb`` (``dr.backward``), each the mean of independent
+    runs, compared per channel within their combined Monte Carlo standard error (the runs' spread / sqrt(n)).
+    Measured: ratios 0.998 / 0.998 / 0.999, |z| < 1, standard errors 0.2-0.3% (lumigrad) and 0.1% (Mitsuba)."""
+    dr = peer._load()[1]
+    cam = cornell_camera(16)
+    runs = 6
+    ours = []
+    for seed in range(runs):
+        albedo = torch.tensor([0.7, 0.7, 0.7], requires_grad=True)
+        lg.render(cornell_box(albedo), cam, integrator="path", spp=64, max_depth=8, seed=2 * seed).rgb.mean().backward()
+        ours.append(albedo.grad.double().numpy())
+    scene = mi.load_dict(peer.scene_dict(cornell_box(), cam, integrator={"type": "prb", "max_depth": 8}))
+    params = mi.traverse(scene)
+    key = "back.bsdf.brdf_0.reflectance.value"
+    theirs = []
+    for seed in range(runs):
+        dr.enable_grad(params[key])
+        params.update()
+        dr.backward(dr.mean(mi.render(scene, params, spp=256, seed=seed), axis=None))
+        theirs.append(np.array(dr.grad(params[key]), np.float64).ravel())
+        dr.clear_grad(params[key])
+    ours, theirs = np.array(ours), np.array(theirs)
+    se = np.sqrt(ours.var(0, ddof=1) / runs + theirs.var(0, ddof=1) / runs)
+    z = (ours.mean(0) - theirs.mean(0)) / se
+    print(f"d mean / d albedo: lumigrad {ours.mean(0)} +- {ours.std(0, ddof=1) / math.sqrt(runs)}, Mitsuba prb "
+          f"{theirs.mean(0)} +- {theirs.std(0, ddof=1) / math.sqrt(runs)}; ratio {ours.mean(0) / theirs.mean(0)}, "
+          f"z {z}")
+    assert (theirs.mean(0) > 0.05).all()
+    assert np.abs(z).max() < 4, z
