@@ -147,8 +147,9 @@ class _Run:
     def primal(self) -> torch.Tensor:
         ts = _trace_scene(self.scene)
         o, d = _camera_rays(self.camera, self.spp, self.seed, ts.verts.dtype)
-        L = sample_paths(ts, o, d, **self._settings(self.seed))
-        self.alpha = _coverage(ts, o, d, self.camera, self.spp)
+        hits: list = []
+        L = sample_paths(ts, o, d, hits=hits, **self._settings(self.seed))
+        self.alpha = _pixels(hits[0].to(o.dtype)[:, None], self.camera, self.spp)  # coverage
         return _pixels(L, self.camera, self.spp)
 
     def adjoint(self, v_image: torch.Tensor, params) -> list:
@@ -235,7 +236,6 @@ class _PathReplay(torch.autograd.Function):
     @staticmethod
     def forward(ctx, run: _Run, *params):
         ctx.run = run
-        ctx.num_params = len(params)
         with torch.no_grad():
             return run.primal()
 
@@ -253,9 +253,11 @@ def _trace_scene(scene: Scene) -> TraceScene:
     envs = [l for l in lights if isinstance(l, EnvironmentLight)]
     if len(envs) > 1:
         raise ValueError(f"a scene takes at most one EnvironmentLight; it has {len(envs)}")
-    return TraceScene(flat.verts, flat.faces, flat.normals, flat.uv, flat.uv_faces, flat.face_part,
-                      [p.material for p in flat.parts], [p.double_sided for p in flat.parts], part_emitters,
-                      lights, envs[0] if envs else None)
+    materials = [p.material for p in flat.parts]
+    transmissive = any(bool(m.transmission_factor.detach().abs().max() > 0) for m in materials)
+    return TraceScene(flat.verts, flat.faces, flat.normals, flat.uv, flat.uv_faces, flat.face_part, materials,
+                      [p.double_sided for p in flat.parts], part_emitters, lights, envs[0] if envs else None,
+                      transmissive)
 
 
 def _rays_through(camera: Camera, uv: torch.Tensor, dtype: torch.dtype):
@@ -291,8 +293,3 @@ def _pixels(L: torch.Tensor, camera: Camera, spp: int) -> torch.Tensor:
     shape = tuple(camera.batch_shape) + (camera.height, camera.width, spp, L.shape[-1])
     return L.reshape(shape).mean(-2)
 
-
-def _coverage(ts: TraceScene, o, d, camera: Camera, spp: int) -> torch.Tensor:
-    """``[..., H, W, 1]``: the fraction of each pixel's camera rays that hit a surface."""
-    face, _, _ = bvh_for(ts.verts.detach(), ts.faces).closest_hit(o.detach(), d.detach())
-    return _pixels((face >= 0).to(o.dtype)[:, None], camera, spp)

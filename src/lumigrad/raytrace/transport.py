@@ -61,6 +61,8 @@ class TraceScene:
         lights: every light sampled by next-event estimation (objects with ``is_delta``,
             ``sample_direct(points, u)``, ``eval(points, wi)``, ``pdf(points, wi)``).
         environment: the light rays that leave the scene see (``eval``, ``pdf``), or None.
+        transmissive: whether any material transmits (else hits use the opaque BSDF, without the
+            transmission lobe's cost).
     """
 
     verts: torch.Tensor
@@ -74,6 +76,7 @@ class TraceScene:
     part_emitters: List[object]
     lights: List[object]
     environment: Optional[object] = None
+    transmissive: bool = False
 
 
 def power_heuristic(pdf_a: torch.Tensor, pdf_b: torch.Tensor) -> torch.Tensor:
@@ -106,7 +109,7 @@ class PathAdjoint:
 
 def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor, *, max_depth: int, rr_depth: int,
                  seed: int, hide_emitters: bool = False, adjoint: Optional[PathAdjoint] = None,
-                 primary: Optional[Callable[[], tuple]] = None) -> torch.Tensor:
+                 primary: Optional[Callable[[], tuple]] = None, hits: Optional[list] = None) -> torch.Tensor:
     """Radiance ``[R, C]`` arriving along each ray ``origins, directions [R, 3]`` (world space, unit directions).
 
     Args:
@@ -119,6 +122,7 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
         adjoint: run the adjoint pass (see the module docstring) instead of the primal one.
         primary: in the adjoint pass, a function returning ``(origins, directions)`` with their autograd graph
             (the camera's), so the first vertex's interior term reaches the camera.
+        hits: a list that receives the ``[R]`` bool "the ray hit a surface" of the given rays (coverage).
 
     Returns:
         ``[R, C]`` radiance (the primal estimate; in the adjoint pass the same, and ``adjoint.grads`` filled).
@@ -146,6 +150,8 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
         with torch.no_grad():
             face, _, _ = bvh.closest_hit(o, d)
         hit = face >= 0
+        if depth == 0 and hits is not None:
+            hits.append(hit)
         b = beta.index_select(0, alive)
         contrib = torch.zeros(alive.numel(), C, dtype=dtype, device=device)
         # Rays that leave the scene see the environment.
@@ -155,7 +161,7 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
                                                           b, adjoint, alive))
         rows = hit.nonzero()[:, 0]
         if rows.numel() == 0:
-            _finish(adjoint, radiance, alive, contrib)
+            radiance.index_add_(0, alive, contrib)
             alive = alive[:0]
             continue
         with torch.enable_grad() if adjoint is not None else torch.no_grad():
@@ -176,7 +182,7 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
                 _backprop_terms(adjoint, alive.index_select(0, rows), term)
             contrib = contrib.index_add(0, rows, term.detach())
             if depth + 1 >= depth_limit:
-                _finish(adjoint, radiance, alive, contrib)
+                radiance.index_add_(0, alive, contrib)
                 alive = alive[:0]
                 continue
             # The next ray: a BSDF sample (its direction and pdf detached; its weight differentiated in the
@@ -198,7 +204,7 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
                 v = adjoint.v.index_select(0, alive.index_select(0, rows))
                 adjoint.backprop((v * rest * ratio * ok[:, None]).sum())
             x = si.position.detach()
-        _finish(adjoint, radiance, alive, contrib)
+        radiance.index_add_(0, alive, contrib)
         # Throughput and Russian roulette.
         new_beta = bh * bs.weight.detach()
         if depth + 1 >= rr_depth:
@@ -216,10 +222,6 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
         o, d = origin_next, wi[ok]
         alive = nxt
     return radiance
-
-
-def _finish(adjoint, radiance, alive, contrib) -> None:
-    radiance.index_add_(0, alive, contrib)
 
 
 def _subtract(adjoint: PathAdjoint, paths: torch.Tensor, amount: torch.Tensor) -> None:
@@ -296,8 +298,8 @@ def _materials(ts: TraceScene, part: torch.Tensor, uv: torch.Tensor) -> dict:
         out[key] = torch.zeros_like(stacked).index_copy(0, rows, stacked)
     for key in ("base_color", "metallic", "roughness"):
         out[key] = out[key].clamp(0, 1)
-    if "transmission" in out and not any(bool(m.transmission_factor.detach().abs().max() > 0) for m in ts.materials):
-        del out["transmission"]  # nothing transmits: the opaque model (the same values, faster)
+    if not ts.transmissive:
+        out.pop("transmission", None)  # nothing transmits: the opaque model (the same values, faster)
     return out
 
 
