@@ -12,8 +12,8 @@ A Cornell-like box (five diffuse walls, two red/green, a square lamp under the c
 
 When Mitsuba 3 is importable (``bash benchmarks/setup_mitsuba.sh``; ``--no-mitsuba`` skips it), the same scene
 (``benchmarks/_mitsuba_peer.py``'s ``scene_dict``) runs in its ``llvm_ad_rgb`` variant on the CPU: ``path``
-forward, ``prb`` for the reflectance gradient and ``prb_projective`` (``guiding = "grid"``) for the translation
-gradient, at the same spp, depth and Russian roulette depth (none: ``rr_depth = max_depth``), timed after
+forward, ``prb`` for the reflectance gradient and ``prb_projective`` (``--guiding``, default ``"grid"``) for the
+translation gradient, at the same spp, depth and Russian roulette depth (none: ``rr_depth = max_depth``), timed after
 ``dr.eval`` / ``dr.sync_thread`` (its JIT compiles in the warm-up; later renders reuse the kernels).
 
 Prints a markdown table: median of ``--repeats`` runs after a warm-up, peak memory of one run (CPU: growth of
@@ -74,7 +74,7 @@ def _timed(fn, repeats: int, device: torch.device):
     return seconds, mib
 
 
-def _mitsuba_rows(size: int, spp: int, depths, repeats: int) -> tuple:
+def _mitsuba_rows(size: int, spp: int, depths, repeats: int, guiding: str = "grid") -> tuple:
     """Mitsuba 3's rows of the table and its gradient values, or ``([], {}, reason)`` when it is unavailable."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import _mitsuba_peer as peer
@@ -117,10 +117,12 @@ def _mitsuba_rows(size: int, spp: int, depths, repeats: int) -> tuple:
         rows.append((name, "forward + reflectance gradient (`prb`)", depth, s, mib))
         grads[("reflectance", depth)] = reflectance()
 
-        # Guiding of the indirect visibility term by a grid: the default octree's pre-pass took 17 s (depth 2)
-        # to 88 s (depth 8) and 2 GiB even at 32^2; "none" gave a gradient of the wrong sign (-0.05 against
-        # finite differences' +0.17 at depth 2, 32^2). sample_border: the lamp's silhouette may leave the film.
-        d = peer.scene_dict(box, cam, integrator={"type": "prb_projective", "guiding": "grid", **settings})
+        # Guiding of the indirect visibility term (here: the lamp's edges seen from the lit surfaces, as Mitsuba's
+        # light samples are detached). Measured at depth 2 against finite differences of Mitsuba's own `path`
+        # (0.173 at 32^2, 0.178 at 256^2): "octree" (Mitsuba's default) 0.182 at 256^2 but 57 s a call there
+        # (17 s to 88 s and 2 GiB even at 32^2); "grid" 0.186 at 32^2 but 0.13 at 256^2; "none" -0.05 at 32^2.
+        # sample_border: the lamp's silhouette may leave the film.
+        d = peer.scene_dict(box, cam, integrator={"type": "prb_projective", "guiding": guiding, **settings})
         d["sensor"]["film"]["sample_border"] = True
         scene = mi.load_dict(d)
         params = mi.traverse(scene)
@@ -137,7 +139,7 @@ def _mitsuba_rows(size: int, spp: int, depths, repeats: int) -> tuple:
             return float(grad[0])
 
         s, mib = timed(translation)
-        rows.append((name, "forward + translation gradient (`prb_projective`)", depth, s, mib))
+        rows.append((name, f"forward + translation gradient (`prb_projective`, {guiding} guiding)", depth, s, mib))
         grads[("translation", depth)] = translation()
     return rows, grads, why
 
@@ -150,6 +152,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--no-mitsuba", action="store_true", help="lumigrad's rows only")
+    p.add_argument("--guiding", default="grid", choices=["grid", "octree", "none"],
+                   help="prb_projective's guiding of indirect visibility (see _mitsuba_rows)")
     args = p.parse_args()
     device = torch.device(args.device)
     cam = camera(args.size).to(device)
@@ -193,7 +197,7 @@ def main() -> None:
               f"{mib:.0f} |")
         grads[("lumigrad", "translation", depth)] = translation()
     if not args.no_mitsuba:
-        rows, theirs, why = _mitsuba_rows(args.size, args.spp, args.depths, args.repeats)
+        rows, theirs, why = _mitsuba_rows(args.size, args.spp, args.depths, args.repeats, args.guiding)
         for name, what, depth, s, mib in rows:
             print(f"| {name} (llvm_ad_rgb, CPU) | {what} | {depth} | {s:.3f} | {mib:.0f} |")
         grads.update({(rows[0][0] if rows else "Mitsuba",) + k: v for k, v in theirs.items()})
