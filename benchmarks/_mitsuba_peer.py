@@ -403,7 +403,8 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
       base_color`` and GGX with ``alpha = roughness^2``, as lumigrad, but Smith shadowing is separable,
       ``G1(wi) G1(wo)``, where lumigrad's is height-correlated); ``metal="roughconductor"``: a GGX
       ``roughconductor`` with ``F = 1`` (``material = "none"``) times ``specular_reflectance = base_color``.
-    * ``transmission_factor 1, metallic 0``: ``roughdielectric`` (GGX, ``alpha = roughness^2``, ``int_ior = ior``).
+    * ``transmission_factor 1, metallic 0``, white: ``roughdielectric`` (GGX, ``alpha = roughness^2``, ``int_ior =
+      ior``).
 
     Raises:
         NotImplementedError: anything else (a mixture no Mitsuba plugin reproduces).
@@ -416,7 +417,7 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
               if getattr(m, k) is not None]
     if others or (m.base_color_texture is not None and (metallic != 0 or not np.allclose(base, 1))):
         raise NotImplementedError(f"no Mitsuba equivalent for a material with {others or 'a tinted texture'}")
-    if trans == 1.0 and metallic == 0.0:
+    if trans == 1.0 and metallic == 0.0 and np.allclose(base[:3], 1):
         return {"type": "roughdielectric", "distribution": "ggx", "alpha": max(rough * rough, 1e-3),
                 "int_ior": ior, "ext_ior": 1.0}
     if trans == 0.0 and metallic == 0.0 and ior == 1.0:

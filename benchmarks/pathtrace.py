@@ -1,21 +1,32 @@
-"""Path tracer: time and peak memory of forward and path-replay backward, by depth.
+"""Path tracer: time and peak memory of forward and path-replay backward, by depth, beside Mitsuba 3.
 
 A Cornell-like box (five diffuse walls, two red/green, a square lamp under the ceiling), 256^2 by default:
 
 * forward: ``lumigrad.render(..., integrator="path", spp, max_depth)`` without a graph;
 * reflectance gradient: the gradient of the mean pixel w.r.t. the back wall's albedo by path replay
   backpropagation, at several depths (its memory must not grow with depth: one bounce's graph at a time);
-* ``--device cuda`` runs it on a GPU (``./dev gpu-check`` does).
+* translation gradient: the gradient of the mean pixel w.r.t. the lamp's height (moving the lamp moves its
+  silhouette: a visibility gradient). Lumigrad samples the edges of primary visibility only (the camera sees
+  the lamp; in this empty, convex box the lamp shadows nothing but the light bouncing off the ceiling);
+* ``--device cuda`` runs lumigrad on a GPU (``./dev gpu-check`` does).
 
-Mitsuba 3's side of this scene is not in the script yet (docs/benchmarks.md quotes its reference times).
+When Mitsuba 3 is importable (``bash benchmarks/setup_mitsuba.sh``; ``--no-mitsuba`` skips it), the same scene
+(``benchmarks/_mitsuba_peer.py``'s ``scene_dict``) runs in its ``llvm_ad_rgb`` variant on the CPU: ``path``
+forward, ``prb`` for the reflectance gradient and ``prb_projective`` (``--guiding``, default ``"grid"``) for the
+translation gradient, at the same spp, depth and Russian roulette depth (none: ``rr_depth = max_depth``), timed after
+``dr.eval`` / ``dr.sync_thread`` (its JIT compiles in the warm-up; later renders reuse the kernels).
 
-Prints a markdown table: median of ``--repeats`` runs after a warm-up, peak memory of one run.
+Prints a markdown table: median of ``--repeats`` runs after a warm-up, peak memory of one run (CPU: growth of
+the peak RSS; CUDA: of the allocator), then the gradients' values (one run each: Monte Carlo estimates).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
+import numpy as np
 import torch
 
 import lumigrad as lg
@@ -24,8 +35,9 @@ from lumigrad.app.benchmarking import median, peak_memory, time_call
 QUAD = torch.tensor([[0, 1, 2], [0, 2, 3]])
 
 
-def cornell_box(albedo: torch.Tensor, device=None) -> lg.Scene:
-    """A unit box open towards -z, the camera's side; ``albedo`` is the back wall's."""
+def cornell_box(albedo: torch.Tensor, device=None, lamp_y=None) -> lg.Scene:
+    """A unit box open towards -z, the camera's side; ``albedo`` is the back wall's; ``lamp_y`` (a 0-dim tensor,
+    default 0.99) the lamp's height."""
     def lambert(rgb):
         rgb = torch.as_tensor(rgb, dtype=torch.float32, device=device)
         return lg.shading.Material(base_color_factor=torch.cat([rgb, torch.ones(1, device=device)]),
@@ -42,8 +54,10 @@ def cornell_box(albedo: torch.Tensor, device=None) -> lg.Scene:
     for name, (verts, rgb) in walls.items():
         scene.add_mesh(name, lg.SceneMesh(torch.tensor(verts, dtype=torch.float32, device=device),
                                           QUAD.to(device), lambert(rgb), double_sided=True))
-    lamp = torch.tensor([[-0.25, 0.99, -0.25], [0.25, 0.99, -0.25], [0.25, 0.99, 0.25], [-0.25, 0.99, 0.25]],
+    lamp = torch.tensor([[-0.25, 0.0, -0.25], [0.25, 0.0, -0.25], [0.25, 0.0, 0.25], [-0.25, 0.0, 0.25]],
                         device=device)
+    y = torch.tensor(0.99, device=device) if lamp_y is None else lamp_y
+    lamp = lamp + torch.stack([torch.zeros_like(y), y, torch.zeros_like(y)])
     scene.add_light("lamp", lg.AreaLight(lamp, QUAD.to(device), torch.tensor([15.0, 15.0, 15.0], device=device)))
     return scene
 
@@ -60,6 +74,76 @@ def _timed(fn, repeats: int, device: torch.device):
     return seconds, mib
 
 
+def _mitsuba_rows(size: int, spp: int, depths, repeats: int, guiding: str = "grid") -> tuple:
+    """Mitsuba 3's rows of the table and its gradient values, or ``([], {}, reason)`` when it is unavailable."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _mitsuba_peer as peer
+
+    ok, why = peer.available()
+    if not ok:
+        return [], {}, why
+    peer.use_variant()
+    mi, dr = peer._load()
+    name = f"Mitsuba {mi.__version__}"
+    rows, grads = [], {}
+    cam = camera(size)
+    key_albedo, key_lamp = "back.bsdf.brdf_0.reflectance.value", "lamp.vertex_positions"
+
+    def timed(fn):
+        times = peer._timed(fn, repeats)
+        _, grow, _ = peer.peak_rss_growth(fn)
+        return median(times), grow / 2**20
+
+    for depth in depths:
+        settings = {"max_depth": depth, "rr_depth": depth}
+        box = cornell_box(torch.tensor([0.7, 0.7, 0.7]))
+        scene = mi.load_dict(peer.scene_dict(box, cam, integrator={"type": "path", **settings}))
+        s, mib = timed(lambda: peer._sync(mi.render(scene, spp=spp, seed=0)))
+        rows.append((name, "forward (`path`)", depth, s, mib))
+
+        scene = mi.load_dict(peer.scene_dict(box, cam, integrator={"type": "prb", **settings}))
+        params = mi.traverse(scene)
+
+        def reflectance():
+            dr.enable_grad(params[key_albedo])
+            params.update()
+            dr.backward(dr.mean(mi.render(scene, params, spp=spp, seed=0), axis=None))
+            grad = dr.grad(params[key_albedo])
+            peer._sync(grad)
+            dr.clear_grad(params[key_albedo])
+            return np.array(grad, np.float64).ravel()
+
+        s, mib = timed(reflectance)
+        rows.append((name, "forward + reflectance gradient (`prb`)", depth, s, mib))
+        grads[("reflectance", depth)] = reflectance()
+
+        # Guiding of the indirect visibility term (here: the lamp's edges seen from the lit surfaces, as Mitsuba's
+        # light samples are detached). Measured at depth 2 against finite differences of Mitsuba's own `path`
+        # (0.173 at 32^2, 0.178 at 256^2): "octree" (Mitsuba's default) 0.182 at 256^2 but 57 s a call there
+        # (17 s to 88 s and 2 GiB even at 32^2); "grid" 0.186 at 32^2 but 0.13 at 256^2; "none" -0.05 at 32^2.
+        # sample_border: the lamp's silhouette may leave the film.
+        d = peer.scene_dict(box, cam, integrator={"type": "prb_projective", "guiding": guiding, **settings})
+        d["sensor"]["film"]["sample_border"] = True
+        scene = mi.load_dict(d)
+        params = mi.traverse(scene)
+        lamp = dr.unravel(mi.Point3f, params[key_lamp])
+
+        def translation():
+            t = mi.Float(0.0)
+            dr.enable_grad(t)
+            params[key_lamp] = dr.ravel(lamp + mi.Vector3f(0.0, t, 0.0))
+            params.update()
+            dr.backward(dr.mean(mi.render(scene, params, spp=spp, seed=0), axis=None))
+            grad = dr.grad(t)
+            peer._sync(grad)
+            return float(grad[0])
+
+        s, mib = timed(translation)
+        rows.append((name, f"forward + translation gradient (`prb_projective`, {guiding} guiding)", depth, s, mib))
+        grads[("translation", depth)] = translation()
+    return rows, grads, why
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=int, default=256)
@@ -67,6 +151,9 @@ def main() -> None:
     p.add_argument("--depths", type=int, nargs="+", default=[2, 8, 32])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--no-mitsuba", action="store_true", help="lumigrad's rows only")
+    p.add_argument("--guiding", default="grid", choices=["grid", "octree", "none"],
+                   help="prb_projective's guiding of indirect visibility (see _mitsuba_rows)")
     args = p.parse_args()
     device = torch.device(args.device)
     cam = camera(args.size).to(device)
@@ -74,26 +161,54 @@ def main() -> None:
           f"{args.size}^2, {args.spp} spp")
     print("| renderer | what | max_depth | median s | peak MiB |")
     print("|---|---|---|---|---|")
+    grads = {}
     for depth in args.depths:
         albedo = torch.tensor([0.7, 0.7, 0.7], device=device)
         scene = cornell_box(albedo, device)
+        settings = dict(integrator="path", spp=args.spp, max_depth=depth, rr_depth=depth)
 
         def forward():
             with torch.no_grad():
-                return lg.render(scene, cam, integrator="path", spp=args.spp, max_depth=depth, rr_depth=depth)
+                return lg.render(scene, cam, **settings)
 
         s, mib = _timed(forward, args.repeats, device)
         print(f"| lumigrad | forward | {depth} | {s:.3f} | {mib:.0f} |")
         leaf = albedo.clone().requires_grad_(True)
-        scene = cornell_box(leaf)
+        scene = cornell_box(leaf, device)
 
         def gradient():
             leaf.grad = None
-            lg.render(scene, cam, integrator="path", spp=args.spp, max_depth=depth, rr_depth=depth).rgb.mean().backward()
+            lg.render(scene, cam, **settings).rgb.mean().backward()
+            return leaf.grad.double().cpu().numpy()
 
         s, mib = _timed(gradient, args.repeats, device)
         print(f"| lumigrad | forward + reflectance gradient | {depth} | {s:.3f} | {mib:.0f} |")
+        grads[("lumigrad", "reflectance", depth)] = gradient()
+        lamp_y = torch.tensor(0.99, device=device, requires_grad=True)
+        scene = cornell_box(albedo, device, lamp_y)
 
+        def translation():
+            lamp_y.grad = None
+            lg.render(scene, cam, **settings).rgb.mean().backward()
+            return float(lamp_y.grad)
+
+        s, mib = _timed(translation, args.repeats, device)
+        print(f"| lumigrad | forward + translation gradient (primary visibility only) | {depth} | {s:.3f} | "
+              f"{mib:.0f} |")
+        grads[("lumigrad", "translation", depth)] = translation()
+    if not args.no_mitsuba:
+        rows, theirs, why = _mitsuba_rows(args.size, args.spp, args.depths, args.repeats, args.guiding)
+        for name, what, depth, s, mib in rows:
+            print(f"| {name} (llvm_ad_rgb, CPU) | {what} | {depth} | {s:.3f} | {mib:.0f} |")
+        grads.update({(rows[0][0] if rows else "Mitsuba",) + k: v for k, v in theirs.items()})
+        print(f"\nMitsuba: {why}")
+    print("\n| renderer | max_depth | d mean / d back albedo (R, G, B) | d mean / d lamp height |")
+    print("|---|---|---|---|")
+    for who in dict.fromkeys(k[0] for k in grads):
+        for depth in args.depths:
+            refl, trans = grads.get((who, "reflectance", depth)), grads.get((who, "translation", depth))
+            refl = "-" if refl is None else ", ".join(f"{g:.4f}" for g in refl)
+            print(f"| {who} | {depth} | {refl} | {'-' if trans is None else f'{trans:.4f}'} |")
 
 if __name__ == "__main__":
     main()
