@@ -224,8 +224,8 @@ TEXTURE_CAMERA = dict(eye=[0.0, 1.6, -1.6], target=[0.0, 0.0, 0.0], fov_y=0.75, 
 
 def test_texture_coordinates_and_texel_centres_agree(mi):
     """Mitsuba's ``bitmap`` (8-bit, ``raw = False``) at random ``uv`` equals lumigrad's bilinear ``texture`` of
-    the *decoded* texels: the same top-left origin, texel centres and wrapping. (Lumigrad's materials decode
-    after filtering instead: see ``test_srgb_textures_are_decoded_before_filtering_as_in_mitsuba``.)"""
+    the *decoded* texels: the same top-left origin, texel centres and wrapping (and lumigrad's materials, too,
+    decode the texels before filtering: ``test_srgb_textures_are_decoded_before_filtering_as_in_mitsuba``)."""
     from lumigrad.raster.texture import texture
     from lumigrad.shading import srgb_decode
 
@@ -243,7 +243,7 @@ def test_a_textured_floor(mi, tmp_path):
     """(c) A floor with a diffuse bitmap texture (8-bit sRGB; Mitsuba's ``bitmap`` with ``raw = False``), lit by
     a lamp (``direct``), seen obliquely. The texture is 8 x 8 colour cells of 64 x 64 texels each: inside a cell
     the order of bilinear filtering and sRGB decoding does not matter, so only the one-texel seams between
-    cells see lumigrad's different order (the xfail test below). Measured: rrmse 0.014 per pixel at 1024 spp
+    cells would show a different order (the next test has seams everywhere). Measured: rrmse 0.014 per pixel at 1024 spp
     (lumigrad's noise about 0.013; with 32 x 32-texel cells 0.016)."""
     scene = _textured_floor(_random_texture(8, 64))
     cam = lg.Camera.look_at(**TEXTURE_CAMERA)
@@ -252,15 +252,11 @@ def test_a_textured_floor(mi, tmp_path):
     compare(tmp_path, ours, ref)
 
 
-@pytest.mark.xfail(strict=True, reason="lumigrad filters the 8-bit sRGB texels bilinearly and then decodes "
-                                       "(shading/material.py, _sample_material); Mitsuba's bitmap (raw=False), "
-                                       "like GPU sRGB textures, decodes each texel and then filters")
 def test_srgb_textures_are_decoded_before_filtering_as_in_mitsuba(mi, tmp_path):
     """The same floor with 8 x 8 single random texels (each about 4 pixels wide), so that bilinear filtering
-    mixes neighbouring colours everywhere. Mitsuba returns ``bilinear(srgb_decode(texels))`` (previous test:
-    within 1e-5), lumigrad ``srgb_decode(bilinear(texels))``: up to 0.25 apart for these texels. Measured:
-    rrmse 0.19 per pixel at 1024 spp, where lumigrad's own noise is about 0.006; lumigrad's image is
-    13% darker on average (decoding is convex: decode(mean) < mean(decode))."""
+    mixes neighbouring colours everywhere. Both return ``bilinear(srgb_decode(texels))`` (Mitsuba's bitmap:
+    previous test, within 1e-5); filtering first and decoding after would be up to 0.25 off for these texels
+    (measured before the fix: rrmse 0.19, the image 13% darker, as decode(mean) < mean(decode))."""
     scene = _textured_floor(_random_texture(8, 1))
     cam = lg.Camera.look_at(**TEXTURE_CAMERA)
     ours = lumigrad_image(scene, cam, integrator="direct", spp=1024)

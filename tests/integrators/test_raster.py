@@ -64,8 +64,8 @@ def test_hard_aovs_agree_with_the_functional_ops():
     assert torch.allclose(out.aovs["uv"][on_quad], uv[on_quad]) and float(out.aovs["uv"][on_ball].abs().max()) == 0
     red = torch.tensor([0.9, 0.1, 0.1], dtype=F64)
     assert torch.allclose(out.aovs["albedo"][on_ball], red.expand(int(on_ball.sum()), 3))
-    texel = lg.texture(quad.material.base_color_texture, uv, filter="bilinear")  # magnified: mip level 0
-    linear = lg.shading.srgb_decode(texel)  # base colour textures are sRGB-encoded
+    # base colour textures are sRGB-encoded, decoded texel by texel before filtering; magnified: mip level 0
+    linear = lg.texture(lg.shading.srgb_decode(quad.material.base_color_texture), uv, filter="bilinear")
     assert torch.allclose(out.aovs["albedo"][on_quad], linear[on_quad], atol=1e-12)
     normal = out.aovs["normal"][on_ball]
     assert torch.allclose(normal.norm(dim=-1), torch.ones(len(normal), dtype=F64))

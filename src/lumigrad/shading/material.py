@@ -10,13 +10,19 @@ A :class:`Material` only holds tensors; :func:`sample_material` turns it into pe
 * ``occlusion = 1 + strength * (occlusion_texture.R - 1)``;
 * ``emission = emissive_factor * srgb_decode(emissive_texture)``.
 
+The sRGB-encoded textures are decoded texel by texel *before* they are filtered (bilinear, mip maps), as GPU
+sRGB textures and Mitsuba's ``bitmap`` do: filtering the encoded values and decoding after would darken
+every texture whose neighbouring texels differ (the decode is convex). A texture that does not require
+gradients is decoded once per texel update (cached by the tensor's version), so its mip pyramid is cached too.
+
 Every factor and texel is differentiable; ``Material.parameters()`` names them for optimisers.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, fields
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 
@@ -160,8 +166,8 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, srgb_decode)
     m = material
     base = const(m.base_color_factor, 4)
     if m.base_color_texture is not None:
-        t = tex(m.base_color_texture)
-        rgb = srgb_decode(t[..., :3])
+        t = tex(_linear_texels(m.base_color_texture, srgb_decode))
+        rgb = t[..., :3]
         alpha = t[..., 3:4] if t.shape[-1] == 4 else torch.ones_like(t[..., :1])
         base = base * torch.cat([rgb, alpha], -1)
     out = {"base_color": base[..., :3], "alpha": base[..., 3:4]}
@@ -178,7 +184,7 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, srgb_decode)
     out["occlusion"] = occlusion
     emission = const(m.emissive_factor, 3)
     if m.emissive_texture is not None:
-        emission = emission * srgb_decode(tex(m.emissive_texture))
+        emission = emission * tex(_linear_texels(m.emissive_texture, srgb_decode))
     out["emission"] = emission
     out["transmission"] = const(m.transmission_factor, 1)
     if m.normal_texture is not None:
@@ -186,3 +192,29 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, srgb_decode)
         scale = torch.stack([m.normal_scale, m.normal_scale, torch.ones_like(m.normal_scale)])
         out["normal_tangent"] = n * scale
     return out
+
+
+#: Linear copies of constant sRGB textures: ``id(texture) -> (weakref, version, linear texels)``.
+_LINEAR: Dict[int, tuple] = {}
+
+
+def _linear_texels(texels: torch.Tensor, decode: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``texels [..., Ht, Wt, 3 or 4]`` (sRGB-encoded colour, linear alpha) with the colour decoded to linear.
+
+    Differentiable w.r.t. ``texels``; a texture that does not require gradients is decoded once per version.
+    """
+    if texels.requires_grad:
+        return _decode_colour(texels, decode)
+    hit = _LINEAR.get(id(texels))
+    if hit is not None and hit[0]() is texels and hit[1] == texels._version:
+        return hit[2]
+    linear = _decode_colour(texels.detach(), decode)
+    if id(texels) not in _LINEAR:
+        weakref.finalize(texels, _LINEAR.pop, id(texels), None)
+    _LINEAR[id(texels)] = (weakref.ref(texels), texels._version, linear)
+    return linear
+
+
+def _decode_colour(texels: torch.Tensor, decode) -> torch.Tensor:
+    rgb = decode(texels[..., :3])
+    return rgb if texels.shape[-1] == 3 else torch.cat([rgb, texels[..., 3:]], -1)
