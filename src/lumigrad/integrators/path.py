@@ -47,8 +47,8 @@ class PathIntegrator(Integrator):
         antithetic_edges: trace the two sides of an edge point with the same random numbers (default), so
             the noise of the radiance jump largely cancels; False draws them independently (for comparison).
 
-    Materials: the glTF metallic-roughness BSDF with KHR_materials_transmission (glass: a rough dielectric;
-    no normal maps yet); lights: point, spot,
+    Materials: the glTF metallic-roughness BSDF with KHR_materials_transmission (glass: a rough dielectric)
+    and normal maps (the mesh's tangents or tangents from its uv, as the rasterizer); lights: point, spot,
     directional, area (uniform radiance: also hit by BSDF rays) and environment; ``SHLight`` is refused.
 
     AOVs (:data:`lumigrad.integrators.AOV_DOCS`): ``depth``, ``normal``, ``position``, ``albedo`` and ``mask`` of
@@ -257,7 +257,7 @@ def _trace_scene(scene: Scene) -> TraceScene:
     transmissive = any(bool(m.transmission_factor.detach().abs().max() > 0) for m in materials)
     return TraceScene(flat.verts, flat.faces, flat.normals, flat.uv, flat.uv_faces, flat.face_part, materials,
                       [p.double_sided for p in flat.parts], part_emitters, lights, envs[0] if envs else None,
-                      transmissive)
+                      transmissive, flat.normal_map_tangents())
 
 
 def _rays_through(camera: Camera, uv: torch.Tensor, dtype: torch.dtype):

@@ -33,7 +33,7 @@ from ..shading.envmap import envmap_lookup_unchecked
 from ..shading.image_formation import form_image_unchecked
 from ..shading.material import Material, sample_material_unchecked
 from ..shading.surface import SurfaceSample
-from ..shading.tangents import perturb_normal, vertex_tangents_unchecked
+from ..shading.tangents import perturb_normal
 from ..conventions import pixel_centers
 from .base import Integrator, RenderOutput, register_integrator
 from .frame_checks import check_index_tables, frame_checks
@@ -217,23 +217,12 @@ class _Geometry:
 def _merge_geometry(scene: Scene) -> _Geometry:
     check_index_tables(scene)
     flat = scene.flatten(emitters=True, normals=True)
-    need_tangents = any(p.material.normal_texture is not None for p in flat.parts)
-    tangents = [_corner_tangents(p) for p in flat.parts] if need_tangents else []
+    tangents = flat.normal_map_tangents()
     parts = [_Part(p.material, p.double_sided, p.first_face) for p in flat.parts]
     any_texture = any(p.material.has_textures() for p in parts)
     return _Geometry(flat.verts, flat.faces, flat.uv, flat.uv_faces, flat.normals,
-                     torch.cat(tangents).reshape(-1, 4) if need_tangents else None, parts, any_texture,
+                     tangents.reshape(-1, 4) if tangents is not None else None, parts, any_texture,
                      all(not p.double_sided for p in parts))
-
-
-def _corner_tangents(part) -> torch.Tensor:
-    """``[F, 3, 4]`` world tangents per face corner of a flattened part (zeros for parts without a normal map)."""
-    F = part.faces.shape[0]
-    if part.material.normal_texture is None:
-        return part.verts.new_zeros(F, 3, 4)
-    if part.tangents is not None:
-        return part.tangents[part.faces]
-    return vertex_tangents_unchecked(part.verts, part.faces, part.uv, part.uv_faces, part.normals[part.faces])
 
 
 def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, settings: RasterIntegrator, floats: List[str],

@@ -38,6 +38,7 @@ from ..kernels.bvh import bvh_for
 from ..shading.transmission import bsdf_for
 from ..shading.material import Material, sample_material_unchecked
 from ..shading.surface import SurfaceSample
+from ..shading.tangents import perturb_normal_unchecked
 from .intersect import intersect_faces_unchecked, offset_ray_origin
 
 __all__ = ["PathAdjoint", "TraceScene", "power_heuristic", "sample_paths", "surface_at"]
@@ -63,6 +64,8 @@ class TraceScene:
         environment: the light rays that leave the scene see (``eval``, ``pdf``), or None.
         transmissive: whether any material transmits (else hits use the opaque BSDF, without the
             transmission lobe's cost).
+        tangents: ``[F, 3, 4]`` world tangents per face corner for normal maps (zeros on faces without
+            one), or None when no material has a normal map.
     """
 
     verts: torch.Tensor
@@ -77,6 +80,7 @@ class TraceScene:
     lights: List[object]
     environment: Optional[object] = None
     transmissive: bool = False
+    tangents: Optional[torch.Tensor] = None
 
 
 def power_heuristic(pdf_a: torch.Tensor, pdf_b: torch.Tensor) -> torch.Tensor:
@@ -273,6 +277,12 @@ def surface_at(ts: TraceScene, face: torch.Tensor, o: torch.Tensor, d: torch.Ten
     ng = torch.where(flip, -ng, ng)
     n = torch.where(flip, -n, n)
     values = _materials(ts, part, uv)
+    normal_tangent = values.pop("normal_tangent", None)
+    if normal_tangent is not None and ts.tangents is not None:  # normal maps
+        tangent = (bary[..., None] * ts.tangents.index_select(0, face)).sum(1)
+        mapped = perturb_normal_unchecked(n, tangent, normal_tangent)
+        has_map = (normal_tangent.abs().sum(-1, keepdim=True) > 0) & (tangent[:, :3].abs().sum(-1, keepdim=True) > 0)
+        n = torch.where(has_map, mapped, n)
     front = ~(back & ~double[:, None])
     emission = values.pop("emission") * front
     si = SurfaceSample.from_material(position, n, wo, values, geometric_normal=ng)
@@ -282,13 +292,18 @@ def surface_at(ts: TraceScene, face: torch.Tensor, o: torch.Tensor, d: torch.Ten
 
 
 def _materials(ts: TraceScene, part: torch.Tensor, uv: torch.Tensor) -> dict:
-    """Material values ``{name: [N, c]}`` of each row's part, sampled at ``uv`` (bilinear)."""
+    """Material values ``{name: [N, c]}`` of each row's part, sampled at ``uv`` (bilinear), with
+    ``normal_tangent`` (zeros where a part has no normal map) when the scene has normal maps."""
     out: dict = {}
     order, pieces = [], []
     for k in part.unique().tolist():
         rows = (part == k).nonzero()[:, 0]
         m = sample_material_unchecked(ts.materials[k], uv.index_select(0, rows)[None])
-        m = {key: val[0].expand(rows.numel(), val.shape[-1]) for key, val in m.items() if key != "normal_tangent"}
+        m = {key: val[0].expand(rows.numel(), val.shape[-1]) for key, val in m.items()}
+        if ts.tangents is not None and "normal_tangent" not in m:
+            m["normal_tangent"] = uv.new_zeros(rows.numel(), 3)  # no map on this part
+        elif ts.tangents is None:
+            m.pop("normal_tangent", None)
         m["ior"] = ts.materials[k].ior.reshape(1, 1).expand(rows.numel(), 1)
         order.append(rows)
         pieces.append(m)

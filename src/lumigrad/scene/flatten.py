@@ -19,6 +19,7 @@ from typing import List, Optional
 import torch
 
 from ..shading.material import Material
+from ..shading.tangents import corner_tangents
 from .lights import AreaLight
 from .scene import SceneMesh
 from .shape import ShapeTriangles
@@ -82,6 +83,19 @@ class Triangles:
         """``[F]`` int64: the index in ``parts`` of the shape each face comes from."""
         counts = torch.tensor([p.faces.shape[0] for p in self.parts], dtype=torch.long, device=self.faces.device)
         return torch.repeat_interleave(torch.arange(len(self.parts), device=self.faces.device), counts)
+
+    def normal_map_tangents(self) -> Optional[torch.Tensor]:
+        """``[F, 3, 4]`` world tangents per face corner for normal mapping (the shape's own tangents, else
+        derived from its uv; zeros on parts whose material has no normal map), or ``None`` when no part has
+        one. Needs ``normals`` (``flatten(..., normals=True)``). **Differentiability:** as
+        :func:`lumigrad.shading.vertex_tangents`."""
+        if not any(p.material.normal_texture is not None for p in self.parts):
+            return None
+        if self.normals is None:
+            raise ValueError("normal_map_tangents needs the shading normals: flatten(scene, normals=True)")
+        return torch.cat([corner_tangents(p.verts, p.faces, p.uv, p.uv_faces, p.normals, p.tangents)
+                          if p.material.normal_texture is not None else p.verts.new_zeros(p.faces.shape[0], 3, 4)
+                          for p in self.parts])
 
     @property
     def face_material(self) -> torch.Tensor:

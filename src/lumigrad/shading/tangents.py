@@ -63,6 +63,17 @@ def vertex_tangents_unchecked(verts, faces, uv, uv_faces, normals, eps: float = 
     return torch.cat([T, w], -1)
 
 
+def corner_tangents(verts: torch.Tensor, faces: torch.Tensor, uv: torch.Tensor, uv_faces: torch.Tensor,
+                    normals: torch.Tensor, tangents=None) -> torch.Tensor:
+    """``[F, 3, 4]`` tangents per face corner of one validated mesh: its own per-vertex ``tangents [V, 4]``
+    (glTF ``TANGENT``) when given, else derived from the uv layout (:func:`vertex_tangents`) against the
+    per-vertex ``normals [V, 3]``. For the renderers (no checks). **Differentiability:** as
+    :func:`vertex_tangents`."""
+    if tangents is not None:
+        return tangents[faces]
+    return vertex_tangents_unchecked(verts, faces, uv, uv_faces, normals[faces])
+
+
 def perturb_normal(normal: torch.Tensor, tangent: torch.Tensor, normal_tangent: torch.Tensor,
                    eps: float = 1e-12) -> torch.Tensor:
     """World normal ``[..., 3]`` from a tangent-space normal (``normal_tangent [..., 3]``, e.g. from
@@ -77,6 +88,12 @@ def perturb_normal(normal: torch.Tensor, tangent: torch.Tensor, normal_tangent: 
     check_tensor(normal_tangent, "normal_tangent", trailing=(3,), floating=True, device=normal.device)
     broadcast_batch(normal.shape[:-1], "normal", tangent.shape[:-1], "tangent")
     broadcast_batch(normal.shape[:-1], "normal", normal_tangent.shape[:-1], "normal_tangent")
+    return perturb_normal_unchecked(normal, tangent, normal_tangent, eps)
+
+
+def perturb_normal_unchecked(normal: torch.Tensor, tangent: torch.Tensor, normal_tangent: torch.Tensor,
+                             eps: float = 1e-12) -> torch.Tensor:
+    """:func:`perturb_normal` without its checks (inputs built by a renderer)."""
     N = normal / normal.norm(dim=-1, keepdim=True).clamp_min(eps)
     T = tangent[..., :3] - N * (N * tangent[..., :3]).sum(-1, keepdim=True)
     T = T / T.norm(dim=-1, keepdim=True).clamp_min(eps)
