@@ -254,6 +254,11 @@ def _trace_scene(scene: Scene) -> TraceScene:
     if len(envs) > 1:
         raise ValueError(f"a scene takes at most one EnvironmentLight; it has {len(envs)}")
     materials = [p.material for p in flat.parts]
+    for part in flat.parts:
+        interior = getattr(part.material, "interior", None)
+        if interior is not None and bool((interior.g.detach().abs() >= 1).any()):  # it may have been optimised
+            raise ValueError(f"scene parameter {part.name}.material.interior.g must lie in (-1, 1); got "
+                             f"{float(interior.g.detach()):.9g}")
     transmissive = any(bool(m.transmission_factor.detach().abs().max() > 0) for m in materials)
     return TraceScene(flat.verts, flat.faces, flat.normals, flat.uv, flat.uv_faces, flat.face_part, materials,
                       [p.double_sided for p in flat.parts], part_emitters, lights, envs[0] if envs else None,
