@@ -94,7 +94,6 @@ def _lit_ball(sigma_a, sigma_s, g, dtype=torch.float64) -> lg.Scene:
     return scene
 
 
-@pytest.mark.slow
 def test_medium_gradients_match_central_differences():
     """(d) ``d sum(image) / d (sigma_a, sigma_s, g)`` by path replay (the free-flight and phase weights'
     ratios, sampling detached) against central differences (step 0.02) of the same estimator with the same
