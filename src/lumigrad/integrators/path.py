@@ -48,7 +48,12 @@ class PathIntegrator(Integrator):
             the noise of the radiance jump largely cancels; False draws them independently (for comparison).
 
     Materials: the glTF metallic-roughness BSDF with KHR_materials_transmission (glass: a rough dielectric;
-    no normal maps yet); lights: point, spot,
+    no normal maps yet). A transmitting material's ``interior`` (a
+    :class:`~lumigrad.shading.HomogeneousMedium`: ``sigma_a``, ``sigma_s``, Henyey-Greenstein ``g``) fills its
+    closed mesh with a participating medium, traced by volumetric path tracing (subsurface scattering:
+    free flights by spectral MIS, scattering vertices with phase-function next-event estimation and phase
+    sampling; :mod:`lumigrad.raytrace.volumetric`); media do not nest and the camera and lights must be
+    outside them. Lights: point, spot,
     directional, area (uniform radiance: also hit by BSDF rays) and environment; ``SHLight`` is refused.
 
     AOVs (:data:`lumigrad.integrators.AOV_DOCS`): ``depth``, ``normal``, ``position``, ``albedo`` and ``mask`` of
@@ -57,7 +62,8 @@ class PathIntegrator(Integrator):
     camera on double-sided meshes. They are differentiable by ordinary autograd (the first hit recomputed from
     the vertices), without visibility gradients at silhouettes.
 
-    **Differentiability:** unbiased gradients w.r.t. materials (factors, texels), emitters (radiance,
+    **Differentiability:** unbiased gradients w.r.t. materials (factors, texels; an interior medium's
+    ``sigma_a``, ``sigma_s`` and ``g`` through its free-flight and phase weights), emitters (radiance,
     intensity, environment texels, light positions through their direct lighting) and the film. Geometry
     and the camera get the interior term of every path vertex (its shading for a fixed incoming ray) and,
     for undistorted cameras, the boundary term of primary visibility by edge sampling

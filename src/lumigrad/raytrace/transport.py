@@ -22,6 +22,18 @@ environment. Hit points are recomputed from the vertex tensors at every vertex, 
 and the camera carry the interior term of each vertex (its own shading, for fixed incoming ray); visibility
 discontinuities (silhouettes, shadow edges) need edge sampling, not done here.
 
+Participating media (:mod:`lumigrad.raytrace.volumetric`): a path inside a material's ``interior`` medium first
+draws a free flight before the surface its ray hits; a scattering event is a vertex of its own (next-event
+estimation with the phase function, then a phase sample for the next ray), and reaching the surface multiplies
+the throughput by the flight's weight before the surface vertex as above. Refracting into or out of a
+transmitting mesh changes the path's medium. In the adjoint pass the free-flight weight (before the vertex's
+terms, which it multiplies) and the phase weight are differentiated through ``w / detach(w)`` as the BSDF's;
+the scattering vertex's next-event term directly.
+
+Random numbers: ``dims`` per path and vertex: the lobe, the direction (2), Russian roulette, 2 per light and,
+in scenes with media only, the free flight's (a scattering vertex reuses the direction's for the phase sample
+and the lights' for its next-event estimation).
+
 Everything is batched over rays in PyTorch; the BVH (:mod:`lumigrad.kernels.bvh`) answers closest-hit and
 shadow queries with ids and barycentrics, and what is differentiated is recomputed from them.
 """
