@@ -68,7 +68,9 @@ class PathIntegrator(Integrator):
     and the camera get the interior term of every path vertex (its shading for a fixed incoming ray) and,
     for undistorted cameras, the boundary term of primary visibility by edge sampling
     (:mod:`lumigrad.raytrace.edges`: silhouettes move, pixels change). Shadow edges (secondary visibility)
-    give no gradient yet.
+    give no gradient yet. Inside a medium, the distance to the boundary is taken as a constant (the
+    boundary's motion changing the flight lengths gives no geometry gradient), and scattering positions are
+    detached.
     """
 
     aov_names = ("depth", "normal", "position", "albedo", "mask")

@@ -24,8 +24,9 @@ the phase function).
 
 Limits: media do not nest (leaving any interior enters vacuum); cameras and lights outside every medium
 (a light inside a medium is reached by next-event estimation from scattering vertices, with ``Tr``, but
-next-event estimation from a surface vertex does not attenuate its shadow ray); scattering positions are
-detached (no geometry gradient through them).
+next-event estimation from a surface vertex does not attenuate its shadow ray); scattering positions and the
+distance to the boundary are detached (no geometry gradient through the flights: the boundary's motion would
+also need the Leibniz term of the free-flight integral's moving end).
 """
 
 from __future__ import annotations
