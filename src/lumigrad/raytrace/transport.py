@@ -51,6 +51,7 @@ from ..shading.transmission import bsdf_for
 from ..shading.material import Material, sample_material_unchecked
 from ..shading.surface import SurfaceSample
 from .intersect import intersect_faces_unchecked, offset_ray_origin
+from .mis import power_heuristic
 from .volumetric import free_flight, media_of, next_medium, outward_face_normals, scatter_vertex
 
 __all__ = ["PathAdjoint", "TraceScene", "power_heuristic", "sample_paths", "surface_at"]
@@ -90,13 +91,6 @@ class TraceScene:
     lights: List[object]
     environment: Optional[object] = None
     transmissive: bool = False
-
-
-def power_heuristic(pdf_a: torch.Tensor, pdf_b: torch.Tensor) -> torch.Tensor:
-    """``pdf_a^2 / (pdf_a^2 + pdf_b^2)`` (Veach's power heuristic, beta = 2), 0 where both are 0."""
-    a2, b2 = pdf_a * pdf_a, pdf_b * pdf_b
-    total = a2 + b2
-    return torch.where(total > 0, a2 / torch.where(total > 0, total, torch.ones_like(total)), torch.zeros_like(total))
 
 
 class PathAdjoint:

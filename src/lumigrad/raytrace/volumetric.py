@@ -39,6 +39,7 @@ import torch
 
 from ..shading.henyey_greenstein import hg_eval, hg_sample
 from ..shading.medium import HomogeneousMedium, homogeneous_transmittance, sample_homogeneous_distance
+from .mis import power_heuristic
 
 __all__ = ["FreeFlight", "free_flight", "media_of", "next_medium", "outward_face_normals", "scatter_vertex"]
 
@@ -162,8 +163,6 @@ def scatter_vertex(media: List[Optional[HomogeneousMedium]], lights: List[object
 def _phase_nee(lights, bvh, sigma_t, g, x, wo, u, C) -> torch.Tensor:
     """Next-event estimation of every light from medium points ``x``: ``p Tr L / pdf`` with the power
     heuristic against phase sampling (1 for delta lights); any surface on the way blocks."""
-    from .transport import power_heuristic  # the one MIS heuristic of the transport
-
     out = torch.zeros(x.shape[0], C, dtype=x.dtype, device=x.device)
     for j, light in enumerate(lights):
         ds = light.sample_direct(x, u[:, 2 * j:2 * j + 2])
