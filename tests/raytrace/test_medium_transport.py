@@ -165,6 +165,11 @@ def test_media_optimised_out_of_range_are_refused_by_the_renderer():
         scene[f"meshes.ball.material.interior.{name}"] = value
         with pytest.raises(ValueError, match=f"interior.{name}"):
             lg.render(scene, cam, integrator="path", spp=1)
+    scene = lg.Scene()
+    scene.add_mesh("ball", lg.SceneMesh(v, f, glass(HomogeneousMedium(torch.ones(2), torch.ones(2)))))
+    scene.add_light("sky", lg.EnvironmentLight(torch.ones(4, 8, 3)))
+    with pytest.raises(ValueError, match="interior.sigma_a / sigma_s have 2 channels"):
+        lg.render(scene, cam, integrator="path", spp=1)
 
 
 def test_absorption_gradient_matches_the_closed_form():

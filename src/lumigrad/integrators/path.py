@@ -264,6 +264,9 @@ def _trace_scene(scene: Scene) -> TraceScene:
     materials = [p.material for p in flat.parts]
     for part in flat.parts:
         interior = getattr(part.material, "interior", None)
+        if interior is not None and interior.channels not in (1, 3):
+            raise ValueError(f"scene parameters {part.name}.material.interior.sigma_a / sigma_s have "
+                             f"{interior.channels} channels; the path tracer renders RGB: give 1 or 3")
         if interior is not None and bool((interior.g.detach().abs() >= 1).any()):  # it may have been optimised
             raise ValueError(f"scene parameter {part.name}.material.interior.g must lie in (-1, 1); got "
                              f"{float(interior.g.detach()):.9g}")

@@ -91,6 +91,11 @@ def free_flight(media: List[Optional[HomogeneousMedium]], medium: torch.Tensor, 
 
     Returns:
         :class:`FreeFlight`.
+
+    **Differentiability:** ``ratio`` is ``w / detach(w)`` with ``w = sigma_s Tr(t) / detach(pdf)`` at an event,
+    ``Tr(t_max) / detach(P)`` at the surface, at the detached ``t`` and ``t_max``: its gradient is the score
+    ``d log w`` in ``sigma_a`` and ``sigma_s`` (``(1 / sigma_s - t) dsigma_s - t dsigma_a`` at an event,
+    ``-t_max dsigma_t`` at the surface). ``t``, ``weight``, ``scattered`` carry no graph.
     """
     rows = (medium >= 0).nonzero()[:, 0]
     dtype = t_max.dtype
@@ -137,6 +142,10 @@ def scatter_vertex(media: List[Optional[HomogeneousMedium]], lights: List[object
         ``(nee [S, C]`` (to multiply by the throughput), ``wi [S, 3]`` detached, ``pdf [S, 1]`` detached phase
         density of ``wi``, ``ratio [S, 1]`` phase weight ``p / detach(p)`` (graph in ``g``; ones when not
         differentiable)).
+
+    **Differentiability:** the next-event term in ``g`` (the phase function at the light's direction) and in
+    ``sigma_a``, ``sigma_s`` (the shadow segment's ``Tr``), and in the lights' parameters as at surfaces; the
+    phase ratio's gradient is ``d log p_g(wo, wi)`` at the detached ``wi``. ``x``, ``wo`` are constants.
     """
     S, dtype, device = x.shape[0], x.dtype, x.device
     out = torch.zeros(S, C, dtype=dtype, device=device)
