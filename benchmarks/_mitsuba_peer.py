@@ -441,8 +441,21 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
     raise NotImplementedError(f"no Mitsuba equivalent for metallic={metallic}, ior={ior}, transmission={trans}")
 
 
+def medium_dict(medium) -> dict:
+    """Mitsuba's ``homogeneous`` medium (``sigma_t``, ``albedo``, an ``hg`` phase) of a lumigrad
+    ``HomogeneousMedium``."""
+    arr = lambda t: np.broadcast_to(t.detach().double().cpu().numpy().reshape(-1), (3,))  # noqa: E731
+    sigma_a, sigma_s = arr(medium.sigma_a), arr(medium.sigma_s)
+    sigma_t = sigma_a + sigma_s
+    albedo = np.where(sigma_t > 0, sigma_s / np.maximum(sigma_t, 1e-30), 0.0)
+    g = float(medium.g.detach()) if hasattr(medium.g, "detach") else float(medium.g)
+    scale = max(float(sigma_t.max()), 1e-30)  # Mitsuba's RGB values must lie in [0, 1]: sigma_t / scale
+    return {"type": "homogeneous", "sigma_t": _rgb(sigma_t / scale), "scale": scale, "albedo": _rgb(albedo),
+            "phase": {"type": "hg", "g": g}}
+
+
 def mesh_object(name: str, verts, faces, *, uv=None, uv_faces=None, normals=None, bsdf: dict | None = None,
-                emitter: dict | None = None):
+                emitter: dict | None = None, interior: dict | None = None):
     """A Mitsuba ``Mesh`` from world-space triangles (numpy or torch), one vertex per face corner (so that
     per-corner texture coordinates ``uv[uv_faces]`` need no welding), shading ``normals`` indexed by ``faces``."""
     mi, _ = _load()
@@ -453,6 +466,8 @@ def mesh_object(name: str, verts, faces, *, uv=None, uv_faces=None, normals=None
     props["bsdf"] = mi.load_dict(bsdf if bsdf is not None else {"type": "diffuse", "reflectance": _rgb([0, 0, 0])})
     if emitter is not None:
         props["emitter"] = mi.load_dict(emitter)
+    if interior is not None:
+        props["interior"] = mi.load_dict(interior)
     mesh = mi.Mesh(name, len(corners), len(faces), props=props, has_vertex_normals=normals is not None,
                    has_vertex_texcoords=uv is not None)
     params = mi.traverse(mesh)
@@ -475,7 +490,8 @@ def scene_dict(scene, camera, *, integrator: dict, spp: int = 1, metal: str = "p
     :func:`bsdf_dict`. An ``AreaLight`` of uniform radiance becomes a mesh with a one-sided ``area`` emitter and
     a black ``diffuse`` BSDF (lumigrad's lamp surface is black under a Schlick coat with ``f0 = 0.04``: a few
     percent of rough specular that Mitsuba's lamp lacks). An ``EnvironmentLight`` becomes an ``envmap`` of
-    :func:`envmap_bitmap` (``scale`` folded in). Other lights are refused.
+    :func:`envmap_bitmap` (``scale`` folded in). A material's ``interior`` medium becomes the mesh's
+    ``interior`` (:func:`medium_dict`; render it with ``volpath``). Other lights are refused.
     """
     from lumigrad.scene.lights import AreaLight, EnvironmentLight
 
@@ -493,9 +509,10 @@ def scene_dict(scene, camera, *, integrator: dict, spp: int = 1, metal: str = "p
             if part.double_sided:
                 bsdf = {"type": "twosided", "bsdf": bsdf}
         has_uv = part.material.base_color_texture is not None
+        medium = getattr(part.material, "interior", None) if emitter is None else None
         out[name] = mesh_object(name, flat.verts, flat.faces[rows], normals=flat.normals,
                                 uv=flat.uv if has_uv else None, uv_faces=flat.uv_faces[rows] if has_uv else None,
-                                bsdf=bsdf, emitter=emitter)
+                                bsdf=bsdf, emitter=emitter, interior=medium_dict(medium) if medium else None)
     for name, light in scene.lights.items():
         if isinstance(light, AreaLight) and light.radiance.dim() == 1:
             continue  # drawn above

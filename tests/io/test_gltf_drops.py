@@ -72,7 +72,7 @@ def _everything_ignored() -> dict:
     prim = {"attributes": {"POSITION": 0}, "material": 0}
     return {
         "asset": {"version": "2.0"}, "scenes": [{"nodes": [0, 1, 2, 3]}],
-        "extensionsUsed": ["KHR_materials_volume", "KHR_texture_transform", "KHR_lights_punctual"],
+        "extensionsUsed": ["KHR_materials_sheen", "KHR_texture_transform", "KHR_lights_punctual"],
         "nodes": [{"name": "skinned", "mesh": 0, "skin": 0}, {"name": "morphed", "mesh": 1},
                   {"name": "coloured", "mesh": 2}, {"name": "joint"}],
         "skins": [{"joints": [3]}],
@@ -87,7 +87,7 @@ def _everything_ignored() -> dict:
         ],
         "materials": [
             {"name": "glass", "alphaMode": "BLEND",
-             "extensions": {"KHR_materials_volume": {"thicknessFactor": 1.0}}},
+             "extensions": {"KHR_materials_sheen": {"sheenColorFactor": [1.0, 1.0, 1.0]}}},
             {"name": "leaves", "alphaMode": "MASK", "alphaCutoff": 0.3,
              "pbrMetallicRoughness": {"baseColorTexture": {
                  "index": 0, "texCoord": 1, "extensions": {"KHR_texture_transform": {"scale": [2, 2]}}}},
@@ -108,7 +108,7 @@ def test_everything_ignored_is_named_in_one_warning(tmp_path):
     message = str(record[0].message)
     assert message.startswith(f"{path}: lumigrad ignores ")
     for part in ["skins (1)", "animations (2)", "morph targets (3 primitives)",
-                 "extensions KHR_materials_volume, KHR_texture_transform",
+                 "extensions KHR_materials_sheen, KHR_texture_transform",
                  "alphaMode BLEND (material 'glass')", "alphaMode MASK (material 'leaves')",
                  "vertex colours COLOR_0 (meshes[2].primitives[0])",
                  "TEXCOORD_1 and above (read with TEXCOORD_0) (material 'leaves' base_color_texture)",
@@ -129,7 +129,7 @@ def test_an_extension_used_without_being_declared_is_named(tmp_path):
     doc["nodes"][3]["extras"] = {"extensions": {"NOT_AN_EXTENSION": {}}}  # extras are not extensions
     _, record = _read_warnings(_write(tmp_path, doc))
     message = str(record[0].message)
-    assert "extensions EXT_mesh_gpu_instancing, KHR_materials_volume, KHR_texture_transform;" in message
+    assert "extensions EXT_mesh_gpu_instancing, KHR_materials_sheen, KHR_texture_transform;" in message
     assert "NOT_AN_EXTENSION" not in message
 
 
@@ -395,3 +395,40 @@ def test_khr_materials_transmission_texture_is_named_and_its_factor_kept(tmp_pat
 def test_khr_materials_transmission_factor_out_of_range_is_refused(tmp_path, factor):
     with pytest.raises(GltfError, match=r"materials\[0\]\.extensions\.KHR_materials_transmission\.transmissionFactor"):
         read_gltf(_write(tmp_path, _transmission_doc({"transmissionFactor": factor})))
+
+
+def _volume_doc(volume: dict) -> dict:
+    doc = _transmission_doc({"transmissionFactor": 1.0})
+    doc["extensionsUsed"] = doc["extensionsRequired"] = ["KHR_materials_transmission", "KHR_materials_volume"]
+    doc["materials"][0]["extensions"]["KHR_materials_volume"] = volume
+    return doc
+
+
+def test_khr_materials_volume_absorption_becomes_an_interior_medium(tmp_path):
+    """``sigma_a = -ln(attenuationColor) / attenuationDistance``, no scattering; thin-walled (thickness 0) or
+    unattenuated volumes have none; a zero colour channel is read as 1e-6."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # read in full: required, and no warning
+        scene = read_gltf(_write(tmp_path, _volume_doc({"thicknessFactor": 0.5, "attenuationDistance": 2.0,
+                                                        "attenuationColor": [0.5, 0.25, 1.0]})))
+    medium = scene.meshes["pane"].material.interior
+    assert medium.sigma_a.tolist() == pytest.approx([math.log(2) / 2, math.log(4) / 2, 0.0])
+    assert medium.sigma_s.tolist() == [0.0, 0.0, 0.0]
+    assert "meshes.pane.material.interior.sigma_a" in scene.parameters()
+    for volume in ({"attenuationDistance": 2.0, "attenuationColor": [0.5, 0.5, 0.5]},  # thickness 0: thin
+                   {"thicknessFactor": 1.0, "attenuationColor": [0.5, 0.5, 0.5]},  # infinite distance
+                   {"thicknessFactor": 1.0, "attenuationDistance": 2.0}):  # white
+        assert read_gltf(_write(tmp_path, _volume_doc(volume))).meshes["pane"].material.interior is None
+    black = read_gltf(_write(tmp_path, _volume_doc({"thicknessFactor": 1.0, "attenuationDistance": 1.0,
+                                                     "attenuationColor": [0.0, 1.0, 1.0]})))
+    assert black.meshes["pane"].material.interior.sigma_a[0].item() == pytest.approx(-math.log(1e-6))
+
+
+@pytest.mark.parametrize("volume, field", [({"thicknessFactor": -1.0}, "thicknessFactor"),
+                                           ({"thicknessFactor": 1.0, "attenuationDistance": 0.0}, "attenuationDistance"),
+                                           ({"thicknessFactor": 1.0, "attenuationColor": [1.5, 1, 1]},
+                                            "attenuationColor"),
+                                           ({"thicknessFactor": 1.0, "attenuationColor": [1, 1]}, "attenuationColor")])
+def test_khr_materials_volume_out_of_range_is_refused(tmp_path, volume, field):
+    with pytest.raises(GltfError, match=rf"materials\[0\]\.extensions\.KHR_materials_volume\.{field}"):
+        read_gltf(_write(tmp_path, _volume_doc(volume)))

@@ -233,3 +233,24 @@ def test_transmission_round_trips_through_khr_materials_transmission(suffix, tmp
     back = read_gltf(out)
     _assert_same_scene(scene, back)
     assert float(back.meshes["glass"].material.transmission_factor) == 0.75
+
+
+def test_an_absorbing_interior_round_trips_through_khr_materials_volume(tmp_path):
+    """An interior medium's absorption is written as ``KHR_materials_volume`` and read back; scattering,
+    which glTF cannot hold, is dropped with a warning."""
+    from lumigrad.shading.medium import HomogeneousMedium
+
+    verts = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    scene = lg.Scene()
+    medium = HomogeneousMedium(torch.tensor([0.5, 1.0, 2.0]), torch.zeros(3))
+    scene.add_mesh("glass", lg.SceneMesh(verts, torch.tensor([[0, 1, 2]]), Material(
+        metallic_factor=0.0, transmission_factor=1.0, interior=medium)))
+    out = write_gltf(tmp_path / "volume.gltf", scene)
+    doc = json.loads(out.read_text())
+    assert "KHR_materials_volume" in doc["extensionsUsed"]
+    back = read_gltf(out).meshes["glass"].material.interior
+    assert back.sigma_a.tolist() == pytest.approx([0.5, 1.0, 2.0], rel=1e-6)
+    assert back.sigma_s.tolist() == [0.0, 0.0, 0.0]
+    scene.meshes["glass"].material.interior = HomogeneousMedium(torch.tensor([0.5]), torch.tensor([1.0]), g=0.3)
+    with pytest.warns(UserWarning, match=r"materials\[0\] has a scattering interior medium"):
+        write_gltf(tmp_path / "scatter.gltf", scene)

@@ -459,7 +459,18 @@ def test_camera_with_scale_is_refused_and_metadata_records_integrator_sampler_fi
     ('<sensor type="orthographic"/>', "sensor type 'orthographic' is not supported"),
     ('<shape type="cube"><bsdf type="diffuse"><texture type="checkerboard" name="reflectance"/></bsdf></shape>',
      "texture type 'checkerboard' is not supported"),
-    ('<medium type="homogeneous"/>', "lumigrad does not read <medium>"),
+    ('<medium type="homogeneous"/>', "a top-level <medium> needs an id"),
+    ('<volume type="gridvolume"/>', "lumigrad does not read <volume>"),
+    ('<shape type="cube"><medium type="heterogeneous" name="interior"/></shape>',
+     "medium type 'heterogeneous' is not supported"),
+    ('<shape type="cube"><medium type="homogeneous" name="exterior"/></shape>', "an exterior medium is not supported"),
+    ('<shape type="cube"><medium type="homogeneous" name="inside"/></shape>', "must be named 'interior'"),
+    ('<shape type="cube"><medium type="homogeneous" name="interior"><phase type="rayleigh"/></medium></shape>',
+     "phase type 'rayleigh' is not supported"),
+    ('<shape type="cube"><medium type="homogeneous" name="interior"><float name="sigma_s" value="-1"/></medium>'
+     '</shape>', "sigma_s must be >= 0"),
+    ('<shape type="cube"><medium type="homogeneous" name="interior"><phase type="hg"><float name="g" value="1"/>'
+     '</phase></medium></shape>', r"g must be a finite number in \(-1.0, 1.0\)"),
     ('<camera/>', r"unknown element <camera> in <scene>"),
     ('<shape type="cube"><colour name="x"/></shape>', r"unknown element <colour> inside <shape type='cube'>"),
 ])
@@ -691,3 +702,29 @@ def test_envmap_matches_mitsuba_in_world_directions(tmp_path):
         si.wi = mi.Vector3f(*(-d).tolist())
         theirs = [float(c) for c in emitter.eval(si)]
         assert _f(envmap_lookup(ours.texels, d)) == pytest.approx(theirs, rel=1e-4, abs=1e-5), (i, j)
+
+
+def test_homogeneous_interiors_become_material_media(tmp_path):
+    """A shape's ``interior``: Mitsuba 3's ``sigma_t``, ``albedo``, ``scale`` (by reference) or Mitsuba 0.6's
+    ``sigma_a``, ``sigma_s`` (inline), with an ``hg`` phase; each shape gets its own material."""
+    scene, warned = _read(_write(tmp_path, '''
+        <medium type="homogeneous" id="milk"><rgb name="sigma_t" value="1, 2, 4"/><float name="scale" value="2"/>
+            <rgb name="albedo" value="0.9, 0.8, 0.5"/><phase type="hg"><float name="g" value="0.5"/></phase></medium>
+        <bsdf type="dielectric" id="glass"><float name="int_ior" value="1.33"/></bsdf>
+        <shape type="sphere" id="ball"><ref id="glass"/><ref name="interior" id="milk"/></shape>
+        <shape type="cube" id="box"><ref id="glass"/><medium type="homogeneous" name="interior">
+            <rgb name="sigma_a" value="0.1"/><rgb name="sigma_s" value="0.5"/></medium></shape>
+        <shape type="cube" id="plain"><ref id="glass"/></shape>'''))
+    assert warned == []  # everything read
+    ball, box, plain = (scene.meshes[n].material for n in ("ball", "box", "plain"))
+    assert ball.interior.sigma_a.tolist() == pytest.approx([0.2, 0.8, 4.0])
+    assert ball.interior.sigma_s.tolist() == pytest.approx([1.8, 3.2, 4.0])
+    assert float(ball.interior.g) == 0.5
+    assert box.interior.sigma_a.tolist() == pytest.approx([0.1] * 3) and float(box.interior.g) == 0.0
+    assert plain.interior is None and float(ball.ior) == pytest.approx(1.33 / 1.000277)  # int_ior / air
+    assert "meshes.ball.material.interior.g" in scene.parameters()
+
+
+def test_an_unused_medium_is_named_in_the_warning(tmp_path):
+    _, warned = _read(_write(tmp_path, '<medium type="homogeneous" id="fog"/><shape type="cube"/>'))
+    assert len(warned) == 1 and "media that no shape uses (<medium type='homogeneous' id='fog'>" in warned[0]

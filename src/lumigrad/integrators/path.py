@@ -48,8 +48,12 @@ class PathIntegrator(Integrator):
             the noise of the radiance jump largely cancels; False draws them independently (for comparison).
 
     Materials: the glTF metallic-roughness BSDF with KHR_materials_transmission (glass: a rough dielectric)
-    and normal maps (the mesh's tangents or tangents from its uv, as the rasterizer); lights: point, spot,
-    directional, area (uniform radiance: also hit by BSDF rays) and environment; ``SHLight`` is refused.
+    and normal maps (the mesh's tangents or tangents from its uv, as the rasterizer). A transmitting
+    material's ``interior`` (a :class:`~lumigrad.shading.HomogeneousMedium`: ``sigma_a``, ``sigma_s``,
+    Henyey-Greenstein ``g``) fills its closed mesh with a participating medium, traced by volumetric path
+    tracing (subsurface scattering: free flights by spectral MIS, scattering vertices with phase-function
+    next-event estimation and phase sampling; :mod:`lumigrad.raytrace.volumetric`); media do not nest and the
+    camera and lights must be outside them. Lights: point, spot, directional, area (uniform radiance: also hit by BSDF rays) and environment; ``SHLight`` is refused.
 
     AOVs (:data:`lumigrad.integrators.AOV_DOCS`): ``depth``, ``normal``, ``position``, ``albedo`` and ``mask`` of
     the surface each camera ray hits first, averaged over the pixel's ``spp`` jittered rays (a box filter:
@@ -57,12 +61,15 @@ class PathIntegrator(Integrator):
     camera on double-sided meshes. They are differentiable by ordinary autograd (the first hit recomputed from
     the vertices), without visibility gradients at silhouettes.
 
-    **Differentiability:** unbiased gradients w.r.t. materials (factors, texels), emitters (radiance,
+    **Differentiability:** unbiased gradients w.r.t. materials (factors, texels; an interior medium's
+    ``sigma_a``, ``sigma_s`` and ``g`` through its free-flight and phase weights), emitters (radiance,
     intensity, environment texels, light positions through their direct lighting) and the film. Geometry
     and the camera get the interior term of every path vertex (its shading for a fixed incoming ray) and,
     for undistorted cameras, the boundary term of primary visibility by edge sampling
     (:mod:`lumigrad.raytrace.edges`: silhouettes move, pixels change). Shadow edges (secondary visibility)
-    give no gradient yet.
+    give no gradient yet. Inside a medium, the distance to the boundary is taken as a constant (the
+    boundary's motion changing the flight lengths gives no geometry gradient), and scattering positions are
+    detached.
     """
 
     aov_names = ("depth", "normal", "position", "albedo", "mask")
@@ -254,6 +261,14 @@ def _trace_scene(scene: Scene) -> TraceScene:
     if len(envs) > 1:
         raise ValueError(f"a scene takes at most one EnvironmentLight; it has {len(envs)}")
     materials = [p.material for p in flat.parts]
+    for part in flat.parts:
+        interior = getattr(part.material, "interior", None)
+        if interior is not None and interior.channels not in (1, 3):
+            raise ValueError(f"scene parameters {part.name}.material.interior.sigma_a / sigma_s have "
+                             f"{interior.channels} channels; the path tracer renders RGB: give 1 or 3")
+        if interior is not None and bool((interior.g.detach().abs() >= 1).any()):  # it may have been optimised
+            raise ValueError(f"scene parameter {part.name}.material.interior.g must lie in (-1, 1); got "
+                             f"{float(interior.g.detach()):.9g}")
     transmissive = any(bool(m.transmission_factor.detach().abs().max() > 0) for m in materials)
     return TraceScene(flat.verts, flat.faces, flat.normals, flat.uv, flat.uv_faces, flat.face_part, materials,
                       [p.double_sided for p in flat.parts], part_emitters, lights, envs[0] if envs else None,

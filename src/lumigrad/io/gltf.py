@@ -9,7 +9,12 @@ What is read, once, into lumigrad's conventions:
 * materials: ``pbrMetallicRoughness`` (base colour, metallic, roughness and their textures), normal, occlusion
   and emissive maps, ``doubleSided``, ``KHR_materials_ior``, ``KHR_materials_emissive_strength`` and
   ``KHR_materials_transmission`` (``transmissionFactor`` into ``Material.transmission_factor``; a
-  ``transmissionTexture`` is not read and is named in the warning below). glTF texture coordinates already have
+  ``transmissionTexture`` is not read and is named in the warning below), ``KHR_materials_volume``'s absorption:
+  with ``thicknessFactor > 0`` and a finite ``attenuationDistance`` ``d``, ``Material.interior`` becomes a
+  :class:`~lumigrad.shading.HomogeneousMedium` with ``sigma_a = -ln(attenuationColor) / d`` (a colour channel
+  of 0 is read as 1e-6: ``sigma_a = 13.8 / d``), ``sigma_s = 0`` (``thicknessTexture`` is not read and is named
+  below; the thickness itself is not needed by a renderer that traces the closed mesh). glTF texture
+  coordinates already have
   lumigrad's top-left origin, so no V flip is applied. Texture images are decoded with Pillow (PNG, JPEG) as
   stored, in [0, 1]; :func:`lumigrad.shading.sample_material` decodes sRGB where glTF says so.
 * cameras: perspective (``yfov``, ``aspectRatio``) and orthographic (``xmag``, ``ymag``) into
@@ -34,10 +39,10 @@ ranges are checked against what they point into before anything is sliced, node 
 ``bufferView`` (all zeros) larger than ``MAX_IMPLICIT_ACCESSOR_BYTES`` is refused before allocating.
 
 Not read, and named in **one** :class:`GltfWarning` per file, e.g. ``model.gltf: lumigrad ignores skins (1);
-animations (2); morph targets (3 primitives); extensions KHR_materials_volume; alphaMode BLEND (material
+animations (2); morph targets (3 primitives); extensions KHR_materials_sheen; alphaMode BLEND (material
 'glass')``: skins (skinned meshes are placed by their node, in the bind pose), animations, morph targets,
-extensions other than ``KHR_lights_punctual``, ``KHR_materials_ior``, ``KHR_materials_emissive_strength`` and
-``KHR_materials_transmission``
+extensions other than ``KHR_lights_punctual``, ``KHR_materials_ior``, ``KHR_materials_emissive_strength``,
+``KHR_materials_transmission`` and ``KHR_materials_volume``
 (those in ``extensionsUsed`` and any other ``extensions`` object in the file, ``KHR_texture_transform``
 included), ``alphaMode`` MASK and BLEND (rendered opaque), vertex colours ``COLOR_0``, textures read through
 ``TEXCOORD_1`` or higher (read with ``TEXCOORD_0``), per-texture wrap modes (one per material: the first
@@ -70,6 +75,7 @@ from .gltf_format import BIN_CHUNK, GLB_MAGIC, JSON_CHUNK, WRAP_MODES
 from ..scene.lights import DirectionalLight, PointLight, SpotLight
 from ..scene.scene import Scene, SceneMesh
 from ..shading.material import TEXTURE_SLOTS, Material
+from ..shading.medium import HomogeneousMedium
 
 __all__ = ["GltfError", "GltfWarning", "read_gltf"]
 
@@ -86,7 +92,7 @@ _KIND_TEXT = {"index": "a non-negative integer", "number": "a finite number",
 
 # Extensions the reader implements (the constructor refuses other required ones; used ones are warned about).
 _SUPPORTED_EXTENSIONS = frozenset({"KHR_lights_punctual", "KHR_materials_ior", "KHR_materials_emissive_strength",
-                                   "KHR_materials_transmission"})
+                                   "KHR_materials_transmission", "KHR_materials_volume"})
 _ALPHA_MODES = ("OPAQUE", "MASK", "BLEND")
 
 
@@ -645,8 +651,32 @@ class _Reader:
                 kw["occlusion_strength"] = t(self.get(info, "strength", "number", iwhere, 1.0))
         if len(set(wraps)) > 1:
             self._note("per-texture wrap modes (the first texture's is used)", f"{label} {'/'.join(wraps)}")
+        volume = self.get(ext, "KHR_materials_volume", "dict", where + ".extensions", {})
+        if volume:
+            kw["interior"] = self.volume(volume, where + ".extensions.KHR_materials_volume", label)
         material = self._make(where, Material, **kw, wrap=wraps[0] if wraps else "repeat")
         return material, self.get(m, "doubleSided", "bool", where, False)
+
+    def volume(self, volume: dict, where: str, label: str) -> Optional[HomogeneousMedium]:
+        """The absorbing medium of a ``KHR_materials_volume`` object (None: thin-walled, or no attenuation)."""
+        thickness = self.get(volume, "thicknessFactor", "number", where, 0.0)
+        if thickness < 0:
+            raise GltfError(f"{self.path}: {where}.thicknessFactor must be >= 0; got {thickness}")
+        if "thicknessTexture" in volume:
+            self.get(volume, "thicknessTexture", "dict", where)  # raises for a malformed one
+            self._note("thicknessTexture", label)
+        distance = volume.get("attenuationDistance", math.inf)
+        if "attenuationDistance" in volume:
+            distance = self.get(volume, "attenuationDistance", "number", where)
+            if distance <= 0:
+                raise GltfError(f"{self.path}: {where}.attenuationDistance must be > 0; got {distance}")
+        color = self.get(volume, "attenuationColor", "numbers", where, [1.0, 1.0, 1.0], length=3)
+        if not all(0.0 <= c <= 1.0 for c in color):
+            raise GltfError(f"{self.path}: {where}.attenuationColor must lie in [0, 1]; got {color}")
+        if thickness == 0 or not math.isfinite(distance) or all(c == 1.0 for c in color):
+            return None
+        sigma_a = -torch.log(torch.tensor(color, dtype=torch.float64).clamp_min(1e-6)) / distance
+        return HomogeneousMedium(sigma_a.to(self.dtype), torch.zeros(3, dtype=self.dtype))
 
     def texture(self, index: int) -> Tuple[torch.Tensor, str]:
         tex = self._item("textures", index)

@@ -14,7 +14,9 @@ What is written, so that :func:`lumigrad.io.read_gltf` and Blender read it back:
   sRGB-encoded), one image per distinct texture tensor (a tensor used by two slots is written once), one
   sampler per wrap mode, ``doubleSided``, normal ``scale``, occlusion ``strength``, ``emissiveFactor`` (above 1
   via ``KHR_materials_emissive_strength``), ``KHR_materials_ior`` when ``ior != 1.5`` and
-  ``KHR_materials_transmission`` (``transmissionFactor``) when ``transmission_factor != 0``.
+  ``KHR_materials_transmission`` (``transmissionFactor``) when ``transmission_factor != 0``, and an
+  ``interior`` medium's absorption as ``KHR_materials_volume`` (``thicknessFactor`` 1, ``attenuationDistance``
+  1, ``attenuationColor = exp(-sigma_a)``; its scattering, which glTF cannot hold, is dropped with a warning).
 * cameras (``cameras=True``): perspective (``yfov`` from ``fy``, ``aspectRatio = W / H``) or orthographic
   (``xmag = W / (2 fx)``, ``ymag = H / (2 fy)``), the node holding the OpenGL camera-to-world pose.
 * lights: point, spot and directional lights as ``KHR_lights_punctual``, the node at the light's position and
@@ -217,6 +219,8 @@ class _Writer:
         transmission = _float(m.transmission_factor)
         if transmission != 0.0:
             extensions["KHR_materials_transmission"] = {"transmissionFactor": transmission}
+        if m.interior is not None:
+            extensions.update(_volume(m.interior, f"materials[{len(self.doc.get('materials', []))}]"))
         if extensions:
             out["extensions"] = extensions
             self.extensions_used.update(extensions)
@@ -382,3 +386,14 @@ def _png(tensor: torch.Tensor, what: str) -> bytes:
     buf = _io.BytesIO()
     Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+
+def _volume(medium, where: str) -> dict:
+    """``{"KHR_materials_volume": ...}`` of an interior medium's absorption (scattering dropped, with a warning)."""
+    sigma_a = np.broadcast_to(medium.sigma_a.detach().double().cpu().numpy().reshape(-1), (3,))
+    if float(medium.sigma_s.detach().abs().max()) > 0:
+        warnings.warn(f"glTF writer: {where} has a scattering interior medium; glTF holds absorption only "
+                      "(KHR_materials_volume): its sigma_s and g are not written")
+    color = np.exp(-sigma_a)
+    return {"KHR_materials_volume": {"thicknessFactor": 1.0, "attenuationDistance": 1.0,
+                                     "attenuationColor": [float(c) for c in color]}}

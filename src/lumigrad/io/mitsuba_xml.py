@@ -50,6 +50,13 @@
     lumigrad decodes), ``wrap_mode`` into ``Material.wrap``; a shape without texture coordinates (sphere,
     disk, an OBJ without ``vt``) cannot carry one and is refused.
 
+* **media**: a shape's ``interior`` (``<medium type="homogeneous" name="interior">`` inside it, or ``<ref
+  name="interior" id=...>`` to a top-level one) becomes its material's ``interior``
+  (:class:`~lumigrad.shading.HomogeneousMedium`; the shape gets a copy of its BSDF's material):
+  ``sigma_s = scale sigma_t albedo``, ``sigma_a = scale sigma_t (1 - albedo)`` (Mitsuba 3's defaults
+  ``sigma_t`` 1, ``albedo`` 0.75), or ``sigma_a`` and ``sigma_s`` directly (Mitsuba 0.6); the phase function
+  ``hg`` (``g``) or ``isotropic`` (the default). The path tracer traces it where the shape's BSDF transmits.
+
 * **emitters** into ``scene.lights`` (named by ``id``, else their type): ``area`` inside a shape (inline or by
   reference) makes that shape an :class:`AreaLight` of its world triangles with ``radiance`` (named after the
   shape; it is not also a mesh, and its BSDF is dropped: named in the warning); ``point`` (``position`` or
@@ -72,7 +79,8 @@
   (``sample_count`` ...) and ``"film"`` under ``metadata["sensors"][name]``.
 
 **Refused**, with a :class:`MitsubaXmlError` (a ``ValueError``) naming the file, line, element, its type and
-id: unknown tags and plugin types (``<medium>``, ``serialized`` shapes, ``blendbsdf``, ``normalmap``,
+id: unknown tags and plugin types (``<volume>``, media other than ``homogeneous``, an ``exterior`` medium,
+``serialized`` shapes, ``blendbsdf``, ``normalmap``,
 ``projector`` ...), textures anywhere but a base colour, spectra from files, a DOCTYPE or entity declaration
 (checked in the text before parsing and again by the parser: no DTD is ever read, so no entity expansion or
 external entity can be used), cyclic references or includes, a camera ``to_world`` with scale, an ``ior``
@@ -90,6 +98,7 @@ drop (principled lobes, anisotropy).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -106,6 +115,7 @@ from ..cameras.camera import Camera
 from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
 from ..scene.scene import Scene, SceneMesh
 from ..shading.material import Material
+from ..shading.medium import HomogeneousMedium
 from .errors import ignored_features
 from ._paths import ConfinementError, check_regular_file, confined_path, open_regular_file, short_text
 from ._spectra import spectrum_to_rgb
@@ -671,16 +681,23 @@ class _Reader:
                 self.build(elem, self.bsdf)
             elif tag == "texture":
                 self.build(elem, self.texture)
+            elif tag == "medium":
+                if elem.get("id") is None:
+                    raise self.error(elem, f"{self.describe(elem)}: a top-level <medium> needs an id (shapes "
+                                           "reference it as their interior)")
+                continue  # a template for shapes' interiors (checked when a shape uses it)
             elif tag in ("film", "sampler", "rfilter"):
                 self.note(f"a top-level <{tag}> outside a sensor", elem)
             elif tag in _OBJECT_TAGS:
-                raise self.error(elem, f"{self.describe(elem)}: lumigrad does not read <{tag}> (participating media "
-                                       "and volumes are not supported)")
+                raise self.error(elem, f"{self.describe(elem)}: lumigrad does not read <{tag}> (only homogeneous "
+                                       "media, as shapes' interiors, are: no volumes)")
             else:
                 raise self.error(elem, f"unknown element <{tag}> in <scene>")
         for elem in self.ids.values():
             if elem.tag == "emitter" and elem.get("type") == "area" and elem not in used_area:
                 self.note("area emitters that no shape uses", elem)
+            if elem.tag == "medium" and elem not in self.built:
+                self.note("media that no shape uses", elem)
         self.metadata["parameters"] = dict(self.params)
         scene.metadata = self.metadata
         self.warn()
@@ -795,6 +812,17 @@ class _Reader:
             self.done(p)
             return
         material, double_sided = self.build(bsdfs[0], self.bsdf) if bsdfs else (self.default_material(), False)
+        exterior = p.nested("medium", "exterior")
+        if exterior:
+            raise self.error(exterior[0], f"{self.describe(exterior[0])}: an exterior medium is not supported "
+                                          "(lumigrad traces media inside closed shapes only: give it as the "
+                                          "interior of a shape)")
+        interior = p.nested("medium", "interior")
+        others = [t for n, t, _ in p.objects if t.tag == "medium" and n not in ("interior", "exterior")]
+        if others:
+            raise self.error(others[0], f"{self.describe(others[0])} inside a shape must be named 'interior'")
+        if interior:
+            material = dataclasses.replace(material, interior=self.build(interior[0], self.medium))
         if material.has_textures() and uv is None:
             raise self.error(elem, f"{self.describe(elem)} has no texture coordinates, so its BSDF's bitmap texture "
                                    "cannot be applied")
@@ -869,6 +897,45 @@ class _Reader:
             raise self.error(elem, f"{self.describe(elem)}: {file.name} has no faces")
         conv = lambda a: None if a is None else a.detach().cpu().numpy()  # noqa: E731
         return conv(verts), conv(faces).astype(np.int64), conv(uv), conv(uv_faces), conv(normals)
+
+    def medium(self, elem: ET.Element) -> HomogeneousMedium:
+        """A ``homogeneous`` medium: Mitsuba 3's ``sigma_t`` (default 1), ``albedo`` (default 0.75) and
+        ``scale`` (default 1), or Mitsuba 0.6's ``sigma_a`` and ``sigma_s``; the phase function a nested
+        ``<phase type="hg">`` (``g``, default 0) or ``isotropic`` (the default)."""
+        kind = self.attr(elem, "type")
+        if kind != "homogeneous":
+            raise self.error(elem, f"{self.describe(elem)}: medium type {short_text(kind)} is not supported "
+                                   "(lumigrad reads homogeneous)")
+        p = self.props(elem)
+
+        def colour(name, default, reflectance):
+            child = p.get(name)
+            return np.full(3, default) if child is None else self.colour(child, reflectance=reflectance)
+
+        scale = p.number("scale", 1.0)
+        if p.has("sigma_a") or p.has("sigma_s"):
+            if p.has("sigma_t") or p.has("albedo"):
+                raise self.error(elem, f"{self.describe(elem)}: give sigma_t and albedo, or sigma_a and sigma_s, "
+                                       "not both")
+            sigma_a, sigma_s = colour("sigma_a", 0.0, False) * scale, colour("sigma_s", 0.0, False) * scale
+        else:
+            sigma_t, albedo = colour("sigma_t", 1.0, False) * scale, colour("albedo", 0.75, True)
+            sigma_a, sigma_s = sigma_t * (1.0 - albedo), sigma_t * albedo
+        phases = p.nested("phase")
+        g = 0.0
+        if len(phases) > 1:
+            raise self.error(elem, f"{self.describe(elem)} has {len(phases)} phase functions; a medium has one")
+        if phases:
+            phase = self.props(phases[0])
+            phase_kind = self.attr(phases[0], "type")
+            if phase_kind not in ("hg", "isotropic"):
+                raise self.error(phases[0], f"{self.describe(phases[0])}: phase type {short_text(phase_kind)} is "
+                                            "not supported (lumigrad reads hg and isotropic)")
+            g = phase.number("g", 0.0) if phase_kind == "hg" else 0.0
+            self.done(phase)
+        self.done(p)
+        t = lambda a: torch.as_tensor(a, dtype=self.dtype)  # noqa: E731
+        return self._make(elem, HomogeneousMedium, t(sigma_a), t(sigma_s), g=t(g))
 
     def _make(self, elem: ET.Element, make, *args, **kwargs):
         """Build a lumigrad object; its own ValueError becomes a MitsubaXmlError naming the element."""

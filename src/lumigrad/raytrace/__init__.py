@@ -2,7 +2,8 @@
 
 :mod:`~lumigrad.raytrace.intersect` (closest hits and shadow rays on Warp's BVH, Möller–Trumbore in PyTorch)
 and :mod:`~lumigrad.raytrace.transport` (path tracing with next-event estimation, MIS and path replay
-backpropagation), used by the ``"path"`` and ``"direct"`` integrators.
+backpropagation; homogeneous media inside transmitting meshes by :mod:`~lumigrad.raytrace.volumetric`), used by
+the ``"path"`` and ``"direct"`` integrators.
 """
 
 from .intersect import (RayHit, intersect_faces, intersect_faces_unchecked, intersect_reference, offset_ray_origin,

@@ -22,6 +22,18 @@ environment. Hit points are recomputed from the vertex tensors at every vertex, 
 and the camera carry the interior term of each vertex (its own shading, for fixed incoming ray); visibility
 discontinuities (silhouettes, shadow edges) need edge sampling, not done here.
 
+Participating media (:mod:`lumigrad.raytrace.volumetric`): a path inside a material's ``interior`` medium first
+draws a free flight before the surface its ray hits; a scattering event is a vertex of its own (next-event
+estimation with the phase function, then a phase sample for the next ray), and reaching the surface multiplies
+the throughput by the flight's weight before the surface vertex as above. Refracting into or out of a
+transmitting mesh changes the path's medium. In the adjoint pass the free-flight weight (before the vertex's
+terms, which it multiplies) and the phase weight are differentiated through ``w / detach(w)`` as the BSDF's;
+the scattering vertex's next-event term directly.
+
+Random numbers: ``dims`` per path and vertex: the lobe, the direction (2), Russian roulette, 2 per light and,
+in scenes with media only, the free flight's (a scattering vertex reuses the direction's for the phase sample
+and the lights' for its next-event estimation).
+
 Everything is batched over rays in PyTorch; the BVH (:mod:`lumigrad.kernels.bvh`) answers closest-hit and
 shadow queries with ids and barycentrics, and what is differentiated is recomputed from them.
 """
@@ -30,7 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, NamedTuple, Optional, Sequence
 
 import torch
 
@@ -40,6 +52,8 @@ from ..shading.material import Material, sample_material_unchecked
 from ..shading.surface import SurfaceSample
 from ..shading.tangents import perturb_normal_unchecked
 from .intersect import intersect_faces_unchecked, offset_ray_origin
+from .mis import power_heuristic
+from .volumetric import free_flight, media_of, next_medium, outward_face_normals, scatter_vertex
 
 __all__ = ["PathAdjoint", "TraceScene", "power_heuristic", "sample_paths", "surface_at"]
 
@@ -81,13 +95,6 @@ class TraceScene:
     environment: Optional[object] = None
     transmissive: bool = False
     tangents: Optional[torch.Tensor] = None
-
-
-def power_heuristic(pdf_a: torch.Tensor, pdf_b: torch.Tensor) -> torch.Tensor:
-    """``pdf_a^2 / (pdf_a^2 + pdf_b^2)`` (Veach's power heuristic, beta = 2), 0 where both are 0."""
-    a2, b2 = pdf_a * pdf_a, pdf_b * pdf_b
-    total = a2 + b2
-    return torch.where(total > 0, a2 / torch.where(total > 0, total, torch.ones_like(total)), torch.zeros_like(total))
 
 
 class PathAdjoint:
@@ -138,10 +145,15 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
     gen = torch.Generator(device=device)
     gen.manual_seed(int(seed))
     n_lights = len(ts.lights)
-    dims = 4 + 2 * n_lights  # lobe, direction (2), roulette, then 2 per light
+    media = media_of(ts.materials) if ts.transmissive else []
+    has_media = any(m is not None for m in media)
+    # lobe, direction (2), roulette, then 2 per light; with media, last, the free flight's number (a scattering
+    # vertex reuses the direction's two for the phase function and the lights' for its next-event estimation)
+    dims = 4 + 2 * n_lights + (1 if has_media else 0)
     radiance = torch.zeros(R, C, dtype=dtype, device=device)
     alive = torch.arange(R, device=device)
     beta = torch.ones(R, C, dtype=dtype, device=device)
+    medium = torch.full((R,), -1, dtype=torch.long, device=device)  # the part whose interior a path is in
     o, d = origins.detach(), directions.detach()
     prev_pdf = torch.zeros(R, 1, dtype=dtype, device=device)
     prev_x = o.clone()
@@ -152,22 +164,30 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
             continue  # keep drawing: the replay draws the same numbers
         u = u.index_select(0, alive)
         with torch.no_grad():
-            face, _, _ = bvh.closest_hit(o, d)
+            face, t_hit, _ = bvh.closest_hit(o, d)
         hit = face >= 0
         if depth == 0 and hits is not None:
             hits.append(hit)
         b = beta.index_select(0, alive)
+        med = medium.index_select(0, alive)
+        last = depth + 1 >= depth_limit
         contrib = torch.zeros(alive.numel(), C, dtype=dtype, device=device)
+        # Paths in a medium: a free flight before the surface (its weight joins the throughput).
+        scatter = torch.zeros_like(hit)
+        if has_media and bool((med >= 0).any()):
+            ff = free_flight(media, med, t_hit.to(dtype), u[:, -1:], C=C, differentiable=adjoint is not None)
+            b = b.index_copy(0, ff.rows, b.index_select(0, ff.rows) * ff.weight)
+            scatter = scatter.index_fill(0, ff.rows[ff.scattered], True)
+            if adjoint is not None:  # the weight multiplies all the path gathers from here on
+                _backprop_ratio(adjoint, alive.index_select(0, ff.rows), ff.ratio)
         # Rays that leave the scene see the environment.
-        if ts.environment is not None and bool((~hit).any()):
-            miss = (~hit).nonzero()[:, 0]
+        if ts.environment is not None and bool((~hit & ~scatter).any()):
+            miss = (~hit & ~scatter).nonzero()[:, 0]
             contrib = contrib.index_add(0, miss, _escaped(ts, prev_x, o, d, miss, prev_pdf, depth, hide_emitters,
                                                           b, adjoint, alive))
-        rows = hit.nonzero()[:, 0]
-        if rows.numel() == 0:
-            radiance.index_add_(0, alive, contrib)
-            alive = alive[:0]
-            continue
+        rows = (hit & ~scatter).nonzero()[:, 0]
+        nexts = []  # per kind of vertex, the paths that go on (see _Next)
+        if rows.numel() > 0:
         with torch.enable_grad() if adjoint is not None else torch.no_grad():
             ro, rd = (primary() if depth == 0 and primary is not None and adjoint is not None else (o, d))
             ro, rd = ro.index_select(0, rows), rd.index_select(0, rows)
@@ -175,22 +195,20 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
             bsdf = bsdf_for(si)  # with transmission (glass) when a material transmits
             bh = b.index_select(0, rows)
             # Emission seen by the previous bounce (MIS against light sampling for area lights).
-            weight_e = _emission_weight(ts, emitter_rows, face.index_select(0, rows), prev_x.index_select(0, rows),
-                                        rd.detach(), prev_pdf.index_select(0, rows), depth, dtype)
+                weight_e = _emission_weight(ts, emitter_rows, face.index_select(0, rows),
+                                            prev_x.index_select(0, rows), rd.detach(), prev_pdf.index_select(0, rows),
+                                            depth, dtype)
             if hide_emitters and depth == 0:
                 weight_e = torch.zeros_like(weight_e)
             term = bh * emission * weight_e
-            if depth + 1 < depth_limit:
+                if not last:
                 term = term + bh * _next_event(ts, bvh, bsdf, si, ng, u.index_select(0, rows)[:, 4:], dtype)
             if adjoint is not None:
                 _backprop_terms(adjoint, alive.index_select(0, rows), term)
             contrib = contrib.index_add(0, rows, term.detach())
-            if depth + 1 >= depth_limit:
-                radiance.index_add_(0, alive, contrib)
-                alive = alive[:0]
-                continue
-            # The next ray: a BSDF sample (its direction and pdf detached; its weight differentiated in the
-            # adjoint pass through the ratio w / detach(w)).
+                if not last:
+                    # The next ray: a BSDF sample (its direction and pdf detached; its weight differentiated in
+                    # the adjoint pass through the ratio w / detach(w)).
             uh = u.index_select(0, rows)
             with torch.no_grad():
                 bs = bsdf.sample(si.map(torch.Tensor.detach), uh[:, 0:1], uh[:, 1:3])
@@ -201,31 +219,99 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
                 f = bsdf.eval(si, wi) * (si.normal * wi).sum(-1, keepdim=True).abs()
                 w = f / torch.where(pdf > 0, pdf, torch.ones_like(pdf))
                 ratio = w / torch.where(w.detach() != 0, w.detach(), torch.ones_like(w))
-                ratio = torch.where(delta, torch.ones_like(ratio), ratio)  # a delta lobe: no gradient of its weight
+                        ratio = torch.where(delta, torch.ones_like(ratio), ratio)  # a delta lobe: no gradient
                 # radiance still to come: subtract what the vertices up to this one added
                 _subtract(adjoint, alive.index_select(0, rows), term.detach())
-                rest = adjoint.rest.index_select(0, alive.index_select(0, rows))
-                v = adjoint.v.index_select(0, alive.index_select(0, rows))
-                adjoint.backprop((v * rest * ratio * ok[:, None]).sum())
+                        _backprop_ratio(adjoint, alive.index_select(0, rows), ratio * ok[:, None])
             x = si.position.detach()
+            if not last:
+                new_med = med.index_select(0, rows)
+                if has_media:
+                    fr = face.index_select(0, rows)
+                    new_med = next_medium(media, new_med, ts.face_part.index_select(0, fr),
+                                          outward_face_normals(ts.verts, ts.faces, fr), -rd.detach(), wi)
+                nexts.append(_Next(rows, bh * bs.weight.detach(), ok, x, offset_ray_origin(x, ng.detach(), wi), wi,
+                                   torch.where(delta, -torch.ones_like(pdf), pdf), uh[:, 3], new_med))
+        srows = scatter.nonzero()[:, 0]
+        if srows.numel() > 0:
+            going_on, contrib = _scatter(ts, media, bvh, adjoint, alive, srows, o, d, ff, b, med, u, last, contrib)
+            if going_on is not None:
+                nexts.append(going_on)
         radiance.index_add_(0, alive, contrib)
+        if last or not nexts:
+            alive = alive[:0]
+            continue
         # Throughput and Russian roulette.
-        new_beta = bh * bs.weight.detach()
+        nx = _Next(*(torch.cat(parts) for parts in zip(*nexts))) if len(nexts) > 1 else nexts[0]
+        new_beta, ok = nx.beta, nx.ok
         if depth + 1 >= rr_depth:
             q = new_beta.amax(-1).clamp(max=0.95)
-            survive = uh[:, 3] < q
+            survive = nx.u_rr < q
             new_beta = new_beta / torch.where(survive, q, torch.ones_like(q))[:, None]
             ok = ok & survive
         ok = ok & (new_beta > 0).any(-1)
-        keep = rows[ok]
-        nxt = alive.index_select(0, keep)
+        nxt = alive.index_select(0, nx.rows[ok])
         beta.index_copy_(0, nxt, new_beta[ok])
-        origin_next = offset_ray_origin(x[ok], ng.detach()[ok], wi[ok])
-        prev_x = x[ok]
-        prev_pdf = torch.where(delta, -torch.ones_like(pdf), pdf)[ok]  # -1: a delta sample (no MIS)
-        o, d = origin_next, wi[ok]
+        medium.index_copy_(0, nxt, nx.medium[ok])
+        prev_x = nx.x[ok]
+        prev_pdf = nx.pdf[ok]  # -1: a delta sample (no MIS)
+        o, d = nx.origin[ok], nx.wi[ok]
         alive = nxt
     return radiance
+
+
+class _Next(NamedTuple):
+    """The paths that go on from one kind of vertex (surface or medium), rows of the live set: throughput
+    before roulette, whether the sample is usable, the vertex, the next ray's origin and direction, its density
+    (-1: delta), the roulette number, the medium the ray is in."""
+
+    rows: torch.Tensor
+    beta: torch.Tensor
+    ok: torch.Tensor
+    x: torch.Tensor
+    origin: torch.Tensor
+    wi: torch.Tensor
+    pdf: torch.Tensor
+    u_rr: torch.Tensor
+    medium: torch.Tensor
+
+
+def _scatter(ts, media, bvh, adjoint, alive, srows, o, d, ff, b, med, u, last, contrib):
+    """The scattering vertices ``srows`` (rows of the live set) of paths in a medium: their next-event terms
+    (added to ``contrib``) and, unless ``last``, the phase-sampled paths that go on. Returns ``(_Next or None,
+    the new contrib)``."""
+    C = b.shape[-1]
+    pos = ff.rows.new_full((b.shape[0],), -1).index_copy(0, ff.rows, torch.arange(ff.rows.numel(),
+                                                                                   device=ff.rows.device))
+    t = ff.t.index_select(0, pos.index_select(0, srows))
+    x = o.index_select(0, srows) + t * d.index_select(0, srows)
+    wo = -d.index_select(0, srows)
+    us = u.index_select(0, srows)
+    paths = alive.index_select(0, srows)
+    with torch.enable_grad() if adjoint is not None else torch.no_grad():
+        nee, wi, pdf, ratio = scatter_vertex(media, ts.lights, bvh, med.index_select(0, srows), x, wo, us[:, 1:3],
+                                             us[:, 4:4 + 2 * len(ts.lights)], C=C, nee=not last,
+                                             differentiable=adjoint is not None)
+        bs = b.index_select(0, srows)
+        term = bs * nee
+        if adjoint is not None:
+            _backprop_terms(adjoint, paths, term)
+            _subtract(adjoint, paths, term.detach())
+            if not last:
+                _backprop_ratio(adjoint, paths, ratio)
+    contrib = contrib.index_add(0, srows, term.detach())
+    if last:
+        return None, contrib
+    return _Next(srows, bs, (pdf > 0)[:, 0], x, x, wi, pdf, us[:, 3], med.index_select(0, srows)), contrib
+
+
+def _backprop_ratio(adjoint: PathAdjoint, paths: torch.Tensor, ratio: torch.Tensor) -> None:
+    """Back-propagate ``v . L_rest * ratio`` of the paths ``paths``: the gradient of a sampled weight
+    ``w`` that multiplies all the radiance still to come, through ``ratio = w / detach(w)``."""
+    rest = adjoint.rest.index_select(0, paths)
+    v = adjoint.v.index_select(0, paths)
+    with torch.enable_grad():
+        adjoint.backprop((v * rest * ratio).sum())
 
 
 def _subtract(adjoint: PathAdjoint, paths: torch.Tensor, amount: torch.Tensor) -> None:

@@ -16,6 +16,8 @@ kind                      parameters
 ``tangents``              per-vertex glTF tangents, ``[V, 4]``
 ``factor``                a material constant (``base_color_factor``, ``roughness_factor``, ``ior`` ...)
 ``texels``                a material texture, ``[H, W, C]``
+``medium_coefficient``    an interior medium's ``sigma_a`` or ``sigma_s`` (per unit length), ``[C]``
+``phase_asymmetry``       an interior medium's Henyey-Greenstein ``g`` in (-1, 1)
 ``intrinsics``            a camera's ``K``, ``[..., 3, 3]``
 ``world_to_cam``          a camera's extrinsics (pose), ``[..., 4, 4]``
 ``distortion``            a camera's lens distortion coefficients
@@ -51,6 +53,8 @@ NORMALS = "normals"
 TANGENTS = "tangents"
 FACTOR = "factor"
 TEXELS = "texels"
+MEDIUM_COEFFICIENT = "medium_coefficient"
+PHASE_ASYMMETRY = "phase_asymmetry"
 INTRINSICS = "intrinsics"
 WORLD_TO_CAM = "world_to_cam"
 DISTORTION = "distortion"
@@ -69,7 +73,8 @@ GAMMA = "gamma"
 OTHER = "other"
 
 #: Every kind a :class:`ParamInfo` may have (the table of the module docstring).
-PARAM_KINDS = (VERTICES, TO_WORLD, UV, NORMALS, TANGENTS, FACTOR, TEXELS, INTRINSICS, WORLD_TO_CAM, DISTORTION,
+PARAM_KINDS = (VERTICES, TO_WORLD, UV, NORMALS, TANGENTS, FACTOR, TEXELS, MEDIUM_COEFFICIENT, PHASE_ASYMMETRY,
+               INTRINSICS, WORLD_TO_CAM, DISTORTION,
                LIGHT_INTENSITY, LIGHT_COLOR, LIGHT_POSITION, LIGHT_DIRECTION, LIGHT_ANGLE, LIGHT_RADIANCE,
                ENVIRONMENT_TEXELS, SH_COEFFS, EXPOSURE, WHITE_BALANCE, VIGNETTING, GAMMA, OTHER)
 
@@ -77,7 +82,7 @@ PARAM_KINDS = (VERTICES, TO_WORLD, UV, NORMALS, TANGENTS, FACTOR, TEXELS, INTRIN
 POSE_KINDS = (TO_WORLD, WORLD_TO_CAM)
 
 #: Kinds whose values must be non-negative (checked when the owner is built and by renderers every frame).
-NONNEGATIVE_KINDS = (LIGHT_INTENSITY, LIGHT_COLOR, LIGHT_RADIANCE)
+NONNEGATIVE_KINDS = (LIGHT_INTENSITY, LIGHT_COLOR, LIGHT_RADIANCE, MEDIUM_COEFFICIENT)
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,8 @@ class SceneMesh(Shape):
 
     Parameters (:meth:`parameters`, kinds from :mod:`lumigrad.scene.params`): ``verts`` (vertices), ``uv``,
     ``normals``, ``tangents``, ``to_world``, and ``material.*`` (``texels`` for texture slots, ``factor``
-    for the rest).
+    for the rest; with an interior medium, ``material.interior.sigma_a`` / ``sigma_s`` (``medium_coefficient``)
+    and ``material.interior.g`` (``phase_asymmetry``)).
     """
 
     group: ClassVar[str] = "meshes"
@@ -124,12 +125,15 @@ class SceneMesh(Shape):
     def parameters(self) -> Dict[str, torch.Tensor]:
         out = {name: getattr(self, name) for name in _MESH_KINDS if getattr(self, name) is not None}
         out.update({f"material.{k}": v for k, v in self.material.parameters().items()})
+        out.update({f"material.{k}": v for k, v in self.material.interior_parameters().items()})
         return out
 
     def parameter_kinds(self) -> Dict[str, str]:
         out = {name: kind for name, kind in _MESH_KINDS.items() if getattr(self, name) is not None}
         out.update({f"material.{k}": P.TEXELS if k in TEXTURE_SLOTS else P.FACTOR
                     for k in self.material.parameters()})
+        out.update({f"material.{k}": P.PHASE_ASYMMETRY if k.endswith(".g") else P.MEDIUM_COEFFICIENT
+                    for k in self.material.interior_parameters()})
         return out
 
     def triangles(self, normals: bool = False) -> ShapeTriangles:

@@ -21,7 +21,7 @@ Every factor and texel is differentiable; ``Material.parameters()`` names them f
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Callable, Dict, Optional
 
 import torch
@@ -29,6 +29,7 @@ import torch
 from .._checks import check_choice, check_tensor, check_texture_layout
 from ..raster.texture import texture, texture_unchecked
 from .image_formation import srgb_decode, srgb_decode_unchecked
+from .medium import HomogeneousMedium
 
 
 #: The glTF texture slots of a :class:`Material`, in glTF's order.
@@ -55,6 +56,13 @@ class Material:
             renderer does not (it shades such a surface as if opaque).
         wrap: how every texture is addressed outside [0, 1]: ``"repeat"`` (glTF's default), ``"clamp"`` or
             ``"mirror"``.
+        interior: the :class:`~lumigrad.shading.HomogeneousMedium` that fills the closed mesh this material
+            bounds (subsurface scattering; Mitsuba's shape ``interior``), or None (vacuum). The path tracer enters
+            it where a path refracts through a transmitting surface against the face winding (into the mesh)
+            and leaves it where it refracts out; other renderers ignore it. A number ``g`` becomes a tensor of
+            the material's dtype (a copy of the medium is kept), so that ``interior.g`` is a parameter. Its
+            tensors are not in :meth:`parameters` (the glTF factors and textures only); scenes name them
+            ``material.interior.sigma_a`` / ``sigma_s`` / ``g`` (:meth:`interior_parameters`).
     """
 
     base_color_factor: torch.Tensor = None
@@ -71,9 +79,12 @@ class Material:
     ior: torch.Tensor = None
     transmission_factor: torch.Tensor = None
     wrap: str = "repeat"
+    interior: Optional[HomogeneousMedium] = None
 
     def __post_init__(self):
         check_choice(self.wrap, "wrap", ("repeat", "clamp", "mirror"))
+        if self.interior is not None and not isinstance(self.interior, HomogeneousMedium):
+            raise TypeError(f"interior must be a HomogeneousMedium or None; got {type(self.interior).__name__}")
         defaults = {"base_color_factor": [1.0, 1.0, 1.0, 1.0], "metallic_factor": 1.0, "roughness_factor": 1.0,
                     "normal_scale": 1.0, "occlusion_strength": 1.0, "emissive_factor": [0.0, 0.0, 0.0],
                     "ior": 1.5, "transmission_factor": 0.0}
@@ -108,6 +119,9 @@ class Material:
                                      f"{tex.shape[-1]}")
         if self.metallic_roughness_texture is not None and self.metallic_roughness_texture.shape[-1] < 3:
             raise ValueError("metallic_roughness_texture needs 3 channels (G = roughness, B = metallic)")
+        if self.interior is not None and not isinstance(self.interior.g, torch.Tensor):
+            g = torch.tensor(float(self.interior.g), dtype=dtype, device=self.interior.sigma_a.device)
+            self.interior = replace(self.interior, g=g)
 
     def has_textures(self) -> bool:
         """Whether any texture slot is set (then :func:`sample_material` needs ``uv``)."""
@@ -116,6 +130,13 @@ class Material:
     def parameters(self) -> Dict[str, torch.Tensor]:
         """Named tensors of this material (factors and textures that are set), for optimisers and reports."""
         return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
+
+    def interior_parameters(self) -> Dict[str, torch.Tensor]:
+        """The interior medium's tensors as ``{"interior.sigma_a": ..., "interior.sigma_s": ...,
+        "interior.g": ...}`` (empty without a medium)."""
+        if self.interior is None:
+            return {}
+        return {f"interior.{k}": v for k, v in self.interior.parameters().items()}
 
 
 def sample_material(material: Material, uv: Optional[torch.Tensor] = None, *,

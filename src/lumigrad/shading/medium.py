@@ -18,7 +18,7 @@ so one sample estimates every channel without bias and without the weights blowi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Optional, Union
+from typing import Dict, NamedTuple, Optional, Union
 
 import torch
 
@@ -176,6 +176,13 @@ class HomogeneousMedium:
         HenyeyGreenstein(self.g)  # validates g (finite, |g| < 1)
         if not isinstance(self.g, torch.Tensor):
             self.g = check_number(self.g, "g", lo=-1.0, hi=1.0, lo_open=True, hi_open=True)
+
+    def parameters(self) -> Dict[str, torch.Tensor]:
+        """``{"sigma_a", "sigma_s"}`` and ``"g"`` when it is a tensor: the medium's differentiable values."""
+        out = {"sigma_a": self.sigma_a, "sigma_s": self.sigma_s}
+        if isinstance(self.g, torch.Tensor):
+            out["g"] = self.g
+        return out
 
     @property
     def channels(self) -> int:

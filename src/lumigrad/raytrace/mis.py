@@ -1,0 +1,29 @@
+"""Multiple importance sampling weights, shared by the surface and the medium vertices of the path tracer."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["power_heuristic"]
+
+
+def power_heuristic(pdf_a: torch.Tensor, pdf_b: torch.Tensor) -> torch.Tensor:
+    """``pdf_a^2 / (pdf_a^2 + pdf_b^2)`` (Veach's power heuristic, beta = 2), 0 where both are 0.
+
+    Args:
+        pdf_a: densities of the strategy that drew the sample, any shape.
+        pdf_b: densities of the other strategy for the same sample, broadcasting with ``pdf_a``.
+
+    Returns:
+        the weight of the sample, ``pdf_a``'s broadcast shape.
+
+    **Differentiability:** smooth where ``pdf_a^2 + pdf_b^2 > 0``; the path tracer uses it on detached
+    densities (constant weights).
+
+    Example:
+        >>> power_heuristic(torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0])).tolist()
+        [0.5, 0.0]
+    """
+    a2, b2 = pdf_a * pdf_a, pdf_b * pdf_b
+    total = a2 + b2
+    return torch.where(total > 0, a2 / torch.where(total > 0, total, torch.ones_like(total)), torch.zeros_like(total))

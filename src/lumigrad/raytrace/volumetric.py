@@ -1,0 +1,214 @@
+"""The medium step of volumetric path tracing: free flights, scattering vertices and boundary crossings.
+
+:func:`lumigrad.raytrace.transport.sample_paths` calls these for paths inside a homogeneous medium (the
+``interior`` of a transmitting material, :class:`lumigrad.shading.HomogeneousMedium`). Each path carries the
+index of the part whose interior it is in (``-1``: vacuum). At each vertex of such a path:
+
+* :func:`free_flight` draws a distance ``t`` by spectral MIS before the surface the ray hits at ``t_max``; a
+  scattering event (``t < t_max``) multiplies the throughput by ``sigma_s Tr(t) / pdf(t)``, reaching the
+  surface by ``Tr(t_max) / P(t >= t_max)``;
+* at an event, :func:`scatter_vertex` estimates the lights by next-event estimation with the phase function
+  (``p(wo, wi) Tr(dist) L / pdf_light``, power heuristic against phase sampling; the shadow ray is blocked by
+  any surface, so the boundary of the medium blocks it: lights are reached through a dielectric boundary only
+  by phase-sampled paths that refract out, as Mitsuba's ``volpath`` does with a ``dielectric`` boundary),
+  then samples the Henyey-Greenstein phase function for the next direction (weight 1);
+* :func:`next_medium` says which medium a BSDF-sampled ray is in after a surface: refracting through a
+  transmitting surface into the mesh (against its outward, counter-clockwise face normal) enters the part's
+  interior; refracting out of it enters vacuum; a reflection stays where it was.
+
+Gradients (path replay, the adjoint pass): the sampled distance and direction are detached and the sampling
+densities constants, so ``d(weight) / weight`` (``weight / detach(weight)``) of the free-flight weight and of
+the phase weight carries the gradient w.r.t. ``sigma_a``, ``sigma_s`` and ``g`` (the score-function form of
+the same estimator, unbiased); the next-event term is differentiated directly (``Tr`` of the shadow segment,
+the phase function).
+
+Limits: media do not nest (leaving any interior enters vacuum); cameras and lights outside every medium
+(a light inside a medium is reached by next-event estimation from scattering vertices, with ``Tr``, but
+next-event estimation from a surface vertex does not attenuate its shadow ray); scattering positions and the
+distance to the boundary are detached (no geometry gradient through the flights: the boundary's motion would
+also need the Leibniz term of the free-flight integral's moving end).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+
+from ..shading.henyey_greenstein import hg_eval, hg_sample
+from ..shading.medium import HomogeneousMedium, homogeneous_transmittance, sample_homogeneous_distance
+from .mis import power_heuristic
+
+__all__ = ["FreeFlight", "free_flight", "media_of", "next_medium", "outward_face_normals", "scatter_vertex"]
+
+
+@dataclass
+class FreeFlight:
+    """The free flights of the rays that are in a medium (rows of the live set).
+
+    Attributes:
+        rows: ``[M]`` int64, the live rows in a medium.
+        scattered: ``[M]`` bool, a scattering event before the surface.
+        t: ``[M, 1]`` detached distances (the event, or the surface's ``t_max``).
+        weight: ``[M, C]`` detached throughput factor (``sigma_s Tr / pdf`` or ``Tr / P``).
+        ratio: ``[M, C]`` ``weight / detach(weight)`` with its graph in the medium's parameters (adjoint), or
+            None.
+        medium: ``[M]`` int64 the medium index of each row.
+    """
+
+    rows: torch.Tensor
+    scattered: torch.Tensor
+    t: torch.Tensor
+    weight: torch.Tensor
+    ratio: Optional[torch.Tensor]
+    medium: torch.Tensor
+
+
+def media_of(materials: List[object]) -> List[Optional[HomogeneousMedium]]:
+    """Per part, the interior medium of its material (None: vacuum)."""
+    return [getattr(m, "interior", None) for m in materials]
+
+
+def _coefficients(medium: HomogeneousMedium, dtype: torch.dtype, C: int):
+    sigma_a = medium.sigma_a.to(dtype).expand(C)
+    sigma_s = medium.sigma_s.to(dtype).expand(C)
+    g = medium.g.to(dtype) if isinstance(medium.g, torch.Tensor) else medium.g
+    return sigma_a, sigma_s, sigma_a + sigma_s, g
+
+
+def free_flight(media: List[Optional[HomogeneousMedium]], medium: torch.Tensor, t_max: torch.Tensor,
+                u: torch.Tensor, *, C: int, differentiable: bool) -> FreeFlight:
+    """Draw the free flights of the live rays whose ``medium [N]`` index is ``>= 0``.
+
+    Args:
+        media: per part, its interior medium.
+        medium: ``[N]`` int64 the medium each live ray is in (-1: vacuum).
+        t_max: ``[N]`` distance to the surface each ray hits (inf on a miss).
+        u: ``[N, 1]`` uniform numbers (channel and distance, :func:`sample_homogeneous_distance`).
+        C: colour channels; ``differentiable``: build ``ratio`` (the adjoint pass).
+
+    Returns:
+        :class:`FreeFlight`.
+
+    **Differentiability:** ``ratio`` is ``w / detach(w)`` with ``w = sigma_s Tr(t) / detach(pdf)`` at an event,
+    ``Tr(t_max) / detach(P)`` at the surface, at the detached ``t`` and ``t_max``: its gradient is the score
+    ``d log w`` in ``sigma_a`` and ``sigma_s`` (``(1 / sigma_s - t) dsigma_s - t dsigma_a`` at an event,
+    ``-t_max dsigma_t`` at the surface). ``t``, ``weight``, ``scattered`` carry no graph.
+    """
+    rows = (medium >= 0).nonzero()[:, 0]
+    dtype = t_max.dtype
+    M = rows.numel()
+    scattered = torch.zeros(M, dtype=torch.bool, device=medium.device)
+    t = torch.zeros(M, 1, dtype=dtype, device=medium.device)
+    weight = torch.zeros(M, C, dtype=dtype, device=medium.device)
+    ratio = torch.ones(M, C, dtype=dtype, device=medium.device) if differentiable else None
+    med = medium.index_select(0, rows)
+    for k in med.unique().tolist():
+        sub = (med == k).nonzero()[:, 0]
+        with torch.enable_grad() if differentiable else torch.no_grad():
+            sigma_a, sigma_s, sigma_t, _ = _coefficients(media[k], dtype, C)
+        tm = t_max.index_select(0, rows.index_select(0, sub))[:, None]
+        with torch.no_grad():
+            ds = sample_homogeneous_distance(sigma_t.detach(), sigma_s.detach(), u.index_select(0, rows)
+                                             .index_select(0, sub), t_max=tm)
+        ev = ds.t < tm
+        scattered = scattered.index_copy(0, sub, ev[:, 0])
+        t = t.index_copy(0, sub, ds.t)
+        weight = weight.index_copy(0, sub, ds.weight)
+        if differentiable:
+            with torch.enable_grad():  # the adjoint runs in autograd's backward, where grad mode is off
+                tr = homogeneous_transmittance(sigma_t, ds.t)
+                w = torch.where(ev, sigma_s * tr, tr) / torch.where(ds.pdf > 0, ds.pdf, torch.ones_like(ds.pdf))
+                r = w / torch.where(w.detach() != 0, w.detach(), torch.ones_like(w))
+                ratio = ratio.index_copy(0, sub, torch.where(ds.pdf > 0, r, torch.ones_like(r)))
+    return FreeFlight(rows, scattered, t, weight, ratio, med)
+
+
+def scatter_vertex(media: List[Optional[HomogeneousMedium]], lights: List[object], bvh, medium: torch.Tensor,
+                   x: torch.Tensor, wo: torch.Tensor, u_phase: torch.Tensor, u_lights: torch.Tensor, *,
+                   C: int, nee: bool, differentiable: bool):
+    """The scattering vertices at ``x [S, 3]`` (detached) of rays arriving from ``wo`` (towards the viewer).
+
+    Args:
+        media: per part, its interior medium; ``medium``: ``[S]`` int64 each vertex's medium.
+        lights: the lights sampled by next-event estimation; ``bvh``: the scene's BVH (shadow rays).
+        u_phase: ``[S, 2]`` phase-sampling numbers; ``u_lights``: ``[S, 2 * len(lights)]``.
+        nee: estimate the lights (False at the last vertex a path may have).
+        differentiable: keep the graph of the next-event term and build the phase weight's ratio.
+
+    Returns:
+        ``(nee [S, C]`` (to multiply by the throughput), ``wi [S, 3]`` detached, ``pdf [S, 1]`` detached phase
+        density of ``wi``, ``ratio [S, 1]`` phase weight ``p / detach(p)`` (graph in ``g``; ones when not
+        differentiable)).
+
+    **Differentiability:** the next-event term in ``g`` (the phase function at the light's direction) and in
+    ``sigma_a``, ``sigma_s`` (the shadow segment's ``Tr``), and in the lights' parameters as at surfaces; the
+    phase ratio's gradient is ``d log p_g(wo, wi)`` at the detached ``wi``. ``x``, ``wo`` are constants.
+    """
+    S, dtype, device = x.shape[0], x.dtype, x.device
+    out = torch.zeros(S, C, dtype=dtype, device=device)
+    wi = torch.zeros(S, 3, dtype=dtype, device=device)
+    pdf = torch.zeros(S, 1, dtype=dtype, device=device)
+    ratio = torch.ones(S, 1, dtype=dtype, device=device)
+    for k in medium.unique().tolist():
+        sub = (medium == k).nonzero()[:, 0]
+        _, _, sigma_t, g = _coefficients(media[k], dtype, C)
+        xs, wos = x.index_select(0, sub), wo.index_select(0, sub)
+        if nee:
+            out = out.index_copy(0, sub, _phase_nee(lights, bvh, sigma_t, g, xs, wos,
+                                                    u_lights.index_select(0, sub), C))
+        with torch.no_grad():
+            ps = hg_sample(wos, g.detach() if isinstance(g, torch.Tensor) else g, u_phase.index_select(0, sub))
+        wi = wi.index_copy(0, sub, ps.wi)
+        pdf = pdf.index_copy(0, sub, ps.pdf)
+        if differentiable:
+            p = hg_eval(wos, ps.wi, g)
+            ratio = ratio.index_copy(0, sub, p / torch.where(p.detach() > 0, p.detach(), torch.ones_like(p)))
+    return out, wi, pdf, ratio
+
+
+def _phase_nee(lights, bvh, sigma_t, g, x, wo, u, C) -> torch.Tensor:
+    """Next-event estimation of every light from medium points ``x``: ``p Tr L / pdf`` with the power
+    heuristic against phase sampling (1 for delta lights); any surface on the way blocks."""
+    out = torch.zeros(x.shape[0], C, dtype=x.dtype, device=x.device)
+    for j, light in enumerate(lights):
+        ds = light.sample_direct(x, u[:, 2 * j:2 * j + 2])
+        wi = ds.wi
+        with torch.no_grad():
+            dist = ds.distance.detach()
+            t_max = torch.where(torch.isfinite(dist), dist * (1 - 1e-4), torch.full_like(dist, math.inf))
+            blocked = bvh.occluded(x.detach(), wi.detach(), t_max)
+        p = hg_eval(wo, wi, g)
+        tr = homogeneous_transmittance(sigma_t, ds.distance.detach().reshape(-1, 1))
+        if ds.is_delta:
+            w = torch.ones_like(p)
+        else:
+            with torch.no_grad():
+                w = power_heuristic(ds.pdf, p.detach())
+        term = p * tr * ds.weight * w
+        valid = (ds.pdf > 0) & ~blocked[:, None]
+        out = out + torch.where(valid, term, torch.zeros_like(term))
+    return out
+
+
+def outward_face_normals(verts: torch.Tensor, faces: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
+    """``[N, 3]`` detached (unnormalised) normals of faces ``face`` by their counter-clockwise winding: the
+    outside of a closed mesh, whatever the shading side."""
+    v = verts.detach()[faces.index_select(0, face)]
+    return torch.linalg.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
+
+
+def next_medium(media: List[Optional[HomogeneousMedium]], medium: torch.Tensor, part: torch.Tensor,
+                n_out: torch.Tensor, wo: torch.Tensor, wi: torch.Tensor) -> torch.Tensor:
+    """The medium ``[N]`` of rays leaving a surface along ``wi`` (arriving from ``wo``): a refraction into the
+    mesh (``n_out . wi < 0 < n_out . wo``) enters the part's interior (or vacuum if it has none), a refraction
+    out of it enters vacuum, a reflection keeps ``medium``."""
+    interior = torch.tensor([-1 if m is None else k for k, m in enumerate(media)], dtype=torch.long,
+                            device=medium.device).index_select(0, part)
+    side_i = (n_out * wi).sum(-1)
+    side_o = (n_out * wo).sum(-1)
+    entering = (side_i < 0) & (side_o > 0)
+    leaving = (side_i > 0) & (side_o < 0)
+    return torch.where(entering, interior, torch.where(leaving, torch.full_like(medium, -1), medium))
