@@ -53,7 +53,8 @@ class PathIntegrator(Integrator):
     Henyey-Greenstein ``g``) fills its closed mesh with a participating medium, traced by volumetric path
     tracing (subsurface scattering: free flights by spectral MIS, scattering vertices with phase-function
     next-event estimation and phase sampling; :mod:`lumigrad.raytrace.volumetric`); media do not nest and the
-    camera and lights must be outside them. Lights: point, spot, directional, area (uniform radiance: also hit by BSDF rays) and environment; ``SHLight`` is refused.
+    camera and lights must be outside them. Lights: point, spot, directional, area (uniform radiance: also
+    hit by BSDF rays) and environment; ``SHLight`` is refused.
 
     AOVs (:data:`lumigrad.integrators.AOV_DOCS`): ``depth``, ``normal``, ``position``, ``albedo`` and ``mask`` of
     the surface each camera ray hits first, averaged over the pixel's ``spp`` jittered rays (a box filter:

@@ -188,42 +188,42 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
         rows = (hit & ~scatter).nonzero()[:, 0]
         nexts = []  # per kind of vertex, the paths that go on (see _Next)
         if rows.numel() > 0:
-        with torch.enable_grad() if adjoint is not None else torch.no_grad():
-            ro, rd = (primary() if depth == 0 and primary is not None and adjoint is not None else (o, d))
-            ro, rd = ro.index_select(0, rows), rd.index_select(0, rows)
-            si, emission, ng, emitter_rows = surface_at(ts, face.index_select(0, rows), ro, rd)
-            bsdf = bsdf_for(si)  # with transmission (glass) when a material transmits
-            bh = b.index_select(0, rows)
-            # Emission seen by the previous bounce (MIS against light sampling for area lights).
+            with torch.enable_grad() if adjoint is not None else torch.no_grad():
+                ro, rd = (primary() if depth == 0 and primary is not None and adjoint is not None else (o, d))
+                ro, rd = ro.index_select(0, rows), rd.index_select(0, rows)
+                si, emission, ng, emitter_rows = surface_at(ts, face.index_select(0, rows), ro, rd)
+                bsdf = bsdf_for(si)  # with transmission (glass) when a material transmits
+                bh = b.index_select(0, rows)
+                # Emission seen by the previous bounce (MIS against light sampling for area lights).
                 weight_e = _emission_weight(ts, emitter_rows, face.index_select(0, rows),
                                             prev_x.index_select(0, rows), rd.detach(), prev_pdf.index_select(0, rows),
                                             depth, dtype)
-            if hide_emitters and depth == 0:
-                weight_e = torch.zeros_like(weight_e)
-            term = bh * emission * weight_e
+                if hide_emitters and depth == 0:
+                    weight_e = torch.zeros_like(weight_e)
+                term = bh * emission * weight_e
                 if not last:
-                term = term + bh * _next_event(ts, bvh, bsdf, si, ng, u.index_select(0, rows)[:, 4:], dtype)
-            if adjoint is not None:
-                _backprop_terms(adjoint, alive.index_select(0, rows), term)
-            contrib = contrib.index_add(0, rows, term.detach())
+                    term = term + bh * _next_event(ts, bvh, bsdf, si, ng, u.index_select(0, rows)[:, 4:], dtype)
+                if adjoint is not None:
+                    _backprop_terms(adjoint, alive.index_select(0, rows), term)
+                contrib = contrib.index_add(0, rows, term.detach())
                 if not last:
                     # The next ray: a BSDF sample (its direction and pdf detached; its weight differentiated in
                     # the adjoint pass through the ratio w / detach(w)).
-            uh = u.index_select(0, rows)
-            with torch.no_grad():
-                bs = bsdf.sample(si.map(torch.Tensor.detach), uh[:, 0:1], uh[:, 1:3])
-            wi, pdf = bs.wi.detach(), bs.pdf.detach()
-            ok = (pdf > 0).all(-1) & (bs.weight.detach() > 0).any(-1)
-            delta = bs.is_delta if bs.is_delta is not None else torch.zeros_like(pdf, dtype=torch.bool)
-            if adjoint is not None:
-                f = bsdf.eval(si, wi) * (si.normal * wi).sum(-1, keepdim=True).abs()
-                w = f / torch.where(pdf > 0, pdf, torch.ones_like(pdf))
-                ratio = w / torch.where(w.detach() != 0, w.detach(), torch.ones_like(w))
+                    uh = u.index_select(0, rows)
+                    with torch.no_grad():
+                        bs = bsdf.sample(si.map(torch.Tensor.detach), uh[:, 0:1], uh[:, 1:3])
+                    wi, pdf = bs.wi.detach(), bs.pdf.detach()
+                    ok = (pdf > 0).all(-1) & (bs.weight.detach() > 0).any(-1)
+                    delta = bs.is_delta if bs.is_delta is not None else torch.zeros_like(pdf, dtype=torch.bool)
+                    if adjoint is not None:
+                        f = bsdf.eval(si, wi) * (si.normal * wi).sum(-1, keepdim=True).abs()
+                        w = f / torch.where(pdf > 0, pdf, torch.ones_like(pdf))
+                        ratio = w / torch.where(w.detach() != 0, w.detach(), torch.ones_like(w))
                         ratio = torch.where(delta, torch.ones_like(ratio), ratio)  # a delta lobe: no gradient
-                # radiance still to come: subtract what the vertices up to this one added
-                _subtract(adjoint, alive.index_select(0, rows), term.detach())
+                        # radiance still to come: subtract what the vertices up to this one added
+                        _subtract(adjoint, alive.index_select(0, rows), term.detach())
                         _backprop_ratio(adjoint, alive.index_select(0, rows), ratio * ok[:, None])
-            x = si.position.detach()
+                    x = si.position.detach()
             if not last:
                 new_med = med.index_select(0, rows)
                 if has_media:
