@@ -117,13 +117,14 @@ def test_samples_lie_on_the_shadow_outline_and_measure_its_length():
 
 @pytest.mark.slow
 def test_a_point_lights_shadow_moves_like_finite_differences():
-    """Card translation (x, height) and light position (x, y, z) against central differences of 1024-spp
+    """Card translation (x, height) and light position (x, y) against central differences of 1024-spp
     renders with the same seed. Measured: gradients (mean of 4 backward passes, 4000 shadow-edge samples)
-    -34.1 +- 1.0, -41.0 +- 0.7, 5.59 +- 0.13, -122.9 +- 0.3, 45.9 +- 0.2 against differences -34.3, -41.3, 5.41,
-    -122.5, 45.9 (two 2048-spp seeds differ by up to 0.4); tolerance 5% + 1.5, about three standard errors.
-    Without the shadow term the gradients are -9.0, -7.5, -3.6, -135.4, 38.5: every component fails."""
+    -34.1 +- 1.0, -41.0 +- 0.7, 5.59 +- 0.13, -122.9 +- 0.3 against differences -34.3, -41.3, 5.41, -122.5 (two
+    2048-spp seeds differ by up to 0.4; the light's z, left out for time, 45.9 +- 0.2 against 45.9); tolerance
+    5% + 1.5, about three standard errors. Without the shadow term the gradients are -9.0, -7.5, -3.6, -135.4:
+    every component fails."""
     offset, light = torch.zeros(2, dtype=F64), torch.tensor([0.5, 1.6, -0.5], dtype=F64)
-    fd = _finite_differences(offset, light, "point", range(5), spp=1024)
+    fd = _finite_differences(offset, light, "point", range(4), spp=1024)
     grad = _gradient(offset, light, "point", seeds=(10, 11, 12, 13), shadow_edge_samples=4000)
     plain = _gradient(offset, light, "point", seeds=(10,), shadow_edge_samples=0)
     for k, want in fd.items():
@@ -137,10 +138,10 @@ def test_an_area_lights_shadow_moves_like_finite_differences():
     """A small square lamp (penumbrae): card translation along x and the lamp's translation against central
     differences (1024 spp, same seed). The boundary term integrates the lamp by area, the interior term comes
     from solid-angle light sampling under MIS; measured: -32.8 +- 1.2 vs -31.4 (card x), 8.98 +- 0.21 vs 8.77,
-    -73.0 +- 0.3 vs -72.9, 39.65 +- 0.10 vs 39.3 (lamp x, y, z): the residual bias of the mixed
-    parameterisations is within about 1% here. Tolerance 5% + 1.5."""
+    -73.0 +- 0.3 vs -72.9, 39.65 +- 0.10 vs 39.3 (lamp x, y, z; z left out for time): the residual bias of the
+    mixed parameterisations is within about 1% here. Tolerance 5% + 1.5."""
     offset, light = torch.zeros(2, dtype=F64), torch.tensor([0.5, 1.6, -0.5], dtype=F64)
-    components = (0, 2, 3, 4)
+    components = (0, 2, 3)
     fd = _finite_differences(offset, light, "area", components, spp=1024)
     grad = _gradient(offset, light, "area", seeds=(10, 11, 12, 13), shadow_edge_samples=4000)
     plain = _gradient(offset, light, "area", seeds=(10,), shadow_edge_samples=0)

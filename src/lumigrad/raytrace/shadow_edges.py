@@ -27,7 +27,10 @@ sampling, Li et al. 2018, specialised to the first camera hit):
 4. project ``x*`` to ``q*`` (dropped outside the image or behind the near plane; a sample whose camera ray
    through ``q*`` first hits something other than ``x*``, a hidden receiver, gets a zero jump in step 5);
 5. the caller evaluates ``f`` at ``q* -+ eps n`` with camera rays and shadow rays towards that same ``y``
-   (:func:`shadow_edge_jumps`: the jump, with the light's full integrand, no MIS);
+   (:func:`shadow_edge_jumps`: the jump, with the light's full integrand, no MIS); both sides must see the
+   receiver, or the jump is zero: where a shadow curve runs along a silhouette of the view (a light at the
+   eye hides each shadow right behind its occluder) the jump is primary visibility's, counted by
+   :mod:`lumigrad.raytrace.edges`;
 6. the surrogate ``sum_s detach(v(q*) . (f_minus - f_plus) w_s) (n_s . q*_s(theta))`` with
    ``w_s = |d q*/dt| / (length_edge * pdf_length * pdf(y) * samples(y))`` differentiated, where ``q*(theta)``
    is recomputed from the edge's vertices, the light sample, the receiver triangle (a ray-plane intersection)
@@ -176,9 +179,10 @@ def sample_shadow_edges(ts: TraceScene, K: torch.Tensor, world_to_cam: torch.Ten
             total = lengths.sum(-1)  # [J]
             n_each = max(1, per_light // J)
             cumulative = torch.cumsum(lengths, -1)
-            at = ((torch.arange(n_each, device=device, dtype=dtype)[None]
-                   + torch.rand(J, n_each, generator=generator, device=device, dtype=dtype)) * (total[:, None] / n_each))
-            pick = torch.searchsorted(cumulative.contiguous(), at.contiguous(), right=True).clamp(max=lengths.shape[-1] - 1)
+            jitter = torch.rand(J, n_each, generator=generator, device=device, dtype=dtype)
+            at = (torch.arange(n_each, device=device, dtype=dtype)[None] + jitter) * (total[:, None] / n_each)
+            pick = torch.searchsorted(cumulative.contiguous(), at.contiguous(), right=True)
+            pick = pick.clamp(max=lengths.shape[-1] - 1)
             start = cumulative.gather(1, pick) - lengths.gather(1, pick)
             t = ((at - start) / lengths.gather(1, pick).clamp_min(1e-30)).clamp(0, 1)
             ok = (total[:, None] > 0) & (lengths.gather(1, pick) > 0)
@@ -209,7 +213,8 @@ def shadow_edge_jumps(ts: TraceScene, samples: ShadowEdgeSamples, rays_through: 
     """``f(q* - eps n) - f(q* + eps n)`` ``[S, C]`` for each sample: the direct light from the sample's own light
     point (divided by its density), with visibility, at the first hit of the camera rays on either side of the
     shadow curve (``eps`` pixels away); 0 where the camera's first hit through ``q*`` is not the receiver ``x*``
-    (a hidden receiver: its shadow is not seen). ``rays_through(uv [S, 2])`` gives the camera's world rays
+    (a hidden receiver: its shadow is not seen) or where a side's first hit is not at the receiver's depth (the
+    shadow curve runs along a silhouette of the view). ``rays_through(uv [S, 2])`` gives the camera's world rays
     ``(o, d)``. Detached."""
     with torch.no_grad():
         bvh = bvh_for(ts.verts.detach(), ts.faces)
@@ -223,7 +228,13 @@ def shadow_edge_jumps(ts: TraceScene, samples: ShadowEdgeSamples, rays_through: 
         sides = []
         for side in (-1.0, 1.0):
             o, d = rays_through(q + side * eps * n)
-            sides.append(_direct_from_samples(ts, bvh, samples, o.detach(), d.detach()))
+            value, t_side = _direct_from_samples(ts, bvh, samples, o.detach(), d.detach())
+            sides.append(value)
+            # Both sides must see the receiver: where the shadow curve runs along a silhouette of the view (a
+            # light at the eye hides every shadow right behind its occluder), the jump is primary visibility's,
+            # which :mod:`lumigrad.raytrace.edges` counts; here it would count twice.
+            depth = ((samples.receivers - o) * d).sum(-1)
+            visible &= (t_side.to(depth.dtype) - depth).abs() <= 2e-3 * depth.abs().clamp_min(1e-6)
         return (sides[0] - sides[1]) * visible[:, None]
 
 
@@ -262,10 +273,10 @@ def _area_choice(light, u: torch.Tensor):
     (``b1 = u1 sqrt(r)``, ``b2 = (1 - u1) sqrt(r)`` with ``r`` = ``u0`` rescaled inside the choice)."""
     tri = light.verts.detach()[light.faces.long()].to(u.dtype)
     double_area = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]).norm(dim=-1)
-    cdf = torch.cumsum(double_area, 0) / double_area.sum().clamp_min(1e-300)
+    cdf = torch.cumsum(double_area, 0) / double_area.sum().clamp_min(1e-30)
     k = torch.searchsorted(cdf.contiguous(), u[:, 0].contiguous(), right=True).clamp(max=tri.shape[0] - 1)
     lo = torch.where(k > 0, cdf[(k - 1).clamp_min(0)], torch.zeros_like(u[:, 0]))
-    r = ((u[:, 0] - lo) / (cdf[k] - lo).clamp_min(1e-300)).clamp(0, 1)
+    r = ((u[:, 0] - lo) / (cdf[k] - lo).clamp_min(1e-30)).clamp(0, 1)
     su = r.sqrt()
     return k, torch.stack([u[:, 1] * su, (1 - u[:, 1]) * su], -1)
 
@@ -280,7 +291,7 @@ def _area_point(light, tri_index: torch.Tensor, bary: torch.Tensor):
     all_cross = torch.linalg.cross(all_tri[:, 1] - all_tri[:, 0], all_tri[:, 2] - all_tri[:, 0])
     area = 0.5 * all_cross.norm(dim=-1).sum()
     cross = torch.linalg.cross(e1, e2)
-    n = cross / cross.norm(dim=-1, keepdim=True).clamp_min(1e-300)
+    n = cross / cross.norm(dim=-1, keepdim=True).clamp_min(1e-30)
     radiance = light.radiance.to(bary.dtype)
     le = radiance[tri_index] if radiance.dim() == 2 else radiance.expand(tri_index.shape[0], radiance.shape[-1])
     return y, n, le * area
@@ -382,16 +393,17 @@ def _trace_piece(ts, piece, light, a, b, bvh, scale, K, world_to_cam, near, widt
 
 
 def _direct_from_samples(ts: TraceScene, bvh, samples: ShadowEdgeSamples, o: torch.Tensor, d: torch.Tensor
-                         ) -> torch.Tensor:
-    """``[S, C]``: the direct light from each sample's light point reaching the camera rays ``o, d`` off their
-    first hit (BSDF, cosine, the light's ``h / pdf``, a shadow ray); 0 where the rays miss."""
+                         ):
+    """``([S, C], [S])``: the direct light from each sample's light point reaching the camera rays ``o, d`` off
+    their first hit (BSDF, cosine, the light's ``h / pdf``, a shadow ray; 0 where the rays miss), and the
+    distance ``t`` of that hit along the rays (inf on a miss)."""
     dtype = ts.verts.dtype
     S = o.shape[0]
     out = torch.zeros(S, 3, dtype=dtype, device=o.device)
-    face, _, _ = bvh.closest_hit(o, d)
+    face, t_hit, _ = bvh.closest_hit(o, d)
     rows = (face >= 0).nonzero()[:, 0]
     if rows.numel() == 0:
-        return out
+        return out, t_hit
     si, _, ng, _ = surface_at(ts, face[rows], o[rows], d[rows])
     bsdf = bsdf_for(si)
     x = si.position
@@ -424,4 +436,4 @@ def _direct_from_samples(ts: TraceScene, bvh, samples: ShadowEdgeSamples, o: tor
     blocked = bvh.occluded(origin, wi, t_max.to(torch.float32))
     value = bsdf.eval(si, wi) * cos.abs() * weight
     value = torch.where((valid & ~blocked)[:, None], value, torch.zeros_like(value))
-    return out.index_copy(0, rows, value)
+    return out.index_copy(0, rows, value), t_hit
