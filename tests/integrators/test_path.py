@@ -266,7 +266,7 @@ def test_edge_sampling_gives_the_silhouette_gradient(moving):
 def test_a_lit_card_over_a_floor_moves_like_finite_differences():
     """Silhouette gradient of a shaded card against a shaded floor (occlusion edges), by edge sampling, against
     central differences of well-converged renders. The light sits at the eye, so the card's shadow hides behind
-    it (shadow edges, secondary visibility, are not sampled)."""
+    it (shadow edges, secondary visibility: tests/raytrace/test_shadow_edges.py)."""
     def scene_for(s):
         scene = lg.Scene()
         floor = torch.tensor([[-3, 0, -3], [3, 0, -3], [3, 0, 3], [-3, 0, 3]], dtype=F64)
@@ -327,7 +327,7 @@ def test_a_glass_ball_in_a_white_furnace_disappears():
 
 def test_light_position_gradients_by_path_replay():
     """A point light's position (through next-event estimation) against central differences, without
-    occluders (a moving shadow edge would need secondary edge sampling)."""
+    occluders (moving shadow edges: tests/raytrace/test_shadow_edges.py)."""
     cam = lg.Camera.look_at([0.0, 2.0, 3.0], [0.0, 0.5, 0.0], fov_y=0.9, width=12, height=12).to(dtype=F64)
     position = torch.tensor([0.3, 1.0, 0.2], dtype=F64, requires_grad=True)
 

@@ -18,6 +18,7 @@ from .._checks import check_positive_int
 from ..cameras.camera import Camera
 from ..conventions import pixel_centers
 from ..raytrace.edges import sample_primary_edges
+from ..raytrace.shadow_edges import sample_shadow_edges, shadow_edge_jumps
 from ..kernels.bvh import bvh_for
 from ..raytrace.transport import PathAdjoint, TraceScene, sample_paths, surface_at
 from ..scene.lights import AreaLight, EnvironmentLight, SHLight
@@ -46,6 +47,8 @@ class PathIntegrator(Integrator):
             ``H * W * spp_grad / 16``, at least 256; 0 turns edge sampling off).
         antithetic_edges: trace the two sides of an edge point with the same random numbers (default), so
             the noise of the radiance jump largely cancels; False draws them independently (for comparison).
+        shadow_edge_samples: points per view on shadow edges for the gradient of moving shadows (secondary
+            visibility; default as ``edge_samples``; 0 turns it off).
 
     Materials: the glTF metallic-roughness BSDF with KHR_materials_transmission (glass: a rough dielectric)
     and normal maps (the mesh's tangents or tangents from its uv, as the rasterizer). A transmitting
@@ -67,8 +70,14 @@ class PathIntegrator(Integrator):
     intensity, environment texels, light positions through their direct lighting) and the film. Geometry
     and the camera get the interior term of every path vertex (its shading for a fixed incoming ray) and,
     for undistorted cameras, the boundary term of primary visibility by edge sampling
-    (:mod:`lumigrad.raytrace.edges`: silhouettes move, pixels change). Shadow edges (secondary visibility)
-    give no gradient yet. Inside a medium, the distance to the boundary is taken as a constant (the
+    (:mod:`lumigrad.raytrace.edges`: silhouettes move, pixels change), and the boundary term of the direct
+    light's visibility at the first hit by shadow-edge sampling (:mod:`lumigrad.raytrace.shadow_edges`:
+    moving an occluder, a light, the receiver or the camera moves the shadows the camera sees, for point, spot,
+    directional and area lights). Shadows seen in reflections or through glass, and shadow edges of the
+    environment light, give no boundary gradient; for area lights the boundary and interior terms use two
+    parameterisations of the lamp (by area, by solid angle) and the BSDF-sampled share of the interior term is
+    missing, a small bias for small lamps (see the module).
+    Inside a medium, the distance to the boundary is taken as a constant (the
     boundary's motion changing the flight lengths gives no geometry gradient), and scattering positions are
     detached.
     """
@@ -78,7 +87,7 @@ class PathIntegrator(Integrator):
 
     def __init__(self, *, max_depth: int = 8, rr_depth: int = 5, hide_emitters: bool = False,
                  spp_grad: Optional[int] = None, seed_grad: Optional[int] = None, edge_samples: Optional[int] = None,
-                 antithetic_edges: bool = True):
+                 antithetic_edges: bool = True, shadow_edge_samples: Optional[int] = None):
         if isinstance(max_depth, bool) or not isinstance(max_depth, int) or (max_depth < 1 and max_depth != -1):
             raise ValueError(f"max_depth must be a positive int or -1 (no limit); got {max_depth!r}")
         check_positive_int(rr_depth, "rr_depth")
@@ -93,6 +102,10 @@ class PathIntegrator(Integrator):
             raise ValueError(f"edge_samples must be a non-negative int or None; got {edge_samples!r}")
         if not isinstance(antithetic_edges, bool):
             raise TypeError(f"antithetic_edges must be a bool; got {type(antithetic_edges).__name__}")
+        if shadow_edge_samples is not None and (isinstance(shadow_edge_samples, bool)
+                                                or not isinstance(shadow_edge_samples, int) or shadow_edge_samples < 0):
+            raise ValueError(f"shadow_edge_samples must be a non-negative int or None; got {shadow_edge_samples!r}")
+        self.shadow_edge_samples = shadow_edge_samples
         self.edge_samples = edge_samples
         self.antithetic_edges = antithetic_edges
         self.max_depth = max_depth
@@ -123,9 +136,11 @@ class DirectIntegrator(PathIntegrator):
     ``max_depth = 2``. Settings as ``"path"`` without ``max_depth`` and ``rr_depth``."""
 
     def __init__(self, *, hide_emitters: bool = False, spp_grad: Optional[int] = None,
-                 seed_grad: Optional[int] = None, edge_samples: Optional[int] = None, antithetic_edges: bool = True):
+                 seed_grad: Optional[int] = None, edge_samples: Optional[int] = None, antithetic_edges: bool = True,
+                 shadow_edge_samples: Optional[int] = None):
         super().__init__(max_depth=2, rr_depth=8, hide_emitters=hide_emitters, spp_grad=spp_grad,
-                         seed_grad=seed_grad, edge_samples=edge_samples, antithetic_edges=antithetic_edges)
+                         seed_grad=seed_grad, edge_samples=edge_samples, antithetic_edges=antithetic_edges,
+                         shadow_edge_samples=shadow_edge_samples)
 
 
 class _Run:
@@ -178,6 +193,9 @@ class _Run:
         if self.camera.distortion is None and it.edge_samples != 0:
             with torch.enable_grad():
                 self._edges(ts, v_image, adjoint, spp, seed)
+        if self.camera.distortion is None and it.shadow_edge_samples != 0 and it.max_depth >= 2:
+            with torch.enable_grad():
+                self._shadow_edges(ts, v_image, adjoint, spp, seed)
         return adjoint.grads
 
     def _edges(self, ts: TraceScene, v_image: torch.Tensor, adjoint: PathAdjoint, spp: int, seed: int) -> None:
@@ -210,6 +228,31 @@ class _Run:
                 jump = radiance[0] - radiance[1]  # f_minus - f_plus
                 weight = (v[row[keep], col[keep]].to(jump.dtype) * jump).sum(-1) * edges.inv_pdf[keep]
             surrogate = (weight * (n * edges.points[keep]).sum(-1)).sum()
+            adjoint.backprop(surrogate)
+
+    def _shadow_edges(self, ts: TraceScene, v_image: torch.Tensor, adjoint: PathAdjoint, spp: int,
+                      seed: int) -> None:
+        """The boundary term of the direct light's visibility at the first hit
+        (:mod:`lumigrad.raytrace.shadow_edges`), view by view."""
+        cam = self.camera
+        H, W = cam.height, cam.width
+        count = self.integrator.shadow_edge_samples or max(256, H * W * spp // 16)
+        views = [cam] if cam.batch_shape == () else [cam[i] for i in range(len(cam))]
+        v_views = v_image.reshape(-1, H, W, v_image.shape[-1])
+        gen = torch.Generator(device=cam.device)
+        gen.manual_seed((5 * seed + 3) % _SEED_MOD)
+        dtype = ts.verts.dtype
+        for view, v in zip(views, v_views):
+            edges = sample_shadow_edges(ts, view.K.to(dtype), view.world_to_cam.to(dtype), view.near, W, H, count,
+                                        gen, orthographic=view.projection == "orthographic")
+            if len(edges) == 0:
+                continue
+            jump = shadow_edge_jumps(ts, edges, lambda uv: _rays_through(view, uv, dtype))  # f_minus - f_plus
+            p = edges.points.detach()
+            col = p[:, 0].floor().long().clamp(0, W - 1)
+            row = p[:, 1].floor().long().clamp(0, H - 1)
+            weight = (v[row, col].to(jump.dtype) * jump).sum(-1) * edges.inv_pdf
+            surrogate = (weight * (edges.normals * edges.points).sum(-1)).sum()
             adjoint.backprop(surrogate)
 
     def aovs(self, names) -> dict:

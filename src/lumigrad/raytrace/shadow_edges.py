@@ -1,0 +1,439 @@
+"""Shadow-edge sampling (secondary visibility): the boundary term of direct light's derivative where shadows move.
+
+The direct light a pixel sees is ``I = int_pixel int_light h(x(q), y) V(x(q), y) dA(y) dq``: ``q`` runs over
+the pixel (pixel units, area 1), ``x(q)`` is the surface the camera ray through ``q`` hits first, ``y`` a point
+of the light and ``V`` the visibility between them. The light is parameterised so that a sample moves with it:
+an area light by area, ``y = v0 + b1 (v1 - v0) + b2 (v2 - v0)`` on a triangle chosen by area with fixed
+barycentrics (``pdf(y) = 1 / A``); a point or spot light is its position (one "sample", ``h`` its intensity
+over ``d^2``); a directional light a fixed direction ``D`` (rays ``y -> e`` become ``e - s D``).
+
+For a fixed ``y``, ``V(x(q), y)`` jumps along curves of the image plane: the shadows, cast from ``y`` onto
+the first-hit surfaces, of the occluders' silhouette edges as seen from ``y`` (an edge between a face turned
+towards ``y`` and one turned away, or a boundary edge). Moving a parameter ``theta`` moves those curves, so
+
+    d I / d theta (boundary) = int_light dA(y) int_{shadow curves C_y} (f_minus - f_plus) (n . d q*/d theta) dl
+
+with ``q*`` a point of the curve, ``n`` its image-plane normal and ``f_minus`` / ``f_plus`` the integrand
+``h V`` just behind / ahead of it along ``n``. A point of the curve is the image of an edge point
+``e(t) = a + t (b - a)``: the ray from ``y`` through ``e`` goes on to the receiver ``x*`` (the closest surface
+beyond the edge), which projects to ``q*``; ``dl = |d q*/dt| dt``. The estimator (redner's secondary edge
+sampling, Li et al. 2018, specialised to the first camera hit):
+
+1. draw light samples ``y`` (area lights: :data:`AREA_LIGHT_SAMPLES` stratified points by area);
+2. for each, find the occluders' silhouette edges seen from ``y`` and draw points on them, stratified by world
+   length (``pdf = 1 / total length`` per unit length);
+3. trace ``y -> e`` (the sample is dropped if it is blocked: that edge casts no shadow there) and on past ``e``
+   to the receiver ``x*`` (dropped on a miss);
+4. project ``x*`` to ``q*`` (dropped outside the image or behind the near plane; a sample whose camera ray
+   through ``q*`` first hits something other than ``x*``, a hidden receiver, gets a zero jump in step 5);
+5. the caller evaluates ``f`` at ``q* -+ eps n`` with camera rays and shadow rays towards that same ``y``
+   (:func:`shadow_edge_jumps`: the jump, with the light's full integrand, no MIS); both sides must see the
+   receiver, or the jump is zero: where a shadow curve runs along a silhouette of the view (a light at the
+   eye hides each shadow right behind its occluder) the jump is primary visibility's, counted by
+   :mod:`lumigrad.raytrace.edges`;
+6. the surrogate ``sum_s detach(v(q*) . (f_minus - f_plus) w_s) (n_s . q*_s(theta))`` with
+   ``w_s = |d q*/dt| / (length_edge * pdf_length * pdf(y) * samples(y))`` differentiated, where ``q*(theta)``
+   is recomputed from the edge's vertices, the light sample, the receiver triangle (a ray-plane intersection)
+   and the camera, so gradients reach occluders, lights, receivers and the camera pose.
+
+``d q*/dt`` is the forward-mode derivative of that same chain (``torch.func.jvp``, float64, detached).
+
+Scope: shadows seen directly by the camera, on the first surface each camera ray hits; shadows seen in
+reflections (or through glass) give no boundary gradient, nor do environment lights. For area lights the
+boundary term uses the full integrand of the area parameterisation, while the path tracer's interior term
+comes from next-event estimation by solid angle (MIS-weighted) plus BSDF samples that hit the lamp (whose
+emission is constant, so they add no interior term): the two terms belong to different parameterisations of
+the lamp, and the BSDF-sampled share of the interior term is missing. For small lamps both effects are small
+(light sampling's MIS weight is close to 1 and the two parameterisations nearly agree); the tests measure it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+import torch
+
+from ..cameras.projection import project_points, transform_points
+from ..kernels.bvh import bvh_for
+from ..raster.topology import edge_adjacency
+from ..shading.transmission import bsdf_for
+from .intersect import offset_ray_origin_unchecked
+from .transport import TraceScene, surface_at
+
+__all__ = ["AREA_LIGHT_SAMPLES", "ShadowEdgeSamples", "sample_shadow_edges", "shadow_edge_jumps"]
+
+#: Points drawn on each area light per view (each with its own silhouette and share of the edge samples).
+AREA_LIGHT_SAMPLES = 8
+
+
+@dataclass
+class ShadowEdgeSamples:
+    """Points on the shadow curves of one view (see the module docstring).
+
+    Attributes:
+        points: ``[S, 2]`` pixel coordinates ``q*`` (differentiable w.r.t. the occluders' and receivers'
+            vertices, the lights and the camera).
+        normals: ``[S, 2]`` unit image-plane normals of the curves (detached).
+        inv_pdf: ``[S]`` the reciprocal density of the samples per unit curve length in pixels, light sampling
+            included (detached).
+        receivers: ``[S, 3]`` the receiver points ``x*`` (detached).
+        lights: ``[S]`` int64, the index of each sample's light in ``ts.lights``.
+        light_points: ``[S, 3]`` the light sample ``y`` (area lights; the position of point and spot lights;
+            unused for directional lights), detached.
+        light_normals: ``[S, 3]`` the area light's unit front normal at ``y`` (zeros for other lights).
+        light_radiance: ``[S, C]`` the area light's radiance at ``y`` times its area, ``L_e / pdf(y)``
+            (zeros for other lights).
+    """
+
+    points: torch.Tensor
+    normals: torch.Tensor
+    inv_pdf: torch.Tensor
+    receivers: torch.Tensor
+    lights: torch.Tensor
+    light_points: torch.Tensor
+    light_normals: torch.Tensor
+    light_radiance: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.points.shape[0]
+
+
+def light_kind(light) -> Optional[str]:
+    """How a light casts sharp-edged shadows: ``"point"`` (point and spot lights), ``"directional"``,
+    ``"area"`` (emissive triangles), or None (environment and other lights: no shadow edges sampled)."""
+    if getattr(light, "is_delta", False):
+        if hasattr(light, "position"):
+            return "point"
+        if hasattr(light, "direction"):
+            return "directional"
+        return None
+    if hasattr(light, "verts") and hasattr(light, "faces") and hasattr(light, "radiance"):
+        return "area"
+    return None
+
+
+def sample_shadow_edges(ts: TraceScene, K: torch.Tensor, world_to_cam: torch.Tensor, near: float, width: int,
+                        height: int, num_samples: int, generator: torch.Generator, *, orthographic: bool = False,
+                        area_light_samples: int = AREA_LIGHT_SAMPLES) -> ShadowEdgeSamples:
+    """Points on the shadow curves that the lights of ``ts`` cast onto the surfaces seen by one camera.
+
+    Args:
+        ts: the scene (world triangles, lights).
+        K: ``[3, 3]`` intrinsics; world_to_cam: ``[4, 4]`` (one view, undistorted; differentiable).
+        near: the camera's near plane (receivers closer are dropped).
+        width, height: the image size in pixels.
+        num_samples: edge points to draw in all, split evenly between the lights that cast shadow edges and,
+            for area lights, between their ``area_light_samples`` light points.
+        generator: the random numbers (light points and edge points).
+        orthographic: the camera projects orthographically.
+
+    Returns:
+        :class:`ShadowEdgeSamples`, the samples that survived steps 1-4 of the module docstring (the hidden
+        receiver test is :func:`shadow_edge_jumps`'). Unchecked (the integrator validated the scene).
+
+    **Differentiability:** ``points`` carries the graph of ``ts.verts``, the lights' positions, directions
+    and vertices, ``K`` and ``world_to_cam``; everything else is detached.
+    """
+    device, dtype = ts.verts.device, ts.verts.dtype
+    casters = [(j, light, light_kind(light)) for j, light in enumerate(ts.lights)]
+    casters = [c for c in casters if c[2] is not None]
+    if not casters or num_samples <= 0 or ts.faces.shape[0] == 0:
+        return _empty(device, dtype)
+    per_light = max(1, num_samples // len(casters))
+    verts = ts.verts.detach()
+    with torch.no_grad():
+        a, b, own, other = _edge_table(ts.faces, verts.shape[0])
+        f = ts.faces.long()
+        corner0 = verts[f[:, 0]]
+        face_normal = torch.linalg.cross(verts[f[:, 1]] - corner0, verts[f[:, 2]] - corner0)
+        edge_length = (verts[b] - verts[a]).norm(dim=-1)
+        scale = float((verts.amax(0) - verts.amin(0)).norm()) or 1.0
+        bvh = bvh_for(verts, ts.faces)
+    pieces: List[dict] = []
+    for j, light, kind in casters:
+        with torch.no_grad():
+            light_faces = _faces_of(ts, light)
+            usable = ~(light_faces[own] | (light_faces[other.clamp_min(0)] & (other >= 0)))
+            if kind == "area":
+                J = max(1, min(area_light_samples, per_light))
+                u = torch.rand(J, 2, generator=generator, device=device, dtype=dtype)
+                u[:, 0] = (torch.arange(J, device=device, dtype=dtype) + u[:, 0]) / J  # stratified
+                tri_index, bary = _area_choice(light, u)
+                y, n_y, le_over_pdf = _area_point(light, tri_index, bary)
+                y, n_y, le_over_pdf = y.detach(), n_y.detach(), le_over_pdf.detach()
+                toward = y[:, None, :] - corner0[None]  # [J, F, 3]
+                facing = (toward * face_normal[None]).sum(-1) > 0
+            elif kind == "point":
+                J = 1
+                y = light.position.detach().reshape(1, 3).to(dtype)
+                facing = ((y[:, None, :] - corner0[None]) * face_normal[None]).sum(-1) > 0
+            else:
+                J = 1
+                D = light.direction.detach().reshape(1, 3).to(dtype)
+                y = torch.zeros(1, 3, dtype=dtype, device=device)
+                facing = ((-D[:, None, :]) * face_normal[None]).sum(-1) > 0
+            silhouette = (other < 0) | (facing[:, own] != facing[:, other.clamp_min(0)])  # [J, E]
+            lengths = torch.where(silhouette & usable[None], edge_length[None], torch.zeros_like(edge_length[None]))
+            total = lengths.sum(-1)  # [J]
+            n_each = max(1, per_light // J)
+            cumulative = torch.cumsum(lengths, -1)
+            jitter = torch.rand(J, n_each, generator=generator, device=device, dtype=dtype)
+            at = (torch.arange(n_each, device=device, dtype=dtype)[None] + jitter) * (total[:, None] / n_each)
+            pick = torch.searchsorted(cumulative.contiguous(), at.contiguous(), right=True)
+            pick = pick.clamp(max=lengths.shape[-1] - 1)
+            start = cumulative.gather(1, pick) - lengths.gather(1, pick)
+            t = ((at - start) / lengths.gather(1, pick).clamp_min(1e-30)).clamp(0, 1)
+            ok = (total[:, None] > 0) & (lengths.gather(1, pick) > 0)
+            row = torch.arange(J, device=device)[:, None].expand(J, n_each)
+            inv_length_pdf = (total / n_each)[:, None].expand(J, n_each)  # per unit world length
+            sel = ok.reshape(-1)
+            piece = dict(edge=pick.reshape(-1)[sel], t=t.reshape(-1)[sel], row=row.reshape(-1)[sel],
+                         inv=inv_length_pdf.reshape(-1)[sel] / J, light=j, kind=kind, J=J)
+            if kind == "area":
+                piece.update(tri=tri_index, bary=bary, y=y, n_y=n_y, le=le_over_pdf)
+            elif kind == "point":
+                piece.update(y=y)
+            else:
+                piece.update(D=D)
+        pieces.append(piece)
+    out = [_trace_piece(ts, light_piece, ts.lights[light_piece["light"]], a, b, bvh, scale, K, world_to_cam, near,
+                        width, height, orthographic) for light_piece in pieces]
+    out = [o for o in out if o is not None and len(o)]
+    if not out:
+        return _empty(device, dtype)
+    return ShadowEdgeSamples(*(torch.cat([getattr(o, name) for o in out]) for name in
+                               ("points", "normals", "inv_pdf", "receivers", "lights", "light_points",
+                                "light_normals", "light_radiance")))
+
+
+def shadow_edge_jumps(ts: TraceScene, samples: ShadowEdgeSamples, rays_through: Callable, eps: float = 5e-3
+                      ) -> torch.Tensor:
+    """``f(q* - eps n) - f(q* + eps n)`` ``[S, C]`` for each sample: the direct light from the sample's own light
+    point (divided by its density), with visibility, at the first hit of the camera rays on either side of the
+    shadow curve (``eps`` pixels away); 0 where the camera's first hit through ``q*`` is not the receiver ``x*``
+    (a hidden receiver: its shadow is not seen) or where a side's first hit is not at the receiver's depth (the
+    shadow curve runs along a silhouette of the view). ``rays_through(uv [S, 2])`` gives the camera's world rays
+    ``(o, d)``. Detached."""
+    with torch.no_grad():
+        bvh = bvh_for(ts.verts.detach(), ts.faces)
+        q, n = samples.points.detach(), samples.normals
+        o, d = rays_through(q)
+        o, d = o.detach(), d.detach()
+        _, t_cam, _ = bvh.closest_hit(o, d)
+        seen = o + t_cam.to(o.dtype).nan_to_num(0.0, posinf=1e30)[:, None] * d
+        reach = (samples.receivers - o).norm(dim=-1)
+        visible = (seen - samples.receivers).norm(dim=-1) <= 1e-3 * reach.clamp_min(1e-6)
+        sides = []
+        for side in (-1.0, 1.0):
+            o, d = rays_through(q + side * eps * n)
+            value, t_side = _direct_from_samples(ts, bvh, samples, o.detach(), d.detach())
+            sides.append(value)
+            # Both sides must see the receiver: where the shadow curve runs along a silhouette of the view (a
+            # light at the eye hides every shadow right behind its occluder), the jump is primary visibility's,
+            # which :mod:`lumigrad.raytrace.edges` counts; here it would count twice.
+            depth = ((samples.receivers - o) * d).sum(-1)
+            visible &= (t_side.to(depth.dtype) - depth).abs() <= 2e-3 * depth.abs().clamp_min(1e-6)
+        return (sides[0] - sides[1]) * visible[:, None]
+
+
+# ------------------------------------------------------------------------------------------------ internals
+def _empty(device, dtype) -> ShadowEdgeSamples:
+    z2 = torch.zeros(0, 2, dtype=dtype, device=device)
+    z3 = torch.zeros(0, 3, dtype=dtype, device=device)
+    return ShadowEdgeSamples(z2, z2, torch.zeros(0, dtype=dtype, device=device), z3,
+                             torch.zeros(0, dtype=torch.long, device=device), z3, z3, z3)
+
+
+def _edge_table(faces: torch.Tensor, num_verts: int):
+    """Every edge once: ``(a, b, own face, face across or -1)`` ``[E]`` int64 (non-manifold edges as boundary)."""
+    f = faces.long()
+    F = f.shape[0]
+    across = edge_adjacency(faces, num_verts).long()
+    own = torch.arange(F, device=f.device)[:, None].expand(F, 3)
+    other = across.clamp_min(0)
+    once = (across < 0) | (other > own)
+    a = f[once]
+    b = f.roll(-1, dims=1)[once]
+    return a, b, own[once], torch.where(across < 0, -torch.ones_like(across), across)[once]
+
+
+def _faces_of(ts: TraceScene, light) -> torch.Tensor:
+    """``[F]`` bool: the faces that are the light's own triangles (they cast no shadow of it)."""
+    parts = [k for k, e in enumerate(ts.part_emitters) if e is light]
+    mask = torch.zeros(ts.faces.shape[0], dtype=torch.bool, device=ts.faces.device)
+    for k in parts:
+        mask |= ts.face_part == k
+    return mask
+
+
+def _area_choice(light, u: torch.Tensor):
+    """A triangle of an area light chosen by area with ``u[:, 0]`` and barycentrics ``[J, 2]`` uniform on it
+    (``b1 = u1 sqrt(r)``, ``b2 = (1 - u1) sqrt(r)`` with ``r`` = ``u0`` rescaled inside the choice)."""
+    tri = light.verts.detach()[light.faces.long()].to(u.dtype)
+    double_area = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]).norm(dim=-1)
+    cdf = torch.cumsum(double_area, 0) / double_area.sum().clamp_min(1e-30)
+    k = torch.searchsorted(cdf.contiguous(), u[:, 0].contiguous(), right=True).clamp(max=tri.shape[0] - 1)
+    lo = torch.where(k > 0, cdf[(k - 1).clamp_min(0)], torch.zeros_like(u[:, 0]))
+    r = ((u[:, 0] - lo) / (cdf[k] - lo).clamp_min(1e-30)).clamp(0, 1)
+    su = r.sqrt()
+    return k, torch.stack([u[:, 1] * su, (1 - u[:, 1]) * su], -1)
+
+
+def _area_point(light, tri_index: torch.Tensor, bary: torch.Tensor):
+    """The area light's points ``y [J, 3]``, unit front normals ``[J, 3]`` and ``L_e A [J, C]`` (``L_e / pdf``)
+    on the chosen triangles at fixed barycentrics: differentiable in the light's vertices and radiance."""
+    tri = light.verts[light.faces.long()[tri_index]].to(bary.dtype)  # [J, 3, 3]
+    e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+    y = tri[:, 0] + bary[:, :1] * e1 + bary[:, 1:] * e2
+    all_tri = light.verts[light.faces.long()].to(bary.dtype)
+    all_cross = torch.linalg.cross(all_tri[:, 1] - all_tri[:, 0], all_tri[:, 2] - all_tri[:, 0])
+    area = 0.5 * all_cross.norm(dim=-1).sum()
+    cross = torch.linalg.cross(e1, e2)
+    n = cross / cross.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+    radiance = light.radiance.to(bary.dtype)
+    le = radiance[tri_index] if radiance.dim() == 2 else radiance.expand(tri_index.shape[0], radiance.shape[-1])
+    return y, n, le * area
+
+
+def _receiver_pixels(origin, direction, plane_point, plane_normal, K, world_to_cam, orthographic):
+    """Pixels of the point where the line ``origin + s direction`` meets the plane (ray-plane intersection)."""
+    s = ((plane_point - origin) * plane_normal).sum(-1, keepdim=True) / (direction * plane_normal).sum(-1, keepdim=True)
+    x = origin + s * direction
+    return project_points(transform_points(x, world_to_cam), K,
+                          projection="orthographic" if orthographic else "perspective"), x
+
+
+def _trace_piece(ts, piece, light, a, b, bvh, scale, K, world_to_cam, near, width, height, orthographic):
+    """Steps 3-4 of the module docstring for one light's edge points, then the differentiable ``q*``."""
+    device, dtype = ts.verts.device, ts.verts.dtype
+    kind = piece["kind"]
+    edge, t, row = piece["edge"], piece["t"], piece["row"]
+    if edge.numel() == 0:
+        return None
+    verts = ts.verts.detach()
+    off = 1e-4 * scale
+    with torch.no_grad():
+        va, vb = verts[a[edge]], verts[b[edge]]
+        e = va + t[:, None] * (vb - va)
+        if kind == "directional":
+            D = piece["D"] / piece["D"].norm(dim=-1, keepdim=True)
+            d = D.expand(e.shape[0], 3)
+            blocked = bvh.occluded(e - off * d, -d, math.inf)
+        else:
+            y = piece["y"][row]
+            to_e = e - y
+            dist = to_e.norm(dim=-1)
+            d = to_e / dist.clamp_min(1e-30)[:, None]
+            blocked = bvh.occluded(y + off * d, d, (dist - 2 * off).clamp_min(0).to(torch.float32))
+            if kind == "area" and not getattr(light, "two_sided", False):  # emits from its front only
+                blocked |= (piece["n_y"][row] * d).sum(-1) <= 0
+        face, t_hit, _ = bvh.closest_hit(e + off * d, d)
+        keep = (~blocked) & (face >= 0)
+        x_star = e + off * d + t_hit.to(dtype).nan_to_num(0.0, posinf=0.0)[:, None] * d
+        cam = transform_points(x_star, world_to_cam.detach())
+        q = project_points(cam, K.detach(), projection="orthographic" if orthographic else "perspective")
+        keep &= (cam[:, 2] > near) & (q[:, 0] >= 0) & (q[:, 0] < width) & (q[:, 1] >= 0) & (q[:, 1] < height)
+        keep &= (face >= 0)
+        idx = keep.nonzero()[:, 0]
+        if idx.numel() == 0:
+            return None
+        edge, t, row, face, x_star, q = edge[idx], t[idx], row[idx], face[idx], x_star[idx], q[idx]
+        # d q* / d t by forward mode along the detached chain (float64)
+        f64 = torch.float64
+        va, vb = verts[a[edge]].to(f64), verts[b[edge]].to(f64)
+        tri = verts[ts.faces.long()[face]].to(f64)
+        p0, pn = tri[:, 0], torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        K64, w2c64 = K.detach().to(f64), world_to_cam.detach().to(f64)
+        y64 = None if kind == "directional" else piece["y"][row].to(f64)
+        D64 = None if kind != "directional" else d[idx].to(f64)
+
+        def chain(tt):
+            ee = va + tt[:, None] * (vb - va)
+            if D64 is not None:
+                return _receiver_pixels(ee, D64, p0, pn, K64, w2c64, orthographic)[0]
+            return _receiver_pixels(y64, ee - y64, p0, pn, K64, w2c64, orthographic)[0]
+
+        _, dq = torch.func.jvp(chain, (t.to(f64),), (torch.ones_like(t, dtype=f64),))
+        speed = dq.norm(dim=-1)
+        good = torch.isfinite(speed) & (speed > 1e-12)
+        idx2 = good.nonzero()[:, 0]
+        if idx2.numel() == 0:
+            return None
+        edge, t, row, face, x_star, q, dq, speed = (z[idx2] for z in (edge, t, row, face, x_star, q, dq, speed))
+        normal = (torch.stack([-dq[:, 1], dq[:, 0]], -1) / speed[:, None]).to(dtype)
+        length = (verts[b[edge]] - verts[a[edge]]).norm(dim=-1)
+    # inverse density per unit image length: |dq/dt| / (edge length * density per unit world length)
+    with torch.no_grad():
+        inv_world = piece["inv"][idx][idx2]
+        inv_pdf = speed.to(dtype) / length * inv_world
+    # the differentiable q*(theta)
+    va, vb = ts.verts[a[edge]], ts.verts[b[edge]]
+    e = va + t[:, None] * (vb - va)
+    tri = ts.verts[ts.faces.long()[face]]
+    p0, pn = tri[:, 0], torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    zeros3 = torch.zeros(edge.shape[0], 3, dtype=dtype, device=device)
+    C = 3
+    if kind == "directional":
+        D = light.direction.to(dtype).reshape(1, 3).expand(edge.shape[0], 3)
+        q_diff, _ = _receiver_pixels(e, D, p0, pn, K, world_to_cam, orthographic)
+        y_out, n_out, le_out = zeros3, zeros3, torch.zeros(edge.shape[0], C, dtype=dtype, device=device)
+    elif kind == "point":
+        y = light.position.to(dtype).reshape(1, 3).expand(edge.shape[0], 3)
+        q_diff, _ = _receiver_pixels(y, e - y, p0, pn, K, world_to_cam, orthographic)
+        y_out, n_out, le_out = y.detach(), zeros3, torch.zeros(edge.shape[0], C, dtype=dtype, device=device)
+    else:
+        y_all, _, _ = _area_point(light, piece["tri"], piece["bary"])
+        y = y_all[row]
+        q_diff, _ = _receiver_pixels(y, e - y, p0, pn, K, world_to_cam, orthographic)
+        y_out, n_out, le_out = piece["y"][row], piece["n_y"][row], piece["le"][row]
+    lights = torch.full((edge.shape[0],), piece["light"], dtype=torch.long, device=device)
+    return ShadowEdgeSamples(q_diff, normal, inv_pdf, x_star, lights, y_out, n_out, le_out.to(dtype))
+
+
+def _direct_from_samples(ts: TraceScene, bvh, samples: ShadowEdgeSamples, o: torch.Tensor, d: torch.Tensor
+                         ):
+    """``([S, C], [S])``: the direct light from each sample's light point reaching the camera rays ``o, d`` off
+    their first hit (BSDF, cosine, the light's ``h / pdf``, a shadow ray; 0 where the rays miss), and the
+    distance ``t`` of that hit along the rays (inf on a miss)."""
+    dtype = ts.verts.dtype
+    S = o.shape[0]
+    out = torch.zeros(S, 3, dtype=dtype, device=o.device)
+    face, t_hit, _ = bvh.closest_hit(o, d)
+    rows = (face >= 0).nonzero()[:, 0]
+    if rows.numel() == 0:
+        return out, t_hit
+    si, _, ng, _ = surface_at(ts, face[rows], o[rows], d[rows])
+    bsdf = bsdf_for(si)
+    x = si.position
+    light_of = samples.lights[rows]
+    wi = torch.zeros_like(x)
+    weight = torch.zeros(rows.shape[0], 3, dtype=dtype, device=o.device)
+    dist = torch.full((rows.shape[0],), math.inf, dtype=dtype, device=o.device)
+    for j in light_of.unique().tolist():
+        light = ts.lights[j]
+        sel = (light_of == j).nonzero()[:, 0]
+        if light_kind(light) == "area":
+            y = samples.light_points[rows[sel]]
+            v = y - x[sel]
+            dd = v.norm(dim=-1).clamp_min(1e-12)
+            w = v / dd[:, None]
+            cos_y = -(samples.light_normals[rows[sel]] * w).sum(-1)
+            emit = cos_y.abs() if getattr(light, "two_sided", False) else cos_y.clamp_min(0)
+            wt = samples.light_radiance[rows[sel]] * (emit / (dd * dd))[:, None]
+            ds_wi, ds_w, ds_d = w, wt, dd
+        else:
+            ds = light.sample_direct(x[sel])
+            ds_wi, ds_w, ds_d = ds.wi, ds.weight * (ds.pdf > 0), ds.distance.reshape(-1)
+        wi = wi.index_copy(0, sel, ds_wi.to(dtype))
+        weight = weight.index_copy(0, sel, ds_w.to(dtype).expand(sel.shape[0], 3))
+        dist = dist.index_copy(0, sel, ds_d.to(dtype).expand(sel.shape[0]))
+    cos = (si.normal * wi).sum(-1, keepdim=True)
+    valid = ((ng * wi).sum(-1, keepdim=True) * cos > 0)[:, 0]
+    origin = offset_ray_origin_unchecked(x, ng, wi)
+    t_max = torch.where(torch.isfinite(dist), dist * (1 - 1e-4), torch.full_like(dist, math.inf))
+    blocked = bvh.occluded(origin, wi, t_max.to(torch.float32))
+    value = bsdf.eval(si, wi) * cos.abs() * weight
+    value = torch.where((valid & ~blocked)[:, None], value, torch.zeros_like(value))
+    return out.index_copy(0, rows, value), t_hit

@@ -1,0 +1,221 @@
+"""Shadow-edge sampling (secondary visibility): samples on the analytic shadow outline, and gradients of moving
+shadows (occluders, lights) against central finite differences of well-converged renders with the same seed.
+
+Set LUMIGRAD_TEST_OUT to a folder to get the per-pixel gradient images (finite differences beside the
+estimator's boundary term) of the unseen-occluder test written there."""
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import lumigrad as lg
+from lumigrad.integrators.path import _rays_through, _trace_scene
+from lumigrad.raytrace.shadow_edges import sample_shadow_edges, shadow_edge_jumps
+from lumigrad.shading import Material
+
+F64 = torch.float64
+QUAD = torch.tensor([[0, 2, 1], [0, 3, 2]])
+SIZE = 24
+
+
+def _lambert(rgb):
+    rgb = torch.as_tensor(rgb, dtype=F64)
+    return Material(base_color_factor=torch.cat([rgb, torch.ones(1, dtype=F64)]), metallic_factor=0.0,
+                    roughness_factor=1.0, ior=1.0)
+
+
+def _square(half, y=0.0):
+    s = half
+    return torch.tensor([[-s, y, -s], [s, y, -s], [s, y, s], [-s, y, s]], dtype=F64)
+
+
+def _scene(card_offset, light, kind="point", card_at=(0.0, 0.6, 0.0)):
+    """A grey floor, a dark 0.6 x 0.6 card (double-sided) at ``card_at + (dx, dy, 0)`` and one light:
+    ``"point"`` at ``light``, ``"area"`` a 0.3 x 0.3 lamp facing down centred at ``light``, ``"directional"``
+    shining along ``light``."""
+    scene = lg.Scene()
+    scene.add_mesh("floor", lg.SceneMesh(_square(2.0), QUAD, _lambert((0.6, 0.6, 0.6))))
+    shift = torch.stack([card_offset[0], card_offset[1], torch.zeros((), dtype=F64)]) + torch.tensor(card_at,
+                                                                                                       dtype=F64)
+    scene.add_mesh("card", lg.SceneMesh(_square(0.3) + shift, QUAD, _lambert((0.2, 0.2, 0.2)), double_sided=True))
+    if kind == "point":
+        scene.add_light("key", lg.PointLight(light, torch.tensor(3.0, dtype=F64)))
+    elif kind == "area":
+        lamp = torch.tensor([[-.15, 0, -.15], [.15, 0, -.15], [.15, 0, .15], [-.15, 0, .15]], dtype=F64) + light
+        scene.add_light("lamp", lg.AreaLight(lamp, torch.tensor([[0, 1, 2], [0, 2, 3]]),
+                                             torch.full((3,), 30.0, dtype=F64)))
+    else:
+        scene.add_light("sun", lg.DirectionalLight(light, torch.tensor(2.0, dtype=F64)))
+    return scene
+
+
+def _weights():
+    """A smooth per-pixel, per-channel weighting (smooth, so a finite difference over a fraction of a pixel is
+    the derivative, not an average over pixel steps)."""
+    r = (torch.arange(SIZE, dtype=F64) + 0.5) / SIZE
+    return 0.5 + r[None, :, None] + 0.4 * torch.sin(3 * r)[:, None, None] * torch.tensor([1.0, 0.5, -0.5], dtype=F64)
+
+
+CAMERA = lg.Camera.look_at([0.0, 3.0, 1.5], [0.0, 0.0, 0.0], fov_y=0.8, width=SIZE, height=SIZE).to(dtype=F64)
+
+
+def _loss(offset, light, kind, spp, seed=0, camera=CAMERA, card_at=(0.0, 0.6, 0.0), **kw):
+    image = lg.render(_scene(offset, light, kind, card_at), camera, integrator="direct", spp=spp, seed=seed, **kw).rgb
+    return (image * _weights()).sum()
+
+
+def _gradient(offset, light, kind, seeds, **kw):
+    """The mean of the gradients ``[2 + 3]`` (card offset, light) over backward passes with the ``seeds``."""
+    grads = []
+    for s in seeds:
+        o, l = offset.clone().requires_grad_(), light.clone().requires_grad_()
+        _loss(o, l, kind, 4, seed_grad=s, **kw).backward()
+        grads.append(torch.cat([o.grad, l.grad]))
+    return torch.stack(grads).mean(0)
+
+
+def _finite_differences(offset, light, kind, components, spp, eps=0.03, **kw):
+    out = {}
+    for k in components:
+        step = torch.zeros(5, dtype=F64)
+        step[k] = eps
+        up = _loss(offset + step[:2], light + step[2:], kind, spp, seed=7, **kw)
+        down = _loss(offset - step[:2], light - step[2:], kind, spp, seed=7, **kw)
+        out[k] = float((up - down) / (2 * eps))
+    return out
+
+
+def test_samples_lie_on_the_shadow_outline_and_measure_its_length():
+    """A card under a point light straight above casts a square shadow of side ``0.6 H / (H - h)``; seen from
+    straight above, the samples' receivers lie on its outline and their inverse densities add up to its
+    perimeter in pixels (the estimator of ``int dl``)."""
+    H, h = 1.5, 0.6
+    scene = _scene(torch.zeros(2, dtype=F64), torch.tensor([0.0, H, 0.0], dtype=F64), card_at=(0.0, h, 0.0))
+    cam = lg.Camera.look_at([0.0, 4.0, 1e-3], [0.0, 0.0, 0.0], fov_y=0.7, width=SIZE, height=SIZE).to(dtype=F64)
+    ts = _trace_scene(scene)
+    gen = torch.Generator().manual_seed(0)
+    samples = sample_shadow_edges(ts, cam.K, cam.world_to_cam, cam.near, SIZE, SIZE, 4000, gen)
+    half = 0.3 * H / (H - h)
+    x, z = samples.receivers[:, 0], samples.receivers[:, 2]
+    # points go to edges by length: the floor's outline (16 of the 18.4 units of silhouette) casts its shadow
+    # nowhere, so only the card's share (about 520 of 4000) survives
+    assert len(samples) > 400
+    assert torch.allclose(samples.receivers[:, 1], torch.zeros(len(samples), dtype=F64), atol=1e-6)
+    on_outline = torch.maximum(x.abs(), z.abs())
+    assert torch.allclose(on_outline, torch.full_like(on_outline, half), atol=1e-5)
+    pixels_per_unit = float(cam.K[0, 0]) / 4.0  # the floor lies 4 below the camera
+    assert math.isclose(float(samples.inv_pdf.sum()), 8 * half * pixels_per_unit, rel_tol=2e-3)
+    # the jump: lit outside, dark inside, whichever way the normal points
+    jump = shadow_edge_jumps(ts, samples, lambda uv: _rays_through(cam, uv, F64))
+    outward = ((samples.points.detach() - SIZE / 2) * samples.normals).sum(-1) > 0
+    brightness = jump.sum(-1)
+    assert bool((brightness[outward] < 0).all()) and bool((brightness[~outward] > 0).all())
+
+
+@pytest.mark.slow
+def test_a_point_lights_shadow_moves_like_finite_differences():
+    """Card translation (x, height) and light position (x, y) against central differences of 1024-spp
+    renders with the same seed. Measured: gradients (mean of 4 backward passes, 4000 shadow-edge samples)
+    -34.1 +- 1.0, -41.0 +- 0.7, 5.59 +- 0.13, -122.9 +- 0.3 against differences -34.3, -41.3, 5.41, -122.5 (two
+    2048-spp seeds differ by up to 0.4; the light's z, left out for time, 45.9 +- 0.2 against 45.9); tolerance
+    5% + 1.5, about three standard errors. Without the shadow term the gradients are -9.0, -7.5, -3.6, -135.4:
+    every component fails."""
+    offset, light = torch.zeros(2, dtype=F64), torch.tensor([0.5, 1.6, -0.5], dtype=F64)
+    fd = _finite_differences(offset, light, "point", range(4), spp=1024)
+    grad = _gradient(offset, light, "point", seeds=(10, 11, 12, 13), shadow_edge_samples=4000)
+    plain = _gradient(offset, light, "point", seeds=(10,), shadow_edge_samples=0)
+    for k, want in fd.items():
+        tol = 0.05 * abs(want) + 1.5
+        assert abs(float(grad[k]) - want) < tol, (k, float(grad[k]), want)
+        assert abs(float(plain[k]) - want) > tol, (k, float(plain[k]), want)
+
+
+@pytest.mark.slow
+def test_an_area_lights_shadow_moves_like_finite_differences():
+    """A small square lamp (penumbrae): card translation along x and the lamp's translation against central
+    differences (1024 spp, same seed). The boundary term integrates the lamp by area, the interior term comes
+    from solid-angle light sampling under MIS; measured: -32.8 +- 1.2 vs -31.4 (card x), 8.98 +- 0.21 vs 8.77,
+    -73.0 +- 0.3 vs -72.9, 39.65 +- 0.10 vs 39.3 (lamp x, y, z; z left out for time): the residual bias of the
+    mixed parameterisations is within about 1% here. Tolerance 5% + 1.5."""
+    offset, light = torch.zeros(2, dtype=F64), torch.tensor([0.5, 1.6, -0.5], dtype=F64)
+    components = (0, 2, 3)
+    fd = _finite_differences(offset, light, "area", components, spp=1024)
+    grad = _gradient(offset, light, "area", seeds=(10, 11, 12, 13), shadow_edge_samples=4000)
+    plain = _gradient(offset, light, "area", seeds=(10,), shadow_edge_samples=0)
+    for k, want in fd.items():
+        tol = 0.05 * abs(want) + 1.5
+        assert abs(float(grad[k]) - want) < tol, (k, float(grad[k]), want)
+    assert abs(float(plain[0]) - fd[0]) > 5 * (0.05 * abs(fd[0]) + 1.5)  # the card's gradient is its shadow's
+
+
+def _unseen_occluder_case(kind):
+    """A card outside the view frustum (only its shadow is seen) and a camera looking down at the floor."""
+    cam = lg.Camera.look_at([0.4, 2.5, 0.01], [0.4, 0.0, 0.0], fov_y=0.6, width=SIZE, height=SIZE).to(dtype=F64)
+    light = torch.tensor([-1.2, 2.0, 0.0], dtype=F64) if kind == "point" else torch.tensor([0.7, -1.0, 0.1],
+                                                                                          dtype=F64)
+    return cam, light
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["point", "directional"])
+def test_an_unseen_occluders_gradient_is_all_boundary_term(kind):
+    """The card is out of frame: the interior term is exactly zero and the whole gradient w.r.t. its position
+    is the moving shadow, against central differences (1024 spp, same seed). Measured (point / directional):
+    the boundary term within 3% of the differences."""
+    cam, light = _unseen_occluder_case(kind)
+    card_at = (-0.7, 0.6, 0.0)
+    offset = torch.zeros(2, dtype=F64)
+    kw = dict(camera=cam, card_at=card_at)
+    plain = _gradient(offset, light, kind, seeds=(10,), shadow_edge_samples=0, **kw)
+    assert plain[:2].abs().max() == 0  # nothing but the shadow moves with the card
+    grad = _gradient(offset, light, kind, seeds=(10, 11), shadow_edge_samples=3000, **kw)
+    fd = _finite_differences(offset, light, kind, (0, 1), spp=1024, **kw)
+    for k, want in fd.items():
+        assert abs(want) > 5
+        assert abs(float(grad[k]) - want) < 0.05 * abs(want) + 0.5, (k, float(grad[k]), want)
+    out = os.environ.get("LUMIGRAD_TEST_OUT")
+    if out:
+        _save_gradient_images(Path(out) / f"shadow_edges_{kind}", offset, light, kind, cam, card_at)
+
+
+def _save_gradient_images(folder: Path, offset, light, kind, cam, card_at):
+    """Per-pixel d(image)/d(card x): central differences beside the shadow-edge samples binned by pixel."""
+    eps = 0.03
+    step = torch.tensor([eps, 0.0], dtype=F64)
+    render = lambda o: lg.render(_scene(o, light, kind, card_at), cam, integrator="direct", spp=1024,  # noqa: E731
+                                 seed=7).rgb
+    fd = ((render(offset + step) - render(offset - step)) / (2 * eps)).sum(-1)
+    theta = offset.clone().requires_grad_()
+    ts = _trace_scene(_scene(theta, light, kind, card_at))
+    samples = sample_shadow_edges(ts, cam.K, cam.world_to_cam, cam.near, SIZE, SIZE, 20000,
+                                  torch.Generator().manual_seed(1))
+    jump = shadow_edge_jumps(ts, samples, lambda uv: _rays_through(cam, uv, F64)).sum(-1)
+    moved = (samples.normals * samples.points).sum(-1)  # n . q*, per sample
+    # per-sample d(n . q*)/d(card x), by the double-backward trick (a Jacobian-vector product)
+    u = torch.zeros_like(moved, requires_grad=True)
+    (g,) = torch.autograd.grad(moved, theta, grad_outputs=u, create_graph=True)
+    (per_sample,) = torch.autograd.grad(g[0], u)
+    p = samples.points.detach()
+    pixel = p[:, 1].floor().long().clamp(0, SIZE - 1) * SIZE + p[:, 0].floor().long().clamp(0, SIZE - 1)
+    ours = torch.zeros(SIZE * SIZE, dtype=F64).index_add(0, pixel, jump * samples.inv_pdf * per_sample)
+    ours = ours.reshape(SIZE, SIZE)
+    folder.mkdir(parents=True, exist_ok=True)
+    scale = float(torch.maximum(fd.abs().max(), ours.abs().max())) or 1.0
+    side_by_side = torch.cat([fd, torch.zeros(SIZE, 2, dtype=F64), ours], 1) / (2 * scale) + 0.5
+    lg.io.write_image(folder / "finite_differences_vs_shadow_edges.png", side_by_side[..., None].expand(-1, -1, 3))
+
+
+def test_shadow_edge_samples_zero_turns_it_off_and_bad_settings_are_refused():
+    cam, light = _unseen_occluder_case("point")
+    offset = torch.zeros(2, dtype=F64, requires_grad=True)
+    _loss(offset, light, "point", 2, camera=cam, card_at=(-0.7, 0.6, 0.0), shadow_edge_samples=0).backward()
+    assert offset.grad is None or offset.grad.abs().max() == 0
+    offset.grad = None
+    _loss(offset, light, "point", 2, camera=cam, card_at=(-0.7, 0.6, 0.0), shadow_edge_samples=500).backward()
+    assert offset.grad.abs().max() > 1
+    for bad in (-1, True, 1.5, "many"):
+        with pytest.raises(ValueError, match="shadow_edge_samples"):
+            lg.render(_scene(torch.zeros(2, dtype=F64), light), cam, integrator="direct", shadow_edge_samples=bad)
