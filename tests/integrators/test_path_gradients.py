@@ -55,7 +55,6 @@ Left out: shadow edges (secondary visibility: a light or an occluder moving a sh
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +73,8 @@ BLOCK = 4  # pixels per side of the blocks of the saved gradient images
 
 # ------------------------------------------------------------------------------------------------ scenes
 def _lambert(rgb) -> Material:
-    """A Lambertian material (``ior`` 1 gives the glTF coat no reflectance); ``rgb`` may carry a gradient."""
+    """A diffuse material (``ior`` 1: the glTF coat's f0 is 0, only Schlick's grazing rise is left); ``rgb`` may
+    carry a gradient."""
     rgb = torch.as_tensor(rgb, dtype=F64)
     return Material(base_color_factor=torch.cat([rgb, torch.ones(1, dtype=F64)]), metallic_factor=0.0,
                     roughness_factor=1.0, ior=1.0)
