@@ -2,9 +2,10 @@
 
 A smooth-shaded diffuse ball (icosphere, interpolated normals) in front of a uniform grey sky moves along x; the
 loss weighs the image by ``sign(u - u_ball)`` (columns right of the ball's centre +1, left -1), so that both
-silhouette edges count with the same sign (world +x is image left here: the ball darkens the columns it enters). Lumigrad's reverse mode (direct light, edge sampling) and Mitsuba's
-projective sampling (``direct_projective``, ``llvm_ad_rgb``) each give ``d loss / dx``; both are compared with
-central differences of lumigrad's 1024-spp renders (same seed) and with each other.
+silhouette edges count with the same sign (world +x is image left here: the ball darkens the columns it
+enters). Lumigrad's reverse mode (direct light, edge sampling) and Mitsuba's projective sampling
+(``direct_projective``, ``llvm_ad_rgb``) each give ``d loss / dx``; both are compared with central differences of
+lumigrad's 1024-spp renders (same seed) and with each other.
 
 The Mitsuba mesh is built here with shared (indexed) vertices: ``benchmarks/_mitsuba_peer.py`` gives Mitsuba one
 vertex per face corner, and its projective integrators then take every triangle edge for a boundary edge (the
