@@ -362,6 +362,8 @@ def surface_at(ts: TraceScene, face: torch.Tensor, o: torch.Tensor, d: torch.Ten
     flip = back & double[:, None]
     ng = torch.where(flip, -ng, ng)
     n = torch.where(flip, -n, n)
+    if ts.normals is not None:
+        n = _facing_shading_normal(n, ng, wo)
     values = _materials(ts, part, uv)
     normal_tangent = values.pop("normal_tangent", None)
     if normal_tangent is not None and ts.tangents is not None:  # normal maps
@@ -375,6 +377,28 @@ def surface_at(ts: TraceScene, face: torch.Tensor, o: torch.Tensor, d: torch.Ten
     emitter_rows = torch.tensor([-1 if e is None else k for k, e in enumerate(ts.part_emitters)],
                                 device=face.device).index_select(0, part)
     return si, emission, ng, emitter_rows
+
+
+#: The least ``n . wo`` of a bent shading normal (see :func:`_facing_shading_normal`).
+SHADING_NORMAL_MIN_COS = 1e-2
+
+
+def _facing_shading_normal(n: torch.Tensor, ng: torch.Tensor, wo: torch.Tensor) -> torch.Tensor:
+    """Bend interpolated shading normals ``n [N, 3]`` (unit) towards the viewer ``wo`` where the surface faces it
+    (``ng . wo > 0``) but ``n . wo`` is below :data:`SHADING_NORMAL_MIN_COS`:
+    ``n' = normalize(n + max(0, c - n . wo) wo)``, so that ``n' . wo > 0``.
+
+    Along a smooth-shaded mesh's silhouette the interpolated normal turns away from the camera in a sliver of
+    the front faces (about 0.01 pixel wide), where every BSDF is 0: a black rim. Its outer edge is the
+    silhouette, sampled by edge sampling, which would then measure the jump against the rim's black instead of
+    the surface's shading; its inner edge (``n . wo = 0``) would be a discontinuity that nothing samples. The
+    bend is continuous in ``n . wo``, so neither discontinuity exists. Normals with ``n . wo >= c`` and hits on
+    the back of the geometry (inside glass) are unchanged."""
+    cos_o = (n * wo).sum(-1, keepdim=True)
+    front = (ng * wo).sum(-1, keepdim=True) > 0
+    lift = torch.where(front, (SHADING_NORMAL_MIN_COS - cos_o).clamp_min(0), torch.zeros_like(cos_o))
+    bent = n + lift * wo
+    return bent / torch.linalg.vector_norm(bent, dim=-1, keepdim=True).clamp_min(1e-30)
 
 
 def _materials(ts: TraceScene, part: torch.Tensor, uv: torch.Tensor) -> dict:
