@@ -25,6 +25,7 @@ from ..scene.scene import Scene
 from ..shading.image_formation import form_image_unchecked
 from .base import Integrator, RenderOutput, register_integrator
 from .frame_checks import check_index_tables, frame_checks
+from .fused_paths import sample_paths_fused, use_fused
 
 __all__ = ["DirectIntegrator", "PathIntegrator"]
 
@@ -46,6 +47,12 @@ class PathIntegrator(Integrator):
             ``H * W * spp_grad / 16``, at least 256; 0 turns edge sampling off).
         antithetic_edges: trace the two sides of an edge point with the same random numbers (default), so
             the noise of the radiance jump largely cancels; False draws them independently (for comparison).
+        use_fused_kernel: run primal passes (the forward image, the backward pass's radiance of each path,
+            the edge samples' radiance) on the fused Warp kernel (:mod:`lumigrad.integrators.fused_paths`)
+            where the scene allows it (default); False, or the environment variable
+            ``LUMIGRAD_PATH_TRANSPORT=torch``, keeps them on the PyTorch transport. Both draw the same
+            counter-based random numbers, so they render the same paths (to float32 rounding); the adjoint
+            replay is always PyTorch.
 
     Materials: the glTF metallic-roughness BSDF with KHR_materials_transmission (glass: a rough dielectric;
     no normal maps yet); lights: point, spot,
@@ -70,7 +77,7 @@ class PathIntegrator(Integrator):
 
     def __init__(self, *, max_depth: int = 8, rr_depth: int = 5, hide_emitters: bool = False,
                  spp_grad: Optional[int] = None, seed_grad: Optional[int] = None, edge_samples: Optional[int] = None,
-                 antithetic_edges: bool = True):
+                 antithetic_edges: bool = True, use_fused_kernel: bool = True):
         if isinstance(max_depth, bool) or not isinstance(max_depth, int) or (max_depth < 1 and max_depth != -1):
             raise ValueError(f"max_depth must be a positive int or -1 (no limit); got {max_depth!r}")
         check_positive_int(rr_depth, "rr_depth")
@@ -85,6 +92,9 @@ class PathIntegrator(Integrator):
             raise ValueError(f"edge_samples must be a non-negative int or None; got {edge_samples!r}")
         if not isinstance(antithetic_edges, bool):
             raise TypeError(f"antithetic_edges must be a bool; got {type(antithetic_edges).__name__}")
+        if not isinstance(use_fused_kernel, bool):
+            raise TypeError(f"use_fused_kernel must be a bool; got {type(use_fused_kernel).__name__}")
+        self.use_fused_kernel = use_fused_kernel
         self.edge_samples = edge_samples
         self.antithetic_edges = antithetic_edges
         self.max_depth = max_depth
@@ -115,9 +125,11 @@ class DirectIntegrator(PathIntegrator):
     ``max_depth = 2``. Settings as ``"path"`` without ``max_depth`` and ``rr_depth``."""
 
     def __init__(self, *, hide_emitters: bool = False, spp_grad: Optional[int] = None,
-                 seed_grad: Optional[int] = None, edge_samples: Optional[int] = None, antithetic_edges: bool = True):
+                 seed_grad: Optional[int] = None, edge_samples: Optional[int] = None, antithetic_edges: bool = True,
+                 use_fused_kernel: bool = True):
         super().__init__(max_depth=2, rr_depth=8, hide_emitters=hide_emitters, spp_grad=spp_grad,
-                         seed_grad=seed_grad, edge_samples=edge_samples, antithetic_edges=antithetic_edges)
+                         seed_grad=seed_grad, edge_samples=edge_samples, antithetic_edges=antithetic_edges,
+                         use_fused_kernel=use_fused_kernel)
 
 
 class _Run:
@@ -148,7 +160,7 @@ class _Run:
         ts = _trace_scene(self.scene)
         o, d = _camera_rays(self.camera, self.spp, self.seed, ts.verts.dtype)
         hits: list = []
-        L = sample_paths(ts, o, d, hits=hits, **self._settings(self.seed))
+        L = self._primal_paths(ts, o, d, hits=hits, **self._settings(self.seed))
         self.alpha = _pixels(hits[0].to(o.dtype)[:, None], self.camera, self.spp)  # coverage
         return _pixels(L, self.camera, self.spp)
 
@@ -159,7 +171,7 @@ class _Run:
         with torch.no_grad():
             ts = _trace_scene(self.scene)
             o, d = _camera_rays(self.camera, spp, seed, ts.verts.dtype)
-            L = sample_paths(ts, o, d, **self._settings(seed))
+            L = self._primal_paths(ts, o, d, **self._settings(seed))
         v = v_image.reshape(-1, 1, v_image.shape[-1]).expand(-1, spp, -1).reshape(-1, v_image.shape[-1]) / spp
         adjoint = PathAdjoint(v.to(L.dtype), L, params)
         with torch.enable_grad():
@@ -198,7 +210,7 @@ class _Run:
                 for k, side in enumerate((-1.0, 1.0)):  # antithetic: the same seed on both sides
                     o, d = _rays_through(view, p + side * eps * n, ts.verts.dtype)
                     side_seed = seed + 7 + (0 if self.integrator.antithetic_edges else k)
-                    radiance.append(sample_paths(ts, o, d, **self._settings(side_seed)))
+                    radiance.append(self._primal_paths(ts, o, d, **self._settings(side_seed)))
                 jump = radiance[0] - radiance[1]  # f_minus - f_plus
                 weight = (v[row[keep], col[keep]].to(jump.dtype) * jump).sum(-1) * edges.inv_pdf[keep]
             surrogate = (weight * (n * edges.points[keep]).sum(-1)).sum()
@@ -223,6 +235,12 @@ class _Run:
             dense = v.new_zeros(o.shape[0], v.shape[-1]).index_copy(0, rows, v)
             out[name] = _pixels(dense, self.camera, self.spp)
         return out
+
+    def _primal_paths(self, ts: TraceScene, o: torch.Tensor, d: torch.Tensor, **settings) -> torch.Tensor:
+        """The radiance of rays ``o, d`` (no graph): the fused kernel where supported, else the transport."""
+        if use_fused(ts, self.integrator.use_fused_kernel):
+            return sample_paths_fused(ts, o, d, **settings).to(ts.verts.dtype)
+        return sample_paths(ts, o, d, **settings)
 
     def _settings(self, seed: int) -> dict:
         it = self.integrator
