@@ -6,7 +6,8 @@ import torch
 import warp as wp
 
 from lumigrad.kernels._runtime import as_warp, ensure_init
-from lumigrad.kernels.counter_rng import ray_key_wp, split_seed, uniform_counter, uniform_counter_wp
+from lumigrad.kernels.counter_rng import (ray_key_wp, split_seed, uniform_counter, uniform_counter_ref,
+                                          uniform_counter_wp)
 
 
 @wp.kernel
@@ -24,9 +25,14 @@ def test_warp_and_pytorch_draw_the_same_bits(seed):
     out = torch.zeros(R, dims)
     lo, hi = split_seed(seed)
     wp.launch(_draw, dim=R, inputs=[wp.uint32(lo), wp.uint32(hi), depth, dims, as_warp(out)], device="cpu")
-    assert torch.equal(out, uniform_counter(seed, torch.arange(R), depth, dims, torch.float32))
-    # float64 holds the same values (multiples of 2^-24)
-    assert torch.equal(out.double(), uniform_counter(seed, torch.arange(R), depth, dims, torch.float64))
+    ref = uniform_counter_ref(seed, torch.arange(R), depth, dims, torch.float32)
+    assert torch.equal(out, ref)
+    # the batch the transport draws (a Warp kernel on any subset of rays) is the same, and float64 holds the
+    # same values (multiples of 2^-24)
+    rays = torch.randperm(R)[: R // 2]
+    assert torch.equal(uniform_counter(seed, rays, depth, dims, torch.float32), ref[rays])
+    assert torch.equal(uniform_counter_ref(seed, torch.arange(R), depth, dims, torch.float64), ref.double())
+    assert torch.equal(uniform_counter(seed, torch.arange(R), depth, dims, torch.float64), ref.double())
 
 
 def test_numbers_are_uniform_and_independent():
@@ -46,11 +52,12 @@ def test_numbers_are_uniform_and_independent():
 
 def test_a_ray_draws_its_numbers_whatever_else_is_drawn():
     rays = torch.tensor([5, 17, 99])
-    assert torch.equal(uniform_counter(9, rays, 2, 3, torch.float32),
-                       uniform_counter(9, torch.arange(100), 2, 3, torch.float32)[rays])
+    assert torch.equal(uniform_counter_ref(9, rays, 2, 3, torch.float32),
+                       uniform_counter_ref(9, torch.arange(100), 2, 3, torch.float32)[rays])
 
 
 @pytest.mark.parametrize("seed", [-1, 2 ** 64, 1.5, True])
 def test_bad_seeds_are_refused(seed):
-    with pytest.raises(ValueError, match="seed"):
-        uniform_counter(seed, torch.arange(3), 0, 2, torch.float32)
+    for draw in (uniform_counter, uniform_counter_ref):
+        with pytest.raises(ValueError, match="seed"):
+            draw(seed, torch.arange(3), 0, 2, torch.float32)

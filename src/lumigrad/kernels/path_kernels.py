@@ -473,11 +473,14 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, verts: wp.array(dtype=wp
                     t_max = float(wp.inf)
                     if dist < wp.inf and dist > -wp.inf:
                         t_max = dist * 0.9999
-                    blocked = False
-                    if t_max > 0.0:
-                        blocked = wp.mesh_query_ray_anyhit(mesh, offset_origin_wp(x, ng, wi), wi, t_max)
-                    if not blocked:
-                        nee = nee + _cw_mul(f * wp.abs(cos), lw) * w
+                    contribution = _cw_mul(f * wp.abs(cos), lw) * w
+                    # a shadow ray only where it matters (a zero term adds zero whatever it says)
+                    if contribution[0] != 0.0 or contribution[1] != 0.0 or contribution[2] != 0.0:
+                        blocked = False
+                        if t_max > 0.0:
+                            blocked = wp.mesh_query_ray_anyhit(mesh, offset_origin_wp(x, ng, wi), wi, t_max)
+                        if not blocked:
+                            nee = nee + contribution
             term = term + _cw_mul(beta, nee)
         radiance = radiance + term
         if depth + 1 >= depth_limit:

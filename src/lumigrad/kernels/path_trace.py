@@ -19,11 +19,15 @@ from . import path_kernels as pk
 from ._runtime import as_warp, launch_split
 from .bvh import TriangleBVH
 from .counter_rng import split_seed
+from ..threads import long_launch_threads
 
 __all__ = ["PathTables", "trace_paths_tables"]
 
 #: Rays per CPU thread below which a launch is not split.
 MIN_RAYS_PER_THREAD = 64
+#: Rays from which a launch takes every CPU, busy or not (a path costs microseconds: 16384 of them, tens of
+#: milliseconds, well beyond what a helper thread loses waiting for a core).
+LONG_LAUNCH_RAYS = 16384
 
 
 @dataclass
@@ -104,5 +108,7 @@ def trace_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables
               as_warp(t.tri_v0, v3), as_warp(t.tri_v1, v3), as_warp(t.tri_v2, v3), as_warp(t.tri_le, v3),
               as_warp(origins.contiguous(), v3), as_warp(directions.contiguous(), v3), wp.uint32(lo), wp.uint32(hi),
               int(depth_limit), int(rr_depth), int(bool(hide_emitters)), as_warp(radiance, v3), as_warp(hit)]
-    launch_split(pk.trace_paths, R, inputs, device, min_chunk=MIN_RAYS_PER_THREAD)
+    # seconds of work per launch at image sizes: both cores, even beside busy processes (see long_launch_threads)
+    workers = long_launch_threads() if R >= LONG_LAUNCH_RAYS else None
+    launch_split(pk.trace_paths, R, inputs, device, min_chunk=MIN_RAYS_PER_THREAD, workers=workers)
     return radiance, hit
