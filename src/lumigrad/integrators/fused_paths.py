@@ -11,6 +11,13 @@ scenes whose materials are opaque (no transmission) and untextured (constant fac
 textures are ignored by the path tracer either way), lit by point, spot, directional and area lights with
 three colour channels, without an environment light. Anything else runs on PyTorch: never a silent mismatch.
 ``LUMIGRAD_PATH_TRANSPORT=torch`` (environment) or ``PathIntegrator(use_fused_kernel=False)`` force PyTorch.
+
+How close the twins are (``tests/integrators/test_fused_paths.py``, 4096 rays per scene and depth): per-ray
+relative differences up to 9e-4 (99th percentile 3e-5: float32 rounding accumulated over the bounces, the
+largest on the Cornell box's multi-bounce paths); no ray was seen to branch differently, and the tests allow
+1% of rays above 1e-4. In the backward pass the kernel's radiance ``L`` of each path seeds the PyTorch replay
+(``L`` minus the terms replayed so far is the radiance still to come), so a path that did branch differently
+would carry a wrong remainder: a rare, small bias of the gradient, gone with ``use_fused_kernel=False``.
 """
 
 from __future__ import annotations

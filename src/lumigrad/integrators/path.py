@@ -5,7 +5,9 @@ triangles (:meth:`Scene.flatten`, area lights included as emissive parts), shoot
 pixel, and wires the transport into autograd with path replay backpropagation: the forward pass renders
 without a graph; the backward pass renders the primal again with ``seed_grad`` / ``spp_grad`` (decorrelated
 from the forward image by default, so a loss's gradient is unbiased) and replays those paths, one vertex at a
-time, so memory does not grow with ``max_depth``.
+time, so memory does not grow with ``max_depth``. Primal passes run on the fused Warp kernel of
+:mod:`lumigrad.integrators.fused_paths` where the scene allows it (the same paths, drawn from the same
+counter-based random numbers), else on ``sample_paths``.
 """
 
 from __future__ import annotations

@@ -29,6 +29,10 @@ _ALPHA_MIN = wp.constant(1.0e-3)
 _DOT_EPS = wp.constant(1.0e-6)
 _FLOOR = wp.constant(1.0e-30)
 _INV_PI = wp.constant(0.31830988618379067)
+#: Solid angles of the first ``CACHED`` triangles of an area light and the totals of the first ``CACHED`` lights
+#: are kept in registers (the rest are recomputed: the same bits either way).
+CACHED = 8
+vec_cached = wp.types.vector(length=CACHED, dtype=wp.float32)
 
 
 @wp.func
@@ -256,10 +260,15 @@ def _spherical_triangle(a: wp.vec3, b: wp.vec3, c: wp.vec3, u0: float, u1: float
 def area_sample_wp(x: wp.vec3, start: int, count: int, two_sided: int, tv0: wp.array(dtype=wp.vec3),
                    tv1: wp.array(dtype=wp.vec3), tv2: wp.array(dtype=wp.vec3), tle: wp.array(dtype=wp.vec3),
                    u0: float, u1: float):
-    """``(wi, distance, weight [3], pdf)`` of ``area_light_sample_direct`` (solid angle); pdf 0: nothing seen."""
+    """``(wi, distance, weight [3], pdf, Omega)`` of ``area_light_sample_direct`` (solid angle; pdf 0: nothing
+    seen) and the light's total solid angle ``Omega`` at ``x``."""
     total = float(0.0)
+    omegas = vec_cached()
     for f in range(count):
-        total += _emitting_solid_angle(x, tv0[start + f], tv1[start + f], tv2[start + f], two_sided)
+        w = _emitting_solid_angle(x, tv0[start + f], tv1[start + f], tv2[start + f], two_sided)
+        if f < CACHED:
+            omegas[f] = w
+        total += w
     wi = wp.vec3(0.0, 0.0, 1.0)
     weight = wp.vec3(0.0, 0.0, 0.0)
     pdf = float(0.0)
@@ -272,7 +281,10 @@ def area_sample_wp(x: wp.vec3, start: int, count: int, two_sided: int, tv0: wp.a
         hi = float(0.0)
         prev = float(0.0)
         for f in range(count):
-            running += _emitting_solid_angle(x, tv0[start + f], tv1[start + f], tv2[start + f], two_sided)
+            if f < CACHED:
+                running += omegas[f]
+            else:
+                running += _emitting_solid_angle(x, tv0[start + f], tv1[start + f], tv2[start + f], two_sided)
             cdf = running / total
             if f == count - 1:
                 cdf = 1.0
@@ -299,13 +311,14 @@ def area_sample_wp(x: wp.vec3, start: int, count: int, two_sided: int, tv0: wp.a
             distance = wp.dot(nrm, p0) / denom
         weight = tle[start + k] * total
         pdf = 1.0 / total
-    return wi, distance, weight, pdf
+    return wi, distance, weight, pdf, total
 
 
 @wp.func
 def area_pdf_wp(x: wp.vec3, d_in: wp.vec3, start: int, count: int, two_sided: int, tv0: wp.array(dtype=wp.vec3),
-                tv1: wp.array(dtype=wp.vec3), tv2: wp.array(dtype=wp.vec3)):
-    """``area_light_pdf`` (solid angle): ``1 / Omega`` where the ray meets an emitting side, else 0."""
+                tv1: wp.array(dtype=wp.vec3), tv2: wp.array(dtype=wp.vec3), omega_known: float):
+    """``area_light_pdf`` (solid angle): ``1 / Omega`` where the ray meets an emitting side, else 0
+    (``omega_known >= 0``: ``Omega`` at ``x``, already summed by :func:`area_sample_wp` there)."""
     d = _unit(d_in)
     best = float(wp.inf)
     cos_y = float(0.0)
@@ -332,9 +345,11 @@ def area_pdf_wp(x: wp.vec3, d_in: wp.vec3, start: int, count: int, two_sided: in
     if two_sided != 0:
         counted = wp.abs(cos_y) > 0.0
     if best < wp.inf and counted:
-        omega = float(0.0)
-        for f in range(count):
-            omega += _emitting_solid_angle(x, tv0[start + f], tv1[start + f], tv2[start + f], two_sided)
+        omega = omega_known
+        if omega < 0.0:
+            omega = float(0.0)
+            for f in range(count):
+                omega += _emitting_solid_angle(x, tv0[start + f], tv1[start + f], tv2[start + f], two_sided)
         if omega > 0.0:
             pdf = 1.0 / omega
     return pdf
@@ -369,6 +384,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, verts: wp.array(dtype=wp
     prev_pdf = float(0.0)
     prev_x = o
     out_hit[i] = False
+    totals = vec_cached()  # Omega of the first CACHED lights at prev_x (their next-event estimation's)
     for depth in range(depth_limit):
         if not (wp.dot(d, d) > 0.0):
             break
@@ -427,8 +443,11 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, verts: wp.array(dtype=wp
             if prev_pdf < 0.0:
                 weight_e = 1.0
             else:
+                known = float(-1.0)
+                if emitter < CACHED:
+                    known = totals[emitter]
                 pdf_light = area_pdf_wp(prev_x, d, light_start[emitter], light_count[emitter],
-                                        light_two_sided[emitter], tri_v0, tri_v1, tri_v2)
+                                        light_two_sided[emitter], tri_v0, tri_v1, tri_v2, known)
                 weight_e = power_heuristic_wp(prev_pdf, pdf_light)
         if hide_emitters != 0 and depth == 0:
             weight_e = 0.0
@@ -448,8 +467,12 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, verts: wp.array(dtype=wp
                     wi = light_dir[j]
                     lw = light_value[j]
                 elif kind == LIGHT_AREA:
-                    wi, dist, lw, lpdf = area_sample_wp(x, light_start[j], light_count[j], light_two_sided[j],
-                                                        tri_v0, tri_v1, tri_v2, tri_le, u0, u1)
+                    omega = float(0.0)
+                    wi, dist, lw, lpdf, omega = area_sample_wp(x, light_start[j], light_count[j],
+                                                               light_two_sided[j], tri_v0, tri_v1, tri_v2, tri_le,
+                                                               u0, u1)
+                    if j < CACHED:
+                        totals[j] = omega
                 else:
                     v = light_pos[j] - x
                     dist = wp.sqrt(wp.max(wp.dot(v, v), 1.0e-8))
