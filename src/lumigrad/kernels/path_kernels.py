@@ -6,7 +6,7 @@ the reference): the same operations in the same order, the same random numbers
 ``4 + 2 j, 5 + 2 j`` light ``j``), so a path's radiance matches the PyTorch transport's to float32 rounding
 unless a branch (a lobe choice, a shadow ray grazing an edge, roulette) falls the other way at a tie.
 
-What it supports (the wrapper :mod:`lumigrad.kernels.path_trace` decides and falls back otherwise): opaque
+What it supports (:mod:`lumigrad.integrators.fused_paths` decides, and falls back to PyTorch otherwise): opaque
 glTF metallic-roughness materials with constant factors, emissive surfaces, point, spot, directional and
 area lights (solid-angle sampling, MIS-weighted emission). Each thread handles ray ``offset + wp.tid()``
 (:func:`._runtime.launch_split`).
@@ -28,7 +28,6 @@ LIGHT_AREA = wp.constant(3)
 _ALPHA_MIN = wp.constant(1.0e-3)
 _DOT_EPS = wp.constant(1.0e-6)
 _FLOOR = wp.constant(1.0e-30)
-_INV_PI = wp.constant(0.31830988618379067)
 #: Solid angles of the first ``CACHED`` triangles of an area light and the totals of the first ``CACHED`` lights
 #: are kept in registers (the rest are recomputed: the same bits either way).
 CACHED = 8
