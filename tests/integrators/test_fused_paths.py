@@ -33,7 +33,8 @@ def _material(rgb, metallic=0.0, roughness=1.0, ior=1.0, emissive=None):
 def _quad(size, y, flip=False):
     s = size
     v = torch.tensor([[-s, y, -s], [s, y, -s], [s, y, s], [-s, y, s]], dtype=F32)
-    return v, (QUAD[:, [0, 2, 1]] if flip else QUAD)
+    quad = QUAD.to(v.device)  # (the default device: CUDA in the CUDA test)
+    return v, (quad[:, [0, 2, 1]] if flip else quad)
 
 
 def _cornell():
@@ -211,3 +212,15 @@ def test_gradients_replay_the_fused_primal():
         grads.append(g)
     assert float(grads[0][:3].abs().min()) > 0
     assert torch.allclose(grads[0], grads[1], rtol=1e-3, atol=1e-7)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ["cornell", "mixed"])
+def test_the_kernel_runs_on_cuda_as_its_twin(name):
+    """The same kernel on a CUDA device: the scene built there, the kernel against the PyTorch transport there."""
+    with torch.device("cuda"):
+        scene, cam = SCENES[name]()
+        fused, torch_, rel = _compare(scene, cam, max_depth=8, rr_depth=3, seed=12345)
+    assert fused.device.type == "cuda"
+    assert float(torch_.mean()) > 0.01
+    assert float((rel > RAY_RTOL).float().mean()) <= BRANCH_FRACTION
