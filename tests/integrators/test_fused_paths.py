@@ -2,6 +2,7 @@
 per-ray radiance (float32), on scenes that exercise every light type, rough metal, smooth normals, roulette;
 scenes it does not support fall back to PyTorch; the integrator uses it by default and on request does not."""
 
+import dataclasses
 import math
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 import lumigrad as lg
 from lumigrad.integrators.fused_paths import TRANSPORT_ENV, fused_unsupported, sample_paths_fused, use_fused
 from lumigrad.integrators.path import _camera_rays, _trace_scene
-from lumigrad.raytrace.transport import sample_paths
+from lumigrad.raytrace.transport import TraceScene, sample_paths
 from lumigrad.shading import Material
 
 F32 = torch.float32
@@ -181,6 +182,16 @@ def test_unsupported_scenes_fall_back_and_say_why():
     sky.add_mesh("floor", lg.SceneMesh(v, f, Material()))
     sky.add_light("sky", lg.EnvironmentLight(torch.ones(4, 8, 3)))
     assert "environment" in fused_unsupported(_trace_scene(sky))
+    # a TraceScene field the kernel does not know (participating media, say), once set, sends it to PyTorch
+    @dataclasses.dataclass
+    class WithMedia(TraceScene):
+        media: object = None
+
+    plain = _trace_scene(scene)
+    with_media = WithMedia(**{f.name: getattr(plain, f.name) for f in dataclasses.fields(plain)})
+    assert fused_unsupported(with_media) is None
+    with_media.media = object()
+    assert "'media'" in fused_unsupported(with_media)
     with pytest.raises(ValueError, match="environment"):
         o, d = _camera_rays(lg.Camera.look_at([0.0, 2.0, 0.01], [0.0, 0.0, 0.0], fov_y=0.6, width=4, height=4),
                             1, 0, F32)

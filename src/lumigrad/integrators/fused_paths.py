@@ -9,7 +9,9 @@ transport stays the reference (float64-capable) twin.
 :func:`fused_unsupported` says why a scene cannot use the kernel (None: it can). The kernel supports float32
 scenes whose materials are opaque (no transmission) and untextured (constant factors; normal and occlusion
 textures are ignored by the path tracer either way), lit by point, spot, directional and area lights with
-three colour channels, without an environment light. Anything else runs on PyTorch: never a silent mismatch.
+three colour channels, without an environment light, and that set no :class:`TraceScene` field beyond
+:data:`KNOWN_FIELDS` (a field added to the transport later, participating media say, sends the scene to
+PyTorch until the kernel learns it). Anything else runs on PyTorch: never a silent mismatch.
 ``LUMIGRAD_PATH_TRANSPORT=torch`` (environment) or ``PathIntegrator(use_fused_kernel=False)`` force PyTorch.
 
 How close the twins are (``tests/integrators/test_fused_paths.py``, 4096 rays per scene and depth): per-ray
@@ -22,7 +24,7 @@ would carry a wrong remainder: a rare, small bias of the gradient, gone with ``u
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import os
 from typing import List, Optional
 
@@ -34,7 +36,7 @@ from ..kernels.path_trace import PathTables, trace_paths_tables
 from ..raytrace.transport import MAX_BOUNCES, TraceScene
 from ..scene.lights import AreaLight, DirectionalLight, PointLight, SpotLight
 
-__all__ = ["TRANSPORT_ENV", "fused_unsupported", "path_tables", "sample_paths_fused", "use_fused"]
+__all__ = ["KNOWN_FIELDS", "TRANSPORT_ENV", "fused_unsupported", "path_tables", "sample_paths_fused", "use_fused"]
 
 #: Environment variable: ``"torch"`` forces the PyTorch transport; anything else (or unset) lets the integrator
 #: use the fused kernel where :func:`fused_unsupported` allows it.
@@ -51,8 +53,19 @@ def use_fused(ts: TraceScene, requested: bool = True) -> bool:
     return fused_unsupported(ts) is None
 
 
+#: The :class:`TraceScene` fields the kernel knows; a field added later (participating media, ...) that is set
+#: makes :func:`fused_unsupported` refuse the scene until the kernel learns it.
+KNOWN_FIELDS = frozenset({"verts", "faces", "normals", "uv", "uv_faces", "face_part", "materials", "double_sided",
+                          "part_emitters", "lights", "environment", "transmissive"})
+
+
 def fused_unsupported(ts: TraceScene) -> Optional[str]:
     """Why the fused kernel cannot render ``ts`` (a sentence), or None when it can."""
+    for f in dataclasses.fields(ts):
+        value = getattr(ts, f.name)
+        unset = value is None or value is False or (isinstance(value, (list, tuple, dict)) and not value)
+        if f.name not in KNOWN_FIELDS and not unset:
+            return f"the scene sets {f.name!r}, which the kernel does not know"
     if ts.verts.dtype != torch.float32:
         return f"the scene is {ts.verts.dtype} (the kernel runs float32; PyTorch is the float64 twin)"
     if ts.verts.device.type not in ("cpu", "cuda"):
