@@ -7,7 +7,8 @@ the reference): the same operations in the same order, the same random numbers
 unless a branch (a lobe choice, a shadow ray grazing an edge, roulette) falls the other way at a tie.
 
 What it supports (:mod:`lumigrad.integrators.fused_paths` decides, and falls back to PyTorch otherwise): opaque
-glTF metallic-roughness materials with constant factors, emissive surfaces, point, spot, directional and
+glTF metallic-roughness materials with constant factors and base colour textures (bilinear, sRGB-decoded,
+as ``lumigrad.texture`` at level 0), emissive surfaces, point, spot, directional and
 area lights (solid-angle sampling, MIS-weighted emission). Each thread handles ray ``offset + wp.tid()``
 (:func:`._runtime.launch_split`).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import warp as wp
 
 from .counter_rng import ray_key_wp, uniform_counter_wp
+from .texture_kernels import bilinear_taps
 
 wp.set_module_options({"enable_backward": False})
 
@@ -80,6 +82,34 @@ def offset_origin_wp(p: wp.vec3, n: wp.vec3, d: wp.vec3):
             out[k] = p[k] + (1.0 / 65536.0) * nn[k]
         else:
             out[k] = moved
+    return out
+
+
+@wp.func
+def _srgb_decode(e: float):
+    """``lumigrad.shading.srgb_decode`` of one value."""
+    x = wp.max(e, 0.0)
+    out = x / 12.92
+    if x > 0.04045:
+        out = wp.pow((x + 0.055) / 1.055, 2.4)
+    return out
+
+
+@wp.func
+def base_texture_wp(k: int, uv: wp.vec2, tex_offset: wp.array(dtype=wp.int32), tex_width: wp.array(dtype=wp.int32),
+                    tex_height: wp.array(dtype=wp.int32), tex_wrap: wp.array(dtype=wp.int32),
+                    texels: wp.array(dtype=wp.vec3)):
+    """Base colour texture ``k`` at ``uv``: bilinear (``lumigrad.texture``'s level-0 taps), then sRGB-decoded."""
+    # texture k is "level" k of the per-texture tables (its rows start at tex_offset[k])
+    idx, fx, fy, w, h = bilinear_taps(uv[0], uv[1], k, 0, tex_height, tex_width, tex_offset, tex_wrap[k])
+    w00 = (1.0 - fx) * (1.0 - fy) * 1.0
+    w01 = fx * (1.0 - fy) * 1.0
+    w10 = (1.0 - fx) * fy * 1.0
+    w11 = fx * fy * 1.0
+    out = wp.vec3()
+    for c in range(3):
+        t = w00 * texels[idx[0]][c] + w01 * texels[idx[1]][c] + w10 * texels[idx[2]][c] + w11 * texels[idx[3]][c]
+        out[c] = _srgb_decode(t)
     return out
 
 
@@ -363,6 +393,10 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, verts: wp.array(dtype=wp
                 part_roughness: wp.array(dtype=float), part_ior: wp.array(dtype=float),
                 part_emission: wp.array(dtype=wp.vec3), part_double: wp.array(dtype=wp.int32),
                 part_emitter: wp.array(dtype=wp.int32),
+                uvs: wp.array(dtype=wp.vec2), uv_faces: wp.array(dtype=wp.int32), part_texture: wp.array(dtype=wp.int32),
+                tex_offset: wp.array(dtype=wp.int32), tex_width: wp.array(dtype=wp.int32),
+                tex_height: wp.array(dtype=wp.int32), tex_wrap: wp.array(dtype=wp.int32),
+                texels: wp.array(dtype=wp.vec3),
                 num_lights: int, light_type: wp.array(dtype=wp.int32), light_pos: wp.array(dtype=wp.vec3),
                 light_dir: wp.array(dtype=wp.vec3), light_value: wp.array(dtype=wp.vec3),
                 light_cos_outer: wp.array(dtype=float), light_scale: wp.array(dtype=float),
@@ -429,6 +463,12 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, verts: wp.array(dtype=wp
             ng = -ng
             n = -n
         base = part_base[part]
+        tex = part_texture[part]
+        if tex >= 0:
+            uv = b0 * uvs[uv_faces[3 * face]] + b1 * uvs[uv_faces[3 * face + 1]] + b2 * uvs[uv_faces[3 * face + 2]]
+            rgb = base_texture_wp(tex, uv, tex_offset, tex_width, tex_height, tex_wrap, texels)
+            base = wp.vec3(wp.clamp(base[0] * rgb[0], 0.0, 1.0), wp.clamp(base[1] * rgb[1], 0.0, 1.0),
+                           wp.clamp(base[2] * rgb[2], 0.0, 1.0))
         metallic = part_metallic[part]
         roughness = part_roughness[part]
         ior = part_ior[part]

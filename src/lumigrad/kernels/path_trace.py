@@ -39,6 +39,10 @@ class PathTables:
         face_part: ``[F]``; ``part_base`` ``[P, 3]``, ``part_metallic``, ``part_roughness``, ``part_ior``
             ``[P]``, ``part_emission`` ``[P, 3]``, ``part_double`` ``[P]`` (1: double-sided),
             ``part_emitter`` ``[P]`` (the index of the part's area light in the light table, -1: none).
+        uvs: ``[T, 2]`` texture coordinates; ``uv_faces``: ``[3 F]`` their corner indices; ``part_texture``
+            ``[P]``: the part's base colour texture (-1: none; ``part_base`` is then its factor, unclamped);
+            ``tex_offset``, ``tex_width``, ``tex_height``, ``tex_wrap`` ``[K]`` (0 repeat, 1 clamp, 2 mirror):
+            texture ``k``'s rows ``tex_offset[k] + i W + j`` of ``texels`` ``[sum H W, 3]`` (sRGB-encoded RGB).
         light_type: ``[L]`` (:data:`.path_kernels.LIGHT_POINT` ...); ``light_pos``, ``light_dir`` ``[L, 3]``
             (a spot's unit axis; for a directional light the unit direction *towards* it);
             ``light_value`` ``[L, 3]`` (intensity or irradiance times colour); ``light_cos_outer``,
@@ -59,6 +63,14 @@ class PathTables:
     part_emission: torch.Tensor
     part_double: torch.Tensor
     part_emitter: torch.Tensor
+    uvs: torch.Tensor
+    uv_faces: torch.Tensor
+    part_texture: torch.Tensor
+    tex_offset: torch.Tensor
+    tex_width: torch.Tensor
+    tex_height: torch.Tensor
+    tex_wrap: torch.Tensor
+    texels: torch.Tensor
     light_type: torch.Tensor
     light_pos: torch.Tensor
     light_dir: torch.Tensor
@@ -102,6 +114,8 @@ def trace_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables
     inputs = [bvh.mesh_id, as_warp(verts.contiguous(), v3), as_warp(t.faces), as_warp(t.normals, v3), t.has_normals,
               as_warp(t.face_part), as_warp(t.part_base, v3), as_warp(t.part_metallic), as_warp(t.part_roughness),
               as_warp(t.part_ior), as_warp(t.part_emission, v3), as_warp(t.part_double), as_warp(t.part_emitter),
+              as_warp(t.uvs, wp.vec2), as_warp(t.uv_faces), as_warp(t.part_texture), as_warp(t.tex_offset),
+              as_warp(t.tex_width), as_warp(t.tex_height), as_warp(t.tex_wrap), as_warp(t.texels, v3),
               int(t.light_type.shape[0]), as_warp(t.light_type), as_warp(t.light_pos, v3), as_warp(t.light_dir, v3),
               as_warp(t.light_value, v3), as_warp(t.light_cos_outer), as_warp(t.light_scale),
               as_warp(t.light_range), as_warp(t.light_start), as_warp(t.light_count), as_warp(t.light_two_sided),
