@@ -126,17 +126,20 @@ def _mixed():
 
 
 def _textured():
-    """Base colour textures (3 and 4 channels, repeat and mirror wrap, uv beyond [0, 1]) under an area light."""
+    """Base colour (3 and 4 channels), metallic-roughness and emissive textures, repeat and mirror wrap, uv
+    beyond [0, 1], under an area light."""
     scene = lg.Scene()
     g = torch.Generator().manual_seed(5)
     v, f = _quad(2.0, 0.0)
     uv = torch.tensor([[-0.5, -0.5], [2.5, -0.5], [2.5, 2.5], [-0.5, 2.5]])
-    floor = Material(base_color_factor=torch.tensor([1.0, 0.9, 0.8, 1.0]), metallic_factor=0.0,
-                     roughness_factor=0.7, ior=1.5, base_color_texture=torch.rand(6, 5, 3, generator=g))
+    floor = Material(base_color_factor=torch.tensor([1.0, 0.9, 0.8, 1.0]), metallic_factor=0.8,
+                     roughness_factor=0.9, ior=1.5, base_color_texture=torch.rand(6, 5, 3, generator=g),
+                     metallic_roughness_texture=torch.rand(3, 4, 3, generator=g))
     scene.add_mesh("floor", lg.SceneMesh(v, f, floor, uv=uv))
     v, f = _quad(0.4, 0.6)
     card = Material(base_color_factor=torch.tensor([1.0, 0.95, 0.9, 1.0]), metallic_factor=0.2,
-                    roughness_factor=0.5, ior=1.5, base_color_texture=torch.rand(4, 7, 4, generator=g), wrap="mirror")
+                    roughness_factor=0.5, ior=1.5, base_color_texture=torch.rand(4, 7, 4, generator=g), wrap="mirror",
+                    emissive_factor=torch.tensor([0.5, 0.4, 0.3]), emissive_texture=torch.rand(5, 3, 3, generator=g))
     scene.add_mesh("card", lg.SceneMesh(v, f, card, uv=uv * 0.7, double_sided=True))
     lamp, lf = _quad(0.3, 1.6, flip=True)
     scene.add_light("lamp", lg.AreaLight(lamp + torch.tensor([0.6, 0.0, 0.3]), lf, torch.tensor([8.0, 8.0, 8.0])))
@@ -192,7 +195,7 @@ def test_unsupported_scenes_fall_back_and_say_why():
     scene64.add_light("sun", lg.DirectionalLight(torch.tensor([0.0, -1.0, 0.0], dtype=torch.float64)))
     assert "float64" in fused_unsupported(_trace_scene(scene64))
     textured = lg.Scene()
-    textured.add_mesh("floor", lg.SceneMesh(v, f, Material(metallic_roughness_texture=torch.full((4, 4, 3), 0.5))))
+    textured.add_mesh("floor", lg.SceneMesh(v, f, Material(metallic_roughness_texture=torch.full((2, 4, 4, 3), 0.5))))
     textured.add_light("sun", lg.DirectionalLight(torch.tensor([0.0, -1.0, 0.0])))
     assert "metallic_roughness_texture" in fused_unsupported(_trace_scene(textured))
     glass = lg.Scene()

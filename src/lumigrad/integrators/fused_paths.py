@@ -7,8 +7,8 @@ a wavefront of PyTorch ops. Both draw the same counter-based random numbers
 transport stays the reference (float64-capable) twin.
 
 :func:`fused_unsupported` says why a scene cannot use the kernel (None: it can). The kernel supports float32
-scenes whose materials are opaque (no transmission) with constant factors or a base colour texture (no
-metallic-roughness or emissive texture; normal and occlusion textures are ignored by the path tracer either
+scenes whose materials are opaque (no transmission), with constant factors and base colour,
+metallic-roughness and emissive textures (normal and occlusion textures are ignored by the path tracer either
 way), lit by point, spot, directional and area lights with three colour channels, without an environment light, and that set no :class:`TraceScene` field beyond
 :data:`KNOWN_FIELDS` (a field added to the transport later, participating media say, sends the scene to
 PyTorch until the kernel learns it). Anything else runs on PyTorch: never a silent mismatch.
@@ -77,12 +77,10 @@ def fused_unsupported(ts: TraceScene) -> Optional[str]:
     if ts.transmissive:
         return "a material transmits (glass is not in the kernel)"
     for k, m in enumerate(ts.materials):
-        for slot in ("metallic_roughness_texture", "emissive_texture"):
-            if getattr(m, slot) is not None:
-                return f"part {k}'s material has a {slot} (only base colour textures are in the kernel)"
-        tex = m.base_color_texture
-        if tex is not None and (tex.dim() != 3 or tex.shape[-1] not in (3, 4)):
-            return f"part {k}'s base_color_texture is not one [H, W, 3 or 4] texture"
+        for slot in ("base_color_texture", "metallic_roughness_texture", "emissive_texture"):
+            tex = getattr(m, slot)
+            if tex is not None and (tex.dim() != 3 or tex.shape[-1] < 3):
+                return f"part {k}'s {slot} is not one [H, W, >= 3] texture"
         if m.base_color_factor.numel() < 3 or m.emissive_factor.numel() != 3:
             return f"part {k}'s material is not RGB"
     for j, light in enumerate(ts.lights):
@@ -105,6 +103,11 @@ def _light_value(light) -> torch.Tensor:
     return (scale[..., None] * light.color).reshape(-1)
 
 
+def _factor(value: torch.Tensor, dev, clamp: bool) -> torch.Tensor:
+    value = value.detach().reshape(()).to(dev, torch.float32)
+    return value.clamp(0, 1) if clamp else value
+
+
 def path_tables(ts: TraceScene) -> PathTables:
     """The kernel's tables of ``ts`` (detached float32 / int32 copies; see :class:`PathTables`)."""
     dev, f32, i32 = ts.verts.device, torch.float32, torch.int32
@@ -121,21 +124,25 @@ def path_tables(ts: TraceScene) -> PathTables:
     # (a textured part's factor unclamped: the kernel clamps factor * texture)
     base = vec([m.base_color_factor.reshape(-1)[:3] if m.base_color_texture is not None
                 else m.base_color_factor.reshape(-1)[:3].clamp(0, 1) for m in mats])
-    part_texture, offsets, widths, heights, wraps, texels = [], [], [], [], [], []
+    offsets, widths, heights, wraps, texels = [], [], [], [], []
+    slots = {"base_color_texture": [], "metallic_roughness_texture": [], "emissive_texture": []}
     for m in mats:
-        if m.base_color_texture is None:
-            part_texture.append(-1)
-            continue
-        part_texture.append(len(offsets))
-        H, W = m.base_color_texture.shape[:2]
-        offsets.append(sum(t.shape[0] for t in texels))
-        widths.append(W)
-        heights.append(H)
-        wraps.append({"repeat": 0, "clamp": 1, "mirror": 2}[m.wrap])
-        texels.append(m.base_color_texture.detach()[..., :3].to(dev, f32).reshape(H * W, 3))
+        for slot, index in slots.items():
+            tex = getattr(m, slot)
+            if tex is None:
+                index.append(-1)
+                continue
+            index.append(len(offsets))
+            H, W = tex.shape[:2]
+            offsets.append(sum(t.shape[0] for t in texels))
+            widths.append(W)
+            heights.append(H)
+            wraps.append({"repeat": 0, "clamp": 1, "mirror": 2}[m.wrap])
+            texels.append(tex.detach()[..., :3].to(dev, f32).reshape(H * W, 3))
     texel_table = torch.cat(texels).contiguous() if texels else torch.zeros(1, 3, device=dev)
-    metallic = torch.stack([m.metallic_factor.detach().reshape(()).to(dev, f32).clamp(0, 1) for m in mats])
-    roughness = torch.stack([m.roughness_factor.detach().reshape(()).to(dev, f32).clamp(0, 1) for m in mats])
+    # (unclamped where a metallic-roughness texture scales them: the kernel clamps the product)
+    metallic = torch.stack([_factor(m.metallic_factor, dev, m.metallic_roughness_texture is None) for m in mats])
+    roughness = torch.stack([_factor(m.roughness_factor, dev, m.metallic_roughness_texture is None) for m in mats])
     ior = torch.stack([m.ior.detach().reshape(()).to(dev, f32) for m in mats])
     emission = vec([m.emissive_factor.reshape(-1) for m in mats])
     emitter = [-1 if e is None else next(j for j, l in enumerate(ts.lights) if l is e) for e in ts.part_emitters]
@@ -190,7 +197,9 @@ def path_tables(ts: TraceScene) -> PathTables:
         part_ior=ior.contiguous(), part_emission=emission, part_double=col(map(int, ts.double_sided), i32),
         part_emitter=col(emitter, i32),
         uvs=ts.uv.detach().to(dev, f32).reshape(-1, 2).contiguous() if ts.uv.numel() else torch.zeros(1, 2, device=dev),
-        uv_faces=ts.uv_faces.detach().to(dev, i32).reshape(-1).contiguous(), part_texture=col(part_texture, i32),
+        uv_faces=ts.uv_faces.detach().to(dev, i32).reshape(-1).contiguous(),
+        part_texture=col(slots["base_color_texture"], i32), part_mr_texture=col(slots["metallic_roughness_texture"], i32),
+        part_emissive_texture=col(slots["emissive_texture"], i32),
         tex_offset=col(offsets, i32), tex_width=col(widths, i32), tex_height=col(heights, i32),
         tex_wrap=col(wraps, i32), texels=texel_table,
         light_type=col(types, i32), light_pos=vec(pos), light_dir=vec(dirs), light_value=vec(values),

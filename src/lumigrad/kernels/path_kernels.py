@@ -7,8 +7,8 @@ the reference): the same operations in the same order, the same random numbers
 unless a branch (a lobe choice, a shadow ray grazing an edge, roulette) falls the other way at a tie.
 
 What it supports (:mod:`lumigrad.integrators.fused_paths` decides, and falls back to PyTorch otherwise): opaque
-glTF metallic-roughness materials with constant factors and base colour textures (bilinear, sRGB-decoded,
-as ``lumigrad.texture`` at level 0), emissive surfaces, point, spot, directional and
+glTF metallic-roughness materials with constant factors and base colour, metallic-roughness and emissive
+textures (bilinear as ``lumigrad.texture`` at level 0, sRGB-decoded where glTF says), emissive surfaces, point, spot, directional and
 area lights (solid-angle sampling, MIS-weighted emission). Each thread handles ray ``offset + wp.tid()``
 (:func:`._runtime.launch_split`).
 """
@@ -96,10 +96,11 @@ def _srgb_decode(e: float):
 
 
 @wp.func
-def base_texture_wp(k: int, uv: wp.vec2, tex_offset: wp.array(dtype=wp.int32), tex_width: wp.array(dtype=wp.int32),
-                    tex_height: wp.array(dtype=wp.int32), tex_wrap: wp.array(dtype=wp.int32),
-                    texels: wp.array(dtype=wp.vec3)):
-    """Base colour texture ``k`` at ``uv``: bilinear (``lumigrad.texture``'s level-0 taps), then sRGB-decoded."""
+def texture_wp(k: int, uv: wp.vec2, tex_offset: wp.array(dtype=wp.int32), tex_width: wp.array(dtype=wp.int32),
+               tex_height: wp.array(dtype=wp.int32), tex_wrap: wp.array(dtype=wp.int32),
+               texels: wp.array(dtype=wp.vec3), decode: int):
+    """Texture ``k``'s first three channels at ``uv``: bilinear (``lumigrad.texture``'s level-0 taps), then
+    sRGB-decoded when ``decode`` is 1 (base colour, emission; the metallic-roughness texture is linear)."""
     # texture k is "level" k of the per-texture tables (its rows start at tex_offset[k])
     idx, fx, fy, w, h = bilinear_taps(uv[0], uv[1], k, 0, tex_height, tex_width, tex_offset, tex_wrap[k])
     w00 = (1.0 - fx) * (1.0 - fy) * 1.0
@@ -109,7 +110,9 @@ def base_texture_wp(k: int, uv: wp.vec2, tex_offset: wp.array(dtype=wp.int32), t
     out = wp.vec3()
     for c in range(3):
         t = w00 * texels[idx[0]][c] + w01 * texels[idx[1]][c] + w10 * texels[idx[2]][c] + w11 * texels[idx[3]][c]
-        out[c] = _srgb_decode(t)
+        if decode != 0:
+            t = _srgb_decode(t)
+        out[c] = t
     return out
 
 
@@ -394,6 +397,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, verts: wp.array(dtype=wp
                 part_emission: wp.array(dtype=wp.vec3), part_double: wp.array(dtype=wp.int32),
                 part_emitter: wp.array(dtype=wp.int32),
                 uvs: wp.array(dtype=wp.vec2), uv_faces: wp.array(dtype=wp.int32), part_texture: wp.array(dtype=wp.int32),
+                part_mr_texture: wp.array(dtype=wp.int32), part_emissive_texture: wp.array(dtype=wp.int32),
                 tex_offset: wp.array(dtype=wp.int32), tex_width: wp.array(dtype=wp.int32),
                 tex_height: wp.array(dtype=wp.int32), tex_wrap: wp.array(dtype=wp.int32),
                 texels: wp.array(dtype=wp.vec3),
@@ -464,15 +468,26 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, verts: wp.array(dtype=wp
             n = -n
         base = part_base[part]
         tex = part_texture[part]
-        if tex >= 0:
+        tex_mr = part_mr_texture[part]
+        tex_em = part_emissive_texture[part]
+        uv = wp.vec2(0.0, 0.0)
+        if tex >= 0 or tex_mr >= 0 or tex_em >= 0:
             uv = b0 * uvs[uv_faces[3 * face]] + b1 * uvs[uv_faces[3 * face + 1]] + b2 * uvs[uv_faces[3 * face + 2]]
-            rgb = base_texture_wp(tex, uv, tex_offset, tex_width, tex_height, tex_wrap, texels)
+        if tex >= 0:
+            rgb = texture_wp(tex, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 1)
             base = wp.vec3(wp.clamp(base[0] * rgb[0], 0.0, 1.0), wp.clamp(base[1] * rgb[1], 0.0, 1.0),
                            wp.clamp(base[2] * rgb[2], 0.0, 1.0))
         metallic = part_metallic[part]
         roughness = part_roughness[part]
+        if tex_mr >= 0:  # linear: G roughness, B metallic, times the (unclamped) factors, then clamped
+            mr = texture_wp(tex_mr, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 0)
+            roughness = wp.clamp(roughness * mr[1], 0.0, 1.0)
+            metallic = wp.clamp(metallic * mr[2], 0.0, 1.0)
         ior = part_ior[part]
         emission = part_emission[part]
+        if tex_em >= 0:
+            emission = _cw_mul(emission, texture_wp(tex_em, uv, tex_offset, tex_width, tex_height, tex_wrap, texels,
+                                                    1))
         if back and not double:
             emission = wp.vec3(0.0, 0.0, 0.0)
         # emission seen by the previous bounce, MIS-weighted for area lights

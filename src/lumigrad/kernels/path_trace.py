@@ -41,8 +41,11 @@ class PathTables:
             ``part_emitter`` ``[P]`` (the index of the part's area light in the light table, -1: none).
         uvs: ``[T, 2]`` texture coordinates; ``uv_faces``: ``[3 F]`` their corner indices; ``part_texture``
             ``[P]``: the part's base colour texture (-1: none; ``part_base`` is then its factor, unclamped);
+            ``part_mr_texture``, ``part_emissive_texture`` ``[P]``: likewise (``part_metallic`` and
+            ``part_roughness`` unclamped where a metallic-roughness texture scales them);
             ``tex_offset``, ``tex_width``, ``tex_height``, ``tex_wrap`` ``[K]`` (0 repeat, 1 clamp, 2 mirror):
-            texture ``k``'s rows ``tex_offset[k] + i W + j`` of ``texels`` ``[sum H W, 3]`` (sRGB-encoded RGB).
+            texture ``k``'s rows ``tex_offset[k] + i W + j`` of ``texels`` ``[sum H W, 3]`` (its first three
+            channels as stored: sRGB-encoded for base colour and emission, linear for metallic-roughness).
         light_type: ``[L]`` (:data:`.path_kernels.LIGHT_POINT` ...); ``light_pos``, ``light_dir`` ``[L, 3]``
             (a spot's unit axis; for a directional light the unit direction *towards* it);
             ``light_value`` ``[L, 3]`` (intensity or irradiance times colour); ``light_cos_outer``,
@@ -66,6 +69,8 @@ class PathTables:
     uvs: torch.Tensor
     uv_faces: torch.Tensor
     part_texture: torch.Tensor
+    part_mr_texture: torch.Tensor
+    part_emissive_texture: torch.Tensor
     tex_offset: torch.Tensor
     tex_width: torch.Tensor
     tex_height: torch.Tensor
@@ -114,7 +119,8 @@ def trace_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables
     inputs = [bvh.mesh_id, as_warp(verts.contiguous(), v3), as_warp(t.faces), as_warp(t.normals, v3), t.has_normals,
               as_warp(t.face_part), as_warp(t.part_base, v3), as_warp(t.part_metallic), as_warp(t.part_roughness),
               as_warp(t.part_ior), as_warp(t.part_emission, v3), as_warp(t.part_double), as_warp(t.part_emitter),
-              as_warp(t.uvs, wp.vec2), as_warp(t.uv_faces), as_warp(t.part_texture), as_warp(t.tex_offset),
+              as_warp(t.uvs, wp.vec2), as_warp(t.uv_faces), as_warp(t.part_texture),
+              as_warp(t.part_mr_texture), as_warp(t.part_emissive_texture), as_warp(t.tex_offset),
               as_warp(t.tex_width), as_warp(t.tex_height), as_warp(t.tex_wrap), as_warp(t.texels, v3),
               int(t.light_type.shape[0]), as_warp(t.light_type), as_warp(t.light_pos, v3), as_warp(t.light_dir, v3),
               as_warp(t.light_value, v3), as_warp(t.light_cos_outer), as_warp(t.light_scale),
