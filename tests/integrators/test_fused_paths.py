@@ -60,7 +60,8 @@ def _cornell():
 
 
 def _punctual():
-    """A floor with a double-sided occluder card (light bounces between them), lit by a point, a spot and a directional light."""
+    """A floor with a double-sided occluder card (light bounces between them), lit by a point, a spot and a
+    directional light."""
     scene = lg.Scene()
     v, f = _quad(2.0, 0.0)
     scene.add_mesh("floor", lg.SceneMesh(v, f, _material((0.6, 0.5, 0.4), ior=1.5, roughness=0.6)))
@@ -148,7 +149,24 @@ def _textured():
     return scene, cam
 
 
-SCENES = {"cornell": _cornell, "punctual": _punctual, "metal": _metal, "mixed": _mixed, "textured": _textured}
+def _sky():
+    """An environment map (sampled by luminance, seen by escaping rays) over rough metal, with a point light."""
+    scene = lg.Scene()
+    g = torch.Generator().manual_seed(9)
+    v, f = _quad(1.0, 0.0)
+    scene.add_mesh("floor", lg.SceneMesh(v, f, _material((0.6, 0.6, 0.5), ior=1.5, roughness=0.6)))
+    v, f = _sphere()
+    scene.add_mesh("ball", lg.SceneMesh(v, f, _material((0.9, 0.8, 0.6), metallic=1.0, roughness=0.3)))
+    sky = torch.rand(8, 16, 3, generator=g) * 0.5
+    sky[1, 3] = torch.tensor([20.0, 18.0, 15.0])  # a bright spot: luminance sampling matters
+    scene.add_light("sky", lg.EnvironmentLight(sky))
+    scene.add_light("bulb", lg.PointLight(torch.tensor([-0.5, 1.2, 0.6]), torch.tensor(1.0)))
+    cam = lg.Camera.look_at([0.0, 1.0, 2.4], [0.0, 0.4, 0.0], fov_y=1.0, width=16, height=16)
+    return scene, cam
+
+
+SCENES = {"cornell": _cornell, "punctual": _punctual, "metal": _metal, "mixed": _mixed, "textured": _textured,
+          "sky": _sky}
 
 
 def _compare(scene, cam, *, spp=4, **settings):
@@ -169,7 +187,7 @@ def _compare(scene, cam, *, spp=4, **settings):
 def test_the_fused_kernel_traces_the_same_paths_as_the_pytorch_transport(name, max_depth, rr_depth):
     scene, cam = SCENES[name]()
     fused, torch_, rel = _compare(scene, cam, max_depth=max_depth, rr_depth=rr_depth, seed=12345)
-    if max_depth != 1 or name in ("cornell", "mixed"):  # (depth 1 shows emitters only: these two have some)
+    if max_depth != 1 or name in ("cornell", "mixed", "sky"):  # (depth 1 shows emitters only: these have some)
         assert float(torch_.mean()) > 0.01  # something to compare
     assert float((rel > RAY_RTOL).float().mean()) <= BRANCH_FRACTION
     # the image they estimate agrees far better than its noise
@@ -191,7 +209,8 @@ def test_unsupported_scenes_fall_back_and_say_why():
     assert not use_fused(ts, requested=False)
     scene64 = lg.Scene()
     v, f = _quad(1.0, 0.0)
-    scene64.add_mesh("floor", lg.SceneMesh(v.double(), f, Material(base_color_factor=torch.ones(4, dtype=torch.float64))))
+    white64 = Material(base_color_factor=torch.ones(4, dtype=torch.float64))
+    scene64.add_mesh("floor", lg.SceneMesh(v.double(), f, white64))
     scene64.add_light("sun", lg.DirectionalLight(torch.tensor([0.0, -1.0, 0.0], dtype=torch.float64)))
     assert "float64" in fused_unsupported(_trace_scene(scene64))
     textured = lg.Scene()
@@ -204,7 +223,7 @@ def test_unsupported_scenes_fall_back_and_say_why():
     assert "glass" in fused_unsupported(_trace_scene(glass))
     sky = lg.Scene()
     sky.add_mesh("floor", lg.SceneMesh(v, f, Material()))
-    sky.add_light("sky", lg.EnvironmentLight(torch.ones(4, 8, 3)))
+    sky.add_light("sky", lg.EnvironmentLight(torch.ones(4, 8, 1)))
     assert "environment" in fused_unsupported(_trace_scene(sky))
     # a TraceScene field the kernel does not know (participating media, say), once set, sends it to PyTorch
     @dataclasses.dataclass

@@ -9,17 +9,19 @@ transport stays the reference (float64-capable) twin.
 :func:`fused_unsupported` says why a scene cannot use the kernel (None: it can). The kernel supports float32
 scenes whose materials are opaque (no transmission), with constant factors and base colour,
 metallic-roughness and emissive textures (normal and occlusion textures are ignored by the path tracer either
-way), lit by point, spot, directional and area lights with three colour channels, without an environment light, and that set no :class:`TraceScene` field beyond
-:data:`KNOWN_FIELDS` (a field added to the transport later, participating media say, sends the scene to
-PyTorch until the kernel learns it). Anything else runs on PyTorch: never a silent mismatch.
-``LUMIGRAD_PATH_TRANSPORT=torch`` (environment) or ``PathIntegrator(use_fused_kernel=False)`` force PyTorch.
+way), lit by point, spot, directional, area lights and an environment map with three colour channels, and
+that set no :class:`TraceScene` field beyond :data:`KNOWN_FIELDS` (a field added to the transport later,
+participating media say, sends the scene to PyTorch until the kernel learns it). Anything else runs on
+PyTorch: never a silent mismatch. ``LUMIGRAD_PATH_TRANSPORT=torch`` (environment) or
+``PathIntegrator(use_fused_kernel=False)`` force PyTorch.
 
 How close the twins are (``tests/integrators/test_fused_paths.py``, 4096 rays per scene and depth): per-ray
 relative differences up to 9e-4 (99th percentile 3e-5: float32 rounding accumulated over the bounces, the
-largest on the Cornell box's multi-bounce paths); no ray was seen to branch differently, and the tests allow
-1% of rays above 1e-4. In the backward pass the kernel's radiance ``L`` of each path seeds the PyTorch replay
-(``L`` minus the terms replayed so far is the radiance still to come), so a path that did branch differently
-would carry a wrong remainder: a rare, small bias of the gradient, gone with ``use_fused_kernel=False``.
+largest on the Cornell box's multi-bounce paths); one ray in 4096 of a draft of the textured scene, at
+unlimited depth, branched differently (relative difference 0.25); the tests allow 1% of rays above 1e-4.
+In the backward pass the kernel's radiance ``L`` of each path seeds the PyTorch replay (``L`` minus the terms
+replayed so far is the radiance still to come), so a path that did branch differently would carry a wrong
+remainder: a rare, small bias of the gradient, gone with ``use_fused_kernel=False``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from ..kernels import path_kernels as pk
 from ..kernels.bvh import bvh_for
 from ..kernels.path_trace import PathTables, trace_paths_tables
 from ..raytrace.transport import MAX_BOUNCES, TraceScene
-from ..scene.lights import AreaLight, DirectionalLight, PointLight, SpotLight
+from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
+from ..shading.emitters import envmap_sampling_table
 
 __all__ = ["KNOWN_FIELDS", "TRANSPORT_ENV", "fused_unsupported", "path_tables", "sample_paths_fused", "use_fused"]
 
@@ -72,8 +75,9 @@ def fused_unsupported(ts: TraceScene) -> Optional[str]:
         return f"the kernel runs on CPU and CUDA, not {ts.verts.device}"
     if ts.faces.shape[0] == 0:
         return "the scene has no triangles"
-    if ts.environment is not None:
-        return "environment lights are not in the kernel"
+    env = ts.environment
+    if env is not None and (env.radiance.dim() != 3 or env.radiance.shape[-1] != 3):
+        return "the environment map is not one [H, W, 3] map"
     if ts.transmissive:
         return "a material transmits (glass is not in the kernel)"
     for k, m in enumerate(ts.materials):
@@ -84,6 +88,10 @@ def fused_unsupported(ts: TraceScene) -> Optional[str]:
         if m.base_color_factor.numel() < 3 or m.emissive_factor.numel() != 3:
             return f"part {k}'s material is not RGB"
     for j, light in enumerate(ts.lights):
+        if isinstance(light, EnvironmentLight):
+            if light is not ts.environment:
+                return f"light {j} is an environment map other than the scene's"
+            continue
         if not isinstance(light, (PointLight, SpotLight, DirectionalLight, AreaLight)):
             return f"light {j} is a {type(light).__name__} (not in the kernel)"
         if isinstance(light, AreaLight):
@@ -153,7 +161,9 @@ def path_tables(ts: TraceScene) -> PathTables:
     for light in ts.lights:
         s, c_out, sc, r, st, n, ts2 = zero3, 0.0, 0.0, 0.0, 0, 0, 0
         p, val = zero3, zero3
-        if isinstance(light, AreaLight):
+        if isinstance(light, EnvironmentLight):
+            kind = pk.LIGHT_ENVIRONMENT
+        elif isinstance(light, AreaLight):
             kind = pk.LIGHT_AREA
             tri = light.verts.detach().to(dev, f32)[light.faces]
             st, n, ts2 = len(v0s), tri.shape[0], int(light.two_sided)
@@ -189,6 +199,17 @@ def path_tables(ts: TraceScene) -> PathTables:
         count.append(n)
         two.append(ts2)
     normals = ts.normals if ts.normals is not None else torch.zeros(1, 3, device=dev)
+    if ts.environment is not None:
+        env_map = ts.environment.radiance.detach().to(dev, f32)
+        H, W = env_map.shape[:2]
+        pmf, row_cdf, cond_cdf = envmap_sampling_table(env_map)
+        env = dict(env_on=1, env_h=H, env_w=W, env_texels=env_map.reshape(H * W, 3).contiguous(),
+                   env_pmf=pmf.reshape(-1).contiguous(), env_row_cdf=row_cdf.contiguous(),
+                   env_cond_cdf=cond_cdf.reshape(-1).contiguous())
+    else:
+        zero = torch.zeros(1, device=dev)
+        env = dict(env_on=0, env_h=1, env_w=1, env_texels=torch.zeros(1, 3, device=dev), env_pmf=zero,
+                   env_row_cdf=zero, env_cond_cdf=zero)
     return PathTables(
         faces=ts.faces.detach().to(dev, i32).reshape(-1).contiguous(),
         normals=normals.detach().to(dev, f32).contiguous(), has_normals=int(ts.normals is not None),
@@ -198,14 +219,15 @@ def path_tables(ts: TraceScene) -> PathTables:
         part_emitter=col(emitter, i32),
         uvs=ts.uv.detach().to(dev, f32).reshape(-1, 2).contiguous() if ts.uv.numel() else torch.zeros(1, 2, device=dev),
         uv_faces=ts.uv_faces.detach().to(dev, i32).reshape(-1).contiguous(),
-        part_texture=col(slots["base_color_texture"], i32), part_mr_texture=col(slots["metallic_roughness_texture"], i32),
+        part_texture=col(slots["base_color_texture"], i32),
+        part_mr_texture=col(slots["metallic_roughness_texture"], i32),
         part_emissive_texture=col(slots["emissive_texture"], i32),
         tex_offset=col(offsets, i32), tex_width=col(widths, i32), tex_height=col(heights, i32),
         tex_wrap=col(wraps, i32), texels=texel_table,
         light_type=col(types, i32), light_pos=vec(pos), light_dir=vec(dirs), light_value=vec(values),
         light_cos_outer=col(cos_outer, f32), light_scale=col(scale, f32), light_range=col(rng, f32),
         light_start=col(start, i32), light_count=col(count, i32), light_two_sided=col(two, i32),
-        tri_v0=vec(v0s), tri_v1=vec(v1s), tri_v2=vec(v2s), tri_le=vec(les))
+        tri_v0=vec(v0s), tri_v1=vec(v1s), tri_v2=vec(v2s), tri_le=vec(les), **env)
 
 
 def sample_paths_fused(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor, *, max_depth: int,

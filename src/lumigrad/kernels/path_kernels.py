@@ -8,9 +8,10 @@ unless a branch (a lobe choice, a shadow ray grazing an edge, roulette) falls th
 
 What it supports (:mod:`lumigrad.integrators.fused_paths` decides, and falls back to PyTorch otherwise): opaque
 glTF metallic-roughness materials with constant factors and base colour, metallic-roughness and emissive
-textures (bilinear as ``lumigrad.texture`` at level 0, sRGB-decoded where glTF says), emissive surfaces, point, spot, directional and
-area lights (solid-angle sampling, MIS-weighted emission). Each thread handles ray ``offset + wp.tid()``
-(:func:`._runtime.launch_split`).
+textures (bilinear as ``lumigrad.texture`` at level 0, sRGB-decoded where glTF says), emissive surfaces,
+point, spot, directional and area lights (solid-angle sampling, MIS-weighted emission) and an equirectangular
+environment map (luminance sampling, seen by escaping rays, MIS-weighted). Each thread handles ray
+``offset + wp.tid()`` (:func:`._runtime.launch_split`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ LIGHT_POINT = wp.constant(0)
 LIGHT_SPOT = wp.constant(1)
 LIGHT_DIRECTIONAL = wp.constant(2)
 LIGHT_AREA = wp.constant(3)
+LIGHT_ENVIRONMENT = wp.constant(4)
 
 _ALPHA_MIN = wp.constant(1.0e-3)
 _DOT_EPS = wp.constant(1.0e-6)
@@ -387,6 +389,111 @@ def area_pdf_wp(x: wp.vec3, d_in: wp.vec3, start: int, count: int, two_sided: in
     return pdf
 
 
+# ------------------------------------------------------------------------------------------------ environment
+@wp.func
+def _equirect(d: wp.vec3):
+    """``direction_to_equirect``: ``(u, v)`` in [0, 1) of a direction."""
+    nd = d / wp.max(wp.length(d), 1.0e-12)
+    x = nd[0]
+    y = nd[1]
+    z = nd[2]
+    ax = float(0.0)
+    az = float(1.0)
+    if x * x + z * z > 1.0e-12:
+        ax = x
+        az = -z
+    u = wp.atan2(ax, az) / (2.0 * wp.pi)
+    u = u - wp.floor(u)
+    v = wp.acos(wp.clamp(y, -1.0 + 1.0e-7, 1.0 - 1.0e-7)) / wp.pi
+    return u, v
+
+
+@wp.func
+def _env_texel(row: int, col: int, H: int, W: int, texels: wp.array(dtype=wp.vec3)):
+    """Texel of the map padded by one wrapped column on each side (``envmap_lookup``); 0 outside."""
+    out = wp.vec3(0.0, 0.0, 0.0)
+    if row >= 0 and row < H and col >= 0 and col < W + 2:
+        c = col - 1
+        if col == 0:
+            c = W - 1
+        if col == W + 1:
+            c = 0
+        out = texels[row * W + c]
+    return out
+
+
+@wp.func
+def env_lookup_wp(d: wp.vec3, H: int, W: int, texels: wp.array(dtype=wp.vec3)):
+    """``envmap_lookup``: bilinear (``grid_sample``, border padding, ``align_corners=False``) on the padded map."""
+    u, v = _equirect(d)
+    gx = (u * float(W) + 1.0) / float(W + 2) * 2.0 - 1.0
+    gy = v * 2.0 - 1.0
+    ix = wp.clamp(((gx + 1.0) * float(W + 2) - 1.0) / 2.0, 0.0, float(W + 1))
+    iy = wp.clamp(((gy + 1.0) * float(H) - 1.0) / 2.0, 0.0, float(H - 1))
+    x0 = wp.floor(ix)
+    y0 = wp.floor(iy)
+    x1 = x0 + 1.0
+    y1 = y0 + 1.0
+    c0 = int(x0)
+    r0 = int(y0)
+    nw = (x1 - ix) * (y1 - iy)
+    ne = (ix - x0) * (y1 - iy)
+    sw = (x1 - ix) * (iy - y0)
+    se = (ix - x0) * (iy - y0)
+    return (_env_texel(r0, c0, H, W, texels) * nw + _env_texel(r0, c0 + 1, H, W, texels) * ne
+            + _env_texel(r0 + 1, c0, H, W, texels) * sw + _env_texel(r0 + 1, c0 + 1, H, W, texels) * se)
+
+
+@wp.func
+def env_pdf_wp(d: wp.vec3, H: int, W: int, pmf: wp.array(dtype=float)):
+    """``_env_pdf``: the texel's probability over the Jacobian ``2 pi^2 sin(theta)``."""
+    u, v = _equirect(d)
+    i = wp.clamp(int(v * float(H)), 0, H - 1)
+    j = wp.clamp(int(u * float(W)), 0, W - 1)
+    sin_theta = wp.sqrt(wp.max(1.0 - d[1] * d[1], 1.0e-24))
+    return pmf[i * W + j] * float(H * W) / (19.739208802178716 * sin_theta)
+
+
+@wp.func
+def _search_right(cdf: wp.array(dtype=float), start: int, count: int, x: float):
+    """``searchsorted(cdf[start:start + count], x, right=True)``: how many entries are <= x."""
+    lo = int(0)
+    hi = count
+    while lo < hi:
+        mid = (lo + hi) / 2
+        if cdf[start + mid] <= x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@wp.func
+def env_sample_wp(H: int, W: int, texels: wp.array(dtype=wp.vec3), pmf: wp.array(dtype=float),
+                  row_cdf: wp.array(dtype=float), cond_cdf: wp.array(dtype=float), u0: float, u1: float):
+    """``envmap_sample_direct``: ``(wi, weight [3], pdf)``."""
+    one = 1.0 - 1.1920928955078125e-07
+    i = wp.min(_search_right(row_cdf, 0, H, u0), H - 1)
+    lo = float(0.0)
+    if i > 0:
+        lo = row_cdf[i - 1]
+    fv = wp.clamp((u0 - lo) / wp.max(row_cdf[i] - lo, 0.0), 0.0, one)
+    j = wp.min(_search_right(cond_cdf, i * W, W, u1), W - 1)
+    lo = float(0.0)
+    if j > 0:
+        lo = cond_cdf[i * W + j - 1]
+    fu = wp.clamp((u1 - lo) / wp.max(cond_cdf[i * W + j] - lo, 0.0), 0.0, one)
+    theta = wp.pi * (float(i) + fv) / float(H)
+    phi = 2.0 * wp.pi * (float(j) + fu) / float(W)
+    st = wp.sin(theta)
+    wi = wp.vec3(wp.sin(phi) * st, wp.cos(theta), -wp.cos(phi) * st)
+    pdf = env_pdf_wp(wi, H, W, pmf)
+    weight = wp.vec3(0.0, 0.0, 0.0)
+    if pdf > 0.0:
+        weight = env_lookup_wp(wi, H, W, texels) / pdf
+    return wi, weight, pdf
+
+
 # ------------------------------------------------------------------------------------------------ the kernel
 @wp.kernel
 def trace_paths(offset: int, end: int, mesh: wp.uint64, verts: wp.array(dtype=wp.vec3),
@@ -396,7 +503,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, verts: wp.array(dtype=wp
                 part_roughness: wp.array(dtype=float), part_ior: wp.array(dtype=float),
                 part_emission: wp.array(dtype=wp.vec3), part_double: wp.array(dtype=wp.int32),
                 part_emitter: wp.array(dtype=wp.int32),
-                uvs: wp.array(dtype=wp.vec2), uv_faces: wp.array(dtype=wp.int32), part_texture: wp.array(dtype=wp.int32),
+                uvs: wp.array(dtype=wp.vec2), uv_faces: wp.array(dtype=wp.int32),
+                part_texture: wp.array(dtype=wp.int32),
                 part_mr_texture: wp.array(dtype=wp.int32), part_emissive_texture: wp.array(dtype=wp.int32),
                 tex_offset: wp.array(dtype=wp.int32), tex_width: wp.array(dtype=wp.int32),
                 tex_height: wp.array(dtype=wp.int32), tex_wrap: wp.array(dtype=wp.int32),
@@ -408,6 +516,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, verts: wp.array(dtype=wp
                 light_count: wp.array(dtype=wp.int32), light_two_sided: wp.array(dtype=wp.int32),
                 tri_v0: wp.array(dtype=wp.vec3), tri_v1: wp.array(dtype=wp.vec3), tri_v2: wp.array(dtype=wp.vec3),
                 tri_le: wp.array(dtype=wp.vec3),
+                env_on: int, env_h: int, env_w: int, env_texels: wp.array(dtype=wp.vec3),
+                env_pmf: wp.array(dtype=float), env_row_cdf: wp.array(dtype=float), env_cond_cdf: wp.array(dtype=float),
                 origins: wp.array(dtype=wp.vec3), directions: wp.array(dtype=wp.vec3),
                 seed_lo: wp.uint32, seed_hi: wp.uint32, depth_limit: int, rr_depth: int, hide_emitters: int,
                 out_radiance: wp.array(dtype=wp.vec3), out_hit: wp.array(dtype=wp.bool)):
@@ -427,6 +537,14 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, verts: wp.array(dtype=wp
             break
         q = wp.mesh_query_ray(mesh, o, d, wp.inf)
         if not q.result:
+            if env_on != 0:  # the ray leaves the scene and sees the environment (MIS against its sampling)
+                w_env = float(1.0)
+                if depth == 0:
+                    if hide_emitters != 0:
+                        w_env = 0.0
+                elif not (prev_pdf < 0.0):
+                    w_env = power_heuristic_wp(prev_pdf, env_pdf_wp(_unit(d), env_h, env_w, env_pmf))
+                radiance = radiance + _cw_mul(beta, env_lookup_wp(d, env_h, env_w, env_texels)) * w_env
             break
         face = q.face
         if depth == 0:
@@ -516,10 +634,12 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, verts: wp.array(dtype=wp
                 dist = float(wp.inf)
                 lw = wp.vec3(0.0, 0.0, 0.0)
                 lpdf = float(1.0)
-                is_delta = kind != LIGHT_AREA
+                is_delta = kind != LIGHT_AREA and kind != LIGHT_ENVIRONMENT
                 if kind == LIGHT_DIRECTIONAL:
                     wi = light_dir[j]
                     lw = light_value[j]
+                elif kind == LIGHT_ENVIRONMENT:
+                    wi, lw, lpdf = env_sample_wp(env_h, env_w, env_texels, env_pmf, env_row_cdf, env_cond_cdf, u0, u1)
                 elif kind == LIGHT_AREA:
                     omega = float(0.0)
                     wi, dist, lw, lpdf, omega = area_sample_wp(x, light_start[j], light_count[j],

@@ -53,6 +53,9 @@ class PathTables:
             ``light_range`` ``[L]`` (<= 0: none); ``light_start``, ``light_count``, ``light_two_sided``
             ``[L]``: an area light's triangles in ``tri_*``.
         tri_v0, tri_v1, tri_v2, tri_le: ``[T, 3]`` corners and radiance of every area-light triangle.
+        env_on: 1 when an environment map lights the scene (then also light ``LIGHT_ENVIRONMENT`` in the table);
+            ``env_h``, ``env_w``: its size; ``env_texels`` ``[H W, 3]`` its radiance; ``env_pmf``,
+            ``env_cond_cdf`` ``[H W]`` and ``env_row_cdf`` ``[H]``: its sampling table.
     """
 
     faces: torch.Tensor
@@ -90,6 +93,13 @@ class PathTables:
     tri_v1: torch.Tensor
     tri_v2: torch.Tensor
     tri_le: torch.Tensor
+    env_on: int
+    env_h: int
+    env_w: int
+    env_texels: torch.Tensor
+    env_pmf: torch.Tensor
+    env_row_cdf: torch.Tensor
+    env_cond_cdf: torch.Tensor
 
 
 def trace_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables, origins: torch.Tensor,
@@ -126,6 +136,8 @@ def trace_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables
               as_warp(t.light_value, v3), as_warp(t.light_cos_outer), as_warp(t.light_scale),
               as_warp(t.light_range), as_warp(t.light_start), as_warp(t.light_count), as_warp(t.light_two_sided),
               as_warp(t.tri_v0, v3), as_warp(t.tri_v1, v3), as_warp(t.tri_v2, v3), as_warp(t.tri_le, v3),
+              int(t.env_on), int(t.env_h), int(t.env_w), as_warp(t.env_texels, v3), as_warp(t.env_pmf),
+              as_warp(t.env_row_cdf), as_warp(t.env_cond_cdf),
               as_warp(origins.contiguous(), v3), as_warp(directions.contiguous(), v3), wp.uint32(lo), wp.uint32(hi),
               int(depth_limit), int(rr_depth), int(bool(hide_emitters)), as_warp(radiance, v3), as_warp(hit)]
     # seconds of work per launch at image sizes: both cores, even beside busy processes (see long_launch_threads)
