@@ -16,6 +16,10 @@ forward, ``prb`` for the reflectance gradient and ``prb_projective`` (``--guidin
 translation gradient, at the same spp, depth and Russian roulette depth (none: ``rr_depth = max_depth``), timed after
 ``dr.eval`` / ``dr.sync_thread`` (its JIT compiles in the warm-up; later renders reuse the kernels).
 
+``--what`` picks the rows (``forward``, ``reflectance``, ``translation``); ``--transport torch`` runs lumigrad's
+primal passes on the PyTorch transport instead of the fused Warp kernel (``lumigrad.integrators.fused_paths``),
+for a before / after comparison.
+
 Prints a markdown table: median of ``--repeats`` runs after a warm-up, peak memory of one run (CPU: growth of
 the peak RSS; CUDA: of the allocator), then the gradients' values (one run each: Monte Carlo estimates).
 """
@@ -23,6 +27,7 @@ the peak RSS; CUDA: of the allocator), then the gradients' values (one run each:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +36,7 @@ import torch
 
 import lumigrad as lg
 from lumigrad.app.benchmarking import median, peak_memory, time_call
+from lumigrad.integrators.fused_paths import TRANSPORT_ENV
 
 QUAD = torch.tensor([[0, 1, 2], [0, 2, 3]])
 
@@ -74,7 +80,8 @@ def _timed(fn, repeats: int, device: torch.device):
     return seconds, mib
 
 
-def _mitsuba_rows(size: int, spp: int, depths, repeats: int, guiding: str = "grid") -> tuple:
+def _mitsuba_rows(size: int, spp: int, depths, repeats: int, guiding: str = "grid",
+                  what=("forward", "reflectance", "translation")) -> tuple:
     """Mitsuba 3's rows of the table and its gradient values, or ``([], {}, reason)`` when it is unavailable."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import _mitsuba_peer as peer
@@ -98,8 +105,11 @@ def _mitsuba_rows(size: int, spp: int, depths, repeats: int, guiding: str = "gri
         settings = {"max_depth": depth, "rr_depth": depth}
         box = cornell_box(torch.tensor([0.7, 0.7, 0.7]))
         scene = mi.load_dict(peer.scene_dict(box, cam, integrator={"type": "path", **settings}))
-        s, mib = timed(lambda: peer._sync(mi.render(scene, spp=spp, seed=0)))
-        rows.append((name, "forward (`path`)", depth, s, mib))
+        if "forward" in what:
+            s, mib = timed(lambda: peer._sync(mi.render(scene, spp=spp, seed=0)))
+            rows.append((name, "forward (`path`)", depth, s, mib))
+        if "reflectance" not in what and "translation" not in what:
+            continue
 
         scene = mi.load_dict(peer.scene_dict(box, cam, integrator={"type": "prb", **settings}))
         params = mi.traverse(scene)
@@ -113,9 +123,12 @@ def _mitsuba_rows(size: int, spp: int, depths, repeats: int, guiding: str = "gri
             dr.clear_grad(params[key_albedo])
             return np.array(grad, np.float64).ravel()
 
-        s, mib = timed(reflectance)
-        rows.append((name, "forward + reflectance gradient (`prb`)", depth, s, mib))
-        grads[("reflectance", depth)] = reflectance()
+        if "reflectance" in what:
+            s, mib = timed(reflectance)
+            rows.append((name, "forward + reflectance gradient (`prb`)", depth, s, mib))
+            grads[("reflectance", depth)] = reflectance()
+        if "translation" not in what:
+            continue
 
         # Guiding of the indirect visibility term (here: the lamp's edges seen from the lit surfaces, as Mitsuba's
         # light samples are detached). Measured at depth 2 against finite differences of Mitsuba's own `path`
@@ -154,11 +167,17 @@ def main() -> None:
     p.add_argument("--no-mitsuba", action="store_true", help="lumigrad's rows only")
     p.add_argument("--guiding", default="grid", choices=["grid", "octree", "none"],
                    help="prb_projective's guiding of indirect visibility (see _mitsuba_rows)")
+    p.add_argument("--what", nargs="+", default=["forward", "reflectance", "translation"],
+                   choices=["forward", "reflectance", "translation"], help="which rows to time")
+    p.add_argument("--transport", default="fused", choices=["fused", "torch"],
+                   help="lumigrad's primal passes: the fused Warp kernel where the scene allows (default) or the "
+                        "PyTorch transport (LUMIGRAD_PATH_TRANSPORT=torch)")
     args = p.parse_args()
+    os.environ[TRANSPORT_ENV] = args.transport
     device = torch.device(args.device)
     cam = camera(args.size).to(device)
     print(f"lumigrad {lg.__version__} | torch {torch.__version__} | {torch.get_num_threads()} threads | "
-          f"{args.size}^2, {args.spp} spp")
+          f"{args.size}^2, {args.spp} spp | primal transport: {args.transport}")
     print("| renderer | what | max_depth | median s | peak MiB |")
     print("|---|---|---|---|---|")
     grads = {}
@@ -171,8 +190,9 @@ def main() -> None:
             with torch.no_grad():
                 return lg.render(scene, cam, **settings)
 
-        s, mib = _timed(forward, args.repeats, device)
-        print(f"| lumigrad | forward | {depth} | {s:.3f} | {mib:.0f} |")
+        if "forward" in args.what:
+            s, mib = _timed(forward, args.repeats, device)
+            print(f"| lumigrad | forward | {depth} | {s:.3f} | {mib:.0f} |")
         leaf = albedo.clone().requires_grad_(True)
         scene = cornell_box(leaf, device)
 
@@ -181,9 +201,12 @@ def main() -> None:
             lg.render(scene, cam, **settings).rgb.mean().backward()
             return leaf.grad.double().cpu().numpy()
 
-        s, mib = _timed(gradient, args.repeats, device)
-        print(f"| lumigrad | forward + reflectance gradient | {depth} | {s:.3f} | {mib:.0f} |")
-        grads[("lumigrad", "reflectance", depth)] = gradient()
+        if "reflectance" in args.what:
+            s, mib = _timed(gradient, args.repeats, device)
+            print(f"| lumigrad | forward + reflectance gradient | {depth} | {s:.3f} | {mib:.0f} |")
+            grads[("lumigrad", "reflectance", depth)] = gradient()
+        if "translation" not in args.what:
+            continue
         lamp_y = torch.tensor(0.99, device=device, requires_grad=True)
         scene = cornell_box(albedo, device, lamp_y)
 
@@ -197,7 +220,7 @@ def main() -> None:
               f"{mib:.0f} |")
         grads[("lumigrad", "translation", depth)] = translation()
     if not args.no_mitsuba:
-        rows, theirs, why = _mitsuba_rows(args.size, args.spp, args.depths, args.repeats, args.guiding)
+        rows, theirs, why = _mitsuba_rows(args.size, args.spp, args.depths, args.repeats, args.guiding, args.what)
         for name, what, depth, s, mib in rows:
             print(f"| {name} (llvm_ad_rgb, CPU) | {what} | {depth} | {s:.3f} | {mib:.0f} |")
         grads.update({(rows[0][0] if rows else "Mitsuba",) + k: v for k, v in theirs.items()})

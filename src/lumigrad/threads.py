@@ -312,6 +312,19 @@ def launch_threads() -> int:
     return n
 
 
+def long_launch_threads() -> int:
+    """Threads for a CPU launch long enough (seconds: the fused path tracer's) that a helper thread waiting
+    for a core costs nothing beside its share of the work: an explicit count as :func:`launch_threads`, else
+    the CPUs available (at most ``AUTO_CAP``), busy or not. The launch's ranges are shared, so a helper that
+    starts late only takes what is left."""
+    if _state.requested is not None:
+        return _state.requested
+    env = _env_threads()
+    if env is not None:
+        return env
+    return min(available_cpus(), AUTO_CAP)
+
+
 def get_num_threads() -> int:
     """The number of threads lumigrad's CPU kernels use: the count of :func:`set_num_threads`, else of
     ``LUMIGRAD_NUM_THREADS``, else the CPUs available (then fewer while other processes keep CPUs busy)."""

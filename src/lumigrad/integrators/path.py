@@ -5,7 +5,9 @@ triangles (:meth:`Scene.flatten`, area lights included as emissive parts), shoot
 pixel, and wires the transport into autograd with path replay backpropagation: the forward pass renders
 without a graph; the backward pass renders the primal again with ``seed_grad`` / ``spp_grad`` (decorrelated
 from the forward image by default, so a loss's gradient is unbiased) and replays those paths, one vertex at a
-time, so memory does not grow with ``max_depth``.
+time, so memory does not grow with ``max_depth``. Primal passes run on the fused Warp kernel of
+:mod:`lumigrad.integrators.fused_paths` where the scene allows it (the same paths, drawn from the same
+counter-based random numbers), else on ``sample_paths``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ..scene.scene import Scene
 from ..shading.image_formation import form_image_unchecked
 from .base import Integrator, RenderOutput, register_integrator
 from .frame_checks import check_index_tables, frame_checks
+from .fused_paths import sample_paths_fused, use_fused
 
 __all__ = ["DirectIntegrator", "PathIntegrator"]
 
@@ -49,6 +52,12 @@ class PathIntegrator(Integrator):
             the noise of the radiance jump largely cancels; False draws them independently (for comparison).
         shadow_edge_samples: points per view on shadow edges for the gradient of moving shadows (secondary
             visibility; default as ``edge_samples``; 0 turns it off).
+        use_fused_kernel: run primal passes (the forward image, the backward pass's radiance of each path,
+            the edge samples' radiance) on the fused Warp kernel (:mod:`lumigrad.integrators.fused_paths`)
+            where the scene allows it (default); False, or the environment variable
+            ``LUMIGRAD_PATH_TRANSPORT=torch``, keeps them on the PyTorch transport. Both draw the same
+            counter-based random numbers, so they render the same paths (to float32 rounding); the adjoint
+            replay is always PyTorch.
 
     Materials: the glTF metallic-roughness BSDF with KHR_materials_transmission (glass: a rough dielectric)
     and normal maps (the mesh's tangents or tangents from its uv, as the rasterizer). A transmitting
@@ -87,7 +96,8 @@ class PathIntegrator(Integrator):
 
     def __init__(self, *, max_depth: int = 8, rr_depth: int = 5, hide_emitters: bool = False,
                  spp_grad: Optional[int] = None, seed_grad: Optional[int] = None, edge_samples: Optional[int] = None,
-                 antithetic_edges: bool = True, shadow_edge_samples: Optional[int] = None):
+                 antithetic_edges: bool = True, shadow_edge_samples: Optional[int] = None,
+                 use_fused_kernel: bool = True):
         if isinstance(max_depth, bool) or not isinstance(max_depth, int) or (max_depth < 1 and max_depth != -1):
             raise ValueError(f"max_depth must be a positive int or -1 (no limit); got {max_depth!r}")
         check_positive_int(rr_depth, "rr_depth")
@@ -106,6 +116,9 @@ class PathIntegrator(Integrator):
                                                 or not isinstance(shadow_edge_samples, int) or shadow_edge_samples < 0):
             raise ValueError(f"shadow_edge_samples must be a non-negative int or None; got {shadow_edge_samples!r}")
         self.shadow_edge_samples = shadow_edge_samples
+        if not isinstance(use_fused_kernel, bool):
+            raise TypeError(f"use_fused_kernel must be a bool; got {type(use_fused_kernel).__name__}")
+        self.use_fused_kernel = use_fused_kernel
         self.edge_samples = edge_samples
         self.antithetic_edges = antithetic_edges
         self.max_depth = max_depth
@@ -137,10 +150,10 @@ class DirectIntegrator(PathIntegrator):
 
     def __init__(self, *, hide_emitters: bool = False, spp_grad: Optional[int] = None,
                  seed_grad: Optional[int] = None, edge_samples: Optional[int] = None, antithetic_edges: bool = True,
-                 shadow_edge_samples: Optional[int] = None):
+                 shadow_edge_samples: Optional[int] = None, use_fused_kernel: bool = True):
         super().__init__(max_depth=2, rr_depth=8, hide_emitters=hide_emitters, spp_grad=spp_grad,
                          seed_grad=seed_grad, edge_samples=edge_samples, antithetic_edges=antithetic_edges,
-                         shadow_edge_samples=shadow_edge_samples)
+                         shadow_edge_samples=shadow_edge_samples, use_fused_kernel=use_fused_kernel)
 
 
 class _Run:
@@ -171,7 +184,7 @@ class _Run:
         ts = _trace_scene(self.scene)
         o, d = _camera_rays(self.camera, self.spp, self.seed, ts.verts.dtype)
         hits: list = []
-        L = sample_paths(ts, o, d, hits=hits, **self._settings(self.seed))
+        L = self._primal_paths(ts, o, d, hits=hits, **self._settings(self.seed))
         self.alpha = _pixels(hits[0].to(o.dtype)[:, None], self.camera, self.spp)  # coverage
         return _pixels(L, self.camera, self.spp)
 
@@ -182,7 +195,7 @@ class _Run:
         with torch.no_grad():
             ts = _trace_scene(self.scene)
             o, d = _camera_rays(self.camera, spp, seed, ts.verts.dtype)
-            L = sample_paths(ts, o, d, **self._settings(seed))
+            L = self._primal_paths(ts, o, d, **self._settings(seed))
         v = v_image.reshape(-1, 1, v_image.shape[-1]).expand(-1, spp, -1).reshape(-1, v_image.shape[-1]) / spp
         adjoint = PathAdjoint(v.to(L.dtype), L, params)
         with torch.enable_grad():
@@ -224,7 +237,7 @@ class _Run:
                 for k, side in enumerate((-1.0, 1.0)):  # antithetic: the same seed on both sides
                     o, d = _rays_through(view, p + side * eps * n, ts.verts.dtype)
                     side_seed = seed + 7 + (0 if self.integrator.antithetic_edges else k)
-                    radiance.append(sample_paths(ts, o, d, **self._settings(side_seed)))
+                    radiance.append(self._primal_paths(ts, o, d, **self._settings(side_seed)))
                 jump = radiance[0] - radiance[1]  # f_minus - f_plus
                 weight = (v[row[keep], col[keep]].to(jump.dtype) * jump).sum(-1) * edges.inv_pdf[keep]
             surrogate = (weight * (n * edges.points[keep]).sum(-1)).sum()
@@ -274,6 +287,12 @@ class _Run:
             dense = v.new_zeros(o.shape[0], v.shape[-1]).index_copy(0, rows, v)
             out[name] = _pixels(dense, self.camera, self.spp)
         return out
+
+    def _primal_paths(self, ts: TraceScene, o: torch.Tensor, d: torch.Tensor, **settings) -> torch.Tensor:
+        """The radiance of rays ``o, d`` (no graph): the fused kernel where supported, else the transport."""
+        if use_fused(ts, self.integrator.use_fused_kernel):
+            return sample_paths_fused(ts, o, d, **settings).to(ts.verts.dtype)
+        return sample_paths(ts, o, d, **settings)
 
     def _settings(self, seed: int) -> dict:
         it = self.integrator

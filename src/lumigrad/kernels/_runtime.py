@@ -12,7 +12,7 @@ import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import warp as wp
@@ -139,9 +139,10 @@ class _SharedRanges:
                 raise self.error
 
 
-def launch_split(kernel, count: int, inputs: Sequence, device: torch.device, min_chunk: int = 1) -> None:
+def launch_split(kernel, count: int, inputs: Sequence, device: torch.device, min_chunk: int = 1,
+                 workers: Optional[int] = None) -> None:
     """Launch ``kernel`` over ``count`` work items, split into contiguous ranges run by up to
-    ``num_workers()`` threads (the caller included).
+    ``workers`` threads (default ``num_workers()``; the caller included).
 
     The kernel's first two arguments must be ``(offset: int, end: int)``; item ``i`` of a range is
     ``offset + wp.tid()``. Work items must not write to shared locations (no cross-thread atomics on CPU).
@@ -155,7 +156,7 @@ def launch_split(kernel, count: int, inputs: Sequence, device: torch.device, min
     ensure_init()
     _threads.prepare_cpu()
     dev = warp_device(device)
-    workers = num_workers()
+    workers = num_workers() if workers is None else max(1, int(workers))
     chunks = max(1, min(workers, count // max(min_chunk, 1)))
     if chunks == 1:
         launch(kernel, count, [0, count, *inputs], device)

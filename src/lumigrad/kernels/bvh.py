@@ -90,6 +90,11 @@ class TriangleBVH:
                 self._mesh = wp.Mesh(points=as_warp(self._points, wp.vec3), indices=as_warp(self._indices))
         self._remember_source(verts)
 
+    @property
+    def mesh_id(self) -> Optional[int]:
+        """The ``wp.Mesh`` id kernels query (``wp.mesh_query_ray``), or None for a BVH without faces."""
+        return None if self._mesh is None else self._mesh.id
+
     # ------------------------------------------------------------------------------------------- vertices
     def refit(self, verts: torch.Tensor) -> None:
         """Copy ``verts [V, 3]`` (same ``V`` and device; values not read here) into the BVH and refit its boxes."""

@@ -116,6 +116,11 @@ def _taps(u: float, v: float, level: int, owner: int, heights: wp.array(dtype=wp
     return wp.vec4i(r0 + c0, r0 + c1, r1 + c0, r1 + c1), x - x0, y - y0, w, h
 
 
+#: The bilinear taps of level ``level`` (public for kernels that filter textures themselves, such as the fused
+#: path tracer's base colour): ``(rows vec4i, fx, fy, width, height)``.
+bilinear_taps = _taps
+
+
 @wp.kernel
 def sample_forward(
     offset: int, end: int,

@@ -47,6 +47,7 @@ from typing import Callable, List, NamedTuple, Optional, Sequence
 import torch
 
 from ..kernels.bvh import bvh_for
+from ..kernels.counter_rng import uniform_counter
 from ..shading.transmission import bsdf_for
 from ..shading.material import Material, sample_material_unchecked
 from ..shading.surface import SurfaceSample
@@ -128,7 +129,9 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
         max_depth: longest path, in vertices (Mitsuba's meaning: 1 shows emitters only, 2 direct light, -1 no
             limit but Russian roulette and :data:`MAX_BOUNCES`).
         rr_depth: the depth from which Russian roulette may end paths.
-        seed: the random numbers (the same seed replays the same paths).
+        seed: the random numbers, a non-negative int below 2^64: ray ``r`` draws
+            :func:`lumigrad.kernels.counter_rng.uniform_counter` ``(seed, r, depth, dim)`` (the same seed replays
+            the same paths, and the fused kernel of :mod:`lumigrad.integrators.fused_paths` draws the same).
         hide_emitters: emitters seen directly by the rays are black (their light still reaches the scene).
         adjoint: run the adjoint pass (see the module docstring) instead of the primal one.
         primary: in the adjoint pass, a function returning ``(origins, directions)`` with their autograd graph
@@ -142,8 +145,6 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
     R = origins.shape[0]
     C = 3
     bvh = bvh_for(ts.verts.detach(), ts.faces)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(int(seed))
     n_lights = len(ts.lights)
     media = media_of(ts.materials) if ts.transmissive else []
     has_media = any(m is not None for m in media)
@@ -159,10 +160,10 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
     prev_x = o.clone()
     depth_limit = MAX_BOUNCES if max_depth < 0 else max_depth
     for depth in range(depth_limit):
-        u = torch.rand(R, dims, generator=gen, device=device, dtype=dtype)
         if alive.numel() == 0:
-            continue  # keep drawing: the replay draws the same numbers
-        u = u.index_select(0, alive)
+            break
+        # counter-based: ray r's numbers at this depth, whatever else is drawn (the fused kernel's too)
+        u = uniform_counter(int(seed), alive, depth, dims, dtype)
         with torch.no_grad():
             face, t_hit, _ = bvh.closest_hit(o, d)
         hit = face >= 0

@@ -444,6 +444,11 @@ def _env_table(env: torch.Tensor):
     return pmf, row_cdf, cond_cdf
 
 
+#: The sampling table of a map, ``(pmf [H, W], row_cdf [H], cond_cdf [H, W])``, detached: what
+#: :func:`envmap_sample_direct` inverts (public for kernels that sample the map themselves).
+envmap_sampling_table = _env_table
+
+
 def _check_env_args(env, ref_points, other, name, size):
     check_tensor(env, "env", trailing=(None, None, None), max_dims=3, floating=True, finite=True)
     if env.shape[0] == 0 or env.shape[1] == 0 or env.shape[2] == 0:

@@ -1,0 +1,255 @@
+"""The path tracer's primal pass on the fused Warp kernel, where the scene allows it.
+
+:func:`sample_paths_fused` is :func:`lumigrad.raytrace.sample_paths`'s primal pass (no adjoint) run by one
+Warp kernel (:mod:`lumigrad.kernels.path_kernels`): one thread per ray, every bounce in registers, instead of
+a wavefront of PyTorch ops. Both draw the same counter-based random numbers
+(:mod:`lumigrad.kernels.counter_rng`), so for the same rays and seed they trace the same paths; the PyTorch
+transport stays the reference (float64-capable) twin.
+
+:func:`fused_unsupported` says why a scene cannot use the kernel (None: it can). The kernel supports float32
+scenes whose materials are opaque (no transmission), with constant factors and base colour,
+metallic-roughness and emissive textures (normal and occlusion textures are ignored by the path tracer either
+way), lit by point, spot, directional, area lights and an environment map with three colour channels, and
+that set no :class:`TraceScene` field beyond :data:`KNOWN_FIELDS` (a field added to the transport later,
+participating media say, sends the scene to PyTorch until the kernel learns it). Anything else runs on
+PyTorch: never a silent mismatch. ``LUMIGRAD_PATH_TRANSPORT=torch`` (environment) or
+``PathIntegrator(use_fused_kernel=False)`` force PyTorch.
+
+How close the twins are (``tests/integrators/test_fused_paths.py``, 4096 rays per scene and depth): per-ray
+relative differences up to 9e-4 (99th percentile 3e-5: float32 rounding accumulated over the bounces, the
+largest on the Cornell box's multi-bounce paths); one ray in 4096 of a draft of the textured scene, at
+unlimited depth, branched differently (relative difference 0.25); the tests allow 1% of rays above 1e-4.
+In the backward pass the kernel's radiance ``L`` of each path seeds the PyTorch replay (``L`` minus the terms
+replayed so far is the radiance still to come), so a path that did branch differently would carry a wrong
+remainder: a rare, small bias of the gradient, gone with ``use_fused_kernel=False``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import List, Optional
+
+import torch
+
+from ..kernels import path_kernels as pk
+from ..kernels.bvh import bvh_for
+from ..kernels.path_trace import PathTables, trace_paths_tables
+from ..raytrace.transport import MAX_BOUNCES, TraceScene
+from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
+from ..shading.emitters import envmap_sampling_table
+
+__all__ = ["KNOWN_FIELDS", "TRANSPORT_ENV", "fused_unsupported", "path_tables", "sample_paths_fused", "use_fused"]
+
+#: Environment variable: ``"torch"`` forces the PyTorch transport; anything else (or unset) lets the integrator
+#: use the fused kernel where :func:`fused_unsupported` allows it.
+TRANSPORT_ENV = "LUMIGRAD_PATH_TRANSPORT"
+
+_SPOT_MIN_COS_BAND = 1e-3  # as lumigrad.shading.lights
+
+
+def use_fused(ts: TraceScene, requested: bool = True) -> bool:
+    """Whether to run the primal on the fused kernel: ``requested``, not forced off by
+    :data:`TRANSPORT_ENV`, and the scene supported (:func:`fused_unsupported`)."""
+    if not requested or os.environ.get(TRANSPORT_ENV, "").strip().lower() == "torch":
+        return False
+    return fused_unsupported(ts) is None
+
+
+#: The :class:`TraceScene` fields the kernel knows; a field added later (participating media, ...) that is set
+#: makes :func:`fused_unsupported` refuse the scene until the kernel learns it.
+KNOWN_FIELDS = frozenset({"verts", "faces", "normals", "uv", "uv_faces", "face_part", "materials", "double_sided",
+                          "part_emitters", "lights", "environment", "transmissive"})
+
+
+def fused_unsupported(ts: TraceScene) -> Optional[str]:
+    """Why the fused kernel cannot render ``ts`` (a sentence), or None when it can."""
+    for f in dataclasses.fields(ts):
+        value = getattr(ts, f.name)
+        unset = value is None or value is False or (isinstance(value, (list, tuple, dict)) and not value)
+        if f.name not in KNOWN_FIELDS and not unset:
+            return f"the scene sets {f.name!r}, which the kernel does not know"
+    if ts.verts.dtype != torch.float32:
+        return f"the scene is {ts.verts.dtype} (the kernel runs float32; PyTorch is the float64 twin)"
+    if ts.verts.device.type not in ("cpu", "cuda"):
+        return f"the kernel runs on CPU and CUDA, not {ts.verts.device}"
+    if ts.faces.shape[0] == 0:
+        return "the scene has no triangles"
+    env = ts.environment
+    if env is not None and (env.radiance.dim() != 3 or env.radiance.shape[-1] != 3):
+        return "the environment map is not one [H, W, 3] map"
+    if ts.transmissive:
+        return "a material transmits (glass is not in the kernel)"
+    for k, m in enumerate(ts.materials):
+        for slot in ("base_color_texture", "metallic_roughness_texture", "emissive_texture"):
+            tex = getattr(m, slot)
+            if tex is not None and (tex.dim() != 3 or tex.shape[-1] < 3):
+                return f"part {k}'s {slot} is not one [H, W, >= 3] texture"
+        if m.base_color_factor.numel() < 3 or m.emissive_factor.numel() != 3:
+            return f"part {k}'s material is not RGB"
+    for j, light in enumerate(ts.lights):
+        if isinstance(light, EnvironmentLight):
+            if light is not ts.environment:
+                return f"light {j} is an environment map other than the scene's"
+            continue
+        if not isinstance(light, (PointLight, SpotLight, DirectionalLight, AreaLight)):
+            return f"light {j} is a {type(light).__name__} (not in the kernel)"
+        if isinstance(light, AreaLight):
+            if light.radiance.shape[-1] != 3:
+                return f"light {j} is not RGB"
+        elif (light.color.shape[-1] != 3 or _light_value(light).numel() != 3
+              or (not isinstance(light, DirectionalLight) and light.position.numel() != 3)):
+            return f"light {j} is not one RGB light"
+    for k, e in enumerate(ts.part_emitters):
+        if e is not None and not any(e is l for l in ts.lights):
+            return f"part {k}'s area light is not among the lights"
+    return None
+
+
+def _light_value(light) -> torch.Tensor:
+    scale = light.irradiance if isinstance(light, DirectionalLight) else light.intensity
+    return (scale[..., None] * light.color).reshape(-1)
+
+
+def _factor(value: torch.Tensor, dev, clamp: bool) -> torch.Tensor:
+    value = value.detach().reshape(()).to(dev, torch.float32)
+    return value.clamp(0, 1) if clamp else value
+
+
+def path_tables(ts: TraceScene) -> PathTables:
+    """The kernel's tables of ``ts`` (detached float32 / int32 copies; see :class:`PathTables`)."""
+    dev, f32, i32 = ts.verts.device, torch.float32, torch.int32
+
+    def vec(rows: List[torch.Tensor], width: int = 3) -> torch.Tensor:
+        rows = [r.detach().to(dev, f32).reshape(width) for r in rows] or [torch.zeros(width, device=dev)]
+        return torch.stack(rows).contiguous()
+
+    def col(values, dtype) -> torch.Tensor:
+        return torch.tensor(list(values) or [0], dtype=dtype, device=dev)
+
+    mats = ts.materials
+    # the material values as the transport's _materials: factors clamped to [0, 1]
+    # (a textured part's factor unclamped: the kernel clamps factor * texture)
+    base = vec([m.base_color_factor.reshape(-1)[:3] if m.base_color_texture is not None
+                else m.base_color_factor.reshape(-1)[:3].clamp(0, 1) for m in mats])
+    offsets, widths, heights, wraps, texels = [], [], [], [], []
+    slots = {"base_color_texture": [], "metallic_roughness_texture": [], "emissive_texture": []}
+    for m in mats:
+        for slot, index in slots.items():
+            tex = getattr(m, slot)
+            if tex is None:
+                index.append(-1)
+                continue
+            index.append(len(offsets))
+            H, W = tex.shape[:2]
+            offsets.append(sum(t.shape[0] for t in texels))
+            widths.append(W)
+            heights.append(H)
+            wraps.append({"repeat": 0, "clamp": 1, "mirror": 2}[m.wrap])
+            texels.append(tex.detach()[..., :3].to(dev, f32).reshape(H * W, 3))
+    texel_table = torch.cat(texels).contiguous() if texels else torch.zeros(1, 3, device=dev)
+    # (unclamped where a metallic-roughness texture scales them: the kernel clamps the product)
+    metallic = torch.stack([_factor(m.metallic_factor, dev, m.metallic_roughness_texture is None) for m in mats])
+    roughness = torch.stack([_factor(m.roughness_factor, dev, m.metallic_roughness_texture is None) for m in mats])
+    ior = torch.stack([m.ior.detach().reshape(()).to(dev, f32) for m in mats])
+    emission = vec([m.emissive_factor.reshape(-1) for m in mats])
+    emitter = [-1 if e is None else next(j for j, l in enumerate(ts.lights) if l is e) for e in ts.part_emitters]
+
+    types, pos, dirs, values, cos_outer, scale, rng, start, count, two = ([] for _ in range(10))
+    v0s, v1s, v2s, les = [], [], [], []
+    zero3 = torch.zeros(3, device=dev)
+    for light in ts.lights:
+        s, c_out, sc, r, st, n, ts2 = zero3, 0.0, 0.0, 0.0, 0, 0, 0
+        p, val = zero3, zero3
+        if isinstance(light, EnvironmentLight):
+            kind = pk.LIGHT_ENVIRONMENT
+        elif isinstance(light, AreaLight):
+            kind = pk.LIGHT_AREA
+            tri = light.verts.detach().to(dev, f32)[light.faces]
+            st, n, ts2 = len(v0s), tri.shape[0], int(light.two_sided)
+            le = light.radiance.detach().to(dev, f32).expand(tri.shape[0], 3)
+            v0s += list(tri[:, 0])
+            v1s += list(tri[:, 1])
+            v2s += list(tri[:, 2])
+            les += list(le)
+        elif isinstance(light, DirectionalLight):
+            kind = pk.LIGHT_DIRECTIONAL
+            d = light.direction.detach().to(dev, f32)
+            s = -(d / torch.linalg.vector_norm(d, dim=-1, keepdim=True))
+            val = _light_value(light)
+        else:
+            kind = pk.LIGHT_SPOT if isinstance(light, SpotLight) else pk.LIGHT_POINT
+            p = light.position.detach().reshape(3)
+            val = _light_value(light)
+            r = 0.0 if light.range is None else float(light.range)
+            if isinstance(light, SpotLight):
+                d = light.direction.detach().to(dev, f32)
+                s = d / torch.linalg.vector_norm(d, dim=-1, keepdim=True)
+                co = torch.cos(light.outer_angle.detach().to(dev, f32))
+                sc_t = 1.0 / (torch.cos(light.inner_angle.detach().to(dev, f32)) - co).clamp_min(_SPOT_MIN_COS_BAND)
+                c_out, sc = float(co), float(sc_t)
+        types.append(int(kind))
+        pos.append(p)
+        dirs.append(s)
+        values.append(val)
+        cos_outer.append(c_out)
+        scale.append(sc)
+        rng.append(r)
+        start.append(st)
+        count.append(n)
+        two.append(ts2)
+    normals = ts.normals if ts.normals is not None else torch.zeros(1, 3, device=dev)
+    if ts.environment is not None:
+        env_map = ts.environment.radiance.detach().to(dev, f32)
+        H, W = env_map.shape[:2]
+        pmf, row_cdf, cond_cdf = envmap_sampling_table(env_map)
+        env = dict(env_on=1, env_h=H, env_w=W, env_texels=env_map.reshape(H * W, 3).contiguous(),
+                   env_pmf=pmf.reshape(-1).contiguous(), env_row_cdf=row_cdf.contiguous(),
+                   env_cond_cdf=cond_cdf.reshape(-1).contiguous())
+    else:
+        zero = torch.zeros(1, device=dev)
+        env = dict(env_on=0, env_h=1, env_w=1, env_texels=torch.zeros(1, 3, device=dev), env_pmf=zero,
+                   env_row_cdf=zero, env_cond_cdf=zero)
+    return PathTables(
+        faces=ts.faces.detach().to(dev, i32).reshape(-1).contiguous(),
+        normals=normals.detach().to(dev, f32).contiguous(), has_normals=int(ts.normals is not None),
+        face_part=ts.face_part.detach().to(dev, i32).contiguous(),
+        part_base=base, part_metallic=metallic.contiguous(), part_roughness=roughness.contiguous(),
+        part_ior=ior.contiguous(), part_emission=emission, part_double=col(map(int, ts.double_sided), i32),
+        part_emitter=col(emitter, i32),
+        uvs=ts.uv.detach().to(dev, f32).reshape(-1, 2).contiguous() if ts.uv.numel() else torch.zeros(1, 2, device=dev),
+        uv_faces=ts.uv_faces.detach().to(dev, i32).reshape(-1).contiguous(),
+        part_texture=col(slots["base_color_texture"], i32),
+        part_mr_texture=col(slots["metallic_roughness_texture"], i32),
+        part_emissive_texture=col(slots["emissive_texture"], i32),
+        tex_offset=col(offsets, i32), tex_width=col(widths, i32), tex_height=col(heights, i32),
+        tex_wrap=col(wraps, i32), texels=texel_table,
+        light_type=col(types, i32), light_pos=vec(pos), light_dir=vec(dirs), light_value=vec(values),
+        light_cos_outer=col(cos_outer, f32), light_scale=col(scale, f32), light_range=col(rng, f32),
+        light_start=col(start, i32), light_count=col(count, i32), light_two_sided=col(two, i32),
+        tri_v0=vec(v0s), tri_v1=vec(v1s), tri_v2=vec(v2s), tri_le=vec(les), **env)
+
+
+def sample_paths_fused(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor, *, max_depth: int,
+                       rr_depth: int, seed: int, hide_emitters: bool = False,
+                       hits: Optional[list] = None) -> torch.Tensor:
+    """:func:`lumigrad.raytrace.sample_paths`'s primal pass on the fused kernel: radiance ``[R, 3]`` float32.
+
+    Same arguments (no ``adjoint``: the kernel has no gradients); ``ts`` must be supported
+    (:func:`fused_unsupported` returns None, else ``ValueError`` with its reason). Row ``r`` of the rays draws
+    the random numbers of ray ``r``, as in ``sample_paths``, so both trace the same paths.
+
+    **Differentiability:** none: the result is detached. Gradients come from ``sample_paths``' adjoint replay.
+    """
+    reason = fused_unsupported(ts)
+    if reason is not None:
+        raise ValueError(f"ts cannot use the fused path kernel: {reason}")
+    verts = ts.verts.detach()
+    bvh = bvh_for(verts, ts.faces)
+    depth_limit = MAX_BOUNCES if max_depth < 0 else max_depth
+    radiance, hit = trace_paths_tables(bvh, verts.contiguous(), path_tables(ts), origins.detach().float(),
+                                       directions.detach().float(), depth_limit=depth_limit, rr_depth=rr_depth,
+                                       seed=seed, hide_emitters=hide_emitters)
+    if hits is not None:
+        hits.append(hit)
+    return radiance

@@ -1,0 +1,703 @@
+"""The fused path tracer: one Warp kernel thread per camera ray, every bounce in registers.
+
+The float32 twin of the primal pass of :func:`lumigrad.raytrace.transport.sample_paths` (its PyTorch code is
+the reference): the same operations in the same order, the same random numbers
+(:mod:`lumigrad.kernels.counter_rng`, dimension ``0`` the lobe, ``1, 2`` the direction, ``3`` Russian roulette,
+``4 + 2 j, 5 + 2 j`` light ``j``), so a path's radiance matches the PyTorch transport's to float32 rounding
+unless a branch (a lobe choice, a shadow ray grazing an edge, roulette) falls the other way at a tie.
+
+What it supports (:mod:`lumigrad.integrators.fused_paths` decides, and falls back to PyTorch otherwise): opaque
+glTF metallic-roughness materials with constant factors and base colour, metallic-roughness and emissive
+textures (bilinear as ``lumigrad.texture`` at level 0, sRGB-decoded where glTF says), emissive surfaces,
+point, spot, directional and area lights (solid-angle sampling, MIS-weighted emission) and an equirectangular
+environment map (luminance sampling, seen by escaping rays, MIS-weighted). Each thread handles ray
+``offset + wp.tid()`` (:func:`._runtime.launch_split`).
+"""
+
+from __future__ import annotations
+
+import warp as wp
+
+from .counter_rng import ray_key_wp, uniform_counter_wp
+from .texture_kernels import bilinear_taps
+
+wp.set_module_options({"enable_backward": False})
+
+LIGHT_POINT = wp.constant(0)
+LIGHT_SPOT = wp.constant(1)
+LIGHT_DIRECTIONAL = wp.constant(2)
+LIGHT_AREA = wp.constant(3)
+LIGHT_ENVIRONMENT = wp.constant(4)
+
+_ALPHA_MIN = wp.constant(1.0e-3)
+_DOT_EPS = wp.constant(1.0e-6)
+_FLOOR = wp.constant(1.0e-30)
+#: Solid angles of the first ``CACHED`` triangles of an area light and the totals of the first ``CACHED`` lights
+#: are kept in registers (the rest are recomputed: the same bits either way).
+CACHED = 8
+vec_cached = wp.types.vector(length=CACHED, dtype=wp.float32)
+
+
+@wp.func
+def _normalize_floor(v: wp.vec3):
+    """``v / sqrt(max(|v|^2, 1e-30))`` (the warps' ``_normalize``)."""
+    return v / wp.sqrt(wp.max(wp.dot(v, v), _FLOOR))
+
+
+@wp.func
+def _unit(v: wp.vec3):
+    """``v / |v|`` (``torch.linalg.vector_norm``)."""
+    return v / wp.length(v)
+
+
+@wp.func
+def _cw_mul(a: wp.vec3, b: wp.vec3):
+    return wp.vec3(a[0] * b[0], a[1] * b[1], a[2] * b[2])
+
+
+@wp.func
+def power_heuristic_wp(a: float, b: float):
+    a2 = a * a
+    total = a2 + b * b
+    out = float(0.0)
+    if total > 0.0:
+        out = a2 / total
+    return out
+
+
+@wp.func
+def offset_origin_wp(p: wp.vec3, n: wp.vec3, d: wp.vec3):
+    """``lumigrad.raytrace.offset_ray_origin`` (Wächter and Binder 2019) in float32."""
+    nn = n / wp.max(wp.length(n), 1.0e-30)
+    if wp.dot(nn, d) < 0.0:
+        nn = -nn
+    out = wp.vec3()
+    for k in range(3):
+        steps = int(256.0 * nn[k])
+        bits = wp.cast(p[k], wp.int32)
+        if p[k] < 0.0:
+            bits = bits - steps
+        else:
+            bits = bits + steps
+        moved = wp.cast(bits, wp.float32)
+        if wp.abs(p[k]) < 1.0 / 32.0:
+            out[k] = p[k] + (1.0 / 65536.0) * nn[k]
+        else:
+            out[k] = moved
+    return out
+
+
+@wp.func
+def _srgb_decode(e: float):
+    """``lumigrad.shading.srgb_decode`` of one value."""
+    x = wp.max(e, 0.0)
+    out = x / 12.92
+    if x > 0.04045:
+        out = wp.pow((x + 0.055) / 1.055, 2.4)
+    return out
+
+
+@wp.func
+def texture_wp(k: int, uv: wp.vec2, tex_offset: wp.array(dtype=wp.int32), tex_width: wp.array(dtype=wp.int32),
+               tex_height: wp.array(dtype=wp.int32), tex_wrap: wp.array(dtype=wp.int32),
+               texels: wp.array(dtype=wp.vec3), decode: int):
+    """Texture ``k``'s first three channels at ``uv``: bilinear (``lumigrad.texture``'s level-0 taps), then
+    sRGB-decoded when ``decode`` is 1 (base colour, emission; the metallic-roughness texture is linear)."""
+    # texture k is "level" k of the per-texture tables (its rows start at tex_offset[k])
+    idx, fx, fy, w, h = bilinear_taps(uv[0], uv[1], k, 0, tex_height, tex_width, tex_offset, tex_wrap[k])
+    w00 = (1.0 - fx) * (1.0 - fy) * 1.0
+    w01 = fx * (1.0 - fy) * 1.0
+    w10 = (1.0 - fx) * fy * 1.0
+    w11 = fx * fy * 1.0
+    out = wp.vec3()
+    for c in range(3):
+        t = w00 * texels[idx[0]][c] + w01 * texels[idx[1]][c] + w10 * texels[idx[2]][c] + w11 * texels[idx[3]][c]
+        if decode != 0:
+            t = _srgb_decode(t)
+        out[c] = t
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ the BSDF
+@wp.func
+def _specular_probability(n_dot_v: float, base: wp.vec3, metallic: float, f0_d: float):
+    m = 1.0 - wp.clamp(n_dot_v, 0.0, 1.0)
+    m2 = m * m
+    fc = m2 * m2 * m
+    f_d = f0_d + (1.0 - f0_d) * fc
+    w_d = 1.0 - metallic
+    spec = float(0.0)
+    diff = float(0.0)
+    for k in range(3):
+        f_m = base[k] + (1.0 - base[k]) * fc
+        spec += w_d * f_d + metallic * f_m
+        diff += w_d * (1.0 - f_d) * base[k]
+    spec = spec / 3.0
+    diff = diff / 3.0
+    total = spec + diff
+    out = float(1.0)
+    if total > 0.0:
+        out = spec / total
+    return out
+
+
+@wp.func
+def _f0_dielectric(ior: float):
+    r = (ior - 1.0) / (ior + 1.0)
+    return r * r
+
+
+@wp.func
+def bsdf_eval_pdf_wp(n_in: wp.vec3, wi_in: wp.vec3, wo_in: wp.vec3, base: wp.vec3, roughness: float,
+                     metallic: float, ior: float):
+    """``(f [3], pdf)`` of the glTF metallic-roughness BSDF (``metallic_roughness_unchecked`` and
+    ``metallic_roughness_pdf_unchecked``), no cosine in ``f``."""
+    n = _unit(n_in)
+    wi = _unit(wi_in)
+    wo = _unit(wo_in)
+    nl_raw = wp.dot(n, wi)
+    nv_raw = wp.dot(n, wo)
+    f = wp.vec3(0.0, 0.0, 0.0)
+    pdf = float(0.0)
+    if nl_raw > 0.0 and nv_raw > 0.0:
+        nl = wp.clamp(nl_raw, _DOT_EPS, 1.0)
+        nv = wp.clamp(nv_raw, _DOT_EPS, 1.0)
+        h = wi + wo
+        h = h / wp.sqrt(wp.max(wp.dot(h, h), _DOT_EPS * _DOT_EPS))
+        nh = wp.clamp(wp.dot(n, h), 0.0, 1.0)
+        vh = wp.clamp(wp.dot(wo, h), 0.0, 1.0)
+        f0_d = _f0_dielectric(ior)
+        alpha = wp.max(roughness * roughness, _ALPHA_MIN)
+        a2 = alpha * alpha
+        nh2 = nh * nh
+        dd = (1.0 - nh2) + nh2 * a2
+        dist = a2 / (wp.pi * dd * dd)
+        vis = 0.5 / (nl * wp.sqrt(nv * nv * (1.0 - a2) + a2) + nv * wp.sqrt(nl * nl * (1.0 - a2) + a2))
+        dv = dist * vis
+        m = 1.0 - vh
+        m2 = m * m
+        m5 = m2 * m2 * m
+        fd = f0_d + (1.0 - f0_d) * m5
+        w_d = 1.0 - metallic
+        for k in range(3):
+            f_metal = dv * (base[k] + (1.0 - base[k]) * m5)
+            diffuse = w_d * (1.0 - fd) * (base[k] / wp.pi)
+            specular = w_d * fd * dv + metallic * f_metal
+            f[k] = diffuse + specular
+        pdf_spec = dist / (2.0 * (nv + wp.sqrt(a2 + (1.0 - a2) * nv * nv)))
+        pdf_diff = nl / wp.pi
+        p_spec = _specular_probability(nv, base, metallic, f0_d)
+        pdf = p_spec * pdf_spec + (1.0 - p_spec) * pdf_diff
+    return f, pdf
+
+
+@wp.func
+def _local_frame(n: wp.vec3):
+    s = float(1.0)  # copysign(1, n_z)
+    if n[2] < 0.0:
+        s = -1.0
+    a = -1.0 / (s + n[2])
+    c = n[0] * n[1] * a
+    t = wp.vec3(1.0 + s * n[0] * n[0] * a, s * c, -s * n[0])
+    b = wp.vec3(c, s + n[1] * n[1] * a, -n[1])
+    return t, b
+
+
+@wp.func
+def _ggx_visible_normal(wo: wp.vec3, alpha: float, u0: float, u1: float):
+    vh = _normalize_floor(wp.vec3(alpha * wo[0], alpha * wo[1], wo[2]))
+    lensq = vh[0] * vh[0] + vh[1] * vh[1]
+    t1 = wp.vec3(1.0, 0.0, 0.0)
+    if lensq > 0.0:
+        inv = 1.0 / wp.sqrt(lensq)
+        t1 = wp.vec3(-vh[1] * inv, vh[0] * inv, 0.0)
+    t2 = wp.cross(vh, t1)
+    r = wp.sqrt(u0)
+    phi = 2.0 * wp.pi * u1
+    p1 = r * wp.cos(phi)
+    p2 = r * wp.sin(phi)
+    s = 0.5 * (1.0 + vh[2])
+    p2 = (1.0 - s) * wp.sqrt(wp.max(1.0 - p1 * p1, _FLOOR)) + s * p2
+    pz = wp.sqrt(wp.max(1.0 - p1 * p1 - p2 * p2, _FLOOR))
+    nh = p1 * t1 + p2 * t2 + pz * vh
+    return _normalize_floor(wp.vec3(alpha * nh[0], alpha * nh[1], wp.max(nh[2], 0.0)))
+
+
+@wp.func
+def bsdf_sample_wp(n_in: wp.vec3, wo_in: wp.vec3, base: wp.vec3, roughness: float, metallic: float, ior: float,
+                   u_lobe: float, u0: float, u1: float):
+    """``(wi, weight [3], pdf)`` as ``metallic_roughness_sample_unchecked``."""
+    n = _unit(n_in)
+    wo = _unit(wo_in)
+    like = wp.dot(n, wo)
+    f0_d = _f0_dielectric(ior)
+    p_spec = _specular_probability(like, base, metallic, f0_d)
+    t, b = _local_frame(n)
+    wo_local = wp.vec3(wp.dot(wo, t), wp.dot(wo, b), wp.dot(wo, n))
+    wi_local = wp.vec3()
+    if u_lobe < p_spec:
+        h = _ggx_visible_normal(wo_local, wp.max(roughness * roughness, _ALPHA_MIN), u0, u1)
+        wi_local = 2.0 * wp.dot(wo_local, h) * h - wo_local
+    else:
+        r = wp.sqrt(u0)
+        phi = 2.0 * wp.pi * u1
+        wi_local = wp.vec3(r * wp.cos(phi), r * wp.sin(phi), wp.sqrt(wp.max(1.0 - u0, _FLOOR)))
+    wi = wi_local[0] * t + wi_local[1] * b + wi_local[2] * n
+    wi = _normalize_floor(wi)
+    f, pdf = bsdf_eval_pdf_wp(n, wi, wo, base, roughness, metallic, ior)
+    cos = wp.max(wp.dot(n, wi), 0.0)
+    weight = wp.vec3(0.0, 0.0, 0.0)
+    if pdf > 0.0:
+        weight = f * cos / pdf
+    return wi, weight, pdf
+
+
+# ------------------------------------------------------------------------------------------------ area lights
+@wp.func
+def _emitting_solid_angle(x: wp.vec3, p0: wp.vec3, p1: wp.vec3, p2: wp.vec3, two_sided: int):
+    a = _unit(p0 - x)
+    b = _unit(p1 - x)
+    c = _unit(p2 - x)
+    triple = wp.dot(a, wp.cross(b, c))
+    omega = 2.0 * wp.atan2(wp.abs(triple), 1.0 + wp.dot(a, b) + wp.dot(b, c) + wp.dot(c, a))
+    if two_sided == 0 and not (triple < 0.0):
+        omega = 0.0
+    return omega
+
+
+@wp.func
+def _spherical_triangle(a: wp.vec3, b: wp.vec3, c: wp.vec3, u0: float, u1: float):
+    triple = wp.abs(wp.dot(a, wp.cross(b, c)))
+    ab = wp.dot(a, b)
+    bc = wp.dot(b, c)
+    ca = wp.dot(c, a)
+    alpha = wp.atan2(triple, bc - ab * ca)
+    beta = wp.atan2(triple, ca - bc * ab)
+    gamma = wp.atan2(triple, ab - ca * bc)
+    area = alpha + beta + gamma - wp.pi
+    sub_area = u0 * area
+    s = wp.sin(sub_area - alpha)
+    t = wp.cos(sub_area - alpha)
+    cos_alpha = wp.cos(alpha)
+    sin_alpha = wp.sin(alpha)
+    p = t - cos_alpha
+    q = s + sin_alpha * ab
+    cos_b = ((q * t - p * s) * cos_alpha - q) / ((q * s + p * t) * sin_alpha)
+    cos_b = wp.clamp(cos_b, -1.0, 1.0)
+    c_new = cos_b * a + wp.sqrt(wp.max(1.0 - cos_b * cos_b, _FLOOR)) * _normalize_floor(c - ca * a)
+    z = 1.0 - u1 * (1.0 - wp.dot(c_new, b))
+    z = wp.clamp(z, -1.0, 1.0)
+    return z * b + wp.sqrt(wp.max(1.0 - z * z, _FLOOR)) * _normalize_floor(c_new - wp.dot(c_new, b) * b)
+
+
+@wp.func
+def area_sample_wp(x: wp.vec3, start: int, count: int, two_sided: int, tv0: wp.array(dtype=wp.vec3),
+                   tv1: wp.array(dtype=wp.vec3), tv2: wp.array(dtype=wp.vec3), tle: wp.array(dtype=wp.vec3),
+                   u0: float, u1: float):
+    """``(wi, distance, weight [3], pdf, Omega)`` of ``area_light_sample_direct`` (solid angle; pdf 0: nothing
+    seen) and the light's total solid angle ``Omega`` at ``x``."""
+    total = float(0.0)
+    omegas = vec_cached()
+    for f in range(count):
+        w = _emitting_solid_angle(x, tv0[start + f], tv1[start + f], tv2[start + f], two_sided)
+        if f < CACHED:
+            omegas[f] = w
+        total += w
+    wi = wp.vec3(0.0, 0.0, 1.0)
+    weight = wp.vec3(0.0, 0.0, 0.0)
+    pdf = float(0.0)
+    distance = float(wp.inf)
+    if total > 0.0:
+        # the triangle: the number of cdf entries <= u0 (searchsorted right), the last cdf entry being 1
+        running = float(0.0)
+        k = int(-1)  # the last entry is 1 > u0: always found
+        lo = float(0.0)
+        hi = float(0.0)
+        prev = float(0.0)
+        for f in range(count):
+            if f < CACHED:
+                running += omegas[f]
+            else:
+                running += _emitting_solid_angle(x, tv0[start + f], tv1[start + f], tv2[start + f], two_sided)
+            cdf = running / total
+            if f == count - 1:
+                cdf = 1.0
+            if k < 0 and not (cdf <= u0):
+                k = f
+                lo = prev
+                hi = cdf
+            prev = cdf
+        if k < 0:
+            k = count - 1
+            lo = float(0.0)
+            hi = float(1.0)
+        width = hi - lo
+        if not (width > 0.0):
+            width = 1.0
+        ur = wp.clamp((u0 - lo) / width, 0.0, 1.0 - 1.1920928955078125e-07)
+        p0 = tv0[start + k] - x
+        p1 = tv1[start + k] - x
+        p2 = tv2[start + k] - x
+        wi = _spherical_triangle(_unit(p0), _unit(p1), _unit(p2), ur, u1)
+        nrm = wp.cross(tv1[start + k] - tv0[start + k], tv2[start + k] - tv0[start + k])
+        denom = wp.dot(nrm, wi)
+        if denom != 0.0:
+            distance = wp.dot(nrm, p0) / denom
+        weight = tle[start + k] * total
+        pdf = 1.0 / total
+    return wi, distance, weight, pdf, total
+
+
+@wp.func
+def area_pdf_wp(x: wp.vec3, d_in: wp.vec3, start: int, count: int, two_sided: int, tv0: wp.array(dtype=wp.vec3),
+                tv1: wp.array(dtype=wp.vec3), tv2: wp.array(dtype=wp.vec3), omega_known: float):
+    """``area_light_pdf`` (solid angle): ``1 / Omega`` where the ray meets an emitting side, else 0
+    (``omega_known >= 0``: ``Omega`` at ``x``, already summed by :func:`area_sample_wp` there)."""
+    d = _unit(d_in)
+    best = float(wp.inf)
+    cos_y = float(0.0)
+    for f in range(count):
+        v0 = tv0[start + f]
+        e1 = tv1[start + f] - v0
+        e2 = tv2[start + f] - v0
+        p = wp.cross(d, e2)
+        det = wp.dot(e1, p)
+        if det != 0.0:
+            inv = 1.0 / det
+            s = x - v0
+            b1 = wp.dot(s, p) * inv
+            q = wp.cross(s, e1)
+            b2 = wp.dot(d, q) * inv
+            t = wp.dot(e2, q) * inv
+            if b1 >= 0.0 and b2 >= 0.0 and b1 + b2 <= 1.0 and t > 0.0 and t < best:
+                best = t
+                nrm = wp.cross(e1, e2)
+                nrm = nrm / wp.length(nrm)
+                cos_y = -wp.dot(nrm, d)
+    pdf = float(0.0)
+    counted = cos_y > 0.0
+    if two_sided != 0:
+        counted = wp.abs(cos_y) > 0.0
+    if best < wp.inf and counted:
+        omega = omega_known
+        if omega < 0.0:
+            omega = float(0.0)
+            for f in range(count):
+                omega += _emitting_solid_angle(x, tv0[start + f], tv1[start + f], tv2[start + f], two_sided)
+        if omega > 0.0:
+            pdf = 1.0 / omega
+    return pdf
+
+
+# ------------------------------------------------------------------------------------------------ environment
+@wp.func
+def _equirect(d: wp.vec3):
+    """``direction_to_equirect``: ``(u, v)`` in [0, 1) of a direction."""
+    nd = d / wp.max(wp.length(d), 1.0e-12)
+    x = nd[0]
+    y = nd[1]
+    z = nd[2]
+    ax = float(0.0)
+    az = float(1.0)
+    if x * x + z * z > 1.0e-12:
+        ax = x
+        az = -z
+    u = wp.atan2(ax, az) / (2.0 * wp.pi)
+    u = u - wp.floor(u)
+    v = wp.acos(wp.clamp(y, -1.0 + 1.0e-7, 1.0 - 1.0e-7)) / wp.pi
+    return u, v
+
+
+@wp.func
+def _env_texel(row: int, col: int, H: int, W: int, texels: wp.array(dtype=wp.vec3)):
+    """Texel of the map padded by one wrapped column on each side (``envmap_lookup``); 0 outside."""
+    out = wp.vec3(0.0, 0.0, 0.0)
+    if row >= 0 and row < H and col >= 0 and col < W + 2:
+        c = col - 1
+        if col == 0:
+            c = W - 1
+        if col == W + 1:
+            c = 0
+        out = texels[row * W + c]
+    return out
+
+
+@wp.func
+def env_lookup_wp(d: wp.vec3, H: int, W: int, texels: wp.array(dtype=wp.vec3)):
+    """``envmap_lookup``: bilinear (``grid_sample``, border padding, ``align_corners=False``) on the padded map."""
+    u, v = _equirect(d)
+    gx = (u * float(W) + 1.0) / float(W + 2) * 2.0 - 1.0
+    gy = v * 2.0 - 1.0
+    ix = wp.clamp(((gx + 1.0) * float(W + 2) - 1.0) / 2.0, 0.0, float(W + 1))
+    iy = wp.clamp(((gy + 1.0) * float(H) - 1.0) / 2.0, 0.0, float(H - 1))
+    x0 = wp.floor(ix)
+    y0 = wp.floor(iy)
+    x1 = x0 + 1.0
+    y1 = y0 + 1.0
+    c0 = int(x0)
+    r0 = int(y0)
+    nw = (x1 - ix) * (y1 - iy)
+    ne = (ix - x0) * (y1 - iy)
+    sw = (x1 - ix) * (iy - y0)
+    se = (ix - x0) * (iy - y0)
+    return (_env_texel(r0, c0, H, W, texels) * nw + _env_texel(r0, c0 + 1, H, W, texels) * ne
+            + _env_texel(r0 + 1, c0, H, W, texels) * sw + _env_texel(r0 + 1, c0 + 1, H, W, texels) * se)
+
+
+@wp.func
+def env_pdf_wp(d: wp.vec3, H: int, W: int, pmf: wp.array(dtype=float)):
+    """``_env_pdf``: the texel's probability over the Jacobian ``2 pi^2 sin(theta)``."""
+    u, v = _equirect(d)
+    i = wp.clamp(int(v * float(H)), 0, H - 1)
+    j = wp.clamp(int(u * float(W)), 0, W - 1)
+    sin_theta = wp.sqrt(wp.max(1.0 - d[1] * d[1], 1.0e-24))
+    return pmf[i * W + j] * float(H * W) / (19.739208802178716 * sin_theta)
+
+
+@wp.func
+def _search_right(cdf: wp.array(dtype=float), start: int, count: int, x: float):
+    """``searchsorted(cdf[start:start + count], x, right=True)``: how many entries are <= x."""
+    lo = int(0)
+    hi = count
+    while lo < hi:
+        mid = (lo + hi) / 2
+        if cdf[start + mid] <= x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@wp.func
+def env_sample_wp(H: int, W: int, texels: wp.array(dtype=wp.vec3), pmf: wp.array(dtype=float),
+                  row_cdf: wp.array(dtype=float), cond_cdf: wp.array(dtype=float), u0: float, u1: float):
+    """``envmap_sample_direct``: ``(wi, weight [3], pdf)``."""
+    one = 1.0 - 1.1920928955078125e-07
+    i = wp.min(_search_right(row_cdf, 0, H, u0), H - 1)
+    lo = float(0.0)
+    if i > 0:
+        lo = row_cdf[i - 1]
+    fv = wp.clamp((u0 - lo) / wp.max(row_cdf[i] - lo, 0.0), 0.0, one)
+    j = wp.min(_search_right(cond_cdf, i * W, W, u1), W - 1)
+    lo = float(0.0)
+    if j > 0:
+        lo = cond_cdf[i * W + j - 1]
+    fu = wp.clamp((u1 - lo) / wp.max(cond_cdf[i * W + j] - lo, 0.0), 0.0, one)
+    theta = wp.pi * (float(i) + fv) / float(H)
+    phi = 2.0 * wp.pi * (float(j) + fu) / float(W)
+    st = wp.sin(theta)
+    wi = wp.vec3(wp.sin(phi) * st, wp.cos(theta), -wp.cos(phi) * st)
+    pdf = env_pdf_wp(wi, H, W, pmf)
+    weight = wp.vec3(0.0, 0.0, 0.0)
+    if pdf > 0.0:
+        weight = env_lookup_wp(wi, H, W, texels) / pdf
+    return wi, weight, pdf
+
+
+# ------------------------------------------------------------------------------------------------ the kernel
+@wp.kernel
+def trace_paths(offset: int, end: int, mesh: wp.uint64, verts: wp.array(dtype=wp.vec3),
+                faces: wp.array(dtype=wp.int32), normals: wp.array(dtype=wp.vec3), has_normals: int,
+                face_part: wp.array(dtype=wp.int32),
+                part_base: wp.array(dtype=wp.vec3), part_metallic: wp.array(dtype=float),
+                part_roughness: wp.array(dtype=float), part_ior: wp.array(dtype=float),
+                part_emission: wp.array(dtype=wp.vec3), part_double: wp.array(dtype=wp.int32),
+                part_emitter: wp.array(dtype=wp.int32),
+                uvs: wp.array(dtype=wp.vec2), uv_faces: wp.array(dtype=wp.int32),
+                part_texture: wp.array(dtype=wp.int32),
+                part_mr_texture: wp.array(dtype=wp.int32), part_emissive_texture: wp.array(dtype=wp.int32),
+                tex_offset: wp.array(dtype=wp.int32), tex_width: wp.array(dtype=wp.int32),
+                tex_height: wp.array(dtype=wp.int32), tex_wrap: wp.array(dtype=wp.int32),
+                texels: wp.array(dtype=wp.vec3),
+                num_lights: int, light_type: wp.array(dtype=wp.int32), light_pos: wp.array(dtype=wp.vec3),
+                light_dir: wp.array(dtype=wp.vec3), light_value: wp.array(dtype=wp.vec3),
+                light_cos_outer: wp.array(dtype=float), light_scale: wp.array(dtype=float),
+                light_range: wp.array(dtype=float), light_start: wp.array(dtype=wp.int32),
+                light_count: wp.array(dtype=wp.int32), light_two_sided: wp.array(dtype=wp.int32),
+                tri_v0: wp.array(dtype=wp.vec3), tri_v1: wp.array(dtype=wp.vec3), tri_v2: wp.array(dtype=wp.vec3),
+                tri_le: wp.array(dtype=wp.vec3),
+                env_on: int, env_h: int, env_w: int, env_texels: wp.array(dtype=wp.vec3),
+                env_pmf: wp.array(dtype=float), env_row_cdf: wp.array(dtype=float), env_cond_cdf: wp.array(dtype=float),
+                origins: wp.array(dtype=wp.vec3), directions: wp.array(dtype=wp.vec3),
+                seed_lo: wp.uint32, seed_hi: wp.uint32, depth_limit: int, rr_depth: int, hide_emitters: int,
+                out_radiance: wp.array(dtype=wp.vec3), out_hit: wp.array(dtype=wp.bool)):
+    """Radiance of ray ``offset + tid`` (see the module docstring); ``out_hit``: its first ray hit a surface."""
+    i = offset + wp.tid()
+    key = ray_key_wp(seed_lo, seed_hi, wp.uint32(i))
+    o = origins[i]
+    d = directions[i]
+    beta = wp.vec3(1.0, 1.0, 1.0)
+    radiance = wp.vec3(0.0, 0.0, 0.0)
+    prev_pdf = float(0.0)
+    prev_x = o
+    out_hit[i] = False
+    totals = vec_cached()  # Omega of the first CACHED lights at prev_x (their next-event estimation's)
+    for depth in range(depth_limit):
+        if not (wp.dot(d, d) > 0.0):
+            break
+        q = wp.mesh_query_ray(mesh, o, d, wp.inf)
+        if not q.result:
+            if env_on != 0:  # the ray leaves the scene and sees the environment (MIS against its sampling)
+                w_env = float(1.0)
+                if depth == 0:
+                    if hide_emitters != 0:
+                        w_env = 0.0
+                elif not (prev_pdf < 0.0):
+                    w_env = power_heuristic_wp(prev_pdf, env_pdf_wp(_unit(d), env_h, env_w, env_pmf))
+                radiance = radiance + _cw_mul(beta, env_lookup_wp(d, env_h, env_w, env_texels)) * w_env
+            break
+        face = q.face
+        if depth == 0:
+            out_hit[i] = True
+        # the surface, recomputed from the vertices (surface_at / intersect_faces)
+        c0 = faces[3 * face]
+        c1 = faces[3 * face + 1]
+        c2 = faces[3 * face + 2]
+        v0 = verts[c0]
+        v1 = verts[c1]
+        v2 = verts[c2]
+        e1 = v1 - v0
+        e2 = v2 - v0
+        s = o - v0
+        p = wp.cross(d, e2)
+        qq = wp.cross(s, e1)
+        det = wp.dot(e1, p)
+        b0 = float(0.0)  # a BVH hit the re-intersection calls parallel: zero weights, as intersect_faces
+        b1 = float(0.0)
+        b2 = float(0.0)
+        if det != 0.0:
+            inv = 1.0 / det
+            b1 = wp.dot(s, p) * inv
+            b2 = wp.dot(d, qq) * inv
+            b0 = 1.0 - b1 - b2
+        x = b0 * v0 + b1 * v1 + b2 * v2
+        ng = wp.cross(e1, e2)
+        ng = ng / wp.max(wp.length(ng), 1.0e-30)
+        n = ng
+        if has_normals != 0:
+            n = b0 * normals[c0] + b1 * normals[c1] + b2 * normals[c2]
+            n = n / wp.max(wp.length(n), 1.0e-30)
+        wo = -d / wp.length(d)
+        part = face_part[face]
+        back = wp.dot(ng, wo) < 0.0
+        double = part_double[part] != 0
+        if back and double:
+            ng = -ng
+            n = -n
+        base = part_base[part]
+        tex = part_texture[part]
+        tex_mr = part_mr_texture[part]
+        tex_em = part_emissive_texture[part]
+        uv = wp.vec2(0.0, 0.0)
+        if tex >= 0 or tex_mr >= 0 or tex_em >= 0:
+            uv = b0 * uvs[uv_faces[3 * face]] + b1 * uvs[uv_faces[3 * face + 1]] + b2 * uvs[uv_faces[3 * face + 2]]
+        if tex >= 0:
+            rgb = texture_wp(tex, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 1)
+            base = wp.vec3(wp.clamp(base[0] * rgb[0], 0.0, 1.0), wp.clamp(base[1] * rgb[1], 0.0, 1.0),
+                           wp.clamp(base[2] * rgb[2], 0.0, 1.0))
+        metallic = part_metallic[part]
+        roughness = part_roughness[part]
+        if tex_mr >= 0:  # linear: G roughness, B metallic, times the (unclamped) factors, then clamped
+            mr = texture_wp(tex_mr, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 0)
+            roughness = wp.clamp(roughness * mr[1], 0.0, 1.0)
+            metallic = wp.clamp(metallic * mr[2], 0.0, 1.0)
+        ior = part_ior[part]
+        emission = part_emission[part]
+        if tex_em >= 0:
+            emission = _cw_mul(emission, texture_wp(tex_em, uv, tex_offset, tex_width, tex_height, tex_wrap, texels,
+                                                    1))
+        if back and not double:
+            emission = wp.vec3(0.0, 0.0, 0.0)
+        # emission seen by the previous bounce, MIS-weighted for area lights
+        weight_e = float(1.0)
+        emitter = part_emitter[part]
+        if depth > 0 and emitter >= 0:
+            if prev_pdf < 0.0:
+                weight_e = 1.0
+            else:
+                known = float(-1.0)
+                if emitter < CACHED:
+                    known = totals[emitter]
+                pdf_light = area_pdf_wp(prev_x, d, light_start[emitter], light_count[emitter],
+                                        light_two_sided[emitter], tri_v0, tri_v1, tri_v2, known)
+                weight_e = power_heuristic_wp(prev_pdf, pdf_light)
+        if hide_emitters != 0 and depth == 0:
+            weight_e = 0.0
+        term = _cw_mul(beta, emission) * weight_e
+        if depth + 1 < depth_limit:
+            nee = wp.vec3(0.0, 0.0, 0.0)
+            for j in range(num_lights):
+                u0 = uniform_counter_wp(key, depth, 4 + 2 * j)
+                u1 = uniform_counter_wp(key, depth, 5 + 2 * j)
+                kind = light_type[j]
+                wi = wp.vec3(0.0, 0.0, 1.0)
+                dist = float(wp.inf)
+                lw = wp.vec3(0.0, 0.0, 0.0)
+                lpdf = float(1.0)
+                is_delta = kind != LIGHT_AREA and kind != LIGHT_ENVIRONMENT
+                if kind == LIGHT_DIRECTIONAL:
+                    wi = light_dir[j]
+                    lw = light_value[j]
+                elif kind == LIGHT_ENVIRONMENT:
+                    wi, lw, lpdf = env_sample_wp(env_h, env_w, env_texels, env_pmf, env_row_cdf, env_cond_cdf, u0, u1)
+                elif kind == LIGHT_AREA:
+                    omega = float(0.0)
+                    wi, dist, lw, lpdf, omega = area_sample_wp(x, light_start[j], light_count[j],
+                                                               light_two_sided[j], tri_v0, tri_v1, tri_v2, tri_le,
+                                                               u0, u1)
+                    if j < CACHED:
+                        totals[j] = omega
+                else:
+                    v = light_pos[j] - x
+                    dist = wp.sqrt(wp.max(wp.dot(v, v), 1.0e-8))
+                    wi = v / dist
+                    fall = 1.0 / (dist * dist)
+                    rng = light_range[j]
+                    if rng > 0.0:
+                        r = dist / rng
+                        fall = wp.clamp(1.0 - r * r * r * r, 0.0, 1.0) * fall
+                    if kind == LIGHT_SPOT:
+                        cd = -wp.dot(wi, light_dir[j])
+                        a = wp.clamp(cd * light_scale[j] - light_cos_outer[j] * light_scale[j], 0.0, 1.0)
+                        fall = a * a * fall
+                    lw = light_value[j] * fall
+                cos = wp.dot(n, wi)
+                if lpdf > 0.0 and wp.dot(ng, wi) * cos > 0.0:
+                    f, bpdf = bsdf_eval_pdf_wp(n, wi, wo, base, roughness, metallic, ior)
+                    w = float(1.0)
+                    if not is_delta:
+                        w = power_heuristic_wp(lpdf, bpdf)
+                    t_max = float(wp.inf)
+                    if dist < wp.inf and dist > -wp.inf:
+                        t_max = dist * 0.9999
+                    contribution = _cw_mul(f * wp.abs(cos), lw) * w
+                    # a shadow ray only where it matters (a zero term adds zero whatever it says)
+                    if contribution[0] != 0.0 or contribution[1] != 0.0 or contribution[2] != 0.0:
+                        blocked = False
+                        if t_max > 0.0:
+                            blocked = wp.mesh_query_ray_anyhit(mesh, offset_origin_wp(x, ng, wi), wi, t_max)
+                        if not blocked:
+                            nee = nee + contribution
+            term = term + _cw_mul(beta, nee)
+        radiance = radiance + term
+        if depth + 1 >= depth_limit:
+            break
+        # the next ray: a BSDF sample, then Russian roulette
+        wi, weight, pdf = bsdf_sample_wp(n, wo, base, roughness, metallic, ior, uniform_counter_wp(key, depth, 0),
+                                         uniform_counter_wp(key, depth, 1), uniform_counter_wp(key, depth, 2))
+        ok = pdf > 0.0 and (weight[0] > 0.0 or weight[1] > 0.0 or weight[2] > 0.0)
+        new_beta = _cw_mul(beta, weight)
+        if depth + 1 >= rr_depth:
+            qr = wp.min(wp.max(wp.max(new_beta[0], new_beta[1]), new_beta[2]), 0.95)
+            if uniform_counter_wp(key, depth, 3) < qr:
+                new_beta = new_beta / qr
+            else:
+                ok = False
+        if not (ok and (new_beta[0] > 0.0 or new_beta[1] > 0.0 or new_beta[2] > 0.0)):
+            break
+        beta = new_beta
+        o = offset_origin_wp(x, ng, wi)
+        prev_x = x
+        prev_pdf = pdf
+        d = wi
+    out_radiance[i] = radiance

@@ -1,0 +1,146 @@
+"""Launch the fused path-tracing kernel (:mod:`.path_kernels`) on flat scene tables.
+
+:class:`PathTables` holds the scene as the kernel reads it (float32 / int32 tensors, one row per part, light
+or light triangle); :func:`trace_paths_tables` runs one thread per ray, split over the CPU cores
+(:func:`._runtime.launch_split`) or as one CUDA launch on PyTorch's current stream. Building the tables from a
+:class:`lumigrad.raytrace.TraceScene`, and deciding whether the kernel supports a scene, is
+:mod:`lumigrad.raytrace.fused`'s job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+import torch
+import warp as wp
+
+from . import path_kernels as pk
+from ._runtime import as_warp, launch_split
+from .bvh import TriangleBVH
+from .counter_rng import split_seed
+from ..threads import long_launch_threads
+
+__all__ = ["PathTables", "trace_paths_tables"]
+
+#: Rays per CPU thread below which a launch is not split.
+MIN_RAYS_PER_THREAD = 64
+#: Rays from which a launch takes every CPU, busy or not (a path costs microseconds: 16384 of them, tens of
+#: milliseconds, well beyond what a helper thread loses waiting for a core).
+LONG_LAUNCH_RAYS = 16384
+
+
+@dataclass
+class PathTables:
+    """The scene in the fused kernel's layout (all contiguous, on one device; float32 and int32).
+
+    Attributes:
+        faces: ``[3 F]`` corner indices; ``normals``: ``[V, 3]`` (``[1, 3]`` zeros when ``has_normals`` is 0).
+        face_part: ``[F]``; ``part_base`` ``[P, 3]``, ``part_metallic``, ``part_roughness``, ``part_ior``
+            ``[P]``, ``part_emission`` ``[P, 3]``, ``part_double`` ``[P]`` (1: double-sided),
+            ``part_emitter`` ``[P]`` (the index of the part's area light in the light table, -1: none).
+        uvs: ``[T, 2]`` texture coordinates; ``uv_faces``: ``[3 F]`` their corner indices; ``part_texture``
+            ``[P]``: the part's base colour texture (-1: none; ``part_base`` is then its factor, unclamped);
+            ``part_mr_texture``, ``part_emissive_texture`` ``[P]``: likewise (``part_metallic`` and
+            ``part_roughness`` unclamped where a metallic-roughness texture scales them);
+            ``tex_offset``, ``tex_width``, ``tex_height``, ``tex_wrap`` ``[K]`` (0 repeat, 1 clamp, 2 mirror):
+            texture ``k``'s rows ``tex_offset[k] + i W + j`` of ``texels`` ``[sum H W, 3]`` (its first three
+            channels as stored: sRGB-encoded for base colour and emission, linear for metallic-roughness).
+        light_type: ``[L]`` (:data:`.path_kernels.LIGHT_POINT` ...); ``light_pos``, ``light_dir`` ``[L, 3]``
+            (a spot's unit axis; for a directional light the unit direction *towards* it);
+            ``light_value`` ``[L, 3]`` (intensity or irradiance times colour); ``light_cos_outer``,
+            ``light_scale`` ``[L]`` (spot cone: ``cos(outer)`` and ``1 / max(cos(inner) - cos(outer), 1e-3)``);
+            ``light_range`` ``[L]`` (<= 0: none); ``light_start``, ``light_count``, ``light_two_sided``
+            ``[L]``: an area light's triangles in ``tri_*``.
+        tri_v0, tri_v1, tri_v2, tri_le: ``[T, 3]`` corners and radiance of every area-light triangle.
+        env_on: 1 when an environment map lights the scene (then also light ``LIGHT_ENVIRONMENT`` in the table);
+            ``env_h``, ``env_w``: its size; ``env_texels`` ``[H W, 3]`` its radiance; ``env_pmf``,
+            ``env_cond_cdf`` ``[H W]`` and ``env_row_cdf`` ``[H]``: its sampling table.
+    """
+
+    faces: torch.Tensor
+    normals: torch.Tensor
+    has_normals: int
+    face_part: torch.Tensor
+    part_base: torch.Tensor
+    part_metallic: torch.Tensor
+    part_roughness: torch.Tensor
+    part_ior: torch.Tensor
+    part_emission: torch.Tensor
+    part_double: torch.Tensor
+    part_emitter: torch.Tensor
+    uvs: torch.Tensor
+    uv_faces: torch.Tensor
+    part_texture: torch.Tensor
+    part_mr_texture: torch.Tensor
+    part_emissive_texture: torch.Tensor
+    tex_offset: torch.Tensor
+    tex_width: torch.Tensor
+    tex_height: torch.Tensor
+    tex_wrap: torch.Tensor
+    texels: torch.Tensor
+    light_type: torch.Tensor
+    light_pos: torch.Tensor
+    light_dir: torch.Tensor
+    light_value: torch.Tensor
+    light_cos_outer: torch.Tensor
+    light_scale: torch.Tensor
+    light_range: torch.Tensor
+    light_start: torch.Tensor
+    light_count: torch.Tensor
+    light_two_sided: torch.Tensor
+    tri_v0: torch.Tensor
+    tri_v1: torch.Tensor
+    tri_v2: torch.Tensor
+    tri_le: torch.Tensor
+    env_on: int
+    env_h: int
+    env_w: int
+    env_texels: torch.Tensor
+    env_pmf: torch.Tensor
+    env_row_cdf: torch.Tensor
+    env_cond_cdf: torch.Tensor
+
+
+def trace_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables, origins: torch.Tensor,
+                       directions: torch.Tensor, *, depth_limit: int, rr_depth: int, seed: int,
+                       hide_emitters: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Radiance ``[R, 3]`` float32 and "the ray hit a surface" ``[R]`` bool of rays ``origins, directions``.
+
+    Args:
+        bvh: the BVH of the scene's triangles (:func:`lumigrad.kernels.bvh.bvh_for`), with at least one face.
+        verts: ``[V, 3]`` float32 vertices (the BVH's); tables: :class:`PathTables` on the same device.
+        origins, directions: ``[R, 3]`` float32 rays (unit directions); row ``r`` draws its random numbers as
+            ray ``r`` (:mod:`.counter_rng`).
+        depth_limit: vertices per path (>= 1); rr_depth: first depth of Russian roulette; seed: the RNG seed;
+        hide_emitters: emitters seen by the camera rays are black.
+
+    **Differentiability:** none (a primal estimate; gradients come from the PyTorch replay).
+    """
+    device = verts.device
+    R = origins.shape[0]
+    radiance = torch.zeros(R, 3, dtype=torch.float32, device=device)
+    hit = torch.zeros(R, dtype=torch.bool, device=device)
+    if R == 0 or bvh.mesh_id is None:
+        return radiance, hit
+    lo, hi = split_seed(seed)
+    t = tables
+    v3 = wp.vec3
+    inputs = [bvh.mesh_id, as_warp(verts.contiguous(), v3), as_warp(t.faces), as_warp(t.normals, v3), t.has_normals,
+              as_warp(t.face_part), as_warp(t.part_base, v3), as_warp(t.part_metallic), as_warp(t.part_roughness),
+              as_warp(t.part_ior), as_warp(t.part_emission, v3), as_warp(t.part_double), as_warp(t.part_emitter),
+              as_warp(t.uvs, wp.vec2), as_warp(t.uv_faces), as_warp(t.part_texture),
+              as_warp(t.part_mr_texture), as_warp(t.part_emissive_texture), as_warp(t.tex_offset),
+              as_warp(t.tex_width), as_warp(t.tex_height), as_warp(t.tex_wrap), as_warp(t.texels, v3),
+              int(t.light_type.shape[0]), as_warp(t.light_type), as_warp(t.light_pos, v3), as_warp(t.light_dir, v3),
+              as_warp(t.light_value, v3), as_warp(t.light_cos_outer), as_warp(t.light_scale),
+              as_warp(t.light_range), as_warp(t.light_start), as_warp(t.light_count), as_warp(t.light_two_sided),
+              as_warp(t.tri_v0, v3), as_warp(t.tri_v1, v3), as_warp(t.tri_v2, v3), as_warp(t.tri_le, v3),
+              int(t.env_on), int(t.env_h), int(t.env_w), as_warp(t.env_texels, v3), as_warp(t.env_pmf),
+              as_warp(t.env_row_cdf), as_warp(t.env_cond_cdf),
+              as_warp(origins.contiguous(), v3), as_warp(directions.contiguous(), v3), wp.uint32(lo), wp.uint32(hi),
+              int(depth_limit), int(rr_depth), int(bool(hide_emitters)), as_warp(radiance, v3), as_warp(hit)]
+    # seconds of work per launch at image sizes: both cores, even beside busy processes (see long_launch_threads)
+    workers = long_launch_threads() if R >= LONG_LAUNCH_RAYS else None
+    launch_split(pk.trace_paths, R, inputs, device, min_chunk=MIN_RAYS_PER_THREAD, workers=workers)
+    return radiance, hit

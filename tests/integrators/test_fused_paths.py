@@ -1,0 +1,280 @@
+"""The fused path kernel against its PyTorch twin (``sample_paths``): the same rays and seed give the same
+per-ray radiance (float32), on scenes that exercise every light type, rough metal, smooth normals, base colour
+textures, roulette;
+scenes it does not support fall back to PyTorch; the integrator uses it by default and on request does not."""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+import lumigrad as lg
+from lumigrad.integrators.fused_paths import TRANSPORT_ENV, fused_unsupported, sample_paths_fused, use_fused
+from lumigrad.integrators.path import _camera_rays, _trace_scene
+from lumigrad.raytrace.transport import TraceScene, sample_paths
+from lumigrad.shading import Material
+
+F32 = torch.float32
+QUAD = torch.tensor([[0, 2, 1], [0, 3, 2]])
+#: Per-ray relative error (``|L_fused - L_torch| / max(|L_torch|, 1e-2 mean)``, max over channels) of a path
+#: both implementations trace alike: float32 rounding, accumulated over the bounces.
+RAY_RTOL = 1e-4
+#: The fraction of rays allowed to exceed it: paths where a float32 tie (a lobe choice at u ~ p_spec, a shadow
+#: ray grazing an edge, roulette at u ~ q, an area light's triangle pick) falls the other way.
+BRANCH_FRACTION = 0.01
+
+
+def _material(rgb, metallic=0.0, roughness=1.0, ior=1.0, emissive=None):
+    rgb = torch.as_tensor(rgb, dtype=F32)
+    kw = {} if emissive is None else {"emissive_factor": torch.as_tensor(emissive, dtype=F32)}
+    return Material(base_color_factor=torch.cat([rgb, torch.ones(1)]), metallic_factor=metallic,
+                    roughness_factor=roughness, ior=ior, **kw)
+
+
+def _quad(size, y, flip=False):
+    s = size
+    v = torch.tensor([[-s, y, -s], [s, y, -s], [s, y, s], [-s, y, s]], dtype=F32)
+    quad = QUAD.to(v.device)  # (the default device: CUDA in the CUDA test)
+    return v, (quad[:, [0, 2, 1]] if flip else quad)
+
+
+def _cornell():
+    walls = {
+        "floor": ([[-1, -1, -1], [-1, -1, 1], [1, -1, 1], [1, -1, -1]], (0.7, 0.7, 0.7)),
+        "ceiling": ([[-1, 1, -1], [1, 1, -1], [1, 1, 1], [-1, 1, 1]], (0.7, 0.7, 0.7)),
+        "back": ([[-1, -1, 1], [-1, 1, 1], [1, 1, 1], [1, -1, 1]], (0.7, 0.7, 0.7)),
+        "left": ([[-1, -1, -1], [-1, 1, -1], [-1, 1, 1], [-1, -1, 1]], (0.6, 0.1, 0.1)),
+        "right": ([[1, -1, -1], [1, -1, 1], [1, 1, 1], [1, 1, -1]], (0.1, 0.6, 0.1)),
+    }
+    quad = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    scene = lg.Scene()
+    for name, (verts, rgb) in walls.items():
+        scene.add_mesh(name, lg.SceneMesh(torch.tensor(verts, dtype=F32), quad, _material(rgb, ior=1.5,
+                                                                                         roughness=0.8),
+                                          double_sided=True))
+    lamp = torch.tensor([[-0.25, 0.99, -0.25], [0.25, 0.99, -0.25], [0.25, 0.99, 0.25], [-0.25, 0.99, 0.25]])
+    scene.add_light("lamp", lg.AreaLight(lamp, quad, torch.tensor([15.0, 15.0, 15.0])))
+    cam = lg.Camera.look_at([0.0, 0.0, -3.4], [0.0, 0.0, 0.0], fov_y=0.7, width=16, height=16)
+    return scene, cam
+
+
+def _punctual():
+    """A floor with a double-sided occluder card (light bounces between them), lit by a point, a spot and a
+    directional light."""
+    scene = lg.Scene()
+    v, f = _quad(2.0, 0.0)
+    scene.add_mesh("floor", lg.SceneMesh(v, f, _material((0.6, 0.5, 0.4), ior=1.5, roughness=0.6)))
+    v, f = _quad(0.3, 0.5)
+    scene.add_mesh("card", lg.SceneMesh(v, f, _material((0.2, 0.3, 0.8), ior=1.5, roughness=0.4), double_sided=True))
+    scene.add_light("point", lg.PointLight(torch.tensor([0.2, 1.2, 0.1]), torch.tensor(3.0),
+                                           torch.tensor([1.0, 0.9, 0.8])))
+    scene.add_light("spot", lg.SpotLight(torch.tensor([-0.8, 1.5, 0.3]), torch.tensor([0.4, -1.0, -0.1]),
+                                         torch.tensor(6.0), inner_angle=0.2, outer_angle=0.6, range=5.0))
+    scene.add_light("sun", lg.DirectionalLight(torch.tensor([0.3, -1.0, 0.2]), torch.tensor(0.8)))
+    cam = lg.Camera.look_at([0.0, 2.0, 2.0], [0.0, 0.0, 0.0], fov_y=0.9, width=16, height=16)
+    return scene, cam
+
+
+def _sphere(n_theta=8, n_phi=12, radius=0.5, centre=(0.0, 0.5, 0.0)):
+    rows = []
+    for i in range(1, n_theta):
+        th = math.pi * i / n_theta
+        rows += [[radius * math.sin(th) * math.cos(2 * math.pi * j / n_phi), radius * math.cos(th),
+                  radius * math.sin(th) * math.sin(2 * math.pi * j / n_phi)] for j in range(n_phi)]
+    verts = torch.tensor(rows + [[0, radius, 0], [0, -radius, 0]], dtype=F32) + torch.tensor(centre)
+    top, bottom = len(rows), len(rows) + 1
+    faces = []
+    for j in range(n_phi):
+        faces.append([top, (j + 1) % n_phi, j])
+        faces.append([bottom, (n_theta - 2) * n_phi + j, (n_theta - 2) * n_phi + (j + 1) % n_phi])
+    for i in range(n_theta - 2):
+        for j in range(n_phi):
+            a, b = i * n_phi + j, i * n_phi + (j + 1) % n_phi
+            faces += [[a, b, a + n_phi], [b, b + n_phi, a + n_phi]]
+    return verts, torch.tensor(faces)
+
+
+def _metal():
+    """A rough metal sphere (smooth normals) on a glossy floor, an area light and a point light."""
+    scene = lg.Scene()
+    v, f = _quad(2.0, 0.0)
+    scene.add_mesh("floor", lg.SceneMesh(v, f, _material((0.5, 0.5, 0.5), metallic=0.3, roughness=0.5, ior=1.5)))
+    v, f = _sphere()
+    scene.add_mesh("ball", lg.SceneMesh(v, f, _material((0.95, 0.7, 0.4), metallic=1.0, roughness=0.35)))
+    lamp, lf = _quad(0.4, 1.8, flip=True)  # facing down
+    scene.add_light("lamp", lg.AreaLight(lamp + torch.tensor([0.5, 0.0, 0.0]), lf, torch.tensor([6.0, 6.0, 5.0])))
+    scene.add_light("point", lg.PointLight(torch.tensor([-1.0, 1.0, 0.8]), torch.tensor(2.0)))
+    cam = lg.Camera.look_at([0.0, 1.2, 2.2], [0.0, 0.4, 0.0], fov_y=0.8, width=16, height=16)
+    return scene, cam
+
+
+def _mixed():
+    """A two-sided area light with per-face radiance, an emissive card (an ordinary emissive surface), a point
+    light with a range and a single-sided floor (black from below)."""
+    scene = lg.Scene()
+    v, f = _quad(2.0, 0.0)
+    scene.add_mesh("floor", lg.SceneMesh(v, f, _material((0.5, 0.6, 0.7), metallic=0.5, roughness=0.2, ior=1.5)))
+    v, f = _quad(0.3, 0.0)
+    card = v[:, [1, 0, 2]] + torch.tensor([0.8, 0.3, 0.0])  # upright, facing +z
+    scene.add_mesh("card", lg.SceneMesh(card, f, _material((0.1, 0.1, 0.1), emissive=(2.0, 1.0, 0.5))))
+    lamp, lf = _quad(0.3, 1.0)
+    scene.add_light("lamp", lg.AreaLight(lamp + torch.tensor([-0.5, 0.0, 0.0]), lf,
+                                         torch.tensor([[4.0, 4.0, 4.0], [1.0, 3.0, 6.0]]), two_sided=True))
+    scene.add_light("bulb", lg.PointLight(torch.tensor([0.5, 0.6, 0.5]), torch.tensor(1.5), range=1.5))
+    cam = lg.Camera.look_at([0.3, 1.5, 2.0], [0.0, 0.3, 0.0], fov_y=1.0, width=16, height=16)
+    return scene, cam
+
+
+def _textured():
+    """Base colour (3 and 4 channels), metallic-roughness and emissive textures, repeat and mirror wrap, uv
+    beyond [0, 1], under an area light."""
+    scene = lg.Scene()
+    g = torch.Generator().manual_seed(5)
+    v, f = _quad(2.0, 0.0)
+    uv = torch.tensor([[-0.5, -0.5], [2.5, -0.5], [2.5, 2.5], [-0.5, 2.5]])
+    floor = Material(base_color_factor=torch.tensor([1.0, 0.9, 0.8, 1.0]), metallic_factor=0.8,
+                     roughness_factor=0.9, ior=1.5, base_color_texture=torch.rand(6, 5, 3, generator=g),
+                     metallic_roughness_texture=torch.rand(3, 4, 3, generator=g))
+    scene.add_mesh("floor", lg.SceneMesh(v, f, floor, uv=uv))
+    v, f = _quad(0.4, 0.6)
+    card = Material(base_color_factor=torch.tensor([1.0, 0.95, 0.9, 1.0]), metallic_factor=0.2,
+                    roughness_factor=0.5, ior=1.5, base_color_texture=torch.rand(4, 7, 4, generator=g), wrap="mirror",
+                    emissive_factor=torch.tensor([0.5, 0.4, 0.3]), emissive_texture=torch.rand(5, 3, 3, generator=g))
+    scene.add_mesh("card", lg.SceneMesh(v, f, card, uv=uv * 0.7, double_sided=True))
+    lamp, lf = _quad(0.3, 1.6, flip=True)
+    scene.add_light("lamp", lg.AreaLight(lamp + torch.tensor([0.6, 0.0, 0.3]), lf, torch.tensor([8.0, 8.0, 8.0])))
+    scene.add_light("sun", lg.DirectionalLight(torch.tensor([0.2, -1.0, 0.3]), torch.tensor(0.5)))
+    cam = lg.Camera.look_at([0.0, 2.0, 2.0], [0.0, 0.0, 0.0], fov_y=0.9, width=16, height=16)
+    return scene, cam
+
+
+def _sky():
+    """An environment map (sampled by luminance, seen by escaping rays) over rough metal, with a point light."""
+    scene = lg.Scene()
+    g = torch.Generator().manual_seed(9)
+    v, f = _quad(1.0, 0.0)
+    scene.add_mesh("floor", lg.SceneMesh(v, f, _material((0.6, 0.6, 0.5), ior=1.5, roughness=0.6)))
+    v, f = _sphere()
+    scene.add_mesh("ball", lg.SceneMesh(v, f, _material((0.9, 0.8, 0.6), metallic=1.0, roughness=0.3)))
+    sky = torch.rand(8, 16, 3, generator=g) * 0.5
+    sky[1, 3] = torch.tensor([20.0, 18.0, 15.0])  # a bright spot: luminance sampling matters
+    scene.add_light("sky", lg.EnvironmentLight(sky))
+    scene.add_light("bulb", lg.PointLight(torch.tensor([-0.5, 1.2, 0.6]), torch.tensor(1.0)))
+    cam = lg.Camera.look_at([0.0, 1.0, 2.4], [0.0, 0.4, 0.0], fov_y=1.0, width=16, height=16)
+    return scene, cam
+
+
+SCENES = {"cornell": _cornell, "punctual": _punctual, "metal": _metal, "mixed": _mixed, "textured": _textured,
+          "sky": _sky}
+
+
+def _compare(scene, cam, *, spp=4, **settings):
+    ts = _trace_scene(scene)
+    assert fused_unsupported(ts) is None
+    o, d = _camera_rays(cam, spp, 3, F32)
+    hits_f, hits_t = [], []
+    fused = sample_paths_fused(ts, o, d, hits=hits_f, **settings)
+    torch_ = sample_paths(ts, o, d, hits=hits_t, **settings)
+    assert torch.equal(hits_f[0], hits_t[0])
+    scale = torch.clamp(torch_.abs().amax(-1), min=max(1e-2 * float(torch_.abs().mean()), 1e-12))
+    rel = (fused - torch_).abs().amax(-1) / scale
+    return fused, torch_, rel
+
+
+@pytest.mark.parametrize("name", sorted(SCENES))
+@pytest.mark.parametrize("max_depth, rr_depth", [(1, 5), (2, 5), (8, 3), (-1, 2)])
+def test_the_fused_kernel_traces_the_same_paths_as_the_pytorch_transport(name, max_depth, rr_depth):
+    scene, cam = SCENES[name]()
+    fused, torch_, rel = _compare(scene, cam, max_depth=max_depth, rr_depth=rr_depth, seed=12345)
+    if max_depth != 1 or name in ("cornell", "mixed", "sky"):  # (depth 1 shows emitters only: these have some)
+        assert float(torch_.mean()) > 0.01  # something to compare
+    assert float((rel > RAY_RTOL).float().mean()) <= BRANCH_FRACTION
+    # the image they estimate agrees far better than its noise
+    assert torch.allclose(fused.mean(0), torch_.mean(0), rtol=2e-3)
+
+
+def test_hidden_emitters_are_black_in_both():
+    scene, cam = _cornell()
+    fused, torch_, rel = _compare(scene, cam, max_depth=3, rr_depth=5, seed=7, hide_emitters=True)
+    assert float((rel > RAY_RTOL).float().mean()) <= BRANCH_FRACTION
+    shown, _, _ = _compare(scene, cam, max_depth=3, rr_depth=5, seed=7)
+    assert float(fused.sum()) < float(shown.sum())  # the lamp, seen directly, is gone
+
+
+def test_unsupported_scenes_fall_back_and_say_why():
+    scene, _ = _cornell()
+    ts = _trace_scene(scene)
+    assert fused_unsupported(ts) is None and use_fused(ts)
+    assert not use_fused(ts, requested=False)
+    scene64 = lg.Scene()
+    v, f = _quad(1.0, 0.0)
+    white64 = Material(base_color_factor=torch.ones(4, dtype=torch.float64))
+    scene64.add_mesh("floor", lg.SceneMesh(v.double(), f, white64))
+    scene64.add_light("sun", lg.DirectionalLight(torch.tensor([0.0, -1.0, 0.0], dtype=torch.float64)))
+    assert "float64" in fused_unsupported(_trace_scene(scene64))
+    textured = lg.Scene()
+    textured.add_mesh("floor", lg.SceneMesh(v, f, Material(metallic_roughness_texture=torch.full((2, 4, 4, 3), 0.5))))
+    textured.add_light("sun", lg.DirectionalLight(torch.tensor([0.0, -1.0, 0.0])))
+    assert "metallic_roughness_texture" in fused_unsupported(_trace_scene(textured))
+    glass = lg.Scene()
+    glass.add_mesh("floor", lg.SceneMesh(v, f, Material(transmission_factor=1.0, metallic_factor=0.0)))
+    glass.add_light("sun", lg.DirectionalLight(torch.tensor([0.0, -1.0, 0.0])))
+    assert "glass" in fused_unsupported(_trace_scene(glass))
+    sky = lg.Scene()
+    sky.add_mesh("floor", lg.SceneMesh(v, f, Material()))
+    sky.add_light("sky", lg.EnvironmentLight(torch.ones(4, 8, 1)))
+    assert "environment" in fused_unsupported(_trace_scene(sky))
+    # a TraceScene field the kernel does not know (participating media, say), once set, sends it to PyTorch
+    @dataclasses.dataclass
+    class WithMedia(TraceScene):
+        media: object = None
+
+    plain = _trace_scene(scene)
+    with_media = WithMedia(**{f.name: getattr(plain, f.name) for f in dataclasses.fields(plain)})
+    assert fused_unsupported(with_media) is None
+    with_media.media = object()
+    assert "'media'" in fused_unsupported(with_media)
+    with pytest.raises(ValueError, match="environment"):
+        o, d = _camera_rays(lg.Camera.look_at([0.0, 2.0, 0.01], [0.0, 0.0, 0.0], fov_y=0.6, width=4, height=4),
+                            1, 0, F32)
+        sample_paths_fused(_trace_scene(sky), o, d, max_depth=2, rr_depth=5, seed=0)
+
+
+def test_the_integrator_uses_the_kernel_by_default_and_pytorch_on_request(monkeypatch):
+    scene, cam = _punctual()
+    fused = lg.render(scene, cam, integrator="path", spp=2, seed=3).rgb
+    torch_ = lg.render(scene, cam, integrator=lg.integrators.PathIntegrator(use_fused_kernel=False), spp=2,
+                       seed=3).rgb
+    monkeypatch.setenv(TRANSPORT_ENV, "torch")
+    by_env = lg.render(scene, cam, integrator="path", spp=2, seed=3).rgb
+    assert torch.equal(by_env, torch_)
+    assert not torch.equal(fused, torch_)  # a different implementation ...
+    assert torch.allclose(fused, torch_, rtol=1e-3, atol=1e-4)  # ... of the same paths
+
+
+def test_gradients_replay_the_fused_primal():
+    """The adjoint's per-path radiance comes from the kernel: the reflectance gradient equals the one with
+    the PyTorch primal, up to the float32 differences of L."""
+    scene, cam = _cornell()
+    albedo = scene.meshes["back"].material.base_color_factor.requires_grad_(True)
+    grads = []
+    for use in (True, False):
+        integrator = lg.integrators.PathIntegrator(max_depth=4, use_fused_kernel=use, edge_samples=0)
+        img = lg.render(scene, cam, integrator=integrator, spp=2, seed=1).rgb
+        (g,) = torch.autograd.grad(img.mean(), albedo)
+        grads.append(g)
+    assert float(grads[0][:3].abs().min()) > 0
+    assert torch.allclose(grads[0], grads[1], rtol=1e-3, atol=1e-7)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ["cornell", "mixed"])
+def test_the_kernel_runs_on_cuda_as_its_twin(name):
+    """The same kernel on a CUDA device: the scene built there, the kernel against the PyTorch transport there."""
+    with torch.device("cuda"):
+        scene, cam = SCENES[name]()
+        fused, torch_, rel = _compare(scene, cam, max_depth=8, rr_depth=3, seed=12345)
+    assert fused.device.type == "cuda"
+    assert float(torch_.mean()) > 0.01
+    assert float((rel > RAY_RTOL).float().mean()) <= BRANCH_FRACTION
