@@ -278,3 +278,9 @@ def test_the_kernel_runs_on_cuda_as_its_twin(name):
     assert fused.device.type == "cuda"
     assert float(torch_.mean()) > 0.01
     assert float((rel > RAY_RTOL).float().mean()) <= BRANCH_FRACTION
+
+
+def test_the_kernel_bends_shading_normals_as_the_transport():
+    from lumigrad.kernels import path_kernels
+    from lumigrad.raytrace import transport
+    assert float(path_kernels.SHADING_NORMAL_MIN_COS) == transport.SHADING_NORMAL_MIN_COS

@@ -8,7 +8,7 @@ unless a branch (a lobe choice, a shadow ray grazing an edge, roulette) falls th
 
 What it supports (:mod:`lumigrad.integrators.fused_paths` decides, and falls back to PyTorch otherwise): opaque
 glTF metallic-roughness materials with constant factors and base colour, metallic-roughness and emissive
-textures (bilinear as ``lumigrad.texture`` at level 0, sRGB-decoded where glTF says), emissive surfaces,
+textures (bilinear as ``lumigrad.texture`` at level 0 of texels sRGB-decoded where glTF says), emissive surfaces,
 point, spot, directional and area lights (solid-angle sampling, MIS-weighted emission) and an equirectangular
 environment map (luminance sampling, seen by escaping rays, MIS-weighted). Each thread handles ray
 ``offset + wp.tid()`` (:func:`._runtime.launch_split`).
@@ -30,6 +30,8 @@ LIGHT_AREA = wp.constant(3)
 LIGHT_ENVIRONMENT = wp.constant(4)
 
 _ALPHA_MIN = wp.constant(1.0e-3)
+#: equals lumigrad.raytrace.transport.SHADING_NORMAL_MIN_COS (tests/integrators/test_fused_paths.py checks it)
+SHADING_NORMAL_MIN_COS = wp.constant(1.0e-2)
 _DOT_EPS = wp.constant(1.0e-6)
 _FLOOR = wp.constant(1.0e-30)
 #: Solid angles of the first ``CACHED`` triangles of an area light and the totals of the first ``CACHED`` lights
@@ -101,8 +103,8 @@ def _srgb_decode(e: float):
 def texture_wp(k: int, uv: wp.vec2, tex_offset: wp.array(dtype=wp.int32), tex_width: wp.array(dtype=wp.int32),
                tex_height: wp.array(dtype=wp.int32), tex_wrap: wp.array(dtype=wp.int32),
                texels: wp.array(dtype=wp.vec3), decode: int):
-    """Texture ``k``'s first three channels at ``uv``: bilinear (``lumigrad.texture``'s level-0 taps), then
-    sRGB-decoded when ``decode`` is 1 (base colour, emission; the metallic-roughness texture is linear)."""
+    """Texture ``k``'s first three channels at ``uv``: bilinear (``lumigrad.texture``'s level-0 taps) of the
+    texels, each sRGB-decoded first when ``decode`` is 1 (base colour, emission; metallic-roughness is linear)."""
     # texture k is "level" k of the per-texture tables (its rows start at tex_offset[k])
     idx, fx, fy, w, h = bilinear_taps(uv[0], uv[1], k, 0, tex_height, tex_width, tex_offset, tex_wrap[k])
     w00 = (1.0 - fx) * (1.0 - fy) * 1.0
@@ -111,10 +113,16 @@ def texture_wp(k: int, uv: wp.vec2, tex_offset: wp.array(dtype=wp.int32), tex_wi
     w11 = fx * fy * 1.0
     out = wp.vec3()
     for c in range(3):
-        t = w00 * texels[idx[0]][c] + w01 * texels[idx[1]][c] + w10 * texels[idx[2]][c] + w11 * texels[idx[3]][c]
-        if decode != 0:
-            t = _srgb_decode(t)
-        out[c] = t
+        t0 = texels[idx[0]][c]
+        t1 = texels[idx[1]][c]
+        t2 = texels[idx[2]][c]
+        t3 = texels[idx[3]][c]
+        if decode != 0:  # each texel decoded before filtering, as lumigrad's materials (and GPU sRGB textures)
+            t0 = _srgb_decode(t0)
+            t1 = _srgb_decode(t1)
+            t2 = _srgb_decode(t2)
+            t3 = _srgb_decode(t3)
+        out[c] = w00 * t0 + w01 * t1 + w10 * t2 + w11 * t3
     return out
 
 
@@ -584,6 +592,11 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, verts: wp.array(dtype=wp
         if back and double:
             ng = -ng
             n = -n
+        if has_normals != 0 and wp.dot(ng, wo) > 0.0:
+            # the transport's _facing_shading_normal: bend normals that turn from the viewer (silhouette rims)
+            lift = wp.max(SHADING_NORMAL_MIN_COS - wp.dot(n, wo), 0.0)
+            n = n + lift * wo
+            n = n / wp.max(wp.length(n), 1.0e-30)
         base = part_base[part]
         tex = part_texture[part]
         tex_mr = part_mr_texture[part]
