@@ -95,33 +95,40 @@ def _lit_ball(sigma_a, sigma_s, g, dtype=torch.float64) -> lg.Scene:
     return scene
 
 
+@pytest.mark.slow
 def test_medium_gradients_match_central_differences():
     """(d) ``d sum(image) / d (sigma_a, sigma_s, g)`` by path replay (the free-flight and phase weights'
-    ratios, sampling detached) against central differences (step 0.02) of the same estimator with the same
+    ratios, sampling detached) against central differences (step 0.05) of the same estimator with the same
     seed (float64 parameters). The two estimators differ per sample (the differences move the sampled
-    distances and directions, the replay differentiates the weights) and agree in expectation. Measured
-    (8 x 8, 256 spp, depth 12): replay (-303.6, -165.0, 187.7), differences (-317.9, -172.9, 178.0): within
-    5.5%; the bound is 12% of each."""
+    distances and directions, the replay differentiates the weights) and agree in expectation, so both are
+    averaged over four seeds. Measured (8 x 8, 256 spp, depth 12): replay (-310.0, -165.0, 185.2), differences
+    (-302.3, -153.3, 182.5): within 8%; per seed the differences scatter by about 10% (step 0.02: 20%), the
+    replay by 1-5%. The bound is 12% of each mean."""
     dtype = torch.float64
-    base = {"sigma_a": torch.tensor([0.3], dtype=dtype), "sigma_s": torch.tensor([1.0], dtype=dtype),
-            "g": torch.tensor(0.4, dtype=dtype)}
     cam = lg.Camera.look_at([0.0, 0.0, -3.0], [0.0, 0.0, 0.0], fov_y=0.4, width=8, height=8)
-    kw = dict(integrator="path", spp=256, max_depth=12, seed=3, seed_grad=3)
-    scene = _lit_ball(**base)
-    params = scene.trainable("meshes.ball.material.interior.*")
-    assert set(params) == {f"meshes.ball.material.interior.{k}" for k in ("sigma_a", "sigma_s", "g")}
-    lg.render(scene, cam, **kw).rgb.sum().backward()
-    for name in ("sigma_a", "sigma_s", "g"):
-        h = 0.02
-        sides = []
-        for s in (1.0, -1.0):
-            values = dict(base)
-            values[name] = base[name] + s * h
-            with torch.no_grad():
-                sides.append(lg.render(_lit_ball(**values), cam, **kw).rgb.sum().item())
-        fd = (sides[0] - sides[1]) / (2 * h)
-        replay = params[f"meshes.ball.material.interior.{name}"].grad.item()
-        assert abs(replay - fd) < 0.12 * abs(fd), (name, replay, fd)
+    names = ("sigma_a", "sigma_s", "g")
+    replay, fd = {n: 0.0 for n in names}, {n: 0.0 for n in names}
+    seeds = (0, 1, 2, 3)
+    for seed in seeds:
+        base = {"sigma_a": torch.tensor([0.3], dtype=dtype), "sigma_s": torch.tensor([1.0], dtype=dtype),
+                "g": torch.tensor(0.4, dtype=dtype)}
+        kw = dict(integrator="path", spp=256, max_depth=12, seed=seed, seed_grad=seed)
+        scene = _lit_ball(**base)
+        params = scene.trainable("meshes.ball.material.interior.*")
+        assert set(params) == {f"meshes.ball.material.interior.{k}" for k in names}
+        lg.render(scene, cam, **kw).rgb.sum().backward()
+        for name in names:
+            h = 0.05
+            sides = []
+            for s in (1.0, -1.0):
+                values = {k: v.detach().clone() for k, v in base.items()}
+                values[name] = values[name] + s * h
+                with torch.no_grad():
+                    sides.append(lg.render(_lit_ball(**values), cam, **kw).rgb.sum().item())
+            fd[name] += (sides[0] - sides[1]) / (2 * h) / len(seeds)
+            replay[name] += params[f"meshes.ball.material.interior.{name}"].grad.item() / len(seeds)
+    for name in names:
+        assert abs(replay[name] - fd[name]) < 0.12 * abs(fd[name]), (name, replay[name], fd[name])
 
 
 def test_scene_parameters_name_the_medium_and_validate_it():
