@@ -1,0 +1,7 @@
+"""Volume rendering: camera rays clipped to a box, packed ray samples (stratified, importance), compositing."""
+
+from .composite import VolumeRender, accumulate, composite, composite_ref, normals_from_density_gradient, render_weights
+from .packing import ray_offsets, segment_exclusive_cumsum
+
+__all__ = ["VolumeRender", "accumulate", "composite", "composite_ref", "normals_from_density_gradient",
+           "render_weights", "ray_offsets", "segment_exclusive_cumsum"]
