@@ -16,6 +16,8 @@ only) and ``b_i = v_trans_i``, and since ``w_i = T_i - T_{i+1}`` for alive sampl
     dL/dtau_j = [j alive] a_j T_{j+1} - sum_{i>j, alive} a_i w_i - sum_{i>j} b_i T_i.
 
 The two suffix sums are a first pass's totals minus running prefix sums (the reverse cumulative sum).
+Optical depth, totals and prefix sums accumulate in float64 whatever the array dtype: in float32 the
+difference ``total - prefix`` at the far end of a long ray would keep only ``1e-7 * total`` of accuracy.
 Then ``v_sigma_j = dL/dtau_j delta_j``, ``v_t_end_j = dL/dtau_j sigma_j + w_j v_depth / 2``,
 ``v_t_start_j = -dL/dtau_j sigma_j + w_j v_depth / 2`` and ``v_values[j] = w_j v_acc[r]``.
 """
@@ -44,16 +46,16 @@ def composite_forward(offset: int, end: int, sigmas: wp.array(dtype=Any), values
                       acc: wp.array2d(dtype=Any), opacity: wp.array(dtype=Any), depth: wp.array(dtype=Any),
                       weights: wp.array(dtype=Any), trans: wp.array(dtype=Any)):
     r = offset + wp.tid()
-    zero = eps * type(eps)(0.0)
+    zero = type(eps)(0.0)
     half = type(eps)(0.5)
-    tau_sum = zero
+    tau_sum = wp.float64(0.0)
     op = zero
     dep = zero
     for c in range(num_channels):
         acc[r, c] = zero
     first = ray_start[r]
     for i in range(first, first + ray_count[r]):
-        T = wp.exp(-tau_sum)
+        T = type(eps)(wp.exp(-tau_sum))
         tau = sigmas[i] * (t_ends[i] - t_starts[i])
         trans[i] = T
         w = zero
@@ -64,7 +66,7 @@ def composite_forward(offset: int, end: int, sigmas: wp.array(dtype=Any), values
             for c in range(num_channels):
                 acc[r, c] = acc[r, c] + w * values[i, c]
         weights[i] = w
-        tau_sum += tau
+        tau_sum += wp.float64(tau)
     opacity[r] = op
     depth[r] = dep
 
@@ -78,50 +80,51 @@ def composite_backward(offset: int, end: int, sigmas: wp.array(dtype=Any), value
                        v_sigmas: wp.array(dtype=Any), v_values: wp.array2d(dtype=Any),
                        v_t_starts: wp.array(dtype=Any), v_t_ends: wp.array(dtype=Any)):
     r = offset + wp.tid()
-    zero = eps * type(eps)(0.0)
+    zero = type(eps)(0.0)
     half = type(eps)(0.5)
+    zero64 = wp.float64(0.0)
     first = ray_start[r]
     last = first + ray_count[r]
     g_op = v_opacity[r]
     g_dep = v_depth[r]
     # Pass 1: the totals sum_i a_i w_i (alive) and sum_i b_i T_i.
-    tau_sum = zero
-    total_aw = zero
-    total_bt = zero
+    tau_sum = zero64
+    total_aw = zero64
+    total_bt = zero64
     for i in range(first, last):
-        T = wp.exp(-tau_sum)
+        T = type(eps)(wp.exp(-tau_sum))
         tau = sigmas[i] * (t_ends[i] - t_starts[i])
-        total_bt += v_trans[i] * T
+        total_bt += wp.float64(v_trans[i] * T)
         if T >= eps:
             a = v_weights[i] + g_op + g_dep * half * (t_starts[i] + t_ends[i])
             for c in range(num_channels):
                 a += v_acc[r, c] * values[i, c]
-            total_aw += a * T * _one_minus_exp_neg(tau)
-        tau_sum += tau
+            total_aw += wp.float64(a * T * _one_minus_exp_neg(tau))
+        tau_sum += wp.float64(tau)
     # Pass 2: suffix sums as totals minus inclusive prefix sums.
-    tau_sum = zero
-    pre_aw = zero
-    pre_bt = zero
+    tau_sum = zero64
+    pre_aw = zero64
+    pre_bt = zero64
     for i in range(first, last):
-        T = wp.exp(-tau_sum)
+        T = type(eps)(wp.exp(-tau_sum))
         delta = t_ends[i] - t_starts[i]
         tau = sigmas[i] * delta
-        pre_bt += v_trans[i] * T
-        g_tau = -(total_bt - pre_bt)
+        pre_bt += wp.float64(v_trans[i] * T)
+        g_tau = -type(eps)(total_bt - pre_bt)
         w = zero
         if T >= eps:
             a = v_weights[i] + g_op + g_dep * half * (t_starts[i] + t_ends[i])
             for c in range(num_channels):
                 a += v_acc[r, c] * values[i, c]
             w = T * _one_minus_exp_neg(tau)
-            pre_aw += a * w
-            g_tau += a * wp.exp(-(tau_sum + tau)) - (total_aw - pre_aw)
+            pre_aw += wp.float64(a * w)
+            g_tau += a * type(eps)(wp.exp(-(tau_sum + wp.float64(tau)))) - type(eps)(total_aw - pre_aw)
         for c in range(num_channels):
             v_values[i, c] = w * v_acc[r, c]
         v_sigmas[i] = g_tau * delta
         v_t_ends[i] = g_tau * sigmas[i] + half * w * g_dep
         v_t_starts[i] = -g_tau * sigmas[i] + half * w * g_dep
-        tau_sum += tau
+        tau_sum += wp.float64(tau)
 
 
 def _overload_all() -> None:
