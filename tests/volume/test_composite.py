@@ -257,3 +257,23 @@ def test_render_weights_and_accumulate_refuse_bad_input():
         render_weights(sigmas, starts, ends, ray_indices[:-1], R)
     with pytest.raises(ValueError, match="values must have one row per sample"):
         accumulate(values[:-1], sigmas, ray_indices, R)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_split_cpu_launches_give_identical_results(monkeypatch, workers):
+    """Rays are independent: cutting the launch into ranges over several threads changes no bit."""
+    from lumigrad.kernels import _runtime
+
+    counts = torch.randint(0, 40, (9000,), generator=torch.Generator().manual_seed(12))
+    sigmas, values, starts, ends, ray_indices, R = packed_case(counts, torch.float32, seed=13)
+    inputs = [x.clone().requires_grad_() for x in (sigmas, values, starts, ends)]
+    cot = [torch.randn(s, generator=torch.Generator().manual_seed(14)) for s in
+           [(R, 3), (R,), (R,), (ray_indices.shape[0],), (ray_indices.shape[0],)]]
+    monkeypatch.setattr(_runtime, "num_workers", lambda: 1)
+    one = run_kernel(*inputs, ray_indices, R, 1e-3)
+    g_one = grads(one, inputs, cot)
+    monkeypatch.setattr(_runtime, "num_workers", lambda: workers)
+    many = run_kernel(*inputs, ray_indices, R, 1e-3)
+    g_many = grads(many, inputs, cot)
+    for a, b in zip(one + g_one, many + g_many):
+        assert torch.equal(a, b)

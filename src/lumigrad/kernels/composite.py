@@ -66,7 +66,7 @@ def _view(t: torch.Tensor):
 
 
 def _inputs(sigmas, values, t_starts, t_ends, ray_start, ray_count, eps) -> list:
-    eps_value = wp.float64(eps) if sigmas.dtype == torch.float64 else wp.float32(eps)  # the arrays' scalar type
+    eps_value = wp.float64(eps)
     return [as_warp(sigmas), _view(values), int(values.shape[1]), as_warp(t_starts), as_warp(t_ends),
             as_warp(ray_start), as_warp(ray_count), eps_value]
 

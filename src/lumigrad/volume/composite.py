@@ -53,22 +53,21 @@ class VolumeRender:
 
 
 def _check_inputs(sigmas, values, t_starts, t_ends, ray_indices, num_rays, early_stop_eps) -> float:
-    check_tensor(sigmas, "sigmas", trailing=(None,), max_dims=1, floating=True, finite=True)
+    check_tensor(sigmas, "sigmas", trailing=(None,), max_dims=1, floating=True)
     dev = sigmas.device
     check_tensor(ray_indices, "ray_indices", trailing=(None,), max_dims=1, floating=False, device=dev)
     S = sigmas.shape[0]
     if ray_indices.shape[0] != S:
         raise ValueError(f"ray_indices must have one entry per sample ([S] = [{S}], like sigmas); "
                          f"got {tuple(ray_indices.shape)}")
-    if S and bool((sigmas < 0).any()):
-        raise ValueError(f"sigmas must be non-negative densities; got a minimum of {float(sigmas.min()):.4g} "
-                         "(map the field's raw output through softplus, ReLU or exp)")
-    check_packed(ray_indices, num_rays, t_starts, t_ends)
+    extra = [("sigmas", sigmas, True)]
     if values is not None:
-        check_tensor(values, "values", trailing=(None, None), max_dims=2, floating=True, finite=True, device=dev)
+        check_tensor(values, "values", trailing=(None, None), max_dims=2, floating=True, device=dev)
         if values.shape[0] != S:
             raise ValueError(f"values must have shape [S, C] with S = {S} (one row per sample); "
                              f"got {tuple(values.shape)}")
+        extra.append(("values", values, False))
+    check_packed(ray_indices, num_rays, t_starts, t_ends, extra=extra)
     return check_number(early_stop_eps, "early_stop_eps", lo=0.0, hi=1.0, hi_open=True)
 
 
