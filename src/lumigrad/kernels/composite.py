@@ -34,6 +34,7 @@ class _Composite(torch.autograd.Function):
                      min_chunk=_MIN_RAYS_PER_THREAD)
         ctx.save_for_backward(sigmas, values, t_starts, t_ends, ray_start, ray_count)
         ctx.eps = eps
+        ctx.set_materialize_grads(False)  # outputs without a cotangent arrive as None and cost nothing
         return acc, opacity, depth, weights, trans
 
     @staticmethod
@@ -42,18 +43,21 @@ class _Composite(torch.autograd.Function):
         if not any(ctx.needs_input_grad[:4]):
             return (None,) * 7
         R, S, C = ray_start.shape[0], sigmas.shape[0], values.shape[1]
-        like_r = lambda g, shape: sigmas.new_zeros(shape) if g is None else g.to(sigmas.dtype).contiguous()  # noqa: E731
-        v_acc, v_opacity, v_depth = like_r(v_acc, (R, C)), like_r(v_opacity, (R,)), like_r(v_depth, (R,))
-        v_weights, v_trans = like_r(v_weights, (S,)), like_r(v_trans, (S,))
-        v_sigmas = torch.empty_like(sigmas)
-        v_values = torch.empty_like(values)
-        v_t_starts = torch.empty_like(t_starts)
-        v_t_ends = torch.empty_like(t_ends)
-        args = _inputs(sigmas, values, t_starts, t_ends, ray_start, ray_count, ctx.eps)
-        args += [_view(v_acc), as_warp(v_opacity), as_warp(v_depth), as_warp(v_weights), as_warp(v_trans),
-                 as_warp(v_sigmas), _view(v_values), as_warp(v_t_starts), as_warp(v_t_ends)]
-        launch_split(ck.composite_backward, R, args, sigmas.device, min_chunk=_MIN_RAYS_PER_THREAD)
         need = ctx.needs_input_grad
+        zeros = lambda g, shape: sigmas.new_zeros(shape) if g is None else g.to(sigmas.dtype).contiguous()  # noqa: E731
+        optional = lambda g: sigmas.new_zeros(1) if g is None else g.to(sigmas.dtype).contiguous()  # noqa: E731
+        v_acc, v_opacity, v_depth = zeros(v_acc, (R, C)), zeros(v_opacity, (R,)), zeros(v_depth, (R,))
+        want_values, want_t = need[1], need[2] or need[3]
+        v_sigmas = torch.empty_like(sigmas)
+        v_values = torch.empty_like(values) if want_values else values.new_zeros(1, 1)
+        v_t_starts = torch.empty_like(t_starts) if want_t else t_starts.new_zeros(1)
+        v_t_ends = torch.empty_like(t_ends) if want_t else t_ends.new_zeros(1)
+        args = _inputs(sigmas, values, t_starts, t_ends, ray_start, ray_count, ctx.eps)
+        args += [_view(v_acc), as_warp(v_opacity), as_warp(v_depth), as_warp(optional(v_weights)),
+                 int(v_weights is not None), as_warp(optional(v_trans)), int(v_trans is not None),
+                 as_warp(v_sigmas), _view(v_values), int(want_values), as_warp(v_t_starts), as_warp(v_t_ends),
+                 int(want_t)]
+        launch_split(ck.composite_backward, R, args, sigmas.device, min_chunk=_MIN_RAYS_PER_THREAD)
         return (v_sigmas if need[0] else None, v_values if need[1] else None,
                 v_t_starts if need[2] else None, v_t_ends if need[3] else None, None, None, None)
 

@@ -19,6 +19,8 @@ The two suffix sums are a first pass's totals minus running prefix sums (the rev
 The arithmetic is float64 whatever the array dtype (one ``exp`` per sample and pass; transmittance is the
 running product of ``exp(-tau_i)``): in float32 the difference ``total - prefix`` at the far end of a long
 ray would keep only ``1e-7 * total`` of accuracy. Values are rounded to the array dtype when stored.
+Flags skip the cotangents that are absent (``v_weights``, ``v_trans``) and the gradients nobody needs
+(``v_values``, ``v_t_starts`` / ``v_t_ends``), whose arrays may then be one-element stand-ins.
 Then ``v_sigma_j = dL/dtau_j delta_j``, ``v_t_end_j = dL/dtau_j sigma_j + w_j v_depth / 2``,
 ``v_t_start_j = -dL/dtau_j sigma_j + w_j v_depth / 2`` and ``v_values[j] = w_j v_acc[r]``.
 """
@@ -42,9 +44,12 @@ def _alpha(tau: wp.float64, e: wp.float64):
 
 @wp.func
 def _cotangent(i: int, r: int, num_channels: int, values: wp.array2d(dtype=Any), v_acc: wp.array2d(dtype=Any),
-               v_weights: wp.array(dtype=Any), g_op: wp.float64, g_dep: wp.float64, mid: wp.float64):
+               v_weights: wp.array(dtype=Any), has_v_weights: int, g_op: wp.float64, g_dep: wp.float64,
+               mid: wp.float64):
     """``a_i``: the cotangent reaching weight ``w_i`` from every output."""
-    a = wp.float64(v_weights[i]) + g_op + g_dep * mid
+    a = g_op + g_dep * mid
+    if has_v_weights != 0:
+        a += wp.float64(v_weights[i])
     for c in range(num_channels):
         a += wp.float64(v_acc[r, c]) * wp.float64(values[i, c])
     return a
@@ -88,9 +93,10 @@ def composite_backward(offset: int, end: int, sigmas: wp.array(dtype=Any), value
                        num_channels: int, t_starts: wp.array(dtype=Any), t_ends: wp.array(dtype=Any),
                        ray_start: wp.array(dtype=wp.int32), ray_count: wp.array(dtype=wp.int32), eps: wp.float64,
                        v_acc: wp.array2d(dtype=Any), v_opacity: wp.array(dtype=Any), v_depth: wp.array(dtype=Any),
-                       v_weights: wp.array(dtype=Any), v_trans: wp.array(dtype=Any),
-                       v_sigmas: wp.array(dtype=Any), v_values: wp.array2d(dtype=Any),
-                       v_t_starts: wp.array(dtype=Any), v_t_ends: wp.array(dtype=Any)):
+                       v_weights: wp.array(dtype=Any), has_v_weights: int, v_trans: wp.array(dtype=Any),
+                       has_v_trans: int, v_sigmas: wp.array(dtype=Any), v_values: wp.array2d(dtype=Any),
+                       want_values: int, v_t_starts: wp.array(dtype=Any), v_t_ends: wp.array(dtype=Any),
+                       want_t: int):
     r = offset + wp.tid()
     zero = wp.float64(0.0)
     half = wp.float64(0.5)
@@ -107,9 +113,11 @@ def composite_backward(offset: int, end: int, sigmas: wp.array(dtype=Any), value
         t1 = wp.float64(t_ends[i])
         tau = wp.float64(sigmas[i]) * (t1 - t0)
         e = wp.exp(-tau)
-        total_bt += wp.float64(v_trans[i]) * T
+        if has_v_trans != 0:
+            total_bt += wp.float64(v_trans[i]) * T
         if T >= eps:
-            a = _cotangent(i, r, num_channels, values, v_acc, v_weights, g_op, g_dep, half * (t0 + t1))
+            a = _cotangent(i, r, num_channels, values, v_acc, v_weights, has_v_weights, g_op, g_dep,
+                           half * (t0 + t1))
             total_aw += a * T * _alpha(tau, e)
         T = T * e
     # Pass 2: suffix sums as totals minus inclusive prefix sums.
@@ -122,19 +130,23 @@ def composite_backward(offset: int, end: int, sigmas: wp.array(dtype=Any), value
         sigma = wp.float64(sigmas[i])
         tau = sigma * (t1 - t0)
         e = wp.exp(-tau)
-        pre_bt += wp.float64(v_trans[i]) * T
+        if has_v_trans != 0:
+            pre_bt += wp.float64(v_trans[i]) * T
         g_tau = -(total_bt - pre_bt)
         w = zero
         if T >= eps:
-            a = _cotangent(i, r, num_channels, values, v_acc, v_weights, g_op, g_dep, half * (t0 + t1))
+            a = _cotangent(i, r, num_channels, values, v_acc, v_weights, has_v_weights, g_op, g_dep,
+                           half * (t0 + t1))
             w = T * _alpha(tau, e)
             pre_aw += a * w
             g_tau += a * T * e - (total_aw - pre_aw)
-        for c in range(num_channels):
-            v_values[i, c] = type(v_values[i, c])(w * wp.float64(v_acc[r, c]))
+        if want_values != 0:
+            for c in range(num_channels):
+                v_values[i, c] = type(v_values[i, c])(w * wp.float64(v_acc[r, c]))
         v_sigmas[i] = type(v_sigmas[i])(g_tau * (t1 - t0))
-        v_t_ends[i] = type(v_t_ends[i])(g_tau * sigma + half * w * g_dep)
-        v_t_starts[i] = type(v_t_starts[i])(-g_tau * sigma + half * w * g_dep)
+        if want_t != 0:
+            v_t_ends[i] = type(v_t_ends[i])(g_tau * sigma + half * w * g_dep)
+            v_t_starts[i] = type(v_t_starts[i])(-g_tau * sigma + half * w * g_dep)
         T = T * e
 
 
@@ -144,7 +156,7 @@ def _overload_all() -> None:
         i32, f64 = wp.array(dtype=wp.int32), wp.float64
         wp.overload(composite_forward, [int, int, a1, a2, int, a1, a1, i32, i32, f64, a2, a1, a1, a1, a1])
         wp.overload(composite_backward, [int, int, a1, a2, int, a1, a1, i32, i32, f64,
-                                         a2, a1, a1, a1, a1, a1, a2, a1, a1])
+                                         a2, a1, a1, a1, int, a1, int, a1, a2, int, a1, a1, int])
 
 
 _overload_all()
