@@ -33,7 +33,7 @@ from lumigrad.app.benchmarking import cpu_model, format_table, median, peak_memo
 from lumigrad.volume import composite, composite_ref, stratified_samples
 
 COLUMNS = [("engine", "engine"), ("samples", "samples/ray"), ("fwd_ms", "forward ms"), ("train_ms", "fwd+bwd ms"),
-           ("mrays", "fwd+bwd Mrays/s"), ("msamples", "fwd+bwd Msamples/s"), ("mem", "fwd+bwd peak MiB"),
+           ("krays", "fwd+bwd krays/s"), ("msamples", "fwd+bwd Msamples/s"), ("mem", "fwd+bwd peak MiB"),
            ("bytes_ray", "peak bytes/ray")]
 
 
@@ -97,7 +97,7 @@ def main() -> None:
             t_train = median(time_call(train, args.repeats, sync=device))
             mem, exact = peak_memory(train, device)
             rows.append(dict(engine=engine, samples=n, fwd_ms=1e3 * t_fwd, train_ms=1e3 * t_train,
-                             mrays=args.rays / t_train / 1e6, msamples=args.rays * n / t_train / 1e6,
+                             krays=args.rays / t_train / 1e3, msamples=args.rays * n / t_train / 1e6,
                              mem=mem if exact else None, bytes_ray=int(mem * 2**20 / args.rays) if exact else None))
         del case
     threads = lg.threads.info() if hasattr(lg, "threads") else {}

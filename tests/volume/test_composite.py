@@ -132,6 +132,9 @@ def test_worked_example_ln2():
     torch.testing.assert_close(T, torch.tensor([1.0, 0.5]))
     acc = accumulate(torch.tensor([[1.0], [3.0]]), w, torch.tensor([0, 0]), 1)
     torch.testing.assert_close(acc, torch.tensor([[1.25]]))
+    # accumulate takes samples in any order
+    unsorted = accumulate(torch.tensor([[1.0], [3.0], [2.0]]), torch.tensor([0.5, 0.25, 1.0]), torch.tensor([1, 0, 1]), 3)
+    torch.testing.assert_close(unsorted, torch.tensor([[0.75], [2.5], [0.0]]))
 
 
 def test_single_opaque_sample_and_empty_volume():

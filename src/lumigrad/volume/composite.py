@@ -161,7 +161,7 @@ def accumulate(values: torch.Tensor, weights: torch.Tensor, ray_indices: torch.T
     Args:
         values: ``[S, C]`` (or ``[S]``, read as ``[S, 1]``) per-sample values: colour, ``t`` for depth, normals.
         weights: ``[S]`` compositing weights (:func:`render_weights`).
-        ray_indices: ``[S]`` int, the ray of each sample, in ``[0, num_rays)``.
+        ray_indices: ``[S]`` int, the ray of each sample, in ``[0, num_rays)`` (any order).
         num_rays: ``R``.
 
     Returns:
@@ -181,7 +181,11 @@ def accumulate(values: torch.Tensor, weights: torch.Tensor, ray_indices: torch.T
     check_tensor(ray_indices, "ray_indices", trailing=(None,), max_dims=1, floating=False, device=weights.device)
     if ray_indices.shape[0] != S:
         raise ValueError(f"ray_indices must have one entry per sample (S = {S}); got {tuple(ray_indices.shape)}")
-    check_packed(ray_indices, num_rays)
+    if isinstance(num_rays, bool) or not isinstance(num_rays, int) or num_rays < 0:
+        raise ValueError(f"num_rays must be a non-negative int; got {num_rays!r}")
+    if S and (int(ray_indices.min()) < 0 or int(ray_indices.max()) >= num_rays):
+        raise ValueError(f"ray_indices must lie in [0, num_rays) = [0, {num_rays}); got values in "
+                         f"[{int(ray_indices.min())}, {int(ray_indices.max())}]")
     dt = torch.promote_types(values.dtype, weights.dtype)
     return values.new_zeros(num_rays, values.shape[1], dtype=dt).index_add(
         0, ray_indices.long(), weights.to(dt)[:, None] * values.to(dt))
@@ -225,7 +229,9 @@ def composite(sigmas: torch.Tensor, rgbs: torch.Tensor, t_starts: torch.Tensor, 
         return_weights: also return the per-sample ``weights`` and ``transmittance``.
 
     Returns:
-        :class:`VolumeRender`.
+        :class:`VolumeRender`, in the dtype of ``sigmas`` (the other inputs are cast to it). The kernel
+        composites float32 and float64; float16 / bfloat16 inputs are composited in float32 and the results
+        rounded back; devices other than CPU and CUDA use :func:`composite_ref`.
 
     Example: a homogeneous slab of density ``sigma`` and length ``L`` cut into any samples gives
     ``opacity = 1 - exp(-sigma L)``; a single sample with ``sigma delta >> 1`` gives ``opacity ~ 1`` and its
