@@ -305,3 +305,24 @@ def test_partial_gradients_match_the_twin(inputs_needed, outputs_used):
     for a, b, k in zip(g_k, g_r, inputs_needed):
         b = torch.zeros_like(base[k]) if b is None else b  # e.g. opacity does not depend on the colours
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_all_opaque_volume_has_finite_gradients(dtype):
+    """Every sample opaque (sigma delta ~ 1e9): the first sample takes all the weight, the rest none, and the
+    gradients are finite (no 0 * inf from the vanished transmittance)."""
+    sigmas, values, starts, ends, ray_indices, R = packed_case([4, 1, 6], dtype, seed=17)
+    sigmas = torch.full_like(sigmas, 1e10).requires_grad_()
+    values = values.clone().requires_grad_()
+    out = composite(sigmas, values, starts, ends, ray_indices, R, return_weights=True)
+    offsets, _ = ray_offsets(ray_indices, R)
+    torch.testing.assert_close(out.opacity, torch.ones(R, 1, dtype=dtype))
+    torch.testing.assert_close(out.rgb, values.detach()[offsets])
+    first = torch.zeros(ray_indices.shape[0], dtype=torch.bool).index_fill(0, offsets, True)
+    assert float(out.weights.detach()[~first].abs().max()) == 0.0
+    loss = out.rgb.sum() + out.depth.sum() + out.weights.sum() + out.transmittance.sum()
+    g_sigma, g_values = torch.autograd.grad(loss, [sigmas, values])
+    assert bool(torch.isfinite(g_sigma).all()) and bool(torch.isfinite(g_values).all())
+    ref = composite_ref(sigmas.detach().double(), values.detach().double(), starts.double(), ends.double(),
+                        ray_indices, R)
+    torch.testing.assert_close(out.rgb.double(), ref[0], rtol=1e-6, atol=1e-6)
