@@ -212,3 +212,38 @@ def test_cull_terminated_keeps_what_the_image_needs():
     assert float((full.rgb - part.rgb).abs().max()) < 1e-4
     with pytest.raises(ValueError, match="early_stop_eps"):
         cull_terminated(s, sigmas, 0.0)
+
+
+@pytest.mark.parametrize("occupancy", [False, True])
+def test_importance_with_coarse_subdivides_the_coarse_intervals(occupancy):
+    """With include_coarse the result cuts the coarse intervals at every coarse and fine edge: same union of
+    intervals (total length per ray), every fine edge a boundary, and a density that is constant on each
+    coarse interval composites to exactly the coarse image."""
+    R = 40
+    near = torch.rand(R, dtype=torch.float64, generator=gen(30))
+    far = near + 1 + torch.rand(R, dtype=torch.float64, generator=gen(31))
+    coarse = stratified_samples(near, far, num_samples=12, generator=gen(32), hit=torch.arange(R) % 7 != 3)
+    if occupancy:  # gaps between the coarse intervals
+        coarse = coarse.select(torch.rand(coarse.num_samples, generator=gen(33)) < 0.6)
+    sigmas = torch.rand(coarse.num_samples, dtype=torch.float64, generator=gen(34)) * 4
+    weights, _ = render_weights(sigmas, coarse.t_starts, coarse.t_ends, coarse.ray_indices, R)
+    fine = importance_samples(coarse, weights, 16, generator=gen(35))
+    merged = importance_samples(coarse, weights, 16, generator=gen(35), include_coarse=True)
+    assert_packed(merged)
+    length = lambda s: torch.zeros(R, dtype=torch.float64).index_add(0, s.ray_indices, s.deltas())  # noqa: E731
+    torch.testing.assert_close(length(merged), length(coarse), rtol=1e-12, atol=1e-12)
+    bounds = torch.cat([merged.t_starts, merged.t_ends])
+    bound_rays = torch.cat([merged.ray_indices, merged.ray_indices])
+    for t, r in zip(torch.cat([fine.t_starts, fine.t_ends]).tolist(), torch.cat([fine.ray_indices] * 2).tolist()):
+        assert bool(((bounds == t) & (bound_rays == r)).any())
+    # each merged interval lies inside one coarse interval: give it that interval's density
+    mids, mr = merged.midpoints(), merged.ray_indices
+    owner = ((mids[:, None] > coarse.t_starts[None]) & (mids[:, None] < coarse.t_ends[None])
+             & (mr[:, None] == coarse.ray_indices[None]))
+    assert owner.sum(1).tolist() == [1] * merged.num_samples
+    sig_merged = sigmas[owner.double().argmax(1)]
+    a = composite(sigmas, torch.ones(coarse.num_samples, 1, dtype=torch.float64), coarse.t_starts, coarse.t_ends,
+                  coarse.ray_indices, R)
+    b = composite(sig_merged, torch.ones(merged.num_samples, 1, dtype=torch.float64), merged.t_starts,
+                  merged.t_ends, merged.ray_indices, R)
+    torch.testing.assert_close(b.opacity, a.opacity, rtol=1e-12, atol=1e-12)

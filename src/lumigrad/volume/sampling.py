@@ -227,7 +227,8 @@ def cull_terminated(samples: RaySamples, sigmas: torch.Tensor, early_stop_eps: f
 
 
 def importance_samples(coarse: RaySamples, weights: torch.Tensor, num_samples: int, *, jitter: bool = True,
-                       generator: Optional[torch.Generator] = None, padding: float = 1e-5) -> RaySamples:
+                       generator: Optional[torch.Generator] = None, padding: float = 1e-5,
+                       include_coarse: bool = False) -> RaySamples:
     """Draw ``num_samples`` intervals per ray where the coarse weights are (hierarchical / NeRF "fine" sampling).
 
     Per ray the coarse intervals get probabilities ``p_i = (w_i + padding) / sum_j (w_j + padding)``, piecewise
@@ -244,9 +245,13 @@ def importance_samples(coarse: RaySamples, weights: torch.Tensor, num_samples: i
         generator: random generator for the jitter.
         padding: added to every weight (``>= 0``) so that no interval has zero probability; where a ray's
             weights and padding are all 0 its intervals are taken as equally likely.
+        include_coarse: also cut at the coarse edges and keep only what lies inside coarse intervals (NeRF's
+            fine pass on the union of coarse and fine samples): the result then subdivides exactly the coarse
+            intervals, at every coarse and fine edge.
 
     Returns:
-        :class:`RaySamples` with ``num_samples`` intervals on every ray that had coarse samples.
+        :class:`RaySamples` with ``num_samples`` intervals on every ray that had coarse samples (with
+        ``include_coarse``: up to ``num_samples + 2 * coarse count`` intervals, zero-length ones dropped).
 
     Example: two coarse intervals ``[0, 1], [1, 2]`` with weights ``[0, 1]``, ``padding = 0``,
     ``jitter = False``: every edge lands in ``[1, 2]``, at ``1 + (k + 1/2) / (num_samples + 1)``.
@@ -287,6 +292,33 @@ def importance_samples(coarse: RaySamples, weights: torch.Tensor, num_samples: i
         frac = ((u - cdf_lo[idx]) / p[idx].clamp_min(1e-300)).clamp(0.0, 1.0)
         t0, t1 = coarse.t_starts.double()[idx], coarse.t_ends.double()[idx]
         edges = torch.cummax(t0 + frac * (t1 - t0), dim=1).values.to(dt)  # cummax: exactly sorted after rounding
+        if include_coarse:
+            return _merge_edges(coarse, edges, rays)
         counts = torch.zeros(R, dtype=torch.int64, device=dev).index_fill(0, rays, num_samples)
         ray_indices, _, offsets, counts = _pack(counts)
         return RaySamples(edges[:, :-1].reshape(-1), edges[:, 1:].reshape(-1), ray_indices, offsets, counts)
+
+
+def _merge_edges(coarse: RaySamples, edges: torch.Tensor, rays: torch.Tensor) -> RaySamples:
+    """Cut the coarse intervals at the extra ``edges [Rh, m]`` of rays ``rays [Rh]``: every coarse start / end
+    and extra edge of a ray, sorted by ``(ray, t)``; an interval between consecutive edges is kept where it
+    has positive length and lies inside a coarse interval. Coarse starts count +1 and ends -1, so the running
+    sum after an edge says whether the ray is inside a coarse interval there (each ray's markers sum to 0,
+    so one global cumulative sum serves every ray; at equal ``t`` ends sort before extra edges before starts)."""
+    S, m = coarse.num_samples, edges.shape[1]
+    ri = coarse.ray_indices
+    t = torch.cat([coarse.t_starts, coarse.t_ends, edges.reshape(-1)])
+    ray = torch.cat([ri, ri, rays.repeat_interleave(m)])
+    marker = torch.cat([torch.ones(S, dtype=torch.int64, device=t.device),
+                        -torch.ones(S, dtype=torch.int64, device=t.device),
+                        torch.zeros(edges.numel(), dtype=torch.int64, device=t.device)])
+    order = torch.sort(marker, stable=True).indices  # lexicographic (ray, t, marker) by stable sorts
+    order = order[torch.sort(t[order], stable=True).indices]
+    order = order[torch.sort(ray[order], stable=True).indices]
+    t, ray, marker = t[order], ray[order], marker[order]
+    inside = torch.cumsum(marker, 0) > 0
+    keep = (ray[1:] == ray[:-1]) & inside[:-1] & (t[1:] > t[:-1])
+    index = keep.nonzero()[:, 0]
+    ray_indices = ray.index_select(0, index)
+    offsets, counts = ray_offsets(ray_indices, coarse.num_rays)
+    return RaySamples(t.index_select(0, index), t.index_select(0, index + 1), ray_indices, offsets, counts)
