@@ -44,6 +44,8 @@ def test_pixel_subsets_of_a_batched_camera_match_all_pixels():
     sub = camera_rays(cam, pixels)
     torch.testing.assert_close(sub.origins, full.origins.reshape(-1, 3)[pixels])
     torch.testing.assert_close(sub.directions, full.directions.reshape(-1, 3)[pixels])
+    none = camera_rays(cam, torch.zeros(0, dtype=torch.int64))
+    assert none.origins.shape == (0, 3) and none.directions.shape == (0, 3)
 
 
 def test_rays_are_differentiable_in_the_pose():

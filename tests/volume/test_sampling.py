@@ -247,3 +247,20 @@ def test_importance_with_coarse_subdivides_the_coarse_intervals(occupancy):
     b = composite(sig_merged, torch.ones(merged.num_samples, 1, dtype=torch.float64), merged.t_starts,
                   merged.t_ends, merged.ray_indices, R)
     torch.testing.assert_close(b.opacity, a.opacity, rtol=1e-12, atol=1e-12)
+
+
+def test_no_rays_and_no_samples_flow_through():
+    """Zero rays, or rays that all missed: empty samples all the way, the background in the image."""
+    for R in (0, 3):
+        near, far = torch.zeros(R), torch.ones(R)
+        coarse = stratified_samples(near, far, num_samples=4, hit=torch.zeros(R, dtype=torch.bool))
+        assert coarse.num_samples == 0 and coarse.counts.tolist() == [0] * R
+        for include in (False, True):
+            fine = importance_samples(coarse, torch.zeros(0), 8, include_coarse=include)
+            assert fine.num_samples == 0 and fine.counts.tolist() == [0] * R
+        sig = torch.zeros(0, requires_grad=True)
+        out = composite(sig, torch.zeros(0, 3), coarse.t_starts, coarse.t_ends, coarse.ray_indices, R,
+                        background=torch.ones(3))
+        torch.testing.assert_close(out.rgb, torch.ones(R, 3))
+        (g,) = torch.autograd.grad(out.rgb.sum(), [sig], allow_unused=True)
+        assert g is None or g.shape == (0,)

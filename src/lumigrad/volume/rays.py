@@ -72,6 +72,9 @@ def camera_rays(camera: Camera, pixels: Optional[torch.Tensor] = None) -> Rays:
         raise ValueError(f"pixels must be flat indices in [0, {total}) (views x H x W = {views} x {H} x {W}); "
                          f"got values in [{int(pixels.min())}, {int(pixels.max())}]")
     pixels = pixels.long()
+    if pixels.numel() == 0:
+        empty = torch.zeros(0, 3, dtype=camera.dtype, device=camera.device)
+        return Rays(empty, empty.clone())
     view, pix = pixels // (H * W), pixels % (H * W)
     uv = torch.stack([(pix % W).to(camera.dtype) + 0.5, (pix // W).to(camera.dtype) + 0.5], -1)  # [N, 2]
     K = camera.K.expand(batch + (3, 3)).reshape(views, 3, 3).index_select(0, view)
