@@ -44,6 +44,9 @@ def test_pixel_subsets_of_a_batched_camera_match_all_pixels():
     sub = camera_rays(cam, pixels)
     torch.testing.assert_close(sub.origins, full.origins.reshape(-1, 3)[pixels])
     torch.testing.assert_close(sub.directions, full.directions.reshape(-1, 3)[pixels])
+    grid = lg.Camera(cam.K.reshape(1, 2, 3, 3), cam.world_to_cam.reshape(1, 2, 4, 4), 6, 4)  # batch (1, 2)
+    assert camera_rays(grid).origins.shape == (1, 2, 4, 6, 3)
+    torch.testing.assert_close(camera_rays(grid, pixels).directions, sub.directions)
     none = camera_rays(cam, torch.zeros(0, dtype=torch.int64))
     assert none.origins.shape == (0, 3) and none.directions.shape == (0, 3)
 
@@ -57,6 +60,16 @@ def test_rays_are_differentiable_in_the_pose():
         return rays.origins, rays.directions
 
     assert torch.autograd.gradcheck(through, (w2c,))
+    # a batch of views: pixels of both, out of order
+    other = camera_at((1.0, 0.5, -2.5), size=(5, 4)).world_to_cam
+    batch = torch.stack([cam0.world_to_cam, other]).clone().requires_grad_()
+    K = torch.stack([cam0.K, cam0.K])
+
+    def through_batch(w):
+        rays = camera_rays(lg.Camera(K, w, 5, 4), torch.tensor([27, 3, 20, 7, 39]))
+        return rays.origins, rays.directions
+
+    assert torch.autograd.gradcheck(through_batch, (batch,))
 
 
 def test_camera_rays_bad_input():

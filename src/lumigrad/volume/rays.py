@@ -77,17 +77,37 @@ def camera_rays(camera: Camera, pixels: Optional[torch.Tensor] = None) -> Rays:
         return Rays(empty, empty.clone())
     view, pix = pixels // (H * W), pixels % (H * W)
     uv = torch.stack([(pix % W).to(camera.dtype) + 0.5, (pix // W).to(camera.dtype) + 0.5], -1)  # [N, 2]
-    K = camera.K.expand(batch + (3, 3)).reshape(views, 3, 3).index_select(0, view)
+    if not batch:
+        o_c, d_c = camera.ray_origins_directions(uv)
+        return _to_world(camera, o_c, d_c, 1)
+    # one call per view present (pixels sorted by view, then put back in their order)
+    flat = camera if len(batch) == 1 else _flattened(camera, views)
+    order = torch.sort(view, stable=True).indices
+    present, sizes = torch.unique_consecutive(view[order], return_counts=True)
+    parts_o, parts_d, begin = [], [], 0
+    for v, n in zip(present.tolist(), sizes.tolist()):
+        one = flat[v]
+        o_c, d_c = one.ray_origins_directions(uv[order[begin:begin + n]])
+        rays = _to_world(one, o_c, d_c, 1)
+        parts_o.append(rays.origins)
+        parts_d.append(rays.directions)
+        begin += n
+    inverse = torch.empty_like(order).index_copy_(0, order, torch.arange(order.shape[0], device=order.device))
+    return Rays(torch.cat(parts_o).index_select(0, inverse), torch.cat(parts_d).index_select(0, inverse))
+
+
+def _flattened(camera: Camera, views: int) -> Camera:
+    """``camera`` with its batch dims flattened to one (``views`` cameras)."""
+    batch = tuple(camera.batch_shape)
+    K = camera.K.expand(batch + (3, 3)).reshape(views, 3, 3)
     w2c = camera.world_to_cam.expand(batch + camera.world_to_cam.shape[-2:]).reshape(
-        (views,) + camera.world_to_cam.shape[-2:]).index_select(0, view)
+        (views,) + camera.world_to_cam.shape[-2:])
     dist = None
     if camera.distortion is not None:
         n = camera.distortion.shape[-1]
-        dist = camera.distortion.expand(batch + (n,)).reshape(views, n).index_select(0, view)
-    per_ray = Camera(K, w2c, W, H, camera.near, camera.far, dist, camera.distortion_model,
-                     projection=camera.projection)  # a batch of one view per ray: uv [N, 2] is [*batch, 2]
-    o_c, d_c = per_ray.ray_origins_directions(uv)
-    return _to_world(per_ray, o_c, d_c, 0)
+        dist = camera.distortion.expand(batch + (n,)).reshape(views, n)
+    return Camera(K, w2c, camera.width, camera.height, camera.near, camera.far, dist, camera.distortion_model,
+                  projection=camera.projection)
 
 
 def ray_aabb(origins: torch.Tensor, directions: torch.Tensor, aabb: torch.Tensor, near: float = 0.0):
