@@ -119,7 +119,8 @@ def test_homogeneous_slab_opacity_and_depth():
     expected = 1 - math.exp(-sigma * L)
     torch.testing.assert_close(out.opacity, torch.full((3, 1), expected, dtype=torch.float64), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(out.rgb, torch.full((3, 3), expected, dtype=torch.float64), rtol=1e-12, atol=1e-12)
-    # Midpoint depth of each interval is a quadrature of the exact mean t0 + 1/sigma - L e^{-sigma L} / (1 - e^{-sigma L})
+    # the midpoint depths are a quadrature of the exact mean depth
+    # t0 + 1/sigma - L e^{-sigma L} / (1 - e^{-sigma L})
     exact = t0 + 1 / sigma - L * math.exp(-sigma * L) / expected
     assert abs(float(out.depth[0]) - exact) < 5e-3
 
@@ -133,7 +134,8 @@ def test_worked_example_ln2():
     acc = accumulate(torch.tensor([[1.0], [3.0]]), w, torch.tensor([0, 0]), 1)
     torch.testing.assert_close(acc, torch.tensor([[1.25]]))
     # accumulate takes samples in any order
-    unsorted = accumulate(torch.tensor([[1.0], [3.0], [2.0]]), torch.tensor([0.5, 0.25, 1.0]), torch.tensor([1, 0, 1]), 3)
+    unsorted = accumulate(torch.tensor([[1.0], [3.0], [2.0]]), torch.tensor([0.5, 0.25, 1.0]),
+                          torch.tensor([1, 0, 1]), 3)
     torch.testing.assert_close(unsorted, torch.tensor([[0.75], [2.5], [0.0]]))
 
 
@@ -297,8 +299,10 @@ def test_partial_gradients_match_the_twin(inputs_needed, outputs_used):
     out_k = run_kernel(*inputs, ray_indices, R, 0.0)
     out_r = composite_ref(*inputs64, ray_indices, R, 0.0)
     gen = torch.Generator().manual_seed(16)
-    loss = lambda outs: sum((outs[k] * torch.randn(outs[k].shape, generator=gen, dtype=torch.float64)).sum()  # noqa: E731
-                            for k in outputs_used)
+    def loss(outs):
+        return sum((outs[k] * torch.randn(outs[k].shape, generator=gen, dtype=torch.float64)).sum()
+                   for k in outputs_used)
+
     g_k = torch.autograd.grad(loss(out_k), [inputs[k] for k in inputs_needed])
     gen.manual_seed(16)
     g_r = torch.autograd.grad(loss(out_r), [inputs64[k] for k in inputs_needed], allow_unused=True)
