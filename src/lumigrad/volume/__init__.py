@@ -1,0 +1,1 @@
+"""Volume rendering: ray sampling, compositing, fields (grids, hash grid, MLPs) and occupancy acceleration."""

@@ -1,0 +1,250 @@
+"""Multiresolution hash encoding (instant-ngp, Müller et al. 2022) with row-sparse gradients.
+
+**Levels.** Level ``l`` of ``L`` has ``N_l = floor(N_min * b^l)`` cells per axis, ``b = exp((ln N_max - ln N_min) /
+(L - 1))`` (``b = 1`` for one level), over the box's unit cube; its ``(N_l + 1)^3`` vertices each own ``F``
+features. A level whose vertices fit in ``T`` rows is stored densely (row ``x + (N_l + 1) (y + (N_l + 1) z)``,
+no collisions); finer levels share ``T`` rows through the spatial hash of instant-ngp::
+
+    h(x, y, z) = ((x * 1) xor (y * 2654435761) xor (z * 805459861)) mod 2^32 mod T
+
+All levels live in one table ``[R, F]`` (``R = sum_l rows_l``), level ``l`` from row ``offsets[l]``. A point's
+feature at level ``l`` is the trilinear interpolation of its cell's 8 vertex rows; the levels are concatenated
+into ``[..., L * F]`` (level-major).
+
+**Sparse gradients.** The table's gradient is a ``torch.sparse_coo_tensor`` holding only the rows the batch
+touched (``sparse=True``, the default; ``sparse=False`` gives a dense tensor), so ``torch.optim.SparseAdam``
+updates only those rows and their moments (lazy Adam): the rows no sample touched stay bit-identical.
+
+**Implementation.** Pure PyTorch, vectorised over points, one loop over levels; the backward recomputes the
+corner indices and weights (nothing but the inputs is saved). No Warp kernel yet: the same code runs in float64
+(the gradcheck twin) and float32.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Tuple
+
+import torch
+from torch import nn
+
+from ..._checks import check_number, check_positive_int, check_tensor
+from .aabb import AabbLike, as_aabb, to_unit_cube
+
+__all__ = ["HashGridEncoding", "hash_grid_encode", "hash_level_layout"]
+
+PRIMES = (1, 2654435761, 805459861)
+_CORNERS = torch.tensor([[(c >> 0) & 1, (c >> 1) & 1, (c >> 2) & 1] for c in range(8)])
+
+
+def hash_level_layout(num_levels: int, table_size: int, base_resolution: int,
+                      max_resolution: int) -> List[Tuple[int, int, int, bool]]:
+    """Return ``(resolution N_l, row offset, rows, dense)`` for every level (formulas: module doc).
+
+    Args:
+        num_levels: ``L >= 1``.
+        table_size: ``T >= 1``, rows per hashed level (a power of two is usual, not required).
+        base_resolution: ``N_min >= 1`` cells per axis of the coarsest level.
+        max_resolution: ``N_max >= N_min`` cells per axis of the finest level.
+
+    Returns:
+        list of ``L`` tuples.
+
+    **Differentiability:** not applicable (integers).
+
+    Example: two levels of 1 and 3 cells; both fit in 64 rows, so both are dense (8 and 64 rows)::
+
+        >>> hash_level_layout(2, 64, 1, 3)
+        [(1, 0, 8, True), (3, 8, 64, True)]
+    """
+    num_levels = check_positive_int(num_levels, "num_levels")
+    table_size = check_positive_int(table_size, "table_size")
+    base_resolution = check_positive_int(base_resolution, "base_resolution")
+    max_resolution = check_positive_int(max_resolution, "max_resolution")
+    if max_resolution < base_resolution:
+        raise ValueError(f"max_resolution must be >= base_resolution ({base_resolution}); got {max_resolution}")
+    growth = 1.0 if num_levels == 1 else math.exp(
+        (math.log(max_resolution) - math.log(base_resolution)) / (num_levels - 1))
+    layout, offset = [], 0
+    for level in range(num_levels):
+        res = int(math.floor(base_resolution * growth ** level + 1e-9))
+        vertices = (res + 1) ** 3
+        dense = vertices <= table_size
+        rows = vertices if dense else table_size
+        layout.append((res, offset, rows, dense))
+        offset += rows
+    return layout
+
+
+def hash_grid_encode(unit: torch.Tensor, table: torch.Tensor, layout, sparse: bool = True) -> torch.Tensor:
+    """Encode unit-cube points with a hash-grid ``table`` (functional form of :class:`HashGridEncoding`).
+
+    Args:
+        unit: points in the unit cube, ``[N, 3]``, float (clamped to ``[0, 1]`` here; finite, unchecked).
+        table: ``[R, F]`` features of all levels, same dtype as ``unit``.
+        layout: :func:`hash_level_layout` for this table (``R`` must equal the last offset + rows; unchecked).
+        sparse: return the table's gradient as a sparse COO tensor of the touched rows.
+
+    Returns:
+        ``[N, L * F]`` features, level-major.
+
+    **Differentiability:** linear in ``table`` (sparse gradient: module doc); piecewise trilinear in ``unit``
+    (continuous, kinked on every level's cell faces; the gradient inside a cell is exact, on a face it is the
+    one-sided value of the cell ``floor`` picks). Outside ``[0, 1]`` the clamp makes the gradient zero.
+    Double backward is not supported.
+    """
+    return _HashGridFn.apply(unit.clamp(0.0, 1.0), table, tuple(layout), bool(sparse))
+
+
+def _level_corners(unit: torch.Tensor, res: int, dense: bool, rows: int):
+    """Row indices ``[N, 8]`` (within the level, corner ``c`` at offset ``(c & 1, c >> 1 & 1, c >> 2)``) and
+    fractions ``[N, 3]`` of one level. The index is separable per axis, so it is built from ``[N, 2]`` parts."""
+    pos = unit * res
+    cell = pos.floor().clamp(0, res - 1)
+    frac = pos - cell
+    c = cell.long()
+    n = unit.shape[0]
+    lo_hi = [torch.stack([c[:, a], c[:, a] + 1], dim=1) for a in range(3)]  # [N, 2] per axis
+    if dense:
+        side = res + 1
+        x, y, z = lo_hi[0], lo_hi[1] * side, lo_hi[2] * (side * side)
+        idx = (z[:, :, None, None] + y[:, None, :, None] + x[:, None, None, :]).reshape(n, 8)
+    else:
+        x, y, z = lo_hi[0] * PRIMES[0], lo_hi[1] * PRIMES[1], lo_hi[2] * PRIMES[2]
+        h = (z[:, :, None, None] ^ y[:, None, :, None] ^ x[:, None, None, :]).reshape(n, 8)
+        idx = (h & (rows - 1)) if rows & (rows - 1) == 0 else (h & 0xFFFFFFFF) % rows
+    return idx, frac
+
+
+def _gather_rows(level: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``level[idx]`` for ``idx [N, 8]`` as ``[N, 8, F]`` (index_select: faster than advanced indexing on CPU)."""
+    return level.index_select(0, idx.reshape(-1)).view(*idx.shape, level.shape[1])
+
+
+def _corner_weights(frac: torch.Tensor) -> torch.Tensor:
+    bits = _CORNERS.to(frac.device).bool()[None]
+    return torch.where(bits, frac[:, None, :], 1 - frac[:, None, :]).prod(-1)
+
+
+class _HashGridFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, unit, table, layout, sparse):
+        feats = []
+        for res, offset, rows, dense in layout:
+            idx, frac = _level_corners(unit, res, dense, rows)
+            w = _corner_weights(frac)
+            level = table[offset:offset + rows]
+            feats.append(torch.bmm(w[:, None, :], _gather_rows(level, idx))[:, 0])
+        ctx.save_for_backward(unit, table)
+        ctx.layout, ctx.sparse = layout, sparse
+        return torch.cat(feats, dim=-1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, v_out):
+        unit, table = ctx.saved_tensors
+        F = table.shape[1]
+        need_unit, need_table = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        v_unit = torch.zeros_like(unit) if need_unit else None
+        rows_list, values_list = [], []
+        v_table_dense = torch.zeros_like(table) if (need_table and not ctx.sparse) else None
+        bits = _CORNERS.to(unit.device).bool()[None]
+        for k, (res, offset, rows, dense) in enumerate(ctx.layout):
+            v_level = v_out[:, k * F:(k + 1) * F]
+            idx, frac = _level_corners(unit, res, dense, rows)
+            factors = torch.where(bits, frac[:, None, :], 1 - frac[:, None, :])  # [N, 8, 3]
+            if need_table:
+                w = factors.prod(-1)
+                contrib = (w[..., None] * v_level[:, None, :]).reshape(-1, F)
+                if ctx.sparse:
+                    buf = table.new_zeros(rows, F).index_add_(0, idx.reshape(-1), contrib)
+                    touched = torch.zeros(rows, dtype=torch.bool, device=table.device)
+                    touched[idx.reshape(-1)] = True
+                    r = touched.nonzero().squeeze(1)
+                    rows_list.append(r + offset)
+                    values_list.append(buf[r])
+                else:
+                    v_table_dense.index_add_(0, idx.reshape(-1) + offset, contrib)
+            if need_unit:
+                level = table[offset:offset + rows]
+                tv = torch.bmm(_gather_rows(level, idx), v_level[:, :, None])[..., 0]  # [N, 8] = <table row, v_out>
+                sign = torch.where(bits, 1.0, -1.0).to(unit.dtype)  # d factor_a / d frac_a
+                for a in range(3):
+                    others = factors[..., [b for b in range(3) if b != a]].prod(-1)
+                    v_unit[:, a] += res * (tv * others * sign[..., a]).sum(1)
+        v_table = None
+        if need_table:
+            if ctx.sparse:
+                rows_all = torch.cat(rows_list)
+                v_table = torch.sparse_coo_tensor(rows_all[None], torch.cat(values_list), table.shape, check_invariants=False,
+                                                  is_coalesced=True)
+            else:
+                v_table = v_table_dense
+        return v_unit, v_table, None, None
+
+
+class HashGridEncoding(nn.Module):
+    """Multiresolution hash encoding of world points over a box (instant-ngp; formulas: module doc).
+
+    Args:
+        aabb: the box, ``[2, 3]`` or ``[6]`` (world units); points outside are clamped onto it.
+        num_levels: ``L`` (16 in instant-ngp).
+        features_per_level: ``F`` (2 in instant-ngp).
+        log2_table_size: ``log2 T`` (19 in instant-ngp), ``T = 2^log2_table_size`` rows per hashed level, 1..30.
+        base_resolution: ``N_min`` cells per axis of the coarsest level (16 in instant-ngp).
+        max_resolution: ``N_max`` cells per axis of the finest level (2048 in instant-ngp's NeRF).
+        init_scale: table entries start uniform in ``[-init_scale, init_scale]`` (``1e-4`` as instant-ngp).
+        sparse: the table's gradient is a sparse COO tensor of the touched rows (for
+            ``torch.optim.SparseAdam``); ``False`` gives a dense gradient (any optimiser).
+
+    Attributes:
+        table: ``nn.Parameter [R, F]``; :attr:`layout` gives each level's ``(N_l, offset, rows, dense)``.
+        output_dim: ``L * F``.
+
+    **Differentiability:** see :func:`hash_grid_encode`: linear in :attr:`table` with a row-sparse gradient,
+    piecewise trilinear in the points (through the box map).
+
+    Example::
+
+        >>> enc = HashGridEncoding([-1, -1, -1, 1, 1, 1], num_levels=4, log2_table_size=12, max_resolution=64)
+        >>> enc(torch.zeros(10, 3)).shape
+        torch.Size([10, 8])
+    """
+
+    def __init__(self, aabb: AabbLike, *, num_levels: int = 16, features_per_level: int = 2,
+                 log2_table_size: int = 19, base_resolution: int = 16, max_resolution: int = 2048,
+                 init_scale: float = 1e-4, sparse: bool = True):
+        super().__init__()
+        self.register_buffer("aabb", as_aabb(aabb).float())
+        log2_table_size = check_positive_int(log2_table_size, "log2_table_size")
+        if log2_table_size > 30:
+            raise ValueError(f"log2_table_size must be in [1, 30]; got {log2_table_size}")
+        self.features_per_level = check_positive_int(features_per_level, "features_per_level")
+        self.layout = hash_level_layout(num_levels, 2 ** log2_table_size, base_resolution, max_resolution)
+        init_scale = check_number(init_scale, "init_scale", lo=0.0)
+        self.sparse = bool(sparse)
+        rows = self.layout[-1][1] + self.layout[-1][2]
+        self.table = nn.Parameter((torch.rand(rows, self.features_per_level) * 2 - 1) * init_scale)
+
+    @property
+    def output_dim(self) -> int:
+        """Feature width ``L * F``."""
+        return len(self.layout) * self.features_per_level
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        """Encode world ``points [..., 3]`` (finite) into ``[..., L * F]`` features (dtype of the table)."""
+        check_tensor(points, "points", trailing=(3,), floating=True, finite=True, device=self.table.device)
+        return self.encode_unchecked(points)
+
+    def encode_unchecked(self, points: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` without input checks (for callers that validated ``points`` already)."""
+        batch = points.shape[:-1]
+        unit = to_unit_cube(points.reshape(-1, 3).to(self.table.dtype), self.aabb)
+        out = hash_grid_encode(unit, self.table, self.layout, self.sparse)
+        return out.reshape(*batch, self.output_dim)
+
+    def extra_repr(self) -> str:
+        res = [lvl[0] for lvl in self.layout]
+        dense = sum(lvl[3] for lvl in self.layout)
+        return (f"levels={len(self.layout)}, features_per_level={self.features_per_level}, "
+                f"resolutions={res[0]}..{res[-1]}, dense_levels={dense}, rows={self.table.shape[0]}")
