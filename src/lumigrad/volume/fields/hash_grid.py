@@ -28,6 +28,7 @@ from typing import List, Tuple
 import torch
 from torch import nn
 
+from ... import threads
 from ..._checks import check_number, check_positive_int, check_tensor
 from .aabb import AabbLike, as_aabb, to_unit_cube
 
@@ -93,6 +94,8 @@ def hash_grid_encode(unit: torch.Tensor, table: torch.Tensor, layout, sparse: bo
     one-sided value of the cell ``floor`` picks). Outside ``[0, 1]`` the clamp makes the gradient zero.
     Double backward is not supported.
     """
+    if unit.device.type == "cpu":
+        threads.prepare_cpu()  # PyTorch's thread pool as lumigrad sets it up for its CPU kernels (lumigrad.threads)
     return _HashGridFn.apply(unit.clamp(0.0, 1.0), table, tuple(layout), bool(sparse))
 
 

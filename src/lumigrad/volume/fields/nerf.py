@@ -22,6 +22,7 @@ from typing import List, Literal, Tuple
 import torch
 from torch import nn
 
+from ... import threads
 from ..._checks import check_choice, check_number, check_positive_int, check_tensor
 from .aabb import AabbLike, as_aabb, to_unit_cube
 from .dense_grid import DenseGrid
@@ -173,6 +174,8 @@ class NerfField(nn.Module):
         return torch.autocast(device_type=torch.device(device).type, dtype=dtype, enabled=enabled)
 
     def _density_and_feature(self, pts: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        if pts.device.type == "cpu":
+            threads.prepare_cpu()  # PyTorch's thread pool as lumigrad sets it up for its CPU kernels
         if isinstance(self.encoder, HashGridEncoding):
             enc = self.encoder.encode_unchecked(pts)
         else:
