@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from lumigrad.volume.fields import MLP, NerfField, density_activation
+from lumigrad.volume.fields.nerf import cpu_has_native_bf16
 
 BOX = [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0]
 SMALL = dict(num_levels=6, log2_table_size=12, base_resolution=4, max_resolution=32, hidden_dim=32,
@@ -99,7 +100,7 @@ def test_reduced_precision_within_tolerance_of_fp32(precision):
 
 def test_auto_precision_and_float64_field():
     f = NerfField(BOX, **SMALL)
-    assert f.compute_dtype(torch.device("cpu")) == torch.float32
+    assert f.compute_dtype(torch.device("cpu")) == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
     assert f.compute_dtype(torch.device("cuda")) == torch.float16
     f64 = _textured_field().double()
     sigma, rgb = f64(torch.zeros(3, 3, dtype=torch.float64), torch.ones(3, 3, dtype=torch.float64))
