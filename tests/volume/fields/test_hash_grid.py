@@ -186,3 +186,56 @@ def test_bad_points_name_argument():
         enc(torch.zeros(3, 2))
     with pytest.raises(TypeError, match="points"):
         enc(torch.zeros(3, 3, dtype=torch.long))
+
+
+def _both_implementations(enc, unit, cot, device="cpu"):
+    results = {}
+    for impl in ("warp", "torch"):
+        table = enc.table.detach().to(device).clone().requires_grad_()
+        u = unit.to(device).clone().requires_grad_()
+        out = hash_grid_encode(u, table, enc.layout, True, impl)
+        (out * cot.to(device)).sum().backward()
+        results[impl] = (out.cpu(), table.grad.coalesce().cpu(), u.grad.cpu())
+    return results
+
+
+def test_warp_kernels_match_pytorch_and_float64_twin():
+    enc = _small(dtype=torch.float32)
+    gen = torch.Generator().manual_seed(8)
+    unit = torch.rand(300, 3, generator=gen)
+    unit[0] = torch.tensor([1.0, 0.0, 1.0])  # the last cell's upper faces
+    cot = torch.randn(300, enc.output_dim, generator=gen)
+    r = _both_implementations(enc, unit, cot)
+    torch.testing.assert_close(r["warp"][0], r["torch"][0], rtol=0, atol=1e-6)
+    assert torch.equal(r["warp"][1].indices(), r["torch"][1].indices())  # same touched rows
+    torch.testing.assert_close(r["warp"][1].values(), r["torch"][1].values(), rtol=1e-5, atol=1e-5)
+    # against the float64 twin: float32 rounding only (points scaled by up to 12 cells per unit)
+    t64 = enc.table.detach().double().requires_grad_()
+    u64 = unit.double().requires_grad_()
+    out64 = hash_grid_encode(u64, t64, enc.layout, True, "torch")
+    (out64 * cot.double()).sum().backward()
+    torch.testing.assert_close(r["warp"][0].double(), out64, rtol=0, atol=1e-5)
+    torch.testing.assert_close(r["warp"][2].double(), u64.grad, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(r["warp"][1].to_dense().double(), t64.grad.to_dense(), rtol=0, atol=1e-5)
+
+
+def test_implementation_choice_and_errors():
+    enc = _small(dtype=torch.float32)
+    with pytest.raises(TypeError, match="implementation"):
+        hash_grid_encode(torch.rand(3, 3, dtype=torch.float64), enc.table.detach().double(), enc.layout,
+                         implementation="warp")
+    with pytest.raises(ValueError, match="implementation"):
+        HashGridEncoding(BOX, implementation="cuda")
+
+
+@pytest.mark.cuda
+def test_warp_kernels_on_cuda_match_pytorch():
+    enc = _small(dtype=torch.float32)
+    gen = torch.Generator().manual_seed(9)
+    unit = torch.rand(1000, 3, generator=gen)
+    cot = torch.randn(1000, enc.output_dim, generator=gen)
+    r = _both_implementations(enc, unit, cot, device="cuda")
+    torch.testing.assert_close(r["warp"][0], r["torch"][0], rtol=0, atol=1e-6)
+    assert torch.equal(r["warp"][1].indices(), r["torch"][1].indices())
+    torch.testing.assert_close(r["warp"][1].values(), r["torch"][1].values(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(r["warp"][2], r["torch"][2], rtol=1e-4, atol=1e-4)
