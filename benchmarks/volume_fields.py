@@ -3,8 +3,10 @@ heads in float32 vs reduced precision (bf16 autocast on CPU, fp16 on CUDA).
 
 Rows (median of ``--repeats`` after one warm-up, float32 tables, ``--points`` random points in the box):
 
-* ``hash fwd``: ``HashGridEncoding`` (instant-ngp settings: L = 16, F = 2, T = 2^19, N 16..2048) forward;
-* ``hash fwd+bwd``: forward and backward of the feature sum (table gradient, row-sparse; no point gradient);
+* ``hash fwd <impl>``: ``HashGridEncoding`` (instant-ngp settings: L = 16, F = 2, T = 2^19, N 16..2048)
+  forward, with the PyTorch path and with the Warp kernels;
+* ``hash fwd+bwd <impl>``: forward and backward of the feature sum (table gradient, row-sparse; no point
+  gradient);
 * ``mlp fwd+bwd <precision>``: the density and colour MLPs of a ``NerfField`` (64 wide) on precomputed
   encodings, forward and backward, at each precision.
 
@@ -65,8 +67,10 @@ def main():
         enc.table.grad = None
         enc(pts).sum().backward()
 
-    rows.append(("hash fwd", _median_ms(hash_fwd, args.repeats, sync)))
-    rows.append(("hash fwd+bwd", _median_ms(hash_fwd_bwd, args.repeats, sync)))
+    for impl in ("torch", "warp"):
+        enc.implementation = impl
+        rows.append((f"hash fwd {impl}", _median_ms(hash_fwd, args.repeats, sync)))
+        rows.append((f"hash fwd+bwd {impl}", _median_ms(hash_fwd_bwd, args.repeats, sync)))
 
     field = NerfField(BOX, num_levels=16, log2_table_size=12, max_resolution=64).to(dev)
     feats = torch.randn(args.points, field.encoder.output_dim, device=dev)

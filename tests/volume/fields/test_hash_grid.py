@@ -226,6 +226,15 @@ def test_implementation_choice_and_errors():
                          implementation="warp")
     with pytest.raises(ValueError, match="implementation"):
         HashGridEncoding(BOX, implementation="cuda")
+    table = enc.table.detach()
+    with pytest.raises(ValueError, match="layout"):
+        hash_grid_encode(torch.rand(3, 3), table[:-1], enc.layout)
+    with pytest.raises(ValueError, match="unit"):
+        hash_grid_encode(torch.rand(3, 2), table, enc.layout)
+    with pytest.raises(ValueError, match="unit"):
+        hash_grid_encode(torch.full((3, 3), float("nan")), table, enc.layout)
+    with pytest.raises(TypeError, match="dtype"):
+        hash_grid_encode(torch.rand(3, 3, dtype=torch.float64), table, enc.layout)
 
 
 @pytest.mark.cuda

@@ -92,9 +92,9 @@ def hash_grid_encode(unit: torch.Tensor, table: torch.Tensor, layout, sparse: bo
     """Encode unit-cube points with a hash-grid ``table`` (functional form of :class:`HashGridEncoding`).
 
     Args:
-        unit: points in the unit cube, ``[N, 3]``, float (clamped to ``[0, 1]`` here; finite, unchecked).
-        table: ``[R, F]`` features of all levels, same dtype as ``unit``.
-        layout: :func:`hash_level_layout` for this table (``R`` must equal the last offset + rows; unchecked).
+        unit: points in the unit cube, ``[N, 3]``, float, finite (clamped to ``[0, 1]`` here).
+        table: ``[R, F]`` features of all levels, same dtype and device as ``unit``.
+        layout: :func:`hash_level_layout` for this table (``R`` must equal the last offset + rows).
         sparse: return the table's gradient as a sparse COO tensor of the touched rows.
         implementation: ``"warp"`` (float32 only), ``"torch"``, or ``"auto"``: Warp for float32 on CUDA, else
             torch (module doc).
@@ -108,6 +108,20 @@ def hash_grid_encode(unit: torch.Tensor, table: torch.Tensor, layout, sparse: bo
     Double backward is not supported.
     """
     check_choice(implementation, "implementation", ("auto", "warp", "torch"))
+    check_tensor(unit, "unit", trailing=(3,), max_dims=2, floating=True, finite=True)
+    check_tensor(table, "table", trailing=(None, None), max_dims=2, floating=True, device=unit.device)
+    if table.dtype != unit.dtype:
+        raise TypeError(f"table and unit must have one dtype; got {table.dtype} and {unit.dtype}")
+    layout = tuple(layout)
+    if not layout or layout[-1][1] + layout[-1][2] != table.shape[0]:
+        raise ValueError(f"table has {table.shape[0]} rows but layout describes "
+                         f"{layout[-1][1] + layout[-1][2] if layout else 0}; pass the layout of this table")
+    return hash_grid_encode_unchecked(unit, table, layout, sparse, implementation)
+
+
+def hash_grid_encode_unchecked(unit: torch.Tensor, table: torch.Tensor, layout, sparse: bool = True,
+                               implementation: str = "auto") -> torch.Tensor:
+    """:func:`hash_grid_encode` without input checks (callers that validated their inputs)."""
     is_f32 = unit.dtype == torch.float32 and table.dtype == torch.float32
     if implementation == "warp" and not is_f32:
         raise TypeError(f"implementation 'warp' needs float32 unit and table; got {unit.dtype} and {table.dtype}")
@@ -282,7 +296,7 @@ class HashGridEncoding(nn.Module):
         """:meth:`forward` without input checks (for callers that validated ``points`` already)."""
         batch = points.shape[:-1]
         unit = to_unit_cube(points.reshape(-1, 3).to(self.table.dtype), self.aabb)
-        out = hash_grid_encode(unit, self.table, self.layout, self.sparse, self.implementation)
+        out = hash_grid_encode_unchecked(unit, self.table, self.layout, self.sparse, self.implementation)
         return out.reshape(*batch, self.output_dim)
 
     def extra_repr(self) -> str:
