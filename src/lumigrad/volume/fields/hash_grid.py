@@ -45,7 +45,6 @@ from .aabb import AabbLike, as_aabb, to_unit_cube
 __all__ = ["HashGridEncoding", "hash_grid_encode", "hash_level_layout"]
 
 PRIMES = (1, 2654435761, 805459861)
-_CORNERS = torch.tensor([[(c >> 0) & 1, (c >> 1) & 1, (c >> 2) & 1] for c in range(8)])
 
 
 def hash_level_layout(num_levels: int, table_size: int, base_resolution: int,
@@ -156,9 +155,26 @@ def _gather_rows(level: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return level.index_select(0, idx.reshape(-1)).view(*idx.shape, level.shape[1])
 
 
+def _axis_weights(frac: torch.Tensor):
+    """Per-axis linear weights ``[(1 - f, f)]``, three ``[N, 2]`` tensors."""
+    return [torch.stack([1 - frac[:, a], frac[:, a]], dim=1) for a in range(3)]
+
+
+def _outer8(wx: torch.Tensor, wy: torch.Tensor, wz: torch.Tensor) -> torch.Tensor:
+    """Corner products ``[N, 8]`` of per-axis ``[N, 2]`` factors, corner ``c = x + 2 y + 4 z`` (as the indices)."""
+    return (wz[:, :, None, None] * wy[:, None, :, None] * wx[:, None, None, :]).reshape(wx.shape[0], 8)
+
+
 def _corner_weights(frac: torch.Tensor) -> torch.Tensor:
-    bits = _CORNERS.to(frac.device).bool()[None]
-    return torch.where(bits, frac[:, None, :], 1 - frac[:, None, :]).prod(-1)
+    return _outer8(*_axis_weights(frac))
+
+
+def _scatter_rows(idx: torch.Tensor, values: torch.Tensor, rows: int) -> torch.Tensor:
+    """``out[r] = sum of values[k] with idx[k] == r``: ``[rows, F]`` from ``idx [M]`` and ``values [M, F]``.
+
+    ``bincount`` per feature column: one sequential pass each, 3-4x faster than ``index_add_`` on the CPU."""
+    return torch.stack([torch.bincount(idx, values[:, f].contiguous(), minlength=rows)
+                        for f in range(values.shape[1])], dim=1)
 
 
 class _HashGridFn(torch.autograd.Function):
@@ -189,36 +205,34 @@ class _HashGridFn(torch.autograd.Function):
         v_unit = torch.zeros_like(unit) if need_unit else None
         rows_list, values_list = [], []
         v_table_dense = torch.zeros_like(table) if (need_table and not ctx.sparse) else None
-        bits = _CORNERS.to(unit.device).bool()[None]
+        sign = torch.tensor([-1.0, 1.0], dtype=unit.dtype, device=unit.device).expand(unit.shape[0], 2)
         for k, (res, offset, rows, dense) in enumerate(ctx.layout):
             v_level = v_out[:, k * F:(k + 1) * F]
             idx, frac = _level_corners(unit, res, dense, rows)
-            factors = torch.where(bits, frac[:, None, :], 1 - frac[:, None, :])  # [N, 8, 3]
+            wx, wy, wz = _axis_weights(frac)
             if need_table:
-                w = factors.prod(-1)
-                contrib = (w[..., None] * v_level[:, None, :]).reshape(-1, F)
+                w = _outer8(wx, wy, wz)
+                flat = idx.reshape(-1)
+                level_grad = _scatter_rows(flat, (w[..., None] * v_level[:, None, :]).reshape(-1, F), rows)
                 if ctx.sparse:
-                    buf = table.new_zeros(rows, F).index_add_(0, idx.reshape(-1), contrib)
-                    touched = torch.zeros(rows, dtype=torch.bool, device=table.device)
-                    touched[idx.reshape(-1)] = True
-                    r = touched.nonzero().squeeze(1)
+                    r = (torch.bincount(flat, minlength=rows) > 0).nonzero().squeeze(1)
                     rows_list.append(r + offset)
-                    values_list.append(buf[r])
+                    values_list.append(level_grad[r])
                 else:
-                    v_table_dense.index_add_(0, idx.reshape(-1) + offset, contrib)
+                    v_table_dense[offset:offset + rows] = level_grad
             if need_unit:
                 level = table[offset:offset + rows]
                 tv = torch.bmm(_gather_rows(level, idx), v_level[:, :, None])[..., 0]  # [N, 8] = <table row, v_out>
-                sign = torch.where(bits, 1.0, -1.0).to(unit.dtype)  # d factor_a / d frac_a
-                for a in range(3):
-                    others = factors[..., [b for b in range(3) if b != a]].prod(-1)
-                    v_unit[:, a] += res * (tv * others * sign[..., a]).sum(1)
+                # d w_c / d frac_a: the per-axis factor of axis a replaced by its derivative (-1, +1)
+                v_unit[:, 0] += res * (tv * _outer8(sign, wy, wz)).sum(1)
+                v_unit[:, 1] += res * (tv * _outer8(wx, sign, wz)).sum(1)
+                v_unit[:, 2] += res * (tv * _outer8(wx, wy, sign)).sum(1)
         v_table = None
         if need_table:
             if ctx.sparse:
                 rows_all = torch.cat(rows_list)
-                v_table = torch.sparse_coo_tensor(rows_all[None], torch.cat(values_list), table.shape, check_invariants=False,
-                                                  is_coalesced=True)
+                v_table = torch.sparse_coo_tensor(rows_all[None], torch.cat(values_list), table.shape,
+                                                  check_invariants=False, is_coalesced=True)
             else:
                 v_table = v_table_dense
         return v_unit, v_table, None, None, None
