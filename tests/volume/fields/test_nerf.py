@@ -5,6 +5,7 @@ import torch
 
 from lumigrad.volume.fields import MLP, NerfField, density_activation
 from lumigrad.volume.fields.nerf import cpu_has_native_bf16
+from lumigrad.volume.occupancy import OccupancyGrid
 
 BOX = [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0]
 SMALL = dict(num_levels=6, log2_table_size=12, base_resolution=4, max_resolution=32, hidden_dim=32,
@@ -96,6 +97,17 @@ def test_reduced_precision_within_tolerance_of_fp32(precision):
     rgb_err = (c16 - c32).abs().max().item()
     assert sigma_err < 2e-2 and rgb_err < 1e-2, (sigma_err, rgb_err)
     assert sigma_err > 0  # the reduced precision path really ran
+    # gradients: the same direction (cosine) as in float32, for the table and the first MLP layer
+    grads = {}
+    for prec in ("fp32", precision):
+        f.precision = prec
+        f.zero_grad()
+        s, c = f(pts, dirs)
+        (s.square().mean() + c.square().mean()).backward()
+        grads[prec] = [f.encoder.table.grad.to_dense().flatten(), f.density_net.net[0].weight.grad.flatten()]
+    for g32, g16 in zip(grads["fp32"], grads[precision]):
+        assert torch.isfinite(g16).all()
+        assert torch.nn.functional.cosine_similarity(g32, g16, dim=0) > 0.99
 
 
 def test_auto_precision_and_float64_field():
@@ -132,6 +144,12 @@ def test_overfits_a_ball_density():
     with torch.no_grad():
         after = (f.density(held_out) - target(held_out)).square().mean().item()
     assert after < before / 10, (before, after)
+    # the fitted field drives an occupancy grid: the ball's centre is kept, the box corners are skipped
+    grid = OccupancyGrid(BOX, resolution=16)
+    grid.update(0, f.density)
+    assert grid.occupied(torch.tensor([[0.0, 0.0, 0.0], [0.9, 0.9, 0.9], [-0.9, 0.9, -0.9]])).tolist() == [
+        True, False, False]
+    assert 0.05 < grid.fraction_occupied < 0.5  # the ball is 6.5% of the box
 
 
 @pytest.mark.parametrize("call, match", [
