@@ -1,4 +1,4 @@
-"""OccupancyGrid: a ball's cells marked and empty cells skipped, schedule, cascade, decay, reproducibility, bad input."""
+"""OccupancyGrid: a ball's cells marked, empty cells skipped, schedule, cascade, decay, reproducibility, bad input."""
 
 import itertools
 

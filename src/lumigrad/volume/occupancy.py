@@ -20,7 +20,6 @@ is occupied, so nothing is skipped by an untrained grid.
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional
 
 import torch
