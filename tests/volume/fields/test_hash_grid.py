@@ -248,3 +248,15 @@ def test_warp_kernels_on_cuda_match_pytorch():
     assert torch.equal(r["warp"][1].indices(), r["torch"][1].indices())
     torch.testing.assert_close(r["warp"][1].values(), r["torch"][1].values(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(r["warp"][2], r["torch"][2], rtol=1e-4, atol=1e-4)
+
+
+def test_table_size_not_a_power_of_two_matches_twin():
+    layout = hash_level_layout(2, 100, 3, 9)  # 64 dense rows, then 100 hashed rows (mod 100)
+    assert [lvl[3] for lvl in layout] == [True, False]
+    gen = torch.Generator().manual_seed(10)
+    table = torch.randn(164, 3, generator=gen, dtype=torch.float64)
+    unit = torch.rand(20, 3, generator=gen, dtype=torch.float64)
+    ref = _reference_encode(unit, table, layout)
+    torch.testing.assert_close(hash_grid_encode(unit, table, layout), ref, rtol=0, atol=1e-12)
+    out32 = hash_grid_encode(unit.float(), table.float(), layout, implementation="warp")
+    torch.testing.assert_close(out32.double(), ref, rtol=0, atol=1e-5)
