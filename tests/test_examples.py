@@ -14,7 +14,8 @@ TINY_ARGS = {"01_render_spot.py": ["--size", "64"], "02_pose_from_one_image.py":
              "04_bundle_adjustment.py": ["--steps", "2", "--size", "32"],
              "05_inverse_rendering_gltf.py": ["--steps", "2", "--size", "32", "--views", "2"],
              "06_shape_from_images.py": ["--steps", "4", "--size", "32", "--views", "2"],
-             "07_cornell_box_materials.py": ["--steps", "2", "--size", "16", "--target-spp", "8"]}
+             "07_cornell_box_materials.py": ["--steps", "2", "--size", "16", "--target-spp", "8"],
+             "10_tomography.py": ["--steps", "3", "--size", "12", "--views", "6"]}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
