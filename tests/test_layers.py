@@ -30,7 +30,7 @@ LAYERS: List[Tuple[str, ...]] = [
     ("cameras",),            # Camera, projection, distortion (undistortion runs a kernel)
     ("raster",),             # rasterize, interpolate, texture, antialias, soft raster, lens warp
     ("shading", "geometry"),  # BRDFs, lights, materials (textures sample through raster); mesh geometry
-    ("mesh", "losses", "raytrace"),  # the Mesh container; image and geometric losses; ray queries, light transport
+    ("mesh", "losses", "raytrace", "volume"),  # the Mesh container; losses; ray queries, light transport; volumes
     ("scene",),              # Scene, shapes, lights, film, flattening (renderers are integrators)
     ("integrators", "optim"),  # renderers behind one protocol; Fit, large steps, strategies
     ("io",),                 # readers and writers; foreign conventions converted here, once

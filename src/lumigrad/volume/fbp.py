@@ -53,9 +53,9 @@ def ramp_filter(projections: torch.Tensor, spacing: float,
     **Differentiability:** linear in ``projections``, differentiable.
 
     Example:
-        >>> q = ramp_filter(torch.ones(1, 64, dtype=torch.float64), 1.0)
-        >>> round(float(q[0, 32]), 3)   # a constant row: the ramp removes it except near the ends
-        0.005
+        >>> q = ramp_filter(torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64), 1.0)
+        >>> [round(v, 4) for v in q.tolist()]   # an impulse gives the kernel: 1/4, -1/pi^2, 0, -1/(9 pi^2)
+        [0.25, -0.1013, 0.0, -0.0113]
     """
     check_tensor(projections, "projections", min_dims=1, floating=True)
     check_choice(window, "window", WINDOWS)

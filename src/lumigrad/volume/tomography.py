@@ -182,6 +182,8 @@ def clip_to_box(origins: torch.Tensor, directions: torch.Tensor, box: torch.Tens
 # ------------------------------------------------------------------------------------------- projection
 def _check_density(density) -> torch.Tensor:
     check_tensor(density, "density", trailing=(None, None, None), max_dims=3, floating=True)
+    if density.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"density must be float32 or float64 (ray geometry needs it); got {density.dtype}")
     if density.numel() == 0:
         raise ValueError(f"density must have at least one voxel; got shape {tuple(density.shape)}")
     if not bool(torch.isfinite(density).all()):
@@ -213,8 +215,8 @@ def line_integrals(density: torch.Tensor, box, camera: Camera, *,
 
     Example:
         >>> cam = circular_trajectory(1, width=1, height=1, radius=3.0, dtype=torch.float64)
-        >>> line_integrals(torch.ones(4, 4, 4, dtype=torch.float64), [[-1.] * 3, [1.] * 3], cam)
-        tensor([[[2.0000]]], dtype=torch.float64)
+        >>> float(line_integrals(torch.ones(4, 4, 4, dtype=torch.float64), [[-1.] * 3, [1.] * 3], cam))
+        2.0
     """
     density = _check_density(density)
     check_choice(method, "method", ("trilinear", "voxel"))
@@ -226,7 +228,7 @@ def line_integrals(density: torch.Tensor, box, camera: Camera, *,
     if method == "voxel":
         if step is not None:
             raise ValueError("step applies to method='trilinear' only; the voxel traversal is exact")
-        A = system_matrix(tuple(density.shape), box, camera)
+        A = system_matrix(tuple(density.shape), box, camera.to(dtype=density.dtype))
         return apply_system_matrix(A, density)
     voxel = (box[1] - box[0]) / torch.tensor(density.shape[::-1], dtype=box.dtype, device=box.device)
     step = 0.5 * float(voxel.min()) if step is None else check_number(step, "step", lo=0.0, lo_open=True)
