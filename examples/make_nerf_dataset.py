@@ -2,15 +2,16 @@
 
 No licensed NeRF dataset ships with lumigrad, so this renders one with lumigrad's own rasterizer: Khronos'
 WaterBottle glTF (every PBR texture) from ``../shared/data`` lit by the studio HDR environment (or, when that
-folder is absent, the embedded textured Spot cow under a synthetic sky), through a film with Reinhard tone
-mapping and sRGB encoding, like photographs. Cameras sit on a sphere around the object's bounding box
+folder is absent, the embedded textured Spot cow under a synthetic sky), with Reinhard tone mapping and sRGB
+encoding, like photographs. Cameras sit on a sphere around the object's bounding box
 (a Fibonacci spiral over the band of elevations ``--min-elevation`` .. ``--max-elevation`` degrees above the
 horizontal, world +y up, all looking at the box centre), so views are spread evenly over directions.
 
 Written into ``--out``:
 
 * ``images/r_000.png`` ...: RGBA PNGs, 8-bit, alpha = the rasterizer's antialiased coverage, **0 where the
-  object is absent** (transparent background; colour there is 0);
+  object is absent** (transparent background; colour there is 0), colour with *straight* (not premultiplied)
+  alpha, as NeRF's Blender scenes store it (:func:`straight_alpha`);
 * ``transforms.json``: every view (:func:`lumigrad.io.write_nerf_transforms`: nerfstudio keys ``fl_x, fl_y, cx,
   cy, w, h`` plus ``camera_angle_x``, OpenGL camera-to-world ``transform_matrix``), plus two extra top-level
   keys that :func:`lumigrad.io.read_nerf_transforms` ignores: ``"holdout_every": 8`` (views ``0, 8, 16, ...``
@@ -59,6 +60,19 @@ def environment(size=(32, 64)) -> torch.Tensor:
     return (torch.tensor([0.5, 0.7, 1.0]) * (0.7 + 0.3 * y) + torch.zeros(h, w, 3)).clamp_min(0.05)
 
 
+def straight_alpha(premultiplied: torch.Tensor) -> torch.Tensor:
+    """Linear radiance composited over black ``[..., H, W, 4]`` -> film-encoded colour with *straight* alpha.
+
+    The renderer's antialiased edge pixels hold ``alpha * L``; NeRF loaders composite ``rgb * alpha + bg * (1 -
+    alpha)`` with straight (un-premultiplied) colour, as Blender writes it. So ``L = rgb / alpha`` where ``alpha >
+    0``, then Reinhard tone mapping and sRGB encoding; colour is 0 where ``alpha = 0``.
+    """
+    alpha = premultiplied[..., 3:]
+    radiance = torch.where(alpha > 0, premultiplied[..., :3] / alpha.clamp_min(1e-8), torch.zeros_like(alpha))
+    rgb = lg.shading.form_image(radiance, tone="reinhard", encode="srgb")
+    return torch.cat([torch.where(alpha > 0, rgb, torch.zeros_like(rgb)), alpha], -1)
+
+
 def sphere_cameras(centre: torch.Tensor, radius: float, views: int, size: int, min_elevation: float,
                    max_elevation: float, fov_y: float) -> lg.Camera:
     """``views`` cameras at distance ``radius`` from ``centre`` on a Fibonacci spiral between two elevations
@@ -81,7 +95,7 @@ def make_dataset(out: Path, views: int, size: int, asset: Path = BOTTLE, min_ele
         raise ValueError(f"views and size must be positive; got views={views}, size={size}")
     scene = load_scene(asset)
     scene.add_light("env", lg.EnvironmentLight(environment(), prefilter_size=(16, 32), visible=False))
-    scene.film = lg.Film(tone="reinhard", encode="srgb")
+    scene.film = lg.Film()  # linear: the film is applied below, after un-premultiplying the edges
     verts = torch.cat([m.world_verts() for m in scene.meshes.values()]).detach()
     lo, hi = verts.min(0).values, verts.max(0).values
     centre = (lo + hi) / 2
@@ -93,7 +107,7 @@ def make_dataset(out: Path, views: int, size: int, asset: Path = BOTTLE, min_ele
     with torch.no_grad():
         for a in range(0, views, batch):
             rgba.append(lg.render(scene, cams[a:a + batch], background=0.0).rgba)
-    rgba = torch.cat(rgba)
+    rgba = straight_alpha(torch.cat(rgba))
     cameras = [cams[i] for i in range(views)]
     for i in range(views):
         files.append(out / "images" / f"r_{i:03d}.png")
