@@ -82,7 +82,17 @@ def ramp_filter(projections: torch.Tensor, spacing: float,
 
 
 def voxel_centres(grid_shape: Tuple[int, int, int], box: torch.Tensor) -> torch.Tensor:
-    """World positions ``[D, H, W, 3]`` (x, y, z) of the voxel centres of a grid filling ``box``."""
+    """World positions of the voxel centres of a grid filling ``box``.
+
+    Args:
+        grid_shape: ``(D, H, W)``.
+        box: ``[2, 3]`` tensor ``[lo, hi]``.
+
+    Returns:
+        ``[D, H, W, 3]`` (x, y, z): ``lo + (i + 0.5, j + 0.5, k + 0.5) * (hi - lo) / (W, H, D)``.
+
+    **Differentiability:** in ``box``.
+    """
     D, H, W = grid_shape
     axes = [box[0, a] + (box[1, a] - box[0, a]) * (torch.arange(n, dtype=box.dtype, device=box.device) + 0.5) / n
             for a, n in ((0, W), (1, H), (2, D))]

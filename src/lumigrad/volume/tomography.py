@@ -160,7 +160,17 @@ def clip_to_box(origins: torch.Tensor, directions: torch.Tensor, box: torch.Tens
     """Where each ray enters the box and how long it stays: ``(s_enter, chord)``, both ``[...]``.
 
     Slab test; rays that miss (or, for half-lines, whose box lies behind the source) get ``s_enter = 0`` and
-    ``chord = 0``. ``whole_line`` allows negative ``s`` (parallel beam).
+    ``chord = 0``. Direction components below ``sqrt(tiny)`` are replaced by ``sqrt(tiny)`` so that no division
+    makes an infinity (the ray is then parallel to that slab, as it should be).
+
+    Args:
+        origins: ray origins ``[..., 3]``, world units.
+        directions: unit directions ``[..., 3]`` (``s`` is then arc length).
+        box: ``[2, 3]`` ``[lo, hi]`` (validated by the caller).
+        whole_line: allow negative ``s`` (parallel beam); otherwise the ray starts at ``s = 0`` (cone beam).
+
+    Returns:
+        ``(s_enter [...], chord [...])``.
 
     **Differentiability:** differentiable in ``origins`` and ``directions`` almost everywhere (the slab
     selections are piecewise).
@@ -283,10 +293,23 @@ def project(density: torch.Tensor, box, camera: Camera, *, i0: float = 1.0,
 
 
 def intensity_to_line_integrals(intensity: torch.Tensor, i0: float = 1.0, floor: float = 0.5) -> torch.Tensor:
-    """Invert Beer-Lambert: ``p = -log(max(I, floor) / i0)``; ``floor`` (same units as ``I``, e.g. half a photon
-    count) keeps pixels that recorded nothing finite.
+    """Invert Beer-Lambert: ``p = -log(max(I, floor) / i0)``.
+
+    Args:
+        intensity: measured intensities (e.g. photon counts) ``[...]``, finite.
+        i0: the unattenuated intensity (> 0), same units.
+        floor: the smallest intensity believed (> 0; e.g. half a photon), so that pixels that recorded nothing
+            give a finite line integral ``log(i0 / floor)``.
+
+    Returns:
+        line integrals ``[...]``, same dtype.
 
     **Differentiability:** in ``intensity`` (zero where clamped).
+
+    Example:
+        >>> p = intensity_to_line_integrals(torch.tensor([100.0, 0.0]), i0=100.0)   # log(100 / 0.5) = 5.2983
+        >>> [round(v, 4) for v in p.tolist()]
+        [-0.0, 5.2983]
     """
     check_tensor(intensity, "intensity", floating=True, finite=True)
     i0 = check_number(i0, "i0", lo=0.0, lo_open=True)
@@ -382,6 +405,13 @@ def _traverse(o, d, box, planes, counts, whole):
 def apply_system_matrix(A: SystemMatrix, density: torch.Tensor) -> torch.Tensor:
     """Line integrals ``A @ density.flatten()`` reshaped to ``A.ray_shape``.
 
+    Args:
+        A: a :func:`system_matrix`.
+        density: ``[D, H, W]`` equal to ``A.grid_shape``.
+
+    Returns:
+        ``[*A.ray_shape]`` in ``density``'s dtype.
+
     **Differentiability:** in ``density`` (the adjoint is a scatter-add of the chord lengths: back-projection).
     """
     if tuple(density.shape) != A.grid_shape:
@@ -394,9 +424,21 @@ def apply_system_matrix(A: SystemMatrix, density: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------- reconstruction
 def total_variation(density: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Isotropic total variation ``mean_x sqrt(|forward differences|^2 + eps)`` of a ``[D, H, W]`` grid (per voxel).
+    """Isotropic total variation of a grid: the mean over voxels of ``sqrt(dx^2 + dy^2 + dz^2 + eps)``.
+
+    Args:
+        density: ``[D, H, W]`` with every side >= 2 (forward differences).
+        eps: smoothing (> 0) that keeps the gradient finite where the grid is flat.
+
+    Returns:
+        a scalar tensor.
 
     **Differentiability:** smooth for ``eps > 0``.
+
+    Example:
+        >>> x = torch.zeros(3, 3, 3, dtype=torch.float64); x[..., 1:] = 1.0   # one step of 1 along x
+        >>> round(float(total_variation(x, eps=0.0)), 4)   # half the 2x2x2 forward-difference cells cross it
+        0.5
     """
     dz = density[1:, :-1, :-1] - density[:-1, :-1, :-1]
     dy = density[:-1, 1:, :-1] - density[:-1, :-1, :-1]
