@@ -223,3 +223,28 @@ def test_docs_code_block_runs():
     rel = lambda x: float((x - truth).norm() / truth.norm())  # noqa: E731
     assert scope["images"].shape == (30, 32, 32) and float(scope["images"].max()) == pytest.approx(1000.0)
     assert rel(scope["ours"]) < rel(scope["fbp"])
+
+
+def test_detector_offset_is_recovered_through_the_trilinear_projector():
+    """Geometric calibration: all views share an unknown in-plane detector shift; Adam on the shift through
+    line_integrals' pose gradient recovers it (measured: 0.078 -> 0.0013 world units in 60 steps). The shift
+    along the viewing axis (camera z) does not change a parallel-beam image and is not checked."""
+    n = 16
+    density = voxelize_phantom(BLOBS, (n, n, n), BOX, dtype=torch.float64)
+    cam = circular_trajectory(4, width=16, height=16, radius=3.0, start=0.2, dtype=torch.float64)
+    true_shift = torch.tensor([0.06, -0.05, 0.0], dtype=torch.float64)
+
+    def render(shift):
+        w2c = cam.world_to_cam.clone()
+        w2c[..., :3, 3] = w2c[..., :3, 3] + shift
+        return line_integrals(density, BOX, lg.Camera(cam.K, w2c, cam.width, cam.height, projection="orthographic"))
+
+    target = render(true_shift)
+    shift = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([shift], lr=0.01)
+    for _ in range(60):
+        opt.zero_grad()
+        ((render(shift) - target) ** 2).mean().backward()
+        opt.step()
+    error = float((shift.detach() - true_shift)[:2].norm())
+    assert error < 0.003, shift
