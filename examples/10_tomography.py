@@ -1,4 +1,4 @@
-"""X-ray tomography: recover a 3D head phantom from few projections, by gradient descent and by filtered back-projection.
+"""X-ray tomography: recover a 3D head phantom from few projections by gradient descent and by filtered back-projection.
 
 A Shepp-Logan-like phantom of nested ellipsoids (:func:`lumigrad.volume.phantom.shepp_logan_3d`) is scanned by
 ``--views`` X-ray cameras on a circle around it (parallel beam over 180 degrees, or cone beam over 360 with

@@ -129,7 +129,8 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--views", type=int, default=80)
     parser.add_argument("--size", type=int, default=200, help="image width and height in pixels")
-    parser.add_argument("--asset", type=Path, default=BOTTLE, help="a glTF file (default: the WaterBottle), or 'spot' for the embedded Spot cow")
+    parser.add_argument("--asset", type=Path, default=BOTTLE,
+                        help="a glTF file (default: the WaterBottle), or 'spot' for the embedded Spot cow")
     parser.add_argument("--min-elevation", type=float, default=-30.0, help="degrees above the horizontal")
     parser.add_argument("--max-elevation", type=float, default=75.0, help="degrees above the horizontal")
     parser.add_argument("--out", type=Path, default=Path("nerf_data"))
