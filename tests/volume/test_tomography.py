@@ -248,3 +248,15 @@ def test_detector_offset_is_recovered_through_the_trilinear_projector():
         opt.step()
     error = float((shift.detach() - true_shift)[:2].norm())
     assert error < 0.003, shift
+
+
+def test_reconstruct_weights_are_normalised_and_checked():
+    """Uniform weights of any scale give the unweighted result; negative or mis-shaped weights are refused."""
+    cam = circular_trajectory(4, width=6, height=6, radius=3.0)
+    p = phantom_line_integrals(BLOBS, cam)
+    plain = reconstruct(p, BOX, cam, (6, 6, 6), steps=20)
+    torch.testing.assert_close(reconstruct(p, BOX, cam, (6, 6, 6), steps=20, weights=torch.full_like(p, 7.0)), plain)
+    with pytest.raises(ValueError, match="weights"):
+        reconstruct(p, BOX, cam, (6, 6, 6), weights=-torch.ones_like(p))
+    with pytest.raises(ValueError, match="weights"):
+        reconstruct(p, BOX, cam, (6, 6, 6), weights=torch.ones(3))

@@ -448,10 +448,12 @@ def total_variation(density: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 def reconstruct(projections: torch.Tensor, box, camera: Camera, grid_shape: Tuple[int, int, int], *,
                 steps: int = 300, lr: float = 0.05, tv_weight: float = 0.0,
-                system: Optional[SystemMatrix] = None, return_losses: bool = False):
+                weights: Optional[torch.Tensor] = None, system: Optional[SystemMatrix] = None,
+                return_losses: bool = False):
     """Recover a non-negative density from line integrals by gradient descent (Adam) on a voxel grid.
 
-    Minimises ``mean((A sigma - p)^2) + tv_weight * TV(sigma)`` over ``sigma = softplus(theta)`` (non-negative)
+    Minimises ``sum(w (A sigma - p)^2) / sum(w) + tv_weight * TV(sigma)`` over ``sigma = softplus(theta)``
+    (non-negative)
     with ``A`` the exact voxel traversal (:func:`system_matrix`), starting from the constant density that best
     fits the data. ``TV`` is :func:`total_variation`.
 
@@ -464,6 +466,9 @@ def reconstruct(projections: torch.Tensor, box, camera: Camera, grid_shape: Tupl
         steps: Adam iterations (>= 1).
         lr: Adam learning rate on ``theta``.
         tv_weight: weight of the total-variation prior (>= 0; 0 disables it).
+        weights: optional per-pixel weights ``w`` (>= 0, finite, same shape as ``projections``; default 1). For
+            Poisson counts ``N`` the variance of ``p = -log(N / I0)`` is about ``1 / N``, so ``w = N`` gives the
+            statistically weighted least squares.
         system: a precomputed :func:`system_matrix` for these cameras and grid (saves the traversal).
         return_losses: also return the per-step losses.
 
@@ -485,9 +490,17 @@ def reconstruct(projections: torch.Tensor, box, camera: Camera, grid_shape: Tupl
         raise ValueError(f"projections must have shape {A.ray_shape} (the cameras' [*batch, H, W]); got "
                          f"{tuple(projections.shape)}")
     p = projections.detach()
+    if weights is None:
+        w = torch.ones_like(p)
+    else:
+        check_tensor(weights, "weights", floating=True, finite=True, device=p.device)
+        if weights.shape != p.shape or bool((weights < 0).any()) or float(weights.sum()) <= 0:
+            raise ValueError(f"weights must be non-negative, not all zero, with the shape of projections "
+                             f"{tuple(p.shape)}; got shape {tuple(weights.shape)}")
+        w = weights.detach().to(p.dtype) / weights.detach().to(p.dtype).mean()
     with torch.no_grad():
         coverage = apply_system_matrix(A, torch.ones(A.grid_shape, dtype=p.dtype, device=p.device))
-        start = float((p * coverage).sum() / (coverage * coverage).sum().clamp_min(1e-30))
+        start = float((w * p * coverage).sum() / (w * coverage * coverage).sum().clamp_min(1e-30))
     start = max(start, 1e-3 * float(p.abs().max()) / max(float(coverage.max()), 1e-30), 1e-6)
     theta = torch.full(A.grid_shape, math.log(math.expm1(start)), dtype=p.dtype, device=p.device,
                        requires_grad=True)
@@ -496,7 +509,7 @@ def reconstruct(projections: torch.Tensor, box, camera: Camera, grid_shape: Tupl
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
         sigma = torch.nn.functional.softplus(theta)
-        loss = (apply_system_matrix(A, sigma) - p).pow(2).mean()
+        loss = (w * (apply_system_matrix(A, sigma) - p).pow(2)).mean()
         if tv_weight > 0:
             loss = loss + tv_weight * total_variation(sigma)
         loss.backward()
