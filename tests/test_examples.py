@@ -18,7 +18,8 @@ TINY_ARGS = {"01_render_spot.py": ["--size", "64"], "02_pose_from_one_image.py":
              "08_light_from_shadows.py": ["--steps", "2", "--size", "16", "--target-spp", "4",
                                           "--shadow-edge-samples", "300"],
              "09_occluder_from_shadow.py": ["--steps", "2", "--size", "16", "--target-spp", "4",
-                                            "--shadow-edge-samples", "300"]}
+                                            "--shadow-edge-samples", "300"],
+             "10_tomography.py": ["--steps", "3", "--size", "12", "--views", "6"]}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
