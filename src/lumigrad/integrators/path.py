@@ -211,15 +211,20 @@ class _Run:
                 self._shadow_edges(ts, v_image, adjoint, spp, seed)
         return adjoint.grads
 
+    def _views(self, v_image: torch.Tensor, seed: int):
+        """The camera's views (unbatched cameras), the image adjoint of each ``[H, W, C]`` and a generator."""
+        cam = self.camera
+        views = [cam] if cam.batch_shape == () else [cam[i] for i in range(len(cam))]
+        gen = torch.Generator(device=cam.device)
+        gen.manual_seed(seed)
+        return views, v_image.reshape(-1, cam.height, cam.width, v_image.shape[-1]), gen
+
     def _edges(self, ts: TraceScene, v_image: torch.Tensor, adjoint: PathAdjoint, spp: int, seed: int) -> None:
         """The boundary term of primary visibility (:mod:`lumigrad.raytrace.edges`), view by view."""
         cam = self.camera
         H, W = cam.height, cam.width
         count = self.integrator.edge_samples or max(256, H * W * spp // 16)
-        views = [cam] if cam.batch_shape == () else [cam[i] for i in range(len(cam))]
-        v_views = v_image.reshape(-1, H, W, v_image.shape[-1])
-        gen = torch.Generator(device=cam.device)
-        gen.manual_seed((3 * seed + 2) % _SEED_MOD)
+        views, v_views, gen = self._views(v_image, (3 * seed + 2) % _SEED_MOD)
         for view, v in zip(views, v_views):
             edges = sample_primary_edges(ts.verts, ts.faces, view.K.to(ts.verts.dtype),
                                          view.world_to_cam.to(ts.verts.dtype), view.near, W, H, count, gen,
@@ -250,10 +255,7 @@ class _Run:
         cam = self.camera
         H, W = cam.height, cam.width
         count = self.integrator.shadow_edge_samples or max(256, H * W * spp // 16)
-        views = [cam] if cam.batch_shape == () else [cam[i] for i in range(len(cam))]
-        v_views = v_image.reshape(-1, H, W, v_image.shape[-1])
-        gen = torch.Generator(device=cam.device)
-        gen.manual_seed((5 * seed + 3) % _SEED_MOD)
+        views, v_views, gen = self._views(v_image, (5 * seed + 3) % _SEED_MOD)
         dtype = ts.verts.dtype
         for view, v in zip(views, v_views):
             edges = sample_shadow_edges(ts, view.K.to(dtype), view.world_to_cam.to(dtype), view.near, W, H, count,
