@@ -88,11 +88,11 @@ def _mitsuba_gradient(mi, dr, cam, weight: np.ndarray, seeds: int, spp: int) -> 
 
 
 def test_a_silhouette_gradient_matches_mitsubas_direct_projective():
-    """Measured (2-core CPU, 12 s): finite differences 304.31; lumigrad 299.77 / 304.24 (two backward seeds,
-    64 spp): mean 0.8% below; Mitsuba 306.95 / 307.47 / 308.66 (three seeds, 64 spp): mean 1.1% above (against
+    """Measured (2-core CPU, 25 s): finite differences 304.3; lumigrad 308.5 / 319.8 / 297.3 / 305.4 / 292.5 /
+    296.8 (six backward seeds, 64 spp; with the counter-based random numbers): mean 303.4, 0.3% below; Mitsuba 306.95 / 307.47 / 308.66 (three seeds, 64 spp): mean 1.1% above (against
     its own renders' differences it agrees to 0.1%: its diffuse ball lacks lumigrad's Schlick rise at grazing
-    angles, so its silhouettes are a little darker); lumigrad's mean 1.9% below Mitsuba's. The seeds' spread is
-    about 1.5% (lumigrad) and 0.6% (Mitsuba)."""
+    angles, so its silhouettes are a little darker); lumigrad's mean 1.4% below Mitsuba's. The seeds' spread is
+    about 3% (lumigrad) and 0.6% (Mitsuba), hence six seeds of lumigrad."""
     peer.use_variant()
     mi, dr = peer._load()
     scene, cam = _ball(torch.tensor(X0, dtype=F64))
@@ -103,7 +103,7 @@ def test_a_silhouette_gradient_matches_mitsubas_direct_projective():
                      - lg.render(_ball(torch.tensor(X0 - h, dtype=F64))[0], cam, integrator="direct",
                                  spp=1024).rgb) / (2 * h) * weight).sum())
     ours = []
-    for seed in range(2):
+    for seed in range(6):
         x = torch.tensor(X0, dtype=F64, requires_grad=True)
         image = lg.render(_ball(x)[0], cam, integrator="direct", spp=1, seed=seed + 1, spp_grad=64,
                           seed_grad=1000 + seed, edge_samples=20000).rgb
@@ -112,6 +112,6 @@ def test_a_silhouette_gradient_matches_mitsubas_direct_projective():
     theirs = _mitsuba_gradient(mi, dr, cam, weight.numpy(), seeds=3, spp=64)
     print(f"finite differences {fd:.2f}; lumigrad {ours}; Mitsuba direct_projective {theirs}")
     assert fd > 100
-    assert abs(np.mean(ours) - fd) < 0.03 * fd, (ours, fd)  # measured 0.008
-    assert abs(np.mean(ours) - np.mean(theirs)) < 0.04 * abs(np.mean(theirs)), (ours, theirs)  # measured 0.019
+    assert abs(np.mean(ours) - fd) < 0.03 * fd, (ours, fd)  # measured 0.003
+    assert abs(np.mean(ours) - np.mean(theirs)) < 0.04 * abs(np.mean(theirs)), (ours, theirs)  # measured 0.014
     assert abs(np.mean(theirs) - fd) < 0.03 * fd, (theirs, fd)  # measured 0.011: the reference itself is right
