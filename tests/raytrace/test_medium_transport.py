@@ -237,3 +237,24 @@ def test_the_replayed_weights_carry_the_score_of_the_sampled_events():
     h = 1e-6
     fd = ((hg_eval(wo, wi, 0.4 + h).log() - hg_eval(wo, wi, 0.4 - h).log()) / (2 * h)).sum()
     assert torch.allclose(dg, fd, rtol=1e-6), (dg.item(), fd.item())
+
+
+def test_an_index_matched_boundary_passes_light_straight_through():
+    """ior 1: the boundary neither bends nor reflects (a delta pass-through), so an empty glass ball is invisible
+    exactly, and one filled with a non-absorbing medium disappears in a white furnace (the boundary degenerated
+    to black before: the rough formulas' half vector vanishes)."""
+    cam = lg.Camera.look_at([0.0, 0.0, -3.0], [0.0, 0.0, 0.0], fov_y=0.6, width=12, height=12)
+    for interior, spp in ((None, 4), (HomogeneousMedium(torch.zeros(3), torch.tensor([2.0, 1.0, 0.5]), g=0.5), 128)):
+        scene = lg.Scene()
+        v, f = lg.geometry.icosphere(2)
+        m = Material(base_color_factor=torch.ones(4), metallic_factor=0.0, roughness_factor=0.3, ior=1.0,
+                     transmission_factor=1.0, interior=interior)
+        scene.add_mesh("ball", lg.SceneMesh(v, f, m))
+        scene.add_light("sky", lg.EnvironmentLight(torch.ones(4, 8, 3)))
+        img = lg.render(scene, cam, integrator="path", spp=spp, max_depth=-1).rgb
+        if interior is None:
+            assert torch.allclose(img, torch.ones_like(img), atol=1e-5)
+        else:
+            mean = img.reshape(-1, 3).mean(0)
+            sem = img.reshape(-1, 3).std(0) / (img.shape[0] * img.shape[1]) ** 0.5
+            assert ((mean - 1).abs() < 4 * sem + 0.01).all(), (mean, sem)

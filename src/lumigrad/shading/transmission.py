@@ -56,6 +56,17 @@ def bsdf_for(si: SurfaceSample) -> BSDF:
     return MetallicRoughnessBSDF() if si.transmission is None else MetallicRoughnessTransmissionBSDF()
 
 
+#: How close to 1 an ior must be for the boundary to count as index-matched (a straight pass-through).
+INDEX_MATCHED_TOLERANCE = 1e-4
+
+
+def _index_matched(si: SurfaceSample) -> torch.Tensor:
+    """``[..., 1]`` bool: the surface's ior is 1 (to :data:`INDEX_MATCHED_TOLERANCE`)."""
+    ior = torch.as_tensor(si.ior, dtype=si.normal.dtype, device=si.normal.device)
+    return ((ior - 1.0).abs() < INDEX_MATCHED_TOLERANCE).expand(si.normal.shape[:-1] + (1,)) if ior.dim() == 0 \
+        else ((ior - 1.0).abs() < INDEX_MATCHED_TOLERANCE)
+
+
 def _unit(v: torch.Tensor) -> torch.Tensor:
     return v / torch.linalg.vector_norm(v, dim=-1, keepdim=True)
 
@@ -112,7 +123,7 @@ class MetallicRoughnessTransmissionBSDF:
         """``eval`` from unit ``n`` and ``wo`` (normalised once, as the opaque model's sampler does)."""
         opaque = metallic_roughness_unchecked(n, wi, wo, si.base_color, si.roughness, si.metallic, ior=si.ior,
                                               specular_f0=si.specular_f0, transmission=t)
-        glass = rough_dielectric_unchecked(n, wi, wo, alpha, si.ior, mode=self.mode)
+        glass = rough_dielectric_unchecked(n, wi, wo, alpha, si.ior, mode=self.mode) * ~_index_matched(si)
         crosses = (n * wi).sum(-1, keepdim=True) * (n * wo).sum(-1, keepdim=True) < 0
         tint = torch.where(crosses, si.base_color, torch.ones_like(si.base_color))
         return opaque + w * glass * tint
@@ -120,7 +131,7 @@ class MetallicRoughnessTransmissionBSDF:
     def _pdf(self, n, wi, wo, si, t, w, alpha):
         opaque = metallic_roughness_pdf_unchecked(n, wi, wo, si.base_color, si.roughness, si.metallic, ior=si.ior,
                                                   specular_f0=si.specular_f0, transmission=t)
-        glass = rough_dielectric_pdf_unchecked(n, wi, wo, alpha, si.ior)
+        glass = rough_dielectric_pdf_unchecked(n, wi, wo, alpha, si.ior) * ~_index_matched(si)
         return (1.0 - w) * opaque + w * glass
 
     def eval(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
@@ -161,9 +172,18 @@ class MetallicRoughnessTransmissionBSDF:
         ok = valid & (pdf > 0)
         zero = torch.zeros_like(pdf)
         weight = torch.where(ok, f * cos_i.abs() / torch.where(ok, pdf, one), torch.zeros_like(f))
+        # An index-matched boundary (ior 1) does not bend or reflect light: its glass lobe is a delta that passes
+        # straight through (the rough formulas degenerate there: the half vector of wi = -wo vanishes).
+        through = glass & _index_matched(si)
+        wi = torch.where(through, -wo, wi)
+        cos_i = torch.where(through, -cos_o, cos_i)
+        tint = si.base_color.expand_as(weight) if si.base_color.shape[-1] == weight.shape[-1] else si.base_color
+        weight = torch.where(through, tint * torch.ones_like(weight), weight)
+        pdf = torch.where(through, p, pdf)
+        ok = ok | (through & (p > 0))
         crosses = (cos_i * cos_o < 0) & ok
         eta_it = fresnel_dielectric_unchecked(cos_o.clamp(-1.0, 1.0), torch.as_tensor(si.ior, dtype=p.dtype,
                                                                                       device=p.device))[2]
         eta = torch.where(crosses, eta_it, torch.ones_like(eta_it))
-        return BSDFSample(wi, weight, torch.where(ok, pdf, zero), is_delta=torch.zeros_like(ok),
+        return BSDFSample(wi, weight, torch.where(ok, pdf, zero), is_delta=through & ok,
                           is_transmission=crosses, eta=eta)
