@@ -74,7 +74,7 @@ __all__ = ["CheckpointError", "Fit", "FitDivergedError", "FitResult", "ParamGrou
 CHECKPOINT_NAME = "checkpoint.pt"
 _FORMAT = 2  # 2: per-rank RNG states (``rng["ranks"]``); format 1 files (one global RNG state) still resume
 _FORMATS = (1, 2)
-_OPTIMIZERS = ("adam", "adam_uniform", "sgd")
+_OPTIMIZERS = ("adam", "adam_uniform", "sgd", "sparse_adam")
 
 LossOutput = Union[torch.Tensor, Tuple[torch.Tensor, Mapping[str, float]]]
 Callback = Callable[[int, float, Dict[str, float]], Optional[bool]]
@@ -110,7 +110,9 @@ class ParamGroup:
         params: leaf tensors with ``requires_grad=True`` (e.g. ``nn.Parameter``, ``LargeSteps.parameter``).
         lr: base learning rate, finite and ``>= 0``.
         optimizer: ``"adam"`` (``torch.optim.Adam``), ``"adam_uniform"`` (:class:`AdamUniform`, for
-            :class:`~lumigrad.optim.LargeSteps` parameters) or ``"sgd"`` (``torch.optim.SGD``).
+            :class:`~lumigrad.optim.LargeSteps` parameters), ``"sgd"`` (``torch.optim.SGD``) or
+            ``"sparse_adam"`` (``torch.optim.SparseAdam``, for parameters with sparse gradients such as a
+            :class:`~lumigrad.volume.fields.HashGridEncoding` table: only the rows a step touched move).
         schedule: optional ``schedule(step, steps) -> float`` multiplier of ``lr`` (e.g. :func:`cosine_schedule`).
         start: the group is frozen (not stepped, lr 0) before this step.
         betas: Adam / AdamUniform moment decays.
@@ -120,7 +122,7 @@ class ParamGroup:
 
     params: Sequence[torch.Tensor]
     lr: float
-    optimizer: Literal["adam", "adam_uniform", "sgd"] = "adam"
+    optimizer: Literal["adam", "adam_uniform", "sgd", "sparse_adam"] = "adam"
     schedule: Optional[Callable[[int, int], float]] = None
     start: int = 0
     betas: Tuple[float, float] = (0.9, 0.999)
@@ -290,6 +292,8 @@ class Fit:
             return torch.optim.Adam(g.params, lr=g.lr, betas=g.betas, eps=g.eps)
         if g.optimizer == "adam_uniform":
             return AdamUniform(g.params, lr=g.lr, betas=g.betas, eps=g.eps)
+        if g.optimizer == "sparse_adam":
+            return torch.optim.SparseAdam(list(g.params), lr=g.lr, betas=g.betas, eps=g.eps)
         return torch.optim.SGD(g.params, lr=g.lr, momentum=g.momentum)
 
     def fingerprint(self) -> List[tuple]:
@@ -555,10 +559,10 @@ class Fit:
         self.strategy.reduce_gradients(self._all_params)
 
         grads = [(name, k, p) for name, g in self.groups.items() for k, p in enumerate(g.params) if p.grad is not None]
-        if grads and not bool(torch.stack([torch.isfinite(p.grad).all() for _, _, p in grads]).all()):
+        if grads and not bool(torch.stack([torch.isfinite(_grad_values(p)).all() for _, _, p in grads]).all()):
             for name, k, p in grads:
-                if not bool(torch.isfinite(p.grad).all()):
-                    bad = int((~torch.isfinite(p.grad)).sum())
+                if not bool(torch.isfinite(_grad_values(p)).all()):
+                    bad = int((~torch.isfinite(_grad_values(p))).sum())
                     error = FitDivergedError(f"gradient of group {name!r} parameter {k} has {bad} NaN/Inf values of "
                                              f"{p.grad.numel()} at step {step}; the parameter (still finite) has "
                                              f"{_stats(p.detach())}")
@@ -570,7 +574,8 @@ class Fit:
         if active:
             per_group = []
             for name in active:
-                gs = [p.grad.detach().double().pow(2).sum() for p in self.groups[name].params if p.grad is not None]
+                gs = [_grad_values(p).detach().double().pow(2).sum() for p in self.groups[name].params
+                      if p.grad is not None]
                 per_group.append(torch.stack(gs).sum().sqrt() if gs else torch.zeros((), dtype=torch.float64))
             norms = dict(zip(active, torch.stack([x.cpu() for x in per_group]).tolist()))
         before = {}
@@ -590,7 +595,7 @@ class Fit:
                         scale = bound / n
                         for p in g.params:
                             if p.grad is not None:
-                                p.grad.mul_(scale)
+                                p.grad = p.grad * scale if p.grad.is_sparse else p.grad.mul_(scale)
                         log[f"clip/{name}"] = scale
                         n = bound
                     ema = self.spike_decay * ema + (1.0 - self.spike_decay) * n
@@ -779,3 +784,8 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _grad_values(p: torch.Tensor) -> torch.Tensor:
+    """The stored values of ``p.grad``: the dense gradient, or a sparse gradient's (coalesced) values."""
+    return p.grad.coalesce().values() if p.grad.is_sparse else p.grad
