@@ -317,12 +317,7 @@ def long_launch_threads() -> int:
     for a core costs nothing beside its share of the work: an explicit count as :func:`launch_threads`, else
     the CPUs available (at most ``AUTO_CAP``), busy or not. The launch's ranges are shared, so a helper that
     starts late only takes what is left."""
-    if _state.requested is not None:
-        return _state.requested
-    env = _env_threads()
-    if env is not None:
-        return env
-    return min(available_cpus(), AUTO_CAP)
+    return kernel_threads()
 
 
 def get_num_threads() -> int:

@@ -63,8 +63,8 @@ INDEX_MATCHED_TOLERANCE = 1e-4
 def _index_matched(si: SurfaceSample) -> torch.Tensor:
     """``[..., 1]`` bool: the surface's ior is 1 (to :data:`INDEX_MATCHED_TOLERANCE`)."""
     ior = torch.as_tensor(si.ior, dtype=si.normal.dtype, device=si.normal.device)
-    return ((ior - 1.0).abs() < INDEX_MATCHED_TOLERANCE).expand(si.normal.shape[:-1] + (1,)) if ior.dim() == 0 \
-        else ((ior - 1.0).abs() < INDEX_MATCHED_TOLERANCE)
+    matched = (ior - 1.0).abs() < INDEX_MATCHED_TOLERANCE
+    return matched.expand(si.normal.shape[:-1] + (1,)) if ior.dim() == 0 else matched
 
 
 def _unit(v: torch.Tensor) -> torch.Tensor:
@@ -177,8 +177,7 @@ class MetallicRoughnessTransmissionBSDF:
         through = glass & _index_matched(si)
         wi = torch.where(through, -wo, wi)
         cos_i = torch.where(through, -cos_o, cos_i)
-        tint = si.base_color.expand_as(weight) if si.base_color.shape[-1] == weight.shape[-1] else si.base_color
-        weight = torch.where(through, tint * torch.ones_like(weight), weight)
+        weight = torch.where(through, si.base_color * torch.ones_like(weight), weight)  # the transmission tint
         pdf = torch.where(through, p, pdf)
         ok = ok | (through & (p > 0))
         crosses = (cos_i * cos_o < 0) & ok
