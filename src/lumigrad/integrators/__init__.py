@@ -4,7 +4,7 @@
 :class:`RenderOutput` (``rgb``, ``alpha``, ``aovs`` by name). :class:`Integrator` is the protocol,
 :func:`register_integrator` adds a renderer under a name, :func:`get_integrator` builds one with its settings.
 The raster pipeline (:class:`RasterIntegrator`, ``"raster"``) is the first; the path tracer (``"path"``,
-``"direct"``) the second; see docs/design.md, "Integrators".
+``"direct"``) the second, the ray-marched radiance field (``"volume"``) the third; see docs/design.md, "Integrators".
 """
 
 from .base import (AOV_DOCS, Integrator, RenderOutput, get_integrator, integrator_names, integrator_settings,
@@ -12,12 +12,13 @@ from .base import (AOV_DOCS, Integrator, RenderOutput, get_integrator, integrato
 from .dispatch import render, resolve_camera
 from .raster import GEOMETRY_AOVS, RasterIntegrator
 from .path import DirectIntegrator, PathIntegrator
+from .volume import VolumeIntegrator
 from .geometry_buffers import render_geometry
 
 from . import deprecated as _deprecated
 
 _deprecated.attach()
 
-__all__ = ["AOV_DOCS", "DirectIntegrator", "GEOMETRY_AOVS", "Integrator", "PathIntegrator", "RasterIntegrator", "RenderOutput", "get_integrator", "integrator_names",
+__all__ = ["AOV_DOCS", "DirectIntegrator", "GEOMETRY_AOVS", "Integrator", "PathIntegrator", "RasterIntegrator", "RenderOutput", "VolumeIntegrator", "get_integrator", "integrator_names",
            "integrator_settings", "register_integrator", "render", "render_geometry", "resolve_camera",
            "unregister_integrator"]

@@ -9,9 +9,12 @@ up in the finest level that contains it.
 evaluates ``density_fn`` at one jittered point in each chosen cell and sets::
 
     estimate = max(estimate * ema_decay, sigma(jittered point))
-    occupied = estimate > min(threshold, mean of all estimates)
+    occupied = estimate > min(threshold, mean of all estimates / 2)
 
-(instant-ngp's decayed maximum, the "EMA" of its paper). During the first ``warmup_steps`` steps every cell is
+(instant-ngp's decayed maximum, the "EMA" of its paper). The cap by half the mean keeps the grid from going
+empty while the field has not separated matter from empty space yet: instant-ngp caps by the mean itself, which
+marks every cell of a field that starts out uniform (as ``NerfField`` does: the same faint density everywhere)
+empty after its first update, so that nothing is ever sampled or trained again. During the first ``warmup_steps`` steps every cell is
 chosen; after that ``R^3 / 4`` uniformly random cells plus ``R^3 / 4`` cells drawn from the occupied ones, per
 level. ``threshold`` is a density (1 / world unit): to skip cells whose opacity over a step ``dt`` stays below
 ``alpha``, pass ``threshold = -log(1 - alpha) / dt`` (about ``alpha / dt``). Before the first update every cell
@@ -38,7 +41,7 @@ class OccupancyGrid(nn.Module):
         aabb: the scene box, ``[2, 3]`` or ``[6]`` (world units); level 0 covers it.
         resolution: cells per axis ``R`` of every level (128 as instant-ngp; any int >= 1).
         levels: number of cascaded levels, each doubling the extent (1 for a bounded scene).
-        threshold: density above which a cell is occupied (capped by the mean estimate; module doc).
+        threshold: density above which a cell is occupied (capped by half the mean estimate; module doc).
         ema_decay: decay of the running estimate per update, in ``[0, 1]`` (0.95 as instant-ngp).
         update_every: update every this many steps (16 as instant-ngp / nerfacc).
         warmup_steps: before this step every cell is updated (256 as nerfacc).
@@ -167,7 +170,7 @@ class OccupancyGrid(nn.Module):
                 touched = new >= 0
                 est = self.density[lvl]
                 est[touched] = torch.maximum(est[touched] * self.ema_decay, new[touched])
-            cut = min(self.threshold, float(self.density.mean()))
+            cut = min(self.threshold, 0.5 * float(self.density.mean()))
             self.binary.copy_((self.density > cut).reshape(self.binary.shape))
             self.num_updates += 1
         return True

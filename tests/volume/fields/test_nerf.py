@@ -37,7 +37,13 @@ def test_mlp_and_density_activation():
     with pytest.raises(ValueError, match="activation"):
         MLP(2, 2, activation="tanh")
     with pytest.raises(ValueError, match="kind"):
-        density_activation(raw, "exp")
+        density_activation(raw, "tanh")
+    torch.testing.assert_close(density_activation(raw, "exp"), torch.exp(raw))
+    big = torch.tensor([40.0], requires_grad=True)  # truncated: the gradient is exp(15), not exp(40)
+    density_activation(big, "exp").backward()
+    torch.testing.assert_close(big.grad, torch.exp(torch.tensor([15.0])))
+    small = torch.tensor([0.3, -2.0], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: density_activation(x, "exp"), (small,))
 
 
 @pytest.mark.parametrize("encoding", ["hash", "dense"])
@@ -169,7 +175,7 @@ def test_bad_input_names_argument(call, match):
     (dict(precision="fp8"), "precision"),
     (dict(encoding="tri"), "encoding"),
     (dict(sh_degree=5), "sh_degree"),
-    (dict(density_kind="exp"), "density_kind"),
+    (dict(density_kind="cubic"), "density_kind"),
     (dict(geo_feat_dim=0), "geo_feat_dim"),
     (dict(log2_table_size=40), "log2_table_size"),
 ])

@@ -125,9 +125,12 @@ def hash_grid_encode_unchecked(unit: torch.Tensor, table: torch.Tensor, layout, 
     if implementation == "warp" and not is_f32:
         raise TypeError(f"implementation 'warp' needs float32 unit and table; got {unit.dtype} and {table.dtype}")
     use_kernel = implementation == "warp" or (implementation == "auto" and is_f32 and unit.device.type == "cuda")
+    # On the CPU the Warp forward is ~4x faster than the PyTorch gathers (200k points, 16 levels: 0.14 vs 0.61 s)
+    # but its atomic backward is slower than the bincount one (0.92 vs 0.70 s): "auto" mixes the two there.
+    kernel_forward = use_kernel or (implementation == "auto" and is_f32 and unit.device.type == "cpu")
     if unit.device.type == "cpu":
         threads.prepare_cpu()  # PyTorch's thread pool as lumigrad sets it up for its CPU kernels (lumigrad.threads)
-    return _HashGridFn.apply(unit.clamp(0.0, 1.0), table, tuple(layout), bool(sparse), use_kernel)
+    return _HashGridFn.apply(unit.clamp(0.0, 1.0), table, tuple(layout), bool(sparse), (kernel_forward, use_kernel))
 
 
 def _level_corners(unit: torch.Tensor, res: int, dense: bool, rows: int):
@@ -179,9 +182,10 @@ def _scatter_rows(idx: torch.Tensor, values: torch.Tensor, rows: int) -> torch.T
 
 class _HashGridFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, unit, table, layout, sparse, use_kernel):
+    def forward(ctx, unit, table, layout, sparse, kernels):
+        kernel_forward, use_kernel = kernels  # the Warp kernel for the forward pass, for the backward pass
         ctx.layout, ctx.sparse, ctx.use_kernel = layout, sparse, use_kernel
-        if use_kernel:
+        if kernel_forward:
             unit, table = unit.contiguous(), table.contiguous()
             ctx.save_for_backward(unit, table)
             return hash_kernels.hash_encode_forward(unit, table, hash_kernels.layout_tensors(layout, unit.device))

@@ -67,7 +67,7 @@ class NerfField(nn.Module):
         geo_feat_dim: width ``G`` of the geometry feature passed to the colour head.
         color_hidden_dim, color_hidden_layers: colour MLP width and depth.
         sh_degree: degree (0..4) of the SH direction encoding.
-        density_kind: ``"softplus"`` or ``"relu"`` (:func:`density_activation`).
+        density_kind: ``"softplus"``, ``"relu"`` or ``"exp"`` (:func:`density_activation`).
         density_bias: initial bias of the raw density output. The encodings start near zero, so the initial
             density is about ``activation(density_bias)``: ``softplus(-1) = 0.31`` by default, a faint fog that
             every ray sees through at the start but that still passes gradients.
@@ -90,12 +90,12 @@ class NerfField(nn.Module):
                  max_resolution: int = 2048, sparse: bool = True, grid_resolution: int = 64,
                  grid_channels: int = 16, hidden_dim: int = 64, geo_feat_dim: int = 15,
                  color_hidden_dim: int = 64, color_hidden_layers: int = 2, sh_degree: int = 4,
-                 density_kind: Literal["softplus", "relu"] = "softplus", density_bias: float = -1.0,
+                 density_kind: Literal["softplus", "relu", "exp"] = "softplus", density_bias: float = -1.0,
                  precision: Precision = "auto"):
         super().__init__()
         self.register_buffer("aabb", as_aabb(aabb).float())
         check_choice(encoding, "encoding", ("hash", "dense"))
-        check_choice(density_kind, "density_kind", ("softplus", "relu"))
+        check_choice(density_kind, "density_kind", ("softplus", "relu", "exp"))
         self.precision = check_choice(precision, "precision", ("fp32", "bf16", "fp16", "auto"))
         if isinstance(sh_degree, bool) or not isinstance(sh_degree, int) or not 0 <= sh_degree <= MAX_SH_DEGREE:
             raise ValueError(f"sh_degree must be an int in [0, {MAX_SH_DEGREE}]; got {sh_degree!r}")
