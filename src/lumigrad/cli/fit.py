@@ -53,6 +53,13 @@ def run(args) -> int:
                       progress=not args.no_progress, device=args.device, force=args.force,
                       trust_paths=args.trust_paths)
     m = outcome.metrics
+    if m.get("integrator") == "volume":
+        held = m.get("holdout_psnr_db")
+        print(f"{m['name']}: {m['steps']} steps, {m['seconds']:.1f} s ({m['training_seconds']:.1f} s training), "
+              f"training PSNR {m['train_psnr_db']:.2f} dB, held-out PSNR "
+              f"{'n/a (no held-out views)' if held is None else f'{held:.2f} dB'} on {m['holdout_views']} views")
+        print(f"report: {outcome.report}")
+        return 0
     print(f"{m['name']}: {m['steps']} steps, {m['seconds']:.1f} s, PSNR {m['psnr_initial_db']:.2f} -> "
           f"{m['psnr_final_db']:.2f} dB")
     for name, entry in m["parameters"].items():

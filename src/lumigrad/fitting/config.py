@@ -301,8 +301,15 @@ class _Table:
 
 
 def parse_config(raw: Any, path: Path, text: str = "") -> FitConfig:
-    """Check a parsed configuration (a dict) and return a :class:`FitConfig`; see :func:`load_config`."""
+    """Check a parsed configuration (a dict) and return a :class:`FitConfig`; see :func:`load_config`.
+
+    A configuration with ``[render] integrator = "volume"`` is a radiance-field fit: it is checked by
+    :func:`lumigrad.fitting.volume_config.parse_volume_config` and returned as its ``VolumeFitConfig``."""
     path = Path(path)
+    from .volume_config import is_volume_config, parse_volume_config
+
+    if is_volume_config(raw):
+        return parse_volume_config(raw, path, text)
     top = _Table(raw, "", path)
     name = top.string("name", path.stem)
     scene = _scene(top.table("scene"))

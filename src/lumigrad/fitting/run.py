@@ -28,6 +28,7 @@ from .config import ConfigError, FitConfig, load_config
 from .metrics import image_metrics, parameter_errors, shape_error_pct
 from .problem import Problem, build_problem
 from .run_folder import RunFolder, config_identity, describe_differences
+from .volume_config import VolumeFitConfig
 
 __all__ = ["FitOutcome", "make_fit", "run_fit"]
 
@@ -47,7 +48,8 @@ def run_fit(config: Union[FitConfig, str, Path], out_dir: Optional[Union[str, Pa
     """Run the fit ``config`` describes and write its output folder.
 
     Args:
-        config: a :class:`FitConfig` or the path of a TOML / YAML file.
+        config: a :class:`FitConfig` (or, for ``[render] integrator = "volume"``, a
+            :class:`~lumigrad.fitting.volume_config.VolumeFitConfig`) or the path of a TOML / YAML file.
         out_dir: the output folder (default: ``[output] dir``, else ``lumigrad-runs/<config name>``).
         resume: continue from ``out_dir/checkpoint/checkpoint.pt``; the folder must hold one, written for the
             same configuration (and the same ``steps``).
@@ -72,7 +74,7 @@ def run_fit(config: Union[FitConfig, str, Path], out_dir: Optional[Union[str, Pa
         ValueError: ``device`` is not cpu / cuda / auto, or CUDA was asked for without a device.
         lumigrad.optim.FitDivergedError: the loss, a gradient or a parameter became NaN / Inf.
     """
-    if not isinstance(config, FitConfig):
+    if not isinstance(config, (FitConfig, VolumeFitConfig)):
         config = load_config(config)
     config.trust_paths = bool(trust_paths) or config.trust_paths
     if resume and overwrite:
@@ -96,6 +98,11 @@ def run_fit(config: Union[FitConfig, str, Path], out_dir: Optional[Union[str, Pa
         else:
             folder.keep_config(config, resumed=False)
             folder.log(f"started: {config.fit.steps} steps, config sha256 {identity['sha256'][:12]}")
+        if isinstance(config, VolumeFitConfig):
+            from .volume_fit import run_volume
+
+            metrics, report = run_volume(config, folder, identity, resume, progress, dev)
+            return FitOutcome(out, metrics, report)
         return _run(config, folder, identity, resume, progress, dev)
 
 

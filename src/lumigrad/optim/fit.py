@@ -188,6 +188,8 @@ class Fit:
             ``loss_fn`` that draws from them (see the module docstring); ``False`` leaves them alone.
         strategy: how the fit spans processes (:class:`~lumigrad.optim.Strategy`); default
             :class:`~lumigrad.optim.LocalStrategy`, a single process.
+        progress_keys: log entries shown beside the loss on the progress bar (their latest value), e.g.
+            ``("psnr_db",)``.
 
     Raises:
         ValueError / TypeError: on invalid arguments, naming the argument.
@@ -199,7 +201,7 @@ class Fit:
                  callbacks: Sequence[Callback] = (), resume: bool = False, spike_decay: float = 0.9,
                  extra_state: Optional[Mapping[str, object]] = None, metadata: Optional[Mapping[str, object]] = None,
                  generator: Optional[torch.Generator] = None, global_rng: bool = True,
-                 strategy: Optional[Strategy] = None):
+                 strategy: Optional[Strategy] = None, progress_keys: Sequence[str] = ()):
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable; got {type(loss_fn).__name__}")
         self.loss_fn = loss_fn
@@ -218,6 +220,9 @@ class Fit:
             raise ValueError(f"spike_decay must be a number in [0, 1); got {spike_decay!r}")
         self.spike_decay = float(spike_decay)
         self.progress = bool(progress)
+        if isinstance(progress_keys, str) or not all(isinstance(k, str) for k in progress_keys):
+            raise TypeError(f"progress_keys must be a sequence of log names; got {progress_keys!r}")
+        self.progress_keys = tuple(progress_keys)
         self.callbacks = list(callbacks)
         for k, cb in enumerate(self.callbacks):
             if not callable(cb):
@@ -490,7 +495,7 @@ class Fit:
         t0 = time.perf_counter()
         stopped = False
         main = self.strategy.is_main
-        with LossProgress(self.steps, "fit", enabled=self.progress and main) as bar:
+        with LossProgress(self.steps, "fit", enabled=self.progress and main, keys=self.progress_keys) as bar:
             if bar.bar is not None and self.steps_done:
                 bar.bar.update(self.steps_done)
             while self.steps_done < self.steps:
@@ -499,12 +504,12 @@ class Fit:
                 self.losses.append(loss)
                 self.logs.append(log)
                 self.steps_done = step + 1
-                bar.update(loss)
                 stop = False
                 if main:
                     for cb in self.callbacks:
                         if cb(step, loss, log) is True:
                             stop = True
+                bar.update(loss, log)
                 stopped = bool(self.strategy.any_rank(stop))
                 last = stopped or self.steps_done == self.steps
                 if self.checkpoint_dir is not None and (last or self.steps_done % self.checkpoint_every == 0):
