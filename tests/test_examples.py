@@ -114,3 +114,11 @@ def test_example_config_runs_with_lumigrad_fit(path, tmp_path, capsys):
 
 def test_there_is_a_config_per_problem_of_the_table():
     assert {p.stem for p in CONFIGS} >= {"reconstruction", "camera_calibration", "inverse_materials"}
+
+
+def test_volume_doc_code_block_runs():
+    text = (ROOT / "docs" / "volume.md").read_text()
+    block = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    scope = {}
+    exec(compile(block, "docs/volume.md", "exec"), scope)
+    assert scope["out"].rgb.shape == (48, 64, 3) and scope["field"].encoder.table.grad is not None
