@@ -114,8 +114,15 @@ def _loss_plot(path: Path, result) -> None:
     terms = sorted({k for log in result.logs for k in log if k.startswith("loss/")})
     for term in terms:
         ax.semilogy(_positive([log.get(term, math.nan) for log in result.logs]), label=term[5:], alpha=0.8)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    save_line_plot(fig, ax, path, "step", "loss")
+
+
+def save_line_plot(fig, ax, path: Path, xlabel: str, ylabel: str) -> None:
+    """Label, grid and legend ``ax`` the report's way, write ``fig`` to ``path`` and close it."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -25,6 +25,7 @@ import torch
 
 from ..app.report import save_image_grid
 from ..app.report_html import Figure, write_html_report
+from .outputs import _loss_plot, save_line_plot
 
 __all__ = ["write_volume_outputs"]
 
@@ -123,29 +124,4 @@ def _psnr_plot(path: Path, result) -> None:
     ax.plot(t, smooth, label="training rays (running mean)", color="0.5")
     if held:
         ax.plot([h[0] for h in held], [h[1] for h in held], "o-", label="held-out views", color="C0")
-    ax.set_xlabel("training time (s)")
-    ax.set_ylabel("PSNR (dB)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _loss_plot(path: Path, result) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    ax.semilogy([max(x, 1e-12) for x in result.losses], label="total", color="black")
-    for term in sorted({k for log in result.logs for k in log if k.startswith("loss/")}):
-        ax.semilogy([max(log.get(term, math.nan), 1e-12) for log in result.logs], label=term[5:], alpha=0.8)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_line_plot(fig, ax, path, "training time (s)", "PSNR (dB)")
