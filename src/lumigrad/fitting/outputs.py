@@ -39,12 +39,8 @@ def write_outputs(out: Path, problem, result, metrics: Dict, initial: torch.Tens
 
     The configuration is copied only when the folder has no copy yet (the run folder keeps the original).
     """
-    for sub in ("images", "plots", "assets"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
     config = problem.config
-    copy = out / f"config{config.path.suffix.lower()}"
-    if not copy.exists():
-        copy.write_text(config.text, encoding="utf-8")
+    prepare_output_folder(out, config)
     n = min(len(problem.camera), MAX_VIEWS_SHOWN)
     targets = problem.targets[:n, ..., :3].cpu()
     rows = torch.cat([targets, initial[:n, ..., :3].cpu(), final[:n, ..., :3].cpu()])
@@ -69,6 +65,15 @@ def write_outputs(out: Path, problem, result, metrics: Dict, initial: torch.Tens
     log_tail = list(run_log)[-10:] + [f"step {k}: loss {loss:.6g}" for k, loss in list(enumerate(result.losses))[-20:]]
     return write_html_report(out, title=f"lumigrad fit: {config.name}", summary=summary, metrics=metrics,
                              figures=figures, assets=assets, config_text=config.text, log_tail=log_tail)
+
+
+def prepare_output_folder(out: Path, config) -> None:
+    """Make ``images/``, ``plots/``, ``assets/`` and copy the configuration when the folder has no copy yet."""
+    for sub in ("images", "plots", "assets"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    copy = out / f"config{config.path.suffix.lower()}"
+    if not copy.exists():
+        copy.write_text(config.text, encoding="utf-8")
 
 
 def _summary(m: Dict) -> str:

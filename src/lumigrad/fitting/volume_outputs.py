@@ -25,7 +25,7 @@ import torch
 
 from ..app.report import save_image_grid
 from ..app.report_html import Figure, write_html_report
-from .outputs import _loss_plot, save_line_plot
+from .outputs import _loss_plot, prepare_output_folder, save_line_plot
 
 __all__ = ["write_volume_outputs"]
 
@@ -35,12 +35,8 @@ TURNTABLE_VIEWS = 12
 
 def write_volume_outputs(out: Path, trainer, result, metrics: Dict, run_log: Sequence[str] = ()) -> Path:
     """Write the folder described in the module docstring; return the report's path."""
-    for sub in ("images", "plots", "assets"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
     config = trainer.config
-    copy = out / f"config{config.path.suffix.lower()}"
-    if not copy.exists():
-        copy.write_text(config.text, encoding="utf-8")
+    prepare_output_folder(out, config)
     figures: List[Figure] = []
     if trainer.data.holdout_camera is not None:
         n = min(len(trainer.data.holdout_camera), MAX_VIEWS_SHOWN)
