@@ -40,7 +40,7 @@ def write_outputs(out: Path, problem, result, metrics: Dict, initial: torch.Tens
     The configuration is copied only when the folder has no copy yet (the run folder keeps the original).
     """
     config = problem.config
-    prepare_output_folder(out, config)
+    copy = prepare_output_folder(out, config)
     n = min(len(problem.camera), MAX_VIEWS_SHOWN)
     targets = problem.targets[:n, ..., :3].cpu()
     rows = torch.cat([targets, initial[:n, ..., :3].cpu(), final[:n, ..., :3].cpu()])
@@ -67,13 +67,15 @@ def write_outputs(out: Path, problem, result, metrics: Dict, initial: torch.Tens
                              figures=figures, assets=assets, config_text=config.text, log_tail=log_tail)
 
 
-def prepare_output_folder(out: Path, config) -> None:
-    """Make ``images/``, ``plots/``, ``assets/`` and copy the configuration when the folder has no copy yet."""
+def prepare_output_folder(out: Path, config) -> Path:
+    """Make ``images/``, ``plots/``, ``assets/`` and copy the configuration when the folder has no copy yet;
+    return the copy's path."""
     for sub in ("images", "plots", "assets"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     copy = out / f"config{config.path.suffix.lower()}"
     if not copy.exists():
         copy.write_text(config.text, encoding="utf-8")
+    return copy
 
 
 def _summary(m: Dict) -> str:
