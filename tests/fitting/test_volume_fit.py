@@ -164,3 +164,13 @@ def test_malformed_transforms_json_is_a_config_error_naming_the_item(dataset, tm
     path.write_text(CONFIG.replace("STEPS", "2"))
     with pytest.raises(ConfigError, match=message):
         run_fit(path, tmp_path / "out")
+
+
+def test_regularisers_appear_in_the_log(dataset, tmp_path):
+    path = write_config(dataset, 2, "[loss]\nmse = 1.0\ndistortion = 0.01\nopacity_entropy = 0.001\n",
+                        name="reg.toml")
+    outcome = run_fit(path, tmp_path / "reg")
+    ckpt = torch.load(tmp_path / "reg" / "checkpoint" / "checkpoint.pt", weights_only=False)
+    log = ckpt["logs"][-1]
+    assert {"loss/mse", "loss/distortion", "loss/opacity_entropy"} <= set(log)
+    assert log["loss/distortion"] > 0 and outcome.metrics["holdout_psnr_db"] > 0

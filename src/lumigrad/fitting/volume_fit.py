@@ -29,6 +29,7 @@ from ..optim.fit import Fit, ParamGroup
 from ..volume.fields.nerf import NerfField
 from ..volume.occupancy import OccupancyGrid
 from ..volume.rays import camera_rays
+from ..volume.regularizers import distortion_loss, opacity_entropy
 from ..volume.render import default_step_size, render_rays
 from .config import ConfigError
 from .volume_config import VolumeFitConfig
@@ -161,6 +162,7 @@ class VolumeTrainer:
                  occupancy: Optional[OccupancyGrid], generator: torch.Generator):
         self.config, self.data, self.field, self.occupancy, self.generator = config, data, field, occupancy, generator
         self.step_size = fit_step_size(config, data.aabb)
+        self.diagonal = float(torch.linalg.vector_norm(data.aabb[3:] - data.aabb[:3]))
         self.early_stop_eps = config.render.get("early_stop_eps", 1e-4)
         with torch.no_grad():
             rays = camera_rays(data.train_camera)
@@ -218,14 +220,11 @@ class VolumeTrainer:
         if "huber" in weights:
             terms["huber"] = torch.nn.functional.huber_loss(out.rgb, target, delta=0.1)
         if "opacity_entropy" in weights:
-            a = out.opacity.clamp(1e-5, 1 - 1e-5)
-            terms["opacity_entropy"] = -(a * a.log() + (1 - a) * (1 - a).log()).mean()
-        if "distortion" in weights:
-            from ..volume import regularizers
-
+            terms["opacity_entropy"] = opacity_entropy(out.opacity).mean()
+        if "distortion" in weights:  # on distances normalised by the box diagonal: one weight for any scene size
             s = out.samples
-            terms["distortion"] = regularizers.distortion_loss(out.weights, s.t_starts, s.t_ends, s.ray_indices,
-                                                              s.num_rays).mean()
+            terms["distortion"] = distortion_loss(out.weights, s.t_starts / self.diagonal, s.t_ends / self.diagonal,
+                                                  s.ray_indices, s.num_rays).mean()
         return terms
 
     # ---------------------------------------------------------------------------------------- evaluation
