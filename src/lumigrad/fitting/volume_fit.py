@@ -199,6 +199,7 @@ class VolumeTrainer:
             self.occupancy.update(step, self.field.density, generator=self.generator)
         R = self.config.fit.rays_per_step
         idx = torch.randint(self.pixels.shape[0], (R,), generator=self.generator, device=self.pixels.device)
+        self.last_pixels = idx  # flat indices (view, row, column) of this step's rays, for extra terms
         bg = self.background(R)
         target = composite_target(self.pixels.index_select(0, idx), bg)
         out = render_rays(self.field, self.origins.index_select(0, idx), self.directions.index_select(0, idx),
