@@ -101,6 +101,8 @@ def default_surface_level(aabb: AabbLike, resolution: int) -> float:
     A finer lattice needs denser matter to count as solid (a thin fog is a surface only when seen coarsely).
 
     Example: the box ``[-1, 1]^3`` at ``resolution=16`` has ``h = 0.125`` and level ``ln 2 / 0.125 = 5.545``.
+
+    **Differentiability:** none (a number from the box and the resolution).
     """
     box = as_aabb(aabb)
     check_positive_int(resolution, "resolution")
