@@ -198,3 +198,21 @@ def test_bad_arguments_name_themselves(kwargs, error, needle):
     args.update(kwargs)
     with pytest.raises(error, match=needle):
         density_to_mesh(args.pop("density_fn"), args.pop("aabb"), **args)
+
+
+def test_fields_density_without_gradients():
+    from lumigrad.volume.fields import DenseGrid, NerfField
+
+    grid = DenseGrid(BOX, resolution=17)  # vertices on the lattice of 16 cubes: the mesh must match the ball's
+    with torch.no_grad():
+        z, y, x = torch.meshgrid(*[torch.linspace(-1, 1, 17)] * 3, indexing="ij")
+        grid.grid.copy_(ball(torch.stack([x, y, z], -1).reshape(-1, 3)).reshape(17, 17, 17, 1))
+    mesh = density_to_mesh(lambda p: grid(p)[:, 0], BOX, resolution=16, level=5.0)
+    direct = density_to_mesh(ball, BOX, resolution=16, level=5.0)
+    assert not mesh.verts.requires_grad
+    assert torch.equal(mesh.faces, direct.faces) and torch.allclose(mesh.verts, direct.verts, atol=1e-5)
+    torch.manual_seed(0)
+    field = NerfField(BOX, num_levels=4, log2_table_size=10, base_resolution=4, max_resolution=16, hidden_dim=16,
+                      color_hidden_dim=16)
+    mesh = density_to_mesh(field.density, BOX, resolution=8)
+    assert not mesh.verts.requires_grad and mesh.faces.shape[1] == 3

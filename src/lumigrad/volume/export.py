@@ -205,9 +205,12 @@ def _march_tetrahedra(density: torch.Tensor, box: torch.Tensor, resolution: int,
     R, L, dev = resolution, resolution + 1, density.device
     inside = (density > level).reshape(L, L, L)  # [z, y, x]
     # A cube is crossed when its 8 corners are neither all inside nor all outside.
-    corners = [inside[dz:dz + R, dy:dy + R, dx:dx + R] for dx, dy, dz in _CORNER_OFFSETS]
-    count = torch.stack(corners).sum(0, dtype=torch.int64)
-    cubes = ((count > 0) & (count < 8)).reshape(-1).nonzero().squeeze(1)  # flat x + R (y + R z)
+    some, every = inside[:R, :R, :R].clone(), inside[:R, :R, :R].clone()
+    for dx, dy, dz in _CORNER_OFFSETS[1:]:
+        corner = inside[dz:dz + R, dy:dy + R, dx:dx + R]
+        some |= corner
+        every &= corner
+    cubes = (some & ~every).reshape(-1).nonzero().squeeze(1)  # flat x + R (y + R z)
     if cubes.numel() == 0:
         return _empty_mesh(box)
     offsets = torch.tensor([dx + L * (dy + L * dz) for dx, dy, dz in _CORNER_OFFSETS], device=dev)
