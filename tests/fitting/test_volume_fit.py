@@ -71,10 +71,12 @@ def test_fit_writes_holdout_psnr_report_and_field(dataset, tmp_path):
     assert [c["step"] for c in m["holdout_curve"]] == [3, 6]
     assert m["samples_per_ray"] > 0 and 0 < m["occupied_fraction"] <= 1
     for f in ("report.html", "images/holdout.png", "plots/psnr.png", "plots/loss.png", "assets/field.pt",
-              "checkpoint/checkpoint.pt", "config.toml"):
+              "checkpoint/checkpoint.pt", "config.toml", "images/turntable.png", "assets/turntable.gif"):
         assert (tmp_path / "run" / f).is_file(), f
     html = (tmp_path / "run" / "report.html").read_text()
-    assert "Held-out views" in html and "PSNR against training time" in html
+    assert "Held-out views" in html and "PSNR against training time" in html and "Turntable" in html
+    if m["mesh_faces"]:  # six steps rarely make a surface dense enough; when they do it is written
+        assert lg.io.load(tmp_path / "run" / "assets" / "density.ply").faces.shape[0] == m["mesh_faces"]
     # The saved field renders what the fit's own evaluation renders.
     shape, step = load_field(tmp_path / "run" / "assets" / "field.pt")
     scene = lg.Scene()

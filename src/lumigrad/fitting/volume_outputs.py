@@ -82,11 +82,9 @@ def _assets(out: Path, trainer, figures: List[Figure], metrics: Dict) -> List[st
 
     save_field(out / "assets" / "field.pt", trainer)
     assets = ["assets/field.pt"]
-    try:
-        from ..volume import export
-    except ImportError:  # the exporters are optional parts of the volume package
-        return assets
-    mesh = export.density_to_mesh(trainer.field.density, trainer.data.aabb, resolution=128)
+    from ..volume import density_to_mesh, turntable_cameras, write_turntable
+
+    mesh = density_to_mesh(trainer.field.density, trainer.data.aabb, resolution=128)
     metrics["mesh_faces"] = int(mesh.faces.shape[0])
     if mesh.faces.shape[0]:
         from ..io import write_ply
@@ -94,11 +92,10 @@ def _assets(out: Path, trainer, figures: List[Figure], metrics: Dict) -> List[st
         write_ply(out / "assets" / "density.ply", mesh.verts, mesh.faces)
         assets.append("assets/density.ply")
     size = trainer.data.train_camera.width, trainer.data.train_camera.height
-    cams = export.turntable_cameras(trainer.data.aabb, views=TURNTABLE_VIEWS,
-                                    size=(min(size[0], 160), min(size[1], 160)))
+    cams = turntable_cameras(trainer.data.aabb.cpu(), views=TURNTABLE_VIEWS, size=(min(size[0], 160), min(size[1], 160)))
     images, _ = trainer.render_views(cams.to(device=trainer.origins.device))
     save_image_grid(out / "images" / "turntable.png", images.cpu(), columns=TURNTABLE_VIEWS // 2)
-    export.write_turntable(out / "assets" / "turntable.gif", images.cpu())
+    write_turntable(out / "assets" / "turntable.gif", images.cpu())
     figures.append(Figure("Turntable", "images/turntable.png",
                           f"The fitted field from {TURNTABLE_VIEWS} cameras around its box (assets/turntable.gif)."))
     assets.append("assets/turntable.gif")
