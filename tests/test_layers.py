@@ -46,7 +46,10 @@ LEVEL: Dict[str, int] = {unit: k for k, layer in enumerate(LAYERS) for unit in l
 IO_USERS = {unit for unit, level in LEVEL.items() if level >= LEVEL["io"]}
 
 #: ``(importing module, imported module, name or None)`` -> why it is allowed.
-ALLOWED: Dict[Tuple[str, str, str], str] = {}
+ALLOWED: Dict[Tuple[str, str, str], str] = {
+    ("lumigrad.shading.neural", "lumigrad.volume.fields", ""):
+        "the neural deferred shader reuses the fields' MLP and encodings rather than copying them",
+}
 
 
 @dataclass(frozen=True)
