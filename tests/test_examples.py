@@ -19,7 +19,10 @@ TINY_ARGS = {"01_render_spot.py": ["--size", "64"], "02_pose_from_one_image.py":
                                           "--shadow-edge-samples", "300"],
              "09_occluder_from_shadow.py": ["--steps", "2", "--size", "16", "--target-spp", "4",
                                             "--shadow-edge-samples", "300"],
-             "10_tomography.py": ["--steps", "3", "--size", "12", "--views", "6"]}
+             "10_tomography.py": ["--steps", "3", "--size", "12", "--views", "6"],
+             "11_neural_deferred_shading.py": ["--steps", "3", "--size", "24", "--views", "3", "--held-out", "2",
+                                               "--level", "2", "--texture", "8",
+                                               "--shape-points", "200"]}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
