@@ -76,6 +76,16 @@ def test_geometry_doc_code_block_runs():
     assert scope["loss"].item() < 0.6 * start.item()  # measured: 0.37 -> 0.19
 
 
+def test_neural_shading_doc_code_block_runs():
+    text = (ROOT / "docs" / "neural_shading.md").read_text()
+    block = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    scope = {}
+    exec(compile(block, "docs/neural_shading.md", "exec"), scope)
+    assert scope["image"].shape == (2, 32, 32, 3)
+    assert scope["verts"].grad.abs().sum() > 0
+    assert all(p.grad is not None for p in scope["shader"].parameters())
+
+
 def test_example_05_resumes_from_its_checkpoint_bit_for_bit(tmp_path, capsys):
     main = runpy.run_path(str(ROOT / "examples" / "05_inverse_rendering_gltf.py"))["main"]
     small = ["--size", "24", "--views", "1", "--env-size", "4", "8"]

@@ -25,6 +25,7 @@ exception to the layering: ``tests/test_layers.py``).
 
 from __future__ import annotations
 
+import math
 from typing import Literal, Mapping, Optional, Union
 
 import torch
@@ -229,7 +230,7 @@ def shade_gbuffer(shader: NeuralShader, aovs: Mapping[str, torch.Tensor], camera
         named.append(("background", background))
     elif isinstance(background, bool) or not isinstance(background, (int, float)):
         raise TypeError(f"background must be a number or a tensor; got {type(background).__name__}")
-    elif not torch.isfinite(torch.tensor(float(background))):
+    elif not math.isfinite(background):
         raise ValueError(f"background must be finite; got {background}")
     _check_finite_all(named)
     return shade_gbuffer_unchecked(shader, {n: aovs[n] for n in names}, camera, background)
