@@ -192,7 +192,8 @@ def run(steps: int = 400, views: int = 16, held_out: int = 4, size: int = 64, le
         results[name] = out
     start = lg.Scene()
     start.add_mesh("shape", lg.SceneMesh(verts, faces))
-    return {"fits": results, "target_test": target_test, "start_shape_error_pct": shape_error_pct(start, truth, points=shape_points)}
+    return {"fits": results, "target_test": target_test,
+            "start_shape_error_pct": shape_error_pct(start, truth, points=shape_points)}
 
 
 def table(result: Dict, args) -> str:
