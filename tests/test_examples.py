@@ -20,6 +20,9 @@ TINY_ARGS = {"01_render_spot.py": ["--size", "64"], "02_pose_from_one_image.py":
              "09_occluder_from_shadow.py": ["--steps", "2", "--size", "16", "--target-spp", "4",
                                             "--shadow-edge-samples", "300"],
              "10_tomography.py": ["--steps", "3", "--size", "12", "--views", "6"],
+             "11_neural_deferred_shading.py": ["--steps", "3", "--size", "24", "--views", "3", "--held-out", "2",
+                                               "--level", "2", "--texture", "8",
+                                               "--shape-points", "200"],
              "12_radiance_field.py": ["--steps", "2", "--size", "16", "--views", "9", "--asset", "spot",
                                       "--rays", "128", "--no-progress"]}
 
@@ -73,6 +76,16 @@ def test_geometry_doc_code_block_runs():
     start = loss_fn(lg.soft_rasterize(scope["verts"], scope["faces"], scope["cams"], sigma=0.5).silhouette,
                     scope["target"])
     assert scope["loss"].item() < 0.6 * start.item()  # measured: 0.37 -> 0.19
+
+
+def test_neural_shading_doc_code_block_runs():
+    text = (ROOT / "docs" / "neural_shading.md").read_text()
+    block = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    scope = {}
+    exec(compile(block, "docs/neural_shading.md", "exec"), scope)
+    assert scope["image"].shape == (2, 32, 32, 3)
+    assert scope["verts"].grad.abs().sum() > 0
+    assert all(p.grad is not None for p in scope["shader"].parameters())
 
 
 def test_example_05_resumes_from_its_checkpoint_bit_for_bit(tmp_path, capsys):

@@ -30,7 +30,8 @@ LAYERS: List[Tuple[str, ...]] = [
     ("cameras",),            # Camera, projection, distortion (undistortion runs a kernel)
     ("raster",),             # rasterize, interpolate, texture, antialias, soft raster, lens warp
     ("shading", "geometry"),  # BRDFs, lights, materials (textures sample through raster); mesh geometry
-    ("mesh", "losses", "raytrace", "volume"),  # Mesh container; losses; ray queries, transport; volumes, fields
+    ("mesh", "losses", "raytrace"),  # Mesh container; losses; ray queries, transport
+    ("volume",),             # volume rendering, fields; its exports make Meshes
     ("scene",),              # Scene, shapes, lights, film, flattening (renderers are integrators)
     ("integrators", "optim"),  # renderers behind one protocol; Fit, large steps, strategies
     ("io",),                 # readers and writers; foreign conventions converted here, once
@@ -39,6 +40,7 @@ LAYERS: List[Tuple[str, ...]] = [
     ("fitting",),            # `lumigrad fit`: configs, problems, outputs
     ("__init__",),           # the public facade ``import lumigrad``
     ("cli",),                # `lumigrad ...` commands
+    ("__main__",),           # `python -m lumigrad`: runs the cli
 ]
 LEVEL: Dict[str, int] = {unit: k for k, layer in enumerate(LAYERS) for unit in layer}
 
@@ -46,7 +48,8 @@ LEVEL: Dict[str, int] = {unit: k for k, layer in enumerate(LAYERS) for unit in l
 IO_USERS = {unit for unit, level in LEVEL.items() if level >= LEVEL["io"]}
 
 #: ``(importing module, imported module, name or None)`` -> why it is allowed.
-ALLOWED: Dict[Tuple[str, str, str], str] = {}
+ALLOWED: Dict[Tuple[str, str, str], str] = {
+}
 
 
 @dataclass(frozen=True)

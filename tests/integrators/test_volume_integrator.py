@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 import lumigrad as lg
-from lumigrad.volume import VolumeShape, camera_rays, render_rays
+from lumigrad.scene import VolumeShape
+from lumigrad.volume import camera_rays, render_rays
 from lumigrad.volume.fields import NerfField
 
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import lumigrad as lg
-from lumigrad.volume import OccupancyGrid, VolumeShape, camera_rays, render_rays
+from lumigrad.scene import VolumeShape
+from lumigrad.volume import OccupancyGrid, camera_rays, render_rays
 from lumigrad.volume.fields import NerfField
 
 

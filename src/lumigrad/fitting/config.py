@@ -219,7 +219,7 @@ def _no_alias_loader():
     return NoAliasLoader
 
 
-class _Table:
+class ConfigTable:
     """A dict being read key by key; ``done()`` rejects the keys nobody asked for."""
 
     def __init__(self, raw: Any, where: str, file: Path):
@@ -288,8 +288,8 @@ class _Table:
             raise self.error(name, f"a list of {length or 'some'} finite numbers", v)
         return [float(x) for x in v]
 
-    def table(self, name: str) -> "_Table":
-        return _Table(self.get(name, {}), self.key(name), self.file)
+    def table(self, name: str) -> "ConfigTable":
+        return ConfigTable(self.get(name, {}), self.key(name), self.file)
 
     def done(self) -> None:
         unknown = [k for k in self.raw if k not in self.used]
@@ -310,7 +310,7 @@ def parse_config(raw: Any, path: Path, text: str = "") -> FitConfig:
 
     if is_volume_config(raw):
         return parse_volume_config(raw, path, text)
-    top = _Table(raw, "", path)
+    top = ConfigTable(raw, "", path)
     name = top.string("name", path.stem)
     scene = _scene(top.table("scene"))
     data = _data(top.table("data"), scene)
@@ -344,7 +344,7 @@ def parse_config(raw: Any, path: Path, text: str = "") -> FitConfig:
     return FitConfig(path, text, name, scene, data, optimize, loss, mask, fit, output, raw, render=render)
 
 
-def _scene(t: _Table) -> SceneConfig:
+def _scene(t: ConfigTable) -> SceneConfig:
     s = SceneConfig(file=t.path("file"), primitive=t.string("primitive", None, ("icosphere",)))
     if (s.file is None) == (s.primitive is None):
         raise ConfigError(f"{t.file.name}: [scene] needs exactly one of 'file' (a glTF, OBJ or PLY scene) and "
@@ -377,7 +377,7 @@ def _scene(t: _Table) -> SceneConfig:
 
         types = [name for name, entry in LIGHT_TYPES.items() if entry.configurable]
     for k, raw in enumerate(lights):
-        lt = _Table(raw, f"scene.lights[{k}]", t.file)
+        lt = ConfigTable(raw, f"scene.lights[{k}]", t.file)
         light = LightConfig(name=lt.string("name", f"light{k}"), type=lt.string("type", "point", types))
         for key, setting in LIGHT_TYPES[light.type].settings.items():
             default = None if setting.required else setting.default
@@ -397,7 +397,7 @@ def _scene(t: _Table) -> SceneConfig:
     return s
 
 
-def _data(t: _Table, scene: SceneConfig) -> DataConfig:
+def _data(t: ConfigTable, scene: SceneConfig) -> DataConfig:
     d = DataConfig(dataset=t.path("dataset"), image_dir=t.path("image_dir"), depth_dir=t.path("depth_dir"))
     d.depth_scale = t.number("depth_scale", 1.0, 0.0, strict_low=True)
     d.scale = t.number("scale", 1.0, 0.0, 16.0, strict_low=True)
@@ -448,7 +448,7 @@ def _optimize(raw: Any, path: Path) -> List[OptimizeConfig]:
                           "to recover")
     out, names = [], set()
     for k, item in enumerate(raw):
-        t = _Table(item, f"optimize[{k}]", path)
+        t = ConfigTable(item, f"optimize[{k}]", path)
         params = t.get("params")
         if isinstance(params, str):
             params = [params]
@@ -473,7 +473,7 @@ def _optimize(raw: Any, path: Path) -> List[OptimizeConfig]:
     return out
 
 
-def _fit(t: _Table) -> FitSettings:
+def _fit(t: ConfigTable) -> FitSettings:
     f = FitSettings(steps=t.integer("steps", 200, 1, MAX_STEPS), seed=t.integer("seed", 0, 0, MAX_SEED),
                     checkpoint_every=t.integer("checkpoint_every", 25, 1))
     f.clip_spikes = t.number("clip_spikes", 10.0, 1.0)
@@ -487,8 +487,8 @@ def _fit(t: _Table) -> FitSettings:
                       "fractions increasing in [0, 1), scales in (0, 1]", c2f)
     f.coarse_to_fine = [(float(a), float(b)) for a, b in c2f]
     bg = t.get("background", 0.0)
-    if not (bg == "environment" or _is_colour_value(bg)
-            or (isinstance(bg, list) and len(bg) == 3 and all(_is_colour_value(x) for x in bg))):
+    if not (bg == "environment" or is_colour_value(bg)
+            or (isinstance(bg, list) and len(bg) == 3 and all(is_colour_value(x) for x in bg))):
         raise t.error("background", "'environment', a finite number >= 0 or an [r, g, b] list of them", bg)
     f.background = bg
     f.record_every = t.integer("record_every", 0)
@@ -496,7 +496,7 @@ def _fit(t: _Table) -> FitSettings:
     return f
 
 
-def _render(t: _Table) -> RenderConfig:
+def _render(t: ConfigTable) -> RenderConfig:
     """``[render]``: ``integrator`` (a registered name) and that integrator's settings, each value checked by
     building the integrator with it alone, so that an error names its key."""
     from ..integrators import get_integrator, integrator_names, integrator_settings
@@ -531,7 +531,7 @@ def _render(t: _Table) -> RenderConfig:
     return RenderConfig(name, settings, spp, target_spp)
 
 
-def _is_colour_value(x: Any) -> bool:
+def is_colour_value(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
 
 

@@ -46,7 +46,7 @@ def write_outputs(out: Path, problem, result, metrics: Dict, initial: torch.Tens
     rows = torch.cat([targets, initial[:n, ..., :3].cpu(), final[:n, ..., :3].cpu()])
     save_image_grid(out / "images" / "views.png", rows, columns=n)
     _error_maps(out / "images" / "error.png", targets, initial[:n, ..., :3].cpu(), final[:n, ..., :3].cpu())
-    _loss_plot(out / "plots" / "loss.png", result)
+    loss_plot(out / "plots" / "loss.png", result)
     figures = [Figure("Target, initial and final renders", "images/views.png",
                       f"Rows: target, initial, final; the first {n} of {len(problem.camera)} views."),
                Figure("Per-pixel error", "images/error.png",
@@ -110,7 +110,7 @@ def _error_maps(path: Path, target, initial, final) -> None:
     plt.close(fig)
 
 
-def _loss_plot(path: Path, result) -> None:
+def loss_plot(path: Path, result) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

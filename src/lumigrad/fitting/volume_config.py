@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
-from .config import MAX_SEED, MAX_STEPS, ConfigError, _is_colour_value, _Table
+from .config import MAX_SEED, MAX_STEPS, ConfigError, is_colour_value, ConfigTable
 
 __all__ = ["VolumeDataConfig", "VolumeFitConfig", "VolumeFitSettings", "is_volume_config", "parse_volume_config"]
 
@@ -83,7 +83,7 @@ def is_volume_config(raw: Any) -> bool:
 def parse_volume_config(raw: dict, path: Path, text: str = "") -> VolumeFitConfig:
     """Check a parsed radiance-field configuration; see the module docstring."""
     path = Path(path)
-    top = _Table(raw, "", path)
+    top = ConfigTable(raw, "", path)
     name = top.string("name", path.stem)
     for table, why in (("scene", "the field is created to fit the data's bounds"),
                        ("optimize", "every parameter of the field is fitted; set [fit] lr")):
@@ -103,7 +103,7 @@ def parse_volume_config(raw: dict, path: Path, text: str = "") -> VolumeFitConfi
     return VolumeFitConfig(path, text, name, data, render, fld, occ, loss, fit, output, raw)
 
 
-def _data(t: _Table) -> VolumeDataConfig:
+def _data(t: ConfigTable) -> VolumeDataConfig:
     dataset = t.path("dataset")
     if dataset is None:
         raise ConfigError(f"{t.file.name}: a volume fit needs data.dataset (a NeRF transforms.json or a COLMAP "
@@ -127,7 +127,7 @@ def _data(t: _Table) -> VolumeDataConfig:
     return d
 
 
-def _render(t: _Table) -> Dict[str, Any]:
+def _render(t: ConfigTable) -> Dict[str, Any]:
     t.string("integrator", "volume", ("volume",))
     out: Dict[str, Any] = {}
     if "steps_per_diagonal" in t.raw:
@@ -146,7 +146,7 @@ _FIELD_INTS = {"num_levels": (1, 32), "features_per_level": (1, 8), "log2_table_
                "color_hidden_dim": (1, 1024), "color_hidden_layers": (0, 8), "sh_degree": (0, 4)}
 
 
-def _field(t: _Table) -> Dict[str, Any]:
+def _field(t: ConfigTable) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     if "encoding" in t.raw:
         out["encoding"] = t.string("encoding", "hash", ("hash", "dense"))
@@ -169,7 +169,7 @@ def _field(t: _Table) -> Dict[str, Any]:
     return out
 
 
-def _occupancy(t: _Table) -> Dict[str, Any]:
+def _occupancy(t: ConfigTable) -> Dict[str, Any]:
     out = {"use": t.boolean("use", True), "resolution": t.integer("resolution", 64, 1, 512),
            "threshold": t.number("threshold", 0.01, 0.0), "update_every": t.integer("update_every", 16, 1),
            "warmup_steps": t.integer("warmup_steps", 256, 0)}
@@ -177,7 +177,7 @@ def _occupancy(t: _Table) -> Dict[str, Any]:
     return out
 
 
-def _loss(t: _Table) -> Dict[str, float]:
+def _loss(t: ConfigTable) -> Dict[str, float]:
     terms = {k: t.number(k, 1.0 if k == "mse" else 0.0, 0.0) for k in VOLUME_IMAGE_TERMS + VOLUME_REGULARIZERS}
     t.done()
     terms = {k: v for k, v in terms.items() if v > 0}
@@ -187,7 +187,7 @@ def _loss(t: _Table) -> Dict[str, float]:
     return terms
 
 
-def _fit(t: _Table) -> VolumeFitSettings:
+def _fit(t: ConfigTable) -> VolumeFitSettings:
     f = VolumeFitSettings(steps=t.integer("steps", 2000, 1, MAX_STEPS), seed=t.integer("seed", 0, 0, MAX_SEED))
     f.rays_per_step = t.integer("rays_per_step", 4096, 1, 1 << 20)
     f.lr = t.number("lr", 1e-2, 0.0, strict_low=True)
@@ -196,8 +196,8 @@ def _fit(t: _Table) -> VolumeFitSettings:
     f.eval_every = t.integer("eval_every", 0)
     f.eval_views = t.integer("eval_views", 0)
     bg = t.get("background", "random")
-    if not (bg == "random" or _is_colour_value(bg)
-            or (isinstance(bg, list) and len(bg) == 3 and all(_is_colour_value(x) for x in bg))):
+    if not (bg == "random" or is_colour_value(bg)
+            or (isinstance(bg, list) and len(bg) == 3 and all(is_colour_value(x) for x in bg))):
         raise t.error("background", "'random', a finite number >= 0 or an [r, g, b] list of them", bg)
     f.background = bg
     f.max_minutes = t.number("max_minutes", 0.0, 0.0)

@@ -15,7 +15,7 @@ import torch
 
 from ..volume.fields.nerf import NerfField
 from ..volume.occupancy import OccupancyGrid
-from ..volume.shape import VolumeShape
+from ..scene.volume_shape import VolumeShape
 
 __all__ = ["FIELD_FORMAT", "field_settings", "load_field", "save_field"]
 

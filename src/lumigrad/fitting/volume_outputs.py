@@ -25,7 +25,7 @@ import torch
 
 from ..app.report import save_image_grid
 from ..app.report_html import Figure, write_html_report
-from .outputs import _loss_plot, prepare_output_folder, save_line_plot
+from .outputs import loss_plot, prepare_output_folder, save_line_plot
 
 __all__ = ["write_volume_outputs"]
 
@@ -52,7 +52,7 @@ def write_volume_outputs(out: Path, trainer, result, metrics: Dict, run_log: Seq
     figures.append(Figure("PSNR against training time", "plots/psnr.png",
                           "Training batches (running mean over 20 steps) and held-out views; evaluation time "
                           "excluded."))
-    _loss_plot(out / "plots" / "loss.png", result)
+    loss_plot(out / "plots" / "loss.png", result)
     figures.append(Figure("Loss", "plots/loss.png", "Each loss term per step (log scale)."))
     assets = _assets(out, trainer, figures, metrics)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")

@@ -14,11 +14,12 @@ from .raster import GEOMETRY_AOVS, RasterIntegrator
 from .path import DirectIntegrator, PathIntegrator
 from .volume import VolumeIntegrator
 from .geometry_buffers import render_geometry
+from .neural_shading import NeuralShader, shade_gbuffer
 
 from . import deprecated as _deprecated
 
 _deprecated.attach()
 
-__all__ = ["AOV_DOCS", "DirectIntegrator", "GEOMETRY_AOVS", "Integrator", "PathIntegrator", "RasterIntegrator", "RenderOutput", "VolumeIntegrator", "get_integrator", "integrator_names",
+__all__ = ["AOV_DOCS", "DirectIntegrator", "GEOMETRY_AOVS", "NeuralShader", "shade_gbuffer", "Integrator", "PathIntegrator", "RasterIntegrator", "RenderOutput", "VolumeIntegrator", "get_integrator", "integrator_names",
            "integrator_settings", "register_integrator", "render", "render_geometry", "resolve_camera",
            "unregister_integrator"]

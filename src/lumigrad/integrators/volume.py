@@ -19,7 +19,7 @@ from ..scene.scene import Scene
 from ..shading.image_formation import form_image_unchecked
 from ..volume.rays import camera_rays
 from ..volume.render import DEFAULT_STEPS_PER_DIAGONAL, default_step_size, render_rays
-from ..volume.shape import VolumeShape
+from ..scene.volume_shape import VolumeShape
 from .base import Integrator, RenderOutput, register_integrator
 
 __all__ = ["VolumeIntegrator"]

@@ -6,7 +6,6 @@ from . import fields
 from .export import default_surface_level, density_to_mesh
 from .composite import VolumeRender, accumulate, composite, composite_ref, normals_from_density_gradient, render_weights
 from .occupancy import OccupancyGrid
-from .shape import VolumeShape
 from .packing import ray_offsets, segment_exclusive_cumsum
 from .rays import Rays, camera_rays, ray_aabb
 from .regularizers import depth_loss, distortion_loss, opacity_entropy
@@ -17,6 +16,6 @@ from .turntable import image_strip, turntable_cameras, write_turntable
 __all__ = ["VolumeRender", "accumulate", "composite", "composite_ref", "normals_from_density_gradient",
            "render_weights", "ray_offsets", "segment_exclusive_cumsum", "Rays", "camera_rays", "ray_aabb",
            "RaySamples", "cull_terminated", "importance_samples", "keep_occupied", "stratified_samples",
-           "OccupancyGrid", "RayRender", "VolumeShape", "default_step_size", "default_surface_level",
+           "OccupancyGrid", "RayRender", "default_step_size", "default_surface_level",
            "density_to_mesh", "depth_loss", "distortion_loss", "fields", "image_strip", "opacity_entropy",
            "render_rays", "turntable_cameras", "write_turntable"]

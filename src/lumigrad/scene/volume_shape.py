@@ -18,9 +18,9 @@ from typing import ClassVar, Dict, Optional
 import torch
 from torch import nn
 
-from ..scene.params import OTHER
-from ..scene.shape import Shape
-from .occupancy import OccupancyGrid
+from ..volume.occupancy import OccupancyGrid
+from .params import OTHER
+from .shape import Shape
 
 __all__ = ["VolumeShape"]
 
