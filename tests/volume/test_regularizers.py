@@ -191,16 +191,16 @@ def test_depth_loss_masks_unknown_and_is_robust():
     t2 = t[:, None]
     for kind in ("huber", "l2"):
         assert torch.autograd.gradcheck(lambda x: depth_loss(x, t2, kind=kind, delta=0.3), (d2,))
+    # negative and infinite targets are unknown too (as in lumigrad.losses.depth_loss)
+    odd = torch.tensor([1.0, -1.0, float("inf"), float("-inf"), 1.0], dtype=torch.float64)
+    assert depth_loss(d, odd, kind="l1").item() == pytest.approx((0.05 + 0.5) / 2)
+    assert bool(torch.isfinite(torch.autograd.grad(depth_loss(d, odd), d)[0]).all())
     none = depth_loss(d, torch.full_like(t, float("nan")))
     assert none.item() == 0.0 and torch.autograd.grad(none, d)[0].abs().sum().item() == 0.0
 
 
 def test_depth_loss_rejects_bad_input():
     d = torch.tensor([1.0, 2.0])
-    with pytest.raises(ValueError, match="target_depth must be positive and finite"):
-        depth_loss(d, torch.tensor([1.0, -1.0]))
-    with pytest.raises(ValueError, match="target_depth must be positive and finite"):
-        depth_loss(d, torch.tensor([1.0, float("inf")]))
     with pytest.raises(ValueError, match="target_depth must have the shape"):
         depth_loss(d, torch.tensor([1.0]))
     with pytest.raises(ValueError, match="depth contains NaN"):

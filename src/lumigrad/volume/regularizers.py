@@ -250,9 +250,13 @@ def depth_loss(depth: torch.Tensor, target_depth: torch.Tensor, opacity: Optiona
                delta: float = 0.1, reduction: Literal["mean", "none"] = "mean") -> torch.Tensor:
     """Supervise rendered depth with a (possibly incomplete) depth map: a robust, masked per-ray loss.
 
-    **Unknown depth.** A target of ``NaN`` or ``0`` marks a ray without depth (sensor holes, background
-    pixels); such rays, and those with ``mask`` false, contribute nothing and get no gradient. Other targets
-    must be finite and positive.
+    **Unknown depth.** A target that is ``NaN``, infinite or ``<= 0`` (in practice ``0`` or ``NaN``) marks a ray
+    without depth (sensor holes, background pixels), as in :func:`lumigrad.losses.depth_loss`; such rays, and
+    those with ``mask`` false, contribute nothing and get no gradient.
+
+    This is the per-ray counterpart of :func:`lumigrad.losses.depth_loss`, which compares camera-``z`` depth
+    *images* (L1 / L2 / log, optionally scale-invariant); this one takes packed rays' distances along the ray,
+    adds the robust Huber form and the opacity weighting that volume renders need.
 
     Per valid ray ``r`` with residual ``x = depth_r - target_r``: ``"l2"``: ``x^2``; ``"l1"``: ``|x|``;
     ``"huber"``: ``x^2 / (2 delta)`` for ``|x| < delta``, else ``|x| - delta / 2`` (L1 beyond ``delta``, so
@@ -262,8 +266,8 @@ def depth_loss(depth: torch.Tensor, target_depth: torch.Tensor, opacity: Optiona
 
     Args:
         depth: ``[R]`` or ``[R, 1]`` float, rendered expected depth (``composite(...).depth``).
-        target_depth: same shape, the depth map (same ``t`` units: distance along unit rays, not camera z;
-            multiply camera-z depth by ``1 / cos`` of the ray angle, i.e. divide by ``directions . forward``).
+        target_depth: same shape, the depth per ray, NaN / Inf / ``<= 0`` where unknown; in ``t`` units
+            (distance along unit rays, not camera z: divide a camera-z depth by ``directions . forward``).
         opacity: optional, same shape, float in ``[0, 1]``: per-ray weights (detached).
         mask: optional, same shape, bool: rays to use.
         kind: ``"huber"``, ``"l1"`` or ``"l2"``.
@@ -286,9 +290,8 @@ def depth_loss(depth: torch.Tensor, target_depth: torch.Tensor, opacity: Optiona
     NaN never reaches the gradient.
 
     Raises:
-        TypeError / ValueError: for mismatched shapes or devices, NaN / Inf ``depth``, negative or infinite
-            targets, ``opacity`` outside ``[0, 1]``, a non-bool ``mask``, or bad ``kind`` / ``delta`` /
-            ``reduction``.
+        TypeError / ValueError: for mismatched shapes or devices, NaN / Inf ``depth``, ``opacity`` outside
+            ``[0, 1]``, a non-bool ``mask``, or bad ``kind`` / ``delta`` / ``reduction``.
     """
     check_tensor(depth, "depth", min_dims=1, max_dims=2, floating=True, finite=True)
     if depth.dim() == 2 and depth.shape[1] != 1:
@@ -301,11 +304,7 @@ def depth_loss(depth: torch.Tensor, target_depth: torch.Tensor, opacity: Optiona
     check_choice(reduction, "reduction", ("mean", "none"))
     delta = check_number(delta, "delta", lo=0.0, lo_open=True)
     target = target_depth.detach().to(depth.dtype)
-    known = ~torch.isnan(target) & (target != 0)
-    if bool((known & ~(torch.isfinite(target) & (target > 0))).any()):
-        raise ValueError("target_depth must be positive and finite where known (NaN or 0 mark unknown depth); "
-                         "got negative or infinite values")
-    valid = known
+    valid = torch.isfinite(target) & (target > 0)
     if mask is not None:
         check_tensor(mask, "mask", device=depth.device)
         if mask.dtype != torch.bool:
