@@ -8,21 +8,22 @@ sigmoid) is fitted with Adam to the training views (all their rays each step, st
 without each regularizer, and evaluated on held-out views between the training ones.
 
 Columns: ``train`` / ``held-out`` PSNR (dB), ``floaters``: integrated density outside the true ball (farther
-than 0.1 from its surface, integral of sigma dV over the box, on a 48^3 lattice), ``depth err``: mean absolute
-expected-depth error on held-out pixels the ball covers, ``s``: wall time of the fit.
+than 0.1 from its surface, integral of sigma dV over the box, on a 48^3 lattice), ``train depth`` / ``depth err``:
+mean absolute expected-depth error on the training / held-out pixels the ball covers, ``s``: wall time of the fit.
 
 Cases:
 
 * (a) 4 views: floaters. Distortion loss, opacity entropy, sparsity (Cauchy on densities at random points).
 * (b) 2 views: total variation of the density grid (``grid_total_variation``).
-* (c) 2 views: depth supervision from the training views' depth maps (background pixels unknown = 0).
+* (c) 4 and 2 views: depth supervision from the training views' depth maps (background pixels unknown = 0),
+  alone and with opacity entropy.
 * (d) 3 views, a 64^3 colour grid (many colour DOF): appearance over-fitting (train vs held-out PSNR); TV on
   the colour grid.
 
 Weights were picked from two or three values each on seed 0 (see docs/volume_regularizers.md); the table is
 what the default run prints. The 1-minute load average is printed with it.
 
-    .venv/bin/python benchmarks/volume_regularizers.py              # about 3 minutes on 2 busy cores
+    .venv/bin/python benchmarks/volume_regularizers.py              # 2.5 min (load 2) to 3.6 min (load 5), 2 cores
     .venv/bin/python benchmarks/volume_regularizers.py --steps 300 --size 48 --seed 1
 """
 
