@@ -1,4 +1,4 @@
-"""Smoke test of ``benchmarks/volume_regularizers.py``: ``--quick`` (9 views of Spot at 16^2, 3 steps) prints
+"""Smoke test of ``benchmarks/radiance_field_regularizers.py``: ``--quick`` (9 views of Spot at 16^2, 3 steps) prints
 one row per regulariser with finite figures. No values are asserted (the benchmark measures them)."""
 
 import math
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "volume_regularizers.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "radiance_field_regularizers.py"
 
 
 @pytest.mark.slow

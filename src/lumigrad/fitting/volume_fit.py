@@ -29,7 +29,7 @@ from ..optim.fit import Fit, ParamGroup
 from ..volume.fields.nerf import NerfField
 from ..volume.occupancy import OccupancyGrid
 from ..volume.rays import camera_rays
-from ..volume.regularizers import distortion_loss, opacity_entropy
+from ..volume.regularizers import distortion_loss, opacity_entropy_loss
 from ..volume.render import default_step_size, render_rays
 from .config import ConfigError
 from .volume_config import VolumeFitConfig
@@ -221,7 +221,7 @@ class VolumeTrainer:
         if "huber" in weights:
             terms["huber"] = torch.nn.functional.huber_loss(out.rgb, target, delta=0.1)
         if "opacity_entropy" in weights:
-            terms["opacity_entropy"] = opacity_entropy(out.opacity).mean()
+            terms["opacity_entropy"] = opacity_entropy_loss(out.opacity).mean()
         if "distortion" in weights:  # on distances normalised by the box diagonal: one weight for any scene size
             s = out.samples
             terms["distortion"] = distortion_loss(out.weights, s.t_starts / self.diagonal, s.t_ends / self.diagonal,

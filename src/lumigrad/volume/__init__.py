@@ -1,5 +1,6 @@
 """Volume rendering: camera rays clipped to a box, packed ray samples (stratified, importance), compositing;
-fields (dense grids, hash grids, encodings, MLPs, a NeRF field) and the occupancy grid that skips empty space;
+regularizers (distortion, opacity entropy, sparsity, depth); fields (dense grids, hash grids, encodings, MLPs, a
+NeRF field) and the occupancy grid that skips empty space; one renderer of rays through a field (render_rays);
 exports of a fitted volume (an iso-surface mesh, turntable cameras, a GIF / contact sheet of the views)."""
 
 from . import fields
@@ -7,8 +8,8 @@ from .export import default_surface_level, density_to_mesh
 from .composite import VolumeRender, accumulate, composite, composite_ref, normals_from_density_gradient, render_weights
 from .occupancy import OccupancyGrid
 from .packing import ray_offsets, segment_exclusive_cumsum
+from .regularizers import depth_loss, distortion_loss, distortion_loss_ref, opacity_entropy_loss, sparsity_loss
 from .rays import Rays, camera_rays, ray_aabb
-from .regularizers import depth_loss, distortion_loss, opacity_entropy
 from .render import RayRender, default_step_size, render_rays
 from .sampling import RaySamples, cull_terminated, importance_samples, keep_occupied, stratified_samples
 from .turntable import image_strip, turntable_cameras, write_turntable
@@ -16,6 +17,6 @@ from .turntable import image_strip, turntable_cameras, write_turntable
 __all__ = ["VolumeRender", "accumulate", "composite", "composite_ref", "normals_from_density_gradient",
            "render_weights", "ray_offsets", "segment_exclusive_cumsum", "Rays", "camera_rays", "ray_aabb",
            "RaySamples", "cull_terminated", "importance_samples", "keep_occupied", "stratified_samples",
-           "OccupancyGrid", "RayRender", "default_step_size", "default_surface_level",
-           "density_to_mesh", "depth_loss", "distortion_loss", "fields", "image_strip", "opacity_entropy",
-           "render_rays", "turntable_cameras", "write_turntable"]
+           "OccupancyGrid", "RayRender", "default_step_size", "default_surface_level", "density_to_mesh",
+           "depth_loss", "distortion_loss", "distortion_loss_ref", "fields", "image_strip", "opacity_entropy_loss",
+           "render_rays", "sparsity_loss", "turntable_cameras", "write_turntable"]
