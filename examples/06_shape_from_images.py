@@ -257,15 +257,9 @@ def main(argv=None) -> Dict[str, float]:
         target, final = result["images"]
         save_image_grid(out / "views.png", torch.cat([target, final])[..., :3].clamp(0, 1), columns=args.views)
         save_loss_plot(out / "loss.png", result["losses"])
-        _write_obj(out / "shape.obj", result["verts"], result["faces"])
+        lg.io.write_obj(out / "shape.obj", result["verts"], result["faces"])
         print(f"wrote {out}/views.png (rows: target, recovered), shape.obj, loss.png")
     return m
-
-
-def _write_obj(path: Path, verts: torch.Tensor, faces: torch.Tensor) -> None:
-    lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in verts.tolist()]
-    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in faces.tolist()]
-    path.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -237,16 +237,10 @@ def main(argv=None) -> Dict:
         save_image_grid(out / "held_out.png", torch.cat(rows).clamp(0, 1), columns=args.held_out)
         for name, r in fits.items():
             save_loss_plot(out / f"loss_{name}.png", r["losses"])
-            _write_obj(out / f"shape_{name}.obj", r["verts"], r["faces"])
+            lg.io.write_obj(out / f"shape_{name}.obj", r["verts"], r["faces"])
         print(f"wrote {out}/results.md, held_out.png (rows: target, {', '.join(fits)}), loss_*.png, shape_*.obj")
     return {name: {k: r[k] for k in ("psnr_held_out", "psnr_train", "shape_error_pct", "seconds")}
             for name, r in result["fits"].items()}
-
-
-def _write_obj(path: Path, verts: torch.Tensor, faces: torch.Tensor) -> None:
-    lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in verts.tolist()]
-    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in faces.tolist()]
-    path.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,17 @@ def check_tensor(
     return x
 
 
+def check_all_finite(named) -> None:
+    """Raise ``ValueError`` naming the first of ``named`` (``(name, tensor)`` pairs) with NaN / Inf values; one
+    host sync for all of them."""
+    named = [(n, t) for n, t in named if t.numel() and t.device.type != "meta"]
+    if not named:
+        return
+    ok = torch.stack([torch.isfinite(t).all() for _, t in named]).tolist()
+    if not all(ok):
+        raise ValueError(f"{named[ok.index(False)][0]} contains NaN or Inf values")
+
+
 def check_channels(x: torch.Tensor, name: str, shape: str) -> torch.Tensor:
     """Raise ``ValueError`` unless ``x`` (channel-last) has at least one channel; ``shape`` is the expected
     layout for the message, e.g. ``"[..., H, W, C]"``."""

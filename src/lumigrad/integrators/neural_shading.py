@@ -31,7 +31,7 @@ from typing import Literal, Mapping, Optional, Union
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_positive_int, check_tensor
+from .._checks import check_all_finite, check_choice, check_positive_int, check_tensor
 from ..cameras.camera import Camera
 from ..shading.image_formation import srgb_encode
 from ..volume import fields
@@ -137,7 +137,7 @@ class NeuralShader(nn.Module):
         except RuntimeError:
             raise ValueError("position, normal, view_dir (and uv) must have broadcastable leading dims; got "
                              + ", ".join(f"{n} {tuple(t.shape)}" for n, t, _ in named)) from None
-        _check_finite_all([(n, t) for n, t, _ in named])
+        check_all_finite([(n, t) for n, t, _ in named])
         expand = [t.expand(batch + t.shape[-1:]) for _, t, _ in named]
         return self.shade_unchecked(*expand[:3], expand[3] if self.use_uv else None)
 
@@ -232,7 +232,7 @@ def shade_gbuffer(shader: NeuralShader, aovs: Mapping[str, torch.Tensor], camera
         raise TypeError(f"background must be a number or a tensor; got {type(background).__name__}")
     elif not math.isfinite(background):
         raise ValueError(f"background must be finite; got {background}")
-    _check_finite_all(named)
+    check_all_finite(named)
     return shade_gbuffer_unchecked(shader, {n: aovs[n] for n in names}, camera, background)
 
 
@@ -274,11 +274,3 @@ def _normalized(v: torch.Tensor) -> torch.Tensor:
     return v / torch.where(n > 0, n, torch.ones_like(n))
 
 
-def _check_finite_all(named) -> None:
-    """One host sync for all: raise ``ValueError`` naming the first tensor with NaN / Inf."""
-    named = [(n, t) for n, t in named if t.numel() and t.device.type != "meta"]
-    if not named:
-        return
-    ok = torch.stack([torch.isfinite(t).all() for _, t in named]).tolist()
-    if not all(ok):
-        raise ValueError(f"{named[ok.index(False)][0]} contains NaN or Inf values")

@@ -19,7 +19,7 @@ from typing import Iterable, Optional, Sequence
 import torch
 import torch.utils.checkpoint
 
-from .._checks import broadcast_batch, check_channels, check_number, check_tensor
+from .._checks import check_all_finite, broadcast_batch, check_channels, check_number, check_tensor
 from .brdf import f0_from_ior
 from .bsdf import BSDF, MetallicRoughnessBSDF
 from .envmap import envmap_lookup_unchecked, split_sum_lut
@@ -89,16 +89,6 @@ def _material_tensors(material: dict):
     return [(f"material[{k!r}]", v) for k, v in material.items() if isinstance(v, torch.Tensor)]
 
 
-def _check_finite_all(named) -> None:
-    """One host sync for all: raise ``ValueError`` naming the first tensor with NaN / Inf."""
-    named = [(n, t) for n, t in named if t.numel() and t.device.type != "meta"]
-    if not named:
-        return
-    ok = torch.stack([torch.isfinite(t).all() for _, t in named]).tolist()
-    if not all(ok):
-        raise ValueError(f"{named[ok.index(False)][0]} contains NaN or Inf values")
-
-
 def _per_point(value, pixels: _Pixels):
     """A per-point value (``ior``, ``specular_f0``) on the shaded pixels; numbers and 0-dim tensors as they are."""
     return pixels.take(value) if isinstance(value, torch.Tensor) and value.dim() else value
@@ -145,7 +135,7 @@ def shade_direct(position: torch.Tensor, normal: torch.Tensor, camera_position: 
         if sample.L.shape[-1] not in (1, material["base_color"].shape[-1]):
             raise ValueError(f"lights[{k}].L has {sample.L.shape[-1]} channels but base_color has "
                              f"{material['base_color'].shape[-1]}")
-    _check_finite_all([("position", position), ("normal", normal), ("camera_position", camera_position)]
+    check_all_finite([("position", position), ("normal", normal), ("camera_position", camera_position)]
                       + _material_tensors(material)
                       + [(f"lights[{k}].{n}", t) for k, smp in enumerate(lights) for n, t in
                          (("wi", smp.wi), ("L", smp.L))])
@@ -235,7 +225,7 @@ def shade_environment(position: torch.Tensor, normal: torch.Tensor, camera_posit
         if levels != sorted(set(levels)):
             raise ValueError(f"prefiltered_roughness must be strictly increasing; got {levels}")
         named.append(("prefiltered", prefiltered))
-    _check_finite_all(named)
+    check_all_finite(named)
     surface = SurfaceSample.from_material(position, normal, camera_position - position, material)
     return shade_environment_unchecked(surface, sh_coeffs=sh_coeffs, prefiltered=prefiltered,
                                        prefiltered_roughness=prefiltered_roughness, mask=mask)
