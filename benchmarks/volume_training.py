@@ -45,7 +45,8 @@ import lumigrad as lg  # before torch: lets lumigrad make OpenMP threads wait pa
 import torch
 from lumigrad.app.benchmarking import cpu_model, format_table, median, peak_memory, time_call
 from lumigrad.fitting.volume_field_io import FIT_FIELD_DEFAULTS
-from lumigrad.volume import OccupancyGrid, VolumeShape, camera_rays, default_step_size, render_rays
+from lumigrad.scene import VolumeShape
+from lumigrad.volume import OccupancyGrid, camera_rays, default_step_size, render_rays
 from lumigrad.volume.fields import NerfField
 
 BOX = [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0]
