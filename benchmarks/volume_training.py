@@ -28,7 +28,7 @@ through it has an optical thickness below 0.01), refreshed once from the pre-tra
 
 Usage::
 
-    .venv/bin/python benchmarks/volume_training.py            # about 15 minutes on 2 busy CPU cores
+    .venv/bin/python benchmarks/volume_training.py            # about 4 minutes on 2 CPU cores
     .venv/bin/python benchmarks/volume_training.py --quick    # smoke run: small sizes, one repeat
     .venv/bin/python benchmarks/volume_training.py --device cuda --rays 262144 --steps 128,256,512,1024
 """
