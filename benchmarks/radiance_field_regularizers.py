@@ -34,7 +34,7 @@ from lumigrad.app.benchmarking import format_table
 from lumigrad.fitting.volume_config import parse_volume_config
 from lumigrad.fitting.volume_fit import (VolumeData, VolumeTrainer, holdout_psnr, load_volume_data, make_field,
                                          make_occupancy, make_volume_fit)
-from lumigrad.volume import camera_rays
+from lumigrad.volume import camera_rays, render_rays_chunked
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = [("none", {}), ("distortion", {"distortion": 0.01}), ("opacity entropy", {"opacity_entropy": 0.001}),
@@ -95,10 +95,9 @@ def evaluate(trainer: VolumeTrainer, truth_distance: torch.Tensor):
     psnr = holdout_psnr(images, trainer.holdout_targets())
     with torch.no_grad():
         rays = camera_rays(trainer.data.holdout_camera)
-        from lumigrad.volume import render_rays
-
-        opac = render_rays(trainer.field, rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3),
-                           step_size=trainer.step_size, occupancy=trainer.occupancy).opacity.reshape(alpha.shape)
+        _, opacity, _ = render_rays_chunked(trainer.field, rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3),
+                                            step_size=trainer.step_size, occupancy=trainer.occupancy)
+        opac = opacity.reshape(alpha.shape)
     floaters = float(opac[alpha == 0].mean())
     covered = (alpha > 0.999) & (truth_distance > 0) & (distance[..., 0] > 0)
     depth_err = float((distance[..., 0] - truth_distance)[covered].abs().mean()) / trainer.diagonal * 100

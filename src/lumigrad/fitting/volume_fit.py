@@ -30,7 +30,7 @@ from ..volume.fields.nerf import NerfField
 from ..volume.occupancy import OccupancyGrid
 from ..volume.rays import camera_rays
 from ..volume.regularizers import distortion_loss, opacity_entropy_loss
-from ..volume.render import default_step_size, render_rays
+from ..volume.render import default_step_size, render_rays, render_rays_chunked
 from .config import ConfigError
 from .volume_config import VolumeFitConfig
 
@@ -257,16 +257,11 @@ class VolumeTrainer:
     def render_views(self, camera: Camera, chunk: int = 1 << 14) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(rgb, distance)`` of every pixel of ``camera`` (evenly spaced samples, the evaluation background)."""
         rays = camera_rays(camera)
-        o, d = rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3)
-        bg = self.eval_background()
-        rgb, dist = [], []
-        for k in range(0, o.shape[0], chunk):
-            out = render_rays(self.field, o[k:k + chunk], d[k:k + chunk], step_size=self.step_size,
-                              occupancy=self.occupancy, background=bg, early_stop_eps=self.early_stop_eps)
-            rgb.append(out.rgb.float().clamp(0, 1))
-            dist.append(out.depth.float())
         lead = rays.origins.shape[:-1]
-        return torch.cat(rgb).reshape(lead + (3,)), torch.cat(dist).reshape(lead + (1,))
+        rgb, _, distance = render_rays_chunked(self.field, rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3),
+                                               chunk=chunk, step_size=self.step_size, occupancy=self.occupancy,
+                                               background=self.eval_background(), early_stop_eps=self.early_stop_eps)
+        return rgb.float().clamp(0, 1).reshape(lead + (3,)), distance.float().reshape(lead + (1,))
 
 
 def composite_target(pixels: torch.Tensor, background: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from ..cameras.camera import Camera
 from ..scene.scene import Scene
 from ..shading.image_formation import form_image_unchecked
 from ..volume.rays import camera_rays
-from ..volume.render import DEFAULT_STEPS_PER_DIAGONAL, default_step_size, render_rays
+from ..volume.render import DEFAULT_STEPS_PER_DIAGONAL, default_step_size, render_rays_chunked
 from ..scene.volume_shape import VolumeShape
 from .base import Integrator, RenderOutput, register_integrator
 
@@ -86,20 +86,15 @@ class VolumeIntegrator(Integrator):
         if spp > 1:
             generator = torch.Generator(device=o.device)
             generator.manual_seed(seed)
-        rgb_parts, alpha_parts, dist_parts = [], [], []
-        for begin in range(0, o.shape[0], self.chunk):
-            sl = slice(begin, begin + self.chunk)
-            acc_rgb = acc_alpha = acc_dist = 0.0
-            for _ in range(spp):
-                out = render_rays(shape.field, o[sl], d[sl], step_size=step, occupancy=occupancy, near=self.near,
-                                  background=bg, jitter=spp > 1, generator=generator,
-                                  early_stop_eps=self.early_stop_eps)
-                acc_rgb, acc_alpha, acc_dist = acc_rgb + out.rgb, acc_alpha + out.opacity, acc_dist + out.depth
-            rgb_parts.append(acc_rgb / spp)
-            alpha_parts.append(acc_alpha / spp)
-            dist_parts.append(acc_dist / spp)
-        radiance = _cat(rgb_parts, o, 3).reshape(lead + (3,))
-        alpha = _cat(alpha_parts, o, 1).reshape(lead + (1,)).to(radiance.dtype)
+        radiance = alpha = distance = 0.0
+        for _ in range(spp):
+            rgb_s, alpha_s, dist_s = render_rays_chunked(shape.field, o, d, chunk=self.chunk, step_size=step,
+                                                         occupancy=occupancy, near=self.near, background=bg,
+                                                         jitter=spp > 1, generator=generator,
+                                                         early_stop_eps=self.early_stop_eps)
+            radiance, alpha, distance = radiance + rgb_s, alpha + alpha_s, distance + dist_s
+        radiance = (radiance / spp).reshape(lead + (3,))
+        alpha = (alpha / spp).reshape(lead + (1,)).to(radiance.dtype)
         film = scene.film
         rgb = form_image_unchecked(radiance, exposure=film.exposure, white_balance=film.white_balance,
                                    vignetting=film.vignetting, K=camera.K if film.vignetting is not None else None,
@@ -108,7 +103,7 @@ class VolumeIntegrator(Integrator):
         if "mask" in aovs:
             buffers["mask"] = alpha
         if "depth" in aovs:
-            distance = _cat(dist_parts, o, 1).reshape(lead + (1,)).to(radiance.dtype)
+            distance = (distance / spp).reshape(lead + (1,)).to(radiance.dtype)
             buffers["depth"] = distance * _axial_cosine(camera, rays.directions).to(radiance.dtype)
         return RenderOutput(rgb, alpha, buffers)
 
@@ -141,12 +136,6 @@ def _background(value: BackgroundLike) -> Optional[torch.Tensor]:
     if t.shape != (3,) or not bool(torch.isfinite(t).all()):
         raise ValueError(f"background must be three finite numbers; got {value!r}")
     return value if isinstance(value, torch.Tensor) else t
-
-
-def _cat(parts, like: torch.Tensor, channels: int) -> torch.Tensor:
-    if not parts:
-        return like.new_zeros(0, channels)
-    return torch.cat(parts)
 
 
 def _axial_cosine(camera: Camera, directions: torch.Tensor) -> torch.Tensor:

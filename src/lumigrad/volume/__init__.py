@@ -10,7 +10,7 @@ from .occupancy import OccupancyGrid
 from .packing import ray_offsets, segment_exclusive_cumsum
 from .regularizers import depth_loss, distortion_loss, distortion_loss_ref, opacity_entropy_loss, sparsity_loss
 from .rays import Rays, camera_rays, ray_aabb
-from .render import RayRender, default_step_size, render_rays
+from .render import RayRender, default_step_size, render_rays, render_rays_chunked
 from .sampling import RaySamples, cull_terminated, importance_samples, keep_occupied, stratified_samples
 from .turntable import image_strip, turntable_cameras, write_turntable
 
@@ -19,4 +19,4 @@ __all__ = ["VolumeRender", "accumulate", "composite", "composite_ref", "normals_
            "RaySamples", "cull_terminated", "importance_samples", "keep_occupied", "stratified_samples",
            "OccupancyGrid", "RayRender", "default_step_size", "default_surface_level", "density_to_mesh",
            "depth_loss", "distortion_loss", "distortion_loss_ref", "fields", "image_strip", "opacity_entropy_loss",
-           "render_rays", "sparsity_loss", "turntable_cameras", "write_turntable"]
+           "render_rays", "render_rays_chunked", "sparsity_loss", "turntable_cameras", "write_turntable"]

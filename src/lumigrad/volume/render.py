@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -27,7 +27,7 @@ from .rays import ray_aabb
 from .packing import segment_exclusive_cumsum
 from .sampling import RaySamples, stratified_samples
 
-__all__ = ["RayRender", "default_step_size", "render_rays"]
+__all__ = ["RayRender", "default_step_size", "render_rays", "render_rays_chunked"]
 
 #: Samples along the box diagonal of :func:`default_step_size` (instant-ngp takes 1024 at full quality; a CPU
 #: fit of a 100-200 pixel image needs fewer).
@@ -120,6 +120,31 @@ def render_rays(field: nn.Module, origins: torch.Tensor, directions: torch.Tenso
                     samples.ray_indices, R, background=None if bg is None else bg.to(sigma.dtype),
                     return_weights=True)
     return RayRender(out.rgb, out.opacity, out.depth, samples, out.weights, samples.num_samples / max(R, 1))
+
+
+def render_rays_chunked(field: nn.Module, origins: torch.Tensor, directions: torch.Tensor, *, chunk: int = 1 << 14,
+                        **settings) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`render_rays` of ``chunk`` rays at a time (memory bounded for any number of rays).
+
+    Args:
+        field, origins, directions: as :func:`render_rays` (``[R, 3]`` rays).
+        chunk: rays rendered at once; the result does not depend on it (a ``generator`` in ``settings`` is
+            drawn from chunk after chunk).
+        **settings: the other keyword arguments of :func:`render_rays`.
+
+    Returns:
+        ``(rgb [R, 3], opacity [R, 1], depth [R, 1])`` (depth: distance along the unit ray).
+
+    **Differentiability:** as :func:`render_rays`.
+    """
+    chunk = check_positive_int(chunk, "chunk")
+    parts = [render_rays(field, origins[k:k + chunk], directions[k:k + chunk], **settings)
+             for k in range(0, origins.shape[0], chunk)]
+    if not parts:
+        empty = origins.new_zeros(0, 1)
+        return origins.new_zeros(0, 3), empty, empty.clone()
+    return (torch.cat([p.rgb for p in parts]), torch.cat([p.opacity for p in parts]),
+            torch.cat([p.depth for p in parts]))
 
 
 #: Samples per ray whose densities :func:`_march_until_opaque` evaluates at once.
