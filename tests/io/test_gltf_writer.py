@@ -155,9 +155,9 @@ def _glb_json(path: Path) -> dict:
     return json.loads(raw[20:20 + size])
 
 
-def test_glb_container_is_valid(tmp_path):
-    out = write_gltf(tmp_path / "scene.glb", _synthetic_scene())
-    raw = out.read_bytes()
+def assert_valid_glb(path: Path) -> dict:
+    """Check the GLB container and every buffer view / accessor bound of ``path``; return its JSON document."""
+    raw = path.read_bytes()
     magic, version, length = struct.unpack_from("<III", raw, 0)
     assert (magic, version, length) == (0x46546C67, 2, len(raw))
     pos, chunks = 12, []
@@ -177,8 +177,8 @@ def test_glb_container_is_valid(tmp_path):
     for view in doc["bufferViews"]:
         assert view["byteOffset"] % 4 == 0
         assert view["byteOffset"] + view["byteLength"] <= doc["buffers"][view["buffer"]]["byteLength"]
-    sizes = {5126: 4, 5125: 4, 5123: 2}
-    widths = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+    sizes = {5126: 4, 5125: 4, 5123: 2, 5121: 1}
+    widths = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT4": 16}
     for acc in doc["accessors"]:
         view = doc["bufferViews"][acc["bufferView"]]
         assert acc.get("byteOffset", 0) + acc["count"] * sizes[acc["componentType"]] * widths[acc["type"]] \
@@ -187,6 +187,13 @@ def test_glb_container_is_valid(tmp_path):
         for prim in mesh["primitives"]:
             pos_acc = doc["accessors"][prim["attributes"]["POSITION"]]
             assert len(pos_acc["min"]) == len(pos_acc["max"]) == 3
+    return doc
+
+
+def test_glb_container_is_valid(tmp_path):
+    doc = assert_valid_glb(write_gltf(tmp_path / "scene.glb", _synthetic_scene()))
+    for mesh in doc["meshes"]:
+        for prim in mesh["primitives"]:
             assert doc["accessors"][prim["indices"]]["componentType"] == 5123  # small meshes: uint16
 
 

@@ -13,6 +13,7 @@ from .dataset import ImageDataset, read_dataset, read_depth_maps, stack_cameras
 from .exr import read_exr, write_exr
 from .gltf import GltfError, read_gltf
 from .gltf_writer import write_gltf
+from .gltf_animation_writer import write_gltf_animation
 from .hdr import read_hdr, write_hdr
 from .image import read_image, write_image
 from .nerf import NerfTransforms, read_nerf_transforms, write_nerf_transforms
@@ -33,5 +34,5 @@ _deprecated.attach()
 __all__ = ["ConfinementError", "MeshData", "read_environment", "read_mesh", "MtlError", "ObjData", "read_mtl", "read_obj_with_materials", "write_mtl", "ImageDataset", "MitsubaXmlError", "MitsubaXmlWarning", "read_mitsuba_xml", "read_dataset", "read_depth_maps", "stack_cameras", "ColmapImage", "GltfError", "ColmapReconstruction", "NerfTransforms", "ObjError", "OpenSfmReconstruction",
            "PlyError", "PlyMesh",
            "camera_from_pytorch3d", "camera_to_pytorch3d", "formats", "load", "register_format", "save", "lla_to_topocentric", "read_colmap", "read_exr", "read_gltf", "read_hdr",
-           "read_image", "read_nerf_transforms", "read_obj", "read_opensfm", "read_ply", "write_colmap", "write_exr", "write_gltf",
+           "read_image", "read_nerf_transforms", "read_obj", "read_opensfm", "read_ply", "write_colmap", "write_exr", "write_gltf", "write_gltf_animation",
            "write_hdr", "write_image", "write_nerf_transforms", "write_obj", "write_ply"]
