@@ -30,7 +30,7 @@ LAYERS: List[Tuple[str, ...]] = [
     ("cameras",),            # Camera, projection, distortion (undistortion runs a kernel)
     ("raster",),             # rasterize, interpolate, texture, antialias, soft raster, lens warp
     ("shading", "geometry"),  # BRDFs, lights, materials (textures sample through raster); mesh geometry
-    ("mesh", "losses", "raytrace"),  # Mesh container; losses; ray queries, transport
+    ("mesh", "losses", "raytrace", "animation"),  # Mesh container; losses; ray queries, transport; skinning, keyframes
     ("volume",),             # volume rendering, fields; its exports make Meshes
     ("scene",),              # Scene, shapes, lights, film, flattening (renderers are integrators)
     ("integrators", "optim"),  # renderers behind one protocol; Fit, large steps, strategies
