@@ -51,7 +51,7 @@ def _topological_order(parents: List[int], names: List[str]) -> List[int]:
             seen.append(j)
             j = parents[j]
         cycle = seen[seen.index(j):]
-        raise ValueError("skeleton parents form a cycle through joints "
+        raise ValueError("skeleton parents form a cycle through joints (child -> parent) "
                          + " -> ".join(names[k] for k in cycle + [cycle[0]]))
     return order
 

@@ -27,8 +27,11 @@ class SkinWeightWarning(UserWarning):
     """Skin weights were renormalised because their rows did not sum to 1."""
 
 
-def normalize_skin_weights(weights: torch.Tensor, name: str = "weights") -> torch.Tensor:
+def normalize_skin_weights(weights: torch.Tensor, name: str = "weights", *, warn: bool = True) -> torch.Tensor:
     """Return ``weights`` ``[V, K]`` with rows summing to 1; warn (``SkinWeightWarning``) if that changed them.
+
+    ``warn=False`` is for callers whose weights are an optimisation variable, normalised on purpose every step
+    (:class:`lumigrad.scene.SkinnedMesh`).
 
     Raises ``ValueError`` naming ``name`` for negative weights, NaN / Inf, or a row that sums to 0.
 
@@ -43,20 +46,20 @@ def normalize_skin_weights(weights: torch.Tensor, name: str = "weights") -> torc
         v = int((total <= 0).nonzero()[0])
         raise ValueError(f"{name} row {v} sums to 0: vertex {v} is bound to no joint")
     off = (total - 1).abs().max() if total.numel() else total.new_zeros(())
-    if float(off) > _SUM_TOLERANCE:
+    if warn and float(off) > _SUM_TOLERANCE:
         warnings.warn(f"{name} rows do not sum to 1 (largest deviation {float(off):.3g}); renormalising",
                       SkinWeightWarning, stacklevel=3)
     return weights / weights.sum(-1, keepdim=True)
 
 
-def _check_skin_inputs(verts, joints, weights, skin_mats):
+def _check_skin_inputs(verts, joints, weights, skin_mats, warn=True):
     check_tensor(verts, "verts", trailing=(None, 3), max_dims=2, floating=True)
     V = verts.shape[0]
     check_tensor(joints, "joints", trailing=(V, None), max_dims=2, floating=False)
     check_tensor(weights, "weights", trailing=(V, joints.shape[1]), max_dims=2, floating=True)
     check_tensor(skin_mats, "skin_mats", trailing=(None, 4, 4), floating=True)
     check_indices(joints, "joints", skin_mats.shape[-3])
-    return normalize_skin_weights(weights)
+    return normalize_skin_weights(weights, warn=warn)
 
 
 def blend_skin_matrices(joints: torch.Tensor, weights: torch.Tensor, skin_mats: torch.Tensor) -> torch.Tensor:

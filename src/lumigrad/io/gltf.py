@@ -67,13 +67,15 @@ import torch
 
 from ..cameras.camera import Camera
 from ..cameras import projection
-from ..conventions import opengl_c2w_to_world_to_cam, quaternion_to_matrix
+from ..animation import TRACK_KINDS, Animation, Channel, KeyframeTrack, Skeleton
+from ..conventions import matrix_to_quaternion, opengl_c2w_to_world_to_cam, quaternion_to_matrix
 from ..limits import BudgetError, check_pixel_samples
 from .errors import ignored_features
 from ._paths import is_json_number as _is_number
 from .gltf_format import BIN_CHUNK, GLB_MAGIC, JSON_CHUNK, WRAP_MODES
 from ..scene.lights import DirectionalLight, PointLight, SpotLight
 from ..scene.scene import Scene, SceneMesh
+from ..scene.skinned import SkinnedMesh
 from ..shading.material import TEXTURE_SLOTS, Material
 from ..shading.medium import HomogeneousMedium
 
@@ -393,7 +395,14 @@ class _Reader:
             roots = list(range(len(nodes)))
         order, parents = self._walk(roots)
         world = self._world_transforms(order, parents)
+        self._order, self._world = order, world
+        self._position = {index: k for k, index in enumerate(order)}
+        self._parent = {index: (order[parents[k]] if parents[k] >= 0 else -1) for k, index in enumerate(order)}
+        self._node_names = self._name_nodes(nodes)
+        self._skeletons: Dict[int, Skeleton] = {}
+        self._deformed_nodes: set = set()  # node names whose animation a mesh of this scene follows
         out = Scene()
+        out.animations = self.animations()
         for k, index in enumerate(order):
             node = nodes[index]
             if "mesh" not in node and "camera" not in node and "extensions" not in node:
@@ -401,7 +410,9 @@ class _Reader:
             where = f"nodes[{index}]"
             name = node.get("name") or f"node{index}"
             if "mesh" in node:
-                for j, mesh in enumerate(self.mesh(self.get(node, "mesh", "index", where), world[k].copy())):
+                skin = self.get(node, "skin", "index", where, None)
+                for j, mesh in enumerate(self.mesh(self.get(node, "mesh", "index", where), world[k].copy(),
+                                                   node=index, skin=skin)):
                     out.add_mesh(self._unique(name if j == 0 else f"{name}-{j}"), mesh)
             if "camera" in node:
                 camera = self.get(node, "camera", "index", where)
@@ -412,6 +423,10 @@ class _Reader:
             light = self.get(punctual, "light", "index", where + ".extensions.KHR_lights_punctual", None)
             if light is not None:
                 out.add_light(self._unique(name), self.light(light, world[k].copy()))
+        rigid = sorted({c.target for a in out.animations.values() for c in a.channels} - self._deformed_nodes)
+        for target in rigid:
+            self._note("animation of nodes that are neither joints nor morphed meshes (not applied by Scene.at)",
+                       f"node {target}")
         self._warn_ignored()
         return out
 
@@ -521,16 +536,6 @@ class _Reader:
     def _warn_ignored(self) -> None:
         """Warn once, naming every part of the file that lumigrad does not read."""
         parts = []
-        for key, what in (("skins", "skins"), ("animations", "animations")):
-            items = self.doc.get(key)
-            if isinstance(items, list) and items:
-                parts.append(f"{what} ({len(items)})")
-        meshes = self.doc.get("meshes")
-        morphed = sum(1 for m in meshes if isinstance(m, dict) and isinstance(m.get("primitives"), list)
-                      for p in m["primitives"] if isinstance(p, dict) and p.get("targets")) \
-            if isinstance(meshes, list) else 0
-        if morphed:
-            parts.append(f"morph targets ({morphed} primitive{'s' if morphed != 1 else ''})")
         unsupported = sorted(_short(x).strip("'") for x in self._extensions_in_file() - _SUPPORTED_EXTENSIONS)
         if unsupported:
             shown = unsupported[:8] + ([f"... {len(unsupported)} in all"] if len(unsupported) > 8 else [])
@@ -545,7 +550,215 @@ class _Reader:
         self._names[clean] = n + 1
         return clean if n == 0 else f"{clean}-{n}"
 
-    def mesh(self, index: int, world: np.ndarray) -> List[SceneMesh]:
+    # --------------------------------------------------------------------- skins, morphs, animations
+    def _name_nodes(self, nodes: list) -> List[str]:
+        """A unique name per node (its ``name`` made safe, else ``node<i>``): joint names and animation targets."""
+        seen: Dict[str, int] = {}
+        out = []
+        for i, node in enumerate(nodes):
+            raw = node.get("name") if isinstance(node, dict) and isinstance(node.get("name"), str) else ""
+            clean = "".join(c if c.isalnum() or c in "_-" else "_" for c in raw) or f"node{i}"
+            n = seen.get(clean, 0)
+            seen[clean] = n + 1
+            out.append(clean if n == 0 else f"{clean}-{n}")
+        return out
+
+    def _node_trs(self, index: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rest ``(translation [3], rotation wxyz [4], scale [3])`` of ``nodes[index]`` (a ``matrix`` is
+        decomposed; glTF requires TRS for animated nodes, and a joint matrix with shear is refused)."""
+        node = self._item("nodes", index)
+        where = f"nodes[{index}]"
+        if "matrix" in node:
+            M = np.asarray(self.get(node, "matrix", "numbers", where, length=16), dtype=np.float64).reshape(4, 4).T
+            t = M[:3, 3].copy()
+            scale = np.linalg.norm(M[:3, :3], axis=0)
+            if (scale < 1e-12).any():
+                raise GltfError(f"{self.path}: {where}.matrix has a zero scale; a joint needs an invertible matrix")
+            R = M[:3, :3] / scale
+            if np.linalg.det(R) < 0:
+                scale[0], R[:, 0] = -scale[0], -R[:, 0]
+            if not np.allclose(R.T @ R, np.eye(3), atol=1e-5):
+                raise GltfError(f"{self.path}: {where}.matrix has shear, which a joint's TRS cannot hold")
+            q = matrix_to_quaternion(torch.from_numpy(R)).numpy()
+            return t, q, scale
+        t = np.asarray(self.get(node, "translation", "numbers", where, [0.0] * 3, length=3))
+        xyzw = np.asarray(self.get(node, "rotation", "numbers", where, [0.0, 0.0, 0.0, 1.0], length=4))
+        s = np.asarray(self.get(node, "scale", "numbers", where, [1.0] * 3, length=3))
+        q = xyzw[[3, 0, 1, 2]]  # glTF quaternions are xyzw; lumigrad's are wxyz
+        return t, q / max(np.linalg.norm(q), 1e-300), s
+
+    def skeleton(self, index: int) -> Skeleton:
+        """``skins[index]`` as a :class:`Skeleton`: its joints first (so ``JOINTS_0`` indices keep their
+        meaning), then the non-joint nodes between them and the scene root that cannot be folded into
+        ``root_transform`` (the animated ones, and those below a branching); ``inverseBindMatrices`` default to
+        the identity, as the specification says."""
+        if index in self._skeletons:
+            return self._skeletons[index]
+        skin = self._item("skins", index)
+        where = f"skins[{index}]"
+        joints = self.get(skin, "joints", "list", where)
+        if not joints:
+            raise GltfError(f"{self.path}: {where}.joints is empty")
+        for j, node in enumerate(joints):
+            if not (isinstance(node, int) and not isinstance(node, bool)) or node not in self._position:
+                raise GltfError(f"{self.path}: {where}.joints[{j}] = {_short(node)} is not a node of this scene")
+        if len(set(joints)) != len(joints):
+            raise GltfError(f"{self.path}: {where}.joints lists a node twice")
+        J = len(joints)
+        if "inverseBindMatrices" in skin:
+            ibm = self.tensor(self.get(skin, "inverseBindMatrices", "index", where), 16,
+                              f"{where}.inverseBindMatrices")
+            if ibm.shape[0] < J:
+                raise GltfError(f"{self.path}: {where}.inverseBindMatrices has {ibm.shape[0]} matrices for {J} joints")
+            ibm = ibm[:J].reshape(J, 4, 4).transpose(1, 2)  # glTF matrices are column-major
+        else:
+            ibm = torch.eye(4, dtype=self.dtype).repeat(J, 1, 1)
+        members = list(joints)
+        member_set = set(members)
+        for node in joints:  # every ancestor of a joint, in the order first met
+            up = self._parent[node]
+            while up >= 0 and up not in member_set:
+                members.append(up)
+                member_set.add(up)
+                up = self._parent[up]
+        joint_set, animated = set(joints), self._animated_nodes
+        while True:  # fold a single non-joint, non-animated top node into root_transform
+            tops = [n for n in members if self._parent[n] not in member_set]
+            if len(tops) != 1 or tops[0] in joint_set or tops[0] in animated:
+                break
+            members.remove(tops[0])
+            member_set.discard(tops[0])
+        above = self._parent[tops[0]]  # all tops share one parent: the last folded node, or the scene root
+        root = self._world[self._position[above]] if above >= 0 else np.eye(4)
+        position = {node: j for j, node in enumerate(members)}
+        parents = [position.get(self._parent[node], -1) for node in members]
+        trs = [self._node_trs(node) for node in members]
+        f = lambda k: torch.from_numpy(np.stack([x[k] for x in trs])).to(self.dtype)  # noqa: E731
+        extra = len(members) - J
+        inverse_bind = torch.cat([ibm, torch.eye(4, dtype=self.dtype).repeat(extra, 1, 1)])
+        sk = self._make(where, Skeleton, [self._node_names[n] for n in members], torch.tensor(parents), f(0), f(1),
+                        f(2), inverse_bind, torch.from_numpy(root.copy()).to(self.dtype))
+        self._deformed_nodes.update(sk.names)
+        self._skeletons[index] = sk
+        return sk
+
+    def _vertex_sets(self, attrs: dict, prefix: str, where: str, V: int, integer: bool) -> Optional[np.ndarray]:
+        """``JOINTS_0``, ``JOINTS_1`` ... (or ``WEIGHTS_*``) side by side, ``[V, 4 * sets]``; None if absent."""
+        sets = []
+        while f"{prefix}_{len(sets)}" in attrs:
+            name = f"{prefix}_{len(sets)}"
+            arr = self.accessor(self.get(attrs, name, "index", where + ".attributes"))
+            if arr.shape != (V, 4):
+                raise GltfError(f"{self.path}: {where}.{name} must be a VEC4 accessor of {V} elements; got "
+                                f"{arr.shape[0]} x {arr.shape[1]}")
+            if integer and arr.dtype.kind != "u":
+                raise GltfError(f"{self.path}: {where}.{name} must hold unsigned integers; got {arr.dtype}")
+            sets.append(np.asarray(arr, dtype=np.int64 if integer else np.float64))
+        return np.concatenate(sets, axis=1) if sets else None
+
+    def _morph_targets(self, prim: dict, mesh: dict, node: dict, where: str, mwhere: str, V: int):
+        """``(position deltas [M, V, 3], normal deltas [M, V, 3] or None, default weights [M])`` or None."""
+        targets = self.get(prim, "targets", "list", where, [])
+        if not targets:
+            return None
+        pos, nrm = [], []
+        for m, target in enumerate(targets):
+            twhere = f"{where}.targets[{m}]"
+            if not isinstance(target, dict):
+                raise GltfError(f"{self.path}: {twhere} must be an object; got {_short(target)}")
+            for name, out in (("POSITION", pos), ("NORMAL", nrm)):
+                if name in target:
+                    t = self.tensor(self.get(target, name, "index", twhere), 3, f"{twhere}.{name}")
+                    if t.shape[0] != V:
+                        raise GltfError(f"{self.path}: {twhere}.{name} has {t.shape[0]} elements; POSITION has {V}")
+                    out.append(t)
+                else:
+                    out.append(torch.zeros(V, 3, dtype=self.dtype))
+            if "TANGENT" in target:
+                self._note("morph target TANGENT deltas", twhere)
+        M = len(targets)
+        weights = self.get(node, "weights", "numbers", "node", None) or self.get(mesh, "weights", "numbers", mwhere,
+                                                                             [0.0] * M)
+        if len(weights) != M:
+            raise GltfError(f"{self.path}: {mwhere}.weights has {len(weights)} values for {M} morph targets")
+        has_normals = any("NORMAL" in t for t in targets)
+        return torch.stack(pos), (torch.stack(nrm) if has_normals else None), torch.tensor(weights, dtype=self.dtype)
+
+    @property
+    def _animated_nodes(self) -> set:
+        """Node indices that some animation channel drives (translation / rotation / scale)."""
+        if not hasattr(self, "_animated_cache"):
+            found = set()
+            anims = self.doc.get("animations")
+            for anim in anims if isinstance(anims, list) else []:
+                channels = anim.get("channels") if isinstance(anim, dict) else None
+                for ch in channels if isinstance(channels, list) else []:
+                    target = ch.get("target") if isinstance(ch, dict) else None
+                    if isinstance(target, dict) and isinstance(target.get("node"), int):
+                        found.add(target["node"])
+            self._animated_cache = found
+        return self._animated_cache
+
+    def animations(self) -> Dict[str, Animation]:
+        """Every animation of the file, ``{name: Animation}`` (name: its ``name`` made safe, else
+        ``animation<i>``); channel targets are node names (:meth:`_name_nodes`), rotations converted to wxyz."""
+        out: Dict[str, Animation] = {}
+        taken: Dict[str, int] = {}
+        for a, anim in enumerate(self.get(self.doc, "animations", "list", "the document", [])):
+            where = f"animations[{a}]"
+            if not isinstance(anim, dict):
+                raise GltfError(f"{self.path}: {where} must be an object; got {_short(anim)}")
+            raw = anim.get("name") if isinstance(anim.get("name"), str) else ""
+            name = "".join(c if c.isalnum() or c in "_-" else "_" for c in raw) or f"animation{a}"
+            n = taken.get(name, 0)
+            taken[name] = n + 1
+            name = name if n == 0 else f"{name}-{n}"
+            samplers = self.get(anim, "samplers", "list", where, [])
+            channels = []
+            for c, ch in enumerate(self.get(anim, "channels", "list", where, [])):
+                cwhere = f"{where}.channels[{c}]"
+                if not isinstance(ch, dict):
+                    raise GltfError(f"{self.path}: {cwhere} must be an object; got {_short(ch)}")
+                target = self.get(ch, "target", "dict", cwhere)
+                path = self.get(target, "path", "str", cwhere + ".target")
+                if path not in TRACK_KINDS or "node" not in target:
+                    self._note(f"animation paths other than node {'/'.join(TRACK_KINDS)}", f"{cwhere} ({path})")
+                    continue
+                node = self.get(target, "node", "index", cwhere + ".target")
+                self._item("nodes", node)  # raises for a bad index
+                s_index = self.get(ch, "sampler", "index", cwhere)
+                if s_index >= len(samplers) or not isinstance(samplers[s_index], dict):
+                    raise GltfError(f"{self.path}: {cwhere}.sampler {s_index} does not exist in {where}.samplers")
+                channels.append(Channel(self._node_names[node],
+                                        self._track(samplers[s_index], path, f"{where}.samplers[{s_index}]",
+                                                    f"{name}/{cwhere}")))
+            out[name] = self._make(where, Animation, name, channels)
+        return out
+
+    def _track(self, sampler: dict, path: str, where: str, label: str) -> KeyframeTrack:
+        interpolation = self.get(sampler, "interpolation", "str", where, "LINEAR")
+        if interpolation not in ("LINEAR", "STEP", "CUBICSPLINE"):
+            raise GltfError(f"{self.path}: {where}.interpolation must be LINEAR, STEP or CUBICSPLINE; got "
+                            f"{_short(interpolation)}")
+        times = self.tensor(self.get(sampler, "input", "index", where), 1, f"{where}.input")[:, 0]
+        values = self.accessor(self.get(sampler, "output", "index", where))
+        N = times.shape[0]
+        per_key = 3 if interpolation == "CUBICSPLINE" else 1
+        width = {"translation": 3, "rotation": 4, "scale": 3}.get(path)
+        total = values.shape[0] * values.shape[1]
+        if N == 0 or (width is not None and values.shape[1] != width) or total % (N * per_key):
+            raise GltfError(f"{self.path}: {where}.output has {values.shape[0]} x {values.shape[1]} values, which does "
+                            f"not fit {N} {interpolation} keyframes of {path}")
+        C = total // (N * per_key)
+        v = torch.from_numpy(np.array(values, dtype=np.float64).reshape(N, per_key, C))
+        if path == "rotation":
+            v = v[..., [3, 0, 1, 2]]  # glTF quaternions are xyzw; lumigrad's are wxyz
+        v = v.to(self.dtype)
+        if per_key == 1:
+            v = v[:, 0]
+        return self._make(where, KeyframeTrack, times, v, interpolation, path, name=label)
+
+    def mesh(self, index: int, world: np.ndarray, node: int = -1, skin: Optional[int] = None) -> List[SceneMesh]:
         mesh = self._item("meshes", index)
         out = []
         to_world = torch.from_numpy(world).to(self.dtype)
@@ -592,9 +805,36 @@ class _Reader:
                 self._note("textures of primitives without TEXCOORD_0", where)
                 for s in TEXTURE_SLOTS:
                     setattr(material, s, None)
-            out.append(self._make(where, SceneMesh, verts, torch.from_numpy(faces), material, uv=uv,
-                                  normals=optional.get("NORMAL"), tangents=optional.get("TANGENT"),
-                                  to_world=to_world.clone(), double_sided=double_sided))
+            common = dict(uv=uv, normals=optional.get("NORMAL"), tangents=optional.get("TANGENT"),
+                          double_sided=double_sided)
+            morph = self._morph_targets(prim, mesh, self._item("nodes", node) if node >= 0 else {}, where,
+                                        f"meshes[{index}]", V)
+            if skin is None and morph is None:
+                out.append(self._make(where, SceneMesh, verts, torch.from_numpy(faces), material,
+                                      to_world=to_world.clone(), **common))
+                continue
+            deform = {}
+            if morph is not None:
+                deform.update(morph_deltas=morph[0], morph_normal_deltas=morph[1], morph_weights=morph[2])
+                if node >= 0:
+                    self._deformed_nodes.add(self._node_names[node])
+            if skin is not None:
+                joints = self._vertex_sets(attrs, "JOINTS", where, V, integer=True)
+                weights = self._vertex_sets(attrs, "WEIGHTS", where, V, integer=False)
+                if joints is None or weights is None or joints.shape != weights.shape:
+                    raise GltfError(f"{self.path}: {where} is skinned (nodes[{node}].skin) but lacks matching "
+                                    "JOINTS_n / WEIGHTS_n attributes")
+                # glTF ignores the node transform of a skinned mesh: the joints place it in the world
+                deform.update(skeleton=self.skeleton(skin), joints=torch.from_numpy(joints),
+                              skin_weights=torch.from_numpy(weights).to(self.dtype))
+                skinned_to_world = torch.eye(4, dtype=self.dtype)
+                if flip:  # faces were turned for the node's mirroring, which skinning does not apply
+                    faces = faces[:, [0, 2, 1]]
+            else:
+                skinned_to_world = to_world.clone()
+            out.append(self._make(where, SkinnedMesh, verts, torch.from_numpy(faces), material,
+                                  to_world=skinned_to_world, node=self._node_names[node] if node >= 0 else "",
+                                  **common, **deform))
         return out
 
     def material(self, index: int) -> Tuple[Material, bool]:

@@ -11,10 +11,11 @@ from .lights import AreaLight, DirectionalLight, EnvironmentLight, Light, PointL
 from .params import PARAM_KINDS, ParamInfo
 from .scene import Film, Scene, SceneMesh
 from .shape import Shape, ShapeTriangles
+from .skinned import SkinnedMesh
 from .volume_shape import VolumeShape
 from .flatten import Triangles, flatten
 
 __all__ = ["AreaLight", "DirectionalLight", "EnvironmentLight", "Film", "LIGHT_TYPES", "Light", "LightType",
            "PARAM_KINDS", "ParamInfo", "PointLight", "SHLight", "Scene", "SceneMesh", "Setting", "Shape", "VolumeShape",
-           "ShapeTriangles", "SpotLight", "Triangles", "flatten", "register_light_type", "scene_from_mesh"]
+           "ShapeTriangles", "SkinnedMesh", "SpotLight", "Triangles", "flatten", "register_light_type", "scene_from_mesh"]
 

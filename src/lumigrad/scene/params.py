@@ -29,6 +29,10 @@ kind                      parameters
 ``light_radiance``        an area light's emitted radiance, ``[C]`` or ``[F, C]``
 ``environment_texels``    an environment light's equirectangular map, ``[H, W, C]``
 ``sh_coeffs``             SH radiance coefficients of an SH light, ``[K, C]``
+``joint_rotation``        a skinned mesh's local joint rotations, 6D (two matrix rows), ``[J, 6]``
+``joint_translation``     a skinned mesh's offset of its root joints' translation, ``[3]``
+``morph_weights``         morph-target weights, ``[M]``
+``skin_weights``          skinning weights per vertex and influence, ``[V, K]`` (non-negative)
 ``exposure``              the film's exposure (stops)
 ``white_balance``         the film's per-channel gains
 ``vignetting``            the film's vignetting coefficients
@@ -70,19 +74,24 @@ EXPOSURE = "exposure"
 WHITE_BALANCE = "white_balance"
 VIGNETTING = "vignetting"
 GAMMA = "gamma"
+JOINT_ROTATION = "joint_rotation"
+JOINT_TRANSLATION = "joint_translation"
+MORPH_WEIGHTS = "morph_weights"
+SKIN_WEIGHTS = "skin_weights"
 OTHER = "other"
 
 #: Every kind a :class:`ParamInfo` may have (the table of the module docstring).
 PARAM_KINDS = (VERTICES, TO_WORLD, UV, NORMALS, TANGENTS, FACTOR, TEXELS, MEDIUM_COEFFICIENT, PHASE_ASYMMETRY,
                INTRINSICS, WORLD_TO_CAM, DISTORTION,
                LIGHT_INTENSITY, LIGHT_COLOR, LIGHT_POSITION, LIGHT_DIRECTION, LIGHT_ANGLE, LIGHT_RADIANCE,
-               ENVIRONMENT_TEXELS, SH_COEFFS, EXPOSURE, WHITE_BALANCE, VIGNETTING, GAMMA, OTHER)
+               ENVIRONMENT_TEXELS, SH_COEFFS, EXPOSURE, WHITE_BALANCE, VIGNETTING, GAMMA,
+               JOINT_ROTATION, JOINT_TRANSLATION, MORPH_WEIGHTS, SKIN_WEIGHTS, OTHER)
 
 #: Kinds that are rigid transforms ``[..., 4, 4]``.
 POSE_KINDS = (TO_WORLD, WORLD_TO_CAM)
 
 #: Kinds whose values must be non-negative (checked when the owner is built and by renderers every frame).
-NONNEGATIVE_KINDS = (LIGHT_INTENSITY, LIGHT_COLOR, LIGHT_RADIANCE, MEDIUM_COEFFICIENT)
+NONNEGATIVE_KINDS = (LIGHT_INTENSITY, LIGHT_COLOR, LIGHT_RADIANCE, MEDIUM_COEFFICIENT, SKIN_WEIGHTS)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,9 @@ The scene owns no maths: :func:`lumigrad.render` reads its tensors and calls the
   or removed (also through ``scene.meshes[name] = ...`` and ``del scene.lights[name]``).
 * **Metadata**: ``scene.metadata``, a plain dict of what a scene file said that is no tensor and no part of
   the scene lumigrad renders (a Mitsuba file's integrator, sampler and film settings); never a parameter.
+* **Animation**: ``scene.animations``, ``{name: lumigrad.animation.Animation}`` (read from glTF), and
+  :meth:`Scene.at` ``(t, animation)``, a scene with every :class:`~lumigrad.scene.SkinnedMesh` posed at time
+  ``t`` as a static :class:`SceneMesh` (lights, cameras, film and materials shared).
 * **Flattening**: ``scene.flatten()`` merges every triangle shape into world-space tables
   (:func:`lumigrad.scene.flatten.flatten`), for the rasterizer, a BVH and the metrics.
 """
@@ -284,9 +287,10 @@ class Scene:
 
     def __init__(self, meshes: Optional[Mapping[str, SceneMesh]] = None, lights: Optional[Mapping[str, Light]] = None,
                  cameras: Optional[Mapping[str, Camera]] = None, film: Optional[Film] = None,
-                 metadata: Optional[Mapping] = None):
+                 metadata: Optional[Mapping] = None, animations: Optional[Mapping] = None):
         self._setup({"meshes": meshes or {}}, lights or {}, cameras or {}, film if film is not None else Film())
         self.metadata = dict(metadata or {})
+        self.animations = dict(animations or {})
 
     def _setup(self, shapes: Mapping[str, Mapping], lights: Mapping, cameras: Mapping, film: Film) -> None:
         self._index: Dict[str, _Entry] = {}
@@ -447,6 +451,42 @@ class Scene:
 
         return flatten(self, emitters=emitters, normals=normals)
 
+    # ------------------------------------------------------------------------------------- animation
+    def at(self, t, animation: Optional[str] = None) -> "Scene":
+        """The scene at time ``t`` (seconds) of an animation: a new :class:`Scene` whose skinned / morphed
+        meshes are posed (static :class:`SceneMesh` es), everything else shared.
+
+        Args:
+            t: the time; outside an animation's keyframes its channels are clamped (glTF).
+            animation: the name of one of ``scene.animations``; ``None`` plays the first one (file order), and
+                a scene without animations poses its skinned meshes from their pose parameters (equal to
+                rendering the scene itself).
+
+        Returns:
+            A scene with the same lights, cameras, film, metadata and animations (the same objects), the same
+            non-deforming shapes, and each :class:`~lumigrad.scene.SkinnedMesh` replaced by its posed mesh;
+            joints and morph weights without a channel keep their pose parameters.
+
+        **Differentiability:** the posed vertices and normals are differentiable w.r.t. the skinned meshes'
+        parameters (pose, morph weights, skin weights, bind-pose vertices) and the animation's keyframe values.
+        """
+        check_number(t, "t")
+        if animation is None:
+            anim = next(iter(self.animations.values()), None)
+        elif animation in self.animations:
+            anim = self.animations[animation]
+        else:
+            raise KeyError(f"no animation named {animation!r}; the scene has {sorted(self.animations) or 'none'}")
+        sample = anim.sample(float(t)) if anim is not None else None
+        shapes = {group: {name: (shape.posed(sample) if hasattr(shape, "posed") else shape)
+                          for name, shape in members.items()}
+                  for group, members in self._shapes.items()}
+        out = Scene.__new__(Scene)
+        out._setup(shapes, dict(self._lights), dict(self._cameras), self.film)
+        out.metadata = self.metadata
+        out.animations = self.animations
+        return out
+
     # -------------------------------------------------------------------------------------- the index
     def _lookup(self, name: str) -> Tuple[_Entry, torch.Tensor]:
         """The index entry of ``name`` and its tensor. An owner's attribute set directly (``mesh.normals = t``)
@@ -488,11 +528,13 @@ class Scene:
     # ------------------------------------------------------------------------------ copies, pickles
     def __getstate__(self):
         return {"shapes": {g: dict(m) for g, m in self._shapes.items()}, "lights": dict(self._lights),
-                "cameras": dict(self._cameras), "film": self._film, "metadata": self.metadata}
+                "cameras": dict(self._cameras), "film": self._film, "metadata": self.metadata,
+                "animations": self.animations}
 
     def __setstate__(self, state) -> None:
         self._setup(state["shapes"], state["lights"], state["cameras"], state["film"])
         self.metadata = dict(state.get("metadata", {}))
+        self.animations = dict(state.get("animations", {}))
 
     def __repr__(self) -> str:
         shapes = "".join(f"{g}={list(m)}, " for g, m in self._shapes.items())
