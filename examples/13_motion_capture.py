@@ -28,19 +28,16 @@ Writes (with ``--out``): ``fitted.glb`` (the source mesh and skin with the fitte
 """
 
 import argparse
-import json
 import math
-import struct
 import time
 from pathlib import Path
 from typing import Dict
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 import lumigrad as lg
-from lumigrad.animation import (Skeleton, axis_angle_to_matrix, forward_kinematics, linear_blend_skinning,
+from lumigrad.animation import (axis_angle_to_matrix, forward_kinematics, linear_blend_skinning,
                                 matrix_to_axis_angle, quaternion_to_matrix, skin_matrices)
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -50,68 +47,19 @@ DTYPE = torch.float64  # kinematics in float64; the rasterizer runs in float32
 
 # ------------------------------------------------------------------------------------------- the character
 def load_character(path: Path) -> Dict:
-    """CesiumMan's skeleton, skinned mesh, texture and its walk animation sampled by a function of time."""
-    from lumigrad.animation import Animation, Channel, KeyframeTrack
-    from lumigrad.conventions import quaternion_to_matrix as q2m
+    """CesiumMan's skeleton, bind-pose mesh, skin, texture and walk animation, read by :func:`lumigrad.io.read_gltf`."""
+    import warnings
 
-    doc = json.loads(path.read_text())
-    buffers = [(path.parent / b["uri"]).read_bytes() for b in doc["buffers"]]
+    from lumigrad.animation import normalize_skin_weights
 
-    def accessor(i):
-        a = doc["accessors"][i]
-        v = doc["bufferViews"][a["bufferView"]]
-        width = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT4": 16}[a["type"]]
-        dtype = {5126: "<f4", 5125: "<u4", 5123: "<u2", 5121: "u1"}[a["componentType"]]
-        start = v.get("byteOffset", 0) + a.get("byteOffset", 0)
-        return np.frombuffer(buffers[v["buffer"]], dtype, a["count"] * width, start).reshape(a["count"], width)
-
-    nodes = doc["nodes"]
-    parent = {c: i for i, n in enumerate(nodes) for c in n.get("children", [])}
-
-    def local(i):
-        n = nodes[i]
-        if "matrix" in n:
-            return torch.tensor(n["matrix"], dtype=DTYPE).reshape(4, 4).T
-        M = torch.eye(4, dtype=DTYPE)
-        x, y, z, w = n.get("rotation", [0, 0, 0, 1])
-        M[:3, :3] = q2m(torch.tensor([w, x, y, z], dtype=DTYPE)) * torch.tensor(n.get("scale", [1, 1, 1]), dtype=DTYPE)
-        M[:3, 3] = torch.tensor(n.get("translation", [0, 0, 0]), dtype=DTYPE)
-        return M
-
-    def world(i):
-        return local(i) if i not in parent else world(parent[i]) @ local(i)
-
-    skin = doc["skins"][0]
-    joints = skin["joints"]
-    quat = lambda q: [q[3], q[0], q[1], q[2]]  # noqa: E731  glTF xyzw -> wxyz
-    skeleton = Skeleton(
-        names=[f"node{j}" for j in joints],
-        parents=torch.tensor([joints.index(parent[j]) if parent.get(j) in joints else -1 for j in joints]),
-        rest_translation=torch.tensor([nodes[j].get("translation", [0, 0, 0]) for j in joints], dtype=DTYPE),
-        rest_rotation=torch.tensor([quat(nodes[j].get("rotation", [0, 0, 0, 1])) for j in joints], dtype=DTYPE),
-        rest_scale=torch.tensor([nodes[j].get("scale", [1, 1, 1]) for j in joints], dtype=DTYPE),
-        inverse_bind=torch.tensor(accessor(skin["inverseBindMatrices"]).reshape(-1, 4, 4).transpose(0, 2, 1).copy(),
-                                  dtype=DTYPE),
-        root_transform=world(parent[joints[0]]))
-    prim = doc["meshes"][0]["primitives"][0]
-    attr = prim["attributes"]
-    channels = []
-    anim = doc["animations"][0]
-    for c in anim["channels"]:
-        s = anim["samplers"][c["sampler"]]
-        values = torch.tensor(accessor(s["output"]).copy(), dtype=DTYPE)
-        if c["target"]["path"] == "rotation":
-            values = values[:, [3, 0, 1, 2]]
-        track = KeyframeTrack(torch.tensor(accessor(s["input"])[:, 0].copy(), dtype=DTYPE), values,
-                              s.get("interpolation", "LINEAR"), c["target"]["path"])
-        channels.append(Channel(f"node{c['target']['node']}", track))
-    texture = lg.io.read_image(path.parent / doc["images"][0]["uri"])[..., :3].float()
-    return {"skeleton": skeleton, "verts": torch.tensor(accessor(attr["POSITION"]).copy(), dtype=DTYPE),
-            "faces": torch.tensor(accessor(prim["indices"]).reshape(-1, 3).astype(np.int64)),
-            "joints": torch.tensor(accessor(attr["JOINTS_0"]).astype(np.int64)),
-            "weights": torch.tensor(accessor(attr["WEIGHTS_0"]).copy(), dtype=DTYPE),
-            "uv": torch.tensor(accessor(attr["TEXCOORD_0"]).copy()), "texture": texture,
-            "animation": Animation(anim.get("name", "walk"), channels)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the glTF stores weights rounded to float32: renormalised below
+        scene = lg.io.read_gltf(path, dtype=DTYPE)
+        (mesh,) = scene.meshes.values()
+        weights = normalize_skin_weights(mesh.skin_weights.to(DTYPE))
+    return {"skeleton": mesh.skeleton, "verts": mesh.verts, "faces": mesh.faces.long(), "joints": mesh.joints.long(),
+            "weights": weights, "uv": mesh.uv.float(), "texture": mesh.material.base_color_texture[..., :3].float(),
+            "animation": next(iter(scene.animations.values()))}
 
 
 def true_pose(character: Dict, times: torch.Tensor):
