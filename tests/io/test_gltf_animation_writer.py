@@ -3,12 +3,15 @@
 import json
 import math
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from lumigrad.animation import (forward_kinematics, linear_blend_skinning, normalize_skin_weights,
+                                skin_matrices)
 from lumigrad.conventions import axis_angle_to_matrix, matrix_to_quaternion, quaternion_to_matrix
 from lumigrad.io import read_gltf, write_gltf_animation
 from lumigrad.io.gltf import GltfError
@@ -17,7 +20,8 @@ from .test_gltf_writer import assert_valid_glb
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 CESIUM = DATA / "gltf-cesium-man" / "glTF" / "CesiumMan.gltf"
-needs_cesium = pytest.mark.skipif(not CESIUM.exists(), reason="../shared/data/gltf-cesium-man is not beside the checkout")
+needs_cesium = pytest.mark.skipif(not CESIUM.exists(),
+                                  reason="../shared/data/gltf-cesium-man is not beside the checkout")
 J = 19  # CesiumMan's skin joints
 
 
@@ -136,3 +140,37 @@ def test_bad_input_names_the_argument(tmp_path):
     with pytest.raises(GltfError):
         write_gltf_animation(tmp_path / "missing.gltf", out, times, R)
     assert not out.exists()
+
+
+@needs_cesium
+@pytest.mark.parametrize("suffix", [".glb", ".gltf"])
+def test_round_trip_through_the_gltf_animation_loader(suffix, tmp_path):
+    """Written, read back by read_gltf and sampled at the frame times: the same local rotations and root
+    translation (to 1e-6), and the posed mesh of Scene.at equals the mesh posed by the written values."""
+    _, R, root = _motion(T=6, seed=3)
+    times = torch.tensor([0.0, 0.125, 0.25, 0.5, 0.75, 1.5], dtype=torch.float64)  # exact in float32
+    out = write_gltf_animation(CESIUM, tmp_path / f"fit{suffix}", times, R, translations={0: root}, name="fit")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the loader's notes on CesiumMan's float32-rounded skin weights
+        scene = read_gltf(out, dtype=torch.float64)
+    assert list(scene.animations) == ["fit"]
+    (mesh,) = scene.meshes.values()
+    names = mesh.skeleton.names[:J]
+    sampled = scene.animations["fit"].sample(times)
+    for j, name in enumerate(names):
+        torch.testing.assert_close(quaternion_to_matrix(sampled[name]["rotation"]), R[:, j], atol=1e-6, rtol=0)
+    torch.testing.assert_close(sampled[names[0]]["translation"], root, atol=1e-6, rtol=0)
+    for k in (0, 3):  # Scene.at poses the skinned mesh from the same values
+        posed = scene.at(float(times[k])).meshes[next(iter(scene.meshes))].verts
+        sk = mesh.skeleton
+        rot = quaternion_to_matrix(sk.rest_rotation).clone()
+        rot[:J] = R[k]
+        trans = sk.rest_translation.clone()
+        trans[0] = root[k]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            weights = normalize_skin_weights(mesh.skin_weights)
+        mats = skin_matrices(sk, forward_kinematics(sk, rot, trans))
+        expect = linear_blend_skinning(mesh.verts, mesh.joints, weights, mats)
+        torch.testing.assert_close(posed, expect, atol=1e-6, rtol=0)
+
