@@ -13,7 +13,7 @@ numbers, all frames in one batch (batched forward kinematics + linear blend skin
 the same in every frame); ``--start-error rest`` starts from the rest (T) pose, which is 1.6 - 56 degrees away.
 
 **Loss.** Mean squared error of the RGBA images, coarse to fine (box-filtered by 8, 4, 2, then full
-resolution: the blurred images widen the basin), plus ``--smooth`` times the mean squared second difference of
+resolution: the blurred images widen the basin), plus ``--smooth`` (default 1e-2) times the mean squared second difference of
 ``omega`` and of the root offset over frames (the temporal smoothness prior). Adam with a cosine-decayed step.
 
 **Metric.** The geodesic angle between recovered and true local rotations, in degrees, per frame and over
@@ -134,7 +134,7 @@ def geodesic_degrees(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def fit(frames: int = 12, fps: float = 12.0, cameras: int = 4, size: int = 128, steps: int = 600,
-        start_error="10", smooth: float = 1e-3, lr: float = 0.05, seed: int = 0, gltf: Path = CESIUM) -> Dict:
+        start_error="10", smooth: float = 1e-2, lr: float = 0.05, seed: int = 0, gltf: Path = CESIUM) -> Dict:
     character = load_character(gltf)
     sk = character["skeleton"]
     J = sk.num_joints
@@ -203,7 +203,7 @@ def main(argv=None) -> Dict:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--start-error", default="10",
                         help="degrees every joint starts away from the truth, or 'rest' for the rest pose")
-    parser.add_argument("--smooth", type=float, default=1e-3, help="weight of the second-difference prior")
+    parser.add_argument("--smooth", type=float, default=1e-2, help="weight of the second-difference prior")
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--gltf", type=Path, default=CESIUM)
     parser.add_argument("--out", default=None, help="folder for fitted.glb and strip.png")
@@ -229,7 +229,7 @@ def main(argv=None) -> Dict:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         lg.io.write_gltf_animation(args.gltf, out / "fitted.glb", r["times"], r["rotation"],
-                                   translations={0: r["translation"][:, 0]}, name="motion capture")
+                                   translations={0: r["translation"][:, 0]}, name="motion_capture")
         strip = torch.cat([im[:, 0, ..., :3] for im in r["images"]])  # camera 0, rows target / start / fitted
         save_image_grid(out / "strip.png", strip, columns=args.frames)
         print(f"wrote {out}/fitted.glb (the fitted animation) and {out}/strip.png (rows: target, start, fitted)")
