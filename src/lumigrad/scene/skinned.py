@@ -153,6 +153,13 @@ class SkinnedMesh(SceneMesh):
         the joints' pose parameters and a ``"weights"`` channel of :attr:`node` replaces ``morph_weights``.
         """
         verts, normals = self.verts, self.normals
+        if self.skeleton is not None and self.skeleton.rest_translation.device != verts.device:
+            self.skeleton = self.skeleton.to(device=verts.device)  # the scene was moved parameter by parameter
+            self.joints = self.joints.to(verts.device)
+        if self.morph_deltas is not None and self.morph_deltas.device != verts.device:
+            self.morph_deltas = self.morph_deltas.to(verts.device)
+            if self.morph_normal_deltas is not None:
+                self.morph_normal_deltas = self.morph_normal_deltas.to(verts.device)
         if self.morph_deltas is not None:
             w = self.morph_weights
             if sample and self.node in sample and "weights" in sample[self.node]:
