@@ -109,7 +109,7 @@ def _lbs_unchecked(verts, joints, weights, skin_mats):
     dtype = torch.promote_types(torch.promote_types(verts.dtype, weights.dtype), skin_mats.dtype)
     verts, weights, skin_mats = verts.to(dtype), weights.to(dtype), skin_mats.to(dtype)
     M = blend_skin_matrices(joints, weights, skin_mats[..., :3, :])   # [..., V, 3, 4]
-    return (M[..., :3] @ verts[..., None])[..., 0] + M[..., 3]
+    return (M[..., :3] * verts[..., None, :]).sum(-1) + M[..., 3]  # elementwise: faster than V tiny matmuls
 
 
 def skin_normals(normals: torch.Tensor, joints: torch.Tensor, weights: torch.Tensor,
