@@ -172,7 +172,8 @@ def test_rigged_simple_gltf_and_glb_agree():
 def test_morph_cube_weights_and_positions_at_keyframes():
     _need(MORPH)
     ref = _Doc(MORPH)
-    scene = read_gltf(MORPH, dtype=torch.float64)
+    with pytest.warns(lg.io.gltf.GltfWarning, match="morph target TANGENT deltas"):
+        scene = read_gltf(MORPH, dtype=torch.float64)
     (mesh,) = scene.meshes.values()
     anim = scene.animations["Square"]
     prim = ref.doc["meshes"][0]["primitives"][0]
@@ -305,3 +306,33 @@ def test_non_increasing_times_name_the_track(tmp_path):
     path.write_text(json.dumps(doc))
     with pytest.raises(GltfError, match=r"bend/animations\[0\].channels\[0\]: times must be strictly increasing"):
         read_gltf(path)
+
+
+def test_animated_non_joint_ancestor_becomes_a_joint_and_moves_the_mesh(tmp_path):
+    path, doc = _skin_doc(tmp_path)
+    doc["nodes"].append({"name": "mover", "children": [1]})
+    doc["scenes"][0]["nodes"] = [0, 3]
+    doc["animations"][0]["channels"].append({"sampler": 1, "target": {"node": 3, "path": "translation"}})
+    doc["animations"][0]["samplers"].append({"input": 4, "output": 6})
+    doc["accessors"].append({"bufferView": 0, "componentType": 5126, "count": 2, "type": "VEC3"})  # (1,0,0),(2,0,0)
+    path.write_text(json.dumps(doc))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scene = read_gltf(path, dtype=torch.float64)
+    mesh = scene.meshes["body"]
+    assert mesh.skeleton.names == ["hip", "knee", "mover"] and mesh.skeleton.parents.tolist() == [2, 0, -1]
+    # at t = 0 the mover sits at (1, 0, 0) and the knee is not yet bent
+    assert torch.allclose(scene.at(0.0).meshes["body"].verts, mesh.verts + torch.tensor([1.0, 0, 0],
+                                                                                           dtype=torch.float64))
+
+
+def test_rigid_node_animation_is_named_in_the_warning(tmp_path):
+    path, doc = _skin_doc(tmp_path)
+    doc["nodes"].append({"name": "crate", "mesh": 1})
+    doc["meshes"].append({"primitives": [{"attributes": {"POSITION": 0}}]})
+    doc["scenes"][0]["nodes"].append(3)
+    doc["animations"][0]["channels"].append({"sampler": 0, "target": {"node": 3, "path": "rotation"}})
+    path.write_text(json.dumps(doc))
+    with pytest.warns(lg.io.gltf.GltfWarning, match="neither joints nor morphed meshes .*node crate"):
+        scene = read_gltf(path)
+    assert type(scene.meshes["crate"]) is lg.SceneMesh
