@@ -178,3 +178,17 @@ def test_gather_path_equals_dense_path(monkeypatch):
     gathered = linear_blend_skinning(verts, joints, w, S)
     (g_gathered,) = torch.autograd.grad(gathered.sum(), S)
     assert torch.allclose(dense, gathered, atol=1e-12) and torch.allclose(g_dense, g_gathered, atol=1e-12)
+
+
+def test_batched_verts_broadcast_with_batched_matrices():
+    g = torch.Generator().manual_seed(7)
+    V, J = 6, 3
+    verts = torch.randn(2, V, 3, generator=g, dtype=D)
+    joints, w = _binding(V, J, 2, g)
+    S = torch.stack([_random_rigid(J, g), _random_rigid(J, g)])
+    for op in (linear_blend_skinning, dual_quaternion_skinning, skin_normals):
+        out = op(verts, joints, w, S)
+        assert out.shape == (2, V, 3)
+        for b in range(2):
+            assert torch.allclose(out[b], op(verts[b], joints, w, S[b]), atol=1e-12)
+        assert op(verts, joints, w, S[0]).shape == (2, V, 3)  # batched verts, one pose

@@ -203,3 +203,27 @@ def test_bad_skinned_meshes():
     with pytest.raises(ValueError, match="morph_weights"):
         SkinnedMesh(good.verts, good.faces, morph_deltas=torch.zeros(2, good.verts.shape[0], 3, dtype=D),
                     morph_weights=torch.zeros(3, dtype=D))
+
+
+def test_pose_at_a_batch_of_times_equals_one_time_at_a_time():
+    mesh = _skinned(morph=True)
+    q = matrix_to_quaternion(axis_angle_to_matrix(torch.tensor([[0.0, 0, 0], [0, 0, math.pi / 2]], dtype=D)))
+    times = torch.tensor([0.0, 2.0], dtype=D)
+    anim = Animation("a", [Channel("j1", KeyframeTrack(times, q, "LINEAR", "rotation")),
+                           Channel("arm", KeyframeTrack(times, torch.tensor([[0.0, 0], [1, 0.5]], dtype=D),
+                                                        "LINEAR", "weights"))])
+    ts = torch.tensor([0.3, 1.1, 1.9], dtype=D)
+    verts, normals = mesh.pose(anim.sample(ts))
+    assert verts.shape == (3,) + mesh.verts.shape
+    for k, t in enumerate(ts.tolist()):
+        assert torch.allclose(verts[k], mesh.pose(anim.sample(t))[0], atol=1e-12)
+
+
+def test_static_scene_at_any_time_is_the_same_scene():
+    scene = lg.Scene()
+    verts, faces = cylinder(segments=6, rings=3)
+    scene.add_mesh("rod", lg.SceneMesh(verts, faces))
+    scene.add_light("key", lg.PointLight(torch.tensor([1.0, 3.0, -4.0], dtype=D), 20.0))
+    later = scene.at(3.0)
+    assert later.meshes["rod"] is scene.meshes["rod"] and later.lights["key"] is scene.lights["key"]
+    assert sorted(later.parameters()) == sorted(scene.parameters())

@@ -54,8 +54,8 @@ def normalize_skin_weights(weights: torch.Tensor, name: str = "weights", *, warn
 
 
 def _check_skin_inputs(verts, joints, weights, skin_mats, warn=True):
-    check_tensor(verts, "verts", trailing=(None, 3), max_dims=2, floating=True)
-    V = verts.shape[0]
+    check_tensor(verts, "verts", trailing=(None, 3), floating=True)
+    V = verts.shape[-2]
     check_tensor(joints, "joints", trailing=(V, None), max_dims=2, floating=False)
     check_tensor(weights, "weights", trailing=(V, joints.shape[1]), max_dims=2, floating=True)
     check_tensor(skin_mats, "skin_mats", trailing=(None, 4, 4), floating=True)
@@ -88,7 +88,8 @@ def linear_blend_skinning(verts: torch.Tensor, joints: torch.Tensor, weights: to
     """Deform ``verts`` by linear blend skinning: ``v' = (sum_k w_k M_{j_k}) v``.
 
     Args:
-        verts: bind-pose positions ``[V, 3]``.
+        verts: bind-pose positions ``[V, 3]`` (or ``[..., V, 3]``, e.g. after batched morph targets, broadcast
+            with the batch of ``skin_mats``).
         joints: joint indices ``[V, K]``, integer, each in ``[0, J)``.
         weights: skin weights ``[V, K]``, non-negative; renormalised with a ``SkinWeightWarning`` if a row does
             not sum to 1 (see :func:`normalize_skin_weights`).
@@ -114,7 +115,7 @@ def _lbs_unchecked(verts, joints, weights, skin_mats):
 
 def skin_normals(normals: torch.Tensor, joints: torch.Tensor, weights: torch.Tensor,
                  skin_mats: torch.Tensor) -> torch.Tensor:
-    """Transform bind-pose normals ``[V, 3]`` by the linear-blended matrices' inverse transpose, renormalised.
+    """Transform bind-pose normals ``[V, 3]`` (or ``[..., V, 3]``) by the linear-blended matrices' inverse transpose, renormalised.
 
     Uses the cofactor matrix (``det(A) A^{-T}``), which needs no inverse and is the exact normal transform up to
     the positive scale removed by the renormalisation (for orientation-preserving blends).
@@ -179,7 +180,7 @@ def dual_quaternion_skinning(verts: torch.Tensor, joints: torch.Tensor, weights:
     br, bd = br / norm, bd / norm
     # rotate: v' = R(br) v + t, with t = 2 * vec(bd * conj(br))
     w0, xyz = br[..., :1], br[..., 1:]
-    v = verts.expand(br.shape[:-1] + (3,))
+    xyz, v = torch.broadcast_tensors(xyz, verts)
     uv = torch.linalg.cross(xyz, v)
     rotated = v + 2 * (w0 * uv + torch.linalg.cross(xyz, uv))
     conj = torch.cat([br[..., :1], -br[..., 1:]], dim=-1)
