@@ -62,6 +62,27 @@ def test_render_writes_png_and_linear_exr(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+def test_render_time_poses_the_animation(tmp_path, capsys):
+    import lumigrad as lg
+    from tests.conftest import SHARED_DATA
+
+    path = SHARED_DATA / "gltf-cesium-man" / "glTF" / "CesiumMan.gltf"
+    if not path.exists():
+        pytest.skip("shared data not present")
+    images = {}
+    for t in ("0.25", "1.0", "2.0", "5.0"):  # the walk lasts 2 s: 5.0 is clamped to its last keyframe
+        out = tmp_path / f"t{t}.exr"
+        assert main(["render", str(path), "--time", t, "--animation", "animation0", "-o", str(out),
+                     "--size", "32", "32"]) == 0
+        images[t] = lg.io.load(out)
+    assert float((images["0.25"] - images["1.0"]).abs().max()) > 0.1
+    assert float((images["2.0"] - images["5.0"]).abs().max()) == 0.0
+    assert main(["render", str(path), "--animation", "run", "-o", str(tmp_path / "x.png")]) == 2
+    assert main(["render", str(path), "--time", "nan", "-o", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "no animation named 'run'" in err and "it has animation0" in err and "--time must be a finite" in err
+
+
 def test_render_user_errors_are_one_line(tmp_path, capsys):
     assert main(["render", str(tmp_path / "missing.glb")]) == 2
     assert main(["render", str(tmp_path / "missing.glb"), "--camera", "x"]) == 2

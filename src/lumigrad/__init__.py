@@ -5,7 +5,7 @@ The four composable raster primitives ``rasterize -> interpolate -> texture -> a
 """
 
 from .threads import get_num_threads, set_num_threads  # first: OpenMP's wait policy must precede torch
-from . import conventions, data, io, scene, shading
+from . import animation, conventions, data, io, scene, shading
 from . import integrators
 from . import fitting, geometry, losses, optim
 from .cameras import Camera, pinhole_cover
@@ -13,7 +13,7 @@ from .mesh import Mesh, vertex_normals
 from .raster import (Fragments, antialias, build_mipmaps, depth_peel, distort_image, interpolate, rasterize,
                      render_through_lens, soft_rasterize, texture)
 from .scene import (AreaLight, DirectionalLight, EnvironmentLight, Film, PointLight, Scene, SceneMesh, SHLight,
-                    SpotLight, scene_from_mesh)
+                    SpotLight, SkinnedMesh, scene_from_mesh)
 from .integrators import RenderOutput, render, render_geometry
 
 __version__ = "0.1.0"
@@ -28,6 +28,8 @@ __all__ = [
     "SHLight",
     "Scene",
     "SceneMesh",
+    "SkinnedMesh",
+    "animation",
     "SpotLight",
     "render",
     "render_geometry",

@@ -162,3 +162,33 @@ def test_bad_skin_inputs():
         linear_blend_skinning(verts, torch.zeros(2, 1, dtype=torch.long), torch.tensor([[float("nan")], [1]]), S)
     with pytest.raises(ValueError, match="skin_mats"):
         linear_blend_skinning(verts, torch.zeros(2, 1, dtype=torch.long), torch.ones(2, 1), torch.eye(3))
+
+
+def test_gather_path_equals_dense_path(monkeypatch):
+    import lumigrad.animation.skinning as skinning
+
+    g = torch.Generator().manual_seed(6)
+    V, J, K = 9, 5, 3
+    verts = torch.randn(V, 3, generator=g, dtype=D)
+    joints, w = _binding(V, J, K, g)
+    S = torch.randn(2, J, 4, 4, generator=g, dtype=D, requires_grad=True)
+    dense = linear_blend_skinning(verts, joints, w, S)
+    (g_dense,) = torch.autograd.grad(dense.sum(), S)
+    monkeypatch.setattr(skinning, "_DENSE_LIMIT", 0)
+    gathered = linear_blend_skinning(verts, joints, w, S)
+    (g_gathered,) = torch.autograd.grad(gathered.sum(), S)
+    assert torch.allclose(dense, gathered, atol=1e-12) and torch.allclose(g_dense, g_gathered, atol=1e-12)
+
+
+def test_batched_verts_broadcast_with_batched_matrices():
+    g = torch.Generator().manual_seed(7)
+    V, J = 6, 3
+    verts = torch.randn(2, V, 3, generator=g, dtype=D)
+    joints, w = _binding(V, J, 2, g)
+    S = torch.stack([_random_rigid(J, g), _random_rigid(J, g)])
+    for op in (linear_blend_skinning, dual_quaternion_skinning, skin_normals):
+        out = op(verts, joints, w, S)
+        assert out.shape == (2, V, 3)
+        for b in range(2):
+            assert torch.allclose(out[b], op(verts[b], joints, w, S[b]), atol=1e-12)
+        assert op(verts, joints, w, S[0]).shape == (2, V, 3)  # batched verts, one pose

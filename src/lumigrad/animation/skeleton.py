@@ -71,7 +71,8 @@ class Skeleton:
 
     On construction the joints are checked (parent indices in range, no cycles) and ``order`` (a topological
     order, parents first) is computed; joint indices themselves are never permuted, so ``JOINTS_0`` indices
-    keep their meaning.
+    keep their meaning. The hierarchy is read once, at construction: build a new ``Skeleton`` to change
+    ``parents`` (the rest tensors and ``inverse_bind`` may be replaced freely).
     """
 
     names: List[str]
@@ -82,6 +83,7 @@ class Skeleton:
     inverse_bind: torch.Tensor
     root_transform: Optional[torch.Tensor] = None
     order: List[int] = field(init=False, repr=False)
+    parent_list: List[int] = field(init=False, repr=False)
 
     def __post_init__(self):
         self.names = [str(n) for n in self.names]
@@ -102,6 +104,7 @@ class Skeleton:
             self.root_transform = torch.eye(4, dtype=self.rest_translation.dtype, device=self.rest_translation.device)
         check_tensor(self.root_transform, "root_transform", trailing=(4, 4), max_dims=2, floating=True, finite=True)
         self.order = _topological_order(plist, self.names)
+        self.parent_list = plist  # read once: forward kinematics never syncs with the device for it
 
     @property
     def num_joints(self) -> int:
@@ -159,7 +162,7 @@ def forward_kinematics(skeleton: Skeleton, rotation: Optional[torch.Tensor] = No
         check_tensor(scale, "scale", trailing=(J, 3), floating=True)
     dtype = torch.promote_types(torch.promote_types(rotation.dtype, translation.dtype), scale.dtype)
     local = trs_to_matrix(translation.to(dtype), rotation.to(dtype), scale.to(dtype))  # [..., J, 4, 4]
-    return _forward_kinematics_unchecked(local, skeleton.parents.tolist(), skeleton.order,
+    return _forward_kinematics_unchecked(local, skeleton.parent_list, skeleton.order,
                                          skeleton.root_transform.to(dtype=dtype, device=ref.device))
 
 

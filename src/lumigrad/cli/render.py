@@ -22,7 +22,9 @@ def add_parser(sub) -> None:
             "(linear radiance). The camera is one of the "
             "file's cameras (--camera NAME) or, by default, one framing the whole scene from --azimuth and "
             "--elevation. Without lights in the file, a soft sky and a key light are added; --env adds an "
-            "environment map (.hdr or .exr) that also lights the scene."
+            "environment map (.hdr or .exr) that also lights the scene. --time T poses skinned and morphed meshes at T "
+            "seconds of the file's first animation (or --animation NAME); the framing camera is fitted to the "
+            "rest pose, so renders at different times share it."
         ),
     )
     add_scene_arguments(p, default_size=512)
@@ -30,6 +32,10 @@ def add_parser(sub) -> None:
     p.add_argument("--exposure", type=float, default=0.0, help="exposure in stops (default: 0)")
     add_integrator_arguments(p, default_mc_spp=64)
     p.add_argument("--seed", type=int, default=0, help="seed of a Monte Carlo integrator's samples (default: 0)")
+    p.add_argument("--time", type=float, default=None, metavar="T",
+                   help="animation time in seconds (default: the pose stored in the file, no animation)")
+    p.add_argument("--animation", default=None, metavar="NAME",
+                   help="which of the file's animations --time plays (default: the first)")
     p.set_defaults(run=run)
 
 
@@ -38,7 +44,14 @@ def run(args) -> int:
 
     if not math.isfinite(args.exposure):
         raise ValueError(f"--exposure must be a finite number of stops; got {args.exposure:g}")
+    if args.time is not None and not math.isfinite(args.time):
+        raise ValueError(f"--time must be a finite number of seconds; got {args.time:g}")
     scene, camera = load_scene_and_camera(args)
+    if args.time is not None or args.animation is not None:
+        if args.animation is not None and args.animation not in scene.animations:
+            raise ValueError(f"no animation named {args.animation!r} in {args.scene}; it has "
+                             f"{', '.join(scene.animations) or 'none'}")
+        scene = scene.at(args.time if args.time is not None else 0.0, args.animation)
     linear = args.out.suffix.lower() in (".exr", ".hdr")
     scene.film = lg.Film(exposure=torch.tensor(args.exposure), tone=None if linear else "aces",
                          encode=None if linear else "srgb")

@@ -656,7 +656,7 @@ class _Reader:
             sets.append(np.asarray(arr, dtype=np.int64 if integer else np.float64))
         return np.concatenate(sets, axis=1) if sets else None
 
-    def _morph_targets(self, prim: dict, mesh: dict, node: dict, where: str, mwhere: str, V: int):
+    def _morph_targets(self, prim: dict, mesh: dict, node: int, where: str, mwhere: str, V: int):
         """``(position deltas [M, V, 3], normal deltas [M, V, 3] or None, default weights [M])`` or None."""
         targets = self.get(prim, "targets", "list", where, [])
         if not targets:
@@ -677,10 +677,13 @@ class _Reader:
             if "TANGENT" in target:
                 self._note("morph target TANGENT deltas", twhere)
         M = len(targets)
-        weights = self.get(node, "weights", "numbers", "node", None) or self.get(mesh, "weights", "numbers", mwhere,
-                                                                             [0.0] * M)
+        owner = mwhere
+        weights = self.get(mesh, "weights", "numbers", mwhere, [0.0] * M)
+        if node >= 0 and "weights" in self._item("nodes", node):
+            owner = f"nodes[{node}]"
+            weights = self.get(self._item("nodes", node), "weights", "numbers", owner)
         if len(weights) != M:
-            raise GltfError(f"{self.path}: {mwhere}.weights has {len(weights)} values for {M} morph targets")
+            raise GltfError(f"{self.path}: {owner}.weights has {len(weights)} values for {M} morph targets")
         has_normals = any("NORMAL" in t for t in targets)
         return torch.stack(pos), (torch.stack(nrm) if has_normals else None), torch.tensor(weights, dtype=self.dtype)
 
@@ -807,8 +810,7 @@ class _Reader:
                     setattr(material, s, None)
             common = dict(uv=uv, normals=optional.get("NORMAL"), tangents=optional.get("TANGENT"),
                           double_sided=double_sided)
-            morph = self._morph_targets(prim, mesh, self._item("nodes", node) if node >= 0 else {}, where,
-                                        f"meshes[{index}]", V)
+            morph = self._morph_targets(prim, mesh, node, where, f"meshes[{index}]", V)
             if skin is None and morph is None:
                 out.append(self._make(where, SceneMesh, verts, torch.from_numpy(faces), material,
                                       to_world=to_world.clone(), **common))

@@ -123,41 +123,55 @@ class SkinnedMesh(SceneMesh):
 
     # ----------------------------------------------------------------------------------------- posing
     def joint_world(self, sample: Optional[Mapping[str, Mapping[str, torch.Tensor]]] = None) -> torch.Tensor:
-        """Joint world matrices ``[J, 4, 4]`` (before ``to_world``) from the pose parameters, with the local
+        """Joint world matrices ``[..., J, 4, 4]`` (before ``to_world``) from the pose parameters, with the local
         properties in ``sample`` (``{joint name: {"translation" | "rotation" | "scale": value}}``, what
-        :meth:`Animation.sample` returns) replacing them where present."""
+        :meth:`Animation.sample` returns) replacing them where present. Samples at a batch of times
+        (``animation.sample(torch.tensor([t0, t1, ...]))``) give a batch of poses."""
         sk = self.skeleton
         rotation = rotation_6d_to_matrix(self.joint_rotation)
         translation, scale = sk.rest_translation.to(rotation.dtype), sk.rest_scale.to(rotation.dtype)
         if sample:
-            rot, tr, sc = list(rotation.unbind(0)), list(translation.unbind(0)), list(scale.unbind(0))
-            for j, name in enumerate(sk.names):
-                props = sample.get(name)
-                if not props:
-                    continue
+            props_of = [sample.get(name) or {} for name in sk.names]
+            batch = torch.Size()
+            for props in props_of:
+                for key in ("rotation", "translation", "scale"):
+                    if key in props:
+                        batch = torch.broadcast_shapes(batch, props[key].shape[:-1])
+            rot = [r.expand(batch + (3, 3)) for r in rotation.unbind(0)]
+            tr = [x.expand(batch + (3,)) for x in translation.unbind(0)]
+            sc = [x.expand(batch + (3,)) for x in scale.unbind(0)]
+            for j, props in enumerate(props_of):
                 if "rotation" in props:
-                    rot[j] = quaternion_to_matrix(props["rotation"].to(rotation.dtype))
+                    rot[j] = quaternion_to_matrix(props["rotation"].to(rotation.dtype)).expand(batch + (3, 3))
                 if "translation" in props:
-                    tr[j] = props["translation"].to(rotation.dtype)
+                    tr[j] = props["translation"].to(rotation.dtype).expand(batch + (3,))
                 if "scale" in props:
-                    sc[j] = props["scale"].to(rotation.dtype)
-            rotation, translation, scale = torch.stack(rot), torch.stack(tr), torch.stack(sc)
+                    sc[j] = props["scale"].to(rotation.dtype).expand(batch + (3,))
+            rotation, translation, scale = torch.stack(rot, -3), torch.stack(tr, -2), torch.stack(sc, -2)
         is_root = (sk.parents < 0).to(rotation.dtype)[:, None]
         translation = translation + is_root * self.root_translation
         return forward_kinematics(sk, rotation, translation, scale)
 
     def pose(self, sample: Optional[Mapping[str, Mapping[str, torch.Tensor]]] = None):
-        """Posed ``(verts [V, 3], normals [V, 3] or None)`` in the mesh's frame (before ``to_world``).
+        """Posed ``(verts [..., V, 3], normals [..., V, 3] or None)`` in the mesh's frame (before ``to_world``);
+        the leading dims are those of a sample taken at a batch of times (none for one time).
 
         ``sample`` is an animation sample (:meth:`lumigrad.animation.Animation.sample`): joint channels replace
         the joints' pose parameters and a ``"weights"`` channel of :attr:`node` replaces ``morph_weights``.
         """
         verts, normals = self.verts, self.normals
+        if self.skeleton is not None and self.skeleton.rest_translation.device != verts.device:
+            self.skeleton = self.skeleton.to(device=verts.device)  # the scene was moved parameter by parameter
+            self.joints = self.joints.to(verts.device)
+        if self.morph_deltas is not None and self.morph_deltas.device != verts.device:
+            self.morph_deltas = self.morph_deltas.to(verts.device)
+            if self.morph_normal_deltas is not None:
+                self.morph_normal_deltas = self.morph_normal_deltas.to(verts.device)
         if self.morph_deltas is not None:
             w = self.morph_weights
             if sample and self.node in sample and "weights" in sample[self.node]:
                 w = sample[self.node]["weights"].to(w.dtype)
-                if w.shape != self.morph_weights.shape:
+                if w.shape[-1:] != self.morph_weights.shape:
                     raise ValueError(f"animation weights for node {self.node!r} have {w.shape[-1]} values; the mesh "
                                      f"has {self.morph_weights.shape[0]} morph targets")
             verts = apply_morph_targets(verts, self.morph_deltas, w)
