@@ -336,3 +336,35 @@ def test_rigid_node_animation_is_named_in_the_warning(tmp_path):
     with pytest.warns(lg.io.gltf.GltfWarning, match="neither joints nor morphed meshes .*node crate"):
         scene = read_gltf(path)
     assert type(scene.meshes["crate"]) is lg.SceneMesh
+
+
+def test_cubicspline_rotation_sampler_from_a_file(tmp_path):
+    import base64
+
+    path, doc = _skin_doc(tmp_path)
+    q0, q1 = [0, 0, 0, 1], [0, 0, np.sin(np.pi / 4), np.cos(np.pi / 4)]  # xyzw
+    cubic = np.array([[0, 0, 0, 0], q0, [0, 0, 0, 0], [0, 0, 0, 0], q1, [0, 0, 0, 0]], np.float32)
+    raw = base64.b64decode(doc["buffers"][0]["uri"].split(",")[1])
+    doc["bufferViews"].append({"buffer": 0, "byteOffset": len(raw), "byteLength": cubic.nbytes})
+    raw += cubic.tobytes()
+    doc["buffers"][0] = {"byteLength": len(raw),
+                         "uri": "data:application/octet-stream;base64," + base64.b64encode(raw).decode()}
+    doc["accessors"].append({"bufferView": len(doc["bufferViews"]) - 1, "componentType": 5126, "count": 6,
+                             "type": "VEC4"})
+    doc["animations"][0]["samplers"][0] = {"input": 4, "output": len(doc["accessors"]) - 1,
+                                           "interpolation": "CUBICSPLINE"}
+    path.write_text(json.dumps(doc))
+    scene = read_gltf(path, dtype=torch.float64)
+    knee = scene.meshes["body"]
+    # zero tangents: the Hermite blend of two keys is symmetric, so t = 0.5 is the 45 degree half-way turn
+    half = scene.at(0.5).meshes["body"].verts[1]
+    assert torch.allclose(half, torch.tensor([1 + 0.5 ** 0.5, 0.5 ** 0.5, 0], dtype=torch.float64), atol=1e-6)
+    # ... but t = 0.25 is eased (smoothstep weight 0.15625), not slerp's 22.5 degrees
+    s = 0.25
+    h = -2 * s ** 3 + 3 * s ** 2
+    q = (1 - h) * np.array([1.0, 0, 0, 0]) + h * np.array([np.cos(np.pi / 4), 0, 0, np.sin(np.pi / 4)])
+    angle = 2 * np.arctan2(q[3], q[0])
+    quarter = scene.at(0.25).meshes["body"].verts[1]
+    assert torch.allclose(quarter, torch.tensor([1 + np.cos(angle), np.sin(angle), 0], dtype=torch.float64),
+                          atol=1e-6)
+    assert knee.skeleton.num_joints == 2

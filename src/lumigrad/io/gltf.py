@@ -28,6 +28,12 @@ What is read, once, into lumigrad's conventions:
   against the pixel budget of :mod:`lumigrad.limits`, and so is the running total over the file's images (a
   few kilobytes of PNG can declare gigapixels); the refusal is a :class:`GltfError` that is also a
   :class:`lumigrad.limits.BudgetError`.
+* skins, morph targets and animations: a skinned or morphed primitive becomes a
+  :class:`~lumigrad.scene.SkinnedMesh` (``skins`` with ``inverseBindMatrices``, the identity when missing as
+  the specification says; ``JOINTS_n`` / ``WEIGHTS_n`` for every n; morph ``POSITION`` / ``NORMAL`` deltas and
+  ``mesh.weights`` / ``node.weights``), and ``animations`` become ``scene.animations`` (node translation,
+  rotation, scale and weights channels; STEP, LINEAR, CUBICSPLINE), posed by :meth:`Scene.at`. glTF's ``xyzw``
+  quaternions become ``wxyz`` here, once. See ``docs/animation.md``.
 * node hierarchies: the world transforms of all nodes are composed at once, by pointer jumping over the tree
   (``O(N log depth)`` batched 4x4 products, no recursion): a 100,000-node chain reads in about a second on a busy
   2-core machine, JSON parsing included (it took about 15 s before).
@@ -38,10 +44,10 @@ ranges are checked against what they point into before anything is sliced, node 
 (a node reached twice, through a cycle or a second parent, is refused), and an accessor without a
 ``bufferView`` (all zeros) larger than ``MAX_IMPLICIT_ACCESSOR_BYTES`` is refused before allocating.
 
-Not read, and named in **one** :class:`GltfWarning` per file, e.g. ``model.gltf: lumigrad ignores skins (1);
-animations (2); morph targets (3 primitives); extensions KHR_materials_sheen; alphaMode BLEND (material
-'glass')``: skins (skinned meshes are placed by their node, in the bind pose), animations, morph targets,
-extensions other than ``KHR_lights_punctual``, ``KHR_materials_ior``, ``KHR_materials_emissive_strength``,
+Not read, and named in **one** :class:`GltfWarning` per file, e.g. ``model.gltf: lumigrad ignores extensions
+KHR_materials_sheen; alphaMode BLEND (material 'glass')``: morph-target ``TANGENT`` deltas, animation of nodes
+that are neither joints nor morphed meshes (loaded, not applied by ``Scene.at``), animation paths other than
+node TRS / weights, extensions other than ``KHR_lights_punctual``, ``KHR_materials_ior``, ``KHR_materials_emissive_strength``,
 ``KHR_materials_transmission`` and ``KHR_materials_volume``
 (those in ``extensionsUsed`` and any other ``extensions`` object in the file, ``KHR_texture_transform``
 included), ``alphaMode`` MASK and BLEND (rendered opaque), vertex colours ``COLOR_0``, textures read through
