@@ -13,8 +13,9 @@ from .scene import Film, Scene, SceneMesh
 from .shape import Shape, ShapeTriangles
 from .volume_shape import VolumeShape
 from .flatten import Triangles, flatten
+from .deform import deformed_scene
 
 __all__ = ["AreaLight", "DirectionalLight", "EnvironmentLight", "Film", "LIGHT_TYPES", "Light", "LightType",
            "PARAM_KINDS", "ParamInfo", "PointLight", "SHLight", "Scene", "SceneMesh", "Setting", "Shape", "VolumeShape",
-           "ShapeTriangles", "SpotLight", "Triangles", "flatten", "register_light_type", "scene_from_mesh"]
+           "ShapeTriangles", "SpotLight", "Triangles", "deformed_scene", "flatten", "register_light_type", "scene_from_mesh"]
 
