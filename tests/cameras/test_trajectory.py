@@ -34,7 +34,8 @@ def test_pose_composition_gradcheck_and_value():
     # zero correction gives back the initial pose; the centre maps to the camera origin
     T = pose_to_world_to_cam(R0, torch.zeros(3, 3, dtype=torch.float64), c)
     torch.testing.assert_close(invert_rigid(T)[:, :3, :3], R0)
-    torch.testing.assert_close((T[:, :3, :3] @ c[..., None])[..., 0] + T[:, :3, 3], torch.zeros(3, 3, dtype=torch.float64))
+    origin = (T[:, :3, :3] @ c[..., None])[..., 0] + T[:, :3, 3]
+    torch.testing.assert_close(origin, torch.zeros(3, 3, dtype=torch.float64))
 
 
 def test_spline_gradcheck_controls_and_time():

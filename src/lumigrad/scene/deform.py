@@ -1,4 +1,4 @@
-"""``deformed_scene(scene, deformation, t)``: a copy of a scene with one mesh's vertices moved by a deformation field."""
+"""``deformed_scene(scene, deformation, t)``: a copy of a scene with one mesh's vertices moved by a deformation."""
 
 from __future__ import annotations
 
