@@ -25,7 +25,8 @@ TINY_ARGS = {"01_render_spot.py": ["--size", "64"], "02_pose_from_one_image.py":
                                                "--shape-points", "200"],
              "12_radiance_field.py": ["--steps", "2", "--size", "16", "--views", "9", "--asset", "spot",
                                       "--rays", "128", "--no-progress"],
-             "13_motion_capture.py": ["--frames", "3", "--cameras", "2", "--size", "16", "--steps", "2", "--out", "mocap"]}
+             "13_motion_capture.py": ["--frames", "3", "--cameras", "2", "--size", "16", "--steps", "2", "--out", "mocap"],
+             "14_deforming_avatar.py": ["--steps", "2", "--size", "16", "--frames", "3", "--basis", "2"]}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])

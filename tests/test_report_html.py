@@ -159,3 +159,21 @@ def test_images_load_in_chromium(tmp_path):
     (out / "images" / "diff.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
     dom = _chromium_run(exe, tmp_path, page, "--dump-dom")
     assert 'data-images-loaded="2/3"' in dom, dom[:2000]
+
+
+def test_a_saved_sequence_shows_as_a_strip_and_downloads(tmp_path):
+    import torch
+
+    from lumigrad.app.report import save_sequence, sequence_figures
+    from lumigrad.app.report_html import write_html_report
+
+    assert sequence_figures(tmp_path) == ([], [])
+    frames = torch.rand(4, 6, 8, 3)
+    written = save_sequence(tmp_path, frames, fps=5)
+    assert written == ["images/sequence.png", "assets/sequence.gif"]
+    figures, assets = sequence_figures(tmp_path)
+    assert [f.path for f in figures] == ["images/sequence.png"] and assets == ["assets/sequence.gif"]
+    page = write_html_report(tmp_path, title="t", summary="", metrics={}, figures=figures, assets=assets)
+    text = page.read_text()
+    assert 'src="images/sequence.png"' in text and 'href="assets/sequence.gif"' in text
+    assert 'class="wide"' in text  # a strip of 4 frames is wider than twice its height: a full row

@@ -14,7 +14,7 @@ from .raster import (Fragments, antialias, build_mipmaps, depth_peel, distort_im
                      render_through_lens, soft_rasterize, texture)
 from .scene import (AreaLight, DirectionalLight, EnvironmentLight, Film, PointLight, Scene, SceneMesh, SHLight,
                     SpotLight, SkinnedMesh, scene_from_mesh)
-from .integrators import RenderOutput, render, render_geometry
+from .integrators import RenderOutput, render, render_geometry, render_sequence
 
 __version__ = "0.1.0"
 
@@ -33,6 +33,7 @@ __all__ = [
     "SpotLight",
     "render",
     "render_geometry",
+    "render_sequence",
     "RenderOutput",
     "integrators",
     "scene_from_mesh",

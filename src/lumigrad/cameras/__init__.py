@@ -7,3 +7,8 @@ from .projection import (K_from_fov, K_orthographic, look_at, pixel_ray_origins_
                          project_points, project_points_orthographic, transform_points)
 
 __all__ = ["Camera", "check_lens_folds", "check_monotonic", "distort", "fold_radius", "pinhole_cover", "undistort", "K_from_fov", "K_orthographic", "look_at", "pixel_ray_origins_directions", "pixel_rays", "project_points", "project_points_orthographic", "transform_points"]
+from .trajectory import (PoseTrajectory, SplineTrajectory, cumulative_bspline_weights, pose_to_world_to_cam,
+                         so3_bspline, spline_poses)
+
+__all__ += ["PoseTrajectory", "SplineTrajectory", "cumulative_bspline_weights", "pose_to_world_to_cam",
+            "so3_bspline", "spline_poses"]

@@ -10,6 +10,8 @@
     OUT/images/error.png       |final - target| and |initial - target| per pixel, one colour scale
     OUT/plots/loss.png         total loss and each term per step
     OUT/plots/parameters.png   parameter errors per step (synthetic targets)
+    OUT/images/sequence.png    a rendered sequence's strip, when one was saved (lumigrad.app.report.save_sequence)
+    OUT/assets/sequence.gif    and its animation (.mp4 too with the video extra)
     OUT/assets/scene.glb       the fitted scene (opens in Blender)
     OUT/assets/NAME.obj        each fitted mesh, with its material in NAME.mtl
     OUT/checkpoint/            the resumable state of the fit
@@ -25,7 +27,7 @@ from typing import Dict, List, Sequence
 
 import torch
 
-from ..app.report import save_image_grid
+from ..app.report import save_image_grid, sequence_figures
 from ..app.report_html import Figure, write_html_report
 
 __all__ = ["write_outputs"]
@@ -56,7 +58,9 @@ def write_outputs(out: Path, problem, result, metrics: Dict, initial: torch.Tens
         figures.append(Figure("Parameter errors", "plots/parameters.png",
                               "Error of each recovered parameter against the truth per recorded step: mean absolute error, "
                               "or for shapes the surface distance in % of the bounding diagonal."))
-    assets = _assets(out, problem)
+    strip, animations = sequence_figures(out)  # a sequence rendered into the folder (images/sequence.png)
+    figures += strip
+    assets = _assets(out, problem) + animations
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n", encoding="utf-8")
     assets = ["metrics.json", *assets, copy.name] + (["run.log"] if (out / "run.log").exists() else [])
     if (out / "checkpoint" / "checkpoint.pt").exists():

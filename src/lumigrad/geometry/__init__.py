@@ -19,3 +19,9 @@ __all__ = [
     "subdivide_midpoint",
     "uniform_laplacian",
 ]
+
+from .deformation import (BasisDeformation, MLPDeformation, basis_offsets, dct_basis, deform_verts, mlp_offsets,
+                          positional_encoding)
+
+__all__ += ["BasisDeformation", "MLPDeformation", "basis_offsets", "dct_basis", "deform_verts", "mlp_offsets",
+            "positional_encoding"]

@@ -10,6 +10,7 @@ The raster pipeline (:class:`RasterIntegrator`, ``"raster"``) is the first; the 
 from .base import (AOV_DOCS, Integrator, RenderOutput, get_integrator, integrator_names, integrator_settings,
                    register_integrator, unregister_integrator)
 from .dispatch import render, resolve_camera
+from .sequence import render_sequence
 from .raster import GEOMETRY_AOVS, RasterIntegrator
 from .path import DirectIntegrator, PathIntegrator
 from .volume import VolumeIntegrator
@@ -20,6 +21,6 @@ from . import deprecated as _deprecated
 
 _deprecated.attach()
 
-__all__ = ["AOV_DOCS", "DirectIntegrator", "GEOMETRY_AOVS", "NeuralShader", "shade_gbuffer", "Integrator", "PathIntegrator", "RasterIntegrator", "RenderOutput", "VolumeIntegrator", "get_integrator", "integrator_names",
+__all__ = ["render_sequence", "AOV_DOCS", "DirectIntegrator", "GEOMETRY_AOVS", "NeuralShader", "shade_gbuffer", "Integrator", "PathIntegrator", "RasterIntegrator", "RenderOutput", "VolumeIntegrator", "get_integrator", "integrator_names",
            "integrator_settings", "register_integrator", "render", "render_geometry", "resolve_camera",
            "unregister_integrator"]

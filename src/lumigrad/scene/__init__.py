@@ -14,8 +14,10 @@ from .shape import Shape, ShapeTriangles
 from .skinned import SkinnedMesh
 from .volume_shape import VolumeShape
 from .flatten import Triangles, flatten
+from .deform import deformed_scene
 
 __all__ = ["AreaLight", "DirectionalLight", "EnvironmentLight", "Film", "LIGHT_TYPES", "Light", "LightType",
            "PARAM_KINDS", "ParamInfo", "PointLight", "SHLight", "Scene", "SceneMesh", "Setting", "Shape", "VolumeShape",
-           "ShapeTriangles", "SkinnedMesh", "SpotLight", "Triangles", "flatten", "register_light_type", "scene_from_mesh"]
+           "ShapeTriangles", "SkinnedMesh", "SpotLight", "Triangles", "deformed_scene", "flatten", "register_light_type",
+           "scene_from_mesh"]
 

@@ -14,6 +14,7 @@ from .dielectric import RoughDielectricBSDF, SmoothDielectricBSDF, fresnel_diele
 from .emitters import DirectionSample, Emitter
 from .envmap import direction_to_equirect, envmap_lookup, prefilter_ggx, split_sum_lut
 from .henyey_greenstein import HenyeyGreenstein, PhaseSample
+from .image_layout import image_strip
 from .image_formation import (form_image, gamma_encode, srgb_decode, srgb_encode, tonemap,
                               vignetting_falloff)
 from .lights import MIN_LIGHT_DISTANCE, LightSample, directional_light, point_light, spot_light
@@ -25,7 +26,7 @@ from .surface import SurfaceSample
 from .tangents import perturb_normal, vertex_tangents
 from .transmission import MetallicRoughnessTransmissionBSDF, bsdf_for
 
-__all__ = [
+__all__ = ["image_strip",
     "ALPHA_MIN", "AreaLightPoints", "BSDF", "BSDFSample", "DiffuseBSDF", "DirectionSample", "DistanceSample",
     "Emitter", "HenyeyGreenstein", "HomogeneousMedium", "LightSample", "MIN_LIGHT_DISTANCE", "Material",
     "MetallicRoughnessBSDF", "MetallicRoughnessTransmissionBSDF", "PhaseSample", "RoughDielectricBSDF",

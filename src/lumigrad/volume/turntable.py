@@ -14,6 +14,7 @@ import torch
 
 from .._checks import check_number, check_positive_int, check_tensor
 from ..cameras import Camera
+from ..shading.image_layout import image_strip
 from .fields.aabb import AabbLike, as_aabb
 
 __all__ = ["turntable_cameras", "image_strip", "write_turntable"]
@@ -106,36 +107,6 @@ def _unit_up(up) -> torch.Tensor:
     if norm == 0:
         raise ValueError("up must be a non-zero vector; got (0, 0, 0)")
     return axis / norm
-
-
-def image_strip(images: torch.Tensor, columns: Optional[int] = None) -> torch.Tensor:
-    """Tile images ``[N, H, W, C]`` row by row into one contact sheet ``[rows * H, columns * W, C]``.
-
-    Image ``k`` lands at row ``k // columns``, column ``k % columns``; cells after the last image are zeros.
-
-    Args:
-        images: ``[N, H, W, C]``, any dtype and device, ``N >= 1``.
-        columns: images per row; default ``ceil(sqrt(N))`` (a nearly square sheet); ``columns = N`` gives a
-            single row. Capped at ``N``.
-
-    Returns:
-        ``[rows * H, columns * W, C]`` with ``rows = ceil(N / columns)``, same dtype and device.
-
-    Example: 5 images of ``2 x 3`` pixels with ``columns=2`` give a ``6 x 6`` sheet (3 rows, the last half empty).
-
-    **Differentiability:** a rearrangement: gradients flow back to ``images`` unchanged (zero for the padding).
-    """
-    check_tensor(images, "images", trailing=(None, None, None, None), max_dims=4)
-    n, h, w, c = images.shape
-    if n == 0:
-        raise ValueError(f"images must hold at least one image; got shape {tuple(images.shape)}")
-    columns = math.ceil(math.sqrt(n)) if columns is None else check_positive_int(columns, "columns")
-    columns = min(columns, n)
-    rows = math.ceil(n / columns)
-    pad = rows * columns - n
-    if pad:
-        images = torch.cat([images, images.new_zeros(pad, h, w, c)])
-    return images.reshape(rows, columns, h, w, c).permute(0, 2, 1, 3, 4).reshape(rows * h, columns * w, c)
 
 
 def write_turntable(path: str | os.PathLike, images: torch.Tensor, fps: float = 12.0, *,
