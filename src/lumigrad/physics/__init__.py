@@ -9,7 +9,8 @@ Importing this package does not import Newton; building a :class:`PhysicsSystem`
 from ._newton import INSTALL_HINT, require_newton
 from .poses import body_q_to_matrices
 from .simulate import PhysicsInstabilityError, simulate
+from .builders import spring_pair, thrown_body
 from .system import PhysicsSystem
 
 __all__ = ["INSTALL_HINT", "PhysicsInstabilityError", "PhysicsSystem", "body_q_to_matrices", "require_newton",
-           "simulate"]
+           "simulate", "spring_pair", "thrown_body"]
