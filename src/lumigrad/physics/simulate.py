@@ -220,6 +220,7 @@ class _Run:
                 self._restore_schedule_arrays(originals)
         finally:
             self._restore_schedule_arrays(originals)
+            system.release_contacts()
         carried[system.output] = carried[system.output] + grad_out[0]
         for name, p in self.resolved.items():
             if p.owner == "state" and not p.schedule:

@@ -60,6 +60,10 @@ class PhysicsSystem:
             self._contacts.append(self.collision.contacts())
         return self._contacts[slot]
 
+    def release_contacts(self, keep: int = 1):
+        """Free the contact buffers beyond the first ``keep`` (a backward allocates one per step of a segment)."""
+        del self._contacts[keep:]
+
     def collide(self, state, slot: int):
         """Run contact detection on ``state`` into buffer ``slot`` and return it (None without collision)."""
         contacts = self.contacts(slot)
