@@ -81,8 +81,8 @@ def main(argv=None):
         schedule.step()
         history.append((loss.item(), log_modulus.exp().item()))
         if step % 5 == 0 or step == args.steps - 1:
-            print(f"step {step:3d}  loss {float(loss):.3e}  E {float(log_modulus.exp()):8.1f} Pa")
-    recovered = float(log_modulus.exp())
+            print(f"step {step:3d}  loss {loss.item():.3e}  E {log_modulus.exp().item():8.1f} Pa")
+    recovered = log_modulus.exp().item()
     error = abs(recovered - TRUE_MODULUS) / TRUE_MODULUS
     seconds = time.perf_counter() - start
     print(f"Young's modulus: true {TRUE_MODULUS:.1f} Pa, start {TRUE_MODULUS * args.start_factor:.1f} Pa, "

@@ -98,7 +98,7 @@ def main(argv=None):
         optimizer.step()
         if step % 10 == 0 or step == args.steps - 1:
             distance = (final.detach().mean(0) - true_final.mean(0)).norm().item()
-            print(f"step {step:3d}  image loss {float(loss):.3e}  centre-of-mass error {1000 * distance:.1f} mm")
+            print(f"step {step:3d}  image loss {loss.item():.3e}  centre-of-mass error {1000 * distance:.1f} mm")
     with torch.no_grad():
         final = final_state(body, forces, mass)
         loss = float(image_loss(lg.render(lit_scene(final.float(), body.surface_faces), cam, background=0.0).rgba,

@@ -52,6 +52,8 @@ def test_push_spreads_force_by_mass(example):
 
 @pytest.mark.slow
 def test_control_fit_reaches_target_placement(example):
-    """10 frames (100 force steps) at 32 px, 15 Adam steps (the example's full size: 20 frames, 64 px, 60 steps)."""
+    """10 frames (100 force steps) at 32 px, 15 Adam steps: the final centre of mass ends 10.8 mm from the target's,
+    from 44.4 mm with no force (the example's full size, 20 frames, 64 px, 60 steps: 4.8 mm from 176.9 mm)."""
     result = example["main"](["--frames", "10", "--size", "32", "--steps", "15"])
-    assert result["position_error"] < 0.5 * result["start_position_error"]
+    assert result["start_position_error"] > 0.04
+    assert result["position_error"] < 0.015
