@@ -1,4 +1,4 @@
-"""A soft body for system identification: a Newton FEM tetrahedral grid (StVK/neo-Hookean tets of
+"""A soft body for system identification: a Newton FEM tetrahedral grid (stable neo-Hookean tets, Smith et al. 2018, of
 ``add_soft_grid``) dropped on a ground plane, plus the outward-oriented triangle mesh of its surface whose vertices
 are the simulated particles, so that :func:`lumigrad.render` of ``(particle_q[t], surface_faces)`` is a frame of the
 video with gradients flowing back to the particle positions and, through :func:`simulate`, to the stiffness.
