@@ -1,6 +1,6 @@
 """Physics -> pixels -> gradients: time and peak memory of simulate + render + backward, with and without checkpoints.
 
-Scene: examples/13_rigid_body_from_video.py's box thrown onto a floor (Newton SolverSemiImplicit, penalty contacts,
+Scene: examples/15_rigid_body_from_video.py's box thrown onto a floor (Newton SolverSemiImplicit, penalty contacts,
 2.5 ms steps, 10 steps per frame), rendered at 128 x 128 (raster ops, shaded RGB), loss = mean squared error to a
 target video, backward to the initial velocity, friction and contact damping.
 

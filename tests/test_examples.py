@@ -25,12 +25,12 @@ TINY_ARGS = {"01_render_spot.py": ["--size", "64"], "02_pose_from_one_image.py":
                                                "--shape-points", "200"],
              "12_radiance_field.py": ["--steps", "2", "--size", "16", "--views", "9", "--asset", "spot",
                                       "--rays", "128", "--no-progress"],
-             "13_rigid_body_from_video.py": ["--steps", "1", "--size", "16", "--frames", "6"],
-             "14_soft_body_stiffness.py": ["--steps", "1", "--size", "16", "--frames", "4"],
-             "15_physics_control.py": ["--steps", "1", "--size", "16", "--frames", "4"]}
+             "15_rigid_body_from_video.py": ["--steps", "1", "--size", "16", "--frames", "6"],
+             "16_soft_body_stiffness.py": ["--steps", "1", "--size", "16", "--frames", "4"],
+             "17_physics_control.py": ["--steps", "1", "--size", "16", "--frames", "4"]}
 #: Examples that need an optional extra, skipped where it is not installed.
-NEEDS = {"13_rigid_body_from_video.py": "newton", "14_soft_body_stiffness.py": "newton",
-         "15_physics_control.py": "newton"}
+NEEDS = {"15_rigid_body_from_video.py": "newton", "16_soft_body_stiffness.py": "newton",
+         "17_physics_control.py": "newton"}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])

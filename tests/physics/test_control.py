@@ -1,4 +1,4 @@
-"""Per-step force control of the soft box (examples/15_physics_control.py): the gradient of the final centre of mass
+"""Per-step force control of the soft box (examples/17_physics_control.py): the gradient of the final centre of mass
 with respect to the force schedule against its closed form on a frictionless floor, and (slow) the control fit."""
 
 import runpy
@@ -11,7 +11,7 @@ pytest.importorskip("newton")
 
 from lumigrad.physics.soft_body import drop_soft_box  # noqa: E402
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "15_physics_control.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "17_physics_control.py"
 
 
 @pytest.fixture(scope="module")

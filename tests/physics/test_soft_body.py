@@ -13,7 +13,7 @@ import lumigrad as lg  # noqa: E402
 from lumigrad.physics import simulate  # noqa: E402
 from lumigrad.physics.soft_body import drop_soft_box, lame_parameters, outward_faces  # noqa: E402
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "14_soft_body_stiffness.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "16_soft_body_stiffness.py"
 
 
 @pytest.fixture(scope="module")

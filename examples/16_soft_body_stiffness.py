@@ -7,7 +7,7 @@ pixels (shaded RGB + coverage) with the true modulus. The fit starts from ``--st
 and runs Adam on log E; each step simulates (:func:`lumigrad.physics.simulate`, checkpointed), renders every frame
 with :func:`lumigrad.render` and back-propagates the image loss through the renderer and the simulation.
 
-    python examples/14_soft_body_stiffness.py --frames 40 --size 64 --steps 40
+    python examples/16_soft_body_stiffness.py --frames 40 --size 64 --steps 40
 """
 
 from __future__ import annotations

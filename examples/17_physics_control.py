@@ -1,6 +1,6 @@
 """Control from pixels: find the per-step force sequence that brings a soft box to a target final image.
 
-The FEM box of ``examples/14_soft_body_stiffness.py`` rests on a frictionless floor. A force ``F[t]`` (a
+The FEM box of ``examples/16_soft_body_stiffness.py`` rests on a frictionless floor. A force ``F[t]`` (a
 ``[steps, 3]`` tensor, N) pushes it at its centre of mass during each solver step (spread over the particles in
 proportion to their mass, the ``state.particle_f`` schedule of :func:`lumigrad.physics.simulate`). The target is
 the last frame rendered after a known smooth push (a half-sine of peak ``--push`` N towards +x and +y). The fit
@@ -9,7 +9,7 @@ starts from no force and runs Adam on ``F`` against the image loss of the final 
 ``smooth * sum |F[t+1] - F[t]|^2 + effort * sum |F[t]|^2``. Reported: the final-image loss and the distance of the
 body's final centre of mass from the target's.
 
-    python examples/15_physics_control.py --frames 20 --size 64 --steps 60
+    python examples/17_physics_control.py --frames 20 --size 64 --steps 60
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ Failure modes met, and the remedies used (docs/physics.md has the measurements):
   make contact gradients large and noisy. Remedy: log-parameters, Adam, per-stage gradient-norm clipping, and a
   contact stiffness the 2.5 ms step resolves (``ke dt^2 / m`` about 0.05).
 
-    python examples/13_rigid_body_from_video.py            # 64 px, 40 frames
-    python examples/13_rigid_body_from_video.py --size 32 --steps 2 --frames 20   # smoke test
+    python examples/15_rigid_body_from_video.py            # 64 px, 40 frames
+    python examples/15_rigid_body_from_video.py --size 32 --steps 2 --frames 20   # smoke test
 """
 
 import argparse
