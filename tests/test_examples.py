@@ -26,11 +26,19 @@ TINY_ARGS = {"01_render_spot.py": ["--size", "64"], "02_pose_from_one_image.py":
              "12_radiance_field.py": ["--steps", "2", "--size", "16", "--views", "9", "--asset", "spot",
                                       "--rays", "128", "--no-progress"],
              "13_motion_capture.py": ["--frames", "3", "--cameras", "2", "--size", "16", "--steps", "2", "--out", "mocap"],
-             "14_deforming_avatar.py": ["--steps", "2", "--size", "16", "--frames", "3", "--basis", "2"]}
+             "14_deforming_avatar.py": ["--steps", "2", "--size", "16", "--frames", "3", "--basis", "2"],
+             "15_rigid_body_from_video.py": ["--steps", "1", "--size", "16", "--frames", "6"],
+             "16_soft_body_stiffness.py": ["--steps", "1", "--size", "16", "--frames", "4"],
+             "17_physics_control.py": ["--steps", "1", "--size", "16", "--frames", "4"]}
+#: Examples that need an optional extra, skipped where it is not installed.
+NEEDS = {"15_rigid_body_from_video.py": "newton", "16_soft_body_stiffness.py": "newton",
+         "17_physics_control.py": "newton"}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_runs(path, tmp_path, monkeypatch, capsys):
+    if path.name in NEEDS:
+        pytest.importorskip(NEEDS[path.name])
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", [str(path)] + TINY_ARGS.get(path.name, []))
     runpy.run_path(str(path), run_name="__main__")

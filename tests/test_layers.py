@@ -36,6 +36,7 @@ LAYERS: List[Tuple[str, ...]] = [
     ("integrators", "optim"),  # renderers behind one protocol; Fit, large steps, strategies
     ("io",),                 # readers and writers; foreign conventions converted here, once
     ("data",),               # embedded assets, read through io
+    ("physics",),            # optional NVIDIA Newton simulation bridged to torch (imports newton/warp lazily)
     ("app",),                # presentation: demo, reports, benchmarking helpers
     ("fitting",),            # `lumigrad fit`: configs, problems, outputs
     ("__init__",),           # the public facade ``import lumigrad``

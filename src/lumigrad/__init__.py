@@ -8,6 +8,7 @@ from .threads import get_num_threads, set_num_threads  # first: OpenMP's wait po
 from . import animation, conventions, data, io, scene, shading
 from . import integrators
 from . import fitting, geometry, losses, optim
+from . import physics  # Newton (optional extra) is imported only when a PhysicsSystem is built
 from .cameras import Camera, pinhole_cover
 from .mesh import Mesh, vertex_normals
 from .raster import (Fragments, antialias, build_mipmaps, depth_peel, distort_image, interpolate, rasterize,

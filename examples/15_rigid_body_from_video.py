@@ -1,0 +1,164 @@
+"""Rigid-body system identification from pixels: a box thrown onto a floor, filmed, and its physics recovered.
+
+A cube (20 cm, 200 kg/m^3, six coloured faces) is thrown from 30 cm up at 2 m/s; it flies, lands, bounces,
+rocks and slides to a stop under friction. NVIDIA Newton simulates it (``SolverSemiImplicit``, penalty contacts, 2.5 ms
+steps) through :func:`lumigrad.physics.simulate`; every 10th step is rendered with the raster ops (Lambert-shaded
+RGB, antialiased silhouettes) into a 40-frame video. From that video alone, starting from a perturbed guess
+(velocity off by 0.1-0.3 m/s per axis, friction x1.5, contact damping x1.6), the fit recovers:
+
+* the initial linear velocity ``v0`` (3 numbers, m/s);
+* the Coulomb friction coefficient ``mu``;
+* the contact damping ``kd`` (N s/m per contact point). With penalty contacts there is no restitution
+  parameter: the bounce is a damped spring (``ke`` fixed, known), and ``kd`` sets how much of the impact speed
+  comes back. The script reports the restitution that ``kd`` produces, ``e = v_up / v_down`` of the centre of
+  mass at the first bounce, measured on the simulation with the true and the recovered ``kd``.
+
+Failure modes met, and the remedies used (docs/physics.md has the measurements):
+
+* **Time of impact.** The initial vertical velocity decides at which step the contact starts; the penalty
+  damping force switches on abruptly there, so the trajectory is a sawtooth in ``v0``: the exact gradient of
+  each smooth piece is far from the slope of the whole curve (-36 versus -10 on the test case). Remedy: a first
+  stage fits ``v0`` on the free-flight frames only (before any contact: smooth, exact gradients), and the second
+  stage fits ``mu`` and ``kd`` on the whole video with ``v0`` held.
+* **Stiff penalty springs.** Each contact step multiplies the adjoint by the spring's Jacobian; stiff springs
+  make contact gradients large and noisy. Remedy: log-parameters, Adam, per-stage gradient-norm clipping, and a
+  contact stiffness the 2.5 ms step resolves (``ke dt^2 / m`` about 0.05).
+
+    python examples/15_rigid_body_from_video.py            # 64 px, 40 frames
+    python examples/15_rigid_body_from_video.py --size 32 --steps 2 --frames 20   # smoke test
+"""
+
+import argparse
+import math
+import time
+
+import torch
+
+import lumigrad as lg
+from lumigrad.physics import simulate, thrown_body
+from lumigrad.physics.render import box_mesh, render_posed_mesh
+
+HALF = 0.1                 # m, half the cube's side
+DENSITY = 200.0            # kg / m^3 -> 1.6 kg
+KE = 1.0e4                 # N/m per contact point (known)
+HEIGHT = 0.3               # m, initial height of the centre
+DT = 1.0 / 400.0           # s
+SUBSTEPS = 10              # simulation steps per video frame (40 fps)
+TRUE = {"v0": (1.6, 1.0, 0.1), "mu": 0.25, "kd": 80.0}
+GUESS = {"v0": (1.85, 0.85, 0.0), "mu": 0.38, "kd": 130.0}
+FLIGHT_FRAMES = 12         # frames 0..11 are airborne for the truth and the guess (first contact near frame 13)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=64, help="image side in pixels")
+    parser.add_argument("--frames", type=int, default=40, help="video frames (40 per second)")
+    parser.add_argument("--steps", type=int, default=60, help="optimisation steps per stage")
+    parser.add_argument("--checkpoint-every", type=int, default=20, help="simulation steps per checkpoint")
+    return parser.parse_args()
+
+
+def physics_params(v0, mu, kd):
+    """The bridge's parameters: initial body velocity [1, 6] (linear, angular), friction and damping per shape."""
+    zero = torch.zeros(3, dtype=v0.dtype)
+    return {"state.body_qd": torch.cat([v0, zero]).unsqueeze(0),
+            "model.shape_material_mu": mu.expand(2), "model.shape_material_kd": kd.expand(2)}
+
+
+def film(system, mesh, cameras, params, frames, checkpoint_every):
+    """Simulate and render ``frames`` frames from every camera: ``[views, frames, H, W, 3]`` and the body poses."""
+    steps = (frames - 1) * SUBSTEPS
+    body_q = simulate(system, params, steps, DT, checkpoint_every=checkpoint_every)
+    poses = body_q[::SUBSTEPS, 0]
+    return torch.stack([render_posed_mesh(*mesh, poses, camera) for camera in cameras]), body_q
+
+
+def restitution(system, kd, v0):
+    """Centre-of-mass restitution of the first bounce: upward speed after / downward speed before."""
+    params = physics_params(torch.tensor(v0), torch.tensor(TRUE["mu"]), torch.tensor(float(kd)))
+    with torch.no_grad():
+        y = simulate(system, params, 300, DT)[:, 0, 1]
+    vy = (y[1:] - y[:-1]) / DT
+    low = int(torch.argmin(vy))                      # contact onset: the fastest descent
+    return float(vy[low:low + 80].max() / -vy[low])  # the rebound peaks as the box leaves the floor
+
+
+def main():
+    args = parse_args()
+    started = time.time()
+    system = thrown_body("box", half_extent=HALF, height=HEIGHT, density=DENSITY, contact_stiffness=KE,
+                         contact_damping=TRUE["kd"], friction=TRUE["mu"])
+    # two synchronised cameras: one in front, one above the far end (a single view sees depth only by scale)
+    cameras = [lg.Camera.look_at(eye, [0.45, 0.12, 0.0], width=args.size, height=args.size, fov_y=0.6)
+               for eye in ([0.45, 0.7, 1.5], [1.6, 1.3, 0.4])]
+    mesh = box_mesh(HALF)
+    truth = physics_params(torch.tensor(TRUE["v0"]), torch.tensor(TRUE["mu"]), torch.tensor(TRUE["kd"]))
+    with torch.no_grad():
+        target, _ = film(system, mesh, cameras, truth, args.frames, args.checkpoint_every)
+
+    v0 = torch.tensor(GUESS["v0"], requires_grad=True)
+    log_mu = torch.tensor(math.log(GUESS["mu"]), requires_grad=True)
+    log_kd = torch.tensor(math.log(GUESS["kd"]), requires_grad=True)
+
+    def report(stage, step, loss):
+        print(f"{stage} step {step:3d}  loss {loss:.3e}  v0 {[round(x, 4) for x in v0.tolist()]}  "
+              f"mu {log_mu.exp().item():.4f}  kd {log_kd.exp().item():.3f}", flush=True)
+
+    # stage 1: free flight only, where the gradient is exact and smooth
+    flight = min(FLIGHT_FRAMES, args.frames)
+    optimizer = torch.optim.Adam([v0], lr=0.02)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(args.steps, 1))
+    for step in range(args.steps):
+        optimizer.zero_grad()
+        images, _ = film(system, mesh, cameras, physics_params(v0, log_mu.exp(), log_kd.exp()), flight,
+                         args.checkpoint_every)
+        loss = (images - target[:, :flight]).square().mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([v0], 1.0)
+        optimizer.step()
+        schedule.step()
+        if step % 10 == 0 or step == args.steps - 1:
+            report("flight ", step, loss.item())
+
+    # stage 2: the whole video, friction and contact damping, with v0 refined at a small rate (a 1 % error in the
+    # vertical velocity changes the impact speed, which the damping would otherwise absorb). Contact losses are
+    # rough (each change of the step at which a bounce starts is a small jump): decay the rates, clip, and keep
+    # the best iterate.
+    optimizer = torch.optim.Adam([{"params": [log_mu, log_kd], "lr": 0.03}, {"params": [v0], "lr": 0.003}])
+    best = (float("inf"), log_mu.item(), log_kd.item(), v0.detach().clone())
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(args.steps, 1))
+    for step in range(args.steps):
+        optimizer.zero_grad()
+        images, _ = film(system, mesh, cameras, physics_params(v0, log_mu.exp(), log_kd.exp()),
+                         args.frames, args.checkpoint_every)
+        loss = (images - target).square().mean()
+        if loss.item() < best[0]:
+            best = (loss.item(), log_mu.item(), log_kd.item(), v0.detach().clone())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([log_mu, log_kd], 1.0)
+        torch.nn.utils.clip_grad_norm_([v0], 1.0)
+        optimizer.step()
+        schedule.step()
+        if step % 10 == 0 or step == args.steps - 1:
+            report("contact", step, loss.item())
+    with torch.no_grad():
+        log_mu.fill_(best[1])
+        log_kd.fill_(best[2])
+        v0.copy_(best[3])
+
+    true_v0 = torch.tensor(TRUE["v0"])
+    v_error = float((v0.detach() - true_v0).norm() / true_v0.norm())
+    mu_error = abs(log_mu.exp().item() - TRUE["mu"]) / TRUE["mu"]
+    kd_error = abs(log_kd.exp().item() - TRUE["kd"]) / TRUE["kd"]
+    e_true = restitution(system, TRUE["kd"], TRUE["v0"])
+    e_fit = restitution(system, log_kd.exp().item(), TRUE["v0"])
+    print(f"initial velocity: {v0.detach().tolist()} (true {list(TRUE['v0'])}), relative error {100 * v_error:.2f} %")
+    print(f"friction mu: {log_mu.exp().item():.4f} (true {TRUE['mu']}), error {100 * mu_error:.2f} %")
+    print(f"contact damping kd: {log_kd.exp().item():.3f} (true {TRUE['kd']}), error {100 * kd_error:.2f} %")
+    print(f"restitution from kd: {e_fit:.4f} (true {e_true:.4f}), error {100 * abs(e_fit - e_true) / e_true:.2f} %")
+    print(f"time {time.time() - started:.1f} s")
+    return {"v0": v_error, "mu": mu_error, "kd": kd_error, "restitution": abs(e_fit - e_true) / e_true}
+
+
+if __name__ == "__main__":
+    main()
