@@ -33,9 +33,9 @@ def test_divergence_is_minus_the_adjoint_of_the_gradient():
 
 
 def test_projection_gradcheck_and_self_adjoint_backward():
-    u = torch.randn(4, 5, 4, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64,
+    u = torch.randn(3, 4, 3, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64,
                     requires_grad=True)
-    assert gradcheck(lambda u: project(u, tol=1e-13), (u,), eps=1e-6, atol=1e-7)
+    assert gradcheck(lambda u: project(u, tol=1e-13), (u,), eps=1e-6, atol=1e-7, fast_mode=True)
     cot = torch.randn_like(u)
     (ours,) = torch.autograd.grad(project(u, tol=1e-13), u, cot)
     (ref,) = torch.autograd.grad(project_ref(u), u, cot)
