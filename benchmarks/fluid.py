@@ -1,4 +1,4 @@
-"""Benchmark of the differentiable smoke of ``examples/13_smoke_from_video.py``: time per simulated + rendered
+"""Benchmark of the differentiable smoke of ``examples/18_smoke_from_video.py``: time per simulated + rendered
 frame, forward and backward, and the peak memory of one forward + backward with and without checkpointing.
 
 For each ``(frames, checkpoint_every)`` it runs the example's plume (``--grid``^3, ``--cameras`` cameras at
@@ -30,7 +30,7 @@ import lumigrad as lg  # noqa: F401  (before torch: lumigrad's thread settings)
 import torch
 from lumigrad.app.benchmarking import cpu_model, format_table, median, peak_memory
 
-EXAMPLE = runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples" / "13_smoke_from_video.py"))
+EXAMPLE = runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples" / "18_smoke_from_video.py"))
 
 COLUMNS = [("frames", "frames"), ("ckpt", "checkpoint_every"), ("fwd", "fwd s/frame"), ("bwd", "bwd s/frame"),
            ("mem", "fwd+bwd peak MiB")]

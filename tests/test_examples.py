@@ -25,7 +25,7 @@ TINY_ARGS = {"01_render_spot.py": ["--size", "64"], "02_pose_from_one_image.py":
                                                "--shape-points", "200"],
              "12_radiance_field.py": ["--steps", "2", "--size", "16", "--views", "9", "--asset", "spot",
                                       "--rays", "128", "--no-progress"],
-             "13_smoke_from_video.py": ["--grid", "10", "--frames", "4", "--size", "12", "--steps", "2"]}
+             "18_smoke_from_video.py": ["--grid", "10", "--frames", "4", "--size", "12", "--steps", "2"]}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])

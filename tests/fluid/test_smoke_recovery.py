@@ -1,11 +1,11 @@
-"""The inverse problem of examples/13_smoke_from_video.py at a small size: recover the inflow from the frames."""
+"""The inverse problem of examples/18_smoke_from_video.py at a small size: recover the inflow from the frames."""
 
 import runpy
 from pathlib import Path
 
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "13_smoke_from_video.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "18_smoke_from_video.py"
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ Measured (24^3 grid, 24 frames, 2 cameras at 48 px, 40 Adam steps, the defaults;
 error 0.52 -> 0.051, rate error 0.375 -> 0.021, image MSE 9.8e-3 -> 7.7e-5 (relative video error 0.052), 911 s
 on a loaded 2-core CPU.
 
-    python examples/13_smoke_from_video.py --grid 24 --frames 24 --size 48 --steps 40 --out smoke.png
+    python examples/18_smoke_from_video.py --grid 24 --frames 24 --size 48 --steps 40 --out smoke.png
 """
 
 import argparse
