@@ -34,6 +34,7 @@ LAYERS: List[Tuple[str, ...]] = [
     ("volume",),             # volume rendering, fields; its exports make Meshes
     ("scene",),              # Scene, shapes, lights, film, flattening (renderers are integrators)
     ("integrators", "optim"),  # renderers behind one protocol; Fit, large steps, strategies
+    ("fluid",),              # differentiable smoke simulation, rendered through the volume renderer
     ("io",),                 # readers and writers; foreign conventions converted here, once
     ("data",),               # embedded assets, read through io
     ("physics",),            # optional NVIDIA Newton simulation bridged to torch (imports newton/warp lazily)
