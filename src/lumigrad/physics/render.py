@@ -58,7 +58,10 @@ def render_posed_mesh(verts: torch.Tensor, faces: torch.Tensor, normals: torch.T
         ``[T, H, W, 3]`` images.
 
     **Differentiability:** differentiable in ``body_q`` (and the mesh) through vertex positions, shading normals
-    and the silhouette edges of :func:`lumigrad.antialias`.
+    and the silhouette edges of :func:`lumigrad.antialias`. Edges between two visible faces are not antialiased:
+    where the mesh splits vertices there (as :func:`box_mesh` does, for face colours) the colour step has no
+    gradient. Central differences of the image loss agree with autograd for most poses and jump for some (a
+    silhouette vertex crossing a pixel centre; docs/physics.md).
     """
     to_world = body_q_to_matrices(body_q).to(verts.dtype)  # [T, 4, 4]
     rotation, translation = to_world[:, :3, :3], to_world[:, :3, 3]
