@@ -25,7 +25,8 @@ TINY_ARGS = {"01_render_spot.py": ["--size", "64"], "02_pose_from_one_image.py":
                                                "--shape-points", "200"],
              "12_radiance_field.py": ["--steps", "2", "--size", "16", "--views", "9", "--asset", "spot",
                                       "--rays", "128", "--no-progress"],
-             "13_rigid_body_from_video.py": ["--steps", "1", "--size", "16", "--frames", "6"]}
+             "13_rigid_body_from_video.py": ["--steps", "1", "--size", "16", "--frames", "6",
+                                             "--line-search", "3"]}
 #: Examples that need an optional extra, skipped where it is not installed.
 NEEDS = {"13_rigid_body_from_video.py": "newton"}
 
