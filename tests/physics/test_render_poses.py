@@ -54,3 +54,12 @@ def test_image_loss_gradient_through_the_simulation_matches_finite_differences()
         with torch.no_grad():
             numeric = ((trajectory(v0 + step) - trajectory(v0 - step)) * incoming).sum() / (2 * eps)
         assert abs(float(v0.grad[i]) - float(numeric)) <= 1e-2 * abs(float(numeric)) + 1e-6, (i, v0.grad, numeric)
+
+
+def test_missing_newton_names_the_extra(monkeypatch):
+    import sys
+
+    from lumigrad.physics import require_newton
+    monkeypatch.setitem(sys.modules, "newton", None)  # makes `import newton` raise ImportError
+    with pytest.raises(ImportError, match=r"pip install lumigrad\[physics\]"):
+        require_newton()
