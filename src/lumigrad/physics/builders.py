@@ -15,8 +15,8 @@ def thrown_body(shape: str = "box", *, half_extent: float = 0.1, height: float =
     """A rigid box or sphere starting at rest ``height`` above a floor (plane y = 0, +y up), with penalty contacts.
 
     Args:
-        shape: ``"box"`` (cube of half size ``half_extent``) or ``"sphere"`` (radius ``half_extent``).
-        half_extent: Half size / radius in metres.
+        shape: ``"box"`` (half sizes ``half_extent``) or ``"sphere"`` (radius ``half_extent``).
+        half_extent: Half size / radius in metres; for a box also three half sizes ``(hx, hy, hz)``.
         height: Initial height of the centre in metres.
         density: kg / m^3.
         contact_stiffness: Normal penalty stiffness ``ke`` (N/m) of both shapes (the pair uses their mean).
@@ -31,7 +31,10 @@ def thrown_body(shape: str = "box", *, half_extent: float = 0.1, height: float =
     """
     newton, wp = require_newton()
     shape = check_choice(shape, "shape", ("box", "sphere"))
-    h = check_number(half_extent, "half_extent", lo=0.0, lo_open=True)
+    extents = tuple(half_extent) if isinstance(half_extent, (tuple, list)) else (half_extent,) * 3
+    if len(extents) != 3 or (shape == "sphere" and len(set(extents)) != 1):
+        raise ValueError(f"half_extent must be a number (or three for a box); got {half_extent!r}")
+    hx, hy, hz = (check_number(e, "half_extent", lo=0.0, lo_open=True) for e in extents)
     for name, value in (("contact_stiffness", contact_stiffness), ("density", density)):
         check_number(value, name, lo=0.0, lo_open=True)
     for name, value in (("contact_damping", contact_damping), ("friction", friction),
@@ -42,9 +45,9 @@ def thrown_body(shape: str = "box", *, half_extent: float = 0.1, height: float =
                                           mu=friction, density=density)
     body = builder.add_body(xform=wp.transform(wp.vec3(0.0, float(height), 0.0), wp.quat_identity()))
     if shape == "box":
-        builder.add_shape_box(body, hx=h, hy=h, hz=h, cfg=cfg)
+        builder.add_shape_box(body, hx=hx, hy=hy, hz=hz, cfg=cfg)
     else:
-        builder.add_shape_sphere(body, radius=h, cfg=cfg)
+        builder.add_shape_sphere(body, radius=hx, cfg=cfg)
     builder.add_ground_plane(cfg=cfg)
     model = builder.finalize(requires_grad=True)
     collision = newton.CollisionPipeline(model, broad_phase="explicit", requires_grad=True)

@@ -15,14 +15,18 @@ BOX_FACE_COLORS = ((0.9, 0.3, 0.2), (0.2, 0.7, 0.3), (0.95, 0.85, 0.3), (0.3, 0.
                    (0.3, 0.8, 0.85))
 
 
-def box_mesh(half_extent: float, dtype=torch.float32) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A cube of half size ``half_extent`` centred at the origin, 4 vertices per face (flat normals, face colours).
+def box_mesh(half_extent, dtype=torch.float32) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A box of half sizes ``half_extent`` (a number or ``(hx, hy, hz)``) centred at the origin, 4 vertices per
+    face (flat normals, face colours).
 
     Returns:
         ``verts [24, 3]``, ``faces [12, 3]`` (counter-clockwise seen from outside), ``normals [24, 3]``,
         ``colors [24, 3]`` (:data:`BOX_FACE_COLORS`).
     """
-    h = check_number(half_extent, "half_extent", lo=0.0, lo_open=True)
+    extents = tuple(half_extent) if isinstance(half_extent, (tuple, list)) else (half_extent,) * 3
+    if len(extents) != 3:
+        raise ValueError(f"half_extent must be a number or three numbers; got {half_extent!r}")
+    h = [check_number(e, "half_extent", lo=0.0, lo_open=True) for e in extents]
     verts, normals, colors, faces = [], [], [], []
     for axis in range(3):
         for sign in (1.0, -1.0):
@@ -34,7 +38,7 @@ def box_mesh(half_extent: float, dtype=torch.float32) -> Tuple[torch.Tensor, tor
                 u, v = v, u  # keep u x v = n so the winding is counter-clockwise from outside
             base = len(verts)
             for a, b in ((-1, -1), (1, -1), (1, 1), (-1, 1)):
-                verts.append([h * (n[i] + a * u[i] + b * v[i]) for i in range(3)])
+                verts.append([h[i] * (n[i] + a * u[i] + b * v[i]) for i in range(3)])
                 normals.append(n)
                 colors.append(BOX_FACE_COLORS[len(faces) // 2])
             faces += [[base, base + 1, base + 2], [base, base + 2, base + 3]]
@@ -58,7 +62,10 @@ def render_posed_mesh(verts: torch.Tensor, faces: torch.Tensor, normals: torch.T
         ``[T, H, W, 3]`` images.
 
     **Differentiability:** differentiable in ``body_q`` (and the mesh) through vertex positions, shading normals
-    and the silhouette edges of :func:`lumigrad.antialias`.
+    and the silhouette edges of :func:`lumigrad.antialias`. Edges between two visible faces are not antialiased:
+    where the mesh splits vertices there (as :func:`box_mesh` does, for face colours) the colour step has no
+    gradient. Central differences of the image loss agree with autograd for most poses and jump for some (a
+    silhouette vertex crossing a pixel centre; docs/physics.md).
     """
     to_world = body_q_to_matrices(body_q).to(verts.dtype)  # [T, 4, 4]
     rotation, translation = to_world[:, :3, :3], to_world[:, :3, 3]
