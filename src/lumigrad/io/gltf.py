@@ -142,17 +142,8 @@ def read_gltf(path: str | os.PathLike, *, scene: Optional[int] = None, image_hei
 
 class _Reader:
     def __init__(self, path: Path, dtype: torch.dtype, trust_paths: bool = False):
-        from ._paths import parse_json
-
         self.path, self.dtype, self.trust_paths = path, dtype, trust_paths
-        try:
-            raw = path.read_bytes()
-        except OSError as e:
-            raise GltfError(f"{path}: cannot read ({e.strerror})") from None
-        self.glb_bin: Optional[bytes] = None
-        if raw[:4] == b"glTF":
-            raw = self._split_glb(raw)
-        self.doc = parse_json(raw, source=path, base=GltfError)  # nesting bounded: no RecursionError
+        self.doc, self.glb_bin = read_container(path)
         if not isinstance(self.doc, dict):
             raise GltfError(f"{path}: the top-level JSON value must be an object; got {type(self.doc).__name__}")
         asset = self.get(self.doc, "asset", "dict", "the document", {})
@@ -212,29 +203,6 @@ class _Reader:
             raise GltfError(f"{self.path}: {where}: {e}") from None
 
     # --------------------------------------------------------------------------------------- container
-    def _split_glb(self, raw: bytes) -> bytes:
-        if len(raw) < 20:
-            raise GltfError(f"{self.path}: truncated GLB header")
-        magic, version, length = struct.unpack_from("<III", raw, 0)
-        if magic != GLB_MAGIC or version != 2:
-            raise GltfError(f"{self.path}: GLB version {version}; only version 2 is supported")
-        if length > len(raw):
-            raise GltfError(f"{self.path}: GLB says {length} bytes but the file has {len(raw)} (truncated)")
-        pos, json_chunk = 12, None
-        while pos + 8 <= length:
-            size, kind = struct.unpack_from("<II", raw, pos)
-            if pos + 8 + size > length:
-                raise GltfError(f"{self.path}: GLB chunk at byte {pos} runs past the end of the file")
-            data = raw[pos + 8:pos + 8 + size]
-            if kind == JSON_CHUNK and json_chunk is None:
-                json_chunk = data
-            elif kind == BIN_CHUNK and self.glb_bin is None:
-                self.glb_bin = data
-            pos += 8 + size
-        if json_chunk is None:
-            raise GltfError(f"{self.path}: GLB has no JSON chunk")
-        return json_chunk
-
     def _item(self, kind: str, index) -> dict:
         items = self.get(self.doc, kind, "list", "the document", [])
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(items):
@@ -1038,6 +1006,45 @@ class _Reader:
         if kind == "directional":
             return self._make(where, DirectionalLight, t(direction.tolist()), intensity, color)
         raise GltfError(f"{self.path}: {where} has type {_short(kind)}; expected point, spot or directional")
+
+
+def read_container(path: Path) -> Tuple[object, Optional[bytes]]:
+    """Read a .gltf or .glb file: its parsed JSON document (nesting bounded: no RecursionError) and, for a GLB,
+    its binary chunk (else ``None``). Errors name the file."""
+    from ._paths import parse_json
+
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise GltfError(f"{path}: cannot read ({e.strerror})") from None
+    glb_bin: Optional[bytes] = None
+    if raw[:4] == b"glTF":
+        raw, glb_bin = _split_glb(path, raw)
+    return parse_json(raw, source=path, base=GltfError), glb_bin
+
+
+def _split_glb(path: Path, raw: bytes) -> Tuple[bytes, Optional[bytes]]:
+    if len(raw) < 20:
+        raise GltfError(f"{path}: truncated GLB header")
+    magic, version, length = struct.unpack_from("<III", raw, 0)
+    if magic != GLB_MAGIC or version != 2:
+        raise GltfError(f"{path}: GLB version {version}; only version 2 is supported")
+    if length > len(raw):
+        raise GltfError(f"{path}: GLB says {length} bytes but the file has {len(raw)} (truncated)")
+    pos, json_chunk, glb_bin = 12, None, None
+    while pos + 8 <= length:
+        size, kind = struct.unpack_from("<II", raw, pos)
+        if pos + 8 + size > length:
+            raise GltfError(f"{path}: GLB chunk at byte {pos} runs past the end of the file")
+        data = raw[pos + 8:pos + 8 + size]
+        if kind == JSON_CHUNK and json_chunk is None:
+            json_chunk = data
+        elif kind == BIN_CHUNK and glb_bin is None:
+            glb_bin = data
+        pos += 8 + size
+    if json_chunk is None:
+        raise GltfError(f"{path}: GLB has no JSON chunk")
+    return json_chunk, glb_bin
 
 
 def _is_key(value, kind: type, table: dict) -> bool:

@@ -28,7 +28,7 @@ import torch
 
 from .._checks import check_tensor
 from ..conventions import matrix_to_quaternion
-from .gltf import GltfError
+from .gltf import GltfError, read_container
 from .gltf_format import BIN_CHUNK, GLB_MAGIC, JSON_CHUNK
 
 __all__ = ["write_gltf_animation"]
@@ -219,39 +219,10 @@ class _Source:
     """The source glTF's JSON document and buffers, read within its folder."""
 
     def __init__(self, path: Path, trust_paths: bool):
-        from ._paths import parse_json
-
         self.path, self.trust_paths = path, trust_paths
-        try:
-            raw = path.read_bytes()
-        except OSError as e:
-            raise GltfError(f"{path}: cannot read ({e.strerror})") from None
-        self.glb_bin: Optional[bytes] = None
-        if raw[:4] == b"glTF":
-            raw = self._split_glb(raw)
-        self.doc = parse_json(raw, source=path, base=GltfError)
+        self.doc, self.glb_bin = read_container(path)
         if not isinstance(self.doc, dict) or not str(self.doc.get("asset", {}).get("version", "")).startswith("2."):
             raise GltfError(f"{path}: not a glTF 2.x document")
-
-    def _split_glb(self, raw: bytes) -> bytes:
-        if len(raw) < 20:
-            raise GltfError(f"{self.path}: truncated GLB header")
-        magic, version, length = struct.unpack_from("<III", raw, 0)
-        if magic != GLB_MAGIC or version != 2 or length > len(raw):
-            raise GltfError(f"{self.path}: not a valid GLB version 2 container")
-        pos, json_chunk = 12, None
-        while pos + 8 <= length:
-            size, kind = struct.unpack_from("<II", raw, pos)
-            if pos + 8 + size > length:
-                raise GltfError(f"{self.path}: GLB chunk at byte {pos} runs past the end of the file")
-            if kind == JSON_CHUNK and json_chunk is None:
-                json_chunk = raw[pos + 8:pos + 8 + size]
-            elif kind == BIN_CHUNK and self.glb_bin is None:
-                self.glb_bin = raw[pos + 8:pos + 8 + size]
-            pos += 8 + size
-        if json_chunk is None:
-            raise GltfError(f"{self.path}: GLB has no JSON chunk")
-        return json_chunk
 
     def skin_joints(self, skin) -> List[int]:
         skins = self.doc.get("skins", [])
