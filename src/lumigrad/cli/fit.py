@@ -36,6 +36,13 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=None, help="override [fit] steps")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="where to run (default: cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    p.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="run the fit data-parallel in N processes on this machine: the same as `torchrun "
+                        "--standalone --nproc-per-node N -m lumigrad fit ...` (for several machines or restarts "
+                        "after a failure, call torchrun yourself; see docs/distributed.md)")
+    p.add_argument("--dist-timeout", type=float, default=None, metavar="SECONDS",
+                   help="in a fit over several processes: how long a process waits for the others in a "
+                        "collective before it stops with an error (default 600)")
     p.set_defaults(run=run)
 
 
@@ -49,10 +56,16 @@ def run(args) -> int:
 
     if args.force and not args.resume:
         raise ValueError("--force goes with --resume (it resumes a checkpoint written for another config)")
+    if args.dist_timeout is not None and not args.dist_timeout > 0:
+        raise ValueError(f"--dist-timeout must be a number of seconds > 0; got {args.dist_timeout}")
+    if args.nproc is not None:
+        return _launch(args)
     outcome = run_fit(args.config, args.out, resume=args.resume, overwrite=args.overwrite, steps=args.steps,
                       progress=not args.no_progress, device=args.device, force=args.force,
-                      trust_paths=args.trust_paths)
+                      trust_paths=args.trust_paths, dist_timeout=args.dist_timeout)
     m = outcome.metrics
+    if outcome.report is None:  # a non-main rank of a fit over several processes: rank 0 reports
+        return 0
     if m.get("integrator") == "volume":
         held = m.get("holdout_psnr_db")
         print(f"{m['name']}: {m['steps']} steps, {m['seconds']:.1f} s ({m['training_seconds']:.1f} s training), "
@@ -71,3 +84,26 @@ def run(args) -> int:
               "of the bounding diagonal")
     print(f"report: {outcome.report}")
     return 0
+
+
+def _launch(args) -> int:
+    """``--nproc N``: run this command in N processes under ``torch.distributed.run`` and return its exit code."""
+    import subprocess
+    import sys
+
+    from ..optim.distributed import launched_by_torchrun
+
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be an integer >= 1; got {args.nproc}")
+    if launched_by_torchrun():
+        raise ValueError("--nproc starts torchrun itself; a process torchrun started must not pass it")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+               "-m", "lumigrad", "fit", str(args.config)]
+    for flag, value in (("--out", args.out), ("--steps", args.steps), ("--dist-timeout", args.dist_timeout)):
+        if value is not None:
+            command += [flag, str(value)]
+    for flag in ("resume", "overwrite", "force", "trust_paths", "no_progress"):
+        if getattr(args, flag):
+            command.append("--" + flag.replace("_", "-"))
+    command += ["--device", args.device]
+    return subprocess.call(command)

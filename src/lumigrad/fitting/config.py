@@ -122,6 +122,7 @@ class FitSettings:
     coarse_to_fine: List[Tuple[float, float]] = field(default_factory=lambda: [(0.0, 1.0)])
     background: Union[str, float, List[float]] = 0.0
     record_every: int = 0  # 0: about 50 records over the fit
+    sync_check_every: int = 0  # distributed fits: check the ranks' parameters are bit-identical every N steps
 
 
 @dataclass
@@ -492,6 +493,7 @@ def _fit(t: ConfigTable) -> FitSettings:
         raise t.error("background", "'environment', a finite number >= 0 or an [r, g, b] list of them", bg)
     f.background = bg
     f.record_every = t.integer("record_every", 0)
+    f.sync_check_every = t.integer("sync_check_every", 0)
     t.done()
     return f
 

@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from ..cameras.camera import Camera
+from ..optim.distributed import shard, shard_weight
 from ..optim.fit import FitDivergedError
 from ..integrators import RenderOutput, get_integrator, integrator_settings, render
 from ..scene.light_types import LIGHT_TYPES
@@ -48,6 +49,8 @@ class Problem:
     adversary: Optional[object] = None  # an AdversarialLoss when [loss] adversarial > 0
     target_geometry: Optional[torch.Tensor] = None  # [N, H, W, 4] depth and normal, for the depth / normal terms
     generator: torch.Generator = field(default_factory=torch.Generator)  # per-step views; Fit seeds, checkpoints it
+    rank: int = 0  # a distributed fit: this process renders its shard of each step's views (fitting.distributed)
+    world_size: int = 1
     _scaled: Dict[Tuple[str, int, int], torch.Tensor] = field(default_factory=dict)
 
     @property
@@ -124,6 +127,11 @@ class Problem:
         k = self.config.fit.views_per_step
         if 0 < k < n:
             index = torch.randperm(n, generator=self.generator)[:k]
+        weight = 1.0
+        if self.world_size > 1:  # every rank drew the same views; each renders its share of them
+            index = shard(torch.arange(n) if index is None else index, self.rank, self.world_size)
+            weight = shard_weight(len(index), n if not 0 < k < n else k, self.world_size)
+        if index is not None:
             camera = camera[index]
         scale = self.resolution_scale(step)
         if scale != 1.0:
@@ -141,7 +149,8 @@ class Problem:
         if index is not None:
             targets = targets[index]
             target_geometry = None if target_geometry is None else target_geometry[index]
-        return total_loss(self, images, targets, geometry, target_geometry)
+        loss, log = total_loss(self, images, targets, geometry, target_geometry)
+        return (loss * weight if weight != 1.0 else loss), log
 
 
 def scale_camera(camera: Camera, scale: float) -> Camera:

@@ -14,6 +14,8 @@ or ``--steps``, or a resume without a checkpoint stops with one line before anyt
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +24,14 @@ from typing import Dict, Optional, Union
 import torch
 
 from .._checks import resolve_device
+from ..optim.distributed import DistributedStrategy, launched_by_torchrun
 from ..optim.fit import CHECKPOINT_NAME, Fit, FitDivergedError, ParamGroup, cosine_schedule, read_checkpoint
 from ..optim.strategy import Strategy
 from .config import ConfigError, FitConfig, load_config
 from .metrics import image_metrics, parameter_errors, shape_error_pct
 from .problem import Problem, build_problem
-from .run_folder import RunFolder, config_identity, describe_differences
+from .ranks import prepare_ranks, rank_device, restarted_by_torchrun, start_ranks
+from .run_folder import RankLog, RunFolder, config_identity, describe_differences, merged_log_lines
 from .volume_config import VolumeFitConfig
 
 __all__ = ["FitOutcome", "make_fit", "run_fit"]
@@ -44,7 +48,8 @@ class FitOutcome:
 
 def run_fit(config: Union[FitConfig, str, Path], out_dir: Optional[Union[str, Path]] = None, *,
             resume: bool = False, overwrite: bool = False, steps: Optional[int] = None, progress: bool = False,
-            device: str = "cpu", force: bool = False, trust_paths: bool = False) -> FitOutcome:
+            device: str = "cpu", force: bool = False, trust_paths: bool = False,
+            dist_timeout: Optional[float] = None) -> FitOutcome:
     """Run the fit ``config`` describes and write its output folder.
 
     Args:
@@ -62,6 +67,9 @@ def run_fit(config: Union[FitConfig, str, Path], out_dir: Optional[Union[str, Pa
         trust_paths: let files named *inside* input files (OBJ ``mtllib`` / ``map_*``, glTF URIs, NeRF
             ``file_path``, COLMAP image names) be absolute or lead outside their file's folder; by default
             they are confined to it. Paths in the configuration itself are always followed (it is trusted).
+        dist_timeout: in a process started by ``torchrun`` (a fit over several processes, see
+            :mod:`lumigrad.fitting.ranks`), seconds a collective waits for the other ranks before it raises
+            (default 600).
 
     Returns:
         a :class:`FitOutcome` with the folder, the metrics and the report's path.
@@ -86,18 +94,12 @@ def run_fit(config: Union[FitConfig, str, Path], out_dir: Optional[Union[str, Pa
         config.fit.steps = steps
     out = Path(out_dir) if out_dir is not None else (config.output or Path("lumigrad-runs") / config.path.stem)
     dev = resolve_device(device)
+    if launched_by_torchrun():
+        return _run_ranked(config, out, rank_device(dev), resume=resume, overwrite=overwrite, force=force,
+                           progress=progress, timeout_s=dist_timeout)
     with RunFolder(out) as folder:
         identity = config_identity(config)
-        checkpoint = folder.checkpoint_dir / CHECKPOINT_NAME
-        saved = _check_folder_state(folder, checkpoint, identity, resume=resume, overwrite=overwrite, force=force)
-        if saved is not None:
-            if saved["metadata"].get("config", {}).get("sha256") != identity["sha256"]:
-                kept = folder.keep_config(config, resumed=True)
-                folder.log(f"the resumed configuration is kept as {kept.name}; the original stays")
-            folder.log(f"resumed from step {saved['steps_done']} (config sha256 {identity['sha256'][:12]})")
-        else:
-            folder.keep_config(config, resumed=False)
-            folder.log(f"started: {config.fit.steps} steps, config sha256 {identity['sha256'][:12]}")
+        saved = _start_folder(folder, config, identity, resume=resume, overwrite=overwrite, force=force)
         if isinstance(config, VolumeFitConfig):
             from .volume_fit import run_volume
 
@@ -140,17 +142,90 @@ def _check_folder_state(folder: RunFolder, checkpoint: Path, identity, *, resume
     return ckpt
 
 
-def _run(config: FitConfig, folder: RunFolder, identity, resume: bool, progress: bool, dev) -> FitOutcome:
+def _run_ranked(config: FitConfig, out: Path, dev, *, resume: bool, overwrite: bool, force: bool, progress: bool,
+                timeout_s: Optional[float]) -> FitOutcome:
+    """One rank of a fit over several processes: the main rank holds the folder and decides whether the fit
+    resumes (by itself after a ``torchrun`` restart), the others follow its decision."""
+    if isinstance(config, VolumeFitConfig):
+        raise ConfigError(f"{config.path}: radiance-field fits run in one process; start it without torchrun")
+    import torch.distributed as dist
+
+    owns_group = not dist.is_initialized()
+    strategy = start_ranks(dev, timeout_s)
+    try:
+        return _run_rank(config, out, dev, strategy, resume=resume, overwrite=overwrite, force=force,
+                         progress=progress)
+    finally:
+        if owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _run_rank(config: FitConfig, out: Path, dev, strategy: DistributedStrategy, *, resume: bool, overwrite: bool,
+              force: bool, progress: bool) -> FitOutcome:
+    identity = config_identity(config)
+    strategy.check_same("the configuration (sha256 of its parsed keys)", identity["sha256"])
+    if not strategy.is_main:
+        decision = strategy.broadcast_object(None)
+        if decision[0] == "error":
+            raise ConfigError(decision[1])
+        log = RankLog(out, strategy.rank)
+        return _run(config, log, identity, decision[1], False, dev, strategy)
+    with contextlib.ExitStack() as stack:
+        try:
+            folder = stack.enter_context(RunFolder(out))
+            if restarted_by_torchrun():
+                resume = (folder.checkpoint_dir / CHECKPOINT_NAME).exists()
+                overwrite, force = not resume, False
+                folder.log(f"restarted by torchrun (restart {os.environ.get('TORCHELASTIC_RESTART_COUNT')}): "
+                           + ("resuming from the last checkpoint" if resume else "no checkpoint yet, starting again"))
+            saved = _start_folder(folder, config, identity, resume=resume, overwrite=overwrite, force=force)
+        except ConfigError as exc:
+            strategy.broadcast_object(("error", str(exc)))
+            raise
+        strategy.broadcast_object(("ok", saved is not None))
+        return _run(config, folder, identity, saved is not None, progress, dev, strategy)
+
+
+def _start_folder(folder: RunFolder, config, identity, *, resume: bool, overwrite: bool, force: bool):
+    """Check the folder against the flags, keep the config, log the start; the checkpoint resumed, or None."""
+    checkpoint = folder.checkpoint_dir / CHECKPOINT_NAME
+    saved = _check_folder_state(folder, checkpoint, identity, resume=resume, overwrite=overwrite, force=force)
+    if saved is not None:
+        if saved["metadata"].get("config", {}).get("sha256") != identity["sha256"]:
+            kept = folder.keep_config(config, resumed=True)
+            folder.log(f"the resumed configuration is kept as {kept.name}; the original stays")
+        folder.log(f"resumed from step {saved['steps_done']} (config sha256 {identity['sha256'][:12]})")
+    else:
+        folder.keep_config(config, resumed=False)
+        folder.log(f"started: {config.fit.steps} steps, config sha256 {identity['sha256'][:12]}")
+    return saved
+
+
+def _run(config: FitConfig, folder, identity, resume: bool, progress: bool, dev,
+         strategy: Optional[DistributedStrategy] = None) -> FitOutcome:
     out = folder.path
     started = time.perf_counter()
     problem = build_problem(config, dev)
-    with torch.no_grad():
-        initial_images = problem.render_views()
+    main = strategy is None or strategy.is_main
+    if strategy is not None:
+        prepare_ranks(problem, strategy, folder.log)
+    initial_images = initial_shape = None
     measure_shape = problem.truth is not None and bool(problem.fitted_meshes())
-    initial_shape = shape_error_pct(problem.scene, problem.truth) if measure_shape else None
-    fit = make_fit(problem, checkpoint_dir=folder.checkpoint_dir, resume=resume, progress=progress,
-                   metadata={"config": identity})
+    if main:
+        with torch.no_grad():
+            initial_images = problem.render_views()
+        initial_shape = shape_error_pct(problem.scene, problem.truth) if measure_shape else None
+    fit = make_fit(problem, checkpoint_dir=folder.checkpoint_dir, resume=resume, progress=progress and main,
+                   metadata={"config": identity}, strategy=strategy)
+    if strategy is not None and config.fit.sync_check_every > 0:
+        fit.loss_fn = _sync_checked(fit, strategy, config.fit.sync_check_every)
     result = fit.run()
+    if not main:
+        folder.log(f"finished: {result.steps_done} steps in {result.seconds:.1f} s")
+        strategy.barrier()  # the main rank merges every rank's log into the report after this
+        return FitOutcome(out, {"rank": strategy.rank, "steps": result.steps_done}, None)
+    if strategy is not None:
+        strategy.barrier()
     with torch.no_grad():
         problem.apply(result.steps_done)
         final_images = problem.render_views()
@@ -160,10 +235,24 @@ def _run(config: FitConfig, folder: RunFolder, identity, resume: bool, progress:
         metrics[SHAPE_KEY + "_final"] = shape_error_pct(problem.scene, problem.truth)
     from .outputs import write_outputs
 
+    if strategy is not None:
+        metrics["processes"] = strategy.world_size
     report = write_outputs(out, problem, result, metrics, initial_images, final_images,
-                           run_log=folder.log_lines())
+                           run_log=merged_log_lines(out))
     folder.log(f"finished: {result.steps_done} steps, report {report.name}")
     return FitOutcome(out, metrics, report)
+
+
+def _sync_checked(fit: Fit, strategy: DistributedStrategy, every: int):
+    """``fit.loss_fn``, first checking every ``every`` steps that the ranks' parameters are bit-identical."""
+    inner = fit.loss_fn
+
+    def loss_fn(step: int):
+        if step > 0 and step % every == 0:
+            strategy.check_in_sync(fit._all_params, step - 1)
+        return inner(step)
+
+    return loss_fn
 
 
 def make_fit(problem: Problem, *, checkpoint_dir: Optional[Union[str, Path]] = None, resume: bool = False,

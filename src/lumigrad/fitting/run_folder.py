@@ -31,10 +31,11 @@ from typing import Any, Dict, List, Optional
 
 from .config import ConfigError, FitConfig
 
-__all__ = ["RunFolder", "config_identity", "describe_differences"]
+__all__ = ["RankLog", "RunFolder", "config_identity", "describe_differences", "merged_log_lines"]
 
 LOCK_NAME = ".lumigrad.lock"
 LOG_NAME = "run.log"
+RANK_LOG_PATTERN = "run.rank*.log"  # the other ranks of a distributed fit log beside run.log (rank 0's)
 RESULT_NAMES = ("metrics.json", "report.html")
 STALE_PATTERNS = (".checkpoint.*.tmp",)
 MAX_SHOWN_KEYS = 6
@@ -217,3 +218,45 @@ def _read_pid(fd: int) -> Optional[int]:
         return int(text) if text.isdigit() else None
     except OSError:
         return None
+
+
+class RankLog:
+    """The log of a non-main rank of a distributed fit: ``OUT/run.rankN.log``, the same lines as ``run.log``.
+
+    Only the main rank holds the :class:`RunFolder` (its lock, its checkpoint checks, ``run.log``); the others
+    write their own file so no two processes append to one.
+    """
+
+    def __init__(self, path: Path, rank: int):
+        self.path = Path(path)
+        self.rank = int(rank)
+        self.file = self.path / f"run.rank{self.rank}.log"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoint"
+
+    def log(self, message: str) -> None:
+        """Append a time-stamped line to ``OUT/run.rankN.log``."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.file, "a", encoding="utf-8") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+
+def merged_log_lines(path: Path) -> List[str]:
+    """``run.log`` and every ``run.rankN.log`` in ``path``, merged in time order, rank lines marked ``[rank N]``
+    (lines of one second keep their file order, rank 0 first)."""
+    files = [(0, Path(path) / LOG_NAME)] + sorted(
+        (int(f.stem.split("rank")[-1]), f) for f in Path(path).glob(RANK_LOG_PATTERN)
+        if f.stem.split("rank")[-1].isdigit())
+    lines = []
+    for rank, f in files:
+        try:
+            text = f.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        for k, line in enumerate(text):
+            stamp, rest = line[:19], line[20:]
+            shown = line if rank == 0 else f"{stamp} [rank {rank}] {rest}"
+            lines.append((stamp, rank, k, shown))
+    return [shown for *_, shown in sorted(lines)]
