@@ -326,16 +326,30 @@ def test_animated_non_joint_ancestor_becomes_a_joint_and_moves_the_mesh(tmp_path
                                                                                            dtype=torch.float64))
 
 
-def test_rigid_node_animation_is_named_in_the_warning(tmp_path):
+def test_rigid_node_animation_moves_its_mesh(tmp_path):
     path, doc = _skin_doc(tmp_path)
     doc["nodes"].append({"name": "crate", "mesh": 1})
     doc["meshes"].append({"primitives": [{"attributes": {"POSITION": 0}}]})
     doc["scenes"][0]["nodes"].append(3)
     doc["animations"][0]["channels"].append({"sampler": 0, "target": {"node": 3, "path": "rotation"}})
     path.write_text(json.dumps(doc))
-    with pytest.warns(lg.io.gltf.GltfWarning, match="neither joints nor morphed meshes .*node crate"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scene = read_gltf(path, dtype=torch.float64)
+    assert type(scene.meshes["crate"]) is lg.SceneMesh and scene.rigid_nodes.names == ["crate"]
+    rotation = scene.animations[next(iter(scene.animations))].sample(1.0)["crate"]["rotation"]
+    assert torch.allclose(scene.at(1.0).meshes["crate"].to_world[:3, :3], lg.animation.quaternion_to_matrix(rotation))
+
+
+def test_animated_node_without_mesh_or_camera_is_named_in_the_warning(tmp_path):
+    path, doc = _skin_doc(tmp_path)
+    doc["nodes"].append({"name": "lamp_post"})
+    doc["scenes"][0]["nodes"].append(3)
+    doc["animations"][0]["channels"].append({"sampler": 0, "target": {"node": 3, "path": "rotation"}})
+    path.write_text(json.dumps(doc))
+    with pytest.warns(lg.io.gltf.GltfWarning, match="nodes that move no mesh, camera or joint .*node lamp_post"):
         scene = read_gltf(path)
-    assert type(scene.meshes["crate"]) is lg.SceneMesh
+    assert scene.rigid_nodes is None
 
 
 def test_cubicspline_rotation_sampler_from_a_file(tmp_path):

@@ -20,7 +20,7 @@ import torch
 from .._checks import check_choice, check_indices, check_tensor
 from ..animation import (Skeleton, apply_morph_targets, dual_quaternion_skinning, forward_kinematics,
                          linear_blend_skinning, matrix_to_rotation_6d, normalize_skin_weights, quaternion_to_matrix,
-                         rotation_6d_to_matrix, skin_matrices, skin_normals)
+                         rotation_6d_to_matrix, sampled_local_pose, skin_matrices, skin_normals)
 from . import params as P
 from .scene import SceneMesh
 
@@ -130,24 +130,7 @@ class SkinnedMesh(SceneMesh):
         sk = self.skeleton
         rotation = rotation_6d_to_matrix(self.joint_rotation)
         translation, scale = sk.rest_translation.to(rotation.dtype), sk.rest_scale.to(rotation.dtype)
-        if sample:
-            props_of = [sample.get(name) or {} for name in sk.names]
-            batch = torch.Size()
-            for props in props_of:
-                for key in ("rotation", "translation", "scale"):
-                    if key in props:
-                        batch = torch.broadcast_shapes(batch, props[key].shape[:-1])
-            rot = [r.expand(batch + (3, 3)) for r in rotation.unbind(0)]
-            tr = [x.expand(batch + (3,)) for x in translation.unbind(0)]
-            sc = [x.expand(batch + (3,)) for x in scale.unbind(0)]
-            for j, props in enumerate(props_of):
-                if "rotation" in props:
-                    rot[j] = quaternion_to_matrix(props["rotation"].to(rotation.dtype)).expand(batch + (3, 3))
-                if "translation" in props:
-                    tr[j] = props["translation"].to(rotation.dtype).expand(batch + (3,))
-                if "scale" in props:
-                    sc[j] = props["scale"].to(rotation.dtype).expand(batch + (3,))
-            rotation, translation, scale = torch.stack(rot, -3), torch.stack(tr, -2), torch.stack(sc, -2)
+        rotation, translation, scale = sampled_local_pose(sk.names, rotation, translation, scale, sample)
         is_root = (sk.parents < 0).to(rotation.dtype)[:, None]
         translation = translation + is_root * self.root_translation
         return forward_kinematics(sk, rotation, translation, scale)
