@@ -15,7 +15,7 @@ from .rotations import (axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_qu
                         quaternion_multiply, quaternion_slerp, quaternion_to_matrix, rotation_6d_to_matrix)
 from .skeleton import Skeleton, forward_kinematics, sampled_local_pose, skin_matrices, trs_to_matrix
 from .skinning import (SkinWeightWarning, blend_skin_matrices, dual_quaternion_skinning, linear_blend_skinning,
-                       normalize_skin_weights, skin_normals)
+                       normalize_skin_weights, skin_normals, skin_tangents)
 from .morph import apply_morph_targets
 from .keyframes import INTERPOLATIONS, TRACK_KINDS, KeyframeTrack, sample_track
 from .animation import Animation, Channel
@@ -24,5 +24,5 @@ __all__ = ["axis_angle_to_matrix", "matrix_to_axis_angle", "matrix_to_quaternion
            "quaternion_multiply", "quaternion_slerp", "quaternion_to_matrix", "rotation_6d_to_matrix",
            "Skeleton", "forward_kinematics", "sampled_local_pose", "skin_matrices", "trs_to_matrix",
            "SkinWeightWarning", "blend_skin_matrices", "dual_quaternion_skinning", "linear_blend_skinning",
-           "normalize_skin_weights", "skin_normals", "apply_morph_targets",
+           "normalize_skin_weights", "skin_normals", "skin_tangents", "apply_morph_targets",
            "INTERPOLATIONS", "TRACK_KINDS", "KeyframeTrack", "sample_track", "Animation", "Channel"]

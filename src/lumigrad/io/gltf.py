@@ -30,7 +30,8 @@ What is read, once, into lumigrad's conventions:
   :class:`lumigrad.limits.BudgetError`.
 * skins, morph targets and animations: a skinned or morphed primitive becomes a
   :class:`~lumigrad.scene.SkinnedMesh` (``skins`` with ``inverseBindMatrices``, the identity when missing as
-  the specification says; ``JOINTS_n`` / ``WEIGHTS_n`` for every n; morph ``POSITION`` / ``NORMAL`` deltas and
+  the specification says; ``JOINTS_n`` / ``WEIGHTS_n`` for every n; morph ``POSITION`` / ``NORMAL`` / ``TANGENT``
+  (xyz; the handedness is not morphed) deltas and
   ``mesh.weights`` / ``node.weights``), and ``animations`` become ``scene.animations`` (node translation,
   rotation, scale and weights channels; STEP, LINEAR, CUBICSPLINE), posed by :meth:`Scene.at`. Animated nodes
   that are not skin joints carry the non-skinned meshes and cameras below them: ``scene.rigid_nodes``
@@ -47,7 +48,8 @@ ranges are checked against what they point into before anything is sliced, node 
 ``bufferView`` (all zeros) larger than ``MAX_IMPLICIT_ACCESSOR_BYTES`` is refused before allocating.
 
 Not read, and named in **one** :class:`GltfWarning` per file, e.g. ``model.gltf: lumigrad ignores extensions
-KHR_materials_sheen; alphaMode BLEND (material 'glass')``: morph-target ``TANGENT`` deltas, animation of nodes
+KHR_materials_sheen; alphaMode BLEND (material 'glass')``: morph-target ``TANGENT`` deltas of primitives
+without ``TANGENT``, animation of nodes
 that move no mesh, camera or joint, lights below animated nodes (they stay at rest), animation paths other than
 node TRS / weights, extensions other than ``KHR_lights_punctual``, ``KHR_materials_ior``, ``KHR_materials_emissive_strength``,
 ``KHR_materials_transmission`` and ``KHR_materials_volume``
@@ -696,26 +698,28 @@ class _Reader:
             sets.append(np.asarray(arr, dtype=np.int64 if integer else np.float64))
         return np.concatenate(sets, axis=1) if sets else None
 
-    def _morph_targets(self, prim: dict, mesh: dict, node: int, where: str, mwhere: str, V: int):
-        """``(position deltas [M, V, 3], normal deltas [M, V, 3] or None, default weights [M])`` or None."""
+    def _morph_targets(self, prim: dict, mesh: dict, node: int, where: str, mwhere: str, V: int,
+                       has_tangents: bool):
+        """``(position deltas [M, V, 3], normal deltas [M, V, 3] or None, tangent deltas [M, V, 3] or None,
+        default weights [M])`` or None. Tangent deltas are xyz only (glTF: the handedness is not morphed)."""
         targets = self.get(prim, "targets", "list", where, [])
         if not targets:
             return None
-        pos, nrm = [], []
+        pos, nrm, tan = [], [], []
         for m, target in enumerate(targets):
             twhere = f"{where}.targets[{m}]"
             if not isinstance(target, dict):
                 raise GltfError(f"{self.path}: {twhere} must be an object; got {_short(target)}")
-            for name, out in (("POSITION", pos), ("NORMAL", nrm)):
-                if name in target:
+            if "TANGENT" in target and not has_tangents:
+                self._note("morph target TANGENT deltas of primitives without TANGENT", twhere)
+            for name, out in (("POSITION", pos), ("NORMAL", nrm), ("TANGENT", tan)):
+                if name in target and (name != "TANGENT" or has_tangents):
                     t = self.tensor(self.get(target, name, "index", twhere), 3, f"{twhere}.{name}")
                     if t.shape[0] != V:
                         raise GltfError(f"{self.path}: {twhere}.{name} has {t.shape[0]} elements; POSITION has {V}")
                     out.append(t)
                 else:
                     out.append(torch.zeros(V, 3, dtype=self.dtype))
-            if "TANGENT" in target:
-                self._note("morph target TANGENT deltas", twhere)
         M = len(targets)
         owner = mwhere
         weights = self.get(mesh, "weights", "numbers", mwhere, [0.0] * M)
@@ -725,7 +729,9 @@ class _Reader:
         if len(weights) != M:
             raise GltfError(f"{self.path}: {owner}.weights has {len(weights)} values for {M} morph targets")
         has_normals = any("NORMAL" in t for t in targets)
-        return torch.stack(pos), (torch.stack(nrm) if has_normals else None), torch.tensor(weights, dtype=self.dtype)
+        has_tangent_deltas = has_tangents and any("TANGENT" in t for t in targets)
+        return (torch.stack(pos), (torch.stack(nrm) if has_normals else None),
+                (torch.stack(tan) if has_tangent_deltas else None), torch.tensor(weights, dtype=self.dtype))
 
     @property
     def _animated_nodes(self) -> set:
@@ -850,14 +856,15 @@ class _Reader:
                     setattr(material, s, None)
             common = dict(uv=uv, normals=optional.get("NORMAL"), tangents=optional.get("TANGENT"),
                           double_sided=double_sided)
-            morph = self._morph_targets(prim, mesh, node, where, f"meshes[{index}]", V)
+            morph = self._morph_targets(prim, mesh, node, where, f"meshes[{index}]", V, "TANGENT" in optional)
             if skin is None and morph is None:
                 out.append(self._make(where, SceneMesh, verts, torch.from_numpy(faces), material,
                                       to_world=to_world.clone(), **common))
                 continue
             deform = {}
             if morph is not None:
-                deform.update(morph_deltas=morph[0], morph_normal_deltas=morph[1], morph_weights=morph[2])
+                deform.update(morph_deltas=morph[0], morph_normal_deltas=morph[1], morph_tangent_deltas=morph[2],
+                              morph_weights=morph[3])
                 if node >= 0:
                     self._deformed_nodes.add(self._node_names[node])
             if skin is not None:
