@@ -388,3 +388,33 @@ def test_cubicspline_rotation_sampler_from_a_file(tmp_path):
     assert torch.allclose(quarter, torch.tensor([1 + np.cos(angle), np.sin(angle), 0], dtype=torch.float64),
                           atol=1e-6)
     assert knee.skeleton.num_joints == 2
+
+
+def test_morph_tangent_deltas_from_a_file(tmp_path):
+    """A triangle with tangents and one morph target displacing them (the Khronos cube's TANGENT deltas are all
+    zero, so this file is built by hand): xyz move by ``w * delta``, the handedness stays."""
+    pos = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)
+    tan = np.array([[1, 0, 0, 1], [1, 0, 0, -1], [0, 1, 0, 1]], np.float32)
+    dpos = np.full((3, 3), 0.1, np.float32)
+    dtan = np.array([[0, 0.5, 0], [0, -0.5, 0.25], [0.5, 0, 0]], np.float32)
+    blobs = [pos, tan, dpos, dtan]
+    raw = b"".join(b.tobytes() for b in blobs)
+    (tmp_path / "tri.bin").write_bytes(raw)
+    offsets = np.cumsum([0] + [b.nbytes for b in blobs])
+    doc = {"asset": {"version": "2.0"}, "scenes": [{"nodes": [0]}], "nodes": [{"name": "tri", "mesh": 0}],
+           "meshes": [{"weights": [0.5], "primitives": [{"attributes": {"POSITION": 0, "TANGENT": 1},
+                                                         "targets": [{"POSITION": 2, "TANGENT": 3}]}]}],
+           "buffers": [{"uri": "tri.bin", "byteLength": len(raw)}],
+           "bufferViews": [{"buffer": 0, "byteOffset": int(offsets[k]), "byteLength": b.nbytes}
+                           for k, b in enumerate(blobs)],
+           "accessors": [{"bufferView": k, "componentType": 5126, "count": 3, "type": f"VEC{b.shape[1]}",
+                          **({"min": [0, 0, 0], "max": [1, 1, 0]} if k == 0 else {})} for k, b in enumerate(blobs)]}
+    path = tmp_path / "tri.gltf"
+    path.write_text(json.dumps(doc))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scene = read_gltf(path, dtype=torch.float64)
+    posed = scene.at(0.0).meshes["tri"]
+    expected = np.concatenate([tan[:, :3] + 0.5 * dtan, tan[:, 3:]], 1)
+    assert np.allclose(posed.tangents.numpy(), expected, atol=1e-7)
+    assert np.allclose(posed.verts.numpy(), pos + 0.05, atol=1e-7)
