@@ -18,7 +18,8 @@ from .flatten import Triangles, flatten
 from .deform import deformed_scene
 
 __all__ = ["AreaLight", "DirectionalLight", "EnvironmentLight", "Film", "LIGHT_TYPES", "Light", "LightType",
-           "PARAM_KINDS", "ParamInfo", "PointLight", "RigidNodes", "SHLight", "Scene", "SceneMesh", "Setting", "Shape", "VolumeShape",
+           "PARAM_KINDS", "ParamInfo", "PointLight",
+           "RigidNodes", "SHLight", "Scene", "SceneMesh", "Setting", "Shape", "VolumeShape",
            "ShapeTriangles", "SkinnedMesh", "SpotLight", "Triangles", "deformed_scene", "flatten", "register_light_type",
            "scene_from_mesh"]
 
