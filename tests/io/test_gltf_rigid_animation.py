@@ -209,3 +209,22 @@ def test_light_below_an_animated_node_is_named_in_the_warning(tmp_path):
     path.write_text(json.dumps(doc))
     with pytest.warns(lg.io.gltf.GltfWarning, match="lights below animated nodes .*light arm"):
         read_gltf(path)
+
+
+def test_morphed_mesh_on_an_animated_node_is_morphed_then_moved(tmp_path):
+    pos = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)
+    delta = np.full((3, 3), 0.5, np.float32)
+    (tmp_path / "t.bin").write_bytes(pos.tobytes() + delta.tobytes())
+    doc = {"asset": {"version": "2.0"}, "scenes": [{"nodes": [0]}], "nodes": [{"name": "m", "mesh": 0}],
+           "meshes": [{"weights": [1.0], "primitives": [{"attributes": {"POSITION": 0},
+                                                         "targets": [{"POSITION": 1}]}]}],
+           "buffers": [{"uri": "t.bin", "byteLength": 72}],
+           "bufferViews": [{"buffer": 0, "byteLength": 36}, {"buffer": 0, "byteOffset": 36, "byteLength": 36}],
+           "accessors": [{"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3", "min": [0, 0, 0],
+                          "max": [1, 1, 0]}, {"bufferView": 1, "componentType": 5126, "count": 3, "type": "VEC3"}]}
+    _add_animation(doc, tmp_path, [(0, "translation", [[0, 0, 0], [0, 0, 5]])], [0.0, 1.0])
+    (tmp_path / "m.gltf").write_text(json.dumps(doc))
+    scene = read_gltf(tmp_path / "m.gltf", dtype=torch.float64)
+    assert isinstance(scene.meshes["m"], lg.SkinnedMesh) and scene.rigid_nodes.names == ["m"]
+    expected = pos + delta + np.array([0, 0, 5.0])
+    np.testing.assert_allclose(scene.at(1.0).meshes["m"].world_verts().numpy(), expected, atol=1e-12)

@@ -101,14 +101,15 @@ class RigidNodes:
         for name, (node, offset) in self.meshes.items():
             if moved[node] and name in meshes:
                 mesh = meshes[name]
-                meshes[name] = replace(mesh, to_world=(world[node] @ offset.to(world.dtype)).to(mesh.to_world.dtype))
+                to_world = (world[node] @ offset.to(world.dtype)).to(mesh.to_world)  # its dtype and device
+                meshes[name] = replace(mesh, to_world=to_world)
         for name, (node, offset) in self.cameras.items():
             if moved[node] and name in cameras:
                 cam = cameras[name]
                 c2w = world[node] @ offset.to(world.dtype)
                 norms = torch.linalg.vector_norm(c2w[:3, :3], dim=0).clamp_min(1e-300)
                 c2w = torch.cat([torch.cat([c2w[:3, :3] / norms, c2w[:3, 3:]], 1), c2w[3:]], 0)
-                cameras[name] = Camera(cam.K, invert_rigid(c2w).to(cam.world_to_cam.dtype), cam.width, cam.height,
+                cameras[name] = Camera(cam.K, invert_rigid(c2w).to(cam.world_to_cam), cam.width, cam.height,
                                        cam.near, cam.far, cam.distortion, cam.distortion_model,
                                        projection=cam.projection)
         return meshes, cameras
