@@ -19,7 +19,7 @@ import time
 import torch
 
 import lumigrad as lg
-from lumigrad.physics import simulate
+from lumigrad.physics import lit_scene, simulate
 from lumigrad.physics.soft_body import drop_soft_box
 
 TRUE_MODULUS = 4.0e3   # Pa
@@ -30,17 +30,6 @@ def camera(size: int) -> lg.Camera:
     """A camera in front of the drop (-y), slightly above the floor, +z up."""
     return lg.Camera.look_at(torch.tensor([0.0, -0.9, 0.25]), torch.tensor([0.0, 0.0, 0.1]),
                              torch.tensor([0.0, 0.0, 1.0]), width=size, height=size, fov_y=0.5, near=0.1, far=3.0)
-
-
-def lit_scene(verts: torch.Tensor, faces: torch.Tensor) -> lg.Scene:
-    scene = lg.Scene()
-    scene.add_mesh("body", lg.SceneMesh(verts, faces, lg.shading.Material(
-        base_color_factor=[0.8, 0.5, 0.3, 1.0], metallic_factor=0.0, roughness_factor=0.9)))
-    sh = torch.zeros(9, 3)
-    sh[0], sh[2] = 1.0, 0.3
-    scene.add_light("sky", lg.SHLight(sh))
-    scene.add_light("sun", lg.DirectionalLight([-0.3, 0.5, -1.0], 2.0))
-    return scene
 
 
 def render_video(body, modulus: torch.Tensor, frames: int, substeps: int, cam: lg.Camera) -> torch.Tensor:

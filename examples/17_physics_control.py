@@ -22,28 +22,18 @@ import torch
 import torch.nn.functional as tnf
 
 import lumigrad as lg
-from lumigrad.physics import simulate
+from lumigrad.physics import lit_scene, simulate
 from lumigrad.physics.soft_body import drop_soft_box
 
 DT = 2.0e-3     # s per solver step
 MODULUS = 2.0e4  # Pa: a firm box, so the push moves it more than it deforms it
+BOX_COLOR = (0.3, 0.6, 0.8)  # blue, to tell it from example 16's box
 
 
 def camera(size: int) -> lg.Camera:
     """A camera above and in front of the floor, looking down at the push, +z up."""
     return lg.Camera.look_at(torch.tensor([0.05, -0.55, 0.75]), torch.tensor([0.05, 0.05, 0.0]),
                              torch.tensor([0.0, 0.0, 1.0]), width=size, height=size, fov_y=0.7, near=0.1, far=3.0)
-
-
-def lit_scene(verts: torch.Tensor, faces: torch.Tensor) -> lg.Scene:
-    scene = lg.Scene()
-    scene.add_mesh("body", lg.SceneMesh(verts, faces, lg.shading.Material(
-        base_color_factor=[0.3, 0.6, 0.8, 1.0], metallic_factor=0.0, roughness_factor=0.9)))
-    sh = torch.zeros(9, 3)
-    sh[0], sh[2] = 1.0, 0.3
-    scene.add_light("sky", lg.SHLight(sh))
-    scene.add_light("sun", lg.DirectionalLight([-0.3, 0.5, -1.0], 2.0))
-    return scene
 
 
 def push(forces: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
@@ -55,6 +45,11 @@ def final_state(body, forces: torch.Tensor, mass: torch.Tensor):
     """Simulate under ``forces`` and return the final particle positions ``[n, 3]``."""
     params = {"state.particle_f": push(forces, mass), "model.tet_materials": body.tet_materials(torch.tensor(MODULUS))}
     return simulate(body.system, params, forces.shape[0], DT, checkpoint_every=50)[-1]
+
+
+def draw(body, particles: torch.Tensor, cam: lg.Camera) -> torch.Tensor:
+    """The box at particle positions ``[n, 3]``, rendered RGBA ``[H, W, 4]`` over black."""
+    return lg.render(lit_scene(particles.float(), body.surface_faces, BOX_COLOR), cam, background=0.0).rgba
 
 
 def image_loss(image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -83,7 +78,7 @@ def main(argv=None):
     true_forces = args.push * torch.sin(math.pi * t)[:, None] * torch.tensor([1.0, 0.6, 0.0], dtype=torch.float64)
     with torch.no_grad():
         true_final = final_state(body, true_forces, mass)
-        target = lg.render(lit_scene(true_final.float(), body.surface_faces), cam, background=0.0).rgba
+        target = draw(body, true_final, cam)
         start_final = final_state(body, torch.zeros_like(true_forces), mass)
 
     forces = torch.zeros(steps, 3, dtype=torch.float64, requires_grad=True)
@@ -92,7 +87,7 @@ def main(argv=None):
     for step in range(args.steps):
         optimizer.zero_grad()
         final = final_state(body, forces, mass)
-        loss = image_loss(lg.render(lit_scene(final.float(), body.surface_faces), cam, background=0.0).rgba, target)
+        loss = image_loss(draw(body, final, cam), target)
         regulariser = args.smooth * ((forces[1:] - forces[:-1]) ** 2).sum() + args.effort * (forces ** 2).sum()
         (loss + regulariser).backward()
         optimizer.step()
@@ -101,8 +96,7 @@ def main(argv=None):
             print(f"step {step:3d}  image loss {loss.item():.3e}  centre-of-mass error {1000 * distance:.1f} mm")
     with torch.no_grad():
         final = final_state(body, forces, mass)
-        loss = float(image_loss(lg.render(lit_scene(final.float(), body.surface_faces), cam, background=0.0).rgba,
-                                target))
+        loss = float(image_loss(draw(body, final, cam), target))
         error = float((final.mean(0) - true_final.mean(0)).norm())
         start_error = float((start_final.mean(0) - true_final.mean(0)).norm())
     seconds = time.perf_counter() - start

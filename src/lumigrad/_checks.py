@@ -127,6 +127,31 @@ def check_number(value, name: str, *, lo: Optional[float] = None, hi: Optional[f
     return value
 
 
+def check_numbers(values, name: str, *, min_count: int = 1) -> list:
+    """Return the finite real numbers ``values`` (a sequence, or a tensor of at most one dim) as a list, or raise
+    naming ``name``: Python floats for a sequence (each element read by :func:`check_number` as
+    ``name[k]``), the 0-d elements for a floating tensor (they keep their autograd graph).
+
+    ``TypeError`` for a string, a non-sequence, a non-number element or an integer tensor; ``ValueError`` for
+    NaN / Inf, a tensor of more than one dim, or fewer than ``min_count`` values.
+
+    Example: ``check_numbers([0, 0.5], "times")`` gives ``[0.0, 0.5]``.
+    """
+    if isinstance(values, torch.Tensor):
+        if values.dim() > 1:
+            raise ValueError(f"{name} must be a 1-D tensor (or 0-D); got shape {tuple(values.shape)}")
+        check_tensor(values, name, floating=True, finite=True)
+        out = list(values.reshape(-1).unbind(0))
+    elif isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise TypeError(f"{name} must be a sequence of numbers or a 1-D tensor; got {type(values).__name__}")
+    else:
+        out = [check_number(v, f"{name}[{k}]") for k, v in enumerate(values)]
+    if len(out) < min_count:
+        need = "one value" if min_count == 1 else f"{min_count} values"
+        raise ValueError(f"{name} must hold at least {need}; got {len(out)}")
+    return out
+
+
 def check_indices(idx: torch.Tensor, name: str, upper: int) -> None:
     """Raise ``ValueError`` if any index lies outside ``[0, upper)``.
 

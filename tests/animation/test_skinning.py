@@ -192,3 +192,29 @@ def test_batched_verts_broadcast_with_batched_matrices():
         for b in range(2):
             assert torch.allclose(out[b], op(verts[b], joints, w, S[b]), atol=1e-12)
         assert op(verts, joints, w, S[0]).shape == (2, V, 3)  # batched verts, one pose
+
+
+def test_skin_tangents_move_with_the_surface_and_keep_handedness():
+    from lumigrad.animation import skin_tangents
+
+    g = torch.Generator().manual_seed(11)
+    V, J = 5, 3
+    tangents = torch.cat([torch.randn(V, 3, generator=g, dtype=D), torch.tensor([1.0, -1, 1, -1, 1], dtype=D)[:, None]],
+                         -1)
+    joints, w = _binding(V, J, 2, g)
+    S = torch.randn(J, 4, 4, generator=g, dtype=D) * 0.2 + torch.eye(4, dtype=D)
+    out = skin_tangents(tangents, joints, w, S)
+    for v in range(V):  # float64 reference: the blended linear part applied to the direction, renormalised
+        A = sum(w[v, k] * S[joints[v, k], :3, :3] for k in range(2))
+        t = A @ tangents[v, :3]
+        assert torch.allclose(out[v, :3], t / t.norm(), atol=1e-12) and out[v, 3] == tangents[v, 3]
+    # a tangent stays perpendicular to the skinned normal (tangent by A, normal by A's cofactor)
+    normal = torch.linalg.cross(tangents[:, :3], torch.randn(V, 3, generator=g, dtype=D))
+    n = skin_normals(normal, joints, w, S)
+    assert float((n * out[:, :3]).sum(-1).abs().max()) < 1e-12
+    xyz = tangents[:, :3].clone().requires_grad_(True)
+    ww = w.clone().requires_grad_(True)
+    Sg = S.clone().requires_grad_(True)
+    assert gradcheck(lambda x, a, m: skin_tangents(torch.cat([x, tangents[:, 3:]], -1), joints, a, m), (xyz, ww, Sg))
+    with pytest.raises(ValueError, match="tangents"):
+        skin_tangents(tangents[:, :3], joints, w, S)

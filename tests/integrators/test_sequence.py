@@ -129,6 +129,12 @@ def test_bad_input():
         lg.render_sequence(scene, traj, [float("nan")])
     with pytest.raises(TypeError, match="times"):
         lg.render_sequence(scene, traj, "0.5")
+    with pytest.raises(ValueError, match=r"times\[1\] must be a finite number; got inf"):
+        lg.render_sequence(scene, traj, [0.0, float("inf")])
+    with pytest.raises(TypeError, match=r"times\[0\] must be a real number; got NoneType"):
+        lg.render_sequence(scene, traj, [None])
+    with pytest.raises(ValueError, match=r"times must be a 1-D tensor \(or 0-D\); got shape \(2, 2\)"):
+        lg.render_sequence(scene, traj, torch.zeros(2, 2))
     with pytest.raises(TypeError, match="cameras"):
         lg.render_sequence(scene, object(), [0.0])
     cams = lg.Camera.look_at(torch.tensor([[0.0, 0, -3]] * 3), torch.zeros(3, 3), width=16, height=16)

@@ -172,7 +172,8 @@ def test_rigged_simple_gltf_and_glb_agree():
 def test_morph_cube_weights_and_positions_at_keyframes():
     _need(MORPH)
     ref = _Doc(MORPH)
-    with pytest.warns(lg.io.gltf.GltfWarning, match="morph target TANGENT deltas"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # TANGENT deltas are read since they are applied
         scene = read_gltf(MORPH, dtype=torch.float64)
     (mesh,) = scene.meshes.values()
     anim = scene.animations["Square"]
@@ -189,8 +190,13 @@ def test_morph_cube_weights_and_positions_at_keyframes():
         assert np.allclose(w.numpy(), values[k], atol=1e-12)
         posed = base + np.tensordot(values[k], deltas, axes=1)
         posed = posed @ world[:3, :3].T + world[:3, 3]
-        assert np.allclose(scene.at(float(times[k])).meshes[mesh_name(scene)].world_verts().numpy(), posed,
-                           atol=1e-5)
+        frame = scene.at(float(times[k])).meshes[mesh_name(scene)]
+        assert np.allclose(frame.world_verts().numpy(), posed, atol=1e-5)
+        # tangents: xyz displaced by the weighted TANGENT deltas, the handedness w untouched (glTF 3.7.2.2)
+        tangents = ref.accessor(prim["attributes"]["TANGENT"])
+        t_deltas = np.stack([ref.accessor(t["TANGENT"]) for t in prim["targets"]])
+        expected = np.concatenate([tangents[:, :3] + np.tensordot(values[k], t_deltas, axes=1), tangents[:, 3:]], 1)
+        assert np.allclose(frame.tangents.numpy(), expected, atol=1e-6)
     # the default weights are the mesh's weights
     assert np.allclose(mesh.morph_weights.numpy(), ref.doc["meshes"][0].get("weights", [0.0] * len(deltas)))
 
@@ -326,16 +332,30 @@ def test_animated_non_joint_ancestor_becomes_a_joint_and_moves_the_mesh(tmp_path
                                                                                            dtype=torch.float64))
 
 
-def test_rigid_node_animation_is_named_in_the_warning(tmp_path):
+def test_rigid_node_animation_moves_its_mesh(tmp_path):
     path, doc = _skin_doc(tmp_path)
     doc["nodes"].append({"name": "crate", "mesh": 1})
     doc["meshes"].append({"primitives": [{"attributes": {"POSITION": 0}}]})
     doc["scenes"][0]["nodes"].append(3)
     doc["animations"][0]["channels"].append({"sampler": 0, "target": {"node": 3, "path": "rotation"}})
     path.write_text(json.dumps(doc))
-    with pytest.warns(lg.io.gltf.GltfWarning, match="neither joints nor morphed meshes .*node crate"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scene = read_gltf(path, dtype=torch.float64)
+    assert type(scene.meshes["crate"]) is lg.SceneMesh and scene.rigid_nodes.names == ["crate"]
+    rotation = scene.animations[next(iter(scene.animations))].sample(1.0)["crate"]["rotation"]
+    assert torch.allclose(scene.at(1.0).meshes["crate"].to_world[:3, :3], lg.animation.quaternion_to_matrix(rotation))
+
+
+def test_animated_node_without_mesh_or_camera_is_named_in_the_warning(tmp_path):
+    path, doc = _skin_doc(tmp_path)
+    doc["nodes"].append({"name": "lamp_post"})
+    doc["scenes"][0]["nodes"].append(3)
+    doc["animations"][0]["channels"].append({"sampler": 0, "target": {"node": 3, "path": "rotation"}})
+    path.write_text(json.dumps(doc))
+    with pytest.warns(lg.io.gltf.GltfWarning, match="nodes that move no mesh, camera or joint .*node lamp_post"):
         scene = read_gltf(path)
-    assert type(scene.meshes["crate"]) is lg.SceneMesh
+    assert scene.rigid_nodes is None
 
 
 def test_cubicspline_rotation_sampler_from_a_file(tmp_path):
@@ -368,3 +388,33 @@ def test_cubicspline_rotation_sampler_from_a_file(tmp_path):
     assert torch.allclose(quarter, torch.tensor([1 + np.cos(angle), np.sin(angle), 0], dtype=torch.float64),
                           atol=1e-6)
     assert knee.skeleton.num_joints == 2
+
+
+def test_morph_tangent_deltas_from_a_file(tmp_path):
+    """A triangle with tangents and one morph target displacing them (the Khronos cube's TANGENT deltas are all
+    zero, so this file is built by hand): xyz move by ``w * delta``, the handedness stays."""
+    pos = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)
+    tan = np.array([[1, 0, 0, 1], [1, 0, 0, -1], [0, 1, 0, 1]], np.float32)
+    dpos = np.full((3, 3), 0.1, np.float32)
+    dtan = np.array([[0, 0.5, 0], [0, -0.5, 0.25], [0.5, 0, 0]], np.float32)
+    blobs = [pos, tan, dpos, dtan]
+    raw = b"".join(b.tobytes() for b in blobs)
+    (tmp_path / "tri.bin").write_bytes(raw)
+    offsets = np.cumsum([0] + [b.nbytes for b in blobs])
+    doc = {"asset": {"version": "2.0"}, "scenes": [{"nodes": [0]}], "nodes": [{"name": "tri", "mesh": 0}],
+           "meshes": [{"weights": [0.5], "primitives": [{"attributes": {"POSITION": 0, "TANGENT": 1},
+                                                         "targets": [{"POSITION": 2, "TANGENT": 3}]}]}],
+           "buffers": [{"uri": "tri.bin", "byteLength": len(raw)}],
+           "bufferViews": [{"buffer": 0, "byteOffset": int(offsets[k]), "byteLength": b.nbytes}
+                           for k, b in enumerate(blobs)],
+           "accessors": [{"bufferView": k, "componentType": 5126, "count": 3, "type": f"VEC{b.shape[1]}",
+                          **({"min": [0, 0, 0], "max": [1, 1, 0]} if k == 0 else {})} for k, b in enumerate(blobs)]}
+    path = tmp_path / "tri.gltf"
+    path.write_text(json.dumps(doc))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scene = read_gltf(path, dtype=torch.float64)
+    posed = scene.at(0.0).meshes["tri"]
+    expected = np.concatenate([tan[:, :3] + 0.5 * dtan, tan[:, 3:]], 1)
+    assert np.allclose(posed.tangents.numpy(), expected, atol=1e-7)
+    assert np.allclose(posed.verts.numpy(), pos + 0.05, atol=1e-7)

@@ -227,3 +227,28 @@ def test_static_scene_at_any_time_is_the_same_scene():
     later = scene.at(3.0)
     assert later.meshes["rod"] is scene.meshes["rod"] and later.lights["key"] is scene.lights["key"]
     assert sorted(later.parameters()) == sorted(scene.parameters())
+
+
+def test_morph_tangent_deltas_move_xyz_keep_w_and_are_skinned():
+    m = _skinned(morph=True)
+    V = m.verts.shape[0]
+    g = torch.Generator().manual_seed(3)
+    m.tangents = torch.cat([torch.randn(V, 3, generator=g, dtype=D), torch.ones(V, 1, dtype=D)], -1)
+    m.tangents[::2, 3] = -1
+    m.morph_tangent_deltas = torch.randn(2, V, 3, generator=g, dtype=D) * 0.1
+    m.morph_weights = torch.tensor([0.3, -0.5], dtype=D)
+    morphed = m.tangents[:, :3] + 0.3 * m.morph_tangent_deltas[0] - 0.5 * m.morph_tangent_deltas[1]
+    rest = m.posed().tangents  # rest pose: skinning is the identity, the direction is renormalised
+    assert torch.allclose(rest[:, :3], morphed / morphed.norm(dim=-1, keepdim=True), atol=1e-12)
+    assert torch.equal(rest[:, 3], m.tangents[:, 3])
+    m.joint_rotation = _bend(m, 60)
+
+    def tangents(deltas, weights):
+        m.morph_tangent_deltas, m.morph_weights = deltas, weights
+        return m.posed().tangents
+
+    deltas = m.morph_tangent_deltas.clone().requires_grad_(True)
+    weights = m.morph_weights.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(tangents, (deltas, weights))
+    with pytest.raises(ValueError, match="morph_tangent_deltas given without tangents"):
+        SkinnedMesh(m.verts, m.faces, morph_deltas=m.morph_deltas, morph_tangent_deltas=m.morph_tangent_deltas)

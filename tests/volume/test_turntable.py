@@ -1,4 +1,5 @@
-"""Turntable cameras on their circle looking at the box centre; the contact sheet's layout; GIF / PNG / MP4 writing."""
+"""Turntable cameras on their circle looking at the box centre; the contact sheet's layout; GIF / PNG / MP4 writing
+(through lumigrad.io.write_frames; lumigrad.volume.write_turntable is its deprecated alias)."""
 
 import math
 import sys
@@ -9,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from lumigrad.io import write_frames
 from lumigrad.volume import camera_rays, image_strip, ray_aabb, turntable_cameras, write_turntable
 
 BOX = torch.tensor([[-1.0, 0.0, 2.0], [3.0, 2.0, 4.0]])  # a 4 x 2 x 2 box around (1, 1, 3)
@@ -122,7 +124,8 @@ def test_image_strip_layout():
 
 def test_gif_has_one_frame_per_image(tmp_path):
     images = frames(6, 16, 16)
-    write_turntable(tmp_path / "spin.gif", images, fps=12)
+    with pytest.warns(FutureWarning, match="write_turntable is deprecated.*lumigrad.io.write_frames"):
+        write_turntable(tmp_path / "spin.gif", images, fps=12)
     with Image.open(tmp_path / "spin.gif") as gif:
         assert gif.n_frames == 6 and gif.size == (16, 16)
         assert gif.info["duration"] == 80  # 1 / 12 s rounded to GIF's 10 ms
@@ -130,43 +133,60 @@ def test_gif_has_one_frame_per_image(tmp_path):
             gif.seek(k)
             got = np.asarray(gif.convert("RGB"))
             assert (got == round(255 * k / 6)).all()
+    write_frames(tmp_path / "same.gif", images, fps=12)  # one code path: the same bytes
+    assert (tmp_path / "same.gif").read_bytes() == (tmp_path / "spin.gif").read_bytes()
 
 
 def test_png_is_the_contact_sheet_clamped_to_8_bits(tmp_path):
     images = frames(5, 4, 4) * 3 - 1  # values from -1 to 1.4: clamped
-    write_turntable(tmp_path / "sheet.PNG", images, columns=3)
+    with pytest.warns(FutureWarning):
+        write_turntable(tmp_path / "sheet.PNG", images, columns=3)
+        write_turntable(tmp_path / "square.png", images)  # default: the nearly square sheet, as before
     got = torch.from_numpy(np.array(Image.open(tmp_path / "sheet.PNG")))
     expect = image_strip((images.clamp(0, 1) * 255).round().to(torch.uint8), columns=3)
     assert torch.equal(got, expect)
+    assert np.array(Image.open(tmp_path / "square.png")).shape == (8, 12, 3)  # ceil(sqrt(5)) = 3 columns
 
 
-def test_mp4_goes_through_imageio_when_it_is_there(tmp_path, monkeypatch):
-    calls = []
+def _fake_imageio(monkeypatch, calls):
     fake = types.ModuleType("imageio")
-    fake.mimwrite = lambda path, frames, fps: calls.append((path, frames, fps))
+    fake.v2 = types.ModuleType("imageio.v2")
+    fake.v2.mimwrite = lambda path, frames, **kw: calls.append((path, frames, kw))
     monkeypatch.setitem(sys.modules, "imageio", fake)
-    write_turntable(tmp_path / "spin.mp4", frames(4, 8, 8), fps=24)
-    (path, written, fps), = calls
-    assert path.endswith("spin.mp4") and fps == 24 and len(written) == 4
+    monkeypatch.setitem(sys.modules, "imageio.v2", fake.v2)
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", types.ModuleType("imageio_ffmpeg"))
+
+
+def test_mp4_goes_through_write_video(tmp_path, monkeypatch):
+    """Since the writer is lumigrad.io.write_video's, an MP4 is H.264 in yuv420p (before: imageio's defaults)."""
+    calls = []
+    _fake_imageio(monkeypatch, calls)
+    with pytest.warns(FutureWarning):
+        write_turntable(tmp_path / "spin.mp4", frames(4, 8, 8), fps=24)
+    (path, written, kw), = calls
+    assert path.endswith("spin.mp4") and kw["fps"] == 24 and len(written) == 4
+    assert kw["codec"] == "libx264" and kw["pixelformat"] == "yuv420p"
     assert written[1].dtype == np.uint8 and written[1].shape == (8, 8, 3) and (written[1] == 64).all()
 
 
 def test_mp4_without_imageio_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "imageio", None)  # import imageio raises ImportError
-    with pytest.raises(ImportError, match=r"pip install imageio\[ffmpeg\].*\.gif"):
+    monkeypatch.setitem(sys.modules, "imageio.v2", None)
+    with pytest.warns(FutureWarning), pytest.raises(ImportError, match=r"pip install lumigrad\[video\].*\.gif"):
         write_turntable(tmp_path / "spin.mp4", frames())
 
 
 @pytest.mark.parametrize("path, images, kwargs, error, needle", [
     ("a.webm", frames(), {}, ValueError, "path"),
     ("a.gif", frames() * float("nan"), {}, ValueError, "NaN"),
-    ("a.gif", frames()[..., :2], {}, ValueError, "images"),
-    ("a.gif", frames()[0], {}, ValueError, "images"),
-    ("a.gif", frames()[:0], {}, ValueError, "images"),
-    ("a.gif", (frames() * 255).to(torch.uint8), {}, TypeError, "images"),
+    ("a.gif", frames()[..., :2], {}, ValueError, "channels"),
+    ("a.gif", frames()[0], {}, ValueError, "frames"),
+    ("a.gif", frames()[:0], {}, ValueError, "frames"),
+    ("a.gif", (frames() * 255).to(torch.uint8), {}, TypeError, "frames"),
     ("a.gif", frames(), {"fps": 0}, ValueError, "fps"),
+    ("a.png", frames(), {"fps": 0}, ValueError, "fps"),
 ])
 def test_bad_writer_arguments_name_themselves(tmp_path, path, images, kwargs, error, needle):
     with pytest.raises(error, match=needle):
-        write_turntable(tmp_path / path, images, **kwargs)
+        write_frames(tmp_path / path, images, **kwargs)
     assert not (tmp_path / path).exists()

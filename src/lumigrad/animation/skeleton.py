@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Mapping, Optional, Tuple
 
 import torch
 
 from .._checks import check_tensor
 from ..conventions import quaternion_to_matrix
 
-__all__ = ["Skeleton", "forward_kinematics", "skin_matrices", "trs_to_matrix"]
+__all__ = ["Skeleton", "forward_kinematics", "sampled_local_pose", "skin_matrices", "trs_to_matrix"]
 
 
 def trs_to_matrix(translation: torch.Tensor, rotation: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -29,6 +29,38 @@ def trs_to_matrix(translation: torch.Tensor, rotation: torch.Tensor, scale: torc
     bottom = torch.zeros(batch + (1, 4), dtype=top.dtype, device=top.device)
     bottom[..., 0, 3] = 1
     return torch.cat([top, bottom], dim=-2)
+
+
+def sampled_local_pose(names: List[str], rotation: torch.Tensor, translation: torch.Tensor, scale: torch.Tensor,
+                       sample: Optional[Mapping[str, Mapping[str, torch.Tensor]]]
+                       ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Local ``(rotation [..., J, 3, 3], translation [..., J, 3], scale [..., J, 3])`` of the nodes ``names``:
+    the given ones, replaced where ``sample`` (:meth:`lumigrad.animation.Animation.sample`,
+    ``{name: {"translation" | "rotation" (wxyz) | "scale": value}}``) has a value. The leading dims are those
+    of the sample (a sample at a batch of times gives a batch of poses); without a sample the inputs return.
+
+    **Differentiability:** the output is the sampled values (rotations through
+    :func:`~lumigrad.conventions.quaternion_to_matrix`) where sampled, else the inputs.
+    """
+    if not sample:
+        return rotation, translation, scale
+    props_of = [sample.get(name) or {} for name in names]
+    batch = torch.Size()
+    for props in props_of:
+        for key in ("rotation", "translation", "scale"):
+            if key in props:
+                batch = torch.broadcast_shapes(batch, props[key].shape[:-1])
+    rot = [r.expand(batch + (3, 3)) for r in rotation.unbind(0)]
+    tr = [x.expand(batch + (3,)) for x in translation.unbind(0)]
+    sc = [x.expand(batch + (3,)) for x in scale.unbind(0)]
+    for j, props in enumerate(props_of):
+        if "rotation" in props:
+            rot[j] = quaternion_to_matrix(props["rotation"].to(rotation.dtype)).expand(batch + (3, 3))
+        if "translation" in props:
+            tr[j] = props["translation"].to(rotation.dtype).expand(batch + (3,))
+        if "scale" in props:
+            sc[j] = props["scale"].to(rotation.dtype).expand(batch + (3,))
+    return torch.stack(rot, -3), torch.stack(tr, -2), torch.stack(sc, -2)
 
 
 def _topological_order(parents: List[int], names: List[str]) -> List[int]:

@@ -83,7 +83,8 @@ def _assets(out: Path, trainer, figures: List[Figure], metrics: Dict) -> List[st
 
     save_field(out / "assets" / "field.pt", trainer)
     assets = ["assets/field.pt"]
-    from ..volume import density_to_mesh, turntable_cameras, write_turntable
+    from ..io import write_frames
+    from ..volume import density_to_mesh, turntable_cameras
 
     mesh = density_to_mesh(trainer.field.density, trainer.data.aabb.cpu(), resolution=MESH_RESOLUTION)
     metrics["mesh_faces"] = int(mesh.faces.shape[0])
@@ -96,7 +97,7 @@ def _assets(out: Path, trainer, figures: List[Figure], metrics: Dict) -> List[st
     cams = turntable_cameras(trainer.data.aabb.cpu(), views=TURNTABLE_VIEWS, size=(min(size[0], 160), min(size[1], 160)))
     images, _ = trainer.render_views(cams.to(device=trainer.origins.device))
     save_image_grid(out / "images" / "turntable.png", images.cpu(), columns=TURNTABLE_VIEWS // 2)
-    write_turntable(out / "assets" / "turntable.gif", images.cpu())
+    write_frames(out / "assets" / "turntable.gif", images.cpu())
     figures.append(Figure("Turntable", "images/turntable.png",
                           f"The fitted field from {TURNTABLE_VIEWS} cameras around its box (assets/turntable.gif)."))
     assets.append("assets/turntable.gif")

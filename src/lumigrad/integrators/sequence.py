@@ -6,7 +6,7 @@ from typing import Callable, Sequence, Union
 
 import torch
 
-from .._checks import check_tensor
+from .._checks import check_numbers
 from ..cameras.camera import Camera
 from ..scene.scene import Scene
 from .base import Integrator, RenderOutput, get_integrator
@@ -90,21 +90,7 @@ def render_sequence(scene: Union[Scene, Callable], cameras, times, *, integrator
     scene, to whatever it is built from: deformation fields, skinning) and to the cameras (a trajectory's
     ``parameters()``).
     """
-    if isinstance(times, torch.Tensor):
-        check_tensor(times, "times", max_dims=1, floating=True, finite=True)
-        values = list(times.reshape(-1).unbind(0))
-    else:
-        if isinstance(times, (str, bytes)) or not isinstance(times, Sequence):
-            raise TypeError(f"times must be a sequence of numbers or a 1-D tensor; got {type(times).__name__}")
-        values = []
-        for k, t in enumerate(times):
-            if isinstance(t, bool) or not isinstance(t, (int, float)):
-                raise TypeError(f"times[{k}] must be a number; got {type(t).__name__}")
-            if t != t or t in (float("inf"), float("-inf")):
-                raise ValueError(f"times[{k}] must be finite; got {t}")
-            values.append(float(t))
-    if not values:
-        raise ValueError("times must hold at least one time")
+    values = check_numbers(times, "times")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int; got {type(seed).__name__}")
     if not 0 <= seed <= MAX_SEED - len(values):

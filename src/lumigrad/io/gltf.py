@@ -30,10 +30,13 @@ What is read, once, into lumigrad's conventions:
   :class:`lumigrad.limits.BudgetError`.
 * skins, morph targets and animations: a skinned or morphed primitive becomes a
   :class:`~lumigrad.scene.SkinnedMesh` (``skins`` with ``inverseBindMatrices``, the identity when missing as
-  the specification says; ``JOINTS_n`` / ``WEIGHTS_n`` for every n; morph ``POSITION`` / ``NORMAL`` deltas and
+  the specification says; ``JOINTS_n`` / ``WEIGHTS_n`` for every n; morph ``POSITION`` / ``NORMAL`` / ``TANGENT``
+  (xyz; the handedness is not morphed) deltas and
   ``mesh.weights`` / ``node.weights``), and ``animations`` become ``scene.animations`` (node translation,
-  rotation, scale and weights channels; STEP, LINEAR, CUBICSPLINE), posed by :meth:`Scene.at`. glTF's ``xyzw``
-  quaternions become ``wxyz`` here, once. See ``docs/animation.md``.
+  rotation, scale and weights channels; STEP, LINEAR, CUBICSPLINE), posed by :meth:`Scene.at`. Animated nodes
+  that are not skin joints carry the non-skinned meshes and cameras below them: ``scene.rigid_nodes``
+  (:class:`~lumigrad.scene.RigidNodes`, the glTF camera frame turned into OpenCV's here) moves them in
+  :meth:`Scene.at`. glTF's ``xyzw`` quaternions become ``wxyz`` here, once. See ``docs/animation.md``.
 * node hierarchies: the world transforms of all nodes are composed at once, by pointer jumping over the tree
   (``O(N log depth)`` batched 4x4 products, no recursion): a 100,000-node chain reads in about a second on a busy
   2-core machine, JSON parsing included (it took about 15 s before).
@@ -45,8 +48,9 @@ ranges are checked against what they point into before anything is sliced, node 
 ``bufferView`` (all zeros) larger than ``MAX_IMPLICIT_ACCESSOR_BYTES`` is refused before allocating.
 
 Not read, and named in **one** :class:`GltfWarning` per file, e.g. ``model.gltf: lumigrad ignores extensions
-KHR_materials_sheen; alphaMode BLEND (material 'glass')``: morph-target ``TANGENT`` deltas, animation of nodes
-that are neither joints nor morphed meshes (loaded, not applied by ``Scene.at``), animation paths other than
+KHR_materials_sheen; alphaMode BLEND (material 'glass')``: morph-target ``TANGENT`` deltas of primitives
+without ``TANGENT``, animation of nodes
+that move no mesh, camera or joint, lights below animated nodes (they stay at rest), animation paths other than
 node TRS / weights, extensions other than ``KHR_lights_punctual``, ``KHR_materials_ior``, ``KHR_materials_emissive_strength``,
 ``KHR_materials_transmission`` and ``KHR_materials_volume``
 (those in ``extensionsUsed`` and any other ``extensions`` object in the file, ``KHR_texture_transform``
@@ -74,13 +78,14 @@ import torch
 from ..cameras.camera import Camera
 from ..cameras import projection
 from ..animation import TRACK_KINDS, Animation, Channel, KeyframeTrack, Skeleton
-from ..conventions import matrix_to_quaternion, opengl_c2w_to_world_to_cam, quaternion_to_matrix
+from ..conventions import OPENGL_TO_OPENCV, matrix_to_quaternion, opengl_c2w_to_world_to_cam, quaternion_to_matrix
 from ..limits import BudgetError, check_pixel_samples
 from .errors import ignored_features
 from ._paths import is_json_number as _is_number
 from .gltf_format import BIN_CHUNK, GLB_MAGIC, JSON_CHUNK, WRAP_MODES
 from ..scene.lights import DirectionalLight, PointLight, SpotLight
 from ..scene.scene import Scene, SceneMesh
+from ..scene.rigid_nodes import RigidNodes
 from ..scene.skinned import SkinnedMesh
 from ..shading.material import TEXTURE_SLOTS, Material
 from ..shading.medium import HomogeneousMedium
@@ -377,6 +382,7 @@ class _Reader:
         self._deformed_nodes: set = set()  # node names whose animation a mesh of this scene follows
         out = Scene()
         out.animations = self.animations()
+        hanging: Dict[str, List[Tuple[str, int]]] = {"meshes": [], "cameras": [], "lights": []}
         for k, index in enumerate(order):
             node = nodes[index]
             if "mesh" not in node and "camera" not in node and "extensions" not in node:
@@ -387,22 +393,83 @@ class _Reader:
                 skin = self.get(node, "skin", "index", where, None)
                 for j, mesh in enumerate(self.mesh(self.get(node, "mesh", "index", where), world[k].copy(),
                                                    node=index, skin=skin)):
-                    out.add_mesh(self._unique(name if j == 0 else f"{name}-{j}"), mesh)
+                    mesh_name = self._unique(name if j == 0 else f"{name}-{j}")
+                    out.add_mesh(mesh_name, mesh)
+                    if skin is None:  # the joints place a skinned mesh, not its node
+                        hanging["meshes"].append((mesh_name, index))
             if "camera" in node:
                 camera = self.get(node, "camera", "index", where)
-                out.add_camera(self._unique(node.get("name") or f"camera{camera}"),
-                               self.camera(camera, world[k].copy(), image_height))
+                camera_name = self._unique(node.get("name") or f"camera{camera}")
+                out.add_camera(camera_name, self.camera(camera, world[k].copy(), image_height))
+                hanging["cameras"].append((camera_name, index))
             ext = self.get(node, "extensions", "dict", where, {})
             punctual = self.get(ext, "KHR_lights_punctual", "dict", where + ".extensions", {})
             light = self.get(punctual, "light", "index", where + ".extensions.KHR_lights_punctual", None)
             if light is not None:
                 out.add_light(self._unique(name), self.light(light, world[k].copy()))
-        rigid = sorted({c.target for a in out.animations.values() for c in a.channels} - self._deformed_nodes)
-        for target in rigid:
-            self._note("animation of nodes that are neither joints nor morphed meshes (not applied by Scene.at)",
+                hanging["lights"].append((name, index))
+        out.rigid_nodes = self.rigid_nodes(out.animations, hanging)
+        moved = set(out.rigid_nodes.names if out.rigid_nodes is not None else ()) | self._deformed_nodes
+        for target in sorted({c.target for a in out.animations.values() for c in a.channels} - moved):
+            self._note("animation of nodes that move no mesh, camera or joint (lights are not animated)",
                        f"node {target}")
         self._warn_ignored()
         return out
+
+    def rigid_nodes(self, animations: Dict[str, Animation], hanging: Dict[str, List[Tuple[str, int]]]
+                    ) -> Optional[RigidNodes]:
+        """The nodes whose translation / rotation / scale some animation drives and that carry (themselves or
+        below them) a non-skinned mesh or a camera, as :class:`RigidNodes` (None if there are none). ``hanging``
+        lists ``(name in the scene, node index)`` per read mesh, camera and light; the camera offsets turn the
+        glTF camera frame (OpenGL axes) into OpenCV's, once, here."""
+        index_of = {n: i for i, n in enumerate(self._node_names)}
+        animated = {index_of[c.target] for a in animations.values() for c in a.channels
+                    if c.path != "weights" and index_of.get(c.target) in self._position}
+        if not animated:
+            return None
+
+        def up_to(node: int, stop: int) -> np.ndarray:  # product of local matrices from below ``stop`` to ``node``
+            M = np.eye(4)
+            while node != stop:
+                M = self._local[self._position[node]] @ M
+                node = self._parent[node]
+            return M
+
+        def anchor(node: int) -> int:  # nearest animated ancestor-or-self, -1 for none
+            while node >= 0 and node not in animated:
+                node = self._parent[node]
+            return node
+
+        links = {}
+        for group, items in hanging.items():
+            for name, node in items:
+                if anchor(node) < 0:
+                    continue
+                if group == "lights":
+                    self._note("lights below animated nodes (not moved by Scene.at)", f"light {name}")
+                    continue
+                links.setdefault(group, []).append((name, node, anchor(node)))
+        members = set()
+        for group_links in links.values():
+            for _, _, a in group_links:
+                while a >= 0:
+                    members.add(a)
+                    a = anchor(self._parent[a])
+        if not members:
+            return None
+        members = sorted(members, key=self._position.get)  # depth-first order: parents first
+        position = {node: j for j, node in enumerate(members)}
+        parents = [anchor(self._parent[n]) for n in members]
+        above = [up_to(self._parent[n], p) for n, p in zip(members, parents)]
+        trs = [self._node_trs(n) for n in members]
+        f = lambda x: torch.from_numpy(np.ascontiguousarray(x)).to(self.dtype)  # noqa: E731
+        gl_to_cv = np.diag(list(OPENGL_TO_OPENCV) + [1.0])
+        offsets = {group: {name: (position[a], f(up_to(node, a) @ (gl_to_cv if group == "cameras" else np.eye(4))))
+                           for name, node, a in group_links} for group, group_links in links.items()}
+        return self._make("the animated nodes", RigidNodes, [self._node_names[n] for n in members],
+                          [position.get(p, -1) for p in parents], f(np.stack(above)),
+                          f(np.stack([x[0] for x in trs])), f(np.stack([x[1] for x in trs])),
+                          f(np.stack([x[2] for x in trs])), offsets.get("meshes", {}), offsets.get("cameras", {}))
 
     def _walk(self, roots: list) -> Tuple[List[int], np.ndarray]:
         """The nodes reached from ``roots``, depth first with children in file order, and for each the position
@@ -476,6 +543,7 @@ class _Reader:
         local[:, 3, 3] = 1.0
         if matrix_at:
             local[matrix_at] = np.asarray(matrices, dtype=np.float64).reshape(-1, 4, 4).transpose(0, 2, 1)
+        self._local = local  # node local matrices, in the order of ``order`` (rigid node animation reads them)
         world = _compose(local, parents)
         finite = np.isfinite(world).all(axis=(1, 2))
         if not finite.all():
@@ -630,26 +698,28 @@ class _Reader:
             sets.append(np.asarray(arr, dtype=np.int64 if integer else np.float64))
         return np.concatenate(sets, axis=1) if sets else None
 
-    def _morph_targets(self, prim: dict, mesh: dict, node: int, where: str, mwhere: str, V: int):
-        """``(position deltas [M, V, 3], normal deltas [M, V, 3] or None, default weights [M])`` or None."""
+    def _morph_targets(self, prim: dict, mesh: dict, node: int, where: str, mwhere: str, V: int,
+                       has_tangents: bool):
+        """``(position deltas [M, V, 3], normal deltas [M, V, 3] or None, tangent deltas [M, V, 3] or None,
+        default weights [M])`` or None. Tangent deltas are xyz only (glTF: the handedness is not morphed)."""
         targets = self.get(prim, "targets", "list", where, [])
         if not targets:
             return None
-        pos, nrm = [], []
+        pos, nrm, tan = [], [], []
         for m, target in enumerate(targets):
             twhere = f"{where}.targets[{m}]"
             if not isinstance(target, dict):
                 raise GltfError(f"{self.path}: {twhere} must be an object; got {_short(target)}")
-            for name, out in (("POSITION", pos), ("NORMAL", nrm)):
-                if name in target:
+            if "TANGENT" in target and not has_tangents:
+                self._note("morph target TANGENT deltas of primitives without TANGENT", twhere)
+            for name, out in (("POSITION", pos), ("NORMAL", nrm), ("TANGENT", tan)):
+                if name in target and (name != "TANGENT" or has_tangents):
                     t = self.tensor(self.get(target, name, "index", twhere), 3, f"{twhere}.{name}")
                     if t.shape[0] != V:
                         raise GltfError(f"{self.path}: {twhere}.{name} has {t.shape[0]} elements; POSITION has {V}")
                     out.append(t)
                 else:
                     out.append(torch.zeros(V, 3, dtype=self.dtype))
-            if "TANGENT" in target:
-                self._note("morph target TANGENT deltas", twhere)
         M = len(targets)
         owner = mwhere
         weights = self.get(mesh, "weights", "numbers", mwhere, [0.0] * M)
@@ -659,7 +729,9 @@ class _Reader:
         if len(weights) != M:
             raise GltfError(f"{self.path}: {owner}.weights has {len(weights)} values for {M} morph targets")
         has_normals = any("NORMAL" in t for t in targets)
-        return torch.stack(pos), (torch.stack(nrm) if has_normals else None), torch.tensor(weights, dtype=self.dtype)
+        has_tangent_deltas = has_tangents and any("TANGENT" in t for t in targets)
+        return (torch.stack(pos), (torch.stack(nrm) if has_normals else None),
+                (torch.stack(tan) if has_tangent_deltas else None), torch.tensor(weights, dtype=self.dtype))
 
     @property
     def _animated_nodes(self) -> set:
@@ -784,14 +856,15 @@ class _Reader:
                     setattr(material, s, None)
             common = dict(uv=uv, normals=optional.get("NORMAL"), tangents=optional.get("TANGENT"),
                           double_sided=double_sided)
-            morph = self._morph_targets(prim, mesh, node, where, f"meshes[{index}]", V)
+            morph = self._morph_targets(prim, mesh, node, where, f"meshes[{index}]", V, "TANGENT" in optional)
             if skin is None and morph is None:
                 out.append(self._make(where, SceneMesh, verts, torch.from_numpy(faces), material,
                                       to_world=to_world.clone(), **common))
                 continue
             deform = {}
             if morph is not None:
-                deform.update(morph_deltas=morph[0], morph_normal_deltas=morph[1], morph_weights=morph[2])
+                deform.update(morph_deltas=morph[0], morph_normal_deltas=morph[1], morph_tangent_deltas=morph[2],
+                              morph_weights=morph[3])
                 if node >= 0:
                     self._deformed_nodes.add(self._node_names[node])
             if skin is not None:

@@ -1,5 +1,6 @@
-"""Sequences of frames to files: ``write_video`` (MP4 through imageio-ffmpeg, GIF through Pillow) and
-``write_strip`` (one PNG contact sheet of the frames).
+"""Sequences of frames to files: ``write_video`` (MP4 through imageio-ffmpeg, GIF through Pillow),
+``write_strip`` (one PNG contact sheet of the frames) and ``write_frames`` (either, by the path's suffix). The one
+code path for frame files: ``lumigrad.volume.write_turntable`` (deprecated) calls ``write_frames``.
 
 Frames are converted to 8 bits the way :func:`lumigrad.io.write_image` writes PNGs: values clamped to [0, 1],
 ``round(255 v)``. Renders are display values when the scene's :class:`~lumigrad.Film` tone-maps and encodes
@@ -17,7 +18,7 @@ from .._checks import check_choice, check_number, check_tensor
 from ..shading.image_formation import srgb_encode, tonemap
 from ..shading.image_layout import image_strip
 
-__all__ = ["frames_to_uint8", "read_video", "write_strip", "write_video"]
+__all__ = ["frames_to_uint8", "read_video", "write_frames", "write_strip", "write_video"]
 
 _MISSING_VIDEO = ("writing {what} needs imageio and imageio-ffmpeg, which lumigrad does not require: "
                   "pip install lumigrad[video] (or write a .gif, which needs only Pillow)")
@@ -151,3 +152,28 @@ def write_strip(path: str | os.PathLike, frames: torch.Tensor, columns: Optional
 
     Image.fromarray(sheet.numpy()).save(path)
     return sheet
+
+
+def write_frames(path: str | os.PathLike, frames: torch.Tensor, fps: float = 12.0, *, columns: Optional[int] = None,
+                 tone: Optional[str] = None, encode: Optional[str] = None) -> None:
+    """Write frames ``[T, H, W, C]`` by the path's suffix: ``.gif`` / ``.mp4`` with :func:`write_video`, ``.png``
+    (a contact sheet, ``columns`` per row, default one row) with :func:`write_strip`.
+
+    Args:
+        path: ``.gif``, ``.mp4`` or ``.png`` (any case). frames, fps, tone, encode: as :func:`write_video`.
+        columns: frames per row of a ``.png`` sheet; ignored by animations.
+
+    Raises:
+        ValueError: an unknown suffix, bad frames or ``fps`` (also checked for a ``.png``, so one call is valid
+        for any suffix); ImportError: ``.mp4`` without the video extra.
+
+    **Differentiability:** none.
+    """
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix not in (".gif", ".mp4", ".png"):
+        raise ValueError(f"path must end in .gif, .mp4 or .png; got {os.fspath(path)!r}")
+    check_number(fps, "fps", lo=0.0, lo_open=True)
+    if suffix == ".png":
+        write_strip(path, frames, columns, tone=tone, encode=encode)
+    else:
+        write_video(path, frames, fps, tone=tone, encode=encode)

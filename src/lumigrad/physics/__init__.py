@@ -10,8 +10,9 @@ from ._newton import INSTALL_HINT, require_newton
 from .poses import body_q_to_matrices
 from .simulate import PhysicsInstabilityError, simulate
 from .builders import spring_pair, thrown_body
+from .lit_scene import lit_scene
 from .soft_body import SoftBody, drop_soft_box, lame_parameters
 from .system import PhysicsSystem
 
-__all__ = ["INSTALL_HINT", "PhysicsInstabilityError", "PhysicsSystem", "body_q_to_matrices", "require_newton",
+__all__ = ["INSTALL_HINT", "PhysicsInstabilityError", "PhysicsSystem", "body_q_to_matrices", "lit_scene", "require_newton",
            "simulate", "spring_pair", "thrown_body", "SoftBody", "drop_soft_box", "lame_parameters"]

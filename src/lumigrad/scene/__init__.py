@@ -12,12 +12,14 @@ from .params import PARAM_KINDS, ParamInfo
 from .scene import Film, Scene, SceneMesh
 from .shape import Shape, ShapeTriangles
 from .skinned import SkinnedMesh
+from .rigid_nodes import RigidNodes
 from .volume_shape import VolumeShape
 from .flatten import Triangles, flatten
 from .deform import deformed_scene
 
 __all__ = ["AreaLight", "DirectionalLight", "EnvironmentLight", "Film", "LIGHT_TYPES", "Light", "LightType",
-           "PARAM_KINDS", "ParamInfo", "PointLight", "SHLight", "Scene", "SceneMesh", "Setting", "Shape", "VolumeShape",
+           "PARAM_KINDS", "ParamInfo", "PointLight",
+           "RigidNodes", "SHLight", "Scene", "SceneMesh", "Setting", "Shape", "VolumeShape",
            "ShapeTriangles", "SkinnedMesh", "SpotLight", "Triangles", "deformed_scene", "flatten", "register_light_type",
            "scene_from_mesh"]
 

@@ -19,7 +19,8 @@ The scene owns no maths: :func:`lumigrad.render` reads its tensors and calls the
   the scene lumigrad renders (a Mitsuba file's integrator, sampler and film settings); never a parameter.
 * **Animation**: ``scene.animations``, ``{name: lumigrad.animation.Animation}`` (read from glTF), and
   :meth:`Scene.at` ``(t, animation)``, a scene with every :class:`~lumigrad.scene.SkinnedMesh` posed at time
-  ``t`` as a static :class:`SceneMesh` (lights, cameras, film and materials shared).
+  ``t`` as a static :class:`SceneMesh` and the meshes and cameras below animated nodes (``scene.rigid_nodes``)
+  moved (lights, film and materials shared).
 * **Flattening**: ``scene.flatten()`` merges every triangle shape into world-space tables
   (:func:`lumigrad.scene.flatten.flatten`), for the rasterizer, a BVH and the metrics.
 """
@@ -291,6 +292,7 @@ class Scene:
         self._setup({"meshes": meshes or {}}, lights or {}, cameras or {}, film if film is not None else Film())
         self.metadata = dict(metadata or {})
         self.animations = dict(animations or {})
+        self.rigid_nodes = None  # RigidNodes: animated non-joint nodes and the meshes / cameras below them
 
     def _setup(self, shapes: Mapping[str, Mapping], lights: Mapping, cameras: Mapping, film: Film) -> None:
         self._index: Dict[str, _Entry] = {}
@@ -463,12 +465,16 @@ class Scene:
                 rendering the scene itself).
 
         Returns:
-            A scene with the same lights, cameras, film, metadata and animations (the same objects), the same
-            non-deforming shapes, and each :class:`~lumigrad.scene.SkinnedMesh` replaced by its posed mesh;
-            joints and morph weights without a channel keep their pose parameters.
+            A scene with the same lights, film, metadata and animations (the same objects), each
+            :class:`~lumigrad.scene.SkinnedMesh` replaced by its posed mesh (joints and morph weights without a
+            channel keep their pose parameters), and the meshes and cameras hanging from nodes the animation
+            moves (``scene.rigid_nodes``, :class:`~lumigrad.scene.RigidNodes`, read from glTF) replaced by
+            copies with the animated ``to_world`` / ``world_to_cam`` (which then overrides theirs); every other
+            shape and camera is shared.
 
         **Differentiability:** the posed vertices and normals are differentiable w.r.t. the skinned meshes'
-        parameters (pose, morph weights, skin weights, bind-pose vertices) and the animation's keyframe values.
+        parameters (pose, morph weights, skin weights, bind-pose vertices) and the animation's keyframe values;
+        so are the animated ``to_world`` and ``world_to_cam`` w.r.t. the keyframe values.
         """
         check_number(t, "t")
         if animation is None:
@@ -481,10 +487,14 @@ class Scene:
         shapes = {group: {name: (shape.posed(sample) if hasattr(shape, "posed") else shape)
                           for name, shape in members.items()}
                   for group, members in self._shapes.items()}
+        cameras = dict(self._cameras)
+        if self.rigid_nodes is not None:
+            shapes["meshes"], cameras = self.rigid_nodes.pose(shapes["meshes"], cameras, sample)
         out = Scene.__new__(Scene)
-        out._setup(shapes, dict(self._lights), dict(self._cameras), self.film)
+        out._setup(shapes, dict(self._lights), cameras, self.film)
         out.metadata = self.metadata
         out.animations = self.animations
+        out.rigid_nodes = self.rigid_nodes
         return out
 
     # -------------------------------------------------------------------------------------- the index
@@ -529,12 +539,13 @@ class Scene:
     def __getstate__(self):
         return {"shapes": {g: dict(m) for g, m in self._shapes.items()}, "lights": dict(self._lights),
                 "cameras": dict(self._cameras), "film": self._film, "metadata": self.metadata,
-                "animations": self.animations}
+                "animations": self.animations, "rigid_nodes": self.rigid_nodes}
 
     def __setstate__(self, state) -> None:
         self._setup(state["shapes"], state["lights"], state["cameras"], state["film"])
         self.metadata = dict(state.get("metadata", {}))
         self.animations = dict(state.get("animations", {}))
+        self.rigid_nodes = state.get("rigid_nodes")
 
     def __repr__(self) -> str:
         shapes = "".join(f"{g}={list(m)}, " for g, m in self._shapes.items())

@@ -5,7 +5,8 @@ It is a :class:`~lumigrad.scene.SceneMesh` (group ``"meshes"``, owner kind ``"sk
 :meth:`SkinnedMesh.triangles` (what :func:`lumigrad.scene.flatten` and so every integrator reads) poses it from
 its parameters, and :meth:`lumigrad.Scene.at` poses it at an animation time into a static ``SceneMesh``.
 
-Posing follows glTF 2.0: morph targets first (``verts + sum_m w_m delta_m``, same for normals), then skinning
+Posing follows glTF 2.0: morph targets first (``verts + sum_m w_m delta_m``, same for normals and tangent
+directions, whose handedness ``w`` is kept), then skinning
 with ``skin_matrices = FK(pose) @ inverse_bind``; the skinned result is in the skeleton's world frame and
 ``to_world`` (identity for glTF skins, whose mesh node transform the spec ignores) is applied on top.
 """
@@ -20,7 +21,7 @@ import torch
 from .._checks import check_choice, check_indices, check_tensor
 from ..animation import (Skeleton, apply_morph_targets, dual_quaternion_skinning, forward_kinematics,
                          linear_blend_skinning, matrix_to_rotation_6d, normalize_skin_weights, quaternion_to_matrix,
-                         rotation_6d_to_matrix, skin_matrices, skin_normals)
+                         rotation_6d_to_matrix, sampled_local_pose, skin_matrices, skin_normals, skin_tangents)
 from . import params as P
 from .scene import SceneMesh
 
@@ -46,6 +47,8 @@ class SkinnedMesh(SceneMesh):
         morph_deltas: ``[M, V, 3]`` position displacements of the morph targets; ``morph_normal_deltas``:
             ``[M, V, 3]`` normal displacements or ``None``.
         morph_weights: ``[M]`` weights, default the glTF mesh's ``weights`` (else 0).
+        morph_tangent_deltas: ``[M, V, 3]`` displacements of the tangent directions (glTF ``TANGENT`` targets;
+            the handedness ``w`` is not morphed) or ``None``; needs ``tangents``.
         node: name of the node the mesh hangs from (an :class:`~lumigrad.animation.Animation`'s morph-weight
             channels target it).
         skinning: ``"linear"`` (glTF's linear blend skinning, default) or ``"dual_quaternion"`` (no
@@ -70,6 +73,7 @@ class SkinnedMesh(SceneMesh):
     morph_weights: Optional[torch.Tensor] = None
     node: str = ""
     skinning: str = "linear"
+    morph_tangent_deltas: Optional[torch.Tensor] = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -107,8 +111,14 @@ class SkinnedMesh(SceneMesh):
             if self.morph_normal_deltas is not None:
                 check_tensor(self.morph_normal_deltas, "morph_normal_deltas", trailing=(M, V, 3), max_dims=3,
                              floating=True, finite=True)
-        elif self.morph_weights is not None or self.morph_normal_deltas is not None:
-            raise ValueError("morph_weights / morph_normal_deltas given without morph_deltas")
+            if self.morph_tangent_deltas is not None:
+                if self.tangents is None:
+                    raise ValueError("morph_tangent_deltas given without tangents [V, 4] to displace")
+                check_tensor(self.morph_tangent_deltas, "morph_tangent_deltas", trailing=(M, V, 3), max_dims=3,
+                             floating=True, finite=True)
+        elif (self.morph_weights is not None or self.morph_normal_deltas is not None
+              or self.morph_tangent_deltas is not None):
+            raise ValueError("morph_weights / morph_normal_deltas / morph_tangent_deltas given without morph_deltas")
 
     # ------------------------------------------------------------------------------------ parameters
     def parameter_kinds(self) -> Dict[str, str]:
@@ -130,24 +140,7 @@ class SkinnedMesh(SceneMesh):
         sk = self.skeleton
         rotation = rotation_6d_to_matrix(self.joint_rotation)
         translation, scale = sk.rest_translation.to(rotation.dtype), sk.rest_scale.to(rotation.dtype)
-        if sample:
-            props_of = [sample.get(name) or {} for name in sk.names]
-            batch = torch.Size()
-            for props in props_of:
-                for key in ("rotation", "translation", "scale"):
-                    if key in props:
-                        batch = torch.broadcast_shapes(batch, props[key].shape[:-1])
-            rot = [r.expand(batch + (3, 3)) for r in rotation.unbind(0)]
-            tr = [x.expand(batch + (3,)) for x in translation.unbind(0)]
-            sc = [x.expand(batch + (3,)) for x in scale.unbind(0)]
-            for j, props in enumerate(props_of):
-                if "rotation" in props:
-                    rot[j] = quaternion_to_matrix(props["rotation"].to(rotation.dtype)).expand(batch + (3, 3))
-                if "translation" in props:
-                    tr[j] = props["translation"].to(rotation.dtype).expand(batch + (3,))
-                if "scale" in props:
-                    sc[j] = props["scale"].to(rotation.dtype).expand(batch + (3,))
-            rotation, translation, scale = torch.stack(rot, -3), torch.stack(tr, -2), torch.stack(sc, -2)
+        rotation, translation, scale = sampled_local_pose(sk.names, rotation, translation, scale, sample)
         is_root = (sk.parents < 0).to(rotation.dtype)[:, None]
         translation = translation + is_root * self.root_translation
         return forward_kinematics(sk, rotation, translation, scale)
@@ -159,7 +152,11 @@ class SkinnedMesh(SceneMesh):
         ``sample`` is an animation sample (:meth:`lumigrad.animation.Animation.sample`): joint channels replace
         the joints' pose parameters and a ``"weights"`` channel of :attr:`node` replaces ``morph_weights``.
         """
-        verts, normals = self.verts, self.normals
+        return self._pose(sample)[:2]
+
+    def _pose(self, sample):
+        """``pose`` plus the posed tangents ``[..., V, 4]`` (or None)."""
+        verts, normals, tangents = self.verts, self.normals, self.tangents
         if self.skeleton is not None and self.skeleton.rest_translation.device != verts.device:
             self.skeleton = self.skeleton.to(device=verts.device)  # the scene was moved parameter by parameter
             self.joints = self.joints.to(verts.device)
@@ -167,6 +164,8 @@ class SkinnedMesh(SceneMesh):
             self.morph_deltas = self.morph_deltas.to(verts.device)
             if self.morph_normal_deltas is not None:
                 self.morph_normal_deltas = self.morph_normal_deltas.to(verts.device)
+            if self.morph_tangent_deltas is not None:
+                self.morph_tangent_deltas = self.morph_tangent_deltas.to(verts.device)
         if self.morph_deltas is not None:
             w = self.morph_weights
             if sample and self.node in sample and "weights" in sample[self.node]:
@@ -177,6 +176,9 @@ class SkinnedMesh(SceneMesh):
             verts = apply_morph_targets(verts, self.morph_deltas, w)
             if normals is not None and self.morph_normal_deltas is not None:
                 normals = apply_morph_targets(normals, self.morph_normal_deltas, w)
+            if self.morph_tangent_deltas is not None:  # glTF: the deltas move xyz; the handedness w is kept
+                xyz = apply_morph_targets(tangents[:, :3], self.morph_tangent_deltas, w)
+                tangents = torch.cat([xyz, tangents[:, 3:].to(xyz.dtype).expand(xyz.shape[:-1] + (1,))], -1)
         if self.skeleton is not None:
             S = skin_matrices(self.skeleton, self.joint_world(sample))
             weights = normalize_skin_weights(self.skin_weights, "skin_weights", warn=False)
@@ -184,22 +186,28 @@ class SkinnedMesh(SceneMesh):
                 verts_out = linear_blend_skinning(verts, self.joints, weights, S)
                 if normals is not None:
                     normals = skin_normals(normals, self.joints, weights, S)
+                if tangents is not None:
+                    tangents = skin_tangents(tangents, self.joints, weights, S)
             else:
                 verts_out = dual_quaternion_skinning(verts, self.joints, weights, S)
-                if normals is not None:  # rotate by the blended rotation: DQS of the normals without translation
-                    R = torch.cat([S[..., :3, :3], torch.zeros_like(S[..., :3, 3:])], -1)
-                    R = torch.cat([R, S[..., 3:, :]], -2)
+                # directions turn by the blended rotation: DQS without translation
+                R = torch.cat([S[..., :3, :3], torch.zeros_like(S[..., :3, 3:])], -1)
+                R = torch.cat([R, S[..., 3:, :]], -2)
+                if normals is not None:
                     normals = dual_quaternion_skinning(normals, self.joints, weights, R)
+                if tangents is not None:
+                    xyz = dual_quaternion_skinning(tangents[..., :3], self.joints, weights, R)
+                    tangents = torch.cat([xyz, tangents[..., 3:].expand(xyz.shape[:-1] + (1,)).to(xyz.dtype)], -1)
             verts = verts_out
-        return verts, normals
+        return verts, normals, tangents
 
     def posed(self, sample: Optional[Mapping[str, Mapping[str, torch.Tensor]]] = None) -> SceneMesh:
         """A static :class:`SceneMesh` of this mesh posed (see :meth:`pose`), sharing its material, ``uv``,
-        faces and ``to_world``; its ``verts`` / ``normals`` are differentiable w.r.t. this mesh's parameters.
-        Tangents are not carried (derived from ``uv`` where a normal map needs them)."""
-        verts, normals = self.pose(sample)
+        faces and ``to_world``; its ``verts`` / ``normals`` / ``tangents`` (morphed and skinned like the
+        normals, handedness kept) are differentiable w.r.t. this mesh's parameters."""
+        verts, normals, tangents = self._pose(sample)
         return SceneMesh(verts, self.faces, self.material, uv=self.uv, uv_faces=self.uv_faces, normals=normals,
-                         to_world=self.to_world, double_sided=self.double_sided)
+                         tangents=tangents, to_world=self.to_world, double_sided=self.double_sided)
 
     def world_verts(self) -> torch.Tensor:
         """``[V, 3]`` world positions of the mesh posed from its parameters."""

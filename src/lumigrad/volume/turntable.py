@@ -1,13 +1,13 @@
 """A turntable of a fitted volume: cameras circling the box, a contact sheet of the frames, an animation file.
 
 Render the views with any renderer (e.g. ``camera_rays`` -> samples -> ``composite`` per view), stack the images
-``[N, H, W, 3]`` and write them with :func:`write_turntable` (``.gif``, ``.png`` contact sheet, ``.mp4``).
+``[N, H, W, 3]`` and write them with :func:`lumigrad.io.write_frames` (``.gif``, ``.mp4``, ``.png`` contact sheet;
+files are ``io``'s job, a layer above this one; ``lumigrad.volume.write_turntable`` is its deprecated alias).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -17,7 +17,7 @@ from ..cameras import Camera
 from ..shading.image_layout import image_strip
 from .fields.aabb import AabbLike, as_aabb
 
-__all__ = ["turntable_cameras", "image_strip", "write_turntable"]
+__all__ = ["turntable_cameras", "image_strip"]
 
 
 def turntable_cameras(aabb: AabbLike, *, views: int = 24, size: Tuple[int, int] = (256, 256),
@@ -107,59 +107,3 @@ def _unit_up(up) -> torch.Tensor:
     if norm == 0:
         raise ValueError("up must be a non-zero vector; got (0, 0, 0)")
     return axis / norm
-
-
-def write_turntable(path: str | os.PathLike, images: torch.Tensor, fps: float = 12.0, *,
-                    columns: Optional[int] = None) -> None:
-    """Write turntable frames ``[N, H, W, 3]`` (float in [0, 1]) as an animation or a contact sheet, by suffix.
-
-    * ``.gif``: an animated GIF that loops forever, written with Pillow. GIF stores frame times in hundredths of
-      a second, so ``1 / fps`` is rounded to 10 ms; each frame gets its own 256-colour palette; Pillow merges
-      identical consecutive frames into one longer frame (a turntable of a rotationally symmetric object may
-      read back with fewer frames).
-    * ``.png``: one image, :func:`image_strip` of the frames (``columns`` per row).
-    * ``.mp4``: a video through ``imageio`` (with its ffmpeg plugin, ``pip install imageio[ffmpeg]``), which is
-      not a lumigrad dependency; without it an ``ImportError`` says so.
-
-    Values are clamped to [0, 1] and rounded to 8 bits once, ``round(255 v)``, before any format sees them.
-
-    Args:
-        path: the file; ``.gif``, ``.png`` or ``.mp4`` (any case).
-        images: ``[N, H, W, 3]`` RGB frames, float, ``N >= 1``; composite an RGBA render over a background first.
-        fps: frames per second (> 0) for ``.gif`` / ``.mp4``.
-        columns: images per row of the ``.png`` sheet (default :func:`image_strip`'s).
-
-    Raises:
-        TypeError: ``images`` not a float tensor.
-        ValueError: a wrong shape, NaN values, a bad ``fps`` or an unknown suffix in ``path``.
-        ImportError: ``.mp4`` without ``imageio``.
-
-    **Differentiability:** none (the frames are detached and written).
-    """
-    check_tensor(images, "images", trailing=(None, None, None, 3), max_dims=4, floating=True)
-    if images.shape[0] == 0 or images.shape[1] == 0 or images.shape[2] == 0:
-        raise ValueError(f"images must hold at least one non-empty frame [N, H, W, 3]; got {tuple(images.shape)}")
-    fps = check_number(fps, "fps", lo=0.0, lo_open=True)
-    suffix = os.path.splitext(os.fspath(path))[1].lower()
-    if suffix not in (".gif", ".png", ".mp4"):
-        raise ValueError(f"path must end in .gif, .png or .mp4; got {os.fspath(path)!r}")
-    values = images.detach().to("cpu", torch.float32)
-    if bool(torch.isnan(values).any()):
-        raise ValueError("images contains NaN values")
-    frames = values.clamp(0, 1).mul(255).round().to(torch.uint8)  # the one conversion to 8 bits
-    if suffix == ".mp4":
-        try:
-            import imageio
-        except ImportError:
-            raise ImportError(f"writing {os.fspath(path)!r} needs imageio with ffmpeg, which lumigrad does not "
-                              "require: pip install imageio[ffmpeg], or write a .gif (Pillow) instead") from None
-        imageio.mimwrite(os.fspath(path), list(frames.numpy()), fps=fps)
-        return
-    from PIL import Image
-
-    if suffix == ".png":
-        Image.fromarray(image_strip(frames, columns).numpy()).save(path)
-        return
-    pictures = [Image.fromarray(frame) for frame in frames.numpy()]
-    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=max(10, round(100 / fps) * 10),
-                     loop=0)
