@@ -210,3 +210,15 @@ def final_parameters_summary(out):
             final = [final["mean"], final["min"], final["max"]]
         values[name] = torch.tensor(final, dtype=torch.float64).reshape(-1)
     return values, metrics
+
+
+def test_own_loop_example_on_two_processes_prints_the_one_process_result(tmp_path):
+    """examples/19: a user's ``Fit`` loop with ``DistributedStrategy``; 2 processes end where 1 process does."""
+    script = ROOT / "examples" / "19_data_parallel_own_loop.py"
+    args = ["--size", "24", "--steps", "6"]
+    one = torchrun(args, nproc=1, script=script)
+    two = torchrun(args, nproc=2, script=script)
+    assert one.returncode == 0 and two.returncode == 0, two.stdout[-2000:] + two.stderr[-2000:]
+    result = [line for line in one.stdout.splitlines() if line.startswith("albedo")]
+    assert result and result == [line for line in two.stdout.splitlines() if line.startswith("albedo")]
+    assert "2 process(es)" in two.stdout
