@@ -152,12 +152,12 @@ def _run_ranked(config: FitConfig, out: Path, dev, *, resume: bool, overwrite: b
 
     owns_group = not dist.is_initialized()
     strategy = start_ranks(dev, timeout_s)
-    try:
-        return _run_rank(config, out, dev, strategy, resume=resume, overwrite=overwrite, force=force,
-                         progress=progress)
-    finally:
-        if owns_group and dist.is_initialized():
-            dist.destroy_process_group()
+    outcome = _run_rank(config, out, dev, strategy, resume=resume, overwrite=overwrite, force=force,
+                        progress=progress)
+    if owns_group:  # all ranks leave together: a group torn down while another rank still uses it aborts
+        strategy.barrier()
+        dist.destroy_process_group()
+    return outcome
 
 
 def _run_rank(config: FitConfig, out: Path, dev, strategy: DistributedStrategy, *, resume: bool, overwrite: bool,

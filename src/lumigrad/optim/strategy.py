@@ -26,8 +26,8 @@ the flattened gradients, of a ``float64`` vector of the logged values or of a fl
 :class:`~lumigrad.optim.FitDivergedError` raised by ``loss_fn``) is first combined, then raised on every rank
 together, so that no rank is left waiting in a collective the others will never reach.
 
-Only :class:`LocalStrategy` exists so far; ``docs/design.md`` ("Fits across processes") says what the
-distributed strategy will implement.
+:class:`LocalStrategy` is one process; :class:`~lumigrad.optim.distributed.DistributedStrategy` runs the ranks
+``torchrun`` starts (``docs/design.md``, "Fits across processes"; ``docs/distributed.md``).
 """
 
 from __future__ import annotations
