@@ -142,6 +142,23 @@ def test_ranks_with_different_data_stop(tmp_path):
     assert (run.stdout + run.stderr).count("the ranks disagree on the target images") == 2
 
 
+def test_ranks_fitting_different_scenes_to_the_same_targets_stop(tmp_path):
+    """The same config and targets (rendered from one truth.obj) but another starting mesh on rank 1."""
+    verts, faces = lg.geometry.icosphere(2)
+    for rank in (0, 1):
+        folder = tmp_path / f"d{rank}"
+        folder.mkdir()
+        write_config(folder)
+        text = (folder / "fit.toml").read_text().replace("[data]\n", '[data]\ntruth = "truth.obj"\n', 1)
+        (folder / "fit.toml").write_text(text)
+        lg.io.save(folder / "truth.obj", (verts, faces))
+        lg.io.save(folder / "sphere.obj", (verts * (1.0 + 0.05 * rank), faces))
+    run = torchrun(["fit", str(tmp_path / "d{rank}" / "fit.toml"), "-o", str(tmp_path / "run"), "--no-progress"],
+                   script=FAULTS)
+    assert run.returncode != 0
+    assert (run.stdout + run.stderr).count("the ranks disagree on the scene being fitted") == 2
+
+
 def test_more_ranks_than_views_per_step_is_a_config_error(tmp_path):
     config = write_config(tmp_path, per_step=1)
     run = torchrun(["fit", str(config), "-o", str(tmp_path / "run"), "--no-progress"])

@@ -21,7 +21,7 @@ from ..optim.distributed import DistributedStrategy, init_distributed
 from .config import ConfigError
 from .problem import Problem
 
-__all__ = ["prepare_ranks", "restarted_by_torchrun", "start_ranks", "tensor_digest"]
+__all__ = ["prepare_ranks", "restarted_by_torchrun", "scene_digest", "start_ranks", "tensor_digest"]
 
 
 def start_ranks(device: torch.device, timeout_s: Optional[float]) -> DistributedStrategy:
@@ -53,6 +53,16 @@ def tensor_digest(t: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
+def scene_digest(problem: Problem) -> str:
+    """SHA-256 over the names and values of every parameter of the scene being fitted (meshes, textures, lights,
+    cameras): ranks that loaded different scene files disagree here even when their targets agree."""
+    digest = hashlib.sha256()
+    for name, value in sorted(problem.scene.parameters().items()):
+        digest.update(name.encode())
+        digest.update(tensor_digest(value).encode())
+    return digest.hexdigest()
+
+
 def prepare_ranks(problem: Problem, strategy: DistributedStrategy, log) -> None:
     """Shard ``problem`` over the ranks after checking that they agree and that the data can be shared.
 
@@ -75,6 +85,7 @@ def prepare_ranks(problem: Problem, strategy: DistributedStrategy, log) -> None:
         raise ConfigError(f"{config.path}: loss.adversarial trains a discriminator alongside the fit, which a fit "
                           "over several processes does not share yet; run it in one process")
     strategy.check_same("the target images (sha256)", tensor_digest(problem.targets))
+    strategy.check_same("the scene being fitted (sha256 of every scene parameter)", scene_digest(problem))
     problem.rank, problem.world_size = strategy.rank, world
     share = len(torch.tensor_split(torch.arange(per_step), world)[strategy.rank])
     log(f"rank {strategy.rank} of {world} on {socket.gethostname()} (pid {os.getpid()}): {share} of {per_step} "
