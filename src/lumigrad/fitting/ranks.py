@@ -21,7 +21,7 @@ from ..optim.distributed import DistributedStrategy, init_distributed
 from .config import ConfigError
 from .problem import Problem
 
-__all__ = ["prepare_ranks", "restarted_by_torchrun", "scene_digest", "start_ranks", "tensor_digest"]
+__all__ = ["prepare_ranks", "prepare_volume_ranks", "restarted_by_torchrun", "scene_digest", "start_ranks", "tensor_digest"]
 
 
 def start_ranks(device: torch.device, timeout_s: Optional[float]) -> DistributedStrategy:
@@ -90,3 +90,17 @@ def prepare_ranks(problem: Problem, strategy: DistributedStrategy, log) -> None:
     share = len(torch.tensor_split(torch.arange(per_step), world)[strategy.rank])
     log(f"rank {strategy.rank} of {world} on {socket.gethostname()} (pid {os.getpid()}): {share} of {per_step} "
         f"view(s) per step, {torch.get_num_threads()} thread(s)")
+
+
+def prepare_volume_ranks(trainer, strategy: DistributedStrategy, log) -> None:
+    """Shard a radiance-field fit's rays over the ranks after checking that the ranks hold the same photos
+    (:class:`~lumigrad.fitting.volume_fit.VolumeTrainer`)."""
+    rays = trainer.config.fit.rays_per_step
+    if rays < strategy.world_size:
+        raise ConfigError(f"{trainer.config.path}: fit.rays_per_step = {rays} is fewer rays than the "
+                          f"{strategy.world_size} processes")
+    strategy.check_same("the training photos (sha256)", tensor_digest(trainer.pixels))
+    trainer.rank, trainer.world_size = strategy.rank, strategy.world_size
+    share = len(torch.tensor_split(torch.arange(rays), strategy.world_size)[strategy.rank])
+    log(f"rank {strategy.rank} of {strategy.world_size} on {socket.gethostname()} (pid {os.getpid()}): {share} of "
+        f"{rays} rays per step, {torch.get_num_threads()} thread(s)")

@@ -146,8 +146,6 @@ def _run_ranked(config: FitConfig, out: Path, dev, *, resume: bool, overwrite: b
                 timeout_s: Optional[float]) -> FitOutcome:
     """One rank of a fit over several processes: the main rank holds the folder and decides whether the fit
     resumes (by itself after a ``torchrun`` restart), the others follow its decision."""
-    if isinstance(config, VolumeFitConfig):
-        raise ConfigError(f"{config.path}: radiance-field fits run in one process; start it without torchrun")
     import torch.distributed as dist
 
     owns_group = not dist.is_initialized()
@@ -168,8 +166,7 @@ def _run_rank(config: FitConfig, out: Path, dev, strategy: DistributedStrategy, 
         decision = strategy.broadcast_object(None)
         if decision[0] == "error":
             raise ConfigError(decision[1])
-        log = RankLog(out, strategy.rank)
-        return _run(config, log, identity, decision[1], False, dev, strategy)
+        return _run_any(config, RankLog(out, strategy.rank), identity, decision[1], False, dev, strategy)
     with contextlib.ExitStack() as stack:
         try:
             folder = stack.enter_context(RunFolder(out))
@@ -183,7 +180,16 @@ def _run_rank(config: FitConfig, out: Path, dev, strategy: DistributedStrategy, 
             strategy.broadcast_object(("error", str(exc)))
             raise
         strategy.broadcast_object(("ok", saved is not None))
-        return _run(config, folder, identity, saved is not None, progress, dev, strategy)
+        return _run_any(config, folder, identity, saved is not None, progress, dev, strategy)
+
+
+def _run_any(config, folder, identity, resume: bool, progress: bool, dev, strategy) -> FitOutcome:
+    if isinstance(config, VolumeFitConfig):
+        from .volume_fit import run_volume
+
+        metrics, report = run_volume(config, folder, identity, resume, progress, dev, strategy)
+        return FitOutcome(folder.path, metrics, report)
+    return _run(config, folder, identity, resume, progress, dev, strategy)
 
 
 def _start_folder(folder: RunFolder, config, identity, *, resume: bool, overwrite: bool, force: bool):

@@ -25,6 +25,7 @@ import torch
 
 from ..cameras.camera import Camera
 from ..io.dataset import read_dataset
+from ..optim.distributed import shard, shard_weight
 from ..optim.fit import Fit, ParamGroup
 from ..volume.fields.nerf import NerfField
 from ..volume.occupancy import OccupancyGrid
@@ -174,6 +175,7 @@ class VolumeTrainer:
         self.clock = 0.0  # training seconds (evaluation excluded), restored from the logs on resume
         self._step_started = time.perf_counter()
         self.fit: Optional[Fit] = None
+        self.rank, self.world_size = 0, 1  # a fit over several processes shards each step's rays
 
     # ---------------------------------------------------------------------------------------- training
     def background(self, count: int) -> torch.Tensor:
@@ -199,15 +201,23 @@ class VolumeTrainer:
             self.occupancy.update(step, self.field.density, generator=self.generator)
         R = self.config.fit.rays_per_step
         idx = torch.randint(self.pixels.shape[0], (R,), generator=self.generator, device=self.pixels.device)
-        self.last_pixels = idx  # flat indices (view, row, column) of this step's rays, for extra terms
         bg = self.background(R)
+        jitter, weight = self.generator, 1.0
+        if self.world_size > 1:  # every rank drew the same rays; each renders its share (fitting.ranks)
+            mine = shard(torch.arange(R, device=idx.device), self.rank, self.world_size)
+            idx, bg, weight = idx[mine], bg[mine], shard_weight(len(mine), R, self.world_size)
+            # the jitter of each rank's rays from a stream of its own, so the shared generator (which rays,
+            # which backgrounds, occupancy updates) stays identical on every rank whatever the shares
+            jitter = torch.Generator(device=idx.device).manual_seed(
+                (self.config.fit.seed * 1_000_003 + step * 1009 + self.rank) % (1 << 62))
+        self.last_pixels = idx  # flat indices (view, row, column) of this step's rays, for extra terms
         target = composite_target(self.pixels.index_select(0, idx), bg)
         out = render_rays(self.field, self.origins.index_select(0, idx), self.directions.index_select(0, idx),
                           step_size=self.step_size, occupancy=self.occupancy, background=bg, jitter=True,
-                          generator=self.generator, early_stop_eps=self.early_stop_eps)
+                          generator=jitter, early_stop_eps=self.early_stop_eps)
         terms = self._terms(out, target)
         weights = self.config.loss
-        loss = sum(weights[k] * v for k, v in terms.items())
+        loss = sum(weights[k] * v for k, v in terms.items()) * weight
         mse = float(((out.rgb.detach().clamp(0, 1) - target) ** 2).mean())
         log = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
         log.update({"psnr_db": -10 * math.log10(max(mse, 1e-10)), "samples_per_ray": out.samples_per_ray})
@@ -279,7 +289,7 @@ def holdout_psnr(images: torch.Tensor, targets: torch.Tensor) -> float:
 
 
 def make_volume_fit(trainer: VolumeTrainer, *, checkpoint_dir=None, resume: bool = False, progress: bool = False,
-                    metadata: Optional[Dict] = None) -> Fit:
+                    metadata: Optional[Dict] = None, strategy=None) -> Fit:
     """The :class:`~lumigrad.optim.Fit` of a radiance-field fit: SparseAdam on the hash table, Adam on the rest
     (betas 0.9 / 0.99, eps 1e-15, instant-ngp's), exponential decay from ``lr`` to ``lr_final``."""
     fs = trainer.config.fit
@@ -295,26 +305,44 @@ def make_volume_fit(trainer: VolumeTrainer, *, checkpoint_dir=None, resume: bool
     fit = Fit(trainer.loss, groups, steps=fs.steps, checkpoint_dir=checkpoint_dir,
               checkpoint_every=fs.checkpoint_every, seed=fs.seed, clip_spikes=fs.clip_spikes, progress=progress,
               callbacks=[trainer.evaluate], resume=resume, extra_state=extra, metadata=metadata,
-              generator=trainer.generator, global_rng=False, progress_keys=("psnr_db", "holdout_psnr_db"))
+              generator=trainer.generator, global_rng=False, progress_keys=("psnr_db", "holdout_psnr_db"),
+              strategy=strategy)
     trainer.fit = fit
     return fit
 
 
 def run_volume(config: VolumeFitConfig, folder, identity: Dict, resume: bool, progress: bool,
-               device: torch.device) -> Tuple[Dict, Path]:
-    """Train, evaluate and write the output folder of a radiance-field fit; return ``(metrics, report path)``."""
+               device: torch.device, strategy=None) -> Tuple[Dict, Optional[Path]]:
+    """Train, evaluate and write the output folder of a radiance-field fit; return ``(metrics, report path)``.
+
+    With a :class:`~lumigrad.optim.DistributedStrategy` each rank renders its share of every step's rays; the
+    main rank evaluates and writes the folder, the others return ``({"rank": r, ...}, None)``."""
     started = time.perf_counter()
     data = load_volume_data(config, device)
     field = make_field(config, data.aabb, device)
     occupancy = make_occupancy(config, data.aabb, device)
     trainer = VolumeTrainer(config, data, field, occupancy, torch.Generator(device=device))
-    fit = make_volume_fit(trainer, checkpoint_dir=folder.checkpoint_dir, resume=resume, progress=progress,
-                          metadata={"config": identity})
+    if strategy is not None:
+        from .ranks import prepare_volume_ranks
+
+        prepare_volume_ranks(trainer, strategy, folder.log)
+    main = strategy is None or strategy.is_main
+    fit = make_volume_fit(trainer, checkpoint_dir=folder.checkpoint_dir, resume=resume, progress=progress and main,
+                          metadata={"config": identity}, strategy=strategy)
     result = fit.run()
+    if not main:
+        folder.log(f"finished: {result.steps_done} steps in {result.seconds:.1f} s")
+        strategy.barrier()
+        return {"rank": strategy.rank, "steps": result.steps_done}, None
+    if strategy is not None:
+        strategy.barrier()
     metrics = volume_metrics(trainer, result, time.perf_counter() - started)
+    if strategy is not None:
+        metrics["processes"] = strategy.world_size
+    from .run_folder import merged_log_lines
     from .volume_outputs import write_volume_outputs
 
-    report = write_volume_outputs(folder.path, trainer, result, metrics, run_log=folder.log_lines())
+    report = write_volume_outputs(folder.path, trainer, result, metrics, run_log=merged_log_lines(folder.path))
     folder.log(f"finished: {result.steps_done} steps, report {report.name}")
     return metrics, report
 

@@ -138,7 +138,10 @@ class DistributedStrategy:
     def reduce_gradients(self, params: Sequence[torch.Tensor]) -> None:
         by_dtype: Dict[torch.dtype, List[torch.Tensor]] = {}
         for p in params:
-            by_dtype.setdefault(p.dtype, []).append(p)
+            if p.grad is not None and p.grad.is_sparse:
+                self._reduce_sparse(p)
+            else:
+                by_dtype.setdefault(p.dtype, []).append(p)
         for dtype, group in by_dtype.items():
             flat = torch.cat([_dense_grad(p).reshape(-1) for p in group]).to(self._device)
             self._dist.all_reduce(flat)
@@ -148,6 +151,15 @@ class DistributedStrategy:
                 n = p.numel()
                 p.grad = flat[offset:offset + n].view_as(p).to(p.device).clone()
                 offset += n
+
+    def _reduce_sparse(self, p: torch.Tensor) -> None:
+        """A sparse gradient (a hash-grid table for SparseAdam): summed densely, then made sparse again over the
+        rows any rank touched (rows whose averaged gradient is exactly zero are left out)."""
+        sparse_dim = p.grad.sparse_dim()
+        dense = p.grad.to_dense().to(self._device)
+        self._dist.all_reduce(dense)
+        dense /= self.world_size
+        p.grad = dense.to(p.device).to_sparse(sparse_dim)
 
     def reduce_log(self, loss: float, values: Dict[str, float]) -> Tuple[float, Dict[str, float]]:
         keys = sorted(values)
