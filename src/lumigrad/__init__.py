@@ -16,6 +16,7 @@ from .raster import (Fragments, antialias, build_mipmaps, depth_peel, distort_im
 from .scene import (AreaLight, DirectionalLight, EnvironmentLight, Film, PointLight, Scene, SceneMesh, SHLight,
                     SpotLight, SkinnedMesh, scene_from_mesh)
 from .integrators import RenderOutput, render, render_geometry, render_sequence
+from .shading import Material
 
 __version__ = "0.1.0"
 
@@ -25,6 +26,7 @@ __all__ = [
     "DirectionalLight",
     "EnvironmentLight",
     "Film",
+    "Material",
     "PointLight",
     "SHLight",
     "Scene",

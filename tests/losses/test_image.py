@@ -276,3 +276,15 @@ def test_bad_input():
         mse_loss(x, x, mask=-torch.ones(12, 12, dtype=DT))
     with pytest.raises(ValueError, match="max_value"):
         psnr(x, x, max_value=0)
+
+
+@pytest.mark.parametrize("loss", ["mse_loss", "l1_loss", "psnr", "ssim_loss", "ms_ssim_loss"])
+def test_channels_first_images_are_refused_with_the_fix(loss):
+    import lumigrad.losses as L
+
+    nchw = torch.rand(2, 3, 32, 32)
+    with pytest.raises(ValueError, match=r"looks like channels-first \[N, C, H, W\].*permute\(0, 2, 3, 1\)"):
+        getattr(L, loss)(nchw, nchw)
+    nhwc = nchw.permute(0, 2, 3, 1)
+    with pytest.raises(ValueError, match="target has shape"):
+        getattr(L, loss)(nhwc, nchw)

@@ -22,9 +22,21 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 _MS_SSIM_FLOOR = 1e-6  # negative / zero per-scale values are clamped up to this before the power
 
 
+def _check_channels_last(x: torch.Tensor, name: str) -> None:
+    """Refuse an image that looks channels-first (``[N, C, H, W]``, PyTorch's convolution layout), naming the fix;
+    lumigrad's images are ``[..., H, W, C]`` (what ``lg.render`` returns)."""
+    C, H, W = x.shape[-3], x.shape[-2], x.shape[-1]
+    if C in (1, 3, 4) and H > 4 and W > 4:
+        raise ValueError(f"{name} has shape {tuple(x.shape)}, which looks like channels-first [N, C, H, W]; lumigrad "
+                         f"images are channels-last [..., H, W, C]: pass {name}.permute(0, 2, 3, 1) (or "
+                         f"{name}.movedim(-3, -1))")
+
+
 def _check_pair(pred, target):
     check_tensor(pred, "pred", trailing=(None, None, None), floating=True, finite=True)
     check_tensor(target, "target", trailing=(None, None, None), floating=True, finite=True, device=pred.device)
+    _check_channels_last(pred, "pred")
+    _check_channels_last(target, "target")
     if pred.shape != target.shape:
         raise ValueError(f"pred and target must have the same shape [..., H, W, C]; got {tuple(pred.shape)} and "
                          f"{tuple(target.shape)}")
