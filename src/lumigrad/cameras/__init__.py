@@ -12,3 +12,6 @@ from .trajectory import (PoseTrajectory, SplineTrajectory, cumulative_bspline_we
 
 __all__ += ["PoseTrajectory", "SplineTrajectory", "cumulative_bspline_weights", "pose_to_world_to_cam",
             "so3_bspline", "spline_poses"]
+from .orbit import orbit_cameras
+
+__all__ += ["orbit_cameras"]

@@ -141,6 +141,8 @@ def _write_mesh(writer):
         if isinstance(obj, tuple) and len(obj) == 2:
             verts, faces = obj
             return writer(path, verts, faces, **kw)
+        if callable(getattr(obj, "flatten", None)) and hasattr(obj, "shapes"):  # a Scene: its meshes, world space
+            return _write_scene_mesh(writer, path, obj, **kw)
         if not (hasattr(obj, "verts") and hasattr(obj, "faces")):
             raise TypeError(f"cannot write a {type(obj).__name__} as a mesh to {path}: pass a Mesh or (verts, faces)")
         extra = {}
@@ -152,6 +154,23 @@ def _write_mesh(writer):
         return writer(path, obj.verts, obj.faces, **{**extra, **kw})
 
     return write
+
+
+def _write_scene_mesh(writer, path, scene, **kw):
+    """Every triangle shape of ``scene`` merged in world space (:meth:`Scene.flatten`); the OBJ writer also gets
+    their texture coordinates and one material per distinct material, named after its first shape."""
+    tri = scene.flatten()
+    if tri.faces.shape[0] == 0:
+        raise ValueError(f"cannot write {path}: the scene has no triangle shapes")
+    verts = tri.verts.detach()
+    if writer.__name__ != "write_obj":
+        return writer(path, verts, tri.faces, **kw)
+    names = []
+    for k in range(len(tri.materials)):
+        first = next(p.name for p in tri.parts if p.material_id == k)
+        names.append("".join(c if c.isalnum() or c in "-_." else "_" for c in first))
+    return writer(path, verts, tri.faces, uv=tri.uv.detach(), uv_faces=tri.uv_faces, materials=list(tri.materials),
+                  material_names=names, face_materials=tri.face_material, **kw)
 
 
 def _register_builtin() -> None:
