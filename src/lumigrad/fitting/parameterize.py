@@ -11,11 +11,14 @@
 ``pose``        6D rotation + translation (``[..., 4, 4]``)  a rigid transform, always a rotation
 ``intrinsics``  ``log fx, log fy`` and ``cx / W, cy / H``    ``K`` with the skew kept; ``shared`` fits one
                                                              ``K`` for all views
+``unit``        the quaternions, any length                  ``u / |u|`` per row: keyframe rotations stay
+                                                             unit quaternions through every step
 =============== ============================================ =================================================
 
 Each map is registered once in :data:`MAPS` (:func:`register_map`), with the parameter kinds it suits
 (:class:`lumigrad.scene.ParamInfo`): ``large_steps`` takes ``vertices``, ``pose`` the rigid transforms
-(``to_world``, ``world_to_cam``), ``intrinsics`` camera ``K`` (``intrinsics``), the others any parameter. A
+(``to_world``, ``world_to_cam``), ``intrinsics`` camera ``K`` (``intrinsics``), ``unit`` keyframe rotations
+(``keyframe_rotation``), the others any parameter. A
 new map is one file: a function ``build(request: MapRequest) -> Parameterization`` registered with
 ``register_map("name", build, kinds=...)``; ``[[optimize]] map = "name"`` then uses it.
 
@@ -259,6 +262,15 @@ def _intrinsics_map(r: MapRequest) -> Parameterization:
         raise ValueError(f"{r.where}: map 'intrinsics' is for camera matrices (cameras.NAME.K) and needs the "
                          f"camera's size; {r.name!r} has none")
     return _intrinsics(r.names, r.start, size, r.shared)
+
+
+@register_map("unit", kinds=(P.KEYFRAME_ROTATION,),
+              suits="keyframe rotations (animations.NAME.TARGET.rotation)")
+def _unit(r: MapRequest) -> Parameterization:
+    norm = r.start.norm(dim=-1, keepdim=True)
+    _check_domain(r.start, r.where, r.name, "unit", "quaternions of non-zero length", (norm > 1e-12).expand_as(r.start))
+    leaf = (r.start / norm).clone().requires_grad_(True)
+    return Parameterization(r.names, [leaf], lambda: leaf / leaf.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
 
 def _check_domain(start: torch.Tensor, where: str, name: str, kind: str, domain: str, ok: torch.Tensor) -> None:
