@@ -88,13 +88,14 @@ class Problem:
         return _background(self.config, self.targets)
 
     def render_output(self, camera: Camera, aovs: Tuple[str, ...] = (), step: Optional[int] = None,
-                      pairs: Optional[torch.Tensor] = None) -> RenderOutput:
+                      pairs: Optional[torch.Tensor] = None, scene: Optional[Scene] = None) -> RenderOutput:
         """The scene seen by ``camera`` through ``[render]``'s integrator, over ``[fit] background``; with
         ``[render] spp`` samples per pixel and, for a step, a seed of its own (the fit's seed and the step: a
         Monte Carlo renderer's noise changes from step to step, and a resumed fit draws the same).
 
         ``pairs`` picks targets (indices into ``targets``, sorted over time; default all): views of
-        ``camera``, or with a time axis (time, view) pairs, each time rendered from the scene posed then."""
+        ``camera``, or with a time axis (time, view) pairs, each time rendered from the scene posed then.
+        ``scene`` renders another scene (e.g. one posed at some time) instead, as it is."""
         seed = self.config.fit.seed if step is None else (self.config.fit.seed * 1_000_003 + step + 1) % (1 << 62)
         settings = render_settings(self.config, self.targets)
 
@@ -102,6 +103,8 @@ class Problem:
             return render(scene, seen, integrator=self.config.render.integrator, aovs=aovs,
                           spp=self.config.render.spp, seed=seed, **settings)
 
+        if scene is not None:
+            return render_one(scene, camera)
         if self.time_axis is not None:
             return self.time_axis.render(self.scene, camera, render_one, pairs)
         return render_one(self.scene, camera if pairs is None else camera[pairs])
