@@ -268,7 +268,9 @@ def _intrinsics_map(r: MapRequest) -> Parameterization:
               suits="keyframe rotations (animations.NAME.TARGET.rotation)")
 def _unit(r: MapRequest) -> Parameterization:
     norm = r.start.norm(dim=-1, keepdim=True)
-    _check_domain(r.start, r.where, r.name, "unit", "quaternions of non-zero length", (norm > 1e-12).expand_as(r.start))
+    if not bool((norm > 1e-12).all()):
+        raise ValueError(f"{r.where}: map 'unit' normalises quaternions, and the starting value of {r.name!r} has "
+                         f"{int((norm <= 1e-12).sum())} of length 0; set init to rotations")
     leaf = (r.start / norm).clone().requires_grad_(True)
     return Parameterization(r.names, [leaf], lambda: leaf / leaf.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 

@@ -32,7 +32,7 @@ from .metrics import image_metrics, parameter_errors, shape_error_pct
 from .problem import Problem, build_problem
 from .ranks import prepare_ranks, rank_device, restarted_by_torchrun, start_ranks
 from .run_folder import RankLog, RunFolder, config_identity, describe_differences, merged_log_lines
-from .time_outputs import time_metrics
+from .time_outputs import joint_angle_error_deg, time_metrics
 from .volume_config import VolumeFitConfig
 
 __all__ = ["FitOutcome", "make_fit", "run_fit"]
@@ -317,6 +317,8 @@ def _logged_loss(problem: Problem):
                         log[f"error/{name}"] = errors.get("angle_error_deg", errors["mean_abs_error"])
                 if fits_shape:
                     log[f"error/{SHAPE_KEY}"] = shape_error_pct(problem.scene, problem.truth, points=250)
+                if problem.time_axis is not None:
+                    log["error/joint_angle_error_deg"] = joint_angle_error_deg(problem)
         return loss, log
 
     return loss_fn
