@@ -91,6 +91,8 @@ def test_maps_keep_their_constraints_far_from_the_start():
     with torch.no_grad():
         unit.leaves[0].add_(torch.randn(2, 4, generator=torch.Generator().manual_seed(3), dtype=F64))
     assert torch.allclose(unit.value().norm(dim=-1), torch.ones(2, dtype=F64))
+    with pytest.raises(ValueError, match=r"for LINEAR / STEP keyframe rotations \[N, 4\]; .* shape \(2, 3, 4\)"):
+        make_parameterization("unit", [name], torch.ones(2, 3, 4, dtype=F64), "g", info=_info(name, "keyframe_rotation"))
     with pytest.raises(ValueError, match="has 1 of length 0; set init to rotations"):
         make_parameterization("unit", [name], torch.zeros(1, 4, dtype=F64), "g", info=_info(name, "keyframe_rotation"))
 

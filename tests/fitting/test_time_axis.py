@@ -65,6 +65,14 @@ def test_an_unknown_animation_or_a_late_time_is_one_line_naming_the_key(tmp_path
         build_problem(load_config(write(tmp_path, old="frames = 3", new="times = [0.0, 9.0]")))
 
 
+def test_photo_datasets_take_no_times(tmp_path):
+    (tmp_path / "transforms.json").write_text("{}")
+    photos = write(tmp_path, old="views = 2\nsize = 24", new='dataset = "transforms.json"')
+    with pytest.raises(ConfigError, match="data.frames describes synthetic targets and cannot be combined with "
+                                          "data.dataset"):
+        load_config(photos)
+
+
 def test_keyframe_values_are_named_parameters_listed_by_gradcheck(capsys):
     assert main(["gradcheck", str(RIGGED), "--list"]) == 0
     out = capsys.readouterr().out

@@ -48,8 +48,9 @@ def parameter_errors(name: str, value: torch.Tensor, truth: Optional[Scene]) -> 
         f_err = (value[..., [0, 1], [0, 1]] / true[..., [0, 1], [0, 1]] - 1).abs()
         c_err = (value[..., :2, 2] - true[..., :2, 2]).norm(dim=-1)
         out.update({"focal_error_pct": 100 * float(f_err.mean()), "principal_point_error_px": float(c_err.mean())})
-    if info.kind == KEYFRAME_ROTATION:
-        out["angle_error_deg"] = float(quaternion_angle_deg(value, true).mean())
+    if info.kind == KEYFRAME_ROTATION:  # CUBICSPLINE keys [N, 3, 4]: (in-tangent, value, out-tangent)
+        keys = (value[:, 1], true[:, 1]) if value.dim() == 3 else (value, true)
+        out["angle_error_deg"] = float(quaternion_angle_deg(*keys).mean())
     return out
 
 

@@ -267,6 +267,9 @@ def _intrinsics_map(r: MapRequest) -> Parameterization:
 @register_map("unit", kinds=(P.KEYFRAME_ROTATION,),
               suits="keyframe rotations (animations.NAME.TARGET.rotation)")
 def _unit(r: MapRequest) -> Parameterization:
+    if r.start.dim() != 2 or r.start.shape[-1] != 4:
+        raise ValueError(f"{r.where}: map 'unit' is for LINEAR / STEP keyframe rotations [N, 4]; {r.name!r} has shape "
+                         f"{tuple(r.start.shape)} (CUBICSPLINE keys hold tangents too: use map 'identity')")
     norm = r.start.norm(dim=-1, keepdim=True)
     if not bool((norm > 1e-12).all()):
         raise ValueError(f"{r.where}: map 'unit' normalises quaternions, and the starting value of {r.name!r} has "
