@@ -406,6 +406,9 @@ def _to(scene: Scene, device: torch.device) -> Scene:
         mesh.faces = mesh.faces.to(device)
         if mesh.uv_faces is not None:
             mesh.uv_faces = mesh.uv_faces.to(device)
+    for animation in scene.animations.values():  # key times follow their values (parameters, moved above)
+        for channel in animation.channels:
+            channel.track.times = channel.track.times.to(device)
     return scene
 
 
