@@ -32,13 +32,15 @@ def _info(name, kind):
 
 KINDS = {"lights.key.position": "light_position", "meshes.m.material.roughness_factor": "factor",
          "lights.key.intensity": "light_intensity", "cameras.views.world_to_cam": "world_to_cam",
-         "cameras.views.K": "intrinsics", "cameras.v.world_to_cam": "world_to_cam", "cameras.v.K": "intrinsics"}
+         "cameras.views.K": "intrinsics", "cameras.v.world_to_cam": "world_to_cam", "cameras.v.K": "intrinsics",
+         "animations.walk.hip.rotation": "keyframe_rotation"}
 
 CASES = [("identity", "lights.key.position", torch.tensor([0.3, -1.0, 2.0], dtype=F64)),
          ("sigmoid", "meshes.m.material.roughness_factor", torch.tensor([0.2, 0.7], dtype=F64)),
          ("exp", "lights.key.intensity", torch.tensor([0.5, 4.0], dtype=F64)),
          ("pose", "cameras.views.world_to_cam", _pose()),
-         ("intrinsics", "cameras.views.K", _K())]
+         ("intrinsics", "cameras.views.K", _K()),
+         ("unit", "animations.walk.hip.rotation", torch.nn.functional.normalize(_K()[:2, :2].reshape(1, 4), dim=-1))]
 
 
 @pytest.mark.parametrize("kind, name, start", CASES, ids=[c[0] for c in CASES])
@@ -82,12 +84,24 @@ def test_maps_keep_their_constraints_far_from_the_start():
     assert sum(leaf.numel() for leaf in K.leaves) == 4 and K.value().shape == (3, 3, 3)
     assert torch.allclose(K.value()[0], _K(3).mean(0)) and torch.equal(K.value()[0], K.value()[2])
     assert float(K.value().detach()[0, 0, 1]) == pytest.approx(float(_K(3)[:, 0, 1].mean()))  # skew kept
+    name = "animations.walk.hip.rotation"
+    unit = make_parameterization("unit", [name], torch.tensor([[2.0, 0, 0, 0], [1, 1, 1, 1]], dtype=F64), "g",
+                                 info=_info(name, "keyframe_rotation"))
+    assert torch.allclose(unit.value(), torch.tensor([[1.0, 0, 0, 0], [0.5, 0.5, 0.5, 0.5]], dtype=F64))
+    with torch.no_grad():
+        unit.leaves[0].add_(torch.randn(2, 4, generator=torch.Generator().manual_seed(3), dtype=F64))
+    assert torch.allclose(unit.value().norm(dim=-1), torch.ones(2, dtype=F64))
+    with pytest.raises(ValueError, match=r"for LINEAR / STEP keyframe rotations \[N, 4\]; .* shape \(2, 3, 4\)"):
+        make_parameterization("unit", [name], torch.ones(2, 3, 4, dtype=F64), "g", info=_info(name, "keyframe_rotation"))
+    with pytest.raises(ValueError, match="has 1 of length 0; set init to rotations"):
+        make_parameterization("unit", [name], torch.zeros(1, 4, dtype=F64), "g", info=_info(name, "keyframe_rotation"))
 
 
 @pytest.mark.parametrize("kind, name, match", [
     ("large_steps", "lights.key.position", "large_steps' is for mesh vertices"),
     ("pose", "lights.key.position", "map 'pose' is for rigid transforms"),
     ("intrinsics", "lights.key.position", "map 'intrinsics' is for camera matrices"),
+    ("unit", "lights.key.position", "map 'unit' is for keyframe rotations"),
     ("tanh", "lights.key.position", "unknown map 'tanh'"),
 ])
 def test_maps_refuse_parameters_they_do_not_suit(kind, name, match):

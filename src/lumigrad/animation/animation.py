@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Union
+from typing import ClassVar, Dict, List, Optional, Tuple, Union
 
 import torch
 
@@ -48,7 +48,13 @@ class Animation:
 
     ``duration`` is the last keyframe time over all channels (glTF animations play from time 0);
     :meth:`sample` returns, per target, the sampled local properties.
+
+    Parameters (:meth:`parameters`, for :class:`lumigrad.Scene`, which lists them as
+    ``animations.NAME.TARGET.PATH``): each channel's keyframe ``values`` under ``"TARGET.PATH"``
+    (``"Hips.rotation"``), of kind ``"keyframe_" + PATH`` (``keyframe_rotation`` ...).
     """
+
+    kind: ClassVar[str] = "animation"
 
     name: str
     channels: List[Channel] = field(default_factory=list)
@@ -89,3 +95,26 @@ class Animation:
         for c in self.channels:
             out.setdefault(c.target, {})[c.path] = sample_track(c.track, t)
         return out
+
+    # ------------------------------------------------------------------------------------ parameters
+    def parameters(self) -> Dict[str, torch.Tensor]:
+        """Each channel's keyframe values by ``"TARGET.PATH"``."""
+        return {_local(c): c.track.values for c in self.channels}
+
+    def parameter_kinds(self) -> Dict[str, str]:
+        """``{"TARGET.PATH": "keyframe_" + PATH}`` (kinds listed in :mod:`lumigrad.scene.params`)."""
+        return {_local(c): KEYFRAME_KIND_PREFIX + c.path for c in self.channels}
+
+    def parameter_slot(self, local: str) -> Tuple[Optional[KeyframeTrack], str]:
+        """``(track, "values")``: where the parameter ``local`` (``"TARGET.PATH"``) lives; ``(None, "values")``
+        when no channel has that name."""
+        track = next((c.track for c in self.channels if _local(c) == local), None)
+        return track, "values"
+
+
+#: A keyframe parameter's kind is this prefix and its channel's path (``keyframe_rotation``).
+KEYFRAME_KIND_PREFIX = "keyframe_"
+
+
+def _local(channel: Channel) -> str:
+    return f"{channel.target}.{channel.path}"

@@ -85,6 +85,27 @@ def _framing_camera(scene, args):
                              height=height, near=max(1e-3, distance - 2 * radius), far=distance + 2 * radius)
 
 
+def add_time_arguments(p) -> None:
+    """``--time T`` and ``--animation NAME``: pose the scene at T seconds of one of its animations."""
+    p.add_argument("--time", type=float, default=None, metavar="T",
+                   help="animation time in seconds (default: the pose stored in the file, no animation)")
+    p.add_argument("--animation", default=None, metavar="NAME",
+                   help="which of the file's animations --time plays (default: the first)")
+
+
+def animation_time(args, scene):
+    """``(t, animation name or None)`` that ``--time`` / ``--animation`` ask for, or ``None`` for the scene's own
+    pose; ValueError naming the option for a time that is not finite or an animation the scene lacks."""
+    if args.time is not None and not math.isfinite(args.time):
+        raise ValueError(f"--time must be a finite number of seconds; got {args.time:g}")
+    if args.time is None and args.animation is None:
+        return None
+    if args.animation is not None and args.animation not in scene.animations:
+        raise ValueError(f"no animation named {args.animation!r} in {args.scene}; it has "
+                         f"{', '.join(scene.animations) or 'none'}")
+    return (args.time if args.time is not None else 0.0), args.animation
+
+
 def add_integrator_arguments(p, default_mc_spp: int) -> None:
     """``--integrator``, ``--spp``, ``--max-depth`` (and nothing of the scene): the renderer of a command."""
     from ..integrators import integrator_names

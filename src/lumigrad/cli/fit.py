@@ -48,7 +48,7 @@ def add_parser(sub) -> None:
 
 _ERRORS = (("mean_abs_error", "mean |error|"), ("focal_error_pct", "focal error %"),
            ("principal_point_error_px", "principal point error px"), ("rotation_error_deg", "rotation error deg"),
-           ("centre_error", "camera centre error"))
+           ("centre_error", "camera centre error"), ("angle_error_deg", "keyframe angle error deg"))
 
 
 def run(args) -> int:
@@ -79,6 +79,9 @@ def run(args) -> int:
         for key, label in _ERRORS:
             if key in entry:
                 print(f"  {name}: {label} {entry.get('initial_' + key, float('nan')):.4g} -> {entry[key]:.4g}")
+    if "joint_angle_error_deg_final" in m:
+        print(f"  joint angles at the {len(m['times'])} target times: error {m['joint_angle_error_deg_initial']:.4g} "
+              f"-> {m['joint_angle_error_deg_final']:.4g} deg")
     if "shape_error_pct_final" in m:
         print(f"  surface distance: {m['shape_error_pct_initial']:.3f} % -> {m['shape_error_pct_final']:.3f} % "
               "of the bounding diagonal")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ._scene_setup import add_integrator_arguments, add_scene_arguments, integrator_options, load_scene_and_camera
+from ._scene_setup import (add_integrator_arguments, add_scene_arguments, add_time_arguments, animation_time,
+                           integrator_options, load_scene_and_camera)
 
 
 def add_parser(sub) -> None:
@@ -13,7 +14,9 @@ def add_parser(sub) -> None:
             "Load SCENE like `lumigrad render`, render loss = sum(w * image) with fixed random pixel weights w, "
             "and compare d loss / d PARAM from autograd with central differences for --samples entries of "
             "PARAM. PARAM is a scene parameter name such as lights.key.position or "
-            "meshes.NAME.material.roughness_factor (--list prints them). Exit code 0 when the cosine "
+            "meshes.NAME.material.roughness_factor (--list prints them); --time T renders the scene posed at T "
+            "seconds of an animation, so that its keyframe values (animations.NAME.TARGET.rotation ...) have "
+            "gradients. Exit code 0 when the cosine "
             "similarity of the two gradients reaches --tolerance, 1 when it does not."
         ),
     )
@@ -25,6 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("--tolerance", type=float, default=0.99, help="cosine similarity needed to pass (default: 0.99)")
     p.add_argument("--seed", type=int, default=0, help="seed of the pixel weights and the entries (default: 0)")
     add_integrator_arguments(p, default_mc_spp=16)
+    add_time_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -39,8 +43,9 @@ def run(args) -> int:
     if args.param is None:
         raise ValueError("name the parameter to check (PARAM), or pass --list to see the names")
     spp, settings = integrator_options(args)
+    when = animation_time(args, scene) or (None, None)
     result = check_scene_gradient(scene, camera, args.param, samples=args.samples, eps=args.eps, seed=args.seed,
-                                  integrator=args.integrator, spp=spp, **settings)
+                                  integrator=args.integrator, spp=spp, time=when[0], animation=when[1], **settings)
     print(f"{args.param}: {len(result.indices)} entries, {camera.width} x {camera.height} image")
     print(result.table())
     verdict = "agree" if result.cosine >= args.tolerance else "DISAGREE"

@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from ..integrators import integrator_settings
-from ._scene_setup import add_integrator_arguments, add_scene_arguments, integrator_options, load_scene_and_camera
+from ._scene_setup import (add_integrator_arguments, add_scene_arguments, add_time_arguments, animation_time,
+                           integrator_options, load_scene_and_camera)
 
 
 def add_parser(sub) -> None:
@@ -32,10 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("--exposure", type=float, default=0.0, help="exposure in stops (default: 0)")
     add_integrator_arguments(p, default_mc_spp=64)
     p.add_argument("--seed", type=int, default=0, help="seed of a Monte Carlo integrator's samples (default: 0)")
-    p.add_argument("--time", type=float, default=None, metavar="T",
-                   help="animation time in seconds (default: the pose stored in the file, no animation)")
-    p.add_argument("--animation", default=None, metavar="NAME",
-                   help="which of the file's animations --time plays (default: the first)")
+    add_time_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -44,14 +42,10 @@ def run(args) -> int:
 
     if not math.isfinite(args.exposure):
         raise ValueError(f"--exposure must be a finite number of stops; got {args.exposure:g}")
-    if args.time is not None and not math.isfinite(args.time):
-        raise ValueError(f"--time must be a finite number of seconds; got {args.time:g}")
     scene, camera = load_scene_and_camera(args)
-    if args.time is not None or args.animation is not None:
-        if args.animation is not None and args.animation not in scene.animations:
-            raise ValueError(f"no animation named {args.animation!r} in {args.scene}; it has "
-                             f"{', '.join(scene.animations) or 'none'}")
-        scene = scene.at(args.time if args.time is not None else 0.0, args.animation)
+    when = animation_time(args, scene)
+    if when is not None:
+        scene = scene.at(*when)
     linear = args.out.suffix.lower() in (".exr", ".hdr")
     scene.film = lg.Film(exposure=torch.tensor(args.exposure), tone=None if linear else "aces",
                          encode=None if linear else "srgb")

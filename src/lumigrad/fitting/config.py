@@ -90,10 +90,22 @@ class DataConfig:
     elevation: float = 20.0
     fov: float = 40.0
     distance: float = 1.2  # camera distance in bounding-sphere radii over sin(fov / 2)
+    times: Optional[List[float]] = None  # synthetic: animation times (s) of the targets (targets = views x times)
+    frames: int = 0  # synthetic: that many times evenly over the animation (0: no time axis unless times)
+    animation: Optional[str] = None  # the animation played over time (default: the scene's first)
 
     @property
     def synthetic(self) -> bool:
         return self.dataset is None
+
+    @property
+    def over_time(self) -> bool:
+        """Whether the targets span animation times (``times`` or ``frames``)."""
+        return self.times is not None or self.frames > 0
+
+    @property
+    def time_count(self) -> int:
+        return len(self.times) if self.times is not None else max(self.frames, 1)
 
 
 @dataclass
@@ -337,9 +349,10 @@ def parse_config(raw: Any, path: Path, text: str = "") -> FitConfig:
 
     if data.synthetic:
         try:
-            check_pixel_samples(data.views * data.size[0] * data.size[1],
+            check_pixel_samples(data.views * data.time_count * data.size[0] * data.size[1],
                                 f"{path.name}: data.views x data.size is {data.views} views of "
-                                f"{data.size[0]}x{data.size[1]} pixels")
+                                f"{data.size[0]}x{data.size[1]} pixels" + (f" at {data.time_count} times" if
+                                                                            data.over_time else ""))
         except BudgetError as exc:
             raise ConfigError(str(exc)) from None
     return FitConfig(path, text, name, scene, data, optimize, loss, mask, fit, output, raw, render=render)
@@ -421,10 +434,12 @@ def _data(t: ConfigTable, scene: SceneConfig) -> DataConfig:
     d.elevation = t.number("elevation", 20.0, -89.0, 89.0)
     d.fov = t.number("fov", 40.0, 1.0, 170.0)
     d.distance = t.number("distance", 1.2, 1.0)
+    _time_keys(t, d)
     if d.dataset is not None:
         if not d.dataset.exists():
             raise ConfigError(f"{t.file.name}: data.dataset names {d.dataset}, which does not exist")
-        synthetic_keys = [k for k in ("truth", "set", "views", "size", "elevation", "fov", "distance") if k in t.raw]
+        synthetic_keys = [k for k in ("truth", "set", "views", "size", "elevation", "fov", "distance", "times",
+                                      "frames", "animation") if k in t.raw]
         if synthetic_keys:
             raise ConfigError(f"{t.file.name}: data.{synthetic_keys[0]} describes synthetic targets and cannot be "
                               "combined with data.dataset (real photos)")
@@ -439,6 +454,28 @@ def _data(t: ConfigTable, scene: SceneConfig) -> DataConfig:
             raise ConfigError(f"{t.file.name}: data.truth names {d.truth}, which does not exist")
     t.done()
     return d
+
+
+MAX_TIMES = 10_000  # targets over time: at most this many animation times
+
+
+def _time_keys(t: ConfigTable, d: DataConfig) -> None:
+    """``data.times`` (increasing seconds >= 0) or ``data.frames`` (a count), and ``data.animation`` (a name,
+    checked against the scene when the problem is built)."""
+    d.times = t.numbers("times", None)
+    if d.times is not None:
+        bad = not d.times or len(d.times) > MAX_TIMES or d.times[0] < 0
+        bad = bad or any(b <= a for a, b in zip(d.times, d.times[1:]))
+        if bad:
+            raise t.error("times", f"a non-empty list of at most {MAX_TIMES} strictly increasing times in seconds "
+                          ">= 0", t.raw["times"])
+    d.frames = t.integer("frames", 0, 1, MAX_TIMES) if "frames" in t.raw else 0
+    if d.times is not None and d.frames:
+        raise ConfigError(f"{t.file.name}: data.times and data.frames both say when the targets are; give one")
+    d.animation = t.string("animation", None)
+    if d.animation is not None and not d.over_time:
+        raise ConfigError(f"{t.file.name}: data.animation = {short_repr(d.animation)} needs data.times or "
+                          "data.frames (the animation times of the targets)")
 
 
 def _optimize(raw: Any, path: Path) -> List[OptimizeConfig]:

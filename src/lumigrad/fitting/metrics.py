@@ -2,7 +2,8 @@
 
 Per optimised parameter present in the true scene with the same shape: the mean and largest absolute error
 and the relative RMS error; camera poses add the rotation error in degrees and the camera-centre error,
-intrinsics the focal-length error in percent and the principal-point error in pixels. Fitted meshes are
+intrinsics the focal-length error in percent and the principal-point error in pixels, keyframe rotations the
+mean angle between fitted and true keys in degrees (``angle_error_deg``, ``2 acos |q . q_true|``). Fitted meshes are
 compared with the true scene's surface by the symmetric surface distance: points sampled uniformly on each
 surface, their exact distance to the other surface, the two means averaged, in percent of the true
 bounding-box diagonal (as ``examples/06_shape_from_images.py`` reports it); it works when the topology differs.
@@ -17,10 +18,10 @@ import torch
 
 from ..geometry.distance import point_mesh_distance, sample_points_on_mesh
 from ..losses.image import psnr
-from ..scene.params import INTRINSICS, POSE_KINDS
+from ..scene.params import INTRINSICS, KEYFRAME_ROTATION, POSE_KINDS
 from ..scene.scene import Scene
 
-__all__ = ["image_metrics", "parameter_errors", "shape_error_pct"]
+__all__ = ["image_metrics", "parameter_errors", "quaternion_angle_deg", "shape_error_pct"]
 
 
 def image_metrics(images: torch.Tensor, targets: torch.Tensor) -> Dict[str, float]:
@@ -47,7 +48,20 @@ def parameter_errors(name: str, value: torch.Tensor, truth: Optional[Scene]) -> 
         f_err = (value[..., [0, 1], [0, 1]] / true[..., [0, 1], [0, 1]] - 1).abs()
         c_err = (value[..., :2, 2] - true[..., :2, 2]).norm(dim=-1)
         out.update({"focal_error_pct": 100 * float(f_err.mean()), "principal_point_error_px": float(c_err.mean())})
+    if info.kind == KEYFRAME_ROTATION:  # CUBICSPLINE keys [N, 3, 4]: (in-tangent, value, out-tangent)
+        keys = (value[:, 1], true[:, 1]) if value.dim() == 3 else (value, true)
+        out["angle_error_deg"] = float(quaternion_angle_deg(*keys).mean())
     return out
+
+
+def quaternion_angle_deg(q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``[...]`` angle in degrees of the rotation between quaternions ``q`` and ``r`` ``[..., 4]`` (any length:
+    normalised here; ``q`` and ``-q`` are one rotation): ``2 acos |q . r|``.
+
+    Example: the identity and a 90 degree turn about z, ``(cos 45deg, 0, 0, sin 45deg)``, are 90 degrees apart."""
+    q, r = q.double(), r.double()
+    dot = ((q * r).sum(-1) / (q.norm(dim=-1) * r.norm(dim=-1)).clamp_min(1e-300)).abs().clamp(max=1.0)
+    return torch.rad2deg(2 * torch.acos(dot))
 
 
 def _pose_errors(value: torch.Tensor, true: torch.Tensor) -> Dict[str, float]:

@@ -13,6 +13,7 @@
     OUT/images/sequence.png    a rendered sequence's strip, when one was saved (lumigrad.app.report.save_sequence)
     OUT/assets/sequence.gif    and its animation (.mp4 too with the video extra)
     OUT/assets/scene.glb       the fitted scene (opens in Blender)
+    OUT/images/over_time.png   with targets over time: those of lumigrad.fitting.time_outputs (and its assets)
     OUT/assets/NAME.obj        each fitted mesh, with its material in NAME.mtl
     OUT/checkpoint/            the resumable state of the fit
 """
@@ -57,9 +58,16 @@ def write_outputs(out: Path, problem, result, metrics: Dict, initial: torch.Tens
     if _parameter_plot(out / "plots" / "parameters.png", result):
         figures.append(Figure("Parameter errors", "plots/parameters.png",
                               "Error of each recovered parameter against the truth per recorded step: mean absolute error, "
-                              "or for shapes the surface distance in % of the bounding diagonal."))
+                              "for keyframe rotations the mean angle in degrees, for shapes the surface distance in % "
+                              "of the bounding diagonal."))
     strip, animations = sequence_figures(out)  # a sequence rendered into the folder (images/sequence.png)
     figures += strip
+    if problem.time_axis is not None:
+        from .time_outputs import write_time_outputs
+
+        over_time, time_assets = write_time_outputs(out, problem, initial, final)
+        figures += over_time
+        animations += time_assets
     assets = _assets(out, problem) + animations
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n", encoding="utf-8")
     assets = ["metrics.json", *assets, copy.name] + (["run.log"] if (out / "run.log").exists() else [])
@@ -88,6 +96,9 @@ def _summary(m: Dict) -> str:
     if "shape_error_pct_final" in m:
         text += (f" Surface distance to the truth {m['shape_error_pct_initial']:.2f} % -> "
                  f"{m['shape_error_pct_final']:.2f} % of the bounding diagonal.")
+    if "keyframe_angle_error_deg_final" in m:
+        text += (f" {len(m['times'])} times of animation {m['animation']!r}; keyframe rotation error "
+                 f"{m['keyframe_angle_error_deg_initial']:.2f} -> {m['keyframe_angle_error_deg_final']:.2f} degrees.")
     return text
 
 

@@ -11,11 +11,14 @@
 ``pose``        6D rotation + translation (``[..., 4, 4]``)  a rigid transform, always a rotation
 ``intrinsics``  ``log fx, log fy`` and ``cx / W, cy / H``    ``K`` with the skew kept; ``shared`` fits one
                                                              ``K`` for all views
+``unit``        the quaternions, any length                  ``u / |u|`` per row: keyframe rotations stay
+                                                             unit quaternions through every step
 =============== ============================================ =================================================
 
 Each map is registered once in :data:`MAPS` (:func:`register_map`), with the parameter kinds it suits
 (:class:`lumigrad.scene.ParamInfo`): ``large_steps`` takes ``vertices``, ``pose`` the rigid transforms
-(``to_world``, ``world_to_cam``), ``intrinsics`` camera ``K`` (``intrinsics``), the others any parameter. A
+(``to_world``, ``world_to_cam``), ``intrinsics`` camera ``K`` (``intrinsics``), ``unit`` keyframe rotations
+(``keyframe_rotation``), the others any parameter. A
 new map is one file: a function ``build(request: MapRequest) -> Parameterization`` registered with
 ``register_map("name", build, kinds=...)``; ``[[optimize]] map = "name"`` then uses it.
 
@@ -259,6 +262,20 @@ def _intrinsics_map(r: MapRequest) -> Parameterization:
         raise ValueError(f"{r.where}: map 'intrinsics' is for camera matrices (cameras.NAME.K) and needs the "
                          f"camera's size; {r.name!r} has none")
     return _intrinsics(r.names, r.start, size, r.shared)
+
+
+@register_map("unit", kinds=(P.KEYFRAME_ROTATION,),
+              suits="keyframe rotations (animations.NAME.TARGET.rotation)")
+def _unit(r: MapRequest) -> Parameterization:
+    if r.start.dim() != 2 or r.start.shape[-1] != 4:
+        raise ValueError(f"{r.where}: map 'unit' is for LINEAR / STEP keyframe rotations [N, 4]; {r.name!r} has shape "
+                         f"{tuple(r.start.shape)} (CUBICSPLINE keys hold tangents too: use map 'identity')")
+    norm = r.start.norm(dim=-1, keepdim=True)
+    if not bool((norm > 1e-12).all()):
+        raise ValueError(f"{r.where}: map 'unit' normalises quaternions, and the starting value of {r.name!r} has "
+                         f"{int((norm <= 1e-12).sum())} of length 0; set init to rotations")
+    leaf = (r.start / norm).clone().requires_grad_(True)
+    return Parameterization(r.names, [leaf], lambda: leaf / leaf.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
 
 def _check_domain(start: torch.Tensor, where: str, name: str, kind: str, domain: str, ok: torch.Tensor) -> None:

@@ -28,6 +28,7 @@ from ..scene.scene import Film, Scene
 from .config import ConfigError, FitConfig
 from .losses import LOSS_TERMS
 from .parameterize import Parameterization, apply_init, make_parameterization
+from .time_axis import TimeAxis, time_axis
 
 __all__ = ["Problem", "build_problem", "load_scene", "scale_camera"]
 
@@ -42,7 +43,7 @@ class Problem:
 
     config: FitConfig
     scene: Scene
-    targets: torch.Tensor  # [N, H, W, C] (C = 3 or 4: alpha is the object mask)
+    targets: torch.Tensor  # [N, H, W, C] (C = 3 or 4: alpha is the object mask); [T * N, ...] over time
     truth: Optional[Scene]
     groups: Dict[str, List[Parameterization]]
     initial_values: Dict[str, torch.Tensor] = field(default_factory=dict)
@@ -51,6 +52,7 @@ class Problem:
     generator: torch.Generator = field(default_factory=torch.Generator)  # per-step views; Fit seeds, checkpoints it
     rank: int = 0  # a distributed fit: this process renders its shard of each step's views (fitting.distributed)
     world_size: int = 1
+    time_axis: Optional[TimeAxis] = None  # targets over animation times: (time, view) pairs, time-major
     _scaled: Dict[Tuple[str, int, int], torch.Tensor] = field(default_factory=dict)
 
     @property
@@ -85,16 +87,31 @@ class Problem:
     def background(self):
         return _background(self.config, self.targets)
 
-    def render_output(self, camera: Camera, aovs: Tuple[str, ...] = (), step: Optional[int] = None) -> RenderOutput:
+    def render_output(self, camera: Camera, aovs: Tuple[str, ...] = (), step: Optional[int] = None,
+                      pairs: Optional[torch.Tensor] = None, scene: Optional[Scene] = None) -> RenderOutput:
         """The scene seen by ``camera`` through ``[render]``'s integrator, over ``[fit] background``; with
         ``[render] spp`` samples per pixel and, for a step, a seed of its own (the fit's seed and the step: a
-        Monte Carlo renderer's noise changes from step to step, and a resumed fit draws the same)."""
+        Monte Carlo renderer's noise changes from step to step, and a resumed fit draws the same).
+
+        ``pairs`` picks targets (indices into ``targets``, sorted over time; default all): views of
+        ``camera``, or with a time axis (time, view) pairs, each time rendered from the scene posed then.
+        ``scene`` renders another scene (e.g. one posed at some time) instead, as it is."""
         seed = self.config.fit.seed if step is None else (self.config.fit.seed * 1_000_003 + step + 1) % (1 << 62)
-        return render(self.scene, camera, integrator=self.config.render.integrator, aovs=aovs,
-                      spp=self.config.render.spp, seed=seed, **render_settings(self.config, self.targets))
+        settings = render_settings(self.config, self.targets)
+
+        def render_one(scene: Scene, seen: Camera) -> RenderOutput:
+            return render(scene, seen, integrator=self.config.render.integrator, aovs=aovs,
+                          spp=self.config.render.spp, seed=seed, **settings)
+
+        if scene is not None:
+            return render_one(scene, camera)
+        if self.time_axis is not None:
+            return self.time_axis.render(self.scene, camera, render_one, pairs)
+        return render_one(self.scene, camera if pairs is None else camera[pairs])
 
     def render_views(self, camera: Optional[Camera] = None) -> torch.Tensor:
-        """``[N, H, W, 4]`` colour and alpha of the scene seen by ``camera`` (default: the target views)."""
+        """``[N, H, W, 4]`` colour and alpha of the scene seen by ``camera`` (default: the target views); with a
+        time axis ``[T * N, H, W, 4]``, every time."""
         return self.render_output(camera or self.camera).rgba
 
     def resolution_scale(self, step: int) -> float:
@@ -123,7 +140,7 @@ class Problem:
 
         self.apply(step)
         camera, index = self.camera, None
-        n = len(camera)
+        n = len(self.targets)
         k = self.config.fit.views_per_step
         if 0 < k < n:
             index = torch.randperm(n, generator=self.generator)[:k]
@@ -131,13 +148,13 @@ class Problem:
         if self.world_size > 1:  # every rank drew the same views; each renders its share of them
             index = shard(torch.arange(n) if index is None else index, self.rank, self.world_size)
             weight = shard_weight(len(index), n if not 0 < k < n else k, self.world_size)
-        if index is not None:
-            camera = camera[index]
+        if index is not None and self.time_axis is not None:
+            index = index.sort().values  # one render per time
         scale = self.resolution_scale(step)
         if scale != 1.0:
             camera = scale_camera(camera, scale)
         targets = self.targets_at(camera)
-        out = self.render_output(camera, GEOMETRY_AOVS if self.target_geometry is not None else (), step)
+        out = self.render_output(camera, GEOMETRY_AOVS if self.target_geometry is not None else (), step, index)
         images = out.rgba
         if not bool(torch.isfinite(images).all()):  # finite parameters, non-finite pixels: e.g. a light of 1e38
             raise FitDivergedError(f"step {step}: the rendered images hold NaN or Inf values although every parameter "
@@ -169,7 +186,7 @@ def build_problem(config: FitConfig, device: torch.device = torch.device("cpu"))
     _check_render(config)
     sc = config.scene
     scene = _with_lights(load_scene(config), config)
-    truth = None
+    truth = axis = None
     if config.data.synthetic:
         if config.data.truth in (None, sc.file):  # the same file: copy it rather than read and decode it again
             truth = copy.deepcopy(scene)
@@ -178,8 +195,9 @@ def build_problem(config: FitConfig, device: torch.device = torch.device("cpu"))
         _set_truth(truth, config)
         camera = ring_cameras(truth, config)
         truth.add_camera(VIEWS, camera)
+        axis = time_axis(config, truth, len(camera))
         with torch.no_grad():
-            targets, target_geometry = _render_targets(truth, camera, config)
+            targets, target_geometry = _render_targets(truth, camera, config, axis)
         scene.add_camera(VIEWS, Camera(camera.K.clone(), camera.world_to_cam.clone(), camera.width, camera.height,
                                        camera.near, camera.far))
     else:
@@ -198,7 +216,7 @@ def build_problem(config: FitConfig, device: torch.device = torch.device("cpu"))
     scene, truth = _to(scene, device), (_to(truth, device) if truth is not None else None)
     targets = targets.to(device)
     problem = Problem(config, scene, targets, truth, {},
-                      target_geometry=None if target_geometry is None else target_geometry.to(device))
+                      target_geometry=None if target_geometry is None else target_geometry.to(device), time_axis=axis)
     _parameterize(problem)
     for name in config.loss:
         setup = LOSS_TERMS[name].setup
@@ -312,13 +330,18 @@ def _photo_depth(data, config: FitConfig) -> Optional[torch.Tensor]:
     return torch.cat([depth, torch.zeros(depth.shape[:-1] + (3,), dtype=depth.dtype)], -1)
 
 
-def _render_targets(truth: Scene, camera: Camera, config: FitConfig) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+def _render_targets(truth: Scene, camera: Camera, config: FitConfig,
+                    axis: Optional[TimeAxis] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """``[N, H, W, 4]`` colour and alpha of the true scene, and ``[N, H, W, 4]`` true depth and normals when a
-    depth or normal term is asked for (else None), from one render."""
+    depth or normal term is asked for (else None), from one render (one per time of ``axis``: ``[T * N, ...]``)."""
     geometry = bool(_terms_needing(config, "depth") or _terms_needing(config, "normal"))
-    out = render(truth, camera, integrator=config.render.integrator, aovs=GEOMETRY_AOVS if geometry else (),
-                 spp=config.render.target_spp, seed=(config.fit.seed + 7919) % (1 << 62),
-                 **render_settings(config, camera.K))
+
+    def render_one(scene: Scene, seen: Camera) -> RenderOutput:
+        return render(scene, seen, integrator=config.render.integrator, aovs=GEOMETRY_AOVS if geometry else (),
+                      spp=config.render.target_spp, seed=(config.fit.seed + 7919) % (1 << 62),
+                      **render_settings(config, camera.K))
+
+    out = render_one(truth, camera) if axis is None else axis.render(truth, camera, render_one)
     return out.rgba, (torch.cat([out.aovs["depth"], out.aovs["normal"]], -1) if geometry else None)
 
 
@@ -383,6 +406,9 @@ def _to(scene: Scene, device: torch.device) -> Scene:
         mesh.faces = mesh.faces.to(device)
         if mesh.uv_faces is not None:
             mesh.uv_faces = mesh.uv_faces.to(device)
+    for animation in scene.animations.values():  # key times follow their values (parameters, moved above)
+        for channel in animation.channels:
+            channel.track.times = channel.track.times.to(device)
     return scene
 
 

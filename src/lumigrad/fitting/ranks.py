@@ -74,7 +74,7 @@ def prepare_ranks(problem: Problem, strategy: DistributedStrategy, log) -> None:
     """
     config = problem.config
     world = strategy.world_size
-    n = len(problem.camera)
+    n = len(problem.targets)  # views, or (time, view) pairs of a fit over time
     k = config.fit.views_per_step
     per_step = k if 0 < k < n else n
     if per_step < world:

@@ -32,6 +32,7 @@ from .metrics import image_metrics, parameter_errors, shape_error_pct
 from .problem import Problem, build_problem
 from .ranks import prepare_ranks, rank_device, restarted_by_torchrun, start_ranks
 from .run_folder import RankLog, RunFolder, config_identity, describe_differences, merged_log_lines
+from .time_outputs import joint_angle_error_deg, time_metrics
 from .volume_config import VolumeFitConfig
 
 __all__ = ["FitOutcome", "make_fit", "run_fit"]
@@ -312,10 +313,12 @@ def _logged_loss(problem: Problem):
             with torch.no_grad():
                 for name in problem.optimised_names():
                     errors = parameter_errors(name, problem.scene[name], problem.truth)
-                    if errors:
-                        log[f"error/{name}"] = errors["mean_abs_error"]
+                    if errors:  # keyframe rotations in degrees, the rest as mean absolute errors
+                        log[f"error/{name}"] = errors.get("angle_error_deg", errors["mean_abs_error"])
                 if fits_shape:
                     log[f"error/{SHAPE_KEY}"] = shape_error_pct(problem.scene, problem.truth, points=250)
+                if problem.time_axis is not None:
+                    log["error/joint_angle_error_deg"] = joint_angle_error_deg(problem)
         return loss, log
 
     return loss_fn
@@ -328,6 +331,8 @@ def _metrics(problem: Problem, result, initial_images, final_images, seconds: fl
                      "initial_loss": result.losses[0] if result.losses else None,
                      "views": len(problem.camera), "image_size": [problem.camera.width, problem.camera.height],
                      "synthetic_targets": problem.truth is not None}
+    if problem.time_axis is not None:
+        metrics.update(time_metrics(problem))
     initial, final = image_metrics(initial_images, problem.targets), image_metrics(final_images, problem.targets)
     metrics.update({"psnr_initial_db": initial["psnr_db"], "psnr_final_db": final["psnr_db"],
                     "mean_abs_error_initial": initial["mean_abs_error"],

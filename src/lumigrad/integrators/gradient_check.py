@@ -50,6 +50,7 @@ class GradientCheck:
 def check_scene_gradient(scene: Scene, camera: Camera, name: str, *, samples: int = 8, eps: float = 1e-3,
                          seed: int = 0, background: float = 0.0,
                          indices: Optional[List[int]] = None, integrator: str = "raster", spp: int = 1,
+                         time: Optional[float] = None, animation: Optional[str] = None,
                          **settings) -> GradientCheck:
     """Compare autograd with central differences for ``samples`` entries of ``scene[name]``.
 
@@ -62,6 +63,8 @@ def check_scene_gradient(scene: Scene, camera: Camera, name: str, *, samples: in
         integrator, spp, settings: the renderer (:func:`lumigrad.render`). A Monte Carlo integrator renders
             every image with the same random numbers (``seed``, and ``seed_grad = seed`` for the gradient), so
             autograd and the differences see one differentiable estimate; the rasterizer takes ``background``.
+        time, animation: render the scene posed at ``time`` seconds of ``animation`` (:meth:`Scene.at`;
+            ``None``: the first), so that an animation's keyframe values get gradients; ``None``: the scene as it is.
 
     Returns:
         a :class:`GradientCheck`. Visibility changes are included: the render antialiases silhouettes, so
@@ -83,8 +86,12 @@ def check_scene_gradient(scene: Scene, camera: Camera, name: str, *, samples: in
         options.update(spp=spp, seed=seed)
         if "seed_grad" in integrator_settings(integrator):
             options.setdefault("seed_grad", seed)
+
+    def posed() -> Scene:
+        return scene if time is None else scene.at(time, animation)
+
     with torch.no_grad():
-        probe = render(scene, camera, integrator=integrator, **options).rgba
+        probe = render(posed(), camera, integrator=integrator, **options).rgba
     weights = torch.rand(probe.shape, generator=g, dtype=probe.dtype)
     if indices is None:
         count = min(samples, value.numel())
@@ -92,7 +99,7 @@ def check_scene_gradient(scene: Scene, camera: Camera, name: str, *, samples: in
 
     def loss(v: torch.Tensor) -> torch.Tensor:
         scene[name] = v
-        return (render(scene, camera, integrator=integrator, **options).rgba * weights).sum()
+        return (render(posed(), camera, integrator=integrator, **options).rgba * weights).sum()
 
     try:
         leaf = value.clone().requires_grad_(True)

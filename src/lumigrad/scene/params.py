@@ -33,6 +33,10 @@ kind                      parameters
 ``joint_translation``     a skinned mesh's offset of its root joints' translation, ``[3]``
 ``morph_weights``         morph-target weights, ``[M]``
 ``skin_weights``          skinning weights per vertex and influence, ``[V, K]`` (non-negative)
+``keyframe_rotation``     an animation channel's keyframe rotations, unit ``(w, x, y, z)``, ``[N, 4]``
+``keyframe_translation``  an animation channel's keyframe translations, ``[N, 3]``
+``keyframe_scale``        an animation channel's keyframe scales, ``[N, 3]``
+``keyframe_weights``      an animation channel's keyframe morph weights, ``[N, M]``
 ``exposure``              the film's exposure (stops)
 ``white_balance``         the film's per-channel gains
 ``vignetting``            the film's vignetting coefficients
@@ -78,6 +82,10 @@ JOINT_ROTATION = "joint_rotation"
 JOINT_TRANSLATION = "joint_translation"
 MORPH_WEIGHTS = "morph_weights"
 SKIN_WEIGHTS = "skin_weights"
+KEYFRAME_ROTATION = "keyframe_rotation"
+KEYFRAME_TRANSLATION = "keyframe_translation"
+KEYFRAME_SCALE = "keyframe_scale"
+KEYFRAME_WEIGHTS = "keyframe_weights"
 OTHER = "other"
 
 #: Every kind a :class:`ParamInfo` may have (the table of the module docstring).
@@ -85,7 +93,8 @@ PARAM_KINDS = (VERTICES, TO_WORLD, UV, NORMALS, TANGENTS, FACTOR, TEXELS, MEDIUM
                INTRINSICS, WORLD_TO_CAM, DISTORTION,
                LIGHT_INTENSITY, LIGHT_COLOR, LIGHT_POSITION, LIGHT_DIRECTION, LIGHT_ANGLE, LIGHT_RADIANCE,
                ENVIRONMENT_TEXELS, SH_COEFFS, EXPOSURE, WHITE_BALANCE, VIGNETTING, GAMMA,
-               JOINT_ROTATION, JOINT_TRANSLATION, MORPH_WEIGHTS, SKIN_WEIGHTS, OTHER)
+               JOINT_ROTATION, JOINT_TRANSLATION, MORPH_WEIGHTS, SKIN_WEIGHTS,
+               KEYFRAME_ROTATION, KEYFRAME_TRANSLATION, KEYFRAME_SCALE, KEYFRAME_WEIGHTS, OTHER)
 
 #: Kinds that are rigid transforms ``[..., 4, 4]``.
 POSE_KINDS = (TO_WORLD, WORLD_TO_CAM)
@@ -102,11 +111,11 @@ class ParamInfo:
         name: its full name, e.g. ``"meshes.cow.material.roughness_factor"``.
         kind: one of :data:`PARAM_KINDS`, e.g. ``"factor"``.
         group: the scene collection holding its owner: a shape group (``"meshes"``), ``"lights"``,
-            ``"cameras"`` or ``"film"``.
+            ``"cameras"``, ``"animations"`` or ``"film"``.
         owner: the owner's name in that collection (``"cow"``; ``"film"`` for the film).
         owner_kind: what the owner is: ``"mesh"`` (or another shape kind), a registered light type
             (``"point"``, ``"spot"``, ``"directional"``, ``"area"``, ``"environment"``, ``"sh"``),
-            ``"camera"`` or ``"film"``.
+            ``"camera"``, ``"animation"`` or ``"film"``.
         attr: the attribute holding the tensor on its owner (or on the owner's material):
             ``"roughness_factor"``, ``"K"``.
         shape: the tensor's shape now.

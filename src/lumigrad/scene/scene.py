@@ -20,7 +20,9 @@ The scene owns no maths: :func:`lumigrad.render` reads its tensors and calls the
 * **Animation**: ``scene.animations``, ``{name: lumigrad.animation.Animation}`` (read from glTF), and
   :meth:`Scene.at` ``(t, animation)``, a scene with every :class:`~lumigrad.scene.SkinnedMesh` posed at time
   ``t`` as a static :class:`SceneMesh` and the meshes and cameras below animated nodes (``scene.rigid_nodes``)
-  moved (lights, film and materials shared).
+  moved (lights, film and materials shared). Keyframe values are parameters: ``animations.NAME.TARGET.PATH``
+  (``PATH`` one of rotation, translation, scale, weights), each the ``values`` tensor of that channel's track
+  (kinds ``keyframe_*``).
 * **Flattening**: ``scene.flatten()`` merges every triangle shape into world-space tables
   (:func:`lumigrad.scene.flatten.flatten`), for the rasterizer, a BVH and the metrics.
 """
@@ -36,6 +38,7 @@ from typing import ClassVar, Dict, Iterable, Iterator, List, Mapping, Optional, 
 import torch
 
 from .._checks import check_choice, check_indices, check_mesh, check_number, check_tensor
+from ..animation import Animation
 from ..cameras.camera import Camera
 from ..mesh import Mesh, vertex_normals
 from ..shading.material import TEXTURE_SLOTS, Material
@@ -56,7 +59,7 @@ FILM_KINDS = {"exposure": P.EXPOSURE, "white_balance": P.WHITE_BALANCE, "vignett
               "gamma": P.GAMMA}
 _MESH_KINDS = {"verts": P.VERTICES, "uv": P.UV, "normals": P.NORMALS, "tangents": P.TANGENTS,
                "to_world": P.TO_WORLD}
-_FIXED_GROUPS = ("lights", "cameras", "film")
+_FIXED_GROUPS = ("lights", "cameras", "film", "animations")
 
 
 @dataclass
@@ -206,14 +209,20 @@ class _Entry:
     owner: str
     owner_kind: str
 
-    def holder(self):
+    def slot(self) -> Tuple[object, str]:
+        """``(object, attribute)`` holding the tensor; an owner with ``parameter_slot(local name)`` (an
+        animation: the tensor is a track's ``values``) says where, else ``getattr`` along ``path``."""
+        resolve = getattr(self.obj, "parameter_slot", None)
+        if resolve is not None:
+            return resolve(".".join(self.path))
         obj = self.obj
         for part in self.path[:-1]:
             obj = getattr(obj, part)
-        return obj
+        return obj, self.path[-1]
 
     def get(self):
-        return getattr(self.holder(), self.path[-1], None)
+        holder, attr = self.slot()
+        return getattr(holder, attr, None)
 
 
 class _Group(dict):
@@ -304,6 +313,7 @@ class Scene:
             self._shapes.setdefault(group, _Group(group, self)).update(members)
         self._lights = _Group("lights", self, lights)
         self._cameras = _Group("cameras", self, cameras)
+        self._animations = _Group("animations", self)
         self.film = film
 
     # ---------------------------------------------------------------------------------- collections
@@ -338,6 +348,15 @@ class Scene:
     @cameras.setter
     def cameras(self, value: Mapping[str, Camera]) -> None:
         _replace(self._cameras, value)
+
+    @property
+    def animations(self) -> Dict[str, Animation]:
+        """The animations, ``{name: lumigrad.animation.Animation}``; their keyframe values are parameters."""
+        return self._animations
+
+    @animations.setter
+    def animations(self, value: Mapping[str, Animation]) -> None:
+        _replace(self._animations, value)
 
     @property
     def film(self) -> Film:
@@ -376,6 +395,7 @@ class Scene:
         yield from self._shapes.items()
         yield "lights", self._lights
         yield "cameras", self._cameras
+        yield "animations", self._animations
 
     # ------------------------------------------------------------------------------------ traversal
     def parameters(self) -> Dict[str, torch.Tensor]:
@@ -444,7 +464,8 @@ class Scene:
             raise TypeError(f"scene[{name!r}] must be set to a torch.Tensor; got {type(value).__name__}")
         if old.shape != value.shape:
             raise ValueError(f"scene[{name!r}] has shape {tuple(old.shape)}; got {tuple(value.shape)}")
-        setattr(entry.holder(), entry.path[-1], value)
+        holder, attr = entry.slot()
+        setattr(holder, attr, value)
 
     def flatten(self, *, emitters: bool = False, normals: bool = False):
         """Every triangle shape (and, with ``emitters``, every area light) merged into world-space tables:
@@ -588,6 +609,9 @@ def _check_member(group: str, value) -> None:
     elif group == "cameras":
         if not isinstance(value, Camera):
             raise TypeError(f"camera must be a lumigrad.Camera; got {type(value).__name__}")
+    elif group == "animations":
+        if not isinstance(value, Animation):
+            raise TypeError(f"animation must be a lumigrad.animation.Animation; got {type(value).__name__}")
     elif group == "meshes":
         if not isinstance(value, SceneMesh):
             raise TypeError(f"mesh must be a SceneMesh; got {type(value).__name__}")
