@@ -11,14 +11,19 @@ Unknowns, fitted jointly from two thirds of the frames by gradient descent throu
 
 * the deformation, a :class:`lumigrad.geometry.BasisDeformation` (``--basis`` cosine shapes in time, each a
   per-vertex offset field), parameterised with large steps (``u = (I + lambda L) B``, Nicolet et al. 2021,
-  :mod:`lumigrad.optim.large_steps`) so the sparse silhouette and texture gradients move smooth patches;
+  :mod:`lumigrad.optim.large_steps`) so the sparse silhouette and texture gradients move smooth patches; or, with
+  ``--deformation mlp``, a :class:`lumigrad.geometry.MLPDeformation` (of positions scaled to about [-1, 1]) fitted
+  by Adam;
 * the camera trajectory, started from the truth perturbed by ``--perturb-deg`` degrees (control rotations) and
   ``--perturb-shift`` (fraction of the camera distance, control centres), drawn from ``--seed``.
 
 The first half of the steps fit the camera alone (the rest shape is within about 1% of the diagonal of every
 frame's true shape), then both are fitted. Joint fitting of shape and camera has a gauge freedom (moving the
-whole cow or moving the camera give the same image); a penalty on the offsets' size (``--offset-weight``) keeps
-the cow where it was at rest, so that the camera explains global motion. Frames 1, 4, 7, ... (interior times)
+whole cow or moving the camera give the same image). ``--gauge rigid`` (the default) fixes it: the deformation is
+wrapped in :class:`lumigrad.geometry.NonRigidDeformation`, which projects the best-fit rigid motion out of the
+offsets, so the camera must explain every rigid motion (the true motion is stated in the same gauge: its rigid
+part removed); ``--gauge free`` leaves the offsets unconstrained. A penalty on the offsets' size
+(``--offset-weight``) also keeps the cow near its rest shape. Frames 1, 4, 7, ... (interior times)
 are held out: the script prints their PSNR (deformation and camera both evaluated at held-out times), the vertex
 error (mean distance to the true deformed vertices over all frames, % of the bounding-box diagonal) and the
 camera error (rotation in degrees, centre in % of the distance, means over all frames).
@@ -26,6 +31,7 @@ It writes ``OUT/images/sequence.png`` (a strip: target, initial, fitted rows), `
 with the video extra, ``OUT/assets/sequence.mp4``.
 
     python examples/14_deforming_avatar.py                # 64 px, 12 frames, 200 steps
+    python examples/14_deforming_avatar.py --deformation mlp   # the MLP deformation instead of the basis
     python examples/14_deforming_avatar.py --steps 3 --size 24 --frames 4
 """
 
@@ -40,7 +46,7 @@ import lumigrad as lg
 from lumigrad.app.report import save_sequence
 from lumigrad.cameras import SplineTrajectory
 from lumigrad.conventions import invert_rigid
-from lumigrad.geometry import BasisDeformation, deform_verts
+from lumigrad.geometry import BasisDeformation, MLPDeformation, NonRigidDeformation, deform_verts, remove_rigid_motion
 from lumigrad.optim import AdamUniform
 from lumigrad.optim.large_steps import SmoothingSolver, from_differential, smoothing_matrix
 from lumigrad.scene import deformed_scene
@@ -50,14 +56,18 @@ DISTANCE = 3.2
 
 
 def true_offsets(verts: torch.Tensor, t: float) -> torch.Tensor:
-    """The known deformation at time ``t``: a head nod and a sideways bend, ``[V, 3]``."""
+    """The known deformation at time ``t``: a head nod and a sideways bend, ``[V, 3]``, rigid part removed.
+
+    A rigid motion of the cow is indistinguishable from a motion of the camera; the truth is stated in the gauge
+    the fit uses (:func:`lumigrad.geometry.remove_rigid_motion`: the camera carries every rigid motion).
+    """
     z = verts[:, 2]
     s = (z - z.min()) / (z.max() - z.min())       # 0 at the tail, 1 at the nose
     head = torch.sigmoid((s - 0.75) / 0.05)
     off = torch.zeros_like(verts)
     off[:, 0] = 0.12 * math.sin(math.pi * t) * s ** 2
     off[:, 1] = 0.08 * math.sin(2 * math.pi * t) * head
-    return off
+    return remove_rigid_motion(verts, off)
 
 
 def camera_controls(count: int = 6) -> torch.Tensor:
@@ -79,11 +89,16 @@ def main():
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--frames", type=int, default=12, help="frames in [0, 1]; every third (1, 4, 7, ...) is held out")
+    ap.add_argument("--deformation", choices=("basis", "mlp"), default="basis",
+                    help="basis: cosine shapes in time (large steps); mlp: a time-conditioned MLP (Adam)")
     ap.add_argument("--basis", type=int, default=5, help="cosine shapes in time")
+    ap.add_argument("--lr-mlp", type=float, default=1e-3, help="Adam rate of the MLP deformation")
     ap.add_argument("--perturb-deg", type=float, default=3.0)
     ap.add_argument("--perturb-shift", type=float, default=0.03)
     ap.add_argument("--lr-camera", type=float, default=1e-2, help="Adam rate of the trajectory (rad, world units)")
     ap.add_argument("--offset-weight", type=float, default=0.1, help="penalty on the mean squared offset")
+    ap.add_argument("--gauge", choices=("rigid", "free"), default="rigid",
+                    help="rigid: remove the offsets' rigid part (the camera explains rigid motion); free: keep it")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="deforming-avatar-out")
     ap.add_argument("--mp4", action="store_true", help="also write assets/sequence.mp4 (needs lumigrad[video])")
@@ -118,16 +133,24 @@ def main():
         traj.rotation += math.radians(args.perturb_deg) * axis
         traj.centres += args.perturb_shift * DISTANCE * torch.nn.functional.normalize(
             torch.randn(controls.shape[0], 3, generator=g), dim=-1)
-    deform = BasisDeformation(verts.shape[0], args.basis, (0.0, 1.0))
-    M = smoothing_matrix(verts, rest.meshes[name].faces, lambda_=30.0)
-    solver = SmoothingSolver(M)
-    u = torch.zeros(verts.shape[0], 3 * args.basis, requires_grad=True)
+    if args.deformation == "basis":
+        inner = BasisDeformation(verts.shape[0], args.basis, (0.0, 1.0))
+        solver = SmoothingSolver(smoothing_matrix(verts, rest.meshes[name].faces, lambda_=30.0))
+        u = torch.zeros(verts.shape[0], 3 * args.basis, requires_grad=True)
+        opt_shape = AdamUniform([u], lr=2e-3)
 
-    def set_basis():
-        """B = M^-1 u as [K, V, 3]; returns (B, a leaf copy the frames use) so the solve is back-propagated once."""
-        basis = from_differential(u, solver).reshape(-1, args.basis, 3).permute(1, 0, 2)
-        deform.basis = basis.detach().requires_grad_(True)
-        return basis
+        def set_basis():
+            """B = M^-1 u as [K, V, 3] on a leaf copy the frames use (so the solve is back-propagated once)."""
+            basis = from_differential(u, solver).reshape(-1, args.basis, 3).permute(1, 0, 2)
+            inner.basis = basis.detach().requires_grad_(True)
+            return basis
+    else:
+        # positions scaled to about [-1, 1] for the encoding: the deformation of verts / scale, times scale
+        inner = _ScaledMLP(MLPDeformation(hidden=32, layers=2, freqs_x=3, freqs_t=2, seed=args.seed),
+                           float(verts.abs().max()))
+        opt_shape = torch.optim.Adam(list(inner.parameters().values()), lr=args.lr_mlp)
+        set_basis = lambda: None  # noqa: E731
+    deform = NonRigidDeformation(inner) if args.gauge == "rigid" else inner
 
     def fitted_scene(t):
         return deformed_scene(rest, deform, t, mesh=name)
@@ -137,7 +160,6 @@ def main():
         initial = lg.render_sequence(fitted_scene, traj, times, background=0.0).rgba
         initial_errors = _errors(verts, deform, traj, truth_traj, times, diagonal)
 
-    opt_shape = AdamUniform([u], lr=2e-3)
     opt_cam = torch.optim.Adam([traj.rotation, traj.centres], lr=args.lr_camera)
     camera_only = int(0.5 * args.steps)
     sched_shape = torch.optim.lr_scheduler.CosineAnnealingLR(opt_shape, max(1, args.steps - camera_only))
@@ -154,7 +176,8 @@ def main():
             offsets = deform.offsets(verts, [t])
             loss = loss + args.offset_weight * offsets.pow(2).sum(-1).mean() / len(train)
             loss.backward()
-        basis.backward(deform.basis.grad)
+        if basis is not None:
+            basis.backward(inner.basis.grad)
         if step >= camera_only:  # first the camera alone (the rest shape is close), then both
             opt_shape.step()
             sched_shape.step()
@@ -173,6 +196,7 @@ def main():
     save_sequence(out, rows, fps=8, columns=len(times), mp4=args.mp4)
     elapsed = time.perf_counter() - started
     print(f"frames {len(times)} ({len(train)} fitted, {len(held)} held out), {args.size} px, {args.steps} steps, "
+          f"{args.deformation} deformation, gauge {args.gauge}, "
           f"{elapsed:.1f} s")
     print(f"{'':18s}{'initial':>10s}{'final':>10s}")
     print(f"{'held-out PSNR dB':18s}{psnr(initial):10.2f}{psnr(final):10.2f}")
@@ -182,6 +206,19 @@ def main():
     print(f"wrote {out / 'images' / 'sequence.png'} (rows: target, initial, fitted) and {out / 'assets'}")
     return {"psnr_initial": psnr(initial), "psnr_final": psnr(final), "initial": initial_errors,
             "final": final_errors, "seconds": elapsed}
+
+
+class _ScaledMLP:
+    """An MLP deformation of ``verts / scale`` (encoding sized for about [-1, 1]) whose offsets are scaled back."""
+
+    def __init__(self, mlp, scale):
+        self.mlp, self.scale = mlp, scale
+
+    def parameters(self):
+        return self.mlp.parameters()
+
+    def offsets(self, verts, times):
+        return self.scale * self.mlp.offsets(verts / self.scale, times)
 
 
 def _posed(rest, name, verts):

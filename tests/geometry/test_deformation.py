@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import lumigrad as lg
-from lumigrad.geometry import (BasisDeformation, MLPDeformation, basis_offsets, dct_basis, deform_verts,
-                               mlp_offsets, positional_encoding)
+from lumigrad.geometry import (BasisDeformation, MLPDeformation, NonRigidDeformation, basis_offsets, dct_basis,
+                               deform_verts, mlp_offsets, positional_encoding, remove_rigid_motion)
 from lumigrad.scene import deformed_scene
 
 
@@ -112,3 +112,75 @@ def test_deformation_image_loss_matches_finite_differences():
         vals.append(loss().item())
     fd = (vals[0] - vals[1]) / (2 * h)
     assert abs(fd) > 1e-3 and abs(g - fd) < 0.1 * abs(fd)
+
+
+def _rigid_field(verts, shift, w):
+    """``shift + w x (verts - centroid)``: an infinitesimal rigid motion ``[N, V, 3]`` for ``shift, w [N, 3]``."""
+    r = verts - verts.mean(0)
+    return shift[:, None] + torch.linalg.cross(w[:, None].expand(-1, len(verts), -1), r.expand(len(w), -1, -1), dim=-1)
+
+
+def test_remove_rigid_motion_zeroes_rigid_and_keeps_non_rigid():
+    g = torch.Generator().manual_seed(3)
+    verts = torch.randn(30, 3, generator=g, dtype=torch.float64)
+    rigid = _rigid_field(verts, torch.randn(4, 3, generator=g, dtype=torch.float64),
+                         torch.randn(4, 3, generator=g, dtype=torch.float64))
+    torch.testing.assert_close(remove_rigid_motion(verts, rigid), torch.zeros_like(rigid), atol=1e-12, rtol=0)
+    # non-rigid fields (a stretch, a bend) with their rigid parts removed once are kept exactly, also with a rigid
+    # motion added; and the removal does not zero them
+    stretch = torch.zeros(1, 30, 3, dtype=torch.float64)
+    stretch[0, :, 0] = 0.1 * (verts[:, 0] - verts[:, 0].mean())
+    bend = torch.zeros(1, 30, 3, dtype=torch.float64)
+    bend[0, :, 1] = 0.05 * verts[:, 0] ** 2
+    for raw in (stretch, bend):
+        field = remove_rigid_motion(verts, raw)
+        assert field.norm() > 0.3 * raw.norm()  # mostly non-rigid: not zeroed
+        torch.testing.assert_close(remove_rigid_motion(verts, field), field, atol=1e-12, rtol=0)
+        torch.testing.assert_close(remove_rigid_motion(verts, field + rigid[:1]), field, atol=1e-12, rtol=0)
+
+
+def test_remove_rigid_motion_is_a_projection_with_zero_momenta():
+    g = torch.Generator().manual_seed(4)
+    verts = torch.randn(12, 3, generator=g, dtype=torch.float64)
+    d = torch.randn(2, 12, 3, generator=g, dtype=torch.float64)
+    p = remove_rigid_motion(verts, d)
+    torch.testing.assert_close(remove_rigid_motion(verts, p), p)
+    r = verts - verts.mean(0)
+    torch.testing.assert_close(p.mean(-2), torch.zeros(2, 3, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(torch.linalg.cross(r.expand_as(p), p, dim=-1).sum(-2),
+                               torch.zeros(2, 3, dtype=torch.float64), atol=1e-12, rtol=0)
+    # orthogonal projection: the removed part is orthogonal to what is kept
+    assert abs(float(((d - p) * p).sum())) < 1e-10
+
+
+def test_remove_rigid_motion_gradcheck_and_errors():
+    g = torch.Generator().manual_seed(5)
+    verts = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    d = torch.randn(2, 5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(remove_rigid_motion, (verts, d))
+    line = torch.linspace(0, 1, 6, dtype=torch.float64)[:, None] * torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    with pytest.raises(ValueError, match="collinear"):
+        remove_rigid_motion(line, torch.zeros(6, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="offsets"):
+        remove_rigid_motion(verts.detach(), torch.zeros(4, 3, dtype=torch.float64))
+
+
+def test_non_rigid_deformation_wraps_basis_and_mlp():
+    verts = torch.randn(20, 3, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    basis = BasisDeformation(20, 3, dtype=torch.float64)
+    with torch.no_grad():
+        basis.basis[1] = _rigid_field(verts, torch.tensor([[0.1, 0.0, 0.2]], dtype=torch.float64),
+                                      torch.tensor([[0.0, 0.3, 0.0]], dtype=torch.float64))[0]
+    wrapped = NonRigidDeformation(basis)
+    assert wrapped.parameters()["basis"] is basis.basis
+    out = deform_verts(verts, wrapped, [0.0, 0.4])
+    torch.testing.assert_close(out, verts.expand(2, -1, -1), atol=1e-12, rtol=0)  # a rigid basis does nothing
+    mlp = MLPDeformation(8, 1, freqs_x=1, freqs_t=1, dtype=torch.float64)
+    with torch.no_grad():
+        mlp.weights[-1][0].normal_()
+    d = NonRigidDeformation(mlp).offsets(verts, [0.3])
+    torch.testing.assert_close(d.mean(-2), torch.zeros(1, 3, dtype=torch.float64), atol=1e-12, rtol=0)
+    d.pow(2).sum().backward()  # (d.sum() is zero for any weights: the projected offsets have zero mean)
+    assert mlp.weights[-1][0].grad.abs().sum() > 1e-6
+    with pytest.raises(TypeError, match="inner"):
+        NonRigidDeformation(object())

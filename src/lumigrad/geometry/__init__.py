@@ -20,8 +20,8 @@ __all__ = [
     "uniform_laplacian",
 ]
 
-from .deformation import (BasisDeformation, MLPDeformation, basis_offsets, dct_basis, deform_verts, mlp_offsets,
-                          positional_encoding)
+from .deformation import (BasisDeformation, MLPDeformation, NonRigidDeformation, basis_offsets, dct_basis,
+                          deform_verts, mlp_offsets, positional_encoding, remove_rigid_motion)
 
-__all__ += ["BasisDeformation", "MLPDeformation", "basis_offsets", "dct_basis", "deform_verts", "mlp_offsets",
-            "positional_encoding"]
+__all__ += ["BasisDeformation", "MLPDeformation", "NonRigidDeformation", "basis_offsets", "dct_basis", "deform_verts",
+            "mlp_offsets", "positional_encoding", "remove_rigid_motion"]

@@ -14,6 +14,12 @@ Two kinds, both containers over functional ops, both with ``parameters()`` (leaf
   so the deformation starts at the identity.
 
 :func:`deform_verts` applies either to vertices.
+
+**Gauge.** Seen by a moving camera, a rigid motion of the whole shape and the opposite motion of the camera give
+the same frames, so a deformation fitted jointly with a camera path can absorb the camera's motion.
+:func:`remove_rigid_motion` projects the best-fit infinitesimal rigid motion (a translation plus a linearised
+rotation about the rest shape's centroid) out of offsets; :class:`NonRigidDeformation` wraps a deformation with
+it, so the camera has to explain every rigid motion and the deformation only the non-rigid rest.
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ import torch
 
 from .._checks import check_number, check_positive_int, check_tensor
 
-__all__ = ["BasisDeformation", "MLPDeformation", "basis_offsets", "dct_basis", "deform_verts", "mlp_offsets",
-           "positional_encoding"]
+__all__ = ["BasisDeformation", "MLPDeformation", "NonRigidDeformation", "basis_offsets", "dct_basis", "deform_verts",
+           "mlp_offsets", "positional_encoding", "remove_rigid_motion"]
 
 TimesLike = Union[float, Sequence[float], torch.Tensor]
 
@@ -167,6 +173,62 @@ class MLPDeformation:
         t = _times(times, verts).reshape(-1)
         w = [(W.to(verts.dtype), b.to(verts.dtype)) for W, b in self.weights]
         return mlp_offsets(w, verts, t, self.freqs_x, self.freqs_t)
+
+
+def remove_rigid_motion(verts: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """``offsets [..., V, 3]`` less their best-fit infinitesimal rigid motion about the centroid of ``verts [V, 3]``.
+
+    The rigid fields of the rest shape are ``d_i = a + w x (x_i - c)`` (``c`` the centroid, all vertices weighted
+    alike). Least squares over ``a`` and ``w`` gives ``a = mean_i d_i`` and ``I w = sum_i r_i x d_i`` with
+    ``r_i = x_i - c`` and the inertia ``I = sum_i (|r_i|^2 Id - r_i r_i^T)``; the result is
+    ``d_i - a - w x r_i``. It is the orthogonal projection onto the complement of the six rigid fields: linear in
+    ``offsets``, idempotent, zero for any ``a + w x r``, and its output has zero mean and zero angular momentum
+    ``sum_i r_i x d_i``. A finite rotation by ``theta`` leaves a remainder of order ``theta^2 |r|``.
+
+    Raises:
+        ValueError: ``verts`` (nearly) collinear, so a rotation about their line is not defined by them.
+
+    **Differentiability:** linear in ``offsets``, smooth in ``verts`` (away from collinear vertices).
+    """
+    check_tensor(verts, "verts", trailing=(None, 3), max_dims=2, floating=True, finite=True)
+    check_tensor(offsets, "offsets", trailing=(verts.shape[0], 3), floating=True)
+    offsets = offsets.to(verts.dtype)
+    r = verts - verts.mean(0)
+    eye = torch.eye(3, dtype=verts.dtype, device=verts.device)
+    inertia = (r * r).sum() * eye - r.T @ r
+    smallest = torch.linalg.eigvalsh(inertia.detach())[0]
+    if not smallest > 1e-9 * float(inertia.detach().trace()):
+        raise ValueError("verts are (nearly) collinear: a rigid rotation about their line is not defined by them")
+    shift = offsets.mean(-2, keepdim=True)
+    moment = torch.linalg.cross(r.expand_as(offsets), offsets, dim=-1).sum(-2)  # [..., 3]
+    w = torch.linalg.solve(inertia, moment.unsqueeze(-1)).squeeze(-1)
+    spin = torch.linalg.cross(w.unsqueeze(-2).expand_as(offsets), r.expand_as(offsets), dim=-1)
+    return offsets - shift - spin
+
+
+class NonRigidDeformation:
+    """A deformation with its rigid part removed: ``offsets = remove_rigid_motion(verts, inner.offsets(verts, t))``.
+
+    Fitted jointly with a camera path, the wrapped deformation cannot move or turn the shape as a whole (the gauge
+    freedom of shape and camera is fixed: the camera explains every rigid motion). ``inner`` is any deformation
+    with ``offsets`` and ``parameters()`` (:class:`BasisDeformation`, :class:`MLPDeformation`); it is read at
+    each call, so replacing its parameters takes effect.
+
+    **Differentiability:** as ``inner``; the projection is linear.
+    """
+
+    def __init__(self, inner):
+        if not callable(getattr(inner, "offsets", None)):
+            raise TypeError(f"inner must have an offsets(verts, times) method; got {type(inner).__name__}")
+        self.inner = inner
+
+    def parameters(self) -> Dict[str, torch.Tensor]:
+        """The wrapped deformation's parameters."""
+        return self.inner.parameters()
+
+    def offsets(self, verts: torch.Tensor, times: TimesLike) -> torch.Tensor:
+        """Non-rigid offsets ``[N, V, 3]`` of ``verts [V, 3]`` at ``times [N]``."""
+        return remove_rigid_motion(verts, self.inner.offsets(verts, times))
 
 
 def deform_verts(verts: torch.Tensor, deformation, times: TimesLike) -> torch.Tensor:
