@@ -166,3 +166,16 @@ def test_max_layers_is_validated():
         RasterIntegrator(max_layers=0)
     with pytest.raises(TypeError, match="max_layers must be an int; got float"):
         RasterIntegrator(max_layers=2.0)
+
+
+def test_batched_views_composite_each_view_as_alone():
+    scene = lg.Scene()
+    scene.add_mesh("near", _quad(1.0, 0.5, shift=-0.2, **_emitter([0.9, 0.2, 0.4], 0.3, alpha_mode="BLEND")))
+    scene.add_mesh("wall", _quad(2.5, 0.8, **_emitter([0.1, 0.6, 0.2])))
+    eyes = torch.tensor([[0.0, 0.0, -2.0], [0.6, -0.3, -2.5]], dtype=F64)
+    both = lg.render(scene, lg.Camera.look_at(eyes, torch.zeros(2, 3, dtype=F64), fov_y=1.0, width=10, height=8),
+                     background=BACKGROUND).rgba
+    for view in range(2):
+        alone = lg.render(scene, lg.Camera.look_at(eyes[view], torch.zeros(3, dtype=F64), fov_y=1.0, width=10,
+                                                   height=8), background=BACKGROUND).rgba
+        assert torch.allclose(both[view], alone, rtol=0, atol=1e-12)
