@@ -1,6 +1,6 @@
 """glTF: what lumigrad does not read is named in one warning per file; bad lights are refused; big trees are fast.
 
-* unsupported extensions, morph target tangents, alphaMode MASK / BLEND, vertex colours, TEXCOORD_1,
+* unsupported extensions, morph target tangents, vertex colours, TEXCOORD_1,
   per-texture wrap modes, point / line primitives: one GltfWarning per file naming each (synthetic files and the
   Khronos sample models); files that use none of them read without a warning; an unsupported extension in
   ``extensionsRequired`` is an error.
@@ -109,7 +109,6 @@ def test_everything_ignored_is_named_in_one_warning(tmp_path):
     assert message.startswith(f"{path}: lumigrad ignores ")
     for part in ["morph target TANGENT deltas of primitives without TANGENT (meshes[1].primitives[0].targets[0])",
                  "extensions KHR_materials_sheen, KHR_texture_transform",
-                 "alphaMode BLEND (material 'glass')", "alphaMode MASK (material 'leaves')",
                  "vertex colours COLOR_0 (meshes[2].primitives[0])",
                  "TEXCOORD_1 and above (read with TEXCOORD_0) (material 'leaves' base_color_texture)",
                  "per-texture wrap modes (the first texture's is used) (material 'leaves' repeat/clamp)",
@@ -117,6 +116,7 @@ def test_everything_ignored_is_named_in_one_warning(tmp_path):
                  "point and line primitives (skipped) (meshes[2].primitives[1] (mode 1))"]:
         assert part in message, part
     assert "KHR_lights_punctual" not in message  # read, so not named
+    assert "alphaMode" not in message  # read since issue 18
     assert "skins" not in message and "animations" not in message  # read since issue 16
     assert "\n" not in message
     # what is read is still there
@@ -156,6 +156,22 @@ def test_unknown_alpha_mode_is_refused(tmp_path):
     doc = _everything_ignored()
     doc["materials"][0]["alphaMode"] = "SOMETIMES"
     with pytest.raises(GltfError, match=r"materials\[0\].alphaMode must be OPAQUE, MASK or BLEND; got 'SOMETIMES'"):
+        read_gltf(_write(tmp_path, doc))
+
+
+def test_alpha_mode_and_cutoff_are_read_into_the_material(tmp_path):
+    doc = _everything_ignored()
+    scene, _ = _read_warnings(_write(tmp_path, doc))
+    materials = {m.material.alpha_mode: m.material for m in scene.meshes.values()}
+    assert sorted(materials) == ["BLEND", "MASK"]
+    assert materials["MASK"].alpha_cutoff == pytest.approx(0.3)
+    assert materials["BLEND"].alpha_cutoff == 0.5  # glTF's default
+
+
+def test_negative_alpha_cutoff_is_refused(tmp_path):
+    doc = _everything_ignored()
+    doc["materials"][1]["alphaCutoff"] = -0.1
+    with pytest.raises(GltfError, match=r"materials\[1\].alphaCutoff must be >= 0; got -0.1"):
         read_gltf(_write(tmp_path, doc))
 
 

@@ -261,3 +261,23 @@ def test_an_absorbing_interior_round_trips_through_khr_materials_volume(tmp_path
     scene.meshes["glass"].material.interior = HomogeneousMedium(torch.tensor([0.5]), torch.tensor([1.0]), g=0.3)
     with pytest.warns(UserWarning, match=r"materials\[0\] has a scattering interior medium"):
         write_gltf(tmp_path / "scatter.gltf", scene)
+
+
+@pytest.mark.parametrize("suffix", [".glb", ".gltf"])
+def test_alpha_modes_round_trip(suffix, tmp_path):
+    verts = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    scene = lg.Scene()
+    for name, kw in (("leaves", dict(alpha_mode="MASK", alpha_cutoff=0.25)), ("glass", dict(alpha_mode="BLEND")),
+                     ("wall", {})):
+        scene.add_mesh(name, lg.SceneMesh(verts, torch.tensor([[0, 1, 2]]), Material(
+            base_color_factor=torch.tensor([0.5, 0.5, 0.5, 0.4]), **kw)))
+    out = write_gltf(tmp_path / f"alpha{suffix}", scene)
+    doc = _glb_json(out) if suffix == ".glb" else json.loads(out.read_text())
+    assert doc["materials"][0]["alphaMode"] == "MASK" and doc["materials"][0]["alphaCutoff"] == 0.25
+    assert doc["materials"][1]["alphaMode"] == "BLEND" and "alphaCutoff" not in doc["materials"][1]
+    assert "alphaMode" not in doc["materials"][2]  # OPAQUE, the default, is not written
+    back = read_gltf(out)
+    _assert_same_scene(scene, back)
+    for name in scene.meshes:
+        a, b = scene.meshes[name].material, back.meshes[name].material
+        assert (a.alpha_mode, a.alpha_cutoff) == (b.alpha_mode, b.alpha_cutoff), name

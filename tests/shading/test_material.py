@@ -111,3 +111,18 @@ def test_bad_input_names_the_argument():
         Material(base_color_texture=torch.full((2, 2, 3), math.nan))
     with pytest.raises(ValueError, match="uv"):
         sample_material(Material(base_color_texture=torch.ones(2, 2, 3)), shape=(2, 2))
+
+
+def test_alpha_mode_and_cutoff_default_to_gltf_and_are_validated():
+    m = Material()
+    assert (m.alpha_mode, m.alpha_cutoff) == ("OPAQUE", 0.5)
+    assert "alpha_mode" not in m.parameters() and "alpha_cutoff" not in m.parameters()  # settings, not tensors
+    assert Material(alpha_mode="MASK", alpha_cutoff=torch.tensor(0.25)).alpha_cutoff == 0.25
+    with pytest.raises(ValueError, match="alpha_mode must be one of 'OPAQUE', 'MASK', 'BLEND'; got 'blend'"):
+        Material(alpha_mode="blend")
+    with pytest.raises(ValueError, match=r"alpha_cutoff must be a finite number in \[0.0, inf\]; got -0.5"):
+        Material(alpha_mode="MASK", alpha_cutoff=-0.5)
+    with pytest.raises(ValueError, match="alpha_cutoff"):
+        Material(alpha_cutoff=math.nan)
+    with pytest.raises(TypeError, match="alpha_cutoff must be a real number; got str"):
+        Material(alpha_cutoff="0.5")

@@ -33,7 +33,7 @@ def render(scene: Scene, camera: Union[Camera, str, None] = None, *, integrator:
         spp: samples per pixel, a positive int (the raster integrator takes 1).
         seed: seed of the integrator's random numbers, an int in [0, 2^63) (ignored by deterministic ones).
         **settings: the integrator's settings, e.g. for ``"raster"`` ``background``, ``use_antialias``,
-            ``use_aov_antialias``, ``lens_supersample``, ``lens_samples``
+            ``use_aov_antialias``, ``lens_supersample``, ``lens_samples``, ``shadows``, ``max_layers``
             (:class:`~lumigrad.integrators.RasterIntegrator`).
 
     Returns:

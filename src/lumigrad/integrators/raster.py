@@ -23,7 +23,7 @@ from ..cameras.camera import Camera
 from ..raster import distort_image, distort_index_image, render_through_lens
 from ..raster.interpolate import interpolate_unchecked
 from ..raster.antialias import blend_crossings, silhouette_crossings
-from ..raster.rasterize import prepare_mesh, rasterize_prepared
+from ..raster.rasterize import peel_prepared, prepare_mesh, rasterize_prepared
 from ..kernels.bvh import bvh_for
 from ..raytrace.intersect import offset_ray_origin
 from ..scene.lights import AreaLight, EnvironmentLight, SHLight
@@ -69,6 +69,8 @@ class RasterIntegrator(Integrator):
         shadows: cast shadows of point, spot, directional and area lights with shadow rays on the scene's BVH
             (a hybrid: rasterized visibility from the camera, ray-traced visibility to the lights; the
             environment is not shadowed). Shadow edges give no gradient (the mask is piecewise constant).
+        max_layers: how many depth-peeled layers a pixel composites when a material's ``alpha_mode`` is
+            ``"MASK"`` or ``"BLEND"`` (default 4); unused by opaque scenes. See "Transparency" below.
 
     ``render`` takes ``spp=1`` only (one deterministic sample per pixel centre; ``seed`` is ignored).
 
@@ -76,7 +78,22 @@ class RasterIntegrator(Integrator):
     plus environment lighting (SH diffuse, split-sum specular, scaled by occlusion), plus emission. Normal
     maps use the mesh's tangents (glTF ``TANGENT``) or tangents derived from ``uv``. Double-sided meshes
     flip the normal of faces seen from behind; when every mesh is single-sided, back faces are culled.
-    Alpha of base colour is ignored (opaque). Area lights are drawn as emitters (their front faces).
+    Area lights are drawn as emitters (their front faces).
+
+    Transparency (glTF ``alphaMode``; alpha ``a`` is ``base_color_factor.a`` times the base colour texture's
+    alpha): with every material ``"OPAQUE"`` alpha is ignored and the nearest surface is shaded, as always.
+    Otherwise each pixel's surfaces are depth-peeled nearest first, at most ``max_layers`` of them, and each
+    layer is shaded and composited front to back over the background:
+    ``C = sum_k a_k c_k prod_{j<k} (1 - a_j) + prod_k (1 - a_k) * background``, alpha ``1 - prod_k (1 - a_k)``,
+    with ``a_k = 1`` on ``"OPAQUE"`` surfaces (they end the pixel), ``a_k = [a >= alpha_cutoff]`` on
+    ``"MASK"`` surfaces (discarded fragments show what lies behind) and ``a_k = clamp(a, 0, 1)`` on ``"BLEND"``
+    surfaces. The layers come from depth order, so the result does not depend on the order of meshes or
+    faces. Surfaces beyond the ``max_layers``-th are not drawn (the background shows there). Gradients flow to
+    alpha and colour of ``"BLEND"`` surfaces, and to geometry through shading; the ``"MASK"`` cutoff is a step
+    with no gradient w.r.t. alpha (colour and geometry of kept fragments still get theirs). Antialiasing blends
+    the silhouettes of the nearest layer's triangles (masked or blended ones included); edges of the cutoff
+    inside a triangle and silhouettes seen through a blended surface stay hard (no visibility gradient there).
+    AOVs describe the nearest layer, whatever its alpha; shadow rays treat every surface as opaque.
 
     AOVs (:data:`lumigrad.integrators.AOV_DOCS`): ``normal`` is the vertex normal (no normal map), flipped
     to face the camera on every mesh when any mesh is double-sided; ``albedo`` the base colour clamped to
@@ -109,8 +126,10 @@ class RasterIntegrator(Integrator):
 
     def __init__(self, *, background: Union[Literal["environment"], torch.Tensor, float] = "environment",
                  use_antialias: bool = True, use_aov_antialias: Optional[bool] = None,
-                 lens_supersample: float = 1.0, lens_samples: int = 1, shadows: bool = False):
+                 lens_supersample: float = 1.0, lens_samples: int = 1, shadows: bool = False,
+                 max_layers: int = 4):
         _check_background(background, None)
+        self.max_layers = check_positive_int(max_layers, "max_layers")
         if not isinstance(shadows, bool):
             raise TypeError(f"shadows must be a bool; got {type(shadows).__name__}")
         self.shadows = shadows
@@ -238,7 +257,9 @@ def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, settings: Rast
     use_aov_antialias = bool(floats) and settings.use_aov_antialias
     crossings = silhouette_crossings(frags, mesh, geo.faces) if use_antialias or use_aov_antialias else None
     rgba = albedo = None
-    if need_material:
+    if color and any(p.material.alpha_mode != "OPAQUE" for p in geo.parts):
+        rgba, albedo = _shade_layers(scene, geo, camera, mesh, frags, settings, "albedo" in floats)
+    elif need_material:
         rgba, albedo = _shade_pinhole(scene, geo, camera, frags, settings.background, color, "albedo" in floats,
                                        settings.shadows)
     if use_antialias:
@@ -254,6 +275,48 @@ def _shade_pinhole(scene: Scene, geo: _Geometry, camera: Camera, frags, backgrou
                    want_albedo: bool, shadows: bool = False) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     """Shade the covered pixels: ``([..., H, W, 4]`` radiance over the background and coverage, not
     antialiased, or None without ``color``; ``[..., H, W, 3]`` base colour or None without ``want_albedo``)."""
+    radiance, _, _, albedo = _shade_layer(scene, geo, camera, frags, color, want_albedo, shadows)
+    if not color:
+        return None, albedo
+    cover = frags.mask[..., None].to(radiance.dtype)
+    rgb = radiance + (1 - cover) * _background(scene, camera, background, radiance)
+    return torch.cat([rgb, cover], -1), albedo
+
+
+def _shade_layers(scene: Scene, geo: _Geometry, camera: Camera, mesh, first, settings: RasterIntegrator,
+                  want_albedo: bool) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Shade and composite up to ``settings.max_layers`` depth-peeled layers front to back (see the class's
+    "Transparency"): ``([..., H, W, 4]`` radiance over the background and alpha, not antialiased; the first
+    layer's base colour or None). ``first`` is the first layer; a pixel stops peeling once a surface of
+    constant alpha 1 (opaque, or a kept masked fragment) covers it, or when nothing lies behind."""
+    cull = "back" if geo.all_single_sided else "none"
+    peeled = layer = first
+    radiance, alpha, solid, albedo = _shade_layer(scene, geo, camera, layer, True, want_albedo, settings.shadows,
+                                                  with_alpha=True)
+    rgb = alpha * radiance
+    transmittance = 1 - alpha
+    open_ = ~solid  # pixels that may still see something behind
+    for _ in range(1, settings.max_layers):
+        if not bool(open_.reshape(-1).index_select(0, layer.covered).any()):
+            break  # every pixel this layer covers ends here, and nothing lies behind the others
+        peeled = peel_prepared(mesh, peeled, cull, geo.any_texture)
+        layer = peeled.restrict(open_.reshape(-1).index_select(0, peeled.covered))
+        if layer.covered.numel() == 0:
+            break
+        radiance, alpha, solid, _ = _shade_layer(scene, geo, camera, layer, True, False, settings.shadows,
+                                                 with_alpha=True)
+        rgb = rgb + transmittance * alpha * radiance
+        transmittance = transmittance * (1 - alpha)
+        open_ = open_ & ~solid
+    rgb = rgb + transmittance * _background(scene, camera, settings.background, rgb)
+    return torch.cat([rgb, 1 - transmittance], -1), albedo
+
+
+def _shade_layer(scene: Scene, geo: _Geometry, camera: Camera, frags, color: bool, want_albedo: bool,
+                 shadows: bool = False, with_alpha: bool = False):
+    """Shade the covered pixels of one layer: ``(radiance [..., H, W, 3]`` (zero elsewhere) or None without
+    ``color``, alpha ``[..., H, W, 1]`` and solid ``[..., H, W, 1]`` bool (see :func:`_layer_alpha`) or None
+    without ``with_alpha``, base colour ``[..., H, W, 3]`` or None without ``want_albedo``)."""
     shape = frags.face_ids.shape  # [..., H, W]
     # The covered pixels (the fragments' compact rows, ascending) grouped by mesh; a stable sort keeps pixel
     # order within a mesh. The per-mesh counts are shading's one host read.
@@ -285,7 +348,7 @@ def _shade_pinhole(scene: Scene, geo: _Geometry, camera: Camera, frags, backgrou
     material = _sample_parts(geo, uv, duv, counts, position)
     albedo = scatter(material["base_color"]) if want_albedo else None
     if not color:
-        return None, albedo
+        return None, None, None, albedo
     normal = take(interpolate_unchecked(geo.normals, frags, geo.faces))
     eye = _eye(camera, position, pixel, shape)
     normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -300,11 +363,28 @@ def _shade_pinhole(scene: Scene, geo: _Geometry, camera: Camera, frags, backgrou
         normal = torch.where(has_map & (tangent[..., :3].abs().sum(-1, keepdim=True) > 0), mapped, normal)
     radiance = material["emission"] + _shade(scene, position, normal, eye, material,
                                              (geo.verts, geo.faces) if shadows else None)
-    rgb = scatter(radiance)
-    cover = frags.mask[..., None].to(rgb.dtype)
-    rgb = rgb + (1 - cover) * _background(scene, camera, background, rgb)
-    rgba = torch.cat([rgb, cover], -1)
-    return rgba, albedo
+    alpha = solid = None
+    if with_alpha:
+        alpha, solid = _layer_alpha(geo, material["alpha"], counts)
+        alpha, solid = scatter(alpha), scatter(solid)
+    return scatter(radiance), alpha, solid, albedo
+
+
+def _layer_alpha(geo: _Geometry, alpha: torch.Tensor, counts) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Each covered pixel's compositing alpha ``[P, 1]`` by its mesh's ``alpha_mode`` (1 opaque, the cutoff
+    test for a mask, ``clamp(alpha, 0, 1)`` to blend) and whether it is solid (alpha 1 that carries no
+    gradient, so that nothing behind it needs shading)."""
+    out, solid = [], []
+    for part, block in zip(geo.parts, alpha.split(counts)):
+        mode = part.material.alpha_mode
+        if mode == "BLEND":
+            out.append(block.clamp(0, 1))
+            solid.append(torch.zeros_like(block, dtype=torch.bool))
+            continue
+        keep = block >= part.material.alpha_cutoff if mode == "MASK" else torch.ones_like(block, dtype=torch.bool)
+        out.append(keep.to(block.dtype))
+        solid.append(keep)
+    return torch.cat(out), torch.cat(solid)
 
 
 def _aovs(geo: _Geometry, camera: Camera, frags, floats: List[str], albedo) -> Dict[str, torch.Tensor]:

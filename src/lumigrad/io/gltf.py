@@ -7,7 +7,8 @@ What is read, once, into lumigrad's conventions:
   ``NORMAL``, ``TANGENT`` and ``TEXCOORD_0``, and the node's world transform as ``to_world``; sparse
   accessors and normalized integer attributes are decoded. Points and lines are skipped with a warning.
 * materials: ``pbrMetallicRoughness`` (base colour, metallic, roughness and their textures), normal, occlusion
-  and emissive maps, ``doubleSided``, ``KHR_materials_ior``, ``KHR_materials_emissive_strength`` and
+  and emissive maps, ``alphaMode`` and ``alphaCutoff`` (``Material.alpha_mode`` / ``alpha_cutoff``), ``doubleSided``,
+  ``KHR_materials_ior``, ``KHR_materials_emissive_strength`` and
   ``KHR_materials_transmission`` (``transmissionFactor`` into ``Material.transmission_factor``; a
   ``transmissionTexture`` is not read and is named in the warning below), ``KHR_materials_volume``'s absorption:
   with ``thicknessFactor > 0`` and a finite ``attenuationDistance`` ``d``, ``Material.interior`` becomes a
@@ -48,13 +49,13 @@ ranges are checked against what they point into before anything is sliced, node 
 ``bufferView`` (all zeros) larger than ``MAX_IMPLICIT_ACCESSOR_BYTES`` is refused before allocating.
 
 Not read, and named in **one** :class:`GltfWarning` per file, e.g. ``model.gltf: lumigrad ignores extensions
-KHR_materials_sheen; alphaMode BLEND (material 'glass')``: morph-target ``TANGENT`` deltas of primitives
+KHR_materials_sheen; vertex colours COLOR_0 (meshes[0].primitives[0])``: morph-target ``TANGENT`` deltas of primitives
 without ``TANGENT``, animation of nodes
 that move no mesh, camera or joint, lights below animated nodes (they stay at rest), animation paths other than
 node TRS / weights, extensions other than ``KHR_lights_punctual``, ``KHR_materials_ior``, ``KHR_materials_emissive_strength``,
 ``KHR_materials_transmission`` and ``KHR_materials_volume``
 (those in ``extensionsUsed`` and any other ``extensions`` object in the file, ``KHR_texture_transform``
-included), ``alphaMode`` MASK and BLEND (rendered opaque), vertex colours ``COLOR_0``, textures read through
+included), vertex colours ``COLOR_0``, textures read through
 ``TEXCOORD_1`` or higher (read with ``TEXCOORD_0``), per-texture wrap modes (one per material: the first
 texture's ``wrapS``), point and line primitives (skipped), and textures of primitives without
 ``TEXCOORD_0``. An extension in ``extensionsRequired`` that lumigrad does not implement is an error
@@ -893,8 +894,9 @@ class _Reader:
         alpha_mode = self.get(m, "alphaMode", "str", where, "OPAQUE")
         if alpha_mode not in _ALPHA_MODES:
             raise GltfError(f"{self.path}: {where}.alphaMode must be OPAQUE, MASK or BLEND; got {_short(alpha_mode)}")
-        if alpha_mode != "OPAQUE":
-            self._note(f"alphaMode {alpha_mode}", label)
+        alpha_cutoff = self.get(m, "alphaCutoff", "number", where, 0.5)
+        if alpha_cutoff < 0:
+            raise GltfError(f"{self.path}: {where}.alphaCutoff must be >= 0; got {alpha_cutoff}")
         pbr = self.get(m, "pbrMetallicRoughness", "dict", where, {})
         pwhere = where + ".pbrMetallicRoughness"
         ext = self.get(m, "extensions", "dict", where, {})
@@ -943,7 +945,8 @@ class _Reader:
         volume = self.get(ext, "KHR_materials_volume", "dict", where + ".extensions", {})
         if volume:
             kw["interior"] = self.volume(volume, where + ".extensions.KHR_materials_volume", label)
-        material = self._make(where, Material, **kw, wrap=wraps[0] if wraps else "repeat")
+        material = self._make(where, Material, **kw, wrap=wraps[0] if wraps else "repeat", alpha_mode=alpha_mode,
+                              alpha_cutoff=alpha_cutoff)
         return material, self.get(m, "doubleSided", "bool", where, False)
 
     def volume(self, volume: dict, where: str, label: str) -> Optional[HomogeneousMedium]:

@@ -12,7 +12,7 @@ What is written, so that :func:`lumigrad.io.read_gltf` and Blender read it back:
 * materials: ``pbrMetallicRoughness`` factors, the five texture slots as 8-bit PNG
   (``round(clamp(t, 0, 1) * 255)``; values are written as stored: base colour and emissive stay
   sRGB-encoded), one image per distinct texture tensor (a tensor used by two slots is written once), one
-  sampler per wrap mode, ``doubleSided``, normal ``scale``, occlusion ``strength``, ``emissiveFactor`` (above 1
+  sampler per wrap mode, ``alphaMode`` and ``alphaCutoff`` (when not the defaults), ``doubleSided``, normal ``scale``, occlusion ``strength``, ``emissiveFactor`` (above 1
   via ``KHR_materials_emissive_strength``), ``KHR_materials_ior`` when ``ior != 1.5`` and
   ``KHR_materials_transmission`` (``transmissionFactor``) when ``transmission_factor != 0``, and an
   ``interior`` medium's absorption as ``KHR_materials_volume`` (``thicknessFactor`` 1, ``attenuationDistance``
@@ -224,6 +224,10 @@ class _Writer:
         if extensions:
             out["extensions"] = extensions
             self.extensions_used.update(extensions)
+        if m.alpha_mode != "OPAQUE":
+            out["alphaMode"] = m.alpha_mode
+        if m.alpha_mode == "MASK" and m.alpha_cutoff != 0.5:
+            out["alphaCutoff"] = m.alpha_cutoff
         if double_sided:
             out["doubleSided"] = True
         self.doc.setdefault("materials", []).append(out)

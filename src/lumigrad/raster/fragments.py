@@ -68,6 +68,18 @@ class Fragments:
         out = values.new_zeros((self.face_ids.numel(),) + values.shape[1:])
         return out.index_copy(0, self.covered, values).reshape(self.face_ids.shape + values.shape[1:])
 
+    def restrict(self, keep: torch.Tensor) -> "Fragments":
+        """These fragments with only the covered rows where ``keep [P]`` (bool) is True; the other pixels become
+        background (``face_ids`` -1). ``zbuf`` is kept as it was; the rows keep their autograd graph."""
+        rows = keep.nonzero()[:, 0]
+        dropped = torch.ones(self.face_ids.numel(), dtype=torch.bool, device=keep.device)
+        dropped[self.covered.index_select(0, rows)] = False
+        face_ids = self.face_ids.masked_fill(dropped.reshape(self.face_ids.shape), -1)
+        derivs = self.bary_derivs_covered
+        return Fragments(face_ids, self.covered.index_select(0, rows), self.bary_covered.index_select(0, rows),
+                         self.depth_covered.index_select(0, rows),
+                         None if derivs is None else derivs.index_select(0, rows), self.zbuf, self.num_faces)
+
     def _lazy(self, key, values):
         if values is None:
             return None

@@ -331,7 +331,15 @@ def rasterize_prepared(mesh: PreparedMesh, cull: str = "none", return_bary_deriv
     """:func:`rasterize` of a mesh already validated by :func:`prepare_mesh`, for pipelines such as
     :func:`lumigrad.render` that validate once and then draw: no checks of its own, and the value checks
     still pending on ``mesh.checks`` are read with the visibility kernel's tile count (no extra host sync)."""
-    face_ids, zbuf = _visibility(mesh, cull, None)
+    return peel_prepared(mesh, None, cull, return_bary_derivs)
+
+
+def peel_prepared(mesh: PreparedMesh, prev: Optional[Fragments], cull: str = "none",
+                  return_bary_derivs: bool = False) -> Fragments:
+    """The layer of a prepared mesh behind ``prev`` (the nearest fragment strictly behind it per pixel, ties
+    broken by face index; background where ``prev`` is background), or the first layer for ``prev=None``:
+    one step of :func:`depth_peel`, unchecked as :func:`rasterize_prepared`."""
+    face_ids, zbuf = _visibility(mesh, cull, prev)
     return _fragments(mesh, face_ids, zbuf, return_bary_derivs)
 
 
@@ -358,7 +366,6 @@ def depth_peel(
     layers: List[Fragments] = []
     prev = None
     for _ in range(num_layers):
-        face_ids, zbuf = _visibility(mesh, cull, prev)
-        prev = _fragments(mesh, face_ids, zbuf, return_bary_derivs)
+        prev = peel_prepared(mesh, prev, cull, return_bary_derivs)
         layers.append(prev)
     return layers

@@ -26,7 +26,7 @@ from typing import Callable, Dict, Optional
 
 import torch
 
-from .._checks import check_choice, check_tensor, check_texture_layout
+from .._checks import check_choice, check_number, check_tensor, check_texture_layout
 from ..raster.texture import texture, texture_unchecked
 from .image_formation import srgb_decode, srgb_decode_unchecked
 from .medium import HomogeneousMedium
@@ -35,6 +35,9 @@ from .medium import HomogeneousMedium
 #: The glTF texture slots of a :class:`Material`, in glTF's order.
 TEXTURE_SLOTS = ("base_color_texture", "metallic_roughness_texture", "normal_texture", "occlusion_texture",
                  "emissive_texture")
+
+#: The glTF ``alphaMode`` values a :class:`Material` takes.
+ALPHA_MODES = ("OPAQUE", "MASK", "BLEND")
 
 
 @dataclass
@@ -56,6 +59,12 @@ class Material:
             renderer does not (it shades such a surface as if opaque).
         wrap: how every texture is addressed outside [0, 1]: ``"repeat"`` (glTF's default), ``"clamp"`` or
             ``"mirror"``.
+        alpha_mode: glTF ``alphaMode``, how the raster renderer reads alpha (``base_color_factor.a`` times the
+            base colour texture's alpha): ``"OPAQUE"`` ignores it (the default); ``"MASK"`` discards the
+            fragments whose alpha is below ``alpha_cutoff`` and shows what lies behind (foliage, fences);
+            ``"BLEND"`` composites the surface over what lies behind with that alpha (glass, decals).
+            Renderers that trace rays ignore it. See :class:`lumigrad.integrators.RasterIntegrator`.
+        alpha_cutoff: glTF ``alphaCutoff``, a number >= 0 (default 0.5), read in ``"MASK"`` mode only.
         interior: the :class:`~lumigrad.shading.HomogeneousMedium` that fills the closed mesh this material
             bounds (subsurface scattering; Mitsuba's shape ``interior``), or None (vacuum). The path tracer enters
             it where a path refracts through a transmitting surface against the face winding (into the mesh)
@@ -80,9 +89,13 @@ class Material:
     transmission_factor: torch.Tensor = None
     wrap: str = "repeat"
     interior: Optional[HomogeneousMedium] = None
+    alpha_mode: str = "OPAQUE"
+    alpha_cutoff: float = 0.5
 
     def __post_init__(self):
         check_choice(self.wrap, "wrap", ("repeat", "clamp", "mirror"))
+        check_choice(self.alpha_mode, "alpha_mode", ALPHA_MODES)
+        self.alpha_cutoff = check_number(self.alpha_cutoff, "alpha_cutoff", lo=0.0)
         if self.interior is not None and not isinstance(self.interior, HomogeneousMedium):
             raise TypeError(f"interior must be a HomogeneousMedium or None; got {type(self.interior).__name__}")
         defaults = {"base_color_factor": [1.0, 1.0, 1.0, 1.0], "metallic_factor": 1.0, "roughness_factor": 1.0,
