@@ -69,3 +69,58 @@ def test_cli_gradcheck(tmp_path, capsys):
     assert main(["gradcheck", str(tmp_path / "spot.obj")]) == 2
     err = capsys.readouterr().err
     assert "no scene parameter named 'meshes.nope.verts'" in err and "--list" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("plant", ["sign", "scale", "zero_one"])
+@pytest.mark.parametrize("name", ["lights.key.position", "meshes.ball.verts", "meshes.ball.material.base_color_factor"])
+def test_planted_wrong_gradients_fail(monkeypatch, plant, name):
+    """A sign flip, a 30 % scale or one zeroed entry (the largest) of the autograd gradient is caught."""
+    from lumigrad.integrators import gradient_check as gc
+
+    true_gradient = gc._autograd_gradient
+
+    def planted(loss, leaf):
+        grad = true_gradient(loss, leaf).clone()
+        if plant == "sign":
+            return -grad
+        if plant == "scale":
+            return 1.3 * grad
+        grad.view(-1)[int(grad.abs().argmax())] = 0.0
+        return grad
+
+    scene, cam = _scene()
+    # inside its domain: at a clamp bound (the default colour 1) a zero derivative is a valid one-sided one
+    scene["meshes.ball.material.base_color_factor"] = torch.tensor([0.7, 0.5, 0.3, 1.0])
+    assert check_scene_gradient(scene, cam, name, samples=6).passed  # the true gradient passes
+    monkeypatch.setattr(gc, "_autograd_gradient", planted)
+    result = check_scene_gradient(scene, cam, name, samples=6)
+    assert not result.passed and result.reasons(), result.table()
+
+
+def test_float32_texture_entries_are_checked_in_float64_and_agree():
+    """The failure that motivated the rework: texel checks of a float32 scene gave finite differences of exactly 0."""
+    verts, faces = uv_sphere(10, 20, dtype=torch.float32)
+    uv = torch.stack([torch.atan2(verts[:, 2], verts[:, 0]) / (2 * torch.pi) + 0.5, verts[:, 1] * 0.5 + 0.5], -1)
+    texture = torch.rand(16, 16, 3, generator=torch.Generator().manual_seed(0))
+    scene = lg.Scene()
+    scene.add_mesh("ball", lg.SceneMesh(verts, faces, lg.Material(base_color_texture=texture), uv=uv))
+    scene.add_light("key", lg.PointLight([2.0, 2.0, -3.0], 10.0))
+    cam = lg.Camera.look_at([0.0, 0.3, -3.0], [0.0, 0.0, 0.0], width=32, height=32, fov_y=0.8)
+    result = check_scene_gradient(scene, cam, "meshes.ball.material.base_color_texture", samples=8)
+    assert result.precision == "float64" and result.passed, result.table()
+    assert float(result.numeric.abs().max()) > 0 and scene["meshes.ball.material.base_color_texture"].dtype == torch.float32
+
+
+def test_a_factor_at_its_bound_is_checked_one_sided():
+    """metallic = 1 sits on the clamp: central differences see half the slope; autograd's one-sided value agrees
+    with the inward difference."""
+    scene, cam = _scene()
+    scene["meshes.ball.material.metallic_factor"] = torch.tensor(1.0)
+    result = check_scene_gradient(scene, cam, "meshes.ball.material.metallic_factor")
+    assert result.passed, result.table()
+
+
+def test_a_parameter_the_render_ignores_agrees_at_zero():
+    scene, cam = _scene()
+    result = check_scene_gradient(scene, cam, "meshes.ball.material.occlusion_strength")
+    assert result.passed and float(result.analytic.abs().max()) == 0.0

@@ -18,8 +18,9 @@ What makes the verdict trustworthy (each a failure mode seen with a plain check)
   autograd, the one-sided difference closer to autograd is compared instead.
 * **A verdict on direction and size.** Pass needs the cosine of the checked entries >= ``cosine_tol``, every entry
   within ``rtol`` relative error (with an absolute floor of ``1e-3`` of the largest gradient entry), and the
-  derivative along two random directions over *all* entries within ``rtol`` (this sees a wrong entry that the
-  sample missed, such as one zeroed). An entry 69 % off fails even when the cosine is high. Its old path
+  derivative along two random directions over all entries within ``rtol`` (this sees a wrong entry that the
+  sample missed when it carries a visible share of the derivative; entries exactly 0 or 1, usually on a clamp,
+  are left out of the directions and checked only when sampled). An entry 69 % off fails even when the cosine is high. Its old path
 ``lumigrad.scene.gradient_check`` still works, deprecated (:mod:`lumigrad.integrators.deprecated`).
 """
 
@@ -242,11 +243,19 @@ def _check(scene, camera, name, samples, eps, seed, indices, integrator, options
             numeric.append(_difference(loss, value, delta.reshape(value.shape), base, float(grad[i]) * float(steps[i]),
                                        rtol) / float(steps[i]))
         directional = []
+        # entries exactly 0 or 1 most often sit on a clamp (a factor, a texel, a weight): a direction that moves
+        # several of them one way or the other has no derivative, so they stay put (they are checked one by one)
+        free = ((flat != 0) & (flat != 1)).double()
         for _ in range(directions):
-            # a smaller step along a direction that moves every entry: fewer entries cross a kink (a texel
-            # centre, a clamp) within it
-            v = (torch.randint(0, 2, (flat.numel(),), generator=g) * 2 - 1).double() * steps * 0.1
+            # a smaller step along a direction that moves every free entry: fewer of them cross a kink (a texel
+            # centre) within it
+            v = (torch.randint(0, 2, (flat.numel(),), generator=g) * 2 - 1).double() * steps * 0.1 * free
             expected = float(grad @ v)
+            # the change must stand well above the loss's rounding noise: lengthen a step that moves it too little
+            noise = abs(base) * (1e-15 if float64 else 1e-6) + 1e-300
+            if 0 < abs(expected) < 1e4 * noise:
+                v = v * min(1e4 * noise / abs(expected), 1e3)
+                expected = float(grad @ v)
             directional.append((expected, _difference(loss, value, v.to(value.dtype).reshape(value.shape), base,
                                                        expected, rtol)))
     analytic = grad[indices]
@@ -265,13 +274,26 @@ def _difference(loss, value: torch.Tensor, delta: torch.Tensor, base: float, exp
     """The change of the loss along ``delta`` to first order: the central difference, unless ``value`` sits on a
     kink of the loss (a clamp at a parameter's bound, a texel centre), where the one-sided differences differ and
     autograd returns one of them: then the one-sided difference closer to ``expected`` (autograd's value)."""
-    up, down = float(loss(value + delta)), float(loss(value - delta))
+    up, down = _loss_or_none(loss, value + delta), _loss_or_none(loss, value - delta)
+    if up is None or down is None:  # one side leaves the parameter's domain (a weight below 0): one-sided
+        if up is None and down is None:
+            raise ValueError("both sides of the finite-difference step leave the parameter's valid range; pass a "
+                             "smaller eps")
+        return up - base if down is None else base - down
     central = (up - down) / 2.0
     forward, backward = up - base, base - down
     scale = max(abs(forward), abs(backward), 1e-300)
     if abs(forward - backward) > 2 * rtol * scale and abs(central - expected) > rtol * max(abs(central), abs(expected)):
         return min((forward, backward), key=lambda d: abs(d - expected))
     return central
+
+
+def _loss_or_none(loss, value: torch.Tensor):
+    """The loss at ``value``, or ``None`` when the scene refuses ``value`` (outside the parameter's domain)."""
+    try:
+        return float(loss(value))
+    except ValueError:
+        return None
 
 
 def _choose_entries(grad: torch.Tensor, samples: int, g: torch.Generator) -> List[int]:
