@@ -59,6 +59,9 @@ loss: {mse: 1.0}
     (("lr = 0.05", "lr = 'fast'"), "optimize[0].lr must be a finite number > 0.0; got 'fast'"),
     (("lr = 0.05", "lr = -1"), "optimize[0].lr must be a finite number > 0.0"),
     (("lr = 0.05\n", ""), "optimize[0].lr is required"),
+    (("lr = 0.05", "learning_rate = 0.05"), "optimize[0].lr is required (the table has 'learning_rate': did you "
+                                            "mean 'lr'?)"),
+    (("[fit]", "[fit]\niterations = 3"), "unknown key 'fit.iterations' (did you mean 'steps'?)"),
     (('map = "sigmoid"', 'map = "tanh"'), "optimize[0].map must be one of 'identity'"),
     (("mse = 1.0", "ssim = 0.0"), "[loss] needs at least one image term"),
     (('file = "sphere.obj"', 'file = "missing.obj"'), "missing.obj, which does not exist"),
@@ -86,8 +89,16 @@ def test_unparsable_files_and_suffixes(tmp_path):
 
 def test_unknown_parameters_list_what_the_scene_has(tmp_path, sphere_obj):
     cfg = load_config(write(tmp_path, BASE.replace("meshes.*.material.base_color_factor", "meshes.*.albedo")))
-    with pytest.raises(ConfigError, match=r"no scene parameter matches 'meshes.\*.albedo'; the scene has meshes"):
+    with pytest.raises(ConfigError, match=r"no scene parameter matches 'meshes.\*.albedo'.*the scene has \d+ "
+                                          r"parameters: meshes"):
         build_problem(cfg)
+    cfg = load_config(write(tmp_path, BASE.replace("meshes.*.material.base_color_factor",
+                                                   "meshes.mesh.material.base_colour_factor")))
+    with pytest.raises(ConfigError) as info:
+        build_problem(cfg)
+    message = str(info.value)
+    assert "did you mean 'meshes.mesh.material.base_color_factor'" in message
+    assert "cameras.views.world_to_cam" in message  # every name is listed, the camera's too
     cfg = load_config(write(tmp_path, BASE + '[data.set]\n"lights.sun.intensity" = 2.0\n'))
     with pytest.raises(ConfigError, match="data.set names 'lights.sun.intensity', which the true scene does not"):
         build_problem(cfg)

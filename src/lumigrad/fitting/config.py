@@ -232,6 +232,15 @@ def _no_alias_loader():
     return NoAliasLoader
 
 
+#: Names users bring from other tools (PyTorch, nerfstudio, PyTorch3D scripts) -> lumigrad's key.
+SYNONYMS = {"learning_rate": "lr", "learningrate": "lr", "step_size": "lr", "iterations": "steps",
+            "num_steps": "steps", "max_steps": "steps", "n_steps": "steps", "max_num_iterations": "steps",
+            "num_views": "views", "n_views": "views", "image_size": "size", "resolution": "size",
+            "parameters": "params", "param": "params", "optimiser": "optimizer", "scheduler": "schedule",
+            "lr_schedule": "schedule", "checkpoint_interval": "checkpoint_every", "save_every": "checkpoint_every",
+            "steps_per_save": "checkpoint_every", "output_dir": "dir", "out_dir": "dir", "seed_value": "seed"}
+
+
 class ConfigTable:
     """A dict being read key by key; ``done()`` rejects the keys nobody asked for."""
 
@@ -308,9 +317,25 @@ class ConfigTable:
         unknown = [k for k in self.raw if k not in self.used]
         if unknown:
             k = unknown[0]
-            close = difflib.get_close_matches(str(k), sorted(self.used), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(sorted(self.used))}"
+            close = _suggest(str(k), sorted(self.used))
+            hint = f" (did you mean {close!r}?)" if close else f"; known keys: {', '.join(sorted(self.used))}"
             raise ConfigError(f"{self.file.name}: unknown key {short_repr(self.key(str(k)))}{hint}")
+
+    def missing(self, name: str) -> ConfigError:
+        """The error for a required key that is absent, naming a key of the table that was probably meant for it
+        (``learning_rate`` for ``lr``)."""
+        meant = [k for k in self.raw if k not in self.used and _suggest(str(k), [name]) == name]
+        hint = f" (the table has {short_repr(str(meant[0]))}: did you mean {name!r}?)" if meant else ""
+        return ConfigError(f"{self.file.name}: {self.key(name)} is required{hint}")
+
+
+def _suggest(key: str, known: Sequence[str]) -> Optional[str]:
+    """The known key ``key`` was probably meant to be: a synonym from another tool, or a close spelling."""
+    synonym = SYNONYMS.get(key.lower().replace("-", "_"))
+    if synonym in known:
+        return synonym
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return close[0] if close else None
 
 
 def parse_config(raw: Any, path: Path, text: str = "") -> FitConfig:
@@ -494,7 +519,7 @@ def _optimize(raw: Any, path: Path) -> List[OptimizeConfig]:
             raise t.error("params", "a parameter name or glob, or a list of them", params)
         lr = t.number("lr", None, 0.0, strict_low=True)
         if lr is None:
-            raise ConfigError(f"{path.name}: {t.key('lr')} is required")
+            raise t.missing("lr")
         o = OptimizeConfig(name=t.string("name", f"group{k}"), params=params, lr=lr)
         o.map = t.string("map", "identity", MAPS.names())
         o.optimizer = t.string("optimizer", MAPS[o.map].optimizer, OPTIMIZERS)

@@ -422,8 +422,9 @@ def _parameterize(problem: Problem) -> None:
         for pattern in group.params:
             hits = [n for n in params if fnmatch.fnmatchcase(n, pattern)]
             if not hits:
-                raise ConfigError(f"{config.path.name}: {where}.params: no scene parameter matches {pattern!r}; "
-                                  f"the scene has {_some(params, 12)}")
+                raise ConfigError(f"{config.path.name}: {where}.params: no scene parameter matches {pattern!r}"
+                                  f"{_closest(pattern, list(params))}; the scene has {len(params)} parameters: "
+                                  f"{', '.join(params)}")
             names += [n for n in hits if n not in names]
         by_tensor: Dict[int, List[str]] = {}
         for n in names:
@@ -445,6 +446,14 @@ def _parameterize(problem: Problem) -> None:
     with torch.no_grad():
         problem.apply()
         problem.initial_values = {n: scene[n].detach().clone() for n in problem.optimised_names()}
+
+
+def _closest(pattern: str, names: List[str]) -> str:
+    """`` (did you mean 'a' or 'b'?)`` for the names closest to a pattern that matched nothing, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(pattern, names, n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 def _some(params, count: int = 4) -> str:
