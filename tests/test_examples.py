@@ -28,7 +28,7 @@ TINY_ARGS = {"01_render_spot.py": ["--size", "64"], "02_pose_from_one_image.py":
              "13_motion_capture.py": ["--frames", "3", "--cameras", "2", "--size", "16", "--steps", "2", "--out", "mocap"],
              "14_deforming_avatar.py": ["--steps", "2", "--size", "16", "--frames", "3", "--basis", "2"],
              "15_rigid_body_from_video.py": ["--steps", "1", "--size", "16", "--frames", "6",
-                                             "--line-search", "3"],
+                                             "--line-search", "3", "--grid", "2"],
              "16_soft_body_stiffness.py": ["--steps", "1", "--size", "16", "--frames", "4"],
              "17_physics_control.py": ["--steps", "1", "--size", "16", "--frames", "4"],
              "18_smoke_from_video.py": ["--grid", "10", "--frames", "4", "--size", "12", "--steps", "2"],
