@@ -18,10 +18,13 @@ What makes the verdict trustworthy (each a failure mode seen with a plain check)
   autograd, the one-sided difference closer to autograd is compared instead.
 * **A verdict on direction and size.** Pass needs the cosine of the checked entries >= ``cosine_tol``, every entry
   within ``rtol`` relative error (with an absolute floor of ``1e-3`` of the largest gradient entry), and the
-  derivative along two random directions over all entries within ``rtol`` (this sees a wrong entry that the
-  sample missed when it carries a visible share of the derivative; entries exactly 0 or 1, usually on a clamp,
-  are left out of the directions and checked only when sampled). An entry 69 % off fails even when the cosine is high. Its old path
-``lumigrad.scene.gradient_check`` still works, deprecated (:mod:`lumigrad.integrators.deprecated`).
+  derivative along two directions over all entries within ``rtol`` (the first up the autograd gradient, random signs
+  where it is zero, which catches a wrong scale or sign without cancellation; the second with random signs, which
+  catches a wrong entry the sample missed when it carries a visible part of ``||g * v||``). Entries exactly 0 or
+  1, usually on a clamp, are left out of the directions and checked only when sampled. An entry 69 % off fails
+  even when the cosine is high.
+
+Its old path ``lumigrad.scene.gradient_check`` still works, deprecated (:mod:`lumigrad.integrators.deprecated`).
 """
 
 from __future__ import annotations
@@ -51,8 +54,9 @@ class GradientCheck:
         cosine: cosine similarity of ``analytic`` and ``numeric``.
         max_relative_error: the largest ``|a - n| / max(|a|, |n|, floor)``, ``floor`` = 1e-3 of the largest autograd
             entry of the whole gradient.
-        directional: ``(autograd, finite difference)`` change of the loss along each random direction (a random
-            sign per entry times its step); directional_floor: 1e-3 of ``sum_i |g_i h_i|``, their absolute floor.
+        directional: ``(autograd, central difference)`` change of the loss along each direction ``v`` (the first:
+            the sign of each entry's gradient, a random sign where it is zero; the others: random signs; times a
+            tenth of the entry's step); directional_floors: 1e-3 of ``||g * v||`` each, their absolute floors.
         precision: ``"float64"`` or the scene's own dtype (when it could not be rendered in float64).
         rtol, cosine_tol: the tolerances of :attr:`passed`.
     """
@@ -67,7 +71,7 @@ class GradientCheck:
     directional: List[Tuple[float, float]]
     precision: str
     floor: float
-    directional_floor: float
+    directional_floors: List[float]
     rtol: float = 0.05
     cosine_tol: float = 0.99
 
@@ -78,8 +82,8 @@ class GradientCheck:
         return (self.analytic - self.numeric).abs() / denom
 
     def directional_errors(self) -> List[float]:
-        """Per random direction: ``|a - n| / max(|a|, |n|, 1e-3 sum_i |g_i h_i|)``."""
-        return [abs(a - n) / max(abs(a), abs(n), self.directional_floor) for a, n in self.directional]
+        """Per direction: ``|a - n| / max(|a|, |n|, floor)``, ``floor`` = 1e-3 of ``||g * v||``."""
+        return [abs(a - n) / max(abs(a), abs(n), f) for (a, n), f in zip(self.directional, self.directional_floors)]
 
     @property
     def passed(self) -> bool:
@@ -237,35 +241,40 @@ def _check(scene, camera, name, samples, eps, seed, indices, integrator, options
     numeric = []
     with torch.no_grad():
         base = float(loss(value))
+        noise = abs(base) * (1e-15 if float64 else 1e-6) + 1e-300  # the loss's rounding noise, about
         for i in indices:
+            # lengthen a step whose change of the loss would not stand well above the rounding noise
+            h = float(steps[i]) * min(max(1e4 * noise / max(abs(float(grad[i])) * float(steps[i]), 1e-300), 1.0), 1e3)
+            steps[i] = h
             delta = torch.zeros_like(flat)
-            delta[i] = float(steps[i])
-            numeric.append(_difference(loss, value, delta.reshape(value.shape), base, float(grad[i]) * float(steps[i]),
-                                       rtol) / float(steps[i]))
-        directional = []
+            delta[i] = h
+            numeric.append(_difference(loss, value, delta.reshape(value.shape), base, float(grad[i]) * h, rtol) / h)
+        directional, directional_floors = [], []
         # entries exactly 0 or 1 most often sit on a clamp (a factor, a texel, a weight): a direction that moves
         # several of them one way or the other has no derivative, so they stay put (they are checked one by one)
         free = ((flat != 0) & (flat != 1)).double()
-        for _ in range(directions):
-            # a smaller step along a direction that moves every free entry: fewer of them cross a kink (a texel
-            # centre) within it
-            v = (torch.randint(0, 2, (flat.numel(),), generator=g) * 2 - 1).double() * steps * 0.1 * free
+        for k in range(directions):
+            # up the gradient on the entries that have one (no cancellation: the expected change is sum |g_i h_i|),
+            # random signs on the others (an entry autograd wrongly zeroed moves too); direction k > 0 moves a random
+            # half of the entries. A smaller step than the entries': fewer cross a kink (a texel centre).
+            signs = (torch.randint(0, 2, (flat.numel(),), generator=g) * 2 - 1).double()
+            if k == 0:
+                signs = torch.where(grad != 0, torch.sign(grad), signs)
+            v = signs * steps * 0.1 * free
             expected = float(grad @ v)
-            # the change must stand well above the loss's rounding noise: lengthen a step that moves it too little
-            noise = abs(base) * (1e-15 if float64 else 1e-6) + 1e-300
-            if 0 < abs(expected) < 1e4 * noise:
+            if 0 < abs(expected) < 1e4 * noise:  # stand well above the rounding noise
                 v = v * min(1e4 * noise / abs(expected), 1e3)
                 expected = float(grad @ v)
-            directional.append((expected, _difference(loss, value, v.to(value.dtype).reshape(value.shape), base,
-                                                       expected, rtol)))
+            delta = v.to(value.dtype).reshape(value.shape)
+            directional.append((expected, (float(loss(value + delta)) - float(loss(value - delta))) / 2.0))
+            directional_floors.append(max(1e-3 * float((grad * v).norm()), 1e-300))
     analytic = grad[indices]
     numeric = torch.tensor(numeric, dtype=torch.float64)
     cosine = float(torch.nn.functional.cosine_similarity(analytic, numeric, dim=0, eps=1e-300))
     if float(analytic.abs().max()) <= floor and float(numeric.abs().max()) <= floor:
         cosine = 1.0  # every checked entry is zero both ways: nothing disagrees
     result = GradientCheck(name, list(indices), analytic, numeric, [float(steps[i]) for i in indices], cosine, 0.0,
-                           directional, precision, floor, max(1e-3 * float((grad.abs() * steps).sum()), 1e-300),
-                           rtol, cosine_tol)
+                           directional, precision, floor, directional_floors, rtol, cosine_tol)
     result.max_relative_error = float(result.relative_errors().max()) if indices else 0.0
     return result
 
