@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.utils.checkpoint
 
 from .._checks import DeferredChecks, check_number, check_positive_int, check_tensor
 from ..cameras.camera import Camera
@@ -69,6 +70,12 @@ class RasterIntegrator(Integrator):
         shadows: cast shadows of point, spot, directional and area lights with shadow rays on the scene's BVH
             (a hybrid: rasterized visibility from the camera, ray-traced visibility to the lights; the
             environment is not shadowed). Shadow edges give no gradient (the mask is piecewise constant).
+        checkpoint_shading: gradient checkpointing of the shading stage (``torch.utils.checkpoint``): the
+            per-pixel intermediates of interpolation, material sampling and lighting are recomputed in the
+            backward pass instead of being kept from the forward pass; the gradients are the same. It saves
+            memory when the graph after shading (antialiasing, the film, the loss) is alive at the same time;
+            each delta light's BRDF is recomputed in the backward pass with or without it (see
+            :func:`lumigrad.shading.shade_direct`). Costs one more evaluation of the stage.
 
     ``render`` takes ``spp=1`` only (one deterministic sample per pixel centre; ``seed`` is ignored).
 
@@ -109,8 +116,12 @@ class RasterIntegrator(Integrator):
 
     def __init__(self, *, background: Union[Literal["environment"], torch.Tensor, float] = "environment",
                  use_antialias: bool = True, use_aov_antialias: Optional[bool] = None,
-                 lens_supersample: float = 1.0, lens_samples: int = 1, shadows: bool = False):
+                 lens_supersample: float = 1.0, lens_samples: int = 1, shadows: bool = False,
+                 checkpoint_shading: bool = False):
         _check_background(background, None)
+        if not isinstance(checkpoint_shading, bool):
+            raise TypeError(f"checkpoint_shading must be a bool; got {type(checkpoint_shading).__name__}")
+        self.checkpoint_shading = checkpoint_shading
         if not isinstance(shadows, bool):
             raise TypeError(f"shadows must be a bool; got {type(shadows).__name__}")
         self.shadows = shadows
@@ -240,7 +251,7 @@ def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, settings: Rast
     rgba = albedo = None
     if need_material:
         rgba, albedo = _shade_pinhole(scene, geo, camera, frags, settings.background, color, "albedo" in floats,
-                                       settings.shadows)
+                                       settings.shadows, settings.checkpoint_shading)
     if use_antialias:
         rgba = blend_crossings(rgba, crossings)
     buffers = _aovs(geo, camera, frags, floats, albedo)
@@ -251,9 +262,12 @@ def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, settings: Rast
 
 
 def _shade_pinhole(scene: Scene, geo: _Geometry, camera: Camera, frags, background, color: bool,
-                   want_albedo: bool, shadows: bool = False) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+                   want_albedo: bool, shadows: bool = False, checkpoint: bool = False
+                   ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     """Shade the covered pixels: ``([..., H, W, 4]`` radiance over the background and coverage, not
-    antialiased, or None without ``color``; ``[..., H, W, 3]`` base colour or None without ``want_albedo``)."""
+    antialiased, or None without ``color``; ``[..., H, W, 3]`` base colour or None without ``want_albedo``).
+    With ``checkpoint`` the per-pixel stage (interpolation, material, lights) is recomputed in the backward pass
+    instead of keeping its intermediates."""
     shape = frags.face_ids.shape  # [..., H, W]
     # The covered pixels (the fragments' compact rows, ascending) grouped by mesh; a stable sort keeps pixel
     # order within a mesh. The per-mesh counts are shading's one host read.
@@ -276,30 +290,42 @@ def _shade_pinhole(scene: Scene, geo: _Geometry, camera: Camera, frags, backgrou
         flat = compact.new_zeros(shape.numel(), compact.shape[-1]).index_copy(0, pixel, compact)
         return flat.reshape(shape + compact.shape[-1:])
 
-    position = take(interpolate_unchecked(geo.verts, frags, geo.faces))
-    if geo.any_texture:
-        uv, duv = interpolate_unchecked(geo.uv, frags, geo.uv_faces, return_derivatives=True)
-        uv, duv = take(uv), take(duv)
+    def shade_covered() -> Tuple[Optional[torch.Tensor], torch.Tensor]:
+        """``(radiance [P, 3] or None without colour, base colour [P, 3])`` of the covered pixels."""
+        position = take(interpolate_unchecked(geo.verts, frags, geo.faces))
+        if geo.any_texture:
+            uv, duv = interpolate_unchecked(geo.uv, frags, geo.uv_faces, return_derivatives=True)
+            uv, duv = take(uv), take(duv)
+        else:
+            uv = duv = None
+        material = _sample_parts(geo, uv, duv, counts, position)
+        if not color:
+            return None, material["base_color"]
+        normal = take(interpolate_unchecked(geo.normals, frags, geo.faces))
+        eye = _eye(camera, position, pixel, shape)
+        normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        facing = ((eye - position) * normal).sum(-1, keepdim=True)
+        flip = torch.cat([torch.full((c, 1), p.double_sided, device=normal.device)
+                          for p, c in zip(geo.parts, counts)])
+        normal = torch.where(flip & (facing < 0), -normal, normal)
+        if "normal_tangent" in material:
+            corner = torch.arange(geo.faces.numel(), device=geo.faces.device).reshape(-1, 3)
+            tangent = take(interpolate_unchecked(geo.tangents, frags, corner))
+            mapped = perturb_normal(normal, tangent, material["normal_tangent"])
+            has_map = material["normal_tangent"].abs().sum(-1, keepdim=True) > 0
+            normal = torch.where(has_map & (tangent[..., :3].abs().sum(-1, keepdim=True) > 0), mapped, normal)
+        radiance = material["emission"] + _shade(scene, position, normal, eye, material,
+                                                 (geo.verts, geo.faces) if shadows else None)
+        return radiance, material["base_color"]
+
+    if checkpoint and torch.is_grad_enabled():
+        # Keep only the stage's inputs and outputs; its intermediates are recomputed in the backward pass.
+        radiance, base_color = torch.utils.checkpoint.checkpoint(shade_covered, use_reentrant=False)
     else:
-        uv = duv = None
-    material = _sample_parts(geo, uv, duv, counts, position)
-    albedo = scatter(material["base_color"]) if want_albedo else None
+        radiance, base_color = shade_covered()
+    albedo = scatter(base_color) if want_albedo else None
     if not color:
         return None, albedo
-    normal = take(interpolate_unchecked(geo.normals, frags, geo.faces))
-    eye = _eye(camera, position, pixel, shape)
-    normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    facing = ((eye - position) * normal).sum(-1, keepdim=True)
-    flip = torch.cat([torch.full((c, 1), p.double_sided, device=normal.device) for p, c in zip(geo.parts, counts)])
-    normal = torch.where(flip & (facing < 0), -normal, normal)
-    if "normal_tangent" in material:
-        corner = torch.arange(geo.faces.numel(), device=geo.faces.device).reshape(-1, 3)
-        tangent = take(interpolate_unchecked(geo.tangents, frags, corner))
-        mapped = perturb_normal(normal, tangent, material["normal_tangent"])
-        has_map = material["normal_tangent"].abs().sum(-1, keepdim=True) > 0
-        normal = torch.where(has_map & (tangent[..., :3].abs().sum(-1, keepdim=True) > 0), mapped, normal)
-    radiance = material["emission"] + _shade(scene, position, normal, eye, material,
-                                             (geo.verts, geo.faces) if shadows else None)
     rgb = scatter(radiance)
     cover = frags.mask[..., None].to(rgb.dtype)
     rgb = rgb + (1 - cover) * _background(scene, camera, background, rgb)

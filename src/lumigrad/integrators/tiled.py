@@ -38,7 +38,10 @@ def tile_windows(width: int, height: int, tile: int) -> Sequence[Window]:
             for y0 in range(0, height, tile) for x0 in range(0, width, tile)]
 
 
-def render_tiled(scene: Scene, camera: Union[Camera, str, None], loss_fn: Callable[[RenderOutput, Optional[torch.Tensor]], torch.Tensor],
+LossFn = Callable[[RenderOutput, Optional[torch.Tensor]], torch.Tensor]
+
+
+def render_tiled(scene: Scene, camera: Union[Camera, str, None], loss_fn: LossFn,
                  target: Optional[torch.Tensor] = None, *, tile: int = 512, halo: int = ANTIALIAS_HALO,
                  integrator: Union[str, Integrator] = "raster", aovs: Sequence[str] = (), spp: int = 1,
                  seed: int = 0, return_image: bool = False, **settings
