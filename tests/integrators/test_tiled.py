@@ -46,27 +46,6 @@ def _stitch(scene, camera, tile, halo, **settings):
     return image
 
 
-def test_crop_moves_the_principal_point_and_keeps_the_rays():
-    cam = _camera(distortion=torch.tensor([-0.1, 0.02, 0.001, -0.002, 0.0], dtype=F64))
-    tile = cam.crop(5, 7, 10, 6)
-    assert (tile.width, tile.height) == (10, 6)
-    assert torch.equal(tile.K[:2, 2], cam.K[:2, 2] - torch.tensor([5.0, 7.0], dtype=F64))
-    uv = torch.tensor([[0.5, 0.5], [9.5, 5.5]], dtype=F64)
-    torch.testing.assert_close(tile.rays(uv), cam.rays(uv + torch.tensor([5.0, 7.0], dtype=F64)))
-
-
-def test_crop_refuses_windows_outside_the_image():
-    cam = _camera()
-    with pytest.raises(ValueError, match="inside the 37x29 image"):
-        cam.crop(30, 0, 8, 4)
-    with pytest.raises(ValueError, match="inside"):
-        cam.crop(-1, 0, 4, 4)
-    with pytest.raises(TypeError, match="x0 must be an int"):
-        cam.crop(1.0, 0, 4, 4)
-    with pytest.raises(ValueError, match="width"):
-        cam.crop(0, 0, 0, 4)
-
-
 @pytest.mark.parametrize("distortion", [None, (-0.12, 0.03, 0.002, -0.001, 0.0)])
 def test_stitched_crops_equal_the_full_render(distortion):
     dist = None if distortion is None else torch.tensor(distortion, dtype=F64)
