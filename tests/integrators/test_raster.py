@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import lumigrad as lg
@@ -154,7 +155,8 @@ def test_orthographic_depth_is_the_camera_z():
     assert torch.allclose(out.aovs["normal"][inside], toward)
 
 
-def test_checkpointed_shading_gives_the_same_image_and_gradients():
+@pytest.mark.parametrize("shadows", [False, True])
+def test_checkpointed_shading_gives_the_same_image_and_gradients(shadows):
     scene = _textured_quad_and_ball()
     scene.add_light("fill", lg.PointLight(torch.tensor([-2.0, 1.0, -2.0], dtype=F64), 3.0))
     scene.add_light("sky", lg.SHLight(torch.rand(9, 3, generator=torch.Generator().manual_seed(2), dtype=F64)))
@@ -165,7 +167,7 @@ def test_checkpointed_shading_gives_the_same_image_and_gradients():
     weights = torch.rand(cam.height, cam.width, 3, generator=torch.Generator().manual_seed(4), dtype=F64)
     grads, images = [], []
     for checkpoint in (False, True):
-        out = lg.render(scene, cam, aovs=("albedo",), checkpoint_shading=checkpoint)
+        out = lg.render(scene, cam, aovs=("albedo",), checkpoint_shading=checkpoint, shadows=shadows)
         ((out.rgb * weights).sum() + out.aovs["albedo"].sum()).backward()
         grads.append([torch.zeros_like(t) if t.grad is None else t.grad.clone() for t in params])
         images.append(out.rgb.detach())
@@ -178,7 +180,5 @@ def test_checkpointed_shading_gives_the_same_image_and_gradients():
 
 
 def test_checkpoint_shading_must_be_a_bool():
-    import pytest
-
     with pytest.raises(TypeError, match="checkpoint_shading must be a bool"):
         RasterIntegrator(checkpoint_shading=1)

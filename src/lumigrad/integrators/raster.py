@@ -70,12 +70,12 @@ class RasterIntegrator(Integrator):
         shadows: cast shadows of point, spot, directional and area lights with shadow rays on the scene's BVH
             (a hybrid: rasterized visibility from the camera, ray-traced visibility to the lights; the
             environment is not shadowed). Shadow edges give no gradient (the mask is piecewise constant).
-        checkpoint_shading: gradient checkpointing of the shading stage (``torch.utils.checkpoint``): the
-            per-pixel intermediates of interpolation, material sampling and lighting are recomputed in the
-            backward pass instead of being kept from the forward pass; the gradients are the same. It saves
-            memory when the graph after shading (antialiasing, the film, the loss) is alive at the same time;
-            each delta light's BRDF is recomputed in the backward pass with or without it (see
-            :func:`lumigrad.shading.shade_direct`). Costs one more evaluation of the stage.
+        checkpoint_shading: gradient checkpointing of direct lighting (``torch.utils.checkpoint``, one light
+            at a time): each light's samples at the shaded pixels (direction, radiance, shadow rays) and its
+            reflection are recomputed in the backward pass instead of being kept, so the memory of shading no
+            longer grows with the number of lights; the gradients are the same. Costs a second evaluation of
+            every light's samples. (Without it only each light's BRDF is recomputed, see
+            :func:`lumigrad.shading.shade_direct`, and the samples of all lights are kept.)
 
     ``render`` takes ``spp=1`` only (one deterministic sample per pixel centre; ``seed`` is ignored).
 
@@ -266,8 +266,7 @@ def _shade_pinhole(scene: Scene, geo: _Geometry, camera: Camera, frags, backgrou
                    ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     """Shade the covered pixels: ``([..., H, W, 4]`` radiance over the background and coverage, not
     antialiased, or None without ``color``; ``[..., H, W, 3]`` base colour or None without ``want_albedo``).
-    With ``checkpoint`` the per-pixel stage (interpolation, material, lights) is recomputed in the backward pass
-    instead of keeping its intermediates."""
+    With ``checkpoint`` each light's samples and reflection are recomputed in the backward pass."""
     shape = frags.face_ids.shape  # [..., H, W]
     # The covered pixels (the fragments' compact rows, ascending) grouped by mesh; a stable sort keeps pixel
     # order within a mesh. The per-mesh counts are shading's one host read.
@@ -290,42 +289,30 @@ def _shade_pinhole(scene: Scene, geo: _Geometry, camera: Camera, frags, backgrou
         flat = compact.new_zeros(shape.numel(), compact.shape[-1]).index_copy(0, pixel, compact)
         return flat.reshape(shape + compact.shape[-1:])
 
-    def shade_covered() -> Tuple[Optional[torch.Tensor], torch.Tensor]:
-        """``(radiance [P, 3] or None without colour, base colour [P, 3])`` of the covered pixels."""
-        position = take(interpolate_unchecked(geo.verts, frags, geo.faces))
-        if geo.any_texture:
-            uv, duv = interpolate_unchecked(geo.uv, frags, geo.uv_faces, return_derivatives=True)
-            uv, duv = take(uv), take(duv)
-        else:
-            uv = duv = None
-        material = _sample_parts(geo, uv, duv, counts, position)
-        if not color:
-            return None, material["base_color"]
-        normal = take(interpolate_unchecked(geo.normals, frags, geo.faces))
-        eye = _eye(camera, position, pixel, shape)
-        normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        facing = ((eye - position) * normal).sum(-1, keepdim=True)
-        flip = torch.cat([torch.full((c, 1), p.double_sided, device=normal.device)
-                          for p, c in zip(geo.parts, counts)])
-        normal = torch.where(flip & (facing < 0), -normal, normal)
-        if "normal_tangent" in material:
-            corner = torch.arange(geo.faces.numel(), device=geo.faces.device).reshape(-1, 3)
-            tangent = take(interpolate_unchecked(geo.tangents, frags, corner))
-            mapped = perturb_normal(normal, tangent, material["normal_tangent"])
-            has_map = material["normal_tangent"].abs().sum(-1, keepdim=True) > 0
-            normal = torch.where(has_map & (tangent[..., :3].abs().sum(-1, keepdim=True) > 0), mapped, normal)
-        radiance = material["emission"] + _shade(scene, position, normal, eye, material,
-                                                 (geo.verts, geo.faces) if shadows else None)
-        return radiance, material["base_color"]
-
-    if checkpoint and torch.is_grad_enabled():
-        # Keep only the stage's inputs and outputs; its intermediates are recomputed in the backward pass.
-        radiance, base_color = torch.utils.checkpoint.checkpoint(shade_covered, use_reentrant=False)
+    position = take(interpolate_unchecked(geo.verts, frags, geo.faces))
+    if geo.any_texture:
+        uv, duv = interpolate_unchecked(geo.uv, frags, geo.uv_faces, return_derivatives=True)
+        uv, duv = take(uv), take(duv)
     else:
-        radiance, base_color = shade_covered()
-    albedo = scatter(base_color) if want_albedo else None
+        uv = duv = None
+    material = _sample_parts(geo, uv, duv, counts, position)
+    albedo = scatter(material["base_color"]) if want_albedo else None
     if not color:
         return None, albedo
+    normal = take(interpolate_unchecked(geo.normals, frags, geo.faces))
+    eye = _eye(camera, position, pixel, shape)
+    normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    facing = ((eye - position) * normal).sum(-1, keepdim=True)
+    flip = torch.cat([torch.full((c, 1), p.double_sided, device=normal.device) for p, c in zip(geo.parts, counts)])
+    normal = torch.where(flip & (facing < 0), -normal, normal)
+    if "normal_tangent" in material:
+        corner = torch.arange(geo.faces.numel(), device=geo.faces.device).reshape(-1, 3)
+        tangent = take(interpolate_unchecked(geo.tangents, frags, corner))
+        mapped = perturb_normal(normal, tangent, material["normal_tangent"])
+        has_map = material["normal_tangent"].abs().sum(-1, keepdim=True) > 0
+        normal = torch.where(has_map & (tangent[..., :3].abs().sum(-1, keepdim=True) > 0), mapped, normal)
+    radiance = material["emission"] + _shade(scene, position, normal, eye, material,
+                                             (geo.verts, geo.faces) if shadows else None, checkpoint)
     rgb = scatter(radiance)
     cover = frags.mask[..., None].to(rgb.dtype)
     rgb = rgb + (1 - cover) * _background(scene, camera, background, rgb)
@@ -418,16 +405,20 @@ def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.
     return out
 
 
-def _shade(scene: Scene, position, normal, eye, material, occluders=None) -> torch.Tensor:
+def _shade(scene: Scene, position, normal, eye, material, occluders=None, checkpoint: bool = False) -> torch.Tensor:
     out = torch.zeros_like(material["base_color"])
     if position.shape[0] == 0:
         return out
     surface = SurfaceSample.from_material(position, normal, eye - position, material)
-    samples = [s for light in scene.lights.values() if hasattr(light, "samples") for s in light.samples(position)]
-    if occluders is not None and samples:
-        samples = _shadowed(samples, position, normal, *occluders)
-    if samples:
-        out = out + shade_direct_unchecked(surface, samples)
+    emitters = [light for light in scene.lights.values() if hasattr(light, "samples")]
+    if checkpoint and emitters and torch.is_grad_enabled():
+        # One light at a time, its samples (directions, radiance, shadow rays) recomputed in the backward pass:
+        # what is kept is each light's [P, C] term, whatever the number of lights.
+        for light in emitters:
+            out = out + torch.utils.checkpoint.checkpoint(_direct, [light], surface, position, normal, occluders,
+                                                          False, use_reentrant=False)
+    elif emitters:
+        out = out + _direct(emitters, surface, position, normal, occluders)
     envs = [l for l in scene.lights.values() if isinstance(l, EnvironmentLight)]
     sh = [l.coeffs for l in scene.lights.values() if isinstance(l, SHLight)] + [e.sh_coeffs() for e in envs]
     if sh:  # an environment light contributes its SH projection, so it is in ``sh`` too
@@ -439,6 +430,18 @@ def _shade(scene: Scene, position, normal, eye, material, occluders=None) -> tor
             prefiltered=envs[0].prefiltered() if envs else None,
             prefiltered_roughness=list(envs[0].roughness_levels) if envs else None)
     return out
+
+
+def _direct(lights, surface: SurfaceSample, position, normal, occluders, use_checkpoint: bool = True
+            ) -> torch.Tensor:
+    """Radiance ``[P, C]`` reflected from the delta and area lights ``lights`` (shadowed with ``occluders``);
+    ``use_checkpoint`` as :func:`~lumigrad.shading.deferred.shade_direct_unchecked`'s."""
+    samples = [s for light in lights for s in light.samples(position)]
+    if occluders is not None and samples:
+        samples = _shadowed(samples, position, normal, *occluders)
+    if not samples:
+        return torch.zeros_like(surface.base_color)
+    return shade_direct_unchecked(surface, samples, use_checkpoint=use_checkpoint)
 
 
 def _shadowed(samples, position, normal, verts, faces):
