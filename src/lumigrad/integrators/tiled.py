@@ -64,7 +64,8 @@ def render_tiled(scene: Scene, camera: Union[Camera, str, None], loss_fn: LossFn
         return_image: also return the whole image (detached, stitched from the tiles) as a RenderOutput.
 
     Returns:
-        the total loss (a detached 0-dim tensor); with ``return_image``, ``(loss, image)``.
+        the total loss (a detached 0-dim tensor of the losses' dtype and device); with ``return_image``,
+        ``(loss, image)``.
 
     **Tile-safe losses.** The tiled gradient equals the untiled one when the untiled loss is a *sum over
     pixels* of a per-pixel term: L1, L2 / MSE (divide by the *whole* image's pixel count, not the tile's),
@@ -122,8 +123,7 @@ def render_tiled(scene: Scene, camera: Union[Camera, str, None], loss_fn: LossFn
     shared = get_integrator(integrator, **settings) if isinstance(integrator, str) and not spatial_background \
         else integrator
     retain = _shares_upstream_graph(scene, camera)
-    total = torch.zeros((), dtype=torch.float64)
-    image = None
+    total = image = None
     for x0, y0, w, h in tile_windows(camera.width, camera.height, tile):
         hx0, hy0 = max(0, x0 - halo), max(0, y0 - halo)
         hx1, hy1 = min(camera.width, x0 + w + halo), min(camera.height, y0 + h + halo)
@@ -140,11 +140,10 @@ def render_tiled(scene: Scene, camera: Union[Camera, str, None], loss_fn: LossFn
                             f"{tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__}")
         if loss.requires_grad:
             loss.backward(retain_graph=retain)
-        total = total + loss.detach().to("cpu", torch.float64)
+        total = loss.detach() if total is None else total + loss.detach()  # on the loss's device: no sync
         if return_image:
             image = _paste(image, inner, x0, y0, camera)
         del out, inner, loss  # this tile's graph goes before the next one is built
-    total = total.to(camera.dtype)
     return (total, image) if return_image else total
 
 
