@@ -419,3 +419,36 @@ def test_gradcheck_orthographic_functions():
     e = b - a
     torch.testing.assert_close(c @ torch.cat([r, r.new_ones(1)]), e[0] * (r[1] - a[1]) - e[1] * (r[0] - a[0]),
                                rtol=0, atol=1e-13)
+
+
+def test_crop_moves_the_principal_point_and_keeps_the_rays():
+    """A crop's pixel sees the ray of the full image's pixel it covers, lens distortion included."""
+    cam = lg.Camera.look_at(torch.tensor([0.3, 0.2, -3.5], dtype=DT), torch.zeros(3, dtype=DT), fov_y=0.8,
+                            width=37, height=29, distortion=torch.tensor([-0.1, 0.02, 0.001, -0.002, 0.0], dtype=DT))
+    tile = cam.crop(5, 7, 10, 6)
+    assert (tile.width, tile.height) == (10, 6)
+    assert torch.equal(tile.K[:2, 2], cam.K[:2, 2] - torch.tensor([5.0, 7.0], dtype=DT))
+    uv = torch.tensor([[0.5, 0.5], [9.5, 5.5]], dtype=DT)
+    torch.testing.assert_close(tile.rays(uv), cam.rays(uv + torch.tensor([5.0, 7.0], dtype=DT)))
+
+
+def test_crop_refuses_windows_outside_the_image():
+    cam = lg.Camera.look_at([0.0, 0.0, -3.0], [0.0, 0.0, 0.0], width=37, height=29)
+    with pytest.raises(ValueError, match="inside the 37x29 image"):
+        cam.crop(30, 0, 8, 4)
+    with pytest.raises(ValueError, match="inside"):
+        cam.crop(-1, 0, 4, 4)
+    with pytest.raises(TypeError, match="x0 must be an int"):
+        cam.crop(1.0, 0, 4, 4)
+    with pytest.raises(ValueError, match="width"):
+        cam.crop(0, 0, 0, 4)
+
+
+def test_crop_is_differentiable_in_K():
+    w2c = lg.Camera.look_at([0.2, 0.1, -3.0], [0.0, 0.0, 0.0], width=16, height=12).world_to_cam.to(DT)
+    points = torch.tensor([[0.1, -0.2, 0.3], [-0.4, 0.2, 0.0]], dtype=DT)
+
+    def project(K):
+        return lg.Camera(K, w2c, 16, 12).crop(3, 2, 8, 6).project(points)[0]
+
+    assert torch.autograd.gradcheck(project, (_K().requires_grad_(True),))

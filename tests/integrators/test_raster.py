@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import lumigrad as lg
@@ -152,3 +153,32 @@ def test_orthographic_depth_is_the_camera_z():
     assert torch.allclose(out.aovs["depth"][inside], torch.full((int(inside.sum()), 1), 2.5, dtype=F64))
     toward = torch.tensor([0.0, 0.0, -1.0], dtype=F64).expand(int(inside.sum()), 3)
     assert torch.allclose(out.aovs["normal"][inside], toward)
+
+
+@pytest.mark.parametrize("shadows", [False, True])
+def test_checkpointed_shading_gives_the_same_image_and_gradients(shadows):
+    scene = _textured_quad_and_ball()
+    scene.add_light("fill", lg.PointLight(torch.tensor([-2.0, 1.0, -2.0], dtype=F64), 3.0))
+    scene.add_light("sky", lg.SHLight(torch.rand(9, 3, generator=torch.Generator().manual_seed(2), dtype=F64)))
+    params = [t for t in scene.parameters().values() if t.is_floating_point()]
+    for t in params:
+        t.requires_grad_(True)
+    cam = _camera()
+    weights = torch.rand(cam.height, cam.width, 3, generator=torch.Generator().manual_seed(4), dtype=F64)
+    grads, images = [], []
+    for checkpoint in (False, True):
+        out = lg.render(scene, cam, aovs=("albedo",), checkpoint_shading=checkpoint, shadows=shadows)
+        ((out.rgb * weights).sum() + out.aovs["albedo"].sum()).backward()
+        grads.append([torch.zeros_like(t) if t.grad is None else t.grad.clone() for t in params])
+        images.append(out.rgb.detach())
+        for t in params:
+            t.grad = None
+    torch.testing.assert_close(images[1], images[0], rtol=0, atol=0)
+    assert sum(float(g.abs().sum()) for g in grads[0]) > 0
+    for a, b in zip(grads[0], grads[1]):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-14)
+
+
+def test_checkpoint_shading_must_be_a_bool():
+    with pytest.raises(TypeError, match="checkpoint_shading must be a bool"):
+        RasterIntegrator(checkpoint_shading=1)

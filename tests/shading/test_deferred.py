@@ -112,3 +112,25 @@ def test_bad_input():
         shade_environment(position, normal, cam, material, prefiltered=torch.ones(2, 4, 8, 3, dtype=DT),
                           prefiltered_roughness=[0.5])
     assert math.isfinite(float(shade_environment(position, normal, cam, material).sum()))
+
+
+def test_direct_lighting_without_its_per_light_checkpoint_is_the_same():
+    from lumigrad.shading.deferred import shade_direct_unchecked
+    from lumigrad.shading.surface import SurfaceSample
+
+    position, normal, material = _gbuffer()
+    cam = torch.tensor([0.0, 0.0, -3.0], dtype=DT)
+    material = {k: v.requires_grad_(True) for k, v in material.items()}
+    lights = [torch.tensor([0.5, 1.0, -2.0], dtype=DT, requires_grad=True),
+              torch.tensor([-1.0, 0.2, -2.5], dtype=DT, requires_grad=True)]
+    results = []
+    for use_checkpoint in (True, False):
+        surface = SurfaceSample.from_material(position, normal, cam - position, material)
+        samples = [point_light(position, p, torch.ones(3, dtype=DT)) for p in lights]
+        out = shade_direct_unchecked(surface, samples, use_checkpoint=use_checkpoint)
+        grads = torch.autograd.grad(out.square().sum(), lights + [material["base_color"]])
+        results.append((out.detach(), grads))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=0, atol=0)
+    for a, b in zip(results[0][1], results[1][1]):
+        assert float(a.abs().sum()) > 0
+        torch.testing.assert_close(b, a, rtol=1e-13, atol=1e-15)

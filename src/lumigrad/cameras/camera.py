@@ -227,6 +227,35 @@ class Camera:
         return Camera(self.K * scale[:, None], self.world_to_cam, width, height, self.near, self.far,
                       self.distortion, self.distortion_model, projection=self.projection)
 
+    def crop(self, x0: int, y0: int, width: int, height: int) -> "Camera":
+        """The window of ``width x height`` pixels whose top-left pixel is (row ``y0``, column ``x0``) of this
+        camera's image, as a camera of its own (a tile).
+
+        Pixel (row ``i``, column ``j``) of the crop is pixel (``y0 + i``, ``x0 + j``) of the full image: the
+        principal point moves by ``(-x0, -y0)`` (``K`` is otherwise unchanged, so focal lengths, skew and the
+        lens distortion, which acts on normalized coordinates, are those of the full camera). Every renderer
+        therefore draws the same rays for the crop's pixels as for the full image's; a pinhole render of the
+        tiles equals the full render (antialiasing reads one neighbour pixel on each side: give tiles a
+        one-pixel halo, see :func:`lumigrad.render_tiled`). Differentiable in ``K``.
+
+        Raises:
+            TypeError: non-int arguments.
+            ValueError: a window not inside the image (``0 <= x0``, ``x0 + width <= self.width``, likewise in y)
+                or of zero size.
+        """
+        for name, value in (("x0", x0), ("y0", y0)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int; got {type(value).__name__}")
+        check_positive_int(width, "width")
+        check_positive_int(height, "height")
+        if x0 < 0 or y0 < 0 or x0 + width > self.width or y0 + height > self.height:
+            raise ValueError(f"crop window x0={x0}, y0={y0}, width={width}, height={height} must lie inside the "
+                             f"{self.width}x{self.height} image")
+        shift = torch.zeros(3, 3, dtype=self.dtype, device=self.device)
+        shift[0, 2], shift[1, 2] = float(x0), float(y0)
+        return Camera(self.K - shift, self.world_to_cam, width, height, self.near, self.far, self.distortion,
+                      self.distortion_model, projection=self.projection)
+
     def __getitem__(self, index) -> "Camera":
         K = self.K.expand(self.batch_shape + (3, 3))[index]
         w2c = self.world_to_cam.expand(self.batch_shape + (4, 4))[index]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.utils.checkpoint
 
 from .._checks import DeferredChecks, check_number, check_positive_int, check_tensor
 from ..cameras.camera import Camera
@@ -71,6 +72,12 @@ class RasterIntegrator(Integrator):
             environment is not shadowed). Shadow edges give no gradient (the mask is piecewise constant).
         max_layers: how many depth-peeled layers a pixel composites when a material's ``alpha_mode`` is
             ``"MASK"`` or ``"BLEND"`` (default 4); unused by opaque scenes. See "Transparency" below.
+        checkpoint_shading: gradient checkpointing of direct lighting (``torch.utils.checkpoint``, one light
+            at a time): each light's samples at the shaded pixels (direction, radiance, shadow rays) and its
+            reflection are recomputed in the backward pass instead of being kept, so the memory of shading no
+            longer grows with the number of lights; the gradients are the same. Costs a second evaluation of
+            every light's samples. (Without it only each light's BRDF is recomputed, see
+            :func:`lumigrad.shading.shade_direct`, and the samples of all lights are kept.)
 
     ``render`` takes ``spp=1`` only (one deterministic sample per pixel centre; ``seed`` is ignored).
 
@@ -127,9 +134,12 @@ class RasterIntegrator(Integrator):
     def __init__(self, *, background: Union[Literal["environment"], torch.Tensor, float] = "environment",
                  use_antialias: bool = True, use_aov_antialias: Optional[bool] = None,
                  lens_supersample: float = 1.0, lens_samples: int = 1, shadows: bool = False,
-                 max_layers: int = 4):
+                 max_layers: int = 4, checkpoint_shading: bool = False):
         _check_background(background, None)
         self.max_layers = check_positive_int(max_layers, "max_layers")
+        if not isinstance(checkpoint_shading, bool):
+            raise TypeError(f"checkpoint_shading must be a bool; got {type(checkpoint_shading).__name__}")
+        self.checkpoint_shading = checkpoint_shading
         if not isinstance(shadows, bool):
             raise TypeError(f"shadows must be a bool; got {type(shadows).__name__}")
         self.shadows = shadows
@@ -261,7 +271,7 @@ def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, settings: Rast
         rgba, albedo = _shade_layers(scene, geo, camera, mesh, frags, settings, "albedo" in floats)
     elif need_material:
         rgba, albedo = _shade_pinhole(scene, geo, camera, frags, settings.background, color, "albedo" in floats,
-                                       settings.shadows)
+                                       settings.shadows, settings.checkpoint_shading)
     if use_antialias:
         rgba = blend_crossings(rgba, crossings)
     buffers = _aovs(geo, camera, frags, floats, albedo)
@@ -272,10 +282,13 @@ def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, settings: Rast
 
 
 def _shade_pinhole(scene: Scene, geo: _Geometry, camera: Camera, frags, background, color: bool,
-                   want_albedo: bool, shadows: bool = False) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+                   want_albedo: bool, shadows: bool = False, checkpoint: bool = False
+                   ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     """Shade the covered pixels: ``([..., H, W, 4]`` radiance over the background and coverage, not
-    antialiased, or None without ``color``; ``[..., H, W, 3]`` base colour or None without ``want_albedo``)."""
-    radiance, _, _, albedo = _shade_layer(scene, geo, camera, frags, color, want_albedo, shadows)
+    antialiased, or None without ``color``; ``[..., H, W, 3]`` base colour or None without ``want_albedo``).
+    With ``checkpoint`` each light's samples and reflection are recomputed in the backward pass."""
+    radiance, _, _, albedo = _shade_layer(scene, geo, camera, frags, color, want_albedo, shadows,
+                                          checkpoint=checkpoint)
     if not color:
         return None, albedo
     cover = frags.mask[..., None].to(radiance.dtype)
@@ -292,7 +305,7 @@ def _shade_layers(scene: Scene, geo: _Geometry, camera: Camera, mesh, first, set
     cull = "back" if geo.all_single_sided else "none"
     peeled = layer = first
     radiance, alpha, solid, albedo = _shade_layer(scene, geo, camera, layer, True, want_albedo, settings.shadows,
-                                                  with_alpha=True)
+                                                  with_alpha=True, checkpoint=settings.checkpoint_shading)
     rgb = alpha * radiance
     transmittance = 1 - alpha
     open_ = ~solid  # pixels that may still see something behind
@@ -304,7 +317,7 @@ def _shade_layers(scene: Scene, geo: _Geometry, camera: Camera, mesh, first, set
         if layer.covered.numel() == 0:
             break
         radiance, alpha, solid, _ = _shade_layer(scene, geo, camera, layer, True, False, settings.shadows,
-                                                 with_alpha=True)
+                                                 with_alpha=True, checkpoint=settings.checkpoint_shading)
         rgb = rgb + transmittance * alpha * radiance
         transmittance = transmittance * (1 - alpha)
         open_ = open_ & ~solid
@@ -313,7 +326,7 @@ def _shade_layers(scene: Scene, geo: _Geometry, camera: Camera, mesh, first, set
 
 
 def _shade_layer(scene: Scene, geo: _Geometry, camera: Camera, frags, color: bool, want_albedo: bool,
-                 shadows: bool = False, with_alpha: bool = False):
+                 shadows: bool = False, with_alpha: bool = False, checkpoint: bool = False):
     """Shade the covered pixels of one layer: ``(radiance [..., H, W, 3]`` (zero elsewhere) or None without
     ``color``, alpha ``[..., H, W, 1]`` and solid ``[..., H, W, 1]`` bool (see :func:`_layer_alpha`) or None
     without ``with_alpha``, base colour ``[..., H, W, 3]`` or None without ``want_albedo``)."""
@@ -362,7 +375,7 @@ def _shade_layer(scene: Scene, geo: _Geometry, camera: Camera, frags, color: boo
         has_map = material["normal_tangent"].abs().sum(-1, keepdim=True) > 0
         normal = torch.where(has_map & (tangent[..., :3].abs().sum(-1, keepdim=True) > 0), mapped, normal)
     radiance = material["emission"] + _shade(scene, position, normal, eye, material,
-                                             (geo.verts, geo.faces) if shadows else None)
+                                             (geo.verts, geo.faces) if shadows else None, checkpoint)
     alpha = solid = None
     if with_alpha:
         alpha, solid = _layer_alpha(geo, material["alpha"], counts)
@@ -472,16 +485,20 @@ def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.
     return out
 
 
-def _shade(scene: Scene, position, normal, eye, material, occluders=None) -> torch.Tensor:
+def _shade(scene: Scene, position, normal, eye, material, occluders=None, checkpoint: bool = False) -> torch.Tensor:
     out = torch.zeros_like(material["base_color"])
     if position.shape[0] == 0:
         return out
     surface = SurfaceSample.from_material(position, normal, eye - position, material)
-    samples = [s for light in scene.lights.values() if hasattr(light, "samples") for s in light.samples(position)]
-    if occluders is not None and samples:
-        samples = _shadowed(samples, position, normal, *occluders)
-    if samples:
-        out = out + shade_direct_unchecked(surface, samples)
+    emitters = [light for light in scene.lights.values() if hasattr(light, "samples")]
+    if checkpoint and emitters and torch.is_grad_enabled():
+        # One light at a time, its samples (directions, radiance, shadow rays) recomputed in the backward pass:
+        # what is kept is each light's [P, C] term, whatever the number of lights.
+        for light in emitters:
+            out = out + torch.utils.checkpoint.checkpoint(_direct, [light], surface, position, normal, occluders,
+                                                          False, use_reentrant=False)
+    elif emitters:
+        out = out + _direct(emitters, surface, position, normal, occluders)
     envs = [l for l in scene.lights.values() if isinstance(l, EnvironmentLight)]
     sh = [l.coeffs for l in scene.lights.values() if isinstance(l, SHLight)] + [e.sh_coeffs() for e in envs]
     if sh:  # an environment light contributes its SH projection, so it is in ``sh`` too
@@ -493,6 +510,18 @@ def _shade(scene: Scene, position, normal, eye, material, occluders=None) -> tor
             prefiltered=envs[0].prefiltered() if envs else None,
             prefiltered_roughness=list(envs[0].roughness_levels) if envs else None)
     return out
+
+
+def _direct(lights, surface: SurfaceSample, position, normal, occluders, use_checkpoint: bool = True
+            ) -> torch.Tensor:
+    """Radiance ``[P, C]`` reflected from the delta and area lights ``lights`` (shadowed with ``occluders``);
+    ``use_checkpoint`` as :func:`~lumigrad.shading.deferred.shade_direct_unchecked`'s."""
+    samples = [s for light in lights for s in light.samples(position)]
+    if occluders is not None and samples:
+        samples = _shadowed(samples, position, normal, *occluders)
+    if not samples:
+        return torch.zeros_like(surface.base_color)
+    return shade_direct_unchecked(surface, samples, use_checkpoint=use_checkpoint)
 
 
 def _shadowed(samples, position, normal, verts, faces):

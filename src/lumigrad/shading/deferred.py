@@ -144,13 +144,16 @@ def shade_direct(position: torch.Tensor, normal: torch.Tensor, camera_position: 
 
 
 def shade_direct_unchecked(surface: SurfaceSample, lights: Iterable[LightSample], *,
-                           mask: Optional[torch.Tensor] = None, bsdf: Optional[BSDF] = None) -> torch.Tensor:
+                           mask: Optional[torch.Tensor] = None, bsdf: Optional[BSDF] = None,
+                           use_checkpoint: bool = True) -> torch.Tensor:
     """:func:`shade_direct` of a :class:`SurfaceSample` already validated (no checks, no host syncs): for
     pipelines such as :func:`lumigrad.render` that validate their inputs once at their own boundary.
 
     ``Lo = sum_lights bsdf.eval(si, wi) * L * max(n . wi, 0)`` with ``bsdf`` the glTF metallic-roughness
     :class:`MetallicRoughnessBSDF` unless given; ``surface.wo`` need not be unit. Returns ``[..., C]`` over
-    ``surface``'s batch dims (zeros outside ``mask``).
+    ``surface``'s batch dims (zeros outside ``mask``). ``use_checkpoint=False`` keeps each light's BRDF
+    intermediates instead of recomputing them in the backward pass: for callers that checkpoint a larger
+    segment themselves (a nested checkpoint would keep its inputs, the per-light samples, alive with the graph).
 
     **Differentiability:** w.r.t. every tensor of ``surface`` the BSDF reads and every light sample.
     """
@@ -166,7 +169,7 @@ def shade_direct_unchecked(surface: SurfaceSample, lights: Iterable[LightSample]
     shaded = SurfaceSample(position=take(si.position), normal=n, wo=take(si.wo), base_color=take(si.base_color),
                            roughness=take(si.roughness), metallic=take(si.metallic), ior=_per_point(si.ior, pixels),
                            specular_f0=_per_point(si.specular_f0, pixels))
-    checkpointed = torch.is_grad_enabled() and any(t.requires_grad for t in inputs + list(si.tensors().values()))
+    checkpointed = use_checkpoint and torch.is_grad_enabled() and any(t.requires_grad for t in inputs + list(si.tensors().values()))
     total = None
     for sample in lights:
         args = (bsdf, shaded, take(sample.wi), take(sample.L))
