@@ -265,9 +265,14 @@ def _check(scene, camera, name, samples, eps, seed, indices, integrator, options
             if 0 < abs(expected) < 1e4 * noise:  # stand well above the rounding noise
                 v = v * min(1e4 * noise / abs(expected), 1e3)
                 expected = float(grad @ v)
-            delta = v.to(value.dtype).reshape(value.shape)
-            directional.append((expected, (float(loss(value + delta)) - float(loss(value - delta))) / 2.0))
-            directional_floors.append(max(1e-3 * float((grad * v).norm()), 1e-300))
+            for _ in range(12):  # a move that leaves the parameter's valid range (a weight below 0): halve it
+                delta = v.to(value.dtype).reshape(value.shape)
+                up, down = _loss_or_none(loss, value + delta), _loss_or_none(loss, value - delta)
+                if up is not None and down is not None:
+                    directional.append((float(grad @ v), (up - down) / 2.0))
+                    directional_floors.append(max(1e-3 * float((grad * v).norm()), 1e-300))
+                    break
+                v = v / 2
     analytic = grad[indices]
     numeric = torch.tensor(numeric, dtype=torch.float64)
     cosine = float(torch.nn.functional.cosine_similarity(analytic, numeric, dim=0, eps=1e-300))
