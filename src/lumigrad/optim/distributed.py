@@ -172,6 +172,8 @@ class DistributedStrategy:
         return vec[1], dict(zip(keys, vec[2:]))
 
     def combine_divergence(self, message: Optional[str]) -> Optional[str]:
+        if not self.any_rank(message is not None):  # the usual case: one small all-reduce, no pickling
+            return None
         messages = self.all_gather_object(message)
         for rank, m in enumerate(messages):
             if m is not None:
