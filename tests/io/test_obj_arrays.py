@@ -7,6 +7,7 @@ import random
 import pytest
 import torch
 
+from lumigrad.io import _obj_arrays as obj_arrays
 from lumigrad.io import obj as obj_module
 from lumigrad.io._obj_arrays import parse_obj_arrays
 from lumigrad.io.obj import read_obj, read_obj_with_materials
@@ -38,8 +39,13 @@ def _random_obj(rng: random.Random, style: str, crlf: bool) -> str:
 
 @pytest.mark.parametrize("style", ["v", "v/vt", "v//vn", "v/vt/vn"])
 @pytest.mark.parametrize("crlf", [False, True])
-def test_fast_path_equals_line_reader(tmp_path, monkeypatch, style, crlf):
-    rng = random.Random(hash((style, crlf)) % 1000)
+@pytest.mark.parametrize("chunk", [None, 40])
+def test_fast_path_equals_line_reader(tmp_path, monkeypatch, style, crlf, chunk):
+    """Random files (polygons, negative indices, comments, usemtl, vn) read alike; ``chunk`` scans a few lines at
+    a time, so faces refer to vertices and materials of earlier chunks."""
+    if chunk is not None:
+        monkeypatch.setattr(obj_arrays, "CHUNK_BYTES", chunk)
+    rng = random.Random(len(style) * 10 + crlf)
     (tmp_path / "m.mtl").write_text("newmtl red\nKd 1 0 0\nnewmtl blue\nKd 0 0 1\n")
     for trial in range(5):
         path = tmp_path / f"mesh{trial}.obj"

@@ -58,110 +58,66 @@ class ObjArrays:
     vt_lines: np.ndarray
 
 
+#: Bytes scanned at once: the byte-level work arrays (a few bytes per byte of text) stay this small.
+CHUNK_BYTES = 1 << 20
+
+
+@dataclass
+class _Lines:
+    """One chunk of lines, scanned: per line its kind and counts, and the numbers it holds."""
+
+    is_v: np.ndarray
+    is_vt: np.ndarray
+    is_f: np.ndarray
+    numbers: np.ndarray  # numbers per line
+    corners: np.ndarray  # whitespace-separated pieces per line before '/' splits them (corners of a face)
+    values: np.ndarray   # float64, every number of the chunk's v / vt lines in order
+    indices: np.ndarray  # int64, every number of the chunk's f lines in order
+    style: Optional[Tuple[int, int]]  # (slashes, double slashes) of every corner; None without faces
+    statements: List[Tuple[str, str, int]]  # (mtllib | usemtl, name, 0-based line)
+
+
 def parse_obj_arrays(data: bytes, with_materials: bool) -> Optional[ObjArrays]:
     """The geometry of the OBJ text ``data``, or None when the fast path does not apply (see the module doc)."""
-    if b"#" in data:
-        data = re.sub(rb"#[^\n\r]*", b"", data)
-    if b"\r" in data:
-        data = data.replace(b"\r\n", b"\n")
-        if b"\r" in data:  # a lone CR ends a line for Python's text files
+    chunks: List[_Lines] = []
+    begin, line0 = 0, 0
+    while begin < len(data):
+        end = data.find(b"\n", min(begin + CHUNK_BYTES, len(data)) - 1)
+        end = len(data) if end < 0 else end + 1
+        scanned = _scan(data[begin:end], line0, with_materials)
+        if scanned is None:
             return None
-    if not data.endswith(b"\n"):
-        data += b"\n"
-    work = np.frombuffer(data + b"\n\n", np.uint8).copy()
-    size = len(data)
-    ends = np.flatnonzero(work[:size] == _NL)
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    c0, c1, c2 = work[starts], work[starts + 1], work[starts + 2]
-    gap1 = (c1 == _SPACE) | (c1 == _TAB)
-    gap2 = (c2 == _SPACE) | (c2 == _TAB)
-    is_v = (c0 == ord("v")) & gap1
-    is_vt = (c0 == ord("v")) & (c1 == ord("t")) & gap2
-    is_vn = (c0 == ord("v")) & (c1 == ord("n")) & gap2
-    is_f = (c0 == ord("f")) & gap1
-    other = ~(is_v | is_vt | is_vn | is_f) & (starts != ends)
-
-    mtllibs: List[Tuple[str, int]] = []
+        chunks.append(scanned)
+        line0 += scanned.is_v.size
+        begin = end
+    styles = {c.style for c in chunks if c.style is not None}
+    if len(styles) != 1:
+        return None
+    style = _CORNER_STYLES[styles.pop()]
+    cat = lambda name: np.concatenate([getattr(c, name) for c in chunks])  # noqa: E731
+    is_v, is_vt, is_f = cat("is_v"), cat("is_vt"), cat("is_f")
+    numbers_per_line, corners_per_line = cat("numbers"), cat("corners")
+    values = np.concatenate([c.values for c in chunks])
+    indices = np.concatenate([c.indices for c in chunks])
+    chunks_statements = [st for c in chunks for st in c.statements]
+    del chunks
+    mtllibs = [(name, k + 1) for kind, name, k in chunks_statements if kind == "mtllib"]
     used: Dict[str, int] = {}
     usemtl_lines: List[int] = []
     usemtl_names: List[str] = []
-    for k in np.flatnonzero(other).tolist():  # statements other than v / vt / vn / f: few in a mesh file
-        parts = data[starts[k]:ends[k]].decode("utf-8", errors="replace").split()
-        if not parts:
-            continue
-        if parts[0] in ("v", "vt", "f"):  # indented, or a tag without values: the line reader explains
-            return None
-        if with_materials and parts[0] in ("mtllib", "usemtl"):
-            name = " ".join(parts[1:])
-            if not name:
-                return None
-            if parts[0] == "mtllib":
-                mtllibs.append((name, k + 1))
-            else:
-                used.setdefault(name, k + 1)
-                usemtl_lines.append(k)
-                usemtl_names.append(name)
-
-    # Blank what is not a number: whole ignored lines, and the tags of numeric lines.
-    delta = np.zeros(size + 2, np.int8)
-    blank_all = other | is_vn
-    delta[starts[blank_all]] += 1
-    delta[ends[blank_all]] -= 1
-    tag_len = np.where(is_vt, 2, 1)
-    tagged = is_v | is_vt | is_f
-    delta[starts[tagged]] += 1
-    delta[(starts + tag_len)[tagged]] -= 1
-    work[np.cumsum(delta, dtype=np.int8).view(bool)] = _SPACE
-    if not _NUMERIC[work].all():
-        return None
-    del delta
-
-    # Bytes of face lines; slashes and '.eE' may appear there only.
-    fdelta = np.zeros(size + 2, np.int8)
-    fdelta[starts[is_f]] += 1
-    fdelta[ends[is_f]] -= 1
-    in_f = np.cumsum(fdelta, dtype=np.int8).view(bool)
-    del fdelta
-    slash = work == _SLASH
-    if (slash & ~in_f).any() or (_NOT_INTEGER[work] & in_f).any():
-        return None
-    space = (work == _SPACE) | (work == _TAB) | (work == _NL)
-    piece_start = ~space
-    piece_start[1:] &= space[:-1]
-    corner_starts = np.flatnonzero(piece_start & in_f)  # before '/' is blanked: one piece per corner
-    corners_per_line = _per_line(piece_start, starts)
-    style = None
-    if corner_starts.size:
-        slashes = np.add.reduceat(slash.view(np.uint8), corner_starts, dtype=np.int64)
-        double = np.zeros_like(slash)
-        double[:-1] = slash[:-1] & slash[1:]
-        doubles = np.add.reduceat(double.view(np.uint8), corner_starts, dtype=np.int64)
-        del double
-        key = (int(slashes[0]), int(doubles[0]))
-        if key not in _CORNER_STYLES or (slashes != key[0]).any() or (doubles != key[1]).any():
-            return None
-        style = _CORNER_STYLES[key]
-    del corner_starts, in_f
-    work[slash] = _SPACE
-    space |= slash
-    del slash
-    piece_start = ~space
-    piece_start[1:] &= space[:-1]
-    numbers_per_line = _per_line(piece_start, starts)
-    del piece_start, space
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        try:
-            values = np.fromstring(work.tobytes(), dtype=np.float64, sep=" ")
-        except (ValueError, DeprecationWarning):
-            return None
-    del work
-    if values.size != int(numbers_per_line.sum()):
-        return None
-    first = np.cumsum(numbers_per_line) - numbers_per_line  # each line's first value
+    for kind, name, k in chunks_statements:
+        if kind == "usemtl":
+            used.setdefault(name, k + 1)
+            usemtl_lines.append(k)
+            usemtl_names.append(name)
+    in_values = np.where(is_f, 0, numbers_per_line)
+    first = np.cumsum(in_values) - in_values  # each v / vt line's first value
+    in_indices = np.where(is_f, numbers_per_line, 0)
+    first_index = np.cumsum(in_indices) - in_indices  # each f line's first index
+    del in_values, in_indices
 
     v_count, vt_count = int(is_v.sum()), int(is_vt.sum())
-    if not v_count or not is_f.any():
+    if not v_count:
         return None
     n_v = numbers_per_line[is_v]
     if (n_v < 3).any():
@@ -189,13 +145,11 @@ def parse_obj_arrays(data: bytes, with_materials: bool) -> Optional[ObjArrays]:
     corners = corners_per_line[f_rows]
     if (corners < 3).any() or (numbers_per_line[f_rows] != per_corner * corners).any():
         return None
-    take = np.repeat(first[f_rows], per_corner * corners)
-    take += np.arange(take.size) - np.repeat(np.cumsum(per_corner * corners) - per_corner * corners,
-                                             per_corner * corners)
-    table = values[take].reshape(-1, per_corner)
-    del take
-    v_before = np.cumsum(is_v)[f_rows]
-    vi = _resolve(table[:, 0], np.repeat(v_before, corners))
+    if indices.size != int(per_corner * corners.sum()):
+        return None
+    table = indices.reshape(-1, per_corner)  # f lines hold nothing but their corners, in order
+    del values
+    vi = _resolve(table[:, 0], np.repeat(np.cumsum(is_v)[f_rows], corners))
     if vi is None:
         return None
     faces = fan_triangulate(corners, vi)
@@ -212,6 +166,113 @@ def parse_obj_arrays(data: bytes, with_materials: bool) -> Optional[ObjArrays]:
     face_material = np.repeat(current, corners - 2)
     return ObjArrays(verts, colors, uv, faces, uv_faces, keys, face_material, mtllibs, used,
                      np.flatnonzero(is_v) + 1, np.flatnonzero(is_vt) + 1)
+
+
+def _scan(data: bytes, line0: int, with_materials: bool) -> Optional[_Lines]:
+    """Scan whole lines ``data`` (line ``line0`` first, 0-based); None when the fast path does not apply."""
+    if b"#" in data:
+        data = re.sub(rb"#[^\n\r]*", b"", data)
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+        if b"\r" in data:  # a lone CR ends a line for Python's text files
+            return None
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    size = len(data)
+    work = np.empty(size + 2, np.uint8)
+    work[:size] = np.frombuffer(data, np.uint8)
+    work[size:] = _NL
+    ends = np.flatnonzero(work[:size] == _NL)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    c0, c1, c2 = work[starts], work[starts + 1], work[starts + 2]
+    gap1 = (c1 == _SPACE) | (c1 == _TAB)
+    gap2 = (c2 == _SPACE) | (c2 == _TAB)
+    is_v = (c0 == ord("v")) & gap1
+    is_vt = (c0 == ord("v")) & (c1 == ord("t")) & gap2
+    is_vn = (c0 == ord("v")) & (c1 == ord("n")) & gap2
+    is_f = (c0 == ord("f")) & gap1
+    other = ~(is_v | is_vt | is_vn | is_f) & (starts != ends)
+
+    statements: List[Tuple[str, str, int]] = []
+    for k in np.flatnonzero(other).tolist():  # statements other than v / vt / vn / f: few in a mesh file
+        parts = data[starts[k]:ends[k]].decode("utf-8", errors="replace").split()
+        if not parts:
+            continue
+        if parts[0] in ("v", "vt", "f"):  # indented, or a tag without values: the line reader explains
+            return None
+        if with_materials and parts[0] in ("mtllib", "usemtl"):
+            name = " ".join(parts[1:])
+            if not name:
+                return None
+            statements.append((parts[0], name, line0 + k))
+    del data
+
+    # Blank what is not a number: whole ignored lines, and the tags of numeric lines.
+    work[_ranges(size + 2, starts, ends, other | is_vn)] = _SPACE
+    tag_len = np.where(is_vt, 2, 1)
+    tagged = is_v | is_vt | is_f
+    work[_ranges(size + 2, starts, starts + tag_len, tagged)] = _SPACE
+    if not _NUMERIC[work].all():
+        return None
+
+    # Slashes and '.eE' may appear on face lines only.
+    in_f = _ranges(size + 2, starts, ends, is_f)
+    slash = work == _SLASH
+    if (slash & ~in_f).any() or (_NOT_INTEGER[work] & in_f).any():
+        return None
+    space = (work == _SPACE) | (work == _TAB) | (work == _NL)
+    piece_start = ~space
+    piece_start[1:] &= space[:-1]
+    corner_starts = np.flatnonzero(piece_start & in_f)  # before '/' is blanked: one piece per corner
+    corners_per_line = _per_line(piece_start, starts)
+    style = None
+    if corner_starts.size:
+        slashes = np.add.reduceat(slash.view(np.uint8), corner_starts, dtype=np.int64)
+        double = np.zeros_like(slash)
+        double[:-1] = slash[:-1] & slash[1:]
+        doubles = np.add.reduceat(double.view(np.uint8), corner_starts, dtype=np.int64)
+        style = (int(slashes[0]), int(doubles[0]))
+        if style not in _CORNER_STYLES or (slashes != style[0]).any() or (doubles != style[1]).any():
+            return None
+    del corner_starts
+    work[slash] = _SPACE
+    space |= slash
+    del slash
+    piece_start = ~space
+    piece_start[1:] &= space[:-1]
+    numbers_per_line = _per_line(piece_start, starts)
+    del piece_start, space
+    # Indices are parsed as integers (ten times faster than as floats; overflow saturates: out of range).
+    face_text = work.copy()
+    face_text[~in_f] = _SPACE
+    work[in_f] = _SPACE
+    del in_f
+    values = _numbers(work, np.float64, int(numbers_per_line[~is_f].sum()))
+    indices = _numbers(face_text, np.int64, int(numbers_per_line[is_f].sum()))
+    if values is None or indices is None:
+        return None
+    return _Lines(is_v, is_vt, is_f, numbers_per_line, corners_per_line, values, indices, style, statements)
+
+
+def _numbers(text: np.ndarray, dtype, count: int) -> Optional[np.ndarray]:
+    """The ``count`` whitespace-separated numbers of ``text`` (bytes as uint8), or None when they are not that."""
+    if not count:  # (numpy refuses text with no number at all)
+        return np.zeros(0, dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            out = np.fromstring(text.tobytes(), dtype=dtype, sep=" ")
+        except (ValueError, DeprecationWarning):
+            return None
+    return out if out.size == count else None
+
+
+def _ranges(size: int, starts: np.ndarray, ends: np.ndarray, which: np.ndarray) -> np.ndarray:
+    """Bool mask ``[size]``, True on ``[starts[k], ends[k])`` for the (disjoint) ranges ``which`` selects."""
+    delta = np.zeros(size + 1, np.int8)
+    delta[starts[which]] += 1
+    delta[ends[which]] -= 1
+    return np.cumsum(delta[:size], dtype=np.int8).view(bool)
 
 
 def _per_line(flags: np.ndarray, starts: np.ndarray) -> np.ndarray:
