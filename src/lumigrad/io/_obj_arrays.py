@@ -13,10 +13,11 @@ pieces) give each line its slice of the values, and per-corner slash counts chec
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import BinaryIO, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -77,19 +78,28 @@ class _Lines:
     statements: List[Tuple[str, str, int]]  # (mtllib | usemtl, name, 0-based line)
 
 
-def parse_obj_arrays(data: bytes, with_materials: bool) -> Optional[ObjArrays]:
-    """The geometry of the OBJ text ``data``, or None when the fast path does not apply (see the module doc)."""
+def parse_obj_arrays(source: Union[bytes, BinaryIO], with_materials: bool) -> Optional[ObjArrays]:
+    """The geometry of the OBJ text ``source`` (bytes, or a binary file read from its position in chunks of
+    whole lines), or None when the fast path does not apply (see the module doc)."""
+    stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     chunks: List[_Lines] = []
-    begin, line0 = 0, 0
-    while begin < len(data):
-        end = data.find(b"\n", min(begin + CHUNK_BYTES, len(data)) - 1)
-        end = len(data) if end < 0 else end + 1
-        scanned = _scan(data[begin:end], line0, with_materials)
+    line0, rest = 0, b""
+    while True:
+        block = stream.read(CHUNK_BYTES)
+        text = rest + block
+        if not text:
+            break
+        cut = text.rfind(b"\n") + 1 if block else len(text)
+        if cut == 0:  # no line end in this block: read on
+            rest = text
+            continue
+        text, rest = text[:cut], text[cut:]
+        scanned = _scan(text, line0, with_materials)
+        del text
         if scanned is None:
             return None
         chunks.append(scanned)
         line0 += scanned.is_v.size
-        begin = end
     styles = {c.style for c in chunks if c.style is not None}
     if len(styles) != 1:
         return None
@@ -97,9 +107,11 @@ def parse_obj_arrays(data: bytes, with_materials: bool) -> Optional[ObjArrays]:
     cat = lambda name: np.concatenate([getattr(c, name) for c in chunks])  # noqa: E731
     is_v, is_vt, is_f = cat("is_v"), cat("is_vt"), cat("is_f")
     numbers_per_line, corners_per_line = cat("numbers"), cat("corners")
-    values = np.concatenate([c.values for c in chunks])
-    indices = np.concatenate([c.indices for c in chunks])
     chunks_statements = [st for c in chunks for st in c.statements]
+    values = np.concatenate([c.values for c in chunks])
+    for c in chunks:
+        c.values = None
+    indices = np.concatenate([c.indices for c in chunks])
     del chunks
     mtllibs = [(name, k + 1) for kind, name, k in chunks_statements if kind == "mtllib"]
     used: Dict[str, int] = {}
@@ -208,15 +220,16 @@ def _scan(data: bytes, line0: int, with_materials: bool) -> Optional[_Lines]:
     del data
 
     # Blank what is not a number: whole ignored lines, and the tags of numeric lines.
-    work[_ranges(size + 2, starts, ends, other | is_vn)] = _SPACE
-    tag_len = np.where(is_vt, 2, 1)
-    tagged = is_v | is_vt | is_f
-    work[_ranges(size + 2, starts, starts + tag_len, tagged)] = _SPACE
+    lengths = np.diff(np.append(starts, size + 2))  # bytes of each line with its end (the last: and the padding)
+    if (other | is_vn).any():
+        work[np.repeat(other | is_vn, lengths)] = _SPACE
+    work[starts[is_v | is_vt | is_f]] = _SPACE
+    work[starts[is_vt] + 1] = _SPACE
     if not _NUMERIC[work].all():
         return None
 
     # Slashes and '.eE' may appear on face lines only.
-    in_f = _ranges(size + 2, starts, ends, is_f)
+    in_f = np.repeat(is_f, lengths)
     slash = work == _SLASH
     if (slash & ~in_f).any() or (_NOT_INTEGER[work] & in_f).any():
         return None
@@ -265,14 +278,6 @@ def _numbers(text: np.ndarray, dtype, count: int) -> Optional[np.ndarray]:
         except (ValueError, DeprecationWarning):
             return None
     return out if out.size == count else None
-
-
-def _ranges(size: int, starts: np.ndarray, ends: np.ndarray, which: np.ndarray) -> np.ndarray:
-    """Bool mask ``[size]``, True on ``[starts[k], ends[k])`` for the (disjoint) ranges ``which`` selects."""
-    delta = np.zeros(size + 1, np.int8)
-    delta[starts[which]] += 1
-    delta[ends[which]] -= 1
-    return np.cumsum(delta[:size], dtype=np.int8).view(bool)
 
 
 def _per_line(flags: np.ndarray, starts: np.ndarray) -> np.ndarray:

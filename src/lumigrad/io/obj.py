@@ -22,7 +22,7 @@ import io
 import math
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -119,17 +119,17 @@ class _LineError(ValueError):
 
 def _parse(path, dtype, with_materials: bool, trust_paths: bool = False) -> ObjData:
     with open(path, "rb") as fh:
-        text = fh.read()
-    arrays = parse_obj_arrays(text, with_materials)  # numpy, no loop over lines; None: read line by line
-    if arrays is None:
-        arrays = _parse_lines(text, path, with_materials)
+        arrays = parse_obj_arrays(fh, with_materials)  # numpy, no loop over lines; None: read line by line
+        if arrays is None:
+            fh.seek(0)
+            arrays = _parse_lines(io.TextIOWrapper(fh, encoding="utf-8", errors="replace"), path, with_materials)
     v = _to_finite(arrays.verts, dtype, path, arrays.v_lines, "vertex")
-    f = torch.from_numpy(arrays.faces.astype(np.int64))
+    f = torch.from_numpy(np.ascontiguousarray(arrays.faces, dtype=np.int64))
     uv: Optional[torch.Tensor] = None
     uvf: Optional[torch.Tensor] = None
     if arrays.uv is not None and arrays.uv_faces is not None:
         uv = _to_finite(arrays.uv, dtype, path, arrays.vt_lines, "texture coordinate")  # flipped in float64
-        uvf = torch.from_numpy(arrays.uv_faces.astype(np.int64))
+        uvf = torch.from_numpy(np.ascontiguousarray(arrays.uv_faces, dtype=np.int64))
     data = ObjData(v, f, uv, uvf)
     if not with_materials:
         return data
@@ -139,7 +139,7 @@ def _parse(path, dtype, with_materials: bool, trust_paths: bool = False) -> ObjD
     return data
 
 
-def _parse_lines(text: bytes, path, with_materials: bool) -> ObjArrays:
+def _parse_lines(lines: Iterable[str], path, with_materials: bool) -> ObjArrays:
     """The line-by-line reader: slower, and the one whose messages name the line of a malformed statement."""
     verts, colors, uvs, faces, uv_faces, face_mat = [], [], [], [], [], []
     v_lines: List[int] = []  # line of each v / vt, to name it when its value overflows dtype
@@ -149,7 +149,7 @@ def _parse_lines(text: bytes, path, with_materials: bool) -> ObjArrays:
     mtllibs: List[Tuple[str, int]] = []
     used: Dict[str, int] = {}  # usemtl name -> first line
     current: Optional[str] = None
-    for lineno, line in enumerate(io.StringIO(text.decode("utf-8", errors="replace"), newline=None), 1):
+    for lineno, line in enumerate(lines, 1):
         parts = line.split("#", 1)[0].split()
         if not parts:
             continue
