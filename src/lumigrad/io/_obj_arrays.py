@@ -6,9 +6,11 @@ and returns None for anything else, and for every malformed file: the line-by-li
 reads it again and is the one that explains what is wrong, naming the line. Only the other statements
 (``usemtl``, ``mtllib``, ``o``, ``g``, ``s``, ...) are visited one by one.
 
-How: comments are cut; every byte of a line that is not a number is blanked (tags, ignored statements); the
-rest is parsed by one ``np.fromstring``. Numbers per line (counted from the starts of whitespace-separated
-pieces) give each line its slice of the values, and per-corner slash counts check the corner style.
+How, per chunk of whole lines (:data:`CHUNK_BYTES`, read from the file as it goes, so the byte-level work
+arrays stay small): comments are cut; every byte of a line that is not a number is blanked (tags, ignored
+statements); per-corner slash counts check the corner style; then ``np.fromstring`` parses the numbers of
+``v`` / ``vt`` lines as floats and those of ``f`` lines as integers (ten times faster). Numbers per line
+(counted from the starts of whitespace-separated pieces) give each line its slice of the values.
 """
 
 from __future__ import annotations
