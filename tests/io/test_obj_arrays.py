@@ -99,3 +99,34 @@ def test_malformed_file_message_names_the_line(tmp_path):
     path.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n# comment\nf 1 2 7\n")
     with pytest.raises(obj_module.ObjError, match=r"bad.obj:5: f: vertex index 7 out of range"):
         read_obj(path)
+
+
+def test_mutated_files_read_alike_or_fail_alike(tmp_path, monkeypatch):
+    """Random byte edits of a small file: the fast path gives the line reader's tensors, or its message."""
+    base = (b"# c\nv 0 0 0\nv 1 0 0\nv 1 1 0 0.5 0.5 0.5\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 1 1\nvn 0 0 1\ng x\n"
+            b"f 1/1/1 2/2/1 3/3/1\nf -4/-3/1 -2/-1/1 -1/-1/1 2/2/1\n")
+    path = tmp_path / "m.obj"
+    real = obj_module.parse_obj_arrays
+
+    def outcome(fast: bool, data: bytes):
+        monkeypatch.setattr(obj_module, "parse_obj_arrays", real if fast else (lambda source, with_materials: None))
+        path.write_bytes(data)
+        try:
+            return ("ok",) + tuple(None if t is None else t.tolist() for t in read_obj(path))
+        except obj_module.ObjError as exc:
+            return ("error", str(exc))
+
+    rng = random.Random(1)
+    read = 0
+    for _ in range(300):
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 3)):
+            k, c = rng.randrange(len(data)), rng.choice(b"0123456789.-+ /\n\t\r#vtfne")
+            if rng.random() < 0.5:
+                data[k] = c
+            else:
+                data.insert(k, c)
+        line_reader = outcome(False, bytes(data))
+        assert outcome(True, bytes(data)) == line_reader, bytes(data)
+        read += line_reader[0] == "ok"
+    assert read > 50  # many edits leave a valid file, so both outcomes are exercised
