@@ -24,6 +24,7 @@ from .mesh_data import MeshData
 from .mtl import read_mtl, write_mtl
 from .obj import ObjData, read_mesh, read_obj, read_obj_with_materials, write_obj
 from .opensfm import OpenSfmReconstruction, lla_to_topocentric, read_opensfm
+from .photo_stream import PhotoStream
 from .ply import PlyError, PlyMesh, read_ply, write_ply
 from .pytorch3d import camera_from_pytorch3d, camera_to_pytorch3d
 from .registry import formats, load, register_format, save
@@ -33,7 +34,7 @@ from . import deprecated as _deprecated
 _deprecated.attach()
 
 __all__ = ["frames_to_uint8", "read_video", "write_frames", "write_strip", "write_video", "ConfinementError", "MeshData", "read_environment", "read_mesh", "MtlError", "ObjData", "read_mtl", "read_obj_with_materials", "write_mtl", "ImageDataset", "MitsubaXmlError", "MitsubaXmlWarning", "read_mitsuba_xml", "read_dataset", "read_depth_maps", "stack_cameras", "ColmapImage", "GltfError", "ColmapReconstruction", "NerfTransforms", "ObjError", "OpenSfmReconstruction",
-           "PlyError", "PlyMesh",
+           "PhotoStream", "PlyError", "PlyMesh",
            "camera_from_pytorch3d", "camera_to_pytorch3d", "formats", "load", "register_format", "save", "lla_to_topocentric", "read_colmap", "read_exr", "read_gltf", "read_hdr",
            "read_image", "read_nerf_transforms", "read_obj", "read_opensfm", "read_ply", "write_colmap", "write_exr", "write_gltf", "write_gltf_animation",
            "write_hdr", "write_image", "write_nerf_transforms", "write_obj", "write_ply"]

@@ -66,7 +66,7 @@ class ImageDataset:
 
 def read_dataset(path: str | os.PathLike, *, image_dir: Optional[str | os.PathLike] = None, scale: float = 1.0,
                  views: Optional[Sequence[int]] = None, dtype: torch.dtype = torch.float32,
-                 trust_paths: bool = False) -> ImageDataset:
+                 trust_paths: bool = False, lazy: bool = False, cache_bytes: int = 1 << 30):
     """Read photos and their cameras; see the module docstring for the layouts understood.
 
     Args:
@@ -78,9 +78,14 @@ def read_dataset(path: str | os.PathLike, *, image_dir: Optional[str | os.PathLi
         dtype: floating dtype of images and cameras.
         trust_paths: accept photo names (and the camera file's own references) that are absolute or lead
             outside their folder; only for datasets you trust.
+        lazy: return a :class:`~lumigrad.io.photo_stream.PhotoStream` that keeps the photo paths and the
+            cameras and decodes a photo when a view is asked for (``docs/datasets.md``), instead of decoding
+            every photo now.
+        cache_bytes: with ``lazy``, the most bytes of decoded photos the stream keeps (least recently used
+            ones are dropped first).
 
     Returns:
-        an :class:`ImageDataset`.
+        an :class:`ImageDataset`, or with ``lazy=True`` a :class:`~lumigrad.io.photo_stream.PhotoStream`.
 
     Raises:
         FileNotFoundError: ``path`` or a photo is missing.
@@ -90,6 +95,35 @@ def read_dataset(path: str | os.PathLike, *, image_dir: Optional[str | os.PathLi
             regular file.
     """
     path = Path(path)
+    entries = checked_entries(path, image_dir, scale, views, trust_paths)
+    if lazy:
+        from .photo_stream import PhotoStream
+
+        return PhotoStream(path, entries, scale=scale, dtype=dtype, cache_bytes=cache_bytes)
+    from .registry import load
+
+    images, cameras, names, paths = [], [], [], []
+    for name, cam, image_path in entries:
+        image = load(image_path)
+        check_photo_size(path, name, cam, image_path, image.shape[1], image.shape[0])
+        images.append(image)
+        cameras.append(cam.to(dtype=dtype))
+        names.append(name)
+        paths.append(image_path)
+    channels = {im.shape[-1] for im in images}
+    if len(channels) > 1:
+        images = [with_alpha(im) for im in images]
+    stacked = torch.stack(images).to(dtype)
+    camera = stack_cameras(cameras)
+    source_size = (camera.width, camera.height)
+    if scale != 1.0:
+        stacked, camera = rescale_views(stacked, camera, scale)
+    return ImageDataset(stacked, camera, names, paths, source_size)
+
+
+def checked_entries(path: Path, image_dir, scale, views, trust_paths: bool):
+    """``[(name, unbatched Camera, photo path)]`` of the chosen views, the photos checked to be regular image
+    files inside their folder and the cameras to share one size; nothing is decoded."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such dataset file or folder")
     if not (isinstance(scale, (int, float)) and 0 < scale <= 16):
@@ -102,9 +136,6 @@ def read_dataset(path: str | os.PathLike, *, image_dir: Optional[str | os.PathLi
         if bad or not views:
             raise ValueError(f"views must be a non-empty list of indices below {len(entries)}; got {list(views)}")
         entries = [entries[v] for v in views]
-    from .registry import load
-
-    images, cameras, names, paths = [], [], [], []
     for name, cam, image_path in entries:
         try:
             check_regular_file(image_path, source=path, what=f"the photo of view {name!r}")
@@ -113,29 +144,19 @@ def read_dataset(path: str | os.PathLike, *, image_dir: Optional[str | os.PathLi
         if image_path.suffix.lower() not in _IMAGE_SUFFIXES:  # never a mesh or a json read as a photo
             raise ValueError(f"{path}: the photo of view {name!r} is {image_path.name}, not an image file "
                              f"({', '.join(_IMAGE_SUFFIXES)})")
-        image = load(image_path)
-        h, w = image.shape[:2]
-        if (w, h) != (cam.width, cam.height):
-            raise ValueError(f"{image_path} is {w}x{h} pixels but its camera ({name!r} in {path.name}) is "
-                             f"{cam.width}x{cam.height}: the photos must be the size the cameras were calibrated "
-                             f"at (use scale= to resize both together)")
-        images.append(image)
-        cameras.append(cam.to(dtype=dtype))
-        names.append(name)
-        paths.append(image_path)
-    channels = {im.shape[-1] for im in images}
-    if len(channels) > 1:
-        images = [_with_alpha(im) for im in images]
-    sizes = {(c.width, c.height) for c in cameras}
+    sizes = {(cam.width, cam.height) for _, cam, _ in entries}
     if len(sizes) > 1:
         raise ValueError(f"{path}: the views have different image sizes {sorted(sizes)}; lumigrad batches views "
                          "of one size: pick views of one size with views=")
-    stacked = torch.stack(images).to(dtype)
-    camera = stack_cameras(cameras)
-    source_size = (camera.width, camera.height)
-    if scale != 1.0:
-        stacked, camera = _rescale(stacked, camera, scale)
-    return ImageDataset(stacked, camera, names, paths, source_size)
+    return entries
+
+
+def check_photo_size(path: Path, name: str, cam: Camera, image_path: Path, w: int, h: int) -> None:
+    """Refuse a ``w x h`` photo whose camera has another size (naming both)."""
+    if (w, h) != (cam.width, cam.height):
+        raise ValueError(f"{image_path} is {w}x{h} pixels but its camera ({name!r} in {path.name}) is "
+                         f"{cam.width}x{cam.height}: the photos must be the size the cameras were calibrated "
+                         f"at (use scale= to resize both together)")
 
 
 def read_depth_maps(dataset: ImageDataset, folder: str | os.PathLike, depth_scale: float = 1.0, *,
@@ -194,7 +215,8 @@ def stack_cameras(cameras: Sequence[Camera]) -> Camera:
                   first.distortion_model, projection=first.projection)
 
 
-def _rescale(images: torch.Tensor, camera: Camera, scale: float):
+def rescale_views(images: torch.Tensor, camera: Camera, scale: float):
+    """``images [N, H, W, C]`` and ``camera`` resized by ``scale`` (area averaging to shrink, bilinear to grow)."""
     w, h = round(camera.width * scale), round(camera.height * scale)
     if w < 1 or h < 1:
         raise ValueError(f"scale={scale} shrinks {camera.width}x{camera.height} images below one pixel")
@@ -203,7 +225,7 @@ def _rescale(images: torch.Tensor, camera: Camera, scale: float):
     return resized.permute(0, 2, 3, 1).contiguous(), camera.resized(w, h)
 
 
-def _with_alpha(image: torch.Tensor) -> torch.Tensor:
+def with_alpha(image: torch.Tensor) -> torch.Tensor:
     if image.shape[-1] == 4:
         return image
     return torch.cat([image[..., :3], torch.ones_like(image[..., :1])], -1)

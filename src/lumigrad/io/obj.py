@@ -18,16 +18,19 @@ a file that is not an OBJ / MTL does not print its content.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 
 from .._checks import check_indices, check_tensor
 from ..mesh import Mesh
 from ..shading.material import Material
+from ._obj_arrays import ObjArrays, parse_obj_arrays
 from ._paths import ConfinementError, check_regular_file, confined_path, short_text
 from .errors import ObjError
 from .image import read_image
@@ -115,6 +118,29 @@ class _LineError(ValueError):
 
 
 def _parse(path, dtype, with_materials: bool, trust_paths: bool = False) -> ObjData:
+    with open(path, "rb") as fh:
+        arrays = parse_obj_arrays(fh, with_materials)  # numpy, no loop over lines; None: read line by line
+        if arrays is None:
+            fh.seek(0)
+            arrays = _parse_lines(io.TextIOWrapper(fh, encoding="utf-8", errors="replace"), path, with_materials)
+    v = _to_finite(arrays.verts, dtype, path, arrays.v_lines, "vertex")
+    f = torch.from_numpy(np.ascontiguousarray(arrays.faces, dtype=np.int64))
+    uv: Optional[torch.Tensor] = None
+    uvf: Optional[torch.Tensor] = None
+    if arrays.uv is not None and arrays.uv_faces is not None:
+        uv = _to_finite(arrays.uv, dtype, path, arrays.vt_lines, "texture coordinate")  # flipped in float64
+        uvf = torch.from_numpy(np.ascontiguousarray(arrays.uv_faces, dtype=np.int64))
+    data = ObjData(v, f, uv, uvf)
+    if not with_materials:
+        return data
+    if arrays.colors is not None:
+        data.vertex_colors = _to_finite(arrays.colors, dtype, path, arrays.v_lines, "vertex colour")
+    _attach_materials(data, Path(path), arrays, dtype, trust_paths)
+    return data
+
+
+def _parse_lines(lines: Iterable[str], path, with_materials: bool) -> ObjArrays:
+    """The line-by-line reader: slower, and the one whose messages name the line of a malformed statement."""
     verts, colors, uvs, faces, uv_faces, face_mat = [], [], [], [], [], []
     v_lines: List[int] = []  # line of each v / vt, to name it when its value overflows dtype
     vt_lines: List[int] = []
@@ -123,66 +149,60 @@ def _parse(path, dtype, with_materials: bool, trust_paths: bool = False) -> ObjD
     mtllibs: List[Tuple[str, int]] = []
     used: Dict[str, int] = {}  # usemtl name -> first line
     current: Optional[str] = None
-    with open(path, "r", encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, 1):
-            parts = line.split("#", 1)[0].split()
-            if not parts:
-                continue
-            tag = parts[0]
-            try:
-                if tag == "v":
-                    verts.append(_floats(parts[1:4], 3, "a vertex needs 3 coordinates"))
-                    v_lines.append(lineno)
-                    if len(parts) == 7:
-                        colors.append(_floats(parts[4:7], 3, "a vertex colour needs 3 values", first=4))
+    for lineno, line in enumerate(lines, 1):
+        parts = line.split("#", 1)[0].split()
+        if not parts:
+            continue
+        tag = parts[0]
+        try:
+            if tag == "v":
+                verts.append(_floats(parts[1:4], 3, "a vertex needs 3 coordinates"))
+                v_lines.append(lineno)
+                if len(parts) == 7:
+                    colors.append(_floats(parts[4:7], 3, "a vertex colour needs 3 values", first=4))
+                else:
+                    all_have_color = False
+            elif tag == "vt":
+                uvs.append(_floats(parts[1:3], 2, "a texture coordinate needs 2 values"))
+                vt_lines.append(lineno)
+            elif tag == "f":
+                corners = [_parse_corner(c, k, len(verts), len(uvs)) for k, c in enumerate(parts[1:], 1)]
+                if len(corners) < 3:
+                    raise _LineError("a face needs at least 3 corners")
+                for k in range(1, len(corners) - 1):
+                    tri = (corners[0], corners[k], corners[k + 1])
+                    faces.append([c[0] for c in tri])
+                    face_mat.append(current)
+                    if all(c[1] is not None for c in tri):
+                        uv_faces.append([c[1] for c in tri])
                     else:
-                        all_have_color = False
-                elif tag == "vt":
-                    uvs.append(_floats(parts[1:3], 2, "a texture coordinate needs 2 values"))
-                    vt_lines.append(lineno)
-                elif tag == "f":
-                    corners = [_parse_corner(c, k, len(verts), len(uvs)) for k, c in enumerate(parts[1:], 1)]
-                    if len(corners) < 3:
-                        raise _LineError("a face needs at least 3 corners")
-                    for k in range(1, len(corners) - 1):
-                        tri = (corners[0], corners[k], corners[k + 1])
-                        faces.append([c[0] for c in tri])
-                        face_mat.append(current)
-                        if all(c[1] is not None for c in tri):
-                            uv_faces.append([c[1] for c in tri])
-                        else:
-                            all_have_uv = False
-                elif tag == "mtllib" and with_materials:
-                    name = " ".join(parts[1:])
-                    if not name:
-                        raise _LineError("mtllib needs a file name")
-                    mtllibs.append((name, lineno))
-                elif tag == "usemtl" and with_materials:
-                    current = " ".join(parts[1:])
-                    if not current:
-                        raise _LineError("usemtl needs a material name")
-                    used.setdefault(current, lineno)
-            except (ValueError, IndexError, OverflowError) as exc:
-                # Only this module's own messages are shown: the line itself is never quoted.
-                reason = str(exc) if isinstance(exc, _LineError) else "malformed statement"
-                raise ObjError(f"{path}:{lineno}: {tag}: {reason}") from None
+                        all_have_uv = False
+            elif tag == "mtllib" and with_materials:
+                name = " ".join(parts[1:])
+                if not name:
+                    raise _LineError("mtllib needs a file name")
+                mtllibs.append((name, lineno))
+            elif tag == "usemtl" and with_materials:
+                current = " ".join(parts[1:])
+                if not current:
+                    raise _LineError("usemtl needs a material name")
+                used.setdefault(current, lineno)
+        except (ValueError, IndexError, OverflowError) as exc:
+            # Only this module's own messages are shown: the line itself is never quoted.
+            reason = str(exc) if isinstance(exc, _LineError) else "malformed statement"
+            raise ObjError(f"{path}:{lineno}: {tag}: {reason}") from None
     if not verts or not faces:
         raise ObjError(f"{path}: no vertices or faces found")
-    v = _to_finite(verts, dtype, path, v_lines, "vertex")
-    f = torch.tensor(faces, dtype=torch.int64)
-    uv: Optional[torch.Tensor] = None
-    uvf: Optional[torch.Tensor] = None
+    keys: List[Optional[str]] = list(dict.fromkeys(face_mat))
+    slot = {key: k for k, key in enumerate(keys)}
+    uv = None
     if uvs and all_have_uv:
-        flipped = [[u, 1.0 - w] for u, w in uvs]  # flipped in float64, then rounded once to dtype
-        uv = _to_finite(flipped, dtype, path, vt_lines, "texture coordinate")
-        uvf = torch.tensor(uv_faces, dtype=torch.int64)
-    data = ObjData(v, f, uv, uvf)
-    if not with_materials:
-        return data
-    if colors and all_have_color:
-        data.vertex_colors = _to_finite(colors, dtype, path, v_lines, "vertex colour")
-    _attach_materials(data, Path(path), mtllibs, used, face_mat, dtype, trust_paths)
-    return data
+        uv = np.array(uvs, dtype=np.float64)
+        uv[:, 1] = 1.0 - uv[:, 1]  # flipped in float64, then rounded once to dtype
+    return ObjArrays(np.array(verts, dtype=np.float64), np.array(colors) if colors and all_have_color else None,
+                     uv, np.array(faces, dtype=np.int64), np.array(uv_faces, dtype=np.int64) if uv is not None else None,
+                     keys, np.array([slot[m] for m in face_mat], dtype=np.int64), mtllibs, used,
+                     np.array(v_lines), np.array(vt_lines))
 
 
 def _floats(tokens: List[str], count: int, message: str, first: int = 1) -> List[float]:
@@ -199,9 +219,9 @@ def _floats(tokens: List[str], count: int, message: str, first: int = 1) -> List
     return values
 
 
-def _to_finite(rows: List[List[float]], dtype, path, lines: List[int], what: str) -> torch.Tensor:
-    """``rows`` as a ``dtype`` tensor; values that overflow ``dtype`` (1e300 in float32) raise ObjError."""
-    t = torch.tensor(rows, dtype=dtype)
+def _to_finite(rows: np.ndarray, dtype, path, lines: np.ndarray, what: str) -> torch.Tensor:
+    """``rows`` (float64) as a ``dtype`` tensor; values that overflow ``dtype`` (1e300 in float32) raise ObjError."""
+    t = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float64)).to(dtype)
     bad = ~torch.isfinite(t).all(-1)
     if bool(bad.any()):
         k = int(bad.nonzero()[0, 0])
@@ -237,8 +257,8 @@ def _library_files(path: Path, name: str, lineno: int, trust_paths: bool) -> Lis
                                  trusted=trust_paths, base=_ObjPathError)) for file in name.split()]
 
 
-def _attach_materials(data: ObjData, path: Path, mtllibs, used: Dict[str, int], face_mat, dtype,
-                      trust_paths: bool = False) -> None:
+def _attach_materials(data: ObjData, path: Path, arrays: ObjArrays, dtype, trust_paths: bool = False) -> None:
+    mtllibs, used = arrays.mtllibs, arrays.used
     library: Dict[str, Material] = {}
     for name, lineno in mtllibs:
         for file, p in _library_files(path, name, lineno, trust_paths):
@@ -258,7 +278,10 @@ def _attach_materials(data: ObjData, path: Path, mtllibs, used: Dict[str, int], 
                            f"({where}); read_obj reads the geometry without materials")
     names = list(library)
     default = None
-    if any(m is None for m in face_mat):
+    keys = arrays.material_keys
+    present = np.zeros(len(keys), bool)
+    present[arrays.face_material] = True
+    if any(key is None and present[k] for k, key in enumerate(keys)):
         default = "default"
         while default in library:
             default += "_"
@@ -268,7 +291,9 @@ def _attach_materials(data: ObjData, path: Path, mtllibs, used: Dict[str, int], 
     index = {n: i for i, n in enumerate(names)}
     data.materials = [library[n] for n in names]
     data.material_names = names
-    data.face_materials = torch.tensor([index[default if m is None else m] for m in face_mat], dtype=torch.int64)
+    lookup = np.array([index[default if key is None else key] if present[k] else 0 for k, key in enumerate(keys)],
+                      dtype=np.int64)
+    data.face_materials = torch.from_numpy(lookup[arrays.face_material])
 
 
 def _parse_corner(token: str, k: int, num_verts: int, num_uvs: int) -> Tuple[int, Optional[int]]:

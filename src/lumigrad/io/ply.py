@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .._checks import check_indices, check_tensor
+from ._polygons import fan_triangulate
 from .mesh_data import MeshData
 
 MAX_HEADER_BYTES = 1 << 20
@@ -441,14 +442,7 @@ def _fan(counts: np.ndarray, flat: np.ndarray, path, num_verts: int) -> torch.Te
             bad = float(bad[0]) if flat.dtype.kind == "f" else int(bad.min()) if (bad < 0).any() else int(bad.max())
             raise PlyError(f"{path}: face vertex index {bad} is out of range [0, {num_verts})"
                            + (" or not a whole number" if flat.dtype.kind == "f" else ""))
-    flat = flat.astype(np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    ntri = counts - 2
-    poly = np.repeat(np.arange(counts.size), ntri)
-    k = np.arange(poly.size) - np.repeat(np.cumsum(ntri) - ntri, ntri) + 1
-    base = starts[poly]
-    tris = np.stack([flat[base], flat[base + k], flat[base + k + 1]], -1)
-    return torch.from_numpy(tris.reshape(-1, 3).astype(np.int64))
+    return torch.from_numpy(fan_triangulate(counts, flat.astype(np.int64)).astype(np.int64))
 
 
 def write_ply(
