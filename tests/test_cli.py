@@ -3,9 +3,11 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+import lumigrad as lg
 from lumigrad.cli.main import main
 
 
@@ -52,8 +54,10 @@ def test_render_writes_png_and_linear_exr(tmp_path, capsys):
     assert main(["render", str(tmp_path / "spot.obj"), "-o", str(tmp_path / "spot.png"), "--size", "48", "40"]) == 0
     image = lg.io.load(tmp_path / "spot.png")
     assert image.shape == (40, 48, 3) and 0.05 < float(image.mean()) < 0.9
+    # the cow seen from behind its right flank (azimuth 150): no highlight in the outline's partly covered pixels,
+    # which the premultiplication bound below needs
     assert main(["render", str(tmp_path / "spot.obj"), "-o", str(tmp_path / "spot.exr"), "--size", "32", "32",
-                 "--exposure", "1"]) == 0
+                 "--exposure", "1", "--azimuth", "150"]) == 0
     linear = lg.io.load(tmp_path / "spot.exr")
     assert linear.shape == (32, 32, 4) and float(linear[..., :3].max()) > 0
     alpha = linear[..., 3]  # coverage: the cow is opaque, the corners are empty, its outline partly covered
@@ -143,3 +147,23 @@ def test_gradcheck_with_the_path_tracer(tmp_path, capsys):
     assert "agree" in capsys.readouterr().out
     assert main(["gradcheck", str(tmp_path / "ball.obj"), "lights.key.irradiance", "--integrator", "direct",
                  "--size", "12", "12"]) == 0
+
+
+CAMERAS_GLTF = Path(__file__).resolve().parents[2] / "shared" / "data" / "gltf-cameras" / "glTF" / "Cameras.gltf"
+
+
+@pytest.mark.skipif(not CAMERAS_GLTF.exists(), reason="../shared/data is not beside the checkout")
+def test_render_defaults_see_the_front_resize_file_cameras_and_create_the_folder(tmp_path, capsys):
+    """Cameras.gltf (one single-sided quad facing +z) rendered all black from the old framing camera, which sat
+    behind it; --size was ignored for file cameras; -o into a missing folder failed."""
+    out = tmp_path / "new" / "folder" / "front.png"
+    assert main(["render", str(CAMERAS_GLTF), "-o", str(out), "--size", "32", "24"]) == 0
+    image = lg.io.load(out)
+    assert image.shape == (24, 32, 3) and float(image.max()) > 0.05
+    assert "warning" not in capsys.readouterr().err
+    assert main(["render", str(CAMERAS_GLTF), "--camera", "camera1", "-o", str(tmp_path / "c.png"),
+                 "--size", "40", "30"]) == 0
+    assert lg.io.load(tmp_path / "c.png").shape == (30, 40, 3)
+    assert main(["render", str(CAMERAS_GLTF), "--azimuth", "180", "-o", str(tmp_path / "back.png"),
+                 "--size", "16", "16"]) == 0
+    assert "no pixel of the 16 x 16 image sees the scene's geometry" in capsys.readouterr().err

@@ -11,9 +11,13 @@ import torch
 def add_scene_arguments(p, default_size: int) -> None:
     p.add_argument("scene", type=Path, help="scene file: .gltf, .glb, .obj or .ply")
     p.add_argument("--camera", default=None, help="name of a camera in the file (default: frame the scene)")
-    p.add_argument("--size", type=int, nargs=2, default=(default_size, default_size), metavar=("W", "H"),
-                   help=f"image size in pixels for the framing camera (default: {default_size} {default_size})")
-    p.add_argument("--azimuth", type=float, default=30.0, help="framing camera azimuth in degrees (default: 30)")
+    p.add_argument("--size", type=int, nargs=2, default=None, metavar=("W", "H"),
+                   help=f"image size in pixels (default: {default_size} {default_size} for the framing camera; a "
+                        "file camera's own size, which --size rescales)")
+    p.set_defaults(default_size=(default_size, default_size))
+    p.add_argument("--azimuth", type=float, default=30.0,
+                   help="framing camera azimuth in degrees about +y, 0 looking at the front (+z, glTF's) "
+                        "(default: 30)")
     p.add_argument("--elevation", type=float, default=20.0, help="framing camera elevation in degrees (default: 20)")
     p.add_argument("--fov", type=float, default=40.0, help="framing camera vertical field of view, degrees")
     p.add_argument("--env", type=Path, default=None, help="environment map (.hdr or .exr), shown and lighting")
@@ -35,7 +39,7 @@ def check_scene_arguments(args) -> None:
     for flag, value in (("--azimuth", args.azimuth), ("--elevation", args.elevation)):
         if not math.isfinite(value):
             raise ValueError(f"{flag} must be a finite number of degrees; got {value:g}")
-    width, height = args.size
+    width, height = args.size if args.size is not None else args.default_size
     if width <= 0 or height <= 0:
         raise ValueError(f"--size must be positive; got {width} {height}")
     check_pixel_samples(width * height, f"--size {width} {height} is {width}x{height} pixels")
@@ -61,7 +65,8 @@ def load_scene_and_camera(args):
         if args.camera not in scene.cameras:
             raise ValueError(f"no camera named {args.camera!r} in {args.scene}; it has "
                              f"{', '.join(scene.cameras) or 'none'}")
-        return scene, scene.cameras[args.camera]
+        camera = scene.cameras[args.camera]
+        return scene, camera if args.size is None else camera.resized(*args.size)
     return scene, _framing_camera(scene, args)
 
 
@@ -77,8 +82,9 @@ def _framing_camera(scene, args):
         raise ValueError(f"{args.scene}: the scene's geometry has no extent to frame")
     az, el = math.radians(args.azimuth), math.radians(args.elevation)
     distance = radius / math.sin(math.radians(args.fov) / 2) * 1.1
-    direction = torch.tensor([math.cos(el) * math.sin(az), math.sin(el), -math.cos(el) * math.cos(az)])
-    width, height = args.size
+    # in front of the asset: glTF's front faces +z, so azimuth 0 puts the camera on the +z axis
+    direction = torch.tensor([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
+    width, height = args.size if args.size is not None else args.default_size
     if width <= 0 or height <= 0:
         raise ValueError(f"--size must be positive; got {width} {height}")
     return lg.Camera.look_at(centre + distance * direction, centre, fov_y=math.radians(args.fov), width=width,

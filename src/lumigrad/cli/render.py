@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -57,6 +58,11 @@ def run(args) -> int:
     settings.update(more)
     with torch.no_grad():
         out = lg.render(scene, camera, integrator=args.integrator, spp=spp, seed=args.seed, **settings)
+    if float(out.alpha.max()) == 0.0:
+        print(f"lumigrad render: warning: no pixel of the {camera.width} x {camera.height} image sees the scene's "
+              "geometry (a camera looking away, or geometry outside its near/far range); try the framing camera "
+              "(no --camera) or other --azimuth / --elevation", file=sys.stderr)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.out.suffix.lower() == ".exr":
         # Linear RGBA with premultiplied (associated) alpha, as EXR stores it: colour is already blended over
         # black by coverage. Over an environment background every pixel is opaque.
