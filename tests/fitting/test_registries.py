@@ -118,7 +118,8 @@ def test_a_fit_uses_a_new_map_loss_term_and_light_type(config_path, tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (('map = "softplus"', 'map = "tanh"'), "optimize[0].map must be one of 'identity', 'sigmoid', 'exp', "
-                                           "'large_steps', 'pose', 'intrinsics', 'unit', 'softplus'; got 'tanh'"),
+                                           "'large_steps', 'pose', 'intrinsics', 'unit', 'lens', 'softplus'; "
+                                           "got 'tanh'"),
     (('type = "overhead"', 'type = "ring"'), "scene.lights[0].type must be one of 'point', 'spot', 'directional', "
                                              "'overhead'; got 'ring'"),
     (("mean_brightness = 0.5", "mean_brightnes = 0.5"), "unknown key 'loss.mean_brightnes' (did you mean "

@@ -54,7 +54,8 @@ def orbit_cameras(dist: Angles = 1.0, elev: Angles = 0.0, azim: Angles = 0.0, *,
         e, a = e * (math.pi / 180.0), a * (math.pi / 180.0)
     check_number(fov_y, "fov_y")
     target = torch.as_tensor(at, dtype=dtype).expand(d.shape[0], 3)
-    eye = target + d[:, None] * torch.stack([torch.cos(e) * torch.sin(a), torch.sin(e), torch.cos(e) * torch.cos(a)], -1)
+    direction = torch.stack([torch.cos(e) * torch.sin(a), torch.sin(e), torch.cos(e) * torch.cos(a)], -1)
+    eye = target + d[:, None] * direction
     up_t = torch.as_tensor(up, dtype=dtype)
     view = torch.nn.functional.normalize(target - eye, dim=-1)
     if bool((torch.linalg.cross(view, up_t.expand_as(view)).norm(dim=-1) < 1e-6).any()):

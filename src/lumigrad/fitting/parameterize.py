@@ -13,12 +13,15 @@
                                                              ``K`` for all views
 ``unit``        the quaternions, any length                  ``u / |u|`` per row: keyframe rotations stay
                                                              unit quaternions through every step
+``lens``        the distortion coefficients                  the coefficients, projected back (radial terms
+                                                             scaled towards 0) whenever a step would fold
+                                                             the lens inside the image
 =============== ============================================ =================================================
 
 Each map is registered once in :data:`MAPS` (:func:`register_map`), with the parameter kinds it suits
 (:class:`lumigrad.scene.ParamInfo`): ``large_steps`` takes ``vertices``, ``pose`` the rigid transforms
 (``to_world``, ``world_to_cam``), ``intrinsics`` camera ``K`` (``intrinsics``), ``unit`` keyframe rotations
-(``keyframe_rotation``), the others any parameter. A
+(``keyframe_rotation``), ``lens`` distortion coefficients (``distortion``), the others any parameter. A
 new map is one file: a function ``build(request: MapRequest) -> Parameterization`` registered with
 ``register_map("name", build, kinds=...)``; ``[[optimize]] map = "name"`` then uses it.
 
@@ -276,6 +279,53 @@ def _unit(r: MapRequest) -> Parameterization:
                          f"{int((norm <= 1e-12).sum())} of length 0; set init to rotations")
     leaf = (r.start / norm).clone().requires_grad_(True)
     return Parameterization(r.names, [leaf], lambda: leaf / leaf.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+
+
+@register_map("lens", kinds=(P.DISTORTION,), suits="lens distortion coefficients (cameras.NAME.distortion)")
+def _lens(r: MapRequest) -> Parameterization:
+    """The coefficients themselves, projected back into the lenses that do not fold inside the image: when a step
+    makes the radial model stop growing before the image corners (two directions on one pixel; the next render
+    would refuse it), the radial coefficients are scaled towards 0 (no distortion, which never folds) by the
+    largest factor that keeps the corners 2 % inside the fold radius. So a calibration can start from k = 0 with
+    plain Adam."""
+    camera = r.info.obj if r.info is not None else None
+    if camera is None or not hasattr(camera, "distortion_model"):
+        raise ValueError(f"{r.where}: map 'lens' needs the camera that owns {r.name!r}")
+    leaf = r.start.clone().requires_grad_(True)
+    radial = [0, 1, 4] if camera.distortion_model == "opencv" else [0, 1, 2, 3]
+
+    def value() -> torch.Tensor:
+        with torch.no_grad():
+            _unfold(leaf, radial, camera)
+        return leaf
+
+    return Parameterization(r.names, [leaf], value)
+
+
+def _unfold(coeffs: torch.Tensor, radial: List[int], camera) -> None:
+    """Scale the radial entries of ``coeffs`` (in place) so that the radial model does not fold inside the image."""
+    from ..cameras.distortion import fold_radius
+    from ..cameras.projection import pixel_rays
+
+    K, _ = camera.flat()
+    corners = torch.tensor([[0.0, 0.0], [camera.width, 0.0], [0.0, camera.height], [camera.width, camera.height]],
+                           dtype=K.dtype, device=K.device)
+    need = 1.02 * pixel_rays(K.detach()[:, None], corners[None])[..., :2].norm(dim=-1).amax()
+    flat = coeffs.reshape(-1, coeffs.shape[-1])
+
+    def folds(c: torch.Tensor) -> bool:
+        return bool((fold_radius(c.to(K.dtype), camera.distortion_model) <= need).any())
+
+    if not folds(flat):
+        return
+    lo, hi = 0.0, 1.0  # scale 0 (no radial distortion) never folds; find the largest scale that does not
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        trial = flat.clone()
+        trial[:, radial] *= mid
+        lo, hi = (mid, hi) if not folds(trial) else (lo, mid)
+    flat[:, radial] *= lo
+    coeffs.copy_(flat.reshape(coeffs.shape))
 
 
 def _check_domain(start: torch.Tensor, where: str, name: str, kind: str, domain: str, ok: torch.Tensor) -> None:

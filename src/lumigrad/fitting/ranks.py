@@ -21,7 +21,8 @@ from ..optim.distributed import DistributedStrategy, init_distributed
 from .config import ConfigError
 from .problem import Problem
 
-__all__ = ["prepare_ranks", "prepare_volume_ranks", "restarted_by_torchrun", "scene_digest", "start_ranks", "tensor_digest"]
+__all__ = ["prepare_ranks", "prepare_volume_ranks", "restarted_by_torchrun", "scene_digest", "start_ranks",
+           "tensor_digest"]
 
 
 def start_ranks(device: torch.device, timeout_s: Optional[float]) -> DistributedStrategy:
