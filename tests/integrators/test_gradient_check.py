@@ -54,6 +54,10 @@ def test_bad_input():
         check_scene_gradient(scene, cam, "lights.sun.position")
     with pytest.raises(ValueError, match="samples"):
         check_scene_gradient(scene, cam, "lights.key.position", samples=0)
+    with pytest.raises(ValueError, match="directions must be an integer >= 0"):
+        check_scene_gradient(scene, cam, "lights.key.position", directions=-1)
+    with pytest.raises(ValueError, match="precision"):
+        check_scene_gradient(scene, cam, "lights.key.position", precision="half")
 
 
 def test_cli_gradcheck(tmp_path, capsys):

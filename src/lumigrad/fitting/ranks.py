@@ -17,12 +17,12 @@ from typing import Optional
 
 import torch
 
-from ..optim.distributed import DistributedStrategy, init_distributed
+from ..optim.distributed import DistributedStrategy, init_distributed, shard, tensor_digest
 from .config import ConfigError
 from .problem import Problem
 
-__all__ = ["prepare_ranks", "prepare_volume_ranks", "restarted_by_torchrun", "scene_digest", "start_ranks",
-           "tensor_digest"]
+__all__ = ["finish_training", "prepare_ranks", "prepare_volume_ranks", "restarted_by_torchrun", "scene_digest",
+           "start_ranks", "tensor_digest"]
 
 
 def start_ranks(device: torch.device, timeout_s: Optional[float]) -> DistributedStrategy:
@@ -44,14 +44,6 @@ def restarted_by_torchrun() -> bool:
         return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
     except ValueError:
         return False
-
-
-def tensor_digest(t: torch.Tensor) -> str:
-    """SHA-256 of a tensor's dtype, shape and bytes."""
-    t = t.detach().cpu().contiguous()
-    digest = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
-    digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def scene_digest(problem: Problem) -> str:
@@ -88,7 +80,7 @@ def prepare_ranks(problem: Problem, strategy: DistributedStrategy, log) -> None:
     strategy.check_same("the target images (sha256)", tensor_digest(problem.targets))
     strategy.check_same("the scene being fitted (sha256 of every scene parameter)", scene_digest(problem))
     problem.rank, problem.world_size = strategy.rank, world
-    share = len(torch.tensor_split(torch.arange(per_step), world)[strategy.rank])
+    share = len(shard(torch.arange(per_step), strategy.rank, world))
     log(f"rank {strategy.rank} of {world} on {socket.gethostname()} (pid {os.getpid()}): {share} of {per_step} "
         f"view(s) per step, {torch.get_num_threads()} thread(s)")
 
@@ -102,6 +94,18 @@ def prepare_volume_ranks(trainer, strategy: DistributedStrategy, log) -> None:
                           f"{strategy.world_size} processes")
     strategy.check_same("the training photos (sha256)", tensor_digest(trainer.pixels))
     trainer.rank, trainer.world_size = strategy.rank, strategy.world_size
-    share = len(torch.tensor_split(torch.arange(rays), strategy.world_size)[strategy.rank])
+    share = len(shard(torch.arange(rays), strategy.rank, strategy.world_size))
     log(f"rank {strategy.rank} of {strategy.world_size} on {socket.gethostname()} (pid {os.getpid()}): {share} of "
         f"{rays} rays per step, {torch.get_num_threads()} thread(s)")
+
+
+def finish_training(folder, strategy: Optional[DistributedStrategy], result) -> Optional[dict]:
+    """After the last step of a fit over several processes: every rank waits for the others (so the main rank
+    merges complete logs into the report), a non-main rank logs its end and returns its small metrics dict; the
+    main rank (and a one-process fit) gets ``None`` and writes the outputs."""
+    if strategy is None:
+        return None
+    if not strategy.is_main:
+        folder.log(f"finished: {result.steps_done} steps in {result.seconds:.1f} s")
+    strategy.barrier()
+    return None if strategy.is_main else {"rank": strategy.rank, "steps": result.steps_done}

@@ -30,7 +30,7 @@ from ..optim.strategy import Strategy
 from .config import ConfigError, FitConfig, load_config
 from .metrics import image_metrics, parameter_errors, shape_error_pct
 from .problem import Problem, build_problem
-from .ranks import prepare_ranks, rank_device, restarted_by_torchrun, start_ranks
+from .ranks import finish_training, prepare_ranks, rank_device, restarted_by_torchrun, start_ranks
 from .run_folder import RankLog, RunFolder, config_identity, describe_differences, merged_log_lines
 from .time_outputs import joint_angle_error_deg, time_metrics
 from .volume_config import VolumeFitConfig
@@ -101,12 +101,7 @@ def run_fit(config: Union[FitConfig, str, Path], out_dir: Optional[Union[str, Pa
     with RunFolder(out) as folder:
         identity = config_identity(config)
         saved = _start_folder(folder, config, identity, resume=resume, overwrite=overwrite, force=force)
-        if isinstance(config, VolumeFitConfig):
-            from .volume_fit import run_volume
-
-            metrics, report = run_volume(config, folder, identity, resume, progress, dev)
-            return FitOutcome(out, metrics, report)
-        return _run(config, folder, identity, resume, progress, dev)
+        return _run_any(config, folder, identity, saved is not None, progress, dev, None)
 
 
 def _check_folder_state(folder: RunFolder, checkpoint: Path, identity, *, resume: bool, overwrite: bool,
@@ -227,12 +222,9 @@ def _run(config: FitConfig, folder, identity, resume: bool, progress: bool, dev,
     if strategy is not None and config.fit.sync_check_every > 0:
         fit.loss_fn = _sync_checked(fit, strategy, config.fit.sync_check_every)
     result = fit.run()
-    if not main:
-        folder.log(f"finished: {result.steps_done} steps in {result.seconds:.1f} s")
-        strategy.barrier()  # the main rank merges every rank's log into the report after this
-        return FitOutcome(out, {"rank": strategy.rank, "steps": result.steps_done}, None)
-    if strategy is not None:
-        strategy.barrier()
+    follower = finish_training(folder, strategy, result)
+    if follower is not None:
+        return FitOutcome(out, follower, None)
     with torch.no_grad():
         problem.apply(result.steps_done)
         final_images = problem.render_views()

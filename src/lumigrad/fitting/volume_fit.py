@@ -322,20 +322,17 @@ def run_volume(config: VolumeFitConfig, folder, identity: Dict, resume: bool, pr
     field = make_field(config, data.aabb, device)
     occupancy = make_occupancy(config, data.aabb, device)
     trainer = VolumeTrainer(config, data, field, occupancy, torch.Generator(device=device))
-    if strategy is not None:
-        from .ranks import prepare_volume_ranks
+    from .ranks import finish_training, prepare_volume_ranks
 
+    if strategy is not None:
         prepare_volume_ranks(trainer, strategy, folder.log)
     main = strategy is None or strategy.is_main
     fit = make_volume_fit(trainer, checkpoint_dir=folder.checkpoint_dir, resume=resume, progress=progress and main,
                           metadata={"config": identity}, strategy=strategy)
     result = fit.run()
-    if not main:
-        folder.log(f"finished: {result.steps_done} steps in {result.seconds:.1f} s")
-        strategy.barrier()
-        return {"rank": strategy.rank, "steps": result.steps_done}, None
-    if strategy is not None:
-        strategy.barrier()
+    follower = finish_training(folder, strategy, result)
+    if follower is not None:
+        return follower, None
     metrics = volume_metrics(trainer, result, time.perf_counter() - started)
     if strategy is not None:
         metrics["processes"] = strategy.world_size

@@ -161,7 +161,8 @@ def check_scene_gradient(scene: Scene, camera: Camera, name: str, *, samples: in
         raise ValueError(f"scene parameter {name!r} is {params[name].dtype}, not a floating tensor: it has no gradient")
     rtol = check_number(rtol, "rtol", lo=0.0, lo_open=True)
     cosine_tol = check_number(cosine_tol, "cosine_tol", lo=-1.0, hi=1.0)
-    check_positive_int(directions + 1, "directions + 1")
+    if isinstance(directions, bool) or not isinstance(directions, int) or directions < 0:
+        raise ValueError(f"directions must be an integer >= 0; got {directions!r}")
     options = dict(settings)
     if "background" in integrator_settings(integrator):
         options["background"] = background
@@ -238,14 +239,14 @@ def _check(scene, camera, name, samples, eps, seed, indices, integrator, options
         indices = _choose_entries(grad, samples, g)
     floor = 1e-3 * float(grad.abs().max()) if grad.numel() else 0.0
     floor = max(floor, 1e-300)
-    numeric = []
+    numeric, entry_steps = [], []
     with torch.no_grad():
         base = float(loss(value))
         noise = abs(base) * (1e-15 if float64 else 1e-6) + 1e-300  # the loss's rounding noise, about
         for i in indices:
             # lengthen a step whose change of the loss would not stand well above the rounding noise
             h = float(steps[i]) * min(max(1e4 * noise / max(abs(float(grad[i])) * float(steps[i]), 1e-300), 1.0), 1e3)
-            steps[i] = h
+            entry_steps.append(h)
             delta = torch.zeros_like(flat)
             delta[i] = h
             numeric.append(_difference(loss, value, delta.reshape(value.shape), base, float(grad[i]) * h, rtol) / h)
@@ -278,7 +279,7 @@ def _check(scene, camera, name, samples, eps, seed, indices, integrator, options
     cosine = float(torch.nn.functional.cosine_similarity(analytic, numeric, dim=0, eps=1e-300))
     if float(analytic.abs().max()) <= floor and float(numeric.abs().max()) <= floor:
         cosine = 1.0  # every checked entry is zero both ways: nothing disagrees
-    result = GradientCheck(name, list(indices), analytic, numeric, [float(steps[i]) for i in indices], cosine, 0.0,
+    result = GradientCheck(name, list(indices), analytic, numeric, entry_steps, cosine, 0.0,
                            directional, precision, floor, directional_floors, rtol, cosine_tol)
     result.max_relative_error = float(result.relative_errors().max()) if indices else 0.0
     return result

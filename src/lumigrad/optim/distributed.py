@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 __all__ = ["DistributedStrategy", "RankMismatchError", "init_distributed", "launched_by_torchrun", "shard",
-           "shard_weight"]
+           "shard_weight", "tensor_digest"]
 
 DEFAULT_TIMEOUT_S = 600.0
 
@@ -221,14 +221,19 @@ class DistributedStrategy:
 
     def check_in_sync(self, params: Sequence[torch.Tensor], step: int) -> None:
         """Raise :class:`RankMismatchError` on every rank unless the parameters are bit-identical across ranks."""
-        digest = hashlib.sha256()
-        for p in params:
-            digest.update(p.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
-        values = self.all_gather_object(digest.hexdigest())
+        values = self.all_gather_object("".join(tensor_digest(p) for p in params))
         differ = [r for r, v in enumerate(values) if v != values[0]]
         if differ:
             raise RankMismatchError(f"after step {step} the parameters of rank(s) {differ} differ from rank 0's; "
                                     "the ranks no longer take identical steps")
+
+
+def tensor_digest(t: torch.Tensor) -> str:
+    """SHA-256 of a tensor's dtype, shape and bytes."""
+    t = t.detach().cpu().contiguous()
+    digest = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
+    digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _dense_grad(p: torch.Tensor) -> torch.Tensor:
