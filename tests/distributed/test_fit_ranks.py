@@ -12,51 +12,18 @@ import torch
 import lumigrad as lg
 from lumigrad.cli.main import main
 
+from ..fitting.test_run import CONFIG
 from .launch import FAULTS, ROOT, torchrun, two_nodes
-
-CONFIG = """
-name = "tiny sphere"
-[scene]
-file = "sphere.obj"
-[[scene.lights]]
-name = "key"
-type = "point"
-position = [2.0, 2.0, -2.0]
-intensity = 4.0
-[data]
-views = VIEWS
-size = 20
-[data.set]
-"meshes.mesh.material.base_color_factor" = [0.7, 0.3, 0.2, 1.0]
-"lights.key.intensity" = 8.0
-[[optimize]]
-name = "albedo"
-params = "meshes.*.material.base_color_factor"
-map = "sigmoid"
-init = [0.5, 0.5, 0.5, 1.0]
-lr = 0.1
-[[optimize]]
-name = "light"
-params = "lights.key.intensity"
-map = "exp"
-lr = 0.1
-[loss]
-mse = 1.0
-l1 = 0.1
-[fit]
-steps = STEPS
-checkpoint_every = 2
-views_per_step = PER_STEP
-sync_check_every = 1
-"""
 
 
 def write_config(folder, *, views=5, steps=6, per_step=3, name="fit.toml", extra=""):
+    """tests/fitting/test_run.py's tiny sphere fit with ``views`` views, ``per_step`` of them per step and the
+    ranks' parameters compared after every step."""
     verts, faces = lg.geometry.icosphere(2)
     lg.io.save(folder / "sphere.obj", (verts, faces))
     path = folder / name
-    path.write_text(CONFIG.replace("VIEWS", str(views)).replace("STEPS", str(steps))
-                    .replace("PER_STEP", str(per_step)) + extra)
+    path.write_text(CONFIG.replace("views = 3", f"views = {views}").replace("STEPS", str(steps))
+                    + f"views_per_step = {per_step}\nsync_check_every = 1\n" + extra)
     return path
 
 
