@@ -15,7 +15,7 @@ from .raster import (Fragments, antialias, build_mipmaps, depth_peel, distort_im
                      render_through_lens, soft_rasterize, texture)
 from .scene import (AreaLight, DirectionalLight, EnvironmentLight, Film, PointLight, Scene, SceneMesh, SHLight,
                     SpotLight, SkinnedMesh, scene_from_mesh)
-from .integrators import RenderOutput, render, render_geometry, render_sequence, render_tiled
+from .integrators import RenderOutput, render, render_geometry, render_sequence, render_tiled, tiled_loss
 from .shading import Material
 
 __version__ = "0.1.0"
@@ -34,7 +34,7 @@ __all__ = [
     "SkinnedMesh",
     "animation",
     "SpotLight",
-    "render", "render_tiled",
+    "render", "render_tiled", "tiled_loss",
     "render_geometry",
     "render_sequence",
     "RenderOutput",

@@ -129,3 +129,58 @@ def test_render_tiled_refuses_bad_arguments():
         lg.render_tiled(scene, cam, lambda out, t: out.rgb.sum(), halo=-1)
     with pytest.raises(ValueError, match="target"):
         lg.render_tiled(scene, cam, lambda out, t: out.rgb.sum(), torch.zeros(4, 4, 3, dtype=F64))
+
+
+def test_tiled_loss_backward_equals_the_untiled_gradient():
+    """``tiled_loss`` returns the loss; its backward gives the untiled gradients (as ``render_tiled`` fills)."""
+    cam = _camera()
+    target = torch.rand(cam.height, cam.width, 4, generator=torch.Generator().manual_seed(5), dtype=F64)
+    pixels = cam.height * cam.width
+    scene, params = _scene()
+    full_loss = _mse(lg.render(scene, cam), target, pixels)
+    full_loss.backward()
+    expected = [p.grad.clone() for p in params]
+    for p in params:
+        p.grad = None
+    loss = lg.tiled_loss(scene, cam, lambda out, t: _mse(out, t, pixels), target, tile=8)
+    assert all(p.grad is None for p in params)  # nothing written before backward
+    torch.testing.assert_close(loss.detach(), full_loss.detach(), rtol=1e-12, atol=0)
+    (2.0 * loss).backward()  # an ordinary loss tensor: scaled, summed with others...
+    for p, g in zip(params, expected):
+        assert g.abs().max() > 0
+        torch.testing.assert_close(p.grad, 2.0 * g, rtol=1e-9, atol=1e-12 * float(g.abs().max()))
+
+
+def test_tiled_loss_through_a_parameterisation_and_a_derived_camera():
+    """Scene tensors computed from leaves: the gradient stops at them per tile and the map is traversed once by
+    the backward; a camera computed from the scene's (indexed, resized) counts once with ``inputs``."""
+    cam = _camera()
+    pixels = cam.height * cam.width
+    scene, (ball, _, _) = _scene(requires_grad=False)
+    offset = torch.zeros(3, dtype=F64, requires_grad=True)
+    focal = torch.ones((), dtype=F64, requires_grad=True)
+    scene.meshes["ball"].verts = ball + offset
+    K = cam.K * torch.stack([focal, focal, torch.ones((), dtype=F64)])[:, None]
+    scene.add_camera("views", lg.Camera(K[None], cam.world_to_cam[None], cam.width, cam.height))
+    def seen():
+        return scene.cameras["views"][torch.tensor([0])].resized(30, 24)
+
+    (lg.render(scene, seen()).alpha.sum() / pixels).backward(retain_graph=True)  # the scene keeps K = f(focal)
+    expected = offset.grad.clone(), focal.grad.clone()
+    offset.grad = focal.grad = None
+    loss = lg.tiled_loss(scene, seen(), lambda out, t: out.alpha.sum() / pixels, tile=7,
+                         inputs=list(scene.parameters().values()))
+    loss.backward()
+    for got, want in zip((offset.grad, focal.grad), expected):
+        assert want.abs().max() > 0
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-14)
+
+
+def test_tiled_loss_refuses_bad_inputs():
+    scene, _ = _scene(requires_grad=False)
+    with pytest.raises(TypeError, match=r"inputs\[0\]"):
+        lg.tiled_loss(scene, _camera(), lambda out, t: out.rgb.sum(), inputs=[1.0])
+    with pytest.raises(TypeError, match="scene must be"):
+        lg.tiled_loss(None, _camera(), lambda out, t: out.rgb.sum())
+    loss = lg.tiled_loss(scene, _camera(), lambda out, t: out.rgb.sum(), tile=16)
+    assert not loss.requires_grad and float(loss) > 0  # nothing to differentiate: the plain total

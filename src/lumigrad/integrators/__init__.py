@@ -11,7 +11,7 @@ from .base import (AOV_DOCS, Integrator, RenderOutput, get_integrator, integrato
                    register_integrator, unregister_integrator)
 from .dispatch import render, resolve_camera
 from .sequence import render_sequence
-from .tiled import render_tiled, tile_windows
+from .tiled import render_tiled, tile_windows, tiled_loss
 from .raster import GEOMETRY_AOVS, RasterIntegrator
 from .path import DirectIntegrator, PathIntegrator
 from .volume import VolumeIntegrator
@@ -23,5 +23,5 @@ from . import deprecated as _deprecated
 _deprecated.attach()
 
 __all__ = ["render_sequence", "AOV_DOCS", "DirectIntegrator", "GEOMETRY_AOVS", "NeuralShader", "shade_gbuffer", "Integrator", "PathIntegrator", "RasterIntegrator", "RenderOutput", "VolumeIntegrator", "get_integrator", "integrator_names",
-           "integrator_settings", "register_integrator", "render", "render_geometry", "render_tiled", "resolve_camera", "tile_windows",
+           "integrator_settings", "register_integrator", "render", "render_geometry", "render_tiled", "resolve_camera", "tile_windows", "tiled_loss",
            "unregister_integrator"]

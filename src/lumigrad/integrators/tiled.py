@@ -1,15 +1,19 @@
-"""``render_tiled``: render and back-propagate an image tile by tile, so memory is bounded by one tile's graph.
+"""``render_tiled`` and ``tiled_loss``: render and back-propagate an image tile by tile, so memory is bounded by
+one tile's graph.
 
 Each tile is a window of the camera's image (:meth:`lumigrad.Camera.crop`) drawn with a halo of neighbour
 pixels (antialiasing blends each pixel with its neighbours), cut back to the window, scored by the caller's
 loss and back-propagated at once; the parameter gradients accumulate in ``.grad`` as ``loss.backward()``
-would leave them after an untiled render. What must hold for the result to equal the untiled one is listed
+would leave them after an untiled render. :func:`tiled_loss` does the same per tile but, instead of filling
+``.grad``, returns a loss tensor whose ``backward()`` delivers the summed gradients, so it drops into any loop
+that calls ``loss.backward()`` itself (:class:`lumigrad.optim.Fit`, ``lumigrad fit``'s ``[render] tile``).
+What must hold for the result to equal the untiled one is listed
 in :func:`render_tiled` ("Tile-safe losses").
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -19,7 +23,7 @@ from ..scene.scene import Scene
 from .base import Integrator, RenderOutput, get_integrator
 from .dispatch import render, resolve_camera
 
-__all__ = ["render_tiled", "tile_windows"]
+__all__ = ["render_tiled", "tile_windows", "tiled_loss"]
 
 #: The halo the raster integrator needs: :func:`lumigrad.antialias` blends a pixel with its right and lower
 #: neighbours (and is blended by its left and upper ones), one pixel away.
@@ -100,11 +104,99 @@ def render_tiled(scene: Scene, camera: Union[Camera, str, None], loss_fn: LossFn
         >>> verts.grad is not None
         True
     """
-    if not isinstance(scene, Scene):
-        raise TypeError(f"scene must be a lumigrad.Scene; got {type(scene).__name__}")
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be a callable (out, target_tile) -> scalar; got {type(loss_fn).__name__}")
+    _check_callables(scene, loss_fn)
     camera = resolve_camera(scene, camera)
+    retain = _shares_upstream_graph(scene, camera)
+    total = image = None
+    for x0, y0, inner, loss in _tile_losses(scene, camera, loss_fn, target, tile, halo, integrator, aovs, spp, seed,
+                                            settings):
+        if loss.requires_grad:
+            loss.backward(retain_graph=retain)
+        total = loss.detach() if total is None else total + loss.detach()  # on the loss's device: no sync
+        if return_image:
+            image = _paste(image, inner, x0, y0, camera)
+        del inner, loss  # this tile's graph goes before the next one is built
+    return (total, image) if return_image else total
+
+
+def tiled_loss(scene: Scene, camera: Union[Camera, str, None], loss_fn: LossFn,
+               target: Optional[torch.Tensor] = None, *, inputs: Optional[Sequence[torch.Tensor]] = None,
+               tile: int = 512, halo: int = ANTIALIAS_HALO, integrator: Union[str, Integrator] = "raster",
+               aovs: Sequence[str] = (), spp: int = 1, seed: int = 0, **settings) -> torch.Tensor:
+    """The tiled sum ``sum_tiles loss_fn(tile_output, target_tile)`` as a loss tensor whose ``backward()`` gives
+    the gradients of the untiled loss, built in the memory of one tile's graph.
+
+    Each tile is rendered, scored and differentiated at once with respect to ``inputs`` (its graph is freed
+    before the next tile); the gradients are summed over the tiles. The returned 0-dim tensor has the total
+    loss as its value and, as its graph, ``sum_i <inputs_i, grad_i>`` (gradients held constant), so
+    ``backward()`` writes exactly those gradients into ``inputs`` and carries them on to whatever ``inputs``
+    were computed from (a parameterisation ``verts = f(u)`` is then traversed once, not once per tile). Add
+    parameter regularizers to it as to any loss. The tiles must be tile-safe losses: see :func:`render_tiled`.
+
+    Args:
+        scene, camera, loss_fn, target, tile, halo, integrator, aovs, spp, seed, **settings: as
+            :func:`render_tiled`.
+        inputs: the tensors the gradients are taken with respect to (only those that require grad count). The
+            default is the scene's and the camera's tensors: pass the scene's tensors alone when ``camera`` is
+            computed from them (a resized or indexed scene camera), so that no gradient is counted twice.
+
+    Returns:
+        a 0-dim tensor (the losses' dtype and device) that requires grad when any of ``inputs`` does.
+
+    Raises:
+        as :func:`render_tiled`; ``TypeError`` when ``inputs`` holds something other than tensors.
+
+    Example:
+        >>> import torch, lumigrad as lg
+        >>> scene = lg.Scene()
+        >>> verts = torch.tensor([[-1., -1, 0], [1, -1, 0], [0, 1, 0]], requires_grad=True)
+        >>> _ = scene.add_mesh("tri", lg.SceneMesh(verts, torch.tensor([[0, 2, 1]]), double_sided=True))
+        >>> cam = lg.Camera.look_at([0., 0., -3.], [0., 0., 0.], width=16, height=12)
+        >>> loss = lg.tiled_loss(scene, cam, lambda out, t: out.alpha.sum(), tile=8)
+        >>> loss.backward(); verts.grad.shape
+        torch.Size([3, 3])
+    """
+    _check_callables(scene, loss_fn)
+    camera = resolve_camera(scene, camera)
+    if inputs is None:
+        inputs = list(scene.parameters().values()) + list(camera.parameters().values())
+    for k, t in enumerate(inputs):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"inputs[{k}] must be a tensor; got {type(t).__name__}")
+    wanted = _unique([t for t in inputs if t.requires_grad])
+    grads: List[Optional[torch.Tensor]] = [None] * len(wanted)
+    total = None
+    for _, _, inner, loss in _tile_losses(scene, camera, loss_fn, target, tile, halo, integrator, aovs, spp, seed,
+                                          settings):
+        if loss.requires_grad and wanted:
+            # retained: nodes between ``inputs`` and the tiles (a resized camera, ...) serve every tile; the tile's own
+            # graph still goes with ``inner`` and ``loss`` below.
+            parts = torch.autograd.grad(loss, wanted, allow_unused=True, retain_graph=True)
+            grads = [g if p is None else (p if g is None else g + p) for g, p in zip(grads, parts)]
+        total = loss.detach() if total is None else total + loss.detach()
+        del inner, loss
+    surrogate = total
+    for t, g in zip(wanted, grads):
+        if g is not None:
+            inner_product = (t * g).sum()
+            surrogate = surrogate + (inner_product - inner_product.detach()).to(total.dtype)
+    return surrogate
+
+
+def _unique(tensors: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    """``tensors`` without repeats (a tensor shared by several parameter names counts once)."""
+    seen, out = set(), []
+    for t in tensors:
+        if id(t) not in seen:
+            seen.add(id(t))
+            out.append(t)
+    return out
+
+
+def _tile_losses(scene: Scene, camera: Camera, loss_fn: LossFn, target: Optional[torch.Tensor], tile: int, halo: int,
+                 integrator: Union[str, Integrator], aovs: Sequence[str], spp: int, seed: int, settings
+                 ) -> Iterator[Tuple[int, int, RenderOutput, torch.Tensor]]:
+    """``(x0, y0, tile_output, loss)`` of each tile in turn (arguments checked before the first render)."""
     check_positive_int(tile, "tile")
     if isinstance(halo, bool) or not isinstance(halo, int) or halo < 0:
         raise ValueError(f"halo must be a non-negative int; got {halo!r}")
@@ -122,29 +214,36 @@ def render_tiled(scene: Scene, camera: Union[Camera, str, None], loss_fn: LossFn
                          "already configured")
     shared = get_integrator(integrator, **settings) if isinstance(integrator, str) and not spatial_background \
         else integrator
-    retain = _shares_upstream_graph(scene, camera)
-    total = image = None
+    return _each_tile(scene, camera, loss_fn, target, tile, halo, integrator, aovs, spp, seed, settings, shared,
+                      background if spatial_background else None)
+
+
+def _check_callables(scene, loss_fn) -> None:
+    if not isinstance(scene, Scene):
+        raise TypeError(f"scene must be a lumigrad.Scene; got {type(scene).__name__}")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a callable (out, target_tile) -> scalar; got {type(loss_fn).__name__}")
+
+
+def _each_tile(scene, camera, loss_fn, target, tile, halo, integrator, aovs, spp, seed, settings, shared,
+               background) -> Iterator[Tuple[int, int, RenderOutput, torch.Tensor]]:
     for x0, y0, w, h in tile_windows(camera.width, camera.height, tile):
         hx0, hy0 = max(0, x0 - halo), max(0, y0 - halo)
         hx1, hy1 = min(camera.width, x0 + w + halo), min(camera.height, y0 + h + halo)
         view = camera.crop(hx0, hy0, hx1 - hx0, hy1 - hy0)
         chosen = shared
-        if spatial_background:
+        if background is not None:
             cut = dict(settings, background=_window(background, hx0, hy0, hx1 - hx0, hy1 - hy0, camera))
             chosen = get_integrator(integrator, **cut)
         out = render(scene, view, integrator=chosen, aovs=aovs, spp=spp, seed=seed)
         inner = _cut(out, x0 - hx0, y0 - hy0, w, h)
+        del out
         loss = loss_fn(inner, None if target is None else target[..., y0:y0 + h, x0:x0 + w, :])
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
             raise TypeError(f"loss_fn must return a 0-dim tensor; got "
                             f"{tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__}")
-        if loss.requires_grad:
-            loss.backward(retain_graph=retain)
-        total = loss.detach() if total is None else total + loss.detach()  # on the loss's device: no sync
-        if return_image:
-            image = _paste(image, inner, x0, y0, camera)
-        del out, inner, loss  # this tile's graph goes before the next one is built
-    return (total, image) if return_image else total
+        yield x0, y0, inner, loss
+        del inner, loss
 
 
 def _shares_upstream_graph(scene: Scene, camera: Camera) -> bool:
