@@ -93,6 +93,8 @@ class DataConfig:
     times: Optional[List[float]] = None  # synthetic: animation times (s) of the targets (targets = views x times)
     frames: int = 0  # synthetic: that many times evenly over the animation (0: no time axis unless times)
     animation: Optional[str] = None  # the animation played over time (default: the scene's first)
+    stream: bool = False  # photos: decode each step's views when drawn instead of all up front
+    cache_mb: float = 1024.0  # with stream: the most MB of decoded photos kept between steps
 
     @property
     def synthetic(self) -> bool:
@@ -145,6 +147,7 @@ class RenderConfig:
     settings: Dict[str, Any] = field(default_factory=dict)  # only the keys the file sets
     spp: int = 1  # samples per pixel of each step's render (Monte Carlo integrators)
     target_spp: int = 1  # samples per pixel of synthetic targets (default: spp)
+    tile: int = 0  # > 0: render and differentiate each step's images in tiles of this many pixels a side
 
 
 #: Integrator settings that other tables decide: ``[fit] background``.
@@ -460,6 +463,8 @@ def _data(t: ConfigTable, scene: SceneConfig) -> DataConfig:
     d.fov = t.number("fov", 40.0, 1.0, 170.0)
     d.distance = t.number("distance", 1.2, 1.0)
     _time_keys(t, d)
+    d.stream = t.boolean("stream", False)
+    d.cache_mb = t.number("cache_mb", 1024.0, 0.0)
     if d.dataset is not None:
         if not d.dataset.exists():
             raise ConfigError(f"{t.file.name}: data.dataset names {d.dataset}, which does not exist")
@@ -468,6 +473,9 @@ def _data(t: ConfigTable, scene: SceneConfig) -> DataConfig:
         if synthetic_keys:
             raise ConfigError(f"{t.file.name}: data.{synthetic_keys[0]} describes synthetic targets and cannot be "
                               "combined with data.dataset (real photos)")
+        if d.stream and d.depth_dir is not None:
+            raise ConfigError(f"{t.file.name}: data.depth_dir reads every depth map up front; drop data.stream, or "
+                              "the depth term")
     else:
         if d.truth is None and scene.file is None:
             raise ConfigError(f"{t.file.name}: synthetic targets need data.truth (a scene file) when [scene] is a "
@@ -475,6 +483,9 @@ def _data(t: ConfigTable, scene: SceneConfig) -> DataConfig:
         if d.depth_dir is not None:
             raise ConfigError(f"{t.file.name}: data.depth_dir goes with data.dataset (photos); synthetic targets "
                               "render their depth")
+        if d.stream:
+            raise ConfigError(f"{t.file.name}: data.stream decodes photos (data.dataset) as they are drawn; synthetic "
+                              "targets are rendered, not read")
         if d.truth is not None and not d.truth.exists():
             raise ConfigError(f"{t.file.name}: data.truth names {d.truth}, which does not exist")
     t.done()
@@ -569,6 +580,7 @@ def _render(t: ConfigTable) -> RenderConfig:
     name = t.string("integrator", "raster", integrator_names())
     spp = t.integer("spp", 1, 1, MAX_SPP)
     target_spp = t.integer("target_spp", spp, 1, MAX_SPP)
+    tile = t.integer("tile", 0, 0, 1 << 16)
     if not get_integrator_class(name).monte_carlo and (spp, target_spp) != (1, 1):
         raise ConfigError(f"{t.file.name}: [render] integrator {name!r} renders one sample per pixel centre: "
                           "spp and target_spp must be 1 (they are for Monte Carlo integrators such as \"path\")")
@@ -592,7 +604,7 @@ def _render(t: ConfigTable) -> RenderConfig:
         get_integrator(name, **settings)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{t.file.name}: [render]: {exc}") from None
-    return RenderConfig(name, settings, spp, target_spp)
+    return RenderConfig(name, settings, spp, target_spp, tile)
 
 
 def is_colour_value(x: Any) -> bool:

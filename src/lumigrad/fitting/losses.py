@@ -72,6 +72,7 @@ class LossTerm:
     needs: Tuple[str, ...] = ()
     check: Optional[Callable] = None
     setup: Optional[Callable] = None
+    per_pixel: bool = False
 
 
 #: Every loss term, by its ``[loss]`` key.
@@ -80,7 +81,7 @@ LOSS_TERMS: Registry[LossTerm] = Registry("loss term")
 
 def register_loss_term(name: str, compute: Callable[[LossInputs], torch.Tensor], *, data: bool = True,
                        needs: Sequence[str] = (), check: Optional[Callable] = None,
-                       setup: Optional[Callable] = None, replace: bool = False) -> LossTerm:
+                       setup: Optional[Callable] = None, per_pixel: bool = False, replace: bool = False) -> LossTerm:
     """Register the loss term ``name`` (its ``[loss]`` key).
 
     Args:
@@ -91,6 +92,10 @@ def register_loss_term(name: str, compute: Callable[[LossInputs], torch.Tensor],
             ``"normal"`` (geometry buffers are rendered for the renders and the targets).
         check: ``check(config, targets)``, raising :class:`~lumigrad.fitting.ConfigError` for data it cannot use.
         setup: ``setup(problem)``, run once when the problem is built (e.g. a discriminator).
+        per_pixel: the term is a weighted mean over pixels of a per-pixel value, ``sum(w e) / sum(w)`` with the
+            weights ``w`` of :attr:`LossInputs.mask` (1 without): ``[render] tile`` then splits it over tiles
+            exactly (each tile's value weighted by its share of ``sum(w)``). Terms reading pixel neighbourhoods or
+            image statistics are not, and ``[render] tile`` refuses them.
         replace: replace an existing term of that name.
     """
     needs = tuple(needs)
@@ -99,7 +104,8 @@ def register_loss_term(name: str, compute: Callable[[LossInputs], torch.Tensor],
         raise ValueError(f"loss term {name!r}: needs {bad[0]!r} is not one of {', '.join(LOSS_NEEDS)}")
     if not callable(compute):
         raise TypeError(f"loss term {name!r}: compute must be callable; got {type(compute).__name__}")
-    return LOSS_TERMS.register(name, LossTerm(name, compute, bool(data), needs, check, setup), replace=replace)
+    return LOSS_TERMS.register(name, LossTerm(name, compute, bool(data), needs, check, setup, bool(per_pixel)),
+                               replace=replace)
 
 
 def total_loss(problem, images: torch.Tensor, targets: torch.Tensor, geometry: Optional[torch.Tensor] = None,
@@ -166,8 +172,8 @@ def _over_fitted_meshes(regularizer) -> Callable[[LossInputs], torch.Tensor]:
     return compute
 
 
-register_loss_term("mse", lambda x: mse_loss(x.rgb, x.target_rgb, x.mask))
-register_loss_term("l1", lambda x: l1_loss(x.rgb, x.target_rgb, x.mask))
+register_loss_term("mse", lambda x: mse_loss(x.rgb, x.target_rgb, x.mask), per_pixel=True)
+register_loss_term("l1", lambda x: l1_loss(x.rgb, x.target_rgb, x.mask), per_pixel=True)
 register_loss_term("ssim", lambda x: ssim_loss(_masked(x.rgb, x.mask), _masked(x.target_rgb, x.mask)))
 register_loss_term("ms_ssim", lambda x: ms_ssim_loss(_masked(x.rgb, x.mask), _masked(x.target_rgb, x.mask)),
                    check=_check_ms_ssim)

@@ -13,7 +13,7 @@ import copy
 import fnmatch
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
@@ -28,6 +28,8 @@ from ..scene.scene import Film, Scene
 from .config import ConfigError, FitConfig
 from .losses import LOSS_TERMS
 from .parameterize import Parameterization, apply_init, make_parameterization
+from .streamed_targets import StreamedTargets
+from .tiled_step import check_tiling
 from .time_axis import TimeAxis, time_axis
 
 __all__ = ["Problem", "build_problem", "load_scene", "scale_camera"]
@@ -43,7 +45,9 @@ class Problem:
 
     config: FitConfig
     scene: Scene
-    targets: torch.Tensor  # [N, H, W, C] (C = 3 or 4: alpha is the object mask); [T * N, ...] over time
+    # [N, H, W, C] (C = 3 or 4: alpha is the object mask); [T * N, ...] over time; with [data] stream, views decoded
+    # when asked for (a StreamedTargets)
+    targets: Union[torch.Tensor, StreamedTargets]
     truth: Optional[Scene]
     groups: Dict[str, List[Parameterization]]
     initial_values: Dict[str, torch.Tensor] = field(default_factory=dict)
@@ -96,7 +100,7 @@ class Problem:
         ``pairs`` picks targets (indices into ``targets``, sorted over time; default all): views of
         ``camera``, or with a time axis (time, view) pairs, each time rendered from the scene posed then.
         ``scene`` renders another scene (e.g. one posed at some time) instead, as it is."""
-        seed = self.config.fit.seed if step is None else (self.config.fit.seed * 1_000_003 + step + 1) % (1 << 62)
+        seed = self.step_seed(step)
         settings = render_settings(self.config, self.targets)
 
         def render_one(scene: Scene, seen: Camera) -> RenderOutput:
@@ -108,6 +112,10 @@ class Problem:
         if self.time_axis is not None:
             return self.time_axis.render(self.scene, camera, render_one, pairs)
         return render_one(self.scene, camera if pairs is None else camera[pairs])
+
+    def step_seed(self, step: Optional[int]) -> int:
+        """The seed of a step's render (the fit's seed outside steps)."""
+        return self.config.fit.seed if step is None else (self.config.fit.seed * 1_000_003 + step + 1) % (1 << 62)
 
     def render_views(self, camera: Optional[Camera] = None) -> torch.Tensor:
         """``[N, H, W, 4]`` colour and alpha of the scene seen by ``camera`` (default: the target views); with a
@@ -122,17 +130,20 @@ class Problem:
                 scale = s
         return scale
 
-    def targets_at(self, camera: Camera, what: str = "targets") -> torch.Tensor:
-        """``targets`` (or ``target_geometry``) at ``camera``'s resolution (area-averaged, cached)."""
+    def targets_at(self, camera: Camera, index: Optional[torch.Tensor] = None, what: str = "targets") -> torch.Tensor:
+        """``targets`` (or ``target_geometry``) of the views ``index`` (default all) at ``camera``'s resolution
+        (area-averaged; cached for held targets, per call for streamed ones)."""
         full = getattr(self, what)
-        if (camera.width, camera.height) == (self.camera.width, self.camera.height):
-            return full
-        key = (what, camera.width, camera.height)
-        if key not in self._scaled:
-            t = torch.nn.functional.interpolate(full.permute(0, 3, 1, 2), size=(camera.height, camera.width),
-                                                mode="area")
-            self._scaled[key] = t.permute(0, 2, 3, 1).contiguous()
-        return self._scaled[key]
+        same_size = (camera.width, camera.height) == (self.camera.width, self.camera.height)
+        if isinstance(full, StreamedTargets):
+            picked = full[slice(None) if index is None else index]
+            return picked if same_size else _area_resized(picked, camera)
+        if not same_size:
+            key = (what, camera.width, camera.height)
+            if key not in self._scaled:
+                self._scaled[key] = _area_resized(full, camera)
+            full = self._scaled[key]
+        return full if index is None else full[index]
 
     def loss(self, step: int):
         """One step's loss and its logged terms (:func:`lumigrad.fitting.losses.total_loss`)."""
@@ -153,21 +164,35 @@ class Problem:
         scale = self.resolution_scale(step)
         if scale != 1.0:
             camera = scale_camera(camera, scale)
-        targets = self.targets_at(camera)
+        targets = self.targets_at(camera, index)
+        if self.config.render.tile:
+            from .tiled_step import tiled_step_loss
+
+            loss, log = tiled_step_loss(self, camera if index is None else camera[index], targets, step)
+            return (loss * weight if weight != 1.0 else loss), log
         out = self.render_output(camera, GEOMETRY_AOVS if self.target_geometry is not None else (), step, index)
         images = out.rgba
-        if not bool(torch.isfinite(images).all()):  # finite parameters, non-finite pixels: e.g. a light of 1e38
-            raise FitDivergedError(f"step {step}: the rendered images hold NaN or Inf values although every parameter "
-                                   "is finite; lower the learning rates or bound the parameters with a map")
+        check_finite_render(images, step)
         geometry = target_geometry = None
         if self.target_geometry is not None:
             geometry = torch.cat([out.aovs[name] for name in GEOMETRY_AOVS], -1)
-            target_geometry = self.targets_at(camera, "target_geometry")
-        if index is not None:
-            targets = targets[index]
-            target_geometry = None if target_geometry is None else target_geometry[index]
+            target_geometry = self.targets_at(camera, index, "target_geometry")
         loss, log = total_loss(self, images, targets, geometry, target_geometry)
         return (loss * weight if weight != 1.0 else loss), log
+
+
+def check_finite_render(images: torch.Tensor, step: int) -> None:
+    """Raise :class:`FitDivergedError` when a step's render holds NaN or Inf (with finite parameters: e.g. a light
+    of 1e38)."""
+    if not bool(torch.isfinite(images).all()):
+        raise FitDivergedError(f"step {step}: the rendered images hold NaN or Inf values although every parameter "
+                               "is finite; lower the learning rates or bound the parameters with a map")
+
+
+def _area_resized(images: torch.Tensor, camera: Camera) -> torch.Tensor:
+    """``images [N, H, W, C]`` area-averaged to ``camera``'s size."""
+    t = torch.nn.functional.interpolate(images.permute(0, 3, 1, 2), size=(camera.height, camera.width), mode="area")
+    return t.permute(0, 2, 3, 1).contiguous()
 
 
 def scale_camera(camera: Camera, scale: float) -> Camera:
@@ -184,6 +209,7 @@ def build_problem(config: FitConfig, device: torch.device = torch.device("cpu"))
             serve the chosen losses (naming the key).
     """
     _check_render(config)
+    check_tiling(config)
     sc = config.scene
     scene = _with_lights(load_scene(config), config)
     truth = axis = None
@@ -206,10 +232,11 @@ def build_problem(config: FitConfig, device: torch.device = torch.device("cpu"))
         d = config.data
         try:
             data = read_dataset(d.dataset, image_dir=d.image_dir, scale=d.scale, views=d.view_indices,
-                                trust_paths=config.trust_paths)
+                                trust_paths=config.trust_paths, lazy=d.stream, cache_bytes=int(d.cache_mb * (1 << 20)))
+            targets = StreamedTargets(data) if d.stream else data.images
         except (ValueError, FileNotFoundError) as exc:
             raise ConfigError(f"{config.path.name}: data.dataset: {exc}") from None
-        targets, camera = data.images, data.camera
+        camera = data.camera
         scene.add_camera(VIEWS, camera)
         target_geometry = _photo_depth(data, config)
     _check_losses(config, targets)

@@ -20,6 +20,7 @@ import torch
 from ..optim.distributed import DistributedStrategy, init_distributed, shard, tensor_digest
 from .config import ConfigError
 from .problem import Problem
+from .streamed_targets import StreamedTargets
 
 __all__ = ["finish_training", "prepare_ranks", "prepare_volume_ranks", "restarted_by_torchrun", "scene_digest",
            "start_ranks", "tensor_digest"]
@@ -77,7 +78,9 @@ def prepare_ranks(problem: Problem, strategy: DistributedStrategy, log) -> None:
     if problem.adversary is not None:
         raise ConfigError(f"{config.path}: loss.adversarial trains a discriminator alongside the fit, which a fit "
                           "over several processes does not share yet; run it in one process")
-    strategy.check_same("the target images (sha256)", tensor_digest(problem.targets))
+    targets = problem.targets
+    strategy.check_same("the target images (sha256)",
+                        targets.digest() if isinstance(targets, StreamedTargets) else tensor_digest(targets))
     strategy.check_same("the scene being fitted (sha256 of every scene parameter)", scene_digest(problem))
     problem.rank, problem.world_size = strategy.rank, world
     share = len(shard(torch.arange(per_step), strategy.rank, world))

@@ -28,11 +28,12 @@ from ..optim.distributed import DistributedStrategy, launched_by_torchrun
 from ..optim.fit import CHECKPOINT_NAME, Fit, FitDivergedError, ParamGroup, cosine_schedule, read_checkpoint
 from ..optim.strategy import Strategy
 from .config import ConfigError, FitConfig, load_config
-from .metrics import image_metrics, parameter_errors, shape_error_pct
+from .metrics import parameter_errors, shape_error_pct
 from .problem import Problem, build_problem
 from .ranks import finish_training, prepare_ranks, rank_device, restarted_by_torchrun, start_ranks
 from .run_folder import RankLog, RunFolder, config_identity, describe_differences, merged_log_lines
 from .time_outputs import joint_angle_error_deg, time_metrics
+from .view_evaluation import evaluate_views
 from .volume_config import VolumeFitConfig
 
 __all__ = ["FitOutcome", "make_fit", "run_fit"]
@@ -211,11 +212,10 @@ def _run(config: FitConfig, folder, identity, resume: bool, progress: bool, dev,
     main = strategy is None or strategy.is_main
     if strategy is not None:
         prepare_ranks(problem, strategy, folder.log)
-    initial_images = initial_shape = None
+    initial_images = initial_errors = initial_shape = None
     measure_shape = problem.truth is not None and bool(problem.fitted_meshes())
     if main:
-        with torch.no_grad():
-            initial_images = problem.render_views()
+        initial_images, initial_errors = evaluate_views(problem)
         initial_shape = shape_error_pct(problem.scene, problem.truth) if measure_shape else None
     fit = make_fit(problem, checkpoint_dir=folder.checkpoint_dir, resume=resume, progress=progress and main,
                    metadata={"config": identity}, strategy=strategy)
@@ -227,8 +227,8 @@ def _run(config: FitConfig, folder, identity, resume: bool, progress: bool, dev,
         return FitOutcome(out, follower, None)
     with torch.no_grad():
         problem.apply(result.steps_done)
-        final_images = problem.render_views()
-    metrics = _metrics(problem, result, initial_images, final_images, time.perf_counter() - started)
+    final_images, final_errors = evaluate_views(problem)
+    metrics = _metrics(problem, result, initial_errors, final_errors, time.perf_counter() - started)
     if measure_shape:
         metrics[SHAPE_KEY + "_initial"] = initial_shape
         metrics[SHAPE_KEY + "_final"] = shape_error_pct(problem.scene, problem.truth)
@@ -316,7 +316,7 @@ def _logged_loss(problem: Problem):
     return loss_fn
 
 
-def _metrics(problem: Problem, result, initial_images, final_images, seconds: float) -> Dict:
+def _metrics(problem: Problem, result, initial: Dict[str, float], final: Dict[str, float], seconds: float) -> Dict:
     config = problem.config
     metrics: Dict = {"name": config.name, "config": str(config.path), "steps": result.steps_done,
                      "seconds": round(seconds, 3), "final_loss": result.losses[-1] if result.losses else None,
@@ -325,7 +325,6 @@ def _metrics(problem: Problem, result, initial_images, final_images, seconds: fl
                      "synthetic_targets": problem.truth is not None}
     if problem.time_axis is not None:
         metrics.update(time_metrics(problem))
-    initial, final = image_metrics(initial_images, problem.targets), image_metrics(final_images, problem.targets)
     metrics.update({"psnr_initial_db": initial["psnr_db"], "psnr_final_db": final["psnr_db"],
                     "mean_abs_error_initial": initial["mean_abs_error"],
                     "mean_abs_error_final": final["mean_abs_error"]})
