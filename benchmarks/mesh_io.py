@@ -1,8 +1,10 @@
 """Benchmark: reading large meshes (``read_obj``, ``read_ply``): wall-clock time and peak memory, before / after.
 
 Meshes: a subdivided icosphere cut to exactly ``--faces`` triangles (default 10k, 100k, 1M and 4M; unused
-vertices dropped), written once as OBJ (``v`` and ``f a b c`` lines, positions at full float64 precision)
-and as binary little-endian PLY into ``--workdir`` (a temporary folder by default). Each reading runs in a
+vertices dropped), written once as OBJ (``v`` and ``f a b c`` lines, positions at full float64 precision),
+as binary little-endian PLY and as ``ply-mixed``, the same PLY with every second face written as a quad
+(its triangle with the last corner repeated: rows of 3 and 4 indices interleaved, the variable-length path;
+``faces`` then counts the triangles after fan triangulation) into ``--workdir`` (a temporary folder by default). Each reading runs in a
 fresh Python process, so its peak resident set growth (``lumigrad.app.benchmarking.peak_rss_growth``) is its
 own (measured on the first read of the big file, after one read of a tiny one: lazy imports are not counted);
 the time is the best of ``--repeats`` reads in that process (one read from 4M faces on). ``--before-src`` names the ``src`` folder
@@ -37,6 +39,7 @@ if line_reader:
     import lumigrad.io.obj as obj
     obj.parse_obj_arrays = lambda data, with_materials: None
 read = io.read_obj if fmt == "obj" else io.read_ply
+fmt = "ply" if fmt == "ply-mixed" else fmt
 import os, tempfile, torch
 with tempfile.TemporaryDirectory() as tmp:  # warm up: lazy imports and first calls are not the reading's cost
     small = os.path.join(tmp, "warm." + fmt)
@@ -56,7 +59,8 @@ print(json.dumps({"seconds": best, "bytes": growth, "exact": exact, "faces": int
 
 def write_meshes(faces: int, folder: Path) -> dict:
     """``{"obj": path, "ply": path}`` of an icosphere cut to ``faces`` triangles (written once, then reused)."""
-    paths = {"obj": folder / f"sphere_{faces}.obj", "ply": folder / f"sphere_{faces}.ply"}
+    paths = {"obj": folder / f"sphere_{faces}.obj", "ply": folder / f"sphere_{faces}.ply",
+             "ply-mixed": folder / f"sphere_{faces}_mixed.ply"}
     if all(p.is_file() for p in paths.values()):
         return paths
     sys.path.insert(0, str(SRC))
@@ -73,7 +77,26 @@ def write_meshes(faces: int, folder: Path) -> dict:
     verts, tris = verts[used], remap.reshape(-1, 3)
     lg.io.write_obj(paths["obj"], verts, tris)
     lg.io.write_ply(paths["ply"], verts.float(), tris)
+    _write_mixed_ply(paths["ply-mixed"], verts.float().numpy(), tris.numpy())
     return paths
+
+
+def _write_mixed_ply(path: Path, verts, tris) -> None:
+    """Binary PLY whose odd faces are quads ``(a, b, c, c)``: rows of 3 and 4 indices interleaved."""
+    import numpy as np
+
+    n = len(tris)
+    quad = np.arange(n) % 2 == 1
+    rows = np.zeros((n, 17), np.uint8)
+    corners = np.concatenate([tris, tris[:, 2:]], 1).astype("<i4")
+    rows[:, 0] = np.where(quad, 4, 3)
+    rows[:, 1:] = corners.view(np.uint8).reshape(n, 16)
+    keep = np.ones((n, 17), bool)
+    keep[~quad, 13:] = False
+    header = (f"ply\nformat binary_little_endian 1.0\nelement vertex {len(verts)}\nproperty float x\n"
+              f"property float y\nproperty float z\nelement face {n}\nproperty list uchar int vertex_indices\n"
+              "end_header\n").encode()
+    path.write_bytes(header + verts.astype("<f4").tobytes() + rows[keep].tobytes())
 
 
 def measure(src: Path, fmt: str, path: Path, repeats: int, line_reader: bool = False) -> dict:
@@ -86,7 +109,7 @@ def measure(src: Path, fmt: str, path: Path, repeats: int, line_reader: bool = F
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--faces", type=int, nargs="+", default=[10_000, 100_000, 1_000_000, 4_000_000])
-    ap.add_argument("--formats", nargs="+", default=["obj", "ply"], choices=["obj", "ply"])
+    ap.add_argument("--formats", nargs="+", default=["obj", "ply"], choices=["obj", "ply", "ply-mixed"])
     ap.add_argument("--repeats", type=int, default=3, help="reads per process; the best time is reported")
     ap.add_argument("--before-src", type=Path, default=None, help="src folder of the checkout to compare with")
     ap.add_argument("--line-reader", action="store_true", help="also read OBJ with the fast path switched off")
@@ -112,7 +135,7 @@ def main(argv=None) -> None:
                 size = paths[fmt].stat().st_size / 2 ** 20
                 for label, src, line in runs:
                     r = measure(src, fmt, paths[fmt], args.repeats if faces <= 1_000_000 else 1, line)
-                    assert r["faces"] == faces, r
+                    assert r["faces"] == (faces + faces // 2 if fmt == "ply-mixed" else faces), r
                     print(f"{fmt:6} {faces:>9} {size:>8.1f} {label:12} {r['seconds']:>9.3f} "
                           f"{r['bytes'] / 2 ** 20:>12.1f} {r['bytes'] / faces:>10.0f}"
                           + ("" if r["exact"] else "  (peak not reset: lower bound)"), flush=True)

@@ -312,3 +312,86 @@ def test_obj_and_ply_readers_return_one_mesh_record(tmp_path):
         torch.testing.assert_close(m.uv, uv)
     with pytest.warns(FutureWarning, match="vertex_colors"):
         assert ply.colors is ply.vertex_colors
+
+
+def _random_mixed_element(rng, order, rows):
+    """Bytes and ASCII text of ``rows`` rows of an element with a scalar, two lists of varying length (one with
+    a signed count type) and a trailing scalar; returns (props as header lines, binary body, ascii body)."""
+    props = ["property ushort flag", "property list uchar int vertex_indices", "property float weight",
+             "property list short double texcoord"]
+    binary, text = bytearray(), []
+    for _ in range(rows):
+        flag, m, w, t = int(rng.integers(0, 60000)), int(rng.integers(3, 7)), float(rng.standard_normal()), \
+            int(rng.integers(0, 5))
+        idx = rng.integers(0, 10, m)
+        tex = rng.standard_normal(t)
+        binary += struct.pack(f"{order}HB{m}if", flag, m, *idx.tolist(), np.float32(w))
+        binary += struct.pack(f"{order}h{t}d", t, *tex.tolist())
+        text.append(" ".join([str(flag), str(m), *map(str, idx.tolist()), repr(float(np.float32(w))), str(t),
+                              *map(repr, tex.tolist())]))
+    return props, bytes(binary), "\n".join(text) + "\n"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_variable_length_rows_parse_as_the_row_by_row_reader(seed):
+    """The vectorised parse of rows with lists of varying lengths (pointer doubling) against the row-by-row
+    parser, binary (both byte orders) and ASCII, on random elements; a truncated body falls back to the row
+    parser's error."""
+    from lumigrad.io import ply
+
+    rng = np.random.default_rng(seed)
+    rows = int(rng.integers(1, 300))
+    for order, fmt in (("<", "binary_little_endian"), (">", "binary_big_endian"), (None, "ascii")):
+        lines, binary, text = _random_mixed_element(np.random.default_rng(seed), order or "<", rows)
+        header = _header(fmt, f"element face {rows}", *lines)
+        _, elements, start = ply._parse_header(header + (binary if order else text.encode()), "x.ply")
+        el = elements[0]
+        if order:
+            data = header + binary
+            fast, end = ply._read_binary(data, start, el, order, "x.ply")
+            slow, slow_end = ply._binary_rows(data, start, el, order, "x.ply", rows)
+        else:
+            tokens = text.split()
+            fast, end = ply._read_ascii(tokens, 0, el, "x.ply")
+            slow, slow_end = ply._ascii_rows(tokens, 0, el, "x.ply", rows)
+        assert end == slow_end
+        for p in el.props:
+            if p.count_dtype is None:
+                np.testing.assert_array_equal(fast[p.name], slow[p.name])
+            else:
+                np.testing.assert_array_equal(fast[p.name][0], slow[p.name][0])
+                np.testing.assert_array_equal(fast[p.name][1], slow[p.name][1])
+        if order:
+            with pytest.raises(PlyError, match="truncated"):
+                ply._read_binary(header + binary[:-3], start, el, order, "x.ply")
+
+
+def test_a_million_mixed_faces_read_without_a_row_loop(tmp_path, monkeypatch):
+    """The row-by-row parser is not used for a well-formed file with triangles and quads interleaved."""
+    from lumigrad.io import ply
+
+    n = 1 << 20
+    rng = np.random.default_rng(1)
+    quads = rng.random(n) < 0.5
+    counts = np.where(quads, 4, 3)
+    record = np.zeros(n, dtype=[("c", "u1"), ("i", "<i4", (4,))])
+    record["c"] = counts
+    record["i"] = np.arange(4 * n).reshape(n, 4) % 8
+    raw = record.tobytes()
+    keep = np.ones((n, 17), dtype=bool)
+    keep[~quads, 13:] = False  # triangles: drop the fourth index
+    body = np.frombuffer(raw, np.uint8).reshape(n, 17)[keep].tobytes()
+    verts = np.zeros((8, 3), "<f4")
+    head = _header("binary_little_endian", "element vertex 8", "property float x", "property float y",
+                   "property float z", f"element face {n}", "property list uchar int vertex_indices")
+    (tmp_path / "m.ply").write_bytes(head + verts.tobytes() + body)
+    row_by_row = ply._binary_rows
+
+    def first_row_only(data, pos, el, order, path, rows):
+        assert rows == 1, "the row-by-row parser read the whole element"
+        return row_by_row(data, pos, el, order, path, rows)
+
+    monkeypatch.setattr(ply, "_binary_rows", first_row_only)
+    m = read_ply(tmp_path / "m.ply")
+    assert m.faces.shape == (int(counts.sum()) - 2 * n, 3)
+    assert m.faces[0].tolist() == record["i"][0, :3].tolist()  # a fan starts with the polygon's first three

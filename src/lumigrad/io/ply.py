@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .._checks import check_indices, check_tensor
+from ._ply_rows import ascii_rows, binary_rows
 from ._polygons import fan_triangulate
 from .mesh_data import MeshData
 
@@ -192,7 +193,8 @@ def _read_binary(data: bytes, pos: int, el: _Element, order: str, path):
     elif not lists:
         raise PlyError(f"{path}: truncated in element {el.name!r} (needs {n * row.itemsize} bytes at offset {pos}, "
                        f"the file has {len(data)})")
-    return _binary_rows(data, pos, el, order, path, n)
+    parsed = binary_rows(data, pos, el.props, order, n)  # lists of varying lengths, without a loop over rows
+    return parsed if parsed is not None else _binary_rows(data, pos, el, order, path, n)
 
 
 def _binary_rows(data: bytes, pos: int, el: _Element, order: str, path, n: int):
@@ -270,7 +272,17 @@ def _read_ascii(tokens: list, pos: int, el: _Element, path):
                         out[p.name] = (np.full(n, m, np.int64),
                                        _cast(table[:, c + 1:c + 1 + m].reshape(-1), p.dtype, path, el))
                 return out, pos + n * width
-    return _ascii_rows(tokens, pos, el, path, n)
+    try:
+        values = np.array(tokens[pos:]).astype(np.float64)
+    except ValueError:
+        values = None
+    parsed = None if values is None else ascii_rows(values, el.props, n)
+    if parsed is None:
+        return _ascii_rows(tokens, pos, el, path, n)  # names the row that does not parse
+    raw, used = parsed
+    out = {p.name: _cast(raw[p.name], p.dtype, path, el) if p.count_dtype is None else
+           (raw[p.name][0], _cast(raw[p.name][1], p.dtype, path, el)) for p in el.props}
+    return out, pos + used
 
 
 def _ascii_rows(tokens: list, pos: int, el: _Element, path, n: int):
