@@ -10,6 +10,9 @@ Three tables (median of ``--repeats`` runs after one warm-up; peak memory is
   with ``--tile`` pixels per tile. ``output`` is the size of the rendered RGBA image itself (float32).
 * ``mesh``: the same scene at ``--mesh-size`` pixels with icospheres of ``--mesh-subdivs`` splits
   (1280 to 5.2M triangles), untiled and tiled; ``mesh`` is the size of the vertex and face tables.
+* ``fit``: one step of ``lumigrad fit`` (``Problem.loss`` + ``backward``: one drawn view of a shaded icosphere,
+  MSE + L1 against synthetic targets, gradients to the vertices and the colour) at ``--fit-sizes``, with
+  ``[render] tile = 0`` and ``= --tile``; ``targets`` is the size of the targets the problem holds.
 * ``lights``: ``checkpoint_shading`` off / on with ``--lights`` point lights and an SH light at
   ``--lights-size`` pixels.
 
@@ -137,6 +140,75 @@ def lights_table(args):
     return rows
 
 
+FIT_CONFIG = """
+name = "memory"
+[scene]
+primitive = "icosphere"
+subdivisions = {subdiv}
+[[scene.lights]]
+name = "key"
+type = "point"
+position = [2.0, 2.0, -2.0]
+intensity = 6.0
+[data]
+truth = "{truth}"
+views = 2
+size = {size}
+[data.set]
+"meshes.mesh.material.base_color_factor" = [0.7, 0.3, 0.2, 1.0]
+[[optimize]]
+name = "albedo"
+params = "meshes.*.material.base_color_factor"
+lr = 0.1
+[[optimize]]
+name = "shape"
+params = "meshes.*.verts"
+lr = 0.01
+[loss]
+mse = 1.0
+l1 = 0.1
+[fit]
+steps = 1
+views_per_step = 1
+[render]
+tile = {tile}
+"""
+
+
+def fit_table(args):
+    import tempfile
+    from pathlib import Path
+
+    from lumigrad.fitting import load_config
+    from lumigrad.fitting.problem import build_problem
+
+    rows = []
+    folder = Path(tempfile.mkdtemp())
+    verts, faces = lg.geometry.icosphere(args.image_subdiv)
+    lg.io.save(folder / "truth.obj", (verts * 1.1, faces))
+    for size in args.fit_sizes:
+        row = {"size": f"{size}^2", "targets": 2 * size * size * 4 * 4 / MiB}
+        for tile, key in ((0, "untiled"), (args.tile, "tiled")):
+            path = folder / f"fit_{size}_{tile}.toml"
+            path.write_text(FIT_CONFIG.format(subdiv=args.image_subdiv, truth=folder / "truth.obj", size=size, tile=tile))
+            problem = build_problem(load_config(path))
+            leaves = [leaf for group in problem.groups for leaf in problem.leaves(group)]
+
+            def step():
+                for leaf in leaves:
+                    leaf.grad = None
+                loss, _ = problem.loss(0)
+                loss.backward()
+
+            row[key], row[key + "_s"], _ = measure(step, args.repeats)
+            del problem, leaves
+        rows.append(row)
+        print(format_table([row], COLUMNS_FIT).splitlines()[-1], file=sys.stderr, flush=True)
+    return rows
+
+
+COLUMNS_FIT = ["size", ("targets", "targets held MiB"), ("untiled", "untiled step peak MiB"), ("untiled_s", "untiled s"),
+               ("tiled", "tiled step peak MiB"), ("tiled_s", "tiled s")]
 COLUMNS_IMAGE = ["size", ("output", "RGBA output MiB"), ("untiled", "untiled peak MiB"), ("untiled_s", "untiled s"),
                  ("tiled", "tiled peak MiB"), ("tiled_s", "tiled s")]
 COLUMNS_MESH = ["triangles", ("mesh", "mesh tables MiB"), ("untiled", "untiled peak MiB"),
@@ -146,14 +218,15 @@ COLUMNS_LIGHTS = ["checkpoint_shading", "lights", ("peak", "peak MiB"), ("second
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tables", nargs="+", default=["image", "mesh", "lights"],
-                        choices=["image", "mesh", "lights"])
+    parser.add_argument("--tables", nargs="+", default=["image", "mesh", "fit", "lights"],
+                        choices=["image", "mesh", "fit", "lights"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512, 1024, 2048, 4096])
     parser.add_argument("--untiled-max", type=int, default=2048, help="largest image size rendered untiled")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--image-subdiv", type=int, default=5, help="icosphere splits of the image table's mesh")
     parser.add_argument("--mesh-size", type=int, default=1024, help="image size of the mesh table")
     parser.add_argument("--mesh-subdivs", nargs="+", type=int, default=[3, 4, 5, 6, 7, 8])
+    parser.add_argument("--fit-sizes", nargs="+", type=int, default=[512, 1024, 2048])
     parser.add_argument("--lights", type=int, default=32)
     parser.add_argument("--lights-size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
@@ -162,6 +235,7 @@ def main(argv=None):
     if args.quick:
         args.sizes, args.untiled_max, args.tile, args.image_subdiv = [32, 64], 64, 16, 2
         args.mesh_size, args.mesh_subdivs, args.lights, args.lights_size, args.repeats = 32, [1, 2], 4, 32, 1
+        args.fit_sizes = [32, 48]
     print(f"# {cpu_model()}, {torch.get_num_threads()} torch threads, OMP_NUM_THREADS="
           f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, torch {torch.__version__}, {platform.python_version()}; "
           f"load {os.getloadavg()[0]:.2f} at start; median of {args.repeats} runs", flush=True)
@@ -171,6 +245,9 @@ def main(argv=None):
     if "mesh" in args.tables:
         print(f"\n## peak memory vs mesh size ({args.mesh_size}^2 image, tile {args.tile})")
         print(format_table(mesh_table(args), COLUMNS_MESH))
+    if "fit" in args.tables:
+        print(f"\n## one lumigrad fit step vs image size (icosphere {args.image_subdiv}, [render] tile = {args.tile})")
+        print(format_table(fit_table(args), COLUMNS_FIT))
     if "lights" in args.tables:
         print(f"\n## checkpoint_shading ({args.lights_size}^2 image, {args.lights} point lights + SH)")
         print(format_table(lights_table(args), COLUMNS_LIGHTS))
