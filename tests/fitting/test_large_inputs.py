@@ -195,3 +195,31 @@ def test_views_one_at_a_time_give_the_batch_metrics(folder):
     torch.testing.assert_close(tiled_images, images, rtol=0, atol=1e-6)
     assert tiled_metrics["psnr_db"] == pytest.approx(metrics["psnr_db"], abs=1e-4)
     assert tiled_metrics["mean_abs_error"] == pytest.approx(metrics["mean_abs_error"], rel=1e-5)
+
+
+# ------------------------------------------------------------------------------------------ shares of ranks
+def _step_gradients(folder, text, rank=0, world_size=1):
+    problem = build_problem(load_config(_write(folder, text)))
+    problem.rank, problem.world_size = rank, world_size
+    loss, _ = problem.loss(0)
+    loss.backward()
+    return [leaf.grad.clone() for g in problem.groups for leaf in problem.leaves(g)], problem
+
+
+@pytest.mark.parametrize("masked", [True, False])
+@pytest.mark.parametrize("tile", [0, 8])
+def test_ranks_average_to_the_one_process_gradient(folder, masked, tile):
+    """Two ranks' weighted losses (emulated in one process: rank / world_size set by hand, gradients averaged as
+    the all-reduce does) give the one-process gradient, with masked means pooled over views of unequal masks."""
+    text = SHAPE_AND_COLOUR.replace("views = 3", "views = 5").replace("views_per_step = 2", "views_per_step = 3")
+    text = text.replace("{ scale = 1.15 }", "{ scale = [1.6, 0.6, 0.5] }")  # a flat truth: masks differ by view
+    text = text if masked else text.replace('mask = "alpha"\n', "")
+    text += f"[render]\ntile = {tile}\n" if tile else ""
+    one, problem = _step_gradients(folder, text)
+    if masked:
+        sums = problem.view_mask_sums(problem.camera)
+        assert float(sums.max() / sums.min()) > 1.05  # unequal masks: weighting by views would be wrong
+    ranks = [_step_gradients(folder, text, rank, 2)[0] for rank in (0, 1)]
+    for g, g0, g1 in zip(one, *ranks):
+        assert g.abs().max() > 0
+        torch.testing.assert_close((g0 + g1) / 2, g, rtol=1e-4, atol=1e-6 * float(g.abs().max()))

@@ -155,15 +155,17 @@ class Problem:
         k = self.config.fit.views_per_step
         if 0 < k < n:
             index = torch.randperm(n, generator=self.generator)[:k]
-        weight = 1.0
+        weight, drawn = 1.0, None
         if self.world_size > 1:  # every rank drew the same views; each renders its share of them
-            index = shard(torch.arange(n) if index is None else index, self.rank, self.world_size)
-            weight = shard_weight(len(index), n if not 0 < k < n else k, self.world_size)
+            drawn = torch.arange(n) if index is None else index
+            index = shard(drawn, self.rank, self.world_size)
         if index is not None and self.time_axis is not None:
             index = index.sort().values  # one render per time
         scale = self.resolution_scale(step)
         if scale != 1.0:
             camera = scale_camera(camera, scale)
+        if drawn is not None:
+            weight = self.share_weight(camera, drawn, index)
         targets = self.targets_at(camera, index)
         if self.config.render.tile:
             from .tiled_step import tiled_step_loss
@@ -179,6 +181,34 @@ class Problem:
             target_geometry = self.targets_at(camera, index, "target_geometry")
         loss, log = total_loss(self, images, targets, geometry, target_geometry)
         return (loss * weight if weight != 1.0 else loss), log
+
+
+    def share_weight(self, camera: Camera, drawn: torch.Tensor, share: torch.Tensor) -> float:
+        """The factor on this rank's loss (over the views ``share`` of the step's ``drawn`` views) that makes the
+        ranks' average the one-process loss: by the views' masked pixels when every image term is a masked
+        per-pixel mean (``mask = "alpha"``: the one-process mean pools the masks of all drawn views), else by
+        the number of views (:func:`~lumigrad.optim.shard_weight`)."""
+        config = self.config
+        pooled = config.mask == "alpha" and all(LOSS_TERMS[name].per_pixel for name in config.loss
+                                                if LOSS_TERMS[name].data)
+        if pooled:
+            sums = self.view_mask_sums(camera)
+            total = float(sums[drawn].sum())
+            if total > 0:
+                return self.world_size * float(sums[share].sum()) / total
+        return shard_weight(len(share), len(drawn), self.world_size)
+
+    def view_mask_sums(self, camera: Camera) -> torch.Tensor:
+        """``[N]`` float64: each target's alpha summed at ``camera``'s resolution (computed once per resolution;
+        streamed targets are decoded one view at a time for it)."""
+        key = ("mask sums", camera.width, camera.height)
+        if key not in self._scaled:
+            if isinstance(self.targets, StreamedTargets):
+                sums = [self.targets_at(camera, torch.tensor([k]))[..., 3].double().sum() for k in range(len(self.targets))]
+                self._scaled[key] = torch.stack(sums).cpu()
+            else:
+                self._scaled[key] = self.targets_at(camera)[..., 3].double().sum((1, 2)).cpu()
+        return self._scaled[key]
 
 
 def check_finite_render(images: torch.Tensor, step: int) -> None:
