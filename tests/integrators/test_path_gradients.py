@@ -43,7 +43,10 @@ only then) and writes under ``$LUMIGRAD_TEST_OUTPUT/<case>/``: ``fd.png`` (``D_f
 the reference), all signed, mapped to ``0.5 + 0.5 * value / scale`` (grey is 0, brighter is positive) with
 ``scale`` the largest ``|D_fd|`` for ``fd.png`` and the largest reference block for the block images.
 
-**Found by the battery**: silhouette gradients of smooth-shaded meshes were 20-75% off (the ball cases failed
+**Found by the battery**: camera rays that escape to the environment looked it up along detached directions,
+so the camera's pose, intrinsics and lens got no gradient from the background they see (``lens_k1`` measured
+0.65 until ``transport._escaped`` took the adjoint pass's differentiable camera rays; the pose cases' skies
+vary too little across their views to have shown it). Also: silhouette gradients of smooth-shaded meshes were 20-75% off (the ball cases failed
 with errors 0.26-0.41 at their first run): the interpolated normal faced away from the camera in a sliver along
 the silhouette where BSDFs are 0, and edge sampling measured the radiance jump against that black rim.
 ``lumigrad.raytrace.transport.surface_at`` now bends such normals towards the viewer
@@ -225,6 +228,19 @@ def _ball_over_sky(to_world=None, world_to_cam=None) -> Tuple[lg.Scene, lg.Camer
     return scene, cam
 
 
+def _ball_through_lens(k1, to_world=None) -> Tuple[lg.Scene, lg.Camera]:
+    """The ball over the sky, off-centre in a wide barrel-distorting lens (``k1``, a 0-d tensor): its silhouette is
+    a curve, and moves with the ball and with the lens."""
+    scene, _ = _ball_over_sky(to_world=_translation(0, torch.tensor(0.45, dtype=F64)) @ (
+        torch.eye(4, dtype=F64) if to_world is None else to_world))
+    k1 = torch.as_tensor(k1, dtype=F64)
+    coeffs = torch.stack([k1, torch.tensor(0.03, dtype=F64), torch.tensor(0.004, dtype=F64),
+                          torch.tensor(-0.003, dtype=F64), torch.tensor(0.0, dtype=F64)])
+    cam = lg.Camera.look_at(torch.tensor([0.0, 0.0, -2.2], dtype=F64), torch.zeros(3, dtype=F64), fov_y=1.0,
+                            width=24, height=24, distortion=coeffs)
+    return scene, cam
+
+
 def _yaw(angle: torch.Tensor) -> torch.Tensor:
     """``[4, 4]`` rotation by ``angle`` about the camera's y axis (differentiable)."""
     c, s = torch.cos(angle), torch.sin(angle)
@@ -297,6 +313,14 @@ CASES = [
          lambda t: _ball_over_sky(world_to_cam=lambda w2c: _translation(0, t) @ w2c), 0.0, 0.02,
          dict(integrator="direct"), spp_fd=1024, spp_grad=64, edge_samples=20000,
          threshold=0.045),  # measured 0.0110 / 0.0210
+    Case("object_x_lens", "ball translation x seen through a distorting lens (curved silhouette)",
+         lambda t: _ball_through_lens(-0.25, to_world=_translation(0, t)), 0.0, 0.02, dict(integrator="direct"),
+         spp_fd=1024, spp_grad=256, edge_samples=20000,
+         threshold=0.25),  # measured 0.030 / 0.122 (seeds 0-5; the tail is the "ones" projection's noise)
+    Case("lens_k1", "lens distortion k1 (the silhouette moves through the lens, the sky slides under it)",
+         lambda t: _ball_through_lens(t), -0.25, 0.02, dict(integrator="direct"),
+         spp_fd=1024, spp_grad=64, edge_samples=20000,
+         threshold=0.07),  # measured 0.023 / 0.032 (seeds 0-2)
     Case("camera_yaw", "camera rotation about its y axis",
          lambda t: _ball_over_sky(world_to_cam=lambda w2c: _yaw(t) @ w2c), 0.02, 0.005,
          dict(integrator="direct"), spp_fd=1024, spp_grad=64, edge_samples=20000,

@@ -77,9 +77,11 @@ class PathIntegrator(Integrator):
     **Differentiability:** unbiased gradients w.r.t. materials (factors, texels; an interior medium's
     ``sigma_a``, ``sigma_s`` and ``g`` through its free-flight and phase weights), emitters (radiance,
     intensity, environment texels, light positions through their direct lighting) and the film. Geometry
-    and the camera get the interior term of every path vertex (its shading for a fixed incoming ray) and,
-    for undistorted cameras, the boundary term of primary visibility by edge sampling
-    (:mod:`lumigrad.raytrace.edges`: silhouettes move, pixels change), and the boundary term of the direct
+    and the camera get the interior term of every path vertex (its shading for a fixed incoming ray; the
+    environment seen directly moves with the camera rays, so pose, ``K`` and lens get its gradient too) and
+    the boundary term of primary visibility by edge sampling (:mod:`lumigrad.raytrace.edges`: silhouettes
+    move, pixels change; through lens distortion too, along the edges' curved images), and the boundary term
+    of the direct
     light's visibility at the first hit by shadow-edge sampling (:mod:`lumigrad.raytrace.shadow_edges`:
     moving an occluder, a light, the receiver or the camera moves the shadows the camera sees, for point, spot,
     directional and area lights). Shadows seen in reflections or through glass, and shadow edges of the
@@ -203,10 +205,10 @@ class _Run:
             rays = _camera_rays(self.camera, spp, seed, ts.verts.dtype)
         sample_paths(ts, rays[0].detach(), rays[1].detach(), adjoint=adjoint, primary=lambda: rays,
                      **self._settings(seed))
-        if self.camera.distortion is None and it.edge_samples != 0:
+        if it.edge_samples != 0:
             with torch.enable_grad():
                 self._edges(ts, v_image, adjoint, spp, seed)
-        if self.camera.distortion is None and it.shadow_edge_samples != 0 and it.max_depth >= 2:
+        if it.shadow_edge_samples != 0 and it.max_depth >= 2:
             with torch.enable_grad():
                 self._shadow_edges(ts, v_image, adjoint, spp, seed)
         return adjoint.grads
@@ -228,7 +230,9 @@ class _Run:
         for view, v in zip(views, v_views):
             edges = sample_primary_edges(ts.verts, ts.faces, view.K.to(ts.verts.dtype),
                                          view.world_to_cam.to(ts.verts.dtype), view.near, W, H, count, gen,
-                                         orthographic=view.projection == "orthographic")
+                                         orthographic=view.projection == "orthographic",
+                                         distortion=None if view.projection == "orthographic" else view.distortion,
+                                         distortion_model=view.distortion_model)
             p = edges.points.detach()
             col, row = p[:, 0].floor().long(), p[:, 1].floor().long()
             inside = (col >= 0) & (col < W) & (row >= 0) & (row < H)
@@ -259,7 +263,8 @@ class _Run:
         dtype = ts.verts.dtype
         for view, v in zip(views, v_views):
             edges = sample_shadow_edges(ts, view.K.to(dtype), view.world_to_cam.to(dtype), view.near, W, H, count,
-                                        gen, orthographic=view.projection == "orthographic")
+                                        gen, orthographic=view.projection == "orthographic",
+                                        distortion=view.distortion, distortion_model=view.distortion_model)
             if len(edges) == 0:
                 continue
             jump = shadow_edge_jumps(ts, edges, lambda uv: _rays_through(view, uv, dtype))  # f_minus - f_plus

@@ -56,6 +56,7 @@ from typing import Callable, List, Optional
 import torch
 
 from ..cameras.projection import project_points, transform_points
+from .edges import lens_map
 from ..kernels.bvh import bvh_for
 from ..raster.topology import edge_adjacency
 from ..shading.transmission import bsdf_for
@@ -116,12 +117,13 @@ def light_kind(light) -> Optional[str]:
 
 def sample_shadow_edges(ts: TraceScene, K: torch.Tensor, world_to_cam: torch.Tensor, near: float, width: int,
                         height: int, num_samples: int, generator: torch.Generator, *, orthographic: bool = False,
-                        area_light_samples: int = AREA_LIGHT_SAMPLES) -> ShadowEdgeSamples:
+                        area_light_samples: int = AREA_LIGHT_SAMPLES, distortion: Optional[torch.Tensor] = None,
+                        distortion_model: str = "opencv") -> ShadowEdgeSamples:
     """Points on the shadow curves that the lights of ``ts`` cast onto the surfaces seen by one camera.
 
     Args:
         ts: the scene (world triangles, lights).
-        K: ``[3, 3]`` intrinsics; world_to_cam: ``[4, 4]`` (one view, undistorted; differentiable).
+        K: ``[3, 3]`` intrinsics; world_to_cam: ``[4, 4]`` (one view; differentiable).
         near: the camera's near plane (receivers closer are dropped).
         width, height: the image size in pixels.
         num_samples: edge points to draw in all, split evenly between the lights that cast shadow edges and,
@@ -198,8 +200,9 @@ def sample_shadow_edges(ts: TraceScene, K: torch.Tensor, world_to_cam: torch.Ten
             else:
                 piece.update(D=D)
         pieces.append(piece)
+    lens = None if distortion is None or orthographic else (distortion.to(dtype), distortion_model)
     out = [_trace_piece(ts, light_piece, ts.lights[light_piece["light"]], a, b, bvh, scale, K, world_to_cam, near,
-                        width, height, orthographic) for light_piece in pieces]
+                        width, height, orthographic, lens) for light_piece in pieces]
     out = [o for o in out if o is not None and len(o)]
     if not out:
         return _empty(device, dtype)
@@ -305,7 +308,7 @@ def _receiver_pixels(origin, direction, plane_point, plane_normal, K, world_to_c
                           projection="orthographic" if orthographic else "perspective"), x
 
 
-def _trace_piece(ts, piece, light, a, b, bvh, scale, K, world_to_cam, near, width, height, orthographic):
+def _trace_piece(ts, piece, light, a, b, bvh, scale, K, world_to_cam, near, width, height, orthographic, lens=None):
     """Steps 3-4 of the module docstring for one light's edge points, then the differentiable ``q*``."""
     device, dtype = ts.verts.device, ts.verts.dtype
     kind = piece["kind"]
@@ -334,6 +337,9 @@ def _trace_piece(ts, piece, light, a, b, bvh, scale, K, world_to_cam, near, widt
         x_star = e + off * d + t_hit.to(dtype).nan_to_num(0.0, posinf=0.0)[:, None] * d
         cam = transform_points(x_star, world_to_cam.detach())
         q = project_points(cam, K.detach(), projection="orthographic" if orthographic else "perspective")
+        if lens is not None:  # in the image as the lens draws it
+            q, _, _, unfolded = lens_map(q, torch.ones_like(q), K.detach(), lens[0].detach(), lens[1])
+            keep &= unfolded
         keep &= (cam[:, 2] > near) & (q[:, 0] >= 0) & (q[:, 0] < width) & (q[:, 1] >= 0) & (q[:, 1] < height)
         keep &= (face >= 0)
         idx = keep.nonzero()[:, 0]
@@ -389,6 +395,10 @@ def _trace_piece(ts, piece, light, a, b, bvh, scale, K, world_to_cam, near, widt
         q_diff, _ = _receiver_pixels(y, e - y, p0, pn, K, world_to_cam, orthographic)
         y_out, n_out, le_out = piece["y"][row], piece["n_y"][row], piece["le"][row]
     lights = torch.full((edge.shape[0],), piece["light"], dtype=torch.long, device=device)
+    if lens is not None:  # the shadow curve as the lens draws it (see lumigrad.raytrace.edges)
+        q_diff, normal, stretch, _ = lens_map(q_diff, torch.stack([normal[:, 1], -normal[:, 0]], -1), K, lens[0],
+                                              lens[1])
+        inv_pdf = inv_pdf * stretch
     return ShadowEdgeSamples(q_diff, normal, inv_pdf, x_star, lights, y_out, n_out, le_out.to(dtype))
 
 

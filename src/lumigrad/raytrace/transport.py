@@ -184,8 +184,9 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
         # Rays that leave the scene see the environment.
         if ts.environment is not None and bool((~hit & ~scatter).any()):
             miss = (~hit & ~scatter).nonzero()[:, 0]
+            camera_rays = primary if depth == 0 and adjoint is not None else None
             contrib = contrib.index_add(0, miss, _escaped(ts, prev_x, o, d, miss, prev_pdf, depth, hide_emitters,
-                                                          b, adjoint, alive))
+                                                          b, adjoint, alive, camera_rays))
         rows = (hit & ~scatter).nonzero()[:, 0]
         nexts = []  # per kind of vertex, the paths that go on (see _Next)
         if rows.numel() > 0:
@@ -323,11 +324,17 @@ def _backprop_terms(adjoint: PathAdjoint, paths: torch.Tensor, term: torch.Tenso
     adjoint.backprop((adjoint.v.index_select(0, paths) * term).sum())
 
 
-def _escaped(ts, prev_x, o, d, miss, prev_pdf, depth, hide_emitters, beta, adjoint, alive) -> torch.Tensor:
-    """Environment radiance along the escaping rays ``miss`` (rows of the live set), MIS-weighted."""
+def _escaped(ts, prev_x, o, d, miss, prev_pdf, depth, hide_emitters, beta, adjoint, alive,
+             camera_rays: Optional[Callable[[], tuple]] = None) -> torch.Tensor:
+    """Environment radiance along the escaping rays ``miss`` (rows of the live set), MIS-weighted. Camera rays
+    that escape (``camera_rays``, the adjoint pass's differentiable primary rays) look the environment up along
+    their differentiable directions: the camera's pose, intrinsics and lens then get the gradient of the
+    background they see."""
     env = ts.environment
     x, wi = prev_x.index_select(0, miss), d.index_select(0, miss)
     with torch.enable_grad() if adjoint is not None else torch.no_grad():
+        if camera_rays is not None:
+            wi = camera_rays()[1].index_select(0, miss)
         le = env.eval(x, wi)
         if depth == 0:
             w = torch.zeros_like(le[..., :1]) if hide_emitters else torch.ones_like(le[..., :1])
