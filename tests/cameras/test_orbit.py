@@ -46,3 +46,19 @@ def test_bad_input_names_the_argument():
         lg.cameras.orbit_cameras(1.0, [0.0, 1.0], [0.0, 1.0, 2.0])
     with pytest.raises(ValueError, match="up axis"):
         lg.cameras.orbit_cameras(1.0, 90.0, 0.0)
+
+
+@pytest.mark.parametrize("dist, elev, azim, eye", [
+    (2.0, 0.0, 0.0, (0.0, 0.0, 2.0)),  # azim 0: on +z
+    (2.0, 0.0, 90.0, (2.0, 0.0, 0.0)),  # azim 90: on +x
+    (2.0, 30.0, 0.0, (0.0, 1.0, 3.0 ** 0.5)),  # elev 30: y = 2 sin 30, z = 2 cos 30
+    (4.0, -45.0, 180.0, (0.0, -(8.0 ** 0.5), -(8.0 ** 0.5))),  # below, behind
+])
+def test_camera_centres_by_hand(dist, elev, azim, eye):
+    camera = lg.cameras.orbit_cameras(dist, elev, azim, dtype=torch.float64)
+    R, t = camera.world_to_cam[:3, :3], camera.world_to_cam[:3, 3]
+    assert torch.allclose(-R.T @ t, torch.tensor(eye, dtype=torch.float64), atol=1e-12)
+    # it looks at the origin: the camera-frame origin of the world lies on +z (the optical axis), dist ahead
+    assert torch.allclose(t, torch.tensor([0.0, 0.0, dist], dtype=torch.float64), atol=1e-12)
+    # and world up (+y) points up in the image (-y of the OpenCV camera frame)
+    assert float((R @ torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))[1]) < 0

@@ -212,3 +212,21 @@ def test_bad_input():
         reproject(depth[0, :, :31], cams[0], cams[1])
     with pytest.raises(ValueError, match="camera_dst must be a single camera"):
         reproject(depth[0], cams[0], cams)
+
+
+def test_depth_maps_with_a_trailing_channel_give_the_same_results():
+    """``rasterize(...).depth`` and ``render_geometry``'s depth are ``[..., H, W, 1]``: taken as they come."""
+    cams = _cameras()
+    depth, X = _scene(cams, sphere=((0.1, 0.0, -0.5), 0.4))
+    images = _colour(X)
+    channel = depth[..., None]
+    assert torch.equal(multiview_consistency_loss(images, channel, cams, depth_weight=0.5),
+                       multiview_consistency_loss(images, depth, cams, depth_weight=0.5))
+    for a, b in zip(reproject(channel[0], cams[0], cams[1]), reproject(depth[0], cams[0], cams[1])):
+        assert torch.equal(a, b)
+    got = warp_to_view(images[1], channel[1], cams[1], channel[0], cams[0])
+    want = warp_to_view(images[1], depth[1], cams[1], depth[0], cams[0])
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="depths must have shape"):  # a channel of 2 is not a depth map
+        multiview_consistency_loss(images, torch.cat([channel, channel], -1), cams)

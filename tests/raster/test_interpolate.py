@@ -57,7 +57,7 @@ def test_interpolating_positions_gives_the_surface_point():
     frags = lg.rasterize(verts, faces, cam)
     p = lg.interpolate(verts, frags, faces)[frags.mask]
     uv, z = cam.project(p)
-    torch.testing.assert_close(z, frags.depth[frags.mask], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(z, frags.depth[..., 0][frags.mask], rtol=1e-12, atol=1e-12)
     rows, cols = frags.mask.nonzero(as_tuple=True)
     torch.testing.assert_close(uv, torch.stack([cols, rows], -1).to(DT) + 0.5, rtol=0, atol=1e-9)
 
@@ -198,7 +198,7 @@ def test_derivatives_of_a_screen_linear_attribute():
     _, d = lg.interpolate(pc, frags, faces, return_derivatives=True)
     m = frags.mask
     assert m.sum() > 10
-    z = frags.depth[m]
+    z = frags.depth[..., 0][m]
     fx = cam.K[0, 0]
     # d(point)/du = z * d(ray)/du + ray * dz/du; the x/z combination removes the dz term: d(x/z)/du = 1/fx.
     p = lg.interpolate(pc, frags, faces)[m]

@@ -103,7 +103,7 @@ def test_near_plane_clips_in_camera_space():
     assert torch.equal(frags.mask, expect)
     # depth = 2 y = (v - 16) / 4, exactly affine in v.
     v = torch.arange(32, dtype=DT)[:, None].expand(32, 32) + 0.5
-    torch.testing.assert_close(frags.depth[expect], ((v - 16) / 4)[expect], rtol=0, atol=1e-12)
+    torch.testing.assert_close(frags.depth[..., 0][expect], ((v - 16) / 4)[expect], rtol=0, atol=1e-12)
     # Moving the camera back by 3 units shows the whole ramp.
     w2c = torch.eye(4, dtype=DT)
     w2c[2, 3] = 3.0
@@ -144,9 +144,9 @@ def test_plane_depth_is_affine_in_u():
     v, u = torch.meshgrid(torch.arange(16, dtype=DT) + 0.5, torch.arange(16, dtype=DT) + 0.5, indexing="ij")
     y = (v - cy) / fy
     x = (u - cx - s * y) / fx
-    torch.testing.assert_close(frags.depth, 2 + 0.5 * x, rtol=0, atol=1e-12)
+    torch.testing.assert_close(frags.depth[..., 0], 2 + 0.5 * x, rtol=0, atol=1e-12)
     # One column to the right is 0.5 / fx deeper, everywhere.
-    steps = frags.depth[:, 1:] - frags.depth[:, :-1]
+    steps = frags.depth[:, 1:, 0] - frags.depth[:, :-1, 0]
     torch.testing.assert_close(steps, torch.full_like(steps, 0.5 / fx), rtol=0, atol=1e-12)
 
 
@@ -167,7 +167,7 @@ def test_bary_and_bary_derivs_by_hand():
     b1, b2 = (x + 1) / 2, (y + 1) / 2
     bary = torch.stack([1 - b1 - b2, b1, b2], -1)
     torch.testing.assert_close(frags.bary[m], bary[m], rtol=0, atol=1e-12)
-    torch.testing.assert_close(frags.depth[m], (bary * z).sum(-1)[m], rtol=0, atol=1e-12)
+    torch.testing.assert_close(frags.depth[..., 0][m], (bary * z).sum(-1)[m], rtol=0, atol=1e-12)
     inside = (bary > 0).all(-1)
     assert torch.equal(m, inside)
     # d b1 / d(u, v) = (1 / fx, -s / (fx fy)) / 2 and d b2 / d(u, v) = (0, 1 / fy) / 2.

@@ -169,6 +169,7 @@ class FitConfig:
     raw: Any = None  # the parsed file, for the run folder's identity check
     trust_paths: bool = False  # let files named inside input files leave their folders (run_fit's opt-in)
     render: RenderConfig = field(default_factory=RenderConfig)
+    tensorboard: bool = False  # [output] tensorboard: write the fit live to OUT/tensorboard/
 
 
 def load_config(path: Union[str, Path]) -> FitConfig:
@@ -371,8 +372,14 @@ def parse_config(raw: Any, path: Path, text: str = "") -> FitConfig:
     render = _render(top.table("render"))
     out_t = top.table("output")
     output = out_t.path("dir")
+    tensorboard = out_t.boolean("tensorboard", False)
     out_t.done()
     top.done()
+    if tensorboard:
+        from ..optim.tensorboard import EXTRA_HINT, tensorboard_available
+
+        if not tensorboard_available():
+            raise ConfigError(f"{path.name}: output.tensorboard = true needs the tensorboard package: {EXTRA_HINT}")
     from ..limits import BudgetError, check_pixel_samples
 
     if data.synthetic:
@@ -383,7 +390,8 @@ def parse_config(raw: Any, path: Path, text: str = "") -> FitConfig:
                                                                             data.over_time else ""))
         except BudgetError as exc:
             raise ConfigError(str(exc)) from None
-    return FitConfig(path, text, name, scene, data, optimize, loss, mask, fit, output, raw, render=render)
+    return FitConfig(path, text, name, scene, data, optimize, loss, mask, fit, output, raw, render=render,
+                     tensorboard=tensorboard)
 
 
 def _scene(t: ConfigTable) -> SceneConfig:

@@ -221,7 +221,12 @@ def _run(config: FitConfig, folder, identity, resume: bool, progress: bool, dev,
                    metadata={"config": identity}, strategy=strategy)
     if strategy is not None and config.fit.sync_check_every > 0:
         fit.loss_fn = _sync_checked(fit, strategy, config.fit.sync_check_every)
-    result = fit.run()
+    with contextlib.ExitStack() as live:
+        if config.tensorboard and main:
+            from .tensorboard_output import fit_tensorboard
+
+            fit.callbacks.append(live.enter_context(fit_tensorboard(problem, out, _record_every(problem))))
+        result = fit.run()
     follower = finish_training(folder, strategy, result)
     if follower is not None:
         return FitOutcome(out, follower, None)

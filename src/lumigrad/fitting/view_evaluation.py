@@ -17,7 +17,7 @@ from ..integrators import render_tiled
 from .metrics import image_metrics
 from .streamed_targets import StreamedTargets
 
-__all__ = ["SHOWN_VIEWS", "evaluate_views"]
+__all__ = ["SHOWN_VIEWS", "evaluate_views", "render_view"]
 
 #: Renders kept for the report's images when views are rendered one at a time.
 SHOWN_VIEWS = 4
@@ -33,7 +33,7 @@ def evaluate_views(problem) -> Tuple[torch.Tensor, Dict[str, float]]:
             return images, image_metrics(images, problem.targets)
         kept, squared, absolute, count = [], 0.0, 0.0, 0
         for k in range(len(problem.camera)):
-            image = _render_one(problem, k)
+            image = render_view(problem, k)
             target = problem.targets[k:k + 1]
             a, b = image[..., :3].clamp(0, 1).double(), target[..., :3].clamp(0, 1).double()
             squared += float(((a - b) ** 2).sum())
@@ -50,8 +50,8 @@ def _one_at_a_time(problem) -> bool:
     return isinstance(problem.targets, StreamedTargets) or bool(problem.config.render.tile)
 
 
-def _render_one(problem, k: int) -> torch.Tensor:
-    """``[1, H, W, 4]`` render of target view ``k`` (tiled with ``[render] tile``)."""
+def render_view(problem, k: int) -> torch.Tensor:
+    """``[1, H, W, 4]`` render of target view ``k`` as the scene is now (tiled with ``[render] tile``)."""
     camera = problem.camera[torch.tensor([k])]
     tile: Optional[int] = problem.config.render.tile or None
     if tile is None:

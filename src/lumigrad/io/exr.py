@@ -1,4 +1,4 @@
-"""OpenEXR (``.exr``) images: read and write single-part scanline files (HDR environment maps, renders).
+"""OpenEXR (``.exr``) images: read single-part flat files, write scanline files (HDR environment maps, renders).
 
 Format (OpenEXR 2.x, as written by the OpenEXR library, Blender, Nuke, Photoshop): the magic number
 ``20000630``, a version field (``2`` plus flag bits for tiled, long-name, deep and multi-part files), a header of
@@ -8,9 +8,12 @@ one block of scanlines; inside a block each scanline holds every channel in turn
 channel names, ``W`` little-endian values each. All numbers are little-endian.
 
 Read:
-    * single-part scanline images only; tiled, multi-part and deep files are refused;
-    * compressions NONE, RLE, ZIPS (one scanline per chunk) and ZIP (16 scanlines per chunk); PIZ, PXR24,
-      B44, B44A, DWAA and DWAB are refused with a ``ValueError`` (re-save the file with ZIP or no compression);
+    * single-part flat images; multi-part and deep files are refused;
+    * compressions NONE, RLE, ZIPS (one scanline per chunk) and ZIP (16 scanlines per chunk) of scanline images
+      are read here, with numpy. PIZ, PXR24, B44, B44A, DWAA, DWAB (and newer compressions) and tiled images go
+      to the OpenEXR bindings when they are installed (``pip install 'lumigrad[exr]'``,
+      :mod:`lumigrad.io.exr_openexr`); without them such a file raises an ``ImportError`` naming the extra.
+      The header is parsed here either way, so channel selection and the pixel budget below apply to both;
     * pixel types HALF, FLOAT and UINT, all returned as float32 (UINT is exact up to 2^24);
     * channels with ``xSampling`` / ``ySampling`` other than 1 (luminance-chroma images) are refused;
     * the returned channels are ``R, G, B`` (then ``A`` when present) if the file has ``R``, ``G`` and ``B``;
@@ -53,13 +56,14 @@ import numpy as np
 import torch
 
 from .._checks import check_tensor
+from .exr_openexr import read_with_openexr
 from .hdr import check_image_size
 
 MAGIC = 20000630
 _TILED, _LONG_NAMES, _DEEP, _MULTIPART = 0x200, 0x400, 0x800, 0x1000
 
 _COMPRESSIONS = {0: "NONE", 1: "RLE", 2: "ZIPS", 3: "ZIP", 4: "PIZ", 5: "PXR24", 6: "B44", 7: "B44A",
-                 8: "DWAA", 9: "DWAB"}
+                 8: "DWAA", 9: "DWAB", 10: "HTJ2K256", 11: "HTJ2K32", 12: "LJ2K", 13: "ZSTD"}  # OpenEXR 3.4
 _LINES_PER_CHUNK = {0: 1, 1: 1, 2: 1, 3: 16}  # the compressions this module reads and writes
 _WRITE_COMPRESSION = {"none": 0, "rle": 1, "zips": 2, "zip": 3}
 
@@ -122,8 +126,6 @@ def _parse_header(r: _Reader) -> dict:
         raise ValueError(f"{path}: multi-part OpenEXR files are not supported; save a single-part scanline image")
     if version & _DEEP:
         raise ValueError(f"{path}: deep (non-image) OpenEXR data is not supported; save a flat scanline image")
-    if version & _TILED:
-        raise ValueError(f"{path}: tiled OpenEXR images are not supported; save a scanline image")
     if version & ~(0xFF | _LONG_NAMES | _TILED | _DEEP | _MULTIPART):
         raise ValueError(f"{path}: unknown flags {version & ~0xFF:#x} in the version field")
     max_name = 255 if version & _LONG_NAMES else 31
@@ -244,7 +246,7 @@ def _zip_decode(src: bytes, expected: int, path, y: int) -> bytes:
 
 
 def read_exr(path: str | os.PathLike, *, max_pixels: Optional[int] = None) -> torch.Tensor:
-    """Read a single-part scanline OpenEXR image as linear float32 ``[H, W, C]`` (row 0 at the top).
+    """Read a single-part OpenEXR image as linear float32 ``[H, W, C]`` (row 0 at the top).
 
     Args:
         path: the ``.exr`` file.
@@ -259,23 +261,31 @@ def read_exr(path: str | os.PathLike, *, max_pixels: Optional[int] = None) -> to
 
     Raises:
         lumigrad.limits.BudgetError: the data window holds more pixels than allowed (checked on the header).
-        ValueError: for files that are not OpenEXR, tiled / multi-part / deep files, unsupported compressions
-            (PIZ, PXR24, B44, B44A, DWAA, DWAB), truncated or corrupt files.
+        ImportError: the file needs the OpenEXR bindings (PIZ, PXR24, B44, B44A, DWAA, DWAB compression, or a
+            tiled image) and they are not installed; the message names the ``exr`` extra.
+        ValueError: for files that are not OpenEXR, multi-part / deep files, truncated or corrupt files.
     """
     with open(path, "rb") as fh:
         data = fh.read()
     r = _Reader(data, path)
     attributes = _parse_header(r)
-    if "type" in attributes and attributes["type"][1].rstrip(b"\0") != b"scanlineimage":
-        kind = attributes["type"][1].rstrip(b"\0").decode(errors="replace")
-        raise ValueError(f"{path}: OpenEXR part type {kind!r} is not supported; only 'scanlineimage' is read")
-    if "tiles" in attributes:
-        raise ValueError(f"{path}: tiled OpenEXR images are not supported; save a scanline image")
+    tiled = bool(struct.unpack_from("<i", data, 4)[0] & _TILED) or "tiles" in attributes
+    if "type" in attributes:
+        kind = attributes["type"][1].rstrip(b"\0")
+        if kind not in (b"scanlineimage", b"tiledimage"):
+            raise ValueError(f"{path}: OpenEXR part type {kind.decode(errors='replace')!r} is not supported; only "
+                             "flat images ('scanlineimage', 'tiledimage') are read")
+        tiled = tiled or kind == b"tiledimage"
 
     code = _attribute(attributes, "compression", "compression", 1, path)[0]
-    if code not in _LINES_PER_CHUNK:
-        name = _COMPRESSIONS.get(code, f"code {code}")
-        raise ValueError(f"{path}: compression {name} is not supported; re-save with ZIP or none")
+    if code not in _COMPRESSIONS:
+        raise ValueError(f"{path}: compression code {code} is not supported (OpenEXR 3.4 knows codes 0 to "
+                         f"{max(_COMPRESSIONS)})")
+    needs = None  # what the numpy reader below cannot do, for the OpenEXR backend
+    if tiled:
+        needs = "a tiled image"
+    elif code not in _LINES_PER_CHUNK:
+        needs = f"{_COMPRESSIONS[code]} compression"
     channels = _parse_channels(_attribute(attributes, "channels", "chlist", None, path), path)
     x_min, y_min, x_max, y_max = struct.unpack("<4i", _attribute(attributes, "dataWindow", "box2i", 16, path))
     _attribute(attributes, "displayWindow", "box2i", 16, path)  # required, but the data window is what is read
@@ -288,6 +298,12 @@ def read_exr(path: str | os.PathLike, *, max_pixels: Optional[int] = None) -> to
         raise ValueError(f"{path}: dataWindow ({x_min}, {y_min}) - ({x_max}, {y_max}) is empty")
     wanted = _select_channels([name for name, _ in channels])
     check_image_size(path, width, height, max_pixels, len(wanted))
+    if needs is not None:
+        image = read_with_openexr(path, wanted, needs)
+        if image.shape[:2] != (height, width):
+            raise ValueError(f"{path}: OpenEXR returned {image.shape[1]} x {image.shape[0]} pixels; the header's "
+                             f"dataWindow is {width} x {height}")
+        return torch.from_numpy(image)
 
     lines = _LINES_PER_CHUNK[code]
     row_bytes = width * sum(_PIXEL_TYPES[t][1].itemsize for _, t in channels)

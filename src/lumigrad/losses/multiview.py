@@ -10,7 +10,9 @@ Depth is lumigrad's camera-frame ``z`` (docs/conventions.md), which is what ``ra
 the rasterizer intersects each pixel's ray ``K^-1 (u, v, 1)`` (whose ``z`` is 1) with the triangle, so the ray
 parameter is the camera-frame depth, not the Euclidean distance along the ray. A pixel ``(u, v)`` with depth
 ``z`` is the camera-frame point ``origin + z * direction`` from :meth:`Camera.ray_origins_directions` (for a
-pinhole ``z K^-1 (u, v, 1)``). Pixel centres are at ``(j + 0.5, i + 0.5)``.
+pinhole ``z K^-1 (u, v, 1)``). Pixel centres are at ``(j + 0.5, i + 0.5)``. Depth maps are accepted as
+``[..., H, W]`` or with the trailing channel that ``rasterize(...).depth`` and ``render_geometry(...)["depth"]``
+have, ``[..., H, W, 1]``; the depths returned are ``[..., H, W]``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,14 @@ def _check_camera(camera, name: str, batch: torch.Size, H: Optional[int] = None,
                          f"(height x width); they must match")
 
 
+def _drop_channel(depth, H: int, W: int):
+    """A depth ``[..., H, W, 1]`` (``rasterize(...).depth``, ``render_geometry(...)["depth"]``) as ``[..., H, W]``;
+    any other tensor (or object) as it came."""
+    if isinstance(depth, torch.Tensor) and depth.dim() >= 3 and tuple(depth.shape[-3:]) == (H, W, 1):
+        return depth[..., 0]
+    return depth
+
+
 def reproject(depth_src: torch.Tensor, camera_src: Camera, camera_dst: Camera) -> Tuple[torch.Tensor, torch.Tensor]:
     """Carry every pixel of a source view, at its depth, into a destination camera.
 
@@ -53,7 +63,7 @@ def reproject(depth_src: torch.Tensor, camera_src: Camera, camera_dst: Camera) -
         ([2.5, 1.5], 2.0)
 
     Args:
-        depth_src: camera-frame z-depth ``[..., H, W]`` of the source view (``H, W`` = ``camera_src``'s
+        depth_src: camera-frame z-depth ``[..., H, W]`` (or ``[..., H, W, 1]``) of the source view (``H, W`` = ``camera_src``'s
             height and width), float.
         camera_src: the source camera(s): unbatched, or batch shape equal to ``depth_src``'s leading dims.
         camera_dst: the destination camera(s), same rule (its image size may differ).
@@ -69,6 +79,8 @@ def reproject(depth_src: torch.Tensor, camera_src: Camera, camera_dst: Camera) -
     **Differentiability:** smooth in ``depth_src`` and in both cameras' ``K``, ``world_to_cam`` (and
     distortion). Invalid depths are not masked here (see :func:`warp_to_view`).
     """
+    if isinstance(camera_src, Camera):
+        depth_src = _drop_channel(depth_src, camera_src.height, camera_src.width)
     check_tensor(depth_src, "depth_src", trailing=(None, None), floating=True)
     H, W = depth_src.shape[-2:]
     batch = depth_src.shape[:-2]
@@ -116,9 +128,9 @@ def warp_to_view(image_src: torch.Tensor, depth_src: torch.Tensor, camera_src: C
 
     Args:
         image_src: source image ``[..., H_s, W_s, C]``, float.
-        depth_src: source z-depth ``[..., H_s, W_s]``, float; ``<= 0`` or non-finite marks background.
+        depth_src: source z-depth ``[..., H_s, W_s]`` (or ``[..., H_s, W_s, 1]``), float; ``<= 0`` or non-finite marks background.
         camera_src: source camera(s), unbatched or with batch shape ``[...]``.
-        depth_tgt: target z-depth ``[..., H, W]``, float, same leading dims; ``<= 0`` / non-finite is background.
+        depth_tgt: target z-depth ``[..., H, W]`` (or ``[..., H, W, 1]``), float, same leading dims; ``<= 0`` / non-finite is background.
         camera_tgt: target camera(s), unbatched or with batch shape ``[...]``.
         occlusion_tolerance: relative depth disagreement still counted as the same surface (``>= 0``).
 
@@ -134,6 +146,9 @@ def warp_to_view(image_src: torch.Tensor, depth_src: torch.Tensor, camera_src: C
     linear in the position). ``valid`` is a constant (computed from detached values).
     """
     check_tensor(image_src, "image_src", trailing=(None, None, None), floating=True, finite=True)
+    depth_src = _drop_channel(depth_src, *image_src.shape[-3:-1])
+    if isinstance(camera_tgt, Camera):
+        depth_tgt = _drop_channel(depth_tgt, camera_tgt.height, camera_tgt.width)
     check_tensor(depth_src, "depth_src", trailing=(None, None), floating=True, device=image_src.device)
     check_tensor(depth_tgt, "depth_tgt", trailing=(None, None), floating=True, device=image_src.device)
     if isinstance(occlusion_tolerance, bool) or not isinstance(occlusion_tolerance, (int, float)) or \
@@ -218,7 +233,7 @@ def multiview_consistency_loss(images: torch.Tensor, depths: torch.Tensor, camer
 
     Args:
         images: ``[N, H, W, C]`` float images of ``N`` views.
-        depths: ``[N, H, W]`` camera-frame z-depths (``<= 0`` / non-finite: background, never valid).
+        depths: ``[N, H, W]`` (or ``[N, H, W, 1]``) camera-frame z-depths (``<= 0`` / non-finite: background, never valid).
         cameras: a ``Camera`` with batch shape ``[N]`` and image size ``W x H``.
         pairs: ``(i, j)`` view pairs (target ``i``, source ``j``) as a sequence or an int tensor ``[P, 2]``;
             default all ordered pairs with ``i != j``.
@@ -239,6 +254,7 @@ def multiview_consistency_loss(images: torch.Tensor, depths: torch.Tensor, camer
     """
     check_choice(kind, "kind", ("l1", "l2"))
     check_tensor(images, "images", trailing=(None, None, None, None), max_dims=4, floating=True, finite=True)
+    depths = _drop_channel(depths, *images.shape[-3:-1])
     check_tensor(depths, "depths", trailing=(None, None, None), max_dims=3, floating=True, device=images.device)
     if tuple(depths.shape) != tuple(images.shape[:-1]):
         raise ValueError(f"depths must have shape [N, H, W] = {tuple(images.shape[:-1])} (images without channels); "

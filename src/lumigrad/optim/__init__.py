@@ -4,7 +4,8 @@
 ``u = (I + lambda L) v`` (Nicolet, Jacobson, Jakob 2021) so gradient steps stay smooth; ``AdamUniform``
 is the matching optimiser; ``Fit`` runs the fit loop (divergence checks, spike clipping, atomic resumable
 checkpoints, an explicit per-rank generator) and consults a ``Strategy`` (``LocalStrategy``: one process; ``DistributedStrategy``: ``torchrun`` ranks on
-``torch.distributed``) where a fit across processes differs; ``anneal`` / ``SoftRasterSchedule`` sharpen soft rasterization over a fit. See :mod:`lumigrad.optim.large_steps` for the maths and solver costs.
+``torch.distributed``) where a fit across processes differs; ``anneal`` / ``SoftRasterSchedule`` sharpen soft rasterization over a fit; ``TensorBoardCallback`` writes a fit
+to TensorBoard live. See :mod:`lumigrad.optim.large_steps` for the maths and solver costs.
 """
 
 from .adam_uniform import AdamUniform
@@ -15,6 +16,7 @@ from .large_steps import (ConvergenceError, LargeSteps, SmoothingSolver, from_di
 from .distributed import (DistributedStrategy, RankMismatchError, init_distributed, launched_by_torchrun, shard,
                           shard_weight)
 from .strategy import LocalStrategy, Strategy
+from .tensorboard import TensorBoardCallback, tensorboard_available
 
 __all__ = [
     "AdamUniform",
@@ -31,6 +33,7 @@ __all__ = [
     "SmoothingSolver",
     "SoftRasterSchedule",
     "Strategy",
+    "TensorBoardCallback",
     "anneal",
     "cosine_schedule",
     "from_differential",
@@ -41,5 +44,6 @@ __all__ = [
     "shard_weight",
     "smoothing_matrix",
     "solver_for",
+    "tensorboard_available",
     "to_differential",
 ]

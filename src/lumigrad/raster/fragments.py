@@ -7,9 +7,12 @@ rows, so a pipeline never pays for scattering (and back-propagating through) bac
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import torch
+
+_depth_shape_announced = False  # Fragments.depth's shape change is announced once per process
 
 
 class Fragments:
@@ -27,7 +30,13 @@ class Fragments:
             that take ``faces`` check the ids without reading them.
 
     Dense views (computed on first access, differentiable like the compact rows):
-        bary ``[..., H, W, 3]``, depth ``[..., H, W]``, bary_derivs ``[..., H, W, 3, 2]`` (zero on background).
+        bary ``[..., H, W, 3]``, depth ``[..., H, W, 1]``, bary_derivs ``[..., H, W, 3, 2]`` (zero on background).
+
+    ``depth`` has a trailing channel, as every image in lumigrad (``[..., H, W, C]``), the ``depth`` buffer of
+    :func:`lumigrad.render_geometry` and ``lumigrad.render(..., aovs=("depth",))``, PyTorch3D's ``zbuf``
+    (``[N, H, W, faces_per_pixel]``) and nvdiffrast's ``rast[..., 2:3]``. In lumigrad 0.1.0 it was
+    ``[..., H, W]``; the first read in a process warns once (``FutureWarning``) about the change: use
+    ``depth[..., 0]`` for a ``[..., H, W]`` map (or ``depth_covered`` for the covered pixels' rows).
     """
 
     def __init__(self, face_ids: torch.Tensor, covered: torch.Tensor, bary_covered: torch.Tensor,
@@ -93,7 +102,15 @@ class Fragments:
 
     @property
     def depth(self) -> torch.Tensor:
-        return self._lazy("depth", self.depth_covered)
+        """``[..., H, W, 1]`` camera-frame z of the visible surface, 0 on background (see the class docstring)."""
+        global _depth_shape_announced
+        if not _depth_shape_announced:
+            _depth_shape_announced = True
+            warnings.warn("Fragments.depth is now [..., H, W, 1] (it was [..., H, W] in lumigrad 0.1.0), like "
+                          "render_geometry's depth and every image; index it with depth[..., 0] for the old shape. "
+                          "This warning is shown once per process and goes away in the next release.",
+                          FutureWarning, stacklevel=2)
+        return self._lazy("depth", self.depth_covered[:, None])
 
     @property
     def bary_derivs(self) -> Optional[torch.Tensor]:

@@ -294,7 +294,8 @@ def rasterize(
             that :func:`interpolate` needs for attribute derivatives (texture mip-level selection).
 
     Returns:
-        :class:`Fragments` with ``face_ids [..., H, W]`` (-1 background), ``depth [..., H, W]``,
+        :class:`Fragments` with ``face_ids [..., H, W]`` (-1 background), ``depth [..., H, W, 1]`` (camera-frame
+        z, 0 on background; the shape of :func:`lumigrad.render_geometry`'s depth, see docs/conventions.md),
         ``bary [..., H, W, 3]`` and optionally ``bary_derivs [..., H, W, 3, 2]``.
 
     Triangles crossing the near plane are clipped (the visible part is drawn); coverage follows a
@@ -320,8 +321,8 @@ def rasterize(
     Example:
         >>> cam = Camera.look_at([0., 0., -2.], [0., 0., 0.], width=8, height=8)
         >>> frags = rasterize(torch.tensor([[-1., -1, 0], [1, -1, 0], [0, 1, 0]]), torch.tensor([[0, 1, 2]]), cam)
-        >>> int(frags.face_ids[4, 4]), float(frags.depth[4, 4])
-        (0, 2.0)
+        >>> int(frags.face_ids[4, 4]), float(frags.depth[4, 4, 0]), tuple(frags.depth.shape)
+        (0, 2.0, (8, 8, 1))
     """
     check_choice(cull, "cull", ("none", "back", "front"))
     return rasterize_prepared(prepare_mesh(verts, faces, camera, checks=DeferredChecks()), cull, return_bary_derivs)

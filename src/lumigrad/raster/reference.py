@@ -175,7 +175,7 @@ def antialias_ref(color: torch.Tensor, frags: Fragments, verts: torch.Tensor, fa
     # Orthographic: vertices in pixels, written out (u = fx x + s y + cx, v = fy y + cy); 2D edge functions.
     pix = torch.stack([fx * vc[:, 0] + skew * vc[:, 1] + K[0, 2], fy * vc[:, 1] + K[1, 2]], -1)
     ids = frags.face_ids
-    depth = frags.depth
+    depth = frags.to_dense(frags.depth_covered)  # [H, W]
     # Neighbour across each edge, by brute force over all faces.
     Fn = faces.shape[0]
     edges = {}
