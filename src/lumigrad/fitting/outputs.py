@@ -6,7 +6,7 @@
     OUT/metrics.json           image and parameter errors, timings
     OUT/config.toml|yaml       the configuration, as given when the fit started (a resume never replaces it)
     OUT/run.log                when the fit started, resumed, was forced or finished
-    OUT/images/views.png       rows: target, initial, final (up to 4 views)
+    OUT/images/views.png       rows: target, initial, final (up to 4 views), linear renders in the default look
     OUT/images/error.png       |final - target| and |initial - target| per pixel, one colour scale
     OUT/plots/loss.png         total loss and each term per step
     OUT/plots/parameters.png   parameter errors per step (synthetic targets)
@@ -30,8 +30,9 @@ import torch
 
 from ..app.report import save_image_grid, sequence_figures
 from ..app.report_html import Figure, write_html_report
+from ..shading.image_formation import display_encode
 
-__all__ = ["write_outputs"]
+__all__ = ["as_shown", "save_views", "write_outputs"]
 
 MAX_VIEWS_SHOWN = 4
 
@@ -44,10 +45,8 @@ def write_outputs(out: Path, problem, result, metrics: Dict, initial: torch.Tens
     """
     config = problem.config
     copy = prepare_output_folder(out, config)
-    n = min(len(problem.camera), MAX_VIEWS_SHOWN)
+    n = save_views(out / "images" / "views.png", problem, initial, final)
     targets = problem.targets[:n, ..., :3].cpu()
-    rows = torch.cat([targets, initial[:n, ..., :3].cpu(), final[:n, ..., :3].cpu()])
-    save_image_grid(out / "images" / "views.png", rows, columns=n)
     _error_maps(out / "images" / "error.png", targets, initial[:n, ..., :3].cpu(), final[:n, ..., :3].cpu())
     loss_plot(out / "plots" / "loss.png", result)
     figures = [Figure("Target, initial and final renders", "images/views.png",
@@ -77,6 +76,26 @@ def write_outputs(out: Path, problem, result, metrics: Dict, initial: torch.Tens
     log_tail = list(run_log)[-10:] + [f"step {k}: loss {loss:.6g}" for k, loss in list(enumerate(result.losses))[-20:]]
     return write_html_report(out, title=f"lumigrad fit: {config.name}", summary=summary, metrics=metrics,
                              figures=figures, assets=assets, config_text=config.text, log_tail=log_tail)
+
+
+def save_views(path: Path, problem, initial: torch.Tensor, final: torch.Tensor) -> int:
+    """Write the grid of rows target, initial, final (the first :data:`MAX_VIEWS_SHOWN` views) as the report
+    shows them (:func:`as_shown`); return how many views it holds."""
+    n = min(len(problem.camera), MAX_VIEWS_SHOWN)
+    rows = torch.cat([problem.targets[:n, ..., :3].cpu(), initial[:n, ..., :3].cpu(), final[:n, ..., :3].cpu()])
+    save_image_grid(path, as_shown(problem, rows), columns=n)
+    return n
+
+
+def as_shown(problem, images: torch.Tensor) -> torch.Tensor:
+    """``images`` of ``problem`` as the output folder shows them: the default look
+    (:func:`lumigrad.shading.image_formation.display_encode`, as ``lumigrad render`` and ``lumigrad.preview``)
+    when they are linear radiance, i.e. renders through a film without ``tone`` / ``encode`` compared with
+    synthetic targets; as they are when the film already encodes them or the targets are photos (values as
+    stored, which the fit matches)."""
+    film = problem.scene.film
+    linear = film is None or (film.tone is None and film.encode is None)
+    return display_encode(images) if linear and problem.truth is not None else images
 
 
 def prepare_output_folder(out: Path, config) -> Path:
