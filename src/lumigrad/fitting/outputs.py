@@ -31,6 +31,7 @@ import torch
 from ..app.report import save_image_grid, sequence_figures
 from ..app.report_html import Figure, write_html_report
 from ..shading.image_formation import display_encode
+from .run_folder import portable_config_text
 
 __all__ = ["as_shown", "save_views", "write_outputs"]
 
@@ -105,7 +106,7 @@ def prepare_output_folder(out: Path, config) -> Path:
         (out / sub).mkdir(parents=True, exist_ok=True)
     copy = out / f"config{config.path.suffix.lower()}"
     if not copy.exists():
-        copy.write_text(config.text, encoding="utf-8")
+        copy.write_text(portable_config_text(config), encoding="utf-8")
     return copy
 
 
