@@ -7,7 +7,7 @@ import torch
 import lumigrad.fitting.run as run_module
 from lumigrad.fitting import run_fit
 from lumigrad.fitting.metrics import RecordingBudget
-from tests.fitting.test_run import config  # noqa: F401 (the fixture)
+from tests.fitting.test_run import config, shape_config  # noqa: F401 (the fixture)
 
 
 class FakeClock:
@@ -67,7 +67,7 @@ def test_share_zero_records_start_and_end_only_and_bad_shares_are_refused():
 
 def test_the_fit_records_surface_distance_on_the_budget(config, tmp_path, monkeypatch):  # noqa: F811
     """A shape fit whose surface-distance recording costs 100 s of a fake clock: recorded at its first and last
-    step only (every step is a candidate of record_every); the image-free metrics stay as they were."""
+    step only (every step is a candidate of record_every); the cheap parameter errors still at every step."""
     clock = FakeClock()
     real_shape_error = run_module.shape_error_pct
 
@@ -77,13 +77,7 @@ def test_the_fit_records_surface_distance_on_the_budget(config, tmp_path, monkey
 
     monkeypatch.setattr(run_module, "RecordingBudget", lambda share: RecordingBudget(share, clock))
     monkeypatch.setattr(run_module, "shape_error_pct", slow_shape_error)
-    text = config(5).read_text().replace('[[optimize]]\nname = "light"', '[[optimize]]\nname = "shape"\n'
-                                         'params = "meshes.mesh.verts"\nmap = "large_steps"\nlr = 0.01\n\n'
-                                         '[[optimize]]\nname = "light"')
-    text = text.replace("mse = 1.0\nl1 = 0.1", "mse = 1.0\nsilhouette = 1.0")
-    path = tmp_path / "shape.toml"
-    path.write_text(text)
-    run_fit(path, tmp_path / "shape")
+    run_fit(shape_config(config, tmp_path, 5), tmp_path / "shape")
     logs = torch.load(tmp_path / "shape" / "checkpoint" / "checkpoint.pt", weights_only=False)["logs"]
     assert [k for k, log in enumerate(logs) if "error/shape_error_pct" in log] == [0, 4]
     assert all("error/meshes.mesh.material.base_color_factor" in log for log in logs)  # cheap errors: every step
