@@ -22,8 +22,8 @@ def add_scene_arguments(p, default_size: int) -> None:
     p.add_argument("--fov", type=float, default=40.0, help="framing camera vertical field of view, degrees")
     p.add_argument("--env", type=Path, default=None, help="environment map (.hdr or .exr), shown and lighting")
     p.add_argument("--texture", type=Path, default=None, metavar="IMAGE",
-                   help="base colour image for an OBJ / PLY mesh with texture coordinates (values as stored, as "
-                        "the fit's scene.texture)")
+                   help="base colour image (sRGB, as glTF's) for an OBJ / PLY mesh with texture coordinates, "
+                        "as the fit's scene.texture")
     p.add_argument("--trust-paths", action="store_true",
                    help="let file names inside SCENE (OBJ mtllib/map_*, glTF URIs) be absolute or leave its "
                         "folder (default: confined to it)")
