@@ -4,7 +4,7 @@
 
     OUT/report.html            one page showing everything below
     OUT/metrics.json           image and parameter errors, timings
-    OUT/config.toml|yaml       the configuration, as given when the fit started (a resume never replaces it)
+    OUT/config.toml|yaml       the configuration as the fit started it, re-runnable from anywhere (run_folder)
     OUT/run.log                when the fit started, resumed, was forced or finished
     OUT/images/views.png       rows: target, initial, final (up to 4 views), linear renders in the default look
     OUT/images/error.png       |final - target| and |initial - target| per pixel, one colour scale
