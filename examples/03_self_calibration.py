@@ -5,7 +5,10 @@ barrel distortion from three known viewpoints, as on a calibration bench (a turn
 the poses; ``examples/04_bundle_adjustment.py`` solves poses and intrinsics together). Starting from a focal
 length 8% off and no distortion, Levenberg-Marquardt on the image residuals recovers f, k1 and k2; its
 gradient is back-propagated through ``lumigrad.render_through_lens``, which applies the distortion per
-pixel, so the gradients of k1 and k2 come from where the image really bends.
+pixel, so the gradients of k1 and k2 come from where the image really bends. Every trial lens goes through
+the fold-safe ``lens`` map of ``lumigrad fit`` (a step that would fold the lens inside the image is scaled back
+towards no distortion, instead of failing the render); ``--no-lens-map`` shows the bare solver, which has to
+shrink such steps by trial and error.
 
     python examples/03_self_calibration.py --out calib-out
 """
@@ -17,6 +20,7 @@ from pathlib import Path
 import torch
 
 import lumigrad as lg
+from lumigrad.fitting.parameterize import make_parameterization
 
 TRUE_K1, TRUE_K2 = -0.15, 0.04
 
@@ -65,6 +69,16 @@ def make_cameras(size, focal, k12, w2c):
     return lg.Camera(K=K, world_to_cam=w2c, width=size, height=size, distortion=dist)
 
 
+def fold_safe(size, focal, k12, w2c):
+    """``k12`` projected into the lenses that do not fold inside the image, by the ``lens`` map of ``lumigrad
+    fit``: unchanged when the lens is valid, else its radial terms scaled towards 0 just enough."""
+    scene = lg.Scene()
+    scene.add_camera("views", make_cameras(size, focal, k12, w2c))
+    name = "cameras.views.distortion"
+    lens = make_parameterization("lens", [name], scene[name], "lens", info=scene.param_info(name))
+    return lens.apply(scene).detach()[:2]
+
+
 def render(scene, cams, supersample=1.0, samples=1):
     verts, faces, uv, uv_faces, tex = scene
 
@@ -93,21 +107,22 @@ def blur(images, sigma):
     return img.reshape(n, c, h, w).permute(0, 2, 3, 1)
 
 
-def solve_intrinsics(scene, target, w2c, size, focal_true, start_scale, iterations, progress=None):
+def solve_intrinsics(scene, target, w2c, size, focal_true, start_scale, iterations, progress=None, lens_map=True):
     """Levenberg-Marquardt on ``x = (log f / f_true, k1, k2)`` over the image residuals.
 
     The gradient ``J^T r`` comes from back-propagation through the renderer. The curvature ``J^T J`` of
     these three strongly coupled unknowns (focal length and both radial terms all move the image border)
     comes from six extra renders, one central difference per unknown: plain gradient descent crawls along
     the k1-k2 valley for hundreds of steps, this takes a few dozen renders. Images are blurred first
-    (coarse to fine) so that the start may be several pixels off at the border.
+    (coarse to fine) so that the start may be several pixels off at the border. With ``lens_map`` each trial's
+    k1, k2 go through :func:`fold_safe` first.
     """
     x = torch.tensor([math.log(start_scale), 0.0, 0.0])
 
     def image(x):
         return render(scene, make_cameras(size, focal_true * x[0].exp(), x[1:], w2c))
 
-    lam, history = 0.1, []
+    lam, history, projected = 0.1, [], 0
     for it in range(iterations):
         sigma = max(0.0, 2.0 * (1 - it / 6))
         xg = x.clone().requires_grad_(True)
@@ -124,6 +139,11 @@ def solve_intrinsics(scene, target, w2c, size, focal_true, start_scale, iteratio
             H = J.T @ J
             while lam < 1e8:
                 step = -torch.linalg.solve(H + lam * torch.diag(torch.diag(H)), grad)
+                if lens_map:  # the step to the nearest lens that does not fold
+                    trial_x = x + step
+                    trial_x[1:] = fold_safe(size, focal_true * trial_x[0].exp(), trial_x[1:], w2c)
+                    projected += not torch.equal(trial_x, x + step)
+                    step = trial_x - x
                 try:
                     trial = (blur(image(x + step), sigma) - blur(target, sigma)).reshape(-1)
                 except ValueError:  # the trial lens folds inside the image: shorten the step
@@ -138,7 +158,7 @@ def solve_intrinsics(scene, target, w2c, size, focal_true, start_scale, iteratio
             progress(history[-1])
         if sigma == 0 and float(step.abs().max()) < 1e-5:
             break
-    return x, history
+    return x, history, projected
 
 
 def main(argv=None):
@@ -147,6 +167,8 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--start-focal-error", type=float, default=0.08, help="relative focal error at the start")
     parser.add_argument("--out", type=Path, default=None, help="folder for target / initial / final images")
+    parser.add_argument("--lens-map", action=argparse.BooleanOptionalAction, default=True,
+                        help="trial lenses through the fold-safe 'lens' map (default: on)")
     args = parser.parse_args(argv)
 
     scene = calibration_scene()
@@ -155,8 +177,8 @@ def main(argv=None):
         target = render(scene, make_cameras(args.size, torch.tensor(focal_true), k_true, w2c))
         initial = render(scene, make_cameras(args.size, torch.tensor(focal_true * (1 + args.start_focal_error)),
                                              torch.zeros(2), w2c))
-    x, history = solve_intrinsics(scene, target, w2c, args.size, focal_true, 1 + args.start_focal_error,
-                                  args.iterations)
+    x, history, projected = solve_intrinsics(scene, target, w2c, args.size, focal_true, 1 + args.start_focal_error,
+                                  args.iterations, lens_map=args.lens_map)
     with torch.no_grad():
         final = render(scene, make_cameras(args.size, focal_true * x[0].exp(), x[1:], w2c))
     metrics = {
@@ -165,6 +187,7 @@ def main(argv=None):
         "k2_error": abs(float(x[2]) - TRUE_K2),
         "initial_focal_error_pct": 100 * args.start_focal_error,
         "iterations": len(history),
+        "folding_steps_projected": projected,
         "image_psnr_db": float(-10 * torch.log10(((final - target) ** 2).mean().clamp_min(1e-20))),
     }
     print(f"{'iter':>4} {'blur px':>7} {'mse':>9} {'focal err':>9} {'k1':>8} {'k2':>8}")

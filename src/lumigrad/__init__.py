@@ -17,6 +17,7 @@ from .scene import (AreaLight, DirectionalLight, EnvironmentLight, Film, PointLi
                     SpotLight, SkinnedMesh, scene_from_mesh)
 from .integrators import RenderOutput, render, render_geometry, render_sequence, render_tiled, tiled_loss
 from .shading import Material
+from .io import preview
 
 __version__ = "0.1.0"
 
@@ -36,6 +37,7 @@ __all__ = [
     "SpotLight",
     "render", "render_tiled", "tiled_loss",
     "render_geometry",
+    "preview",
     "render_sequence",
     "RenderOutput",
     "integrators",

@@ -200,14 +200,19 @@ def test_perceptual_and_adversarial_terms_run_and_resume(config, tmp_path, monke
     assert resumed.metrics["parameters"] == whole.metrics["parameters"]
 
 
-def test_shape_fit_reports_surface_distance_and_exports_obj_with_material(config, tmp_path):
-    text = config(3).read_text().replace('[[optimize]]\nname = "light"', '[[optimize]]\nname = "shape"\n'
-                                         'params = "meshes.mesh.verts"\nmap = "large_steps"\nlr = 0.01\n\n'
-                                         '[[optimize]]\nname = "light"')
+def shape_config(config, tmp_path, steps):
+    """The tiny config with the sphere's vertices fitted too (large steps, silhouette and Laplacian terms)."""
+    text = config(steps).read_text().replace('[[optimize]]\nname = "light"', '[[optimize]]\nname = "shape"\n'
+                                             'params = "meshes.mesh.verts"\nmap = "large_steps"\nlr = 0.01\n\n'
+                                             '[[optimize]]\nname = "light"')
     text = text.replace("mse = 1.0\nl1 = 0.1", "mse = 1.0\nsilhouette = 1.0\nlaplacian = 0.1")
     path = tmp_path / "shape.toml"
     path.write_text(text)
-    m = run_fit(path, tmp_path / "shape").metrics
+    return path
+
+
+def test_shape_fit_reports_surface_distance_and_exports_obj_with_material(config, tmp_path):
+    m = run_fit(shape_config(config, tmp_path, 3), tmp_path / "shape").metrics
     assert m["shape_error_pct_initial"] == pytest.approx(0.0, abs=0.2)  # the same sphere, up to sampling
     assert m["shape_error_pct_final"] < 5.0
     mesh = lg.io.load(tmp_path / "shape" / "assets" / "mesh.obj")

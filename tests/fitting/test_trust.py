@@ -169,7 +169,8 @@ def test_finished_results_are_not_silently_replaced(config, tmp_path, capsys):
 
 def test_resume_refuses_another_config_and_steps_and_force_is_recorded(config, tmp_path, capsys):
     out = tmp_path / "run"
-    original = config(4).read_text()
+    # the copy names the mesh by its absolute path, so that it re-runs from any folder
+    original = config(4).read_text().replace('file = "sphere.obj"', f'file = "{tmp_path / "sphere.obj"}"')
     assert fit_cli(capsys, config(4), "-o", out)[0] == 0
     changed = config(4, extra="").read_text().replace("lr = 0.1\n[[optimize]]", "lr = 0.3\n[[optimize]]")
     path = tmp_path / "fit.toml"

@@ -21,6 +21,9 @@ def add_scene_arguments(p, default_size: int) -> None:
     p.add_argument("--elevation", type=float, default=20.0, help="framing camera elevation in degrees (default: 20)")
     p.add_argument("--fov", type=float, default=40.0, help="framing camera vertical field of view, degrees")
     p.add_argument("--env", type=Path, default=None, help="environment map (.hdr or .exr), shown and lighting")
+    p.add_argument("--texture", type=Path, default=None, metavar="IMAGE",
+                   help="base colour image (sRGB, as glTF's) for an OBJ / PLY mesh with texture coordinates, "
+                        "as the fit's scene.texture")
     p.add_argument("--trust-paths", action="store_true",
                    help="let file names inside SCENE (OBJ mtllib/map_*, glTF URIs) be absolute or leave its "
                         "folder (default: confined to it)")
@@ -50,7 +53,10 @@ def load_scene_and_camera(args):
     import lumigrad as lg
 
     check_scene_arguments(args)
-    scene = lg.scene.from_mesh.as_scene(lg.io.load(args.scene, trust_paths=args.trust_paths), str(args.scene))
+    loaded = lg.io.load(args.scene, trust_paths=args.trust_paths)
+    if getattr(args, "texture", None) is not None:
+        loaded = _textured(loaded, args)
+    scene = lg.scene.from_mesh.as_scene(loaded, str(args.scene))
     if args.env is not None:
         scene.add_light("environment", lg.io.read_environment(args.env, size=(32, 64)))
     if not scene.lights:
@@ -68,6 +74,23 @@ def load_scene_and_camera(args):
         camera = scene.cameras[args.camera]
         return scene, camera if args.size is None else camera.resized(*args.size)
     return scene, _framing_camera(scene, args)
+
+
+def _textured(mesh, args):
+    """``mesh`` (an OBJ / PLY mesh with texture coordinates) with ``--texture`` as its base colour."""
+    import lumigrad as lg
+
+    if isinstance(mesh, lg.Scene) or not hasattr(mesh, "faces"):
+        raise ValueError(f"--texture is for an OBJ / PLY mesh; {args.scene} is a scene with its own materials")
+    if getattr(mesh, "uv", None) is None:
+        raise ValueError(f"--texture needs texture coordinates, and {args.scene} has none")
+    if not isinstance(mesh, lg.Mesh):  # a PLY's record: per-vertex texture coordinates
+        mesh = lg.Mesh(mesh.verts.float(), mesh.faces, mesh.uv.float(), mesh.uv_faces if mesh.uv_faces is not None
+                       else mesh.faces)
+    if not args.texture.is_file():
+        raise ValueError(f"--texture {args.texture}: no such image file")
+    mesh.texture = lg.io.read_image(args.texture)[..., :3]
+    return mesh
 
 
 def _framing_camera(scene, args):

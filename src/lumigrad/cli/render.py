@@ -20,8 +20,9 @@ def add_parser(sub) -> None:
         description=(
             "Render SCENE (.gltf, .glb, .obj, .ply) with lumigrad's rasterizer and deferred shading (or another "
             "registered integrator, --integrator) and write "
-            "OUT: .png / .jpg (tone-mapped, sRGB), .exr (linear radiance with coverage as premultiplied alpha) or .hdr "
-            "(linear radiance). The camera is one of the "
+            "OUT: .png / .jpg (the default look: ACES tone mapping and sRGB, as lumigrad.preview), .exr (linear "
+            "radiance with coverage as premultiplied alpha), .hdr (linear radiance) or .npy (linear RGBA float32). "
+            "--texture IMAGE gives an OBJ / PLY mesh with texture coordinates its base colour. The camera is one of the "
             "file's cameras (--camera NAME) or, by default, one framing the whole scene from --azimuth and "
             "--elevation. Without lights in the file, a soft sky and a key light are added; --env adds an "
             "environment map (.hdr or .exr) that also lights the scene. --time T poses skinned and morphed meshes at T "
@@ -47,9 +48,7 @@ def run(args) -> int:
     when = animation_time(args, scene)
     if when is not None:
         scene = scene.at(*when)
-    linear = args.out.suffix.lower() in (".exr", ".hdr")
-    scene.film = lg.Film(exposure=torch.tensor(args.exposure), tone=None if linear else "aces",
-                         encode=None if linear else "srgb")
+    scene.film = lg.Film(exposure=torch.tensor(args.exposure))  # linear; PNG / JPEG get the default look below
     settings = {}
     known = integrator_settings(args.integrator)
     if "background" in known:
@@ -63,13 +62,22 @@ def run(args) -> int:
               "geometry (a camera looking away, or geometry outside its near/far range); try the framing camera "
               "(no --camera) or other --azimuth / --elevation", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    if args.out.suffix.lower() == ".exr":
+    suffix = args.out.suffix.lower()
+    if suffix in (".exr", ".npy"):
         # Linear RGBA with premultiplied (associated) alpha, as EXR stores it: colour is already blended over
         # black by coverage. Over an environment background every pixel is opaque.
         alpha = torch.ones_like(out.alpha) if args.env else out.alpha
-        lg.io.save(args.out, torch.cat([out.rgb, alpha], dim=-1))
-    else:  # .hdr has no alpha channel; PNG / JPEG carry the tone-mapped colour over the background
+        rgba = torch.cat([out.rgb, alpha], dim=-1)
+        if suffix == ".npy":
+            import numpy as np
+
+            np.save(args.out, rgba.detach().cpu().float().numpy())
+        else:
+            lg.io.save(args.out, rgba)
+    elif suffix == ".hdr":  # no alpha channel
         lg.io.save(args.out, out.rgb)
+    else:  # PNG / JPEG: the default look of the colour over the background
+        lg.io.preview(out.rgb, args.out)
     print(f"wrote {args.out} ({camera.width} x {camera.height}, {len(scene.meshes)} meshes, "
           f"{len(scene.lights)} lights)")
     return 0

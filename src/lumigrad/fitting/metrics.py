@@ -7,12 +7,17 @@ mean angle between fitted and true keys in degrees (``angle_error_deg``, ``2 aco
 compared with the true scene's surface by the symmetric surface distance: points sampled uniformly on each
 surface, their exact distance to the other surface, the two means averaged, in percent of the true
 bounding-box diagonal (as ``examples/06_shape_from_images.py`` reports it); it works when the topology differs.
+
+Measured during a fit, the surface distance costs more than a step of a short fit (about 0.3 s for 250 points
+against Spot's 5856 faces on a 2-core CPU), so :class:`RecordingBudget` lets the fit record it at its first
+and last step and in between only while the recording has taken at most a share of the time elapsed.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional
+import time
+from typing import Callable, Dict, Optional, TypeVar
 
 import torch
 
@@ -21,7 +26,9 @@ from ..losses.image import psnr
 from ..scene.params import INTRINSICS, KEYFRAME_ROTATION, POSE_KINDS
 from ..scene.scene import Scene
 
-__all__ = ["image_metrics", "parameter_errors", "quaternion_angle_deg", "shape_error_pct"]
+__all__ = ["RecordingBudget", "image_metrics", "parameter_errors", "quaternion_angle_deg", "shape_error_pct"]
+
+T = TypeVar("T")
 
 
 def image_metrics(images: torch.Tensor, targets: torch.Tensor) -> Dict[str, float]:
@@ -91,3 +98,51 @@ def shape_error_pct(fitted: Scene, truth: Scene, points: int = 2000, seed: int =
     b = sample_points_on_mesh(fv, ff, points, generator=g)
     d = 0.5 * float(point_mesh_distance(a, fv, ff).mean() + point_mesh_distance(b, tv, tf).mean())
     return 100 * d / diagonal if diagonal > 0 else math.nan
+
+
+class RecordingBudget:
+    """When a fit records a costly metric: at the first step it sees and at the last step always; in between only
+    when one more recording (as long as the last one took) keeps the time spent on the in-between recordings
+    within ``share`` of the time elapsed since the first step.
+
+    So a 20-step fit of a few seconds records its start, its end and what the budget allows between them (its
+    curve still runs from start to end), and a long fit records at its usual rate. ``clock`` (seconds,
+    :func:`time.perf_counter` by default) is injectable for tests.
+
+    Example::
+
+        budget = RecordingBudget(0.1)
+        if budget.due(step, last=steps - 1):
+            log["error/shape"] = budget.spend(lambda: shape_error_pct(scene, truth))
+    """
+
+    def __init__(self, share: float = 0.1, clock: Callable[[], float] = time.perf_counter):
+        if isinstance(share, bool) or not (isinstance(share, (int, float)) and 0 <= share <= 1):
+            raise ValueError(f"share must be a fraction of the elapsed time in [0, 1]; got {share!r}")
+        self.share, self.clock = float(share), clock
+        self.started: Optional[float] = None
+        self.spent = 0.0  # on the in-between recordings
+        self.last_cost = 0.0
+        self._counted = False
+
+    def due(self, step: int, last: int) -> bool:
+        """Whether to record at ``step`` (``last``: the fit's last step); a ``True`` is followed by :meth:`spend`."""
+        now = self.clock()
+        if self.started is None:
+            self.started, self._counted = now, False
+            return True
+        if step >= last:
+            self._counted = False
+            return True
+        self._counted = self.share > 0 and self.spent + self.last_cost <= self.share * (now - self.started)
+        return self._counted
+
+    def spend(self, measure: Callable[[], T]) -> T:
+        """Run ``measure()``, time it (against the budget when it is an in-between recording), return its value."""
+        before = self.clock()
+        try:
+            return measure()
+        finally:
+            self.last_cost = self.clock() - before
+            if self._counted:
+                self.spent += self.last_cost

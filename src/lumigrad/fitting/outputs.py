@@ -4,9 +4,9 @@
 
     OUT/report.html            one page showing everything below
     OUT/metrics.json           image and parameter errors, timings
-    OUT/config.toml|yaml       the configuration, as given when the fit started (a resume never replaces it)
+    OUT/config.toml|yaml       the configuration as the fit started it, re-runnable from anywhere (run_folder)
     OUT/run.log                when the fit started, resumed, was forced or finished
-    OUT/images/views.png       rows: target, initial, final (up to 4 views)
+    OUT/images/views.png       rows: target, initial, final (up to 4 views), linear renders in the default look
     OUT/images/error.png       |final - target| and |initial - target| per pixel, one colour scale
     OUT/plots/loss.png         total loss and each term per step
     OUT/plots/parameters.png   parameter errors per step (synthetic targets)
@@ -30,8 +30,10 @@ import torch
 
 from ..app.report import save_image_grid, sequence_figures
 from ..app.report_html import Figure, write_html_report
+from ..shading.image_formation import display_encode
+from .run_folder import portable_config_text
 
-__all__ = ["write_outputs"]
+__all__ = ["as_shown", "save_views", "write_outputs"]
 
 MAX_VIEWS_SHOWN = 4
 
@@ -44,10 +46,8 @@ def write_outputs(out: Path, problem, result, metrics: Dict, initial: torch.Tens
     """
     config = problem.config
     copy = prepare_output_folder(out, config)
-    n = min(len(problem.camera), MAX_VIEWS_SHOWN)
+    n = save_views(out / "images" / "views.png", problem, initial, final)
     targets = problem.targets[:n, ..., :3].cpu()
-    rows = torch.cat([targets, initial[:n, ..., :3].cpu(), final[:n, ..., :3].cpu()])
-    save_image_grid(out / "images" / "views.png", rows, columns=n)
     _error_maps(out / "images" / "error.png", targets, initial[:n, ..., :3].cpu(), final[:n, ..., :3].cpu())
     loss_plot(out / "plots" / "loss.png", result)
     figures = [Figure("Target, initial and final renders", "images/views.png",
@@ -79,6 +79,26 @@ def write_outputs(out: Path, problem, result, metrics: Dict, initial: torch.Tens
                              figures=figures, assets=assets, config_text=config.text, log_tail=log_tail)
 
 
+def save_views(path: Path, problem, initial: torch.Tensor, final: torch.Tensor) -> int:
+    """Write the grid of rows target, initial, final (the first :data:`MAX_VIEWS_SHOWN` views) as the report
+    shows them (:func:`as_shown`); return how many views it holds."""
+    n = min(len(problem.camera), MAX_VIEWS_SHOWN)
+    rows = torch.cat([problem.targets[:n, ..., :3].cpu(), initial[:n, ..., :3].cpu(), final[:n, ..., :3].cpu()])
+    save_image_grid(path, as_shown(problem, rows), columns=n)
+    return n
+
+
+def as_shown(problem, images: torch.Tensor) -> torch.Tensor:
+    """``images`` of ``problem`` as the output folder shows them: the default look
+    (:func:`lumigrad.shading.image_formation.display_encode`, as ``lumigrad render`` and ``lumigrad.preview``)
+    when they are linear radiance, i.e. renders through a film without ``tone`` / ``encode`` compared with
+    synthetic targets; as they are when the film already encodes them or the targets are photos (values as
+    stored, which the fit matches)."""
+    film = problem.scene.film
+    linear = film is None or (film.tone is None and film.encode is None)
+    return display_encode(images) if linear and problem.truth is not None else images
+
+
 def prepare_output_folder(out: Path, config) -> Path:
     """Make ``images/``, ``plots/``, ``assets/`` and copy the configuration when the folder has no copy yet;
     return the copy's path."""
@@ -86,7 +106,7 @@ def prepare_output_folder(out: Path, config) -> Path:
         (out / sub).mkdir(parents=True, exist_ok=True)
     copy = out / f"config{config.path.suffix.lower()}"
     if not copy.exists():
-        copy.write_text(config.text, encoding="utf-8")
+        copy.write_text(portable_config_text(config), encoding="utf-8")
     return copy
 
 

@@ -28,7 +28,7 @@ from ..optim.distributed import DistributedStrategy, launched_by_torchrun
 from ..optim.fit import CHECKPOINT_NAME, Fit, FitDivergedError, ParamGroup, cosine_schedule, read_checkpoint
 from ..optim.strategy import Strategy
 from .config import ConfigError, FitConfig, load_config
-from .metrics import parameter_errors, shape_error_pct
+from .metrics import RecordingBudget, parameter_errors, shape_error_pct
 from .problem import Problem, build_problem
 from .ranks import finish_training, prepare_ranks, rank_device, restarted_by_torchrun, start_ranks
 from .run_folder import RankLog, RunFolder, config_identity, describe_differences, merged_log_lines
@@ -39,6 +39,7 @@ from .volume_config import VolumeFitConfig
 __all__ = ["FitOutcome", "make_fit", "run_fit"]
 
 SHAPE_KEY = "shape_error_pct"
+SHAPE_RECORDING_SHARE = 0.1  # of the elapsed fit time, at most, spent recording the surface distance
 
 
 @dataclass
@@ -298,6 +299,7 @@ def _record_every(problem: Problem) -> int:
 def _logged_loss(problem: Problem):
     every = _record_every(problem)
     fits_shape = bool(problem.fitted_meshes())
+    shape_budget = RecordingBudget(SHAPE_RECORDING_SHARE)  # short fits were dominated by this metric
 
     def loss_fn(step: int):
         try:
@@ -312,8 +314,9 @@ def _logged_loss(problem: Problem):
                     errors = parameter_errors(name, problem.scene[name], problem.truth)
                     if errors:  # keyframe rotations in degrees, the rest as mean absolute errors
                         log[f"error/{name}"] = errors.get("angle_error_deg", errors["mean_abs_error"])
-                if fits_shape:
-                    log[f"error/{SHAPE_KEY}"] = shape_error_pct(problem.scene, problem.truth, points=250)
+                if fits_shape and shape_budget.due(step, problem.config.fit.steps - 1):
+                    log[f"error/{SHAPE_KEY}"] = shape_budget.spend(
+                        lambda: shape_error_pct(problem.scene, problem.truth, points=250))
                 if problem.time_axis is not None:
                     log["error/joint_angle_error_deg"] = joint_angle_error_deg(problem)
         return loss, log

@@ -14,24 +14,31 @@ numbers; ``--resume`` with a changed ``lr`` or ``--steps`` silently continues a 
   configuration and each key's value); resuming with a different configuration (an ``lr``, ``--steps``)
   is refused naming the keys that differ, unless forced, which is recorded in ``OUT/run.log``.
 * The configuration is copied into the folder when a fit starts and never overwritten by a resume; a forced
-  resume with a different configuration keeps the original and adds ``config.resumed-N.<ext>``.
+  resume with a different configuration keeps the original and adds ``config.resumed-N.<ext>``. The copy
+  re-runs as it is from any folder (:func:`portable_config_text`): its relative paths are made absolute and
+  ``[fit] steps`` is the number the fit ran (``--steps``); comments and layout are kept. The identity counts
+  paths by the files they name, so the copy and the original are one configuration.
 * Temporary files left by a run killed while writing a checkpoint (``checkpoint/.checkpoint.*.tmp``) are
   removed when the next fit takes the folder.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import errno
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .config import ConfigError, FitConfig
 
-__all__ = ["RankLog", "RunFolder", "config_identity", "describe_differences", "merged_log_lines"]
+__all__ = ["RankLog", "RunFolder", "config_identity", "describe_differences", "merged_log_lines",
+           "portable_config_text"]
 
 LOCK_NAME = ".lumigrad.lock"
 LOG_NAME = "run.log"
@@ -131,7 +138,7 @@ class RunFolder:
             while (self.path / f"config.resumed-{n}{suffix}").exists():
                 n += 1
             target = self.path / f"config.resumed-{n}{suffix}"
-        target.write_text(config.text, encoding="utf-8")
+        target.write_text(portable_config_text(config), encoding="utf-8")
         return target
 
 
@@ -140,13 +147,152 @@ def config_identity(config: FitConfig) -> Dict[str, Any]:
 
     ``keys`` flattens the parsed file (``optimize[0].lr``, ``fit.steps``, ...) with ``fit.steps`` set to the
     number of steps actually run (``--steps`` included); values are canonical JSON text, so TOML and YAML
-    spellings of one value agree. Comments and formatting do not count.
+    spellings of one value agree. Comments and formatting do not count; a relative path counts as the absolute
+    path it names (the run folder's copy names the same files).
     """
     flat: Dict[str, str] = {}
-    _flatten(config.raw if config.raw is not None else {}, "", flat)
+    raw = config.raw if config.raw is not None else {}
+    _flatten(_with_values(raw, {key: str(path) for key, path in _relative_paths(config)}), "", flat)
     flat["fit.steps"] = json.dumps(config.fit.steps)
     digest = hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()
     return {"sha256": digest, "keys": flat}
+
+
+Key = Tuple[Any, ...]  # a value's place in the parsed file: table keys and list indices
+
+
+def portable_config_text(config) -> str:
+    """The configuration's text as it re-runs from any folder and reproduces the fit: each relative path
+    (``scene.file``, ``data.truth``, ``output.dir`` ...: the keys the parser read as paths) replaced by the
+    absolute path it named, and ``[fit] steps`` set to the steps run (``--steps``). Comments and layout are
+    kept; each edit is checked by parsing the result. Should a file's layout defeat the edit, the original text
+    is kept with a comment naming the folder its paths are relative to."""
+    raw = config.raw if isinstance(config.raw, dict) else None
+    if raw is None:
+        return config.text
+    changes: Dict[Key, Any] = {key: str(path) for key, path in _relative_paths(config)}
+    steps = getattr(getattr(config, "fit", None), "steps", None)
+    if isinstance(steps, int) and _get(raw, ("fit", "steps")) not in (None, steps):
+        changes[("fit", "steps")] = steps
+    elif isinstance(steps, int) and _get(raw, ("fit", "steps")) is None and steps != _default_steps(config):
+        changes[("fit", "steps")] = steps
+    text, yaml_file = config.text, config.path.suffix.lower() != ".toml"
+    for key, value in changes.items():
+        edited = _edited(text, key, value, yaml_file)
+        if edited is None:
+            folder = config.path.parent.absolute()
+            return f"# lumigrad: the relative paths below are relative to {folder}\n" + config.text
+        text = edited
+    return text
+
+
+def _default_steps(config) -> Optional[int]:
+    try:
+        return type(config.fit)().steps
+    except TypeError:
+        return None
+
+
+def _relative_paths(config) -> List[Tuple[Key, Path]]:
+    """``(key, absolute path)`` of every string in the parsed file that the parser read as a path relative to
+    the file's folder (a ``Path`` field of the parsed configuration equal to folder / that string)."""
+    folder = config.path.parent
+    paths = {p for p in _path_fields(config) if p != config.path}
+    found: List[Tuple[Key, Path]] = []
+
+    def walk(value: Any, key: Key) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, key + (k,))
+        elif isinstance(value, list):
+            for k, v in enumerate(value):
+                walk(v, key + (k,))
+        elif isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            if folder / Path(value).expanduser() in paths:
+                found.append((key, Path(os.path.abspath(folder / value))))
+
+    walk(config.raw, ())
+    return found
+
+
+def _path_fields(value: Any, depth: int = 0) -> List[Path]:
+    if isinstance(value, Path):
+        return [value]
+    if depth > 4:
+        return []
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [p for f in dataclasses.fields(value) for p in _path_fields(getattr(value, f.name), depth + 1)]
+    if isinstance(value, (list, tuple)):
+        return [p for v in value for p in _path_fields(v, depth + 1)]
+    return []
+
+
+def _get(raw: Any, key: Key) -> Any:
+    for k in key:
+        try:
+            raw = raw[k]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return raw
+
+
+def _with_values(raw: Any, changes: Dict[Key, Any]) -> Any:
+    """A deep copy of ``raw`` with the values at ``changes``' keys replaced (tables created as needed)."""
+    out = copy.deepcopy(raw)
+    for key, value in changes.items():
+        holder = out
+        for k in key[:-1]:
+            if isinstance(holder, dict):
+                holder = holder.setdefault(k, {})
+            else:
+                holder = holder[k]
+        holder[key[-1]] = value
+    return out
+
+
+def _parse(text: str, yaml_file: bool) -> Any:
+    try:
+        if yaml_file:
+            import yaml
+
+            return yaml.safe_load(text)
+        import tomllib
+
+        return tomllib.loads(text)
+    except Exception:  # noqa: BLE001 - an edit that breaks the file is simply not taken
+        return None
+
+
+def _edited(text: str, key: Key, value: Any, yaml_file: bool) -> Optional[str]:
+    """``text`` with the value at ``key`` set to ``value`` (an edit of the one line that holds it, or a new
+    line in its table), checked by parsing: the result differs from ``text``'s parse at ``key`` only."""
+    want = _with_values(_parse(text, yaml_file), {key: value})
+    literal = json.dumps(value)  # a JSON string or number is a TOML basic string / integer and a YAML scalar
+    leaf = re.escape(str(key[-1]))
+    assignment = re.compile(rf"^(\s*(?:-\s+)?([\"']?){leaf}\2\s*[=:]\s*)(.*?)(\s+#.*)?$")
+    lines = text.splitlines(keepends=True)
+    for k, line in enumerate(lines):
+        body = line.rstrip("\r\n")
+        m = assignment.match(body)
+        if m is None:
+            continue
+        trial = lines[:k] + [m.group(1) + literal + (m.group(4) or "") + line[len(body):]] + lines[k + 1:]
+        if _parse("".join(trial), yaml_file) == want:
+            return "".join(trial)
+    if len(key) == 2 and isinstance(key[0], str):  # a key the file left out: into its table, or a new table
+        header = re.compile(rf"^\s*{re.escape(key[0])}\s*:\s*(#.*)?$" if yaml_file
+                            else rf"^\s*\[\s*{re.escape(key[0])}\s*\]\s*(#.*)?$")
+        line = f"  {key[1]}: {literal}\n" if yaml_file else f"{key[1]} = {literal}\n"
+        for k, old in enumerate(lines):
+            if header.match(old.rstrip("\r\n")):
+                trial = "".join(lines[:k + 1] + [line] + lines[k + 1:])
+                if _parse(trial, yaml_file) == want:
+                    return trial
+        table = f"{key[0]}:\n" if yaml_file else f"[{key[0]}]\n"
+        trial = text + ("" if text.endswith("\n") or not text else "\n") + "\n" + table + line
+        if _parse(trial, yaml_file) == want:
+            return trial
+    return None
 
 
 def describe_differences(old: Dict[str, str], new: Dict[str, str]) -> str:

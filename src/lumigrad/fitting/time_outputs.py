@@ -26,6 +26,7 @@ from ..app.report import save_image_grid
 from ..app.report_html import Figure
 from ..scene.params import KEYFRAME_ROTATION
 from .metrics import quaternion_angle_deg
+from .outputs import as_shown
 
 __all__ = ["joint_angle_error_deg", "time_metrics", "write_time_outputs"]
 
@@ -78,7 +79,7 @@ def write_time_outputs(out: Path, problem, initial: torch.Tensor, final: torch.T
     T, N = len(axis.times), axis.views
     shown = torch.arange(min(T, MAX_TIMES_SHOWN)) * N  # pair index of the first view at each shown time
     rows = torch.cat([problem.targets[shown, ..., :3].cpu(), initial[shown, ..., :3].cpu(), final[shown, ..., :3].cpu()])
-    save_image_grid(out / "images" / "over_time.png", rows, columns=len(shown))
+    save_image_grid(out / "images" / "over_time.png", as_shown(problem, rows), columns=len(shown))
     times = ", ".join(f"{float(t):.2f}" for t in axis.times[:len(shown)])
     figures = [Figure("Over time", "images/over_time.png",
                       f"Rows: target, initial, final of the first view at t = {times} s (animation "

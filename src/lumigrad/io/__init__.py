@@ -15,7 +15,7 @@ from .gltf import GltfError, read_gltf
 from .gltf_writer import write_gltf
 from .gltf_animation_writer import write_gltf_animation
 from .hdr import read_hdr, write_hdr
-from .image import read_image, write_image
+from .image import preview, read_image, write_image
 from .video import frames_to_uint8, read_video, write_frames, write_strip, write_video
 from .nerf import NerfTransforms, read_nerf_transforms, write_nerf_transforms
 from .errors import MtlError, ObjError
@@ -36,5 +36,5 @@ _deprecated.attach()
 __all__ = ["frames_to_uint8", "read_video", "write_frames", "write_strip", "write_video", "ConfinementError", "MeshData", "read_environment", "read_mesh", "MtlError", "ObjData", "read_mtl", "read_obj_with_materials", "write_mtl", "ImageDataset", "MitsubaXmlError", "MitsubaXmlWarning", "read_mitsuba_xml", "read_dataset", "read_depth_maps", "stack_cameras", "ColmapImage", "GltfError", "ColmapReconstruction", "NerfTransforms", "ObjError", "OpenSfmReconstruction",
            "PhotoStream", "PlyError", "PlyMesh",
            "camera_from_pytorch3d", "camera_to_pytorch3d", "formats", "load", "register_format", "save", "lla_to_topocentric", "read_colmap", "read_exr", "read_gltf", "read_hdr",
-           "read_image", "read_nerf_transforms", "read_obj", "read_opensfm", "read_ply", "write_colmap", "write_exr", "write_gltf", "write_gltf_animation",
+           "preview", "read_image", "read_nerf_transforms", "read_obj", "read_opensfm", "read_ply", "write_colmap", "write_exr", "write_gltf", "write_gltf_animation",
            "write_hdr", "write_image", "write_nerf_transforms", "write_obj", "write_ply"]

@@ -33,9 +33,11 @@ from typing import BinaryIO, Callable, Literal, Optional
 import numpy as np
 import torch
 
+from .._checks import check_tensor
 from ..limits import BudgetError, check_pixel_samples
+from ..shading.image_formation import display_encode
 
-__all__ = ["decode_image", "read_image", "write_image"]
+__all__ = ["decode_image", "preview", "read_image", "write_image"]
 
 # Pillow modes with 8 bits per channel, converted to RGB (or RGBA when they carry alpha).
 _EIGHT_BIT = {"1", "L", "P", "RGB", "RGBA", "LA", "PA", "La", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
@@ -273,8 +275,51 @@ def write_image(path: str | os.PathLike, image: torch.Tensor, *, bit_depth: Lite
         return
     from PIL import Image
 
-    arr = values.clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
+    arr = _eight_bits(values)
     Image.fromarray(arr[..., 0] if channels == 1 else arr).save(path)  # L, LA, RGB or RGBA by the shape
+
+
+def _eight_bits(values: torch.Tensor) -> np.ndarray:
+    """Values clamped to [0, 1] and rounded to 8 bits (in float64, so every writer rounds alike)."""
+    return values.detach().to("cpu", torch.float64).clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
+
+
+def preview(image: torch.Tensor, path: Optional[str | os.PathLike] = None) -> np.ndarray:
+    """The default look of a linear HDR image: ``uint8 [H, W, C]`` for display, written to ``path`` if given.
+
+    The look is :func:`lumigrad.shading.image_formation.display_encode` (ACES filmic tone mapping, then the sRGB
+    encoding), the one ``lumigrad render`` uses for PNG / JPEG and ``lumigrad fit`` for the images it writes, so
+    the three agree byte for byte. Keep the linear values (the tensor itself, :func:`lumigrad.io.write_exr` or
+    ``lumigrad render -o x.exr``) when you need radiance rather than a picture.
+
+    Args:
+        image: linear ``[H, W, C]`` with ``C`` in 1..4 (a 4th channel, alpha, is kept as it is), any floating dtype
+            and device; a render's ``out.rgb`` for example.
+        path: optional PNG / JPEG file (:func:`write_image`; its folder must exist).
+
+    Returns:
+        ``numpy.uint8 [H, W, C]`` (``plt.imshow`` / ``PIL.Image.fromarray`` take it as it is).
+
+    Raises:
+        TypeError: ``image`` is not a floating tensor. ValueError: a wrong shape or NaN values.
+
+    Example:
+        >>> preview(torch.zeros(2, 2, 3)).max()
+        0
+    """
+    check_tensor(image, "image", trailing=(None, None, None), max_dims=3, floating=True)
+    if not 1 <= image.shape[-1] <= 4:
+        raise ValueError(f"image must have shape [H, W, C] with C in 1..4; got {tuple(image.shape)}")
+    if bool(torch.isnan(image).any()):
+        raise ValueError("image contains NaN values")
+    shown = image.detach()
+    if shown.shape[-1] in (2, 4):  # alpha is coverage, not radiance: it is not tone mapped
+        shown = torch.cat([display_encode(shown[..., :-1]), shown[..., -1:]], dim=-1)
+    else:
+        shown = display_encode(shown)
+    if path is not None:
+        write_image(path, shown)
+    return _eight_bits(shown)
 
 
 def _png16(samples: np.ndarray) -> bytes:

@@ -15,7 +15,7 @@ from .emitters import DirectionSample, Emitter
 from .envmap import direction_to_equirect, envmap_lookup, prefilter_ggx, split_sum_lut
 from .henyey_greenstein import HenyeyGreenstein, PhaseSample
 from .image_layout import image_strip
-from .image_formation import (form_image, gamma_encode, srgb_decode, srgb_encode, tonemap,
+from .image_formation import (display_encode, form_image, gamma_encode, srgb_decode, srgb_encode, tonemap,
                               vignetting_falloff)
 from .lights import MIN_LIGHT_DISTANCE, LightSample, directional_light, point_light, spot_light
 from .material import Material, sample_material
@@ -32,7 +32,7 @@ __all__ = ["image_strip",
     "MetallicRoughnessBSDF", "MetallicRoughnessTransmissionBSDF", "PhaseSample", "RoughDielectricBSDF",
     "SH_COSINE_LOBE", "SmoothDielectricBSDF", "SurfaceSample", "area_light", "area_light_samples", "bsdf_for",
     "cook_torrance", "direction_to_equirect", "directional_light", "envmap_lookup", "equirect_directions",
-    "f0_from_ior", "form_image", "fresnel_dielectric", "fresnel_schlick", "gamma_encode", "ggx_distribution",
+    "display_encode", "f0_from_ior", "form_image", "fresnel_dielectric", "fresnel_schlick", "gamma_encode", "ggx_distribution",
     "lambert", "metallic_roughness", "metallic_roughness_pdf", "metallic_roughness_sample", "perturb_normal",
     "point_light", "polygon_irradiance", "prefilter_ggx", "sample_material", "shade_direct", "shade_environment",
     "sh_basis", "sh_eval", "sh_irradiance", "sh_num_coeffs", "sh_project", "sh_project_equirect",

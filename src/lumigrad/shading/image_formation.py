@@ -99,6 +99,27 @@ def _tonemap(image: torch.Tensor, operator: str) -> torch.Tensor:
     return (x * (2.51 * x + 0.03) / (x * (2.43 * x + 0.59) + 0.14)).clamp(0, 1)
 
 
+#: The default look: how a linear HDR image is shown (``lumigrad render``'s PNG / JPEG, the images ``lumigrad fit``
+#: writes, :func:`lumigrad.io.preview`): the ACES filmic tone curve, then the sRGB encoding.
+DISPLAY_TONE = "aces"
+DISPLAY_ENCODE = "srgb"
+
+
+def display_encode(linear: torch.Tensor) -> torch.Tensor:
+    """The default look of a linear HDR image ``[..., H, W, C]``: :data:`DISPLAY_TONE` tone mapping, then
+    :data:`DISPLAY_ENCODE` encoding, values in [0, 1] ready to be quantised for a PNG.
+
+    The same transform a :class:`~lumigrad.scene.Film` with ``tone="aces", encode="srgb"`` applies; keep the
+    linear image (EXR, ``.npy``, the tensor itself) when you need radiance.
+
+    **Differentiability:** w.r.t. ``linear`` (zero where the tone curve clamps).
+
+    Example: ``display_encode(torch.zeros(1, 1, 3))`` is 0 (black stays black); a linear 1.0 shows as 0.908.
+    """
+    check_tensor(linear, "linear", trailing=(None, None, None), floating=True)
+    return form_image_unchecked(linear, tone=DISPLAY_TONE, encode=DISPLAY_ENCODE)
+
+
 def vignetting_falloff(K: torch.Tensor, height: int, width: int, coeffs: torch.Tensor) -> torch.Tensor:
     """Per-pixel factor ``[..., H, W, 1]``: ``1 + v1 r^2 + v2 r^4 + v3 r^6`` at the pixel centres.
 
