@@ -57,12 +57,12 @@ def _incoming(x: wp.vec3d, k: int, light_vector: wp.array2d(dtype=Any), light_is
               min_d2: wp.float64):
     """``(w, A, u, d, unclamped)``: direction towards light ``k`` (length 1, or < 1 inside ``min_distance``),
     its falloff, ``u`` (``p - x``, or a directional light's direction of travel), ``d`` (the clamped distance,
-    or ``|u|``) and whether ``u.u >= min_d2``."""
+    or ``|u|``) and whether ``w`` is unit (``u.u >= min_d2``, or a directional light)."""
     u = _vec(light_vector, k)
     one = wp.float64(1.0)
     if light_is_point[k] == 0:
         s = wp.length(u)
-        return -u / s, one, u, s, 0
+        return -u / s, one, u, s, 1
     u = u - x
     s = wp.dot(u, u)
     unclamped = 1
@@ -99,10 +99,21 @@ def direct_lights_forward(offset: int, end: int, position: wp.array2d(dtype=Any)
         w_d = one - metal
         alpha = wp.max(r * r, _ALPHA_MIN)
         a2 = alpha * alpha
+        one_a2 = one - a2
+        s1 = wp.sqrt(nv * nv * one_a2 + a2)
+        cvec = wp.vec4d()
+        f0vec = wp.vec4d()
+        for c in range(num_channels):
+            cvec[c] = wp.float64(base_color[i, c])
+            f0vec[c] = wp.float64(f0[i, c])
         for k in range(num_lights):
             w, A, u, d, unclamped = _incoming(x, k, light_vector, light_is_point, min_d2)
-            wl = wp.length(w)
-            l = w / wl
+            # the BRDF normalises ``w`` again (only a ``w`` inside ``min_distance`` is not unit)
+            l = w
+            wl = one
+            if unclamped == 0:
+                wl = wp.length(w)
+                l = w / wl
             nl_raw = wp.dot(n, l)
             if nl_raw > zero:
                 nl = wp.min(wp.max(nl_raw, _DOT_EPS), one)
@@ -114,8 +125,7 @@ def direct_lights_forward(offset: int, end: int, position: wp.array2d(dtype=Any)
                 nh2 = nh * nh
                 q = (one - nh2) + nh2 * a2
                 D = a2 / (_PI * q * q)
-                s1 = wp.sqrt(nv * nv * (one - a2) + a2)
-                s2 = wp.sqrt(nl * nl * (one - a2) + a2)
+                s2 = wp.sqrt(nl * nl * one_a2 + a2)
                 V = wp.float64(0.5) / (nl * s1 + nv * s2)
                 dv = D * V
                 m = one - vh
@@ -123,8 +133,8 @@ def direct_lights_forward(offset: int, end: int, position: wp.array2d(dtype=Any)
                 m5 = m2 * m2 * m
                 G = A * wp.dot(n, w)
                 for c in range(num_channels):
-                    cc = wp.float64(base_color[i, c])
-                    f0c = wp.float64(f0[i, c])
+                    cc = cvec[c]
+                    f0c = f0vec[c]
                     fd = f0c + (one - f0c) * m5
                     fm = cc + (one - cc) * m5
                     f = w_d * (one - fd) * (cc / _PI) + (w_d * fd * dv + metal * (dv * fm))
@@ -175,12 +185,23 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
         w_d = one - metal
         alpha = wp.max(r * r, _ALPHA_MIN)
         a2 = alpha * alpha
+        one_a2 = one - a2
+        s1 = wp.sqrt(nv * nv * one_a2 + a2)
+        cvec = wp.vec4d()
+        f0vec = wp.vec4d()
+        for c in range(num_channels):
+            cvec[c] = wp.float64(base_color[i, c])
+            f0vec[c] = wp.float64(f0[i, c])
         g_nv = zero
         g_a2 = zero
         for k in range(num_lights):
             w, A, u, d, unclamped = _incoming(x, k, light_vector, light_is_point, min_d2)
-            wl = wp.length(w)
-            l = w / wl
+            # the BRDF normalises ``w`` again (only a ``w`` inside ``min_distance`` is not unit)
+            l = w
+            wl = one
+            if unclamped == 0:
+                wl = wp.length(w)
+                l = w / wl
             nl_raw = wp.dot(n, l)
             if nl_raw > zero:
                 nl = wp.min(wp.max(nl_raw, _DOT_EPS), one)
@@ -195,8 +216,7 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
                 nh2 = nh * nh
                 q = (one - nh2) + nh2 * a2
                 D = a2 / (_PI * q * q)
-                s1 = wp.sqrt(nv * nv * (one - a2) + a2)
-                s2 = wp.sqrt(nl * nl * (one - a2) + a2)
+                s2 = wp.sqrt(nl * nl * one_a2 + a2)
                 Q = nl * s1 + nv * s2
                 V = half / Q
                 dv = D * V
@@ -211,8 +231,8 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
                 g_dv = zero
                 g_m5 = zero
                 for c in range(num_channels):
-                    cc = wp.float64(base_color[i, c])
-                    f0c = wp.float64(f0[i, c])
+                    cc = cvec[c]
+                    f0c = f0vec[c]
                     Lc = wp.float64(light_radiance[k, c])
                     fd = f0c + (one - f0c) * m5
                     fm = cc + (one - cc) * m5
@@ -259,7 +279,9 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
                 g_l = g_hv + g_nl * n
                 g_n = g_n + g_nl * l
                 g_v = g_v + g_hv
-                g_w = (g_l - l * wp.dot(g_l, l)) / wl
+                g_w = g_l
+                if unclamped == 0:
+                    g_w = (g_l - l * wp.dot(g_l, l)) / wl
                 # G = A (n.w)
                 g_n = g_n + g_cosw * w
                 g_w = g_w + g_cosw * n
@@ -269,7 +291,7 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
                 else:
                     # w = u / d, A = 1 / d^2, d = sqrt(max(u.u, min_d2))
                     g_u = g_w / d
-                    if unclamped != 0:
+                    if unclamped != 0:  # d = |u|
                         g_d = -wp.dot(g_w, u) / (d * d) - wp.float64(2.0) * g_A / (d * d * d)
                         g_u = g_u + g_d * u / d
                     g_x = g_x - g_u
