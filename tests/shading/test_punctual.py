@@ -184,3 +184,30 @@ def test_packing_lights():
     assert [s.L.tolist() for s in lights.samples(torch.zeros(3))] == [[1.0], [3.0]]
     with pytest.raises(ValueError, match="at least one"):
         PunctualLights.of()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_on_cuda_matches_the_reference_there(dtype):
+    """The kernels on a CUDA device (light gradients summed per 256 points with atomics) against the float64
+    reference on the same inputs."""
+    position, normal, camera, material, lights, mask = _scene(P=3000, K=9, dtype=dtype, mask=True)
+    wo = camera - position
+    leaves = [position, normal, wo, material["base_color"], material["roughness"], material["metallic"],
+              lights.vector, lights.radiance]
+    fused_leaves = [t.detach().cuda().requires_grad_(True) for t in leaves]
+    ref_leaves = [t.detach().double().requires_grad_(True) for t in leaves]
+
+    def shade(xs, use_fused, m, is_point):
+        si = SurfaceSample(position=xs[0], normal=xs[1], wo=xs[2], base_color=xs[3], roughness=xs[4],
+                           metallic=xs[5])
+        return shade_punctual_unchecked(si, PunctualLights(xs[6], is_point, xs[7]), mask=m, use_fused=use_fused)
+
+    fused = shade(fused_leaves, True, mask.cuda(), lights.is_point.cuda())
+    ref = shade(ref_leaves, False, mask, lights.is_point)
+    assert fused.device.type == "cuda"
+    _close(fused.cpu(), ref, TOL[dtype], "value")
+    cot = torch.randn(ref.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad(fused, fused_leaves, cot.to(dtype).cuda()),
+                    torch.autograd.grad(ref, ref_leaves, cot)):
+        _close(a.cpu(), b, TOL[dtype], "gradient")

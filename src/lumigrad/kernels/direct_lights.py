@@ -48,14 +48,14 @@ class _DirectLights(torch.autograd.Function):
         args += [as_warp(g) for g in grads[:4]] + [as_warp(grads[4].view(-1)), as_warp(grads[5].view(-1)),
                                                   as_warp(grads[6])]
         if dev.type == "cuda":
-            slots = light_vector.new_zeros((P + _CUDA_GROUP - 1) // _CUDA_GROUP, K, 3 + C)
+            slots = light_vector.new_zeros((P + _CUDA_GROUP - 1) // _CUDA_GROUP, K, 3 + C, dtype=torch.float64)
             launch(dk.direct_lights_backward, P, [0, P, *args, as_warp(slots), _CUDA_GROUP], dev)
         else:  # one private slot per thread: no atomics across threads
             parts = max(1, min(num_workers(), P // _MIN_POINTS_PER_THREAD))
-            slots = light_vector.new_zeros(parts, K, 3 + C)
+            slots = light_vector.new_zeros(parts, K, 3 + C, dtype=torch.float64)
             launch_partitioned(dk.direct_lights_backward, P, lambda k: [*args, as_warp(slots[k:k + 1]), P + 1],
                                parts, dev)
-        v_light = slots.sum(0)
+        v_light = slots.sum(0).to(light_vector.dtype)
         return (*grads, v_light[:, :3].contiguous(), None, v_light[:, 3:].contiguous(), None)
 
 

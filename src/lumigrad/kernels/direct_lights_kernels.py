@@ -23,8 +23,8 @@ and reflects (the glTF metallic-roughness BRDF of :mod:`lumigrad.shading.brdf`, 
 (``n . w`` with the unnormalised ``w``, as the PyTorch path multiplies by the cosine of the sample's ``wi``.)
 
 **Backward**: per point and light the same values are recomputed and differentiated by hand; point
-gradients are written per point (no atomics), light gradients are summed into ``v_light[slot]`` with
-``slot = i // group``: the caller gives each CPU thread its own slot (``group`` larger than the points) or,
+gradients are written per point (no atomics), light gradients are summed (in float64, whatever the dtype)
+into ``v_light[slot]`` with ``slot = i // group``: the caller gives each CPU thread its own slot (``group`` larger than the points) or,
 on CUDA, one slot per ``group`` points, and reduces the slots. Arithmetic is float64 whatever the array
 dtype; results are rounded to it when stored.
 """
@@ -322,7 +322,7 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
 
 def _overload_all() -> None:
     for f in (wp.float32, wp.float64):
-        a1, a2, a3 = wp.array(dtype=f), wp.array2d(dtype=f), wp.array3d(dtype=f)
+        a1, a2, a3 = wp.array(dtype=f), wp.array2d(dtype=f), wp.array3d(dtype=wp.float64)
         i32, f64 = wp.array(dtype=wp.int32), wp.float64
         common = [int, int, a2, a2, a2, a2, a1, a1, a2, int, a2, i32, a2, int, f64]
         wp.overload(direct_lights_forward, common + [a2])
