@@ -155,6 +155,22 @@ def test_orthographic_depth_is_the_camera_z():
     assert torch.allclose(out.aovs["normal"][inside], toward)
 
 
+def _images_and_gradients(scene, params, settings, aovs=()):
+    """Per entry of ``settings``: the image and the gradients of a weighted sum of it (plus the AOVs') w.r.t.
+    ``params``."""
+    cam = _camera()
+    weights = torch.rand(cam.height, cam.width, 3, generator=torch.Generator().manual_seed(4), dtype=F64)
+    images, grads = [], []
+    for kw in settings:
+        out = lg.render(scene, cam, aovs=aovs, **kw)
+        ((out.rgb * weights).sum() + sum(out.aovs[a].sum() for a in aovs)).backward()
+        grads.append([torch.zeros_like(t) if t.grad is None else t.grad.clone() for t in params])
+        images.append(out.rgb.detach())
+        for t in params:
+            t.grad = None
+    return images, grads
+
+
 @pytest.mark.parametrize("shadows", [False, True])
 def test_checkpointed_shading_gives_the_same_image_and_gradients(shadows):
     scene = _textured_quad_and_ball()
@@ -163,16 +179,8 @@ def test_checkpointed_shading_gives_the_same_image_and_gradients(shadows):
     params = [t for t in scene.parameters().values() if t.is_floating_point()]
     for t in params:
         t.requires_grad_(True)
-    cam = _camera()
-    weights = torch.rand(cam.height, cam.width, 3, generator=torch.Generator().manual_seed(4), dtype=F64)
-    grads, images = [], []
-    for checkpoint in (False, True):
-        out = lg.render(scene, cam, aovs=("albedo",), checkpoint_shading=checkpoint, shadows=shadows)
-        ((out.rgb * weights).sum() + out.aovs["albedo"].sum()).backward()
-        grads.append([torch.zeros_like(t) if t.grad is None else t.grad.clone() for t in params])
-        images.append(out.rgb.detach())
-        for t in params:
-            t.grad = None
+    images, grads = _images_and_gradients(scene, params, [dict(checkpoint_shading=c, shadows=shadows) for c in
+                                                          (False, True)], aovs=("albedo",))
     torch.testing.assert_close(images[1], images[0], rtol=0, atol=0)
     assert sum(float(g.abs().sum()) for g in grads[0]) > 0
     for a, b in zip(grads[0], grads[1]):
@@ -197,16 +205,7 @@ def test_fused_lights_give_the_reference_image_and_gradients():
     params = [t for t in scene.parameters().values() if t.is_floating_point()]
     for t in params:
         t.requires_grad_(True)
-    cam = _camera()
-    weights = torch.rand(cam.height, cam.width, 3, generator=torch.Generator().manual_seed(4), dtype=F64)
-    grads, images = [], []
-    for fused in (True, False):
-        out = lg.render(scene, cam, fused_lights=fused)
-        (out.rgb * weights).sum().backward()
-        grads.append([torch.zeros_like(t) if t.grad is None else t.grad.clone() for t in params])
-        images.append(out.rgb.detach())
-        for t in params:
-            t.grad = None
+    images, grads = _images_and_gradients(scene, params, [dict(fused_lights=f) for f in (True, False)])
     torch.testing.assert_close(images[0], images[1], rtol=1e-12, atol=1e-12)
     light_grads = [g for t, g in zip(params, grads[1]) if any(t is p for p in
                    (scene.lights["fill"].position, scene.lights["sun"].direction, scene.lights["key"].intensity))]

@@ -53,6 +53,68 @@ def _vec(a: wp.array2d(dtype=Any), i: int):
 
 
 @wp.func
+def _unit(a: wp.array2d(dtype=Any), i: int, eps: wp.float64):
+    """``(a[i] / max(|a[i]|, eps), |a[i]|)``."""
+    raw = _vec(a, i)
+    length = wp.length(raw)
+    return raw / wp.max(length, eps), length
+
+
+@wp.func
+def _channels(a: wp.array2d(dtype=Any), i: int, num_channels: int):
+    out = wp.vec4d()
+    for c in range(num_channels):
+        out[c] = wp.float64(a[i, c])
+    return out
+
+
+@wp.func
+def _renormalised(w: wp.vec3d, unit: int):
+    """``(w / |w|, |w|)``, as the BRDF normalises ``wi`` again; ``w`` taken as unit (``|w| = 1``) where ``unit``
+    (it is, up to rounding, except inside ``min_distance``)."""
+    if unit != 0:
+        return w, wp.float64(1.0)
+    wl = wp.length(w)
+    return w / wl, wl
+
+
+@wp.func
+def _roughness_terms(r: wp.float64, nv: wp.float64):
+    """``(r, alpha, a2, 1 - a2, s1)``: ``alpha = max(r^2, ALPHA_MIN)``, ``a2 = alpha^2``, ``s1`` the Smith root of
+    ``nv``."""
+    alpha = wp.max(r * r, _ALPHA_MIN)
+    a2 = alpha * alpha
+    one_a2 = wp.float64(1.0) - a2
+    return r, alpha, a2, one_a2, _smith_root(nv, a2, one_a2)
+
+
+@wp.func
+def _half_vector(l: wp.vec3d, v: wp.vec3d):
+    """``(hv, hv.hv, hl, h)``: ``hv = l + v``, ``hl = sqrt(max(hv.hv, 1e-12))``, ``h = hv / hl``."""
+    hv = l + v
+    hh = wp.dot(hv, hv)
+    hl = wp.sqrt(wp.max(hh, _DOT_EPS * _DOT_EPS))
+    return hv, hh, hl, hv / hl
+
+
+@wp.func
+def _smith_root(cos_theta: wp.float64, a2: wp.float64, one_a2: wp.float64):
+    return wp.sqrt(cos_theta * cos_theta * one_a2 + a2)
+
+
+@wp.func
+def _ggx(nh: wp.float64, nl: wp.float64, nv: wp.float64, a2: wp.float64, one_a2: wp.float64, s1: wp.float64):
+    """``(nh^2, q, D, s2, Q, V)`` of the GGX distribution and the height-correlated Smith visibility (``s1`` is
+    ``nv``'s root, :func:`_smith_root`)."""
+    one = wp.float64(1.0)
+    nh2 = nh * nh
+    q = (one - nh2) + nh2 * a2
+    s2 = _smith_root(nl, a2, one_a2)
+    Q = nl * s1 + nv * s2
+    return nh2, q, a2 / (_PI * q * q), s2, Q, wp.float64(0.5) / Q
+
+
+@wp.func
 def _incoming(x: wp.vec3d, k: int, light_vector: wp.array2d(dtype=Any), light_is_point: wp.array(dtype=wp.int32),
               min_d2: wp.float64):
     """``(w, A, u, d, unclamped)``: direction towards light ``k`` (length 1, or < 1 inside ``min_distance``),
@@ -82,51 +144,28 @@ def direct_lights_forward(offset: int, end: int, position: wp.array2d(dtype=Any)
                           num_lights: int, min_d2: wp.float64, out: wp.array2d(dtype=Any)):
     i = offset + wp.tid()
     x = _vec(position, i)
-    n_raw = _vec(normal, i)
-    n_len = wp.length(n_raw)
-    n = n_raw / wp.max(n_len, _NORMAL_EPS)
-    v_raw = _vec(wo, i)
-    v_len = wp.length(v_raw)
-    v = v_raw / v_len
+    n, n_len = _unit(normal, i, _NORMAL_EPS)
+    v, v_len = _unit(wo, i, wp.float64(0.0))
     one = wp.float64(1.0)
     zero = wp.float64(0.0)
     acc = wp.vec4d()
     nv_raw = wp.dot(n, v)
     if nv_raw > zero:
         nv = wp.min(wp.max(nv_raw, _DOT_EPS), one)
-        r = wp.float64(roughness[i])
+        r, alpha, a2, one_a2, s1 = _roughness_terms(wp.float64(roughness[i]), nv)
         metal = wp.float64(metallic[i])
         w_d = one - metal
-        alpha = wp.max(r * r, _ALPHA_MIN)
-        a2 = alpha * alpha
-        one_a2 = one - a2
-        s1 = wp.sqrt(nv * nv * one_a2 + a2)
-        cvec = wp.vec4d()
-        f0vec = wp.vec4d()
-        for c in range(num_channels):
-            cvec[c] = wp.float64(base_color[i, c])
-            f0vec[c] = wp.float64(f0[i, c])
+        cvec, f0vec = _channels(base_color, i, num_channels), _channels(f0, i, num_channels)
         for k in range(num_lights):
             w, A, u, d, unclamped = _incoming(x, k, light_vector, light_is_point, min_d2)
-            # the BRDF normalises ``w`` again (only a ``w`` inside ``min_distance`` is not unit)
-            l = w
-            wl = one
-            if unclamped == 0:
-                wl = wp.length(w)
-                l = w / wl
+            l, wl = _renormalised(w, unclamped)
             nl_raw = wp.dot(n, l)
             if nl_raw > zero:
                 nl = wp.min(wp.max(nl_raw, _DOT_EPS), one)
-                hv = l + v
-                hl = wp.sqrt(wp.max(wp.dot(hv, hv), _DOT_EPS * _DOT_EPS))
-                h = hv / hl
+                hv, hh, hl, h = _half_vector(l, v)
                 nh = wp.min(wp.max(wp.dot(n, h), zero), one)
                 vh = wp.min(wp.max(wp.dot(v, h), zero), one)
-                nh2 = nh * nh
-                q = (one - nh2) + nh2 * a2
-                D = a2 / (_PI * q * q)
-                s2 = wp.sqrt(nl * nl * one_a2 + a2)
-                V = wp.float64(0.5) / (nl * s1 + nv * s2)
+                nh2, q, D, s2, Q, V = _ggx(nh, nl, nv, a2, one_a2, s1)
                 dv = D * V
                 m = one - vh
                 m2 = m * m
@@ -158,12 +197,8 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
     i = offset + wp.tid()
     slot = i // group
     x = _vec(position, i)
-    n_raw = _vec(normal, i)
-    n_len = wp.length(n_raw)
-    n = n_raw / wp.max(n_len, _NORMAL_EPS)
-    v_raw = _vec(wo, i)
-    v_len = wp.length(v_raw)
-    v = v_raw / v_len
+    n, n_len = _unit(normal, i, _NORMAL_EPS)
+    v, v_len = _unit(wo, i, wp.float64(0.0))
     one = wp.float64(1.0)
     zero = wp.float64(0.0)
     half = wp.float64(0.5)
@@ -180,45 +215,24 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
     nv_raw = wp.dot(n, v)
     if nv_raw > zero:
         nv = wp.min(wp.max(nv_raw, _DOT_EPS), one)
-        r = wp.float64(roughness[i])
+        r, alpha, a2, one_a2, s1 = _roughness_terms(wp.float64(roughness[i]), nv)
         metal = wp.float64(metallic[i])
         w_d = one - metal
-        alpha = wp.max(r * r, _ALPHA_MIN)
-        a2 = alpha * alpha
-        one_a2 = one - a2
-        s1 = wp.sqrt(nv * nv * one_a2 + a2)
-        cvec = wp.vec4d()
-        f0vec = wp.vec4d()
-        for c in range(num_channels):
-            cvec[c] = wp.float64(base_color[i, c])
-            f0vec[c] = wp.float64(f0[i, c])
+        cvec, f0vec = _channels(base_color, i, num_channels), _channels(f0, i, num_channels)
         g_nv = zero
         g_a2 = zero
         for k in range(num_lights):
             w, A, u, d, unclamped = _incoming(x, k, light_vector, light_is_point, min_d2)
-            # the BRDF normalises ``w`` again (only a ``w`` inside ``min_distance`` is not unit)
-            l = w
-            wl = one
-            if unclamped == 0:
-                wl = wp.length(w)
-                l = w / wl
+            l, wl = _renormalised(w, unclamped)
             nl_raw = wp.dot(n, l)
             if nl_raw > zero:
                 nl = wp.min(wp.max(nl_raw, _DOT_EPS), one)
-                hv = l + v
-                hh = wp.dot(hv, hv)
-                hl = wp.sqrt(wp.max(hh, _DOT_EPS * _DOT_EPS))
-                h = hv / hl
+                hv, hh, hl, h = _half_vector(l, v)
                 nh_raw = wp.dot(n, h)
                 vh_raw = wp.dot(v, h)
                 nh = wp.min(wp.max(nh_raw, zero), one)
                 vh = wp.min(wp.max(vh_raw, zero), one)
-                nh2 = nh * nh
-                q = (one - nh2) + nh2 * a2
-                D = a2 / (_PI * q * q)
-                s2 = wp.sqrt(nl * nl * one_a2 + a2)
-                Q = nl * s1 + nv * s2
-                V = half / Q
+                nh2, q, D, s2, Q, V = _ggx(nh, nl, nv, a2, one_a2, s1)
                 dv = D * V
                 m = one - vh
                 m2 = m * m
