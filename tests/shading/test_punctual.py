@@ -211,3 +211,17 @@ def test_fused_on_cuda_matches_the_reference_there(dtype):
     for a, b in zip(torch.autograd.grad(fused, fused_leaves, cot.to(dtype).cuda()),
                     torch.autograd.grad(ref, ref_leaves, cot)):
         _close(a.cpu(), b, TOL[dtype], "gradient")
+
+
+def test_no_covered_pixel_and_many_channels():
+    position, normal, camera, material, lights, _ = _scene(P=8, K=2)
+    leaves = _leaves(position, normal, camera, material, lights)
+    out = _shade(leaves, lights.is_point, True, mask=torch.zeros(8, dtype=torch.bool))
+    assert out.shape == (8, 3) and float(out.detach().abs().max()) == 0.0
+    assert all(float(g.abs().max()) == 0.0 for g in torch.autograd.grad(out.sum(), leaves))
+    # more channels than the kernel takes: the reference runs
+    material5 = dict(material, base_color=torch.rand(8, 5, dtype=torch.float64))
+    lights5 = lights._replace(radiance=torch.rand(2, 5, dtype=torch.float64))
+    fused = shade_punctual(position, normal, camera, material5, lights5)
+    ref = shade_punctual(position, normal, camera, material5, lights5, use_fused=False)
+    assert fused.shape == (8, 5) and torch.equal(fused, ref)
