@@ -94,7 +94,7 @@ def _half_vector(l: wp.vec3d, v: wp.vec3d):
     hv = l + v
     hh = wp.dot(hv, hv)
     hl = wp.sqrt(wp.max(hh, _DOT_EPS * _DOT_EPS))
-    return hv, hh, hl, hv / hl
+    return hv, hh, hl, hv * (wp.float64(1.0) / hl)
 
 
 @wp.func
@@ -132,7 +132,8 @@ def _incoming(x: wp.vec3d, k: int, light_vector: wp.array2d(dtype=Any), light_is
         s = min_d2
         unclamped = 0
     d = wp.sqrt(s)
-    return u / d, one / (d * d), u, d, unclamped
+    inv_d = one / d
+    return u * inv_d, inv_d * inv_d, u, d, unclamped
 
 
 @wp.kernel
