@@ -114,7 +114,8 @@ def shade_direct(position: torch.Tensor, normal: torch.Tensor, camera_position: 
             shaded; background pixels (whose G-buffer normals are zero) give 0.
 
     Cost: O(covered pixels x lights). Memory of the backward pass: one light's intermediates (each light's
-    BRDF is recomputed in the backward pass, ``torch.utils.checkpoint``) plus the per-light samples.
+    BRDF is recomputed in the backward pass, ``torch.utils.checkpoint``) plus the per-light samples. For
+    point and directional lights :func:`shade_punctual` gives the same in one fused pass, memory O(pixels).
 
     Raises:
         TypeError / ValueError: G-buffer tensors of the wrong shape, dtype or device, leading dims that do not
