@@ -2,17 +2,19 @@
 
 Scene: the Spot cow at ``--size`` (default 512^2) through ``benchmarks/raster.py``'s camera. The G-buffer
 (positions, normals, albedo from the texture) is rendered once outside the timing; each row times only the
-shading of the covered pixels (``lumigrad.shading.shade_direct`` / ``shade_environment`` over the whole image
-with a coverage mask), forward and forward+backward (gradients to the light positions and intensities, or to
-the SH coefficients and the environment texels through ``prefilter_ggx``), median of ``--repeats``, with the
-peak RSS growth of the backward run. The environment row uses the studio map (64 x 128, 9 pre-filtered
+shading of the covered pixels over the whole image with a coverage mask: point lights by the PyTorch
+reference (``lumigrad.shading.shade_direct`` of one sample per light) and by the fused kernel
+(``shade_punctual``, all lights of a pixel in one pass), the environment by ``shade_environment``; forward and
+forward+backward (gradients to the light positions and intensities, or to the SH coefficients and the
+environment texels through ``prefilter_ggx``), median of ``--repeats``, with the peak RSS growth of the
+backward run. The environment row uses the studio map (64 x 128, 9 pre-filtered
 roughness levels at 16 x 32, degree-2 SH).
 
 No peer column yet: Mitsuba 3 shades by ray tracing (its ``direct`` integrator), which this deferred raster
 shading does not compare with one-for-one; the shading comparison belongs with the ray tracer.
 
     ./dev bench shading
-    ./dev bench shading --size 256 --repeats 3
+    ./dev bench shading --size 256 --repeats 3 --lights 1 64
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import raster as rb  # noqa: E402
 
 import lumigrad as lg  # noqa: E402
-from lumigrad.shading import point_light, prefilter_ggx, sh_project_equirect, shade_direct, shade_environment  # noqa: E402
+from lumigrad.shading import (PunctualLights, point_light, prefilter_ggx, sh_project_equirect,  # noqa: E402
+                              shade_direct, shade_environment, shade_punctual)
 
 STUDIO = Path(__file__).resolve().parents[2] / "shared" / "data" / "envmap-studio-small-03" / "studio_small_03_1k.hdr"
 LEVELS = [i / 8 for i in range(9)]
@@ -52,26 +55,32 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--lights", type=int, nargs="+", default=[1, 8, 64], help="numbers of point lights")
     args = parser.parse_args(argv)
     position, normal, eye, material, mask, covered = gbuffer(args.size)
     device = torch.device("cpu")
     gen = torch.Generator().manual_seed(0)
     rows = []
-    for count in (1, 8, 64):
+    for count in args.lights:
         pos0 = torch.randn(count, 3, generator=gen) * 0.5 + torch.tensor([1.5, 2.0, 2.5])
         power0 = torch.rand(count, 3, generator=gen) * 10 / count + 1
+        plural = "s" if count > 1 else ""
+        for path in ("reference", "fused"):
+            def run(grad: bool, count=count, pos0=pos0, power0=power0, path=path):
+                pos = pos0.clone().requires_grad_(grad)
+                power = power0.clone().requires_grad_(grad)
+                with torch.set_grad_enabled(grad):
+                    if path == "fused":
+                        lights = PunctualLights(pos, torch.ones(count, dtype=torch.bool), power)
+                        out = shade_punctual(position, normal, eye, material, lights, mask=mask)
+                    else:
+                        lights = [point_light(position, pos[k], power[k]) for k in range(count)]
+                        out = shade_direct(position, normal, eye, material, lights, mask=mask)
+                    if grad:
+                        out.mean().backward()
+                return out
 
-        def run(grad: bool, count=count, pos0=pos0, power0=power0):
-            pos = pos0.clone().requires_grad_(grad)
-            power = power0.clone().requires_grad_(grad)
-            with torch.set_grad_enabled(grad):
-                lights = [point_light(position, pos[k], power[k]) for k in range(count)]
-                out = shade_direct(position, normal, eye, material, lights, mask=mask)
-                if grad:
-                    out.mean().backward()
-            return out
-
-        rows.append((f"{count} point light{'s' if count > 1 else ''}", run))
+            rows.append((f"{count} point light{plural}, {path}", run))
     if STUDIO.exists():
         env0 = torch.nn.functional.adaptive_avg_pool2d(lg.io.read_hdr(STUDIO).permute(2, 0, 1)[None], (64, 128))[0]
         env0 = (env0.permute(1, 2, 0) / env0.mean()).contiguous()
@@ -87,16 +96,25 @@ def main(argv=None) -> int:
             return out
 
         rows.append(("environment map (SH + split sum)", run_env))
-    print(rb.machine_line(rb.machine_info(device)))
+    from lumigrad.kernels._runtime import num_workers
+
+    print(rb.machine_line(rb.machine_info(device)) + f", lumigrad kernel threads {num_workers()}")
     print(f"Spot at {args.size}^2, {covered:,} covered pixels; shading only (G-buffer precomputed)\n")
     print("| lighting | fwd ms | fwd ns per image pixel | fwd+bwd ms | fwd+bwd ns per image pixel | peak MiB fwd+bwd |")
     print("|---|---:|---:|---:|---:|---:|")
+    fused_bwd = {}
     for name, fn in rows:
         fwd = rb.time_ms(lambda: fn(False), args.repeats, device)
         bwd = rb.time_ms(lambda: fn(True), args.repeats, device)
         peak = rb.peak_mib(lambda: fn(True), device)[0]
         pixels = args.size * args.size
         print(f"| {name} | {fwd:.1f} | {fwd * 1e6 / pixels:.0f} | {bwd:.1f} | {bwd * 1e6 / pixels:.0f} | {peak:.0f} |")
+        if name.endswith("fused"):
+            fused_bwd[int(name.split()[0])] = bwd
+    if len(fused_bwd) > 1:
+        one, most = min(fused_bwd), max(fused_bwd)
+        print(f"\nfused fwd+bwd, {most} lights / {one} light{'s' if one > 1 else ''}: "
+              f"{fused_bwd[most] / fused_bwd[one]:.2f}x (issue 19 target: <= 4x for 64 / 1)")
     return 0
 
 

@@ -51,7 +51,7 @@ def test_raster_is_registered_with_its_settings():
     assert integrator_settings("raster") == {"background": "environment", "use_antialias": True,
                                              "use_aov_antialias": None, "lens_supersample": 1.0, "lens_samples": 1,
                                              "shadows": False, "max_layers": 4,
-                                             "checkpoint_shading": False}
+                                             "checkpoint_shading": False, "fused_lights": True}
     integrator = get_integrator("raster", use_antialias=False, lens_samples=2)
     assert isinstance(integrator, RasterIntegrator) and not integrator.use_antialias
     assert integrator.use_aov_antialias is False  # follows use_antialias unless set

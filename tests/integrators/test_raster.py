@@ -155,6 +155,22 @@ def test_orthographic_depth_is_the_camera_z():
     assert torch.allclose(out.aovs["normal"][inside], toward)
 
 
+def _images_and_gradients(scene, params, settings, aovs=()):
+    """Per entry of ``settings``: the image and the gradients of a weighted sum of it (plus the AOVs') w.r.t.
+    ``params``."""
+    cam = _camera()
+    weights = torch.rand(cam.height, cam.width, 3, generator=torch.Generator().manual_seed(4), dtype=F64)
+    images, grads = [], []
+    for kw in settings:
+        out = lg.render(scene, cam, aovs=aovs, **kw)
+        ((out.rgb * weights).sum() + sum(out.aovs[a].sum() for a in aovs)).backward()
+        grads.append([torch.zeros_like(t) if t.grad is None else t.grad.clone() for t in params])
+        images.append(out.rgb.detach())
+        for t in params:
+            t.grad = None
+    return images, grads
+
+
 @pytest.mark.parametrize("shadows", [False, True])
 def test_checkpointed_shading_gives_the_same_image_and_gradients(shadows):
     scene = _textured_quad_and_ball()
@@ -163,16 +179,8 @@ def test_checkpointed_shading_gives_the_same_image_and_gradients(shadows):
     params = [t for t in scene.parameters().values() if t.is_floating_point()]
     for t in params:
         t.requires_grad_(True)
-    cam = _camera()
-    weights = torch.rand(cam.height, cam.width, 3, generator=torch.Generator().manual_seed(4), dtype=F64)
-    grads, images = [], []
-    for checkpoint in (False, True):
-        out = lg.render(scene, cam, aovs=("albedo",), checkpoint_shading=checkpoint, shadows=shadows)
-        ((out.rgb * weights).sum() + out.aovs["albedo"].sum()).backward()
-        grads.append([torch.zeros_like(t) if t.grad is None else t.grad.clone() for t in params])
-        images.append(out.rgb.detach())
-        for t in params:
-            t.grad = None
+    images, grads = _images_and_gradients(scene, params, [dict(checkpoint_shading=c, shadows=shadows) for c in
+                                                          (False, True)], aovs=("albedo",))
     torch.testing.assert_close(images[1], images[0], rtol=0, atol=0)
     assert sum(float(g.abs().sum()) for g in grads[0]) > 0
     for a, b in zip(grads[0], grads[1]):
@@ -182,3 +190,27 @@ def test_checkpointed_shading_gives_the_same_image_and_gradients(shadows):
 def test_checkpoint_shading_must_be_a_bool():
     with pytest.raises(TypeError, match="checkpoint_shading must be a bool"):
         RasterIntegrator(checkpoint_shading=1)
+
+
+def test_fused_lights_give_the_reference_image_and_gradients():
+    """Point and directional lights in one fused pass (default) against the per-light PyTorch reference; a
+    spot light and a ranged point light take the reference in both."""
+    scene = _textured_quad_and_ball()
+    scene.add_light("fill", lg.PointLight(torch.tensor([-2.0, 1.0, -2.0], dtype=F64), 3.0,
+                                          torch.tensor([1.0, 0.8, 0.6], dtype=F64)))
+    scene.add_light("sun", lg.DirectionalLight(torch.tensor([0.3, -1.0, 0.8], dtype=F64), 2.0))
+    scene.add_light("near", lg.PointLight(torch.tensor([0.0, 0.0, -1.5], dtype=F64), 1.0, range=4.0))
+    scene.add_light("spot", lg.SpotLight(torch.tensor([0.0, 2.0, -2.0], dtype=F64),
+                                         torch.tensor([0.0, -1.0, 1.0], dtype=F64), 5.0))
+    params = [t for t in scene.parameters().values() if t.is_floating_point()]
+    for t in params:
+        t.requires_grad_(True)
+    images, grads = _images_and_gradients(scene, params, [dict(fused_lights=f) for f in (True, False)])
+    torch.testing.assert_close(images[0], images[1], rtol=1e-12, atol=1e-12)
+    light_grads = [g for t, g in zip(params, grads[1]) if any(t is p for p in
+                   (scene.lights["fill"].position, scene.lights["sun"].direction, scene.lights["key"].intensity))]
+    assert len(light_grads) == 3 and all(float(g.abs().max()) > 0 for g in light_grads)
+    for a, b in zip(grads[0], grads[1]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    with pytest.raises(TypeError, match="fused_lights must be a bool"):
+        RasterIntegrator(fused_lights="yes")

@@ -27,9 +27,10 @@ from ..raster.antialias import blend_crossings, silhouette_crossings
 from ..raster.rasterize import peel_prepared, prepare_mesh, rasterize_prepared
 from ..kernels.bvh import bvh_for
 from ..raytrace.intersect import offset_ray_origin
-from ..scene.lights import AreaLight, EnvironmentLight, SHLight
+from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SHLight
 from ..scene.scene import Scene
-from ..shading.deferred import shade_direct_unchecked, shade_environment_unchecked
+from ..shading.deferred import shade_direct_unchecked, shade_environment_unchecked, shade_punctual_unchecked
+from ..shading.lights import PunctualLights
 from ..shading.envmap import envmap_lookup_unchecked
 from ..shading.image_formation import form_image_unchecked
 from ..shading.material import Material, sample_material_unchecked
@@ -78,6 +79,10 @@ class RasterIntegrator(Integrator):
             longer grows with the number of lights; the gradients are the same. Costs a second evaluation of
             every light's samples. (Without it only each light's BRDF is recomputed, see
             :func:`lumigrad.shading.shade_direct`, and the samples of all lights are kept.)
+        fused_lights: shade the point and directional lights (without ``range``) of an unshadowed render in one
+            fused kernel pass (:func:`lumigrad.shading.shade_punctual`): memory O(pixels) whatever their
+            number, same values and gradients. ``False`` forces the PyTorch reference (one sample per light).
+            Spot, ranged and area lights, and every light when ``shadows`` is set, always take the reference.
 
     ``render`` takes ``spp=1`` only (one deterministic sample per pixel centre; ``seed`` is ignored).
 
@@ -134,8 +139,11 @@ class RasterIntegrator(Integrator):
     def __init__(self, *, background: Union[Literal["environment"], torch.Tensor, float] = "environment",
                  use_antialias: bool = True, use_aov_antialias: Optional[bool] = None,
                  lens_supersample: float = 1.0, lens_samples: int = 1, shadows: bool = False,
-                 max_layers: int = 4, checkpoint_shading: bool = False):
+                 max_layers: int = 4, checkpoint_shading: bool = False, fused_lights: bool = True):
         _check_background(background, None)
+        if not isinstance(fused_lights, bool):
+            raise TypeError(f"fused_lights must be a bool; got {type(fused_lights).__name__}")
+        self.fused_lights = fused_lights
         self.max_layers = check_positive_int(max_layers, "max_layers")
         if not isinstance(checkpoint_shading, bool):
             raise TypeError(f"checkpoint_shading must be a bool; got {type(checkpoint_shading).__name__}")
@@ -271,7 +279,7 @@ def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, settings: Rast
         rgba, albedo = _shade_layers(scene, geo, camera, mesh, frags, settings, "albedo" in floats)
     elif need_material:
         rgba, albedo = _shade_pinhole(scene, geo, camera, frags, settings.background, color, "albedo" in floats,
-                                       settings.shadows, settings.checkpoint_shading)
+                                       settings.shadows, settings.checkpoint_shading, settings.fused_lights)
     if use_antialias:
         rgba = blend_crossings(rgba, crossings)
     buffers = _aovs(geo, camera, frags, floats, albedo)
@@ -282,13 +290,13 @@ def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, settings: Rast
 
 
 def _shade_pinhole(scene: Scene, geo: _Geometry, camera: Camera, frags, background, color: bool,
-                   want_albedo: bool, shadows: bool = False, checkpoint: bool = False
+                   want_albedo: bool, shadows: bool = False, checkpoint: bool = False, fused_lights: bool = True
                    ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     """Shade the covered pixels: ``([..., H, W, 4]`` radiance over the background and coverage, not
     antialiased, or None without ``color``; ``[..., H, W, 3]`` base colour or None without ``want_albedo``).
     With ``checkpoint`` each light's samples and reflection are recomputed in the backward pass."""
     radiance, _, _, albedo = _shade_layer(scene, geo, camera, frags, color, want_albedo, shadows,
-                                          checkpoint=checkpoint)
+                                          checkpoint=checkpoint, fused_lights=fused_lights)
     if not color:
         return None, albedo
     cover = frags.mask[..., None].to(radiance.dtype)
@@ -305,7 +313,8 @@ def _shade_layers(scene: Scene, geo: _Geometry, camera: Camera, mesh, first, set
     cull = "back" if geo.all_single_sided else "none"
     peeled = layer = first
     radiance, alpha, solid, albedo = _shade_layer(scene, geo, camera, layer, True, want_albedo, settings.shadows,
-                                                  with_alpha=True, checkpoint=settings.checkpoint_shading)
+                                                  with_alpha=True, checkpoint=settings.checkpoint_shading,
+                                                  fused_lights=settings.fused_lights)
     rgb = alpha * radiance
     transmittance = 1 - alpha
     open_ = ~solid  # pixels that may still see something behind
@@ -317,7 +326,8 @@ def _shade_layers(scene: Scene, geo: _Geometry, camera: Camera, mesh, first, set
         if layer.covered.numel() == 0:
             break
         radiance, alpha, solid, _ = _shade_layer(scene, geo, camera, layer, True, False, settings.shadows,
-                                                 with_alpha=True, checkpoint=settings.checkpoint_shading)
+                                                 with_alpha=True, checkpoint=settings.checkpoint_shading,
+                                                  fused_lights=settings.fused_lights)
         rgb = rgb + transmittance * alpha * radiance
         transmittance = transmittance * (1 - alpha)
         open_ = open_ & ~solid
@@ -326,7 +336,8 @@ def _shade_layers(scene: Scene, geo: _Geometry, camera: Camera, mesh, first, set
 
 
 def _shade_layer(scene: Scene, geo: _Geometry, camera: Camera, frags, color: bool, want_albedo: bool,
-                 shadows: bool = False, with_alpha: bool = False, checkpoint: bool = False):
+                 shadows: bool = False, with_alpha: bool = False, checkpoint: bool = False,
+                 fused_lights: bool = True):
     """Shade the covered pixels of one layer: ``(radiance [..., H, W, 3]`` (zero elsewhere) or None without
     ``color``, alpha ``[..., H, W, 1]`` and solid ``[..., H, W, 1]`` bool (see :func:`_layer_alpha`) or None
     without ``with_alpha``, base colour ``[..., H, W, 3]`` or None without ``want_albedo``)."""
@@ -375,7 +386,7 @@ def _shade_layer(scene: Scene, geo: _Geometry, camera: Camera, frags, color: boo
         has_map = material["normal_tangent"].abs().sum(-1, keepdim=True) > 0
         normal = torch.where(has_map & (tangent[..., :3].abs().sum(-1, keepdim=True) > 0), mapped, normal)
     radiance = material["emission"] + _shade(scene, position, normal, eye, material,
-                                             (geo.verts, geo.faces) if shadows else None, checkpoint)
+                                             (geo.verts, geo.faces) if shadows else None, checkpoint, fused_lights)
     alpha = solid = None
     if with_alpha:
         alpha, solid = _layer_alpha(geo, material["alpha"], counts)
@@ -485,12 +496,17 @@ def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.
     return out
 
 
-def _shade(scene: Scene, position, normal, eye, material, occluders=None, checkpoint: bool = False) -> torch.Tensor:
+def _shade(scene: Scene, position, normal, eye, material, occluders=None, checkpoint: bool = False,
+           fused_lights: bool = True) -> torch.Tensor:
     out = torch.zeros_like(material["base_color"])
     if position.shape[0] == 0:
         return out
     surface = SurfaceSample.from_material(position, normal, eye - position, material)
     emitters = [light for light in scene.lights.values() if hasattr(light, "samples")]
+    if fused_lights and occluders is None:
+        punctual, emitters = _punctual(emitters)
+        if punctual is not None:  # all of them in one fused pass, O(pixels) memory: no checkpoint needed
+            out = out + shade_punctual_unchecked(surface, punctual, use_checkpoint=False)
     if checkpoint and emitters and torch.is_grad_enabled():
         # One light at a time, its samples (directions, radiance, shadow rays) recomputed in the backward pass:
         # what is kept is each light's [P, C] term, whatever the number of lights.
@@ -510,6 +526,30 @@ def _shade(scene: Scene, position, normal, eye, material, occluders=None, checkp
             prefiltered=envs[0].prefiltered() if envs else None,
             prefiltered_roughness=list(envs[0].roughness_levels) if envs else None)
     return out
+
+
+def _punctual_pair(light):
+    """``(vector [3], radiance [C])`` of a point light without ``range`` or a directional light with no batch
+    dims (what :class:`PunctualLights` packs) whose ``samples`` are its class's own, else None."""
+    if "samples" in vars(light) or type(light).samples not in (PointLight.samples, DirectionalLight.samples):
+        return None  # a light whose samples were replaced (a subclass, a test's wrapper) keeps them
+    if isinstance(light, PointLight) and light.range is None:
+        pair = (light.position, light.intensity[..., None] * light.color)
+    elif isinstance(light, DirectionalLight):
+        pair = (light.direction, light.irradiance[..., None] * light.color)
+    else:
+        return None
+    return pair if pair[0].dim() == 1 and pair[1].dim() == 1 else None
+
+
+def _punctual(lights):
+    """The lights of ``lights`` that :func:`_punctual_pair` takes, packed, and the others."""
+    pairs = [(light, _punctual_pair(light)) for light in lights]
+    points = [pair for light, pair in pairs if pair is not None and isinstance(light, PointLight)]
+    suns = [pair for light, pair in pairs if pair is not None and isinstance(light, DirectionalLight)]
+    rest = [light for light, pair in pairs if pair is None]
+    packed = PunctualLights.of(points=points, directionals=suns) if points or suns else None
+    return packed, rest
 
 
 def _direct(lights, surface: SurfaceSample, position, normal, occluders, use_checkpoint: bool = True

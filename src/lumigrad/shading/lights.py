@@ -24,7 +24,7 @@ import torch
 
 from .._checks import broadcast_batch, check_tensor
 
-__all__ = ["LightSample", "MIN_LIGHT_DISTANCE", "directional_light", "point_light", "spot_light"]
+__all__ = ["LightSample", "MIN_LIGHT_DISTANCE", "PunctualLights", "directional_light", "point_light", "spot_light"]
 
 #: Default lower clamp (scene units) on the point-to-light distance of point and spot lights. Below it the
 #: inverse-square law is evaluated at this distance, so values and gradients stay finite at ``d -> 0``.
@@ -49,6 +49,83 @@ class LightSample(NamedTuple):
     wi: torch.Tensor
     L: torch.Tensor
     distance: torch.Tensor
+
+
+class PunctualLights(NamedTuple):
+    """``K`` point and directional lights packed together, to shade all of them in one pass
+    (:func:`lumigrad.shading.shade_punctual`) instead of one :class:`LightSample` ``[..., K]`` each.
+
+    Attributes:
+        vector: ``[K, 3]`` float, world space: a point light's position, or the direction a directional light
+            travels along (any non-zero length), as :func:`point_light` / :func:`directional_light` take them.
+        is_point: ``[K]`` bool, True for point lights, False for directional ones.
+        radiance: ``[K, C]`` float, ``>= 0``: a point light's intensity, a directional light's irradiance.
+
+    Point lights have no ``range`` (infinite, glTF's default) and the distance clamp ``MIN_LIGHT_DISTANCE``.
+    Build one with :meth:`of`; :meth:`samples` gives the equivalent :class:`LightSample` list (the reference).
+
+    Example: a point light of intensity 4 at ``(0, 2, 0)`` and the sun straight down::
+
+        >>> lights = PunctualLights.of(points=[(torch.tensor([0.0, 2.0, 0.0]), torch.tensor([4.0]))],
+        ...                            directionals=[(torch.tensor([0.0, -1.0, 0.0]), torch.tensor([3.0]))])
+        >>> [s.L.tolist() for s in lights.samples(torch.zeros(3))]
+        [[1.0], [3.0]]
+    """
+
+    vector: torch.Tensor
+    is_point: torch.Tensor
+    radiance: torch.Tensor
+
+    @classmethod
+    def of(cls, points=(), directionals=()) -> "PunctualLights":
+        """Pack ``points`` (pairs ``(position [3], intensity [C])``) then ``directionals`` (pairs
+        ``(direction [3], irradiance [C])``); the tensors keep their autograd graphs.
+
+        Raises:
+            ValueError: no light at all, or shapes that are not ``[3]`` / ``[C]`` with one ``C``.
+        """
+        pairs = [(p, q, True) for p, q in points] + [(p, q, False) for p, q in directionals]
+        if not pairs:
+            raise ValueError("PunctualLights.of needs at least one point or directional light")
+        for k, (vec, rad, _) in enumerate(pairs):
+            check_tensor(vec, f"light {k} position/direction", trailing=(3,), max_dims=1, floating=True)
+            check_tensor(rad, f"light {k} intensity/irradiance", trailing=(None,), max_dims=1, floating=True,
+                         device=vec.device)
+        rads = [r for _, r, _ in pairs]
+        if len({r.shape[-1] for r in rads}) > 1:
+            raise ValueError(f"lights must share one number of channels; got {[r.shape[-1] for r in rads]}")
+        is_point = torch.tensor([p for _, _, p in pairs], device=pairs[0][0].device)
+        return cls(torch.stack([v for v, _, _ in pairs]), is_point, torch.stack(rads))
+
+    def validate(self) -> "PunctualLights":
+        """Check shapes, finiteness, non-negative radiance and non-zero directions; return ``self``.
+
+        Raises:
+            TypeError / ValueError: naming the field.
+        """
+        check_tensor(self.vector, "lights.vector", trailing=(3,), max_dims=2, floating=True, finite=True)
+        K = self.vector.shape[0]
+        if K == 0:
+            raise ValueError("lights is empty: pass at least one light")
+        check_tensor(self.is_point, "lights.is_point", max_dims=1, device=self.vector.device)
+        if self.is_point.dtype != torch.bool or self.is_point.shape != (K,):
+            raise ValueError(f"lights.is_point must be a bool tensor of shape ({K},); got {self.is_point.dtype} "
+                             f"{tuple(self.is_point.shape)}")
+        check_tensor(self.radiance, "lights.radiance", trailing=(None,), max_dims=2, floating=True, finite=True,
+                     device=self.vector.device)
+        if self.radiance.shape[0] != K:
+            raise ValueError(f"lights.radiance must have shape ({K}, C); got {tuple(self.radiance.shape)}")
+        _check_radiometric(self.radiance, "lights.radiance", self.vector.device)
+        zero = (self.vector.detach().abs().amax(-1) == 0) & ~self.is_point
+        if bool(zero.any()):
+            raise ValueError("lights.vector of a directional light must have non-zero length; got a zero vector")
+        return self
+
+    def samples(self, x: torch.Tensor) -> list:
+        """The :class:`LightSample` of each light at points ``x [..., 3]`` (no checks): the PyTorch reference
+        of the fused shading."""
+        return [point_light_unchecked(x, v, r) if p else directional_light_unchecked(x, v, r)
+                for v, p, r in zip(self.vector, self.is_point.tolist(), self.radiance)]
 
 
 def point_light(
