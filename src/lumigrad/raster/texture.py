@@ -82,7 +82,7 @@ def texture(
     through ``numpy()`` or DLPack views, ``torch.autograd.gradcheck``'s perturbations); assigning
     ``tex.data = other`` is detected through the data pointer unless ``other`` reuses the same address. Small
     textures that require gradients (where rebuilding costs little and gradcheck is practical) are rebuilt
-    every call; ``with texel_cache(False):`` turns the cache off altogether.
+    every call; ``with lumigrad.raster.texel_cache(False):`` turns the cache off altogether.
 
     Returns:
         ``[..., H, W, C]`` filtered texture values.
