@@ -5,8 +5,9 @@ emissive) and BoxTextured, read with ``lumigrad.io.read_gltf``, lit by the studi
 SH + split sum, visible behind) and one point light, plus a row with a 2-triangle area light at 16 samples
 per face. Each row: median of ``--repeats`` wall-clock times of one render at ``--sizes`` (default 256 and
 512) with nothing trainable (constant textures keep their mip pyramids between renders), then of render +
-backward with gradients to the material's factors, the base-colour texels (whose pyramid is then rebuilt
-every render) and the environment texels, with the peak RSS growth of the backward run.
+backward with gradients to the material's factors, the base-colour texels (decoded and mip-mapped once per
+texel update, then reused with a fused backward; see ``lumigrad.texture``) and the environment texels, with
+the peak RSS growth of the backward run.
 
 No peer column: Mitsuba 3 has no glTF importer and shades by ray tracing; a like-for-like comparison belongs
 with the ray tracer.

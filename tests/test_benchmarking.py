@@ -48,3 +48,41 @@ def test_format_table():
 
 def test_median():
     assert median([3.0, 1.0, 2.0]) == 2.0 and median([4.0, 1.0]) == 2.5 and median([]) is None
+
+
+def _rows(*cases):
+    return [{"name": n, "size": s, "faces": 5856, "fwd_ms": f, "fwd_bwd_ms": fb, "peak_mib": 1.0, "peak_exact": True}
+            for n, s, f, fb in cases]
+
+
+def test_compare_bench_rows_ratios_slower_and_one_sided_cases():
+    from lumigrad.app.benchmarking import compare_bench_rows
+
+    base = _rows(("raster", 256, 10.0, 40.0), ("soft", 256, 20.0, 50.0), ("scene", 512, 5.0, 8.0))
+    now = _rows(("raster", 256, 12.0, 51.0), ("soft", 256, 25.5, 50.0), ("raster", 512, 30.0, 90.0))
+    result = compare_bench_rows(base, now, 1.25)
+    assert [(r["name"], r["size"]) for r in result["rows"]] == [("raster", 256), ("soft", 256)]
+    raster, soft = result["rows"]
+    assert raster["fwd_ms_base"] == 10.0 and raster["fwd_ms_now"] == 12.0
+    assert raster["fwd_ms_ratio"] == pytest.approx(1.2) and raster["fwd_bwd_ms_ratio"] == pytest.approx(1.275)
+    assert raster["slower"] and soft["slower"]  # fwd+bwd 1.275 > 1.25; soft fwd 1.275 > 1.25
+    assert result["slower"] == [("raster", 256), ("soft", 256)]
+    assert result["only_in_baseline"] == [("scene", 512)] and result["only_in_current"] == [("raster", 512)]
+    relaxed = compare_bench_rows(base, now, 1.3)
+    assert relaxed["slower"] == [] and not any(r["slower"] for r in relaxed["rows"])
+
+
+def test_compare_bench_rows_skips_missing_values_and_rejects_bad_tolerance():
+    from lumigrad.app.benchmarking import compare_bench_rows, format_comparison
+
+    base = _rows(("raster", 64, 10.0, None))
+    now = _rows(("raster", 64, 9.0, 30.0))
+    result = compare_bench_rows(base, now, 1.25)
+    row = result["rows"][0]
+    assert row["fwd_ms_ratio"] == pytest.approx(0.9) and row["fwd_bwd_ms_ratio"] is None and not row["slower"]
+    text = format_comparison(result, 1.25)
+    assert "| raster | 64 | 10.00 | 9.00 | 0.90 | - | 30.00 | - | ok |" in text
+    assert "no case slower than 1.25x the baseline (1 compared)" in text
+    for bad in (0.9, float("nan"), float("inf"), True):
+        with pytest.raises(ValueError, match="tolerance"):
+            compare_bench_rows(base, now, bad)

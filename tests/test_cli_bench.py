@@ -104,3 +104,60 @@ def test_cuda_rows(capsys):
     assert [r[0] for r in rows] == ["raster", "soft", "scene"]
     for r in rows:
         _check_numbers(r)
+
+
+def _write(path, rows, device="cpu (test)"):
+    path.write_text(json.dumps({"device": device, "torch": "x", "lumigrad": "y", "repeats": 3, "rows": rows}))
+    return path
+
+
+def _row(name, size, fwd, fwd_bwd):
+    return {"name": name, "size": size, "faces": 5856, "fwd_ms": fwd, "fwd_bwd_ms": fwd_bwd, "peak_mib": 2.0,
+            "peak_exact": True}
+
+
+def test_compare_two_json_files_exits_4_past_the_tolerance(tmp_path, capsys):
+    base = _write(tmp_path / "base.json", [_row("raster", 256, 10.0, 40.0), _row("soft", 256, 20.0, 50.0),
+                                           _row("scene", 256, 7.0, 9.0)])
+    now = _write(tmp_path / "now.json", [_row("raster", 256, 10.5, 60.0), _row("soft", 256, 19.0, 49.0),
+                                         _row("raster", 512, 30.0, 90.0)])
+    assert cli_main.main(["bench", "--compare", str(base), "--current", str(now)]) == bench.SLOWER_EXIT
+    text = capsys.readouterr().out
+    assert f"compared with {base} (cpu (test)):" in text
+    assert "| raster | 256 | 10.00 | 10.50 | 1.05 | 40.00 | 60.00 | 1.50 | SLOWER |" in text
+    assert "| soft | 256 | 20.00 | 19.00 | 0.95 | 50.00 | 49.00 | 0.98 | ok |" in text
+    assert "only in the baseline (not compared): scene 256" in text
+    assert "only in the current run (not compared): raster 512" in text
+    assert "1 case(s) slower than 1.25x the baseline: raster 256" in text
+    assert cli_main.main(["bench", "--compare", str(base), "--current", str(now), "--tolerance", "1.6"]) == 0
+    assert "no case slower than 1.6x the baseline (2 compared)" in capsys.readouterr().out
+
+
+def test_compare_after_a_run(tmp_path, capsys):
+    base = _write(tmp_path / "base.json", [_row("raster", 16, 1e6, 1e6)])  # a baseline nothing can be slower than
+    args = _parse(["bench", "raster", "--size", "16", "--repeats", "1", "--warmup", "0", "--device", "cpu",
+                   "--compare", str(base)])
+    assert bench.run(args) == 0
+    text = capsys.readouterr().out
+    assert "| raster | 16 | 1000000.00 |" in text and text.rstrip().endswith("(1 compared)")
+
+
+@pytest.mark.parametrize("content, extra, message", [
+    (None, [], "no such file"),
+    ("{not json", [], "not JSON"),
+    ('{"rows": 3}', [], "'rows' list"),
+    ('{"rows": [{"name": "raster", "size": "256"}]}', [], r"rows\[0\]"),
+    ('{"rows": []}', ["--tolerance", "0.8"], "--tolerance"),
+])
+def test_compare_errors_name_the_argument(tmp_path, capsys, content, extra, message):
+    path = tmp_path / "base.json"
+    if content is not None:
+        path.write_text(content)
+    assert cli_main.main(["bench", "--compare", str(path), "--current", str(path)] + extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lumigrad bench: error:") and __import__("re").search(message, err)
+
+
+def test_current_needs_compare(tmp_path, capsys):
+    assert cli_main.main(["bench", "--current", str(tmp_path / "x.json")]) == 2
+    assert "--current needs --compare" in capsys.readouterr().err

@@ -423,3 +423,87 @@ def test_constant_texture_tables_are_reused_until_the_texture_changes():
     trained = torch.rand(8, 8, 3, requires_grad=True)
     lg.texture(trained, uv)
     assert id(trained) not in texture_module._TABLES  # textures being optimised are never cached
+
+
+def _large_trainable(dtype=torch.float32, seed=0):
+    """A texture big enough to be cached while it requires gradients (GRAD_CACHE_MIN_ELEMENTS)."""
+    import importlib
+
+    texture_module = importlib.import_module("lumigrad.raster.texture")
+    side = int(math.ceil(math.sqrt(texture_module.GRAD_CACHE_MIN_ELEMENTS / 4)))
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(side, side + 2, 4, dtype=dtype, generator=gen).requires_grad_(True), texture_module
+
+
+def _trilinear_inputs(dtype, n=40, seed=2):
+    gen = torch.Generator().manual_seed(seed)
+    uv = (torch.rand(1, n, 2, dtype=dtype, generator=gen) * 1.4 - 0.2).requires_grad_(True)
+    duv = (torch.rand(1, n, 2, 2, dtype=dtype, generator=gen) * 0.05).requires_grad_(True)
+    return uv, duv
+
+
+def _grads(tex, uv, duv, transform=None):
+    for t in (tex, uv, duv):
+        t.grad = None
+    out = lg.texture(tex, uv, uv_derivs=duv, texel_transform=transform)
+    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+    (out * weights).sum().backward()
+    return out.detach(), tex.grad.clone(), uv.grad.clone(), duv.grad.clone()
+
+
+def test_trainable_texture_pyramid_is_built_once_per_texel_update(monkeypatch):
+    tex, texture_module = _large_trainable()
+    builds = []
+    real_build = texture_module._build_values
+    monkeypatch.setattr(texture_module, "_build_values", lambda *a: builds.append(1) or real_build(*a))
+    uv, duv = _trilinear_inputs(torch.float32)
+    first = _grads(tex, uv, duv)
+    second = _grads(tex, uv, duv)
+    assert len(builds) == 1  # the second render reused the cached pyramid
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+    torch.optim.SGD([tex], lr=10.0).step()  # in place: bumps tex._version
+    after_step = _grads(tex, uv, duv)
+    assert len(builds) == 2
+    assert not torch.equal(after_step[0], first[0])
+    with texture_module.texel_cache(False):
+        fresh = _grads(tex, uv, duv)
+    assert len(builds) == 2  # the cache was bypassed, not refilled
+    assert torch.equal(after_step[0], fresh[0])
+    for a, b in zip(after_step[1:], fresh[1:]):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("transform", [None, lg.shading.srgb_decode])
+def test_cached_trainable_texture_gradients_equal_uncached_float64(transform):
+    tex, texture_module = _large_trainable(DT, seed=3)
+    uv, duv = _trilinear_inputs(DT, seed=4)
+    cached_first = _grads(tex, uv, duv, transform)
+    cached = _grads(tex, uv, duv, transform)  # a cache hit
+    with texture_module.texel_cache(False):
+        reference = _grads(tex, uv, duv, transform)
+    for a, b in zip(cached, reference):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    for a, b in zip(cached_first, cached):
+        assert torch.equal(a, b)
+
+
+def test_texture_cache_follows_data_assignment():
+    tex, texture_module = _large_trainable()
+    uv, duv = _trilinear_inputs(torch.float32)
+    before = lg.texture(tex, uv, uv_derivs=duv)
+    tex.data = torch.rand_like(tex)  # a new storage: the version counter does not move, the data pointer does
+    after = lg.texture(tex, uv, uv_derivs=duv)
+    with texture_module.texel_cache(False):
+        assert torch.equal(after, lg.texture(tex, uv, uv_derivs=duv))
+    assert not torch.equal(before, after)
+
+
+def test_texel_transform_is_refused_with_explicit_mipmaps():
+    tex = _tex(4, 4, 2)
+    uv = _uv((1, 2), 4, 4)
+    duv = _footprints((1, 2), 4, 4, lod_lo=0.2, lod_hi=1.8, seed=3)
+    with pytest.raises(ValueError, match="texel_transform"):
+        lg.texture(tex, uv, uv_derivs=duv, mipmaps=lg.build_mipmaps(tex), texel_transform=torch.sqrt)
+    with pytest.raises(TypeError, match="texel_transform"):
+        lg.texture(tex, uv, texel_transform="srgb")

@@ -14,7 +14,8 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-__all__ = ["format_table", "peak_memory", "peak_rss_growth", "time_call"]
+__all__ = ["compare_bench_rows", "format_comparison", "format_table", "peak_memory", "peak_rss_growth",
+           "read_bench_json", "time_call"]
 
 Device = Union[str, torch.device, None]
 
@@ -209,3 +210,107 @@ def raster_pipeline(mesh, camera) -> Callable:
         return antialias(color, frags, verts, mesh.faces, camera)
 
     return pipeline
+
+
+#: The timed columns of ``lumigrad bench`` rows that ``--compare`` checks, with their table titles.
+TIMED_METRICS = (("fwd_ms", "fwd"), ("fwd_bwd_ms", "fwd+bwd"))
+
+
+def read_bench_json(path, what: str = "--compare") -> dict:
+    """The document ``lumigrad bench --json`` wrote at ``path``, checked enough to be compared.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: not JSON, or no ``rows`` list of objects that each have a ``name`` and an integer
+            ``size`` (the message names ``what`` and the path).
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path}: no such file (write one with lumigrad bench --json PATH)")
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} {path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    rows = doc.get("rows") if isinstance(doc, dict) else None
+    if not isinstance(rows, list):
+        raise ValueError(f"{what} {path}: expected an object with a 'rows' list, as lumigrad bench --json writes")
+    for k, row in enumerate(rows):
+        if not isinstance(row, dict) or not isinstance(row.get("name"), str) or \
+                isinstance(row.get("size"), bool) or not isinstance(row.get("size"), int):
+            raise ValueError(f"{what} {path}: rows[{k}] needs a string 'name' and an integer 'size'; got {row!r}")
+    return doc
+
+
+def compare_bench_rows(baseline: Sequence[dict], current: Sequence[dict], tolerance: float) -> dict:
+    """Compare two ``lumigrad bench`` row lists case by case (a case is ``(name, size)``).
+
+    Args:
+        baseline: the rows of the reference run.
+        current: the rows of the run under review.
+        tolerance: a case is slower when ``current / baseline`` of any timed metric (:data:`TIMED_METRICS`)
+            exceeds it; finite and ``>= 1``.
+
+    Returns:
+        dict with ``rows`` (one per case in both, in ``current``'s order: ``name``, ``size`` and for each
+        metric ``<metric>_base``, ``<metric>_now``, ``<metric>_ratio``, ``None`` where a side lacks a positive
+        finite value; ``slower``: whether any ratio exceeds ``tolerance``), ``slower`` (the ``(name, size)``
+        cases past the tolerance), ``only_in_baseline`` and ``only_in_current`` (cases present on one side,
+        listed, never failing). Example: baseline ``fwd_ms = 10``, current ``12.9`` and tolerance 1.25 give
+        ratio 1.29 and the case in ``slower``.
+
+    Raises:
+        ValueError: a NaN, infinite or < 1 ``tolerance``.
+    """
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not math.isfinite(tolerance) \
+            or tolerance < 1:
+        raise ValueError(f"tolerance must be a finite number >= 1 (1.25 = 25% slower allowed); got {tolerance!r}")
+
+    def key(row):
+        return row["name"], row["size"]
+
+    def positive(value):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+        return float(value) if ok else None
+
+    base = {key(r): r for r in baseline}
+    now = {key(r): r for r in current}
+    rows, slower = [], []
+    for case, row in now.items():
+        if case not in base:
+            continue
+        out = {"name": case[0], "size": case[1], "slower": False}
+        for metric, _ in TIMED_METRICS:
+            b, c = positive(base[case].get(metric)), positive(row.get(metric))
+            ratio = c / b if b is not None and c is not None else None
+            out.update({f"{metric}_base": b, f"{metric}_now": c, f"{metric}_ratio": ratio})
+            out["slower"] |= ratio is not None and ratio > tolerance
+        rows.append(out)
+        if out["slower"]:
+            slower.append(case)
+    return {"rows": rows, "slower": slower, "only_in_baseline": [c for c in base if c not in now],
+            "only_in_current": [c for c in now if c not in base]}
+
+
+def format_comparison(result: dict, tolerance: float) -> str:
+    """The table and the verdict lines of :func:`compare_bench_rows`'s ``result``, as ``lumigrad bench
+    --compare`` prints them (times in ms, ratios current / baseline, ``SLOWER`` past ``tolerance``)."""
+    columns = [("name", "name"), ("size", "size")]
+    for metric, title in TIMED_METRICS:
+        columns += [(f"{metric}_base", f"{title} base ms"), (f"{metric}_now", f"{title} now ms"),
+                    (f"{metric}_ratio", f"{title} ratio")]
+    columns.append(("verdict", "verdict"))
+    rows = [dict(r, verdict="SLOWER" if r["slower"] else "ok") for r in result["rows"]]
+    lines = [format_table(rows, columns)]
+    for label, cases in (("only in the baseline (not compared)", result["only_in_baseline"]),
+                         ("only in the current run (not compared)", result["only_in_current"])):
+        if cases:
+            lines.append(f"{label}: " + ", ".join(f"{name} {size}" for name, size in cases))
+    if result["slower"]:
+        lines.append(f"{len(result['slower'])} case(s) slower than {tolerance:g}x the baseline: "
+                     + ", ".join(f"{name} {size}" for name, size in result["slower"]))
+    else:
+        lines.append(f"no case slower than {tolerance:g}x the baseline ({len(result['rows'])} compared)")
+    return "\n".join(lines)

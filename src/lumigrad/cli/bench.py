@@ -12,6 +12,9 @@ import torch
 
 BENCHMARKS = ("raster", "soft", "scene")
 MAX_SIZE = 8192
+#: Exit status of ``--compare`` when a case is slower than ``--tolerance`` times its baseline.
+SLOWER_EXIT = 4
+DEFAULT_TOLERANCE = 1.25
 COLUMNS = [("name", "name"), ("size", "size"), ("faces", "faces"), ("fwd_ms", "median ms fwd"),
            ("fwd_bwd_ms", "median ms fwd+bwd"), ("peak_mib", "peak MiB")]
 
@@ -27,7 +30,9 @@ def add_parser(sub) -> None:
             "(lumigrad.render of a Scene with a point light). Each is timed forward (no autograd) and forward + "
             "backward of the mean pixel; the table shows the median of --repeats runs after --warmup untimed "
             "ones and the peak extra memory of one forward + backward (CUDA: max_memory_allocated growth; CPU: "
-            "peak RSS growth, Linux only)."
+            "peak RSS growth, Linux only). With --compare BASELINE.json (an earlier --json file) it also prints "
+            "each case's baseline and current times and their ratio, and exits with status 4 when a case is "
+            "slower than --tolerance times its baseline."
         ),
     )
     p.add_argument("which", nargs="?", default="all", choices=BENCHMARKS + ("all",),
@@ -39,6 +44,15 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"),
                    help="where to run: cpu, cuda, or auto = cuda when available (default: auto)")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the rows as JSON to PATH")
+    p.add_argument("--compare", type=Path, default=None, metavar="BASELINE",
+                   help="compare with BASELINE (a file written by --json): print each case's baseline time, "
+                        f"current time and ratio, and exit with status {SLOWER_EXIT} when a case is slower than "
+                        "--tolerance times its baseline; cases on one side only are listed, not failed")
+    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="RATIO",
+                   help=f"slowest allowed current / baseline ratio for --compare (default: {DEFAULT_TOLERANCE})")
+    p.add_argument("--current", type=Path, default=None, metavar="PATH",
+                   help="with --compare: take the current rows from PATH (another --json file) instead of "
+                        "running the benchmarks")
     p.set_defaults(run=run)
 
 
@@ -49,14 +63,19 @@ def run(args: argparse.Namespace) -> int:
         args: parsed arguments of the ``bench`` sub-command (see :func:`add_parser`).
 
     Returns:
-        0.
+        0, or :data:`SLOWER_EXIT` when ``--compare`` finds a case slower than ``--tolerance`` times its baseline.
 
     Raises:
         ValueError: a non-positive or too large ``--size``, ``--repeats < 1``, ``--device cuda`` without CUDA,
-            or a ``--json`` path whose folder does not exist.
+            a ``--json`` path whose folder does not exist, a ``--tolerance`` below 1, ``--current`` without
+            ``--compare``, or a ``--compare`` / ``--current`` file that is not a ``--json`` document.
+        FileNotFoundError: a missing ``--compare`` or ``--current`` file.
     """
-    from ..app.benchmarking import format_table
+    from ..app.benchmarking import format_table, read_bench_json
 
+    baseline = _validate_compare(args)
+    if args.current is not None:
+        return _compare(baseline, read_bench_json(args.current, "--current")["rows"], args)
     sizes, device = _validate(args)
     names = BENCHMARKS if args.which == "all" else (args.which,)
     rows = []
@@ -73,7 +92,30 @@ def run(args: argparse.Namespace) -> int:
         doc.update(repeats=args.repeats, rows=rows)
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"wrote {args.json}")
-    return 0
+    return 0 if baseline is None else _compare(baseline, rows, args)
+
+
+def _validate_compare(args: argparse.Namespace):
+    """The ``--compare`` baseline document (None without it), after checking ``--tolerance`` / ``--current``."""
+    from ..app.benchmarking import read_bench_json
+
+    if not (args.tolerance >= 1 and args.tolerance < float("inf")):
+        raise ValueError(f"--tolerance must be a finite ratio >= 1 (1.25 = 25% slower allowed); got {args.tolerance}")
+    if args.compare is None:
+        if args.current is not None:
+            raise ValueError("--current needs --compare BASELINE (the file to compare it with)")
+        return None
+    return read_bench_json(args.compare, "--compare")
+
+
+def _compare(baseline: dict, rows, args: argparse.Namespace) -> int:
+    """Print the comparison of ``rows`` with ``baseline``; the exit status (:data:`SLOWER_EXIT` if slower)."""
+    from ..app.benchmarking import compare_bench_rows, format_comparison
+
+    result = compare_bench_rows(baseline["rows"], rows, args.tolerance)
+    print(f"\ncompared with {args.compare}" + (f" ({baseline['device']})" if "device" in baseline else "") + ":")
+    print(format_comparison(result, args.tolerance))
+    return SLOWER_EXIT if result["slower"] else 0
 
 
 def _validate(args: argparse.Namespace):

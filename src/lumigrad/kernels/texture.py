@@ -11,6 +11,7 @@ from ._runtime import as_warp, ensure_init, launch, launch_partitioned, launch_s
 
 MODES = {"nearest": tk.NEAREST, "bilinear": tk.BILINEAR, "trilinear": tk.TRILINEAR}
 WRAPS = {"repeat": tk.REPEAT, "clamp": tk.CLAMP, "mirror": tk.MIRROR}
+TAPS = {"nearest": 1, "bilinear": 4, "trilinear": 8}  # texels one sample reads
 
 
 class _SampleTexture(torch.autograd.Function):
@@ -38,6 +39,10 @@ class _SampleTexture(torch.autograd.Function):
         args += [as_warp(v_out.contiguous()), int(want_table)]
         tail = [as_warp(v_uv), as_warp(v_duv)]
         parts = min(num_workers(), max(1, S // 16384))
+        if want_table and S * TAPS[mode] * table.shape[1] < table.numel():
+            # A large table and few samples (a 2048^2 pyramid under a 256^2 image): one more zeroed table and
+            # its sum would cost more than splitting the scatter saves.
+            parts = 1
         if want_table and dev.type == "cpu" and parts > 1:
             # Atomics are not atomic across CPU threads: each thread scatters into its own table, then sum.
             tables = [torch.zeros_like(table) for _ in range(parts)]

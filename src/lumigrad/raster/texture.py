@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import weakref
-from typing import Dict, List, Literal, Optional, Sequence
+from typing import Callable, Dict, List, Literal, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from .._checks import check_choice, check_number, check_tensor, check_texture_layout
 from ..kernels.texture import sample_texture
+from ..kernels.texture_pyramid import cached_table, pool_level
 
 WRAP_MODES = ("repeat", "clamp", "mirror")
 
@@ -23,16 +25,7 @@ def build_mipmaps(tex: torch.Tensor, max_levels: Optional[int] = None) -> List[t
     """
     levels = [tex]
     while (max_levels is None or len(levels) < max_levels) and max(levels[-1].shape[-3:-1]) > 1:
-        t = levels[-1]
-        lead = t.shape[:-3]
-        h, w, c = t.shape[-3:]
-        if h % 2 == 0 and w % 2 == 0:  # channel-last 2x2 mean of strided views: no layout copies
-            q = t.reshape(lead + (h // 2, 2, w // 2, 2, c))
-            levels.append((q[..., 0, :, 0, :] + q[..., 0, :, 1, :] + q[..., 1, :, 0, :] + q[..., 1, :, 1, :]) * 0.25)
-            continue
-        x = t.reshape(-1, h, w, c).permute(0, 3, 1, 2)
-        x = F.avg_pool2d(x, kernel_size=2, stride=2, ceil_mode=True)
-        levels.append(x.permute(0, 2, 3, 1).reshape(lead + x.shape[-2:] + (c,)))
+        levels.append(pool_level(levels[-1]))
     return levels
 
 
@@ -48,6 +41,7 @@ def texture(
     lod_bias: float = 0.0,
     mask: Optional[torch.Tensor] = None,
     backend: Literal["auto", "kernel", "torch"] = "auto",
+    texel_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
 ) -> torch.Tensor:
     """Sample a texture at texture coordinates.
 
@@ -74,13 +68,29 @@ def texture(
             ``frags.mask`` so that background pixels cost nothing.
         backend: ``"kernel"``: the compiled float32 kernel with its explicit backward (the default for float32
             inputs); ``"torch"``: pure PyTorch, any float dtype (the default otherwise, and the reference).
+        texel_transform: an *elementwise* function applied to the texels before filtering (e.g. an sRGB
+            decode); each output element must depend only on the input element at the same index. Its result,
+            pyramid and slope are cached with the texture (below). Not combinable with ``mipmaps``.
+
+    **Caching:** the texel table (``texel_transform(tex)`` and, for trilinear filtering, its mip pyramid) is
+    built once per texel update and reused while ``tex`` lives and is unchanged: the key is the tensor's
+    identity, its version counter (bumped by every in-place change, e.g. an optimiser step), its data pointer,
+    shape, strides, dtype and device, the filter, ``max_mip_level`` and ``texel_transform``. A texture that
+    requires gradients and has at least ``GRAD_CACHE_MIN_ELEMENTS`` elements reuses the cached values too; its
+    backward is the fused adjoint of the pyramid (one broadcast add per level) times the cached slope of
+    ``texel_transform``. Not detected: writes that bypass the version counter (``tex.data.mul_(2)``, writes
+    through ``numpy()`` or DLPack views, ``torch.autograd.gradcheck``'s perturbations); assigning
+    ``tex.data = other`` is detected through the data pointer unless ``other`` reuses the same address. Small
+    textures that require gradients (where rebuilding costs little and gradcheck is practical) are rebuilt
+    every call; ``with lumigrad.raster.texel_cache(False):`` turns the cache off altogether.
 
     Returns:
         ``[..., H, W, C]`` filtered texture values.
 
     Raises:
         TypeError: non-tensors, integer dtypes, a non-bool ``mask``, a mip level of another dtype, a
-            non-integer ``max_mip_level``, ``backend="kernel"`` with non-float32 inputs.
+            non-integer ``max_mip_level``, ``backend="kernel"`` with non-float32 inputs, a non-callable
+            ``texel_transform``.
         ValueError: wrong shapes, zero texels or channels, a channel-first ``tex``, NaN / Inf in ``uv``,
             ``uv_derivs``, ``tex`` or any mip level, ``max_mip_level < 0``, a NaN / Inf ``lod_bias``, mixed
             devices.
@@ -107,10 +117,14 @@ def texture(
     check_tensor(uv, "uv", finite=True)
     if filter == "auto":
         filter = "trilinear" if uv_derivs is not None else "bilinear"
+    if texel_transform is not None and not callable(texel_transform):
+        raise TypeError(f"texel_transform must be callable or None; got {type(texel_transform).__name__}")
     if mipmaps is not None:
+        if texel_transform is not None:
+            raise ValueError("texel_transform cannot be combined with mipmaps (the pyramid is built from "
+                             "the transformed texels); pass one of them")
         mipmaps = _check_mipmaps(mipmaps, tex)
-    cached = _constant_table(tex, filter, max_mip_level) if mipmaps is None else None
-    if cached is None and mipmaps is None:
+    elif _cached_values(tex, filter, max_mip_level, texel_transform) is None:
         check_tensor(tex, "tex", finite=True)
     sample_batch = uv.shape[:-3]
     if tex.dim() > 3 and tex.shape[:-3] != sample_batch:
@@ -134,34 +148,32 @@ def texture(
     use_kernel = backend == "kernel" or (backend == "auto" and tex.dtype == torch.float32)
     if use_kernel and (tex.dtype != torch.float32 or uv.dtype != torch.float32):
         raise TypeError(f"backend='kernel' needs float32 tex and uv; got {tex.dtype} and {uv.dtype}")
-    return _sample(tex, uv, uv_derivs, filter, wrap, mipmaps, max_mip_level, lod_bias, mask, use_kernel, cached)
+    return _sample(tex, uv, uv_derivs, filter, wrap, mipmaps, max_mip_level, lod_bias, mask, use_kernel,
+                   texel_transform)
 
 
 def texture_unchecked(tex: torch.Tensor, uv: torch.Tensor, *, uv_derivs: Optional[torch.Tensor] = None,
-                      wrap: str = "repeat", mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                      wrap: str = "repeat", mask: Optional[torch.Tensor] = None,
+                      texel_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
     """:func:`texture` with its defaults (``filter="auto"``, no explicit mip maps, ``lod_bias=0``, backend
     ``"auto"``) and without its checks, for pipelines that validated ``tex`` once (a material's textures,
     sampled every frame); same results."""
     filter = "trilinear" if uv_derivs is not None else "bilinear"
     use_kernel = tex.dtype == torch.float32 and uv.dtype == torch.float32
-    return _sample(tex, uv, uv_derivs, filter, wrap, None, None, 0.0, mask, use_kernel,
-                   _constant_table(tex, filter, None))
+    return _sample(tex, uv, uv_derivs, filter, wrap, None, None, 0.0, mask, use_kernel, texel_transform)
 
 
 def _sample(tex, uv, uv_derivs, filter, wrap, mipmaps, max_mip_level, lod_bias, mask, use_kernel: bool,
-            cached) -> torch.Tensor:
-    """The sampling itself, on validated inputs (``cached``: the constant texel table, or None)."""
+            transform) -> torch.Tensor:
+    """The sampling itself, on validated inputs."""
     out_shape = uv.shape[:-1] + (tex.shape[-1],)
     per_sample = uv.shape[-3] * uv.shape[-2]
     flat_uv = uv.reshape(-1, 2)
     num_tex = 1 if tex.dim() == 3 else int(torch.tensor(tex.shape[:-3]).prod())
-    table = cached
-    if table is None:
-        constant = mipmaps is None and not tex.requires_grad
-        # A cached table must not hold views whose base is ``tex`` itself, or ``tex`` would never be freed.
-        table = _texel_table(tex.detach() if constant else tex, filter, mipmaps, max_mip_level, num_tex)
-        if constant:
-            _remember_table(tex, filter, max_mip_level, table)
+    if mipmaps is not None:
+        table = _texel_table(tex, filter, mipmaps, max_mip_level, num_tex)
+    else:
+        table = _cached_table(tex, filter, max_mip_level, transform, num_tex)
     levels = table.num_levels
     flat_mask = None if mask is None else mask.reshape(-1)
 
@@ -229,26 +241,88 @@ def _texel_table(tex, filter, mipmaps, max_mip_level, num_tex) -> "_TexelTable":
     return _TexelTable([t.reshape(num_tex, *t.shape[-3:]) for t in levels])
 
 
-# Texel tables (checked, mip-mapped, flattened) of constant textures, reused while the tensor lives and is
-# not modified in place (its version counter is part of the key). Keyed by id with a weak reference, since
-# tensors compare elementwise and cannot be dict keys themselves.
+# Texel tables (transformed, mip-mapped, flattened) of textures, reused while the tensor lives and is not
+# modified (see ``texture``'s "Caching"). Keyed by id with a weak reference, since tensors compare elementwise
+# and cannot be dict keys themselves: ``id -> (weakref, key, table of forward values, transform's slope)``.
 _TABLES: Dict[int, tuple] = {}
 
+#: Textures that require gradients are cached from this many elements on (``Ht * Wt * C`` times the batch).
+GRAD_CACHE_MIN_ELEMENTS = 1 << 16
 
-def _constant_table(tex, filter, max_mip_level) -> Optional["_TexelTable"]:
-    if tex.requires_grad:
+_CACHE_ON = [True]
+
+
+@contextlib.contextmanager
+def texel_cache(enabled: bool):
+    """Within the block, texel tables are cached (``True``, the default outside) or rebuilt every call
+    (``False``: e.g. to gradcheck a large texture whose perturbations bypass the version counter)."""
+    previous = _CACHE_ON[0]
+    _CACHE_ON[0] = bool(enabled)
+    try:
+        yield
+    finally:
+        _CACHE_ON[0] = previous
+
+
+def _cache_key(tex, filter, max_mip_level, transform) -> tuple:
+    return (tex._version, tex.data_ptr(), tex.shape, tex.stride(), tex.dtype, tex.device, filter == "trilinear",
+            max_mip_level, transform)
+
+
+def _cached_values(tex, filter, max_mip_level, transform) -> Optional[tuple]:
+    """``(table, slope)`` cached for ``tex`` under the current key, or None."""
+    if not _CACHE_ON[0]:
         return None
     hit = _TABLES.get(id(tex))
-    if hit is None or hit[0]() is not tex or hit[1] != (tex._version, filter == "trilinear", max_mip_level):
+    if hit is None or hit[0]() is not tex or hit[1] != _cache_key(tex, filter, max_mip_level, transform):
         return None
-    return hit[2]
+    return hit[2], hit[3]
 
 
-def _remember_table(tex, filter, max_mip_level, table) -> None:
+def _cached_table(tex, filter, max_mip_level, transform, num_tex) -> "_TexelTable":
+    """The texel table of ``transform(tex)`` from the cache (built and remembered on a miss), attached to the
+    autograd graph through the fused adjoint when ``tex`` requires gradients."""
+    needs_grad = tex.requires_grad and torch.is_grad_enabled()
+    if not _CACHE_ON[0] or (tex.requires_grad and tex.numel() < GRAD_CACHE_MIN_ELEMENTS):
+        if transform is not None:
+            tex = transform(tex)
+        return _texel_table(tex, filter, None, max_mip_level, num_tex)
+    hit = _cached_values(tex, filter, max_mip_level, transform)
+    if hit is None or (needs_grad and transform is not None and hit[1] is None):
+        hit = _build_values(tex, filter, max_mip_level, transform, num_tex, needs_grad)
+        _remember(tex, filter, max_mip_level, transform, hit)
+    table, slope = hit
+    if not needs_grad:
+        return table
+    return table.with_table(cached_table(tex, table.table, slope, table.shapes))
+
+
+def _build_values(tex, filter, max_mip_level, transform, num_tex, with_slope: bool) -> tuple:
+    """``(table, slope)``: the texel table of ``transform(tex)`` (forward values, no graph) and, when
+    ``with_slope`` and there is a transform, its elementwise derivative at ``tex``."""
+    # The table must not hold views whose base is ``tex`` itself, or ``tex`` would never be freed.
+    base = tex.detach()
+    slope = None
+    if transform is None:
+        texels = base
+    elif with_slope:
+        x = tex.detach().requires_grad_(True)
+        with torch.enable_grad():
+            y = transform(x)
+        slope = torch.autograd.grad(y, x, torch.ones_like(y))[0]
+        texels = y.detach()
+    else:
+        with torch.no_grad():
+            texels = transform(base)
+    with torch.no_grad():
+        return _texel_table(texels, filter, None, max_mip_level, num_tex), slope
+
+
+def _remember(tex, filter, max_mip_level, transform, values) -> None:
     key = id(tex)
     if key not in _TABLES:
         weakref.finalize(tex, _TABLES.pop, key, None)
-    _TABLES[key] = (weakref.ref(tex), (tex._version, filter == "trilinear", max_mip_level), table)
+    _TABLES[key] = (weakref.ref(tex), _cache_key(tex, filter, max_mip_level, transform)) + tuple(values)
 
 
 def _level_of_detail(duv: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -283,8 +357,15 @@ class _TexelTable:
         self.widths = torch.tensor([lv.shape[2] for lv in levels], device=dev)
         sizes = [lv.shape[0] * lv.shape[1] * lv.shape[2] for lv in levels]
         self.offsets = torch.tensor([0] + sizes[:-1], device=dev).cumsum(0)
+        self.shapes = [(lv.shape[1], lv.shape[2]) for lv in levels]
         self.single = len(levels) == 1
         self.num_levels = len(levels)
+
+    def with_table(self, table: torch.Tensor) -> "_TexelTable":
+        """This table's addressing with other texel values ``table`` (same layout)."""
+        other = copy.copy(self)
+        other.table = table
+        return other
 
     def _level(self, level, owner):
         if self.single:

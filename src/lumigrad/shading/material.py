@@ -12,17 +12,17 @@ A :class:`Material` only holds tensors; :func:`sample_material` turns it into pe
 
 The sRGB-encoded textures are decoded texel by texel *before* they are filtered (bilinear, mip maps), as GPU
 sRGB textures and Mitsuba's ``bitmap`` do: filtering the encoded values and decoding after would darken
-every texture whose neighbouring texels differ (the decode is convex). A texture that does not require
-gradients is decoded once per texel update (cached by the tensor's version), so its mip pyramid is cached too.
+every texture whose neighbouring texels differ (the decode is convex). The decode is passed to the texture
+op as its elementwise ``texel_transform``, so a texture is decoded and mip-mapped once per texel update
+(cached by the tensor's version), trainable or not; see :func:`lumigrad.texture`.
 
 Every factor and texel is differentiable; ``Material.parameters()`` names them for optimisers.
 """
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, fields, replace
-from typing import Callable, Dict, Optional
+from typing import Dict, Optional
 
 import torch
 
@@ -172,7 +172,7 @@ def sample_material(material: Material, uv: Optional[torch.Tensor] = None, *,
 
     **Differentiability:** w.r.t. every factor and texel, and ``uv`` (through the texture filter).
     """
-    return _sample_material(material, uv, uv_derivs, mask, shape, texture, srgb_decode)
+    return _sample_material(material, uv, uv_derivs, mask, shape, texture, _linear_colour)
 
 
 def sample_material_unchecked(material: Material, uv: Optional[torch.Tensor] = None, *,
@@ -180,18 +180,18 @@ def sample_material_unchecked(material: Material, uv: Optional[torch.Tensor] = N
                               shape: Optional[torch.Size] = None) -> Dict[str, torch.Tensor]:
     """:func:`sample_material` without the texture ops' checks, for renderers that validated the material's
     textures and ``uv`` once per frame (its textures were checked when the material was built)."""
-    return _sample_material(material, uv, uv_derivs, mask, shape, texture_unchecked, srgb_decode_unchecked)
+    return _sample_material(material, uv, uv_derivs, mask, shape, texture_unchecked, _linear_colour_unchecked)
 
 
-def _sample_material(material, uv, uv_derivs, mask, shape, texture, srgb_decode) -> Dict[str, torch.Tensor]:
+def _sample_material(material, uv, uv_derivs, mask, shape, texture, linear_colour) -> Dict[str, torch.Tensor]:
     if uv is None and shape is None:
         raise ValueError("sample_material needs uv (or, for a factor-only material, the pixel shape)")
     pixels = tuple(uv.shape[:-1]) if uv is not None else tuple(shape)
 
-    def tex(t):
+    def tex(t, transform=None):
         if uv is None:
             raise ValueError("material has textures: pass uv")
-        return texture(t, uv, uv_derivs=uv_derivs, mask=mask, wrap=m.wrap)
+        return texture(t, uv, uv_derivs=uv_derivs, mask=mask, wrap=m.wrap, texel_transform=transform)
 
     def const(value, channels):
         return value.reshape(-1)[:channels].expand(pixels + (channels,)) if value.numel() > 1 else \
@@ -200,7 +200,7 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, srgb_decode)
     m = material
     base = const(m.base_color_factor, 4)
     if m.base_color_texture is not None:
-        t = tex(_linear_texels(m.base_color_texture, srgb_decode))
+        t = tex(m.base_color_texture, linear_colour)
         rgb = t[..., :3]
         alpha = t[..., 3:4] if t.shape[-1] == 4 else torch.ones_like(t[..., :1])
         base = base * torch.cat([rgb, alpha], -1)
@@ -218,7 +218,7 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, srgb_decode)
     out["occlusion"] = occlusion
     emission = const(m.emissive_factor, 3)
     if m.emissive_texture is not None:
-        emission = emission * tex(_linear_texels(m.emissive_texture, srgb_decode))
+        emission = emission * tex(m.emissive_texture, linear_colour)
     out["emission"] = emission
     out["transmission"] = const(m.transmission_factor, 1)
     if m.normal_texture is not None:
@@ -228,25 +228,15 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, srgb_decode)
     return out
 
 
-#: Linear copies of constant sRGB textures: ``id(texture) -> (weakref, version, linear texels)``.
-_LINEAR: Dict[int, tuple] = {}
+def _linear_colour(texels: torch.Tensor) -> torch.Tensor:
+    """``texels [..., Ht, Wt, 3 or 4]`` (sRGB-encoded colour, linear alpha) with the colour decoded to linear;
+    elementwise, so :func:`lumigrad.texture` caches it with the mip pyramid (once per texel update)."""
+    return _decode_colour(texels, srgb_decode)
 
 
-def _linear_texels(texels: torch.Tensor, decode: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """``texels [..., Ht, Wt, 3 or 4]`` (sRGB-encoded colour, linear alpha) with the colour decoded to linear.
-
-    Differentiable w.r.t. ``texels``; a texture that does not require gradients is decoded once per version.
-    """
-    if texels.requires_grad:
-        return _decode_colour(texels, decode)
-    hit = _LINEAR.get(id(texels))
-    if hit is not None and hit[0]() is texels and hit[1] == texels._version:
-        return hit[2]
-    linear = _decode_colour(texels.detach(), decode)
-    if id(texels) not in _LINEAR:
-        weakref.finalize(texels, _LINEAR.pop, id(texels), None)
-    _LINEAR[id(texels)] = (weakref.ref(texels), texels._version, linear)
-    return linear
+def _linear_colour_unchecked(texels: torch.Tensor) -> torch.Tensor:
+    """:func:`_linear_colour` without the decode's checks."""
+    return _decode_colour(texels, srgb_decode_unchecked)
 
 
 def _decode_colour(texels: torch.Tensor, decode) -> torch.Tensor:

@@ -1,0 +1,84 @@
+"""Autograd glue for cached mip tables: forward values computed once per texel update, a fused adjoint backward.
+
+A texel table is the flattened concatenation ``[texels of all levels, C]`` of a mip pyramid of
+``transform(tex)``, where ``transform`` is elementwise (identity, or e.g. an sRGB decode) and every level is
+the 2x2 box average of the one above (odd sizes average what exists, as ``avg_pool2d(ceil_mode=True)``).
+Its values do not change until ``tex`` does, so the caller may compute them once and hand them in; this
+function then only attaches the backward: the table's gradient is pushed coarse to fine through the adjoint
+of each 2x2 average (one broadcast add per level, no autograd graph of the pyramid), then multiplied by the
+transform's elementwise slope ``d transform / d tex`` at the cached texels.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+
+class _CachedTable(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, tex, values, slope, shapes):
+        ctx.save_for_backward(slope)
+        ctx.meta = (tex.shape, shapes)
+        return values.view_as(values)
+
+    @staticmethod
+    def backward(ctx, v_table):
+        (slope,) = ctx.saved_tensors
+        tex_shape, shapes = ctx.meta
+        return table_adjoint(v_table, tex_shape, shapes, slope if slope.numel() > 1 else None), None, None, None
+
+
+def cached_table(tex: torch.Tensor, values: torch.Tensor, slope: Optional[torch.Tensor],
+                 shapes: Sequence[Tuple[int, int]]) -> torch.Tensor:
+    """``values`` (the texel table of ``transform(tex)``'s pyramid with level sizes ``shapes``), differentiable
+    w.r.t. ``tex`` through the fused adjoint; ``slope`` (``tex``'s shape) is ``d transform / d tex``, or
+    ``None`` for the identity."""
+    slope = values.new_zeros(()) if slope is None else slope
+    return _CachedTable.apply(tex, values, slope, tuple(shapes))
+
+
+def table_adjoint(v_table: torch.Tensor, tex_shape: torch.Size, shapes: Sequence[Tuple[int, int]],
+                  slope: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The gradient w.r.t. ``tex [..., H, W, C]`` of the texel table ``[texels, C]`` of ``transform(tex)``'s
+    pyramid (level sizes ``shapes``) whose gradient is ``v_table``: each level's own gradient plus the adjoint
+    of the 2x2 average applied to the next coarser level's accumulated gradient, from the coarsest level up
+    (one broadcast add per level, writing each level once), times ``slope = d transform / d tex`` if given."""
+    c = tex_shape[-1]
+    num_tex = 1
+    for d in tex_shape[:-3]:
+        num_tex *= int(d)
+    parts = torch.split(v_table, [num_tex * h * w for h, w in shapes])
+    acc = parts[-1].reshape(num_tex, *shapes[-1], c)
+    for k in range(len(shapes) - 2, -1, -1):
+        h, w = shapes[k]
+        own = parts[k].reshape(num_tex, h, w, c)
+        if h % 2 == 0 and w % 2 == 0:
+            # Columns are duplicated on the coarse rows first (half a level), so that the broadcast over the
+            # row pairs adds whole contiguous rows.
+            quarter = acc * 0.25
+            wide = torch.stack([quarter, quarter], 3).reshape(num_tex, h // 2, 1, w, c)
+            acc = torch.add(own.reshape(num_tex, h // 2, 2, w, c), wide).reshape(num_tex, h, w, c)
+        else:
+            like = own.permute(0, 3, 1, 2)
+            spread = torch.ops.aten.avg_pool2d_backward(acc.permute(0, 3, 1, 2).contiguous(), like, [2, 2],
+                                                        [2, 2], [0, 0], True, True, None)
+            acc = own + spread.permute(0, 2, 3, 1)
+    if slope is not None:
+        # ``acc`` is a fresh buffer unless the table has one level (then it views ``v_table``: not in place).
+        acc = acc.mul_(slope.reshape(acc.shape)) if len(shapes) > 1 else acc * slope.reshape(acc.shape)
+    return acc.reshape(tex_shape)
+
+
+def pool_level(level: torch.Tensor) -> torch.Tensor:
+    """The next coarser level of ``level [..., H, W, C]``: 2x2 box average (odd sizes average what exists)."""
+    lead = level.shape[:-3]
+    h, w, c = level.shape[-3:]
+    if h % 2 == 0 and w % 2 == 0:  # channel-last 2x2 mean of strided views: no layout copies
+        q = level.reshape(lead + (h // 2, 2, w // 2, 2, c))
+        return (q[..., 0, :, 0, :] + q[..., 0, :, 1, :] + q[..., 1, :, 0, :] + q[..., 1, :, 1, :]) * 0.25
+    x = level.reshape(-1, h, w, c).permute(0, 3, 1, 2)
+    x = F.avg_pool2d(x, kernel_size=2, stride=2, ceil_mode=True)
+    return x.permute(0, 2, 3, 1).reshape(lead + x.shape[-2:] + (c,))
