@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._device import add_device_argument
+from ._device import add_device_argument, resolve
 
 
 def add_parser(sub) -> None:
@@ -65,6 +65,7 @@ def run(args) -> int:
         raise ValueError("--force goes with --resume (it resumes a checkpoint written for another config)")
     if args.dist_timeout is not None and not args.dist_timeout > 0:
         raise ValueError(f"--dist-timeout must be a number of seconds > 0; got {args.dist_timeout}")
+    resolve(args)  # a missing CUDA is said before the config is read
     if args.nproc is not None:
         return _launch(args)
     config = load_config(args.config, overrides=args.overrides) if args.overrides else args.config
