@@ -15,7 +15,8 @@ from . import threads  # first, and light: OpenMP's wait policy must be set befo
 from .threads import get_num_threads, set_num_threads
 
 if TYPE_CHECKING:  # what the names below are, for type checkers and IDEs (at run time they load on first use)
-    from . import animation, conventions, data, fitting, geometry, integrators, io, losses, optim, physics, scene, shading
+    from . import (animation, conventions, data, fitting, geometry, integrators, io, losses, optim, physics, scene,
+                   shading)
     from .cameras import Camera, pinhole_cover
     from .integrators import RenderOutput, render, render_geometry, render_sequence, render_tiled, tiled_loss
     from .mesh import Mesh, vertex_normals

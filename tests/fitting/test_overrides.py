@@ -1,7 +1,6 @@
 """``lumigrad fit --set KEY=VALUE``: values read as TOML, dotted keys with list indices, the loader's "did you
 mean" for misspelt keys, and the run folder's copy of the config holding the overridden values."""
 
-import json
 import sys
 
 import pytest
@@ -12,45 +11,12 @@ from lumigrad.fitting import ConfigError, load_config
 from lumigrad.fitting.overrides import apply_overrides, parse_value, to_toml
 from lumigrad.fitting.run_folder import config_identity
 
+from .test_run import CONFIG, config  # noqa: F401 - config: the tiny fit's fixture (a maker of config files)
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-CONFIG = """
-name = "tiny"
-[scene]
-file = "sphere.obj"
-[[scene.lights]]
-name = "key"
-type = "point"
-position = [2.0, 2.0, -2.0]
-intensity = 4.0
-[data]
-views = 3
-size = 24
-[data.set]
-"lights.key.intensity" = 8.0
-[[optimize]]
-name = "light"
-params = "lights.key.intensity"
-map = "exp"
-lr = 0.1
-[loss]
-mse = 1.0
-[fit]
-steps = 40
-checkpoint_every = 1
-"""
-
-
-@pytest.fixture
-def config(tmp_path):
-    verts, faces = lg.geometry.icosphere(1)
-    lg.io.save(tmp_path / "sphere.obj", (verts, faces))
-    path = tmp_path / "fit.toml"  # the mesh by absolute path: the run folder's copy of the config finds it too
-    path.write_text(CONFIG.replace('"sphere.obj"', json.dumps(str(tmp_path / "sphere.obj"))))
-    return path
 
 
 @pytest.mark.parametrize("text, value", [("50", 50), ("0.02", 0.02), ("true", True), ('"a b"', "a b"),
@@ -61,7 +27,7 @@ def test_values_are_toml_and_bare_words_are_strings(text, value):
 
 
 def test_dotted_keys_and_indices_set_values_and_leave_the_original_alone(config):
-    raw = tomllib.loads(CONFIG)
+    raw = tomllib.loads(CONFIG.replace("STEPS", "40"))
     out = apply_overrides(raw, ["fit.steps=5", "optimize[0].lr=0.02", "scene.lights[0].position=[0, 1, 2]",
                                 "render.spp=4", "fit.steps=6"])
     assert out["fit"]["steps"] == 6 and out["optimize"][0]["lr"] == 0.02  # the later --set wins
@@ -75,13 +41,13 @@ def test_dotted_keys_and_indices_set_values_and_leave_the_original_alone(config)
     ("fitt.steps=3", "--set fitt.steps=3: fit.toml: unknown key 'fitt' (did you mean 'fit'?)"),
     ("fit.steps=many", "--set fit.steps=many: fit.toml: fit.steps must be an integer >= 1"),
     ("fit.steps.x=1", "--set fit.steps.x: fit.steps is the value 40, not a table"),
-    ("optimize[3].lr=1", "--set optimize[3].lr: optimize has 1 entries (indices 0 to 0)"),
+    ("optimize[3].lr=1", "--set optimize[3].lr: optimize has 2 entries (indices 0 to 1)"),
     ("fit.steps", "--set 'fit.steps': expected KEY=VALUE"),
     ("fit..steps=1", "is not a dotted key"),
 ])
 def test_mistakes_name_the_set_and_suggest_the_key(config, item, message):
     with pytest.raises(ConfigError) as info:
-        load_config(config, overrides=[item])
+        load_config(config(), overrides=[item])
     assert message in str(info.value)
 
 
@@ -96,7 +62,7 @@ def test_toml_writer_round_trips_the_example_configs():
 
 
 def test_cli_set_is_recorded_in_the_run_folder_and_resumes_only_with_it(config, tmp_path, capsys):
-    out = tmp_path / "run"
+    config, out = config(), tmp_path / "run"
     sets = ["--set", "fit.steps=2", "--set", "data.views=2", "--set", "optimize[0].lr=0.05"]
     assert main(["fit", str(config), "-o", str(out), "--no-progress", *sets]) == 0
     assert "tiny: 2 steps" in capsys.readouterr().out
