@@ -133,3 +133,14 @@ def test_a_cold_kernel_cache_is_announced_once(tmp_path, monkeypatch, capfd):
     monkeypatch.setattr(_runtime, "_modules_checked", set())
     _runtime.launch(_double, 4, [0, 4, _runtime.as_warp(x)], x.device)  # a warm cache: silent
     assert "compiling" not in capfd.readouterr().err
+
+
+def test_torch_threads_the_user_sets_between_import_and_first_use_are_kept():
+    """``import lumigrad`` no longer loads torch: a ``torch.set_num_threads`` before lumigrad's first use is still
+    the user's choice, and lumigrad's first CPU kernel leaves it alone."""
+    from .test_threads import TINY_RENDER, _python
+
+    out = _python("import os, lumigrad, torch\ntorch.set_num_threads(3)\n" + TINY_RENDER
+                  + "print(os.environ.get('OMP_WAIT_POLICY'), torch.get_num_threads(), "
+                    "lumigrad.threads.info()['torch_threads_source'])", {})
+    assert out.startswith("PASSIVE 3 user"), out
