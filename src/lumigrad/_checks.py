@@ -218,14 +218,24 @@ def check_positive_int(value, name: str) -> int:
     return value
 
 
-def resolve_device(name: str, argument: str = "device") -> torch.device:
-    """``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available) as a device; CUDA without a device raises
-    ValueError naming ``argument``."""
-    check_choice(name, argument, ("cpu", "cuda", "auto"))
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{argument} cuda was requested but CUDA is not available (torch.cuda.is_available() is "
+def resolve_device(name, argument: str = "device") -> torch.device:
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when available) as a device; CUDA asked for where
+    there is none (or no device N) raises ValueError naming ``argument``."""
+    text = str(name) if isinstance(name, torch.device) else name
+    index = None
+    if isinstance(text, str) and text.startswith("cuda:") and text[5:].isdigit():
+        text, index = "cuda", int(text[5:])
+    if text not in ("cpu", "cuda", "auto"):
+        raise ValueError(f"{argument} must be cpu, cuda, cuda:N or auto; got {name!r}")
+    if text == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{argument} {name} was requested but CUDA is not available (torch.cuda.is_available() is "
                          "False); use cpu or auto")
-    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+    if index is not None:
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"{argument} {name}: there is no CUDA device {index} (this machine has "
+                             f"{torch.cuda.device_count()}: cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+        return torch.device("cuda", index)
+    return torch.device("cuda" if text == "cuda" or (text == "auto" and torch.cuda.is_available()) else "cpu")
 
 
 def _shape_text(trailing, lo, hi) -> str:

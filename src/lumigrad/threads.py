@@ -24,7 +24,7 @@ PyTorch thread does the same. The Warp kernels themselves were not slowed; the t
    variable only when it loads, so this cannot be done once ``torch`` is imported.
 2. *At the first lumigrad kernel launch on the CPU, once,* if you have not chosen PyTorch's thread count
    (neither ``OMP_NUM_THREADS`` nor ``MKL_NUM_THREADS`` is set, and ``torch.get_num_threads()`` is still
-   PyTorch's own default, unchanged since ``lumigrad`` was imported), it calls ``torch.set_num_threads``
+   PyTorch's own default, unchanged since lumigrad first loaded torch), it calls ``torch.set_num_threads``
    with: ``LUMIGRAD_NUM_THREADS`` if set; else **1** if OpenMP threads spin (step 1 could not apply); else
    the smaller of PyTorch's count and the CPUs this process may use (affinity mask and cgroup CPU quota;
    PyTorch's default ignores the quota). The change is logged at INFO level on the
@@ -89,9 +89,29 @@ if not _OPENMP_WAS_LOADED and not any(os.environ.get(k) for k in _WAIT_VARS):
 # What the OpenMP runtime saw (or, if it was loaded before lumigrad, most likely saw) when it loaded.
 _WAIT_ENV = {k: os.environ.get(k) for k in _WAIT_VARS}
 
-import torch  # noqa: E402  (after the wait policy, which OpenMP reads when torch loads it)
+# torch is imported on first need (``import lumigrad`` and the ``lumigrad`` command's --help stay fast): when
+# lumigrad's kernels load (:func:`record_torch_baseline`) or any function here needs it.
+_TORCH_BASELINE: Optional[int] = None  # torch's count when lumigrad first loaded it (or at import, if loaded)
 
-_TORCH_BASELINE = torch.get_num_threads()  # torch's count when lumigrad was imported
+
+def _torch():
+    """The ``torch`` module, imported now if need be; the first call records PyTorch's thread count."""
+    global _TORCH_BASELINE
+    import torch
+
+    if _TORCH_BASELINE is None:
+        _TORCH_BASELINE = torch.get_num_threads()
+    return torch
+
+
+def record_torch_baseline() -> None:
+    """Remember PyTorch's thread count as lumigrad found it (once; later calls do nothing). Called when the
+    kernel runtime loads, so a ``torch.set_num_threads`` of the user's after that counts as their choice."""
+    _torch()
+
+
+if _OPENMP_WAS_LOADED and "torch" in sys.modules:
+    record_torch_baseline()  # torch came first: its count as it is now is the one the user left
 
 
 def openmp_spins() -> bool:
@@ -331,7 +351,7 @@ def _user_chose_torch() -> Optional[str]:
     for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         if os.environ.get(key):
             return f"{key} is set"
-    current = torch.get_num_threads()
+    current = _torch().get_num_threads()
     expected = _state.torch_set if _state.torch_set is not None else _TORCH_BASELINE
     if current != expected:
         return "torch.set_num_threads was called"
@@ -342,9 +362,9 @@ def _user_chose_torch() -> Optional[str]:
 
 def _set_torch(n: int, reason: str) -> None:
     if _state.torch_before is None:
-        _state.torch_before = torch.get_num_threads()
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)
+        _state.torch_before = _torch().get_num_threads()
+    if _torch().get_num_threads() != n:
+        _torch().set_num_threads(n)
         _log.info("lumigrad set torch.set_num_threads(%d): %s", n, reason)
     _state.torch_set = n
     _state.torch_reason = reason
@@ -366,7 +386,7 @@ def prepare_cpu() -> None:
                     _set_torch(1, "OpenMP threads spin-wait (OMP_WAIT_POLICY was not passive when torch loaded)")
                 else:
                     cpus = available_cpus()
-                    if torch.get_num_threads() > cpus:
+                    if _torch().get_num_threads() > cpus:
                         _set_torch(cpus, f"only {cpus} CPUs are available to this process")
         finally:
             _state.prepared = True
@@ -400,8 +420,8 @@ def set_num_threads(n: Optional[int]) -> None:
     with _state.lock:
         if n is None:
             _state.requested = None
-            if _state.torch_set is not None and torch.get_num_threads() == _state.torch_set:
-                torch.set_num_threads(_state.torch_before)
+            if _state.torch_set is not None and _torch().get_num_threads() == _state.torch_set:
+                _torch().set_num_threads(_state.torch_before)
             _state.torch_set = None
             _state.torch_before = None
             _state.torch_reason = "not changed by lumigrad"
@@ -442,5 +462,5 @@ def info() -> dict:
         else:
             wait = "passive (from the environment)"
         return {"kernel_threads": kernel_threads(), "kernel_threads_source": source,
-                "available_cpus": available_cpus(), "torch_threads": torch.get_num_threads(),
+                "available_cpus": available_cpus(), "torch_threads": _torch().get_num_threads(),
                 "torch_threads_source": torch_source, "openmp_wait": wait}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Union
 
 import torch
 
@@ -97,6 +97,7 @@ def fit_spot(
     texture_lr: float = 0.1,
     mesh: Optional[Mesh] = None,
     progress: Optional[Callable[[int, float, Dict[str, float]], None]] = None,
+    device: Union[str, torch.device] = "cpu",
 ) -> FitResult:
     """Recover the pose and / or the albedo texture of the Spot cow from ``num_views`` rendered targets.
 
@@ -108,21 +109,23 @@ def fit_spot(
 
     Returns a :class:`FitResult`; metrics hold ``rotation_error_deg``, ``translation_error`` and
     ``texture_psnr_db`` (over the texels the views determine, see :func:`visible_texels`) as applicable.
+    The fit runs on ``device``; the result's images and textures are on the CPU.
     """
     from ..data import load_spot
 
     gen = torch.Generator().manual_seed(seed)
-    mesh = mesh or load_spot()
+    device = torch.device(device)
+    mesh = (mesh or load_spot()).to(device)
     true_tex = _resize_texture(mesh.texture[..., :3], texture_size)
-    cams = orbit_cameras(num_views, image_size)
+    cams = orbit_cameras(num_views, image_size).to(device)
     center = mesh.verts.mean(0)
-    zero = torch.zeros(3)
+    zero = torch.zeros(3, device=device)
     with torch.no_grad():
         target = render_textured(mesh, mesh.verts, true_tex, cams, build_mipmaps(true_tex))
 
-    axis = torch.randn(3, generator=gen)
+    axis = torch.randn(3, generator=gen).to(device)
     axis = axis / axis.norm()
-    direction = torch.randn(3, generator=gen)
+    direction = torch.randn(3, generator=gen).to(device)
     direction = direction / direction.norm()
     rotation = (axis * math.radians(init_rotation_deg) if recover_pose else zero.clone()).requires_grad_(recover_pose)
     translation = (direction * init_translation if recover_pose else zero.clone()).requires_grad_(recover_pose)
@@ -175,7 +178,8 @@ def fit_spot(
         seen = visible_texels(mesh, posed, tex.detach(), cams)
         metrics["texture_psnr_db"] = psnr(tex, true_tex, seen[..., None])
         metrics["visible_texel_fraction"] = float(seen.float().mean())
-    return FitResult(metrics, losses, target, initial, final, tex.detach(), true_tex, history)
+    return FitResult(metrics, losses, target.cpu(), initial.cpu(), final.cpu(), tex.detach().cpu(), true_tex.cpu(),
+                     history)
 
 
 def visible_texels(mesh: Mesh, verts: torch.Tensor, tex: torch.Tensor, cameras: Camera,

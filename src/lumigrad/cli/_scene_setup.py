@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import torch
+from ._device import add_device_argument, resolve
 
 
 def add_scene_arguments(p, default_size: int) -> None:
@@ -27,6 +27,7 @@ def add_scene_arguments(p, default_size: int) -> None:
     p.add_argument("--trust-paths", action="store_true",
                    help="let file names inside SCENE (OBJ mtllib/map_*, glTF URIs) be absolute or leave its "
                         "folder (default: confined to it)")
+    add_device_argument(p)
 
 
 def check_scene_arguments(args) -> None:
@@ -49,7 +50,16 @@ def check_scene_arguments(args) -> None:
 
 
 def load_scene_and_camera(args):
-    """The scene of ``args.scene`` (a mesh file becomes a one-mesh scene) with lights, and the camera."""
+    """The scene of ``args.scene`` (a mesh file becomes a one-mesh scene) with lights, and the camera, both on
+    ``--device``."""
+    device = resolve(args)  # before the file is read: a missing CUDA is the first thing to say
+    scene, camera = _scene_and_camera(args)
+    return scene.to(device), camera.to(device)
+
+
+def _scene_and_camera(args):
+    import torch
+
     import lumigrad as lg
 
     check_scene_arguments(args)
@@ -94,6 +104,8 @@ def _textured(mesh, args):
 
 
 def _framing_camera(scene, args):
+    import torch
+
     import lumigrad as lg
 
     verts = scene.flatten().verts.detach().float()
@@ -137,9 +149,7 @@ def animation_time(args, scene):
 
 def add_integrator_arguments(p, default_mc_spp: int) -> None:
     """``--integrator``, ``--spp``, ``--max-depth`` (and nothing of the scene): the renderer of a command."""
-    from ..integrators import integrator_names
-
-    p.add_argument("--integrator", default="raster", choices=integrator_names(),
+    p.add_argument("--integrator", default="raster", type=_registered_integrator, metavar="NAME",
                    help="the renderer, by registered name (default: raster, the rasterizer with deferred shading; "
                         "path / direct: the path tracer)")
     p.add_argument("--spp", type=int, default=None,
@@ -148,6 +158,19 @@ def add_integrator_arguments(p, default_mc_spp: int) -> None:
     p.add_argument("--max-depth", type=int, default=None,
                    help="longest path in vertices for the path tracer (Mitsuba's max_depth; -1: no limit)")
     p.set_defaults(default_mc_spp=default_mc_spp)
+
+
+def _registered_integrator(name: str) -> str:
+    """``name`` if an integrator is registered under it (argparse ``type``: the registry, which imports the
+    renderers, is asked only when the option is parsed, never for ``--help``)."""
+    import argparse
+
+    from ..integrators import integrator_names
+
+    names = integrator_names()
+    if name not in names:
+        raise argparse.ArgumentTypeError(f"invalid choice: {name!r} (choose from {', '.join(map(repr, names))})")
+    return name
 
 
 def integrator_options(args) -> tuple:

@@ -8,8 +8,6 @@ import json
 from pathlib import Path
 from typing import Callable, Dict
 
-import torch
-
 BENCHMARKS = ("raster", "soft", "scene")
 MAX_SIZE = 8192
 #: Exit status of ``--compare`` when a case is slower than ``--tolerance`` times its baseline.
@@ -137,6 +135,8 @@ def _validate(args: argparse.Namespace):
 
 def _environment(device: torch.device) -> Dict[str, str]:
     """The device / torch / lumigrad versions, as fields and as one printable line."""
+    import torch
+
     import lumigrad
 
     from ..app.benchmarking import cpu_model
@@ -172,6 +172,8 @@ def _spot(size: int, device: torch.device):
 def _measure(name: str, size: int, faces: int, fwd: Callable[[], object], fwd_bwd: Callable[[], object],
              repeats: int, warmup: int, device: torch.device) -> dict:
     """Time ``fwd`` (under no_grad) and ``fwd_bwd``, and the peak memory of one ``fwd_bwd``, as a table row."""
+    import torch
+
     from ..app.benchmarking import median, peak_memory, time_call
 
     def no_grad_fwd():
@@ -224,6 +226,8 @@ def _bench_soft(size: int, repeats: int, warmup: int, device: torch.device) -> d
 
 def _bench_scene(size: int, repeats: int, warmup: int, device: torch.device) -> dict:
     """lumigrad.render of a Scene: Spot with its texture as base colour, lit by one point light."""
+    import torch
+
     import lumigrad as lg
 
     mesh, cam = _spot(size, device)

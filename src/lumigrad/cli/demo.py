@@ -8,9 +8,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import torch
-
-from ..app.report import save_image_grid, save_loss_plot
+from ._device import add_device_argument, resolve
 
 
 def add_parser(sub) -> None:
@@ -33,15 +31,19 @@ def add_parser(sub) -> None:
     p.add_argument("--rotation", type=float, default=15.0,
                    help="initial rotation error in degrees (default: 15)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the initial perturbation (default: 0)")
+    add_device_argument(p)
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    import torch
     from tqdm import tqdm
 
     from ..app.demo import fit_spot
+    from ..app.report import save_image_grid, save_loss_plot
 
+    device = resolve(args)
     for name in ("steps", "views", "size", "texture_size"):
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive; got {getattr(args, name)}")
@@ -59,7 +61,8 @@ def run(args) -> int:
 
     start = time.perf_counter()
     result = fit_spot(num_views=args.views, image_size=args.size, texture_size=args.texture_size,
-                      steps=args.steps, init_rotation_deg=args.rotation, seed=args.seed, progress=progress)
+                      steps=args.steps, init_rotation_deg=args.rotation, seed=args.seed, progress=progress,
+                      device=device)
     bar.close()
     seconds = time.perf_counter() - start
 

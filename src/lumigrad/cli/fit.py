@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ._device import add_device_argument, resolve
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -34,7 +36,12 @@ def add_parser(sub) -> None:
                    help="let file names inside input files (OBJ mtllib/map_*, glTF URIs, NeRF file_path, COLMAP "
                         "image names) be absolute or leave their file's folder (default: confined to it)")
     p.add_argument("--steps", type=int, default=None, help="override [fit] steps")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="where to run (default: cpu)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override one config key, by its dotted path: --set fit.steps=50 --set render.width=64 "
+                        "--set optimize[0].lr=0.02 (repeatable; VALUE is read as TOML: numbers, true/false, "
+                        "\"strings\", [arrays]; a bare word is a string). The run folder's copy of the config "
+                        "holds the overridden values")
+    add_device_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="run the fit data-parallel in N processes on this machine: the same as `torchrun "
@@ -52,15 +59,17 @@ _ERRORS = (("mean_abs_error", "mean |error|"), ("focal_error_pct", "focal error 
 
 
 def run(args) -> int:
-    from ..fitting import run_fit
+    from ..fitting import load_config, run_fit
 
     if args.force and not args.resume:
         raise ValueError("--force goes with --resume (it resumes a checkpoint written for another config)")
     if args.dist_timeout is not None and not args.dist_timeout > 0:
         raise ValueError(f"--dist-timeout must be a number of seconds > 0; got {args.dist_timeout}")
+    resolve(args)  # a missing CUDA is said before the config is read
     if args.nproc is not None:
         return _launch(args)
-    outcome = run_fit(args.config, args.out, resume=args.resume, overwrite=args.overwrite, steps=args.steps,
+    config = load_config(args.config, overrides=args.overrides) if args.overrides else args.config
+    outcome = run_fit(config, args.out, resume=args.resume, overwrite=args.overwrite, steps=args.steps,
                       progress=not args.no_progress, device=args.device, force=args.force,
                       trust_paths=args.trust_paths, dist_timeout=args.dist_timeout)
     m = outcome.metrics
@@ -108,5 +117,7 @@ def _launch(args) -> int:
     for flag in ("resume", "overwrite", "force", "trust_paths", "no_progress"):
         if getattr(args, flag):
             command.append("--" + flag.replace("_", "-"))
+    for override in args.overrides:
+        command += ["--set", override]
     command += ["--device", args.device]
     return subprocess.call(command)

@@ -1,4 +1,8 @@
-"""``lumigrad`` entry point: parses the sub-command and reports user mistakes without a traceback."""
+"""``lumigrad`` entry point: parses the sub-command and reports user mistakes without a traceback.
+
+Parsing and ``--help`` import no torch and no Warp (each command module builds its parser with the standard
+library and imports its implementation when it runs), so they answer at once.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from ..optim.fit import FitDivergedError
-
-from . import bench, demo, fit, gradcheck, render
+from . import bench, demo, fit, gradcheck, render, warmup
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     gradcheck.add_parser(sub)
     fit.add_parser(sub)
     bench.add_parser(sub)
+    warmup.add_parser(sub)
     return parser
 
 
@@ -36,7 +39,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         return int(args.run(args) or 0)
-    except FitDivergedError as exc:
+    except _fit_diverged_error() as exc:
         print(f"lumigrad {args.command}: the fit diverged: {exc}", file=sys.stderr)
         return 3
     except (ValueError, TypeError, FileNotFoundError) as exc:
@@ -58,6 +61,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             if args.command == "fit" else ""
         print(f"lumigrad {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
+
+
+def _fit_diverged_error():
+    """``FitDivergedError`` if its module is loaded, else ``()`` (a failure before any fit cannot be one), so
+    this module need not import the optimiser and torch."""
+    module = sys.modules.get("lumigrad.optim.fit")
+    return module.FitDivergedError if module is not None else ()
 
 
 def _one_line(exc: BaseException, limit: int = 1000) -> str:

@@ -6,9 +6,6 @@ import math
 import sys
 from pathlib import Path
 
-import torch
-
-from ..integrators import integrator_settings
 from ._scene_setup import (add_integrator_arguments, add_scene_arguments, add_time_arguments, animation_time,
                            integrator_options, load_scene_and_camera)
 
@@ -40,7 +37,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    import torch
+
     import lumigrad as lg
+    from ..integrators import integrator_settings
 
     if not math.isfinite(args.exposure):
         raise ValueError(f"--exposure must be a finite number of stops; got {args.exposure:g}")
@@ -48,7 +48,8 @@ def run(args) -> int:
     when = animation_time(args, scene)
     if when is not None:
         scene = scene.at(*when)
-    scene.film = lg.Film(exposure=torch.tensor(args.exposure))  # linear; PNG / JPEG get the default look below
+    # linear; PNG / JPEG get the default look below
+    scene.film = lg.Film(exposure=torch.tensor(args.exposure, device=camera.device))
     settings = {}
     known = integrator_settings(args.integrator)
     if "background" in known:
@@ -73,11 +74,11 @@ def run(args) -> int:
 
             np.save(args.out, rgba.detach().cpu().float().numpy())
         else:
-            lg.io.save(args.out, rgba)
+            lg.io.save(args.out, rgba.cpu())
     elif suffix == ".hdr":  # no alpha channel
-        lg.io.save(args.out, out.rgb)
+        lg.io.save(args.out, out.rgb.cpu())
     else:  # PNG / JPEG: the default look of the colour over the background
-        lg.io.preview(out.rgb, args.out)
+        lg.io.preview(out.rgb.cpu(), args.out)
     print(f"wrote {args.out} ({camera.width} x {camera.height}, {len(scene.meshes)} meshes, "
           f"{len(scene.lights)} lights)")
     return 0

@@ -172,8 +172,11 @@ class FitConfig:
     tensorboard: bool = False  # [output] tensorboard: write the fit live to OUT/tensorboard/
 
 
-def load_config(path: Union[str, Path]) -> FitConfig:
+def load_config(path: Union[str, Path], overrides: Sequence[str] = ()) -> FitConfig:
     """Read and check a ``.toml``, ``.yaml`` or ``.yml`` fit configuration.
+
+    ``overrides``: ``"KEY=VALUE"`` strings (``lumigrad fit --set``; :mod:`lumigrad.fitting.overrides`) applied
+    before the check; the config's ``text`` is then the overridden config, so a copy of it re-runs the same fit.
 
     Raises:
         ConfigError: missing or unparsable file, unknown keys, wrong types or values (naming the key).
@@ -208,7 +211,15 @@ def load_config(path: Union[str, Path]) -> FitConfig:
             raise ConfigError(f"{path}: YAML nested too deeply") from None
     else:
         raise ConfigError(f"{path}: a fit config is a .toml, .yaml or .yml file")
-    return parse_config(raw, path, text)
+    if not overrides:
+        return parse_config(raw, path, text)
+    from .overrides import apply_overrides, blame, config_text
+
+    raw = apply_overrides(raw, overrides)
+    try:
+        return parse_config(raw, path, config_text(raw, path, overrides))
+    except ConfigError as exc:
+        raise blame(exc, overrides) from None
 
 
 class _AliasError(Exception):

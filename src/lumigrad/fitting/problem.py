@@ -452,21 +452,7 @@ def _check_losses(config: FitConfig, targets: torch.Tensor) -> None:
 
 
 def _to(scene: Scene, device: torch.device) -> Scene:
-    if device.type == "cpu":
-        return scene
-    moved: Dict[int, torch.Tensor] = {}  # a tensor shared by several names stays shared
-    for name, t in scene.parameters().items():
-        if id(t) not in moved:
-            moved[id(t)] = t.to(device)
-        scene[name] = moved[id(t)]
-    for mesh in scene.meshes.values():
-        mesh.faces = mesh.faces.to(device)
-        if mesh.uv_faces is not None:
-            mesh.uv_faces = mesh.uv_faces.to(device)
-    for animation in scene.animations.values():  # key times follow their values (parameters, moved above)
-        for channel in animation.channels:
-            channel.track.times = channel.track.times.to(device)
-    return scene
+    return scene if device.type == "cpu" else scene.to(device)
 
 
 def _parameterize(problem: Problem) -> None:

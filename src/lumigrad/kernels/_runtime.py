@@ -9,7 +9,9 @@ and what happens to PyTorch's own thread count at the first CPU launch, is decid
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Sequence
@@ -19,11 +21,15 @@ import warp as wp
 
 from .. import threads as _threads
 
+_threads.record_torch_baseline()  # the count as lumigrad found it; a later change is the user's
+
 _init_lock = threading.Lock()
 _initialised = False
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 _pool_lock = threading.Lock()
+_compile_announced = False
+_modules_checked: set = set()  # (Warp module name, device) whose cache state was looked at
 
 
 def ensure_init() -> None:
@@ -57,6 +63,49 @@ def _stderr_silenced():
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def cache_dir() -> str:
+    """Warp's kernel cache folder (``WARP_CACHE_PATH`` or ``warp.config.kernel_cache_dir`` sets it)."""
+    ensure_init()
+    return str(wp.config.kernel_cache_dir)
+
+
+def needs_compile(module, device: str) -> bool:
+    """Whether loading the Warp ``module`` on ``device`` (``"cpu"``, ``"cuda:0"``) will compile it: it is not
+    loaded in this process and its binary for this device is not in the kernel cache. False when unsure (a
+    Warp whose cache layout differs): the caller then merely stays quiet."""
+    ensure_init()
+    try:
+        dev = wp.get_device(device)
+        block_dim = 1 if dev.is_cpu else module.options["block_dim"]  # what a launch without block_dim loads
+        if (dev.context, block_dim) in module.execs:
+            return False
+        folder = os.path.join(wp.config.kernel_cache_dir, module.get_module_identifier(block_dim))
+        try:
+            binary = module._get_compile_output_name(dev, block_dim=block_dim)  # Warp's own file name
+            return not os.path.exists(os.path.join(folder, binary))
+        except (AttributeError, TypeError):  # another Warp: any binary of the device's kind will do
+            return not glob.glob(os.path.join(folder, "*.o" if dev.is_cpu else "*.[cp][ut][bx]*"))
+    except Exception:  # noqa: BLE001 - a question about the cache must never break a launch
+        return False
+
+
+def announce_compile(kernel, device: str) -> None:
+    """Before a launch: if Warp is about to compile ``kernel``'s module (a cold kernel cache), say so on stderr,
+    once per process, with the cache folder. Each module is looked at once per device; afterwards this is a
+    set lookup."""
+    global _compile_announced
+    if _compile_announced:
+        return
+    key = (kernel.module.name, device)
+    if key in _modules_checked:
+        return
+    _modules_checked.add(key)
+    if needs_compile(kernel.module, device):
+        _compile_announced = True
+        print(f"lumigrad: compiling kernels once (about 15 s on {device}); later runs reuse the cache at "
+              f"{cache_dir()} (`lumigrad warmup` compiles them all ahead of time)", file=sys.stderr, flush=True)
 
 
 def num_workers() -> int:
@@ -156,6 +205,7 @@ def launch_split(kernel, count: int, inputs: Sequence, device: torch.device, min
     ensure_init()
     _threads.prepare_cpu()
     dev = warp_device(device)
+    announce_compile(kernel, dev)
     workers = num_workers() if workers is None else max(1, int(workers))
     chunks = max(1, min(workers, count // max(min_chunk, 1)))
     if chunks == 1:
@@ -180,6 +230,7 @@ def launch_partitioned(kernel, count: int, inputs_for_part, parts: int, device: 
     if device.type == "cpu":
         _threads.prepare_cpu()
     dev = warp_device(device)
+    announce_compile(kernel, dev)
     bounds = [count * k // parts for k in range(parts + 1)]
     jobs = [(bounds[k + 1] - bounds[k], [bounds[k], bounds[k + 1], *inputs_for_part(k)])
             for k in range(parts) if bounds[k + 1] > bounds[k]]
@@ -192,6 +243,7 @@ def launch(kernel, count: int, inputs: Sequence, device: torch.device) -> None:
     if count <= 0:
         return
     dev = warp_device(device)
+    announce_compile(kernel, dev)
     if device.type == "cuda":
         stream = wp.stream_from_torch(torch.cuda.current_stream(device))
         wp.launch(kernel, dim=count, inputs=list(inputs), device=dev, stream=stream)

@@ -467,6 +467,25 @@ class Scene:
         holder, attr = entry.slot()
         setattr(holder, attr, value)
 
+    def to(self, device) -> "Scene":
+        """Move every tensor of the scene (parameters, face indices, animation key times) to ``device``, in
+        place; return the scene. A tensor shared by several names stays shared. On its own device: unchanged."""
+        device = torch.device(device)
+        moved: Dict[int, torch.Tensor] = {}
+        for name, t in self.parameters().items():
+            if t.device != device:
+                if id(t) not in moved:
+                    moved[id(t)] = t.to(device)
+                self[name] = moved[id(t)]
+        for mesh in self.meshes.values():
+            mesh.faces = mesh.faces.to(device)
+            if mesh.uv_faces is not None:
+                mesh.uv_faces = mesh.uv_faces.to(device)
+        for animation in self.animations.values():  # key times follow their values (parameters, moved above)
+            for channel in animation.channels:
+                channel.track.times = channel.track.times.to(device)
+        return self
+
     def flatten(self, *, emitters: bool = False, normals: bool = False):
         """Every triangle shape (and, with ``emitters``, every area light) merged into world-space tables:
         :func:`lumigrad.scene.flatten.flatten`."""
