@@ -159,7 +159,8 @@ def _run_ranked(config: FitConfig, out: Path, dev, *, resume: bool, overwrite: b
 def _run_rank(config: FitConfig, out: Path, dev, strategy: DistributedStrategy, *, resume: bool, overwrite: bool,
               force: bool, progress: bool) -> FitOutcome:
     identity = config_identity(config)
-    strategy.check_same("the configuration (sha256 of its parsed keys)", identity["sha256"])
+    strategy.check_same("the configuration (sha256 of its parsed keys)",
+                        config_identity(config, resolve_paths=False)["sha256"])
     if not strategy.is_main:
         decision = strategy.broadcast_object(None)
         if decision[0] == "error":

@@ -142,17 +142,21 @@ class RunFolder:
         return target
 
 
-def config_identity(config: FitConfig) -> Dict[str, Any]:
+def config_identity(config: FitConfig, resolve_paths: bool = True) -> Dict[str, Any]:
     """The configuration's identity stored in checkpoints: ``{"sha256": ..., "keys": {dotted key: JSON}}``.
 
     ``keys`` flattens the parsed file (``optimize[0].lr``, ``fit.steps``, ...) with ``fit.steps`` set to the
     number of steps actually run (``--steps`` included); values are canonical JSON text, so TOML and YAML
     spellings of one value agree. Comments and formatting do not count; a relative path counts as the absolute
-    path it names (the run folder's copy names the same files).
+    path it names (the run folder's copy names the same files), or with ``resolve_paths=False`` as written:
+    the ranks of a fit over several machines compare that, since each may keep the same files in another
+    folder (their data is compared by content).
     """
     flat: Dict[str, str] = {}
     raw = config.raw if config.raw is not None else {}
-    _flatten(_with_values(raw, {key: str(path) for key, path in _relative_paths(config)}), "", flat)
+    if resolve_paths:
+        raw = _with_values(raw, {key: str(path) for key, path in _relative_paths(config)})
+    _flatten(raw, "", flat)
     flat["fit.steps"] = json.dumps(config.fit.steps)
     digest = hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()
     return {"sha256": digest, "keys": flat}
