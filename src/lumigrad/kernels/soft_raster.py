@@ -1,5 +1,6 @@
-"""Torch-facing wrappers of the soft rasterizer's kernels: candidate search (no autograd: the output is face ids)
-and the fused float32 aggregation with its explicit backward (:func:`soft_aggregate`)."""
+"""Torch-facing wrappers of the soft rasterizer's kernels: candidate search (no autograd: the output is face ids;
+:func:`find_candidates`, with :func:`find_candidates_reference` its plain twin) and the fused float32 aggregation
+with its explicit backward (:func:`soft_aggregate`)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,87 @@ from . import soft_raster_kernels as sk
 from ._runtime import as_warp, ensure_init, launch, launch_partitioned, launch_split, num_workers
 
 
+# Side of the square screen tiles of the candidate search: smaller tiles list fewer faces per pixel, larger ones
+# bin faster (8: measured on the Spot cow and a 100k-face sphere at 256^2 and 512^2, docs/benchmarks.md).
+SOFT_TILE = 8
+
+
 @torch.no_grad()
 def find_candidates(
+    proj: torch.Tensor,
+    faces: torch.Tensor,
+    face_skip: torch.Tensor,
+    width: int,
+    height: int,
+    cutoff: float,
+    far: float,
+    k_max: int,
+    affine_depth: bool = False,
+    tile: int = SOFT_TILE,
+) -> torch.Tensor:
+    """Return per pixel the ``k_max`` nearest faces within ``cutoff`` pixels, ``[N, H, W, k_max]`` int32.
+
+    Arguments and result as :func:`find_candidates_reference` (the same ids in the same order, ties by face id);
+    ``tile`` is the side of the screen tiles. Faster: each face gets a lower bound of its depth at any pixel
+    (``soft_face_bounds``); faces bounded beyond ``far`` are dropped, the others are binned into ``tile x tile``
+    tiles in increasing bound, and a pixel stops scanning its tile once its ``k_max`` slots are full and the next
+    bound exceeds its K-th depth (``soft_candidates_sorted``).
+    """
+    ensure_init()
+    device = proj.device
+    N, V, _ = proj.shape
+    F = faces.shape[0]
+    T = N * F
+    tiles_x = (width + tile - 1) // tile
+    tiles_y = (height + tile - 1) // tile
+    num_tiles = N * tiles_x * tiles_y
+    proj_w = as_warp(proj.reshape(N * V, 3).contiguous())
+    faces_w = as_warp(faces)
+
+    bbox = torch.empty(T, 4, dtype=torch.int32, device=device)
+    depth_lb = torch.empty(T, dtype=torch.float64, device=device)
+    tile_count = torch.empty(T, dtype=torch.int32, device=device)
+    launch_split(sk.soft_face_bounds, T,
+                 [F, V, proj_w, faces_w, as_warp(face_skip), float(cutoff), float(far), int(bool(affine_depth)),
+                  width, height, tile, as_warp(bbox), as_warp(depth_lb), as_warp(tile_count)],
+                 device, min_chunk=4096)
+    order = torch.argsort(depth_lb, stable=True).to(torch.int32)
+    total = int(tile_count.sum())
+    counts = torch.zeros(num_tiles, dtype=torch.int32, device=device)
+    launch(sk.soft_bin_count, T, [F, as_warp(bbox), tile, tiles_x, tiles_y, as_warp(counts)], device)
+    offsets = torch.zeros(num_tiles + 1, dtype=torch.int32, device=device)
+    torch.cumsum(counts, 0, out=offsets[1:])
+    cursor = offsets[:-1].clone()
+    size = max(total, 1)
+    entry_rank = torch.empty(size, dtype=torch.int32, device=device)
+    entry_face = torch.empty(size, dtype=torch.int32, device=device)
+    entry_lb = torch.empty(size, dtype=torch.float64, device=device)
+    entry_bbox = torch.empty(size, 4, dtype=torch.int32, device=device)
+    fill = [F, as_warp(order), as_warp(bbox), as_warp(depth_lb), tile, tiles_x, tiles_y, as_warp(cursor),
+            as_warp(entry_rank), as_warp(entry_face), as_warp(entry_lb), as_warp(entry_bbox)]
+    if device.type == "cpu":  # one thread over the ranks in order: every list comes out sorted
+        launch(sk.soft_bin_fill, 1, [T, T] + fill, device)
+    elif total > 0:  # one thread per rank, lists in any order: sort each list by rank
+        launch(sk.soft_bin_fill, T, [1, T] + fill, device)
+        entry_tile = torch.repeat_interleave(torch.arange(num_tiles, device=device), counts.long())
+        perm = torch.argsort(entry_tile * T + entry_rank.long())
+        entry_face, entry_lb, entry_bbox = entry_face[perm], entry_lb[perm], entry_bbox[perm]
+
+    P = N * height * width
+    out_face = torch.empty(P * k_max, dtype=torch.int32, device=device)
+    scratch = torch.empty(P * k_max, dtype=torch.float64, device=device)
+    launch_split(
+        sk.soft_candidates_sorted, P,
+        [F, V, proj_w, faces_w, as_warp(offsets), as_warp(entry_face), as_warp(entry_lb), as_warp(entry_bbox),
+         width, height, tile, tiles_x, tiles_y, float(cutoff) ** 2, float(far), int(bool(affine_depth)), int(k_max),
+         as_warp(out_face), as_warp(scratch)],
+        device, min_chunk=1024,
+    )
+    return out_face.view(N, height, width, k_max)
+
+
+@torch.no_grad()
+def find_candidates_reference(
     proj: torch.Tensor,
     faces: torch.Tensor,
     face_skip: torch.Tensor,

@@ -11,7 +11,9 @@ Distances and depths follow ``raster/soft.py``'s definitions exactly (float64): 
 centre to the triangle region (0 inside), and the depth at the pixel's barycentrics clamped to the triangle
 (the closest point of the triangle: inside, the pixel's own barycentrics; outside, the closest point of the
 nearest edge), perspective-correct (``1 / sum(lam_k / z_k)``) or affine (orthographic).
-Cost: O(pixels x faces listed in the pixel's tile).
+Cost: O(pixels x faces listed in the pixel's tile). ``soft_candidates`` is the plain scan over the hard
+rasterizer's 16 x 16 bins (the reference); ``soft_candidates_sorted`` selects the same faces over soft-specific
+8 x 8 bins listed by a lower bound of the depth, and stops a pixel's scan early (see the section below).
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ def _segment_param(ax: wp.float64, ay: wp.float64, bx: wp.float64, by: wp.float6
 
 
 @wp.func
-def _clamped_depth(m: wp.mat33d, pu: wp.float64, pv: wp.float64, affine_depth: int):
-    """Squared distance from p to the triangle (0 inside) and the depth at the closest point of the triangle."""
+def _clamped_barycentrics(m: wp.mat33d, pu: wp.float64, pv: wp.float64):
+    """Squared distance from p to the triangle (0 inside) and the barycentrics of the closest point of the triangle."""
     area2 = (m[1, 0] - m[0, 0]) * (m[2, 1] - m[0, 1]) - (m[2, 0] - m[0, 0]) * (m[1, 1] - m[0, 1])
     lam = wp.vec3d()
     inside = area2 != wp.float64(0.0)
@@ -65,12 +67,22 @@ def _clamped_depth(m: wp.mat33d, pu: wp.float64, pv: wp.float64, affine_depth: i
                 lam[i] = wp.float64(1.0) - tj
                 lam[j] = tj
         d2 = best
-    depth = wp.float64(0.0)
+    return d2, lam
+
+
+@wp.func
+def _depth_at(m: wp.mat33d, lam: wp.vec3d, affine_depth: int):
+    """Depth at barycentrics ``lam``: perspective-correct (``1 / sum(lam_k / z_k)``) or affine."""
     if affine_depth != 0:
-        depth = lam[0] * m[0, 2] + lam[1] * m[1, 2] + lam[2] * m[2, 2]
-    else:
-        depth = wp.float64(1.0) / (lam[0] / m[0, 2] + lam[1] / m[1, 2] + lam[2] / m[2, 2])
-    return d2, depth
+        return lam[0] * m[0, 2] + lam[1] * m[1, 2] + lam[2] * m[2, 2]
+    return wp.float64(1.0) / (lam[0] / m[0, 2] + lam[1] / m[1, 2] + lam[2] / m[2, 2])
+
+
+@wp.func
+def _clamped_depth(m: wp.mat33d, pu: wp.float64, pv: wp.float64, affine_depth: int):
+    """Squared distance from p to the triangle (0 inside) and the depth at the closest point of the triangle."""
+    d2, lam = _clamped_barycentrics(m, pu, pv)
+    return d2, _depth_at(m, lam, affine_depth)
 
 
 @wp.kernel
@@ -129,6 +141,210 @@ def soft_candidates(
                 break
         out_depth[base + pos] = depth
         out_face[base + pos] = face
+
+
+# Candidate search with per-tile early-out. Each face gets ``depth_lb``, a lower bound of the depth that
+# ``_clamped_depth`` can return for it at any pixel (float64 rounding included, see ``soft_face_bounds``). Each tile
+# lists its faces in increasing ``depth_lb``, so a pixel whose K slots are full stops at the first face whose bound
+# exceeds its K-th depth: every later face would be rejected (strictly deeper). Faces whose bound exceeds ``far``
+# are never binned. The selection equals ``soft_candidates``' (a strict total order on (depth, face id) makes the
+# top-K independent of the scan order).
+
+_EPS64 = wp.constant(wp.float64(2.220446049250313e-16))
+
+
+@wp.func
+def _face_corners(view: int, face: int, num_verts: int, proj: wp.array2d(dtype=wp.float64),
+                  faces: wp.array2d(dtype=wp.int32)):
+    """Rows (u, v, z) of face ``face`` of view ``view``."""
+    m = wp.mat33d()
+    for k in range(3):
+        vi = view * num_verts + faces[face, k]
+        m[k, 0] = proj[vi, 0]
+        m[k, 1] = proj[vi, 1]
+        m[k, 2] = proj[vi, 2]
+    return m
+
+
+@wp.func
+def _depth_lower_bound(m: wp.mat33d, affine_depth: int):
+    """A value ``<=`` every depth ``_clamped_depth(m, p)`` returns, for any pixel ``p``; ``-inf`` if no bound is known.
+
+    The depth is ``1 / sum(lam_k / z_k)`` (or ``sum(lam_k z_k)``) with ``lam_k >= 0``. Outside the triangle
+    ``sum(lam_k)`` is 1 to one rounding. Inside, ``lam_k = w_k / area2`` with computed edge functions whose errors are
+    at most ~8 eps D^2 each (``D``: the larger side of the triangle's box; inside pixels lie in the box), so
+    ``sum(lam_k) <= 1 + 33 rho`` with ``rho = eps D^2 / |area2|``. The bound takes twice the margins derived this way:
+    ``z_min - max|z_k| (64 rho + 32 eps)``. Slivers with ``rho > 1e-3`` (first-order bounds unreliable) get -inf.
+    """
+    zmin = wp.min(m[0, 2], wp.min(m[1, 2], m[2, 2]))
+    zabs = wp.max(wp.abs(m[0, 2]), wp.max(wp.abs(m[1, 2]), wp.abs(m[2, 2])))
+    if affine_depth == 0 and not (zmin > wp.float64(0.0)):
+        return wp.float64(-wp.inf)
+    area2 = (m[1, 0] - m[0, 0]) * (m[2, 1] - m[0, 1]) - (m[2, 0] - m[0, 0]) * (m[1, 1] - m[0, 1])
+    du = wp.max(m[0, 0], wp.max(m[1, 0], m[2, 0])) - wp.min(m[0, 0], wp.min(m[1, 0], m[2, 0]))
+    dv = wp.max(m[0, 1], wp.max(m[1, 1], m[2, 1])) - wp.min(m[0, 1], wp.min(m[1, 1], m[2, 1]))
+    d = wp.max(du, dv)
+    rho = wp.float64(0.0)
+    if area2 != wp.float64(0.0):
+        rho = _EPS64 * d * d / wp.abs(area2)
+    if not (rho <= wp.float64(1.0e-3)):
+        return wp.float64(-wp.inf)
+    return zmin - zabs * (wp.float64(64.0) * rho + wp.float64(32.0) * _EPS64)
+
+
+@wp.kernel
+def soft_face_bounds(
+    offset: int, end: int,
+    num_faces: int, num_verts: int,
+    proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32), face_skip: wp.array(dtype=wp.int8),
+    cutoff: wp.float64, far: wp.float64, affine_depth: int, width: int, height: int, tile: int,
+    bbox: wp.array2d(dtype=wp.int32), depth_lb: wp.array(dtype=wp.float64), tile_count: wp.array(dtype=wp.int32),
+):
+    """Per face ``t`` (view-major): pixel box of the centres within ``cutoff`` of its bounding box (empty if it can
+    never be a candidate), the depth bound and the number of ``tile x tile`` tiles the box overlaps.
+
+    The box is the one the hard rasterizer's ``bin_count`` gives the face's box grown by ``cutoff`` (the same
+    float64 operations), so the per-pixel box test of the scan is that of ``soft_candidates``."""
+    t = offset + wp.tid()
+    bbox[t, 0] = 0
+    bbox[t, 1] = -1
+    bbox[t, 2] = 0
+    bbox[t, 3] = -1
+    depth_lb[t] = wp.float64(wp.inf)
+    tile_count[t] = 0
+    if face_skip[t] != wp.int8(0):
+        return
+    m = _face_corners(t // num_faces, t - (t // num_faces) * num_faces, num_verts, proj, faces)
+    lb = _depth_lower_bound(m, affine_depth)
+    if lb > far:  # every depth of the face is beyond far: never a candidate
+        return
+    half = wp.float64(0.5)
+    umin = wp.min(m[0, 0], wp.min(m[1, 0], m[2, 0])) - cutoff
+    umax = wp.max(m[0, 0], wp.max(m[1, 0], m[2, 0])) + cutoff
+    vmin = wp.min(m[0, 1], wp.min(m[1, 1], m[2, 1])) - cutoff
+    vmax = wp.max(m[0, 1], wp.max(m[1, 1], m[2, 1])) + cutoff
+    if not (wp.isfinite(umin) and wp.isfinite(umax) and wp.isfinite(vmin) and wp.isfinite(vmax)):
+        return
+    x0 = wp.max(wp.float64(0.0), wp.ceil(umin - half))
+    x1 = wp.min(wp.float64(width - 1), wp.floor(umax - half))
+    y0 = wp.max(wp.float64(0.0), wp.ceil(vmin - half))
+    y1 = wp.min(wp.float64(height - 1), wp.floor(vmax - half))
+    if x0 > x1 or y0 > y1:
+        return
+    ix0 = int(x0)
+    ix1 = int(x1)
+    iy0 = int(y0)
+    iy1 = int(y1)
+    bbox[t, 0] = ix0
+    bbox[t, 1] = ix1
+    bbox[t, 2] = iy0
+    bbox[t, 3] = iy1
+    depth_lb[t] = lb
+    tile_count[t] = (ix1 // tile - ix0 // tile + 1) * (iy1 // tile - iy0 // tile + 1)
+
+
+@wp.kernel
+def soft_bin_count(num_faces: int, bbox: wp.array2d(dtype=wp.int32), tile: int, tiles_x: int, tiles_y: int,
+                   counts: wp.array(dtype=wp.int32)):
+    """Count face ``t`` in every ``tile x tile`` tile its box overlaps."""
+    t = wp.tid()
+    if bbox[t, 1] < bbox[t, 0]:
+        return
+    base = (t // num_faces) * tiles_x * tiles_y
+    for ty in range(bbox[t, 2] // tile, bbox[t, 3] // tile + 1):
+        for tx in range(bbox[t, 0] // tile, bbox[t, 1] // tile + 1):
+            wp.atomic_add(counts, base + ty * tiles_x + tx, 1)
+
+
+@wp.kernel
+def soft_bin_fill(
+    ranks_per_thread: int, num_ranks: int, num_faces: int,
+    order: wp.array(dtype=wp.int32), bbox: wp.array2d(dtype=wp.int32), depth_lb: wp.array(dtype=wp.float64),
+    tile: int, tiles_x: int, tiles_y: int, cursor: wp.array(dtype=wp.int32),
+    entry_rank: wp.array(dtype=wp.int32), entry_face: wp.array(dtype=wp.int32),
+    entry_lb: wp.array(dtype=wp.float64), entry_bbox: wp.array2d(dtype=wp.int32),
+):
+    """Append face ``t = order[r]`` of rank ``r`` to the list of every tile its box overlaps, with its rank, depth
+    bound and box (so a pixel reads its tile's list sequentially). Each thread takes ``ranks_per_thread``
+    consecutive ranks in increasing order, so one thread over all ranks fills every list in increasing rank
+    (several threads fill them in any order: sort each list by rank after)."""
+    r0 = wp.tid() * ranks_per_thread
+    for r in range(r0, wp.min(r0 + ranks_per_thread, num_ranks)):
+        t = order[r]
+        if bbox[t, 1] >= bbox[t, 0]:
+            base = (t // num_faces) * tiles_x * tiles_y
+            for ty in range(bbox[t, 2] // tile, bbox[t, 3] // tile + 1):
+                for tx in range(bbox[t, 0] // tile, bbox[t, 1] // tile + 1):
+                    slot = wp.atomic_add(cursor, base + ty * tiles_x + tx, 1)
+                    entry_rank[slot] = r
+                    entry_face[slot] = t
+                    entry_lb[slot] = depth_lb[t]
+                    for k in range(4):
+                        entry_bbox[slot, k] = bbox[t, k]
+
+
+@wp.kernel
+def soft_candidates_sorted(
+    offset: int, end: int,
+    num_faces: int, num_verts: int,
+    proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
+    tile_offsets: wp.array(dtype=wp.int32), entry_face: wp.array(dtype=wp.int32),
+    entry_lb: wp.array(dtype=wp.float64), entry_bbox: wp.array2d(dtype=wp.int32),
+    width: int, height: int, tile: int, tiles_x: int, tiles_y: int, cutoff2: wp.float64, far: wp.float64,
+    affine_depth: int, k_max: int,
+    out_face: wp.array(dtype=wp.int32), out_depth: wp.array(dtype=wp.float64),
+):
+    """As ``soft_candidates``, over tile lists sorted by the faces' depth bounds (entry ``e``: face ``entry_face[e]``
+    (view-major), bound ``entry_lb[e]``, box ``entry_bbox[e]``): a pixel stops once its K slots are full and the next bound exceeds its
+    K-th depth. Slots ``>= n`` (filled so far) are never read, so nothing is initialised but the -1 padding at the
+    end."""
+    g = offset + wp.tid()
+    npix = width * height
+    view = g // npix
+    pix = g - view * npix
+    y = pix // width
+    x = pix - y * width
+    tile_id = view * tiles_x * tiles_y + (y // tile) * tiles_x + x // tile
+    base = g * k_max
+    pu = wp.float64(x) + wp.float64(0.5)
+    pv = wp.float64(y) + wp.float64(0.5)
+    n = int(0)
+    last_d = wp.float64(wp.inf)
+    for idx in range(tile_offsets[tile_id], tile_offsets[tile_id + 1]):
+        if n == k_max and entry_lb[idx] > last_d:
+            break
+        if x < entry_bbox[idx, 0] or x > entry_bbox[idx, 1] or y < entry_bbox[idx, 2] or y > entry_bbox[idx, 3]:
+            continue
+        face = entry_face[idx] - view * num_faces
+        m = _face_corners(view, face, num_verts, proj, faces)
+        d2, lam = _clamped_barycentrics(m, pu, pv)
+        if d2 > cutoff2:
+            continue
+        depth = _depth_at(m, lam, affine_depth)
+        if not (depth <= far):
+            continue
+        pos = int(0)
+        if n < k_max:
+            pos = n
+            n = n + 1
+        else:
+            if depth > last_d or (depth == last_d and face > out_face[base + k_max - 1]):
+                continue
+            pos = k_max - 1
+        while pos > 0:
+            pd = out_depth[base + pos - 1]
+            if pd > depth or (pd == depth and out_face[base + pos - 1] > face):
+                out_depth[base + pos] = pd
+                out_face[base + pos] = out_face[base + pos - 1]
+                pos = pos - 1
+            else:
+                break
+        out_depth[base + pos] = depth
+        out_face[base + pos] = face
+        if n == k_max:
+            last_d = out_depth[base + k_max - 1]
+    for k in range(n, k_max):
+        out_face[base + k] = -1
 
 
 # ---------------------------------------------------------------------------------------------------------------
