@@ -443,11 +443,25 @@ def _barycentrics(t: wp.vec3, w: wp.vec3, area2: float, inside: bool, n: int):
 
 
 @wp.func
-def _pair(m: wp.mat33, pu: float, pv: float, sigma: float, affine_depth: int):
-    """``x`` (``D = sigmoid(x)``), interpolation weights and depth of one (pixel, face) pair."""
+def _pair_state(m: wp.mat33, pu: float, pv: float):
+    """Edge parameters, squared distances, edge functions, doubled area, inside-ness, nearest edge and clamped
+    barycentrics of one (pixel, face) pair: what ``_pair_from_state`` and ``_pair_backward`` read."""
     t, d2, w, area2 = _edges(m, pu, pv)
     inside, n = _inside_nearest(d2, w, area2)
     lam = _barycentrics(t, w, area2, inside, n)
+    return t, d2, w, area2, inside, n, lam
+
+
+@wp.func
+def _pair(m: wp.mat33, pu: float, pv: float, sigma: float, affine_depth: int):
+    """``x`` (``D = sigmoid(x)``), interpolation weights and depth of one (pixel, face) pair."""
+    t, d2, w, area2, inside, n, lam = _pair_state(m, pu, pv)
+    return _pair_from_state(m, sigma, affine_depth, d2, inside, n, lam)
+
+
+@wp.func
+def _pair_from_state(m: wp.mat33, sigma: float, affine_depth: int, d2: wp.vec3, inside: bool, n: int,
+                     lam: wp.vec3):
     x = -d2[n] / sigma
     if inside:
         x = d2[n] / sigma
@@ -460,11 +474,10 @@ def _pair(m: wp.mat33, pu: float, pv: float, sigma: float, affine_depth: int):
 
 @wp.func
 def _pair_backward(m: wp.mat33, pu: float, pv: float, sigma: float, affine_depth: int, g_x: float,
-                   g_interp: wp.vec3, g_depth: float):
-    """Gradient of the pair's ``(x, interp, depth)`` cotangents w.r.t. the corners' rows ``(u, v, z)``."""
-    t, d2, w, area2 = _edges(m, pu, pv)
-    inside, n = _inside_nearest(d2, w, area2)
-    lam = _barycentrics(t, w, area2, inside, n)
+                   g_interp: wp.vec3, g_depth: float, t: wp.vec3, w: wp.vec3, area2: float, inside: bool, n: int,
+                   lam: wp.vec3):
+    """Gradient of the pair's ``(x, interp, depth)`` cotangents w.r.t. the corners' rows ``(u, v, z)``, given the
+    pair's state from ``_pair_state``."""
     gm = wp.mat33()
     g_lam = wp.vec3()
     if affine_depth != 0:
@@ -553,13 +566,21 @@ def soft_aggregate_forward(
     silhouette: wp.array(dtype=wp.float32), out: wp.array2d(dtype=wp.float32),
     log_transmit: wp.array(dtype=wp.float32), top: wp.array(dtype=wp.float32), denom: wp.array(dtype=wp.float32),
 ):
-    """Per pixel ``g``: silhouette, aggregated attributes and the per-pixel softmax state (max logit, sum)."""
+    """Per pixel ``g``: silhouette, aggregated attributes and the per-pixel softmax state (max logit, sum).
+
+    One pass over the candidates: the softmax sums are kept relative to the running max logit and rescaled when
+    it grows (candidates come nearest first, so the first one usually holds the max)."""
     g = offset + wp.tid()
     view, pu, pv = _pixel(g, width, height)
     base = view * num_verts
     logit_b = eps / gamma
     lt = float(0.0)
     mx = logit_b
+    total = float(0.0)
+    channels = attrs.shape[1]
+    if has_attrs != 0:
+        for c in range(channels):
+            out[g, c] = 0.0
     for k in range(k_max):
         f = ids[g * k_max + k]
         if f < 0:
@@ -568,30 +589,26 @@ def soft_aggregate_forward(
         x, interp, depth = _pair(m, pu, pv, sigma, affine_depth)
         lt += _logsigmoid(-x)
         if has_attrs != 0:
-            mx = wp.max(mx, _logsigmoid(x) + ((far - depth) / depth_range) / gamma)
+            logit = _logsigmoid(x) + ((far - depth) / depth_range) / gamma
+            if logit > mx:
+                scale = wp.exp(mx - logit)
+                total *= scale
+                for c in range(channels):
+                    out[g, c] *= scale
+                mx = logit
+            e = wp.exp(logit - mx)
+            total += e
+            for i in range(3):
+                vi = base + faces[f, i]
+                we = e * interp[i]
+                for c in range(channels):
+                    out[g, c] += we * attrs[vi, c]
     log_transmit[g] = lt
     silhouette[g] = _neg_expm1(lt)
     top[g] = mx
     if has_attrs == 0:
         denom[g] = 1.0
         return
-    channels = attrs.shape[1]
-    for c in range(channels):
-        out[g, c] = 0.0
-    total = float(0.0)
-    for k in range(k_max):
-        f = ids[g * k_max + k]
-        if f < 0:
-            break
-        m = _corners(base, f, faces, uv, z)
-        x, interp, depth = _pair(m, pu, pv, sigma, affine_depth)
-        e = wp.exp(_logsigmoid(x) + ((far - depth) / depth_range) / gamma - mx)
-        total += e
-        for i in range(3):
-            vi = base + faces[f, i]
-            we = e * interp[i]
-            for c in range(channels):
-                out[g, c] += we * attrs[vi, c]
     e_b = wp.exp(logit_b - mx)
     total += e_b
     denom[g] = total
@@ -634,7 +651,8 @@ def soft_aggregate_backward(
         if f < 0:
             break
         m = _corners(base, f, faces, uv, z)
-        x, interp, depth = _pair(m, pu, pv, sigma, affine_depth)
+        t, d2, w, area2, inside, n, lam = _pair_state(m, pu, pv)
+        x, interp, depth = _pair_from_state(m, sigma, affine_depth, d2, inside, n, lam)
         g_x = gs_t * _sigmoid(x)
         g_interp = wp.vec3()
         g_depth = float(0.0)
@@ -654,7 +672,7 @@ def soft_aggregate_backward(
             g_x += g_logit * _sigmoid(-x)
             g_depth = -g_logit / depth_range / gamma
         if want_geom != 0:
-            gm = _pair_backward(m, pu, pv, sigma, affine_depth, g_x, g_interp, g_depth)
+            gm = _pair_backward(m, pu, pv, sigma, affine_depth, g_x, g_interp, g_depth, t, w, area2, inside, n, lam)
             for i in range(3):
                 vi = base + faces[f, i]
                 wp.atomic_add(v_uvz, vi, 0, gm[i, 0])
