@@ -222,7 +222,7 @@ class _SoftAggregate(torch.autograd.Function):
                 int(want_geom), int(want_attrs), int(want_bg)]
         size_uvz = (N * V if want_geom else 1, 3)
         size_attrs = (N * V if want_attrs else 1, C)
-        parts = min(num_workers(), max(1, P // 16384))
+        parts = min(num_workers(), max(1, P // 4096))
         if dev.type == "cpu" and parts > 1 and (want_geom or want_attrs):
             # Atomics are not atomic across CPU threads: each thread scatters into its own buffers, then sum.
             bufs = [(uv_f.new_zeros(size_uvz), uv_f.new_zeros(size_attrs)) for _ in range(parts)]

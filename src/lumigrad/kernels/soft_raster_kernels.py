@@ -355,16 +355,17 @@ def soft_candidates_sorted(
 
 
 @wp.func
-def _logsigmoid(x: float):
-    return wp.min(x, 0.0) - wp.log(1.0 + wp.exp(-wp.abs(x)))
-
-
-@wp.func
-def _sigmoid(x: float):
+def _sigmoid_terms(x: float):
+    """``(log sigmoid(x), log sigmoid(-x), sigmoid(x), sigmoid(-x))`` from one ``exp(-|x|)`` and one log, each
+    in its stable form (``min(x, 0) - log(1 + exp(-|x|))``; ``1 / (1 + e)`` on the positive side, ``e / (1 + e)`` on
+    the negative one)."""
+    e = wp.exp(-wp.abs(x))
+    soft = wp.log(1.0 + e)
+    big = 1.0 / (1.0 + e)
+    small = e / (1.0 + e)
     if x >= 0.0:
-        return 1.0 / (1.0 + wp.exp(-x))
-    e = wp.exp(x)
-    return e / (1.0 + e)
+        return wp.min(x, 0.0) - soft, wp.min(-x, 0.0) - soft, big, small
+    return wp.min(x, 0.0) - soft, wp.min(-x, 0.0) - soft, small, big
 
 
 @wp.func
@@ -587,9 +588,10 @@ def soft_aggregate_forward(
             break
         m = _corners(base, f, faces, uv, z)
         x, interp, depth = _pair(m, pu, pv, sigma, affine_depth)
-        lt += _logsigmoid(-x)
+        ls_pos, ls_neg, sig_pos, sig_neg = _sigmoid_terms(x)
+        lt += ls_neg
         if has_attrs != 0:
-            logit = _logsigmoid(x) + ((far - depth) / depth_range) / gamma
+            logit = ls_pos + ((far - depth) / depth_range) / gamma
             if logit > mx:
                 scale = wp.exp(mx - logit)
                 total *= scale
@@ -653,11 +655,12 @@ def soft_aggregate_backward(
         m = _corners(base, f, faces, uv, z)
         t, d2, w, area2, inside, n, lam = _pair_state(m, pu, pv)
         x, interp, depth = _pair_from_state(m, sigma, affine_depth, d2, inside, n, lam)
-        g_x = gs_t * _sigmoid(x)
+        ls_pos, ls_neg, sig_pos, sig_neg = _sigmoid_terms(x)
+        g_x = gs_t * sig_pos
         g_interp = wp.vec3()
         g_depth = float(0.0)
         if has_attrs != 0:
-            wj = wp.exp(_logsigmoid(x) + ((far - depth) / depth_range) / gamma - mx) * inv
+            wj = wp.exp(ls_pos + ((far - depth) / depth_range) / gamma - mx) * inv
             col_go = float(0.0)
             for i in range(3):
                 vi = base + faces[f, i]
@@ -669,7 +672,7 @@ def soft_aggregate_backward(
                 g_interp[i] = wj * s
                 col_go += interp[i] * s
             g_logit = wj * (col_go - go_out)
-            g_x += g_logit * _sigmoid(-x)
+            g_x += g_logit * sig_neg
             g_depth = -g_logit / depth_range / gamma
         if want_geom != 0:
             gm = _pair_backward(m, pu, pv, sigma, affine_depth, g_x, g_interp, g_depth, t, w, area2, inside, n, lam)
