@@ -85,6 +85,33 @@ def _clamped_depth(m: wp.mat33d, pu: wp.float64, pv: wp.float64, affine_depth: i
     return d2, _depth_at(m, lam, affine_depth)
 
 
+@wp.func
+def _keep_nearest(out_face: wp.array(dtype=wp.int32), out_depth: wp.array(dtype=wp.float64), base: int, n: int,
+                  k_max: int, depth: wp.float64, face: int):
+    """Insert ``(depth, face)`` into the pixel's list at ``base`` (``n`` kept so far, sorted by depth then face id)
+    if it is among the ``k_max`` nearest; return the new count."""
+    pos = int(0)
+    if n < k_max:
+        pos = n
+        n = n + 1
+    else:
+        last_d = out_depth[base + k_max - 1]
+        if depth > last_d or (depth == last_d and face > out_face[base + k_max - 1]):
+            return n
+        pos = k_max - 1
+    while pos > 0:
+        pd = out_depth[base + pos - 1]
+        if pd > depth or (pd == depth and out_face[base + pos - 1] > face):
+            out_depth[base + pos] = pd
+            out_face[base + pos] = out_face[base + pos - 1]
+            pos = pos - 1
+        else:
+            break
+    out_depth[base + pos] = depth
+    out_face[base + pos] = face
+    return n
+
+
 @wp.kernel
 def soft_candidates(
     offset: int, end: int,
@@ -121,26 +148,7 @@ def soft_candidates(
         d2, depth = _clamped_depth(m, pu, pv, affine_depth)
         if d2 > cutoff2 or not (depth <= far):
             continue
-        face = t - view * num_faces
-        pos = int(0)
-        if n < k_max:
-            pos = n
-            n = n + 1
-        else:
-            last_d = out_depth[base + k_max - 1]
-            if depth > last_d or (depth == last_d and face > out_face[base + k_max - 1]):
-                continue
-            pos = k_max - 1
-        while pos > 0:
-            pd = out_depth[base + pos - 1]
-            if pd > depth or (pd == depth and out_face[base + pos - 1] > face):
-                out_depth[base + pos] = pd
-                out_face[base + pos] = out_face[base + pos - 1]
-                pos = pos - 1
-            else:
-                break
-        out_depth[base + pos] = depth
-        out_face[base + pos] = face
+        n = _keep_nearest(out_face, out_depth, base, n, k_max, depth, t - view * num_faces)
 
 
 # Candidate search with per-tile early-out. Each face gets ``depth_lb``, a lower bound of the depth that
@@ -323,24 +331,7 @@ def soft_candidates_sorted(
         depth = _depth_at(m, lam, affine_depth)
         if not (depth <= far):
             continue
-        pos = int(0)
-        if n < k_max:
-            pos = n
-            n = n + 1
-        else:
-            if depth > last_d or (depth == last_d and face > out_face[base + k_max - 1]):
-                continue
-            pos = k_max - 1
-        while pos > 0:
-            pd = out_depth[base + pos - 1]
-            if pd > depth or (pd == depth and out_face[base + pos - 1] > face):
-                out_depth[base + pos] = pd
-                out_face[base + pos] = out_face[base + pos - 1]
-                pos = pos - 1
-            else:
-                break
-        out_depth[base + pos] = depth
-        out_face[base + pos] = face
+        n = _keep_nearest(out_face, out_depth, base, n, k_max, depth, face)
         if n == k_max:
             last_d = out_depth[base + k_max - 1]
     for k in range(n, k_max):
