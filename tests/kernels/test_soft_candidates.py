@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from lumigrad.kernels.soft_raster import find_candidates, find_candidates_reference
+from lumigrad.kernels.soft_raster import find_candidates, find_candidates_reference, sort_tile_lists
 
 
 def _random_scene(seed: int, views: int, faces: int, width: int, height: int, affine: bool):
@@ -66,3 +66,17 @@ def test_ties_go_to_the_lower_face_id():
     assert torch.equal(got[0, 10, 10], torch.tensor([0, 1, 3, 4], dtype=torch.int32))
     assert torch.equal(got, find_candidates_reference(proj, tri, skip, 32, 32, 2.0, 100.0, 4))
     assert bool((got[0, 31, 31] == -1).all())
+
+
+def test_tile_lists_filled_in_any_order_are_sorted_by_rank():
+    """The CUDA path fills the tile lists with atomics (any order) and sorts each list by rank after."""
+    g = torch.Generator().manual_seed(5)
+    counts = torch.tensor([3, 0, 5, 1, 4], dtype=torch.int32)
+    ranks = torch.cat([torch.randperm(50, generator=g)[:int(c)].sort().values for c in counts]).to(torch.int32)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.long().cumsum(0)])
+    shuffled = torch.cat([ranks[a:b][torch.randperm(int(b - a), generator=g)]
+                          for a, b in zip(offsets[:-1], offsets[1:])])
+    payload = shuffled.double() * 0.5
+    got_rank, got_payload = sort_tile_lists(counts, shuffled, 50, shuffled, payload)
+    assert torch.equal(got_rank, ranks)
+    assert torch.equal(got_payload, ranks.double() * 0.5)

@@ -75,9 +75,7 @@ def find_candidates(
         launch(sk.soft_bin_fill, 1, [T, T] + fill, device)
     elif total > 0:  # one thread per rank, lists in any order: sort each list by rank
         launch(sk.soft_bin_fill, T, [1, T] + fill, device)
-        entry_tile = torch.repeat_interleave(torch.arange(num_tiles, device=device), counts.long())
-        perm = torch.argsort(entry_tile * T + entry_rank.long())
-        entry_face, entry_lb, entry_bbox = entry_face[perm], entry_lb[perm], entry_bbox[perm]
+        entry_face, entry_lb, entry_bbox = sort_tile_lists(counts, entry_rank, T, entry_face, entry_lb, entry_bbox)
 
     P = N * height * width
     out_face = torch.empty(P * k_max, dtype=torch.int32, device=device)
@@ -90,6 +88,14 @@ def find_candidates(
         device, min_chunk=1024,
     )
     return out_face.view(N, height, width, k_max)
+
+
+def sort_tile_lists(counts: torch.Tensor, entry_rank: torch.Tensor, num_ranks: int, *columns: torch.Tensor):
+    """Reorder the entries of each tile's list (``counts[i]`` consecutive entries for tile ``i``) by increasing
+    ``entry_rank``; return ``columns`` (per-entry tensors) in that order."""
+    entry_tile = torch.repeat_interleave(torch.arange(counts.shape[0], device=counts.device), counts.long())
+    perm = torch.argsort(entry_tile * num_ranks + entry_rank[:entry_tile.shape[0]].long())
+    return tuple(c[perm] for c in columns)
 
 
 @torch.no_grad()
