@@ -97,8 +97,8 @@ def main(argv=None) -> int:
             t_b = rb.time_ms(fwd_bwd, args.repeats, device)
             m_f = rb.peak_mib(fwd, device)[0]
             m_b = rb.peak_mib(fwd_bwd, device)[0]
-            print(f"| {name} | {faces.shape[0]:,} | {size}^2 | {backend} | {pairs:,} | {cand:.1f} | {cand_ref:.1f} | {t_f:.1f} | "
-                  f"{t_b:.1f} | {m_f:.0f} | {m_b:.0f} |", flush=True)
+            print(f"| {name} | {faces.shape[0]:,} | {size}^2 | {backend} | {pairs:,} | {cand:.1f} | {cand_ref:.1f} | "
+                  f"{t_f:.1f} | {t_b:.1f} | {m_f:.0f} | {m_b:.0f} |", flush=True)
     return 0
 
 

@@ -16,7 +16,8 @@ def _random_scene(seed: int, views: int, faces: int, width: int, height: int, af
     repeated faces (the same corners: equal depths everywhere), a shared flat layer, slivers and zero-area faces."""
     g = torch.Generator().manual_seed(seed)
     V = 3 * faces
-    centre = torch.rand(views, faces, 1, 2, generator=g) * torch.tensor([0.6 * width, height + 8.0]) - 4.0  # right: empty
+    # faces only on the left 60%: the right of the image has pixels without candidates
+    centre = torch.rand(views, faces, 1, 2, generator=g) * torch.tensor([0.6 * width, height + 8.0]) - 4.0
     size = torch.rand(views, faces, 1, 1, generator=g) ** 3 * 0.3 * min(width, height) + 0.2
     uv = centre + (torch.rand(views, faces, 3, 2, generator=g) - 0.5) * size
     z = 1.0 + 4.0 * torch.rand(views, faces, 3, generator=g)

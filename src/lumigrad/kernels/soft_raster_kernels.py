@@ -302,9 +302,9 @@ def soft_candidates_sorted(
     affine_depth: int, k_max: int,
     out_face: wp.array(dtype=wp.int32), out_depth: wp.array(dtype=wp.float64),
 ):
-    """As ``soft_candidates``, over tile lists sorted by the faces' depth bounds (entry ``e``: face ``entry_face[e]``
-    (view-major), bound ``entry_lb[e]``, box ``entry_bbox[e]``): a pixel stops once its K slots are full and the next bound exceeds its
-    K-th depth. Slots ``>= n`` (filled so far) are never read, so nothing is initialised but the -1 padding at the
+    """As ``soft_candidates``, over tile lists sorted by the faces' depth bounds (entry ``e``: face
+    ``entry_face[e]`` (view-major), bound ``entry_lb[e]``, box ``entry_bbox[e]``): a pixel stops once its K slots
+    are full and the next bound exceeds its K-th depth. Slots ``>= n`` (filled so far) are never read, so nothing is initialised but the -1 padding at the
     end."""
     g = offset + wp.tid()
     npix = width * height
