@@ -39,19 +39,21 @@ def _random_scene(seed: int, views: int, faces: int, width: int, height: int, af
 
 
 @pytest.mark.parametrize("affine", [False, True])
-@pytest.mark.parametrize("seed, views, faces, k, far, tile", [
-    (0, 1, 300, 16, 1e4, 8),
-    (1, 2, 500, 4, 3.0, 8),
-    (2, 1, 800, 1, 4.5, 4),
-    (3, 2, 200, 7, 1e4, 16),
-    (4, 1, 1000, 3, 1e4, 5),
+@pytest.mark.parametrize("seed, views, faces, k, far, tile, span", [
+    (0, 1, 300, 16, 1e4, 8, None),
+    (1, 2, 500, 4, 3.0, 8, 1),
+    (2, 1, 800, 1, 4.5, 4, None),
+    (3, 2, 200, 7, 1e4, 16, 7),
+    (4, 1, 1000, 3, 1e4, 5, None),
 ])
-def test_early_out_search_selects_what_the_plain_scan_selects(affine, seed, views, faces, k, far, tile):
+def test_early_out_search_selects_what_the_plain_scan_selects(affine, seed, views, faces, k, far, tile, span):
+    """``span``: pixels per work item (None: the device's default; 1 is the CUDA layout)."""
     width, height = 45, 37
     proj, tri, skip = _random_scene(seed, views, faces, width, height, affine)
     cutoff = math.sqrt(2.0 * math.log(1e3))
     want = find_candidates_reference(proj, tri, skip, width, height, cutoff, far, k, affine_depth=affine)
-    got = find_candidates(proj, tri, skip, width, height, cutoff, far, k, affine_depth=affine, tile=tile)
+    got = find_candidates(proj, tri, skip, width, height, cutoff, far, k, affine_depth=affine, tile=tile,
+                          pixels_per_item=span)
     full = (want >= 0).all(-1)
     assert bool(full.any()) and bool((~full).any())  # full pixels (early-out) and padded ones
     assert torch.equal(got, want)

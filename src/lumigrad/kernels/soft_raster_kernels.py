@@ -86,28 +86,29 @@ def _clamped_depth(m: wp.mat33d, pu: wp.float64, pv: wp.float64, affine_depth: i
 
 
 @wp.func
-def _keep_nearest(out_face: wp.array(dtype=wp.int32), out_depth: wp.array(dtype=wp.float64), base: int, n: int,
-                  k_max: int, depth: wp.float64, face: int):
-    """Insert ``(depth, face)`` into the pixel's list at ``base`` (``n`` kept so far, sorted by depth then face id)
-    if it is among the ``k_max`` nearest; return the new count."""
+def _keep_nearest(out_face: wp.array(dtype=wp.int32), base: int, out_depth: wp.array(dtype=wp.float64),
+                  depth_base: int, n: int, k_max: int, depth: wp.float64, face: int):
+    """Insert ``(depth, face)`` into the pixel's list (faces from ``out_face[base]``, their depths from
+    ``out_depth[depth_base]``; ``n`` kept so far, sorted by depth then face id) if it is among the ``k_max``
+    nearest; return the new count."""
     pos = int(0)
     if n < k_max:
         pos = n
         n = n + 1
     else:
-        last_d = out_depth[base + k_max - 1]
+        last_d = out_depth[depth_base + k_max - 1]
         if depth > last_d or (depth == last_d and face > out_face[base + k_max - 1]):
             return n
         pos = k_max - 1
     while pos > 0:
-        pd = out_depth[base + pos - 1]
+        pd = out_depth[depth_base + pos - 1]
         if pd > depth or (pd == depth and out_face[base + pos - 1] > face):
-            out_depth[base + pos] = pd
+            out_depth[depth_base + pos] = pd
             out_face[base + pos] = out_face[base + pos - 1]
             pos = pos - 1
         else:
             break
-    out_depth[base + pos] = depth
+    out_depth[depth_base + pos] = depth
     out_face[base + pos] = face
     return n
 
@@ -148,7 +149,7 @@ def soft_candidates(
         d2, depth = _clamped_depth(m, pu, pv, affine_depth)
         if d2 > cutoff2 or not (depth <= far):
             continue
-        n = _keep_nearest(out_face, out_depth, base, n, k_max, depth, t - view * num_faces)
+        n = _keep_nearest(out_face, base, out_depth, base, n, k_max, depth, t - view * num_faces)
 
 
 # Candidate search with per-tile early-out. Each face gets ``depth_lb``, a lower bound of the depth that
@@ -299,43 +300,55 @@ def soft_candidates_sorted(
     tile_offsets: wp.array(dtype=wp.int32), entry_face: wp.array(dtype=wp.int32),
     entry_lb: wp.array(dtype=wp.float64), entry_bbox: wp.array2d(dtype=wp.int32),
     width: int, height: int, tile: int, tiles_x: int, tiles_y: int, cutoff2: wp.float64, far: wp.float64,
-    affine_depth: int, k_max: int,
-    out_face: wp.array(dtype=wp.int32), out_depth: wp.array(dtype=wp.float64),
+    affine_depth: int, k_max: int, span: int,
+    out_face: wp.array(dtype=wp.int32), item_depth: wp.array(dtype=wp.float64),
 ):
-    """As ``soft_candidates``, over tile lists sorted by the faces' depth bounds (entry ``e``: face
-    ``entry_face[e]`` (view-major), bound ``entry_lb[e]``, box ``entry_bbox[e]``): a pixel stops once its K slots
-    are full and the next bound exceeds its K-th depth. Slots ``>= n`` (filled so far) are never read, so nothing is initialised but the -1 padding at the
-    end."""
-    g = offset + wp.tid()
-    npix = width * height
-    view = g // npix
-    pix = g - view * npix
-    y = pix // width
-    x = pix - y * width
-    tile_id = view * tiles_x * tiles_y + (y // tile) * tiles_x + x // tile
-    base = g * k_max
-    pu = wp.float64(x) + wp.float64(0.5)
-    pv = wp.float64(y) + wp.float64(0.5)
-    n = int(0)
-    last_d = wp.float64(wp.inf)
-    for idx in range(tile_offsets[tile_id], tile_offsets[tile_id + 1]):
-        if n == k_max and entry_lb[idx] > last_d:
-            break
-        if x < entry_bbox[idx, 0] or x > entry_bbox[idx, 1] or y < entry_bbox[idx, 2] or y > entry_bbox[idx, 3]:
+    """Per item: ``span`` consecutive pixels of one tile (tiles view-major, pixels row-major in the tile; ``span =
+    tile * tile`` on the CPU, where one thread then reuses its tile's list from cache, 1 on CUDA) one after the
+    other, each as ``soft_candidates`` but over the tile's list sorted by the faces' depth bounds (entry ``e``: face
+    ``entry_face[e]`` (view-major), bound ``entry_lb[e]``, box ``entry_bbox[e]``), stopping once its K slots are
+    full and the next bound exceeds its K-th depth. The sort keys of the pixel being scanned live in the item's
+    ``k_max`` slots of ``item_depth``; slots ``>= n`` (filled so far) are never read, so nothing is initialised but
+    the -1 padding at the end."""
+    item = offset + wp.tid()
+    items_per_tile = (tile * tile + span - 1) // span
+    tile_id = item // items_per_tile
+    first_local = (item - tile_id * items_per_tile) * span
+    per_view = tiles_x * tiles_y
+    view = tile_id // per_view
+    ty = (tile_id - view * per_view) // tiles_x
+    tx = tile_id - view * per_view - ty * tiles_x
+    depth_base = item * k_max
+    first = tile_offsets[tile_id]
+    stop = tile_offsets[tile_id + 1]
+    for local in range(first_local, wp.min(first_local + span, tile * tile)):
+        y = ty * tile + local // tile
+        x = tx * tile + local - (local // tile) * tile
+        if x >= width or y >= height:
             continue
-        face = entry_face[idx] - view * num_faces
-        m = _face_corners(view, face, num_verts, proj, faces)
-        d2, lam = _clamped_barycentrics(m, pu, pv)
-        if d2 > cutoff2:
-            continue
-        depth = _depth_at(m, lam, affine_depth)
-        if not (depth <= far):
-            continue
-        n = _keep_nearest(out_face, out_depth, base, n, k_max, depth, face)
-        if n == k_max:
-            last_d = out_depth[base + k_max - 1]
-    for k in range(n, k_max):
-        out_face[base + k] = -1
+        base = ((view * height + y) * width + x) * k_max
+        pu = wp.float64(x) + wp.float64(0.5)
+        pv = wp.float64(y) + wp.float64(0.5)
+        n = int(0)
+        last_d = wp.float64(wp.inf)
+        for idx in range(first, stop):
+            if n == k_max and entry_lb[idx] > last_d:
+                break
+            if x < entry_bbox[idx, 0] or x > entry_bbox[idx, 1] or y < entry_bbox[idx, 2] or y > entry_bbox[idx, 3]:
+                continue
+            face = entry_face[idx] - view * num_faces
+            m = _face_corners(view, face, num_verts, proj, faces)
+            d2, lam = _clamped_barycentrics(m, pu, pv)
+            if d2 > cutoff2:
+                continue
+            depth = _depth_at(m, lam, affine_depth)
+            if not (depth <= far):
+                continue
+            n = _keep_nearest(out_face, base, item_depth, depth_base, n, k_max, depth, face)
+            if n == k_max:
+                last_d = item_depth[depth_base + k_max - 1]
+        for k in range(n, k_max):
+            out_face[base + k] = -1
 
 
 # ---------------------------------------------------------------------------------------------------------------
