@@ -52,12 +52,12 @@ def find_candidates(
     proj_w = as_warp(proj.reshape(N * V, 3).contiguous())
     faces_w = as_warp(faces)
 
-    bbox = torch.empty(T, 4, dtype=torch.int32, device=device)
+    bbox = grown_boxes(proj, faces, face_skip, width, height, cutoff)[0]
     depth_lb = torch.empty(T, dtype=torch.float64, device=device)
     tile_count = torch.empty(T, dtype=torch.int32, device=device)
     launch_split(sk.soft_face_bounds, T,
-                 [F, V, proj_w, faces_w, as_warp(face_skip), float(cutoff), float(far), int(bool(affine_depth)),
-                  width, height, tile, as_warp(bbox), as_warp(depth_lb), as_warp(tile_count)],
+                 [F, V, proj_w, faces_w, float(far), int(bool(affine_depth)), tile, as_warp(bbox), as_warp(depth_lb),
+                  as_warp(tile_count)],
                  device, min_chunk=4096)
     order = torch.argsort(depth_lb, stable=True).to(torch.int32)
     total = int(tile_count.sum())
@@ -102,6 +102,41 @@ def sort_tile_lists(counts: torch.Tensor, entry_rank: torch.Tensor, num_ranks: i
     return tuple(c[perm] for c in columns)
 
 
+def grown_boxes(proj: torch.Tensor, faces: torch.Tensor, face_skip: torch.Tensor, width: int, height: int,
+                cutoff: float):
+    """Per face (view-major) the box of pixels whose centres lie within ``cutoff`` of the face's bounding box,
+    ``[N*F, 4]`` int32 ``(x0, x1, y0, y1)`` (empty, ``x1 < x0``, for skipped faces), and the face counts of the
+    hard rasterizer's ``TILE_SIZE`` tiles.
+
+    The hard rasterizer's ``bin_count`` computes them, fed with a proxy triangle per face whose bounding box is the
+    face's box grown by ``cutoff`` (corners ``(u0, v0), (u1, v0), (u0, v1)`` of the grown box ``[u0, u1] x
+    [v0, v1]``; never zero-area since ``cutoff > 0``, so zero-area faces are binned too)."""
+    device = proj.device
+    N, V, _ = proj.shape
+    F = faces.shape[0]
+    tri = proj[:, faces.long()]  # [N, F, 3, 3]
+    lo = tri[..., :2].amin(-2) - cutoff  # [N, F, 2]
+    hi = tri[..., :2].amax(-2) + cutoff
+    skip = face_skip.reshape(N, F).bool()
+    lo = torch.where(skip[..., None], torch.zeros_like(lo), lo)
+    hi = torch.where(skip[..., None], torch.ones_like(hi), hi)
+    z = torch.zeros_like(lo[..., 0])
+    proxy = torch.stack([torch.stack([lo[..., 0], lo[..., 1], z], -1),
+                         torch.stack([hi[..., 0], lo[..., 1], z], -1),
+                         torch.stack([lo[..., 0], hi[..., 1], z], -1)], -2).reshape(N * F * 3, 3).contiguous()
+    proxy_faces = torch.arange(F * 3, dtype=torch.int32, device=device).reshape(F, 3)
+    tiles_x = (width + rk.TILE_SIZE - 1) // rk.TILE_SIZE
+    tiles_y = (height + rk.TILE_SIZE - 1) // rk.TILE_SIZE
+    dummy_i32 = as_warp(torch.zeros(1, dtype=torch.int32, device=device))
+    bbox = torch.empty(N * F, 4, dtype=torch.int32, device=device)
+    counts = torch.zeros(N * tiles_x * tiles_y, dtype=torch.int32, device=device)
+    launch(rk.bin_count, N * F, [N * F, F, 3 * F, as_warp(proxy), as_warp(proxy_faces), as_warp(face_skip),
+                                 as_warp(torch.zeros(1, 3, dtype=torch.float64, device=device)), dummy_i32,
+                                 dummy_i32, width, height, tiles_x, tiles_y, 0, as_warp(bbox), as_warp(counts)],
+           device)
+    return bbox, counts
+
+
 @torch.no_grad()
 def find_candidates_reference(
     proj: torch.Tensor,
@@ -125,10 +160,8 @@ def find_candidates_reference(
         k_max: candidates kept per pixel, nearest first (ties by face id); -1 pads the rest.
         affine_depth: depth is affine in screen space (orthographic) instead of ``1 / z`` affine.
 
-    Binning reuses the hard rasterizer's ``bin_count`` / ``bin_fill`` unchanged: each face is handed to them
-    as a proxy triangle whose pixel bounding box is the face's box grown by ``cutoff`` (corners
-    ``(u0, v0), (u1, v0), (u0, v1)`` of the grown box ``[u0, u1] x [v0, v1]``; never zero-area since
-    ``cutoff > 0``, so zero-area faces are binned too).
+    Binning reuses the hard rasterizer's ``bin_count`` / ``bin_fill`` unchanged, on the faces' boxes grown by
+    ``cutoff`` (:func:`grown_boxes`); each pixel then scans all faces listed in its ``TILE_SIZE`` tile.
     """
     ensure_init()
     device = proj.device
@@ -139,27 +172,10 @@ def find_candidates_reference(
     tiles_y = (height + rk.TILE_SIZE - 1) // rk.TILE_SIZE
     num_tiles = N * tiles_x * tiles_y
 
-    tri = proj[:, faces.long()]  # [N, F, 3, 3]
-    lo = tri[..., :2].amin(-2) - cutoff  # [N, F, 2]
-    hi = tri[..., :2].amax(-2) + cutoff
-    skip = face_skip.reshape(N, F).bool()
-    lo = torch.where(skip[..., None], torch.zeros_like(lo), lo)
-    hi = torch.where(skip[..., None], torch.ones_like(hi), hi)
-    z = torch.zeros_like(lo[..., 0])
-    proxy = torch.stack([torch.stack([lo[..., 0], lo[..., 1], z], -1),
-                         torch.stack([hi[..., 0], lo[..., 1], z], -1),
-                         torch.stack([lo[..., 0], hi[..., 1], z], -1)], -2).reshape(N * F * 3, 3).contiguous()
-    proxy_faces = torch.arange(F * 3, dtype=torch.int32, device=device).reshape(F, 3)
-    dummy_f64 = torch.zeros(1, 3, dtype=torch.float64, device=device)
-    dummy_i32 = torch.zeros(1, dtype=torch.int32, device=device)
-    ev_w = ef_w = as_warp(dummy_i32)
-    extra_w = as_warp(dummy_f64)
-
-    bbox = torch.empty(T, 4, dtype=torch.int32, device=device)
-    counts = torch.zeros(num_tiles, dtype=torch.int32, device=device)
+    bbox, counts = grown_boxes(proj, faces, face_skip, width, height, cutoff)
+    ev_w = ef_w = as_warp(torch.zeros(1, dtype=torch.int32, device=device))
+    extra_w = as_warp(torch.zeros(1, 3, dtype=torch.float64, device=device))
     bbox_w = as_warp(bbox)
-    launch(rk.bin_count, T, [T, F, 3 * F, as_warp(proxy), as_warp(proxy_faces), as_warp(face_skip), extra_w,
-                             ev_w, ef_w, width, height, tiles_x, tiles_y, 0, bbox_w, as_warp(counts)], device)
     offsets = torch.zeros(num_tiles + 1, dtype=torch.int32, device=device)
     torch.cumsum(counts, 0, out=offsets[1:])
     total = int(offsets[-1])

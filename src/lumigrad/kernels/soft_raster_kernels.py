@@ -205,51 +205,25 @@ def _depth_lower_bound(m: wp.mat33d, affine_depth: int):
 def soft_face_bounds(
     offset: int, end: int,
     num_faces: int, num_verts: int,
-    proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32), face_skip: wp.array(dtype=wp.int8),
-    cutoff: wp.float64, far: wp.float64, affine_depth: int, width: int, height: int, tile: int,
-    bbox: wp.array2d(dtype=wp.int32), depth_lb: wp.array(dtype=wp.float64), tile_count: wp.array(dtype=wp.int32),
+    proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32), far: wp.float64, affine_depth: int,
+    tile: int, bbox: wp.array2d(dtype=wp.int32), depth_lb: wp.array(dtype=wp.float64),
+    tile_count: wp.array(dtype=wp.int32),
 ):
-    """Per face ``t`` (view-major): pixel box of the centres within ``cutoff`` of its bounding box (empty if it can
-    never be a candidate), the depth bound and the number of ``tile x tile`` tiles the box overlaps.
-
-    The box is the one the hard rasterizer's ``bin_count`` gives the face's box grown by ``cutoff`` (the same
-    float64 operations), so the per-pixel box test of the scan is that of ``soft_candidates``."""
+    """Per face ``t`` (view-major) with its pixel box ``bbox[t]`` (``x0, x1, y0, y1``; empty if ``x1 < x0``): the
+    depth bound and the number of ``tile x tile`` tiles the box overlaps; a face bounded beyond ``far`` is never a
+    candidate, so its box is emptied."""
     t = offset + wp.tid()
-    bbox[t, 0] = 0
-    bbox[t, 1] = -1
-    bbox[t, 2] = 0
-    bbox[t, 3] = -1
     depth_lb[t] = wp.float64(wp.inf)
     tile_count[t] = 0
-    if face_skip[t] != wp.int8(0):
+    if bbox[t, 1] < bbox[t, 0]:
         return
     m = _face_corners(t // num_faces, t - (t // num_faces) * num_faces, num_verts, proj, faces)
     lb = _depth_lower_bound(m, affine_depth)
-    if lb > far:  # every depth of the face is beyond far: never a candidate
+    if lb > far:
+        bbox[t, 1] = bbox[t, 0] - 1
         return
-    half = wp.float64(0.5)
-    umin = wp.min(m[0, 0], wp.min(m[1, 0], m[2, 0])) - cutoff
-    umax = wp.max(m[0, 0], wp.max(m[1, 0], m[2, 0])) + cutoff
-    vmin = wp.min(m[0, 1], wp.min(m[1, 1], m[2, 1])) - cutoff
-    vmax = wp.max(m[0, 1], wp.max(m[1, 1], m[2, 1])) + cutoff
-    if not (wp.isfinite(umin) and wp.isfinite(umax) and wp.isfinite(vmin) and wp.isfinite(vmax)):
-        return
-    x0 = wp.max(wp.float64(0.0), wp.ceil(umin - half))
-    x1 = wp.min(wp.float64(width - 1), wp.floor(umax - half))
-    y0 = wp.max(wp.float64(0.0), wp.ceil(vmin - half))
-    y1 = wp.min(wp.float64(height - 1), wp.floor(vmax - half))
-    if x0 > x1 or y0 > y1:
-        return
-    ix0 = int(x0)
-    ix1 = int(x1)
-    iy0 = int(y0)
-    iy1 = int(y1)
-    bbox[t, 0] = ix0
-    bbox[t, 1] = ix1
-    bbox[t, 2] = iy0
-    bbox[t, 3] = iy1
     depth_lb[t] = lb
-    tile_count[t] = (ix1 // tile - ix0 // tile + 1) * (iy1 // tile - iy0 // tile + 1)
+    tile_count[t] = (bbox[t, 1] // tile - bbox[t, 0] // tile + 1) * (bbox[t, 3] // tile - bbox[t, 2] // tile + 1)
 
 
 @wp.kernel
