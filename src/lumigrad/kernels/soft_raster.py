@@ -111,6 +111,7 @@ def grown_boxes(proj: torch.Tensor, faces: torch.Tensor, face_skip: torch.Tensor
     The hard rasterizer's ``bin_count`` computes them, fed with a proxy triangle per face whose bounding box is the
     face's box grown by ``cutoff`` (corners ``(u0, v0), (u1, v0), (u0, v1)`` of the grown box ``[u0, u1] x
     [v0, v1]``; never zero-area since ``cutoff > 0``, so zero-area faces are binned too)."""
+    ensure_init()
     device = proj.device
     N, V, _ = proj.shape
     F = faces.shape[0]
