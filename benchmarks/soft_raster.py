@@ -6,7 +6,9 @@ Scenes: the Spot cow (5856 triangles) and a bumpy UV sphere of about 100k triang
 512^2). Each row aggregates per-vertex colours (``attrs [V, 3]``) with the default parameters (``sigma = 1``
 pixel^2, ``gamma = 1e-4``, ``tol = 1e-4``, ``faces_per_pixel = 16``).
 
-Columns: ``cand ms``: the candidate kernel alone (binning + top-K); ``fwd ms``: the whole op under
+Columns: ``cand ms``: the candidate search alone (binning + top-K, ``find_candidates``); ``cand ref ms``: the
+plain scan it replaced (``find_candidates_reference``: the hard rasterizer's 16 x 16 bins, no early-out; same
+ids), timed in the same run; ``fwd ms``: the whole op under
 ``torch.no_grad``; ``fwd+bwd ms``: the op plus ``backward`` of ``silhouette.mean() + attrs.mean()`` with the
 vertex positions and colours requiring grad; median of ``--repeats`` runs after one warm-up; ``pairs``: the
 (pixel, candidate) pairs; peak MiB: growth of the peak resident set size on CPU (``torch.cuda.max_memory_allocated``
@@ -31,7 +33,7 @@ import raster as rb  # noqa: E402
 
 import lumigrad as lg  # noqa: E402
 from lumigrad.cameras.projection import project_points  # noqa: E402
-from lumigrad.kernels.soft_raster import find_candidates  # noqa: E402
+from lumigrad.kernels.soft_raster import find_candidates, find_candidates_reference  # noqa: E402
 from lumigrad.raster.rasterize import prepare_mesh  # noqa: E402
 
 SCENES = {"spot": lambda: rb.spot_scene(), "sphere100k": lambda: rb.bumpy_sphere(316, 159, tex_size=16)}
@@ -43,14 +45,14 @@ def camera(verts: torch.Tensor, size: int) -> lg.Camera:
     return lg.Camera(cam.K, cam.world_to_cam, size, size, far=10 * radius)
 
 
-def candidates_only(verts, faces, cam):
+def candidates_only(verts, faces, cam, search=find_candidates):
     """The kernel part of soft_rasterize: projection for the kernel, binning and top-K selection."""
     mesh = prepare_mesh(verts, faces, cam)
     uv = project_points(mesh.verts_cam, mesh.K)
     z = mesh.verts_cam[..., 2]
     behind = (z < cam.near)[:, mesh.faces].any(-1).reshape(-1).to(torch.int8).contiguous()
     proj = torch.cat([uv, z[..., None]], -1).double().contiguous()
-    return find_candidates(proj, mesh.faces_i32, behind, cam.width, cam.height, math.sqrt(math.log(1e4)),
+    return search(proj, mesh.faces_i32, behind, cam.width, cam.height, math.sqrt(math.log(1e4)),
                            cam.far, 16)
 
 
@@ -65,9 +67,10 @@ def main(argv=None) -> int:
     device = torch.device("cpu")
     print(rb.machine_line(rb.machine_info(device)))
     print("soft_rasterize, default parameters (sigma 1 px^2, gamma 1e-4, tol 1e-4, K = 16), float32, per-vertex RGB\n")
-    print("| scene | faces | size | backend | pairs | cand ms | fwd ms | fwd+bwd ms | peak MiB fwd | "
+    print(f"threads: {lg.get_num_threads()} (lumigrad kernels), {torch.get_num_threads()} (PyTorch)\n")
+    print("| scene | faces | size | backend | pairs | cand ms | cand ref ms | fwd ms | fwd+bwd ms | peak MiB fwd | "
           "peak MiB fwd+bwd |")
-    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in args.scenes:
         scene = SCENES[name]()
         verts, faces = scene.verts, scene.faces
@@ -88,12 +91,14 @@ def main(argv=None) -> int:
 
             pairs = int((fwd().face_ids >= 0).sum())
             cand = rb.time_ms(lambda: candidates_only(verts, faces, cam), args.repeats, device)
+            cand_ref = rb.time_ms(lambda: candidates_only(verts, faces, cam, find_candidates_reference), args.repeats,
+                                  device)
             t_f = rb.time_ms(fwd, args.repeats, device)
             t_b = rb.time_ms(fwd_bwd, args.repeats, device)
             m_f = rb.peak_mib(fwd, device)[0]
             m_b = rb.peak_mib(fwd_bwd, device)[0]
-            print(f"| {name} | {faces.shape[0]:,} | {size}^2 | {backend} | {pairs:,} | {cand:.1f} | {t_f:.1f} | "
-                  f"{t_b:.1f} | {m_f:.0f} | {m_b:.0f} |", flush=True)
+            print(f"| {name} | {faces.shape[0]:,} | {size}^2 | {backend} | {pairs:,} | {cand:.1f} | {cand_ref:.1f} | "
+                  f"{t_f:.1f} | {t_b:.1f} | {m_f:.0f} | {m_b:.0f} |", flush=True)
     return 0
 
 

@@ -1,5 +1,6 @@
-"""Torch-facing wrappers of the soft rasterizer's kernels: candidate search (no autograd: the output is face ids)
-and the fused float32 aggregation with its explicit backward (:func:`soft_aggregate`)."""
+"""Torch-facing wrappers of the soft rasterizer's kernels: candidate search (no autograd: the output is face ids;
+:func:`find_candidates`, with :func:`find_candidates_reference` its plain twin) and the fused float32 aggregation
+with its explicit backward (:func:`soft_aggregate`)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,133 @@ from . import soft_raster_kernels as sk
 from ._runtime import as_warp, ensure_init, launch, launch_partitioned, launch_split, num_workers
 
 
+# Side of the square screen tiles of the candidate search: smaller tiles list fewer faces per pixel, larger ones
+# bin faster (8: measured on the Spot cow and a 100k-face sphere at 256^2 and 512^2, docs/benchmarks.md).
+SOFT_TILE = 8
+
+
 @torch.no_grad()
 def find_candidates(
+    proj: torch.Tensor,
+    faces: torch.Tensor,
+    face_skip: torch.Tensor,
+    width: int,
+    height: int,
+    cutoff: float,
+    far: float,
+    k_max: int,
+    affine_depth: bool = False,
+    tile: int = SOFT_TILE,
+    pixels_per_item: Optional[int] = None,
+) -> torch.Tensor:
+    """Return per pixel the ``k_max`` nearest faces within ``cutoff`` pixels, ``[N, H, W, k_max]`` int32.
+
+    Arguments and result as :func:`find_candidates_reference` (the same ids in the same order, ties by face id);
+    ``tile`` is the side of the screen tiles; ``pixels_per_item``: consecutive pixels of a tile one thread scans
+    (default: the whole tile on the CPU, where its list then stays in cache; 1 on CUDA). Faster: each face gets a lower bound of its depth at any pixel
+    (``soft_face_bounds``); faces bounded beyond ``far`` are dropped, the others are binned into ``tile x tile``
+    tiles in increasing bound, and a pixel stops scanning its tile once its ``k_max`` slots are full and the next
+    bound exceeds its K-th depth (``soft_candidates_sorted``).
+    """
+    ensure_init()
+    device = proj.device
+    N, V, _ = proj.shape
+    F = faces.shape[0]
+    T = N * F
+    tiles_x = (width + tile - 1) // tile
+    tiles_y = (height + tile - 1) // tile
+    num_tiles = N * tiles_x * tiles_y
+    proj_w = as_warp(proj.reshape(N * V, 3).contiguous())
+    faces_w = as_warp(faces)
+
+    bbox = grown_boxes(proj, faces, face_skip, width, height, cutoff)[0]
+    depth_lb = torch.empty(T, dtype=torch.float64, device=device)
+    tile_count = torch.empty(T, dtype=torch.int32, device=device)
+    launch_split(sk.soft_face_bounds, T,
+                 [F, V, proj_w, faces_w, float(far), int(bool(affine_depth)), tile, as_warp(bbox), as_warp(depth_lb),
+                  as_warp(tile_count)],
+                 device, min_chunk=4096)
+    order = torch.argsort(depth_lb, stable=True).to(torch.int32)
+    total = int(tile_count.sum())
+    counts = torch.zeros(num_tiles, dtype=torch.int32, device=device)
+    launch(sk.soft_bin_count, T, [F, as_warp(bbox), tile, tiles_x, tiles_y, as_warp(counts)], device)
+    offsets = torch.zeros(num_tiles + 1, dtype=torch.int32, device=device)
+    torch.cumsum(counts, 0, out=offsets[1:])
+    cursor = offsets[:-1].clone()
+    size = max(total, 1)
+    entry_rank = torch.empty(size, dtype=torch.int32, device=device)
+    entry_face = torch.empty(size, dtype=torch.int32, device=device)
+    entry_lb = torch.empty(size, dtype=torch.float64, device=device)
+    entry_bbox = torch.empty(size, 4, dtype=torch.int32, device=device)
+    fill = [F, as_warp(order), as_warp(bbox), as_warp(depth_lb), tile, tiles_x, tiles_y, as_warp(cursor),
+            as_warp(entry_rank), as_warp(entry_face), as_warp(entry_lb), as_warp(entry_bbox)]
+    if device.type == "cpu":  # one thread over the ranks in order: every list comes out sorted
+        launch(sk.soft_bin_fill, 1, [T, T] + fill, device)
+    elif total > 0:  # one thread per rank, lists in any order: sort each list by rank
+        launch(sk.soft_bin_fill, T, [1, T] + fill, device)
+        entry_face, entry_lb, entry_bbox = sort_tile_lists(counts, entry_rank, T, entry_face, entry_lb, entry_bbox)
+
+    P = N * height * width
+    out_face = torch.empty(P * k_max, dtype=torch.int32, device=device)
+    span = pixels_per_item or (tile * tile if device.type == "cpu" else 1)
+    items = num_tiles * ((tile * tile + span - 1) // span)
+    item_depth = torch.empty(items * k_max, dtype=torch.float64, device=device)
+    launch_split(
+        sk.soft_candidates_sorted, items,
+        [F, V, proj_w, faces_w, as_warp(offsets), as_warp(entry_face), as_warp(entry_lb), as_warp(entry_bbox),
+         width, height, tile, tiles_x, tiles_y, float(cutoff) ** 2, float(far), int(bool(affine_depth)), int(k_max),
+         span, as_warp(out_face), as_warp(item_depth)],
+        device, min_chunk=16,
+    )
+    return out_face.view(N, height, width, k_max)
+
+
+def sort_tile_lists(counts: torch.Tensor, entry_rank: torch.Tensor, num_ranks: int, *columns: torch.Tensor):
+    """Reorder the entries of each tile's list (``counts[i]`` consecutive entries for tile ``i``) by increasing
+    ``entry_rank``; return ``columns`` (per-entry tensors) in that order."""
+    entry_tile = torch.repeat_interleave(torch.arange(counts.shape[0], device=counts.device), counts.long())
+    perm = torch.argsort(entry_tile * num_ranks + entry_rank[:entry_tile.shape[0]].long())
+    return tuple(c[perm] for c in columns)
+
+
+def grown_boxes(proj: torch.Tensor, faces: torch.Tensor, face_skip: torch.Tensor, width: int, height: int,
+                cutoff: float):
+    """Per face (view-major) the box of pixels whose centres lie within ``cutoff`` of the face's bounding box,
+    ``[N*F, 4]`` int32 ``(x0, x1, y0, y1)`` (empty, ``x1 < x0``, for skipped faces), and the face counts of the
+    hard rasterizer's ``TILE_SIZE`` tiles.
+
+    The hard rasterizer's ``bin_count`` computes them, fed with a proxy triangle per face whose bounding box is the
+    face's box grown by ``cutoff`` (corners ``(u0, v0), (u1, v0), (u0, v1)`` of the grown box ``[u0, u1] x
+    [v0, v1]``; never zero-area since ``cutoff > 0``, so zero-area faces are binned too)."""
+    ensure_init()
+    device = proj.device
+    N, V, _ = proj.shape
+    F = faces.shape[0]
+    tri = proj[:, faces.long()]  # [N, F, 3, 3]
+    lo = tri[..., :2].amin(-2) - cutoff  # [N, F, 2]
+    hi = tri[..., :2].amax(-2) + cutoff
+    skip = face_skip.reshape(N, F).bool()
+    lo = torch.where(skip[..., None], torch.zeros_like(lo), lo)
+    hi = torch.where(skip[..., None], torch.ones_like(hi), hi)
+    z = torch.zeros_like(lo[..., 0])
+    proxy = torch.stack([torch.stack([lo[..., 0], lo[..., 1], z], -1),
+                         torch.stack([hi[..., 0], lo[..., 1], z], -1),
+                         torch.stack([lo[..., 0], hi[..., 1], z], -1)], -2).reshape(N * F * 3, 3).contiguous()
+    proxy_faces = torch.arange(F * 3, dtype=torch.int32, device=device).reshape(F, 3)
+    tiles_x = (width + rk.TILE_SIZE - 1) // rk.TILE_SIZE
+    tiles_y = (height + rk.TILE_SIZE - 1) // rk.TILE_SIZE
+    dummy_i32 = as_warp(torch.zeros(1, dtype=torch.int32, device=device))
+    bbox = torch.empty(N * F, 4, dtype=torch.int32, device=device)
+    counts = torch.zeros(N * tiles_x * tiles_y, dtype=torch.int32, device=device)
+    launch(rk.bin_count, N * F, [N * F, F, 3 * F, as_warp(proxy), as_warp(proxy_faces), as_warp(face_skip),
+                                 as_warp(torch.zeros(1, 3, dtype=torch.float64, device=device)), dummy_i32,
+                                 dummy_i32, width, height, tiles_x, tiles_y, 0, as_warp(bbox), as_warp(counts)],
+           device)
+    return bbox, counts
+
+
+@torch.no_grad()
+def find_candidates_reference(
     proj: torch.Tensor,
     faces: torch.Tensor,
     face_skip: torch.Tensor,
@@ -35,10 +161,8 @@ def find_candidates(
         k_max: candidates kept per pixel, nearest first (ties by face id); -1 pads the rest.
         affine_depth: depth is affine in screen space (orthographic) instead of ``1 / z`` affine.
 
-    Binning reuses the hard rasterizer's ``bin_count`` / ``bin_fill`` unchanged: each face is handed to them
-    as a proxy triangle whose pixel bounding box is the face's box grown by ``cutoff`` (corners
-    ``(u0, v0), (u1, v0), (u0, v1)`` of the grown box ``[u0, u1] x [v0, v1]``; never zero-area since
-    ``cutoff > 0``, so zero-area faces are binned too).
+    Binning reuses the hard rasterizer's ``bin_count`` / ``bin_fill`` unchanged, on the faces' boxes grown by
+    ``cutoff`` (:func:`grown_boxes`); each pixel then scans all faces listed in its ``TILE_SIZE`` tile.
     """
     ensure_init()
     device = proj.device
@@ -49,27 +173,10 @@ def find_candidates(
     tiles_y = (height + rk.TILE_SIZE - 1) // rk.TILE_SIZE
     num_tiles = N * tiles_x * tiles_y
 
-    tri = proj[:, faces.long()]  # [N, F, 3, 3]
-    lo = tri[..., :2].amin(-2) - cutoff  # [N, F, 2]
-    hi = tri[..., :2].amax(-2) + cutoff
-    skip = face_skip.reshape(N, F).bool()
-    lo = torch.where(skip[..., None], torch.zeros_like(lo), lo)
-    hi = torch.where(skip[..., None], torch.ones_like(hi), hi)
-    z = torch.zeros_like(lo[..., 0])
-    proxy = torch.stack([torch.stack([lo[..., 0], lo[..., 1], z], -1),
-                         torch.stack([hi[..., 0], lo[..., 1], z], -1),
-                         torch.stack([lo[..., 0], hi[..., 1], z], -1)], -2).reshape(N * F * 3, 3).contiguous()
-    proxy_faces = torch.arange(F * 3, dtype=torch.int32, device=device).reshape(F, 3)
-    dummy_f64 = torch.zeros(1, 3, dtype=torch.float64, device=device)
-    dummy_i32 = torch.zeros(1, dtype=torch.int32, device=device)
-    ev_w = ef_w = as_warp(dummy_i32)
-    extra_w = as_warp(dummy_f64)
-
-    bbox = torch.empty(T, 4, dtype=torch.int32, device=device)
-    counts = torch.zeros(num_tiles, dtype=torch.int32, device=device)
+    bbox, counts = grown_boxes(proj, faces, face_skip, width, height, cutoff)
+    ev_w = ef_w = as_warp(torch.zeros(1, dtype=torch.int32, device=device))
+    extra_w = as_warp(torch.zeros(1, 3, dtype=torch.float64, device=device))
     bbox_w = as_warp(bbox)
-    launch(rk.bin_count, T, [T, F, 3 * F, as_warp(proxy), as_warp(proxy_faces), as_warp(face_skip), extra_w,
-                             ev_w, ef_w, width, height, tiles_x, tiles_y, 0, bbox_w, as_warp(counts)], device)
     offsets = torch.zeros(num_tiles + 1, dtype=torch.int32, device=device)
     torch.cumsum(counts, 0, out=offsets[1:])
     total = int(offsets[-1])
@@ -142,7 +249,7 @@ class _SoftAggregate(torch.autograd.Function):
                 int(want_geom), int(want_attrs), int(want_bg)]
         size_uvz = (N * V if want_geom else 1, 3)
         size_attrs = (N * V if want_attrs else 1, C)
-        parts = min(num_workers(), max(1, P // 16384))
+        parts = min(num_workers(), max(1, P // 4096))
         if dev.type == "cpu" and parts > 1 and (want_geom or want_attrs):
             # Atomics are not atomic across CPU threads: each thread scatters into its own buffers, then sum.
             bufs = [(uv_f.new_zeros(size_uvz), uv_f.new_zeros(size_attrs)) for _ in range(parts)]

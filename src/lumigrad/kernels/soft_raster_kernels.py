@@ -11,7 +11,9 @@ Distances and depths follow ``raster/soft.py``'s definitions exactly (float64): 
 centre to the triangle region (0 inside), and the depth at the pixel's barycentrics clamped to the triangle
 (the closest point of the triangle: inside, the pixel's own barycentrics; outside, the closest point of the
 nearest edge), perspective-correct (``1 / sum(lam_k / z_k)``) or affine (orthographic).
-Cost: O(pixels x faces listed in the pixel's tile).
+Cost: O(pixels x faces listed in the pixel's tile). ``soft_candidates`` is the plain scan over the hard
+rasterizer's 16 x 16 bins (the reference); ``soft_candidates_sorted`` selects the same faces over soft-specific
+8 x 8 bins listed by a lower bound of the depth, and stops a pixel's scan early (see the section below).
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ def _segment_param(ax: wp.float64, ay: wp.float64, bx: wp.float64, by: wp.float6
 
 
 @wp.func
-def _clamped_depth(m: wp.mat33d, pu: wp.float64, pv: wp.float64, affine_depth: int):
-    """Squared distance from p to the triangle (0 inside) and the depth at the closest point of the triangle."""
+def _clamped_barycentrics(m: wp.mat33d, pu: wp.float64, pv: wp.float64):
+    """Squared distance from p to the triangle (0 inside) and the barycentrics of the closest point of the triangle."""
     area2 = (m[1, 0] - m[0, 0]) * (m[2, 1] - m[0, 1]) - (m[2, 0] - m[0, 0]) * (m[1, 1] - m[0, 1])
     lam = wp.vec3d()
     inside = area2 != wp.float64(0.0)
@@ -65,12 +67,50 @@ def _clamped_depth(m: wp.mat33d, pu: wp.float64, pv: wp.float64, affine_depth: i
                 lam[i] = wp.float64(1.0) - tj
                 lam[j] = tj
         d2 = best
-    depth = wp.float64(0.0)
+    return d2, lam
+
+
+@wp.func
+def _depth_at(m: wp.mat33d, lam: wp.vec3d, affine_depth: int):
+    """Depth at barycentrics ``lam``: perspective-correct (``1 / sum(lam_k / z_k)``) or affine."""
     if affine_depth != 0:
-        depth = lam[0] * m[0, 2] + lam[1] * m[1, 2] + lam[2] * m[2, 2]
+        return lam[0] * m[0, 2] + lam[1] * m[1, 2] + lam[2] * m[2, 2]
+    return wp.float64(1.0) / (lam[0] / m[0, 2] + lam[1] / m[1, 2] + lam[2] / m[2, 2])
+
+
+@wp.func
+def _clamped_depth(m: wp.mat33d, pu: wp.float64, pv: wp.float64, affine_depth: int):
+    """Squared distance from p to the triangle (0 inside) and the depth at the closest point of the triangle."""
+    d2, lam = _clamped_barycentrics(m, pu, pv)
+    return d2, _depth_at(m, lam, affine_depth)
+
+
+@wp.func
+def _keep_nearest(out_face: wp.array(dtype=wp.int32), base: int, out_depth: wp.array(dtype=wp.float64),
+                  depth_base: int, n: int, k_max: int, depth: wp.float64, face: int):
+    """Insert ``(depth, face)`` into the pixel's list (faces from ``out_face[base]``, their depths from
+    ``out_depth[depth_base]``; ``n`` kept so far, sorted by depth then face id) if it is among the ``k_max``
+    nearest; return the new count."""
+    pos = int(0)
+    if n < k_max:
+        pos = n
+        n = n + 1
     else:
-        depth = wp.float64(1.0) / (lam[0] / m[0, 2] + lam[1] / m[1, 2] + lam[2] / m[2, 2])
-    return d2, depth
+        last_d = out_depth[depth_base + k_max - 1]
+        if depth > last_d or (depth == last_d and face > out_face[base + k_max - 1]):
+            return n
+        pos = k_max - 1
+    while pos > 0:
+        pd = out_depth[depth_base + pos - 1]
+        if pd > depth or (pd == depth and out_face[base + pos - 1] > face):
+            out_depth[depth_base + pos] = pd
+            out_face[base + pos] = out_face[base + pos - 1]
+            pos = pos - 1
+        else:
+            break
+    out_depth[depth_base + pos] = depth
+    out_face[base + pos] = face
+    return n
 
 
 @wp.kernel
@@ -109,26 +149,180 @@ def soft_candidates(
         d2, depth = _clamped_depth(m, pu, pv, affine_depth)
         if d2 > cutoff2 or not (depth <= far):
             continue
-        face = t - view * num_faces
-        pos = int(0)
-        if n < k_max:
-            pos = n
-            n = n + 1
-        else:
-            last_d = out_depth[base + k_max - 1]
-            if depth > last_d or (depth == last_d and face > out_face[base + k_max - 1]):
-                continue
-            pos = k_max - 1
-        while pos > 0:
-            pd = out_depth[base + pos - 1]
-            if pd > depth or (pd == depth and out_face[base + pos - 1] > face):
-                out_depth[base + pos] = pd
-                out_face[base + pos] = out_face[base + pos - 1]
-                pos = pos - 1
-            else:
+        n = _keep_nearest(out_face, base, out_depth, base, n, k_max, depth, t - view * num_faces)
+
+
+# Candidate search with per-tile early-out. Each face gets ``depth_lb``, a lower bound of the depth that
+# ``_clamped_depth`` can return for it at any pixel (float64 rounding included, see ``soft_face_bounds``). Each tile
+# lists its faces in increasing ``depth_lb``, so a pixel whose K slots are full stops at the first face whose bound
+# exceeds its K-th depth: every later face would be rejected (strictly deeper). Faces whose bound exceeds ``far``
+# are never binned. The selection equals ``soft_candidates``' (a strict total order on (depth, face id) makes the
+# top-K independent of the scan order).
+
+_EPS64 = wp.constant(wp.float64(2.220446049250313e-16))
+
+
+@wp.func
+def _face_corners(view: int, face: int, num_verts: int, proj: wp.array2d(dtype=wp.float64),
+                  faces: wp.array2d(dtype=wp.int32)):
+    """Rows (u, v, z) of face ``face`` of view ``view``."""
+    m = wp.mat33d()
+    for k in range(3):
+        vi = view * num_verts + faces[face, k]
+        m[k, 0] = proj[vi, 0]
+        m[k, 1] = proj[vi, 1]
+        m[k, 2] = proj[vi, 2]
+    return m
+
+
+@wp.func
+def _depth_lower_bound(m: wp.mat33d, affine_depth: int):
+    """A value ``<=`` every depth ``_clamped_depth(m, p)`` returns, for any pixel ``p``; ``-inf`` if no bound is known.
+
+    The depth is ``1 / sum(lam_k / z_k)`` (or ``sum(lam_k z_k)``) with ``lam_k >= 0``. Outside the triangle
+    ``sum(lam_k)`` is 1 to one rounding. Inside, ``lam_k = w_k / area2`` with computed edge functions whose errors are
+    at most ~8 eps D^2 each (``D``: the larger side of the triangle's box; inside pixels lie in the box), so
+    ``sum(lam_k) <= 1 + 33 rho`` with ``rho = eps D^2 / |area2|``. The bound takes twice the margins derived this way:
+    ``z_min - max|z_k| (64 rho + 32 eps)``. Slivers with ``rho > 1e-3`` (first-order bounds unreliable) get -inf.
+    """
+    zmin = wp.min(m[0, 2], wp.min(m[1, 2], m[2, 2]))
+    zabs = wp.max(wp.abs(m[0, 2]), wp.max(wp.abs(m[1, 2]), wp.abs(m[2, 2])))
+    if affine_depth == 0 and not (zmin > wp.float64(0.0)):
+        return wp.float64(-wp.inf)
+    area2 = (m[1, 0] - m[0, 0]) * (m[2, 1] - m[0, 1]) - (m[2, 0] - m[0, 0]) * (m[1, 1] - m[0, 1])
+    du = wp.max(m[0, 0], wp.max(m[1, 0], m[2, 0])) - wp.min(m[0, 0], wp.min(m[1, 0], m[2, 0]))
+    dv = wp.max(m[0, 1], wp.max(m[1, 1], m[2, 1])) - wp.min(m[0, 1], wp.min(m[1, 1], m[2, 1]))
+    d = wp.max(du, dv)
+    rho = wp.float64(0.0)
+    if area2 != wp.float64(0.0):
+        rho = _EPS64 * d * d / wp.abs(area2)
+    if not (rho <= wp.float64(1.0e-3)):
+        return wp.float64(-wp.inf)
+    return zmin - zabs * (wp.float64(64.0) * rho + wp.float64(32.0) * _EPS64)
+
+
+@wp.kernel
+def soft_face_bounds(
+    offset: int, end: int,
+    num_faces: int, num_verts: int,
+    proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32), far: wp.float64, affine_depth: int,
+    tile: int, bbox: wp.array2d(dtype=wp.int32), depth_lb: wp.array(dtype=wp.float64),
+    tile_count: wp.array(dtype=wp.int32),
+):
+    """Per face ``t`` (view-major) with its pixel box ``bbox[t]`` (``x0, x1, y0, y1``; empty if ``x1 < x0``): the
+    depth bound and the number of ``tile x tile`` tiles the box overlaps; a face bounded beyond ``far`` is never a
+    candidate, so its box is emptied."""
+    t = offset + wp.tid()
+    depth_lb[t] = wp.float64(wp.inf)
+    tile_count[t] = 0
+    if bbox[t, 1] < bbox[t, 0]:
+        return
+    m = _face_corners(t // num_faces, t - (t // num_faces) * num_faces, num_verts, proj, faces)
+    lb = _depth_lower_bound(m, affine_depth)
+    if lb > far:
+        bbox[t, 1] = bbox[t, 0] - 1
+        return
+    depth_lb[t] = lb
+    tile_count[t] = (bbox[t, 1] // tile - bbox[t, 0] // tile + 1) * (bbox[t, 3] // tile - bbox[t, 2] // tile + 1)
+
+
+@wp.kernel
+def soft_bin_count(num_faces: int, bbox: wp.array2d(dtype=wp.int32), tile: int, tiles_x: int, tiles_y: int,
+                   counts: wp.array(dtype=wp.int32)):
+    """Count face ``t`` in every ``tile x tile`` tile its box overlaps."""
+    t = wp.tid()
+    if bbox[t, 1] < bbox[t, 0]:
+        return
+    base = (t // num_faces) * tiles_x * tiles_y
+    for ty in range(bbox[t, 2] // tile, bbox[t, 3] // tile + 1):
+        for tx in range(bbox[t, 0] // tile, bbox[t, 1] // tile + 1):
+            wp.atomic_add(counts, base + ty * tiles_x + tx, 1)
+
+
+@wp.kernel
+def soft_bin_fill(
+    ranks_per_thread: int, num_ranks: int, num_faces: int,
+    order: wp.array(dtype=wp.int32), bbox: wp.array2d(dtype=wp.int32), depth_lb: wp.array(dtype=wp.float64),
+    tile: int, tiles_x: int, tiles_y: int, cursor: wp.array(dtype=wp.int32),
+    entry_rank: wp.array(dtype=wp.int32), entry_face: wp.array(dtype=wp.int32),
+    entry_lb: wp.array(dtype=wp.float64), entry_bbox: wp.array2d(dtype=wp.int32),
+):
+    """Append face ``t = order[r]`` of rank ``r`` to the list of every tile its box overlaps, with its rank, depth
+    bound and box (so a pixel reads its tile's list sequentially). Each thread takes ``ranks_per_thread``
+    consecutive ranks in increasing order, so one thread over all ranks fills every list in increasing rank
+    (several threads fill them in any order: sort each list by rank after)."""
+    r0 = wp.tid() * ranks_per_thread
+    for r in range(r0, wp.min(r0 + ranks_per_thread, num_ranks)):
+        t = order[r]
+        if bbox[t, 1] >= bbox[t, 0]:
+            base = (t // num_faces) * tiles_x * tiles_y
+            for ty in range(bbox[t, 2] // tile, bbox[t, 3] // tile + 1):
+                for tx in range(bbox[t, 0] // tile, bbox[t, 1] // tile + 1):
+                    slot = wp.atomic_add(cursor, base + ty * tiles_x + tx, 1)
+                    entry_rank[slot] = r
+                    entry_face[slot] = t
+                    entry_lb[slot] = depth_lb[t]
+                    for k in range(4):
+                        entry_bbox[slot, k] = bbox[t, k]
+
+
+@wp.kernel
+def soft_candidates_sorted(
+    offset: int, end: int,
+    num_faces: int, num_verts: int,
+    proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
+    tile_offsets: wp.array(dtype=wp.int32), entry_face: wp.array(dtype=wp.int32),
+    entry_lb: wp.array(dtype=wp.float64), entry_bbox: wp.array2d(dtype=wp.int32),
+    width: int, height: int, tile: int, tiles_x: int, tiles_y: int, cutoff2: wp.float64, far: wp.float64,
+    affine_depth: int, k_max: int, span: int,
+    out_face: wp.array(dtype=wp.int32), item_depth: wp.array(dtype=wp.float64),
+):
+    """Per item: ``span`` consecutive pixels of one tile (tiles view-major, pixels row-major in the tile; ``span =
+    tile * tile`` on the CPU, where one thread then reuses its tile's list from cache, 1 on CUDA) one after the
+    other, each as ``soft_candidates`` but over the tile's list sorted by the faces' depth bounds (entry ``e``: face
+    ``entry_face[e]`` (view-major), bound ``entry_lb[e]``, box ``entry_bbox[e]``), stopping once its K slots are
+    full and the next bound exceeds its K-th depth. The sort keys of the pixel being scanned live in the item's
+    ``k_max`` slots of ``item_depth``; slots ``>= n`` (filled so far) are never read, so nothing is initialised but
+    the -1 padding at the end."""
+    item = offset + wp.tid()
+    items_per_tile = (tile * tile + span - 1) // span
+    tile_id = item // items_per_tile
+    first_local = (item - tile_id * items_per_tile) * span
+    per_view = tiles_x * tiles_y
+    view = tile_id // per_view
+    ty = (tile_id - view * per_view) // tiles_x
+    tx = tile_id - view * per_view - ty * tiles_x
+    depth_base = item * k_max
+    first = tile_offsets[tile_id]
+    stop = tile_offsets[tile_id + 1]
+    for local in range(first_local, wp.min(first_local + span, tile * tile)):
+        y = ty * tile + local // tile
+        x = tx * tile + local - (local // tile) * tile
+        if x >= width or y >= height:
+            continue
+        base = ((view * height + y) * width + x) * k_max
+        pu = wp.float64(x) + wp.float64(0.5)
+        pv = wp.float64(y) + wp.float64(0.5)
+        n = int(0)
+        last_d = wp.float64(wp.inf)
+        for idx in range(first, stop):
+            if n == k_max and entry_lb[idx] > last_d:
                 break
-        out_depth[base + pos] = depth
-        out_face[base + pos] = face
+            if x < entry_bbox[idx, 0] or x > entry_bbox[idx, 1] or y < entry_bbox[idx, 2] or y > entry_bbox[idx, 3]:
+                continue
+            face = entry_face[idx] - view * num_faces
+            m = _face_corners(view, face, num_verts, proj, faces)
+            d2, lam = _clamped_barycentrics(m, pu, pv)
+            if d2 > cutoff2:
+                continue
+            depth = _depth_at(m, lam, affine_depth)
+            if not (depth <= far):
+                continue
+            n = _keep_nearest(out_face, base, item_depth, depth_base, n, k_max, depth, face)
+            if n == k_max:
+                last_d = item_depth[depth_base + k_max - 1]
+        for k in range(n, k_max):
+            out_face[base + k] = -1
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -139,16 +333,17 @@ def soft_candidates(
 
 
 @wp.func
-def _logsigmoid(x: float):
-    return wp.min(x, 0.0) - wp.log(1.0 + wp.exp(-wp.abs(x)))
-
-
-@wp.func
-def _sigmoid(x: float):
+def _sigmoid_terms(x: float):
+    """``(log sigmoid(x), log sigmoid(-x), sigmoid(x), sigmoid(-x))`` from one ``exp(-|x|)`` and one log, each
+    in its stable form (``min(x, 0) - log(1 + exp(-|x|))``; ``1 / (1 + e)`` on the positive side, ``e / (1 + e)`` on
+    the negative one)."""
+    e = wp.exp(-wp.abs(x))
+    soft = wp.log(1.0 + e)
+    big = 1.0 / (1.0 + e)
+    small = e / (1.0 + e)
     if x >= 0.0:
-        return 1.0 / (1.0 + wp.exp(-x))
-    e = wp.exp(x)
-    return e / (1.0 + e)
+        return wp.min(x, 0.0) - soft, wp.min(-x, 0.0) - soft, big, small
+    return wp.min(x, 0.0) - soft, wp.min(-x, 0.0) - soft, small, big
 
 
 @wp.func
@@ -227,11 +422,25 @@ def _barycentrics(t: wp.vec3, w: wp.vec3, area2: float, inside: bool, n: int):
 
 
 @wp.func
-def _pair(m: wp.mat33, pu: float, pv: float, sigma: float, affine_depth: int):
-    """``x`` (``D = sigmoid(x)``), interpolation weights and depth of one (pixel, face) pair."""
+def _pair_state(m: wp.mat33, pu: float, pv: float):
+    """Edge parameters, squared distances, edge functions, doubled area, inside-ness, nearest edge and clamped
+    barycentrics of one (pixel, face) pair: what ``_pair_from_state`` and ``_pair_backward`` read."""
     t, d2, w, area2 = _edges(m, pu, pv)
     inside, n = _inside_nearest(d2, w, area2)
     lam = _barycentrics(t, w, area2, inside, n)
+    return t, d2, w, area2, inside, n, lam
+
+
+@wp.func
+def _pair(m: wp.mat33, pu: float, pv: float, sigma: float, affine_depth: int):
+    """``x`` (``D = sigmoid(x)``), interpolation weights and depth of one (pixel, face) pair."""
+    t, d2, w, area2, inside, n, lam = _pair_state(m, pu, pv)
+    return _pair_from_state(m, sigma, affine_depth, d2, inside, n, lam)
+
+
+@wp.func
+def _pair_from_state(m: wp.mat33, sigma: float, affine_depth: int, d2: wp.vec3, inside: bool, n: int,
+                     lam: wp.vec3):
     x = -d2[n] / sigma
     if inside:
         x = d2[n] / sigma
@@ -244,11 +453,10 @@ def _pair(m: wp.mat33, pu: float, pv: float, sigma: float, affine_depth: int):
 
 @wp.func
 def _pair_backward(m: wp.mat33, pu: float, pv: float, sigma: float, affine_depth: int, g_x: float,
-                   g_interp: wp.vec3, g_depth: float):
-    """Gradient of the pair's ``(x, interp, depth)`` cotangents w.r.t. the corners' rows ``(u, v, z)``."""
-    t, d2, w, area2 = _edges(m, pu, pv)
-    inside, n = _inside_nearest(d2, w, area2)
-    lam = _barycentrics(t, w, area2, inside, n)
+                   g_interp: wp.vec3, g_depth: float, t: wp.vec3, w: wp.vec3, area2: float, inside: bool, n: int,
+                   lam: wp.vec3):
+    """Gradient of the pair's ``(x, interp, depth)`` cotangents w.r.t. the corners' rows ``(u, v, z)``, given the
+    pair's state from ``_pair_state``."""
     gm = wp.mat33()
     g_lam = wp.vec3()
     if affine_depth != 0:
@@ -337,45 +545,50 @@ def soft_aggregate_forward(
     silhouette: wp.array(dtype=wp.float32), out: wp.array2d(dtype=wp.float32),
     log_transmit: wp.array(dtype=wp.float32), top: wp.array(dtype=wp.float32), denom: wp.array(dtype=wp.float32),
 ):
-    """Per pixel ``g``: silhouette, aggregated attributes and the per-pixel softmax state (max logit, sum)."""
+    """Per pixel ``g``: silhouette, aggregated attributes and the per-pixel softmax state (max logit, sum).
+
+    One pass over the candidates: the softmax sums are kept relative to the running max logit and rescaled when
+    it grows (candidates come nearest first, so the first one usually holds the max)."""
     g = offset + wp.tid()
     view, pu, pv = _pixel(g, width, height)
     base = view * num_verts
     logit_b = eps / gamma
     lt = float(0.0)
     mx = logit_b
+    total = float(0.0)
+    channels = attrs.shape[1]
+    if has_attrs != 0:
+        for c in range(channels):
+            out[g, c] = 0.0
     for k in range(k_max):
         f = ids[g * k_max + k]
         if f < 0:
             break
         m = _corners(base, f, faces, uv, z)
         x, interp, depth = _pair(m, pu, pv, sigma, affine_depth)
-        lt += _logsigmoid(-x)
+        ls_pos, ls_neg, sig_pos, sig_neg = _sigmoid_terms(x)
+        lt += ls_neg
         if has_attrs != 0:
-            mx = wp.max(mx, _logsigmoid(x) + ((far - depth) / depth_range) / gamma)
+            logit = ls_pos + ((far - depth) / depth_range) / gamma
+            if logit > mx:
+                scale = wp.exp(mx - logit)
+                total *= scale
+                for c in range(channels):
+                    out[g, c] *= scale
+                mx = logit
+            e = wp.exp(logit - mx)
+            total += e
+            for i in range(3):
+                vi = base + faces[f, i]
+                we = e * interp[i]
+                for c in range(channels):
+                    out[g, c] += we * attrs[vi, c]
     log_transmit[g] = lt
     silhouette[g] = _neg_expm1(lt)
     top[g] = mx
     if has_attrs == 0:
         denom[g] = 1.0
         return
-    channels = attrs.shape[1]
-    for c in range(channels):
-        out[g, c] = 0.0
-    total = float(0.0)
-    for k in range(k_max):
-        f = ids[g * k_max + k]
-        if f < 0:
-            break
-        m = _corners(base, f, faces, uv, z)
-        x, interp, depth = _pair(m, pu, pv, sigma, affine_depth)
-        e = wp.exp(_logsigmoid(x) + ((far - depth) / depth_range) / gamma - mx)
-        total += e
-        for i in range(3):
-            vi = base + faces[f, i]
-            we = e * interp[i]
-            for c in range(channels):
-                out[g, c] += we * attrs[vi, c]
     e_b = wp.exp(logit_b - mx)
     total += e_b
     denom[g] = total
@@ -418,12 +631,14 @@ def soft_aggregate_backward(
         if f < 0:
             break
         m = _corners(base, f, faces, uv, z)
-        x, interp, depth = _pair(m, pu, pv, sigma, affine_depth)
-        g_x = gs_t * _sigmoid(x)
+        t, d2, w, area2, inside, n, lam = _pair_state(m, pu, pv)
+        x, interp, depth = _pair_from_state(m, sigma, affine_depth, d2, inside, n, lam)
+        ls_pos, ls_neg, sig_pos, sig_neg = _sigmoid_terms(x)
+        g_x = gs_t * sig_pos
         g_interp = wp.vec3()
         g_depth = float(0.0)
         if has_attrs != 0:
-            wj = wp.exp(_logsigmoid(x) + ((far - depth) / depth_range) / gamma - mx) * inv
+            wj = wp.exp(ls_pos + ((far - depth) / depth_range) / gamma - mx) * inv
             col_go = float(0.0)
             for i in range(3):
                 vi = base + faces[f, i]
@@ -435,10 +650,10 @@ def soft_aggregate_backward(
                 g_interp[i] = wj * s
                 col_go += interp[i] * s
             g_logit = wj * (col_go - go_out)
-            g_x += g_logit * _sigmoid(-x)
+            g_x += g_logit * sig_neg
             g_depth = -g_logit / depth_range / gamma
         if want_geom != 0:
-            gm = _pair_backward(m, pu, pv, sigma, affine_depth, g_x, g_interp, g_depth)
+            gm = _pair_backward(m, pu, pv, sigma, affine_depth, g_x, g_interp, g_depth, t, w, area2, inside, n, lam)
             for i in range(3):
                 vi = base + faces[f, i]
                 wp.atomic_add(v_uvz, vi, 0, gm[i, 0])

@@ -154,8 +154,9 @@ def soft_rasterize(
         lumigrad.limits.BudgetError: ``faces_per_pixel x views x H x W`` candidate slots exceed the pixel
             budget (checked before allocating).
 
-    Cost: binning O(F + tiles touched by the grown boxes); candidate search O(pixels x faces in the pixel's
-    16 x 16 tile); the continuous part O(pairs) where ``pairs <= H W K`` counts the (pixel, candidate) pairs.
+    Cost: binning O(F log F + tiles touched by the grown boxes); candidate search at most O(pixels x faces in the
+    pixel's 8 x 8 tile), less where a pixel's K slots fill early (tiles list their faces by a lower bound of the
+    depth, so a full pixel stops at the first face that cannot enter); the continuous part O(pairs) where ``pairs <= H W K`` counts the (pixel, candidate) pairs.
     Memory kept for backward: with ``backend="kernel"`` only the inputs (projected vertices ``uv``, ``z``,
     ``attrs``, ``faces``, the candidate ids, 4 bytes per slot) and per-pixel tensors (the output attributes and
     three floats: log transmittance, max logit and softmax denominator), nothing per pair; the backward
