@@ -1,0 +1,85 @@
+"""Autograd glue for the fused surface kernels (``surface_kernels``): barycentrics, depth and their screen-space
+derivatives at covered pixels, recomputed from the visible faces' camera-frame corners and ``K^-1``, with an
+explicit backward to both. Inputs are validated by ``lumigrad.rasterize``."""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+from . import surface_kernels as sk
+from ._runtime import as_warp, ensure_init, launch, launch_partitioned, launch_split, num_workers
+
+#: dtypes the kernels are compiled for.
+KERNEL_DTYPES = (torch.float32, torch.float64)
+
+_MIN_PIXELS_PER_THREAD = 4096
+
+
+def surface_at_covered(verts_cam: torch.Tensor, kinv: torch.Tensor, faces: torch.Tensor, covered: torch.Tensor,
+                       face_ids: torch.Tensor, height: int, width: int, orthographic: bool, with_derivs: bool
+                       ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """Barycentrics ``[P, 3]``, depth ``[P]`` and (``with_derivs``) ``d bary / d(u, v)`` ``[P, 3, 2]`` of the
+    faces ``face_ids.reshape(-1)[covered]`` at the centres of the covered pixels ``covered [P]`` (flat indices
+    into ``[N, H, W]``), differentiable w.r.t. ``verts_cam [N, V, 3]`` and ``kinv [N, 3, 3]`` (same dtype,
+    float32 or float64). ``faces`` is ``[F, 3]`` int32."""
+    bary, depth, derivs = _Surface.apply(verts_cam, kinv, faces, covered, face_ids, height, width,
+                                         bool(orthographic), bool(with_derivs))
+    return bary, depth, (derivs.reshape(-1, 3, 2) if with_derivs else None)
+
+
+def _inputs(verts_cam, kinv, faces, covered, face_ids, height, width, orthographic):
+    N, V, _ = verts_cam.shape
+    return [as_warp(verts_cam.detach().reshape(N * V, 3).contiguous()), as_warp(faces),
+            as_warp(kinv.detach().reshape(-1, 9).contiguous()), as_warp(covered), as_warp(face_ids.reshape(-1)),
+            V, height * width, width, int(orthographic)]
+
+
+class _Surface(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, verts_cam, kinv, faces, covered, face_ids, height, width, orthographic, with_derivs):
+        ensure_init()
+        P = covered.shape[0]
+        dev, dt = verts_cam.device, verts_cam.dtype
+        bary = torch.empty(P, 3, dtype=dt, device=dev)
+        depth = torch.empty(P, dtype=dt, device=dev)
+        derivs = torch.empty(P if with_derivs else 1, 6, dtype=dt, device=dev)
+        args = _inputs(verts_cam, kinv, faces, covered, face_ids, height, width, orthographic)
+        launch_split(sk.surface_forward, P, args + [int(with_derivs), as_warp(bary), as_warp(depth),
+                                                    as_warp(derivs)], dev, min_chunk=_MIN_PIXELS_PER_THREAD)
+        ctx.save_for_backward(verts_cam, kinv, faces, covered, face_ids)
+        ctx.shape = (height, width, orthographic)
+        ctx.set_materialize_grads(False)  # outputs without a cotangent arrive as None and cost nothing
+        if not with_derivs:
+            ctx.mark_non_differentiable(derivs)
+        return bary, depth, derivs
+
+    @staticmethod
+    def backward(ctx, g_bary, g_depth, g_derivs):
+        verts_cam, kinv, faces, covered, face_ids = ctx.saved_tensors
+        want_verts, want_kinv = ctx.needs_input_grad[:2]
+        if not (want_verts or want_kinv) or (g_bary is None and g_depth is None and g_derivs is None):
+            return (None,) * 9
+        height, width, orthographic = ctx.shape
+        P = covered.shape[0]
+        N, V, _ = verts_cam.shape
+        dev, dt = verts_cam.device, verts_cam.dtype
+        given = lambda g: verts_cam.new_zeros(1, 1) if g is None else g.to(dt).reshape(P, -1).contiguous()  # noqa: E731
+        args = _inputs(verts_cam, kinv, faces, covered, face_ids, height, width, orthographic)
+        args += [as_warp(given(g_bary)), int(g_bary is not None), as_warp(given(g_depth).reshape(-1)),
+                 int(g_depth is not None), as_warp(given(g_derivs)), int(g_derivs is not None),
+                 int(want_verts), int(want_kinv)]
+        # Float64 accumulators; on CPU one set per thread (each thread adds only into its own), summed here.
+        parts = 1 if dev.type == "cuda" else max(1, min(num_workers(), P // _MIN_PIXELS_PER_THREAD))
+        d_vc = torch.zeros(parts, N * V if want_verts else 1, 3, dtype=torch.float64, device=dev)
+        d_kinv = torch.zeros(parts, N if want_kinv else 1, 9, dtype=torch.float64, device=dev)
+        if P > 0:
+            if parts == 1:
+                launch(sk.surface_backward, P, [0, P, *args, as_warp(d_vc[0]), as_warp(d_kinv[0])], dev)
+            else:
+                launch_partitioned(sk.surface_backward, P,
+                                   lambda k: [*args, as_warp(d_vc[k]), as_warp(d_kinv[k])], parts, dev)
+        g_vc = d_vc.sum(0).to(dt).reshape(N, V, 3) if want_verts else None
+        g_kinv = d_kinv.sum(0).to(kinv.dtype).reshape(kinv.shape) if want_kinv else None
+        return (g_vc, g_kinv) + (None,) * 7

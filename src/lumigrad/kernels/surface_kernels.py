@@ -1,0 +1,286 @@
+"""Fused recomputation of the surface at covered pixels (float32 and float64 arrays), with an explicit backward.
+
+One thread per covered pixel recomputes, from the camera-frame corners of its visible face and the inverse
+intrinsics ``K^-1`` of its view, what ``raster/rasterize.py``'s PyTorch twin (``surface_at_pixels_reference``)
+computes: barycentrics, depth and the screen-space derivatives of the barycentrics. The arithmetic is float64
+whatever the array dtype; results are rounded to the array dtype when stored.
+
+With the face's corners divided by the power of two ``s`` above their largest coordinate (exact), ``P_i``
+(lifted to ``z = 1`` for an orthographic camera), ``e1 = P1 - P0``, ``e2 = P2 - P0``, ``n = e1 x e2``,
+``a = P0 x e2``, ``b = e1 x P0`` and the pixel's ray ``d = R K^-1 (u, v, 1)`` (``R = diag(1/s, 1/s, 1)`` for an
+orthographic camera, else the identity), its columns ``d_u = R K^-1 e_0``, ``d_v = R K^-1 e_1``:
+
+    S = n . d,  A = a . d,  B = b . d,   bary = (1 - b1 - b2, b1, b2),  b1 = -A / S,  b2 = -B / S
+    depth = Z s / S,  Z = P0 . n  (perspective)  or  Z = (-m_x, -m_y, T0 . m) . d  (orthographic,
+            m = (T1 - T0) x (T2 - T0) of the scaled true corners T_i)
+    d b_k / d j = -(A_j + b_k S_j) / S  (k = 1, 2; A_j = a . d_j, B_j for b2, S_j = n . d_j),  d b_0 = -(d b_1 + d b_2)
+
+The backward kernel runs the chain rule of these lines in reverse (reverse-mode by hand) and accumulates the
+gradients of the camera-frame vertices ``[N V, 3]`` and of ``K^-1`` ``[N, 9]`` with atomic adds into float64
+buffers: on CPU each thread of a partitioned launch owns its buffers (no cross-thread atomics), the caller sums
+them. A zero ``S`` (a zero-area face, never drawn) is replaced by 1 and passes no gradient, as in the twin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import warp as wp
+
+wp.set_module_options({"enable_backward": False})
+
+
+@wp.func
+def _corner(vc: wp.array2d(dtype=Any), faces: wp.array2d(dtype=wp.int32), base: int, f: int, k: int):
+    i = base + faces[f, k]
+    return wp.vec3d(wp.float64(vc[i, 0]), wp.float64(vc[i, 1]), wp.float64(vc[i, 2]))
+
+
+@wp.func
+def _largest(p: wp.vec3d):
+    return wp.max(wp.max(wp.abs(p[0]), wp.abs(p[1])), wp.abs(p[2]))
+
+
+@wp.func
+def _pow2_above(m: wp.float64):
+    """The smallest power of two strictly above ``m >= 0`` (1 for 0): ``lumigrad.cameras.projection.pow2_scale``."""
+    one = wp.float64(1.0)
+    if m == wp.float64(0.0):
+        return one
+    s = wp.pow(wp.float64(2.0), wp.floor(wp.log2(m)) + one)
+    if s * wp.float64(0.5) > m:
+        s = s * wp.float64(0.5)
+    if s <= m:
+        s = s * wp.float64(2.0)
+    return s
+
+
+@wp.func
+def _lift(p: wp.vec3d, ortho: int):
+    if ortho != 0:
+        return wp.vec3d(p[0], p[1], wp.float64(1.0))
+    return p
+
+
+@wp.func
+def _kinv_column(kinv: wp.array2d(dtype=Any), view: int, c: int, row_scale: wp.vec3d):
+    return wp.cw_mul(row_scale, wp.vec3d(wp.float64(kinv[view, c]), wp.float64(kinv[view, 3 + c]),
+                                         wp.float64(kinv[view, 6 + c])))
+
+
+@wp.func
+def _row_scale(s: wp.float64, ortho: int):
+    one = wp.float64(1.0)
+    if ortho != 0:
+        return wp.vec3d(one / s, one / s, one)
+    return wp.vec3d(one, one, one)
+
+
+@wp.func
+def _pixel(covered: wp.array(dtype=wp.int64), i: int, pixels_per_view: int, width: int):
+    """``(view, u, v)`` of covered pixel ``i``: its view and the pixel centre."""
+    p = covered[i]
+    view = int(p // wp.int64(pixels_per_view))
+    rem = int(p - wp.int64(view) * wp.int64(pixels_per_view))
+    row = rem // width
+    u = wp.float64(rem - row * width) + wp.float64(0.5)
+    v = wp.float64(row) + wp.float64(0.5)
+    return view, u, v
+
+
+@wp.kernel
+def surface_forward(offset: int, end: int, vc: wp.array2d(dtype=Any), faces: wp.array2d(dtype=wp.int32),
+                    kinv: wp.array2d(dtype=Any), covered: wp.array(dtype=wp.int64),
+                    face_ids: wp.array(dtype=wp.int32), num_verts: int, pixels_per_view: int, width: int,
+                    ortho: int, want_derivs: int, bary: wp.array2d(dtype=Any), depth: wp.array(dtype=Any),
+                    derivs: wp.array2d(dtype=Any)):
+    i = offset + wp.tid()
+    view, u, v = _pixel(covered, i, pixels_per_view, width)
+    f = int(face_ids[int(covered[i])])
+    base = view * num_verts
+    V0 = _corner(vc, faces, base, f, 0)
+    V1 = _corner(vc, faces, base, f, 1)
+    V2 = _corner(vc, faces, base, f, 2)
+    s = _pow2_above(wp.max(wp.max(_largest(V0), _largest(V1)), _largest(V2)))
+    T0 = V0 / s
+    T1 = V1 / s
+    T2 = V2 / s
+    P0 = _lift(T0, ortho)
+    e1 = _lift(T1, ortho) - P0
+    e2 = _lift(T2, ortho) - P0
+    n = wp.cross(e1, e2)
+    a = wp.cross(P0, e2)
+    b = wp.cross(e1, P0)
+    rs = _row_scale(s, ortho)
+    du = _kinv_column(kinv, view, 0, rs)
+    dv = _kinv_column(kinv, view, 1, rs)
+    d = du * u + dv * v + _kinv_column(kinv, view, 2, rs)
+    S = wp.dot(n, d)
+    if S == wp.float64(0.0):
+        S = wp.float64(1.0)
+    b1 = -wp.dot(a, d) / S
+    b2 = -wp.dot(b, d) / S
+    Z = wp.dot(P0, n)
+    if ortho != 0:
+        m = wp.cross(T1 - T0, T2 - T0)
+        Z = wp.dot(wp.vec3d(-m[0], -m[1], wp.dot(T0, m)), d)
+    bary[i, 0] = type(bary[i, 0])(wp.float64(1.0) - b1 - b2)
+    bary[i, 1] = type(bary[i, 0])(b1)
+    bary[i, 2] = type(bary[i, 0])(b2)
+    depth[i] = type(depth[i])(Z / S * s)
+    if want_derivs != 0:
+        for j in range(2):
+            dj = du
+            if j == 1:
+                dj = dv
+            Sj = wp.dot(n, dj)
+            g1 = -(wp.dot(a, dj) + b1 * Sj) / S
+            g2 = -(wp.dot(b, dj) + b2 * Sj) / S
+            derivs[i, j] = type(derivs[i, 0])(-(g1 + g2))
+            derivs[i, 2 + j] = type(derivs[i, 0])(g1)
+            derivs[i, 4 + j] = type(derivs[i, 0])(g2)
+
+
+@wp.func
+def _add_vertex(out: wp.array2d(dtype=wp.float64), i: int, g: wp.vec3d):
+    wp.atomic_add(out, i, 0, g[0])
+    wp.atomic_add(out, i, 1, g[1])
+    wp.atomic_add(out, i, 2, g[2])
+
+
+@wp.kernel
+def surface_backward(offset: int, end: int, vc: wp.array2d(dtype=Any), faces: wp.array2d(dtype=wp.int32),
+                     kinv: wp.array2d(dtype=Any), covered: wp.array(dtype=wp.int64),
+                     face_ids: wp.array(dtype=wp.int32), num_verts: int, pixels_per_view: int, width: int,
+                     ortho: int, g_bary: wp.array2d(dtype=Any), has_bary: int, g_depth: wp.array(dtype=Any),
+                     has_depth: int, g_derivs: wp.array2d(dtype=Any), has_derivs: int,
+                     want_verts: int, want_kinv: int,
+                     d_vc: wp.array2d(dtype=wp.float64), d_kinv: wp.array2d(dtype=wp.float64)):
+    i = offset + wp.tid()
+    zero = wp.float64(0.0)
+    view, u, v = _pixel(covered, i, pixels_per_view, width)
+    f = int(face_ids[int(covered[i])])
+    base = view * num_verts
+    # --- forward, again
+    V0 = _corner(vc, faces, base, f, 0)
+    V1 = _corner(vc, faces, base, f, 1)
+    V2 = _corner(vc, faces, base, f, 2)
+    s = _pow2_above(wp.max(wp.max(_largest(V0), _largest(V1)), _largest(V2)))
+    T0 = V0 / s
+    T1 = V1 / s
+    T2 = V2 / s
+    P0 = _lift(T0, ortho)
+    e1 = _lift(T1, ortho) - P0
+    e2 = _lift(T2, ortho) - P0
+    n = wp.cross(e1, e2)
+    a = wp.cross(P0, e2)
+    b = wp.cross(e1, P0)
+    rs = _row_scale(s, ortho)
+    du = _kinv_column(kinv, view, 0, rs)
+    dv = _kinv_column(kinv, view, 1, rs)
+    d = du * u + dv * v + _kinv_column(kinv, view, 2, rs)
+    S = wp.dot(n, d)
+    live = S != zero
+    if not live:
+        S = wp.float64(1.0)
+    b1 = -wp.dot(a, d) / S
+    b2 = -wp.dot(b, d) / S
+    m = wp.vec3d(zero, zero, zero)
+    D = wp.vec3d(zero, zero, zero)
+    Z = wp.dot(P0, n)
+    if ortho != 0:
+        m = wp.cross(T1 - T0, T2 - T0)
+        D = wp.vec3d(-m[0], -m[1], wp.dot(T0, m))
+        Z = wp.dot(D, d)
+    # --- cotangents of b1, b2, S, Z and of the forms' dot products
+    gb1 = zero
+    gb2 = zero
+    if has_bary != 0:
+        gb0 = wp.float64(g_bary[i, 0])
+        gb1 = wp.float64(g_bary[i, 1]) - gb0
+        gb2 = wp.float64(g_bary[i, 2]) - gb0
+    gS = zero
+    gZ = zero
+    if has_depth != 0:
+        gz = wp.float64(g_depth[i])
+        gZ = gz * s / S
+        gS -= gz * (Z / S * s) / S
+    gn = wp.vec3d(zero, zero, zero)  # cotangents of n, a, b, d, du, dv
+    ga = wp.vec3d(zero, zero, zero)
+    gb = wp.vec3d(zero, zero, zero)
+    gdu = wp.vec3d(zero, zero, zero)
+    gdv = wp.vec3d(zero, zero, zero)
+    if has_derivs != 0:
+        for j in range(2):
+            dj = du
+            if j == 1:
+                dj = dv
+            Sj = wp.dot(n, dj)
+            h0 = wp.float64(g_derivs[i, j])
+            h1 = wp.float64(g_derivs[i, 2 + j]) - h0  # cotangent of d b1 / dj
+            h2 = wp.float64(g_derivs[i, 4 + j]) - h0
+            g1 = -(wp.dot(a, dj) + b1 * Sj) / S
+            g2 = -(wp.dot(b, dj) + b2 * Sj) / S
+            gAj = -h1 / S
+            gBj = -h2 / S
+            gSj = -(h1 * b1 + h2 * b2) / S
+            gb1 -= h1 * Sj / S
+            gb2 -= h2 * Sj / S
+            gS -= (h1 * g1 + h2 * g2) / S
+            gn += gSj * dj
+            ga += gAj * dj
+            gb += gBj * dj
+            gdj = gSj * n + gAj * a + gBj * b
+            if j == 0:
+                gdu += gdj
+            else:
+                gdv += gdj
+    gA = -gb1 / S
+    gB = -gb2 / S
+    gS -= (gb1 * b1 + gb2 * b2) / S
+    if not live:
+        gS = zero
+    gn += gS * d
+    ga += gA * d
+    gb += gB * d
+    gd = gS * n + gA * a + gB * b
+    gP0 = wp.vec3d(zero, zero, zero)
+    gT0 = wp.vec3d(zero, zero, zero)
+    gT1 = wp.vec3d(zero, zero, zero)
+    gT2 = wp.vec3d(zero, zero, zero)
+    if ortho != 0:
+        gD = gZ * d
+        gd += gZ * D
+        gm = wp.vec3d(-gD[0], -gD[1], zero) + gD[2] * T0
+        gT0 += gD[2] * m
+        f1 = T1 - T0
+        f2 = T2 - T0
+        gf1 = wp.cross(f2, gm)
+        gf2 = wp.cross(gm, f1)
+        gT1 += gf1
+        gT2 += gf2
+        gT0 -= gf1 + gf2
+    else:
+        gP0 += gZ * n
+        gn += gZ * P0
+    # a = P0 x e2, b = e1 x P0, n = e1 x e2; for c = x x y: grad_x = y x g, grad_y = g x x
+    gP0 += wp.cross(e2, ga) + wp.cross(gb, e1)
+    ge2 = wp.cross(ga, P0) + wp.cross(gn, e1)
+    ge1 = wp.cross(P0, gb) + wp.cross(e2, gn)
+    gP1 = ge1
+    gP2 = ge2
+    gP0 -= ge1 + ge2
+    if ortho != 0:  # the lifted z = 1 carries no gradient
+        gP0 = wp.vec3d(gP0[0], gP0[1], zero)
+        gP1 = wp.vec3d(gP1[0], gP1[1], zero)
+        gP2 = wp.vec3d(gP2[0], gP2[1], zero)
+    if want_verts != 0:
+        _add_vertex(d_vc, base + faces[f, 0], (gP0 + gT0) / s)
+        _add_vertex(d_vc, base + faces[f, 1], (gP1 + gT1) / s)
+        _add_vertex(d_vc, base + faces[f, 2], (gP2 + gT2) / s)
+    if want_kinv != 0:  # d = R K^-1 (u, v, 1), du = R K^-1 e_0, dv = R K^-1 e_1
+        for r in range(3):
+            w = rs[r]
+            wp.atomic_add(d_kinv, view, 3 * r, w * (gd[r] * u + gdu[r]))
+            wp.atomic_add(d_kinv, view, 3 * r + 1, w * (gd[r] * v + gdv[r]))
+            wp.atomic_add(d_kinv, view, 3 * r + 2, w * gd[r])
