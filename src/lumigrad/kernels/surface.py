@@ -74,12 +74,88 @@ class _Surface(torch.autograd.Function):
         parts = 1 if dev.type == "cuda" else max(1, min(num_workers(), P // _MIN_PIXELS_PER_THREAD))
         d_vc = torch.zeros(parts, N * V if want_verts else 1, 3, dtype=torch.float64, device=dev)
         d_kinv = torch.zeros(parts, N if want_kinv else 1, 9, dtype=torch.float64, device=dev)
-        if P > 0:
-            if parts == 1:
-                launch(sk.surface_backward, P, [0, P, *args, as_warp(d_vc[0]), as_warp(d_kinv[0])], dev)
-            else:
-                launch_partitioned(sk.surface_backward, P,
-                                   lambda k: [*args, as_warp(d_vc[k]), as_warp(d_kinv[k])], parts, dev)
+        _launch_accumulating(sk.surface_backward, P, args, [d_vc, d_kinv], parts, dev)
         g_vc = d_vc.sum(0).to(dt).reshape(N, V, 3) if want_verts else None
         g_kinv = d_kinv.sum(0).to(kinv.dtype).reshape(kinv.shape) if want_kinv else None
         return (g_vc, g_kinv) + (None,) * 7
+
+
+
+def interpolate_covered(attrs: torch.Tensor, faces: torch.Tensor, covered: torch.Tensor, face_ids: torch.Tensor,
+                        pixels_per_view: int, bary: torch.Tensor, derivs: Optional[torch.Tensor],
+                        attrs_per_view: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Dense ``[N H W, C]`` interpolation ``sum_k bary[i, k] attrs[corner_k]`` at the covered pixels (zero
+    elsewhere) and, given ``derivs [P, 3, 2]``, its screen-space derivatives ``[N H W, C, 2]``.
+
+    ``attrs [R, C]`` is the attribute table (float32 or float64; the outputs take its dtype), ``faces [F, 3]``
+    int32 indices into one view's rows, ``attrs_per_view`` the rows per view of a batched table flattened to
+    ``[N A, C]`` (0 for one table shared by every view); ``face_ids`` the flat ``[N H W]`` int32 face ids and
+    ``covered [P]`` the flat indices of the covered pixels. Differentiable w.r.t. ``attrs``, ``bary``, ``derivs``.
+    """
+    with_derivs = derivs is not None
+    flat_derivs = derivs.reshape(-1, 6) if with_derivs else bary.new_zeros(1, 6)
+    out, dout = _Interpolate.apply(attrs, bary, flat_derivs, faces, covered, face_ids, pixels_per_view,
+                                   attrs_per_view, with_derivs)
+    return out, (dout.reshape(-1, attrs.shape[1], 2) if with_derivs else None)
+
+
+class _Interpolate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, attrs, bary, derivs, faces, covered, face_ids, pixels_per_view, attrs_per_view, with_derivs):
+        ensure_init()
+        P, C = covered.shape[0], attrs.shape[1]
+        total = face_ids.shape[0]
+        out = attrs.new_zeros(total, C)
+        dout = attrs.new_zeros(total if with_derivs else 1, 2 * C)
+        args = _interp_inputs(attrs, faces, covered, face_ids, pixels_per_view, attrs_per_view, bary, derivs)
+        launch_split(sk.interpolate_forward, P, args + [int(with_derivs), as_warp(out), as_warp(dout)],
+                     attrs.device, min_chunk=_MIN_PIXELS_PER_THREAD)
+        ctx.save_for_backward(attrs, bary, derivs, faces, covered, face_ids)
+        ctx.views = (pixels_per_view, attrs_per_view, with_derivs)
+        ctx.set_materialize_grads(False)
+        if not with_derivs:
+            ctx.mark_non_differentiable(dout)
+        return out, dout
+
+    @staticmethod
+    def backward(ctx, g_out, g_dout):
+        attrs, bary, derivs, faces, covered, face_ids = ctx.saved_tensors
+        pixels_per_view, attrs_per_view, with_derivs = ctx.views
+        want_attrs = ctx.needs_input_grad[0]
+        want_bary = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
+        if g_dout is not None and not with_derivs:
+            g_dout = None
+        if not (want_attrs or want_bary) or (g_out is None and g_dout is None):
+            return (None,) * 9
+        P = covered.shape[0]
+        dev, dt = attrs.device, attrs.dtype
+        given = lambda g: attrs.new_zeros(1, 1) if g is None else g.to(dt).contiguous()  # noqa: E731
+        g_bary = torch.empty_like(bary) if want_bary else bary.new_zeros(1, 3)
+        g_derivs = (torch.zeros_like(derivs) if want_bary and g_dout is not None and with_derivs
+                    else bary.new_zeros(1, 6))
+        args = _interp_inputs(attrs, faces, covered, face_ids, pixels_per_view, attrs_per_view, bary, derivs)
+        args += [as_warp(given(g_out)), int(g_out is not None), as_warp(given(g_dout)), int(g_dout is not None),
+                 int(want_bary), int(want_attrs), as_warp(g_bary), as_warp(g_derivs)]
+        parts = 1 if dev.type == "cuda" else max(1, min(num_workers(), P // _MIN_PIXELS_PER_THREAD))
+        g_attrs = torch.zeros(parts, attrs.shape[0] if want_attrs else 1, attrs.shape[1], dtype=torch.float64,
+                              device=dev)
+        _launch_accumulating(sk.interpolate_backward, P, args, [g_attrs], parts, dev)
+        g_derivs_out = g_derivs if (want_bary and g_dout is not None and with_derivs) else None
+        return (g_attrs.sum(0).to(dt) if want_attrs else None, g_bary if want_bary else None, g_derivs_out,
+                None, None, None, None, None, None)
+
+
+def _interp_inputs(attrs, faces, covered, face_ids, pixels_per_view, attrs_per_view, bary, derivs):
+    return [as_warp(attrs.detach().contiguous()), as_warp(faces), as_warp(covered), as_warp(face_ids),
+            pixels_per_view, attrs_per_view, as_warp(bary.detach().contiguous()), as_warp(derivs.detach().contiguous())]
+
+
+def _launch_accumulating(kernel, count: int, args: list, buffers: list, parts: int, device: torch.device) -> None:
+    """Launch ``kernel(offset, end, *args, *buffers)`` over ``count`` items; ``buffers`` are ``[parts, ...]``
+    accumulators, part ``k`` of the launch adding (atomically) only into ``buffer[k]``."""
+    if count <= 0:
+        return
+    if parts == 1:
+        launch(kernel, count, [0, count, *args, *(as_warp(b[0]) for b in buffers)], device)
+    else:
+        launch_partitioned(kernel, count, lambda k: [*args, *(as_warp(b[k]) for b in buffers)], parts, device)

@@ -284,3 +284,87 @@ def surface_backward(offset: int, end: int, vc: wp.array2d(dtype=Any), faces: wp
             wp.atomic_add(d_kinv, view, 3 * r, w * (gd[r] * u + gdu[r]))
             wp.atomic_add(d_kinv, view, 3 * r + 1, w * (gd[r] * v + gdv[r]))
             wp.atomic_add(d_kinv, view, 3 * r + 2, w * gd[r])
+
+
+# ------------------------------------------------------------------------------------- interpolation
+# out[pix, c] = sum_k bary[i, k] attrs[corner_k, c] and dout[pix, c, j] = sum_k derivs[i, k, j] attrs[corner_k, c]
+# for covered pixel i at flat pixel pix = covered[i], corner_k = view * attrs_per_view + faces[face, k]
+# (attrs_per_view = 0 for attributes shared by every view). Background rows are left as they are (zeros).
+
+
+@wp.func
+def _attr_row(faces: wp.array2d(dtype=wp.int32), face_ids: wp.array(dtype=wp.int32),
+              covered: wp.array(dtype=wp.int64), i: int, pixels_per_view: int, attrs_per_view: int, k: int):
+    p = covered[i]
+    view = int(p // wp.int64(pixels_per_view))
+    return view * attrs_per_view + faces[int(face_ids[int(p)]), k]
+
+
+@wp.kernel
+def interpolate_forward(offset: int, end: int, attrs: wp.array2d(dtype=Any), faces: wp.array2d(dtype=wp.int32),
+                        covered: wp.array(dtype=wp.int64), face_ids: wp.array(dtype=wp.int32),
+                        pixels_per_view: int, attrs_per_view: int, bary: wp.array2d(dtype=Any),
+                        derivs: wp.array2d(dtype=Any), want_derivs: int, out: wp.array2d(dtype=Any),
+                        dout: wp.array2d(dtype=Any)):
+    i = offset + wp.tid()
+    pix = int(covered[i])
+    r0 = _attr_row(faces, face_ids, covered, i, pixels_per_view, attrs_per_view, 0)
+    r1 = _attr_row(faces, face_ids, covered, i, pixels_per_view, attrs_per_view, 1)
+    r2 = _attr_row(faces, face_ids, covered, i, pixels_per_view, attrs_per_view, 2)
+    w0 = wp.float64(bary[i, 0])
+    w1 = wp.float64(bary[i, 1])
+    w2 = wp.float64(bary[i, 2])
+    for c in range(attrs.shape[1]):
+        a0 = wp.float64(attrs[r0, c])
+        a1 = wp.float64(attrs[r1, c])
+        a2 = wp.float64(attrs[r2, c])
+        out[pix, c] = type(out[pix, c])(w0 * a0 + w1 * a1 + w2 * a2)
+        if want_derivs != 0:
+            for j in range(2):
+                g = (wp.float64(derivs[i, j]) * a0 + wp.float64(derivs[i, 2 + j]) * a1
+                     + wp.float64(derivs[i, 4 + j]) * a2)
+                dout[pix, 2 * c + j] = type(dout[pix, 0])(g)
+
+
+@wp.kernel
+def interpolate_backward(offset: int, end: int, attrs: wp.array2d(dtype=Any), faces: wp.array2d(dtype=wp.int32),
+                         covered: wp.array(dtype=wp.int64), face_ids: wp.array(dtype=wp.int32),
+                         pixels_per_view: int, attrs_per_view: int, bary: wp.array2d(dtype=Any),
+                         derivs: wp.array2d(dtype=Any), g_out: wp.array2d(dtype=Any), has_out: int,
+                         g_dout: wp.array2d(dtype=Any), has_dout: int, want_bary: int, want_attrs: int,
+                         g_bary: wp.array2d(dtype=Any), g_derivs: wp.array2d(dtype=Any),
+                         g_attrs: wp.array2d(dtype=wp.float64)):
+    i = offset + wp.tid()
+    zero = wp.float64(0.0)
+    pix = int(covered[i])
+    rows = wp.vec3i(_attr_row(faces, face_ids, covered, i, pixels_per_view, attrs_per_view, 0),
+                    _attr_row(faces, face_ids, covered, i, pixels_per_view, attrs_per_view, 1),
+                    _attr_row(faces, face_ids, covered, i, pixels_per_view, attrs_per_view, 2))
+    for k in range(3):
+        gw = zero
+        gd0 = zero
+        gd1 = zero
+        wk = wp.float64(bary[i, k])
+        for c in range(attrs.shape[1]):
+            go = zero
+            if has_out != 0:
+                go = wp.float64(g_out[pix, c])
+            gu = zero
+            gv = zero
+            if has_dout != 0:
+                gu = wp.float64(g_dout[pix, 2 * c])
+                gv = wp.float64(g_dout[pix, 2 * c + 1])
+            a = wp.float64(attrs[rows[k], c])
+            gw += go * a
+            gd0 += gu * a
+            gd1 += gv * a
+            if want_attrs != 0:
+                ga = wk * go
+                if has_dout != 0:
+                    ga += wp.float64(derivs[i, 2 * k]) * gu + wp.float64(derivs[i, 2 * k + 1]) * gv
+                wp.atomic_add(g_attrs, rows[k], c, ga)
+        if want_bary != 0:
+            g_bary[i, k] = type(g_bary[i, 0])(gw)
+            if has_dout != 0:
+                g_derivs[i, 2 * k] = type(g_derivs[i, 0])(gd0)
+                g_derivs[i, 2 * k + 1] = type(g_derivs[i, 0])(gd1)
