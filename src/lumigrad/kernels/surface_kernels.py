@@ -368,3 +368,21 @@ def interpolate_backward(offset: int, end: int, attrs: wp.array2d(dtype=Any), fa
             if has_dout != 0:
                 g_derivs[i, 2 * k] = type(g_derivs[i, 0])(gd0)
                 g_derivs[i, 2 * k + 1] = type(g_derivs[i, 0])(gd1)
+
+
+def _overload_all() -> None:
+    """Compile-time overloads for float32 and float64 arrays (every floating array of one launch shares the
+    dtype), declared at import so that no launch thread specialises a generic kernel on its own."""
+    i32, i64, g64 = wp.array2d(dtype=wp.int32), wp.array(dtype=wp.int64), wp.array2d(dtype=wp.float64)
+    ids = wp.array(dtype=wp.int32)
+    for f in (wp.float32, wp.float64):
+        a1, a2 = wp.array(dtype=f), wp.array2d(dtype=f)
+        wp.overload(surface_forward, [int, int, a2, i32, a2, i64, ids, int, int, int, int, int, a2, a1, a2])
+        wp.overload(surface_backward, [int, int, a2, i32, a2, i64, ids, int, int, int, int, a2, int, a1, int, a2,
+                                       int, int, int, g64, g64])
+        wp.overload(interpolate_forward, [int, int, a2, i32, i64, ids, int, int, a2, a2, int, a2, a2])
+        wp.overload(interpolate_backward, [int, int, a2, i32, i64, ids, int, int, a2, a2, a2, int, a2, int, int,
+                                           int, a2, a2, g64])
+
+
+_overload_all()

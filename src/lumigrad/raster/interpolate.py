@@ -77,9 +77,10 @@ def interpolate_unchecked(attrs: torch.Tensor, frags: Fragments, faces: torch.Te
     H, W = frags.height, frags.width
     C = attrs.shape[-1]
     per_view = attrs.shape[-2] if attrs.dim() > 2 else 0
+    derivs = frags.bary_derivs_covered.to(attrs.dtype) if return_derivatives else None
     out, dout = interpolate_covered(attrs.reshape(-1, C), faces.to(torch.int32).contiguous(), frags.covered.long(),
-                                    frags.face_ids.reshape(-1).to(torch.int32).contiguous(), H * W, frags.bary_covered,
-                                    frags.bary_derivs_covered if return_derivatives else None, per_view)
+                                    frags.face_ids.reshape(-1).to(torch.int32).contiguous(), H * W,
+                                    frags.bary_covered.to(attrs.dtype), derivs, per_view)
     image = out.reshape(frags.face_ids.shape + (C,))
     if not return_derivatives:
         return image
