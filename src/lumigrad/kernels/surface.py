@@ -31,7 +31,12 @@ def surface_at_covered(verts_cam: torch.Tensor, kinv: torch.Tensor, faces: torch
 
 def _inputs(verts_cam, kinv, faces, covered, face_ids, height, width, orthographic):
     N, V, _ = verts_cam.shape
-    return [as_warp(verts_cam.detach().reshape(N * V, 3).contiguous()), as_warp(faces),
+    flat = verts_cam.detach().reshape(N * V, 3).contiguous()
+    # The power of two above each vertex's largest coordinate (cameras.projection.pow2_scale, which lies above
+    # this layer); a face takes its corners' largest.
+    vertex_scale = torch.ldexp(torch.ones(N * V, dtype=torch.float64, device=flat.device),
+                               torch.frexp(flat.abs().amax(-1)).exponent)
+    return [as_warp(flat), as_warp(vertex_scale), as_warp(faces),
             as_warp(kinv.detach().reshape(-1, 9).contiguous()), as_warp(covered), as_warp(face_ids.reshape(-1)),
             V, height * width, width, int(orthographic)]
 

@@ -15,7 +15,8 @@ orthographic camera, else the identity), its columns ``d_u = R K^-1 e_0``, ``d_v
             m = (T1 - T0) x (T2 - T0) of the scaled true corners T_i)
     d b_k / d j = -(A_j + b_k S_j) / S  (k = 1, 2; A_j = a . d_j, B_j for b2, S_j = n . d_j),  d b_0 = -(d b_1 + d b_2)
 
-The backward kernel runs the chain rule of these lines in reverse (reverse-mode by hand) and accumulates the
+The per-vertex powers of two come precomputed (``pow2_scale`` of each camera-frame vertex's largest
+coordinate); a face's ``s`` is the largest of its corners'. The backward kernel runs the chain rule of these lines in reverse (reverse-mode by hand) and accumulates the
 gradients of the camera-frame vertices ``[N V, 3]`` and of ``K^-1`` ``[N, 9]`` with atomic adds into float64
 buffers: on CPU each thread of a partitioned launch owns its buffers (no cross-thread atomics), the caller sums
 them. A zero ``S`` (a zero-area face, never drawn) is replaced by 1 and passes no gradient, as in the twin.
@@ -37,22 +38,9 @@ def _corner(vc: wp.array2d(dtype=Any), faces: wp.array2d(dtype=wp.int32), base: 
 
 
 @wp.func
-def _largest(p: wp.vec3d):
-    return wp.max(wp.max(wp.abs(p[0]), wp.abs(p[1])), wp.abs(p[2]))
-
-
-@wp.func
-def _pow2_above(m: wp.float64):
-    """The smallest power of two strictly above ``m >= 0`` (1 for 0): ``lumigrad.cameras.projection.pow2_scale``."""
-    one = wp.float64(1.0)
-    if m == wp.float64(0.0):
-        return one
-    s = wp.pow(wp.float64(2.0), wp.floor(wp.log2(m)) + one)
-    if s * wp.float64(0.5) > m:
-        s = s * wp.float64(0.5)
-    if s <= m:
-        s = s * wp.float64(2.0)
-    return s
+def _face_scale(vscale: wp.array(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32), base: int, f: int):
+    """The face's power of two: the largest of its corners' (``pow2_scale`` is monotone)."""
+    return wp.max(wp.max(vscale[base + faces[f, 0]], vscale[base + faces[f, 1]]), vscale[base + faces[f, 2]])
 
 
 @wp.func
@@ -69,10 +57,10 @@ def _kinv_column(kinv: wp.array2d(dtype=Any), view: int, c: int, row_scale: wp.v
 
 
 @wp.func
-def _row_scale(s: wp.float64, ortho: int):
+def _row_scale(inv_s: wp.float64, ortho: int):
     one = wp.float64(1.0)
     if ortho != 0:
-        return wp.vec3d(one / s, one / s, one)
+        return wp.vec3d(inv_s, inv_s, one)
     return wp.vec3d(one, one, one)
 
 
@@ -89,8 +77,8 @@ def _pixel(covered: wp.array(dtype=wp.int64), i: int, pixels_per_view: int, widt
 
 
 @wp.kernel
-def surface_forward(offset: int, end: int, vc: wp.array2d(dtype=Any), faces: wp.array2d(dtype=wp.int32),
-                    kinv: wp.array2d(dtype=Any), covered: wp.array(dtype=wp.int64),
+def surface_forward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: wp.array(dtype=wp.float64),
+                    faces: wp.array2d(dtype=wp.int32), kinv: wp.array2d(dtype=Any), covered: wp.array(dtype=wp.int64),
                     face_ids: wp.array(dtype=wp.int32), num_verts: int, pixels_per_view: int, width: int,
                     ortho: int, want_derivs: int, bary: wp.array2d(dtype=Any), depth: wp.array(dtype=Any),
                     derivs: wp.array2d(dtype=Any)):
@@ -101,25 +89,27 @@ def surface_forward(offset: int, end: int, vc: wp.array2d(dtype=Any), faces: wp.
     V0 = _corner(vc, faces, base, f, 0)
     V1 = _corner(vc, faces, base, f, 1)
     V2 = _corner(vc, faces, base, f, 2)
-    s = _pow2_above(wp.max(wp.max(_largest(V0), _largest(V1)), _largest(V2)))
-    T0 = V0 / s
-    T1 = V1 / s
-    T2 = V2 / s
+    s = _face_scale(vscale, faces, base, f)
+    inv_s = wp.float64(1.0) / s  # exact: s is a power of two
+    T0 = V0 * inv_s
+    T1 = V1 * inv_s
+    T2 = V2 * inv_s
     P0 = _lift(T0, ortho)
     e1 = _lift(T1, ortho) - P0
     e2 = _lift(T2, ortho) - P0
     n = wp.cross(e1, e2)
     a = wp.cross(P0, e2)
     b = wp.cross(e1, P0)
-    rs = _row_scale(s, ortho)
+    rs = _row_scale(inv_s, ortho)
     du = _kinv_column(kinv, view, 0, rs)
     dv = _kinv_column(kinv, view, 1, rs)
     d = du * u + dv * v + _kinv_column(kinv, view, 2, rs)
     S = wp.dot(n, d)
     if S == wp.float64(0.0):
         S = wp.float64(1.0)
-    b1 = -wp.dot(a, d) / S
-    b2 = -wp.dot(b, d) / S
+    inv_S = wp.float64(1.0) / S
+    b1 = -wp.dot(a, d) * inv_S
+    b2 = -wp.dot(b, d) * inv_S
     Z = wp.dot(P0, n)
     if ortho != 0:
         m = wp.cross(T1 - T0, T2 - T0)
@@ -127,15 +117,15 @@ def surface_forward(offset: int, end: int, vc: wp.array2d(dtype=Any), faces: wp.
     bary[i, 0] = type(bary[i, 0])(wp.float64(1.0) - b1 - b2)
     bary[i, 1] = type(bary[i, 0])(b1)
     bary[i, 2] = type(bary[i, 0])(b2)
-    depth[i] = type(depth[i])(Z / S * s)
+    depth[i] = type(depth[i])(Z * inv_S * s)
     if want_derivs != 0:
         for j in range(2):
             dj = du
             if j == 1:
                 dj = dv
             Sj = wp.dot(n, dj)
-            g1 = -(wp.dot(a, dj) + b1 * Sj) / S
-            g2 = -(wp.dot(b, dj) + b2 * Sj) / S
+            g1 = -(wp.dot(a, dj) + b1 * Sj) * inv_S
+            g2 = -(wp.dot(b, dj) + b2 * Sj) * inv_S
             derivs[i, j] = type(derivs[i, 0])(-(g1 + g2))
             derivs[i, 2 + j] = type(derivs[i, 0])(g1)
             derivs[i, 4 + j] = type(derivs[i, 0])(g2)
@@ -149,8 +139,8 @@ def _add_vertex(out: wp.array2d(dtype=wp.float64), i: int, g: wp.vec3d):
 
 
 @wp.kernel
-def surface_backward(offset: int, end: int, vc: wp.array2d(dtype=Any), faces: wp.array2d(dtype=wp.int32),
-                     kinv: wp.array2d(dtype=Any), covered: wp.array(dtype=wp.int64),
+def surface_backward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: wp.array(dtype=wp.float64),
+                     faces: wp.array2d(dtype=wp.int32), kinv: wp.array2d(dtype=Any), covered: wp.array(dtype=wp.int64),
                      face_ids: wp.array(dtype=wp.int32), num_verts: int, pixels_per_view: int, width: int,
                      ortho: int, g_bary: wp.array2d(dtype=Any), has_bary: int, g_depth: wp.array(dtype=Any),
                      has_depth: int, g_derivs: wp.array2d(dtype=Any), has_derivs: int,
@@ -165,17 +155,18 @@ def surface_backward(offset: int, end: int, vc: wp.array2d(dtype=Any), faces: wp
     V0 = _corner(vc, faces, base, f, 0)
     V1 = _corner(vc, faces, base, f, 1)
     V2 = _corner(vc, faces, base, f, 2)
-    s = _pow2_above(wp.max(wp.max(_largest(V0), _largest(V1)), _largest(V2)))
-    T0 = V0 / s
-    T1 = V1 / s
-    T2 = V2 / s
+    s = _face_scale(vscale, faces, base, f)
+    inv_s = wp.float64(1.0) / s  # exact: s is a power of two
+    T0 = V0 * inv_s
+    T1 = V1 * inv_s
+    T2 = V2 * inv_s
     P0 = _lift(T0, ortho)
     e1 = _lift(T1, ortho) - P0
     e2 = _lift(T2, ortho) - P0
     n = wp.cross(e1, e2)
     a = wp.cross(P0, e2)
     b = wp.cross(e1, P0)
-    rs = _row_scale(s, ortho)
+    rs = _row_scale(inv_s, ortho)
     du = _kinv_column(kinv, view, 0, rs)
     dv = _kinv_column(kinv, view, 1, rs)
     d = du * u + dv * v + _kinv_column(kinv, view, 2, rs)
@@ -183,8 +174,9 @@ def surface_backward(offset: int, end: int, vc: wp.array2d(dtype=Any), faces: wp
     live = S != zero
     if not live:
         S = wp.float64(1.0)
-    b1 = -wp.dot(a, d) / S
-    b2 = -wp.dot(b, d) / S
+    inv_S = wp.float64(1.0) / S
+    b1 = -wp.dot(a, d) * inv_S
+    b2 = -wp.dot(b, d) * inv_S
     m = wp.vec3d(zero, zero, zero)
     D = wp.vec3d(zero, zero, zero)
     Z = wp.dot(P0, n)
@@ -203,8 +195,8 @@ def surface_backward(offset: int, end: int, vc: wp.array2d(dtype=Any), faces: wp
     gZ = zero
     if has_depth != 0:
         gz = wp.float64(g_depth[i])
-        gZ = gz * s / S
-        gS -= gz * (Z / S * s) / S
+        gZ = gz * s * inv_S
+        gS -= gz * (Z * inv_S * s) * inv_S
     gn = wp.vec3d(zero, zero, zero)  # cotangents of n, a, b, d, du, dv
     ga = wp.vec3d(zero, zero, zero)
     gb = wp.vec3d(zero, zero, zero)
@@ -219,14 +211,14 @@ def surface_backward(offset: int, end: int, vc: wp.array2d(dtype=Any), faces: wp
             h0 = wp.float64(g_derivs[i, j])
             h1 = wp.float64(g_derivs[i, 2 + j]) - h0  # cotangent of d b1 / dj
             h2 = wp.float64(g_derivs[i, 4 + j]) - h0
-            g1 = -(wp.dot(a, dj) + b1 * Sj) / S
-            g2 = -(wp.dot(b, dj) + b2 * Sj) / S
-            gAj = -h1 / S
-            gBj = -h2 / S
-            gSj = -(h1 * b1 + h2 * b2) / S
-            gb1 -= h1 * Sj / S
-            gb2 -= h2 * Sj / S
-            gS -= (h1 * g1 + h2 * g2) / S
+            g1 = -(wp.dot(a, dj) + b1 * Sj) * inv_S
+            g2 = -(wp.dot(b, dj) + b2 * Sj) * inv_S
+            gAj = -h1 * inv_S
+            gBj = -h2 * inv_S
+            gSj = -(h1 * b1 + h2 * b2) * inv_S
+            gb1 -= h1 * Sj * inv_S
+            gb2 -= h2 * Sj * inv_S
+            gS -= (h1 * g1 + h2 * g2) * inv_S
             gn += gSj * dj
             ga += gAj * dj
             gb += gBj * dj
@@ -235,9 +227,9 @@ def surface_backward(offset: int, end: int, vc: wp.array2d(dtype=Any), faces: wp
                 gdu += gdj
             else:
                 gdv += gdj
-    gA = -gb1 / S
-    gB = -gb2 / S
-    gS -= (gb1 * b1 + gb2 * b2) / S
+    gA = -gb1 * inv_S
+    gB = -gb2 * inv_S
+    gS -= (gb1 * b1 + gb2 * b2) * inv_S
     if not live:
         gS = zero
     gn += gS * d
@@ -275,9 +267,9 @@ def surface_backward(offset: int, end: int, vc: wp.array2d(dtype=Any), faces: wp
         gP1 = wp.vec3d(gP1[0], gP1[1], zero)
         gP2 = wp.vec3d(gP2[0], gP2[1], zero)
     if want_verts != 0:
-        _add_vertex(d_vc, base + faces[f, 0], (gP0 + gT0) / s)
-        _add_vertex(d_vc, base + faces[f, 1], (gP1 + gT1) / s)
-        _add_vertex(d_vc, base + faces[f, 2], (gP2 + gT2) / s)
+        _add_vertex(d_vc, base + faces[f, 0], (gP0 + gT0) * inv_s)
+        _add_vertex(d_vc, base + faces[f, 1], (gP1 + gT1) * inv_s)
+        _add_vertex(d_vc, base + faces[f, 2], (gP2 + gT2) * inv_s)
     if want_kinv != 0:  # d = R K^-1 (u, v, 1), du = R K^-1 e_0, dv = R K^-1 e_1
         for r in range(3):
             w = rs[r]
@@ -374,11 +366,11 @@ def _overload_all() -> None:
     """Compile-time overloads for float32 and float64 arrays (every floating array of one launch shares the
     dtype), declared at import so that no launch thread specialises a generic kernel on its own."""
     i32, i64, g64 = wp.array2d(dtype=wp.int32), wp.array(dtype=wp.int64), wp.array2d(dtype=wp.float64)
-    ids = wp.array(dtype=wp.int32)
+    ids, s64 = wp.array(dtype=wp.int32), wp.array(dtype=wp.float64)
     for f in (wp.float32, wp.float64):
         a1, a2 = wp.array(dtype=f), wp.array2d(dtype=f)
-        wp.overload(surface_forward, [int, int, a2, i32, a2, i64, ids, int, int, int, int, int, a2, a1, a2])
-        wp.overload(surface_backward, [int, int, a2, i32, a2, i64, ids, int, int, int, int, a2, int, a1, int, a2,
+        wp.overload(surface_forward, [int, int, a2, s64, i32, a2, i64, ids, int, int, int, int, int, a2, a1, a2])
+        wp.overload(surface_backward, [int, int, a2, s64, i32, a2, i64, ids, int, int, int, int, a2, int, a1, int, a2,
                                        int, int, int, g64, g64])
         wp.overload(interpolate_forward, [int, int, a2, i32, i64, ids, int, int, a2, a2, int, a2, a2])
         wp.overload(interpolate_backward, [int, int, a2, i32, i64, ids, int, int, a2, a2, a2, int, a2, int, int,
