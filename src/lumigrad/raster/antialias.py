@@ -28,10 +28,15 @@ import torch
 from .._checks import check_channels, check_face_ids, check_tensor
 from ..cameras.camera import Camera
 from ..cameras.projection import lift_orthographic, pow2_scale, rays_at_pixels
+from ..kernels.blend import KERNEL_DTYPES, blend_at_crossings
 from ..kernels.edges import find_silhouette_edges
 from .fragments import Fragments
 from .rasterize import PreparedMesh, prepare_mesh
 from .topology import edge_adjacency
+
+#: Whether :func:`blend_crossings` runs the fused blend kernel (``kernels/blend.py``, explicit backward) or its
+#: PyTorch twin :func:`blend_crossings_reference`. The tests compare the two.
+FUSED_BLEND = True
 
 
 def antialias(
@@ -121,12 +126,23 @@ def silhouette_crossings(frags: Fragments, mesh: PreparedMesh,
     return p_in, p_out, t
 
 
-def blend_crossings(color: torch.Tensor,
-                    crossings: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+def blend_crossings(color: torch.Tensor, crossings: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+                    fused: Optional[bool] = None) -> torch.Tensor:
     """Blend ``color [..., H, W, C]`` across the edges found by :func:`silhouette_crossings` (the second half of
-    :func:`antialias_prepared`); ``None`` returns ``color`` unchanged."""
+    :func:`antialias_prepared`); ``None`` returns ``color`` unchanged. ``fused`` (default :data:`FUSED_BLEND`)
+    picks the fused kernel or :func:`blend_crossings_reference`."""
     if crossings is None:
         return color
+    fused = FUSED_BLEND if fused is None else fused
+    if fused and color.dtype in KERNEL_DTYPES:
+        p_in, p_out, t = crossings
+        return blend_at_crossings(color.reshape(-1, color.shape[-1]), p_in, p_out, t).reshape(color.shape)
+    return blend_crossings_reference(color, crossings)
+
+
+def blend_crossings_reference(color: torch.Tensor,
+                              crossings: Tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The PyTorch twin of the fused blend: gather both pixels' colours, add the spills with ``index_add``."""
     p_in, p_out, t = crossings
     flat = color.reshape(-1, color.shape[-1])
     c_in = flat[p_in]
