@@ -65,6 +65,24 @@ def _row_scale(inv_s: wp.float64, ortho: int):
 
 
 @wp.func
+def _forms(T0: wp.vec3d, T1: wp.vec3d, T2: wp.vec3d, ortho: int):
+    """``P0, e1, e2`` (lifted for an orthographic camera) and the forms ``n, a, b`` of the scaled corners."""
+    P0 = _lift(T0, ortho)
+    e1 = _lift(T1, ortho) - P0
+    e2 = _lift(T2, ortho) - P0
+    return P0, e1, e2, wp.cross(e1, e2), wp.cross(P0, e2), wp.cross(e1, P0)
+
+
+@wp.func
+def _rays(kinv: wp.array2d(dtype=Any), view: int, inv_s: wp.float64, ortho: int, u: wp.float64, v: wp.float64):
+    """``R``'s diagonal, ``d_u``, ``d_v`` and the ray ``d = R K^-1 (u, v, 1)`` of the pixel centre."""
+    rs = _row_scale(inv_s, ortho)
+    du = _kinv_column(kinv, view, 0, rs)
+    dv = _kinv_column(kinv, view, 1, rs)
+    return rs, du, dv, du * u + dv * v + _kinv_column(kinv, view, 2, rs)
+
+
+@wp.func
 def _pixel(covered: wp.array(dtype=wp.int64), i: int, pixels_per_view: int, width: int):
     """``(view, u, v)`` of covered pixel ``i``: its view and the pixel centre."""
     p = covered[i]
@@ -76,6 +94,38 @@ def _pixel(covered: wp.array(dtype=wp.int64), i: int, pixels_per_view: int, widt
     return view, u, v
 
 
+@wp.func
+def _visible_face(vc: wp.array2d(dtype=Any), vscale: wp.array(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
+                  covered: wp.array(dtype=wp.int64), face_ids: wp.array(dtype=wp.int32), i: int, num_verts: int,
+                  pixels_per_view: int, width: int):
+    """Covered pixel ``i``'s view, centre ``(u, v)``, face, first vertex row, power of two ``s``, ``1 / s`` and
+    scaled corners ``T0, T1, T2``."""
+    view, u, v = _pixel(covered, i, pixels_per_view, width)
+    f = int(face_ids[int(covered[i])])
+    base = view * num_verts
+    s = _face_scale(vscale, faces, base, f)
+    inv_s = wp.float64(1.0) / s  # exact: s is a power of two
+    T0 = _corner(vc, faces, base, f, 0) * inv_s
+    T1 = _corner(vc, faces, base, f, 1) * inv_s
+    T2 = _corner(vc, faces, base, f, 2) * inv_s
+    return view, u, v, f, base, s, inv_s, T0, T1, T2
+
+
+@wp.func
+def _axis(du: wp.vec3d, dv: wp.vec3d, j: int):
+    if j == 1:
+        return dv
+    return du
+
+
+@wp.func
+def _slopes(n: wp.vec3d, a: wp.vec3d, b: wp.vec3d, dj: wp.vec3d, b1: wp.float64, b2: wp.float64,
+            inv_S: wp.float64):
+    """``S_j`` and ``d b1 / dj``, ``d b2 / dj`` along the ray column ``dj``."""
+    Sj = wp.dot(n, dj)
+    return Sj, -(wp.dot(a, dj) + b1 * Sj) * inv_S, -(wp.dot(b, dj) + b2 * Sj) * inv_S
+
+
 @wp.kernel
 def surface_forward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: wp.array(dtype=wp.float64),
                     faces: wp.array2d(dtype=wp.int32), kinv: wp.array2d(dtype=Any), covered: wp.array(dtype=wp.int64),
@@ -83,27 +133,10 @@ def surface_forward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: wp
                     ortho: int, want_derivs: int, bary: wp.array2d(dtype=Any), depth: wp.array(dtype=Any),
                     derivs: wp.array2d(dtype=Any)):
     i = offset + wp.tid()
-    view, u, v = _pixel(covered, i, pixels_per_view, width)
-    f = int(face_ids[int(covered[i])])
-    base = view * num_verts
-    V0 = _corner(vc, faces, base, f, 0)
-    V1 = _corner(vc, faces, base, f, 1)
-    V2 = _corner(vc, faces, base, f, 2)
-    s = _face_scale(vscale, faces, base, f)
-    inv_s = wp.float64(1.0) / s  # exact: s is a power of two
-    T0 = V0 * inv_s
-    T1 = V1 * inv_s
-    T2 = V2 * inv_s
-    P0 = _lift(T0, ortho)
-    e1 = _lift(T1, ortho) - P0
-    e2 = _lift(T2, ortho) - P0
-    n = wp.cross(e1, e2)
-    a = wp.cross(P0, e2)
-    b = wp.cross(e1, P0)
-    rs = _row_scale(inv_s, ortho)
-    du = _kinv_column(kinv, view, 0, rs)
-    dv = _kinv_column(kinv, view, 1, rs)
-    d = du * u + dv * v + _kinv_column(kinv, view, 2, rs)
+    view, u, v, f, base, s, inv_s, T0, T1, T2 = _visible_face(vc, vscale, faces, covered, face_ids, i, num_verts,
+                                                              pixels_per_view, width)
+    P0, e1, e2, n, a, b = _forms(T0, T1, T2, ortho)
+    rs, du, dv, d = _rays(kinv, view, inv_s, ortho, u, v)
     S = wp.dot(n, d)
     if S == wp.float64(0.0):
         S = wp.float64(1.0)
@@ -120,12 +153,7 @@ def surface_forward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: wp
     depth[i] = type(depth[i])(Z * inv_S * s)
     if want_derivs != 0:
         for j in range(2):
-            dj = du
-            if j == 1:
-                dj = dv
-            Sj = wp.dot(n, dj)
-            g1 = -(wp.dot(a, dj) + b1 * Sj) * inv_S
-            g2 = -(wp.dot(b, dj) + b2 * Sj) * inv_S
+            Sj, g1, g2 = _slopes(n, a, b, _axis(du, dv, j), b1, b2, inv_S)
             derivs[i, j] = type(derivs[i, 0])(-(g1 + g2))
             derivs[i, 2 + j] = type(derivs[i, 0])(g1)
             derivs[i, 4 + j] = type(derivs[i, 0])(g2)
@@ -148,28 +176,11 @@ def surface_backward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: w
                      d_vc: wp.array2d(dtype=wp.float64), d_kinv: wp.array2d(dtype=wp.float64)):
     i = offset + wp.tid()
     zero = wp.float64(0.0)
-    view, u, v = _pixel(covered, i, pixels_per_view, width)
-    f = int(face_ids[int(covered[i])])
-    base = view * num_verts
     # --- forward, again
-    V0 = _corner(vc, faces, base, f, 0)
-    V1 = _corner(vc, faces, base, f, 1)
-    V2 = _corner(vc, faces, base, f, 2)
-    s = _face_scale(vscale, faces, base, f)
-    inv_s = wp.float64(1.0) / s  # exact: s is a power of two
-    T0 = V0 * inv_s
-    T1 = V1 * inv_s
-    T2 = V2 * inv_s
-    P0 = _lift(T0, ortho)
-    e1 = _lift(T1, ortho) - P0
-    e2 = _lift(T2, ortho) - P0
-    n = wp.cross(e1, e2)
-    a = wp.cross(P0, e2)
-    b = wp.cross(e1, P0)
-    rs = _row_scale(inv_s, ortho)
-    du = _kinv_column(kinv, view, 0, rs)
-    dv = _kinv_column(kinv, view, 1, rs)
-    d = du * u + dv * v + _kinv_column(kinv, view, 2, rs)
+    view, u, v, f, base, s, inv_s, T0, T1, T2 = _visible_face(vc, vscale, faces, covered, face_ids, i, num_verts,
+                                                              pixels_per_view, width)
+    P0, e1, e2, n, a, b = _forms(T0, T1, T2, ortho)
+    rs, du, dv, d = _rays(kinv, view, inv_s, ortho, u, v)
     S = wp.dot(n, d)
     live = S != zero
     if not live:
@@ -204,15 +215,11 @@ def surface_backward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: w
     gdv = wp.vec3d(zero, zero, zero)
     if has_derivs != 0:
         for j in range(2):
-            dj = du
-            if j == 1:
-                dj = dv
-            Sj = wp.dot(n, dj)
+            dj = _axis(du, dv, j)
+            Sj, g1, g2 = _slopes(n, a, b, dj, b1, b2, inv_S)
             h0 = wp.float64(g_derivs[i, j])
             h1 = wp.float64(g_derivs[i, 2 + j]) - h0  # cotangent of d b1 / dj
             h2 = wp.float64(g_derivs[i, 4 + j]) - h0
-            g1 = -(wp.dot(a, dj) + b1 * Sj) * inv_S
-            g2 = -(wp.dot(b, dj) + b2 * Sj) * inv_S
             gAj = -h1 * inv_S
             gBj = -h2 * inv_S
             gSj = -(h1 * b1 + h2 * b2) * inv_S

@@ -1,8 +1,10 @@
-"""Hard rasterization: a compiled kernel finds the visible face per pixel, PyTorch recomputes the rest.
+"""Hard rasterization: a compiled kernel finds the visible face per pixel, the rest is recomputed from it.
 
 The split is what makes the op differentiable: the kernel's output (face ids) is piecewise constant, while
 barycentrics and depth are recomputed from the vertex tensors and the camera by a ray-triangle intersection
-in PyTorch, so their gradients reach ``verts``, ``K`` and ``world_to_cam``. Gradients of visibility changes
+(:func:`surface_at_pixels_reference` in PyTorch, the definition; by default the fused kernel of
+``kernels/surface.py`` with its hand-written backward), so their gradients reach ``verts``, ``K`` and
+``world_to_cam``. Gradients of visibility changes
 (silhouettes, occlusion boundaries) come from :func:`lumigrad.antialias`.
 
 Perspective and orthographic cameras share every step; they differ only in the projected vertices handed to
@@ -339,7 +341,7 @@ def rasterize(
 
     **Differentiability:** ``face_ids`` is piecewise constant and carries no gradient. ``bary``, ``depth`` and
     ``bary_derivs`` are differentiable w.r.t. ``verts`` and the camera's ``K`` and ``world_to_cam`` for a
-    fixed visibility: they are recomputed in PyTorch by intersecting each pixel's ray with its face (rays
+    fixed visibility: they are recomputed by intersecting each pixel's ray with its face (rays
     through the camera centre, or parallel to +z for an orthographic camera, whose barycentrics and depth
     are affine in the pixel position).
     Gradients due to visibility changes at silhouette and occlusion edges come from :func:`antialias`.
