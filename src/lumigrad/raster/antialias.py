@@ -11,6 +11,8 @@ coverage equals the exact box coverage while the edge crosses the pixel's two fa
 covered pixel's colour, otherwise the covered pixel takes on ``1/2 - t`` of the other's. The result is
 continuous in the edge position, so its derivative w.r.t. the edge's vertices (and the camera) is the
 visibility gradient that plain rasterization lacks.
+The blend runs by default as a fused kernel with a hand-written backward (``kernels/blend.py``);
+:func:`blend_crossings_reference` is its PyTorch twin (switch: :data:`FUSED_BLEND`).
 
 Orthographic cameras use the same steps on vertices lifted to ``z = 1``: the edge function of the ray of
 pixel ``p`` (origin ``(x, y, 0)`` with ``(x, y, 1) = K^-1 p``, direction +z) and the edge ``a -> b`` is the 2D
