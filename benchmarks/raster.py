@@ -399,7 +399,7 @@ def machine_info(device: torch.device) -> dict:
 def machine_line(info: dict) -> str:
     return (f"machine: {info['cpus']} CPUs ({info['cpu_model']}), torch {info['torch']} "
             f"({info['torch_threads']} threads), warp {info['warp']}, lumigrad {info['lumigrad']}, "
-            f"device {info['device']}, surface / interpolation / blend: {info.get('surface', 'fused kernels')}")
+            f"device {info['device']}, surface + interpolation: {info.get('surface', 'fused kernels')}")
 
 
 def write_out(path: Path, info: dict, peer_note: str, args: dict, rows: list[Row]) -> None:
@@ -415,11 +415,9 @@ def write_out(path: Path, info: dict, peer_note: str, args: dict, rows: list[Row
 
 
 def use_pytorch_twins() -> None:
-    """Switch rasterize's surface recomputation, interpolate and the antialias blend to their PyTorch twins
-    (``--twins``)."""
+    """Switch rasterize's surface recomputation and interpolate to their PyTorch twins (``--twins``)."""
     importlib.import_module("lumigrad.raster.rasterize").FUSED_SURFACE = False
     importlib.import_module("lumigrad.raster.interpolate").FUSED_INTERPOLATE = False
-    importlib.import_module("lumigrad.raster.antialias").FUSED_BLEND = False
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -439,8 +437,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     quick_faces = 2 * QUICK_SPHERE_GRID[0] * (QUICK_SPHERE_GRID[1] - 1)
     ap.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_SIZE}^2, 1 repeat, a "
                     f"{quick_faces:,}-triangle sphere instead of the 1M one (explicit flags still win)")
-    ap.add_argument("--twins", action="store_true", help="run the PyTorch twins of the fused surface, "
-                    "interpolation and antialias blend kernels (autograd through the recomputation, as before they were fused), for "
+    ap.add_argument("--twins", action="store_true", help="run the PyTorch twins of the fused surface and "
+                    "interpolation kernels (autograd through the recomputation, as before they were fused), for "
                     "before / after timings in one session")
     ap.add_argument("--out", type=Path, default=None, metavar="FILE", help="also write the results to FILE "
                     "(JSON if it ends in .json, else markdown)")

@@ -1,5 +1,5 @@
-"""The fused surface, interpolation and antialias blend kernels against their PyTorch twins
-(rasterize.FUSED_SURFACE, interpolate.FUSED_INTERPOLATE, antialias.FUSED_BLEND): values and gradients to verts, K, world_to_cam and the attributes, through a
+"""The fused surface and interpolation kernels against their PyTorch twins (rasterize.FUSED_SURFACE,
+interpolate.FUSED_INTERPOLATE): values and gradients to verts, K, world_to_cam and the attributes, through a
 pipeline with silhouettes (antialias), in float32 and float64, perspective and orthographic, one thread and
 several (per-thread partial gradient buffers)."""
 
@@ -15,7 +15,6 @@ from ..conftest import uv_sphere
 
 rasterize_module = importlib.import_module("lumigrad.raster.rasterize")
 interpolate_module = importlib.import_module("lumigrad.raster.interpolate")
-antialias_module = importlib.import_module("lumigrad.raster.antialias")
 surface_glue = importlib.import_module("lumigrad.kernels.surface")
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
@@ -41,7 +40,6 @@ def _run(fused, dtype, projection):
     verts, faces, K, w2c, attrs = _scene(dtype, projection)
     rasterize_module.FUSED_SURFACE = fused
     interpolate_module.FUSED_INTERPOLATE = fused
-    antialias_module.FUSED_BLEND = fused
     leaves = [t.clone().requires_grad_(True) for t in (verts, K, w2c, attrs)]
     verts, K, w2c, attrs = leaves
     cam = lg.Camera(K=K, world_to_cam=w2c, width=28, height=22, projection=projection)
@@ -60,7 +58,6 @@ def restore_switches():
     yield
     rasterize_module.FUSED_SURFACE = True
     interpolate_module.FUSED_INTERPOLATE = True
-    antialias_module.FUSED_BLEND = True
 
 
 def _assert_equal_to(tol, fused, reference, what):
@@ -88,7 +85,7 @@ def test_fused_matches_pytorch_twin(dtype, projection, threads, monkeypatch, res
 
 
 def test_fused_path_is_the_default():
-    assert rasterize_module.FUSED_SURFACE and interpolate_module.FUSED_INTERPOLATE and antialias_module.FUSED_BLEND
+    assert rasterize_module.FUSED_SURFACE and interpolate_module.FUSED_INTERPOLATE
 
 
 def test_gradient_of_bary_alone_and_of_attrs_alone(restore_switches):
@@ -107,23 +104,3 @@ def test_gradient_of_bary_alone_and_of_attrs_alone(restore_switches):
     for a, b in zip(*results):
         _assert_equal_to(1e-12, b, a, "gradient")
 
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_fused_blend_matches_twin_at_the_clamp_kinks(dtype):
-    # Crossings at t = 0, 1/2 and 1 (the kinks of the clamps), a pixel shared by two crossings, float and
-    # double colours: values and gradients to the colours and to t equal the twin's.
-    g = torch.Generator().manual_seed(2)
-    color = torch.randn(3, 4, 2, generator=g, dtype=torch.float64).to(dtype)
-    p_in = torch.tensor([0, 5, 5, 10, 3])
-    p_out = torch.tensor([1, 4, 9, 11, 7])
-    t0 = torch.tensor([0.5, 0.0, 0.8, 1.0, 0.3], dtype=torch.float64)
-    results = []
-    for fused in (False, True):
-        c = color.clone().requires_grad_(True)
-        t = t0.clone().requires_grad_(True)
-        out = antialias_module.blend_crossings(c, (p_in, p_out, t), fused=fused)
-        cot = torch.randn(out.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64).to(dtype)
-        results.append([out, *torch.autograd.grad((out * cot).sum(), [c, t])])
-    for name, a, b in zip(["blended", "d / d color", "d / d t"], results[1], results[0]):
-        _assert_equal_to(TOL[dtype], a, b, name)
-    assert results[1][2][0] != 0  # t = 1/2 passes gradient from both sides, as the twin's clamps do

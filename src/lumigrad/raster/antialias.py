@@ -11,8 +11,6 @@ coverage equals the exact box coverage while the edge crosses the pixel's two fa
 covered pixel's colour, otherwise the covered pixel takes on ``1/2 - t`` of the other's. The result is
 continuous in the edge position, so its derivative w.r.t. the edge's vertices (and the camera) is the
 visibility gradient that plain rasterization lacks.
-The blend runs by default as a fused kernel with a hand-written backward (``kernels/blend.py``);
-:func:`blend_crossings_reference` is its PyTorch twin (switch: :data:`FUSED_BLEND`).
 
 Orthographic cameras use the same steps on vertices lifted to ``z = 1``: the edge function of the ray of
 pixel ``p`` (origin ``(x, y, 0)`` with ``(x, y, 1) = K^-1 p``, direction +z) and the edge ``a -> b`` is the 2D
@@ -30,15 +28,10 @@ import torch
 from .._checks import check_channels, check_face_ids, check_tensor
 from ..cameras.camera import Camera
 from ..cameras.projection import lift_orthographic, pow2_scale, rays_at_pixels
-from ..kernels.blend import KERNEL_DTYPES, blend_at_crossings
 from ..kernels.edges import find_silhouette_edges
 from .fragments import Fragments
 from .rasterize import PreparedMesh, prepare_mesh
 from .topology import edge_adjacency
-
-#: Whether :func:`blend_crossings` runs the fused blend kernel (``kernels/blend.py``, explicit backward) or its
-#: PyTorch twin :func:`blend_crossings_reference`. The tests compare the two.
-FUSED_BLEND = True
 
 
 def antialias(
@@ -128,23 +121,12 @@ def silhouette_crossings(frags: Fragments, mesh: PreparedMesh,
     return p_in, p_out, t
 
 
-def blend_crossings(color: torch.Tensor, crossings: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-                    fused: Optional[bool] = None) -> torch.Tensor:
+def blend_crossings(color: torch.Tensor,
+                    crossings: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
     """Blend ``color [..., H, W, C]`` across the edges found by :func:`silhouette_crossings` (the second half of
-    :func:`antialias_prepared`); ``None`` returns ``color`` unchanged. ``fused`` (default :data:`FUSED_BLEND`)
-    picks the fused kernel or :func:`blend_crossings_reference`."""
+    :func:`antialias_prepared`); ``None`` returns ``color`` unchanged."""
     if crossings is None:
         return color
-    fused = FUSED_BLEND if fused is None else fused
-    if fused and color.dtype in KERNEL_DTYPES:
-        p_in, p_out, t = crossings
-        return blend_at_crossings(color.reshape(-1, color.shape[-1]), p_in, p_out, t).reshape(color.shape)
-    return blend_crossings_reference(color, crossings)
-
-
-def blend_crossings_reference(color: torch.Tensor,
-                              crossings: Tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """The PyTorch twin of the fused blend: gather both pixels' colours, add the spills with ``index_add``."""
     p_in, p_out, t = crossings
     flat = color.reshape(-1, color.shape[-1])
     c_in = flat[p_in]
