@@ -46,7 +46,9 @@ def _run(fused, dtype, projection):
     frags = lg.rasterize(verts, faces, cam, return_bary_derivs=True)
     color, dcolor = lg.interpolate(attrs, frags, faces, return_derivatives=True)
     view_attrs = torch.stack([attrs, 2 * attrs])  # one table per view
-    shaded = lg.antialias(lg.interpolate(view_attrs, frags, faces) + color.sin(), frags, verts, faces, cam)
+    unblended = lg.interpolate(view_attrs, frags, faces) + color.sin()
+    shaded = lg.antialias(unblended, frags, verts, faces, cam)
+    assert (shaded != unblended).any()  # silhouettes: visibility gradients are part of the comparison
     outputs = [frags.bary_covered, frags.depth_covered, frags.bary_derivs_covered, color, dcolor, shaded]
     g = torch.Generator().manual_seed(5)
     loss = sum((o * torch.randn(o.shape, generator=g, dtype=torch.float64).to(dtype)).sum() for o in outputs)
