@@ -106,3 +106,20 @@ def test_gradient_of_bary_alone_and_of_attrs_alone(restore_switches):
     for a, b in zip(*results):
         _assert_equal_to(1e-12, b, a, "gradient")
 
+
+
+def test_layer_without_covered_pixels(restore_switches):
+    # A second depth-peeling layer of one square is empty: the kernels get no pixel, gradients are zero.
+    verts = torch.tensor([[-1.0, -1.0, 0.0], [1.0, -1.0, 0.0], [1.0, 1.0, 0.0], [-1.0, 1.0, 0.0]],
+                         dtype=torch.float64, requires_grad=True)
+    faces = torch.tensor([[0, 2, 1], [0, 3, 2]])
+    cam = lg.Camera.look_at(torch.tensor([0.1, 0.05, -2.5], dtype=torch.float64), torch.zeros(3, dtype=torch.float64),
+                            torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), fov_y=1.2, width=10, height=8)
+    first, second = lg.depth_peel(verts, faces, cam, 2, return_bary_derivs=True)
+    assert first.covered.numel() > 0 and second.covered.numel() == 0
+    attrs = verts.detach().clone().requires_grad_(True)
+    image, derivs = lg.interpolate(attrs, second, faces, return_derivatives=True)
+    loss = second.bary.sum() + second.depth.sum() + second.bary_derivs.sum() + image.sum() + derivs.sum()
+    g_verts, g_attrs = torch.autograd.grad(loss, [verts, attrs], allow_unused=True)
+    for g in (g_verts, g_attrs):
+        assert g is None or (g == 0).all()

@@ -70,10 +70,10 @@ class _Surface(torch.autograd.Function):
         P = covered.shape[0]
         N, V, _ = verts_cam.shape
         dev, dt = verts_cam.device, verts_cam.dtype
-        given = lambda g: verts_cam.new_zeros(1, 1) if g is None else g.to(dt).reshape(P, -1).contiguous()  # noqa: E731
+        given = lambda g, k: verts_cam.new_zeros(1, k) if g is None else g.to(dt).reshape(P, k).contiguous()  # noqa: E731
         args = _inputs(verts_cam, kinv, faces, covered, face_ids, height, width, orthographic)
-        args += [as_warp(given(g_bary)), int(g_bary is not None), as_warp(given(g_depth).reshape(-1)),
-                 int(g_depth is not None), as_warp(given(g_derivs)), int(g_derivs is not None),
+        args += [as_warp(given(g_bary, 3)), int(g_bary is not None), as_warp(given(g_depth, 1).reshape(-1)),
+                 int(g_depth is not None), as_warp(given(g_derivs, 6)), int(g_derivs is not None),
                  int(want_verts), int(want_kinv)]
         # Float64 accumulators; on CPU one set per thread (each thread adds only into its own), summed here.
         parts = 1 if dev.type == "cuda" else max(1, min(num_workers(), P // _MIN_PIXELS_PER_THREAD))
