@@ -70,7 +70,9 @@ class _Surface(torch.autograd.Function):
         P = covered.shape[0]
         N, V, _ = verts_cam.shape
         dev, dt = verts_cam.device, verts_cam.dtype
-        given = lambda g, k: verts_cam.new_zeros(1, k) if g is None else g.to(dt).reshape(P, k).contiguous()  # noqa: E731
+        def given(g, k):  # a cotangent as [P, k] rows, or a one-row stand-in the kernel never reads
+            return verts_cam.new_zeros(1, k) if g is None else g.to(dt).reshape(P, k).contiguous()
+
         args = _inputs(verts_cam, kinv, faces, covered, face_ids, height, width, orthographic)
         args += [as_warp(given(g_bary, 3)), int(g_bary is not None), as_warp(given(g_depth, 1).reshape(-1)),
                  int(g_depth is not None), as_warp(given(g_derivs, 6)), int(g_derivs is not None),

@@ -16,10 +16,10 @@ orthographic camera, else the identity), its columns ``d_u = R K^-1 e_0``, ``d_v
     d b_k / d j = -(A_j + b_k S_j) / S  (k = 1, 2; A_j = a . d_j, B_j for b2, S_j = n . d_j),  d b_0 = -(d b_1 + d b_2)
 
 The per-vertex powers of two come precomputed (``pow2_scale`` of each camera-frame vertex's largest
-coordinate); a face's ``s`` is the largest of its corners'. The backward kernel runs the chain rule of these lines in reverse (reverse-mode by hand) and accumulates the
-gradients of the camera-frame vertices ``[N V, 3]`` and of ``K^-1`` ``[N, 9]`` with atomic adds into float64
-buffers: on CPU each thread of a partitioned launch owns its buffers (no cross-thread atomics), the caller sums
-them. A zero ``S`` (a zero-area face, never drawn) is replaced by 1 and passes no gradient, as in the twin.
+coordinate); a face's ``s`` is the largest of its corners'. The backward kernel runs the chain rule of
+these lines in reverse (reverse mode by hand) and accumulates the gradients of the camera-frame vertices
+``[N V, 3]`` and of ``K^-1`` ``[N, 9]`` with atomic adds into float64 buffers: on CPU each thread of a
+partitioned launch owns its buffers (no cross-thread atomics), the caller sums them. A zero ``S`` (a zero-area face, never drawn) is replaced by 1 and passes no gradient, as in the twin.
 """
 
 from __future__ import annotations
