@@ -19,7 +19,8 @@ The per-vertex powers of two come precomputed (``pow2_scale`` of each camera-fra
 coordinate); a face's ``s`` is the largest of its corners'. The backward kernel runs the chain rule of
 these lines in reverse (reverse mode by hand) and accumulates the gradients of the camera-frame vertices
 ``[N V, 3]`` and of ``K^-1`` ``[N, 9]`` with atomic adds into float64 buffers: on CPU each thread of a
-partitioned launch owns its buffers (no cross-thread atomics), the caller sums them. A zero ``S`` (a zero-area face, never drawn) is replaced by 1 and passes no gradient, as in the twin.
+partitioned launch owns its buffers (no cross-thread atomics), the caller sums them. A zero ``S`` (a zero-area
+face, never drawn) is replaced by 1 and passes no gradient, as in the twin.
 """
 
 from __future__ import annotations
