@@ -29,11 +29,13 @@ Usage::
     .venv/bin/python benchmarks/raster.py --scenes spot --sizes 512 --repeats 3
     .venv/bin/python benchmarks/raster.py --quick --no-peer       # smoke run (small sphere, 64x64)
     .venv/bin/python benchmarks/raster.py --device cuda --out bench.md
+    .venv/bin/python benchmarks/raster.py --scenes spot --sizes 512 --no-peer --twins  # before fusion
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -397,7 +399,7 @@ def machine_info(device: torch.device) -> dict:
 def machine_line(info: dict) -> str:
     return (f"machine: {info['cpus']} CPUs ({info['cpu_model']}), torch {info['torch']} "
             f"({info['torch_threads']} threads), warp {info['warp']}, lumigrad {info['lumigrad']}, "
-            f"device {info['device']}")
+            f"device {info['device']}, surface + interpolation: {info.get('surface', 'fused kernels')}")
 
 
 def write_out(path: Path, info: dict, peer_note: str, args: dict, rows: list[Row]) -> None:
@@ -410,6 +412,12 @@ def write_out(path: Path, info: dict, peer_note: str, args: dict, rows: list[Row
     path.write_text("\n".join(["# lumigrad raster benchmark", "", machine_line(info), "",
                                f"mitsuba: {peer_note}", "", markdown_table(rows), ""]
                               + (["## Errors", ""] + errors + [""] if errors else [])))
+
+
+def use_pytorch_twins() -> None:
+    """Switch rasterize's surface recomputation and interpolate to their PyTorch twins (``--twins``)."""
+    importlib.import_module("lumigrad.raster.rasterize").FUSED_SURFACE = False
+    importlib.import_module("lumigrad.raster.interpolate").FUSED_INTERPOLATE = False
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -429,6 +437,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     quick_faces = 2 * QUICK_SPHERE_GRID[0] * (QUICK_SPHERE_GRID[1] - 1)
     ap.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_SIZE}^2, 1 repeat, a "
                     f"{quick_faces:,}-triangle sphere instead of the 1M one (explicit flags still win)")
+    ap.add_argument("--twins", action="store_true", help="run the PyTorch twins of the fused surface and "
+                    "interpolation kernels (autograd through the recomputation, as before they were fused), for "
+                    "before / after timings in one session")
     ap.add_argument("--out", type=Path, default=None, metavar="FILE", help="also write the results to FILE "
                     "(JSON if it ends in .json, else markdown)")
     args = ap.parse_args(argv)
@@ -448,6 +459,9 @@ def main(argv=None) -> int:
         print(f"--device {args.device}: CUDA is not available in this torch build ({torch.__version__})")
         return 2
     info = machine_info(device)
+    if args.twins:
+        use_pytorch_twins()
+    info["surface"] = "PyTorch twins" if args.twins else "fused kernels"
     print(machine_line(info))
     use_peer, peer_note = False, "skipped (--no-peer)"
     if not args.no_peer:

@@ -7,7 +7,12 @@ from typing import Optional, Tuple, Union
 import torch
 
 from .._checks import check_channels, check_face_ids, check_indices, check_tensor
+from ..kernels.surface import KERNEL_DTYPES, interpolate_covered
 from .fragments import Fragments
+
+#: Whether :func:`interpolate` runs the fused kernel (``kernels/surface.py``, explicit backward) or its PyTorch
+#: twin :func:`interpolate_reference` (gather, einsum, scatter). The tests compare the two.
+FUSED_INTERPOLATE = True
 
 
 def interpolate(
@@ -61,10 +66,32 @@ def interpolate(
 
 
 def interpolate_unchecked(attrs: torch.Tensor, frags: Fragments, faces: torch.Tensor, *,
-                          return_derivatives: bool = False
+                          return_derivatives: bool = False, fused: Optional[bool] = None
                           ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
     """:func:`interpolate` without its checks, for pipelines that validated ``attrs`` and ``faces`` once
-    (a renderer interpolating several tables over the same fragments); same arguments and results."""
+    (a renderer interpolating several tables over the same fragments); same arguments and results.
+    ``fused`` (default :data:`FUSED_INTERPOLATE`) picks the fused kernel or :func:`interpolate_reference`."""
+    fused = FUSED_INTERPOLATE if fused is None else fused
+    if not (fused and attrs.dtype in KERNEL_DTYPES and frags.bary_covered.dtype in KERNEL_DTYPES):
+        return interpolate_reference(attrs, frags, faces, return_derivatives=return_derivatives)
+    H, W = frags.height, frags.width
+    C = attrs.shape[-1]
+    per_view = attrs.shape[-2] if attrs.dim() > 2 else 0
+    derivs = frags.bary_derivs_covered.to(attrs.dtype) if return_derivatives else None
+    out, dout = interpolate_covered(attrs.reshape(-1, C), faces.to(torch.int32).contiguous(), frags.covered.long(),
+                                    frags.face_ids.reshape(-1).to(torch.int32).contiguous(), H * W,
+                                    frags.bary_covered.to(attrs.dtype), derivs, per_view)
+    image = out.reshape(frags.face_ids.shape + (C,))
+    if not return_derivatives:
+        return image
+    return image, dout.reshape(frags.face_ids.shape + (C, 2))
+
+
+def interpolate_reference(attrs: torch.Tensor, frags: Fragments, faces: torch.Tensor, *,
+                          return_derivatives: bool = False
+                          ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+    """The PyTorch twin of the fused interpolation (gather the corners' rows, weight, scatter to the image);
+    same arguments and results as :func:`interpolate_unchecked`."""
     H, W = frags.height, frags.width
     C = attrs.shape[-1]
     total = frags.face_ids.numel()

@@ -1,8 +1,10 @@
-"""Hard rasterization: a compiled kernel finds the visible face per pixel, PyTorch recomputes the rest.
+"""Hard rasterization: a compiled kernel finds the visible face per pixel, the rest is recomputed from it.
 
 The split is what makes the op differentiable: the kernel's output (face ids) is piecewise constant, while
 barycentrics and depth are recomputed from the vertex tensors and the camera by a ray-triangle intersection
-in PyTorch, so their gradients reach ``verts``, ``K`` and ``world_to_cam``. Gradients of visibility changes
+(:func:`surface_at_pixels_reference` in PyTorch, the definition; by default the fused kernel of
+``kernels/surface.py`` with its hand-written backward), so their gradients reach ``verts``, ``K`` and
+``world_to_cam``. Gradients of visibility changes
 (silhouettes, occlusion boundaries) come from :func:`lumigrad.antialias`.
 
 Perspective and orthographic cameras share every step; they differ only in the projected vertices handed to
@@ -21,6 +23,7 @@ from .._checks import (DeferredChecks, broadcast_batch, check_choice, check_indi
                        check_tensor)
 from ..cameras.camera import Camera
 from ..cameras.projection import K_inverse, lift_orthographic, pow2_scale, project_points, transform_points
+from ..kernels.surface import KERNEL_DTYPES, surface_at_covered
 from ..kernels.visibility import find_visible
 from ..limits import check_pixel_samples
 from .clip import clip_near
@@ -220,8 +223,35 @@ def face_pixel_table(mesh: PreparedMesh, keys: torch.Tensor) -> Tuple[torch.Tens
     return torch.cat([M.reshape(-1, 9), (v0 * n).sum(-1, keepdim=True)], -1), scale
 
 
-def surface_at_pixels(mesh: PreparedMesh, covered: torch.Tensor, face: torch.Tensor, with_derivs: bool):
-    """Differentiable barycentrics ``[P, 3]`` and depth ``[P]`` of faces ``face [P]`` at pixel centres.
+#: Whether :func:`surface_at_pixels` runs the fused kernels (``kernels/surface.py``, explicit backward) or
+#: their PyTorch twin :func:`surface_at_pixels_reference` (autograd through the recomputation). The tests
+#: compare the two; the reference is the definition.
+FUSED_SURFACE = True
+
+
+def surface_at_pixels(mesh: PreparedMesh, covered: torch.Tensor, face_ids: torch.Tensor, with_derivs: bool,
+                      fused: Optional[bool] = None):
+    """Differentiable barycentrics ``[P, 3]``, depth ``[P]`` and (``with_derivs``) barycentric derivatives
+    ``[P, 3, 2]`` of the visible faces at the centres of the covered pixels ``covered [P]`` (flat indices into
+    ``face_ids [N, H, W]``), as :func:`surface_at_pixels_reference` defines them.
+
+    ``fused`` (default :data:`FUSED_SURFACE`) picks the fused kernels with their explicit backward; floating
+    dtypes they are not compiled for fall back to the reference.
+    """
+    fused = FUSED_SURFACE if fused is None else fused
+    if fused and mesh.verts_cam.dtype in KERNEL_DTYPES:
+        kinv = K_inverse(mesh.K)
+        if kinv.shape[0] != mesh.num_views:
+            kinv = kinv.expand(mesh.num_views, 3, 3)
+        return surface_at_covered(mesh.verts_cam, kinv.contiguous(), mesh.faces_i32, covered,
+                                  face_ids.reshape(-1).contiguous(), mesh.camera.height, mesh.camera.width,
+                                  mesh.orthographic, with_derivs)
+    return surface_at_pixels_reference(mesh, covered, face_ids.reshape(-1)[covered].long(), with_derivs)
+
+
+def surface_at_pixels_reference(mesh: PreparedMesh, covered: torch.Tensor, face: torch.Tensor, with_derivs: bool):
+    """Differentiable barycentrics ``[P, 3]`` and depth ``[P]`` of faces ``face [P]`` at pixel centres: the
+    PyTorch definition that the fused kernels (:func:`surface_at_pixels`) reproduce.
 
     With the forms of :func:`face_pixel_table` and the pixel centre ``p = (u, v, 1)``:
     ``(S, A, B) = M p``, ``bary_1 = -A / S``, ``bary_2 = -B / S``, ``bary_0 = 1 - bary_1 - bary_2`` and
@@ -268,7 +298,7 @@ def _fragments(mesh: PreparedMesh, face_ids, zbuf, with_derivs: bool) -> Fragmen
     shape = mesh.batch_shape + face_ids.shape[-2:]
     flat = face_ids.reshape(-1)
     covered = (flat >= 0).nonzero()[:, 0]
-    bary, depth, derivs = surface_at_pixels(mesh, covered, flat[covered].long(), with_derivs)
+    bary, depth, derivs = surface_at_pixels(mesh, covered, face_ids, with_derivs)
     return Fragments(face_ids.reshape(shape), covered, bary, depth, derivs, zbuf.reshape(shape),
                      num_faces=mesh.faces.shape[0])
 
@@ -312,7 +342,7 @@ def rasterize(
 
     **Differentiability:** ``face_ids`` is piecewise constant and carries no gradient. ``bary``, ``depth`` and
     ``bary_derivs`` are differentiable w.r.t. ``verts`` and the camera's ``K`` and ``world_to_cam`` for a
-    fixed visibility: they are recomputed in PyTorch by intersecting each pixel's ray with its face (rays
+    fixed visibility: they are recomputed by intersecting each pixel's ray with its face (rays
     through the camera centre, or parallel to +z for an orthographic camera, whose barycentrics and depth
     are affine in the pixel position).
     Gradients due to visibility changes at silhouette and occlusion edges come from :func:`antialias`.

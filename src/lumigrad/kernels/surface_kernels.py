@@ -1,0 +1,388 @@
+"""Fused recomputation of the surface at covered pixels (float32 and float64 arrays), with an explicit backward.
+
+One thread per covered pixel recomputes, from the camera-frame corners of its visible face and the inverse
+intrinsics ``K^-1`` of its view, what ``raster/rasterize.py``'s PyTorch twin (``surface_at_pixels_reference``)
+computes: barycentrics, depth and the screen-space derivatives of the barycentrics. The arithmetic is float64
+whatever the array dtype; results are rounded to the array dtype when stored.
+
+With the face's corners divided by the power of two ``s`` above their largest coordinate (exact), ``P_i``
+(lifted to ``z = 1`` for an orthographic camera), ``e1 = P1 - P0``, ``e2 = P2 - P0``, ``n = e1 x e2``,
+``a = P0 x e2``, ``b = e1 x P0`` and the pixel's ray ``d = R K^-1 (u, v, 1)`` (``R = diag(1/s, 1/s, 1)`` for an
+orthographic camera, else the identity), its columns ``d_u = R K^-1 e_0``, ``d_v = R K^-1 e_1``:
+
+    S = n . d,  A = a . d,  B = b . d,   bary = (1 - b1 - b2, b1, b2),  b1 = -A / S,  b2 = -B / S
+    depth = Z s / S,  Z = P0 . n  (perspective)  or  Z = (-m_x, -m_y, T0 . m) . d  (orthographic,
+            m = (T1 - T0) x (T2 - T0) of the scaled true corners T_i)
+    d b_k / d j = -(A_j + b_k S_j) / S  (k = 1, 2; A_j = a . d_j, B_j for b2, S_j = n . d_j),  d b_0 = -(d b_1 + d b_2)
+
+The per-vertex powers of two come precomputed (``pow2_scale`` of each camera-frame vertex's largest
+coordinate); a face's ``s`` is the largest of its corners'. The backward kernel runs the chain rule of
+these lines in reverse (reverse mode by hand) and accumulates the gradients of the camera-frame vertices
+``[N V, 3]`` and of ``K^-1`` ``[N, 9]`` with atomic adds into float64 buffers: on CPU each thread of a
+partitioned launch owns its buffers (no cross-thread atomics), the caller sums them. A zero ``S`` (a zero-area
+face, never drawn) is replaced by 1 and passes no gradient, as in the twin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import warp as wp
+
+wp.set_module_options({"enable_backward": False})
+
+
+@wp.func
+def _corner(vc: wp.array2d(dtype=Any), faces: wp.array2d(dtype=wp.int32), base: int, f: int, k: int):
+    i = base + faces[f, k]
+    return wp.vec3d(wp.float64(vc[i, 0]), wp.float64(vc[i, 1]), wp.float64(vc[i, 2]))
+
+
+@wp.func
+def _face_scale(vscale: wp.array(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32), base: int, f: int):
+    """The face's power of two: the largest of its corners' (``pow2_scale`` is monotone)."""
+    return wp.max(wp.max(vscale[base + faces[f, 0]], vscale[base + faces[f, 1]]), vscale[base + faces[f, 2]])
+
+
+@wp.func
+def _lift(p: wp.vec3d, ortho: int):
+    if ortho != 0:
+        return wp.vec3d(p[0], p[1], wp.float64(1.0))
+    return p
+
+
+@wp.func
+def _kinv_column(kinv: wp.array2d(dtype=Any), view: int, c: int, row_scale: wp.vec3d):
+    return wp.cw_mul(row_scale, wp.vec3d(wp.float64(kinv[view, c]), wp.float64(kinv[view, 3 + c]),
+                                         wp.float64(kinv[view, 6 + c])))
+
+
+@wp.func
+def _row_scale(inv_s: wp.float64, ortho: int):
+    one = wp.float64(1.0)
+    if ortho != 0:
+        return wp.vec3d(inv_s, inv_s, one)
+    return wp.vec3d(one, one, one)
+
+
+@wp.func
+def _forms(T0: wp.vec3d, T1: wp.vec3d, T2: wp.vec3d, ortho: int):
+    """``P0, e1, e2`` (lifted for an orthographic camera) and the forms ``n, a, b`` of the scaled corners."""
+    P0 = _lift(T0, ortho)
+    e1 = _lift(T1, ortho) - P0
+    e2 = _lift(T2, ortho) - P0
+    return P0, e1, e2, wp.cross(e1, e2), wp.cross(P0, e2), wp.cross(e1, P0)
+
+
+@wp.func
+def _rays(kinv: wp.array2d(dtype=Any), view: int, inv_s: wp.float64, ortho: int, u: wp.float64, v: wp.float64):
+    """``R``'s diagonal, ``d_u``, ``d_v`` and the ray ``d = R K^-1 (u, v, 1)`` of the pixel centre."""
+    rs = _row_scale(inv_s, ortho)
+    du = _kinv_column(kinv, view, 0, rs)
+    dv = _kinv_column(kinv, view, 1, rs)
+    return rs, du, dv, du * u + dv * v + _kinv_column(kinv, view, 2, rs)
+
+
+@wp.func
+def _pixel(covered: wp.array(dtype=wp.int64), i: int, pixels_per_view: int, width: int):
+    """``(view, u, v)`` of covered pixel ``i``: its view and the pixel centre."""
+    p = covered[i]
+    view = int(p // wp.int64(pixels_per_view))
+    rem = int(p - wp.int64(view) * wp.int64(pixels_per_view))
+    row = rem // width
+    u = wp.float64(rem - row * width) + wp.float64(0.5)
+    v = wp.float64(row) + wp.float64(0.5)
+    return view, u, v
+
+
+@wp.func
+def _visible_face(vc: wp.array2d(dtype=Any), vscale: wp.array(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
+                  covered: wp.array(dtype=wp.int64), face_ids: wp.array(dtype=wp.int32), i: int, num_verts: int,
+                  pixels_per_view: int, width: int):
+    """Covered pixel ``i``'s view, centre ``(u, v)``, face, first vertex row, power of two ``s``, ``1 / s`` and
+    scaled corners ``T0, T1, T2``."""
+    view, u, v = _pixel(covered, i, pixels_per_view, width)
+    f = int(face_ids[int(covered[i])])
+    base = view * num_verts
+    s = _face_scale(vscale, faces, base, f)
+    inv_s = wp.float64(1.0) / s  # exact: s is a power of two
+    T0 = _corner(vc, faces, base, f, 0) * inv_s
+    T1 = _corner(vc, faces, base, f, 1) * inv_s
+    T2 = _corner(vc, faces, base, f, 2) * inv_s
+    return view, u, v, f, base, s, inv_s, T0, T1, T2
+
+
+@wp.func
+def _axis(du: wp.vec3d, dv: wp.vec3d, j: int):
+    if j == 1:
+        return dv
+    return du
+
+
+@wp.func
+def _slopes(n: wp.vec3d, a: wp.vec3d, b: wp.vec3d, dj: wp.vec3d, b1: wp.float64, b2: wp.float64,
+            inv_S: wp.float64):
+    """``S_j`` and ``d b1 / dj``, ``d b2 / dj`` along the ray column ``dj``."""
+    Sj = wp.dot(n, dj)
+    return Sj, -(wp.dot(a, dj) + b1 * Sj) * inv_S, -(wp.dot(b, dj) + b2 * Sj) * inv_S
+
+
+@wp.kernel
+def surface_forward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: wp.array(dtype=wp.float64),
+                    faces: wp.array2d(dtype=wp.int32), kinv: wp.array2d(dtype=Any), covered: wp.array(dtype=wp.int64),
+                    face_ids: wp.array(dtype=wp.int32), num_verts: int, pixels_per_view: int, width: int,
+                    ortho: int, want_derivs: int, bary: wp.array2d(dtype=Any), depth: wp.array(dtype=Any),
+                    derivs: wp.array2d(dtype=Any)):
+    i = offset + wp.tid()
+    view, u, v, f, base, s, inv_s, T0, T1, T2 = _visible_face(vc, vscale, faces, covered, face_ids, i, num_verts,
+                                                              pixels_per_view, width)
+    P0, e1, e2, n, a, b = _forms(T0, T1, T2, ortho)
+    rs, du, dv, d = _rays(kinv, view, inv_s, ortho, u, v)
+    S = wp.dot(n, d)
+    if S == wp.float64(0.0):
+        S = wp.float64(1.0)
+    inv_S = wp.float64(1.0) / S
+    b1 = -wp.dot(a, d) * inv_S
+    b2 = -wp.dot(b, d) * inv_S
+    Z = wp.dot(P0, n)
+    if ortho != 0:
+        m = wp.cross(T1 - T0, T2 - T0)
+        Z = wp.dot(wp.vec3d(-m[0], -m[1], wp.dot(T0, m)), d)
+    bary[i, 0] = type(bary[i, 0])(wp.float64(1.0) - b1 - b2)
+    bary[i, 1] = type(bary[i, 0])(b1)
+    bary[i, 2] = type(bary[i, 0])(b2)
+    depth[i] = type(depth[i])(Z * inv_S * s)
+    if want_derivs != 0:
+        for j in range(2):
+            Sj, g1, g2 = _slopes(n, a, b, _axis(du, dv, j), b1, b2, inv_S)
+            derivs[i, j] = type(derivs[i, 0])(-(g1 + g2))
+            derivs[i, 2 + j] = type(derivs[i, 0])(g1)
+            derivs[i, 4 + j] = type(derivs[i, 0])(g2)
+
+
+@wp.func
+def _add_vertex(out: wp.array2d(dtype=wp.float64), i: int, g: wp.vec3d):
+    wp.atomic_add(out, i, 0, g[0])
+    wp.atomic_add(out, i, 1, g[1])
+    wp.atomic_add(out, i, 2, g[2])
+
+
+@wp.kernel
+def surface_backward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: wp.array(dtype=wp.float64),
+                     faces: wp.array2d(dtype=wp.int32), kinv: wp.array2d(dtype=Any), covered: wp.array(dtype=wp.int64),
+                     face_ids: wp.array(dtype=wp.int32), num_verts: int, pixels_per_view: int, width: int,
+                     ortho: int, g_bary: wp.array2d(dtype=Any), has_bary: int, g_depth: wp.array(dtype=Any),
+                     has_depth: int, g_derivs: wp.array2d(dtype=Any), has_derivs: int,
+                     want_verts: int, want_kinv: int,
+                     d_vc: wp.array2d(dtype=wp.float64), d_kinv: wp.array2d(dtype=wp.float64)):
+    i = offset + wp.tid()
+    zero = wp.float64(0.0)
+    # --- forward, again
+    view, u, v, f, base, s, inv_s, T0, T1, T2 = _visible_face(vc, vscale, faces, covered, face_ids, i, num_verts,
+                                                              pixels_per_view, width)
+    P0, e1, e2, n, a, b = _forms(T0, T1, T2, ortho)
+    rs, du, dv, d = _rays(kinv, view, inv_s, ortho, u, v)
+    S = wp.dot(n, d)
+    live = S != zero
+    if not live:
+        S = wp.float64(1.0)
+    inv_S = wp.float64(1.0) / S
+    b1 = -wp.dot(a, d) * inv_S
+    b2 = -wp.dot(b, d) * inv_S
+    m = wp.vec3d(zero, zero, zero)
+    D = wp.vec3d(zero, zero, zero)
+    Z = wp.dot(P0, n)
+    if ortho != 0:
+        m = wp.cross(T1 - T0, T2 - T0)
+        D = wp.vec3d(-m[0], -m[1], wp.dot(T0, m))
+        Z = wp.dot(D, d)
+    # --- cotangents of b1, b2, S, Z and of the forms' dot products
+    gb1 = zero
+    gb2 = zero
+    if has_bary != 0:
+        gb0 = wp.float64(g_bary[i, 0])
+        gb1 = wp.float64(g_bary[i, 1]) - gb0
+        gb2 = wp.float64(g_bary[i, 2]) - gb0
+    gS = zero
+    gZ = zero
+    if has_depth != 0:
+        gz = wp.float64(g_depth[i])
+        gZ = gz * s * inv_S
+        gS -= gz * (Z * inv_S * s) * inv_S
+    gn = wp.vec3d(zero, zero, zero)  # cotangents of n, a, b, d, du, dv
+    ga = wp.vec3d(zero, zero, zero)
+    gb = wp.vec3d(zero, zero, zero)
+    gdu = wp.vec3d(zero, zero, zero)
+    gdv = wp.vec3d(zero, zero, zero)
+    if has_derivs != 0:
+        for j in range(2):
+            dj = _axis(du, dv, j)
+            Sj, g1, g2 = _slopes(n, a, b, dj, b1, b2, inv_S)
+            h0 = wp.float64(g_derivs[i, j])
+            h1 = wp.float64(g_derivs[i, 2 + j]) - h0  # cotangent of d b1 / dj
+            h2 = wp.float64(g_derivs[i, 4 + j]) - h0
+            gAj = -h1 * inv_S
+            gBj = -h2 * inv_S
+            gSj = -(h1 * b1 + h2 * b2) * inv_S
+            gb1 -= h1 * Sj * inv_S
+            gb2 -= h2 * Sj * inv_S
+            gS -= (h1 * g1 + h2 * g2) * inv_S
+            gn += gSj * dj
+            ga += gAj * dj
+            gb += gBj * dj
+            gdj = gSj * n + gAj * a + gBj * b
+            if j == 0:
+                gdu += gdj
+            else:
+                gdv += gdj
+    gA = -gb1 * inv_S
+    gB = -gb2 * inv_S
+    gS -= (gb1 * b1 + gb2 * b2) * inv_S
+    if not live:
+        gS = zero
+    gn += gS * d
+    ga += gA * d
+    gb += gB * d
+    gd = gS * n + gA * a + gB * b
+    gP0 = wp.vec3d(zero, zero, zero)
+    gT0 = wp.vec3d(zero, zero, zero)
+    gT1 = wp.vec3d(zero, zero, zero)
+    gT2 = wp.vec3d(zero, zero, zero)
+    if ortho != 0:
+        gD = gZ * d
+        gd += gZ * D
+        gm = wp.vec3d(-gD[0], -gD[1], zero) + gD[2] * T0
+        gT0 += gD[2] * m
+        f1 = T1 - T0
+        f2 = T2 - T0
+        gf1 = wp.cross(f2, gm)
+        gf2 = wp.cross(gm, f1)
+        gT1 += gf1
+        gT2 += gf2
+        gT0 -= gf1 + gf2
+    else:
+        gP0 += gZ * n
+        gn += gZ * P0
+    # a = P0 x e2, b = e1 x P0, n = e1 x e2; for c = x x y: grad_x = y x g, grad_y = g x x
+    gP0 += wp.cross(e2, ga) + wp.cross(gb, e1)
+    ge2 = wp.cross(ga, P0) + wp.cross(gn, e1)
+    ge1 = wp.cross(P0, gb) + wp.cross(e2, gn)
+    gP1 = ge1
+    gP2 = ge2
+    gP0 -= ge1 + ge2
+    if ortho != 0:  # the lifted z = 1 carries no gradient
+        gP0 = wp.vec3d(gP0[0], gP0[1], zero)
+        gP1 = wp.vec3d(gP1[0], gP1[1], zero)
+        gP2 = wp.vec3d(gP2[0], gP2[1], zero)
+    if want_verts != 0:
+        _add_vertex(d_vc, base + faces[f, 0], (gP0 + gT0) * inv_s)
+        _add_vertex(d_vc, base + faces[f, 1], (gP1 + gT1) * inv_s)
+        _add_vertex(d_vc, base + faces[f, 2], (gP2 + gT2) * inv_s)
+    if want_kinv != 0:  # d = R K^-1 (u, v, 1), du = R K^-1 e_0, dv = R K^-1 e_1
+        for r in range(3):
+            w = rs[r]
+            wp.atomic_add(d_kinv, view, 3 * r, w * (gd[r] * u + gdu[r]))
+            wp.atomic_add(d_kinv, view, 3 * r + 1, w * (gd[r] * v + gdv[r]))
+            wp.atomic_add(d_kinv, view, 3 * r + 2, w * gd[r])
+
+
+# ------------------------------------------------------------------------------------- interpolation
+# out[pix, c] = sum_k bary[i, k] attrs[corner_k, c] and dout[pix, c, j] = sum_k derivs[i, k, j] attrs[corner_k, c]
+# for covered pixel i at flat pixel pix = covered[i], corner_k = view * attrs_per_view + faces[face, k]
+# (attrs_per_view = 0 for attributes shared by every view). Background rows are left as they are (zeros).
+
+
+@wp.func
+def _attr_row(faces: wp.array2d(dtype=wp.int32), face_ids: wp.array(dtype=wp.int32),
+              covered: wp.array(dtype=wp.int64), i: int, pixels_per_view: int, attrs_per_view: int, k: int):
+    p = covered[i]
+    view = int(p // wp.int64(pixels_per_view))
+    return view * attrs_per_view + faces[int(face_ids[int(p)]), k]
+
+
+@wp.kernel
+def interpolate_forward(offset: int, end: int, attrs: wp.array2d(dtype=Any), faces: wp.array2d(dtype=wp.int32),
+                        covered: wp.array(dtype=wp.int64), face_ids: wp.array(dtype=wp.int32),
+                        pixels_per_view: int, attrs_per_view: int, bary: wp.array2d(dtype=Any),
+                        derivs: wp.array2d(dtype=Any), want_derivs: int, out: wp.array2d(dtype=Any),
+                        dout: wp.array2d(dtype=Any)):
+    i = offset + wp.tid()
+    pix = int(covered[i])
+    r0 = _attr_row(faces, face_ids, covered, i, pixels_per_view, attrs_per_view, 0)
+    r1 = _attr_row(faces, face_ids, covered, i, pixels_per_view, attrs_per_view, 1)
+    r2 = _attr_row(faces, face_ids, covered, i, pixels_per_view, attrs_per_view, 2)
+    w0 = wp.float64(bary[i, 0])
+    w1 = wp.float64(bary[i, 1])
+    w2 = wp.float64(bary[i, 2])
+    for c in range(attrs.shape[1]):
+        a0 = wp.float64(attrs[r0, c])
+        a1 = wp.float64(attrs[r1, c])
+        a2 = wp.float64(attrs[r2, c])
+        out[pix, c] = type(out[pix, c])(w0 * a0 + w1 * a1 + w2 * a2)
+        if want_derivs != 0:
+            for j in range(2):
+                g = (wp.float64(derivs[i, j]) * a0 + wp.float64(derivs[i, 2 + j]) * a1
+                     + wp.float64(derivs[i, 4 + j]) * a2)
+                dout[pix, 2 * c + j] = type(dout[pix, 0])(g)
+
+
+@wp.kernel
+def interpolate_backward(offset: int, end: int, attrs: wp.array2d(dtype=Any), faces: wp.array2d(dtype=wp.int32),
+                         covered: wp.array(dtype=wp.int64), face_ids: wp.array(dtype=wp.int32),
+                         pixels_per_view: int, attrs_per_view: int, bary: wp.array2d(dtype=Any),
+                         derivs: wp.array2d(dtype=Any), g_out: wp.array2d(dtype=Any), has_out: int,
+                         g_dout: wp.array2d(dtype=Any), has_dout: int, want_bary: int, want_attrs: int,
+                         g_bary: wp.array2d(dtype=Any), g_derivs: wp.array2d(dtype=Any),
+                         g_attrs: wp.array2d(dtype=wp.float64)):
+    i = offset + wp.tid()
+    zero = wp.float64(0.0)
+    pix = int(covered[i])
+    rows = wp.vec3i(_attr_row(faces, face_ids, covered, i, pixels_per_view, attrs_per_view, 0),
+                    _attr_row(faces, face_ids, covered, i, pixels_per_view, attrs_per_view, 1),
+                    _attr_row(faces, face_ids, covered, i, pixels_per_view, attrs_per_view, 2))
+    for k in range(3):
+        gw = zero
+        gd0 = zero
+        gd1 = zero
+        wk = wp.float64(bary[i, k])
+        for c in range(attrs.shape[1]):
+            go = zero
+            if has_out != 0:
+                go = wp.float64(g_out[pix, c])
+            gu = zero
+            gv = zero
+            if has_dout != 0:
+                gu = wp.float64(g_dout[pix, 2 * c])
+                gv = wp.float64(g_dout[pix, 2 * c + 1])
+            a = wp.float64(attrs[rows[k], c])
+            gw += go * a
+            gd0 += gu * a
+            gd1 += gv * a
+            if want_attrs != 0:
+                ga = wk * go
+                if has_dout != 0:
+                    ga += wp.float64(derivs[i, 2 * k]) * gu + wp.float64(derivs[i, 2 * k + 1]) * gv
+                wp.atomic_add(g_attrs, rows[k], c, ga)
+        if want_bary != 0:
+            g_bary[i, k] = type(g_bary[i, 0])(gw)
+            if has_dout != 0:
+                g_derivs[i, 2 * k] = type(g_derivs[i, 0])(gd0)
+                g_derivs[i, 2 * k + 1] = type(g_derivs[i, 0])(gd1)
+
+
+def _overload_all() -> None:
+    """Compile-time overloads for float32 and float64 arrays (every floating array of one launch shares the
+    dtype), declared at import so that no launch thread specialises a generic kernel on its own."""
+    i32, i64, g64 = wp.array2d(dtype=wp.int32), wp.array(dtype=wp.int64), wp.array2d(dtype=wp.float64)
+    ids, s64 = wp.array(dtype=wp.int32), wp.array(dtype=wp.float64)
+    for f in (wp.float32, wp.float64):
+        a1, a2 = wp.array(dtype=f), wp.array2d(dtype=f)
+        wp.overload(surface_forward, [int, int, a2, s64, i32, a2, i64, ids, int, int, int, int, int, a2, a1, a2])
+        wp.overload(surface_backward, [int, int, a2, s64, i32, a2, i64, ids, int, int, int, int, a2, int, a1, int, a2,
+                                       int, int, int, g64, g64])
+        wp.overload(interpolate_forward, [int, int, a2, i32, i64, ids, int, int, a2, a2, int, a2, a2])
+        wp.overload(interpolate_backward, [int, int, a2, i32, i64, ids, int, int, a2, a2, a2, int, a2, int, int,
+                                           int, a2, a2, g64])
+
+
+_overload_all()
