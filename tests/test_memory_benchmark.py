@@ -13,10 +13,11 @@ def test_memory_benchmark_tiny_run(capsys):
     runpy.run_path(str(SCRIPT))["main"](["--quick"])
     out = capsys.readouterr().out
     assert "peak memory vs image size" in out and "peak memory vs mesh size" in out and "checkpoint_shading" in out
+    assert "one lumigrad fit step" in out
     rows = [[c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines()
             if line.startswith("| ") and not line.startswith("| size") and not line.startswith("| triangles")
             and not line.startswith("| checkpoint_shading")]
-    assert len(rows) == 2 + 2 + 2  # two image sizes, two meshes, checkpoint off / on
+    assert len(rows) == 2 + 2 + 2 + 2  # two image sizes, two meshes, two fit-step sizes, checkpoint off / on
     for row in rows:
         for cell in row[1:]:
             if cell not in ("True", "False"):

@@ -16,12 +16,13 @@ from lumigrad import _checks
 from lumigrad.app.host_syncs import count_host_syncs
 from lumigrad.kernels.visibility import find_visible
 
-#: Host syncs of one raster frame of one mesh, forward and backward (and of its geometry AOVs alone): the visibility kernel's tile count (which
-#: carries the frame's checks), the near-plane clipping, the covered pixels, the visible faces and the
-#: silhouette edges. (Before validation moved to the boundary: 33.)
-FRAME_SYNCS = 5
+#: Host syncs of one raster frame of one mesh, forward and backward (and of its geometry AOVs alone): the visibility
+#: kernel's tile count, the one read that carries the frame's queued checks, the covered pixels and the silhouette
+#: edges. (Before validation moved to the boundary: 33; 5 until the fused surface kernel (kernels/surface.py) took
+#: over the barycentric recomputation, whose PyTorch twin sized its covered rows on the host.)
+FRAME_SYNCS = 4
 #: With several meshes shading reads how many pixels each mesh covers: one more.
-FRAME_SYNCS_MESHES = 6
+FRAME_SYNCS_MESHES = 5
 
 
 def syncs(fn):

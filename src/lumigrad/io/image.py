@@ -304,7 +304,7 @@ def preview(image: torch.Tensor, path: Optional[str | os.PathLike] = None) -> np
         TypeError: ``image`` is not a floating tensor. ValueError: a wrong shape or NaN values.
 
     Example:
-        >>> preview(torch.zeros(2, 2, 3)).max()
+        >>> int(preview(torch.zeros(2, 2, 3)).max())
         0
     """
     check_tensor(image, "image", trailing=(None, None, None), max_dims=3, floating=True)
