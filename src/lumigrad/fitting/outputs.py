@@ -32,10 +32,10 @@ from ..app.report import save_image_grid, sequence_figures
 from ..app.report_html import Figure, write_html_report
 from ..shading.image_formation import display_encode
 from .run_folder import portable_config_text
+from .view_evaluation import MAX_VIEWS_SHOWN
 
 __all__ = ["as_shown", "save_views", "write_outputs"]
 
-MAX_VIEWS_SHOWN = 4
 
 
 def write_outputs(out: Path, problem, result, metrics: Dict, initial: torch.Tensor, final: torch.Tensor,

@@ -10,7 +10,7 @@ device. A step's views are then the only photos in memory beside the cache.
 from __future__ import annotations
 
 import hashlib
-from typing import Iterator, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import torch
 
@@ -59,12 +59,6 @@ class StreamedTargets:
         else:
             image = self.views(self._indices(key))
         return image[rest] if rest else image
-
-    def chunks(self, size: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
-        """``(view indices, images)`` of at most ``size`` views at a time, in order."""
-        for start in range(0, len(self), size):
-            index = torch.arange(start, min(start + size, len(self)))
-            yield index, self.views(index.tolist())
 
     def digest(self) -> str:
         """SHA-256 of the photo files' bytes, names, scale and dtype: equal on two ranks that read the same data."""

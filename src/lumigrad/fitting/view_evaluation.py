@@ -17,15 +17,15 @@ from ..integrators import render_tiled
 from .metrics import image_metrics
 from .streamed_targets import StreamedTargets
 
-__all__ = ["SHOWN_VIEWS", "evaluate_views", "render_view"]
+__all__ = ["MAX_VIEWS_SHOWN", "evaluate_views", "render_view"]
 
-#: Renders kept for the report's images when views are rendered one at a time.
-SHOWN_VIEWS = 4
+#: Views the report shows (images/views.png, error.png): the renders kept when views go one at a time.
+MAX_VIEWS_SHOWN = 4
 
 
 def evaluate_views(problem) -> Tuple[torch.Tensor, Dict[str, float]]:
     """``(renders, metrics)`` of the scene as it is now: ``renders [N, H, W, 4]`` of every target view (the first
-    :data:`SHOWN_VIEWS` only when views go one at a time) and :func:`~lumigrad.fitting.metrics.image_metrics`
+    :data:`MAX_VIEWS_SHOWN` only when views go one at a time) and :func:`~lumigrad.fitting.metrics.image_metrics`
     over all views (``psnr_db``, ``mean_abs_error``)."""
     with torch.no_grad():
         if not _one_at_a_time(problem):
@@ -39,7 +39,7 @@ def evaluate_views(problem) -> Tuple[torch.Tensor, Dict[str, float]]:
             squared += float(((a - b) ** 2).sum())
             absolute += float((a - b).abs().sum())
             count += a.numel()
-            if k < SHOWN_VIEWS:
+            if k < MAX_VIEWS_SHOWN:
                 kept.append(image)
     mse = squared / count
     psnr_db = math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
