@@ -1,4 +1,9 @@
-"""A triangle BVH for ray queries (Warp's ``wp.Mesh``), refit in place, and a cache of one per topology.
+"""A triangle BVH for ray queries, refit in place, and a cache of one per topology.
+
+Two engines answer the same queries with the same conventions: lumigrad's own flattened BVH (binned-SAH build
+on the host, :mod:`.bvh_build`; traversal :mod:`.bvh_traverse`), used for meshes of at most
+:data:`OWN_BVH_MAX_FACES` triangles where it measured faster, and Warp's ``wp.Mesh`` above that
+(docs/benchmarks.md, "Own BVH traversal (issue 14), branch bvh").
 
 :class:`TriangleBVH` answers closest-hit and any-hit queries for batches of rays with ids, float32 distances
 and barycentrics; it runs no autograd (everything it is given is detached). What is differentiated is
@@ -10,7 +15,8 @@ Ray parameter ``t``: a hit is ``origin + t * direction`` with ``t`` in multiples
 length (directions need not be unit: normalise them for ``t`` to be a distance). Hits count for
 ``0 <= t < t_max``; both sides of a triangle are hit (no culling); zero-area triangles and zero directions
 never hit. Queries run in float32 whatever the input dtype. (Warp's traversal keeps at most 32 deferred
-nodes; a pathologically deep tree, not seen on ordinary meshes, would end a query early.)
+nodes; a pathologically deep tree, not seen on ordinary meshes, would end a query early. The own BVH's build
+bounds its depth by its traversal stack.)
 """
 
 from __future__ import annotations
@@ -19,19 +25,23 @@ import contextlib
 import math
 import threading
 import weakref
-from typing import Optional, Tuple, Union
+from typing import Literal, Optional, Tuple, Union
 
 import torch
 import warp as wp
 
 from .._checks import check_indices, check_tensor
 from . import bvh_kernels as bk
+from .bvh_build import build_tree, refit as refit_tree
+from .bvh_traverse import FlatBVH
 from ._runtime import as_warp, ensure_init, launch_split
 
 __all__ = ["TriangleBVH", "bvh_cache_info", "bvh_for", "clear_bvh_cache"]
 
 #: Rays per CPU thread below which a query is not split (a ray costs about a microsecond).
 MIN_RAYS_PER_THREAD = 256
+#: Meshes of at most this many triangles use lumigrad's own BVH (``engine="auto"``), larger ones Warp's.
+OWN_BVH_MAX_FACES = 4096
 #: The most BVHs :func:`bvh_for` keeps (a 1M-triangle BVH takes on the order of 100 MB).
 CACHE_CAPACITY = 8
 
@@ -61,12 +71,15 @@ class TriangleBVH:
             (checked here, once).
         faces: ``[F, 3]`` integer vertex indices into ``verts``, on the same device; ``F = 0`` gives a BVH that
             every ray misses.
+        engine: ``"own"`` (lumigrad's BVH), ``"warp"`` (``wp.Mesh``) or ``"auto"``: own for at most
+            :data:`OWN_BVH_MAX_FACES` triangles, Warp's above.
 
     Attributes:
         device: where the BVH lives; ``num_verts``, ``num_faces``: the sizes it was built for.
+        engine: ``"own"`` or ``"warp"``, the one in use.
         refit_count: how many times :meth:`refit` ran (tests count them).
 
-    The BVH keeps float32 copies of the points and indices; :meth:`refit` rewrites the points in place and
+    The BVH keeps float32 copies of the points (and triangles); :meth:`refit` rewrites them in place and
     refits the bounding boxes (same tree, new boxes: fast, but the tree degrades if vertices move far).
     On CUDA, building, refitting and queries run on PyTorch's current stream.
 
@@ -74,26 +87,46 @@ class TriangleBVH:
     recompute what must be differentiated from the face ids (``lumigrad.raytrace.intersect_faces``).
     """
 
-    def __init__(self, verts: torch.Tensor, faces: torch.Tensor):
+    def __init__(self, verts: torch.Tensor, faces: torch.Tensor,
+                 engine: Literal["auto", "own", "warp"] = "auto"):
         check_tensor(verts, "verts", trailing=(None, 3), max_dims=2, floating=True, finite=True)
         check_tensor(faces, "faces", trailing=(None, 3), max_dims=2, floating=False, device=verts.device)
         check_indices(faces, "faces", verts.shape[0])
+        if engine not in ("auto", "own", "warp"):
+            raise ValueError(f"engine must be 'auto', 'own' or 'warp'; got {engine!r}")
         ensure_init()
         self.device = verts.device
         self.num_verts, self.num_faces = verts.shape[0], faces.shape[0]
+        if engine == "auto":
+            engine = "own" if self.num_faces <= OWN_BVH_MAX_FACES else "warp"
+        self.engine = engine
         self.refit_count = 0
         self._points = verts.detach().to(torch.float32, copy=True).contiguous()
         self._indices = faces.detach().to(torch.int32, copy=True).reshape(-1).contiguous()
         self._mesh = None
-        if self.num_faces:
+        self._tree = None
+        self._own = FlatBVH()  # no nodes: every ray misses
+        self._own.num_nodes = 0
+        if self.num_faces and engine == "warp":
             with _torch_stream(self.device):
                 self._mesh = wp.Mesh(points=as_warp(self._points, wp.vec3), indices=as_warp(self._indices))
+        elif self.num_faces:
+            self._tree = build_tree(self._points, faces)
+            self._own.box = as_warp(self._tree.box.view(-1, 3), wp.vec3)
+            self._own.node = as_warp(self._tree.node, wp.vec2i)
+            self._own.tri = as_warp(self._tree.tri.view(-1, 3), wp.vec3)
+            self._own.face = as_warp(self._tree.face)
+            self._own.num_nodes = self._tree.node.shape[0]
         self._remember_source(verts)
 
     @property
-    def mesh_id(self) -> Optional[int]:
-        """The ``wp.Mesh`` id kernels query (``wp.mesh_query_ray``), or None for a BVH without faces."""
-        return None if self._mesh is None else self._mesh.id
+    def has_faces(self) -> bool:
+        """Whether the BVH holds any triangle (a BVH without any is missed by every ray)."""
+        return self.num_faces > 0
+
+    def query_handles(self) -> tuple:
+        """``(mesh, own, use_own)``, the first arguments of the ray queries of :mod:`.ray_queries`."""
+        return (0 if self._mesh is None else self._mesh.id), self._own, int(self._tree is not None)
 
     # ------------------------------------------------------------------------------------------- vertices
     def refit(self, verts: torch.Tensor) -> None:
@@ -103,6 +136,8 @@ class TriangleBVH:
         if self._mesh is not None:
             with _torch_stream(self.device):
                 self._mesh.refit()
+        if self._tree is not None:
+            refit_tree(self._tree, self._points)
         self.refit_count += 1
         self._remember_source(verts)
 
@@ -175,8 +210,8 @@ class TriangleBVH:
         face = torch.full((R,), -1, dtype=torch.int64, device=self.device)
         t = torch.full((R,), math.inf, dtype=torch.float32, device=self.device)
         bary = torch.zeros(R, 3, dtype=torch.float32, device=self.device)
-        if self._mesh is not None and R:  # (CUDA launches go out on PyTorch's current stream)
-            launch_split(bk.closest_hit, R, [self._mesh.id, as_warp(o, wp.vec3), as_warp(d, wp.vec3),
+        if self.has_faces and R:  # (CUDA launches go out on PyTorch's current stream)
+            launch_split(bk.closest_hit, R, [*self.query_handles(), as_warp(o, wp.vec3), as_warp(d, wp.vec3),
                                              as_warp(limits), step, as_warp(face), as_warp(t),
                                              as_warp(bary, wp.vec3)],
                          self.device, min_chunk=MIN_RAYS_PER_THREAD)
@@ -192,8 +227,8 @@ class TriangleBVH:
         """
         R, o, d, limits, step = self._rays(origins, directions, t_max)
         hit = torch.zeros(R, dtype=torch.bool, device=self.device)
-        if self._mesh is not None and R:
-            launch_split(bk.any_hit, R, [self._mesh.id, as_warp(o, wp.vec3), as_warp(d, wp.vec3),
+        if self.has_faces and R:
+            launch_split(bk.any_hit, R, [*self.query_handles(), as_warp(o, wp.vec3), as_warp(d, wp.vec3),
                                          as_warp(limits), step, as_warp(hit)],
                          self.device, min_chunk=MIN_RAYS_PER_THREAD)
         return hit

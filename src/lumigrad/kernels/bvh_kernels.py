@@ -1,10 +1,11 @@
-"""Ray queries on a Warp triangle BVH (``wp.Mesh``): closest hit and any hit.
+"""Ray queries on a :class:`.bvh.TriangleBVH`: closest hit and any hit.
 
 Each kernel handles rays ``offset + wp.tid()`` of one range (the :func:`._runtime.launch_split` calling
 convention). They produce ids and float32 distances only; whatever is differentiated is recomputed in PyTorch
-from the face ids (``lumigrad.raytrace.intersect_faces``).
+from the face ids (``lumigrad.raytrace.intersect_faces``). The BVH is either Warp's ``wp.Mesh`` (``mesh``) or
+lumigrad's own (``own``, when ``use_own``): :mod:`.ray_queries`.
 
-Warp's ray-triangle test (Woop et al. 2013, watertight) reports a hit ``start + t * dir`` with ``t`` in
+Both answer with Woop et al.'s (2013) watertight ray-triangle test: a hit ``start + t * dir`` with ``t`` in
 multiples of ``dir``'s length, ``0 <= t < max_t``, and barycentrics ``(u, v)`` such that the hit point is
 ``u * p0 + v * p1 + (1 - u - v) * p2``: ``u`` and ``v`` are the weights of corners 0 and 1. Both faces of a
 triangle are hit (no culling); zero-area triangles never are. A zero direction is a miss here (Warp's test
@@ -15,12 +16,16 @@ from __future__ import annotations
 
 import warp as wp
 
+from .bvh_traverse import FlatBVH
+from .ray_queries import any_hit_any_bvh, closest_hit_any_bvh
+
 wp.set_module_options({"enable_backward": False})  # ids only: no adjoints needed, compiles faster
 
 
 @wp.kernel
-def closest_hit(offset: int, end: int, mesh: wp.uint64, origins: wp.array(dtype=wp.vec3),
-                directions: wp.array(dtype=wp.vec3), t_max: wp.array(dtype=wp.float32), t_max_step: int,
+def closest_hit(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int,
+                origins: wp.array(dtype=wp.vec3), directions: wp.array(dtype=wp.vec3),
+                t_max: wp.array(dtype=wp.float32), t_max_step: int,
                 out_face: wp.array(dtype=wp.int64), out_t: wp.array(dtype=wp.float32),
                 out_bary: wp.array(dtype=wp.vec3)):
     """Closest hit of each ray: face id (-1 on a miss), ``t`` (inf on a miss) and the weights of corners 0, 1, 2."""
@@ -31,22 +36,22 @@ def closest_hit(offset: int, end: int, mesh: wp.uint64, origins: wp.array(dtype=
     out_t[i] = wp.inf
     out_bary[i] = wp.vec3(0.0, 0.0, 0.0)
     if wp.dot(d, d) > 0.0 and limit > 0.0:
-        hit = wp.mesh_query_ray(mesh, origins[i], d, limit)
-        if hit.result:
-            out_face[i] = wp.int64(hit.face)
-            out_t[i] = hit.t
-            out_bary[i] = wp.vec3(hit.u, hit.v, 1.0 - hit.u - hit.v)
+        face, t, u, v = closest_hit_any_bvh(mesh, own, use_own, origins[i], d, limit)
+        if face >= 0:
+            out_face[i] = wp.int64(face)
+            out_t[i] = t
+            out_bary[i] = wp.vec3(u, v, 1.0 - u - v)
 
 
 @wp.kernel
-def any_hit(offset: int, end: int, mesh: wp.uint64, origins: wp.array(dtype=wp.vec3),
-            directions: wp.array(dtype=wp.vec3), t_max: wp.array(dtype=wp.float32), t_max_step: int,
-            out_hit: wp.array(dtype=wp.bool)):
+def any_hit(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int,
+            origins: wp.array(dtype=wp.vec3), directions: wp.array(dtype=wp.vec3),
+            t_max: wp.array(dtype=wp.float32), t_max_step: int, out_hit: wp.array(dtype=wp.bool)):
     """Whether each ray hits any face at ``0 <= t < t_max`` (stops at the first one found)."""
     i = offset + wp.tid()
     d = directions[i]
     limit = t_max[i * t_max_step]
     hit = False
     if wp.dot(d, d) > 0.0 and limit > 0.0:
-        hit = wp.mesh_query_ray_anyhit(mesh, origins[i], d, limit)
+        hit = any_hit_any_bvh(mesh, own, use_own, origins[i], d, limit)
     out_hit[i] = hit

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import warp as wp
 
+from .bvh_traverse import FlatBVH
 from .counter_rng import ray_key_wp, uniform_counter_wp
+from .ray_queries import any_hit_any_bvh, closest_hit_any_bvh
 from .texture_kernels import bilinear_taps
 
 wp.set_module_options({"enable_backward": False})
@@ -504,7 +506,7 @@ def env_sample_wp(H: int, W: int, texels: wp.array(dtype=wp.vec3), pmf: wp.array
 
 # ------------------------------------------------------------------------------------------------ the kernel
 @wp.kernel
-def trace_paths(offset: int, end: int, mesh: wp.uint64, verts: wp.array(dtype=wp.vec3),
+def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int, verts: wp.array(dtype=wp.vec3),
                 faces: wp.array(dtype=wp.int32), normals: wp.array(dtype=wp.vec3), has_normals: int,
                 face_part: wp.array(dtype=wp.int32),
                 part_base: wp.array(dtype=wp.vec3), part_metallic: wp.array(dtype=float),
@@ -543,8 +545,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, verts: wp.array(dtype=wp
     for depth in range(depth_limit):
         if not (wp.dot(d, d) > 0.0):
             break
-        q = wp.mesh_query_ray(mesh, o, d, wp.inf)
-        if not q.result:
+        face, t_hit, u_hit, v_hit = closest_hit_any_bvh(mesh, own, use_own, o, d, wp.inf)
+        if face < 0:
             if env_on != 0:  # the ray leaves the scene and sees the environment (MIS against its sampling)
                 w_env = float(1.0)
                 if depth == 0:
@@ -554,7 +556,6 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, verts: wp.array(dtype=wp
                     w_env = power_heuristic_wp(prev_pdf, env_pdf_wp(_unit(d), env_h, env_w, env_pmf))
                 radiance = radiance + _cw_mul(beta, env_lookup_wp(d, env_h, env_w, env_texels)) * w_env
             break
-        face = q.face
         if depth == 0:
             out_hit[i] = True
         # the surface, recomputed from the vertices (surface_at / intersect_faces)
@@ -688,7 +689,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, verts: wp.array(dtype=wp
                     if contribution[0] != 0.0 or contribution[1] != 0.0 or contribution[2] != 0.0:
                         blocked = False
                         if t_max > 0.0:
-                            blocked = wp.mesh_query_ray_anyhit(mesh, offset_origin_wp(x, ng, wi), wi, t_max)
+                            blocked = any_hit_any_bvh(mesh, own, use_own, offset_origin_wp(x, ng, wi), wi, t_max)
                         if not blocked:
                             nee = nee + contribution
             term = term + _cw_mul(beta, nee)

@@ -121,12 +121,12 @@ def trace_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables
     R = origins.shape[0]
     radiance = torch.zeros(R, 3, dtype=torch.float32, device=device)
     hit = torch.zeros(R, dtype=torch.bool, device=device)
-    if R == 0 or bvh.mesh_id is None:
+    if R == 0 or not bvh.has_faces:
         return radiance, hit
     lo, hi = split_seed(seed)
     t = tables
     v3 = wp.vec3
-    inputs = [bvh.mesh_id, as_warp(verts.contiguous(), v3), as_warp(t.faces), as_warp(t.normals, v3), t.has_normals,
+    inputs = [*bvh.query_handles(), as_warp(verts.contiguous(), v3), as_warp(t.faces), as_warp(t.normals, v3), t.has_normals,
               as_warp(t.face_part), as_warp(t.part_base, v3), as_warp(t.part_metallic), as_warp(t.part_roughness),
               as_warp(t.part_ior), as_warp(t.part_emission, v3), as_warp(t.part_double), as_warp(t.part_emitter),
               as_warp(t.uvs, wp.vec2), as_warp(t.uv_faces), as_warp(t.part_texture),
