@@ -1,5 +1,6 @@
-"""``lumigrad.kernels.bvh``: the Warp BVH's raw answers against the float64 brute-force twin, refit, the
-per-topology cache (refit, not rebuild, when only vertices move) and the split of CPU launches."""
+"""``lumigrad.kernels.bvh``: the BVH's raw answers against the float64 brute-force twin, refit, the
+per-topology cache (refit, not rebuild, when only vertices move) and the split of CPU launches; every test runs
+with both engines (lumigrad's own BVH and Warp's ``wp.Mesh``) as ``engine="auto"`` picks them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,13 @@ from lumigrad.kernels.bvh import TriangleBVH, bvh_cache_info, bvh_for, clear_bvh
 from lumigrad.raytrace import intersect_faces, intersect_reference
 
 from .scenes import rays_at, triangle_soup
+
+
+@pytest.fixture(autouse=True, params=["own", "warp"])
+def engine(request, monkeypatch):
+    """Make ``engine="auto"`` (and so :func:`bvh_for`) pick one engine whatever the mesh size."""
+    monkeypatch.setattr(bvh_module, "OWN_BVH_MAX_FACES", 2**62 if request.param == "own" else -1)
+    return request.param
 
 
 @pytest.fixture(autouse=True)
