@@ -2,8 +2,9 @@
 
 For each scene it measures, on the same random rays (median of ``--repeats`` runs after one warm-up):
 
-* ``build``: :class:`TriangleBVH` construction (Warp ``wp.Mesh``: SAH on CPU, LBVH on CUDA), and ``refit``
-  after moving every vertex (same topology);
+* ``build``: :class:`TriangleBVH` construction, and ``refit`` after moving every vertex (same topology), for
+  each engine of ``--engines``: ``own`` (lumigrad's BVH: binned SAH on the host) and ``warp`` (``wp.Mesh``: SAH
+  on CPU, LBVH on CUDA); ``TriangleBVH``'s default picks one by triangle count;
 * ``closest``: :meth:`TriangleBVH.closest_hit`, face ids + float32 ``t`` + barycentrics, in Mrays/s;
 * ``occluded``: :meth:`TriangleBVH.occluded` (any hit; shadow rays to the ray's target point), in Mrays/s;
 * ``trace``: :func:`lumigrad.raytrace.trace_closest_unchecked`, the closest hit plus the differentiable
@@ -19,14 +20,16 @@ triangle index, the same work as ``closest``), ``scene.ray_intersect`` (the full
 fraction of rays with the same hit / miss and, for hits, the same triangle.
 
 Rays: origins on a sphere of 3 bounding radii around the mesh, aimed at uniform points of the ball of one
-bounding radius (most hit, some pass beside), unit directions; shadow rays stop at that target point.
+bounding radius (most hit, some pass beside), unit directions; shadow rays stop at that target point. In the
+``box``, rays between two uniform points of the inside, as a path tracer's bounces and shadow rays there.
 
-Scenes: ``spot`` (the Spot cow, 5856 triangles) and ``sphere`` (the bumpy UV sphere of
-``benchmarks/raster.py``, 1,046,528 triangles).
+Scenes: ``box`` (the Cornell box of ``benchmarks/pathtrace.py``, lamp included: 12 triangles), ``spot`` (the
+Spot cow, 5856 triangles) and ``sphere`` (the bumpy UV sphere of ``benchmarks/raster.py``, 1,046,528
+triangles).
 
 Usage::
 
-    .venv/bin/python benchmarks/rays.py                       # both scenes, 1M rays, 5 repeats
+    .venv/bin/python benchmarks/rays.py                       # all scenes, both engines, 1M rays, 5 repeats
     .venv/bin/python benchmarks/rays.py --quick --no-peer     # smoke run (small sphere, 20k rays)
     .venv/bin/python benchmarks/rays.py --device cuda --rays 4000000
 """
@@ -45,11 +48,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _mitsuba_peer as peer  # noqa: E402  (sets DRJIT_LIBLLVM_PATH; imports only numpy until used)
+from pathtrace import cornell_box  # noqa: E402
 from raster import QUICK_SPHERE_GRID, SPHERE_GRID, bumpy_sphere  # noqa: E402
 
 import lumigrad as lg  # noqa: E402
 from lumigrad.app.benchmarking import cpu_model, format_table, peak_memory, time_call  # noqa: E402
 from lumigrad.data import load_spot  # noqa: E402
+from lumigrad.kernels import bvh as bvh_module  # noqa: E402
 from lumigrad.kernels.bvh import TriangleBVH  # noqa: E402
 from lumigrad.raytrace import trace_closest_unchecked  # noqa: E402
 
@@ -60,7 +65,14 @@ COLUMNS = [("scene", "scene"), ("tris", "triangles"), ("engine", "engine"), ("bu
 
 
 def scene_mesh(name: str, quick: bool):
-    """``(verts [V, 3] float32, faces [F, 3] int64)`` of ``spot`` or ``sphere``."""
+    """``(verts [V, 3] float32, faces [F, 3] int64)`` of ``box``, ``spot`` or ``sphere``."""
+    if name == "box":
+        scene = cornell_box(torch.tensor([0.7, 0.7, 0.7]))
+        parts = [(m.verts, m.faces) for m in scene.meshes.values()] + [(light.verts, light.faces)
+                                                                       for light in scene.lights.values()]
+        starts = torch.tensor([0] + [v.shape[0] for v, _ in parts]).cumsum(0)
+        return (torch.cat([v for v, _ in parts]).float().contiguous(),
+                torch.cat([f.long() + int(k) for (_, f), k in zip(parts, starts)]).contiguous())
     if name == "spot":
         m = load_spot()
         return m.verts.float().contiguous(), m.faces.long().contiguous()
@@ -68,17 +80,22 @@ def scene_mesh(name: str, quick: bool):
     return s.verts.contiguous(), s.faces.contiguous()
 
 
-def random_rays(verts: torch.Tensor, count: int, seed: int = 0):
-    """Unit rays from a sphere of 3 bounding radii at uniform points of the bounding ball, and the distance
-    to that point (the shadow rays' ``t_max``): ``(origins, directions, distances)`` float32."""
+def random_rays(verts: torch.Tensor, count: int, seed: int = 0, inside: bool = False):
+    """Unit rays from a sphere of 3 bounding radii at uniform points of the bounding ball (``inside``: between
+    two uniform points of 0.9 times the bounding box), and the distance to that point (the shadow rays'
+    ``t_max``): ``(origins, directions, distances)`` float32."""
     g = torch.Generator().manual_seed(seed)
     lo, hi = verts.min(0).values.double(), verts.max(0).values.double()
     centre, radius = (lo + hi) / 2, float((hi - lo).norm()) / 2
-    o = torch.randn(count, 3, generator=g, dtype=torch.float64)
-    o = centre + 3 * radius * o / o.norm(dim=-1, keepdim=True)
-    p = torch.randn(count, 3, generator=g, dtype=torch.float64)
-    p = centre + radius * torch.rand(count, 1, generator=g, dtype=torch.float64) ** (1 / 3) * p / p.norm(
-        dim=-1, keepdim=True)
+    if inside:
+        o, p = (centre + 0.9 * (torch.rand(count, 3, generator=g, dtype=torch.float64) - 0.5) * (hi - lo)
+                for _ in range(2))
+    else:
+        o = torch.randn(count, 3, generator=g, dtype=torch.float64)
+        o = centre + 3 * radius * o / o.norm(dim=-1, keepdim=True)
+        p = torch.randn(count, 3, generator=g, dtype=torch.float64)
+        p = centre + radius * torch.rand(count, 1, generator=g, dtype=torch.float64) ** (1 / 3) * p / p.norm(
+            dim=-1, keepdim=True)
     d = p - o
     dist = d.norm(dim=-1)
     return o.float().contiguous(), (d / dist[:, None]).float().contiguous(), dist.float().contiguous()
@@ -88,8 +105,20 @@ def median_ms(times) -> float:
     return statistics.median(times) * 1e3
 
 
-def bench_lumigrad(name, verts, faces, rays, repeats, device) -> tuple[dict, torch.Tensor]:
-    """One table row for lumigrad, and the face ids of the closest hits (for the agreement column)."""
+def bench_lumigrad(name, verts, faces, rays, repeats, device, engine) -> tuple[dict, torch.Tensor]:
+    """One table row for lumigrad's ``engine`` (``TriangleBVH``'s default and ``bvh_for`` made to pick it),
+    and the face ids of the closest hits (for the agreement column)."""
+    saved = bvh_module.OWN_BVH_MAX_FACES
+    bvh_module.OWN_BVH_MAX_FACES = 2**62 if engine == "own" else -1
+    bvh_module.clear_bvh_cache()
+    try:
+        return _bench_lumigrad(name, verts, faces, rays, repeats, device, engine)
+    finally:
+        bvh_module.OWN_BVH_MAX_FACES = saved
+        bvh_module.clear_bvh_cache()
+
+
+def _bench_lumigrad(name, verts, faces, rays, repeats, device, engine) -> tuple[dict, torch.Tensor]:
     verts, faces = verts.to(device), faces.to(device)
     o, d, dist = (x.to(device) for x in rays)
     R = o.shape[0]
@@ -106,7 +135,7 @@ def bench_lumigrad(name, verts, faces, rays, repeats, device) -> tuple[dict, tor
     trace = time_call(lambda: trace_closest_unchecked(verts, faces, o, d), repeats, sync=sync)
     mem_query, _ = peak_memory(lambda: bvh.closest_hit(o, d), device)
     face, _, _ = bvh.closest_hit(o, d)
-    row = {"scene": name, "tris": faces.shape[0], "engine": f"lumigrad ({device.type})",
+    row = {"scene": name, "tris": faces.shape[0], "engine": f"lumigrad {engine} ({device.type})",
            "build_ms": median_ms(build), "refit_ms": median_ms(refit), "closest": R / statistics.median(closest) / 1e6,
            "full": R / statistics.median(trace) / 1e6, "occluded": R / statistics.median(occluded) / 1e6,
            "hit_frac": 100.0 * float((face >= 0).double().mean()), "mem_query": mem_query, "mem_build": mem_build}
@@ -173,7 +202,9 @@ def bench_mitsuba(name, verts, faces, rays, repeats, face_lumigrad) -> dict:
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="benchmarks/rays.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scenes", nargs="+", choices=("spot", "sphere"), default=["spot", "sphere"])
+    ap.add_argument("--scenes", nargs="+", choices=("box", "spot", "sphere"), default=["box", "spot", "sphere"])
+    ap.add_argument("--engines", nargs="+", choices=("own", "warp"), default=["own", "warp"],
+                    help="lumigrad's BVH engines to time (own: lumigrad's BVH, warp: wp.Mesh)")
     ap.add_argument("--rays", type=int, default=None, help="rays per query (default: 1,000,000; 20,000 with --quick)")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs after one warm-up (default: 5; 2 quick)")
     ap.add_argument("--device", default="cpu", help="torch device for lumigrad; Mitsuba runs on the CPU")
@@ -200,9 +231,10 @@ def main(argv=None) -> None:
     for name in args.scenes:
         t0 = time.perf_counter()
         verts, faces = scene_mesh(name, args.quick)
-        rays = random_rays(verts, args.rays)
-        row, face = bench_lumigrad(name, verts, faces, rays, args.repeats, device)
-        rows.append(row)
+        rays = random_rays(verts, args.rays, inside=name == "box")
+        for engine in args.engines:
+            row, face = bench_lumigrad(name, verts, faces, rays, args.repeats, device, engine)
+            rows.append(row)
         if ok:
             rows.append(bench_mitsuba(name, verts, faces, rays, args.repeats, face))
         print(f"  {name}: done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
