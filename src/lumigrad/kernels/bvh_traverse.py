@@ -173,52 +173,74 @@ def _usable(d: wp.vec3, t_max: float):
 
 
 @wp.func
-def closest_hit_wp(bvh: FlatBVH, o: wp.vec3, d: wp.vec3, t_max: float):
-    """Closest hit of ``o + t d`` at ``0 <= t < t_max``: ``(face, t, u, v)``, ``face = -1`` on a miss."""
+def _root(bvh: FlatBVH, r: RayPre, t_cap: float):
+    """0 (the root) if the ray enters the root's box before ``t_cap``, else -1."""
+    if _box_entry(r, bvh.box[0], bvh.box[1], t_cap) < wp.inf:
+        return 0
+    return -1
+
+
+@wp.func
+def _triangle(bvh: FlatBVH, r: RayPre, k: int):
+    """:func:`intersect_triangle` of leaf-ordered triangle ``k``."""
+    return intersect_triangle(r, bvh.tri[3 * k], bvh.tri[3 * k + 1], bvh.tri[3 * k + 2])
+
+
+@wp.func
+def _children(bvh: FlatBVH, r: RayPre, first: int, t_cap: float):
+    """The children ``first, first + 1`` of an inner node that the ray enters before ``t_cap``, nearer first:
+    ``(near, far, far's entry distance)``, -1 for a child it misses (``near`` is -1 only if both are)."""
+    t0 = _box_entry(r, bvh.box[2 * first], bvh.box[2 * first + 1], t_cap)
+    t1 = _box_entry(r, bvh.box[2 * first + 2], bvh.box[2 * first + 3], t_cap)
+    near = first
+    far = first + 1
+    t_far = t1
+    if t1 < t0:
+        near = first + 1
+        far = first
+        t_far = t0
+    if not (wp.min(t0, t1) < wp.inf):
+        near = -1
+    if not (t_far < wp.inf):
+        far = -1
+    return near, far, t_far
+
+
+@wp.func
+def _traverse(bvh: FlatBVH, o: wp.vec3, d: wp.vec3, t_max: float, first_found: bool):
+    """The closest hit of ``o + t d`` at ``0 <= t < t_max`` (``first_found``: the first one found):
+    ``(face, t, u, v)``, ``face = -1`` and ``t = inf`` on a miss."""
     best_face = int(-1)
     best_t = t_max
     best_u = float(0.0)
     best_v = float(0.0)
     if bvh.num_nodes == 0 or not _usable(d, t_max):
-        return best_face, best_t, best_u, best_v
+        return best_face, float(wp.inf), best_u, best_v
     r = prepare_ray(o, d)
     stack = stack_vec()
     entry = distance_vec()
     sp = int(0)
-    node = int(-1)
-    if _box_entry(r, bvh.box[0], bvh.box[1], best_t) < wp.inf:
-        node = 0
+    node = _root(bvh, r, best_t)
     while node >= 0:
-        info = bvh.node[node]
-        first = info[0]
-        count = info[1]
+        first = bvh.node[node][0]
+        count = bvh.node[node][1]
         if count > 0:
             for k in range(first, first + count):
-                h = intersect_triangle(r, bvh.tri[3 * k], bvh.tri[3 * k + 1], bvh.tri[3 * k + 2])
+                h = _triangle(bvh, r, k)
                 if h[0] >= 0.0 and h[0] < best_t:
                     best_t = h[0]
                     best_u = h[1]
                     best_v = h[2]
                     best_face = bvh.face[k]
+                    if first_found:
+                        return best_face, best_t, best_u, best_v
             node = -1
         else:
-            near = first
-            far = first + 1
-            t_near = _box_entry(r, bvh.box[2 * near], bvh.box[2 * near + 1], best_t)
-            t_far = _box_entry(r, bvh.box[2 * far], bvh.box[2 * far + 1], best_t)
-            if t_far < t_near:
-                near = first + 1
-                far = first
-                tmp = t_near
-                t_near = t_far
-                t_far = tmp
-            node = -1
-            if t_near < wp.inf:
-                node = near
-                if t_far < wp.inf:
-                    stack[sp] = far
-                    entry[sp] = t_far
-                    sp += 1
+            node, far, t_far = _children(bvh, r, first, best_t)
+            if far >= 0:
+                stack[sp] = far
+                entry[sp] = t_far
+                sp += 1
         while node < 0 and sp > 0:  # the nearest deferred node not beyond the closest hit
             sp -= 1
             if entry[sp] <= best_t * ROBUST_SCALE:
@@ -229,44 +251,13 @@ def closest_hit_wp(bvh: FlatBVH, o: wp.vec3, d: wp.vec3, t_max: float):
 
 
 @wp.func
+def closest_hit_wp(bvh: FlatBVH, o: wp.vec3, d: wp.vec3, t_max: float):
+    """Closest hit of ``o + t d`` at ``0 <= t < t_max``: ``(face, t, u, v)``, ``face = -1`` on a miss."""
+    return _traverse(bvh, o, d, t_max, False)
+
+
+@wp.func
 def any_hit_wp(bvh: FlatBVH, o: wp.vec3, d: wp.vec3, t_max: float):
     """Whether ``o + t d`` hits any triangle at ``0 <= t < t_max`` (returns at the first one found)."""
-    if bvh.num_nodes == 0 or not _usable(d, t_max):
-        return False
-    r = prepare_ray(o, d)
-    stack = stack_vec()
-    sp = int(0)
-    node = int(-1)
-    if _box_entry(r, bvh.box[0], bvh.box[1], t_max) < wp.inf:
-        node = 0
-    while node >= 0:
-        info = bvh.node[node]
-        first = info[0]
-        count = info[1]
-        if count > 0:
-            for k in range(first, first + count):
-                h = intersect_triangle(r, bvh.tri[3 * k], bvh.tri[3 * k + 1], bvh.tri[3 * k + 2])
-                if h[0] >= 0.0 and h[0] < t_max:
-                    return True
-            node = -1
-        else:
-            near = first
-            far = first + 1
-            t_near = _box_entry(r, bvh.box[2 * near], bvh.box[2 * near + 1], t_max)
-            t_far = _box_entry(r, bvh.box[2 * far], bvh.box[2 * far + 1], t_max)
-            if t_far < t_near:
-                near = first + 1
-                far = first
-                tmp = t_near
-                t_near = t_far
-                t_far = tmp
-            node = -1
-            if t_near < wp.inf:
-                node = near
-                if t_far < wp.inf:
-                    stack[sp] = far
-                    sp += 1
-        if node < 0 and sp > 0:
-            sp -= 1
-            node = stack[sp]
-    return False
+    face, t, u, v = _traverse(bvh, o, d, t_max, True)
+    return face >= 0
