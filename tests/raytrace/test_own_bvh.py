@@ -24,7 +24,7 @@ def both(verts, faces):
 
 def test_engine_choice_and_bad_engine():
     verts, faces = triangle_soup(10, seed=0)
-    assert TriangleBVH(verts, faces).engine == "own"  # a handful of triangles: the own BVH
+    assert TriangleBVH(verts, faces).engine == "own"  # a handful of triangles on the CPU: the own BVH
     big_v, big_f = triangle_soup(bvh_module.OWN_BVH_MAX_FACES + 1, seed=0)
     assert TriangleBVH(big_v, big_f).engine == "warp"
     with pytest.raises(ValueError, match="engine"):
@@ -105,3 +105,17 @@ def test_refit_matches_a_fresh_build():
     fresh = TriangleBVH(moved, faces, engine="own").closest_hit(o, d)
     assert torch.equal(face, fresh[0]) and torch.equal(t, fresh[1])
     assert_agrees_with_reference(moved.double(), faces, o.double(), d.double(), face, t, bary)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_own_bvh_on_cuda_agrees_with_the_cpu_and_refits():
+    verts, faces = icosphere(2)
+    o, d = rays_at(verts, faces, 500, seed=3)
+    cpu = TriangleBVH(verts, faces, engine="own").closest_hit(o, d)
+    gpu_bvh = TriangleBVH(verts.cuda(), faces.cuda(), engine="own")
+    assert TriangleBVH(verts.cuda(), faces.cuda()).engine == "warp"  # "auto" keeps Warp's on CUDA
+    gpu = gpu_bvh.closest_hit(o.cuda(), d.cuda())
+    assert torch.equal(gpu[0].cpu(), cpu[0]) and torch.allclose(gpu[1].cpu(), cpu[1], rtol=1e-6, atol=0)
+    gpu_bvh.refit(verts.cuda() * 2)
+    assert torch.equal(gpu_bvh.occluded(o.cuda(), d.cuda(), 0.5).cpu(),
+                       TriangleBVH(verts * 2, faces, engine="own").occluded(o, d, 0.5))

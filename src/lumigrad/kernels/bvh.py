@@ -1,8 +1,8 @@
 """A triangle BVH for ray queries, refit in place, and a cache of one per topology.
 
 Two engines answer the same queries with the same conventions: lumigrad's own flattened BVH (binned-SAH build
-on the host, :mod:`.bvh_build`; traversal :mod:`.bvh_traverse`), used for meshes of at most
-:data:`OWN_BVH_MAX_FACES` triangles where it measured faster, and Warp's ``wp.Mesh`` above that
+on the host, :mod:`.bvh_build`; traversal :mod:`.bvh_traverse`), used on the CPU for meshes of at most
+:data:`OWN_BVH_MAX_FACES` triangles, where it measured faster, and Warp's ``wp.Mesh`` otherwise
 (docs/benchmarks.md, "Own BVH traversal (issue 14), branch bvh").
 
 :class:`TriangleBVH` answers closest-hit and any-hit queries for batches of rays with ids, float32 distances
@@ -40,7 +40,7 @@ __all__ = ["TriangleBVH", "bvh_cache_info", "bvh_for", "clear_bvh_cache"]
 
 #: Rays per CPU thread below which a query is not split (a ray costs about a microsecond).
 MIN_RAYS_PER_THREAD = 256
-#: Meshes of at most this many triangles use lumigrad's own BVH (``engine="auto"``), larger ones Warp's.
+#: CPU meshes of at most this many triangles use lumigrad's own BVH (``engine="auto"``), larger ones Warp's.
 OWN_BVH_MAX_FACES = 64
 #: The most BVHs :func:`bvh_for` keeps (a 1M-triangle BVH takes on the order of 100 MB).
 CACHE_CAPACITY = 8
@@ -71,8 +71,8 @@ class TriangleBVH:
             (checked here, once).
         faces: ``[F, 3]`` integer vertex indices into ``verts``, on the same device; ``F = 0`` gives a BVH that
             every ray misses.
-        engine: ``"own"`` (lumigrad's BVH), ``"warp"`` (``wp.Mesh``) or ``"auto"``: own for at most
-            :data:`OWN_BVH_MAX_FACES` triangles, Warp's above.
+        engine: ``"own"`` (lumigrad's BVH), ``"warp"`` (``wp.Mesh``) or ``"auto"``: on the CPU own for at
+            most :data:`OWN_BVH_MAX_FACES` triangles and Warp's above; Warp's on CUDA.
 
     Attributes:
         device: where the BVH lives; ``num_verts``, ``num_faces``: the sizes it was built for.
@@ -97,8 +97,8 @@ class TriangleBVH:
         ensure_init()
         self.device = verts.device
         self.num_verts, self.num_faces = verts.shape[0], faces.shape[0]
-        if engine == "auto":
-            engine = "own" if self.num_faces <= OWN_BVH_MAX_FACES else "warp"
+        if engine == "auto":  # (the own BVH was measured faster on the CPU only; no GPU was at hand)
+            engine = "own" if self.device.type == "cpu" and self.num_faces <= OWN_BVH_MAX_FACES else "warp"
         self.engine = engine
         self.refit_count = 0
         self._points = verts.detach().to(torch.float32, copy=True).contiguous()
