@@ -187,26 +187,6 @@ def _triangle(bvh: FlatBVH, r: RayPre, k: int):
 
 
 @wp.func
-def _children(bvh: FlatBVH, r: RayPre, first: int, t_cap: float):
-    """The children ``first, first + 1`` of an inner node that the ray enters before ``t_cap``, nearer first:
-    ``(near, far, far's entry distance)``, -1 for a child it misses (``near`` is -1 only if both are)."""
-    t0 = _box_entry(r, bvh.box[2 * first], bvh.box[2 * first + 1], t_cap)
-    t1 = _box_entry(r, bvh.box[2 * first + 2], bvh.box[2 * first + 3], t_cap)
-    near = first
-    far = first + 1
-    t_far = t1
-    if t1 < t0:
-        near = first + 1
-        far = first
-        t_far = t0
-    if not (wp.min(t0, t1) < wp.inf):
-        near = -1
-    if not (t_far < wp.inf):
-        far = -1
-    return near, far, t_far
-
-
-@wp.func
 def _traverse(bvh: FlatBVH, o: wp.vec3, d: wp.vec3, t_max: float, first_found: bool):
     """The closest hit of ``o + t d`` at ``0 <= t < t_max`` (``first_found``: the first one found):
     ``(face, t, u, v)``, ``face = -1`` and ``t = inf`` on a miss."""
@@ -235,12 +215,24 @@ def _traverse(bvh: FlatBVH, o: wp.vec3, d: wp.vec3, t_max: float, first_found: b
                     if first_found:
                         return best_face, best_t, best_u, best_v
             node = -1
-        else:
-            node, far, t_far = _children(bvh, r, first, best_t)
-            if far >= 0:
-                stack[sp] = far
-                entry[sp] = t_far
-                sp += 1
+        else:  # both children's boxes; descend into the nearer, defer the farther
+            near = first
+            far = first + 1
+            t_near = _box_entry(r, bvh.box[2 * near], bvh.box[2 * near + 1], best_t)
+            t_far = _box_entry(r, bvh.box[2 * far], bvh.box[2 * far + 1], best_t)
+            if t_far < t_near:
+                near = first + 1
+                far = first
+                tmp = t_near
+                t_near = t_far
+                t_far = tmp
+            node = -1
+            if t_near < wp.inf:
+                node = near
+                if t_far < wp.inf:
+                    stack[sp] = far
+                    entry[sp] = t_far
+                    sp += 1
         while node < 0 and sp > 0:  # the nearest deferred node not beyond the closest hit
             sp -= 1
             if entry[sp] <= best_t * ROBUST_SCALE:
