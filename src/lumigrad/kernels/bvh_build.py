@@ -17,10 +17,9 @@ boxes, so it is cheap but the tree degrades if vertices move far.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import List
-
-import math
 
 import torch
 
