@@ -41,7 +41,7 @@ __all__ = ["TriangleBVH", "bvh_cache_info", "bvh_for", "clear_bvh_cache"]
 #: Rays per CPU thread below which a query is not split (a ray costs about a microsecond).
 MIN_RAYS_PER_THREAD = 256
 #: CPU meshes of at most this many triangles use lumigrad's own BVH (``engine="auto"``), larger ones Warp's.
-OWN_BVH_MAX_FACES = 64
+OWN_BVH_MAX_FACES = 32
 #: The most BVHs :func:`bvh_for` keeps (a 1M-triangle BVH takes on the order of 100 MB).
 CACHE_CAPACITY = 8
 
