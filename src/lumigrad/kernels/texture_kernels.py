@@ -24,6 +24,8 @@ MIRROR = 2
 
 @wp.func
 def _wrap(i: int, size: int, mode: int):
+    if i >= 0 and i < size:  # inside: the same for every mode, and no integer division
+        return i
     if mode == 0:
         r = i % size
         if r < 0:
