@@ -425,6 +425,41 @@ def test_constant_texture_tables_are_reused_until_the_texture_changes():
     assert id(trained) not in texture_module._TABLES  # textures being optimised are never cached
 
 
+def test_prebuilt_pyramid_is_checked_and_flattened_once_until_a_level_changes(monkeypatch):
+    import importlib
+
+    texture_module = importlib.import_module("lumigrad.raster.texture")
+    checks = []
+    real_check = texture_module._check_levels_finite
+    monkeypatch.setattr(texture_module, "_check_levels_finite", lambda *a: checks.append(1) or real_check(*a))
+    tex = torch.rand(8, 8, 3)
+    levels = lg.build_mipmaps(tex)
+    uv = torch.rand(1, 5, 2)
+    duv = torch.full((1, 5, 2, 2), 0.3)
+    first = lg.texture(tex, uv, uv_derivs=duv, mipmaps=levels)
+    second = lg.texture(tex, uv, uv_derivs=duv, mipmaps=levels)
+    assert len(checks) == 1  # the second call reused the checked, flattened table
+    assert torch.equal(first, second)
+    torch.testing.assert_close(first, lg.texture(tex, uv, uv_derivs=duv), rtol=0, atol=1e-6)
+    levels[1].mul_(0.5)  # in place: that level's version moves on, the table is rebuilt from the new values
+    changed = lg.texture(tex, uv, uv_derivs=duv, mipmaps=levels)
+    assert len(checks) == 2 and not torch.equal(changed, first)
+    fresh = [t.clone() for t in levels]
+    torch.testing.assert_close(changed, lg.texture(tex, uv, uv_derivs=duv, mipmaps=fresh), rtol=0, atol=0)
+    levels[2][0, 0, 1] = float("nan")  # bad input written in place must still raise
+    with pytest.raises(ValueError, match=r"mipmaps\[2\]"):
+        lg.texture(tex, uv, uv_derivs=duv, mipmaps=levels)
+    with pytest.raises(ValueError, match=r"mipmaps\[2\]"):
+        lg.texture(tex, uv, uv_derivs=duv, mipmaps=levels)
+    key = id(tex)
+    assert key in texture_module._PYRAMIDS
+    del tex, levels  # (levels[0] is tex itself)
+    assert key not in texture_module._PYRAMIDS  # dropped with the texture
+    trained = torch.rand(8, 8, 3, requires_grad=True)
+    lg.texture(trained, uv, uv_derivs=duv, mipmaps=lg.build_mipmaps(trained))
+    assert id(trained) not in texture_module._PYRAMIDS  # pyramids with a graph are never cached
+
+
 def _large_trainable(dtype=torch.float32, seed=0):
     """A texture big enough to be cached while it requires gradients (GRAD_CACHE_MIN_ELEMENTS)."""
     import importlib

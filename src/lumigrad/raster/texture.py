@@ -61,7 +61,9 @@ def texture(
         mipmaps: a prebuilt pyramid from :func:`build_mipmaps` (saves rebuilding it every call when the
             texture is constant); built from ``tex`` when omitted. Every level is checked like ``tex``: same
             dims, batch dims, channels, dtype and device, at least one texel, no NaN / Inf; level 0 has
-            ``tex``'s shape.
+            ``tex``'s shape. The flattened table and the NaN / Inf verdict are cached per pyramid (keyed like
+            the texel cache below, on ``tex`` and every level) when no level requires gradients, so a prebuilt
+            pyramid costs only the shape checks on later calls.
         max_mip_level: the coarsest level used (0 = full resolution only), an int ``>= 0`` or ``None`` (all).
         lod_bias: added to the level of detail ``lod = log2(max(|d uv/dx|, |d uv/dy|) in texels)``; finite.
         mask: ``[..., H, W]`` bool; samples where it is False are skipped (zero output, no gradient), e.g.
@@ -123,7 +125,7 @@ def texture(
         if texel_transform is not None:
             raise ValueError("texel_transform cannot be combined with mipmaps (the pyramid is built from "
                              "the transformed texels); pass one of them")
-        mipmaps = _check_mipmaps(mipmaps, tex)
+        mipmaps = _pyramid_table(tex, mipmaps, filter, max_mip_level)
     elif _cached_values(tex, filter, max_mip_level, texel_transform) is None:
         check_tensor(tex, "tex", finite=True)
     sample_batch = uv.shape[:-3]
@@ -170,8 +172,8 @@ def _sample(tex, uv, uv_derivs, filter, wrap, mipmaps, max_mip_level, lod_bias, 
     per_sample = uv.shape[-3] * uv.shape[-2]
     flat_uv = uv.reshape(-1, 2)
     num_tex = 1 if tex.dim() == 3 else int(torch.tensor(tex.shape[:-3]).prod())
-    if mipmaps is not None:
-        table = _texel_table(tex, filter, mipmaps, max_mip_level, num_tex)
+    if mipmaps is not None:  # the table of a checked, given pyramid (``_pyramid_table``)
+        table = mipmaps
     else:
         table = _cached_table(tex, filter, max_mip_level, transform, num_tex)
     levels = table.num_levels
@@ -202,9 +204,42 @@ def _sample(tex, uv, uv_derivs, filter, wrap, mipmaps, max_mip_level, lod_bias, 
     return out.reshape(out_shape)
 
 
+def _pyramid_table(tex: torch.Tensor, mipmaps, filter: str, max_mip_level: Optional[int]) -> "_TexelTable":
+    """The texel table of a given pyramid, after :func:`_check_mipmaps`; the table and the finiteness verdict
+    are cached per pyramid (below), so a prebuilt pyramid costs only the shape checks per call."""
+    levels = _check_mipmaps(mipmaps, tex)
+    num_tex = 1 if tex.dim() == 3 else int(torch.tensor(tex.shape[:-3]).prod())
+    # Tensors that carry a graph are never cached: their table must stay differentiable.
+    cacheable = _CACHE_ON[0] and not any(t.requires_grad for t in [tex] + levels)
+    key = _pyramid_key(tex, levels, filter, max_mip_level)
+    hit = _PYRAMIDS.get(id(tex)) if cacheable else None
+    if hit is not None and hit[1] == key and all(ref() is t for ref, t in zip(hit[0], [tex] + levels)):
+        return hit[2]
+    _check_levels_finite(tex, levels)
+    if not cacheable:
+        return _texel_table(tex, filter, levels, max_mip_level, num_tex)
+    # Detached: a cached table that viewed ``tex`` itself (one level) would keep it alive forever.
+    table = _texel_table(tex.detach(), filter, [t.detach() for t in levels], max_mip_level, num_tex)
+    if id(tex) not in _PYRAMIDS:
+        weakref.finalize(tex, _PYRAMIDS.pop, id(tex), None)
+    _PYRAMIDS[id(tex)] = ([weakref.ref(t) for t in [tex] + levels], key, table)
+    return table
+
+
+# Tables of explicit pyramids, one per texture while it lives (the latest pyramid given with it):
+# ``id(tex) -> (weakrefs to tex and the levels, key, table)``.
+_PYRAMIDS: Dict[int, tuple] = {}
+
+
+def _pyramid_key(tex, levels, filter, max_mip_level) -> tuple:
+    """What a cached pyramid table depends on: every tensor's identity, version, data pointer and layout."""
+    return (filter == "trilinear", max_mip_level) + tuple(
+        (id(t), t._version, t.data_ptr(), t.shape, t.stride(), t.dtype, t.device) for t in [tex] + levels)
+
+
 def _check_mipmaps(mipmaps, tex: torch.Tensor) -> List[torch.Tensor]:
     """Every given level: a float tensor like ``tex`` (dims, batch dims, channels, dtype, device), at least one
-    texel, no NaN / Inf (one host sync for all levels); level 0 has ``tex``'s shape."""
+    texel; level 0 has ``tex``'s shape. Finiteness is :func:`_check_levels_finite`'s."""
     if isinstance(mipmaps, torch.Tensor) or not isinstance(mipmaps, (list, tuple)):
         raise TypeError(f"mipmaps must be a list of tensors from build_mipmaps(tex); got {type(mipmaps).__name__}")
     levels = list(mipmaps)
@@ -223,12 +258,16 @@ def _check_mipmaps(mipmaps, tex: torch.Tensor) -> List[torch.Tensor]:
     if levels[0].shape != tex.shape:
         raise ValueError(f"mipmaps[0] has shape {tuple(levels[0].shape)} but tex has {tuple(tex.shape)}; "
                          "pass build_mipmaps(tex) of this texture")
+    return levels
+
+
+def _check_levels_finite(tex: torch.Tensor, levels: List[torch.Tensor]) -> None:
+    """No NaN / Inf in ``tex`` or any level (one host sync for all)."""
     if tex.device.type != "meta":
         finite = torch.stack([torch.isfinite(level).all() for level in [tex] + levels]).tolist()
         if not all(finite):
             bad = finite.index(False)
             raise ValueError(f"{'tex' if bad == 0 else f'mipmaps[{bad - 1}]'} contains NaN or Inf values")
-    return levels
 
 
 def _texel_table(tex, filter, mipmaps, max_mip_level, num_tex) -> "_TexelTable":
