@@ -396,6 +396,25 @@ def test_nan_texture_or_uv_raises():
         lg.texture(tex, uv, uv_derivs=torch.full((1, 2, 2, 2), float("nan"), dtype=DT))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_finiteness_check_by_sum_agrees_with_the_elementwise_test(dtype):
+    from lumigrad._checks import check_finite
+
+    big = torch.finfo(dtype).max
+    ok = torch.tensor([big, big, -1.0, 3.0], dtype=dtype)  # finite, but the sum overflows: elementwise test runs
+    assert check_finite(ok, "uv") is ok
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        for base in (torch.zeros(6, dtype=dtype), ok.clone()):
+            x = base.clone()
+            x[2] = bad
+            with pytest.raises(ValueError, match="uv contains NaN or Inf"):
+                check_finite(x, "uv")
+    both = torch.tensor([float("inf"), -float("inf"), 1.0], dtype=dtype)  # inf - inf: the sum is NaN
+    with pytest.raises(ValueError, match="uv"):
+        check_finite(both, "uv")
+    assert check_finite(torch.empty(0, dtype=dtype), "uv").numel() == 0
+
+
 def test_mipmaps_must_match_the_texture():
     tex = _tex(4, 4, 2)
     uv = _uv((1, 2), 4, 4)
