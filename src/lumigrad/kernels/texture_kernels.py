@@ -2,8 +2,9 @@
 
 The texels of all mip levels (and of all textures of a batch) live in one table ``[T, C]``; level ``l`` of
 texture ``n`` starts at row ``offsets[l] + n * heights[l] * widths[l]``. Per sample the forward gathers 1,
-4 or 8 taps; the backward scatters the output gradient into the table (atomic adds) and writes the
-gradients of the texture coordinates and of their screen-space derivatives (through the level of detail).
+4 or 8 taps; the backward scatters the output gradient into the table (atomic adds) and writes the gradients
+of the texture coordinates and of their screen-space derivatives (through the level of detail). Work items
+are all samples (masked ones only write zeros) or, with ``use_active``, the listed unmasked samples only.
 
 Conventions as in ``lumigrad.texture``: texel (i, j) of a level has its centre at ((j + .5)/W, (i + .5)/H).
 """
@@ -129,10 +130,13 @@ def sample_forward(
     table: wp.array2d(dtype=wp.float32), heights: wp.array(dtype=wp.int32), widths: wp.array(dtype=wp.int32),
     offsets: wp.array(dtype=wp.int32), num_levels: int,
     uv: wp.array2d(dtype=wp.float32), duv: wp.array2d(dtype=wp.float32), mask: wp.array(dtype=wp.int8),
-    use_mask: int, per_owner: int, mode: int, wrap: int, lod_bias: float,
+    use_mask: int, active: wp.array(dtype=wp.int32), use_active: int, per_owner: int, mode: int, wrap: int,
+    lod_bias: float,
     out: wp.array2d(dtype=wp.float32),
 ):
     s = offset + wp.tid()
+    if use_active != 0:  # the work items are the unmasked samples' indices
+        s = active[s]
     channels = table.shape[1]
     for c in range(channels):
         out[s, c] = 0.0
@@ -171,13 +175,16 @@ def sample_backward(
     table: wp.array2d(dtype=wp.float32), heights: wp.array(dtype=wp.int32), widths: wp.array(dtype=wp.int32),
     offsets: wp.array(dtype=wp.int32), num_levels: int,
     uv: wp.array2d(dtype=wp.float32), duv: wp.array2d(dtype=wp.float32), mask: wp.array(dtype=wp.int8),
-    use_mask: int, per_owner: int, mode: int, wrap: int, lod_bias: float,
+    use_mask: int, active: wp.array(dtype=wp.int32), use_active: int, per_owner: int, mode: int, wrap: int,
+    lod_bias: float,
     v_out: wp.array2d(dtype=wp.float32), want_table: int,
     v_table: wp.array2d(dtype=wp.float32), v_uv: wp.array2d(dtype=wp.float32),
     v_duv: wp.array2d(dtype=wp.float32),
 ):
     """Gradients of ``sum(v_out * out)``; texel gradients by atomic adds (one launch on CPU)."""
     s = offset + wp.tid()
+    if use_active != 0:  # the work items are the unmasked samples' indices
+        s = active[s]
     channels = table.shape[1]
     v_uv[s, 0] = 0.0
     v_uv[s, 1] = 0.0
