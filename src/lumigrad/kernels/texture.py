@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Optional
+import threading
+from typing import List, Optional
 
 import torch
 
 from . import texture_kernels as tk
 from ._runtime import as_warp, ensure_init, launch, launch_partitioned, launch_split, num_workers
+from .texture_pyramid import table_adjoint
 
 MODES = {"nearest": tk.NEAREST, "bilinear": tk.BILINEAR, "trilinear": tk.TRILINEAR}
 WRAPS = {"repeat": tk.REPEAT, "clamp": tk.CLAMP, "mirror": tk.MIRROR}
@@ -16,7 +18,8 @@ TAPS = {"nearest": 1, "bilinear": 4, "trilinear": 8}  # texels one sample reads
 
 class _SampleTexture(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias):
+    def forward(ctx, table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias,
+                tex, slope, shapes):
         ensure_init()
         S = uv.shape[0]
         items = S if active is None else active.shape[0]
@@ -24,15 +27,16 @@ class _SampleTexture(torch.autograd.Function):
         out = new(S, table.shape[1], dtype=table.dtype, device=table.device)
         args = _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias)
         launch_split(tk.sample_forward, items, args + [as_warp(out)], table.device, min_chunk=4096)
-        ctx.save_for_backward(table, uv, duv, heights, widths, offsets, mask, active)
-        ctx.meta = (per_owner, mode, wrap, lod_bias)
+        ctx.save_for_backward(table, uv, duv, heights, widths, offsets, mask, active, slope)
+        ctx.meta = (per_owner, mode, wrap, lod_bias, None if tex is None else tex.shape, shapes)
         return out
 
     @staticmethod
     def backward(ctx, v_out):
-        table, uv, duv, heights, widths, offsets, mask, active = ctx.saved_tensors
-        per_owner, mode, wrap, lod_bias = ctx.meta
-        want_table = ctx.needs_input_grad[0]
+        table, uv, duv, heights, widths, offsets, mask, active, slope = ctx.saved_tensors
+        per_owner, mode, wrap, lod_bias, tex_shape, shapes = ctx.meta
+        want_tex = tex_shape is not None and ctx.needs_input_grad[12]
+        want_table = ctx.needs_input_grad[0] or want_tex
         S = uv.shape[0]
         items = S if active is None else active.shape[0]
         dev = table.device
@@ -47,22 +51,57 @@ class _SampleTexture(torch.autograd.Function):
             # A large table and few samples (a 2048^2 pyramid under a 256^2 image): one more zeroed table and
             # its sum would cost more than splitting the scatter saves.
             parts = 1
+        # The table gradient of a cached pyramid (``tex`` given) is scratch, consumed here by the pyramid's
+        # adjoint: on the CPU it lives in reused tables whose pages stay mapped (a fresh 1024^2 pyramid's
+        # gradient is 16 MiB of page faults per backward).
+        scratch = want_tex and dev.type == "cpu" and len(shapes) > 1
         if want_table and dev.type == "cpu" and parts > 1:
             # Atomics are not atomic across CPU threads: each thread scatters into its own table, then sum.
-            tables = [torch.zeros_like(table) for _ in range(parts)]
+            tables = _take_zeroed(table, parts) if scratch else [torch.zeros_like(table) for _ in range(parts)]
             launch_partitioned(tk.sample_backward, items, lambda k: args + [as_warp(tables[k])] + tail, parts, dev)
             v_table = tables[0]
             for extra in tables[1:]:
                 v_table += extra
         else:
-            v_table = torch.zeros_like(table) if want_table else table.new_zeros(1, table.shape[1])
+            tables = _take_zeroed(table, 1) if scratch else None
+            v_table = tables[0] if scratch else (
+                torch.zeros_like(table) if want_table else table.new_zeros(1, table.shape[1]))
             if want_table and dev.type == "cpu":
                 launch(tk.sample_backward, items, [0, items] + args + [as_warp(v_table)] + tail, dev)
             else:
                 launch_split(tk.sample_backward, items, args + [as_warp(v_table)] + tail, dev, min_chunk=4096)
+        v_tex = None
+        if want_tex:
+            # A fresh tensor whenever the pyramid has two levels or more (so never a view of the scratch).
+            v_tex = table_adjoint(v_table, tex_shape, shapes, slope if slope.numel() > 1 else None)
+        if scratch:
+            _give_back(tables)
         want_uv = ctx.needs_input_grad[1] and mode != "nearest"  # nearest sampling is flat in uv
-        return (v_table if want_table else None, v_uv if want_uv else None,
-                v_duv if ctx.needs_input_grad[2] else None) + (None,) * 9
+        return (v_table if ctx.needs_input_grad[0] else None, v_uv if want_uv else None,
+                v_duv if ctx.needs_input_grad[2] else None) + (None,) * 9 + (v_tex, None, None)
+
+
+# Zeroed CPU tables for the table gradients of cached pyramids, kept for the next backward of the same size
+# (at most MAX_SCRATCH tables, of the last size used; 16 MiB each for a 1024^2 RGB pyramid).
+_SCRATCH: List[torch.Tensor] = []
+_SCRATCH_LOCK = threading.Lock()
+MAX_SCRATCH = 4
+
+
+def _take_zeroed(like: torch.Tensor, count: int) -> List[torch.Tensor]:
+    """``count`` zeroed tables shaped like ``like``: kept ones first, then new ones."""
+    with _SCRATCH_LOCK:
+        fits = [k for k, t in enumerate(_SCRATCH) if t.shape == like.shape and t.dtype == like.dtype][:count]
+        taken = [_SCRATCH[k] for k in fits]
+        _SCRATCH[:] = [t for k, t in enumerate(_SCRATCH) if k not in fits]
+    return [t.zero_() for t in taken] + [torch.zeros_like(like) for _ in range(count - len(taken))]
+
+
+def _give_back(tables: List[torch.Tensor]) -> None:
+    """Keep ``tables`` (no longer referenced elsewhere) for later backwards; other sizes are dropped."""
+    with _SCRATCH_LOCK:
+        same = [t for t in _SCRATCH if t.shape == tables[0].shape and t.dtype == tables[0].dtype]
+        _SCRATCH[:] = (same + list(tables))[:MAX_SCRATCH]
 
 
 def _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias):
@@ -75,7 +114,7 @@ def _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mod
 
 def sample_texture(table: torch.Tensor, heights: torch.Tensor, widths: torch.Tensor, offsets: torch.Tensor,
                    uv: torch.Tensor, duv: Optional[torch.Tensor], mask: Optional[torch.Tensor], per_owner: int,
-                   mode: str, wrap: str, lod_bias: float = 0.0) -> torch.Tensor:
+                   mode: str, wrap: str, lod_bias: float = 0.0, source: Optional[tuple] = None) -> torch.Tensor:
     """Filter a flattened mip table ``[T, C]`` at ``uv [S, 2]`` (float32); see ``texture_kernels``.
 
     ``duv [S, 4]`` (du/dx, du/dy, dv/dx, dv/dy) is needed for trilinear filtering; ``mask [S]`` skips samples
@@ -83,6 +122,10 @@ def sample_texture(table: torch.Tensor, heights: torch.Tensor, widths: torch.Ten
     Differentiable w.r.t. ``table``, ``uv`` and ``duv``. On the CPU the kernels run over the unmasked samples
     only (their indices, found once per forward); on CUDA over all samples, since listing them would cost a
     host sync.
+
+    ``source = (tex, slope, shapes)``: ``table`` holds the constant, cached pyramid (level sizes ``shapes``) of
+    an elementwise ``transform(tex)`` whose derivative is ``slope`` (None: the identity); the gradient then goes
+    to ``tex`` through the pyramid's adjoint (``texture_pyramid.table_adjoint``) instead of to ``table``.
     """
     dev = table.device
     duv = duv.contiguous() if duv is not None else uv.new_zeros(1, 4)
@@ -91,7 +134,10 @@ def sample_texture(table: torch.Tensor, heights: torch.Tensor, widths: torch.Ten
         active = mask.nonzero().reshape(-1).to(torch.int32)
         mask = None
     mask = mask.to(torch.int8).contiguous() if mask is not None else torch.zeros(1, dtype=torch.int8, device=dev)
+    tex, slope, shapes = source if source is not None else (None, None, None)
+    slope = table.new_zeros(()) if slope is None else slope
     i32 = dict(dtype=torch.int32, device=dev)
-    return _SampleTexture.apply(table.contiguous(), uv.contiguous(), duv, heights.to(**i32).contiguous(),
-                                widths.to(**i32).contiguous(), offsets.to(**i32).contiguous(), mask, active,
-                                per_owner, mode, wrap, lod_bias)
+    return _SampleTexture.apply(table.detach().contiguous() if tex is not None else table.contiguous(),
+                                uv.contiguous(), duv, heights.to(**i32).contiguous(), widths.to(**i32).contiguous(),
+                                offsets.to(**i32).contiguous(), mask, active, per_owner, mode, wrap, lod_bias,
+                                tex, slope, None if shapes is None else tuple(shapes))

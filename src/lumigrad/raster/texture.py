@@ -181,9 +181,13 @@ def _sample(tex, uv, uv_derivs, filter, wrap, mipmaps, max_mip_level, lod_bias, 
 
     if use_kernel:
         duv = None if filter != "trilinear" else uv_derivs.reshape(-1, 4).to(torch.float32)
+        source = None if table.source is None else table.source + (table.shapes,)
         out = sample_texture(table.table, table.heights, table.widths, table.offsets, flat_uv, duv, flat_mask,
-                             per_sample if num_tex > 1 else 0, filter, wrap, lod_bias)
+                             per_sample if num_tex > 1 else 0, filter, wrap, lod_bias, source=source)
         return out.reshape(out_shape)
+    if table.source is not None:
+        source_tex, slope = table.source
+        table = table.with_table(cached_table(source_tex, table.table, slope, table.shapes))
 
     owner = None if tex.dim() == 3 else torch.arange(flat_uv.shape[0], device=uv.device) // per_sample
     if filter == "nearest":
@@ -333,7 +337,7 @@ def _cached_table(tex, filter, max_mip_level, transform, num_tex) -> "_TexelTabl
     table, slope = hit
     if not needs_grad:
         return table
-    return table.with_table(cached_table(tex, table.table, slope, table.shapes))
+    return table.with_source(tex, slope)
 
 
 def _build_values(tex, filter, max_mip_level, transform, num_tex, with_slope: bool) -> tuple:
@@ -399,11 +403,20 @@ class _TexelTable:
         self.shapes = [(lv.shape[1], lv.shape[2]) for lv in levels]
         self.single = len(levels) == 1
         self.num_levels = len(levels)
+        self.source = None  # (tex, slope): the values are the cached pyramid of tex, gradients go to tex
+
+    def with_source(self, tex: torch.Tensor, slope: Optional[torch.Tensor]) -> "_TexelTable":
+        """This table, its (constant, cached) values differentiable w.r.t. ``tex`` through the pyramid's adjoint
+        (``slope``: the texel transform's elementwise derivative, or None)."""
+        other = copy.copy(self)
+        other.source = (tex, slope)
+        return other
 
     def with_table(self, table: torch.Tensor) -> "_TexelTable":
         """This table's addressing with other texel values ``table`` (same layout)."""
         other = copy.copy(self)
         other.table = table
+        other.source = None
         return other
 
     def _level(self, level, owner):
