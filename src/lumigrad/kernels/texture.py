@@ -1,4 +1,4 @@
-"""Autograd glue for the float32 texture kernels: one fused gather forward, one explicit backward."""
+"""Autograd glue for the texture kernels (float32 / float64): one fused gather forward, one explicit backward."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import threading
 from typing import List, Optional
 
 import torch
+import warp as wp
 
 from . import texture_kernels as tk
 from ._runtime import as_warp, ensure_init, launch, launch_partitioned, launch_split, num_workers
@@ -105,17 +106,19 @@ def _give_back(tables: List[torch.Tensor]) -> None:
 
 
 def _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias):
-    use_active = active is not None
+    """The kernels' shared arguments; ``mask`` (int8) and ``active`` (int32) may be None (unused)."""
+    use_mask, use_active = mask is not None, active is not None
+    mask = mask if use_mask else torch.zeros(1, dtype=torch.int8, device=table.device)
     active = active if use_active else torch.zeros(1, dtype=torch.int32, device=table.device)
     return [as_warp(table), as_warp(heights), as_warp(widths), as_warp(offsets), int(heights.shape[0]),
-            as_warp(uv), as_warp(duv), as_warp(mask), int(mask.shape[0] == uv.shape[0] and not use_active),
-            as_warp(active), int(use_active), int(per_owner), MODES[mode], WRAPS[wrap], float(lod_bias)]
+            as_warp(uv), as_warp(duv), as_warp(mask), int(use_mask), as_warp(active), int(use_active), int(per_owner), MODES[mode], WRAPS[wrap], wp.float64(lod_bias)]
 
 
 def sample_texture(table: torch.Tensor, heights: torch.Tensor, widths: torch.Tensor, offsets: torch.Tensor,
                    uv: torch.Tensor, duv: Optional[torch.Tensor], mask: Optional[torch.Tensor], per_owner: int,
                    mode: str, wrap: str, lod_bias: float = 0.0, source: Optional[tuple] = None) -> torch.Tensor:
-    """Filter a flattened mip table ``[T, C]`` at ``uv [S, 2]`` (float32); see ``texture_kernels``.
+    """Filter a flattened mip table ``[T, C]`` at ``uv [S, 2]`` (float32 or float64, one dtype for the table,
+    ``uv`` and ``duv``); see ``texture_kernels``.
 
     ``duv [S, 4]`` (du/dx, du/dy, dv/dx, dv/dy) is needed for trilinear filtering; ``mask [S]`` skips samples
     (zero output, zero gradient); ``per_owner`` > 0 selects texture ``s // per_owner`` of a batch.
@@ -133,7 +136,7 @@ def sample_texture(table: torch.Tensor, heights: torch.Tensor, widths: torch.Ten
     if mask is not None and dev.type == "cpu":
         active = mask.nonzero().reshape(-1).to(torch.int32)
         mask = None
-    mask = mask.to(torch.int8).contiguous() if mask is not None else torch.zeros(1, dtype=torch.int8, device=dev)
+    mask = mask.to(torch.int8).contiguous() if mask is not None else None
     tex, slope, shapes = source if source is not None else (None, None, None)
     slope = table.new_zeros(()) if slope is None else slope
     i32 = dict(dtype=torch.int32, device=dev)

@@ -68,8 +68,9 @@ def texture(
         lod_bias: added to the level of detail ``lod = log2(max(|d uv/dx|, |d uv/dy|) in texels)``; finite.
         mask: ``[..., H, W]`` bool; samples where it is False are skipped (zero output, no gradient), e.g.
             ``frags.mask`` so that background pixels cost nothing.
-        backend: ``"kernel"``: the compiled float32 kernel with its explicit backward (the default for float32
-            inputs); ``"torch"``: pure PyTorch, any float dtype (the default otherwise, and the reference).
+        backend: ``"kernel"``: the compiled kernel with its explicit backward, for ``tex`` and ``uv`` both
+            float32 or both float64 (the default for those); ``"torch"``: pure PyTorch, any float dtype (the
+            default otherwise, and the reference twin).
         texel_transform: an *elementwise* function applied to the texels before filtering (e.g. an sRGB
             decode); each output element must depend only on the input element at the same index. Its result,
             pyramid and slope are cached with the texture (below). Not combinable with ``mipmaps``.
@@ -91,7 +92,7 @@ def texture(
 
     Raises:
         TypeError: non-tensors, integer dtypes, a non-bool ``mask``, a mip level of another dtype, a
-            non-integer ``max_mip_level``, ``backend="kernel"`` with non-float32 inputs, a non-callable
+            non-integer ``max_mip_level``, ``backend="kernel"`` with other dtypes (above), a non-callable
             ``texel_transform``.
         ValueError: wrong shapes, zero texels or channels, a channel-first ``tex``, NaN / Inf in ``uv``,
             ``uv_derivs``, ``tex`` or any mip level, ``max_mip_level < 0``, a NaN / Inf ``lod_bias``, mixed
@@ -147,9 +148,10 @@ def texture(
         if mask.shape != uv.shape[:-1]:
             raise ValueError(f"mask must have shape {tuple(uv.shape[:-1])}; got {tuple(mask.shape)}")
     check_choice(backend, "backend", ("auto", "kernel", "torch"))
-    use_kernel = backend == "kernel" or (backend == "auto" and tex.dtype == torch.float32)
-    if use_kernel and (tex.dtype != torch.float32 or uv.dtype != torch.float32):
-        raise TypeError(f"backend='kernel' needs float32 tex and uv; got {tex.dtype} and {uv.dtype}")
+    use_kernel = backend == "kernel" or (backend == "auto" and _kernel_dtypes(tex, uv))
+    if use_kernel and not _kernel_dtypes(tex, uv):
+        raise TypeError(f"backend='kernel' needs tex and uv both float32 or both float64; got {tex.dtype} and "
+                        f"{uv.dtype}")
     return _sample(tex, uv, uv_derivs, filter, wrap, mipmaps, max_mip_level, lod_bias, mask, use_kernel,
                    texel_transform)
 
@@ -161,8 +163,13 @@ def texture_unchecked(tex: torch.Tensor, uv: torch.Tensor, *, uv_derivs: Optiona
     ``"auto"``) and without its checks, for pipelines that validated ``tex`` once (a material's textures,
     sampled every frame); same results."""
     filter = "trilinear" if uv_derivs is not None else "bilinear"
-    use_kernel = tex.dtype == torch.float32 and uv.dtype == torch.float32
+    use_kernel = _kernel_dtypes(tex, uv)
     return _sample(tex, uv, uv_derivs, filter, wrap, None, None, 0.0, mask, use_kernel, texel_transform)
+
+
+def _kernel_dtypes(tex: torch.Tensor, uv: torch.Tensor) -> bool:
+    """Whether the compiled kernels take these inputs: both float32 or both float64."""
+    return tex.dtype == uv.dtype and tex.dtype in (torch.float32, torch.float64)
 
 
 def _sample(tex, uv, uv_derivs, filter, wrap, mipmaps, max_mip_level, lod_bias, mask, use_kernel: bool,
@@ -180,7 +187,7 @@ def _sample(tex, uv, uv_derivs, filter, wrap, mipmaps, max_mip_level, lod_bias, 
     flat_mask = None if mask is None else mask.reshape(-1)
 
     if use_kernel:
-        duv = None if filter != "trilinear" else uv_derivs.reshape(-1, 4).to(torch.float32)
+        duv = None if filter != "trilinear" else uv_derivs.reshape(-1, 4).to(uv.dtype)
         source = None if table.source is None else table.source + (table.shapes,)
         out = sample_texture(table.table, table.heights, table.widths, table.offsets, flat_uv, duv, flat_mask,
                              per_sample if num_tex > 1 else 0, filter, wrap, lod_bias, source=source)
