@@ -26,15 +26,17 @@ class _SampleTexture(torch.autograd.Function):
         items = S if active is None else active.shape[0]
         new = torch.empty if active is None else torch.zeros  # listed samples only: the others stay zero
         out = new(S, table.shape[1], dtype=table.dtype, device=table.device)
+        fine = torch.empty(items, dtype=torch.int32, device=table.device)  # finest level read, per item
         args = _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias)
-        launch_split(tk.sample_forward, items, args + [as_warp(out)], table.device, min_chunk=4096)
-        ctx.save_for_backward(table, uv, duv, heights, widths, offsets, mask, active, slope)
+        launch_split(tk.sample_forward, items, args + [as_warp(out), as_warp(fine)], table.device,
+                     min_chunk=4096)
+        ctx.save_for_backward(table, uv, duv, heights, widths, offsets, mask, active, slope, fine)
         ctx.meta = (per_owner, mode, wrap, lod_bias, None if tex is None else tex.shape, shapes)
         return out
 
     @staticmethod
     def backward(ctx, v_out):
-        table, uv, duv, heights, widths, offsets, mask, active, slope = ctx.saved_tensors
+        table, uv, duv, heights, widths, offsets, mask, active, slope, fine = ctx.saved_tensors
         per_owner, mode, wrap, lod_bias, tex_shape, shapes = ctx.meta
         want_tex = tex_shape is not None and ctx.needs_input_grad[12]
         want_table = ctx.needs_input_grad[0] or want_tex
@@ -54,17 +56,20 @@ class _SampleTexture(torch.autograd.Function):
             parts = 1
         # The table gradient of a cached pyramid (``tex`` given) is scratch, consumed here by the pyramid's
         # adjoint: on the CPU it lives in reused tables whose pages stay mapped (a fresh 1024^2 pyramid's
-        # gradient is 16 MiB of page faults per backward).
+        # gradient is 16 MiB of page faults per backward), and only the levels the samples read are zeroed,
+        # summed and pushed through the adjoint (levels finer than ``first`` get the coarse gradient only).
         scratch = want_tex and dev.type == "cpu" and len(shapes) > 1
+        first = min(int(fine.min()), len(shapes) - 1) if scratch and items else 0
+        start = int(offsets[first]) if scratch else 0  # rows below it are never written nor read
         if want_table and dev.type == "cpu" and parts > 1:
             # Atomics are not atomic across CPU threads: each thread scatters into its own table, then sum.
-            tables = _take_zeroed(table, parts) if scratch else [torch.zeros_like(table) for _ in range(parts)]
+            tables = _take_zeroed(table, parts, start) if scratch else [torch.zeros_like(table) for _ in range(parts)]
             launch_partitioned(tk.sample_backward, items, lambda k: args + [as_warp(tables[k])] + tail, parts, dev)
             v_table = tables[0]
             for extra in tables[1:]:
-                v_table += extra
+                v_table[start:] += extra[start:]
         else:
-            tables = _take_zeroed(table, 1) if scratch else None
+            tables = _take_zeroed(table, 1, start) if scratch else None
             v_table = tables[0] if scratch else (
                 torch.zeros_like(table) if want_table else table.new_zeros(1, table.shape[1]))
             if want_table and dev.type == "cpu":
@@ -74,7 +79,7 @@ class _SampleTexture(torch.autograd.Function):
         v_tex = None
         if want_tex:
             # A fresh tensor whenever the pyramid has two levels or more (so never a view of the scratch).
-            v_tex = table_adjoint(v_table, tex_shape, shapes, slope if slope.numel() > 1 else None)
+            v_tex = table_adjoint(v_table, tex_shape, shapes, slope if slope.numel() > 1 else None, first)
         if scratch:
             _give_back(tables)
         want_uv = ctx.needs_input_grad[1] and mode != "nearest"  # nearest sampling is flat in uv
@@ -89,13 +94,16 @@ _SCRATCH_LOCK = threading.Lock()
 MAX_SCRATCH = 4
 
 
-def _take_zeroed(like: torch.Tensor, count: int) -> List[torch.Tensor]:
-    """``count`` zeroed tables shaped like ``like``: kept ones first, then new ones."""
+def _take_zeroed(like: torch.Tensor, count: int, start: int = 0) -> List[torch.Tensor]:
+    """``count`` tables shaped like ``like``, zero from row ``start`` on (earlier rows are left over from other
+    backwards): kept ones first, then new ones."""
     with _SCRATCH_LOCK:
         fits = [k for k, t in enumerate(_SCRATCH) if t.shape == like.shape and t.dtype == like.dtype][:count]
         taken = [_SCRATCH[k] for k in fits]
         _SCRATCH[:] = [t for k, t in enumerate(_SCRATCH) if k not in fits]
-    return [t.zero_() for t in taken] + [torch.zeros_like(like) for _ in range(count - len(taken))]
+    for t in taken:
+        t[start:].zero_()
+    return taken + [torch.zeros_like(like) for _ in range(count - len(taken))]
 
 
 def _give_back(tables: List[torch.Tensor]) -> None:

@@ -141,16 +141,20 @@ def sample_forward(
     uv: wp.array2d(dtype=Any), duv: wp.array2d(dtype=Any), mask: wp.array(dtype=wp.int8),
     use_mask: int, active: wp.array(dtype=wp.int32), use_active: int, per_owner: int, mode: int, wrap: int,
     lod_bias: wp.float64,
-    out: wp.array2d(dtype=Any),
+    out: wp.array2d(dtype=Any), fine: wp.array(dtype=wp.int32),
 ):
-    s = offset + wp.tid()
+    """Filtered values ``out``, and per work item the finest mip level it read in ``fine`` (``num_levels``
+    for a masked sample): the backward scatters into those levels and coarser ones only."""
+    item = offset + wp.tid()
+    s = item
     if use_active != 0:  # the work items are the unmasked samples' indices
-        s = active[s]
+        s = active[item]
     channels = table.shape[1]
     zero = out.dtype(0.0)
     one = out.dtype(1.0)
     for c in range(channels):
         out[s, c] = zero
+    fine[item] = num_levels
     if use_mask != 0:
         if mask[s] == wp.int8(0):
             return
@@ -158,11 +162,13 @@ def sample_forward(
     u = uv[s, 0]
     v = uv[s, 1]
     if mode == NEAREST:
+        fine[item] = 0
         row = _nearest_row(u, v, owner, heights, widths, offsets, wrap)
         for c in range(channels):
             out[s, c] = table[row, c]
         return
     lo, hi, frac, lod_active, dlod = _mip_levels(duv, s, widths, heights, num_levels, out.dtype(lod_bias), mode)
+    fine[item] = lo
     for k in range(2):
         level = lo
         weight = one - frac
