@@ -85,7 +85,10 @@ def texture(
     through ``numpy()`` or DLPack views, ``torch.autograd.gradcheck``'s perturbations); assigning
     ``tex.data = other`` is detected through the data pointer unless ``other`` reuses the same address. Small
     textures that require gradients (where rebuilding costs little and gradcheck is practical) are rebuilt
-    every call; ``with lumigrad.raster.texel_cache(False):`` turns the cache off altogether.
+    every call; ``with lumigrad.raster.texel_cache(False):`` turns the cache off altogether. On the CPU the
+    kernel backward of a cached texture keeps its table-gradient scratch (pyramid-sized tables of the last
+    size used, at most ``kernels.texture.MAX_SCRATCH``) for the next backward, so its pages are not faulted in
+    again every step.
 
     Returns:
         ``[..., H, W, C]`` filtered texture values.
