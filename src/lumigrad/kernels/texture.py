@@ -58,7 +58,7 @@ class _SampleTexture(torch.autograd.Function):
         # adjoint: on the CPU it lives in reused tables whose pages stay mapped (a fresh 1024^2 pyramid's
         # gradient is 16 MiB of page faults per backward), and only the levels the samples read are zeroed,
         # summed and pushed through the adjoint (levels finer than ``first`` get the coarse gradient only).
-        scratch = want_tex and dev.type == "cpu" and len(shapes) > 1
+        scratch = want_tex and not ctx.needs_input_grad[0] and dev.type == "cpu" and len(shapes) > 1
         first = min(int(fine.min()), len(shapes) - 1) if scratch and items else 0
         start = int(offsets[first]) if scratch else 0  # rows below it are never written nor read
         if want_table and dev.type == "cpu" and parts > 1:
