@@ -372,3 +372,14 @@ def _raise_not_finite(name: str, x: torch.Tensor) -> None:
 
 def _raise_negative(name: str, x: torch.Tensor) -> None:
     raise ValueError(f"{name} must be non-negative; got minimum {float(x.min()):.6g}")
+
+
+def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
+    """``check_tensor(x, name, finite=True)``'s verdict for a tensor, in one reduction instead of an elementwise
+    test: NaN or Inf anywhere makes the sum NaN or Inf, so a finite sum proves every value finite; only a
+    non-finite sum (a bad value, or finite values whose sum overflows) runs the elementwise test. Returns ``x``."""
+    if not x.numel() or x.device.type == "meta" or not x.is_floating_point():
+        return x
+    if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or Inf values")
+    return x

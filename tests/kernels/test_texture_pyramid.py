@@ -46,3 +46,24 @@ def test_cached_table_gradcheck_with_a_transform(shape):
     assert torch.autograd.gradcheck(fn, (tex,))
     values, _ = _pyramid_table(transform(tex))
     torch.testing.assert_close(fn(tex), values.detach(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(16, 8, 2), (12, 20, 3), (7, 6, 1), (2, 8, 8, 2), (9, 9, 2)])
+@pytest.mark.parametrize("first_level", [1, 2, 3])
+def test_adjoint_from_a_first_level_ignores_the_finer_rows(shape, first_level):
+    """Levels finer than ``first_level`` hold no gradient: whatever their rows contain (scratch left-overs) is
+    ignored, and the result equals the full adjoint of the table with those rows zero (even sizes take one
+    broadcast, odd ones the per-level adjoint)."""
+    gen = torch.Generator().manual_seed(5)
+    tex = torch.rand(shape, dtype=DT, generator=gen)
+    table, shapes = _pyramid_table(tex)
+    num_tex = tex[..., 0, 0, 0].numel()
+    start = sum(num_tex * h * w for h, w in shapes[:first_level])
+    v_table = torch.randn(table.shape, dtype=DT, generator=gen)
+    clean = v_table.clone()
+    clean[:start] = 0
+    slope = torch.rand(shape, dtype=DT, generator=gen)
+    for s in (None, slope):
+        expected = table_adjoint(clean, tex.shape, shapes, s)
+        got = table_adjoint(v_table, tex.shape, shapes, s, first_level)
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)

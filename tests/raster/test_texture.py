@@ -396,6 +396,25 @@ def test_nan_texture_or_uv_raises():
         lg.texture(tex, uv, uv_derivs=torch.full((1, 2, 2, 2), float("nan"), dtype=DT))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_finiteness_check_by_sum_agrees_with_the_elementwise_test(dtype):
+    from lumigrad._checks import check_finite
+
+    big = torch.finfo(dtype).max
+    ok = torch.tensor([big, big, -1.0, 3.0], dtype=dtype)  # finite, but the sum overflows: elementwise test runs
+    assert check_finite(ok, "uv") is ok
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        for base in (torch.zeros(6, dtype=dtype), ok.clone()):
+            x = base.clone()
+            x[2] = bad
+            with pytest.raises(ValueError, match="uv contains NaN or Inf"):
+                check_finite(x, "uv")
+    both = torch.tensor([float("inf"), -float("inf"), 1.0], dtype=dtype)  # inf - inf: the sum is NaN
+    with pytest.raises(ValueError, match="uv"):
+        check_finite(both, "uv")
+    assert check_finite(torch.empty(0, dtype=dtype), "uv").numel() == 0
+
+
 def test_mipmaps_must_match_the_texture():
     tex = _tex(4, 4, 2)
     uv = _uv((1, 2), 4, 4)
@@ -423,6 +442,41 @@ def test_constant_texture_tables_are_reused_until_the_texture_changes():
     trained = torch.rand(8, 8, 3, requires_grad=True)
     lg.texture(trained, uv)
     assert id(trained) not in texture_module._TABLES  # textures being optimised are never cached
+
+
+def test_prebuilt_pyramid_is_checked_and_flattened_once_until_a_level_changes(monkeypatch):
+    import importlib
+
+    texture_module = importlib.import_module("lumigrad.raster.texture")
+    checks = []
+    real_check = texture_module._check_levels_finite
+    monkeypatch.setattr(texture_module, "_check_levels_finite", lambda *a: checks.append(1) or real_check(*a))
+    tex = torch.rand(8, 8, 3)
+    levels = lg.build_mipmaps(tex)
+    uv = torch.rand(1, 5, 2)
+    duv = torch.full((1, 5, 2, 2), 0.3)
+    first = lg.texture(tex, uv, uv_derivs=duv, mipmaps=levels)
+    second = lg.texture(tex, uv, uv_derivs=duv, mipmaps=levels)
+    assert len(checks) == 1  # the second call reused the checked, flattened table
+    assert torch.equal(first, second)
+    torch.testing.assert_close(first, lg.texture(tex, uv, uv_derivs=duv), rtol=0, atol=1e-6)
+    levels[1].mul_(0.5)  # in place: that level's version moves on, the table is rebuilt from the new values
+    changed = lg.texture(tex, uv, uv_derivs=duv, mipmaps=levels)
+    assert len(checks) == 2 and not torch.equal(changed, first)
+    fresh = [t.clone() for t in levels]
+    torch.testing.assert_close(changed, lg.texture(tex, uv, uv_derivs=duv, mipmaps=fresh), rtol=0, atol=0)
+    levels[2][0, 0, 1] = float("nan")  # bad input written in place must still raise
+    with pytest.raises(ValueError, match=r"mipmaps\[2\]"):
+        lg.texture(tex, uv, uv_derivs=duv, mipmaps=levels)
+    with pytest.raises(ValueError, match=r"mipmaps\[2\]"):
+        lg.texture(tex, uv, uv_derivs=duv, mipmaps=levels)
+    key = id(tex)
+    assert key in texture_module._PYRAMIDS
+    del tex, levels  # (levels[0] is tex itself)
+    assert key not in texture_module._PYRAMIDS  # dropped with the texture
+    trained = torch.rand(8, 8, 3, requires_grad=True)
+    lg.texture(trained, uv, uv_derivs=duv, mipmaps=lg.build_mipmaps(trained))
+    assert id(trained) not in texture_module._PYRAMIDS  # pyramids with a graph are never cached
 
 
 def _large_trainable(dtype=torch.float32, seed=0):
@@ -486,6 +540,59 @@ def test_cached_trainable_texture_gradients_equal_uncached_float64(transform):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
     for a, b in zip(cached_first, cached):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("filter", ["bilinear", "trilinear"])
+def test_kernel_gradients_of_a_cached_texture_match_the_twin_and_are_never_reused(filter, threads, monkeypatch):
+    """The kernel's table gradient of a cached pyramid is kept scratch between backwards (per-thread partial
+    tables with 2 threads: 40k unmasked samples): the returned ``tex.grad`` must be the torch twin's and must not
+    change when the next backward reuses the scratch."""
+    monkeypatch.setenv("LUMIGRAD_NUM_THREADS", str(threads))
+    tex, texture_module = _large_trainable()
+    gen = torch.Generator().manual_seed(7)
+    uv = (torch.rand(1, 48000, 2, generator=gen) * 1.4 - 0.2).requires_grad_(True)
+    duv = (torch.rand(1, 48000, 2, 2, generator=gen) * 0.05).requires_grad_(True)
+    mask = torch.rand(1, 48000, generator=gen) < 0.85
+    kw = dict(uv_derivs=duv) if filter == "trilinear" else {}
+    weights = torch.linspace(-1, 1, 48000 * 4).reshape(1, 48000, 4)
+
+    def grads(backend):
+        tex.grad = None
+        (lg.texture(tex, uv, filter=filter, mask=mask, backend=backend, **kw) * weights).sum().backward()
+        return tex.grad
+
+    first = grads("kernel")
+    kept = first.clone()
+    second = grads("kernel")
+    assert torch.equal(first, kept)  # not overwritten by the second backward
+    assert torch.equal(second, kept)
+    torch.testing.assert_close(second, grads("torch"), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kernel_gradients_from_coarse_levels_only_match_the_twin_after_a_fine_backward(threads, monkeypatch):
+    """A backward whose samples read only coarse levels (lod >= 2) zeroes, sums and spreads only those levels
+    of the scratch table, after a backward that wrote level 0 there: the left-over rows must not leak in."""
+    monkeypatch.setenv("LUMIGRAD_NUM_THREADS", str(threads))
+    tex, _ = _large_trainable()
+    gen = torch.Generator().manual_seed(8)
+    uv = (torch.rand(1, 40000, 2, generator=gen) * 1.4 - 0.2).requires_grad_(True)
+    weights = torch.linspace(-1, 1, 40000 * 4).reshape(1, 40000, 4)
+    for footprint in (0.3, 6.0, 0.3):  # in texels: level 0 (with 1), levels >= 2, level 0 again
+        duv = torch.zeros(1, 40000, 2, 2)
+        duv[..., 0, 0] = footprint * (1 + torch.rand(1, 40000, generator=gen)) / tex.shape[1]
+        duv.requires_grad_(True)
+        grads = []
+        for backend in ("kernel", "torch"):
+            tex.grad = uv.grad = duv.grad = None
+            (lg.texture(tex, uv, uv_derivs=duv, backend=backend) * weights).sum().backward()
+            grads.append((tex.grad, uv.grad, duv.grad))
+        (t_k, u_k, d_k), (t_t, u_t, d_t) = grads
+        torch.testing.assert_close(t_k, t_t, rtol=1e-5, atol=1e-5)
+        # uv / duv gradients are ~W = 130 times the texel differences: float32 sums in another order
+        torch.testing.assert_close(u_k, u_t, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(d_k, d_t, rtol=1e-4, atol=1e-4)
 
 
 def test_texture_cache_follows_data_assignment():

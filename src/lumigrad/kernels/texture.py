@@ -1,13 +1,16 @@
-"""Autograd glue for the float32 texture kernels: one fused gather forward, one explicit backward."""
+"""Autograd glue for the texture kernels (float32 / float64): one fused gather forward, one explicit backward."""
 
 from __future__ import annotations
 
-from typing import Optional
+import threading
+from typing import List, Optional
 
 import torch
+import warp as wp
 
 from . import texture_kernels as tk
 from ._runtime import as_warp, ensure_init, launch, launch_partitioned, launch_split, num_workers
+from .texture_pyramid import table_adjoint
 
 MODES = {"nearest": tk.NEAREST, "bilinear": tk.BILINEAR, "trilinear": tk.TRILINEAR}
 WRAPS = {"repeat": tk.REPEAT, "clamp": tk.CLAMP, "mirror": tk.MIRROR}
@@ -16,70 +19,136 @@ TAPS = {"nearest": 1, "bilinear": 4, "trilinear": 8}  # texels one sample reads
 
 class _SampleTexture(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, table, uv, duv, heights, widths, offsets, mask, per_owner, mode, wrap, lod_bias):
+    def forward(ctx, table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias,
+                tex, slope, shapes):
         ensure_init()
         S = uv.shape[0]
-        out = torch.empty(S, table.shape[1], dtype=table.dtype, device=table.device)
-        args = _args(table, uv, duv, heights, widths, offsets, mask, per_owner, mode, wrap, lod_bias)
-        launch_split(tk.sample_forward, S, args + [as_warp(out)], table.device, min_chunk=4096)
-        ctx.save_for_backward(table, uv, duv, heights, widths, offsets, mask)
-        ctx.meta = (per_owner, mode, wrap, lod_bias)
+        items = S if active is None else active.shape[0]
+        new = torch.empty if active is None else torch.zeros  # listed samples only: the others stay zero
+        out = new(S, table.shape[1], dtype=table.dtype, device=table.device)
+        fine = torch.empty(items, dtype=torch.int32, device=table.device)  # finest level read, per item
+        args = _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias)
+        launch_split(tk.sample_forward, items, args + [as_warp(out), as_warp(fine)], table.device,
+                     min_chunk=4096)
+        ctx.save_for_backward(table, uv, duv, heights, widths, offsets, mask, active, slope, fine)
+        ctx.meta = (per_owner, mode, wrap, lod_bias, None if tex is None else tex.shape, shapes)
         return out
 
     @staticmethod
     def backward(ctx, v_out):
-        table, uv, duv, heights, widths, offsets, mask = ctx.saved_tensors
-        per_owner, mode, wrap, lod_bias = ctx.meta
-        want_table = ctx.needs_input_grad[0]
+        table, uv, duv, heights, widths, offsets, mask, active, slope, fine = ctx.saved_tensors
+        per_owner, mode, wrap, lod_bias, tex_shape, shapes = ctx.meta
+        want_tex = tex_shape is not None and ctx.needs_input_grad[12]
+        want_table = ctx.needs_input_grad[0] or want_tex
         S = uv.shape[0]
+        items = S if active is None else active.shape[0]
         dev = table.device
-        v_uv = torch.empty_like(uv)
-        v_duv = torch.empty_like(duv) if duv.shape[0] == S else uv.new_empty(S, 4)
-        args = _args(table, uv, duv, heights, widths, offsets, mask, per_owner, mode, wrap, lod_bias)
+        new = torch.empty if active is None else torch.zeros
+        v_uv = new(uv.shape, dtype=uv.dtype, device=dev)
+        v_duv = new(S, 4, dtype=uv.dtype, device=dev)
+        args = _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias)
         args += [as_warp(v_out.contiguous()), int(want_table)]
         tail = [as_warp(v_uv), as_warp(v_duv)]
-        parts = min(num_workers(), max(1, S // 16384))
-        if want_table and S * TAPS[mode] * table.shape[1] < table.numel():
+        parts = min(num_workers(), max(1, items // 16384))
+        if want_table and items * TAPS[mode] * table.shape[1] < table.numel():
             # A large table and few samples (a 2048^2 pyramid under a 256^2 image): one more zeroed table and
             # its sum would cost more than splitting the scatter saves.
             parts = 1
+        # The table gradient of a cached pyramid (``tex`` given) is scratch, consumed here by the pyramid's
+        # adjoint: on the CPU it lives in reused tables whose pages stay mapped (a fresh 1024^2 pyramid's
+        # gradient is 16 MiB of page faults per backward), and only the levels the samples read are zeroed,
+        # summed and pushed through the adjoint (levels finer than ``first`` get the coarse gradient only).
+        scratch = want_tex and not ctx.needs_input_grad[0] and dev.type == "cpu" and len(shapes) > 1
+        first = min(int(fine.min()), len(shapes) - 1) if scratch and items else 0
+        start = int(offsets[first]) if scratch else 0  # rows below it are never written nor read
         if want_table and dev.type == "cpu" and parts > 1:
             # Atomics are not atomic across CPU threads: each thread scatters into its own table, then sum.
-            tables = [torch.zeros_like(table) for _ in range(parts)]
-            launch_partitioned(tk.sample_backward, S, lambda k: args + [as_warp(tables[k])] + tail, parts, dev)
+            tables = _take_zeroed(table, parts, start) if scratch else [torch.zeros_like(table) for _ in range(parts)]
+            launch_partitioned(tk.sample_backward, items, lambda k: args + [as_warp(tables[k])] + tail, parts, dev)
             v_table = tables[0]
             for extra in tables[1:]:
-                v_table += extra
+                v_table[start:] += extra[start:]
         else:
-            v_table = torch.zeros_like(table) if want_table else table.new_zeros(1, table.shape[1])
+            tables = _take_zeroed(table, 1, start) if scratch else None
+            v_table = tables[0] if scratch else (
+                torch.zeros_like(table) if want_table else table.new_zeros(1, table.shape[1]))
             if want_table and dev.type == "cpu":
-                launch(tk.sample_backward, S, [0, S] + args + [as_warp(v_table)] + tail, dev)
+                launch(tk.sample_backward, items, [0, items] + args + [as_warp(v_table)] + tail, dev)
             else:
-                launch_split(tk.sample_backward, S, args + [as_warp(v_table)] + tail, dev, min_chunk=4096)
+                launch_split(tk.sample_backward, items, args + [as_warp(v_table)] + tail, dev, min_chunk=4096)
+        v_tex = None
+        if want_tex:
+            # A fresh tensor whenever the pyramid has two levels or more (so never a view of the scratch).
+            v_tex = table_adjoint(v_table, tex_shape, shapes, slope if slope.numel() > 1 else None, first)
+        if scratch:
+            _give_back(tables)
         want_uv = ctx.needs_input_grad[1] and mode != "nearest"  # nearest sampling is flat in uv
-        return (v_table if want_table else None, v_uv if want_uv else None,
-                v_duv if ctx.needs_input_grad[2] else None) + (None,) * 8
+        return (v_table if ctx.needs_input_grad[0] else None, v_uv if want_uv else None,
+                v_duv if ctx.needs_input_grad[2] else None) + (None,) * 9 + (v_tex, None, None)
 
 
-def _args(table, uv, duv, heights, widths, offsets, mask, per_owner, mode, wrap, lod_bias):
+# Zeroed CPU tables for the table gradients of cached pyramids, kept for the next backward of the same size
+# (at most MAX_SCRATCH tables, of the last size used; 16 MiB each for a 1024^2 RGB pyramid).
+_SCRATCH: List[torch.Tensor] = []
+_SCRATCH_LOCK = threading.Lock()
+MAX_SCRATCH = 4
+
+
+def _take_zeroed(like: torch.Tensor, count: int, start: int = 0) -> List[torch.Tensor]:
+    """``count`` tables shaped like ``like``, zero from row ``start`` on (earlier rows are left over from other
+    backwards): kept ones first, then new ones."""
+    with _SCRATCH_LOCK:
+        fits = [k for k, t in enumerate(_SCRATCH) if t.shape == like.shape and t.dtype == like.dtype][:count]
+        taken = [_SCRATCH[k] for k in fits]
+        _SCRATCH[:] = [t for k, t in enumerate(_SCRATCH) if k not in fits]
+    for t in taken:
+        t[start:].zero_()
+    return taken + [torch.zeros_like(like) for _ in range(count - len(taken))]
+
+
+def _give_back(tables: List[torch.Tensor]) -> None:
+    """Keep ``tables`` (no longer referenced elsewhere) for later backwards; other sizes are dropped."""
+    with _SCRATCH_LOCK:
+        same = [t for t in _SCRATCH if t.shape == tables[0].shape and t.dtype == tables[0].dtype]
+        _SCRATCH[:] = (same + list(tables))[:MAX_SCRATCH]
+
+
+def _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias):
+    """The kernels' shared arguments; ``mask`` (int8) and ``active`` (int32) may be None (unused)."""
+    use_mask, use_active = mask is not None, active is not None
+    mask = mask if use_mask else torch.zeros(1, dtype=torch.int8, device=table.device)
+    active = active if use_active else torch.zeros(1, dtype=torch.int32, device=table.device)
     return [as_warp(table), as_warp(heights), as_warp(widths), as_warp(offsets), int(heights.shape[0]),
-            as_warp(uv), as_warp(duv), as_warp(mask), int(mask.shape[0] == uv.shape[0]), int(per_owner),
-            MODES[mode], WRAPS[wrap], float(lod_bias)]
+            as_warp(uv), as_warp(duv), as_warp(mask), int(use_mask), as_warp(active), int(use_active), int(per_owner), MODES[mode], WRAPS[wrap], wp.float64(lod_bias)]
 
 
 def sample_texture(table: torch.Tensor, heights: torch.Tensor, widths: torch.Tensor, offsets: torch.Tensor,
                    uv: torch.Tensor, duv: Optional[torch.Tensor], mask: Optional[torch.Tensor], per_owner: int,
-                   mode: str, wrap: str, lod_bias: float = 0.0) -> torch.Tensor:
-    """Filter a flattened mip table ``[T, C]`` at ``uv [S, 2]`` (float32); see ``texture_kernels``.
+                   mode: str, wrap: str, lod_bias: float = 0.0, source: Optional[tuple] = None) -> torch.Tensor:
+    """Filter a flattened mip table ``[T, C]`` at ``uv [S, 2]`` (float32 or float64, one dtype for the table,
+    ``uv`` and ``duv``); see ``texture_kernels``.
 
     ``duv [S, 4]`` (du/dx, du/dy, dv/dx, dv/dy) is needed for trilinear filtering; ``mask [S]`` skips samples
     (zero output, zero gradient); ``per_owner`` > 0 selects texture ``s // per_owner`` of a batch.
-    Differentiable w.r.t. ``table``, ``uv`` and ``duv``.
+    Differentiable w.r.t. ``table``, ``uv`` and ``duv``. On the CPU the kernels run over the unmasked samples
+    only (their indices, found once per forward); on CUDA over all samples, since listing them would cost a
+    host sync.
+
+    ``source = (tex, slope, shapes)``: ``table`` holds the constant, cached pyramid (level sizes ``shapes``) of
+    an elementwise ``transform(tex)`` whose derivative is ``slope`` (None: the identity); the gradient then goes
+    to ``tex`` through the pyramid's adjoint (``texture_pyramid.table_adjoint``) instead of to ``table``.
     """
     dev = table.device
     duv = duv.contiguous() if duv is not None else uv.new_zeros(1, 4)
-    mask = mask.to(torch.int8).contiguous() if mask is not None else torch.zeros(1, dtype=torch.int8, device=dev)
+    active = None
+    if mask is not None and dev.type == "cpu":
+        active = mask.nonzero().reshape(-1).to(torch.int32)
+        mask = None
+    mask = mask.to(torch.int8).contiguous() if mask is not None else None
+    tex, slope, shapes = source if source is not None else (None, None, None)
+    slope = table.new_zeros(()) if slope is None else slope
     i32 = dict(dtype=torch.int32, device=dev)
-    return _SampleTexture.apply(table.contiguous(), uv.contiguous(), duv, heights.to(**i32).contiguous(),
-                                widths.to(**i32).contiguous(), offsets.to(**i32).contiguous(), mask, per_owner,
-                                mode, wrap, lod_bias)
+    return _SampleTexture.apply(table.detach().contiguous() if tex is not None else table.contiguous(),
+                                uv.contiguous(), duv, heights.to(**i32).contiguous(), widths.to(**i32).contiguous(),
+                                offsets.to(**i32).contiguous(), mask, active, per_owner, mode, wrap, lod_bias,
+                                tex, slope, None if shapes is None else tuple(shapes))

@@ -1,14 +1,20 @@
-"""Texture filtering kernels (float32) with an explicit backward pass.
+"""Texture filtering kernels (float32 and float64 overloads) with an explicit backward pass.
 
 The texels of all mip levels (and of all textures of a batch) live in one table ``[T, C]``; level ``l`` of
 texture ``n`` starts at row ``offsets[l] + n * heights[l] * widths[l]``. Per sample the forward gathers 1,
-4 or 8 taps; the backward scatters the output gradient into the table (atomic adds) and writes the
-gradients of the texture coordinates and of their screen-space derivatives (through the level of detail).
+4 or 8 taps; the backward scatters the output gradient into the table (atomic adds) and writes the gradients
+of the texture coordinates and of their screen-space derivatives (through the level of detail). Work items
+are all samples (masked ones only write zeros) or, with ``use_active``, the listed unmasked samples only.
+
+The float arrays of one launch share one dtype (``Any`` below, resolved by the overloads at the end); every
+constant is made in that dtype (``type(x)(1.0)``), so the float64 overload computes in float64 throughout.
 
 Conventions as in ``lumigrad.texture``: texel (i, j) of a level has its centre at ((j + .5)/W, (i + .5)/H).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import warp as wp
 
@@ -24,6 +30,8 @@ MIRROR = 2
 
 @wp.func
 def _wrap(i: int, size: int, mode: int):
+    if i >= 0 and i < size:  # inside: the same for every mode, and no integer division
+        return i
     if mode == 0:
         r = i % size
         if r < 0:
@@ -40,24 +48,26 @@ def _wrap(i: int, size: int, mode: int):
 
 
 @wp.func
-def _level_of_detail(duv: wp.array2d(dtype=wp.float32), s: int, w0: float, h0: float):
-    """Returns (lod, d lod / d duv[s, 0..3] as a vec4); duv columns: du/dx, du/dy, dv/dx, dv/dy."""
+def _level_of_detail(duv: wp.array2d(dtype=Any), s: int, w0: Any, h0: Any):
+    """Returns (lod, d lod / d duv[s, 0..3] as a 4-vector); duv columns: du/dx, du/dy, dv/dx, dv/dy."""
     ux = duv[s, 0] * w0
     uy = duv[s, 1] * w0
     vx = duv[s, 2] * h0
     vy = duv[s, 3] * h0
+    zero = type(ux)(0.0)
+    two = type(ux)(2.0)
     rx = ux * ux + vx * vx
     ry = uy * uy + vy * vy
     rho2 = wp.max(rx, ry)
-    g = wp.vec4(0.0, 0.0, 0.0, 0.0)
-    if rho2 < 1.0e-20:
-        return float(-33.219281), g  # 0.5 * log2(1e-20), with zero gradient like the clamp it mirrors
-    scale = 0.5 / (rho2 * 0.6931471805599453)
+    g = wp.vector(zero, zero, zero, zero)
+    if rho2 < type(ux)(1.0e-20):  # 0.5 * log2(1e-20), with zero gradient like the clamp it mirrors
+        return type(ux)(0.5) * wp.log2(type(ux)(1.0e-20)), g
+    scale = type(ux)(0.5) / (rho2 * type(ux)(0.6931471805599453))
     if rx >= ry:
-        g = wp.vec4(2.0 * ux * w0 * scale, 0.0, 2.0 * vx * h0 * scale, 0.0)
+        g = wp.vector(two * ux * w0 * scale, zero, two * vx * h0 * scale, zero)
     else:
-        g = wp.vec4(0.0, 2.0 * uy * w0 * scale, 0.0, 2.0 * vy * h0 * scale)
-    return 0.5 * wp.log2(rho2), g
+        g = wp.vector(zero, two * uy * w0 * scale, zero, two * vy * h0 * scale)
+    return type(ux)(0.5) * wp.log2(rho2), g
 
 
 @wp.func
@@ -69,42 +79,44 @@ def _owner(s: int, per_owner: int):
 
 
 @wp.func
-def _nearest_row(u: float, v: float, owner: int, heights: wp.array(dtype=wp.int32),
+def _nearest_row(u: Any, v: Any, owner: int, heights: wp.array(dtype=wp.int32),
                  widths: wp.array(dtype=wp.int32), offsets: wp.array(dtype=wp.int32), wrap: int):
     """Table row of the level-0 texel containing ``(u, v)``."""
     w = widths[0]
     h = heights[0]
-    return offsets[0] + owner * w * h + _wrap(int(wp.floor(v * float(h))), h, wrap) * w + \
-        _wrap(int(wp.floor(u * float(w))), w, wrap)
+    return offsets[0] + owner * w * h + _wrap(int(wp.floor(v * type(v)(h))), h, wrap) * w + \
+        _wrap(int(wp.floor(u * type(u)(w))), w, wrap)
 
 
 @wp.func
-def _mip_levels(duv: wp.array2d(dtype=wp.float32), s: int, widths: wp.array(dtype=wp.int32),
-                heights: wp.array(dtype=wp.int32), num_levels: int, lod_bias: float, mode: int):
+def _mip_levels(duv: wp.array2d(dtype=Any), s: int, widths: wp.array(dtype=wp.int32),
+                heights: wp.array(dtype=wp.int32), num_levels: int, lod_bias: Any, mode: int):
     """Returns (fine level, coarse level, blend, lod unclamped?, d lod / d duv); level 0 unless trilinear."""
+    zero = type(lod_bias)(0.0)
     lo = int(0)
-    frac = float(0.0)
+    frac = zero
     active = False
-    dlod = wp.vec4(0.0, 0.0, 0.0, 0.0)
+    dlod = wp.vector(zero, zero, zero, zero)
     if mode == TRILINEAR:
-        lod_raw, dlod = _level_of_detail(duv, s, float(widths[0]), float(heights[0]))
+        lod_raw, dlod = _level_of_detail(duv, s, type(lod_bias)(widths[0]), type(lod_bias)(heights[0]))
         raw = lod_raw + lod_bias
-        lod = wp.clamp(raw, 0.0, float(num_levels - 1))
-        active = raw >= 0.0 and raw <= float(num_levels - 1)
+        top = type(lod_bias)(num_levels - 1)
+        lod = wp.clamp(raw, zero, top)
+        active = raw >= zero and raw <= top
         lo = wp.min(int(wp.floor(lod)), num_levels - 1)
-        frac = lod - float(lo)
+        frac = lod - type(lod_bias)(lo)
     return lo, wp.min(lo + 1, num_levels - 1), frac, active, dlod
 
 
 @wp.func
-def _taps(u: float, v: float, level: int, owner: int, heights: wp.array(dtype=wp.int32),
+def _taps(u: Any, v: Any, level: int, owner: int, heights: wp.array(dtype=wp.int32),
           widths: wp.array(dtype=wp.int32), offsets: wp.array(dtype=wp.int32), wrap: int):
     """Bilinear taps at ``level``: (row indices vec4i as 4 ints, fx, fy, width, height)."""
     w = widths[level]
     h = heights[level]
     base = offsets[level] + owner * w * h
-    x = u * float(w) - 0.5
-    y = v * float(h) - 0.5
+    x = u * type(u)(w) - type(u)(0.5)
+    y = v * type(v)(h) - type(v)(0.5)
     x0 = wp.floor(x)
     y0 = wp.floor(y)
     ix = int(x0)
@@ -124,16 +136,25 @@ bilinear_taps = _taps
 @wp.kernel
 def sample_forward(
     offset: int, end: int,
-    table: wp.array2d(dtype=wp.float32), heights: wp.array(dtype=wp.int32), widths: wp.array(dtype=wp.int32),
+    table: wp.array2d(dtype=Any), heights: wp.array(dtype=wp.int32), widths: wp.array(dtype=wp.int32),
     offsets: wp.array(dtype=wp.int32), num_levels: int,
-    uv: wp.array2d(dtype=wp.float32), duv: wp.array2d(dtype=wp.float32), mask: wp.array(dtype=wp.int8),
-    use_mask: int, per_owner: int, mode: int, wrap: int, lod_bias: float,
-    out: wp.array2d(dtype=wp.float32),
+    uv: wp.array2d(dtype=Any), duv: wp.array2d(dtype=Any), mask: wp.array(dtype=wp.int8),
+    use_mask: int, active: wp.array(dtype=wp.int32), use_active: int, per_owner: int, mode: int, wrap: int,
+    lod_bias: wp.float64,
+    out: wp.array2d(dtype=Any), fine: wp.array(dtype=wp.int32),
 ):
-    s = offset + wp.tid()
+    """Filtered values ``out``, and per work item the finest mip level it read in ``fine`` (``num_levels``
+    for a masked sample): the backward scatters into those levels and coarser ones only."""
+    item = offset + wp.tid()
+    s = item
+    if use_active != 0:  # the work items are the unmasked samples' indices
+        s = active[item]
     channels = table.shape[1]
+    zero = out.dtype(0.0)
+    one = out.dtype(1.0)
     for c in range(channels):
-        out[s, c] = 0.0
+        out[s, c] = zero
+    fine[item] = num_levels
     if use_mask != 0:
         if mask[s] == wp.int8(0):
             return
@@ -141,22 +162,24 @@ def sample_forward(
     u = uv[s, 0]
     v = uv[s, 1]
     if mode == NEAREST:
+        fine[item] = 0
         row = _nearest_row(u, v, owner, heights, widths, offsets, wrap)
         for c in range(channels):
             out[s, c] = table[row, c]
         return
-    lo, hi, frac, lod_active, dlod = _mip_levels(duv, s, widths, heights, num_levels, lod_bias, mode)
+    lo, hi, frac, lod_active, dlod = _mip_levels(duv, s, widths, heights, num_levels, out.dtype(lod_bias), mode)
+    fine[item] = lo
     for k in range(2):
         level = lo
-        weight = 1.0 - frac
+        weight = one - frac
         if k == 1:
             level = hi
             weight = frac
         if k == 0 or mode == TRILINEAR:
             idx, fx, fy, lw, lh = _taps(u, v, level, owner, heights, widths, offsets, wrap)
-            w00 = (1.0 - fx) * (1.0 - fy) * weight
-            w01 = fx * (1.0 - fy) * weight
-            w10 = (1.0 - fx) * fy * weight
+            w00 = (one - fx) * (one - fy) * weight
+            w01 = fx * (one - fy) * weight
+            w10 = (one - fx) * fy * weight
             w11 = fx * fy * weight
             for c in range(channels):
                 out[s, c] += w00 * table[idx[0], c] + w01 * table[idx[1], c] + w10 * table[idx[2], c] + \
@@ -166,21 +189,26 @@ def sample_forward(
 @wp.kernel
 def sample_backward(
     offset: int, end: int,
-    table: wp.array2d(dtype=wp.float32), heights: wp.array(dtype=wp.int32), widths: wp.array(dtype=wp.int32),
+    table: wp.array2d(dtype=Any), heights: wp.array(dtype=wp.int32), widths: wp.array(dtype=wp.int32),
     offsets: wp.array(dtype=wp.int32), num_levels: int,
-    uv: wp.array2d(dtype=wp.float32), duv: wp.array2d(dtype=wp.float32), mask: wp.array(dtype=wp.int8),
-    use_mask: int, per_owner: int, mode: int, wrap: int, lod_bias: float,
-    v_out: wp.array2d(dtype=wp.float32), want_table: int,
-    v_table: wp.array2d(dtype=wp.float32), v_uv: wp.array2d(dtype=wp.float32),
-    v_duv: wp.array2d(dtype=wp.float32),
+    uv: wp.array2d(dtype=Any), duv: wp.array2d(dtype=Any), mask: wp.array(dtype=wp.int8),
+    use_mask: int, active: wp.array(dtype=wp.int32), use_active: int, per_owner: int, mode: int, wrap: int,
+    lod_bias: wp.float64,
+    v_out: wp.array2d(dtype=Any), want_table: int,
+    v_table: wp.array2d(dtype=Any), v_uv: wp.array2d(dtype=Any),
+    v_duv: wp.array2d(dtype=Any),
 ):
     """Gradients of ``sum(v_out * out)``; texel gradients by atomic adds (one launch on CPU)."""
     s = offset + wp.tid()
+    if use_active != 0:  # the work items are the unmasked samples' indices
+        s = active[s]
     channels = table.shape[1]
-    v_uv[s, 0] = 0.0
-    v_uv[s, 1] = 0.0
+    zero = v_uv.dtype(0.0)
+    one = v_uv.dtype(1.0)
+    v_uv[s, 0] = zero
+    v_uv[s, 1] = zero
     for k in range(4):
-        v_duv[s, k] = 0.0
+        v_duv[s, k] = zero
     if use_mask != 0:
         if mask[s] == wp.int8(0):
             return
@@ -193,40 +221,47 @@ def sample_backward(
             for c in range(channels):
                 wp.atomic_add(v_table, row, c, v_out[s, c])
         return
-    lo, hi, frac, lod_active, dlod = _mip_levels(duv, s, widths, heights, num_levels, lod_bias, mode)
-    gu = float(0.0)
-    gv = float(0.0)
-    gfrac = float(0.0)
+    lo, hi, frac, lod_active, dlod = _mip_levels(duv, s, widths, heights, num_levels, v_uv.dtype(lod_bias), mode)
+    gu = zero
+    gv = zero
+    gfrac = zero
     for k in range(2):
         level = lo
-        weight = 1.0 - frac
-        sign = -1.0
+        weight = one - frac
+        sign = -one
         if k == 1:
             level = hi
             weight = frac
-            sign = 1.0
+            sign = one
         if k == 0 or mode == TRILINEAR:
             idx, fx, fy, iw, ih = _taps(u, v, level, owner, heights, widths, offsets, wrap)
-            lw = float(iw)
-            lh = float(ih)
+            lw = v_uv.dtype(iw)
+            lh = v_uv.dtype(ih)
             for c in range(channels):
                 g = v_out[s, c]
                 t00 = table[idx[0], c]
                 t01 = table[idx[1], c]
                 t10 = table[idx[2], c]
                 t11 = table[idx[3], c]
-                bil = (1.0 - fx) * (1.0 - fy) * t00 + fx * (1.0 - fy) * t01 + (1.0 - fx) * fy * t10 + fx * fy * t11
+                bil = (one - fx) * (one - fy) * t00 + fx * (one - fy) * t01 + (one - fx) * fy * t10 + fx * fy * t11
                 gfrac += sign * g * bil
-                gu += g * weight * lw * ((t01 - t00) * (1.0 - fy) + (t11 - t10) * fy)
-                gv += g * weight * lh * ((t10 - t00) * (1.0 - fx) + (t11 - t01) * fx)
+                gu += g * weight * lw * ((t01 - t00) * (one - fy) + (t11 - t10) * fy)
+                gv += g * weight * lh * ((t10 - t00) * (one - fx) + (t11 - t01) * fx)
                 if want_table != 0:
                     gw = g * weight
-                    wp.atomic_add(v_table, idx[0], c, gw * (1.0 - fx) * (1.0 - fy))
-                    wp.atomic_add(v_table, idx[1], c, gw * fx * (1.0 - fy))
-                    wp.atomic_add(v_table, idx[2], c, gw * (1.0 - fx) * fy)
+                    wp.atomic_add(v_table, idx[0], c, gw * (one - fx) * (one - fy))
+                    wp.atomic_add(v_table, idx[1], c, gw * fx * (one - fy))
+                    wp.atomic_add(v_table, idx[2], c, gw * (one - fx) * fy)
                     wp.atomic_add(v_table, idx[3], c, gw * fx * fy)
     v_uv[s, 0] = gu
     v_uv[s, 1] = gv
     if mode == TRILINEAR and lod_active:
         for k in range(4):
             v_duv[s, k] = gfrac * dlod[k]
+
+
+for _dtype in (wp.float32, wp.float64):
+    _a = wp.array2d(dtype=_dtype)
+    wp.overload(sample_forward, {"table": _a, "uv": _a, "duv": _a, "out": _a})
+    wp.overload(sample_backward, {"table": _a, "uv": _a, "duv": _a, "v_out": _a, "v_table": _a, "v_uv": _a,
+                                  "v_duv": _a})

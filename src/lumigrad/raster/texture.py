@@ -9,7 +9,7 @@ from typing import Callable, Dict, List, Literal, Optional, Sequence
 
 import torch
 
-from .._checks import check_choice, check_number, check_tensor, check_texture_layout
+from .._checks import check_choice, check_finite, check_number, check_tensor, check_texture_layout
 from ..kernels.texture import sample_texture
 from ..kernels.texture_pyramid import cached_table, pool_level
 
@@ -61,13 +61,16 @@ def texture(
         mipmaps: a prebuilt pyramid from :func:`build_mipmaps` (saves rebuilding it every call when the
             texture is constant); built from ``tex`` when omitted. Every level is checked like ``tex``: same
             dims, batch dims, channels, dtype and device, at least one texel, no NaN / Inf; level 0 has
-            ``tex``'s shape.
+            ``tex``'s shape. The flattened table and the NaN / Inf verdict are cached per pyramid (keyed like
+            the texel cache below, on ``tex`` and every level) when no level requires gradients, so a prebuilt
+            pyramid costs only the shape checks on later calls.
         max_mip_level: the coarsest level used (0 = full resolution only), an int ``>= 0`` or ``None`` (all).
         lod_bias: added to the level of detail ``lod = log2(max(|d uv/dx|, |d uv/dy|) in texels)``; finite.
         mask: ``[..., H, W]`` bool; samples where it is False are skipped (zero output, no gradient), e.g.
             ``frags.mask`` so that background pixels cost nothing.
-        backend: ``"kernel"``: the compiled float32 kernel with its explicit backward (the default for float32
-            inputs); ``"torch"``: pure PyTorch, any float dtype (the default otherwise, and the reference).
+        backend: ``"kernel"``: the compiled kernel with its explicit backward, for ``tex`` and ``uv`` both
+            float32 or both float64 (the default for those); ``"torch"``: pure PyTorch, any float dtype (the
+            default otherwise, and the reference twin).
         texel_transform: an *elementwise* function applied to the texels before filtering (e.g. an sRGB
             decode); each output element must depend only on the input element at the same index. Its result,
             pyramid and slope are cached with the texture (below). Not combinable with ``mipmaps``.
@@ -82,14 +85,17 @@ def texture(
     through ``numpy()`` or DLPack views, ``torch.autograd.gradcheck``'s perturbations); assigning
     ``tex.data = other`` is detected through the data pointer unless ``other`` reuses the same address. Small
     textures that require gradients (where rebuilding costs little and gradcheck is practical) are rebuilt
-    every call; ``with lumigrad.raster.texel_cache(False):`` turns the cache off altogether.
+    every call; ``with lumigrad.raster.texel_cache(False):`` turns the cache off altogether. On the CPU the
+    kernel backward of a cached texture keeps its table-gradient scratch (pyramid-sized tables of the last
+    size used, at most ``kernels.texture.MAX_SCRATCH``) for the next backward, so its pages are not faulted in
+    again every step.
 
     Returns:
         ``[..., H, W, C]`` filtered texture values.
 
     Raises:
         TypeError: non-tensors, integer dtypes, a non-bool ``mask``, a mip level of another dtype, a
-            non-integer ``max_mip_level``, ``backend="kernel"`` with non-float32 inputs, a non-callable
+            non-integer ``max_mip_level``, ``backend="kernel"`` with other dtypes (above), a non-callable
             ``texel_transform``.
         ValueError: wrong shapes, zero texels or channels, a channel-first ``tex``, NaN / Inf in ``uv``,
             ``uv_derivs``, ``tex`` or any mip level, ``max_mip_level < 0``, a NaN / Inf ``lod_bias``, mixed
@@ -114,7 +120,7 @@ def texture(
         if max_mip_level < 0:
             raise ValueError(f"max_mip_level must be >= 0 (0 = full resolution only) or None; got {max_mip_level}")
     lod_bias = check_number(lod_bias, "lod_bias")
-    check_tensor(uv, "uv", finite=True)
+    check_finite(uv, "uv")
     if filter == "auto":
         filter = "trilinear" if uv_derivs is not None else "bilinear"
     if texel_transform is not None and not callable(texel_transform):
@@ -123,9 +129,9 @@ def texture(
         if texel_transform is not None:
             raise ValueError("texel_transform cannot be combined with mipmaps (the pyramid is built from "
                              "the transformed texels); pass one of them")
-        mipmaps = _check_mipmaps(mipmaps, tex)
+        mipmaps = _pyramid_table(tex, mipmaps, filter, max_mip_level)
     elif _cached_values(tex, filter, max_mip_level, texel_transform) is None:
-        check_tensor(tex, "tex", finite=True)
+        check_finite(tex, "tex")
     sample_batch = uv.shape[:-3]
     if tex.dim() > 3 and tex.shape[:-3] != sample_batch:
         raise ValueError(f"tex has batch dims {tuple(tex.shape[:-3])} but uv has {tuple(sample_batch)}; give one "
@@ -133,8 +139,8 @@ def texture(
     if filter == "trilinear" and uv_derivs is None:
         raise ValueError("filter='trilinear' needs uv_derivs (interpolate(..., return_derivatives=True))")
     if uv_derivs is not None:
-        check_tensor(uv_derivs, "uv_derivs", trailing=(None, None, 2, 2), floating=True, finite=True,
-                     device=uv.device)
+        check_tensor(uv_derivs, "uv_derivs", trailing=(None, None, 2, 2), floating=True, device=uv.device)
+        check_finite(uv_derivs, "uv_derivs")
         if uv_derivs.shape[:-2] != uv.shape[:-1]:
             raise ValueError(f"uv_derivs must have shape {tuple(uv.shape[:-1]) + (2, 2)}; got {tuple(uv_derivs.shape)}")
 
@@ -145,9 +151,10 @@ def texture(
         if mask.shape != uv.shape[:-1]:
             raise ValueError(f"mask must have shape {tuple(uv.shape[:-1])}; got {tuple(mask.shape)}")
     check_choice(backend, "backend", ("auto", "kernel", "torch"))
-    use_kernel = backend == "kernel" or (backend == "auto" and tex.dtype == torch.float32)
-    if use_kernel and (tex.dtype != torch.float32 or uv.dtype != torch.float32):
-        raise TypeError(f"backend='kernel' needs float32 tex and uv; got {tex.dtype} and {uv.dtype}")
+    use_kernel = backend == "kernel" or (backend == "auto" and _kernel_dtypes(tex, uv))
+    if use_kernel and not _kernel_dtypes(tex, uv):
+        raise TypeError(f"backend='kernel' needs tex and uv both float32 or both float64; got {tex.dtype} and "
+                        f"{uv.dtype}")
     return _sample(tex, uv, uv_derivs, filter, wrap, mipmaps, max_mip_level, lod_bias, mask, use_kernel,
                    texel_transform)
 
@@ -159,8 +166,13 @@ def texture_unchecked(tex: torch.Tensor, uv: torch.Tensor, *, uv_derivs: Optiona
     ``"auto"``) and without its checks, for pipelines that validated ``tex`` once (a material's textures,
     sampled every frame); same results."""
     filter = "trilinear" if uv_derivs is not None else "bilinear"
-    use_kernel = tex.dtype == torch.float32 and uv.dtype == torch.float32
+    use_kernel = _kernel_dtypes(tex, uv)
     return _sample(tex, uv, uv_derivs, filter, wrap, None, None, 0.0, mask, use_kernel, texel_transform)
+
+
+def _kernel_dtypes(tex: torch.Tensor, uv: torch.Tensor) -> bool:
+    """Whether the compiled kernels take these inputs: both float32 or both float64."""
+    return tex.dtype == uv.dtype and tex.dtype in (torch.float32, torch.float64)
 
 
 def _sample(tex, uv, uv_derivs, filter, wrap, mipmaps, max_mip_level, lod_bias, mask, use_kernel: bool,
@@ -170,18 +182,22 @@ def _sample(tex, uv, uv_derivs, filter, wrap, mipmaps, max_mip_level, lod_bias, 
     per_sample = uv.shape[-3] * uv.shape[-2]
     flat_uv = uv.reshape(-1, 2)
     num_tex = 1 if tex.dim() == 3 else int(torch.tensor(tex.shape[:-3]).prod())
-    if mipmaps is not None:
-        table = _texel_table(tex, filter, mipmaps, max_mip_level, num_tex)
+    if mipmaps is not None:  # the table of a checked, given pyramid (``_pyramid_table``)
+        table = mipmaps
     else:
         table = _cached_table(tex, filter, max_mip_level, transform, num_tex)
     levels = table.num_levels
     flat_mask = None if mask is None else mask.reshape(-1)
 
     if use_kernel:
-        duv = None if filter != "trilinear" else uv_derivs.reshape(-1, 4).to(torch.float32)
+        duv = None if filter != "trilinear" else uv_derivs.reshape(-1, 4).to(uv.dtype)
+        source = None if table.source is None else table.source + (table.shapes,)
         out = sample_texture(table.table, table.heights, table.widths, table.offsets, flat_uv, duv, flat_mask,
-                             per_sample if num_tex > 1 else 0, filter, wrap, lod_bias)
+                             per_sample if num_tex > 1 else 0, filter, wrap, lod_bias, source=source)
         return out.reshape(out_shape)
+    if table.source is not None:
+        source_tex, slope = table.source
+        table = table.with_table(cached_table(source_tex, table.table, slope, table.shapes))
 
     owner = None if tex.dim() == 3 else torch.arange(flat_uv.shape[0], device=uv.device) // per_sample
     if filter == "nearest":
@@ -202,9 +218,42 @@ def _sample(tex, uv, uv_derivs, filter, wrap, mipmaps, max_mip_level, lod_bias, 
     return out.reshape(out_shape)
 
 
+def _pyramid_table(tex: torch.Tensor, mipmaps, filter: str, max_mip_level: Optional[int]) -> "_TexelTable":
+    """The texel table of a given pyramid, after :func:`_check_mipmaps`; the table and the finiteness verdict
+    are cached per pyramid (below), so a prebuilt pyramid costs only the shape checks per call."""
+    levels = _check_mipmaps(mipmaps, tex)
+    num_tex = 1 if tex.dim() == 3 else int(torch.tensor(tex.shape[:-3]).prod())
+    # Tensors that carry a graph are never cached: their table must stay differentiable.
+    cacheable = _CACHE_ON[0] and not any(t.requires_grad for t in [tex] + levels)
+    key = _pyramid_key(tex, levels, filter, max_mip_level)
+    hit = _PYRAMIDS.get(id(tex)) if cacheable else None
+    if hit is not None and hit[1] == key and all(ref() is t for ref, t in zip(hit[0], [tex] + levels)):
+        return hit[2]
+    _check_levels_finite(tex, levels)
+    if not cacheable:
+        return _texel_table(tex, filter, levels, max_mip_level, num_tex)
+    # Detached: a cached table that viewed ``tex`` itself (one level) would keep it alive forever.
+    table = _texel_table(tex.detach(), filter, [t.detach() for t in levels], max_mip_level, num_tex)
+    if id(tex) not in _PYRAMIDS:
+        weakref.finalize(tex, _PYRAMIDS.pop, id(tex), None)
+    _PYRAMIDS[id(tex)] = ([weakref.ref(t) for t in [tex] + levels], key, table)
+    return table
+
+
+# Tables of explicit pyramids, one per texture while it lives (the latest pyramid given with it):
+# ``id(tex) -> (weakrefs to tex and the levels, key, table)``.
+_PYRAMIDS: Dict[int, tuple] = {}
+
+
+def _pyramid_key(tex, levels, filter, max_mip_level) -> tuple:
+    """What a cached pyramid table depends on: every tensor's identity, version, data pointer and layout."""
+    return (filter == "trilinear", max_mip_level) + tuple(
+        (id(t), t._version, t.data_ptr(), t.shape, t.stride(), t.dtype, t.device) for t in [tex] + levels)
+
+
 def _check_mipmaps(mipmaps, tex: torch.Tensor) -> List[torch.Tensor]:
     """Every given level: a float tensor like ``tex`` (dims, batch dims, channels, dtype, device), at least one
-    texel, no NaN / Inf (one host sync for all levels); level 0 has ``tex``'s shape."""
+    texel; level 0 has ``tex``'s shape. Finiteness is :func:`_check_levels_finite`'s."""
     if isinstance(mipmaps, torch.Tensor) or not isinstance(mipmaps, (list, tuple)):
         raise TypeError(f"mipmaps must be a list of tensors from build_mipmaps(tex); got {type(mipmaps).__name__}")
     levels = list(mipmaps)
@@ -223,12 +272,16 @@ def _check_mipmaps(mipmaps, tex: torch.Tensor) -> List[torch.Tensor]:
     if levels[0].shape != tex.shape:
         raise ValueError(f"mipmaps[0] has shape {tuple(levels[0].shape)} but tex has {tuple(tex.shape)}; "
                          "pass build_mipmaps(tex) of this texture")
+    return levels
+
+
+def _check_levels_finite(tex: torch.Tensor, levels: List[torch.Tensor]) -> None:
+    """No NaN / Inf in ``tex`` or any level (one host sync for all)."""
     if tex.device.type != "meta":
         finite = torch.stack([torch.isfinite(level).all() for level in [tex] + levels]).tolist()
         if not all(finite):
             bad = finite.index(False)
             raise ValueError(f"{'tex' if bad == 0 else f'mipmaps[{bad - 1}]'} contains NaN or Inf values")
-    return levels
 
 
 def _texel_table(tex, filter, mipmaps, max_mip_level, num_tex) -> "_TexelTable":
@@ -294,7 +347,7 @@ def _cached_table(tex, filter, max_mip_level, transform, num_tex) -> "_TexelTabl
     table, slope = hit
     if not needs_grad:
         return table
-    return table.with_table(cached_table(tex, table.table, slope, table.shapes))
+    return table.with_source(tex, slope)
 
 
 def _build_values(tex, filter, max_mip_level, transform, num_tex, with_slope: bool) -> tuple:
@@ -360,11 +413,20 @@ class _TexelTable:
         self.shapes = [(lv.shape[1], lv.shape[2]) for lv in levels]
         self.single = len(levels) == 1
         self.num_levels = len(levels)
+        self.source = None  # (tex, slope): the values are the cached pyramid of tex, gradients go to tex
+
+    def with_source(self, tex: torch.Tensor, slope: Optional[torch.Tensor]) -> "_TexelTable":
+        """This table, its (constant, cached) values differentiable w.r.t. ``tex`` through the pyramid's adjoint
+        (``slope``: the texel transform's elementwise derivative, or None)."""
+        other = copy.copy(self)
+        other.source = (tex, slope)
+        return other
 
     def with_table(self, table: torch.Tensor) -> "_TexelTable":
         """This table's addressing with other texel values ``table`` (same layout)."""
         other = copy.copy(self)
         other.table = table
+        other.source = None
         return other
 
     def _level(self, level, owner):
