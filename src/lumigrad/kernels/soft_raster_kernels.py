@@ -332,18 +332,32 @@ def soft_candidates_sorted(
 # ---------------------------------------------------------------------------------------------------------------
 
 
+# A weight ``exp(logit - max logit)`` below ``exp(-NEGLIGIBLE_LOGIT)`` is below half the smallest float32
+# subnormal (2^-149 = exp(-103.28)): the float32 ``exp`` returns exactly 0 for it, so a pair whose logit is that far
+# below the pixel's running max adds exactly nothing to the aggregated attributes nor to their gradients, and the
+# kernels skip its attribute work (the silhouette part stays). Since ``log sigmoid(x) <= 0``, the depth term alone
+# bounds the logit from above, so the test comes before the ``log``.
+NEGLIGIBLE_LOGIT = wp.constant(104.0)
+
+
 @wp.func
-def _sigmoid_terms(x: float):
-    """``(log sigmoid(x), log sigmoid(-x), sigmoid(x), sigmoid(-x))`` from one ``exp(-|x|)`` and one log, each
-    in its stable form (``min(x, 0) - log(1 + exp(-|x|))``; ``1 / (1 + e)`` on the positive side, ``e / (1 + e)`` on
-    the negative one)."""
-    e = wp.exp(-wp.abs(x))
-    soft = wp.log(1.0 + e)
+def _sigmoids(x: float, e: float):
+    """``(sigmoid(x), sigmoid(-x))`` from ``e = exp(-|x|)``, each in its stable form (``1 / (1 + e)`` on the side
+    of the sign of ``x``, ``e / (1 + e)`` on the other)."""
     big = 1.0 / (1.0 + e)
-    small = e / (1.0 + e)
+    small = e * big
     if x >= 0.0:
-        return wp.min(x, 0.0) - soft, wp.min(-x, 0.0) - soft, big, small
-    return wp.min(x, 0.0) - soft, wp.min(-x, 0.0) - soft, small, big
+        return big, small
+    return small, big
+
+
+@wp.func
+def _log1p(s: float):
+    """``log(1 + s)`` for ``s >= 0``, accurate for small ``s`` (``log(u) s / (u - 1)`` with ``u = 1 + s`` rounded)."""
+    u = 1.0 + s
+    if u == 1.0:
+        return s
+    return wp.log(u) * s / (u - 1.0)
 
 
 @wp.func
@@ -423,47 +437,46 @@ def _barycentrics(t: wp.vec3, w: wp.vec3, area2: float, inside: bool, n: int):
 
 @wp.func
 def _pair_state(m: wp.mat33, pu: float, pv: float):
-    """Edge parameters, squared distances, edge functions, doubled area, inside-ness, nearest edge and clamped
-    barycentrics of one (pixel, face) pair: what ``_pair_from_state`` and ``_pair_backward`` read."""
+    """Edge parameters, squared distances, edge functions, doubled area, inside-ness and nearest edge of one
+    (pixel, face) pair: what ``_signed_x``, ``_interp_depth`` and ``_pair_backward`` read."""
     t, d2, w, area2 = _edges(m, pu, pv)
     inside, n = _inside_nearest(d2, w, area2)
-    lam = _barycentrics(t, w, area2, inside, n)
-    return t, d2, w, area2, inside, n, lam
+    return t, d2, w, area2, inside, n
 
 
 @wp.func
-def _pair(m: wp.mat33, pu: float, pv: float, sigma: float, affine_depth: int):
-    """``x`` (``D = sigmoid(x)``), interpolation weights and depth of one (pixel, face) pair."""
-    t, d2, w, area2, inside, n, lam = _pair_state(m, pu, pv)
-    return _pair_from_state(m, sigma, affine_depth, d2, inside, n, lam)
-
-
-@wp.func
-def _pair_from_state(m: wp.mat33, sigma: float, affine_depth: int, d2: wp.vec3, inside: bool, n: int,
-                     lam: wp.vec3):
-    x = -d2[n] / sigma
+def _signed_x(d2: wp.vec3, inside: bool, n: int, sigma: float):
+    """``x = s d^2 / sigma`` (``D = sigmoid(x)``; ``s = +1`` inside, ``-1`` outside) of one pair."""
     if inside:
-        x = d2[n] / sigma
+        return d2[n] / sigma
+    return -d2[n] / sigma
+
+
+@wp.func
+def _interp_depth(m: wp.mat33, t: wp.vec3, w: wp.vec3, area2: float, inside: bool, n: int, affine_depth: int):
+    """Clamped barycentrics, interpolation weights and depth of one pair, from its state."""
+    lam = _barycentrics(t, w, area2, inside, n)
     if affine_depth != 0:
-        return x, lam, lam[0] * m[0, 2] + lam[1] * m[1, 2] + lam[2] * m[2, 2]
+        return lam, lam, lam[0] * m[0, 2] + lam[1] * m[1, 2] + lam[2] * m[2, 2]
     q = wp.vec3(lam[0] / m[0, 2], lam[1] / m[1, 2], lam[2] / m[2, 2])
     depth = 1.0 / (q[0] + q[1] + q[2])
-    return x, q * depth, depth
+    return lam, q * depth, depth
 
 
 @wp.func
-def _pair_backward(m: wp.mat33, pu: float, pv: float, sigma: float, affine_depth: int, g_x: float,
+def _pair_backward(m: wp.mat33, pu: float, pv: float, sigma: float, affine_depth: int, g_x: float, live: bool,
                    g_interp: wp.vec3, g_depth: float, t: wp.vec3, w: wp.vec3, area2: float, inside: bool, n: int,
                    lam: wp.vec3):
     """Gradient of the pair's ``(x, interp, depth)`` cotangents w.r.t. the corners' rows ``(u, v, z)``, given the
-    pair's state from ``_pair_state``."""
+    pair's state from ``_pair_state``; ``live`` false: ``g_interp`` and ``g_depth`` are zero (only the distance
+    term), and the barycentric and depth parts, which would add zeros, are skipped."""
     gm = wp.mat33()
     g_lam = wp.vec3()
-    if affine_depth != 0:
+    if live and affine_depth != 0:
         for k in range(3):
             g_lam[k] = g_interp[k] + g_depth * m[k, 2]
             gm[k, 2] = g_depth * lam[k]
-    else:
+    elif live:
         q = wp.vec3(lam[0] / m[0, 2], lam[1] / m[1, 2], lam[2] / m[2, 2])
         depth = 1.0 / (q[0] + q[1] + q[2])
         common = (wp.dot(g_interp, q) + g_depth) * depth * depth
@@ -476,7 +489,7 @@ def _pair_backward(m: wp.mat33, pu: float, pv: float, sigma: float, affine_depth
     g_t = float(0.0)
     if inside:
         g_d2 = g_x / sigma
-    else:
+    elif live:
         g_t = g_lam[(n + 1) % 3] - g_lam[n]
     j = (n + 1) % 3
     ex, ey, apx, apy = _edge_vectors(m, n, pu, pv)
@@ -496,7 +509,7 @@ def _pair_backward(m: wp.mat33, pu: float, pv: float, sigma: float, affine_depth
             gm[n, 1] = gm[n, 1] + g_t * (2.0 * raw * ey - ey - apy) / l2
             gm[j, 0] = gm[j, 0] + g_t * (apx - 2.0 * raw * ex) / l2
             gm[j, 1] = gm[j, 1] + g_t * (apy - 2.0 * raw * ey) / l2
-    if inside:
+    if inside and live:
         g_area2 = float(0.0)
         for k in range(3):
             g_area2 = g_area2 - g_lam[k] * lam[k] / area2
@@ -553,7 +566,8 @@ def soft_aggregate_forward(
     view, pu, pv = _pixel(g, width, height)
     base = view * num_verts
     logit_b = eps / gamma
-    lt = float(0.0)
+    inside_x = float(0.0)  # sum of max(x, 0) over the pairs
+    prod_m1 = float(0.0)  # prod(1 + exp(-|x|)) - 1 over the pairs: log transmittance = -inside_x - log1p(prod_m1)
     mx = logit_b
     total = float(0.0)
     channels = attrs.shape[1]
@@ -565,11 +579,17 @@ def soft_aggregate_forward(
         if f < 0:
             break
         m = _corners(base, f, faces, uv, z)
-        x, interp, depth = _pair(m, pu, pv, sigma, affine_depth)
-        ls_pos, ls_neg, sig_pos, sig_neg = _sigmoid_terms(x)
-        lt += ls_neg
-        if has_attrs != 0:
-            logit = ls_pos + ((far - depth) / depth_range) / gamma
+        t, d2, w, area2, inside, n = _pair_state(m, pu, pv)
+        x = _signed_x(d2, inside, n, sigma)
+        e_x = wp.exp(-wp.abs(x))
+        inside_x += wp.max(x, 0.0)
+        prod_m1 += e_x * (1.0 + prod_m1)
+        if has_attrs == 0:
+            continue
+        lam, interp, depth = _interp_depth(m, t, w, area2, inside, n, affine_depth)
+        zl = ((far - depth) / depth_range) / gamma
+        if zl - mx >= -NEGLIGIBLE_LOGIT:
+            logit = wp.min(x, 0.0) - wp.log(1.0 + e_x) + zl
             if logit > mx:
                 scale = wp.exp(mx - logit)
                 total *= scale
@@ -583,6 +603,7 @@ def soft_aggregate_forward(
                 we = e * interp[i]
                 for c in range(channels):
                     out[g, c] += we * attrs[vi, c]
+    lt = -inside_x - _log1p(prod_m1)
     log_transmit[g] = lt
     silhouette[g] = _neg_expm1(lt)
     top[g] = mx
@@ -631,14 +652,23 @@ def soft_aggregate_backward(
         if f < 0:
             break
         m = _corners(base, f, faces, uv, z)
-        t, d2, w, area2, inside, n, lam = _pair_state(m, pu, pv)
-        x, interp, depth = _pair_from_state(m, sigma, affine_depth, d2, inside, n, lam)
-        ls_pos, ls_neg, sig_pos, sig_neg = _sigmoid_terms(x)
+        t, d2, w, area2, inside, n = _pair_state(m, pu, pv)
+        x = _signed_x(d2, inside, n, sigma)
+        e_x = wp.exp(-wp.abs(x))
+        sig_pos, sig_neg = _sigmoids(x, e_x)
         g_x = gs_t * sig_pos
         g_interp = wp.vec3()
         g_depth = float(0.0)
+        lam = wp.vec3()
+        interp = wp.vec3()
+        zl = float(0.0)
+        live = False
         if has_attrs != 0:
-            wj = wp.exp(ls_pos + ((far - depth) / depth_range) / gamma - mx) * inv
+            lam, interp, depth = _interp_depth(m, t, w, area2, inside, n, affine_depth)
+            zl = ((far - depth) / depth_range) / gamma
+            live = zl - mx >= -NEGLIGIBLE_LOGIT
+        if live:
+            wj = wp.exp(wp.min(x, 0.0) - wp.log(1.0 + e_x) + zl - mx) * inv
             col_go = float(0.0)
             for i in range(3):
                 vi = base + faces[f, i]
@@ -653,7 +683,8 @@ def soft_aggregate_backward(
             g_x += g_logit * sig_neg
             g_depth = -g_logit / depth_range / gamma
         if want_geom != 0:
-            gm = _pair_backward(m, pu, pv, sigma, affine_depth, g_x, g_interp, g_depth, t, w, area2, inside, n, lam)
+            gm = _pair_backward(m, pu, pv, sigma, affine_depth, g_x, live, g_interp, g_depth, t, w, area2, inside,
+                                n, lam)
             for i in range(3):
                 vi = base + faces[f, i]
                 wp.atomic_add(v_uvz, vi, 0, gm[i, 0])
