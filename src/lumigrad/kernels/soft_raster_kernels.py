@@ -369,6 +369,19 @@ def _neg_expm1(x: float):
 
 
 @wp.func
+def _negligible_by_depth(m: wp.mat33, far: float, depth_range: float, gamma: float, mx: float):
+    """Whether a pair of face ``m`` is negligible (``logit < mx - NEGLIGIBLE_LOGIT``) whatever its barycentrics:
+    its depth is at least the nearest corner's (a convex combination of the corners' depths, or of their inverses)
+    up to a few float32 roundings, and ``log sigmoid <= 0``. The slack (1 plus 16 eps of the magnitudes involved)
+    covers those roundings and those of the depth term; False when in doubt."""
+    zmin = wp.min(m[0, 2], wp.min(m[1, 2], m[2, 2]))
+    zabs = wp.max(wp.abs(m[0, 2]), wp.max(wp.abs(m[1, 2]), wp.abs(m[2, 2])))
+    bound = ((far - zmin) / depth_range) / gamma
+    slack = 1.0 + 1.9e-6 * ((wp.abs(far) + zabs) / depth_range) / gamma
+    return bound + slack - mx < -NEGLIGIBLE_LOGIT
+
+
+@wp.func
 def _corners(base: int, f: int, faces: wp.array2d(dtype=wp.int32), uv: wp.array2d(dtype=wp.float32),
              z: wp.array(dtype=wp.float32)):
     """Rows (u, v, z) of face ``f``'s corners in the view whose vertices start at row ``base``."""
@@ -563,16 +576,26 @@ def soft_aggregate_forward(
     One pass over the candidates: the softmax sums are kept relative to the running max logit and rescaled when
     it grows (candidates come nearest first, so the first one usually holds the max)."""
     g = offset + wp.tid()
+    logit_b = eps / gamma
+    channels = attrs.shape[1]
+    if ids[g * k_max] < 0:  # no candidate: what the general path below computes for an empty list
+        log_transmit[g] = 0.0
+        silhouette[g] = 0.0
+        top[g] = logit_b
+        denom[g] = 1.0
+        if has_attrs != 0:
+            for c in range(channels):
+                out[g, c] = background[g, c]
+        return
     view, pu, pv = _pixel(g, width, height)
     base = view * num_verts
-    logit_b = eps / gamma
     inside_x = float(0.0)  # sum of max(x, 0) over the pairs
     prod_m1 = float(0.0)  # prod(1 + exp(-|x|)) - 1 over the pairs: log transmittance = -inside_x - log1p(prod_m1)
     mx = logit_b
     total = float(0.0)
-    channels = attrs.shape[1]
+    acc = wp.vec4()  # the sums of channels 0-3; channels from 4 on are summed in ``out``
     if has_attrs != 0:
-        for c in range(channels):
+        for c in range(4, channels):
             out[g, c] = 0.0
     for k in range(k_max):
         f = ids[g * k_max + k]
@@ -584,7 +607,7 @@ def soft_aggregate_forward(
         e_x = wp.exp(-wp.abs(x))
         inside_x += wp.max(x, 0.0)
         prod_m1 += e_x * (1.0 + prod_m1)
-        if has_attrs == 0:
+        if has_attrs == 0 or _negligible_by_depth(m, far, depth_range, gamma, mx):
             continue
         lam, interp, depth = _interp_depth(m, t, w, area2, inside, n, affine_depth)
         zl = ((far - depth) / depth_range) / gamma
@@ -593,7 +616,8 @@ def soft_aggregate_forward(
             if logit > mx:
                 scale = wp.exp(mx - logit)
                 total *= scale
-                for c in range(channels):
+                acc *= scale
+                for c in range(4, channels):
                     out[g, c] *= scale
                 mx = logit
             e = wp.exp(logit - mx)
@@ -601,7 +625,10 @@ def soft_aggregate_forward(
             for i in range(3):
                 vi = base + faces[f, i]
                 we = e * interp[i]
-                for c in range(channels):
+                for c in range(4):
+                    if c < channels:
+                        acc[c] += we * attrs[vi, c]
+                for c in range(4, channels):
                     out[g, c] += we * attrs[vi, c]
     lt = -inside_x - _log1p(prod_m1)
     log_transmit[g] = lt
@@ -614,7 +641,12 @@ def soft_aggregate_forward(
     total += e_b
     denom[g] = total
     for c in range(channels):
-        out[g, c] = (out[g, c] + e_b * background[g, c]) / total
+        s = float(0.0)
+        if c < 4:
+            s = acc[c]
+        else:
+            s = out[g, c]
+        out[g, c] = (s + e_b * background[g, c]) / total
 
 
 @wp.kernel
@@ -663,7 +695,7 @@ def soft_aggregate_backward(
         interp = wp.vec3()
         zl = float(0.0)
         live = False
-        if has_attrs != 0:
+        if has_attrs != 0 and not _negligible_by_depth(m, far, depth_range, gamma, mx):
             lam, interp, depth = _interp_depth(m, t, w, area2, inside, n, affine_depth)
             zl = ((far - depth) / depth_range) / gamma
             live = zl - mx >= -NEGLIGIBLE_LOGIT
