@@ -200,7 +200,7 @@ def find_candidates_reference(
 class _SoftAggregate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, uv, z, attrs, background, faces, ids, width, height, sigma, gamma, eps, near, far,
-                affine_depth):
+                affine_depth, record):
         ensure_init()
         dev = uv.device
         N, V = z.shape
@@ -220,18 +220,21 @@ class _SoftAggregate(torch.autograd.Function):
         ids_f = ids.reshape(-1)
         meta = (int(has_attrs), int(V), int(width), int(height), int(k_max), float(sigma), float(gamma), float(eps),
                 float(far), float(far - near), int(bool(affine_depth)))
+        pairs = _pair_record(ids_f, P, k_max) if record else [uv.new_zeros(1, dtype=torch.int32)] + \
+            [uv.new_zeros(1)] * 3 + [uv.new_zeros(1, dtype=torch.int32)]
         launch_split(sk.soft_aggregate_forward, P,
                      [as_warp(uv_f), as_warp(z_f), as_warp(faces), as_warp(ids_f), as_warp(attrs_f), as_warp(bg_f),
-                      *meta, as_warp(silhouette), as_warp(out), as_warp(log_t), as_warp(top), as_warp(denom)],
+                      *meta, as_warp(silhouette), as_warp(out), as_warp(log_t), as_warp(top), as_warp(denom),
+                      int(bool(record)), *[as_warp(p) for p in pairs]],
                      dev, min_chunk=1024)
-        ctx.save_for_backward(uv_f, z_f, faces, ids_f, attrs_f, out, log_t, top, denom)
+        ctx.save_for_backward(uv_f, z_f, faces, ids_f, attrs_f, out, log_t, top, denom, *pairs)
         ctx.meta = meta
         ctx.shapes = (N, V, C, P, has_attrs, background is not None)
         return silhouette, (out if has_attrs else None)
 
     @staticmethod
     def backward(ctx, v_sil, v_out):
-        uv_f, z_f, faces, ids_f, attrs_f, out, log_t, top, denom = ctx.saved_tensors
+        uv_f, z_f, faces, ids_f, attrs_f, out, log_t, top, denom, *pairs = ctx.saved_tensors
         N, V, C, P, has_attrs, has_bg = ctx.shapes
         dev = uv_f.device
         want_geom = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
@@ -245,7 +248,8 @@ class _SoftAggregate(torch.autograd.Function):
         v_out = v_out.contiguous()
         v_bg = uv_f.new_empty(P, C) if want_bg else uv_f.new_zeros(1, 1)
         args = [as_warp(uv_f), as_warp(z_f), as_warp(faces), as_warp(ids_f), as_warp(attrs_f), *ctx.meta,
-                as_warp(out), as_warp(log_t), as_warp(top), as_warp(denom), as_warp(v_sil), as_warp(v_out),
+                as_warp(out), as_warp(log_t), as_warp(top), as_warp(denom), *[as_warp(p) for p in pairs],
+                as_warp(v_sil), as_warp(v_out),
                 int(want_geom), int(want_attrs), int(want_bg)]
         size_uvz = (N * V if want_geom else 1, 3)
         size_attrs = (N * V if want_attrs else 1, C)
@@ -271,7 +275,19 @@ class _SoftAggregate(torch.autograd.Function):
         g_uv = v_uvz[:, :2].reshape(N, V, 2) if want_geom and ctx.needs_input_grad[0] else None
         g_z = v_uvz[:, 2].reshape(N, V) if want_geom and ctx.needs_input_grad[1] else None
         return (g_uv, g_z, v_attrs.reshape(N, V, C) if want_attrs else None, v_bg if want_bg else None) + \
-            (None,) * 10
+            (None,) * 11
+
+
+def _pair_record(ids_f: torch.Tensor, P: int, k_max: int):
+    """Empty buffers for the forward's per-pair record (``soft_raster_kernels.py``): the slot offsets ``[P + 1]``
+    int32 (each pixel's count of candidates, prefix-summed), then per pair ``x``, ``t[n]``, logit (float32) and
+    flags (int32)."""
+    offsets = torch.zeros(P + 1, dtype=torch.int32, device=ids_f.device)
+    launch_split(sk.soft_pair_counts, P, [as_warp(ids_f), int(k_max), as_warp(offsets)], ids_f.device, min_chunk=4096)
+    torch.cumsum(offsets, 0, out=offsets)
+    pairs = max(int(offsets[-1]), 1)
+    return [offsets] + [torch.empty(pairs, dtype=torch.float32, device=ids_f.device) for _ in range(3)] + \
+        [torch.empty(pairs, dtype=torch.int32, device=ids_f.device)]
 
 
 def soft_aggregate(uv: torch.Tensor, z: torch.Tensor, faces: torch.Tensor, ids: torch.Tensor,
@@ -289,5 +305,6 @@ def soft_aggregate(uv: torch.Tensor, z: torch.Tensor, faces: torch.Tensor, ids: 
     (pixel, candidate) term: it keeps only the inputs and per-pixel tensors (the output attributes and three
     floats per pixel: log transmittance, max logit, softmax denominator), nothing per pair.
     """
+    record = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (uv, z, attrs, background))
     return _SoftAggregate.apply(uv, z, attrs, background, faces, ids.contiguous(), width, height, sigma, gamma,
-                                eps, near, far, affine_depth)
+                                eps, near, far, affine_depth, record)

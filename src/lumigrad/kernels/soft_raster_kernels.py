@@ -402,11 +402,21 @@ def _edge_vectors(m: wp.mat33, k: int, pu: float, pv: float):
 
 
 @wp.func
+def _edge_functions(m: wp.mat33, pu: float, pv: float):
+    """Per edge the edge function ``w`` (edge x (pixel - start)); the doubled signed area."""
+    w = wp.vec3()
+    for k in range(3):
+        ex, ey, apx, apy = _edge_vectors(m, k, pu, pv)
+        w[k] = ex * apy - ey * apx
+    area2 = (m[1, 0] - m[0, 0]) * (m[2, 1] - m[0, 1]) - (m[1, 1] - m[0, 1]) * (m[2, 0] - m[0, 0])
+    return w, area2
+
+
+@wp.func
 def _edges(m: wp.mat33, pu: float, pv: float):
     """Per edge: clamped parameter t, squared distance, edge function w; the doubled signed area."""
     t = wp.vec3()
     d2 = wp.vec3()
-    w = wp.vec3()
     for k in range(3):
         ex, ey, apx, apy = _edge_vectors(m, k, pu, pv)
         l2 = ex * ex + ey * ey
@@ -417,8 +427,7 @@ def _edges(m: wp.mat33, pu: float, pv: float):
         dy = apy - tk * ey
         t[k] = tk
         d2[k] = dx * dx + dy * dy
-        w[k] = ex * apy - ey * apx
-    area2 = (m[1, 0] - m[0, 0]) * (m[2, 1] - m[0, 1]) - (m[1, 1] - m[0, 1]) * (m[2, 0] - m[0, 0])
+    w, area2 = _edge_functions(m, pu, pv)
     return t, d2, w, area2
 
 
@@ -467,7 +476,8 @@ def _signed_x(d2: wp.vec3, inside: bool, n: int, sigma: float):
 
 @wp.func
 def _interp_depth(m: wp.mat33, t: wp.vec3, w: wp.vec3, area2: float, inside: bool, n: int, affine_depth: int):
-    """Clamped barycentrics, interpolation weights and depth of one pair, from its state."""
+    """Clamped barycentrics, interpolation weights and depth of one pair, from its state (only ``t[n]`` is read
+    of ``t``, and ``w``, ``area2`` only inside)."""
     lam = _barycentrics(t, w, area2, inside, n)
     if affine_depth != 0:
         return lam, lam, lam[0] * m[0, 2] + lam[1] * m[1, 2] + lam[2] * m[2, 2]
@@ -478,8 +488,7 @@ def _interp_depth(m: wp.mat33, t: wp.vec3, w: wp.vec3, area2: float, inside: boo
 
 @wp.func
 def _pair_backward(m: wp.mat33, pu: float, pv: float, sigma: float, affine_depth: int, g_x: float, live: bool,
-                   g_interp: wp.vec3, g_depth: float, t: wp.vec3, w: wp.vec3, area2: float, inside: bool, n: int,
-                   lam: wp.vec3):
+                   g_interp: wp.vec3, g_depth: float, t: wp.vec3, area2: float, inside: bool, n: int, lam: wp.vec3):
     """Gradient of the pair's ``(x, interp, depth)`` cotangents w.r.t. the corners' rows ``(u, v, z)``, given the
     pair's state from ``_pair_state``; ``live`` false: ``g_interp`` and ``g_depth`` are zero (only the distance
     term), and the barycentric and depth parts, which would add zeros, are skipped."""
@@ -561,6 +570,27 @@ def _pixel(g: int, width: int, height: int):
     return view, float(x) + 0.5, float(y) + 0.5
 
 
+# What the forward records per (pixel, candidate) pair for the backward, when one is needed (``record != 0``): the
+# pairs of pixel ``g`` take slots ``pair_offset[g]`` to ``pair_offset[g + 1] - 1`` (``soft_pair_counts`` and a
+# prefix sum) in three float32 arrays and one int32 array: ``x``, the nearest edge's parameter ``t[n]``, the logit
+# (live pairs only) and the flags ``n | 4 inside | 8 live`` (live: the attribute work was done). From these the
+# backward recomputes, bit for bit, all it reads: the edge functions and barycentrics only for live pairs, no
+# distances, no ``log`` (16 bytes per pair).
+FLAG_INSIDE = wp.constant(4)
+FLAG_LIVE = wp.constant(8)
+
+
+@wp.kernel
+def soft_pair_counts(offset: int, end: int, ids: wp.array(dtype=wp.int32), k_max: int,
+                     counts: wp.array(dtype=wp.int32)):
+    """Per pixel ``g``: the number of candidates before the -1 padding, into ``counts[g + 1]``."""
+    g = offset + wp.tid()
+    n = int(0)
+    while n < k_max and ids[g * k_max + n] >= 0:
+        n += 1
+    counts[g + 1] = n
+
+
 @wp.kernel
 def soft_aggregate_forward(
     offset: int, end: int,
@@ -570,8 +600,11 @@ def soft_aggregate_forward(
     sigma: float, gamma: float, eps: float, far: float, depth_range: float, affine_depth: int,
     silhouette: wp.array(dtype=wp.float32), out: wp.array2d(dtype=wp.float32),
     log_transmit: wp.array(dtype=wp.float32), top: wp.array(dtype=wp.float32), denom: wp.array(dtype=wp.float32),
+    record: int, pair_offset: wp.array(dtype=wp.int32), pair_x: wp.array(dtype=wp.float32),
+    pair_t: wp.array(dtype=wp.float32), pair_logit: wp.array(dtype=wp.float32), pair_flags: wp.array(dtype=wp.int32),
 ):
-    """Per pixel ``g``: silhouette, aggregated attributes and the per-pixel softmax state (max logit, sum).
+    """Per pixel ``g``: silhouette, aggregated attributes and the per-pixel softmax state (max logit, sum), and
+    with ``record`` the pairs' state for the backward (see above).
 
     One pass over the candidates: the softmax sums are kept relative to the running max logit and rescaled when
     it grows (candidates come nearest first, so the first one usually holds the max)."""
@@ -597,6 +630,9 @@ def soft_aggregate_forward(
     if has_attrs != 0:
         for c in range(4, channels):
             out[g, c] = 0.0
+    slot = int(0)
+    if record != 0:
+        slot = pair_offset[g]
     for k in range(k_max):
         f = ids[g * k_max + k]
         if f < 0:
@@ -607,29 +643,38 @@ def soft_aggregate_forward(
         e_x = wp.exp(-wp.abs(x))
         inside_x += wp.max(x, 0.0)
         prod_m1 += e_x * (1.0 + prod_m1)
-        if has_attrs == 0 or _negligible_by_depth(m, far, depth_range, gamma, mx):
-            continue
-        lam, interp, depth = _interp_depth(m, t, w, area2, inside, n, affine_depth)
-        zl = ((far - depth) / depth_range) / gamma
-        if zl - mx >= -NEGLIGIBLE_LOGIT:
-            logit = wp.min(x, 0.0) - wp.log(1.0 + e_x) + zl
-            if logit > mx:
-                scale = wp.exp(mx - logit)
-                total *= scale
-                acc *= scale
-                for c in range(4, channels):
-                    out[g, c] *= scale
-                mx = logit
-            e = wp.exp(logit - mx)
-            total += e
-            for i in range(3):
-                vi = base + faces[f, i]
-                we = e * interp[i]
-                for c in range(4):
-                    if c < channels:
-                        acc[c] += we * attrs[vi, c]
-                for c in range(4, channels):
-                    out[g, c] += we * attrs[vi, c]
+        flags = n
+        if inside:
+            flags += FLAG_INSIDE
+        if has_attrs != 0 and not _negligible_by_depth(m, far, depth_range, gamma, mx):
+            lam, interp, depth = _interp_depth(m, t, w, area2, inside, n, affine_depth)
+            zl = ((far - depth) / depth_range) / gamma
+            if zl - mx >= -NEGLIGIBLE_LOGIT:
+                logit = wp.min(x, 0.0) - wp.log(1.0 + e_x) + zl
+                flags += FLAG_LIVE
+                if record != 0:
+                    pair_logit[slot + k] = logit
+                if logit > mx:
+                    scale = wp.exp(mx - logit)
+                    total *= scale
+                    acc *= scale
+                    for c in range(4, channels):
+                        out[g, c] *= scale
+                    mx = logit
+                e = wp.exp(logit - mx)
+                total += e
+                for i in range(3):
+                    vi = base + faces[f, i]
+                    we = e * interp[i]
+                    for c in range(4):
+                        if c < channels:
+                            acc[c] += we * attrs[vi, c]
+                    for c in range(4, channels):
+                        out[g, c] += we * attrs[vi, c]
+        if record != 0:
+            pair_x[slot + k] = x
+            pair_t[slot + k] = t[n]
+            pair_flags[slot + k] = flags
     lt = -inside_x - _log1p(prod_m1)
     log_transmit[g] = lt
     silhouette[g] = _neg_expm1(lt)
@@ -657,17 +702,18 @@ def soft_aggregate_backward(
     has_attrs: int, num_verts: int, width: int, height: int, k_max: int,
     sigma: float, gamma: float, eps: float, far: float, depth_range: float, affine_depth: int,
     out: wp.array2d(dtype=wp.float32), log_transmit: wp.array(dtype=wp.float32), top: wp.array(dtype=wp.float32),
-    denom: wp.array(dtype=wp.float32), v_sil: wp.array(dtype=wp.float32), v_out: wp.array2d(dtype=wp.float32),
+    denom: wp.array(dtype=wp.float32),
+    pair_offset: wp.array(dtype=wp.int32), pair_x: wp.array(dtype=wp.float32), pair_t: wp.array(dtype=wp.float32),
+    pair_logit: wp.array(dtype=wp.float32), pair_flags: wp.array(dtype=wp.int32),
+    v_sil: wp.array(dtype=wp.float32), v_out: wp.array2d(dtype=wp.float32),
     want_geom: int, want_attrs: int, want_bg: int,
     v_uvz: wp.array2d(dtype=wp.float32), v_attrs: wp.array2d(dtype=wp.float32),
     v_bg: wp.array2d(dtype=wp.float32),
 ):
     """Gradients of ``sum(v_sil * silhouette + v_out * out)``: per-vertex ``(u, v, z)`` and ``attrs`` by
-    atomic adds (one launch per buffer on CPU), ``background`` per pixel."""
+    atomic adds (one launch per buffer on CPU), ``background`` per pixel; each pair's state comes from the
+    forward's record."""
     g = offset + wp.tid()
-    view, pu, pv = _pixel(g, width, height)
-    base = view * num_verts
-    gs_t = v_sil[g] * wp.exp(log_transmit[g])
     mx = top[g]
     inv = 1.0 / denom[g]
     channels = attrs.shape[1]
@@ -679,28 +725,37 @@ def soft_aggregate_backward(
             w_b = wp.exp(eps / gamma - mx) * inv
             for c in range(channels):
                 v_bg[g, c] = v_out[g, c] * w_b
-    for k in range(k_max):
+    first = pair_offset[g]
+    count = pair_offset[g + 1] - first
+    if count == 0:
+        return
+    view, pu, pv = _pixel(g, width, height)
+    base = view * num_verts
+    gs_t = v_sil[g] * wp.exp(log_transmit[g])
+    for k in range(count):
         f = ids[g * k_max + k]
-        if f < 0:
-            break
         m = _corners(base, f, faces, uv, z)
-        t, d2, w, area2, inside, n = _pair_state(m, pu, pv)
-        x = _signed_x(d2, inside, n, sigma)
-        e_x = wp.exp(-wp.abs(x))
-        sig_pos, sig_neg = _sigmoids(x, e_x)
+        x = pair_x[first + k]
+        flags = pair_flags[first + k]
+        n = flags % 4
+        inside = (flags & FLAG_INSIDE) != 0
+        t = wp.vec3()
+        t[n] = pair_t[first + k]
+        sig_pos, sig_neg = _sigmoids(x, wp.exp(-wp.abs(x)))
         g_x = gs_t * sig_pos
         g_interp = wp.vec3()
         g_depth = float(0.0)
         lam = wp.vec3()
-        interp = wp.vec3()
-        zl = float(0.0)
+        area2 = float(0.0)
         live = False
-        if has_attrs != 0 and not _negligible_by_depth(m, far, depth_range, gamma, mx):
-            lam, interp, depth = _interp_depth(m, t, w, area2, inside, n, affine_depth)
-            zl = ((far - depth) / depth_range) / gamma
-            live = zl - mx >= -NEGLIGIBLE_LOGIT
+        logit = float(0.0)
+        if (flags & FLAG_LIVE) != 0:
+            logit = pair_logit[first + k]
+            live = logit - mx >= -NEGLIGIBLE_LOGIT
         if live:
-            wj = wp.exp(wp.min(x, 0.0) - wp.log(1.0 + e_x) + zl - mx) * inv
+            w, area2 = _edge_functions(m, pu, pv)
+            lam, interp, depth = _interp_depth(m, t, w, area2, inside, n, affine_depth)
+            wj = wp.exp(logit - mx) * inv
             col_go = float(0.0)
             for i in range(3):
                 vi = base + faces[f, i]
@@ -715,8 +770,8 @@ def soft_aggregate_backward(
             g_x += g_logit * sig_neg
             g_depth = -g_logit / depth_range / gamma
         if want_geom != 0:
-            gm = _pair_backward(m, pu, pv, sigma, affine_depth, g_x, live, g_interp, g_depth, t, w, area2, inside,
-                                n, lam)
+            gm = _pair_backward(m, pu, pv, sigma, affine_depth, g_x, live, g_interp, g_depth, t, area2, inside, n,
+                                lam)
             for i in range(3):
                 vi = base + faces[f, i]
                 wp.atomic_add(v_uvz, vi, 0, gm[i, 0])
