@@ -81,6 +81,10 @@ def find_candidates(
 
     P = N * height * width
     out_face = torch.empty(P * k_max, dtype=torch.int32, device=device)
+    if device.type == "cpu" and pixels_per_item is None:
+        _scan_tiles(proj_w, faces_w, offsets, entry_face, entry_lb, entry_bbox, N, F, V, width, height, tile, tiles_x,
+                    tiles_y, cutoff, far, affine_depth, k_max, out_face)
+        return out_face.view(N, height, width, k_max)
     span = pixels_per_item or (tile * tile if device.type == "cpu" else 1)
     items = num_tiles * ((tile * tile + span - 1) // span)
     item_depth = torch.empty(items * k_max, dtype=torch.float64, device=device)
@@ -92,6 +96,26 @@ def find_candidates(
         device, min_chunk=16,
     )
     return out_face.view(N, height, width, k_max)
+
+
+# Tiles per launch of the CPU tile scan: bounds its scratch (K float64 sort keys and a count per pixel of the batch:
+# 1024 tiles of 8 x 8 with K = 16 take 8.5 MiB).
+SCAN_TILES_PER_LAUNCH = 1024
+
+
+def _scan_tiles(proj_w, faces_w, offsets, entry_face, entry_lb, entry_bbox, N, F, V, width, height, tile, tiles_x,
+                tiles_y, cutoff, far, affine_depth, k_max, out_face):
+    """``soft_candidates_tiles`` over all tiles, in batches of ``SCAN_TILES_PER_LAUNCH`` (each split over threads)."""
+    device = offsets.device
+    num_tiles = N * tiles_x * tiles_y
+    batch = min(num_tiles, SCAN_TILES_PER_LAUNCH)
+    pixel_depth = torch.empty(batch * tile * tile * k_max, dtype=torch.float64, device=device)
+    pixel_count = torch.empty(batch * tile * tile, dtype=torch.int32, device=device)
+    common = [F, V, proj_w, faces_w, as_warp(offsets), as_warp(entry_face), as_warp(entry_lb), as_warp(entry_bbox),
+              width, height, tile, tiles_x, tiles_y, float(cutoff) ** 2, float(far), int(bool(affine_depth)),
+              int(k_max), as_warp(out_face), as_warp(pixel_depth), as_warp(pixel_count)]
+    for first in range(0, num_tiles, batch):
+        launch_split(sk.soft_candidates_tiles, min(batch, num_tiles - first), [first] + common, device, min_chunk=16)
 
 
 def sort_tile_lists(counts: torch.Tensor, entry_rank: torch.Tensor, num_ranks: int, *columns: torch.Tensor):

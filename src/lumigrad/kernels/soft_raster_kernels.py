@@ -325,6 +325,72 @@ def soft_candidates_sorted(
             out_face[base + k] = -1
 
 
+@wp.kernel
+def soft_candidates_tiles(
+    offset: int, end: int,
+    first_tile: int, num_faces: int, num_verts: int,
+    proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
+    tile_offsets: wp.array(dtype=wp.int32), entry_face: wp.array(dtype=wp.int32),
+    entry_lb: wp.array(dtype=wp.float64), entry_bbox: wp.array2d(dtype=wp.int32),
+    width: int, height: int, tile: int, tiles_x: int, tiles_y: int, cutoff2: wp.float64, far: wp.float64,
+    affine_depth: int, k_max: int,
+    out_face: wp.array(dtype=wp.int32), pixel_depth: wp.array(dtype=wp.float64), pixel_count: wp.array(dtype=wp.int32),
+):
+    """The CPU layout of ``soft_candidates_sorted``: one thread per tile ``first_tile + tid`` walks the tile's list
+    once, face by face, and offers each face to the pixels of its box within the tile (its corners are read once
+    per tile, and no pixel outside the box is visited). Each pixel keeps its own K slots: its sort keys in the
+    tile's ``tile * tile * k_max`` slots of ``pixel_depth`` (at ``tid``: the launch covers a batch of tiles) and its
+    count in ``pixel_count``; a pixel whose K slots are full skips every face whose bound exceeds its K-th depth
+    (and all later ones are bounded higher still). Each pixel therefore sees the same faces in the same order as
+    in ``soft_candidates_sorted`` and keeps the same ones."""
+    tid = wp.tid()
+    tile_id = first_tile + offset + tid
+    per_view = tiles_x * tiles_y
+    view = tile_id // per_view
+    ty = (tile_id - view * per_view) // tiles_x
+    tx = tile_id - view * per_view - ty * tiles_x
+    x0 = tx * tile
+    y0 = ty * tile
+    x1 = wp.min(x0 + tile, width) - 1
+    y1 = wp.min(y0 + tile, height) - 1
+    pixels = tile * tile
+    count_base = (offset + tid) * pixels
+    depth_base = count_base * k_max
+    for local in range(pixels):
+        pixel_count[count_base + local] = 0
+    for idx in range(tile_offsets[tile_id], tile_offsets[tile_id + 1]):
+        lb = entry_lb[idx]
+        bx0 = wp.max(entry_bbox[idx, 0], x0)
+        bx1 = wp.min(entry_bbox[idx, 1], x1)
+        by0 = wp.max(entry_bbox[idx, 2], y0)
+        by1 = wp.min(entry_bbox[idx, 3], y1)
+        face = entry_face[idx] - view * num_faces
+        m = _face_corners(view, face, num_verts, proj, faces)
+        for y in range(by0, by1 + 1):
+            pv = wp.float64(y) + wp.float64(0.5)
+            for x in range(bx0, bx1 + 1):
+                local = (y - y0) * tile + x - x0
+                n = pixel_count[count_base + local]
+                slots = depth_base + local * k_max
+                if n == k_max and lb > pixel_depth[slots + k_max - 1]:
+                    continue
+                pu = wp.float64(x) + wp.float64(0.5)
+                d2, lam = _clamped_barycentrics(m, pu, pv)
+                if d2 > cutoff2:
+                    continue
+                depth = _depth_at(m, lam, affine_depth)
+                if not (depth <= far):
+                    continue
+                base = ((view * height + y) * width + x) * k_max
+                pixel_count[count_base + local] = _keep_nearest(out_face, base, pixel_depth, slots, n, k_max, depth,
+                                                                face)
+    for y in range(y0, y1 + 1):
+        for x in range(x0, x1 + 1):
+            base = ((view * height + y) * width + x) * k_max
+            for k in range(pixel_count[count_base + (y - y0) * tile + x - x0], k_max):
+                out_face[base + k] = -1
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Fused continuous part (float32): coverage, clamped barycentrics, depth and softmax aggregation per pixel, with an
 # explicit backward that recomputes the per-pair terms. Same definitions as ``raster/soft.py``'s ``pair_terms``
