@@ -435,15 +435,16 @@ def _neg_expm1(x: float):
 
 
 @wp.func
-def _negligible_by_depth(m: wp.mat33, far: float, depth_range: float, gamma: float, mx: float):
+def _negligible_by_depth(m: wp.mat33, far: float, zl_scale: float, mx: float):
     """Whether a pair of face ``m`` is negligible (``logit < mx - NEGLIGIBLE_LOGIT``) whatever its barycentrics:
     its depth is at least the nearest corner's (a convex combination of the corners' depths, or of their inverses)
-    up to a few float32 roundings, and ``log sigmoid <= 0``. The slack (1 plus 16 eps of the magnitudes involved)
-    covers those roundings and those of the depth term; False when in doubt."""
+    up to a few float32 roundings, and ``log sigmoid <= 0``. ``zl_scale = 1 / (depth_range gamma)``: the depth
+    term ``((far - depth) / depth_range) / gamma`` is bounded by a product (no division per pair); the slack (1
+    plus 16 eps of the magnitudes involved) covers the roundings of both forms; False when in doubt."""
     zmin = wp.min(m[0, 2], wp.min(m[1, 2], m[2, 2]))
     zabs = wp.max(wp.abs(m[0, 2]), wp.max(wp.abs(m[1, 2]), wp.abs(m[2, 2])))
-    bound = ((far - zmin) / depth_range) / gamma
-    slack = 1.0 + 1.9e-6 * ((wp.abs(far) + zabs) / depth_range) / gamma
+    bound = (far - zmin) * zl_scale
+    slack = 1.0 + 1.9e-6 * (wp.abs(far) + zabs) * zl_scale
     return bound + slack - mx < -NEGLIGIBLE_LOGIT
 
 
@@ -688,6 +689,7 @@ def soft_aggregate_forward(
         return
     view, pu, pv = _pixel(g, width, height)
     base = view * num_verts
+    zl_scale = 1.0 / (depth_range * gamma)
     inside_x = float(0.0)  # sum of max(x, 0) over the pairs
     prod_m1 = float(0.0)  # prod(1 + exp(-|x|)) - 1 over the pairs: log transmittance = -inside_x - log1p(prod_m1)
     mx = logit_b
@@ -712,7 +714,7 @@ def soft_aggregate_forward(
         flags = n
         if inside:
             flags += FLAG_INSIDE
-        if has_attrs != 0 and not _negligible_by_depth(m, far, depth_range, gamma, mx):
+        if has_attrs != 0 and not _negligible_by_depth(m, far, zl_scale, mx):
             lam, interp, depth = _interp_depth(m, t, w, area2, inside, n, affine_depth)
             zl = ((far - depth) / depth_range) / gamma
             if zl - mx >= -NEGLIGIBLE_LOGIT:
