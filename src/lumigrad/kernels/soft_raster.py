@@ -35,11 +35,12 @@ def find_candidates(
     """Return per pixel the ``k_max`` nearest faces within ``cutoff`` pixels, ``[N, H, W, k_max]`` int32.
 
     Arguments and result as :func:`find_candidates_reference` (the same ids in the same order, ties by face id);
-    ``tile`` is the side of the screen tiles; ``pixels_per_item``: consecutive pixels of a tile one thread scans
-    (default: the whole tile on the CPU, where its list then stays in cache; 1 on CUDA). Faster: each face gets a lower bound of its depth at any pixel
+    ``tile`` is the side of the screen tiles; ``pixels_per_item``: consecutive pixels of a tile one thread scans, one
+    after the other (default: 1 on CUDA; on the CPU one thread per tile walks the tile's list face by face instead,
+    ``soft_candidates_tiles``). Faster: each face gets a lower bound of its depth at any pixel
     (``soft_face_bounds``); faces bounded beyond ``far`` are dropped, the others are binned into ``tile x tile``
-    tiles in increasing bound, and a pixel stops scanning its tile once its ``k_max`` slots are full and the next
-    bound exceeds its K-th depth (``soft_candidates_sorted``).
+    tiles in increasing bound, and a pixel skips the rest of its tile's list once its ``k_max`` slots are full and
+    the next bound exceeds its K-th depth (``soft_candidates_sorted``).
     """
     ensure_init()
     device = proj.device
@@ -253,11 +254,15 @@ class _SoftAggregate(torch.autograd.Function):
                      dev, min_chunk=1024)
         ctx.save_for_backward(uv_f, z_f, faces, ids_f, attrs_f, out, log_t, top, denom, *pairs)
         ctx.meta = meta
+        ctx.recorded = bool(record)
         ctx.shapes = (N, V, C, P, has_attrs, background is not None)
         return silhouette, (out if has_attrs else None)
 
     @staticmethod
     def backward(ctx, v_sil, v_out):
+        if not ctx.recorded:  # soft_aggregate records whenever a backward can follow; the kernel needs the record
+            raise RuntimeError("internal error: soft_aggregate's backward needs the forward's pair record (the forward "
+                               "ran with grad mode off or with no input requiring grad)")
         uv_f, z_f, faces, ids_f, attrs_f, out, log_t, top, denom, *pairs = ctx.saved_tensors
         N, V, C, P, has_attrs, has_bg = ctx.shapes
         dev = uv_f.device
@@ -325,9 +330,10 @@ def soft_aggregate(uv: torch.Tensor, z: torch.Tensor, faces: torch.Tensor, ids: 
         attrs: ``[N, V, C]`` float32 or ``None``. background: ``[N * H * W, C]`` float32 or ``None`` (zeros).
 
     Returns ``(silhouette [N * H * W], attrs [N * H * W, C] or None)`` with the definitions of
-    ``raster/soft.py``. Gradients reach ``uv``, ``z``, ``attrs`` and ``background``. The backward recomputes every
-    (pixel, candidate) term: it keeps only the inputs and per-pixel tensors (the output attributes and three
-    floats per pixel: log transmittance, max logit, softmax denominator), nothing per pair.
+    ``raster/soft.py``. Gradients reach ``uv``, ``z``, ``attrs`` and ``background``. Kept for the backward: the
+    inputs, per-pixel tensors (the output attributes; log transmittance, max logit, softmax denominator; the pair
+    offsets) and, when grad mode is on and an input requires grad, the forward's 16-byte record per (pixel,
+    candidate) pair (``soft_raster_kernels.py``), from which the backward recomputes the rest bit for bit.
     """
     record = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (uv, z, attrs, background))
     return _SoftAggregate.apply(uv, z, attrs, background, faces, ids.contiguous(), width, height, sigma, gamma,

@@ -13,7 +13,8 @@ centre to the triangle region (0 inside), and the depth at the pixel's barycentr
 nearest edge), perspective-correct (``1 / sum(lam_k / z_k)``) or affine (orthographic).
 Cost: O(pixels x faces listed in the pixel's tile). ``soft_candidates`` is the plain scan over the hard
 rasterizer's 16 x 16 bins (the reference); ``soft_candidates_sorted`` selects the same faces over soft-specific
-8 x 8 bins listed by a lower bound of the depth, and stops a pixel's scan early (see the section below).
+8 x 8 bins listed by a lower bound of the depth, and stops a pixel's scan early (see the section below);
+``soft_candidates_tiles`` is its CPU layout (one thread per tile, face by face over each face's pixels).
 """
 
 from __future__ import annotations
@@ -278,8 +279,7 @@ def soft_candidates_sorted(
     out_face: wp.array(dtype=wp.int32), item_depth: wp.array(dtype=wp.float64),
 ):
     """Per item: ``span`` consecutive pixels of one tile (tiles view-major, pixels row-major in the tile; ``span =
-    tile * tile`` on the CPU, where one thread then reuses its tile's list from cache, 1 on CUDA) one after the
-    other, each as ``soft_candidates`` but over the tile's list sorted by the faces' depth bounds (entry ``e``: face
+    1`` on CUDA; the CPU runs ``soft_candidates_tiles`` instead unless a span is asked for) one after the other, each as ``soft_candidates`` but over the tile's list sorted by the faces' depth bounds (entry ``e``: face
     ``entry_face[e]`` (view-major), bound ``entry_lb[e]``, box ``entry_bbox[e]``), stopping once its K slots are
     full and the next bound exceeds its K-th depth. The sort keys of the pixel being scanned live in the item's
     ``k_max`` slots of ``item_depth``; slots ``>= n`` (filled so far) are never read, so nothing is initialised but
