@@ -402,7 +402,8 @@ def soft_candidates_tiles(
 # subnormal (2^-149 = exp(-103.28)): the float32 ``exp`` returns exactly 0 for it, so a pair whose logit is that far
 # below the pixel's running max adds exactly nothing to the aggregated attributes nor to their gradients, and the
 # kernels skip its attribute work (the silhouette part stays). Since ``log sigmoid(x) <= 0``, the depth term alone
-# bounds the logit from above, so the test comes before the ``log``.
+# bounds the logit from above, so the test comes before the ``log``. (Bounding the depth term by the nearest corner's
+# depth, to skip the barycentrics too, saved nothing measurable on Spot and cost 10% on a 100k-face sphere.)
 NEGLIGIBLE_LOGIT = wp.constant(104.0)
 
 
@@ -432,20 +433,6 @@ def _neg_expm1(x: float):
     if x > -1.0e-3:
         return -x * (1.0 + x * (0.5 + x / 6.0))
     return 1.0 - wp.exp(x)
-
-
-@wp.func
-def _negligible_by_depth(m: wp.mat33, far: float, zl_scale: float, mx: float):
-    """Whether a pair of face ``m`` is negligible (``logit < mx - NEGLIGIBLE_LOGIT``) whatever its barycentrics:
-    its depth is at least the nearest corner's (a convex combination of the corners' depths, or of their inverses)
-    up to a few float32 roundings, and ``log sigmoid <= 0``. ``zl_scale = 1 / (depth_range gamma)``: the depth
-    term ``((far - depth) / depth_range) / gamma`` is bounded by a product (no division per pair); the slack (1
-    plus 16 eps of the magnitudes involved) covers the roundings of both forms; False when in doubt."""
-    zmin = wp.min(m[0, 2], wp.min(m[1, 2], m[2, 2]))
-    zabs = wp.max(wp.abs(m[0, 2]), wp.max(wp.abs(m[1, 2]), wp.abs(m[2, 2])))
-    bound = (far - zmin) * zl_scale
-    slack = 1.0 + 1.9e-6 * (wp.abs(far) + zabs) * zl_scale
-    return bound + slack - mx < -NEGLIGIBLE_LOGIT
 
 
 @wp.func
@@ -689,7 +676,6 @@ def soft_aggregate_forward(
         return
     view, pu, pv = _pixel(g, width, height)
     base = view * num_verts
-    zl_scale = 1.0 / (depth_range * gamma)
     inside_x = float(0.0)  # sum of max(x, 0) over the pairs
     prod_m1 = float(0.0)  # prod(1 + exp(-|x|)) - 1 over the pairs: log transmittance = -inside_x - log1p(prod_m1)
     mx = logit_b
@@ -714,7 +700,7 @@ def soft_aggregate_forward(
         flags = n
         if inside:
             flags += FLAG_INSIDE
-        if has_attrs != 0 and not _negligible_by_depth(m, far, zl_scale, mx):
+        if has_attrs != 0:
             lam, interp, depth = _interp_depth(m, t, w, area2, inside, n, affine_depth)
             zl = ((far - depth) / depth_range) / gamma
             if zl - mx >= -NEGLIGIBLE_LOGIT:
