@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import raster as rb  # noqa: E402
 
 import lumigrad as lg  # noqa: E402
+from lumigrad.app.benchmarking import time_call  # noqa: E402
 from lumigrad.cameras.projection import project_points  # noqa: E402
 from lumigrad.kernels.soft_raster import find_candidates, find_candidates_reference, soft_aggregate  # noqa: E402
 from lumigrad.raster.rasterize import prepare_mesh  # noqa: E402
@@ -67,13 +68,15 @@ def candidates_only(verts, faces, cam, search=find_candidates):
 
 def cpu_ms(fn, repeats: int) -> float:
     """Median process CPU milliseconds of ``fn()`` over ``repeats`` runs after one untimed warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
+    spent = []
+
+    def timed():
         start = time.process_time()
         fn()
-        times.append(time.process_time() - start)
-    return statistics.median(times) * 1e3
+        spent.append(time.process_time() - start)
+
+    time_call(timed, repeats, warmup=1)
+    return statistics.median(spent[1:]) * 1e3
 
 
 def stage_times(verts, faces, colours, cam, timer):

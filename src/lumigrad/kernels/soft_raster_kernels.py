@@ -114,6 +114,21 @@ def _keep_nearest(out_face: wp.array(dtype=wp.int32), base: int, out_depth: wp.a
     return n
 
 
+@wp.func
+def _offer(m: wp.mat33d, pu: wp.float64, pv: wp.float64, cutoff2: wp.float64, far: wp.float64, affine_depth: int,
+           out_face: wp.array(dtype=wp.int32), base: int, out_depth: wp.array(dtype=wp.float64), depth_base: int,
+           n: int, k_max: int, face: int):
+    """Offer face ``face`` (corners ``m``) to pixel ``p``'s list (as ``_keep_nearest``) if it lies within the cutoff
+    and its depth there is at most ``far``; return the new count."""
+    d2, lam = _clamped_barycentrics(m, pu, pv)
+    if d2 > cutoff2:
+        return n
+    depth = _depth_at(m, lam, affine_depth)
+    if not (depth <= far):
+        return n
+    return _keep_nearest(out_face, base, out_depth, depth_base, n, k_max, depth, face)
+
+
 @wp.kernel
 def soft_candidates(
     offset: int, end: int,
@@ -312,13 +327,7 @@ def soft_candidates_sorted(
                 continue
             face = entry_face[idx] - view * num_faces
             m = _face_corners(view, face, num_verts, proj, faces)
-            d2, lam = _clamped_barycentrics(m, pu, pv)
-            if d2 > cutoff2:
-                continue
-            depth = _depth_at(m, lam, affine_depth)
-            if not (depth <= far):
-                continue
-            n = _keep_nearest(out_face, base, item_depth, depth_base, n, k_max, depth, face)
+            n = _offer(m, pu, pv, cutoff2, far, affine_depth, out_face, base, item_depth, depth_base, n, k_max, face)
             if n == k_max:
                 last_d = item_depth[depth_base + k_max - 1]
         for k in range(n, k_max):
@@ -375,15 +384,9 @@ def soft_candidates_tiles(
                 if n == k_max and lb > pixel_depth[slots + k_max - 1]:
                     continue
                 pu = wp.float64(x) + wp.float64(0.5)
-                d2, lam = _clamped_barycentrics(m, pu, pv)
-                if d2 > cutoff2:
-                    continue
-                depth = _depth_at(m, lam, affine_depth)
-                if not (depth <= far):
-                    continue
                 base = ((view * height + y) * width + x) * k_max
-                pixel_count[count_base + local] = _keep_nearest(out_face, base, pixel_depth, slots, n, k_max, depth,
-                                                                face)
+                pixel_count[count_base + local] = _offer(m, pu, pv, cutoff2, far, affine_depth, out_face, base,
+                                                         pixel_depth, slots, n, k_max, face)
     for y in range(y0, y1 + 1):
         for x in range(x0, x1 + 1):
             base = ((view * height + y) * width + x) * k_max
