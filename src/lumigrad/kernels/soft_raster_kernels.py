@@ -351,7 +351,9 @@ def soft_candidates_tiles(
     tile's ``tile * tile * k_max`` slots of ``pixel_depth`` (at ``tid``: the launch covers a batch of tiles) and its
     count in ``pixel_count``; a pixel whose K slots are full skips every face whose bound exceeds its K-th depth
     (and all later ones are bounded higher still). Each pixel therefore sees the same faces in the same order as
-    in ``soft_candidates_sorted`` and keeps the same ones."""
+    in ``soft_candidates_sorted`` and keeps the same ones. Once every pixel of the tile is full, the walk stops at the
+    first face bounded beyond ``full_max``, the largest K-th depth any pixel had when it filled up (K-th depths only
+    decrease, so it bounds them all: every pixel would skip that face and all later ones)."""
     tid = wp.tid()
     tile_id = first_tile + offset + tid
     per_view = tiles_x * tiles_y
@@ -367,8 +369,12 @@ def soft_candidates_tiles(
     depth_base = count_base * k_max
     for local in range(pixels):
         pixel_count[count_base + local] = 0
+    open_pixels = (x1 - x0 + 1) * (y1 - y0 + 1)
+    full_max = wp.float64(-wp.inf)
     for idx in range(tile_offsets[tile_id], tile_offsets[tile_id + 1]):
         lb = entry_lb[idx]
+        if open_pixels == 0 and lb > full_max:
+            break
         bx0 = wp.max(entry_bbox[idx, 0], x0)
         bx1 = wp.min(entry_bbox[idx, 1], x1)
         by0 = wp.max(entry_bbox[idx, 2], y0)
@@ -385,8 +391,12 @@ def soft_candidates_tiles(
                     continue
                 pu = wp.float64(x) + wp.float64(0.5)
                 base = ((view * height + y) * width + x) * k_max
-                pixel_count[count_base + local] = _offer(m, pu, pv, cutoff2, far, affine_depth, out_face, base,
-                                                         pixel_depth, slots, n, k_max, face)
+                kept = _offer(m, pu, pv, cutoff2, far, affine_depth, out_face, base, pixel_depth, slots, n, k_max,
+                              face)
+                pixel_count[count_base + local] = kept
+                if kept == k_max and n < k_max:
+                    open_pixels -= 1
+                    full_max = wp.max(full_max, pixel_depth[slots + k_max - 1])
     for y in range(y0, y1 + 1):
         for x in range(x0, x1 + 1):
             base = ((view * height + y) * width + x) * k_max
