@@ -74,6 +74,25 @@ def test_tile_scan_in_small_batches(monkeypatch):
     assert torch.equal(got, want)
 
 
+@pytest.mark.parametrize("affine", [False, True])
+def test_tile_walk_that_stops_when_every_pixel_is_full(affine):
+    """Large triangles stacked over the whole image at random depths: every pixel fills its K slots within the first
+    faces of its tile's list, so the CPU tile walk stops early (every pixel full, the next bound beyond all K-th
+    depths); it still selects what the plain scan selects."""
+    g = torch.Generator().manual_seed(7)
+    faces, width, height = 120, 40, 36
+    corners = torch.tensor([[-30.0, -30.0], [120.0, -10.0], [-10.0, 110.0]])
+    uv = corners + 8.0 * torch.randn(faces, 3, 2, generator=g)
+    z = 1.0 + 3.0 * torch.rand(faces, 1, generator=g) + 0.2 * torch.rand(faces, 3, generator=g)
+    proj = torch.cat([uv, z[..., None]], -1).reshape(1, 3 * faces, 3).double().contiguous()
+    tri = torch.arange(3 * faces, dtype=torch.int32).reshape(faces, 3)
+    skip = torch.zeros(faces, dtype=torch.int8)
+    want = find_candidates_reference(proj, tri, skip, width, height, 2.0, 1e4, 3, affine_depth=affine)
+    got = find_candidates(proj, tri, skip, width, height, 2.0, 1e4, 3, affine_depth=affine)
+    assert bool((want >= 0).all())
+    assert torch.equal(got, want)
+
+
 def test_ties_go_to_the_lower_face_id():
     """Ten copies of one triangle: equal depths at every pixel, so the K kept are the K lowest face ids."""
     proj = torch.tensor([[[2.0, 2.0, 3.0], [30.0, 4.0, 3.0], [6.0, 25.0, 3.0]]], dtype=torch.float64)
