@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from lumigrad.kernels import soft_raster
 from lumigrad.kernels.soft_raster import find_candidates, find_candidates_reference, sort_tile_lists
 
 
@@ -45,6 +46,7 @@ def _random_scene(seed: int, views: int, faces: int, width: int, height: int, af
     (2, 1, 800, 1, 4.5, 4, None),
     (3, 2, 200, 7, 1e4, 16, 7),
     (4, 1, 1000, 3, 1e4, 5, None),
+    (5, 2, 400, 5, 1e4, 8, None),
 ])
 def test_early_out_search_selects_what_the_plain_scan_selects(affine, seed, views, faces, k, far, tile, span):
     """``span``: pixels per work item (None: the device's default; 1 is the CUDA layout)."""
@@ -56,6 +58,38 @@ def test_early_out_search_selects_what_the_plain_scan_selects(affine, seed, view
                           pixels_per_item=span)
     full = (want >= 0).all(-1)
     assert bool(full.any()) and bool((~full).any())  # full pixels (early-out) and padded ones
+    assert torch.equal(got, want)
+
+
+def test_tile_scan_in_small_batches(monkeypatch):
+    """The CPU tile scan runs its tiles in launches of ``SCAN_TILES_PER_LAUNCH`` (its scratch is per batch): batches
+    that do not divide the tile count, over two views, select what the plain scan selects."""
+    monkeypatch.setattr(soft_raster, "SCAN_TILES_PER_LAUNCH", 7)
+    width, height = 45, 37
+    proj, tri, skip = _random_scene(6, 2, 500, width, height, False)
+    cutoff = math.sqrt(2.0 * math.log(1e3))
+    want = find_candidates_reference(proj, tri, skip, width, height, cutoff, 1e4, 6)
+    got = find_candidates(proj, tri, skip, width, height, cutoff, 1e4, 6)
+    assert bool((want >= 0).all(-1).any())
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_tile_walk_that_stops_when_every_pixel_is_full(affine):
+    """Large triangles stacked over the whole image at random depths: every pixel fills its K slots within the first
+    faces of its tile's list, so the CPU tile walk stops early (every pixel full, the next bound beyond all K-th
+    depths); it still selects what the plain scan selects."""
+    g = torch.Generator().manual_seed(7)
+    faces, width, height = 120, 40, 36
+    corners = torch.tensor([[-30.0, -30.0], [120.0, -10.0], [-10.0, 110.0]])
+    uv = corners + 8.0 * torch.randn(faces, 3, 2, generator=g)
+    z = 1.0 + 3.0 * torch.rand(faces, 1, generator=g) + 0.2 * torch.rand(faces, 3, generator=g)
+    proj = torch.cat([uv, z[..., None]], -1).reshape(1, 3 * faces, 3).double().contiguous()
+    tri = torch.arange(3 * faces, dtype=torch.int32).reshape(faces, 3)
+    skip = torch.zeros(faces, dtype=torch.int8)
+    want = find_candidates_reference(proj, tri, skip, width, height, 2.0, 1e4, 3, affine_depth=affine)
+    got = find_candidates(proj, tri, skip, width, height, 2.0, 1e4, 3, affine_depth=affine)
+    assert bool((want >= 0).all())
     assert torch.equal(got, want)
 
 

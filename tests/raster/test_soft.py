@@ -368,3 +368,16 @@ def test_kernel_backend_batched_cameras():
     cam = lg.Camera(torch.stack([c.K for c in cams]), torch.stack([c.world_to_cam for c in cams]), 10, 9, far=10.0)
     _check_backends_agree(verts, faces, cam, _attrs(9, dtype=torch.float32), torch.tensor([0.2, 0.3, 0.4]),
                           gamma=0.05)
+
+
+@pytest.mark.parametrize("channels", [1, 4, 6])
+def test_kernel_backend_channel_counts(channels):
+    """The forward sums channels 0-3 in registers and the rest in the output buffer: 1, 4 and 6 channels agree
+    with the PyTorch backend (values and gradients); the image border has pixels without candidates."""
+    verts, faces = _scene(torch.float32)
+    cam = camera_at((0.1, 0.2, -3.0), size=(18, 16), fov_y=1.0, far=10.0, dtype=torch.float32)
+    bg = torch.linspace(0.1, 0.6, channels)
+    out = lg.soft_rasterize(verts, faces, cam, _attrs(9, C=channels, dtype=torch.float32), background=bg)
+    assert bool((out.face_ids[..., 0] < 0).any())
+    assert torch.equal(out.attrs[out.face_ids[..., 0] < 0], bg.expand(int((out.face_ids[..., 0] < 0).sum()), -1))
+    _check_backends_agree(verts, faces, cam, _attrs(9, C=channels, dtype=torch.float32), bg, gamma=0.05)

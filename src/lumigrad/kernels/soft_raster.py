@@ -35,11 +35,12 @@ def find_candidates(
     """Return per pixel the ``k_max`` nearest faces within ``cutoff`` pixels, ``[N, H, W, k_max]`` int32.
 
     Arguments and result as :func:`find_candidates_reference` (the same ids in the same order, ties by face id);
-    ``tile`` is the side of the screen tiles; ``pixels_per_item``: consecutive pixels of a tile one thread scans
-    (default: the whole tile on the CPU, where its list then stays in cache; 1 on CUDA). Faster: each face gets a lower bound of its depth at any pixel
+    ``tile`` is the side of the screen tiles; ``pixels_per_item``: consecutive pixels of a tile one thread scans, one
+    after the other (default: 1 on CUDA; on the CPU one thread per tile walks the tile's list face by face instead,
+    ``soft_candidates_tiles``). Faster: each face gets a lower bound of its depth at any pixel
     (``soft_face_bounds``); faces bounded beyond ``far`` are dropped, the others are binned into ``tile x tile``
-    tiles in increasing bound, and a pixel stops scanning its tile once its ``k_max`` slots are full and the next
-    bound exceeds its K-th depth (``soft_candidates_sorted``).
+    tiles in increasing bound, and a pixel skips the rest of its tile's list once its ``k_max`` slots are full and
+    the next bound exceeds its K-th depth (``soft_candidates_sorted``).
     """
     ensure_init()
     device = proj.device
@@ -81,6 +82,10 @@ def find_candidates(
 
     P = N * height * width
     out_face = torch.empty(P * k_max, dtype=torch.int32, device=device)
+    if device.type == "cpu" and pixels_per_item is None:
+        _scan_tiles(proj_w, faces_w, offsets, entry_face, entry_lb, entry_bbox, N, F, V, width, height, tile, tiles_x,
+                    tiles_y, cutoff, far, affine_depth, k_max, out_face)
+        return out_face.view(N, height, width, k_max)
     span = pixels_per_item or (tile * tile if device.type == "cpu" else 1)
     items = num_tiles * ((tile * tile + span - 1) // span)
     item_depth = torch.empty(items * k_max, dtype=torch.float64, device=device)
@@ -92,6 +97,26 @@ def find_candidates(
         device, min_chunk=16,
     )
     return out_face.view(N, height, width, k_max)
+
+
+# Tiles per launch of the CPU tile scan: bounds its scratch (K float64 sort keys and a count per pixel of the batch:
+# 1024 tiles of 8 x 8 with K = 16 take 8.5 MiB).
+SCAN_TILES_PER_LAUNCH = 1024
+
+
+def _scan_tiles(proj_w, faces_w, offsets, entry_face, entry_lb, entry_bbox, N, F, V, width, height, tile, tiles_x,
+                tiles_y, cutoff, far, affine_depth, k_max, out_face):
+    """``soft_candidates_tiles`` over all tiles, in batches of ``SCAN_TILES_PER_LAUNCH`` (each split over threads)."""
+    device = offsets.device
+    num_tiles = N * tiles_x * tiles_y
+    batch = min(num_tiles, SCAN_TILES_PER_LAUNCH)
+    pixel_depth = torch.empty(batch * tile * tile * k_max, dtype=torch.float64, device=device)
+    pixel_count = torch.empty(batch * tile * tile, dtype=torch.int32, device=device)
+    common = [F, V, proj_w, faces_w, as_warp(offsets), as_warp(entry_face), as_warp(entry_lb), as_warp(entry_bbox),
+              width, height, tile, tiles_x, tiles_y, float(cutoff) ** 2, float(far), int(bool(affine_depth)),
+              int(k_max), as_warp(out_face), as_warp(pixel_depth), as_warp(pixel_count)]
+    for first in range(0, num_tiles, batch):
+        launch_split(sk.soft_candidates_tiles, min(batch, num_tiles - first), [first] + common, device, min_chunk=16)
 
 
 def sort_tile_lists(counts: torch.Tensor, entry_rank: torch.Tensor, num_ranks: int, *columns: torch.Tensor):
@@ -200,7 +225,7 @@ def find_candidates_reference(
 class _SoftAggregate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, uv, z, attrs, background, faces, ids, width, height, sigma, gamma, eps, near, far,
-                affine_depth):
+                affine_depth, record):
         ensure_init()
         dev = uv.device
         N, V = z.shape
@@ -220,18 +245,25 @@ class _SoftAggregate(torch.autograd.Function):
         ids_f = ids.reshape(-1)
         meta = (int(has_attrs), int(V), int(width), int(height), int(k_max), float(sigma), float(gamma), float(eps),
                 float(far), float(far - near), int(bool(affine_depth)))
+        pairs = _pair_record(ids_f, P, k_max) if record else [uv.new_zeros(1, dtype=torch.int32)] + \
+            [uv.new_zeros(1)] * 3 + [uv.new_zeros(1, dtype=torch.int32)]
         launch_split(sk.soft_aggregate_forward, P,
                      [as_warp(uv_f), as_warp(z_f), as_warp(faces), as_warp(ids_f), as_warp(attrs_f), as_warp(bg_f),
-                      *meta, as_warp(silhouette), as_warp(out), as_warp(log_t), as_warp(top), as_warp(denom)],
+                      *meta, as_warp(silhouette), as_warp(out), as_warp(log_t), as_warp(top), as_warp(denom),
+                      int(bool(record)), *[as_warp(p) for p in pairs]],
                      dev, min_chunk=1024)
-        ctx.save_for_backward(uv_f, z_f, faces, ids_f, attrs_f, out, log_t, top, denom)
+        ctx.save_for_backward(uv_f, z_f, faces, ids_f, attrs_f, out, log_t, top, denom, *pairs)
         ctx.meta = meta
+        ctx.recorded = bool(record)
         ctx.shapes = (N, V, C, P, has_attrs, background is not None)
         return silhouette, (out if has_attrs else None)
 
     @staticmethod
     def backward(ctx, v_sil, v_out):
-        uv_f, z_f, faces, ids_f, attrs_f, out, log_t, top, denom = ctx.saved_tensors
+        if not ctx.recorded:  # soft_aggregate records whenever a backward can follow; the kernel needs the record
+            raise RuntimeError("internal error: soft_aggregate's backward needs the forward's pair record (the forward "
+                               "ran with grad mode off or with no input requiring grad)")
+        uv_f, z_f, faces, ids_f, attrs_f, out, log_t, top, denom, *pairs = ctx.saved_tensors
         N, V, C, P, has_attrs, has_bg = ctx.shapes
         dev = uv_f.device
         want_geom = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
@@ -245,7 +277,8 @@ class _SoftAggregate(torch.autograd.Function):
         v_out = v_out.contiguous()
         v_bg = uv_f.new_empty(P, C) if want_bg else uv_f.new_zeros(1, 1)
         args = [as_warp(uv_f), as_warp(z_f), as_warp(faces), as_warp(ids_f), as_warp(attrs_f), *ctx.meta,
-                as_warp(out), as_warp(log_t), as_warp(top), as_warp(denom), as_warp(v_sil), as_warp(v_out),
+                as_warp(out), as_warp(log_t), as_warp(top), as_warp(denom), *[as_warp(p) for p in pairs],
+                as_warp(v_sil), as_warp(v_out),
                 int(want_geom), int(want_attrs), int(want_bg)]
         size_uvz = (N * V if want_geom else 1, 3)
         size_attrs = (N * V if want_attrs else 1, C)
@@ -271,7 +304,19 @@ class _SoftAggregate(torch.autograd.Function):
         g_uv = v_uvz[:, :2].reshape(N, V, 2) if want_geom and ctx.needs_input_grad[0] else None
         g_z = v_uvz[:, 2].reshape(N, V) if want_geom and ctx.needs_input_grad[1] else None
         return (g_uv, g_z, v_attrs.reshape(N, V, C) if want_attrs else None, v_bg if want_bg else None) + \
-            (None,) * 10
+            (None,) * 11
+
+
+def _pair_record(ids_f: torch.Tensor, P: int, k_max: int):
+    """Empty buffers for the forward's per-pair record (``soft_raster_kernels.py``): the slot offsets ``[P + 1]``
+    int32 (each pixel's count of candidates, prefix-summed), then per pair ``x``, ``t[n]``, logit (float32) and
+    flags (int32)."""
+    offsets = torch.zeros(P + 1, dtype=torch.int32, device=ids_f.device)
+    launch_split(sk.soft_pair_counts, P, [as_warp(ids_f), int(k_max), as_warp(offsets)], ids_f.device, min_chunk=4096)
+    torch.cumsum(offsets, 0, out=offsets)
+    pairs = max(int(offsets[-1]), 1)
+    return [offsets] + [torch.empty(pairs, dtype=torch.float32, device=ids_f.device) for _ in range(3)] + \
+        [torch.empty(pairs, dtype=torch.int32, device=ids_f.device)]
 
 
 def soft_aggregate(uv: torch.Tensor, z: torch.Tensor, faces: torch.Tensor, ids: torch.Tensor,
@@ -285,9 +330,11 @@ def soft_aggregate(uv: torch.Tensor, z: torch.Tensor, faces: torch.Tensor, ids: 
         attrs: ``[N, V, C]`` float32 or ``None``. background: ``[N * H * W, C]`` float32 or ``None`` (zeros).
 
     Returns ``(silhouette [N * H * W], attrs [N * H * W, C] or None)`` with the definitions of
-    ``raster/soft.py``. Gradients reach ``uv``, ``z``, ``attrs`` and ``background``. The backward recomputes every
-    (pixel, candidate) term: it keeps only the inputs and per-pixel tensors (the output attributes and three
-    floats per pixel: log transmittance, max logit, softmax denominator), nothing per pair.
+    ``raster/soft.py``. Gradients reach ``uv``, ``z``, ``attrs`` and ``background``. Kept for the backward: the
+    inputs, per-pixel tensors (the output attributes; log transmittance, max logit, softmax denominator; the pair
+    offsets) and, when grad mode is on and an input requires grad, the forward's 16-byte record per (pixel,
+    candidate) pair (``soft_raster_kernels.py``), from which the backward recomputes the rest bit for bit.
     """
+    record = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (uv, z, attrs, background))
     return _SoftAggregate.apply(uv, z, attrs, background, faces, ids.contiguous(), width, height, sigma, gamma,
-                                eps, near, far, affine_depth)
+                                eps, near, far, affine_depth, record)

@@ -3,9 +3,9 @@
 A compiled kernel picks, per pixel, the K nearest faces within a cutoff distance (integer ids, not
 differentiated). The continuous part (distances, coverage probabilities, barycentrics, depths, aggregation
 weights) then runs either fused in a float32 kernel with an explicit backward that recomputes the per-pair terms
-(``backend="kernel"``, ``kernels/soft_raster.py``), or in PyTorch over the (pixel, candidate) pairs with autograd
-(``backend="torch"``, any float dtype). Either way the projection stays in PyTorch, so gradients reach ``verts``,
-``attrs``, ``background`` and the camera's ``K`` and ``world_to_cam``.
+from a 16-byte record per pair (``backend="kernel"``, ``kernels/soft_raster.py``), or in PyTorch over the
+(pixel, candidate) pairs with autograd (``backend="torch"``, any float dtype). Either way the projection stays in
+PyTorch, so gradients reach ``verts``, ``attrs``, ``background`` and the camera's ``K`` and ``world_to_cam``.
 """
 
 from __future__ import annotations
@@ -155,12 +155,17 @@ def soft_rasterize(
             budget (checked before allocating).
 
     Cost: binning O(F log F + tiles touched by the grown boxes); candidate search at most O(pixels x faces in the
-    pixel's 8 x 8 tile), less where a pixel's K slots fill early (tiles list their faces by a lower bound of the
-    depth, so a full pixel stops at the first face that cannot enter); the continuous part O(pairs) where ``pairs <= H W K`` counts the (pixel, candidate) pairs.
-    Memory kept for backward: with ``backend="kernel"`` only the inputs (projected vertices ``uv``, ``z``,
-    ``attrs``, ``faces``, the candidate ids, 4 bytes per slot) and per-pixel tensors (the output attributes and
-    three floats: log transmittance, max logit and softmax denominator), nothing per pair; the backward
-    recomputes each pair's terms and scatters into per-vertex buffers (one private buffer per CPU thread).
+    pixel's 8 x 8 tile), on the CPU O(pixels in each face's grown box), less where a pixel's K slots fill early
+    (tiles list their faces by a lower bound of the depth, so a full pixel skips every face that cannot enter);
+    the continuous part O(pairs) where ``pairs <= H W K`` counts the (pixel, candidate) pairs. A pair whose
+    attribute weight underflows float32 (its logit more than 104 below the pixel's largest) skips its attribute
+    work, which would add exactly zero.
+    Memory kept for backward: with ``backend="kernel"`` the inputs (projected vertices ``uv``, ``z``, ``attrs``,
+    ``faces``, the candidate ids, 4 bytes per slot), per-pixel tensors (the output attributes, three floats: log
+    transmittance, max logit and softmax denominator, and an int32 offset) and a 16-byte record per pair (its
+    signed distance term, nearest-edge parameter, logit and flags; kept only when a gradient is needed), from
+    which the backward recomputes the rest of each pair's terms and scatters into per-vertex buffers (one private
+    buffer per CPU thread).
     With ``backend="torch"`` (measured with ``saved_tensors_hooks``): 453 bytes per pair in float32, 853 in
     float64 (about 100 floats and 6 int64 indices: gathered corners and depths, edge vectors and parameters,
     distances, barycentrics, depth, weights), plus O(H W C) per-pixel tensors; under ``torch.no_grad`` nothing per
