@@ -67,16 +67,21 @@ class _DirectLights(torch.autograd.Function):
         args += [as_warp(g) for g in grads[:4]] + [as_warp(grads[4].view(-1)), as_warp(grads[5].view(-1)),
                                                   as_warp(grads[6])]
         width = dk.LIGHT_GRADS + C
+        need = ctx.needs_input_grad
+        # the point gradients, the light gradients: each skipped in the kernel when nothing asks for it
+        wants = [int(any(need[:7])), int(any(need[7:12]))]
         if dev.type == "cuda":
             slots = light_vector.new_zeros((P + _CUDA_GROUP - 1) // _CUDA_GROUP, K, width, dtype=torch.float64)
-            launch(dk.direct_lights_backward, P, [0, P, *args, as_warp(slots), _CUDA_GROUP], dev)
+            launch(dk.direct_lights_backward, P, [0, P, *args, as_warp(slots), _CUDA_GROUP, *wants], dev)
         else:  # one private slot per thread: no atomics across threads
             parts = max(1, min(num_workers(), P // _MIN_POINTS_PER_THREAD))
             slots = light_vector.new_zeros(parts, K, width, dtype=torch.float64)
-            launch_partitioned(dk.direct_lights_backward, P, lambda k: [*args, as_warp(slots[k:k + 1]), P + 1],
-                               parts, dev)
+            launch_partitioned(dk.direct_lights_backward, P,
+                               lambda k: [*args, as_warp(slots[k:k + 1]), P + 1, *wants], parts, dev)
         v_light = slots.sum(0)
-        return (*grads, v_light[:, :3], None, v_light[:, dk.LIGHT_GRADS:], v_light[:, 6:9], v_light[:, 3:6], None)
+        point = [g if n else None for g, n in zip(grads, need)]
+        light = [v_light[:, :3], None, v_light[:, dk.LIGHT_GRADS:], v_light[:, 6:9], v_light[:, 3:6]]
+        return (*point, *[g if n else None for g, n in zip(light, need[7:12])], None)
 
 
 def _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_kind, light_radiance,

@@ -313,8 +313,10 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
                            v_position: wp.array2d(dtype=Any), v_normal: wp.array2d(dtype=Any),
                            v_wo: wp.array2d(dtype=Any), v_base_color: wp.array2d(dtype=Any),
                            v_roughness: wp.array(dtype=Any), v_metallic: wp.array(dtype=Any),
-                           v_f0: wp.array2d(dtype=Any), v_light: wp.array3d(dtype=Any), group: int):
-    """``v_light[slot, k]`` holds ``(v_vector[0:3], v_axis[0:3], v_shape[0:3], v_radiance[0:C])``."""
+                           v_f0: wp.array2d(dtype=Any), v_light: wp.array3d(dtype=Any), group: int,
+                           want_point: int, want_light: int):
+    """``v_light[slot, k]`` holds ``(v_vector[0:3], v_axis[0:3], v_shape[0:3], v_radiance[0:C])``; ``want_point`` 0
+    skips the point gradients (left zero), ``want_light`` 0 the light gradients (``v_light`` untouched)."""
     i = offset + wp.tid()
     slot = i // group
     one = wp.float64(1.0)
@@ -363,10 +365,12 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
                 spec = F0c + (one - F0c) * b.m5
                 f = p.kd[c] * one_m5 + dv * spec
                 g_G = g_G + g[c] * f * Lc
-                wp.atomic_add(v_light, slot, k, LIGHT_GRADS + c, type(v_light[slot, k, 0])(g[c] * f * G))
+                if want_light != 0:
+                    wp.atomic_add(v_light, slot, k, LIGHT_GRADS + c, type(v_light[slot, k, 0])(g[c] * f * G))
                 gf = g[c] * Lc * G
-                sum_kd[c] = sum_kd[c] + gf * one_m5
-                sum_F0[c] = sum_F0[c] + gf * dv * one_m5
+                if want_point != 0:
+                    sum_kd[c] = sum_kd[c] + gf * one_m5
+                    sum_F0[c] = sum_F0[c] + gf * dv * one_m5
                 g_dv = g_dv + gf * spec
                 g_m5 = g_m5 + gf * (dv * (one - F0c) - p.kd[c])
             # D V = a2 hh^2 / (2 pi qn^2 Q), qn = hh - S^2 (1 - a2) (or hh a2 where nh is clamped)
@@ -382,9 +386,10 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
                 gE_c = gE_c + gE
             g_Q = -gE * iQ
             g_nl = g_Q * (p.s1 + p.nv * b.nl * p.one_a2 * is2)
-            gQ_s2 = gQ_s2 + g_Q * b.s2
-            gQ_nl = gQ_nl + g_Q * b.nl
-            gQ_a2 = gQ_a2 + g_Q * (one - b.nl * b.nl) * is2
+            if want_point != 0:
+                gQ_s2 = gQ_s2 + g_Q * b.s2
+                gQ_nl = gQ_nl + g_Q * b.nl
+                gQ_a2 = gQ_a2 + g_Q * (one - b.nl * b.nl) * is2
             # m5 = (1 - vh)^5, vh = sqrt(hh) / 2 = (1 + lv) / sqrt(hh), hh = 2 + 2 lv
             m2 = b.m * b.m
             g_vh = -wp.float64(5.0) * m2 * m2 * g_m5
@@ -406,10 +411,12 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
             if inc.kind == 0:  # G0 = n.l
                 g_nlr = g_nlr + g_G0
                 g_l = g_nlr * p.n + g_lv * p.v
-                g_n = g_n + g_nlr * l
-                g_v = g_v + g_lv * l
-                for j in range(3):
-                    wp.atomic_add(v_light, slot, k, j, type(v_light[slot, k, 0])(g_l[j]))
+                if want_point != 0:
+                    g_n = g_n + g_nlr * l
+                    g_v = g_v + g_lv * l
+                if want_light != 0:
+                    for j in range(3):
+                        wp.atomic_add(v_light, slot, k, j, type(v_light[slot, k, 0])(g_l[j]))
             else:
                 u = inc.u
                 # nl = n.u / |u|, lv = v.u / |u|, G0 = (n.u) K3 (K3 = 1 / |u|^3, or 1 / min_d^3 inside it)
@@ -417,12 +424,15 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
                 g_u = g_u + g_G0 * inc.K3 * p.n
                 if inc.unclamped != 0:
                     g_u = g_u - wp.float64(3.0) * g_G0 * inc.K3 * inc.nl_raw * l
-                g_n = g_n + g_nlr * l + g_G0 * inc.K3 * u
-                g_v = g_v + g_lv * l
+                if want_point != 0:
+                    g_n = g_n + g_nlr * l + g_G0 * inc.K3 * u
+                    g_v = g_v + g_lv * l
                 if inc.ir > zero:  # W = 1 - (d ir)^4
                     g_W = g_G * inc.G0 * inc.a
                     t3 = inc.t * inc.t * inc.t
-                    wp.atomic_add(v_light, slot, k, 6, type(v_light[slot, k, 0])(-g_W * wp.float64(4.0) * t3 * inc.dcl))
+                    if want_light != 0:
+                        g_ir = -g_W * wp.float64(4.0) * t3 * inc.dcl
+                        wp.atomic_add(v_light, slot, k, 6, type(v_light[slot, k, 0])(g_ir))
                     if inc.unclamped != 0:
                         g_u = g_u - g_W * wp.float64(4.0) * t3 * inc.ir * l
                 if inc.kind == 2:  # a = min(cd sc + of, 1)^2, cd = -(u.s) / d
@@ -430,19 +440,21 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
                     if inc.tt <= one:
                         g_tt = g_G * inc.G0 * inc.W * two * inc.tt
                     g_cd = g_tt * wp.float64(light_shape[k, 1])
-                    wp.atomic_add(v_light, slot, k, 7, type(v_light[slot, k, 0])(g_tt * inc.cd))
-                    wp.atomic_add(v_light, slot, k, 8, type(v_light[slot, k, 0])(g_tt))
                     axis = _vec(light_axis, k)
-                    g_axis = -g_cd * inc.inv_dcl * u
-                    for j in range(3):
-                        wp.atomic_add(v_light, slot, k, 3 + j, type(v_light[slot, k, 0])(g_axis[j]))
+                    if want_light != 0:
+                        wp.atomic_add(v_light, slot, k, 7, type(v_light[slot, k, 0])(g_tt * inc.cd))
+                        wp.atomic_add(v_light, slot, k, 8, type(v_light[slot, k, 0])(g_tt))
+                        g_axis = -g_cd * inc.inv_dcl * u
+                        for j in range(3):
+                            wp.atomic_add(v_light, slot, k, 3 + j, type(v_light[slot, k, 0])(g_axis[j]))
                     if inc.unclamped != 0:
                         g_u = g_u - g_cd * inc.inv_dcl * (axis + inc.cd * l)
                     else:
                         g_u = g_u - g_cd * inc.inv_dcl * axis
                 g_x = g_x - g_u
-                for j in range(3):
-                    wp.atomic_add(v_light, slot, k, j, type(v_light[slot, k, 0])(g_u[j]))
+                if want_light != 0:
+                    for j in range(3):
+                        wp.atomic_add(v_light, slot, k, j, type(v_light[slot, k, 0])(g_u[j]))
         # Smith visibility through nv (clamped) and a2
         g_nv = gQ_s2 + p.nv * p.one_a2 / p.s1 * gQ_nl
         if p.nv_raw < _DOT_EPS or p.nv_raw > one:
@@ -486,7 +498,7 @@ def _overload_all() -> None:
         i32, f64, d2 = wp.array(dtype=wp.int32), wp.float64, wp.array2d(dtype=wp.float64)
         common = [int, int, a2, a2, a2, a2, a1, a1, a2, int, d2, i32, d2, d2, d2, int, f64, f64]
         wp.overload(direct_lights_forward, common + [a2])
-        wp.overload(direct_lights_backward, common + [a2, a2, a2, a2, a2, a1, a1, a2, a3, int])
+        wp.overload(direct_lights_backward, common + [a2, a2, a2, a2, a2, a1, a1, a2, a3, int, int, int])
 
 
 _overload_all()
