@@ -76,10 +76,6 @@ class _Point:
     s1: wp.float64
     a2_2pi: wp.float64
     metal: wp.float64
-    c: wp.vec4d
-    f0: wp.vec4d
-    kd: wp.vec4d
-    F0: wp.vec4d
 
 
 @wp.struct
@@ -168,13 +164,20 @@ def _point(i: int, position: wp.array2d(dtype=Any), normal: wp.array2d(dtype=Any
     p.s1 = wp.sqrt(p.nv * p.nv * p.one_a2 + p.a2)
     p.a2_2pi = p.a2 * wp.float64(0.5) * _INV_PI
     p.metal = wp.float64(metallic[i])
-    w_d = one - p.metal
-    p.c = _channels(base_color, i, num_channels)
-    p.f0 = _channels(f0, i, num_channels)
-    for c in range(num_channels):
-        p.kd[c] = w_d * p.c[c] * (one - p.f0[c]) * _INV_PI
-        p.F0[c] = w_d * p.f0[c] + p.metal * p.c[c]
     return p
+
+
+@wp.func
+def _mix(metal: wp.float64, cvec: wp.vec4d, f0vec: wp.vec4d, num_channels: int):
+    """``(kd, F0)``: ``kd_c = (1 - metal) c_c (1 - f0_c) / pi``, ``F0_c = (1 - metal) f0_c + metal c_c``."""
+    one = wp.float64(1.0)
+    w_d = one - metal
+    kd = wp.vec4d()
+    F0 = wp.vec4d()
+    for c in range(num_channels):
+        kd[c] = w_d * cvec[c] * (one - f0vec[c]) * _INV_PI
+        F0[c] = w_d * f0vec[c] + metal * cvec[c]
+    return kd, F0
 
 
 @wp.func
@@ -286,6 +289,8 @@ def direct_lights_forward(offset: int, end: int, position: wp.array2d(dtype=Any)
     acc = wp.vec4d()
     p = _point(i, position, normal, wo, base_color, roughness, metallic, f0, num_channels)
     if p.nv_raw > wp.float64(0.0):
+        kd, F0 = _mix(p.metal, _channels(base_color, i, num_channels), _channels(f0, i, num_channels),
+                      num_channels)
         for k in range(num_lights):
             g = _incoming(p, k, light_vector, light_kind, light_shape, light_axis, min_d2, inv_min_d)
             if g.ok == 0:
@@ -295,8 +300,8 @@ def direct_lights_forward(offset: int, end: int, position: wp.array2d(dtype=Any)
             G = g.G0 * g.W * g.a
             one_m5 = one - b.m5
             for c in range(num_channels):
-                F0c = p.F0[c]
-                f = p.kd[c] * one_m5 + dv * (F0c + (one - F0c) * b.m5)
+                F0c = F0[c]
+                f = kd[c] * one_m5 + dv * (F0c + (one - F0c) * b.m5)
                 acc[c] = acc[c] + f * wp.float64(light_radiance[k, c]) * G
     for c in range(num_channels):
         out[i, c] = type(out[i, c])(acc[c])
@@ -334,6 +339,9 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
     g_r = zero
     g_metal = zero
     if p.nv_raw > zero:
+        cvec = _channels(base_color, i, num_channels)
+        f0vec = _channels(f0, i, num_channels)
+        kd, F0 = _mix(p.metal, cvec, f0vec, num_channels)
         sum_kd = wp.vec4d()  # sum over lights of d out / d kd_c, then of d out / d F0_c
         sum_F0 = wp.vec4d()
         g_nvr = zero  # through n.v unclamped (the half vector)
@@ -361,9 +369,9 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
             g_m5 = zero
             for c in range(num_channels):
                 Lc = wp.float64(light_radiance[k, c])
-                F0c = p.F0[c]
+                F0c = F0[c]
                 spec = F0c + (one - F0c) * b.m5
-                f = p.kd[c] * one_m5 + dv * spec
+                f = kd[c] * one_m5 + dv * spec
                 g_G = g_G + g[c] * f * Lc
                 if want_light != 0:
                     wp.atomic_add(v_light, slot, k, LIGHT_GRADS + c, type(v_light[slot, k, 0])(g[c] * f * G))
@@ -372,7 +380,7 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
                     sum_kd[c] = sum_kd[c] + gf * one_m5
                     sum_F0[c] = sum_F0[c] + gf * dv * one_m5
                 g_dv = g_dv + gf * spec
-                g_m5 = g_m5 + gf * (dv * (one - F0c) - p.kd[c])
+                g_m5 = g_m5 + gf * (dv * (one - F0c) - kd[c])
             # D V = a2 hh^2 / (2 pi qn^2 Q), qn = hh - S^2 (1 - a2) (or hh a2 where nh is clamped)
             gE = g_dv * dv
             g_hh = zero
@@ -469,8 +477,8 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
         # kd_c = (1 - metal) c_c (1 - f0_c) / pi, F0_c = (1 - metal) f0_c + metal c_c
         w_d = one - p.metal
         for c in range(num_channels):
-            cc = p.c[c]
-            f0c = p.f0[c]
+            cc = cvec[c]
+            f0c = f0vec[c]
             g_c[c] = sum_kd[c] * w_d * (one - f0c) * _INV_PI + sum_F0[c] * p.metal
             g_f0[c] = -sum_kd[c] * w_d * cc * _INV_PI + sum_F0[c] * w_d
             g_metal = g_metal - sum_kd[c] * cc * (one - f0c) * _INV_PI + sum_F0[c] * (cc - f0c)
