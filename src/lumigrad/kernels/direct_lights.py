@@ -66,7 +66,7 @@ class _DirectLights(torch.autograd.Function):
         args = _inputs(*saved, ctx.min_distance) + [as_warp(v_out.to(position.dtype).contiguous())]
         args += [as_warp(g) for g in grads[:4]] + [as_warp(grads[4].view(-1)), as_warp(grads[5].view(-1)),
                                                   as_warp(grads[6])]
-        width = dk.LIGHT_GRADS + C
+        width = dk.LIGHT_GRADS + MAX_CHANNELS
         need = ctx.needs_input_grad
         # the point gradients, the light gradients: each skipped in the kernel when nothing asks for it
         wants = [int(any(need[:7])), int(any(need[7:12]))]
@@ -145,6 +145,8 @@ def direct_lights(position: torch.Tensor, normal: torch.Tensor, wo: torch.Tensor
         axis = torch.where(on[:, None], axis64 / axis_norm[:, None], torch.zeros_like(axis64))
         shape = torch.stack([inv_range, torch.where(on, spot.scale.double(), zeros),
                              torch.where(on, spot.offset.double(), zeros)], -1)
+    # the kernels loop over MAX_CHANNELS channels (a constant count): the radiance's extra columns are zeros
+    radiance64 = torch.nn.functional.pad(radiance64, (0, MAX_CHANNELS - radiance64.shape[1]))
     return _DirectLights.apply(position, normal, wo, base_color, roughness, metallic, f0, vector.contiguous(),
                                kind.contiguous(), radiance64.contiguous(), shape.contiguous(), axis.contiguous(),
                                min_distance)

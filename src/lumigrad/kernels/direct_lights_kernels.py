@@ -168,13 +168,13 @@ def _point(i: int, position: wp.array2d(dtype=Any), normal: wp.array2d(dtype=Any
 
 
 @wp.func
-def _mix(metal: wp.float64, cvec: wp.vec4d, f0vec: wp.vec4d, num_channels: int):
+def _mix(metal: wp.float64, cvec: wp.vec4d, f0vec: wp.vec4d):
     """``(kd, F0)``: ``kd_c = (1 - metal) c_c (1 - f0_c) / pi``, ``F0_c = (1 - metal) f0_c + metal c_c``."""
     one = wp.float64(1.0)
     w_d = one - metal
     kd = wp.vec4d()
     F0 = wp.vec4d()
-    for c in range(num_channels):
+    for c in range(4):  # zeros beyond num_channels
         kd[c] = w_d * cvec[c] * (one - f0vec[c]) * _INV_PI
         F0[c] = w_d * f0vec[c] + metal * cvec[c]
     return kd, F0
@@ -289,8 +289,7 @@ def direct_lights_forward(offset: int, end: int, position: wp.array2d(dtype=Any)
     acc = wp.vec4d()
     p = _point(i, position, normal, wo, base_color, roughness, metallic, f0, num_channels)
     if p.nv_raw > wp.float64(0.0):
-        kd, F0 = _mix(p.metal, _channels(base_color, i, num_channels), _channels(f0, i, num_channels),
-                      num_channels)
+        kd, F0 = _mix(p.metal, _channels(base_color, i, num_channels), _channels(f0, i, num_channels))
         for k in range(num_lights):
             g = _incoming(p, k, light_vector, light_kind, light_shape, light_axis, min_d2, inv_min_d)
             if g.ok == 0:
@@ -299,7 +298,7 @@ def direct_lights_forward(offset: int, end: int, position: wp.array2d(dtype=Any)
             dv = p.a2_2pi * b.hh * b.hh / (b.qn * b.qn * b.Q)
             G = g.G0 * g.W * g.a
             one_m5 = one - b.m5
-            for c in range(num_channels):
+            for c in range(4):  # all of MAX_CHANNELS (constant: unrolled, the vectors stay in registers)
                 F0c = F0[c]
                 f = kd[c] * one_m5 + dv * (F0c + (one - F0c) * b.m5)
                 acc[c] = acc[c] + f * wp.float64(light_radiance[k, c]) * G
@@ -341,7 +340,7 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
     if p.nv_raw > zero:
         cvec = _channels(base_color, i, num_channels)
         f0vec = _channels(f0, i, num_channels)
-        kd, F0 = _mix(p.metal, cvec, f0vec, num_channels)
+        kd, F0 = _mix(p.metal, cvec, f0vec)
         sum_kd = wp.vec4d()  # sum over lights of d out / d kd_c, then of d out / d F0_c
         sum_F0 = wp.vec4d()
         g_nvr = zero  # through n.v unclamped (the half vector)
@@ -367,7 +366,7 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
             g_G = zero
             g_dv = zero
             g_m5 = zero
-            for c in range(num_channels):
+            for c in range(4):  # all of MAX_CHANNELS, as the forward
                 Lc = wp.float64(light_radiance[k, c])
                 F0c = F0[c]
                 spec = F0c + (one - F0c) * b.m5
