@@ -130,7 +130,7 @@ def _unit(a: wp.array2d(dtype=Any), i: int, eps: wp.float64):
     """``(a[i] / max(|a[i]|, eps), |a[i]|)``."""
     raw = _vec(a, i)
     length = wp.length(raw)
-    return raw / wp.max(length, eps), length
+    return raw * (wp.float64(1.0) / wp.max(length, eps)), length
 
 
 @wp.func
@@ -463,13 +463,14 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
                     for j in range(3):
                         wp.atomic_add(v_light, slot, k, j, type(v_light[slot, k, 0])(g_u[j]))
         # Smith visibility through nv (clamped) and a2
-        g_nv = gQ_s2 + p.nv * p.one_a2 / p.s1 * gQ_nl
+        inv_s1 = one / p.s1
+        g_nv = gQ_s2 + p.nv * p.one_a2 * inv_s1 * gQ_nl
         if p.nv_raw < _DOT_EPS or p.nv_raw > one:
             g_nv = zero
         g_n = g_n + (g_nv + g_nvr) * p.v
         g_v = g_v + (g_nv + g_nvr) * p.n
         g_a2 = (gE_u - gE_c) / p.a2 - two * gE_S2q
-        g_a2 = g_a2 + (one - p.nv * p.nv) / (two * p.s1) * gQ_nl + wp.float64(0.5) * p.nv * gQ_a2
+        g_a2 = g_a2 + (one - p.nv * p.nv) * wp.float64(0.5) * inv_s1 * gQ_nl + wp.float64(0.5) * p.nv * gQ_a2
         # a2 = alpha^2, alpha = max(r^2, ALPHA_MIN)
         if p.r * p.r >= _ALPHA_MIN:
             g_r = g_a2 * two * p.alpha * two * p.r
@@ -486,8 +487,8 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
     v = p.v
     if p.n_len >= _NORMAL_EPS:
         g_n = g_n - n * wp.dot(g_n, n)
-    g_n = g_n / wp.max(p.n_len, _NORMAL_EPS)
-    g_v = (g_v - v * wp.dot(g_v, v)) / p.v_len
+    g_n = g_n * (wp.float64(1.0) / wp.max(p.n_len, _NORMAL_EPS))
+    g_v = (g_v - v * wp.dot(g_v, v)) * (wp.float64(1.0) / p.v_len)
     for j in range(3):
         v_position[i, j] = type(v_position[i, j])(g_x[j])
         v_normal[i, j] = type(v_normal[i, j])(g_n[j])
