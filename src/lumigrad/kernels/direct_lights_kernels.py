@@ -16,7 +16,7 @@ and reflects by the glTF metallic-roughness BRDF of :mod:`lumigrad.shading.brdf`
 ``lv = l.v`` and ``S = n.l + n.v`` (both unclamped) so that the half vector is never formed::
 
     valid = (n.l > 0) and (n.v > 0)
-    nl = clamp(n.l, 1e-6, 1), nv = clamp(n.v, 1e-6, 1), hh = max(|l + v|^2, 1e-12) = max(2 + 2 lv, 1e-12)
+    nl = clamp(n.l, 1e-6, 1), nv = clamp(n.v, 1e-6, 1), hh = max(|l + v|^2, 1e-12) (= 2 + 2 lv)
     nh^2 = min(S^2 / hh, 1), vh = min((1 + lv) / sqrt(hh), 1) (= sqrt(hh) / 2 unless hh is clamped)
     alpha = max(r^2, 1e-3), a2 = alpha^2, q = 1 - nh^2 (1 - a2) = qn / hh, qn = hh - S^2 (1 - a2)
     D V = a2 hh^2 / (2 pi qn^2 Q),  Q = nl s(nv) + nv s(nl),  s(c) = sqrt(c^2 (1 - a2) + a2)
@@ -107,15 +107,15 @@ class _Lobe:
     """The BRDF's terms of one light at a point (``Q``, not yet ``D V``)."""
 
     nl: wp.float64
-    hh: wp.float64
-    hl: wp.float64
-    vh_clamped: int
+    h: wp.vec3d
+    inv_hl: wp.float64
     h_clamped: int
-    nh_clamped: int
+    nh_raw: wp.float64
+    vh_raw: wp.float64
+    nh: wp.float64
     m: wp.float64
     m5: wp.float64
-    S: wp.float64
-    qn: wp.float64
+    q: wp.float64
     s2: wp.float64
     Q: wp.float64
 
@@ -241,36 +241,30 @@ def _incoming(p: _Point, k: int, light_vector: wp.array2d(dtype=Any), light_kind
 
 @wp.func
 def _lobe(p: _Point, g: _Incoming):
+    """The reference's order of operations for ``n.h``: ``1 - nh^2`` cancels near a sharp highlight, and only
+    the same rounding there keeps the kernel within 1e-12 of the float64 twin."""
     one = wp.float64(1.0)
+    zero = wp.float64(0.0)
     b = _Lobe()
     b.nl = wp.min(wp.max(g.nl_raw, _DOT_EPS), one)
-    hh = wp.float64(2.0) + wp.float64(2.0) * g.lv
-    vh = wp.float64(0.0)
+    hv = g.l + p.v
+    hh = wp.dot(hv, hv)
     b.h_clamped = 0
+    hl = _DOT_EPS
     if hh >= _DOT_EPS * _DOT_EPS:
-        b.hl = wp.sqrt(hh)
-        vh = wp.float64(0.5) * b.hl
+        hl = wp.sqrt(hh)
     else:  # l = -v up to rounding: |l + v| clamped as the reference's
         b.h_clamped = 1
-        hh = _DOT_EPS * _DOT_EPS
-        b.hl = _DOT_EPS
-        vh = (one + g.lv) / b.hl
-    b.hh = hh
-    b.vh_clamped = 0
-    if vh > one or vh < wp.float64(0.0):
-        b.vh_clamped = 1
-        vh = wp.min(wp.max(vh, wp.float64(0.0)), one)
-    b.m = one - vh
+    b.inv_hl = one / hl
+    b.h = hv * b.inv_hl
+    b.nh_raw = wp.dot(p.n, b.h)
+    b.vh_raw = wp.dot(p.v, b.h)
+    b.nh = wp.min(wp.max(b.nh_raw, zero), one)
+    b.m = one - wp.min(wp.max(b.vh_raw, zero), one)
     m2 = b.m * b.m
     b.m5 = m2 * m2 * b.m
-    b.S = g.nl_raw + p.nv_raw
-    S2 = b.S * b.S
-    b.nh_clamped = 0
-    if S2 <= hh:
-        b.qn = hh - S2 * p.one_a2
-    else:  # n.h > 1 by rounding: nh = 1, q = a2
-        b.nh_clamped = 1
-        b.qn = hh * p.a2
+    nh2 = b.nh * b.nh
+    b.q = (one - nh2) + nh2 * p.a2
     b.s2 = wp.sqrt(b.nl * b.nl * p.one_a2 + p.a2)
     b.Q = b.nl * p.s1 + p.nv * b.s2
     return b
@@ -295,7 +289,7 @@ def direct_lights_forward(offset: int, end: int, position: wp.array2d(dtype=Any)
             if g.ok == 0:
                 continue
             b = _lobe(p, g)
-            dv = p.a2_2pi * b.hh * b.hh / (b.qn * b.qn * b.Q)
+            dv = p.a2_2pi / (b.q * b.q * b.Q)
             G = g.G0 * g.W * g.a
             one_m5 = one - b.m5
             for c in range(4):  # all of MAX_CHANNELS (constant: unrolled, the vectors stay in registers)
@@ -343,10 +337,8 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
         kd, F0 = _mix(p.metal, cvec, f0vec)
         sum_kd = wp.vec4d()  # sum over lights of d out / d kd_c, then of d out / d F0_c
         sum_F0 = wp.vec4d()
-        g_nvr = zero  # through n.v unclamped (the half vector)
-        gE_u = zero  # D V's gradient times D V, nh unclamped / clamped (for a2)
-        gE_c = zero
-        gE_S2q = zero
+        gE_a2 = zero  # sums over the lights for the gradient of a2 (D's numerator, q, the Smith roots)
+        gq_nh2 = zero
         gQ_s2 = zero
         gQ_nl = zero
         gQ_a2 = zero
@@ -355,12 +347,11 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
             if inc.ok == 0:
                 continue
             b = _lobe(p, inc)
-            R = one / (b.qn * b.Q * b.hh * b.s2)
-            iq = R * b.Q * b.hh * b.s2
-            iQ = R * b.qn * b.hh * b.s2
-            ihh = R * b.qn * b.Q * b.s2
-            is2 = R * b.qn * b.Q * b.hh
-            dv = p.a2_2pi * b.hh * b.hh * iq * iq * iQ
+            R = one / (b.q * b.Q * b.s2)
+            iq = R * b.Q * b.s2
+            iQ = R * b.q * b.s2
+            is2 = R * b.q * b.Q
+            dv = p.a2_2pi * iq * iq * iQ
             G = inc.G0 * inc.W * inc.a
             one_m5 = one - b.m5
             g_G = zero
@@ -380,60 +371,57 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
                     sum_F0[c] = sum_F0[c] + gf * dv * one_m5
                 g_dv = g_dv + gf * spec
                 g_m5 = g_m5 + gf * (dv * (one - F0c) - kd[c])
-            # D V = a2 hh^2 / (2 pi qn^2 Q), qn = hh - S^2 (1 - a2) (or hh a2 where nh is clamped)
+            # D V = a2 / (2 pi q^2 Q), q = 1 - nh^2 (1 - a2)
             gE = g_dv * dv
-            g_hh = zero
-            g_S = zero
-            if b.nh_clamped == 0:
-                g_hh = gE * (two * ihh - two * iq)
-                g_S = gE * wp.float64(4.0) * b.S * p.one_a2 * iq
-                gE_u = gE_u + gE
-                gE_S2q = gE_S2q + gE * b.S * b.S * iq
-            else:
-                gE_c = gE_c + gE
+            g_q = -two * gE * iq
+            g_nh = g_q * two * b.nh * (p.a2 - one)
             g_Q = -gE * iQ
             g_nl = g_Q * (p.s1 + p.nv * b.nl * p.one_a2 * is2)
             if want_point != 0:
+                gE_a2 = gE_a2 + gE
+                gq_nh2 = gq_nh2 + g_q * b.nh * b.nh
                 gQ_s2 = gQ_s2 + g_Q * b.s2
                 gQ_nl = gQ_nl + g_Q * b.nl
                 gQ_a2 = gQ_a2 + g_Q * (one - b.nl * b.nl) * is2
-            # m5 = (1 - vh)^5, vh = sqrt(hh) / 2 = (1 + lv) / sqrt(hh), hh = 2 + 2 lv
+            # m5 = (1 - vh)^5
             m2 = b.m * b.m
             g_vh = -wp.float64(5.0) * m2 * m2 * g_m5
-            if b.vh_clamped != 0:
-                g_vh = zero
-            g_lv = zero
-            if b.h_clamped == 0:
-                g_hh = g_hh + g_vh * wp.float64(0.25) * b.hl * ihh
-                g_lv = two * g_hh
-            else:
-                g_lv = g_vh / b.hl
+            # clamps (gradient passes on the closed interval, as torch.clamp's)
             if inc.nl_raw < _DOT_EPS or inc.nl_raw > one:
                 g_nl = zero
-            g_nlr = g_nl + g_S
-            g_nvr = g_nvr + g_S
+            if b.nh_raw < zero or b.nh_raw > one:
+                g_nh = zero
+            if b.vh_raw < zero or b.vh_raw > one:
+                g_vh = zero
+            # nh = n.h, vh = v.h, h = hv / |hv|, hv = l + v
+            h = b.h
+            g_h = g_nh * p.n + g_vh * p.v
+            g_hv = g_h * b.inv_hl
+            if b.h_clamped == 0:
+                g_hv = (g_h - h * wp.dot(g_h, h)) * b.inv_hl
+            g_l = g_hv + g_nl * p.n
+            if want_point != 0:
+                g_n = g_n + g_nh * h + g_nl * inc.l
+                g_v = g_v + g_vh * h + g_hv
             # G = G0 W a
             g_G0 = g_G * inc.W * inc.a
             l = inc.l
             if inc.kind == 0:  # G0 = n.l
-                g_nlr = g_nlr + g_G0
-                g_l = g_nlr * p.n + g_lv * p.v
+                g_l = g_l + g_G0 * p.n
                 if want_point != 0:
-                    g_n = g_n + g_nlr * l
-                    g_v = g_v + g_lv * l
+                    g_n = g_n + g_G0 * l
                 if want_light != 0:
                     for j in range(3):
                         wp.atomic_add(v_light, slot, k, j, type(v_light[slot, k, 0])(g_l[j]))
             else:
                 u = inc.u
-                # nl = n.u / |u|, lv = v.u / |u|, G0 = (n.u) K3 (K3 = 1 / |u|^3, or 1 / min_d^3 inside it)
-                g_u = inc.inv_len * (g_nlr * p.n + g_lv * p.v - (g_nlr * inc.nl_raw + g_lv * inc.lv) * l)
+                # l = u / |u|, G0 = (n.u) K3 (K3 = 1 / |u|^3, or 1 / min_d^3 inside it)
+                g_u = inc.inv_len * (g_l - l * wp.dot(g_l, l))
                 g_u = g_u + g_G0 * inc.K3 * p.n
                 if inc.unclamped != 0:
                     g_u = g_u - wp.float64(3.0) * g_G0 * inc.K3 * inc.nl_raw * l
                 if want_point != 0:
-                    g_n = g_n + g_nlr * l + g_G0 * inc.K3 * u
-                    g_v = g_v + g_lv * l
+                    g_n = g_n + g_G0 * inc.K3 * u
                 if inc.ir > zero:  # W = 1 - (d ir)^4
                     g_W = g_G * inc.G0 * inc.a
                     t3 = inc.t * inc.t * inc.t
@@ -467,9 +455,9 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
         g_nv = gQ_s2 + p.nv * p.one_a2 * inv_s1 * gQ_nl
         if p.nv_raw < _DOT_EPS or p.nv_raw > one:
             g_nv = zero
-        g_n = g_n + (g_nv + g_nvr) * p.v
-        g_v = g_v + (g_nv + g_nvr) * p.n
-        g_a2 = (gE_u - gE_c) / p.a2 - two * gE_S2q
+        g_n = g_n + g_nv * p.v
+        g_v = g_v + g_nv * p.n
+        g_a2 = gE_a2 / p.a2 + gq_nh2
         g_a2 = g_a2 + (one - p.nv * p.nv) * wp.float64(0.5) * inv_s1 * gQ_nl + wp.float64(0.5) * p.nv * gQ_a2
         # a2 = alpha^2, alpha = max(r^2, ALPHA_MIN)
         if p.r * p.r >= _ALPHA_MIN:
