@@ -12,21 +12,21 @@ One thread per shading point ``i`` loops over the ``K`` lights. With ``n = norma
   0 without range) and, for spot lights only, the cone ``a = clamp(cd sc + of, 0, 1)^2``, ``cd = -(u.s) / d``
   (``s = light_axis[k]`` the unit axis, ``(ir, sc, of) = light_shape[k]``); ``a = 1`` otherwise;
 
-and reflects by the glTF metallic-roughness BRDF of :mod:`lumigrad.shading.brdf` (same clamps), written with
-``lv = l.v`` and ``S = n.l + n.v`` (both unclamped) so that the half vector is never formed::
+and reflects by the glTF metallic-roughness BRDF of :mod:`lumigrad.shading.brdf` (same clamps)::
 
     valid = (n.l > 0) and (n.v > 0)
-    nl = clamp(n.l, 1e-6, 1), nv = clamp(n.v, 1e-6, 1), hh = max(|l + v|^2, 1e-12) (= 2 + 2 lv)
-    nh^2 = min(S^2 / hh, 1), vh = min((1 + lv) / sqrt(hh), 1) (= sqrt(hh) / 2 unless hh is clamped)
-    alpha = max(r^2, 1e-3), a2 = alpha^2, q = 1 - nh^2 (1 - a2) = qn / hh, qn = hh - S^2 (1 - a2)
-    D V = a2 hh^2 / (2 pi qn^2 Q),  Q = nl s(nv) + nv s(nl),  s(c) = sqrt(c^2 (1 - a2) + a2)
+    nl = clamp(n.l, 1e-6, 1), nv = clamp(n.v, 1e-6, 1), h = (l + v) / sqrt(max(|l + v|^2, 1e-12))
+    nh = clamp(n.h, 0, 1), vh = clamp(v.h, 0, 1), alpha = max(r^2, 1e-3), a2 = alpha^2
+    D V = a2 / (2 pi q^2 Q),  q = (1 - nh^2) + nh^2 a2,  Q = nl s(nv) + nv s(nl),  s(c) = sqrt(c^2 (1 - a2) + a2)
     m5 = (1 - vh)^5, kd_c = (1 - metal) c_c (1 - f0_c) / pi, F0_c = (1 - metal) f0_c + metal c_c
     f_c = kd_c (1 - m5) + D V (F0_c + (1 - F0_c) m5)                               (0 unless valid)
     out[i, c] += f_c * radiance[k, c] * G
 
-(the same ``f`` as ``(1 - metal) ((1 - Fd) c / pi + Fd D V) + metal D V Fm`` of the reference). Per light:
-three square roots and two divisions forward, one more division backward (``1 / (qn Q hh s(nl))`` gives the
-four reciprocals it needs).
+(the same ``f`` as ``(1 - metal) ((1 - Fd) c / pi + Fd D V) + metal D V Fm`` of the reference). ``n.h`` is
+formed as the reference forms it: near a sharp highlight ``1 - nh^2`` cancels, and an algebraically equal
+form without the half vector (``nh^2 = (n.l + n.v)^2 / |l + v|^2``, one division less) rounded differently
+enough to leave the float64 twin's 1e-12 on some grazing scenes. Per light: three square roots and three
+divisions forward; the backward's one reciprocal ``1 / (q Q s(nl))`` gives the three it needs.
 
 **Backward**: per point and light the same values are recomputed and differentiated by hand; point
 gradients are written per point (no atomics; sums over the lights of the per-point factors are kept and the
