@@ -8,6 +8,7 @@ import torch
 
 import lumigrad as lg
 from lumigrad.integrators import AOV_DOCS, RasterIntegrator
+from lumigrad.integrators.raster import _punctual
 
 F64 = torch.float64
 
@@ -193,23 +194,28 @@ def test_checkpoint_shading_must_be_a_bool():
 
 
 def test_fused_lights_give_the_reference_image_and_gradients():
-    """Point and directional lights in one fused pass (default) against the per-light PyTorch reference; a
-    spot light and a ranged point light take the reference in both."""
+    """Point, ranged point, spot and directional lights in one fused pass (default) against the per-light
+    PyTorch reference."""
     scene = _textured_quad_and_ball()
     scene.add_light("fill", lg.PointLight(torch.tensor([-2.0, 1.0, -2.0], dtype=F64), 3.0,
                                           torch.tensor([1.0, 0.8, 0.6], dtype=F64)))
     scene.add_light("sun", lg.DirectionalLight(torch.tensor([0.3, -1.0, 0.8], dtype=F64), 2.0))
     scene.add_light("near", lg.PointLight(torch.tensor([0.0, 0.0, -1.5], dtype=F64), 1.0, range=4.0))
     scene.add_light("spot", lg.SpotLight(torch.tensor([0.0, 2.0, -2.0], dtype=F64),
-                                         torch.tensor([0.0, -1.0, 1.0], dtype=F64), 5.0))
+                                         torch.tensor([0.0, -1.0, 1.0], dtype=F64), 5.0, inner_angle=0.1,
+                                         outer_angle=0.5))
+    packed, rest = _punctual(list(scene.lights.values()))
+    assert rest == [] and packed.vector.shape[0] == 5 and packed.is_spot.tolist() == [False] * 3 + [True, False]
     params = [t for t in scene.parameters().values() if t.is_floating_point()]
     for t in params:
         t.requires_grad_(True)
     images, grads = _images_and_gradients(scene, params, [dict(fused_lights=f) for f in (True, False)])
     torch.testing.assert_close(images[0], images[1], rtol=1e-12, atol=1e-12)
     light_grads = [g for t, g in zip(params, grads[1]) if any(t is p for p in
-                   (scene.lights["fill"].position, scene.lights["sun"].direction, scene.lights["key"].intensity))]
-    assert len(light_grads) == 3 and all(float(g.abs().max()) > 0 for g in light_grads)
+                   (scene.lights["fill"].position, scene.lights["sun"].direction, scene.lights["key"].intensity,
+                    scene.lights["spot"].direction, scene.lights["spot"].outer_angle,
+                    scene.lights["near"].position))]
+    assert len(light_grads) == 6 and all(float(g.abs().max()) > 0 for g in light_grads)
     for a, b in zip(grads[0], grads[1]):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     with pytest.raises(TypeError, match="fused_lights must be a bool"):

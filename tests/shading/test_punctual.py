@@ -24,7 +24,7 @@ def _scene(P=400, K=6, C=3, dtype=torch.float64, seed=0, mask=False):
     camera = torch.tensor([0.2, -0.1, 3.0], dtype=torch.float64)
     # a few grazing views: the normal almost perpendicular to the view direction
     wo = camera - position[: P // 10]
-    side = torch.linalg.cross(wo, torch.randn_like(wo))
+    side = torch.linalg.cross(wo, torch.randn(wo.shape, generator=g, dtype=torch.float64))  # seeded: one scene
     normal[: P // 10] = side / side.norm(dim=-1, keepdim=True) + 1e-4 * wo / wo.norm(dim=-1, keepdim=True)
     material = {"base_color": r(P, C), "roughness": r(P, 1), "metallic": r(P, 1)}
     material["roughness"][:P // 20] = 0.01  # below sqrt(ALPHA_MIN): the clamp

@@ -27,7 +27,7 @@ from ..raster.antialias import blend_crossings, silhouette_crossings
 from ..raster.rasterize import peel_prepared, prepare_mesh, rasterize_prepared
 from ..kernels.bvh import bvh_for
 from ..raytrace.intersect import offset_ray_origin
-from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SHLight
+from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SHLight, SpotLight
 from ..scene.scene import Scene
 from ..shading.deferred import shade_direct_unchecked, shade_environment_unchecked, shade_punctual_unchecked
 from ..shading.lights import PunctualLights
@@ -79,10 +79,10 @@ class RasterIntegrator(Integrator):
             longer grows with the number of lights; the gradients are the same. Costs a second evaluation of
             every light's samples. (Without it only each light's BRDF is recomputed, see
             :func:`lumigrad.shading.shade_direct`, and the samples of all lights are kept.)
-        fused_lights: shade the point and directional lights (without ``range``) of an unshadowed render in one
-            fused kernel pass (:func:`lumigrad.shading.shade_punctual`): memory O(pixels) whatever their
-            number, same values and gradients. ``False`` forces the PyTorch reference (one sample per light).
-            Spot, ranged and area lights, and every light when ``shadows`` is set, always take the reference.
+        fused_lights: shade the point, spot and directional lights of an unshadowed render in one fused
+            kernel pass (:func:`lumigrad.shading.shade_punctual`): memory O(pixels) whatever their number,
+            same values and gradients. ``False`` forces the PyTorch reference (one sample per light). Area
+            lights, and every light when ``shadows`` is set, always take the reference.
 
     ``render`` takes ``spp=1`` only (one deterministic sample per pixel centre; ``seed`` is ignored).
 
@@ -529,26 +529,34 @@ def _shade(scene: Scene, position, normal, eye, material, occluders=None, checkp
 
 
 def _punctual_pair(light):
-    """``(vector [3], radiance [C])`` of a point light without ``range`` or a directional light with no batch
-    dims (what :class:`PunctualLights` packs) whose ``samples`` are its class's own, else None."""
-    if "samples" in vars(light) or type(light).samples not in (PointLight.samples, DirectionalLight.samples):
-        return None  # a light whose samples were replaced (a subclass, a test's wrapper) keeps them
-    if isinstance(light, PointLight) and light.range is None:
-        pair = (light.position, light.intensity[..., None] * light.color)
-    elif isinstance(light, DirectionalLight):
-        pair = (light.direction, light.irradiance[..., None] * light.color)
+    """What :meth:`PunctualLights.of` takes for a point, spot or directional light with no batch dims whose
+    ``samples`` are its class's own (``("points" | "spots" | "directionals", entry)``), else None."""
+    kinds = [(cls, name) for cls, name in ((PointLight, "points"), (SpotLight, "spots"),
+                                          (DirectionalLight, "directionals")) if isinstance(light, cls)]
+    if not kinds or "samples" in vars(light) or type(light).samples is not kinds[0][0].samples:
+        return None  # another light, or one whose samples were replaced (a subclass, a test's wrapper), keeps them
+    kind = kinds[0][1]
+    if kind == "points":
+        entry = (light.position, light.intensity[..., None] * light.color, light.range)
+    elif kind == "spots":
+        entry = (light.position, light.direction, light.intensity[..., None] * light.color, light.inner_angle,
+                 light.outer_angle, light.range)
+        if light.direction.dim() != 1 or light.inner_angle.dim() or light.outer_angle.dim():
+            return None
     else:
-        return None
-    return pair if pair[0].dim() == 1 and pair[1].dim() == 1 else None
+        entry = (light.direction, light.irradiance[..., None] * light.color)
+    return (kind, entry) if entry[0].dim() == 1 and entry[1 if kind != "spots" else 2].dim() == 1 else None
 
 
 def _punctual(lights):
     """The lights of ``lights`` that :func:`_punctual_pair` takes, packed, and the others."""
     pairs = [(light, _punctual_pair(light)) for light in lights]
-    points = [pair for light, pair in pairs if pair is not None and isinstance(light, PointLight)]
-    suns = [pair for light, pair in pairs if pair is not None and isinstance(light, DirectionalLight)]
+    groups = {"points": [], "spots": [], "directionals": []}
+    for _, pair in pairs:
+        if pair is not None:
+            groups[pair[0]].append(pair[1])
     rest = [light for light, pair in pairs if pair is None]
-    packed = PunctualLights.of(points=points, directionals=suns) if points or suns else None
+    packed = PunctualLights.of(**groups) if any(groups.values()) else None
     return packed, rest
 
 

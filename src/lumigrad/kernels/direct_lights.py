@@ -1,8 +1,10 @@
-"""Autograd glue for the fused direct-lighting kernels (``direct_lights_kernels``): all point and directional
-lights of a shading point in one pass, an explicit backward that recomputes each light's terms, so memory is
+"""Autograd glue for the fused direct-lighting kernels (``direct_lights_kernels``): all directional, point and
+spot lights of a shading point in one pass, an explicit backward that recomputes each light's terms, so memory is
 O(points) whatever the number of lights. Inputs are checked by :func:`lumigrad.shading.shade_punctual`."""
 
 from __future__ import annotations
+
+from typing import NamedTuple, Optional
 
 import torch
 import warp as wp
@@ -16,30 +18,47 @@ KERNEL_DTYPES = (torch.float32, torch.float64)
 MAX_CHANNELS = dk.MAX_CHANNELS
 
 _MIN_POINTS_PER_THREAD = 1024
+
+
+class SpotCones(NamedTuple):
+    """The cones of the spot lights among ``K`` lights, as :func:`lumigrad.shading.spot_light` defines them:
+    ``a = clamp(cd * scale + offset, 0, 1)^2`` with ``cd`` the cosine between ``axis`` and the light-to-point
+    direction.
+
+    Attributes:
+        is_spot: ``[K]`` bool, True for spot lights (the other fields are ignored elsewhere).
+        axis: ``[K, 3]`` the direction each spot shines along, any non-zero length (normalised here).
+        scale, offset: ``[K]`` from the cone's angles (:func:`lumigrad.shading.lights.spot_cone`).
+    """
+
+    is_spot: torch.Tensor
+    axis: torch.Tensor
+    scale: torch.Tensor
+    offset: torch.Tensor
 #: Shading points per slot of the light-gradient buffer on CUDA (atomics contend within one slot only).
 _CUDA_GROUP = 256
 
 
 class _DirectLights(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_is_point,
-                light_radiance, min_distance):
+    def forward(ctx, position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_kind,
+                light_radiance, light_shape, light_axis, min_distance):
         ensure_init()
         P, C = base_color.shape
         out = torch.empty(P, C, dtype=base_color.dtype, device=base_color.device)
-        args = _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_is_point,
-                       light_radiance, min_distance)
+        args = _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_kind,
+                       light_radiance, light_shape, light_axis, min_distance)
         launch_split(dk.direct_lights_forward, P, args + [as_warp(out)], position.device,
                      min_chunk=_MIN_POINTS_PER_THREAD)
         ctx.save_for_backward(position, normal, wo, base_color, roughness, metallic, f0, light_vector,
-                              light_is_point, light_radiance)
+                              light_kind, light_radiance, light_shape, light_axis)
         ctx.min_distance = min_distance
         return out
 
     @staticmethod
     def backward(ctx, v_out):
         saved = ctx.saved_tensors
-        position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_is_point, light_radiance = saved
+        position, normal, wo, base_color, roughness, metallic, f0, light_vector = saved[:8]
         P, C = base_color.shape
         K = light_vector.shape[0]
         dev = position.device
@@ -47,30 +66,37 @@ class _DirectLights(torch.autograd.Function):
         args = _inputs(*saved, ctx.min_distance) + [as_warp(v_out.to(position.dtype).contiguous())]
         args += [as_warp(g) for g in grads[:4]] + [as_warp(grads[4].view(-1)), as_warp(grads[5].view(-1)),
                                                   as_warp(grads[6])]
+        width = dk.LIGHT_GRADS + MAX_CHANNELS
+        need = ctx.needs_input_grad
+        # the point gradients, the light gradients: each skipped in the kernel when nothing asks for it
+        wants = [int(any(need[:7])), int(any(need[7:12]))]
         if dev.type == "cuda":
-            slots = light_vector.new_zeros((P + _CUDA_GROUP - 1) // _CUDA_GROUP, K, 3 + C, dtype=torch.float64)
-            launch(dk.direct_lights_backward, P, [0, P, *args, as_warp(slots), _CUDA_GROUP], dev)
+            slots = light_vector.new_zeros((P + _CUDA_GROUP - 1) // _CUDA_GROUP, K, width, dtype=torch.float64)
+            launch(dk.direct_lights_backward, P, [0, P, *args, as_warp(slots), _CUDA_GROUP, *wants], dev)
         else:  # one private slot per thread: no atomics across threads
             parts = max(1, min(num_workers(), P // _MIN_POINTS_PER_THREAD))
-            slots = light_vector.new_zeros(parts, K, 3 + C, dtype=torch.float64)
-            launch_partitioned(dk.direct_lights_backward, P, lambda k: [*args, as_warp(slots[k:k + 1]), P + 1],
-                               parts, dev)
-        v_light = slots.sum(0).to(light_vector.dtype)
-        return (*grads, v_light[:, :3].contiguous(), None, v_light[:, 3:].contiguous(), None)
+            slots = light_vector.new_zeros(parts, K, width, dtype=torch.float64)
+            launch_partitioned(dk.direct_lights_backward, P,
+                               lambda k: [*args, as_warp(slots[k:k + 1]), P + 1, *wants], parts, dev)
+        v_light = slots.sum(0)
+        point = [g if n else None for g, n in zip(grads, need)]
+        light = [v_light[:, :3], None, v_light[:, dk.LIGHT_GRADS:], v_light[:, 6:9], v_light[:, 3:6]]
+        return (*point, *[g if n else None for g, n in zip(light, need[7:12])], None)
 
 
-def _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_is_point,
-            light_radiance, min_distance) -> list:
+def _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_kind, light_radiance,
+            light_shape, light_axis, min_distance) -> list:
     return [as_warp(position), as_warp(normal), as_warp(wo), as_warp(base_color), as_warp(roughness.view(-1)),
             as_warp(metallic.view(-1)), as_warp(f0), int(base_color.shape[1]), as_warp(light_vector),
-            as_warp(light_is_point), as_warp(light_radiance), int(light_vector.shape[0]),
-            wp.float64(float(min_distance) ** 2)]
+            as_warp(light_kind), as_warp(light_radiance), as_warp(light_shape), as_warp(light_axis),
+            int(light_vector.shape[0]), wp.float64(float(min_distance) ** 2), wp.float64(1.0 / float(min_distance))]
 
 
 def direct_lights(position: torch.Tensor, normal: torch.Tensor, wo: torch.Tensor, base_color: torch.Tensor,
                   roughness: torch.Tensor, metallic: torch.Tensor, f0: torch.Tensor, light_vector: torch.Tensor,
-                  light_is_point: torch.Tensor, light_radiance: torch.Tensor, min_distance: float) -> torch.Tensor:
-    """Radiance ``[P, C]`` reflected towards ``wo`` from ``K`` point / directional lights (no shadows).
+                  light_is_point: torch.Tensor, light_radiance: torch.Tensor, min_distance: float, *,
+                  light_inv_range: Optional[torch.Tensor] = None, spot: Optional[SpotCones] = None) -> torch.Tensor:
+    """Radiance ``[P, C]`` reflected towards ``wo`` from ``K`` directional, point and spot lights (no shadows).
 
     Args:
         position: ``[P, 3]`` shading points, world space.
@@ -79,18 +105,48 @@ def direct_lights(position: torch.Tensor, normal: torch.Tensor, wo: torch.Tensor
         base_color: ``[P, C]`` glTF base colour, ``C <= MAX_CHANNELS``.
         roughness, metallic: ``[P, 1]``.
         f0: ``[P, C]`` dielectric normal-incidence reflectance (from ``ior`` or ``specular_f0``).
-        light_vector: ``[K, 3]`` a point light's position, or the non-zero direction a directional light
-            travels along.
-        light_is_point: ``[K]`` int32, 1 for point lights, 0 for directional ones.
-        light_radiance: ``[K, C]`` point lights' intensity, directional lights' irradiance.
+        light_vector: ``[K, 3]`` a point or spot light's position, or the non-zero direction a directional
+            light travels along.
+        light_is_point: ``[K]`` int32 or bool, 1 for point and spot lights, 0 for directional ones.
+        light_radiance: ``[K, C]`` point and spot lights' intensity, directional lights' irradiance.
         min_distance: lower clamp on the point-to-light distance (:data:`lumigrad.shading.MIN_LIGHT_DISTANCE`).
+        light_inv_range: ``[K]`` ``1 / range`` of the glTF range window ``clamp(1 - (d / range)^4, 0, 1)``,
+            0 for no range (directional lights ignore it); None: no light has a range.
+        spot: the cones of the spot lights (:class:`SpotCones`), None when there is none.
 
-    All float tensors share one dtype of :data:`KERNEL_DTYPES` and one device, and are contiguous. The formula
-    is in :mod:`lumigrad.kernels.direct_lights_kernels`.
+    The point tensors share one dtype of :data:`KERNEL_DTYPES`, all tensors one device, and are contiguous; the
+    light tensors may be any float dtype (they are taken in float64). The formula
+    is in :mod:`lumigrad.kernels.direct_lights_kernels`; directions and the cone's axes are normalised here (in
+    PyTorch, on ``[K, 3]``).
 
-    **Differentiability:** w.r.t. every float input (``light_is_point`` is an index); the horizon and the
-    clamps give zero gradients as in :mod:`lumigrad.shading.brdf`. Memory of the backward: the inputs and
-    ``[threads or P / 256, K, 3 + C]`` partial light gradients, never ``[P, K]``.
+    **Differentiability:** w.r.t. every float input (``light_is_point`` and ``spot.is_spot`` are indices); the
+    horizon, the clamps, the range window's and the cone's ends give zero gradients as in
+    :mod:`lumigrad.shading.brdf` and :mod:`lumigrad.shading.lights`. Memory of the backward: the inputs and
+    ``[threads or P / 256, K, 9 + C]`` partial light gradients, never ``[P, K]``.
     """
-    return _DirectLights.apply(position, normal, wo, base_color, roughness, metallic, f0, light_vector,
-                               light_is_point, light_radiance, min_distance)
+    is_point = light_is_point.to(torch.bool)
+    # The light tables are float64 whatever the points' dtype: K rows, and a float32 direction would carry its
+    # rounding into every sharp highlight.
+    vector64, radiance64 = light_vector.double(), light_radiance.double()
+    ones = vector64.new_ones(vector64.shape[0])
+    zeros = vector64.new_zeros(vector64.shape[0])
+    norm = torch.where(is_point, ones, torch.linalg.vector_norm(vector64, dim=-1))
+    vector = torch.where(is_point[:, None], vector64, -vector64 / norm[:, None])
+    kind = is_point.to(torch.int32)
+    inv_range = zeros if light_inv_range is None else torch.where(is_point, light_inv_range.double(), zeros)
+    if spot is None:
+        shape = torch.stack([inv_range, zeros, zeros], -1)
+        axis = torch.zeros_like(vector64)
+    else:
+        on = spot.is_spot.to(torch.bool) & is_point
+        kind = torch.where(on, torch.full_like(kind, dk.SPOT), kind)
+        axis64 = spot.axis.double()
+        axis_norm = torch.where(on, torch.linalg.vector_norm(axis64, dim=-1), ones)
+        axis = torch.where(on[:, None], axis64 / axis_norm[:, None], torch.zeros_like(axis64))
+        shape = torch.stack([inv_range, torch.where(on, spot.scale.double(), zeros),
+                             torch.where(on, spot.offset.double(), zeros)], -1)
+    # the kernels loop over MAX_CHANNELS channels (a constant count): the radiance's extra columns are zeros
+    radiance64 = torch.nn.functional.pad(radiance64, (0, MAX_CHANNELS - radiance64.shape[1]))
+    return _DirectLights.apply(position, normal, wo, base_color, roughness, metallic, f0, vector.contiguous(),
+                               kind.contiguous(), radiance64.contiguous(), shape.contiguous(), axis.contiguous(),
+                               min_distance)

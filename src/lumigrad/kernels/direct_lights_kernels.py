@@ -1,32 +1,39 @@
-"""Direct lighting of shading points by many point / directional lights in one pass (float32 and float64),
-with an explicit backward that recomputes each light's terms.
+"""Direct lighting of shading points by many directional, point and spot lights in one pass (float32 and float64
+point arrays, float64 light tables, float64 arithmetic), with an explicit backward that recomputes each light's terms.
 
 One thread per shading point ``i`` loops over the ``K`` lights. With ``n = normal / max(|normal|, 1e-12)`` and
-``v = wo / |wo|`` (towards the viewer) at the point, light ``k`` arrives along
+``v = wo / |wo|`` (towards the viewer) at the point, light ``k`` of kind ``light_kind[k]`` arrives along
 
-* a point light at ``p_k = light_vector[k]``: ``u = p_k - x``, ``d = sqrt(max(u.u, min_d2))``, ``w = u / d``,
-  ``A = 1 / d^2``;
-* a directional light travelling along ``light_vector[k]``: ``w = -light_vector[k] / |light_vector[k]|``,
-  ``A = 1``;
+* ``0``, directional: ``l = light_vector[k]``, already the unit direction towards the light (the caller
+  normalises), ``G = n.l``;
+* ``1``, point, and ``2``, spot, at ``p = light_vector[k]``: ``u = p - x``, ``l = u / |u|``,
+  ``d = sqrt(max(u.u, min_d2))``, ``G = (n.u) / d^3 * W * a`` (``= A (n.w)`` with ``w = u / d``, ``A = 1 / d^2``)
+  with the glTF range window ``W = clamp(1 - (d ir)^4, 0, 1)`` (``ir = light_shape[k, 0]`` is ``1 / range``,
+  0 without range) and, for spot lights only, the cone ``a = clamp(cd sc + of, 0, 1)^2``, ``cd = -(u.s) / d``
+  (``s = light_axis[k]`` the unit axis, ``(ir, sc, of) = light_shape[k]``); ``a = 1`` otherwise;
 
-and reflects (the glTF metallic-roughness BRDF of :mod:`lumigrad.shading.brdf`, same clamps)::
+and reflects by the glTF metallic-roughness BRDF of :mod:`lumigrad.shading.brdf` (same clamps)::
 
-    l = w / |w|,  valid = (n.l > 0) and (n.v > 0)
+    valid = (n.l > 0) and (n.v > 0)
     nl = clamp(n.l, 1e-6, 1), nv = clamp(n.v, 1e-6, 1), h = (l + v) / sqrt(max(|l + v|^2, 1e-12))
     nh = clamp(n.h, 0, 1), vh = clamp(v.h, 0, 1), alpha = max(r^2, 1e-3), a2 = alpha^2
-    D = a2 / (pi q^2), q = (1 - nh^2) + nh^2 a2
-    V = 0.5 / (nl sqrt(nv^2 (1 - a2) + a2) + nv sqrt(nl^2 (1 - a2) + a2))
-    m5 = (1 - vh)^5, Fd_c = f0_c + (1 - f0_c) m5, Fm_c = c_c + (1 - c_c) m5
-    f_c = (1 - metal) ((1 - Fd_c) c_c / pi + Fd_c D V) + metal D V Fm_c          (0 unless valid)
-    out[i, c] += f_c * radiance[k, c] * A * (n . w)
+    D V = a2 / (2 pi q^2 Q),  q = (1 - nh^2) + nh^2 a2,  Q = nl s(nv) + nv s(nl),  s(c) = sqrt(c^2 (1 - a2) + a2)
+    m5 = (1 - vh)^5, kd_c = (1 - metal) c_c (1 - f0_c) / pi, F0_c = (1 - metal) f0_c + metal c_c
+    f_c = kd_c (1 - m5) + D V (F0_c + (1 - F0_c) m5)                               (0 unless valid)
+    out[i, c] += f_c * radiance[k, c] * G
 
-(``n . w`` with the unnormalised ``w``, as the PyTorch path multiplies by the cosine of the sample's ``wi``.)
+(the same ``f`` as ``(1 - metal) ((1 - Fd) c / pi + Fd D V) + metal D V Fm`` of the reference). ``n.h`` is
+formed as the reference forms it: near a sharp highlight ``1 - nh^2`` cancels, and an algebraically equal
+form without the half vector (``nh^2 = (n.l + n.v)^2 / |l + v|^2``, one division less) rounded differently
+enough to leave the float64 twin's 1e-12 on some grazing scenes. Per light: three square roots and three
+divisions forward; the backward's one reciprocal ``1 / (q Q s(nl))`` gives the three it needs.
 
 **Backward**: per point and light the same values are recomputed and differentiated by hand; point
-gradients are written per point (no atomics), light gradients are summed (in float64, whatever the dtype)
-into ``v_light[slot]`` with ``slot = i // group``: the caller gives each CPU thread its own slot (``group`` larger than the points) or,
-on CUDA, one slot per ``group`` points, and reduces the slots. Arithmetic is float64 whatever the array
-dtype; results are rounded to it when stored.
+gradients are written per point (no atomics; sums over the lights of the per-point factors are kept and the
+material chain runs once per point), light gradients are summed (in float64, whatever the dtype) into
+``v_light[slot, k]`` = ``(v_vector[3], v_axis[3], v_shape[3], v_radiance[C])`` with ``slot = i // group``:
+the caller gives each CPU thread its own slot (``group`` larger than the points) or, on CUDA, one slot per
+``group`` points, and reduces the slots.
 """
 
 from __future__ import annotations
@@ -40,11 +47,77 @@ wp.set_module_options({"enable_backward": False})
 #: Same constants as :mod:`lumigrad.shading.brdf`.
 _ALPHA_MIN = wp.constant(wp.float64(1.0e-3))
 _DOT_EPS = wp.constant(wp.float64(1.0e-6))
-_PI = wp.constant(wp.float64(3.141592653589793))
+_INV_PI = wp.constant(wp.float64(0.3183098861837907))
 #: :func:`lumigrad.shading.shade_direct`'s guard on the normal's length.
 _NORMAL_EPS = wp.constant(wp.float64(1.0e-12))
 #: At most this many colour channels (a ``vec4d`` accumulator); the wrapper falls back beyond it.
 MAX_CHANNELS = 4
+#: Light kinds (``light_kind``).
+DIRECTIONAL, POINT, SPOT = 0, 1, 2
+#: Per-light gradient entries before the radiance's: vector (3), axis (3), shape (3).
+LIGHT_GRADS = 9
+
+
+@wp.struct
+class _Point:
+    """A shading point's terms shared by all lights."""
+
+    x: wp.vec3d
+    n: wp.vec3d
+    v: wp.vec3d
+    n_len: wp.float64
+    v_len: wp.float64
+    nv_raw: wp.float64
+    nv: wp.float64
+    r: wp.float64
+    alpha: wp.float64
+    a2: wp.float64
+    one_a2: wp.float64
+    s1: wp.float64
+    a2_2pi: wp.float64
+    metal: wp.float64
+
+
+@wp.struct
+class _Incoming:
+    """One light's geometry at a point (``ok`` 0: it adds nothing, no gradient)."""
+
+    ok: int
+    kind: int
+    unclamped: int
+    l: wp.vec3d
+    u: wp.vec3d
+    inv_len: wp.float64
+    nl_raw: wp.float64
+    lv: wp.float64
+    G0: wp.float64
+    K3: wp.float64
+    dcl: wp.float64
+    inv_dcl: wp.float64
+    ir: wp.float64
+    t: wp.float64
+    W: wp.float64
+    cd: wp.float64
+    tt: wp.float64
+    a: wp.float64
+
+
+@wp.struct
+class _Lobe:
+    """The BRDF's terms of one light at a point (``Q``, not yet ``D V``)."""
+
+    nl: wp.float64
+    h: wp.vec3d
+    inv_hl: wp.float64
+    h_clamped: int
+    nh_raw: wp.float64
+    vh_raw: wp.float64
+    nh: wp.float64
+    m: wp.float64
+    m5: wp.float64
+    q: wp.float64
+    s2: wp.float64
+    Q: wp.float64
 
 
 @wp.func
@@ -57,7 +130,7 @@ def _unit(a: wp.array2d(dtype=Any), i: int, eps: wp.float64):
     """``(a[i] / max(|a[i]|, eps), |a[i]|)``."""
     raw = _vec(a, i)
     length = wp.length(raw)
-    return raw / wp.max(length, eps), length
+    return raw * (wp.float64(1.0) / wp.max(length, eps)), length
 
 
 @wp.func
@@ -69,71 +142,132 @@ def _channels(a: wp.array2d(dtype=Any), i: int, num_channels: int):
 
 
 @wp.func
-def _renormalised(w: wp.vec3d, unit: int):
-    """``(w / |w|, |w|)``, as the BRDF normalises ``wi`` again; ``w`` taken as unit (``|w| = 1``) where ``unit``
-    (it is, up to rounding, except inside ``min_distance``)."""
-    if unit != 0:
-        return w, wp.float64(1.0)
-    wl = wp.length(w)
-    return w / wl, wl
+def _point(i: int, position: wp.array2d(dtype=Any), normal: wp.array2d(dtype=Any), wo: wp.array2d(dtype=Any),
+           base_color: wp.array2d(dtype=Any), roughness: wp.array(dtype=Any), metallic: wp.array(dtype=Any),
+           f0: wp.array2d(dtype=Any), num_channels: int):
+    one = wp.float64(1.0)
+    p = _Point()
+    p.x = _vec(position, i)
+    n, n_len = _unit(normal, i, _NORMAL_EPS)
+    v, v_len = _unit(wo, i, wp.float64(0.0))
+    p.n = n
+    p.v = v
+    p.n_len = n_len
+    p.v_len = v_len
+    p.nv_raw = wp.dot(n, v)
+    p.nv = wp.min(wp.max(p.nv_raw, _DOT_EPS), one)
+    r = wp.float64(roughness[i])
+    p.r = r
+    p.alpha = wp.max(r * r, _ALPHA_MIN)
+    p.a2 = p.alpha * p.alpha
+    p.one_a2 = one - p.a2
+    p.s1 = wp.sqrt(p.nv * p.nv * p.one_a2 + p.a2)
+    p.a2_2pi = p.a2 * wp.float64(0.5) * _INV_PI
+    p.metal = wp.float64(metallic[i])
+    return p
 
 
 @wp.func
-def _roughness_terms(r: wp.float64, nv: wp.float64):
-    """``(r, alpha, a2, 1 - a2, s1)``: ``alpha = max(r^2, ALPHA_MIN)``, ``a2 = alpha^2``, ``s1`` the Smith root of
-    ``nv``."""
-    alpha = wp.max(r * r, _ALPHA_MIN)
-    a2 = alpha * alpha
-    one_a2 = wp.float64(1.0) - a2
-    return r, alpha, a2, one_a2, _smith_root(nv, a2, one_a2)
+def _mix(metal: wp.float64, cvec: wp.vec4d, f0vec: wp.vec4d):
+    """``(kd, F0)``: ``kd_c = (1 - metal) c_c (1 - f0_c) / pi``, ``F0_c = (1 - metal) f0_c + metal c_c``."""
+    one = wp.float64(1.0)
+    w_d = one - metal
+    kd = wp.vec4d()
+    F0 = wp.vec4d()
+    for c in range(4):  # zeros beyond num_channels
+        kd[c] = w_d * cvec[c] * (one - f0vec[c]) * _INV_PI
+        F0[c] = w_d * f0vec[c] + metal * cvec[c]
+    return kd, F0
 
 
 @wp.func
-def _half_vector(l: wp.vec3d, v: wp.vec3d):
-    """``(hv, hv.hv, hl, h)``: ``hv = l + v``, ``hl = sqrt(max(hv.hv, 1e-12))``, ``h = hv / hl``."""
-    hv = l + v
+def _incoming(p: _Point, k: int, light_vector: wp.array2d(dtype=Any), light_kind: wp.array(dtype=wp.int32),
+              light_shape: wp.array2d(dtype=Any), light_axis: wp.array2d(dtype=Any), min_d2: wp.float64,
+              inv_min_d: wp.float64):
+    one = wp.float64(1.0)
+    zero = wp.float64(0.0)
+    g = _Incoming()
+    g.ok = 0
+    g.kind = light_kind[k]
+    g.unclamped = 1
+    g.W = one
+    g.a = one
+    vec = _vec(light_vector, k)
+    if g.kind == 0:
+        g.l = vec
+        g.nl_raw = wp.dot(p.n, vec)
+        if g.nl_raw > zero:
+            g.ok = 1
+            g.lv = wp.dot(p.v, vec)
+            g.G0 = g.nl_raw
+    else:
+        u = vec - p.x
+        s = wp.dot(u, u)
+        inv_len = one / wp.sqrt(s)
+        nu = wp.dot(p.n, u)
+        g.u = u
+        g.inv_len = inv_len
+        g.nl_raw = nu * inv_len  # NaN at u = 0: not > 0, so no light (as the reference's 0 / 0 direction)
+        if g.nl_raw > zero:
+            g.ok = 1
+            g.l = u * inv_len
+            g.lv = wp.dot(p.v, u) * inv_len
+            if s >= min_d2:
+                g.K3 = inv_len * inv_len * inv_len
+                g.dcl = s * inv_len
+                g.inv_dcl = inv_len
+            else:
+                g.unclamped = 0
+                g.K3 = inv_min_d * inv_min_d * inv_min_d
+                g.dcl = one / inv_min_d
+                g.inv_dcl = inv_min_d
+            g.G0 = nu * g.K3
+            g.ir = wp.float64(light_shape[k, 0])
+            if g.ir > zero:
+                g.t = g.dcl * g.ir
+                t2 = g.t * g.t
+                g.W = one - t2 * t2
+                if g.W < zero:
+                    g.ok = 0
+            if g.kind == 2:
+                g.cd = -wp.dot(u, _vec(light_axis, k)) * g.inv_dcl
+                g.tt = g.cd * wp.float64(light_shape[k, 1]) + wp.float64(light_shape[k, 2])
+                if g.tt <= zero:
+                    g.ok = 0
+                ta = wp.min(g.tt, one)
+                g.a = ta * ta
+    return g
+
+
+@wp.func
+def _lobe(p: _Point, g: _Incoming):
+    """The reference's order of operations for ``n.h``: ``1 - nh^2`` cancels near a sharp highlight, and only
+    the same rounding there keeps the kernel within 1e-12 of the float64 twin."""
+    one = wp.float64(1.0)
+    zero = wp.float64(0.0)
+    b = _Lobe()
+    b.nl = wp.min(wp.max(g.nl_raw, _DOT_EPS), one)
+    hv = g.l + p.v
     hh = wp.dot(hv, hv)
-    hl = wp.sqrt(wp.max(hh, _DOT_EPS * _DOT_EPS))
-    return hv, hh, hl, hv * (wp.float64(1.0) / hl)
-
-
-@wp.func
-def _smith_root(cos_theta: wp.float64, a2: wp.float64, one_a2: wp.float64):
-    return wp.sqrt(cos_theta * cos_theta * one_a2 + a2)
-
-
-@wp.func
-def _ggx(nh: wp.float64, nl: wp.float64, nv: wp.float64, a2: wp.float64, one_a2: wp.float64, s1: wp.float64):
-    """``(nh^2, q, D, s2, Q, V)`` of the GGX distribution and the height-correlated Smith visibility (``s1`` is
-    ``nv``'s root, :func:`_smith_root`)."""
-    one = wp.float64(1.0)
-    nh2 = nh * nh
-    q = (one - nh2) + nh2 * a2
-    s2 = _smith_root(nl, a2, one_a2)
-    Q = nl * s1 + nv * s2
-    return nh2, q, a2 / (_PI * q * q), s2, Q, wp.float64(0.5) / Q
-
-
-@wp.func
-def _incoming(x: wp.vec3d, k: int, light_vector: wp.array2d(dtype=Any), light_is_point: wp.array(dtype=wp.int32),
-              min_d2: wp.float64):
-    """``(w, A, u, d, unclamped)``: direction towards light ``k`` (length 1, or < 1 inside ``min_distance``),
-    its falloff, ``u`` (``p - x``, or a directional light's direction of travel), ``d`` (the clamped distance,
-    or ``|u|``) and whether ``w`` is unit (``u.u >= min_d2``, or a directional light)."""
-    u = _vec(light_vector, k)
-    one = wp.float64(1.0)
-    if light_is_point[k] == 0:
-        s = wp.length(u)
-        return -u / s, one, u, s, 1
-    u = u - x
-    s = wp.dot(u, u)
-    unclamped = 1
-    if s < min_d2:
-        s = min_d2
-        unclamped = 0
-    d = wp.sqrt(s)
-    inv_d = one / d
-    return u * inv_d, inv_d * inv_d, u, d, unclamped
+    b.h_clamped = 0
+    hl = _DOT_EPS
+    if hh >= _DOT_EPS * _DOT_EPS:
+        hl = wp.sqrt(hh)
+    else:  # l = -v up to rounding: |l + v| clamped as the reference's
+        b.h_clamped = 1
+    b.inv_hl = one / hl
+    b.h = hv * b.inv_hl
+    b.nh_raw = wp.dot(p.n, b.h)
+    b.vh_raw = wp.dot(p.v, b.h)
+    b.nh = wp.min(wp.max(b.nh_raw, zero), one)
+    b.m = one - wp.min(wp.max(b.vh_raw, zero), one)
+    m2 = b.m * b.m
+    b.m5 = m2 * m2 * b.m
+    nh2 = b.nh * b.nh
+    b.q = (one - nh2) + nh2 * p.a2
+    b.s2 = wp.sqrt(b.nl * b.nl * p.one_a2 + p.a2)
+    b.Q = b.nl * p.s1 + p.nv * b.s2
+    return b
 
 
 @wp.kernel
@@ -141,44 +275,27 @@ def direct_lights_forward(offset: int, end: int, position: wp.array2d(dtype=Any)
                           wo: wp.array2d(dtype=Any), base_color: wp.array2d(dtype=Any),
                           roughness: wp.array(dtype=Any), metallic: wp.array(dtype=Any),
                           f0: wp.array2d(dtype=Any), num_channels: int, light_vector: wp.array2d(dtype=Any),
-                          light_is_point: wp.array(dtype=wp.int32), light_radiance: wp.array2d(dtype=Any),
-                          num_lights: int, min_d2: wp.float64, out: wp.array2d(dtype=Any)):
+                          light_kind: wp.array(dtype=wp.int32), light_radiance: wp.array2d(dtype=Any),
+                          light_shape: wp.array2d(dtype=Any), light_axis: wp.array2d(dtype=Any),
+                          num_lights: int, min_d2: wp.float64, inv_min_d: wp.float64, out: wp.array2d(dtype=Any)):
     i = offset + wp.tid()
-    x = _vec(position, i)
-    n, n_len = _unit(normal, i, _NORMAL_EPS)
-    v, v_len = _unit(wo, i, wp.float64(0.0))
     one = wp.float64(1.0)
-    zero = wp.float64(0.0)
     acc = wp.vec4d()
-    nv_raw = wp.dot(n, v)
-    if nv_raw > zero:
-        nv = wp.min(wp.max(nv_raw, _DOT_EPS), one)
-        r, alpha, a2, one_a2, s1 = _roughness_terms(wp.float64(roughness[i]), nv)
-        metal = wp.float64(metallic[i])
-        w_d = one - metal
-        cvec, f0vec = _channels(base_color, i, num_channels), _channels(f0, i, num_channels)
+    p = _point(i, position, normal, wo, base_color, roughness, metallic, f0, num_channels)
+    if p.nv_raw > wp.float64(0.0):
+        kd, F0 = _mix(p.metal, _channels(base_color, i, num_channels), _channels(f0, i, num_channels))
         for k in range(num_lights):
-            w, A, u, d, unclamped = _incoming(x, k, light_vector, light_is_point, min_d2)
-            l, wl = _renormalised(w, unclamped)
-            nl_raw = wp.dot(n, l)
-            if nl_raw > zero:
-                nl = wp.min(wp.max(nl_raw, _DOT_EPS), one)
-                hv, hh, hl, h = _half_vector(l, v)
-                nh = wp.min(wp.max(wp.dot(n, h), zero), one)
-                vh = wp.min(wp.max(wp.dot(v, h), zero), one)
-                nh2, q, D, s2, Q, V = _ggx(nh, nl, nv, a2, one_a2, s1)
-                dv = D * V
-                m = one - vh
-                m2 = m * m
-                m5 = m2 * m2 * m
-                G = A * wp.dot(n, w)
-                for c in range(num_channels):
-                    cc = cvec[c]
-                    f0c = f0vec[c]
-                    fd = f0c + (one - f0c) * m5
-                    fm = cc + (one - cc) * m5
-                    f = w_d * (one - fd) * (cc / _PI) + (w_d * fd * dv + metal * (dv * fm))
-                    acc[c] = acc[c] + f * wp.float64(light_radiance[k, c]) * G
+            g = _incoming(p, k, light_vector, light_kind, light_shape, light_axis, min_d2, inv_min_d)
+            if g.ok == 0:
+                continue
+            b = _lobe(p, g)
+            dv = p.a2_2pi / (b.q * b.q * b.Q)
+            G = g.G0 * g.W * g.a
+            one_m5 = one - b.m5
+            for c in range(4):  # all of MAX_CHANNELS (constant: unrolled, the vectors stay in registers)
+                F0c = F0[c]
+                f = kd[c] * one_m5 + dv * (F0c + (one - F0c) * b.m5)
+                acc[c] = acc[c] + f * wp.float64(light_radiance[k, c]) * G
     for c in range(num_channels):
         out[i, c] = type(out[i, c])(acc[c])
 
@@ -188,21 +305,22 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
                            wo: wp.array2d(dtype=Any), base_color: wp.array2d(dtype=Any),
                            roughness: wp.array(dtype=Any), metallic: wp.array(dtype=Any),
                            f0: wp.array2d(dtype=Any), num_channels: int, light_vector: wp.array2d(dtype=Any),
-                           light_is_point: wp.array(dtype=wp.int32), light_radiance: wp.array2d(dtype=Any),
-                           num_lights: int, min_d2: wp.float64, v_out: wp.array2d(dtype=Any),
+                           light_kind: wp.array(dtype=wp.int32), light_radiance: wp.array2d(dtype=Any),
+                           light_shape: wp.array2d(dtype=Any), light_axis: wp.array2d(dtype=Any),
+                           num_lights: int, min_d2: wp.float64, inv_min_d: wp.float64, v_out: wp.array2d(dtype=Any),
                            v_position: wp.array2d(dtype=Any), v_normal: wp.array2d(dtype=Any),
                            v_wo: wp.array2d(dtype=Any), v_base_color: wp.array2d(dtype=Any),
                            v_roughness: wp.array(dtype=Any), v_metallic: wp.array(dtype=Any),
-                           v_f0: wp.array2d(dtype=Any), v_light: wp.array3d(dtype=Any), group: int):
-    """``v_light[slot, k]`` holds ``(v_light_vector[k, 0:3], v_light_radiance[k, 0:C])``."""
+                           v_f0: wp.array2d(dtype=Any), v_light: wp.array3d(dtype=Any), group: int,
+                           want_point: int, want_light: int):
+    """``v_light[slot, k]`` holds ``(v_vector[0:3], v_axis[0:3], v_shape[0:3], v_radiance[0:C])``; ``want_point`` 0
+    skips the point gradients (left zero), ``want_light`` 0 the light gradients (``v_light`` untouched)."""
     i = offset + wp.tid()
     slot = i // group
-    x = _vec(position, i)
-    n, n_len = _unit(normal, i, _NORMAL_EPS)
-    v, v_len = _unit(wo, i, wp.float64(0.0))
     one = wp.float64(1.0)
     zero = wp.float64(0.0)
-    half = wp.float64(0.5)
+    two = wp.float64(2.0)
+    p = _point(i, position, normal, wo, base_color, roughness, metallic, f0, num_channels)
     g = wp.vec4d()
     for c in range(num_channels):
         g[c] = wp.float64(v_out[i, c])
@@ -213,117 +331,152 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
     g_f0 = wp.vec4d()
     g_r = zero
     g_metal = zero
-    nv_raw = wp.dot(n, v)
-    if nv_raw > zero:
-        nv = wp.min(wp.max(nv_raw, _DOT_EPS), one)
-        r, alpha, a2, one_a2, s1 = _roughness_terms(wp.float64(roughness[i]), nv)
-        metal = wp.float64(metallic[i])
-        w_d = one - metal
-        cvec, f0vec = _channels(base_color, i, num_channels), _channels(f0, i, num_channels)
-        g_nv = zero
-        g_a2 = zero
+    if p.nv_raw > zero:
+        cvec = _channels(base_color, i, num_channels)
+        f0vec = _channels(f0, i, num_channels)
+        kd, F0 = _mix(p.metal, cvec, f0vec)
+        sum_kd = wp.vec4d()  # sum over lights of d out / d kd_c, then of d out / d F0_c
+        sum_F0 = wp.vec4d()
+        gE_a2 = zero  # sums over the lights for the gradient of a2 (D's numerator, q, the Smith roots)
+        gq_nh2 = zero
+        gQ_s2 = zero
+        gQ_nl = zero
+        gQ_a2 = zero
         for k in range(num_lights):
-            w, A, u, d, unclamped = _incoming(x, k, light_vector, light_is_point, min_d2)
-            l, wl = _renormalised(w, unclamped)
-            nl_raw = wp.dot(n, l)
-            if nl_raw > zero:
-                nl = wp.min(wp.max(nl_raw, _DOT_EPS), one)
-                hv, hh, hl, h = _half_vector(l, v)
-                nh_raw = wp.dot(n, h)
-                vh_raw = wp.dot(v, h)
-                nh = wp.min(wp.max(nh_raw, zero), one)
-                vh = wp.min(wp.max(vh_raw, zero), one)
-                nh2, q, D, s2, Q, V = _ggx(nh, nl, nv, a2, one_a2, s1)
-                dv = D * V
-                m = one - vh
-                m2 = m * m
-                m4 = m2 * m2
-                m5 = m4 * m
-                cosw = wp.dot(n, w)
-                G = A * cosw
-                # reverse pass through the channels
-                g_G = zero
-                g_dv = zero
-                g_m5 = zero
-                for c in range(num_channels):
-                    cc = cvec[c]
-                    f0c = f0vec[c]
-                    Lc = wp.float64(light_radiance[k, c])
-                    fd = f0c + (one - f0c) * m5
-                    fm = cc + (one - cc) * m5
-                    f = w_d * (one - fd) * (cc / _PI) + (w_d * fd * dv + metal * (dv * fm))
-                    g_G = g_G + g[c] * f * Lc
-                    wp.atomic_add(v_light, slot, k, 3 + c, type(v_light[slot, k, 0])(g[c] * f * G))
-                    gf = g[c] * Lc * G
-                    g_c[c] = g_c[c] + gf * (w_d * (one - fd) / _PI + metal * dv * (one - m5))
-                    g_fd = gf * w_d * (dv - cc / _PI)
-                    g_f0[c] = g_f0[c] + g_fd * (one - m5)
-                    g_dv = g_dv + gf * (w_d * fd + metal * fm)
-                    g_m5 = g_m5 + g_fd * (one - f0c) + gf * metal * dv * (one - cc)
-                    g_metal = g_metal + gf * (dv * fm - (one - fd) * (cc / _PI) - fd * dv)
-                g_A = g_G * cosw
-                g_cosw = g_G * A
-                # m5 = (1 - vh)^5
-                g_vh = -g_m5 * wp.float64(5.0) * m4
-                # dv = D V, D = a2 / (pi q^2), V = 0.5 / Q
-                g_D = g_dv * V
-                g_V = g_dv * D
-                g_q = -g_D * wp.float64(2.0) * a2 / (_PI * q * q * q)
-                g_nh = g_q * wp.float64(2.0) * nh * (a2 - one)
-                g_a2 = g_a2 + g_D / (_PI * q * q) + g_q * nh2
-                g_Q = -g_V * half / (Q * Q)
-                g_nl = g_Q * (s1 + nv * nl * (one - a2) / s2)
-                g_nv = g_nv + g_Q * (s2 + nl * nv * (one - a2) / s1)
-                g_a2 = g_a2 + g_Q * (nl * (one - nv * nv) / (wp.float64(2.0) * s1)
-                                     + nv * (one - nl * nl) / (wp.float64(2.0) * s2))
-                # clamps (gradient passes on the closed interval, as torch.clamp's)
-                if nl_raw < _DOT_EPS or nl_raw > one:
-                    g_nl = zero
-                if nh_raw < zero or nh_raw > one:
-                    g_nh = zero
-                if vh_raw < zero or vh_raw > one:
-                    g_vh = zero
-                # nh = n.h, vh = v.h, h = hv / hl
-                g_h = g_nh * n + g_vh * v
-                g_n = g_n + g_nh * h
-                g_v = g_v + g_vh * h
-                g_hv = g_h / hl
-                if hh >= _DOT_EPS * _DOT_EPS:
-                    g_hv = (g_h - h * wp.dot(g_h, h)) / hl
-                # nl = n.l, hv = l + v, l = w / |w|
-                g_l = g_hv + g_nl * n
-                g_n = g_n + g_nl * l
-                g_v = g_v + g_hv
-                g_w = g_l
-                if unclamped == 0:
-                    g_w = (g_l - l * wp.dot(g_l, l)) / wl
-                # G = A (n.w)
-                g_n = g_n + g_cosw * w
-                g_w = g_w + g_cosw * n
-                if light_is_point[k] == 0:
-                    # w = -u / |u|
-                    g_u = (w * wp.dot(g_w, w) - g_w) / d
-                else:
-                    # w = u / d, A = 1 / d^2, d = sqrt(max(u.u, min_d2))
-                    g_u = g_w / d
-                    if unclamped != 0:  # d = |u|
-                        g_d = -wp.dot(g_w, u) / (d * d) - wp.float64(2.0) * g_A / (d * d * d)
-                        g_u = g_u + g_d * u / d
-                    g_x = g_x - g_u
-                for j in range(3):
-                    wp.atomic_add(v_light, slot, k, j, type(v_light[slot, k, 0])(g_u[j]))
-        if nv_raw < _DOT_EPS or nv_raw > one:
+            inc = _incoming(p, k, light_vector, light_kind, light_shape, light_axis, min_d2, inv_min_d)
+            if inc.ok == 0:
+                continue
+            b = _lobe(p, inc)
+            R = one / (b.q * b.Q * b.s2)
+            iq = R * b.Q * b.s2
+            iQ = R * b.q * b.s2
+            is2 = R * b.q * b.Q
+            dv = p.a2_2pi * iq * iq * iQ
+            G = inc.G0 * inc.W * inc.a
+            one_m5 = one - b.m5
+            g_G = zero
+            g_dv = zero
+            g_m5 = zero
+            for c in range(4):  # all of MAX_CHANNELS, as the forward
+                Lc = wp.float64(light_radiance[k, c])
+                F0c = F0[c]
+                spec = F0c + (one - F0c) * b.m5
+                f = kd[c] * one_m5 + dv * spec
+                g_G = g_G + g[c] * f * Lc
+                if want_light != 0:
+                    wp.atomic_add(v_light, slot, k, LIGHT_GRADS + c, type(v_light[slot, k, 0])(g[c] * f * G))
+                gf = g[c] * Lc * G
+                if want_point != 0:
+                    sum_kd[c] = sum_kd[c] + gf * one_m5
+                    sum_F0[c] = sum_F0[c] + gf * dv * one_m5
+                g_dv = g_dv + gf * spec
+                g_m5 = g_m5 + gf * (dv * (one - F0c) - kd[c])
+            # D V = a2 / (2 pi q^2 Q), q = 1 - nh^2 (1 - a2)
+            gE = g_dv * dv
+            g_q = -two * gE * iq
+            g_nh = g_q * two * b.nh * (p.a2 - one)
+            g_Q = -gE * iQ
+            g_nl = g_Q * (p.s1 + p.nv * b.nl * p.one_a2 * is2)
+            if want_point != 0:
+                gE_a2 = gE_a2 + gE
+                gq_nh2 = gq_nh2 + g_q * b.nh * b.nh
+                gQ_s2 = gQ_s2 + g_Q * b.s2
+                gQ_nl = gQ_nl + g_Q * b.nl
+                gQ_a2 = gQ_a2 + g_Q * (one - b.nl * b.nl) * is2
+            # m5 = (1 - vh)^5
+            m2 = b.m * b.m
+            g_vh = -wp.float64(5.0) * m2 * m2 * g_m5
+            # clamps (gradient passes on the closed interval, as torch.clamp's)
+            if inc.nl_raw < _DOT_EPS or inc.nl_raw > one:
+                g_nl = zero
+            if b.nh_raw < zero or b.nh_raw > one:
+                g_nh = zero
+            if b.vh_raw < zero or b.vh_raw > one:
+                g_vh = zero
+            # nh = n.h, vh = v.h, h = hv / |hv|, hv = l + v
+            h = b.h
+            g_h = g_nh * p.n + g_vh * p.v
+            g_hv = g_h * b.inv_hl
+            if b.h_clamped == 0:
+                g_hv = (g_h - h * wp.dot(g_h, h)) * b.inv_hl
+            g_l = g_hv + g_nl * p.n
+            if want_point != 0:
+                g_n = g_n + g_nh * h + g_nl * inc.l
+                g_v = g_v + g_vh * h + g_hv
+            # G = G0 W a
+            g_G0 = g_G * inc.W * inc.a
+            l = inc.l
+            if inc.kind == 0:  # G0 = n.l
+                g_l = g_l + g_G0 * p.n
+                if want_point != 0:
+                    g_n = g_n + g_G0 * l
+                if want_light != 0:
+                    for j in range(3):
+                        wp.atomic_add(v_light, slot, k, j, type(v_light[slot, k, 0])(g_l[j]))
+            else:
+                u = inc.u
+                # l = u / |u|, G0 = (n.u) K3 (K3 = 1 / |u|^3, or 1 / min_d^3 inside it)
+                g_u = inc.inv_len * (g_l - l * wp.dot(g_l, l))
+                g_u = g_u + g_G0 * inc.K3 * p.n
+                if inc.unclamped != 0:
+                    g_u = g_u - wp.float64(3.0) * g_G0 * inc.K3 * inc.nl_raw * l
+                if want_point != 0:
+                    g_n = g_n + g_G0 * inc.K3 * u
+                if inc.ir > zero:  # W = 1 - (d ir)^4
+                    g_W = g_G * inc.G0 * inc.a
+                    t3 = inc.t * inc.t * inc.t
+                    if want_light != 0:
+                        g_ir = -g_W * wp.float64(4.0) * t3 * inc.dcl
+                        wp.atomic_add(v_light, slot, k, 6, type(v_light[slot, k, 0])(g_ir))
+                    if inc.unclamped != 0:
+                        g_u = g_u - g_W * wp.float64(4.0) * t3 * inc.ir * l
+                if inc.kind == 2:  # a = min(cd sc + of, 1)^2, cd = -(u.s) / d
+                    g_tt = zero
+                    if inc.tt <= one:
+                        g_tt = g_G * inc.G0 * inc.W * two * inc.tt
+                    g_cd = g_tt * wp.float64(light_shape[k, 1])
+                    axis = _vec(light_axis, k)
+                    if want_light != 0:
+                        wp.atomic_add(v_light, slot, k, 7, type(v_light[slot, k, 0])(g_tt * inc.cd))
+                        wp.atomic_add(v_light, slot, k, 8, type(v_light[slot, k, 0])(g_tt))
+                        g_axis = -g_cd * inc.inv_dcl * u
+                        for j in range(3):
+                            wp.atomic_add(v_light, slot, k, 3 + j, type(v_light[slot, k, 0])(g_axis[j]))
+                    if inc.unclamped != 0:
+                        g_u = g_u - g_cd * inc.inv_dcl * (axis + inc.cd * l)
+                    else:
+                        g_u = g_u - g_cd * inc.inv_dcl * axis
+                g_x = g_x - g_u
+                if want_light != 0:
+                    for j in range(3):
+                        wp.atomic_add(v_light, slot, k, j, type(v_light[slot, k, 0])(g_u[j]))
+        # Smith visibility through nv (clamped) and a2
+        inv_s1 = one / p.s1
+        g_nv = gQ_s2 + p.nv * p.one_a2 * inv_s1 * gQ_nl
+        if p.nv_raw < _DOT_EPS or p.nv_raw > one:
             g_nv = zero
-        g_n = g_n + g_nv * v
-        g_v = g_v + g_nv * n
+        g_n = g_n + g_nv * p.v
+        g_v = g_v + g_nv * p.n
+        g_a2 = gE_a2 / p.a2 + gq_nh2
+        g_a2 = g_a2 + (one - p.nv * p.nv) * wp.float64(0.5) * inv_s1 * gQ_nl + wp.float64(0.5) * p.nv * gQ_a2
         # a2 = alpha^2, alpha = max(r^2, ALPHA_MIN)
-        if r * r >= _ALPHA_MIN:
-            g_r = g_a2 * wp.float64(2.0) * alpha * wp.float64(2.0) * r
+        if p.r * p.r >= _ALPHA_MIN:
+            g_r = g_a2 * two * p.alpha * two * p.r
+        # kd_c = (1 - metal) c_c (1 - f0_c) / pi, F0_c = (1 - metal) f0_c + metal c_c
+        w_d = one - p.metal
+        for c in range(num_channels):
+            cc = cvec[c]
+            f0c = f0vec[c]
+            g_c[c] = sum_kd[c] * w_d * (one - f0c) * _INV_PI + sum_F0[c] * p.metal
+            g_f0[c] = -sum_kd[c] * w_d * cc * _INV_PI + sum_F0[c] * w_d
+            g_metal = g_metal - sum_kd[c] * cc * (one - f0c) * _INV_PI + sum_F0[c] * (cc - f0c)
     # n = n_raw / max(|n_raw|, 1e-12), v = v_raw / |v_raw|
-    if n_len >= _NORMAL_EPS:
+    n = p.n
+    v = p.v
+    if p.n_len >= _NORMAL_EPS:
         g_n = g_n - n * wp.dot(g_n, n)
-    g_n = g_n / wp.max(n_len, _NORMAL_EPS)
-    g_v = (g_v - v * wp.dot(g_v, v)) / v_len
+    g_n = g_n * (wp.float64(1.0) / wp.max(p.n_len, _NORMAL_EPS))
+    g_v = (g_v - v * wp.dot(g_v, v)) * (wp.float64(1.0) / p.v_len)
     for j in range(3):
         v_position[i, j] = type(v_position[i, j])(g_x[j])
         v_normal[i, j] = type(v_normal[i, j])(g_n[j])
@@ -338,10 +491,10 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
 def _overload_all() -> None:
     for f in (wp.float32, wp.float64):
         a1, a2, a3 = wp.array(dtype=f), wp.array2d(dtype=f), wp.array3d(dtype=wp.float64)
-        i32, f64 = wp.array(dtype=wp.int32), wp.float64
-        common = [int, int, a2, a2, a2, a2, a1, a1, a2, int, a2, i32, a2, int, f64]
+        i32, f64, d2 = wp.array(dtype=wp.int32), wp.float64, wp.array2d(dtype=wp.float64)
+        common = [int, int, a2, a2, a2, a2, a1, a1, a2, int, d2, i32, d2, d2, d2, int, f64, f64]
         wp.overload(direct_lights_forward, common + [a2])
-        wp.overload(direct_lights_backward, common + [a2, a2, a2, a2, a2, a1, a1, a2, a3, int])
+        wp.overload(direct_lights_backward, common + [a2, a2, a2, a2, a2, a1, a1, a2, a3, int, int, int])
 
 
 _overload_all()

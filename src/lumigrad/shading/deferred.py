@@ -23,8 +23,8 @@ from .._checks import check_all_finite, broadcast_batch, check_channels, check_n
 from .brdf import f0_from_ior
 from .bsdf import BSDF, MetallicRoughnessBSDF
 from .envmap import envmap_lookup_unchecked, split_sum_lut
-from ..kernels.direct_lights import KERNEL_DTYPES, MAX_CHANNELS, direct_lights
-from .lights import MIN_LIGHT_DISTANCE, LightSample, PunctualLights
+from ..kernels.direct_lights import KERNEL_DTYPES, MAX_CHANNELS, SpotCones, direct_lights
+from .lights import MIN_LIGHT_DISTANCE, LightSample, PunctualLights, spot_cone
 from .sh import sh_irradiance
 from .surface import SurfaceSample, check_material_dict
 
@@ -192,7 +192,8 @@ def _light_term(bsdf: BSDF, si: SurfaceSample, wi, L):
 def shade_punctual(position: torch.Tensor, normal: torch.Tensor, camera_position: torch.Tensor, material: dict,
                    lights: PunctualLights, *, mask: Optional[torch.Tensor] = None, use_fused: bool = True
                    ) -> torch.Tensor:
-    """Radiance ``[..., C]`` reflected towards the camera from point and directional lights, all in one pass.
+    """Radiance ``[..., C]`` reflected towards the camera from point, spot and directional lights, all in one
+    pass.
 
     The same value as :func:`shade_direct` of ``lights.samples(position)`` (glTF metallic-roughness BRDF, no
     shadows, ``Lo = sum_k f(wi_k, wo) L_k max(n . wi_k, 0)``), computed by one fused kernel that loops over
@@ -211,7 +212,8 @@ def shade_punctual(position: torch.Tensor, normal: torch.Tensor, camera_position
             whose channels match neither 1 nor ``base_color``'s.
 
     **Differentiability:** w.r.t. the G-buffer, the material values (``ior`` / ``specular_f0`` included) and
-    ``lights.vector`` and ``lights.radiance``; zero below the horizon and where the BRDF's clamps are active,
+    every float field of ``lights`` (``vector``, ``radiance``, ``range``, ``spot_direction``, both angles); zero
+    below the horizon, where the BRDF's clamps are active, beyond a light's range and outside a spot's cone,
     exactly as the reference.
     """
     _check_gbuffer(position, normal, camera_position, material, mask)
@@ -251,10 +253,15 @@ def shade_punctual_unchecked(surface: SurfaceSample, lights: PunctualLights, *, 
     else:
         f0 = torch.as_tensor(_per_point(si.specular_f0, pixels), dtype=dtype, device=base_color.device)
     f0 = f0.expand(P, C) if f0.dim() else f0.reshape(1, 1).expand(P, C)
+    spot = None
+    if lights.is_spot is not None:  # in float64, as the kernel's light table: offset + cd scale cancels
+        scale, offset = spot_cone(lights.inner_angle.double(), lights.outer_angle.double())
+        spot = SpotCones(lights.is_spot, lights.spot_direction, scale, offset)
     out = direct_lights(take(si.position).contiguous(), take(si.normal).contiguous(), take(si.wo).contiguous(),
                         base_color.contiguous(), take(si.roughness).contiguous(), take(si.metallic).contiguous(),
-                        f0.contiguous(), lights.vector.contiguous(), lights.is_point.to(torch.int32).contiguous(),
-                        lights.radiance.expand(-1, C).contiguous(), MIN_LIGHT_DISTANCE)
+                        f0.contiguous(), lights.vector, lights.is_point, lights.radiance.expand(-1, C),
+                        MIN_LIGHT_DISTANCE, light_inv_range=None if lights.range is None else 1.0 / lights.range.double(),
+                        spot=spot)
     return pixels.put(out)
 
 

@@ -52,17 +52,25 @@ class LightSample(NamedTuple):
 
 
 class PunctualLights(NamedTuple):
-    """``K`` point and directional lights packed together, to shade all of them in one pass
+    """``K`` point, spot and directional lights packed together, to shade all of them in one pass
     (:func:`lumigrad.shading.shade_punctual`) instead of one :class:`LightSample` ``[..., K]`` each.
 
     Attributes:
-        vector: ``[K, 3]`` float, world space: a point light's position, or the direction a directional light
-            travels along (any non-zero length), as :func:`point_light` / :func:`directional_light` take them.
-        is_point: ``[K]`` bool, True for point lights, False for directional ones.
-        radiance: ``[K, C]`` float, ``>= 0``: a point light's intensity, a directional light's irradiance.
+        vector: ``[K, 3]`` float, world space: a point or spot light's position, or the direction a directional
+            light travels along (any non-zero length), as :func:`point_light` / :func:`directional_light` take
+            them.
+        is_point: ``[K]`` bool, True for point and spot lights, False for directional ones.
+        radiance: ``[K, C]`` float, ``>= 0``: a point or spot light's intensity, a directional light's irradiance.
+        range: ``[K]`` float, ``> 0``, ``inf`` for no range: the glTF range of point and spot lights
+            (directional lights ignore it); None: no light has one.
+        is_spot: ``[K]`` bool, True for spot lights (their ``is_point`` is True too); None: no spot light.
+        spot_direction: ``[K, 3]`` the direction each spot light shines along, non-zero (any value for the
+            other lights); with ``is_spot``.
+        inner_angle, outer_angle: ``[K]`` the spot cones' half-angles (radians, ``0 <= inner <= outer <= pi/2``
+            for spot lights, any finite value for the others); with ``is_spot``.
 
-    Point lights have no ``range`` (infinite, glTF's default) and the distance clamp ``MIN_LIGHT_DISTANCE``.
-    Build one with :meth:`of`; :meth:`samples` gives the equivalent :class:`LightSample` list (the reference).
+    Point and spot lights use the distance clamp ``MIN_LIGHT_DISTANCE``. Build one with :meth:`of`;
+    :meth:`samples` gives the equivalent :class:`LightSample` list (the reference).
 
     Example: a point light of intensity 4 at ``(0, 2, 0)`` and the sun straight down::
 
@@ -75,30 +83,54 @@ class PunctualLights(NamedTuple):
     vector: torch.Tensor
     is_point: torch.Tensor
     radiance: torch.Tensor
+    range: Optional[torch.Tensor] = None  # noqa: A003 - glTF's name
+    is_spot: Optional[torch.Tensor] = None
+    spot_direction: Optional[torch.Tensor] = None
+    inner_angle: Optional[torch.Tensor] = None
+    outer_angle: Optional[torch.Tensor] = None
 
     @classmethod
-    def of(cls, points=(), directionals=()) -> "PunctualLights":
-        """Pack ``points`` (pairs ``(position [3], intensity [C])``) then ``directionals`` (pairs
-        ``(direction [3], irradiance [C])``); the tensors keep their autograd graphs.
+    def of(cls, points=(), directionals=(), spots=()) -> "PunctualLights":
+        """Pack ``points`` (``(position [3], intensity [C])`` or ``(position, intensity, range)``), then ``spots``
+        (``(position [3], direction [3], intensity [C], inner_angle, outer_angle)``, optionally ``range`` last),
+        then ``directionals`` (``(direction [3], irradiance [C])``); the tensors keep their autograd graphs.
+        A ``range`` is None (none), a float or a 0-dim tensor; the angles are floats or 0-dim tensors.
 
         Raises:
             ValueError: no light at all, or shapes that are not ``[3]`` / ``[C]`` with one ``C``.
         """
-        pairs = [(p, q, True) for p, q in points] + [(p, q, False) for p, q in directionals]
-        if not pairs:
-            raise ValueError("PunctualLights.of needs at least one point or directional light")
-        for k, (vec, rad, _) in enumerate(pairs):
+        rows = [(p[0], p[1], True, p[2] if len(p) > 2 else None, None) for p in points]
+        rows += [(s[0], s[2], True, s[5] if len(s) > 5 else None, (s[1], s[3], s[4])) for s in spots]
+        rows += [(d[0], d[1], False, None, None) for d in directionals]
+        if not rows:
+            raise ValueError("PunctualLights.of needs at least one point, spot or directional light")
+        for k, (vec, rad, _, _, cone) in enumerate(rows):
             check_tensor(vec, f"light {k} position/direction", trailing=(3,), max_dims=1, floating=True)
             check_tensor(rad, f"light {k} intensity/irradiance", trailing=(None,), max_dims=1, floating=True,
                          device=vec.device)
-        rads = [r for _, r, _ in pairs]
-        if len({r.shape[-1] for r in rads}) > 1:
-            raise ValueError(f"lights must share one number of channels; got {[r.shape[-1] for r in rads]}")
-        is_point = torch.tensor([p for _, _, p in pairs], device=pairs[0][0].device)
-        return cls(torch.stack([v for v, _, _ in pairs]), is_point, torch.stack(rads))
+            if cone is not None:
+                check_tensor(cone[0], f"light {k} spot direction", trailing=(3,), max_dims=1, floating=True,
+                             device=vec.device)
+        if len({r[1].shape[-1] for r in rows}) > 1:
+            raise ValueError(f"lights must share one number of channels; got {[r[1].shape[-1] for r in rows]}")
+        vec0 = rows[0][0]
+        scalar = lambda v, default: v.reshape(()).to(vec0) if isinstance(v, torch.Tensor) else \
+            torch.tensor(default if v is None else float(v), dtype=vec0.dtype, device=vec0.device)  # noqa: E731
+        fields = {}
+        if any(r[3] is not None for r in rows):
+            fields["range"] = torch.stack([scalar(r[3], math.inf) for r in rows])
+        if spots:
+            fields["is_spot"] = torch.tensor([r[4] is not None for r in rows], device=vec0.device)
+            fields["spot_direction"] = torch.stack([r[4][0] if r[4] else vec0.new_tensor([0.0, 0.0, -1.0])
+                                                    for r in rows])
+            fields["inner_angle"] = torch.stack([scalar(r[4][1] if r[4] else None, 0.0) for r in rows])
+            fields["outer_angle"] = torch.stack([scalar(r[4][2] if r[4] else None, math.pi / 4) for r in rows])
+        is_point = torch.tensor([r[2] for r in rows], device=vec0.device)
+        return cls(torch.stack([r[0] for r in rows]), is_point, torch.stack([r[1] for r in rows]), **fields)
 
     def validate(self) -> "PunctualLights":
-        """Check shapes, finiteness, non-negative radiance and non-zero directions; return ``self``.
+        """Check shapes, finiteness, non-negative radiance, non-zero directions, positive ranges and the spot
+        cones' angles; return ``self``.
 
         Raises:
             TypeError / ValueError: naming the field.
@@ -107,25 +139,84 @@ class PunctualLights(NamedTuple):
         K = self.vector.shape[0]
         if K == 0:
             raise ValueError("lights is empty: pass at least one light")
-        check_tensor(self.is_point, "lights.is_point", max_dims=1, device=self.vector.device)
-        if self.is_point.dtype != torch.bool or self.is_point.shape != (K,):
-            raise ValueError(f"lights.is_point must be a bool tensor of shape ({K},); got {self.is_point.dtype} "
-                             f"{tuple(self.is_point.shape)}")
+        device = self.vector.device
+        _check_flags(self.is_point, "lights.is_point", K, device)
         check_tensor(self.radiance, "lights.radiance", trailing=(None,), max_dims=2, floating=True, finite=True,
-                     device=self.vector.device)
+                     device=device)
         if self.radiance.shape[0] != K:
             raise ValueError(f"lights.radiance must have shape ({K}, C); got {tuple(self.radiance.shape)}")
-        _check_radiometric(self.radiance, "lights.radiance", self.vector.device)
+        _check_radiometric(self.radiance, "lights.radiance", device)
         zero = (self.vector.detach().abs().amax(-1) == 0) & ~self.is_point
         if bool(zero.any()):
             raise ValueError("lights.vector of a directional light must have non-zero length; got a zero vector")
+        if self.range is not None:
+            _check_per_light(self.range, "lights.range", K, device)
+            if bool((self.range.detach() <= 0).any() | self.range.detach().isnan().any()):
+                raise ValueError("lights.range must be positive (inf for no range)")
+        cone = (self.spot_direction, self.inner_angle, self.outer_angle)
+        if self.is_spot is None:
+            if any(t is not None for t in cone):
+                raise ValueError("lights.spot_direction / inner_angle / outer_angle need lights.is_spot")
+            return self
+        _check_flags(self.is_spot, "lights.is_spot", K, device)
+        if any(t is None for t in cone):
+            raise ValueError("lights.is_spot needs lights.spot_direction, inner_angle and outer_angle")
+        if bool((self.is_spot & ~self.is_point).any()):
+            raise ValueError("lights.is_spot marks a directional light (is_point False)")
+        check_tensor(self.spot_direction, "lights.spot_direction", trailing=(3,), max_dims=2, floating=True,
+                     finite=True, device=device)
+        if self.spot_direction.shape[0] != K:
+            raise ValueError(f"lights.spot_direction must have shape ({K}, 3); got "
+                             f"{tuple(self.spot_direction.shape)}")
+        if bool(((self.spot_direction.detach().abs().amax(-1) == 0) & self.is_spot).any()):
+            raise ValueError("lights.spot_direction of a spot light must have non-zero length; got a zero vector")
+        inner, outer = self.inner_angle, self.outer_angle
+        _check_per_light(inner, "lights.inner_angle", K, device, finite=True)
+        _check_per_light(outer, "lights.outer_angle", K, device, finite=True)
+        bad = ((inner.detach() < 0) | (outer.detach() > math.pi / 2) | (inner.detach() > outer.detach())) & \
+            self.is_spot
+        if bool(bad.any()):
+            raise ValueError("lights.inner_angle and lights.outer_angle of spot lights must satisfy "
+                             "0 <= inner_angle <= outer_angle <= pi/2 (glTF spot limits)")
         return self
 
     def samples(self, x: torch.Tensor) -> list:
         """The :class:`LightSample` of each light at points ``x [..., 3]`` (no checks): the PyTorch reference
         of the fused shading."""
-        return [point_light_unchecked(x, v, r) if p else directional_light_unchecked(x, v, r)
-                for v, p, r in zip(self.vector, self.is_point.tolist(), self.radiance)]
+        K = self.vector.shape[0]
+        finite = [False] * K if self.range is None else torch.isfinite(self.range).tolist()
+        spot = [False] * K if self.is_spot is None else self.is_spot.tolist()
+        out = []
+        for k, (v, p, r) in enumerate(zip(self.vector, self.is_point.tolist(), self.radiance)):
+            rng = self.range[k] if finite[k] else None
+            if spot[k]:
+                out.append(spot_light_unchecked(x, v, self.spot_direction[k], r, self.inner_angle[k],
+                                                self.outer_angle[k], range=rng))
+            elif p:
+                out.append(point_light_unchecked(x, v, r, range=rng))
+            else:
+                out.append(directional_light_unchecked(x, v, r))
+        return out
+
+
+def _check_flags(flags: torch.Tensor, name: str, K: int, device) -> None:
+    check_tensor(flags, name, max_dims=1, device=device)
+    if flags.dtype != torch.bool or flags.shape != (K,):
+        raise ValueError(f"{name} must be a bool tensor of shape ({K},); got {flags.dtype} {tuple(flags.shape)}")
+
+
+def _check_per_light(t: torch.Tensor, name: str, K: int, device, finite: bool = False) -> None:
+    check_tensor(t, name, max_dims=1, floating=True, finite=finite, device=device)
+    if t.shape != (K,):
+        raise ValueError(f"{name} must have shape ({K},); got {tuple(t.shape)}")
+
+
+def spot_cone(inner_angle: torch.Tensor, outer_angle: torch.Tensor):
+    """``(scale, offset)`` of glTF's spot cone: ``a = clamp(cd * scale + offset, 0, 1)^2`` with
+    ``scale = 1 / max(0.001, cos(inner) - cos(outer))`` and ``offset = -cos(outer) * scale`` (differentiable)."""
+    cos_outer = torch.cos(outer_angle)
+    scale = 1.0 / (torch.cos(inner_angle) - cos_outer).clamp_min(_SPOT_MIN_COS_BAND)
+    return scale, -cos_outer * scale
 
 
 def point_light(
@@ -280,10 +371,9 @@ def _spot_light(x, position, s, intensity, inner, outer, rng, min_distance) -> L
     batch = _batch(x, "x", position, "position", s, "direction", intensity, "intensity", inner, "inner_angle",
                    outer, "outer_angle", rng if isinstance(rng, torch.Tensor) else None, "range")
     wi, d = towards_point(x, position, min_distance)
-    cos_outer = torch.cos(outer)
-    scale = 1.0 / (torch.cos(inner) - cos_outer).clamp_min(_SPOT_MIN_COS_BAND)
+    scale, offset = spot_cone(inner, outer)
     cd = -(wi * s).sum(-1)
-    a = (cd * scale - cos_outer * scale).clamp(0.0, 1.0).square()
+    a = (cd * scale + offset).clamp(0.0, 1.0).square()
     L = intensity * (a * _falloff(d, rng))[..., None]
     return _sample(wi, L, d, batch)
 
