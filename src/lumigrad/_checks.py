@@ -372,3 +372,17 @@ def _raise_not_finite(name: str, x: torch.Tensor) -> None:
 
 def _raise_negative(name: str, x: torch.Tensor) -> None:
     raise ValueError(f"{name} must be non-negative; got minimum {float(x.min()):.6g}")
+
+
+def check_finite_screened(x: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError`` ("``name`` contains NaN or Inf values", as ``check_tensor(x, name, finite=True)``)
+    if ``x`` holds NaN / Inf, in one pass without a temporary the size of ``x`` for the usual, finite input.
+
+    A finite sum proves every element finite (NaN and Inf propagate through addition, ``Inf - Inf`` is NaN);
+    only a non-finite sum (NaN / Inf present, or large finite values whose sum overflows) runs the exact
+    elementwise check, which then decides.
+    """
+    if x.numel() == 0 or x.device.type == "meta":
+        return
+    if not bool(torch.isfinite(x.detach().sum())):
+        check_tensor(x, name, finite=True)
