@@ -23,11 +23,59 @@ Cost: O(triangles x tiles they overlap) to bin, O(sum over (triangle, tile) of o
 
 from __future__ import annotations
 
+from typing import Any
+
 import warp as wp
 
 TILE_SIZE = 16
 # Explicit backward passes live in PyTorch / separate kernels; skipping Warp's adjoints compiles 1.3-2x faster.
 wp.set_module_options({"enable_backward": False})
+
+
+@wp.kernel
+def project_vertices(offset: int, end: int, verts_cam: wp.array2d(dtype=Any), intr: wp.array2d(dtype=wp.float64),
+                     num_verts: int, ortho: int, eps: wp.float64, proj: wp.array2d(dtype=wp.float64)):
+    """Per camera-frame vertex ``[N V, 3]`` (float32 or float64): its (u, v, z) in float64, with ``intr [N, 9]``
+    the views' ``K`` row-major. The operations of ``cameras.projection.project_points`` in the same order,
+    so the values are the same bits: ``u = K00 x' + K01 y' + K02``, ``v = K11 y' + K12`` with
+    ``(x', y') = (x, y) / z`` (``z`` replaced by ``eps`` where ``|z| < eps``), or ``(x, y)`` for ``ortho``."""
+    i = offset + wp.tid()
+    view = i // num_verts
+    x = wp.float64(verts_cam[i, 0])
+    y = wp.float64(verts_cam[i, 1])
+    z = wp.float64(verts_cam[i, 2])
+    px = x
+    py = y
+    if ortho == 0:
+        zz = z
+        if wp.abs(z) < eps:
+            zz = eps
+        px = x / zz
+        py = y / zz
+    proj[i, 0] = intr[view, 0] * px + intr[view, 1] * py + intr[view, 2]
+    proj[i, 1] = intr[view, 4] * py + intr[view, 5]
+    proj[i, 2] = z
+
+
+@wp.kernel
+def near_flags(offset: int, end: int, proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
+               num_faces: int, num_verts: int, near: wp.float64, flags: wp.array(dtype=wp.int8)):
+    """Per (view, face) ``t``: 0 when no corner lies before the near plane (``z < near``), 1 when all do (never
+    drawn), 2 when some do (drawn clipped). The visibility kernels skip faces with a non-zero flag."""
+    t = offset + wp.tid()
+    view = t // num_faces
+    f = t - view * num_faces
+    base = view * num_verts
+    n = int(0)
+    for k in range(3):
+        if proj[base + faces[f, k], 2] < near:
+            n += 1
+    flag = wp.int8(0)
+    if n == 3:
+        flag = wp.int8(1)
+    elif n > 0:
+        flag = wp.int8(2)
+    flags[t] = flag
 
 
 @wp.func

@@ -5,12 +5,40 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import torch
+import warp as wp
 
 from .._checks import DeferredChecks
 from . import raster_kernels as rk
 from ._runtime import as_warp, ensure_init, launch, launch_split
 
 CULL_MODES = {"none": 0, "back": 1, "front": 2}
+
+
+#: Vertices / faces per thread below which the projection and near-plane kernels are not split.
+_MIN_ITEMS_PER_THREAD = 16384
+
+
+@torch.no_grad()
+def project_and_flag(verts_cam: torch.Tensor, K: torch.Tensor, faces: torch.Tensor, near: float,
+                     orthographic: bool, eps: float = 1e-12) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Projected vertices ``[N, V, 3]`` float64 (u, v, z) and near-plane flags ``[N F]`` int8 (0 in front, 1 all
+    corners before ``near``, 2 crossing it), from camera-frame vertices ``verts_cam [N, V, 3]`` (float32 or
+    float64), intrinsics ``K [N, 3, 3]`` and ``faces [F, 3]`` int32: two kernels over vertices and faces
+    instead of a chain of full-size tensor ops. The values are those of ``project_points`` (the same
+    operations in the same order, float64)."""
+    ensure_init()
+    device = verts_cam.device
+    N, V, _ = verts_cam.shape
+    F = faces.shape[0]
+    vc = verts_cam.detach().reshape(N * V, 3).contiguous()
+    intr = K.detach().double().reshape(-1, 9).expand(N, 9).contiguous()
+    proj = torch.empty(N * V, 3, dtype=torch.float64, device=device)
+    launch_split(rk.project_vertices, N * V, [as_warp(vc), as_warp(intr), V, int(bool(orthographic)), wp.float64(eps),
+                                              as_warp(proj)], device, min_chunk=_MIN_ITEMS_PER_THREAD)
+    flags = torch.empty(N * F, dtype=torch.int8, device=device)
+    launch_split(rk.near_flags, N * F, [as_warp(proj), as_warp(faces), F, V, wp.float64(near), as_warp(flags)], device,
+                 min_chunk=_MIN_ITEMS_PER_THREAD)
+    return proj.view(N, V, 3), flags
 
 
 @torch.no_grad()
