@@ -138,17 +138,16 @@ def _signed_area2(m: wp.mat33d):
     return (m[1, 0] - m[0, 0]) * (m[2, 1] - m[0, 1]) - (m[2, 0] - m[0, 0]) * (m[1, 1] - m[0, 1])
 
 
-@wp.kernel
-def bin_count(
-    num_views_faces: int, num_faces: int, num_verts: int,
+@wp.func
+def _bin_triangle(
+    t: int, num_views_faces: int, num_faces: int, num_verts: int,
     proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
     face_skip: wp.array(dtype=wp.int8), extra_uvz: wp.array2d(dtype=wp.float64),
     extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32),
     width: int, height: int, tiles_x: int, tiles_y: int, cull: int,
     bbox: wp.array2d(dtype=wp.int32), counts: wp.array(dtype=wp.int32),
 ):
-    """Per triangle: pixel bounding box of covered pixel centres (empty if culled) and tile counts."""
-    t = wp.tid()
+    """Triangle ``t``'s pixel bounding box of covered pixel centres (empty if culled) and its tile counts."""
     bbox[t, 0] = 0
     bbox[t, 1] = -1
     bbox[t, 2] = 0
@@ -194,14 +193,42 @@ def bin_count(
 
 
 @wp.kernel
-def bin_fill(
-    num_views_faces: int, num_faces: int,
+def bin_count(
+    num_views_faces: int, num_faces: int, num_verts: int,
+    proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
+    face_skip: wp.array(dtype=wp.int8), extra_uvz: wp.array2d(dtype=wp.float64),
+    extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32),
+    width: int, height: int, tiles_x: int, tiles_y: int, cull: int,
+    bbox: wp.array2d(dtype=wp.int32), counts: wp.array(dtype=wp.int32),
+):
+    """Per triangle: pixel bounding box of covered pixel centres (empty if culled) and tile counts."""
+    _bin_triangle(wp.tid(), num_views_faces, num_faces, num_verts, proj, faces, face_skip, extra_uvz, extra_view,
+                  extra_face, width, height, tiles_x, tiles_y, cull, bbox, counts)
+
+
+@wp.kernel
+def bin_count_range(
+    offset: int, end: int,
+    num_views_faces: int, num_faces: int, num_verts: int,
+    proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
+    face_skip: wp.array(dtype=wp.int8), extra_uvz: wp.array2d(dtype=wp.float64),
+    extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32),
+    width: int, height: int, tiles_x: int, tiles_y: int, cull: int,
+    bbox: wp.array2d(dtype=wp.int32), counts: wp.array(dtype=wp.int32),
+):
+    """:func:`bin_count` of triangles ``offset + tid``, for a partitioned launch (each part its own ``counts``)."""
+    _bin_triangle(offset + wp.tid(), num_views_faces, num_faces, num_verts, proj, faces, face_skip, extra_uvz,
+                  extra_view, extra_face, width, height, tiles_x, tiles_y, cull, bbox, counts)
+
+
+@wp.func
+def _fill_triangle(
+    t: int, num_views_faces: int, num_faces: int,
     extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32),
     tiles_x: int, tiles_y: int,
     bbox: wp.array2d(dtype=wp.int32), cursor: wp.array(dtype=wp.int32), tile_list: wp.array(dtype=wp.int32),
 ):
-    """Append each triangle to the list of every tile its bounding box overlaps."""
-    t = wp.tid()
+    """Append triangle ``t`` to the list of every tile its bounding box overlaps."""
     if bbox[t, 1] < bbox[t, 0]:
         return
     fv = _tri_face_view(t, num_views_faces, num_faces, extra_view, extra_face)
@@ -210,6 +237,32 @@ def bin_fill(
         for tx in range(bbox[t, 0] // TILE_SIZE, bbox[t, 1] // TILE_SIZE + 1):
             slot = wp.atomic_add(cursor, base + ty * tiles_x + tx, 1)
             tile_list[slot] = t
+
+
+@wp.kernel
+def bin_fill(
+    num_views_faces: int, num_faces: int,
+    extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32),
+    tiles_x: int, tiles_y: int,
+    bbox: wp.array2d(dtype=wp.int32), cursor: wp.array(dtype=wp.int32), tile_list: wp.array(dtype=wp.int32),
+):
+    """Append each triangle to the list of every tile its bounding box overlaps."""
+    _fill_triangle(wp.tid(), num_views_faces, num_faces, extra_view, extra_face, tiles_x, tiles_y, bbox, cursor,
+                   tile_list)
+
+
+@wp.kernel
+def bin_fill_range(
+    offset: int, end: int,
+    num_views_faces: int, num_faces: int,
+    extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32),
+    tiles_x: int, tiles_y: int,
+    bbox: wp.array2d(dtype=wp.int32), cursor: wp.array(dtype=wp.int32), tile_list: wp.array(dtype=wp.int32),
+):
+    """:func:`bin_fill` of triangles ``offset + tid``, for a partitioned launch (each part its own ``cursor``,
+    starting where the earlier parts' entries of each tile end)."""
+    _fill_triangle(offset + wp.tid(), num_views_faces, num_faces, extra_view, extra_face, tiles_x, tiles_y, bbox,
+                   cursor, tile_list)
 
 
 @wp.func

@@ -9,7 +9,7 @@ import warp as wp
 
 from .._checks import DeferredChecks
 from . import raster_kernels as rk
-from ._runtime import as_warp, ensure_init, launch, launch_split
+from ._runtime import as_warp, ensure_init, launch, launch_partitioned, launch_split, num_workers
 
 CULL_MODES = {"none": 0, "back": 1, "front": 2}
 
@@ -91,17 +91,22 @@ def find_visible(
     ev_w, ef_w = as_warp(ev), as_warp(ef)
 
     bbox = torch.empty(T, 4, dtype=torch.int32, device=device)
-    counts = torch.zeros(num_tiles, dtype=torch.int32, device=device)
     bbox_w = as_warp(bbox)
-    launch(rk.bin_count, T, [N * F, F, V, proj_w, faces_w, as_warp(face_skip), extra_w, ev_w, ef_w,
-                             width, height, tiles_x, tiles_y, CULL_MODES[cull], bbox_w, as_warp(counts)], device)
+    # On the CPU the binning is cut into parts, one per thread, each counting into its own row of tile counts
+    # (no cross-thread atomics); part k's entries of a tile follow those of parts 0..k-1, so the tile lists
+    # hold their triangles in increasing order whatever the number of parts.
+    parts = 1 if device.type == "cuda" else max(1, min(num_workers(), T // _MIN_ITEMS_PER_THREAD))
+    counts = torch.zeros(parts, num_tiles, dtype=torch.int32, device=device)
+    count_args = [N * F, F, V, proj_w, faces_w, as_warp(face_skip), extra_w, ev_w, ef_w, width, height, tiles_x,
+                  tiles_y, CULL_MODES[cull], bbox_w]
+    _launch_parts(rk.bin_count_range, T, count_args, [as_warp(c) for c in counts], device)
     offsets = torch.zeros(num_tiles + 1, dtype=torch.int32, device=device)
-    torch.cumsum(counts, 0, out=offsets[1:])
+    torch.cumsum(counts.sum(0, dtype=torch.int32) if parts > 1 else counts[0], 0, out=offsets[1:])
     total, = (checks if checks is not None else DeferredChecks()).read(offsets[-1])
     tile_list = torch.empty(max(total, 1), dtype=torch.int32, device=device)
-    cursor = offsets[:-1].clone()
-    launch(rk.bin_fill, T, [N * F, F, ev_w, ef_w, tiles_x, tiles_y, bbox_w, as_warp(cursor), as_warp(tile_list)],
-           device)
+    cursor = offsets[:-1] + (counts.cumsum(0, dtype=torch.int32) - counts)  # [parts, tiles]: where each part starts
+    _launch_parts(rk.bin_fill_range, T, [N * F, F, ev_w, ef_w, tiles_x, tiles_y, bbox_w],
+                  [[as_warp(c), as_warp(tile_list)] for c in cursor], device)
 
     out_face = torch.empty(N * height * width, dtype=torch.int32, device=device)
     out_depth = torch.empty(N * height * width, dtype=torch.float32, device=device)
@@ -117,3 +122,13 @@ def find_visible(
         device, min_chunk=16,  # a tile is heavy work, but a split of a handful of tiles costs more than it saves
     )
     return out_face.view(N, height, width), out_depth.view(N, height, width)
+
+
+def _launch_parts(kernel, count: int, args: list, per_part: list, device: torch.device) -> None:
+    """Launch ``kernel(offset, end, *args, *per_part[k])`` over ``count`` items in ``len(per_part)`` contiguous
+    parts (one launch when there is one part); ``per_part[k]`` is one argument or a list of them."""
+    extra = [p if isinstance(p, list) else [p] for p in per_part]
+    if len(extra) == 1:
+        launch(kernel, count, [0, count, *args, *extra[0]], device)
+    else:
+        launch_partitioned(kernel, count, lambda k: [*args, *extra[k]], len(extra), device)
