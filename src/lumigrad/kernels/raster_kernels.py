@@ -420,3 +420,15 @@ def raster_tiles(
                         if depth < cd or (depth == cd and face < out_face[p]):
                             out_depth[p] = depth
                             out_face[p] = face
+
+
+def _overload_all() -> None:
+    """Compile-time overloads of the generic projection kernel for float32 and float64 vertices, declared at
+    import so that the module's cache state is known before the first launch and no launch thread specialises
+    the kernel on its own."""
+    for f in (wp.float32, wp.float64):
+        wp.overload(project_vertices, [int, int, wp.array2d(dtype=f), wp.array2d(dtype=wp.float64), int, int,
+                                       wp.float64, wp.array2d(dtype=wp.float64)])
+
+
+_overload_all()
