@@ -15,6 +15,8 @@ from ._runtime import as_warp, ensure_init, launch, launch_partitioned, launch_s
 KERNEL_DTYPES = (torch.float32, torch.float64)
 
 _MIN_PIXELS_PER_THREAD = 4096
+#: A split launch is not cut into ranges smaller than this (each range costs a Warp launch's argument packing).
+_MIN_PIXELS_PER_LAUNCH = 16384
 
 
 def surface_at_covered(verts_cam: torch.Tensor, kinv: torch.Tensor, faces: torch.Tensor, covered: torch.Tensor,
@@ -57,7 +59,8 @@ class _Surface(torch.autograd.Function):
         vertex_scale = _vertex_scale(verts_cam)
         args = _inputs(verts_cam, vertex_scale, kinv, faces, covered, face_ids, height, width, orthographic)
         launch_split(sk.surface_forward, P, args + [int(with_derivs), as_warp(bary), as_warp(depth),
-                                                    as_warp(derivs)], dev, min_chunk=_MIN_PIXELS_PER_THREAD)
+                                                    as_warp(derivs)], dev, min_chunk=_MIN_PIXELS_PER_THREAD,
+                     min_piece=_MIN_PIXELS_PER_LAUNCH)
         ctx.save_for_backward(verts_cam, kinv, faces, covered, face_ids)
         ctx.vertex_scale = vertex_scale  # detached, read again by the backward (not recomputed)
         ctx.shape = (height, width, orthographic)
@@ -122,7 +125,8 @@ class _Interpolate(torch.autograd.Function):
         dout = attrs.new_zeros(total if with_derivs else 1, 2 * C)
         args = _interp_inputs(attrs, faces, covered, face_ids, pixels_per_view, attrs_per_view, bary, derivs)
         launch_split(sk.interpolate_forward, P, args + [int(with_derivs), as_warp(out), as_warp(dout)],
-                     attrs.device, min_chunk=_MIN_PIXELS_PER_THREAD)
+                     attrs.device, min_chunk=_MIN_PIXELS_PER_THREAD,
+                     min_piece=_MIN_PIXELS_PER_LAUNCH)
         ctx.save_for_backward(attrs, bary, derivs, faces, covered, face_ids)
         ctx.views = (pixels_per_view, attrs_per_view, with_derivs)
         ctx.set_materialize_grads(False)

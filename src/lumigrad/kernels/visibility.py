@@ -34,10 +34,11 @@ def project_and_flag(verts_cam: torch.Tensor, K: torch.Tensor, faces: torch.Tens
     intr = K.detach().double().reshape(-1, 9).expand(N, 9).contiguous()
     proj = torch.empty(N * V, 3, dtype=torch.float64, device=device)
     launch_split(rk.project_vertices, N * V, [as_warp(vc), as_warp(intr), V, int(bool(orthographic)), wp.float64(eps),
-                                              as_warp(proj)], device, min_chunk=_MIN_ITEMS_PER_THREAD)
+                                              as_warp(proj)], device, min_chunk=_MIN_ITEMS_PER_THREAD,
+                 min_piece=4 * _MIN_ITEMS_PER_THREAD)
     flags = torch.empty(N * F, dtype=torch.int8, device=device)
     launch_split(rk.near_flags, N * F, [as_warp(proj), as_warp(faces), F, V, wp.float64(near), as_warp(flags)], device,
-                 min_chunk=_MIN_ITEMS_PER_THREAD)
+                 min_chunk=_MIN_ITEMS_PER_THREAD, min_piece=4 * _MIN_ITEMS_PER_THREAD)
     return proj.view(N, V, 3), flags
 
 
@@ -120,6 +121,7 @@ def find_visible(
          width, height, tiles_x, tiles_y, float(near), float(far), int(bool(affine_depth)), use_prev,
          as_warp(prev_face), as_warp(prev_depth), as_warp(out_face), as_warp(out_depth)],
         device, min_chunk=16,  # a tile is heavy work, but a split of a handful of tiles costs more than it saves
+        min_piece=64,  # 256^2 (256 tiles): 4 ranges, not 8 launches of 32 tiles
     )
     return out_face.view(N, height, width), out_depth.view(N, height, width)
 
