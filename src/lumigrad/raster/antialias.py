@@ -107,10 +107,11 @@ def silhouette_crossings(frags: Fragments, mesh: PreparedMesh,
     verts_cam = mesh.verts_cam
     codes = find_silhouette_edges(frags.face_ids.reshape(N, H, W), frags.zbuf.reshape(N, H, W), verts_cam,
                                   mesh.faces_i32, adjacency, mesh.K, orthographic=mesh.orthographic)
-    rows, direction = (codes >= 0).nonzero(as_tuple=True)
-    if rows.numel() == 0:
+    found = (codes.reshape(-1) >= 0).nonzero()[:, 0]  # 2 * pixel + direction (a 1D nonzero: cheaper than 2D)
+    if found.numel() == 0:
         return None
-    code = codes[rows, direction].long()
+    rows, direction = found // 2, found % 2
+    code = codes.reshape(-1)[found].long()
     face = code >> 3
     edge = (code >> 1) & 3
     q_in = (code & 1).bool()
