@@ -23,8 +23,6 @@ Cost: O(triangles x tiles they overlap) to bin, O(sum over (triangle, tile) of o
 
 from __future__ import annotations
 
-from typing import Any
-
 import warp as wp
 
 TILE_SIZE = 16
@@ -33,17 +31,18 @@ wp.set_module_options({"enable_backward": False})
 
 
 @wp.kernel
-def project_vertices(offset: int, end: int, verts_cam: wp.array2d(dtype=Any), intr: wp.array2d(dtype=wp.float64),
+def project_vertices(offset: int, end: int, verts_cam: wp.array2d(dtype=wp.float64),
+                     intr: wp.array2d(dtype=wp.float64),
                      num_verts: int, ortho: int, eps: wp.float64, proj: wp.array2d(dtype=wp.float64)):
-    """Per camera-frame vertex ``[N V, 3]`` (float32 or float64): its (u, v, z) in float64, with ``intr [N, 9]``
+    """Per camera-frame vertex ``[N V, 3]`` (float64): its (u, v, z), with ``intr [N, 9]``
     the views' ``K`` row-major. The operations of ``cameras.projection.project_points`` in the same order,
     so the values are the same bits: ``u = K00 x' + K01 y' + K02``, ``v = K11 y' + K12`` with
     ``(x', y') = (x, y) / z`` (``z`` replaced by ``eps`` where ``|z| < eps``), or ``(x, y)`` for ``ortho``."""
     i = offset + wp.tid()
     view = i // num_verts
-    x = wp.float64(verts_cam[i, 0])
-    y = wp.float64(verts_cam[i, 1])
-    z = wp.float64(verts_cam[i, 2])
+    x = verts_cam[i, 0]
+    y = verts_cam[i, 1]
+    z = verts_cam[i, 2]
     px = x
     py = y
     if ortho == 0:
@@ -142,7 +141,7 @@ def _signed_area2(m: wp.mat33d):
 def _bin_triangle(
     t: int, num_views_faces: int, num_faces: int, num_verts: int,
     proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
-    face_skip: wp.array(dtype=wp.int8), extra_uvz: wp.array2d(dtype=wp.float64),
+    face_skip: wp.array(dtype=wp.int8), use_skip: int, extra_uvz: wp.array2d(dtype=wp.float64),
     extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32),
     width: int, height: int, tiles_x: int, tiles_y: int, cull: int,
     bbox: wp.array2d(dtype=wp.int32), counts: wp.array(dtype=wp.int32),
@@ -152,7 +151,7 @@ def _bin_triangle(
     bbox[t, 1] = -1
     bbox[t, 2] = 0
     bbox[t, 3] = -1
-    if t < num_views_faces:
+    if t < num_views_faces and use_skip != 0:
         if face_skip[t] != wp.int8(0):
             return
     m = tri_uvz(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz)
@@ -202,7 +201,7 @@ def bin_count(
     bbox: wp.array2d(dtype=wp.int32), counts: wp.array(dtype=wp.int32),
 ):
     """Per triangle: pixel bounding box of covered pixel centres (empty if culled) and tile counts."""
-    _bin_triangle(wp.tid(), num_views_faces, num_faces, num_verts, proj, faces, face_skip, extra_uvz, extra_view,
+    _bin_triangle(wp.tid(), num_views_faces, num_faces, num_verts, proj, faces, face_skip, 1, extra_uvz, extra_view,
                   extra_face, width, height, tiles_x, tiles_y, cull, bbox, counts)
 
 
@@ -211,13 +210,14 @@ def bin_count_range(
     offset: int, end: int,
     num_views_faces: int, num_faces: int, num_verts: int,
     proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
-    face_skip: wp.array(dtype=wp.int8), extra_uvz: wp.array2d(dtype=wp.float64),
+    face_skip: wp.array(dtype=wp.int8), use_skip: int, extra_uvz: wp.array2d(dtype=wp.float64),
     extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32),
     width: int, height: int, tiles_x: int, tiles_y: int, cull: int,
     bbox: wp.array2d(dtype=wp.int32), counts: wp.array(dtype=wp.int32),
 ):
-    """:func:`bin_count` of triangles ``offset + tid``, for a partitioned launch (each part its own ``counts``)."""
-    _bin_triangle(offset + wp.tid(), num_views_faces, num_faces, num_verts, proj, faces, face_skip, extra_uvz,
+    """:func:`bin_count` of triangles ``offset + tid``, for a partitioned launch (each part its own ``counts``);
+    ``face_skip`` is read only when ``use_skip`` is set."""
+    _bin_triangle(offset + wp.tid(), num_views_faces, num_faces, num_verts, proj, faces, face_skip, use_skip, extra_uvz,
                   extra_view, extra_face, width, height, tiles_x, tiles_y, cull, bbox, counts)
 
 
@@ -421,14 +421,3 @@ def raster_tiles(
                             out_depth[p] = depth
                             out_face[p] = face
 
-
-def _overload_all() -> None:
-    """Compile-time overloads of the generic projection kernel for float32 and float64 vertices, declared at
-    import so that the module's cache state is known before the first launch and no launch thread specialises
-    the kernel on its own."""
-    for f in (wp.float32, wp.float64):
-        wp.overload(project_vertices, [int, int, wp.array2d(dtype=f), wp.array2d(dtype=wp.float64), int, int,
-                                       wp.float64, wp.array2d(dtype=wp.float64)])
-
-
-_overload_all()

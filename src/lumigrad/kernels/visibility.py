@@ -19,34 +19,39 @@ _MIN_ITEMS_PER_THREAD = 16384
 
 
 @torch.no_grad()
-def project_and_flag(verts_cam: torch.Tensor, K: torch.Tensor, faces: torch.Tensor, near: float,
-                     orthographic: bool, eps: float = 1e-12) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Projected vertices ``[N, V, 3]`` float64 (u, v, z) and near-plane flags ``[N F]`` int8 (0 in front, 1 all
-    corners before ``near``, 2 crossing it), from camera-frame vertices ``verts_cam [N, V, 3]`` (float32 or
-    float64), intrinsics ``K [N, 3, 3]`` and ``faces [F, 3]`` int32: two kernels over vertices and faces
-    instead of a chain of full-size tensor ops. The values are those of ``project_points`` (the same
-    operations in the same order, float64)."""
+def project(verts_cam: torch.Tensor, K: torch.Tensor, orthographic: bool, eps: float = 1e-12) -> torch.Tensor:
+    """Projected vertices ``[N, V, 3]`` float64 (u, v, z) of camera-frame vertices ``verts_cam [N, V, 3]`` (float32
+    or float64, projected in float64) with intrinsics ``K [N, 3, 3]``: one kernel instead of a chain of full-size
+    tensor ops, with the values of ``project_points`` (the same operations in the same order, float64)."""
     ensure_init()
-    device = verts_cam.device
     N, V, _ = verts_cam.shape
-    F = faces.shape[0]
-    vc = verts_cam.detach().reshape(N * V, 3).contiguous()
+    vc = verts_cam.detach().reshape(N * V, 3).to(torch.float64).contiguous()
     intr = K.detach().double().reshape(-1, 9).expand(N, 9).contiguous()
-    proj = torch.empty(N * V, 3, dtype=torch.float64, device=device)
+    proj = torch.empty(N * V, 3, dtype=torch.float64, device=vc.device)
     launch_split(rk.project_vertices, N * V, [as_warp(vc), as_warp(intr), V, int(bool(orthographic)), wp.float64(eps),
-                                              as_warp(proj)], device, min_chunk=_MIN_ITEMS_PER_THREAD,
+                                              as_warp(proj)], vc.device, min_chunk=_MIN_ITEMS_PER_THREAD,
                  min_piece=4 * _MIN_ITEMS_PER_THREAD)
-    flags = torch.empty(N * F, dtype=torch.int8, device=device)
-    launch_split(rk.near_flags, N * F, [as_warp(proj), as_warp(faces), F, V, wp.float64(near), as_warp(flags)], device,
+    return proj.view(N, V, 3)
+
+
+@torch.no_grad()
+def near_plane_flags(proj: torch.Tensor, faces: torch.Tensor, near: float) -> torch.Tensor:
+    """Per (view, face) ``[N F]`` int8: 0 with every corner of ``proj [N, V, 3]`` (u, v, z) at ``z >= near``, 1 with
+    all corners before the near plane, 2 for faces crossing it (``faces [F, 3]`` int32)."""
+    N, V, _ = proj.shape
+    F = faces.shape[0]
+    flags = torch.empty(N * F, dtype=torch.int8, device=proj.device)
+    launch_split(rk.near_flags, N * F, [as_warp(proj.reshape(N * V, 3)), as_warp(faces), F, V, wp.float64(near),
+                                        as_warp(flags)], proj.device,
                  min_chunk=_MIN_ITEMS_PER_THREAD, min_piece=4 * _MIN_ITEMS_PER_THREAD)
-    return proj.view(N, V, 3), flags
+    return flags
 
 
 @torch.no_grad()
 def find_visible(
     proj: torch.Tensor,
     faces: torch.Tensor,
-    face_skip: torch.Tensor,
+    face_skip: Optional[torch.Tensor],
     extra_uvz: torch.Tensor,
     extra_view: torch.Tensor,
     extra_face: torch.Tensor,
@@ -64,7 +69,8 @@ def find_visible(
     Args:
         proj: projected vertices ``[N, V, 3]`` float64 as (u, v, z): pixel coordinates and camera depth.
         faces: ``[F, 3]`` int32, validated by the caller.
-        face_skip: ``[N*F]`` int8, non-zero for faces that must not be drawn from ``proj``.
+        face_skip: ``[N*F]`` int8, non-zero for faces that must not be drawn from ``proj``; None when every face
+            may be (no vertex before the near plane).
         extra_uvz: ``[E, 3, 3]`` float64 near-clipped triangles as (u, v, z) rows.
         extra_view, extra_face: ``[E]`` int32 view and face of each clipped triangle.
         prev: a previous layer's (face ids, depths); only fragments behind it are kept (depth peeling).
@@ -98,8 +104,9 @@ def find_visible(
     # hold their triangles in increasing order whatever the number of parts.
     parts = 1 if device.type == "cuda" else max(1, min(num_workers(), T // _MIN_ITEMS_PER_THREAD))
     counts = torch.zeros(parts, num_tiles, dtype=torch.int32, device=device)
-    count_args = [N * F, F, V, proj_w, faces_w, as_warp(face_skip), extra_w, ev_w, ef_w, width, height, tiles_x,
-                  tiles_y, CULL_MODES[cull], bbox_w]
+    skip = face_skip if face_skip is not None else torch.zeros(1, dtype=torch.int8, device=device)
+    count_args = [N * F, F, V, proj_w, faces_w, as_warp(skip), int(face_skip is not None), extra_w, ev_w, ef_w, width,
+                  height, tiles_x, tiles_y, CULL_MODES[cull], bbox_w]
     _launch_parts(rk.bin_count_range, T, count_args, [as_warp(c) for c in counts], device)
     offsets = torch.zeros(num_tiles + 1, dtype=torch.int32, device=device)
     torch.cumsum(counts.sum(0, dtype=torch.int32) if parts > 1 else counts[0], 0, out=offsets[1:])

@@ -24,7 +24,7 @@ from .._checks import (DeferredChecks, broadcast_batch, check_choice, check_indi
 from ..cameras.camera import Camera
 from ..cameras.projection import K_inverse, lift_orthographic, pow2_scale, project_points, transform_points
 from ..kernels.surface import KERNEL_DTYPES, surface_at_covered
-from ..kernels.visibility import find_visible, project_and_flag
+from ..kernels.visibility import find_visible, near_plane_flags, project
 from ..limits import check_pixel_samples
 from .clip import clip_near
 from .fragments import Fragments
@@ -43,7 +43,7 @@ class PreparedMesh:
     camera: Camera
     batch_shape: torch.Size
     verts_cam: torch.Tensor  # [N, V, 3] camera-frame vertices, computed once (differentiable)
-    checks: DeferredChecks = None  # value checks still on the device, read with the visibility kernel's count
+    checks: DeferredChecks = None  # value checks still on the device, read with the rasterizer's first host read
 
     @property
     def num_views(self) -> int:
@@ -68,8 +68,8 @@ def prepare_mesh(verts, faces, camera, *, layers: int = 1, op: str = "rasterize"
     ``layers_name``, e.g. ``"faces_per_pixel=16"``, name them in the message).
 
     Value checks (finite vertices within :data:`MAX_CAMERA_COORD` of the camera) are read at once, a host
-    sync on CUDA, unless ``checks`` is given: then they join it and ride along with the visibility kernel's
-    own read (:func:`rasterize_prepared` reads them; the kernels skip non-finite triangles until then).
+    sync on CUDA, unless ``checks`` is given: then they join it and ride along with the rasterizer's own first
+    read, whether any vertex lies before the near plane (:func:`rasterize_prepared` reads them).
     ``faces_checked`` skips the index-range check, for a face table built from tables already checked (the
     merged table of a scene).
     """
@@ -134,13 +134,17 @@ def _visibility(mesh: PreparedMesh, cull: str, prev: Optional[Fragments]):
     N, V, _ = mesh.verts_cam.shape
     F = mesh.faces.shape[0]
     projection = cam.projection
-    proj, face_skip = project_and_flag(mesh.verts_cam, mesh.K, mesh.faces_i32, near, mesh.orthographic)
-    if prev is None:  # read with the kernel's tile count (depth peeling's later layers need not ask again)
-        all_behind = (proj[..., 2] < near).all(dim=-1)
+    proj = project(mesh.verts_cam, mesh.K, mesh.orthographic)
+    behind = proj[..., 2] < near  # [N, V]
+    if prev is None:  # depth peeling's later layers need not ask again
+        all_behind = behind.all(dim=-1)
         mesh.checks.add(all_behind.any(), functools.partial(_raise_all_behind, all_behind, near))
-    # Faces with a corner in front of the near plane are drawn from proj; crossing ones are clipped here.
-    crossing = (face_skip == 2).nonzero()[:, 0]
-    if crossing.numel():
+    # One host read: whether any vertex lies before the near plane, with the queued value checks. Only then do
+    # faces need flags: those with every corner in front are drawn from proj, crossing ones are clipped here.
+    any_behind, = mesh.checks.read(behind.any())
+    face_skip = near_plane_flags(proj, mesh.faces_i32, near) if any_behind else None
+    crossing = (face_skip == 2).nonzero()[:, 0] if any_behind else None
+    if crossing is not None and crossing.numel():
         view = crossing // F
         face = crossing % F
         corners = mesh.verts_cam.detach().double()[view[:, None], mesh.faces[face]]  # [M, 3, 3]
@@ -355,7 +359,7 @@ def rasterize(
 def rasterize_prepared(mesh: PreparedMesh, cull: str = "none", return_bary_derivs: bool = False) -> Fragments:
     """:func:`rasterize` of a mesh already validated by :func:`prepare_mesh`, for pipelines such as
     :func:`lumigrad.render` that validate once and then draw: no checks of its own, and the value checks
-    still pending on ``mesh.checks`` are read with the visibility kernel's tile count (no extra host sync)."""
+    still pending on ``mesh.checks`` are read with the rasterizer's first host read (no extra host sync)."""
     return peel_prepared(mesh, None, cull, return_bary_derivs)
 
 
