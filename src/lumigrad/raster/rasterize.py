@@ -43,7 +43,7 @@ class PreparedMesh:
     camera: Camera
     batch_shape: torch.Size
     verts_cam: torch.Tensor  # [N, V, 3] camera-frame vertices, computed once (differentiable)
-    checks: DeferredChecks = None  # value checks still on the device, read with the rasterizer's first host read
+    checks: DeferredChecks = None  # value checks still on the device, read with the visibility kernel's count
 
     @property
     def num_views(self) -> int:
@@ -68,8 +68,8 @@ def prepare_mesh(verts, faces, camera, *, layers: int = 1, op: str = "rasterize"
     ``layers_name``, e.g. ``"faces_per_pixel=16"``, name them in the message).
 
     Value checks (finite vertices within :data:`MAX_CAMERA_COORD` of the camera) are read at once, a host
-    sync on CUDA, unless ``checks`` is given: then they join it and ride along with the rasterizer's own first
-    read, whether any vertex lies before the near plane (:func:`rasterize_prepared` reads them).
+    sync on CUDA, unless ``checks`` is given: then they join it and ride along with the visibility kernel's
+    own read (:func:`rasterize_prepared` reads them; the kernels skip non-finite triangles until then).
     ``faces_checked`` skips the index-range check, for a face table built from tables already checked (the
     merged table of a scene).
     """
@@ -136,12 +136,12 @@ def _visibility(mesh: PreparedMesh, cull: str, prev: Optional[Fragments]):
     projection = cam.projection
     proj = project(mesh.verts_cam, mesh.K, mesh.orthographic)
     behind = proj[..., 2] < near  # [N, V]
-    if prev is None:  # depth peeling's later layers need not ask again
+    if prev is None:  # read with the kernel's tile count (depth peeling's later layers need not ask again)
         all_behind = behind.all(dim=-1)
         mesh.checks.add(all_behind.any(), functools.partial(_raise_all_behind, all_behind, near))
-    # One host read: whether any vertex lies before the near plane, with the queued value checks. Only then do
-    # faces need flags: those with every corner in front are drawn from proj, crossing ones are clipped here.
-    any_behind, = mesh.checks.read(behind.any())
+    # One host read (where the per-face clipping list used to be sized): only when a vertex lies before the near
+    # plane do faces need flags; those with every corner in front are drawn from proj, crossing ones clipped here.
+    any_behind = bool(behind.any())
     face_skip = near_plane_flags(proj, mesh.faces_i32, near) if any_behind else None
     crossing = (face_skip == 2).nonzero()[:, 0] if any_behind else None
     if crossing is not None and crossing.numel():
@@ -359,7 +359,7 @@ def rasterize(
 def rasterize_prepared(mesh: PreparedMesh, cull: str = "none", return_bary_derivs: bool = False) -> Fragments:
     """:func:`rasterize` of a mesh already validated by :func:`prepare_mesh`, for pipelines such as
     :func:`lumigrad.render` that validate once and then draw: no checks of its own, and the value checks
-    still pending on ``mesh.checks`` are read with the rasterizer's first host read (no extra host sync)."""
+    still pending on ``mesh.checks`` are read with the visibility kernel's tile count (no extra host sync)."""
     return peel_prepared(mesh, None, cull, return_bary_derivs)
 
 
