@@ -17,6 +17,8 @@ KERNEL_DTYPES = (torch.float32, torch.float64)
 _MIN_PIXELS_PER_THREAD = 4096
 #: A split launch is not cut into ranges smaller than this (each range costs a Warp launch's argument packing).
 _MIN_PIXELS_PER_LAUNCH = 16384
+#: Consecutive covered pixels per work item of the surface forward kernel (which reuses a face's forms along them).
+_PIXELS_PER_RUN = 16
 
 
 def surface_at_covered(verts_cam: torch.Tensor, kinv: torch.Tensor, faces: torch.Tensor, covered: torch.Tensor,
@@ -58,9 +60,11 @@ class _Surface(torch.autograd.Function):
         derivs = torch.empty(P if with_derivs else 1, 6, dtype=dt, device=dev)
         vertex_scale = _vertex_scale(verts_cam)
         args = _inputs(verts_cam, vertex_scale, kinv, faces, covered, face_ids, height, width, orthographic)
-        launch_split(sk.surface_forward, P, args + [int(with_derivs), as_warp(bary), as_warp(depth),
-                                                    as_warp(derivs)], dev, min_chunk=_MIN_PIXELS_PER_THREAD,
-                     min_piece=_MIN_PIXELS_PER_LAUNCH)
+        runs = (P + _PIXELS_PER_RUN - 1) // _PIXELS_PER_RUN
+        launch_split(sk.surface_forward, runs, args + [int(with_derivs), P, _PIXELS_PER_RUN, as_warp(bary),
+                                                       as_warp(depth), as_warp(derivs)], dev,
+                     min_chunk=_MIN_PIXELS_PER_THREAD // _PIXELS_PER_RUN,
+                     min_piece=_MIN_PIXELS_PER_LAUNCH // _PIXELS_PER_RUN)
         ctx.save_for_backward(verts_cam, kinv, faces, covered, face_ids)
         ctx.vertex_scale = vertex_scale  # detached, read again by the backward (not recomputed)
         ctx.shape = (height, width, orthographic)
