@@ -11,7 +11,8 @@ Triangles come from two sources, numbered ``t`` in one range:
   plane: such faces come clipped, in the second source, or not at all).
 * ``t >= N*F``: near-plane-clipped triangles ``extra_uvz [E*3, 3]`` with their view and face ids.
 
-The projection (perspective or orthographic) happens in PyTorch: the kernels only see screen-space
+The projection (perspective or orthographic) happens first, per vertex (``project_vertices``, the operations of
+``cameras.projection.project_points``); the other kernels only see screen-space
 triangles, and ``affine_depth`` selects how depth is interpolated across them.
 
 Coverage uses float64 edge functions evaluated with canonically ordered endpoints and a consistent tie
