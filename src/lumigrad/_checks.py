@@ -380,6 +380,6 @@ def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
     non-finite sum (a bad value, or finite values whose sum overflows) runs the elementwise test. Returns ``x``."""
     if not x.numel() or x.device.type == "meta" or not x.is_floating_point():
         return x
-    if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
+    if not bool(torch.isfinite(x.detach().sum())) and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or Inf values")
     return x

@@ -238,3 +238,38 @@ def test_spot_float32_runs_and_gradients_are_finite(spot):
     out = lg.antialias(img, frags, v, spot.faces, cam)
     out.mean().backward()
     assert torch.isfinite(v.grad).all() and v.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_blend_matches_its_reference_values_and_gradients(dtype, tol):
+    # The explicit backward of blend_crossings against autograd through blend_crossings_reference: pixels
+    # shared by several crossings, t at 0, 1/2 (both reaches at their clamp bound) and 1.
+    from lumigrad.raster.antialias import blend_crossings, blend_crossings_reference
+
+    g = torch.Generator().manual_seed(3)
+    color = torch.rand(2, 5, 4, 3, generator=g, dtype=torch.float64).to(dtype)
+    p_in = torch.tensor([0, 3, 3, 7, 12, 20, 31, 39, 5])
+    p_out = torch.tensor([1, 4, 11, 8, 13, 28, 30, 38, 5 + 4])
+    t = torch.tensor([0.0, 0.2, 0.5, 0.7, 1.0, 0.45, 0.93, 0.5, 0.61], dtype=torch.float64)
+    cot = torch.randn(color.shape, generator=g, dtype=torch.float64).to(dtype)
+    results = []
+    for blend in (blend_crossings, blend_crossings_reference):
+        c = color.clone().requires_grad_(True)
+        tt = t.clone().requires_grad_(True)
+        out = blend(c, (p_in, p_out, tt))
+        out.backward(cot)
+        results.append((out.detach(), c.grad, tt.grad))
+    for ours, ref in zip(*results):
+        torch.testing.assert_close(ours, ref, rtol=tol, atol=tol)
+    assert not torch.equal(results[0][0], color), "the crossings must change the image"
+    assert results[0][2].abs().sum() > 0
+
+
+def test_blend_gradcheck():
+    from lumigrad.raster.antialias import blend_crossings
+
+    g = torch.Generator().manual_seed(4)
+    color = torch.rand(3, 4, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    p_in, p_out = torch.tensor([0, 5, 5, 9]), torch.tensor([1, 6, 9, 10])
+    t = torch.tensor([0.1, 0.8, 0.35, 0.66], dtype=torch.float64, requires_grad=True)  # off the kink at 1/2
+    assert torch.autograd.gradcheck(lambda c, tt: blend_crossings(c, (p_in, p_out, tt)), (color, t))

@@ -189,13 +189,16 @@ class _SharedRanges:
 
 
 def launch_split(kernel, count: int, inputs: Sequence, device: torch.device, min_chunk: int = 1,
-                 workers: Optional[int] = None) -> None:
+                 workers: Optional[int] = None, min_piece: int = 1) -> None:
     """Launch ``kernel`` over ``count`` work items, split into contiguous ranges run by up to
     ``workers`` threads (default ``num_workers()``; the caller included).
 
     The kernel's first two arguments must be ``(offset: int, end: int)``; item ``i`` of a range is
     ``offset + wp.tid()``. Work items must not write to shared locations (no cross-thread atomics on CPU).
-    A launch of fewer than ``2 * min_chunk`` items is not split.
+    A launch of fewer than ``2 * min_chunk`` items is not split. A split launch is cut into up to 4 ranges
+    per thread (balancing uneven work), but none smaller than ``min_piece`` items unless that leaves fewer
+    ranges than threads: each range is one Warp launch, whose argument packing (tens of microseconds, under
+    the GIL) a small range would not repay.
     """
     if count <= 0:
         return
@@ -212,7 +215,7 @@ def launch_split(kernel, count: int, inputs: Sequence, device: torch.device, min
         launch(kernel, count, [0, count, *inputs], device)
         return
     # More ranges than threads balances uneven work (tiles with many triangles); each range is contiguous.
-    pieces = min(count, chunks * 4)
+    pieces = max(chunks, min(count // max(min_piece, 1), chunks * 4))
     bounds = [count * k // pieces for k in range(pieces + 1)]
     jobs = [(bounds[k + 1] - bounds[k], [bounds[k], bounds[k + 1], *inputs])
             for k in range(pieces) if bounds[k + 1] > bounds[k]]

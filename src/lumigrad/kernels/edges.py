@@ -38,6 +38,6 @@ def find_silhouette_edges(face_ids: torch.Tensor, zbuf: torch.Tensor, verts_cam:
         [as_warp(face_ids.reshape(-1).contiguous()), as_warp(zbuf.reshape(-1).contiguous()),
          as_warp(vc, dtype=wp.vec3d), as_warp(faces), as_warp(adjacency), as_warp(intr), W, H, V,
          as_warp(vz, dtype=wp.vec3d), int(bool(orthographic)), as_warp(codes)],
-        device, min_chunk=4096,
+        device, min_chunk=4096, min_piece=16384,  # fewer, larger ranges: each one is a Warp launch
     )
     return codes.view(N * H * W, 2)

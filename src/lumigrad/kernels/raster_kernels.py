@@ -11,7 +11,8 @@ Triangles come from two sources, numbered ``t`` in one range:
   plane: such faces come clipped, in the second source, or not at all).
 * ``t >= N*F``: near-plane-clipped triangles ``extra_uvz [E*3, 3]`` with their view and face ids.
 
-The projection (perspective or orthographic) happens in PyTorch: the kernels only see screen-space
+The projection (perspective or orthographic) happens first, per vertex (``project_vertices``, the operations of
+``cameras.projection.project_points``); the other kernels only see screen-space
 triangles, and ``affine_depth`` selects how depth is interpolated across them.
 
 Coverage uses float64 edge functions evaluated with canonically ordered endpoints and a consistent tie
@@ -28,6 +29,53 @@ import warp as wp
 TILE_SIZE = 16
 # Explicit backward passes live in PyTorch / separate kernels; skipping Warp's adjoints compiles 1.3-2x faster.
 wp.set_module_options({"enable_backward": False})
+
+
+@wp.kernel
+def project_vertices(offset: int, end: int, verts_cam: wp.array2d(dtype=wp.float64),
+                     intr: wp.array2d(dtype=wp.float64),
+                     num_verts: int, ortho: int, eps: wp.float64, proj: wp.array2d(dtype=wp.float64)):
+    """Per camera-frame vertex ``[N V, 3]`` (float64): its (u, v, z), with ``intr [N, 9]``
+    the views' ``K`` row-major. The operations of ``cameras.projection.project_points`` in the same order,
+    so the values are the same bits: ``u = K00 x' + K01 y' + K02``, ``v = K11 y' + K12`` with
+    ``(x', y') = (x, y) / z`` (``z`` replaced by ``eps`` where ``|z| < eps``), or ``(x, y)`` for ``ortho``."""
+    i = offset + wp.tid()
+    view = i // num_verts
+    x = verts_cam[i, 0]
+    y = verts_cam[i, 1]
+    z = verts_cam[i, 2]
+    px = x
+    py = y
+    if ortho == 0:
+        zz = z
+        if wp.abs(z) < eps:
+            zz = eps
+        px = x / zz
+        py = y / zz
+    proj[i, 0] = intr[view, 0] * px + intr[view, 1] * py + intr[view, 2]
+    proj[i, 1] = intr[view, 4] * py + intr[view, 5]
+    proj[i, 2] = z
+
+
+@wp.kernel
+def near_flags(offset: int, end: int, proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
+               num_faces: int, num_verts: int, near: wp.float64, flags: wp.array(dtype=wp.int8)):
+    """Per (view, face) ``t``: 0 when no corner lies before the near plane (``z < near``), 1 when all do (never
+    drawn), 2 when some do (drawn clipped). The visibility kernels skip faces with a non-zero flag."""
+    t = offset + wp.tid()
+    view = t // num_faces
+    f = t - view * num_faces
+    base = view * num_verts
+    n = int(0)
+    for k in range(3):
+        if proj[base + faces[f, k], 2] < near:
+            n += 1
+    flag = wp.int8(0)
+    if n == 3:
+        flag = wp.int8(1)
+    elif n > 0:
+        flag = wp.int8(2)
+    flags[t] = flag
 
 
 @wp.func
@@ -55,6 +103,28 @@ def tri_uvz(t: int, num_views_faces: int, num_faces: int, num_verts: int,
 
 
 @wp.func
+def _tri_rows(t: int, num_views_faces: int, num_faces: int, num_verts: int,
+              proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
+              extra_uvz: wp.array2d(dtype=wp.float64),
+              extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32)):
+    """:func:`tri_uvz` as three (u, v, z) rows built whole, with the triangle's face and view."""
+    if t < num_views_faces:
+        view = t // num_faces
+        f = t - view * num_faces
+        base = view * num_verts
+        i0 = base + faces[f, 0]
+        i1 = base + faces[f, 1]
+        i2 = base + faces[f, 2]
+        return (wp.vec3d(proj[i0, 0], proj[i0, 1], proj[i0, 2]), wp.vec3d(proj[i1, 0], proj[i1, 1], proj[i1, 2]),
+                wp.vec3d(proj[i2, 0], proj[i2, 1], proj[i2, 2]), f, view)
+    e = t - num_views_faces
+    r = e * 3
+    return (wp.vec3d(extra_uvz[r, 0], extra_uvz[r, 1], extra_uvz[r, 2]),
+            wp.vec3d(extra_uvz[r + 1, 0], extra_uvz[r + 1, 1], extra_uvz[r + 1, 2]),
+            wp.vec3d(extra_uvz[r + 2, 0], extra_uvz[r + 2, 1], extra_uvz[r + 2, 2]), extra_face[e], extra_view[e])
+
+
+@wp.func
 def _tri_face_view(t: int, num_views_faces: int, num_faces: int,
                    extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32)):
     if t < num_views_faces:
@@ -68,22 +138,21 @@ def _signed_area2(m: wp.mat33d):
     return (m[1, 0] - m[0, 0]) * (m[2, 1] - m[0, 1]) - (m[2, 0] - m[0, 0]) * (m[1, 1] - m[0, 1])
 
 
-@wp.kernel
-def bin_count(
-    num_views_faces: int, num_faces: int, num_verts: int,
+@wp.func
+def _bin_triangle(
+    t: int, num_views_faces: int, num_faces: int, num_verts: int,
     proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
-    face_skip: wp.array(dtype=wp.int8), extra_uvz: wp.array2d(dtype=wp.float64),
+    face_skip: wp.array(dtype=wp.int8), use_skip: int, extra_uvz: wp.array2d(dtype=wp.float64),
     extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32),
     width: int, height: int, tiles_x: int, tiles_y: int, cull: int,
     bbox: wp.array2d(dtype=wp.int32), counts: wp.array(dtype=wp.int32),
 ):
-    """Per triangle: pixel bounding box of covered pixel centres (empty if culled) and tile counts."""
-    t = wp.tid()
+    """Triangle ``t``'s pixel bounding box of covered pixel centres (empty if culled) and its tile counts."""
     bbox[t, 0] = 0
     bbox[t, 1] = -1
     bbox[t, 2] = 0
     bbox[t, 3] = -1
-    if t < num_views_faces:
+    if t < num_views_faces and use_skip != 0:
         if face_skip[t] != wp.int8(0):
             return
     m = tri_uvz(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz)
@@ -124,14 +193,43 @@ def bin_count(
 
 
 @wp.kernel
-def bin_fill(
-    num_views_faces: int, num_faces: int,
+def bin_count(
+    num_views_faces: int, num_faces: int, num_verts: int,
+    proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
+    face_skip: wp.array(dtype=wp.int8), extra_uvz: wp.array2d(dtype=wp.float64),
+    extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32),
+    width: int, height: int, tiles_x: int, tiles_y: int, cull: int,
+    bbox: wp.array2d(dtype=wp.int32), counts: wp.array(dtype=wp.int32),
+):
+    """Per triangle: pixel bounding box of covered pixel centres (empty if culled) and tile counts."""
+    _bin_triangle(wp.tid(), num_views_faces, num_faces, num_verts, proj, faces, face_skip, 1, extra_uvz, extra_view,
+                  extra_face, width, height, tiles_x, tiles_y, cull, bbox, counts)
+
+
+@wp.kernel
+def bin_count_range(
+    offset: int, end: int,
+    num_views_faces: int, num_faces: int, num_verts: int,
+    proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
+    face_skip: wp.array(dtype=wp.int8), use_skip: int, extra_uvz: wp.array2d(dtype=wp.float64),
+    extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32),
+    width: int, height: int, tiles_x: int, tiles_y: int, cull: int,
+    bbox: wp.array2d(dtype=wp.int32), counts: wp.array(dtype=wp.int32),
+):
+    """:func:`bin_count` of triangles ``offset + tid``, for a partitioned launch (each part its own ``counts``);
+    ``face_skip`` is read only when ``use_skip`` is set."""
+    _bin_triangle(offset + wp.tid(), num_views_faces, num_faces, num_verts, proj, faces, face_skip, use_skip, extra_uvz,
+                  extra_view, extra_face, width, height, tiles_x, tiles_y, cull, bbox, counts)
+
+
+@wp.func
+def _fill_triangle(
+    t: int, num_views_faces: int, num_faces: int,
     extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32),
     tiles_x: int, tiles_y: int,
     bbox: wp.array2d(dtype=wp.int32), cursor: wp.array(dtype=wp.int32), tile_list: wp.array(dtype=wp.int32),
 ):
-    """Append each triangle to the list of every tile its bounding box overlaps."""
-    t = wp.tid()
+    """Append triangle ``t`` to the list of every tile its bounding box overlaps."""
     if bbox[t, 1] < bbox[t, 0]:
         return
     fv = _tri_face_view(t, num_views_faces, num_faces, extra_view, extra_face)
@@ -142,6 +240,32 @@ def bin_fill(
             tile_list[slot] = t
 
 
+@wp.kernel
+def bin_fill(
+    num_views_faces: int, num_faces: int,
+    extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32),
+    tiles_x: int, tiles_y: int,
+    bbox: wp.array2d(dtype=wp.int32), cursor: wp.array(dtype=wp.int32), tile_list: wp.array(dtype=wp.int32),
+):
+    """Append each triangle to the list of every tile its bounding box overlaps."""
+    _fill_triangle(wp.tid(), num_views_faces, num_faces, extra_view, extra_face, tiles_x, tiles_y, bbox, cursor,
+                   tile_list)
+
+
+@wp.kernel
+def bin_fill_range(
+    offset: int, end: int,
+    num_views_faces: int, num_faces: int,
+    extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32),
+    tiles_x: int, tiles_y: int,
+    bbox: wp.array2d(dtype=wp.int32), cursor: wp.array(dtype=wp.int32), tile_list: wp.array(dtype=wp.int32),
+):
+    """:func:`bin_fill` of triangles ``offset + tid``, for a partitioned launch (each part its own ``cursor``,
+    starting where the earlier parts' entries of each tile end)."""
+    _fill_triangle(offset + wp.tid(), num_views_faces, num_faces, extra_view, extra_face, tiles_x, tiles_y, bbox,
+                   cursor, tile_list)
+
+
 @wp.func
 def _edge_owns(ex: wp.float64, ey: wp.float64):
     """Tie rule for a pixel centre exactly on an edge of a positively oriented triangle."""
@@ -149,16 +273,57 @@ def _edge_owns(ex: wp.float64, ey: wp.float64):
 
 
 @wp.func
-def _edge_function(ax: wp.float64, ay: wp.float64, bx: wp.float64, by: wp.float64, pu: wp.float64, pv: wp.float64):
-    """``(b - a) x (p - a)``, evaluated with the endpoints in a canonical order.
+def _edge_setup(ax: wp.float64, ay: wp.float64, bx: wp.float64, by: wp.float64, s: wp.float64):
+    """The edge ``a -> b`` of a triangle of orientation ``s`` (+-1) in canonical form: the start ``(ox, oy)`` and
+    the direction ``(dx, dy)`` of the endpoints in a canonical order, the sign ``sg`` that turns
+    ``dx (pv - oy) - dy (pu - ox)`` into ``s (b - a) x (p - a)``, and whether the edge owns centres on it.
 
     Two faces sharing an edge traverse it in opposite directions; ordering the endpoints first makes their
     values exact negatives of each other, so with the tie rule a pixel centre is never covered twice or
-    missed along a shared edge (watertight without snapping vertices to a grid).
+    missed along a shared edge (watertight without snapping vertices to a grid). Everything here depends on
+    the triangle only, so the per-pixel work is two products and two differences per edge.
     """
+    owns = _edge_owns(s * (bx - ax), s * (by - ay))
     if bx < ax or (bx == ax and by < ay):
-        return -((ax - bx) * (pv - by) - (ay - by) * (pu - bx))
-    return (bx - ax) * (pv - ay) - (by - ay) * (pu - ax)
+        return wp.vec4d(bx, by, ax - bx, ay - by), -s, owns
+    return wp.vec4d(ax, ay, bx - ax, by - ay), s, owns
+
+
+@wp.func
+def _covers(w: wp.float64, owns: bool):
+    """Whether a pixel centre with the (oriented) edge value ``w`` lies on the inner side of the edge."""
+    return w > wp.float64(0.0) or (w == wp.float64(0.0) and owns)
+
+
+@wp.func
+def _row_span(e: wp.vec4d, sg: wp.float64, row_term: wp.float64, x0: int, x1: int):
+    """Narrow the pixel columns ``[x0, x1]`` of one row to those that can lie inside the edge ``e``.
+
+    The edge value ``sg (row_term - dy (pu - ox))`` is affine in the centre ``pu = x + 0.5``; its root is
+    found in floating point and widened by a margin far above its rounding error, so no covered pixel is
+    cut (the exact test still decides every pixel left). Returns an empty span when the edge excludes the row.
+    """
+    dy = e[3]
+    if dy == wp.float64(0.0):
+        if sg * row_term < wp.float64(0.0):
+            return x1 + 1, x1
+        return x0, x1
+    root = e[0] + row_term / dy  # pu where the edge value is zero
+    margin = wp.float64(1.0) + wp.float64(1e-12) * (wp.abs(e[0]) + wp.abs(root))
+    lo = wp.float64(x0)
+    hi = wp.float64(x1)
+    if sg * dy < wp.float64(0.0):  # the value grows with pu: inside from the root on
+        lo = wp.max(lo, wp.ceil(root - wp.float64(0.5) - margin))
+    else:
+        hi = wp.min(hi, wp.floor(root - wp.float64(0.5) + margin))
+    if lo > hi:
+        return x1 + 1, x1
+    return int(lo), int(hi)
+
+
+#: Rows of a triangle at least this wide (pixels of its box within the tile) are first narrowed to the
+#: columns its edges allow (:func:`_row_span`); narrower ones test every pixel of the box.
+ROW_SPAN_MIN = 8
 
 
 @wp.kernel
@@ -175,8 +340,10 @@ def raster_tiles(
 ):
     """Per (view, tile): nearest triangle at every pixel centre, optionally behind a previous layer.
 
-    Depth at a pixel centre with screen-space barycentrics ``lam``: ``1 / sum(lam_i / z_i)`` (perspective), or
-    ``sum(lam_i z_i)`` when ``affine_depth`` is set (orthographic: depth is affine in screen space).
+    Pixel centre ``p`` is inside when each oriented edge value ``w_i = s (v_j - v_i) x (p - v_i)`` is positive
+    (or zero on an edge that owns it, the tie rule). Depth at a pixel centre with screen-space barycentrics
+    ``lam`` (``lam_(i+2)%3 = w_i / (2 area)``): ``1 / sum(lam_i / z_i)`` (perspective), or ``sum(lam_i z_i)``
+    when ``affine_depth`` is set (orthographic: depth is affine in screen space).
     """
     g = offset + wp.tid()
     tiles = tiles_x * tiles_y
@@ -192,50 +359,66 @@ def raster_tiles(
             out_face[img + y * width + x] = -1
             out_depth[img + y * width + x] = wp.inf
     near_lo = wp.float32(near) * wp.float32(0.99999)
+    half = wp.float64(0.5)
     for k in range(tile_offsets[g], tile_offsets[g + 1]):
         t = tile_list[k]
-        m = tri_uvz(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz)
-        fv = _tri_face_view(t, num_views_faces, num_faces, extra_view, extra_face)
-        face = fv[0]
-        area2 = _signed_area2(m)
+        q0, q1, q2, face, tview = _tri_rows(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz,
+                                            extra_view, extra_face)
+        area2 = (q1[0] - q0[0]) * (q2[1] - q0[1]) - (q2[0] - q0[0]) * (q1[1] - q0[1])
         s = wp.float64(1.0)
         if area2 < wp.float64(0.0):
             s = wp.float64(-1.0)
         inv_area = wp.float64(1.0) / (s * area2)
-        x0 = wp.max(bbox[t, 0], px0)
-        x1 = wp.min(bbox[t, 1], px1)
+        e0, sg0, own0 = _edge_setup(q0[0], q0[1], q1[0], q1[1], s)
+        e1, sg1, own1 = _edge_setup(q1[0], q1[1], q2[0], q2[1], s)
+        e2, sg2, own2 = _edge_setup(q2[0], q2[1], q0[0], q0[1], s)
+        bx0 = wp.max(bbox[t, 0], px0)
+        bx1 = wp.min(bbox[t, 1], px1)
         y0 = wp.max(bbox[t, 2], py0)
         y1 = wp.min(bbox[t, 3], py1)
+        narrow = bx1 - bx0 + 1 >= ROW_SPAN_MIN
         for y in range(y0, y1 + 1):
-            pv = wp.float64(y) + wp.float64(0.5)
+            pv = wp.float64(y) + half
+            r0 = e0[2] * (pv - e0[1])
+            r1 = e1[2] * (pv - e1[1])
+            r2 = e2[2] * (pv - e2[1])
+            x0 = bx0
+            x1 = bx1
+            if narrow:
+                x0, x1 = _row_span(e0, sg0, r0, x0, x1)
+                x0, x1 = _row_span(e1, sg1, r1, x0, x1)
+                x0, x1 = _row_span(e2, sg2, r2, x0, x1)
             for x in range(x0, x1 + 1):
-                pu = wp.float64(x) + wp.float64(0.5)
-                inside = True
-                lam = wp.vec3d()
-                for i in range(3):
-                    j = (i + 1) % 3
-                    w = s * _edge_function(m[i, 0], m[i, 1], m[j, 0], m[j, 1], pu, pv)
-                    if w < wp.float64(0.0) or (w == wp.float64(0.0) and
-                                               not _edge_owns(s * (m[j, 0] - m[i, 0]), s * (m[j, 1] - m[i, 1]))):
-                        inside = False
-                    lam[(i + 2) % 3] = w * inv_area
-                if inside:
-                    depth = wp.float32(0.0)
-                    if affine_depth != 0:
-                        depth = wp.float32(lam[0] * m[0, 2] + lam[1] * m[1, 2] + lam[2] * m[2, 2])
-                    else:
-                        inv_z = lam[0] / m[0, 2] + lam[1] / m[1, 2] + lam[2] / m[2, 2]
-                        depth = wp.float32(wp.float64(1.0) / inv_z)
-                    if depth >= near_lo and depth <= far:
-                        p = img + y * width + x
-                        ok = True
-                        if use_prev != 0:
-                            pd = prev_depth[p]
-                            pf = prev_face[p]
-                            if pf < 0 or depth < pd or (depth == pd and face <= pf):
-                                ok = False
-                        if ok:
-                            cd = out_depth[p]
-                            if depth < cd or (depth == cd and face < out_face[p]):
-                                out_depth[p] = depth
-                                out_face[p] = face
+                pu = wp.float64(x) + half
+                w0 = sg0 * (r0 - e0[3] * (pu - e0[0]))
+                if not _covers(w0, own0):
+                    continue
+                w1 = sg1 * (r1 - e1[3] * (pu - e1[0]))
+                if not _covers(w1, own1):
+                    continue
+                w2 = sg2 * (r2 - e2[3] * (pu - e2[0]))
+                if not _covers(w2, own2):
+                    continue
+                lam0 = w1 * inv_area
+                lam1 = w2 * inv_area
+                lam2 = w0 * inv_area
+                depth = wp.float32(0.0)
+                if affine_depth != 0:
+                    depth = wp.float32(lam0 * q0[2] + lam1 * q1[2] + lam2 * q2[2])
+                else:
+                    inv_z = lam0 / q0[2] + lam1 / q1[2] + lam2 / q2[2]
+                    depth = wp.float32(wp.float64(1.0) / inv_z)
+                if depth >= near_lo and depth <= far:
+                    p = img + y * width + x
+                    ok = True
+                    if use_prev != 0:
+                        pd = prev_depth[p]
+                        pf = prev_face[p]
+                        if pf < 0 or depth < pd or (depth == pd and face <= pf):
+                            ok = False
+                    if ok:
+                        cd = out_depth[p]
+                        if depth < cd or (depth == cd and face < out_face[p]):
+                            out_depth[p] = depth
+                            out_face[p] = face
+

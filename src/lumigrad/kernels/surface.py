@@ -15,6 +15,10 @@ from ._runtime import as_warp, ensure_init, launch, launch_partitioned, launch_s
 KERNEL_DTYPES = (torch.float32, torch.float64)
 
 _MIN_PIXELS_PER_THREAD = 4096
+#: A split launch is not cut into ranges smaller than this (each range costs a Warp launch's argument packing).
+_MIN_PIXELS_PER_LAUNCH = 16384
+#: Consecutive covered pixels per work item of the surface forward kernel (which reuses a face's forms along them).
+_PIXELS_PER_RUN = 16
 
 
 def surface_at_covered(verts_cam: torch.Tensor, kinv: torch.Tensor, faces: torch.Tensor, covered: torch.Tensor,
@@ -29,13 +33,17 @@ def surface_at_covered(verts_cam: torch.Tensor, kinv: torch.Tensor, faces: torch
     return bary, depth, (derivs.reshape(-1, 3, 2) if with_derivs else None)
 
 
-def _inputs(verts_cam, kinv, faces, covered, face_ids, height, width, orthographic):
+def _vertex_scale(verts_cam: torch.Tensor) -> torch.Tensor:
+    """The power of two above each vertex's largest coordinate ``[N V]`` float64 (cameras.projection.pow2_scale,
+    which lies above this layer); a face takes its corners' largest."""
+    flat = verts_cam.detach().reshape(-1, 3)
+    return torch.ldexp(torch.ones(flat.shape[0], dtype=torch.float64, device=flat.device),
+                       torch.frexp(flat.abs().amax(-1)).exponent)
+
+
+def _inputs(verts_cam, vertex_scale, kinv, faces, covered, face_ids, height, width, orthographic):
     N, V, _ = verts_cam.shape
     flat = verts_cam.detach().reshape(N * V, 3).contiguous()
-    # The power of two above each vertex's largest coordinate (cameras.projection.pow2_scale, which lies above
-    # this layer); a face takes its corners' largest.
-    vertex_scale = torch.ldexp(torch.ones(N * V, dtype=torch.float64, device=flat.device),
-                               torch.frexp(flat.abs().amax(-1)).exponent)
     return [as_warp(flat), as_warp(vertex_scale), as_warp(faces),
             as_warp(kinv.detach().reshape(-1, 9).contiguous()), as_warp(covered), as_warp(face_ids.reshape(-1)),
             V, height * width, width, int(orthographic)]
@@ -50,10 +58,15 @@ class _Surface(torch.autograd.Function):
         bary = torch.empty(P, 3, dtype=dt, device=dev)
         depth = torch.empty(P, dtype=dt, device=dev)
         derivs = torch.empty(P if with_derivs else 1, 6, dtype=dt, device=dev)
-        args = _inputs(verts_cam, kinv, faces, covered, face_ids, height, width, orthographic)
-        launch_split(sk.surface_forward, P, args + [int(with_derivs), as_warp(bary), as_warp(depth),
-                                                    as_warp(derivs)], dev, min_chunk=_MIN_PIXELS_PER_THREAD)
+        vertex_scale = _vertex_scale(verts_cam)
+        args = _inputs(verts_cam, vertex_scale, kinv, faces, covered, face_ids, height, width, orthographic)
+        runs = (P + _PIXELS_PER_RUN - 1) // _PIXELS_PER_RUN
+        launch_split(sk.surface_forward, runs, args + [int(with_derivs), P, _PIXELS_PER_RUN, as_warp(bary),
+                                                       as_warp(depth), as_warp(derivs)], dev,
+                     min_chunk=_MIN_PIXELS_PER_THREAD // _PIXELS_PER_RUN,
+                     min_piece=_MIN_PIXELS_PER_LAUNCH // _PIXELS_PER_RUN)
         ctx.save_for_backward(verts_cam, kinv, faces, covered, face_ids)
+        ctx.vertex_scale = vertex_scale  # detached, read again by the backward (not recomputed)
         ctx.shape = (height, width, orthographic)
         ctx.set_materialize_grads(False)  # outputs without a cotangent arrive as None and cost nothing
         if not with_derivs:
@@ -73,7 +86,7 @@ class _Surface(torch.autograd.Function):
         def given(g, k):  # a cotangent as [P, k] rows, or a one-row stand-in the kernel never reads
             return verts_cam.new_zeros(1, k) if g is None else g.to(dt).reshape(P, k).contiguous()
 
-        args = _inputs(verts_cam, kinv, faces, covered, face_ids, height, width, orthographic)
+        args = _inputs(verts_cam, ctx.vertex_scale, kinv, faces, covered, face_ids, height, width, orthographic)
         args += [as_warp(given(g_bary, 3)), int(g_bary is not None), as_warp(given(g_depth, 1).reshape(-1)),
                  int(g_depth is not None), as_warp(given(g_derivs, 6)), int(g_derivs is not None),
                  int(want_verts), int(want_kinv)]
@@ -116,7 +129,8 @@ class _Interpolate(torch.autograd.Function):
         dout = attrs.new_zeros(total if with_derivs else 1, 2 * C)
         args = _interp_inputs(attrs, faces, covered, face_ids, pixels_per_view, attrs_per_view, bary, derivs)
         launch_split(sk.interpolate_forward, P, args + [int(with_derivs), as_warp(out), as_warp(dout)],
-                     attrs.device, min_chunk=_MIN_PIXELS_PER_THREAD)
+                     attrs.device, min_chunk=_MIN_PIXELS_PER_THREAD,
+                     min_piece=_MIN_PIXELS_PER_LAUNCH)
         ctx.save_for_backward(attrs, bary, derivs, faces, covered, face_ids)
         ctx.views = (pixels_per_view, attrs_per_view, with_derivs)
         ctx.set_materialize_grads(False)

@@ -131,33 +131,61 @@ def _slopes(n: wp.vec3d, a: wp.vec3d, b: wp.vec3d, dj: wp.vec3d, b1: wp.float64,
 def surface_forward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: wp.array(dtype=wp.float64),
                     faces: wp.array2d(dtype=wp.int32), kinv: wp.array2d(dtype=Any), covered: wp.array(dtype=wp.int64),
                     face_ids: wp.array(dtype=wp.int32), num_verts: int, pixels_per_view: int, width: int,
-                    ortho: int, want_derivs: int, bary: wp.array2d(dtype=Any), depth: wp.array(dtype=Any),
-                    derivs: wp.array2d(dtype=Any)):
-    i = offset + wp.tid()
-    view, u, v, f, base, s, inv_s, T0, T1, T2 = _visible_face(vc, vscale, faces, covered, face_ids, i, num_verts,
-                                                              pixels_per_view, width)
-    P0, e1, e2, n, a, b = _forms(T0, T1, T2, ortho)
-    rs, du, dv, d = _rays(kinv, view, inv_s, ortho, u, v)
-    S = wp.dot(n, d)
-    if S == wp.float64(0.0):
-        S = wp.float64(1.0)
-    inv_S = wp.float64(1.0) / S
-    b1 = -wp.dot(a, d) * inv_S
-    b2 = -wp.dot(b, d) * inv_S
-    Z = wp.dot(P0, n)
-    if ortho != 0:
-        m = wp.cross(T1 - T0, T2 - T0)
-        Z = wp.dot(wp.vec3d(-m[0], -m[1], wp.dot(T0, m)), d)
-    bary[i, 0] = type(bary[i, 0])(wp.float64(1.0) - b1 - b2)
-    bary[i, 1] = type(bary[i, 0])(b1)
-    bary[i, 2] = type(bary[i, 0])(b2)
-    depth[i] = type(depth[i])(Z * inv_S * s)
-    if want_derivs != 0:
-        for j in range(2):
-            Sj, g1, g2 = _slopes(n, a, b, _axis(du, dv, j), b1, b2, inv_S)
-            derivs[i, j] = type(derivs[i, 0])(-(g1 + g2))
-            derivs[i, 2 + j] = type(derivs[i, 0])(g1)
-            derivs[i, 4 + j] = type(derivs[i, 0])(g2)
+                    ortho: int, want_derivs: int, num_pixels: int, run: int, bary: wp.array2d(dtype=Any),
+                    depth: wp.array(dtype=Any), derivs: wp.array2d(dtype=Any)):
+    """Covered pixels ``[r run, (r + 1) run)`` for work item ``r``: consecutive covered pixels often show the same
+    face, whose scaled corners and forms are then reused (the per-pixel arithmetic, hence every bit, is
+    unchanged)."""
+    r = offset + wp.tid()
+    zero = wp.float64(0.0)
+    one = wp.float64(1.0)
+    f = int(-1)
+    view = int(-1)
+    s = one
+    inv_s = one
+    T0 = wp.vec3d(zero, zero, zero)
+    T1 = T0
+    T2 = T0
+    P0 = T0
+    e1 = T0
+    e2 = T0
+    n = T0
+    a = T0
+    b = T0
+    for i in range(r * run, wp.min(r * run + run, num_pixels)):
+        pview, u, v = _pixel(covered, i, pixels_per_view, width)
+        pf = int(face_ids[int(covered[i])])
+        if pf != f or pview != view:
+            f = pf
+            view = pview
+            base = view * num_verts
+            s = _face_scale(vscale, faces, base, f)
+            inv_s = one / s  # exact: s is a power of two
+            T0 = _corner(vc, faces, base, f, 0) * inv_s
+            T1 = _corner(vc, faces, base, f, 1) * inv_s
+            T2 = _corner(vc, faces, base, f, 2) * inv_s
+            P0, e1, e2, n, a, b = _forms(T0, T1, T2, ortho)
+        rs, du, dv, d = _rays(kinv, view, inv_s, ortho, u, v)
+        S = wp.dot(n, d)
+        if S == zero:
+            S = one
+        inv_S = one / S
+        b1 = -wp.dot(a, d) * inv_S
+        b2 = -wp.dot(b, d) * inv_S
+        Z = wp.dot(P0, n)
+        if ortho != 0:
+            m = wp.cross(T1 - T0, T2 - T0)
+            Z = wp.dot(wp.vec3d(-m[0], -m[1], wp.dot(T0, m)), d)
+        bary[i, 0] = type(bary[i, 0])(one - b1 - b2)
+        bary[i, 1] = type(bary[i, 0])(b1)
+        bary[i, 2] = type(bary[i, 0])(b2)
+        depth[i] = type(depth[i])(Z * inv_S * s)
+        if want_derivs != 0:
+            for j in range(2):
+                Sj, g1, g2 = _slopes(n, a, b, _axis(du, dv, j), b1, b2, inv_S)
+                derivs[i, j] = type(derivs[i, 0])(-(g1 + g2))
+                derivs[i, 2 + j] = type(derivs[i, 0])(g1)
+                derivs[i, 4 + j] = type(derivs[i, 0])(g2)
 
 
 @wp.func
@@ -377,7 +405,8 @@ def _overload_all() -> None:
     ids, s64 = wp.array(dtype=wp.int32), wp.array(dtype=wp.float64)
     for f in (wp.float32, wp.float64):
         a1, a2 = wp.array(dtype=f), wp.array2d(dtype=f)
-        wp.overload(surface_forward, [int, int, a2, s64, i32, a2, i64, ids, int, int, int, int, int, a2, a1, a2])
+        wp.overload(surface_forward, [int, int, a2, s64, i32, a2, i64, ids, int, int, int, int, int, int, int, a2, a1,
+                                      a2])
         wp.overload(surface_backward, [int, int, a2, s64, i32, a2, i64, ids, int, int, int, int, a2, int, a1, int, a2,
                                        int, int, int, g64, g64])
         wp.overload(interpolate_forward, [int, int, a2, i32, i64, ids, int, int, a2, a2, int, a2, a2])

@@ -5,19 +5,53 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import torch
+import warp as wp
 
 from .._checks import DeferredChecks
 from . import raster_kernels as rk
-from ._runtime import as_warp, ensure_init, launch, launch_split
+from ._runtime import as_warp, ensure_init, launch, launch_partitioned, launch_split, num_workers
 
 CULL_MODES = {"none": 0, "back": 1, "front": 2}
+
+
+#: Vertices / faces per thread below which the projection and near-plane kernels are not split.
+_MIN_ITEMS_PER_THREAD = 16384
+
+
+@torch.no_grad()
+def project(verts_cam: torch.Tensor, K: torch.Tensor, orthographic: bool, eps: float = 1e-12) -> torch.Tensor:
+    """Projected vertices ``[N, V, 3]`` float64 (u, v, z) of camera-frame vertices ``verts_cam [N, V, 3]`` (float32
+    or float64, projected in float64) with intrinsics ``K [N, 3, 3]``: one kernel instead of a chain of full-size
+    tensor ops, with the values of ``project_points`` (the same operations in the same order, float64)."""
+    ensure_init()
+    N, V, _ = verts_cam.shape
+    vc = verts_cam.detach().reshape(N * V, 3).to(torch.float64).contiguous()
+    intr = K.detach().double().reshape(-1, 9).expand(N, 9).contiguous()
+    proj = torch.empty(N * V, 3, dtype=torch.float64, device=vc.device)
+    launch_split(rk.project_vertices, N * V, [as_warp(vc), as_warp(intr), V, int(bool(orthographic)), wp.float64(eps),
+                                              as_warp(proj)], vc.device, min_chunk=_MIN_ITEMS_PER_THREAD,
+                 min_piece=4 * _MIN_ITEMS_PER_THREAD)
+    return proj.view(N, V, 3)
+
+
+@torch.no_grad()
+def near_plane_flags(proj: torch.Tensor, faces: torch.Tensor, near: float) -> torch.Tensor:
+    """Per (view, face) ``[N F]`` int8: 0 with every corner of ``proj [N, V, 3]`` (u, v, z) at ``z >= near``, 1 with
+    all corners before the near plane, 2 for faces crossing it (``faces [F, 3]`` int32)."""
+    N, V, _ = proj.shape
+    F = faces.shape[0]
+    flags = torch.empty(N * F, dtype=torch.int8, device=proj.device)
+    launch_split(rk.near_flags, N * F, [as_warp(proj.reshape(N * V, 3)), as_warp(faces), F, V, wp.float64(near),
+                                        as_warp(flags)], proj.device,
+                 min_chunk=_MIN_ITEMS_PER_THREAD, min_piece=4 * _MIN_ITEMS_PER_THREAD)
+    return flags
 
 
 @torch.no_grad()
 def find_visible(
     proj: torch.Tensor,
     faces: torch.Tensor,
-    face_skip: torch.Tensor,
+    face_skip: Optional[torch.Tensor],
     extra_uvz: torch.Tensor,
     extra_view: torch.Tensor,
     extra_face: torch.Tensor,
@@ -35,7 +69,8 @@ def find_visible(
     Args:
         proj: projected vertices ``[N, V, 3]`` float64 as (u, v, z): pixel coordinates and camera depth.
         faces: ``[F, 3]`` int32, validated by the caller.
-        face_skip: ``[N*F]`` int8, non-zero for faces that must not be drawn from ``proj``.
+        face_skip: ``[N*F]`` int8, non-zero for faces that must not be drawn from ``proj``; None when every face
+            may be (no vertex before the near plane).
         extra_uvz: ``[E, 3, 3]`` float64 near-clipped triangles as (u, v, z) rows.
         extra_view, extra_face: ``[E]`` int32 view and face of each clipped triangle.
         prev: a previous layer's (face ids, depths); only fragments behind it are kept (depth peeling).
@@ -63,17 +98,23 @@ def find_visible(
     ev_w, ef_w = as_warp(ev), as_warp(ef)
 
     bbox = torch.empty(T, 4, dtype=torch.int32, device=device)
-    counts = torch.zeros(num_tiles, dtype=torch.int32, device=device)
     bbox_w = as_warp(bbox)
-    launch(rk.bin_count, T, [N * F, F, V, proj_w, faces_w, as_warp(face_skip), extra_w, ev_w, ef_w,
-                             width, height, tiles_x, tiles_y, CULL_MODES[cull], bbox_w, as_warp(counts)], device)
+    # On the CPU the binning is cut into parts, one per thread, each counting into its own row of tile counts
+    # (no cross-thread atomics); part k's entries of a tile follow those of parts 0..k-1, so the tile lists
+    # hold their triangles in increasing order whatever the number of parts.
+    parts = 1 if device.type == "cuda" else max(1, min(num_workers(), T // _MIN_ITEMS_PER_THREAD))
+    counts = torch.zeros(parts, num_tiles, dtype=torch.int32, device=device)
+    skip = face_skip if face_skip is not None else torch.zeros(1, dtype=torch.int8, device=device)
+    count_args = [N * F, F, V, proj_w, faces_w, as_warp(skip), int(face_skip is not None), extra_w, ev_w, ef_w, width,
+                  height, tiles_x, tiles_y, CULL_MODES[cull], bbox_w]
+    _launch_parts(rk.bin_count_range, T, count_args, [as_warp(c) for c in counts], device)
     offsets = torch.zeros(num_tiles + 1, dtype=torch.int32, device=device)
-    torch.cumsum(counts, 0, out=offsets[1:])
+    torch.cumsum(counts.sum(0, dtype=torch.int32) if parts > 1 else counts[0], 0, out=offsets[1:])
     total, = (checks if checks is not None else DeferredChecks()).read(offsets[-1])
     tile_list = torch.empty(max(total, 1), dtype=torch.int32, device=device)
-    cursor = offsets[:-1].clone()
-    launch(rk.bin_fill, T, [N * F, F, ev_w, ef_w, tiles_x, tiles_y, bbox_w, as_warp(cursor), as_warp(tile_list)],
-           device)
+    cursor = offsets[:-1] + (counts.cumsum(0, dtype=torch.int32) - counts)  # [parts, tiles]: where each part starts
+    _launch_parts(rk.bin_fill_range, T, [N * F, F, ev_w, ef_w, tiles_x, tiles_y, bbox_w],
+                  [[as_warp(c), as_warp(tile_list)] for c in cursor], device)
 
     out_face = torch.empty(N * height * width, dtype=torch.int32, device=device)
     out_depth = torch.empty(N * height * width, dtype=torch.float32, device=device)
@@ -87,5 +128,16 @@ def find_visible(
          width, height, tiles_x, tiles_y, float(near), float(far), int(bool(affine_depth)), use_prev,
          as_warp(prev_face), as_warp(prev_depth), as_warp(out_face), as_warp(out_depth)],
         device, min_chunk=16,  # a tile is heavy work, but a split of a handful of tiles costs more than it saves
+        min_piece=64,  # 256^2 (256 tiles): 4 ranges, not 8 launches of 32 tiles
     )
     return out_face.view(N, height, width), out_depth.view(N, height, width)
+
+
+def _launch_parts(kernel, count: int, args: list, per_part: list, device: torch.device) -> None:
+    """Launch ``kernel(offset, end, *args, *per_part[k])`` over ``count`` items in ``len(per_part)`` contiguous
+    parts (one launch when there is one part); ``per_part[k]`` is one argument or a list of them."""
+    extra = [p if isinstance(p, list) else [p] for p in per_part]
+    if len(extra) == 1:
+        launch(kernel, count, [0, count, *args, *extra[0]], device)
+    else:
+        launch_partitioned(kernel, count, lambda k: [*args, *extra[k]], len(extra), device)

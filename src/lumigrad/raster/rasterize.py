@@ -24,7 +24,7 @@ from .._checks import (DeferredChecks, broadcast_batch, check_choice, check_indi
 from ..cameras.camera import Camera
 from ..cameras.projection import K_inverse, lift_orthographic, pow2_scale, project_points, transform_points
 from ..kernels.surface import KERNEL_DTYPES, surface_at_covered
-from ..kernels.visibility import find_visible
+from ..kernels.visibility import find_visible, near_plane_flags, project
 from ..limits import check_pixel_samples
 from .clip import clip_near
 from .fragments import Fragments
@@ -131,33 +131,31 @@ def _visibility(mesh: PreparedMesh, cull: str, prev: Optional[Fragments]):
     """Run the visibility kernel; return face ids and kernel depth, both ``[N, H, W]``."""
     cam = mesh.camera
     near, far = cam.near, cam.far
-    vc = mesh.verts_cam.detach().double()  # [N, V, 3]
-    N, V, _ = vc.shape
+    N, V, _ = mesh.verts_cam.shape
     F = mesh.faces.shape[0]
-    behind = vc[..., 2] < near
-    all_behind = behind.all(dim=-1)
-    if prev is None:  # read with the kernel's tile count (depth peeling's later layers need not ask again)
-        mesh.checks.add(all_behind.any(), functools.partial(_raise_all_behind, all_behind, near))
-    K = mesh.K.double()
     projection = cam.projection
-    proj = torch.cat([project_points(vc, K, projection=projection), vc[..., 2:]], dim=-1).contiguous()
-    # Faces with a corner in front of the near plane are drawn from proj; crossing ones are clipped here.
-    corner_behind = behind[:, mesh.faces]  # [N, F, 3]
-    n_behind = corner_behind.sum(-1)
-    face_skip = (n_behind > 0).reshape(-1).to(torch.int8)
-    crossing = ((n_behind > 0) & (n_behind < 3)).reshape(-1).nonzero()[:, 0]
-    if crossing.numel():
+    proj = project(mesh.verts_cam, mesh.K, mesh.orthographic)
+    behind = proj[..., 2] < near  # [N, V]
+    if prev is None:  # read with the kernel's tile count (depth peeling's later layers need not ask again)
+        all_behind = behind.all(dim=-1)
+        mesh.checks.add(all_behind.any(), functools.partial(_raise_all_behind, all_behind, near))
+    # One host read (where the per-face clipping list used to be sized): only when a vertex lies before the near
+    # plane do faces need flags; those with every corner in front are drawn from proj, crossing ones clipped here.
+    any_behind = bool(behind.any())
+    face_skip = near_plane_flags(proj, mesh.faces_i32, near) if any_behind else None
+    crossing = (face_skip == 2).nonzero()[:, 0] if any_behind else None
+    if crossing is not None and crossing.numel():
         view = crossing // F
         face = crossing % F
-        corners = vc[view[:, None], mesh.faces[face]]  # [M, 3, 3]
+        corners = mesh.verts_cam.detach().double()[view[:, None], mesh.faces[face]]  # [M, 3, 3]
         clipped, src = clip_near(corners, near)
-        cuv = project_points(clipped, K[view[src]], projection=projection)
+        cuv = project_points(clipped, mesh.K.double().expand(N, 3, 3)[view[src]], projection=projection)
         extra = torch.cat([cuv, clipped[..., 2:]], dim=-1).contiguous()
         extra_view = view[src].to(torch.int32).contiguous()
         extra_face = face[src].to(torch.int32).contiguous()
     else:
-        extra = vc.new_zeros(0, 3, 3)
-        extra_view = extra_face = torch.zeros(0, dtype=torch.int32, device=vc.device)
+        extra = proj.new_zeros(0, 3, 3)
+        extra_view = extra_face = torch.zeros(0, dtype=torch.int32, device=proj.device)
     prev_pair = None if prev is None else (prev.face_ids.reshape(N, cam.height, cam.width),
                                             prev.zbuf.reshape(N, cam.height, cam.width))
     return find_visible(proj, mesh.faces_i32, face_skip, extra, extra_view, extra_face, cam.width, cam.height,
