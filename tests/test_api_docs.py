@@ -21,6 +21,7 @@ KNOWN_WARNINGS = {  # (annotation, qualified name of the object), one pair per l
     ("Material", "SkinnedMesh.__init__"),  # inherited from SceneMesh, whose module imports Material
     ("ForwardRef('Optional[torch.Tensor]')", "BSDFSample.__init__"),  # NamedTuple fields
     ("ForwardRef('Optional[torch.Tensor]')", "SoftRaster.__init__"),
+    ("ForwardRef('Optional[torch.Tensor]')", "PunctualLights.__init__"),  # NamedTuple fields (spot / range)
     ("ForwardRef('List')", "SmokeRun.__init__"),
     ("ForwardRef('SmokeState')", "SmokeRun.__init__"),
 }
