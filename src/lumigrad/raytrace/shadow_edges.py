@@ -189,7 +189,7 @@ def sample_shadow_edges(ts: TraceScene, K: torch.Tensor, world_to_cam: torch.Ten
             elif kind == "environment":
                 J = max(1, min(environment_samples, per_light))
                 D, le_over_pdf = _environment_directions(light, J, generator, dtype)
-                facing = ((-D[:, None, :]) * face_normal[None]).sum(-1) > 0
+                facing = (-D) @ face_normal.T > 0  # [J, F] without a [J, F, 3] temporary
             else:
                 J = 1
                 D = light.direction.detach().reshape(1, 3).to(dtype)
