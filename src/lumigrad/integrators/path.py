@@ -84,8 +84,8 @@ class PathIntegrator(Integrator):
     of the direct
     light's visibility at the first hit by shadow-edge sampling (:mod:`lumigrad.raytrace.shadow_edges`:
     moving an occluder, a light, the receiver or the camera moves the shadows the camera sees, for point, spot,
-    directional and area lights). Shadows seen in reflections or through glass, and shadow edges of the
-    environment light, give no boundary gradient; for area lights the boundary and interior terms use two
+    directional, area and environment lights). Shadows seen in reflections or through glass give no boundary
+    gradient; for area lights the boundary and interior terms use two
     parameterisations of the lamp (by area, by solid angle) and the BSDF-sampled share of the interior term is
     missing, a small bias for small lamps (see the module).
     Inside a medium, the distance to the boundary is taken as a constant (the

@@ -5,7 +5,9 @@ the pixel (pixel units, area 1), ``x(q)`` is the surface the camera ray through 
 of the light and ``V`` the visibility between them. The light is parameterised so that a sample moves with it:
 an area light by area, ``y = v0 + b1 (v1 - v0) + b2 (v2 - v0)`` on a triangle chosen by area with fixed
 barycentrics (``pdf(y) = 1 / A``); a point or spot light is its position (one "sample", ``h`` its intensity
-over ``d^2``); a directional light a fixed direction ``D`` (rays ``y -> e`` become ``e - s D``).
+over ``d^2``); a directional light a fixed direction ``D`` (rays ``y -> e`` become ``e - s D``); an environment
+light by direction ``w`` (its own importance sampling, ``h`` its radiance ``L(w) / pdf(w)``): each sampled
+direction is a directional light.
 
 For a fixed ``y``, ``V(x(q), y)`` jumps along curves of the image plane: the shadows, cast from ``y`` onto
 the first-hit surfaces, of the occluders' silhouette edges as seen from ``y`` (an edge between a face turned
@@ -19,7 +21,8 @@ with ``q*`` a point of the curve, ``n`` its image-plane normal and ``f_minus`` /
 beyond the edge), which projects to ``q*``; ``dl = |d q*/dt| dt``. The estimator (redner's secondary edge
 sampling, Li et al. 2018, specialised to the first camera hit):
 
-1. draw light samples ``y`` (area lights: :data:`AREA_LIGHT_SAMPLES` stratified points by area);
+1. draw light samples ``y`` (area lights: :data:`AREA_LIGHT_SAMPLES` stratified points by area; environment
+   lights: :data:`ENVIRONMENT_LIGHT_SAMPLES` directions by the map's luminance, Latin-hypercube stratified);
 2. for each, find the occluders' silhouette edges seen from ``y`` and draw points on them, stratified by world
    length (``pdf = 1 / total length`` per unit length);
 3. trace ``y -> e`` (the sample is dropped if it is blocked: that edge casts no shadow there) and on past ``e``
@@ -39,7 +42,9 @@ sampling, Li et al. 2018, specialised to the first camera hit):
 ``d q*/dt`` is the forward-mode derivative of that same chain (``torch.func.jvp``, float64, detached).
 
 Scope: shadows seen directly by the camera, on the first surface each camera ray hits; shadows seen in
-reflections (or through glass) give no boundary gradient, nor do environment lights. For area lights the
+reflections (or through glass) give no boundary gradient. An environment's directions are fixed (it is at
+infinity): the boundary term moves with occluders, receivers and the camera, the map's own gradient is the
+interior term's. For area lights the
 boundary term uses the full integrand of the area parameterisation, while the path tracer's interior term
 comes from next-event estimation by solid angle (MIS-weighted) plus BSDF samples that hit the lamp (whose
 emission is constant, so they add no interior term): the two terms belong to different parameterisations of
@@ -63,10 +68,14 @@ from ..shading.transmission import bsdf_for
 from .intersect import offset_ray_origin_unchecked
 from .transport import TraceScene, surface_at
 
-__all__ = ["AREA_LIGHT_SAMPLES", "ShadowEdgeSamples", "sample_shadow_edges", "shadow_edge_jumps"]
+__all__ = ["AREA_LIGHT_SAMPLES", "ENVIRONMENT_LIGHT_SAMPLES", "ShadowEdgeSamples", "sample_shadow_edges",
+           "shadow_edge_jumps"]
 
 #: Points drawn on each area light per view (each with its own silhouette and share of the edge samples).
 AREA_LIGHT_SAMPLES = 8
+
+#: Directions drawn from an environment light per view (each a directional light with its own silhouette).
+ENVIRONMENT_LIGHT_SAMPLES = 64
 
 
 @dataclass
@@ -82,10 +91,10 @@ class ShadowEdgeSamples:
         receivers: ``[S, 3]`` the receiver points ``x*`` (detached).
         lights: ``[S]`` int64, the index of each sample's light in ``ts.lights``.
         light_points: ``[S, 3]`` the light sample ``y`` (area lights; the position of point and spot lights;
-            unused for directional lights), detached.
+            the unit direction ``w`` towards an environment; unused for directional lights), detached.
         light_normals: ``[S, 3]`` the area light's unit front normal at ``y`` (zeros for other lights).
-        light_radiance: ``[S, C]`` the area light's radiance at ``y`` times its area, ``L_e / pdf(y)``
-            (zeros for other lights).
+        light_radiance: ``[S, C]`` the area light's radiance at ``y`` times its area, ``L_e / pdf(y)``; an
+            environment's ``L(w) / pdf(w)`` (zeros for other lights).
     """
 
     points: torch.Tensor
@@ -103,7 +112,8 @@ class ShadowEdgeSamples:
 
 def light_kind(light) -> Optional[str]:
     """How a light casts sharp-edged shadows: ``"point"`` (point and spot lights), ``"directional"``,
-    ``"area"`` (emissive triangles), or None (environment and other lights: no shadow edges sampled)."""
+    ``"area"`` (emissive triangles), ``"environment"`` (a map at infinity, sampled by direction), or None
+    (other lights: no shadow edges sampled)."""
     if getattr(light, "is_delta", False):
         if hasattr(light, "position"):
             return "point"
@@ -112,13 +122,17 @@ def light_kind(light) -> Optional[str]:
         return None
     if hasattr(light, "verts") and hasattr(light, "faces") and hasattr(light, "radiance"):
         return "area"
+    if hasattr(light, "texels") and hasattr(light, "sample_direct"):
+        return "environment"
     return None
 
 
 def sample_shadow_edges(ts: TraceScene, K: torch.Tensor, world_to_cam: torch.Tensor, near: float, width: int,
                         height: int, num_samples: int, generator: torch.Generator, *, orthographic: bool = False,
-                        area_light_samples: int = AREA_LIGHT_SAMPLES, distortion: Optional[torch.Tensor] = None,
-                        distortion_model: str = "opencv") -> ShadowEdgeSamples:
+                        area_light_samples: int = AREA_LIGHT_SAMPLES,
+                        environment_samples: int = ENVIRONMENT_LIGHT_SAMPLES,
+                        distortion: Optional[torch.Tensor] = None, distortion_model: str = "opencv"
+                        ) -> ShadowEdgeSamples:
     """Points on the shadow curves that the lights of ``ts`` cast onto the surfaces seen by one camera.
 
     Args:
@@ -127,7 +141,8 @@ def sample_shadow_edges(ts: TraceScene, K: torch.Tensor, world_to_cam: torch.Ten
         near: the camera's near plane (receivers closer are dropped).
         width, height: the image size in pixels.
         num_samples: edge points to draw in all, split evenly between the lights that cast shadow edges and,
-            for area lights, between their ``area_light_samples`` light points.
+            for area lights, between their ``area_light_samples`` light points (environment lights: their
+            ``environment_samples`` directions).
         generator: the random numbers (light points and edge points).
         orthographic: the camera projects orthographically.
 
@@ -171,10 +186,14 @@ def sample_shadow_edges(ts: TraceScene, K: torch.Tensor, world_to_cam: torch.Ten
                 J = 1
                 y = light.position.detach().reshape(1, 3).to(dtype)
                 facing = ((y[:, None, :] - corner0[None]) * face_normal[None]).sum(-1) > 0
+            elif kind == "environment":
+                J = max(1, min(environment_samples, per_light))
+                D, le_over_pdf = _environment_directions(light, J, generator, dtype)
+                facing = (-D) @ face_normal.T > 0  # [J, F] without a [J, F, 3] temporary
             else:
                 J = 1
                 D = light.direction.detach().reshape(1, 3).to(dtype)
-                y = torch.zeros(1, 3, dtype=dtype, device=device)
+                D = D / D.norm(dim=-1, keepdim=True)
                 facing = ((-D[:, None, :]) * face_normal[None]).sum(-1) > 0
             silhouette = (other < 0) | (facing[:, own] != facing[:, other.clamp_min(0)])  # [J, E]
             lengths = torch.where(silhouette & usable[None], edge_length[None], torch.zeros_like(edge_length[None]))
@@ -197,6 +216,8 @@ def sample_shadow_edges(ts: TraceScene, K: torch.Tensor, world_to_cam: torch.Ten
                 piece.update(tri=tri_index, bary=bary, y=y, n_y=n_y, le=le_over_pdf)
             elif kind == "point":
                 piece.update(y=y)
+            elif kind == "environment":
+                piece.update(D=D, le=le_over_pdf)
             else:
                 piece.update(D=D)
         pieces.append(piece)
@@ -300,6 +321,20 @@ def _area_point(light, tri_index: torch.Tensor, bary: torch.Tensor):
     return y, n, le * area
 
 
+def _environment_directions(light, J: int, generator: torch.Generator, dtype):
+    """``J`` directions of light travel ``D = -w [J, 3]`` from an environment light's own importance sampling
+    (Latin-hypercube stratified: one sample per stratum of each of the two numbers it inverts) and its
+    ``L(w) / pdf(w) [J, C]``, detached (zero where the map is black)."""
+    device = light.texels.device
+    u = torch.rand(J, 2, generator=generator, device=device, dtype=dtype)
+    strata = torch.arange(J, device=device, dtype=dtype)
+    permuted = torch.randperm(J, generator=generator, device=device).to(dtype)
+    u = torch.stack([(strata + u[:, 0]) / J, (permuted + u[:, 1]) / J], -1).clamp(0, 1)
+    ds = light.sample_direct(torch.zeros(J, 3, dtype=dtype, device=device), u)
+    weight = torch.where(ds.pdf > 0, ds.weight, torch.zeros_like(ds.weight)).detach().to(dtype)
+    return -ds.wi.detach().to(dtype), weight.expand(J, 3)  # a grey map's one channel as RGB
+
+
 def _receiver_pixels(origin, direction, plane_point, plane_normal, K, world_to_cam, orthographic):
     """Pixels of the point where the line ``origin + s direction`` meets the plane (ray-plane intersection)."""
     s = ((plane_point - origin) * plane_normal).sum(-1, keepdim=True) / (direction * plane_normal).sum(-1, keepdim=True)
@@ -320,9 +355,8 @@ def _trace_piece(ts, piece, light, a, b, bvh, scale, K, world_to_cam, near, widt
     with torch.no_grad():
         va, vb = verts[a[edge]], verts[b[edge]]
         e = va + t[:, None] * (vb - va)
-        if kind == "directional":
-            D = piece["D"] / piece["D"].norm(dim=-1, keepdim=True)
-            d = D.expand(e.shape[0], 3)
+        if kind in ("directional", "environment"):
+            d = piece["D"][row]
             blocked = bvh.occluded(e - off * d, -d, math.inf)
         else:
             y = piece["y"][row]
@@ -352,8 +386,9 @@ def _trace_piece(ts, piece, light, a, b, bvh, scale, K, world_to_cam, near, widt
         tri = verts[ts.faces.long()[face]].to(f64)
         p0, pn = tri[:, 0], torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
         K64, w2c64 = K.detach().to(f64), world_to_cam.detach().to(f64)
-        y64 = None if kind == "directional" else piece["y"][row].to(f64)
-        D64 = None if kind != "directional" else d[idx].to(f64)
+        distant = kind in ("directional", "environment")
+        y64 = None if distant else piece["y"][row].to(f64)
+        D64 = d[idx].to(f64) if distant else None
 
         def chain(tt):
             ee = va + tt[:, None] * (vb - va)
@@ -385,6 +420,10 @@ def _trace_piece(ts, piece, light, a, b, bvh, scale, K, world_to_cam, near, widt
         D = light.direction.to(dtype).reshape(1, 3).expand(edge.shape[0], 3)
         q_diff, _ = _receiver_pixels(e, D, p0, pn, K, world_to_cam, orthographic)
         y_out, n_out, le_out = zeros3, zeros3, torch.zeros(edge.shape[0], C, dtype=dtype, device=device)
+    elif kind == "environment":  # fixed directions: the environment is at infinity
+        D = piece["D"][row]
+        q_diff, _ = _receiver_pixels(e, D, p0, pn, K, world_to_cam, orthographic)
+        y_out, n_out, le_out = -D, zeros3, piece["le"][row]
     elif kind == "point":
         y = light.position.to(dtype).reshape(1, 3).expand(edge.shape[0], 3)
         q_diff, _ = _receiver_pixels(y, e - y, p0, pn, K, world_to_cam, orthographic)
@@ -433,6 +472,9 @@ def _direct_from_samples(ts: TraceScene, bvh, samples: ShadowEdgeSamples, o: tor
             emit = cos_y.abs() if getattr(light, "two_sided", False) else cos_y.clamp_min(0)
             wt = samples.light_radiance[rows[sel]] * (emit / (dd * dd))[:, None]
             ds_wi, ds_w, ds_d = w, wt, dd
+        elif light_kind(light) == "environment":
+            ds_wi, ds_w = samples.light_points[rows[sel]], samples.light_radiance[rows[sel]]
+            ds_d = torch.full((sel.shape[0],), math.inf, dtype=dtype, device=o.device)
         else:
             ds = light.sample_direct(x[sel])
             ds_wi, ds_w, ds_d = ds.wi, ds.weight * (ds.pdf > 0), ds.distance.reshape(-1)
