@@ -49,11 +49,6 @@ class _SampleTexture(torch.autograd.Function):
         args = _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias)
         args += [as_warp(v_out.contiguous()), int(want_table)]
         tail = [as_warp(v_uv), as_warp(v_duv)]
-        parts = min(num_workers(), max(1, items // 16384))
-        if want_table and items * TAPS[mode] * table.shape[1] < table.numel():
-            # A large table and few samples (a 2048^2 pyramid under a 256^2 image): one more zeroed table and
-            # its sum would cost more than splitting the scatter saves.
-            parts = 1
         # The table gradient of a cached pyramid (``tex`` given) is scratch, consumed here by the pyramid's
         # adjoint: on the CPU it lives in reused tables whose pages stay mapped (a fresh 1024^2 pyramid's
         # gradient is 16 MiB of page faults per backward), and only the levels the samples read are zeroed,
@@ -61,6 +56,11 @@ class _SampleTexture(torch.autograd.Function):
         scratch = want_tex and not ctx.needs_input_grad[0] and dev.type == "cpu" and len(shapes) > 1
         first = min(int(fine.min()), len(shapes) - 1) if scratch and items else 0
         start = int(offsets[first]) if scratch else 0  # rows below it are never written nor read
+        parts = min(num_workers(), max(1, items // 16384))
+        if want_table and items * TAPS[mode] < table.shape[0] - start:
+            # A large table and few samples (a 2048^2 pyramid under a 256^2 image): one more zeroed table (from
+            # row ``start``) and its sum would cost more than splitting the scatter saves.
+            parts = 1
         if want_table and dev.type == "cpu" and parts > 1:
             # Atomics are not atomic across CPU threads: each thread scatters into its own table, then sum.
             tables = _take_zeroed(table, parts, start) if scratch else [torch.zeros_like(table) for _ in range(parts)]
