@@ -176,10 +176,24 @@ def available_cpus() -> int:
         cpus = len(os.sched_getaffinity(0))
     else:
         cpus = os.cpu_count() or 1
-    limit = _cgroup_cpu_limit()
+    limit = _recent_cgroup_cpu_limit()
     if limit is not None:
         cpus = min(cpus, max(1, math.ceil(limit - 1e-9)))
     return max(1, cpus)
+
+
+#: Seconds a read cgroup quota is reused: reading it opens several files (about 0.1 ms), and every split kernel
+#: launch asks (four times per raster frame); a quota changed while running takes effect within this time.
+CGROUP_RECHECK_SECONDS = 1.0
+_cgroup_reading = [float("-inf"), None]  # [time.monotonic() of the read, the limit]
+
+
+def _recent_cgroup_cpu_limit() -> Optional[float]:
+    """:func:`_cgroup_cpu_limit`, read again at most every ``CGROUP_RECHECK_SECONDS``."""
+    now = time.monotonic()
+    if now - _cgroup_reading[0] >= CGROUP_RECHECK_SECONDS:
+        _cgroup_reading[:] = [now, _cgroup_cpu_limit()]
+    return _cgroup_reading[1]
 
 
 def _torch_default_candidates() -> set:
