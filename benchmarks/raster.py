@@ -43,7 +43,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -221,15 +220,7 @@ def time_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> flo
     """Median milliseconds of ``fn()`` over ``repeats`` runs after one untimed warm-up: wall-clock, or with
     ``CLOCK = "cpu"`` the process's CPU time (all its threads summed; CPU device only), which other processes
     on a busy machine disturb far less than the wall clock."""
-    if CLOCK == "cpu":
-        fn()
-        times = []
-        for _ in range(repeats):
-            start = time.process_time()
-            fn()
-            times.append(time.process_time() - start)
-        return statistics.median(times) * 1e3
-    return statistics.median(time_call(fn, repeats, warmup=1, sync=device)) * 1e3
+    return statistics.median(time_call(fn, repeats, warmup=1, sync=device, clock=CLOCK)) * 1e3
 
 
 def peak_mib(fn: Callable[[], object], device: torch.device) -> tuple[float, bool]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -34,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import raster as rb  # noqa: E402
 
 import lumigrad as lg  # noqa: E402
+from lumigrad.app.benchmarking import time_call  # noqa: E402
 from lumigrad.shading import (PunctualLights, point_light, prefilter_ggx, sh_project_equirect,  # noqa: E402
                               shade_direct, shade_environment, shade_punctual)
 
@@ -59,13 +59,7 @@ def gbuffer(size: int):
 def cpu_ms(fn, repeats: int) -> float:
     """Median process CPU milliseconds of ``fn()`` (all threads of this process) over ``repeats`` runs after one
     untimed warm-up: less sensitive than wall time to other processes on a shared machine."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        times.append(time.process_time() - start)
-    return statistics.median(times) * 1e3
+    return statistics.median(time_call(fn, repeats, warmup=1, clock="cpu")) * 1e3
 
 
 def main(argv=None) -> int:

@@ -32,7 +32,6 @@ import argparse
 import math
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -68,15 +67,7 @@ def candidates_only(verts, faces, cam, search=find_candidates):
 
 def cpu_ms(fn, repeats: int) -> float:
     """Median process CPU milliseconds of ``fn()`` over ``repeats`` runs after one untimed warm-up."""
-    spent = []
-
-    def timed():
-        start = time.process_time()
-        fn()
-        spent.append(time.process_time() - start)
-
-    time_call(timed, repeats, warmup=1)
-    return statistics.median(spent[1:]) * 1e3
+    return statistics.median(time_call(fn, repeats, warmup=1, clock="cpu")) * 1e3
 
 
 def stage_times(verts, faces, colours, cam, timer):

@@ -86,3 +86,16 @@ def test_compare_bench_rows_skips_missing_values_and_rejects_bad_tolerance():
     for bad in (0.9, float("nan"), float("inf"), True):
         with pytest.raises(ValueError, match="tolerance"):
             compare_bench_rows(base, now, bad)
+
+
+def test_time_call_cpu_clock_counts_work_not_sleep():
+    """``clock="cpu"`` is the process's CPU time: a sleep costs (almost) none of it, busy work does."""
+    import time as _time
+
+    from lumigrad.app.benchmarking import time_call
+
+    asleep = time_call(lambda: _time.sleep(0.05), 2, warmup=0, clock="cpu")
+    assert all(t < 0.02 for t in asleep)
+    assert all(t >= 0.045 for t in time_call(lambda: _time.sleep(0.05), 2, warmup=0))
+    with pytest.raises(ValueError, match="clock"):
+        time_call(lambda: None, 1, clock="gpu")
