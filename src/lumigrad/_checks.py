@@ -54,9 +54,16 @@ def check_tensor(
             raise ValueError(f"{name} must have shape {_shape_text(trailing, lo, max_dims)}; got {tuple(x.shape)}")
     if device is not None and x.device != torch.device(device):
         raise ValueError(f"{name} is on {x.device} but the other inputs are on {device}; move them to one device")
-    if finite and x.numel() and x.device.type != "meta" and not bool(torch.isfinite(x).all()):
+    if finite and x.numel() and x.device.type != "meta" and not _all_finite(x):
         raise ValueError(f"{name} contains NaN or Inf values")
     return x
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    """Whether ``x`` holds no NaN / Inf, screened by one reduction instead of an elementwise test: NaN or Inf
+    anywhere makes the sum NaN or Inf, so a finite sum proves every value finite; only a non-finite sum (a bad
+    value, or finite values whose sum overflows) runs the elementwise test."""
+    return bool(torch.isfinite(x.detach().sum())) or bool(torch.isfinite(x).all())
 
 
 def check_all_finite(named) -> None:
@@ -373,13 +380,3 @@ def _raise_not_finite(name: str, x: torch.Tensor) -> None:
 def _raise_negative(name: str, x: torch.Tensor) -> None:
     raise ValueError(f"{name} must be non-negative; got minimum {float(x.min()):.6g}")
 
-
-def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
-    """``check_tensor(x, name, finite=True)``'s verdict for a tensor, in one reduction instead of an elementwise
-    test: NaN or Inf anywhere makes the sum NaN or Inf, so a finite sum proves every value finite; only a
-    non-finite sum (a bad value, or finite values whose sum overflows) runs the elementwise test. Returns ``x``."""
-    if not x.numel() or x.device.type == "meta" or not x.is_floating_point():
-        return x
-    if not bool(torch.isfinite(x.detach().sum())) and not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or Inf values")
-    return x

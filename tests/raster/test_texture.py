@@ -398,21 +398,22 @@ def test_nan_texture_or_uv_raises():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_finiteness_check_by_sum_agrees_with_the_elementwise_test(dtype):
-    from lumigrad._checks import check_finite
+    """check_tensor(finite=True) screens by one sum: its verdict equals the elementwise test's."""
+    from lumigrad._checks import check_tensor
 
     big = torch.finfo(dtype).max
     ok = torch.tensor([big, big, -1.0, 3.0], dtype=dtype)  # finite, but the sum overflows: elementwise test runs
-    assert check_finite(ok, "uv") is ok
+    assert check_tensor(ok, "uv", finite=True) is ok
     for bad in (float("nan"), float("inf"), -float("inf")):
         for base in (torch.zeros(6, dtype=dtype), ok.clone()):
             x = base.clone()
             x[2] = bad
             with pytest.raises(ValueError, match="uv contains NaN or Inf"):
-                check_finite(x, "uv")
+                check_tensor(x, "uv", finite=True)
     both = torch.tensor([float("inf"), -float("inf"), 1.0], dtype=dtype)  # inf - inf: the sum is NaN
     with pytest.raises(ValueError, match="uv"):
-        check_finite(both, "uv")
-    assert check_finite(torch.empty(0, dtype=dtype), "uv").numel() == 0
+        check_tensor(both, "uv", finite=True)
+    assert check_tensor(torch.empty(0, dtype=dtype), "uv", finite=True).numel() == 0
 
 
 def test_mipmaps_must_match_the_texture():

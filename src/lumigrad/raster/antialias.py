@@ -25,7 +25,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from .._checks import check_channels, check_face_ids, check_finite, check_tensor
+from .._checks import check_channels, check_face_ids, check_tensor
 from ..cameras.camera import Camera
 from ..cameras.projection import lift_orthographic, pow2_scale, rays_at_pixels
 from ..kernels.edges import find_silhouette_edges
@@ -80,7 +80,7 @@ def antialias(
     if color.shape[:-1] != frags.face_ids.shape:
         raise ValueError(f"color must have shape {tuple(frags.face_ids.shape) + ('C',)}; got {tuple(color.shape)}")
     check_channels(color, "color", "[..., H, W, C]")
-    check_finite(color, "color")
+    check_tensor(color, "color", finite=True)
     if frags.batch_shape != mesh.batch_shape:
         raise ValueError(f"frags have batch dims {tuple(frags.batch_shape)} but verts/camera give "
                          f"{tuple(mesh.batch_shape)}")

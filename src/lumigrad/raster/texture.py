@@ -9,7 +9,7 @@ from typing import Callable, Dict, List, Literal, Optional, Sequence
 
 import torch
 
-from .._checks import check_choice, check_finite, check_number, check_tensor, check_texture_layout
+from .._checks import check_choice, check_number, check_tensor, check_texture_layout
 from ..kernels.texture import sample_texture
 from ..kernels.texture_pyramid import cached_table, pool_level
 
@@ -120,7 +120,7 @@ def texture(
         if max_mip_level < 0:
             raise ValueError(f"max_mip_level must be >= 0 (0 = full resolution only) or None; got {max_mip_level}")
     lod_bias = check_number(lod_bias, "lod_bias")
-    check_finite(uv, "uv")
+    check_tensor(uv, "uv", finite=True)
     if filter == "auto":
         filter = "trilinear" if uv_derivs is not None else "bilinear"
     if texel_transform is not None and not callable(texel_transform):
@@ -131,7 +131,7 @@ def texture(
                              "the transformed texels); pass one of them")
         mipmaps = _pyramid_table(tex, mipmaps, filter, max_mip_level)
     elif _cached_values(tex, filter, max_mip_level, texel_transform) is None:
-        check_finite(tex, "tex")
+        check_tensor(tex, "tex", finite=True)
     sample_batch = uv.shape[:-3]
     if tex.dim() > 3 and tex.shape[:-3] != sample_batch:
         raise ValueError(f"tex has batch dims {tuple(tex.shape[:-3])} but uv has {tuple(sample_batch)}; give one "
@@ -139,8 +139,8 @@ def texture(
     if filter == "trilinear" and uv_derivs is None:
         raise ValueError("filter='trilinear' needs uv_derivs (interpolate(..., return_derivatives=True))")
     if uv_derivs is not None:
-        check_tensor(uv_derivs, "uv_derivs", trailing=(None, None, 2, 2), floating=True, device=uv.device)
-        check_finite(uv_derivs, "uv_derivs")
+        check_tensor(uv_derivs, "uv_derivs", trailing=(None, None, 2, 2), floating=True, finite=True,
+                     device=uv.device)
         if uv_derivs.shape[:-2] != uv.shape[:-1]:
             raise ValueError(f"uv_derivs must have shape {tuple(uv.shape[:-1]) + (2, 2)}; got {tuple(uv_derivs.shape)}")
 
