@@ -41,8 +41,8 @@ def time_call(fn: Callable[[], object], repeats: int, warmup: int = 1, sync: Dev
             disturb far less; it does not see GPU work.
 
     Returns:
-        ``repeats`` durations in seconds (wall-clock, or CPU time with ``clock="cpu"``). Example: ``time_call(lambda: time.sleep(0.01), 3)``
-        gives three values a little above ``0.01``.
+        ``repeats`` durations in seconds (wall-clock, or CPU time with ``clock="cpu"``). Example:
+        ``time_call(lambda: time.sleep(0.01), 3)`` gives three values a little above ``0.01``.
 
     Raises:
         ValueError: ``repeats < 1``, ``warmup < 0`` or another ``clock``.

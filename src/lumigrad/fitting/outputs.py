@@ -37,7 +37,6 @@ from .view_evaluation import MAX_VIEWS_SHOWN
 __all__ = ["as_shown", "save_views", "write_outputs"]
 
 
-
 def write_outputs(out: Path, problem, result, metrics: Dict, initial: torch.Tensor, final: torch.Tensor,
                   run_log: Sequence[str] = ()) -> Path:
     """Write the folder described in the module docstring; return the report's path.
