@@ -168,6 +168,11 @@ def test_bad_spot_and_range_input():
     with pytest.raises(ValueError, match="NaN"):
         shade_punctual(position, normal, camera, material,
                        lights._replace(inner_angle=lights.inner_angle * math.nan))
+    one, two = torch.tensor([0.0, 1.0, 0.0]), torch.tensor([1.0, 2.0])
+    with pytest.raises(ValueError, match="light 0 range must be a single value"):
+        PunctualLights.of(points=[(one, torch.ones(3), two)])
+    with pytest.raises(ValueError, match="light 0 outer angle must be a single value"):
+        PunctualLights.of(spots=[(one, -one, torch.ones(3), 0.1, two)])
 
 
 def test_only_the_gradients_asked_for_are_computed_and_they_are_unchanged():

@@ -114,17 +114,20 @@ class PunctualLights(NamedTuple):
         if len({r[1].shape[-1] for r in rows}) > 1:
             raise ValueError(f"lights must share one number of channels; got {[r[1].shape[-1] for r in rows]}")
         vec0 = rows[0][0]
-        scalar = lambda v, default: v.reshape(()).to(vec0) if isinstance(v, torch.Tensor) else \
-            torch.tensor(default if v is None else float(v), dtype=vec0.dtype, device=vec0.device)  # noqa: E731
         fields = {}
         if any(r[3] is not None for r in rows):
-            fields["range"] = torch.stack([scalar(r[3], math.inf) for r in rows])
+            fields["range"] = torch.stack([_one_value(r[3], math.inf, f"light {k} range", vec0)
+                                           for k, r in enumerate(rows)])
         if spots:
             fields["is_spot"] = torch.tensor([r[4] is not None for r in rows], device=vec0.device)
             fields["spot_direction"] = torch.stack([r[4][0] if r[4] else vec0.new_tensor([0.0, 0.0, -1.0])
                                                     for r in rows])
-            fields["inner_angle"] = torch.stack([scalar(r[4][1] if r[4] else None, 0.0) for r in rows])
-            fields["outer_angle"] = torch.stack([scalar(r[4][2] if r[4] else None, math.pi / 4) for r in rows])
+            fields["inner_angle"] = torch.stack([_one_value(r[4][1] if r[4] else None, 0.0,
+                                                            f"light {k} inner angle", vec0)
+                                                 for k, r in enumerate(rows)])
+            fields["outer_angle"] = torch.stack([_one_value(r[4][2] if r[4] else None, math.pi / 4,
+                                                            f"light {k} outer angle", vec0)
+                                                 for k, r in enumerate(rows)])
         is_point = torch.tensor([r[2] for r in rows], device=vec0.device)
         return cls(torch.stack([r[0] for r in rows]), is_point, torch.stack([r[1] for r in rows]), **fields)
 
@@ -457,6 +460,16 @@ def _scalar(value: Scalar, name: str, like: torch.Tensor) -> torch.Tensor:
     if not math.isfinite(value):
         raise ValueError(f"{name} contains NaN or Inf values")
     return torch.tensor(float(value), dtype=like.dtype, device=like.device)
+
+
+def _one_value(value, default: float, name: str, like: torch.Tensor) -> torch.Tensor:
+    """``value`` (a number, a one-element tensor, or None for ``default``) as a 0-dim tensor like ``like``;
+    ValueError naming ``name`` for a tensor of several values (its range / angle checks come in ``validate``)."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a single value; got shape {tuple(value.shape)}")
+        return value.reshape(()).to(like)
+    return torch.tensor(default if value is None else float(value), dtype=like.dtype, device=like.device)
 
 
 def _positive_scalar(value: Scalar, name: str, like: torch.Tensor) -> torch.Tensor:
