@@ -89,7 +89,6 @@ class _Incoming:
     u: wp.vec3d
     inv_len: wp.float64
     nl_raw: wp.float64
-    lv: wp.float64
     G0: wp.float64
     K3: wp.float64
     dcl: wp.float64
@@ -143,8 +142,7 @@ def _channels(a: wp.array2d(dtype=Any), i: int, num_channels: int):
 
 @wp.func
 def _point(i: int, position: wp.array2d(dtype=Any), normal: wp.array2d(dtype=Any), wo: wp.array2d(dtype=Any),
-           base_color: wp.array2d(dtype=Any), roughness: wp.array(dtype=Any), metallic: wp.array(dtype=Any),
-           f0: wp.array2d(dtype=Any), num_channels: int):
+           roughness: wp.array(dtype=Any), metallic: wp.array(dtype=Any)):
     one = wp.float64(1.0)
     p = _Point()
     p.x = _vec(position, i)
@@ -198,7 +196,6 @@ def _incoming(p: _Point, k: int, light_vector: wp.array2d(dtype=Any), light_kind
         g.nl_raw = wp.dot(p.n, vec)
         if g.nl_raw > zero:
             g.ok = 1
-            g.lv = wp.dot(p.v, vec)
             g.G0 = g.nl_raw
     else:
         u = vec - p.x
@@ -211,7 +208,6 @@ def _incoming(p: _Point, k: int, light_vector: wp.array2d(dtype=Any), light_kind
         if g.nl_raw > zero:
             g.ok = 1
             g.l = u * inv_len
-            g.lv = wp.dot(p.v, u) * inv_len
             if s >= min_d2:
                 g.K3 = inv_len * inv_len * inv_len
                 g.dcl = s * inv_len
@@ -281,7 +277,7 @@ def direct_lights_forward(offset: int, end: int, position: wp.array2d(dtype=Any)
     i = offset + wp.tid()
     one = wp.float64(1.0)
     acc = wp.vec4d()
-    p = _point(i, position, normal, wo, base_color, roughness, metallic, f0, num_channels)
+    p = _point(i, position, normal, wo, roughness, metallic)
     if p.nv_raw > wp.float64(0.0):
         kd, F0 = _mix(p.metal, _channels(base_color, i, num_channels), _channels(f0, i, num_channels))
         for k in range(num_lights):
@@ -320,7 +316,7 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
     one = wp.float64(1.0)
     zero = wp.float64(0.0)
     two = wp.float64(2.0)
-    p = _point(i, position, normal, wo, base_color, roughness, metallic, f0, num_channels)
+    p = _point(i, position, normal, wo, roughness, metallic)
     g = wp.vec4d()
     for c in range(num_channels):
         g[c] = wp.float64(v_out[i, c])
