@@ -69,10 +69,7 @@ def table_adjoint(v_table: torch.Tensor, tex_shape: torch.Size, shapes: Sequence
             wide = torch.stack([quarter, quarter], 3).reshape(num_tex, h // 2, 1, w, c)
             acc = torch.add(own.reshape(num_tex, h // 2, 2, w, c), wide).reshape(num_tex, h, w, c)
         else:
-            like = own.permute(0, 3, 1, 2)
-            spread = torch.ops.aten.avg_pool2d_backward(acc.permute(0, 3, 1, 2).contiguous(), like, [2, 2],
-                                                        [2, 2], [0, 0], True, True, None)
-            acc = own + spread.permute(0, 2, 3, 1)
+            acc = own + _pool_adjoint(acc, h, w)
     if slope is not None:
         # ``acc`` is a fresh buffer unless the table has one level (then it views ``v_table``: not in place).
         # (``_spread`` also returns fresh buffers.)
@@ -94,11 +91,17 @@ def _spread(acc: torch.Tensor, shapes: Sequence[Tuple[int, int]], num_tex: int, 
         cols = torch.stack([scaled] * block, 3).reshape(num_tex, hb, 1, w0, c)
         return cols.expand(num_tex, hb, block, w0, c).contiguous().view(num_tex, h0, w0, c)
     for h, w in reversed(shapes):
-        spread = torch.ops.aten.avg_pool2d_backward(acc.permute(0, 3, 1, 2).contiguous(),
-                                                    acc.new_empty(num_tex, c, h, w), [2, 2], [2, 2], [0, 0], True,
-                                                    True, None)
-        acc = spread.permute(0, 2, 3, 1)
+        acc = _pool_adjoint(acc, h, w)
     return acc.contiguous()
+
+
+def _pool_adjoint(acc: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The adjoint of one 2x2 average (ceil mode, odd sizes included) from ``acc [Nt, h', w', C]`` up to a
+    ``[Nt, h, w, C]`` level (a channel-last view)."""
+    like = acc.new_empty(acc.shape[0], acc.shape[-1], h, w)
+    spread = torch.ops.aten.avg_pool2d_backward(acc.permute(0, 3, 1, 2).contiguous(), like, [2, 2], [2, 2],
+                                                [0, 0], True, True, None)
+    return spread.permute(0, 2, 3, 1)
 
 
 def pool_level(level: torch.Tensor) -> torch.Tensor:

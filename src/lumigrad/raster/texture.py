@@ -9,7 +9,7 @@ from typing import Callable, Dict, List, Literal, Optional, Sequence
 
 import torch
 
-from .._checks import check_choice, check_number, check_tensor, check_texture_layout
+from .._checks import check_all_finite, check_choice, check_number, check_tensor, check_texture_layout
 from ..kernels.texture import sample_texture
 from ..kernels.texture_pyramid import cached_table, pool_level
 
@@ -229,7 +229,7 @@ def _pyramid_table(tex: torch.Tensor, mipmaps, filter: str, max_mip_level: Optio
     hit = _PYRAMIDS.get(id(tex)) if cacheable else None
     if hit is not None and hit[1] == key and all(ref() is t for ref, t in zip(hit[0], [tex] + levels)):
         return hit[2]
-    _check_levels_finite(tex, levels)
+    check_all_finite([("tex", tex)] + [(f"mipmaps[{k}]", level) for k, level in enumerate(levels)])
     if not cacheable:
         return _texel_table(tex, filter, levels, max_mip_level, num_tex)
     # Detached: a cached table that viewed ``tex`` itself (one level) would keep it alive forever.
@@ -253,7 +253,7 @@ def _pyramid_key(tex, levels, filter, max_mip_level) -> tuple:
 
 def _check_mipmaps(mipmaps, tex: torch.Tensor) -> List[torch.Tensor]:
     """Every given level: a float tensor like ``tex`` (dims, batch dims, channels, dtype, device), at least one
-    texel; level 0 has ``tex``'s shape. Finiteness is :func:`_check_levels_finite`'s."""
+    texel; level 0 has ``tex``'s shape. Finiteness is checked with the table (one host sync for all levels)."""
     if isinstance(mipmaps, torch.Tensor) or not isinstance(mipmaps, (list, tuple)):
         raise TypeError(f"mipmaps must be a list of tensors from build_mipmaps(tex); got {type(mipmaps).__name__}")
     levels = list(mipmaps)
@@ -273,15 +273,6 @@ def _check_mipmaps(mipmaps, tex: torch.Tensor) -> List[torch.Tensor]:
         raise ValueError(f"mipmaps[0] has shape {tuple(levels[0].shape)} but tex has {tuple(tex.shape)}; "
                          "pass build_mipmaps(tex) of this texture")
     return levels
-
-
-def _check_levels_finite(tex: torch.Tensor, levels: List[torch.Tensor]) -> None:
-    """No NaN / Inf in ``tex`` or any level (one host sync for all)."""
-    if tex.device.type != "meta":
-        finite = torch.stack([torch.isfinite(level).all() for level in [tex] + levels]).tolist()
-        if not all(finite):
-            bad = finite.index(False)
-            raise ValueError(f"{'tex' if bad == 0 else f'mipmaps[{bad - 1}]'} contains NaN or Inf values")
 
 
 def _texel_table(tex, filter, mipmaps, max_mip_level, num_tex) -> "_TexelTable":
