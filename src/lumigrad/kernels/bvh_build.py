@@ -98,7 +98,7 @@ def _splits(order, start, end, tri_lo, tri_hi, centroids, leaf_size: int, median
     as_leaf = (count <= leaf_size) & (count.double() * node_area * TRIANGLE_COST
                                       <= 2 * node_area * BOX_COST + best_cost * TRIANGLE_COST)
     sah_ok = torch.isfinite(best_cost) & ~as_leaf & (not median_only)
-    split = ~as_leaf | (count > leaf_size)
+    split = ~as_leaf  # as_leaf needs count <= leaf_size: a larger node always splits
     right = bin_ > best_bin[seg]
     median = split & ~sah_ok
     if bool(median.any()):  # rank along the axis within the range: the upper half goes right

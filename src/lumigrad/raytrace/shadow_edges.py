@@ -463,7 +463,8 @@ def _direct_from_samples(ts: TraceScene, bvh, samples: ShadowEdgeSamples, o: tor
     for j in light_of.unique().tolist():
         light = ts.lights[j]
         sel = (light_of == j).nonzero()[:, 0]
-        if light_kind(light) == "area":
+        kind = light_kind(light)
+        if kind == "area":
             y = samples.light_points[rows[sel]]
             v = y - x[sel]
             dd = v.norm(dim=-1).clamp_min(1e-12)
@@ -472,7 +473,7 @@ def _direct_from_samples(ts: TraceScene, bvh, samples: ShadowEdgeSamples, o: tor
             emit = cos_y.abs() if getattr(light, "two_sided", False) else cos_y.clamp_min(0)
             wt = samples.light_radiance[rows[sel]] * (emit / (dd * dd))[:, None]
             ds_wi, ds_w, ds_d = w, wt, dd
-        elif light_kind(light) == "environment":
+        elif kind == "environment":
             ds_wi, ds_w = samples.light_points[rows[sel]], samples.light_radiance[rows[sel]]
             ds_d = torch.full((sel.shape[0],), math.inf, dtype=dtype, device=o.device)
         else:
