@@ -35,6 +35,8 @@ class SpotCones(NamedTuple):
     axis: torch.Tensor
     scale: torch.Tensor
     offset: torch.Tensor
+
+
 #: Shading points per slot of the light-gradient buffer on CUDA (atomics contend within one slot only).
 _CUDA_GROUP = 256
 

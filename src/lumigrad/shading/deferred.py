@@ -115,7 +115,8 @@ def shade_direct(position: torch.Tensor, normal: torch.Tensor, camera_position: 
 
     Cost: O(covered pixels x lights). Memory of the backward pass: one light's intermediates (each light's
     BRDF is recomputed in the backward pass, ``torch.utils.checkpoint``) plus the per-light samples. For
-    point and directional lights :func:`shade_punctual` gives the same in one fused pass, memory O(pixels).
+    point (ranged or not), spot and directional lights :func:`shade_punctual` gives the same in one fused pass,
+    memory O(pixels).
 
     Raises:
         TypeError / ValueError: G-buffer tensors of the wrong shape, dtype or device, leading dims that do not
@@ -260,8 +261,8 @@ def shade_punctual_unchecked(surface: SurfaceSample, lights: PunctualLights, *, 
     out = direct_lights(take(si.position).contiguous(), take(si.normal).contiguous(), take(si.wo).contiguous(),
                         base_color.contiguous(), take(si.roughness).contiguous(), take(si.metallic).contiguous(),
                         f0.contiguous(), lights.vector, lights.is_point, lights.radiance.expand(-1, C),
-                        MIN_LIGHT_DISTANCE, light_inv_range=None if lights.range is None else 1.0 / lights.range.double(),
-                        spot=spot)
+                        MIN_LIGHT_DISTANCE, spot=spot,
+                        light_inv_range=None if lights.range is None else 1.0 / lights.range.double())
     return pixels.put(out)
 
 
