@@ -86,7 +86,7 @@ def find_candidates(
         _scan_tiles(proj_w, faces_w, offsets, entry_face, entry_lb, entry_bbox, N, F, V, width, height, tile, tiles_x,
                     tiles_y, cutoff, far, affine_depth, k_max, out_face)
         return out_face.view(N, height, width, k_max)
-    span = pixels_per_item or (tile * tile if device.type == "cpu" else 1)
+    span = pixels_per_item or 1  # (the CPU without pixels_per_item returned above)
     items = num_tiles * ((tile * tile + span - 1) // span)
     item_depth = torch.empty(items * k_max, dtype=torch.float64, device=device)
     launch_split(

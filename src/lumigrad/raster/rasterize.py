@@ -147,9 +147,9 @@ def _visibility(mesh: PreparedMesh, cull: str, prev: Optional[Fragments]):
     if crossing is not None and crossing.numel():
         view = crossing // F
         face = crossing % F
-        corners = mesh.verts_cam.detach().double()[view[:, None], mesh.faces[face]]  # [M, 3, 3]
+        corners = mesh.verts_cam.detach()[view[:, None], mesh.faces[face]].double()  # [M, 3, 3]
         clipped, src = clip_near(corners, near)
-        cuv = project_points(clipped, mesh.K.double().expand(N, 3, 3)[view[src]], projection=projection)
+        cuv = project_points(clipped, mesh.K[view[src]].double(), projection=projection)
         extra = torch.cat([cuv, clipped[..., 2:]], dim=-1).contiguous()
         extra_view = view[src].to(torch.int32).contiguous()
         extra_face = face[src].to(torch.int32).contiguous()
