@@ -227,8 +227,12 @@ def launch_partitioned(kernel, count: int, inputs_for_part, parts: int, device: 
     threads (the caller included).
 
     ``inputs_for_part(k)`` returns the inputs (after ``offset, end``) of part ``k``, so each part can write
-    to private buffers (a kernel with atomics then needs no cross-thread atomics; the caller reduces).
+    to private buffers (a kernel with atomics then needs no cross-thread atomics; the caller reduces). One
+    part is one :func:`launch` (on CUDA, on PyTorch's current stream).
     """
+    if parts <= 1:
+        launch(kernel, count, [0, count, *inputs_for_part(0)], device)
+        return
     ensure_init()
     if device.type == "cpu":
         _threads.prepare_cpu()

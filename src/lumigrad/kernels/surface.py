@@ -9,7 +9,7 @@ from typing import Optional, Tuple
 import torch
 
 from . import surface_kernels as sk
-from ._runtime import as_warp, ensure_init, launch, launch_partitioned, launch_split, num_workers
+from ._runtime import as_warp, ensure_init, launch_partitioned, launch_split, num_workers
 
 #: dtypes the kernels are compiled for.
 KERNEL_DTYPES = (torch.float32, torch.float64)
@@ -174,9 +174,5 @@ def _interp_inputs(attrs, faces, covered, face_ids, pixels_per_view, attrs_per_v
 def _launch_accumulating(kernel, count: int, args: list, buffers: list, parts: int, device: torch.device) -> None:
     """Launch ``kernel(offset, end, *args, *buffers)`` over ``count`` items; ``buffers`` are ``[parts, ...]``
     accumulators, part ``k`` of the launch adding (atomically) only into ``buffer[k]``."""
-    if count <= 0:
-        return
-    if parts == 1:
-        launch(kernel, count, [0, count, *args, *(as_warp(b[0]) for b in buffers)], device)
-    else:
+    if count > 0:
         launch_partitioned(kernel, count, lambda k: [*args, *(as_warp(b[k]) for b in buffers)], parts, device)

@@ -9,7 +9,7 @@ import warp as wp
 
 from .._checks import DeferredChecks
 from . import raster_kernels as rk
-from ._runtime import as_warp, ensure_init, launch, launch_partitioned, launch_split, num_workers
+from ._runtime import as_warp, ensure_init, launch_partitioned, launch_split, num_workers
 
 CULL_MODES = {"none": 0, "back": 1, "front": 2}
 
@@ -107,14 +107,15 @@ def find_visible(
     skip = face_skip if face_skip is not None else torch.zeros(1, dtype=torch.int8, device=device)
     count_args = [N * F, F, V, proj_w, faces_w, as_warp(skip), int(face_skip is not None), extra_w, ev_w, ef_w, width,
                   height, tiles_x, tiles_y, CULL_MODES[cull], bbox_w]
-    _launch_parts(rk.bin_count_range, T, count_args, [as_warp(c) for c in counts], device)
+    launch_partitioned(rk.bin_count_range, T, lambda k: [*count_args, as_warp(counts[k])], parts, device)
     offsets = torch.zeros(num_tiles + 1, dtype=torch.int32, device=device)
     torch.cumsum(counts.sum(0, dtype=torch.int32) if parts > 1 else counts[0], 0, out=offsets[1:])
     total, = (checks if checks is not None else DeferredChecks()).read(offsets[-1])
     tile_list = torch.empty(max(total, 1), dtype=torch.int32, device=device)
     cursor = offsets[:-1] + (counts.cumsum(0, dtype=torch.int32) - counts)  # [parts, tiles]: where each part starts
-    _launch_parts(rk.bin_fill_range, T, [N * F, F, ev_w, ef_w, tiles_x, tiles_y, bbox_w],
-                  [[as_warp(c), as_warp(tile_list)] for c in cursor], device)
+    fill_args = [N * F, F, ev_w, ef_w, tiles_x, tiles_y, bbox_w]
+    launch_partitioned(rk.bin_fill_range, T, lambda k: [*fill_args, as_warp(cursor[k]), as_warp(tile_list)],
+                       parts, device)
 
     out_face = torch.empty(N * height * width, dtype=torch.int32, device=device)
     out_depth = torch.empty(N * height * width, dtype=torch.float32, device=device)
@@ -131,13 +132,3 @@ def find_visible(
         min_piece=64,  # 256^2 (256 tiles): 4 ranges, not 8 launches of 32 tiles
     )
     return out_face.view(N, height, width), out_depth.view(N, height, width)
-
-
-def _launch_parts(kernel, count: int, args: list, per_part: list, device: torch.device) -> None:
-    """Launch ``kernel(offset, end, *args, *per_part[k])`` over ``count`` items in ``len(per_part)`` contiguous
-    parts (one launch when there is one part); ``per_part[k]`` is one argument or a list of them."""
-    extra = [p if isinstance(p, list) else [p] for p in per_part]
-    if len(extra) == 1:
-        launch(kernel, count, [0, count, *args, *extra[0]], device)
-    else:
-        launch_partitioned(kernel, count, lambda k: [*args, *extra[k]], len(extra), device)
