@@ -174,14 +174,16 @@ class _Blend(torch.autograd.Function):
         diff = flat[p_in] - flat[p_out]  # c_in - c_out
         out = flat.index_add(0, p_out, reach_out * diff)
         out.index_add_(0, p_in, reach_in * -diff)
-        ctx.save_for_backward(flat, p_in, p_out, t)
+        # The colour differences, not the image: all the backward reads of the colours (for t's gradient).
+        ctx.save_for_backward(diff if ctx.needs_input_grad[3] else None, p_in, p_out, t)
+        ctx.dtype = flat.dtype
         return out
 
     @staticmethod
     def backward(ctx, g):
-        flat, p_in, p_out, t = ctx.saved_tensors
+        diff, p_in, p_out, t = ctx.saved_tensors
         want_flat, want_t = ctx.needs_input_grad[0], ctx.needs_input_grad[3]
-        reach_out, reach_in, pass_out, pass_in = _reaches(t.detach(), flat.dtype)
+        reach_out, reach_in, pass_out, pass_in = _reaches(t.detach(), ctx.dtype)
         g_in, g_out = g[p_in], g[p_out]
         g_flat = g_t = None
         if want_flat:
@@ -190,7 +192,6 @@ class _Blend(torch.autograd.Function):
             g_flat.index_add_(0, p_in, a)
             g_flat.index_add_(0, p_out, -a)
         if want_t:
-            diff = flat[p_in] - flat[p_out]
             g_t = (pass_out.to(g.dtype) * (g_out * diff).sum(-1) + pass_in.to(g.dtype) * (g_in * diff).sum(-1))
             g_t = g_t.to(t.dtype)
         return g_flat, None, None, g_t
