@@ -9,7 +9,7 @@ import torch
 import warp as wp
 
 from . import texture_kernels as tk
-from ._runtime import as_warp, ensure_init, launch, launch_partitioned, launch_split, num_workers
+from ._runtime import as_warp, ensure_init, launch_partitioned, launch_split, num_workers
 from .texture_pyramid import table_adjoint
 
 MODES = {"nearest": tk.NEAREST, "bilinear": tk.BILINEAR, "trilinear": tk.TRILINEAR}
@@ -61,21 +61,21 @@ class _SampleTexture(torch.autograd.Function):
             # A large table and few samples (a 2048^2 pyramid under a 256^2 image): one more zeroed table (from
             # row ``start``) and its sum would cost more than splitting the scatter saves.
             parts = 1
-        if want_table and dev.type == "cpu" and parts > 1:
-            # Atomics are not atomic across CPU threads: each thread scatters into its own table, then sum.
-            tables = _take_zeroed(table, parts, start) if scratch else [torch.zeros_like(table) for _ in range(parts)]
-            launch_partitioned(tk.sample_backward, items, lambda k: args + [as_warp(tables[k])] + tail, parts, dev)
-            v_table = tables[0]
-            for extra in tables[1:]:
-                v_table[start:] += extra[start:]
+        count = parts if want_table and dev.type == "cpu" else 1
+        if scratch:
+            tables = _take_zeroed(table, count, start)
+        elif want_table:
+            tables = [torch.zeros_like(table) for _ in range(count)]
         else:
-            tables = _take_zeroed(table, 1, start) if scratch else None
-            v_table = tables[0] if scratch else (
-                torch.zeros_like(table) if want_table else table.new_zeros(1, table.shape[1]))
-            if want_table and dev.type == "cpu":
-                launch(tk.sample_backward, items, [0, items] + args + [as_warp(v_table)] + tail, dev)
-            else:
-                launch_split(tk.sample_backward, items, args + [as_warp(v_table)] + tail, dev, min_chunk=4096)
+            tables = [table.new_zeros(1, table.shape[1])]
+        if want_table and dev.type == "cpu":
+            # Atomics are not atomic across CPU threads: each part scatters into its own table, then sum.
+            launch_partitioned(tk.sample_backward, items, lambda k: args + [as_warp(tables[k])] + tail, count, dev)
+            for extra in tables[1:]:
+                tables[0][start:] += extra[start:]
+        else:
+            launch_split(tk.sample_backward, items, args + [as_warp(tables[0])] + tail, dev, min_chunk=4096)
+        v_table = tables[0]
         v_tex = None
         if want_tex:
             # A fresh tensor whenever the pyramid has two levels or more (so never a view of the scratch).
