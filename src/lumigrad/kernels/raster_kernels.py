@@ -193,20 +193,6 @@ def _bin_triangle(
 
 
 @wp.kernel
-def bin_count(
-    num_views_faces: int, num_faces: int, num_verts: int,
-    proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
-    face_skip: wp.array(dtype=wp.int8), extra_uvz: wp.array2d(dtype=wp.float64),
-    extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32),
-    width: int, height: int, tiles_x: int, tiles_y: int, cull: int,
-    bbox: wp.array2d(dtype=wp.int32), counts: wp.array(dtype=wp.int32),
-):
-    """Per triangle: pixel bounding box of covered pixel centres (empty if culled) and tile counts."""
-    _bin_triangle(wp.tid(), num_views_faces, num_faces, num_verts, proj, faces, face_skip, 1, extra_uvz, extra_view,
-                  extra_face, width, height, tiles_x, tiles_y, cull, bbox, counts)
-
-
-@wp.kernel
 def bin_count_range(
     offset: int, end: int,
     num_views_faces: int, num_faces: int, num_verts: int,
@@ -216,8 +202,9 @@ def bin_count_range(
     width: int, height: int, tiles_x: int, tiles_y: int, cull: int,
     bbox: wp.array2d(dtype=wp.int32), counts: wp.array(dtype=wp.int32),
 ):
-    """:func:`bin_count` of triangles ``offset + tid``, for a partitioned launch (each part its own ``counts``);
-    ``face_skip`` is read only when ``use_skip`` is set."""
+    """Per triangle ``offset + tid``: pixel bounding box of covered pixel centres (empty if culled) and tile
+    counts, for a partitioned launch (each part its own ``counts``); ``face_skip`` is read only when
+    ``use_skip`` is set."""
     _bin_triangle(offset + wp.tid(), num_views_faces, num_faces, num_verts, proj, faces, face_skip, use_skip, extra_uvz,
                   extra_view, extra_face, width, height, tiles_x, tiles_y, cull, bbox, counts)
 
@@ -241,18 +228,6 @@ def _fill_triangle(
 
 
 @wp.kernel
-def bin_fill(
-    num_views_faces: int, num_faces: int,
-    extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32),
-    tiles_x: int, tiles_y: int,
-    bbox: wp.array2d(dtype=wp.int32), cursor: wp.array(dtype=wp.int32), tile_list: wp.array(dtype=wp.int32),
-):
-    """Append each triangle to the list of every tile its bounding box overlaps."""
-    _fill_triangle(wp.tid(), num_views_faces, num_faces, extra_view, extra_face, tiles_x, tiles_y, bbox, cursor,
-                   tile_list)
-
-
-@wp.kernel
 def bin_fill_range(
     offset: int, end: int,
     num_views_faces: int, num_faces: int,
@@ -260,8 +235,8 @@ def bin_fill_range(
     tiles_x: int, tiles_y: int,
     bbox: wp.array2d(dtype=wp.int32), cursor: wp.array(dtype=wp.int32), tile_list: wp.array(dtype=wp.int32),
 ):
-    """:func:`bin_fill` of triangles ``offset + tid``, for a partitioned launch (each part its own ``cursor``,
-    starting where the earlier parts' entries of each tile end)."""
+    """Append triangle ``offset + tid`` to the list of every tile its bounding box overlaps, for a partitioned
+    launch (each part its own ``cursor``, starting where the earlier parts' entries of each tile end)."""
     _fill_triangle(offset + wp.tid(), num_views_faces, num_faces, extra_view, extra_face, tiles_x, tiles_y, bbox,
                    cursor, tile_list)
 

@@ -133,7 +133,7 @@ def grown_boxes(proj: torch.Tensor, faces: torch.Tensor, face_skip: torch.Tensor
     ``[N*F, 4]`` int32 ``(x0, x1, y0, y1)`` (empty, ``x1 < x0``, for skipped faces), and the face counts of the
     hard rasterizer's ``TILE_SIZE`` tiles.
 
-    The hard rasterizer's ``bin_count`` computes them, fed with a proxy triangle per face whose bounding box is the
+    The hard rasterizer's ``bin_count_range`` computes them, fed with a proxy triangle per face whose bounding box is the
     face's box grown by ``cutoff`` (corners ``(u0, v0), (u1, v0), (u0, v1)`` of the grown box ``[u0, u1] x
     [v0, v1]``; never zero-area since ``cutoff > 0``, so zero-area faces are binned too)."""
     ensure_init()
@@ -156,9 +156,10 @@ def grown_boxes(proj: torch.Tensor, faces: torch.Tensor, face_skip: torch.Tensor
     dummy_i32 = as_warp(torch.zeros(1, dtype=torch.int32, device=device))
     bbox = torch.empty(N * F, 4, dtype=torch.int32, device=device)
     counts = torch.zeros(N * tiles_x * tiles_y, dtype=torch.int32, device=device)
-    launch(rk.bin_count, N * F, [N * F, F, 3 * F, as_warp(proxy), as_warp(proxy_faces), as_warp(face_skip),
-                                 as_warp(torch.zeros(1, 3, dtype=torch.float64, device=device)), dummy_i32,
-                                 dummy_i32, width, height, tiles_x, tiles_y, 0, as_warp(bbox), as_warp(counts)],
+    launch(rk.bin_count_range, N * F, [0, N * F, N * F, F, 3 * F, as_warp(proxy), as_warp(proxy_faces),
+                                       as_warp(face_skip), 1,
+                                       as_warp(torch.zeros(1, 3, dtype=torch.float64, device=device)), dummy_i32,
+                                       dummy_i32, width, height, tiles_x, tiles_y, 0, as_warp(bbox), as_warp(counts)],
            device)
     return bbox, counts
 
@@ -186,7 +187,7 @@ def find_candidates_reference(
         k_max: candidates kept per pixel, nearest first (ties by face id); -1 pads the rest.
         affine_depth: depth is affine in screen space (orthographic) instead of ``1 / z`` affine.
 
-    Binning reuses the hard rasterizer's ``bin_count`` / ``bin_fill`` unchanged, on the faces' boxes grown by
+    Binning reuses the hard rasterizer's ``bin_count_range`` / ``bin_fill_range`` unchanged, on the faces' boxes grown by
     ``cutoff`` (:func:`grown_boxes`); each pixel then scans all faces listed in its ``TILE_SIZE`` tile.
     """
     ensure_init()
@@ -207,7 +208,8 @@ def find_candidates_reference(
     total = int(offsets[-1])
     tile_list = torch.empty(max(total, 1), dtype=torch.int32, device=device)
     cursor = offsets[:-1].clone()
-    launch(rk.bin_fill, T, [T, F, ev_w, ef_w, tiles_x, tiles_y, bbox_w, as_warp(cursor), as_warp(tile_list)], device)
+    launch(rk.bin_fill_range, T, [0, T, T, F, ev_w, ef_w, tiles_x, tiles_y, bbox_w, as_warp(cursor),
+                                  as_warp(tile_list)], device)
 
     P = N * height * width
     out_face = torch.empty(P * k_max, dtype=torch.int32, device=device)

@@ -1,6 +1,6 @@
 """Candidate selection kernel of the soft rasterizer: per pixel, the K nearest faces within a cutoff distance.
 
-The faces are binned into screen tiles by the hard rasterizer's ``bin_count`` / ``bin_fill``
+The faces are binned into screen tiles by the hard rasterizer's ``bin_count_range`` / ``bin_fill_range``
 (``raster_kernels.py``), fed with proxy triangles whose bounding boxes are the projected triangles' boxes grown
 by the cutoff (see ``soft_raster.py``). Then one thread per pixel walks its tile's list and keeps, sorted by
 depth (ties by face id), the ``K`` nearest faces whose screen-space distance to the pixel centre is at most the
