@@ -104,12 +104,20 @@ def _visible_face(vc: wp.array2d(dtype=Any), vscale: wp.array(dtype=wp.float64),
     view, u, v = _pixel(covered, i, pixels_per_view, width)
     f = int(face_ids[int(covered[i])])
     base = view * num_verts
+    s, inv_s, T0, T1, T2 = _scaled_face(vc, vscale, faces, base, f)
+    return view, u, v, f, base, s, inv_s, T0, T1, T2
+
+
+@wp.func
+def _scaled_face(vc: wp.array2d(dtype=Any), vscale: wp.array(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
+                 base: int, f: int):
+    """Face ``f``'s power of two ``s``, ``1 / s`` and corners divided by it ``T0, T1, T2``."""
     s = _face_scale(vscale, faces, base, f)
     inv_s = wp.float64(1.0) / s  # exact: s is a power of two
     T0 = _corner(vc, faces, base, f, 0) * inv_s
     T1 = _corner(vc, faces, base, f, 1) * inv_s
     T2 = _corner(vc, faces, base, f, 2) * inv_s
-    return view, u, v, f, base, s, inv_s, T0, T1, T2
+    return s, inv_s, T0, T1, T2
 
 
 @wp.func
@@ -159,11 +167,7 @@ def surface_forward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: wp
             f = pf
             view = pview
             base = view * num_verts
-            s = _face_scale(vscale, faces, base, f)
-            inv_s = one / s  # exact: s is a power of two
-            T0 = _corner(vc, faces, base, f, 0) * inv_s
-            T1 = _corner(vc, faces, base, f, 1) * inv_s
-            T2 = _corner(vc, faces, base, f, 2) * inv_s
+            s, inv_s, T0, T1, T2 = _scaled_face(vc, vscale, faces, base, f)
             P0, e1, e2, n, a, b = _forms(T0, T1, T2, ortho)
         rs, du, dv, d = _rays(kinv, view, inv_s, ortho, u, v)
         S = wp.dot(n, d)
