@@ -246,9 +246,9 @@ _PYRAMIDS: Dict[int, tuple] = {}
 
 
 def _pyramid_key(tex, levels, filter, max_mip_level) -> tuple:
-    """What a cached pyramid table depends on: every tensor's identity, version, data pointer and layout."""
-    return (filter == "trilinear", max_mip_level) + tuple(
-        (id(t), t._version, t.data_ptr(), t.shape, t.stride(), t.dtype, t.device) for t in [tex] + levels)
+    """What a cached pyramid table depends on: every tensor's texel-cache key (version, data pointer, layout;
+    their identities are checked through the entry's weak references)."""
+    return tuple(_cache_key(t, filter, max_mip_level, None) for t in [tex] + levels)
 
 
 def _check_mipmaps(mipmaps, tex: torch.Tensor) -> List[torch.Tensor]:
