@@ -80,7 +80,8 @@ def main(argv=None):
         print(f"{world} process(es), {result.steps_done} steps, final loss {result.losses[-1]:.3e}")
         print(f"albedo {[round(a, 4) for a in albedo]} (true {list(TRUE_ALBEDO)}), light {intensity:.4f} "
               f"(true {TRUE_INTENSITY})")
-    if strategy is not None:
+    if strategy is not None:  # all ranks leave together: a group torn down while another rank uses it aborts
+        strategy.barrier()
         torch.distributed.destroy_process_group()
     return {"albedo": albedo, "intensity": intensity, "losses": result.losses}
 
