@@ -77,6 +77,14 @@ def init_distributed(backend: str = "auto", *, timeout_s: float = DEFAULT_TIMEOU
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
+        # PyTorch's compiler stack (torch._dynamo, which every torch.optim optimiser imports) keeps a reference
+        # to a process group that exists when it is first imported: that group then outlives
+        # destroy_process_group, its gloo threads live on into interpreter shutdown, and one that frees a finished
+        # collective's tensors there aborts the process ("terminate called without an active exception", seen
+        # at teardown in about 1 of 15 two-rank runs). Imported first, it holds no group and the group's threads
+        # are joined when it is destroyed.
+        import torch._dynamo  # noqa: F401
+
         timeout = datetime.timedelta(seconds=float(timeout_s))
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         store, rank, world = next(dist.rendezvous("env://", rank, world, timeout=timeout))
