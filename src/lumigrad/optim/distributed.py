@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import importlib
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -83,7 +84,7 @@ def init_distributed(backend: str = "auto", *, timeout_s: float = DEFAULT_TIMEOU
         # collective's tensors there aborts the process ("terminate called without an active exception", seen
         # at teardown in about 1 of 15 two-rank runs). Imported first, it holds no group and the group's threads
         # are joined when it is destroyed.
-        import torch._dynamo  # noqa: F401
+        importlib.import_module("torch._dynamo")
 
         timeout = datetime.timedelta(seconds=float(timeout_s))
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
