@@ -35,10 +35,31 @@ def _cell(u: float, res: int):
 
 
 @wp.func
+def _point_cell(unit: wp.array2d(dtype=wp.float32), i: int, res: int):
+    """Cell ``(cx, cy, cz)`` of point ``i`` at ``res`` cells per axis and its fractions ``(fx, fy, fz)`` inside it."""
+    cx, fx = _cell(unit[i, 0], res)
+    cy, fy = _cell(unit[i, 1], res)
+    cz, fz = _cell(unit[i, 2], res)
+    return cx, cy, cz, fx, fy, fz
+
+
+@wp.func
 def _lerp_weight(bit: int, f: float):
     if bit != 0:
         return f
     return 1.0 - f
+
+
+@wp.func
+def _corner_row(c: int, cx: int, cy: int, cz: int, res: int, start: int, rows: int, dense: int):
+    """Table row of corner ``c`` of cell ``(cx, cy, cz)`` of a level starting at row ``start``."""
+    return start + _row(cx + (c & 1), cy + ((c >> 1) & 1), cz + ((c >> 2) & 1), res, rows, dense)
+
+
+@wp.func
+def _corner_weight(c: int, fx: float, fy: float, fz: float):
+    """Trilinear weight of corner ``c`` at the fractions ``(fx, fy, fz)`` inside the cell."""
+    return _lerp_weight(c & 1, fx) * _lerp_weight((c >> 1) & 1, fy) * _lerp_weight((c >> 2) & 1, fz)
 
 
 @wp.kernel
@@ -50,15 +71,10 @@ def hash_encode_fwd(offset: int, end: int, unit: wp.array2d(dtype=wp.float32), t
     F = table.shape[1]
     for l in range(res.shape[0]):
         r = res[l]
-        cx, fx = _cell(unit[i, 0], r)
-        cy, fy = _cell(unit[i, 1], r)
-        cz, fz = _cell(unit[i, 2], r)
+        cx, cy, cz, fx, fy, fz = _point_cell(unit, i, r)
         for c in range(8):
-            bx = c & 1
-            by = (c >> 1) & 1
-            bz = (c >> 2) & 1
-            w = _lerp_weight(bx, fx) * _lerp_weight(by, fy) * _lerp_weight(bz, fz)
-            row = row_offset[l] + _row(cx + bx, cy + by, cz + bz, r, rows[l], dense[l])
+            w = _corner_weight(c, fx, fy, fz)
+            row = _corner_row(c, cx, cy, cz, r, row_offset[l], rows[l], dense[l])
             for f in range(F):
                 out[i, l * F + f] = out[i, l * F + f] + w * table[row, f]
 
@@ -73,15 +89,10 @@ def hash_encode_bwd_table(unit: wp.array2d(dtype=wp.float32), v_out: wp.array2d(
     F = v_table.shape[1]
     for l in range(res.shape[0]):
         r = res[l]
-        cx, fx = _cell(unit[i, 0], r)
-        cy, fy = _cell(unit[i, 1], r)
-        cz, fz = _cell(unit[i, 2], r)
+        cx, cy, cz, fx, fy, fz = _point_cell(unit, i, r)
         for c in range(8):
-            bx = c & 1
-            by = (c >> 1) & 1
-            bz = (c >> 2) & 1
-            w = _lerp_weight(bx, fx) * _lerp_weight(by, fy) * _lerp_weight(bz, fz)
-            row = row_offset[l] + _row(cx + bx, cy + by, cz + bz, r, rows[l], dense[l])
+            w = _corner_weight(c, fx, fy, fz)
+            row = _corner_row(c, cx, cy, cz, r, row_offset[l], rows[l], dense[l])
             touched[row] = wp.uint8(1)
             for f in range(F):
                 wp.atomic_add(v_table, row, f, w * v_out[i, l * F + f])
@@ -101,14 +112,12 @@ def hash_encode_bwd_points(offset: int, end: int, unit: wp.array2d(dtype=wp.floa
     gz = float(0.0)
     for l in range(res.shape[0]):
         r = res[l]
-        cx, fx = _cell(unit[i, 0], r)
-        cy, fy = _cell(unit[i, 1], r)
-        cz, fz = _cell(unit[i, 2], r)
+        cx, cy, cz, fx, fy, fz = _point_cell(unit, i, r)
         for c in range(8):
             bx = c & 1
             by = (c >> 1) & 1
             bz = (c >> 2) & 1
-            row = row_offset[l] + _row(cx + bx, cy + by, cz + bz, r, rows[l], dense[l])
+            row = _corner_row(c, cx, cy, cz, r, row_offset[l], rows[l], dense[l])
             tv = float(0.0)
             for f in range(F):
                 tv += table[row, f] * v_out[i, l * F + f]
