@@ -11,7 +11,6 @@ import textwrap
 
 import pytest
 import torch
-import warp as wp
 
 import lumigrad as lg
 from lumigrad import threads
