@@ -44,8 +44,7 @@ def _vertex_scale(verts_cam: torch.Tensor) -> torch.Tensor:
 def _inputs(verts_cam, vertex_scale, kinv, faces, covered, face_ids, height, width, orthographic):
     N, V, _ = verts_cam.shape
     flat = verts_cam.detach().reshape(N * V, 3).contiguous()
-    return [flat, vertex_scale, faces,
-            kinv.detach().reshape(-1, 9).contiguous(), covered, face_ids.reshape(-1),
+    return [flat, vertex_scale, faces, kinv.detach().reshape(-1, 9).contiguous(), covered, face_ids.reshape(-1),
             V, height * width, width, int(orthographic)]
 
 
@@ -61,8 +60,7 @@ class _Surface(torch.autograd.Function):
         vertex_scale = _vertex_scale(verts_cam)
         args = _inputs(verts_cam, vertex_scale, kinv, faces, covered, face_ids, height, width, orthographic)
         runs = (P + _PIXELS_PER_RUN - 1) // _PIXELS_PER_RUN
-        launch_split(sk.surface_forward, runs, args + [int(with_derivs), P, _PIXELS_PER_RUN, bary,
-                                                       depth, derivs], dev,
+        launch_split(sk.surface_forward, runs, args + [int(with_derivs), P, _PIXELS_PER_RUN, bary, depth, derivs], dev,
                      min_chunk=_MIN_PIXELS_PER_THREAD // _PIXELS_PER_RUN,
                      min_piece=_MIN_PIXELS_PER_LAUNCH // _PIXELS_PER_RUN)
         ctx.save_for_backward(verts_cam, kinv, faces, covered, face_ids)
@@ -167,8 +165,8 @@ class _Interpolate(torch.autograd.Function):
 
 
 def _interp_inputs(attrs, faces, covered, face_ids, pixels_per_view, attrs_per_view, bary, derivs):
-    return [attrs.detach().contiguous(), faces, covered, face_ids,
-            pixels_per_view, attrs_per_view, bary.detach().contiguous(), derivs.detach().contiguous()]
+    return [attrs.detach().contiguous(), faces, covered, face_ids, pixels_per_view, attrs_per_view,
+            bary.detach().contiguous(), derivs.detach().contiguous()]
 
 
 def _launch_accumulating(kernel, count: int, args: list, buffers: list, parts: int, device: torch.device) -> None:
