@@ -11,7 +11,6 @@ import textwrap
 
 import pytest
 import torch
-import warp as wp
 
 import lumigrad as lg
 from lumigrad import threads
@@ -237,7 +236,7 @@ def test_every_range_runs_once_and_errors_reach_the_caller(monkeypatch):
         if inputs[0] == fail_at[0]:
             raise RuntimeError(f"range {inputs[0]} failed")
 
-    monkeypatch.setattr(wp, "launch", fake_launch)
+    monkeypatch.setattr(_runtime, "warp_launch", fake_launch)
     jobs = [(10, [10 * k, 10 * k + 10]) for k in range(8)]
     _runtime._SharedRanges("kernel", jobs, "cpu").run(2)
     assert sorted(calls) == [(10 * k, 10 * k + 10, 10) for k in range(8)]

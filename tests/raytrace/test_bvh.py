@@ -174,7 +174,7 @@ def test_a_cpu_query_is_split_across_threads(monkeypatch):
     bvh = TriangleBVH(verts, faces)
     monkeypatch.setattr(_runtime, "num_workers", lambda: 1)
     single = bvh.closest_hit(o, d)
-    seen, launch = set(), _runtime.wp.launch
+    seen, launch = set(), _runtime.warp_launch
     caller = threading.get_ident()
 
     def recording_launch(*args, **kwargs):
@@ -183,7 +183,7 @@ def test_a_cpu_query_is_split_across_threads(monkeypatch):
             threading.Event().wait(0.2)
         return launch(*args, **kwargs)
 
-    monkeypatch.setattr(_runtime.wp, "launch", recording_launch)
+    monkeypatch.setattr(_runtime, "warp_launch", recording_launch)
     monkeypatch.setattr(_runtime, "num_workers", lambda: 2)
     split = bvh.closest_hit(o, d)
     assert len(seen) == 2

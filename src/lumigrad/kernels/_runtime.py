@@ -9,6 +9,8 @@ and what happens to PyTorch's own thread count at the first CPU launch, is decid
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import glob
 import os
 import sys
@@ -144,6 +146,139 @@ def as_warp(t: torch.Tensor, dtype=None):
     return wp.from_torch(t.detach(), dtype=dtype)
 
 
+#: Whether CPU launches replay a launch recorded once per (kernel, thread), with the arguments packed by
+#: :func:`warp_launch` (False: every launch goes through ``wp.launch``; the benchmarks time both).
+RECORDED_LAUNCHES = True
+
+
+class _Unpacked(Exception):
+    """An argument :func:`warp_launch` does not pack itself; that launch goes through ``wp.launch``."""
+
+
+def _torch_dtype_of(scalar_type):
+    return {wp.float32: torch.float32, wp.float64: torch.float64, wp.int32: torch.int32, wp.int64: torch.int64,
+            wp.int8: torch.int8, wp.int16: torch.int16, wp.uint8: torch.uint8, wp.bool: torch.bool}.get(scalar_type)
+
+
+@functools.lru_cache(maxsize=None)
+def _array_descriptor_type():
+    """Warp's array descriptor class (what ``wp.from_torch(t, return_ctype=True)`` returns)."""
+    return type(wp.from_torch(torch.zeros(1), return_ctype=True))
+
+
+def _array_packer(arg_type):
+    """The packer of a ``wp.array`` parameter: a contiguous CPU torch tensor of the parameter's dtype (the trailing
+    dims of a vector or matrix dtype included) or a ``wp.array`` of exactly its dtype, as Warp's array descriptor."""
+    dtype, ndim = arg_type.dtype, arg_type.ndim
+    scalar = getattr(dtype, "_wp_scalar_type_", dtype)
+    torch_dtype = _torch_dtype_of(scalar)
+    if torch_dtype is None:
+        return None
+    inner = tuple(getattr(dtype, "_shape_", ()))
+    dims, itemsize = ndim + len(inner), ctypes.sizeof(scalar._type_)
+    array_t = _array_descriptor_type()
+
+    def pack(value):
+        if type(value) is torch.Tensor:
+            if (value.dtype is not torch_dtype or value.dim() != dims or value.is_cuda
+                    or not value.is_contiguous() or (inner and tuple(value.shape[ndim:]) != inner)):
+                raise _Unpacked
+            return array_t(value.data_ptr(), 0, ndim, value.shape, [s * itemsize for s in value.stride()[:ndim]])
+        if type(value) is wp.array and value.dtype is dtype and value.ndim == ndim and value.device.is_cpu:
+            return value.__ctype__()
+        raise _Unpacked
+
+    return pack
+
+
+def _scalar_packer(arg_type):
+    """The packer of a scalar parameter: the value ``wp.launch`` would convert (a Warp scalar of the parameter's
+    type gives its ``.value``)."""
+    if arg_type in (wp.float16, wp.bfloat16) or not hasattr(arg_type, "_type_"):
+        return None
+
+    def pack(value):
+        return value.value if type(value) is arg_type else value
+
+    return pack
+
+
+def _argument_packers(rec):
+    """One packer per parameter of the recorded launch ``rec``, or None when a parameter is not one
+    :func:`warp_launch` packs (structs, indexed arrays, half floats): that kernel then always goes through
+    ``wp.launch``. An array parameter is one Warp packed as a plain array descriptor when recording."""
+    packers = []
+    for arg, packed in zip(rec.kernel.adj.args, rec.params[1:]):
+        if wp.types.is_array(arg.type):
+            packer = _array_packer(arg.type) if type(packed) is _array_descriptor_type() else None
+        else:
+            packer = _scalar_packer(arg.type)
+        if packer is None:
+            return None
+        packers.append(packer)
+    return packers
+
+
+_packers: dict = {}  # concrete kernel -> its packers, or False
+_recorded = threading.local()  # .launches: {kernel or (generic kernel, input dtypes): wp.Launch or False}
+
+
+def warp_launch(kernel, count: int, inputs: Sequence, dev: str) -> None:
+    """One Warp launch of ``kernel`` over ``count`` items on ``dev`` (a Warp device string); ``inputs`` may hold
+    torch tensors (contiguous, of the parameter's dtype), ``wp.array`` s and scalars.
+
+    On the CPU this replays a launch recorded once per (kernel, thread) (``wp.launch(..., record_cmd=True)``;
+    a generic kernel once per overload) after setting its parameters from descriptors built here: Warp's own
+    packing (``wp.from_torch``, ``pack_arg``) costs tens of microseconds a launch under the GIL, more than a small
+    kernel runs. The kernel and its inputs are the same, so the results are bit-identical. Anything else (CUDA,
+    an input of another type or dtype, a module reloaded since the recording) takes ``wp.launch``, which also
+    raises its usual errors.
+    """
+    if dev != "cpu" or not RECORDED_LAUNCHES:
+        _warp_launch_unrecorded(kernel, count, inputs, dev)
+        return
+    launches = getattr(_recorded, "launches", None)
+    if launches is None:
+        launches = _recorded.launches = {}
+    key = (kernel, tuple(getattr(v, "dtype", None) for v in inputs)) if kernel.is_generic else kernel
+    rec = launches.get(key)
+    if rec is None or (rec is not False and rec.module_exec is not kernel.module.load(dev, 1)):  # recompiled
+        rec = wp.launch(kernel, dim=count, inputs=_as_warp_inputs(kernel, inputs), device=dev, record_cmd=True)
+        packers = _packers.get(rec.kernel)
+        if packers is None:
+            packers = _packers[rec.kernel] = _argument_packers(rec) or False
+        launches[key] = rec = rec if packers else False
+    if rec is False or len(inputs) != len(rec.kernel.adj.args):
+        _warp_launch_unrecorded(kernel, count, inputs, dev)
+        return
+    try:
+        for i, (pack, v) in enumerate(zip(_packers[rec.kernel], inputs)):
+            rec.set_param_at_index_from_ctype(i, pack(v))
+    except (_Unpacked, TypeError, ValueError):  # an input packed otherwise: wp.launch converts it (or raises)
+        _warp_launch_unrecorded(kernel, count, inputs, dev)
+        return
+    if rec.bounds.size != count:
+        rec.set_dim(count)
+    rec.launch()
+
+
+def _as_warp_inputs(kernel, inputs: Sequence) -> list:
+    """``inputs`` with each torch tensor as a ``wp.array`` view; the trailing dims of a tensor given for an array
+    of vectors or matrices become its elements."""
+    args = kernel.adj.args
+    out = []
+    for i, v in enumerate(inputs):
+        if isinstance(v, torch.Tensor):
+            dtype = args[i].type.dtype if i < len(args) and wp.types.is_array(args[i].type) else None
+            v = as_warp(v, dtype if hasattr(dtype, "_shape_") else None)
+        out.append(v)
+    return out
+
+
+def _warp_launch_unrecorded(kernel, count: int, inputs: Sequence, dev: str, stream=None) -> None:
+    wp.launch(kernel, dim=count, inputs=_as_warp_inputs(kernel, inputs), device=dev, stream=stream)
+
+
 class _SharedRanges:
     """Ranges of one launch, taken one at a time by the calling thread and by helper threads.
 
@@ -168,7 +303,7 @@ class _SharedRanges:
                 self.taken += 1
             dim, inputs = self.jobs[k]
             try:
-                wp.launch(self.kernel, dim=dim, inputs=inputs, device=self.dev)
+                warp_launch(self.kernel, dim, inputs, self.dev)
             except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
                 with self.cond:
                     self.error = self.error or exc
@@ -252,8 +387,7 @@ def launch(kernel, count: int, inputs: Sequence, device: torch.device) -> None:
     dev = warp_device(device)
     announce_compile(kernel, dev)
     if device.type == "cuda":
-        stream = wp.stream_from_torch(torch.cuda.current_stream(device))
-        wp.launch(kernel, dim=count, inputs=list(inputs), device=dev, stream=stream)
+        _warp_launch_unrecorded(kernel, count, inputs, dev, wp.stream_from_torch(torch.cuda.current_stream(device)))
     else:
         _threads.prepare_cpu()
-        wp.launch(kernel, dim=count, inputs=list(inputs), device=dev)
+        warp_launch(kernel, count, inputs, dev)

@@ -7,7 +7,7 @@ from typing import Tuple
 import torch
 
 from . import lens_kernels as lk
-from ._runtime import as_warp, ensure_init, launch_split
+from ._runtime import ensure_init, launch_split
 
 MODEL_CODES = {"opencv": 0, "fisheye": 1}
 
@@ -29,8 +29,7 @@ def undistort_newton(target: torch.Tensor, coeffs: torch.Tensor, model: str, ite
     out = torch.empty_like(t)
     status = torch.empty(t.shape[0], dtype=torch.int32, device=t.device)
     launch_split(lk.undistort_points, t.shape[0],
-                 [as_warp(t), as_warp(c), MODEL_CODES[model], int(iterations), float(tol), as_warp(out),
-                  as_warp(status)], t.device, min_chunk=8192)
+                 [t, c, MODEL_CODES[model], int(iterations), float(tol), out, status], t.device, min_chunk=8192)
     return out, status
 
 
@@ -54,8 +53,7 @@ def lens_grid(K: torch.Tensor, K_pinhole: torch.Tensor, coeffs: torch.Tensor, mo
     out = torch.empty(count, 2, dtype=torch.float64, device=K.device)
     status = torch.empty(count, dtype=torch.int32, device=K.device)
     launch_split(lk.lens_grid, count,
-                 [as_warp(_intrinsics(K.detach())), as_warp(_intrinsics(K_pinhole.detach())),
-                  as_warp(coeffs.detach().double().contiguous()), MODEL_CODES[model], int(width), int(height),
-                  int(samples), int(iterations), float(tol), as_warp(out), as_warp(status)],
+                 [_intrinsics(K.detach()), _intrinsics(K_pinhole.detach()), coeffs.detach().double().contiguous(),
+                  MODEL_CODES[model], int(width), int(height), int(samples), int(iterations), float(tol), out, status],
                  K.device, min_chunk=8192)
     return out.view(N, height, width, samples * samples, 2), status

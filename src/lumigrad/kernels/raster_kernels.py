@@ -11,8 +11,8 @@ Triangles come from two sources, numbered ``t`` in one range:
   plane: such faces come clipped, in the second source, or not at all).
 * ``t >= N*F``: near-plane-clipped triangles ``extra_uvz [E*3, 3]`` with their view and face ids.
 
-The projection (perspective or orthographic) happens first, per vertex (``project_vertices``, the operations of
-``cameras.projection.project_points``); the other kernels only see screen-space
+The projection (perspective or orthographic) happens first, per vertex (``projection_kernels.project_vertices``,
+the operations of ``cameras.projection.project_points``); the kernels here only see screen-space
 triangles, and ``affine_depth`` selects how depth is interpolated across them.
 
 Coverage uses float64 edge functions evaluated with canonically ordered endpoints and a consistent tie
@@ -29,32 +29,6 @@ import warp as wp
 TILE_SIZE = 16
 # Explicit backward passes live in PyTorch / separate kernels; skipping Warp's adjoints compiles 1.3-2x faster.
 wp.set_module_options({"enable_backward": False})
-
-
-@wp.kernel
-def project_vertices(offset: int, end: int, verts_cam: wp.array2d(dtype=wp.float64),
-                     intr: wp.array2d(dtype=wp.float64),
-                     num_verts: int, ortho: int, eps: wp.float64, proj: wp.array2d(dtype=wp.float64)):
-    """Per camera-frame vertex ``[N V, 3]`` (float64): its (u, v, z), with ``intr [N, 9]``
-    the views' ``K`` row-major. The operations of ``cameras.projection.project_points`` in the same order,
-    so the values are the same bits: ``u = K00 x' + K01 y' + K02``, ``v = K11 y' + K12`` with
-    ``(x', y') = (x, y) / z`` (``z`` replaced by ``eps`` where ``|z| < eps``), or ``(x, y)`` for ``ortho``."""
-    i = offset + wp.tid()
-    view = i // num_verts
-    x = verts_cam[i, 0]
-    y = verts_cam[i, 1]
-    z = verts_cam[i, 2]
-    px = x
-    py = y
-    if ortho == 0:
-        zz = z
-        if wp.abs(z) < eps:
-            zz = eps
-        px = x / zz
-        py = y / zz
-    proj[i, 0] = intr[view, 0] * px + intr[view, 1] * py + intr[view, 2]
-    proj[i, 1] = intr[view, 4] * py + intr[view, 5]
-    proj[i, 2] = z
 
 
 @wp.kernel
@@ -79,35 +53,11 @@ def near_flags(offset: int, end: int, proj: wp.array2d(dtype=wp.float64), faces:
 
 
 @wp.func
-def tri_uvz(t: int, num_views_faces: int, num_faces: int, num_verts: int,
-            proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
-            extra_uvz: wp.array2d(dtype=wp.float64)):
-    """Return the triangle's (u, v, z) rows as a mat33d and its view index."""
-    m = wp.mat33d()
-    view = int(0)
-    if t < num_views_faces:
-        view = t // num_faces
-        f = t - view * num_faces
-        for k in range(3):
-            vi = view * num_verts + faces[f, k]
-            m[k, 0] = proj[vi, 0]
-            m[k, 1] = proj[vi, 1]
-            m[k, 2] = proj[vi, 2]
-    else:
-        e = t - num_views_faces
-        for k in range(3):
-            m[k, 0] = extra_uvz[e * 3 + k, 0]
-            m[k, 1] = extra_uvz[e * 3 + k, 1]
-            m[k, 2] = extra_uvz[e * 3 + k, 2]
-    return m
-
-
-@wp.func
-def _tri_rows(t: int, num_views_faces: int, num_faces: int, num_verts: int,
-              proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
-              extra_uvz: wp.array2d(dtype=wp.float64),
-              extra_view: wp.array(dtype=wp.int32), extra_face: wp.array(dtype=wp.int32)):
-    """:func:`tri_uvz` as three (u, v, z) rows built whole, with the triangle's face and view."""
+def _tri_corners(t: int, num_views_faces: int, num_faces: int, num_verts: int,
+                 proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
+                 extra_uvz: wp.array2d(dtype=wp.float64)):
+    """Triangle ``t``'s three (u, v, z) rows: face ``t % F`` of view ``t // F`` read through ``faces`` from
+    ``proj``, or (``t >= N F``) clipped triangle ``t - N F`` of ``extra_uvz``."""
     if t < num_views_faces:
         view = t // num_faces
         f = t - view * num_faces
@@ -116,12 +66,20 @@ def _tri_rows(t: int, num_views_faces: int, num_faces: int, num_verts: int,
         i1 = base + faces[f, 1]
         i2 = base + faces[f, 2]
         return (wp.vec3d(proj[i0, 0], proj[i0, 1], proj[i0, 2]), wp.vec3d(proj[i1, 0], proj[i1, 1], proj[i1, 2]),
-                wp.vec3d(proj[i2, 0], proj[i2, 1], proj[i2, 2]), f, view)
-    e = t - num_views_faces
-    r = e * 3
+                wp.vec3d(proj[i2, 0], proj[i2, 1], proj[i2, 2]))
+    r = (t - num_views_faces) * 3
     return (wp.vec3d(extra_uvz[r, 0], extra_uvz[r, 1], extra_uvz[r, 2]),
             wp.vec3d(extra_uvz[r + 1, 0], extra_uvz[r + 1, 1], extra_uvz[r + 1, 2]),
-            wp.vec3d(extra_uvz[r + 2, 0], extra_uvz[r + 2, 1], extra_uvz[r + 2, 2]), extra_face[e], extra_view[e])
+            wp.vec3d(extra_uvz[r + 2, 0], extra_uvz[r + 2, 1], extra_uvz[r + 2, 2]))
+
+
+@wp.func
+def tri_uvz(t: int, num_views_faces: int, num_faces: int, num_verts: int,
+            proj: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
+            extra_uvz: wp.array2d(dtype=wp.float64)):
+    """Triangle ``t``'s (u, v, z) rows (:func:`_tri_corners`) as the rows of a mat33d."""
+    q0, q1, q2 = _tri_corners(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz)
+    return wp.matrix_from_rows(q0, q1, q2)
 
 
 @wp.func
@@ -134,8 +92,9 @@ def _tri_face_view(t: int, num_views_faces: int, num_faces: int,
 
 
 @wp.func
-def _signed_area2(m: wp.mat33d):
-    return (m[1, 0] - m[0, 0]) * (m[2, 1] - m[0, 1]) - (m[2, 0] - m[0, 0]) * (m[1, 1] - m[0, 1])
+def _signed_area2(q0: wp.vec3d, q1: wp.vec3d, q2: wp.vec3d):
+    """Twice the signed screen-space area of the triangle with (u, v, z) corners ``q0, q1, q2``."""
+    return (q1[0] - q0[0]) * (q2[1] - q0[1]) - (q2[0] - q0[0]) * (q1[1] - q0[1])
 
 
 @wp.func
@@ -155,10 +114,10 @@ def _bin_triangle(
     if t < num_views_faces and use_skip != 0:
         if face_skip[t] != wp.int8(0):
             return
-    m = tri_uvz(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz)
+    q0, q1, q2 = _tri_corners(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz)
     fv = _tri_face_view(t, num_views_faces, num_faces, extra_view, extra_face)
     view = fv[1]
-    area2 = _signed_area2(m)
+    area2 = _signed_area2(q0, q1, q2)
     if area2 == wp.float64(0.0) or not wp.isfinite(area2):  # non-finite corners (NaN / Inf) are never drawn
         return
     # Front faces wind counter-clockwise in a y-up view, i.e. negative area in pixel coordinates (y down).
@@ -166,10 +125,10 @@ def _bin_triangle(
         return
     if cull == 2 and area2 < wp.float64(0.0):
         return
-    umin = wp.min(m[0, 0], wp.min(m[1, 0], m[2, 0]))
-    umax = wp.max(m[0, 0], wp.max(m[1, 0], m[2, 0]))
-    vmin = wp.min(m[0, 1], wp.min(m[1, 1], m[2, 1]))
-    vmax = wp.max(m[0, 1], wp.max(m[1, 1], m[2, 1]))
+    umin = wp.min(q0[0], wp.min(q1[0], q2[0]))
+    umax = wp.max(q0[0], wp.max(q1[0], q2[0]))
+    vmin = wp.min(q0[1], wp.min(q1[1], q2[1]))
+    vmax = wp.max(q0[1], wp.max(q1[1], q2[1]))
     half = wp.float64(0.5)
     # Pixel j is a candidate when its centre j + 0.5 lies in [umin, umax].
     x0 = wp.max(wp.float64(0.0), wp.ceil(umin - half))
@@ -337,9 +296,9 @@ def raster_tiles(
     half = wp.float64(0.5)
     for k in range(tile_offsets[g], tile_offsets[g + 1]):
         t = tile_list[k]
-        q0, q1, q2, face, tview = _tri_rows(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz,
-                                            extra_view, extra_face)
-        area2 = (q1[0] - q0[0]) * (q2[1] - q0[1]) - (q2[0] - q0[0]) * (q1[1] - q0[1])
+        q0, q1, q2 = _tri_corners(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz)
+        face, tview = _tri_face_view(t, num_views_faces, num_faces, extra_view, extra_face)
+        area2 = _signed_area2(q0, q1, q2)
         s = wp.float64(1.0)
         if area2 < wp.float64(0.0):
             s = wp.float64(-1.0)

@@ -9,7 +9,7 @@ from typing import Optional, Tuple
 import torch
 
 from . import surface_kernels as sk
-from ._runtime import as_warp, ensure_init, launch_partitioned, launch_split, num_workers
+from ._runtime import ensure_init, launch_partitioned, launch_split, num_workers
 
 #: dtypes the kernels are compiled for.
 KERNEL_DTYPES = (torch.float32, torch.float64)
@@ -44,8 +44,7 @@ def _vertex_scale(verts_cam: torch.Tensor) -> torch.Tensor:
 def _inputs(verts_cam, vertex_scale, kinv, faces, covered, face_ids, height, width, orthographic):
     N, V, _ = verts_cam.shape
     flat = verts_cam.detach().reshape(N * V, 3).contiguous()
-    return [as_warp(flat), as_warp(vertex_scale), as_warp(faces),
-            as_warp(kinv.detach().reshape(-1, 9).contiguous()), as_warp(covered), as_warp(face_ids.reshape(-1)),
+    return [flat, vertex_scale, faces, kinv.detach().reshape(-1, 9).contiguous(), covered, face_ids.reshape(-1),
             V, height * width, width, int(orthographic)]
 
 
@@ -61,8 +60,7 @@ class _Surface(torch.autograd.Function):
         vertex_scale = _vertex_scale(verts_cam)
         args = _inputs(verts_cam, vertex_scale, kinv, faces, covered, face_ids, height, width, orthographic)
         runs = (P + _PIXELS_PER_RUN - 1) // _PIXELS_PER_RUN
-        launch_split(sk.surface_forward, runs, args + [int(with_derivs), P, _PIXELS_PER_RUN, as_warp(bary),
-                                                       as_warp(depth), as_warp(derivs)], dev,
+        launch_split(sk.surface_forward, runs, args + [int(with_derivs), P, _PIXELS_PER_RUN, bary, depth, derivs], dev,
                      min_chunk=_MIN_PIXELS_PER_THREAD // _PIXELS_PER_RUN,
                      min_piece=_MIN_PIXELS_PER_LAUNCH // _PIXELS_PER_RUN)
         ctx.save_for_backward(verts_cam, kinv, faces, covered, face_ids)
@@ -87,8 +85,8 @@ class _Surface(torch.autograd.Function):
             return verts_cam.new_zeros(1, k) if g is None else g.to(dt).reshape(P, k).contiguous()
 
         args = _inputs(verts_cam, ctx.vertex_scale, kinv, faces, covered, face_ids, height, width, orthographic)
-        args += [as_warp(given(g_bary, 3)), int(g_bary is not None), as_warp(given(g_depth, 1).reshape(-1)),
-                 int(g_depth is not None), as_warp(given(g_derivs, 6)), int(g_derivs is not None),
+        args += [given(g_bary, 3), int(g_bary is not None), given(g_depth, 1).reshape(-1),
+                 int(g_depth is not None), given(g_derivs, 6), int(g_derivs is not None),
                  int(want_verts), int(want_kinv)]
         # Float64 accumulators; on CPU one set per thread (each thread adds only into its own), summed here.
         parts = 1 if dev.type == "cuda" else max(1, min(num_workers(), P // _MIN_PIXELS_PER_THREAD))
@@ -128,7 +126,7 @@ class _Interpolate(torch.autograd.Function):
         out = attrs.new_zeros(total, C)
         dout = attrs.new_zeros(total if with_derivs else 1, 2 * C)
         args = _interp_inputs(attrs, faces, covered, face_ids, pixels_per_view, attrs_per_view, bary, derivs)
-        launch_split(sk.interpolate_forward, P, args + [int(with_derivs), as_warp(out), as_warp(dout)],
+        launch_split(sk.interpolate_forward, P, args + [int(with_derivs), out, dout],
                      attrs.device, min_chunk=_MIN_PIXELS_PER_THREAD,
                      min_piece=_MIN_PIXELS_PER_LAUNCH)
         ctx.save_for_backward(attrs, bary, derivs, faces, covered, face_ids)
@@ -155,8 +153,8 @@ class _Interpolate(torch.autograd.Function):
         g_derivs = (torch.zeros_like(derivs) if want_bary and g_dout is not None and with_derivs
                     else bary.new_zeros(1, 6))
         args = _interp_inputs(attrs, faces, covered, face_ids, pixels_per_view, attrs_per_view, bary, derivs)
-        args += [as_warp(given(g_out)), int(g_out is not None), as_warp(given(g_dout)), int(g_dout is not None),
-                 int(want_bary), int(want_attrs), as_warp(g_bary), as_warp(g_derivs)]
+        args += [given(g_out), int(g_out is not None), given(g_dout), int(g_dout is not None),
+                 int(want_bary), int(want_attrs), g_bary, g_derivs]
         parts = 1 if dev.type == "cuda" else max(1, min(num_workers(), P // _MIN_PIXELS_PER_THREAD))
         g_attrs = torch.zeros(parts, attrs.shape[0] if want_attrs else 1, attrs.shape[1], dtype=torch.float64,
                               device=dev)
@@ -167,12 +165,12 @@ class _Interpolate(torch.autograd.Function):
 
 
 def _interp_inputs(attrs, faces, covered, face_ids, pixels_per_view, attrs_per_view, bary, derivs):
-    return [as_warp(attrs.detach().contiguous()), as_warp(faces), as_warp(covered), as_warp(face_ids),
-            pixels_per_view, attrs_per_view, as_warp(bary.detach().contiguous()), as_warp(derivs.detach().contiguous())]
+    return [attrs.detach().contiguous(), faces, covered, face_ids, pixels_per_view, attrs_per_view,
+            bary.detach().contiguous(), derivs.detach().contiguous()]
 
 
 def _launch_accumulating(kernel, count: int, args: list, buffers: list, parts: int, device: torch.device) -> None:
     """Launch ``kernel(offset, end, *args, *buffers)`` over ``count`` items; ``buffers`` are ``[parts, ...]``
     accumulators, part ``k`` of the launch adding (atomically) only into ``buffer[k]``."""
     if count > 0:
-        launch_partitioned(kernel, count, lambda k: [*args, *(as_warp(b[k]) for b in buffers)], parts, device)
+        launch_partitioned(kernel, count, lambda k: [*args, *(b[k] for b in buffers)], parts, device)

@@ -9,7 +9,8 @@ import warp as wp
 
 from .._checks import DeferredChecks
 from . import raster_kernels as rk
-from ._runtime import as_warp, ensure_init, launch_partitioned, launch_split, num_workers
+from .projection_kernels import project_vertices
+from ._runtime import ensure_init, launch_partitioned, launch_split, num_workers
 
 CULL_MODES = {"none": 0, "back": 1, "front": 2}
 
@@ -28,9 +29,8 @@ def project(verts_cam: torch.Tensor, K: torch.Tensor, orthographic: bool, eps: f
     vc = verts_cam.detach().reshape(N * V, 3).to(torch.float64).contiguous()
     intr = K.detach().double().reshape(-1, 9).expand(N, 9).contiguous()
     proj = torch.empty(N * V, 3, dtype=torch.float64, device=vc.device)
-    launch_split(rk.project_vertices, N * V, [as_warp(vc), as_warp(intr), V, int(bool(orthographic)), wp.float64(eps),
-                                              as_warp(proj)], vc.device, min_chunk=_MIN_ITEMS_PER_THREAD,
-                 min_piece=4 * _MIN_ITEMS_PER_THREAD)
+    launch_split(project_vertices, N * V, [vc, intr, V, int(bool(orthographic)), wp.float64(eps), proj], vc.device,
+                 min_chunk=_MIN_ITEMS_PER_THREAD, min_piece=4 * _MIN_ITEMS_PER_THREAD)
     return proj.view(N, V, 3)
 
 
@@ -41,8 +41,7 @@ def near_plane_flags(proj: torch.Tensor, faces: torch.Tensor, near: float) -> to
     N, V, _ = proj.shape
     F = faces.shape[0]
     flags = torch.empty(N * F, dtype=torch.int8, device=proj.device)
-    launch_split(rk.near_flags, N * F, [as_warp(proj.reshape(N * V, 3)), as_warp(faces), F, V, wp.float64(near),
-                                        as_warp(flags)], proj.device,
+    launch_split(rk.near_flags, N * F, [proj.reshape(N * V, 3), faces, F, V, wp.float64(near), flags], proj.device,
                  min_chunk=_MIN_ITEMS_PER_THREAD, min_piece=4 * _MIN_ITEMS_PER_THREAD)
     return flags
 
@@ -90,32 +89,29 @@ def find_visible(
     tiles_y = (height + rk.TILE_SIZE - 1) // rk.TILE_SIZE
     num_tiles = N * tiles_x * tiles_y
 
-    proj_w = as_warp(proj.reshape(N * V, 3))
-    faces_w = as_warp(faces)
-    extra_w = as_warp(extra_uvz.reshape(E * 3, 3) if E else torch.zeros(1, 3, dtype=torch.float64, device=device))
+    # Kernel inputs are the tensors themselves (the launch helpers pack them); empty ones get a one-row stand-in.
+    proj_rows = proj.reshape(N * V, 3)
+    extra_rows = extra_uvz.reshape(E * 3, 3) if E else torch.zeros(1, 3, dtype=torch.float64, device=device)
     ev = extra_view if E else torch.zeros(1, dtype=torch.int32, device=device)
     ef = extra_face if E else torch.zeros(1, dtype=torch.int32, device=device)
-    ev_w, ef_w = as_warp(ev), as_warp(ef)
 
     bbox = torch.empty(T, 4, dtype=torch.int32, device=device)
-    bbox_w = as_warp(bbox)
     # On the CPU the binning is cut into parts, one per thread, each counting into its own row of tile counts
     # (no cross-thread atomics); part k's entries of a tile follow those of parts 0..k-1, so the tile lists
     # hold their triangles in increasing order whatever the number of parts.
     parts = 1 if device.type == "cuda" else max(1, min(num_workers(), T // _MIN_ITEMS_PER_THREAD))
     counts = torch.zeros(parts, num_tiles, dtype=torch.int32, device=device)
     skip = face_skip if face_skip is not None else torch.zeros(1, dtype=torch.int8, device=device)
-    count_args = [N * F, F, V, proj_w, faces_w, as_warp(skip), int(face_skip is not None), extra_w, ev_w, ef_w, width,
-                  height, tiles_x, tiles_y, CULL_MODES[cull], bbox_w]
-    launch_partitioned(rk.bin_count_range, T, lambda k: [*count_args, as_warp(counts[k])], parts, device)
+    count_args = [N * F, F, V, proj_rows, faces, skip, int(face_skip is not None), extra_rows, ev, ef, width,
+                  height, tiles_x, tiles_y, CULL_MODES[cull], bbox]
+    launch_partitioned(rk.bin_count_range, T, lambda k: [*count_args, counts[k]], parts, device)
     offsets = torch.zeros(num_tiles + 1, dtype=torch.int32, device=device)
     torch.cumsum(counts.sum(0, dtype=torch.int32) if parts > 1 else counts[0], 0, out=offsets[1:])
     total, = (checks if checks is not None else DeferredChecks()).read(offsets[-1])
     tile_list = torch.empty(max(total, 1), dtype=torch.int32, device=device)
     cursor = offsets[:-1] + (counts.cumsum(0, dtype=torch.int32) - counts)  # [parts, tiles]: where each part starts
-    fill_args = [N * F, F, ev_w, ef_w, tiles_x, tiles_y, bbox_w]
-    launch_partitioned(rk.bin_fill_range, T, lambda k: [*fill_args, as_warp(cursor[k]), as_warp(tile_list)],
-                       parts, device)
+    fill_args = [N * F, F, ev, ef, tiles_x, tiles_y, bbox]
+    launch_partitioned(rk.bin_fill_range, T, lambda k: [*fill_args, cursor[k], tile_list], parts, device)
 
     out_face = torch.empty(N * height * width, dtype=torch.int32, device=device)
     out_depth = torch.empty(N * height * width, dtype=torch.float32, device=device)
@@ -125,9 +121,9 @@ def find_visible(
         prev_face, prev_depth, use_prev = prev[0].reshape(-1).contiguous(), prev[1].reshape(-1).contiguous(), 1
     launch_split(
         rk.raster_tiles, num_tiles,
-        [N * F, F, V, proj_w, faces_w, extra_w, ev_w, ef_w, bbox_w, as_warp(offsets), as_warp(tile_list),
+        [N * F, F, V, proj_rows, faces, extra_rows, ev, ef, bbox, offsets, tile_list,
          width, height, tiles_x, tiles_y, float(near), float(far), int(bool(affine_depth)), use_prev,
-         as_warp(prev_face), as_warp(prev_depth), as_warp(out_face), as_warp(out_depth)],
+         prev_face, prev_depth, out_face, out_depth],
         device, min_chunk=16,  # a tile is heavy work, but a split of a handful of tiles costs more than it saves
         min_piece=64,  # 256^2 (256 tiles): 4 ranges, not 8 launches of 32 tiles
     )

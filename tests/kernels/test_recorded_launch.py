@@ -1,0 +1,121 @@
+"""`_runtime.warp_launch`: CPU launches replay a launch recorded once per (kernel, thread) with arguments packed
+from torch tensors; results must equal those of `wp.launch` with `wp.from_torch` arrays, bit for bit."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+import torch
+import warp as wp
+
+from lumigrad.kernels import _runtime
+
+
+@wp.kernel
+def _affine(offset: int, end: int, x: wp.array(dtype=wp.float32), p: wp.array(dtype=wp.vec3d),
+            scale: wp.float64, shift: int, flags: wp.array(dtype=wp.int8), out: wp.array2d(dtype=wp.float64)):
+    i = offset + wp.tid()
+    q = p[i] * scale
+    out[i, 0] = wp.float64(x[i]) * q[0] + wp.float64(shift)
+    out[i, 1] = q[1] + q[2] + wp.float64(flags[i])
+
+
+@wp.kernel
+def _twice(offset: int, end: int, x: wp.array(dtype=Any), out: wp.array(dtype=Any)):
+    i = offset + wp.tid()
+    out[i] = x[i] + x[i]
+
+
+for _dtype in (wp.float32, wp.float64):
+    wp.overload(_twice, [int, int, wp.array(dtype=_dtype), wp.array(dtype=_dtype)])
+
+
+def _inputs(n: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, generator=g)
+    p = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    flags = torch.randint(-3, 4, (n,), generator=g, dtype=torch.int8)
+    return x, p, flags
+
+
+def _with_warp_launch(n: int, x, p, flags, scale: float, shift: int):
+    out = torch.zeros(n, 2, dtype=torch.float64)
+    wp.launch(_affine, dim=n, inputs=[0, n, wp.from_torch(x), wp.from_torch(p, dtype=wp.vec3d), wp.float64(scale),
+                                      shift, wp.from_torch(flags), wp.from_torch(out)], device="cpu")
+    return out
+
+
+def _with_runtime(n: int, x, p, flags, scale: float, shift: int):
+    out = torch.zeros(n, 2, dtype=torch.float64)
+    _runtime.launch(_affine, n, [0, n, x, p, wp.float64(scale), shift, flags, out], torch.device("cpu"))
+    return out
+
+
+def test_replayed_launches_equal_wp_launch_and_reuse_one_recording():
+    _runtime.ensure_init()
+    first = None
+    for n, seed, scale, shift in ((37, 0, 0.5, 3), (1000, 1, -2.25, -7), (5, 2, 1e-300, 0)):
+        x, p, flags = _inputs(n, seed)
+        expected = _with_warp_launch(n, x, p, flags, scale, shift)
+        assert torch.equal(_with_runtime(n, x, p, flags, scale, shift), expected)
+        rec = _runtime._recorded.launches[_affine]
+        first = first or rec
+        assert rec is first  # new sizes, buffers and scalars: the same recorded launch, re-parameterised
+
+
+def test_wp_arrays_and_the_switch_give_the_same_results(monkeypatch):
+    x, p, flags = _inputs(64, 3)
+    expected = _with_warp_launch(64, x, p, flags, 3.0, 1)
+    out = torch.zeros(64, 2, dtype=torch.float64)
+    _runtime.launch(_affine, 64, [0, 64, _runtime.as_warp(x), _runtime.as_warp(p, wp.vec3d), wp.float64(3.0), 1,
+                                  flags, _runtime.as_warp(out)], torch.device("cpu"))
+    assert torch.equal(out, expected)
+    monkeypatch.setattr(_runtime, "RECORDED_LAUNCHES", False)
+    assert torch.equal(_with_runtime(64, x, p, flags, 3.0, 1), expected)
+
+
+def test_generic_kernels_replay_one_recording_per_overload():
+    for dtype in (torch.float32, torch.float64, torch.float32):
+        x = torch.arange(10, dtype=dtype) / 3
+        out = torch.empty_like(x)
+        _runtime.launch(_twice, 10, [0, 10, x, out], x.device)
+        assert torch.equal(out, x + x)
+    keys = [k for k in _runtime._recorded.launches if isinstance(k, tuple) and k[0] is _twice]
+    assert len(keys) == 2
+
+
+def test_inputs_it_does_not_pack_fail_as_before():
+    x, p, flags = _inputs(8, 4)
+    out = torch.zeros(8, 2, dtype=torch.float64)
+    cpu = torch.device("cpu")
+    with pytest.raises(RuntimeError, match="dtype"):  # float64 where the kernel takes float32: Warp's own error
+        _runtime.launch(_affine, 8, [0, 8, x.double(), p, wp.float64(1.0), 0, flags, out], cpu)
+    with pytest.raises(RuntimeError, match="contiguous"):
+        _runtime.launch(_affine, 8, [0, 8, x, p, wp.float64(1.0), 0, flags, torch.zeros(2, 8).double().t()], cpu)
+    with pytest.raises(RuntimeError, match="unable to pack"):  # a float for an int parameter
+        _runtime.launch(_affine, 8, [0, 8, x, p, wp.float64(1.0), 0.5, flags, out], cpu)
+    with pytest.raises(RuntimeError, match="arguments"):
+        _runtime.launch(_affine, 8, [0, 8, x, p, wp.float64(1.0), 0, flags], cpu)
+    expected = _with_warp_launch(8, x, p, flags, 1.0, 0)
+    assert torch.equal(_with_runtime(8, x, p, flags, 1.0, 0), expected)  # still fine afterwards
+
+
+def test_each_thread_replays_its_own_recording():
+    x, p, flags = _inputs(500, 5)
+    expected = _with_warp_launch(500, x, p, flags, 2.0, 4)
+    results, recs = [], []
+
+    def work():
+        for _ in range(20):
+            results.append(_with_runtime(500, x, p, flags, 2.0, 4))
+        recs.append(_runtime._recorded.launches[_affine])
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 60 and all(torch.equal(r, expected) for r in results)
+    assert len({id(r) for r in recs}) == 3
