@@ -119,3 +119,31 @@ def test_each_thread_replays_its_own_recording():
         t.join()
     assert len(results) == 60 and all(torch.equal(r, expected) for r in results)
     assert len({id(r) for r in recs}) == 3
+
+
+def test_a_warp_without_the_launch_internals_falls_back_to_wp_launch(monkeypatch):
+    """A Warp release whose recorded launches lack an internal this uses (here ``module_exec``) gets the
+    results of ``wp.launch``, and recording is switched off instead of failing every launch."""
+    x, p, flags = _inputs(37, 5)
+    expected = _with_warp_launch(37, x, p, flags, 0.5, 2)
+
+    class WithoutInternals:
+        def __init__(self, rec):
+            self.kernel = rec.kernel
+
+        def __getattr__(self, name):
+            raise AttributeError(f"'Launch' object has no attribute {name!r}")
+
+    real_launch = wp.launch
+
+    def launch(*args, record_cmd=False, **kwargs):
+        rec = real_launch(*args, record_cmd=record_cmd, **kwargs)
+        return WithoutInternals(rec) if record_cmd else rec
+
+    monkeypatch.setattr(_runtime.wp, "launch", launch)
+    monkeypatch.setattr(_runtime, "RECORDED_LAUNCHES", True)
+    monkeypatch.setattr(_runtime._recorded, "launches", {})
+    monkeypatch.setattr(_runtime, "_packers", {})
+    assert torch.equal(_with_runtime(37, x, p, flags, 0.5, 2), expected)
+    assert _runtime.RECORDED_LAUNCHES is False
+    assert torch.equal(_with_runtime(37, x, p, flags, 0.5, 2), expected)

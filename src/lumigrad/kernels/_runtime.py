@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import functools
 import glob
+import logging
 import os
 import sys
 import threading
@@ -22,6 +23,8 @@ import torch
 import warp as wp
 
 from .. import threads as _threads
+
+_log = logging.getLogger(__name__)
 
 _threads.record_torch_baseline()  # the count as lumigrad found it; a later change is the user's
 
@@ -234,9 +237,20 @@ def warp_launch(kernel, count: int, inputs: Sequence, dev: str) -> None:
     an input of another type or dtype, a module reloaded since the recording) takes ``wp.launch``, which also
     raises its usual errors.
     """
-    if dev != "cpu" or not RECORDED_LAUNCHES:
-        _warp_launch_unrecorded(kernel, count, inputs, dev)
-        return
+    global RECORDED_LAUNCHES
+    if dev == "cpu" and RECORDED_LAUNCHES:
+        try:
+            if _replay_recorded(kernel, count, inputs, dev):
+                return
+        except AttributeError as exc:  # a Warp release whose launch internals differ: wp.launch from now on
+            RECORDED_LAUNCHES = False
+            _log.debug("recorded CPU launches off: Warp %s lacks %s", wp.__version__, exc)
+    _warp_launch_unrecorded(kernel, count, inputs, dev)
+
+
+def _replay_recorded(kernel, count: int, inputs: Sequence, dev: str) -> bool:
+    """Launch ``kernel`` by replaying this thread's recording of it (recorded now if need be); False when this
+    launch must go through ``wp.launch`` instead (nothing was launched)."""
     launches = getattr(_recorded, "launches", None)
     if launches is None:
         launches = _recorded.launches = {}
@@ -249,17 +263,16 @@ def warp_launch(kernel, count: int, inputs: Sequence, dev: str) -> None:
             packers = _packers[rec.kernel] = _argument_packers(rec) or False
         launches[key] = rec = rec if packers else False
     if rec is False or len(inputs) != len(rec.kernel.adj.args):
-        _warp_launch_unrecorded(kernel, count, inputs, dev)
-        return
+        return False
     try:
         for i, (pack, v) in enumerate(zip(_packers[rec.kernel], inputs)):
             rec.set_param_at_index_from_ctype(i, pack(v))
     except (_Unpacked, TypeError, ValueError):  # an input packed otherwise: wp.launch converts it (or raises)
-        _warp_launch_unrecorded(kernel, count, inputs, dev)
-        return
+        return False
     if rec.bounds.size != count:
         rec.set_dim(count)
     rec.launch()
+    return True
 
 
 def _as_warp_inputs(kernel, inputs: Sequence) -> list:
