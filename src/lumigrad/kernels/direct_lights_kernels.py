@@ -314,7 +314,7 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
                            v_f0: wp.array2d(dtype=Any), v_light: wp.array3d(dtype=Any), group: int,
                            want_point: int, want_light: int):
     """``v_light[slot, k]`` holds ``(v_vector[0:3], v_axis[0:3], v_shape[0:3], v_radiance[0:C])``; ``want_point`` 0
-    skips the point gradients (left zero), ``want_light`` 0 the light gradients (``v_light`` untouched)."""
+    skips the point gradients (not written), ``want_light`` 0 the light gradients (``v_light`` untouched)."""
     i = offset + wp.tid()
     slot = i // group
     one = wp.float64(1.0)
@@ -455,6 +455,8 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
                 if want_light != 0:
                     for j in range(3):
                         wp.atomic_add(v_light, slot, k, j, type(v_light[slot, k, 0])(g_u[j]))
+        if want_point == 0:  # light gradients only: the point's chain and stores are skipped
+            return
         # Smith visibility through nv (clamped) and a2
         inv_s1 = one / p.s1
         g_nv = gQ_s2 + p.nv * p.one_a2 * inv_s1 * gQ_nl
@@ -475,6 +477,8 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
             g_c[c] = sum_kd[c] * w_d * (one - f0c) * _INV_PI + sum_F0[c] * p.metal
             g_f0[c] = -sum_kd[c] * w_d * cc * _INV_PI + sum_F0[c] * w_d
             g_metal = g_metal - sum_kd[c] * cc * (one - f0c) * _INV_PI + sum_F0[c] * (cc - f0c)
+    if want_point == 0:
+        return
     # n = n_raw / max(|n_raw|, 1e-12), v = v_raw / |v_raw|
     n = p.n
     v = p.v
