@@ -132,10 +132,10 @@ def _cosines(n, wi, wo):
     """``(n.l, n.v, sin2_h, v.h, valid)`` of unit ``n, wi, wo``: clamped cosines, ``sin2_h = 1 - (n.h)^2`` and
     the above-horizon mask.
 
-    ``sin2_h`` is formed without the half vector's cosine: with ``hv = wi + wo``,
-    ``1 - (n.h)^2 = |n x hv|^2 / |hv|^2`` (Lagrange's identity for unit ``n``), which keeps all its digits near a
-    sharp highlight (``n.h -> 1``), where ``1 - (n.h)^2`` would cancel; ``|hv|^2`` is clamped to ``1e-12``
-    as the half vector's length is."""
+    No normalised half vector: with ``hv = wi + wo``, ``1 - (n.h)^2 = |n x hv|^2 / |hv|^2`` (Lagrange's identity
+    for unit ``n``), which keeps all its digits near a sharp highlight (``n.h -> 1``), where ``1 - (n.h)^2``
+    would cancel, and ``v.h = |hv| / 2``, which keeps them where ``wi`` nears ``-wo`` (both grazing), where
+    ``wo . h`` would. ``|hv|^2`` is clamped to ``1e-12`` (then ``v.h = wo . hv / 1e-6``)."""
     n_dot_l_raw = (n * wi).sum(-1, keepdim=True)
     n_dot_v_raw = (n * wo).sum(-1, keepdim=True)
     valid = (n_dot_l_raw > 0) & (n_dot_v_raw > 0)
@@ -144,12 +144,13 @@ def _cosines(n, wi, wo):
     n_dot_l = n_dot_l_raw.clamp(_DOT_EPS, 1.0)
     n_dot_v = n_dot_v_raw.clamp(_DOT_EPS, 1.0)
     hv = wi + wo
-    hh = (hv * hv).sum(-1, keepdim=True).clamp_min(_DOT_EPS ** 2)
+    hh_raw = (hv * hv).sum(-1, keepdim=True)
+    hh = hh_raw.clamp_min(_DOT_EPS ** 2)
     n_cross_hv = torch.linalg.cross(*torch.broadcast_tensors(n, hv), dim=-1)
     sin2_h = (n_cross_hv * n_cross_hv).sum(-1, keepdim=True) / hh
-    h = hv / hh.sqrt()
-    v_dot_h = (wo * h).sum(-1, keepdim=True).clamp(0.0, 1.0)
-    return n_dot_l, n_dot_v, sin2_h, v_dot_h, valid
+    # v.h = |hv| / 2 for unit wi, wo (wo . h cancels when wi is close to -wo); wo . hv / 1e-6 where |hv| is clamped
+    v_dot_h = torch.where(hh_raw >= _DOT_EPS ** 2, 0.5 * hh.sqrt(), (wo * hv).sum(-1, keepdim=True) / _DOT_EPS)
+    return n_dot_l, n_dot_v, sin2_h, v_dot_h.clamp(0.0, 1.0), valid
 
 
 def _ggx_q(sin2_h, a2):
