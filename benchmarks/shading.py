@@ -7,9 +7,9 @@ reference (``lumigrad.shading.shade_direct`` of one sample per light) and by the
 (``shade_punctual``, all lights of a pixel in one pass; ``--spot-lights`` adds spot lights with a range,
 aimed at the model, fused only), the environment by ``shade_environment``; forward and forward+backward
 (gradients to the light positions and intensities, and the spots' directions and angles, or to the SH
-coefficients and the environment texels through ``prefilter_ggx``), median of ``--repeats`` in wall and in
-process CPU time (all threads of the process; less sensitive to other processes than wall time), with the
-peak RSS growth of the backward run. The environment row uses the studio map (64 x 128, 9 pre-filtered
+coefficients and the environment texels through ``prefilter_ggx``), median of ``--repeats`` runs, each timed
+in wall and in process CPU time at once (all threads of the process; less sensitive to other processes than
+wall time), with the peak RSS growth of the backward run. The environment row uses the studio map (64 x 128, 9 pre-filtered
 roughness levels at 16 x 32, degree-2 SH).
 
 No peer column yet: Mitsuba 3 shades by ray tracing (its ``direct`` integrator), which this deferred raster
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -33,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import raster as rb  # noqa: E402
 
 import lumigrad as lg  # noqa: E402
-from lumigrad.app.benchmarking import time_call  # noqa: E402
 from lumigrad.shading import (PunctualLights, point_light, prefilter_ggx, sh_project_equirect,  # noqa: E402
                               shade_direct, shade_environment, shade_punctual)
 
@@ -56,10 +56,18 @@ def gbuffer(size: int):
     return position.detach(), normal.detach(), eye, material, mask, int(frags.mask.sum())
 
 
-def cpu_ms(fn, repeats: int) -> float:
-    """Median process CPU milliseconds of ``fn()`` (all threads of this process) over ``repeats`` runs after one
-    untimed warm-up: less sensitive than wall time to other processes on a shared machine."""
-    return statistics.median(time_call(fn, repeats, warmup=1, clock="cpu")) * 1e3
+def wall_and_cpu_ms(fn, repeats: int) -> tuple[float, float]:
+    """Median wall and median process CPU milliseconds of ``fn()`` (CPU: all threads of this process, less
+    sensitive than wall time to other processes on a shared machine), both read around the same ``repeats``
+    runs after one untimed warm-up."""
+    fn()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall) * 1e3, statistics.median(cpu) * 1e3
 
 
 def main(argv=None) -> int:
@@ -139,10 +147,8 @@ def main(argv=None) -> int:
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     fused_bwd = {}
     for name, fn in rows:
-        fwd = rb.time_ms(lambda: fn(False), args.repeats, device)
-        bwd = rb.time_ms(lambda: fn(True), args.repeats, device)
-        fwd_cpu = cpu_ms(lambda: fn(False), args.repeats)
-        bwd_cpu = cpu_ms(lambda: fn(True), args.repeats)
+        fwd, fwd_cpu = wall_and_cpu_ms(lambda: fn(False), args.repeats)
+        bwd, bwd_cpu = wall_and_cpu_ms(lambda: fn(True), args.repeats)
         peak = rb.peak_mib(lambda: fn(True), device)[0]
         pixels = args.size * args.size
         print(f"| {name} | {fwd:.1f} | {fwd * 1e6 / pixels:.0f} | {bwd:.1f} | {bwd * 1e6 / pixels:.0f} | "

@@ -15,7 +15,12 @@ from lumigrad.shading.lights import MIN_LIGHT_DISTANCE
 TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
 
 
-def _scene(P=400, K=6, C=3, dtype=torch.float64, seed=0, mask=False):
+def _scene(P=400, K=6, C=3, dtype=torch.float64, seed=0, mask=False, highlight=False):
+    """``highlight``: three quarters of the normals turned to within 1e-7..1e-1 radians of the half vector of
+    one point light and the camera, roughness 0.08 (alpha 6.4e-3): sharp highlights, where ``1 - (n.h)^2``
+    computed from ``n.h`` cancels. Sharper lobes are not compared at 1e-12: near ``alpha = 1e-3`` the value's
+    own condition number (``d ln D / d angle`` up to ``2 / alpha``) turns the different rounding of the two
+    sides' normalisations into ~1e-12 (``tests/shading/test_brdf.py`` checks the twin there against mpmath)."""
     g = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.rand(*s, generator=g, dtype=torch.float64)  # noqa: E731
     position = torch.randn(P, 3, generator=g, dtype=torch.float64) * 0.5
@@ -31,6 +36,14 @@ def _scene(P=400, K=6, C=3, dtype=torch.float64, seed=0, mask=False):
     vectors = torch.randn(K, 3, generator=g, dtype=torch.float64) * 1.5
     vectors[0] = position[5] + torch.tensor([0.0, 0.0, 1e-5], dtype=torch.float64)  # inside min_distance
     is_point = torch.tensor([k % 3 != 2 for k in range(K)])
+    if highlight:  # the points after the first quarter (which keeps back-facing and grazing ones)
+        unit = lambda t: t / t.norm(dim=-1, keepdim=True)  # noqa: E731
+        x = position[P // 4:]
+        half = unit(unit(vectors[1] - x) + unit(camera - x))  # light 1 is a point light
+        tilt = unit(torch.linalg.cross(half, torch.randn(x.shape, generator=g, dtype=torch.float64)))
+        angle = 10.0 ** (-7.0 + 6.0 * r(x.shape[0], 1))
+        normal[P // 4:] = half * torch.cos(angle) + tilt * torch.sin(angle)
+        material["roughness"][P // 4:] = 0.08
     radiance = r(K, C) * 3
     mask_t = (r(P) > 0.3) if mask else None
     cast = lambda t: t.to(dtype)  # noqa: E731
@@ -59,13 +72,12 @@ def _close(a, b, tol, what):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("use_mask", [False, True])
-def test_fused_matches_reference_values_and_gradients(dtype, use_mask):
+def test_fused_matches_reference_values_and_gradients(dtype, use_mask, seed=0):
     """The fused kernel in ``dtype`` against the float64 PyTorch reference on the same (rounded) inputs.
 
-    In float32 the reference itself would round differently (near a sharp specular peak ``(1 - nh^2)`` loses
-    most of its digits in float32), so it runs in float64 on the float32 inputs; the kernel computes in float64
-    and rounds its results to float32."""
-    position, normal, camera, material, lights, mask = _scene(dtype=dtype, mask=use_mask)
+    The reference runs in float64 on the float32 inputs too; the kernel computes in float64 and rounds its
+    results to float32."""
+    position, normal, camera, material, lights, mask = _scene(dtype=dtype, mask=use_mask, seed=seed)
     wo = camera - position
     leaves = [position, normal, wo, material["base_color"], material["roughness"], material["metallic"],
               lights.vector, lights.radiance]
@@ -90,6 +102,31 @@ def test_fused_matches_reference_values_and_gradients(dtype, use_mask):
         _close(a, b, TOL[dtype], f"gradient of {name}")
         cos = torch.nn.functional.cosine_similarity(a.flatten().double(), b.flatten(), dim=0)
         assert float(cos) > 1 - 1e-6, name
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fused_matches_reference_near_sharp_highlights(seed):
+    """Three quarters of the points within 1e-7..1e-1 radians of a sharp highlight (roughness 0.08): values at
+    1e-12 (a kernel or twin forming ``1 - (n.h)^2`` from ``n.h`` is off by up to ~1e-11 there); gradients at
+    1e-10, since near such peaks the twin's own gradient moves by up to ~6e-12 when the inputs move by 2 ulp
+    (measured), so no two roundings of it agree to 1e-12."""
+    position, normal, camera, material, lights, _ = _scene(seed=seed, highlight=True)
+    leaves = [position, normal, camera - position, material["base_color"], material["roughness"],
+              material["metallic"], lights.vector, lights.radiance]
+    fused_leaves = [t.detach().clone().requires_grad_(True) for t in leaves]
+    ref_leaves = [t.detach().clone().requires_grad_(True) for t in leaves]
+
+    def shade(xs, use_fused):
+        si = SurfaceSample(position=xs[0], normal=xs[1], wo=xs[2], base_color=xs[3], roughness=xs[4],
+                           metallic=xs[5])
+        return shade_punctual_unchecked(si, PunctualLights(xs[6], lights.is_point, xs[7]), use_fused=use_fused)
+
+    fused, ref = shade(fused_leaves, True), shade(ref_leaves, False)
+    assert float(ref.detach().abs().max()) > 100.0  # the peaks are there
+    _close(fused, ref, 1e-12, "value")
+    cot = torch.randn(ref.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad(fused, fused_leaves, cot), torch.autograd.grad(ref, ref_leaves, cot)):
+        _close(a, b, 1e-10, "gradient")
 
 
 def test_public_op_matches_reference_with_camera_position():

@@ -15,18 +15,20 @@ One thread per shading point ``i`` loops over the ``K`` lights. With ``n = norma
 and reflects by the glTF metallic-roughness BRDF of :mod:`lumigrad.shading.brdf` (same clamps)::
 
     valid = (n.l > 0) and (n.v > 0)
-    nl = clamp(n.l, 1e-6, 1), nv = clamp(n.v, 1e-6, 1), h = (l + v) / sqrt(max(|l + v|^2, 1e-12))
-    nh = clamp(n.h, 0, 1), vh = clamp(v.h, 0, 1), alpha = max(r^2, 1e-3), a2 = alpha^2
-    D V = a2 / (2 pi q^2 Q),  q = (1 - nh^2) + nh^2 a2,  Q = nl s(nv) + nv s(nl),  s(c) = sqrt(c^2 (1 - a2) + a2)
+    nl = clamp(n.l, 1e-6, 1), nv = clamp(n.v, 1e-6, 1), hv = l + v, hc = max(|hv|^2, 1e-12)
+    vh = clamp(|hv| / 2, 0, 1) (= v.h for unit l, v), alpha = max(r^2, 1e-3), a2 = alpha^2
+    D V = a2 hc^2 / (2 pi qn^2 Q),  qn = a2 hc + (1 - a2) |n x hv|^2,
+    Q = nl s(nv) + nv s(nl),  s(c) = sqrt(c^2 (1 - a2) + a2)
     m5 = (1 - vh)^5, kd_c = (1 - metal) c_c (1 - f0_c) / pi, F0_c = (1 - metal) f0_c + metal c_c
     f_c = kd_c (1 - m5) + D V (F0_c + (1 - F0_c) m5)                               (0 unless valid)
     out[i, c] += f_c * radiance[k, c] * G
 
-(the same ``f`` as ``(1 - metal) ((1 - Fd) c / pi + Fd D V) + metal D V Fm`` of the reference). ``n.h`` is
-formed as the reference forms it: near a sharp highlight ``1 - nh^2`` cancels, and an algebraically equal
-form without the half vector (``nh^2 = (n.l + n.v)^2 / |l + v|^2``, one division less) rounded differently
-enough to leave the float64 twin's 1e-12 on some grazing scenes. Per light: three square roots and three
-divisions forward; the backward's one reciprocal ``1 / (q Q s(nl))`` gives the three it needs.
+(the same ``f`` as ``(1 - metal) ((1 - Fd) c / pi + Fd D V) + metal D V Fm`` of the reference). ``qn`` is
+``q |hv|^2`` with GGX's ``q = (1 - nh^2) + nh^2 a2`` written as the twin writes it
+(:func:`lumigrad.shading.brdf._cosines`): ``1 - nh^2 = |n x hv|^2 / |hv|^2``, a sum of non-negative terms that
+keeps its digits near a sharp highlight, where ``1 - nh^2`` from ``n.h`` cancels. No normalised half vector:
+per light three square roots and two divisions forward; the backward's one reciprocal
+``1 / (qn Q s(nl) hc)`` gives the four it needs.
 
 **Backward**: per point and light the same values are recomputed and differentiated by hand; point
 gradients are written per point (no atomics; sums over the lights of the per-point factors are kept and the
@@ -103,18 +105,19 @@ class _Incoming:
 
 @wp.struct
 class _Lobe:
-    """The BRDF's terms of one light at a point (``Q``, not yet ``D V``)."""
+    """The BRDF's terms of one light at a point (``qn`` and ``Q``, not yet ``D V``)."""
 
     nl: wp.float64
-    h: wp.vec3d
-    inv_hl: wp.float64
+    hv: wp.vec3d
+    hc: wp.float64
+    hl: wp.float64
     h_clamped: int
-    nh_raw: wp.float64
+    c: wp.vec3d
+    c2: wp.float64
     vh_raw: wp.float64
-    nh: wp.float64
     m: wp.float64
     m5: wp.float64
-    q: wp.float64
+    qn: wp.float64
     s2: wp.float64
     Q: wp.float64
 
@@ -237,30 +240,31 @@ def _incoming(p: _Point, k: int, light_vector: wp.array2d(dtype=Any), light_kind
 
 @wp.func
 def _lobe(p: _Point, g: _Incoming):
-    """The reference's order of operations for ``n.h``: ``1 - nh^2`` cancels near a sharp highlight, and only
-    the same rounding there keeps the kernel within 1e-12 of the float64 twin."""
+    """No normalised half vector: ``hv = l + v``, ``v.h = |hv| / 2`` (unit ``l``, ``v``) and ``q |hv|^2 =
+    a2 |hv|^2 + (1 - a2) |n x hv|^2`` (the twin's ``1 - nh^2 = |n x hv|^2 / |hv|^2``: no cancellation)."""
     one = wp.float64(1.0)
     zero = wp.float64(0.0)
     b = _Lobe()
     b.nl = wp.min(wp.max(g.nl_raw, _DOT_EPS), one)
     hv = g.l + p.v
+    b.hv = hv
     hh = wp.dot(hv, hv)
     b.h_clamped = 0
-    hl = _DOT_EPS
     if hh >= _DOT_EPS * _DOT_EPS:
-        hl = wp.sqrt(hh)
+        b.hc = hh
+        b.hl = wp.sqrt(hh)
+        b.vh_raw = wp.float64(0.5) * b.hl
     else:  # l = -v up to rounding: |l + v| clamped as the reference's
         b.h_clamped = 1
-    b.inv_hl = one / hl
-    b.h = hv * b.inv_hl
-    b.nh_raw = wp.dot(p.n, b.h)
-    b.vh_raw = wp.dot(p.v, b.h)
-    b.nh = wp.min(wp.max(b.nh_raw, zero), one)
+        b.hc = _DOT_EPS * _DOT_EPS
+        b.hl = _DOT_EPS
+        b.vh_raw = wp.dot(p.v, hv) / _DOT_EPS
     b.m = one - wp.min(wp.max(b.vh_raw, zero), one)
     m2 = b.m * b.m
     b.m5 = m2 * m2 * b.m
-    nh2 = b.nh * b.nh
-    b.q = (one - nh2) + nh2 * p.a2
+    b.c = wp.cross(p.n, hv)
+    b.c2 = wp.dot(b.c, b.c)
+    b.qn = p.a2 * b.hc + p.one_a2 * b.c2
     b.s2 = wp.sqrt(b.nl * b.nl * p.one_a2 + p.a2)
     b.Q = b.nl * p.s1 + p.nv * b.s2
     return b
@@ -285,7 +289,7 @@ def direct_lights_forward(offset: int, end: int, position: wp.array2d(dtype=Any)
             if g.ok == 0:
                 continue
             b = _lobe(p, g)
-            dv = p.a2_2pi / (b.q * b.q * b.Q)
+            dv = p.a2_2pi * b.hc * b.hc / (b.qn * b.qn * b.Q)
             G = g.G0 * g.W * g.a
             one_m5 = one - b.m5
             for c in range(4):  # all of MAX_CHANNELS (constant: unrolled, the vectors stay in registers)
@@ -310,7 +314,7 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
                            v_f0: wp.array2d(dtype=Any), v_light: wp.array3d(dtype=Any), group: int,
                            want_point: int, want_light: int):
     """``v_light[slot, k]`` holds ``(v_vector[0:3], v_axis[0:3], v_shape[0:3], v_radiance[0:C])``; ``want_point`` 0
-    skips the point gradients (left zero), ``want_light`` 0 the light gradients (``v_light`` untouched)."""
+    skips the point gradients (not written), ``want_light`` 0 the light gradients (``v_light`` untouched)."""
     i = offset + wp.tid()
     slot = i // group
     one = wp.float64(1.0)
@@ -334,7 +338,7 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
         sum_kd = wp.vec4d()  # sum over lights of d out / d kd_c, then of d out / d F0_c
         sum_F0 = wp.vec4d()
         gE_a2 = zero  # sums over the lights for the gradient of a2 (D's numerator, q, the Smith roots)
-        gq_nh2 = zero
+        gqn_a2 = zero
         gQ_s2 = zero
         gQ_nl = zero
         gQ_a2 = zero
@@ -343,11 +347,14 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
             if inc.ok == 0:
                 continue
             b = _lobe(p, inc)
-            R = one / (b.q * b.Q * b.s2)
-            iq = R * b.Q * b.s2
-            iQ = R * b.q * b.s2
-            is2 = R * b.q * b.Q
-            dv = p.a2_2pi * iq * iq * iQ
+            R = one / (b.qn * b.Q * b.s2 * b.hc)
+            qQ = b.qn * b.Q
+            s2hc = b.s2 * b.hc
+            iqn = R * b.Q * s2hc
+            iQ = R * b.qn * s2hc
+            is2 = R * qQ * b.hc
+            ihc = R * qQ * b.s2
+            dv = p.a2_2pi * b.hc * b.hc * iqn * iqn * iQ
             G = inc.G0 * inc.W * inc.a
             one_m5 = one - b.m5
             g_G = zero
@@ -367,15 +374,16 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
                     sum_F0[c] = sum_F0[c] + gf * dv * one_m5
                 g_dv = g_dv + gf * spec
                 g_m5 = g_m5 + gf * (dv * (one - F0c) - kd[c])
-            # D V = a2 / (2 pi q^2 Q), q = 1 - nh^2 (1 - a2)
+            # D V = a2 hc^2 / (2 pi qn^2 Q), qn = a2 hc + (1 - a2) c2, c2 = |n x hv|^2
             gE = g_dv * dv
-            g_q = -two * gE * iq
-            g_nh = g_q * two * b.nh * (p.a2 - one)
+            g_qn = -two * gE * iqn
+            g_c2 = g_qn * p.one_a2
+            g_hc = two * gE * ihc + g_qn * p.a2
             g_Q = -gE * iQ
             g_nl = g_Q * (p.s1 + p.nv * b.nl * p.one_a2 * is2)
             if want_point != 0:
                 gE_a2 = gE_a2 + gE
-                gq_nh2 = gq_nh2 + g_q * b.nh * b.nh
+                gqn_a2 = gqn_a2 + g_qn * (b.hc - b.c2)
                 gQ_s2 = gQ_s2 + g_Q * b.s2
                 gQ_nl = gQ_nl + g_Q * b.nl
                 gQ_a2 = gQ_a2 + g_Q * (one - b.nl * b.nl) * is2
@@ -385,20 +393,21 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
             # clamps (gradient passes on the closed interval, as torch.clamp's)
             if inc.nl_raw < _DOT_EPS or inc.nl_raw > one:
                 g_nl = zero
-            if b.nh_raw < zero or b.nh_raw > one:
-                g_nh = zero
             if b.vh_raw < zero or b.vh_raw > one:
                 g_vh = zero
-            # nh = n.h, vh = v.h, h = hv / |hv|, hv = l + v
-            h = b.h
-            g_h = g_nh * p.n + g_vh * p.v
-            g_hv = g_h * b.inv_hl
+            # c2 = |n x hv|^2, hc = |hv|^2 (or 1e-12), vh = |hv| / 2 (or v.hv / 1e-6), hv = l + v
+            hv = b.hv
+            g_hv = (two * g_c2) * wp.cross(b.c, p.n)
+            g_vv = wp.vec3d()
             if b.h_clamped == 0:
-                g_hv = (g_h - h * wp.dot(g_h, h)) * b.inv_hl
+                g_hv = g_hv + (two * g_hc + wp.float64(0.5) * g_vh * b.hl * ihc) * hv
+            else:
+                g_hv = g_hv + (g_vh / _DOT_EPS) * p.v
+                g_vv = (g_vh / _DOT_EPS) * hv
             g_l = g_hv + g_nl * p.n
             if want_point != 0:
-                g_n = g_n + g_nh * h + g_nl * inc.l
-                g_v = g_v + g_vh * h + g_hv
+                g_n = g_n + (two * g_c2) * wp.cross(hv, b.c) + g_nl * inc.l
+                g_v = g_v + g_hv + g_vv
             # G = G0 W a
             g_G0 = g_G * inc.W * inc.a
             l = inc.l
@@ -446,6 +455,8 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
                 if want_light != 0:
                     for j in range(3):
                         wp.atomic_add(v_light, slot, k, j, type(v_light[slot, k, 0])(g_u[j]))
+        if want_point == 0:  # light gradients only: the point's chain and stores are skipped
+            return
         # Smith visibility through nv (clamped) and a2
         inv_s1 = one / p.s1
         g_nv = gQ_s2 + p.nv * p.one_a2 * inv_s1 * gQ_nl
@@ -453,7 +464,7 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
             g_nv = zero
         g_n = g_n + g_nv * p.v
         g_v = g_v + g_nv * p.n
-        g_a2 = gE_a2 / p.a2 + gq_nh2
+        g_a2 = gE_a2 / p.a2 + gqn_a2
         g_a2 = g_a2 + (one - p.nv * p.nv) * wp.float64(0.5) * inv_s1 * gQ_nl + wp.float64(0.5) * p.nv * gQ_a2
         # a2 = alpha^2, alpha = max(r^2, ALPHA_MIN)
         if p.r * p.r >= _ALPHA_MIN:
@@ -466,6 +477,8 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
             g_c[c] = sum_kd[c] * w_d * (one - f0c) * _INV_PI + sum_F0[c] * p.metal
             g_f0[c] = -sum_kd[c] * w_d * cc * _INV_PI + sum_F0[c] * w_d
             g_metal = g_metal - sum_kd[c] * cc * (one - f0c) * _INV_PI + sum_F0[c] * (cc - f0c)
+    if want_point == 0:
+        return
     # n = n_raw / max(|n_raw|, 1e-12), v = v_raw / |v_raw|
     n = p.n
     v = p.v

@@ -129,7 +129,13 @@ def _geometry(n, wi, wo):
 
 
 def _cosines(n, wi, wo):
-    """``(n.l, n.v, n.h, v.h, valid)`` of unit ``n, wi, wo``: clamped cosines and the above-horizon mask."""
+    """``(n.l, n.v, sin2_h, v.h, valid)`` of unit ``n, wi, wo``: clamped cosines, ``sin2_h = 1 - (n.h)^2`` and
+    the above-horizon mask.
+
+    No normalised half vector: with ``hv = wi + wo``, ``1 - (n.h)^2 = |n x hv|^2 / |hv|^2`` (Lagrange's identity
+    for unit ``n``), which keeps all its digits near a sharp highlight (``n.h -> 1``), where ``1 - (n.h)^2``
+    would cancel, and ``v.h = |hv| / 2``, which keeps them where ``wi`` nears ``-wo`` (both grazing), where
+    ``wo . h`` would. ``|hv|^2`` is clamped to ``1e-12`` (then ``v.h = wo . hv / 1e-6``)."""
     n_dot_l_raw = (n * wi).sum(-1, keepdim=True)
     n_dot_v_raw = (n * wo).sum(-1, keepdim=True)
     valid = (n_dot_l_raw > 0) & (n_dot_v_raw > 0)
@@ -137,11 +143,20 @@ def _cosines(n, wi, wo):
     # branch finite so that its (zero) gradient never turns into 0 * inf = NaN.
     n_dot_l = n_dot_l_raw.clamp(_DOT_EPS, 1.0)
     n_dot_v = n_dot_v_raw.clamp(_DOT_EPS, 1.0)
-    h = wi + wo
-    h = h / (h * h).sum(-1, keepdim=True).clamp_min(_DOT_EPS ** 2).sqrt()
-    n_dot_h = (n * h).sum(-1, keepdim=True).clamp(0.0, 1.0)
-    v_dot_h = (wo * h).sum(-1, keepdim=True).clamp(0.0, 1.0)
-    return n_dot_l, n_dot_v, n_dot_h, v_dot_h, valid
+    hv = wi + wo
+    hh_raw = (hv * hv).sum(-1, keepdim=True)
+    hh = hh_raw.clamp_min(_DOT_EPS ** 2)
+    n_cross_hv = torch.linalg.cross(*torch.broadcast_tensors(n, hv), dim=-1)
+    sin2_h = (n_cross_hv * n_cross_hv).sum(-1, keepdim=True) / hh
+    # v.h = |hv| / 2 for unit wi, wo (wo . h cancels when wi is close to -wo); wo . hv / 1e-6 where |hv| is clamped
+    v_dot_h = torch.where(hh_raw >= _DOT_EPS ** 2, 0.5 * hh.sqrt(), (wo * hv).sum(-1, keepdim=True) / _DOT_EPS)
+    return n_dot_l, n_dot_v, sin2_h, v_dot_h.clamp(0.0, 1.0), valid
+
+
+def _ggx_q(sin2_h, a2):
+    """GGX's ``q = (1 - (n.h)^2) + (n.h)^2 alpha^2`` as ``alpha^2 + sin2_h (1 - alpha^2)``: two non-negative
+    terms, no cancellation (``D = alpha^2 / (pi q^2)``)."""
+    return a2 + sin2_h * (1.0 - a2)
 
 
 def _alpha(roughness: torch.Tensor) -> torch.Tensor:
@@ -334,19 +349,18 @@ def cook_torrance(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, roughness
         >>> round(cook_torrance(z, z, z, 0.5, 1.0).item(), 4)  # 1 / (4 pi 0.0625) = 4 / pi
         1.2732
     """
-    n_dot_l, n_dot_v, n_dot_h, v_dot_h, valid = _geometry(n, wi, wo)
+    n_dot_l, n_dot_v, sin2_h, v_dot_h, valid = _geometry(n, wi, wo)
     roughness = _check_param(roughness, "roughness", n_dot_l, 0.0, 1.0)
     f0 = _check_param(f0, "f0", n_dot_l, 0.0, 1.0, shape="color")
     _batch([("n, wi, wo", valid), ("roughness", roughness), ("f0", f0.reshape(1) if f0.dim() == 0 else f0)])
-    f, _ = _specular(n_dot_l, n_dot_v, n_dot_h, v_dot_h, _alpha(roughness), f0)
+    f, _ = _specular(n_dot_l, n_dot_v, sin2_h, v_dot_h, _alpha(roughness), f0)
     return torch.where(valid, f, torch.zeros((), dtype=f.dtype, device=f.device))
 
 
-def _specular(n_dot_l, n_dot_v, n_dot_h, v_dot_h, alpha, f0):
-    """``(D V F, D V)`` from already clamped cosines; no checks."""
+def _specular(n_dot_l, n_dot_v, sin2_h, v_dot_h, alpha, f0):
+    """``(D V F, D V)`` from already clamped cosines and ``sin2_h = 1 - (n.h)^2`` (:func:`_cosines`); no checks."""
     a2 = alpha * alpha
-    nh2 = n_dot_h * n_dot_h
-    d = (1.0 - nh2) + nh2 * a2
+    d = _ggx_q(sin2_h, a2)
     dist = a2 / (math.pi * d * d)
     vis = 0.5 / (n_dot_l * torch.sqrt(n_dot_v * n_dot_v * (1.0 - a2) + a2)
                  + n_dot_v * torch.sqrt(n_dot_l * n_dot_l * (1.0 - a2) + a2))
@@ -402,10 +416,10 @@ def metallic_roughness(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, base
         >>> metallic_roughness(z, z, z, c, 0.5, 1.0).tolist()
         [1.0, 0.5, 0.0]
     """
-    n_dot_l, n_dot_v, n_dot_h, v_dot_h, valid = _geometry(n, wi, wo)
+    n_dot_l, n_dot_v, sin2_h, v_dot_h, valid = _geometry(n, wi, wo)
     base_color, roughness, metallic, ior, specular_f0 = _check_material(base_color, roughness, metallic, ior,
                                                                         specular_f0, n_dot_l, valid)
-    return _metallic_roughness(n_dot_l, n_dot_v, n_dot_h, v_dot_h, valid, base_color, roughness, metallic, ior,
+    return _metallic_roughness(n_dot_l, n_dot_v, sin2_h, v_dot_h, valid, base_color, roughness, metallic, ior,
                                specular_f0, return_parts)
 
 
@@ -442,7 +456,7 @@ def _to_tensor(x, like: torch.Tensor) -> torch.Tensor:
     return x if isinstance(x, torch.Tensor) else torch.tensor(float(x), dtype=like.dtype, device=like.device)
 
 
-def _metallic_roughness(n_dot_l, n_dot_v, n_dot_h, v_dot_h, valid, base_color, roughness, metallic, ior,
+def _metallic_roughness(n_dot_l, n_dot_v, sin2_h, v_dot_h, valid, base_color, roughness, metallic, ior,
                         specular_f0, return_parts, transmission=None):
     """The glTF BRDF from clamped cosines and tensor parameters (``ior`` unused when ``specular_f0`` is set);
     a ``transmission`` fraction scales the dielectric layer by ``1 - transmission``."""
@@ -452,7 +466,7 @@ def _metallic_roughness(n_dot_l, n_dot_v, n_dot_h, v_dot_h, valid, base_color, r
     else:
         f0_d = specular_f0
     alpha = _alpha(roughness)
-    f_metal, dv = _specular(n_dot_l, n_dot_v, n_dot_h, v_dot_h, alpha, base_color)
+    f_metal, dv = _specular(n_dot_l, n_dot_v, sin2_h, v_dot_h, alpha, base_color)
     m = 1.0 - v_dot_h
     m2 = m * m
     fd = f0_d + (1.0 - f0_d) * (m2 * m2 * m)
@@ -542,11 +556,11 @@ def metallic_roughness_pdf(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, 
         >>> round(metallic_roughness_pdf(z, wi, z, 1.0, 1.0, 0.0, specular_f0=0.0).item(), 4)  # p_spec = 0 at n.wo = 1
         0.2546
     """
-    n_dot_l, n_dot_v, n_dot_h, v_dot_h, valid = _geometry(n, wi, wo)
+    n_dot_l, n_dot_v, sin2_h, v_dot_h, valid = _geometry(n, wi, wo)
     like = n_dot_l
     base_color, roughness, metallic, ior, specular_f0 = _check_material(base_color, roughness, metallic, ior,
                                                                         specular_f0, like, valid)
-    return _pdf(n_dot_l, n_dot_v, n_dot_h, valid, base_color, roughness, metallic, _f0_dielectric(ior, specular_f0))
+    return _pdf(n_dot_l, n_dot_v, sin2_h, valid, base_color, roughness, metallic, _f0_dielectric(ior, specular_f0))
 
 
 def metallic_roughness_sample(n: torch.Tensor, wo: torch.Tensor, base_color, roughness, metallic,
@@ -615,10 +629,10 @@ def metallic_roughness_pdf_unchecked(n, wi, wo, base_color, roughness, metallic,
     n = n / torch.linalg.vector_norm(n, dim=-1, keepdim=True)
     wi = wi / torch.linalg.vector_norm(wi, dim=-1, keepdim=True)
     wo = wo / torch.linalg.vector_norm(wo, dim=-1, keepdim=True)
-    n_dot_l, n_dot_v, n_dot_h, _, valid = _cosines(n, wi, wo)
+    n_dot_l, n_dot_v, sin2_h, _, valid = _cosines(n, wi, wo)
     base_color, roughness, metallic = (_to_tensor(x, n_dot_l) for x in (base_color, roughness, metallic))
     f0_d = _f0_dielectric(_to_tensor(ior, n_dot_l), None if specular_f0 is None else _to_tensor(specular_f0, n_dot_l))
-    return _pdf(n_dot_l, n_dot_v, n_dot_h, valid, base_color, roughness, metallic, f0_d, transmission)
+    return _pdf(n_dot_l, n_dot_v, sin2_h, valid, base_color, roughness, metallic, f0_d, transmission)
 
 
 def metallic_roughness_sample_unchecked(n, wo, base_color, roughness, metallic, u1, u2, *, ior=1.5,
@@ -696,11 +710,10 @@ def _specular_probability(n_dot_v, base_color, metallic, f0_d, transmission=None
     return torch.where(positive, spec / torch.where(positive, total, torch.ones_like(total)), torch.ones_like(total))
 
 
-def _pdf(n_dot_l, n_dot_v, n_dot_h, valid, base_color, roughness, metallic, f0_d, transmission=None):
+def _pdf(n_dot_l, n_dot_v, sin2_h, valid, base_color, roughness, metallic, f0_d, transmission=None):
     alpha = _alpha(roughness)
     a2 = alpha * alpha
-    nh2 = n_dot_h * n_dot_h
-    d = (1.0 - nh2) + nh2 * a2
+    d = _ggx_q(sin2_h, a2)
     dist = a2 / (math.pi * d * d)
     # G1(wo) D / (4 n.v) with G1 = 2 n.v / (n.v + sqrt(a2 + (1 - a2) n.v^2)): the n.v cancels.
     pdf_spec = dist / (2.0 * (n_dot_v + torch.sqrt(a2 + (1.0 - a2) * n_dot_v * n_dot_v)))
