@@ -162,9 +162,16 @@ def bsdf_eval_pdf_wp(n_in: wp.vec3, wi_in: wp.vec3, wo_in: wp.vec3, base: wp.vec
                      metallic: float, ior: float):
     """``(f [3], pdf)`` of the glTF metallic-roughness BSDF (``metallic_roughness_unchecked`` and
     ``metallic_roughness_pdf_unchecked``), no cosine in ``f``."""
-    n = _unit(n_in)
+    return _eval_pdf_unit(_unit(n_in), wi_in, _unit(wo_in), -1.0, base, roughness, metallic, ior)
+
+
+@wp.func
+def _eval_pdf_unit(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.vec3, roughness: float,
+                   metallic: float, ior: float):
+    """:func:`bsdf_eval_pdf_wp` of ``n`` and ``wo`` already through ``_unit`` (a shading point's, shared by its
+    light samples and its BSDF sample) and, when ``p_spec_known >= 0``, the specular lobe's probability at
+    ``clamp(n . wo, 1e-6, 1)`` already known: the same bits, less work."""
     wi = _unit(wi_in)
-    wo = _unit(wo_in)
     nl_raw = wp.dot(n, wi)
     nv_raw = wp.dot(n, wo)
     f = wp.vec3(0.0, 0.0, 0.0)
@@ -196,7 +203,9 @@ def bsdf_eval_pdf_wp(n_in: wp.vec3, wi_in: wp.vec3, wo_in: wp.vec3, base: wp.vec
             f[k] = diffuse + specular
         pdf_spec = dist / (2.0 * (nv + wp.sqrt(a2 + (1.0 - a2) * nv * nv)))
         pdf_diff = nl / wp.pi
-        p_spec = _specular_probability(nv, base, metallic, f0_d)
+        p_spec = p_spec_known
+        if p_spec < 0.0:
+            p_spec = _specular_probability(nv, base, metallic, f0_d)
         pdf = p_spec * pdf_spec + (1.0 - p_spec) * pdf_diff
     return f, pdf
 
@@ -239,9 +248,15 @@ def bsdf_sample_wp(n_in: wp.vec3, wo_in: wp.vec3, base: wp.vec3, roughness: floa
     """``(wi, weight [3], pdf)`` as ``metallic_roughness_sample_unchecked``."""
     n = _unit(n_in)
     wo = _unit(wo_in)
-    like = wp.dot(n, wo)
-    f0_d = _f0_dielectric(ior)
-    p_spec = _specular_probability(like, base, metallic, f0_d)
+    p_spec = _specular_probability(wp.dot(n, wo), base, metallic, _f0_dielectric(ior))
+    return _sample_unit(n, wo, p_spec, base, roughness, metallic, ior, u_lobe, u0, u1)
+
+
+@wp.func
+def _sample_unit(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughness: float, metallic: float,
+                 ior: float, u_lobe: float, u0: float, u1: float):
+    """:func:`bsdf_sample_wp` of ``n`` and ``wo`` already through ``_unit`` and the specular lobe's probability
+    ``p_spec`` at ``n . wo`` already known."""
     t, b = _local_frame(n)
     wo_local = wp.vec3(wp.dot(wo, t), wp.dot(wo, b), wp.dot(wo, n))
     wi_local = wp.vec3()
@@ -638,7 +653,17 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         if hide_emitters != 0 and depth == 0:
             weight_e = 0.0
         term = _cw_mul(beta, emission) * weight_e
+        # what the light samples' BSDF evaluations and the BSDF sample share (the same bits as each computing
+        # its own): the unit normal and view direction, and the specular lobe's probability at their cosine
+        n_u = _unit(n)
+        wo_u = _unit(wo)
+        like = wp.dot(n_u, wo_u)
+        p_like = float(0.0)
+        p_eval = float(-1.0)  # (below 1e-6 the evaluation's clamped cosine differs: it computes its own)
         if depth + 1 < depth_limit:
+            p_like = _specular_probability(like, base, metallic, _f0_dielectric(ior))
+            if like >= _DOT_EPS:
+                p_eval = p_like
             nee = wp.vec3(0.0, 0.0, 0.0)
             for j in range(num_lights):
                 u0 = uniform_counter_wp(key, depth, 4 + 2 * j)
@@ -677,7 +702,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                     lw = light_value[j] * fall
                 cos = wp.dot(n, wi)
                 if lpdf > 0.0 and wp.dot(ng, wi) * cos > 0.0:
-                    f, bpdf = bsdf_eval_pdf_wp(n, wi, wo, base, roughness, metallic, ior)
+                    f, bpdf = _eval_pdf_unit(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior)
                     w = float(1.0)
                     if not is_delta:
                         w = power_heuristic_wp(lpdf, bpdf)
@@ -697,8 +722,9 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         if depth + 1 >= depth_limit:
             break
         # the next ray: a BSDF sample, then Russian roulette
-        wi, weight, pdf = bsdf_sample_wp(n, wo, base, roughness, metallic, ior, uniform_counter_wp(key, depth, 0),
-                                         uniform_counter_wp(key, depth, 1), uniform_counter_wp(key, depth, 2))
+        wi, weight, pdf = _sample_unit(n_u, wo_u, p_like, base, roughness, metallic, ior,
+                                       uniform_counter_wp(key, depth, 0), uniform_counter_wp(key, depth, 1),
+                                       uniform_counter_wp(key, depth, 2))
         ok = pdf > 0.0 and (weight[0] > 0.0 or weight[1] > 0.0 or weight[2] > 0.0)
         new_beta = _cw_mul(beta, weight)
         if depth + 1 >= rr_depth:
