@@ -40,6 +40,7 @@ _FLOOR = wp.constant(1.0e-30)
 #: are kept in registers (the rest are recomputed: the same bits either way).
 CACHED = 8
 vec_cached = wp.types.vector(length=CACHED, dtype=wp.float32)
+mat_cached = wp.types.matrix(shape=(CACHED, 3), dtype=wp.float32)
 
 
 @wp.func
@@ -280,9 +281,13 @@ def _sample_unit(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughnes
 # ------------------------------------------------------------------------------------------------ area lights
 @wp.func
 def _emitting_solid_angle(x: wp.vec3, p0: wp.vec3, p1: wp.vec3, p2: wp.vec3, two_sided: int):
-    a = _unit(p0 - x)
-    b = _unit(p1 - x)
-    c = _unit(p2 - x)
+    return _solid_angle_of_units(_unit(p0 - x), _unit(p1 - x), _unit(p2 - x), two_sided)
+
+
+@wp.func
+def _solid_angle_of_units(a: wp.vec3, b: wp.vec3, c: wp.vec3, two_sided: int):
+    """The solid angle of the triangle whose corners are seen from ``x`` along the unit ``a, b, c`` (0 when
+    only its back faces ``x`` and it is not ``two_sided``)."""
     triple = wp.dot(a, wp.cross(b, c))
     omega = 2.0 * wp.atan2(wp.abs(triple), 1.0 + wp.dot(a, b) + wp.dot(b, c) + wp.dot(c, a))
     if two_sided == 0 and not (triple < 0.0):
@@ -323,10 +328,19 @@ def area_sample_wp(x: wp.vec3, start: int, count: int, two_sided: int, tv0: wp.a
     seen) and the light's total solid angle ``Omega`` at ``x``."""
     total = float(0.0)
     omegas = vec_cached()
+    units_a = mat_cached()  # the corners' unit directions of the first CACHED triangles (the sample reuses them)
+    units_b = mat_cached()
+    units_c = mat_cached()
     for f in range(count):
-        w = _emitting_solid_angle(x, tv0[start + f], tv1[start + f], tv2[start + f], two_sided)
+        a = _unit(tv0[start + f] - x)
+        b = _unit(tv1[start + f] - x)
+        c = _unit(tv2[start + f] - x)
+        w = _solid_angle_of_units(a, b, c, two_sided)
         if f < CACHED:
             omegas[f] = w
+            units_a[f] = a
+            units_b[f] = b
+            units_c[f] = c
         total += w
     wi = wp.vec3(0.0, 0.0, 1.0)
     weight = wp.vec3(0.0, 0.0, 0.0)
@@ -363,7 +377,10 @@ def area_sample_wp(x: wp.vec3, start: int, count: int, two_sided: int, tv0: wp.a
         p0 = tv0[start + k] - x
         p1 = tv1[start + k] - x
         p2 = tv2[start + k] - x
-        wi = _spherical_triangle(_unit(p0), _unit(p1), _unit(p2), ur, u1)
+        if k < CACHED:
+            wi = _spherical_triangle(units_a[k], units_b[k], units_c[k], ur, u1)
+        else:
+            wi = _spherical_triangle(_unit(p0), _unit(p1), _unit(p2), ur, u1)
         nrm = wp.cross(tv1[start + k] - tv0[start + k], tv2[start + k] - tv0[start + k])
         denom = wp.dot(nrm, wi)
         if denom != 0.0:
