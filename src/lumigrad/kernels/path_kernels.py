@@ -36,8 +36,8 @@ _ALPHA_MIN = wp.constant(1.0e-3)
 SHADING_NORMAL_MIN_COS = wp.constant(1.0e-2)
 _DOT_EPS = wp.constant(1.0e-6)
 _FLOOR = wp.constant(1.0e-30)
-#: Solid angles of the first ``CACHED`` triangles of an area light and the totals of the first ``CACHED`` lights
-#: are kept in registers (the rest are recomputed: the same bits either way).
+#: Solid angles and unit corner directions of the first ``CACHED`` triangles of an area light and the totals of the
+#: first ``CACHED`` lights are kept in registers (the rest are recomputed: the same bits either way).
 CACHED = 8
 vec_cached = wp.types.vector(length=CACHED, dtype=wp.float32)
 mat_cached = wp.types.matrix(shape=(CACHED, 3), dtype=wp.float32)
