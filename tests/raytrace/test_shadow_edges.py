@@ -241,6 +241,28 @@ def test_an_environments_samples_lie_on_the_shadows_cast_along_its_own_direction
     assert bool((w[:, 1] > 0).all()) and float((w[:, 0] < -0.4).double().mean()) > 0.6
 
 
+
+@pytest.mark.parametrize("kind", ["sun", "area", "point"])
+def test_the_silhouette_search_gives_the_same_samples_one_light_sample_at_a_time(kind, monkeypatch):
+    """The ``[light samples, edges]`` search runs in row blocks (bounded memory on big meshes): blocks of one
+    row give exactly the samples of one block holding every row."""
+    import lumigrad.raytrace.shadow_edges as se
+
+    light = torch.tensor([0.3, 2.0, -0.2], dtype=F64)
+    ts = _trace_scene(_scene(torch.zeros(2, dtype=F64), light, kind))
+
+    def draw():
+        return sample_shadow_edges(ts, CAMERA.K, CAMERA.world_to_cam, CAMERA.near, SIZE, SIZE, 2000,
+                                   torch.Generator().manual_seed(3))
+
+    whole = draw()
+    monkeypatch.setattr(se, "SILHOUETTE_CHUNK_ELEMENTS", 1)
+    rows = draw()
+    assert len(whole) > 100
+    for name in ("points", "normals", "inv_pdf", "receivers", "lights", "light_points", "light_normals",
+                 "light_radiance"):
+        assert torch.equal(getattr(whole, name), getattr(rows, name)), name
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sky", "sun"])
 def test_an_environments_shadow_moves_like_finite_differences(kind):

@@ -108,12 +108,27 @@ def prepare_ray(o: wp.vec3, d: wp.vec3):
 
 
 @wp.func
+def _lesser(a: float, b: float):
+    """``min(a, b)`` as one select: ``wp.min`` also guards NaN (a compare and two blends more on the CPU),
+    which the slab distances cannot be (finite boxes, origins and ``inv``: no ``0 * inf``)."""
+    return wp.where(a <= b, a, b)
+
+
+@wp.func
+def _greater(a: float, b: float):
+    """``max(a, b)`` as one select (see :func:`_lesser`)."""
+    return wp.where(a >= b, a, b)
+
+
+@wp.func
 def _box_entry(r: RayPre, lo: wp.vec3, hi: wp.vec3, t_cap: float):
     """Entry distance of the ray into box ``[lo, hi]`` clipped to ``[0, t_cap]``, or inf if it misses."""
     t0 = wp.cw_mul(lo - r.o, r.inv)
     t1 = wp.cw_mul(hi - r.o, r.inv)
-    near = wp.max(wp.max(wp.min(t0[0], t1[0]), wp.min(t0[1], t1[1])), wp.max(wp.min(t0[2], t1[2]), 0.0))
-    far = wp.min(wp.min(wp.max(t0[0], t1[0]), wp.max(t0[1], t1[1])), wp.min(wp.max(t0[2], t1[2]), t_cap))
+    near = _greater(_greater(_lesser(t0[0], t1[0]), _lesser(t0[1], t1[1])),
+                    _greater(_lesser(t0[2], t1[2]), 0.0))
+    far = _lesser(_lesser(_greater(t0[0], t1[0]), _greater(t0[1], t1[1])),
+                  _lesser(_greater(t0[2], t1[2]), t_cap))
     if near <= far * ROBUST_SCALE:
         return near
     return wp.inf
@@ -160,7 +175,7 @@ def intersect_triangle(r: RayPre, p0: wp.vec3, p1: wp.vec3, p2: wp.vec3):
     # one branch at the end: a hit has U, V, W of one sign, a non-zero sum, and T of that sum's sign
     det = U + V + W
     T = r.sz * (U * az + V * bz + W * cz)
-    one_sign = wp.min(wp.min(U, V), W) >= 0.0 or wp.max(wp.max(U, V), W) <= 0.0
+    one_sign = _lesser(_lesser(U, V), W) >= 0.0 or _greater(_greater(U, V), W) <= 0.0
     if one_sign and det != 0.0 and T * det >= 0.0:
         inv_det = 1.0 / det
         return wp.vec3(T * inv_det, U * inv_det, V * inv_det)

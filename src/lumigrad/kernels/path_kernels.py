@@ -36,10 +36,11 @@ _ALPHA_MIN = wp.constant(1.0e-3)
 SHADING_NORMAL_MIN_COS = wp.constant(1.0e-2)
 _DOT_EPS = wp.constant(1.0e-6)
 _FLOOR = wp.constant(1.0e-30)
-#: Solid angles of the first ``CACHED`` triangles of an area light and the totals of the first ``CACHED`` lights
-#: are kept in registers (the rest are recomputed: the same bits either way).
+#: Solid angles and unit corner directions of the first ``CACHED`` triangles of an area light and the totals of the
+#: first ``CACHED`` lights are kept in registers (the rest are recomputed: the same bits either way).
 CACHED = 8
 vec_cached = wp.types.vector(length=CACHED, dtype=wp.float32)
+mat_cached = wp.types.matrix(shape=(CACHED, 3), dtype=wp.float32)
 
 
 @wp.func
@@ -162,9 +163,16 @@ def bsdf_eval_pdf_wp(n_in: wp.vec3, wi_in: wp.vec3, wo_in: wp.vec3, base: wp.vec
                      metallic: float, ior: float):
     """``(f [3], pdf)`` of the glTF metallic-roughness BSDF (``metallic_roughness_unchecked`` and
     ``metallic_roughness_pdf_unchecked``), no cosine in ``f``."""
-    n = _unit(n_in)
+    return _eval_pdf_unit(_unit(n_in), wi_in, _unit(wo_in), -1.0, base, roughness, metallic, ior)
+
+
+@wp.func
+def _eval_pdf_unit(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.vec3, roughness: float,
+                   metallic: float, ior: float):
+    """:func:`bsdf_eval_pdf_wp` of ``n`` and ``wo`` already through ``_unit`` (a shading point's, shared by its
+    light samples and its BSDF sample) and, when ``p_spec_known >= 0``, the specular lobe's probability at
+    ``clamp(n . wo, 1e-6, 1)`` already known: the same bits, less work."""
     wi = _unit(wi_in)
-    wo = _unit(wo_in)
     nl_raw = wp.dot(n, wi)
     nv_raw = wp.dot(n, wo)
     f = wp.vec3(0.0, 0.0, 0.0)
@@ -196,7 +204,9 @@ def bsdf_eval_pdf_wp(n_in: wp.vec3, wi_in: wp.vec3, wo_in: wp.vec3, base: wp.vec
             f[k] = diffuse + specular
         pdf_spec = dist / (2.0 * (nv + wp.sqrt(a2 + (1.0 - a2) * nv * nv)))
         pdf_diff = nl / wp.pi
-        p_spec = _specular_probability(nv, base, metallic, f0_d)
+        p_spec = p_spec_known
+        if p_spec < 0.0:
+            p_spec = _specular_probability(nv, base, metallic, f0_d)
         pdf = p_spec * pdf_spec + (1.0 - p_spec) * pdf_diff
     return f, pdf
 
@@ -239,9 +249,15 @@ def bsdf_sample_wp(n_in: wp.vec3, wo_in: wp.vec3, base: wp.vec3, roughness: floa
     """``(wi, weight [3], pdf)`` as ``metallic_roughness_sample_unchecked``."""
     n = _unit(n_in)
     wo = _unit(wo_in)
-    like = wp.dot(n, wo)
-    f0_d = _f0_dielectric(ior)
-    p_spec = _specular_probability(like, base, metallic, f0_d)
+    p_spec = _specular_probability(wp.dot(n, wo), base, metallic, _f0_dielectric(ior))
+    return _sample_unit(n, wo, p_spec, base, roughness, metallic, ior, u_lobe, u0, u1)
+
+
+@wp.func
+def _sample_unit(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughness: float, metallic: float,
+                 ior: float, u_lobe: float, u0: float, u1: float):
+    """:func:`bsdf_sample_wp` of ``n`` and ``wo`` already through ``_unit`` and the specular lobe's probability
+    ``p_spec`` at ``n . wo`` already known."""
     t, b = _local_frame(n)
     wo_local = wp.vec3(wp.dot(wo, t), wp.dot(wo, b), wp.dot(wo, n))
     wi_local = wp.vec3()
@@ -265,9 +281,13 @@ def bsdf_sample_wp(n_in: wp.vec3, wo_in: wp.vec3, base: wp.vec3, roughness: floa
 # ------------------------------------------------------------------------------------------------ area lights
 @wp.func
 def _emitting_solid_angle(x: wp.vec3, p0: wp.vec3, p1: wp.vec3, p2: wp.vec3, two_sided: int):
-    a = _unit(p0 - x)
-    b = _unit(p1 - x)
-    c = _unit(p2 - x)
+    return _solid_angle_of_units(_unit(p0 - x), _unit(p1 - x), _unit(p2 - x), two_sided)
+
+
+@wp.func
+def _solid_angle_of_units(a: wp.vec3, b: wp.vec3, c: wp.vec3, two_sided: int):
+    """The solid angle of the triangle whose corners are seen from ``x`` along the unit ``a, b, c`` (0 when
+    only its back faces ``x`` and it is not ``two_sided``)."""
     triple = wp.dot(a, wp.cross(b, c))
     omega = 2.0 * wp.atan2(wp.abs(triple), 1.0 + wp.dot(a, b) + wp.dot(b, c) + wp.dot(c, a))
     if two_sided == 0 and not (triple < 0.0):
@@ -308,10 +328,19 @@ def area_sample_wp(x: wp.vec3, start: int, count: int, two_sided: int, tv0: wp.a
     seen) and the light's total solid angle ``Omega`` at ``x``."""
     total = float(0.0)
     omegas = vec_cached()
+    units_a = mat_cached()  # the corners' unit directions of the first CACHED triangles (the sample reuses them)
+    units_b = mat_cached()
+    units_c = mat_cached()
     for f in range(count):
-        w = _emitting_solid_angle(x, tv0[start + f], tv1[start + f], tv2[start + f], two_sided)
+        a = _unit(tv0[start + f] - x)
+        b = _unit(tv1[start + f] - x)
+        c = _unit(tv2[start + f] - x)
+        w = _solid_angle_of_units(a, b, c, two_sided)
         if f < CACHED:
             omegas[f] = w
+            units_a[f] = a
+            units_b[f] = b
+            units_c[f] = c
         total += w
     wi = wp.vec3(0.0, 0.0, 1.0)
     weight = wp.vec3(0.0, 0.0, 0.0)
@@ -348,7 +377,10 @@ def area_sample_wp(x: wp.vec3, start: int, count: int, two_sided: int, tv0: wp.a
         p0 = tv0[start + k] - x
         p1 = tv1[start + k] - x
         p2 = tv2[start + k] - x
-        wi = _spherical_triangle(_unit(p0), _unit(p1), _unit(p2), ur, u1)
+        if k < CACHED:
+            wi = _spherical_triangle(units_a[k], units_b[k], units_c[k], ur, u1)
+        else:
+            wi = _spherical_triangle(_unit(p0), _unit(p1), _unit(p2), ur, u1)
         nrm = wp.cross(tv1[start + k] - tv0[start + k], tv2[start + k] - tv0[start + k])
         denom = wp.dot(nrm, wi)
         if denom != 0.0:
@@ -638,7 +670,17 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         if hide_emitters != 0 and depth == 0:
             weight_e = 0.0
         term = _cw_mul(beta, emission) * weight_e
+        # what the light samples' BSDF evaluations and the BSDF sample share (the same bits as each computing
+        # its own): the unit normal and view direction, and the specular lobe's probability at their cosine
+        n_u = _unit(n)
+        wo_u = _unit(wo)
+        like = wp.dot(n_u, wo_u)
+        p_like = float(0.0)
+        p_eval = float(-1.0)  # (below 1e-6 the evaluation's clamped cosine differs: it computes its own)
         if depth + 1 < depth_limit:
+            p_like = _specular_probability(like, base, metallic, _f0_dielectric(ior))
+            if like >= _DOT_EPS:
+                p_eval = p_like
             nee = wp.vec3(0.0, 0.0, 0.0)
             for j in range(num_lights):
                 u0 = uniform_counter_wp(key, depth, 4 + 2 * j)
@@ -677,7 +719,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                     lw = light_value[j] * fall
                 cos = wp.dot(n, wi)
                 if lpdf > 0.0 and wp.dot(ng, wi) * cos > 0.0:
-                    f, bpdf = bsdf_eval_pdf_wp(n, wi, wo, base, roughness, metallic, ior)
+                    f, bpdf = _eval_pdf_unit(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior)
                     w = float(1.0)
                     if not is_delta:
                         w = power_heuristic_wp(lpdf, bpdf)
@@ -697,8 +739,9 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         if depth + 1 >= depth_limit:
             break
         # the next ray: a BSDF sample, then Russian roulette
-        wi, weight, pdf = bsdf_sample_wp(n, wo, base, roughness, metallic, ior, uniform_counter_wp(key, depth, 0),
-                                         uniform_counter_wp(key, depth, 1), uniform_counter_wp(key, depth, 2))
+        wi, weight, pdf = _sample_unit(n_u, wo_u, p_like, base, roughness, metallic, ior,
+                                       uniform_counter_wp(key, depth, 0), uniform_counter_wp(key, depth, 1),
+                                       uniform_counter_wp(key, depth, 2))
         ok = pdf > 0.0 and (weight[0] > 0.0 or weight[1] > 0.0 or weight[2] > 0.0)
         new_beta = _cw_mul(beta, weight)
         if depth + 1 >= rr_depth:

@@ -180,38 +180,22 @@ def sample_shadow_edges(ts: TraceScene, K: torch.Tensor, world_to_cam: torch.Ten
                 tri_index, bary = _area_choice(light, u)
                 y, n_y, le_over_pdf = _area_point(light, tri_index, bary)
                 y, n_y, le_over_pdf = y.detach(), n_y.detach(), le_over_pdf.detach()
-                toward = y[:, None, :] - corner0[None]  # [J, F, 3]
-                facing = (toward * face_normal[None]).sum(-1) > 0
             elif kind == "point":
                 J = 1
                 y = light.position.detach().reshape(1, 3).to(dtype)
-                facing = ((y[:, None, :] - corner0[None]) * face_normal[None]).sum(-1) > 0
             elif kind == "environment":
                 J = max(1, min(environment_samples, per_light))
                 D, le_over_pdf = _environment_directions(light, J, generator, dtype)
-                facing = (-D) @ face_normal.T > 0  # [J, F] without a [J, F, 3] temporary
             else:
                 J = 1
                 D = light.direction.detach().reshape(1, 3).to(dtype)
                 D = D / D.norm(dim=-1, keepdim=True)
-                facing = ((-D[:, None, :]) * face_normal[None]).sum(-1) > 0
-            silhouette = (other < 0) | (facing[:, own] != facing[:, other.clamp_min(0)])  # [J, E]
-            lengths = torch.where(silhouette & usable[None], edge_length[None], torch.zeros_like(edge_length[None]))
-            total = lengths.sum(-1)  # [J]
             n_each = max(1, per_light // J)
-            cumulative = torch.cumsum(lengths, -1)
             jitter = torch.rand(J, n_each, generator=generator, device=device, dtype=dtype)
-            at = (torch.arange(n_each, device=device, dtype=dtype)[None] + jitter) * (total[:, None] / n_each)
-            pick = torch.searchsorted(cumulative.contiguous(), at.contiguous(), right=True)
-            pick = pick.clamp(max=lengths.shape[-1] - 1)
-            start = cumulative.gather(1, pick) - lengths.gather(1, pick)
-            t = ((at - start) / lengths.gather(1, pick).clamp_min(1e-30)).clamp(0, 1)
-            ok = (total[:, None] > 0) & (lengths.gather(1, pick) > 0)
-            row = torch.arange(J, device=device)[:, None].expand(J, n_each)
-            inv_length_pdf = (total / n_each)[:, None].expand(J, n_each)  # per unit world length
-            sel = ok.reshape(-1)
-            piece = dict(edge=pick.reshape(-1)[sel], t=t.reshape(-1)[sel], row=row.reshape(-1)[sel],
-                         inv=inv_length_pdf.reshape(-1)[sel] / J, light=j, kind=kind, J=J)
+            source = y if kind in ("area", "point") else D
+            edge, t, row, inv = _silhouette_points(kind, source, jitter, corner0, face_normal, own, other, usable,
+                                                   edge_length)
+            piece = dict(edge=edge, t=t, row=row, inv=inv / J, light=j, kind=kind, J=J)
             if kind == "area":
                 piece.update(tri=tri_index, bary=bary, y=y, n_y=n_y, le=le_over_pdf)
             elif kind == "point":
@@ -263,6 +247,54 @@ def shadow_edge_jumps(ts: TraceScene, samples: ShadowEdgeSamples, rays_through: 
 
 
 # ------------------------------------------------------------------------------------------------ internals
+#: Most elements of one ``[light samples, edges]`` block of the silhouette search: the light samples (64
+#: directions of an environment, 8 points of an area light) are taken a few rows at a time, so memory stays
+#: bounded on meshes of millions of faces (the result does not depend on it: each row is searched alone).
+SILHOUETTE_CHUNK_ELEMENTS = 1 << 22
+
+
+def _facing(kind: str, source: torch.Tensor, corner0: torch.Tensor, face_normal: torch.Tensor) -> torch.Tensor:
+    """``[J, F]`` bool: face ``f``'s front faces the light sample ``j`` (a point ``y`` for area and point lights,
+    a direction of travel ``D`` for directional and environment lights)."""
+    if kind == "environment":
+        return (-source) @ face_normal.T > 0  # without a [J, F, 3] temporary
+    if kind in ("area", "point"):
+        return ((source[:, None, :] - corner0[None]) * face_normal[None]).sum(-1) > 0
+    return ((-source[:, None, :]) * face_normal[None]).sum(-1) > 0
+
+
+def _silhouette_points(kind, source, jitter, corner0, face_normal, own, other, usable, edge_length):
+    """Stratified points on the silhouette edges seen from each light sample ``source [J, 3]``: ``jitter
+    [J, n]`` places the ``n`` points of each row along the row's silhouette (its edges laid end to end).
+
+    Returns ``(edge, t, row, inv_length_pdf)`` of the points that landed on an edge (``t`` along it, ``row`` the
+    light sample, ``inv_length_pdf`` the row's silhouette length over ``n``), rows in order. The rows are
+    searched a block of :data:`SILHOUETTE_CHUNK_ELEMENTS` entries at a time."""
+    J, n_each = jitter.shape
+    E = edge_length.shape[0]
+    rows_per_block = max(1, SILHOUETTE_CHUNK_ELEMENTS // max(E, 1))
+    out = []
+    for r0 in range(0, J, rows_per_block):
+        r1 = min(J, r0 + rows_per_block)
+        facing = _facing(kind, source[r0:r1], corner0, face_normal)
+        silhouette = (other < 0) | (facing[:, own] != facing[:, other.clamp_min(0)])  # [rows, E]
+        lengths = torch.where(silhouette & usable[None], edge_length[None], torch.zeros_like(edge_length[None]))
+        del facing, silhouette
+        cumulative = torch.cumsum(lengths, -1)
+        total = cumulative[:, -1]  # [rows]
+        at = (torch.arange(n_each, device=jitter.device, dtype=jitter.dtype)[None] + jitter[r0:r1]) * (
+            total[:, None] / n_each)
+        pick = torch.searchsorted(cumulative, at.contiguous(), right=True).clamp(max=E - 1)
+        length = lengths.gather(1, pick)
+        start = cumulative.gather(1, pick) - length
+        t = ((at - start) / length.clamp_min(1e-30)).clamp(0, 1)
+        sel = (total[:, None] > 0) & (length > 0)
+        row = torch.arange(r0, r1, device=jitter.device)[:, None].expand(r1 - r0, n_each)
+        inv = (total / n_each)[:, None].expand(r1 - r0, n_each)  # per unit world length
+        out.append((pick[sel], t[sel], row[sel], inv[sel]))
+    return tuple(torch.cat(parts) for parts in zip(*out))
+
+
 def _empty(device, dtype) -> ShadowEdgeSamples:
     z2 = torch.zeros(0, 2, dtype=dtype, device=device)
     z3 = torch.zeros(0, 3, dtype=dtype, device=device)
