@@ -73,7 +73,7 @@ def check_all_finite(named) -> None:
     if not named:
         return
     # screened by one sum per tensor, as _all_finite; the elementwise test only when a sum is not finite
-    if bool(torch.isfinite(torch.stack([t.detach().sum().to(torch.float64) for _, t in named])).all()):
+    if bool(torch.stack([torch.isfinite(t.detach().sum()) for _, t in named]).all()):
         return
     ok = torch.stack([torch.isfinite(t).all() for _, t in named]).tolist()
     if not all(ok):

@@ -32,6 +32,24 @@ for _dtype in (wp.float32, wp.float64):
     wp.overload(_twice, [int, int, wp.array(dtype=_dtype), wp.array(dtype=_dtype)])
 
 
+@wp.kernel
+def _add_vector(offset: int, end: int, s: wp.vec3, out: wp.array(dtype=wp.float32)):
+    i = offset + wp.tid()
+    out[i] = s[0] * 100.0 + s[1] * 10.0 + s[2]
+
+
+@wp.struct
+class _Pair:
+    a: float
+    b: float
+
+
+@wp.kernel
+def _add_pair(offset: int, end: int, p: _Pair, out: wp.array(dtype=wp.float32)):
+    i = offset + wp.tid()
+    out[i] = p.a + p.b
+
+
 def _inputs(n: int, seed: int):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, generator=g)
@@ -142,8 +160,45 @@ def test_a_warp_without_the_launch_internals_falls_back_to_wp_launch(monkeypatch
 
     monkeypatch.setattr(_runtime.wp, "launch", launch)
     monkeypatch.setattr(_runtime, "RECORDED_LAUNCHES", True)
+    monkeypatch.setattr(_runtime, "_INTERNALS_CHECKED", False)
     monkeypatch.setattr(_runtime._recorded, "launches", {})
     monkeypatch.setattr(_runtime, "_packers", {})
     assert torch.equal(_with_runtime(37, x, p, flags, 0.5, 2), expected)
     assert _runtime.RECORDED_LAUNCHES is False
     assert torch.equal(_with_runtime(37, x, p, flags, 0.5, 2), expected)
+
+
+def test_vector_parameters_go_through_wp_launch_and_its_checks():
+    """A vec3 parameter is not packed as a scalar: a vector gives wp.launch's result, a bare float its error."""
+    out = torch.zeros(3)
+    _runtime.launch(_add_vector, 3, [0, 3, wp.vec3(1.0, 2.0, 3.0), out], torch.device("cpu"))
+    _runtime.launch(_add_vector, 3, [0, 3, wp.vec3(4.0, 5.0, 6.0), out], torch.device("cpu"))
+    assert out.tolist() == [456.0] * 3
+    with pytest.raises(RuntimeError, match="vec3"):
+        _runtime.launch(_add_vector, 3, [0, 3, 7.0, out], torch.device("cpu"))
+    assert _runtime.RECORDED_LAUNCHES
+
+
+def test_a_bad_argument_raises_and_leaves_recording_on():
+    """A user's wrong argument (a float for a struct) raises as wp.launch does; later launches still replay."""
+    out = torch.zeros(2)
+    pair = _Pair()
+    pair.a, pair.b = 1.5, 2.0
+    _runtime.launch(_add_pair, 2, [0, 2, pair, out], torch.device("cpu"))
+    assert out.tolist() == [3.5, 3.5]
+    with pytest.raises(Exception):
+        _runtime.launch(_add_pair, 2, [0, 2, 1.0, out], torch.device("cpu"))
+    assert _runtime.RECORDED_LAUNCHES
+    x, p, flags = _inputs(9, 7)
+    assert torch.equal(_with_runtime(9, x, p, flags, 2.0, 1), _with_warp_launch(9, x, p, flags, 2.0, 1))
+
+
+def test_tensors_off_the_cpu_are_not_packed_as_host_pointers(monkeypatch):
+    """A meta tensor (no storage) given to a recorded kernel gets wp.launch's error, not a write through a null
+    pointer (which crashed the process)."""
+    monkeypatch.setattr(_runtime, "RECORDED_LAUNCHES", True)
+    x, p, flags = _inputs(8, 8)
+    _with_runtime(8, x, p, flags, 1.0, 0)  # recorded
+    out = torch.zeros(8, 2, dtype=torch.float64, device="meta")
+    with pytest.raises(RuntimeError, match="meta"):
+        _runtime.launch(_affine, 8, [0, 8, x, p, wp.float64(1.0), 0, flags, out], torch.device("cpu"))

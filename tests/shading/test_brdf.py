@@ -461,3 +461,23 @@ def test_sharp_highlight_values_keep_their_digits():
                     exact = torch.tensor(_gltf_brdf_exact(n, wi, 1.7 * v, c, 0.01, metallic, mpmath), dtype=DT)
                     worst = max(worst, float(((f - exact).abs() / exact).max()))
     assert worst < 1e-12, worst
+
+
+def test_float32_gbuffer_lit_by_float64_lights_promotes_as_the_dot_products_do():
+    """A float32 G-buffer with a light given in float64: the result is float64 and equals the all-float64 one
+    (the cross product of the GGX form needs one dtype; it promotes like the dot products around it)."""
+    from lumigrad.shading import directional_light, point_light, shade_direct
+
+    pos = torch.tensor([[0.0, 0.0, 0.0], [0.2, -0.1, 0.0]])
+    nrm = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.6, 0.8]])
+    cam = torch.tensor([0.0, 0.3, 2.0])
+    mat = {"base_color": torch.full((2, 3), 0.5), "roughness": torch.full((2, 1), 0.3),
+           "metallic": torch.tensor([[0.0], [1.0]])}
+    f64 = torch.float64
+    for make in (lambda p: directional_light(p, torch.tensor([0.1, 0.0, -1.0], dtype=f64), torch.ones(3, dtype=f64)),
+                 lambda p: point_light(p, torch.tensor([0.5, 0.0, 2.0], dtype=f64), torch.ones(3, dtype=f64))):
+        mixed = shade_direct(pos, nrm, cam, mat, [make(pos)])
+        double = shade_direct(pos.double(), nrm.double(), cam.double(), {k: v.double() for k, v in mat.items()},
+                              [make(pos.double())])
+        assert mixed.dtype == f64 and torch.isfinite(mixed).all() and float(mixed.abs().sum()) > 0
+        torch.testing.assert_close(mixed, double, rtol=1e-6, atol=1e-7)

@@ -183,7 +183,7 @@ def _array_packer(arg_type):
 
     def pack(value):
         if type(value) is torch.Tensor:
-            if (value.dtype is not torch_dtype or value.dim() != dims or value.is_cuda
+            if (value.dtype is not torch_dtype or value.dim() != dims or value.device.type != "cpu"
                     or not value.is_contiguous() or (inner and tuple(value.shape[ndim:]) != inner)):
                 raise _Unpacked
             return array_t(value.data_ptr(), 0, ndim, value.shape, [s * itemsize for s in value.stride()[:ndim]])
@@ -194,11 +194,15 @@ def _array_packer(arg_type):
     return pack
 
 
+_PACKED_SCALARS = (wp.bool, wp.int8, wp.uint8, wp.int16, wp.uint16, wp.int32, wp.uint32, wp.int64, wp.uint64,
+                   wp.float32, wp.float64)
+
+
 def _scalar_packer(arg_type):
     """The packer of a scalar parameter: the value ``wp.launch`` would convert (a Warp scalar of the parameter's
     type gives its ``.value``)."""
-    if arg_type in (wp.float16, wp.bfloat16) or not hasattr(arg_type, "_type_"):
-        return None
+    if arg_type not in _PACKED_SCALARS:
+        return None  # half floats, vectors, matrices (which also have a ``_type_``) and other types: wp.launch
 
     def pack(value):
         return value.value if type(value) is arg_type else value
@@ -237,15 +241,31 @@ def warp_launch(kernel, count: int, inputs: Sequence, dev: str) -> None:
     an input of another type or dtype, a module reloaded since the recording) takes ``wp.launch``, which also
     raises its usual errors.
     """
-    global RECORDED_LAUNCHES
-    if dev == "cpu" and RECORDED_LAUNCHES:
-        try:
-            if _replay_recorded(kernel, count, inputs, dev):
-                return
-        except AttributeError as exc:  # a Warp release whose launch internals differ: wp.launch from now on
-            RECORDED_LAUNCHES = False
-            _log.debug("recorded CPU launches off: Warp %s lacks %s", wp.__version__, exc)
-    _warp_launch_unrecorded(kernel, count, inputs, dev)
+    if not (dev == "cpu" and RECORDED_LAUNCHES and _replay_recorded(kernel, count, inputs, dev)):
+        _warp_launch_unrecorded(kernel, count, inputs, dev)
+
+
+_LAUNCH_INTERNALS = ("module_exec", "params", "bounds", "set_param_at_index_from_ctype", "set_dim", "launch")
+
+
+def _has_launch_internals(rec, kernel, dev: str) -> bool:
+    """Whether the recorded launch ``rec`` has what :func:`_replay_recorded` uses (checked once, on the first
+    recording: a Warp release without them turns recording off for the process and keeps ``wp.launch``)."""
+    global RECORDED_LAUNCHES, _INTERNALS_CHECKED
+    if _INTERNALS_CHECKED:
+        return True
+    try:
+        ok = all(hasattr(rec, name) for name in _LAUNCH_INTERNALS) and rec.module_exec is kernel.module.load(dev, 1)
+    except (AttributeError, TypeError):  # Module.load of another signature
+        ok = False
+    if not ok:
+        RECORDED_LAUNCHES = False
+        _log.debug("recorded CPU launches off: Warp %s's recorded launches lack what they need", wp.__version__)
+    _INTERNALS_CHECKED = True
+    return ok
+
+
+_INTERNALS_CHECKED = False
 
 
 def _replay_recorded(kernel, count: int, inputs: Sequence, dev: str) -> bool:
@@ -254,10 +274,13 @@ def _replay_recorded(kernel, count: int, inputs: Sequence, dev: str) -> bool:
     launches = getattr(_recorded, "launches", None)
     if launches is None:
         launches = _recorded.launches = {}
-    key = (kernel, tuple(getattr(v, "dtype", None) for v in inputs)) if kernel.is_generic else kernel
+    # a generic kernel: one recording per overload, which the arrays' dtypes and the scalars' types pick
+    key = (kernel, tuple(getattr(v, "dtype", type(v)) for v in inputs)) if kernel.is_generic else kernel
     rec = launches.get(key)
     if rec is None or (rec is not False and rec.module_exec is not kernel.module.load(dev, 1)):  # recompiled
         rec = wp.launch(kernel, dim=count, inputs=_as_warp_inputs(kernel, inputs), device=dev, record_cmd=True)
+        if not _has_launch_internals(rec, kernel, dev):
+            return False
         packers = _packers.get(rec.kernel)
         if packers is None:
             packers = _packers[rec.kernel] = _argument_packers(rec) or False

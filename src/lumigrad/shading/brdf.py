@@ -146,7 +146,8 @@ def _cosines(n, wi, wo):
     hv = wi + wo
     hh_raw = (hv * hv).sum(-1, keepdim=True)
     hh = hh_raw.clamp_min(_DOT_EPS ** 2)
-    n_cross_hv = torch.linalg.cross(*torch.broadcast_tensors(n, hv), dim=-1)
+    dtype = torch.promote_types(n.dtype, hv.dtype)  # cross, unlike the dot products, does not promote
+    n_cross_hv = torch.linalg.cross(*torch.broadcast_tensors(n.to(dtype), hv.to(dtype)), dim=-1)
     sin2_h = (n_cross_hv * n_cross_hv).sum(-1, keepdim=True) / hh
     # v.h = |hv| / 2 for unit wi, wo (wo . h cancels when wi is close to -wo); wo . hv / 1e-6 where |hv| is clamped
     v_dot_h = torch.where(hh_raw >= _DOT_EPS ** 2, 0.5 * hh.sqrt(), (wo * hv).sum(-1, keepdim=True) / _DOT_EPS)
