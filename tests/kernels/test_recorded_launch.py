@@ -4,6 +4,7 @@ from torch tensors; results must equal those of `wp.launch` with `wp.from_torch`
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -36,6 +37,12 @@ for _dtype in (wp.float32, wp.float64):
 def _add_vector(offset: int, end: int, s: wp.vec3, out: wp.array(dtype=wp.float32)):
     i = offset + wp.tid()
     out[i] = s[0] * 100.0 + s[1] * 10.0 + s[2]
+
+
+@wp.kernel
+def _fill_squares(offset: int, end: int, out: wp.array(dtype=wp.float32)):
+    i = offset + wp.tid()
+    out[i] = float(i % 7) * float(i % 7)
 
 
 @wp.struct
@@ -202,3 +209,31 @@ def test_tensors_off_the_cpu_are_not_packed_as_host_pointers(monkeypatch):
     out = torch.zeros(8, 2, dtype=torch.float64, device="meta")
     with pytest.raises(RuntimeError, match="meta"):
         _runtime.launch(_affine, 8, [0, 8, x, p, wp.float64(1.0), 0, flags, out], torch.device("cpu"))
+
+
+def test_threads_record_one_at_a_time(monkeypatch):
+    """The first launch of a kernel in each thread records it; recordings (which load the kernel's module) run
+    one at a time: two threads loading a module at once crashed the process (2-thread rasterize, 6 of 8 runs)."""
+    monkeypatch.setattr(_runtime, "RECORDED_LAUNCHES", True)
+    real_launch, active, most = wp.launch, [0], [0]
+    lock = threading.Lock()
+
+    def launch(*args, record_cmd=False, **kwargs):
+        if record_cmd:
+            with lock:
+                active[0] += 1
+                most[0] = max(most[0], active[0])
+            time.sleep(0.05)  # long enough for the other thread to take its range and record too
+        try:
+            return real_launch(*args, record_cmd=record_cmd, **kwargs)
+        finally:
+            if record_cmd:
+                with lock:
+                    active[0] -= 1
+
+    monkeypatch.setattr(_runtime.wp, "launch", launch)
+    out = torch.zeros(1 << 16)
+    _runtime.launch_split(_fill_squares, out.numel(), [out], torch.device("cpu"), workers=2)
+    i = torch.arange(out.numel()) % 7
+    assert torch.equal(out, (i * i).float())
+    assert most[0] == 1

@@ -266,6 +266,7 @@ def _has_launch_internals(rec, kernel, dev: str) -> bool:
 
 
 _INTERNALS_CHECKED = False
+_record_lock = threading.Lock()
 
 
 def _replay_recorded(kernel, count: int, inputs: Sequence, dev: str) -> bool:
@@ -278,13 +279,14 @@ def _replay_recorded(kernel, count: int, inputs: Sequence, dev: str) -> bool:
     key = (kernel, tuple(getattr(v, "dtype", type(v)) for v in inputs)) if kernel.is_generic else kernel
     rec = launches.get(key)
     if rec is None or (rec is not False and rec.module_exec is not kernel.module.load(dev, 1)):  # recompiled
-        rec = wp.launch(kernel, dim=count, inputs=_as_warp_inputs(kernel, inputs), device=dev, record_cmd=True)
-        if not _has_launch_internals(rec, kernel, dev):
-            return False
-        packers = _packers.get(rec.kernel)
-        if packers is None:
-            packers = _packers[rec.kernel] = _argument_packers(rec) or False
-        launches[key] = rec = rec if packers else False
+        with _record_lock:  # one thread at a time loads the module and records (threads racing to load it crashed)
+            rec = wp.launch(kernel, dim=count, inputs=_as_warp_inputs(kernel, inputs), device=dev, record_cmd=True)
+            if not _has_launch_internals(rec, kernel, dev):
+                return False
+            packers = _packers.get(rec.kernel)
+            if packers is None:
+                packers = _packers[rec.kernel] = _argument_packers(rec) or False
+            launches[key] = rec = rec if packers else False
     if rec is False or len(inputs) != len(rec.kernel.adj.args):
         return False
     try:
