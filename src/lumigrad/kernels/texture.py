@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-from typing import List, Optional
+from typing import Optional
 
 import torch
 import warp as wp
 
+from . import buffer_pool
 from . import texture_kernels as tk
 from ._runtime import as_warp, ensure_init, launch_partitioned, launch_split, num_workers
 from .texture_pyramid import table_adjoint
@@ -50,10 +50,12 @@ class _SampleTexture(torch.autograd.Function):
         args += [as_warp(v_out.contiguous()), int(want_table)]
         tail = [as_warp(v_uv), as_warp(v_duv)]
         # The table gradient of a cached pyramid (``tex`` given) is scratch, consumed here by the pyramid's
-        # adjoint: on the CPU it lives in reused tables whose pages stay mapped (a fresh 1024^2 pyramid's
-        # gradient is 16 MiB of page faults per backward), and only the levels the samples read are zeroed,
-        # summed and pushed through the adjoint (levels finer than ``first`` get the coarse gradient only).
-        scratch = want_tex and not ctx.needs_input_grad[0] and dev.type == "cpu" and len(shapes) > 1
+        # adjoint, which accumulates the levels in place and returns level 0's rows as ``tex``'s gradient. On
+        # the CPU its tables come from the buffer pool (a fresh 1024^2 pyramid's gradient is 16 MiB of page
+        # faults per backward), and only the levels the samples read are zeroed, summed and pushed through the
+        # adjoint (levels finer than ``first`` get the coarse gradient only).
+        consume = want_tex and not ctx.needs_input_grad[0] and len(shapes) > 1
+        scratch = consume and dev.type == "cpu"
         first = min(int(fine.min()), len(shapes) - 1) if scratch and items else 0
         start = int(offsets[first]) if scratch else 0  # rows below it are never written nor read
         parts = min(num_workers(), max(1, items // 16384))
@@ -63,7 +65,7 @@ class _SampleTexture(torch.autograd.Function):
             parts = 1
         count = parts if want_table and dev.type == "cpu" else 1
         if scratch:
-            tables = _take_zeroed(table, count, start)
+            tables = [_pooled_zeros(table, start) for _ in range(count)]
         elif want_table:
             tables = [torch.zeros_like(table) for _ in range(count)]
         else:
@@ -78,39 +80,20 @@ class _SampleTexture(torch.autograd.Function):
         v_table = tables[0]
         v_tex = None
         if want_tex:
-            # A fresh tensor whenever the pyramid has two levels or more (so never a view of the scratch).
-            v_tex = table_adjoint(v_table, tex_shape, shapes, slope if slope.numel() > 1 else None, first)
-        if scratch:
-            _give_back(tables)
+            # Never a view of ``table``: a fresh tensor, or level 0's rows of the consumed scratch table.
+            v_tex = table_adjoint(v_table, tex_shape, shapes, slope if slope.numel() > 1 else None, first,
+                                  in_place=consume)
         want_uv = ctx.needs_input_grad[1] and mode != "nearest"  # nearest sampling is flat in uv
         return (v_table if ctx.needs_input_grad[0] else None, v_uv if want_uv else None,
                 v_duv if ctx.needs_input_grad[2] else None) + (None,) * 9 + (v_tex, None, None)
 
 
-# Zeroed CPU tables for the table gradients of cached pyramids, kept for the next backward of the same size
-# (at most MAX_SCRATCH tables, of the last size used; 16 MiB each for a 1024^2 RGB pyramid).
-_SCRATCH: List[torch.Tensor] = []
-_SCRATCH_LOCK = threading.Lock()
-MAX_SCRATCH = 4
-
-
-def _take_zeroed(like: torch.Tensor, count: int, start: int = 0) -> List[torch.Tensor]:
-    """``count`` tables shaped like ``like``, zero from row ``start`` on (earlier rows are left over from other
-    backwards): kept ones first, then new ones."""
-    with _SCRATCH_LOCK:
-        fits = [k for k, t in enumerate(_SCRATCH) if t.shape == like.shape and t.dtype == like.dtype][:count]
-        taken = [_SCRATCH[k] for k in fits]
-        _SCRATCH[:] = [t for k, t in enumerate(_SCRATCH) if k not in fits]
-    for t in taken:
-        t[start:].zero_()
-    return taken + [torch.zeros_like(like) for _ in range(count - len(taken))]
-
-
-def _give_back(tables: List[torch.Tensor]) -> None:
-    """Keep ``tables`` (no longer referenced elsewhere) for later backwards; other sizes are dropped."""
-    with _SCRATCH_LOCK:
-        same = [t for t in _SCRATCH if t.shape == tables[0].shape and t.dtype == tables[0].dtype]
-        _SCRATCH[:] = (same + list(tables))[:MAX_SCRATCH]
+def _pooled_zeros(like: torch.Tensor, start: int = 0) -> torch.Tensor:
+    """A table shaped like ``like`` (CPU, from the buffer pool), zero from row ``start`` on (earlier rows hold
+    whatever the buffer held)."""
+    out = buffer_pool.take(like.numel(), like.dtype, like.device).view(like.shape)
+    out[start:].zero_()
+    return out
 
 
 def _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias):
