@@ -20,16 +20,17 @@ TAPS = {"nearest": 1, "bilinear": 4, "trilinear": 8}  # texels one sample reads
 class _SampleTexture(torch.autograd.Function):
     @staticmethod
     def forward(ctx, table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias,
-                tex, slope, shapes):
+                tex, slope, shapes, use_fine):
         ensure_init()
         S = uv.shape[0]
         items = S if active is None else active.shape[0]
         new = torch.empty if active is None else torch.zeros  # listed samples only: the others stay zero
         out = new(S, table.shape[1], dtype=table.dtype, device=table.device)
-        fine = torch.empty(items, dtype=torch.int32, device=table.device)  # finest level read, per item
+        # The finest level read, per item: only the CPU backward of a cached pyramid reads it.
+        fine = torch.empty(items if use_fine else 1, dtype=torch.int32, device=table.device)
         args = _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias)
-        launch_split(tk.sample_forward, items, args + [as_warp(out), as_warp(fine)], table.device,
-                     min_chunk=4096)
+        launch_split(tk.sample_forward, items, args + [as_warp(out), as_warp(fine), int(use_fine)],
+                     table.device, min_chunk=4096)
         ctx.save_for_backward(table, uv, duv, heights, widths, offsets, mask, active, slope, fine)
         ctx.meta = (per_owner, mode, wrap, lod_bias, None if tex is None else tex.shape, shapes)
         return out
@@ -55,8 +56,8 @@ class _SampleTexture(torch.autograd.Function):
         # faults per backward), and only the levels the samples read are zeroed, summed and pushed through the
         # adjoint (levels finer than ``first`` get the coarse gradient only).
         consume = want_tex and not ctx.needs_input_grad[0] and len(shapes) > 1
-        scratch = consume and dev.type == "cpu"
-        first = min(int(fine.min()), len(shapes) - 1) if scratch and items else 0
+        scratch = consume and dev.type == "cpu"  # then the forward recorded ``fine`` (``_records_fine``)
+        first = min(int(fine.min()), len(shapes) - 1) if scratch and items and fine.numel() == items else 0
         start = int(offsets[first]) if scratch else 0  # rows below it are never written nor read
         parts = min(num_workers(), max(1, items // 16384))
         if want_table and items * TAPS[mode] < table.shape[0] - start:
@@ -85,7 +86,7 @@ class _SampleTexture(torch.autograd.Function):
                                   in_place=consume)
         want_uv = ctx.needs_input_grad[1] and mode != "nearest"  # nearest sampling is flat in uv
         return (v_table if ctx.needs_input_grad[0] else None, v_uv if want_uv else None,
-                v_duv if ctx.needs_input_grad[2] else None) + (None,) * 9 + (v_tex, None, None)
+                v_duv if ctx.needs_input_grad[2] else None) + (None,) * 9 + (v_tex, None, None, None)
 
 
 def _pooled_zeros(like: torch.Tensor, start: int = 0) -> torch.Tensor:
@@ -131,7 +132,15 @@ def sample_texture(table: torch.Tensor, heights: torch.Tensor, widths: torch.Ten
     tex, slope, shapes = source if source is not None else (None, None, None)
     slope = table.new_zeros(()) if slope is None else slope
     i32 = dict(dtype=torch.int32, device=dev)
+    use_fine = _records_fine(tex, shapes)
     return _SampleTexture.apply(table.detach().contiguous() if tex is not None else table.contiguous(),
                                 uv.contiguous(), duv, heights.to(**i32).contiguous(), widths.to(**i32).contiguous(),
                                 offsets.to(**i32).contiguous(), mask, active, per_owner, mode, wrap, lod_bias,
-                                tex, slope, None if shapes is None else tuple(shapes))
+                                tex, slope, None if shapes is None else tuple(shapes), use_fine)
+
+
+def _records_fine(tex: Optional[torch.Tensor], shapes) -> bool:
+    """Whether the backward will read the finest level of every sample: that of a cached pyramid of two
+    levels or more on the CPU (where it bounds the scratch zeroed; ``tex`` given only for cached pyramids)."""
+    return (tex is not None and tex.device.type == "cpu" and tex.requires_grad and torch.is_grad_enabled()
+            and len(shapes) > 1)
