@@ -218,14 +218,20 @@ def test_per_vertex_silhouette_gradient_agrees_with_supersampled_coverage():
     assert cos >= 0.95, f"cosine {cos:.4f}"
 
 
-def test_batched_views_match_single_views():
+@pytest.mark.parametrize("width, height", [(16, 12), (21, 13)])
+def test_batched_views_match_single_views(width, height):
+    """21 x 13: the edge kernel's runs of 16 pixels start mid-row and mid-view; the quad's corner is in the
+    top-left corner of each view, so its silhouettes cross the first row, where a run that began in the
+    previous view continues."""
     verts, faces = _scene_occlusion()
-    eyes = torch.tensor([[0.3, 0.2, -3.5], [-0.4, 0.1, -3.2]], dtype=torch.float64)
-    cams = lg.Camera.look_at(eyes, torch.zeros(2, 3, dtype=torch.float64), torch.tensor([0.0, 1.0, 0.0]).double(),
-                             fov_y=1.0, width=16, height=12)
+    eyes = torch.tensor([[0.3, 0.2, -3.5], [0.2, 0.1, -3.2], [0.35, 0.3, -3.4]], dtype=torch.float64)
+    target = torch.tensor([-0.5, -0.5, 0.0], dtype=torch.float64).expand(3, 3)
+    cams = lg.Camera.look_at(eyes, target, torch.tensor([0.0, 1.0, 0.0]).double(),
+                             fov_y=1.0, width=width, height=height)
     colors = _colors(verts.shape[0])
     batched = _shade(verts, faces, cams, colors)
-    for k in range(2):
+    assert not torch.equal(batched, _shade(verts, faces, cams, colors, aa=False))
+    for k in range(3):
         torch.testing.assert_close(batched[k], _shade(verts, faces, cams[k], colors))
 
 
