@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -24,8 +25,8 @@ class _SampleTexture(torch.autograd.Function):
         ensure_init()
         S = uv.shape[0]
         items = S if active is None else active.shape[0]
-        new = torch.empty if active is None else torch.zeros  # listed samples only: the others stay zero
-        out = new(S, table.shape[1], dtype=table.dtype, device=table.device)
+        # Listed samples only: the others stay zero.
+        out = _pooled((S, table.shape[1]), table.dtype, table.device, zero=active is not None)
         # The finest level read, per item: only the CPU backward of a cached pyramid reads it.
         fine = torch.empty(items if use_fine else 1, dtype=torch.int32, device=table.device)
         args = _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias)
@@ -44,9 +45,8 @@ class _SampleTexture(torch.autograd.Function):
         S = uv.shape[0]
         items = S if active is None else active.shape[0]
         dev = table.device
-        new = torch.empty if active is None else torch.zeros
-        v_uv = new(uv.shape, dtype=uv.dtype, device=dev)
-        v_duv = new(S, 4, dtype=uv.dtype, device=dev)
+        v_uv = _pooled(uv.shape, uv.dtype, dev, zero=active is not None)
+        v_duv = _pooled((S, 4), uv.dtype, dev, zero=active is not None)
         args = _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias)
         args += [as_warp(v_out.contiguous()), int(want_table)]
         tail = [as_warp(v_uv), as_warp(v_duv)]
@@ -87,6 +87,13 @@ class _SampleTexture(torch.autograd.Function):
         want_uv = ctx.needs_input_grad[1] and mode != "nearest"  # nearest sampling is flat in uv
         return (v_table if ctx.needs_input_grad[0] else None, v_uv if want_uv else None,
                 v_duv if ctx.needs_input_grad[2] else None) + (None,) * 9 + (v_tex, None, None, None)
+
+
+def _pooled(shape, dtype: torch.dtype, device: torch.device, zero: bool) -> torch.Tensor:
+    """A ``shape`` tensor from the buffer pool (per-frame outputs and gradients: no fresh pages on the CPU),
+    zeroed if ``zero``, else uninitialised."""
+    out = buffer_pool.take(math.prod(shape), dtype, device).view(shape)
+    return out.zero_() if zero else out
 
 
 def _pooled_zeros(like: torch.Tensor, start: int = 0) -> torch.Tensor:
