@@ -279,3 +279,21 @@ def test_blend_gradcheck():
     p_in, p_out = torch.tensor([0, 5, 5, 9]), torch.tensor([1, 6, 9, 10])
     t = torch.tensor([0.1, 0.8, 0.35, 0.66], dtype=torch.float64, requires_grad=True)  # off the kink at 1/2
     assert torch.autograd.gradcheck(lambda c, tt: blend_crossings(c, (p_in, p_out, tt)), (color, t))
+
+
+def test_pooled_output_can_be_modified_in_place_under_autograd():
+    """At 300 x 300 x 3 the blended image (over a MiB) comes from the CPU buffer pool: an in-place change of it
+    must give the gradient of the same change made out of place."""
+    verts, faces = uv_sphere(8, 12)
+    cam = camera_at((0.4, 0.3, -3.0), size=(300, 300))
+    colors = _colors(verts.shape[0], dtype=torch.float32)
+    grads = []
+    for in_place in (True, False):
+        v = verts.float().clone().requires_grad_(True)
+        frags = lg.rasterize(v, faces, cam)
+        out = lg.antialias(lg.interpolate(colors, frags, faces), frags, v, faces, cam)
+        out = out.mul_(2.0) if in_place else out * 2.0
+        (out * torch.linspace(0, 1, out.numel()).reshape(out.shape)).sum().backward()
+        grads.append(v.grad)
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)

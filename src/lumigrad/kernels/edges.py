@@ -38,7 +38,7 @@ def find_silhouette_edges(face_ids: torch.Tensor, zbuf: torch.Tensor, verts_cam:
     dets = torch.empty(N * F, dtype=torch.float64, device=device)
     launch(ak.face_setup, N * F, [as_warp(vc, dtype=wp.vec3d), as_warp(faces), F, V,
                                   as_warp(normals, dtype=wp.vec3d), as_warp(dets)], device)
-    codes = buffer_pool.take(N * H * W * 2, torch.int32, device)  # every entry is written
+    codes = buffer_pool.take((N * H * W * 2,), torch.int32, device)  # every entry is written
     per = ak.PIXELS_PER_ITEM
     launch_split(
         ak.find_edges, -(-N * H * W // per),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
@@ -92,14 +91,14 @@ class _SampleTexture(torch.autograd.Function):
 def _pooled(shape, dtype: torch.dtype, device: torch.device, zero: bool) -> torch.Tensor:
     """A ``shape`` tensor from the buffer pool (per-frame outputs and gradients: no fresh pages on the CPU),
     zeroed if ``zero``, else uninitialised."""
-    out = buffer_pool.take(math.prod(shape), dtype, device).view(shape)
+    out = buffer_pool.take(shape, dtype, device)
     return out.zero_() if zero else out
 
 
 def _pooled_zeros(like: torch.Tensor, start: int = 0) -> torch.Tensor:
     """A table shaped like ``like`` (CPU, from the buffer pool), zero from row ``start`` on (earlier rows hold
     whatever the buffer held)."""
-    out = buffer_pool.take(like.numel(), like.dtype, like.device).view(like.shape)
+    out = buffer_pool.take(like.shape, like.dtype, like.device)
     out[start:].zero_()
     return out
 

@@ -90,8 +90,7 @@ def table_adjoint(v_table: torch.Tensor, tex_shape: torch.Size, shapes: Sequence
 
 def _workspace(like: torch.Tensor, times: int) -> torch.Tensor:
     """An uninitialised pooled buffer for ``times`` copies of ``like [Nt, h, w, C]`` stacked on a new dim 3."""
-    shape = (*like.shape[:3], times, like.shape[3])
-    return buffer_pool.take(like.numel() * times, like.dtype, like.device).view(shape)
+    return buffer_pool.take((*like.shape[:3], times, like.shape[3]), like.dtype, like.device)
 
 
 def _spread(acc: torch.Tensor, shapes: Sequence[Tuple[int, int]], num_tex: int, c: int,

@@ -201,7 +201,7 @@ class _Blend(torch.autograd.Function):
 
 def _pooled_copy(x: torch.Tensor) -> torch.Tensor:
     """A contiguous copy of ``x`` in a buffer from ``kernels.buffer_pool``."""
-    return buffer_pool.take(x.numel(), x.dtype, x.device).view(x.shape).copy_(x)
+    return buffer_pool.take(x.shape, x.dtype, x.device).copy_(x)
 
 
 def edge_crossing(mesh, verts_cam, face, edge, p_in, p_out) -> torch.Tensor:
