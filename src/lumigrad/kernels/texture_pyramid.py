@@ -106,8 +106,8 @@ def _spread(acc: torch.Tensor, shapes: Sequence[Tuple[int, int]], num_tex: int, 
     (h0, w0), steps = shapes[0], len(shapes)
     block = 1 << steps
     if h0 % block == 0 and w0 % block == 0:
-        # Columns first (``_repeat_columns``: 1/block of the size), then whole rows (a copy with contiguous rows): 1.5-2x
-        # faster than expanding both at once, whose innermost runs are C elements long.
+        # Columns first (``_repeat_columns``: 1/block of the size), then whole rows (a copy with contiguous
+        # rows): 1.5-2x faster than expanding both at once, whose innermost runs are C elements long.
         hb = h0 // block
         scaled = acc * (1.0 / (block * block))
         cols = _repeat_columns(scaled, block).view(num_tex, hb, 1, w0, c)
