@@ -200,19 +200,17 @@ def find_edges(
     faces: wp.array2d(dtype=wp.int32), adjacency: wp.array2d(dtype=wp.int32),
     intr: wp.array2d(dtype=wp.float64), width: int, height: int, num_verts: int,
     vz: wp.array(dtype=wp.vec3d), ortho: int, num_pixels: int,
-    codes: wp.array(dtype=wp.int32), run_found: wp.array(dtype=wp.int8),
+    codes: wp.array(dtype=wp.int32),
 ):
     """Write ``codes[2 p + dir]`` (``_pair_code``) for the ``PIXELS_PER_ITEM`` pixels ``p`` of work item
     ``offset + tid`` (fewer in the last one): one item per pixel would cost more in per-item overhead than the
-    two comparisons that settle most pixels. ``normals``, ``dets``: ``face_setup``'s output. ``run_found[tid]``:
-    1 if any record of the item is not -1 (the records are then listed without scanning all of them)."""
+    two comparisons that settle most pixels. ``normals``, ``dets``: ``face_setup``'s output."""
     first = (offset + wp.tid()) * PIXELS_PER_ITEM
     last = wp.min(first + PIXELS_PER_ITEM, num_pixels)
     hw = width * height
     view = first // hw
     y = (first - view * hw) // width
     x = first - view * hw - y * width
-    found = wp.int8(0)
     for p in range(first, last):
         fa = face_ids[p]
         for direction in range(2):
@@ -231,8 +229,6 @@ def find_edges(
                                       view * num_faces, zbuf, normals, dets, faces, adjacency, intr, width, height,
                                       vz, ortho)
             codes[2 * p + direction] = code
-            if code >= 0:
-                found = wp.int8(1)
         x += 1  # the next pixel's column, row and view
         if x == width:
             x = 0
@@ -240,4 +236,3 @@ def find_edges(
             if y == height:
                 y = 0
                 view += 1
-    run_found[offset + wp.tid()] = found

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Tuple
-
 import torch
 
 from . import antialias_kernels as ak
@@ -15,14 +13,11 @@ import warp as wp
 
 @torch.no_grad()
 def find_silhouette_edges(face_ids: torch.Tensor, zbuf: torch.Tensor, verts_cam: torch.Tensor, faces: torch.Tensor,
-                          adjacency: torch.Tensor, K: torch.Tensor,
-                          orthographic: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Return the silhouette edges between neighbouring pixels as ``(found, records)``: ``found [E]`` int64, the
-    indices ``2 * pixel + direction`` (direction 0: the right neighbour, 1: the lower one; pixel ``n * H * W +
-    y * W + x``) in increasing order, and ``records [E]`` int32 their edge records.
+                          adjacency: torch.Tensor, K: torch.Tensor, orthographic: bool = False) -> torch.Tensor:
+    """Return edge records ``[N*H*W, 2]`` int32 for the (right, down) neighbour of every pixel.
 
-    A record is ``face * 8 + edge * 2 + q_in`` (``q_in`` = 1 when the neighbour is the pixel the face covers);
-    pairs that no silhouette edge of a visible face separates are not listed.
+    A record is ``face * 8 + edge * 2 + q_in`` (``q_in`` = 1 when the neighbour is the pixel the face covers)
+    or -1 when no silhouette edge of a visible face separates the two pixel centres.
 
     Args:
         face_ids: ``[N, H, W]`` int32 visible faces; zbuf: ``[N, H, W]`` float32 kernel depths.
@@ -43,22 +38,13 @@ def find_silhouette_edges(face_ids: torch.Tensor, zbuf: torch.Tensor, verts_cam:
     dets = torch.empty(N * F, dtype=torch.float64, device=device)
     launch(ak.face_setup, N * F, [as_warp(vc, dtype=wp.vec3d), as_warp(faces), F, V,
                                   as_warp(normals, dtype=wp.vec3d), as_warp(dets)], device)
+    codes = buffer_pool.take((N * H * W * 2,), torch.int32, device)  # every entry is written
     per = ak.PIXELS_PER_ITEM
-    runs = -(-N * H * W // per)
-    # Whole runs of 2 * per records (the kernel writes the pixels' records; the tail stays -1).
-    codes = buffer_pool.take((runs, 2 * per), torch.int32, device)
-    codes.view(-1)[2 * N * H * W:] = -1
-    run_found = torch.empty(runs, dtype=torch.int8, device=device)
     launch_split(
-        ak.find_edges, runs,
+        ak.find_edges, -(-N * H * W // per),
         [as_warp(face_ids.reshape(-1).contiguous()), as_warp(zbuf.reshape(-1).contiguous()),
          as_warp(normals, dtype=wp.vec3d), as_warp(dets), F, as_warp(faces), as_warp(adjacency), as_warp(intr),
-         W, H, V, as_warp(vz, dtype=wp.vec3d), int(bool(orthographic)), N * H * W, as_warp(codes.view(-1)),
-         as_warp(run_found)],
+         W, H, V, as_warp(vz, dtype=wp.vec3d), int(bool(orthographic)), N * H * W, as_warp(codes)],
         device, min_chunk=4096 // per, min_piece=16384 // per,  # fewer, larger ranges: each one is a Warp launch
     )
-    # Runs with a record, then the records within them: the same increasing order as a scan of all records.
-    with_edges = run_found.nonzero()[:, 0]
-    block = codes[with_edges]
-    row, col = (block >= 0).nonzero(as_tuple=True)
-    return with_edges[row] * (2 * per) + col, block[row, col]
+    return codes.view(N * H * W, 2)

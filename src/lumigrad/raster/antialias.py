@@ -106,12 +106,13 @@ def silhouette_crossings(frags: Fragments, mesh: PreparedMesh,
     N = mesh.num_views
     adjacency = edge_adjacency(faces, mesh.verts.shape[-2])
     verts_cam = mesh.verts_cam
-    found, records = find_silhouette_edges(frags.face_ids.reshape(N, H, W), frags.zbuf.reshape(N, H, W), verts_cam,
-                                           mesh.faces_i32, adjacency, mesh.K, orthographic=mesh.orthographic)
+    codes = find_silhouette_edges(frags.face_ids.reshape(N, H, W), frags.zbuf.reshape(N, H, W), verts_cam,
+                                  mesh.faces_i32, adjacency, mesh.K, orthographic=mesh.orthographic)
+    found = (codes.reshape(-1) >= 0).nonzero()[:, 0]  # 2 * pixel + direction (a 1D nonzero: cheaper than 2D)
     if found.numel() == 0:
         return None
-    rows, direction = found // 2, found % 2  # found: 2 * pixel + direction
-    code = records.long()
+    rows, direction = found // 2, found % 2
+    code = codes.reshape(-1)[found].long()
     face = code >> 3
     edge = (code >> 1) & 3
     q_in = (code & 1).bool()
