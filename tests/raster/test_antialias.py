@@ -12,6 +12,7 @@ import torch
 
 import lumigrad as lg
 from lumigrad.conventions import axis_angle_to_matrix, compose_world_to_cam
+from lumigrad.kernels import antialias_kernels
 from lumigrad.raster.reference import antialias_ref, rasterize_ref
 
 from ..conftest import camera_at, central_fd, cosine, save_failure_images, uv_sphere
@@ -218,11 +219,13 @@ def test_per_vertex_silhouette_gradient_agrees_with_supersampled_coverage():
     assert cos >= 0.95, f"cosine {cos:.4f}"
 
 
+@pytest.mark.parametrize("per_thread", [1, 16])
 @pytest.mark.parametrize("width, height", [(16, 12), (21, 13)])
-def test_batched_views_match_single_views(width, height):
-    """21 x 13: the edge kernel's runs of 16 pixels start mid-row and mid-view; the quad's corner is in the
-    top-left corner of each view, so its silhouettes cross the first row, where a run that began in the
-    previous view continues."""
+def test_batched_views_match_single_views(width, height, per_thread, monkeypatch):
+    """21 x 13: the edge kernel's runs of 16 pixels (per CPU thread; CUDA's 1 checked here too) start mid-row
+    and mid-view; the quad's corner is in the top-left corner of each view, so its silhouettes cross the first
+    row, where a run that began in the previous view continues."""
+    monkeypatch.setattr(antialias_kernels, "CPU_PIXELS_PER_THREAD", per_thread)
     verts, faces = _scene_occlusion()
     eyes = torch.tensor([[0.3, 0.2, -3.5], [0.2, 0.1, -3.2], [0.35, 0.3, -3.4]], dtype=torch.float64)
     target = torch.tensor([-0.5, -0.5, 0.0], dtype=torch.float64).expand(3, 3)

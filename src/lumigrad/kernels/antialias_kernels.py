@@ -22,7 +22,7 @@ import warp as wp
 wp.set_module_options({"enable_backward": False})
 
 MAX_WALK = 8  # faces crossed between two pixel centres before giving up
-PIXELS_PER_ITEM = wp.constant(16)  # consecutive pixels per work item of ``find_edges``
+CPU_PIXELS_PER_THREAD = 16  # consecutive pixels per kernel thread of ``find_edges`` on the CPU (1 on CUDA)
 
 
 @wp.func
@@ -199,14 +199,14 @@ def find_edges(
     normals: wp.array2d(dtype=wp.vec3d), dets: wp.array(dtype=wp.float64), num_faces: int,
     faces: wp.array2d(dtype=wp.int32), adjacency: wp.array2d(dtype=wp.int32),
     intr: wp.array2d(dtype=wp.float64), width: int, height: int, num_verts: int,
-    vz: wp.array(dtype=wp.vec3d), ortho: int, num_pixels: int,
+    vz: wp.array(dtype=wp.vec3d), ortho: int, num_pixels: int, per_thread: int,
     codes: wp.array(dtype=wp.int32),
 ):
-    """Write ``codes[2 p + dir]`` (``_pair_code``) for the ``PIXELS_PER_ITEM`` pixels ``p`` of work item
-    ``offset + tid`` (fewer in the last one): one item per pixel would cost more in per-item overhead than the
-    two comparisons that settle most pixels. ``normals``, ``dets``: ``face_setup``'s output."""
-    first = (offset + wp.tid()) * PIXELS_PER_ITEM
-    last = wp.min(first + PIXELS_PER_ITEM, num_pixels)
+    """Write ``codes[2 p + dir]`` (``_pair_code``) for the ``per_thread`` pixels ``p`` from ``(offset + tid) *
+    per_thread`` (fewer in the last thread): on the CPU a thread per pixel would cost more in per-thread overhead
+    than the two comparisons that settle most pixels. ``normals``, ``dets``: ``face_setup``'s output."""
+    first = (offset + wp.tid()) * per_thread
+    last = wp.min(first + per_thread, num_pixels)
     hw = width * height
     view = first // hw
     y = (first - view * hw) // width

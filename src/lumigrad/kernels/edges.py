@@ -39,12 +39,12 @@ def find_silhouette_edges(face_ids: torch.Tensor, zbuf: torch.Tensor, verts_cam:
     launch(ak.face_setup, N * F, [as_warp(vc, dtype=wp.vec3d), as_warp(faces), F, V,
                                   as_warp(normals, dtype=wp.vec3d), as_warp(dets)], device)
     codes = buffer_pool.take((N * H * W * 2,), torch.int32, device)  # every entry is written
-    per = ak.PIXELS_PER_ITEM
+    per = ak.CPU_PIXELS_PER_THREAD if device.type == "cpu" else 1
     launch_split(
         ak.find_edges, -(-N * H * W // per),
         [as_warp(face_ids.reshape(-1).contiguous()), as_warp(zbuf.reshape(-1).contiguous()),
          as_warp(normals, dtype=wp.vec3d), as_warp(dets), F, as_warp(faces), as_warp(adjacency), as_warp(intr),
-         W, H, V, as_warp(vz, dtype=wp.vec3d), int(bool(orthographic)), N * H * W, as_warp(codes)],
-        device, min_chunk=4096 // per, min_piece=16384 // per,  # fewer, larger ranges: each one is a Warp launch
+         W, H, V, as_warp(vz, dtype=wp.vec3d), int(bool(orthographic)), N * H * W, per, as_warp(codes)],
+        device, min_chunk=4096 // per, min_piece=16384 // per,  # fewer, larger ranges: each is a Warp launch
     )
     return codes.view(N * H * W, 2)
