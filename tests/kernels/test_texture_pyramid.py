@@ -67,3 +67,21 @@ def test_adjoint_from_a_first_level_ignores_the_finer_rows(shape, first_level):
         expected = table_adjoint(clean, tex.shape, shapes, s)
         got = table_adjoint(v_table, tex.shape, shapes, s, first_level)
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(16, 8, 2), (12, 20, 3), (7, 6, 1), (2, 8, 8, 2), (9, 9, 2)])
+@pytest.mark.parametrize("first_level", [0, 1, 2])
+def test_adjoint_in_place_equals_the_fresh_one_and_views_level_0_of_the_table(shape, first_level):
+    """``in_place=True`` accumulates in the table's own rows and returns level 0's rows (no level-sized
+    buffer); values are those of the out-of-place adjoint, with and without a slope."""
+    gen = torch.Generator().manual_seed(6)
+    tex = torch.rand(shape, dtype=DT, generator=gen)
+    table, shapes = _pyramid_table(tex)
+    v_table = torch.randn(table.shape, dtype=DT, generator=gen)
+    slope = torch.rand(shape, dtype=DT, generator=gen)
+    for s in (None, slope):
+        expected = table_adjoint(v_table, tex.shape, shapes, s, first_level)
+        scratch = v_table.clone()
+        got = table_adjoint(scratch, tex.shape, shapes, s, first_level, in_place=True)
+        assert got.data_ptr() == scratch.data_ptr() and got.shape == tex.shape
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)

@@ -12,6 +12,7 @@ import torch
 
 import lumigrad as lg
 from lumigrad.conventions import axis_angle_to_matrix, compose_world_to_cam
+from lumigrad.kernels import antialias_kernels
 from lumigrad.raster.reference import antialias_ref, rasterize_ref
 
 from ..conftest import camera_at, central_fd, cosine, save_failure_images, uv_sphere
@@ -218,14 +219,22 @@ def test_per_vertex_silhouette_gradient_agrees_with_supersampled_coverage():
     assert cos >= 0.95, f"cosine {cos:.4f}"
 
 
-def test_batched_views_match_single_views():
+@pytest.mark.parametrize("per_thread", [1, 16])
+@pytest.mark.parametrize("width, height", [(16, 12), (21, 13)])
+def test_batched_views_match_single_views(width, height, per_thread, monkeypatch):
+    """21 x 13: the edge kernel's runs of 16 pixels (per CPU thread; CUDA's 1 checked here too) start mid-row
+    and mid-view; the quad's corner is in the top-left corner of each view, so its silhouettes cross the first
+    row, where a run that began in the previous view continues."""
+    monkeypatch.setattr(antialias_kernels, "CPU_PIXELS_PER_THREAD", per_thread)
     verts, faces = _scene_occlusion()
-    eyes = torch.tensor([[0.3, 0.2, -3.5], [-0.4, 0.1, -3.2]], dtype=torch.float64)
-    cams = lg.Camera.look_at(eyes, torch.zeros(2, 3, dtype=torch.float64), torch.tensor([0.0, 1.0, 0.0]).double(),
-                             fov_y=1.0, width=16, height=12)
+    eyes = torch.tensor([[0.3, 0.2, -3.5], [0.2, 0.1, -3.2], [0.35, 0.3, -3.4]], dtype=torch.float64)
+    target = torch.tensor([-0.5, -0.5, 0.0], dtype=torch.float64).expand(3, 3)
+    cams = lg.Camera.look_at(eyes, target, torch.tensor([0.0, 1.0, 0.0]).double(),
+                             fov_y=1.0, width=width, height=height)
     colors = _colors(verts.shape[0])
     batched = _shade(verts, faces, cams, colors)
-    for k in range(2):
+    assert not torch.equal(batched, _shade(verts, faces, cams, colors, aa=False))
+    for k in range(3):
         torch.testing.assert_close(batched[k], _shade(verts, faces, cams[k], colors))
 
 
@@ -273,3 +282,21 @@ def test_blend_gradcheck():
     p_in, p_out = torch.tensor([0, 5, 5, 9]), torch.tensor([1, 6, 9, 10])
     t = torch.tensor([0.1, 0.8, 0.35, 0.66], dtype=torch.float64, requires_grad=True)  # off the kink at 1/2
     assert torch.autograd.gradcheck(lambda c, tt: blend_crossings(c, (p_in, p_out, tt)), (color, t))
+
+
+def test_pooled_output_can_be_modified_in_place_under_autograd():
+    """At 300 x 300 x 3 the blended image (over a MiB) comes from the CPU buffer pool: an in-place change of it
+    must give the gradient of the same change made out of place."""
+    verts, faces = uv_sphere(8, 12)
+    cam = camera_at((0.4, 0.3, -3.0), size=(300, 300))
+    colors = _colors(verts.shape[0], dtype=torch.float32)
+    grads = []
+    for in_place in (True, False):
+        v = verts.float().clone().requires_grad_(True)
+        frags = lg.rasterize(v, faces, cam)
+        out = lg.antialias(lg.interpolate(colors, frags, faces), frags, v, faces, cam)
+        out = out.mul_(2.0) if in_place else out * 2.0
+        (out * torch.linspace(0, 1, out.numel()).reshape(out.shape)).sum().backward()
+        grads.append(v.grad)
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)

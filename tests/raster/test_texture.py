@@ -615,3 +615,23 @@ def test_texel_transform_is_refused_with_explicit_mipmaps():
         lg.texture(tex, uv, uv_derivs=duv, mipmaps=lg.build_mipmaps(tex), texel_transform=torch.sqrt)
     with pytest.raises(TypeError, match="texel_transform"):
         lg.texture(tex, uv, texel_transform="srgb")
+
+
+def test_pooled_kernel_output_can_be_modified_in_place_and_its_buffer_is_not_reused_while_held():
+    """The kernel's output of 90k RGBA samples (over a MiB) comes from the CPU buffer pool: it may be changed in
+    place under autograd like any fresh tensor, and a second call does not write into it while it is held."""
+    tex, _ = _large_trainable()
+    gen = torch.Generator().manual_seed(9)
+    uv = torch.rand(1, 90000, 2, generator=gen)
+    mask = torch.rand(1, 90000, generator=gen) < 0.8
+    weights = torch.linspace(-1, 1, 90000 * 4).reshape(1, 90000, 4)
+    out = lg.texture(tex, uv, mask=mask, backend="kernel")
+    kept = out.detach().clone()
+    again = lg.texture(tex, uv * 0.5, mask=mask, backend="kernel")
+    assert torch.equal(out, kept) and not torch.equal(again, kept)
+    out.mul_(3.0)
+    (out * weights).sum().backward()
+    got = tex.grad
+    tex.grad = None
+    (lg.texture(tex, uv, mask=mask, backend="torch") * 3.0 * weights).sum().backward()
+    torch.testing.assert_close(got, tex.grad, rtol=1e-5, atol=1e-5)

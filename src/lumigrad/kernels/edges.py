@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from . import antialias_kernels as ak
-from ._runtime import as_warp, ensure_init, launch_split
+from . import buffer_pool
+from ._runtime import as_warp, ensure_init, launch, launch_split
 
 import warp as wp
 
@@ -32,12 +33,18 @@ def find_silhouette_edges(face_ids: torch.Tensor, zbuf: torch.Tensor, verts_cam:
     intr = torch.stack([K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 0, 1]], -1).double().contiguous()
     vz = verts_cam.detach().double().reshape(-1, 3).contiguous()
     vc = torch.cat([vz[:, :2], torch.ones_like(vz[:, 2:])], -1) if orthographic else vz
-    codes = torch.empty(N * H * W * 2, dtype=torch.int32, device=device)
+    F = faces.shape[0]
+    normals = torch.empty(N * F, 3, 3, dtype=torch.float64, device=device)  # per (view, face): 3 edge normals
+    dets = torch.empty(N * F, dtype=torch.float64, device=device)
+    launch(ak.face_setup, N * F, [as_warp(vc, dtype=wp.vec3d), as_warp(faces), F, V,
+                                  as_warp(normals, dtype=wp.vec3d), as_warp(dets)], device)
+    codes = buffer_pool.take((N * H * W * 2,), torch.int32, device)  # every entry is written
+    per = ak.CPU_PIXELS_PER_THREAD if device.type == "cpu" else 1
     launch_split(
-        ak.find_edges, N * H * W,
+        ak.find_edges, -(-N * H * W // per),
         [as_warp(face_ids.reshape(-1).contiguous()), as_warp(zbuf.reshape(-1).contiguous()),
-         as_warp(vc, dtype=wp.vec3d), as_warp(faces), as_warp(adjacency), as_warp(intr), W, H, V,
-         as_warp(vz, dtype=wp.vec3d), int(bool(orthographic)), as_warp(codes)],
-        device, min_chunk=4096, min_piece=16384,  # fewer, larger ranges: each one is a Warp launch
+         as_warp(normals, dtype=wp.vec3d), as_warp(dets), F, as_warp(faces), as_warp(adjacency), as_warp(intr),
+         W, H, V, as_warp(vz, dtype=wp.vec3d), int(bool(orthographic)), N * H * W, per, as_warp(codes)],
+        device, min_chunk=4096 // per, min_piece=16384 // per,  # fewer, larger ranges: each is a Warp launch
     )
     return codes.view(N * H * W, 2)

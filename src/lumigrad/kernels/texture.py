@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-from typing import List, Optional
+from typing import Optional
 
 import torch
 import warp as wp
 
+from . import buffer_pool
 from . import texture_kernels as tk
 from ._runtime import as_warp, ensure_init, launch_partitioned, launch_split, num_workers
 from .texture_pyramid import table_adjoint
@@ -20,16 +20,17 @@ TAPS = {"nearest": 1, "bilinear": 4, "trilinear": 8}  # texels one sample reads
 class _SampleTexture(torch.autograd.Function):
     @staticmethod
     def forward(ctx, table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias,
-                tex, slope, shapes):
+                tex, slope, shapes, use_fine):
         ensure_init()
         S = uv.shape[0]
         items = S if active is None else active.shape[0]
-        new = torch.empty if active is None else torch.zeros  # listed samples only: the others stay zero
-        out = new(S, table.shape[1], dtype=table.dtype, device=table.device)
-        fine = torch.empty(items, dtype=torch.int32, device=table.device)  # finest level read, per item
+        # Listed samples only: the others stay zero.
+        out = _pooled((S, table.shape[1]), table.dtype, table.device, zero=active is not None)
+        # The finest level read, per item: only the CPU backward of a cached pyramid reads it.
+        fine = torch.empty(items if use_fine else 1, dtype=torch.int32, device=table.device)
         args = _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias)
-        launch_split(tk.sample_forward, items, args + [as_warp(out), as_warp(fine)], table.device,
-                     min_chunk=4096)
+        launch_split(tk.sample_forward, items, args + [as_warp(out), as_warp(fine), int(use_fine)],
+                     table.device, min_chunk=4096)
         ctx.save_for_backward(table, uv, duv, heights, widths, offsets, mask, active, slope, fine)
         ctx.meta = (per_owner, mode, wrap, lod_bias, None if tex is None else tex.shape, shapes)
         return out
@@ -43,18 +44,19 @@ class _SampleTexture(torch.autograd.Function):
         S = uv.shape[0]
         items = S if active is None else active.shape[0]
         dev = table.device
-        new = torch.empty if active is None else torch.zeros
-        v_uv = new(uv.shape, dtype=uv.dtype, device=dev)
-        v_duv = new(S, 4, dtype=uv.dtype, device=dev)
+        v_uv = _pooled(uv.shape, uv.dtype, dev, zero=active is not None)
+        v_duv = _pooled((S, 4), uv.dtype, dev, zero=active is not None)
         args = _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias)
         args += [as_warp(v_out.contiguous()), int(want_table)]
         tail = [as_warp(v_uv), as_warp(v_duv)]
         # The table gradient of a cached pyramid (``tex`` given) is scratch, consumed here by the pyramid's
-        # adjoint: on the CPU it lives in reused tables whose pages stay mapped (a fresh 1024^2 pyramid's
-        # gradient is 16 MiB of page faults per backward), and only the levels the samples read are zeroed,
-        # summed and pushed through the adjoint (levels finer than ``first`` get the coarse gradient only).
-        scratch = want_tex and not ctx.needs_input_grad[0] and dev.type == "cpu" and len(shapes) > 1
-        first = min(int(fine.min()), len(shapes) - 1) if scratch and items else 0
+        # adjoint, which accumulates the levels in place and returns level 0's rows as ``tex``'s gradient. On
+        # the CPU its tables come from the buffer pool (a fresh 1024^2 pyramid's gradient is 16 MiB of page
+        # faults per backward), and only the levels the samples read are zeroed, summed and pushed through the
+        # adjoint (levels finer than ``first`` get the coarse gradient only).
+        consume = want_tex and not ctx.needs_input_grad[0] and len(shapes) > 1
+        scratch = consume and dev.type == "cpu"  # then the forward recorded ``fine`` (``_records_fine``)
+        first = min(int(fine.min()), len(shapes) - 1) if scratch and items and fine.numel() == items else 0
         start = int(offsets[first]) if scratch else 0  # rows below it are never written nor read
         parts = min(num_workers(), max(1, items // 16384))
         if want_table and items * TAPS[mode] < table.shape[0] - start:
@@ -63,7 +65,7 @@ class _SampleTexture(torch.autograd.Function):
             parts = 1
         count = parts if want_table and dev.type == "cpu" else 1
         if scratch:
-            tables = _take_zeroed(table, count, start)
+            tables = [_pooled_zeros(table, start) for _ in range(count)]
         elif want_table:
             tables = [torch.zeros_like(table) for _ in range(count)]
         else:
@@ -78,39 +80,27 @@ class _SampleTexture(torch.autograd.Function):
         v_table = tables[0]
         v_tex = None
         if want_tex:
-            # A fresh tensor whenever the pyramid has two levels or more (so never a view of the scratch).
-            v_tex = table_adjoint(v_table, tex_shape, shapes, slope if slope.numel() > 1 else None, first)
-        if scratch:
-            _give_back(tables)
+            # Never a view of ``table``: a fresh tensor, or level 0's rows of the consumed scratch table.
+            v_tex = table_adjoint(v_table, tex_shape, shapes, slope if slope.numel() > 1 else None, first,
+                                  in_place=consume)
         want_uv = ctx.needs_input_grad[1] and mode != "nearest"  # nearest sampling is flat in uv
         return (v_table if ctx.needs_input_grad[0] else None, v_uv if want_uv else None,
-                v_duv if ctx.needs_input_grad[2] else None) + (None,) * 9 + (v_tex, None, None)
+                v_duv if ctx.needs_input_grad[2] else None) + (None,) * 9 + (v_tex, None, None, None)
 
 
-# Zeroed CPU tables for the table gradients of cached pyramids, kept for the next backward of the same size
-# (at most MAX_SCRATCH tables, of the last size used; 16 MiB each for a 1024^2 RGB pyramid).
-_SCRATCH: List[torch.Tensor] = []
-_SCRATCH_LOCK = threading.Lock()
-MAX_SCRATCH = 4
+def _pooled(shape, dtype: torch.dtype, device: torch.device, zero: bool) -> torch.Tensor:
+    """A ``shape`` tensor from the buffer pool (per-frame outputs and gradients: no fresh pages on the CPU),
+    zeroed if ``zero``, else uninitialised."""
+    out = buffer_pool.take(shape, dtype, device)
+    return out.zero_() if zero else out
 
 
-def _take_zeroed(like: torch.Tensor, count: int, start: int = 0) -> List[torch.Tensor]:
-    """``count`` tables shaped like ``like``, zero from row ``start`` on (earlier rows are left over from other
-    backwards): kept ones first, then new ones."""
-    with _SCRATCH_LOCK:
-        fits = [k for k, t in enumerate(_SCRATCH) if t.shape == like.shape and t.dtype == like.dtype][:count]
-        taken = [_SCRATCH[k] for k in fits]
-        _SCRATCH[:] = [t for k, t in enumerate(_SCRATCH) if k not in fits]
-    for t in taken:
-        t[start:].zero_()
-    return taken + [torch.zeros_like(like) for _ in range(count - len(taken))]
-
-
-def _give_back(tables: List[torch.Tensor]) -> None:
-    """Keep ``tables`` (no longer referenced elsewhere) for later backwards; other sizes are dropped."""
-    with _SCRATCH_LOCK:
-        same = [t for t in _SCRATCH if t.shape == tables[0].shape and t.dtype == tables[0].dtype]
-        _SCRATCH[:] = (same + list(tables))[:MAX_SCRATCH]
+def _pooled_zeros(like: torch.Tensor, start: int = 0) -> torch.Tensor:
+    """A table shaped like ``like`` (CPU, from the buffer pool), zero from row ``start`` on (earlier rows hold
+    whatever the buffer held)."""
+    out = buffer_pool.take(like.shape, like.dtype, like.device)
+    out[start:].zero_()
+    return out
 
 
 def _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias):
@@ -148,7 +138,15 @@ def sample_texture(table: torch.Tensor, heights: torch.Tensor, widths: torch.Ten
     tex, slope, shapes = source if source is not None else (None, None, None)
     slope = table.new_zeros(()) if slope is None else slope
     i32 = dict(dtype=torch.int32, device=dev)
+    use_fine = _records_fine(tex, shapes)
     return _SampleTexture.apply(table.detach().contiguous() if tex is not None else table.contiguous(),
                                 uv.contiguous(), duv, heights.to(**i32).contiguous(), widths.to(**i32).contiguous(),
                                 offsets.to(**i32).contiguous(), mask, active, per_owner, mode, wrap, lod_bias,
-                                tex, slope, None if shapes is None else tuple(shapes))
+                                tex, slope, None if shapes is None else tuple(shapes), use_fine)
+
+
+def _records_fine(tex: Optional[torch.Tensor], shapes) -> bool:
+    """Whether the backward will read the finest level of every sample: that of a cached pyramid of two
+    levels or more on the CPU (where it bounds the scratch zeroed; ``tex`` given only for cached pyramids)."""
+    return (tex is not None and tex.device.type == "cpu" and tex.requires_grad and torch.is_grad_enabled()
+            and len(shapes) > 1)

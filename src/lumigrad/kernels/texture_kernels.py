@@ -141,10 +141,10 @@ def sample_forward(
     uv: wp.array2d(dtype=Any), duv: wp.array2d(dtype=Any), mask: wp.array(dtype=wp.int8),
     use_mask: int, active: wp.array(dtype=wp.int32), use_active: int, per_owner: int, mode: int, wrap: int,
     lod_bias: wp.float64,
-    out: wp.array2d(dtype=Any), fine: wp.array(dtype=wp.int32),
+    out: wp.array2d(dtype=Any), fine: wp.array(dtype=wp.int32), use_fine: int,
 ):
-    """Filtered values ``out``, and per work item the finest mip level it read in ``fine`` (``num_levels``
-    for a masked sample): the backward scatters into those levels and coarser ones only."""
+    """Filtered values ``out``, and with ``use_fine`` per work item the finest mip level it read in ``fine``
+    (``num_levels`` for a masked sample): the backward scatters into those levels and coarser ones only."""
     item = offset + wp.tid()
     s = item
     if use_active != 0:  # the work items are the unmasked samples' indices
@@ -154,7 +154,8 @@ def sample_forward(
     one = out.dtype(1.0)
     for c in range(channels):
         out[s, c] = zero
-    fine[item] = num_levels
+    if use_fine != 0:
+        fine[item] = num_levels
     if use_mask != 0:
         if mask[s] == wp.int8(0):
             return
@@ -162,13 +163,15 @@ def sample_forward(
     u = uv[s, 0]
     v = uv[s, 1]
     if mode == NEAREST:
-        fine[item] = 0
+        if use_fine != 0:
+            fine[item] = 0
         row = _nearest_row(u, v, owner, heights, widths, offsets, wrap)
         for c in range(channels):
             out[s, c] = table[row, c]
         return
     lo, hi, frac, lod_active, dlod = _mip_levels(duv, s, widths, heights, num_levels, out.dtype(lod_bias), mode)
-    fine[item] = lo
+    if use_fine != 0:
+        fine[item] = lo
     for k in range(2):
         level = lo
         weight = one - frac

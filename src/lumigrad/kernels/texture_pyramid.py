@@ -16,6 +16,8 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from . import buffer_pool
+
 
 class _CachedTable(torch.autograd.Function):
     @staticmethod
@@ -41,7 +43,7 @@ def cached_table(tex: torch.Tensor, values: torch.Tensor, slope: Optional[torch.
 
 
 def table_adjoint(v_table: torch.Tensor, tex_shape: torch.Size, shapes: Sequence[Tuple[int, int]],
-                  slope: Optional[torch.Tensor] = None, first_level: int = 0) -> torch.Tensor:
+                  slope: Optional[torch.Tensor] = None, first_level: int = 0, in_place: bool = False) -> torch.Tensor:
     """The gradient w.r.t. ``tex [..., H, W, C]`` of the texel table ``[texels, C]`` of ``transform(tex)``'s
     pyramid (level sizes ``shapes``) whose gradient is ``v_table``: each level's own gradient plus the adjoint
     of the 2x2 average applied to the next coarser level's accumulated gradient, from the coarsest level up
@@ -49,7 +51,12 @@ def table_adjoint(v_table: torch.Tensor, tex_shape: torch.Size, shapes: Sequence
 
     ``first_level``: the levels finer than it have no gradient of their own (their rows of ``v_table`` are
     not read, whatever they hold); when the sizes halve evenly down to level 0, that level's accumulated
-    gradient is spread to ``tex`` in one broadcast (``2^l x 2^l`` blocks times ``4^-l``)."""
+    gradient is spread to ``tex`` in one broadcast (``2^l x 2^l`` blocks times ``4^-l``).
+
+    ``in_place``: ``v_table`` is scratch of the caller's (contiguous): each level accumulates into its own rows
+    and the result is level 0's rows (a view of ``v_table``), so no level-sized buffer is allocated; the rows
+    of the other levels are left holding their accumulated gradients (or, finer than ``first_level``,
+    whatever they held)."""
     c = tex_shape[-1]
     num_tex = 1
     for d in tex_shape[:-3]:
@@ -58,41 +65,65 @@ def table_adjoint(v_table: torch.Tensor, tex_shape: torch.Size, shapes: Sequence
     acc = parts[-1].reshape(num_tex, *shapes[-1], c)
     for k in range(len(shapes) - 2, -1, -1):
         h, w = shapes[k]
+        own = parts[k].view(num_tex, h, w, c) if in_place else parts[k].reshape(num_tex, h, w, c)
         if k < first_level:
-            acc = _spread(acc, shapes[:k + 1], num_tex, c)
+            level0 = parts[0].view(num_tex, *shapes[0], c) if in_place else None
+            acc = _spread(acc, shapes[:k + 1], num_tex, c, level0)
             break
-        own = parts[k].reshape(num_tex, h, w, c)
         if h % 2 == 0 and w % 2 == 0:
-            # Columns are duplicated on the coarse rows first (half a level), so that the broadcast over the
-            # row pairs adds whole contiguous rows.
-            quarter = acc * 0.25
-            wide = torch.stack([quarter, quarter], 3).reshape(num_tex, h // 2, 1, w, c)
-            acc = torch.add(own.reshape(num_tex, h // 2, 2, w, c), wide).reshape(num_tex, h, w, c)
+            # Columns are duplicated on the coarse rows first (half a level, into a pooled buffer), so that the
+            # broadcast over the row pairs adds whole contiguous rows; the 1/4 is exact (a power of two).
+            wide = _repeat_columns(acc, 2).view(num_tex, h // 2, 1, w, c)
+            rows = own.view(num_tex, h // 2, 2, w, c)
+            acc = rows.add_(wide, alpha=0.25) if in_place else torch.add(rows, wide, alpha=0.25)
+            acc = acc.view(num_tex, h, w, c)
         else:
-            acc = own + _pool_adjoint(acc, h, w)
+            up = _pool_adjoint(acc, h, w)
+            acc = own.add_(up) if in_place else own + up
     if slope is not None:
-        # ``acc`` is a fresh buffer unless the table has one level (then it views ``v_table``: not in place).
-        # (``_spread`` also returns fresh buffers.)
-        acc = acc.mul_(slope.reshape(acc.shape)) if len(shapes) > 1 else acc * slope.reshape(acc.shape)
+        # ``acc`` is a fresh buffer or, ``in_place``, the caller's scratch, unless the table has one level (then
+        # it views ``v_table``: not in place). (``_spread`` also returns fresh buffers.)
+        own_buffer = in_place or len(shapes) > 1
+        acc = acc.mul_(slope.reshape(acc.shape)) if own_buffer else acc * slope.reshape(acc.shape)
     return acc.reshape(tex_shape)
 
 
-def _spread(acc: torch.Tensor, shapes: Sequence[Tuple[int, int]], num_tex: int, c: int) -> torch.Tensor:
+def _repeat_columns(acc: torch.Tensor, times: int) -> torch.Tensor:
+    """``acc [Nt, h, w, C]`` with every texel repeated ``times`` times along its row, ``[Nt, h, w, times, C]``,
+    in a pooled buffer. Twice: one strided copy per repeat (faster than ``torch.stack``'s interleaving of
+    C-long runs: 1.2 vs 1.6 ms for 512^2 x 3 float32 texels); more often (``_spread``'s blocks, up to the
+    texture's width): one ``stack``, not one call per repeat."""
+    out = buffer_pool.take((*acc.shape[:3], times, acc.shape[3]), acc.dtype, acc.device)
+    if times != 2:
+        return torch.stack([acc] * times, 3, out=out)
+    out[:, :, :, 0].copy_(acc)
+    out[:, :, :, 1].copy_(acc)
+    return out
+
+
+def _spread(acc: torch.Tensor, shapes: Sequence[Tuple[int, int]], num_tex: int, c: int,
+            out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The adjoint of pooling level 0 (``shapes[0]``) down to the level after ``shapes[-1]``, whose gradient is
     ``acc [Nt, h, w, C]``, with no gradient of the levels in between: one expanded copy when every size halves
-    evenly, else one 2x2 adjoint per level."""
+    evenly, else one 2x2 adjoint per level; written into ``out [Nt, H0, W0, C]`` if given."""
     (h0, w0), steps = shapes[0], len(shapes)
     block = 1 << steps
     if h0 % block == 0 and w0 % block == 0:
-        # Columns first (``stack``: 1/block of the size), then whole rows (a copy with contiguous rows): 1.5-2x
-        # faster than expanding both at once, whose innermost runs are C elements long.
+        # Columns first (``_repeat_columns``: 1/block of the size), then whole rows (a copy with contiguous
+        # rows): 1.5-2x faster than expanding both at once, whose innermost runs are C elements long.
         hb = h0 // block
         scaled = acc * (1.0 / (block * block))
-        cols = torch.stack([scaled] * block, 3).reshape(num_tex, hb, 1, w0, c)
-        return cols.expand(num_tex, hb, block, w0, c).contiguous().view(num_tex, h0, w0, c)
+        cols = _repeat_columns(scaled, block).view(num_tex, hb, 1, w0, c)
+        rows = cols.expand(num_tex, hb, block, w0, c)
+        if out is None:
+            return rows.contiguous().view(num_tex, h0, w0, c)
+        out.view(num_tex, hb, block, w0, c).copy_(rows)
+        return out
     for h, w in reversed(shapes):
         acc = _pool_adjoint(acc, h, w)
-    return acc.contiguous()
+    if out is None:
+        return acc.contiguous()
+    return out.copy_(acc)
 
 
 def _pool_adjoint(acc: torch.Tensor, h: int, w: int) -> torch.Tensor:

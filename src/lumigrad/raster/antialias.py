@@ -28,6 +28,7 @@ import torch
 from .._checks import check_channels, check_face_ids, check_tensor
 from ..cameras.camera import Camera
 from ..cameras.projection import lift_orthographic, pow2_scale, rays_at_pixels
+from ..kernels import buffer_pool
 from ..kernels.edges import find_silhouette_edges
 from .fragments import Fragments
 from .rasterize import PreparedMesh, prepare_mesh
@@ -172,7 +173,8 @@ class _Blend(torch.autograd.Function):
     def forward(ctx, flat, p_in, p_out, t):
         reach_out, reach_in, _, _ = _reaches(t.detach(), flat.dtype)
         diff = flat[p_in] - flat[p_out]  # c_in - c_out
-        out = flat.index_add(0, p_out, reach_out * diff)
+        out = _pooled_copy(flat)  # the image; a pooled buffer: no fresh pages on the CPU
+        out.index_add_(0, p_out, reach_out * diff)
         out.index_add_(0, p_in, reach_in * -diff)
         # The colour differences, not the image: all the backward reads of the colours (for t's gradient).
         ctx.save_for_backward(diff if ctx.needs_input_grad[3] else None, p_in, p_out, t)
@@ -188,13 +190,18 @@ class _Blend(torch.autograd.Function):
         g_flat = g_t = None
         if want_flat:
             a = reach_out * g_out - reach_in * g_in  # d out / d c_in, summed over the two pixels it reaches
-            g_flat = g.clone()
+            g_flat = _pooled_copy(g)
             g_flat.index_add_(0, p_in, a)
             g_flat.index_add_(0, p_out, -a)
         if want_t:
             g_t = (pass_out.to(g.dtype) * (g_out * diff).sum(-1) + pass_in.to(g.dtype) * (g_in * diff).sum(-1))
             g_t = g_t.to(t.dtype)
         return g_flat, None, None, g_t
+
+
+def _pooled_copy(x: torch.Tensor) -> torch.Tensor:
+    """A contiguous copy of ``x`` in a buffer from ``kernels.buffer_pool``."""
+    return buffer_pool.take(x.shape, x.dtype, x.device).copy_(x)
 
 
 def edge_crossing(mesh, verts_cam, face, edge, p_in, p_out) -> torch.Tensor:

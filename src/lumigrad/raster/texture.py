@@ -86,9 +86,9 @@ def texture(
     ``tex.data = other`` is detected through the data pointer unless ``other`` reuses the same address. Small
     textures that require gradients (where rebuilding costs little and gradcheck is practical) are rebuilt
     every call; ``with lumigrad.raster.texel_cache(False):`` turns the cache off altogether. On the CPU the
-    kernel backward of a cached texture keeps its table-gradient scratch (pyramid-sized tables of the last
-    size used, at most ``kernels.texture.MAX_SCRATCH``) for the next backward, so its pages are not faulted in
-    again every step.
+    kernel backward of a cached texture takes its table-gradient scratch from ``kernels.buffer_pool`` (at most
+    ``MAX_BUFFERS`` buffers kept), and ``tex``'s gradient is level 0's rows of that scratch: once the gradient
+    is dropped (``zero_grad``) the next backward reuses the same pages instead of faulting in fresh ones.
 
     Returns:
         ``[..., H, W, C]`` filtered texture values.
