@@ -244,3 +244,26 @@ def test_recorded_launches_give_the_bits_of_wp_launch(monkeypatch, workers):
     assert (recorded[0] >= 0).sum() > 1000
     for a, b in zip(recorded, unrecorded):
         assert torch.equal(a, b)
+
+
+def test_fixed_camera_inverse_follows_K_in_place_and_gradients():
+    """``K^-1`` kept per version of a fixed camera's ``K``: an in-place change of ``K`` is seen at once (the bits
+    of a fresh camera), and a ``K`` that requires grad still receives its gradient."""
+    verts, faces = uv_sphere(6, 10)
+    cam = camera_at((0.4, 0.3, -3.0), size=(16, 12))
+    before = lg.rasterize(verts, faces, cam, return_bary_derivs=True)
+    assert torch.equal(lg.rasterize(verts, faces, cam, return_bary_derivs=True).bary, before.bary)
+    with torch.no_grad():
+        cam.K[0, 0] *= 1.25
+        cam.K[1, 2] += 0.5
+    after = lg.rasterize(verts, faces, cam, return_bary_derivs=True)
+    fresh = lg.rasterize(verts, faces, lg.Camera(K=cam.K.clone(), world_to_cam=cam.world_to_cam, width=16,
+                                                 height=12), return_bary_derivs=True)
+    assert not torch.equal(after.face_ids, before.face_ids)
+    for a, b in ((after.face_ids, fresh.face_ids), (after.bary, fresh.bary), (after.depth, fresh.depth),
+                 (after.bary_derivs, fresh.bary_derivs)):
+        assert torch.equal(a, b)
+    K = cam.K.clone().requires_grad_(True)
+    graded = lg.Camera(K=K, world_to_cam=cam.world_to_cam, width=16, height=12)
+    (lg.rasterize(verts, faces, graded).bary[..., 1].sum()).backward()
+    assert K.grad is not None and K.grad[0, 0].abs() > 0

@@ -14,6 +14,7 @@ the visibility kernel (and its depth interpolation flag) and in the linear forms
 from __future__ import annotations
 
 import functools
+import weakref
 from dataclasses import dataclass
 from typing import List, Literal, Optional, Tuple
 
@@ -238,13 +239,57 @@ def surface_at_pixels(mesh: PreparedMesh, covered: torch.Tensor, face_ids: torch
     """
     fused = FUSED_SURFACE if fused is None else fused
     if fused and mesh.verts_cam.dtype in KERNEL_DTYPES:
-        kinv = K_inverse(mesh.K)
-        if kinv.shape[0] != mesh.num_views:
-            kinv = kinv.expand(mesh.num_views, 3, 3)
-        return surface_at_covered(mesh.verts_cam, kinv.contiguous(), mesh.faces_i32, covered,
+        return surface_at_covered(mesh.verts_cam, _kinv_rows(mesh), mesh.faces_i32, covered,
                                   face_ids.reshape(-1).contiguous(), mesh.camera.height, mesh.camera.width,
                                   mesh.orthographic, with_derivs)
     return surface_at_pixels_reference(mesh, covered, face_ids.reshape(-1)[covered].long(), with_derivs)
+
+
+def _kinv_rows(mesh: PreparedMesh) -> torch.Tensor:
+    """``K^-1`` of every view, ``[N, 3, 3]`` contiguous in ``mesh.K``'s dtype. A camera whose ``K`` takes no
+    gradient here gets it computed once per version of ``K`` (a fixed camera, frame after frame)."""
+    base = mesh.camera.K
+    key = (mesh.num_views, mesh.K.dtype)
+    fixed = not (base.requires_grad and torch.is_grad_enabled())
+    if fixed:
+        kinv = _FIXED_KINV.recall(base, key)
+        if kinv is not None:
+            return kinv
+    kinv = K_inverse(mesh.K)
+    if kinv.shape[0] != mesh.num_views:
+        kinv = kinv.expand(mesh.num_views, 3, 3)
+    kinv = kinv.contiguous()
+    if fixed:
+        _FIXED_KINV.keep(base, key, kinv)
+    return kinv
+
+
+class _PerVersion:
+    """One value derived from a tensor, kept while that tensor is alive and unchanged: known by identity (a weak
+    reference, so a freed tensor's address reused by another never matches) and ``_version``, which every
+    in-place change bumps. Inference tensors (no version) are never kept."""
+
+    def __init__(self, capacity: int = 8):
+        self._capacity = capacity
+        self._entries: dict = {}  # (id(tensor), key) -> (weakref, version, value)
+
+    def recall(self, x: torch.Tensor, key):
+        entry = self._entries.get((id(x), key))
+        if entry is None or entry[0]() is not x or entry[1] != getattr(x, "_version", None):
+            return None
+        return entry[2]
+
+    def keep(self, x: torch.Tensor, key, value) -> None:
+        if x.is_inference() or value.is_inference():
+            return
+        if len(self._entries) >= self._capacity:
+            self._entries = {k: e for k, e in self._entries.items() if e[0]() is not None}
+            if len(self._entries) >= self._capacity:
+                self._entries.pop(next(iter(self._entries)))
+        self._entries[(id(x), key)] = (weakref.ref(x), x._version, value)
+
+
+_FIXED_KINV = _PerVersion()
 
 
 def surface_at_pixels_reference(mesh: PreparedMesh, covered: torch.Tensor, face: torch.Tensor, with_derivs: bool):
