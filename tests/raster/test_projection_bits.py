@@ -36,3 +36,29 @@ def test_projection_module_is_compiled_without_fused_multiply_adds():
     from lumigrad.kernels.projection_kernels import project_vertices
 
     assert project_vertices.module.options["fuse_fp"] is False  # what keeps the CUDA build bit-identical too
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_projection_kernel_vertex_scale_is_pow2_scale_bit_for_bit(dtype):
+    """The per-vertex powers of two made by the projection kernel (for the surface kernels) are those of
+    ``pow2_scale`` (``frexp`` / ``ldexp``): zero, exact powers of two and their neighbours, subnormal float32,
+    coordinates up to the rasterizer's 1e15 bound, random magnitudes."""
+    from lumigrad.cameras.projection import pow2_scale
+
+    tiny = torch.finfo(dtype).tiny
+    special = torch.tensor([0.0, 1.0, 0.5, 2.0, 0.75, 3.0, 1024.0, 1e15, -1e15, 1e-30, tiny, tiny / 8, 2.0 ** -60],
+                           dtype=torch.float64).to(dtype)
+    powers = torch.ldexp(torch.ones(80, dtype=dtype), torch.arange(-40, 40))
+    near_powers = torch.cat([powers, torch.nextafter(powers, torch.zeros_like(powers)),
+                             torch.nextafter(powers, torch.full_like(powers, 1e30))])
+    g = torch.Generator().manual_seed(3)
+    rand = torch.ldexp(torch.rand(3000, generator=g, dtype=torch.float64) - 0.5,
+                       torch.randint(-45, 45, (3000,), generator=g)).to(dtype)
+    values = torch.cat([special, -near_powers, near_powers, rand])
+    pad = (-values.numel()) % 3
+    coords = torch.cat([values, torch.zeros(pad, dtype=dtype)]).reshape(1, -1, 3)
+    coords = torch.cat([coords, coords.roll(1, -1), coords.roll(2, -1)], 1)  # each value in each slot
+    coords[..., 2] = coords[..., 2].abs() + 1  # in front of the camera
+    K = torch.eye(3, dtype=torch.float64)[None]
+    _, scale = project(coords, K, orthographic=False, return_vertex_scale=True)
+    assert torch.equal(scale, pow2_scale(coords.reshape(-1, 3).abs().amax(-1)).double())

@@ -22,14 +22,17 @@ _PIXELS_PER_RUN = 16
 
 
 def surface_at_covered(verts_cam: torch.Tensor, kinv: torch.Tensor, faces: torch.Tensor, covered: torch.Tensor,
-                       face_ids: torch.Tensor, height: int, width: int, orthographic: bool, with_derivs: bool
+                       face_ids: torch.Tensor, height: int, width: int, orthographic: bool, with_derivs: bool,
+                       vertex_scale: Optional[torch.Tensor] = None
                        ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     """Barycentrics ``[P, 3]``, depth ``[P]`` and (``with_derivs``) ``d bary / d(u, v)`` ``[P, 3, 2]`` of the
     faces ``face_ids.reshape(-1)[covered]`` at the centres of the covered pixels ``covered [P]`` (flat indices
     into ``[N, H, W]``), differentiable w.r.t. ``verts_cam [N, V, 3]`` and ``kinv [N, 3, 3]`` (same dtype,
-    float32 or float64). ``faces`` is ``[F, 3]`` int32."""
+    float32 or float64). ``faces`` is ``[F, 3]`` int32. ``vertex_scale [N V]`` float64, each vertex's power of
+    two above its largest coordinate, when the caller has it already (``visibility.project`` makes it);
+    otherwise computed here."""
     bary, depth, derivs = _Surface.apply(verts_cam, kinv, faces, covered, face_ids, height, width,
-                                         bool(orthographic), bool(with_derivs))
+                                         bool(orthographic), bool(with_derivs), vertex_scale)
     return bary, depth, (derivs.reshape(-1, 3, 2) if with_derivs else None)
 
 
@@ -50,14 +53,16 @@ def _inputs(verts_cam, vertex_scale, kinv, faces, covered, face_ids, height, wid
 
 class _Surface(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, verts_cam, kinv, faces, covered, face_ids, height, width, orthographic, with_derivs):
+    def forward(ctx, verts_cam, kinv, faces, covered, face_ids, height, width, orthographic, with_derivs,
+                vertex_scale):
         ensure_init()
         P = covered.shape[0]
         dev, dt = verts_cam.device, verts_cam.dtype
         bary = torch.empty(P, 3, dtype=dt, device=dev)
         depth = torch.empty(P, dtype=dt, device=dev)
         derivs = torch.empty(P if with_derivs else 1, 6, dtype=dt, device=dev)
-        vertex_scale = _vertex_scale(verts_cam)
+        if vertex_scale is None:
+            vertex_scale = _vertex_scale(verts_cam)
         args = _inputs(verts_cam, vertex_scale, kinv, faces, covered, face_ids, height, width, orthographic)
         runs = (P + _PIXELS_PER_RUN - 1) // _PIXELS_PER_RUN
         launch_split(sk.surface_forward, runs, args + [int(with_derivs), P, _PIXELS_PER_RUN, bary, depth, derivs], dev,
@@ -76,7 +81,7 @@ class _Surface(torch.autograd.Function):
         verts_cam, kinv, faces, covered, face_ids = ctx.saved_tensors
         want_verts, want_kinv = ctx.needs_input_grad[:2]
         if not (want_verts or want_kinv) or (g_bary is None and g_depth is None and g_derivs is None):
-            return (None,) * 9
+            return (None,) * 10
         height, width, orthographic = ctx.shape
         P = covered.shape[0]
         N, V, _ = verts_cam.shape
@@ -95,7 +100,7 @@ class _Surface(torch.autograd.Function):
         _launch_accumulating(sk.surface_backward, P, args, [d_vc, d_kinv], parts, dev)
         g_vc = d_vc.sum(0).to(dt).reshape(N, V, 3) if want_verts else None
         g_kinv = d_kinv.sum(0).to(kinv.dtype).reshape(kinv.shape) if want_kinv else None
-        return (g_vc, g_kinv) + (None,) * 7
+        return (g_vc, g_kinv) + (None,) * 8
 
 
 

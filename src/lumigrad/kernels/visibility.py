@@ -20,18 +20,23 @@ _MIN_ITEMS_PER_THREAD = 16384
 
 
 @torch.no_grad()
-def project(verts_cam: torch.Tensor, K: torch.Tensor, orthographic: bool, eps: float = 1e-12) -> torch.Tensor:
+def project(verts_cam: torch.Tensor, K: torch.Tensor, orthographic: bool, eps: float = 1e-12,
+            return_vertex_scale: bool = False):
     """Projected vertices ``[N, V, 3]`` float64 (u, v, z) of camera-frame vertices ``verts_cam [N, V, 3]`` (float32
     or float64, projected in float64) with intrinsics ``K [N, 3, 3]``: one kernel instead of a chain of full-size
-    tensor ops, with the values of ``project_points`` (the same operations in the same order, float64)."""
+    tensor ops, with the values of ``project_points`` (the same operations in the same order, float64).
+
+    With ``return_vertex_scale`` also each vertex's power of two above its largest coordinate ``[N V]`` float64
+    (``pow2_scale``, the input ``vertex_scale`` of ``kernels.surface.surface_at_covered``), made in the same pass."""
     ensure_init()
     N, V, _ = verts_cam.shape
     vc = verts_cam.detach().reshape(N * V, 3).to(torch.float64).contiguous()
     intr = K.detach().double().reshape(-1, 9).expand(N, 9).contiguous()
     proj = torch.empty(N * V, 3, dtype=torch.float64, device=vc.device)
-    launch_split(project_vertices, N * V, [vc, intr, V, int(bool(orthographic)), wp.float64(eps), proj], vc.device,
-                 min_chunk=_MIN_ITEMS_PER_THREAD, min_piece=4 * _MIN_ITEMS_PER_THREAD)
-    return proj.view(N, V, 3)
+    scale = torch.empty(N * V, dtype=torch.float64, device=vc.device)
+    launch_split(project_vertices, N * V, [vc, intr, V, int(bool(orthographic)), wp.float64(eps), proj, scale],
+                 vc.device, min_chunk=_MIN_ITEMS_PER_THREAD, min_piece=4 * _MIN_ITEMS_PER_THREAD)
+    return (proj.view(N, V, 3), scale) if return_vertex_scale else proj.view(N, V, 3)
 
 
 @torch.no_grad()

@@ -129,13 +129,14 @@ def _raise_coordinates(verts: torch.Tensor, verts_cam: torch.Tensor) -> None:
 
 @torch.no_grad()
 def _visibility(mesh: PreparedMesh, cull: str, prev: Optional[Fragments]):
-    """Run the visibility kernel; return face ids and kernel depth, both ``[N, H, W]``."""
+    """Run the visibility kernel; return face ids and kernel depth, both ``[N, H, W]``, and the vertices' powers
+    of two ``[N V]`` that the surface kernels take (made by the projection kernel on the way)."""
     cam = mesh.camera
     near, far = cam.near, cam.far
     N, V, _ = mesh.verts_cam.shape
     F = mesh.faces.shape[0]
     projection = cam.projection
-    proj = project(mesh.verts_cam, mesh.K, mesh.orthographic)
+    proj, vertex_scale = project(mesh.verts_cam, mesh.K, mesh.orthographic, return_vertex_scale=True)
     behind = proj[..., 2] < near  # [N, V]
     if prev is None:  # read with the kernel's tile count (depth peeling's later layers need not ask again)
         all_behind = behind.all(dim=-1)
@@ -159,8 +160,10 @@ def _visibility(mesh: PreparedMesh, cull: str, prev: Optional[Fragments]):
         extra_view = extra_face = torch.zeros(0, dtype=torch.int32, device=proj.device)
     prev_pair = None if prev is None else (prev.face_ids.reshape(N, cam.height, cam.width),
                                             prev.zbuf.reshape(N, cam.height, cam.width))
-    return find_visible(proj, mesh.faces_i32, face_skip, extra, extra_view, extra_face, cam.width, cam.height,
-                        near, far, cull, prev_pair, affine_depth=mesh.orthographic, checks=mesh.checks)
+    face_ids, zbuf = find_visible(proj, mesh.faces_i32, face_skip, extra, extra_view, extra_face, cam.width,
+                                  cam.height, near, far, cull, prev_pair, affine_depth=mesh.orthographic,
+                                  checks=mesh.checks)
+    return face_ids, zbuf, vertex_scale
 
 
 def _raise_all_behind(all_behind: torch.Tensor, near: float) -> None:
@@ -229,19 +232,20 @@ FUSED_SURFACE = True
 
 
 def surface_at_pixels(mesh: PreparedMesh, covered: torch.Tensor, face_ids: torch.Tensor, with_derivs: bool,
-                      fused: Optional[bool] = None):
+                      fused: Optional[bool] = None, vertex_scale: Optional[torch.Tensor] = None):
     """Differentiable barycentrics ``[P, 3]``, depth ``[P]`` and (``with_derivs``) barycentric derivatives
     ``[P, 3, 2]`` of the visible faces at the centres of the covered pixels ``covered [P]`` (flat indices into
     ``face_ids [N, H, W]``), as :func:`surface_at_pixels_reference` defines them.
 
     ``fused`` (default :data:`FUSED_SURFACE`) picks the fused kernels with their explicit backward; floating
-    dtypes they are not compiled for fall back to the reference.
+    dtypes they are not compiled for fall back to the reference. ``vertex_scale``: the fused kernels' per-vertex
+    powers of two when the caller has them (:func:`_visibility` does).
     """
     fused = FUSED_SURFACE if fused is None else fused
     if fused and mesh.verts_cam.dtype in KERNEL_DTYPES:
         return surface_at_covered(mesh.verts_cam, _kinv_rows(mesh), mesh.faces_i32, covered,
                                   face_ids.reshape(-1).contiguous(), mesh.camera.height, mesh.camera.width,
-                                  mesh.orthographic, with_derivs)
+                                  mesh.orthographic, with_derivs, vertex_scale)
     return surface_at_pixels_reference(mesh, covered, face_ids.reshape(-1)[covered].long(), with_derivs)
 
 
@@ -337,11 +341,12 @@ def surface_at_pixels_reference(mesh: PreparedMesh, covered: torch.Tensor, face:
     return bary, depth, derivs
 
 
-def _fragments(mesh: PreparedMesh, face_ids, zbuf, with_derivs: bool) -> Fragments:
+def _fragments(mesh: PreparedMesh, face_ids, zbuf, with_derivs: bool,
+               vertex_scale: Optional[torch.Tensor] = None) -> Fragments:
     shape = mesh.batch_shape + face_ids.shape[-2:]
     flat = face_ids.reshape(-1)
     covered = (flat >= 0).nonzero()[:, 0]
-    bary, depth, derivs = surface_at_pixels(mesh, covered, face_ids, with_derivs)
+    bary, depth, derivs = surface_at_pixels(mesh, covered, face_ids, with_derivs, vertex_scale=vertex_scale)
     return Fragments(face_ids.reshape(shape), covered, bary, depth, derivs, zbuf.reshape(shape),
                      num_faces=mesh.faces.shape[0])
 
@@ -413,8 +418,8 @@ def peel_prepared(mesh: PreparedMesh, prev: Optional[Fragments], cull: str = "no
     """The layer of a prepared mesh behind ``prev`` (the nearest fragment strictly behind it per pixel, ties
     broken by face index; background where ``prev`` is background), or the first layer for ``prev=None``:
     one step of :func:`depth_peel`, unchecked as :func:`rasterize_prepared`."""
-    face_ids, zbuf = _visibility(mesh, cull, prev)
-    return _fragments(mesh, face_ids, zbuf, return_bary_derivs)
+    face_ids, zbuf, vertex_scale = _visibility(mesh, cull, prev)
+    return _fragments(mesh, face_ids, zbuf, return_bary_derivs, vertex_scale)
 
 
 def depth_peel(
