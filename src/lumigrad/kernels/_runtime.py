@@ -351,6 +351,10 @@ class _SharedRanges:
                     self.cond.notify_all()
 
     def run(self, helpers: int) -> None:
+        module = getattr(self.kernel, "module", None)
+        if helpers > 0 and module is not None:  # loaded here, by one thread: threads loading it at once crashed
+            with _record_lock:
+                module.load(self.dev, 1)
         pool = _get_pool(helpers) if helpers > 0 else None
         for _ in range(min(helpers, len(self.jobs) - 1)):
             pool.submit(self.work)
