@@ -463,7 +463,8 @@ def info() -> dict:
         else:
             source = "automatic (CPUs available)"
         user = _user_chose_torch()
-        if _state.torch_set is not None and user is None:
+        # lumigrad's count still in effect (set after any environment variable was read: an explicit request)
+        if _state.torch_set is not None and _torch().get_num_threads() == _state.torch_set:
             torch_source = f"lumigrad ({_state.torch_reason})"
         elif user is not None:
             torch_source = f"user ({user})"
