@@ -260,17 +260,18 @@ def _shape_text(trailing, lo, hi) -> str:
 # unchanged index table is scanned once, not once per frame), and verdicts left on the device and read in the
 # transfer the caller makes anyway (the rasterizer reads its tile count; its checks ride along).
 
-class _VerdictCache:
-    """Value checks a tensor passed, remembered while the tensor is alive and unchanged.
+class PerVersion:
+    """Values derived from tensors (check verdicts, derived tensors), kept while each tensor is alive and unchanged.
 
     A tensor is known by identity (a weak reference, so a freed tensor's address reused by another is never
-    mistaken for it) and by ``_version``, which every in-place change bumps. Inference tensors have no version
-    and are never remembered.
+    mistaken for it) and by ``_version``, which every in-place change bumps; each keeps one value per ``key``.
+    Inference tensors have no version and are never remembered. At most ``capacity`` tensors are kept (dead ones
+    dropped first, then the oldest).
     """
 
     def __init__(self, capacity: int = 256):
         self._capacity = capacity
-        self._entries: dict = {}  # id(tensor) -> (weakref, version, {check key, ...})
+        self._entries: dict = {}  # id(tensor) -> (weakref, version, {key: value})
 
     @staticmethod
     def _version(x: torch.Tensor) -> Optional[int]:
@@ -279,15 +280,15 @@ class _VerdictCache:
         except RuntimeError:  # inference tensors
             return None
 
-    def passed(self, x: torch.Tensor, key) -> bool:
-        """True when ``x``, unchanged since, passed the check ``key``."""
+    def recall(self, x: torch.Tensor, key):
+        """The value kept for ``key`` of ``x`` as it is now, or None."""
         entry = self._entries.get(id(x))
         if entry is None or entry[0]() is not x or entry[1] != self._version(x):
-            return False
-        return key in entry[2]
+            return None
+        return entry[2].get(key)
 
-    def remember(self, x: torch.Tensor, key) -> None:
-        """Record that ``x`` (as it is now) passed the check ``key``."""
+    def keep(self, x: torch.Tensor, key, value) -> None:
+        """Keep ``value`` for ``key`` of ``x`` as it is now (not for an inference tensor)."""
         import weakref
 
         version = self._version(x)
@@ -299,12 +300,20 @@ class _VerdictCache:
                 self._entries = {k: e for k, e in self._entries.items() if e[0]() is not None}
                 if len(self._entries) >= self._capacity:
                     self._entries.pop(next(iter(self._entries)))
-            entry = (weakref.ref(x), version, set())
+            entry = (weakref.ref(x), version, {})
             self._entries[id(x)] = entry
-        entry[2].add(key)
+        entry[2][key] = value
+
+    def passed(self, x: torch.Tensor, key) -> bool:
+        """True when ``x``, unchanged since, passed the check ``key`` (:meth:`remember`)."""
+        return self.recall(x, key) is True
+
+    def remember(self, x: torch.Tensor, key) -> None:
+        """Record that ``x`` (as it is now) passed the check ``key``."""
+        self.keep(x, key, True)
 
 
-_VERDICTS = _VerdictCache()
+_VERDICTS = PerVersion()
 
 
 class DeferredChecks:

@@ -14,14 +14,13 @@ the visibility kernel (and its depth interpolation flag) and in the linear forms
 from __future__ import annotations
 
 import functools
-import weakref
 from dataclasses import dataclass
 from typing import List, Literal, Optional, Tuple
 
 import torch
 
-from .._checks import (DeferredChecks, broadcast_batch, check_choice, check_indices, check_positive_int,
-                       check_tensor)
+from .._checks import (DeferredChecks, PerVersion, broadcast_batch, check_choice, check_indices,
+                       check_positive_int, check_tensor)
 from ..cameras.camera import Camera
 from ..cameras.projection import K_inverse, lift_orthographic, pow2_scale, project_points, transform_points
 from ..kernels.surface import KERNEL_DTYPES, surface_at_covered
@@ -263,37 +262,12 @@ def _kinv_rows(mesh: PreparedMesh) -> torch.Tensor:
     if kinv.shape[0] != mesh.num_views:
         kinv = kinv.expand(mesh.num_views, 3, 3)
     kinv = kinv.contiguous()
-    if fixed:
+    if fixed and not kinv.is_inference():  # an inference tensor cannot be saved for a later backward
         _FIXED_KINV.keep(base, key, kinv)
     return kinv
 
 
-class _PerVersion:
-    """One value derived from a tensor, kept while that tensor is alive and unchanged: known by identity (a weak
-    reference, so a freed tensor's address reused by another never matches) and ``_version``, which every
-    in-place change bumps. Inference tensors (no version) are never kept."""
-
-    def __init__(self, capacity: int = 8):
-        self._capacity = capacity
-        self._entries: dict = {}  # (id(tensor), key) -> (weakref, version, value)
-
-    def recall(self, x: torch.Tensor, key):
-        entry = self._entries.get((id(x), key))
-        if entry is None or entry[0]() is not x or entry[1] != getattr(x, "_version", None):
-            return None
-        return entry[2]
-
-    def keep(self, x: torch.Tensor, key, value) -> None:
-        if x.is_inference() or value.is_inference():
-            return
-        if len(self._entries) >= self._capacity:
-            self._entries = {k: e for k, e in self._entries.items() if e[0]() is not None}
-            if len(self._entries) >= self._capacity:
-                self._entries.pop(next(iter(self._entries)))
-        self._entries[(id(x), key)] = (weakref.ref(x), x._version, value)
-
-
-_FIXED_KINV = _PerVersion()
+_FIXED_KINV = PerVersion(capacity=8)  # K^-1 of fixed cameras' K
 
 
 def surface_at_pixels_reference(mesh: PreparedMesh, covered: torch.Tensor, face: torch.Tensor, with_derivs: bool):
