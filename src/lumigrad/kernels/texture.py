@@ -28,17 +28,20 @@ class _SampleTexture(torch.autograd.Function):
         out = _pooled((S, table.shape[1]), table.dtype, table.device, zero=active is not None)
         # The finest level read, per item: only the CPU backward of a cached pyramid reads it.
         fine = torch.empty(items if use_fine else 1, dtype=torch.int32, device=table.device)
+        # What the backward needs, per work item (only when one will run): its taps and derivatives.
+        record = any(ctx.needs_input_grad[k] for k in (0, 1, 2, 12))
+        records = _new_records(items if record else 1, table.shape[1], table.dtype, table.device)
         args = _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias)
-        launch_split(tk.sample_forward, items, args + [as_warp(out), as_warp(fine), int(use_fine)],
-                     table.device, min_chunk=4096)
-        ctx.save_for_backward(table, uv, duv, heights, widths, offsets, mask, active, slope, fine)
-        ctx.meta = (per_owner, mode, wrap, lod_bias, None if tex is None else tex.shape, shapes)
+        launch_split(tk.sample_forward, items, args + [as_warp(out), as_warp(fine), int(use_fine), int(record)]
+                     + _warp_records(records), table.device, min_chunk=4096)
+        ctx.save_for_backward(table, uv, mask, active, slope, fine, offsets, *records)
+        ctx.meta = (mode, None if tex is None else tex.shape, shapes)
         return out
 
     @staticmethod
     def backward(ctx, v_out):
-        table, uv, duv, heights, widths, offsets, mask, active, slope, fine = ctx.saved_tensors
-        per_owner, mode, wrap, lod_bias, tex_shape, shapes = ctx.meta
+        table, uv, mask, active, slope, fine, offsets, *records = ctx.saved_tensors
+        mode, tex_shape, shapes = ctx.meta
         want_tex = tex_shape is not None and ctx.needs_input_grad[12]
         want_table = ctx.needs_input_grad[0] or want_tex
         S = uv.shape[0]
@@ -46,8 +49,9 @@ class _SampleTexture(torch.autograd.Function):
         dev = table.device
         v_uv = _pooled(uv.shape, uv.dtype, dev, zero=active is not None)
         v_duv = _pooled((S, 4), uv.dtype, dev, zero=active is not None)
-        args = _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias)
-        args += [as_warp(v_out.contiguous()), int(want_table)]
+        use_mask, use_active = mask is not None, active is not None
+        args = [as_warp(_int8_or_stub(mask, dev)), int(use_mask), as_warp(_int32_or_stub(active, dev)),
+                int(use_active)] + _warp_records(records) + [as_warp(v_out.contiguous()), int(want_table)]
         tail = [as_warp(v_uv), as_warp(v_duv)]
         # The table gradient of a cached pyramid (``tex`` given) is scratch, consumed here by the pyramid's
         # adjoint, which accumulates the levels in place and returns level 0's rows as ``tex``'s gradient. On
@@ -103,13 +107,40 @@ def _pooled_zeros(like: torch.Tensor, start: int = 0) -> torch.Tensor:
     return out
 
 
+def _new_records(items: int, channels: int, dtype: torch.dtype, device: torch.device) -> list:
+    """Uninitialised per-item records of the forward for the backward (``texture_kernels.sample_forward``):
+    tap rows ``[items, 2, 4]`` int32, tap weights ``[items, 2, 4]``, derivatives ``[items, C, 3]``, ``d lod / d
+    duv`` ``[items, 4]``."""
+    f = dict(dtype=dtype, device=device)
+    return [torch.empty(items, 2, 4, dtype=torch.int32, device=device), torch.empty(items, 2, 4, **f),
+            torch.empty(items, channels, 3, **f), torch.empty(items, 4, **f)]
+
+
+def _warp_records(records: list) -> list:
+    """``records`` (``_new_records``) as the kernels' vector-typed arrays."""
+    rows, weights, jac, dlods = records
+    vec4, vec3, dvec4 = tk.RECORD_TYPES[wp.float64 if weights.dtype == torch.float64 else wp.float32]
+    return [as_warp(rows, dtype=wp.vec4i), as_warp(weights, dtype=vec4), as_warp(jac, dtype=vec3),
+            as_warp(dlods, dtype=dvec4)]
+
+
+def _int8_or_stub(mask: Optional[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """``mask`` (int8), or a one-element stand-in the kernels never read."""
+    return mask if mask is not None else torch.zeros(1, dtype=torch.int8, device=device)
+
+
+def _int32_or_stub(active: Optional[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """``active`` (int32), or a one-element stand-in the kernels never read."""
+    return active if active is not None else torch.zeros(1, dtype=torch.int32, device=device)
+
+
 def _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias):
-    """The kernels' shared arguments; ``mask`` (int8) and ``active`` (int32) may be None (unused)."""
-    use_mask, use_active = mask is not None, active is not None
-    mask = mask if use_mask else torch.zeros(1, dtype=torch.int8, device=table.device)
-    active = active if use_active else torch.zeros(1, dtype=torch.int32, device=table.device)
+    """The forward kernel's leading arguments; ``mask`` (int8) and ``active`` (int32) may be None (unused)."""
+    dev = table.device
     return [as_warp(table), as_warp(heights), as_warp(widths), as_warp(offsets), int(heights.shape[0]),
-            as_warp(uv), as_warp(duv), as_warp(mask), int(use_mask), as_warp(active), int(use_active), int(per_owner), MODES[mode], WRAPS[wrap], wp.float64(lod_bias)]
+            as_warp(uv), as_warp(duv), as_warp(_int8_or_stub(mask, dev)), int(mask is not None),
+            as_warp(_int32_or_stub(active, dev)), int(active is not None), int(per_owner), MODES[mode],
+            WRAPS[wrap], wp.float64(lod_bias)]
 
 
 def sample_texture(table: torch.Tensor, heights: torch.Tensor, widths: torch.Tensor, offsets: torch.Tensor,

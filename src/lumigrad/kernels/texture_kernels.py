@@ -2,8 +2,11 @@
 
 The texels of all mip levels (and of all textures of a batch) live in one table ``[T, C]``; level ``l`` of
 texture ``n`` starts at row ``offsets[l] + n * heights[l] * widths[l]``. Per sample the forward gathers 1,
-4 or 8 taps; the backward scatters the output gradient into the table (atomic adds) and writes the gradients
-of the texture coordinates and of their screen-space derivatives (through the level of detail). Work items
+4 or 8 taps and, when a backward will follow, records per sample its taps, their weights and the output's
+derivatives; the backward replays that record: it scatters the output gradient into the table (atomic adds)
+and writes the gradients of the texture coordinates and of their screen-space derivatives (through the level
+of detail) without recomputing the taps or reading the table (the record costs the forward less than the
+recomputation cost the backward: docs/benchmarks.md, branch spot10). Work items
 are all samples (masked ones only write zeros) or, with ``use_active``, the listed unmasked samples only.
 
 The float arrays of one launch share one dtype (``Any`` below, resolved by the overloads at the end); every
@@ -133,6 +136,25 @@ def _taps(u: Any, v: Any, level: int, owner: int, heights: wp.array(dtype=wp.int
 bilinear_taps = _taps
 
 
+@wp.func(inline=True)
+def _tap_weights(fx: Any, fy: Any):
+    """The bilinear weights of the taps (x0 y0, x1 y0, x0 y1, x1 y1) at fractions ``fx``, ``fy``."""
+    one = type(fx)(1.0)
+    return wp.vector((one - fx) * (one - fy), fx * (one - fy), (one - fx) * fy, fx * fy)
+
+
+@wp.func(inline=True)
+def _texels(table: wp.array2d(dtype=Any), idx: wp.vec4i, c: int):
+    """Channel ``c`` of the four taps ``idx``."""
+    return wp.vector(table[idx[0], c], table[idx[1], c], table[idx[2], c], table[idx[3], c])
+
+
+@wp.func(inline=True)
+def _slope(t00: Any, t01: Any, t10: Any, t11: Any, f: Any):
+    """d bilinear / d (the fraction between t00 -> t01 and t10 -> t11), the other fraction being ``f``."""
+    return (t01 - t00) * (type(f)(1.0) - f) + (t11 - t10) * f
+
+
 @wp.kernel
 def sample_forward(
     offset: int, end: int,
@@ -142,9 +164,18 @@ def sample_forward(
     use_mask: int, active: wp.array(dtype=wp.int32), use_active: int, per_owner: int, mode: int, wrap: int,
     lod_bias: wp.float64,
     out: wp.array2d(dtype=Any), fine: wp.array(dtype=wp.int32), use_fine: int,
+    record: int, rows: wp.array2d(dtype=wp.vec4i), weights: wp.array2d(dtype=Any), jac: wp.array2d(dtype=Any),
+    dlods: wp.array(dtype=Any),
 ):
     """Filtered values ``out``, and with ``use_fine`` per work item the finest mip level it read in ``fine``
-    (``num_levels`` for a masked sample): the backward scatters into those levels and coarser ones only."""
+    (``num_levels`` for a masked sample): the backward scatters into those levels and coarser ones only.
+
+    With ``record`` each unmasked work item also writes what the backward needs (``sample_backward``): the
+    table rows of its two levels' 2x2 taps (``rows [items, 2]`` vec4i; a nearest sample: its row, weight 1)
+    and their weights (``weights [items, 2]`` vec4), per channel the derivatives of the output w.r.t. u, v and
+    the level blend (``jac [items, C]`` vec3), and ``d lod / d duv`` (``dlods [items]`` vec4, zero where the
+    level of detail is clamped or not used). The backward then neither recomputes the taps nor reads the
+    table. (Vector-typed records: one store per vector, not per scalar.)"""
     item = offset + wp.tid()
     s = item
     if use_active != 0:  # the work items are the unmasked samples' indices
@@ -152,12 +183,12 @@ def sample_forward(
     channels = table.shape[1]
     zero = out.dtype(0.0)
     one = out.dtype(1.0)
-    for c in range(channels):
-        out[s, c] = zero
     if use_fine != 0:
         fine[item] = num_levels
     if use_mask != 0:
         if mask[s] == wp.int8(0):
+            for c in range(channels):
+                out[s, c] = zero
             return
     owner = _owner(s, per_owner)
     u = uv[s, 0]
@@ -168,46 +199,79 @@ def sample_forward(
         row = _nearest_row(u, v, owner, heights, widths, offsets, wrap)
         for c in range(channels):
             out[s, c] = table[row, c]
+        if record != 0:
+            rows[item, 0] = wp.vec4i(row, row, row, row)
+            rows[item, 1] = wp.vec4i(row, row, row, row)
+            weights[item, 0] = wp.vector(one, zero, zero, zero)
+            weights[item, 1] = wp.vector(zero, zero, zero, zero)
+            for c in range(channels):
+                jac[item, c] = wp.vector(zero, zero, zero)
+            dlods[item] = wp.vector(zero, zero, zero, zero)
         return
     lo, hi, frac, lod_active, dlod = _mip_levels(duv, s, widths, heights, num_levels, out.dtype(lod_bias), mode)
     if use_fine != 0:
         fine[item] = lo
-    for k in range(2):
-        level = lo
-        weight = one - frac
-        if k == 1:
-            level = hi
-            weight = frac
-        if k == 0 or mode == TRILINEAR:
-            idx, fx, fy, lw, lh = _taps(u, v, level, owner, heights, widths, offsets, wrap)
-            w00 = (one - fx) * (one - fy) * weight
-            w01 = fx * (one - fy) * weight
-            w10 = (one - fx) * fy * weight
-            w11 = fx * fy * weight
-            for c in range(channels):
-                out[s, c] += w00 * table[idx[0], c] + w01 * table[idx[1], c] + w10 * table[idx[2], c] + \
-                    w11 * table[idx[3], c]
+    # Level ``lo`` weighs ``1 - frac``, level ``hi`` ``frac`` (bilinear: level 0 alone, ``frac`` = 0).
+    idx0, fx0, fy0, iw0, ih0 = _taps(u, v, lo, owner, heights, widths, offsets, wrap)
+    idx1 = idx0
+    fx1 = fx0
+    fy1 = fy0
+    iw1 = iw0
+    ih1 = ih0
+    if mode == TRILINEAR:
+        idx1, fx1, fy1, iw1, ih1 = _taps(u, v, hi, owner, heights, widths, offsets, wrap)
+    a = one - frac
+    b = frac
+    q0 = _tap_weights(fx0, fy0)
+    q1 = _tap_weights(fx1, fy1)
+    for c in range(channels):
+        t0 = _texels(table, idx0, c)
+        bil0 = wp.dot(q0, t0)
+        value = a * bil0
+        if mode == TRILINEAR:
+            t1 = _texels(table, idx1, c)
+            bil1 = wp.dot(q1, t1)
+            value += b * bil1
+            if record != 0:
+                jac[item, c] = wp.vector(
+                    a * out.dtype(iw0) * _slope(t0[0], t0[1], t0[2], t0[3], fy0)
+                    + b * out.dtype(iw1) * _slope(t1[0], t1[1], t1[2], t1[3], fy1),
+                    a * out.dtype(ih0) * _slope(t0[0], t0[2], t0[1], t0[3], fx0)
+                    + b * out.dtype(ih1) * _slope(t1[0], t1[2], t1[1], t1[3], fx1), bil1 - bil0)
+        elif record != 0:
+            jac[item, c] = wp.vector(a * out.dtype(iw0) * _slope(t0[0], t0[1], t0[2], t0[3], fy0),
+                                     a * out.dtype(ih0) * _slope(t0[0], t0[2], t0[1], t0[3], fx0), zero)
+        out[s, c] = value
+    if record != 0:
+        rows[item, 0] = idx0
+        rows[item, 1] = idx1
+        weights[item, 0] = a * q0
+        weights[item, 1] = b * q1
+        if mode == TRILINEAR and lod_active:
+            dlods[item] = dlod
+        else:
+            dlods[item] = wp.vector(zero, zero, zero, zero)
 
 
 @wp.kernel
 def sample_backward(
     offset: int, end: int,
-    table: wp.array2d(dtype=Any), heights: wp.array(dtype=wp.int32), widths: wp.array(dtype=wp.int32),
-    offsets: wp.array(dtype=wp.int32), num_levels: int,
-    uv: wp.array2d(dtype=Any), duv: wp.array2d(dtype=Any), mask: wp.array(dtype=wp.int8),
-    use_mask: int, active: wp.array(dtype=wp.int32), use_active: int, per_owner: int, mode: int, wrap: int,
-    lod_bias: wp.float64,
+    mask: wp.array(dtype=wp.int8), use_mask: int, active: wp.array(dtype=wp.int32), use_active: int,
+    rows: wp.array2d(dtype=wp.vec4i), weights: wp.array2d(dtype=Any), jac: wp.array2d(dtype=Any),
+    dlods: wp.array(dtype=Any),
     v_out: wp.array2d(dtype=Any), want_table: int,
     v_table: wp.array2d(dtype=Any), v_uv: wp.array2d(dtype=Any),
     v_duv: wp.array2d(dtype=Any),
 ):
-    """Gradients of ``sum(v_out * out)``; texel gradients by atomic adds (one launch on CPU)."""
-    s = offset + wp.tid()
+    """Gradients of ``sum(v_out * out)`` from the forward's record (``rows``, ``weights``, ``jac``, ``dlods``):
+    texel gradients by atomic adds (each CPU thread into its own table), those of ``uv`` and ``duv`` through
+    the recorded derivatives."""
+    item = offset + wp.tid()
+    s = item
     if use_active != 0:  # the work items are the unmasked samples' indices
-        s = active[s]
-    channels = table.shape[1]
+        s = active[item]
+    channels = v_out.shape[1]
     zero = v_uv.dtype(0.0)
-    one = v_uv.dtype(1.0)
     v_uv[s, 0] = zero
     v_uv[s, 1] = zero
     for k in range(4):
@@ -215,56 +279,35 @@ def sample_backward(
     if use_mask != 0:
         if mask[s] == wp.int8(0):
             return
-    owner = _owner(s, per_owner)
-    u = uv[s, 0]
-    v = uv[s, 1]
-    if mode == NEAREST:
-        if want_table != 0:
-            row = _nearest_row(u, v, owner, heights, widths, offsets, wrap)
-            for c in range(channels):
-                wp.atomic_add(v_table, row, c, v_out[s, c])
-        return
-    lo, hi, frac, lod_active, dlod = _mip_levels(duv, s, widths, heights, num_levels, v_uv.dtype(lod_bias), mode)
+    rows0 = rows[item, 0]
+    rows1 = rows[item, 1]
+    w0 = weights[item, 0]
+    w1 = weights[item, 1]
     gu = zero
     gv = zero
     gfrac = zero
-    for k in range(2):
-        level = lo
-        weight = one - frac
-        sign = -one
-        if k == 1:
-            level = hi
-            weight = frac
-            sign = one
-        if k == 0 or mode == TRILINEAR:
-            idx, fx, fy, iw, ih = _taps(u, v, level, owner, heights, widths, offsets, wrap)
-            lw = v_uv.dtype(iw)
-            lh = v_uv.dtype(ih)
-            for c in range(channels):
-                g = v_out[s, c]
-                t00 = table[idx[0], c]
-                t01 = table[idx[1], c]
-                t10 = table[idx[2], c]
-                t11 = table[idx[3], c]
-                bil = (one - fx) * (one - fy) * t00 + fx * (one - fy) * t01 + (one - fx) * fy * t10 + fx * fy * t11
-                gfrac += sign * g * bil
-                gu += g * weight * lw * ((t01 - t00) * (one - fy) + (t11 - t10) * fy)
-                gv += g * weight * lh * ((t10 - t00) * (one - fx) + (t11 - t01) * fx)
-                if want_table != 0:
-                    gw = g * weight
-                    wp.atomic_add(v_table, idx[0], c, gw * (one - fx) * (one - fy))
-                    wp.atomic_add(v_table, idx[1], c, gw * fx * (one - fy))
-                    wp.atomic_add(v_table, idx[2], c, gw * (one - fx) * fy)
-                    wp.atomic_add(v_table, idx[3], c, gw * fx * fy)
+    for c in range(channels):
+        g = v_out[s, c]
+        j = jac[item, c]
+        gu += g * j[0]
+        gv += g * j[1]
+        gfrac += g * j[2]
+        if want_table != 0:
+            for q in range(4):
+                wp.atomic_add(v_table, rows0[q], c, g * w0[q])
+                wp.atomic_add(v_table, rows1[q], c, g * w1[q])
     v_uv[s, 0] = gu
     v_uv[s, 1] = gv
-    if mode == TRILINEAR and lod_active:
-        for k in range(4):
-            v_duv[s, k] = gfrac * dlod[k]
+    dl = dlods[item]
+    for k in range(4):
+        v_duv[s, k] = gfrac * dl[k]
 
 
-for _dtype in (wp.float32, wp.float64):
+#: The record arrays' Warp dtypes per float dtype: (tap weights vec4, per-channel derivatives vec3, d lod vec4).
+RECORD_TYPES = {wp.float32: (wp.vec4f, wp.vec3f, wp.vec4f), wp.float64: (wp.vec4d, wp.vec3d, wp.vec4d)}
+
+for _dtype, (_w, _j, _l) in RECORD_TYPES.items():
     _a = wp.array2d(dtype=_dtype)
-    wp.overload(sample_forward, {"table": _a, "uv": _a, "duv": _a, "out": _a})
-    wp.overload(sample_backward, {"table": _a, "uv": _a, "duv": _a, "v_out": _a, "v_table": _a, "v_uv": _a,
-                                  "v_duv": _a})
+    _record = {"weights": wp.array2d(dtype=_w), "jac": wp.array2d(dtype=_j), "dlods": wp.array(dtype=_l)}
+    wp.overload(sample_forward, {"table": _a, "uv": _a, "duv": _a, "out": _a, **_record})
+    wp.overload(sample_backward, {"v_out": _a, "v_table": _a, "v_uv": _a, "v_duv": _a, **_record})
