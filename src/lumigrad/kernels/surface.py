@@ -97,7 +97,8 @@ class _Surface(torch.autograd.Function):
         parts = 1 if dev.type == "cuda" else max(1, min(num_workers(), P // _MIN_PIXELS_PER_THREAD))
         d_vc = torch.zeros(parts, N * V if want_verts else 1, 3, dtype=torch.float64, device=dev)
         d_kinv = torch.zeros(parts, N if want_kinv else 1, 9, dtype=torch.float64, device=dev)
-        _launch_accumulating(sk.surface_backward, P, args, [d_vc, d_kinv], parts, dev)
+        runs = (P + _PIXELS_PER_RUN - 1) // _PIXELS_PER_RUN
+        _launch_accumulating(sk.surface_backward, runs, args + [P, _PIXELS_PER_RUN], [d_vc, d_kinv], parts, dev)
         g_vc = d_vc.sum(0).to(dt).reshape(N, V, 3) if want_verts else None
         g_kinv = d_kinv.sum(0).to(kinv.dtype).reshape(kinv.shape) if want_kinv else None
         return (g_vc, g_kinv) + (None,) * 8

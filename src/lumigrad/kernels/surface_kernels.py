@@ -17,8 +17,10 @@ orthographic camera, else the identity), its columns ``d_u = R K^-1 e_0``, ``d_v
 
 The per-vertex powers of two come precomputed (``pow2_scale`` of each camera-frame vertex's largest
 coordinate); a face's ``s`` is the largest of its corners'. The backward kernel runs the chain rule of
-these lines in reverse (reverse mode by hand) and accumulates the gradients of the camera-frame vertices
-``[N V, 3]`` and of ``K^-1`` ``[N, 9]`` with atomic adds into float64 buffers: on CPU each thread of a
+these lines in reverse (reverse mode by hand), over runs of consecutive covered pixels as the forward (a face's
+forms once per stretch of pixels showing it, its corners' gradients summed over the stretch), and accumulates
+the gradients of the camera-frame vertices ``[N V, 3]`` and of ``K^-1`` ``[N, 9]`` with atomic adds into
+float64 buffers: on CPU each thread of a
 partitioned launch owns its buffers (no cross-thread atomics), the caller sums them. A zero ``S`` (a zero-area
 face, never drawn) is replaced by 1 and passes no gradient, as in the twin.
 """
@@ -84,28 +86,24 @@ def _rays(kinv: wp.array2d(dtype=Any), view: int, inv_s: wp.float64, ortho: int,
 
 
 @wp.func
+def _view_of(p: wp.int64, pixels_per_view: int):
+    """The view of flat pixel ``p``: ``p // pixels_per_view``, without a 64-bit division in the first view (all
+    pixels of a single view; the division costs more than the rest of an interpolation)."""
+    if p < wp.int64(pixels_per_view):
+        return 0
+    return int(p // wp.int64(pixels_per_view))
+
+
+@wp.func
 def _pixel(covered: wp.array(dtype=wp.int64), i: int, pixels_per_view: int, width: int):
     """``(view, u, v)`` of covered pixel ``i``: its view and the pixel centre."""
     p = covered[i]
-    view = int(p // wp.int64(pixels_per_view))
+    view = _view_of(p, pixels_per_view)
     rem = int(p - wp.int64(view) * wp.int64(pixels_per_view))
     row = rem // width
     u = wp.float64(rem - row * width) + wp.float64(0.5)
     v = wp.float64(row) + wp.float64(0.5)
     return view, u, v
-
-
-@wp.func
-def _visible_face(vc: wp.array2d(dtype=Any), vscale: wp.array(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
-                  covered: wp.array(dtype=wp.int64), face_ids: wp.array(dtype=wp.int32), i: int, num_verts: int,
-                  pixels_per_view: int, width: int):
-    """Covered pixel ``i``'s view, centre ``(u, v)``, face, first vertex row, power of two ``s``, ``1 / s`` and
-    scaled corners ``T0, T1, T2``."""
-    view, u, v = _pixel(covered, i, pixels_per_view, width)
-    f = int(face_ids[int(covered[i])])
-    base = view * num_verts
-    s, inv_s, T0, T1, T2 = _scaled_face(vc, vscale, faces, base, f)
-    return view, u, v, f, base, s, inv_s, T0, T1, T2
 
 
 @wp.func
@@ -199,123 +197,184 @@ def _add_vertex(out: wp.array2d(dtype=wp.float64), i: int, g: wp.vec3d):
     wp.atomic_add(out, i, 2, g[2])
 
 
+@wp.func
+def _add_face(out: wp.array2d(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32), base: int, f: int,
+              g0: wp.vec3d, g1: wp.vec3d, g2: wp.vec3d):
+    """Adds the gradients of face ``f``'s corners (rows ``base + faces[f]``)."""
+    _add_vertex(out, base + faces[f, 0], g0)
+    _add_vertex(out, base + faces[f, 1], g1)
+    _add_vertex(out, base + faces[f, 2], g2)
+
+
+@wp.func
+def _add_kinv(out: wp.array2d(dtype=wp.float64), view: int, col0: wp.vec3d, col1: wp.vec3d, col2: wp.vec3d):
+    """Adds the gradient of view ``view``'s ``K^-1`` (row-major ``[9]``) given by its columns."""
+    for r in range(3):
+        wp.atomic_add(out, view, 3 * r, col0[r])
+        wp.atomic_add(out, view, 3 * r + 1, col1[r])
+        wp.atomic_add(out, view, 3 * r + 2, col2[r])
+
+
 @wp.kernel
 def surface_backward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: wp.array(dtype=wp.float64),
                      faces: wp.array2d(dtype=wp.int32), kinv: wp.array2d(dtype=Any), covered: wp.array(dtype=wp.int64),
                      face_ids: wp.array(dtype=wp.int32), num_verts: int, pixels_per_view: int, width: int,
                      ortho: int, g_bary: wp.array2d(dtype=Any), has_bary: int, g_depth: wp.array(dtype=Any),
                      has_depth: int, g_derivs: wp.array2d(dtype=Any), has_derivs: int,
-                     want_verts: int, want_kinv: int,
+                     want_verts: int, want_kinv: int, num_pixels: int, run: int,
                      d_vc: wp.array2d(dtype=wp.float64), d_kinv: wp.array2d(dtype=wp.float64)):
-    i = offset + wp.tid()
+    """Covered pixels ``[r run, (r + 1) run)`` for work item ``r``, as ``surface_forward``: a face's scaled corners
+    and forms are computed once per stretch of consecutive pixels showing it, and the gradients of its corners
+    (and of the view's ``K^-1``) are summed over the stretch before they are added to ``d_vc`` (``d_kinv``)."""
+    r = offset + wp.tid()
     zero = wp.float64(0.0)
-    # --- forward, again
-    view, u, v, f, base, s, inv_s, T0, T1, T2 = _visible_face(vc, vscale, faces, covered, face_ids, i, num_verts,
-                                                              pixels_per_view, width)
-    P0, e1, e2, n, a, b = _forms(T0, T1, T2, ortho)
-    rs, du, dv, d = _rays(kinv, view, inv_s, ortho, u, v)
-    S = wp.dot(n, d)
-    live = S != zero
-    if not live:
-        S = wp.float64(1.0)
-    inv_S = wp.float64(1.0) / S
-    b1 = -wp.dot(a, d) * inv_S
-    b2 = -wp.dot(b, d) * inv_S
-    m = wp.vec3d(zero, zero, zero)
-    D = wp.vec3d(zero, zero, zero)
-    Z = wp.dot(P0, n)
-    if ortho != 0:
-        m = wp.cross(T1 - T0, T2 - T0)
-        D = wp.vec3d(-m[0], -m[1], wp.dot(T0, m))
-        Z = wp.dot(D, d)
-    # --- cotangents of b1, b2, S, Z and of the forms' dot products
-    gb1 = zero
-    gb2 = zero
-    if has_bary != 0:
-        gb0 = wp.float64(g_bary[i, 0])
-        gb1 = wp.float64(g_bary[i, 1]) - gb0
-        gb2 = wp.float64(g_bary[i, 2]) - gb0
-    gS = zero
-    gZ = zero
-    if has_depth != 0:
-        gz = wp.float64(g_depth[i])
-        gZ = gz * s * inv_S
-        gS -= gz * (Z * inv_S * s) * inv_S
-    gn = wp.vec3d(zero, zero, zero)  # cotangents of n, a, b, d, du, dv
-    ga = wp.vec3d(zero, zero, zero)
-    gb = wp.vec3d(zero, zero, zero)
-    gdu = wp.vec3d(zero, zero, zero)
-    gdv = wp.vec3d(zero, zero, zero)
-    if has_derivs != 0:
-        for j in range(2):
-            dj = _axis(du, dv, j)
-            Sj, g1, g2 = _slopes(n, a, b, dj, b1, b2, inv_S)
-            h0 = wp.float64(g_derivs[i, j])
-            h1 = wp.float64(g_derivs[i, 2 + j]) - h0  # cotangent of d b1 / dj
-            h2 = wp.float64(g_derivs[i, 4 + j]) - h0
-            gAj = -h1 * inv_S
-            gBj = -h2 * inv_S
-            gSj = -(h1 * b1 + h2 * b2) * inv_S
-            gb1 -= h1 * Sj * inv_S
-            gb2 -= h2 * Sj * inv_S
-            gS -= (h1 * g1 + h2 * g2) * inv_S
-            gn += gSj * dj
-            ga += gAj * dj
-            gb += gBj * dj
-            gdj = gSj * n + gAj * a + gBj * b
-            if j == 0:
-                gdu += gdj
-            else:
-                gdv += gdj
-    gA = -gb1 * inv_S
-    gB = -gb2 * inv_S
-    gS -= (gb1 * b1 + gb2 * b2) * inv_S
-    if not live:
+    one = wp.float64(1.0)
+    f = int(-1)
+    view = int(-1)
+    base = int(0)
+    s = one
+    inv_s = one
+    T0 = wp.vec3d(zero, zero, zero)
+    T1 = T0
+    T2 = T0
+    P0 = T0
+    e1 = T0
+    e2 = T0
+    n = T0
+    a = T0
+    b = T0
+    m = T0
+    D = T0
+    acc0 = T0  # gradients of the face's scaled corners, summed over its stretch
+    acc1 = T0
+    acc2 = T0
+    kc0 = T0  # columns of K^-1's gradient, summed over the view's pixels
+    kc1 = T0
+    kc2 = T0
+    for i in range(r * run, wp.min(r * run + run, num_pixels)):
+        pview, u, v = _pixel(covered, i, pixels_per_view, width)
+        pf = int(face_ids[int(covered[i])])
+        if pf != f or pview != view:
+            if f >= 0 and want_verts != 0:
+                _add_face(d_vc, faces, base, f, acc0 * inv_s, acc1 * inv_s, acc2 * inv_s)
+            if pview != view and view >= 0 and want_kinv != 0:
+                _add_kinv(d_kinv, view, kc0, kc1, kc2)
+                kc0 = wp.vec3d(zero, zero, zero)
+                kc1 = kc0
+                kc2 = kc0
+            f = pf
+            view = pview
+            base = view * num_verts
+            s, inv_s, T0, T1, T2 = _scaled_face(vc, vscale, faces, base, f)
+            P0, e1, e2, n, a, b = _forms(T0, T1, T2, ortho)
+            if ortho != 0:
+                m = wp.cross(T1 - T0, T2 - T0)
+                D = wp.vec3d(-m[0], -m[1], wp.dot(T0, m))
+            acc0 = wp.vec3d(zero, zero, zero)
+            acc1 = acc0
+            acc2 = acc0
+        # --- forward, again
+        rs, du, dv, d = _rays(kinv, view, inv_s, ortho, u, v)
+        S = wp.dot(n, d)
+        live = S != zero
+        if not live:
+            S = one
+        inv_S = one / S
+        b1 = -wp.dot(a, d) * inv_S
+        b2 = -wp.dot(b, d) * inv_S
+        Z = wp.dot(P0, n)
+        if ortho != 0:
+            Z = wp.dot(D, d)
+        # --- cotangents of b1, b2, S, Z and of the forms' dot products
+        gb1 = zero
+        gb2 = zero
+        if has_bary != 0:
+            gb0 = wp.float64(g_bary[i, 0])
+            gb1 = wp.float64(g_bary[i, 1]) - gb0
+            gb2 = wp.float64(g_bary[i, 2]) - gb0
         gS = zero
-    gn += gS * d
-    ga += gA * d
-    gb += gB * d
-    gd = gS * n + gA * a + gB * b
-    gP0 = wp.vec3d(zero, zero, zero)
-    gT0 = wp.vec3d(zero, zero, zero)
-    gT1 = wp.vec3d(zero, zero, zero)
-    gT2 = wp.vec3d(zero, zero, zero)
-    if ortho != 0:
-        gD = gZ * d
-        gd += gZ * D
-        gm = wp.vec3d(-gD[0], -gD[1], zero) + gD[2] * T0
-        gT0 += gD[2] * m
-        f1 = T1 - T0
-        f2 = T2 - T0
-        gf1 = wp.cross(f2, gm)
-        gf2 = wp.cross(gm, f1)
-        gT1 += gf1
-        gT2 += gf2
-        gT0 -= gf1 + gf2
-    else:
-        gP0 += gZ * n
-        gn += gZ * P0
-    # a = P0 x e2, b = e1 x P0, n = e1 x e2; for c = x x y: grad_x = y x g, grad_y = g x x
-    gP0 += wp.cross(e2, ga) + wp.cross(gb, e1)
-    ge2 = wp.cross(ga, P0) + wp.cross(gn, e1)
-    ge1 = wp.cross(P0, gb) + wp.cross(e2, gn)
-    gP1 = ge1
-    gP2 = ge2
-    gP0 -= ge1 + ge2
-    if ortho != 0:  # the lifted z = 1 carries no gradient
-        gP0 = wp.vec3d(gP0[0], gP0[1], zero)
-        gP1 = wp.vec3d(gP1[0], gP1[1], zero)
-        gP2 = wp.vec3d(gP2[0], gP2[1], zero)
-    if want_verts != 0:
-        _add_vertex(d_vc, base + faces[f, 0], (gP0 + gT0) * inv_s)
-        _add_vertex(d_vc, base + faces[f, 1], (gP1 + gT1) * inv_s)
-        _add_vertex(d_vc, base + faces[f, 2], (gP2 + gT2) * inv_s)
-    if want_kinv != 0:  # d = R K^-1 (u, v, 1), du = R K^-1 e_0, dv = R K^-1 e_1
-        for r in range(3):
-            w = rs[r]
-            wp.atomic_add(d_kinv, view, 3 * r, w * (gd[r] * u + gdu[r]))
-            wp.atomic_add(d_kinv, view, 3 * r + 1, w * (gd[r] * v + gdv[r]))
-            wp.atomic_add(d_kinv, view, 3 * r + 2, w * gd[r])
+        gZ = zero
+        if has_depth != 0:
+            gz = wp.float64(g_depth[i])
+            gZ = gz * s * inv_S
+            gS -= gz * (Z * inv_S * s) * inv_S
+        gn = wp.vec3d(zero, zero, zero)  # cotangents of n, a, b, d, du, dv
+        ga = wp.vec3d(zero, zero, zero)
+        gb = wp.vec3d(zero, zero, zero)
+        gdu = wp.vec3d(zero, zero, zero)
+        gdv = wp.vec3d(zero, zero, zero)
+        if has_derivs != 0:
+            for j in range(2):
+                dj = _axis(du, dv, j)
+                Sj, g1, g2 = _slopes(n, a, b, dj, b1, b2, inv_S)
+                h0 = wp.float64(g_derivs[i, j])
+                h1 = wp.float64(g_derivs[i, 2 + j]) - h0  # cotangent of d b1 / dj
+                h2 = wp.float64(g_derivs[i, 4 + j]) - h0
+                gAj = -h1 * inv_S
+                gBj = -h2 * inv_S
+                gSj = -(h1 * b1 + h2 * b2) * inv_S
+                gb1 -= h1 * Sj * inv_S
+                gb2 -= h2 * Sj * inv_S
+                gS -= (h1 * g1 + h2 * g2) * inv_S
+                gn += gSj * dj
+                ga += gAj * dj
+                gb += gBj * dj
+                gdj = gSj * n + gAj * a + gBj * b
+                if j == 0:
+                    gdu += gdj
+                else:
+                    gdv += gdj
+        gA = -gb1 * inv_S
+        gB = -gb2 * inv_S
+        gS -= (gb1 * b1 + gb2 * b2) * inv_S
+        if not live:
+            gS = zero
+        gn += gS * d
+        ga += gA * d
+        gb += gB * d
+        gd = gS * n + gA * a + gB * b
+        gP0 = wp.vec3d(zero, zero, zero)
+        gT0 = wp.vec3d(zero, zero, zero)
+        gT1 = wp.vec3d(zero, zero, zero)
+        gT2 = wp.vec3d(zero, zero, zero)
+        if ortho != 0:
+            gD = gZ * d
+            gd += gZ * D
+            gm = wp.vec3d(-gD[0], -gD[1], zero) + gD[2] * T0
+            gT0 += gD[2] * m
+            f1 = T1 - T0
+            f2 = T2 - T0
+            gf1 = wp.cross(f2, gm)
+            gf2 = wp.cross(gm, f1)
+            gT1 += gf1
+            gT2 += gf2
+            gT0 -= gf1 + gf2
+        else:
+            gP0 += gZ * n
+            gn += gZ * P0
+        # a = P0 x e2, b = e1 x P0, n = e1 x e2; for c = x x y: grad_x = y x g, grad_y = g x x
+        gP0 += wp.cross(e2, ga) + wp.cross(gb, e1)
+        ge2 = wp.cross(ga, P0) + wp.cross(gn, e1)
+        ge1 = wp.cross(P0, gb) + wp.cross(e2, gn)
+        gP1 = ge1
+        gP2 = ge2
+        gP0 -= ge1 + ge2
+        if ortho != 0:  # the lifted z = 1 carries no gradient
+            gP0 = wp.vec3d(gP0[0], gP0[1], zero)
+            gP1 = wp.vec3d(gP1[0], gP1[1], zero)
+            gP2 = wp.vec3d(gP2[0], gP2[1], zero)
+        acc0 += gP0 + gT0
+        acc1 += gP1 + gT1
+        acc2 += gP2 + gT2
+        # d = R K^-1 (u, v, 1), du = R K^-1 e_0, dv = R K^-1 e_1
+        kc0 += wp.cw_mul(rs, gd * u + gdu)
+        kc1 += wp.cw_mul(rs, gd * v + gdv)
+        kc2 += wp.cw_mul(rs, gd)
+    if f >= 0:
+        if want_verts != 0:
+            _add_face(d_vc, faces, base, f, acc0 * inv_s, acc1 * inv_s, acc2 * inv_s)
+        if want_kinv != 0:
+            _add_kinv(d_kinv, view, kc0, kc1, kc2)
 
 
 # ------------------------------------------------------------------------------------- interpolation
@@ -325,11 +384,13 @@ def surface_backward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: w
 
 
 @wp.func
-def _attr_row(faces: wp.array2d(dtype=wp.int32), face_ids: wp.array(dtype=wp.int32),
-              covered: wp.array(dtype=wp.int64), i: int, pixels_per_view: int, attrs_per_view: int, k: int):
+def _attr_rows(faces: wp.array2d(dtype=wp.int32), face_ids: wp.array(dtype=wp.int32),
+               covered: wp.array(dtype=wp.int64), i: int, pixels_per_view: int, attrs_per_view: int):
+    """The attribute rows of covered pixel ``i``'s face corners."""
     p = covered[i]
-    view = int(p // wp.int64(pixels_per_view))
-    return view * attrs_per_view + faces[int(face_ids[int(p)]), k]
+    first = _view_of(p, pixels_per_view) * attrs_per_view
+    f = int(face_ids[int(p)])
+    return wp.vec3i(first + faces[f, 0], first + faces[f, 1], first + faces[f, 2])
 
 
 @wp.kernel
@@ -340,22 +401,22 @@ def interpolate_forward(offset: int, end: int, attrs: wp.array2d(dtype=Any), fac
                         dout: wp.array2d(dtype=Any)):
     i = offset + wp.tid()
     pix = int(covered[i])
-    r0 = _attr_row(faces, face_ids, covered, i, pixels_per_view, attrs_per_view, 0)
-    r1 = _attr_row(faces, face_ids, covered, i, pixels_per_view, attrs_per_view, 1)
-    r2 = _attr_row(faces, face_ids, covered, i, pixels_per_view, attrs_per_view, 2)
-    w0 = wp.float64(bary[i, 0])
-    w1 = wp.float64(bary[i, 1])
-    w2 = wp.float64(bary[i, 2])
+    rows = _attr_rows(faces, face_ids, covered, i, pixels_per_view, attrs_per_view)
+    w = wp.vec3d(wp.float64(bary[i, 0]), wp.float64(bary[i, 1]), wp.float64(bary[i, 2]))
+    zero = wp.float64(0.0)
+    wx = wp.vec3d(zero, zero, zero)  # the corners' d bary / dx and / dy
+    wy = wx
+    if want_derivs != 0:
+        wx = wp.vec3d(wp.float64(derivs[i, 0]), wp.float64(derivs[i, 2]), wp.float64(derivs[i, 4]))
+        wy = wp.vec3d(wp.float64(derivs[i, 1]), wp.float64(derivs[i, 3]), wp.float64(derivs[i, 5]))
     for c in range(attrs.shape[1]):
-        a0 = wp.float64(attrs[r0, c])
-        a1 = wp.float64(attrs[r1, c])
-        a2 = wp.float64(attrs[r2, c])
-        out[pix, c] = type(out[pix, c])(w0 * a0 + w1 * a1 + w2 * a2)
+        a0 = wp.float64(attrs[rows[0], c])
+        a1 = wp.float64(attrs[rows[1], c])
+        a2 = wp.float64(attrs[rows[2], c])
+        out[pix, c] = type(out[pix, c])(w[0] * a0 + w[1] * a1 + w[2] * a2)
         if want_derivs != 0:
-            for j in range(2):
-                g = (wp.float64(derivs[i, j]) * a0 + wp.float64(derivs[i, 2 + j]) * a1
-                     + wp.float64(derivs[i, 4 + j]) * a2)
-                dout[pix, 2 * c + j] = type(dout[pix, 0])(g)
+            dout[pix, 2 * c] = type(dout[pix, 0])(wx[0] * a0 + wx[1] * a1 + wx[2] * a2)
+            dout[pix, 2 * c + 1] = type(dout[pix, 0])(wy[0] * a0 + wy[1] * a1 + wy[2] * a2)
 
 
 @wp.kernel
@@ -369,37 +430,42 @@ def interpolate_backward(offset: int, end: int, attrs: wp.array2d(dtype=Any), fa
     i = offset + wp.tid()
     zero = wp.float64(0.0)
     pix = int(covered[i])
-    rows = wp.vec3i(_attr_row(faces, face_ids, covered, i, pixels_per_view, attrs_per_view, 0),
-                    _attr_row(faces, face_ids, covered, i, pixels_per_view, attrs_per_view, 1),
-                    _attr_row(faces, face_ids, covered, i, pixels_per_view, attrs_per_view, 2))
-    for k in range(3):
-        gw = zero
-        gd0 = zero
-        gd1 = zero
-        wk = wp.float64(bary[i, k])
-        for c in range(attrs.shape[1]):
-            go = zero
-            if has_out != 0:
-                go = wp.float64(g_out[pix, c])
-            gu = zero
-            gv = zero
-            if has_dout != 0:
-                gu = wp.float64(g_dout[pix, 2 * c])
-                gv = wp.float64(g_dout[pix, 2 * c + 1])
-            a = wp.float64(attrs[rows[k], c])
-            gw += go * a
-            gd0 += gu * a
-            gd1 += gv * a
-            if want_attrs != 0:
-                ga = wk * go
+    rows = _attr_rows(faces, face_ids, covered, i, pixels_per_view, attrs_per_view)
+    w = wp.vec3d(wp.float64(bary[i, 0]), wp.float64(bary[i, 1]), wp.float64(bary[i, 2]))
+    wx = wp.vec3d(zero, zero, zero)  # the corners' d bary / dx and / dy
+    wy = wx
+    if has_dout != 0:
+        wx = wp.vec3d(wp.float64(derivs[i, 0]), wp.float64(derivs[i, 2]), wp.float64(derivs[i, 4]))
+        wy = wp.vec3d(wp.float64(derivs[i, 1]), wp.float64(derivs[i, 3]), wp.float64(derivs[i, 5]))
+    gw = wp.vec3d(zero, zero, zero)  # per corner: cotangents of bary, d bary / dx, d bary / dy
+    gd0 = gw
+    gd1 = gw
+    # Channel by channel (each pixel cotangent read once), the corners within.
+    for c in range(attrs.shape[1]):
+        go = zero
+        if has_out != 0:
+            go = wp.float64(g_out[pix, c])
+        gu = zero
+        gv = zero
+        if has_dout != 0:
+            gu = wp.float64(g_dout[pix, 2 * c])
+            gv = wp.float64(g_dout[pix, 2 * c + 1])
+        av = wp.vec3d(wp.float64(attrs[rows[0], c]), wp.float64(attrs[rows[1], c]), wp.float64(attrs[rows[2], c]))
+        gw += go * av
+        gd0 += gu * av
+        gd1 += gv * av
+        if want_attrs != 0:
+            for k in range(3):
+                ga = w[k] * go
                 if has_dout != 0:
-                    ga += wp.float64(derivs[i, 2 * k]) * gu + wp.float64(derivs[i, 2 * k + 1]) * gv
+                    ga += wx[k] * gu + wy[k] * gv
                 wp.atomic_add(g_attrs, rows[k], c, ga)
-        if want_bary != 0:
-            g_bary[i, k] = type(g_bary[i, 0])(gw)
+    if want_bary != 0:
+        for k in range(3):
+            g_bary[i, k] = type(g_bary[i, 0])(gw[k])
             if has_dout != 0:
-                g_derivs[i, 2 * k] = type(g_derivs[i, 0])(gd0)
-                g_derivs[i, 2 * k + 1] = type(g_derivs[i, 0])(gd1)
+                g_derivs[i, 2 * k] = type(g_derivs[i, 0])(gd0[k])
+                g_derivs[i, 2 * k + 1] = type(g_derivs[i, 0])(gd1[k])
 
 
 def _overload_all() -> None:
@@ -412,7 +478,7 @@ def _overload_all() -> None:
         wp.overload(surface_forward, [int, int, a2, s64, i32, a2, i64, ids, int, int, int, int, int, int, int, a2, a1,
                                       a2])
         wp.overload(surface_backward, [int, int, a2, s64, i32, a2, i64, ids, int, int, int, int, a2, int, a1, int, a2,
-                                       int, int, int, g64, g64])
+                                       int, int, int, int, int, g64, g64])
         wp.overload(interpolate_forward, [int, int, a2, i32, i64, ids, int, int, a2, a2, int, a2, a2])
         wp.overload(interpolate_backward, [int, int, a2, i32, i64, ids, int, int, a2, a2, a2, int, a2, int, int,
                                            int, a2, a2, g64])
