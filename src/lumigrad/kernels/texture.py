@@ -50,7 +50,7 @@ class _SampleTexture(torch.autograd.Function):
         v_uv = _pooled(uv.shape, uv.dtype, dev, zero=active is not None)
         v_duv = _pooled((S, 4), uv.dtype, dev, zero=active is not None)
         use_mask, use_active = mask is not None, active is not None
-        args = [as_warp(_int8_or_stub(mask, dev)), int(use_mask), as_warp(_int32_or_stub(active, dev)),
+        args = [as_warp(_int8_or_stub(mask, dev)), int(use_mask), as_warp(_int64_or_stub(active, dev)),
                 int(use_active)] + _warp_records(records) + [as_warp(v_out.contiguous()), int(want_table)]
         tail = [as_warp(v_uv), as_warp(v_duv)]
         # The table gradient of a cached pyramid (``tex`` given) is scratch, consumed here by the pyramid's
@@ -129,17 +129,17 @@ def _int8_or_stub(mask: Optional[torch.Tensor], device: torch.device) -> torch.T
     return mask if mask is not None else torch.zeros(1, dtype=torch.int8, device=device)
 
 
-def _int32_or_stub(active: Optional[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """``active`` (int32), or a one-element stand-in the kernels never read."""
-    return active if active is not None else torch.zeros(1, dtype=torch.int32, device=device)
+def _int64_or_stub(active: Optional[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """``active`` (int64, as ``nonzero`` gives it), or a one-element stand-in the kernels never read."""
+    return active if active is not None else torch.zeros(1, dtype=torch.int64, device=device)
 
 
 def _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias):
-    """The forward kernel's leading arguments; ``mask`` (int8) and ``active`` (int32) may be None (unused)."""
+    """The forward kernel's leading arguments; ``mask`` (int8) and ``active`` (int64) may be None (unused)."""
     dev = table.device
     return [as_warp(table), as_warp(heights), as_warp(widths), as_warp(offsets), int(heights.shape[0]),
             as_warp(uv), as_warp(duv), as_warp(_int8_or_stub(mask, dev)), int(mask is not None),
-            as_warp(_int32_or_stub(active, dev)), int(active is not None), int(per_owner), MODES[mode],
+            as_warp(_int64_or_stub(active, dev)), int(active is not None), int(per_owner), MODES[mode],
             WRAPS[wrap], wp.float64(lod_bias)]
 
 
@@ -163,7 +163,7 @@ def sample_texture(table: torch.Tensor, heights: torch.Tensor, widths: torch.Ten
     duv = duv.contiguous() if duv is not None else uv.new_zeros(1, 4)
     active = None
     if mask is not None and dev.type == "cpu":
-        active = mask.nonzero().reshape(-1).to(torch.int32)
+        active = mask.nonzero().reshape(-1)
         mask = None
     mask = mask.to(torch.int8).contiguous() if mask is not None else None
     tex, slope, shapes = source if source is not None else (None, None, None)

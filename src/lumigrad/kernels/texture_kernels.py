@@ -161,7 +161,7 @@ def sample_forward(
     table: wp.array2d(dtype=Any), heights: wp.array(dtype=wp.int32), widths: wp.array(dtype=wp.int32),
     offsets: wp.array(dtype=wp.int32), num_levels: int,
     uv: wp.array2d(dtype=Any), duv: wp.array2d(dtype=Any), mask: wp.array(dtype=wp.int8),
-    use_mask: int, active: wp.array(dtype=wp.int32), use_active: int, per_owner: int, mode: int, wrap: int,
+    use_mask: int, active: wp.array(dtype=wp.int64), use_active: int, per_owner: int, mode: int, wrap: int,
     lod_bias: wp.float64,
     out: wp.array2d(dtype=Any), fine: wp.array(dtype=wp.int32), use_fine: int,
     record: int, rows: wp.array2d(dtype=wp.vec4i), weights: wp.array2d(dtype=Any), jac: wp.array2d(dtype=Any),
@@ -179,7 +179,7 @@ def sample_forward(
     item = offset + wp.tid()
     s = item
     if use_active != 0:  # the work items are the unmasked samples' indices
-        s = active[item]
+        s = int(active[item])
     channels = table.shape[1]
     zero = out.dtype(0.0)
     one = out.dtype(1.0)
@@ -256,7 +256,7 @@ def sample_forward(
 @wp.kernel
 def sample_backward(
     offset: int, end: int,
-    mask: wp.array(dtype=wp.int8), use_mask: int, active: wp.array(dtype=wp.int32), use_active: int,
+    mask: wp.array(dtype=wp.int8), use_mask: int, active: wp.array(dtype=wp.int64), use_active: int,
     rows: wp.array2d(dtype=wp.vec4i), weights: wp.array2d(dtype=Any), jac: wp.array2d(dtype=Any),
     dlods: wp.array(dtype=Any),
     v_out: wp.array2d(dtype=Any), want_table: int,
@@ -269,7 +269,7 @@ def sample_backward(
     item = offset + wp.tid()
     s = item
     if use_active != 0:  # the work items are the unmasked samples' indices
-        s = active[item]
+        s = int(active[item])
     channels = v_out.shape[1]
     zero = v_uv.dtype(0.0)
     v_uv[s, 0] = zero
