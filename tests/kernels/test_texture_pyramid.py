@@ -69,7 +69,8 @@ def test_adjoint_from_a_first_level_ignores_the_finer_rows(shape, first_level):
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("shape", [(16, 8, 2), (12, 20, 3), (7, 6, 1), (2, 8, 8, 2), (9, 9, 2)])
+@pytest.mark.parametrize("shape", [(16, 8, 2), (12, 20, 3), (7, 6, 1), (2, 8, 8, 2), (9, 9, 2), (2, 8, 16, 3),
+                                   (8, 8, 4)])
 @pytest.mark.parametrize("first_level", [0, 1, 2])
 def test_adjoint_in_place_equals_the_fresh_one_and_views_level_0_of_the_table(shape, first_level):
     """``in_place=True`` accumulates in the table's own rows and returns level 0's rows (no level-sized
@@ -85,3 +86,16 @@ def test_adjoint_in_place_equals_the_fresh_one_and_views_level_0_of_the_table(sh
         got = table_adjoint(scratch, tex.shape, shapes, s, first_level, in_place=True)
         assert got.data_ptr() == scratch.data_ptr() and got.shape == tex.shape
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(32, 16, 3), (2, 16, 8, 4)])
+def test_in_place_adjoint_kernel_float32_equals_the_pytorch_adds(shape):
+    """3 or 4 channels: the in-place adjoint adds each even level's 2x2 spread with a Warp kernel
+    (``texture_kernels.pool_adjoint_add``); in float32 it gives the out-of-place PyTorch adjoint's values."""
+    gen = torch.Generator().manual_seed(7)
+    tex = torch.rand(shape, generator=gen)
+    table, shapes = _pyramid_table(tex)
+    v_table = torch.randn(table.shape, generator=gen)
+    expected = table_adjoint(v_table, tex.shape, shapes)
+    got = table_adjoint(v_table.clone(), tex.shape, shapes, in_place=True)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)

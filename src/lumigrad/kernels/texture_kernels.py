@@ -303,6 +303,30 @@ def sample_backward(
         v_duv[s, k] = gfrac * dl[k]
 
 
+@wp.kernel
+def pool_adjoint_add(offset: int, end: int, coarse: wp.array2d(dtype=Any), fine: wp.array2d(dtype=Any),
+                     quarter: Any):
+    """Adds the adjoint of a 2x2 average to an even-sized finer level, in place: texel ``(y, x)`` of the coarse
+    gradient ``coarse [rows, w]`` (texels as vectors of the channels) adds ``quarter`` (0.25) times itself to
+    texels ``(2y + i, 2x + j)`` of ``fine [2 rows, 2 w]``. One work item per coarse row (levels of a batch of
+    textures stacked along the rows)."""
+    y = offset + wp.tid()
+    for x in range(coarse.shape[1]):
+        g = coarse[y, x] * quarter
+        fine[2 * y, 2 * x] += g
+        fine[2 * y, 2 * x + 1] += g
+        fine[2 * y + 1, 2 * x] += g
+        fine[2 * y + 1, 2 * x + 1] += g
+
+
+#: Channel counts ``pool_adjoint_add`` is compiled for, with each float dtype's texel vector types.
+POOL_ADJOINT_TYPES = {(wp.float32, 3): wp.vec3f, (wp.float32, 4): wp.vec4f, (wp.float64, 3): wp.vec3d,
+                      (wp.float64, 4): wp.vec4d}
+for (_scalar, _), _vec in POOL_ADJOINT_TYPES.items():
+    wp.overload(pool_adjoint_add, {"coarse": wp.array2d(dtype=_vec), "fine": wp.array2d(dtype=_vec),
+                                   "quarter": _scalar})
+
+
 #: The record arrays' Warp dtypes per float dtype: (tap weights vec4, per-channel derivatives vec3, d lod vec4).
 RECORD_TYPES = {wp.float32: (wp.vec4f, wp.vec3f, wp.vec4f), wp.float64: (wp.vec4d, wp.vec3d, wp.vec4d)}
 
