@@ -119,6 +119,15 @@ def _scaled_face(vc: wp.array2d(dtype=Any), vscale: wp.array(dtype=wp.float64), 
 
 
 @wp.func
+def _face_forms(vc: wp.array2d(dtype=Any), vscale: wp.array(dtype=wp.float64), faces: wp.array2d(dtype=wp.int32),
+                base: int, f: int, ortho: int):
+    """Face ``f``'s ``s``, ``1 / s``, scaled corners ``T0, T1, T2`` and their ``P0, e1, e2, n, a, b``."""
+    s, inv_s, T0, T1, T2 = _scaled_face(vc, vscale, faces, base, f)
+    P0, e1, e2, n, a, b = _forms(T0, T1, T2, ortho)
+    return s, inv_s, T0, T1, T2, P0, e1, e2, n, a, b
+
+
+@wp.func
 def _axis(du: wp.vec3d, dv: wp.vec3d, j: int):
     if j == 1:
         return dv
@@ -145,28 +154,16 @@ def surface_forward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: wp
     r = offset + wp.tid()
     zero = wp.float64(0.0)
     one = wp.float64(1.0)
-    f = int(-1)
-    view = int(-1)
-    s = one
-    inv_s = one
-    T0 = wp.vec3d(zero, zero, zero)
-    T1 = T0
-    T2 = T0
-    P0 = T0
-    e1 = T0
-    e2 = T0
-    n = T0
-    a = T0
-    b = T0
+    view, u, v = _pixel(covered, r * run, pixels_per_view, width)  # the run's first pixel's face
+    f = int(face_ids[int(covered[r * run])])
+    s, inv_s, T0, T1, T2, P0, e1, e2, n, a, b = _face_forms(vc, vscale, faces, view * num_verts, f, ortho)
     for i in range(r * run, wp.min(r * run + run, num_pixels)):
         pview, u, v = _pixel(covered, i, pixels_per_view, width)
         pf = int(face_ids[int(covered[i])])
         if pf != f or pview != view:
             f = pf
             view = pview
-            base = view * num_verts
-            s, inv_s, T0, T1, T2 = _scaled_face(vc, vscale, faces, base, f)
-            P0, e1, e2, n, a, b = _forms(T0, T1, T2, ortho)
+            s, inv_s, T0, T1, T2, P0, e1, e2, n, a, b = _face_forms(vc, vscale, faces, view * num_verts, f, ortho)
         rs, du, dv, d = _rays(kinv, view, inv_s, ortho, u, v)
         S = wp.dot(n, d)
         if S == zero:
@@ -229,35 +226,23 @@ def surface_backward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: w
     r = offset + wp.tid()
     zero = wp.float64(0.0)
     one = wp.float64(1.0)
-    f = int(-1)
-    view = int(-1)
-    base = int(0)
-    s = one
-    inv_s = one
-    T0 = wp.vec3d(zero, zero, zero)
-    T1 = T0
-    T2 = T0
-    P0 = T0
-    e1 = T0
-    e2 = T0
-    n = T0
-    a = T0
-    b = T0
-    m = T0
-    D = T0
-    acc0 = T0  # gradients of the face's scaled corners, summed over its stretch
-    acc1 = T0
-    acc2 = T0
-    kc0 = T0  # columns of K^-1's gradient, summed over the view's pixels
-    kc1 = T0
-    kc2 = T0
+    view, u, v = _pixel(covered, r * run, pixels_per_view, width)  # the run's first pixel's face
+    f = int(face_ids[int(covered[r * run])])
+    base = view * num_verts
+    s, inv_s, T0, T1, T2, P0, e1, e2, n, a, b = _face_forms(vc, vscale, faces, base, f, ortho)
+    acc0 = wp.vec3d(zero, zero, zero)  # gradients of the face's scaled corners, summed over its stretch
+    acc1 = acc0
+    acc2 = acc0
+    kc0 = acc0  # columns of K^-1's gradient, summed over the view's pixels
+    kc1 = acc0
+    kc2 = acc0
     for i in range(r * run, wp.min(r * run + run, num_pixels)):
         pview, u, v = _pixel(covered, i, pixels_per_view, width)
         pf = int(face_ids[int(covered[i])])
         if pf != f or pview != view:
-            if f >= 0 and want_verts != 0:
+            if want_verts != 0:
                 _add_face(d_vc, faces, base, f, acc0 * inv_s, acc1 * inv_s, acc2 * inv_s)
-            if pview != view and view >= 0 and want_kinv != 0:
+            if pview != view and want_kinv != 0:
                 _add_kinv(d_kinv, view, kc0, kc1, kc2)
                 kc0 = wp.vec3d(zero, zero, zero)
                 kc1 = kc0
@@ -265,11 +250,7 @@ def surface_backward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: w
             f = pf
             view = pview
             base = view * num_verts
-            s, inv_s, T0, T1, T2 = _scaled_face(vc, vscale, faces, base, f)
-            P0, e1, e2, n, a, b = _forms(T0, T1, T2, ortho)
-            if ortho != 0:
-                m = wp.cross(T1 - T0, T2 - T0)
-                D = wp.vec3d(-m[0], -m[1], wp.dot(T0, m))
+            s, inv_s, T0, T1, T2, P0, e1, e2, n, a, b = _face_forms(vc, vscale, faces, base, f, ortho)
             acc0 = wp.vec3d(zero, zero, zero)
             acc1 = acc0
             acc2 = acc0
@@ -283,7 +264,11 @@ def surface_backward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: w
         b1 = -wp.dot(a, d) * inv_S
         b2 = -wp.dot(b, d) * inv_S
         Z = wp.dot(P0, n)
+        m = wp.vec3d(zero, zero, zero)
+        D = m
         if ortho != 0:
+            m = wp.cross(T1 - T0, T2 - T0)
+            D = wp.vec3d(-m[0], -m[1], wp.dot(T0, m))
             Z = wp.dot(D, d)
         # --- cotangents of b1, b2, S, Z and of the forms' dot products
         gb1 = zero
@@ -370,11 +355,10 @@ def surface_backward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: w
         kc0 += wp.cw_mul(rs, gd * u + gdu)
         kc1 += wp.cw_mul(rs, gd * v + gdv)
         kc2 += wp.cw_mul(rs, gd)
-    if f >= 0:
-        if want_verts != 0:
-            _add_face(d_vc, faces, base, f, acc0 * inv_s, acc1 * inv_s, acc2 * inv_s)
-        if want_kinv != 0:
-            _add_kinv(d_kinv, view, kc0, kc1, kc2)
+    if want_verts != 0:
+        _add_face(d_vc, faces, base, f, acc0 * inv_s, acc1 * inv_s, acc2 * inv_s)
+    if want_kinv != 0:
+        _add_kinv(d_kinv, view, kc0, kc1, kc2)
 
 
 # ------------------------------------------------------------------------------------- interpolation
