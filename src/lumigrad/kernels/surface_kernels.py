@@ -77,12 +77,11 @@ def _forms(T0: wp.vec3d, T1: wp.vec3d, T2: wp.vec3d, ortho: int):
 
 
 @wp.func
-def _rays(kinv: wp.array2d(dtype=Any), view: int, inv_s: wp.float64, ortho: int, u: wp.float64, v: wp.float64):
-    """``R``'s diagonal, ``d_u``, ``d_v`` and the ray ``d = R K^-1 (u, v, 1)`` of the pixel centre."""
+def _ray_columns(kinv: wp.array2d(dtype=Any), view: int, inv_s: wp.float64, ortho: int):
+    """``R``'s diagonal and the columns ``d_u``, ``d_v``, ``c`` of ``R K^-1``: the ray of the pixel centre
+    ``(u, v)`` is ``d = d_u u + d_v v + c`` (the same for every pixel of a face: kept while the face is)."""
     rs = _row_scale(inv_s, ortho)
-    du = _kinv_column(kinv, view, 0, rs)
-    dv = _kinv_column(kinv, view, 1, rs)
-    return rs, du, dv, du * u + dv * v + _kinv_column(kinv, view, 2, rs)
+    return rs, _kinv_column(kinv, view, 0, rs), _kinv_column(kinv, view, 1, rs), _kinv_column(kinv, view, 2, rs)
 
 
 @wp.func
@@ -157,6 +156,7 @@ def surface_forward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: wp
     view, u, v = _pixel(covered, r * run, pixels_per_view, width)  # the run's first pixel's face
     f = int(face_ids[int(covered[r * run])])
     s, inv_s, T0, T1, T2, P0, e1, e2, n, a, b = _face_forms(vc, vscale, faces, view * num_verts, f, ortho)
+    rs, du, dv, c2 = _ray_columns(kinv, view, inv_s, ortho)
     for i in range(r * run, wp.min(r * run + run, num_pixels)):
         pview, u, v = _pixel(covered, i, pixels_per_view, width)
         pf = int(face_ids[int(covered[i])])
@@ -164,7 +164,8 @@ def surface_forward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: wp
             f = pf
             view = pview
             s, inv_s, T0, T1, T2, P0, e1, e2, n, a, b = _face_forms(vc, vscale, faces, view * num_verts, f, ortho)
-        rs, du, dv, d = _rays(kinv, view, inv_s, ortho, u, v)
+            rs, du, dv, c2 = _ray_columns(kinv, view, inv_s, ortho)
+        d = du * u + dv * v + c2
         S = wp.dot(n, d)
         if S == zero:
             S = one
@@ -230,6 +231,7 @@ def surface_backward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: w
     f = int(face_ids[int(covered[r * run])])
     base = view * num_verts
     s, inv_s, T0, T1, T2, P0, e1, e2, n, a, b = _face_forms(vc, vscale, faces, base, f, ortho)
+    rs, du, dv, c2 = _ray_columns(kinv, view, inv_s, ortho)
     acc0 = wp.vec3d(zero, zero, zero)  # gradients of the face's scaled corners, summed over its stretch
     acc1 = acc0
     acc2 = acc0
@@ -251,11 +253,12 @@ def surface_backward(offset: int, end: int, vc: wp.array2d(dtype=Any), vscale: w
             view = pview
             base = view * num_verts
             s, inv_s, T0, T1, T2, P0, e1, e2, n, a, b = _face_forms(vc, vscale, faces, base, f, ortho)
+            rs, du, dv, c2 = _ray_columns(kinv, view, inv_s, ortho)
             acc0 = wp.vec3d(zero, zero, zero)
             acc1 = acc0
             acc2 = acc0
         # --- forward, again
-        rs, du, dv, d = _rays(kinv, view, inv_s, ortho, u, v)
+        d = du * u + dv * v + c2
         S = wp.dot(n, d)
         live = S != zero
         if not live:
