@@ -124,11 +124,12 @@ def find_visible(
         prev_face, prev_depth, use_prev = out_face[:1], out_depth[:1], 0
     else:
         prev_face, prev_depth, use_prev = prev[0].reshape(-1).contiguous(), prev[1].reshape(-1).contiguous(), 1
+    deferred = torch.empty(tile_list.shape[0], dtype=torch.int8, device=device)  # raster_tiles' second pass
     launch_split(
         rk.raster_tiles, num_tiles,
         [N * F, F, V, proj_rows, faces, extra_rows, ev, ef, bbox, offsets, tile_list,
          width, height, tiles_x, tiles_y, float(near), float(far), int(bool(affine_depth)), use_prev,
-         prev_face, prev_depth, out_face, out_depth],
+         prev_face, prev_depth, deferred, out_face, out_depth],
         device, min_chunk=16,  # a tile is heavy work, but a split of a handful of tiles costs more than it saves
         min_piece=64,  # 256^2 (256 tiles): 4 ranges, not 8 launches of 32 tiles
     )
