@@ -391,7 +391,8 @@ def raster_tiles(
     bbox: wp.array2d(dtype=wp.int32), tile_offsets: wp.array(dtype=wp.int32), tile_list: wp.array(dtype=wp.int32),
     width: int, height: int, tiles_x: int, tiles_y: int, near: float, far: float, affine_depth: int,
     use_prev: int, prev_face: wp.array(dtype=wp.int32), prev_depth: wp.array(dtype=wp.float32),
-    deferred: wp.array(dtype=wp.int8), out_face: wp.array(dtype=wp.int32), out_depth: wp.array(dtype=wp.float32),
+    skip_hidden: int, deferred: wp.array(dtype=wp.int8),
+    out_face: wp.array(dtype=wp.int32), out_depth: wp.array(dtype=wp.float32),
 ):
     """Per (view, tile): nearest triangle at every pixel centre, optionally behind a previous layer.
 
@@ -405,7 +406,8 @@ def raster_tiles(
     of a mesh wound as the conventions ask) wait in the second pass (``deferred``, one flag per list entry),
     where each is skipped whole when the pixels of its box are all nearer already (behind a closed mesh's
     front, most are). The bound that decides this is conservative (:func:`_depth_floor`), so the output is
-    the same as drawing every triangle.
+    the same as drawing every triangle; ``skip_hidden = 0`` draws every triangle in one pass, in list order
+    (the twin the tests compare against).
     """
     g = offset + wp.tid()
     tiles = tiles_x * tiles_y
@@ -421,14 +423,17 @@ def raster_tiles(
             out_face[img + y * width + x] = -1
             out_depth[img + y * width + x] = wp.inf
     near_lo = wp.float32(near) * wp.float32(0.99999)
-    for second in range(2):
+    passes = 1
+    if skip_hidden != 0:
+        passes = 2
+    for second in range(passes):
         for k in range(tile_offsets[g], tile_offsets[g + 1]):
             if second == 1 and deferred[k] == wp.int8(0):
                 continue
             t = tile_list[k]
             q0, q1, q2 = _tri_corners(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz)
             area2 = _signed_area2(q0, q1, q2)
-            if second == 0:
+            if second == 0 and skip_hidden != 0:
                 if area2 > wp.float64(0.0):
                     deferred[k] = wp.int8(1)
                     continue

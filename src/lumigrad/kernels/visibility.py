@@ -15,6 +15,10 @@ from ._runtime import ensure_init, launch_partitioned, launch_split, num_workers
 CULL_MODES = {"none": 0, "back": 1, "front": 2}
 
 
+#: ``raster_tiles`` defers back-facing triangles to a second pass and skips those hidden behind what the first
+#: drew (the same output, fewer pixel tests); False draws every triangle in one pass (its twin, for tests).
+SKIP_HIDDEN_TRIANGLES = True
+
 #: Vertices / faces per thread below which the projection and near-plane kernels are not split.
 _MIN_ITEMS_PER_THREAD = 16384
 
@@ -129,7 +133,7 @@ def find_visible(
         rk.raster_tiles, num_tiles,
         [N * F, F, V, proj_rows, faces, extra_rows, ev, ef, bbox, offsets, tile_list,
          width, height, tiles_x, tiles_y, float(near), float(far), int(bool(affine_depth)), use_prev,
-         prev_face, prev_depth, deferred, out_face, out_depth],
+         prev_face, prev_depth, int(SKIP_HIDDEN_TRIANGLES), deferred, out_face, out_depth],
         device, min_chunk=16,  # a tile is heavy work, but a split of a handful of tiles costs more than it saves
         min_piece=64,  # 256^2 (256 tiles): 4 ranges, not 8 launches of 32 tiles
     )
