@@ -394,7 +394,8 @@ def raster_tiles(
     skip_hidden: int, deferred: wp.array(dtype=wp.int8),
     out_face: wp.array(dtype=wp.int32), out_depth: wp.array(dtype=wp.float32),
 ):
-    """Per (view, tile): nearest triangle at every pixel centre, optionally behind a previous layer.
+    """Per (view, tile): nearest triangle at every pixel centre, optionally behind a previous layer, into
+    ``out_face`` / ``out_depth`` filled with -1 / inf beforehand (a fill is cheaper than a per-tile loop).
 
     Pixel centre ``p`` is inside when each oriented edge value ``w_i = s (v_j - v_i) x (p - v_i)`` is positive
     (or zero on an edge that owns it, the tie rule). Depth at a pixel centre with screen-space barycentrics
@@ -418,10 +419,6 @@ def raster_tiles(
     px1 = wp.min(px0 + TILE_SIZE, width) - 1
     py1 = wp.min(py0 + TILE_SIZE, height) - 1
     img = view * width * height
-    for y in range(py0, py1 + 1):
-        for x in range(px0, px1 + 1):
-            out_face[img + y * width + x] = -1
-            out_depth[img + y * width + x] = wp.inf
     near_lo = wp.float32(near) * wp.float32(0.99999)
     passes = 1
     if skip_hidden != 0:

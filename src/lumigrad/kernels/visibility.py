@@ -122,8 +122,8 @@ def find_visible(
     fill_args = [N * F, F, ev, ef, tiles_x, tiles_y, bbox]
     launch_partitioned(rk.bin_fill_range, T, lambda k: [*fill_args, cursor[k], tile_list], parts, device)
 
-    out_face = torch.empty(N * height * width, dtype=torch.int32, device=device)
-    out_depth = torch.empty(N * height * width, dtype=torch.float32, device=device)
+    out_face = torch.full((N * height * width,), -1, dtype=torch.int32, device=device)
+    out_depth = torch.full((N * height * width,), float("inf"), dtype=torch.float32, device=device)
     if prev is None:
         prev_face, prev_depth, use_prev = out_face[:1], out_depth[:1], 0
     else:
