@@ -19,7 +19,8 @@ Coverage uses float64 edge functions evaluated with canonically ordered endpoint
 rule, so meshes are watertight: a pixel centre on a shared edge belongs to exactly one of the two triangles.
 Positions are not snapped, so coverage agrees with the exact ray-triangle test used by the differentiable
 recomputation and by antialias (to float64 rounding).
-Cost: O(triangles x tiles they overlap) to bin, O(sum over (triangle, tile) of overlapped pixels) to test.
+Cost: O(triangles x tiles they overlap) to bin, O(sum over (triangle, tile) of overlapped pixels) to test;
+back-facing triangles whose pixels are all nearer already skip their tests (``raster_tiles``).
 """
 
 from __future__ import annotations
