@@ -19,7 +19,8 @@ Coverage uses float64 edge functions evaluated with canonically ordered endpoint
 rule, so meshes are watertight: a pixel centre on a shared edge belongs to exactly one of the two triangles.
 Positions are not snapped, so coverage agrees with the exact ray-triangle test used by the differentiable
 recomputation and by antialias (to float64 rounding).
-Cost: O(triangles x tiles they overlap) to bin, O(sum over (triangle, tile) of overlapped pixels) to test.
+Cost: O(triangles x tiles they overlap) to bin, O(sum over (triangle, tile) of overlapped pixels) to test;
+back-facing triangles whose pixels are all nearer already skip their tests (``raster_tiles``).
 """
 
 from __future__ import annotations
@@ -260,6 +261,127 @@ def _row_span(e: wp.vec4d, sg: wp.float64, row_term: wp.float64, x0: int, x1: in
 ROW_SPAN_MIN = 8
 
 
+#: Relative slack of :func:`_hidden_behind`'s depth bound: far above the few float64 roundings of the bound
+#: itself, and a float32 depth above ``d (1 + DEPTH_GAP)`` is certain to round to a float32 above ``d``.
+DEPTH_SLACK = 1e-12
+DEPTH_GAP = 1e-6
+
+
+@wp.func
+def _depth_floor(q0: wp.vec3d, q1: wp.vec3d, q2: wp.vec3d, area2: wp.float64, width: int, height: int,
+                 affine_depth: int):
+    """A lower bound on the depth the pixel loop can compute at any covered pixel centre of the image, or 0
+    when none is known (a corner at ``z <= 0``).
+
+    Each covered centre has edge values ``w_i >= 0`` and weights ``lam_i = w_i / |area2| >= 0``; their sum is
+    1 in exact arithmetic. The computed ``w_i`` err by at most a few units of rounding times the size of
+    their terms, ``|area2|`` by a few times the size of its products, so ``sum(lam_i) <= 1 + rel`` with
+    ``rel`` below (generous: 64 roundings of 2^-53). Perspective depth ``1 / sum(lam_i / z_i)`` is then at
+    least ``zmin / (1 + rel)``, affine depth ``sum(lam_i z_i)`` at least ``zmin (1 - rel)``; both are shrunk
+    by :data:`DEPTH_SLACK` for the bound's own rounding.
+    """
+    zmin = wp.min(q0[2], wp.min(q1[2], q2[2]))
+    if not (zmin > wp.float64(0.0)):
+        return wp.float64(0.0)
+    extent = wp.float64(width + height)
+    terms = wp.float64(0.0)  # sum over edges of |dx| (|pv| + |oy|) + |dy| (|pu| + |ox|), corners' magnitudes
+    qs = wp.matrix_from_rows(q0, q1, q2)
+    for i in range(3):
+        a = qs[i]
+        b = qs[(i + 1) % 3]
+        terms += wp.abs(b[0] - a[0]) * (extent + wp.abs(a[1]) + wp.abs(b[1]))
+        terms += wp.abs(b[1] - a[1]) * (extent + wp.abs(a[0]) + wp.abs(b[0]))
+    rel = wp.float64(64.0 * 1.1102230246251565e-16) * terms / wp.abs(area2)
+    if affine_depth != 0:
+        return zmin * (wp.float64(1.0) - rel) * (wp.float64(1.0) - wp.float64(DEPTH_SLACK))
+    return zmin / ((wp.float64(1.0) + rel) * (wp.float64(1.0) + wp.float64(DEPTH_SLACK)))
+
+
+@wp.func
+def _hidden_behind(floor: wp.float64, img: int, width: int, x0: int, x1: int, y0: int, y1: int,
+                   out_depth: wp.array(dtype=wp.float32)):
+    """Whether every pixel of the box ``[x0, x1] x [y0, y1]`` already holds a depth that a fragment at depth
+    ``>= floor`` cannot reach or tie (so it could not change the pixel, whatever its face index)."""
+    if not (floor > wp.float64(0.0)):
+        return False
+    limit = floor / wp.float64(1.0 + DEPTH_GAP)
+    for y in range(y0, y1 + 1):
+        row = img + y * width
+        for x in range(x0, x1 + 1):
+            if not (wp.float64(out_depth[row + x]) < limit):
+                return False
+    return True
+
+
+@wp.func
+def _draw_triangle(
+    q0: wp.vec3d, q1: wp.vec3d, q2: wp.vec3d, area2: wp.float64, face: int, bx0: int, bx1: int, y0: int, y1: int,
+    img: int, width: int, height: int, near_lo: wp.float32, far: float, affine_depth: int, cull_hidden: bool,
+    use_prev: int, prev_face: wp.array(dtype=wp.int32), prev_depth: wp.array(dtype=wp.float32),
+    out_face: wp.array(dtype=wp.int32), out_depth: wp.array(dtype=wp.float32),
+):
+    """Depth-test triangle ``(q0, q1, q2)`` (face ``face``) at every pixel centre of the box
+    ``[bx0, bx1] x [y0, y1]``. With ``cull_hidden``, first skip the triangle when the box already holds
+    nearer depths everywhere (:func:`_hidden_behind`): the result is the same, the pixel tests are saved."""
+    if cull_hidden:
+        if _hidden_behind(_depth_floor(q0, q1, q2, area2, width, height, affine_depth), img, width, bx0, bx1, y0,
+                          y1, out_depth):
+            return
+    half = wp.float64(0.5)
+    s = wp.float64(1.0)
+    if area2 < wp.float64(0.0):
+        s = wp.float64(-1.0)
+    inv_area = wp.float64(1.0) / (s * area2)
+    e0, sg0, own0 = _edge_setup(q0[0], q0[1], q1[0], q1[1], s)
+    e1, sg1, own1 = _edge_setup(q1[0], q1[1], q2[0], q2[1], s)
+    e2, sg2, own2 = _edge_setup(q2[0], q2[1], q0[0], q0[1], s)
+    narrow = bx1 - bx0 + 1 >= ROW_SPAN_MIN
+    for y in range(y0, y1 + 1):
+        pv = wp.float64(y) + half
+        r0 = e0[2] * (pv - e0[1])
+        r1 = e1[2] * (pv - e1[1])
+        r2 = e2[2] * (pv - e2[1])
+        x0 = bx0
+        x1 = bx1
+        if narrow:
+            x0, x1 = _row_span(e0, sg0, r0, x0, x1)
+            x0, x1 = _row_span(e1, sg1, r1, x0, x1)
+            x0, x1 = _row_span(e2, sg2, r2, x0, x1)
+        for x in range(x0, x1 + 1):
+            pu = wp.float64(x) + half
+            w0 = sg0 * (r0 - e0[3] * (pu - e0[0]))
+            if not _covers(w0, own0):
+                continue
+            w1 = sg1 * (r1 - e1[3] * (pu - e1[0]))
+            if not _covers(w1, own1):
+                continue
+            w2 = sg2 * (r2 - e2[3] * (pu - e2[0]))
+            if not _covers(w2, own2):
+                continue
+            lam0 = w1 * inv_area
+            lam1 = w2 * inv_area
+            lam2 = w0 * inv_area
+            depth = wp.float32(0.0)
+            if affine_depth != 0:
+                depth = wp.float32(lam0 * q0[2] + lam1 * q1[2] + lam2 * q2[2])
+            else:
+                inv_z = lam0 / q0[2] + lam1 / q1[2] + lam2 / q2[2]
+                depth = wp.float32(wp.float64(1.0) / inv_z)
+            if depth >= near_lo and depth <= far:
+                p = img + y * width + x
+                ok = True
+                if use_prev != 0:
+                    pd = prev_depth[p]
+                    pf = prev_face[p]
+                    if pf < 0 or depth < pd or (depth == pd and face <= pf):
+                        ok = False
+                if ok:
+                    cd = out_depth[p]
+                    if depth < cd or (depth == cd and face < out_face[p]):
+                        out_depth[p] = depth
+                        out_face[p] = face
+
+
 @wp.kernel
 def raster_tiles(
     offset: int, end: int,
@@ -270,14 +392,24 @@ def raster_tiles(
     bbox: wp.array2d(dtype=wp.int32), tile_offsets: wp.array(dtype=wp.int32), tile_list: wp.array(dtype=wp.int32),
     width: int, height: int, tiles_x: int, tiles_y: int, near: float, far: float, affine_depth: int,
     use_prev: int, prev_face: wp.array(dtype=wp.int32), prev_depth: wp.array(dtype=wp.float32),
+    skip_hidden: int, deferred: wp.array(dtype=wp.int8),
     out_face: wp.array(dtype=wp.int32), out_depth: wp.array(dtype=wp.float32),
 ):
-    """Per (view, tile): nearest triangle at every pixel centre, optionally behind a previous layer.
+    """Per (view, tile): nearest triangle at every pixel centre, optionally behind a previous layer, into
+    ``out_face`` / ``out_depth`` filled with -1 / inf beforehand (a fill is cheaper than a per-tile loop).
 
     Pixel centre ``p`` is inside when each oriented edge value ``w_i = s (v_j - v_i) x (p - v_i)`` is positive
     (or zero on an edge that owns it, the tie rule). Depth at a pixel centre with screen-space barycentrics
     ``lam`` (``lam_(i+2)%3 = w_i / (2 area)``): ``1 / sum(lam_i / z_i)`` (perspective), or ``sum(lam_i z_i)``
     when ``affine_depth`` is set (orthographic: depth is affine in screen space).
+
+    The kept fragment of a pixel is the least (depth, face) of those drawn there, whatever the order they are
+    drawn in. So the tile's list is drawn in two passes: triangles of positive pixel-space area (back faces
+    of a mesh wound as the conventions ask) wait in the second pass (``deferred``, one flag per list entry),
+    where each is skipped whole when the pixels of its box are all nearer already (behind a closed mesh's
+    front, most are). The bound that decides this is conservative (:func:`_depth_floor`), so the output is
+    the same as drawing every triangle; ``skip_hidden = 0`` draws every triangle in one pass, in list order
+    (the twin the tests compare against).
     """
     g = offset + wp.tid()
     tiles = tiles_x * tiles_y
@@ -288,71 +420,23 @@ def raster_tiles(
     px1 = wp.min(px0 + TILE_SIZE, width) - 1
     py1 = wp.min(py0 + TILE_SIZE, height) - 1
     img = view * width * height
-    for y in range(py0, py1 + 1):
-        for x in range(px0, px1 + 1):
-            out_face[img + y * width + x] = -1
-            out_depth[img + y * width + x] = wp.inf
     near_lo = wp.float32(near) * wp.float32(0.99999)
-    half = wp.float64(0.5)
-    for k in range(tile_offsets[g], tile_offsets[g + 1]):
-        t = tile_list[k]
-        q0, q1, q2 = _tri_corners(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz)
-        face, tview = _tri_face_view(t, num_views_faces, num_faces, extra_view, extra_face)
-        area2 = _signed_area2(q0, q1, q2)
-        s = wp.float64(1.0)
-        if area2 < wp.float64(0.0):
-            s = wp.float64(-1.0)
-        inv_area = wp.float64(1.0) / (s * area2)
-        e0, sg0, own0 = _edge_setup(q0[0], q0[1], q1[0], q1[1], s)
-        e1, sg1, own1 = _edge_setup(q1[0], q1[1], q2[0], q2[1], s)
-        e2, sg2, own2 = _edge_setup(q2[0], q2[1], q0[0], q0[1], s)
-        bx0 = wp.max(bbox[t, 0], px0)
-        bx1 = wp.min(bbox[t, 1], px1)
-        y0 = wp.max(bbox[t, 2], py0)
-        y1 = wp.min(bbox[t, 3], py1)
-        narrow = bx1 - bx0 + 1 >= ROW_SPAN_MIN
-        for y in range(y0, y1 + 1):
-            pv = wp.float64(y) + half
-            r0 = e0[2] * (pv - e0[1])
-            r1 = e1[2] * (pv - e1[1])
-            r2 = e2[2] * (pv - e2[1])
-            x0 = bx0
-            x1 = bx1
-            if narrow:
-                x0, x1 = _row_span(e0, sg0, r0, x0, x1)
-                x0, x1 = _row_span(e1, sg1, r1, x0, x1)
-                x0, x1 = _row_span(e2, sg2, r2, x0, x1)
-            for x in range(x0, x1 + 1):
-                pu = wp.float64(x) + half
-                w0 = sg0 * (r0 - e0[3] * (pu - e0[0]))
-                if not _covers(w0, own0):
+    passes = 1
+    if skip_hidden != 0:
+        passes = 2
+    for second in range(passes):
+        for k in range(tile_offsets[g], tile_offsets[g + 1]):
+            if second == 1 and deferred[k] == wp.int8(0):
+                continue
+            t = tile_list[k]
+            q0, q1, q2 = _tri_corners(t, num_views_faces, num_faces, num_verts, proj, faces, extra_uvz)
+            area2 = _signed_area2(q0, q1, q2)
+            if second == 0 and skip_hidden != 0:
+                if area2 > wp.float64(0.0):
+                    deferred[k] = wp.int8(1)
                     continue
-                w1 = sg1 * (r1 - e1[3] * (pu - e1[0]))
-                if not _covers(w1, own1):
-                    continue
-                w2 = sg2 * (r2 - e2[3] * (pu - e2[0]))
-                if not _covers(w2, own2):
-                    continue
-                lam0 = w1 * inv_area
-                lam1 = w2 * inv_area
-                lam2 = w0 * inv_area
-                depth = wp.float32(0.0)
-                if affine_depth != 0:
-                    depth = wp.float32(lam0 * q0[2] + lam1 * q1[2] + lam2 * q2[2])
-                else:
-                    inv_z = lam0 / q0[2] + lam1 / q1[2] + lam2 / q2[2]
-                    depth = wp.float32(wp.float64(1.0) / inv_z)
-                if depth >= near_lo and depth <= far:
-                    p = img + y * width + x
-                    ok = True
-                    if use_prev != 0:
-                        pd = prev_depth[p]
-                        pf = prev_face[p]
-                        if pf < 0 or depth < pd or (depth == pd and face <= pf):
-                            ok = False
-                    if ok:
-                        cd = out_depth[p]
-                        if depth < cd or (depth == cd and face < out_face[p]):
-                            out_depth[p] = depth
-                            out_face[p] = face
-
+                deferred[k] = wp.int8(0)
+            face, tview = _tri_face_view(t, num_views_faces, num_faces, extra_view, extra_face)
+            _draw_triangle(q0, q1, q2, area2, face, wp.max(bbox[t, 0], px0), wp.min(bbox[t, 1], px1),
+                           wp.max(bbox[t, 2], py0), wp.min(bbox[t, 3], py1), img, width, height, near_lo, far,
+                           affine_depth, second == 1, use_prev, prev_face, prev_depth, out_face, out_depth)

@@ -15,6 +15,10 @@ from ._runtime import ensure_init, launch_partitioned, launch_split, num_workers
 CULL_MODES = {"none": 0, "back": 1, "front": 2}
 
 
+#: ``raster_tiles`` defers back-facing triangles to a second pass and skips those hidden behind what the first
+#: drew (the same output, fewer pixel tests); False draws every triangle in one pass (its twin, for tests).
+SKIP_HIDDEN_TRIANGLES = True
+
 #: Vertices / faces per thread below which the projection and near-plane kernels are not split.
 _MIN_ITEMS_PER_THREAD = 16384
 
@@ -118,17 +122,18 @@ def find_visible(
     fill_args = [N * F, F, ev, ef, tiles_x, tiles_y, bbox]
     launch_partitioned(rk.bin_fill_range, T, lambda k: [*fill_args, cursor[k], tile_list], parts, device)
 
-    out_face = torch.empty(N * height * width, dtype=torch.int32, device=device)
-    out_depth = torch.empty(N * height * width, dtype=torch.float32, device=device)
+    out_face = torch.full((N * height * width,), -1, dtype=torch.int32, device=device)
+    out_depth = torch.full((N * height * width,), float("inf"), dtype=torch.float32, device=device)
     if prev is None:
         prev_face, prev_depth, use_prev = out_face[:1], out_depth[:1], 0
     else:
         prev_face, prev_depth, use_prev = prev[0].reshape(-1).contiguous(), prev[1].reshape(-1).contiguous(), 1
+    deferred = torch.empty(tile_list.shape[0], dtype=torch.int8, device=device)  # raster_tiles' second pass
     launch_split(
         rk.raster_tiles, num_tiles,
         [N * F, F, V, proj_rows, faces, extra_rows, ev, ef, bbox, offsets, tile_list,
          width, height, tiles_x, tiles_y, float(near), float(far), int(bool(affine_depth)), use_prev,
-         prev_face, prev_depth, out_face, out_depth],
+         prev_face, prev_depth, int(SKIP_HIDDEN_TRIANGLES), deferred, out_face, out_depth],
         device, min_chunk=16,  # a tile is heavy work, but a split of a handful of tiles costs more than it saves
         min_piece=64,  # 256^2 (256 tiles): 4 ranges, not 8 launches of 32 tiles
     )
