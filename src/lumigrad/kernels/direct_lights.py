@@ -69,39 +69,33 @@ class _DirectLights(torch.autograd.Function):
         args += [as_warp(g) for g in grads[:4]] + [as_warp(grads[4].view(-1)), as_warp(grads[5].view(-1)),
                                                   as_warp(grads[6])]
         need = ctx.needs_input_grad
-        # the point gradients, the light gradients: each skipped in the kernel when nothing asks for it
+        # the point gradients, the light gradients, the lights' axis and shape rows: each skipped in the kernel
+        # when nothing asks for it
         wants = [int(any(need[:7])), int(any(need[7:12])), int(need[10] or need[11])]
         if dev.type == "cuda":
-            slots = light_vector.new_zeros((P + _CUDA_GROUP - 1) // _CUDA_GROUP, dk.ROWS, _padded(K),
-                                           dtype=torch.float64)
+            slots = light_vector.new_zeros((P + _CUDA_GROUP - 1) // _CUDA_GROUP, dk.ROWS, K, dtype=torch.float64)
             launch(dk.direct_lights_backward, P, [0, P, *args, as_warp(slots), _CUDA_GROUP, *wants], dev)
         else:  # one private slot per thread: no atomics across threads
             parts = max(1, min(num_workers(), P // _MIN_POINTS_PER_THREAD))
-            slots = light_vector.new_zeros(parts, dk.ROWS, _padded(K), dtype=torch.float64)
+            slots = light_vector.new_zeros(parts, dk.ROWS, K, dtype=torch.float64)
             launch_partitioned(dk.direct_lights_backward, P,
                                lambda k: [*args, as_warp(slots[k:k + 1]), P + 1, *wants], parts, dev)
-        v_light = slots.sum(0)[:, :K].T
+        v_light = slots.sum(0).T
         point = [g if n else None for g, n in zip(grads, need)]
         light = [v_light[:, dk.VECTOR:dk.VECTOR + 3], None, v_light[:, dk.RADIANCE:],
                  v_light[:, dk.SHAPE:dk.SHAPE + 3], v_light[:, dk.AXIS:dk.AXIS + 3]]
         return (*point, *[g if n else None for g, n in zip(light, need[7:12])], None)
 
 
-def _padded(K: int) -> int:
-    return -(-K // dk.LANES) * dk.LANES
-
-
 def _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_is_point, light_radiance,
             light_shape, light_axis, min_distance) -> list:
-    # one column per light, padded to whole lanes by directional lights of no radiance
+    # one column per light (the kernels read a row's lights side by side)
     K = light_vector.shape[0]
-    table = light_vector.new_zeros(dk.ROWS, _padded(K))
-    table[dk.VECTOR + 2, K:] = 1.0
+    table = light_vector.new_zeros(dk.ROWS, K)
     for row, part in ((dk.VECTOR, light_vector), (dk.AXIS, light_axis), (dk.SHAPE, light_shape),
                       (dk.RADIANCE, light_radiance)):
         table[row:row + part.shape[1], :K] = part.T
     table[dk.PT, :K] = light_is_point
-    table[dk.SHAPE + 2, K:] = 1.0
     return [as_warp(position), as_warp(normal), as_warp(wo), as_warp(base_color), as_warp(roughness.view(-1)),
             as_warp(metallic.view(-1)), as_warp(f0), int(base_color.shape[1]), as_warp(table), int(K),
             wp.float64(float(min_distance) ** 2), wp.float64(1.0 / float(min_distance))]

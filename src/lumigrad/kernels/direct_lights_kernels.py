@@ -1,8 +1,8 @@
 """Direct lighting of shading points by many directional, point and spot lights in one pass (float32 and float64
 point arrays, float64 light tables, float64 arithmetic), with an explicit backward that recomputes each light's terms.
 
-One thread per shading point ``i`` loops over the ``K`` lights, :data:`LANES` at a time (the light table is
-one column per light, ``lights[ROWS, K]``, see :data:`VECTOR`). With ``n = normal / max(|normal|, 1e-12)`` and
+One thread per shading point ``i`` loops over the ``K`` lights, :data:`LANES` at a time and the last
+``K mod LANES`` one by one (the light table is one column per light, ``lights[ROWS, K]``, see :data:`VECTOR`). With ``n = normal / max(|normal|, 1e-12)`` and
 ``v = wo / |wo|`` (towards the viewer) at the point, light ``k`` arrives along
 
 * a directional light (``PT`` 0): ``l = u = vector[k]``, already the unit direction towards the light (the
@@ -35,8 +35,12 @@ per light three square roots and two divisions forward; the backward's one recip
 **Lanes**: every light runs the same branch-free code (the kinds, the range window, the cone and the clamps'
 ends are selects and table entries), and a light that adds nothing (``valid`` false, outside its range or
 cone, at the point itself) is multiplied by 0 after its inputs were made harmless. So the :data:`LANES` copies
-of a step's code are identical and LLVM's SLP vectoriser packs them into SIMD instructions; the arithmetic is
-float64 as before (the results equal the per-light loop's to rounding).
+of a step's code are identical, independent and in one basic block: LLVM's SLP vectoriser packs part of them
+into 256-bit instructions and the core overlaps the rest, where the per-light loop's ``continue`` branched
+unpredictably. Any branch or store between the lanes splits that block and loses the gain (measured: a
+uniform ``if`` inside the lane code, or a test skipping a block of back-facing lights, made the forward slower
+than the per-light loop), so the backward keeps a block's light gradients in registers and stores them after
+the block. The arithmetic is float64 as before (the results equal the per-light loop's to rounding).
 
 **Backward**: per point and light the same values are recomputed and differentiated by hand; point
 gradients are written per point (no atomics; sums over the lights of the per-point factors are kept and the
@@ -62,7 +66,7 @@ _INV_PI = wp.constant(wp.float64(0.3183098861837907))
 _NORMAL_EPS = wp.constant(wp.float64(1.0e-12))
 #: At most this many colour channels (a ``vec4d`` accumulator); the wrapper falls back beyond it.
 MAX_CHANNELS = 4
-#: Rows of the light table ``lights[ROWS, K]`` (one column per light, ``K`` a multiple of :data:`LANES`):
+#: Rows of the light table ``lights[ROWS, K]`` (one column per light):
 #: the point or spot light's position or the directional light's unit direction towards it (3), the spot's unit
 #: axis (3), the shape ``(ir, sc, of)`` (3), ``PT`` (1 for point and spot lights, 0 for directional ones) and
 #: the radiance (4). The light gradients ``v_light[slot, ROWS, K]`` use the same rows (``PT``'s unused).
@@ -257,6 +261,9 @@ def _pair(p: _Point, k: int, lights: wp.array2d(dtype=wp.float64), min_d2: wp.fl
     return b
 
 
+_LaneSums = wp.types.matrix(shape=(LANES, 4), dtype=wp.float64)
+
+
 @wp.func
 def _radiance(p: _Point, kd: wp.vec4d, F0: wp.vec4d, k: int, lights: wp.array2d(dtype=wp.float64),
               min_d2: wp.float64, inv_min_d: wp.float64):
@@ -284,7 +291,7 @@ def direct_lights_forward(offset: int, end: int, position: wp.array2d(dtype=Any)
     a time."""
     i = offset + wp.tid()
     acc = wp.vec4d()
-    part = wp.mat44d()  # part[lane, c]: one sum per lane, so that the lanes' chains are independent
+    part = _LaneSums()  # part[lane, c]: one sum per lane, so that the lanes' chains are independent
     p = _point(i, position, normal, wo, roughness, metallic)
     if p.nv_raw > wp.float64(0.0):
         kd, F0 = _mix(p.metal, _channels(base_color, i, num_channels), _channels(f0, i, num_channels))
@@ -323,14 +330,13 @@ _LaneRows = wp.types.matrix(shape=(LANES, ROWS), dtype=wp.float64)
 
 
 @wp.func
-def _gradients(sums: _Sums, p: _Point, kd: wp.vec4d, F0: wp.vec4d, g: wp.vec4d, k: int,
-               lights: wp.array2d(dtype=wp.float64), min_d2: wp.float64, inv_min_d: wp.float64):
+def _gradients(sums: _Sums, p: _Point, b: _Pair, kd: wp.vec4d, F0: wp.vec4d, g: wp.vec4d, k: int,
+               lights: wp.array2d(dtype=wp.float64)):
     """Light ``k``'s share of the gradients at ``p`` for the output gradient ``g``: ``(sums`` plus the point's
     terms, the light's gradient row ``(vector, axis, shape, PT (0), radiance))``, both 0 where it adds nothing."""
     one = wp.float64(1.0)
     zero = wp.float64(0.0)
     two = wp.float64(2.0)
-    b = _pair(p, k, lights, min_d2, inv_min_d)
     gk = g * b.ok  # a light that adds nothing: every gradient below is a product with 0
     R = one / (b.qn * b.Q * b.s2 * b.hc)
     qQ = b.qn * b.Q
@@ -461,13 +467,14 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
         for block in range(blocks):
             rows = _LaneRows()  # stored after the block: a store between lanes would split their code
             for lane in range(LANES):  # unrolled, as the forward's
-                sums, row = _gradients(sums, p, kd, F0, g, block * LANES + lane, lights, min_d2, inv_min_d)
+                k = block * LANES + lane
+                sums, row = _gradients(sums, p, _pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k, lights)
                 rows[lane] = row
             if want_light != 0:
                 for lane in range(LANES):
                     _add_row(v_light, slot, block * LANES + lane, rows[lane], want_shape)
         for k in range(blocks * LANES, num_lights):
-            sums, row = _gradients(sums, p, kd, F0, g, k, lights, min_d2, inv_min_d)
+            sums, row = _gradients(sums, p, _pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k, lights)
             if want_light != 0:
                 _add_row(v_light, slot, k, row, want_shape)
         g_x = sums.g_x
