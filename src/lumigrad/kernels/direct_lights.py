@@ -131,7 +131,7 @@ def direct_lights(position: torch.Tensor, normal: torch.Tensor, wo: torch.Tensor
     **Differentiability:** w.r.t. every float input (``light_is_point`` and ``spot.is_spot`` are indices); the
     horizon, the clamps, the range window's and the cone's ends give zero gradients as in
     :mod:`lumigrad.shading.brdf` and :mod:`lumigrad.shading.lights`. Memory of the backward: the inputs and
-    ``[threads or P / 256, K, 9 + C]`` partial light gradients, never ``[P, K]``.
+    ``[threads or P / 256, 14, K]`` partial light gradients, never ``[P, K]``.
     """
     is_point = light_is_point.to(torch.bool)
     # The light tables are float64 whatever the points' dtype: K rows, and a float32 direction would carry its
