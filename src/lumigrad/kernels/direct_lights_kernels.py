@@ -36,8 +36,8 @@ per light three square roots and two divisions forward; the backward's one recip
 ends are selects and table entries), and a light that adds nothing (``valid`` false, outside its range or
 cone, at the point itself) is multiplied by 0 after its inputs were made harmless. So the :data:`LANES` copies
 of a step's code are identical, independent and in one basic block: LLVM's SLP vectoriser packs part of them
-into 256-bit instructions and the core overlaps the rest, where the per-light loop's ``continue`` branched
-unpredictably. Any branch or store between the lanes splits that block and loses the gain (measured: a
+into 256-bit instructions (the forward; the backward stays mostly scalar) and the core overlaps the rest.
+Any branch or store between the lanes splits that block and loses the gain (measured: a
 uniform ``if`` inside the lane code, or a test skipping a block of back-facing lights, made the forward slower
 than the per-light loop), so the backward keeps a block's light gradients in registers and stores them after
 the block. The arithmetic is float64 as before (the results equal the per-light loop's to rounding).
