@@ -43,17 +43,17 @@ _CUDA_GROUP = 256
 
 class _DirectLights(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_kind,
+    def forward(ctx, position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_is_point,
                 light_radiance, light_shape, light_axis, min_distance):
         ensure_init()
         P, C = base_color.shape
         out = torch.empty(P, C, dtype=base_color.dtype, device=base_color.device)
-        args = _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_kind,
+        args = _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_is_point,
                        light_radiance, light_shape, light_axis, min_distance)
         launch_split(dk.direct_lights_forward, P, args + [as_warp(out)], position.device,
                      min_chunk=_MIN_POINTS_PER_THREAD)
         ctx.save_for_backward(position, normal, wo, base_color, roughness, metallic, f0, light_vector,
-                              light_kind, light_radiance, light_shape, light_axis)
+                              light_is_point, light_radiance, light_shape, light_axis)
         ctx.min_distance = min_distance
         return out
 
@@ -68,30 +68,37 @@ class _DirectLights(torch.autograd.Function):
         args = _inputs(*saved, ctx.min_distance) + [as_warp(v_out.to(position.dtype).contiguous())]
         args += [as_warp(g) for g in grads[:4]] + [as_warp(grads[4].view(-1)), as_warp(grads[5].view(-1)),
                                                   as_warp(grads[6])]
-        width = dk.LIGHT_GRADS + MAX_CHANNELS
         need = ctx.needs_input_grad
-        # the point gradients, the light gradients: each skipped in the kernel when nothing asks for it
-        wants = [int(any(need[:7])), int(any(need[7:12]))]
+        # the point gradients, the light gradients, the lights' axis and shape rows: each skipped in the kernel
+        # when nothing asks for it
+        wants = [int(any(need[:7])), int(any(need[7:12])), int(need[10] or need[11])]
         if dev.type == "cuda":
-            slots = light_vector.new_zeros((P + _CUDA_GROUP - 1) // _CUDA_GROUP, K, width, dtype=torch.float64)
+            slots = light_vector.new_zeros((P + _CUDA_GROUP - 1) // _CUDA_GROUP, dk.ROWS, K, dtype=torch.float64)
             launch(dk.direct_lights_backward, P, [0, P, *args, as_warp(slots), _CUDA_GROUP, *wants], dev)
         else:  # one private slot per thread: no atomics across threads
             parts = max(1, min(num_workers(), P // _MIN_POINTS_PER_THREAD))
-            slots = light_vector.new_zeros(parts, K, width, dtype=torch.float64)
+            slots = light_vector.new_zeros(parts, dk.ROWS, K, dtype=torch.float64)
             launch_partitioned(dk.direct_lights_backward, P,
                                lambda k: [*args, as_warp(slots[k:k + 1]), P + 1, *wants], parts, dev)
-        v_light = slots.sum(0)
+        v_light = slots.sum(0).T
         point = [g if n else None for g, n in zip(grads, need)]
-        light = [v_light[:, :3], None, v_light[:, dk.LIGHT_GRADS:], v_light[:, 6:9], v_light[:, 3:6]]
+        light = [v_light[:, dk.VECTOR:dk.VECTOR + 3], None, v_light[:, dk.RADIANCE:],
+                 v_light[:, dk.SHAPE:dk.SHAPE + 3], v_light[:, dk.AXIS:dk.AXIS + 3]]
         return (*point, *[g if n else None for g, n in zip(light, need[7:12])], None)
 
 
-def _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_kind, light_radiance,
+def _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_is_point, light_radiance,
             light_shape, light_axis, min_distance) -> list:
+    # one column per light (the kernels read a row's lights side by side)
+    K = light_vector.shape[0]
+    table = light_vector.new_zeros(dk.ROWS, K)
+    for row, part in ((dk.VECTOR, light_vector), (dk.AXIS, light_axis), (dk.SHAPE, light_shape),
+                      (dk.RADIANCE, light_radiance)):
+        table[row:row + part.shape[1], :K] = part.T
+    table[dk.PT, :K] = light_is_point
     return [as_warp(position), as_warp(normal), as_warp(wo), as_warp(base_color), as_warp(roughness.view(-1)),
-            as_warp(metallic.view(-1)), as_warp(f0), int(base_color.shape[1]), as_warp(light_vector),
-            as_warp(light_kind), as_warp(light_radiance), as_warp(light_shape), as_warp(light_axis),
-            int(light_vector.shape[0]), wp.float64(float(min_distance) ** 2), wp.float64(1.0 / float(min_distance))]
+            as_warp(metallic.view(-1)), as_warp(f0), int(base_color.shape[1]), as_warp(table), int(K),
+            wp.float64(float(min_distance) ** 2), wp.float64(1.0 / float(min_distance))]
 
 
 def direct_lights(position: torch.Tensor, normal: torch.Tensor, wo: torch.Tensor, base_color: torch.Tensor,
@@ -124,7 +131,7 @@ def direct_lights(position: torch.Tensor, normal: torch.Tensor, wo: torch.Tensor
     **Differentiability:** w.r.t. every float input (``light_is_point`` and ``spot.is_spot`` are indices); the
     horizon, the clamps, the range window's and the cone's ends give zero gradients as in
     :mod:`lumigrad.shading.brdf` and :mod:`lumigrad.shading.lights`. Memory of the backward: the inputs and
-    ``[threads or P / 256, K, 9 + C]`` partial light gradients, never ``[P, K]``.
+    ``[threads or P / 256, 14, K]`` partial light gradients, never ``[P, K]``.
     """
     is_point = light_is_point.to(torch.bool)
     # The light tables are float64 whatever the points' dtype: K rows, and a float32 direction would carry its
@@ -134,21 +141,19 @@ def direct_lights(position: torch.Tensor, normal: torch.Tensor, wo: torch.Tensor
     zeros = vector64.new_zeros(vector64.shape[0])
     norm = torch.where(is_point, ones, torch.linalg.vector_norm(vector64, dim=-1))
     vector = torch.where(is_point[:, None], vector64, -vector64 / norm[:, None])
-    kind = is_point.to(torch.int32)
     inv_range = zeros if light_inv_range is None else torch.where(is_point, light_inv_range.double(), zeros)
     if spot is None:
-        shape = torch.stack([inv_range, zeros, zeros], -1)
+        shape = torch.stack([inv_range, zeros, ones], -1)  # no cone: a = clamp(0 cd + 1, 0, 1)^2 = 1
         axis = torch.zeros_like(vector64)
     else:
         on = spot.is_spot.to(torch.bool) & is_point
-        kind = torch.where(on, torch.full_like(kind, dk.SPOT), kind)
         axis64 = spot.axis.double()
         axis_norm = torch.where(on, torch.linalg.vector_norm(axis64, dim=-1), ones)
         axis = torch.where(on[:, None], axis64 / axis_norm[:, None], torch.zeros_like(axis64))
         shape = torch.stack([inv_range, torch.where(on, spot.scale.double(), zeros),
-                             torch.where(on, spot.offset.double(), zeros)], -1)
+                             torch.where(on, spot.offset.double(), ones)], -1)
     # the kernels loop over MAX_CHANNELS channels (a constant count): the radiance's extra columns are zeros
     radiance64 = torch.nn.functional.pad(radiance64, (0, MAX_CHANNELS - radiance64.shape[1]))
     return _DirectLights.apply(position, normal, wo, base_color, roughness, metallic, f0, vector.contiguous(),
-                               kind.contiguous(), radiance64.contiguous(), shape.contiguous(), axis.contiguous(),
+                               is_point.to(vector64.dtype), radiance64.contiguous(), shape.contiguous(), axis.contiguous(),
                                min_distance)

@@ -1,16 +1,18 @@
 """Direct lighting of shading points by many directional, point and spot lights in one pass (float32 and float64
 point arrays, float64 light tables, float64 arithmetic), with an explicit backward that recomputes each light's terms.
 
-One thread per shading point ``i`` loops over the ``K`` lights. With ``n = normal / max(|normal|, 1e-12)`` and
-``v = wo / |wo|`` (towards the viewer) at the point, light ``k`` of kind ``light_kind[k]`` arrives along
+One thread per shading point ``i`` loops over the ``K`` lights, :data:`LANES` at a time and the last
+``K mod LANES`` one by one (the light table is one column per light, ``lights[ROWS, K]``, see :data:`VECTOR`). With ``n = normal / max(|normal|, 1e-12)`` and
+``v = wo / |wo|`` (towards the viewer) at the point, light ``k`` arrives along
 
-* ``0``, directional: ``l = light_vector[k]``, already the unit direction towards the light (the caller
-  normalises), ``G = n.l``;
-* ``1``, point, and ``2``, spot, at ``p = light_vector[k]``: ``u = p - x``, ``l = u / |u|``,
+* a directional light (``PT`` 0): ``l = u = vector[k]``, already the unit direction towards the light (the
+  caller normalises), ``G = n.l`` (computed as the point light's ``(n.u) / |u|^3``, equal for ``|u| = 1``; its
+  gradient differs only along ``u``, which the caller's normalisation removes);
+* a point or spot light (``PT`` 1) at ``p = vector[k]``: ``u = p - x``, ``l = u / |u|``,
   ``d = sqrt(max(u.u, min_d2))``, ``G = (n.u) / d^3 * W * a`` (``= A (n.w)`` with ``w = u / d``, ``A = 1 / d^2``)
-  with the glTF range window ``W = clamp(1 - (d ir)^4, 0, 1)`` (``ir = light_shape[k, 0]`` is ``1 / range``,
-  0 without range) and, for spot lights only, the cone ``a = clamp(cd sc + of, 0, 1)^2``, ``cd = -(u.s) / d``
-  (``s = light_axis[k]`` the unit axis, ``(ir, sc, of) = light_shape[k]``); ``a = 1`` otherwise;
+  with the glTF range window ``W = clamp(1 - (d ir)^4, 0, 1)`` (``ir`` is ``1 / range``, 0 without range)
+  and the cone ``a = clamp(cd sc + of, 0, 1)^2``, ``cd = -(u.s) / d`` (``s`` the spot's unit axis); lights
+  that are not spots have ``sc = 0``, ``of = 1``: ``a = 1``;
 
 and reflects by the glTF metallic-roughness BRDF of :mod:`lumigrad.shading.brdf` (same clamps)::
 
@@ -30,10 +32,20 @@ keeps its digits near a sharp highlight, where ``1 - nh^2`` from ``n.h`` cancels
 per light three square roots and two divisions forward; the backward's one reciprocal
 ``1 / (qn Q s(nl) hc)`` gives the four it needs.
 
+**Lanes**: every light runs the same branch-free code (the kinds, the range window, the cone and the clamps'
+ends are selects and table entries), and a light that adds nothing (``valid`` false, outside its range or
+cone, at the point itself) is multiplied by 0 after its inputs were made harmless. So the :data:`LANES` copies
+of a step's code are identical, independent and in one basic block: LLVM's SLP vectoriser packs part of them
+into 256-bit instructions (the forward; the backward stays mostly scalar) and the core overlaps the rest.
+Any branch or store between the lanes splits that block and loses the gain (measured: a
+uniform ``if`` inside the lane code, or a test skipping a block of back-facing lights, made the forward slower
+than the per-light loop), so the backward keeps a block's light gradients in registers and stores them after
+the block. The arithmetic is float64 as before (the results equal the per-light loop's to rounding).
+
 **Backward**: per point and light the same values are recomputed and differentiated by hand; point
 gradients are written per point (no atomics; sums over the lights of the per-point factors are kept and the
 material chain runs once per point), light gradients are summed (in float64, whatever the dtype) into
-``v_light[slot, k]`` = ``(v_vector[3], v_axis[3], v_shape[3], v_radiance[C])`` with ``slot = i // group``:
+``v_light[slot, :, k]`` (the table's rows: vector, axis, shape, radiance) with ``slot = i // group``:
 the caller gives each CPU thread its own slot (``group`` larger than the points) or, on CUDA, one slot per
 ``group`` points, and reduces the slots.
 """
@@ -54,10 +66,14 @@ _INV_PI = wp.constant(wp.float64(0.3183098861837907))
 _NORMAL_EPS = wp.constant(wp.float64(1.0e-12))
 #: At most this many colour channels (a ``vec4d`` accumulator); the wrapper falls back beyond it.
 MAX_CHANNELS = 4
-#: Light kinds (``light_kind``).
-DIRECTIONAL, POINT, SPOT = 0, 1, 2
-#: Per-light gradient entries before the radiance's: vector (3), axis (3), shape (3).
-LIGHT_GRADS = 9
+#: Rows of the light table ``lights[ROWS, K]`` (one column per light):
+#: the point or spot light's position or the directional light's unit direction towards it (3), the spot's unit
+#: axis (3), the shape ``(ir, sc, of)`` (3), ``PT`` (1 for point and spot lights, 0 for directional ones) and
+#: the radiance (4). The light gradients ``v_light[slot, ROWS, K]`` use the same rows (``PT``'s unused).
+VECTOR, AXIS, SHAPE, PT, RADIANCE, ROWS = 0, 3, 6, 9, 10, 14
+#: Lights per step of a shading point's loop: their code is unrolled side by side, branch-free, so that LLVM
+#: turns the lanes into SIMD instructions (4 float64 lanes: one 256-bit register).
+LANES = 4
 
 
 @wp.struct
@@ -81,14 +97,15 @@ class _Point:
 
 
 @wp.struct
-class _Incoming:
-    """One light's geometry at a point (``ok`` 0: it adds nothing, no gradient)."""
+class _Pair:
+    """One light's terms at a point. ``ok`` 0: it adds nothing and gets no gradient; its other fields are then
+    finite but meaningless (the lanes run without branches, so they are computed all the same)."""
 
-    ok: int
-    kind: int
+    ok: wp.float64
     unclamped: int
     l: wp.vec3d
     u: wp.vec3d
+    axis: wp.vec3d
     inv_len: wp.float64
     nl_raw: wp.float64
     G0: wp.float64
@@ -96,17 +113,13 @@ class _Incoming:
     dcl: wp.float64
     inv_dcl: wp.float64
     ir: wp.float64
+    sc: wp.float64
     t: wp.float64
     W: wp.float64
     cd: wp.float64
     tt: wp.float64
     a: wp.float64
-
-
-@wp.struct
-class _Lobe:
-    """The BRDF's terms of one light at a point (``qn`` and ``Q``, not yet ``D V``)."""
-
+    G: wp.float64
     nl: wp.float64
     hv: wp.vec3d
     hc: wp.float64
@@ -141,6 +154,11 @@ def _channels(a: wp.array2d(dtype=Any), i: int, num_channels: int):
     for c in range(num_channels):
         out[c] = wp.float64(a[i, c])
     return out
+
+
+@wp.func
+def _column(table: wp.array2d(dtype=wp.float64), row: int, k: int):
+    return wp.vec3d(table[row, k], table[row + 1, k], table[row + 2, k])
 
 
 @wp.func
@@ -182,83 +200,56 @@ def _mix(metal: wp.float64, cvec: wp.vec4d, f0vec: wp.vec4d):
 
 
 @wp.func
-def _incoming(p: _Point, k: int, light_vector: wp.array2d(dtype=Any), light_kind: wp.array(dtype=wp.int32),
-              light_shape: wp.array2d(dtype=Any), light_axis: wp.array2d(dtype=Any), min_d2: wp.float64,
-              inv_min_d: wp.float64):
+def _pair(p: _Point, k: int, lights: wp.array2d(dtype=wp.float64), min_d2: wp.float64, inv_min_d: wp.float64):
+    """Light ``k`` at point ``p``, without branches: every light takes the point light's path (a directional
+    light's table has ``PT`` 0, so ``u`` is its unit direction, unclamped, ``K3`` 1 up to rounding), the range
+    window (``ir`` 0: ``W`` 1) and the cone (``sc`` 0, ``of`` 1 for all but spot lights: ``a`` 1); the ends of
+    the clamps are selects. Where ``ok`` is 0 the inputs are replaced by harmless ones, so nothing is NaN."""
     one = wp.float64(1.0)
     zero = wp.float64(0.0)
-    g = _Incoming()
-    g.ok = 0
-    g.kind = light_kind[k]
-    g.unclamped = 1
-    g.W = one
-    g.a = one
-    vec = _vec(light_vector, k)
-    if g.kind == 0:
-        g.l = vec
-        g.nl_raw = wp.dot(p.n, vec)
-        if g.nl_raw > zero:
-            g.ok = 1
-            g.G0 = g.nl_raw
-    else:
-        u = vec - p.x
-        s = wp.dot(u, u)
-        inv_len = one / wp.sqrt(s)
-        nu = wp.dot(p.n, u)
-        g.u = u
-        g.inv_len = inv_len
-        g.nl_raw = nu * inv_len  # NaN at u = 0: not > 0, so no light (as the reference's 0 / 0 direction)
-        if g.nl_raw > zero:
-            g.ok = 1
-            g.l = u * inv_len
-            if s >= min_d2:
-                g.K3 = inv_len * inv_len * inv_len
-                g.dcl = s * inv_len
-                g.inv_dcl = inv_len
-            else:
-                g.unclamped = 0
-                g.K3 = inv_min_d * inv_min_d * inv_min_d
-                g.dcl = one / inv_min_d
-                g.inv_dcl = inv_min_d
-            g.G0 = nu * g.K3
-            g.ir = wp.float64(light_shape[k, 0])
-            if g.ir > zero:
-                g.t = g.dcl * g.ir
-                t2 = g.t * g.t
-                g.W = one - t2 * t2
-                if g.W < zero:
-                    g.ok = 0
-            if g.kind == 2:
-                g.cd = -wp.dot(u, _vec(light_axis, k)) * g.inv_dcl
-                g.tt = g.cd * wp.float64(light_shape[k, 1]) + wp.float64(light_shape[k, 2])
-                if g.tt <= zero:
-                    g.ok = 0
-                ta = wp.min(g.tt, one)
-                g.a = ta * ta
-    return g
-
-
-@wp.func
-def _lobe(p: _Point, g: _Incoming):
-    """No normalised half vector: ``hv = l + v``, ``v.h = |hv| / 2`` (unit ``l``, ``v``) and ``q |hv|^2 =
-    a2 |hv|^2 + (1 - a2) |n x hv|^2`` (the twin's ``1 - nh^2 = |n x hv|^2 / |hv|^2``: no cancellation)."""
-    one = wp.float64(1.0)
-    zero = wp.float64(0.0)
-    b = _Lobe()
-    b.nl = wp.min(wp.max(g.nl_raw, _DOT_EPS), one)
-    hv = g.l + p.v
+    b = _Pair()
+    pt = lights[PT, k]
+    u0 = _column(lights, VECTOR, k) - pt * p.x
+    s0 = wp.dot(u0, u0)
+    live = s0 > zero  # a point light at the shading point lights nothing (the reference's 0 / 0 direction)
+    u = wp.where(live, u0, p.n)
+    s = wp.where(live, s0, one)
+    inv_len = one / wp.sqrt(s)
+    nu = wp.dot(p.n, u)
+    b.u = u
+    b.inv_len = inv_len
+    b.nl_raw = nu * inv_len
+    b.l = u * inv_len
+    b.unclamped = wp.where(s >= min_d2, 1, wp.where(pt == zero, 1, 0))  # selects: `or` would branch
+    inv3 = inv_len * inv_len * inv_len
+    inv_min3 = inv_min_d * inv_min_d * inv_min_d
+    b.K3 = wp.where(b.unclamped != 0, inv3, inv_min3)
+    b.dcl = wp.where(b.unclamped != 0, s * inv_len, one / inv_min_d)
+    b.inv_dcl = wp.where(b.unclamped != 0, inv_len, inv_min_d)
+    b.G0 = nu * b.K3
+    b.ir = lights[SHAPE, k]
+    b.t = b.dcl * b.ir
+    t2 = b.t * b.t
+    b.W = one - t2 * t2
+    b.axis = _column(lights, AXIS, k)
+    b.sc = lights[SHAPE + 1, k]
+    b.cd = -wp.dot(u, b.axis) * b.inv_dcl
+    b.tt = b.cd * b.sc + lights[SHAPE + 2, k]
+    ta = wp.min(b.tt, one)
+    b.a = ta * ta
+    b.G = b.G0 * b.W * b.a
+    b.ok = wp.where(live, wp.where(b.nl_raw > zero, wp.where(b.W >= zero, wp.where(b.tt > zero, one, zero), zero),
+                                   zero), zero)
+    # the BRDF, no normalised half vector: hv = l + v, v.h = |hv| / 2 (unit l, v) and q |hv|^2 =
+    # a2 |hv|^2 + (1 - a2) |n x hv|^2 (the twin's 1 - nh^2 = |n x hv|^2 / |hv|^2: no cancellation)
+    b.nl = wp.min(wp.max(b.nl_raw, _DOT_EPS), one)
+    hv = b.l + p.v
     b.hv = hv
     hh = wp.dot(hv, hv)
-    b.h_clamped = 0
-    if hh >= _DOT_EPS * _DOT_EPS:
-        b.hc = hh
-        b.hl = wp.sqrt(hh)
-        b.vh_raw = wp.float64(0.5) * b.hl
-    else:  # l = -v up to rounding: |l + v| clamped as the reference's
-        b.h_clamped = 1
-        b.hc = _DOT_EPS * _DOT_EPS
-        b.hl = _DOT_EPS
-        b.vh_raw = wp.dot(p.v, hv) / _DOT_EPS
+    b.h_clamped = wp.where(hh < _DOT_EPS * _DOT_EPS, 1, 0)  # l = -v up to rounding: |l + v| clamped as the reference's
+    b.hc = wp.where(b.h_clamped != 0, _DOT_EPS * _DOT_EPS, hh)
+    b.hl = wp.where(b.h_clamped != 0, _DOT_EPS, wp.sqrt(hh))
+    b.vh_raw = wp.where(b.h_clamped != 0, wp.dot(p.v, hv) / _DOT_EPS, wp.float64(0.5) * b.hl)
     b.m = one - wp.min(wp.max(b.vh_raw, zero), one)
     m2 = b.m * b.m
     b.m5 = m2 * m2 * b.m
@@ -270,51 +261,187 @@ def _lobe(p: _Point, g: _Incoming):
     return b
 
 
+_LaneSums = wp.types.matrix(shape=(LANES, 4), dtype=wp.float64)
+
+
+@wp.func
+def _radiance(p: _Point, kd: wp.vec4d, F0: wp.vec4d, k: int, lights: wp.array2d(dtype=wp.float64),
+              min_d2: wp.float64, inv_min_d: wp.float64):
+    """Light ``k``'s reflected radiance at ``p`` (all of MAX_CHANNELS; 0 where it adds nothing)."""
+    one = wp.float64(1.0)
+    b = _pair(p, k, lights, min_d2, inv_min_d)
+    dv = p.a2_2pi * b.hc * b.hc / (b.qn * b.qn * b.Q)
+    G = b.G * b.ok
+    one_m5 = one - b.m5
+    out = wp.vec4d()
+    for c in range(4):  # constant: unrolled, the vectors stay in registers
+        F0c = F0[c]
+        f = kd[c] * one_m5 + dv * (F0c + (one - F0c) * b.m5)
+        out[c] = f * lights[RADIANCE + c, k] * G
+    return out
+
+
 @wp.kernel
 def direct_lights_forward(offset: int, end: int, position: wp.array2d(dtype=Any), normal: wp.array2d(dtype=Any),
                           wo: wp.array2d(dtype=Any), base_color: wp.array2d(dtype=Any),
                           roughness: wp.array(dtype=Any), metallic: wp.array(dtype=Any),
-                          f0: wp.array2d(dtype=Any), num_channels: int, light_vector: wp.array2d(dtype=Any),
-                          light_kind: wp.array(dtype=wp.int32), light_radiance: wp.array2d(dtype=Any),
-                          light_shape: wp.array2d(dtype=Any), light_axis: wp.array2d(dtype=Any),
+                          f0: wp.array2d(dtype=Any), num_channels: int, lights: wp.array2d(dtype=wp.float64),
                           num_lights: int, min_d2: wp.float64, inv_min_d: wp.float64, out: wp.array2d(dtype=Any)):
+    """``lights`` has ``num_lights`` columns rounded up to whole lanes; the last, partial block runs one light at
+    a time."""
     i = offset + wp.tid()
-    one = wp.float64(1.0)
     acc = wp.vec4d()
+    part = _LaneSums()  # part[lane, c]: one sum per lane, so that the lanes' chains are independent
     p = _point(i, position, normal, wo, roughness, metallic)
     if p.nv_raw > wp.float64(0.0):
         kd, F0 = _mix(p.metal, _channels(base_color, i, num_channels), _channels(f0, i, num_channels))
-        for k in range(num_lights):
-            g = _incoming(p, k, light_vector, light_kind, light_shape, light_axis, min_d2, inv_min_d)
-            if g.ok == 0:
-                continue
-            b = _lobe(p, g)
-            dv = p.a2_2pi * b.hc * b.hc / (b.qn * b.qn * b.Q)
-            G = g.G0 * g.W * g.a
-            one_m5 = one - b.m5
-            for c in range(4):  # all of MAX_CHANNELS (constant: unrolled, the vectors stay in registers)
-                F0c = F0[c]
-                f = kd[c] * one_m5 + dv * (F0c + (one - F0c) * b.m5)
-                acc[c] = acc[c] + f * wp.float64(light_radiance[k, c]) * G
+        blocks = num_lights // LANES
+        for block in range(blocks):
+            for lane in range(LANES):  # unrolled: the lanes' identical code becomes SIMD instructions
+                part[lane] = part[lane] + _radiance(p, kd, F0, block * LANES + lane, lights, min_d2, inv_min_d)
+        for k in range(blocks * LANES, num_lights):
+            acc = acc + _radiance(p, kd, F0, k, lights, min_d2, inv_min_d)
+    for lane in range(LANES):
+        acc = acc + part[lane]
     for c in range(num_channels):
         out[i, c] = type(out[i, c])(acc[c])
+
+
+@wp.struct
+class _Sums:
+    """A point's gradient terms summed over its lights: ``x``, ``n``, ``v`` (before the normalisations),
+    ``d out / d kd_c`` and ``d out / d F0_c``, and the factors of the gradient of ``a2`` (D's numerator, ``q``,
+    the Smith roots)."""
+
+    g_x: wp.vec3d
+    g_n: wp.vec3d
+    g_v: wp.vec3d
+    kd: wp.vec4d
+    F0: wp.vec4d
+    gE_a2: wp.float64
+    gqn_a2: wp.float64
+    gQ_s2: wp.float64
+    gQ_nl: wp.float64
+    gQ_a2: wp.float64
+
+
+_LightRow = wp.types.vector(length=ROWS, dtype=wp.float64)
+_LaneRows = wp.types.matrix(shape=(LANES, ROWS), dtype=wp.float64)
+
+
+@wp.func
+def _gradients(sums: _Sums, p: _Point, b: _Pair, kd: wp.vec4d, F0: wp.vec4d, g: wp.vec4d, k: int,
+               lights: wp.array2d(dtype=wp.float64)):
+    """Light ``k``'s share of the gradients at ``p`` for the output gradient ``g``: ``(sums`` plus the point's
+    terms, the light's gradient row ``(vector, axis, shape, PT (0), radiance))``, both 0 where it adds nothing."""
+    one = wp.float64(1.0)
+    zero = wp.float64(0.0)
+    two = wp.float64(2.0)
+    gk = g * b.ok  # a light that adds nothing: every gradient below is a product with 0
+    R = one / (b.qn * b.Q * b.s2 * b.hc)
+    qQ = b.qn * b.Q
+    s2hc = b.s2 * b.hc
+    iqn = R * b.Q * s2hc
+    iQ = R * b.qn * s2hc
+    is2 = R * qQ * b.hc
+    ihc = R * qQ * b.s2
+    dv = p.a2_2pi * b.hc * b.hc * iqn * iqn * iQ
+    one_m5 = one - b.m5
+    row = _LightRow()
+    g_G = zero
+    g_dv = zero
+    g_m5 = zero
+    for c in range(4):  # all of MAX_CHANNELS, as the forward
+        Lc = lights[RADIANCE + c, k]
+        F0c = F0[c]
+        spec = F0c + (one - F0c) * b.m5
+        f = kd[c] * one_m5 + dv * spec
+        g_G = g_G + gk[c] * f * Lc
+        row[RADIANCE + c] = gk[c] * f * b.G
+        gf = gk[c] * Lc * b.G
+        sums.kd[c] = sums.kd[c] + gf * one_m5
+        sums.F0[c] = sums.F0[c] + gf * dv * one_m5
+        g_dv = g_dv + gf * spec
+        g_m5 = g_m5 + gf * (dv * (one - F0c) - kd[c])
+    # D V = a2 hc^2 / (2 pi qn^2 Q), qn = a2 hc + (1 - a2) c2, c2 = |n x hv|^2
+    gE = g_dv * dv
+    g_qn = -two * gE * iqn
+    g_c2 = g_qn * p.one_a2
+    g_hc = two * gE * ihc + g_qn * p.a2
+    g_Q = -gE * iQ
+    g_nl = g_Q * (p.s1 + p.nv * b.nl * p.one_a2 * is2)
+    sums.gE_a2 = sums.gE_a2 + gE
+    sums.gqn_a2 = sums.gqn_a2 + g_qn * (b.hc - b.c2)
+    sums.gQ_s2 = sums.gQ_s2 + g_Q * b.s2
+    sums.gQ_nl = sums.gQ_nl + g_Q * b.nl
+    sums.gQ_a2 = sums.gQ_a2 + g_Q * (one - b.nl * b.nl) * is2
+    # m5 = (1 - vh)^5; the clamps pass the gradient on the closed interval, as torch.clamp's (selects: `or`
+    # would branch)
+    m2 = b.m * b.m
+    g_vh = wp.where(b.vh_raw < zero, zero, wp.where(b.vh_raw > one, zero, -wp.float64(5.0) * m2 * m2 * g_m5))
+    g_nl = wp.where(b.nl_raw < _DOT_EPS, zero, wp.where(b.nl_raw > one, zero, g_nl))
+    # c2 = |n x hv|^2, hc = |hv|^2 (or 1e-12), vh = |hv| / 2 (or v.hv / 1e-6), hv = l + v
+    hv = b.hv
+    g_hv = (two * g_c2) * wp.cross(b.c, p.n) + wp.where(
+        b.h_clamped != 0, (g_vh / _DOT_EPS) * p.v, (two * g_hc + wp.float64(0.5) * g_vh * b.hl * ihc) * hv)
+    g_l = g_hv + g_nl * p.n
+    g_vv = wp.where(b.h_clamped != 0, (g_vh / _DOT_EPS) * hv, wp.vec3d())
+    sums.g_v = sums.g_v + g_hv + g_vv
+    # G = G0 W a, G0 = (n.u) K3 (K3 = 1 / |u|^3, or 1 / min_d^3 inside it), l = u / |u|
+    g_G0 = g_G * b.W * b.a
+    l = b.l
+    u = b.u
+    sums.g_n = sums.g_n + (two * g_c2) * wp.cross(hv, b.c) + g_nl * l + g_G0 * b.K3 * u
+    g_u = b.inv_len * (g_l - l * wp.dot(g_l, l)) + g_G0 * b.K3 * p.n
+    # W = 1 - (d ir)^4
+    g_W = g_G * b.G0 * b.a
+    t3 = b.t * b.t * b.t
+    # a = min(cd sc + of, 1)^2, cd = -(u.s) / d
+    g_tt = wp.where(b.tt <= one, g_G * b.G0 * b.W * two * b.tt, zero)
+    g_cd = g_tt * b.sc
+    # through d (not inside min_d)
+    g_u_d = -wp.float64(3.0) * g_G0 * b.K3 * b.nl_raw * l - g_W * wp.float64(4.0) * t3 * b.ir * l
+    g_u_d = g_u_d - g_cd * b.inv_dcl * b.cd * l
+    g_u = g_u + wp.where(b.unclamped != 0, g_u_d, wp.vec3d()) - g_cd * b.inv_dcl * b.axis
+    g_axis = -g_cd * b.inv_dcl * u
+    for j in range(3):
+        row[AXIS + j] = g_axis[j]
+    row[SHAPE] = -g_W * wp.float64(4.0) * t3 * b.dcl
+    row[SHAPE + 1] = g_tt * b.cd
+    row[SHAPE + 2] = g_tt
+    sums.g_x = sums.g_x - g_u * lights[PT, k]
+    for j in range(3):
+        row[VECTOR + j] = g_u[j]
+    return sums, row
+
+
+@wp.func
+def _add_row(v_light: wp.array3d(dtype=Any), slot: int, k: int, row: _LightRow, want_shape: int):
+    """``v_light[slot, :, k] += row``; the axis and shape rows only where ``want_shape``."""
+    for j in range(3):
+        wp.atomic_add(v_light, slot, VECTOR + j, k, type(v_light[slot, 0, k])(row[VECTOR + j]))
+    for c in range(4):
+        wp.atomic_add(v_light, slot, RADIANCE + c, k, type(v_light[slot, 0, k])(row[RADIANCE + c]))
+    if want_shape != 0:
+        for j in range(6):
+            wp.atomic_add(v_light, slot, AXIS + j, k, type(v_light[slot, 0, k])(row[AXIS + j]))
+    return 0
 
 
 @wp.kernel
 def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any), normal: wp.array2d(dtype=Any),
                            wo: wp.array2d(dtype=Any), base_color: wp.array2d(dtype=Any),
                            roughness: wp.array(dtype=Any), metallic: wp.array(dtype=Any),
-                           f0: wp.array2d(dtype=Any), num_channels: int, light_vector: wp.array2d(dtype=Any),
-                           light_kind: wp.array(dtype=wp.int32), light_radiance: wp.array2d(dtype=Any),
-                           light_shape: wp.array2d(dtype=Any), light_axis: wp.array2d(dtype=Any),
+                           f0: wp.array2d(dtype=Any), num_channels: int, lights: wp.array2d(dtype=wp.float64),
                            num_lights: int, min_d2: wp.float64, inv_min_d: wp.float64, v_out: wp.array2d(dtype=Any),
                            v_position: wp.array2d(dtype=Any), v_normal: wp.array2d(dtype=Any),
                            v_wo: wp.array2d(dtype=Any), v_base_color: wp.array2d(dtype=Any),
                            v_roughness: wp.array(dtype=Any), v_metallic: wp.array(dtype=Any),
                            v_f0: wp.array2d(dtype=Any), v_light: wp.array3d(dtype=Any), group: int,
-                           want_point: int, want_light: int):
-    """``v_light[slot, k]`` holds ``(v_vector[0:3], v_axis[0:3], v_shape[0:3], v_radiance[0:C])``; ``want_point`` 0
-    skips the point gradients (not written), ``want_light`` 0 the light gradients (``v_light`` untouched)."""
+                           want_point: int, want_light: int, want_shape: int):
+    """``v_light[slot, :, k]`` holds ``(v_vector[0:3], v_axis[0:3], v_shape[0:3], 0, v_radiance[0:4])`` (the
+    table's rows); ``want_point`` 0 skips the point gradients (not written), ``want_light`` 0 the light
+    gradients (``v_light`` untouched), ``want_shape`` 0 the axis and shape rows of ``v_light`` (left 0)."""
     i = offset + wp.tid()
     slot = i // group
     one = wp.float64(1.0)
@@ -335,126 +462,31 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
         cvec = _channels(base_color, i, num_channels)
         f0vec = _channels(f0, i, num_channels)
         kd, F0 = _mix(p.metal, cvec, f0vec)
-        sum_kd = wp.vec4d()  # sum over lights of d out / d kd_c, then of d out / d F0_c
-        sum_F0 = wp.vec4d()
-        gE_a2 = zero  # sums over the lights for the gradient of a2 (D's numerator, q, the Smith roots)
-        gqn_a2 = zero
-        gQ_s2 = zero
-        gQ_nl = zero
-        gQ_a2 = zero
-        for k in range(num_lights):
-            inc = _incoming(p, k, light_vector, light_kind, light_shape, light_axis, min_d2, inv_min_d)
-            if inc.ok == 0:
-                continue
-            b = _lobe(p, inc)
-            R = one / (b.qn * b.Q * b.s2 * b.hc)
-            qQ = b.qn * b.Q
-            s2hc = b.s2 * b.hc
-            iqn = R * b.Q * s2hc
-            iQ = R * b.qn * s2hc
-            is2 = R * qQ * b.hc
-            ihc = R * qQ * b.s2
-            dv = p.a2_2pi * b.hc * b.hc * iqn * iqn * iQ
-            G = inc.G0 * inc.W * inc.a
-            one_m5 = one - b.m5
-            g_G = zero
-            g_dv = zero
-            g_m5 = zero
-            for c in range(4):  # all of MAX_CHANNELS, as the forward
-                Lc = wp.float64(light_radiance[k, c])
-                F0c = F0[c]
-                spec = F0c + (one - F0c) * b.m5
-                f = kd[c] * one_m5 + dv * spec
-                g_G = g_G + g[c] * f * Lc
-                if want_light != 0:
-                    wp.atomic_add(v_light, slot, k, LIGHT_GRADS + c, type(v_light[slot, k, 0])(g[c] * f * G))
-                gf = g[c] * Lc * G
-                if want_point != 0:
-                    sum_kd[c] = sum_kd[c] + gf * one_m5
-                    sum_F0[c] = sum_F0[c] + gf * dv * one_m5
-                g_dv = g_dv + gf * spec
-                g_m5 = g_m5 + gf * (dv * (one - F0c) - kd[c])
-            # D V = a2 hc^2 / (2 pi qn^2 Q), qn = a2 hc + (1 - a2) c2, c2 = |n x hv|^2
-            gE = g_dv * dv
-            g_qn = -two * gE * iqn
-            g_c2 = g_qn * p.one_a2
-            g_hc = two * gE * ihc + g_qn * p.a2
-            g_Q = -gE * iQ
-            g_nl = g_Q * (p.s1 + p.nv * b.nl * p.one_a2 * is2)
-            if want_point != 0:
-                gE_a2 = gE_a2 + gE
-                gqn_a2 = gqn_a2 + g_qn * (b.hc - b.c2)
-                gQ_s2 = gQ_s2 + g_Q * b.s2
-                gQ_nl = gQ_nl + g_Q * b.nl
-                gQ_a2 = gQ_a2 + g_Q * (one - b.nl * b.nl) * is2
-            # m5 = (1 - vh)^5
-            m2 = b.m * b.m
-            g_vh = -wp.float64(5.0) * m2 * m2 * g_m5
-            # clamps (gradient passes on the closed interval, as torch.clamp's)
-            if inc.nl_raw < _DOT_EPS or inc.nl_raw > one:
-                g_nl = zero
-            if b.vh_raw < zero or b.vh_raw > one:
-                g_vh = zero
-            # c2 = |n x hv|^2, hc = |hv|^2 (or 1e-12), vh = |hv| / 2 (or v.hv / 1e-6), hv = l + v
-            hv = b.hv
-            g_hv = (two * g_c2) * wp.cross(b.c, p.n)
-            g_vv = wp.vec3d()
-            if b.h_clamped == 0:
-                g_hv = g_hv + (two * g_hc + wp.float64(0.5) * g_vh * b.hl * ihc) * hv
-            else:
-                g_hv = g_hv + (g_vh / _DOT_EPS) * p.v
-                g_vv = (g_vh / _DOT_EPS) * hv
-            g_l = g_hv + g_nl * p.n
-            if want_point != 0:
-                g_n = g_n + (two * g_c2) * wp.cross(hv, b.c) + g_nl * inc.l
-                g_v = g_v + g_hv + g_vv
-            # G = G0 W a
-            g_G0 = g_G * inc.W * inc.a
-            l = inc.l
-            if inc.kind == 0:  # G0 = n.l
-                g_l = g_l + g_G0 * p.n
-                if want_point != 0:
-                    g_n = g_n + g_G0 * l
-                if want_light != 0:
-                    for j in range(3):
-                        wp.atomic_add(v_light, slot, k, j, type(v_light[slot, k, 0])(g_l[j]))
-            else:
-                u = inc.u
-                # l = u / |u|, G0 = (n.u) K3 (K3 = 1 / |u|^3, or 1 / min_d^3 inside it)
-                g_u = inc.inv_len * (g_l - l * wp.dot(g_l, l))
-                g_u = g_u + g_G0 * inc.K3 * p.n
-                if inc.unclamped != 0:
-                    g_u = g_u - wp.float64(3.0) * g_G0 * inc.K3 * inc.nl_raw * l
-                if want_point != 0:
-                    g_n = g_n + g_G0 * inc.K3 * u
-                if inc.ir > zero:  # W = 1 - (d ir)^4
-                    g_W = g_G * inc.G0 * inc.a
-                    t3 = inc.t * inc.t * inc.t
-                    if want_light != 0:
-                        g_ir = -g_W * wp.float64(4.0) * t3 * inc.dcl
-                        wp.atomic_add(v_light, slot, k, 6, type(v_light[slot, k, 0])(g_ir))
-                    if inc.unclamped != 0:
-                        g_u = g_u - g_W * wp.float64(4.0) * t3 * inc.ir * l
-                if inc.kind == 2:  # a = min(cd sc + of, 1)^2, cd = -(u.s) / d
-                    g_tt = zero
-                    if inc.tt <= one:
-                        g_tt = g_G * inc.G0 * inc.W * two * inc.tt
-                    g_cd = g_tt * wp.float64(light_shape[k, 1])
-                    axis = _vec(light_axis, k)
-                    if want_light != 0:
-                        wp.atomic_add(v_light, slot, k, 7, type(v_light[slot, k, 0])(g_tt * inc.cd))
-                        wp.atomic_add(v_light, slot, k, 8, type(v_light[slot, k, 0])(g_tt))
-                        g_axis = -g_cd * inc.inv_dcl * u
-                        for j in range(3):
-                            wp.atomic_add(v_light, slot, k, 3 + j, type(v_light[slot, k, 0])(g_axis[j]))
-                    if inc.unclamped != 0:
-                        g_u = g_u - g_cd * inc.inv_dcl * (axis + inc.cd * l)
-                    else:
-                        g_u = g_u - g_cd * inc.inv_dcl * axis
-                g_x = g_x - g_u
-                if want_light != 0:
-                    for j in range(3):
-                        wp.atomic_add(v_light, slot, k, j, type(v_light[slot, k, 0])(g_u[j]))
+        sums = _Sums()
+        blocks = num_lights // LANES
+        for block in range(blocks):
+            rows = _LaneRows()  # stored after the block: a store between lanes would split their code
+            for lane in range(LANES):  # unrolled, as the forward's
+                k = block * LANES + lane
+                sums, row = _gradients(sums, p, _pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k, lights)
+                rows[lane] = row
+            if want_light != 0:
+                for lane in range(LANES):
+                    _add_row(v_light, slot, block * LANES + lane, rows[lane], want_shape)
+        for k in range(blocks * LANES, num_lights):
+            sums, row = _gradients(sums, p, _pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k, lights)
+            if want_light != 0:
+                _add_row(v_light, slot, k, row, want_shape)
+        g_x = sums.g_x
+        g_n = sums.g_n
+        g_v = sums.g_v
+        sum_kd = sums.kd
+        sum_F0 = sums.F0
+        gE_a2 = sums.gE_a2
+        gqn_a2 = sums.gqn_a2
+        gQ_s2 = sums.gQ_s2
+        gQ_nl = sums.gQ_nl
+        gQ_a2 = sums.gQ_a2
         if want_point == 0:  # light gradients only: the point's chain and stores are skipped
             return
         # Smith visibility through nv (clamped) and a2
@@ -500,10 +532,10 @@ def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any
 def _overload_all() -> None:
     for f in (wp.float32, wp.float64):
         a1, a2, a3 = wp.array(dtype=f), wp.array2d(dtype=f), wp.array3d(dtype=wp.float64)
-        i32, f64, d2 = wp.array(dtype=wp.int32), wp.float64, wp.array2d(dtype=wp.float64)
-        common = [int, int, a2, a2, a2, a2, a1, a1, a2, int, d2, i32, d2, d2, d2, int, f64, f64]
+        f64, d2 = wp.float64, wp.array2d(dtype=wp.float64)
+        common = [int, int, a2, a2, a2, a2, a1, a1, a2, int, d2, int, f64, f64]
         wp.overload(direct_lights_forward, common + [a2])
-        wp.overload(direct_lights_backward, common + [a2, a2, a2, a2, a2, a1, a1, a2, a3, int, int, int])
+        wp.overload(direct_lights_backward, common + [a2, a2, a2, a2, a2, a1, a1, a2, a3, int, int, int, int])
 
 
 _overload_all()
