@@ -44,12 +44,12 @@ sampling, Li et al. 2018, specialised to the first camera hit):
 Scope: shadows seen directly by the camera, on the first surface each camera ray hits; shadows seen in
 reflections (or through glass) give no boundary gradient. An environment's directions are fixed (it is at
 infinity): the boundary term moves with occluders, receivers and the camera, the map's own gradient is the
-interior term's. For area lights the
-boundary term uses the full integrand of the area parameterisation, while the path tracer's interior term
-comes from next-event estimation by solid angle (MIS-weighted) plus BSDF samples that hit the lamp (whose
-emission is constant, so they add no interior term): the two terms belong to different parameterisations of
-the lamp, and the BSDF-sampled share of the interior term is missing. For small lamps both effects are small
-(light sampling's MIS weight is close to 1 and the two parameterisations nearly agree); the tests measure it.
+interior term's. For area lights the boundary term uses the full integrand of the area parameterisation, and
+so does the interior term: the path tracer's adjoint pass differentiates area lights' direct light by
+area-sampled next-event estimation at full weight (:mod:`lumigrad.raytrace.area_next_event`, the same
+``area_choice`` / ``area_points`` as here), not the primal's solid-angle samples and BSDF hits, so both terms
+belong to one parameterisation of the lamp (``tests/raytrace/test_shadow_edges.py``: a lamp of 0.69 sr
+against central differences).
 """
 
 from __future__ import annotations

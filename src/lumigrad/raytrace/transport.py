@@ -22,6 +22,18 @@ environment. Hit points are recomputed from the vertex tensors at every vertex, 
 and the camera carry the interior term of each vertex (its own shading, for fixed incoming ray); visibility
 discontinuities (silhouettes, shadow edges) need edge sampling, not done here.
 
+Area lights in the adjoint pass: the primal's estimate of their direct light (solid-angle samples and BSDF
+samples that hit the lamp, MIS-weighted) mixes two parameterisations of the lamp, and a BSDF-sampled direction
+sees the lamp's outline as a discontinuity that nothing samples. So the adjoint pass differentiates, at each
+surface vertex, one sample of each area light drawn **by area** at full weight instead
+(:func:`lumigrad.raytrace.area_next_event.area_next_event`: the point moves with the lamp; random numbers of
+their own, :func:`~lumigrad.raytrace.area_next_event.area_seed`), the parameterisation of the shadow-edge
+boundary term too; the area-light emission a surface vertex's BSDF sample finds at the next vertex is left out
+of the derivative terms and of the radiance still to come that the vertex's BSDF-weight ratio multiplies (else
+the BSDF's own parameters would be counted twice), so that ratio waits one vertex
+(:meth:`PathAdjoint.defer_ratio`). Primal values (the returned radiance, ``L_rest``) are unchanged. Emission found
+after a delta lobe or a medium's phase sample keeps the primal's treatment.
+
 Participating media (:mod:`lumigrad.raytrace.volumetric`): a path inside a material's ``interior`` medium first
 draws a free flight before the surface its ray hits; a scattering event is a vertex of its own (next-event
 estimation with the phase function, then a phase sample for the next ray), and reaching the surface multiplies
