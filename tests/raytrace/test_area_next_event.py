@@ -1,12 +1,14 @@
-"""Area-parameterised next-event estimation (the adjoint pass's direct light from area lights): its mean and the
-mean of its gradient against a converged deterministic quadrature of the lamp, and a gradcheck."""
+"""Area-parameterised next-event estimation (the adjoint pass's direct light from area lights: points drawn by
+solid angle, held at their barycentrics): its mean and the mean of its gradient against a converged
+deterministic quadrature of the lamp, and gradchecks for a fixed choice of points."""
 
 import torch
 
 import lumigrad as lg
 from lumigrad.integrators.path import _trace_scene
 from lumigrad.kernels.bvh import bvh_for
-from lumigrad.raytrace.area_next_event import area_choice, area_light_indices, area_next_event, area_points
+from lumigrad.raytrace.area_next_event import (area_choice, area_light_indices, area_light_term, area_next_event,
+                                                area_points)
 from lumigrad.raytrace.transport import surface_at
 from lumigrad.shading import Material
 from lumigrad.shading.area_light import area_light_unchecked
@@ -118,14 +120,15 @@ def test_gradcheck_in_the_lamp_and_the_receiver():
 
     lamp = (_lamp_verts().requires_grad_(), torch.tensor([2.0, 1.0, 0.5], dtype=F64, requires_grad=True))
     assert torch.autograd.gradcheck(points, lamp, eps=1e-6, atol=1e-8, rtol=1e-6)
-    u = torch.tensor([[0.3, 0.6], [0.8, 0.2], [0.55, 0.9]], dtype=F64)
+    prob = torch.tensor([0.3, 0.0, 0.8], dtype=F64)  # the second point unusable (density 0): a zero term
 
     def estimate(lift):
-        ts, _ = _setup(_lamp_verts(), torch.tensor([2.0, 1.0, 0.5], dtype=F64))
+        ts, light = _setup(_lamp_verts(), torch.tensor([2.0, 1.0, 0.5], dtype=F64))
         ts.verts = ts.verts + torch.stack([torch.zeros_like(lift), lift, torch.zeros_like(lift)]) * (
             torch.arange(ts.verts.shape[0]) < 4)[:, None]  # the floor's four vertices go up by ``lift``
         bvh, si, ng = _surface(ts, 1)
-        return area_next_event(ts, bvh, bsdf_for(si), si, ng, u, area_light_indices(ts))
+        return area_light_term(bvh, bsdf_for(si), si, ng, light, k, bary, prob)
 
-    assert torch.autograd.gradcheck(estimate, (torch.tensor(0.05, dtype=F64, requires_grad=True),), eps=1e-6,
-                                    atol=1e-8, rtol=1e-6)
+    lift = torch.tensor(0.05, dtype=F64, requires_grad=True)
+    assert estimate(lift)[1].abs().max() == 0 and estimate(lift).abs().min(-1).values[[0, 2]].min() > 0
+    assert torch.autograd.gradcheck(estimate, (lift,), eps=1e-6, atol=1e-8, rtol=1e-6)
