@@ -86,7 +86,8 @@ class PathIntegrator(Integrator):
     moving an occluder, a light, the receiver or the camera moves the shadows the camera sees, for point, spot,
     directional, area and environment lights). Shadows seen in reflections or through glass give no boundary
     gradient. Area lights' direct light is differentiated in the lamp's area parameterisation in both terms
-    (the backward pass's own next-event samples by area at full weight, their BSDF-found emission left out;
+    (the backward pass's own next-event samples, points that move with the lamp, at full weight; the
+    emission BSDF samples find left out;
     :mod:`lumigrad.raytrace.transport`), so with ``seed_grad = seed`` the gradient of a scene with area lights
     is not exactly that of the forward estimate, but an independent unbiased one.
     Inside a medium, the distance to the boundary is taken as a constant (the

@@ -46,9 +46,9 @@ reflections (or through glass) give no boundary gradient. An environment's direc
 infinity): the boundary term moves with occluders, receivers and the camera, the map's own gradient is the
 interior term's. For area lights the boundary term uses the full integrand of the area parameterisation, and
 so does the interior term: the path tracer's adjoint pass differentiates area lights' direct light by
-area-sampled next-event estimation at full weight (:mod:`lumigrad.raytrace.area_next_event`, the same
-``area_choice`` / ``area_points`` as here), not the primal's solid-angle samples and BSDF hits, so both terms
-belong to one parameterisation of the lamp (``tests/raytrace/test_shadow_edges.py``: a lamp of 0.69 sr
+next-event samples at full weight whose points move with the lamp at fixed barycentrics
+(:mod:`lumigrad.raytrace.area_next_event`, whose ``area_choice`` / ``area_points`` this module uses), not the
+primal's solid-angle samples and BSDF hits, so both terms belong to one parameterisation of the lamp (``tests/raytrace/test_shadow_edges.py``: a lamp of 0.69 sr
 against central differences).
 """
 

@@ -25,10 +25,11 @@ discontinuities (silhouettes, shadow edges) need edge sampling, not done here.
 Area lights in the adjoint pass: the primal's estimate of their direct light (solid-angle samples and BSDF
 samples that hit the lamp, MIS-weighted) mixes two parameterisations of the lamp, and a BSDF-sampled direction
 sees the lamp's outline as a discontinuity that nothing samples. So the adjoint pass differentiates, at each
-surface vertex, one sample of each area light drawn **by area** at full weight instead
-(:func:`lumigrad.raytrace.area_next_event.area_next_event`: the point moves with the lamp; random numbers of
-their own, :func:`~lumigrad.raytrace.area_next_event.area_seed`), the parameterisation of the shadow-edge
-boundary term too; the area-light emission a surface vertex's BSDF sample finds at the next vertex is left out
+surface vertex, one sample of each area light in the lamp's **area parameterisation** at full weight instead
+(:func:`lumigrad.raytrace.area_next_event.area_next_event`: drawn by solid angle, then held at its barycentrics
+with its density per unit area constant, so the point moves with the lamp; random numbers of their own,
+:func:`~lumigrad.raytrace.area_next_event.area_seed`), the parameterisation of the shadow-edge boundary term
+too; the area-light emission a surface vertex's BSDF sample finds at the next vertex is left out
 of the derivative terms and of the radiance still to come that the vertex's BSDF-weight ratio multiplies (else
 the BSDF's own parameters would be counted twice), so that ratio waits one vertex
 (:meth:`PathAdjoint.defer_ratio`). Primal values (the returned radiance, ``L_rest``) are unchanged. Emission found
