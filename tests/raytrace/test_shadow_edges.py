@@ -76,7 +76,8 @@ CAMERA = lg.Camera.look_at([0.0, 3.0, 1.5], [0.0, 0.0, 0.0], fov_y=0.8, width=SI
 
 
 def _loss(offset, light, kind, spp, seed=0, camera=CAMERA, card_at=(0.0, 0.6, 0.0), lamp_half=0.15, **kw):
-    image = lg.render(_scene(offset, light, kind, card_at, lamp_half), camera, integrator="direct", spp=spp, seed=seed, **kw).rgb
+    image = lg.render(_scene(offset, light, kind, card_at, lamp_half), camera, integrator="direct", spp=spp,
+                      seed=seed, **kw).rgb
     return (image * _weights()).sum()
 
 

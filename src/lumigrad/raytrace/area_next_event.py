@@ -27,7 +27,7 @@ from typing import List
 
 import torch
 
-from ..shading.emitters import area_light_solid_angle_points
+from ..shading.emitters import area_light_solid_angle_points_unchecked
 from ..shading.lights import MIN_LIGHT_DISTANCE
 from .intersect import offset_ray_origin
 
@@ -80,16 +80,17 @@ def area_next_event(ts, bvh, bsdf, si, ng: torch.Tensor, u: torch.Tensor, lights
     ``si`` (geometric normals ``ng``), without MIS, in the lamp's area parameterisation: ``[N, 3]``, the sum over
     the lights.
 
-    The point is drawn by solid angle (the light's own sampler, :func:`lumigrad.shading.emitters.
-    area_light_solid_angle_points`: ``u [N, 2 * len(lights)]``, two numbers per light) and then held at its
-    barycentrics with its density per unit area as a constant (``P_k = density A_k``), so it moves with the
-    lamp; the value is that of solid-angle sampling at full weight. See :func:`area_light_term`."""
+    The point is drawn by solid angle (the light's own sampler,
+    :func:`lumigrad.shading.emitters.area_light_solid_angle_points_unchecked`: ``u [N, 2 * len(lights)]``, two
+    numbers per light) and then held at its barycentrics with its density per unit area as a constant
+    (``P_k = density A_k``), so it moves with the lamp; the value is that of solid-angle sampling at full
+    weight. See :func:`area_light_term`."""
     x = si.position.detach()
     out = torch.zeros(x.shape[0], 3, dtype=x.dtype, device=x.device)
     for i, j in enumerate(lights):
         light = ts.lights[j]
-        k, bary, density = area_light_solid_angle_points(x, light.verts, light.faces, u[:, 2 * i:2 * i + 2],
-                                                         two_sided=getattr(light, "two_sided", False))
+        k, bary, density = area_light_solid_angle_points_unchecked(
+            x, light.verts, light.faces, u[:, 2 * i:2 * i + 2], two_sided=getattr(light, "two_sided", False))
         with torch.no_grad():
             tri = light.verts.detach()[light.faces.long()[k]].to(x.dtype)
             area = 0.5 * torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]).norm(dim=-1)

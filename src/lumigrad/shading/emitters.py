@@ -39,7 +39,7 @@ __all__ = [
     "area_light_eval",
     "area_light_pdf",
     "area_light_sample_direct",
-    "area_light_solid_angle_points",
+    "area_light_solid_angle_points_unchecked",
     "delta_direction_sample",
     "envmap_pdf",
     "envmap_sample_direct",
@@ -400,8 +400,8 @@ def _sample_solid_angle(x, u, tri, cross, le, two_sided):
     return wi, distance, weight, pdf, k
 
 
-def area_light_solid_angle_points(ref_points: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor,
-                                  u: torch.Tensor, *, two_sided: bool = False):
+def area_light_solid_angle_points_unchecked(ref_points: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor,
+                                            u: torch.Tensor, *, two_sided: bool = False):
     """Where :func:`area_light_sample_direct` (``method="solid_angle"``) lands on the lamp for the numbers ``u``:
     ``(triangle [P], barycentrics (b1, b2) [P, 2], density per unit area there [P])``, detached, for shading
     points ``ref_points [P, 3]`` and ``u [P, 2]`` (unchecked: the caller validated the light). The point is
