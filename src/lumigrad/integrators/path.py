@@ -85,9 +85,11 @@ class PathIntegrator(Integrator):
     light's visibility at the first hit by shadow-edge sampling (:mod:`lumigrad.raytrace.shadow_edges`:
     moving an occluder, a light, the receiver or the camera moves the shadows the camera sees, for point, spot,
     directional, area and environment lights). Shadows seen in reflections or through glass give no boundary
-    gradient; for area lights the boundary and interior terms use two
-    parameterisations of the lamp (by area, by solid angle) and the BSDF-sampled share of the interior term is
-    missing, a small bias for small lamps (see the module).
+    gradient. Area lights' direct light is differentiated in the lamp's area parameterisation in both terms
+    (the backward pass's own next-event samples, points that move with the lamp, at full weight; the
+    emission BSDF samples find left out;
+    :mod:`lumigrad.raytrace.transport`), so with ``seed_grad = seed`` the gradient of a scene with area lights
+    is not exactly that of the forward estimate, but an independent unbiased one.
     Inside a medium, the distance to the boundary is taken as a constant (the
     boundary's motion changing the flight lengths gives no geometry gradient), and scattering positions are
     detached.

@@ -44,12 +44,12 @@ sampling, Li et al. 2018, specialised to the first camera hit):
 Scope: shadows seen directly by the camera, on the first surface each camera ray hits; shadows seen in
 reflections (or through glass) give no boundary gradient. An environment's directions are fixed (it is at
 infinity): the boundary term moves with occluders, receivers and the camera, the map's own gradient is the
-interior term's. For area lights the
-boundary term uses the full integrand of the area parameterisation, while the path tracer's interior term
-comes from next-event estimation by solid angle (MIS-weighted) plus BSDF samples that hit the lamp (whose
-emission is constant, so they add no interior term): the two terms belong to different parameterisations of
-the lamp, and the BSDF-sampled share of the interior term is missing. For small lamps both effects are small
-(light sampling's MIS weight is close to 1 and the two parameterisations nearly agree); the tests measure it.
+interior term's. For area lights the boundary term uses the full integrand of the area parameterisation, and
+so does the interior term: the path tracer's adjoint pass differentiates area lights' direct light by
+next-event samples at full weight whose points move with the lamp at fixed barycentrics
+(:mod:`lumigrad.raytrace.area_next_event`, whose ``area_choice`` / ``area_points`` this module uses), not the
+primal's solid-angle samples and BSDF hits, so both terms belong to one parameterisation of the lamp (``tests/raytrace/test_shadow_edges.py``: a lamp of 0.69 sr
+against central differences).
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ from .edges import lens_map
 from ..kernels.bvh import bvh_for
 from ..raster.topology import edge_adjacency
 from ..shading.transmission import bsdf_for
+from .area_next_event import area_choice, area_points
 from .intersect import offset_ray_origin_unchecked
 from .transport import TraceScene, surface_at
 
@@ -177,8 +178,8 @@ def sample_shadow_edges(ts: TraceScene, K: torch.Tensor, world_to_cam: torch.Ten
                 J = max(1, min(area_light_samples, per_light))
                 u = torch.rand(J, 2, generator=generator, device=device, dtype=dtype)
                 u[:, 0] = (torch.arange(J, device=device, dtype=dtype) + u[:, 0]) / J  # stratified
-                tri_index, bary = _area_choice(light, u)
-                y, n_y, le_over_pdf = _area_point(light, tri_index, bary)
+                tri_index, bary, prob = area_choice(light, u)
+                y, n_y, le_over_pdf = area_points(light, tri_index, bary, prob)
                 y, n_y, le_over_pdf = y.detach(), n_y.detach(), le_over_pdf.detach()
             elif kind == "point":
                 J = 1
@@ -197,7 +198,7 @@ def sample_shadow_edges(ts: TraceScene, K: torch.Tensor, world_to_cam: torch.Ten
                                                    edge_length)
             piece = dict(edge=edge, t=t, row=row, inv=inv / J, light=j, kind=kind, J=J)
             if kind == "area":
-                piece.update(tri=tri_index, bary=bary, y=y, n_y=n_y, le=le_over_pdf)
+                piece.update(tri=tri_index, bary=bary, prob=prob, y=y, n_y=n_y, le=le_over_pdf)
             elif kind == "point":
                 piece.update(y=y)
             elif kind == "environment":
@@ -324,35 +325,6 @@ def _faces_of(ts: TraceScene, light) -> torch.Tensor:
     return mask
 
 
-def _area_choice(light, u: torch.Tensor):
-    """A triangle of an area light chosen by area with ``u[:, 0]`` and barycentrics ``[J, 2]`` uniform on it
-    (``b1 = u1 sqrt(r)``, ``b2 = (1 - u1) sqrt(r)`` with ``r`` = ``u0`` rescaled inside the choice)."""
-    tri = light.verts.detach()[light.faces.long()].to(u.dtype)
-    double_area = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]).norm(dim=-1)
-    cdf = torch.cumsum(double_area, 0) / double_area.sum().clamp_min(1e-30)
-    k = torch.searchsorted(cdf.contiguous(), u[:, 0].contiguous(), right=True).clamp(max=tri.shape[0] - 1)
-    lo = torch.where(k > 0, cdf[(k - 1).clamp_min(0)], torch.zeros_like(u[:, 0]))
-    r = ((u[:, 0] - lo) / (cdf[k] - lo).clamp_min(1e-30)).clamp(0, 1)
-    su = r.sqrt()
-    return k, torch.stack([u[:, 1] * su, (1 - u[:, 1]) * su], -1)
-
-
-def _area_point(light, tri_index: torch.Tensor, bary: torch.Tensor):
-    """The area light's points ``y [J, 3]``, unit front normals ``[J, 3]`` and ``L_e A [J, C]`` (``L_e / pdf``)
-    on the chosen triangles at fixed barycentrics: differentiable in the light's vertices and radiance."""
-    tri = light.verts[light.faces.long()[tri_index]].to(bary.dtype)  # [J, 3, 3]
-    e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
-    y = tri[:, 0] + bary[:, :1] * e1 + bary[:, 1:] * e2
-    all_tri = light.verts[light.faces.long()].to(bary.dtype)
-    all_cross = torch.linalg.cross(all_tri[:, 1] - all_tri[:, 0], all_tri[:, 2] - all_tri[:, 0])
-    area = 0.5 * all_cross.norm(dim=-1).sum()
-    cross = torch.linalg.cross(e1, e2)
-    n = cross / cross.norm(dim=-1, keepdim=True).clamp_min(1e-30)
-    radiance = light.radiance.to(bary.dtype)
-    le = radiance[tri_index] if radiance.dim() == 2 else radiance.expand(tri_index.shape[0], radiance.shape[-1])
-    return y, n, le * area
-
-
 def _environment_directions(light, J: int, generator: torch.Generator, dtype):
     """``J`` directions of light travel ``D = -w [J, 3]`` from an environment light's own importance sampling
     (Latin-hypercube stratified: one sample per stratum of each of the two numbers it inverts) and its
@@ -461,7 +433,7 @@ def _trace_piece(ts, piece, light, a, b, bvh, scale, K, world_to_cam, near, widt
         q_diff, _ = _receiver_pixels(y, e - y, p0, pn, K, world_to_cam, orthographic)
         y_out, n_out, le_out = y.detach(), zeros3, torch.zeros(edge.shape[0], C, dtype=dtype, device=device)
     else:
-        y_all, _, _ = _area_point(light, piece["tri"], piece["bary"])
+        y_all, _, _ = area_points(light, piece["tri"], piece["bary"], piece["prob"])
         y = y_all[row]
         q_diff, _ = _receiver_pixels(y, e - y, p0, pn, K, world_to_cam, orthographic)
         y_out, n_out, le_out = piece["y"][row], piece["n_y"][row], piece["le"][row]

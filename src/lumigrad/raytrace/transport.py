@@ -22,6 +22,19 @@ environment. Hit points are recomputed from the vertex tensors at every vertex, 
 and the camera carry the interior term of each vertex (its own shading, for fixed incoming ray); visibility
 discontinuities (silhouettes, shadow edges) need edge sampling, not done here.
 
+Area lights in the adjoint pass: the primal's estimate of their direct light (solid-angle samples and BSDF
+samples that hit the lamp, MIS-weighted) mixes two parameterisations of the lamp, and a BSDF-sampled direction
+sees the lamp's outline as a discontinuity that nothing samples. So the adjoint pass differentiates, at each
+surface vertex, one sample of each area light in the lamp's **area parameterisation** at full weight instead
+(:func:`lumigrad.raytrace.area_next_event.area_next_event`: drawn by solid angle, then held at its barycentrics
+with its density per unit area constant, so the point moves with the lamp; random numbers of their own,
+:func:`~lumigrad.raytrace.area_next_event.area_seed`), the parameterisation of the shadow-edge boundary term
+too; the area-light emission a surface vertex's BSDF sample finds at the next vertex is left out
+of the derivative terms and of the radiance still to come that the vertex's BSDF-weight ratio multiplies (else
+the BSDF's own parameters would be counted twice), so that ratio waits one vertex
+(:meth:`PathAdjoint.defer_ratio`). Primal values (the returned radiance, ``L_rest``) are unchanged. Emission found
+after a delta lobe or a medium's phase sample keeps the primal's treatment.
+
 Participating media (:mod:`lumigrad.raytrace.volumetric`): a path inside a material's ``interior`` medium first
 draws a free flight before the surface its ray hits; a scattering event is a vertex of its own (next-event
 estimation with the phase function, then a phase sample for the next ray), and reaching the surface multiplies
@@ -52,6 +65,7 @@ from ..shading.transmission import bsdf_for
 from ..shading.material import Material, sample_material_unchecked
 from ..shading.surface import SurfaceSample
 from ..shading.tangents import perturb_normal_unchecked
+from .area_next_event import area_light_indices, area_next_event, area_seed
 from .intersect import intersect_faces_unchecked, offset_ray_origin
 from .mis import power_heuristic
 from .volumetric import free_flight, media_of, next_medium, outward_face_normals, scatter_vertex
@@ -106,6 +120,11 @@ class PathAdjoint:
         self.rest = radiance.clone()
         self.params = list(params)
         self.grads: List[Optional[torch.Tensor]] = [None] * len(self.params)
+        # Scenes with area lights: the BSDF-weight ratio of a surface vertex waits for the next vertex, which
+        # says what area-light emission the sample found (``found``), left out of the radiance still to come.
+        self.found = torch.zeros_like(self.rest)
+        self.awaiting = torch.zeros(self.rest.shape[0], dtype=torch.bool, device=self.rest.device)
+        self._pending: Optional[tuple] = None
 
     def backprop(self, loss: torch.Tensor) -> None:
         """Accumulate ``d loss / d params`` (the graph of one vertex, freed after)."""
@@ -117,6 +136,26 @@ class PathAdjoint:
         for i, g in enumerate(grads):
             if g is not None:
                 self.grads[i] = g if self.grads[i] is None else self.grads[i] + g
+
+    def defer_ratio(self, paths: torch.Tensor, ratio: torch.Tensor) -> None:
+        """Hold the BSDF-weight ratio ``ratio [n, C]`` of the surface vertex just replayed on ``paths`` (its graph
+        too) with the radiance still to come after it, until :meth:`flush_ratio`."""
+        self.flush_ratio()
+        self._pending = (paths, ratio, self.rest.index_select(0, paths))
+        self.awaiting.index_fill_(0, paths, True)
+
+    def flush_ratio(self) -> None:
+        """Back-propagate the held ratio times the radiance still to come less the area-light emission its
+        sample found (what area-parameterised next-event estimation differentiates instead)."""
+        if self._pending is None:
+            return
+        paths, ratio, rest = self._pending
+        self._pending = None
+        rest = rest - self.found.index_select(0, paths)
+        self.found.index_fill_(0, paths, 0.0)
+        self.awaiting.index_fill_(0, paths, False)
+        with torch.enable_grad():
+            self.backprop((self.v.index_select(0, paths) * rest * ratio).sum())
 
 
 def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor, *, max_depth: int, rr_depth: int,
@@ -151,6 +190,11 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
     # lobe, direction (2), roulette, then 2 per light; with media, last, the free flight's number (a scattering
     # vertex reuses the direction's two for the phase function and the lights' for its next-event estimation)
     dims = 4 + 2 * n_lights + (1 if has_media else 0)
+    # The adjoint pass differentiates area lights' direct light by area (module docstring).
+    by_area = area_light_indices(ts) if adjoint is not None else []
+    others = [j for j in range(n_lights) if j not in by_area]
+    found_parts = torch.tensor([any(e is not None and e is ts.lights[j] for j in by_area) for e in ts.part_emitters]
+                               + [False], device=device)  # [parts + 1]: the last for "no emitter"
     radiance = torch.zeros(R, C, dtype=dtype, device=device)
     alive = torch.arange(R, device=device)
     beta = torch.ones(R, C, dtype=dtype, device=device)
@@ -164,6 +208,7 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
             break
         # counter-based: ray r's numbers at this depth, whatever else is drawn (the fused kernel's too)
         u = uniform_counter(int(seed), alive, depth, dims, dtype)
+        u_area = uniform_counter(area_seed(seed), alive, depth, 2 * len(by_area), dtype) if by_area else None
         with torch.no_grad():
             face, t_hit, _ = bvh.closest_hit(o, d)
         hit = face >= 0
@@ -189,6 +234,7 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
                                                           b, adjoint, alive, camera_rays))
         rows = (hit & ~scatter).nonzero()[:, 0]
         nexts = []  # per kind of vertex, the paths that go on (see _Next)
+        deferred = None  # (paths, ratio) of this depth's surface vertices when area lights are differentiated by area
         if rows.numel() > 0:
             with torch.enable_grad() if adjoint is not None else torch.no_grad():
                 ro, rd = (primary() if depth == 0 and primary is not None and adjoint is not None else (o, d))
@@ -203,10 +249,29 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
                 if hide_emitters and depth == 0:
                     weight_e = torch.zeros_like(weight_e)
                 term = bh * emission * weight_e
+                term_grad = term
+                if by_area:  # area-light emission found by the previous surface vertex's BSDF sample
+                    paths = alive.index_select(0, rows)
+                    no_emitter = torch.full_like(emitter_rows, len(ts.part_emitters))
+                    found = (found_parts.index_select(0, torch.where(emitter_rows >= 0, emitter_rows, no_emitter))
+                             & adjoint.awaiting.index_select(0, paths)
+                             & (prev_pdf.index_select(0, rows)[:, 0] > 0))[:, None]
+                    term_grad = torch.where(found, torch.zeros_like(term), term)
+                    adjoint.found.index_add_(0, paths, torch.where(found, term, torch.zeros_like(term)).detach())
                 if not last:
-                    term = term + bh * _next_event(ts, bvh, bsdf, si, ng, u.index_select(0, rows)[:, 4:], dtype)
+                    uh4 = u.index_select(0, rows)[:, 4:]
+                    if by_area:
+                        nee = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, others)
+                        with torch.no_grad():
+                            nee_area = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, by_area)
+                        term = term + bh * (nee + nee_area)
+                        term_grad = term_grad + bh * (nee + area_next_event(ts, bvh, bsdf, si, ng,
+                                                                            u_area.index_select(0, rows), by_area))
+                    else:
+                        term = term + bh * _next_event(ts, bvh, bsdf, si, ng, uh4, dtype)
+                        term_grad = term
                 if adjoint is not None:
-                    _backprop_terms(adjoint, alive.index_select(0, rows), term)
+                    _backprop_terms(adjoint, alive.index_select(0, rows), term_grad)
                 contrib = contrib.index_add(0, rows, term.detach())
                 if not last:
                     # The next ray: a BSDF sample (its direction and pdf detached; its weight differentiated in
@@ -224,7 +289,10 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
                         ratio = torch.where(delta, torch.ones_like(ratio), ratio)  # a delta lobe: no gradient
                         # radiance still to come: subtract what the vertices up to this one added
                         _subtract(adjoint, alive.index_select(0, rows), term.detach())
-                        _backprop_ratio(adjoint, alive.index_select(0, rows), ratio * ok[:, None])
+                        if by_area:  # once the next vertex tells what area-light emission the sample finds
+                            deferred = (alive.index_select(0, rows), ratio * ok[:, None])
+                        else:
+                            _backprop_ratio(adjoint, alive.index_select(0, rows), ratio * ok[:, None])
                     x = si.position.detach()
             if not last:
                 new_med = med.index_select(0, rows)
@@ -240,6 +308,10 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
             if going_on is not None:
                 nexts.append(going_on)
         radiance.index_add_(0, alive, contrib)
+        if by_area:
+            adjoint.flush_ratio()  # the previous depth's, now that this depth's hits are known
+            if deferred is not None:
+                adjoint.defer_ratio(*deferred)
         if last or not nexts:
             alive = alive[:0]
             continue
@@ -259,6 +331,8 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
         prev_pdf = nx.pdf[ok]  # -1: a delta sample (no MIS)
         o, d = nx.origin[ok], nx.wi[ok]
         alive = nxt
+    if by_area:
+        adjoint.flush_ratio()
     return radiance
 
 
@@ -459,11 +533,14 @@ def _mis_after_bsdf(prev_pdf: torch.Tensor, pdf_light: torch.Tensor) -> torch.Te
     return torch.where(prev_pdf < 0, torch.ones_like(prev_pdf), power_heuristic(prev_pdf, pdf_light))
 
 
-def _next_event(ts, bvh, bsdf, si: SurfaceSample, ng: torch.Tensor, u: torch.Tensor, dtype) -> torch.Tensor:
-    """Next-event estimation of every light at ``si``: ``[N, 3]`` (one sample per light, MIS-weighted)."""
+def _next_event(ts, bvh, bsdf, si: SurfaceSample, ng: torch.Tensor, u: torch.Tensor, dtype,
+                lights: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """Next-event estimation of every light at ``si`` (or of the lights ``lights``, indices in ``ts.lights``):
+    ``[N, 3]`` (one sample per light, MIS-weighted)."""
     out = torch.zeros(si.position.shape[0], 3, dtype=dtype, device=si.position.device)
     x = si.position
-    for j, light in enumerate(ts.lights):
+    for j in range(len(ts.lights)) if lights is None else lights:
+        light = ts.lights[j]
         ds = light.sample_direct(x, u[:, 2 * j:2 * j + 2])
         wi = ds.wi
         cos = (si.normal * wi).sum(-1, keepdim=True)

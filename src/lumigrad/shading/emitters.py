@@ -39,6 +39,7 @@ __all__ = [
     "area_light_eval",
     "area_light_pdf",
     "area_light_sample_direct",
+    "area_light_solid_angle_points_unchecked",
     "delta_direction_sample",
     "envmap_pdf",
     "envmap_sample_direct",
@@ -173,7 +174,7 @@ def area_light_sample_direct(ref_points: torch.Tensor, verts: torch.Tensor, face
     if method == "area":
         out = _sample_area(x, u, tri, e1, e2, cross, le, two_sided, min_distance)
     else:
-        out = _sample_solid_angle(x, u, tri, cross, le, two_sided)
+        out = _sample_solid_angle(x, u, tri, cross, le, two_sided)[:4]
     wi, distance, weight, pdf = out
     return DirectionSample(wi.reshape(batch + (3,)), distance.reshape(batch), weight.reshape(batch + le.shape[-1:]),
                            pdf.reshape(batch + (1,)), False)
@@ -396,7 +397,34 @@ def _sample_solid_angle(x, u, tri, cross, le, two_sided):
     safe = torch.where(valid, omega, torch.ones_like(omega))
     weight = torch.where(valid[:, None], le[k] * safe[:, None], torch.zeros((), dtype=le.dtype, device=le.device))
     pdf = torch.where(valid, 1.0 / safe, torch.zeros_like(safe))
-    return wi, distance, weight, pdf
+    return wi, distance, weight, pdf, k
+
+
+def area_light_solid_angle_points_unchecked(ref_points: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor,
+                                            u: torch.Tensor, *, two_sided: bool = False):
+    """Where :func:`area_light_sample_direct` (``method="solid_angle"``) lands on the lamp for the numbers ``u``:
+    ``(triangle [P], barycentrics (b1, b2) [P, 2], density per unit area there [P])``, detached, for shading
+    points ``ref_points [P, 3]`` and ``u [P, 2]`` (unchecked: the caller validated the light). The point is
+    ``v0 + b1 (v1 - v0) + b2 (v2 - v0)`` of that triangle, and its density ``pdf |cos_y| / d^2`` (0 where no
+    emitting side is seen): an integrator can hold the barycentrics and the density fixed and move the point
+    with the lamp (a sample of the lamp's area parameterisation drawn by solid angle)."""
+    with torch.no_grad():
+        x = ref_points
+        tri = verts.detach()[faces.long()].to(x.dtype)
+        e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+        cross = torch.linalg.cross(e1, e2, dim=-1)
+        le = torch.ones(faces.shape[0], 1, dtype=x.dtype, device=x.device)
+        wi, distance, _, pdf, k = _sample_solid_angle(x, u, tri, cross, le, two_sided)
+        valid = (pdf > 0) & torch.isfinite(distance)
+        d = torch.where(valid, distance, torch.ones_like(distance))
+        r = x + wi * d[:, None] - tri[k, 0]
+        n = cross[k]
+        nn = (n * n).sum(-1).clamp_min(1e-300)
+        b1 = (torch.linalg.cross(r, e2[k], dim=-1) * n).sum(-1) / nn
+        b2 = (torch.linalg.cross(e1[k], r, dim=-1) * n).sum(-1) / nn
+        cos_y = (n * wi).sum(-1).abs() / nn.sqrt()
+        density = torch.where(valid, pdf * cos_y / (d * d), torch.zeros_like(pdf))
+        return k, torch.stack([b1, b2], -1), density
 
 
 # ------------------------------------------------------------------------------------------ environment maps
