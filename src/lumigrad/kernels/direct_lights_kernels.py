@@ -287,8 +287,8 @@ def direct_lights_forward(offset: int, end: int, position: wp.array2d(dtype=Any)
                           roughness: wp.array(dtype=Any), metallic: wp.array(dtype=Any),
                           f0: wp.array2d(dtype=Any), num_channels: int, lights: wp.array2d(dtype=wp.float64),
                           num_lights: int, min_d2: wp.float64, inv_min_d: wp.float64, out: wp.array2d(dtype=Any)):
-    """``lights`` has ``num_lights`` columns rounded up to whole lanes; the last, partial block runs one light at
-    a time."""
+    """``lights`` has exactly ``num_lights`` columns; they run four at a time as lanes, and the last, partial
+    block one light at a time."""
     i = offset + wp.tid()
     acc = wp.vec4d()
     part = _LaneSums()  # part[lane, c]: one sum per lane, so that the lanes' chains are independent

@@ -36,10 +36,14 @@ class _SampleTexture(torch.autograd.Function):
                      + _warp_records(records), table.device, min_chunk=4096)
         ctx.save_for_backward(table, uv, mask, active, slope, fine, offsets, *records)
         ctx.meta = (mode, None if tex is None else tex.shape, shapes)
+        ctx.recorded = record
         return out
 
     @staticmethod
     def backward(ctx, v_out):
+        if not ctx.recorded:
+            # Only inputs without a gradient of their own (``slope``) ask for one: there is no record to replay.
+            return (None,) * 16
         table, uv, mask, active, slope, fine, offsets, *records = ctx.saved_tensors
         mode, tex_shape, shapes = ctx.meta
         want_tex = tex_shape is not None and ctx.needs_input_grad[12]
