@@ -47,7 +47,7 @@ def area_choice(light, u: torch.Tensor):
     ``(triangle index [N], barycentrics [N, 2], the triangle's probability P_k = A_k / A [N])``."""
     with torch.no_grad():
         tri = light.verts.detach()[light.faces.long()].to(u.dtype)
-        double_area = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]).norm(dim=-1)
+        double_area = _cross(tri).norm(dim=-1)
         cdf = torch.cumsum(double_area, 0) / double_area.sum().clamp_min(1e-30)
         k = torch.searchsorted(cdf.contiguous(), u[:, 0].contiguous(), right=True).clamp(max=tri.shape[0] - 1)
         lo = torch.where(k > 0, cdf[(k - 1).clamp_min(0)], torch.zeros_like(u[:, 0]))
@@ -75,6 +75,12 @@ def area_points(light, tri_index: torch.Tensor, bary: torch.Tensor, prob: torch.
     return y, n, le * (0.5 * double_area / prob.clamp_min(1e-30))[:, None]
 
 
+def _cross(tri: torch.Tensor) -> torch.Tensor:
+    """``[N, 3]``: the cross product of triangles ``tri [N, 3, 3]``'s edges from the first corner (its norm is
+    twice the area)."""
+    return torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+
+
 def area_next_event(ts, bvh, bsdf, si, ng: torch.Tensor, u: torch.Tensor, lights: List[int]) -> torch.Tensor:
     """One sample of the direct light of each area light ``ts.lights[j], j in lights`` at the surface points
     ``si`` (geometric normals ``ng``), without MIS, in the lamp's area parameterisation: ``[N, 3]``, the sum over
@@ -93,8 +99,7 @@ def area_next_event(ts, bvh, bsdf, si, ng: torch.Tensor, u: torch.Tensor, lights
             x, light.verts, light.faces, u[:, 2 * i:2 * i + 2], two_sided=getattr(light, "two_sided", False))
         with torch.no_grad():
             tri = light.verts.detach()[light.faces.long()[k]].to(x.dtype)
-            area = 0.5 * torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]).norm(dim=-1)
-            prob = density * area
+            prob = density * 0.5 * _cross(tri).norm(dim=-1)  # the density per unit area times A_k
         out = out + area_light_term(bvh, bsdf, si, ng, light, k, bary, prob)
     return out
 

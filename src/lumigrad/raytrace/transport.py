@@ -193,8 +193,9 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
     # The adjoint pass differentiates area lights' direct light by area (module docstring).
     by_area = area_light_indices(ts) if adjoint is not None else []
     others = [j for j in range(n_lights) if j not in by_area]
+    # [parts + 1]: which parts are those lights' emitters; the last for "no emitter"
     found_parts = torch.tensor([any(e is not None and e is ts.lights[j] for j in by_area) for e in ts.part_emitters]
-                               + [False], device=device)  # [parts + 1]: the last for "no emitter"
+                               + [False], device=device) if by_area else None
     radiance = torch.zeros(R, C, dtype=dtype, device=device)
     alive = torch.arange(R, device=device)
     beta = torch.ones(R, C, dtype=dtype, device=device)
