@@ -72,15 +72,23 @@ class _DirectLights(torch.autograd.Function):
         need = ctx.needs_input_grad
         # the point gradients, the light gradients, the lights' axis and shape rows: each left out of the
         # kernel (not generated) when nothing asks for it
-        kernel = dk.backward_kernel(ctx.point_only, C, any(need[:7]), any(need[7:12]), need[10] or need[11])
+        need_point = any(need[:7])
+        kernel = dk.backward_kernel(ctx.point_only, C, need_point, any(need[7:12]), need[10] or need[11])
+        # v_light[slot, row, block] holds a block's LANES lights side by side; scratch[row] a point's per-lane
+        # gradient terms (one row per CPU thread, or per point on CUDA)
+        blocks = (K + dk.LANES - 1) // dk.LANES
         if dev.type == "cuda":
-            slots = light_vector.new_zeros((P + _CUDA_GROUP - 1) // _CUDA_GROUP, dk.ROWS, K, dtype=torch.float64)
-            launch(kernel, P, [0, P, *args, as_warp(slots), _CUDA_GROUP], dev)
+            slots = light_vector.new_zeros((P + _CUDA_GROUP - 1) // _CUDA_GROUP, dk.ROWS, blocks, dk.LANES,
+                                           dtype=torch.float64)
+            scratch = light_vector.new_empty(P if need_point else 1, dk.POINT_ROWS, dk.LANES, dtype=torch.float64)
+            launch(kernel, P, [0, P, *args, as_warp(slots, wp.vec4d), _CUDA_GROUP, as_warp(scratch, wp.vec4d)], dev)
         else:  # one private slot per thread: no atomics across threads
             parts = max(1, min(num_workers(), P // _MIN_POINTS_PER_THREAD))
-            slots = light_vector.new_zeros(parts, dk.ROWS, K, dtype=torch.float64)
-            launch_partitioned(kernel, P, lambda k: [*args, as_warp(slots[k:k + 1]), P + 1], parts, dev)
-        v_light = slots.sum(0).T
+            slots = light_vector.new_zeros(parts, dk.ROWS, blocks, dk.LANES, dtype=torch.float64)
+            scratch = light_vector.new_empty(parts, dk.POINT_ROWS, dk.LANES, dtype=torch.float64)
+            launch_partitioned(kernel, P, lambda k: [*args, as_warp(slots[k:k + 1], wp.vec4d), P + 1,
+                                                     as_warp(scratch[k:k + 1], wp.vec4d)], parts, dev)
+        v_light = slots.sum(0).flatten(1)[:, :K].T
         point = [g if n else None for g, n in zip(grads, need)]
         light = [v_light[:, dk.VECTOR:dk.VECTOR + 3], None, v_light[:, dk.RADIANCE:],
                  v_light[:, dk.SHAPE:dk.SHAPE + 3], v_light[:, dk.AXIS:dk.AXIS + 3]]

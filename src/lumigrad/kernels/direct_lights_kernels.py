@@ -366,6 +366,65 @@ class _Sums:
 
 _LightRow = wp.types.vector(length=ROWS, dtype=wp.float64)
 _LaneRows = wp.types.matrix(shape=(LANES, ROWS), dtype=wp.float64)
+#: A light's :class:`_Sums` terms flattened (``x``, ``n``, ``v``, ``kd``, ``F0``, then the five ``a2`` factors):
+#: the backward adds a block's lanes side by side into ``scratch[row, entry]`` (4-vectors).
+_PX, _PN, _PV, _PKD, _PF0, _PA2, POINT_ROWS = 0, 3, 6, 9, 13, 17, 22
+_PointRow = wp.types.vector(length=POINT_ROWS, dtype=wp.float64)
+_LanePoints = wp.types.matrix(shape=(LANES, POINT_ROWS), dtype=wp.float64)
+
+
+@wp.func
+def _flat(s: _Sums):
+    r = _PointRow()
+    for j in range(3):
+        r[_PX + j] = s.g_x[j]
+        r[_PN + j] = s.g_n[j]
+        r[_PV + j] = s.g_v[j]
+    for c in range(4):
+        r[_PKD + c] = s.kd[c]
+        r[_PF0 + c] = s.F0[c]
+    r[_PA2] = s.gE_a2
+    r[_PA2 + 1] = s.gqn_a2
+    r[_PA2 + 2] = s.gQ_s2
+    r[_PA2 + 3] = s.gQ_nl
+    r[_PA2 + 4] = s.gQ_a2
+    return r
+
+
+@wp.func
+def _add_point_lanes(scratch: wp.array2d(dtype=wp.vec4d), srow: int, rows: _LanePoints):
+    """``scratch[srow, q][lane] += rows[lane, q]``: one 4-vector per entry, the lanes side by side in memory
+    (LLVM's SLP vectoriser then packs the lanes' arithmetic that feeds them)."""
+    for h in range(2):  # two loops of 11: Warp unrolls constant loops up to 16 iterations
+        for j in range(11):
+            q = h * 11 + j
+            scratch[srow, q] = scratch[srow, q] + wp.vec4d(rows[0, q], rows[1, q], rows[2, q], rows[3, q])
+    return 0
+
+
+@wp.func
+def _lane_total(scratch: wp.array2d(dtype=wp.vec4d), srow: int, q: int):
+    v = scratch[srow, q]
+    return (v[0] + v[1]) + (v[2] + v[3])
+
+
+@wp.func
+def _sums_of(scratch: wp.array2d(dtype=wp.vec4d), srow: int):
+    """The point's :class:`_Sums`: each scratch entry's lanes added."""
+    s = _Sums()
+    for j in range(3):
+        s.g_x[j] = _lane_total(scratch, srow, _PX + j)
+        s.g_n[j] = _lane_total(scratch, srow, _PN + j)
+        s.g_v[j] = _lane_total(scratch, srow, _PV + j)
+    for c in range(4):
+        s.kd[c] = _lane_total(scratch, srow, _PKD + c)
+        s.F0[c] = _lane_total(scratch, srow, _PF0 + c)
+    s.gE_a2 = _lane_total(scratch, srow, _PA2)
+    s.gqn_a2 = _lane_total(scratch, srow, _PA2 + 1)
+    s.gQ_s2 = _lane_total(scratch, srow, _PA2 + 2)
+    s.gQ_nl = _lane_total(scratch, srow, _PA2 + 3)
+    s.gQ_a2 = _lane_total(scratch, srow, _PA2 + 4)
+    return s
 
 
 @functools.cache
@@ -478,23 +537,30 @@ def _gradients_func(point_only: bool, channels: int, want_point: bool, want_ligh
     return _gradients
 
 
+@wp.func
+def _lanes(rows: _LaneRows, j: int):
+    """Row ``j`` of a block's light gradients, its lanes side by side."""
+    return wp.vec4d(rows[0, j], rows[1, j], rows[2, j], rows[3, j])
+
+
 @functools.cache
-def _add_row_func(want_shape: bool):
-    """``_add_row(v_light, slot, k, row)``: ``v_light[slot, :, k] += row``; the axis and shape rows only where
-    ``want_shape``."""
+def _add_rows_func(want_shape: bool):
+    """``_add_rows(v_light, slot, block, rows)``: the light gradients of a block of :data:`LANES` lights,
+    ``v_light[slot, j, block][lane] += rows[lane, j]`` for each row ``j`` (one 4-vector per row, so the lanes'
+    sums are adjacent in memory); the axis and shape rows only where ``want_shape``."""
 
     @wp.func
-    def _add_row(v_light: wp.array3d(dtype=Any), slot: int, k: int, row: _LightRow):
+    def _add_rows(v_light: wp.array3d(dtype=wp.vec4d), slot: int, block: int, rows: _LaneRows):
         for j in range(3):
-            wp.atomic_add(v_light, slot, VECTOR + j, k, type(v_light[slot, 0, k])(row[VECTOR + j]))
+            wp.atomic_add(v_light, slot, VECTOR + j, block, _lanes(rows, VECTOR + j))
         for c in range(4):
-            wp.atomic_add(v_light, slot, RADIANCE + c, k, type(v_light[slot, 0, k])(row[RADIANCE + c]))
+            wp.atomic_add(v_light, slot, RADIANCE + c, block, _lanes(rows, RADIANCE + c))
         if wp.static(want_shape):
             for j in range(6):
-                wp.atomic_add(v_light, slot, AXIS + j, k, type(v_light[slot, 0, k])(row[AXIS + j]))
+                wp.atomic_add(v_light, slot, AXIS + j, block, _lanes(rows, AXIS + j))
         return 0
 
-    return _add_row
+    return _add_rows
 
 
 @functools.cache
@@ -507,7 +573,7 @@ def backward_kernel(point_only: bool, channels: int, want_point: bool, want_ligh
     v_shape[0:3], 0, v_radiance[0:4])`` (the table's rows)."""
     pair = _pair_func(point_only)
     gradients = _gradients_func(point_only, channels, want_point, want_light, want_shape and not point_only)
-    add_row = _add_row_func(want_shape and not point_only)
+    add_rows = _add_rows_func(want_shape and not point_only)
 
     @wp.kernel(enable_backward=False, module="unique")
     def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any),
@@ -519,7 +585,8 @@ def backward_kernel(point_only: bool, channels: int, want_point: bool, want_ligh
                                v_position: wp.array2d(dtype=Any), v_normal: wp.array2d(dtype=Any),
                                v_wo: wp.array2d(dtype=Any), v_base_color: wp.array2d(dtype=Any),
                                v_roughness: wp.array(dtype=Any), v_metallic: wp.array(dtype=Any),
-                               v_f0: wp.array2d(dtype=Any), v_light: wp.array3d(dtype=Any), group: int):
+                               v_f0: wp.array2d(dtype=Any), v_light: wp.array3d(dtype=wp.vec4d), group: int,
+                               scratch: wp.array2d(dtype=wp.vec4d)):
         i = offset + wp.tid()
         slot = i // group
         one = wp.float64(1.0)
@@ -540,22 +607,40 @@ def backward_kernel(point_only: bool, channels: int, want_point: bool, want_ligh
             cvec = _channels(base_color, i, channels)
             f0vec = _channels(f0, i, channels)
             kd, F0 = _mix(p.metal, cvec, f0vec)
-            sums = _Sums()
+            srow = i % scratch.shape[0]
+            if wp.static(want_point):
+                for h in range(2):
+                    for j in range(11):
+                        scratch[srow, h * 11 + j] = wp.vec4d()
             blocks = num_lights // LANES
             for block in range(blocks):
-                rows = _LaneRows()  # stored after the block: a store between lanes would split their code
+                # each lane's terms, added after the block: a store between lanes would split their code
+                rows = _LaneRows()
+                prows = _LanePoints()
                 for lane in range(LANES):  # unrolled, as the forward's
                     k = block * LANES + lane
-                    sums, row = gradients(sums, p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k, lights)
+                    terms, row = gradients(_Sums(), p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k, lights)
                     rows[lane] = row
+                    if wp.static(want_point):
+                        prows[lane] = _flat(terms)
                 if wp.static(want_light):
-                    for lane in range(LANES):
-                        add_row(v_light, slot, block * LANES + lane, rows[lane])
-            for k in range(blocks * LANES, num_lights):
-                sums, row = gradients(sums, p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k, lights)
+                    add_rows(v_light, slot, block, rows)
+                if wp.static(want_point):
+                    _add_point_lanes(scratch, srow, prows)
+            if blocks * LANES < num_lights:  # the last lights, one by one
+                rows = _LaneRows()
+                prows = _LanePoints()
+                for k in range(blocks * LANES, num_lights):
+                    terms, row = gradients(_Sums(), p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k, lights)
+                    rows[k - blocks * LANES] = row
+                    if wp.static(want_point):
+                        prows[k - blocks * LANES] = _flat(terms)
                 if wp.static(want_light):
-                    add_row(v_light, slot, k, row)
+                    add_rows(v_light, slot, blocks, rows)
+                if wp.static(want_point):
+                    _add_point_lanes(scratch, srow, prows)
             if wp.static(want_point):
+                sums = _sums_of(scratch, srow)
                 g_x = sums.g_x
                 g_n = sums.g_n
                 g_v = sums.g_v
@@ -603,7 +688,8 @@ def backward_kernel(point_only: bool, channels: int, want_point: bool, want_ligh
     for f in (wp.float32, wp.float64):
         a1, a2 = wp.array(dtype=f), wp.array2d(dtype=f)
         wp.overload(direct_lights_backward, _common_types(f) + [a2, a2, a2, a2, a2, a1, a1, a2,
-                                                                wp.array3d(dtype=wp.float64), int])
+                                                                wp.array3d(dtype=wp.vec4d), int,
+                                                                wp.array2d(dtype=wp.vec4d)])
     return direct_lights_backward
 
 
