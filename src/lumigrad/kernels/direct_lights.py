@@ -47,7 +47,7 @@ class _DirectLights(torch.autograd.Function):
                 light_radiance, light_shape, light_axis, min_distance, point_only):
         ensure_init()
         P, C = base_color.shape
-        out = torch.empty(P, C, dtype=base_color.dtype, device=base_color.device)
+        out = torch.empty(P, MAX_CHANNELS, dtype=base_color.dtype, device=base_color.device)
         args = _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_is_point,
                        light_radiance, light_shape, light_axis, min_distance)
         launch_split(dk.forward_kernel(point_only, C), P, args + [as_warp(out)], position.device,
@@ -56,7 +56,7 @@ class _DirectLights(torch.autograd.Function):
                               light_is_point, light_radiance, light_shape, light_axis)
         ctx.min_distance = min_distance
         ctx.point_only = point_only
-        return out
+        return out[:, :C]
 
     @staticmethod
     def backward(ctx, v_out):

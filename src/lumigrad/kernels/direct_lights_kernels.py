@@ -315,8 +315,10 @@ def forward_kernel(point_only: bool, channels: int):
     colour channels (1 to :data:`MAX_CHANNELS`), compiled on first launch. Inputs: ``(offset, end, position,
     normal, wo, base_color, roughness, metallic, f0, lights, num_lights, min_d2, inv_min_d, out)``; ``lights``
     has exactly ``num_lights`` columns; they run four at a time as lanes, and the last, partial block one light
-    at a time."""
-    radiance = _radiance_func(point_only, channels)
+    at a time. ``out`` has :data:`MAX_CHANNELS` columns whatever ``channels`` (the extra ones get 0): the
+    4-channel arithmetic is what LLVM packs into 256-bit instructions, and with the 4th column not stored it
+    is left out and the rest stays scalar (measured 17.7 against 12.4 ns per pair for 3 channels)."""
+    radiance = _radiance_func(point_only, MAX_CHANNELS)
 
     @wp.kernel(enable_backward=False, module="unique")
     def direct_lights_forward(offset: int, end: int, position: wp.array2d(dtype=Any), normal: wp.array2d(dtype=Any),
@@ -332,13 +334,13 @@ def forward_kernel(point_only: bool, channels: int):
             kd, F0 = _mix(p.metal, _channels(base_color, i, channels), _channels(f0, i, channels))
             blocks = num_lights // LANES
             for block in range(blocks):
-                for lane in range(LANES):  # unrolled: the lanes' identical code becomes SIMD instructions
+                for lane in range(LANES):  # unrolled: the lanes' identical code, in one basic block
                     part[lane] = part[lane] + radiance(p, kd, F0, block * LANES + lane, lights, min_d2, inv_min_d)
             for k in range(blocks * LANES, num_lights):
                 acc = acc + radiance(p, kd, F0, k, lights, min_d2, inv_min_d)
         for lane in range(LANES):
             acc = acc + part[lane]
-        for c in range(wp.static(channels)):
+        for c in range(MAX_CHANNELS):
             out[i, c] = type(out[i, c])(acc[c])
 
     for f in (wp.float32, wp.float64):
