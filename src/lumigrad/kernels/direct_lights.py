@@ -139,7 +139,8 @@ def direct_lights(position: torch.Tensor, normal: torch.Tensor, wo: torch.Tensor
     **Differentiability:** w.r.t. every float input (``light_is_point`` and ``spot.is_spot`` are indices); the
     horizon, the clamps, the range window's and the cone's ends give zero gradients as in
     :mod:`lumigrad.shading.brdf` and :mod:`lumigrad.shading.lights`. Memory of the backward: the inputs and
-    ``[threads or P / 256, 14, K]`` partial light gradients, never ``[P, K]``.
+    ``[threads or P / 256, 14, K]`` partial light gradients and per-lane point terms (``[threads, 22, 4]`` on
+    the CPU, ``[P, 22, 4]`` float64 on CUDA), never ``[P, K]``.
     """
     is_point = light_is_point.to(torch.bool)
     # The light tables are float64 whatever the points' dtype: K rows, and a float32 direction would carry its

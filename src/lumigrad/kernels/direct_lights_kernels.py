@@ -7,7 +7,8 @@ One thread per shading point ``i`` loops over the ``K`` lights, :data:`LANES` at
 
 * a directional light (``PT`` 0): ``l = u = vector[k]``, already the unit direction towards the light (the
   caller normalises), ``G = n.l`` (computed as the point light's ``(n.u) / |u|^3``, equal for ``|u| = 1``; its
-  gradient differs only along ``u``, which the caller's normalisation removes);
+  gradient differs only along ``u``, which the caller's normalisation removes); it does not read the point's
+  position ``x``;
 * a point or spot light (``PT`` 1) at ``p = vector[k]``: ``u = p - x``, ``l = u / |u|``,
   ``d = sqrt(max(u.u, min_d2))``, ``G = (n.u) / d^3 * W * a`` (``= A (n.w)`` with ``w = u / d``, ``A = 1 / d^2``)
   with the glTF range window ``W = clamp(1 - (d ir)^4, 0, 1)`` (``ir`` is ``1 / range``, 0 without range)
@@ -35,19 +36,26 @@ per light three square roots and two divisions forward; the backward's one recip
 **Lanes**: every light runs the same branch-free code (the kinds, the range window, the cone and the clamps'
 ends are selects and table entries), and a light that adds nothing (``valid`` false, outside its range or
 cone, at the point itself) is multiplied by 0 after its inputs were made harmless. So the :data:`LANES` copies
-of a step's code are identical, independent and in one basic block: LLVM's SLP vectoriser packs part of them
-into 256-bit instructions (the forward; the backward stays mostly scalar) and the core overlaps the rest.
-Any branch or store between the lanes splits that block and loses the gain (measured: a
-uniform ``if`` inside the lane code, or a test skipping a block of back-facing lights, made the forward slower
-than the per-light loop), so the backward keeps a block's light gradients in registers and stores them after
-the block. The arithmetic is float64 as before (the results equal the per-light loop's to rounding).
+of a step's code are identical, independent and in one basic block, and LLVM's SLP vectoriser packs part of
+them into 256-bit instructions. It packs what feeds stores to adjacent addresses: the forward's four channels
+(its output always has :data:`MAX_CHANNELS` columns, see :func:`forward_kernel`), and in the backward the four
+lanes, because a block's light gradients and its per-lane point terms are added after the block as one
+4-vector per row (``v_light[slot, row, block]`` and ``scratch[srow, entry]``, lanes side by side). Any branch or
+store between the lanes splits that block and loses the gain (measured: a uniform ``if`` inside the lane code,
+or a test skipping a block of back-facing lights, made the forward slower than the per-light loop). The
+arithmetic is float64 (the results equal the per-light loop's to rounding).
+
+**Kernels per case**: :func:`forward_kernel` and :func:`backward_kernel` are built (and compiled on first
+launch) per case with ``wp.static`` flags, so the common case runs no dead arithmetic: ``point_only`` tables
+(point lights without range or cone) leave out the directional, range and cone terms, and the backward
+generates only the gradients asked for (the point's, the lights', the lights' axis and shape rows).
 
 **Backward**: per point and light the same values are recomputed and differentiated by hand; point
-gradients are written per point (no atomics; sums over the lights of the per-point factors are kept and the
+gradients are written per point (no atomics; each lane's per-point factors are summed in ``scratch``, and the
 material chain runs once per point), light gradients are summed (in float64, whatever the dtype) into
-``v_light[slot, :, k]`` (the table's rows: vector, axis, shape, radiance) with ``slot = i // group``:
-the caller gives each CPU thread its own slot (``group`` larger than the points) or, on CUDA, one slot per
-``group`` points, and reduces the slots.
+``v_light[slot, row, k // LANES][k % LANES]`` (the table's rows: vector, axis, shape, radiance) with
+``slot = i // group``: the caller gives each CPU thread its own slot and scratch row (``group`` larger than the
+points) or, on CUDA, one slot per ``group`` points and a scratch row per point, and reduces the slots.
 """
 
 from __future__ import annotations
@@ -350,7 +358,7 @@ def forward_kernel(point_only: bool, channels: int):
 
 @wp.struct
 class _Sums:
-    """A point's gradient terms summed over its lights: ``x``, ``n``, ``v`` (before the normalisations),
+    """A point's gradient terms, one light's or summed over its lights: ``x``, ``n``, ``v`` (before the normalisations),
     ``d out / d kd_c`` and ``d out / d F0_c``, and the factors of the gradient of ``a2`` (D's numerator, ``q``,
     the Smith roots)."""
 
@@ -432,8 +440,8 @@ def _sums_of(scratch: wp.array2d(dtype=wp.vec4d), srow: int):
 @functools.cache
 def _gradients_func(point_only: bool, channels: int, want_point: bool, want_light: bool, want_shape: bool):
     """``_gradients(sums, p, b, kd, F0, g, k, lights)``: light ``k``'s share of the gradients at ``p`` for the
-    output gradient ``g``: ``(sums`` plus the point's terms, the light's gradient row ``(vector, axis, shape, PT
-    (0), radiance))``, both 0 where it adds nothing. Only what the flags ask for is generated: the point's sums
+    output gradient ``g``: ``(sums`` plus the point's terms (the backward passes zero ``sums``: one lane's
+    terms), the light's gradient row ``(vector, axis, shape, PT (0), radiance))``, both 0 where it adds nothing. Only what the flags ask for is generated: the point's sums
     (``want_point``), the light's row (``want_light``), its axis and shape entries (``want_shape``, not with
     ``point_only``); the rest stays 0."""
 
