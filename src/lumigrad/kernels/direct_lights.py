@@ -37,6 +37,10 @@ class SpotCones(NamedTuple):
     offset: torch.Tensor
 
 
+#: Per device type, whether the backward sums a point's per-light terms lane by lane in a scratch row
+#: (``direct_lights_kernels.backward_kernel``'s ``packed``: what lets LLVM pack the CPU's lanes).
+PACKED_LANES = {"cpu": True, "cuda": False}
+
 #: Shading points per slot of the light-gradient buffer on CUDA (atomics contend within one slot only).
 _CUDA_GROUP = 256
 
@@ -73,14 +77,15 @@ class _DirectLights(torch.autograd.Function):
         # the point gradients, the light gradients, the lights' axis and shape rows: each left out of the
         # kernel (not generated) when nothing asks for it
         need_point = any(need[:7])
-        kernel = dk.backward_kernel(ctx.point_only, C, need_point, any(need[7:12]), need[10] or need[11])
+        kernel = dk.backward_kernel(ctx.point_only, C, need_point, any(need[7:12]), need[10] or need[11],
+                                    PACKED_LANES[dev.type])
         # v_light[slot, row, block] holds a block's LANES lights side by side; scratch[row] a point's per-lane
-        # gradient terms (one row per CPU thread, or per point on CUDA)
+        # gradient terms (one row per CPU thread; not read on CUDA)
         blocks = (K + dk.LANES - 1) // dk.LANES
         if dev.type == "cuda":
             slots = light_vector.new_zeros((P + _CUDA_GROUP - 1) // _CUDA_GROUP, dk.ROWS, blocks, dk.LANES,
                                            dtype=torch.float64)
-            scratch = light_vector.new_empty(P if need_point else 1, dk.POINT_ROWS, dk.LANES, dtype=torch.float64)
+            scratch = light_vector.new_empty(1, dk.POINT_ROWS, dk.LANES, dtype=torch.float64)
             launch(kernel, P, [0, P, *args, as_warp(slots, wp.vec4d), _CUDA_GROUP, as_warp(scratch, wp.vec4d)], dev)
         else:  # one private slot per thread: no atomics across threads
             parts = max(1, min(num_workers(), P // _MIN_POINTS_PER_THREAD))
@@ -139,8 +144,8 @@ def direct_lights(position: torch.Tensor, normal: torch.Tensor, wo: torch.Tensor
     **Differentiability:** w.r.t. every float input (``light_is_point`` and ``spot.is_spot`` are indices); the
     horizon, the clamps, the range window's and the cone's ends give zero gradients as in
     :mod:`lumigrad.shading.brdf` and :mod:`lumigrad.shading.lights`. Memory of the backward: the inputs and
-    ``[threads or P / 256, 14, K]`` partial light gradients and per-lane point terms (``[threads, 22, 4]`` on
-    the CPU, ``[P, 22, 4]`` float64 on CUDA), never ``[P, K]``.
+    ``[threads or P / 256, 14, K]`` partial light gradients and on the CPU ``[threads, 22, 4]`` per-lane point
+    terms, never ``[P, K]``.
     """
     is_point = light_is_point.to(torch.bool)
     # The light tables are float64 whatever the points' dtype: K rows, and a float32 direction would carry its

@@ -55,7 +55,8 @@ gradients are written per point (no atomics; each lane's per-point factors are s
 material chain runs once per point), light gradients are summed (in float64, whatever the dtype) into
 ``v_light[slot, row, k // LANES][k % LANES]`` (the table's rows: vector, axis, shape, radiance) with
 ``slot = i // group``: the caller gives each CPU thread its own slot and scratch row (``group`` larger than the
-points) or, on CUDA, one slot per ``group`` points and a scratch row per point, and reduces the slots.
+points) or, on CUDA, one slot per ``group`` points (there the point's terms are summed in registers), and
+reduces the slots.
 """
 
 from __future__ import annotations
@@ -574,16 +575,21 @@ def _add_rows_func(want_shape: bool):
 
 
 @functools.cache
-def backward_kernel(point_only: bool, channels: int, want_point: bool, want_light: bool, want_shape: bool):
+def backward_kernel(point_only: bool, channels: int, want_point: bool, want_light: bool, want_shape: bool,
+                    packed: bool = True):
     """The backward kernel for :func:`forward_kernel` ``(point_only, channels)``, generating only the gradients
     asked for: the point gradients (``want_point``; else not written), the light gradients (``want_light``;
     else ``v_light`` is untouched) and their axis and shape rows (``want_shape``; else left 0). Inputs: the
     forward's (without ``out``), then ``(v_out, v_position, v_normal, v_wo, v_base_color, v_roughness,
     v_metallic, v_f0, v_light, group)``; ``v_light[slot, :, k]`` holds ``(v_vector[0:3], v_axis[0:3],
-    v_shape[0:3], 0, v_radiance[0:4])`` (the table's rows)."""
+    v_shape[0:3], 0, v_radiance[0:4])`` (the table's rows). ``packed`` (the CPU's choice) sums the point's
+    per-light terms lane by lane in ``scratch`` (one row per thread, ``[rows, POINT_ROWS]`` 4-vectors), so that
+    LLVM packs the lanes; otherwise (CUDA: no SLP vectoriser to feed, and a scratch row per thread would be one
+    per point) they are summed in registers and ``scratch`` is not read."""
     pair = _pair_func(point_only)
     gradients = _gradients_func(point_only, channels, want_point, want_light, want_shape and not point_only)
     add_rows = _add_rows_func(want_shape and not point_only)
+    packed = packed and want_point
 
     @wp.kernel(enable_backward=False, module="unique")
     def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any),
@@ -618,7 +624,8 @@ def backward_kernel(point_only: bool, channels: int, want_point: bool, want_ligh
             f0vec = _channels(f0, i, channels)
             kd, F0 = _mix(p.metal, cvec, f0vec)
             srow = i % scratch.shape[0]
-            if wp.static(want_point):
+            sums = _Sums()
+            if wp.static(packed):
                 for h in range(2):
                     for j in range(11):
                         scratch[srow, h * 11 + j] = wp.vec4d()
@@ -629,28 +636,35 @@ def backward_kernel(point_only: bool, channels: int, want_point: bool, want_ligh
                 prows = _LanePoints()
                 for lane in range(LANES):  # unrolled, as the forward's
                     k = block * LANES + lane
-                    terms, row = gradients(_Sums(), p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k, lights)
-                    rows[lane] = row
-                    if wp.static(want_point):
+                    if wp.static(packed):
+                        terms, row = gradients(_Sums(), p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k,
+                                               lights)
                         prows[lane] = _flat(terms)
+                    else:
+                        sums, row = gradients(sums, p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k, lights)
+                    rows[lane] = row
                 if wp.static(want_light):
                     add_rows(v_light, slot, block, rows)
-                if wp.static(want_point):
+                if wp.static(packed):
                     _add_point_lanes(scratch, srow, prows)
             if blocks * LANES < num_lights:  # the last lights, one by one
                 rows = _LaneRows()
                 prows = _LanePoints()
                 for k in range(blocks * LANES, num_lights):
-                    terms, row = gradients(_Sums(), p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k, lights)
-                    rows[k - blocks * LANES] = row
-                    if wp.static(want_point):
+                    if wp.static(packed):
+                        terms, row = gradients(_Sums(), p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k,
+                                               lights)
                         prows[k - blocks * LANES] = _flat(terms)
+                    else:
+                        sums, row = gradients(sums, p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k, lights)
+                    rows[k - blocks * LANES] = row
                 if wp.static(want_light):
                     add_rows(v_light, slot, blocks, rows)
-                if wp.static(want_point):
+                if wp.static(packed):
                     _add_point_lanes(scratch, srow, prows)
             if wp.static(want_point):
-                sums = _sums_of(scratch, srow)
+                if wp.static(packed):
+                    sums = _sums_of(scratch, srow)
                 g_x = sums.g_x
                 g_n = sums.g_n
                 g_v = sums.g_v
