@@ -56,13 +56,15 @@ def test_each_kernel_case_matches_reference(dtype, point_lights_only, wanted, K)
         _close(a, b, TOL[dtype], f"gradient of {NAMES[j]}")
 
 
-def test_four_channels_match_reference():
-    """C = 4: every lane of the kernels' 4-channel vectors in use."""
-    leaves, is_point = _leaves(torch.float64, 6, True, C=4)
+@pytest.mark.parametrize("C", [1, 2, 4])
+def test_other_channel_counts_match_reference(C):
+    """C = 1, 2 and 4 (4: every entry of the kernels' 4-channel vectors in use); the kernels are built per
+    channel count and the forward always computes and stores 4."""
+    leaves, is_point = _leaves(torch.float64, 6, True, C=C)
     fused_x = [t.detach().clone().requires_grad_() for t in leaves]
     ref_x = [t.detach().clone().requires_grad_() for t in leaves]
     fused, ref = _shade(fused_x, is_point, True), _shade(ref_x, is_point, False)
-    assert fused.shape[-1] == 4
+    assert fused.shape[-1] == C
     _close(fused, ref, 1e-12, "value")
     cot = torch.randn(ref.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     for name, a, b in zip(NAMES, torch.autograd.grad(fused, fused_x, cot), torch.autograd.grad(ref, ref_x, cot)):
