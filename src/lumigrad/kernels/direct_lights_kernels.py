@@ -442,9 +442,9 @@ def _sums_of(scratch: wp.array2d(dtype=wp.vec4d), srow: int):
 def _gradients_func(point_only: bool, channels: int, want_point: bool, want_light: bool, want_shape: bool):
     """``_gradients(sums, p, b, kd, F0, g, k, lights)``: light ``k``'s share of the gradients at ``p`` for the
     output gradient ``g``: ``(sums`` plus the point's terms (the backward passes zero ``sums``: one lane's
-    terms), the light's gradient row ``(vector, axis, shape, PT (0), radiance))``, both 0 where it adds nothing. Only what the flags ask for is generated: the point's sums
-    (``want_point``), the light's row (``want_light``), its axis and shape entries (``want_shape``, not with
-    ``point_only``); the rest stays 0."""
+    terms), the light's gradient row ``(vector, axis, shape, PT (0), radiance))``, both 0 where it adds
+    nothing. Only what the flags ask for is generated: the point's sums (``want_point``), the light's row
+    (``want_light``), its axis and shape entries (``want_shape``, not with ``point_only``); the rest stays 0."""
 
     @wp.func
     def _gradients(sums: _Sums, p: _Point, b: _Pair, kd: wp.vec4d, F0: wp.vec4d, g: wp.vec4d, k: int,
