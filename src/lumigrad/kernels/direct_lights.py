@@ -37,6 +37,10 @@ class SpotCones(NamedTuple):
     offset: torch.Tensor
 
 
+#: Per device type, whether the backward sums a point's per-light terms lane by lane in a scratch row
+#: (``direct_lights_kernels.backward_kernel``'s ``packed``: what lets LLVM pack the CPU's lanes).
+PACKED_LANES = {"cpu": True, "cuda": False}
+
 #: Shading points per slot of the light-gradient buffer on CUDA (atomics contend within one slot only).
 _CUDA_GROUP = 256
 
@@ -44,18 +48,19 @@ _CUDA_GROUP = 256
 class _DirectLights(torch.autograd.Function):
     @staticmethod
     def forward(ctx, position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_is_point,
-                light_radiance, light_shape, light_axis, min_distance):
+                light_radiance, light_shape, light_axis, min_distance, point_only):
         ensure_init()
         P, C = base_color.shape
-        out = torch.empty(P, C, dtype=base_color.dtype, device=base_color.device)
+        out = torch.empty(P, MAX_CHANNELS, dtype=base_color.dtype, device=base_color.device)
         args = _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_is_point,
                        light_radiance, light_shape, light_axis, min_distance)
-        launch_split(dk.direct_lights_forward, P, args + [as_warp(out)], position.device,
+        launch_split(dk.forward_kernel(point_only, C), P, args + [as_warp(out)], position.device,
                      min_chunk=_MIN_POINTS_PER_THREAD)
         ctx.save_for_backward(position, normal, wo, base_color, roughness, metallic, f0, light_vector,
                               light_is_point, light_radiance, light_shape, light_axis)
         ctx.min_distance = min_distance
-        return out
+        ctx.point_only = point_only
+        return out[:, :C]
 
     @staticmethod
     def backward(ctx, v_out):
@@ -69,22 +74,30 @@ class _DirectLights(torch.autograd.Function):
         args += [as_warp(g) for g in grads[:4]] + [as_warp(grads[4].view(-1)), as_warp(grads[5].view(-1)),
                                                   as_warp(grads[6])]
         need = ctx.needs_input_grad
-        # the point gradients, the light gradients, the lights' axis and shape rows: each skipped in the kernel
-        # when nothing asks for it
-        wants = [int(any(need[:7])), int(any(need[7:12])), int(need[10] or need[11])]
+        # the point gradients, the light gradients, the lights' axis and shape rows: each left out of the
+        # kernel (not generated) when nothing asks for it
+        need_point = any(need[:7])
+        kernel = dk.backward_kernel(ctx.point_only, C, need_point, any(need[7:12]), need[10] or need[11],
+                                    PACKED_LANES[dev.type])
+        # v_light[slot, row, block] holds a block's LANES lights side by side; scratch[row] a point's per-lane
+        # gradient terms (one row per CPU thread; not read on CUDA)
+        blocks = (K + dk.LANES - 1) // dk.LANES
         if dev.type == "cuda":
-            slots = light_vector.new_zeros((P + _CUDA_GROUP - 1) // _CUDA_GROUP, dk.ROWS, K, dtype=torch.float64)
-            launch(dk.direct_lights_backward, P, [0, P, *args, as_warp(slots), _CUDA_GROUP, *wants], dev)
+            slots = light_vector.new_zeros((P + _CUDA_GROUP - 1) // _CUDA_GROUP, dk.ROWS, blocks, dk.LANES,
+                                           dtype=torch.float64)
+            scratch = light_vector.new_empty(1, dk.POINT_ROWS, dk.LANES, dtype=torch.float64)
+            launch(kernel, P, [0, P, *args, as_warp(slots, wp.vec4d), _CUDA_GROUP, as_warp(scratch, wp.vec4d)], dev)
         else:  # one private slot per thread: no atomics across threads
             parts = max(1, min(num_workers(), P // _MIN_POINTS_PER_THREAD))
-            slots = light_vector.new_zeros(parts, dk.ROWS, K, dtype=torch.float64)
-            launch_partitioned(dk.direct_lights_backward, P,
-                               lambda k: [*args, as_warp(slots[k:k + 1]), P + 1, *wants], parts, dev)
-        v_light = slots.sum(0).T
+            slots = light_vector.new_zeros(parts, dk.ROWS, blocks, dk.LANES, dtype=torch.float64)
+            scratch = light_vector.new_empty(parts, dk.POINT_ROWS, dk.LANES, dtype=torch.float64)
+            launch_partitioned(kernel, P, lambda k: [*args, as_warp(slots[k:k + 1], wp.vec4d), P + 1,
+                                                     as_warp(scratch[k:k + 1], wp.vec4d)], parts, dev)
+        v_light = slots.sum(0).flatten(1)[:, :K].T
         point = [g if n else None for g, n in zip(grads, need)]
         light = [v_light[:, dk.VECTOR:dk.VECTOR + 3], None, v_light[:, dk.RADIANCE:],
                  v_light[:, dk.SHAPE:dk.SHAPE + 3], v_light[:, dk.AXIS:dk.AXIS + 3]]
-        return (*point, *[g if n else None for g, n in zip(light, need[7:12])], None)
+        return (*point, *[g if n else None for g, n in zip(light, need[7:12])], None, None)
 
 
 def _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_is_point, light_radiance,
@@ -97,7 +110,7 @@ def _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vec
         table[row:row + part.shape[1], :K] = part.T
     table[dk.PT, :K] = light_is_point
     return [as_warp(position), as_warp(normal), as_warp(wo), as_warp(base_color), as_warp(roughness.view(-1)),
-            as_warp(metallic.view(-1)), as_warp(f0), int(base_color.shape[1]), as_warp(table), int(K),
+            as_warp(metallic.view(-1)), as_warp(f0), as_warp(table), int(K),
             wp.float64(float(min_distance) ** 2), wp.float64(1.0 / float(min_distance))]
 
 
@@ -131,7 +144,8 @@ def direct_lights(position: torch.Tensor, normal: torch.Tensor, wo: torch.Tensor
     **Differentiability:** w.r.t. every float input (``light_is_point`` and ``spot.is_spot`` are indices); the
     horizon, the clamps, the range window's and the cone's ends give zero gradients as in
     :mod:`lumigrad.shading.brdf` and :mod:`lumigrad.shading.lights`. Memory of the backward: the inputs and
-    ``[threads or P / 256, 14, K]`` partial light gradients, never ``[P, K]``.
+    ``[threads or P / 256, 14, K]`` partial light gradients and on the CPU ``[threads, 22, 4]`` per-lane point
+    terms, never ``[P, K]``.
     """
     is_point = light_is_point.to(torch.bool)
     # The light tables are float64 whatever the points' dtype: K rows, and a float32 direction would carry its
@@ -152,8 +166,11 @@ def direct_lights(position: torch.Tensor, normal: torch.Tensor, wo: torch.Tensor
         axis = torch.where(on[:, None], axis64 / axis_norm[:, None], torch.zeros_like(axis64))
         shape = torch.stack([inv_range, torch.where(on, spot.scale.double(), zeros),
                              torch.where(on, spot.offset.double(), ones)], -1)
-    # the kernels loop over MAX_CHANNELS channels (a constant count): the radiance's extra columns are zeros
+    # the kernels read MAX_CHANNELS radiance rows: the radiance's extra columns are zeros
     radiance64 = torch.nn.functional.pad(radiance64, (0, MAX_CHANNELS - radiance64.shape[1]))
+    # point lights without range or cone (the common case) run kernels without those terms (one host sync on
+    # CUDA, for the [K] flags)
+    point_only = spot is None and light_inv_range is None and bool(is_point.all())
     return _DirectLights.apply(position, normal, wo, base_color, roughness, metallic, f0, vector.contiguous(),
                                is_point.to(vector64.dtype), radiance64.contiguous(), shape.contiguous(), axis.contiguous(),
-                               min_distance)
+                               min_distance, point_only)

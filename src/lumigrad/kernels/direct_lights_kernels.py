@@ -7,7 +7,8 @@ One thread per shading point ``i`` loops over the ``K`` lights, :data:`LANES` at
 
 * a directional light (``PT`` 0): ``l = u = vector[k]``, already the unit direction towards the light (the
   caller normalises), ``G = n.l`` (computed as the point light's ``(n.u) / |u|^3``, equal for ``|u| = 1``; its
-  gradient differs only along ``u``, which the caller's normalisation removes);
+  gradient differs only along ``u``, which the caller's normalisation removes); it does not read the point's
+  position ``x``;
 * a point or spot light (``PT`` 1) at ``p = vector[k]``: ``u = p - x``, ``l = u / |u|``,
   ``d = sqrt(max(u.u, min_d2))``, ``G = (n.u) / d^3 * W * a`` (``= A (n.w)`` with ``w = u / d``, ``A = 1 / d^2``)
   with the glTF range window ``W = clamp(1 - (d ir)^4, 0, 1)`` (``ir`` is ``1 / range``, 0 without range)
@@ -35,23 +36,32 @@ per light three square roots and two divisions forward; the backward's one recip
 **Lanes**: every light runs the same branch-free code (the kinds, the range window, the cone and the clamps'
 ends are selects and table entries), and a light that adds nothing (``valid`` false, outside its range or
 cone, at the point itself) is multiplied by 0 after its inputs were made harmless. So the :data:`LANES` copies
-of a step's code are identical, independent and in one basic block: LLVM's SLP vectoriser packs part of them
-into 256-bit instructions (the forward; the backward stays mostly scalar) and the core overlaps the rest.
-Any branch or store between the lanes splits that block and loses the gain (measured: a
-uniform ``if`` inside the lane code, or a test skipping a block of back-facing lights, made the forward slower
-than the per-light loop), so the backward keeps a block's light gradients in registers and stores them after
-the block. The arithmetic is float64 as before (the results equal the per-light loop's to rounding).
+of a step's code are identical, independent and in one basic block, and LLVM's SLP vectoriser packs part of
+them into 256-bit instructions. It packs what feeds stores to adjacent addresses: the forward's four channels
+(its output always has :data:`MAX_CHANNELS` columns, see :func:`forward_kernel`), and in the backward the four
+lanes, because a block's light gradients and its per-lane point terms are added after the block as one
+4-vector per row (``v_light[slot, row, block]`` and ``scratch[srow, entry]``, lanes side by side). Any branch or
+store between the lanes splits that block and loses the gain (measured: a uniform ``if`` inside the lane code,
+or a test skipping a block of back-facing lights, made the forward slower than the per-light loop). The
+arithmetic is float64 (the results equal the per-light loop's to rounding).
+
+**Kernels per case**: :func:`forward_kernel` and :func:`backward_kernel` are built (and compiled on first
+launch) per case with ``wp.static`` flags, so the common case runs no dead arithmetic: ``point_only`` tables
+(point lights without range or cone) leave out the directional, range and cone terms, and the backward
+generates only the gradients asked for (the point's, the lights', the lights' axis and shape rows).
 
 **Backward**: per point and light the same values are recomputed and differentiated by hand; point
-gradients are written per point (no atomics; sums over the lights of the per-point factors are kept and the
+gradients are written per point (no atomics; each lane's per-point factors are summed in ``scratch``, and the
 material chain runs once per point), light gradients are summed (in float64, whatever the dtype) into
-``v_light[slot, :, k]`` (the table's rows: vector, axis, shape, radiance) with ``slot = i // group``:
-the caller gives each CPU thread its own slot (``group`` larger than the points) or, on CUDA, one slot per
-``group`` points, and reduces the slots.
+``v_light[slot, row, k // LANES][k % LANES]`` (the table's rows: vector, axis, shape, radiance) with
+``slot = i // group``: the caller gives each CPU thread its own slot and scratch row (``group`` larger than the
+points) or, on CUDA, one slot per ``group`` points (there the point's terms are summed in registers), and
+reduces the slots.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import warp as wp
@@ -199,117 +209,157 @@ def _mix(metal: wp.float64, cvec: wp.vec4d, f0vec: wp.vec4d):
     return kd, F0
 
 
-@wp.func
-def _pair(p: _Point, k: int, lights: wp.array2d(dtype=wp.float64), min_d2: wp.float64, inv_min_d: wp.float64):
-    """Light ``k`` at point ``p``, without branches: every light takes the point light's path (a directional
-    light's table has ``PT`` 0, so ``u`` is its unit direction, unclamped, ``K3`` 1 up to rounding), the range
-    window (``ir`` 0: ``W`` 1) and the cone (``sc`` 0, ``of`` 1 for all but spot lights: ``a`` 1); the ends of
-    the clamps are selects. Where ``ok`` is 0 the inputs are replaced by harmless ones, so nothing is NaN."""
-    one = wp.float64(1.0)
-    zero = wp.float64(0.0)
-    b = _Pair()
-    pt = lights[PT, k]
-    u0 = _column(lights, VECTOR, k) - pt * p.x
-    s0 = wp.dot(u0, u0)
-    live = s0 > zero  # a point light at the shading point lights nothing (the reference's 0 / 0 direction)
-    u = wp.where(live, u0, p.n)
-    s = wp.where(live, s0, one)
-    inv_len = one / wp.sqrt(s)
-    nu = wp.dot(p.n, u)
-    b.u = u
-    b.inv_len = inv_len
-    b.nl_raw = nu * inv_len
-    b.l = u * inv_len
-    b.unclamped = wp.where(s >= min_d2, 1, wp.where(pt == zero, 1, 0))  # selects: `or` would branch
-    inv3 = inv_len * inv_len * inv_len
-    inv_min3 = inv_min_d * inv_min_d * inv_min_d
-    b.K3 = wp.where(b.unclamped != 0, inv3, inv_min3)
-    b.dcl = wp.where(b.unclamped != 0, s * inv_len, one / inv_min_d)
-    b.inv_dcl = wp.where(b.unclamped != 0, inv_len, inv_min_d)
-    b.G0 = nu * b.K3
-    b.ir = lights[SHAPE, k]
-    b.t = b.dcl * b.ir
-    t2 = b.t * b.t
-    b.W = one - t2 * t2
-    b.axis = _column(lights, AXIS, k)
-    b.sc = lights[SHAPE + 1, k]
-    b.cd = -wp.dot(u, b.axis) * b.inv_dcl
-    b.tt = b.cd * b.sc + lights[SHAPE + 2, k]
-    ta = wp.min(b.tt, one)
-    b.a = ta * ta
-    b.G = b.G0 * b.W * b.a
-    b.ok = wp.where(live, wp.where(b.nl_raw > zero, wp.where(b.W >= zero, wp.where(b.tt > zero, one, zero), zero),
-                                   zero), zero)
-    # the BRDF, no normalised half vector: hv = l + v, v.h = |hv| / 2 (unit l, v) and q |hv|^2 =
-    # a2 |hv|^2 + (1 - a2) |n x hv|^2 (the twin's 1 - nh^2 = |n x hv|^2 / |hv|^2: no cancellation)
-    b.nl = wp.min(wp.max(b.nl_raw, _DOT_EPS), one)
-    hv = b.l + p.v
-    b.hv = hv
-    hh = wp.dot(hv, hv)
-    b.h_clamped = wp.where(hh < _DOT_EPS * _DOT_EPS, 1, 0)  # l = -v up to rounding: |l + v| clamped as the reference's
-    b.hc = wp.where(b.h_clamped != 0, _DOT_EPS * _DOT_EPS, hh)
-    b.hl = wp.where(b.h_clamped != 0, _DOT_EPS, wp.sqrt(hh))
-    b.vh_raw = wp.where(b.h_clamped != 0, wp.dot(p.v, hv) / _DOT_EPS, wp.float64(0.5) * b.hl)
-    b.m = one - wp.min(wp.max(b.vh_raw, zero), one)
-    m2 = b.m * b.m
-    b.m5 = m2 * m2 * b.m
-    b.c = wp.cross(p.n, hv)
-    b.c2 = wp.dot(b.c, b.c)
-    b.qn = p.a2 * b.hc + p.one_a2 * b.c2
-    b.s2 = wp.sqrt(b.nl * b.nl * p.one_a2 + p.a2)
-    b.Q = b.nl * p.s1 + p.nv * b.s2
-    return b
+@functools.cache
+def _pair_func(point_only: bool):
+    """``_pair(p, k, lights, min_d2, inv_min_d)``: light ``k`` at point ``p``, without branches. The general
+    version runs every light through the point light's path: a directional light's ``u`` is its unit vector
+    (``PT`` 0: unclamped, ``K3`` 1 up to rounding; the point's position is not read, a select picks the vector),
+    the range window (``ir`` 0: ``W`` 1) and the cone (``sc`` 0, ``of`` 1 for all but spot lights: ``a`` 1); the
+    ends of the clamps are selects. ``point_only``: the table holds point lights without range or cone, and
+    these terms are not generated (``W``, ``a`` and the cone's fields are left unset). Where ``ok`` is 0 the
+    inputs are replaced by harmless ones, so nothing is NaN."""
+
+    @wp.func
+    def _pair(p: _Point, k: int, lights: wp.array2d(dtype=wp.float64), min_d2: wp.float64,
+              inv_min_d: wp.float64):
+        one = wp.float64(1.0)
+        zero = wp.float64(0.0)
+        b = _Pair()
+        vector = _column(lights, VECTOR, k)
+        pt = lights[PT, k]
+        if wp.static(point_only):
+            u0 = vector - p.x
+        else:
+            u0 = wp.where(pt != zero, vector - p.x, vector)
+        s0 = wp.dot(u0, u0)
+        live = s0 > zero  # a point light at the shading point lights nothing (the reference's 0 / 0 direction)
+        u = wp.where(live, u0, p.n)
+        s = wp.where(live, s0, one)
+        inv_len = one / wp.sqrt(s)
+        nu = wp.dot(p.n, u)
+        b.u = u
+        b.inv_len = inv_len
+        b.nl_raw = nu * inv_len
+        b.l = u * inv_len
+        if wp.static(point_only):
+            b.unclamped = wp.where(s >= min_d2, 1, 0)
+        else:
+            b.unclamped = wp.where(s >= min_d2, 1, wp.where(pt == zero, 1, 0))  # selects: `or` would branch
+        inv3 = inv_len * inv_len * inv_len
+        inv_min3 = inv_min_d * inv_min_d * inv_min_d
+        b.K3 = wp.where(b.unclamped != 0, inv3, inv_min3)
+        b.G0 = nu * b.K3
+        if wp.static(point_only):
+            b.G = b.G0
+            b.ok = wp.where(live, wp.where(b.nl_raw > zero, one, zero), zero)
+        else:
+            b.dcl = wp.where(b.unclamped != 0, s * inv_len, one / inv_min_d)
+            b.inv_dcl = wp.where(b.unclamped != 0, inv_len, inv_min_d)
+            b.ir = lights[SHAPE, k]
+            b.t = b.dcl * b.ir
+            t2 = b.t * b.t
+            b.W = one - t2 * t2
+            b.axis = _column(lights, AXIS, k)
+            b.sc = lights[SHAPE + 1, k]
+            b.cd = -wp.dot(u, b.axis) * b.inv_dcl
+            b.tt = b.cd * b.sc + lights[SHAPE + 2, k]
+            ta = wp.min(b.tt, one)
+            b.a = ta * ta
+            b.G = b.G0 * b.W * b.a
+            b.ok = wp.where(live, wp.where(b.nl_raw > zero, wp.where(b.W >= zero, wp.where(b.tt > zero, one, zero),
+                                                                       zero), zero), zero)
+        # the BRDF, no normalised half vector: hv = l + v, v.h = |hv| / 2 (unit l, v) and q |hv|^2 =
+        # a2 |hv|^2 + (1 - a2) |n x hv|^2 (the twin's 1 - nh^2 = |n x hv|^2 / |hv|^2: no cancellation)
+        b.nl = wp.min(wp.max(b.nl_raw, _DOT_EPS), one)
+        hv = b.l + p.v
+        b.hv = hv
+        hh = wp.dot(hv, hv)
+        b.h_clamped = wp.where(hh < _DOT_EPS * _DOT_EPS, 1, 0)  # l = -v up to rounding: clamped as the reference
+        b.hc = wp.where(b.h_clamped != 0, _DOT_EPS * _DOT_EPS, hh)
+        b.hl = wp.where(b.h_clamped != 0, _DOT_EPS, wp.sqrt(hh))
+        b.vh_raw = wp.where(b.h_clamped != 0, wp.dot(p.v, hv) / _DOT_EPS, wp.float64(0.5) * b.hl)
+        b.m = one - wp.min(wp.max(b.vh_raw, zero), one)
+        m2 = b.m * b.m
+        b.m5 = m2 * m2 * b.m
+        b.c = wp.cross(p.n, hv)
+        b.c2 = wp.dot(b.c, b.c)
+        b.qn = p.a2 * b.hc + p.one_a2 * b.c2
+        b.s2 = wp.sqrt(b.nl * b.nl * p.one_a2 + p.a2)
+        b.Q = b.nl * p.s1 + p.nv * b.s2
+        return b
+
+    return _pair
 
 
 _LaneSums = wp.types.matrix(shape=(LANES, 4), dtype=wp.float64)
 
 
-@wp.func
-def _radiance(p: _Point, kd: wp.vec4d, F0: wp.vec4d, k: int, lights: wp.array2d(dtype=wp.float64),
-              min_d2: wp.float64, inv_min_d: wp.float64):
-    """Light ``k``'s reflected radiance at ``p`` (all of MAX_CHANNELS; 0 where it adds nothing)."""
-    one = wp.float64(1.0)
-    b = _pair(p, k, lights, min_d2, inv_min_d)
-    dv = p.a2_2pi * b.hc * b.hc / (b.qn * b.qn * b.Q)
-    G = b.G * b.ok
-    one_m5 = one - b.m5
-    out = wp.vec4d()
-    for c in range(4):  # constant: unrolled, the vectors stay in registers
-        F0c = F0[c]
-        f = kd[c] * one_m5 + dv * (F0c + (one - F0c) * b.m5)
-        out[c] = f * lights[RADIANCE + c, k] * G
-    return out
+@functools.cache
+def _radiance_func(point_only: bool, channels: int):
+    """``_radiance(p, kd, F0, k, lights, min_d2, inv_min_d)``: light ``k``'s reflected radiance at ``p`` in its
+    first ``channels`` entries (0 where it adds nothing)."""
+    pair = _pair_func(point_only)
+
+    @wp.func
+    def _radiance(p: _Point, kd: wp.vec4d, F0: wp.vec4d, k: int, lights: wp.array2d(dtype=wp.float64),
+                  min_d2: wp.float64, inv_min_d: wp.float64):
+        one = wp.float64(1.0)
+        b = pair(p, k, lights, min_d2, inv_min_d)
+        dv = p.a2_2pi * b.hc * b.hc / (b.qn * b.qn * b.Q)
+        G = b.G * b.ok
+        one_m5 = one - b.m5
+        out = wp.vec4d()
+        for c in range(wp.static(channels)):  # constant: unrolled, the vectors stay in registers
+            F0c = F0[c]
+            f = kd[c] * one_m5 + dv * (F0c + (one - F0c) * b.m5)
+            out[c] = f * lights[RADIANCE + c, k] * G
+        return out
+
+    return _radiance
 
 
-@wp.kernel
-def direct_lights_forward(offset: int, end: int, position: wp.array2d(dtype=Any), normal: wp.array2d(dtype=Any),
-                          wo: wp.array2d(dtype=Any), base_color: wp.array2d(dtype=Any),
-                          roughness: wp.array(dtype=Any), metallic: wp.array(dtype=Any),
-                          f0: wp.array2d(dtype=Any), num_channels: int, lights: wp.array2d(dtype=wp.float64),
-                          num_lights: int, min_d2: wp.float64, inv_min_d: wp.float64, out: wp.array2d(dtype=Any)):
-    """``lights`` has exactly ``num_lights`` columns; they run four at a time as lanes, and the last, partial
-    block one light at a time."""
-    i = offset + wp.tid()
-    acc = wp.vec4d()
-    part = _LaneSums()  # part[lane, c]: one sum per lane, so that the lanes' chains are independent
-    p = _point(i, position, normal, wo, roughness, metallic)
-    if p.nv_raw > wp.float64(0.0):
-        kd, F0 = _mix(p.metal, _channels(base_color, i, num_channels), _channels(f0, i, num_channels))
-        blocks = num_lights // LANES
-        for block in range(blocks):
-            for lane in range(LANES):  # unrolled: the lanes' identical code becomes SIMD instructions
-                part[lane] = part[lane] + _radiance(p, kd, F0, block * LANES + lane, lights, min_d2, inv_min_d)
-        for k in range(blocks * LANES, num_lights):
-            acc = acc + _radiance(p, kd, F0, k, lights, min_d2, inv_min_d)
-    for lane in range(LANES):
-        acc = acc + part[lane]
-    for c in range(num_channels):
-        out[i, c] = type(out[i, c])(acc[c])
+@functools.cache
+def forward_kernel(point_only: bool, channels: int):
+    """The forward kernel for tables of point lights only (``point_only``) or of any lights, and ``channels``
+    colour channels (1 to :data:`MAX_CHANNELS`), compiled on first launch. Inputs: ``(offset, end, position,
+    normal, wo, base_color, roughness, metallic, f0, lights, num_lights, min_d2, inv_min_d, out)``; ``lights``
+    has exactly ``num_lights`` columns; they run four at a time as lanes, and the last, partial block one light
+    at a time. ``out`` has :data:`MAX_CHANNELS` columns whatever ``channels`` (the extra ones get 0): the
+    4-channel arithmetic is what LLVM packs into 256-bit instructions, and with the 4th column not stored it
+    is left out and the rest stays scalar (measured 17.7 against 12.4 ns per pair for 3 channels)."""
+    radiance = _radiance_func(point_only, MAX_CHANNELS)
+
+    @wp.kernel(enable_backward=False, module="unique")
+    def direct_lights_forward(offset: int, end: int, position: wp.array2d(dtype=Any), normal: wp.array2d(dtype=Any),
+                              wo: wp.array2d(dtype=Any), base_color: wp.array2d(dtype=Any),
+                              roughness: wp.array(dtype=Any), metallic: wp.array(dtype=Any),
+                              f0: wp.array2d(dtype=Any), lights: wp.array2d(dtype=wp.float64), num_lights: int,
+                              min_d2: wp.float64, inv_min_d: wp.float64, out: wp.array2d(dtype=Any)):
+        i = offset + wp.tid()
+        acc = wp.vec4d()
+        part = _LaneSums()  # part[lane, c]: one sum per lane, so that the lanes' chains are independent
+        p = _point(i, position, normal, wo, roughness, metallic)
+        if p.nv_raw > wp.float64(0.0):
+            kd, F0 = _mix(p.metal, _channels(base_color, i, channels), _channels(f0, i, channels))
+            blocks = num_lights // LANES
+            for block in range(blocks):
+                for lane in range(LANES):  # unrolled: the lanes' identical code, in one basic block
+                    part[lane] = part[lane] + radiance(p, kd, F0, block * LANES + lane, lights, min_d2, inv_min_d)
+            for k in range(blocks * LANES, num_lights):
+                acc = acc + radiance(p, kd, F0, k, lights, min_d2, inv_min_d)
+        for lane in range(LANES):
+            acc = acc + part[lane]
+        for c in range(MAX_CHANNELS):
+            out[i, c] = type(out[i, c])(acc[c])
+
+    for f in (wp.float32, wp.float64):
+        wp.overload(direct_lights_forward, _common_types(f) + [wp.array2d(dtype=f)])
+    return direct_lights_forward
 
 
 @wp.struct
 class _Sums:
-    """A point's gradient terms summed over its lights: ``x``, ``n``, ``v`` (before the normalisations),
+    """A point's gradient terms, one light's or summed over its lights: ``x``, ``n``, ``v`` (before the normalisations),
     ``d out / d kd_c`` and ``d out / d F0_c``, and the factors of the gradient of ``a2`` (D's numerator, ``q``,
     the Smith roots)."""
 
@@ -327,215 +377,347 @@ class _Sums:
 
 _LightRow = wp.types.vector(length=ROWS, dtype=wp.float64)
 _LaneRows = wp.types.matrix(shape=(LANES, ROWS), dtype=wp.float64)
+#: A light's :class:`_Sums` terms flattened (``x``, ``n``, ``v``, ``kd``, ``F0``, then the five ``a2`` factors):
+#: the backward adds a block's lanes side by side into ``scratch[row, entry]`` (4-vectors).
+_PX, _PN, _PV, _PKD, _PF0, _PA2, POINT_ROWS = 0, 3, 6, 9, 13, 17, 22
+_PointRow = wp.types.vector(length=POINT_ROWS, dtype=wp.float64)
+_LanePoints = wp.types.matrix(shape=(LANES, POINT_ROWS), dtype=wp.float64)
 
 
 @wp.func
-def _gradients(sums: _Sums, p: _Point, b: _Pair, kd: wp.vec4d, F0: wp.vec4d, g: wp.vec4d, k: int,
-               lights: wp.array2d(dtype=wp.float64)):
-    """Light ``k``'s share of the gradients at ``p`` for the output gradient ``g``: ``(sums`` plus the point's
-    terms, the light's gradient row ``(vector, axis, shape, PT (0), radiance))``, both 0 where it adds nothing."""
-    one = wp.float64(1.0)
-    zero = wp.float64(0.0)
-    two = wp.float64(2.0)
-    gk = g * b.ok  # a light that adds nothing: every gradient below is a product with 0
-    R = one / (b.qn * b.Q * b.s2 * b.hc)
-    qQ = b.qn * b.Q
-    s2hc = b.s2 * b.hc
-    iqn = R * b.Q * s2hc
-    iQ = R * b.qn * s2hc
-    is2 = R * qQ * b.hc
-    ihc = R * qQ * b.s2
-    dv = p.a2_2pi * b.hc * b.hc * iqn * iqn * iQ
-    one_m5 = one - b.m5
-    row = _LightRow()
-    g_G = zero
-    g_dv = zero
-    g_m5 = zero
-    for c in range(4):  # all of MAX_CHANNELS, as the forward
-        Lc = lights[RADIANCE + c, k]
-        F0c = F0[c]
-        spec = F0c + (one - F0c) * b.m5
-        f = kd[c] * one_m5 + dv * spec
-        g_G = g_G + gk[c] * f * Lc
-        row[RADIANCE + c] = gk[c] * f * b.G
-        gf = gk[c] * Lc * b.G
-        sums.kd[c] = sums.kd[c] + gf * one_m5
-        sums.F0[c] = sums.F0[c] + gf * dv * one_m5
-        g_dv = g_dv + gf * spec
-        g_m5 = g_m5 + gf * (dv * (one - F0c) - kd[c])
-    # D V = a2 hc^2 / (2 pi qn^2 Q), qn = a2 hc + (1 - a2) c2, c2 = |n x hv|^2
-    gE = g_dv * dv
-    g_qn = -two * gE * iqn
-    g_c2 = g_qn * p.one_a2
-    g_hc = two * gE * ihc + g_qn * p.a2
-    g_Q = -gE * iQ
-    g_nl = g_Q * (p.s1 + p.nv * b.nl * p.one_a2 * is2)
-    sums.gE_a2 = sums.gE_a2 + gE
-    sums.gqn_a2 = sums.gqn_a2 + g_qn * (b.hc - b.c2)
-    sums.gQ_s2 = sums.gQ_s2 + g_Q * b.s2
-    sums.gQ_nl = sums.gQ_nl + g_Q * b.nl
-    sums.gQ_a2 = sums.gQ_a2 + g_Q * (one - b.nl * b.nl) * is2
-    # m5 = (1 - vh)^5; the clamps pass the gradient on the closed interval, as torch.clamp's (selects: `or`
-    # would branch)
-    m2 = b.m * b.m
-    g_vh = wp.where(b.vh_raw < zero, zero, wp.where(b.vh_raw > one, zero, -wp.float64(5.0) * m2 * m2 * g_m5))
-    g_nl = wp.where(b.nl_raw < _DOT_EPS, zero, wp.where(b.nl_raw > one, zero, g_nl))
-    # c2 = |n x hv|^2, hc = |hv|^2 (or 1e-12), vh = |hv| / 2 (or v.hv / 1e-6), hv = l + v
-    hv = b.hv
-    g_hv = (two * g_c2) * wp.cross(b.c, p.n) + wp.where(
-        b.h_clamped != 0, (g_vh / _DOT_EPS) * p.v, (two * g_hc + wp.float64(0.5) * g_vh * b.hl * ihc) * hv)
-    g_l = g_hv + g_nl * p.n
-    g_vv = wp.where(b.h_clamped != 0, (g_vh / _DOT_EPS) * hv, wp.vec3d())
-    sums.g_v = sums.g_v + g_hv + g_vv
-    # G = G0 W a, G0 = (n.u) K3 (K3 = 1 / |u|^3, or 1 / min_d^3 inside it), l = u / |u|
-    g_G0 = g_G * b.W * b.a
-    l = b.l
-    u = b.u
-    sums.g_n = sums.g_n + (two * g_c2) * wp.cross(hv, b.c) + g_nl * l + g_G0 * b.K3 * u
-    g_u = b.inv_len * (g_l - l * wp.dot(g_l, l)) + g_G0 * b.K3 * p.n
-    # W = 1 - (d ir)^4
-    g_W = g_G * b.G0 * b.a
-    t3 = b.t * b.t * b.t
-    # a = min(cd sc + of, 1)^2, cd = -(u.s) / d
-    g_tt = wp.where(b.tt <= one, g_G * b.G0 * b.W * two * b.tt, zero)
-    g_cd = g_tt * b.sc
-    # through d (not inside min_d)
-    g_u_d = -wp.float64(3.0) * g_G0 * b.K3 * b.nl_raw * l - g_W * wp.float64(4.0) * t3 * b.ir * l
-    g_u_d = g_u_d - g_cd * b.inv_dcl * b.cd * l
-    g_u = g_u + wp.where(b.unclamped != 0, g_u_d, wp.vec3d()) - g_cd * b.inv_dcl * b.axis
-    g_axis = -g_cd * b.inv_dcl * u
+def _flat(s: _Sums):
+    r = _PointRow()
     for j in range(3):
-        row[AXIS + j] = g_axis[j]
-    row[SHAPE] = -g_W * wp.float64(4.0) * t3 * b.dcl
-    row[SHAPE + 1] = g_tt * b.cd
-    row[SHAPE + 2] = g_tt
-    sums.g_x = sums.g_x - g_u * lights[PT, k]
-    for j in range(3):
-        row[VECTOR + j] = g_u[j]
-    return sums, row
-
-
-@wp.func
-def _add_row(v_light: wp.array3d(dtype=Any), slot: int, k: int, row: _LightRow, want_shape: int):
-    """``v_light[slot, :, k] += row``; the axis and shape rows only where ``want_shape``."""
-    for j in range(3):
-        wp.atomic_add(v_light, slot, VECTOR + j, k, type(v_light[slot, 0, k])(row[VECTOR + j]))
+        r[_PX + j] = s.g_x[j]
+        r[_PN + j] = s.g_n[j]
+        r[_PV + j] = s.g_v[j]
     for c in range(4):
-        wp.atomic_add(v_light, slot, RADIANCE + c, k, type(v_light[slot, 0, k])(row[RADIANCE + c]))
-    if want_shape != 0:
-        for j in range(6):
-            wp.atomic_add(v_light, slot, AXIS + j, k, type(v_light[slot, 0, k])(row[AXIS + j]))
+        r[_PKD + c] = s.kd[c]
+        r[_PF0 + c] = s.F0[c]
+    r[_PA2] = s.gE_a2
+    r[_PA2 + 1] = s.gqn_a2
+    r[_PA2 + 2] = s.gQ_s2
+    r[_PA2 + 3] = s.gQ_nl
+    r[_PA2 + 4] = s.gQ_a2
+    return r
+
+
+@wp.func
+def _add_point_lanes(scratch: wp.array2d(dtype=wp.vec4d), srow: int, rows: _LanePoints):
+    """``scratch[srow, q][lane] += rows[lane, q]``: one 4-vector per entry, the lanes side by side in memory
+    (LLVM's SLP vectoriser then packs the lanes' arithmetic that feeds them)."""
+    for h in range(2):  # two loops of 11: Warp unrolls constant loops up to 16 iterations
+        for j in range(11):
+            q = h * 11 + j
+            scratch[srow, q] = scratch[srow, q] + wp.vec4d(rows[0, q], rows[1, q], rows[2, q], rows[3, q])
     return 0
 
 
-@wp.kernel
-def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any), normal: wp.array2d(dtype=Any),
-                           wo: wp.array2d(dtype=Any), base_color: wp.array2d(dtype=Any),
-                           roughness: wp.array(dtype=Any), metallic: wp.array(dtype=Any),
-                           f0: wp.array2d(dtype=Any), num_channels: int, lights: wp.array2d(dtype=wp.float64),
-                           num_lights: int, min_d2: wp.float64, inv_min_d: wp.float64, v_out: wp.array2d(dtype=Any),
-                           v_position: wp.array2d(dtype=Any), v_normal: wp.array2d(dtype=Any),
-                           v_wo: wp.array2d(dtype=Any), v_base_color: wp.array2d(dtype=Any),
-                           v_roughness: wp.array(dtype=Any), v_metallic: wp.array(dtype=Any),
-                           v_f0: wp.array2d(dtype=Any), v_light: wp.array3d(dtype=Any), group: int,
-                           want_point: int, want_light: int, want_shape: int):
-    """``v_light[slot, :, k]`` holds ``(v_vector[0:3], v_axis[0:3], v_shape[0:3], 0, v_radiance[0:4])`` (the
-    table's rows); ``want_point`` 0 skips the point gradients (not written), ``want_light`` 0 the light
-    gradients (``v_light`` untouched), ``want_shape`` 0 the axis and shape rows of ``v_light`` (left 0)."""
-    i = offset + wp.tid()
-    slot = i // group
-    one = wp.float64(1.0)
-    zero = wp.float64(0.0)
-    two = wp.float64(2.0)
-    p = _point(i, position, normal, wo, roughness, metallic)
-    g = wp.vec4d()
-    for c in range(num_channels):
-        g[c] = wp.float64(v_out[i, c])
-    g_x = wp.vec3d()
-    g_n = wp.vec3d()
-    g_v = wp.vec3d()
-    g_c = wp.vec4d()
-    g_f0 = wp.vec4d()
-    g_r = zero
-    g_metal = zero
-    if p.nv_raw > zero:
-        cvec = _channels(base_color, i, num_channels)
-        f0vec = _channels(f0, i, num_channels)
-        kd, F0 = _mix(p.metal, cvec, f0vec)
-        sums = _Sums()
-        blocks = num_lights // LANES
-        for block in range(blocks):
-            rows = _LaneRows()  # stored after the block: a store between lanes would split their code
-            for lane in range(LANES):  # unrolled, as the forward's
-                k = block * LANES + lane
-                sums, row = _gradients(sums, p, _pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k, lights)
-                rows[lane] = row
-            if want_light != 0:
-                for lane in range(LANES):
-                    _add_row(v_light, slot, block * LANES + lane, rows[lane], want_shape)
-        for k in range(blocks * LANES, num_lights):
-            sums, row = _gradients(sums, p, _pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k, lights)
-            if want_light != 0:
-                _add_row(v_light, slot, k, row, want_shape)
-        g_x = sums.g_x
-        g_n = sums.g_n
-        g_v = sums.g_v
-        sum_kd = sums.kd
-        sum_F0 = sums.F0
-        gE_a2 = sums.gE_a2
-        gqn_a2 = sums.gqn_a2
-        gQ_s2 = sums.gQ_s2
-        gQ_nl = sums.gQ_nl
-        gQ_a2 = sums.gQ_a2
-        if want_point == 0:  # light gradients only: the point's chain and stores are skipped
-            return
-        # Smith visibility through nv (clamped) and a2
-        inv_s1 = one / p.s1
-        g_nv = gQ_s2 + p.nv * p.one_a2 * inv_s1 * gQ_nl
-        if p.nv_raw < _DOT_EPS or p.nv_raw > one:
-            g_nv = zero
-        g_n = g_n + g_nv * p.v
-        g_v = g_v + g_nv * p.n
-        g_a2 = gE_a2 / p.a2 + gqn_a2
-        g_a2 = g_a2 + (one - p.nv * p.nv) * wp.float64(0.5) * inv_s1 * gQ_nl + wp.float64(0.5) * p.nv * gQ_a2
-        # a2 = alpha^2, alpha = max(r^2, ALPHA_MIN)
-        if p.r * p.r >= _ALPHA_MIN:
-            g_r = g_a2 * two * p.alpha * two * p.r
-        # kd_c = (1 - metal) c_c (1 - f0_c) / pi, F0_c = (1 - metal) f0_c + metal c_c
-        w_d = one - p.metal
-        for c in range(num_channels):
-            cc = cvec[c]
-            f0c = f0vec[c]
-            g_c[c] = sum_kd[c] * w_d * (one - f0c) * _INV_PI + sum_F0[c] * p.metal
-            g_f0[c] = -sum_kd[c] * w_d * cc * _INV_PI + sum_F0[c] * w_d
-            g_metal = g_metal - sum_kd[c] * cc * (one - f0c) * _INV_PI + sum_F0[c] * (cc - f0c)
-    if want_point == 0:
-        return
-    # n = n_raw / max(|n_raw|, 1e-12), v = v_raw / |v_raw|
-    n = p.n
-    v = p.v
-    if p.n_len >= _NORMAL_EPS:
-        g_n = g_n - n * wp.dot(g_n, n)
-    g_n = g_n * (wp.float64(1.0) / wp.max(p.n_len, _NORMAL_EPS))
-    g_v = (g_v - v * wp.dot(g_v, v)) * (wp.float64(1.0) / p.v_len)
+@wp.func
+def _lane_total(scratch: wp.array2d(dtype=wp.vec4d), srow: int, q: int):
+    v = scratch[srow, q]
+    return (v[0] + v[1]) + (v[2] + v[3])
+
+
+@wp.func
+def _sums_of(scratch: wp.array2d(dtype=wp.vec4d), srow: int):
+    """The point's :class:`_Sums`: each scratch entry's lanes added."""
+    s = _Sums()
     for j in range(3):
-        v_position[i, j] = type(v_position[i, j])(g_x[j])
-        v_normal[i, j] = type(v_normal[i, j])(g_n[j])
-        v_wo[i, j] = type(v_wo[i, j])(g_v[j])
-    for c in range(num_channels):
-        v_base_color[i, c] = type(v_base_color[i, c])(g_c[c])
-        v_f0[i, c] = type(v_f0[i, c])(g_f0[c])
-    v_roughness[i] = type(v_roughness[i])(g_r)
-    v_metallic[i] = type(v_metallic[i])(g_metal)
+        s.g_x[j] = _lane_total(scratch, srow, _PX + j)
+        s.g_n[j] = _lane_total(scratch, srow, _PN + j)
+        s.g_v[j] = _lane_total(scratch, srow, _PV + j)
+    for c in range(4):
+        s.kd[c] = _lane_total(scratch, srow, _PKD + c)
+        s.F0[c] = _lane_total(scratch, srow, _PF0 + c)
+    s.gE_a2 = _lane_total(scratch, srow, _PA2)
+    s.gqn_a2 = _lane_total(scratch, srow, _PA2 + 1)
+    s.gQ_s2 = _lane_total(scratch, srow, _PA2 + 2)
+    s.gQ_nl = _lane_total(scratch, srow, _PA2 + 3)
+    s.gQ_a2 = _lane_total(scratch, srow, _PA2 + 4)
+    return s
 
 
-def _overload_all() -> None:
+@functools.cache
+def _gradients_func(point_only: bool, channels: int, want_point: bool, want_light: bool, want_shape: bool):
+    """``_gradients(sums, p, b, kd, F0, g, k, lights)``: light ``k``'s share of the gradients at ``p`` for the
+    output gradient ``g``: ``(sums`` plus the point's terms (the backward passes zero ``sums``: one lane's
+    terms), the light's gradient row ``(vector, axis, shape, PT (0), radiance))``, both 0 where it adds
+    nothing. Only what the flags ask for is generated: the point's sums (``want_point``), the light's row
+    (``want_light``), its axis and shape entries (``want_shape``, not with ``point_only``); the rest stays 0."""
+
+    @wp.func
+    def _gradients(sums: _Sums, p: _Point, b: _Pair, kd: wp.vec4d, F0: wp.vec4d, g: wp.vec4d, k: int,
+                   lights: wp.array2d(dtype=wp.float64)):
+        one = wp.float64(1.0)
+        zero = wp.float64(0.0)
+        two = wp.float64(2.0)
+        gk = g * b.ok  # a light that adds nothing: every gradient below is a product with 0
+        R = one / (b.qn * b.Q * b.s2 * b.hc)
+        qQ = b.qn * b.Q
+        s2hc = b.s2 * b.hc
+        iqn = R * b.Q * s2hc
+        iQ = R * b.qn * s2hc
+        is2 = R * qQ * b.hc
+        ihc = R * qQ * b.s2
+        dv = p.a2_2pi * b.hc * b.hc * iqn * iqn * iQ
+        one_m5 = one - b.m5
+        row = _LightRow()
+        g_G = zero
+        g_dv = zero
+        g_m5 = zero
+        for c in range(wp.static(channels)):
+            Lc = lights[RADIANCE + c, k]
+            F0c = F0[c]
+            spec = F0c + (one - F0c) * b.m5
+            f = kd[c] * one_m5 + dv * spec
+            g_G = g_G + gk[c] * f * Lc
+            if wp.static(want_light):
+                row[RADIANCE + c] = gk[c] * f * b.G
+            gf = gk[c] * Lc * b.G
+            if wp.static(want_point):
+                sums.kd[c] = sums.kd[c] + gf * one_m5
+                sums.F0[c] = sums.F0[c] + gf * dv * one_m5
+            g_dv = g_dv + gf * spec
+            g_m5 = g_m5 + gf * (dv * (one - F0c) - kd[c])
+        # D V = a2 hc^2 / (2 pi qn^2 Q), qn = a2 hc + (1 - a2) c2, c2 = |n x hv|^2
+        gE = g_dv * dv
+        g_qn = -two * gE * iqn
+        g_c2 = g_qn * p.one_a2
+        g_hc = two * gE * ihc + g_qn * p.a2
+        g_Q = -gE * iQ
+        g_nl = g_Q * (p.s1 + p.nv * b.nl * p.one_a2 * is2)
+        if wp.static(want_point):
+            sums.gE_a2 = sums.gE_a2 + gE
+            sums.gqn_a2 = sums.gqn_a2 + g_qn * (b.hc - b.c2)
+            sums.gQ_s2 = sums.gQ_s2 + g_Q * b.s2
+            sums.gQ_nl = sums.gQ_nl + g_Q * b.nl
+            sums.gQ_a2 = sums.gQ_a2 + g_Q * (one - b.nl * b.nl) * is2
+        # m5 = (1 - vh)^5; the clamps pass the gradient on the closed interval, as torch.clamp's (selects: `or`
+        # would branch)
+        m2 = b.m * b.m
+        g_vh = wp.where(b.vh_raw < zero, zero, wp.where(b.vh_raw > one, zero, -wp.float64(5.0) * m2 * m2 * g_m5))
+        g_nl = wp.where(b.nl_raw < _DOT_EPS, zero, wp.where(b.nl_raw > one, zero, g_nl))
+        # c2 = |n x hv|^2, hc = |hv|^2 (or 1e-12), vh = |hv| / 2 (or v.hv / 1e-6), hv = l + v
+        hv = b.hv
+        g_hv = (two * g_c2) * wp.cross(b.c, p.n) + wp.where(
+            b.h_clamped != 0, (g_vh / _DOT_EPS) * p.v, (two * g_hc + wp.float64(0.5) * g_vh * b.hl * ihc) * hv)
+        g_l = g_hv + g_nl * p.n
+        if wp.static(want_point):
+            g_vv = wp.where(b.h_clamped != 0, (g_vh / _DOT_EPS) * hv, wp.vec3d())
+            sums.g_v = sums.g_v + g_hv + g_vv
+        # G = G0 W a, G0 = (n.u) K3 (K3 = 1 / |u|^3, or 1 / min_d^3 inside it), l = u / |u|
+        if wp.static(point_only):
+            g_G0 = g_G
+        else:
+            g_G0 = g_G * b.W * b.a
+        l = b.l
+        u = b.u
+        if wp.static(want_point):
+            sums.g_n = sums.g_n + (two * g_c2) * wp.cross(hv, b.c) + g_nl * l + g_G0 * b.K3 * u
+        g_u = b.inv_len * (g_l - l * wp.dot(g_l, l)) + g_G0 * b.K3 * p.n
+        # through d (not inside min_d)
+        g_u_d = -wp.float64(3.0) * g_G0 * b.K3 * b.nl_raw * l
+        if wp.static(not point_only):
+            # W = 1 - (d ir)^4
+            g_W = g_G * b.G0 * b.a
+            t3 = b.t * b.t * b.t
+            # a = min(cd sc + of, 1)^2, cd = -(u.s) / d
+            g_tt = wp.where(b.tt <= one, g_G * b.G0 * b.W * two * b.tt, zero)
+            g_cd = g_tt * b.sc
+            g_u_d = g_u_d - g_W * wp.float64(4.0) * t3 * b.ir * l - g_cd * b.inv_dcl * b.cd * l
+            g_u = g_u - g_cd * b.inv_dcl * b.axis
+            if wp.static(want_light and want_shape):
+                g_axis = -g_cd * b.inv_dcl * u
+                for j in range(3):
+                    row[AXIS + j] = g_axis[j]
+                row[SHAPE] = -g_W * wp.float64(4.0) * t3 * b.dcl
+                row[SHAPE + 1] = g_tt * b.cd
+                row[SHAPE + 2] = g_tt
+        g_u = g_u + wp.where(b.unclamped != 0, g_u_d, wp.vec3d())
+        if wp.static(want_point):
+            if wp.static(point_only):
+                sums.g_x = sums.g_x - g_u
+            else:
+                sums.g_x = sums.g_x - g_u * lights[PT, k]
+        if wp.static(want_light):
+            for j in range(3):
+                row[VECTOR + j] = g_u[j]
+        return sums, row
+
+    return _gradients
+
+
+@wp.func
+def _lanes(rows: _LaneRows, j: int):
+    """Row ``j`` of a block's light gradients, its lanes side by side."""
+    return wp.vec4d(rows[0, j], rows[1, j], rows[2, j], rows[3, j])
+
+
+@functools.cache
+def _add_rows_func(want_shape: bool):
+    """``_add_rows(v_light, slot, block, rows)``: the light gradients of a block of :data:`LANES` lights,
+    ``v_light[slot, j, block][lane] += rows[lane, j]`` for each row ``j`` (one 4-vector per row, so the lanes'
+    sums are adjacent in memory); the axis and shape rows only where ``want_shape``."""
+
+    @wp.func
+    def _add_rows(v_light: wp.array3d(dtype=wp.vec4d), slot: int, block: int, rows: _LaneRows):
+        for j in range(3):
+            wp.atomic_add(v_light, slot, VECTOR + j, block, _lanes(rows, VECTOR + j))
+        for c in range(4):
+            wp.atomic_add(v_light, slot, RADIANCE + c, block, _lanes(rows, RADIANCE + c))
+        if wp.static(want_shape):
+            for j in range(6):
+                wp.atomic_add(v_light, slot, AXIS + j, block, _lanes(rows, AXIS + j))
+        return 0
+
+    return _add_rows
+
+
+@functools.cache
+def backward_kernel(point_only: bool, channels: int, want_point: bool, want_light: bool, want_shape: bool,
+                    packed: bool = True):
+    """The backward kernel for :func:`forward_kernel` ``(point_only, channels)``, generating only the gradients
+    asked for: the point gradients (``want_point``; else not written), the light gradients (``want_light``;
+    else ``v_light`` is untouched) and their axis and shape rows (``want_shape``; else left 0). Inputs: the
+    forward's (without ``out``), then ``(v_out, v_position, v_normal, v_wo, v_base_color, v_roughness,
+    v_metallic, v_f0, v_light, group)``; ``v_light[slot, :, k]`` holds ``(v_vector[0:3], v_axis[0:3],
+    v_shape[0:3], 0, v_radiance[0:4])`` (the table's rows). ``packed`` (the CPU's choice) sums the point's
+    per-light terms lane by lane in ``scratch`` (one row per thread, ``[rows, POINT_ROWS]`` 4-vectors), so that
+    LLVM packs the lanes; otherwise (CUDA: no SLP vectoriser to feed, and a scratch row per thread would be one
+    per point) they are summed in registers and ``scratch`` is not read."""
+    pair = _pair_func(point_only)
+    gradients = _gradients_func(point_only, channels, want_point, want_light, want_shape and not point_only)
+    add_rows = _add_rows_func(want_shape and not point_only)
+    packed = packed and want_point
+
+    @wp.kernel(enable_backward=False, module="unique")
+    def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any),
+                               normal: wp.array2d(dtype=Any), wo: wp.array2d(dtype=Any),
+                               base_color: wp.array2d(dtype=Any), roughness: wp.array(dtype=Any),
+                               metallic: wp.array(dtype=Any), f0: wp.array2d(dtype=Any),
+                               lights: wp.array2d(dtype=wp.float64), num_lights: int, min_d2: wp.float64,
+                               inv_min_d: wp.float64, v_out: wp.array2d(dtype=Any),
+                               v_position: wp.array2d(dtype=Any), v_normal: wp.array2d(dtype=Any),
+                               v_wo: wp.array2d(dtype=Any), v_base_color: wp.array2d(dtype=Any),
+                               v_roughness: wp.array(dtype=Any), v_metallic: wp.array(dtype=Any),
+                               v_f0: wp.array2d(dtype=Any), v_light: wp.array3d(dtype=wp.vec4d), group: int,
+                               scratch: wp.array2d(dtype=wp.vec4d)):
+        i = offset + wp.tid()
+        slot = i // group
+        one = wp.float64(1.0)
+        zero = wp.float64(0.0)
+        two = wp.float64(2.0)
+        p = _point(i, position, normal, wo, roughness, metallic)
+        g = wp.vec4d()
+        for c in range(wp.static(channels)):
+            g[c] = wp.float64(v_out[i, c])
+        g_x = wp.vec3d()
+        g_n = wp.vec3d()
+        g_v = wp.vec3d()
+        g_c = wp.vec4d()
+        g_f0 = wp.vec4d()
+        g_r = zero
+        g_metal = zero
+        if p.nv_raw > zero:
+            cvec = _channels(base_color, i, channels)
+            f0vec = _channels(f0, i, channels)
+            kd, F0 = _mix(p.metal, cvec, f0vec)
+            srow = i % scratch.shape[0]
+            sums = _Sums()
+            if wp.static(packed):
+                for h in range(2):
+                    for j in range(11):
+                        scratch[srow, h * 11 + j] = wp.vec4d()
+            blocks = num_lights // LANES
+            for block in range(blocks):
+                # each lane's terms, added after the block: a store between lanes would split their code
+                rows = _LaneRows()
+                prows = _LanePoints()
+                for lane in range(LANES):  # unrolled, as the forward's
+                    k = block * LANES + lane
+                    if wp.static(packed):
+                        terms, row = gradients(_Sums(), p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k,
+                                               lights)
+                        prows[lane] = _flat(terms)
+                    else:
+                        sums, row = gradients(sums, p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k, lights)
+                    rows[lane] = row
+                if wp.static(want_light):
+                    add_rows(v_light, slot, block, rows)
+                if wp.static(packed):
+                    _add_point_lanes(scratch, srow, prows)
+            if blocks * LANES < num_lights:  # the last lights, one by one
+                rows = _LaneRows()
+                prows = _LanePoints()
+                for k in range(blocks * LANES, num_lights):
+                    if wp.static(packed):
+                        terms, row = gradients(_Sums(), p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k,
+                                               lights)
+                        prows[k - blocks * LANES] = _flat(terms)
+                    else:
+                        sums, row = gradients(sums, p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k, lights)
+                    rows[k - blocks * LANES] = row
+                if wp.static(want_light):
+                    add_rows(v_light, slot, blocks, rows)
+                if wp.static(packed):
+                    _add_point_lanes(scratch, srow, prows)
+            if wp.static(want_point):
+                if wp.static(packed):
+                    sums = _sums_of(scratch, srow)
+                g_x = sums.g_x
+                g_n = sums.g_n
+                g_v = sums.g_v
+                sum_kd = sums.kd
+                sum_F0 = sums.F0
+                # Smith visibility through nv (clamped) and a2
+                inv_s1 = one / p.s1
+                g_nv = sums.gQ_s2 + p.nv * p.one_a2 * inv_s1 * sums.gQ_nl
+                if p.nv_raw < _DOT_EPS or p.nv_raw > one:
+                    g_nv = zero
+                g_n = g_n + g_nv * p.v
+                g_v = g_v + g_nv * p.n
+                g_a2 = sums.gE_a2 / p.a2 + sums.gqn_a2
+                g_a2 = g_a2 + (one - p.nv * p.nv) * wp.float64(0.5) * inv_s1 * sums.gQ_nl
+                g_a2 = g_a2 + wp.float64(0.5) * p.nv * sums.gQ_a2
+                # a2 = alpha^2, alpha = max(r^2, ALPHA_MIN)
+                if p.r * p.r >= _ALPHA_MIN:
+                    g_r = g_a2 * two * p.alpha * two * p.r
+                # kd_c = (1 - metal) c_c (1 - f0_c) / pi, F0_c = (1 - metal) f0_c + metal c_c
+                w_d = one - p.metal
+                for c in range(wp.static(channels)):
+                    cc = cvec[c]
+                    f0c = f0vec[c]
+                    g_c[c] = sum_kd[c] * w_d * (one - f0c) * _INV_PI + sum_F0[c] * p.metal
+                    g_f0[c] = -sum_kd[c] * w_d * cc * _INV_PI + sum_F0[c] * w_d
+                    g_metal = g_metal - sum_kd[c] * cc * (one - f0c) * _INV_PI + sum_F0[c] * (cc - f0c)
+        if wp.static(want_point):
+            # n = n_raw / max(|n_raw|, 1e-12), v = v_raw / |v_raw|
+            n = p.n
+            v = p.v
+            if p.n_len >= _NORMAL_EPS:
+                g_n = g_n - n * wp.dot(g_n, n)
+            g_n = g_n * (wp.float64(1.0) / wp.max(p.n_len, _NORMAL_EPS))
+            g_v = (g_v - v * wp.dot(g_v, v)) * (wp.float64(1.0) / p.v_len)
+            for j in range(3):
+                v_position[i, j] = type(v_position[i, j])(g_x[j])
+                v_normal[i, j] = type(v_normal[i, j])(g_n[j])
+                v_wo[i, j] = type(v_wo[i, j])(g_v[j])
+            for c in range(wp.static(channels)):
+                v_base_color[i, c] = type(v_base_color[i, c])(g_c[c])
+                v_f0[i, c] = type(v_f0[i, c])(g_f0[c])
+            v_roughness[i] = type(v_roughness[i])(g_r)
+            v_metallic[i] = type(v_metallic[i])(g_metal)
+
     for f in (wp.float32, wp.float64):
-        a1, a2, a3 = wp.array(dtype=f), wp.array2d(dtype=f), wp.array3d(dtype=wp.float64)
-        f64, d2 = wp.float64, wp.array2d(dtype=wp.float64)
-        common = [int, int, a2, a2, a2, a2, a1, a1, a2, int, d2, int, f64, f64]
-        wp.overload(direct_lights_forward, common + [a2])
-        wp.overload(direct_lights_backward, common + [a2, a2, a2, a2, a2, a1, a1, a2, a3, int, int, int, int])
+        a1, a2 = wp.array(dtype=f), wp.array2d(dtype=f)
+        wp.overload(direct_lights_backward, _common_types(f) + [a2, a2, a2, a2, a2, a1, a1, a2,
+                                                                wp.array3d(dtype=wp.vec4d), int,
+                                                                wp.array2d(dtype=wp.vec4d)])
+    return direct_lights_backward
 
 
-_overload_all()
+def _common_types(f) -> list:
+    """The argument types both kernels start with, for point arrays of Warp dtype ``f``."""
+    a1, a2 = wp.array(dtype=f), wp.array2d(dtype=f)
+    return [int, int, a2, a2, a2, a2, a1, a1, a2, wp.array2d(dtype=wp.float64), int, wp.float64, wp.float64]
