@@ -38,6 +38,7 @@ __all__ = [
     "Emitter",
     "area_light_eval",
     "area_light_pdf",
+    "area_light_area_table",
     "area_light_sample_direct",
     "area_light_solid_angle_points_unchecked",
     "delta_direction_sample",
@@ -342,14 +343,30 @@ def _emitting_solid_angles(x, tri, two_sided):
     return omega
 
 
+def _cdf(weights: torch.Tensor) -> torch.Tensor:
+    """The cumulative distribution of ``weights [..., F]`` along the last dim, its last entry exactly 1."""
+    total = weights.sum(-1, keepdim=True)
+    cdf = torch.cumsum(weights, -1) / torch.where(total > 0, total, torch.ones_like(total))
+    return torch.cat([cdf[..., :-1], torch.ones_like(cdf[..., -1:])], -1)
+
+
+def area_light_area_table(verts: torch.Tensor, faces: torch.Tensor):
+    """What :func:`area_light_sample_direct` (``method="area"``) picks triangles by, detached and unchecked
+    (for kernels that sample the light themselves): ``(cdf [F], area [])``, the cumulative area fractions of
+    the triangles (the last entry 1) and the total area (the ``A`` of the densities)."""
+    with torch.no_grad():
+        tri = verts.detach()[faces.long()]
+        double_area = torch.linalg.vector_norm(torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0],
+                                                                  dim=-1), dim=-1)
+        return _cdf(double_area), (0.5 * double_area.sum()).clamp_min(1e-300)
+
+
 def _pick(weights: torch.Tensor, u0: torch.Tensor):
     """Choose a column of ``weights [P, F]`` by ``u0 [P]``: ``(index [P], u0 rescaled to [0, 1))``.
 
     The choice is discrete; the rescaled number is differentiable in the weights (the sample then is a
     continuous function of the parameters between the choice's boundaries)."""
-    total = weights.sum(-1, keepdim=True)
-    cdf = torch.cumsum(weights, -1) / torch.where(total > 0, total, torch.ones_like(total))
-    cdf = torch.cat([cdf[:, :-1], torch.ones_like(cdf[:, -1:])], -1)
+    cdf = _cdf(weights)
     k = torch.searchsorted(cdf.detach().contiguous(), u0[:, None].contiguous(), right=True)[:, 0]
     k = k.clamp(max=weights.shape[-1] - 1)
     lo = torch.where(k > 0, cdf.gather(-1, (k - 1).clamp_min(0)[:, None])[:, 0], torch.zeros_like(u0))
