@@ -37,7 +37,7 @@ from ..kernels.bvh import bvh_for
 from ..kernels.path_trace import PathTables, trace_paths_tables
 from ..raytrace.transport import MAX_BOUNCES, TraceScene
 from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
-from ..shading.emitters import area_light_area_table, envmap_sampling_table
+from ..shading.emitters import AUTO_AREA_DISTANCE, area_light_area_table, area_light_bounds, envmap_sampling_table
 
 __all__ = ["KNOWN_FIELDS", "TRANSPORT_ENV", "fused_unsupported", "path_tables", "sample_paths_fused", "use_fused"]
 
@@ -156,11 +156,12 @@ def path_tables(ts: TraceScene) -> PathTables:
     emission = vec([m.emissive_factor.reshape(-1) for m in mats])
     emitter = [-1 if e is None else next(j for j, l in enumerate(ts.lights) if l is e) for e in ts.part_emitters]
 
-    types, pos, dirs, values, cos_outer, scale, rng, start, count, two, areas = ([] for _ in range(11))
+    types, pos, dirs, values, cos_outer, scale, rng, start, count, two, areas, centres, far2 = ([] for _ in
+                                                                                             range(13))
     v0s, v1s, v2s, les, cdfs = [], [], [], [], []
     zero3 = torch.zeros(3, device=dev)
     for light in ts.lights:
-        s, c_out, sc, r, st, n, ts2, area = zero3, 0.0, 0.0, 0.0, 0, 0, 0, 0.0
+        s, c_out, sc, r, st, n, ts2, area, centre, far = zero3, 0.0, 0.0, 0.0, 0, 0, 0, 0.0, zero3, -1.0
         p, val = zero3, zero3
         if isinstance(light, EnvironmentLight):
             kind = pk.LIGHT_ENVIRONMENT
@@ -175,7 +176,10 @@ def path_tables(ts: TraceScene) -> PathTables:
             les += list(le)
             cdf, total = area_light_area_table(light.verts.to(dev, f32), light.faces)
             cdfs.append(cdf)
-            area = float(total) if ts.light_sampling == "area" else 0.0  # 0: the kernel samples by solid angle
+            area = 0.0 if ts.light_sampling == "solid_angle" else float(total)  # 0: always by solid angle
+            if ts.light_sampling == "auto":  # by area beyond AUTO_AREA_DISTANCE radii (emitters' _far)
+                centre, radius = area_light_bounds(light.verts.to(dev, f32), light.faces)
+                far = float((AUTO_AREA_DISTANCE * radius) ** 2)
         elif isinstance(light, DirectionalLight):
             kind = pk.LIGHT_DIRECTIONAL
             d = light.direction.detach().to(dev, f32)
@@ -203,6 +207,8 @@ def path_tables(ts: TraceScene) -> PathTables:
         count.append(n)
         two.append(ts2)
         areas.append(area)
+        centres.append(centre)
+        far2.append(far)
     normals = ts.normals if ts.normals is not None else torch.zeros(1, 3, device=dev)
     if ts.environment is not None:
         env_map = ts.environment.radiance.detach().to(dev, f32)
@@ -232,7 +238,7 @@ def path_tables(ts: TraceScene) -> PathTables:
         light_type=col(types, i32), light_pos=vec(pos), light_dir=vec(dirs), light_value=vec(values),
         light_cos_outer=col(cos_outer, f32), light_scale=col(scale, f32), light_range=col(rng, f32),
         light_start=col(start, i32), light_count=col(count, i32), light_two_sided=col(two, i32),
-        light_area=col(areas, f32), tri_v0=vec(v0s), tri_v1=vec(v1s), tri_v2=vec(v2s), tri_le=vec(les),
+        light_area=col(areas, f32), light_centre=vec(centres), light_far2=col(far2, f32), tri_v0=vec(v0s), tri_v1=vec(v1s), tri_v2=vec(v2s), tri_le=vec(les),
         tri_cdf=torch.cat(cdfs).contiguous() if cdfs else torch.zeros(1, device=dev), **env)
 
 

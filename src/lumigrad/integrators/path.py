@@ -61,8 +61,10 @@ class PathIntegrator(Integrator):
             replay is always PyTorch.
         light_sampling: how next-event estimation samples area lights in the primal pass (and so the density
             weighing the emission BSDF samples find on them): ``"solid_angle"`` (default: a triangle by the
-            solid angle it subtends, then uniformly inside it) or ``"area"`` (a triangle by area, a point
-            uniform on it: cheaper, noisier for large, close lamps); see docs/design.md. Either estimate is
+            solid angle it subtends, then uniformly inside it), ``"area"`` (a triangle by area, a point
+            uniform on it: cheaper, noisier for large, close lamps) or ``"auto"`` (by area from points far
+            from the lamp, :data:`lumigrad.shading.emitters.AUTO_AREA_DISTANCE` bounding radii, by solid angle
+            nearer); see docs/design.md. Either estimate is
             unbiased; the backward pass's own area-light samples do not depend on it.
 
     Materials: the glTF metallic-roughness BSDF with KHR_materials_transmission (glass: a rough dielectric)

@@ -442,6 +442,18 @@ def area_sample_by_area_wp(x: wp.vec3, start: int, count: int, two_sided: int, a
 
 
 @wp.func
+def _by_area(x: wp.vec3, j: int, light_area: wp.array(dtype=float), light_centre: wp.array(dtype=wp.vec3),
+             light_far2: wp.array(dtype=float)):
+    """Light ``j``'s total area where next-event estimation samples it by area at ``x`` (``emitters``'
+    ``"area"``, or ``"auto"`` beyond ``light_far2``, the squared distance from ``light_centre``), else 0."""
+    out = float(0.0)
+    v = x - light_centre[j]
+    if wp.dot(v, v) > light_far2[j]:
+        out = light_area[j]
+    return out
+
+
+@wp.func
 def area_pdf_wp(x: wp.vec3, d_in: wp.vec3, start: int, count: int, two_sided: int, tv0: wp.array(dtype=wp.vec3),
                 tv1: wp.array(dtype=wp.vec3), tv2: wp.array(dtype=wp.vec3), omega_known: float, area: float):
     """``area_light_pdf``: where the ray meets the light, ``d^2 / (A |cos_y|)`` when ``area > 0`` (the area
@@ -599,7 +611,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 light_cos_outer: wp.array(dtype=float), light_scale: wp.array(dtype=float),
                 light_range: wp.array(dtype=float), light_start: wp.array(dtype=wp.int32),
                 light_count: wp.array(dtype=wp.int32), light_two_sided: wp.array(dtype=wp.int32),
-                light_area: wp.array(dtype=float),
+                light_area: wp.array(dtype=float), light_centre: wp.array(dtype=wp.vec3),
+                light_far2: wp.array(dtype=float),
                 tri_v0: wp.array(dtype=wp.vec3), tri_v1: wp.array(dtype=wp.vec3), tri_v2: wp.array(dtype=wp.vec3),
                 tri_le: wp.array(dtype=wp.vec3), tri_cdf: wp.array(dtype=float),
                 env_on: int, env_h: int, env_w: int, env_texels: wp.array(dtype=wp.vec3),
@@ -710,7 +723,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                     known = totals[emitter]
                 pdf_light = area_pdf_wp(prev_x, d, light_start[emitter], light_count[emitter],
                                         light_two_sided[emitter], tri_v0, tri_v1, tri_v2, known,
-                                        light_area[emitter])
+                                        _by_area(prev_x, emitter, light_area, light_centre, light_far2))
                 weight_e = power_heuristic_wp(prev_pdf, pdf_light)
         if hide_emitters != 0 and depth == 0:
             weight_e = 0.0
@@ -741,7 +754,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                     lw = light_value[j]
                 elif kind == LIGHT_ENVIRONMENT:
                     wi, lw, lpdf = env_sample_wp(env_h, env_w, env_texels, env_pmf, env_row_cdf, env_cond_cdf, u0, u1)
-                elif kind == LIGHT_AREA and light_area[j] > 0.0:
+                elif kind == LIGHT_AREA and _by_area(x, j, light_area, light_centre, light_far2) > 0.0:
                     wi, dist, lw, lpdf = area_sample_by_area_wp(x, light_start[j], light_count[j],
                                                                 light_two_sided[j], light_area[j], tri_v0, tri_v1,
                                                                 tri_v2, tri_le, tri_cdf, u0, u1)
