@@ -1,9 +1,9 @@
 """Area-light sampling strategies of the path tracer's primal: time, per-pixel variance and efficiency.
 
-For each scene and each ``light_sampling`` setting of ``integrator="path"`` (``"solid_angle"``, ``"area"``),
-``--seeds`` independent forward renders at the same spp give the per-pixel variance of one render (the mean
-over pixels and channels of the sample variance across seeds, so noise in the lamp's own pixels counts as
-much as anywhere) and the median process CPU time of a render; efficiency is ``1 / (variance x time)``
+For each scene and each ``light_sampling`` setting of ``integrator="path"`` (``"solid_angle"``, ``"area"``,
+``"auto"``), ``--seeds`` independent forward renders at the same spp give the per-pixel variance of one render
+(the mean over pixels and channels of the sample variance across seeds) and the median process CPU time of a
+render; efficiency is ``1 / (variance x time)``
 (higher is better), the ratio column is against ``solid_angle``. Emitters seen by the camera are hidden
 (``hide_emitters``): the lamp's own pixels' noise (how much of the pixel its edge covers) is the same whatever
 the strategy and would dilute the comparison. The settings alternate seed by seed, so
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pathtrace import camera as cornell_camera, cornell_box  # noqa: E402
 
 QUAD = torch.tensor([[0, 2, 1], [0, 3, 2]])
-STRATEGIES = ("solid_angle", "area")
+STRATEGIES = ("solid_angle", "area", "auto")
 
 
 def _square(half: float, y: float = 0.0) -> torch.Tensor:
