@@ -22,7 +22,7 @@ environment. Hit points are recomputed from the vertex tensors at every vertex, 
 and the camera carry the interior term of each vertex (its own shading, for fixed incoming ray); visibility
 discontinuities (silhouettes, shadow edges) need edge sampling, not done here.
 
-Area lights in the adjoint pass: the primal's estimate of their direct light (solid-angle samples and BSDF
+Area lights in the adjoint pass: the primal's estimate of their direct light (light samples and BSDF
 samples that hit the lamp, MIS-weighted) mixes two parameterisations of the lamp, and a BSDF-sampled direction
 sees the lamp's outline as a discontinuity that nothing samples. So the adjoint pass differentiates, at each
 surface vertex, one sample of each area light in the lamp's **area parameterisation** at full weight instead
