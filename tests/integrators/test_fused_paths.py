@@ -285,11 +285,12 @@ def test_gradients_replay_the_fused_primal():
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", ["cornell", "mixed"])
-def test_the_kernel_runs_on_cuda_as_its_twin(name):
+@pytest.mark.parametrize("light_sampling", ["solid_angle", "auto"])
+def test_the_kernel_runs_on_cuda_as_its_twin(name, light_sampling):
     """The same kernel on a CUDA device: the scene built there, the kernel against the PyTorch transport there."""
     with torch.device("cuda"):
         scene, cam = SCENES[name]()
-        fused, torch_, rel = _compare(scene, cam, max_depth=8, rr_depth=3, seed=12345)
+        fused, torch_, rel = _compare(scene, cam, max_depth=8, rr_depth=3, seed=12345, light_sampling=light_sampling)
     assert fused.device.type == "cuda"
     assert float(torch_.mean()) > 0.01
     assert float((rel > RAY_RTOL).float().mean()) <= BRANCH_FRACTION
