@@ -73,6 +73,9 @@ def test_the_setting_is_checked_and_reaches_the_render():
         lg.integrators.PathIntegrator(light_sampling="cosine")
     with pytest.raises(ValueError, match="light_sampling must be one of"):
         lg.render(*_cornell(), integrator="direct", light_sampling="uniform")
+    # a setting like any other: a fit config's [render] table passes it through
+    from lumigrad.integrators import integrator_settings
+    assert "light_sampling" in integrator_settings("path") and "light_sampling" in integrator_settings("direct")
     scene, cam = _glossy_lamp()
     images = [lg.render(scene, cam, integrator="path", spp=2, seed=1, max_depth=2, light_sampling=s).rgb
               for s in ("solid_angle", "area")]
