@@ -300,3 +300,10 @@ def test_the_kernel_bends_shading_normals_as_the_transport():
     from lumigrad.kernels import path_kernels
     from lumigrad.raytrace import transport
     assert float(path_kernels.SHADING_NORMAL_MIN_COS) == transport.SHADING_NORMAL_MIN_COS
+
+
+def test_the_kernel_clamps_area_densities_as_the_emitters():
+    from lumigrad.kernels import path_kernels
+    from lumigrad.shading import emitters, lights
+    assert float(path_kernels.MIN_LIGHT_DISTANCE) == lights.MIN_LIGHT_DISTANCE
+    assert float(path_kernels._MIN_COS) == emitters._MIN_COS

@@ -59,8 +59,7 @@ def use_fused(ts: TraceScene, requested: bool = True) -> bool:
 #: The :class:`TraceScene` fields the kernel knows; a field added later (participating media, ...) that is set
 #: makes :func:`fused_unsupported` refuse the scene until the kernel learns it.
 KNOWN_FIELDS = frozenset({"verts", "faces", "normals", "uv", "uv_faces", "face_part", "materials", "double_sided",
-                          "part_emitters", "lights", "environment", "transmissive",
-                          "light_sampling"})
+                          "part_emitters", "lights", "environment", "transmissive", "light_sampling"})
 
 
 def fused_unsupported(ts: TraceScene) -> Optional[str]:
@@ -156,8 +155,8 @@ def path_tables(ts: TraceScene) -> PathTables:
     emission = vec([m.emissive_factor.reshape(-1) for m in mats])
     emitter = [-1 if e is None else next(j for j, l in enumerate(ts.lights) if l is e) for e in ts.part_emitters]
 
-    types, pos, dirs, values, cos_outer, scale, rng, start, count, two, areas, centres, far2 = ([] for _ in
-                                                                                             range(13))
+    types, pos, dirs, values, cos_outer, scale, rng, start, count, two = ([] for _ in range(10))
+    areas, centres, far2 = [], [], []  # area lights sampled by area (where): see PathTables
     v0s, v1s, v2s, les, cdfs = [], [], [], [], []
     zero3 = torch.zeros(3, device=dev)
     for light in ts.lights:
@@ -238,7 +237,8 @@ def path_tables(ts: TraceScene) -> PathTables:
         light_type=col(types, i32), light_pos=vec(pos), light_dir=vec(dirs), light_value=vec(values),
         light_cos_outer=col(cos_outer, f32), light_scale=col(scale, f32), light_range=col(rng, f32),
         light_start=col(start, i32), light_count=col(count, i32), light_two_sided=col(two, i32),
-        light_area=col(areas, f32), light_centre=vec(centres), light_far2=col(far2, f32), tri_v0=vec(v0s), tri_v1=vec(v1s), tri_v2=vec(v2s), tri_le=vec(les),
+        light_area=col(areas, f32), light_centre=vec(centres), light_far2=col(far2, f32),
+        tri_v0=vec(v0s), tri_v1=vec(v1s), tri_v2=vec(v2s), tri_le=vec(les),
         tri_cdf=torch.cat(cdfs).contiguous() if cdfs else torch.zeros(1, device=dev), **env)
 
 

@@ -67,8 +67,8 @@ class PathIntegrator(Integrator):
             it subtends, then uniformly inside it), ``"area"`` (a triangle by area, a point uniform on it:
             cheaper, noisier for large, close lamps) or ``"auto"`` (default: by area from points farther than
             :data:`lumigrad.shading.emitters.AUTO_AREA_DISTANCE` bounding radii from the lamp, by solid angle
-            nearer); see docs/design.md. Either estimate is
-            unbiased; the backward pass's own area-light samples do not depend on it.
+            nearer); see docs/design.md. Each is unbiased; the backward pass's own area-light samples do not
+            depend on it.
 
     Materials: the glTF metallic-roughness BSDF with KHR_materials_transmission (glass: a rough dielectric)
     and normal maps (the mesh's tangents or tangents from its uv, as the rasterizer). A transmitting

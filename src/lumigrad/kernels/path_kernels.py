@@ -9,8 +9,8 @@ unless a branch (a lobe choice, a shadow ray grazing an edge, roulette) falls th
 What it supports (:mod:`lumigrad.integrators.fused_paths` decides, and falls back to PyTorch otherwise): opaque
 glTF metallic-roughness materials with constant factors and base colour, metallic-roughness and emissive
 textures (bilinear as ``lumigrad.texture`` at level 0 of texels sRGB-decoded where glTF says), emissive surfaces,
-point, spot, directional and area lights (sampled by solid angle or by area, MIS-weighted emission) and an equirectangular
-environment map (luminance sampling, seen by escaping rays, MIS-weighted). Each thread handles ray
+point, spot, directional and area lights (sampled by solid angle or by area, MIS-weighted emission) and an
+equirectangular environment map (luminance sampling, seen by escaping rays, MIS-weighted). Each thread handles ray
 ``offset + wp.tid()`` (:func:`._runtime.launch_split`).
 """
 
