@@ -13,7 +13,8 @@ process CPU time that is the work done.
 Scenes: ``cornell``: the box of ``benchmarks/pathtrace.py`` (a small lamp, 0.5 x 0.5 under the ceiling of a
 2 x 2 x 2 box); ``large``: the "large lamp" of ``benchmarks/arealight_gradients.py`` (a 1 x 1 lamp 1.1 above a
 floor, a card 0.5 above it, so the lamp fills much of the floor's sky); ``near``: the same lamp 0.3 above the
-card (a lamp close to the surfaces it lights, where sampling by area is worst).
+card (a lamp close to the surfaces it lights, where sampling by area is worst); ``small``: the "small lamp" of
+``benchmarks/arealight_gradients.py`` (0.3 x 0.3, 1.6 above the floor, the card at 0.6).
 """
 
 from __future__ import annotations
@@ -45,22 +46,25 @@ def _lambert(grey: float) -> Material:
                     roughness_factor=1.0, ior=1.0)
 
 
-def lamp_scene(lamp_height: float, size: int):
-    """A grey floor, a dark card at 0.5, a 1 x 1 lamp facing down at ``lamp_height``
-    (``benchmarks/arealight_gradients.py``'s large lamp at 1.1), and its camera."""
+def lamp_scene(lamp_height: float, size: int, half: float = 0.5, at=(0.3, -0.3), card: float = 0.5):
+    """A grey floor, a dark card at height ``card``, a square lamp of side ``2 half`` facing down at
+    ``lamp_height`` (the same power whatever its size; ``benchmarks/arealight_gradients.py``'s lamps: large
+    ``half = 0.5`` at 1.1 over ``(0.3, -0.3)``, small ``half = 0.15`` at 1.6 over ``(0.5, -0.5)``, card at 0.6),
+    and its camera."""
     scene = lg.Scene()
     scene.add_mesh("floor", lg.SceneMesh(_square(2.0), QUAD, _lambert(0.6)))
-    scene.add_mesh("card", lg.SceneMesh(_square(0.3, 0.5), QUAD, _lambert(0.2), double_sided=True))
-    lamp = _square(0.5) + torch.tensor([0.3, lamp_height, -0.3])
+    scene.add_mesh("card", lg.SceneMesh(_square(0.3, card), QUAD, _lambert(0.2), double_sided=True))
+    lamp = _square(half) + torch.tensor([at[0], lamp_height, at[1]])
     scene.add_light("lamp", lg.AreaLight(lamp, torch.tensor([[0, 1, 2], [0, 2, 3]]),
-                                         torch.full((3,), 30.0 * (0.15 / 0.5) ** 2)))
+                                         torch.full((3,), 30.0 * (0.15 / half) ** 2)))
     cam = lg.Camera.look_at([0.0, 3.0, 1.5], [0.0, 0.0, 0.0], fov_y=0.8, width=size, height=size)
     return scene, cam
 
 
 def scenes(size: int) -> dict:
     return {"cornell": (cornell_box(torch.tensor([0.7, 0.7, 0.7])), cornell_camera(size)),
-            "large": lamp_scene(1.1, size), "near": lamp_scene(0.8, size)}
+            "large": lamp_scene(1.1, size), "near": lamp_scene(0.8, size),
+            "small": lamp_scene(1.6, size, half=0.15, at=(0.5, -0.5), card=0.6)}
 
 
 def measure(scene, cam, spp: int, depth: int, seeds: int) -> dict:
@@ -89,7 +93,8 @@ def main() -> None:
     p.add_argument("--spp", type=int, default=4)
     p.add_argument("--depth", type=int, default=8)
     p.add_argument("--seeds", type=int, default=8)
-    p.add_argument("--scenes", nargs="+", default=["cornell", "large", "near"], choices=["cornell", "large", "near"])
+    p.add_argument("--scenes", nargs="+", default=["cornell", "large", "near", "small"],
+                   choices=["cornell", "large", "near", "small"])
     args = p.parse_args()
     print(f"lumigrad {lg.__version__} | {torch.get_num_threads()} threads | {args.size}^2, {args.spp} spp, "
           f"max_depth {args.depth}, {args.seeds} seeds")
