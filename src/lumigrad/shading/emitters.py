@@ -54,8 +54,8 @@ __all__ = [
 #: bounding radii from the light's bounding-sphere centre, by solid angle nearer).
 AREA_SAMPLING = ("solid_angle", "area", "auto")
 #: ``"auto"`` samples by area beyond this many bounding radii ``r`` from the light's centre: there the distance
-#: to the light's points varies by at most ``(4 + 1) / (4 - 1)`` over the light, so the area density per solid
-#: angle (``d^2 / (A |cos|)``) stays within about ``2.8`` of uniform in solid angle.
+#: to the light's points varies by at most ``(4 + 1) / (4 - 1)`` over the light, so the ``d^2`` of the area
+#: density per solid angle (``d^2 / (A |cos|)``) by at most ``(5 / 3)^2 = 2.8`` (docs/design.md).
 AUTO_AREA_DISTANCE = 4.0
 #: Smallest ``|cos|`` at the light used in area-sampling densities (edge-on points: a huge but finite pdf).
 _MIN_COS = 1e-12
