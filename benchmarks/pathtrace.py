@@ -18,7 +18,9 @@ translation gradient, at the same spp, depth and Russian roulette depth (none: `
 
 ``--what`` picks the rows (``forward``, ``reflectance``, ``translation``); ``--transport torch`` runs lumigrad's
 primal passes on the PyTorch transport instead of the fused Warp kernel (``lumigrad.integrators.fused_paths``),
-for a before / after comparison.
+for a before / after comparison; ``--light-sampling`` times the forward row once per area-light sampling
+strategy (``PathIntegrator(light_sampling=...)``, alternating them repeat by repeat); ``--clock cpu`` times
+lumigrad's rows in process CPU time (Mitsuba's stay wall-clock).
 
 Prints a markdown table: median of ``--repeats`` runs after a warm-up, peak memory of one run (CPU: growth of
 the peak RSS; CUDA: of the allocator), then the gradients' values (one run each: Monte Carlo estimates).
@@ -72,10 +74,10 @@ def camera(size: int) -> lg.Camera:
     return lg.Camera.look_at([0.0, 0.0, -3.4], [0.0, 0.0, 0.0], fov_y=0.7, width=size, height=size)
 
 
-def _timed(fn, repeats: int, device: torch.device):
+def _timed(fn, repeats: int, device: torch.device, clock: str = "wall"):
     """Median seconds of ``repeats`` calls after a warm-up (synchronised on CUDA), and the peak memory of one
     call in MiB (CUDA: allocator growth; CPU: peak RSS growth)."""
-    seconds = median(time_call(fn, repeats, warmup=1, sync=device))
+    seconds = median(time_call(fn, repeats, warmup=1, sync=device, clock=clock))
     mib, _ = peak_memory(fn, device)
     return seconds, mib
 
@@ -157,6 +159,26 @@ def _mitsuba_rows(size: int, spp: int, depths, repeats: int, guiding: str = "gri
     return rows, grads, why
 
 
+def _forward_rows(scene, cam, settings, args, device):
+    """``(median seconds, peak MiB, strategy)`` of the forward render per ``--light-sampling`` strategy, the
+    strategies alternating call by call (one warm-up each) so that machine load falls on all alike."""
+    calls = {}
+    for strategy in args.light_sampling:
+        extra = {} if strategy is None else {"light_sampling": strategy}
+
+        def forward(extra=extra):
+            with torch.no_grad():
+                return lg.render(scene, cam, **settings, **extra)
+        calls[strategy] = forward
+    times = {k: [] for k in calls}
+    for k, fn in calls.items():
+        time_call(fn, 1, warmup=1, sync=device)  # warm-up
+    for _ in range(args.repeats):
+        for k, fn in calls.items():
+            times[k] += time_call(fn, 1, warmup=0, sync=device, clock=args.clock)
+    return [(median(times[k]), peak_memory(fn, device)[0], k) for k, fn in calls.items()]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=int, default=256)
@@ -172,12 +194,16 @@ def main() -> None:
     p.add_argument("--transport", default="fused", choices=["fused", "torch"],
                    help="lumigrad's primal passes: the fused Warp kernel where the scene allows (default) or the "
                         "PyTorch transport (LUMIGRAD_PATH_TRANSPORT=torch)")
+    p.add_argument("--light-sampling", nargs="+", default=[None], choices=["solid_angle", "area", "auto"],
+                   help="the forward row for each of these area-light sampling strategies (default: the "
+                        "integrator's default)")
+    p.add_argument("--clock", default="wall", choices=["wall", "cpu"], help="lumigrad's timings: wall or process CPU")
     args = p.parse_args()
     os.environ[TRANSPORT_ENV] = args.transport
     device = torch.device(args.device)
     cam = camera(args.size).to(device)
     print(f"lumigrad {lg.__version__} | torch {torch.__version__} | {torch.get_num_threads()} threads | "
-          f"{args.size}^2, {args.spp} spp | primal transport: {args.transport}")
+          f"{args.size}^2, {args.spp} spp | primal transport: {args.transport} | lumigrad clock: {args.clock}")
     print("| renderer | what | max_depth | median s | peak MiB |")
     print("|---|---|---|---|---|")
     grads = {}
@@ -186,13 +212,10 @@ def main() -> None:
         scene = cornell_box(albedo, device)
         settings = dict(integrator="path", spp=args.spp, max_depth=depth, rr_depth=depth)
 
-        def forward():
-            with torch.no_grad():
-                return lg.render(scene, cam, **settings)
-
         if "forward" in args.what:
-            s, mib = _timed(forward, args.repeats, device)
-            print(f"| lumigrad | forward | {depth} | {s:.3f} | {mib:.0f} |")
+            for s, mib, strategy in _forward_rows(scene, cam, settings, args, device):
+                what = "forward" if strategy is None else f"forward (`light_sampling={strategy}`)"
+                print(f"| lumigrad | {what} | {depth} | {s:.3f} | {mib:.0f} |")
         leaf = albedo.clone().requires_grad_(True)
         scene = cornell_box(leaf, device)
 
@@ -202,7 +225,7 @@ def main() -> None:
             return leaf.grad.double().cpu().numpy()
 
         if "reflectance" in args.what:
-            s, mib = _timed(gradient, args.repeats, device)
+            s, mib = _timed(gradient, args.repeats, device, args.clock)
             print(f"| lumigrad | forward + reflectance gradient | {depth} | {s:.3f} | {mib:.0f} |")
             grads[("lumigrad", "reflectance", depth)] = gradient()
         if "translation" not in args.what:
@@ -215,7 +238,7 @@ def main() -> None:
             lg.render(scene, cam, **settings).rgb.mean().backward()
             return float(lamp_y.grad)
 
-        s, mib = _timed(translation, args.repeats, device)
+        s, mib = _timed(translation, args.repeats, device, args.clock)
         print(f"| lumigrad | forward + translation gradient (primary visibility only) | {depth} | {s:.3f} | "
               f"{mib:.0f} |")
         grads[("lumigrad", "translation", depth)] = translation()

@@ -169,8 +169,8 @@ SCENES = {"cornell": _cornell, "punctual": _punctual, "metal": _metal, "mixed": 
           "sky": _sky}
 
 
-def _compare(scene, cam, *, spp=4, **settings):
-    ts = _trace_scene(scene)
+def _compare(scene, cam, *, spp=4, light_sampling="solid_angle", **settings):
+    ts = _trace_scene(scene, light_sampling)
     assert fused_unsupported(ts) is None
     o, d = _camera_rays(cam, spp, 3, F32)
     hits_f, hits_t = [], []
@@ -192,6 +192,21 @@ def test_the_fused_kernel_traces_the_same_paths_as_the_pytorch_transport(name, m
     assert float((rel > RAY_RTOL).float().mean()) <= BRANCH_FRACTION
     # the image they estimate agrees far better than its noise
     assert torch.allclose(fused.mean(0), torch_.mean(0), rtol=2e-3)
+
+
+@pytest.mark.parametrize("name", ["cornell", "metal", "mixed", "textured"])
+@pytest.mark.parametrize("light_sampling", ["area", "auto"])
+def test_area_lights_sampled_by_area_trace_the_same_paths_in_both(name, light_sampling):
+    """Area lights sampled by area (everywhere, or by ``"auto"`` far from the lamp): the kernel's samples and
+    densities (next-event estimation, and the MIS weight of the emission BSDF samples find) are the twin's."""
+    scene, cam = SCENES[name]()
+    fused, torch_, rel = _compare(scene, cam, max_depth=8, rr_depth=3, seed=12345, light_sampling=light_sampling)
+    assert float(torch_.mean()) > 0.01
+    assert float((rel > RAY_RTOL).float().mean()) <= BRANCH_FRACTION
+    assert torch.allclose(fused.mean(0), torch_.mean(0), rtol=2e-3)
+    # another estimate than solid-angle sampling's (the same paths, other light samples)
+    solid, _, _ = _compare(scene, cam, max_depth=8, rr_depth=3, seed=12345)
+    assert not torch.equal(solid, fused)
 
 
 def test_hidden_emitters_are_black_in_both():
@@ -270,11 +285,12 @@ def test_gradients_replay_the_fused_primal():
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", ["cornell", "mixed"])
-def test_the_kernel_runs_on_cuda_as_its_twin(name):
+@pytest.mark.parametrize("light_sampling", ["solid_angle", "auto"])
+def test_the_kernel_runs_on_cuda_as_its_twin(name, light_sampling):
     """The same kernel on a CUDA device: the scene built there, the kernel against the PyTorch transport there."""
     with torch.device("cuda"):
         scene, cam = SCENES[name]()
-        fused, torch_, rel = _compare(scene, cam, max_depth=8, rr_depth=3, seed=12345)
+        fused, torch_, rel = _compare(scene, cam, max_depth=8, rr_depth=3, seed=12345, light_sampling=light_sampling)
     assert fused.device.type == "cuda"
     assert float(torch_.mean()) > 0.01
     assert float((rel > RAY_RTOL).float().mean()) <= BRANCH_FRACTION
@@ -284,3 +300,10 @@ def test_the_kernel_bends_shading_normals_as_the_transport():
     from lumigrad.kernels import path_kernels
     from lumigrad.raytrace import transport
     assert float(path_kernels.SHADING_NORMAL_MIN_COS) == transport.SHADING_NORMAL_MIN_COS
+
+
+def test_the_kernel_clamps_area_densities_as_the_emitters():
+    from lumigrad.kernels import path_kernels
+    from lumigrad.shading import emitters, lights
+    assert float(path_kernels.MIN_LIGHT_DISTANCE) == lights.MIN_LIGHT_DISTANCE
+    assert float(path_kernels._MIN_COS) == emitters._MIN_COS

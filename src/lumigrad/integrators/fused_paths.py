@@ -37,7 +37,7 @@ from ..kernels.bvh import bvh_for
 from ..kernels.path_trace import PathTables, trace_paths_tables
 from ..raytrace.transport import MAX_BOUNCES, TraceScene
 from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
-from ..shading.emitters import envmap_sampling_table
+from ..shading.emitters import AUTO_AREA_DISTANCE, area_light_area_table, area_light_bounds, envmap_sampling_table
 
 __all__ = ["KNOWN_FIELDS", "TRANSPORT_ENV", "fused_unsupported", "path_tables", "sample_paths_fused", "use_fused"]
 
@@ -59,7 +59,7 @@ def use_fused(ts: TraceScene, requested: bool = True) -> bool:
 #: The :class:`TraceScene` fields the kernel knows; a field added later (participating media, ...) that is set
 #: makes :func:`fused_unsupported` refuse the scene until the kernel learns it.
 KNOWN_FIELDS = frozenset({"verts", "faces", "normals", "uv", "uv_faces", "face_part", "materials", "double_sided",
-                          "part_emitters", "lights", "environment", "transmissive"})
+                          "part_emitters", "lights", "environment", "transmissive", "light_sampling"})
 
 
 def fused_unsupported(ts: TraceScene) -> Optional[str]:
@@ -156,10 +156,11 @@ def path_tables(ts: TraceScene) -> PathTables:
     emitter = [-1 if e is None else next(j for j, l in enumerate(ts.lights) if l is e) for e in ts.part_emitters]
 
     types, pos, dirs, values, cos_outer, scale, rng, start, count, two = ([] for _ in range(10))
-    v0s, v1s, v2s, les = [], [], [], []
+    areas, centres, far2 = [], [], []  # area lights sampled by area (where): see PathTables
+    v0s, v1s, v2s, les, cdfs = [], [], [], [], []
     zero3 = torch.zeros(3, device=dev)
     for light in ts.lights:
-        s, c_out, sc, r, st, n, ts2 = zero3, 0.0, 0.0, 0.0, 0, 0, 0
+        s, c_out, sc, r, st, n, ts2, area, centre, far = zero3, 0.0, 0.0, 0.0, 0, 0, 0, 0.0, zero3, -1.0
         p, val = zero3, zero3
         if isinstance(light, EnvironmentLight):
             kind = pk.LIGHT_ENVIRONMENT
@@ -172,6 +173,12 @@ def path_tables(ts: TraceScene) -> PathTables:
             v1s += list(tri[:, 1])
             v2s += list(tri[:, 2])
             les += list(le)
+            cdf, total = area_light_area_table(light.verts.to(dev, f32), light.faces)
+            cdfs.append(cdf)
+            area = 0.0 if ts.light_sampling == "solid_angle" else float(total)  # 0: always by solid angle
+            if ts.light_sampling == "auto":  # by area beyond AUTO_AREA_DISTANCE radii (emitters' _far)
+                centre, radius = area_light_bounds(light.verts.to(dev, f32), light.faces)
+                far = float((AUTO_AREA_DISTANCE * radius) ** 2)
         elif isinstance(light, DirectionalLight):
             kind = pk.LIGHT_DIRECTIONAL
             d = light.direction.detach().to(dev, f32)
@@ -198,6 +205,9 @@ def path_tables(ts: TraceScene) -> PathTables:
         start.append(st)
         count.append(n)
         two.append(ts2)
+        areas.append(area)
+        centres.append(centre)
+        far2.append(far)
     normals = ts.normals if ts.normals is not None else torch.zeros(1, 3, device=dev)
     if ts.environment is not None:
         env_map = ts.environment.radiance.detach().to(dev, f32)
@@ -227,7 +237,9 @@ def path_tables(ts: TraceScene) -> PathTables:
         light_type=col(types, i32), light_pos=vec(pos), light_dir=vec(dirs), light_value=vec(values),
         light_cos_outer=col(cos_outer, f32), light_scale=col(scale, f32), light_range=col(rng, f32),
         light_start=col(start, i32), light_count=col(count, i32), light_two_sided=col(two, i32),
-        tri_v0=vec(v0s), tri_v1=vec(v1s), tri_v2=vec(v2s), tri_le=vec(les), **env)
+        light_area=col(areas, f32), light_centre=vec(centres), light_far2=col(far2, f32),
+        tri_v0=vec(v0s), tri_v1=vec(v1s), tri_v2=vec(v2s), tri_le=vec(les),
+        tri_cdf=torch.cat(cdfs).contiguous() if cdfs else torch.zeros(1, device=dev), **env)
 
 
 def sample_paths_fused(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor, *, max_depth: int,

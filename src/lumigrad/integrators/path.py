@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .._checks import check_positive_int
+from .._checks import check_choice, check_positive_int
 from ..cameras.camera import Camera
 from ..conventions import pixel_centers
 from ..raytrace.edges import sample_primary_edges
@@ -25,6 +25,7 @@ from ..kernels.bvh import bvh_for
 from ..raytrace.transport import PathAdjoint, TraceScene, sample_paths, surface_at
 from ..scene.lights import AreaLight, EnvironmentLight, SHLight
 from ..scene.scene import Scene
+from ..shading.emitters import AREA_SAMPLING
 from ..shading.image_formation import form_image_unchecked
 from .base import Integrator, RenderOutput, register_integrator
 from .frame_checks import check_index_tables, frame_checks
@@ -33,6 +34,9 @@ from .fused_paths import sample_paths_fused, use_fused
 __all__ = ["DirectIntegrator", "PathIntegrator"]
 
 _SEED_MOD = 2 ** 62
+#: ``light_sampling`` by default (docs/design.md, "Area-light sampling in the primal": never less efficient
+#: than solid angle in the scenes measured, cheaper far from small lamps).
+DEFAULT_LIGHT_SAMPLING = "auto"
 
 
 @register_integrator("path")
@@ -58,6 +62,13 @@ class PathIntegrator(Integrator):
             ``LUMIGRAD_PATH_TRANSPORT=torch``, keeps them on the PyTorch transport. Both draw the same
             counter-based random numbers, so they render the same paths (to float32 rounding); the adjoint
             replay is always PyTorch.
+        light_sampling: how next-event estimation samples area lights in the primal pass (and so the density
+            weighing the emission BSDF samples find on them): ``"solid_angle"`` (a triangle by the solid angle
+            it subtends, then uniformly inside it), ``"area"`` (a triangle by area, a point uniform on it:
+            cheaper, noisier for large, close lamps) or ``"auto"`` (default: by area from points farther than
+            :data:`lumigrad.shading.emitters.AUTO_AREA_DISTANCE` bounding radii from the lamp, by solid angle
+            nearer); see docs/design.md. Each is unbiased; the backward pass's own area-light samples do not
+            depend on it.
 
     Materials: the glTF metallic-roughness BSDF with KHR_materials_transmission (glass: a rough dielectric)
     and normal maps (the mesh's tangents or tangents from its uv, as the rasterizer). A transmitting
@@ -101,7 +112,9 @@ class PathIntegrator(Integrator):
     def __init__(self, *, max_depth: int = 8, rr_depth: int = 5, hide_emitters: bool = False,
                  spp_grad: Optional[int] = None, seed_grad: Optional[int] = None, edge_samples: Optional[int] = None,
                  antithetic_edges: bool = True, shadow_edge_samples: Optional[int] = None,
-                 use_fused_kernel: bool = True):
+                 use_fused_kernel: bool = True, light_sampling: str = DEFAULT_LIGHT_SAMPLING):
+        check_choice(light_sampling, "light_sampling", AREA_SAMPLING)
+        self.light_sampling = light_sampling
         if isinstance(max_depth, bool) or not isinstance(max_depth, int) or (max_depth < 1 and max_depth != -1):
             raise ValueError(f"max_depth must be a positive int or -1 (no limit); got {max_depth!r}")
         check_positive_int(rr_depth, "rr_depth")
@@ -154,10 +167,12 @@ class DirectIntegrator(PathIntegrator):
 
     def __init__(self, *, hide_emitters: bool = False, spp_grad: Optional[int] = None,
                  seed_grad: Optional[int] = None, edge_samples: Optional[int] = None, antithetic_edges: bool = True,
-                 shadow_edge_samples: Optional[int] = None, use_fused_kernel: bool = True):
+                 shadow_edge_samples: Optional[int] = None, use_fused_kernel: bool = True,
+                 light_sampling: str = DEFAULT_LIGHT_SAMPLING):
         super().__init__(max_depth=2, rr_depth=8, hide_emitters=hide_emitters, spp_grad=spp_grad,
                          seed_grad=seed_grad, edge_samples=edge_samples, antithetic_edges=antithetic_edges,
-                         shadow_edge_samples=shadow_edge_samples, use_fused_kernel=use_fused_kernel)
+                         shadow_edge_samples=shadow_edge_samples, use_fused_kernel=use_fused_kernel,
+                         light_sampling=light_sampling)
 
 
 class _Run:
@@ -185,7 +200,7 @@ class _Run:
         return out
 
     def primal(self) -> torch.Tensor:
-        ts = _trace_scene(self.scene)
+        ts = _trace_scene(self.scene, self.integrator.light_sampling)
         o, d = _camera_rays(self.camera, self.spp, self.seed, ts.verts.dtype)
         hits: list = []
         L = self._primal_paths(ts, o, d, hits=hits, **self._settings(self.seed))
@@ -197,13 +212,13 @@ class _Run:
         spp = it.spp_grad or self.spp
         seed = it.seed_grad if it.seed_grad is not None else (self.seed + 1) % _SEED_MOD
         with torch.no_grad():
-            ts = _trace_scene(self.scene)
+            ts = _trace_scene(self.scene, self.integrator.light_sampling)
             o, d = _camera_rays(self.camera, spp, seed, ts.verts.dtype)
             L = self._primal_paths(ts, o, d, **self._settings(seed))
         v = v_image.reshape(-1, 1, v_image.shape[-1]).expand(-1, spp, -1).reshape(-1, v_image.shape[-1]) / spp
         adjoint = PathAdjoint(v.to(L.dtype), L, params)
         with torch.enable_grad():
-            ts = _trace_scene(self.scene)
+            ts = _trace_scene(self.scene, self.integrator.light_sampling)
             rays = _camera_rays(self.camera, spp, seed, ts.verts.dtype)
         sample_paths(ts, rays[0].detach(), rays[1].detach(), adjoint=adjoint, primary=lambda: rays,
                      **self._settings(seed))
@@ -279,7 +294,7 @@ class _Run:
 
     def aovs(self, names) -> dict:
         """The first-hit buffers ``names`` (``[..., H, W, C]``, the pixel's mean over its camera rays)."""
-        ts = _trace_scene(self.scene)
+        ts = _trace_scene(self.scene, self.integrator.light_sampling)
         o, d = _camera_rays(self.camera, self.spp, self.seed, ts.verts.dtype)
         face, _, _ = bvh_for(ts.verts.detach(), ts.faces).closest_hit(o.detach(), d.detach())
         rows = (face >= 0).nonzero()[:, 0]
@@ -325,7 +340,7 @@ class _PathReplay(torch.autograd.Function):
         return (None,) + tuple(grads)
 
 
-def _trace_scene(scene: Scene) -> TraceScene:
+def _trace_scene(scene: Scene, light_sampling: str = DEFAULT_LIGHT_SAMPLING) -> TraceScene:
     flat = scene.flatten(emitters=True, normals=True)
     part_emitters = [p.source if isinstance(p.source, AreaLight) else None for p in flat.parts]
     lights = [l for l in scene.lights.values() if not isinstance(l, SHLight)]
@@ -344,7 +359,7 @@ def _trace_scene(scene: Scene) -> TraceScene:
     transmissive = any(bool(m.transmission_factor.detach().abs().max() > 0) for m in materials)
     return TraceScene(flat.verts, flat.faces, flat.normals, flat.uv, flat.uv_faces, flat.face_part, materials,
                       [p.double_sided for p in flat.parts], part_emitters, lights, envs[0] if envs else None,
-                      transmissive, flat.normal_map_tangents())
+                      transmissive, flat.normal_map_tangents(), light_sampling)
 
 
 def _rays_through(camera: Camera, uv: torch.Tensor, dtype: torch.dtype):

@@ -9,8 +9,8 @@ unless a branch (a lobe choice, a shadow ray grazing an edge, roulette) falls th
 What it supports (:mod:`lumigrad.integrators.fused_paths` decides, and falls back to PyTorch otherwise): opaque
 glTF metallic-roughness materials with constant factors and base colour, metallic-roughness and emissive
 textures (bilinear as ``lumigrad.texture`` at level 0 of texels sRGB-decoded where glTF says), emissive surfaces,
-point, spot, directional and area lights (solid-angle sampling, MIS-weighted emission) and an equirectangular
-environment map (luminance sampling, seen by escaping rays, MIS-weighted). Each thread handles ray
+point, spot, directional and area lights (sampled by solid angle or by area, MIS-weighted emission) and an
+equirectangular environment map (luminance sampling, seen by escaping rays, MIS-weighted). Each thread handles ray
 ``offset + wp.tid()`` (:func:`._runtime.launch_split`).
 """
 
@@ -36,6 +36,9 @@ _ALPHA_MIN = wp.constant(1.0e-3)
 SHADING_NORMAL_MIN_COS = wp.constant(1.0e-2)
 _DOT_EPS = wp.constant(1.0e-6)
 _FLOOR = wp.constant(1.0e-30)
+#: equal lumigrad.shading.lights.MIN_LIGHT_DISTANCE and the emitters' smallest |cos| of area densities
+MIN_LIGHT_DISTANCE = wp.constant(1.0e-4)
+_MIN_COS = wp.constant(1.0e-12)
 #: Solid angles and unit corner directions of the first ``CACHED`` triangles of an area light and the totals of the
 #: first ``CACHED`` lights are kept in registers (the rest are recomputed: the same bits either way).
 CACHED = 8
@@ -278,6 +281,20 @@ def _sample_unit(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughnes
     return wi, weight, pdf
 
 
+@wp.func
+def _search_right(cdf: wp.array(dtype=float), start: int, count: int, x: float):
+    """``searchsorted(cdf[start:start + count], x, right=True)``: how many entries are <= x."""
+    lo = int(0)
+    hi = count
+    while lo < hi:
+        mid = (lo + hi) / 2
+        if cdf[start + mid] <= x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 # ------------------------------------------------------------------------------------------------ area lights
 @wp.func
 def _emitting_solid_angle(x: wp.vec3, p0: wp.vec3, p1: wp.vec3, p2: wp.vec3, two_sided: int):
@@ -391,10 +408,58 @@ def area_sample_wp(x: wp.vec3, start: int, count: int, two_sided: int, tv0: wp.a
 
 
 @wp.func
+def area_sample_by_area_wp(x: wp.vec3, start: int, count: int, two_sided: int, area: float,
+                           tv0: wp.array(dtype=wp.vec3), tv1: wp.array(dtype=wp.vec3), tv2: wp.array(dtype=wp.vec3),
+                           tle: wp.array(dtype=wp.vec3), tri_cdf: wp.array(dtype=float), u0: float, u1: float):
+    """``(wi, distance, weight [3], pdf)`` of ``area_light_sample_direct(method="area")``: a triangle by area
+    (``tri_cdf``: the light's cumulative area fractions, its last entry 1; ``area``: its total area), a point
+    uniform on it, the density ``d^2 / (A |cos_y|)`` per solid angle."""
+    k = wp.min(_search_right(tri_cdf, start, count, u0), count - 1)
+    lo = float(0.0)
+    if k > 0:
+        lo = tri_cdf[start + k - 1]
+    width = tri_cdf[start + k] - lo
+    if not (width > 0.0):
+        width = 1.0
+    ur = wp.clamp((u0 - lo) / width, 0.0, 1.0 - 1.1920928955078125e-07)
+    su = wp.sqrt(ur)
+    v0 = tv0[start + k]
+    e1 = tv1[start + k] - v0
+    e2 = tv2[start + k] - v0
+    y = v0 + (u1 * su) * e1 + ((1.0 - u1) * su) * e2
+    v = y - x
+    d = wp.max(wp.length(v), MIN_LIGHT_DISTANCE)
+    wi = v / d
+    nrm = wp.cross(e1, e2)
+    nrm = nrm / wp.max(wp.length(nrm), _FLOOR)
+    cos_y = -wp.dot(nrm, wi)
+    emit_cos = wp.max(cos_y, 0.0)
+    if two_sided != 0:
+        emit_cos = wp.abs(cos_y)
+    weight = tle[start + k] * (emit_cos * area / (d * d))
+    pdf = d * d / (area * wp.max(wp.abs(cos_y), _MIN_COS))
+    return wi, d, weight, pdf
+
+
+@wp.func
+def _by_area(x: wp.vec3, j: int, light_area: wp.array(dtype=float), light_centre: wp.array(dtype=wp.vec3),
+             light_far2: wp.array(dtype=float)):
+    """Light ``j``'s total area where next-event estimation samples it by area at ``x`` (``emitters``'
+    ``"area"``, or ``"auto"`` beyond ``light_far2``, the squared distance from ``light_centre``), else 0."""
+    out = float(0.0)
+    v = x - light_centre[j]
+    if wp.dot(v, v) > light_far2[j]:
+        out = light_area[j]
+    return out
+
+
+@wp.func
 def area_pdf_wp(x: wp.vec3, d_in: wp.vec3, start: int, count: int, two_sided: int, tv0: wp.array(dtype=wp.vec3),
-                tv1: wp.array(dtype=wp.vec3), tv2: wp.array(dtype=wp.vec3), omega_known: float):
-    """``area_light_pdf`` (solid angle): ``1 / Omega`` where the ray meets an emitting side, else 0
-    (``omega_known >= 0``: ``Omega`` at ``x``, already summed by :func:`area_sample_wp` there)."""
+                tv1: wp.array(dtype=wp.vec3), tv2: wp.array(dtype=wp.vec3), omega_known: float, area: float):
+    """``area_light_pdf``: where the ray meets the light, ``d^2 / (A |cos_y|)`` when ``area > 0`` (the area
+    strategy; ``area`` the light's total area), else (solid angle) ``1 / Omega`` where it meets an emitting
+    side; 0 elsewhere (``omega_known >= 0``: ``Omega`` at ``x``, already summed by :func:`area_sample_wp`
+    there)."""
     d = _unit(d_in)
     best = float(wp.inf)
     cos_y = float(0.0)
@@ -420,7 +485,11 @@ def area_pdf_wp(x: wp.vec3, d_in: wp.vec3, start: int, count: int, two_sided: in
     counted = cos_y > 0.0
     if two_sided != 0:
         counted = wp.abs(cos_y) > 0.0
-    if best < wp.inf and counted:
+    if area > 0.0:
+        if best < wp.inf:
+            dist = wp.max(best, MIN_LIGHT_DISTANCE)
+            pdf = dist * dist / (area * wp.max(wp.abs(cos_y), _MIN_COS))
+    elif best < wp.inf and counted:
         omega = omega_known
         if omega < 0.0:
             omega = float(0.0)
@@ -497,20 +566,6 @@ def env_pdf_wp(d: wp.vec3, H: int, W: int, pmf: wp.array(dtype=float)):
 
 
 @wp.func
-def _search_right(cdf: wp.array(dtype=float), start: int, count: int, x: float):
-    """``searchsorted(cdf[start:start + count], x, right=True)``: how many entries are <= x."""
-    lo = int(0)
-    hi = count
-    while lo < hi:
-        mid = (lo + hi) / 2
-        if cdf[start + mid] <= x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-@wp.func
 def env_sample_wp(H: int, W: int, texels: wp.array(dtype=wp.vec3), pmf: wp.array(dtype=float),
                   row_cdf: wp.array(dtype=float), cond_cdf: wp.array(dtype=float), u0: float, u1: float):
     """``envmap_sample_direct``: ``(wi, weight [3], pdf)``."""
@@ -556,8 +611,10 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 light_cos_outer: wp.array(dtype=float), light_scale: wp.array(dtype=float),
                 light_range: wp.array(dtype=float), light_start: wp.array(dtype=wp.int32),
                 light_count: wp.array(dtype=wp.int32), light_two_sided: wp.array(dtype=wp.int32),
+                light_area: wp.array(dtype=float), light_centre: wp.array(dtype=wp.vec3),
+                light_far2: wp.array(dtype=float),
                 tri_v0: wp.array(dtype=wp.vec3), tri_v1: wp.array(dtype=wp.vec3), tri_v2: wp.array(dtype=wp.vec3),
-                tri_le: wp.array(dtype=wp.vec3),
+                tri_le: wp.array(dtype=wp.vec3), tri_cdf: wp.array(dtype=float),
                 env_on: int, env_h: int, env_w: int, env_texels: wp.array(dtype=wp.vec3),
                 env_pmf: wp.array(dtype=float), env_row_cdf: wp.array(dtype=float), env_cond_cdf: wp.array(dtype=float),
                 origins: wp.array(dtype=wp.vec3), directions: wp.array(dtype=wp.vec3),
@@ -665,7 +722,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 if emitter < CACHED:
                     known = totals[emitter]
                 pdf_light = area_pdf_wp(prev_x, d, light_start[emitter], light_count[emitter],
-                                        light_two_sided[emitter], tri_v0, tri_v1, tri_v2, known)
+                                        light_two_sided[emitter], tri_v0, tri_v1, tri_v2, known,
+                                        _by_area(prev_x, emitter, light_area, light_centre, light_far2))
                 weight_e = power_heuristic_wp(prev_pdf, pdf_light)
         if hide_emitters != 0 and depth == 0:
             weight_e = 0.0
@@ -696,6 +754,10 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                     lw = light_value[j]
                 elif kind == LIGHT_ENVIRONMENT:
                     wi, lw, lpdf = env_sample_wp(env_h, env_w, env_texels, env_pmf, env_row_cdf, env_cond_cdf, u0, u1)
+                elif kind == LIGHT_AREA and _by_area(x, j, light_area, light_centre, light_far2) > 0.0:
+                    wi, dist, lw, lpdf = area_sample_by_area_wp(x, light_start[j], light_count[j],
+                                                                light_two_sided[j], light_area[j], tri_v0, tri_v1,
+                                                                tri_v2, tri_le, tri_cdf, u0, u1)
                 elif kind == LIGHT_AREA:
                     omega = float(0.0)
                     wi, dist, lw, lpdf, omega = area_sample_wp(x, light_start[j], light_count[j],

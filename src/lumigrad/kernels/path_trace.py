@@ -51,8 +51,11 @@ class PathTables:
             ``light_value`` ``[L, 3]`` (intensity or irradiance times colour); ``light_cos_outer``,
             ``light_scale`` ``[L]`` (spot cone: ``cos(outer)`` and ``1 / max(cos(inner) - cos(outer), 1e-3)``);
             ``light_range`` ``[L]`` (<= 0: none); ``light_start``, ``light_count``, ``light_two_sided``
-            ``[L]``: an area light's triangles in ``tri_*``.
-        tri_v0, tri_v1, tri_v2, tri_le: ``[T, 3]`` corners and radiance of every area-light triangle.
+            ``[L]``: an area light's triangles in ``tri_*``; ``light_area`` ``[L]``: an area light's total area
+            when next-event estimation may sample it by area, 0 when always by solid angle; it does at points
+            whose squared distance from ``light_centre`` ``[L, 3]`` exceeds ``light_far2`` ``[L]``.
+        tri_v0, tri_v1, tri_v2, tri_le: ``[T, 3]`` corners and radiance of every area-light triangle;
+        tri_cdf: ``[T]`` each light's cumulative area fractions over its triangles (its last entry 1).
         env_on: 1 when an environment map lights the scene (then also light ``LIGHT_ENVIRONMENT`` in the table);
             ``env_h``, ``env_w``: its size; ``env_texels`` ``[H W, 3]`` its radiance; ``env_pmf``,
             ``env_cond_cdf`` ``[H W]`` and ``env_row_cdf`` ``[H]``: its sampling table.
@@ -89,10 +92,14 @@ class PathTables:
     light_start: torch.Tensor
     light_count: torch.Tensor
     light_two_sided: torch.Tensor
+    light_area: torch.Tensor
+    light_centre: torch.Tensor
+    light_far2: torch.Tensor
     tri_v0: torch.Tensor
     tri_v1: torch.Tensor
     tri_v2: torch.Tensor
     tri_le: torch.Tensor
+    tri_cdf: torch.Tensor
     env_on: int
     env_h: int
     env_w: int
@@ -135,7 +142,9 @@ def trace_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables
               int(t.light_type.shape[0]), as_warp(t.light_type), as_warp(t.light_pos, v3), as_warp(t.light_dir, v3),
               as_warp(t.light_value, v3), as_warp(t.light_cos_outer), as_warp(t.light_scale),
               as_warp(t.light_range), as_warp(t.light_start), as_warp(t.light_count), as_warp(t.light_two_sided),
+              as_warp(t.light_area), as_warp(t.light_centre, v3), as_warp(t.light_far2),
               as_warp(t.tri_v0, v3), as_warp(t.tri_v1, v3), as_warp(t.tri_v2, v3), as_warp(t.tri_le, v3),
+              as_warp(t.tri_cdf),
               int(t.env_on), int(t.env_h), int(t.env_w), as_warp(t.env_texels, v3), as_warp(t.env_pmf),
               as_warp(t.env_row_cdf), as_warp(t.env_cond_cdf),
               as_warp(origins.contiguous(), v3), as_warp(directions.contiguous(), v3), wp.uint32(lo), wp.uint32(hi),

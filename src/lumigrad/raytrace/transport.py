@@ -22,7 +22,7 @@ environment. Hit points are recomputed from the vertex tensors at every vertex, 
 and the camera carry the interior term of each vertex (its own shading, for fixed incoming ray); visibility
 discontinuities (silhouettes, shadow edges) need edge sampling, not done here.
 
-Area lights in the adjoint pass: the primal's estimate of their direct light (solid-angle samples and BSDF
+Area lights in the adjoint pass: the primal's estimate of their direct light (light samples and BSDF
 samples that hit the lamp, MIS-weighted) mixes two parameterisations of the lamp, and a BSDF-sampled direction
 sees the lamp's outline as a discontinuity that nothing samples. So the adjoint pass differentiates, at each
 surface vertex, one sample of each area light in the lamp's **area parameterisation** at full weight instead
@@ -95,6 +95,9 @@ class TraceScene:
             transmission lobe's cost).
         tangents: ``[F, 3, 4]`` world tangents per face corner for normal maps (zeros on faces without
             one), or None when no material has a normal map.
+        light_sampling: how next-event estimation samples area lights, and so the density that weighs the
+            emission BSDF samples find on them: ``"solid_angle"`` or ``"area"``
+            (:data:`lumigrad.shading.emitters.AREA_SAMPLING`).
     """
 
     verts: torch.Tensor
@@ -110,6 +113,7 @@ class TraceScene:
     environment: Optional[object] = None
     transmissive: bool = False
     tangents: Optional[torch.Tensor] = None
+    light_sampling: str = "solid_angle"
 
 
 class PathAdjoint:
@@ -523,8 +527,8 @@ def _emission_weight(ts, emitter_rows, face, prev_x, d, prev_pdf, depth, dtype) 
         rows = (emitter_rows == k).nonzero()[:, 0]
         if rows.numel() == 0:
             continue
-        with torch.no_grad():
-            pdf_light = light.pdf(prev_x.index_select(0, rows), d.index_select(0, rows))
+        with torch.no_grad():  # the density of the strategy next-event estimation samples the light with
+            pdf_light = light.pdf(prev_x.index_select(0, rows), d.index_select(0, rows), method=ts.light_sampling)
         w = w.index_copy(0, rows, _mis_after_bsdf(prev_pdf.index_select(0, rows), pdf_light))
     return w
 
@@ -542,7 +546,8 @@ def _next_event(ts, bvh, bsdf, si: SurfaceSample, ng: torch.Tensor, u: torch.Ten
     x = si.position
     for j in range(len(ts.lights)) if lights is None else lights:
         light = ts.lights[j]
-        ds = light.sample_direct(x, u[:, 2 * j:2 * j + 2])
+        area = not light.is_delta and light is not ts.environment  # an area light: sampled by ts.light_sampling
+        ds = light.sample_direct(x, u[:, 2 * j:2 * j + 2], **({"method": ts.light_sampling} if area else {}))
         wi = ds.wi
         cos = (si.normal * wi).sum(-1, keepdim=True)
         # the light on the side the shading normal says (either side for glass: the BSDF is 0 where it must be)

@@ -34,10 +34,13 @@ from .warps import spherical_triangle, spherical_triangle_solid_angle
 
 __all__ = [
     "AREA_SAMPLING",
+    "AUTO_AREA_DISTANCE",
     "DirectionSample",
     "Emitter",
     "area_light_eval",
     "area_light_pdf",
+    "area_light_area_table",
+    "area_light_bounds",
     "area_light_sample_direct",
     "area_light_solid_angle_points_unchecked",
     "delta_direction_sample",
@@ -46,9 +49,14 @@ __all__ = [
 ]
 
 #: How :func:`area_light_sample_direct` picks points: ``"solid_angle"`` (a triangle by the solid angle it
-#: subtends at the shading point, then uniformly in that solid angle, Arvo 1995) or ``"area"`` (a triangle by
-#: its area, then uniformly on it).
-AREA_SAMPLING = ("solid_angle", "area")
+#: subtends at the shading point, then uniformly in that solid angle, Arvo 1995), ``"area"`` (a triangle by
+#: its area, then uniformly on it) or ``"auto"`` (by area from points farther than :data:`AUTO_AREA_DISTANCE`
+#: bounding radii from the light's bounding-sphere centre, by solid angle nearer).
+AREA_SAMPLING = ("solid_angle", "area", "auto")
+#: ``"auto"`` samples by area beyond this many bounding radii ``r`` from the light's centre: there the distance
+#: to the light's points varies by at most ``(4 + 1) / (4 - 1)`` over the light, so the ``d^2`` of the area
+#: density per solid angle (``d^2 / (A |cos|)``) by at most ``(5 / 3)^2 = 2.8`` (docs/design.md).
+AUTO_AREA_DISTANCE = 4.0
 #: Smallest ``|cos|`` at the light used in area-sampling densities (edge-on points: a huge but finite pdf).
 _MIN_COS = 1e-12
 #: Smallest ``sin(theta)`` of an environment direction in its density (the poles).
@@ -127,6 +135,10 @@ def area_light_sample_direct(ref_points: torch.Tensor, verts: torch.Tensor, face
 
     ``u_0`` picks the triangle and is then rescaled to [0, 1) for the point (one 2D number per sample).
 
+    ``method="auto"``: ``"area"`` at points ``x`` with ``|x - c|^2 > (AUTO_AREA_DISTANCE r)^2`` (``c, r``:
+    :func:`area_light_bounds`), ``"solid_angle"`` elsewhere (a choice by the point alone, so the density
+    stays well defined: :func:`area_light_pdf` makes the same choice).
+
     Args:
         ref_points: shading points, ``[..., 3]``, float, world space.
         verts: light vertices, ``[V, 3]``, float, world space.
@@ -134,7 +146,7 @@ def area_light_sample_direct(ref_points: torch.Tensor, verts: torch.Tensor, face
         radiance: emitted radiance, ``[C]`` or per face ``[F, C]``, ``>= 0``.
         u: uniform numbers, ``[..., 2]`` in [0, 1), broadcasting against ``ref_points``.
         two_sided: both sides emit.
-        method: ``"solid_angle"`` or ``"area"`` (:data:`AREA_SAMPLING`).
+        method: ``"solid_angle"``, ``"area"`` or ``"auto"`` (:data:`AREA_SAMPLING`).
         min_distance: lower clamp on the distance in the area method, as in :func:`lumigrad.shading.point_light`.
 
     Returns:
@@ -173,8 +185,13 @@ def area_light_sample_direct(ref_points: torch.Tensor, verts: torch.Tensor, face
     le = radiance.expand(faces.shape[0], radiance.shape[-1])
     if method == "area":
         out = _sample_area(x, u, tri, e1, e2, cross, le, two_sided, min_distance)
-    else:
+    elif method == "solid_angle":
         out = _sample_solid_angle(x, u, tri, cross, le, two_sided)[:4]
+    else:
+        far = _far(x, verts, faces)
+        out = [torch.where(far.reshape(far.shape + (1,) * (a.dim() - 1)), a, b) for a, b in
+               zip(_sample_area(x, u, tri, e1, e2, cross, le, two_sided, min_distance),
+                   _sample_solid_angle(x, u, tri, cross, le, two_sided)[:4])]
     wi, distance, weight, pdf = out
     return DirectionSample(wi.reshape(batch + (3,)), distance.reshape(batch), weight.reshape(batch + le.shape[-1:]),
                            pdf.reshape(batch + (1,)), False)
@@ -224,7 +241,8 @@ def area_light_pdf(ref_points: torch.Tensor, wi: torch.Tensor, verts: torch.Tens
     The ray ``ref + t wi`` is intersected with the light (nearest hit, as :func:`area_light_eval`); a miss has
     density 0. Otherwise, at the hit point with distance ``d`` and ``cos_y = -n_y . wi``:
     ``"area"``: ``d^2 / (A |cos_y|)``; ``"solid_angle"``: ``1 / Omega`` if the hit face emits towards ``ref``
-    (its front, or any side when ``two_sided``), else 0. This is the density of the nearest point along ``wi``
+    (its front, or any side when ``two_sided``), else 0; ``"auto"``: the density of the method
+    :func:`area_light_sample_direct` chooses at ``ref``. This is the density of the nearest point along ``wi``
     (Mitsuba's ``pdf_direction``, what multiple importance sampling needs); where several triangles of one
     light overlap as seen from ``ref`` (non-convex or closed lights), the sampler's marginal density of
     directions is the sum over the overlapping points.
@@ -251,20 +269,48 @@ def area_light_pdf(ref_points: torch.Tensor, wi: torch.Tensor, verts: torch.Tens
     x, d = _flat_rays(x, wi, batch)
     tri = verts[faces.long()]
     hit, face, t, cos_y = _intersect(x, d, tri)
-    if method == "area":
-        area = 0.5 * torch.linalg.vector_norm(torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1),
-                                              dim=-1).sum()
-        dist = t.clamp_min(min_distance)
-        pdf = dist * dist / (area * cos_y.abs().clamp_min(_MIN_COS))
-        valid = hit
+    if method == "auto":
+        far = _far(x, verts, faces)
+        pdf = torch.where(far, _pdf_area(tri, hit, t, cos_y, min_distance), _pdf_solid_angle(x, tri, hit, cos_y,
+                                                                                               two_sided))
+    elif method == "area":
+        pdf = _pdf_area(tri, hit, t, cos_y, min_distance)
     else:
-        omega_f = _emitting_solid_angles(x, tri, two_sided)  # [P, F]
-        omega = omega_f.sum(-1)
-        counted = (cos_y.abs() if two_sided else cos_y) > 0
-        valid = hit & counted & (omega > 0)
-        pdf = 1.0 / torch.where(valid, omega, torch.ones_like(omega))
-    pdf = torch.where(valid, pdf, torch.zeros_like(pdf))
+        pdf = _pdf_solid_angle(x, tri, hit, cos_y, two_sided)
     return pdf.reshape(batch + (1,))
+
+
+def _pdf_area(tri, hit, t, cos_y, min_distance):
+    area = 0.5 * torch.linalg.vector_norm(torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1),
+                                          dim=-1).sum()
+    dist = t.clamp_min(min_distance)
+    pdf = dist * dist / (area * cos_y.abs().clamp_min(_MIN_COS))
+    return torch.where(hit, pdf, torch.zeros_like(pdf))
+
+
+def _pdf_solid_angle(x, tri, hit, cos_y, two_sided):
+    omega = _emitting_solid_angles(x, tri, two_sided).sum(-1)  # [P]
+    counted = (cos_y.abs() if two_sided else cos_y) > 0
+    valid = hit & counted & (omega > 0)
+    pdf = 1.0 / torch.where(valid, omega, torch.ones_like(omega))
+    return torch.where(valid, pdf, torch.zeros_like(pdf))
+
+
+def area_light_bounds(verts: torch.Tensor, faces: torch.Tensor):
+    """The bounding sphere of a light's triangles, detached and unchecked: ``(centre [3], radius [])``, the
+    centre of their axis-aligned box and the largest distance of a corner from it (what ``method="auto"`` of
+    :func:`area_light_sample_direct` measures distances by)."""
+    with torch.no_grad():
+        corners = verts.detach()[faces.long()].reshape(-1, 3)
+        centre = 0.5 * (corners.amin(0) + corners.amax(0))
+        return centre, torch.linalg.vector_norm(corners - centre, dim=-1).amax()
+
+
+def _far(x: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """``[P]`` bool: ``"auto"`` samples the light by area from ``x [P, 3]``."""
+    centre, radius = area_light_bounds(verts, faces)
+    v = x.detach() - centre.to(x.dtype)
+    return (v * v).sum(-1) > (AUTO_AREA_DISTANCE * radius.to(x.dtype)) ** 2
 
 
 def _check_area_args(ref_points, verts, faces, radiance, two_sided, method, u=None, wi=None):
@@ -342,14 +388,30 @@ def _emitting_solid_angles(x, tri, two_sided):
     return omega
 
 
+def _cdf(weights: torch.Tensor) -> torch.Tensor:
+    """The cumulative distribution of ``weights [..., F]`` along the last dim, its last entry exactly 1."""
+    total = weights.sum(-1, keepdim=True)
+    cdf = torch.cumsum(weights, -1) / torch.where(total > 0, total, torch.ones_like(total))
+    return torch.cat([cdf[..., :-1], torch.ones_like(cdf[..., -1:])], -1)
+
+
+def area_light_area_table(verts: torch.Tensor, faces: torch.Tensor):
+    """What :func:`area_light_sample_direct` (``method="area"``) picks triangles by, detached and unchecked
+    (for kernels that sample the light themselves): ``(cdf [F], area [])``, the cumulative area fractions of
+    the triangles (the last entry 1) and the total area (the ``A`` of the densities)."""
+    with torch.no_grad():
+        tri = verts.detach()[faces.long()]
+        double_area = torch.linalg.vector_norm(torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0],
+                                                                  dim=-1), dim=-1)
+        return _cdf(double_area), (0.5 * double_area.sum()).clamp_min(1e-300)
+
+
 def _pick(weights: torch.Tensor, u0: torch.Tensor):
     """Choose a column of ``weights [P, F]`` by ``u0 [P]``: ``(index [P], u0 rescaled to [0, 1))``.
 
     The choice is discrete; the rescaled number is differentiable in the weights (the sample then is a
     continuous function of the parameters between the choice's boundaries)."""
-    total = weights.sum(-1, keepdim=True)
-    cdf = torch.cumsum(weights, -1) / torch.where(total > 0, total, torch.ones_like(total))
-    cdf = torch.cat([cdf[:, :-1], torch.ones_like(cdf[:, -1:])], -1)
+    cdf = _cdf(weights)
     k = torch.searchsorted(cdf.detach().contiguous(), u0[:, None].contiguous(), right=True)[:, 0]
     k = k.clamp(max=weights.shape[-1] - 1)
     lo = torch.where(k > 0, cdf.gather(-1, (k - 1).clamp_min(0)[:, None])[:, 0], torch.zeros_like(u0))
