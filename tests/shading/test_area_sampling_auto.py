@@ -3,6 +3,7 @@ the lamp, by solid angle nearer (each method is checked on its own, chi-square a
 ``test_emitter_sampling.py``); the choice is the point's alone, so the sample and the density agree, and the
 area table the fused kernel reads is the one the sampler picks triangles by."""
 
+import pytest
 import torch
 
 import lumigrad as lg
@@ -69,3 +70,21 @@ def test_gradcheck_auto_on_both_sides_of_the_threshold():
     assert torch.autograd.gradcheck(lambda v, p: area_light_pdf(p, wi, v, FACES, method="auto"), (verts, x))
     assert torch.autograd.gradcheck(
         lambda v, p, r: area_light_sample_direct(p, v, FACES, r, u, method="auto")[:4], (verts, x, radiance))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("method", ["area", "auto", "solid_angle"])
+def test_a_lamp_of_no_area_gives_zero_density_and_weight_not_nan(method, dtype):
+    """A lamp collapsed to a line (all its triangles of zero area) casts no light: every strategy returns density
+    0 and weight 0 with finite gradients (sampling by area divided by the area before: an infinite density and,
+    through the power heuristic, NaN light)."""
+    verts = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 1.0], [2.0, 0.0, 1.0]], dtype=dtype, requires_grad=True)
+    faces = torch.tensor([[0, 1, 2]])
+    x = torch.tensor([[0.0, 0.0, 0.0], [30.0, 0.0, -40.0]], dtype=dtype)  # near and far (auto: both strategies)
+    ds = area_light_sample_direct(x, verts, faces, torch.tensor([1.0], dtype=dtype),
+                                  torch.tensor([[0.3, 0.6], [0.8, 0.1]], dtype=dtype), method=method)
+    assert torch.equal(ds.pdf, torch.zeros_like(ds.pdf)) and torch.equal(ds.weight.abs(), torch.zeros_like(ds.weight))
+    ds.weight.sum().backward()
+    assert torch.isfinite(verts.grad).all()
+    wi = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]], dtype=dtype)
+    assert torch.equal(area_light_pdf(x, wi, verts, faces, method=method), torch.zeros(2, 1, dtype=dtype))

@@ -67,7 +67,7 @@ from ..shading.surface import SurfaceSample
 from ..shading.tangents import perturb_normal_unchecked
 from .area_next_event import area_light_indices, area_next_event, area_seed
 from .intersect import intersect_faces_unchecked, offset_ray_origin
-from .mis import power_heuristic
+from .mis import power_heuristic, sample_light
 from .volumetric import free_flight, media_of, next_medium, outward_face_normals, scatter_vertex
 
 __all__ = ["PathAdjoint", "TraceScene", "power_heuristic", "sample_paths", "surface_at"]
@@ -372,7 +372,7 @@ def _scatter(ts, media, bvh, adjoint, alive, srows, o, d, ff, b, med, u, last, c
     with torch.enable_grad() if adjoint is not None else torch.no_grad():
         nee, wi, pdf, ratio = scatter_vertex(media, ts.lights, bvh, med.index_select(0, srows), x, wo, us[:, 1:3],
                                              us[:, 4:4 + 2 * len(ts.lights)], C=C, nee=not last,
-                                             differentiable=adjoint is not None)
+                                             differentiable=adjoint is not None, methods=light_methods(ts))
         bs = b.index_select(0, srows)
         term = bs * nee
         if adjoint is not None:
@@ -533,6 +533,13 @@ def _emission_weight(ts, emitter_rows, face, prev_x, d, prev_pdf, depth, dtype) 
     return w
 
 
+def light_methods(ts: TraceScene) -> List[Optional[str]]:
+    """Per light of ``ts.lights``, the ``method`` its next-event samples take: ``ts.light_sampling`` for area
+    lights (the density :func:`_emission_weight` weighs their BSDF-found emission with), None for the lights
+    sampled their one way (delta lights, the environment)."""
+    return [None if light.is_delta or light is ts.environment else ts.light_sampling for light in ts.lights]
+
+
 def _mis_after_bsdf(prev_pdf: torch.Tensor, pdf_light: torch.Tensor) -> torch.Tensor:
     """MIS weight of emission found by a BSDF sample of density ``prev_pdf`` (-1: a delta lobe, weight 1)."""
     return torch.where(prev_pdf < 0, torch.ones_like(prev_pdf), power_heuristic(prev_pdf, pdf_light))
@@ -545,9 +552,7 @@ def _next_event(ts, bvh, bsdf, si: SurfaceSample, ng: torch.Tensor, u: torch.Ten
     out = torch.zeros(si.position.shape[0], 3, dtype=dtype, device=si.position.device)
     x = si.position
     for j in range(len(ts.lights)) if lights is None else lights:
-        light = ts.lights[j]
-        area = not light.is_delta and light is not ts.environment  # an area light: sampled by ts.light_sampling
-        ds = light.sample_direct(x, u[:, 2 * j:2 * j + 2], **({"method": ts.light_sampling} if area else {}))
+        ds = sample_light(ts.lights[j], x, u[:, 2 * j:2 * j + 2], light_methods(ts)[j])
         wi = ds.wi
         cos = (si.normal * wi).sum(-1, keepdim=True)
         # the light on the side the shading normal says (either side for glass: the BSDF is 0 where it must be)

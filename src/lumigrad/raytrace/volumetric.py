@@ -39,7 +39,7 @@ import torch
 
 from ..shading.henyey_greenstein import hg_eval, hg_sample
 from ..shading.medium import HomogeneousMedium, homogeneous_transmittance, sample_homogeneous_distance
-from .mis import power_heuristic
+from .mis import power_heuristic, sample_light
 
 __all__ = ["FreeFlight", "free_flight", "media_of", "next_medium", "outward_face_normals", "scatter_vertex"]
 
@@ -128,7 +128,7 @@ def free_flight(media: List[Optional[HomogeneousMedium]], medium: torch.Tensor, 
 
 def scatter_vertex(media: List[Optional[HomogeneousMedium]], lights: List[object], bvh, medium: torch.Tensor,
                    x: torch.Tensor, wo: torch.Tensor, u_phase: torch.Tensor, u_lights: torch.Tensor, *,
-                   C: int, nee: bool, differentiable: bool):
+                   C: int, nee: bool, differentiable: bool, methods: Optional[List[Optional[str]]] = None):
     """The scattering vertices at ``x [S, 3]`` (detached) of rays arriving from ``wo`` (towards the viewer).
 
     Args:
@@ -136,6 +136,8 @@ def scatter_vertex(media: List[Optional[HomogeneousMedium]], lights: List[object
         lights: the lights sampled by next-event estimation; ``bvh``: the scene's BVH (shadow rays).
         u_phase: ``[S, 2]`` phase-sampling numbers; ``u_lights``: ``[S, 2 * len(lights)]``.
         nee: estimate the lights (False at the last vertex a path may have).
+        methods: per light, the ``method`` of its ``sample_direct`` (None: its one way; all None if omitted),
+            the strategy whose density weighs emission found after the phase sample.
         differentiable: keep the graph of the next-event term and build the phase weight's ratio.
 
     Returns:
@@ -157,8 +159,8 @@ def scatter_vertex(media: List[Optional[HomogeneousMedium]], lights: List[object
         _, _, sigma_t, g = _coefficients(media[k], dtype, C)
         xs, wos = x.index_select(0, sub), wo.index_select(0, sub)
         if nee:
-            out = out.index_copy(0, sub, _phase_nee(lights, bvh, sigma_t, g, xs, wos,
-                                                    u_lights.index_select(0, sub), C))
+            out = out.index_copy(0, sub, _phase_nee(lights, methods or [None] * len(lights), bvh, sigma_t, g, xs,
+                                                    wos, u_lights.index_select(0, sub), C))
         with torch.no_grad():
             ps = hg_sample(wos, g.detach() if isinstance(g, torch.Tensor) else g, u_phase.index_select(0, sub))
         wi = wi.index_copy(0, sub, ps.wi)
@@ -169,12 +171,12 @@ def scatter_vertex(media: List[Optional[HomogeneousMedium]], lights: List[object
     return out, wi, pdf, ratio
 
 
-def _phase_nee(lights, bvh, sigma_t, g, x, wo, u, C) -> torch.Tensor:
+def _phase_nee(lights, methods, bvh, sigma_t, g, x, wo, u, C) -> torch.Tensor:
     """Next-event estimation of every light from medium points ``x``: ``p Tr L / pdf`` with the power
     heuristic against phase sampling (1 for delta lights); any surface on the way blocks."""
     out = torch.zeros(x.shape[0], C, dtype=x.dtype, device=x.device)
     for j, light in enumerate(lights):
-        ds = light.sample_direct(x, u[:, 2 * j:2 * j + 2])
+        ds = sample_light(light, x, u[:, 2 * j:2 * j + 2], methods[j])
         wi = ds.wi
         with torch.no_grad():
             dist = ds.distance.detach()

@@ -187,11 +187,13 @@ def area_light_sample_direct(ref_points: torch.Tensor, verts: torch.Tensor, face
         out = _sample_area(x, u, tri, e1, e2, cross, le, two_sided, min_distance)
     elif method == "solid_angle":
         out = _sample_solid_angle(x, u, tri, cross, le, two_sided)[:4]
-    else:
-        far = _far(x, verts, faces)
-        out = [torch.where(far.reshape(far.shape + (1,) * (a.dim() - 1)), a, b) for a, b in
-               zip(_sample_area(x, u, tri, e1, e2, cross, le, two_sided, min_distance),
-                   _sample_solid_angle(x, u, tri, cross, le, two_sided)[:4])]
+    else:  # by area for every point, then by solid angle again for the points near the light
+        out = _sample_area(x, u, tri, e1, e2, cross, le, two_sided, min_distance)
+        near = (~_far(x, verts, faces)).nonzero()[:, 0]
+        if near.numel():
+            by_angle = _sample_solid_angle(x.index_select(0, near), u.index_select(0, near), tri, cross, le,
+                                           two_sided)[:4]
+            out = [a.index_copy(0, near, b) for a, b in zip(out, by_angle)]
     wi, distance, weight, pdf = out
     return DirectionSample(wi.reshape(batch + (3,)), distance.reshape(batch), weight.reshape(batch + le.shape[-1:]),
                            pdf.reshape(batch + (1,)), False)
@@ -270,9 +272,11 @@ def area_light_pdf(ref_points: torch.Tensor, wi: torch.Tensor, verts: torch.Tens
     tri = verts[faces.long()]
     hit, face, t, cos_y = _intersect(x, d, tri)
     if method == "auto":
-        far = _far(x, verts, faces)
-        pdf = torch.where(far, _pdf_area(tri, hit, t, cos_y, min_distance), _pdf_solid_angle(x, tri, hit, cos_y,
-                                                                                               two_sided))
+        pdf = _pdf_area(tri, hit, t, cos_y, min_distance)
+        near = (~_far(x, verts, faces)).nonzero()[:, 0]
+        if near.numel():
+            pdf = pdf.index_copy(0, near, _pdf_solid_angle(x.index_select(0, near), tri, hit.index_select(0, near),
+                                                           cos_y.index_select(0, near), two_sided))
     elif method == "area":
         pdf = _pdf_area(tri, hit, t, cos_y, min_distance)
     else:
@@ -280,12 +284,17 @@ def area_light_pdf(ref_points: torch.Tensor, wi: torch.Tensor, verts: torch.Tens
     return pdf.reshape(batch + (1,))
 
 
+def _total_area(cross: torch.Tensor) -> torch.Tensor:
+    """The light's area ``[]`` from its triangles' ``cross [F, 3]`` (twice each area times its normal)."""
+    return 0.5 * torch.linalg.vector_norm(cross, dim=-1).sum()
+
+
 def _pdf_area(tri, hit, t, cos_y, min_distance):
-    area = 0.5 * torch.linalg.vector_norm(torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1),
-                                          dim=-1).sum()
+    area = _total_area(torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1))
+    valid = hit & (area > 0)  # a light of no area is never hit; its density is 0, not d^2 / 0
     dist = t.clamp_min(min_distance)
-    pdf = dist * dist / (area * cos_y.abs().clamp_min(_MIN_COS))
-    return torch.where(hit, pdf, torch.zeros_like(pdf))
+    pdf = dist * dist / (torch.where(area > 0, area, torch.ones_like(area)) * cos_y.abs().clamp_min(_MIN_COS))
+    return torch.where(valid, pdf, torch.zeros_like(pdf))
 
 
 def _pdf_solid_angle(x, tri, hit, cos_y, two_sided):
@@ -401,9 +410,8 @@ def area_light_area_table(verts: torch.Tensor, faces: torch.Tensor):
     the triangles (the last entry 1) and the total area (the ``A`` of the densities)."""
     with torch.no_grad():
         tri = verts.detach()[faces.long()]
-        double_area = torch.linalg.vector_norm(torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0],
-                                                                  dim=-1), dim=-1)
-        return _cdf(double_area), (0.5 * double_area.sum()).clamp_min(1e-300)
+        cross = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
+        return _cdf(torch.linalg.vector_norm(cross, dim=-1)), _total_area(cross)
 
 
 def _pick(weights: torch.Tensor, u0: torch.Tensor):
@@ -422,7 +430,8 @@ def _pick(weights: torch.Tensor, u0: torch.Tensor):
 
 def _sample_area(x, u, tri, e1, e2, cross, le, two_sided, min_distance):
     double_area = torch.linalg.vector_norm(cross, dim=-1)
-    area = (0.5 * double_area.sum()).clamp_min(1e-300)
+    total = _total_area(cross)
+    area = torch.where(total > 0, total, torch.ones_like(total))  # no area: weight and pdf 0 below
     k, u0 = _pick(double_area.expand(x.shape[0], -1), u[:, 0])
     su = u0.sqrt()
     b1, b2 = u[:, 1] * su, (1.0 - u[:, 1]) * su  # and b0 = 1 - su: uniform on the triangle
@@ -430,12 +439,12 @@ def _sample_area(x, u, tri, e1, e2, cross, le, two_sided, min_distance):
     v = y - x
     d = torch.linalg.vector_norm(v, dim=-1).clamp_min(min_distance)
     wi = v / d[:, None]
-    n = cross[k] / double_area[k].clamp_min(1e-300)[:, None]
+    n = cross[k] / torch.where(double_area[k] > 0, double_area[k], torch.ones_like(double_area[k]))[:, None]
     cos_y = -(n * wi).sum(-1)
     emit_cos = cos_y.abs() if two_sided else cos_y.clamp_min(0.0)
-    weight = le[k] * (emit_cos * area / (d * d))[:, None]
+    weight = le[k] * (emit_cos * total / (d * d))[:, None]
     pdf = d * d / (area * cos_y.abs().clamp_min(_MIN_COS))
-    return wi, d, weight, pdf
+    return wi, d, weight, torch.where(total > 0, pdf, torch.zeros_like(pdf))
 
 
 def _sample_solid_angle(x, u, tri, cross, le, two_sided):
