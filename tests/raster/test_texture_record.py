@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import lumigrad as lg
+import lumigrad.kernels.texture as kernel_texture
 from lumigrad.kernels.texture import record_bytes
 
 WANTS = {"uv": (False, True), "tex": (True, False), "both": (True, True)}
@@ -56,11 +57,23 @@ def test_record_holds_what_the_filter_and_the_wanted_gradients_need(dtype, filte
         assert expected == items * (116 if dtype == torch.float32 else 200)
 
 
-def test_no_record_without_a_backward():
+def test_no_record_under_no_grad_even_when_inputs_require_grad(monkeypatch):
+    # ``needs_input_grad`` says True under ``no_grad`` too: the forward must look at the caller's grad mode.
+    made = []
+
+    def spy(*args):
+        records, nbytes = new_records(*args)
+        made.append(nbytes)
+        return records, nbytes
+
+    new_records = kernel_texture._new_records
+    monkeypatch.setattr(kernel_texture, "_new_records", spy)
     tex, uv, duv, mask, _ = _inputs(torch.float32, 4)
     with torch.no_grad():
         out, _ = _sampled("trilinear", "repeat", "kernel", tex, uv, duv, mask, True, True)
-    assert out.grad_fn is None and record_bytes(out) == 0
+    assert out.grad_fn is None and record_bytes(out) == 0 and made == [0]
+    out, _ = _sampled("trilinear", "repeat", "kernel", tex, uv, duv, mask, True, True)
+    assert made[1] == _record_of(out) == int(mask.sum()) * 116
 
 
 def test_trilinear_uv_gradient_without_duv_gradient_records_u_and_v_only():

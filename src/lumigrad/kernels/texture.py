@@ -20,7 +20,7 @@ TAPS = {"nearest": 1, "bilinear": 4, "trilinear": 8}  # texels one sample reads
 class _SampleTexture(torch.autograd.Function):
     @staticmethod
     def forward(ctx, table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias,
-                tex, slope, shapes, use_fine):
+                tex, slope, shapes, use_fine, grad_enabled):
         ensure_init()
         S = uv.shape[0]
         items = S if active is None else active.shape[0]
@@ -29,8 +29,10 @@ class _SampleTexture(torch.autograd.Function):
         # The finest level read, per item: only the CPU backward of a cached pyramid reads it.
         fine = torch.empty(items if use_fine else 1, dtype=torch.int32, device=table.device)
         # What the backward needs, per work item (only when one will run), sized by the filter and the gradients
-        # wanted: the taps for texel gradients, the derivatives for those of ``uv`` (and ``duv``).
-        taps, slopes = _record_kinds(mode, ctx.needs_input_grad)
+        # wanted: the taps for texel gradients, the derivatives for those of ``uv`` (and ``duv``). (Under
+        # ``no_grad`` ``needs_input_grad`` still says which inputs require a gradient: ``grad_enabled`` is the
+        # caller's grad mode.)
+        taps, slopes = _record_kinds(mode, ctx.needs_input_grad) if grad_enabled else (False, 0)
         records, ctx.record_bytes = _new_records(items, table.shape[1], table.dtype, table.device, mode, taps, slopes)
         args = _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias)
         launch_split(tk.sample_forward, items, args + [as_warp(out), as_warp(fine), int(use_fine), int(taps), slopes]
@@ -45,7 +47,7 @@ class _SampleTexture(torch.autograd.Function):
         if not (want_table or slopes):
             # Only gradients that are zero (``uv`` of nearest sampling) or inputs without a gradient of their own
             # (``slope``) were asked for: there is no record to replay.
-            return (None,) * 16
+            return (None,) * 17
         table, uv, mask, active, slope, fine, offsets, *records = ctx.saved_tensors
         want_tex = tex_shape is not None and ctx.needs_input_grad[12]
         S = uv.shape[0]
@@ -94,8 +96,9 @@ class _SampleTexture(torch.autograd.Function):
             v_tex = table_adjoint(v_table, tex_shape, shapes, slope if slope.numel() > 1 else None, first,
                                   in_place=consume)
         want_uv = ctx.needs_input_grad[1] and slopes != 0  # nearest sampling is flat in uv (no slopes)
+        want_duv = ctx.needs_input_grad[2] and slopes == 3
         return (v_table if ctx.needs_input_grad[0] else None, v_uv if want_uv else None,
-                v_duv if ctx.needs_input_grad[2] and slopes == 3 else None) + (None,) * 9 + (v_tex, None, None, None)
+                v_duv if want_duv else None) + (None,) * 9 + (v_tex,) + (None,) * 4
 
 
 def _pooled(shape, dtype: torch.dtype, device: torch.device, zero: bool) -> torch.Tensor:
@@ -203,7 +206,8 @@ def sample_texture(table: torch.Tensor, heights: torch.Tensor, widths: torch.Ten
     return _SampleTexture.apply(table.detach().contiguous() if tex is not None else table.contiguous(),
                                 uv.contiguous(), duv, heights.to(**i32).contiguous(), widths.to(**i32).contiguous(),
                                 offsets.to(**i32).contiguous(), mask, active, per_owner, mode, wrap, lod_bias,
-                                tex, slope, None if shapes is None else tuple(shapes), use_fine)
+                                tex, slope, None if shapes is None else tuple(shapes), use_fine,
+                                torch.is_grad_enabled())
 
 
 def _records_fine(tex: Optional[torch.Tensor], shapes) -> bool:
