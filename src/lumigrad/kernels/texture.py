@@ -35,7 +35,8 @@ class _SampleTexture(torch.autograd.Function):
         taps, slopes = _record_kinds(mode, ctx.needs_input_grad) if grad_enabled else (False, 0)
         records, ctx.record_bytes = _new_records(items, table.shape[1], table.dtype, table.device, mode, taps, slopes)
         args = _args(table, uv, duv, heights, widths, offsets, mask, active, per_owner, mode, wrap, lod_bias)
-        launch_split(tk.sample_forward, items, args + [as_warp(out), as_warp(fine), int(use_fine), int(taps), slopes]
+        kernel = tk.sample_forward_recording if taps or slopes else tk.sample_forward  # no record code at all
+        launch_split(kernel, items, args + [as_warp(out), as_warp(fine), int(use_fine), int(taps), slopes]
                      + _warp_records(records), table.device, min_chunk=4096)
         ctx.save_for_backward(table, uv, mask, active, slope, fine, offsets, *records)
         ctx.meta = (mode, None if tex is None else tex.shape, shapes, taps, slopes)

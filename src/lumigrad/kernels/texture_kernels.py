@@ -7,8 +7,8 @@ filter and by the gradients wanted: its taps and their weights, the output's der
 replays that record: it scatters the output gradient into the table (atomic adds) and writes the gradients of
 the texture coordinates and of their screen-space derivatives (through the level of detail) without
 recomputing the taps or reading the table (the record costs the forward less than the recomputation cost the
-backward: docs/benchmarks.md, branch spot10). Work items are all samples (masked ones only write zeros) or, with ``use_active``, the
-listed unmasked samples only.
+backward: docs/benchmarks.md, branch spot10). Work items are all samples (masked ones only write zeros)
+or, with ``use_active``, the listed unmasked samples only.
 
 The float arrays of one launch share one dtype (``Any`` below, resolved by the overloads at the end); every
 constant is made in that dtype (``type(x)(1.0)``), so the float64 overload computes in float64 throughout.
@@ -156,106 +156,120 @@ def _slope(t00: Any, t01: Any, t10: Any, t11: Any, f: Any):
     return (t01 - t00) * (type(f)(1.0) - f) + (t11 - t10) * f
 
 
-@wp.kernel
-def sample_forward(
-    offset: int, end: int,
-    table: wp.array2d(dtype=Any), heights: wp.array(dtype=wp.int32), widths: wp.array(dtype=wp.int32),
-    offsets: wp.array(dtype=wp.int32), num_levels: int,
-    uv: wp.array2d(dtype=Any), duv: wp.array2d(dtype=Any), mask: wp.array(dtype=wp.int8),
-    use_mask: int, active: wp.array(dtype=wp.int64), use_active: int, per_owner: int, mode: int, wrap: int,
-    lod_bias: wp.float64,
-    out: wp.array2d(dtype=Any), fine: wp.array(dtype=wp.int32), use_fine: int,
-    record_taps: int, record_slopes: int, nearest_rows: wp.array(dtype=wp.int32), rows: wp.array2d(dtype=wp.vec4i),
-    weights: wp.array2d(dtype=Any), slopes_uv: wp.array2d(dtype=Any), slopes: wp.array2d(dtype=Any),
-    dlods: wp.array(dtype=Any),
-):
-    """Filtered values ``out``, and with ``use_fine`` per work item the finest mip level it read in ``fine``
-    (``num_levels`` for a masked sample): the backward scatters into those levels and coarser ones only.
+def _sample_forward_kernel(recording: bool):
+    """``sample_forward`` (below) with its record code (``recording``) or without any (for forwards no backward
+    follows: the record code, even when skipped at run time, slowed the kernel by ~0.9 ms of 5.7 for Spot 512^2;
+    docs/benchmarks.md, branch texrecord). Same arithmetic, so the same values."""
 
-    Each unmasked work item also writes what the backward needs (``sample_backward``), sized by the filter and
-    by the gradients wanted. With ``record_taps`` (texel gradients): a nearest sample its table row
-    (``nearest_rows [items]``), a bilinear or trilinear one the table rows of its levels' 2x2 taps (``rows
-    [items, levels]`` vec4i, one level for bilinear) and their weights (``weights [items, levels]`` vec4).
-    With ``record_slopes`` (gradients of the texture coordinates; never for nearest, which is flat in uv): 2,
-    per channel the derivatives of the output w.r.t. u and v (``slopes_uv [items, C]`` vec2); 3 (trilinear,
-    ``duv`` gradients too), per channel those and the derivative w.r.t. the level blend (``slopes [items, C]``
-    vec3) and ``d lod / d duv`` (``dlods [items]`` vec4, zero where the level of detail is clamped). The
-    backward then neither recomputes the taps nor reads the table. (Vector-typed records: one store per
-    vector, not per scalar.)"""
-    item = offset + wp.tid()
-    s = item
-    if use_active != 0:  # the work items are the unmasked samples' indices
-        s = int(active[item])
-    channels = table.shape[1]
-    zero = out.dtype(0.0)
-    one = out.dtype(1.0)
-    if use_fine != 0:
-        fine[item] = num_levels
-    if use_mask != 0:
-        if mask[s] == wp.int8(0):
-            for c in range(channels):
-                out[s, c] = zero
-            return
-    owner = _owner(s, per_owner)
-    u = uv[s, 0]
-    v = uv[s, 1]
-    if mode == NEAREST:
+    def sample_forward(
+        offset: int, end: int,
+        table: wp.array2d(dtype=Any), heights: wp.array(dtype=wp.int32), widths: wp.array(dtype=wp.int32),
+        offsets: wp.array(dtype=wp.int32), num_levels: int,
+        uv: wp.array2d(dtype=Any), duv: wp.array2d(dtype=Any), mask: wp.array(dtype=wp.int8),
+        use_mask: int, active: wp.array(dtype=wp.int64), use_active: int, per_owner: int, mode: int, wrap: int,
+        lod_bias: wp.float64,
+        out: wp.array2d(dtype=Any), fine: wp.array(dtype=wp.int32), use_fine: int,
+        record_taps: int, record_slopes: int, nearest_rows: wp.array(dtype=wp.int32), rows: wp.array2d(dtype=wp.vec4i),
+        weights: wp.array2d(dtype=Any), slopes_uv: wp.array2d(dtype=Any), slopes: wp.array2d(dtype=Any),
+        dlods: wp.array(dtype=Any),
+    ):
+        """Filtered values ``out``, and with ``use_fine`` per work item the finest mip level it read in ``fine``
+        (``num_levels`` for a masked sample): the backward scatters into those levels and coarser ones only.
+
+        Each unmasked work item also writes what the backward needs (``sample_backward``), sized by the filter and
+        by the gradients wanted. With ``record_taps`` (texel gradients): a nearest sample its table row
+        (``nearest_rows [items]``), a bilinear or trilinear one the table rows of its levels' 2x2 taps (``rows
+        [items, levels]`` vec4i, one level for bilinear) and their weights (``weights [items, levels]`` vec4).
+        With ``record_slopes`` (gradients of the texture coordinates; never for nearest, which is flat in uv): 2,
+        per channel the derivatives of the output w.r.t. u and v (``slopes_uv [items, C]`` vec2); 3 (trilinear,
+        ``duv`` gradients too), per channel those and the derivative w.r.t. the level blend (``slopes [items, C]``
+        vec3) and ``d lod / d duv`` (``dlods [items]`` vec4, zero where the level of detail is clamped). The
+        backward then neither recomputes the taps nor reads the table. (Vector-typed records: one store per
+        vector, not per scalar.)"""
+        item = offset + wp.tid()
+        s = item
+        if use_active != 0:  # the work items are the unmasked samples' indices
+            s = int(active[item])
+        channels = table.shape[1]
+        zero = out.dtype(0.0)
+        one = out.dtype(1.0)
         if use_fine != 0:
-            fine[item] = 0
-        row = _nearest_row(u, v, owner, heights, widths, offsets, wrap)
+            fine[item] = num_levels
+        if use_mask != 0:
+            if mask[s] == wp.int8(0):
+                for c in range(channels):
+                    out[s, c] = zero
+                return
+        owner = _owner(s, per_owner)
+        u = uv[s, 0]
+        v = uv[s, 1]
+        if mode == NEAREST:
+            if use_fine != 0:
+                fine[item] = 0
+            row = _nearest_row(u, v, owner, heights, widths, offsets, wrap)
+            for c in range(channels):
+                out[s, c] = table[row, c]
+            if wp.static(recording):
+                if record_taps != 0:
+                    nearest_rows[item] = row
+            return
+        lo, hi, frac, lod_active, dlod = _mip_levels(duv, s, widths, heights, num_levels, out.dtype(lod_bias), mode)
+        if use_fine != 0:
+            fine[item] = lo
+        # Level ``lo`` weighs ``1 - frac``, level ``hi`` ``frac`` (bilinear: level 0 alone, ``frac`` = 0).
+        idx0, fx0, fy0, iw0, ih0 = _taps(u, v, lo, owner, heights, widths, offsets, wrap)
+        idx1 = idx0
+        fx1 = fx0
+        fy1 = fy0
+        iw1 = iw0
+        ih1 = ih0
+        if mode == TRILINEAR:
+            idx1, fx1, fy1, iw1, ih1 = _taps(u, v, hi, owner, heights, widths, offsets, wrap)
+        a = one - frac
+        b = frac
+        q0 = _tap_weights(fx0, fy0)
+        q1 = _tap_weights(fx1, fy1)
         for c in range(channels):
-            out[s, c] = table[row, c]
-        if record_taps != 0:
-            nearest_rows[item] = row
-        return
-    lo, hi, frac, lod_active, dlod = _mip_levels(duv, s, widths, heights, num_levels, out.dtype(lod_bias), mode)
-    if use_fine != 0:
-        fine[item] = lo
-    # Level ``lo`` weighs ``1 - frac``, level ``hi`` ``frac`` (bilinear: level 0 alone, ``frac`` = 0).
-    idx0, fx0, fy0, iw0, ih0 = _taps(u, v, lo, owner, heights, widths, offsets, wrap)
-    idx1 = idx0
-    fx1 = fx0
-    fy1 = fy0
-    iw1 = iw0
-    ih1 = ih0
-    if mode == TRILINEAR:
-        idx1, fx1, fy1, iw1, ih1 = _taps(u, v, hi, owner, heights, widths, offsets, wrap)
-    a = one - frac
-    b = frac
-    q0 = _tap_weights(fx0, fy0)
-    q1 = _tap_weights(fx1, fy1)
-    for c in range(channels):
-        t0 = _texels(table, idx0, c)
-        bil0 = wp.dot(q0, t0)
-        value = a * bil0
-        if mode == TRILINEAR:
-            t1 = _texels(table, idx1, c)
-            bil1 = wp.dot(q1, t1)
-            value += b * bil1
-            if record_slopes != 0:
-                du = a * out.dtype(iw0) * _slope(t0[0], t0[1], t0[2], t0[3], fy0) \
-                    + b * out.dtype(iw1) * _slope(t1[0], t1[1], t1[2], t1[3], fy1)
-                dv = a * out.dtype(ih0) * _slope(t0[0], t0[2], t0[1], t0[3], fx0) \
-                    + b * out.dtype(ih1) * _slope(t1[0], t1[2], t1[1], t1[3], fx1)
-                if record_slopes == 3:
-                    slopes[item, c] = wp.vector(du, dv, bil1 - bil0)
+            t0 = _texels(table, idx0, c)
+            bil0 = wp.dot(q0, t0)
+            value = a * bil0
+            if mode == TRILINEAR:
+                t1 = _texels(table, idx1, c)
+                bil1 = wp.dot(q1, t1)
+                value += b * bil1
+                if wp.static(recording):
+                    if record_slopes != 0:
+                        du = a * out.dtype(iw0) * _slope(t0[0], t0[1], t0[2], t0[3], fy0) \
+                            + b * out.dtype(iw1) * _slope(t1[0], t1[1], t1[2], t1[3], fy1)
+                        dv = a * out.dtype(ih0) * _slope(t0[0], t0[2], t0[1], t0[3], fx0) \
+                            + b * out.dtype(ih1) * _slope(t1[0], t1[2], t1[1], t1[3], fx1)
+                        if record_slopes == 3:
+                            slopes[item, c] = wp.vector(du, dv, bil1 - bil0)
+                        else:
+                            slopes_uv[item, c] = wp.vector(du, dv)
+            elif wp.static(recording):
+                if record_slopes != 0:
+                    slopes_uv[item, c] = wp.vector(a * out.dtype(iw0) * _slope(t0[0], t0[1], t0[2], t0[3], fy0),
+                                                   a * out.dtype(ih0) * _slope(t0[0], t0[2], t0[1], t0[3], fx0))
+            out[s, c] = value
+        if wp.static(recording):
+            if record_taps != 0:
+                rows[item, 0] = idx0
+                weights[item, 0] = a * q0
+                if mode == TRILINEAR:
+                    rows[item, 1] = idx1
+                    weights[item, 1] = b * q1
+            if record_slopes == 3:
+                if lod_active:
+                    dlods[item] = dlod
                 else:
-                    slopes_uv[item, c] = wp.vector(du, dv)
-        elif record_slopes != 0:
-            slopes_uv[item, c] = wp.vector(a * out.dtype(iw0) * _slope(t0[0], t0[1], t0[2], t0[3], fy0),
-                                           a * out.dtype(ih0) * _slope(t0[0], t0[2], t0[1], t0[3], fx0))
-        out[s, c] = value
-    if record_taps != 0:
-        rows[item, 0] = idx0
-        weights[item, 0] = a * q0
-        if mode == TRILINEAR:
-            rows[item, 1] = idx1
-            weights[item, 1] = b * q1
-    if record_slopes == 3:
-        if lod_active:
-            dlods[item] = dlod
-        else:
-            dlods[item] = wp.vector(zero, zero, zero, zero)
+                    dlods[item] = wp.vector(zero, zero, zero, zero)
+
+    return wp.kernel(sample_forward, name="sample_forward_recording" if recording else "sample_forward")
+
+
+sample_forward = _sample_forward_kernel(False)
+sample_forward_recording = _sample_forward_kernel(True)
 
 
 @wp.kernel
@@ -365,5 +379,6 @@ for _dtype, (_w, _j2, _j3, _l) in RECORD_TYPES.items():
     _a = wp.array2d(dtype=_dtype)
     _record = {"weights": wp.array2d(dtype=_w), "slopes_uv": wp.array2d(dtype=_j2), "slopes": wp.array2d(dtype=_j3),
                "dlods": wp.array(dtype=_l)}
-    wp.overload(sample_forward, {"table": _a, "uv": _a, "duv": _a, "out": _a, **_record})
+    for _forward in (sample_forward, sample_forward_recording):
+        wp.overload(_forward, {"table": _a, "uv": _a, "duv": _a, "out": _a, **_record})
     wp.overload(sample_backward, {"v_out": _a, "v_table": _a, "v_uv": _a, "v_duv": _a, **_record})
