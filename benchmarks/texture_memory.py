@@ -45,7 +45,8 @@ def sample_grid(n: int, tiles: float):
 
 
 def lookup(tex, uv, duv, filter: str, want: str):
-    """One forward (+ backward when a gradient is wanted); returns the output and its record's bytes."""
+    """One forward (+ backward when a gradient is wanted); returns its record's bytes (the output is dropped: a
+    pooled output still held would make the next call take a fresh buffer)."""
     want_tex, want_uv = WANTS[want]
     t = tex.requires_grad_(want_tex)
     u = uv.requires_grad_(want_uv)
@@ -59,7 +60,7 @@ def lookup(tex, uv, duv, filter: str, want: str):
         out.backward(torch.ones_like(out))
     for x in (t, u, d):
         x.grad = None
-    return out, recorded
+    return recorded
 
 
 def cpu_ms(fn, repeats: int) -> float:
@@ -90,7 +91,7 @@ def main() -> None:
                 lookup(tex, uv, duv, filter, "both")
                 fwd = cpu_ms(lambda: lookup(tex, uv, duv, filter, "both"), args.repeats)
             for want in args.wants:
-                _, recorded = lookup(tex, uv, duv, filter, want)  # warm-up (pools, caches)
+                recorded = lookup(tex, uv, duv, filter, want)  # warm-up (pools, caches)
                 peak, _ = peak_memory(lambda: lookup(tex, uv, duv, filter, want))
                 both = cpu_ms(lambda: lookup(tex, uv, duv, filter, want), args.repeats)
                 record = recorded / MiB if has_record and recorded is not None else None
