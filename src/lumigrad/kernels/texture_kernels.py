@@ -75,6 +75,14 @@ def _level_of_detail(duv: wp.array2d(dtype=Any), s: int, w0: Any, h0: Any):
 
 
 @wp.func
+def _sample_of(item: int, active: wp.array(dtype=wp.int64), use_active: int):
+    """The sample of work item ``item``: itself, or with ``use_active`` the ``item``-th listed unmasked sample."""
+    if use_active != 0:
+        return int(active[item])
+    return item
+
+
+@wp.func
 def _owner(s: int, per_owner: int):
     """Index of the texture (in a batch) that sample ``s`` reads; 0 for a shared texture."""
     if per_owner > 0:
@@ -187,9 +195,7 @@ def _sample_forward_kernel(recording: bool):
         backward then neither recomputes the taps nor reads the table. (Vector-typed records: one store per
         vector, not per scalar.)"""
         item = offset + wp.tid()
-        s = item
-        if use_active != 0:  # the work items are the unmasked samples' indices
-            s = int(active[item])
+        s = _sample_of(item, active, use_active)
         channels = table.shape[1]
         zero = out.dtype(0.0)
         one = out.dtype(1.0)
@@ -287,9 +293,7 @@ def sample_backward(
     table); with ``record_slopes`` those of ``uv`` (``v_uv``) and, when 3, of ``duv`` (``v_duv``) through the
     recorded derivatives. Arrays of gradients not asked for are never written."""
     item = offset + wp.tid()
-    s = item
-    if use_active != 0:  # the work items are the unmasked samples' indices
-        s = int(active[item])
+    s = _sample_of(item, active, use_active)
     channels = v_out.shape[1]
     zero = v_out.dtype(0.0)
     if record_slopes != 0:
