@@ -6,6 +6,7 @@ import torch
 
 import lumigrad as lg
 import lumigrad.kernels.texture as kernel_texture
+from lumigrad.kernels import buffer_pool
 from lumigrad.kernels.texture import record_bytes
 
 WANTS = {"uv": (False, True), "tex": (True, False), "both": (True, True)}
@@ -111,3 +112,30 @@ def test_every_record_size_gives_the_twins_gradients(dtype, tol, filter, wrap, w
         torch.testing.assert_close(k, t, rtol=tol, atol=tol)
     if WANTS[want][1] and filter != "nearest":
         assert results[0][-2].abs().sum() > 0  # uv's gradient is there (not a stand-in)
+
+
+def test_record_buffer_is_reused_step_after_step():
+    """The record lives in one buffer-pool buffer (CPU): the next step's forward gets the same pages back once
+    the backward has dropped it, and a record still held is never handed out twice."""
+    g = torch.Generator().manual_seed(8)
+    tex = torch.rand(16, 16, 3, generator=g, requires_grad=True)
+    uv = torch.rand(100, 100, 2, generator=g, requires_grad=True)
+    duv = (torch.randn(100, 100, 2, 2, generator=g) * 0.05).requires_grad_()
+    assert 100 * 100 * 116 >= buffer_pool.MIN_BYTES  # large enough for the pool
+
+    def record_storage(out):
+        fn = out.grad_fn.next_functions[0][0]
+        largest = max((t for t in fn.saved_tensors if t is not None), key=lambda t: t.untyped_storage().nbytes())
+        assert largest.untyped_storage().nbytes() == _record_of(out) == 100 * 100 * 116
+        return largest.untyped_storage().data_ptr()
+
+    first = lg.texture(tex, uv, uv_derivs=duv)
+    held = lg.texture(tex, uv, uv_derivs=duv)  # first's record is still held: another buffer
+    assert record_storage(first) != record_storage(held)
+    ptrs = set()
+    for _ in range(3):
+        out = lg.texture(tex, uv, uv_derivs=duv)
+        ptrs.add(record_storage(out))
+        out.sum().backward()
+        del out
+    assert len(ptrs) == 1
