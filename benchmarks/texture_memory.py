@@ -8,8 +8,9 @@ filtering through the mip pyramid), every sample unmasked. For each filter and e
 * ``record MiB``: the bytes the forward keeps for its backward (``lumigrad.kernels.texture.record_bytes``;
   ``-`` where the code measured has no such function);
 * ``peak MiB``: growth of the peak resident set size during one forward + backward
-  (:func:`lumigrad.app.benchmarking.peak_memory`: fresh pages only; pooled buffers reused from the warm-up
-  do not count);
+  (:func:`lumigrad.app.benchmarking.peak_memory`: fresh pages only; buffers of ``kernels/buffer_pool.py``
+  reused from the warm-up do not count, and since branch texrecord the record is one of them: it stays
+  resident between calls);
 * ``fwd+bwd ms`` and ``fwd ms`` (under ``no_grad``): process CPU time, median of ``--repeats`` runs.
 
 Run it at one thread for comparable CPU times::
