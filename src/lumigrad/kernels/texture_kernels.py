@@ -166,8 +166,8 @@ def _slope(t00: Any, t01: Any, t10: Any, t11: Any, f: Any):
 
 def _sample_forward_kernel(recording: bool):
     """``sample_forward`` (below) with its record code (``recording``) or without any (for forwards no backward
-    follows: the record code, even when skipped at run time, slowed the kernel by ~0.9 ms of 5.7 for Spot 512^2;
-    docs/benchmarks.md, branch texrecord). Same arithmetic, so the same values."""
+    follows: the record code, even when skipped at run time, slowed the kernel by about 1 ms of 6-7 for Spot
+    512^2; docs/benchmarks.md, branch texrecord). Same arithmetic, so the same values."""
 
     def sample_forward(
         offset: int, end: int,
