@@ -139,3 +139,18 @@ def test_record_buffer_is_reused_step_after_step():
         out.sum().backward()
         del out
     assert len(ptrs) == 1
+
+
+@pytest.mark.parametrize("filter", ["nearest", "bilinear", "trilinear"])
+def test_every_sample_masked_records_nothing_and_gives_zero_gradients(filter):
+    g = torch.Generator().manual_seed(9)
+    tex = torch.rand(8, 8, 3, generator=g, requires_grad=True)
+    uv = torch.rand(4, 4, 2, generator=g, requires_grad=True)
+    duv = torch.rand(4, 4, 2, 2, generator=g, requires_grad=True)
+    out = lg.texture(tex, uv, uv_derivs=duv if filter == "trilinear" else None, filter=filter,
+                     mask=torch.zeros(4, 4, dtype=torch.bool))
+    assert _record_of(out) == 0 and (out == 0).all()
+    out.sum().backward()
+    assert (tex.grad == 0).all()
+    if filter != "nearest":
+        assert (uv.grad == 0).all()

@@ -147,7 +147,7 @@ def _new_records(items: int, channels: int, dtype: torch.dtype, device: torch.de
     shapes = [(items if u else 1,) + tail for u, tail in zip(used, tails)]
     sizes = [math.prod(shape) * d.itemsize for shape, d in zip(shapes, dtypes)]
     total = sum(n for n, u in zip(sizes, used) if u)
-    flat = buffer_pool.take((total,), torch.uint8, device) if total else None
+    flat = buffer_pool.take((total,), torch.uint8, device)  # empty when every sample is masked
     records, start = [None] * len(used), 0
     for k in sorted(range(len(used)), key=lambda k: -dtypes[k].itemsize):
         if used[k]:
