@@ -2,12 +2,13 @@
 
 The texels of all mip levels (and of all textures of a batch) live in one table ``[T, C]``; level ``l`` of
 texture ``n`` starts at row ``offsets[l] + n * heights[l] * widths[l]``. Per sample the forward gathers 1,
-4 or 8 taps and, when a backward will follow, records per sample its taps, their weights and the output's
-derivatives; the backward replays that record: it scatters the output gradient into the table (atomic adds)
-and writes the gradients of the texture coordinates and of their screen-space derivatives (through the level
-of detail) without recomputing the taps or reading the table (the record costs the forward less than the
-recomputation cost the backward: docs/benchmarks.md, branch spot10). Work items
-are all samples (masked ones only write zeros) or, with ``use_active``, the listed unmasked samples only.
+4 or 8 taps and, when a backward will follow, records per sample what that backward needs (sized by the
+filter and by the gradients wanted: its taps and their weights, the output's derivatives); the backward
+replays that record: it scatters the output gradient into the table (atomic adds) and writes the gradients of
+the texture coordinates and of their screen-space derivatives (through the level of detail) without
+recomputing the taps or reading the table (the record costs the forward less than the recomputation cost the
+backward: docs/benchmarks.md, branch spot10). Work items are all samples (masked ones only write zeros)
+or, with ``use_active``, the listed unmasked samples only.
 
 The float arrays of one launch share one dtype (``Any`` below, resolved by the overloads at the end); every
 constant is made in that dtype (``type(x)(1.0)``), so the float64 overload computes in float64 throughout.
@@ -71,6 +72,14 @@ def _level_of_detail(duv: wp.array2d(dtype=Any), s: int, w0: Any, h0: Any):
     else:
         g = wp.vector(zero, two * uy * w0 * scale, zero, two * vy * h0 * scale)
     return type(ux)(0.5) * wp.log2(rho2), g
+
+
+@wp.func
+def _sample_of(item: int, active: wp.array(dtype=wp.int64), use_active: int):
+    """The sample of work item ``item``: itself, or with ``use_active`` the ``item``-th listed unmasked sample."""
+    if use_active != 0:
+        return int(active[item])
+    return item
 
 
 @wp.func
@@ -155,152 +164,190 @@ def _slope(t00: Any, t01: Any, t10: Any, t11: Any, f: Any):
     return (t01 - t00) * (type(f)(1.0) - f) + (t11 - t10) * f
 
 
-@wp.kernel
-def sample_forward(
-    offset: int, end: int,
-    table: wp.array2d(dtype=Any), heights: wp.array(dtype=wp.int32), widths: wp.array(dtype=wp.int32),
-    offsets: wp.array(dtype=wp.int32), num_levels: int,
-    uv: wp.array2d(dtype=Any), duv: wp.array2d(dtype=Any), mask: wp.array(dtype=wp.int8),
-    use_mask: int, active: wp.array(dtype=wp.int64), use_active: int, per_owner: int, mode: int, wrap: int,
-    lod_bias: wp.float64,
-    out: wp.array2d(dtype=Any), fine: wp.array(dtype=wp.int32), use_fine: int,
-    record: int, rows: wp.array2d(dtype=wp.vec4i), weights: wp.array2d(dtype=Any), jac: wp.array2d(dtype=Any),
-    dlods: wp.array(dtype=Any),
-):
-    """Filtered values ``out``, and with ``use_fine`` per work item the finest mip level it read in ``fine``
-    (``num_levels`` for a masked sample): the backward scatters into those levels and coarser ones only.
+def _sample_forward_kernel(recording: bool):
+    """``sample_forward`` (below) with its record code (``recording``) or without any (for forwards no backward
+    follows: the record code, even when skipped at run time, slowed the kernel by about 1 ms of 6-7 for Spot
+    512^2; docs/benchmarks.md, branch texrecord). Same arithmetic, so the same values."""
 
-    With ``record`` each unmasked work item also writes what the backward needs (``sample_backward``): the
-    table rows of its two levels' 2x2 taps (``rows [items, 2]`` vec4i; a nearest sample: its row, weight 1)
-    and their weights (``weights [items, 2]`` vec4), per channel the derivatives of the output w.r.t. u, v and
-    the level blend (``jac [items, C]`` vec3), and ``d lod / d duv`` (``dlods [items]`` vec4, zero where the
-    level of detail is clamped or not used). The backward then neither recomputes the taps nor reads the
-    table. (Vector-typed records: one store per vector, not per scalar.)"""
-    item = offset + wp.tid()
-    s = item
-    if use_active != 0:  # the work items are the unmasked samples' indices
-        s = int(active[item])
-    channels = table.shape[1]
-    zero = out.dtype(0.0)
-    one = out.dtype(1.0)
-    if use_fine != 0:
-        fine[item] = num_levels
-    if use_mask != 0:
-        if mask[s] == wp.int8(0):
-            for c in range(channels):
-                out[s, c] = zero
-            return
-    owner = _owner(s, per_owner)
-    u = uv[s, 0]
-    v = uv[s, 1]
-    if mode == NEAREST:
+    def sample_forward(
+        offset: int, end: int,
+        table: wp.array2d(dtype=Any), heights: wp.array(dtype=wp.int32), widths: wp.array(dtype=wp.int32),
+        offsets: wp.array(dtype=wp.int32), num_levels: int,
+        uv: wp.array2d(dtype=Any), duv: wp.array2d(dtype=Any), mask: wp.array(dtype=wp.int8),
+        use_mask: int, active: wp.array(dtype=wp.int64), use_active: int, per_owner: int, mode: int, wrap: int,
+        lod_bias: wp.float64,
+        out: wp.array2d(dtype=Any), fine: wp.array(dtype=wp.int32), use_fine: int,
+        record_taps: int, record_slopes: int, nearest_rows: wp.array(dtype=wp.int32), rows: wp.array2d(dtype=wp.vec4i),
+        weights: wp.array2d(dtype=Any), slopes_uv: wp.array2d(dtype=Any), slopes: wp.array2d(dtype=Any),
+        dlods: wp.array(dtype=Any),
+    ):
+        """Filtered values ``out``, and with ``use_fine`` per work item the finest mip level it read in ``fine``
+        (``num_levels`` for a masked sample): the backward scatters into those levels and coarser ones only.
+
+        Each unmasked work item also writes what the backward needs (``sample_backward``), sized by the filter and
+        by the gradients wanted. With ``record_taps`` (texel gradients): a nearest sample its table row
+        (``nearest_rows [items]``), a bilinear or trilinear one the table rows of its levels' 2x2 taps (``rows
+        [items, levels]`` vec4i, one level for bilinear) and their weights (``weights [items, levels]`` vec4).
+        With ``record_slopes`` (gradients of the texture coordinates; never for nearest, which is flat in uv): 2,
+        per channel the derivatives of the output w.r.t. u and v (``slopes_uv [items, C]`` vec2); 3 (trilinear,
+        ``duv`` gradients too), per channel those and the derivative w.r.t. the level blend (``slopes [items, C]``
+        vec3) and ``d lod / d duv`` (``dlods [items]`` vec4, zero where the level of detail is clamped). The
+        backward then neither recomputes the taps nor reads the table. (Vector-typed records: one store per
+        vector, not per scalar.)"""
+        item = offset + wp.tid()
+        s = _sample_of(item, active, use_active)
+        channels = table.shape[1]
+        zero = out.dtype(0.0)
+        one = out.dtype(1.0)
         if use_fine != 0:
-            fine[item] = 0
-        row = _nearest_row(u, v, owner, heights, widths, offsets, wrap)
-        for c in range(channels):
-            out[s, c] = table[row, c]
-        if record != 0:
-            rows[item, 0] = wp.vec4i(row, row, row, row)
-            rows[item, 1] = wp.vec4i(row, row, row, row)
-            weights[item, 0] = wp.vector(one, zero, zero, zero)
-            weights[item, 1] = wp.vector(zero, zero, zero, zero)
+            fine[item] = num_levels
+        if use_mask != 0:
+            if mask[s] == wp.int8(0):
+                for c in range(channels):
+                    out[s, c] = zero
+                return
+        owner = _owner(s, per_owner)
+        u = uv[s, 0]
+        v = uv[s, 1]
+        if mode == NEAREST:
+            if use_fine != 0:
+                fine[item] = 0
+            row = _nearest_row(u, v, owner, heights, widths, offsets, wrap)
             for c in range(channels):
-                jac[item, c] = wp.vector(zero, zero, zero)
-            dlods[item] = wp.vector(zero, zero, zero, zero)
-        return
-    lo, hi, frac, lod_active, dlod = _mip_levels(duv, s, widths, heights, num_levels, out.dtype(lod_bias), mode)
-    if use_fine != 0:
-        fine[item] = lo
-    # Level ``lo`` weighs ``1 - frac``, level ``hi`` ``frac`` (bilinear: level 0 alone, ``frac`` = 0).
-    idx0, fx0, fy0, iw0, ih0 = _taps(u, v, lo, owner, heights, widths, offsets, wrap)
-    idx1 = idx0
-    fx1 = fx0
-    fy1 = fy0
-    iw1 = iw0
-    ih1 = ih0
-    if mode == TRILINEAR:
-        idx1, fx1, fy1, iw1, ih1 = _taps(u, v, hi, owner, heights, widths, offsets, wrap)
-    a = one - frac
-    b = frac
-    q0 = _tap_weights(fx0, fy0)
-    q1 = _tap_weights(fx1, fy1)
-    for c in range(channels):
-        t0 = _texels(table, idx0, c)
-        bil0 = wp.dot(q0, t0)
-        value = a * bil0
+                out[s, c] = table[row, c]
+            if wp.static(recording):
+                if record_taps != 0:
+                    nearest_rows[item] = row
+            return
+        lo, hi, frac, lod_active, dlod = _mip_levels(duv, s, widths, heights, num_levels, out.dtype(lod_bias), mode)
+        if use_fine != 0:
+            fine[item] = lo
+        # Level ``lo`` weighs ``1 - frac``, level ``hi`` ``frac`` (bilinear: level 0 alone, ``frac`` = 0).
+        idx0, fx0, fy0, iw0, ih0 = _taps(u, v, lo, owner, heights, widths, offsets, wrap)
+        idx1 = idx0
+        fx1 = fx0
+        fy1 = fy0
+        iw1 = iw0
+        ih1 = ih0
         if mode == TRILINEAR:
-            t1 = _texels(table, idx1, c)
-            bil1 = wp.dot(q1, t1)
-            value += b * bil1
-            if record != 0:
-                jac[item, c] = wp.vector(
-                    a * out.dtype(iw0) * _slope(t0[0], t0[1], t0[2], t0[3], fy0)
-                    + b * out.dtype(iw1) * _slope(t1[0], t1[1], t1[2], t1[3], fy1),
-                    a * out.dtype(ih0) * _slope(t0[0], t0[2], t0[1], t0[3], fx0)
-                    + b * out.dtype(ih1) * _slope(t1[0], t1[2], t1[1], t1[3], fx1), bil1 - bil0)
-        elif record != 0:
-            jac[item, c] = wp.vector(a * out.dtype(iw0) * _slope(t0[0], t0[1], t0[2], t0[3], fy0),
-                                     a * out.dtype(ih0) * _slope(t0[0], t0[2], t0[1], t0[3], fx0), zero)
-        out[s, c] = value
-    if record != 0:
-        rows[item, 0] = idx0
-        rows[item, 1] = idx1
-        weights[item, 0] = a * q0
-        weights[item, 1] = b * q1
-        if mode == TRILINEAR and lod_active:
-            dlods[item] = dlod
-        else:
-            dlods[item] = wp.vector(zero, zero, zero, zero)
+            idx1, fx1, fy1, iw1, ih1 = _taps(u, v, hi, owner, heights, widths, offsets, wrap)
+        a = one - frac
+        b = frac
+        q0 = _tap_weights(fx0, fy0)
+        q1 = _tap_weights(fx1, fy1)
+        for c in range(channels):
+            t0 = _texels(table, idx0, c)
+            bil0 = wp.dot(q0, t0)
+            value = a * bil0
+            if mode == TRILINEAR:
+                t1 = _texels(table, idx1, c)
+                bil1 = wp.dot(q1, t1)
+                value += b * bil1
+                if wp.static(recording):
+                    if record_slopes != 0:
+                        du = a * out.dtype(iw0) * _slope(t0[0], t0[1], t0[2], t0[3], fy0) \
+                            + b * out.dtype(iw1) * _slope(t1[0], t1[1], t1[2], t1[3], fy1)
+                        dv = a * out.dtype(ih0) * _slope(t0[0], t0[2], t0[1], t0[3], fx0) \
+                            + b * out.dtype(ih1) * _slope(t1[0], t1[2], t1[1], t1[3], fx1)
+                        if record_slopes == 3:
+                            slopes[item, c] = wp.vector(du, dv, bil1 - bil0)
+                        else:
+                            slopes_uv[item, c] = wp.vector(du, dv)
+            elif wp.static(recording):
+                if record_slopes != 0:
+                    slopes_uv[item, c] = wp.vector(a * out.dtype(iw0) * _slope(t0[0], t0[1], t0[2], t0[3], fy0),
+                                                   a * out.dtype(ih0) * _slope(t0[0], t0[2], t0[1], t0[3], fx0))
+            out[s, c] = value
+        if wp.static(recording):
+            if record_taps != 0:
+                rows[item, 0] = idx0
+                weights[item, 0] = a * q0
+                if mode == TRILINEAR:
+                    rows[item, 1] = idx1
+                    weights[item, 1] = b * q1
+            if record_slopes == 3:
+                if lod_active:
+                    dlods[item] = dlod
+                else:
+                    dlods[item] = wp.vector(zero, zero, zero, zero)
+
+    return wp.kernel(sample_forward, name="sample_forward_recording" if recording else "sample_forward")
+
+
+sample_forward = _sample_forward_kernel(False)
+sample_forward_recording = _sample_forward_kernel(True)
 
 
 @wp.kernel
 def sample_backward(
     offset: int, end: int,
-    mask: wp.array(dtype=wp.int8), use_mask: int, active: wp.array(dtype=wp.int64), use_active: int,
-    rows: wp.array2d(dtype=wp.vec4i), weights: wp.array2d(dtype=Any), jac: wp.array2d(dtype=Any),
+    mask: wp.array(dtype=wp.int8), use_mask: int, active: wp.array(dtype=wp.int64), use_active: int, mode: int,
+    record_taps: int, record_slopes: int, nearest_rows: wp.array(dtype=wp.int32), rows: wp.array2d(dtype=wp.vec4i),
+    weights: wp.array2d(dtype=Any), slopes_uv: wp.array2d(dtype=Any), slopes: wp.array2d(dtype=Any),
     dlods: wp.array(dtype=Any),
-    v_out: wp.array2d(dtype=Any), want_table: int,
-    v_table: wp.array2d(dtype=Any), v_uv: wp.array2d(dtype=Any),
+    v_out: wp.array2d(dtype=Any), v_table: wp.array2d(dtype=Any), v_uv: wp.array2d(dtype=Any),
     v_duv: wp.array2d(dtype=Any),
 ):
-    """Gradients of ``sum(v_out * out)`` from the forward's record (``rows``, ``weights``, ``jac``, ``dlods``):
-    texel gradients by atomic adds (each CPU thread into its own table), those of ``uv`` and ``duv`` through
-    the recorded derivatives."""
+    """Gradients of ``sum(v_out * out)`` from the forward's record (``sample_forward``, the same ``record_*``
+    flags): with ``record_taps`` texel gradients by atomic adds into ``v_table`` (each CPU thread into its own
+    table); with ``record_slopes`` those of ``uv`` (``v_uv``) and, when 3, of ``duv`` (``v_duv``) through the
+    recorded derivatives. Arrays of gradients not asked for are never written."""
     item = offset + wp.tid()
-    s = item
-    if use_active != 0:  # the work items are the unmasked samples' indices
-        s = int(active[item])
+    s = _sample_of(item, active, use_active)
     channels = v_out.shape[1]
-    zero = v_uv.dtype(0.0)
-    v_uv[s, 0] = zero
-    v_uv[s, 1] = zero
-    for k in range(4):
-        v_duv[s, k] = zero
+    zero = v_out.dtype(0.0)
+    if record_slopes != 0:
+        v_uv[s, 0] = zero
+        v_uv[s, 1] = zero
+    if record_slopes == 3:
+        for k in range(4):
+            v_duv[s, k] = zero
     if use_mask != 0:
         if mask[s] == wp.int8(0):
             return
-    rows0 = rows[item, 0]
-    rows1 = rows[item, 1]
-    w0 = weights[item, 0]
-    w1 = weights[item, 1]
+    if mode == NEAREST:
+        if record_taps != 0:
+            row = nearest_rows[item]
+            for c in range(channels):
+                wp.atomic_add(v_table, row, c, v_out[s, c])
+        return
+    two_levels = rows.shape[1] > 1
+    rows0 = wp.vec4i(0, 0, 0, 0)
+    rows1 = rows0
+    w0 = wp.vector(zero, zero, zero, zero)
+    w1 = w0
+    if record_taps != 0:
+        rows0 = rows[item, 0]
+        w0 = weights[item, 0]
+        if two_levels:
+            rows1 = rows[item, 1]
+            w1 = weights[item, 1]
     gu = zero
     gv = zero
     gfrac = zero
     for c in range(channels):
         g = v_out[s, c]
-        j = jac[item, c]
-        gu += g * j[0]
-        gv += g * j[1]
-        gfrac += g * j[2]
-        if want_table != 0:
+        if record_slopes == 3:
+            j = slopes[item, c]
+            gu += g * j[0]
+            gv += g * j[1]
+            gfrac += g * j[2]
+        elif record_slopes != 0:
+            j2 = slopes_uv[item, c]
+            gu += g * j2[0]
+            gv += g * j2[1]
+        if record_taps != 0:
             for q in range(4):
                 wp.atomic_add(v_table, rows0[q], c, g * w0[q])
-                wp.atomic_add(v_table, rows1[q], c, g * w1[q])
-    v_uv[s, 0] = gu
-    v_uv[s, 1] = gv
-    dl = dlods[item]
-    for k in range(4):
-        v_duv[s, k] = gfrac * dl[k]
+                if two_levels:
+                    wp.atomic_add(v_table, rows1[q], c, g * w1[q])
+    if record_slopes != 0:
+        v_uv[s, 0] = gu
+        v_uv[s, 1] = gv
+    if record_slopes == 3:
+        dl = dlods[item]
+        for k in range(4):
+            v_duv[s, k] = gfrac * dl[k]
 
 
 @wp.kernel
@@ -327,11 +374,15 @@ for (_scalar, _), _vec in POOL_ADJOINT_TYPES.items():
                                    "quarter": _scalar})
 
 
-#: The record arrays' Warp dtypes per float dtype: (tap weights vec4, per-channel derivatives vec3, d lod vec4).
-RECORD_TYPES = {wp.float32: (wp.vec4f, wp.vec3f, wp.vec4f), wp.float64: (wp.vec4d, wp.vec3d, wp.vec4d)}
+#: The record arrays' Warp dtypes per float dtype: (tap weights vec4, u and v derivatives vec2, u, v and blend
+#: derivatives vec3, d lod vec4).
+RECORD_TYPES = {wp.float32: (wp.vec4f, wp.vec2f, wp.vec3f, wp.vec4f),
+                wp.float64: (wp.vec4d, wp.vec2d, wp.vec3d, wp.vec4d)}
 
-for _dtype, (_w, _j, _l) in RECORD_TYPES.items():
+for _dtype, (_w, _j2, _j3, _l) in RECORD_TYPES.items():
     _a = wp.array2d(dtype=_dtype)
-    _record = {"weights": wp.array2d(dtype=_w), "jac": wp.array2d(dtype=_j), "dlods": wp.array(dtype=_l)}
-    wp.overload(sample_forward, {"table": _a, "uv": _a, "duv": _a, "out": _a, **_record})
+    _record = {"weights": wp.array2d(dtype=_w), "slopes_uv": wp.array2d(dtype=_j2), "slopes": wp.array2d(dtype=_j3),
+               "dlods": wp.array(dtype=_l)}
+    for _forward in (sample_forward, sample_forward_recording):
+        wp.overload(_forward, {"table": _a, "uv": _a, "duv": _a, "out": _a, **_record})
     wp.overload(sample_backward, {"v_out": _a, "v_table": _a, "v_uv": _a, "v_duv": _a, **_record})
