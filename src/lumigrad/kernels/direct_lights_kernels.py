@@ -45,6 +45,17 @@ store between the lanes splits that block and loses the gain (measured: a unifor
 or a test skipping a block of back-facing lights, made the forward slower than the per-light loop). The
 arithmetic is float64 (the results equal the per-light loop's to rounding).
 
+**Explicit lanes** (point-light tables: the forward, and the backward when only the lights want gradients):
+a full block's terms are computed as one ``wp.vec4d`` per term, lane ``j`` light ``LANES block + j``
+(:class:`_Block`, with the component-wise helpers of :mod:`lumigrad.kernels.lanes4`), from a ``vec4d`` view
+of the light table (``lanes[row, block]``: the table is padded to whole blocks, so a row of a block is one
+load instead of four strided ones, which LLVM had turned into gathers). The same operations in the same order
+as the per-lane code, so the same values; the packing no longer depends on the SLP vectoriser finding it.
+The forward runs two blocks a step into two sums (independent chains that hide the square roots' and
+divisions' latency; the backward gained nothing from it). Measured on Spot's pixels, 1 thread
+(``docs/benchmarks.md``, branch lights4x): forward 11.5-12 -> 7.6 ns a pair, light-gradient backward
+22.4-23 -> 18.9-19.3.
+
 **Kernels per case**: :func:`forward_kernel` and :func:`backward_kernel` are built (and compiled on first
 launch) per case with ``wp.static`` flags, so the common case runs no dead arithmetic: ``point_only`` tables
 (point lights without range or cone) leave out the directional, range and cone terms, and the backward
@@ -514,8 +525,10 @@ def _block_light_gradients_func(channels: int):
 def forward_kernel(point_only: bool, channels: int):
     """The forward kernel for tables of point lights only (``point_only``) or of any lights, and ``channels``
     colour channels (1 to :data:`MAX_CHANNELS`), compiled on first launch. Inputs: ``(offset, end, position,
-    normal, wo, base_color, roughness, metallic, f0, lights, num_lights, min_d2, inv_min_d, out)``; ``lights``
-    has exactly ``num_lights`` columns; they run four at a time as lanes, and the last, partial block one light
+    normal, wo, base_color, roughness, metallic, f0, lights, num_lights, min_d2, inv_min_d, out, lanes)``; ``lights``
+    has ``num_lights`` columns, padded with zeros to whole blocks, and ``lanes`` (the last argument) is the
+    same table as ``vec4d`` (``[ROWS, blocks]``); they run four at a time as lanes (point lights: from
+    ``lanes``, as :class:`_Block`), and the last, partial block one light
     at a time. ``out`` has :data:`MAX_CHANNELS` columns whatever ``channels`` (the extra ones get 0): the
     4-channel arithmetic is what LLVM packs into 256-bit instructions, and with the 4th column not stored it
     is left out and the rest stays scalar (measured 17.7 against 12.4 ns per pair for 3 channels)."""
@@ -531,20 +544,26 @@ def forward_kernel(point_only: bool, channels: int):
         i = offset + wp.tid()
         acc = wp.vec4d()
         part = _LaneSums()  # part[lane, c]: one sum per lane, so that the lanes' chains are independent
-        packed = wp.mat44d()  # point lights: packed[c][lane]
+        packed = wp.mat44d()  # point lights: packed[c][lane], even blocks
+        packed2 = wp.mat44d()  # odd blocks
         p = _point(i, position, normal, wo, roughness, metallic)
         if p.nv_raw > wp.float64(0.0):
             kd, F0 = _mix(p.metal, _channels(base_color, i, channels), _channels(f0, i, channels))
             blocks = num_lights // LANES
-            for block in range(blocks):
-                if wp.static(point_only):  # explicit lanes: one vec4d per term
-                    packed = _block_radiance(p, kd, F0, block, lanes, min_d2, inv_min_d, packed)
-                else:
+            if wp.static(point_only):  # explicit lanes, two independent blocks a step (hides latency)
+                for two in range(blocks // 2):
+                    packed = _block_radiance(p, kd, F0, 2 * two, lanes, min_d2, inv_min_d, packed)
+                    packed2 = _block_radiance(p, kd, F0, 2 * two + 1, lanes, min_d2, inv_min_d, packed2)
+                if blocks % 2 == 1:
+                    packed = _block_radiance(p, kd, F0, blocks - 1, lanes, min_d2, inv_min_d, packed)
+            else:
+                for block in range(blocks):
                     for lane in range(LANES):  # unrolled: the lanes' identical code, in one basic block
                         part[lane] = part[lane] + radiance(p, kd, F0, block * LANES + lane, lights, min_d2,
                                                            inv_min_d)
             for k in range(blocks * LANES, num_lights):
                 acc = acc + radiance(p, kd, F0, k, lights, min_d2, inv_min_d)
+        packed = packed + packed2
         for lane in range(LANES):
             if wp.static(point_only):
                 acc = acc + wp.vec4d(packed[0, lane], packed[1, lane], packed[2, lane], packed[3, lane])
@@ -786,7 +805,9 @@ def backward_kernel(point_only: bool, channels: int, want_point: bool, want_ligh
     v_shape[0:3], 0, v_radiance[0:4])`` (the table's rows). ``packed`` (the CPU's choice) sums the point's
     per-light terms lane by lane in ``scratch`` (one row per thread, ``[rows, POINT_ROWS]`` 4-vectors), so that
     LLVM packs the lanes; otherwise (CUDA: no SLP vectoriser to feed, and a scratch row per thread would be one
-    per point) they are summed in registers and ``scratch`` is not read."""
+    per point) they are summed in registers and ``scratch`` is not read. ``lanes``, the last input, is the
+    light table as ``vec4d`` (see :func:`forward_kernel`); point-light tables with only the light gradients
+    wanted run their full blocks as :class:`_Block` lanes from it."""
     pair = _pair_func(point_only)
     gradients = _gradients_func(point_only, channels, want_point, want_light, want_shape and not point_only)
     add_rows = _add_rows_func(want_shape and not point_only)
