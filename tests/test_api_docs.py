@@ -22,6 +22,7 @@ KNOWN_WARNINGS = {  # (annotation, qualified name of the object), one pair per l
     ("ForwardRef('Optional[torch.Tensor]')", "BSDFSample.__init__"),  # NamedTuple fields
     ("ForwardRef('Optional[torch.Tensor]')", "SoftRaster.__init__"),
     ("ForwardRef('Optional[torch.Tensor]')", "PunctualLights.__init__"),  # NamedTuple fields (spot / range)
+    ("ForwardRef('Optional[bool]')", "PunctualLights.__init__"),  # its host-side points_only flag
     ("ForwardRef('List')", "SmokeRun.__init__"),
     ("ForwardRef('SmokeState')", "SmokeRun.__init__"),
 }

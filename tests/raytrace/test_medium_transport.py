@@ -232,7 +232,8 @@ def test_the_replayed_weights_carry_the_score_of_the_sampled_events():
     g = torch.tensor(0.4, dtype=dtype, requires_grad=True)
     m = HomogeneousMedium(torch.ones(3, dtype=dtype), torch.ones(3, dtype=dtype), g=g)
     _, wi, pdf, ratio = scatter_vertex([m], [], None, torch.zeros(5, dtype=torch.long), x, wo, u_phase,
-                                       torch.zeros(5, 0, dtype=dtype), C=3, nee=False, differentiable=True)
+                                       torch.zeros(5, 0, dtype=dtype), C=3, nee=False, differentiable=True,
+                                       methods=[])
     assert torch.allclose(pdf, hg_eval(wo, wi, 0.4)) and torch.allclose(ratio, torch.ones_like(ratio))
     (dg,) = torch.autograd.grad(ratio.sum(), g)
     h = 1e-6

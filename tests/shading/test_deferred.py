@@ -134,3 +134,16 @@ def test_direct_lighting_without_its_per_light_checkpoint_is_the_same():
     for a, b in zip(results[0][1], results[1][1]):
         assert float(a.abs().sum()) > 0
         torch.testing.assert_close(b, a, rtol=1e-13, atol=1e-15)
+
+
+def test_packed_lights_know_on_the_host_whether_all_are_points():
+    """``PunctualLights.of`` records whether every light is a point or spot light (the kernels' choice reads no
+    device flag); a hand-built value that contradicts ``is_point`` is refused by ``validate``."""
+    from lumigrad.shading.lights import PunctualLights
+    point = (torch.tensor([0.0, 2.0, 0.0]), torch.tensor([4.0]))
+    sun = (torch.tensor([0.0, -1.0, 0.0]), torch.tensor([3.0]))
+    assert PunctualLights.of(points=[point]).points_only is True
+    assert PunctualLights.of(points=[point], directionals=[sun]).points_only is False
+    wrong = PunctualLights.of(points=[point], directionals=[sun])._replace(points_only=True)
+    with pytest.raises(ValueError, match="lights.points_only"):
+        wrong.validate()

@@ -122,7 +122,8 @@ def _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vec
 def direct_lights(position: torch.Tensor, normal: torch.Tensor, wo: torch.Tensor, base_color: torch.Tensor,
                   roughness: torch.Tensor, metallic: torch.Tensor, f0: torch.Tensor, light_vector: torch.Tensor,
                   light_is_point: torch.Tensor, light_radiance: torch.Tensor, min_distance: float, *,
-                  light_inv_range: Optional[torch.Tensor] = None, spot: Optional[SpotCones] = None) -> torch.Tensor:
+                  light_inv_range: Optional[torch.Tensor] = None, spot: Optional[SpotCones] = None,
+                  points_only: Optional[bool] = None) -> torch.Tensor:
     """Radiance ``[P, C]`` reflected towards ``wo`` from ``K`` directional, point and spot lights (no shadows).
 
     Args:
@@ -140,6 +141,8 @@ def direct_lights(position: torch.Tensor, normal: torch.Tensor, wo: torch.Tensor
         light_inv_range: ``[K]`` ``1 / range`` of the glTF range window ``clamp(1 - (d / range)^4, 0, 1)``,
             0 for no range (directional lights ignore it); None: no light has a range.
         spot: the cones of the spot lights (:class:`SpotCones`), None when there is none.
+        points_only: ``bool(light_is_point.all())`` if the caller knows it on the host (no device read);
+            None: read from ``light_is_point`` (one host sync on CUDA) when it matters.
 
     The point tensors share one dtype of :data:`KERNEL_DTYPES`, all tensors one device, and are contiguous; the
     light tensors may be any float dtype (they are taken in float64). The formula
@@ -173,9 +176,9 @@ def direct_lights(position: torch.Tensor, normal: torch.Tensor, wo: torch.Tensor
                              torch.where(on, spot.offset.double(), ones)], -1)
     # the kernels read MAX_CHANNELS radiance rows: the radiance's extra columns are zeros
     radiance64 = torch.nn.functional.pad(radiance64, (0, MAX_CHANNELS - radiance64.shape[1]))
-    # point lights without range or cone (the common case) run kernels without those terms (one host sync on
-    # CUDA, for the [K] flags)
-    point_only = spot is None and light_inv_range is None and bool(is_point.all())
+    # point lights without range or cone (the common case) run kernels without those terms
+    point_only = spot is None and light_inv_range is None and (
+        bool(is_point.all()) if points_only is None else points_only)
     return _DirectLights.apply(position, normal, wo, base_color, roughness, metallic, f0, vector.contiguous(),
                                is_point.to(vector64.dtype), radiance64.contiguous(), shape.contiguous(), axis.contiguous(),
                                min_distance, point_only)

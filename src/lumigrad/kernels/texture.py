@@ -124,7 +124,7 @@ def _record_kinds(mode: str, needs_input_grad) -> tuple:
     nearest sampling, flat in uv), 2 (``uv``'s only) or 3 (trilinear with ``duv``'s too)."""
     taps = bool(needs_input_grad[0] or needs_input_grad[12])
     want_uv = needs_input_grad[1] and mode != "nearest"
-    want_duv = needs_input_grad[2] and mode == "trilinear"  # other filters get a constant stand-in
+    want_duv = needs_input_grad[2] and mode == "trilinear"  # other filters: no duv gradient (None)
     return taps, 3 if want_duv else (2 if want_uv else 0)
 
 

@@ -551,8 +551,9 @@ def _next_event(ts, bvh, bsdf, si: SurfaceSample, ng: torch.Tensor, u: torch.Ten
     ``[N, 3]`` (one sample per light, MIS-weighted)."""
     out = torch.zeros(si.position.shape[0], 3, dtype=dtype, device=si.position.device)
     x = si.position
+    methods = light_methods(ts)
     for j in range(len(ts.lights)) if lights is None else lights:
-        ds = sample_light(ts.lights[j], x, u[:, 2 * j:2 * j + 2], light_methods(ts)[j])
+        ds = sample_light(ts.lights[j], x, u[:, 2 * j:2 * j + 2], methods[j])
         wi = ds.wi
         cos = (si.normal * wi).sum(-1, keepdim=True)
         # the light on the side the shading normal says (either side for glass: the BSDF is 0 where it must be)

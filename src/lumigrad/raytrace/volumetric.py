@@ -128,7 +128,7 @@ def free_flight(media: List[Optional[HomogeneousMedium]], medium: torch.Tensor, 
 
 def scatter_vertex(media: List[Optional[HomogeneousMedium]], lights: List[object], bvh, medium: torch.Tensor,
                    x: torch.Tensor, wo: torch.Tensor, u_phase: torch.Tensor, u_lights: torch.Tensor, *,
-                   C: int, nee: bool, differentiable: bool, methods: Optional[List[Optional[str]]] = None):
+                   C: int, nee: bool, differentiable: bool, methods: List[Optional[str]]):
     """The scattering vertices at ``x [S, 3]`` (detached) of rays arriving from ``wo`` (towards the viewer).
 
     Args:
@@ -136,8 +136,8 @@ def scatter_vertex(media: List[Optional[HomogeneousMedium]], lights: List[object
         lights: the lights sampled by next-event estimation; ``bvh``: the scene's BVH (shadow rays).
         u_phase: ``[S, 2]`` phase-sampling numbers; ``u_lights``: ``[S, 2 * len(lights)]``.
         nee: estimate the lights (False at the last vertex a path may have).
-        methods: per light, the ``method`` of its ``sample_direct`` (None: its one way; all None if omitted),
-            the strategy whose density weighs emission found after the phase sample.
+        methods: per light, the ``method`` of its ``sample_direct`` (None: its one way), the strategy whose
+            density weighs the emission found after the phase sample (required: a mismatch biases the image).
         differentiable: keep the graph of the next-event term and build the phase weight's ratio.
 
     Returns:
@@ -159,7 +159,7 @@ def scatter_vertex(media: List[Optional[HomogeneousMedium]], lights: List[object
         _, _, sigma_t, g = _coefficients(media[k], dtype, C)
         xs, wos = x.index_select(0, sub), wo.index_select(0, sub)
         if nee:
-            out = out.index_copy(0, sub, _phase_nee(lights, methods or [None] * len(lights), bvh, sigma_t, g, xs,
+            out = out.index_copy(0, sub, _phase_nee(lights, methods, bvh, sigma_t, g, xs,
                                                     wos, u_lights.index_select(0, sub), C))
         with torch.no_grad():
             ps = hg_sample(wos, g.detach() if isinstance(g, torch.Tensor) else g, u_phase.index_select(0, sub))

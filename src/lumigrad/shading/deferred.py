@@ -262,7 +262,8 @@ def shade_punctual_unchecked(surface: SurfaceSample, lights: PunctualLights, *, 
                         base_color.contiguous(), take(si.roughness).contiguous(), take(si.metallic).contiguous(),
                         f0.contiguous(), lights.vector, lights.is_point, lights.radiance.expand(-1, C),
                         MIN_LIGHT_DISTANCE, spot=spot,
-                        light_inv_range=None if lights.range is None else 1.0 / lights.range.double())
+                        light_inv_range=None if lights.range is None else 1.0 / lights.range.double(),
+                        points_only=lights.points_only)
     return pixels.put(out)
 
 

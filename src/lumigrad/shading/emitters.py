@@ -430,7 +430,7 @@ def _pick(weights: torch.Tensor, u0: torch.Tensor):
 
 def _sample_area(x, u, tri, e1, e2, cross, le, two_sided, min_distance):
     double_area = torch.linalg.vector_norm(cross, dim=-1)
-    total = _total_area(cross)
+    total = 0.5 * double_area.sum()
     area = torch.where(total > 0, total, torch.ones_like(total))  # no area: weight and pdf 0 below
     k, u0 = _pick(double_area.expand(x.shape[0], -1), u[:, 0])
     su = u0.sqrt()

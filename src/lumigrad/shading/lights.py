@@ -68,6 +68,8 @@ class PunctualLights(NamedTuple):
             other lights); with ``is_spot``.
         inner_angle, outer_angle: ``[K]`` the spot cones' half-angles (radians, ``0 <= inner <= outer <= pi/2``
             for spot lights, any finite value for the others); with ``is_spot``.
+        points_only: host-side copy of ``bool(is_point.all())`` (:meth:`of` fills it), so that choosing the
+            point-light kernels reads nothing back from the device; None: unknown (read when needed).
 
     Point and spot lights use the distance clamp ``MIN_LIGHT_DISTANCE``. Build one with :meth:`of`;
     :meth:`samples` gives the equivalent :class:`LightSample` list (the reference).
@@ -88,6 +90,7 @@ class PunctualLights(NamedTuple):
     spot_direction: Optional[torch.Tensor] = None
     inner_angle: Optional[torch.Tensor] = None
     outer_angle: Optional[torch.Tensor] = None
+    points_only: Optional[bool] = None
 
     @classmethod
     def of(cls, points=(), directionals=(), spots=()) -> "PunctualLights":
@@ -129,7 +132,8 @@ class PunctualLights(NamedTuple):
                                                             f"light {k} outer angle", vec0)
                                                  for k, r in enumerate(rows)])
         is_point = torch.tensor([r[2] for r in rows], device=vec0.device)
-        return cls(torch.stack([r[0] for r in rows]), is_point, torch.stack([r[1] for r in rows]), **fields)
+        return cls(torch.stack([r[0] for r in rows]), is_point, torch.stack([r[1] for r in rows]), **fields,
+                   points_only=all(r[2] for r in rows))
 
     def validate(self) -> "PunctualLights":
         """Check shapes, finiteness, non-negative radiance, non-zero directions, positive ranges and the spot
@@ -144,6 +148,8 @@ class PunctualLights(NamedTuple):
             raise ValueError("lights is empty: pass at least one light")
         device = self.vector.device
         _check_flags(self.is_point, "lights.is_point", K, device)
+        if self.points_only is not None and self.points_only != bool(self.is_point.all()):
+            raise ValueError(f"lights.points_only is {self.points_only} but lights.is_point says otherwise")
         check_tensor(self.radiance, "lights.radiance", trailing=(None,), max_dims=2, floating=True, finite=True,
                      device=device)
         if self.radiance.shape[0] != K:
