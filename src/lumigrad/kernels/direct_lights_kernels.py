@@ -50,7 +50,8 @@ a full block's terms are computed as one ``wp.vec4d`` per term, lane ``j`` light
 (:class:`_Block`, with the component-wise helpers of :mod:`lumigrad.kernels.lanes4`), from a ``vec4d`` view
 of the light table (``lanes[row, block]``: the table is padded to whole blocks, so a row of a block is one
 load instead of four strided ones, which LLVM had turned into gathers). The same operations in the same order
-as the per-lane code, so the same values; the packing no longer depends on the SLP vectoriser finding it.
+as the per-lane code, so the same values. LLVM's SLP vectoriser still chooses the SIMD form (Warp's vector
+operations are per-component code), but finds it far more often on these adjacent lanes.
 The forward runs two blocks a step into two sums (independent chains that hide the square roots' and
 divisions' latency; the backward gained nothing from it). Measured on Spot's pixels, 1 thread
 (``docs/benchmarks.md``, branch lights4x): forward 11.5-12 -> 7.6 ns a pair, light-gradient backward
