@@ -52,9 +52,9 @@ class _DirectLights(torch.autograd.Function):
         ensure_init()
         P, C = base_color.shape
         out = torch.empty(P, MAX_CHANNELS, dtype=base_color.dtype, device=base_color.device)
-        args = _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_is_point,
-                       light_radiance, light_shape, light_axis, min_distance)
-        launch_split(dk.forward_kernel(point_only, C), P, args + [as_warp(out)], position.device,
+        args, lanes = _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector,
+                              light_is_point, light_radiance, light_shape, light_axis, min_distance)
+        launch_split(dk.forward_kernel(point_only, C), P, args + [as_warp(out), lanes], position.device,
                      min_chunk=_MIN_POINTS_PER_THREAD)
         ctx.save_for_backward(position, normal, wo, base_color, roughness, metallic, f0, light_vector,
                               light_is_point, light_radiance, light_shape, light_axis)
@@ -70,7 +70,8 @@ class _DirectLights(torch.autograd.Function):
         K = light_vector.shape[0]
         dev = position.device
         grads = [torch.empty_like(t) for t in (position, normal, wo, base_color, roughness, metallic, f0)]
-        args = _inputs(*saved, ctx.min_distance) + [as_warp(v_out.to(position.dtype).contiguous())]
+        args, lanes = _inputs(*saved, ctx.min_distance)
+        args += [as_warp(v_out.to(position.dtype).contiguous())]
         args += [as_warp(g) for g in grads[:4]] + [as_warp(grads[4].view(-1)), as_warp(grads[5].view(-1)),
                                                   as_warp(grads[6])]
         need = ctx.needs_input_grad
@@ -86,13 +87,14 @@ class _DirectLights(torch.autograd.Function):
             slots = light_vector.new_zeros((P + _CUDA_GROUP - 1) // _CUDA_GROUP, dk.ROWS, blocks, dk.LANES,
                                            dtype=torch.float64)
             scratch = light_vector.new_empty(1, dk.POINT_ROWS, dk.LANES, dtype=torch.float64)
-            launch(kernel, P, [0, P, *args, as_warp(slots, wp.vec4d), _CUDA_GROUP, as_warp(scratch, wp.vec4d)], dev)
+            launch(kernel, P, [0, P, *args, as_warp(slots, wp.vec4d), _CUDA_GROUP, as_warp(scratch, wp.vec4d), lanes],
+                   dev)
         else:  # one private slot per thread: no atomics across threads
             parts = max(1, min(num_workers(), P // _MIN_POINTS_PER_THREAD))
             slots = light_vector.new_zeros(parts, dk.ROWS, blocks, dk.LANES, dtype=torch.float64)
             scratch = light_vector.new_empty(parts, dk.POINT_ROWS, dk.LANES, dtype=torch.float64)
             launch_partitioned(kernel, P, lambda k: [*args, as_warp(slots[k:k + 1], wp.vec4d), P + 1,
-                                                     as_warp(scratch[k:k + 1], wp.vec4d)], parts, dev)
+                                                     as_warp(scratch[k:k + 1], wp.vec4d), lanes], parts, dev)
         v_light = slots.sum(0).flatten(1)[:, :K].T
         point = [g if n else None for g, n in zip(grads, need)]
         light = [v_light[:, dk.VECTOR:dk.VECTOR + 3], None, v_light[:, dk.RADIANCE:],
@@ -101,17 +103,20 @@ class _DirectLights(torch.autograd.Function):
 
 
 def _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_is_point, light_radiance,
-            light_shape, light_axis, min_distance) -> list:
-    # one column per light (the kernels read a row's lights side by side)
+            light_shape, light_axis, min_distance) -> tuple[list, wp.array]:
+    """The kernels' common arguments, and the light table as ``vec4d`` lanes (``[ROWS, blocks]``: a block's
+    :data:`LANES` lights side by side, one load a row)."""
+    # one column per light (the kernels read a row's lights side by side), padded to whole blocks
     K = light_vector.shape[0]
-    table = light_vector.new_zeros(dk.ROWS, K)
+    table = light_vector.new_zeros(dk.ROWS, max(1, (K + dk.LANES - 1) // dk.LANES) * dk.LANES)
     for row, part in ((dk.VECTOR, light_vector), (dk.AXIS, light_axis), (dk.SHAPE, light_shape),
                       (dk.RADIANCE, light_radiance)):
         table[row:row + part.shape[1], :K] = part.T
     table[dk.PT, :K] = light_is_point
+    lanes = as_warp(table.view(dk.ROWS, -1, dk.LANES), wp.vec4d)
     return [as_warp(position), as_warp(normal), as_warp(wo), as_warp(base_color), as_warp(roughness.view(-1)),
             as_warp(metallic.view(-1)), as_warp(f0), as_warp(table), int(K),
-            wp.float64(float(min_distance) ** 2), wp.float64(1.0 / float(min_distance))]
+            wp.float64(float(min_distance) ** 2), wp.float64(1.0 / float(min_distance))], lanes
 
 
 def direct_lights(position: torch.Tensor, normal: torch.Tensor, wo: torch.Tensor, base_color: torch.Tensor,

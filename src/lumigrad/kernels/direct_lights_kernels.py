@@ -45,6 +45,18 @@ store between the lanes splits that block and loses the gain (measured: a unifor
 or a test skipping a block of back-facing lights, made the forward slower than the per-light loop). The
 arithmetic is float64 (the results equal the per-light loop's to rounding).
 
+**Explicit lanes** (point-light tables: the forward, and the backward when only the lights want gradients):
+a full block's terms are computed as one ``wp.vec4d`` per term, lane ``j`` light ``LANES block + j``
+(:class:`_Block`, with the component-wise helpers of :mod:`lumigrad.kernels.lanes4`), from a ``vec4d`` view
+of the light table (``lanes[row, block]``: the table is padded to whole blocks, so a row of a block is one
+load instead of four strided ones, which LLVM had turned into gathers). The same operations in the same order
+as the per-lane code, so the same values. LLVM's SLP vectoriser still chooses the SIMD form (Warp's vector
+operations are per-component code), but finds it far more often on these adjacent lanes.
+The forward runs two blocks a step into two sums (independent chains that hide the square roots' and
+divisions' latency; the backward gained nothing from it). Measured on Spot's pixels, 1 thread
+(``docs/benchmarks.md``, branch lights4x): forward 11.5-12 -> 7.6 ns a pair, light-gradient backward
+22.4-23 -> 18.9-19.3.
+
 **Kernels per case**: :func:`forward_kernel` and :func:`backward_kernel` are built (and compiled on first
 launch) per case with ``wp.static`` flags, so the common case runs no dead arithmetic: ``point_only`` tables
 (point lights without range or cone) leave out the directional, range and cone terms, and the backward
@@ -65,6 +77,8 @@ import functools
 from typing import Any
 
 import warp as wp
+
+from . import lanes4 as l4
 
 wp.set_module_options({"enable_backward": False})
 
@@ -318,12 +332,204 @@ def _radiance_func(point_only: bool, channels: int):
     return _radiance
 
 
+@wp.struct
+class _Block:
+    """The :class:`_Pair` terms of :data:`LANES` point lights (without range or cone) at a point, one ``vec4d``
+    per term, lane ``j`` light ``k + j``: the packed form of :func:`_pair_func` ``(True)`` (same operations in the
+    same order, so the same values to the bit). Masks (``ok``, ``unclamped``, ``h_clamped``) are 1 or 0."""
+
+    ok: wp.vec4d
+    unclamped: wp.vec4d
+    ux: wp.vec4d
+    uy: wp.vec4d
+    uz: wp.vec4d
+    lx: wp.vec4d
+    ly: wp.vec4d
+    lz: wp.vec4d
+    hx: wp.vec4d
+    hy: wp.vec4d
+    hz: wp.vec4d
+    cx: wp.vec4d
+    cy: wp.vec4d
+    cz: wp.vec4d
+    inv_len: wp.vec4d
+    nl_raw: wp.vec4d
+    K3: wp.vec4d
+    G0: wp.vec4d
+    nl: wp.vec4d
+    h_clamped: wp.vec4d
+    hc: wp.vec4d
+    hl: wp.vec4d
+    vh_raw: wp.vec4d
+    m: wp.vec4d
+    m5: wp.vec4d
+    c2: wp.vec4d
+    qn: wp.vec4d
+    s2: wp.vec4d
+    Q: wp.vec4d
+
+
+@wp.func
+def _block(p: _Point, block: int, lanes: wp.array2d(dtype=wp.vec4d), min_d2: wp.float64, inv_min_d: wp.float64):
+    """The point lights ``LANES block ...`` at ``p``; ``lanes[row, block]`` is the light table's row ``row`` of
+    those lights (four adjacent float64: one load)."""
+    one = wp.float64(1.0)
+    zero = wp.float64(0.0)
+    ones = l4.splat(one)
+    zeros = l4.splat(zero)
+    b = _Block()
+    ux0 = lanes[VECTOR, block] - l4.splat(p.x[0])
+    uy0 = lanes[VECTOR + 1, block] - l4.splat(p.x[1])
+    uz0 = lanes[VECTOR + 2, block] - l4.splat(p.x[2])
+    s0 = wp.cw_mul(ux0, ux0) + wp.cw_mul(uy0, uy0) + wp.cw_mul(uz0, uz0)
+    live = l4.greater(s0, zeros)  # a light at the point lights nothing
+    ux = l4.select(live, ux0, l4.splat(p.n[0]))
+    uy = l4.select(live, uy0, l4.splat(p.n[1]))
+    uz = l4.select(live, uz0, l4.splat(p.n[2]))
+    b.ux = ux
+    b.uy = uy
+    b.uz = uz
+    s = l4.select(live, s0, ones)
+    inv_len = wp.cw_div(ones, l4.sqrt4(s))
+    b.inv_len = inv_len
+    nu = p.n[0] * ux + p.n[1] * uy + p.n[2] * uz
+    b.nl_raw = wp.cw_mul(nu, inv_len)
+    b.lx = wp.cw_mul(ux, inv_len)
+    b.ly = wp.cw_mul(uy, inv_len)
+    b.lz = wp.cw_mul(uz, inv_len)
+    inv3 = wp.cw_mul(wp.cw_mul(inv_len, inv_len), inv_len)
+    b.unclamped = l4.greater_equal(s, l4.splat(min_d2))
+    b.K3 = l4.select(b.unclamped, inv3, l4.splat(inv_min_d * inv_min_d * inv_min_d))
+    b.ok = wp.cw_mul(live, l4.greater(b.nl_raw, zeros))
+    b.G0 = wp.cw_mul(nu, b.K3)
+    b.nl = l4.clamp4(b.nl_raw, _DOT_EPS, one)
+    hx = b.lx + l4.splat(p.v[0])
+    hy = b.ly + l4.splat(p.v[1])
+    hz = b.lz + l4.splat(p.v[2])
+    b.hx = hx
+    b.hy = hy
+    b.hz = hz
+    hh = wp.cw_mul(hx, hx) + wp.cw_mul(hy, hy) + wp.cw_mul(hz, hz)
+    eps2 = _DOT_EPS * _DOT_EPS
+    b.h_clamped = l4.greater(l4.splat(eps2), hh)
+    b.hc = l4.select(b.h_clamped, l4.splat(eps2), hh)
+    b.hl = l4.select(b.h_clamped, l4.splat(_DOT_EPS), l4.sqrt4(hh))
+    b.vh_raw = l4.select(b.h_clamped, (p.v[0] * hx + p.v[1] * hy + p.v[2] * hz) * (one / _DOT_EPS),
+                         wp.float64(0.5) * b.hl)
+    b.m = ones - l4.clamp4(b.vh_raw, zero, one)
+    m2 = wp.cw_mul(b.m, b.m)
+    b.m5 = wp.cw_mul(wp.cw_mul(m2, m2), b.m)
+    b.cx = p.n[1] * hz - p.n[2] * hy
+    b.cy = p.n[2] * hx - p.n[0] * hz
+    b.cz = p.n[0] * hy - p.n[1] * hx
+    b.c2 = wp.cw_mul(b.cx, b.cx) + wp.cw_mul(b.cy, b.cy) + wp.cw_mul(b.cz, b.cz)
+    b.qn = p.a2 * b.hc + p.one_a2 * b.c2
+    b.s2 = l4.sqrt4(p.one_a2 * wp.cw_mul(b.nl, b.nl) + l4.splat(p.a2))
+    b.Q = p.s1 * b.nl + p.nv * b.s2
+    return b
+
+
+@wp.func
+def _block_radiance(p: _Point, kd: wp.vec4d, F0: wp.vec4d, block: int, lanes: wp.array2d(dtype=wp.vec4d),
+                    min_d2: wp.float64, inv_min_d: wp.float64, acc: wp.mat44d):
+    """``acc[c][j]`` plus light ``LANES block + j``'s reflected radiance in channel ``c`` (point lights only)."""
+    one = wp.float64(1.0)
+    b = _block(p, block, lanes, min_d2, inv_min_d)
+    dv = p.a2_2pi * wp.cw_div(wp.cw_mul(b.hc, b.hc), wp.cw_mul(wp.cw_mul(b.qn, b.qn), b.Q))
+    G = wp.cw_mul(b.G0, b.ok)
+    one_m5 = l4.splat(one) - b.m5
+    for c in range(MAX_CHANNELS):
+        F0c = F0[c]
+        f = kd[c] * one_m5 + wp.cw_mul(dv, l4.splat(F0c) + (one - F0c) * b.m5)
+        acc[c] = acc[c] + wp.cw_mul(wp.cw_mul(f, lanes[RADIANCE + c, block]), G)
+    return acc
+
+
+@functools.cache
+def _block_light_gradients_func(channels: int):
+    """``_block_light_gradients(p, kd, F0, g, block, lanes, min_d2, inv_min_d, v_light, slot)``: adds the light
+    gradients (position and radiance rows) of the point lights ``LANES block ...`` at ``p`` for the output
+    gradient ``g`` to ``v_light[slot, row, block]``: :func:`_gradients_func` ``(True, channels, False, True,
+    False)`` on :class:`_Block` lanes (same operations, same values)."""
+
+    @wp.func
+    def _block_light_gradients(p: _Point, kd: wp.vec4d, F0: wp.vec4d, g: wp.vec4d, block: int,
+                               lanes: wp.array2d(dtype=wp.vec4d), min_d2: wp.float64, inv_min_d: wp.float64,
+                               v_light: wp.array3d(dtype=wp.vec4d), slot: int):
+        one = wp.float64(1.0)
+        zero = wp.float64(0.0)
+        two = wp.float64(2.0)
+        ones = l4.splat(one)
+        zeros = l4.splat(zero)
+        b = _block(p, block, lanes, min_d2, inv_min_d)
+        R = wp.cw_div(ones, wp.cw_mul(wp.cw_mul(b.qn, b.Q), wp.cw_mul(b.s2, b.hc)))
+        qQ = wp.cw_mul(b.qn, b.Q)
+        s2hc = wp.cw_mul(b.s2, b.hc)
+        iqn = wp.cw_mul(wp.cw_mul(R, b.Q), s2hc)
+        iQ = wp.cw_mul(wp.cw_mul(R, b.qn), s2hc)
+        is2 = wp.cw_mul(wp.cw_mul(R, qQ), b.hc)
+        ihc = wp.cw_mul(wp.cw_mul(R, qQ), b.s2)
+        dv = p.a2_2pi * wp.cw_mul(wp.cw_mul(wp.cw_mul(b.hc, b.hc), wp.cw_mul(iqn, iqn)), iQ)
+        one_m5 = ones - b.m5
+        g_G = zeros
+        g_dv = zeros
+        g_m5 = zeros
+        for c in range(wp.static(channels)):
+            gk = g[c] * b.ok  # a light that adds nothing: every gradient below is a product with 0
+            Lc = lanes[RADIANCE + c, block]
+            F0c = F0[c]
+            spec = l4.splat(F0c) + (one - F0c) * b.m5
+            gkf = wp.cw_mul(gk, kd[c] * one_m5 + wp.cw_mul(dv, spec))
+            g_G = g_G + wp.cw_mul(gkf, Lc)
+            wp.atomic_add(v_light, slot, RADIANCE + c, block, wp.cw_mul(gkf, b.G0))
+            gf = wp.cw_mul(wp.cw_mul(gk, Lc), b.G0)
+            g_dv = g_dv + wp.cw_mul(gf, spec)
+            g_m5 = g_m5 + wp.cw_mul(gf, dv * (one - F0c) - l4.splat(kd[c]))
+        gE = wp.cw_mul(g_dv, dv)
+        g_qn = -two * wp.cw_mul(gE, iqn)
+        g_c2 = p.one_a2 * g_qn
+        g_hc = two * wp.cw_mul(gE, ihc) + p.a2 * g_qn
+        g_Q = -wp.cw_mul(gE, iQ)
+        g_nl = wp.cw_mul(g_Q, l4.splat(p.s1) + (p.nv * p.one_a2) * wp.cw_mul(b.nl, is2))
+        # the clamps pass the gradient on the closed interval, as torch.clamp's
+        m2 = wp.cw_mul(b.m, b.m)
+        g_vh = l4.select(wp.cw_mul(l4.greater_equal(b.vh_raw, zeros), l4.greater_equal(ones, b.vh_raw)),
+                         -wp.float64(5.0) * wp.cw_mul(wp.cw_mul(m2, m2), g_m5), zeros)
+        g_nl = l4.select(wp.cw_mul(l4.greater_equal(b.nl_raw, l4.splat(_DOT_EPS)), l4.greater_equal(ones, b.nl_raw)),
+                         g_nl, zeros)
+        # hv = l + v: 2 g_c2 (c x n) + (h_clamped ? (g_vh / eps) v : (2 g_hc + g_vh hl ihc / 2) hv)
+        t2 = two * g_c2
+        wv = g_vh * (one / _DOT_EPS)
+        wh = two * g_hc + wp.float64(0.5) * wp.cw_mul(wp.cw_mul(g_vh, b.hl), ihc)
+        glx = wp.cw_mul(t2, p.n[2] * b.cy - p.n[1] * b.cz) + l4.select(b.h_clamped, p.v[0] * wv, wp.cw_mul(wh, b.hx))
+        gly = wp.cw_mul(t2, p.n[0] * b.cz - p.n[2] * b.cx) + l4.select(b.h_clamped, p.v[1] * wv, wp.cw_mul(wh, b.hy))
+        glz = wp.cw_mul(t2, p.n[1] * b.cx - p.n[0] * b.cy) + l4.select(b.h_clamped, p.v[2] * wv, wp.cw_mul(wh, b.hz))
+        glx = glx + p.n[0] * g_nl
+        gly = gly + p.n[1] * g_nl
+        glz = glz + p.n[2] * g_nl
+        # l = u / |u|, G0 = (n.u) K3 (K3 = 1 / |u|^3, or 1 / min_d^3 inside it)
+        gll = wp.cw_mul(glx, b.lx) + wp.cw_mul(gly, b.ly) + wp.cw_mul(glz, b.lz)
+        gGK = wp.cw_mul(g_G, b.K3)
+        gd = l4.select(b.unclamped, -wp.float64(3.0) * wp.cw_mul(gGK, b.nl_raw), zeros)
+        wp.atomic_add(v_light, slot, VECTOR, block,
+                      wp.cw_mul(b.inv_len, glx - wp.cw_mul(b.lx, gll)) + p.n[0] * gGK + wp.cw_mul(gd, b.lx))
+        wp.atomic_add(v_light, slot, VECTOR + 1, block,
+                      wp.cw_mul(b.inv_len, gly - wp.cw_mul(b.ly, gll)) + p.n[1] * gGK + wp.cw_mul(gd, b.ly))
+        wp.atomic_add(v_light, slot, VECTOR + 2, block,
+                      wp.cw_mul(b.inv_len, glz - wp.cw_mul(b.lz, gll)) + p.n[2] * gGK + wp.cw_mul(gd, b.lz))
+        return 0
+
+    return _block_light_gradients
+
+
 @functools.cache
 def forward_kernel(point_only: bool, channels: int):
     """The forward kernel for tables of point lights only (``point_only``) or of any lights, and ``channels``
     colour channels (1 to :data:`MAX_CHANNELS`), compiled on first launch. Inputs: ``(offset, end, position,
-    normal, wo, base_color, roughness, metallic, f0, lights, num_lights, min_d2, inv_min_d, out)``; ``lights``
-    has exactly ``num_lights`` columns; they run four at a time as lanes, and the last, partial block one light
+    normal, wo, base_color, roughness, metallic, f0, lights, num_lights, min_d2, inv_min_d, out, lanes)``; ``lights``
+    has ``num_lights`` columns, padded with zeros to whole blocks, and ``lanes`` (the last argument) is the
+    same table as ``vec4d`` (``[ROWS, blocks]``); they run four at a time as lanes (point lights: from
+    ``lanes``, as :class:`_Block`), and the last, partial block one light
     at a time. ``out`` has :data:`MAX_CHANNELS` columns whatever ``channels`` (the extra ones get 0): the
     4-channel arithmetic is what LLVM packs into 256-bit instructions, and with the 4th column not stored it
     is left out and the rest stays scalar (measured 17.7 against 12.4 ns per pair for 3 channels)."""
@@ -334,26 +540,41 @@ def forward_kernel(point_only: bool, channels: int):
                               wo: wp.array2d(dtype=Any), base_color: wp.array2d(dtype=Any),
                               roughness: wp.array(dtype=Any), metallic: wp.array(dtype=Any),
                               f0: wp.array2d(dtype=Any), lights: wp.array2d(dtype=wp.float64), num_lights: int,
-                              min_d2: wp.float64, inv_min_d: wp.float64, out: wp.array2d(dtype=Any)):
+                              min_d2: wp.float64, inv_min_d: wp.float64, out: wp.array2d(dtype=Any),
+                              lanes: wp.array2d(dtype=wp.vec4d)):
         i = offset + wp.tid()
         acc = wp.vec4d()
         part = _LaneSums()  # part[lane, c]: one sum per lane, so that the lanes' chains are independent
+        packed = wp.mat44d()  # point lights: packed[c][lane], even blocks
+        packed2 = wp.mat44d()  # odd blocks
         p = _point(i, position, normal, wo, roughness, metallic)
         if p.nv_raw > wp.float64(0.0):
             kd, F0 = _mix(p.metal, _channels(base_color, i, channels), _channels(f0, i, channels))
             blocks = num_lights // LANES
-            for block in range(blocks):
-                for lane in range(LANES):  # unrolled: the lanes' identical code, in one basic block
-                    part[lane] = part[lane] + radiance(p, kd, F0, block * LANES + lane, lights, min_d2, inv_min_d)
+            if wp.static(point_only):  # explicit lanes, two independent blocks a step (hides latency)
+                for two in range(blocks // 2):
+                    packed = _block_radiance(p, kd, F0, 2 * two, lanes, min_d2, inv_min_d, packed)
+                    packed2 = _block_radiance(p, kd, F0, 2 * two + 1, lanes, min_d2, inv_min_d, packed2)
+                if blocks % 2 == 1:
+                    packed = _block_radiance(p, kd, F0, blocks - 1, lanes, min_d2, inv_min_d, packed)
+            else:
+                for block in range(blocks):
+                    for lane in range(LANES):  # unrolled: the lanes' identical code, in one basic block
+                        part[lane] = part[lane] + radiance(p, kd, F0, block * LANES + lane, lights, min_d2,
+                                                           inv_min_d)
             for k in range(blocks * LANES, num_lights):
                 acc = acc + radiance(p, kd, F0, k, lights, min_d2, inv_min_d)
+        packed = packed + packed2
         for lane in range(LANES):
-            acc = acc + part[lane]
+            if wp.static(point_only):
+                acc = acc + wp.vec4d(packed[0, lane], packed[1, lane], packed[2, lane], packed[3, lane])
+            else:
+                acc = acc + part[lane]
         for c in range(MAX_CHANNELS):
             out[i, c] = type(out[i, c])(acc[c])
 
     for f in (wp.float32, wp.float64):
-        wp.overload(direct_lights_forward, _common_types(f) + [wp.array2d(dtype=f)])
+        wp.overload(direct_lights_forward, _common_types(f) + [wp.array2d(dtype=f), wp.array2d(dtype=wp.vec4d)])
     return direct_lights_forward
 
 
@@ -585,11 +806,16 @@ def backward_kernel(point_only: bool, channels: int, want_point: bool, want_ligh
     v_shape[0:3], 0, v_radiance[0:4])`` (the table's rows). ``packed`` (the CPU's choice) sums the point's
     per-light terms lane by lane in ``scratch`` (one row per thread, ``[rows, POINT_ROWS]`` 4-vectors), so that
     LLVM packs the lanes; otherwise (CUDA: no SLP vectoriser to feed, and a scratch row per thread would be one
-    per point) they are summed in registers and ``scratch`` is not read."""
+    per point) they are summed in registers and ``scratch`` is not read. ``lanes``, the last input, is the
+    light table as ``vec4d`` (see :func:`forward_kernel`); point-light tables with only the light gradients
+    wanted run their full blocks as :class:`_Block` lanes from it."""
     pair = _pair_func(point_only)
     gradients = _gradients_func(point_only, channels, want_point, want_light, want_shape and not point_only)
     add_rows = _add_rows_func(want_shape and not point_only)
     packed = packed and want_point
+    # point lights, light gradients only: the block's lanes as vec4d terms
+    block_gradients = (_block_light_gradients_func(channels) if point_only and want_light and not want_point
+                       else None)
 
     @wp.kernel(enable_backward=False, module="unique")
     def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any),
@@ -602,7 +828,7 @@ def backward_kernel(point_only: bool, channels: int, want_point: bool, want_ligh
                                v_wo: wp.array2d(dtype=Any), v_base_color: wp.array2d(dtype=Any),
                                v_roughness: wp.array(dtype=Any), v_metallic: wp.array(dtype=Any),
                                v_f0: wp.array2d(dtype=Any), v_light: wp.array3d(dtype=wp.vec4d), group: int,
-                               scratch: wp.array2d(dtype=wp.vec4d)):
+                               scratch: wp.array2d(dtype=wp.vec4d), lanes: wp.array2d(dtype=wp.vec4d)):
         i = offset + wp.tid()
         slot = i // group
         one = wp.float64(1.0)
@@ -631,22 +857,25 @@ def backward_kernel(point_only: bool, channels: int, want_point: bool, want_ligh
                         scratch[srow, h * 11 + j] = wp.vec4d()
             blocks = num_lights // LANES
             for block in range(blocks):
-                # each lane's terms, added after the block: a store between lanes would split their code
-                rows = _LaneRows()
-                prows = _LanePoints()
-                for lane in range(LANES):  # unrolled, as the forward's
-                    k = block * LANES + lane
+                if wp.static(block_gradients is not None):  # explicit lanes: one vec4d per term
+                    block_gradients(p, kd, F0, g, block, lanes, min_d2, inv_min_d, v_light, slot)
+                else:
+                    # each lane's terms, added after the block: a store between lanes would split their code
+                    rows = _LaneRows()
+                    prows = _LanePoints()
+                    for lane in range(LANES):  # unrolled, as the forward's
+                        k = block * LANES + lane
+                        if wp.static(packed):
+                            terms, row = gradients(_Sums(), p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k,
+                                                   lights)
+                            prows[lane] = _flat(terms)
+                        else:
+                            sums, row = gradients(sums, p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k, lights)
+                        rows[lane] = row
+                    if wp.static(want_light):
+                        add_rows(v_light, slot, block, rows)
                     if wp.static(packed):
-                        terms, row = gradients(_Sums(), p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k,
-                                               lights)
-                        prows[lane] = _flat(terms)
-                    else:
-                        sums, row = gradients(sums, p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k, lights)
-                    rows[lane] = row
-                if wp.static(want_light):
-                    add_rows(v_light, slot, block, rows)
-                if wp.static(packed):
-                    _add_point_lanes(scratch, srow, prows)
+                        _add_point_lanes(scratch, srow, prows)
             if blocks * LANES < num_lights:  # the last lights, one by one
                 rows = _LaneRows()
                 prows = _LanePoints()
@@ -713,6 +942,7 @@ def backward_kernel(point_only: bool, channels: int, want_point: bool, want_ligh
         a1, a2 = wp.array(dtype=f), wp.array2d(dtype=f)
         wp.overload(direct_lights_backward, _common_types(f) + [a2, a2, a2, a2, a2, a1, a1, a2,
                                                                 wp.array3d(dtype=wp.vec4d), int,
+                                                                wp.array2d(dtype=wp.vec4d),
                                                                 wp.array2d(dtype=wp.vec4d)])
     return direct_lights_backward
 
