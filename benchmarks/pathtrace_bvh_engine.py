@@ -19,6 +19,8 @@ triangles), each scaled into the box's lower half. Run it at one thread for per-
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,7 +36,7 @@ import lumigrad as lg  # noqa: E402
 from lumigrad.app.benchmarking import cpu_model, format_table, median  # noqa: E402
 from lumigrad.kernels import bvh as bvh_module  # noqa: E402
 
-COLUMNS = [("mesh", "mesh"), ("tris", "scene triangles"), ("engine", "engine"), ("build", "build ms"),
+COLUMNS = [("mesh", "mesh"), ("tris", "triangles (mesh + walls)"), ("engine", "engine"), ("build", "build ms"),
            ("refit", "refit ms"),
            ("render", "render s"), ("ns", "ns / path")]
 
@@ -59,6 +61,19 @@ def scene_with(name: str) -> lg.Scene:
     return scene
 
 
+@contextlib.contextmanager
+def _own_bvh_max_faces(limit: int):
+    """``engine="auto"`` picks by ``limit`` inside (a fresh BVH cache), as before afterwards."""
+    saved = bvh_module.OWN_BVH_MAX_FACES
+    bvh_module.OWN_BVH_MAX_FACES = limit
+    bvh_module.clear_bvh_cache()
+    try:
+        yield
+    finally:
+        bvh_module.OWN_BVH_MAX_FACES = saved
+        bvh_module.clear_bvh_cache()
+
+
 def _cpu_seconds(fn) -> float:
     t0 = time.process_time()
     fn()
@@ -68,30 +83,30 @@ def _cpu_seconds(fn) -> float:
 def measure(name: str, size: int, spp: int, depth: int, repeats: int) -> list:
     scene = scene_with(name)
     cam = camera(size)
+    parts = list(scene.meshes.values())
+    starts = torch.tensor([0] + [m.verts.shape[0] for m in parts]).cumsum(0)
+    verts = torch.cat([m.verts for m in parts]).float()
+    faces = torch.cat([m.faces.long() + int(k) for m, k in zip(parts, starts)])
     settings = dict(integrator="path", spp=spp, seed=1, max_depth=depth, rr_depth=depth)
     limits = {"own": 2**62, "warp": -1}
     rendered = {}
     builds, refits, renders = ({e: [] for e in limits} for _ in range(3))
     for r in range(repeats + 1):
         for engine, limit in limits.items():
-            bvh_module.OWN_BVH_MAX_FACES = limit
-            bvh_module.clear_bvh_cache()
-            with torch.no_grad():
+            with _own_bvh_max_faces(limit), torch.no_grad():
                 first = _cpu_seconds(lambda: lg.render(scene, cam, **settings))  # builds the BVH, caches it
                 seconds = _cpu_seconds(lambda: rendered.__setitem__(engine, lg.render(scene, cam, **settings).rgb))
-            verts = torch.cat([m.verts for m in scene.meshes.values()]).float()
-            faces = torch.cat([m.faces for m in scene.meshes.values()])
+                assert bvh_module.bvh_cache_info()["builds"] == 1, "the second render rebuilt the BVH"
             built = _cpu_seconds(lambda: bvh_module.TriangleBVH(verts, faces, engine=engine))
             bvh = bvh_module.TriangleBVH(verts, faces, engine=engine)
             moved = verts + 1e-3 * torch.randn_like(verts)
             refit = _cpu_seconds(lambda: bvh.refit(moved))
-            assert bvh_module.bvh_cache_info()["builds"] == 1, "the second render rebuilt the BVH"
             if r:  # the first round compiles kernels
                 builds[engine].append(built)
                 refits[engine].append(refit)
                 renders[engine].append(seconds)
             del first
-    tris = sum(m.faces.shape[0] for m in scene.meshes.values())
+    tris = faces.shape[0]
     rows = []
     for engine in limits:
         render_s = median(renders[engine])
@@ -105,7 +120,7 @@ def measure(name: str, size: int, spp: int, depth: int, repeats: int) -> list:
     return rows
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> str:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--meshes", nargs="+", default=["8x5", "16x9", "40x21", "spot", "320x160"],
                    help="'spot' or SLICESxSTACKS of a bumpy sphere")
@@ -114,11 +129,15 @@ def main(argv=None) -> None:
     p.add_argument("--depth", type=int, default=8)
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
-    print(f"CPU: {cpu_model()}; threads: {lg.get_num_threads()}; {args.size}^2, {args.spp} spp, depth {args.depth}")
+    head = (f"CPU: {cpu_model()}; threads: {lg.get_num_threads()}; {args.size}^2, {args.spp} spp, depth {args.depth}; "
+            f"load average {os.getloadavg()[0]:.2f} at the start")
+    print(head, flush=True)
     rows = []
     for name in args.meshes:
         rows += measure(name, args.size, args.spp, args.depth, args.repeats)
-    print(format_table(rows, COLUMNS))
+    text = f"{format_table(rows, COLUMNS)}\nload average {os.getloadavg()[0]:.2f} at the end"
+    print(text)
+    return text
 
 
 if __name__ == "__main__":
