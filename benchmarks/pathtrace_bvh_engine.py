@@ -120,7 +120,7 @@ def measure(name: str, size: int, spp: int, depth: int, repeats: int) -> list:
     return rows
 
 
-def main(argv=None) -> str:
+def main(argv=None) -> list:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--meshes", nargs="+", default=["8x5", "16x9", "40x21", "spot", "320x160"],
                    help="'spot' or SLICESxSTACKS of a bumpy sphere")
@@ -135,9 +135,8 @@ def main(argv=None) -> str:
     rows = []
     for name in args.meshes:
         rows += measure(name, args.size, args.spp, args.depth, args.repeats)
-    text = f"{format_table(rows, COLUMNS)}\nload average {os.getloadavg()[0]:.2f} at the end"
-    print(text)
-    return text
+    print(f"{format_table(rows, COLUMNS)}\nload average {os.getloadavg()[0]:.2f} at the end")
+    return rows
 
 
 if __name__ == "__main__":
