@@ -164,7 +164,8 @@ class PathAdjoint:
 
 def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor, *, max_depth: int, rr_depth: int,
                  seed: int, hide_emitters: bool = False, adjoint: Optional[PathAdjoint] = None,
-                 primary: Optional[Callable[[], tuple]] = None, hits: Optional[list] = None) -> torch.Tensor:
+                 primary: Optional[Callable[[], tuple]] = None, hits: Optional[list] = None,
+                 area_primal: Optional[Callable[..., torch.Tensor]] = None) -> torch.Tensor:
     """Radiance ``[R, C]`` arriving along each ray ``origins, directions [R, 3]`` (world space, unit directions).
 
     Args:
@@ -180,6 +181,11 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
         primary: in the adjoint pass, a function returning ``(origins, directions)`` with their autograd graph
             (the camera's), so the first vertex's interior term reaches the camera.
         hits: a list that receives the ``[R]`` bool "the ray hit a surface" of the given rays (coverage).
+        area_primal: in the adjoint pass, a faster twin of the detached primal next-event term of the area
+            lights differentiated by area (the value the replay subtracts from the radiance still to come):
+            ``area_primal(bvh, lights, paths, depth, seed, si, ng) -> [N, 3]``, as
+            :func:`lumigrad.kernels.replay_kernels.area_next_event_primal` with its tables bound (float32
+            scenes the fused kernel supports); None: ``_next_event`` in PyTorch (the reference).
 
     Returns:
         ``[R, C]`` radiance (the primal estimate; in the adjoint pass the same, and ``adjoint.grads`` filled).
@@ -268,7 +274,11 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
                     if by_area:
                         nee = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, others)
                         with torch.no_grad():
-                            nee_area = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, by_area)
+                            if area_primal is None:
+                                nee_area = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, by_area)
+                            else:
+                                nee_area = area_primal(bvh, by_area, alive.index_select(0, rows), depth, seed,
+                                                       si.map(torch.Tensor.detach), ng.detach()).to(dtype)
                         term = term + bh * (nee + nee_area)
                         term_grad = term_grad + bh * (nee + area_next_event(ts, bvh, bsdf, si, ng,
                                                                             u_area.index_select(0, rows), by_area))

@@ -1,0 +1,116 @@
+"""The path replay's detached primal next-event term of area lights, on Warp (the fused kernel's arithmetic).
+
+In the adjoint pass of :func:`lumigrad.raytrace.transport.sample_paths`, area lights' direct light is
+differentiated by area (:mod:`lumigrad.raytrace.area_next_event`), but the radiance still to come along each
+path is the primal's radiance minus what the primal gathered so far, so the replay must also recompute the
+primal's own (solid-angle or area sampled, MIS-weighted, shadow-tested) area-light term at every surface
+vertex: a value, never differentiated. :func:`area_next_event_primal` computes it at the replay's vertices with
+the functions of :mod:`.path_kernels` (so the same float32 bits as the fused primal that gave the path its
+radiance), one thread per vertex, instead of the PyTorch twin (``transport._next_event`` under ``no_grad``),
+which stays the reference (float64-capable).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import warp as wp
+
+from . import path_kernels as pk
+from ._runtime import as_warp, launch_split
+from .bvh import TriangleBVH
+from .bvh_traverse import FlatBVH
+from .counter_rng import ray_key_wp, split_seed, uniform_counter_wp
+from .path_trace import MIN_RAYS_PER_THREAD, PathTables
+from .ray_queries import any_hit_any_bvh
+
+__all__ = ["area_next_event_primal"]
+
+wp.set_module_options({"enable_backward": False})
+
+
+@wp.kernel
+def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int,
+              lights: wp.array(dtype=wp.int32), num_lights: int,
+              light_start: wp.array(dtype=wp.int32), light_count: wp.array(dtype=wp.int32),
+              light_two_sided: wp.array(dtype=wp.int32), light_area: wp.array(dtype=float),
+              light_centre: wp.array(dtype=wp.vec3), light_far2: wp.array(dtype=float),
+              tri_v0: wp.array(dtype=wp.vec3), tri_v1: wp.array(dtype=wp.vec3), tri_v2: wp.array(dtype=wp.vec3),
+              tri_le: wp.array(dtype=wp.vec3), tri_cdf: wp.array(dtype=float),
+              paths: wp.array(dtype=wp.int32), depth: int, seed_lo: wp.uint32, seed_hi: wp.uint32,
+              position: wp.array(dtype=wp.vec3), normal: wp.array(dtype=wp.vec3), geo_normal: wp.array(dtype=wp.vec3),
+              wo: wp.array(dtype=wp.vec3), base: wp.array(dtype=wp.vec3), roughness: wp.array(dtype=float),
+              metallic: wp.array(dtype=float), ior: wp.array(dtype=float), out: wp.array(dtype=wp.vec3)):
+    """Row ``offset + tid``: the sum over ``lights`` of one MIS-weighted, unshadowed light sample (no throughput),
+    with path ``paths[i]``'s random numbers at ``depth`` (dimensions ``4 + 2 j, 5 + 2 j`` of light ``j``)."""
+    i = offset + wp.tid()
+    key = ray_key_wp(seed_lo, seed_hi, wp.uint32(paths[i]))
+    x = position[i]
+    n = normal[i]
+    ng = geo_normal[i]
+    nee = wp.vec3(0.0, 0.0, 0.0)
+    for k in range(num_lights):
+        j = lights[k]
+        u0 = uniform_counter_wp(key, depth, 4 + 2 * j)
+        u1 = uniform_counter_wp(key, depth, 5 + 2 * j)
+        wi = wp.vec3(0.0, 0.0, 1.0)
+        dist = float(wp.inf)
+        lw = wp.vec3(0.0, 0.0, 0.0)
+        lpdf = float(0.0)
+        if pk._by_area(x, j, light_area, light_centre, light_far2) > 0.0:
+            wi, dist, lw, lpdf = pk.area_sample_by_area_wp(x, light_start[j], light_count[j], light_two_sided[j],
+                                                           light_area[j], tri_v0, tri_v1, tri_v2, tri_le, tri_cdf,
+                                                           u0, u1)
+        else:
+            omega = float(0.0)
+            wi, dist, lw, lpdf, omega = pk.area_sample_wp(x, light_start[j], light_count[j], light_two_sided[j],
+                                                          tri_v0, tri_v1, tri_v2, tri_le, u0, u1)
+        cos = wp.dot(n, wi)
+        if lpdf > 0.0 and wp.dot(ng, wi) * cos > 0.0:
+            f, bpdf = pk.bsdf_eval_pdf_wp(n, wi, wo[i], base[i], roughness[i], metallic[i], ior[i])
+            contribution = pk._cw_mul(f * wp.abs(cos), lw) * pk.power_heuristic_wp(lpdf, bpdf)
+            if contribution[0] != 0.0 or contribution[1] != 0.0 or contribution[2] != 0.0:
+                t_max = float(wp.inf)
+                if dist < wp.inf and dist > -wp.inf:
+                    t_max = dist * 0.9999
+                blocked = False
+                if t_max > 0.0:
+                    blocked = any_hit_any_bvh(mesh, own, use_own, pk.offset_origin_wp(x, ng, wi), wi, t_max)
+                if not blocked:
+                    nee = nee + contribution
+    out[i] = nee
+
+
+def area_next_event_primal(tables: PathTables, bvh: TriangleBVH, lights: Sequence[int], paths: torch.Tensor,
+                           depth: int, seed: int, si, ng: torch.Tensor) -> torch.Tensor:
+    """The primal next-event term ``[N, 3]`` float32 (throughput not applied) of the area lights ``lights``
+    (indices into ``tables``' lights) at the surface vertices ``si`` (a detached float32
+    :class:`lumigrad.shading.surface.SurfaceSample` of ``N`` rows, geometric normals ``ng [N, 3]``) of paths
+    ``paths [N]`` at ``depth``, ``bvh`` the scene's, drawing :func:`lumigrad.kernels.counter_rng.uniform_counter` ``(seed, path,
+    depth, 4 + 2 j ...)`` as the fused kernel and ``transport._next_event`` do.
+
+    **Differentiability:** none (a value the replay subtracts from the path's radiance).
+    """
+    device = si.position.device
+    N = paths.shape[0]
+    out = torch.zeros(N, 3, dtype=torch.float32, device=device)
+    if N == 0 or not lights:
+        return out
+    lo, hi = split_seed(seed)
+    t, v3 = tables, wp.vec3
+
+    def rows(x: torch.Tensor, width: int) -> torch.Tensor:
+        return x.detach().to(torch.float32).expand(N, width).contiguous()
+
+    idx = torch.tensor(list(lights), dtype=torch.int32, device=device)
+    inputs = [*bvh.query_handles(), as_warp(idx), len(lights), as_warp(t.light_start), as_warp(t.light_count),
+              as_warp(t.light_two_sided), as_warp(t.light_area), as_warp(t.light_centre, v3),
+              as_warp(t.light_far2), as_warp(t.tri_v0, v3), as_warp(t.tri_v1, v3), as_warp(t.tri_v2, v3),
+              as_warp(t.tri_le, v3), as_warp(t.tri_cdf), as_warp(paths.to(torch.int32).contiguous()), int(depth),
+              wp.uint32(lo), wp.uint32(hi), as_warp(rows(si.position, 3), v3), as_warp(rows(si.normal, 3), v3),
+              as_warp(rows(ng, 3), v3), as_warp(rows(si.wo, 3), v3), as_warp(rows(si.base_color, 3), v3),
+              as_warp(rows(si.roughness, 1).reshape(N)), as_warp(rows(si.metallic, 1).reshape(N)),
+              as_warp(rows(si.ior, 1).reshape(N)), as_warp(out, v3)]
+    launch_split(_area_nee, N, inputs, device, min_chunk=MIN_RAYS_PER_THREAD)
+    return out
