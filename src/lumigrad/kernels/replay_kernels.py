@@ -1,18 +1,19 @@
-"""The path replay's detached primal next-event term of area lights, on Warp (the fused kernel's arithmetic).
+"""What the path replay recomputes but does not differentiate, on Warp (the fused kernel's arithmetic).
 
 In the adjoint pass of :func:`lumigrad.raytrace.transport.sample_paths`, area lights' direct light is
 differentiated by area (:mod:`lumigrad.raytrace.area_next_event`), but the radiance still to come along each
 path is the primal's radiance minus what the primal gathered so far, so the replay must also recompute the
 primal's own (solid-angle or area sampled, MIS-weighted, shadow-tested) area-light term at every surface
-vertex: a value, never differentiated. :func:`area_next_event_primal` computes it at the replay's vertices with
-the functions of :mod:`.path_kernels` (so the same float32 bits as the fused primal that gave the path its
-radiance), one thread per vertex, instead of the PyTorch twin (``transport._next_event`` under ``no_grad``),
-which stays the reference (float64-capable).
+vertex: a value, never differentiated; and it draws each vertex's BSDF sample (the next ray, its density and
+weight: detached too). :class:`ReplayKernels` computes both at the replay's vertices with the functions of
+:mod:`.path_kernels` (so the same float32 bits as the fused primal that gave the path its radiance), one thread
+per vertex, instead of the PyTorch twins (``transport._next_event`` under ``no_grad``, ``bsdf.sample``), which
+stay the reference (float64-capable).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import torch
 import warp as wp
@@ -25,9 +26,25 @@ from .counter_rng import ray_key_wp, split_seed, uniform_counter_wp
 from .path_trace import MIN_RAYS_PER_THREAD, PathTables
 from .ray_queries import any_hit_any_bvh
 
-__all__ = ["area_next_event_primal"]
+__all__ = ["ReplayKernels"]
 
 wp.set_module_options({"enable_backward": False})
+
+
+@wp.kernel
+def _bsdf_sample(offset: int, end: int, paths: wp.array(dtype=wp.int32), depth: int, seed_lo: wp.uint32,
+                 seed_hi: wp.uint32, normal: wp.array(dtype=wp.vec3), wo: wp.array(dtype=wp.vec3),
+                 base: wp.array(dtype=wp.vec3), roughness: wp.array(dtype=float), metallic: wp.array(dtype=float),
+                 ior: wp.array(dtype=float), out_wi: wp.array(dtype=wp.vec3), out_weight: wp.array(dtype=wp.vec3)):
+    """Row ``offset + tid``: the BSDF sample of path ``paths[i]`` at ``depth`` (dimensions 0 the lobe, 1 and 2
+    the direction), as the fused kernel draws it."""
+    i = offset + wp.tid()
+    key = ray_key_wp(seed_lo, seed_hi, wp.uint32(paths[i]))
+    wi, weight, _ = pk.bsdf_sample_wp(normal[i], wo[i], base[i], roughness[i], metallic[i], ior[i],
+                                        uniform_counter_wp(key, depth, 0), uniform_counter_wp(key, depth, 1),
+                                        uniform_counter_wp(key, depth, 2))
+    out_wi[i] = wi
+    out_weight[i] = weight
 
 
 @wp.kernel
@@ -42,7 +59,7 @@ def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int
               position: wp.array(dtype=wp.vec3), normal: wp.array(dtype=wp.vec3), geo_normal: wp.array(dtype=wp.vec3),
               wo: wp.array(dtype=wp.vec3), base: wp.array(dtype=wp.vec3), roughness: wp.array(dtype=float),
               metallic: wp.array(dtype=float), ior: wp.array(dtype=float), out: wp.array(dtype=wp.vec3)):
-    """Row ``offset + tid``: the sum over ``lights`` of one MIS-weighted, unshadowed light sample (no throughput),
+    """Row ``offset + tid``: the sum over ``lights`` of one MIS-weighted, shadow-tested light sample (no throughput),
     with path ``paths[i]``'s random numbers at ``depth`` (dimensions ``4 + 2 j, 5 + 2 j`` of light ``j``)."""
     i = offset + wp.tid()
     key = ray_key_wp(seed_lo, seed_hi, wp.uint32(paths[i]))
@@ -82,35 +99,67 @@ def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int
     out[i] = nee
 
 
-def area_next_event_primal(tables: PathTables, bvh: TriangleBVH, lights: Sequence[int], paths: torch.Tensor,
-                           depth: int, seed: int, si, ng: torch.Tensor) -> torch.Tensor:
-    """The primal next-event term ``[N, 3]`` float32 (throughput not applied) of the area lights ``lights``
-    (indices into ``tables``' lights) at the surface vertices ``si`` (a detached float32
-    :class:`lumigrad.shading.surface.SurfaceSample` of ``N`` rows, geometric normals ``ng [N, 3]``) of paths
-    ``paths [N]`` at ``depth``, ``bvh`` the scene's, drawing :func:`lumigrad.kernels.counter_rng.uniform_counter` ``(seed, path,
-    depth, 4 + 2 j ...)`` as the fused kernel and ``transport._next_event`` do.
+class ReplayKernels:
+    """The replay's detached recomputations on the fused kernel's tables (a float32 scene it supports).
 
-    **Differentiability:** none (a value the replay subtracts from the path's radiance).
+    **Differentiability:** none (values and sampling decisions the replay holds constant).
     """
-    device = si.position.device
-    N = paths.shape[0]
-    out = torch.zeros(N, 3, dtype=torch.float32, device=device)
-    if N == 0 or not lights:
+
+    def __init__(self, tables: PathTables):
+        self.tables = tables
+
+    def area_next_event(self, bvh: TriangleBVH, lights: Sequence[int], paths: torch.Tensor, depth: int, seed: int,
+                        si, ng: torch.Tensor) -> torch.Tensor:
+        """The primal next-event term ``[N, 3]`` float32 (throughput not applied) of the area lights ``lights``
+        (indices into the tables' lights) at the surface vertices ``si`` (a detached float32
+        :class:`lumigrad.shading.surface.SurfaceSample` of ``N`` rows, geometric normals ``ng [N, 3]``) of
+        paths ``paths [N]`` at ``depth``, ``bvh`` the scene's, drawing
+        :func:`lumigrad.kernels.counter_rng.uniform_counter` ``(seed, path, depth, 4 + 2 j ...)`` as the fused
+        kernel and ``transport._next_event`` do."""
+        N = paths.shape[0]
+        out = torch.zeros(N, 3, dtype=torch.float32, device=si.position.device)
+        if N == 0 or not lights:
+            return out
+        t, v3 = self.tables, wp.vec3
+        idx = torch.tensor(list(lights), dtype=torch.int32, device=out.device)
+        inputs = [*bvh.query_handles(), as_warp(idx), len(lights), as_warp(t.light_start), as_warp(t.light_count),
+                  as_warp(t.light_two_sided), as_warp(t.light_area), as_warp(t.light_centre, v3),
+                  as_warp(t.light_far2), as_warp(t.tri_v0, v3), as_warp(t.tri_v1, v3), as_warp(t.tri_v2, v3),
+                  as_warp(t.tri_le, v3), as_warp(t.tri_cdf), *_path_inputs(paths, depth, seed),
+                  as_warp(_rows(si.position, N, 3), v3), as_warp(_rows(si.normal, N, 3), v3),
+                  as_warp(_rows(ng, N, 3), v3), *_material_inputs(si, N), as_warp(out, v3)]
+        launch_split(_area_nee, N, inputs, out.device, min_chunk=MIN_RAYS_PER_THREAD)
         return out
+
+    def bsdf_sample(self, paths: torch.Tensor, depth: int, seed: int, si) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(wi [N, 3], weight [N, 3])`` float32: the BSDF sample at the vertices ``si`` (as in
+        :meth:`area_next_event`) of paths ``paths`` at ``depth``, drawing ``uniform_counter(seed, path, depth,
+        0 ... 2)``; the twin of ``bsdf.sample`` of :class:`lumigrad.shading.bsdf.MetallicRoughnessBSDF`. Not its
+        density: the kernel's (the fused primal's) recomputes the half vector from ``wi``, which float32 rounding
+        moves on glossy lobes (up to 5% at ``alpha ~ 2e-3`` against float64, where PyTorch's float32 stays within
+        5e-5; ``tests/integrators/test_path_replay_kernels.py``): the replay takes ``bsdf.pdf`` of ``wi``."""
+        N = paths.shape[0]
+        dev = si.position.device
+        wi = torch.zeros(N, 3, dtype=torch.float32, device=dev)
+        weight = torch.zeros(N, 3, dtype=torch.float32, device=dev)
+        if N > 0:
+            inputs = [*_path_inputs(paths, depth, seed), as_warp(_rows(si.normal, N, 3), wp.vec3),
+                      *_material_inputs(si, N), as_warp(wi, wp.vec3), as_warp(weight, wp.vec3)]
+            launch_split(_bsdf_sample, N, inputs, dev, min_chunk=MIN_RAYS_PER_THREAD)
+        return wi, weight
+
+
+def _rows(x: torch.Tensor, n: int, width: int) -> torch.Tensor:
+    return x.detach().to(torch.float32).expand(n, width).contiguous()
+
+
+def _path_inputs(paths: torch.Tensor, depth: int, seed: int) -> list:
     lo, hi = split_seed(seed)
-    t, v3 = tables, wp.vec3
+    return [as_warp(paths.to(torch.int32).contiguous()), int(depth), wp.uint32(lo), wp.uint32(hi)]
 
-    def rows(x: torch.Tensor, width: int) -> torch.Tensor:
-        return x.detach().to(torch.float32).expand(N, width).contiguous()
 
-    idx = torch.tensor(list(lights), dtype=torch.int32, device=device)
-    inputs = [*bvh.query_handles(), as_warp(idx), len(lights), as_warp(t.light_start), as_warp(t.light_count),
-              as_warp(t.light_two_sided), as_warp(t.light_area), as_warp(t.light_centre, v3),
-              as_warp(t.light_far2), as_warp(t.tri_v0, v3), as_warp(t.tri_v1, v3), as_warp(t.tri_v2, v3),
-              as_warp(t.tri_le, v3), as_warp(t.tri_cdf), as_warp(paths.to(torch.int32).contiguous()), int(depth),
-              wp.uint32(lo), wp.uint32(hi), as_warp(rows(si.position, 3), v3), as_warp(rows(si.normal, 3), v3),
-              as_warp(rows(ng, 3), v3), as_warp(rows(si.wo, 3), v3), as_warp(rows(si.base_color, 3), v3),
-              as_warp(rows(si.roughness, 1).reshape(N)), as_warp(rows(si.metallic, 1).reshape(N)),
-              as_warp(rows(si.ior, 1).reshape(N)), as_warp(out, v3)]
-    launch_split(_area_nee, N, inputs, device, min_chunk=MIN_RAYS_PER_THREAD)
-    return out
+def _material_inputs(si, n: int) -> list:
+    """``wo, base, roughness, metallic, ior`` of ``si``'s rows, as the kernels take them."""
+    return [as_warp(_rows(si.wo, n, 3), wp.vec3), as_warp(_rows(si.base_color, n, 3), wp.vec3),
+            as_warp(_rows(si.roughness, n, 1).reshape(n)), as_warp(_rows(si.metallic, n, 1).reshape(n)),
+            as_warp(_rows(si.ior, n, 1).reshape(n))]
