@@ -75,7 +75,8 @@ def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int
         dist = float(wp.inf)
         lw = wp.vec3(0.0, 0.0, 0.0)
         lpdf = float(0.0)
-        if pk._by_area(x, j, light_area, light_centre, light_far2) > 0.0:
+        v = x - light_centre[j]  # by area where the primal's light_sampling says (path_kernels' _by_area)
+        if light_area[j] > 0.0 and wp.dot(v, v) > light_far2[j]:
             wi, dist, lw, lpdf = pk.area_sample_by_area_wp(x, light_start[j], light_count[j], light_two_sided[j],
                                                            light_area[j], tri_v0, tri_v1, tri_v2, tri_le, tri_cdf,
                                                            u0, u1)
@@ -86,7 +87,7 @@ def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int
         cos = wp.dot(n, wi)
         if lpdf > 0.0 and wp.dot(ng, wi) * cos > 0.0:
             f, bpdf = pk.bsdf_eval_pdf_wp(n, wi, wo[i], base[i], roughness[i], metallic[i], ior[i])
-            contribution = pk._cw_mul(f * wp.abs(cos), lw) * pk.power_heuristic_wp(lpdf, bpdf)
+            contribution = wp.cw_mul(f * wp.abs(cos), lw) * pk.power_heuristic_wp(lpdf, bpdf)
             if contribution[0] != 0.0 or contribution[1] != 0.0 or contribution[2] != 0.0:
                 t_max = float(wp.inf)
                 if dist < wp.inf and dist > -wp.inf:
