@@ -22,6 +22,7 @@ from ..conventions import pixel_centers
 from ..raytrace.edges import sample_primary_edges
 from ..raytrace.shadow_edges import sample_shadow_edges, shadow_edge_jumps
 from ..kernels.bvh import bvh_for
+from ..kernels.replay_kernels import ReplayKernels
 from ..raytrace.transport import PathAdjoint, TraceScene, sample_paths, surface_at
 from ..scene.lights import AreaLight, EnvironmentLight, SHLight
 from ..scene.scene import Scene
@@ -29,7 +30,7 @@ from ..shading.emitters import AREA_SAMPLING
 from ..shading.image_formation import form_image_unchecked
 from .base import Integrator, RenderOutput, register_integrator
 from .frame_checks import check_index_tables, frame_checks
-from .fused_paths import sample_paths_fused, use_fused
+from .fused_paths import path_tables, sample_paths_fused, use_fused
 
 __all__ = ["DirectIntegrator", "PathIntegrator"]
 
@@ -220,8 +221,10 @@ class _Run:
         with torch.enable_grad():
             ts = _trace_scene(self.scene, self.integrator.light_sampling)
             rays = _camera_rays(self.camera, spp, seed, ts.verts.dtype)
+        # where the fused kernel gave L, its arithmetic (float32) also redraws what the replay does not differentiate
+        kernels = ReplayKernels(path_tables(ts)) if use_fused(ts, it.use_fused_kernel) else None
         sample_paths(ts, rays[0].detach(), rays[1].detach(), adjoint=adjoint, primary=lambda: rays,
-                     **self._settings(seed))
+                     kernels=kernels, **self._settings(seed))
         if it.edge_samples != 0:
             with torch.enable_grad():
                 self._edges(ts, v_image, adjoint, spp, seed)

@@ -164,7 +164,8 @@ class PathAdjoint:
 
 def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor, *, max_depth: int, rr_depth: int,
                  seed: int, hide_emitters: bool = False, adjoint: Optional[PathAdjoint] = None,
-                 primary: Optional[Callable[[], tuple]] = None, hits: Optional[list] = None) -> torch.Tensor:
+                 primary: Optional[Callable[[], tuple]] = None, hits: Optional[list] = None,
+                 kernels: Optional[object] = None) -> torch.Tensor:
     """Radiance ``[R, C]`` arriving along each ray ``origins, directions [R, 3]`` (world space, unit directions).
 
     Args:
@@ -180,6 +181,10 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
         primary: in the adjoint pass, a function returning ``(origins, directions)`` with their autograd graph
             (the camera's), so the first vertex's interior term reaches the camera.
         hits: a list that receives the ``[R]`` bool "the ray hit a surface" of the given rays (coverage).
+        kernels: in the adjoint pass, faster twins of what the replay recomputes without differentiating it
+            (a :class:`lumigrad.kernels.replay_kernels.ReplayKernels`, for float32 scenes the fused kernel
+            supports): the primal next-event term of the area lights differentiated by area (the value
+            subtracted from the radiance still to come) and the BSDF samples. None: PyTorch (the reference).
 
     Returns:
         ``[R, C]`` radiance (the primal estimate; in the adjoint pass the same, and ``adjoint.grads`` filled).
@@ -268,7 +273,12 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
                     if by_area:
                         nee = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, others)
                         with torch.no_grad():
-                            nee_area = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, by_area)
+                            if kernels is None:
+                                nee_area = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, by_area)
+                            else:
+                                nee_area = kernels.area_next_event(bvh, by_area, alive.index_select(0, rows), depth,
+                                                                   seed, si.map(torch.Tensor.detach),
+                                                                   ng.detach()).to(dtype)
                         term = term + bh * (nee + nee_area)
                         term_grad = term_grad + bh * (nee + area_next_event(ts, bvh, bsdf, si, ng,
                                                                             u_area.index_select(0, rows), by_area))
@@ -283,10 +293,17 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
                     # the adjoint pass through the ratio w / detach(w)).
                     uh = u.index_select(0, rows)
                     with torch.no_grad():
-                        bs = bsdf.sample(si.map(torch.Tensor.detach), uh[:, 0:1], uh[:, 1:3])
-                    wi, pdf = bs.wi.detach(), bs.pdf.detach()
-                    ok = (pdf > 0).all(-1) & (bs.weight.detach() > 0).any(-1)
-                    delta = bs.is_delta if bs.is_delta is not None else torch.zeros_like(pdf, dtype=torch.bool)
+                        if kernels is None or adjoint is None:
+                            bs = bsdf.sample(si.map(torch.Tensor.detach), uh[:, 0:1], uh[:, 1:3])
+                            wi, pdf, bs_weight, delta = bs.wi, bs.pdf, bs.weight, bs.is_delta
+                        else:  # the fused primal's sample (an opaque BSDF: no delta lobe), PyTorch's density
+                            si_d = si.map(torch.Tensor.detach)
+                            wi, bs_weight = (x.to(dtype) for x in kernels.bsdf_sample(alive.index_select(0, rows),
+                                                                                      depth, seed, si_d))
+                            pdf, delta = bsdf.pdf(si_d, wi), None
+                    wi, pdf, bs_weight = wi.detach(), pdf.detach(), bs_weight.detach()
+                    ok = (pdf > 0).all(-1) & (bs_weight > 0).any(-1)
+                    delta = delta if delta is not None else torch.zeros_like(pdf, dtype=torch.bool)
                     if adjoint is not None:
                         f = bsdf.eval(si, wi) * (si.normal * wi).sum(-1, keepdim=True).abs()
                         w = f / torch.where(pdf > 0, pdf, torch.ones_like(pdf))
@@ -305,7 +322,7 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
                     fr = face.index_select(0, rows)
                     new_med = next_medium(media, new_med, ts.face_part.index_select(0, fr),
                                           outward_face_normals(ts.verts, ts.faces, fr), -rd.detach(), wi)
-                nexts.append(_Next(rows, bh * bs.weight.detach(), ok, x, offset_ray_origin(x, ng.detach(), wi), wi,
+                nexts.append(_Next(rows, bh * bs_weight, ok, x, offset_ray_origin(x, ng.detach(), wi), wi,
                                    torch.where(delta, -torch.ones_like(pdf), pdf), uh[:, 3], new_med))
         srows = scatter.nonzero()[:, 0]
         if srows.numel() > 0:

@@ -1,0 +1,166 @@
+"""What the path replay recomputes but does not differentiate, on Warp (the fused kernel's arithmetic).
+
+In the adjoint pass of :func:`lumigrad.raytrace.transport.sample_paths`, area lights' direct light is
+differentiated by area (:mod:`lumigrad.raytrace.area_next_event`), but the radiance still to come along each
+path is the primal's radiance minus what the primal gathered so far, so the replay must also recompute the
+primal's own (solid-angle or area sampled, MIS-weighted, shadow-tested) area-light term at every surface
+vertex: a value, never differentiated; and it draws each vertex's BSDF sample (the next ray, its density and
+weight: detached too). :class:`ReplayKernels` computes both at the replay's vertices with the functions of
+:mod:`.path_kernels` (so the same float32 bits as the fused primal that gave the path its radiance), one thread
+per vertex, instead of the PyTorch twins (``transport._next_event`` under ``no_grad``, ``bsdf.sample``), which
+stay the reference (float64-capable).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import torch
+import warp as wp
+
+from . import path_kernels as pk
+from ._runtime import as_warp, launch_split
+from .bvh import TriangleBVH
+from .bvh_traverse import FlatBVH
+from .counter_rng import ray_key_wp, split_seed, uniform_counter_wp
+from .path_trace import MIN_RAYS_PER_THREAD, PathTables
+from .ray_queries import any_hit_any_bvh
+
+__all__ = ["ReplayKernels"]
+
+wp.set_module_options({"enable_backward": False})
+
+
+@wp.kernel
+def _bsdf_sample(offset: int, end: int, paths: wp.array(dtype=wp.int32), depth: int, seed_lo: wp.uint32,
+                 seed_hi: wp.uint32, normal: wp.array(dtype=wp.vec3), wo: wp.array(dtype=wp.vec3),
+                 base: wp.array(dtype=wp.vec3), roughness: wp.array(dtype=float), metallic: wp.array(dtype=float),
+                 ior: wp.array(dtype=float), out_wi: wp.array(dtype=wp.vec3), out_weight: wp.array(dtype=wp.vec3)):
+    """Row ``offset + tid``: the BSDF sample of path ``paths[i]`` at ``depth`` (dimensions 0 the lobe, 1 and 2
+    the direction), as the fused kernel draws it."""
+    i = offset + wp.tid()
+    key = ray_key_wp(seed_lo, seed_hi, wp.uint32(paths[i]))
+    wi, weight, _ = pk.bsdf_sample_wp(normal[i], wo[i], base[i], roughness[i], metallic[i], ior[i],
+                                        uniform_counter_wp(key, depth, 0), uniform_counter_wp(key, depth, 1),
+                                        uniform_counter_wp(key, depth, 2))
+    out_wi[i] = wi
+    out_weight[i] = weight
+
+
+@wp.kernel
+def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int,
+              lights: wp.array(dtype=wp.int32), num_lights: int,
+              light_start: wp.array(dtype=wp.int32), light_count: wp.array(dtype=wp.int32),
+              light_two_sided: wp.array(dtype=wp.int32), light_area: wp.array(dtype=float),
+              light_centre: wp.array(dtype=wp.vec3), light_far2: wp.array(dtype=float),
+              tri_v0: wp.array(dtype=wp.vec3), tri_v1: wp.array(dtype=wp.vec3), tri_v2: wp.array(dtype=wp.vec3),
+              tri_le: wp.array(dtype=wp.vec3), tri_cdf: wp.array(dtype=float),
+              paths: wp.array(dtype=wp.int32), depth: int, seed_lo: wp.uint32, seed_hi: wp.uint32,
+              position: wp.array(dtype=wp.vec3), normal: wp.array(dtype=wp.vec3), geo_normal: wp.array(dtype=wp.vec3),
+              wo: wp.array(dtype=wp.vec3), base: wp.array(dtype=wp.vec3), roughness: wp.array(dtype=float),
+              metallic: wp.array(dtype=float), ior: wp.array(dtype=float), out: wp.array(dtype=wp.vec3)):
+    """Row ``offset + tid``: the sum over ``lights`` of one MIS-weighted, shadow-tested light sample (no throughput),
+    with path ``paths[i]``'s random numbers at ``depth`` (dimensions ``4 + 2 j, 5 + 2 j`` of light ``j``)."""
+    i = offset + wp.tid()
+    key = ray_key_wp(seed_lo, seed_hi, wp.uint32(paths[i]))
+    x = position[i]
+    n = normal[i]
+    ng = geo_normal[i]
+    nee = wp.vec3(0.0, 0.0, 0.0)
+    for k in range(num_lights):
+        j = lights[k]
+        u0 = uniform_counter_wp(key, depth, 4 + 2 * j)
+        u1 = uniform_counter_wp(key, depth, 5 + 2 * j)
+        wi = wp.vec3(0.0, 0.0, 1.0)
+        dist = float(wp.inf)
+        lw = wp.vec3(0.0, 0.0, 0.0)
+        lpdf = float(0.0)
+        v = x - light_centre[j]  # by area where the primal's light_sampling says (path_kernels' _by_area)
+        if light_area[j] > 0.0 and wp.dot(v, v) > light_far2[j]:
+            wi, dist, lw, lpdf = pk.area_sample_by_area_wp(x, light_start[j], light_count[j], light_two_sided[j],
+                                                           light_area[j], tri_v0, tri_v1, tri_v2, tri_le, tri_cdf,
+                                                           u0, u1)
+        else:
+            omega = float(0.0)
+            wi, dist, lw, lpdf, omega = pk.area_sample_wp(x, light_start[j], light_count[j], light_two_sided[j],
+                                                          tri_v0, tri_v1, tri_v2, tri_le, u0, u1)
+        cos = wp.dot(n, wi)
+        if lpdf > 0.0 and wp.dot(ng, wi) * cos > 0.0:
+            f, bpdf = pk.bsdf_eval_pdf_wp(n, wi, wo[i], base[i], roughness[i], metallic[i], ior[i])
+            contribution = wp.cw_mul(f * wp.abs(cos), lw) * pk.power_heuristic_wp(lpdf, bpdf)
+            if contribution[0] != 0.0 or contribution[1] != 0.0 or contribution[2] != 0.0:
+                t_max = float(wp.inf)
+                if dist < wp.inf and dist > -wp.inf:
+                    t_max = dist * 0.9999
+                blocked = False
+                if t_max > 0.0:
+                    blocked = any_hit_any_bvh(mesh, own, use_own, pk.offset_origin_wp(x, ng, wi), wi, t_max)
+                if not blocked:
+                    nee = nee + contribution
+    out[i] = nee
+
+
+class ReplayKernels:
+    """The replay's detached recomputations on the fused kernel's tables (a float32 scene it supports).
+
+    **Differentiability:** none (values and sampling decisions the replay holds constant).
+    """
+
+    def __init__(self, tables: PathTables):
+        self.tables = tables
+
+    def area_next_event(self, bvh: TriangleBVH, lights: Sequence[int], paths: torch.Tensor, depth: int, seed: int,
+                        si, ng: torch.Tensor) -> torch.Tensor:
+        """The primal next-event term ``[N, 3]`` float32 (throughput not applied) of the area lights ``lights``
+        (indices into the tables' lights) at the surface vertices ``si`` (a detached float32
+        :class:`lumigrad.shading.surface.SurfaceSample` of ``N`` rows, geometric normals ``ng [N, 3]``) of
+        paths ``paths [N]`` at ``depth``, ``bvh`` the scene's, drawing
+        :func:`lumigrad.kernels.counter_rng.uniform_counter` ``(seed, path, depth, 4 + 2 j ...)`` as the fused
+        kernel and ``transport._next_event`` do."""
+        N = paths.shape[0]
+        out = torch.zeros(N, 3, dtype=torch.float32, device=si.position.device)
+        if N == 0 or not lights:
+            return out
+        t, v3 = self.tables, wp.vec3
+        idx = torch.tensor(list(lights), dtype=torch.int32, device=out.device)
+        inputs = [*bvh.query_handles(), as_warp(idx), len(lights), as_warp(t.light_start), as_warp(t.light_count),
+                  as_warp(t.light_two_sided), as_warp(t.light_area), as_warp(t.light_centre, v3),
+                  as_warp(t.light_far2), as_warp(t.tri_v0, v3), as_warp(t.tri_v1, v3), as_warp(t.tri_v2, v3),
+                  as_warp(t.tri_le, v3), as_warp(t.tri_cdf), *_path_inputs(paths, depth, seed),
+                  as_warp(_rows(si.position, N, 3), v3), as_warp(_rows(si.normal, N, 3), v3),
+                  as_warp(_rows(ng, N, 3), v3), *_material_inputs(si, N), as_warp(out, v3)]
+        launch_split(_area_nee, N, inputs, out.device, min_chunk=MIN_RAYS_PER_THREAD)
+        return out
+
+    def bsdf_sample(self, paths: torch.Tensor, depth: int, seed: int, si) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(wi [N, 3], weight [N, 3])`` float32: the BSDF sample at the vertices ``si`` (as in
+        :meth:`area_next_event`) of paths ``paths`` at ``depth``, drawing ``uniform_counter(seed, path, depth,
+        0 ... 2)``; the twin of ``bsdf.sample`` of :class:`lumigrad.shading.bsdf.MetallicRoughnessBSDF`. Not its
+        density: the kernel's (the fused primal's) recomputes the half vector from ``wi``, which float32 rounding
+        moves on glossy lobes (up to 5% at ``alpha ~ 2e-3`` against float64, where PyTorch's float32 stays within
+        5e-5; ``tests/integrators/test_path_replay_kernels.py``): the replay takes ``bsdf.pdf`` of ``wi``."""
+        N = paths.shape[0]
+        dev = si.position.device
+        wi = torch.zeros(N, 3, dtype=torch.float32, device=dev)
+        weight = torch.zeros(N, 3, dtype=torch.float32, device=dev)
+        if N > 0:
+            inputs = [*_path_inputs(paths, depth, seed), as_warp(_rows(si.normal, N, 3), wp.vec3),
+                      *_material_inputs(si, N), as_warp(wi, wp.vec3), as_warp(weight, wp.vec3)]
+            launch_split(_bsdf_sample, N, inputs, dev, min_chunk=MIN_RAYS_PER_THREAD)
+        return wi, weight
+
+
+def _rows(x: torch.Tensor, n: int, width: int) -> torch.Tensor:
+    return x.detach().to(torch.float32).expand(n, width).contiguous()
+
+
+def _path_inputs(paths: torch.Tensor, depth: int, seed: int) -> list:
+    lo, hi = split_seed(seed)
+    return [as_warp(paths.to(torch.int32).contiguous()), int(depth), wp.uint32(lo), wp.uint32(hi)]
+
+
+def _material_inputs(si, n: int) -> list:
+    """``wo, base, roughness, metallic, ior`` of ``si``'s rows, as the kernels take them."""
+    return [as_warp(_rows(si.wo, n, 3), wp.vec3), as_warp(_rows(si.base_color, n, 3), wp.vec3),
+            as_warp(_rows(si.roughness, n, 1).reshape(n)), as_warp(_rows(si.metallic, n, 1).reshape(n)),
+            as_warp(_rows(si.ior, n, 1).reshape(n))]
