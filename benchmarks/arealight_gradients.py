@@ -8,6 +8,11 @@ parameter (card x, lamp x / y / z, the floor's red albedo), the mean gradient, i
 standard deviation of one pass, and the median process CPU time of a forward + backward pass. Run it with
 ``PYTHONPATH`` on two checkouts to compare them (process CPU time at one thread:
 ``OMP_NUM_THREADS=1 LUMIGRAD_NUM_THREADS=1``).
+
+``--reference SPP`` prints instead central differences (step ``--eps``) of ``--seeds`` renders at ``SPP`` samples
+per pixel, each pair with its own seed: mean, standard error and the standard deviation of one seed's difference.
+The reference's own noise is not small against the gradient's residuals: moving the lamp's outline by
+``eps`` sweeps a fraction of a pixel, and the jittered camera samples that strip catches vary from seed to seed.
 """
 
 from __future__ import annotations
@@ -39,8 +44,8 @@ def _square(half: float) -> torch.Tensor:
     return torch.tensor([[-half, 0, -half], [half, 0, -half], [half, 0, half], [-half, 0, half]], dtype=F64)
 
 
-def _loss(x: torch.Tensor, lamp: dict, seed_grad: int) -> torch.Tensor:
-    """``x = (card x, lamp x, y, z, albedo r)``."""
+def _loss(x: torch.Tensor, lamp: dict, seed_grad: int, spp: int = 4, seed: int = 0) -> torch.Tensor:
+    """``x = (card x, lamp x, y, z, albedo r)``; ``seed`` is the primal's, ``seed_grad`` the backward pass's."""
     scene = lg.Scene()
     albedo = torch.stack([x[4], torch.tensor(0.6, dtype=F64), torch.tensor(0.6, dtype=F64)])
     scene.add_mesh("floor", lg.SceneMesh(_square(2.0), QUAD, _material(albedo)))
@@ -50,7 +55,8 @@ def _loss(x: torch.Tensor, lamp: dict, seed_grad: int) -> torch.Tensor:
     scene.add_light("lamp", lg.AreaLight(_square(half) + x[1:4], torch.tensor([[0, 1, 2], [0, 2, 3]]),
                                          torch.full((3,), 30.0 * (0.15 / half) ** 2, dtype=F64)))
     camera = lg.Camera.look_at([0.0, 3.0, 1.5], [0.0, 0.0, 0.0], fov_y=0.8, width=SIZE, height=SIZE).to(dtype=F64)
-    image = lg.render(scene, camera, integrator="direct", spp=4, seed_grad=seed_grad, shadow_edge_samples=4000).rgb
+    image = lg.render(scene, camera, integrator="direct", spp=spp, seed=seed,
+                     seed_grad=seed_grad, shadow_edge_samples=4000).rgb
     r = (torch.arange(SIZE, dtype=F64) + 0.5) / SIZE
     weights = 0.5 + r[None, :, None] + 0.4 * torch.sin(3 * r)[:, None, None] * torch.tensor([1.0, 0.5, -0.5],
                                                                                               dtype=F64)
@@ -61,9 +67,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lamp", choices=sorted(LAMPS), default="large")
     parser.add_argument("--seeds", type=int, default=64)
+    parser.add_argument("--reference", type=int, default=0, metavar="SPP",
+                        help="central differences of SPP-spp renders instead of the gradient")
+    parser.add_argument("--eps", type=float, default=0.03, help="the central differences' step")
     args = parser.parse_args()
     lamp = LAMPS[args.lamp]
     x0 = torch.tensor([0.0, *lamp["light"], 0.6], dtype=F64)
+    if args.reference:
+        _reference(x0, lamp, args)
+        return
     grads, times = [], []
     for s in range(args.seeds):
         x = x0.clone().requires_grad_()
@@ -72,13 +84,34 @@ def main() -> None:
         times.append(time.process_time() - start)
         grads.append(x.grad)
     g = torch.stack(grads)
-    mean, std = g.mean(0), g.std(0)
     print(f"lamp {args.lamp}, {args.seeds} backward seeds; CPU per forward + backward pass: "
           f"{1e3 * statistics.median(times):.0f} ms (median)")
-    print("| parameter | mean | standard error | std of one pass |")
+    _table(g, "pass")
+
+
+def _reference(x0: torch.Tensor, lamp: dict, args) -> None:
+    """Central differences ``(L(x + eps e_k) - L(x - eps e_k)) / (2 eps)``, the pair rendered with one seed."""
+    diffs = torch.zeros(args.seeds, len(NAMES), dtype=F64)
+    with torch.no_grad():
+        for s in range(args.seeds):
+            for k in range(len(NAMES)):
+                step = torch.zeros(len(NAMES), dtype=F64)
+                step[k] = args.eps
+                plus = _loss(x0 + step, lamp, 0, spp=args.reference, seed=1000 + s)
+                minus = _loss(x0 - step, lamp, 0, spp=args.reference, seed=1000 + s)
+                diffs[s, k] = (plus - minus) / (2 * args.eps)
+    print(f"lamp {args.lamp}, central differences (eps {args.eps}) of {args.reference}-spp renders, "
+          f"{args.seeds} seeds")
+    _table(diffs, "seed")
+
+
+def _table(values: torch.Tensor, unit: str) -> None:
+    """A markdown table of ``values [runs, len(NAMES)]``: mean, standard error, one run's deviation."""
+    mean, std = values.mean(0), values.std(0)
+    print(f"| parameter | mean | standard error | std of one {unit} |")
     print("|---|---|---|---|")
     for k, name in enumerate(NAMES):
-        print(f"| {name} | {mean[k]:.3f} | {std[k] / math.sqrt(args.seeds):.3f} | {std[k]:.3f} |")
+        print(f"| {name} | {mean[k]:.3f} | {std[k] / math.sqrt(values.shape[0]):.3f} | {std[k]:.3f} |")
 
 
 if __name__ == "__main__":
