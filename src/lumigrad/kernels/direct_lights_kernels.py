@@ -45,7 +45,8 @@ store between the lanes splits that block and loses the gain (measured: a unifor
 or a test skipping a block of back-facing lights, made the forward slower than the per-light loop). The
 arithmetic is float64 (the results equal the per-light loop's to rounding).
 
-**Explicit lanes** (point-light tables: the forward, and the backward when only the lights want gradients):
+**Explicit lanes** (point-light tables: the forward, and the backward for the lights' gradients, the points'
+(on the CPU: their per-lane terms summed in ``scratch`` as ``vec4d``) or both):
 a full block's terms are computed as one ``wp.vec4d`` per term, lane ``j`` light ``LANES block + j``
 (:class:`_Block`, with the component-wise helpers of :mod:`lumigrad.kernels.lanes4`), from a ``vec4d`` view
 of the light table (``lanes[row, block]``: the table is padded to whole blocks, so a row of a block is one
@@ -55,7 +56,8 @@ operations are per-component code), but finds it far more often on these adjacen
 The forward runs two blocks a step into two sums (independent chains that hide the square roots' and
 divisions' latency; the backward gained nothing from it). Measured on Spot's pixels, 1 thread
 (``docs/benchmarks.md``, branch lights4x): forward 11.5-12 -> 7.6 ns a pair, light-gradient backward
-22.4-23 -> 18.9-19.3.
+22.4-23 -> 18.9-19.3; with the points' gradients too (branch lights5), 64 / 1 lights fwd+bwd 5.7-6.0x -> 4.5-4.6x
+process CPU time.
 
 **Kernels per case**: :func:`forward_kernel` and :func:`backward_kernel` are built (and compiled on first
 launch) per case with ``wp.static`` flags, so the common case runs no dead arithmetic: ``point_only`` tables
@@ -837,8 +839,8 @@ def backward_kernel(point_only: bool, channels: int, want_point: bool, want_ligh
     per-light terms lane by lane in ``scratch`` (one row per thread, ``[rows, POINT_ROWS]`` 4-vectors), so that
     LLVM packs the lanes; otherwise (CUDA: no SLP vectoriser to feed, and a scratch row per thread would be one
     per point) they are summed in registers and ``scratch`` is not read. ``lanes``, the last input, is the
-    light table as ``vec4d`` (see :func:`forward_kernel`); point-light tables with only the light gradients
-    wanted run their full blocks as :class:`_Block` lanes from it."""
+    light table as ``vec4d`` (see :func:`forward_kernel`); point-light tables run their full blocks as
+    :class:`_Block` lanes from it (:func:`_block_gradients_func`), except for the points' gradients on CUDA."""
     pair = _pair_func(point_only)
     gradients = _gradients_func(point_only, channels, want_point, want_light, want_shape and not point_only)
     add_rows = _add_rows_func(want_shape and not point_only)
