@@ -6,7 +6,8 @@ shading of the covered pixels over the whole image with a coverage mask: point l
 reference (``lumigrad.shading.shade_direct`` of one sample per light) and by the fused kernel
 (``shade_punctual``, all lights of a pixel in one pass; ``--spot-lights`` adds spot lights with a range,
 aimed at the model, fused only), the environment by ``shade_environment``; forward and forward+backward
-(gradients to the light positions and intensities, and the spots' directions and angles, or to the SH
+(gradients to the light positions and intensities, with ``--pixel-grads`` to the G-buffer's normals, base colour
+and roughness too, and the spots' directions and angles, or to the SH
 coefficients and the environment texels through ``prefilter_ggx``), median of ``--repeats`` runs, each timed
 in wall and in process CPU time at once (all threads of the process; less sensitive to other processes than
 wall time), with the peak RSS growth of the backward run. The environment row uses the studio map (64 x 128, 9 pre-filtered
@@ -80,6 +81,9 @@ def main(argv=None) -> int:
     parser.add_argument("--spot-lights", type=int, nargs="*", default=[],
                         help="numbers of spot lights with a range (fused path only), aimed at the model")
     parser.add_argument("--no-env", action="store_true", help="skip the environment-map row")
+    parser.add_argument("--pixel-grads", action="store_true",
+                        help="point-light rows: gradients to the G-buffer's normals, base colour and roughness too "
+                             "(a fit of materials and normals with the lights)")
     args = parser.parse_args(argv)
     position, normal, eye, material, mask, covered = gbuffer(args.size)
     device = torch.device("cpu")
@@ -93,13 +97,16 @@ def main(argv=None) -> int:
             def run(grad: bool, count=count, pos0=pos0, power0=power0, path=path):
                 pos = pos0.clone().requires_grad_(grad)
                 power = power0.clone().requires_grad_(grad)
+                pixel_grad = grad and args.pixel_grads
+                nrm = normal.clone().requires_grad_(pixel_grad)
+                mat = {key: t.clone().requires_grad_(pixel_grad and key != "metallic") for key, t in material.items()}
                 with torch.set_grad_enabled(grad):
                     if path == "fused":
                         lights = PunctualLights(pos, torch.ones(count, dtype=torch.bool), power)
-                        out = shade_punctual(position, normal, eye, material, lights, mask=mask)
+                        out = shade_punctual(position, nrm, eye, mat, lights, mask=mask)
                     else:
                         lights = [point_light(position, pos[k], power[k]) for k in range(count)]
-                        out = shade_direct(position, normal, eye, material, lights, mask=mask)
+                        out = shade_direct(position, nrm, eye, mat, lights, mask=mask)
                     if grad:
                         out.mean().backward()
                 return out

@@ -45,7 +45,8 @@ store between the lanes splits that block and loses the gain (measured: a unifor
 or a test skipping a block of back-facing lights, made the forward slower than the per-light loop). The
 arithmetic is float64 (the results equal the per-light loop's to rounding).
 
-**Explicit lanes** (point-light tables: the forward, and the backward when only the lights want gradients):
+**Explicit lanes** (point-light tables: the forward, and the backward for the lights' gradients, the points'
+(on the CPU: their per-lane terms summed in ``scratch`` as ``vec4d``) or both):
 a full block's terms are computed as one ``wp.vec4d`` per term, lane ``j`` light ``LANES block + j``
 (:class:`_Block`, with the component-wise helpers of :mod:`lumigrad.kernels.lanes4`), from a ``vec4d`` view
 of the light table (``lanes[row, block]``: the table is padded to whole blocks, so a row of a block is one
@@ -55,7 +56,8 @@ operations are per-component code), but finds it far more often on these adjacen
 The forward runs two blocks a step into two sums (independent chains that hide the square roots' and
 divisions' latency; the backward gained nothing from it). Measured on Spot's pixels, 1 thread
 (``docs/benchmarks.md``, branch lights4x): forward 11.5-12 -> 7.6 ns a pair, light-gradient backward
-22.4-23 -> 18.9-19.3.
+22.4-23 -> 18.9-19.3; with the points' gradients too (branch lights5), 64 / 1 lights fwd+bwd 5.7-6.0x -> 4.5-4.6x
+process CPU time.
 
 **Kernels per case**: :func:`forward_kernel` and :func:`backward_kernel` are built (and compiled on first
 launch) per case with ``wp.static`` flags, so the common case runs no dead arithmetic: ``point_only`` tables
@@ -446,16 +448,19 @@ def _block_radiance(p: _Point, kd: wp.vec4d, F0: wp.vec4d, block: int, lanes: wp
 
 
 @functools.cache
-def _block_light_gradients_func(channels: int):
-    """``_block_light_gradients(p, kd, F0, g, block, lanes, min_d2, inv_min_d, v_light, slot)``: adds the light
-    gradients (position and radiance rows) of the point lights ``LANES block ...`` at ``p`` for the output
-    gradient ``g`` to ``v_light[slot, row, block]``: :func:`_gradients_func` ``(True, channels, False, True,
-    False)`` on :class:`_Block` lanes (same operations, same values)."""
+def _block_gradients_func(channels: int, want_point: bool, want_light: bool):
+    """``_block_gradients(p, kd, F0, g, block, lanes, min_d2, inv_min_d, v_light, slot, scratch, srow)``: the
+    gradients of the point lights ``LANES block ...`` at ``p`` for the output gradient ``g``: the lights'
+    (position and radiance rows, ``want_light``) added to ``v_light[slot, row, block]``, the point's per-lane
+    terms (``want_point``, the entries of :class:`_Sums` as :func:`_flat` orders them) added to
+    ``scratch[srow, entry]``. :func:`_gradients_func` ``(True, channels, want_point, want_light, False)`` on
+    :class:`_Block` lanes (same operations, same values)."""
 
     @wp.func
-    def _block_light_gradients(p: _Point, kd: wp.vec4d, F0: wp.vec4d, g: wp.vec4d, block: int,
-                               lanes: wp.array2d(dtype=wp.vec4d), min_d2: wp.float64, inv_min_d: wp.float64,
-                               v_light: wp.array3d(dtype=wp.vec4d), slot: int):
+    def _block_gradients(p: _Point, kd: wp.vec4d, F0: wp.vec4d, g: wp.vec4d, block: int,
+                         lanes: wp.array2d(dtype=wp.vec4d), min_d2: wp.float64, inv_min_d: wp.float64,
+                         v_light: wp.array3d(dtype=wp.vec4d), slot: int, scratch: wp.array2d(dtype=wp.vec4d),
+                         srow: int):
         one = wp.float64(1.0)
         zero = wp.float64(0.0)
         two = wp.float64(2.0)
@@ -481,8 +486,12 @@ def _block_light_gradients_func(channels: int):
             spec = l4.splat(F0c) + (one - F0c) * b.m5
             gkf = wp.cw_mul(gk, kd[c] * one_m5 + wp.cw_mul(dv, spec))
             g_G = g_G + wp.cw_mul(gkf, Lc)
-            wp.atomic_add(v_light, slot, RADIANCE + c, block, wp.cw_mul(gkf, b.G0))
+            if wp.static(want_light):
+                wp.atomic_add(v_light, slot, RADIANCE + c, block, wp.cw_mul(gkf, b.G0))
             gf = wp.cw_mul(wp.cw_mul(gk, Lc), b.G0)
+            if wp.static(want_point):
+                scratch[srow, _PKD + c] = scratch[srow, _PKD + c] + wp.cw_mul(gf, one_m5)
+                scratch[srow, _PF0 + c] = scratch[srow, _PF0 + c] + wp.cw_mul(wp.cw_mul(gf, dv), one_m5)
             g_dv = g_dv + wp.cw_mul(gf, spec)
             g_m5 = g_m5 + wp.cw_mul(gf, dv * (one - F0c) - l4.splat(kd[c]))
         gE = wp.cw_mul(g_dv, dv)
@@ -491,6 +500,13 @@ def _block_light_gradients_func(channels: int):
         g_hc = two * wp.cw_mul(gE, ihc) + p.a2 * g_qn
         g_Q = -wp.cw_mul(gE, iQ)
         g_nl = wp.cw_mul(g_Q, l4.splat(p.s1) + (p.nv * p.one_a2) * wp.cw_mul(b.nl, is2))
+        if wp.static(want_point):
+            scratch[srow, _PA2] = scratch[srow, _PA2] + gE
+            scratch[srow, _PA2 + 1] = scratch[srow, _PA2 + 1] + wp.cw_mul(g_qn, b.hc - b.c2)
+            scratch[srow, _PA2 + 2] = scratch[srow, _PA2 + 2] + wp.cw_mul(g_Q, b.s2)
+            scratch[srow, _PA2 + 3] = scratch[srow, _PA2 + 3] + wp.cw_mul(g_Q, b.nl)
+            scratch[srow, _PA2 + 4] = scratch[srow, _PA2 + 4] + wp.cw_mul(wp.cw_mul(g_Q, ones - wp.cw_mul(b.nl, b.nl)),
+                                                                          is2)
         # the clamps pass the gradient on the closed interval, as torch.clamp's
         m2 = wp.cw_mul(b.m, b.m)
         g_vh = l4.select(wp.cw_mul(l4.greater_equal(b.vh_raw, zeros), l4.greater_equal(ones, b.vh_raw)),
@@ -501,25 +517,41 @@ def _block_light_gradients_func(channels: int):
         t2 = two * g_c2
         wv = g_vh * (one / _DOT_EPS)
         wh = two * g_hc + wp.float64(0.5) * wp.cw_mul(wp.cw_mul(g_vh, b.hl), ihc)
-        glx = wp.cw_mul(t2, p.n[2] * b.cy - p.n[1] * b.cz) + l4.select(b.h_clamped, p.v[0] * wv, wp.cw_mul(wh, b.hx))
-        gly = wp.cw_mul(t2, p.n[0] * b.cz - p.n[2] * b.cx) + l4.select(b.h_clamped, p.v[1] * wv, wp.cw_mul(wh, b.hy))
-        glz = wp.cw_mul(t2, p.n[1] * b.cx - p.n[0] * b.cy) + l4.select(b.h_clamped, p.v[2] * wv, wp.cw_mul(wh, b.hz))
-        glx = glx + p.n[0] * g_nl
-        gly = gly + p.n[1] * g_nl
-        glz = glz + p.n[2] * g_nl
+        ghx = wp.cw_mul(t2, p.n[2] * b.cy - p.n[1] * b.cz) + l4.select(b.h_clamped, p.v[0] * wv, wp.cw_mul(wh, b.hx))
+        ghy = wp.cw_mul(t2, p.n[0] * b.cz - p.n[2] * b.cx) + l4.select(b.h_clamped, p.v[1] * wv, wp.cw_mul(wh, b.hy))
+        ghz = wp.cw_mul(t2, p.n[1] * b.cx - p.n[0] * b.cy) + l4.select(b.h_clamped, p.v[2] * wv, wp.cw_mul(wh, b.hz))
+        glx = ghx + p.n[0] * g_nl
+        gly = ghy + p.n[1] * g_nl
+        glz = ghz + p.n[2] * g_nl
         # l = u / |u|, G0 = (n.u) K3 (K3 = 1 / |u|^3, or 1 / min_d^3 inside it)
         gll = wp.cw_mul(glx, b.lx) + wp.cw_mul(gly, b.ly) + wp.cw_mul(glz, b.lz)
         gGK = wp.cw_mul(g_G, b.K3)
         gd = l4.select(b.unclamped, -wp.float64(3.0) * wp.cw_mul(gGK, b.nl_raw), zeros)
-        wp.atomic_add(v_light, slot, VECTOR, block,
-                      wp.cw_mul(b.inv_len, glx - wp.cw_mul(b.lx, gll)) + p.n[0] * gGK + wp.cw_mul(gd, b.lx))
-        wp.atomic_add(v_light, slot, VECTOR + 1, block,
-                      wp.cw_mul(b.inv_len, gly - wp.cw_mul(b.ly, gll)) + p.n[1] * gGK + wp.cw_mul(gd, b.ly))
-        wp.atomic_add(v_light, slot, VECTOR + 2, block,
-                      wp.cw_mul(b.inv_len, glz - wp.cw_mul(b.lz, gll)) + p.n[2] * gGK + wp.cw_mul(gd, b.lz))
+        gux = wp.cw_mul(b.inv_len, glx - wp.cw_mul(b.lx, gll)) + p.n[0] * gGK + wp.cw_mul(gd, b.lx)
+        guy = wp.cw_mul(b.inv_len, gly - wp.cw_mul(b.ly, gll)) + p.n[1] * gGK + wp.cw_mul(gd, b.ly)
+        guz = wp.cw_mul(b.inv_len, glz - wp.cw_mul(b.lz, gll)) + p.n[2] * gGK + wp.cw_mul(gd, b.lz)
+        if wp.static(want_light):
+            wp.atomic_add(v_light, slot, VECTOR, block, gux)
+            wp.atomic_add(v_light, slot, VECTOR + 1, block, guy)
+            wp.atomic_add(v_light, slot, VECTOR + 2, block, guz)
+        if wp.static(want_point):
+            # x: -g_u; v: g_hv (+ (g_vh / eps) hv where clamped); n: 2 g_c2 (hv x c) + g_nl l + g_G K3 u
+            scratch[srow, _PX] = scratch[srow, _PX] + (zeros - gux)
+            scratch[srow, _PX + 1] = scratch[srow, _PX + 1] + (zeros - guy)
+            scratch[srow, _PX + 2] = scratch[srow, _PX + 2] + (zeros - guz)
+            scratch[srow, _PN] = scratch[srow, _PN] + (wp.cw_mul(t2, wp.cw_mul(b.hy, b.cz) - wp.cw_mul(b.hz, b.cy))
+                                                       + wp.cw_mul(g_nl, b.lx) + wp.cw_mul(gGK, b.ux))
+            scratch[srow, _PN + 1] = scratch[srow, _PN + 1] + (wp.cw_mul(t2, wp.cw_mul(b.hz, b.cx) - wp.cw_mul(b.hx, b.cz))
+                                                               + wp.cw_mul(g_nl, b.ly) + wp.cw_mul(gGK, b.uy))
+            scratch[srow, _PN + 2] = scratch[srow, _PN + 2] + (wp.cw_mul(t2, wp.cw_mul(b.hx, b.cy) - wp.cw_mul(b.hy, b.cx))
+                                                               + wp.cw_mul(g_nl, b.lz) + wp.cw_mul(gGK, b.uz))
+            wvh = l4.select(b.h_clamped, wv, zeros)
+            scratch[srow, _PV] = scratch[srow, _PV] + (ghx + wp.cw_mul(wvh, b.hx))
+            scratch[srow, _PV + 1] = scratch[srow, _PV + 1] + (ghy + wp.cw_mul(wvh, b.hy))
+            scratch[srow, _PV + 2] = scratch[srow, _PV + 2] + (ghz + wp.cw_mul(wvh, b.hz))
         return 0
 
-    return _block_light_gradients
+    return _block_gradients
 
 
 @functools.cache
@@ -807,15 +839,15 @@ def backward_kernel(point_only: bool, channels: int, want_point: bool, want_ligh
     per-light terms lane by lane in ``scratch`` (one row per thread, ``[rows, POINT_ROWS]`` 4-vectors), so that
     LLVM packs the lanes; otherwise (CUDA: no SLP vectoriser to feed, and a scratch row per thread would be one
     per point) they are summed in registers and ``scratch`` is not read. ``lanes``, the last input, is the
-    light table as ``vec4d`` (see :func:`forward_kernel`); point-light tables with only the light gradients
-    wanted run their full blocks as :class:`_Block` lanes from it."""
+    light table as ``vec4d`` (see :func:`forward_kernel`); point-light tables run their full blocks as
+    :class:`_Block` lanes from it (:func:`_block_gradients_func`), except for the points' gradients on CUDA."""
     pair = _pair_func(point_only)
     gradients = _gradients_func(point_only, channels, want_point, want_light, want_shape and not point_only)
     add_rows = _add_rows_func(want_shape and not point_only)
     packed = packed and want_point
-    # point lights, light gradients only: the block's lanes as vec4d terms
-    block_gradients = (_block_light_gradients_func(channels) if point_only and want_light and not want_point
-                       else None)
+    # point lights: the block's lanes as vec4d terms (the point's terms summed in scratch: the CPU's choice)
+    block_gradients = (_block_gradients_func(channels, want_point, want_light)
+                       if point_only and (want_light or want_point) and (packed or not want_point) else None)
 
     @wp.kernel(enable_backward=False, module="unique")
     def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any),
@@ -858,7 +890,7 @@ def backward_kernel(point_only: bool, channels: int, want_point: bool, want_ligh
             blocks = num_lights // LANES
             for block in range(blocks):
                 if wp.static(block_gradients is not None):  # explicit lanes: one vec4d per term
-                    block_gradients(p, kd, F0, g, block, lanes, min_d2, inv_min_d, v_light, slot)
+                    block_gradients(p, kd, F0, g, block, lanes, min_d2, inv_min_d, v_light, slot, scratch, srow)
                 else:
                     # each lane's terms, added after the block: a store between lanes would split their code
                     rows = _LaneRows()
