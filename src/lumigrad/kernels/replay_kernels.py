@@ -24,7 +24,6 @@ from .bvh import TriangleBVH
 from .bvh_traverse import FlatBVH
 from .counter_rng import ray_key_wp, split_seed, uniform_counter_wp
 from .path_trace import MIN_RAYS_PER_THREAD, PathTables
-from .ray_queries import any_hit_any_bvh
 
 __all__ = ["ReplayKernels"]
 
