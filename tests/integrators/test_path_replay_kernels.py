@@ -63,7 +63,7 @@ def test_no_vertices_or_no_lights_give_zeros():
     empty = si.map(lambda t: t[:0])
     assert kernels.area_next_event(bvh, [0], rows[:0], 0, 1, empty, ng[:0]).shape == (0, 3)
     assert torch.equal(kernels.area_next_event(bvh, [], rows, 0, 1, si, ng), torch.zeros(rows.shape[0], 3))
-    assert [x.shape for x in kernels.bsdf_sample(rows[:0], 0, 1, empty)] == [(0, 3), (0, 3)]
+    assert [x.shape for x in kernels.bsdf_sample(rows[:0], 0, 1, empty)] == [(0, 3), (0, 3), (0,)]
 
 
 @pytest.mark.parametrize("name", ["cornell", "punctual", "metal", "textured"])
@@ -75,12 +75,14 @@ def test_the_kernel_draws_the_reference_bsdf_samples(name, depth):
     with torch.no_grad():
         u = uniform_counter(seed, paths, depth, 3, F32)
         ref = bsdf_for(si).sample(si, u[:, 0:1], u[:, 1:3])
-        wi, weight = ReplayKernels(path_tables(ts)).bsdf_sample(paths, depth, seed, si)
+        wi, weight, positive = ReplayKernels(path_tables(ts)).bsdf_sample(paths, depth, seed, si)
     assert ref.is_delta is None  # opaque materials: no delta lobe, as the kernel assumes
     assert float((ref.pdf > 0).float().mean()) > 0.5
     # the same direction (float32 rounding), a lobe choice at a tie apart
     same = (wi - ref.wi).abs().amax(-1) < 1e-5
     assert float((~same).float().mean()) <= BRANCH_FRACTION
+    # where the paths go on: the kernel's density positive, as the reference's (float32 rounding at a tie apart)
+    assert float((positive != (ref.pdf[:, 0] > 0))[same].float().mean()) <= BRANCH_FRACTION
     # against the float64 reference: the same weight (float32 rounding). (Not the density, which the replay
     # takes from bsdf.pdf: the kernel's, as the fused primal's, recomputes the half vector from wi, which float32
     # rounding moves on glossy lobes: up to 5% at alpha = roughness^2 ~ 2e-3 on this textured scene.)

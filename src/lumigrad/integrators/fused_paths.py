@@ -244,12 +244,13 @@ def path_tables(ts: TraceScene) -> PathTables:
 
 def sample_paths_fused(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor, *, max_depth: int,
                        rr_depth: int, seed: int, hide_emitters: bool = False,
-                       hits: Optional[list] = None) -> torch.Tensor:
+                       hits: Optional[list] = None, tables: Optional[PathTables] = None) -> torch.Tensor:
     """:func:`lumigrad.raytrace.sample_paths`'s primal pass on the fused kernel: radiance ``[R, 3]`` float32.
 
     Same arguments (no ``adjoint``: the kernel has no gradients); ``ts`` must be supported
-    (:func:`fused_unsupported` returns None, else ``ValueError`` with its reason). Row ``r`` of the rays draws
-    the random numbers of ray ``r``, as in ``sample_paths``, so both trace the same paths.
+    (:func:`fused_unsupported` returns None, else ``ValueError`` with its reason). ``tables``: ``path_tables(ts)``
+    where the caller already holds them (None: built here). Row ``r`` of the rays draws the random numbers of
+    ray ``r``, as in ``sample_paths``, so both trace the same paths.
 
     **Differentiability:** none: the result is detached. Gradients come from ``sample_paths``' adjoint replay.
     """
@@ -259,7 +260,8 @@ def sample_paths_fused(ts: TraceScene, origins: torch.Tensor, directions: torch.
     verts = ts.verts.detach()
     bvh = bvh_for(verts, ts.faces)
     depth_limit = MAX_BOUNCES if max_depth < 0 else max_depth
-    radiance, hit = trace_paths_tables(bvh, verts.contiguous(), path_tables(ts), origins.detach().float(),
+    tables = tables if tables is not None else path_tables(ts)
+    radiance, hit = trace_paths_tables(bvh, verts.contiguous(), tables, origins.detach().float(),
                                        directions.detach().float(), depth_limit=depth_limit, rr_depth=rr_depth,
                                        seed=seed, hide_emitters=hide_emitters)
     if hits is not None:

@@ -22,6 +22,7 @@ from ..conventions import pixel_centers
 from ..raytrace.edges import sample_primary_edges
 from ..raytrace.shadow_edges import sample_shadow_edges, shadow_edge_jumps
 from ..kernels.bvh import bvh_for
+from ..kernels.path_trace import PathTables
 from ..kernels.replay_kernels import ReplayKernels
 from ..raytrace.transport import PathAdjoint, TraceScene, sample_paths, surface_at
 from ..scene.lights import AreaLight, EnvironmentLight, SHLight
@@ -214,20 +215,26 @@ class _Run:
         seed = it.seed_grad if it.seed_grad is not None else (self.seed + 1) % _SEED_MOD
         with torch.no_grad():
             ts = _trace_scene(self.scene, self.integrator.light_sampling)
+            # the fused kernel's tables, once for the whole backward (detached copies: the same for the scene
+            # traced again with its graph below)
+            tables = path_tables(ts) if use_fused(ts, it.use_fused_kernel) else None
             o, d = _camera_rays(self.camera, spp, seed, ts.verts.dtype)
-            L = self._primal_paths(ts, o, d, **self._settings(seed))
+            L = self._primal_paths(ts, o, d, tables=tables, **self._settings(seed))
+            del o, d
         v = v_image.reshape(-1, 1, v_image.shape[-1]).expand(-1, spp, -1).reshape(-1, v_image.shape[-1]) / spp
         adjoint = PathAdjoint(v.to(L.dtype), L, params)
         with torch.enable_grad():
             ts = _trace_scene(self.scene, self.integrator.light_sampling)
             rays = _camera_rays(self.camera, spp, seed, ts.verts.dtype)
         # where the fused kernel gave L, its arithmetic (float32) also redraws what the replay does not differentiate
-        kernels = ReplayKernels(path_tables(ts)) if use_fused(ts, it.use_fused_kernel) else None
+        kernels = ReplayKernels(tables) if tables is not None else None
         sample_paths(ts, rays[0].detach(), rays[1].detach(), adjoint=adjoint, primary=lambda: rays,
                      kernels=kernels, **self._settings(seed))
+        del kernels, rays, L
         if it.edge_samples != 0:
             with torch.enable_grad():
-                self._edges(ts, v_image, adjoint, spp, seed)
+                self._edges(ts, v_image, adjoint, spp, seed, tables)
+        del tables
         if it.shadow_edge_samples != 0 and it.max_depth >= 2:
             with torch.enable_grad():
                 self._shadow_edges(ts, v_image, adjoint, spp, seed)
@@ -241,8 +248,10 @@ class _Run:
         gen.manual_seed(seed)
         return views, v_image.reshape(-1, cam.height, cam.width, v_image.shape[-1]), gen
 
-    def _edges(self, ts: TraceScene, v_image: torch.Tensor, adjoint: PathAdjoint, spp: int, seed: int) -> None:
-        """The boundary term of primary visibility (:mod:`lumigrad.raytrace.edges`), view by view."""
+    def _edges(self, ts: TraceScene, v_image: torch.Tensor, adjoint: PathAdjoint, spp: int, seed: int,
+               tables: Optional[PathTables]) -> None:
+        """The boundary term of primary visibility (:mod:`lumigrad.raytrace.edges`), view by view (``tables``:
+        the fused kernel's of ``ts``, or None)."""
         cam = self.camera
         H, W = cam.height, cam.width
         count = self.integrator.edge_samples or max(256, H * W * spp // 16)
@@ -266,7 +275,7 @@ class _Run:
                 for k, side in enumerate((-1.0, 1.0)):  # antithetic: the same seed on both sides
                     o, d = _rays_through(view, p + side * eps * n, ts.verts.dtype)
                     side_seed = seed + 7 + (0 if self.integrator.antithetic_edges else k)
-                    radiance.append(self._primal_paths(ts, o, d, **self._settings(side_seed)))
+                    radiance.append(self._primal_paths(ts, o, d, tables=tables, **self._settings(side_seed)))
                 jump = radiance[0] - radiance[1]  # f_minus - f_plus
                 weight = (v[row[keep], col[keep]].to(jump.dtype) * jump).sum(-1) * edges.inv_pdf[keep]
             surrogate = (weight * (n * edges.points[keep]).sum(-1)).sum()
@@ -315,10 +324,12 @@ class _Run:
             out[name] = _pixels(dense, self.camera, self.spp)
         return out
 
-    def _primal_paths(self, ts: TraceScene, o: torch.Tensor, d: torch.Tensor, **settings) -> torch.Tensor:
-        """The radiance of rays ``o, d`` (no graph): the fused kernel where supported, else the transport."""
+    def _primal_paths(self, ts: TraceScene, o: torch.Tensor, d: torch.Tensor,
+                      tables: Optional[PathTables] = None, **settings) -> torch.Tensor:
+        """The radiance of rays ``o, d`` (no graph): the fused kernel where supported (on ``tables`` where
+        given, ``ts``'s), else the transport."""
         if use_fused(ts, self.integrator.use_fused_kernel):
-            return sample_paths_fused(ts, o, d, **settings).to(ts.verts.dtype)
+            return sample_paths_fused(ts, o, d, tables=tables, **settings).to(ts.verts.dtype)
         return sample_paths(ts, o, d, **settings)
 
     def _settings(self, seed: int) -> dict:

@@ -53,7 +53,7 @@ def _normalize_floor(v: wp.vec3):
 
 
 @wp.func
-def _unit(v: wp.vec3):
+def unit_wp(v: wp.vec3):
     """``v / |v|`` (``torch.linalg.vector_norm``)."""
     return v / wp.length(v)
 
@@ -166,7 +166,7 @@ def bsdf_eval_pdf_wp(n_in: wp.vec3, wi_in: wp.vec3, wo_in: wp.vec3, base: wp.vec
                      metallic: float, ior: float):
     """``(f [3], pdf)`` of the glTF metallic-roughness BSDF (``metallic_roughness_unchecked`` and
     ``metallic_roughness_pdf_unchecked``), no cosine in ``f``."""
-    return _eval_pdf_unit(_unit(n_in), wi_in, _unit(wo_in), -1.0, base, roughness, metallic, ior)
+    return _eval_pdf_unit(unit_wp(n_in), wi_in, unit_wp(wo_in), -1.0, base, roughness, metallic, ior)
 
 
 @wp.func
@@ -175,7 +175,7 @@ def _eval_pdf_unit(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, p_spec_known: float,
     """:func:`bsdf_eval_pdf_wp` of ``n`` and ``wo`` already through ``_unit`` (a shading point's, shared by its
     light samples and its BSDF sample) and, when ``p_spec_known >= 0``, the specular lobe's probability at
     ``clamp(n . wo, 1e-6, 1)`` already known: the same bits, less work."""
-    wi = _unit(wi_in)
+    wi = unit_wp(wi_in)
     nl_raw = wp.dot(n, wi)
     nv_raw = wp.dot(n, wo)
     f = wp.vec3(0.0, 0.0, 0.0)
@@ -250,8 +250,8 @@ def _ggx_visible_normal(wo: wp.vec3, alpha: float, u0: float, u1: float):
 def bsdf_sample_wp(n_in: wp.vec3, wo_in: wp.vec3, base: wp.vec3, roughness: float, metallic: float, ior: float,
                    u_lobe: float, u0: float, u1: float):
     """``(wi, weight [3], pdf)`` as ``metallic_roughness_sample_unchecked``."""
-    n = _unit(n_in)
-    wo = _unit(wo_in)
+    n = unit_wp(n_in)
+    wo = unit_wp(wo_in)
     p_spec = _specular_probability(wp.dot(n, wo), base, metallic, _f0_dielectric(ior))
     return _sample_unit(n, wo, p_spec, base, roughness, metallic, ior, u_lobe, u0, u1)
 
@@ -298,7 +298,7 @@ def _search_right(cdf: wp.array(dtype=float), start: int, count: int, x: float):
 # ------------------------------------------------------------------------------------------------ area lights
 @wp.func
 def _emitting_solid_angle(x: wp.vec3, p0: wp.vec3, p1: wp.vec3, p2: wp.vec3, two_sided: int):
-    return _solid_angle_of_units(_unit(p0 - x), _unit(p1 - x), _unit(p2 - x), two_sided)
+    return _solid_angle_of_units(unit_wp(p0 - x), unit_wp(p1 - x), unit_wp(p2 - x), two_sided)
 
 
 @wp.func
@@ -349,9 +349,9 @@ def area_sample_wp(x: wp.vec3, start: int, count: int, two_sided: int, tv0: wp.a
     units_b = mat_cached()
     units_c = mat_cached()
     for f in range(count):
-        a = _unit(tv0[start + f] - x)
-        b = _unit(tv1[start + f] - x)
-        c = _unit(tv2[start + f] - x)
+        a = unit_wp(tv0[start + f] - x)
+        b = unit_wp(tv1[start + f] - x)
+        c = unit_wp(tv2[start + f] - x)
         w = _solid_angle_of_units(a, b, c, two_sided)
         if f < CACHED:
             omegas[f] = w
@@ -397,7 +397,7 @@ def area_sample_wp(x: wp.vec3, start: int, count: int, two_sided: int, tv0: wp.a
         if k < CACHED:
             wi = _spherical_triangle(units_a[k], units_b[k], units_c[k], ur, u1)
         else:
-            wi = _spherical_triangle(_unit(p0), _unit(p1), _unit(p2), ur, u1)
+            wi = _spherical_triangle(unit_wp(p0), unit_wp(p1), unit_wp(p2), ur, u1)
         nrm = wp.cross(tv1[start + k] - tv0[start + k], tv2[start + k] - tv0[start + k])
         denom = wp.dot(nrm, wi)
         if denom != 0.0:
@@ -460,7 +460,7 @@ def area_pdf_wp(x: wp.vec3, d_in: wp.vec3, start: int, count: int, two_sided: in
     strategy; ``area`` the light's total area), else (solid angle) ``1 / Omega`` where it meets an emitting
     side; 0 elsewhere (``omega_known >= 0``: ``Omega`` at ``x``, already summed by :func:`area_sample_wp`
     there)."""
-    d = _unit(d_in)
+    d = unit_wp(d_in)
     best = float(wp.inf)
     cos_y = float(0.0)
     for f in range(count):
@@ -591,6 +591,59 @@ def env_sample_wp(H: int, W: int, texels: wp.array(dtype=wp.vec3), pmf: wp.array
     return wi, weight, pdf
 
 
+@wp.func
+def area_light_sample_wp(x: wp.vec3, j: int, light_start: wp.array(dtype=wp.int32),
+                         light_count: wp.array(dtype=wp.int32), light_two_sided: wp.array(dtype=wp.int32),
+                         light_area: wp.array(dtype=float), light_centre: wp.array(dtype=wp.vec3),
+                         light_far2: wp.array(dtype=float), tri_v0: wp.array(dtype=wp.vec3),
+                         tri_v1: wp.array(dtype=wp.vec3), tri_v2: wp.array(dtype=wp.vec3),
+                         tri_le: wp.array(dtype=wp.vec3), tri_cdf: wp.array(dtype=float), u0: float, u1: float):
+    """Area light ``j``'s next-event sample at ``x``: ``(wi, dist, weight, pdf, omega)``, by area where
+    :func:`_by_area` says (``omega`` -1), else by solid angle (``omega`` the light's solid angle at ``x``)."""
+    wi = wp.vec3(0.0, 0.0, 1.0)
+    dist = float(wp.inf)
+    lw = wp.vec3(0.0, 0.0, 0.0)
+    lpdf = float(0.0)
+    omega = float(-1.0)
+    if _by_area(x, j, light_area, light_centre, light_far2) > 0.0:
+        wi, dist, lw, lpdf = area_sample_by_area_wp(x, light_start[j], light_count[j], light_two_sided[j],
+                                                    light_area[j], tri_v0, tri_v1, tri_v2, tri_le, tri_cdf, u0, u1)
+    else:
+        wi, dist, lw, lpdf, omega = area_sample_wp(x, light_start[j], light_count[j], light_two_sided[j], tri_v0,
+                                                   tri_v1, tri_v2, tri_le, u0, u1)
+    return wi, dist, lw, lpdf, omega
+
+
+@wp.func
+def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
+                         n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
+                         metallic: float, ior: float, wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float,
+                         is_delta: bool):
+    """One light sample's next-event term at a surface vertex (no throughput): the BSDF (of the unit normal
+    ``n_u`` and view ``wo_u``, ``p_eval`` as :func:`_eval_pdf_unit`) times ``|cos|`` times ``lw``, MIS-weighted
+    unless ``is_delta``, zero where ``lpdf`` is not positive, ``wi`` is below the shading or geometric surface,
+    or the shadow ray toward ``dist`` is blocked."""
+    term = wp.vec3(0.0, 0.0, 0.0)
+    cos = wp.dot(n, wi)
+    if lpdf > 0.0 and wp.dot(ng, wi) * cos > 0.0:
+        f, bpdf = _eval_pdf_unit(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior)
+        w = float(1.0)
+        if not is_delta:
+            w = power_heuristic_wp(lpdf, bpdf)
+        t_max = float(wp.inf)
+        if dist < wp.inf and dist > -wp.inf:
+            t_max = dist * 0.9999
+        contribution = _cw_mul(f * wp.abs(cos), lw) * w
+        # a shadow ray only where it matters (a zero term adds zero whatever it says)
+        if contribution[0] != 0.0 or contribution[1] != 0.0 or contribution[2] != 0.0:
+            blocked = False
+            if t_max > 0.0:
+                blocked = any_hit_any_bvh(mesh, own, use_own, offset_origin_wp(x, ng, wi), wi, t_max)
+            if not blocked:
+                term = contribution
+    return term
+
+
 # ------------------------------------------------------------------------------------------------ the kernel
 @wp.kernel
 def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int, verts: wp.array(dtype=wp.vec3),
@@ -642,7 +695,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                     if hide_emitters != 0:
                         w_env = 0.0
                 elif not (prev_pdf < 0.0):
-                    w_env = power_heuristic_wp(prev_pdf, env_pdf_wp(_unit(d), env_h, env_w, env_pmf))
+                    w_env = power_heuristic_wp(prev_pdf, env_pdf_wp(unit_wp(d), env_h, env_w, env_pmf))
                 radiance = radiance + _cw_mul(beta, env_lookup_wp(d, env_h, env_w, env_texels)) * w_env
             break
         if depth == 0:
@@ -730,8 +783,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         term = _cw_mul(beta, emission) * weight_e
         # what the light samples' BSDF evaluations and the BSDF sample share (the same bits as each computing
         # its own): the unit normal and view direction, and the specular lobe's probability at their cosine
-        n_u = _unit(n)
-        wo_u = _unit(wo)
+        n_u = unit_wp(n)
+        wo_u = unit_wp(wo)
         like = wp.dot(n_u, wo_u)
         p_like = float(0.0)
         p_eval = float(-1.0)  # (below 1e-6 the evaluation's clamped cosine differs: it computes its own)
@@ -754,16 +807,13 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                     lw = light_value[j]
                 elif kind == LIGHT_ENVIRONMENT:
                     wi, lw, lpdf = env_sample_wp(env_h, env_w, env_texels, env_pmf, env_row_cdf, env_cond_cdf, u0, u1)
-                elif kind == LIGHT_AREA and _by_area(x, j, light_area, light_centre, light_far2) > 0.0:
-                    wi, dist, lw, lpdf = area_sample_by_area_wp(x, light_start[j], light_count[j],
-                                                                light_two_sided[j], light_area[j], tri_v0, tri_v1,
-                                                                tri_v2, tri_le, tri_cdf, u0, u1)
                 elif kind == LIGHT_AREA:
                     omega = float(0.0)
-                    wi, dist, lw, lpdf, omega = area_sample_wp(x, light_start[j], light_count[j],
-                                                               light_two_sided[j], tri_v0, tri_v1, tri_v2, tri_le,
-                                                               u0, u1)
-                    if j < CACHED:
+                    wi, dist, lw, lpdf, omega = area_light_sample_wp(x, j, light_start, light_count,
+                                                                     light_two_sided, light_area, light_centre,
+                                                                     light_far2, tri_v0, tri_v1, tri_v2, tri_le,
+                                                                     tri_cdf, u0, u1)
+                    if j < CACHED and omega >= 0.0:  # (sampled by solid angle)
                         totals[j] = omega
                 else:
                     v = light_pos[j] - x
@@ -779,23 +829,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                         a = wp.clamp(cd * light_scale[j] - light_cos_outer[j] * light_scale[j], 0.0, 1.0)
                         fall = a * a * fall
                     lw = light_value[j] * fall
-                cos = wp.dot(n, wi)
-                if lpdf > 0.0 and wp.dot(ng, wi) * cos > 0.0:
-                    f, bpdf = _eval_pdf_unit(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior)
-                    w = float(1.0)
-                    if not is_delta:
-                        w = power_heuristic_wp(lpdf, bpdf)
-                    t_max = float(wp.inf)
-                    if dist < wp.inf and dist > -wp.inf:
-                        t_max = dist * 0.9999
-                    contribution = _cw_mul(f * wp.abs(cos), lw) * w
-                    # a shadow ray only where it matters (a zero term adds zero whatever it says)
-                    if contribution[0] != 0.0 or contribution[1] != 0.0 or contribution[2] != 0.0:
-                        blocked = False
-                        if t_max > 0.0:
-                            blocked = any_hit_any_bvh(mesh, own, use_own, offset_origin_wp(x, ng, wi), wi, t_max)
-                        if not blocked:
-                            nee = nee + contribution
+                nee = nee + light_sample_term_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness,
+                                                 metallic, ior, wi, dist, lw, lpdf, is_delta)
             term = term + _cw_mul(beta, nee)
         radiance = radiance + term
         if depth + 1 >= depth_limit:

@@ -24,7 +24,6 @@ from .bvh import TriangleBVH
 from .bvh_traverse import FlatBVH
 from .counter_rng import ray_key_wp, split_seed, uniform_counter_wp
 from .path_trace import MIN_RAYS_PER_THREAD, PathTables
-from .ray_queries import any_hit_any_bvh
 
 __all__ = ["ReplayKernels"]
 
@@ -35,16 +34,18 @@ wp.set_module_options({"enable_backward": False})
 def _bsdf_sample(offset: int, end: int, paths: wp.array(dtype=wp.int32), depth: int, seed_lo: wp.uint32,
                  seed_hi: wp.uint32, normal: wp.array(dtype=wp.vec3), wo: wp.array(dtype=wp.vec3),
                  base: wp.array(dtype=wp.vec3), roughness: wp.array(dtype=float), metallic: wp.array(dtype=float),
-                 ior: wp.array(dtype=float), out_wi: wp.array(dtype=wp.vec3), out_weight: wp.array(dtype=wp.vec3)):
+                 ior: wp.array(dtype=float), out_wi: wp.array(dtype=wp.vec3), out_weight: wp.array(dtype=wp.vec3),
+                 out_ok: wp.array(dtype=wp.int32)):
     """Row ``offset + tid``: the BSDF sample of path ``paths[i]`` at ``depth`` (dimensions 0 the lobe, 1 and 2
-    the direction), as the fused kernel draws it."""
+    the direction), as the fused kernel draws it, and whether its density is positive (1, else 0)."""
     i = offset + wp.tid()
     key = ray_key_wp(seed_lo, seed_hi, wp.uint32(paths[i]))
-    wi, weight, _ = pk.bsdf_sample_wp(normal[i], wo[i], base[i], roughness[i], metallic[i], ior[i],
+    wi, weight, pdf = pk.bsdf_sample_wp(normal[i], wo[i], base[i], roughness[i], metallic[i], ior[i],
                                         uniform_counter_wp(key, depth, 0), uniform_counter_wp(key, depth, 1),
                                         uniform_counter_wp(key, depth, 2))
     out_wi[i] = wi
     out_weight[i] = weight
+    out_ok[i] = wp.where(pdf > 0.0, 1, 0)
 
 
 @wp.kernel
@@ -66,37 +67,18 @@ def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int
     x = position[i]
     n = normal[i]
     ng = geo_normal[i]
+    n_u = pk.unit_wp(n)  # bsdf_eval_pdf_wp's unit vectors (the fused kernel's bits)
+    wo_u = pk.unit_wp(wo[i])
     nee = wp.vec3(0.0, 0.0, 0.0)
     for k in range(num_lights):
         j = lights[k]
-        u0 = uniform_counter_wp(key, depth, 4 + 2 * j)
-        u1 = uniform_counter_wp(key, depth, 5 + 2 * j)
-        wi = wp.vec3(0.0, 0.0, 1.0)
-        dist = float(wp.inf)
-        lw = wp.vec3(0.0, 0.0, 0.0)
-        lpdf = float(0.0)
-        v = x - light_centre[j]  # by area where the primal's light_sampling says (path_kernels' _by_area)
-        if light_area[j] > 0.0 and wp.dot(v, v) > light_far2[j]:
-            wi, dist, lw, lpdf = pk.area_sample_by_area_wp(x, light_start[j], light_count[j], light_two_sided[j],
-                                                           light_area[j], tri_v0, tri_v1, tri_v2, tri_le, tri_cdf,
-                                                           u0, u1)
-        else:
-            omega = float(0.0)
-            wi, dist, lw, lpdf, omega = pk.area_sample_wp(x, light_start[j], light_count[j], light_two_sided[j],
-                                                          tri_v0, tri_v1, tri_v2, tri_le, u0, u1)
-        cos = wp.dot(n, wi)
-        if lpdf > 0.0 and wp.dot(ng, wi) * cos > 0.0:
-            f, bpdf = pk.bsdf_eval_pdf_wp(n, wi, wo[i], base[i], roughness[i], metallic[i], ior[i])
-            contribution = wp.cw_mul(f * wp.abs(cos), lw) * pk.power_heuristic_wp(lpdf, bpdf)
-            if contribution[0] != 0.0 or contribution[1] != 0.0 or contribution[2] != 0.0:
-                t_max = float(wp.inf)
-                if dist < wp.inf and dist > -wp.inf:
-                    t_max = dist * 0.9999
-                blocked = False
-                if t_max > 0.0:
-                    blocked = any_hit_any_bvh(mesh, own, use_own, pk.offset_origin_wp(x, ng, wi), wi, t_max)
-                if not blocked:
-                    nee = nee + contribution
+        wi, dist, lw, lpdf, omega = pk.area_light_sample_wp(x, j, light_start, light_count, light_two_sided,
+                                                            light_area, light_centre, light_far2, tri_v0, tri_v1,
+                                                            tri_v2, tri_le, tri_cdf,
+                                                            uniform_counter_wp(key, depth, 4 + 2 * j),
+                                                            uniform_counter_wp(key, depth, 5 + 2 * j))
+        nee = nee + pk.light_sample_term_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, -1.0, base[i], roughness[i],
+                                            metallic[i], ior[i], wi, dist, lw, lpdf, False)
     out[i] = nee
 
 
@@ -107,7 +89,20 @@ class ReplayKernels:
     """
 
     def __init__(self, tables: PathTables):
-        self.tables = tables
+        # only the light tables the area next-event term reads, wrapped once (not the scene's faces or textures)
+        t, v3 = tables, wp.vec3
+        self._light_inputs = [as_warp(t.light_start), as_warp(t.light_count), as_warp(t.light_two_sided),
+                              as_warp(t.light_area), as_warp(t.light_centre, v3), as_warp(t.light_far2),
+                              as_warp(t.tri_v0, v3), as_warp(t.tri_v1, v3), as_warp(t.tri_v2, v3),
+                              as_warp(t.tri_le, v3), as_warp(t.tri_cdf)]
+        self._device = t.light_start.device
+        self._lights = {}  # the lights' index arrays, by tuple (one host-to-device copy each)
+
+    def _light_indices(self, lights: Sequence[int]):
+        key = tuple(int(j) for j in lights)
+        if key not in self._lights:
+            self._lights[key] = as_warp(torch.tensor(key, dtype=torch.int32, device=self._device))
+        return self._lights[key]
 
     def area_next_event(self, bvh: TriangleBVH, lights: Sequence[int], paths: torch.Tensor, depth: int, seed: int,
                         si, ng: torch.Tensor) -> torch.Tensor:
@@ -121,33 +116,35 @@ class ReplayKernels:
         out = torch.zeros(N, 3, dtype=torch.float32, device=si.position.device)
         if N == 0 or not lights:
             return out
-        t, v3 = self.tables, wp.vec3
-        idx = torch.tensor(list(lights), dtype=torch.int32, device=out.device)
-        inputs = [*bvh.query_handles(), as_warp(idx), len(lights), as_warp(t.light_start), as_warp(t.light_count),
-                  as_warp(t.light_two_sided), as_warp(t.light_area), as_warp(t.light_centre, v3),
-                  as_warp(t.light_far2), as_warp(t.tri_v0, v3), as_warp(t.tri_v1, v3), as_warp(t.tri_v2, v3),
-                  as_warp(t.tri_le, v3), as_warp(t.tri_cdf), *_path_inputs(paths, depth, seed),
+        v3 = wp.vec3
+        inputs = [*bvh.query_handles(), self._light_indices(lights), len(lights), *self._light_inputs,
+                  *_path_inputs(paths, depth, seed),
                   as_warp(_rows(si.position, N, 3), v3), as_warp(_rows(si.normal, N, 3), v3),
                   as_warp(_rows(ng, N, 3), v3), *_material_inputs(si, N), as_warp(out, v3)]
         launch_split(_area_nee, N, inputs, out.device, min_chunk=MIN_RAYS_PER_THREAD)
         return out
 
-    def bsdf_sample(self, paths: torch.Tensor, depth: int, seed: int, si) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``(wi [N, 3], weight [N, 3])`` float32: the BSDF sample at the vertices ``si`` (as in
-        :meth:`area_next_event`) of paths ``paths`` at ``depth``, drawing ``uniform_counter(seed, path, depth,
-        0 ... 2)``; the twin of ``bsdf.sample`` of :class:`lumigrad.shading.bsdf.MetallicRoughnessBSDF`. Not its
-        density: the kernel's (the fused primal's) recomputes the half vector from ``wi``, which float32 rounding
-        moves on glossy lobes (up to 5% at ``alpha ~ 2e-3`` against float64, where PyTorch's float32 stays within
-        5e-5; ``tests/integrators/test_path_replay_kernels.py``): the replay takes ``bsdf.pdf`` of ``wi``."""
+    def bsdf_sample(self, paths: torch.Tensor, depth: int, seed: int,
+                    si) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(wi [N, 3], weight [N, 3])`` float32 and ``positive [N]`` bool: the BSDF sample at the vertices ``si``
+        (as in :meth:`area_next_event`) of paths ``paths`` at ``depth``, drawing ``uniform_counter(seed, path,
+        depth, 0 ... 2)``; the twin of ``bsdf.sample`` of :class:`lumigrad.shading.bsdf.MetallicRoughnessBSDF`;
+        ``positive`` where the kernel's density is above 0 (where the fused primal went on). Not that density: the
+        kernel's (the fused primal's) recomputes the half vector from ``wi``, which float32 rounding moves on
+        glossy lobes (up to 5% at ``alpha ~ 2e-3`` against float64, where PyTorch's float32 stays within 5e-5;
+        ``tests/integrators/test_path_replay_kernels.py``): the replay takes ``bsdf.pdf`` of ``wi`` (for MIS and
+        the next vertex)."""
         N = paths.shape[0]
         dev = si.position.device
         wi = torch.zeros(N, 3, dtype=torch.float32, device=dev)
         weight = torch.zeros(N, 3, dtype=torch.float32, device=dev)
+        positive = torch.zeros(N, dtype=torch.int32, device=dev)
         if N > 0:
             inputs = [*_path_inputs(paths, depth, seed), as_warp(_rows(si.normal, N, 3), wp.vec3),
-                      *_material_inputs(si, N), as_warp(wi, wp.vec3), as_warp(weight, wp.vec3)]
+                      *_material_inputs(si, N), as_warp(wi, wp.vec3), as_warp(weight, wp.vec3),
+                      as_warp(positive)]
             launch_split(_bsdf_sample, N, inputs, dev, min_chunk=MIN_RAYS_PER_THREAD)
-        return wi, weight
+        return wi, weight, positive != 0
 
 
 def _rows(x: torch.Tensor, n: int, width: int) -> torch.Tensor:

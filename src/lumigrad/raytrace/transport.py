@@ -189,6 +189,8 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
     Returns:
         ``[R, C]`` radiance (the primal estimate; in the adjoint pass the same, and ``adjoint.grads`` filled).
     """
+    if kernels is not None and adjoint is None:
+        raise ValueError("kernels: only for the adjoint pass (give adjoint too, or kernels=None)")
     device, dtype = ts.verts.device, ts.verts.dtype
     R = origins.shape[0]
     C = 3
@@ -251,6 +253,8 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
                 ro, rd = ro.index_select(0, rows), rd.index_select(0, rows)
                 si, emission, ng, emitter_rows = surface_at(ts, face.index_select(0, rows), ro, rd)
                 bsdf = bsdf_for(si)  # with transmission (glass) when a material transmits
+                si_d = si.map(torch.Tensor.detach)
+                paths = alive.index_select(0, rows)
                 bh = b.index_select(0, rows)
                 # Emission seen by the previous bounce (MIS against light sampling for area lights).
                 weight_e = _emission_weight(ts, emitter_rows, face.index_select(0, rows),
@@ -261,7 +265,6 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
                 term = bh * emission * weight_e
                 term_grad = term
                 if by_area:  # area-light emission found by the previous surface vertex's BSDF sample
-                    paths = alive.index_select(0, rows)
                     no_emitter = torch.full_like(emitter_rows, len(ts.part_emitters))
                     found = (found_parts.index_select(0, torch.where(emitter_rows >= 0, emitter_rows, no_emitter))
                              & adjoint.awaiting.index_select(0, paths)
@@ -276,8 +279,7 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
                             if kernels is None:
                                 nee_area = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, by_area)
                             else:
-                                nee_area = kernels.area_next_event(bvh, by_area, alive.index_select(0, rows), depth,
-                                                                   seed, si.map(torch.Tensor.detach),
+                                nee_area = kernels.area_next_event(bvh, by_area, paths, depth, seed, si_d,
                                                                    ng.detach()).to(dtype)
                         term = term + bh * (nee + nee_area)
                         term_grad = term_grad + bh * (nee + area_next_event(ts, bvh, bsdf, si, ng,
@@ -286,23 +288,24 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
                         term = term + bh * _next_event(ts, bvh, bsdf, si, ng, uh4, dtype)
                         term_grad = term
                 if adjoint is not None:
-                    _backprop_terms(adjoint, alive.index_select(0, rows), term_grad)
+                    _backprop_terms(adjoint, paths, term_grad)
                 contrib = contrib.index_add(0, rows, term.detach())
                 if not last:
                     # The next ray: a BSDF sample (its direction and pdf detached; its weight differentiated in
                     # the adjoint pass through the ratio w / detach(w)).
                     uh = u.index_select(0, rows)
                     with torch.no_grad():
-                        if kernels is None or adjoint is None:
-                            bs = bsdf.sample(si.map(torch.Tensor.detach), uh[:, 0:1], uh[:, 1:3])
+                        if kernels is None:
+                            bs = bsdf.sample(si_d, uh[:, 0:1], uh[:, 1:3])
                             wi, pdf, bs_weight, delta = bs.wi, bs.pdf, bs.weight, bs.is_delta
-                        else:  # the fused primal's sample (an opaque BSDF: no delta lobe), PyTorch's density
-                            si_d = si.map(torch.Tensor.detach)
-                            wi, bs_weight = (x.to(dtype) for x in kernels.bsdf_sample(alive.index_select(0, rows),
-                                                                                      depth, seed, si_d))
+                            positive = (pdf > 0).all(-1)
+                        else:  # the fused primal's sample (an opaque BSDF: no delta lobe) and its stop where
+                            # its density is not positive; PyTorch's density (MIS, the next vertex's prev_pdf)
+                            wi, bs_weight, positive = kernels.bsdf_sample(paths, depth, seed, si_d)
+                            wi, bs_weight = wi.to(dtype), bs_weight.to(dtype)
                             pdf, delta = bsdf.pdf(si_d, wi), None
                     wi, pdf, bs_weight = wi.detach(), pdf.detach(), bs_weight.detach()
-                    ok = (pdf > 0).all(-1) & (bs_weight > 0).any(-1)
+                    ok = positive & (bs_weight > 0).any(-1)
                     delta = delta if delta is not None else torch.zeros_like(pdf, dtype=torch.bool)
                     if adjoint is not None:
                         f = bsdf.eval(si, wi) * (si.normal * wi).sum(-1, keepdim=True).abs()
@@ -310,11 +313,11 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
                         ratio = w / torch.where(w.detach() != 0, w.detach(), torch.ones_like(w))
                         ratio = torch.where(delta, torch.ones_like(ratio), ratio)  # a delta lobe: no gradient
                         # radiance still to come: subtract what the vertices up to this one added
-                        _subtract(adjoint, alive.index_select(0, rows), term.detach())
+                        _subtract(adjoint, paths, term.detach())
                         if by_area:  # once the next vertex tells what area-light emission the sample finds
-                            deferred = (alive.index_select(0, rows), ratio * ok[:, None])
+                            deferred = (paths, ratio * ok[:, None])
                         else:
-                            _backprop_ratio(adjoint, alive.index_select(0, rows), ratio * ok[:, None])
+                            _backprop_ratio(adjoint, paths, ratio * ok[:, None])
                     x = si.position.detach()
             if not last:
                 new_med = med.index_select(0, rows)
