@@ -96,7 +96,7 @@ class TraceScene:
         tangents: ``[F, 3, 4]`` world tangents per face corner for normal maps (zeros on faces without
             one), or None when no material has a normal map.
         light_sampling: how next-event estimation samples area lights, and so the density that weighs the
-            emission BSDF samples find on them: ``"solid_angle"`` or ``"area"``
+            emission BSDF samples find on them: ``"solid_angle"``, ``"area"`` or ``"auto"``
             (:data:`lumigrad.shading.emitters.AREA_SAMPLING`).
     """
 
