@@ -557,7 +557,7 @@ def _block_gradients_func(channels: int, want_point: bool, want_light: bool):
 
 
 @functools.cache
-def forward_kernel(point_only: bool, channels: int):
+def forward_kernel(point_only: bool, channels: int, native: bool = False):
     """The forward kernel for tables of point lights only (``point_only``) or of any lights, and ``channels``
     colour channels (1 to :data:`MAX_CHANNELS`), compiled on first launch. Inputs: ``(offset, end, position,
     normal, wo, base_color, roughness, metallic, f0, lights, num_lights, min_d2, inv_min_d, out, lanes)``; ``lights``
@@ -566,8 +566,15 @@ def forward_kernel(point_only: bool, channels: int):
     ``lanes``, as :class:`_Block`), and the last, partial block one light
     at a time. ``out`` has :data:`MAX_CHANNELS` columns whatever ``channels`` (the extra ones get 0): the
     4-channel arithmetic is what LLVM packs into 256-bit instructions, and with the 4th column not stored it
-    is left out and the rest stays scalar (measured 17.7 against 12.4 ns per pair for 3 channels)."""
+    is left out and the rest stays scalar (measured 17.7 against 12.4 ns per pair for 3 channels). ``native``
+    (CPU only) runs the full blocks of point lights as explicit SIMD
+    (:func:`lumigrad.kernels.direct_lights_native.block_radiance_native`)."""
     radiance = _radiance_func(point_only, MAX_CHANNELS)
+    native_radiance = None
+    if native and point_only:
+        from .direct_lights_native import block_radiance_native  # it imports this module's constants
+
+        native_radiance = block_radiance_native()
 
     @wp.kernel(enable_backward=False, module="unique")
     def direct_lights_forward(offset: int, end: int, position: wp.array2d(dtype=Any), normal: wp.array2d(dtype=Any),
@@ -585,7 +592,10 @@ def forward_kernel(point_only: bool, channels: int):
         if p.nv_raw > wp.float64(0.0):
             kd, F0 = _mix(p.metal, _channels(base_color, i, channels), _channels(f0, i, channels))
             blocks = num_lights // LANES
-            if wp.static(point_only):  # explicit lanes, two independent blocks a step (hides latency)
+            if wp.static(native_radiance is not None):  # all full blocks at once, explicit SIMD
+                acc = native_radiance(p.x, p.n, p.v, p.nv, p.s1, p.a2, p.one_a2, p.a2_2pi, kd, F0, blocks, lanes,
+                                      min_d2, inv_min_d)
+            elif wp.static(point_only):  # explicit lanes, two independent blocks a step (hides latency)
                 for two in range(blocks // 2):
                     packed = _block_radiance(p, kd, F0, 2 * two, lanes, min_d2, inv_min_d, packed)
                     packed2 = _block_radiance(p, kd, F0, 2 * two + 1, lanes, min_d2, inv_min_d, packed2)
