@@ -57,8 +57,8 @@ class _DirectLights(torch.autograd.Function):
         out = torch.empty(P, MAX_CHANNELS, dtype=base_color.dtype, device=base_color.device)
         args, lanes = _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector,
                               light_is_point, light_radiance, light_shape, light_axis, min_distance)
-        launch_split(dk.forward_kernel(point_only, C, NATIVE_LANES[position.device.type]), P, args + [as_warp(out), lanes], position.device,
-                     min_chunk=_MIN_POINTS_PER_THREAD)
+        kernel = dk.forward_kernel(point_only, C, NATIVE_LANES[position.device.type])
+        launch_split(kernel, P, args + [as_warp(out), lanes], position.device, min_chunk=_MIN_POINTS_PER_THREAD)
         ctx.save_for_backward(position, normal, wo, base_color, roughness, metallic, f0, light_vector,
                               light_is_point, light_radiance, light_shape, light_axis)
         ctx.min_distance = min_distance

@@ -1,19 +1,20 @@
-"""The point-light backward's full blocks as explicit SIMD on the CPU: one native C++ function
-(``wp.func_native``) per case that runs a shading point's whole loop over blocks of four point lights (``direct_lights_kernels.LANES``)
-(without range or cone) with clang vector types (``ext_vector_type(4)`` of double), so every term of a block
-is one 256-bit value and the compiler does not have to rediscover the lanes.
+"""Point-light blocks as explicit SIMD on the CPU: native C++ functions (``wp.func_native``) that run a shading
+point's whole loop over its full blocks of four point lights (tables without range or cone) with clang vector
+types: two blocks at a time as ``ext_vector_type(8)`` of double (one AVX-512 register; two 256-bit ones without
+AVX-512), an odd last block as ``ext_vector_type(4)``. The forward (:func:`block_radiance_native`) and the
+backward (:func:`block_gradients_native`, per case) share the pair terms' source.
 
 Why: Warp's ``vec4d`` operations are per-component C++, and LLVM's SLP vectoriser packed only part of the
-Warp-language block (:func:`lumigrad.kernels.direct_lights_kernels._block_gradients_func`): ``objdump`` of its
-loop showed 704 instructions a block of 4 lights, a third of the arithmetic scalar or 128-bit, 160 stack
-references (``docs/benchmarks.md``, branch lights6). Here the vector form is the source.
+Warp-language blocks (:mod:`lumigrad.kernels.direct_lights_kernels`): ``objdump`` of the backward's block loop
+showed 704 instructions for 4 lights, a third of the arithmetic scalar or 128-bit, 160 stack references. Here
+the vector form is the source, and the loops are fully packed (``docs/benchmarks.md``, branch lights6).
 
-The arithmetic is :func:`~lumigrad.kernels.direct_lights_kernels._block` followed by
-:func:`~lumigrad.kernels.direct_lights_kernels._block_gradients_func`'s adjoint, term by term in the same
-order (the formulas are in :mod:`lumigrad.kernels.direct_lights_kernels`); the compiler may fuse a product and
-a sum into one FMA, so values agree with the Warp-language lanes to rounding, not to the bit. The masks are
-vector compares and selects: a light at the point, one inside ``min_distance``, below the horizon or opposite
-the viewer is handled as there (inputs made harmless, then multiplied by 0).
+The arithmetic is ``direct_lights_kernels._block`` followed by ``_block_radiance`` or by
+``_block_gradients_func``'s adjoint, term by term in the same order (the formulas are in
+:mod:`lumigrad.kernels.direct_lights_kernels`); the compiler may fuse a product and a sum into one FMA and the
+lanes are summed in another order, so values agree with the Warp-language lanes to rounding, not to the bit. The
+masks are vector compares and selects: a light at the point, one inside ``min_distance``, below the horizon or
+opposite the viewer is handled as there (inputs made harmless, then multiplied by 0).
 
 CPU only: NVRTC has no clang vector types, so CUDA keeps the Warp-language lanes
 (``direct_lights.NATIVE_LANES``).
@@ -86,16 +87,22 @@ if (blk < blocks) block(d4(0.0), acc4, blk);
 """
 
 
-def _forward_source() -> str:
-    """The C++ body of :func:`block_radiance_native`."""
+def _head(rows: int) -> str:
+    """The start of both bodies: ``rows`` sums per width (``acc8``, ``acc4``), then the opening of the generic
+    lambda ``block(V(), acc, blk)`` with ``ld(row)`` and the pair terms; the caller adds the rest of its body."""
     return _PRELUDE + f"""
-d8 acc8[{MAX_CHANNELS}];
-d4 acc4[{MAX_CHANNELS}];
-for (int c = 0; c < {MAX_CHANNELS}; ++c) {{ acc8[c] = 0.0; acc4[c] = 0.0; }}
+d8 acc8[{rows}];
+d4 acc4[{rows}];
+for (int q = 0; q < {rows}; ++q) {{ acc8[q] = 0.0; acc4[q] = 0.0; }}
 auto block = [&](auto zero, decltype(zero)* acc, int blk) {{
     typedef decltype(zero) V;
     auto ld = [&](int row) {{ V r; __builtin_memcpy(&r, &wp::index(lanes, row, blk), sizeof(r)); return r; }};
-{_PAIR}
+{_PAIR}"""
+
+
+def _forward_source() -> str:
+    """The C++ body of :func:`block_radiance_native`."""
+    return _head(MAX_CHANNELS) + f"""
     const V dv = a2_2pi * ((hc * hc) / ((qn * qn) * Q));
     const V G = G0 * ok;
     const V one_m5 = ones - m5;
@@ -119,17 +126,10 @@ def _backward_source(channels: int, want_point: bool, want_light: bool) -> str:
     """The C++ body of :func:`block_gradients_native` for one case."""
     light = int(want_light)
     point = int(want_point)
-    return _PRELUDE + f"""
-d8 acc8[{POINT_ROWS}];
-d4 acc4[{POINT_ROWS}];
-for (int q = 0; q < {POINT_ROWS}; ++q) {{ acc8[q] = 0.0; acc4[q] = 0.0; }}
-auto block = [&](auto zero, decltype(zero)* acc, int blk) {{
-    typedef decltype(zero) V;
-    auto ld = [&](int row) {{ V r; __builtin_memcpy(&r, &wp::index(lanes, row, blk), sizeof(r)); return r; }};
+    return _head(POINT_ROWS) + f"""
     auto add = [&](int row, V x) {{
         wp::vec_t<4, double>* t = &wp::index(v_light, slot, row, blk);
         V r; __builtin_memcpy(&r, t, sizeof(r)); r += x; __builtin_memcpy(t, &r, sizeof(r)); }};
-{_PAIR}
     // the adjoint (direct_lights_kernels._block_gradients_func)
     const V qQ = qn * Q, s2hc = s2 * hc;
     const V R = ones / (qQ * s2hc);
@@ -214,12 +214,6 @@ if ({point}) {{
 """
 
 
-def _named(stub, name: str):
-    """``stub`` under ``name``: one Warp function per case, so that the cases do not overwrite one another."""
-    stub.__name__ = stub.__qualname__ = name
-    return stub
-
-
 @functools.cache
 def block_radiance_native():
     """``f(x, n, v, nv, s1, a2, one_a2, a2_2pi, kd, F0, blocks, lanes, min_d2, inv_min_d)``: the reflected
@@ -251,5 +245,6 @@ def block_gradients_native(channels: int, want_point: bool, want_light: bool):
              v_light: wp.array3d(dtype=wp.vec4d), slot: int, scratch: wp.array2d(dtype=wp.vec4d), srow: int):
         ...
 
-    name = f"block_gradients_native_c{channels}_p{int(want_point)}_l{int(want_light)}"
-    return wp.func_native(_backward_source(channels, want_point, want_light))(_named(stub, name))
+    # one Warp function per case: a distinct name, so that the cases do not overwrite one another
+    stub.__name__ = stub.__qualname__ = f"block_gradients_native_c{channels}_p{int(want_point)}_l{int(want_light)}"
+    return wp.func_native(_backward_source(channels, want_point, want_light))(stub)
