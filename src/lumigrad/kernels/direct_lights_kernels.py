@@ -599,8 +599,9 @@ def forward_kernel(point_only: bool, channels: int, native: bool = False):
             kd, F0 = _mix(p.metal, _channels(base_color, i, channels), _channels(f0, i, channels))
             blocks = num_lights // LANES
             if wp.static(native_radiance is not None):  # all full blocks at once, explicit SIMD
-                acc = native_radiance(p.x, p.n, p.v, p.nv, p.s1, p.a2, p.one_a2, p.a2_2pi, kd, F0, blocks, lanes,
-                                      min_d2, inv_min_d)
+                if blocks > 0:  # fewer than LANES lights (the 1-light row): not even the sums' set-up
+                    acc = native_radiance(p.x, p.n, p.v, p.nv, p.s1, p.a2, p.one_a2, p.a2_2pi, kd, F0, blocks, lanes,
+                                          min_d2, inv_min_d)
             elif wp.static(point_only):  # explicit lanes, two independent blocks a step (hides latency)
                 for two in range(blocks // 2):
                     packed = _block_radiance(p, kd, F0, 2 * two, lanes, min_d2, inv_min_d, packed)
@@ -914,8 +915,9 @@ def backward_kernel(point_only: bool, channels: int, want_point: bool, want_ligh
                         scratch[srow, h * 11 + j] = wp.vec4d()
             blocks = num_lights // LANES
             if wp.static(native_blocks is not None):  # all full blocks at once, explicit SIMD
-                native_blocks(p.x, p.n, p.v, p.nv, p.s1, p.a2, p.one_a2, p.a2_2pi, kd, F0, g, blocks, lanes, min_d2,
-                              inv_min_d, v_light, slot, scratch, srow)
+                if blocks > 0:
+                    native_blocks(p.x, p.n, p.v, p.nv, p.s1, p.a2, p.one_a2, p.a2_2pi, kd, F0, g, blocks, lanes,
+                                  min_d2, inv_min_d, v_light, slot, scratch, srow)
                 blocks_left = 0
             else:
                 blocks_left = blocks
