@@ -514,7 +514,7 @@ def _block_gradients_func(channels: int, want_point: bool, want_light: bool):
             scratch[srow, PA2 + 2] = scratch[srow, PA2 + 2] + wp.cw_mul(g_Q, b.s2)
             scratch[srow, PA2 + 3] = scratch[srow, PA2 + 3] + wp.cw_mul(g_Q, b.nl)
             scratch[srow, PA2 + 4] = scratch[srow, PA2 + 4] + wp.cw_mul(wp.cw_mul(g_Q, ones - wp.cw_mul(b.nl, b.nl)),
-                                                                          is2)
+                                                                        is2)
         # the clamps pass the gradient on the closed interval, as torch.clamp's
         m2 = wp.cw_mul(b.m, b.m)
         g_vh = l4.select(wp.cw_mul(l4.greater_equal(b.vh_raw, zeros), l4.greater_equal(ones, b.vh_raw)),
@@ -548,11 +548,11 @@ def _block_gradients_func(channels: int, want_point: bool, want_light: bool):
             scratch[srow, PX + 1] = scratch[srow, PX + 1] + (zeros - guy)
             scratch[srow, PX + 2] = scratch[srow, PX + 2] + (zeros - guz)
             scratch[srow, PN] = scratch[srow, PN] + (wp.cw_mul(t2, wp.cw_mul(b.hy, b.cz) - wp.cw_mul(b.hz, b.cy))
-                                                       + wp.cw_mul(g_nl, b.lx) + wp.cw_mul(gGK, b.ux))
+                                                     + wp.cw_mul(g_nl, b.lx) + wp.cw_mul(gGK, b.ux))
             scratch[srow, PN + 1] = scratch[srow, PN + 1] + (wp.cw_mul(t2, wp.cw_mul(b.hz, b.cx) - wp.cw_mul(b.hx, b.cz))
-                                                               + wp.cw_mul(g_nl, b.ly) + wp.cw_mul(gGK, b.uy))
+                                                             + wp.cw_mul(g_nl, b.ly) + wp.cw_mul(gGK, b.uy))
             scratch[srow, PN + 2] = scratch[srow, PN + 2] + (wp.cw_mul(t2, wp.cw_mul(b.hx, b.cy) - wp.cw_mul(b.hy, b.cx))
-                                                               + wp.cw_mul(g_nl, b.lz) + wp.cw_mul(gGK, b.uz))
+                                                             + wp.cw_mul(g_nl, b.lz) + wp.cw_mul(gGK, b.uz))
             wvh = l4.select(b.h_clamped, wv, zeros)
             scratch[srow, PV] = scratch[srow, PV] + (ghx + wp.cw_mul(wvh, b.hx))
             scratch[srow, PV + 1] = scratch[srow, PV + 1] + (ghy + wp.cw_mul(wvh, b.hy))
