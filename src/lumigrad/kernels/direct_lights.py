@@ -40,6 +40,9 @@ class SpotCones(NamedTuple):
 #: Per device type, whether the backward sums a point's per-light terms lane by lane in a scratch row
 #: (``direct_lights_kernels.backward_kernel``'s ``packed``: what lets LLVM pack the CPU's lanes).
 PACKED_LANES = {"cpu": True, "cuda": False}
+#: Per device type, whether the point-light backward runs its full blocks as explicit SIMD (native C++ with clang
+#: vector types, :mod:`lumigrad.kernels.direct_lights_native`; NVRTC has no such types).
+NATIVE_LANES = {"cpu": True, "cuda": False}
 
 #: Shading points per slot of the light-gradient buffer on CUDA (atomics contend within one slot only).
 _CUDA_GROUP = 256
@@ -54,8 +57,8 @@ class _DirectLights(torch.autograd.Function):
         out = torch.empty(P, MAX_CHANNELS, dtype=base_color.dtype, device=base_color.device)
         args, lanes = _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector,
                               light_is_point, light_radiance, light_shape, light_axis, min_distance)
-        launch_split(dk.forward_kernel(point_only, C), P, args + [as_warp(out), lanes], position.device,
-                     min_chunk=_MIN_POINTS_PER_THREAD)
+        kernel = dk.forward_kernel(point_only, C, NATIVE_LANES[position.device.type])
+        launch_split(kernel, P, args + [as_warp(out), lanes], position.device, min_chunk=_MIN_POINTS_PER_THREAD)
         ctx.save_for_backward(position, normal, wo, base_color, roughness, metallic, f0, light_vector,
                               light_is_point, light_radiance, light_shape, light_axis)
         ctx.min_distance = min_distance
@@ -79,7 +82,7 @@ class _DirectLights(torch.autograd.Function):
         # kernel (not generated) when nothing asks for it
         need_point = any(need[:7])
         kernel = dk.backward_kernel(ctx.point_only, C, need_point, any(need[7:12]), need[10] or need[11],
-                                    PACKED_LANES[dev.type])
+                                    PACKED_LANES[dev.type], NATIVE_LANES[dev.type])
         # v_light[slot, row, block] holds a block's LANES lights side by side; scratch[row] a point's per-lane
         # gradient terms (one row per CPU thread; not read on CUDA)
         blocks = (K + dk.LANES - 1) // dk.LANES
