@@ -5,6 +5,8 @@ one inside ``min_distance``, one below the horizon, one opposite the viewer) and
 PyTorch reference at ``test_punctual``'s tolerances; the Warp-language lanes that CUDA keeps are checked here on
 the CPU too (``NATIVE_LANES`` off)."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -127,3 +129,31 @@ def test_gradcheck_both_widths():
         return direct_lights(*xs[:8], torch.ones(K, dtype=torch.int32), xs[8], MIN_LIGHT_DISTANCE)
 
     assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+def test_native_build_failure_falls_back_to_warp_lanes(monkeypatch):
+    """Should Warp's CPU compiler refuse the native C++ (another Warp version), the first launch fails while
+    building, the Warp-language lanes run instead with a warning, and later calls use them directly."""
+    import lumigrad.kernels.direct_lights_kernels as dk
+    import lumigrad.kernels.direct_lights_native as native_module
+
+    monkeypatch.setitem(direct_lights_module.NATIVE_LANES, "cpu", True)
+    monkeypatch.setattr(native_module, "_PRELUDE", native_module._PRELUDE + "\nthis is not C++;\n")
+    caches = (native_module.block_radiance_native, native_module.block_gradients_native, dk.forward_kernel,
+              dk.backward_kernel)
+    for cache in caches:
+        cache.cache_clear()
+    try:
+        leaves, cot = _fourteen_lights(light_at_point=False)
+        with pytest.warns(RuntimeWarning, match="did not build"):
+            (fused, gf), (ref, gr) = _light_gradients(leaves, cot, ALL)
+        assert not direct_lights_module.NATIVE_LANES["cpu"]
+        _close(fused, ref, 1e-12, "value")
+        for name, a, b in zip(NAMES, gf, gr):
+            _close(a, b, 1e-12, f"gradient of {name}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no second attempt
+            _light_gradients(leaves, cot, ALL)
+    finally:
+        for cache in caches:
+            cache.cache_clear()

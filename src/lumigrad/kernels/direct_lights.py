@@ -4,7 +4,8 @@ O(points) whatever the number of lights. Inputs are checked by :func:`lumigrad.s
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+import warnings
+from typing import Callable, NamedTuple, Optional
 
 import torch
 import warp as wp
@@ -43,6 +44,8 @@ PACKED_LANES = {"cpu": True, "cuda": False}
 #: Per device type, whether the point-light backward runs its full blocks as explicit SIMD (native C++ with clang
 #: vector types, :mod:`lumigrad.kernels.direct_lights_native`; NVRTC has no such types).
 NATIVE_LANES = {"cpu": True, "cuda": False}
+#: The native kernels that have compiled and run once in this process.
+_native_built: set = set()
 
 #: Shading points per slot of the light-gradient buffer on CUDA (atomics contend within one slot only).
 _CUDA_GROUP = 256
@@ -57,8 +60,9 @@ class _DirectLights(torch.autograd.Function):
         out = torch.empty(P, MAX_CHANNELS, dtype=base_color.dtype, device=base_color.device)
         args, lanes = _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector,
                               light_is_point, light_radiance, light_shape, light_axis, min_distance)
-        kernel = dk.forward_kernel(point_only, C, NATIVE_LANES[position.device.type])
-        launch_split(kernel, P, args + [as_warp(out), lanes], position.device, min_chunk=_MIN_POINTS_PER_THREAD)
+        _launch_lanes(lambda native: dk.forward_kernel(point_only, C, native),
+                      lambda kernel: launch_split(kernel, P, args + [as_warp(out), lanes], position.device,
+                                                  min_chunk=_MIN_POINTS_PER_THREAD), position.device.type)
         ctx.save_for_backward(position, normal, wo, base_color, roughness, metallic, f0, light_vector,
                               light_is_point, light_radiance, light_shape, light_axis)
         ctx.min_distance = min_distance
@@ -81,8 +85,8 @@ class _DirectLights(torch.autograd.Function):
         # the point gradients, the light gradients, the lights' axis and shape rows: each left out of the
         # kernel (not generated) when nothing asks for it
         need_point = any(need[:7])
-        kernel = dk.backward_kernel(ctx.point_only, C, need_point, any(need[7:12]), need[10] or need[11],
-                                    PACKED_LANES[dev.type], NATIVE_LANES[dev.type])
+        make = lambda native: dk.backward_kernel(ctx.point_only, C, need_point, any(need[7:12]),  # noqa: E731
+                                                 need[10] or need[11], PACKED_LANES[dev.type], native)
         # v_light[slot, row, block] holds a block's LANES lights side by side; scratch[row] a point's per-lane
         # gradient terms (one row per CPU thread; not read on CUDA)
         blocks = (K + dk.LANES - 1) // dk.LANES
@@ -90,19 +94,43 @@ class _DirectLights(torch.autograd.Function):
             slots = light_vector.new_zeros((P + _CUDA_GROUP - 1) // _CUDA_GROUP, dk.ROWS, blocks, dk.LANES,
                                            dtype=torch.float64)
             scratch = light_vector.new_empty(1, dk.POINT_ROWS, dk.LANES, dtype=torch.float64)
-            launch(kernel, P, [0, P, *args, as_warp(slots, wp.vec4d), _CUDA_GROUP, as_warp(scratch, wp.vec4d), lanes],
-                   dev)
+            launch(make(False), P, [0, P, *args, as_warp(slots, wp.vec4d), _CUDA_GROUP, as_warp(scratch, wp.vec4d),
+                                    lanes], dev)
         else:  # one private slot per thread: no atomics across threads
             parts = max(1, min(num_workers(), P // _MIN_POINTS_PER_THREAD))
             slots = light_vector.new_zeros(parts, dk.ROWS, blocks, dk.LANES, dtype=torch.float64)
             scratch = light_vector.new_empty(parts, dk.POINT_ROWS, dk.LANES, dtype=torch.float64)
-            launch_partitioned(kernel, P, lambda k: [*args, as_warp(slots[k:k + 1], wp.vec4d), P + 1,
-                                                     as_warp(scratch[k:k + 1], wp.vec4d), lanes], parts, dev)
+            part_inputs = lambda k: [*args, as_warp(slots[k:k + 1], wp.vec4d), P + 1,  # noqa: E731
+                                     as_warp(scratch[k:k + 1], wp.vec4d), lanes]
+            _launch_lanes(make, lambda kernel: launch_partitioned(kernel, P, part_inputs, parts, dev), dev.type)
         v_light = slots.sum(0).flatten(1)[:, :K].T
         point = [g if n else None for g, n in zip(grads, need)]
         light = [v_light[:, dk.VECTOR:dk.VECTOR + 3], None, v_light[:, dk.RADIANCE:],
                  v_light[:, dk.SHAPE:dk.SHAPE + 3], v_light[:, dk.AXIS:dk.AXIS + 3]]
         return (*point, *[g if n else None for g, n in zip(light, need[7:12])], None, None)
+
+
+def _launch_lanes(make: Callable, run: Callable, device_type: str) -> None:
+    """``run(make(native))`` with the native SIMD kernel where :data:`NATIVE_LANES` allows it. The native C++ relies
+    on the clang of Warp's CPU back end (vector types, ``__builtin_elementwise_*``); should a Warp version's
+    compiler refuse it, its first launch fails while building (before the kernel writes anything), and the
+    Warp-language lanes run instead, with a warning, for the rest of the process."""
+    if not NATIVE_LANES[device_type]:
+        run(make(False))
+        return
+    kernel = make(True)
+    if kernel in _native_built:
+        run(kernel)
+        return
+    try:
+        run(kernel)
+    except Exception as error:  # noqa: BLE001 - a build failure; anything else fails again below and is raised
+        run(make(False))
+        NATIVE_LANES[device_type] = False
+        warnings.warn(f"lumigrad: the native SIMD point-light kernel did not build on this Warp ({wp.__version__}): "
+                      f"{error}; using the Warp-language lanes (same results, slower)", RuntimeWarning, stacklevel=3)
+        return
+    _native_built.add(kernel)
 
 
 def _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_is_point, light_radiance,
