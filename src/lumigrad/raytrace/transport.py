@@ -38,10 +38,12 @@ after a delta lobe or a medium's phase sample keeps the primal's treatment.
 Participating media (:mod:`lumigrad.raytrace.volumetric`): a path inside a material's ``interior`` medium first
 draws a free flight before the surface its ray hits; a scattering event is a vertex of its own (next-event
 estimation with the phase function, then a phase sample for the next ray), and reaching the surface multiplies
-the throughput by the flight's weight before the surface vertex as above. Refracting into or out of a
-transmitting mesh changes the path's medium. In the adjoint pass the free-flight weight (before the vertex's
-terms, which it multiplies) and the phase weight are differentiated through ``w / detach(w)`` as the BSDF's;
-the scattering vertex's next-event term directly.
+the throughput by the flight's weight before the surface vertex as above; a surface vertex's light samples are
+attenuated by the ``Tr`` of the medium their shadow ray leaves into
+(:class:`~lumigrad.raytrace.volumetric.ShadowMedia`). Refracting into or out of a transmitting mesh changes the
+path's medium. In the adjoint pass the free-flight weight (before the vertex's terms, which it multiplies) and
+the phase weight are differentiated through ``w / detach(w)`` as the BSDF's; the scattering vertex's next-event
+term directly, as the surface vertices' shadow rays' ``Tr``.
 
 Random numbers: ``dims`` per path and vertex: the lobe, the direction (2), Russian roulette, 2 per light and,
 in scenes with media only, the free flight's (a scattering vertex reuses the direction's for the phase sample
@@ -68,7 +70,8 @@ from ..shading.tangents import perturb_normal_unchecked
 from .area_next_event import area_light_indices, area_next_event, area_seed
 from .intersect import intersect_faces_unchecked, offset_ray_origin
 from .mis import power_heuristic, sample_light
-from .volumetric import free_flight, media_of, next_medium, outward_face_normals, scatter_vertex
+from .volumetric import (ShadowMedia, area_next_event_in_media, free_flight, media_of, next_medium,
+                         outward_face_normals, scatter_vertex)
 
 __all__ = ["PathAdjoint", "TraceScene", "power_heuristic", "sample_paths", "surface_at"]
 
@@ -323,6 +326,12 @@ def _surface_vertices(ts, bvh, media, adjoint, kernels, primary, hide_emitters, 
         si_d = si.map(torch.Tensor.detach)
         paths = alive.index_select(0, rows)
         bh = b.index_select(0, rows)
+        # Shadow rays through a medium (a vertex inside one, or a light behind a transmitting boundary): Tr.
+        shadow = None
+        if has_media:
+            fr = face.index_select(0, rows)
+            shadow = ShadowMedia(media, med.index_select(0, rows), ts.face_part.index_select(0, fr),
+                                 outward_face_normals(ts.verts, ts.faces, fr), -rd.detach())
         # Emission seen by the previous bounce (MIS against light sampling for area lights).
         weight_e = _emission_weight(ts, emitter_rows, face.index_select(0, rows),
                                     prev_x.index_select(0, rows), rd.detach(), prev_pdf.index_select(0, rows),
@@ -341,18 +350,20 @@ def _surface_vertices(ts, bvh, media, adjoint, kernels, primary, hide_emitters, 
         if not last:
             uh4 = u.index_select(0, rows)[:, 4:]
             if by_area:
-                nee = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, others)
+                nee = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, others, shadow)
                 with torch.no_grad():
                     if kernels is None:
-                        nee_area = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, by_area)
-                    else:
+                        nee_area = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, by_area, shadow)
+                    else:  # (the fused kernel, and so its twins, run no scene with media)
                         nee_area = kernels.area_next_event(bvh, by_area, paths + path_offset, depth, seed, si_d,
                                                            ng.detach()).to(dtype)
+                ua = u_area.index_select(0, rows)
+                area = (area_next_event(ts, bvh, bsdf, si, ng, ua, by_area) if shadow is None
+                        else area_next_event_in_media(ts, bvh, bsdf, si, ng, ua, by_area, shadow))
                 term = term + bh * (nee + nee_area)
-                term_grad = term_grad + bh * (nee + area_next_event(ts, bvh, bsdf, si, ng,
-                                                                    u_area.index_select(0, rows), by_area))
+                term_grad = term_grad + bh * (nee + area)
             else:
-                term = term + bh * _next_event(ts, bvh, bsdf, si, ng, uh4, dtype)
+                term = term + bh * _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, shadow=shadow)
                 term_grad = term
         if adjoint is not None:
             _backprop_terms(adjoint, paths, term_grad)
@@ -602,9 +613,10 @@ def _mis_after_bsdf(prev_pdf: torch.Tensor, pdf_light: torch.Tensor) -> torch.Te
 
 
 def _next_event(ts, bvh, bsdf, si: SurfaceSample, ng: torch.Tensor, u: torch.Tensor, dtype,
-                lights: Optional[Sequence[int]] = None) -> torch.Tensor:
+                lights: Optional[Sequence[int]] = None, shadow: Optional[ShadowMedia] = None) -> torch.Tensor:
     """Next-event estimation of every light at ``si`` (or of the lights ``lights``, indices in ``ts.lights``):
-    ``[N, 3]`` (one sample per light, MIS-weighted)."""
+    ``[N, 3]`` (one sample per light, MIS-weighted), each shadow ray attenuated by the medium it crosses where
+    ``shadow`` (scenes with media) says."""
     out = torch.zeros(si.position.shape[0], 3, dtype=dtype, device=si.position.device)
     x = si.position
     methods = light_methods(ts)
@@ -626,5 +638,7 @@ def _next_event(ts, bvh, bsdf, si: SurfaceSample, ng: torch.Tensor, u: torch.Ten
             with torch.no_grad():
                 w = power_heuristic(ds.pdf, bsdf.pdf(si.map(torch.Tensor.detach), wi.detach()))
         term = f * cos.abs() * ds.weight * w
+        if shadow is not None:
+            term = term * shadow.transmittance(wi, ds.distance.reshape(-1, 1), term.shape[-1])
         out = out + torch.where(valid & ~blocked[:, None], term, torch.zeros_like(term))
     return out
