@@ -39,6 +39,10 @@ _SEED_MOD = 2 ** 62
 #: ``light_sampling`` by default (docs/design.md, "Area-light sampling in the primal": never less efficient
 #: than solid angle in the scenes measured, cheaper far from small lamps).
 DEFAULT_LIGHT_SAMPLING = "auto"
+#: Paths the backward pass replays at once: the replay's autograd graph (one vertex of each path, about 1 KiB a
+#: path, twice that while a BSDF-weight ratio waits a vertex) is held for this many paths at most, so beyond it the
+#: backward pass's memory grows only by the per-path state (radiance, adjoint, throughput: ~100 bytes a path).
+REPLAY_PATHS = 1 << 16
 
 
 @register_integrator("path")
@@ -223,14 +227,19 @@ class _Run:
             del o, d
         v = v_image.reshape(-1, 1, v_image.shape[-1]).expand(-1, spp, -1).reshape(-1, v_image.shape[-1]) / spp
         adjoint = PathAdjoint(v.to(L.dtype), L, params)
+        del v, L  # the adjoint holds its own copies
         with torch.enable_grad():
             ts = _trace_scene(self.scene, self.integrator.light_sampling)
             rays = _camera_rays(self.camera, spp, seed, ts.verts.dtype)
         # where the fused kernel gave L, its arithmetic (float32) also redraws what the replay does not differentiate
         kernels = ReplayKernels(tables) if tables is not None else None
-        sample_paths(ts, rays[0].detach(), rays[1].detach(), adjoint=adjoint, primary=lambda: rays,
-                     kernels=kernels, **self._settings(seed))
-        del kernels, rays, L
+        count = rays[0].shape[0]
+        for start in range(0, count, REPLAY_PATHS):  # the same paths, REPLAY_PATHS at a time
+            end = min(count, start + REPLAY_PATHS)
+            sample_paths(ts, rays[0][start:end].detach(), rays[1][start:end].detach(),
+                         adjoint=adjoint.paths(start, end), primary=lambda a=start, b=end: (rays[0][a:b], rays[1][a:b]),
+                         kernels=kernels, path_offset=start, **self._settings(seed))
+        del kernels, rays
         if it.edge_samples != 0:
             with torch.enable_grad():
                 self._edges(ts, v_image, adjoint, spp, seed, tables)

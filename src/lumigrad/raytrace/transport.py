@@ -38,10 +38,12 @@ after a delta lobe or a medium's phase sample keeps the primal's treatment.
 Participating media (:mod:`lumigrad.raytrace.volumetric`): a path inside a material's ``interior`` medium first
 draws a free flight before the surface its ray hits; a scattering event is a vertex of its own (next-event
 estimation with the phase function, then a phase sample for the next ray), and reaching the surface multiplies
-the throughput by the flight's weight before the surface vertex as above. Refracting into or out of a
-transmitting mesh changes the path's medium. In the adjoint pass the free-flight weight (before the vertex's
-terms, which it multiplies) and the phase weight are differentiated through ``w / detach(w)`` as the BSDF's;
-the scattering vertex's next-event term directly.
+the throughput by the flight's weight before the surface vertex as above; a surface vertex's light samples are
+attenuated by the ``Tr`` of the medium their shadow ray leaves into
+(:class:`~lumigrad.raytrace.volumetric.ShadowMedia`). Refracting into or out of a transmitting mesh changes the
+path's medium. In the adjoint pass the free-flight weight (before the vertex's terms, which it multiplies) and
+the phase weight are differentiated through ``w / detach(w)`` as the BSDF's; the scattering vertex's next-event
+term directly, as the surface vertices' shadow rays' ``Tr``.
 
 Random numbers: ``dims`` per path and vertex: the lobe, the direction (2), Russian roulette, 2 per light and,
 in scenes with media only, the free flight's (a scattering vertex reuses the direction's for the phase sample
@@ -68,7 +70,8 @@ from ..shading.tangents import perturb_normal_unchecked
 from .area_next_event import area_light_indices, area_next_event, area_seed
 from .intersect import intersect_faces_unchecked, offset_ray_origin
 from .mis import power_heuristic, sample_light
-from .volumetric import free_flight, media_of, next_medium, outward_face_normals, scatter_vertex
+from .volumetric import (ShadowMedia, area_next_event_in_media, free_flight, media_of, next_medium,
+                         outward_face_normals, scatter_vertex)
 
 __all__ = ["PathAdjoint", "TraceScene", "power_heuristic", "sample_paths", "surface_at"]
 
@@ -130,6 +133,17 @@ class PathAdjoint:
         self.awaiting = torch.zeros(self.rest.shape[0], dtype=torch.bool, device=self.rest.device)
         self._pending: Optional[tuple] = None
 
+    def paths(self, start: int, end: int) -> "PathAdjoint":
+        """The adjoint pass of the paths ``start:end`` alone (for :func:`sample_paths` with ``path_offset=start``):
+        views of this one's per-path state, its parameters, and its gradients (accumulated into the same list)."""
+        if self._pending is not None:
+            raise ValueError("PathAdjoint.paths: a BSDF-weight ratio is still held; flush_ratio() first")
+        part = PathAdjoint.__new__(PathAdjoint)
+        part.v, part.rest = self.v[start:end], self.rest[start:end]
+        part.found, part.awaiting = self.found[start:end], self.awaiting[start:end]
+        part.params, part.grads, part._pending = self.params, self.grads, None
+        return part
+
     def backprop(self, loss: torch.Tensor) -> None:
         """Accumulate ``d loss / d params`` (the graph of one vertex, freed after)."""
         if not loss.requires_grad:
@@ -165,7 +179,7 @@ class PathAdjoint:
 def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor, *, max_depth: int, rr_depth: int,
                  seed: int, hide_emitters: bool = False, adjoint: Optional[PathAdjoint] = None,
                  primary: Optional[Callable[[], tuple]] = None, hits: Optional[list] = None,
-                 kernels: Optional[object] = None) -> torch.Tensor:
+                 kernels: Optional[object] = None, path_offset: int = 0) -> torch.Tensor:
     """Radiance ``[R, C]`` arriving along each ray ``origins, directions [R, 3]`` (world space, unit directions).
 
     Args:
@@ -185,6 +199,9 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
             (a :class:`lumigrad.kernels.replay_kernels.ReplayKernels`, for float32 scenes the fused kernel
             supports): the primal next-event term of the area lights differentiated by area (the value
             subtracted from the radiance still to come) and the BSDF samples. None: PyTorch (the reference).
+        path_offset: the index of the first ray among the paths the random numbers are drawn for: ray ``r`` draws
+            those of path ``path_offset + r`` (so that a replay of the rays ``a:b`` of a batch, one slice at a time,
+            draws what the primal of the whole batch drew; ``adjoint`` is then :meth:`PathAdjoint.paths` ``(a, b)``).
 
     Returns:
         ``[R, C]`` radiance (the primal estimate; in the adjoint pass the same, and ``adjoint.grads`` filled).
@@ -219,8 +236,10 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
         if alive.numel() == 0:
             break
         # counter-based: ray r's numbers at this depth, whatever else is drawn (the fused kernel's too)
-        u = uniform_counter(int(seed), alive, depth, dims, dtype)
-        u_area = uniform_counter(area_seed(seed), alive, depth, 2 * len(by_area), dtype) if by_area else None
+        keys = alive + path_offset if path_offset else alive
+        u = uniform_counter(int(seed), keys, depth, dims, dtype)
+        u_area = uniform_counter(area_seed(seed), keys, depth, 2 * len(by_area), dtype) if by_area else None
+        del keys
         with torch.no_grad():
             face, t_hit, _ = bvh.closest_hit(o, d)
         hit = face >= 0
@@ -248,85 +267,11 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
         nexts = []  # per kind of vertex, the paths that go on (see _Next)
         deferred = None  # (paths, ratio) of this depth's surface vertices when area lights are differentiated by area
         if rows.numel() > 0:
-            with torch.enable_grad() if adjoint is not None else torch.no_grad():
-                ro, rd = (primary() if depth == 0 and primary is not None and adjoint is not None else (o, d))
-                ro, rd = ro.index_select(0, rows), rd.index_select(0, rows)
-                si, emission, ng, emitter_rows = surface_at(ts, face.index_select(0, rows), ro, rd)
-                bsdf = bsdf_for(si)  # with transmission (glass) when a material transmits
-                si_d = si.map(torch.Tensor.detach)
-                paths = alive.index_select(0, rows)
-                bh = b.index_select(0, rows)
-                # Emission seen by the previous bounce (MIS against light sampling for area lights).
-                weight_e = _emission_weight(ts, emitter_rows, face.index_select(0, rows),
-                                            prev_x.index_select(0, rows), rd.detach(), prev_pdf.index_select(0, rows),
-                                            depth, dtype)
-                if hide_emitters and depth == 0:
-                    weight_e = torch.zeros_like(weight_e)
-                term = bh * emission * weight_e
-                term_grad = term
-                if by_area:  # area-light emission found by the previous surface vertex's BSDF sample
-                    no_emitter = torch.full_like(emitter_rows, len(ts.part_emitters))
-                    found = (found_parts.index_select(0, torch.where(emitter_rows >= 0, emitter_rows, no_emitter))
-                             & adjoint.awaiting.index_select(0, paths)
-                             & (prev_pdf.index_select(0, rows)[:, 0] > 0))[:, None]
-                    term_grad = torch.where(found, torch.zeros_like(term), term)
-                    adjoint.found.index_add_(0, paths, torch.where(found, term, torch.zeros_like(term)).detach())
-                if not last:
-                    uh4 = u.index_select(0, rows)[:, 4:]
-                    if by_area:
-                        nee = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, others)
-                        with torch.no_grad():
-                            if kernels is None:
-                                nee_area = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, by_area)
-                            else:
-                                nee_area = kernels.area_next_event(bvh, by_area, paths, depth, seed, si_d,
-                                                                   ng.detach()).to(dtype)
-                        term = term + bh * (nee + nee_area)
-                        term_grad = term_grad + bh * (nee + area_next_event(ts, bvh, bsdf, si, ng,
-                                                                            u_area.index_select(0, rows), by_area))
-                    else:
-                        term = term + bh * _next_event(ts, bvh, bsdf, si, ng, uh4, dtype)
-                        term_grad = term
-                if adjoint is not None:
-                    _backprop_terms(adjoint, paths, term_grad)
-                contrib = contrib.index_add(0, rows, term.detach())
-                if not last:
-                    # The next ray: a BSDF sample (its direction and pdf detached; its weight differentiated in
-                    # the adjoint pass through the ratio w / detach(w)).
-                    uh = u.index_select(0, rows)
-                    with torch.no_grad():
-                        if kernels is None:
-                            bs = bsdf.sample(si_d, uh[:, 0:1], uh[:, 1:3])
-                            wi, pdf, bs_weight, delta = bs.wi, bs.pdf, bs.weight, bs.is_delta
-                            positive = (pdf > 0).all(-1)
-                        else:  # the fused primal's sample (an opaque BSDF: no delta lobe) and its stop where
-                            # its density is not positive; PyTorch's density (MIS, the next vertex's prev_pdf)
-                            wi, bs_weight, positive = kernels.bsdf_sample(paths, depth, seed, si_d)
-                            wi, bs_weight = wi.to(dtype), bs_weight.to(dtype)
-                            pdf, delta = bsdf.pdf(si_d, wi), None
-                    wi, pdf, bs_weight = wi.detach(), pdf.detach(), bs_weight.detach()
-                    ok = positive & (bs_weight > 0).any(-1)
-                    delta = delta if delta is not None else torch.zeros_like(pdf, dtype=torch.bool)
-                    if adjoint is not None:
-                        f = bsdf.eval(si, wi) * (si.normal * wi).sum(-1, keepdim=True).abs()
-                        w = f / torch.where(pdf > 0, pdf, torch.ones_like(pdf))
-                        ratio = w / torch.where(w.detach() != 0, w.detach(), torch.ones_like(w))
-                        ratio = torch.where(delta, torch.ones_like(ratio), ratio)  # a delta lobe: no gradient
-                        # radiance still to come: subtract what the vertices up to this one added
-                        _subtract(adjoint, paths, term.detach())
-                        if by_area:  # once the next vertex tells what area-light emission the sample finds
-                            deferred = (paths, ratio * ok[:, None])
-                        else:
-                            _backprop_ratio(adjoint, paths, ratio * ok[:, None])
-                    x = si.position.detach()
-            if not last:
-                new_med = med.index_select(0, rows)
-                if has_media:
-                    fr = face.index_select(0, rows)
-                    new_med = next_medium(media, new_med, ts.face_part.index_select(0, fr),
-                                          outward_face_normals(ts.verts, ts.faces, fr), -rd.detach(), wi)
-                nexts.append(_Next(rows, bh * bs_weight, ok, x, offset_ray_origin(x, ng.detach(), wi), wi,
-                                   torch.where(delta, -torch.ones_like(pdf), pdf), uh[:, 3], new_med))
+            contrib, going_on, deferred = _surface_vertices(
+                ts, bvh, media, adjoint, kernels, primary, hide_emitters, seed, path_offset, by_area, others,
+                found_parts, depth, last, rows, alive, o, d, face, u, u_area, b, med, prev_x, prev_pdf, contrib)
+            if going_on is not None:
+                nexts.append(going_on)
         srows = scatter.nonzero()[:, 0]
         if srows.numel() > 0:
             going_on, contrib = _scatter(ts, media, bvh, adjoint, alive, srows, o, d, ff, b, med, u, last, contrib)
@@ -359,6 +304,108 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
     if by_area:
         adjoint.flush_ratio()
     return radiance
+
+
+def _surface_vertices(ts, bvh, media, adjoint, kernels, primary, hide_emitters, seed, path_offset, by_area, others,
+                      found_parts, depth, last, rows, alive, o, d, face, u, u_area, b, med, prev_x, prev_pdf, contrib):
+    """The surface vertices ``rows`` (rows of the live set) at ``depth``: emission, next-event terms (added to
+    ``contrib``), in the adjoint pass their derivative terms, and, unless ``last``, the BSDF-sampled paths that go
+    on. Returns ``(the new contrib, _Next or None, the deferred (paths, ratio) or None)``.
+
+    A function of its own so that the vertex's autograd graph (the surface, the BSDF, the lights' terms: about
+    1 KiB a path) goes when it returns, not when the next depth overwrites these names: otherwise two depths'
+    graphs are alive at once (only the deferred ratio's part must wait, see :meth:`PathAdjoint.defer_ratio`)."""
+    dtype, C = b.dtype, b.shape[-1]
+    has_media = any(m is not None for m in media)
+    going_on = deferred = None
+    with torch.enable_grad() if adjoint is not None else torch.no_grad():
+        ro, rd = (primary() if depth == 0 and primary is not None and adjoint is not None else (o, d))
+        ro, rd = ro.index_select(0, rows), rd.index_select(0, rows)
+        si, emission, ng, emitter_rows = surface_at(ts, face.index_select(0, rows), ro, rd)
+        bsdf = bsdf_for(si)  # with transmission (glass) when a material transmits
+        si_d = si.map(torch.Tensor.detach)
+        paths = alive.index_select(0, rows)
+        bh = b.index_select(0, rows)
+        # Shadow rays through a medium (a vertex inside one, or a light behind a transmitting boundary): Tr.
+        shadow = None
+        if has_media:
+            fr = face.index_select(0, rows)
+            shadow = ShadowMedia(media, med.index_select(0, rows), ts.face_part.index_select(0, fr),
+                                 outward_face_normals(ts.verts, ts.faces, fr), -rd.detach())
+        # Emission seen by the previous bounce (MIS against light sampling for area lights).
+        weight_e = _emission_weight(ts, emitter_rows, face.index_select(0, rows),
+                                    prev_x.index_select(0, rows), rd.detach(), prev_pdf.index_select(0, rows),
+                                    depth, dtype)
+        if hide_emitters and depth == 0:
+            weight_e = torch.zeros_like(weight_e)
+        term = bh * emission * weight_e
+        term_grad = term
+        if by_area:  # area-light emission found by the previous surface vertex's BSDF sample
+            no_emitter = torch.full_like(emitter_rows, len(ts.part_emitters))
+            found = (found_parts.index_select(0, torch.where(emitter_rows >= 0, emitter_rows, no_emitter))
+                     & adjoint.awaiting.index_select(0, paths)
+                     & (prev_pdf.index_select(0, rows)[:, 0] > 0))[:, None]
+            term_grad = torch.where(found, torch.zeros_like(term), term)
+            adjoint.found.index_add_(0, paths, torch.where(found, term, torch.zeros_like(term)).detach())
+        if not last:
+            uh4 = u.index_select(0, rows)[:, 4:]
+            if by_area:
+                nee = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, others, shadow)
+                with torch.no_grad():
+                    if kernels is None:
+                        nee_area = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, by_area, shadow)
+                    else:  # (the fused kernel, and so its twins, run no scene with media)
+                        nee_area = kernels.area_next_event(bvh, by_area, paths + path_offset, depth, seed, si_d,
+                                                           ng.detach()).to(dtype)
+                ua = u_area.index_select(0, rows)
+                area = (area_next_event(ts, bvh, bsdf, si, ng, ua, by_area) if shadow is None
+                        else area_next_event_in_media(ts, bvh, bsdf, si, ng, ua, by_area, shadow))
+                term = term + bh * (nee + nee_area)
+                term_grad = term_grad + bh * (nee + area)
+            else:
+                term = term + bh * _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, shadow=shadow)
+                term_grad = term
+        if adjoint is not None:
+            _backprop_terms(adjoint, paths, term_grad)
+        contrib = contrib.index_add(0, rows, term.detach())
+        if not last:
+            # The next ray: a BSDF sample (its direction and pdf detached; its weight differentiated in
+            # the adjoint pass through the ratio w / detach(w)).
+            uh = u.index_select(0, rows)
+            with torch.no_grad():
+                if kernels is None:
+                    bs = bsdf.sample(si_d, uh[:, 0:1], uh[:, 1:3])
+                    wi, pdf, bs_weight, delta = bs.wi, bs.pdf, bs.weight, bs.is_delta
+                    positive = (pdf > 0).all(-1)
+                else:  # the fused primal's sample (an opaque BSDF: no delta lobe) and its stop where
+                    # its density is not positive; PyTorch's density (MIS, the next vertex's prev_pdf)
+                    wi, bs_weight, positive = kernels.bsdf_sample(paths + path_offset, depth, seed, si_d)
+                    wi, bs_weight = wi.to(dtype), bs_weight.to(dtype)
+                    pdf, delta = bsdf.pdf(si_d, wi), None
+            wi, pdf, bs_weight = wi.detach(), pdf.detach(), bs_weight.detach()
+            ok = positive & (bs_weight > 0).any(-1)
+            delta = delta if delta is not None else torch.zeros_like(pdf, dtype=torch.bool)
+            if adjoint is not None:
+                f = bsdf.eval(si, wi) * (si.normal * wi).sum(-1, keepdim=True).abs()
+                w = f / torch.where(pdf > 0, pdf, torch.ones_like(pdf))
+                ratio = w / torch.where(w.detach() != 0, w.detach(), torch.ones_like(w))
+                ratio = torch.where(delta, torch.ones_like(ratio), ratio)  # a delta lobe: no gradient
+                # radiance still to come: subtract what the vertices up to this one added
+                _subtract(adjoint, paths, term.detach())
+                if by_area:  # once the next vertex tells what area-light emission the sample finds
+                    deferred = (paths, ratio * ok[:, None])
+                else:
+                    _backprop_ratio(adjoint, paths, ratio * ok[:, None])
+            x = si.position.detach()
+    if not last:
+        new_med = med.index_select(0, rows)
+        if has_media:
+            fr = face.index_select(0, rows)
+            new_med = next_medium(media, new_med, ts.face_part.index_select(0, fr),
+                                  outward_face_normals(ts.verts, ts.faces, fr), -rd.detach(), wi)
+        going_on = _Next(rows, bh * bs_weight, ok, x, offset_ray_origin(x, ng.detach(), wi), wi,
+                         torch.where(delta, -torch.ones_like(pdf), pdf), uh[:, 3], new_med)
+    return contrib, going_on, deferred
 
 
 class _Next(NamedTuple):
@@ -566,9 +613,10 @@ def _mis_after_bsdf(prev_pdf: torch.Tensor, pdf_light: torch.Tensor) -> torch.Te
 
 
 def _next_event(ts, bvh, bsdf, si: SurfaceSample, ng: torch.Tensor, u: torch.Tensor, dtype,
-                lights: Optional[Sequence[int]] = None) -> torch.Tensor:
+                lights: Optional[Sequence[int]] = None, shadow: Optional[ShadowMedia] = None) -> torch.Tensor:
     """Next-event estimation of every light at ``si`` (or of the lights ``lights``, indices in ``ts.lights``):
-    ``[N, 3]`` (one sample per light, MIS-weighted)."""
+    ``[N, 3]`` (one sample per light, MIS-weighted), each shadow ray attenuated by the medium it crosses where
+    ``shadow`` (scenes with media) says."""
     out = torch.zeros(si.position.shape[0], 3, dtype=dtype, device=si.position.device)
     x = si.position
     methods = light_methods(ts)
@@ -590,5 +638,7 @@ def _next_event(ts, bvh, bsdf, si: SurfaceSample, ng: torch.Tensor, u: torch.Ten
             with torch.no_grad():
                 w = power_heuristic(ds.pdf, bsdf.pdf(si.map(torch.Tensor.detach), wi.detach()))
         term = f * cos.abs() * ds.weight * w
+        if shadow is not None:
+            term = term * shadow.transmittance(wi, ds.distance.reshape(-1, 1), term.shape[-1])
         out = out + torch.where(valid & ~blocked[:, None], term, torch.zeros_like(term))
     return out

@@ -15,6 +15,10 @@ index of the part whose interior it is in (``-1``: vacuum). At each vertex of su
 * :func:`next_medium` says which medium a BSDF-sampled ray is in after a surface: refracting through a
   transmitting surface into the mesh (against its outward, counter-clockwise face normal) enters the part's
   interior; refracting out of it enters vacuum; a reflection stays where it was.
+* :class:`ShadowMedia` attenuates the shadow rays of next-event estimation from a *surface* vertex inside a
+  medium (an opaque object in a fog-filled dielectric, a lamp inside too) by ``Tr`` of the medium the shadow ray
+  leaves into (the vertex's, or across a transmitting boundary :func:`next_medium`'s), over the light's
+  distance; as at scattering vertices, any surface on the way blocks.
 
 Gradients (path replay, the adjoint pass): the sampled distance and direction are detached and the sampling
 densities constants, so ``d(weight) / weight`` (``weight / detach(weight)``) of the free-flight weight and of
@@ -22,11 +26,10 @@ the phase weight carries the gradient w.r.t. ``sigma_a``, ``sigma_s`` and ``g`` 
 the same estimator, unbiased); the next-event term is differentiated directly (``Tr`` of the shadow segment,
 the phase function).
 
-Limits: media do not nest (leaving any interior enters vacuum); cameras and lights outside every medium
-(a light inside a medium is reached by next-event estimation from scattering vertices, with ``Tr``, but
-next-event estimation from a surface vertex does not attenuate its shadow ray); scattering positions and the
-distance to the boundary are detached (no geometry gradient through the flights: the boundary's motion would
-also need the Leibniz term of the free-flight integral's moving end).
+Limits: media do not nest (leaving any interior enters vacuum); cameras outside every medium; scattering
+positions and the distance to the boundary (and to the light, in shadow rays' ``Tr``) are detached (no geometry
+gradient through the flights: the boundary's motion would also need the Leibniz term of the free-flight
+integral's moving end).
 """
 
 from __future__ import annotations
@@ -39,9 +42,12 @@ import torch
 
 from ..shading.henyey_greenstein import hg_eval, hg_sample
 from ..shading.medium import HomogeneousMedium, homogeneous_transmittance, sample_homogeneous_distance
+from ..shading.emitters import area_light_solid_angle_points_unchecked
+from .area_next_event import area_next_event, area_points
 from .mis import power_heuristic, sample_light
 
-__all__ = ["FreeFlight", "free_flight", "media_of", "next_medium", "outward_face_normals", "scatter_vertex"]
+__all__ = ["FreeFlight", "ShadowMedia", "free_flight", "media_of", "next_medium", "outward_face_normals",
+           "scatter_vertex", "shadow_transmittance", "area_next_event_in_media"]
 
 
 @dataclass
@@ -214,3 +220,63 @@ def next_medium(media: List[Optional[HomogeneousMedium]], medium: torch.Tensor, 
     entering = (side_i < 0) & (side_o > 0)
     leaving = (side_i > 0) & (side_o < 0)
     return torch.where(entering, interior, torch.where(leaving, torch.full_like(medium, -1), medium))
+
+
+def shadow_transmittance(media: List[Optional[HomogeneousMedium]], medium: torch.Tensor, distance: torch.Tensor,
+                         C: int) -> torch.Tensor:
+    """``Tr [N, C]`` of shadow rays in the media ``medium [N]`` (-1: vacuum, ``Tr = 1``) over ``distance [N, 1]``
+    (detached; ``+inf``, a directional light or the environment: ``Tr = 1``, the medium's boundary blocks the
+    ray anyway).
+
+    **Differentiability:** in each medium's ``sigma_a`` and ``sigma_s`` (``d Tr / d sigma_t = -t Tr``)."""
+    dist = distance.detach()
+    dist = torch.where(torch.isfinite(dist), dist, torch.zeros_like(dist))
+    tr = torch.ones(medium.shape[0], C, dtype=dist.dtype, device=dist.device)
+    for k in medium.unique().tolist():
+        if k < 0:
+            continue
+        sub = (medium == k).nonzero()[:, 0]
+        _, _, sigma_t, _ = _coefficients(media[k], dist.dtype, C)
+        tr = tr.index_copy(0, sub, homogeneous_transmittance(sigma_t, dist.index_select(0, sub)))
+    return tr
+
+
+@dataclass
+class ShadowMedia:
+    """What the shadow rays of next-event estimation from surface vertices need to know of the media: the
+    media, and per vertex the medium its incoming ray is in, its part, the outward normal of its face
+    (:func:`outward_face_normals`) and the direction towards the viewer ``wo`` (detached)."""
+
+    media: List[Optional[HomogeneousMedium]]
+    medium: torch.Tensor
+    part: torch.Tensor
+    n_out: torch.Tensor
+    wo: torch.Tensor
+
+    def transmittance(self, wi: torch.Tensor, distance: torch.Tensor, C: int) -> torch.Tensor:
+        """``Tr [N, C]`` along the shadow rays ``wi [N, 3]`` of length ``distance [N, 1]``: in the medium the ray
+        leaves the surface into (:func:`next_medium`: the vertex's on its side, the part's interior or vacuum
+        across a transmitting boundary)."""
+        into = next_medium(self.media, self.medium, self.part, self.n_out, self.wo, wi.detach())
+        return shadow_transmittance(self.media, into, distance, C)
+
+
+def area_next_event_in_media(ts, bvh, bsdf, si, ng: torch.Tensor, u: torch.Tensor, lights: List[int],
+                             shadow: ShadowMedia) -> torch.Tensor:
+    """:func:`lumigrad.raytrace.area_next_event.area_next_event` (the adjoint pass's area-parameterised light
+    samples, same arguments) with each light's term times the ``Tr`` of its shadow ray (``shadow``): ``[N, 3]``.
+
+    **Differentiability:** as ``area_next_event``, and ``Tr`` in the media's coefficients (its distance detached)."""
+    x = si.position.detach()
+    out = torch.zeros(x.shape[0], 3, dtype=x.dtype, device=x.device)
+    for i, j in enumerate(lights):
+        light, uj = ts.lights[j], u[:, 2 * i:2 * i + 2]
+        term = area_next_event(ts, bvh, bsdf, si, ng, uj, [j])
+        with torch.no_grad():  # the same lamp points again (the sampler is a function of u): their distances
+            k, bary, _ = area_light_solid_angle_points_unchecked(x, light.verts, light.faces, uj,
+                                                                 two_sided=getattr(light, "two_sided", False))
+            v = area_points(light, k, bary, torch.ones_like(bary[:, 0]))[0] - x
+            dist = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+        out = out + term * shadow.transmittance(v / dist.clamp_min(1e-30), dist, out.shape[-1])
+    return out
+
