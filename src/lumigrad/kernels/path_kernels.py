@@ -7,7 +7,8 @@ the reference): the same operations in the same order, the same random numbers
 unless a branch (a lobe choice, a shadow ray grazing an edge, roulette) falls the other way at a tie.
 
 What it supports (:mod:`lumigrad.integrators.fused_paths` decides, and falls back to PyTorch otherwise): opaque
-glTF metallic-roughness materials (with ``KHR_materials_specular``'s specular weight) with constant factors and base colour, metallic-roughness and emissive
+glTF metallic-roughness materials (with ``KHR_materials_specular``'s specular weight; weight 0 and no metal is
+Lambert's, without the GGX lobe's arithmetic) with constant factors and base colour, metallic-roughness and emissive
 textures (bilinear as ``lumigrad.texture`` at level 0 of texels sRGB-decoded where glTF says), emissive surfaces,
 point, spot, directional and area lights (sampled by solid angle or by area, MIS-weighted emission) and an
 equirectangular environment map (luminance sampling, seen by escaping rays, MIS-weighted). Each thread handles ray
@@ -262,22 +263,14 @@ def _ggx_visible_normal(wo: wp.vec3, alpha: float, u0: float, u1: float):
 
 
 @wp.func
-def bsdf_sample_weighted_wp(n_in: wp.vec3, wo_in: wp.vec3, base: wp.vec3, roughness: float, metallic: float,
-                            ior: float, specular: float, u_lobe: float, u0: float, u1: float):
+def bsdf_sample_wp(n_in: wp.vec3, wo_in: wp.vec3, base: wp.vec3, roughness: float, metallic: float, ior: float,
+                   specular: float, u_lobe: float, u0: float, u1: float):
     """``(wi, weight [3], pdf)`` as ``metallic_roughness_sample_unchecked`` with the specular weight
     ``specular`` (``KHR_materials_specular``)."""
     n = unit_wp(n_in)
     wo = unit_wp(wo_in)
     p_spec = _specular_probability(wp.dot(n, wo), base, metallic, _f0_dielectric(ior), specular)
     return _sample_unit(n, wo, p_spec, base, roughness, metallic, ior, specular, u_lobe, u0, u1)
-
-
-@wp.func
-def bsdf_sample_wp(n_in: wp.vec3, wo_in: wp.vec3, base: wp.vec3, roughness: float, metallic: float, ior: float,
-                   u_lobe: float, u0: float, u1: float):
-    """``(wi, weight [3], pdf)`` as ``metallic_roughness_sample_unchecked`` of the core glTF BSDF (specular
-    weight 1); :func:`bsdf_sample_weighted_wp` takes ``KHR_materials_specular``'s weight."""
-    return bsdf_sample_weighted_wp(n_in, wo_in, base, roughness, metallic, ior, 1.0, u_lobe, u0, u1)
 
 
 @wp.func
@@ -639,10 +632,10 @@ def area_light_sample_wp(x: wp.vec3, j: int, light_start: wp.array(dtype=wp.int3
 
 
 @wp.func
-def light_sample_term_weighted_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
-                                  n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
-                                  metallic: float, ior: float, specular: float, wi: wp.vec3, dist: float,
-                                  lw: wp.vec3, lpdf: float, is_delta: bool):
+def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
+                         n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
+                         metallic: float, ior: float, specular: float, wi: wp.vec3, dist: float, lw: wp.vec3,
+                         lpdf: float, is_delta: bool):
     """One light sample's next-event term at a surface vertex (no throughput): the BSDF (of the unit normal
     ``n_u`` and view ``wo_u``, ``p_eval`` as :func:`_eval_pdf_unit`, ``specular`` the ``KHR_materials_specular``
     weight) times ``|cos|`` times ``lw``, MIS-weighted unless ``is_delta``, zero where ``lpdf`` is not positive,
@@ -666,16 +659,6 @@ def light_sample_term_weighted_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x
             if not blocked:
                 term = contribution
     return term
-
-
-@wp.func
-def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
-                         n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
-                         metallic: float, ior: float, wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float,
-                         is_delta: bool):
-    """:func:`light_sample_term_weighted_wp` of the core glTF BSDF (specular weight 1)."""
-    return light_sample_term_weighted_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic,
-                                         ior, 1.0, wi, dist, lw, lpdf, is_delta)
 
 
 # ------------------------------------------------------------------------------------------------ the kernel
@@ -864,9 +847,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                         a = wp.clamp(cd * light_scale[j] - light_cos_outer[j] * light_scale[j], 0.0, 1.0)
                         fall = a * a * fall
                     lw = light_value[j] * fall
-                nee = nee + light_sample_term_weighted_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base,
-                                                          roughness, metallic, ior, specular, wi, dist, lw, lpdf,
-                                                          is_delta)
+                nee = nee + light_sample_term_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness,
+                                                 metallic, ior, specular, wi, dist, lw, lpdf, is_delta)
             term = term + _cw_mul(beta, nee)
         radiance = radiance + term
         if depth + 1 >= depth_limit:
