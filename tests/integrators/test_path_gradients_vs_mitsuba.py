@@ -42,7 +42,7 @@ def _ball(x: torch.Tensor):
     pose = torch.eye(4, dtype=F64) + x * offset  # translation by x along x
     scene = lg.Scene()
     material = lg.shading.Material(base_color_factor=torch.tensor(ALBEDO + (1.0,), dtype=F64), metallic_factor=0.0,
-                                   roughness_factor=1.0, ior=1.0)
+                                   roughness_factor=1.0, specular_factor=0.0)  # Mitsuba's diffuse
     scene.add_mesh("ball", lg.SceneMesh(v, f, material, to_world=pose))
     scene.add_light("sky", lg.EnvironmentLight(torch.full((8, 16, 3), SKY, dtype=F64)))
     cam = lg.Camera.look_at(torch.tensor([0.0, 0.0, -3.0], dtype=F64), torch.zeros(3, dtype=F64), fov_y=0.5,

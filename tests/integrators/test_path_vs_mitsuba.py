@@ -87,11 +87,12 @@ def compare(tmp_path, ours, ref, *, block: int = 1, tolerance: float = TOLERANCE
 
 
 def lambert(rgb, texture=None) -> Material:
-    """glTF metallic-roughness with metallic 0 and ior 1 (``f0 = 0``): Lambert but for Schlick's grazing term.
-    ``rgb`` may be a tensor that requires grad."""
+    """glTF metallic-roughness with metallic 0 and no specular coat (``specular_factor`` 0,
+    ``KHR_materials_specular``): exactly Lambert, Mitsuba's ``diffuse``. ``rgb`` may be a tensor that requires
+    grad."""
     rgb = torch.as_tensor(rgb, dtype=torch.float32)
     return Material(base_color_factor=torch.cat([rgb, torch.ones(1)]), metallic_factor=0.0, roughness_factor=1.0,
-                    ior=1.0, base_color_texture=texture)
+                    specular_factor=0.0, base_color_texture=texture)
 
 
 def cornell_box(back=(0.7, 0.7, 0.7)) -> lg.Scene:
