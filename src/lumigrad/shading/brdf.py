@@ -481,13 +481,13 @@ def _metallic_roughness(n_dot_l, n_dot_v, sin2_h, v_dot_h, valid, base_color, ro
     fd = _weighted(f0_d + (1.0 - f0_d) * (m2 * m2 * m), specular)
     w_d = _dielectric_weight(metallic, transmission)
     diffuse = w_d * (1.0 - fd) * (base_color / math.pi)
-    specular = w_d * fd * dv + metallic * f_metal
+    glossy = w_d * fd * dv + metallic * f_metal
     zero = torch.zeros((), dtype=diffuse.dtype, device=diffuse.device)
     diffuse = torch.where(valid, diffuse, zero)
-    specular = torch.where(valid, specular, zero)
-    f = diffuse + specular
+    glossy = torch.where(valid, glossy, zero)
+    f = diffuse + glossy
     if return_parts:
-        return f, diffuse.expand(f.shape), specular.expand(f.shape)
+        return f, diffuse.expand(f.shape), glossy.expand(f.shape)
     return f
 
 
@@ -541,10 +541,9 @@ def metallic_roughness_pdf(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, 
         spec = mean_C[(1 - metallic) s F(F0_d) + metallic F(c)],   diff = mean_C[(1 - metallic) (1 - s F(F0_d)) c]
         p_spec = spec / (spec + diff)     (1 where both are 0)
 
-    so a Lambertian configuration (``s = 0``, ``metallic = 0``, ``c != 0``) has ``p_spec = 0``: cosine sampling.
-
     which is the lobes' share of the reflected energy at ``wo`` (Schlick-weighted, as Mitsuba's principled
-    BSDF chooses its lobes). ``pdf = 0`` where ``n.wi <= 0`` or ``n.wo <= 0``; over the upper hemisphere it
+    BSDF chooses its lobes): a Lambertian configuration (``s = 0``, ``metallic = 0``, ``c != 0``) has
+    ``p_spec = 0``, cosine sampling only. ``pdf = 0`` where ``n.wi <= 0`` or ``n.wo <= 0``; over the upper hemisphere it
     integrates to ``1 - P(a specular sample falls below the horizon) <= 1``.
 
     Args:
