@@ -13,6 +13,7 @@ import torch
 from lumigrad.shading import (Material, MetallicRoughnessBSDF, SurfaceSample, metallic_roughness,
                               metallic_roughness_pdf, metallic_roughness_sample, sample_material)
 from lumigrad.shading.deferred import shade_punctual_unchecked
+from lumigrad.shading.material import has_specular_weight
 from lumigrad.shading.lights import PunctualLights
 
 from .chi2 import DT, FRAME, GRID, NORMAL, assert_chi2, chi2_sphere, integrate_sphere
@@ -159,3 +160,34 @@ def test_raster_point_lights_shade_a_weighted_coat_as_the_reference():
         assert torch.equal(fused, reference)
         coreless = shade_punctual_unchecked(si.replace(specular=None), lights, use_fused=False)
         assert not torch.allclose(fused, coreless)  # the weight is applied
+
+
+def test_has_specular_weight_reads_the_factor_once_per_version():
+    m = Material(metallic_factor=0.0)
+    assert not has_specular_weight(m)
+    with torch.no_grad():
+        m.specular_factor.fill_(0.5)  # an in-place change bumps the version: read again
+    assert has_specular_weight(m)
+    m.specular_factor = torch.tensor(1.0, requires_grad=True)  # a weight to differentiate
+    assert has_specular_weight(m)
+
+
+def test_the_raster_integrator_shades_and_differentiates_the_specular_weight():
+    import lumigrad as lg
+    verts, faces = lg.geometry.icosphere(2)
+    cam = lg.Camera.look_at([0.0, 0.0, -3.0], [0.0, 0.0, 0.0], width=24, height=24, fov_y=0.6)
+
+    def render(material):
+        scene = lg.Scene()
+        scene.add_mesh("ball", lg.SceneMesh(verts, faces, material))
+        scene.add_light("key", lg.PointLight(torch.tensor([1.0, 1.5, -2.0]), 6.0))
+        return lg.render(scene, cam).rgb
+
+    base = dict(base_color_factor=torch.tensor([0.6, 0.5, 0.4, 1.0]), metallic_factor=0.0, roughness_factor=0.3)
+    core, lambert = render(Material(**base)), render(Material(**base, specular_factor=0.0))
+    assert float((core - lambert).abs().max()) > 1e-2  # the highlight is gone
+    weight = torch.tensor(0.5, requires_grad=True)
+    image = render(Material(**base, specular_factor=weight))
+    (g,) = torch.autograd.grad(image.sum(), weight)
+    assert float(g) > 0  # more coat, a brighter highlight than the diffuse it takes away
+    torch.testing.assert_close(image.detach(), 0.5 * (core + lambert), rtol=1e-5, atol=1e-6)  # linear in s

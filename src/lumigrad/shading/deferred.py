@@ -95,16 +95,6 @@ def _per_point(value, pixels: _Pixels):
     return pixels.take(value) if isinstance(value, torch.Tensor) and value.dim() else value
 
 
-def _weights_specular(specular) -> bool:
-    """Whether a ``SurfaceSample.specular`` changes the BSDF from the core glTF one: set and either not all 1 or
-    requiring a gradient."""
-    if specular is None:
-        return False
-    if not isinstance(specular, torch.Tensor):
-        return float(specular) != 1.0
-    return specular.requires_grad or bool((specular.detach() != 1).any())
-
-
 def shade_direct(position: torch.Tensor, normal: torch.Tensor, camera_position: torch.Tensor,
                  material: dict, lights: Iterable[LightSample], *, mask: Optional[torch.Tensor] = None
                  ) -> torch.Tensor:
@@ -252,9 +242,9 @@ def shade_punctual_unchecked(surface: SurfaceSample, lights: PunctualLights, *, 
                lights.radiance]
     dtype = si.base_color.dtype
     fused = use_fused and dtype in KERNEL_DTYPES and C <= MAX_CHANNELS and all(t.dtype == dtype for t in tensors)
-    # The kernel has no specular weight (KHR_materials_specular) yet: a weight other than 1, or one to
-    # differentiate, shades on the PyTorch reference (a host sync where it is set).
-    fused = fused and not _weights_specular(si.specular)
+    # The kernel has no specular weight (KHR_materials_specular) yet: a surface with one shades on the PyTorch
+    # reference (the raster integrator leaves si.specular unset where no material's weight differs from 1).
+    fused = fused and si.specular is None
     if not fused:
         return shade_direct_unchecked(si, lights.samples(si.position), mask=mask, use_checkpoint=use_checkpoint)
     pixels = _Pixels([si.position, si.normal, si.wo, si.base_color, si.roughness, si.metallic], mask)

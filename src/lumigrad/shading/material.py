@@ -28,7 +28,7 @@ from typing import Dict, Optional
 
 import torch
 
-from .._checks import check_choice, check_number, check_tensor, check_texture_layout
+from .._checks import PerVersion, check_choice, check_number, check_tensor, check_texture_layout
 from ..raster.texture import texture, texture_unchecked
 from .image_formation import srgb_decode, srgb_decode_unchecked
 from .medium import HomogeneousMedium
@@ -144,6 +144,7 @@ class Material:
         if self.interior is not None and not isinstance(self.interior.g, torch.Tensor):
             g = torch.tensor(float(self.interior.g), dtype=dtype, device=self.interior.sigma_a.device)
             self.interior = replace(self.interior, g=g)
+        has_specular_weight(self)  # read now, with the checks above: renderers ask per frame
 
     def has_textures(self) -> bool:
         """Whether any texture slot is set (then :func:`sample_material` needs ``uv``)."""
@@ -159,6 +160,25 @@ class Material:
         if self.interior is None:
             return {}
         return {f"interior.{k}": v for k, v in self.interior.parameters().items()}
+
+
+#: Whether each ``specular_factor`` tensor, as it is now, differs from 1 (read once per tensor version).
+_SPECULAR_NOT_ONE = PerVersion()
+
+
+def has_specular_weight(material: Material) -> bool:
+    """Whether ``material.specular_factor`` changes its BSDF from the core glTF one: it requires a gradient or is
+    not 1. Its value is read once per tensor version (at construction, then after an in-place change), so
+    renderers may ask every frame without a host sync (the raster's fused point-light kernel, which has no
+    specular weight, is used only where this is False)."""
+    factor = material.specular_factor
+    if factor.requires_grad:
+        return True
+    not_one = _SPECULAR_NOT_ONE.recall(factor, "not_one")
+    if not_one is None:
+        not_one = bool((factor.detach() != 1).any())
+        _SPECULAR_NOT_ONE.keep(factor, "not_one", not_one)
+    return not_one
 
 
 def sample_material(material: Material, uv: Optional[torch.Tensor] = None, *,
