@@ -191,3 +191,21 @@ def test_the_raster_integrator_shades_and_differentiates_the_specular_weight():
     (g,) = torch.autograd.grad(image.sum(), weight)
     assert float(g) > 0  # more coat, a brighter highlight than the diffuse it takes away
     torch.testing.assert_close(image.detach(), 0.5 * (core + lambert), rtol=1e-5, atol=1e-6)  # linear in s
+
+
+def test_environment_shading_weights_the_coats_fresnel():
+    """SH diffuse light: ``(1 - metallic)(1 - s f0) c / pi E``, so the weight 0 takes back the coat's 4 %."""
+    from lumigrad.shading.deferred import shade_environment_unchecked
+
+    k = 8
+    n, _, wo = _directions(k, 13)
+    sh = torch.zeros(9, 3, dtype=DT)
+    sh[0] = 1.0  # a uniform sky
+    si = SurfaceSample(position=torch.zeros(k, 3, dtype=DT), normal=n, wo=wo,
+                       base_color=torch.rand(k, 3, generator=_gen(14), dtype=DT),
+                       roughness=torch.full((k, 1), 0.5, dtype=DT), metallic=torch.zeros(k, 1, dtype=DT))
+    core = shade_environment_unchecked(si, sh_coeffs=sh)
+    bare = shade_environment_unchecked(si.replace(specular=torch.zeros(k, 1, dtype=DT)), sh_coeffs=sh)
+    torch.testing.assert_close(bare * (1 - 0.04), core, rtol=1e-12, atol=0)
+    assert torch.equal(shade_environment_unchecked(si.replace(specular=torch.ones(k, 1, dtype=DT)), sh_coeffs=sh),
+                       core)
