@@ -396,8 +396,10 @@ def _rgb(value) -> dict:
 def bsdf_dict(material, *, metal: str = "principled") -> dict:
     """The Mitsuba BSDF closest to a lumigrad glTF ``Material`` (factors only, or a base-colour texture).
 
-    * ``metallic 0, ior 1, no transmission``: ``diffuse`` (lumigrad's Schlick coat with ``f0 = 0`` still adds a
-      little rough specular at grazing angles: ``(1 - v.h)^5``; Mitsuba's ``diffuse`` has none);
+    * ``metallic 0, specular_factor 0, no transmission``: ``diffuse``, the same Lambertian BSDF (what
+      ``lumigrad.io.read_mitsuba_xml`` reads a ``diffuse`` as); ``metallic 0, ior 1``: ``diffuse`` too, an
+      approximation (lumigrad's Schlick coat with ``f0 = 0`` still adds a little rough specular at grazing
+      angles: ``(1 - v.h)^5``; Mitsuba's ``diffuse`` has none);
       ``base_color_texture`` becomes an 8-bit sRGB ``bitmap`` (``raw = False``, bilinear, ``repeat``).
     * ``metallic 1``: ``metal="principled"``: ``principled`` with ``metallic = 1`` (Schlick Fresnel with ``F0 =
       base_color`` and GGX with ``alpha = roughness^2``, as lumigrad, but Smith shadowing is separable,
@@ -413,6 +415,7 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
     f = lambda t: float(t.detach().reshape(-1)[0])  # noqa: E731
     base = m.base_color_factor.detach().double().cpu().numpy()
     metallic, rough, ior, trans = f(m.metallic_factor), f(m.roughness_factor), f(m.ior), f(m.transmission_factor)
+    coat = f(m.specular_factor)
     others = [k for k in ("metallic_roughness_texture", "normal_texture", "occlusion_texture", "emissive_texture")
               if getattr(m, k) is not None]
     if others or (m.base_color_texture is not None and (metallic != 0 or not np.allclose(base, 1))):
@@ -420,7 +423,7 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
     if trans == 1.0 and metallic == 0.0 and np.allclose(base[:3], 1):
         return {"type": "roughdielectric", "distribution": "ggx", "alpha": max(rough * rough, 1e-3),
                 "int_ior": ior, "ext_ior": 1.0}
-    if trans == 0.0 and metallic == 0.0 and ior == 1.0:
+    if trans == 0.0 and metallic == 0.0 and (coat == 0.0 or ior == 1.0):
         if m.base_color_texture is None:
             return {"type": "diffuse", "reflectance": _rgb(base)}
         mi, _ = _load()

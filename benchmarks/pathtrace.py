@@ -46,10 +46,10 @@ QUAD = torch.tensor([[0, 1, 2], [0, 2, 3]])
 def cornell_box(albedo: torch.Tensor, device=None, lamp_y=None) -> lg.Scene:
     """A unit box open towards -z, the camera's side; ``albedo`` is the back wall's; ``lamp_y`` (a 0-dim tensor,
     default 0.99) the lamp's height."""
-    def lambert(rgb):
+    def lambert(rgb):  # Mitsuba's diffuse: no specular coat (KHR_materials_specular's weight 0)
         rgb = torch.as_tensor(rgb, dtype=torch.float32, device=device)
         return lg.shading.Material(base_color_factor=torch.cat([rgb, torch.ones(1, device=device)]),
-                                   metallic_factor=0.0, roughness_factor=1.0, ior=1.0)
+                                   metallic_factor=0.0, roughness_factor=1.0, specular_factor=0.0)
 
     walls = {
         "floor": ([[-1, -1, -1], [-1, -1, 1], [1, -1, 1], [1, -1, -1]], (0.7, 0.7, 0.7)),

@@ -165,8 +165,22 @@ def _sky():
     return scene, cam
 
 
+def _specular():
+    """The Cornell box with KHR_materials_specular weights: Lambertian walls (weight 0, Mitsuba's diffuse), a
+    half-weight coat on the floor, and a metal-and-coat sphere (weight 0.3, metallic 0.4) under a point light."""
+    scene, cam = _cornell()
+    for name, mesh in scene.meshes.items():
+        mesh.material.specular_factor = torch.tensor(0.5 if name == "floor" else 0.0)
+    v, f = _sphere(radius=0.35, centre=(0.2, -0.6, 0.1))
+    ball = _material((0.8, 0.6, 0.3), metallic=0.4, roughness=0.4, ior=1.5)
+    ball.specular_factor = torch.tensor(0.3)
+    scene.add_mesh("ball", lg.SceneMesh(v, f, ball))
+    scene.add_light("bulb", lg.PointLight(torch.tensor([-0.5, 0.5, -0.3]), torch.tensor(1.5)))
+    return scene, cam
+
+
 SCENES = {"cornell": _cornell, "punctual": _punctual, "metal": _metal, "mixed": _mixed, "textured": _textured,
-          "sky": _sky}
+          "sky": _sky, "specular": _specular}
 
 
 def _compare(scene, cam, *, spp=4, light_sampling="solid_angle", **settings):

@@ -34,7 +34,7 @@ def _vertices(name, light_sampling):
     return ts, bvh, rows, si, ng
 
 
-@pytest.mark.parametrize("name", ["cornell", "metal", "textured"])  # (the "mixed" lamp lights no first hit)
+@pytest.mark.parametrize("name", ["cornell", "metal", "textured", "specular"])  # (the "mixed" lamp lights no first hit)
 @pytest.mark.parametrize("light_sampling", ["solid_angle", "area", "auto"])
 @pytest.mark.parametrize("depth", [0, 3])
 def test_the_kernel_computes_the_reference_next_event_term(name, light_sampling, depth):
@@ -66,7 +66,7 @@ def test_no_vertices_or_no_lights_give_zeros():
     assert [x.shape for x in kernels.bsdf_sample(rows[:0], 0, 1, empty)] == [(0, 3), (0, 3), (0,)]
 
 
-@pytest.mark.parametrize("name", ["cornell", "punctual", "metal", "textured"])
+@pytest.mark.parametrize("name", ["cornell", "punctual", "metal", "textured", "specular"])
 @pytest.mark.parametrize("depth", [0, 3])
 def test_the_kernel_draws_the_reference_bsdf_samples(name, depth):
     ts, bvh, rows, si, ng = _vertices(name, "auto")
@@ -94,11 +94,12 @@ def test_the_kernel_draws_the_reference_bsdf_samples(name, depth):
     assert float(rel.max()) < RAY_RTOL
 
 
-@pytest.mark.parametrize("light_sampling", ["solid_angle", "auto"])
-def test_the_replay_gives_the_same_gradients_with_the_kernel(monkeypatch, light_sampling):
+@pytest.mark.parametrize("name, light_sampling", [("cornell", "solid_angle"), ("cornell", "auto"),
+                                                  ("specular", "auto")])
+def test_the_replay_gives_the_same_gradients_with_the_kernel(monkeypatch, name, light_sampling):
     """Reflectance and lamp-translation gradients with the kernels' values and samples and with the PyTorch
     references' (the same paths; float32 rounding apart)."""
-    scene, cam = SCENES["cornell"]()
+    scene, cam = SCENES[name]()
     albedo = scene.meshes["back"].material.base_color_factor.requires_grad_(True)
     lamp = scene.lights["lamp"].verts.requires_grad_(True)
     integrator = lg.integrators.PathIntegrator(max_depth=5, light_sampling=light_sampling)

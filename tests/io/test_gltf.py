@@ -89,7 +89,7 @@ def test_water_bottle_reads_every_pbr_slot_and_renders_with_gradients():
     names = scene.parameters()
     assert f"meshes.{name}.material.roughness_factor" in names and f"meshes.{name}.to_world" in names
     params = scene.trainable(f"meshes.{name}.material.*_factor", f"meshes.{name}.material.base_color_texture")
-    assert len(params) == 6  # base colour, metallic, roughness, emissive, transmission factors; base colour texels
+    assert len(params) == 7  # base colour, metallic, roughness, emissive, transmission, specular factors; texels
     scene.add_light("key", lg.PointLight(torch.tensor([0.3, 0.3, -0.5]), 0.5))
     cam = lg.Camera.look_at([0.0, 0.0, -0.5], [0.0, 0.0, 0.0], width=48, height=48, fov_y=0.7)
     image = lg.render(scene, cam)

@@ -401,6 +401,43 @@ def test_khr_materials_transmission_factor_out_of_range_is_refused(tmp_path, fac
         read_gltf(_write(tmp_path, _transmission_doc({"transmissionFactor": factor})))
 
 
+def _specular_doc(extension: dict) -> dict:
+    doc = _transmission_doc({})
+    doc["extensionsUsed"] = ["KHR_materials_specular"]
+    doc["extensionsRequired"] = ["KHR_materials_specular"]
+    doc["materials"][0]["extensions"] = {"KHR_materials_specular": extension}
+    return doc
+
+
+def test_khr_materials_specular_factor_is_read(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # read in full: required, and no warning
+        scene = read_gltf(_write(tmp_path, _specular_doc({"specularFactor": 0.25,
+                                                         "specularColorFactor": [1.0, 1.0, 1.0]})))
+    assert float(scene.meshes["pane"].material.specular_factor) == 0.25
+    assert "meshes.pane.material.specular_factor" in scene.parameters()
+    scene = read_gltf(_write(tmp_path, _specular_doc({})))
+    assert float(scene.meshes["pane"].material.specular_factor) == 1.0  # the extension's default
+    scene = read_gltf(_write(tmp_path, _transmission_doc({})))
+    assert float(scene.meshes["pane"].material.specular_factor) == 1.0  # no extension: the core glTF coat
+
+
+def test_khr_materials_specular_colour_and_textures_are_named_and_the_factor_kept(tmp_path):
+    doc = _specular_doc({"specularFactor": 0.5, "specularColorFactor": [1.0, 0.5, 0.5],
+                         "specularTexture": {"index": 0}})
+    scene, record = _read_warnings(_write(tmp_path, doc))
+    assert [str(w.message) for w in record] == [
+        f"{tmp_path / 'model.gltf'}: lumigrad ignores specularColorFactor (a white specular colour is used) "
+        "(material 'glass'); specularTexture (specularFactor is used alone) (material 'glass')"]
+    assert float(scene.meshes["pane"].material.specular_factor) == 0.5
+
+
+@pytest.mark.parametrize("factor", [1.5, -0.1, "0.5"])
+def test_khr_materials_specular_factor_out_of_range_is_refused(tmp_path, factor):
+    with pytest.raises(GltfError, match=r"materials\[0\]\.extensions\.KHR_materials_specular\.specularFactor"):
+        read_gltf(_write(tmp_path, _specular_doc({"specularFactor": factor})))
+
+
 def _volume_doc(volume: dict) -> dict:
     doc = _transmission_doc({"transmissionFactor": 1.0})
     doc["extensionsUsed"] = doc["extensionsRequired"] = ["KHR_materials_transmission", "KHR_materials_volume"]

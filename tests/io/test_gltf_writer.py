@@ -37,7 +37,7 @@ def _assert_same_scene(a: lg.Scene, b: lg.Scene, *, image_atol: float = 0.5 / 25
         assert torch.equal(ma.faces.long(), mb.faces.long()), name
         assert ma.double_sided == mb.double_sided, name
         for key in ("base_color_factor", "metallic_factor", "roughness_factor", "normal_scale", "occlusion_strength",
-                    "emissive_factor", "ior", "transmission_factor"):
+                    "emissive_factor", "ior", "transmission_factor", "specular_factor"):
             torch.testing.assert_close(getattr(ma.material, key).float(), getattr(mb.material, key).float(),
                                        rtol=1e-6, atol=1e-7, msg=f"{name}.{key}")
         for slot in SLOTS:
@@ -240,6 +240,27 @@ def test_transmission_round_trips_through_khr_materials_transmission(suffix, tmp
     back = read_gltf(out)
     _assert_same_scene(scene, back)
     assert float(back.meshes["glass"].material.transmission_factor) == 0.75
+
+
+@pytest.mark.parametrize("suffix", [".glb", ".gltf"])
+def test_specular_factor_round_trips_through_khr_materials_specular(suffix, tmp_path):
+    matte = Material(base_color_factor=torch.tensor([0.8, 0.2, 0.1, 1.0]), metallic_factor=torch.tensor(0.0),
+                     specular_factor=torch.tensor(0.0))
+    satin = Material(metallic_factor=torch.tensor(0.0), specular_factor=torch.tensor(0.375))
+    scene = lg.Scene()
+    verts = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    for name, material in (("matte", matte), ("satin", satin), ("plain", Material())):
+        scene.add_mesh(name, lg.SceneMesh(verts, torch.tensor([[0, 1, 2]]), material))
+    out = write_gltf(tmp_path / f"specular{suffix}", scene)
+    doc = _glb_json(out) if suffix == ".glb" else json.loads(out.read_text())
+    assert doc["materials"][0]["extensions"]["KHR_materials_specular"] == {"specularFactor": 0.0}
+    assert doc["materials"][1]["extensions"]["KHR_materials_specular"] == {"specularFactor": 0.375}
+    assert "extensions" not in doc["materials"][2]  # specular 1 (the default) writes no extension
+    assert "KHR_materials_specular" in doc["extensionsUsed"]
+    back = read_gltf(out)
+    _assert_same_scene(scene, back)
+    for name, value in (("matte", 0.0), ("satin", 0.375), ("plain", 1.0)):
+        assert float(back.meshes[name].material.specular_factor) == value
 
 
 def test_an_absorbing_interior_round_trips_through_khr_materials_volume(tmp_path):

@@ -211,23 +211,24 @@ def _material(tmp_path, bsdf: str, **kw):
 
 def _factors(m) -> dict:
     return {"base": _f(m.base_color_factor)[:3], "metallic": float(m.metallic_factor),
-            "roughness": float(m.roughness_factor), "ior": float(m.ior), "transmission": float(m.transmission_factor)}
+            "roughness": float(m.roughness_factor), "ior": float(m.ior), "transmission": float(m.transmission_factor),
+            "specular": float(m.specular_factor)}
 
 
 @pytest.mark.parametrize("bsdf,expected", [
     ('<bsdf type="diffuse"><rgb name="reflectance" value="0.2, 0.4, 0.6"/></bsdf>',
-     {"base": [0.2, 0.4, 0.6], "metallic": 0.0, "roughness": 1.0, "transmission": 0.0}),
+     {"base": [0.2, 0.4, 0.6], "metallic": 0.0, "roughness": 1.0, "transmission": 0.0, "specular": 0.0}),
     ('<bsdf type="diffuse"><spectrum name="reflectance" value="0.3"/></bsdf>', {"base": [0.3, 0.3, 0.3]}),
     ('<bsdf type="diffuse"><float name="reflectance" value="0.7"/></bsdf>', {"base": [0.7, 0.7, 0.7]}),
     ('<bsdf type="roughconductor"><string name="material" value="Au"/><float name="alpha" value="0.04"/></bsdf>',
      {"base": [0.9667, 0.8020, 0.3241], "metallic": 1.0, "roughness": 0.2}),
-    ('<bsdf type="conductor"/>', {"base": [1.0, 1.0, 1.0], "metallic": 1.0, "roughness": 0.0}),
+    ('<bsdf type="conductor"/>', {"base": [1.0, 1.0, 1.0], "metallic": 1.0, "roughness": 0.0, "specular": 1.0}),
     # F0 = ((eta - 1)^2 + k^2) / ((eta + 1)^2 + k^2): eta 2, k 0 -> 1/9; eta 1, k 2 -> 1/2; eta 0, k 1 -> 1
     ('<bsdf type="conductor"><rgb name="eta" value="2, 1, 0"/><rgb name="k" value="0, 2, 1"/></bsdf>',
      {"base": [1 / 9, 0.5, 1.0]}),
     ('<bsdf type="roughplastic"><rgb name="diffuse_reflectance" value="0.1, 0.2, 0.3"/>'
      '<float name="alpha" value="0.25"/></bsdf>',
-     {"base": [0.1, 0.2, 0.3], "metallic": 0.0, "roughness": 0.5, "ior": 1.49 / 1.000277}),
+     {"base": [0.1, 0.2, 0.3], "metallic": 0.0, "roughness": 0.5, "ior": 1.49 / 1.000277, "specular": 1.0}),
     ('<bsdf type="plastic"><float name="int_ior" value="1.6"/><float name="ext_ior" value="1.0"/></bsdf>',
      {"base": [0.5, 0.5, 0.5], "roughness": 0.0, "ior": 1.6}),
     ('<bsdf type="dielectric"/>', {"transmission": 1.0, "metallic": 0.0, "roughness": 0.0, "ior": 1.5046 / 1.000277}),
@@ -245,6 +246,12 @@ def test_bsdfs_become_metallic_roughness_materials(tmp_path, bsdf, expected):
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
     assert not double_sided
+
+
+def test_a_shape_without_a_bsdf_gets_mitsubas_default_lambertian_diffuse(tmp_path):
+    material, _ = _material(tmp_path, "")
+    assert _factors(material) == {"base": [0.5, 0.5, 0.5], "metallic": 0.0, "roughness": 1.0, "ior": 1.5,
+                                  "transmission": 0.0, "specular": 0.0}
 
 
 def test_twosided_sets_double_sided_and_wraps_the_inner_material(tmp_path):

@@ -152,6 +152,7 @@ def path_tables(ts: TraceScene) -> PathTables:
     metallic = torch.stack([_factor(m.metallic_factor, dev, m.metallic_roughness_texture is None) for m in mats])
     roughness = torch.stack([_factor(m.roughness_factor, dev, m.metallic_roughness_texture is None) for m in mats])
     ior = torch.stack([m.ior.detach().reshape(()).to(dev, f32) for m in mats])
+    specular = torch.stack([_factor(m.specular_factor, dev, True) for m in mats])
     emission = vec([m.emissive_factor.reshape(-1) for m in mats])
     emitter = [-1 if e is None else next(j for j, l in enumerate(ts.lights) if l is e) for e in ts.part_emitters]
 
@@ -225,8 +226,8 @@ def path_tables(ts: TraceScene) -> PathTables:
         normals=normals.detach().to(dev, f32).contiguous(), has_normals=int(ts.normals is not None),
         face_part=ts.face_part.detach().to(dev, i32).contiguous(),
         part_base=base, part_metallic=metallic.contiguous(), part_roughness=roughness.contiguous(),
-        part_ior=ior.contiguous(), part_emission=emission, part_double=col(map(int, ts.double_sided), i32),
-        part_emitter=col(emitter, i32),
+        part_ior=ior.contiguous(), part_specular=specular.contiguous(), part_emission=emission,
+        part_double=col(map(int, ts.double_sided), i32), part_emitter=col(emitter, i32),
         uvs=ts.uv.detach().to(dev, f32).reshape(-1, 2).contiguous() if ts.uv.numel() else torch.zeros(1, 2, device=dev),
         uv_faces=ts.uv_faces.detach().to(dev, i32).reshape(-1).contiguous(),
         part_texture=col(slots["base_color_texture"], i32),

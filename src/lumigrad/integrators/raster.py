@@ -33,7 +33,7 @@ from ..shading.deferred import shade_direct_unchecked, shade_environment_uncheck
 from ..shading.lights import PunctualLights
 from ..shading.envmap import envmap_lookup_unchecked
 from ..shading.image_formation import form_image_unchecked
-from ..shading.material import Material, sample_material_unchecked
+from ..shading.material import Material, has_specular_weight, sample_material_unchecked
 from ..shading.surface import SurfaceSample
 from ..shading.tangents import perturb_normal
 from ..conventions import pixel_centers
@@ -489,6 +489,8 @@ def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.
         return {"base_color": z3, "alpha": z1, "metallic": z1, "roughness": z1, "occlusion": z1, "emission": z3,
                 "ior": z1}
     out = {k: torch.cat(v) for k, v in blocks.items()}
+    if not any(has_specular_weight(p.material) for p in geo.parts):
+        del out["specular"]  # the core glTF BSDF everywhere: shade_punctual may use its fused kernel
     # Filtering can leave textures a few ULPs outside [0, 1] and an optimiser can overshoot a factor: the
     # BRDF's inputs are clamped to their valid range (gradients stop outside it).
     for key in ("base_color", "metallic", "roughness"):

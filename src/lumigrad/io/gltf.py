@@ -8,7 +8,9 @@ What is read, once, into lumigrad's conventions:
   accessors and normalized integer attributes are decoded. Points and lines are skipped with a warning.
 * materials: ``pbrMetallicRoughness`` (base colour, metallic, roughness and their textures), normal, occlusion
   and emissive maps, ``alphaMode`` and ``alphaCutoff`` (``Material.alpha_mode`` / ``alpha_cutoff``), ``doubleSided``,
-  ``KHR_materials_ior``, ``KHR_materials_emissive_strength`` and
+  ``KHR_materials_ior``, ``KHR_materials_emissive_strength``, ``KHR_materials_specular`` (``specularFactor`` into
+  ``Material.specular_factor``; ``specularTexture``, ``specularColorTexture`` and a ``specularColorFactor`` other
+  than white are not read and are named in the warning below) and
   ``KHR_materials_transmission`` (``transmissionFactor`` into ``Material.transmission_factor``; a
   ``transmissionTexture`` is not read and is named in the warning below), ``KHR_materials_volume``'s absorption:
   with ``thicknessFactor > 0`` and a finite ``attenuationDistance`` ``d``, ``Material.interior`` becomes a
@@ -53,7 +55,7 @@ KHR_materials_sheen; vertex colours COLOR_0 (meshes[0].primitives[0])``: morph-t
 without ``TANGENT``, animation of nodes
 that move no mesh, camera or joint, lights below animated nodes (they stay at rest), animation paths other than
 node TRS / weights, extensions other than ``KHR_lights_punctual``, ``KHR_materials_ior``, ``KHR_materials_emissive_strength``,
-``KHR_materials_transmission`` and ``KHR_materials_volume``
+``KHR_materials_specular``, ``KHR_materials_transmission`` and ``KHR_materials_volume``
 (those in ``extensionsUsed`` and any other ``extensions`` object in the file, ``KHR_texture_transform``
 included), vertex colours ``COLOR_0``, textures read through
 ``TEXCOORD_1`` or higher (read with ``TEXCOORD_0``), per-texture wrap modes (one per material: the first
@@ -106,7 +108,7 @@ _KIND_TEXT = {"index": "a non-negative integer", "number": "a finite number",
 
 # Extensions the reader implements (the constructor refuses other required ones; used ones are warned about).
 _SUPPORTED_EXTENSIONS = frozenset({"KHR_lights_punctual", "KHR_materials_ior", "KHR_materials_emissive_strength",
-                                   "KHR_materials_transmission", "KHR_materials_volume"})
+                                   "KHR_materials_specular", "KHR_materials_transmission", "KHR_materials_volume"})
 _ALPHA_MODES = ("OPAQUE", "MASK", "BLEND")
 
 
@@ -910,6 +912,7 @@ class _Reader:
         if "transmissionTexture" in transmission:
             self.get(transmission, "transmissionTexture", "dict", twhere)  # raises for a malformed one
             self._note("transmissionTexture (transmissionFactor is used alone)", label)
+        specular_factor = self.specular_factor(ext, where, label)
         t = lambda v: torch.tensor(v, dtype=self.dtype)  # noqa: E731
         emissive = np.asarray(self.get(m, "emissiveFactor", "numbers", where, [0.0, 0.0, 0.0], length=3))
         emissive = emissive * self.get(strength, "emissiveStrength", "number", where + ".extensions."
@@ -919,7 +922,7 @@ class _Reader:
                   roughness_factor=t(self.get(pbr, "roughnessFactor", "number", pwhere, 1.0)),
                   emissive_factor=t(emissive.tolist()),
                   ior=t(self.get(ior, "ior", "number", where + ".extensions.KHR_materials_ior", 1.5)),
-                  transmission_factor=t(transmission_factor))
+                  transmission_factor=t(transmission_factor), specular_factor=t(specular_factor))
         wraps = []
         for slot, owner, key in (("base_color_texture", pbr, "baseColorTexture"),
                                  ("metallic_roughness_texture", pbr, "metallicRoughnessTexture"),
@@ -948,6 +951,22 @@ class _Reader:
         material = self._make(where, Material, **kw, wrap=wraps[0] if wraps else "repeat", alpha_mode=alpha_mode,
                               alpha_cutoff=alpha_cutoff)
         return material, self.get(m, "doubleSided", "bool", where, False)
+
+    def specular_factor(self, ext: dict, where: str, label: str) -> float:
+        """``KHR_materials_specular``'s ``specularFactor`` (1 without the extension); what else it holds is noted."""
+        swhere = where + ".extensions.KHR_materials_specular"
+        specular = self.get(ext, "KHR_materials_specular", "dict", where + ".extensions", {})
+        factor = self.get(specular, "specularFactor", "number", swhere, 1.0)
+        if not 0.0 <= factor <= 1.0:
+            raise GltfError(f"{self.path}: {swhere}.specularFactor must lie in [0, 1]; got {factor}")
+        colour = self.get(specular, "specularColorFactor", "numbers", swhere, [1.0, 1.0, 1.0], length=3)
+        if any(c != 1.0 for c in colour):
+            self._note("specularColorFactor (a white specular colour is used)", label)
+        for key in ("specularTexture", "specularColorTexture"):
+            if key in specular:
+                self.get(specular, key, "dict", swhere)  # raises for a malformed one
+                self._note(f"{key} (specularFactor is used alone)", label)
+        return factor
 
     def volume(self, volume: dict, where: str, label: str) -> Optional[HomogeneousMedium]:
         """The absorbing medium of a ``KHR_materials_volume`` object (None: thin-walled, or no attenuation)."""

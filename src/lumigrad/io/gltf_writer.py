@@ -14,7 +14,8 @@ What is written, so that :func:`lumigrad.io.read_gltf` and Blender read it back:
   sRGB-encoded), one image per distinct texture tensor (a tensor used by two slots is written once), one
   sampler per wrap mode, ``alphaMode`` and ``alphaCutoff`` (when not the defaults), ``doubleSided``, normal ``scale``, occlusion ``strength``, ``emissiveFactor`` (above 1
   via ``KHR_materials_emissive_strength``), ``KHR_materials_ior`` when ``ior != 1.5`` and
-  ``KHR_materials_transmission`` (``transmissionFactor``) when ``transmission_factor != 0``, and an
+  ``KHR_materials_transmission`` (``transmissionFactor``) when ``transmission_factor != 0``,
+  ``KHR_materials_specular`` (``specularFactor``) when ``specular_factor != 1``, and an
   ``interior`` medium's absorption as ``KHR_materials_volume`` (``thicknessFactor`` 1, ``attenuationDistance``
   1, ``attenuationColor = exp(-sigma_a)``; its scattering, which glTF cannot hold, is dropped with a warning).
 * cameras (``cameras=True``): perspective (``yfov`` from ``fy``, ``aspectRatio = W / H``) or orthographic
@@ -219,6 +220,9 @@ class _Writer:
         transmission = _float(m.transmission_factor)
         if transmission != 0.0:
             extensions["KHR_materials_transmission"] = {"transmissionFactor": transmission}
+        specular = _float(m.specular_factor)
+        if specular != 1.0:
+            extensions["KHR_materials_specular"] = {"specularFactor": specular}
         if m.interior is not None:
             extensions.update(_volume(m.interior, f"materials[{len(self.doc.get('materials', []))}]"))
         if extensions:

@@ -32,7 +32,10 @@
   ``alpha = roughness^2``; Mitsuba's Beckmann ``alpha`` is read the same way, and anisotropic
   ``alpha_u, alpha_v`` as ``sqrt(alpha_u alpha_v)``):
 
-  - ``diffuse``: ``reflectance`` (colour or bitmap) -> base colour, metallic 0, roughness 1;
+  - ``diffuse``: ``reflectance`` (colour or bitmap) -> base colour, metallic 0, roughness 1 and
+    ``specular_factor`` 0 (``KHR_materials_specular``: no dielectric coat), so exactly Lambert's
+    ``reflectance / pi``, as Mitsuba's ``diffuse`` (a shape without a BSDF gets Mitsuba's default, a
+    ``diffuse`` of reflectance 0.5);
   - ``conductor`` / ``roughconductor``: metallic 1, base colour = ``specular_reflectance`` times the
     normal-incidence reflectance ``((eta - 1)^2 + k^2) / ((eta + 1)^2 + k^2)`` of ``eta, k`` (given, or the
     RGB ``eta, k`` Mitsuba's RGB variants use for a named ``material``, tabulated here; ``none``, the default,
@@ -948,14 +951,14 @@ class _Reader:
 
     # -------------------------------------------------------------------------------------- materials
     def default_material(self) -> Material:
-        return self.material(base=np.full(3, 0.5), metallic=0.0, roughness=1.0)
+        return self.material(base=np.full(3, 0.5), metallic=0.0, roughness=1.0, specular=0.0)  # Mitsuba's diffuse
 
     def material(self, *, base, metallic, roughness, texture=None, wrap="repeat", ior=1.5,
-                 transmission=0.0) -> Material:
+                 transmission=0.0, specular=1.0) -> Material:
         t = lambda a: torch.as_tensor(a, dtype=self.dtype)  # noqa: E731
         return Material(base_color_factor=t(np.concatenate([np.asarray(base, dtype=np.float64), [1.0]])),
                         metallic_factor=t(metallic), roughness_factor=t(roughness), base_color_texture=texture,
-                        ior=t(ior), transmission_factor=t(transmission), wrap=wrap)
+                        ior=t(ior), transmission_factor=t(transmission), specular_factor=t(specular), wrap=wrap)
 
     def bsdf(self, elem: ET.Element) -> Tuple[Material, bool]:
         kind = self.attr(elem, "type")
@@ -975,7 +978,7 @@ class _Reader:
         make = lambda **kw: self._make(elem, self.material, **kw)  # noqa: E731
         if kind == "diffuse":
             base, tex, wrap = self.base_colour(p, "reflectance", 0.5)
-            material = make(base=base, texture=tex, wrap=wrap, metallic=0.0, roughness=1.0)
+            material = make(base=base, texture=tex, wrap=wrap, metallic=0.0, roughness=1.0, specular=0.0)
         elif kind in ("conductor", "roughconductor"):
             base, tex, wrap = self.base_colour(p, "specular_reflectance", 1.0)
             material = make(base=base * self.conductor_f0(elem, p), texture=tex, wrap=wrap, metallic=1.0,

@@ -7,7 +7,8 @@ the reference): the same operations in the same order, the same random numbers
 unless a branch (a lobe choice, a shadow ray grazing an edge, roulette) falls the other way at a tie.
 
 What it supports (:mod:`lumigrad.integrators.fused_paths` decides, and falls back to PyTorch otherwise): opaque
-glTF metallic-roughness materials with constant factors and base colour, metallic-roughness and emissive
+glTF metallic-roughness materials (with ``KHR_materials_specular``'s specular weight; weight 0 and no metal is
+Lambert's, without the GGX lobe's arithmetic) with constant factors and base colour, metallic-roughness and emissive
 textures (bilinear as ``lumigrad.texture`` at level 0 of texels sRGB-decoded where glTF says), emissive surfaces,
 point, spot, directional and area lights (sampled by solid angle or by area, MIS-weighted emission) and an
 equirectangular environment map (luminance sampling, seen by escaping rays, MIS-weighted). Each thread handles ray
@@ -134,24 +135,35 @@ def texture_wp(k: int, uv: wp.vec2, tex_offset: wp.array(dtype=wp.int32), tex_wi
 
 # ------------------------------------------------------------------------------------------------ the BSDF
 @wp.func
-def _specular_probability(n_dot_v: float, base: wp.vec3, metallic: float, f0_d: float):
-    m = 1.0 - wp.clamp(n_dot_v, 0.0, 1.0)
-    m2 = m * m
-    fc = m2 * m2 * m
-    f_d = f0_d + (1.0 - f0_d) * fc
-    w_d = 1.0 - metallic
-    spec = float(0.0)
-    diff = float(0.0)
-    for k in range(3):
-        f_m = base[k] + (1.0 - base[k]) * fc
-        spec += w_d * f_d + metallic * f_m
-        diff += w_d * (1.0 - f_d) * base[k]
-    spec = spec / 3.0
-    diff = diff / 3.0
-    total = spec + diff
-    out = float(1.0)
-    if total > 0.0:
-        out = spec / total
+def _lambertian(base: wp.vec3, metallic: float, specular: float):
+    """Whether the BSDF is exactly ``base / pi`` with cosine sampling: no metal, no specular coat
+    (``KHR_materials_specular`` weight 0: Mitsuba's ``diffuse``) and a non-black base (so that the specular
+    lobe's probability is 0, as the PyTorch twin's, not the 1 it takes where both lobes vanish)."""
+    return specular == 0.0 and metallic == 0.0 and (base[0] > 0.0 or base[1] > 0.0 or base[2] > 0.0)
+
+
+@wp.func
+def _specular_probability(n_dot_v: float, base: wp.vec3, metallic: float, f0_d: float, specular: float):
+    """The PyTorch twin's ``_specular_probability``; 0 without arithmetic where :func:`_lambertian`."""
+    out = float(0.0)
+    if not _lambertian(base, metallic, specular):
+        m = 1.0 - wp.clamp(n_dot_v, 0.0, 1.0)
+        m2 = m * m
+        fc = m2 * m2 * m
+        f_d = specular * (f0_d + (1.0 - f0_d) * fc)
+        w_d = 1.0 - metallic
+        spec = float(0.0)
+        diff = float(0.0)
+        for k in range(3):
+            f_m = base[k] + (1.0 - base[k]) * fc
+            spec += w_d * f_d + metallic * f_m
+            diff += w_d * (1.0 - f_d) * base[k]
+        spec = spec / 3.0
+        diff = diff / 3.0
+        total = spec + diff
+        out = 1.0
+        if total > 0.0:
+            out = spec / total
     return out
 
 
@@ -163,24 +175,28 @@ def _f0_dielectric(ior: float):
 
 @wp.func
 def bsdf_eval_pdf_wp(n_in: wp.vec3, wi_in: wp.vec3, wo_in: wp.vec3, base: wp.vec3, roughness: float,
-                     metallic: float, ior: float):
-    """``(f [3], pdf)`` of the glTF metallic-roughness BSDF (``metallic_roughness_unchecked`` and
-    ``metallic_roughness_pdf_unchecked``), no cosine in ``f``."""
-    return _eval_pdf_unit(unit_wp(n_in), wi_in, unit_wp(wo_in), -1.0, base, roughness, metallic, ior)
+                     metallic: float, ior: float, specular: float):
+    """``(f [3], pdf)`` of the glTF metallic-roughness BSDF with ``KHR_materials_specular``'s weight
+    ``specular`` (``metallic_roughness_unchecked`` and ``metallic_roughness_pdf_unchecked``), no cosine in ``f``."""
+    return _eval_pdf_unit(unit_wp(n_in), wi_in, unit_wp(wo_in), -1.0, base, roughness, metallic, ior, specular)
 
 
 @wp.func
 def _eval_pdf_unit(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.vec3, roughness: float,
-                   metallic: float, ior: float):
+                   metallic: float, ior: float, specular: float):
     """:func:`bsdf_eval_pdf_wp` of ``n`` and ``wo`` already through ``_unit`` (a shading point's, shared by its
     light samples and its BSDF sample) and, when ``p_spec_known >= 0``, the specular lobe's probability at
-    ``clamp(n . wo, 1e-6, 1)`` already known: the same bits, less work."""
+    ``clamp(n . wo, 1e-6, 1)`` already known: the same bits, less work. Where :func:`_lambertian`, Lambert's
+    ``base / pi`` and ``n.wi / pi`` without the GGX lobe's arithmetic (the twin's bits: its zero terms add 0)."""
     wi = unit_wp(wi_in)
     nl_raw = wp.dot(n, wi)
     nv_raw = wp.dot(n, wo)
     f = wp.vec3(0.0, 0.0, 0.0)
     pdf = float(0.0)
-    if nl_raw > 0.0 and nv_raw > 0.0:
+    if nl_raw > 0.0 and nv_raw > 0.0 and _lambertian(base, metallic, specular):
+        f = base / wp.pi
+        pdf = wp.clamp(nl_raw, _DOT_EPS, 1.0) / wp.pi
+    elif nl_raw > 0.0 and nv_raw > 0.0:
         nl = wp.clamp(nl_raw, _DOT_EPS, 1.0)
         nv = wp.clamp(nv_raw, _DOT_EPS, 1.0)
         h = wi + wo
@@ -198,18 +214,18 @@ def _eval_pdf_unit(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, p_spec_known: float,
         m = 1.0 - vh
         m2 = m * m
         m5 = m2 * m2 * m
-        fd = f0_d + (1.0 - f0_d) * m5
+        fd = specular * (f0_d + (1.0 - f0_d) * m5)
         w_d = 1.0 - metallic
         for k in range(3):
             f_metal = dv * (base[k] + (1.0 - base[k]) * m5)
             diffuse = w_d * (1.0 - fd) * (base[k] / wp.pi)
-            specular = w_d * fd * dv + metallic * f_metal
-            f[k] = diffuse + specular
+            coat = w_d * fd * dv + metallic * f_metal
+            f[k] = diffuse + coat
         pdf_spec = dist / (2.0 * (nv + wp.sqrt(a2 + (1.0 - a2) * nv * nv)))
         pdf_diff = nl / wp.pi
         p_spec = p_spec_known
         if p_spec < 0.0:
-            p_spec = _specular_probability(nv, base, metallic, f0_d)
+            p_spec = _specular_probability(nv, base, metallic, f0_d, specular)
         pdf = p_spec * pdf_spec + (1.0 - p_spec) * pdf_diff
     return f, pdf
 
@@ -248,17 +264,18 @@ def _ggx_visible_normal(wo: wp.vec3, alpha: float, u0: float, u1: float):
 
 @wp.func
 def bsdf_sample_wp(n_in: wp.vec3, wo_in: wp.vec3, base: wp.vec3, roughness: float, metallic: float, ior: float,
-                   u_lobe: float, u0: float, u1: float):
-    """``(wi, weight [3], pdf)`` as ``metallic_roughness_sample_unchecked``."""
+                   specular: float, u_lobe: float, u0: float, u1: float):
+    """``(wi, weight [3], pdf)`` as ``metallic_roughness_sample_unchecked`` with the specular weight
+    ``specular`` (``KHR_materials_specular``)."""
     n = unit_wp(n_in)
     wo = unit_wp(wo_in)
-    p_spec = _specular_probability(wp.dot(n, wo), base, metallic, _f0_dielectric(ior))
-    return _sample_unit(n, wo, p_spec, base, roughness, metallic, ior, u_lobe, u0, u1)
+    p_spec = _specular_probability(wp.dot(n, wo), base, metallic, _f0_dielectric(ior), specular)
+    return _sample_unit(n, wo, p_spec, base, roughness, metallic, ior, specular, u_lobe, u0, u1)
 
 
 @wp.func
 def _sample_unit(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughness: float, metallic: float,
-                 ior: float, u_lobe: float, u0: float, u1: float):
+                 ior: float, specular: float, u_lobe: float, u0: float, u1: float):
     """:func:`bsdf_sample_wp` of ``n`` and ``wo`` already through ``_unit`` and the specular lobe's probability
     ``p_spec`` at ``n . wo`` already known."""
     t, b = _local_frame(n)
@@ -273,7 +290,7 @@ def _sample_unit(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughnes
         wi_local = wp.vec3(r * wp.cos(phi), r * wp.sin(phi), wp.sqrt(wp.max(1.0 - u0, _FLOOR)))
     wi = wi_local[0] * t + wi_local[1] * b + wi_local[2] * n
     wi = _normalize_floor(wi)
-    f, pdf = bsdf_eval_pdf_wp(n, wi, wo, base, roughness, metallic, ior)
+    f, pdf = bsdf_eval_pdf_wp(n, wi, wo, base, roughness, metallic, ior, specular)
     cos = wp.max(wp.dot(n, wi), 0.0)
     weight = wp.vec3(0.0, 0.0, 0.0)
     if pdf > 0.0:
@@ -617,16 +634,16 @@ def area_light_sample_wp(x: wp.vec3, j: int, light_start: wp.array(dtype=wp.int3
 @wp.func
 def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
                          n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
-                         metallic: float, ior: float, wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float,
-                         is_delta: bool):
+                         metallic: float, ior: float, specular: float, wi: wp.vec3, dist: float, lw: wp.vec3,
+                         lpdf: float, is_delta: bool):
     """One light sample's next-event term at a surface vertex (no throughput): the BSDF (of the unit normal
-    ``n_u`` and view ``wo_u``, ``p_eval`` as :func:`_eval_pdf_unit`) times ``|cos|`` times ``lw``, MIS-weighted
-    unless ``is_delta``, zero where ``lpdf`` is not positive, ``wi`` is below the shading or geometric surface,
-    or the shadow ray toward ``dist`` is blocked."""
+    ``n_u`` and view ``wo_u``, ``p_eval`` as :func:`_eval_pdf_unit`, ``specular`` the ``KHR_materials_specular``
+    weight) times ``|cos|`` times ``lw``, MIS-weighted unless ``is_delta``, zero where ``lpdf`` is not positive,
+    ``wi`` is below the shading or geometric surface, or the shadow ray toward ``dist`` is blocked."""
     term = wp.vec3(0.0, 0.0, 0.0)
     cos = wp.dot(n, wi)
     if lpdf > 0.0 and wp.dot(ng, wi) * cos > 0.0:
-        f, bpdf = _eval_pdf_unit(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior)
+        f, bpdf = _eval_pdf_unit(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior, specular)
         w = float(1.0)
         if not is_delta:
             w = power_heuristic_wp(lpdf, bpdf)
@@ -651,7 +668,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 face_part: wp.array(dtype=wp.int32),
                 part_base: wp.array(dtype=wp.vec3), part_metallic: wp.array(dtype=float),
                 part_roughness: wp.array(dtype=float), part_ior: wp.array(dtype=float),
-                part_emission: wp.array(dtype=wp.vec3), part_double: wp.array(dtype=wp.int32),
+                part_specular: wp.array(dtype=float), part_emission: wp.array(dtype=wp.vec3),
+                part_double: wp.array(dtype=wp.int32),
                 part_emitter: wp.array(dtype=wp.int32),
                 uvs: wp.array(dtype=wp.vec2), uv_faces: wp.array(dtype=wp.int32),
                 part_texture: wp.array(dtype=wp.int32),
@@ -758,6 +776,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
             roughness = wp.clamp(roughness * mr[1], 0.0, 1.0)
             metallic = wp.clamp(metallic * mr[2], 0.0, 1.0)
         ior = part_ior[part]
+        specular = part_specular[part]
         emission = part_emission[part]
         if tex_em >= 0:
             emission = _cw_mul(emission, texture_wp(tex_em, uv, tex_offset, tex_width, tex_height, tex_wrap, texels,
@@ -789,7 +808,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         p_like = float(0.0)
         p_eval = float(-1.0)  # (below 1e-6 the evaluation's clamped cosine differs: it computes its own)
         if depth + 1 < depth_limit:
-            p_like = _specular_probability(like, base, metallic, _f0_dielectric(ior))
+            p_like = _specular_probability(like, base, metallic, _f0_dielectric(ior), specular)
             if like >= _DOT_EPS:
                 p_eval = p_like
             nee = wp.vec3(0.0, 0.0, 0.0)
@@ -830,13 +849,13 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                         fall = a * a * fall
                     lw = light_value[j] * fall
                 nee = nee + light_sample_term_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness,
-                                                 metallic, ior, wi, dist, lw, lpdf, is_delta)
+                                                 metallic, ior, specular, wi, dist, lw, lpdf, is_delta)
             term = term + _cw_mul(beta, nee)
         radiance = radiance + term
         if depth + 1 >= depth_limit:
             break
         # the next ray: a BSDF sample, then Russian roulette
-        wi, weight, pdf = _sample_unit(n_u, wo_u, p_like, base, roughness, metallic, ior,
+        wi, weight, pdf = _sample_unit(n_u, wo_u, p_like, base, roughness, metallic, ior, specular,
                                        uniform_counter_wp(key, depth, 0), uniform_counter_wp(key, depth, 1),
                                        uniform_counter_wp(key, depth, 2))
         ok = pdf > 0.0 and (weight[0] > 0.0 or weight[1] > 0.0 or weight[2] > 0.0)

@@ -36,8 +36,9 @@ class PathTables:
 
     Attributes:
         faces: ``[3 F]`` corner indices; ``normals``: ``[V, 3]`` (``[1, 3]`` zeros when ``has_normals`` is 0).
-        face_part: ``[F]``; ``part_base`` ``[P, 3]``, ``part_metallic``, ``part_roughness``, ``part_ior``
-            ``[P]``, ``part_emission`` ``[P, 3]``, ``part_double`` ``[P]`` (1: double-sided),
+        face_part: ``[F]``; ``part_base`` ``[P, 3]``, ``part_metallic``, ``part_roughness``, ``part_ior``,
+            ``part_specular`` (``KHR_materials_specular``'s weight, clamped to [0, 1]) ``[P]``, ``part_emission``
+            ``[P, 3]``, ``part_double`` ``[P]`` (1: double-sided),
             ``part_emitter`` ``[P]`` (the index of the part's area light in the light table, -1: none).
         uvs: ``[T, 2]`` texture coordinates; ``uv_faces``: ``[3 F]`` their corner indices; ``part_texture``
             ``[P]``: the part's base colour texture (-1: none; ``part_base`` is then its factor, unclamped);
@@ -69,6 +70,7 @@ class PathTables:
     part_metallic: torch.Tensor
     part_roughness: torch.Tensor
     part_ior: torch.Tensor
+    part_specular: torch.Tensor
     part_emission: torch.Tensor
     part_double: torch.Tensor
     part_emitter: torch.Tensor
@@ -135,7 +137,8 @@ def trace_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables
     v3 = wp.vec3
     inputs = [*bvh.query_handles(), as_warp(verts.contiguous(), v3), as_warp(t.faces), as_warp(t.normals, v3), t.has_normals,
               as_warp(t.face_part), as_warp(t.part_base, v3), as_warp(t.part_metallic), as_warp(t.part_roughness),
-              as_warp(t.part_ior), as_warp(t.part_emission, v3), as_warp(t.part_double), as_warp(t.part_emitter),
+              as_warp(t.part_ior), as_warp(t.part_specular), as_warp(t.part_emission, v3), as_warp(t.part_double),
+              as_warp(t.part_emitter),
               as_warp(t.uvs, wp.vec2), as_warp(t.uv_faces), as_warp(t.part_texture),
               as_warp(t.part_mr_texture), as_warp(t.part_emissive_texture), as_warp(t.tex_offset),
               as_warp(t.tex_width), as_warp(t.tex_height), as_warp(t.tex_wrap), as_warp(t.texels, v3),

@@ -34,13 +34,13 @@ wp.set_module_options({"enable_backward": False})
 def _bsdf_sample(offset: int, end: int, paths: wp.array(dtype=wp.int32), depth: int, seed_lo: wp.uint32,
                  seed_hi: wp.uint32, normal: wp.array(dtype=wp.vec3), wo: wp.array(dtype=wp.vec3),
                  base: wp.array(dtype=wp.vec3), roughness: wp.array(dtype=float), metallic: wp.array(dtype=float),
-                 ior: wp.array(dtype=float), out_wi: wp.array(dtype=wp.vec3), out_weight: wp.array(dtype=wp.vec3),
-                 out_ok: wp.array(dtype=wp.int32)):
+                 ior: wp.array(dtype=float), specular: wp.array(dtype=float), out_wi: wp.array(dtype=wp.vec3),
+                 out_weight: wp.array(dtype=wp.vec3), out_ok: wp.array(dtype=wp.int32)):
     """Row ``offset + tid``: the BSDF sample of path ``paths[i]`` at ``depth`` (dimensions 0 the lobe, 1 and 2
     the direction), as the fused kernel draws it, and whether its density is positive (1, else 0)."""
     i = offset + wp.tid()
     key = ray_key_wp(seed_lo, seed_hi, wp.uint32(paths[i]))
-    wi, weight, pdf = pk.bsdf_sample_wp(normal[i], wo[i], base[i], roughness[i], metallic[i], ior[i],
+    wi, weight, pdf = pk.bsdf_sample_wp(normal[i], wo[i], base[i], roughness[i], metallic[i], ior[i], specular[i],
                                         uniform_counter_wp(key, depth, 0), uniform_counter_wp(key, depth, 1),
                                         uniform_counter_wp(key, depth, 2))
     out_wi[i] = wi
@@ -59,7 +59,8 @@ def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int
               paths: wp.array(dtype=wp.int32), depth: int, seed_lo: wp.uint32, seed_hi: wp.uint32,
               position: wp.array(dtype=wp.vec3), normal: wp.array(dtype=wp.vec3), geo_normal: wp.array(dtype=wp.vec3),
               wo: wp.array(dtype=wp.vec3), base: wp.array(dtype=wp.vec3), roughness: wp.array(dtype=float),
-              metallic: wp.array(dtype=float), ior: wp.array(dtype=float), out: wp.array(dtype=wp.vec3)):
+              metallic: wp.array(dtype=float), ior: wp.array(dtype=float), specular: wp.array(dtype=float),
+              out: wp.array(dtype=wp.vec3)):
     """Row ``offset + tid``: the sum over ``lights`` of one MIS-weighted, shadow-tested light sample (no throughput),
     with path ``paths[i]``'s random numbers at ``depth`` (dimensions ``4 + 2 j, 5 + 2 j`` of light ``j``)."""
     i = offset + wp.tid()
@@ -78,7 +79,7 @@ def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int
                                                             uniform_counter_wp(key, depth, 4 + 2 * j),
                                                             uniform_counter_wp(key, depth, 5 + 2 * j))
         nee = nee + pk.light_sample_term_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, -1.0, base[i], roughness[i],
-                                            metallic[i], ior[i], wi, dist, lw, lpdf, False)
+                                            metallic[i], ior[i], specular[i], wi, dist, lw, lpdf, False)
     out[i] = nee
 
 
@@ -157,7 +158,9 @@ def _path_inputs(paths: torch.Tensor, depth: int, seed: int) -> list:
 
 
 def _material_inputs(si, n: int) -> list:
-    """``wo, base, roughness, metallic, ior`` of ``si``'s rows, as the kernels take them."""
+    """``wo, base, roughness, metallic, ior, specular`` of ``si``'s rows, as the kernels take them (``specular``
+    1, the core glTF coat, where ``si`` has none)."""
+    specular = si.specular if si.specular is not None else torch.ones(1, 1, device=si.position.device)
     return [as_warp(_rows(si.wo, n, 3), wp.vec3), as_warp(_rows(si.base_color, n, 3), wp.vec3),
             as_warp(_rows(si.roughness, n, 1).reshape(n)), as_warp(_rows(si.metallic, n, 1).reshape(n)),
-            as_warp(_rows(si.ior, n, 1).reshape(n))]
+            as_warp(_rows(si.ior, n, 1).reshape(n)), as_warp(_rows(specular, n, 1).reshape(n))]

@@ -373,16 +373,19 @@ def _specular(n_dot_l, n_dot_v, sin2_h, v_dot_h, alpha, f0):
 
 
 def metallic_roughness(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, base_color, roughness, metallic, *,
-                       ior=1.5, specular_f0=None, return_parts: bool = False
+                       ior=1.5, specular_f0=None, specular=None, return_parts: bool = False
                        ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Evaluate the glTF 2.0 metallic-roughness BRDF (spec appendix B).
 
     With ``c = base_color``, ``alpha = max(roughness^2, 1e-3)``, ``DV = D(n.h) V(n.v, n.l)`` (the GGX
     specular without Fresnel) and ``schlick(f0) = f0 + (1 - f0) (1 - v.h)^5``::
 
-        dielectric = (1 - Fd) * c / pi + Fd * DV     Fd = schlick(f0_d), f0_d = ((ior-1)/(ior+1))^2
-        metal      = schlick(c) * DV                 (conductor Fresnel with f0 = base colour)
+        dielectric = (1 - s Fd) * c / pi + s Fd * DV   Fd = schlick(f0_d), f0_d = ((ior-1)/(ior+1))^2
+        metal      = schlick(c) * DV                   (conductor Fresnel with f0 = base colour)
         f          = (1 - metallic) * dielectric + metallic * metal
+
+    where ``s = specular`` (glTF ``KHR_materials_specular``'s ``specularFactor``, 1 when not given: the core
+    glTF model); ``s = 0`` and ``metallic = 0`` give Lambert's ``c / pi`` exactly (Mitsuba's ``diffuse``).
 
     Radiance: ``L_o = f * L_i * max(n.wi, 0)``. Like the spec's model, the dielectric is not energy
     conserving at grazing view angles: ``1 - Fd`` is evaluated per light direction (about 0.96 for most of
@@ -400,15 +403,17 @@ def metallic_roughness(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, base
             (``f0_d = 0.04``). Ignored when ``specular_f0`` is given.
         specular_f0: optional dielectric normal-incidence reflectance in ``[0, 1]``, a number, ``[..., 1]``
             or ``[..., C]`` (e.g. ``KHR_materials_specular``), replacing the one from ``ior``.
+        specular: optional weight ``s`` in ``[0, 1]`` of the dielectric's specular coat, a number or
+            ``[..., 1]`` (``KHR_materials_specular``'s ``specularFactor``); ``None`` is 1 (the same bits).
         return_parts: also return the diffuse and specular parts.
 
     Returns:
         ``f``, ``[..., C]``, exactly 0 where ``n.wi <= 0`` or ``n.wo <= 0``; with ``return_parts``, the tuple
         ``(f, f_diffuse, f_specular)`` with ``f = f_diffuse + f_specular``, where
-        ``f_diffuse = (1 - metallic) (1 - Fd) c / pi``.
+        ``f_diffuse = (1 - metallic) (1 - s Fd) c / pi``.
 
     **Differentiability:** smooth in ``n``, ``wi``, ``wo``, ``base_color``, ``roughness``, ``metallic``,
-    ``ior`` and ``specular_f0`` above the horizon; exactly zero gradients below it. As in
+    ``ior``, ``specular_f0`` and ``specular`` above the horizon; exactly zero gradients below it. As in
     ``cook_torrance``, the gradient with respect to ``roughness`` vanishes below ``sqrt(1e-3) ~ 0.032``.
 
     Example:
@@ -420,13 +425,14 @@ def metallic_roughness(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, base
     n_dot_l, n_dot_v, sin2_h, v_dot_h, valid = _geometry(n, wi, wo)
     base_color, roughness, metallic, ior, specular_f0 = _check_material(base_color, roughness, metallic, ior,
                                                                         specular_f0, n_dot_l, valid)
+    specular = _check_specular(specular, n_dot_l, valid)
     return _metallic_roughness(n_dot_l, n_dot_v, sin2_h, v_dot_h, valid, base_color, roughness, metallic, ior,
-                               specular_f0, return_parts)
+                               specular_f0, return_parts, specular=specular)
 
 
 def metallic_roughness_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, base_color, roughness,
                                  metallic, *, ior=1.5, specular_f0=None, return_parts: bool = False,
-                                 transmission=None):
+                                 transmission=None, specular=None):
     """:func:`metallic_roughness` without validation (no host syncs): the same operations, so the same bits.
 
     For callers that validated their inputs once at their own boundary (deferred shading, BSDF sampling).
@@ -436,7 +442,8 @@ def metallic_roughness_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.Te
     ``transmission`` (optional ``[..., 1]`` in [0, 1], glTF ``KHR_materials_transmission``) weights the
     dielectric layer by ``(1 - metallic) (1 - transmission)`` instead of ``1 - metallic``: the opaque part of
     :class:`lumigrad.shading.MetallicRoughnessTransmissionBSDF`, which adds the transmitting part. ``None``
-    runs exactly the operations above; 0 gives the same bits (``(1 - metallic) * 1.0``).
+    runs exactly the operations above; 0 gives the same bits (``(1 - metallic) * 1.0``). ``specular``: as in
+    :func:`metallic_roughness` (``None`` or 1: the same bits).
     """
     n = n / torch.linalg.vector_norm(n, dim=-1, keepdim=True)
     wi = wi / torch.linalg.vector_norm(wi, dim=-1, keepdim=True)
@@ -449,7 +456,7 @@ def metallic_roughness_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.Te
     else:
         specular_f0 = _to_tensor(specular_f0, like)
     return _metallic_roughness(*cosines, base_color, roughness, metallic, ior, specular_f0, return_parts,
-                               transmission)
+                               transmission, specular)
 
 
 def _to_tensor(x, like: torch.Tensor) -> torch.Tensor:
@@ -458,9 +465,10 @@ def _to_tensor(x, like: torch.Tensor) -> torch.Tensor:
 
 
 def _metallic_roughness(n_dot_l, n_dot_v, sin2_h, v_dot_h, valid, base_color, roughness, metallic, ior,
-                        specular_f0, return_parts, transmission=None):
+                        specular_f0, return_parts, transmission=None, specular=None):
     """The glTF BRDF from clamped cosines and tensor parameters (``ior`` unused when ``specular_f0`` is set);
-    a ``transmission`` fraction scales the dielectric layer by ``1 - transmission``."""
+    a ``transmission`` fraction scales the dielectric layer by ``1 - transmission``, a ``specular`` weight its
+    Fresnel term (``KHR_materials_specular``)."""
     if specular_f0 is None:
         r = (ior - 1.0) / (ior + 1.0)
         f0_d = r * r
@@ -470,16 +478,16 @@ def _metallic_roughness(n_dot_l, n_dot_v, sin2_h, v_dot_h, valid, base_color, ro
     f_metal, dv = _specular(n_dot_l, n_dot_v, sin2_h, v_dot_h, alpha, base_color)
     m = 1.0 - v_dot_h
     m2 = m * m
-    fd = f0_d + (1.0 - f0_d) * (m2 * m2 * m)
+    fd = _weighted(f0_d + (1.0 - f0_d) * (m2 * m2 * m), specular)
     w_d = _dielectric_weight(metallic, transmission)
     diffuse = w_d * (1.0 - fd) * (base_color / math.pi)
-    specular = w_d * fd * dv + metallic * f_metal
+    glossy = w_d * fd * dv + metallic * f_metal
     zero = torch.zeros((), dtype=diffuse.dtype, device=diffuse.device)
     diffuse = torch.where(valid, diffuse, zero)
-    specular = torch.where(valid, specular, zero)
-    f = diffuse + specular
+    glossy = torch.where(valid, glossy, zero)
+    f = diffuse + glossy
     if return_parts:
-        return f, diffuse.expand(f.shape), specular.expand(f.shape)
+        return f, diffuse.expand(f.shape), glossy.expand(f.shape)
     return f
 
 
@@ -518,7 +526,7 @@ class BSDFSample(NamedTuple):
 
 
 def metallic_roughness_pdf(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, base_color, roughness, metallic, *,
-                           ior=1.5, specular_f0=None) -> torch.Tensor:
+                           ior=1.5, specular_f0=None, specular=None) -> torch.Tensor:
     """Density per solid angle with which :func:`metallic_roughness_sample` draws ``wi``.
 
     A mixture of GGX visible-normal sampling of the specular lobe and cosine sampling of the diffuse one::
@@ -528,17 +536,18 @@ def metallic_roughness_pdf(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, 
     with ``h = normalize(wi + wo)``, ``alpha = max(roughness^2, ALPHA_MIN)``, ``D`` the GGX distribution and
     ``G1(wo) = 2 n.wo / (n.wo + sqrt(alpha^2 + (1 - alpha^2) (n.wo)^2))``. The specular probability depends on
     ``wo`` only: with ``Fc = (1 - n.wo)^5``, ``F(f0) = f0 + (1 - f0) Fc``, ``F0_d`` from ``ior`` (or
-    ``specular_f0``) and ``c = base_color``::
+    ``specular_f0``), ``s = specular`` (1 when None) and ``c = base_color``::
 
-        spec = mean_C[(1 - metallic) F(F0_d) + metallic F(c)],   diff = mean_C[(1 - metallic) (1 - F(F0_d)) c]
+        spec = mean_C[(1 - metallic) s F(F0_d) + metallic F(c)],   diff = mean_C[(1 - metallic) (1 - s F(F0_d)) c]
         p_spec = spec / (spec + diff)     (1 where both are 0)
 
     which is the lobes' share of the reflected energy at ``wo`` (Schlick-weighted, as Mitsuba's principled
-    BSDF chooses its lobes). ``pdf = 0`` where ``n.wi <= 0`` or ``n.wo <= 0``; over the upper hemisphere it
+    BSDF chooses its lobes): a Lambertian configuration (``s = 0``, ``metallic = 0``, ``c != 0``) has
+    ``p_spec = 0``, cosine sampling only. ``pdf = 0`` where ``n.wi <= 0`` or ``n.wo <= 0``; over the upper hemisphere it
     integrates to ``1 - P(a specular sample falls below the horizon) <= 1``.
 
     Args:
-        n, wi, wo, base_color, roughness, metallic, ior, specular_f0: as :func:`metallic_roughness`.
+        n, wi, wo, base_color, roughness, metallic, ior, specular_f0, specular: as :func:`metallic_roughness`.
 
     Returns:
         ``pdf``, ``[..., 1]``, 1 / steradian.
@@ -547,8 +556,8 @@ def metallic_roughness_pdf(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, 
         ValueError / TypeError: as :func:`metallic_roughness`.
 
     **Differentiability:** smooth in ``n``, ``wi``, ``wo``, ``roughness`` (above ``sqrt(ALPHA_MIN)``),
-    ``base_color``, ``metallic``, ``ior`` and ``specular_f0`` above the horizon (through ``D``, ``G1`` and
-    ``p_spec``); exactly 0 with zero gradients below it.
+    ``base_color``, ``metallic``, ``ior``, ``specular_f0`` and ``specular`` above the horizon (through ``D``,
+    ``G1`` and ``p_spec``); exactly 0 with zero gradients below it.
 
     Example: a pure diffuse configuration is cosine sampling, ``pdf = cos / pi``::
 
@@ -561,11 +570,14 @@ def metallic_roughness_pdf(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, 
     like = n_dot_l
     base_color, roughness, metallic, ior, specular_f0 = _check_material(base_color, roughness, metallic, ior,
                                                                         specular_f0, like, valid)
-    return _pdf(n_dot_l, n_dot_v, sin2_h, valid, base_color, roughness, metallic, _f0_dielectric(ior, specular_f0))
+    specular = _check_specular(specular, like, valid)
+    return _pdf(n_dot_l, n_dot_v, sin2_h, valid, base_color, roughness, metallic, _f0_dielectric(ior, specular_f0),
+                specular=specular)
 
 
 def metallic_roughness_sample(n: torch.Tensor, wo: torch.Tensor, base_color, roughness, metallic,
-                              u1: torch.Tensor, u2: torch.Tensor, *, ior=1.5, specular_f0=None) -> BSDFSample:
+                              u1: torch.Tensor, u2: torch.Tensor, *, ior=1.5, specular_f0=None,
+                              specular=None) -> BSDFSample:
     """Draw an incident direction from the glTF metallic-roughness BRDF's sampling mixture.
 
     ``u1 < p_spec`` (see :func:`metallic_roughness_pdf`) picks the specular lobe: a GGX normal visible from
@@ -577,7 +589,7 @@ def metallic_roughness_sample(n: torch.Tensor, wo: torch.Tensor, base_color, rou
         weight = metallic_roughness(n, wi, wo, ...) * max(n.wi, 0) / pdf(wi)
 
     Args:
-        n, wo, base_color, roughness, metallic, ior, specular_f0: as :func:`metallic_roughness`.
+        n, wo, base_color, roughness, metallic, ior, specular_f0, specular: as :func:`metallic_roughness`.
         u1: ``[..., 1]`` uniform numbers in [0, 1) choosing the lobe.
         u2: ``[..., 2]`` uniform numbers in [0, 1)^2 choosing the direction.
 
@@ -616,30 +628,32 @@ def metallic_roughness_sample(n: torch.Tensor, wo: torch.Tensor, base_color, rou
     like = (n * wo).sum(-1, keepdim=True)
     base_color, roughness, metallic, ior, specular_f0 = _check_material(
         base_color, roughness, metallic, ior, specular_f0, like, like > 0)
+    specular = _check_specular(specular, like, like > 0)
     _batch([("n, wo", like), ("u1", u1), ("u2", u2[..., :1])])
     return metallic_roughness_sample_unchecked(n, wo, base_color, roughness, metallic, u1, u2, ior=ior,
-                                               specular_f0=specular_f0)
+                                               specular_f0=specular_f0, specular=specular)
 
 
 def metallic_roughness_pdf_unchecked(n, wi, wo, base_color, roughness, metallic, *, ior=1.5, specular_f0=None,
-                                     transmission=None):
+                                     transmission=None, specular=None):
     """:func:`metallic_roughness_pdf` without validation (non-zero directions, parameters in range).
 
     ``transmission``: as in :func:`metallic_roughness_unchecked` (the lobe choice ``p_spec`` then weighs the
-    dielectric layer by ``(1 - metallic) (1 - transmission)``); ``None`` or 0: the same bits as without."""
+    dielectric layer by ``(1 - metallic) (1 - transmission)``); ``None`` or 0: the same bits as without.
+    ``specular``: as in :func:`metallic_roughness_pdf` (``None`` or 1: the same bits)."""
     n = n / torch.linalg.vector_norm(n, dim=-1, keepdim=True)
     wi = wi / torch.linalg.vector_norm(wi, dim=-1, keepdim=True)
     wo = wo / torch.linalg.vector_norm(wo, dim=-1, keepdim=True)
     n_dot_l, n_dot_v, sin2_h, _, valid = _cosines(n, wi, wo)
     base_color, roughness, metallic = (_to_tensor(x, n_dot_l) for x in (base_color, roughness, metallic))
     f0_d = _f0_dielectric(_to_tensor(ior, n_dot_l), None if specular_f0 is None else _to_tensor(specular_f0, n_dot_l))
-    return _pdf(n_dot_l, n_dot_v, sin2_h, valid, base_color, roughness, metallic, f0_d, transmission)
+    return _pdf(n_dot_l, n_dot_v, sin2_h, valid, base_color, roughness, metallic, f0_d, transmission, specular)
 
 
 def metallic_roughness_sample_unchecked(n, wo, base_color, roughness, metallic, u1, u2, *, ior=1.5,
-                                        specular_f0=None, transmission=None) -> BSDFSample:
+                                        specular_f0=None, transmission=None, specular=None) -> BSDFSample:
     """:func:`metallic_roughness_sample` without validation (non-zero directions, parameters and ``u`` in
-    range); ``transmission`` as in :func:`metallic_roughness_pdf_unchecked`."""
+    range); ``transmission`` and ``specular`` as in :func:`metallic_roughness_pdf_unchecked`."""
     n = n / torch.linalg.vector_norm(n, dim=-1, keepdim=True)
     wo = wo / torch.linalg.vector_norm(wo, dim=-1, keepdim=True)
     like = (n * wo).sum(-1, keepdim=True)
@@ -647,7 +661,7 @@ def metallic_roughness_sample_unchecked(n, wo, base_color, roughness, metallic, 
     ior = _to_tensor(ior, like)
     specular_f0 = None if specular_f0 is None else _to_tensor(specular_f0, like)
     f0_d = _f0_dielectric(ior, specular_f0)
-    p_spec = _specular_probability(like, base_color, metallic, f0_d, transmission)
+    p_spec = _specular_probability(like, base_color, metallic, f0_d, transmission, specular)
     n_b, wo_b = torch.broadcast_tensors(n, wo)
     t, b = local_frame(n_b)
     wo_local = to_local(wo_b, t, b, n_b)
@@ -658,9 +672,9 @@ def metallic_roughness_sample_unchecked(n, wo, base_color, roughness, metallic, 
     wi = to_world(wi_local, t, b, n_b)
     wi = wi / (wi * wi).sum(-1, keepdim=True).clamp_min(1e-30).sqrt()
     pdf = metallic_roughness_pdf_unchecked(n, wi, wo, base_color, roughness, metallic, ior=ior,
-                                           specular_f0=specular_f0, transmission=transmission)
+                                           specular_f0=specular_f0, transmission=transmission, specular=specular)
     f = metallic_roughness_unchecked(n, wi, wo, base_color, roughness, metallic, ior=ior, specular_f0=specular_f0,
-                                     transmission=transmission)
+                                     transmission=transmission, specular=specular)
     cos = (n * wi).sum(-1, keepdim=True).clamp_min(0.0)
     ok = pdf > 0
     weight = torch.where(ok, f * cos / torch.where(ok, pdf, torch.ones_like(pdf)), torch.zeros_like(f))
@@ -683,6 +697,20 @@ def _check_material(base_color, roughness, metallic, ior, specular_f0, like, val
     return base_color, roughness, metallic, ior, specular_f0
 
 
+def _check_specular(specular, like, valid):
+    """``specular`` (None, a number or ``[..., 1]``) checked in [0, 1] and against the batch, as a tensor."""
+    if specular is None:
+        return None
+    specular = _check_param(specular, "specular", like, 0.0, 1.0)
+    _batch([("n, wi, wo", valid), ("specular", specular)])
+    return specular
+
+
+def _weighted(fresnel, specular):
+    """The dielectric's Fresnel term times the specular weight (``KHR_materials_specular``); None: unweighted."""
+    return fresnel if specular is None else specular * fresnel
+
+
 def _f0_dielectric(ior, specular_f0):
     if specular_f0 is not None:
         return specular_f0
@@ -696,12 +724,12 @@ def _dielectric_weight(metallic, transmission):
     return w_d if transmission is None else w_d * (1.0 - transmission)
 
 
-def _specular_probability(n_dot_v, base_color, metallic, f0_d, transmission=None):
+def _specular_probability(n_dot_v, base_color, metallic, f0_d, transmission=None, specular=None):
     """``p_spec [..., 1]``: the specular lobe's share of the Schlick-estimated reflectance at ``wo``."""
     m = 1.0 - n_dot_v.clamp(0.0, 1.0)
     m2 = m * m
     fc = m2 * m2 * m
-    f_d = f0_d + (1.0 - f0_d) * fc
+    f_d = _weighted(f0_d + (1.0 - f0_d) * fc, specular)
     f_m = base_color + (1.0 - base_color) * fc
     w_d = _dielectric_weight(metallic, transmission)
     spec = (w_d * f_d + metallic * f_m).mean(-1, keepdim=True)
@@ -711,7 +739,7 @@ def _specular_probability(n_dot_v, base_color, metallic, f0_d, transmission=None
     return torch.where(positive, spec / torch.where(positive, total, torch.ones_like(total)), torch.ones_like(total))
 
 
-def _pdf(n_dot_l, n_dot_v, sin2_h, valid, base_color, roughness, metallic, f0_d, transmission=None):
+def _pdf(n_dot_l, n_dot_v, sin2_h, valid, base_color, roughness, metallic, f0_d, transmission=None, specular=None):
     alpha = _alpha(roughness)
     a2 = alpha * alpha
     d = _ggx_q(sin2_h, a2)
@@ -719,6 +747,6 @@ def _pdf(n_dot_l, n_dot_v, sin2_h, valid, base_color, roughness, metallic, f0_d,
     # G1(wo) D / (4 n.v) with G1 = 2 n.v / (n.v + sqrt(a2 + (1 - a2) n.v^2)): the n.v cancels.
     pdf_spec = dist / (2.0 * (n_dot_v + torch.sqrt(a2 + (1.0 - a2) * n_dot_v * n_dot_v)))
     pdf_diff = n_dot_l / math.pi
-    p_spec = _specular_probability(n_dot_v, base_color, metallic, f0_d, transmission)
+    p_spec = _specular_probability(n_dot_v, base_color, metallic, f0_d, transmission, specular)
     pdf = p_spec * pdf_spec + (1.0 - p_spec) * pdf_diff
     return torch.where(valid, pdf, torch.zeros((), dtype=pdf.dtype, device=pdf.device))

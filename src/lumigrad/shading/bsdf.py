@@ -72,8 +72,8 @@ class MetallicRoughnessBSDF:
       (:func:`lumigrad.shading.metallic_roughness_sample`).
     * ``pdf``: the mixture's density (:func:`lumigrad.shading.metallic_roughness_pdf`).
 
-    Uses ``si.base_color``, ``si.roughness``, ``si.metallic``, ``si.ior`` and ``si.specular_f0``. Stateless: one
-    instance serves every material.
+    Uses ``si.base_color``, ``si.roughness``, ``si.metallic``, ``si.ior``, ``si.specular_f0`` and ``si.specular``.
+    Stateless: one instance serves every material.
 
     **Differentiability:** as the functional ops: ``eval`` and ``pdf`` in the material values, ``si.normal``,
     ``si.wo`` and ``wi``; ``sample``'s ``wi`` is reparameterised in ``roughness`` (specular lobe) for fixed
@@ -93,19 +93,19 @@ class MetallicRoughnessBSDF:
         """``f(wi, si.wo)`` ``[..., C]``, no cosine; exactly 0 where ``n.wi <= 0`` or ``n.wo <= 0``."""
         _check_args(si, wi)
         return metallic_roughness_unchecked(si.normal, wi, si.wo, si.base_color, si.roughness, si.metallic,
-                                            ior=si.ior, specular_f0=si.specular_f0)
+                                            ior=si.ior, specular_f0=si.specular_f0, specular=si.specular)
 
     def sample(self, si: SurfaceSample, u1: torch.Tensor, u2: torch.Tensor) -> BSDFSample:
         """Draw ``wi`` from uniform ``u1 [..., 1]`` (lobe) and ``u2 [..., 2]`` (direction)."""
         _check_args(si, u1=u1, u2=u2)
         return metallic_roughness_sample_unchecked(si.normal, si.wo, si.base_color, si.roughness, si.metallic, u1,
-                                                   u2, ior=si.ior, specular_f0=si.specular_f0)
+                                                   u2, ior=si.ior, specular_f0=si.specular_f0, specular=si.specular)
 
     def pdf(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         """Density ``[..., 1]`` per solid angle of ``sample`` drawing ``wi``."""
         _check_args(si, wi)
         return metallic_roughness_pdf_unchecked(si.normal, wi, si.wo, si.base_color, si.roughness, si.metallic,
-                                                ior=si.ior, specular_f0=si.specular_f0)
+                                                ior=si.ior, specular_f0=si.specular_f0, specular=si.specular)
 
 
 class DiffuseBSDF:

@@ -171,7 +171,8 @@ def shade_direct_unchecked(surface: SurfaceSample, lights: Iterable[LightSample]
     n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     shaded = SurfaceSample(position=take(si.position), normal=n, wo=take(si.wo), base_color=take(si.base_color),
                            roughness=take(si.roughness), metallic=take(si.metallic), ior=_per_point(si.ior, pixels),
-                           specular_f0=_per_point(si.specular_f0, pixels))
+                           specular_f0=_per_point(si.specular_f0, pixels),
+                           specular=_per_point(si.specular, pixels))
     checkpointed = use_checkpoint and torch.is_grad_enabled() and any(t.requires_grad for t in inputs + list(si.tensors().values()))
     total = None
     for sample in lights:
@@ -241,6 +242,9 @@ def shade_punctual_unchecked(surface: SurfaceSample, lights: PunctualLights, *, 
                lights.radiance]
     dtype = si.base_color.dtype
     fused = use_fused and dtype in KERNEL_DTYPES and C <= MAX_CHANNELS and all(t.dtype == dtype for t in tensors)
+    # The kernel has no specular weight (KHR_materials_specular) yet: a surface with one shades on the PyTorch
+    # reference (the raster integrator leaves si.specular unset where no material's weight differs from 1).
+    fused = fused and si.specular is None
     if not fused:
         return shade_direct_unchecked(si, lights.samples(si.position), mask=mask, use_checkpoint=use_checkpoint)
     pixels = _Pixels([si.position, si.normal, si.wo, si.base_color, si.roughness, si.metallic], mask)
@@ -331,10 +335,12 @@ def shade_environment_unchecked(surface: SurfaceSample, *, sh_coeffs=None, prefi
         f0_d = f0_from_ior(torch.as_tensor(ior, dtype=c.dtype, device=c.device))
     else:
         f0_d = _per_point(si.specular_f0, pixels)
+    # KHR_materials_specular's weight s scales the dielectric's Fresnel (f0 and the split sum's f90 = 1 alike)
+    s = 1.0 if si.specular is None else _per_point(si.specular, pixels)
     out = torch.zeros_like(c)
     if sh_coeffs is not None:
         E = sh_irradiance(n, sh_coeffs)
-        out = out + (1 - metal) * (1 - f0_d) * c / torch.pi * E
+        out = out + (1 - metal) * (1 - s * f0_d) * c / torch.pi * E
     if prefiltered is not None:
         n_dot_v = (n * wo).sum(-1, keepdim=True).clamp(1e-4, 1)
         r = 2 * n_dot_v * n - wo
@@ -351,8 +357,11 @@ def shade_environment_unchecked(surface: SurfaceSample, *, sh_coeffs=None, prefi
             pick = lambda k: torch.gather(reads, 0, k.expand((1,) + reads.shape[1:]))[0]  # noqa: E731
             radiance = pick(idx[None] - 1) * (1 - t) + pick(idx[None]) * t
         ab = split_sum_lut(n_dot_v[..., 0], rough[..., 0].expand_as(n_dot_v[..., 0]))
-        f0 = (1 - metal) * f0_d + metal * c
-        out = out + radiance * (f0 * ab[..., :1] + ab[..., 1:])
+        if si.specular is None:
+            f0, f90 = (1 - metal) * f0_d + metal * c, 1.0
+        else:
+            f0, f90 = (1 - metal) * s * f0_d + metal * c, (1 - metal) * s + metal
+        out = out + radiance * (f0 * ab[..., :1] + f90 * ab[..., 1:])
     if si.occlusion is not None:
         out = out * take(si.occlusion)
     return pixels.put(out)

@@ -8,7 +8,9 @@ A :class:`Material` only holds tensors; :func:`sample_material` turns it into pe
   (the texture is linear);
 * ``normal``: the tangent-space normal ``(2 t - 1) * (scale, scale, 1)`` from ``normal_texture``;
 * ``occlusion = 1 + strength * (occlusion_texture.R - 1)``;
-* ``emission = emissive_factor * srgb_decode(emissive_texture)``.
+* ``emission = emissive_factor * srgb_decode(emissive_texture)``;
+* ``specular = specular_factor`` (``KHR_materials_specular``'s ``specularFactor``: the weight of the dielectric
+  layer's GGX coat, see :func:`lumigrad.shading.metallic_roughness`; 0 with ``metallic = 0`` is Lambertian).
 
 The sRGB-encoded textures are decoded texel by texel *before* they are filtered (bilinear, mip maps), as GPU
 sRGB textures and Mitsuba's ``bitmap`` do: filtering the encoded values and decoding after would darken
@@ -26,7 +28,7 @@ from typing import Dict, Optional
 
 import torch
 
-from .._checks import check_choice, check_number, check_tensor, check_texture_layout
+from .._checks import PerVersion, check_choice, check_number, check_tensor, check_texture_layout
 from ..raster.texture import texture, texture_unchecked
 from .image_formation import srgb_decode, srgb_decode_unchecked
 from .medium import HomogeneousMedium
@@ -65,6 +67,12 @@ class Material:
             ``"BLEND"`` composites the surface over what lies behind with that alpha (glass, decals).
             Renderers that trace rays ignore it. See :class:`lumigrad.integrators.RasterIntegrator`.
         alpha_cutoff: glTF ``alphaCutoff``, a number >= 0 (default 0.5), read in ``"MASK"`` mode only.
+        specular_factor: ``[]`` in [0, 1] (default 1), glTF ``KHR_materials_specular``'s ``specularFactor``: the
+            strength of the dielectric layer's specular coat. The dielectric is
+            ``(1 - specular_factor * F) * base_color / pi + specular_factor * F * GGX`` (Schlick ``F`` of
+            ``f0 = ((ior - 1) / (ior + 1))^2``), so 0 with ``metallic = 0`` is exactly Lambertian (Mitsuba's
+            ``diffuse``); the metallic lobe is untouched. ``specularColorFactor`` and the extension's textures
+            are not modelled (a white specular colour).
         interior: the :class:`~lumigrad.shading.HomogeneousMedium` that fills the closed mesh this material
             bounds (subsurface scattering; Mitsuba's shape ``interior``), or None (vacuum). The path tracer enters
             it where a path refracts through a transmitting surface against the face winding (into the mesh)
@@ -91,6 +99,7 @@ class Material:
     interior: Optional[HomogeneousMedium] = None
     alpha_mode: str = "OPAQUE"
     alpha_cutoff: float = 0.5
+    specular_factor: torch.Tensor = None
 
     def __post_init__(self):
         check_choice(self.wrap, "wrap", ("repeat", "clamp", "mirror"))
@@ -100,7 +109,7 @@ class Material:
             raise TypeError(f"interior must be a HomogeneousMedium or None; got {type(self.interior).__name__}")
         defaults = {"base_color_factor": [1.0, 1.0, 1.0, 1.0], "metallic_factor": 1.0, "roughness_factor": 1.0,
                     "normal_scale": 1.0, "occlusion_strength": 1.0, "emissive_factor": [0.0, 0.0, 0.0],
-                    "ior": 1.5, "transmission_factor": 0.0}
+                    "ior": 1.5, "transmission_factor": 0.0, "specular_factor": 1.0}
         ref = next(iter(self.parameters().values()), None)
         dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.get_default_dtype()
         device = ref.device if ref is not None else None
@@ -112,7 +121,7 @@ class Material:
                 setattr(self, name, torch.tensor(current, dtype=dtype, device=device))
         check_tensor(self.base_color_factor, "base_color_factor", trailing=(4,), floating=True, finite=True)
         check_tensor(self.emissive_factor, "emissive_factor", trailing=(3,), floating=True, finite=True)
-        for name in ("metallic_factor", "roughness_factor", "transmission_factor"):
+        for name in ("metallic_factor", "roughness_factor", "transmission_factor", "specular_factor"):
             value = getattr(self, name)
             check_tensor(value, name, floating=True, finite=True)
             if bool(((value < 0) | (value > 1)).any()):
@@ -135,6 +144,7 @@ class Material:
         if self.interior is not None and not isinstance(self.interior.g, torch.Tensor):
             g = torch.tensor(float(self.interior.g), dtype=dtype, device=self.interior.sigma_a.device)
             self.interior = replace(self.interior, g=g)
+        has_specular_weight(self)  # read now, with the checks above: renderers ask per frame
 
     def has_textures(self) -> bool:
         """Whether any texture slot is set (then :func:`sample_material` needs ``uv``)."""
@@ -152,6 +162,25 @@ class Material:
         return {f"interior.{k}": v for k, v in self.interior.parameters().items()}
 
 
+#: Whether each ``specular_factor`` tensor, as it is now, differs from 1 (read once per tensor version).
+_SPECULAR_NOT_ONE = PerVersion()
+
+
+def has_specular_weight(material: Material) -> bool:
+    """Whether ``material.specular_factor`` changes its BSDF from the core glTF one: it requires a gradient or is
+    not 1. Its value is read once per tensor version (at construction, then after an in-place change), so
+    renderers may ask every frame without a host sync (the raster's fused point-light kernel, which has no
+    specular weight, is used only where this is False)."""
+    factor = material.specular_factor
+    if factor.requires_grad:
+        return True
+    not_one = _SPECULAR_NOT_ONE.recall(factor, "not_one")
+    if not_one is None:
+        not_one = bool((factor.detach() != 1).any())
+        _SPECULAR_NOT_ONE.keep(factor, "not_one", not_one)
+    return not_one
+
+
 def sample_material(material: Material, uv: Optional[torch.Tensor] = None, *,
                     uv_derivs: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None,
                     shape: Optional[torch.Size] = None) -> Dict[str, torch.Tensor]:
@@ -166,7 +195,8 @@ def sample_material(material: Material, uv: Optional[torch.Tensor] = None, *,
     Returns:
         dict with ``base_color [..., 3]``, ``alpha [..., 1]``, ``metallic [..., 1]``, ``roughness [..., 1]``,
         ``occlusion [..., 1]``, ``emission [..., 3]``, ``transmission [..., 1]`` (``transmission_factor``;
-        read by :class:`lumigrad.shading.MetallicRoughnessTransmissionBSDF` only) and, with a normal texture,
+        read by :class:`lumigrad.shading.MetallicRoughnessTransmissionBSDF` only), ``specular [..., 1]``
+        (``specular_factor`` clamped to [0, 1], as renderers clamp the other factors) and, with a normal texture,
         ``normal_tangent [..., 3]`` (unnormalized tangent-space normal; see
         :func:`lumigrad.shading.perturb_normal`).
 
@@ -221,6 +251,7 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, linear_colou
         emission = emission * tex(m.emissive_texture, linear_colour)
     out["emission"] = emission
     out["transmission"] = const(m.transmission_factor, 1)
+    out["specular"] = const(m.specular_factor.clamp(0.0, 1.0), 1)
     if m.normal_texture is not None:
         n = tex(m.normal_texture) * 2 - 1
         scale = torch.stack([m.normal_scale, m.normal_scale, torch.ones_like(m.normal_scale)])

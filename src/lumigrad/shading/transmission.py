@@ -89,7 +89,7 @@ class MetallicRoughnessTransmissionBSDF:
 
     ``BSDFSample.is_transmission`` marks samples that cross the surface, ``eta`` is the IOR ratio across it,
     ``is_delta`` is False (``roughness`` 0 is clamped to ``ALPHA_MIN``: a very sharp but finite lobe).
-    ``si.specular_f0`` affects only the opaque part; the dielectric interface uses ``si.ior``.
+    ``si.specular_f0`` and ``si.specular`` affect only the opaque part; the dielectric interface uses ``si.ior``.
 
     Args:
         mode: ``"radiance"`` (default) or ``"importance"``, as for the dielectric BSDFs.
@@ -122,7 +122,8 @@ class MetallicRoughnessTransmissionBSDF:
     def _eval(self, n, wi, wo, si, t, w, alpha):
         """``eval`` from unit ``n`` and ``wo`` (normalised once, as the opaque model's sampler does)."""
         opaque = metallic_roughness_unchecked(n, wi, wo, si.base_color, si.roughness, si.metallic, ior=si.ior,
-                                              specular_f0=si.specular_f0, transmission=t)
+                                              specular_f0=si.specular_f0, transmission=t,
+                                              specular=si.specular)
         glass = rough_dielectric_unchecked(n, wi, wo, alpha, si.ior, mode=self.mode) * ~_index_matched(si)
         crosses = (n * wi).sum(-1, keepdim=True) * (n * wo).sum(-1, keepdim=True) < 0
         tint = torch.where(crosses, si.base_color, torch.ones_like(si.base_color))
@@ -130,7 +131,8 @@ class MetallicRoughnessTransmissionBSDF:
 
     def _pdf(self, n, wi, wo, si, t, w, alpha):
         opaque = metallic_roughness_pdf_unchecked(n, wi, wo, si.base_color, si.roughness, si.metallic, ior=si.ior,
-                                                  specular_f0=si.specular_f0, transmission=t)
+                                                  specular_f0=si.specular_f0, transmission=t,
+                                              specular=si.specular)
         glass = rough_dielectric_pdf_unchecked(n, wi, wo, alpha, si.ior) * ~_index_matched(si)
         return (1.0 - w) * opaque + w * glass
 
@@ -161,7 +163,7 @@ class MetallicRoughnessTransmissionBSDF:
         # The raw normal and wo, as MetallicRoughnessBSDF.sample passes them: T = 0 gives its bits.
         s_opaque = metallic_roughness_sample_unchecked(si.normal, si.wo, si.base_color, si.roughness, si.metallic,
                                                        u_opaque, u2, ior=si.ior, specular_f0=si.specular_f0,
-                                                       transmission=t)
+                                                       transmission=t, specular=si.specular)
         s_glass = rough_dielectric_sample_unchecked(n, wo, alpha, si.ior, u_glass.clamp(0.0, 1.0), u2,
                                                     mode=self.mode)
         wi = torch.where(glass, s_glass.wi, s_opaque.wi)
