@@ -162,6 +162,28 @@ class PathAdjoint:
         self._pending = (paths, ratio, self.rest.index_select(0, paths))
         self.awaiting.index_fill_(0, paths, True)
 
+    def fold_ratio(self, paths: torch.Tensor, ratio: torch.Tensor) -> None:
+        """Back-propagate the ratio ``[n, C]`` (or ``[n, 1]``) of a weight that multiplies all the radiance still to
+        come on ``paths`` (a free flight's), like :func:`_backprop_ratio`; on the paths whose BSDF-weight ratio
+        is held (:meth:`defer_ratio`), whose radiance still to come is the same, it is multiplied into the held
+        one instead (both are 1 in value, so the product's gradient is their sum), so that it too leaves out the
+        area-light emission the sample finds: area-parameterised next-event estimation differentiates that
+        light, the medium's transmittance on the way included."""
+        if self._pending is None:
+            _backprop_ratio(self, paths, ratio)
+            return
+        held_paths, held_ratio, rest = self._pending
+        where = torch.full((self.rest.shape[0],), -1, dtype=torch.long, device=paths.device)
+        where[held_paths] = torch.arange(held_paths.numel(), device=paths.device)
+        at = where.index_select(0, paths)
+        held = at >= 0
+        with torch.enable_grad():  # (the pass runs under no_grad: indexing the ratio must keep its graph)
+            folded = ratio[held].expand(-1, held_ratio.shape[1])
+            factor = torch.ones_like(held_ratio).index_copy(0, at[held], folded)
+            self._pending = (held_paths, held_ratio * factor, rest)
+            if not bool(held.all()):
+                _backprop_ratio(self, paths[~held], ratio[~held])
+
     def flush_ratio(self) -> None:
         """Back-propagate the held ratio times the radiance still to come less the area-light emission its
         sample found (what area-parameterised next-event estimation differentiates instead)."""
@@ -256,7 +278,7 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
             b = b.index_copy(0, ff.rows, b.index_select(0, ff.rows) * ff.weight)
             scatter = scatter.index_fill(0, ff.rows[ff.scattered], True)
             if adjoint is not None:  # the weight multiplies all the path gathers from here on
-                _backprop_ratio(adjoint, alive.index_select(0, ff.rows), ff.ratio)
+                adjoint.fold_ratio(alive.index_select(0, ff.rows), ff.ratio)
         # Rays that leave the scene see the environment.
         if ts.environment is not None and bool((~hit & ~scatter).any()):
             miss = (~hit & ~scatter).nonzero()[:, 0]
