@@ -14,6 +14,9 @@ standard deviation of one pass, and the median process CPU time of a forward + b
 gradient's split into its three terms, each from its own runs (the same seeds with the other two terms off:
 ``edge_samples=0`` / ``shadow_edge_samples=0``; the interior term alone has both off).
 
+``--hashed-seeds`` draws the backward seeds far apart instead of ``10, 11, ...``: means over different seed sets
+spread more than their standard errors say (docs/benchmarks.md, "Large-lamp height bias, second pass").
+
 ``--reference SPP`` prints instead central differences (step ``--eps``) of ``--seeds`` renders at ``SPP`` samples
 per pixel, each pair with its own seed: mean, standard error and the standard deviation of one seed's difference.
 The reference's own noise is not small against the gradient's residuals: moving the lamp's outline by
@@ -122,6 +125,8 @@ def main() -> None:
                         help="the pixels the loss sums (outline: within 1.5 px of the lamp's projected square)")
     parser.add_argument("--rows", type=int, nargs=2, default=(0, SIZE), metavar=("FIRST", "END"),
                         help="with --mask rows: image rows FIRST <= row < END")
+    parser.add_argument("--hashed-seeds", action="store_true",
+                        help="backward seeds (2654435761 s + 987654321) mod 2^40 instead of 10 + s (a fresh set)")
     parser.add_argument("--terms", action="store_true",
                         help="also print the gradient's interior, primary-edge and shadow-edge terms")
     args = parser.parse_args()
@@ -132,11 +137,12 @@ def main() -> None:
         args.mask_tensor = mask
         _reference(x0, lamp, args)
         return
+    seeds = [(2654435761 * s + 987654321) % 2 ** 40 if args.hashed_seeds else 10 + s for s in range(args.seeds)]
     grads, times = [], []
-    for s in range(args.seeds):
+    for s in seeds:
         x = x0.clone().requires_grad_()
         start = time.process_time()
-        _loss(x, lamp, 10 + s, mask=mask).backward()
+        _loss(x, lamp, s, mask=mask).backward()
         times.append(time.process_time() - start)
         grads.append(x.grad)
     g = torch.stack(grads)
@@ -146,9 +152,9 @@ def main() -> None:
     if args.terms:
         for term, settings in TERMS.items():
             parts = []
-            for s in range(args.seeds):
+            for s in seeds:
                 x = x0.clone().requires_grad_()
-                _loss(x, lamp, 10 + s, mask=mask, **settings).backward()
+                _loss(x, lamp, s, mask=mask, **settings).backward()
                 parts.append(x.grad)
             print(f"\n{term} term")
             _table(torch.stack(parts) - (interior if term != "interior" else 0), "pass")
