@@ -36,6 +36,19 @@ from .fused_paths import path_tables, sample_paths_fused, use_fused
 __all__ = ["DirectIntegrator", "PathIntegrator"]
 
 _SEED_MOD = 2 ** 62
+#: The random streams of one pass (seed): each gets its own seed through :func:`_stream`.
+_PATHS, _CAMERA, _PRIMARY_EDGES, _SHADOW_EDGES, _EDGE_SIDES = range(5)
+_MASK64 = 2 ** 64 - 1
+
+
+def _stream(seed: int, stream: int) -> int:
+    """The seed of random stream ``stream`` of the pass ``seed``: a splitmix64 finaliser of both, so that no
+    stream of one pass is another pass's (the passes of a fit, seeds 0, 1, 2, ..., are independent; an affine
+    map such as ``2 seed`` / ``seed + 7`` gave the edge sides of pass ``s`` the paths of pass ``s + 7``)."""
+    z = (int(seed) * 0x9E3779B97F4A7C15 + (stream + 1) * 0xD1B54A32D192ED03) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return (z ^ (z >> 31)) % _SEED_MOD
 #: ``light_sampling`` by default (docs/design.md, "Area-light sampling in the primal": never less efficient
 #: than solid angle in the scenes measured, cheaper far from small lamps).
 DEFAULT_LIGHT_SAMPLING = "auto"
@@ -264,7 +277,7 @@ class _Run:
         cam = self.camera
         H, W = cam.height, cam.width
         count = self.integrator.edge_samples or max(256, H * W * spp // 16)
-        views, v_views, gen = self._views(v_image, (3 * seed + 2) % _SEED_MOD)
+        views, v_views, gen = self._views(v_image, _stream(seed, _PRIMARY_EDGES))
         for view, v in zip(views, v_views):
             edges = sample_primary_edges(ts.verts, ts.faces, view.K.to(ts.verts.dtype),
                                          view.world_to_cam.to(ts.verts.dtype), view.near, W, H, count, gen,
@@ -283,8 +296,8 @@ class _Run:
                 radiance = []
                 for k, side in enumerate((-1.0, 1.0)):  # antithetic: the same seed on both sides
                     o, d = _rays_through(view, p + side * eps * n, ts.verts.dtype)
-                    side_seed = seed + 7 + (0 if self.integrator.antithetic_edges else k)
-                    radiance.append(self._primal_paths(ts, o, d, tables=tables, **self._settings(side_seed)))
+                    stream = _EDGE_SIDES + (0 if self.integrator.antithetic_edges else k)
+                    radiance.append(self._primal_paths(ts, o, d, tables=tables, **self._settings(seed, stream)))
                 jump = radiance[0] - radiance[1]  # f_minus - f_plus
                 weight = (v[row[keep], col[keep]].to(jump.dtype) * jump).sum(-1) * edges.inv_pdf[keep]
             surrogate = (weight * (n * edges.points[keep]).sum(-1)).sum()
@@ -297,7 +310,7 @@ class _Run:
         cam = self.camera
         H, W = cam.height, cam.width
         count = self.integrator.shadow_edge_samples or max(256, H * W * spp // 16)
-        views, v_views, gen = self._views(v_image, (5 * seed + 3) % _SEED_MOD)
+        views, v_views, gen = self._views(v_image, _stream(seed, _SHADOW_EDGES))
         dtype = ts.verts.dtype
         for view, v in zip(views, v_views):
             edges = sample_shadow_edges(ts, view.K.to(dtype), view.world_to_cam.to(dtype), view.near, W, H, count,
@@ -341,9 +354,9 @@ class _Run:
             return sample_paths_fused(ts, o, d, tables=tables, **settings).to(ts.verts.dtype)
         return sample_paths(ts, o, d, **settings)
 
-    def _settings(self, seed: int) -> dict:
+    def _settings(self, seed: int, stream: int = _PATHS) -> dict:
         it = self.integrator
-        return dict(max_depth=it.max_depth, rr_depth=it.rr_depth, seed=(2 * seed) % _SEED_MOD,
+        return dict(max_depth=it.max_depth, rr_depth=it.rr_depth, seed=_stream(seed, stream),
                     hide_emitters=it.hide_emitters)
 
 
@@ -399,7 +412,7 @@ def _camera_rays(camera: Camera, spp: int, seed: int, dtype: torch.dtype):
     ordered view, row, column, sample. Differentiable in the camera's ``K``, ``world_to_cam`` and distortion."""
     H, W = camera.height, camera.width
     gen = torch.Generator(device=camera.device)
-    gen.manual_seed((2 * seed + 1) % _SEED_MOD)
+    gen.manual_seed(_stream(seed, _CAMERA))
     batch = tuple(camera.batch_shape)
     centres = pixel_centers(H, W, device=camera.device, dtype=camera.dtype)  # [H, W, 2]
     jitter = torch.rand(batch + (H, W, spp, 2), generator=gen, device=camera.device, dtype=camera.dtype) - 0.5
