@@ -289,6 +289,19 @@ def test_write_mtl_validates(tmp_path):
         write_mtl(tmp_path / "a.mtl", {"m": Material(base_color_texture=torch.zeros(2, 2, 3), wrap="mirror")})
 
 
+def test_write_mtl_warns_about_what_it_cannot_write(tmp_path):
+    """A Lambertian (``specular_factor`` 0, Mitsuba's ``diffuse``) or a transmitting material loses those values in
+    MTL: the writer says so, naming the material and the field; a core glTF material writes silently."""
+    with pytest.warns(UserWarning, match=r"materials\['lambert'\]: specular_factor has no MTL"):
+        write_mtl(tmp_path / "a.mtl", {"lambert": Material(specular_factor=0.0)})
+    with pytest.warns(UserWarning, match="transmission_factor"):
+        write_mtl(tmp_path / "b.mtl", {"glass": Material(transmission_factor=1.0)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_mtl(tmp_path / "c.mtl", {"plain": Material()})
+    assert read_mtl(tmp_path / "a.mtl")["lambert"].specular_factor.item() == 1.0
+
+
 # ------------------------------------------------------------------------------------- OBJ with materials
 @pytest.mark.parametrize("dtype", [torch.float32, DT])
 def test_write_obj_with_materials_textured_round_trip(tmp_path, dtype):

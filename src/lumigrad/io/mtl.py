@@ -362,7 +362,9 @@ def write_mtl(path: str | os.PathLike, materials: Dict[str, Material], texture_p
     ``map_Pr`` / ``map_Pm`` (the G / B channels of ``metallic_roughness_texture``, grey-scale), ``norm`` with
     ``-bm normal_scale``, ``map_ao`` (R of ``occlusion_texture``), ``map_Ke``; ``-clamp on`` when ``wrap`` is
     ``"clamp"``. Textures are quantised to 8 bits (read back within 0.5 / 255); factors read back exactly in
-    float64 and float32. ``occlusion_strength`` has no MTL statement and is not written (reads back as 1).
+    float64 and float32. ``occlusion_strength`` has no MTL statement and is not written (reads back as 1);
+    neither have ``specular_factor`` (KHR_materials_specular; reads back as 1) and ``transmission_factor`` (reads
+    back as 0): a material whose values differ is written with a warning naming it.
 
     Raises:
         TypeError: ``materials`` is not a dict of Material.
@@ -384,6 +386,13 @@ def write_mtl(path: str | os.PathLike, materials: Dict[str, Material], texture_p
                              "repeated or leading / trailing spaces)")
         if m.wrap == "mirror" and m.has_textures():
             raise ValueError(f"materials[{name!r}] has wrap='mirror', which MTL cannot express")
+        lost = [k for k, v, default in (("specular_factor", m.specular_factor, 1.0),
+                                        ("transmission_factor", m.transmission_factor, 0.0))
+                if bool((v.detach() != default).any())]
+        if lost:
+            verb = "has" if len(lost) == 1 else "have"
+            warnings.warn(f"materials[{name!r}]: {' and '.join(lost)} {verb} no MTL statement, not written (glTF "
+                          "keeps them)", stacklevel=2)
         f = lambda x: repr(float(x))  # noqa: E731  (repr of a float64 reads back exactly)
         bc = m.base_color_factor.detach().double().reshape(-1).tolist()
         rough = float(m.roughness_factor.detach().double())

@@ -278,9 +278,11 @@ def shade_environment(position: torch.Tensor, normal: torch.Tensor, camera_posit
                       mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Image-based lighting ``[..., C]``: diffuse from SH irradiance, specular by the split sum.
 
-    * diffuse: ``(1 - metallic) (1 - F0_d) c / pi * E(n)`` with ``E = sh_irradiance(n, sh_coeffs)``;
-    * specular: ``prefiltered(r, roughness) * (F0 A + B)`` with ``r`` the mirror direction, ``(A, B)`` from
-      :func:`lumigrad.shading.split_sum_lut`, ``F0 = mix(F0_d, c, metallic)``; the pre-filtered maps
+    * diffuse: ``(1 - metallic) (1 - s F0_d) c / pi * E(n)`` with ``E = sh_irradiance(n, sh_coeffs)`` and ``s``
+      the specular weight (``material["specular"]``, ``KHR_materials_specular``; 1 when absent);
+    * specular: ``prefiltered(r, roughness) * (F0 A + f90 B)`` with ``r`` the mirror direction, ``(A, B)`` from
+      :func:`lumigrad.shading.split_sum_lut`, ``F0 = mix(s F0_d, c, metallic)``, ``f90 = mix(s, 1, metallic)``;
+      the pre-filtered maps
       (``[R, h, w, C]`` from :func:`lumigrad.shading.prefilter_ggx` at ``prefiltered_roughness``) are
       interpolated linearly in roughness.
 

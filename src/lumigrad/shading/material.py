@@ -163,7 +163,7 @@ class Material:
 
 
 #: Whether each ``specular_factor`` tensor, as it is now, differs from 1 (read once per tensor version).
-_SPECULAR_NOT_ONE = PerVersion()
+_SPECULAR_NOT_ONE = PerVersion(capacity=1 << 16)  # one per material of a scene, asked every frame
 
 
 def has_specular_weight(material: Material) -> bool:

@@ -132,7 +132,7 @@ class MetallicRoughnessTransmissionBSDF:
     def _pdf(self, n, wi, wo, si, t, w, alpha):
         opaque = metallic_roughness_pdf_unchecked(n, wi, wo, si.base_color, si.roughness, si.metallic, ior=si.ior,
                                                   specular_f0=si.specular_f0, transmission=t,
-                                              specular=si.specular)
+                                                  specular=si.specular)
         glass = rough_dielectric_pdf_unchecked(n, wi, wo, alpha, si.ior) * ~_index_matched(si)
         return (1.0 - w) * opaque + w * glass
 
