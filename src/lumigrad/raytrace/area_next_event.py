@@ -81,7 +81,8 @@ def _cross(tri: torch.Tensor) -> torch.Tensor:
     return torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
 
 
-def area_next_event(ts, bvh, bsdf, si, ng: torch.Tensor, u: torch.Tensor, lights: List[int]) -> torch.Tensor:
+def area_next_event(ts, bvh, bsdf, si, ng: torch.Tensor, u: torch.Tensor, lights: List[int],
+                    shadow=None) -> torch.Tensor:
     """One sample of the direct light of each area light ``ts.lights[j], j in lights`` at the surface points
     ``si`` (geometric normals ``ng``), without MIS, in the lamp's area parameterisation: ``[N, 3]``, the sum over
     the lights.
@@ -90,7 +91,7 @@ def area_next_event(ts, bvh, bsdf, si, ng: torch.Tensor, u: torch.Tensor, lights
     :func:`lumigrad.shading.emitters.area_light_solid_angle_points_unchecked`: ``u [N, 2 * len(lights)]``, two
     numbers per light) and then held at its barycentrics with its density per unit area as a constant
     (``P_k = density A_k``), so it moves with the lamp; the value is that of solid-angle sampling at full
-    weight. See :func:`area_light_term`."""
+    weight. See :func:`area_light_term` (``shadow``: media the shadow rays cross, or None)."""
     x = si.position.detach()
     out = torch.zeros(x.shape[0], 3, dtype=x.dtype, device=x.device)
     for i, j in enumerate(lights):
@@ -100,16 +101,18 @@ def area_next_event(ts, bvh, bsdf, si, ng: torch.Tensor, u: torch.Tensor, lights
         with torch.no_grad():
             tri = light.verts.detach()[light.faces.long()[k]].to(x.dtype)
             prob = density * 0.5 * _cross(tri).norm(dim=-1)  # the density per unit area times A_k
-        out = out + area_light_term(bvh, bsdf, si, ng, light, k, bary, prob)
+        out = out + area_light_term(bvh, bsdf, si, ng, light, k, bary, prob, shadow)
     return out
 
 
 def area_light_term(bvh, bsdf, si, ng: torch.Tensor, light, tri_index: torch.Tensor, bary: torch.Tensor,
-                    prob: torch.Tensor) -> torch.Tensor:
+                    prob: torch.Tensor, shadow=None) -> torch.Tensor:
     """``[N, 3]``: ``f(wi) L_e |n_x . wi| max(cos_y, 0) V A_k / (P_k d^2)`` for the lamp points of
     :func:`area_points` (triangles ``tri_index``, barycentrics ``bary``, constants ``prob``; 0 where ``prob`` is 0)
     seen from the surface points ``si``. Visibility is a shadow ray (constant); everything else is
-    differentiable: the shading point, its BSDF, the lamp's vertices and radiance."""
+    differentiable: the shading point, its BSDF, the lamp's vertices and radiance. ``shadow`` (scenes with media:
+    a :class:`lumigrad.raytrace.volumetric.ShadowMedia`) multiplies the shadow ray's transmittance, differentiable
+    in the media's coefficients (the distance held)."""
     x = si.position
     usable = prob > 0
     y, n_y, le = area_points(light, tri_index, bary, torch.where(usable, prob, torch.ones_like(prob)))
@@ -125,6 +128,8 @@ def area_light_term(bvh, bsdf, si, ng: torch.Tensor, light, tri_index: torch.Ten
         blocked = bvh.occluded(origin, wi.detach(), d[:, 0] * (1 - 1e-4))
         seen = valid & ~blocked[:, None]
     term = bsdf.eval(si, wi) * cos.abs() * le * emit / (d * d)
+    if shadow is not None:
+        term = term * shadow.transmittance(wi.detach(), d.detach(), term.shape[-1])
     return torch.where(seen, term, torch.zeros_like(term))
 
 

@@ -70,8 +70,7 @@ from ..shading.tangents import perturb_normal_unchecked
 from .area_next_event import area_light_indices, area_next_event, area_seed
 from .intersect import intersect_faces_unchecked, offset_ray_origin
 from .mis import power_heuristic, sample_light
-from .volumetric import (ShadowMedia, area_next_event_in_media, free_flight, media_of, next_medium,
-                         outward_face_normals, scatter_vertex)
+from .volumetric import ShadowMedia, free_flight, media_of, outward_face_normals, scatter_vertex
 
 __all__ = ["PathAdjoint", "TraceScene", "power_heuristic", "sample_paths", "surface_at"]
 
@@ -380,8 +379,7 @@ def _surface_vertices(ts, bvh, media, adjoint, kernels, primary, hide_emitters, 
                         nee_area = kernels.area_next_event(bvh, by_area, paths + path_offset, depth, seed, si_d,
                                                            ng.detach()).to(dtype)
                 ua = u_area.index_select(0, rows)
-                area = (area_next_event(ts, bvh, bsdf, si, ng, ua, by_area) if shadow is None
-                        else area_next_event_in_media(ts, bvh, bsdf, si, ng, ua, by_area, shadow))
+                area = area_next_event(ts, bvh, bsdf, si, ng, ua, by_area, shadow)
                 term = term + bh * (nee + nee_area)
                 term_grad = term_grad + bh * (nee + area)
             else:
@@ -420,11 +418,7 @@ def _surface_vertices(ts, bvh, media, adjoint, kernels, primary, hide_emitters, 
                     _backprop_ratio(adjoint, paths, ratio * ok[:, None])
             x = si.position.detach()
     if not last:
-        new_med = med.index_select(0, rows)
-        if has_media:
-            fr = face.index_select(0, rows)
-            new_med = next_medium(media, new_med, ts.face_part.index_select(0, fr),
-                                  outward_face_normals(ts.verts, ts.faces, fr), -rd.detach(), wi)
+        new_med = med.index_select(0, rows) if shadow is None else shadow.leaving(wi)
         going_on = _Next(rows, bh * bs_weight, ok, x, offset_ray_origin(x, ng.detach(), wi), wi,
                          torch.where(delta, -torch.ones_like(pdf), pdf), uh[:, 3], new_med)
     return contrib, going_on, deferred

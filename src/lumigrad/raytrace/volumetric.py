@@ -42,12 +42,10 @@ import torch
 
 from ..shading.henyey_greenstein import hg_eval, hg_sample
 from ..shading.medium import HomogeneousMedium, homogeneous_transmittance, sample_homogeneous_distance
-from ..shading.emitters import area_light_solid_angle_points_unchecked
-from .area_next_event import area_next_event, area_points
 from .mis import power_heuristic, sample_light
 
 __all__ = ["FreeFlight", "ShadowMedia", "free_flight", "media_of", "next_medium", "outward_face_normals",
-           "scatter_vertex", "shadow_transmittance", "area_next_event_in_media"]
+           "scatter_vertex", "shadow_transmittance"]
 
 
 @dataclass
@@ -213,8 +211,17 @@ def next_medium(media: List[Optional[HomogeneousMedium]], medium: torch.Tensor, 
     """The medium ``[N]`` of rays leaving a surface along ``wi`` (arriving from ``wo``): a refraction into the
     mesh (``n_out . wi < 0 < n_out . wo``) enters the part's interior (or vacuum if it has none), a refraction
     out of it enters vacuum, a reflection keeps ``medium``."""
-    interior = torch.tensor([-1 if m is None else k for k, m in enumerate(media)], dtype=torch.long,
-                            device=medium.device).index_select(0, part)
+    return _crossing(medium, interior_of(media, part), n_out, wo, wi)
+
+
+def interior_of(media: List[Optional[HomogeneousMedium]], part: torch.Tensor) -> torch.Tensor:
+    """The interior medium ``[N]`` of the parts ``part [N]`` (-1: none)."""
+    return torch.tensor([-1 if m is None else k for k, m in enumerate(media)], dtype=torch.long,
+                        device=part.device).index_select(0, part)
+
+
+def _crossing(medium: torch.Tensor, interior: torch.Tensor, n_out: torch.Tensor, wo: torch.Tensor,
+              wi: torch.Tensor) -> torch.Tensor:
     side_i = (n_out * wi).sum(-1)
     side_o = (n_out * wo).sum(-1)
     entering = (side_i < 0) & (side_o > 0)
@@ -232,12 +239,11 @@ def shadow_transmittance(media: List[Optional[HomogeneousMedium]], medium: torch
     dist = distance.detach()
     dist = torch.where(torch.isfinite(dist), dist, torch.zeros_like(dist))
     tr = torch.ones(medium.shape[0], C, dtype=dist.dtype, device=dist.device)
-    for k in medium.unique().tolist():
-        if k < 0:
+    for k, m in enumerate(media):  # (each medium over all rows, chosen by mask: no host sync)
+        if m is None:
             continue
-        sub = (medium == k).nonzero()[:, 0]
-        _, _, sigma_t, _ = _coefficients(media[k], dist.dtype, C)
-        tr = tr.index_copy(0, sub, homogeneous_transmittance(sigma_t, dist.index_select(0, sub)))
+        _, _, sigma_t, _ = _coefficients(m, dist.dtype, C)
+        tr = torch.where((medium == k)[:, None], homogeneous_transmittance(sigma_t, dist), tr)
     return tr
 
 
@@ -245,38 +251,26 @@ def shadow_transmittance(media: List[Optional[HomogeneousMedium]], medium: torch
 class ShadowMedia:
     """What the shadow rays of next-event estimation from surface vertices need to know of the media: the
     media, and per vertex the medium its incoming ray is in, its part, the outward normal of its face
-    (:func:`outward_face_normals`) and the direction towards the viewer ``wo`` (detached)."""
+    (:func:`outward_face_normals`) and the direction towards the viewer ``wo`` (detached); the part's interior
+    is looked up once (``interior``)."""
 
     media: List[Optional[HomogeneousMedium]]
     medium: torch.Tensor
     part: torch.Tensor
     n_out: torch.Tensor
     wo: torch.Tensor
+    interior: Optional[torch.Tensor] = None
+
+    def __post_init__(self):
+        if self.interior is None:
+            self.interior = interior_of(self.media, self.part)
+
+    def leaving(self, wi: torch.Tensor) -> torch.Tensor:
+        """The medium ``[N]`` of rays leaving the vertices along ``wi`` (:func:`next_medium`)."""
+        return _crossing(self.medium, self.interior, self.n_out, self.wo, wi)
 
     def transmittance(self, wi: torch.Tensor, distance: torch.Tensor, C: int) -> torch.Tensor:
         """``Tr [N, C]`` along the shadow rays ``wi [N, 3]`` of length ``distance [N, 1]``: in the medium the ray
-        leaves the surface into (:func:`next_medium`: the vertex's on its side, the part's interior or vacuum
+        leaves the surface into (:meth:`leaving`: the vertex's on its side, the part's interior or vacuum
         across a transmitting boundary)."""
-        into = next_medium(self.media, self.medium, self.part, self.n_out, self.wo, wi.detach())
-        return shadow_transmittance(self.media, into, distance, C)
-
-
-def area_next_event_in_media(ts, bvh, bsdf, si, ng: torch.Tensor, u: torch.Tensor, lights: List[int],
-                             shadow: ShadowMedia) -> torch.Tensor:
-    """:func:`lumigrad.raytrace.area_next_event.area_next_event` (the adjoint pass's area-parameterised light
-    samples, same arguments) with each light's term times the ``Tr`` of its shadow ray (``shadow``): ``[N, 3]``.
-
-    **Differentiability:** as ``area_next_event``, and ``Tr`` in the media's coefficients (its distance detached)."""
-    x = si.position.detach()
-    out = torch.zeros(x.shape[0], 3, dtype=x.dtype, device=x.device)
-    for i, j in enumerate(lights):
-        light, uj = ts.lights[j], u[:, 2 * i:2 * i + 2]
-        term = area_next_event(ts, bvh, bsdf, si, ng, uj, [j])
-        with torch.no_grad():  # the same lamp points again (the sampler is a function of u): their distances
-            k, bary, _ = area_light_solid_angle_points_unchecked(x, light.verts, light.faces, uj,
-                                                                 two_sided=getattr(light, "two_sided", False))
-            v = area_points(light, k, bary, torch.ones_like(bary[:, 0]))[0] - x
-            dist = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
-        out = out + term * shadow.transmittance(v / dist.clamp_min(1e-30), dist, out.shape[-1])
-    return out
-
+        return shadow_transmittance(self.media, self.leaving(wi.detach()), distance, C)
