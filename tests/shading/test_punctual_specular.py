@@ -122,6 +122,14 @@ def test_directional_spot_and_ranged_lights_with_weights_match_reference(kernel_
     _compare(kernel_calls, leaves, is_point, dtype, spot=True)
 
 
+@pytest.mark.parametrize("points_only", [True, False], ids=["point_lights", "general"])
+def test_point_terms_summed_in_registers_with_weights(kernel_calls, monkeypatch, points_only):
+    """The backward CUDA runs (a point's per-light terms summed in registers, not in a scratch row), on the CPU."""
+    monkeypatch.setitem(direct_lights_module.PACKED_LANES, "cpu", False)
+    leaves, is_point = _weighted_scene(9, points_only, torch.float64, seed=4)
+    _compare(kernel_calls, leaves, is_point, torch.float64)
+
+
 def test_weight_one_gives_the_unweighted_kernel_to_rounding():
     """A weight of 1 everywhere: the weighted kernels equal the kernels without a weight (to the last bits: the
     extra terms are ``0 m5`` and ``(1 - F0) m5`` from ``f90 = 1``)."""
@@ -135,20 +143,22 @@ def test_weight_one_gives_the_unweighted_kernel_to_rounding():
 
 
 def test_gradcheck_weighted_kernel_float64(native):
-    g = torch.Generator().manual_seed(4)
-    P, K, C = 3, 5, 2
-    r = lambda *s: torch.rand(*s, generator=g, dtype=torch.float64)  # noqa: E731
-    position = torch.randn(P, 3, generator=g, dtype=torch.float64) * 0.3
-    normal = torch.nn.functional.normalize(torch.tensor([[0.1, 0.2, 1.0]], dtype=torch.float64) + 0.2 * r(P, 3), dim=-1)
-    wo = torch.nn.functional.normalize(torch.tensor([[0.0, 0.3, 1.0]], dtype=torch.float64) + 0.2 * r(P, 3), dim=-1)
-    vector = torch.tensor([[0.5, 0.2, 2.0], [-0.4, 0.1, 1.5], [0.3, 0.1, 0.9], [0.1, -0.6, 1.2], [0.8, 0.4, 1.0]],
-                          dtype=torch.float64)
-    inputs = (position, normal, wo, r(P, C), r(P, 1) * 0.7 + 0.2, r(P, 1), r(P, C) * 0.1, r(P, 1) * 0.8 + 0.1,
-              vector, r(K, C) + 0.5)
-    leaves = [t.clone().requires_grad_(True) for t in inputs]
-    is_point = torch.ones(K, dtype=torch.int32)
+    """gradcheck of every input, the weight included, through 14 point lights (an 8-lane step, a 4-lane block and
+    two one by one) at four of :func:`_weighted_scene`'s lit points (past the grazing ones), one of each weight
+    0, 0.3 and 1 and metallic 0, 1 and between."""
+    leaves, is_point = _weighted_scene(14, True, torch.float64)
+    lit = _shade(leaves, is_point, False).abs().sum(-1) > 0.05
+    rest = torch.arange(lit.shape[0]) % 3
+    picks = [int(torch.nonzero(lit & (torch.arange(lit.shape[0]) > 40) & (rest == k))[j]) for k, j in
+             ((0, 0), (1, 0), (1, 1), (2, 0))]
+    points = [t[picks] for t in leaves[:7]]
+    assert sorted(points[6].flatten().tolist()) == [0.0, 0.3, 0.3, 1.0]
+    assert float(points[5].min()) == 0.0 and float(points[5].max()) == 1.0
+    f0 = 0.04 + 0.1 * torch.rand(4, 3, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    inputs = [t.clone().requires_grad_(True) for t in points[:6] + [f0, points[6]] + leaves[7:]]
 
     def fn(*xs):
         return direct_lights(*xs[:7], xs[8], is_point, xs[9], MIN_LIGHT_DISTANCE, specular=xs[7])
 
-    assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-7, rtol=1e-6)
+    assert bool((fn(*inputs).abs().sum(-1) > 0.05).all())
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7, rtol=1e-6)

@@ -184,8 +184,8 @@ def direct_lights(position: torch.Tensor, normal: torch.Tensor, wo: torch.Tensor
             None: read from ``light_is_point`` (one host sync on CUDA) when it matters.
         specular: ``[P, 1]`` the dielectric's specular weight ``s`` (``KHR_materials_specular``) in [0, 1], or
             None (1: kernels without its terms). With ``f0`` already ``s f0``, the kernels add the rest of its
-            effect: the diffuse ``(1 - metal) c (1 - s) / pi`` where the Fresnel term is ``m5 = (1 - v.h)^5`` and
-            the Schlick Fresnel's grazing value ``f90 = (1 - metal) s + metal`` (1 without a weight).
+            effect (the diffuse's ``e m5`` and the Schlick Fresnel's grazing value ``f90``, see
+            :mod:`lumigrad.kernels.direct_lights_kernels`) and give its gradient.
 
     The point tensors share one dtype of :data:`KERNEL_DTYPES`, all tensors one device, and are contiguous; the
     light tensors may be any float dtype (they are taken in float64). The formula

@@ -26,7 +26,15 @@ and reflects by the glTF metallic-roughness BRDF of :mod:`lumigrad.shading.brdf`
     f_c = kd_c (1 - m5) + D V (F0_c + (1 - F0_c) m5)                               (0 unless valid)
     out[i, c] += f_c * radiance[k, c] * G
 
-(the same ``f`` as ``(1 - metal) ((1 - Fd) c / pi + Fd D V) + metal D V Fm`` of the reference). ``qn`` is
+(the same ``f`` as ``(1 - metal) ((1 - Fd) c / pi + Fd D V) + metal D V Fm`` of the reference). With a specular
+weight ``s`` (``KHR_materials_specular``: the reference's ``Fd`` is ``s schlick(f0)``) the caller passes ``s f0`` as
+``f0`` and ``s`` per point, and the ``weighted`` kernels (``wp.static``: the others run none of it) add::
+
+    e_c = (1 - metal) (1 - s) c_c / pi, f90 = (1 - metal) s + metal
+    f_c = kd_c (1 - m5) + e_c m5 + D V (F0_c + (f90 - F0_c) m5)
+
+(``s = 1``: ``e = 0``, ``f90 = 1``, the formula above), with ``d out / d s`` from ``e`` and ``f90`` (the chain
+through ``s f0`` is PyTorch's). ``qn`` is
 ``q |hv|^2`` with GGX's ``q = (1 - nh^2) + nh^2 a2`` written as the twin writes it
 (:func:`lumigrad.shading.brdf._cosines`): ``1 - nh^2 = |n x hv|^2 / |hv|^2``, a sum of non-negative terms that
 keeps its digits near a sharp highlight, where ``1 - nh^2`` from ``n.h`` cancels. No normalised half vector:
