@@ -63,26 +63,28 @@ def _shade(xs, is_point, use_fused, specular_f0=None, spot=False):
     K = xs[7].shape[0]
     lights = PunctualLights(xs[7], is_point, xs[8])
     if spot:  # every other point light a spot, ranges on all: the general kernel with its cone and window
-        on = is_point & (torch.arange(K) % 2 == 0)
-        axis = torch.tensor([[0.0, 0.0, -1.0]], dtype=xs[7].dtype).expand(K, 3)
-        lights = PunctualLights(xs[7], is_point, xs[8], range=torch.full((K,), 6.0, dtype=xs[7].dtype),
-                                is_spot=on, spot_direction=axis,
-                                inner_angle=torch.full((K,), 0.5, dtype=xs[7].dtype),
-                                outer_angle=torch.full((K,), 1.2, dtype=xs[7].dtype))
+        like = {"dtype": xs[7].dtype, "device": xs[7].device}
+        on = is_point & (torch.arange(K, device=is_point.device) % 2 == 0)
+        lights = PunctualLights(xs[7], is_point, xs[8], range=torch.full((K,), 6.0, **like), is_spot=on,
+                                spot_direction=torch.tensor([[0.0, 0.0, -1.0]], **like).expand(K, 3),
+                                inner_angle=torch.full((K,), 0.5, **like), outer_angle=torch.full((K,), 1.2, **like))
     return shade_punctual_unchecked(si, lights, use_fused=use_fused)
 
 
-def _compare(calls, leaves, is_point, dtype, wanted=tuple(range(9)), specular_f0=None, spot=False):
-    """The fused pass in ``dtype`` against the float64 reference on the same inputs: values, then the gradients
-    of the ``wanted`` leaves; ``calls`` (:func:`kernel_calls`) shows that the kernel ran with the weights."""
+def _compare(calls, leaves, is_point, dtype, wanted=tuple(range(9)), specular_f0=None, spot=False, device="cpu"):
+    """The fused pass in ``dtype`` on ``device`` against the float64 reference on the CPU, same inputs: values,
+    then the gradients of the ``wanted`` leaves; ``calls`` (:func:`kernel_calls`) shows that the kernel ran with
+    the weights."""
     calls.clear()
     cot = torch.randn(leaves[0].shape[0], leaves[3].shape[1], generator=torch.Generator().manual_seed(3),
                       dtype=torch.float64)
     runs = []
-    for use_fused, cast in ((True, dtype), (False, torch.float64)):
-        xs = [t.detach().to(cast).requires_grad_(j in wanted) for j, t in enumerate(leaves)]
-        y = _shade(xs, is_point, use_fused, None if specular_f0 is None else specular_f0.to(cast), spot)
-        runs.append((y, torch.autograd.grad(y, [xs[j] for j in wanted], cot.to(y.dtype))))
+    for use_fused, cast, dev in ((True, dtype, device), (False, torch.float64, "cpu")):
+        xs = [t.detach().to(dev, cast).requires_grad_(j in wanted) for j, t in enumerate(leaves)]
+        y = _shade(xs, is_point.to(dev), use_fused, None if specular_f0 is None else specular_f0.to(dev, cast), spot)
+        assert y.device.type == dev
+        grads = torch.autograd.grad(y, [xs[j] for j in wanted], cot.to(dev, y.dtype))
+        runs.append((y.cpu(), [g.cpu() for g in grads]))
     (fused, grads), (ref, ref_grads) = runs
     assert len(calls) == 1 and calls[0] is not None and calls[0].shape == (leaves[0].shape[0], 1)
     assert fused.dtype == dtype and float(ref.detach().abs().max()) > 0.1
@@ -162,3 +164,14 @@ def test_gradcheck_weighted_kernel_float64(native):
 
     assert bool((fn(*inputs).abs().sum(-1) > 0.05).all())
     assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_weights_on_cuda_match_the_reference(kernel_calls, dtype):
+    """The weighted kernels on a CUDA device (the Warp-language lanes, the point's terms summed in registers, the
+    light gradients with atomics): point lights, then the general kernel with spots and ranges."""
+    leaves, is_point = _weighted_scene(9, True, dtype, seed=5)
+    _compare(kernel_calls, leaves, is_point, dtype, device="cuda")
+    leaves, is_point = _weighted_scene(9, False, dtype, seed=5)
+    _compare(kernel_calls, leaves, is_point, dtype, spot=True, device="cuda")
