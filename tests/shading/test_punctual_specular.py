@@ -2,7 +2,8 @@
 fused point-light kernels: every form (the native SIMD blocks and the Warp-language lanes on the CPU, the general
 kernel of directional, spot and ranged lights, the last lights one by one) against the float64 PyTorch reference
 at ``test_punctual``'s tolerances, values and gradients (the weight's own included), weights 0, 0.3 and 1 and
-metallic 0, 1 and between mixed in one image; a gradcheck of the weighted kernel."""
+metallic 0, 1 and between mixed in one image; a gradcheck of the weighted kernel; the raster's gradient of
+``Material.specular_factor`` through the kernel."""
 
 import pytest
 import torch
@@ -175,3 +176,36 @@ def test_weights_on_cuda_match_the_reference(kernel_calls, dtype):
     _compare(kernel_calls, leaves, is_point, dtype, device="cuda")
     leaves, is_point = _weighted_scene(9, False, dtype, seed=5)
     _compare(kernel_calls, leaves, is_point, dtype, spot=True, device="cuda")
+
+
+def test_raster_differentiates_the_material_weight_with_the_kernel(kernel_calls, monkeypatch):
+    """``lumigrad.render`` of a ball lit by two point lights, ``Material.specular_factor`` 0.3 and metallic 0.2
+    wanting gradients: the fused kernel (called with the weight) against the PyTorch reference (the kernel's
+    dtypes emptied), image and ``d/d`` the factors at float32's tolerance."""
+    import lumigrad as lg
+    from lumigrad.shading import Material
+
+    verts, faces = lg.geometry.icosphere(2)
+    cam = lg.Camera.look_at([0.0, 0.0, -3.0], [0.0, 0.0, 0.0], width=24, height=24, fov_y=0.6)
+
+    def render():
+        factors = [torch.tensor(v, requires_grad=True) for v in (0.3, 0.2, 0.4)]
+        material = Material(base_color_factor=torch.tensor([0.6, 0.5, 0.4, 1.0]), specular_factor=factors[0],
+                            metallic_factor=factors[1], roughness_factor=factors[2])
+        scene = lg.Scene()
+        scene.add_mesh("ball", lg.SceneMesh(verts, faces, material))
+        scene.add_light("key", lg.PointLight(torch.tensor([1.0, 1.5, -2.0]), 6.0))
+        scene.add_light("fill", lg.PointLight(torch.tensor([-1.5, 0.5, -1.0]), 2.0))
+        image = lg.render(scene, cam).rgb
+        return image, torch.autograd.grad((image * torch.linspace(0.5, 1.5, image.numel()).view(image.shape)).sum(),
+                                          factors)
+
+    image, grads = render()
+    assert len(kernel_calls) == 1 and kernel_calls[0] is not None
+    monkeypatch.setattr(deferred_module, "KERNEL_DTYPES", ())
+    ref_image, ref_grads = render()
+    assert len(kernel_calls) == 1  # the reference ran on PyTorch
+    _close(image, ref_image, 1e-5, "image")
+    for name, a, b in zip(("specular_factor", "metallic_factor", "roughness_factor"), grads, ref_grads):
+        assert float(b.abs()) > 1e-3, name
+        _close(a, b, 1e-5, f"gradient of {name}")
