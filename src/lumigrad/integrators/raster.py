@@ -490,7 +490,7 @@ def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.
                 "ior": z1}
     out = {k: torch.cat(v) for k, v in blocks.items()}
     if not any(has_specular_weight(p.material) for p in geo.parts):
-        del out["specular"]  # the core glTF BSDF everywhere: shade_punctual may use its fused kernel
+        del out["specular"]  # the core glTF BSDF everywhere: shade_punctual's fused kernels without the weight
     # Filtering can leave textures a few ULPs outside [0, 1] and an optimiser can overshoot a factor: the
     # BRDF's inputs are clamped to their valid range (gradients stop outside it).
     for key in ("base_color", "metallic", "roughness"):

@@ -53,17 +53,18 @@ _CUDA_GROUP = 256
 
 class _DirectLights(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_is_point,
-                light_radiance, light_shape, light_axis, min_distance, point_only):
+    def forward(ctx, position, normal, wo, base_color, roughness, metallic, f0, specular, light_vector,
+                light_is_point, light_radiance, light_shape, light_axis, min_distance, point_only):
         ensure_init()
         P, C = base_color.shape
+        weighted = specular is not None
         out = torch.empty(P, MAX_CHANNELS, dtype=base_color.dtype, device=base_color.device)
-        args, lanes = _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector,
+        args, lanes = _inputs(position, normal, wo, base_color, roughness, metallic, f0, specular, light_vector,
                               light_is_point, light_radiance, light_shape, light_axis, min_distance)
-        _launch_lanes(lambda native: dk.forward_kernel(point_only, C, native),
+        _launch_lanes(lambda native: dk.forward_kernel(point_only, C, native, weighted),
                       lambda kernel: launch_split(kernel, P, args + [as_warp(out), lanes], position.device,
                                                   min_chunk=_MIN_POINTS_PER_THREAD), position.device.type)
-        ctx.save_for_backward(position, normal, wo, base_color, roughness, metallic, f0, light_vector,
+        ctx.save_for_backward(position, normal, wo, base_color, roughness, metallic, f0, specular, light_vector,
                               light_is_point, light_radiance, light_shape, light_axis)
         ctx.min_distance = min_distance
         ctx.point_only = point_only
@@ -72,21 +73,25 @@ class _DirectLights(torch.autograd.Function):
     @staticmethod
     def backward(ctx, v_out):
         saved = ctx.saved_tensors
-        position, normal, wo, base_color, roughness, metallic, f0, light_vector = saved[:8]
+        position, normal, wo, base_color, roughness, metallic, f0, specular, light_vector = saved[:9]
         P, C = base_color.shape
         K = light_vector.shape[0]
         dev = position.device
+        weighted = specular is not None
         grads = [torch.empty_like(t) for t in (position, normal, wo, base_color, roughness, metallic, f0)]
+        # v_specular: written only by the weighted kernels (else a stand-in the kernel does not touch)
+        grads.append(torch.empty_like(specular) if weighted else grads[5])
         args, lanes = _inputs(*saved, ctx.min_distance)
         args += [as_warp(v_out.to(position.dtype).contiguous())]
         args += [as_warp(g) for g in grads[:4]] + [as_warp(grads[4].view(-1)), as_warp(grads[5].view(-1)),
-                                                  as_warp(grads[6])]
+                                                  as_warp(grads[6]), as_warp(grads[7].view(-1))]
         need = ctx.needs_input_grad
         # the point gradients, the light gradients, the lights' axis and shape rows: each left out of the
         # kernel (not generated) when nothing asks for it
-        need_point = any(need[:7])
-        make = lambda native: dk.backward_kernel(ctx.point_only, C, need_point, any(need[7:12]),  # noqa: E731
-                                                 need[10] or need[11], PACKED_LANES[dev.type], native)
+        need_point = any(need[:8])
+        make = lambda native: dk.backward_kernel(ctx.point_only, C, need_point, any(need[8:13]),  # noqa: E731
+                                                 need[11] or need[12], PACKED_LANES[dev.type], native,
+                                                 weighted)
         # v_light[slot, row, block] holds a block's LANES lights side by side; scratch[row] a point's per-lane
         # gradient terms (one row per CPU thread; not read on CUDA)
         blocks = (K + dk.LANES - 1) // dk.LANES
@@ -104,10 +109,10 @@ class _DirectLights(torch.autograd.Function):
                                      as_warp(scratch[k:k + 1], wp.vec4d), lanes]
             _launch_lanes(make, lambda kernel: launch_partitioned(kernel, P, part_inputs, parts, dev), dev.type)
         v_light = slots.sum(0).flatten(1)[:, :K].T
-        point = [g if n else None for g, n in zip(grads, need)]
+        point = [g if n else None for g, n in zip(grads, need[:8])]
         light = [v_light[:, dk.VECTOR:dk.VECTOR + 3], None, v_light[:, dk.RADIANCE:],
                  v_light[:, dk.SHAPE:dk.SHAPE + 3], v_light[:, dk.AXIS:dk.AXIS + 3]]
-        return (*point, *[g if n else None for g, n in zip(light, need[7:12])], None, None)
+        return (*point, *[g if n else None for g, n in zip(light, need[8:13])], None, None)
 
 
 def _launch_lanes(make: Callable, run: Callable, device_type: str) -> None:
@@ -133,8 +138,8 @@ def _launch_lanes(make: Callable, run: Callable, device_type: str) -> None:
     _native_built.add(kernel)
 
 
-def _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vector, light_is_point, light_radiance,
-            light_shape, light_axis, min_distance) -> tuple[list, wp.array]:
+def _inputs(position, normal, wo, base_color, roughness, metallic, f0, specular, light_vector, light_is_point,
+            light_radiance, light_shape, light_axis, min_distance) -> tuple[list, wp.array]:
     """The kernels' common arguments, and the light table as ``vec4d`` lanes (``[ROWS, blocks]``: a block's
     :data:`LANES` lights side by side, one load a row)."""
     # one column per light (the kernels read a row's lights side by side), padded to whole blocks
@@ -146,7 +151,9 @@ def _inputs(position, normal, wo, base_color, roughness, metallic, f0, light_vec
     table[dk.PT, :K] = light_is_point
     lanes = as_warp(table.view(dk.ROWS, -1, dk.LANES), wp.vec4d)
     return [as_warp(position), as_warp(normal), as_warp(wo), as_warp(base_color), as_warp(roughness.view(-1)),
-            as_warp(metallic.view(-1)), as_warp(f0), as_warp(table), int(K),
+            as_warp(metallic.view(-1)), as_warp(f0),
+            as_warp((metallic if specular is None else specular).view(-1)),  # metallic: a stand-in, not read
+            as_warp(table), int(K),
             wp.float64(float(min_distance) ** 2), wp.float64(1.0 / float(min_distance))], lanes
 
 
@@ -154,7 +161,7 @@ def direct_lights(position: torch.Tensor, normal: torch.Tensor, wo: torch.Tensor
                   roughness: torch.Tensor, metallic: torch.Tensor, f0: torch.Tensor, light_vector: torch.Tensor,
                   light_is_point: torch.Tensor, light_radiance: torch.Tensor, min_distance: float, *,
                   light_inv_range: Optional[torch.Tensor] = None, spot: Optional[SpotCones] = None,
-                  points_only: Optional[bool] = None) -> torch.Tensor:
+                  points_only: Optional[bool] = None, specular: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Radiance ``[P, C]`` reflected towards ``wo`` from ``K`` directional, point and spot lights (no shadows).
 
     Args:
@@ -163,7 +170,8 @@ def direct_lights(position: torch.Tensor, normal: torch.Tensor, wo: torch.Tensor
         wo: ``[P, 3]`` non-zero directions towards the viewer, normalised here.
         base_color: ``[P, C]`` glTF base colour, ``C <= MAX_CHANNELS``.
         roughness, metallic: ``[P, 1]``.
-        f0: ``[P, C]`` dielectric normal-incidence reflectance (from ``ior`` or ``specular_f0``).
+        f0: ``[P, C]`` dielectric normal-incidence reflectance (from ``ior`` or ``specular_f0``), already times
+            ``specular`` where that is given.
         light_vector: ``[K, 3]`` a point or spot light's position, or the non-zero direction a directional
             light travels along.
         light_is_point: ``[K]`` int32 or bool, 1 for point and spot lights, 0 for directional ones.
@@ -174,6 +182,10 @@ def direct_lights(position: torch.Tensor, normal: torch.Tensor, wo: torch.Tensor
         spot: the cones of the spot lights (:class:`SpotCones`), None when there is none.
         points_only: ``bool(light_is_point.all())`` if the caller knows it on the host (no device read);
             None: read from ``light_is_point`` (one host sync on CUDA) when it matters.
+        specular: ``[P, 1]`` the dielectric's specular weight ``s`` (``KHR_materials_specular``) in [0, 1], or
+            None (1: kernels without its terms). With ``f0`` already ``s f0``, the kernels add the rest of its
+            effect (the diffuse's ``e m5`` and the Schlick Fresnel's grazing value ``f90``, see
+            :mod:`lumigrad.kernels.direct_lights_kernels`) and give its gradient.
 
     The point tensors share one dtype of :data:`KERNEL_DTYPES`, all tensors one device, and are contiguous; the
     light tensors may be any float dtype (they are taken in float64). The formula
@@ -210,6 +222,7 @@ def direct_lights(position: torch.Tensor, normal: torch.Tensor, wo: torch.Tensor
     # point lights without range or cone (the common case) run kernels without those terms
     point_only = spot is None and light_inv_range is None and (
         bool(is_point.all()) if points_only is None else points_only)
-    return _DirectLights.apply(position, normal, wo, base_color, roughness, metallic, f0, vector.contiguous(),
-                               is_point.to(vector64.dtype), radiance64.contiguous(), shape.contiguous(), axis.contiguous(),
-                               min_distance, point_only)
+    return _DirectLights.apply(position, normal, wo, base_color, roughness, metallic, f0,
+                               None if specular is None else specular.contiguous(), vector.contiguous(),
+                               is_point.to(vector64.dtype), radiance64.contiguous(), shape.contiguous(),
+                               axis.contiguous(), min_distance, point_only)

@@ -26,7 +26,15 @@ and reflects by the glTF metallic-roughness BRDF of :mod:`lumigrad.shading.brdf`
     f_c = kd_c (1 - m5) + D V (F0_c + (1 - F0_c) m5)                               (0 unless valid)
     out[i, c] += f_c * radiance[k, c] * G
 
-(the same ``f`` as ``(1 - metal) ((1 - Fd) c / pi + Fd D V) + metal D V Fm`` of the reference). ``qn`` is
+(the same ``f`` as ``(1 - metal) ((1 - Fd) c / pi + Fd D V) + metal D V Fm`` of the reference). With a specular
+weight ``s`` (``KHR_materials_specular``: the reference's ``Fd`` is ``s schlick(f0)``) the caller passes ``s f0`` as
+``f0`` and ``s`` per point, and the ``weighted`` kernels (``wp.static``: the others run none of it) add::
+
+    e_c = (1 - metal) (1 - s) c_c / pi, f90 = (1 - metal) s + metal
+    f_c = kd_c (1 - m5) + e_c m5 + D V (F0_c + (f90 - F0_c) m5)
+
+(``s = 1``: ``e = 0``, ``f90 = 1``, the formula above), with ``d out / d s`` from ``e`` and ``f90`` (the chain
+through ``s f0`` is PyTorch's). ``qn`` is
 ``q |hv|^2`` with GGX's ``q = (1 - nh^2) + nh^2 a2`` written as the twin writes it
 (:func:`lumigrad.shading.brdf._cosines`): ``1 - nh^2 = |n x hv|^2 / |hv|^2``, a sum of non-negative terms that
 keeps its digits near a sharp highlight, where ``1 - nh^2`` from ``n.h`` cancels. No normalised half vector:
@@ -233,6 +241,18 @@ def _mix(metal: wp.float64, cvec: wp.vec4d, f0vec: wp.vec4d):
     return kd, F0
 
 
+@wp.func
+def _weight_terms(metal: wp.float64, cvec: wp.vec4d, s: wp.float64):
+    """``(e, f90)`` of a specular weight ``s`` (``KHR_materials_specular``; ``f0`` already ``s f0``):
+    ``e_c = (1 - metal) (1 - s) c_c / pi``, ``f90 = (1 - metal) s + metal``."""
+    one = wp.float64(1.0)
+    w_d = one - metal
+    e = wp.vec4d()
+    for c in range(4):
+        e[c] = w_d * (one - s) * cvec[c] * _INV_PI
+    return e, w_d * s + metal
+
+
 @functools.cache
 def _pair_func(point_only: bool):
     """``_pair(p, k, lights, min_d2, inv_min_d)``: light ``k`` at point ``p``, without branches. The general
@@ -319,14 +339,14 @@ _LaneSums = wp.types.matrix(shape=(LANES, 4), dtype=wp.float64)
 
 
 @functools.cache
-def _radiance_func(point_only: bool, channels: int):
-    """``_radiance(p, kd, F0, k, lights, min_d2, inv_min_d)``: light ``k``'s reflected radiance at ``p`` in its
-    first ``channels`` entries (0 where it adds nothing)."""
+def _radiance_func(point_only: bool, channels: int, weighted: bool):
+    """``_radiance(p, kd, F0, e, f90, k, lights, min_d2, inv_min_d)``: light ``k``'s reflected radiance at ``p``
+    in its first ``channels`` entries (0 where it adds nothing); ``e`` read only where ``weighted``."""
     pair = _pair_func(point_only)
 
     @wp.func
-    def _radiance(p: _Point, kd: wp.vec4d, F0: wp.vec4d, k: int, lights: wp.array2d(dtype=wp.float64),
-                  min_d2: wp.float64, inv_min_d: wp.float64):
+    def _radiance(p: _Point, kd: wp.vec4d, F0: wp.vec4d, e: wp.vec4d, f90: wp.float64, k: int,
+                  lights: wp.array2d(dtype=wp.float64), min_d2: wp.float64, inv_min_d: wp.float64):
         one = wp.float64(1.0)
         b = pair(p, k, lights, min_d2, inv_min_d)
         dv = p.a2_2pi * b.hc * b.hc / (b.qn * b.qn * b.Q)
@@ -335,7 +355,9 @@ def _radiance_func(point_only: bool, channels: int):
         out = wp.vec4d()
         for c in range(wp.static(channels)):  # constant: unrolled, the vectors stay in registers
             F0c = F0[c]
-            f = kd[c] * one_m5 + dv * (F0c + (one - F0c) * b.m5)
+            f = kd[c] * one_m5 + dv * (F0c + (f90 - F0c) * b.m5)
+            if wp.static(weighted):
+                f = f + e[c] * b.m5
             out[c] = f * lights[RADIANCE + c, k] * G
         return out
 
@@ -439,33 +461,45 @@ def _block(p: _Point, block: int, lanes: wp.array2d(dtype=wp.vec4d), min_d2: wp.
     return b
 
 
-@wp.func
-def _block_radiance(p: _Point, kd: wp.vec4d, F0: wp.vec4d, block: int, lanes: wp.array2d(dtype=wp.vec4d),
-                    min_d2: wp.float64, inv_min_d: wp.float64, acc: wp.mat44d):
-    """``acc[c][j]`` plus light ``LANES block + j``'s reflected radiance in channel ``c`` (point lights only)."""
-    one = wp.float64(1.0)
-    b = _block(p, block, lanes, min_d2, inv_min_d)
-    dv = p.a2_2pi * wp.cw_div(wp.cw_mul(b.hc, b.hc), wp.cw_mul(wp.cw_mul(b.qn, b.qn), b.Q))
-    G = wp.cw_mul(b.G0, b.ok)
-    one_m5 = l4.splat(one) - b.m5
-    for c in range(MAX_CHANNELS):
-        F0c = F0[c]
-        f = kd[c] * one_m5 + wp.cw_mul(dv, l4.splat(F0c) + (one - F0c) * b.m5)
-        acc[c] = acc[c] + wp.cw_mul(wp.cw_mul(f, lanes[RADIANCE + c, block]), G)
-    return acc
+@functools.cache
+def _block_radiance_func(weighted: bool):
+    """``_block_radiance(p, kd, F0, e, f90, block, lanes, min_d2, inv_min_d, acc)``: ``acc[c][j]`` plus light
+    ``LANES block + j``'s reflected radiance in channel ``c`` (point lights only); ``e`` read only where
+    ``weighted``."""
+
+    @wp.func
+    def _block_radiance(p: _Point, kd: wp.vec4d, F0: wp.vec4d, e: wp.vec4d, f90: wp.float64, block: int,
+                        lanes: wp.array2d(dtype=wp.vec4d), min_d2: wp.float64, inv_min_d: wp.float64,
+                        acc: wp.mat44d):
+        one = wp.float64(1.0)
+        b = _block(p, block, lanes, min_d2, inv_min_d)
+        dv = p.a2_2pi * wp.cw_div(wp.cw_mul(b.hc, b.hc), wp.cw_mul(wp.cw_mul(b.qn, b.qn), b.Q))
+        G = wp.cw_mul(b.G0, b.ok)
+        one_m5 = l4.splat(one) - b.m5
+        for c in range(MAX_CHANNELS):
+            F0c = F0[c]
+            f = kd[c] * one_m5 + wp.cw_mul(dv, l4.splat(F0c) + (f90 - F0c) * b.m5)
+            if wp.static(weighted):
+                f = f + e[c] * b.m5
+            acc[c] = acc[c] + wp.cw_mul(wp.cw_mul(f, lanes[RADIANCE + c, block]), G)
+        return acc
+
+    return _block_radiance
 
 
 @functools.cache
-def _block_gradients_func(channels: int, want_point: bool, want_light: bool):
-    """``_block_gradients(p, kd, F0, g, block, lanes, min_d2, inv_min_d, v_light, slot, scratch, srow)``: the
+def _block_gradients_func(channels: int, want_point: bool, want_light: bool, weighted: bool):
+    """``_block_gradients(p, kd, F0, e, f90, g, block, lanes, min_d2, inv_min_d, v_light, slot, scratch, srow)``: the
     gradients of the point lights ``LANES block ...`` at ``p`` for the output gradient ``g``: the lights'
     (position and radiance rows, ``want_light``) added to ``v_light[slot, row, block]``, the point's per-lane
     terms (``want_point``, the entries of :class:`_Sums` as :func:`_flat` orders them) added to
     ``scratch[srow, entry]``. :func:`_gradients_func` ``(True, channels, want_point, want_light, False)`` on
-    :class:`_Block` lanes (same operations, same values)."""
+    :class:`_Block` lanes (same operations, same values). ``weighted``: with the specular weight's ``e`` and
+    ``f90`` (their terms in the rows ``PE``, ``PF90``)."""
 
     @wp.func
-    def _block_gradients(p: _Point, kd: wp.vec4d, F0: wp.vec4d, g: wp.vec4d, block: int,
+    def _block_gradients(p: _Point, kd: wp.vec4d, F0: wp.vec4d, e: wp.vec4d, f90: wp.float64, g: wp.vec4d,
+                         block: int,
                          lanes: wp.array2d(dtype=wp.vec4d), min_d2: wp.float64, inv_min_d: wp.float64,
                          v_light: wp.array3d(dtype=wp.vec4d), slot: int, scratch: wp.array2d(dtype=wp.vec4d),
                          srow: int):
@@ -491,8 +525,11 @@ def _block_gradients_func(channels: int, want_point: bool, want_light: bool):
             gk = g[c] * b.ok  # a light that adds nothing: every gradient below is a product with 0
             Lc = lanes[RADIANCE + c, block]
             F0c = F0[c]
-            spec = l4.splat(F0c) + (one - F0c) * b.m5
-            gkf = wp.cw_mul(gk, kd[c] * one_m5 + wp.cw_mul(dv, spec))
+            spec = l4.splat(F0c) + (f90 - F0c) * b.m5
+            f = kd[c] * one_m5 + wp.cw_mul(dv, spec)
+            if wp.static(weighted):
+                f = f + e[c] * b.m5
+            gkf = wp.cw_mul(gk, f)
             g_G = g_G + wp.cw_mul(gkf, Lc)
             if wp.static(want_light):
                 wp.atomic_add(v_light, slot, RADIANCE + c, block, wp.cw_mul(gkf, b.G0))
@@ -500,8 +537,14 @@ def _block_gradients_func(channels: int, want_point: bool, want_light: bool):
             if wp.static(want_point):
                 scratch[srow, PKD + c] = scratch[srow, PKD + c] + wp.cw_mul(gf, one_m5)
                 scratch[srow, PF0 + c] = scratch[srow, PF0 + c] + wp.cw_mul(wp.cw_mul(gf, dv), one_m5)
+                if wp.static(weighted):
+                    scratch[srow, PE + c] = scratch[srow, PE + c] + wp.cw_mul(gf, b.m5)
+                    scratch[srow, PF90] = scratch[srow, PF90] + wp.cw_mul(wp.cw_mul(gf, dv), b.m5)
             g_dv = g_dv + wp.cw_mul(gf, spec)
-            g_m5 = g_m5 + wp.cw_mul(gf, dv * (one - F0c) - l4.splat(kd[c]))
+            if wp.static(weighted):
+                g_m5 = g_m5 + wp.cw_mul(gf, dv * (f90 - F0c) - l4.splat(kd[c] - e[c]))
+            else:
+                g_m5 = g_m5 + wp.cw_mul(gf, dv * (one - F0c) - l4.splat(kd[c]))
         gE = wp.cw_mul(g_dv, dv)
         g_qn = -two * wp.cw_mul(gE, iqn)
         g_c2 = p.one_a2 * g_qn
@@ -563,10 +606,12 @@ def _block_gradients_func(channels: int, want_point: bool, want_light: bool):
 
 
 @functools.cache
-def forward_kernel(point_only: bool, channels: int, native: bool = False):
+def forward_kernel(point_only: bool, channels: int, native: bool = False, weighted: bool = False):
     """The forward kernel for tables of point lights only (``point_only``) or of any lights, and ``channels``
     colour channels (1 to :data:`MAX_CHANNELS`), compiled on first launch. Inputs: ``(offset, end, position,
-    normal, wo, base_color, roughness, metallic, f0, lights, num_lights, min_d2, inv_min_d, out, lanes)``; ``lights``
+    normal, wo, base_color, roughness, metallic, f0, specular, lights, num_lights, min_d2, inv_min_d, out,
+    lanes)``; ``specular`` (``[P]``, the weight ``s``, with ``f0`` already ``s f0``) is read only where
+    ``weighted`` (the kernel without it runs no arithmetic of it: ``f90 = 1``, ``e = 0``); ``lights``
     has ``num_lights`` columns, padded with zeros to whole blocks, and ``lanes`` (the last argument) is the
     same table as ``vec4d`` (``[ROWS, blocks]``); they run four at a time as lanes (point lights: from
     ``lanes``, as :class:`_Block`), and the last, partial block one light
@@ -575,18 +620,20 @@ def forward_kernel(point_only: bool, channels: int, native: bool = False):
     is left out and the rest stays scalar (measured 17.7 against 12.4 ns per pair for 3 channels). ``native``
     (CPU only) runs the full blocks of point lights as explicit SIMD
     (:func:`lumigrad.kernels.direct_lights_native.block_radiance_native`)."""
-    radiance = _radiance_func(point_only, MAX_CHANNELS)
+    radiance = _radiance_func(point_only, MAX_CHANNELS, weighted)
+    block_radiance = _block_radiance_func(weighted)
     native_radiance = None
     if native and point_only:
         from .direct_lights_native import block_radiance_native  # it imports this module's constants
 
-        native_radiance = block_radiance_native()
+        native_radiance = block_radiance_native(weighted)
 
     @wp.kernel(enable_backward=False, module="unique")
     def direct_lights_forward(offset: int, end: int, position: wp.array2d(dtype=Any), normal: wp.array2d(dtype=Any),
                               wo: wp.array2d(dtype=Any), base_color: wp.array2d(dtype=Any),
                               roughness: wp.array(dtype=Any), metallic: wp.array(dtype=Any),
-                              f0: wp.array2d(dtype=Any), lights: wp.array2d(dtype=wp.float64), num_lights: int,
+                              f0: wp.array2d(dtype=Any), specular: wp.array(dtype=Any),
+                              lights: wp.array2d(dtype=wp.float64), num_lights: int,
                               min_d2: wp.float64, inv_min_d: wp.float64, out: wp.array2d(dtype=Any),
                               lanes: wp.array2d(dtype=wp.vec4d)):
         i = offset + wp.tid()
@@ -596,25 +643,30 @@ def forward_kernel(point_only: bool, channels: int, native: bool = False):
         packed2 = wp.mat44d()  # odd blocks
         p = _point(i, position, normal, wo, roughness, metallic)
         if p.nv_raw > wp.float64(0.0):
-            kd, F0 = _mix(p.metal, _channels(base_color, i, channels), _channels(f0, i, channels))
+            cvec = _channels(base_color, i, channels)
+            kd, F0 = _mix(p.metal, cvec, _channels(f0, i, channels))
+            e = wp.vec4d()
+            f90 = wp.float64(1.0)
+            if wp.static(weighted):
+                e, f90 = _weight_terms(p.metal, cvec, wp.float64(specular[i]))
             blocks = num_lights // LANES
             if wp.static(native_radiance is not None):  # all full blocks at once, explicit SIMD
                 if blocks > 0:  # fewer than LANES lights (the 1-light row): not even the sums' set-up
-                    acc = native_radiance(p.x, p.n, p.v, p.nv, p.s1, p.a2, p.one_a2, p.a2_2pi, kd, F0, blocks, lanes,
-                                          min_d2, inv_min_d)
+                    acc = native_radiance(p.x, p.n, p.v, p.nv, p.s1, p.a2, p.one_a2, p.a2_2pi, kd, F0, e, f90, blocks,
+                                          lanes, min_d2, inv_min_d)
             elif wp.static(point_only):  # explicit lanes, two independent blocks a step (hides latency)
                 for two in range(blocks // 2):
-                    packed = _block_radiance(p, kd, F0, 2 * two, lanes, min_d2, inv_min_d, packed)
-                    packed2 = _block_radiance(p, kd, F0, 2 * two + 1, lanes, min_d2, inv_min_d, packed2)
+                    packed = block_radiance(p, kd, F0, e, f90, 2 * two, lanes, min_d2, inv_min_d, packed)
+                    packed2 = block_radiance(p, kd, F0, e, f90, 2 * two + 1, lanes, min_d2, inv_min_d, packed2)
                 if blocks % 2 == 1:
-                    packed = _block_radiance(p, kd, F0, blocks - 1, lanes, min_d2, inv_min_d, packed)
+                    packed = block_radiance(p, kd, F0, e, f90, blocks - 1, lanes, min_d2, inv_min_d, packed)
             else:
                 for block in range(blocks):
                     for lane in range(LANES):  # unrolled: the lanes' identical code, in one basic block
-                        part[lane] = part[lane] + radiance(p, kd, F0, block * LANES + lane, lights, min_d2,
+                        part[lane] = part[lane] + radiance(p, kd, F0, e, f90, block * LANES + lane, lights, min_d2,
                                                            inv_min_d)
             for k in range(blocks * LANES, num_lights):
-                acc = acc + radiance(p, kd, F0, k, lights, min_d2, inv_min_d)
+                acc = acc + radiance(p, kd, F0, e, f90, k, lights, min_d2, inv_min_d)
         packed = packed + packed2
         for lane in range(LANES):
             if wp.static(point_only):
@@ -633,7 +685,7 @@ def forward_kernel(point_only: bool, channels: int, native: bool = False):
 class _Sums:
     """A point's gradient terms, one light's or summed over its lights: ``x``, ``n``, ``v`` (before the normalisations),
     ``d out / d kd_c`` and ``d out / d F0_c``, and the factors of the gradient of ``a2`` (D's numerator, ``q``,
-    the Smith roots)."""
+    the Smith roots); with a specular weight, ``d out / d e_c`` and ``d out / d f90``."""
 
     g_x: wp.vec3d
     g_n: wp.vec3d
@@ -645,13 +697,17 @@ class _Sums:
     gQ_s2: wp.float64
     gQ_nl: wp.float64
     gQ_a2: wp.float64
+    e: wp.vec4d
+    f90: wp.float64
 
 
 _LightRow = wp.types.vector(length=ROWS, dtype=wp.float64)
 _LaneRows = wp.types.matrix(shape=(LANES, ROWS), dtype=wp.float64)
-#: A light's :class:`_Sums` terms flattened (``x``, ``n``, ``v``, ``kd``, ``F0``, then the five ``a2`` factors):
-#: the backward adds a block's lanes side by side into ``scratch[row, entry]`` (4-vectors).
-PX, PN, PV, PKD, PF0, PA2, POINT_ROWS = 0, 3, 6, 9, 13, 17, 22
+#: A light's :class:`_Sums` terms flattened (``x``, ``n``, ``v``, ``kd``, ``F0``, then the five ``a2`` factors,
+#: the first ``BASE_ROWS``; with a specular weight also ``e`` and ``f90``): the backward adds a block's lanes
+#: side by side into ``scratch[row, entry]`` (4-vectors).
+PX, PN, PV, PKD, PF0, PA2, BASE_ROWS = 0, 3, 6, 9, 13, 17, 22
+PE, PF90, POINT_ROWS = 22, 26, 27
 _PointRow = wp.types.vector(length=POINT_ROWS, dtype=wp.float64)
 _LanePoints = wp.types.matrix(shape=(LANES, POINT_ROWS), dtype=wp.float64)
 
@@ -671,18 +727,31 @@ def _flat(s: _Sums):
     r[PA2 + 2] = s.gQ_s2
     r[PA2 + 3] = s.gQ_nl
     r[PA2 + 4] = s.gQ_a2
+    for c in range(4):
+        r[PE + c] = s.e[c]
+    r[PF90] = s.f90
     return r
 
 
-@wp.func
-def _add_point_lanes(scratch: wp.array2d(dtype=wp.vec4d), srow: int, rows: _LanePoints):
-    """``scratch[srow, q][lane] += rows[lane, q]``: one 4-vector per entry, the lanes side by side in memory
-    (LLVM's SLP vectoriser then packs the lanes' arithmetic that feeds them)."""
-    for h in range(2):  # two loops of 11: Warp unrolls constant loops up to 16 iterations
-        for j in range(11):
-            q = h * 11 + j
-            scratch[srow, q] = scratch[srow, q] + wp.vec4d(rows[0, q], rows[1, q], rows[2, q], rows[3, q])
-    return 0
+@functools.cache
+def _add_point_lanes_func(weighted: bool):
+    """``_add_point_lanes(scratch, srow, rows)``: ``scratch[srow, q][lane] += rows[lane, q]`` for the first
+    ``BASE_ROWS`` entries (all :data:`POINT_ROWS` where ``weighted``): one 4-vector per entry, the lanes side by
+    side in memory (LLVM's SLP vectoriser then packs the lanes' arithmetic that feeds them)."""
+
+    @wp.func
+    def _add_point_lanes(scratch: wp.array2d(dtype=wp.vec4d), srow: int, rows: _LanePoints):
+        for h in range(2):  # two loops of 11: Warp unrolls constant loops up to 16 iterations
+            for j in range(11):
+                q = h * 11 + j
+                scratch[srow, q] = scratch[srow, q] + wp.vec4d(rows[0, q], rows[1, q], rows[2, q], rows[3, q])
+        if wp.static(weighted):
+            for j in range(POINT_ROWS - BASE_ROWS):
+                q = BASE_ROWS + j
+                scratch[srow, q] = scratch[srow, q] + wp.vec4d(rows[0, q], rows[1, q], rows[2, q], rows[3, q])
+        return 0
+
+    return _add_point_lanes
 
 
 @wp.func
@@ -693,7 +762,7 @@ def _lane_total(scratch: wp.array2d(dtype=wp.vec4d), srow: int, q: int):
 
 @wp.func
 def _sums_of(scratch: wp.array2d(dtype=wp.vec4d), srow: int):
-    """The point's :class:`_Sums`: each scratch entry's lanes added."""
+    """The point's :class:`_Sums`: each scratch entry's lanes added (all :data:`POINT_ROWS`: once per point)."""
     s = _Sums()
     for j in range(3):
         s.g_x[j] = _lane_total(scratch, srow, PX + j)
@@ -707,20 +776,25 @@ def _sums_of(scratch: wp.array2d(dtype=wp.vec4d), srow: int):
     s.gQ_s2 = _lane_total(scratch, srow, PA2 + 2)
     s.gQ_nl = _lane_total(scratch, srow, PA2 + 3)
     s.gQ_a2 = _lane_total(scratch, srow, PA2 + 4)
+    for c in range(4):
+        s.e[c] = _lane_total(scratch, srow, PE + c)
+    s.f90 = _lane_total(scratch, srow, PF90)
     return s
 
 
 @functools.cache
-def _gradients_func(point_only: bool, channels: int, want_point: bool, want_light: bool, want_shape: bool):
-    """``_gradients(sums, p, b, kd, F0, g, k, lights)``: light ``k``'s share of the gradients at ``p`` for the
+def _gradients_func(point_only: bool, channels: int, want_point: bool, want_light: bool, want_shape: bool,
+                    weighted: bool):
+    """``_gradients(sums, p, b, kd, F0, e, f90, g, k, lights)``: light ``k``'s share of the gradients at ``p`` for the
     output gradient ``g``: ``(sums`` plus the point's terms (the backward passes zero ``sums``: one lane's
     terms), the light's gradient row ``(vector, axis, shape, PT (0), radiance))``, both 0 where it adds
     nothing. Only what the flags ask for is generated: the point's sums (``want_point``), the light's row
-    (``want_light``), its axis and shape entries (``want_shape``, not with ``point_only``); the rest stays 0."""
+    (``want_light``), its axis and shape entries (``want_shape``, not with ``point_only``); the rest stays 0.
+    ``weighted``: with the specular weight's ``e`` and ``f90`` (else 0 and 1, not read)."""
 
     @wp.func
-    def _gradients(sums: _Sums, p: _Point, b: _Pair, kd: wp.vec4d, F0: wp.vec4d, g: wp.vec4d, k: int,
-                   lights: wp.array2d(dtype=wp.float64)):
+    def _gradients(sums: _Sums, p: _Point, b: _Pair, kd: wp.vec4d, F0: wp.vec4d, e: wp.vec4d, f90: wp.float64,
+                   g: wp.vec4d, k: int, lights: wp.array2d(dtype=wp.float64)):
         one = wp.float64(1.0)
         zero = wp.float64(0.0)
         two = wp.float64(2.0)
@@ -741,8 +815,10 @@ def _gradients_func(point_only: bool, channels: int, want_point: bool, want_ligh
         for c in range(wp.static(channels)):
             Lc = lights[RADIANCE + c, k]
             F0c = F0[c]
-            spec = F0c + (one - F0c) * b.m5
+            spec = F0c + (f90 - F0c) * b.m5
             f = kd[c] * one_m5 + dv * spec
+            if wp.static(weighted):
+                f = f + e[c] * b.m5
             g_G = g_G + gk[c] * f * Lc
             if wp.static(want_light):
                 row[RADIANCE + c] = gk[c] * f * b.G
@@ -750,8 +826,14 @@ def _gradients_func(point_only: bool, channels: int, want_point: bool, want_ligh
             if wp.static(want_point):
                 sums.kd[c] = sums.kd[c] + gf * one_m5
                 sums.F0[c] = sums.F0[c] + gf * dv * one_m5
+                if wp.static(weighted):
+                    sums.e[c] = sums.e[c] + gf * b.m5
+                    sums.f90 = sums.f90 + gf * dv * b.m5
             g_dv = g_dv + gf * spec
-            g_m5 = g_m5 + gf * (dv * (one - F0c) - kd[c])
+            if wp.static(weighted):
+                g_m5 = g_m5 + gf * (dv * (f90 - F0c) - (kd[c] - e[c]))
+            else:
+                g_m5 = g_m5 + gf * (dv * (one - F0c) - kd[c])
         # D V = a2 hc^2 / (2 pi qn^2 Q), qn = a2 hc + (1 - a2) c2, c2 = |n x hv|^2
         gE = g_dv * dv
         g_qn = -two * gE * iqn
@@ -848,12 +930,13 @@ def _add_rows_func(want_shape: bool):
 
 @functools.cache
 def backward_kernel(point_only: bool, channels: int, want_point: bool, want_light: bool, want_shape: bool,
-                    packed: bool = True, native: bool = False):
+                    packed: bool = True, native: bool = False, weighted: bool = False):
     """The backward kernel for :func:`forward_kernel` ``(point_only, channels)``, generating only the gradients
     asked for: the point gradients (``want_point``; else not written), the light gradients (``want_light``;
     else ``v_light`` is untouched) and their axis and shape rows (``want_shape``; else left 0). Inputs: the
     forward's (without ``out``), then ``(v_out, v_position, v_normal, v_wo, v_base_color, v_roughness,
-    v_metallic, v_f0, v_light, group)``; ``v_light[slot, :, k]`` holds ``(v_vector[0:3], v_axis[0:3],
+    v_metallic, v_f0, v_specular, v_light, group)`` (``v_specular`` written only where ``weighted``);
+    ``v_light[slot, :, k]`` holds ``(v_vector[0:3], v_axis[0:3],
     v_shape[0:3], 0, v_radiance[0:4])`` (the table's rows). ``packed`` (the CPU's choice) sums the point's
     per-light terms lane by lane in ``scratch`` (one row per thread, ``[rows, POINT_ROWS]`` 4-vectors), so that
     LLVM packs the lanes; otherwise (CUDA: no SLP vectoriser to feed, and a scratch row per thread would be one
@@ -863,29 +946,33 @@ def backward_kernel(point_only: bool, channels: int, want_point: bool, want_ligh
     ``native`` (CPU only) runs those blocks as explicit SIMD instead
     (:func:`lumigrad.kernels.direct_lights_native.block_gradients_native`: same terms, clang vector types)."""
     pair = _pair_func(point_only)
-    gradients = _gradients_func(point_only, channels, want_point, want_light, want_shape and not point_only)
+    gradients = _gradients_func(point_only, channels, want_point, want_light, want_shape and not point_only,
+                                weighted)
     add_rows = _add_rows_func(want_shape and not point_only)
+    add_point_lanes = _add_point_lanes_func(weighted)
     packed = packed and want_point
     # point lights: the block's lanes as vec4d terms (the point's terms summed in scratch: the CPU's choice)
-    block_gradients = (_block_gradients_func(channels, want_point, want_light)
+    block_gradients = (_block_gradients_func(channels, want_point, want_light, weighted)
                        if point_only and (want_light or want_point) and (packed or not want_point) else None)
     native_blocks = None
     if native and block_gradients is not None:
         from .direct_lights_native import block_gradients_native  # it imports this module's constants
 
-        native_blocks = block_gradients_native(channels, want_point, want_light)
+        native_blocks = block_gradients_native(channels, want_point, want_light, weighted)
 
     @wp.kernel(enable_backward=False, module="unique")
     def direct_lights_backward(offset: int, end: int, position: wp.array2d(dtype=Any),
                                normal: wp.array2d(dtype=Any), wo: wp.array2d(dtype=Any),
                                base_color: wp.array2d(dtype=Any), roughness: wp.array(dtype=Any),
                                metallic: wp.array(dtype=Any), f0: wp.array2d(dtype=Any),
+                               specular: wp.array(dtype=Any),
                                lights: wp.array2d(dtype=wp.float64), num_lights: int, min_d2: wp.float64,
                                inv_min_d: wp.float64, v_out: wp.array2d(dtype=Any),
                                v_position: wp.array2d(dtype=Any), v_normal: wp.array2d(dtype=Any),
                                v_wo: wp.array2d(dtype=Any), v_base_color: wp.array2d(dtype=Any),
                                v_roughness: wp.array(dtype=Any), v_metallic: wp.array(dtype=Any),
-                               v_f0: wp.array2d(dtype=Any), v_light: wp.array3d(dtype=wp.vec4d), group: int,
+                               v_f0: wp.array2d(dtype=Any), v_specular: wp.array(dtype=Any),
+                               v_light: wp.array3d(dtype=wp.vec4d), group: int,
                                scratch: wp.array2d(dtype=wp.vec4d), lanes: wp.array2d(dtype=wp.vec4d)):
         i = offset + wp.tid()
         slot = i // group
@@ -903,27 +990,38 @@ def backward_kernel(point_only: bool, channels: int, want_point: bool, want_ligh
         g_f0 = wp.vec4d()
         g_r = zero
         g_metal = zero
+        g_s = zero
         if p.nv_raw > zero:
             cvec = _channels(base_color, i, channels)
             f0vec = _channels(f0, i, channels)
             kd, F0 = _mix(p.metal, cvec, f0vec)
+            e = wp.vec4d()
+            f90 = one
+            s = zero
+            if wp.static(weighted):
+                s = wp.float64(specular[i])
+                e, f90 = _weight_terms(p.metal, cvec, s)
             srow = i % scratch.shape[0]
             sums = _Sums()
             if wp.static(packed):
                 for h in range(2):
                     for j in range(11):
                         scratch[srow, h * 11 + j] = wp.vec4d()
+                if wp.static(weighted):
+                    for j in range(POINT_ROWS - BASE_ROWS):
+                        scratch[srow, BASE_ROWS + j] = wp.vec4d()
             blocks = num_lights // LANES
             if wp.static(native_blocks is not None):  # all full blocks at once, explicit SIMD
                 if blocks > 0:
-                    native_blocks(p.x, p.n, p.v, p.nv, p.s1, p.a2, p.one_a2, p.a2_2pi, kd, F0, g, blocks, lanes,
+                    native_blocks(p.x, p.n, p.v, p.nv, p.s1, p.a2, p.one_a2, p.a2_2pi, kd, F0, e, f90, g, blocks, lanes,
                                   min_d2, inv_min_d, v_light, slot, scratch, srow)
                 blocks_left = 0
             else:
                 blocks_left = blocks
             for block in range(blocks_left):
                 if wp.static(block_gradients is not None):  # explicit lanes: one vec4d per term
-                    block_gradients(p, kd, F0, g, block, lanes, min_d2, inv_min_d, v_light, slot, scratch, srow)
+                    block_gradients(p, kd, F0, e, f90, g, block, lanes, min_d2, inv_min_d, v_light, slot, scratch,
+                                    srow)
                 else:
                     # each lane's terms, added after the block: a store between lanes would split their code
                     rows = _LaneRows()
@@ -931,31 +1029,33 @@ def backward_kernel(point_only: bool, channels: int, want_point: bool, want_ligh
                     for lane in range(LANES):  # unrolled, as the forward's
                         k = block * LANES + lane
                         if wp.static(packed):
-                            terms, row = gradients(_Sums(), p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k,
-                                                   lights)
+                            terms, row = gradients(_Sums(), p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, e, f90,
+                                                   g, k, lights)
                             prows[lane] = _flat(terms)
                         else:
-                            sums, row = gradients(sums, p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k, lights)
+                            sums, row = gradients(sums, p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, e, f90,
+                                                  g, k, lights)
                         rows[lane] = row
                     if wp.static(want_light):
                         add_rows(v_light, slot, block, rows)
                     if wp.static(packed):
-                        _add_point_lanes(scratch, srow, prows)
+                        add_point_lanes(scratch, srow, prows)
             if blocks * LANES < num_lights:  # the last lights, one by one
                 rows = _LaneRows()
                 prows = _LanePoints()
                 for k in range(blocks * LANES, num_lights):
                     if wp.static(packed):
-                        terms, row = gradients(_Sums(), p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k,
-                                               lights)
+                        terms, row = gradients(_Sums(), p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, e, f90,
+                                               g, k, lights)
                         prows[k - blocks * LANES] = _flat(terms)
                     else:
-                        sums, row = gradients(sums, p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, g, k, lights)
+                        sums, row = gradients(sums, p, pair(p, k, lights, min_d2, inv_min_d), kd, F0, e, f90,
+                                              g, k, lights)
                     rows[k - blocks * LANES] = row
                 if wp.static(want_light):
                     add_rows(v_light, slot, blocks, rows)
                 if wp.static(packed):
-                    _add_point_lanes(scratch, srow, prows)
+                    add_point_lanes(scratch, srow, prows)
             if wp.static(want_point):
                 if wp.static(packed):
                     sums = _sums_of(scratch, srow)
@@ -985,6 +1085,15 @@ def backward_kernel(point_only: bool, channels: int, want_point: bool, want_ligh
                     g_c[c] = sum_kd[c] * w_d * (one - f0c) * _INV_PI + sum_F0[c] * p.metal
                     g_f0[c] = -sum_kd[c] * w_d * cc * _INV_PI + sum_F0[c] * w_d
                     g_metal = g_metal - sum_kd[c] * cc * (one - f0c) * _INV_PI + sum_F0[c] * (cc - f0c)
+                if wp.static(weighted):
+                    # e_c = (1 - metal) (1 - s) c_c / pi, f90 = (1 - metal) s + metal (f0 is already s f0)
+                    g_metal = g_metal + sums.f90 * (one - s)
+                    g_s = sums.f90 * w_d
+                    for c in range(wp.static(channels)):
+                        cc = cvec[c]
+                        g_c[c] = g_c[c] + sums.e[c] * w_d * (one - s) * _INV_PI
+                        g_metal = g_metal - sums.e[c] * (one - s) * cc * _INV_PI
+                        g_s = g_s - sums.e[c] * w_d * cc * _INV_PI
         if wp.static(want_point):
             # n = n_raw / max(|n_raw|, 1e-12), v = v_raw / |v_raw|
             n = p.n
@@ -1002,10 +1111,12 @@ def backward_kernel(point_only: bool, channels: int, want_point: bool, want_ligh
                 v_f0[i, c] = type(v_f0[i, c])(g_f0[c])
             v_roughness[i] = type(v_roughness[i])(g_r)
             v_metallic[i] = type(v_metallic[i])(g_metal)
+            if wp.static(weighted):
+                v_specular[i] = type(v_specular[i])(g_s)
 
     for f in (wp.float32, wp.float64):
         a1, a2 = wp.array(dtype=f), wp.array2d(dtype=f)
-        wp.overload(direct_lights_backward, _common_types(f) + [a2, a2, a2, a2, a2, a1, a1, a2,
+        wp.overload(direct_lights_backward, _common_types(f) + [a2, a2, a2, a2, a2, a1, a1, a2, a1,
                                                                 wp.array3d(dtype=wp.vec4d), int,
                                                                 wp.array2d(dtype=wp.vec4d),
                                                                 wp.array2d(dtype=wp.vec4d)])
@@ -1015,4 +1126,4 @@ def backward_kernel(point_only: bool, channels: int, want_point: bool, want_ligh
 def _common_types(f) -> list:
     """The argument types both kernels start with, for point arrays of Warp dtype ``f``."""
     a1, a2 = wp.array(dtype=f), wp.array2d(dtype=f)
-    return [int, int, a2, a2, a2, a2, a1, a1, a2, wp.array2d(dtype=wp.float64), int, wp.float64, wp.float64]
+    return [int, int, a2, a2, a2, a2, a1, a1, a2, a1, wp.array2d(dtype=wp.float64), int, wp.float64, wp.float64]

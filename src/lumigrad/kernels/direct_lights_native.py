@@ -26,8 +26,8 @@ import functools
 
 import warp as wp
 
-from .direct_lights_kernels import (DOT_EPS, MAX_CHANNELS, PA2, PF0, PKD, PN, PV, PX, POINT_ROWS, RADIANCE,
-                                    VECTOR)
+from .direct_lights_kernels import (BASE_ROWS, DOT_EPS, MAX_CHANNELS, PA2, PE, PF0, PF90, PKD, PN, PV, PX,
+                                    POINT_ROWS, RADIANCE, VECTOR)
 
 wp.set_module_options({"enable_backward": False})
 
@@ -100,15 +100,22 @@ auto block = [&](auto zero, decltype(zero)* acc, int blk) {{
 {_PAIR}"""
 
 
-def _forward_source() -> str:
+def _weight_source(weighted: bool) -> tuple[str, str]:
+    """The C++ of the specular weight's ``f90`` (per point; the literal 1 without a weight) and the diffuse
+    term ``e_c m5`` added to ``f`` (nothing without a weight)."""
+    return ("f90", " + e[c] * m5") if weighted else ("1.0", "")
+
+
+def _forward_source(weighted: bool) -> str:
     """The C++ body of :func:`block_radiance_native`."""
+    f90, e_m5 = _weight_source(weighted)
     return _head(MAX_CHANNELS) + f"""
     const V dv = a2_2pi * ((hc * hc) / ((qn * qn) * Q));
     const V G = G0 * ok;
     const V one_m5 = ones - m5;
     for (int c = 0; c < {MAX_CHANNELS}; ++c) {{
         const double F0c = F0[c];
-        const V f = kd[c] * one_m5 + dv * (F0c + (1.0 - F0c) * m5);
+        const V f = kd[c] * one_m5 + dv * (F0c + ({f90} - F0c) * m5){e_m5};
         acc[c] += (f * ld({RADIANCE} + c)) * G;
     }}
 }};
@@ -122,11 +129,18 @@ return out;
 """
 
 
-def _backward_source(channels: int, want_point: bool, want_light: bool) -> str:
+def _backward_source(channels: int, want_point: bool, want_light: bool, weighted: bool) -> str:
     """The C++ body of :func:`block_gradients_native` for one case."""
     light = int(want_light)
     point = int(want_point)
-    return _head(POINT_ROWS) + f"""
+    rows = POINT_ROWS if weighted else BASE_ROWS
+    f90, e_m5 = _weight_source(weighted)
+    # d f / d m5 = dv (f90 - F0_c) - (kd_c - e_c); d f / d e_c = m5, d f / d f90 = dv m5 (summed over channels)
+    kd_e = "(kdc - e[c])" if weighted else "kdc"
+    weight_sums = f"""
+            acc[{PE} + c] += gf * m5;
+            acc[{PF90}] += (gf * dv) * m5;""" if weighted else ""
+    return _head(rows) + f"""
     auto add = [&](int row, V x) {{
         wp::vec_t<4, double>* t = &wp::index(v_light, slot, row, blk);
         V r; __builtin_memcpy(&r, t, sizeof(r)); r += x; __builtin_memcpy(t, &r, sizeof(r)); }};
@@ -141,17 +155,17 @@ def _backward_source(channels: int, want_point: bool, want_light: bool) -> str:
         const V gk = g[c] * ok;  // a light that adds nothing: every gradient below is a product with 0
         const V Lc = ld({RADIANCE} + c);
         const double F0c = F0[c], kdc = kd[c];
-        const V spec = F0c + (1.0 - F0c) * m5;
-        const V gkf = gk * (kdc * one_m5 + dv * spec);
+        const V spec = F0c + ({f90} - F0c) * m5;
+        const V gkf = gk * (kdc * one_m5 + dv * spec{e_m5});
         g_G += gkf * Lc;
         if ({light}) add({RADIANCE} + c, gkf * G0);
         const V gf = (gk * Lc) * G0;
         if ({point}) {{
             acc[{PKD} + c] += gf * one_m5;
-            acc[{PF0} + c] += (gf * dv) * one_m5;
+            acc[{PF0} + c] += (gf * dv) * one_m5;{weight_sums}
         }}
         g_dv += gf * spec;
-        g_m5 += gf * (dv * (1.0 - F0c) - kdc);
+        g_m5 += gf * (dv * ({f90} - F0c) - {kd_e});
     }}
     const V gE = g_dv * dv;
     const V g_qn = -2.0 * (gE * iqn);
@@ -205,7 +219,7 @@ def _backward_source(channels: int, want_point: bool, want_light: bool) -> str:
 }};
 {_LOOP}
 if ({point}) {{
-    for (int q = 0; q < {POINT_ROWS}; ++q) {{
+    for (int q = 0; q < {rows}; ++q) {{
         wp::vec_t<4, double>* t = &wp::index(scratch, srow, q);
         d4 r; __builtin_memcpy(&r, t, sizeof(r)); r += acc8[q].lo + acc8[q].hi + acc4[q];
         __builtin_memcpy(t, &r, sizeof(r));
@@ -215,36 +229,50 @@ if ({point}) {{
 
 
 @functools.cache
-def block_radiance_native():
-    """``f(x, n, v, nv, s1, a2, one_a2, a2_2pi, kd, F0, blocks, lanes, min_d2, inv_min_d)``: the reflected
+def block_radiance_native(weighted: bool = False):
+    """``f(x, n, v, nv, s1, a2, one_a2, a2_2pi, kd, F0, e, f90, blocks, lanes, min_d2, inv_min_d)``: the reflected
     radiance (:data:`MAX_CHANNELS` channels) of a point's first ``blocks`` full blocks of point lights, as
-    :func:`~lumigrad.kernels.direct_lights_kernels._block_radiance` summed over them (in another order)."""
+    :func:`~lumigrad.kernels.direct_lights_kernels._block_radiance_func` ``(weighted)`` summed over them (in
+    another order); ``e`` and ``f90`` are read only where ``weighted``."""
 
-    # decorated in place: Warp takes a native function's return type only from a literal `@wp.func_native(...)`
-    @wp.func_native(_forward_source())
+    if weighted:  # one Warp function per case, each decorated in place: Warp takes a native function's return
+        # type only from a literal `@wp.func_native(...)`
+        @wp.func_native(_forward_source(True))
+        def radiance_weighted(x: wp.vec3d, n: wp.vec3d, v: wp.vec3d, nv: wp.float64, s1: wp.float64, a2: wp.float64,
+                              one_a2: wp.float64, a2_2pi: wp.float64, kd: wp.vec4d, F0: wp.vec4d, e: wp.vec4d,
+                              f90: wp.float64, blocks: int, lanes: wp.array2d(dtype=wp.vec4d), min_d2: wp.float64,
+                              inv_min_d: wp.float64) -> wp.vec4d:
+            ...
+
+        return radiance_weighted
+
+    @wp.func_native(_forward_source(False))
     def radiance(x: wp.vec3d, n: wp.vec3d, v: wp.vec3d, nv: wp.float64, s1: wp.float64, a2: wp.float64,
-                 one_a2: wp.float64, a2_2pi: wp.float64, kd: wp.vec4d, F0: wp.vec4d, blocks: int,
-                 lanes: wp.array2d(dtype=wp.vec4d), min_d2: wp.float64, inv_min_d: wp.float64) -> wp.vec4d:
+                 one_a2: wp.float64, a2_2pi: wp.float64, kd: wp.vec4d, F0: wp.vec4d, e: wp.vec4d, f90: wp.float64,
+                 blocks: int, lanes: wp.array2d(dtype=wp.vec4d), min_d2: wp.float64, inv_min_d: wp.float64
+                 ) -> wp.vec4d:
         ...
 
     return radiance
 
 
 @functools.cache
-def block_gradients_native(channels: int, want_point: bool, want_light: bool):
-    """``f(x, n, v, nv, s1, a2, one_a2, a2_2pi, kd, F0, g, blocks, lanes, min_d2, inv_min_d, v_light, slot,
-    scratch, srow)``: the gradients of a point's first ``blocks`` full blocks of point lights, as
+def block_gradients_native(channels: int, want_point: bool, want_light: bool, weighted: bool = False):
+    """``f(x, n, v, nv, s1, a2, one_a2, a2_2pi, kd, F0, e, f90, g, blocks, lanes, min_d2, inv_min_d, v_light,
+    slot, scratch, srow)``: the gradients of a point's first ``blocks`` full blocks of point lights, as
     :func:`~lumigrad.kernels.direct_lights_kernels._block_gradients_func` ``(channels, want_point,
-    want_light)`` called for each block: the lights' position and radiance rows added to
+    want_light, weighted)`` called for each block: the lights' position and radiance rows added to
     ``v_light[slot, row, block]``, the point's per-lane terms to ``scratch[srow, entry]`` (each entry once, after
     the loop)."""
 
     def stub(x: wp.vec3d, n: wp.vec3d, v: wp.vec3d, nv: wp.float64, s1: wp.float64, a2: wp.float64,
-             one_a2: wp.float64, a2_2pi: wp.float64, kd: wp.vec4d, F0: wp.vec4d, g: wp.vec4d, blocks: int,
+             one_a2: wp.float64, a2_2pi: wp.float64, kd: wp.vec4d, F0: wp.vec4d, e: wp.vec4d, f90: wp.float64,
+             g: wp.vec4d, blocks: int,
              lanes: wp.array2d(dtype=wp.vec4d), min_d2: wp.float64, inv_min_d: wp.float64,
              v_light: wp.array3d(dtype=wp.vec4d), slot: int, scratch: wp.array2d(dtype=wp.vec4d), srow: int):
         ...
 
     # one Warp function per case: a distinct name, so that the cases do not overwrite one another
-    stub.__name__ = stub.__qualname__ = f"block_gradients_native_c{channels}_p{int(want_point)}_l{int(want_light)}"
-    return wp.func_native(_backward_source(channels, want_point, want_light))(stub)
+    stub.__name__ = stub.__qualname__ = (f"block_gradients_native_c{channels}_p{int(want_point)}_l{int(want_light)}"
+                                         f"_w{int(weighted)}")
+    return wp.func_native(_backward_source(channels, want_point, want_light, weighted))(stub)

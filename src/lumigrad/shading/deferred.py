@@ -213,7 +213,7 @@ def shade_punctual(position: torch.Tensor, normal: torch.Tensor, camera_position
         TypeError / ValueError: as :func:`shade_direct`; ``lights`` not a valid :class:`PunctualLights`, or
             whose channels match neither 1 nor ``base_color``'s.
 
-    **Differentiability:** w.r.t. the G-buffer, the material values (``ior`` / ``specular_f0`` included) and
+    **Differentiability:** w.r.t. the G-buffer, the material values (``ior``, ``specular_f0`` and ``specular``) and
     every float field of ``lights`` (``vector``, ``radiance``, ``range``, ``spot_direction``, both angles); zero
     below the horizon, where the BRDF's clamps are active, beyond a light's range and outside a spot's cone,
     exactly as the reference.
@@ -242,9 +242,6 @@ def shade_punctual_unchecked(surface: SurfaceSample, lights: PunctualLights, *, 
                lights.radiance]
     dtype = si.base_color.dtype
     fused = use_fused and dtype in KERNEL_DTYPES and C <= MAX_CHANNELS and all(t.dtype == dtype for t in tensors)
-    # The kernel has no specular weight (KHR_materials_specular) yet: a surface with one shades on the PyTorch
-    # reference (the raster integrator leaves si.specular unset where no material's weight differs from 1).
-    fused = fused and si.specular is None
     if not fused:
         return shade_direct_unchecked(si, lights.samples(si.position), mask=mask, use_checkpoint=use_checkpoint)
     pixels = _Pixels([si.position, si.normal, si.wo, si.base_color, si.roughness, si.metallic], mask)
@@ -258,6 +255,11 @@ def shade_punctual_unchecked(surface: SurfaceSample, lights: PunctualLights, *, 
     else:
         f0 = torch.as_tensor(_per_point(si.specular_f0, pixels), dtype=dtype, device=base_color.device)
     f0 = f0.expand(P, C) if f0.dim() else f0.reshape(1, 1).expand(P, C)
+    specular = None
+    if si.specular is not None:  # KHR_materials_specular's weight s: the kernel takes s f0 and s (see direct_lights)
+        specular = torch.as_tensor(_per_point(si.specular, pixels), dtype=dtype, device=base_color.device)
+        specular = specular.expand(P, 1) if specular.dim() else specular.reshape(1, 1).expand(P, 1)
+        f0 = f0 * specular
     spot = None
     if lights.is_spot is not None:  # in float64, as the kernel's light table: offset + cd scale cancels
         scale, offset = spot_cone(lights.inner_angle.double(), lights.outer_angle.double())
@@ -267,7 +269,7 @@ def shade_punctual_unchecked(surface: SurfaceSample, lights: PunctualLights, *, 
                         f0.contiguous(), lights.vector, lights.is_point, lights.radiance.expand(-1, C),
                         MIN_LIGHT_DISTANCE, spot=spot,
                         light_inv_range=None if lights.range is None else 1.0 / lights.range.double(),
-                        points_only=lights.points_only)
+                        points_only=lights.points_only, specular=specular)
     return pixels.put(out)
 
 

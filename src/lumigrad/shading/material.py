@@ -169,8 +169,8 @@ _SPECULAR_NOT_ONE = PerVersion(capacity=1 << 16)  # one per material of a scene,
 def has_specular_weight(material: Material) -> bool:
     """Whether ``material.specular_factor`` changes its BSDF from the core glTF one: it requires a gradient or is
     not 1. Its value is read once per tensor version (at construction, then after an in-place change), so
-    renderers may ask every frame without a host sync (the raster's fused point-light kernel, which has no
-    specular weight, is used only where this is False)."""
+    renderers may ask every frame without a host sync (where it is False, the raster's fused point-light kernels
+    run without the weight's terms)."""
     factor = material.specular_factor
     if factor.requires_grad:
         return True
