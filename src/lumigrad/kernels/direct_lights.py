@@ -61,7 +61,8 @@ class _DirectLights(torch.autograd.Function):
         out = torch.empty(P, MAX_CHANNELS, dtype=base_color.dtype, device=base_color.device)
         args, lanes = _inputs(position, normal, wo, base_color, roughness, metallic, f0, specular, light_vector,
                               light_is_point, light_radiance, light_shape, light_axis, min_distance)
-        _launch_lanes(lambda native: dk.forward_kernel(point_only, C, native, weighted),
+        # (native SIMD runs point-light blocks only: other tables get the one kernel either way)
+        _launch_lanes(lambda native: dk.forward_kernel(point_only, C, native and point_only, weighted),
                       lambda kernel: launch_split(kernel, P, args + [as_warp(out), lanes], position.device,
                                                   min_chunk=_MIN_POINTS_PER_THREAD), position.device.type)
         ctx.save_for_backward(position, normal, wo, base_color, roughness, metallic, f0, specular, light_vector,
@@ -89,9 +90,12 @@ class _DirectLights(torch.autograd.Function):
         # the point gradients, the light gradients, the lights' axis and shape rows: each left out of the
         # kernel (not generated) when nothing asks for it
         need_point = any(need[:8])
-        make = lambda native: dk.backward_kernel(ctx.point_only, C, need_point, any(need[8:13]),  # noqa: E731
-                                                 need[11] or need[12], PACKED_LANES[dev.type], native,
-                                                 weighted)
+        want_light = any(need[8:13])
+        # native SIMD runs the packed point-light blocks only (dk.backward_kernel): elsewhere one kernel either way
+        blocks_native = ctx.point_only and (want_light or need_point) and (PACKED_LANES[dev.type] or not need_point)
+        make = lambda native: dk.backward_kernel(ctx.point_only, C, need_point, want_light,  # noqa: E731
+                                                 need[11] or need[12], PACKED_LANES[dev.type],
+                                                 native and blocks_native, weighted)
         # v_light[slot, row, block] holds a block's LANES lights side by side; scratch[row] a point's per-lane
         # gradient terms (one row per CPU thread; not read on CUDA)
         blocks = (K + dk.LANES - 1) // dk.LANES
@@ -124,7 +128,7 @@ def _launch_lanes(make: Callable, run: Callable, device_type: str) -> None:
         run(make(False))
         return
     kernel = make(True)
-    if kernel in _native_built:
+    if kernel in _native_built or kernel is make(False):  # known to build, or no native code in this case
         run(kernel)
         return
     try:
