@@ -469,6 +469,8 @@ def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.
     blocks: Dict[str, list] = {}
     start = 0
     has_normal_map = any(p.material.normal_texture is not None for p in geo.parts)
+    # the core glTF BSDF everywhere: no specular weight (shade_punctual's fused kernels without it)
+    weighted = any(has_specular_weight(p.material) for p in geo.parts)
     for part, count in zip(geo.parts, counts):
         if count == 0:
             continue
@@ -480,6 +482,8 @@ def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.
             m = sample_material_unchecked(part.material, shape=(1, count))
         m = {k: v[0] for k, v in m.items()}
         m["ior"] = part.material.ior.reshape(1, 1).expand(count, 1)
+        if not weighted:
+            m.pop("specular", None)
         if has_normal_map and "normal_tangent" not in m:
             m["normal_tangent"] = position.new_zeros(count, 3)
         for k, v in m.items():
@@ -489,8 +493,6 @@ def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.
         return {"base_color": z3, "alpha": z1, "metallic": z1, "roughness": z1, "occlusion": z1, "emission": z3,
                 "ior": z1}
     out = {k: torch.cat(v) for k, v in blocks.items()}
-    if not any(has_specular_weight(p.material) for p in geo.parts):
-        del out["specular"]  # the core glTF BSDF everywhere: shade_punctual's fused kernels without the weight
     # Filtering can leave textures a few ULPs outside [0, 1] and an optimiser can overshoot a factor: the
     # BRDF's inputs are clamped to their valid range (gradients stop outside it).
     for key in ("base_color", "metallic", "roughness"):
