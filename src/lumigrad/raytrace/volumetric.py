@@ -187,7 +187,7 @@ def _phase_nee(lights, methods, bvh, sigma_t, g, x, wo, u, C) -> torch.Tensor:
             t_max = torch.where(torch.isfinite(dist), dist * (1 - 1e-4), torch.full_like(dist, math.inf))
             blocked = bvh.occluded(x.detach(), wi.detach(), t_max)
         p = hg_eval(wo, wi, g)
-        tr = homogeneous_transmittance(sigma_t, ds.distance.detach().reshape(-1, 1))
+        tr = homogeneous_transmittance(sigma_t, _shadow_length(ds.distance.reshape(-1, 1)))
         if ds.is_delta:
             w = torch.ones_like(p)
         else:
@@ -229,6 +229,15 @@ def _crossing(medium: torch.Tensor, interior: torch.Tensor, n_out: torch.Tensor,
     return torch.where(entering, interior, torch.where(leaving, torch.full_like(medium, -1), medium))
 
 
+def _shadow_length(distance: torch.Tensor) -> torch.Tensor:
+    """The (detached) length of shadow rays for their ``Tr``: ``+inf`` (a light at infinity, blocked by the
+    medium's boundary anyway) counts 0, and the magnitude of a negative one: a light sample's distance along a
+    direction almost in the lamp's plane (the point nearly in that plane) can come out with the wrong sign from
+    the ray-plane division, and ``exp(+sigma_t |t|)`` was a firefly (``inf`` seen at 512 spp in a lit ball)."""
+    dist = distance.detach()
+    return torch.where(torch.isfinite(dist), dist.abs(), torch.zeros_like(dist))
+
+
 def shadow_transmittance(media: List[Optional[HomogeneousMedium]], medium: torch.Tensor, distance: torch.Tensor,
                          C: int) -> torch.Tensor:
     """``Tr [N, C]`` of shadow rays in the media ``medium [N]`` (-1: vacuum, ``Tr = 1``) over ``distance [N, 1]``
@@ -236,8 +245,7 @@ def shadow_transmittance(media: List[Optional[HomogeneousMedium]], medium: torch
     ray anyway).
 
     **Differentiability:** in each medium's ``sigma_a`` and ``sigma_s`` (``d Tr / d sigma_t = -t Tr``)."""
-    dist = distance.detach()
-    dist = torch.where(torch.isfinite(dist), dist, torch.zeros_like(dist))
+    dist = _shadow_length(distance)
     tr = torch.ones(medium.shape[0], C, dtype=dist.dtype, device=dist.device)
     for k, m in enumerate(media):  # (each medium over all rows, chosen by mask: no host sync)
         if m is None:
