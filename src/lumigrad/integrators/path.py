@@ -42,9 +42,16 @@ _MASK64 = 2 ** 64 - 1
 
 
 def _stream(seed: int, stream: int) -> int:
-    """The seed of random stream ``stream`` of the pass ``seed``: a splitmix64 finaliser of both, so that no
-    stream of one pass is another pass's (the passes of a fit, seeds 0, 1, 2, ..., are independent; an affine
-    map such as ``2 seed`` / ``seed + 7`` gave the edge sides of pass ``s`` the paths of pass ``s + 7``)."""
+    """The seed of random stream ``stream`` of the pass ``seed``. The paths (counter-based numbers) take ``2 seed``
+    and the camera jitter (a ``torch.Generator``) ``2 seed + 1``: two generators, never one stream for two passes.
+    The edge streams (edge points and shadow-edge light points, generators; the paths of the edges' two sides,
+    counter-based) take a splitmix64 finaliser of ``(seed, stream)``: affine maps (``seed + 7``, ``3 seed + 2``,
+    ``5 seed + 3``) gave pass ``s``'s edge sides pass ``s + 7``'s paths and one pass's edge points another's
+    camera jitter, so that the passes of a fit (seeds 0, 1, 2, ...) were correlated."""
+    if stream == _PATHS:
+        return (2 * int(seed)) % _SEED_MOD
+    if stream == _CAMERA:
+        return (2 * int(seed) + 1) % _SEED_MOD
     z = (int(seed) * 0x9E3779B97F4A7C15 + (stream + 1) * 0xD1B54A32D192ED03) & _MASK64
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
