@@ -199,7 +199,7 @@ def direct_lights(position: torch.Tensor, normal: torch.Tensor, wo: torch.Tensor
     **Differentiability:** w.r.t. every float input (``light_is_point`` and ``spot.is_spot`` are indices); the
     horizon, the clamps, the range window's and the cone's ends give zero gradients as in
     :mod:`lumigrad.shading.brdf` and :mod:`lumigrad.shading.lights`. Memory of the backward: the inputs and
-    ``[threads or P / 256, 14, K]`` partial light gradients and on the CPU ``[threads, 22, 4]`` per-lane point
+    ``[threads or P / 256, 14, K]`` partial light gradients and on the CPU ``[threads, POINT_ROWS, 4]`` per-lane point
     terms, never ``[P, K]``.
     """
     is_point = light_is_point.to(torch.bool)

@@ -12,12 +12,12 @@ index of the part whose interior it is in (``-1``: vacuum). At each vertex of su
   any surface, so the boundary of the medium blocks it: lights are reached through a dielectric boundary only
   by phase-sampled paths that refract out, as Mitsuba's ``volpath`` does with a ``dielectric`` boundary),
   then samples the Henyey-Greenstein phase function for the next direction (weight 1);
-* :func:`next_medium` says which medium a BSDF-sampled ray is in after a surface: refracting through a
+* :meth:`ShadowMedia.leaving` says which medium a ray is in after a surface: refracting through a
   transmitting surface into the mesh (against its outward, counter-clockwise face normal) enters the part's
   interior; refracting out of it enters vacuum; a reflection stays where it was.
 * :class:`ShadowMedia` attenuates the shadow rays of next-event estimation from a *surface* vertex inside a
   medium (an opaque object in a fog-filled dielectric, a lamp inside too) by ``Tr`` of the medium the shadow ray
-  leaves into (the vertex's, or across a transmitting boundary :func:`next_medium`'s), over the light's
+  leaves into (the vertex's, or across a transmitting boundary, :meth:`ShadowMedia.leaving`), over the light's
   distance; as at scattering vertices, any surface on the way blocks.
 
 Gradients (path replay, the adjoint pass): the sampled distance and direction are detached and the sampling
@@ -44,7 +44,7 @@ from ..shading.henyey_greenstein import hg_eval, hg_sample
 from ..shading.medium import HomogeneousMedium, homogeneous_transmittance, sample_homogeneous_distance
 from .mis import power_heuristic, sample_light
 
-__all__ = ["FreeFlight", "ShadowMedia", "free_flight", "media_of", "next_medium", "outward_face_normals",
+__all__ = ["FreeFlight", "ShadowMedia", "free_flight", "media_of", "outward_face_normals",
            "scatter_vertex", "shadow_transmittance"]
 
 
@@ -206,14 +206,6 @@ def outward_face_normals(verts: torch.Tensor, faces: torch.Tensor, face: torch.T
     return torch.linalg.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
 
 
-def next_medium(media: List[Optional[HomogeneousMedium]], medium: torch.Tensor, part: torch.Tensor,
-                n_out: torch.Tensor, wo: torch.Tensor, wi: torch.Tensor) -> torch.Tensor:
-    """The medium ``[N]`` of rays leaving a surface along ``wi`` (arriving from ``wo``): a refraction into the
-    mesh (``n_out . wi < 0 < n_out . wo``) enters the part's interior (or vacuum if it has none), a refraction
-    out of it enters vacuum, a reflection keeps ``medium``."""
-    return _crossing(medium, interior_of(media, part), n_out, wo, wi)
-
-
 def interior_of(media: List[Optional[HomogeneousMedium]], part: torch.Tensor) -> torch.Tensor:
     """The interior medium ``[N]`` of the parts ``part [N]`` (-1: none)."""
     return torch.tensor([-1 if m is None else k for k, m in enumerate(media)], dtype=torch.long,
@@ -274,7 +266,9 @@ class ShadowMedia:
             self.interior = interior_of(self.media, self.part)
 
     def leaving(self, wi: torch.Tensor) -> torch.Tensor:
-        """The medium ``[N]`` of rays leaving the vertices along ``wi`` (:func:`next_medium`)."""
+        """The medium ``[N]`` of rays leaving the vertices along ``wi`` (arriving from ``wo``): a refraction into
+        the mesh (``n_out . wi < 0 < n_out . wo``) enters the part's interior (or vacuum if it has none), a
+        refraction out of it enters vacuum, a reflection keeps the vertex's medium."""
         return _crossing(self.medium, self.interior, self.n_out, self.wo, wi)
 
     def transmittance(self, wi: torch.Tensor, distance: torch.Tensor, C: int) -> torch.Tensor:
