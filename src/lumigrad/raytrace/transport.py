@@ -390,10 +390,10 @@ def _surface_vertices(run: _Run, depth, last, rows, alive, o, d, face, u, u_area
                      & (prev_pdf.index_select(0, rows)[:, 0] > 0))[:, None]
             term_grad = torch.where(found, torch.zeros_like(term), term)
             adjoint.found.index_add_(0, paths, torch.where(found, term, torch.zeros_like(term)).detach())
-        at = None  # the replay kernels' packed rows of these vertices (once for both launches)
-        if not last and kernels is not None:  # (the fused kernel, and so its twins, run no scene with media)
-            at = kernels.vertices(paths + run.path_offset, depth, run.seed, si_d, ng.detach() if by_area else None)
+        at = None  # the replay kernels' rows of these vertices, packed once for both their launches
         if not last:
+            if kernels is not None:  # (the fused kernel, and so its twins, run no scene with media)
+                at = kernels.vertices(paths + run.path_offset, depth, run.seed, si_d, ng.detach() if by_area else None)
             uh4 = u.index_select(0, rows)[:, 4:]
             if by_area:
                 nee = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, run.others, shadow, run.methods)
