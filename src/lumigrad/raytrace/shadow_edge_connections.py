@@ -22,22 +22,25 @@ the receiver ``x*``; :func:`~lumigrad.raytrace.shadow_edges.sample_shadow_edge_s
 ``x_{k-1}``, so each is connected to vertices drawn from a **pool**: the vertices ``x_1 ... x_{D-2}`` (``D`` the
 longest path in vertices) of one camera path per pixel with a non-zero image adjoint, traced here by BSDF sampling
 (their own random numbers: an independent estimate of the paths' part of the integral, unbiased). Each sample
-connects to :data:`CONNECTIONS` vertices drawn with probability ``p_i`` proportional to the luminance of
-``|v . beta_i|`` (``v`` the pixel's adjoint), weighted ``1 / (CONNECTIONS p_i)``: the sum over the pool is
-estimated without bias.
+draws :data:`CANDIDATES` pool vertices with probability ``p_i`` proportional to ``sum_c |v . beta_i|`` (``v`` the
+pixel's adjoint) and keeps :data:`CONNECTIONS` of them by resampled importance sampling on
+``p_hat_i = sum_c |v . beta_i f_{k-1} |cos||`` towards its ``x*`` (weights ``r_i = p_hat_i / p_i``; a kept vertex
+counts ``1 / p_hat_i * sum_j r_j / (CANDIDATES * CONNECTIONS)``): the sum over the pool is estimated without bias,
+as ``p_hat`` is positive wherever a vertex contributes.
 
 A connection ``(sample, x_{k-1})`` is evaluated as :func:`~lumigrad.raytrace.shadow_edges.shadow_edge_jumps`
 evaluates the camera's: rays from ``x_{k-1}`` through ``w* -+ eps n_w`` (:data:`EPS` radians), the direct light
 from the sample's own ``y`` at their first hits with a shadow ray each
 (:func:`~lumigrad.raytrace.shadow_edges.direct_light_jumps`); the jump is 0 unless the ray through ``w*`` first
 hits ``x*`` and both sides hit at its depth. The surrogate
-``sum detach(v . beta_i f_{k-1} |cos| (g_minus - g_plus)/(...) w_s) (n_w . w*(theta))`` with
-``w_s = |d w*/dt| / (length_edge * pdf_length * pdf(y) * samples(y) * CONNECTIONS * p_i)`` is differentiated;
-``d w*/dt`` is the forward-mode derivative of the detached chain (float64).
+``sum detach(v . beta_i f_{k-1} |cos| (g_minus - g_plus) c_i w_s) (n_w . w*(theta))`` with ``c_i`` the
+resampling factor above and ``w_s = |d w*/dt| / (length_edge * pdf_length * pdf(y) * samples(y))`` is
+differentiated; ``d w*/dt`` is the forward-mode derivative of the detached chain (float64).
 
-Scope and what is left out: the connecting vertex needs a BSDF that is not a Dirac delta (smooth glass: its
-``eval`` is 0, so such a vertex connects nothing: a shadow seen in a smooth mirror-like dielectric gets no
-boundary term); the metallic-roughness BSDF has a least roughness, so it always connects. Scenes with
+Scope and what is left out: the connecting vertex needs a lobe that is not a Dirac delta; the path tracer's
+only one, an index-matched transmitting boundary's straight pass-through (``ior`` 1), evaluates to 0 and so
+connects nothing (a shadow seen through it gets no boundary term); smooth surfaces are clamped to a least
+roughness (``ALPHA_MIN``), so a near-mirror connects, with a high variance. Scenes with
 participating media (a material's ``interior``) get no term beyond the first hit (the pool does not trace free
 flights). Only the direct light's visibility at ``x_k`` is covered: a silhouette seen by a BSDF-sampled ray from
 ``x_{k-1}`` (the "primary visibility" of later vertices) still gives no boundary gradient. The variance is high
@@ -67,6 +70,9 @@ CONNECTIONS = 4
 #: Pool vertices drawn per shadow-edge sample (by the luminance of their weights), among which the
 #: :data:`CONNECTIONS` are resampled by their BSDF towards the sample's receiver.
 CANDIDATES = 32
+
+#: Shadow-edge samples connected at once (each draws :data:`CANDIDATES` pool vertices: memory stays bounded).
+CHUNK_SAMPLES = 4096
 
 #: Radians either side of a shadow curve, on the sphere of directions at the connecting vertex, where the jump
 #: is evaluated (about the angle 5e-3 pixels of the camera's term subtend in a 24-pixel, 0.8-radian view).
@@ -155,61 +161,70 @@ def connected_shadow_edges(ts: TraceScene, sources: ShadowEdgeSources, pool: Pat
     total = weight_of.sum()
     if len(pool) == 0 or len(sources) == 0 or not bool(total > 0):
         return None
-    dtype = ts.verts.dtype
-    f64 = torch.float64
     with torch.no_grad():
         si_pool, _, ng_pool, _ = surface_at(ts, pool.face, pool.origins, pool.directions)
         prob = weight_of / total
     out = []
     for piece in sources.pieces:
-        with torch.no_grad():
-            s, i, gather = _choose_vertices(piece["x_star"], si_pool, pool.weights, prob, candidates, connections,
-                                            generator)
-            if s.numel() == 0:
-                continue
-            x_prev = si_pool.position.index_select(0, i)
-            ng = ng_pool.index_select(0, i)
-            # d w*/dt along the detached chain (float64), the curve's normal on the sphere of directions
-            chain = receiver_chain(ts, sources, _select(piece, s))
-            x64 = x_prev.to(f64)
-
-            def direction(tt):
-                r = chain(tt) - x64
-                return r / r.norm(dim=-1, keepdim=True)
-
-            w64, dw = torch.func.jvp(direction, (piece["t"].index_select(0, s).to(f64),),
-                                     (torch.ones(s.shape[0], dtype=f64, device=s.device),))
-            speed = dw.norm(dim=-1)
-            normal = torch.linalg.cross(w64, dw)
-            normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-300)
-            good = (torch.isfinite(speed) & (speed > 1e-12)).nonzero()[:, 0]
-            if good.numel() == 0:
-                continue
-            s, x_prev, gather, ng = s[good], x_prev[good], gather[good], ng[good]
-            speed, normal, w64 = speed[good], normal[good].to(dtype), w64[good]
-            # the jump, as the camera's: both sides from x_{k-1}, the centre ray must find x*
-            rays = []
-            for side in (0.0, -1.0, 1.0):
-                dd = (w64 + side * eps * normal.to(f64))
-                dd = (dd / dd.norm(dim=-1, keepdim=True)).to(dtype)
-                rays.append((offset_ray_origin_unchecked(x_prev, ng, dd), dd))
-            _, y, n_y, le = receiver_points(ts, sources, _select(piece, s))
-            fields = _LightRows(torch.full((s.shape[0],), piece["light"], dtype=torch.long, device=s.device),
-                                y.detach(), n_y.detach(), le.detach())
-            jump = direct_light_jumps(ts, fields, piece["x_star"].index_select(0, s), rays[0], rays[1:])
-            verts = ts.verts.detach()
-            edge = piece["edge"].index_select(0, s)
-            length = (verts[sources.b[edge]] - verts[sources.a[edge]]).norm(dim=-1)
-            inv_pdf = speed.to(dtype) / length * piece["inv"].index_select(0, s)
-            weight = (gather * jump).sum(-1) * inv_pdf
-            use = (weight != 0).nonzero()[:, 0]
-        if use.numel() == 0:
-            continue
-        x_diff = receiver_points(ts, sources, _select(piece, s.index_select(0, use)))[0]
-        w_diff = x_diff - x_prev[use]
-        w_diff = w_diff / w_diff.norm(dim=-1, keepdim=True)
-        out.append((weight[use] * (normal[use] * w_diff).sum(-1)).sum())
+        n = piece["edge"].shape[0]
+        for start in range(0, n, CHUNK_SAMPLES):  # bounded memory: CANDIDATES rows per sample
+            rows = torch.arange(start, min(n, start + CHUNK_SAMPLES), device=prob.device)
+            term = _connect(ts, sources, _select(piece, rows), si_pool, ng_pool, pool.weights, prob, generator,
+                            connections, candidates, eps)
+            if term is not None:
+                out.append(term)
     return torch.stack(out).sum() if out else None
+
+
+def _connect(ts, sources, piece, si_pool, ng_pool, weights, prob, generator, connections, candidates, eps):
+    """The surrogate of the connections of one light's samples ``piece`` (or None)."""
+    dtype, f64 = ts.verts.dtype, torch.float64
+    with torch.no_grad():
+        s, i, gather = _choose_vertices(piece["x_star"], si_pool, weights, prob, candidates, connections, generator)
+        if s.numel() == 0:
+            return None
+        x_prev = si_pool.position.index_select(0, i)
+        ng = ng_pool.index_select(0, i)
+        # d w*/dt along the detached chain (float64), the curve's normal on the sphere of directions
+        chain = receiver_chain(ts, sources, _select(piece, s))
+        x64 = x_prev.to(f64)
+
+        def direction(tt):
+            r = chain(tt) - x64
+            return r / r.norm(dim=-1, keepdim=True)
+
+        w64, dw = torch.func.jvp(direction, (piece["t"].index_select(0, s).to(f64),),
+                                 (torch.ones(s.shape[0], dtype=f64, device=s.device),))
+        speed = dw.norm(dim=-1)
+        normal = torch.linalg.cross(w64, dw)
+        normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-300)
+        good = (torch.isfinite(speed) & (speed > 1e-12)).nonzero()[:, 0]
+        if good.numel() == 0:
+            return None
+        s, x_prev, gather, ng = s[good], x_prev[good], gather[good], ng[good]
+        speed, normal, w64 = speed[good], normal[good], w64[good]
+        # the jump, as the camera's: both sides from x_{k-1}, the centre ray must find x*
+        rays = []
+        for side in (0.0, -1.0, 1.0):
+            dd = w64 + side * eps * normal
+            dd = (dd / dd.norm(dim=-1, keepdim=True)).to(dtype)
+            rays.append((offset_ray_origin_unchecked(x_prev, ng, dd), dd))
+        _, y, n_y, le = receiver_points(ts, sources, _select(piece, s))
+        fields = _LightRows(torch.full((s.shape[0],), piece["light"], dtype=torch.long, device=s.device),
+                            y.detach(), n_y.detach(), le.detach())
+        jump = direct_light_jumps(ts, fields, piece["x_star"].index_select(0, s), rays[0], rays[1:])
+        verts = ts.verts.detach()
+        edge = piece["edge"].index_select(0, s)
+        length = (verts[sources.b[edge]] - verts[sources.a[edge]]).norm(dim=-1)
+        inv_pdf = speed.to(dtype) / length * piece["inv"].index_select(0, s)
+        weight = (gather * jump).sum(-1) * inv_pdf
+        use = (weight != 0).nonzero()[:, 0]
+    if use.numel() == 0:
+        return None
+    x_diff = receiver_points(ts, sources, _select(piece, s.index_select(0, use)))[0]
+    w_diff = x_diff - x_prev[use]
+    w_diff = w_diff / w_diff.norm(dim=-1, keepdim=True)
+    return (weight[use] * (normal[use].to(dtype) * w_diff).sum(-1)).sum()
 
 
 def _choose_vertices(x_star, si_pool, weights, prob, candidates, connections, generator):

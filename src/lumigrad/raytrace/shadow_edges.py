@@ -45,7 +45,7 @@ Scope: this module's connection is the camera: shadows seen directly, on the fir
 hits. Steps 1-3 do not depend on who sees the receiver (:func:`sample_shadow_edge_sources`), so the same samples
 are also connected to the vertices of camera paths, for the shadows seen beyond the first hit (in a glossy
 reflection, or changing the light a surface bounces onward): :mod:`lumigrad.raytrace.shadow_edge_connections`,
-which evaluates its jumps with :func:`direct_light_jumps` as step 5 does (smooth glass and scenes with media are
+which evaluates its jumps with :func:`direct_light_jumps` as step 5 does (delta lobes and scenes with media are
 left out there). An environment's directions are fixed (it is at
 infinity): the boundary term moves with occluders, receivers and the camera, the map's own gradient is the
 interior term's. For area lights the boundary term uses the full integrand of the area parameterisation, and
