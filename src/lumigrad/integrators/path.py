@@ -103,8 +103,8 @@ class PathIntegrator(Integrator):
     tracing (subsurface scattering: free flights by spectral MIS, scattering vertices with phase-function
     next-event estimation and phase sampling; :mod:`lumigrad.raytrace.volumetric`); a material's ``exterior``
     is the medium a path refracting out of its mesh enters (nested media, Mitsuba's rule: the tags are
-    trusted), and ``Scene.medium`` the one around everything, where camera rays start. Lights: point, spot, directional, area (uniform radiance: also
-    hit by BSDF rays) and environment; ``SHLight`` is refused.
+    trusted), and ``Scene.medium`` the one around everything, where camera rays start. Lights: point, spot,
+    directional, area (uniform radiance: also hit by BSDF rays) and environment; ``SHLight`` is refused.
 
     AOVs (:data:`lumigrad.integrators.AOV_DOCS`): ``depth``, ``normal``, ``position``, ``albedo`` and ``mask`` of
     the surface each camera ray hits first, averaged over the pixel's ``spp`` jittered rays (a box filter:

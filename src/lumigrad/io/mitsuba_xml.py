@@ -86,9 +86,9 @@
   ``"integrator"`` (``{"type": ..., "max_depth": ..., ...}``) and per sensor its ``"sampler"``
   (``sample_count`` ...) and ``"film"`` under ``metadata["sensors"][name]``.
 
-**Refused**, with a :class:`MitsubaXmlError` (a ``ValueError``) naming the file, line, element, its type and
-id: unknown tags and plugin types (``<volume>``, media other than ``homogeneous``, a medium inside a shape
-named other than ``interior`` / ``exterior``, sensors in different media, ``serialized`` shapes, ``blendbsdf``, ``normalmap``,
+**Refused**, with a :class:`MitsubaXmlError` (a ``ValueError``) naming the file, line, element, its type and id:
+unknown tags and plugin types (``<volume>``, media other than ``homogeneous``, a medium inside a shape named other
+than ``interior`` / ``exterior``, sensors in different media, ``serialized`` shapes, ``blendbsdf``, ``normalmap``,
 ``projector`` ...), textures anywhere but a base colour, spectra from files, a DOCTYPE or entity declaration
 (checked in the text before parsing and again by the parser: no DTD is ever read, so no entity expansion or
 external entity can be used), cyclic references or includes, a camera ``to_world`` with scale, an ``ior``

@@ -36,15 +36,15 @@ the BSDF's own parameters would be counted twice), so that ratio waits one verte
 after a delta lobe or a medium's phase sample keeps the primal's treatment.
 
 Participating media (:mod:`lumigrad.raytrace.volumetric`): a path inside a medium (a material's ``interior`` or
-``exterior``, or the scene's, where camera rays start: ``TraceScene.medium``) first
-draws a free flight before the surface its ray hits; a scattering event is a vertex of its own (next-event
-estimation with the phase function, then a phase sample for the next ray), and reaching the surface multiplies
-the throughput by the flight's weight before the surface vertex as above; a surface vertex's light samples are
-attenuated by the ``Tr`` of the medium their shadow ray leaves into
-(:class:`~lumigrad.raytrace.volumetric.ShadowMedia`). Refracting into or out of a transmitting mesh changes the
-path's medium (:class:`~lumigrad.raytrace.volumetric.MediaTable`). In the adjoint pass the free-flight weight (before the vertex's terms, which it multiplies) and
-the phase weight are differentiated through ``w / detach(w)`` as the BSDF's; the scattering vertex's next-event
-term directly, as the surface vertices' shadow rays' ``Tr``.
+``exterior``, or the scene's, where camera rays start: ``TraceScene.medium``) first draws a free flight before the
+surface its ray hits; a scattering event is a vertex of its own (next-event estimation with the phase function, then
+a phase sample for the next ray), and reaching the surface multiplies the throughput by the flight's weight before
+the surface vertex as above; a surface vertex's light samples are attenuated by the ``Tr`` of the medium their
+shadow ray leaves into (:class:`~lumigrad.raytrace.volumetric.ShadowMedia`). Refracting into or out of a
+transmitting mesh changes the path's medium (:class:`~lumigrad.raytrace.volumetric.MediaTable`). In the adjoint pass
+the free-flight weight (before the vertex's terms, which it multiplies) and the phase weight are differentiated
+through ``w / detach(w)`` as the BSDF's; the scattering vertex's next-event term directly, as the surface vertices'
+shadow rays' ``Tr``.
 
 Random numbers: ``dims`` per path and vertex: the lobe, the direction (2), Russian roulette, 2 per light and,
 in scenes with media only, the free flight's (a scattering vertex reuses the direction's for the phase sample
@@ -336,9 +336,9 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
 
 class _Run(NamedTuple):
     """What a :func:`sample_paths` call fixes for all its vertices: its arguments, the scene's BVH, the media
-    (:func:`~lumigrad.raytrace.volumetric.media_table`, or None; ``has_media``: any medium), each light's sampling method (:func:`light_methods`), the area lights
-    differentiated by area (``by_area``, adjoint pass), the other lights, and which parts are ``by_area``'s
-    emitters (``found_parts``)."""
+    (:func:`~lumigrad.raytrace.volumetric.media_table`, or None; ``has_media``: any medium), each light's sampling
+    method (:func:`light_methods`), the area lights differentiated by area (``by_area``, adjoint pass), the other
+    lights, and which parts are ``by_area``'s emitters (``found_parts``)."""
 
     ts: TraceScene
     bvh: object

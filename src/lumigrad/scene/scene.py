@@ -9,12 +9,13 @@ The scene owns no maths: :func:`lumigrad.render` reads its tensors and calls the
   **sensors** in ``scene.cameras``, and one :class:`Film`.
 * **Parameters**: ``scene.parameters()`` returns every tensor under a dotted name
   (``"meshes.bottle.material.roughness_factor"``, ``"lights.key.position"``, ``"cameras.main.K"``,
-  ``"film.exposure"``, ``"medium.sigma_a"``); ``scene.param_info(name)`` says what it is (:class:`~lumigrad.scene.ParamInfo`:
-  kind, owner, owner kind, shape); ``scene[name]`` reads it and ``scene[name] = tensor`` swaps one in (for
-  example a re-parameterised tensor computed each step); ``scene.trainable("meshes.*.material.*")`` makes
-  the matching ones require gradients in one call and returns them for an optimiser. Reads, writes and
-  ``param_info`` are dictionary lookups in an index the scene keeps up to date as owners are added, replaced
-  or removed (also through ``scene.meshes[name] = ...`` and ``del scene.lights[name]``).
+  ``"film.exposure"``, ``"medium.sigma_a"``); ``scene.param_info(name)`` says what it is
+  (:class:`~lumigrad.scene.ParamInfo`: kind, owner, owner kind, shape); ``scene[name]`` reads it and
+  ``scene[name] = tensor`` swaps one in (for example a re-parameterised tensor computed each step);
+  ``scene.trainable("meshes.*.material.*")`` makes the matching ones require gradients in one call and returns
+  them for an optimiser. Reads, writes and ``param_info`` are dictionary lookups in an index the scene keeps up
+  to date as owners are added, replaced or removed (also through ``scene.meshes[name] = ...`` and
+  ``del scene.lights[name]``).
 * **Medium**: ``scene.medium``, the :class:`~lumigrad.shading.HomogeneousMedium` that surrounds everything (the
   camera and the lights sit in it; Mitsuba's sensor medium), or None (vacuum); its tensors are the parameters
   ``medium.sigma_a`` / ``sigma_s`` / ``g``. Renderers that trace rays start camera rays in it.
