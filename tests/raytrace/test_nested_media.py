@@ -85,6 +85,8 @@ def _fog_floor(sigma_a: torch.Tensor, light: str) -> lg.Scene:
         base_color_factor=torch.tensor([0.8, 0.6, 0.4, 1.0], dtype=F64), metallic_factor=0.0, roughness_factor=1.0)))
     if light == "point":
         scene.add_light("lamp", lg.PointLight(torch.tensor(LIGHT, dtype=F64), intensity=torch.tensor(2.0, dtype=F64)))
+    elif light == "sky":
+        scene.add_light("sky", lg.EnvironmentLight(torch.ones(4, 8, 3, dtype=F64)))
     else:
         scene.add_light("sun", lg.DirectionalLight(torch.tensor([0.3, -1.0, 0.2], dtype=F64),
                                                    irradiance=torch.tensor(3.0, dtype=F64)))
@@ -112,7 +114,7 @@ def test_light_samples_of_surfaces_in_the_fog_cross_it():
     ``Tr(r)``, so the mean is ``exp(-0.8 (2.5 + r))`` times the radiance without fog, and the replay's gradient
     is ``-(2.5 + r)`` times each path's radiance, exactly (to the rays' offsets, 1e-4). A directional light is
     at infinity, behind an unbounded fog: no light at all (``Tr = exp(-inf)``; a bounded medium's boundary blocks
-    such rays, the scene's has none)."""
+    such rays, the scene's has none); nor does an environment light."""
     sigma = 0.8
     r = math.dist(LIGHT, (0.0, FLOOR_Y, 0.0))
     L0, _ = _down_onto_the_floor(0.0, "point")
@@ -120,10 +122,11 @@ def test_light_samples_of_surfaces_in_the_fog_cross_it():
     assert float(L0.min()) > 0 and float(L.max()) > 0
     assert _z_ok(L, L0.mean(0) * math.exp(-sigma * (2.5 + r)))
     torch.testing.assert_close(grad, -(2.5 + r) * L.mean(0), rtol=1e-4, atol=0.0)
-    sun0, _ = _down_onto_the_floor(0.0, "sun")
-    sun, sun_grad = _down_onto_the_floor(sigma, "sun")
-    assert float(sun0.min()) > 0  # lit without the fog
-    assert sun.abs().max() == 0 and sun_grad.abs().max() == 0
+    for light in ("sun", "sky"):  # and the environment: neither its light samples nor escaping rays see it
+        far0, _ = _down_onto_the_floor(0.0, light)
+        far, far_grad = _down_onto_the_floor(sigma, light)
+        assert float(far0.mean()) > 0.1  # lit without the fog
+        assert far.abs().max() == 0 and far_grad.abs().max() == 0
 
 
 # ---------------------------------------------------------------------------------------------- nested media

@@ -18,7 +18,8 @@ The scene owns no maths: :func:`lumigrad.render` reads its tensors and calls the
   ``del scene.lights[name]``).
 * **Medium**: ``scene.medium``, the :class:`~lumigrad.shading.HomogeneousMedium` that surrounds everything (the
   camera and the lights sit in it; Mitsuba's sensor medium), or None (vacuum); its tensors are the parameters
-  ``medium.sigma_a`` / ``sigma_s`` / ``g``. Renderers that trace rays start camera rays in it.
+  ``medium.sigma_a`` / ``sigma_s`` / ``g``. The path tracer starts camera rays in it; the rasterizer and the
+  volume renderer ignore it.
 * **Metadata**: ``scene.metadata``, a plain dict of what a scene file said that is no tensor and no part of
   the scene lumigrad renders (a Mitsuba file's integrator, sampler and film settings); never a parameter.
 * **Animation**: ``scene.animations``, ``{name: lumigrad.animation.Animation}`` (read from glTF), and
