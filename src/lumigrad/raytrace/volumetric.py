@@ -1,8 +1,9 @@
 """The medium step of volumetric path tracing: free flights, scattering vertices and boundary crossings.
 
-:func:`lumigrad.raytrace.transport.sample_paths` calls these for paths inside a homogeneous medium (the
-``interior`` of a transmitting material, :class:`lumigrad.shading.HomogeneousMedium`). Each path carries the
-index of the part whose interior it is in (``-1``: vacuum). At each vertex of such a path:
+:func:`lumigrad.raytrace.transport.sample_paths` calls these for paths inside a homogeneous medium
+(:class:`lumigrad.shading.HomogeneousMedium`: the ``interior`` or ``exterior`` of a transmitting material, or the
+scene's medium around everything). Each path carries the index of the medium it is in, in the scene's
+:class:`MediaTable` (``-1``: vacuum). At each vertex of such a path:
 
 * :func:`free_flight` draws a distance ``t`` by spectral MIS before the surface the ray hits at ``t_max``; a
   scattering event (``t < t_max``) multiplies the throughput by ``sigma_s Tr(t) / pdf(t)``, reaching the
@@ -130,8 +131,7 @@ def media_table(materials: List[object], medium: Optional[HomogeneousMedium], de
 
     start = index_of(medium)
     interior = [-1 if media[k] is None else k for k in range(P)]
-    exterior = [index_of(getattr(m, "exterior", None)) if getattr(m, "exterior", None) is not None else start
-                for m in materials]
+    exterior = [start if getattr(m, "exterior", None) is None else index_of(m.exterior) for m in materials]
     boundary = [media[k] is not None or getattr(m, "exterior", None) is not None for k, m in enumerate(materials)]
     as_long = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731
     return MediaTable(media, as_long(interior), as_long(exterior),
