@@ -470,7 +470,10 @@ def test_camera_with_scale_is_refused_and_metadata_records_integrator_sampler_fi
     ('<volume type="gridvolume"/>', "lumigrad does not read <volume>"),
     ('<shape type="cube"><medium type="heterogeneous" name="interior"/></shape>',
      "medium type 'heterogeneous' is not supported"),
-    ('<shape type="cube"><medium type="homogeneous" name="exterior"/></shape>', "an exterior medium is not supported"),
+    ('<sensor type="perspective" id="a"><medium type="homogeneous"/></sensor><sensor type="perspective" id="b"/>',
+     r"<sensor type='perspective' id='b'>: the file's sensors are in different media"),
+    ('<shape type="cube"><medium type="homogeneous" name="exterior"/><medium type="homogeneous" name="exterior"/>'
+     '</shape>', "has 2 exterior media; a shape has one"),
     ('<shape type="cube"><medium type="homogeneous" name="inside"/></shape>', "must be named 'interior'"),
     ('<shape type="cube"><medium type="homogeneous" name="interior"><phase type="rayleigh"/></medium></shape>',
      "phase type 'rayleigh' is not supported"),
@@ -730,6 +733,33 @@ def test_homogeneous_interiors_become_material_media(tmp_path):
     assert box.interior.sigma_a.tolist() == pytest.approx([0.1] * 3) and float(box.interior.g) == 0.0
     assert plain.interior is None and float(ball.ior) == pytest.approx(1.33 / 1.000277)  # int_ior / air
     assert "meshes.ball.material.interior.g" in scene.parameters()
+
+
+def test_exterior_media_and_the_sensors_medium_are_read(tmp_path):
+    """A shape's ``exterior`` (inline or by reference) becomes its material's ``exterior``, the sensor's medium
+    (any name, as Mitsuba reads it) ``scene.medium``; a medium referenced twice is one object (so the water
+    inside the glass and around the marble is one set of parameters). With a sensor medium, a shape with an
+    interior but no exterior is named in the warning (Mitsuba enters vacuum leaving it, lumigrad the sensor's
+    medium)."""
+    scene, warned = _read(_write(tmp_path, '''
+        <medium type="homogeneous" id="fog"><rgb name="sigma_t" value="0.1"/><rgb name="albedo" value="0.5"/></medium>
+        <medium type="homogeneous" id="water"><rgb name="sigma_a" value="0.1, 0.2, 0.3"/>
+            <rgb name="sigma_s" value="0"/></medium>
+        <bsdf type="dielectric" id="glass"><float name="int_ior" value="1.33"/></bsdf>
+        <shape type="cube" id="jar"><ref id="glass"/><ref name="interior" id="water"/><ref name="exterior" id="fog"/>
+        </shape>
+        <shape type="sphere" id="marble"><ref id="glass"/><ref name="exterior" id="water"/>
+            <medium type="homogeneous" name="interior"><rgb name="sigma_t" value="2"/></medium></shape>
+        <shape type="cube" id="ice"><ref id="glass"/><ref name="interior" id="water"/></shape>
+        <sensor type="perspective"><ref id="fog"/></sensor>'''))
+    jar, marble, ice = (scene.meshes[n].material for n in ("jar", "marble", "ice"))
+    assert scene.medium is jar.exterior and jar.interior is marble.exterior is ice.interior
+    assert scene.medium.sigma_a.tolist() == pytest.approx([0.05] * 3)
+    assert marble.exterior.sigma_a.tolist() == pytest.approx([0.1, 0.2, 0.3])
+    assert marble.interior.sigma_s.tolist() == pytest.approx([1.5] * 3) and ice.exterior is None
+    assert {"medium.sigma_a", "meshes.marble.material.exterior.sigma_a"} <= set(scene.parameters())
+    assert len(warned) == 1 and "interior but no exterior" in warned[0] and "id='ice'" in warned[0]
+    assert "id='jar'" not in warned[0] and "id='marble'" not in warned[0]
 
 
 def test_an_unused_medium_is_named_in_the_warning(tmp_path):

@@ -105,9 +105,10 @@ class PathIntegrator(Integrator):
     material's ``interior`` (a :class:`~lumigrad.shading.HomogeneousMedium`: ``sigma_a``, ``sigma_s``,
     Henyey-Greenstein ``g``) fills its closed mesh with a participating medium, traced by volumetric path
     tracing (subsurface scattering: free flights by spectral MIS, scattering vertices with phase-function
-    next-event estimation and phase sampling; :mod:`lumigrad.raytrace.volumetric`); media do not nest and the
-    camera and lights must be outside them. Lights: point, spot, directional, area (uniform radiance: also
-    hit by BSDF rays) and environment; ``SHLight`` is refused.
+    next-event estimation and phase sampling; :mod:`lumigrad.raytrace.volumetric`); a material's ``exterior``
+    is the medium a path refracting out of its mesh enters (nested media, Mitsuba's rule: the tags are
+    trusted), and ``Scene.medium`` the one around everything, where camera rays start. Lights: point, spot,
+    directional, area (uniform radiance: also hit by BSDF rays) and environment; ``SHLight`` is refused.
 
     AOVs (:data:`lumigrad.integrators.AOV_DOCS`): ``depth``, ``normal``, ``position``, ``albedo`` and ``mask`` of
     the surface each camera ray hits first, averaged over the pixel's ``spp`` jittered rays (a box filter:
@@ -415,18 +416,18 @@ def _trace_scene(scene: Scene, light_sampling: str = DEFAULT_LIGHT_SAMPLING) -> 
     if len(envs) > 1:
         raise ValueError(f"a scene takes at most one EnvironmentLight; it has {len(envs)}")
     materials = [p.material for p in flat.parts]
-    for part in flat.parts:
-        interior = getattr(part.material, "interior", None)
-        if interior is not None and interior.channels not in (1, 3):
-            raise ValueError(f"scene parameters {part.name}.material.interior.sigma_a / sigma_s have "
-                             f"{interior.channels} channels; the path tracer renders RGB: give 1 or 3")
-        if interior is not None and bool((interior.g.detach().abs() >= 1).any()):  # it may have been optimised
-            raise ValueError(f"scene parameter {part.name}.material.interior.g must lie in (-1, 1); got "
-                             f"{float(interior.g.detach()):.9g}")
+    media = [(f"{p.name}.material.{side}", getattr(p.material, side, None)) for p in flat.parts
+             for side in ("interior", "exterior")] + [("medium", scene.medium)]
+    for name, medium in media:
+        if medium is not None and medium.channels not in (1, 3):
+            raise ValueError(f"scene parameters {name}.sigma_a / sigma_s have "
+                             f"{medium.channels} channels; the path tracer renders RGB: give 1 or 3")
+        if medium is not None and bool((medium.g.detach().abs() >= 1).any()):  # it may have been optimised
+            raise ValueError(f"scene parameter {name}.g must lie in (-1, 1); got {float(medium.g.detach()):.9g}")
     transmissive = any(bool(m.transmission_factor.detach().abs().max() > 0) for m in materials)
     return TraceScene(flat.verts, flat.faces, flat.normals, flat.uv, flat.uv_faces, flat.face_part, materials,
                       [p.double_sided for p in flat.parts], part_emitters, lights, envs[0] if envs else None,
-                      transmissive, flat.normal_map_tangents(), light_sampling)
+                      transmissive, flat.normal_map_tangents(), light_sampling, scene.medium)
 
 
 def _rays_through(camera: Camera, uv: torch.Tensor, dtype: torch.dtype):

@@ -53,9 +53,14 @@
     lumigrad decodes), ``wrap_mode`` into ``Material.wrap``; a shape without texture coordinates (sphere,
     disk, an OBJ without ``vt``) cannot carry one and is refused.
 
-* **media**: a shape's ``interior`` (``<medium type="homogeneous" name="interior">`` inside it, or ``<ref
-  name="interior" id=...>`` to a top-level one) becomes its material's ``interior``
-  (:class:`~lumigrad.shading.HomogeneousMedium`; the shape gets a copy of its BSDF's material):
+* **media**: a shape's ``interior`` and ``exterior`` (``<medium type="homogeneous" name="interior">`` inside it,
+  or ``<ref name="exterior" id=...>`` to a top-level one) become its material's ``interior`` and ``exterior``
+  (:class:`~lumigrad.shading.HomogeneousMedium`, one object per ``<medium>`` element, shared by the references;
+  the shape gets a copy of its BSDF's material), and a sensor's medium (a ``<medium>`` or ``<ref>`` inside the
+  ``<sensor>``, any name, as Mitsuba reads it) ``scene.medium``, the medium around everything (every sensor of
+  the file must then be in the same one). Mitsuba's rule of the tags carries over, with one difference: leaving
+  a shape with an interior but no exterior enters vacuum in Mitsuba, ``scene.medium`` in lumigrad (the same
+  without a sensor medium; with one, the file is read and the warning names such shapes):
   ``sigma_s = scale sigma_t albedo``, ``sigma_a = scale sigma_t (1 - albedo)`` (Mitsuba 3's defaults
   ``sigma_t`` 1, ``albedo`` 0.75), or ``sigma_a`` and ``sigma_s`` directly (Mitsuba 0.6); the phase function
   ``hg`` (``g``) or ``isotropic`` (the default). The path tracer traces it where the shape's BSDF transmits.
@@ -81,9 +86,9 @@
   ``"integrator"`` (``{"type": ..., "max_depth": ..., ...}``) and per sensor its ``"sampler"``
   (``sample_count`` ...) and ``"film"`` under ``metadata["sensors"][name]``.
 
-**Refused**, with a :class:`MitsubaXmlError` (a ``ValueError``) naming the file, line, element, its type and
-id: unknown tags and plugin types (``<volume>``, media other than ``homogeneous``, an ``exterior`` medium,
-``serialized`` shapes, ``blendbsdf``, ``normalmap``,
+**Refused**, with a :class:`MitsubaXmlError` (a ``ValueError``) naming the file, line, element, its type and id:
+unknown tags and plugin types (``<volume>``, media other than ``homogeneous``, a medium inside a shape named other
+than ``interior`` / ``exterior``, sensors in different media, ``serialized`` shapes, ``blendbsdf``, ``normalmap``,
 ``projector`` ...), textures anywhere but a base colour, spectra from files, a DOCTYPE or entity declaration
 (checked in the text before parsing and again by the parser: no DTD is ever read, so no entity expansion or
 external entity can be used), cyclic references or includes, a camera ``to_world`` with scale, an ``ior``
@@ -351,6 +356,8 @@ class _Reader:
         self.claimed: Dict[str, set] = {"meshes": set(), "lights": set(), "cameras": set()}  # ids
         self.taken: Dict[str, set] = {"meshes": set(), "lights": set(), "cameras": set()}  # names given out
         self.metadata: Dict[str, Any] = {}
+        self.sensor_media: Dict[str, Tuple[ET.Element, Optional[HomogeneousMedium]]] = {}  # camera -> its medium
+        self.interior_only: List[ET.Element] = []  # shapes with an interior and no exterior
 
     # ------------------------------------------------------------------------------------- messages
     def describe(self, elem: ET.Element) -> str:
@@ -687,13 +694,14 @@ class _Reader:
             elif tag == "medium":
                 if elem.get("id") is None:
                     raise self.error(elem, f"{self.describe(elem)}: a top-level <medium> needs an id (shapes "
-                                           "reference it as their interior)")
-                continue  # a template for shapes' interiors (checked when a shape uses it)
+                                           "reference it as their interior or exterior, sensors as theirs)")
+                continue  # a template for shapes' and sensors' media (checked when one uses it)
             elif tag in ("film", "sampler", "rfilter"):
                 self.note(f"a top-level <{tag}> outside a sensor", elem)
             elif tag in _OBJECT_TAGS:
                 raise self.error(elem, f"{self.describe(elem)}: lumigrad does not read <{tag}> (only homogeneous "
-                                       "media, as shapes' interiors, are: no volumes)")
+                                       "media, as shapes' interiors and exteriors and sensors' media, are: no "
+                                       "volumes)")
             else:
                 raise self.error(elem, f"unknown element <{tag}> in <scene>")
         for elem in self.ids.values():
@@ -701,6 +709,7 @@ class _Reader:
                 self.note("area emitters that no shape uses", elem)
             if elem.tag == "medium" and elem not in self.built:
                 self.note("media that no shape uses", elem)
+        scene.medium = self.scene_medium(scene)
         self.metadata["parameters"] = dict(self.params)
         scene.metadata = self.metadata
         self.warn()
@@ -815,17 +824,21 @@ class _Reader:
             self.done(p)
             return
         material, double_sided = self.build(bsdfs[0], self.bsdf) if bsdfs else (self.default_material(), False)
-        exterior = p.nested("medium", "exterior")
-        if exterior:
-            raise self.error(exterior[0], f"{self.describe(exterior[0])}: an exterior medium is not supported "
-                                          "(lumigrad traces media inside closed shapes only: give it as the "
-                                          "interior of a shape)")
-        interior = p.nested("medium", "interior")
         others = [t for n, t, _ in p.objects if t.tag == "medium" and n not in ("interior", "exterior")]
         if others:
-            raise self.error(others[0], f"{self.describe(others[0])} inside a shape must be named 'interior'")
-        if interior:
-            material = dataclasses.replace(material, interior=self.build(interior[0], self.medium))
+            raise self.error(others[0], f"{self.describe(others[0])} inside a shape must be named 'interior' or "
+                                        "'exterior'")
+        media = {}
+        for side in ("interior", "exterior"):
+            found = p.nested("medium", side)
+            if len(found) > 1:
+                raise self.error(found[1], f"{self.describe(elem)} has {len(found)} {side} media; a shape has one")
+            if found:
+                media[side] = self.build(found[0], self.medium)
+        if media:
+            material = dataclasses.replace(material, **media)
+            if "exterior" not in media:
+                self.interior_only.append(elem)
         if material.has_textures() and uv is None:
             raise self.error(elem, f"{self.describe(elem)} has no texture coordinates, so its BSDF's bitmap texture "
                                    "cannot be applied")
@@ -1214,6 +1227,10 @@ class _Reader:
                 p.get(key)
             self.note("a thinlens sensor's aperture (read as a pinhole)", elem)
         p.get("focus_distance")  # meaningless for a pinhole
+        media = p.nested("medium")
+        if len(media) > 1:
+            raise self.error(media[1], f"{self.describe(elem)} has {len(media)} media; a sensor is in one")
+        self.sensor_media[name] = (elem, self.build(media[0], self.medium) if media else None)
         films = p.nested("film")
         film = films[0] if films else None
         fp = self.props(film) if film is not None else None
@@ -1282,6 +1299,21 @@ class _Reader:
         self.metadata["sensors"][name] = settings
         self.done(p)
         return camera
+
+    def scene_medium(self, scene: Scene):
+        """The sensors' medium (``scene.medium``), one for all of them, or None; notes the shapes whose exterior
+        differs from Mitsuba's vacuum because of it."""
+        sensors = list(self.sensor_media.values())
+        medium = sensors[0][1] if sensors else None
+        for elem, other in sensors:
+            if other is not medium:
+                raise self.error(elem, f"{self.describe(elem)}: the file's sensors are in different media; lumigrad "
+                                       "renders every camera in one medium (Scene.medium)")
+        if medium is not None:
+            for elem in self.interior_only:
+                self.note("the vacuum Mitsuba enters on leaving a shape with an interior but no exterior (lumigrad "
+                          "enters the sensor's medium, Scene.medium: give the shape an exterior)", elem)
+        return medium
 
     # ---------------------------------------------------------------------------------------- warnings
     def warn(self) -> None:

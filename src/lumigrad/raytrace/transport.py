@@ -35,15 +35,16 @@ the BSDF's own parameters would be counted twice), so that ratio waits one verte
 (:meth:`PathAdjoint.defer_ratio`). Primal values (the returned radiance, ``L_rest``) are unchanged. Emission found
 after a delta lobe or a medium's phase sample keeps the primal's treatment.
 
-Participating media (:mod:`lumigrad.raytrace.volumetric`): a path inside a material's ``interior`` medium first
-draws a free flight before the surface its ray hits; a scattering event is a vertex of its own (next-event
-estimation with the phase function, then a phase sample for the next ray), and reaching the surface multiplies
-the throughput by the flight's weight before the surface vertex as above; a surface vertex's light samples are
-attenuated by the ``Tr`` of the medium their shadow ray leaves into
-(:class:`~lumigrad.raytrace.volumetric.ShadowMedia`). Refracting into or out of a transmitting mesh changes the
-path's medium. In the adjoint pass the free-flight weight (before the vertex's terms, which it multiplies) and
-the phase weight are differentiated through ``w / detach(w)`` as the BSDF's; the scattering vertex's next-event
-term directly, as the surface vertices' shadow rays' ``Tr``.
+Participating media (:mod:`lumigrad.raytrace.volumetric`): a path inside a medium (a material's ``interior`` or
+``exterior``, or the scene's, where camera rays start: ``TraceScene.medium``) first draws a free flight before the
+surface its ray hits; a scattering event is a vertex of its own (next-event estimation with the phase function, then
+a phase sample for the next ray), and reaching the surface multiplies the throughput by the flight's weight before
+the surface vertex as above; a surface vertex's light samples are attenuated by the ``Tr`` of the medium their
+shadow ray leaves into (:class:`~lumigrad.raytrace.volumetric.ShadowMedia`). Refracting into or out of a
+transmitting mesh changes the path's medium (:class:`~lumigrad.raytrace.volumetric.MediaTable`). In the adjoint pass
+the free-flight weight (before the vertex's terms, which it multiplies) and the phase weight are differentiated
+through ``w / detach(w)`` as the BSDF's; the scattering vertex's next-event term directly, as the surface vertices'
+shadow rays' ``Tr``.
 
 Random numbers: ``dims`` per path and vertex: the lobe, the direction (2), Russian roulette, 2 per light and,
 in scenes with media only, the free flight's (a scattering vertex reuses the direction's for the phase sample
@@ -70,7 +71,7 @@ from ..shading.tangents import perturb_normal_unchecked
 from .area_next_event import area_light_indices, area_next_event, area_seed
 from .intersect import intersect_faces_unchecked, offset_ray_origin
 from .mis import power_heuristic, sample_light
-from .volumetric import ShadowMedia, free_flight, media_of, outward_face_normals, scatter_vertex
+from .volumetric import MediaTable, ShadowMedia, free_flight, media_table, outward_face_normals, scatter_vertex
 
 __all__ = ["PathAdjoint", "TraceScene", "power_heuristic", "sample_paths", "surface_at"]
 
@@ -100,6 +101,8 @@ class TraceScene:
         light_sampling: how next-event estimation samples area lights, and so the density that weighs the
             emission BSDF samples find on them: ``"solid_angle"``, ``"area"`` or ``"auto"``
             (:data:`lumigrad.shading.emitters.AREA_SAMPLING`).
+        medium: the scene's :class:`~lumigrad.shading.HomogeneousMedium` (``Scene.medium``: camera rays start in
+            it, paths leaving a mesh without an ``exterior`` enter it), or None (vacuum).
     """
 
     verts: torch.Tensor
@@ -116,6 +119,7 @@ class TraceScene:
     transmissive: bool = False
     tangents: Optional[torch.Tensor] = None
     light_sampling: str = "solid_angle"
+    medium: Optional[object] = None
 
 
 class PathAdjoint:
@@ -234,8 +238,9 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
     C = 3
     bvh = bvh_for(ts.verts.detach(), ts.faces)
     n_lights = len(ts.lights)
-    media = media_of(ts.materials) if ts.transmissive else []
-    has_media = any(m is not None for m in media)
+    table = media_table(ts.materials, ts.medium, device) if ts.transmissive or ts.medium is not None else None
+    has_media = table is not None and table.any
+    media = table.media if has_media else []
     # lobe, direction (2), roulette, then 2 per light; with media, last, the free flight's number (a scattering
     # vertex reuses the direction's two for the phase function and the lights' for its next-event estimation)
     dims = 4 + 2 * n_lights + (1 if has_media else 0)
@@ -245,12 +250,13 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
     # [parts + 1]: which parts are those lights' emitters; the last for "no emitter"
     found_parts = torch.tensor([any(e is not None and e is ts.lights[j] for j in by_area) for e in ts.part_emitters]
                                + [False], device=device) if by_area else None
-    run = _Run(ts, bvh, media, has_media, light_methods(ts), adjoint, kernels, primary, hide_emitters, seed,
+    run = _Run(ts, bvh, table, has_media, light_methods(ts), adjoint, kernels, primary, hide_emitters, seed,
                path_offset, by_area, others, found_parts)
     radiance = torch.zeros(R, C, dtype=dtype, device=device)
     alive = torch.arange(R, device=device)
     beta = torch.ones(R, C, dtype=dtype, device=device)
-    medium = torch.full((R,), -1, dtype=torch.long, device=device)  # the part whose interior a path is in
+    # the medium a path is in (an index of table.media; -1: vacuum): camera rays start in the scene's
+    medium = torch.full((R,), table.start if has_media else -1, dtype=torch.long, device=device)
     o, d = origins.detach(), directions.detach()
     prev_pdf = torch.zeros(R, 1, dtype=dtype, device=device)
     prev_x = o.clone()
@@ -330,13 +336,13 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
 
 class _Run(NamedTuple):
     """What a :func:`sample_paths` call fixes for all its vertices: its arguments, the scene's BVH, the media
-    (``media_of``; ``has_media``: any), each light's sampling method (:func:`light_methods`), the area lights
-    differentiated by area (``by_area``, adjoint pass), the other lights, and which parts are ``by_area``'s
-    emitters (``found_parts``)."""
+    (:func:`~lumigrad.raytrace.volumetric.media_table`, or None; ``has_media``: any medium), each light's sampling
+    method (:func:`light_methods`), the area lights differentiated by area (``by_area``, adjoint pass), the other
+    lights, and which parts are ``by_area``'s emitters (``found_parts``)."""
 
     ts: TraceScene
     bvh: object
-    media: list
+    table: Optional[MediaTable]
     has_media: bool
     methods: List[Optional[str]]
     adjoint: Optional[PathAdjoint]
@@ -373,7 +379,7 @@ def _surface_vertices(run: _Run, depth, last, rows, alive, o, d, face, u, u_area
         shadow = None
         if run.has_media:
             fr = face.index_select(0, rows)
-            shadow = ShadowMedia(run.media, med.index_select(0, rows), ts.face_part.index_select(0, fr),
+            shadow = ShadowMedia(run.table, med.index_select(0, rows), ts.face_part.index_select(0, fr),
                                  outward_face_normals(ts.verts, ts.faces, fr), -rd.detach())
         # Emission seen by the previous bounce (MIS against light sampling for area lights).
         weight_e = _emission_weight(ts, emitter_rows, face.index_select(0, rows),
@@ -477,9 +483,10 @@ def _scatter(run: _Run, alive, srows, o, d, ff, b, med, u, last, contrib):
     us = u.index_select(0, srows)
     paths = alive.index_select(0, srows)
     with torch.enable_grad() if adjoint is not None else torch.no_grad():
-        nee, wi, pdf, ratio = scatter_vertex(run.media, run.ts.lights, run.bvh, med.index_select(0, srows), x, wo,
-                                             us[:, 1:3], us[:, 4:4 + 2 * len(run.ts.lights)], C=C, nee=not last,
-                                             differentiable=adjoint is not None, methods=run.methods)
+        nee, wi, pdf, ratio = scatter_vertex(run.table.media, run.ts.lights, run.bvh, med.index_select(0, srows), x,
+                                             wo, us[:, 1:3], us[:, 4:4 + 2 * len(run.ts.lights)], C=C, nee=not last,
+                                             differentiable=adjoint is not None, methods=run.methods,
+                                             unbounded=run.table.start)
         bs = b.index_select(0, srows)
         term = bs * nee
         if adjoint is not None:

@@ -1,8 +1,9 @@
 """The medium step of volumetric path tracing: free flights, scattering vertices and boundary crossings.
 
-:func:`lumigrad.raytrace.transport.sample_paths` calls these for paths inside a homogeneous medium (the
-``interior`` of a transmitting material, :class:`lumigrad.shading.HomogeneousMedium`). Each path carries the
-index of the part whose interior it is in (``-1``: vacuum). At each vertex of such a path:
+:func:`lumigrad.raytrace.transport.sample_paths` calls these for paths inside a homogeneous medium
+(:class:`lumigrad.shading.HomogeneousMedium`: the ``interior`` or ``exterior`` of a transmitting material, or the
+scene's medium around everything). Each path carries the index of the medium it is in, in the scene's
+:class:`MediaTable` (``-1``: vacuum). At each vertex of such a path:
 
 * :func:`free_flight` draws a distance ``t`` by spectral MIS before the surface the ray hits at ``t_max``; a
   scattering event (``t < t_max``) multiplies the throughput by ``sigma_s Tr(t) / pdf(t)``, reaching the
@@ -12,9 +13,16 @@ index of the part whose interior it is in (``-1``: vacuum). At each vertex of su
   any surface, so the boundary of the medium blocks it: lights are reached through a dielectric boundary only
   by phase-sampled paths that refract out, as Mitsuba's ``volpath`` does with a ``dielectric`` boundary),
   then samples the Henyey-Greenstein phase function for the next direction (weight 1);
-* :meth:`ShadowMedia.leaving` says which medium a ray is in after a surface: refracting through a
-  transmitting surface into the mesh (against its outward, counter-clockwise face normal) enters the part's
-  interior; refracting out of it enters vacuum; a reflection stays where it was.
+* :meth:`ShadowMedia.leaving` says which medium a ray is in after a surface (:class:`MediaTable`, Mitsuba's
+  rule): refracting through a transmitting surface into the mesh (against its outward, counter-clockwise face
+  normal) enters the part's ``interior`` (vacuum if it has none); refracting out of it enters the part's
+  ``exterior``, or where it has none the scene's medium (``Scene.medium``; vacuum without one); a reflection
+  stays where it was, and so does a crossing of a part whose material tags no medium at all. The tags are
+  trusted, as Mitsuba trusts them: a path leaving a marble tagged ``exterior = water`` is in water even if it
+  came to the marble through air (nested media: tag each inner boundary's exterior with the medium around it).
+* Camera rays start in the scene's medium (:attr:`MediaTable.start`). It is unbounded, so its shadow rays to a
+  light at infinity (directional, the environment) cross an infinite length (``Tr = 0`` where ``sigma_t > 0``),
+  and so do the rays that escape (the free flight's surface weight ``Tr(inf)``).
 * :class:`ShadowMedia` attenuates the shadow rays of next-event estimation from a *surface* vertex inside a
   medium (an opaque object in a fog-filled dielectric, a lamp inside too) by ``Tr`` of the medium the shadow ray
   leaves into (the vertex's, or across a transmitting boundary, :meth:`ShadowMedia.leaving`), over the light's
@@ -26,7 +34,7 @@ the phase weight carries the gradient w.r.t. ``sigma_a``, ``sigma_s`` and ``g`` 
 the same estimator, unbiased); the next-event term is differentiated directly (``Tr`` of the shadow segment,
 the phase function).
 
-Limits: media do not nest (leaving any interior enters vacuum); cameras outside every medium; scattering
+Limits: the tags are trusted, never checked against the geometry; one scene medium for every camera; scattering
 positions and the distance to the boundary (and to the light, in shadow rays' ``Tr``) are detached (no geometry
 gradient through the flights: the boundary's motion would also need the Leibniz term of the free-flight
 integral's moving end).
@@ -44,8 +52,8 @@ from ..shading.henyey_greenstein import hg_eval, hg_sample
 from ..shading.medium import HomogeneousMedium, homogeneous_transmittance, sample_homogeneous_distance
 from .mis import power_heuristic, sample_light
 
-__all__ = ["FreeFlight", "ShadowMedia", "free_flight", "media_of", "outward_face_normals",
-           "scatter_vertex", "shadow_transmittance"]
+__all__ = ["FreeFlight", "MediaTable", "ShadowMedia", "free_flight", "media_of", "media_table",
+           "outward_face_normals", "scatter_vertex", "shadow_transmittance"]
 
 
 @dataclass
@@ -73,6 +81,61 @@ class FreeFlight:
 def media_of(materials: List[object]) -> List[Optional[HomogeneousMedium]]:
     """Per part, the interior medium of its material (None: vacuum)."""
     return [getattr(m, "interior", None) for m in materials]
+
+
+@dataclass
+class MediaTable:
+    """The media of a scene as paths index them (:func:`media_table`).
+
+    Attributes:
+        media: per medium index, the medium (None: a part without an interior, never entered). Index ``k < P``
+            is part ``k``'s interior (as :func:`media_of`), then come the exteriors and the scene's medium that
+            are none of those (by identity).
+        interior: ``[P]`` int64, per part, the index a path refracting into it enters (-1: vacuum).
+        exterior: ``[P]`` int64, the index a path refracting out of it enters: its material's ``exterior``, else
+            the scene's medium, else -1.
+        boundary: ``[P]`` bool, the part's material tags a medium (``interior`` or ``exterior``): only such
+            parts change a crossing path's medium.
+        start: the index of the scene's medium (camera rays start in it; unbounded), -1 without one.
+    """
+
+    media: List[Optional[HomogeneousMedium]]
+    interior: torch.Tensor
+    exterior: torch.Tensor
+    boundary: torch.Tensor
+    start: int = -1
+
+    @property
+    def any(self) -> bool:
+        """Whether any index holds a medium."""
+        return any(m is not None for m in self.media)
+
+
+def media_table(materials: List[object], medium: Optional[HomogeneousMedium], device=None) -> MediaTable:
+    """The :class:`MediaTable` of parts made of ``materials`` in a scene whose medium is ``medium`` (or None).
+
+    Example: part 0 a glass of water (``interior = water``), part 1 a marble in it (``interior = stone``,
+    ``exterior = water``), no scene medium: ``media = [water, stone]``, ``interior = [0, 1]``,
+    ``exterior = [-1, 0]``: leaving the marble enters the water, leaving the glass vacuum."""
+    media = media_of(materials)
+    P = len(media)
+
+    def index_of(m: Optional[HomogeneousMedium]) -> int:
+        if m is None:
+            return -1
+        for k, known in enumerate(media):
+            if known is m:
+                return k
+        media.append(m)
+        return len(media) - 1
+
+    start = index_of(medium)
+    interior = [-1 if media[k] is None else k for k in range(P)]
+    exterior = [start if getattr(m, "exterior", None) is None else index_of(m.exterior) for m in materials]
+    boundary = [media[k] is not None or getattr(m, "exterior", None) is not None for k, m in enumerate(materials)]
+    as_long = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731
+    return MediaTable(media, as_long(interior), as_long(exterior),
+                      torch.tensor(boundary, dtype=torch.bool, device=device), start)
 
 
 def _coefficients(medium: HomogeneousMedium, dtype: torch.dtype, C: int):
@@ -132,7 +195,7 @@ def free_flight(media: List[Optional[HomogeneousMedium]], medium: torch.Tensor, 
 
 def scatter_vertex(media: List[Optional[HomogeneousMedium]], lights: List[object], bvh, medium: torch.Tensor,
                    x: torch.Tensor, wo: torch.Tensor, u_phase: torch.Tensor, u_lights: torch.Tensor, *,
-                   C: int, nee: bool, differentiable: bool, methods: List[Optional[str]]):
+                   C: int, nee: bool, differentiable: bool, methods: List[Optional[str]], unbounded: int = -1):
     """The scattering vertices at ``x [S, 3]`` (detached) of rays arriving from ``wo`` (towards the viewer).
 
     Args:
@@ -143,6 +206,8 @@ def scatter_vertex(media: List[Optional[HomogeneousMedium]], lights: List[object
         methods: per light, the ``method`` of its ``sample_direct`` (None: its one way), the strategy whose
             density weighs the emission found after the phase sample (required: a mismatch biases the image).
         differentiable: keep the graph of the next-event term and build the phase weight's ratio.
+        unbounded: the index of the unbounded medium (the scene's, :attr:`MediaTable.start`), whose shadow rays
+            to lights at infinity cross an infinite length; -1: none.
 
     Returns:
         ``(nee [S, C]`` (to multiply by the throughput), ``wi [S, 3]`` detached, ``pdf [S, 1]`` detached phase
@@ -164,7 +229,7 @@ def scatter_vertex(media: List[Optional[HomogeneousMedium]], lights: List[object
         xs, wos = x.index_select(0, sub), wo.index_select(0, sub)
         if nee:
             out = out.index_copy(0, sub, _phase_nee(lights, methods, bvh, sigma_t, g, xs,
-                                                    wos, u_lights.index_select(0, sub), C))
+                                                    wos, u_lights.index_select(0, sub), C, k == unbounded))
         with torch.no_grad():
             ps = hg_sample(wos, g.detach() if isinstance(g, torch.Tensor) else g, u_phase.index_select(0, sub))
         wi = wi.index_copy(0, sub, ps.wi)
@@ -175,9 +240,10 @@ def scatter_vertex(media: List[Optional[HomogeneousMedium]], lights: List[object
     return out, wi, pdf, ratio
 
 
-def _phase_nee(lights, methods, bvh, sigma_t, g, x, wo, u, C) -> torch.Tensor:
+def _phase_nee(lights, methods, bvh, sigma_t, g, x, wo, u, C, unbounded: bool) -> torch.Tensor:
     """Next-event estimation of every light from medium points ``x``: ``p Tr L / pdf`` with the power
-    heuristic against phase sampling (1 for delta lights); any surface on the way blocks."""
+    heuristic against phase sampling (1 for delta lights); any surface on the way blocks (``unbounded``: the
+    scene's medium, see :func:`_shadow_length`)."""
     out = torch.zeros(x.shape[0], C, dtype=x.dtype, device=x.device)
     for j, light in enumerate(lights):
         ds = sample_light(light, x, u[:, 2 * j:2 * j + 2], methods[j])
@@ -187,7 +253,7 @@ def _phase_nee(lights, methods, bvh, sigma_t, g, x, wo, u, C) -> torch.Tensor:
             t_max = torch.where(torch.isfinite(dist), dist * (1 - 1e-4), torch.full_like(dist, math.inf))
             blocked = bvh.occluded(x.detach(), wi.detach(), t_max)
         p = hg_eval(wo, wi, g)
-        tr = homogeneous_transmittance(sigma_t, _shadow_length(ds.distance.reshape(-1, 1)))
+        tr = homogeneous_transmittance(sigma_t, _shadow_length(ds.distance.reshape(-1, 1), unbounded))
         if ds.is_delta:
             w = torch.ones_like(p)
         else:
@@ -206,73 +272,68 @@ def outward_face_normals(verts: torch.Tensor, faces: torch.Tensor, face: torch.T
     return torch.linalg.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
 
 
-def interior_of(media: List[Optional[HomogeneousMedium]], part: torch.Tensor) -> torch.Tensor:
-    """The interior medium ``[N]`` of the parts ``part [N]`` (-1: none)."""
-    return torch.tensor([-1 if m is None else k for k, m in enumerate(media)], dtype=torch.long,
-                        device=part.device).index_select(0, part)
-
-
-def _crossing(medium: torch.Tensor, interior: torch.Tensor, n_out: torch.Tensor, wo: torch.Tensor,
+def _crossing(medium: torch.Tensor, table: MediaTable, part: torch.Tensor, n_out: torch.Tensor, wo: torch.Tensor,
               wi: torch.Tensor) -> torch.Tensor:
     side_i = (n_out * wi).sum(-1)
     side_o = (n_out * wo).sum(-1)
-    entering = (side_i < 0) & (side_o > 0)
-    leaving = (side_i > 0) & (side_o < 0)
-    return torch.where(entering, interior, torch.where(leaving, torch.full_like(medium, -1), medium))
+    boundary = table.boundary.index_select(0, part)
+    entering = (side_i < 0) & (side_o > 0) & boundary
+    leaving = (side_i > 0) & (side_o < 0) & boundary
+    return torch.where(entering, table.interior.index_select(0, part),
+                       torch.where(leaving, table.exterior.index_select(0, part), medium))
 
 
-def _shadow_length(distance: torch.Tensor) -> torch.Tensor:
-    """The (detached) length of shadow rays for their ``Tr``: ``+inf`` (a light at infinity, blocked by the
-    medium's boundary anyway) counts 0, and the magnitude of a negative one: a light sample's distance along a
+def _shadow_length(distance: torch.Tensor, unbounded: bool = False) -> torch.Tensor:
+    """The (detached) length of shadow rays for their ``Tr``: ``+inf`` (a light at infinity) counts 0 in a
+    bounded medium (its boundary blocks the ray anyway) and stays ``+inf`` in the ``unbounded`` one (the scene's:
+    ``Tr = 0`` where ``sigma_t > 0``), and the magnitude of a negative one: a light sample's distance along a
     direction almost in the lamp's plane (the point nearly in that plane) can come out with the wrong sign from
     the ray-plane division, and ``exp(+sigma_t |t|)`` was a firefly (``inf`` seen at 512 spp in a lit ball)."""
     dist = distance.detach()
-    return torch.where(torch.isfinite(dist), dist.abs(), torch.zeros_like(dist))
+    far = torch.full_like(dist, math.inf) if unbounded else torch.zeros_like(dist)
+    return torch.where(torch.isfinite(dist), dist.abs(), far)
 
 
 def shadow_transmittance(media: List[Optional[HomogeneousMedium]], medium: torch.Tensor, distance: torch.Tensor,
-                         C: int) -> torch.Tensor:
+                         C: int, unbounded: int = -1) -> torch.Tensor:
     """``Tr [N, C]`` of shadow rays in the media ``medium [N]`` (-1: vacuum, ``Tr = 1``) over ``distance [N, 1]``
     (detached; ``+inf``, a directional light or the environment: ``Tr = 1``, the medium's boundary blocks the
-    ray anyway).
+    ray anyway, except in the medium of index ``unbounded``, the scene's: ``exp(-sigma_t inf)``).
 
-    **Differentiability:** in each medium's ``sigma_a`` and ``sigma_s`` (``d Tr / d sigma_t = -t Tr``)."""
+    **Differentiability:** in each medium's ``sigma_a`` and ``sigma_s`` (``d Tr / d sigma_t = -t Tr``; 0 over an
+    infinite length)."""
     dist = _shadow_length(distance)
     tr = torch.ones(medium.shape[0], C, dtype=dist.dtype, device=dist.device)
     for k, m in enumerate(media):  # (each medium over all rows, chosen by mask: no host sync)
         if m is None:
             continue
         _, _, sigma_t, _ = _coefficients(m, dist.dtype, C)
-        tr = torch.where((medium == k)[:, None], homogeneous_transmittance(sigma_t, dist), tr)
+        length = _shadow_length(distance, unbounded=True) if k == unbounded else dist
+        tr = torch.where((medium == k)[:, None], homogeneous_transmittance(sigma_t, length), tr)
     return tr
 
 
 @dataclass
 class ShadowMedia:
     """What the shadow rays of next-event estimation from surface vertices need to know of the media: the
-    media, and per vertex the medium its incoming ray is in, its part, the outward normal of its face
-    (:func:`outward_face_normals`) and the direction towards the viewer ``wo`` (detached); the part's interior
-    is looked up once (``interior``)."""
+    :class:`MediaTable`, and per vertex the medium its incoming ray is in, its part, the outward normal of its
+    face (:func:`outward_face_normals`) and the direction towards the viewer ``wo`` (detached)."""
 
-    media: List[Optional[HomogeneousMedium]]
+    table: MediaTable
     medium: torch.Tensor
     part: torch.Tensor
     n_out: torch.Tensor
     wo: torch.Tensor
-    interior: Optional[torch.Tensor] = None
-
-    def __post_init__(self):
-        if self.interior is None:
-            self.interior = interior_of(self.media, self.part)
 
     def leaving(self, wi: torch.Tensor) -> torch.Tensor:
         """The medium ``[N]`` of rays leaving the vertices along ``wi`` (arriving from ``wo``): a refraction into
         the mesh (``n_out . wi < 0 < n_out . wo``) enters the part's interior (or vacuum if it has none), a
-        refraction out of it enters vacuum, a reflection keeps the vertex's medium."""
-        return _crossing(self.medium, self.interior, self.n_out, self.wo, wi)
+        refraction out of it the part's exterior (the scene's medium if it has none), a reflection, or a
+        crossing of a part that tags no medium, keeps the vertex's medium (:class:`MediaTable`)."""
+        return _crossing(self.medium, self.table, self.part, self.n_out, self.wo, wi)
 
     def transmittance(self, wi: torch.Tensor, distance: torch.Tensor, C: int) -> torch.Tensor:
         """``Tr [N, C]`` along the shadow rays ``wi [N, 3]`` of length ``distance [N, 1]``: in the medium the ray
-        leaves the surface into (:meth:`leaving`: the vertex's on its side, the part's interior or vacuum
+        leaves the surface into (:meth:`leaving`: the vertex's on its side, the part's interior or exterior
         across a transmitting boundary)."""
-        return shadow_transmittance(self.media, self.leaving(wi.detach()), distance, C)
+        return shadow_transmittance(self.table.media, self.leaving(wi.detach()), distance, C, self.table.start)

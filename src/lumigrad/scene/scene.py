@@ -9,12 +9,17 @@ The scene owns no maths: :func:`lumigrad.render` reads its tensors and calls the
   **sensors** in ``scene.cameras``, and one :class:`Film`.
 * **Parameters**: ``scene.parameters()`` returns every tensor under a dotted name
   (``"meshes.bottle.material.roughness_factor"``, ``"lights.key.position"``, ``"cameras.main.K"``,
-  ``"film.exposure"``); ``scene.param_info(name)`` says what it is (:class:`~lumigrad.scene.ParamInfo`:
-  kind, owner, owner kind, shape); ``scene[name]`` reads it and ``scene[name] = tensor`` swaps one in (for
-  example a re-parameterised tensor computed each step); ``scene.trainable("meshes.*.material.*")`` makes
-  the matching ones require gradients in one call and returns them for an optimiser. Reads, writes and
-  ``param_info`` are dictionary lookups in an index the scene keeps up to date as owners are added, replaced
-  or removed (also through ``scene.meshes[name] = ...`` and ``del scene.lights[name]``).
+  ``"film.exposure"``, ``"medium.sigma_a"``); ``scene.param_info(name)`` says what it is
+  (:class:`~lumigrad.scene.ParamInfo`: kind, owner, owner kind, shape); ``scene[name]`` reads it and
+  ``scene[name] = tensor`` swaps one in (for example a re-parameterised tensor computed each step);
+  ``scene.trainable("meshes.*.material.*")`` makes the matching ones require gradients in one call and returns
+  them for an optimiser. Reads, writes and ``param_info`` are dictionary lookups in an index the scene keeps up
+  to date as owners are added, replaced or removed (also through ``scene.meshes[name] = ...`` and
+  ``del scene.lights[name]``).
+* **Medium**: ``scene.medium``, the :class:`~lumigrad.shading.HomogeneousMedium` that surrounds everything (the
+  camera and the lights sit in it; Mitsuba's sensor medium), or None (vacuum); its tensors are the parameters
+  ``medium.sigma_a`` / ``sigma_s`` / ``g``. The path tracer starts camera rays in it; the rasterizer and the
+  volume renderer ignore it.
 * **Metadata**: ``scene.metadata``, a plain dict of what a scene file said that is no tensor and no part of
   the scene lumigrad renders (a Mitsuba file's integrator, sampler and film settings); never a parameter.
 * **Animation**: ``scene.animations``, ``{name: lumigrad.animation.Animation}`` (read from glTF), and
@@ -42,6 +47,7 @@ from ..animation import Animation
 from ..cameras.camera import Camera
 from ..mesh import Mesh, vertex_normals
 from ..shading.material import TEXTURE_SLOTS, Material
+from ..shading.medium import HomogeneousMedium
 from . import params as P
 from .light_types import LIGHT_TYPES, light_type_of
 from .lights import Light
@@ -59,7 +65,9 @@ FILM_KINDS = {"exposure": P.EXPOSURE, "white_balance": P.WHITE_BALANCE, "vignett
               "gamma": P.GAMMA}
 _MESH_KINDS = {"verts": P.VERTICES, "uv": P.UV, "normals": P.NORMALS, "tangents": P.TANGENTS,
                "to_world": P.TO_WORLD}
-_FIXED_GROUPS = ("lights", "cameras", "film", "animations")
+_FIXED_GROUPS = ("lights", "cameras", "film", "animations", "medium")
+#: What each parameter of the scene's medium is.
+MEDIUM_KINDS = {"sigma_a": P.MEDIUM_COEFFICIENT, "sigma_s": P.MEDIUM_COEFFICIENT, "g": P.PHASE_ASYMMETRY}
 
 
 @dataclass
@@ -81,7 +89,7 @@ class SceneMesh(Shape):
     Parameters (:meth:`parameters`, kinds from :mod:`lumigrad.scene.params`): ``verts`` (vertices), ``uv``,
     ``normals``, ``tangents``, ``to_world``, and ``material.*`` (``texels`` for texture slots, ``factor``
     for the rest; with an interior medium, ``material.interior.sigma_a`` / ``sigma_s`` (``medium_coefficient``)
-    and ``material.interior.g`` (``phase_asymmetry``)).
+    and ``material.interior.g`` (``phase_asymmetry``), and likewise ``material.exterior.*``).
     """
 
     group: ClassVar[str] = "meshes"
@@ -132,7 +140,7 @@ class SceneMesh(Shape):
     def parameters(self) -> Dict[str, torch.Tensor]:
         out = {name: getattr(self, name) for name in _MESH_KINDS if getattr(self, name) is not None}
         out.update({f"material.{k}": v for k, v in self.material.parameters().items()})
-        out.update({f"material.{k}": v for k, v in self.material.interior_parameters().items()})
+        out.update({f"material.{k}": v for k, v in self.material.media_parameters().items()})
         return out
 
     def parameter_kinds(self) -> Dict[str, str]:
@@ -140,7 +148,7 @@ class SceneMesh(Shape):
         out.update({f"material.{k}": P.TEXELS if k in TEXTURE_SLOTS else P.FACTOR
                     for k in self.material.parameters()})
         out.update({f"material.{k}": P.PHASE_ASYMMETRY if k.endswith(".g") else P.MEDIUM_COEFFICIENT
-                    for k in self.material.interior_parameters()})
+                    for k in self.material.media_parameters()})
         return out
 
     def triangles(self, normals: bool = False) -> ShapeTriangles:
@@ -291,19 +299,25 @@ class Scene:
         metadata: a plain dict of settings a scene file gave that are not part of the scene itself (e.g. a
             Mitsuba file's ``{"integrator": {"type": "path", "max_depth": 6}, ...}``); kept in
             ``scene.metadata``, copied and pickled with the scene, never a parameter.
+        medium: the :class:`~lumigrad.shading.HomogeneousMedium` that fills the space around the shapes and
+            holds the camera and the lights (``scene.medium``; None: vacuum). A number ``g`` becomes a tensor
+            (a copy of the medium is kept). See :attr:`medium`.
 
     Names may use letters, digits, ``_`` and ``-`` (they are parts of dotted parameter names).
     """
 
     def __init__(self, meshes: Optional[Mapping[str, SceneMesh]] = None, lights: Optional[Mapping[str, Light]] = None,
                  cameras: Optional[Mapping[str, Camera]] = None, film: Optional[Film] = None,
-                 metadata: Optional[Mapping] = None, animations: Optional[Mapping] = None):
-        self._setup({"meshes": meshes or {}}, lights or {}, cameras or {}, film if film is not None else Film())
+                 metadata: Optional[Mapping] = None, animations: Optional[Mapping] = None,
+                 medium: Optional[HomogeneousMedium] = None):
+        self._setup({"meshes": meshes or {}}, lights or {}, cameras or {}, film if film is not None else Film(),
+                    medium)
         self.metadata = dict(metadata or {})
         self.animations = dict(animations or {})
         self.rigid_nodes = None  # RigidNodes: animated non-joint nodes and the meshes / cameras below them
 
-    def _setup(self, shapes: Mapping[str, Mapping], lights: Mapping, cameras: Mapping, film: Film) -> None:
+    def _setup(self, shapes: Mapping[str, Mapping], lights: Mapping, cameras: Mapping, film: Film,
+               medium: Optional[HomogeneousMedium] = None) -> None:
         self._index: Dict[str, _Entry] = {}
         self._owned: Dict[Tuple[str, str], List[str]] = {}  # (group, owner name) -> its parameter names
         self._shapes: Dict[str, _Group] = {}
@@ -315,6 +329,7 @@ class Scene:
         self._cameras = _Group("cameras", self, cameras)
         self._animations = _Group("animations", self)
         self.film = film
+        self.medium = medium
 
     # ---------------------------------------------------------------------------------- collections
     @property
@@ -369,6 +384,29 @@ class Scene:
         self._film = value
         self._index_owner("film", "film", value)
 
+    @property
+    def medium(self) -> Optional[HomogeneousMedium]:
+        """The medium around everything (Mitsuba's sensor medium), or None (vacuum).
+
+        The path tracer starts camera rays in it, attenuates the light samples of vertices in it by its
+        transmittance (it is unbounded: a light at infinity, directional or the environment, gets
+        ``exp(-sigma_t inf)``, 0 where ``sigma_t > 0``) and enters it where a path refracts out of a mesh whose
+        material has no ``exterior``. Its tensors are the parameters ``medium.sigma_a``, ``medium.sigma_s``
+        (kind ``medium_coefficient``) and ``medium.g`` (``phase_asymmetry``)."""
+        return self._medium
+
+    @medium.setter
+    def medium(self, value: Optional[HomogeneousMedium]) -> None:
+        if value is not None and not isinstance(value, HomogeneousMedium):
+            raise TypeError(f"medium must be a HomogeneousMedium or None; got {type(value).__name__}")
+        if value is not None:
+            value = value.with_tensor_g(value.sigma_a.dtype)
+        self._medium = value
+        if value is None:
+            self._unindex_owner("medium", "medium")
+        else:
+            self._index_owner("medium", "medium", value)
+
     def add_mesh(self, name: str, mesh: SceneMesh) -> SceneMesh:
         self.meshes[name] = mesh
         return mesh
@@ -405,6 +443,8 @@ class Scene:
             for owner, obj in members.items():
                 out.update({f"{group}.{owner}.{k}": v for k, v in _owner_parameters(group, obj).items()})
         out.update({f"film.{k}": v for k, v in self.film.parameters().items()})
+        if self.medium is not None:
+            out.update({f"medium.{k}": v for k, v in self.medium.parameters().items()})
         return out
 
     def param_info(self, name: str) -> ParamInfo:
@@ -531,7 +571,7 @@ class Scene:
         if self.rigid_nodes is not None:
             shapes["meshes"], cameras = self.rigid_nodes.pose(shapes["meshes"], cameras, sample)
         out = Scene.__new__(Scene)
-        out._setup(shapes, dict(self._lights), cameras, self.film)
+        out._setup(shapes, dict(self._lights), cameras, self.film, self.medium)
         out.metadata = self.metadata
         out.animations = self.animations
         out.rigid_nodes = self.rigid_nodes
@@ -554,7 +594,7 @@ class Scene:
     def _index_owner(self, group: str, owner: str, obj) -> None:
         self._unindex_owner(group, owner)
         kinds, owner_kind = _owner_kinds(group, obj)
-        prefix = "film." if group == "film" else f"{group}.{owner}."
+        prefix = f"{group}." if group in ("film", "medium") else f"{group}.{owner}."
         names = []
         for local, value in _owner_parameters(group, obj).items():
             full = prefix + local
@@ -574,15 +614,17 @@ class Scene:
             for owner, obj in members.items():
                 self._index_owner(group, owner, obj)
         self._index_owner("film", "film", self.film)
+        if self.medium is not None:
+            self._index_owner("medium", "medium", self.medium)
 
     # ------------------------------------------------------------------------------ copies, pickles
     def __getstate__(self):
         return {"shapes": {g: dict(m) for g, m in self._shapes.items()}, "lights": dict(self._lights),
                 "cameras": dict(self._cameras), "film": self._film, "metadata": self.metadata,
-                "animations": self.animations, "rigid_nodes": self.rigid_nodes}
+                "animations": self.animations, "rigid_nodes": self.rigid_nodes, "medium": self._medium}
 
     def __setstate__(self, state) -> None:
-        self._setup(state["shapes"], state["lights"], state["cameras"], state["film"])
+        self._setup(state["shapes"], state["lights"], state["cameras"], state["film"], state.get("medium"))
         self.metadata = dict(state.get("metadata", {}))
         self.animations = dict(state.get("animations", {}))
         self.rigid_nodes = state.get("rigid_nodes")
@@ -617,6 +659,8 @@ def _owner_kinds(group: str, obj) -> Tuple[Dict[str, str], str]:
         return CAMERA_KINDS, "camera"
     if group == "film":
         return FILM_KINDS, "film"
+    if group == "medium":
+        return MEDIUM_KINDS, "medium"
     return obj.parameter_kinds(), obj.kind
 
 

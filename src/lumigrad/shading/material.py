@@ -23,7 +23,7 @@ Every factor and texel is differentiable; ``Material.parameters()`` names them f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Dict, Optional
 
 import torch
@@ -77,9 +77,16 @@ class Material:
             bounds (subsurface scattering; Mitsuba's shape ``interior``), or None (vacuum). The path tracer enters
             it where a path refracts through a transmitting surface against the face winding (into the mesh)
             and leaves it where it refracts out; other renderers ignore it. A number ``g`` becomes a tensor of
-            the material's dtype (a copy of the medium is kept), so that ``interior.g`` is a parameter. Its
+            the material's dtype (a copy of the medium is kept, one per medium:
+            :meth:`~lumigrad.shading.HomogeneousMedium.with_tensor_g`), so that ``interior.g`` is a parameter. Its
             tensors are not in :meth:`parameters` (the glTF factors and textures only); scenes name them
             ``material.interior.sigma_a`` / ``sigma_s`` / ``g`` (:meth:`interior_parameters`).
+        exterior: the medium on the outside of the mesh (Mitsuba's shape ``exterior``), or None: the scene's
+            medium (``Scene.medium``; vacuum when it has none). A path refracting out of the mesh (along the face
+            winding) enters it; the tags are trusted, as Mitsuba trusts them: a path leaving the mesh enters
+            ``exterior`` whatever medium it came from. Converted and named like ``interior``
+            (``material.exterior.sigma_a`` ..., :meth:`media_parameters`). A material with neither ``interior``
+            nor ``exterior`` is no medium boundary: paths crossing it keep their medium (Mitsuba's rule).
     """
 
     base_color_factor: torch.Tensor = None
@@ -100,13 +107,16 @@ class Material:
     alpha_mode: str = "OPAQUE"
     alpha_cutoff: float = 0.5
     specular_factor: torch.Tensor = None
+    exterior: Optional[HomogeneousMedium] = None
 
     def __post_init__(self):
         check_choice(self.wrap, "wrap", ("repeat", "clamp", "mirror"))
         check_choice(self.alpha_mode, "alpha_mode", ALPHA_MODES)
         self.alpha_cutoff = check_number(self.alpha_cutoff, "alpha_cutoff", lo=0.0)
-        if self.interior is not None and not isinstance(self.interior, HomogeneousMedium):
-            raise TypeError(f"interior must be a HomogeneousMedium or None; got {type(self.interior).__name__}")
+        for side in ("interior", "exterior"):
+            medium = getattr(self, side)
+            if medium is not None and not isinstance(medium, HomogeneousMedium):
+                raise TypeError(f"{side} must be a HomogeneousMedium or None; got {type(medium).__name__}")
         defaults = {"base_color_factor": [1.0, 1.0, 1.0, 1.0], "metallic_factor": 1.0, "roughness_factor": 1.0,
                     "normal_scale": 1.0, "occlusion_strength": 1.0, "emissive_factor": [0.0, 0.0, 0.0],
                     "ior": 1.5, "transmission_factor": 0.0, "specular_factor": 1.0}
@@ -141,9 +151,9 @@ class Material:
                                      f"{tex.shape[-1]}")
         if self.metallic_roughness_texture is not None and self.metallic_roughness_texture.shape[-1] < 3:
             raise ValueError("metallic_roughness_texture needs 3 channels (G = roughness, B = metallic)")
-        if self.interior is not None and not isinstance(self.interior.g, torch.Tensor):
-            g = torch.tensor(float(self.interior.g), dtype=dtype, device=self.interior.sigma_a.device)
-            self.interior = replace(self.interior, g=g)
+        for side in ("interior", "exterior"):
+            if getattr(self, side) is not None:
+                setattr(self, side, getattr(self, side).with_tensor_g(dtype))
         has_specular_weight(self)  # read now, with the checks above: renderers ask per frame
 
     def has_textures(self) -> bool:
@@ -160,6 +170,14 @@ class Material:
         if self.interior is None:
             return {}
         return {f"interior.{k}": v for k, v in self.interior.parameters().items()}
+
+    def media_parameters(self) -> Dict[str, torch.Tensor]:
+        """The tensors of both media, ``interior.*`` (:meth:`interior_parameters`) then ``exterior.sigma_a`` /
+        ``sigma_s`` / ``g`` (empty without media)."""
+        out = self.interior_parameters()
+        if self.exterior is not None:
+            out.update({f"exterior.{k}": v for k, v in self.exterior.parameters().items()})
+        return out
 
 
 #: Whether each ``specular_factor`` tensor, as it is now, differs from 1 (read once per tensor version).

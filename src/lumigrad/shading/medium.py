@@ -17,7 +17,7 @@ so one sample estimates every channel without bias and without the weights blowi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, NamedTuple, Optional, Union
 
 import torch
@@ -183,6 +183,20 @@ class HomogeneousMedium:
         if isinstance(self.g, torch.Tensor):
             out["g"] = self.g
         return out
+
+    def with_tensor_g(self, dtype: torch.dtype, device=None) -> "HomogeneousMedium":
+        """This medium if ``g`` is a tensor, else a copy whose ``g`` is a tensor of ``dtype`` (so that it is a
+        parameter), the same copy every time it is asked of this medium (while its values are unchanged): a
+        medium given to several materials, or to a material and a scene, stays one medium."""
+        if isinstance(self.g, torch.Tensor):
+            return self
+        copy = self.__dict__.get("_with_tensor_g")
+        device = self.sigma_a.device if device is None else device
+        if (copy is None or copy.sigma_a is not self.sigma_a or copy.sigma_s is not self.sigma_s
+                or copy.g.dtype != dtype or copy.g.device != torch.device(device) or float(copy.g) != self.g):
+            copy = replace(self, g=torch.tensor(float(self.g), dtype=dtype, device=device))
+            self.__dict__["_with_tensor_g"] = copy
+        return copy
 
     @property
     def channels(self) -> int:
