@@ -25,7 +25,7 @@ import torch
 
 from .bvh_traverse import STACK_SIZE
 
-__all__ = ["FlatTree", "build_tree", "refit"]
+__all__ = ["FlatTree", "build_tree", "refit", "triangle_lanes"]
 
 #: Most triangles in a leaf.
 LEAF_SIZE = 4
@@ -182,3 +182,16 @@ def refit(tree: FlatTree, verts: torch.Tensor) -> None:
         left = first[ids]
         tree.box[ids, 0] = torch.minimum(tree.box[left, 0], tree.box[left + 1, 0])
         tree.box[ids, 1] = torch.maximum(tree.box[left, 1], tree.box[left + 1, 1])
+
+
+def triangle_lanes(verts: torch.Tensor, faces: torch.Tensor, width: int) -> torch.Tensor:
+    """The corners of ``faces [F, 3]`` over ``verts [V, 3]`` as structure-of-arrays blocks for SIMD tests
+    (:mod:`.bvh_native`): ``[B, 9, width]`` float32 on ``verts``' device, ``B = ceil(F / width)``, row
+    ``3 * corner + axis`` of block ``b`` holding that coordinate of faces ``b * width ..`` side by side (zeros
+    past ``F``)."""
+    F = faces.shape[0]
+    blocks = (F + width - 1) // width
+    corners = verts.detach().to(torch.float32)[faces.long()]  # [F, 3 corners, 3 axes]
+    padded = corners.new_zeros(blocks * width, 3, 3)
+    padded[:F] = corners
+    return padded.view(blocks, width, 9).transpose(1, 2).contiguous()

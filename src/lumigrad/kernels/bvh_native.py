@@ -1,0 +1,192 @@
+"""Ray queries of tiny meshes as explicit SIMD on the CPU: every triangle tested at once, :data:`LANE_WIDTH`
+triangles a step, in native C++ (``wp.func_native``) with clang vector types (``ext_vector_type(16)`` of float:
+one AVX-512 register; two 256-bit ones without AVX-512).
+
+Why: on the Cornell box (12 triangles) a closest hit of the own BVH (:mod:`.bvh_traverse`) cost ~91 ns, most
+of it scalar slab and triangle tests of a tree whose inner boxes all span the box; Warp-language lanes did not
+vectorise (docs/benchmarks.md, "BVH traversal lanes"). Here the vector form is the source: the triangles'
+corners are stored structure-of-arrays (:func:`.bvh_build.triangle_lanes`: per block of 16 faces, 9 rows
+``3 * corner + axis`` of 16 floats), and one step runs Woop, Benthin and Wald's watertight test (the arithmetic
+of :func:`.bvh_traverse.intersect_triangle`, operation by operation, no fused multiply-add) on 16 triangles.
+
+The answers equal the tree traversal's bit for bit; where they might not, the query says so and the caller
+runs the traversal (:mod:`.ray_queries`):
+
+* a triangle with an edge function exactly 0 (the traversal recomputes those in float64): fall back;
+* two triangles hit at the same least ``t`` (a ray through a shared edge of coplanar triangles: the traversal
+  reports the one it visits first, which depends on the tree): fall back;
+* otherwise the least ``t`` of the triangles hit is the traversal's closest hit (it tests, conservatively,
+  every triangle that could be nearer), and any hit is any hit.
+
+CPU only: NVRTC has no clang vector types, so on CUDA (and on a compiler without them) the functions compile
+to "fall back" and :func:`lanes_available` to 0; :class:`.bvh.TriangleBVH` uses the lanes only where a probe
+kernel says they are compiled in.
+"""
+
+from __future__ import annotations
+
+import warp as wp
+
+wp.set_module_options({"enable_backward": False})
+
+#: Triangles a SIMD step tests.
+LANE_WIDTH = 16
+#: Float rows of one block of :data:`LANE_WIDTH` triangles: 3 corners x 3 axes.
+BLOCK_ROWS = 9
+#: ``face`` returned by :func:`closest_hit_lanes` when the traversal must answer instead; ``-1``: a miss.
+FALLBACK = -2
+
+#: Preprocessor test for the vector extensions (clang, not device code).
+_HAVE_LANES = ("defined(__clang__) && !defined(__CUDA_ARCH__) && __has_builtin(__builtin_convertvector) "
+               "&& __has_builtin(__builtin_bit_cast)")
+
+#: Shared set-up of both queries: Woop's shear of the ray (as ``bvh_traverse.prepare_ray``), then the lambda
+#: ``block(b, tv, zero)`` that tests the 16 triangles of block ``b``: ``tv`` their hit distances (inf where
+#: not hit at ``0 <= t < t_max``), ``zero`` the lanes with an edge function exactly 0; ``Uv, Vv, inv`` for the
+#: barycentrics.
+_TEST = f"""
+typedef float f16 __attribute__((ext_vector_type({LANE_WIDTH})));
+typedef int i16 __attribute__((ext_vector_type({LANE_WIDTH})));
+typedef bool b16 __attribute__((ext_vector_type({LANE_WIDTH})));
+typedef float f8 __attribute__((ext_vector_type(8)));
+typedef float f4 __attribute__((ext_vector_type(4)));
+typedef float f2 __attribute__((ext_vector_type(2)));
+// lane j of a mask as bit j
+auto bits = [](i16 mask) {{ return (unsigned)__builtin_bit_cast(unsigned short, __builtin_convertvector(mask, b16)); }};
+const float d0 = d[0], d1 = d[1], d2 = d[2];
+const float a0 = __builtin_fabsf(d0), a1 = __builtin_fabsf(d1), a2 = __builtin_fabsf(d2);
+int kz = 2;
+if (a0 > a1 && a0 > a2) kz = 0;
+else if (a1 > a2) kz = 1;
+int kx = kz + 1 == 3 ? 0 : kz + 1;
+int ky = kx + 1 == 3 ? 0 : kx + 1;
+if (d[kz] < 0.0f) {{ const int s = kx; kx = ky; ky = s; }}
+const float sx = d[kx] / d[kz], sy = d[ky] / d[kz], sz = 1.0f / d[kz];
+const float ox = o[kx], oy = o[ky], oz = o[kz];
+const float* rows = (const float*)lanes.data;
+const f16 infv = __builtin_inff();
+i16 iota;
+for (int j = 0; j < {LANE_WIDTH}; ++j) iota[j] = j;
+auto block = [&](int b, f16& tv, i16& zero, f16& Uv, f16& Vv, f16& inv) {{
+    const float* base = rows + b * {BLOCK_ROWS * LANE_WIDTH};
+    auto ld = [&](int corner, int axis) {{
+        f16 r; __builtin_memcpy(&r, base + (3 * corner + axis) * {LANE_WIDTH}, sizeof(r)); return r; }};
+    const i16 active = iota < faces - b * {LANE_WIDTH};
+    const f16 az = ld(0, kz) - oz, bz = ld(1, kz) - oz, cz = ld(2, kz) - oz;
+    const f16 ax = (ld(0, kx) - ox) - sx * az, ay = (ld(0, ky) - oy) - sy * az;
+    const f16 bx = (ld(1, kx) - ox) - sx * bz, by = (ld(1, ky) - oy) - sy * bz;
+    const f16 cx = (ld(2, kx) - ox) - sx * cz, cy = (ld(2, ky) - oy) - sy * cz;
+    const f16 U = cx * by - cy * bx, V = ax * cy - ay * cx, W = bx * ay - by * ax;
+    zero = active & ((U == 0.0f) | (V == 0.0f) | (W == 0.0f));
+    const f16 det = (U + V) + W;
+    const f16 T = sz * (((U * az) + (V * bz)) + (W * cz));
+    const f16 lo = U <= V ? U : V, hi = U >= V ? U : V;
+    const i16 one_sign = ((lo <= W ? lo : W) >= 0.0f) | ((hi >= W ? hi : W) <= 0.0f);
+    inv = 1.0f / det;
+    const f16 t = T * inv;
+    const i16 hit = active & one_sign & (det != 0.0f) & (T * det >= 0.0f) & (t >= 0.0f) & (t < t_max);
+    tv = hit ? t : infv;
+    Uv = U;
+    Vv = V;
+}};
+"""
+
+_CLOSEST = f"""
+#if {_HAVE_LANES}
+{{
+#pragma clang fp contract(off)
+{_TEST}
+float best = __builtin_inff(), best_u = 0.0f, best_v = 0.0f;
+int best_face = -1;
+bool tied = false;
+const int blocks = (faces + {LANE_WIDTH - 1}) / {LANE_WIDTH};
+for (int b = 0; b < blocks; ++b) {{
+    f16 tv, Uv, Vv, inv;
+    i16 zero;
+    block(b, tv, zero, Uv, Vv, inv);
+    if (bits(zero)) return wp::vec4(0.0f, 0.0f, 0.0f, {float(FALLBACK)!r}f);
+    // the least t by halves (selects: no NaN here, the lanes hold hit distances or inf)
+    const f8 m8 = tv.lo <= tv.hi ? tv.lo : tv.hi;
+    const f4 m4 = m8.lo <= m8.hi ? m8.lo : m8.hi;
+    const f2 m2 = m4.lo <= m4.hi ? m4.lo : m4.hi;
+    const float m = m2.x <= m2.y ? m2.x : m2.y;
+    if (m == __builtin_inff() || m > best) continue;
+    if (m == best) {{ tied = true; continue; }}
+    const unsigned at = bits(tv == m);
+    const int lane = __builtin_ctz(at);
+    tied = (at & (at - 1)) != 0;
+    best = m;
+    best_u = Uv[lane] * inv[lane];
+    best_v = Vv[lane] * inv[lane];
+    best_face = b * {LANE_WIDTH} + lane;
+}}
+if (tied) return wp::vec4(0.0f, 0.0f, 0.0f, {float(FALLBACK)!r}f);
+return wp::vec4(best, best_u, best_v, (float)best_face);
+}}
+#else
+return wp::vec4(0.0f, 0.0f, 0.0f, {float(FALLBACK)!r}f);
+#endif
+"""
+
+_ANY = f"""
+#if {_HAVE_LANES}
+{{
+#pragma clang fp contract(off)
+{_TEST}
+bool unsure = false;
+const int blocks = (faces + {LANE_WIDTH - 1}) / {LANE_WIDTH};
+for (int b = 0; b < blocks; ++b) {{
+    f16 tv, Uv, Vv, inv;
+    i16 zero;
+    block(b, tv, zero, Uv, Vv, inv);
+    if (bits((tv < infv) & ~zero)) return 1;
+    unsure = unsure || bits(zero);
+}}
+return unsure ? {FALLBACK} : 0;
+}}
+#else
+return {FALLBACK};
+#endif
+"""
+
+_AVAILABLE = f"""
+#if {_HAVE_LANES}
+return 1;
+#else
+return 0;
+#endif
+"""
+
+
+@wp.func_native(_CLOSEST)
+def closest_hit_lanes(lanes: wp.array(dtype=wp.float32), faces: int, o: wp.vec3, d: wp.vec3, t_max: float
+                      ) -> wp.vec4:
+    """``(t, u, v, face)`` of the closest of the ``faces`` triangles of ``lanes`` hit at ``0 <= t < t_max``
+    (``face`` as a float; ``-1``: a miss, :data:`FALLBACK`: ask the traversal). ``d`` non-zero, ``t_max > 0``."""
+    ...
+
+
+@wp.func_native(_ANY)
+def any_hit_lanes(lanes: wp.array(dtype=wp.float32), faces: int, o: wp.vec3, d: wp.vec3, t_max: float) -> int:
+    """1 if one of the ``faces`` triangles of ``lanes`` is hit at ``0 <= t < t_max``, 0 if none, :data:`FALLBACK`:
+    ask the traversal. ``d`` non-zero, ``t_max > 0``."""
+    ...
+
+
+@wp.func_native(_AVAILABLE)
+def lanes_available() -> int:
+    """1 where the SIMD queries are compiled in (clang on the CPU), 0 where they only fall back."""
+    ...
+
+
+@wp.kernel
+def _probe(out: wp.array(dtype=wp.int32)):
+    out[0] = lanes_available()
+
+
+def probe_lanes(device: str = "cpu") -> bool:
+    """Whether the SIMD queries compile and are compiled in on ``device`` (builds a one-thread kernel; raises
+    what the build raises)."""
+    out = wp.zeros(1, dtype=wp.int32, device=device)
+    wp.launch(_probe, dim=1, inputs=[out], device=device)
+    return bool(out.numpy()[0])
