@@ -53,16 +53,16 @@ typedef float f4 __attribute__((ext_vector_type(4)));
 typedef float f2 __attribute__((ext_vector_type(2)));
 // lane j of a mask as bit j
 auto bits = [](i16 mask) {{ return (unsigned)__builtin_bit_cast(unsigned short, __builtin_convertvector(mask, b16)); }};
-const float d0 = d[0], d1 = d[1], d2 = d[2];
-const float a0 = __builtin_fabsf(d0), a1 = __builtin_fabsf(d1), a2 = __builtin_fabsf(d2);
-int kz = 2;
-if (a0 > a1 && a0 > a2) kz = 0;
-else if (a1 > a2) kz = 1;
-int kx = kz + 1 == 3 ? 0 : kz + 1;
-int ky = kx + 1 == 3 ? 0 : kx + 1;
-if (d[kz] < 0.0f) {{ const int s = kx; kx = ky; ky = s; }}
-const float sx = d[kx] / d[kz], sy = d[ky] / d[kz], sz = 1.0f / d[kz];
-const float ox = o[kx], oy = o[ky], oz = o[kz];
+// the axes as prepare_ray picks them, by selects (scattered rays would mispredict branches)
+const float dd[3] = {{d[0], d[1], d[2]}}, oo[3] = {{o[0], o[1], o[2]}};
+const float a0 = __builtin_fabsf(dd[0]), a1 = __builtin_fabsf(dd[1]), a2 = __builtin_fabsf(dd[2]);
+const int kz = ((a0 > a1) & (a0 > a2)) ? 0 : (a1 > a2 ? 1 : 2);
+const int kx0 = kz == 2 ? 0 : kz + 1;
+const int ky0 = kx0 == 2 ? 0 : kx0 + 1;
+const bool down = dd[kz] < 0.0f;  // keep the winding: swap x and y for rays going down the z axis
+const int kx = down ? ky0 : kx0, ky = down ? kx0 : ky0;
+const float sx = dd[kx] / dd[kz], sy = dd[ky] / dd[kz], sz = 1.0f / dd[kz];
+const float ox = oo[kx], oy = oo[ky], oz = oo[kz];
 const float* rows = (const float*)lanes.data;
 const f16 infv = __builtin_inff();
 i16 iota;
@@ -105,11 +105,12 @@ for (int b = 0; b < blocks; ++b) {{
     i16 zero;
     block(b, tv, zero, Uv, Vv, inv);
     if (bits(zero)) return wp::vec4(0.0f, 0.0f, 0.0f, {float(FALLBACK)!r}f);
-    // the least t by halves (selects: no NaN here, the lanes hold hit distances or inf)
-    const f8 m8 = tv.lo <= tv.hi ? tv.lo : tv.hi;
-    const f4 m4 = m8.lo <= m8.hi ? m8.lo : m8.hi;
-    const f2 m2 = m4.lo <= m4.hi ? m4.lo : m4.hi;
-    const float m = m2.x <= m2.y ? m2.x : m2.y;
+    // the least t by halves (each a vector min: no NaN here, the lanes hold hit distances or inf; of +0 and -0
+    // either may come out, and both then compare equal to it: a tie)
+    const f8 m8 = tv.lo < tv.hi ? tv.lo : tv.hi;
+    const f4 m4 = m8.lo < m8.hi ? m8.lo : m8.hi;
+    const f2 m2 = m4.lo < m4.hi ? m4.lo : m4.hi;
+    const float m = m2.x < m2.y ? m2.x : m2.y;
     if (m == __builtin_inff() || m > best) continue;
     if (m == best) {{ tied = true; continue; }}
     const unsigned at = bits(tv == m);
