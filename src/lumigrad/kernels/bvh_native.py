@@ -36,9 +36,23 @@ BLOCK_ROWS = 9
 #: ``face`` returned by :func:`closest_hit_lanes` when the traversal must answer instead; ``-1``: a miss.
 FALLBACK = -2
 
-#: Preprocessor test for the vector extensions (clang, not device code).
-_HAVE_LANES = ("defined(__clang__) && !defined(__CUDA_ARCH__) && __has_builtin(__builtin_convertvector) "
-               "&& __has_builtin(__builtin_bit_cast)")
+
+
+def _guarded(code: str, fallback: str) -> str:
+    """``code`` where clang's vector extensions are at hand (clang on the host), ``fallback`` elsewhere (NVRTC's
+    device code, other compilers). Two levels: ``__has_builtin`` may be undefined where ``__clang__`` is not."""
+    return f"""
+#if defined(__clang__) && !defined(__CUDA_ARCH__) && defined(__has_builtin)
+#if __has_builtin(__builtin_convertvector) && __has_builtin(__builtin_bit_cast)
+{code}
+#else
+{fallback}
+#endif
+#else
+{fallback}
+#endif
+"""
+
 
 #: Shared set-up of both queries: Woop's shear of the ray (as ``bvh_traverse.prepare_ray``), then the lambda
 #: ``block(b, tv, zero)`` that tests the 16 triangles of block ``b``: ``tv`` their hit distances (inf where
@@ -91,9 +105,7 @@ auto block = [&](int b, f16& tv, i16& zero, f16& Uv, f16& Vv, f16& inv) {{
 }};
 """
 
-_CLOSEST = f"""
-#if {_HAVE_LANES}
-{{
+_CLOSEST = _guarded(f"""{{
 #pragma clang fp contract(off)
 {_TEST}
 float best = __builtin_inff(), best_u = 0.0f, best_v = 0.0f;
@@ -123,15 +135,9 @@ for (int b = 0; b < blocks; ++b) {{
 }}
 if (tied) return wp::vec4(0.0f, 0.0f, 0.0f, {float(FALLBACK)!r}f);
 return wp::vec4(best, best_u, best_v, (float)best_face);
-}}
-#else
-return wp::vec4(0.0f, 0.0f, 0.0f, {float(FALLBACK)!r}f);
-#endif
-"""
+}}""", f"return wp::vec4(0.0f, 0.0f, 0.0f, {float(FALLBACK)!r}f);")
 
-_ANY = f"""
-#if {_HAVE_LANES}
-{{
+_ANY = _guarded(f"""{{
 #pragma clang fp contract(off)
 {_TEST}
 bool unsure = false;
@@ -144,19 +150,9 @@ for (int b = 0; b < blocks; ++b) {{
     unsure = unsure || bits(zero);
 }}
 return unsure ? {FALLBACK} : 0;
-}}
-#else
-return {FALLBACK};
-#endif
-"""
+}}""", f"return {FALLBACK};")
 
-_AVAILABLE = f"""
-#if {_HAVE_LANES}
-return 1;
-#else
-return 0;
-#endif
-"""
+_AVAILABLE = _guarded("return 1;", "return 0;")
 
 
 @wp.func_native(_CLOSEST)
