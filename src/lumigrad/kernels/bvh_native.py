@@ -105,18 +105,32 @@ auto block = [&](int b, f16& tv, i16& zero, f16& Uv, f16& Vv, f16& inv) {{
 }};
 """
 
-_CLOSEST = _guarded(f"""{{
+def _over_blocks(before: str, step: str, after: str, fallback: str) -> str:
+    """A query's C++ body: the set-up, ``before``, then ``step`` after each block's test (its results ``tv``,
+    ``zero``, ``Uv``, ``Vv``, ``inv`` of block ``b``), then ``after``; ``fallback`` where the lanes are not
+    compiled in."""
+    return _guarded(f"""{{
 #pragma clang fp contract(off)
 {_TEST}
-float best = __builtin_inff(), best_u = 0.0f, best_v = 0.0f;
-int best_face = -1;
-bool tied = false;
+{before}
 const int blocks = (faces + {LANE_WIDTH - 1}) / {LANE_WIDTH};
 for (int b = 0; b < blocks; ++b) {{
     f16 tv, Uv, Vv, inv;
     i16 zero;
     block(b, tv, zero, Uv, Vv, inv);
-    if (bits(zero)) return wp::vec4(0.0f, 0.0f, 0.0f, {float(FALLBACK)!r}f);
+{step}
+}}
+{after}
+}}""", fallback)
+
+
+_GIVE_UP = f"return wp::vec4(0.0f, 0.0f, 0.0f, {float(FALLBACK)!r}f);"
+
+_CLOSEST = _over_blocks("""
+float best = __builtin_inff(), best_u = 0.0f, best_v = 0.0f;
+int best_face = -1;
+bool tied = false;""", f"""
+    if (bits(zero)) {_GIVE_UP}
     // the least t by halves (each a vector min: no NaN here, the lanes hold hit distances or inf; of +0 and -0
     // either may come out, and both then compare equal to it: a tie)
     const f8 m8 = tv.lo < tv.hi ? tv.lo : tv.hi;
@@ -131,26 +145,13 @@ for (int b = 0; b < blocks; ++b) {{
     best = m;
     best_u = Uv[lane] * inv[lane];
     best_v = Vv[lane] * inv[lane];
-    best_face = b * {LANE_WIDTH} + lane;
-}}
-if (tied) return wp::vec4(0.0f, 0.0f, 0.0f, {float(FALLBACK)!r}f);
-return wp::vec4(best, best_u, best_v, (float)best_face);
-}}""", f"return wp::vec4(0.0f, 0.0f, 0.0f, {float(FALLBACK)!r}f);")
+    best_face = b * {LANE_WIDTH} + lane;""", f"""
+if (tied) {_GIVE_UP}
+return wp::vec4(best, best_u, best_v, (float)best_face);""", _GIVE_UP)
 
-_ANY = _guarded(f"""{{
-#pragma clang fp contract(off)
-{_TEST}
-bool unsure = false;
-const int blocks = (faces + {LANE_WIDTH - 1}) / {LANE_WIDTH};
-for (int b = 0; b < blocks; ++b) {{
-    f16 tv, Uv, Vv, inv;
-    i16 zero;
-    block(b, tv, zero, Uv, Vv, inv);
+_ANY = _over_blocks("bool unsure = false;", """
     if (bits((tv < infv) & ~zero)) return 1;
-    unsure = unsure || bits(zero);
-}}
-return unsure ? {FALLBACK} : 0;
-}}""", f"return {FALLBACK};")
+    unsure = unsure || bits(zero);""", f"return unsure ? {FALLBACK} : 0;", f"return {FALLBACK};")
 
 _AVAILABLE = _guarded("return 1;", "return 0;")
 
