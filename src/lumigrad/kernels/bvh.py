@@ -4,9 +4,9 @@ Two engines answer the same queries with the same conventions: lumigrad's own fl
 on the host, :mod:`.bvh_build`; traversal :mod:`.bvh_traverse`), used on the CPU for meshes of at most
 :data:`OWN_BVH_MAX_FACES` triangles, where it measured faster, and Warp's ``wp.Mesh`` otherwise
 (docs/benchmarks.md, "Own BVH traversal (issue 14), branch bvh"). On the CPU the own BVH of at most
-:data:`LANES_MAX_FACES` triangles answers with all of them tested 16 at a time as SIMD lanes (native C++,
-:mod:`.bvh_native`; its tree only for ties and exactly-zero edge functions): 2-3x cheaper queries than the tree
-or Warp's on such scenes (docs/benchmarks.md, "Ray queries as SIMD on the CPU (issue 14), branch simdhit").
+:data:`LANES_MAX_FACES` triangles answers with its triangles tested 16 at a time as SIMD lanes (native C++,
+:mod:`.bvh_native`; its tree only for ties and exactly-zero edge functions): up to 2-3x cheaper queries than
+the tree or Warp's on such scenes (docs/benchmarks.md, "Ray queries as SIMD on the CPU (issue 14), branch simdhit").
 
 :class:`TriangleBVH` answers closest-hit and any-hit queries for batches of rays with ids, float32 distances
 and barycentrics; it runs no autograd (everything it is given is detached). What is differentiated is
@@ -47,12 +47,13 @@ __all__ = ["TriangleBVH", "bvh_cache_info", "bvh_for", "clear_bvh_cache"]
 #: Rays per CPU thread below which a query is not split (a ray costs about a microsecond).
 MIN_RAYS_PER_THREAD = 256
 #: CPU meshes of at most this many triangles use lumigrad's own BVH (``engine="auto"``), larger ones Warp's: up
-#: to here its SIMD lanes make path-traced scenes faster than Warp's queries (by 11-31 % a path at 26-138
-#: triangles; slower at 266).
-OWN_BVH_MAX_FACES = 128
-#: CPU meshes of at most this many triangles (with the own BVH) test all of them at once as SIMD lanes
-#: (:mod:`.bvh_native`), the tree answering only the rays the lanes cannot answer exactly as it would.
-LANES_MAX_FACES = 128
+#: to here its SIMD lanes make path-traced scenes faster than Warp's queries (by 13-37 % a path at 26-266
+#: triangles; level at 410, slower at 586).
+OWN_BVH_MAX_FACES = 256
+#: CPU meshes of at most this many triangles (with the own BVH) test their triangles as SIMD lanes, 16 at a
+#: time, in blocks of nearby triangles with a box each (:mod:`.bvh_native`), the tree answering only the rays
+#: the lanes cannot answer exactly as it would.
+LANES_MAX_FACES = 256
 #: Per device type, whether the SIMD lanes may be used (off on CUDA: no clang vector types in NVRTC; turned off
 #: for the process, with a warning, where the CPU probe fails).
 NATIVE_LANES = {"cpu": True, "cuda": False}
@@ -155,7 +156,7 @@ class TriangleBVH:
             self._own.face = as_warp(self._tree.face)
             self._own.num_nodes = self._tree.node.shape[0]
             if self.device.type == "cpu" and self.num_faces <= LANES_MAX_FACES:
-                self._lanes = triangle_lanes(self._points, faces, LANE_WIDTH)
+                self._lanes = triangle_lanes(self._points, self._tree.corners, LANE_WIDTH)
                 self._own.lanes = as_warp(self._lanes.view(-1))
                 self._own.num_faces = self.num_faces
         self._remember_source(verts)
@@ -183,7 +184,7 @@ class TriangleBVH:
         if self._tree is not None:
             refit_tree(self._tree, self._points)
         if self._lanes is not None:
-            self._lanes.copy_(triangle_lanes(self._points, self._indices.view(-1, 3), LANE_WIDTH))
+            self._lanes.copy_(triangle_lanes(self._points, self._tree.corners, LANE_WIDTH))
         self.refit_count += 1
         self._remember_source(verts)
 

@@ -186,12 +186,19 @@ def refit(tree: FlatTree, verts: torch.Tensor) -> None:
 
 def triangle_lanes(verts: torch.Tensor, faces: torch.Tensor, width: int) -> torch.Tensor:
     """The corners of ``faces [F, 3]`` over ``verts [V, 3]`` as structure-of-arrays blocks for SIMD tests
-    (:mod:`.bvh_native`): ``[B, 9, width]`` float32 on ``verts``' device, ``B = ceil(F / width)``, row
-    ``3 * corner + axis`` of block ``b`` holding that coordinate of faces ``b * width ..`` side by side (zeros
-    past ``F``)."""
+    (:mod:`.bvh_native`): ``[B, 10, width]`` float32 on ``verts``' device, ``B = ceil(F / width)``; block ``b``
+    holds faces ``b * width ..`` side by side, row ``3 * corner + axis`` one coordinate (zeros past ``F``), and
+    row 9 the block's box (``lo`` in its first 3 floats, ``hi`` in the next 3). Pass the faces in the tree's
+    leaf order (``FlatTree.corners``) for blocks of nearby triangles, whose boxes cull."""
     F = faces.shape[0]
     blocks = (F + width - 1) // width
     corners = verts.detach().to(torch.float32)[faces.long()]  # [F, 3 corners, 3 axes]
+    out = corners.new_zeros(blocks, 10, width)
     padded = corners.new_zeros(blocks * width, 3, 3)
     padded[:F] = corners
-    return padded.view(blocks, width, 9).transpose(1, 2).contiguous()
+    out[:, :9] = padded.view(blocks, width, 9).transpose(1, 2)
+    # the boxes over the real faces: the padding repeats the last face
+    points = torch.cat([corners, corners[-1:].expand(blocks * width - F, 3, 3)]).view(blocks, width * 3, 3)
+    out[:, 9, :3] = points.amin(dim=1)
+    out[:, 9, 3:6] = points.amax(dim=1)
+    return out.contiguous()

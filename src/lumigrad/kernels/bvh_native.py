@@ -1,13 +1,16 @@
-"""Ray queries of tiny meshes as explicit SIMD on the CPU: every triangle tested at once, :data:`LANE_WIDTH`
-triangles a step, in native C++ (``wp.func_native``) with clang vector types (``ext_vector_type(16)`` of float:
+"""Ray queries of small meshes as explicit SIMD on the CPU: the triangles tested :data:`LANE_WIDTH` at a time,
+in native C++ (``wp.func_native``) with clang vector types (``ext_vector_type(16)`` of float:
 one AVX-512 register; two 256-bit ones without AVX-512).
 
 Why: on the Cornell box (12 triangles) a closest hit of the own BVH (:mod:`.bvh_traverse`) cost ~91 ns, most
 of it scalar slab and triangle tests of a tree whose inner boxes all span the box; Warp-language lanes did not
 vectorise (docs/benchmarks.md, "BVH traversal lanes"). Here the vector form is the source: the triangles'
-corners are stored structure-of-arrays (:func:`.bvh_build.triangle_lanes`: per block of 16 faces, 9 rows
-``3 * corner + axis`` of 16 floats), and one step runs Woop, Benthin and Wald's watertight test (the arithmetic
-of :func:`.bvh_traverse.intersect_triangle`, operation by operation, no fused multiply-add) on 16 triangles.
+corners are stored structure-of-arrays in the tree's leaf order (:func:`.bvh_build.triangle_lanes`: per block
+of 16 triangles, 9 rows ``3 * corner + axis`` of 16 floats and the block's box), and one step runs Woop,
+Benthin and Wald's watertight test (the arithmetic of :func:`.bvh_traverse.intersect_triangle`, operation by
+operation, no fused multiply-add) on 16 triangles. With several blocks, a block whose box the ray does not enter
+before the closest hit so far (or ``t_max``) is skipped (the tree's conservative slab test); the box (one block)
+tests all triangles without it.
 
 The answers equal the tree traversal's bit for bit; where they might not, the query says so and the caller
 runs the traversal (:mod:`.ray_queries`):
@@ -31,8 +34,14 @@ wp.set_module_options({"enable_backward": False})
 
 #: Triangles a SIMD step tests.
 LANE_WIDTH = 16
-#: Float rows of one block of :data:`LANE_WIDTH` triangles: 3 corners x 3 axes.
-BLOCK_ROWS = 9
+#: Float rows of one block of :data:`LANE_WIDTH` triangles: 3 corners x 3 axes, then the block's box (``lo``,
+#: ``hi``: the row's first 6 floats).
+BLOCK_ROWS = 10
+#: ``1 + 2 * gamma_3`` for float32 (Ize 2013), as :data:`.bvh_traverse.ROBUST_SCALE`: a block's box test grows its
+#: far distance by it so that rounding never culls a block the ray touches.
+ROBUST_SCALE = 1.0000004
+#: As :data:`.bvh_traverse.MIN_DIRECTION`: smaller direction components are replaced by it before inverting.
+MIN_DIRECTION = 1.0e-30
 #: ``face`` returned by :func:`closest_hit_lanes` when the traversal must answer instead; ``-1``: a miss.
 FALLBACK = -2
 
@@ -78,6 +87,21 @@ const int kx = down ? ky0 : kx0, ky = down ? kx0 : ky0;
 const float sx = dd[kx] / dd[kz], sy = dd[ky] / dd[kz], sz = 1.0f / dd[kz];
 const float ox = oo[kx], oy = oo[ky], oz = oo[kz];
 const float* rows = (const float*)lanes.data;
+// the box test of a block (bvh_traverse._box_entry, scalar), only where there are several blocks
+auto inverse = [](float x) {{
+    return __builtin_fabsf(x) < {MIN_DIRECTION!r}f ? (x < 0.0f ? -1.0f / {MIN_DIRECTION!r}f : 1.0f / {MIN_DIRECTION!r}f)
+                                         : 1.0f / x; }};
+const float inv0 = inverse(dd[0]), inv1 = inverse(dd[1]), inv2 = inverse(dd[2]);
+auto lesser = [](float a, float b) {{ return a <= b ? a : b; }};
+auto greater = [](float a, float b) {{ return a >= b ? a : b; }};
+auto enters = [&](int b, float t_cap) {{
+    const float* box = rows + (b * {BLOCK_ROWS} + {BLOCK_ROWS - 1}) * {LANE_WIDTH};
+    const float x0 = (box[0] - oo[0]) * inv0, x1 = (box[3] - oo[0]) * inv0;
+    const float y0 = (box[1] - oo[1]) * inv1, y1 = (box[4] - oo[1]) * inv1;
+    const float z0 = (box[2] - oo[2]) * inv2, z1 = (box[5] - oo[2]) * inv2;
+    const float near = greater(greater(lesser(x0, x1), lesser(y0, y1)), greater(lesser(z0, z1), 0.0f));
+    const float far = lesser(lesser(greater(x0, x1), greater(y0, y1)), lesser(greater(z0, z1), t_cap));
+    return near <= far * {ROBUST_SCALE!r}f; }};
 const f16 infv = __builtin_inff();
 i16 iota;
 for (int j = 0; j < {LANE_WIDTH}; ++j) iota[j] = j;
@@ -105,16 +129,17 @@ auto block = [&](int b, f16& tv, i16& zero, f16& Uv, f16& Vv, f16& inv) {{
 }};
 """
 
-def _over_blocks(before: str, step: str, after: str, fallback: str) -> str:
+def _over_blocks(before: str, step: str, after: str, fallback: str, cap: str) -> str:
     """A query's C++ body: the set-up, ``before``, then ``step`` after each block's test (its results ``tv``,
-    ``zero``, ``Uv``, ``Vv``, ``inv`` of block ``b``), then ``after``; ``fallback`` where the lanes are not
-    compiled in."""
+    ``zero``, ``Uv``, ``Vv``, ``inv`` of block ``b``; blocks whose box the ray does not enter before ``cap`` are
+    skipped), then ``after``; ``fallback`` where the lanes are not compiled in."""
     return _guarded(f"""{{
 #pragma clang fp contract(off)
 {_TEST}
 {before}
 const int blocks = (faces + {LANE_WIDTH - 1}) / {LANE_WIDTH};
 for (int b = 0; b < blocks; ++b) {{
+    if (blocks > 1 && !enters(b, {cap})) continue;
     f16 tv, Uv, Vv, inv;
     i16 zero;
     block(b, tv, zero, Uv, Vv, inv);
@@ -147,11 +172,12 @@ bool tied = false;""", f"""
     best_v = Vv[lane] * inv[lane];
     best_face = b * {LANE_WIDTH} + lane;""", f"""
 if (tied) {_GIVE_UP}
-return wp::vec4(best, best_u, best_v, (float)best_face);""", _GIVE_UP)
+return wp::vec4(best, best_u, best_v, (float)best_face);""", _GIVE_UP, "lesser(best, t_max)")
 
 _ANY = _over_blocks("bool unsure = false;", """
     if (bits((tv < infv) & ~zero)) return 1;
-    unsure = unsure || bits(zero);""", f"return unsure ? {FALLBACK} : 0;", f"return {FALLBACK};")
+    unsure = unsure || bits(zero);""", f"return unsure ? {FALLBACK} : 0;", f"return {FALLBACK};",
+                    "t_max")
 
 _AVAILABLE = _guarded("return 1;", "return 0;")
 
@@ -159,8 +185,9 @@ _AVAILABLE = _guarded("return 1;", "return 0;")
 @wp.func_native(_CLOSEST)
 def closest_hit_lanes(lanes: wp.array(dtype=wp.float32), faces: int, o: wp.vec3, d: wp.vec3, t_max: float
                       ) -> wp.vec4:
-    """``(t, u, v, face)`` of the closest of the ``faces`` triangles of ``lanes`` hit at ``0 <= t < t_max``
-    (``face`` as a float; ``-1``: a miss, :data:`FALLBACK`: ask the traversal). ``d`` non-zero, ``t_max > 0``."""
+    """``(t, u, v, k)`` of the closest of the ``faces`` triangles of ``lanes`` hit at ``0 <= t < t_max``
+    (``k``: its index in ``lanes``, as a float; ``-1``: a miss, :data:`FALLBACK`: ask the traversal). ``d``
+    non-zero, ``t_max > 0``."""
     ...
 
 

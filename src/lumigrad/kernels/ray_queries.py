@@ -27,10 +27,10 @@ def closest_hit_any_bvh(mesh: wp.uint64, own: FlatBVH, use_own: int, o: wp.vec3,
     (``d`` non-zero and ``t_max > 0``, as the callers check)."""
     if use_own == USE_LANES:
         h = closest_hit_lanes(own.lanes, own.num_faces, o, d, t_max)
-        face = int(h[3])
-        if face >= 0:
-            return face, h[0], h[1], h[2]
-        if face != FALLBACK:
+        k = int(h[3])  # the triangle in leaf order
+        if k >= 0:
+            return own.face[k], h[0], h[1], h[2]
+        if k != FALLBACK:
             return int(-1), float(wp.inf), float(0.0), float(0.0)
     if use_own != 0:
         return closest_hit_wp(own, o, d, t_max)
