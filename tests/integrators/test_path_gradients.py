@@ -52,8 +52,10 @@ the silhouette where BSDFs are 0, and edge sampling measured the radiance jump a
 ``lumigrad.raytrace.transport.surface_at`` now bends such normals towards the viewer
 (``tests/raytrace/test_transport_normals.py``).
 
-Left out: shadow edges (secondary visibility: a light or an occluder moving a shadow) give no gradient yet
-(being built separately); the light-position cases therefore have no occluder.
+Shadow edges (secondary visibility: a light or an occluder moving a shadow) have their own tests:
+``tests/raytrace/test_shadow_edges.py`` (shadows at the first hit) and
+``tests/raytrace/test_shadow_edge_connections.py`` (shadows seen beyond it); the light-position cases here have no
+occluder, so they check the interior term of lights alone.
 """
 
 from __future__ import annotations

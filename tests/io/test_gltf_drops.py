@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from lumigrad.io import GltfError, read_gltf
+from lumigrad.io import GltfError, read_gltf, write_gltf
 from lumigrad.io.gltf import GltfWarning
 
 from ..conftest import SHARED_DATA
@@ -427,9 +427,36 @@ def test_khr_materials_specular_colour_and_textures_are_named_and_the_factor_kep
                          "specularTexture": {"index": 0}})
     scene, record = _read_warnings(_write(tmp_path, doc))
     assert [str(w.message) for w in record] == [
-        f"{tmp_path / 'model.gltf'}: lumigrad ignores specularColorFactor (a white specular colour is used) "
-        "(material 'glass'); specularTexture (specularFactor is used alone) (material 'glass')"]
+        f"{tmp_path / 'model.gltf'}: lumigrad ignores KHR_materials_specular.specularColorFactor (white is used: "
+        "F0 from ior alone) (material 'glass'); KHR_materials_specular.specularTexture (specularFactor is used "
+        "alone) (material 'glass')"]
     assert float(scene.meshes["pane"].material.specular_factor) == 0.5
+    doc = _specular_doc({"specularColorTexture": {"index": 0}})
+    scene, record = _read_warnings(_write(tmp_path, doc))
+    assert [str(w.message) for w in record] == [
+        f"{tmp_path / 'model.gltf'}: lumigrad ignores KHR_materials_specular.specularColorTexture (white is used: "
+        "F0 from ior alone) (material 'glass')"]
+
+
+def test_khr_materials_specular_negative_colour_is_refused(tmp_path):
+    with pytest.raises(GltfError, match=r"materials\[0\]\.extensions\.KHR_materials_specular\.specularColorFactor "
+                                        r"must be >= 0"):
+        read_gltf(_write(tmp_path, _specular_doc({"specularColorFactor": [1.0, -0.5, 1.0]})))
+
+
+def test_khr_materials_specular_colour_is_warned_about_and_dropped_on_a_round_trip(tmp_path):
+    """Read (the colour named in the warning), written (the factor only) and read again (same factor, no
+    warning: nothing left that lumigrad does not model)."""
+    doc = _specular_doc({"specularFactor": 0.25, "specularColorFactor": [0.5, 1.0, 1.0]})
+    with pytest.warns(GltfWarning, match=r"KHR_materials_specular\.specularColorFactor"):
+        scene = read_gltf(_write(tmp_path, doc))
+    out = write_gltf(tmp_path / "again.gltf", scene)
+    written = json.loads(out.read_text())["materials"][0]["extensions"]["KHR_materials_specular"]
+    assert written == {"specularFactor": 0.25}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        back = read_gltf(out)
+    assert float(back.meshes["pane"].material.specular_factor) == 0.25
 
 
 @pytest.mark.parametrize("factor", [1.5, -0.1, "0.5"])

@@ -48,6 +48,10 @@ def test_auto_is_area_far_and_solid_angle_near():
         wi = torch.tensor([0.05, 0.1, 1.0], dtype=DT).expand_as(x)
         assert torch.equal(area_light_pdf(x, wi, VERTS, FACES, method="auto")[rows],
                            area_light_pdf(x, wi, VERTS, FACES, method=method)[rows])
+        # points all on one side: the one method alone, the same bits
+        alone = area_light_sample_direct(x[rows], VERTS, FACES, RADIANCE, u[rows], method="auto")
+        for a, b in zip(alone[:4], s[:4]):
+            assert torch.equal(a, b[rows])
 
 
 def test_auto_weight_is_eval_over_pdf():

@@ -157,3 +157,33 @@ def test_native_build_failure_falls_back_to_warp_lanes(monkeypatch):
     finally:
         for cache in caches:
             cache.cache_clear()
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_kernel_factories_decide_where_native_blocks_run(weighted):
+    """Asking for the native kernel where a case has no native blocks (a general table; the points' gradients
+    with the registers' sums, CUDA's choice; no gradient asked for) gives the kernel without it, the same object,
+    so ``direct_lights`` states no condition of its own; where there are blocks, a different kernel."""
+    import lumigrad.kernels.direct_lights_kernels as dk
+
+    assert dk.forward_kernel(False, 3, True, weighted) is dk.forward_kernel(False, 3, False, weighted)
+    assert dk.forward_kernel(True, 3, True, weighted) is not dk.forward_kernel(True, 3, False, weighted)
+    for point_only, want_point, want_light, packed in ((False, True, True, True), (True, True, False, False),
+                                                       (True, False, False, True)):
+        flags = (point_only, 3, want_point, want_light, False, packed)
+        assert dk.backward_kernel(*flags, True, weighted) is dk.backward_kernel(*flags, False, weighted)
+    for want_point, want_light, packed in ((True, True, True), (False, True, False), (True, False, True)):
+        flags = (True, 3, want_point, want_light, False, packed)
+        assert dk.backward_kernel(*flags, True, weighted) is not dk.backward_kernel(*flags, False, weighted)
+
+
+def test_the_backward_reuses_the_forwards_light_table(monkeypatch):
+    """The padded light table is built once, by the forward; the backward takes the saved one."""
+    builds = []
+    build = direct_lights_module._light_table
+    monkeypatch.setattr(direct_lights_module, "_light_table", lambda *a: builds.append(1) or build(*a))
+    leaves, cot = _fourteen_lights(light_at_point=False)
+    (fused, grads), (ref, ref_grads) = _light_gradients(leaves, cot, ALL)
+    assert len(builds) == 1
+    for name, a, b in zip(NAMES, grads, ref_grads):
+        _close(a, b, 1e-12, f"gradient of {name}")

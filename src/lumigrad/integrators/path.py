@@ -20,7 +20,8 @@ from .._checks import check_choice, check_positive_int
 from ..cameras.camera import Camera
 from ..conventions import pixel_centers
 from ..raytrace.edges import sample_primary_edges
-from ..raytrace.shadow_edges import sample_shadow_edges, shadow_edge_jumps
+from ..raytrace.shadow_edge_connections import camera_path_vertices, connected_shadow_edges
+from ..raytrace.shadow_edges import sample_shadow_edge_sources, shadow_edge_jumps, shadow_edges_seen_by
 from ..kernels.bvh import bvh_for
 from ..kernels.path_trace import PathTables
 from ..kernels.replay_kernels import ReplayKernels
@@ -82,6 +83,9 @@ class PathIntegrator(Integrator):
             the noise of the radiance jump largely cancels; False draws them independently (for comparison).
         shadow_edge_samples: points per view on shadow edges for the gradient of moving shadows (secondary
             visibility; default as ``edge_samples``; 0 turns it off).
+        deep_shadow_edges: also connect those points to the vertices of camera paths, for the shadows seen
+            beyond the first hit (in reflections, or changing the light bounced onward; default True; only with
+            ``max_depth`` 3 or more).
         use_fused_kernel: run primal passes (the forward image, the backward pass's radiance of each path,
             the edge samples' radiance) on the fused Warp kernel (:mod:`lumigrad.integrators.fused_paths`)
             where the scene allows it (default); False, or the environment variable
@@ -121,10 +125,13 @@ class PathIntegrator(Integrator):
     of the direct
     light's visibility at the first hit by shadow-edge sampling (:mod:`lumigrad.raytrace.shadow_edges`:
     moving an occluder, a light, the receiver or the camera moves the shadows the camera sees, for point, spot,
-    directional, area and environment lights). Shadows seen in reflections or through glass give no boundary
-    gradient. Area lights' direct light is differentiated in the lamp's area parameterisation in both terms
-    (the backward pass's own next-event samples, points that move with the lamp, at full weight; the
-    emission BSDF samples find left out;
+    directional, area and environment lights); with ``max_depth`` 3 or more the same shadow-edge samples are
+    connected to the vertices of camera paths too (:mod:`lumigrad.raytrace.shadow_edge_connections`), so shadows
+    seen in glossy reflections or through rough glass, and shadows that change the light bounced onward, get
+    their boundary term (``deep_shadow_edges``; not through a delta lobe, nor in scenes with media; a
+    silhouette seen by a BSDF-sampled ray beyond the first hit still gets none). Area lights' direct light is
+    differentiated in the lamp's area parameterisation in both terms (the backward pass's own next-event
+    samples, points that move with the lamp, at full weight; the emission BSDF samples find left out;
     :mod:`lumigrad.raytrace.transport`), so with ``seed_grad = seed`` the gradient of a scene with area lights
     is not exactly that of the forward estimate, but an independent unbiased one.
     Inside a medium, the distance to the boundary is taken as a constant (the
@@ -138,7 +145,8 @@ class PathIntegrator(Integrator):
     def __init__(self, *, max_depth: int = 8, rr_depth: int = 5, hide_emitters: bool = False,
                  spp_grad: Optional[int] = None, seed_grad: Optional[int] = None, edge_samples: Optional[int] = None,
                  antithetic_edges: bool = True, shadow_edge_samples: Optional[int] = None,
-                 use_fused_kernel: bool = True, light_sampling: str = DEFAULT_LIGHT_SAMPLING):
+                 use_fused_kernel: bool = True, light_sampling: str = DEFAULT_LIGHT_SAMPLING,
+                 deep_shadow_edges: bool = True):
         check_choice(light_sampling, "light_sampling", AREA_SAMPLING)
         self.light_sampling = light_sampling
         if isinstance(max_depth, bool) or not isinstance(max_depth, int) or (max_depth < 1 and max_depth != -1):
@@ -159,6 +167,9 @@ class PathIntegrator(Integrator):
                                                 or not isinstance(shadow_edge_samples, int) or shadow_edge_samples < 0):
             raise ValueError(f"shadow_edge_samples must be a non-negative int or None; got {shadow_edge_samples!r}")
         self.shadow_edge_samples = shadow_edge_samples
+        if not isinstance(deep_shadow_edges, bool):
+            raise TypeError(f"deep_shadow_edges must be a bool; got {type(deep_shadow_edges).__name__}")
+        self.deep_shadow_edges = deep_shadow_edges
         if not isinstance(use_fused_kernel, bool):
             raise TypeError(f"use_fused_kernel must be a bool; got {type(use_fused_kernel).__name__}")
         self.use_fused_kernel = use_fused_kernel
@@ -312,26 +323,39 @@ class _Run:
 
     def _shadow_edges(self, ts: TraceScene, v_image: torch.Tensor, adjoint: PathAdjoint, spp: int,
                       seed: int) -> None:
-        """The boundary term of the direct light's visibility at the first hit
-        (:mod:`lumigrad.raytrace.shadow_edges`), view by view."""
+        """The boundary term of the direct light's visibility, view by view: at the first hit, the camera
+        connected to shadow-edge samples (:mod:`lumigrad.raytrace.shadow_edges`); beyond it (``max_depth`` of 3
+        or more, unless ``deep_shadow_edges`` is False), the same samples connected to the vertices of camera
+        paths (:mod:`lumigrad.raytrace.shadow_edge_connections`)."""
+        it = self.integrator
         cam = self.camera
         H, W = cam.height, cam.width
-        count = self.integrator.shadow_edge_samples or max(256, H * W * spp // 16)
+        count = it.shadow_edge_samples or max(256, H * W * spp // 16)
         views, v_views, gen = self._views(v_image, _stream(seed, _SHADOW_EDGES))
+        deep = it.deep_shadow_edges and (it.max_depth < 0 or it.max_depth >= 3)
+        if deep:  # the pool's paths and the connections: a stream of their own (the first hit's draws unchanged)
+            deep_gen = torch.Generator(device=cam.device)
+            deep_gen.manual_seed(_stream(seed, _EDGE_SIDES + 1))
         dtype = ts.verts.dtype
         for view, v in zip(views, v_views):
-            edges = sample_shadow_edges(ts, view.K.to(dtype), view.world_to_cam.to(dtype), view.near, W, H, count,
-                                        gen, orthographic=view.projection == "orthographic",
-                                        distortion=view.distortion, distortion_model=view.distortion_model)
-            if len(edges) == 0:
-                continue
-            jump = shadow_edge_jumps(ts, edges, lambda uv: _rays_through(view, uv, dtype))  # f_minus - f_plus
-            p = edges.points.detach()
-            col = p[:, 0].floor().long().clamp(0, W - 1)
-            row = p[:, 1].floor().long().clamp(0, H - 1)
-            weight = (v[row, col].to(jump.dtype) * jump).sum(-1) * edges.inv_pdf
-            surrogate = (weight * (edges.normals * edges.points).sum(-1)).sum()
-            adjoint.backprop(surrogate)
+            sources = sample_shadow_edge_sources(ts, count, gen)
+            edges = shadow_edges_seen_by(ts, sources, view.K.to(dtype), view.world_to_cam.to(dtype), view.near, W, H,
+                                         orthographic=view.projection == "orthographic",
+                                         distortion=view.distortion, distortion_model=view.distortion_model)
+            if len(edges):
+                jump = shadow_edge_jumps(ts, edges, lambda uv: _rays_through(view, uv, dtype))  # f_minus - f_plus
+                p = edges.points.detach()
+                col = p[:, 0].floor().long().clamp(0, W - 1)
+                row = p[:, 1].floor().long().clamp(0, H - 1)
+                weight = (v[row, col].to(jump.dtype) * jump).sum(-1) * edges.inv_pdf
+                surrogate = (weight * (edges.normals * edges.points).sum(-1)).sum()
+                adjoint.backprop(surrogate)
+            if deep and len(sources):
+                pool = camera_path_vertices(ts, lambda uv: _rays_through(view, uv, dtype), v, it.max_depth,
+                                            it.rr_depth, deep_gen)
+                surrogate = connected_shadow_edges(ts, sources, pool, deep_gen)
+                if surrogate is not None:
+                    adjoint.backprop(surrogate)
 
     def aovs(self, names) -> dict:
         """The first-hit buffers ``names`` (``[..., H, W, C]``, the pixel's mean over its camera rays)."""

@@ -10,7 +10,8 @@ What is read, once, into lumigrad's conventions:
   and emissive maps, ``alphaMode`` and ``alphaCutoff`` (``Material.alpha_mode`` / ``alpha_cutoff``), ``doubleSided``,
   ``KHR_materials_ior``, ``KHR_materials_emissive_strength``, ``KHR_materials_specular`` (``specularFactor`` into
   ``Material.specular_factor``; ``specularTexture``, ``specularColorTexture`` and a ``specularColorFactor`` other
-  than white are not read and are named in the warning below) and
+  than white are not modelled by lumigrad's BSDFs, which take ``F0`` from ``ior`` alone, and are named, as
+  ``KHR_materials_specular.specularColorFactor``, in the warning below) and
   ``KHR_materials_transmission`` (``transmissionFactor`` into ``Material.transmission_factor``; a
   ``transmissionTexture`` is not read and is named in the warning below), ``KHR_materials_volume``'s absorption:
   with ``thicknessFactor > 0`` and a finite ``attenuationDistance`` ``d``, ``Material.interior`` becomes a
@@ -953,19 +954,25 @@ class _Reader:
         return material, self.get(m, "doubleSided", "bool", where, False)
 
     def specular_factor(self, ext: dict, where: str, label: str) -> float:
-        """``KHR_materials_specular``'s ``specularFactor`` (1 without the extension); what else it holds is noted."""
+        """``KHR_materials_specular``'s ``specularFactor`` (1 without the extension). Its colour
+        (``specularColorFactor`` other than white, ``specularColorTexture``) and ``specularTexture`` are checked
+        and named in the file's warning: the BSDFs take the weight as one number per material and ``F0`` from
+        ``ior`` alone (a per-channel ``F0`` would need the path tracer's material tables and kernels to change)."""
         swhere = where + ".extensions.KHR_materials_specular"
         specular = self.get(ext, "KHR_materials_specular", "dict", where + ".extensions", {})
         factor = self.get(specular, "specularFactor", "number", swhere, 1.0)
         if not 0.0 <= factor <= 1.0:
             raise GltfError(f"{self.path}: {swhere}.specularFactor must lie in [0, 1]; got {factor}")
         colour = self.get(specular, "specularColorFactor", "numbers", swhere, [1.0, 1.0, 1.0], length=3)
+        if any(c < 0.0 for c in colour):
+            raise GltfError(f"{self.path}: {swhere}.specularColorFactor must be >= 0; got {colour}")
         if any(c != 1.0 for c in colour):
-            self._note("specularColorFactor (a white specular colour is used)", label)
-        for key in ("specularTexture", "specularColorTexture"):
+            self._note("KHR_materials_specular.specularColorFactor (white is used: F0 from ior alone)", label)
+        for key, instead in (("specularTexture", "specularFactor is used alone"),
+                             ("specularColorTexture", "white is used: F0 from ior alone")):
             if key in specular:
                 self.get(specular, key, "dict", swhere)  # raises for a malformed one
-                self._note(f"{key} (specularFactor is used alone)", label)
+                self._note(f"KHR_materials_specular.{key} ({instead})", label)
         return factor
 
     def volume(self, volume: dict, where: str, label: str) -> Optional[HomogeneousMedium]:

@@ -59,14 +59,15 @@ class _DirectLights(torch.autograd.Function):
         P, C = base_color.shape
         weighted = specular is not None
         out = torch.empty(P, MAX_CHANNELS, dtype=base_color.dtype, device=base_color.device)
-        args, lanes = _inputs(position, normal, wo, base_color, roughness, metallic, f0, specular, light_vector,
-                              light_is_point, light_radiance, light_shape, light_axis, min_distance)
-        # (native SIMD runs point-light blocks only: other tables get the one kernel either way)
-        _launch_lanes(lambda native: dk.forward_kernel(point_only, C, native and point_only, weighted),
+        table = _light_table(light_vector, light_is_point, light_radiance, light_shape, light_axis)
+        K = light_vector.shape[0]
+        args, lanes = _inputs(position, normal, wo, base_color, roughness, metallic, f0, specular, table, K,
+                              min_distance)
+        _launch_lanes(lambda native: dk.forward_kernel(point_only, C, native, weighted),
                       lambda kernel: launch_split(kernel, P, args + [as_warp(out), lanes], position.device,
                                                   min_chunk=_MIN_POINTS_PER_THREAD), position.device.type)
-        ctx.save_for_backward(position, normal, wo, base_color, roughness, metallic, f0, specular, light_vector,
-                              light_is_point, light_radiance, light_shape, light_axis)
+        ctx.save_for_backward(position, normal, wo, base_color, roughness, metallic, f0, specular, table)
+        ctx.num_lights = K
         ctx.min_distance = min_distance
         ctx.point_only = point_only
         return out[:, :C]
@@ -74,15 +75,15 @@ class _DirectLights(torch.autograd.Function):
     @staticmethod
     def backward(ctx, v_out):
         saved = ctx.saved_tensors
-        position, normal, wo, base_color, roughness, metallic, f0, specular, light_vector = saved[:9]
+        position, normal, wo, base_color, roughness, metallic, f0, specular, table = saved
         P, C = base_color.shape
-        K = light_vector.shape[0]
+        K = ctx.num_lights
         dev = position.device
         weighted = specular is not None
         grads = [torch.empty_like(t) for t in (position, normal, wo, base_color, roughness, metallic, f0)]
         # v_specular: written only by the weighted kernels (else a stand-in the kernel does not touch)
         grads.append(torch.empty_like(specular) if weighted else grads[5])
-        args, lanes = _inputs(*saved, ctx.min_distance)
+        args, lanes = _inputs(*saved, K, ctx.min_distance)
         args += [as_warp(v_out.to(position.dtype).contiguous())]
         args += [as_warp(g) for g in grads[:4]] + [as_warp(grads[4].view(-1)), as_warp(grads[5].view(-1)),
                                                   as_warp(grads[6]), as_warp(grads[7].view(-1))]
@@ -91,24 +92,20 @@ class _DirectLights(torch.autograd.Function):
         # kernel (not generated) when nothing asks for it
         need_point = any(need[:8])
         want_light = any(need[8:13])
-        # native SIMD runs the packed point-light blocks only (dk.backward_kernel): elsewhere one kernel either way
-        blocks_native = ctx.point_only and (want_light or need_point) and (PACKED_LANES[dev.type] or not need_point)
         make = lambda native: dk.backward_kernel(ctx.point_only, C, need_point, want_light,  # noqa: E731
-                                                 need[11] or need[12], PACKED_LANES[dev.type],
-                                                 native and blocks_native, weighted)
+                                                 need[11] or need[12], PACKED_LANES[dev.type], native, weighted)
         # v_light[slot, row, block] holds a block's LANES lights side by side; scratch[row] a point's per-lane
         # gradient terms (one row per CPU thread; not read on CUDA)
         blocks = (K + dk.LANES - 1) // dk.LANES
         if dev.type == "cuda":
-            slots = light_vector.new_zeros((P + _CUDA_GROUP - 1) // _CUDA_GROUP, dk.ROWS, blocks, dk.LANES,
-                                           dtype=torch.float64)
-            scratch = light_vector.new_empty(1, dk.POINT_ROWS, dk.LANES, dtype=torch.float64)
+            slots = table.new_zeros((P + _CUDA_GROUP - 1) // _CUDA_GROUP, dk.ROWS, blocks, dk.LANES)
+            scratch = table.new_empty(1, dk.POINT_ROWS, dk.LANES)
             launch(make(False), P, [0, P, *args, as_warp(slots, wp.vec4d), _CUDA_GROUP, as_warp(scratch, wp.vec4d),
                                     lanes], dev)
         else:  # one private slot per thread: no atomics across threads
             parts = max(1, min(num_workers(), P // _MIN_POINTS_PER_THREAD))
-            slots = light_vector.new_zeros(parts, dk.ROWS, blocks, dk.LANES, dtype=torch.float64)
-            scratch = light_vector.new_empty(parts, dk.POINT_ROWS, dk.LANES, dtype=torch.float64)
+            slots = table.new_zeros(parts, dk.ROWS, blocks, dk.LANES)
+            scratch = table.new_empty(parts, dk.POINT_ROWS, dk.LANES)
             part_inputs = lambda k: [*args, as_warp(slots[k:k + 1], wp.vec4d), P + 1,  # noqa: E731
                                      as_warp(scratch[k:k + 1], wp.vec4d), lanes]
             _launch_lanes(make, lambda kernel: launch_partitioned(kernel, P, part_inputs, parts, dev), dev.type)
@@ -128,7 +125,8 @@ def _launch_lanes(make: Callable, run: Callable, device_type: str) -> None:
         run(make(False))
         return
     kernel = make(True)
-    if kernel in _native_built or kernel is make(False):  # known to build, or no native code in this case
+    if kernel in _native_built or kernel is make(False):  # known to build, or no native code in this case (the
+        # kernel factories decide: the same kernel with or without `native`)
         run(kernel)
         return
     try:
@@ -142,22 +140,28 @@ def _launch_lanes(make: Callable, run: Callable, device_type: str) -> None:
     _native_built.add(kernel)
 
 
-def _inputs(position, normal, wo, base_color, roughness, metallic, f0, specular, light_vector, light_is_point,
-            light_radiance, light_shape, light_axis, min_distance) -> tuple[list, wp.array]:
-    """The kernels' common arguments, and the light table as ``vec4d`` lanes (``[ROWS, blocks]``: a block's
-    :data:`LANES` lights side by side, one load a row)."""
-    # one column per light (the kernels read a row's lights side by side), padded to whole blocks
+def _light_table(light_vector, light_is_point, light_radiance, light_shape, light_axis) -> torch.Tensor:
+    """The light table ``[ROWS, blocks * LANES]`` float64 (one column per light, padded with zeros to whole
+    blocks; rows :data:`~lumigrad.kernels.direct_lights_kernels.VECTOR` ...), built once by the forward and kept
+    for the backward."""
     K = light_vector.shape[0]
     table = light_vector.new_zeros(dk.ROWS, max(1, (K + dk.LANES - 1) // dk.LANES) * dk.LANES)
     for row, part in ((dk.VECTOR, light_vector), (dk.AXIS, light_axis), (dk.SHAPE, light_shape),
                       (dk.RADIANCE, light_radiance)):
         table[row:row + part.shape[1], :K] = part.T
     table[dk.PT, :K] = light_is_point
+    return table
+
+
+def _inputs(position, normal, wo, base_color, roughness, metallic, f0, specular, table, num_lights,
+            min_distance) -> tuple[list, wp.array]:
+    """The kernels' common arguments, and the light table as ``vec4d`` lanes (``[ROWS, blocks]``: a block's
+    :data:`LANES` lights side by side, one load a row)."""
     lanes = as_warp(table.view(dk.ROWS, -1, dk.LANES), wp.vec4d)
     return [as_warp(position), as_warp(normal), as_warp(wo), as_warp(base_color), as_warp(roughness.view(-1)),
             as_warp(metallic.view(-1)), as_warp(f0),
             as_warp((metallic if specular is None else specular).view(-1)),  # metallic: a stand-in, not read
-            as_warp(table), int(K),
+            as_warp(table), int(num_lights),
             wp.float64(float(min_distance) ** 2), wp.float64(1.0 / float(min_distance))], lanes
 
 

@@ -143,20 +143,31 @@ def _lambertian(base: wp.vec3, metallic: float, specular: float):
 
 
 @wp.func
+def _schlick_weight(cos: float):
+    """``(1 - clamp(cos, 0, 1))^5``, Schlick's weight of the grazing reflectance."""
+    m = 1.0 - wp.clamp(cos, 0.0, 1.0)
+    m2 = m * m
+    return m2 * m2 * m
+
+
+@wp.func
+def _schlick(f0: float, weight: float):
+    """Schlick's Fresnel ``f0 + (1 - f0) weight`` of a :func:`_schlick_weight`."""
+    return f0 + (1.0 - f0) * weight
+
+
+@wp.func
 def _specular_probability(n_dot_v: float, base: wp.vec3, metallic: float, f0_d: float, specular: float):
     """The PyTorch twin's ``_specular_probability``; 0 without arithmetic where :func:`_lambertian`."""
     out = float(0.0)
     if not _lambertian(base, metallic, specular):
-        m = 1.0 - wp.clamp(n_dot_v, 0.0, 1.0)
-        m2 = m * m
-        fc = m2 * m2 * m
-        f_d = specular * (f0_d + (1.0 - f0_d) * fc)
+        fc = _schlick_weight(n_dot_v)
+        f_d = specular * _schlick(f0_d, fc)
         w_d = 1.0 - metallic
         spec = float(0.0)
         diff = float(0.0)
         for k in range(3):
-            f_m = base[k] + (1.0 - base[k]) * fc
-            spec += w_d * f_d + metallic * f_m
+            spec += w_d * f_d + metallic * _schlick(base[k], fc)
             diff += w_d * (1.0 - f_d) * base[k]
         spec = spec / 3.0
         diff = diff / 3.0
@@ -182,51 +193,64 @@ def bsdf_eval_pdf_wp(n_in: wp.vec3, wi_in: wp.vec3, wo_in: wp.vec3, base: wp.vec
 
 
 @wp.func
+def _half_vector_terms(n: wp.vec3, wi: wp.vec3, wo: wp.vec3):
+    """``(sin2_h, v.h)`` of unit ``n, wi, wo`` as the PyTorch twin's ``_cosines`` (and the direct-light kernels)
+    compute them, without a normalised half vector: with ``hv = wi + wo``, ``sin2_h = 1 - (n.h)^2 =
+    |n x hv|^2 / |hv|^2`` (no cancellation near a sharp highlight, where float32 ``1 - (n.h)^2`` loses its
+    digits) and ``v.h = |hv| / 2`` (``wo . hv / 1e-6`` where ``|hv|^2`` is clamped to ``1e-12``), clamped to
+    ``[0, 1]``."""
+    hv = wi + wo
+    hh_raw = wp.dot(hv, hv)
+    hh = wp.max(hh_raw, _DOT_EPS * _DOT_EPS)
+    c = wp.cross(n, hv)
+    sin2_h = wp.dot(c, c) / hh
+    vh = 0.5 * wp.sqrt(hh)
+    if not (hh_raw >= _DOT_EPS * _DOT_EPS):
+        vh = wp.dot(wo, hv) / _DOT_EPS
+    return sin2_h, wp.clamp(vh, 0.0, 1.0)
+
+
+@wp.func
 def _eval_pdf_unit(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.vec3, roughness: float,
                    metallic: float, ior: float, specular: float):
     """:func:`bsdf_eval_pdf_wp` of ``n`` and ``wo`` already through ``_unit`` (a shading point's, shared by its
     light samples and its BSDF sample) and, when ``p_spec_known >= 0``, the specular lobe's probability at
     ``clamp(n . wo, 1e-6, 1)`` already known: the same bits, less work. Where :func:`_lambertian`, Lambert's
-    ``base / pi`` and ``n.wi / pi`` without the GGX lobe's arithmetic (the twin's bits: its zero terms add 0)."""
+    ``base / pi`` and ``n.wi / pi`` without the GGX lobe's arithmetic (the twin's bits: its zero terms add 0).
+    GGX's ``D`` from ``q = alpha^2 + sin2_h (1 - alpha^2)`` (:func:`_half_vector_terms`), as the twin."""
     wi = unit_wp(wi_in)
     nl_raw = wp.dot(n, wi)
     nv_raw = wp.dot(n, wo)
     f = wp.vec3(0.0, 0.0, 0.0)
     pdf = float(0.0)
-    if nl_raw > 0.0 and nv_raw > 0.0 and _lambertian(base, metallic, specular):
-        f = base / wp.pi
-        pdf = wp.clamp(nl_raw, _DOT_EPS, 1.0) / wp.pi
-    elif nl_raw > 0.0 and nv_raw > 0.0:
+    if nl_raw > 0.0 and nv_raw > 0.0:
         nl = wp.clamp(nl_raw, _DOT_EPS, 1.0)
-        nv = wp.clamp(nv_raw, _DOT_EPS, 1.0)
-        h = wi + wo
-        h = h / wp.sqrt(wp.max(wp.dot(h, h), _DOT_EPS * _DOT_EPS))
-        nh = wp.clamp(wp.dot(n, h), 0.0, 1.0)
-        vh = wp.clamp(wp.dot(wo, h), 0.0, 1.0)
-        f0_d = _f0_dielectric(ior)
-        alpha = wp.max(roughness * roughness, _ALPHA_MIN)
-        a2 = alpha * alpha
-        nh2 = nh * nh
-        dd = (1.0 - nh2) + nh2 * a2
-        dist = a2 / (wp.pi * dd * dd)
-        vis = 0.5 / (nl * wp.sqrt(nv * nv * (1.0 - a2) + a2) + nv * wp.sqrt(nl * nl * (1.0 - a2) + a2))
-        dv = dist * vis
-        m = 1.0 - vh
-        m2 = m * m
-        m5 = m2 * m2 * m
-        fd = specular * (f0_d + (1.0 - f0_d) * m5)
-        w_d = 1.0 - metallic
-        for k in range(3):
-            f_metal = dv * (base[k] + (1.0 - base[k]) * m5)
-            diffuse = w_d * (1.0 - fd) * (base[k] / wp.pi)
-            coat = w_d * fd * dv + metallic * f_metal
-            f[k] = diffuse + coat
-        pdf_spec = dist / (2.0 * (nv + wp.sqrt(a2 + (1.0 - a2) * nv * nv)))
-        pdf_diff = nl / wp.pi
-        p_spec = p_spec_known
-        if p_spec < 0.0:
-            p_spec = _specular_probability(nv, base, metallic, f0_d, specular)
-        pdf = p_spec * pdf_spec + (1.0 - p_spec) * pdf_diff
+        if _lambertian(base, metallic, specular):
+            f = base / wp.pi
+            pdf = nl / wp.pi
+        else:
+            nv = wp.clamp(nv_raw, _DOT_EPS, 1.0)
+            sin2_h, vh = _half_vector_terms(n, wi, wo)
+            f0_d = _f0_dielectric(ior)
+            alpha = wp.max(roughness * roughness, _ALPHA_MIN)
+            a2 = alpha * alpha
+            q = a2 + sin2_h * (1.0 - a2)
+            dist = a2 / (wp.pi * q * q)
+            vis = 0.5 / (nl * wp.sqrt(nv * nv * (1.0 - a2) + a2) + nv * wp.sqrt(nl * nl * (1.0 - a2) + a2))
+            dv = dist * vis
+            m5 = _schlick_weight(vh)
+            fd = specular * _schlick(f0_d, m5)
+            w_d = 1.0 - metallic
+            for k in range(3):
+                diffuse = w_d * (1.0 - fd) * (base[k] / wp.pi)
+                coat = w_d * fd * dv + metallic * (dv * _schlick(base[k], m5))
+                f[k] = diffuse + coat
+            pdf_spec = dist / (2.0 * (nv + wp.sqrt(a2 + (1.0 - a2) * nv * nv)))
+            pdf_diff = nl / wp.pi
+            p_spec = p_spec_known
+            if p_spec < 0.0:
+                p_spec = _specular_probability(nv, base, metallic, f0_d, specular)
+            pdf = p_spec * pdf_spec + (1.0 - p_spec) * pdf_diff
     return f, pdf
 
 

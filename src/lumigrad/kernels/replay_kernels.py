@@ -8,12 +8,13 @@ vertex: a value, never differentiated; and it draws each vertex's BSDF sample (t
 weight: detached too). :class:`ReplayKernels` computes both at the replay's vertices with the functions of
 :mod:`.path_kernels` (so the same float32 bits as the fused primal that gave the path its radiance), one thread
 per vertex, instead of the PyTorch twins (``transport._next_event`` under ``no_grad``, ``bsdf.sample``), which
-stay the reference (float64-capable).
+stay the reference (float64-capable). A vertex's rows are packed for Warp once (:meth:`ReplayKernels.vertices`)
+and read by both launches.
 """
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import warp as wp
@@ -25,7 +26,7 @@ from .bvh_traverse import FlatBVH
 from .counter_rng import ray_key_wp, split_seed, uniform_counter_wp
 from .path_trace import MIN_RAYS_PER_THREAD, PathTables
 
-__all__ = ["ReplayKernels"]
+__all__ = ["ReplayKernels", "ReplayVertices"]
 
 wp.set_module_options({"enable_backward": False})
 
@@ -35,9 +36,9 @@ def _bsdf_sample(offset: int, end: int, paths: wp.array(dtype=wp.int32), depth: 
                  seed_hi: wp.uint32, normal: wp.array(dtype=wp.vec3), wo: wp.array(dtype=wp.vec3),
                  base: wp.array(dtype=wp.vec3), roughness: wp.array(dtype=float), metallic: wp.array(dtype=float),
                  ior: wp.array(dtype=float), specular: wp.array(dtype=float), out_wi: wp.array(dtype=wp.vec3),
-                 out_weight: wp.array(dtype=wp.vec3), out_ok: wp.array(dtype=wp.int32)):
+                 out_weight: wp.array(dtype=wp.vec3), out_pdf: wp.array(dtype=float)):
     """Row ``offset + tid``: the BSDF sample of path ``paths[i]`` at ``depth`` (dimensions 0 the lobe, 1 and 2
-    the direction), as the fused kernel draws it, and whether its density is positive (1, else 0)."""
+    the direction), its weight and density, as the fused kernel draws them."""
     i = offset + wp.tid()
     key = ray_key_wp(seed_lo, seed_hi, wp.uint32(paths[i]))
     wi, weight, pdf = pk.bsdf_sample_wp(normal[i], wo[i], base[i], roughness[i], metallic[i], ior[i], specular[i],
@@ -45,7 +46,7 @@ def _bsdf_sample(offset: int, end: int, paths: wp.array(dtype=wp.int32), depth: 
                                         uniform_counter_wp(key, depth, 2))
     out_wi[i] = wi
     out_weight[i] = weight
-    out_ok[i] = wp.where(pdf > 0.0, 1, 0)
+    out_pdf[i] = pdf
 
 
 @wp.kernel
@@ -83,6 +84,19 @@ def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int
     out[i] = nee
 
 
+class ReplayVertices(NamedTuple):
+    """One replay vertex's rows packed for the kernels once (:meth:`ReplayKernels.vertices`), for both of its
+    launches: ``N`` rows, the path and random-number inputs, the position and normals, the material's inputs."""
+
+    N: int
+    device: torch.device
+    path_inputs: list
+    position: object
+    normal: object
+    geo_normal: object
+    material: list
+
+
 class ReplayKernels:
     """The replay's detached recomputations on the fused kernel's tables (a float32 scene it supports).
 
@@ -105,47 +119,49 @@ class ReplayKernels:
             self._lights[key] = as_warp(torch.tensor(key, dtype=torch.int32, device=self._device))
         return self._lights[key]
 
-    def area_next_event(self, bvh: TriangleBVH, lights: Sequence[int], paths: torch.Tensor, depth: int, seed: int,
-                        si, ng: torch.Tensor) -> torch.Tensor:
-        """The primal next-event term ``[N, 3]`` float32 (throughput not applied) of the area lights ``lights``
-        (indices into the tables' lights) at the surface vertices ``si`` (a detached float32
-        :class:`lumigrad.shading.surface.SurfaceSample` of ``N`` rows, geometric normals ``ng [N, 3]``) of
-        paths ``paths [N]`` at ``depth``, ``bvh`` the scene's, drawing
-        :func:`lumigrad.kernels.counter_rng.uniform_counter` ``(seed, path, depth, 4 + 2 j ...)`` as the fused
-        kernel and ``transport._next_event`` do."""
+    @staticmethod
+    def vertices(paths: torch.Tensor, depth: int, seed: int, si, ng: Optional[torch.Tensor] = None) -> ReplayVertices:
+        """The surface vertices ``si`` (a detached float32 :class:`lumigrad.shading.surface.SurfaceSample` of
+        ``N`` rows; geometric normals ``ng [N, 3]``, needed by :meth:`area_next_event` only) of paths
+        ``paths [N]`` at ``depth``, drawing :func:`lumigrad.kernels.counter_rng.uniform_counter` ``(seed, path,
+        depth, ...)`` as the fused kernel does, packed once for :meth:`area_next_event` and :meth:`bsdf_sample`."""
         N = paths.shape[0]
-        out = torch.zeros(N, 3, dtype=torch.float32, device=si.position.device)
-        if N == 0 or not lights:
-            return out
+        if N == 0:
+            return ReplayVertices(0, si.position.device, [], None, None, None, [])
         v3 = wp.vec3
+        return ReplayVertices(N, si.position.device, _path_inputs(paths, depth, seed),
+                              as_warp(_rows(si.position, N, 3), v3), as_warp(_rows(si.normal, N, 3), v3),
+                              None if ng is None else as_warp(_rows(ng, N, 3), v3), _material_inputs(si, N))
+
+    def area_next_event(self, bvh: TriangleBVH, lights: Sequence[int], at: ReplayVertices) -> torch.Tensor:
+        """The primal next-event term ``[N, 3]`` float32 (throughput not applied) of the area lights ``lights``
+        (indices into the tables' lights) at the vertices ``at`` (:meth:`vertices`, with their geometric
+        normals), ``bvh`` the scene's, with the random numbers ``4 + 2 j, 5 + 2 j`` of light ``j``, as the fused
+        kernel and ``transport._next_event`` draw them."""
+        out = torch.zeros(at.N, 3, dtype=torch.float32, device=at.device)
+        if at.N == 0 or not lights:
+            return out
+        if at.geo_normal is None:
+            raise ValueError("at: vertices packed without their geometric normals (give ng to vertices())")
         inputs = [*bvh.query_handles(), self._light_indices(lights), len(lights), *self._light_inputs,
-                  *_path_inputs(paths, depth, seed),
-                  as_warp(_rows(si.position, N, 3), v3), as_warp(_rows(si.normal, N, 3), v3),
-                  as_warp(_rows(ng, N, 3), v3), *_material_inputs(si, N), as_warp(out, v3)]
-        launch_split(_area_nee, N, inputs, out.device, min_chunk=MIN_RAYS_PER_THREAD)
+                  *at.path_inputs, at.position, at.normal, at.geo_normal, *at.material, as_warp(out, wp.vec3)]
+        launch_split(_area_nee, at.N, inputs, out.device, min_chunk=MIN_RAYS_PER_THREAD)
         return out
 
-    def bsdf_sample(self, paths: torch.Tensor, depth: int, seed: int,
-                    si) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(wi [N, 3], weight [N, 3])`` float32 and ``positive [N]`` bool: the BSDF sample at the vertices ``si``
-        (as in :meth:`area_next_event`) of paths ``paths`` at ``depth``, drawing ``uniform_counter(seed, path,
-        depth, 0 ... 2)``; the twin of ``bsdf.sample`` of :class:`lumigrad.shading.bsdf.MetallicRoughnessBSDF`;
-        ``positive`` where the kernel's density is above 0 (where the fused primal went on). Not that density: the
-        kernel's (the fused primal's) recomputes the half vector from ``wi``, which float32 rounding moves on
-        glossy lobes (up to 5% at ``alpha ~ 2e-3`` against float64, where PyTorch's float32 stays within 5e-5;
-        ``tests/integrators/test_path_replay_kernels.py``): the replay takes ``bsdf.pdf`` of ``wi`` (for MIS and
-        the next vertex)."""
-        N = paths.shape[0]
-        dev = si.position.device
-        wi = torch.zeros(N, 3, dtype=torch.float32, device=dev)
-        weight = torch.zeros(N, 3, dtype=torch.float32, device=dev)
-        positive = torch.zeros(N, dtype=torch.int32, device=dev)
-        if N > 0:
-            inputs = [*_path_inputs(paths, depth, seed), as_warp(_rows(si.normal, N, 3), wp.vec3),
-                      *_material_inputs(si, N), as_warp(wi, wp.vec3), as_warp(weight, wp.vec3),
-                      as_warp(positive)]
-            launch_split(_bsdf_sample, N, inputs, dev, min_chunk=MIN_RAYS_PER_THREAD)
-        return wi, weight, positive != 0
+    def bsdf_sample(self, at: ReplayVertices) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(wi [N, 3], weight [N, 3], pdf [N])`` float32: the BSDF sample at the vertices ``at``
+        (:meth:`vertices`), drawing ``uniform_counter(seed, path, depth, 0 ... 2)``, as the fused primal draws
+        it (its density too, which gave the primal's MIS weights); the twin of ``bsdf.sample`` of
+        :class:`lumigrad.shading.bsdf.MetallicRoughnessBSDF` to float32 rounding
+        (``tests/kernels/test_path_kernels.py``)."""
+        wi = torch.zeros(at.N, 3, dtype=torch.float32, device=at.device)
+        weight = torch.zeros(at.N, 3, dtype=torch.float32, device=at.device)
+        pdf = torch.zeros(at.N, dtype=torch.float32, device=at.device)
+        if at.N > 0:
+            inputs = [*at.path_inputs, at.normal, *at.material, as_warp(wi, wp.vec3), as_warp(weight, wp.vec3),
+                      as_warp(pdf)]
+            launch_split(_bsdf_sample, at.N, inputs, at.device, min_chunk=MIN_RAYS_PER_THREAD)
+        return wi, weight, pdf
 
 
 def _rows(x: torch.Tensor, n: int, width: int) -> torch.Tensor:

@@ -41,8 +41,12 @@ sampling, Li et al. 2018, specialised to the first camera hit):
 
 ``d q*/dt`` is the forward-mode derivative of that same chain (``torch.func.jvp``, float64, detached).
 
-Scope: shadows seen directly by the camera, on the first surface each camera ray hits; shadows seen in
-reflections (or through glass) give no boundary gradient. An environment's directions are fixed (it is at
+Scope: this module's connection is the camera: shadows seen directly, on the first surface each camera ray
+hits. Steps 1-3 do not depend on who sees the receiver (:func:`sample_shadow_edge_sources`), so the same samples
+are also connected to the vertices of camera paths, for the shadows seen beyond the first hit (in a glossy
+reflection, or changing the light a surface bounces onward): :mod:`lumigrad.raytrace.shadow_edge_connections`,
+which evaluates its jumps with :func:`direct_light_jumps` as step 5 does (delta lobes and scenes with media are
+left out there). An environment's directions are fixed (it is at
 infinity): the boundary term moves with occluders, receivers and the camera, the map's own gradient is the
 interior term's. For area lights the boundary term uses the full integrand of the area parameterisation, and
 so does the interior term: the path tracer's adjoint pass differentiates area lights' direct light by
@@ -69,8 +73,9 @@ from .area_next_event import area_choice, area_points
 from .intersect import offset_ray_origin_unchecked
 from .transport import TraceScene, surface_at
 
-__all__ = ["AREA_LIGHT_SAMPLES", "ENVIRONMENT_LIGHT_SAMPLES", "ShadowEdgeSamples", "sample_shadow_edges",
-           "shadow_edge_jumps"]
+__all__ = ["AREA_LIGHT_SAMPLES", "ENVIRONMENT_LIGHT_SAMPLES", "ShadowEdgeSamples", "ShadowEdgeSources",
+           "direct_light_jumps", "receiver_chain", "receiver_points", "sample_shadow_edge_sources",
+           "sample_shadow_edges", "shadow_edge_jumps", "shadow_edges_seen_by"]
 
 #: Points drawn on each area light per view (each with its own silhouette and share of the edge samples).
 AREA_LIGHT_SAMPLES = 8
@@ -111,6 +116,30 @@ class ShadowEdgeSamples:
         return self.points.shape[0]
 
 
+@dataclass
+class ShadowEdgeSources:
+    """The light side of shadow-edge samples (steps 1-3 of the module docstring), shared by every connection
+    that sees them: the camera (:func:`shadow_edges_seen_by`) and the vertices of camera paths
+    (:mod:`lumigrad.raytrace.shadow_edge_connections`).
+
+    Attributes:
+        a, b: ``[E]`` int64, the end vertices of every edge of the scene (``edge`` indexes them).
+        pieces: one dict per light that casts shadow edges, its samples' detached tensors: ``light`` (index in
+            ``ts.lights``), ``kind`` (:func:`light_kind`), ``edge`` ``[N]``, ``t`` ``[N]`` (along the edge),
+            ``row`` ``[N]`` (the light sample), ``inv`` ``[N]`` (the reciprocal density per unit world length of
+            the edge, light sampling included), ``face`` ``[N]`` and ``x_star`` ``[N, 3]`` (the receiver), ``d``
+            ``[N, 3]`` (the direction ``y -> e``), and the light samples (``y``, ``n_y``, ``le``, ``D``, ``tri``,
+            ``bary``, ``prob`` as the kind has them, indexed by ``row``).
+    """
+
+    a: torch.Tensor
+    b: torch.Tensor
+    pieces: List[dict]
+
+    def __len__(self) -> int:
+        return sum(int(p["edge"].numel()) for p in self.pieces)
+
+
 def light_kind(light) -> Optional[str]:
     """How a light casts sharp-edged shadows: ``"point"`` (point and spot lights), ``"directional"``,
     ``"area"`` (emissive triangles), ``"environment"`` (a map at infinity, sampled by direction), or None
@@ -149,16 +178,30 @@ def sample_shadow_edges(ts: TraceScene, K: torch.Tensor, world_to_cam: torch.Ten
 
     Returns:
         :class:`ShadowEdgeSamples`, the samples that survived steps 1-4 of the module docstring (the hidden
-        receiver test is :func:`shadow_edge_jumps`'). Unchecked (the integrator validated the scene).
+        receiver test is :func:`shadow_edge_jumps`'). Unchecked (the integrator validated the scene). The same as
+        :func:`shadow_edges_seen_by` of :func:`sample_shadow_edge_sources`.
 
     **Differentiability:** ``points`` carries the graph of ``ts.verts``, the lights' positions, directions
     and vertices, ``K`` and ``world_to_cam``; everything else is detached.
     """
+    sources = sample_shadow_edge_sources(ts, num_samples, generator, area_light_samples=area_light_samples,
+                                         environment_samples=environment_samples)
+    return shadow_edges_seen_by(ts, sources, K, world_to_cam, near, width, height, orthographic=orthographic,
+                                distortion=distortion, distortion_model=distortion_model)
+
+
+def sample_shadow_edge_sources(ts: TraceScene, num_samples: int, generator: torch.Generator, *,
+                               area_light_samples: int = AREA_LIGHT_SAMPLES,
+                               environment_samples: int = ENVIRONMENT_LIGHT_SAMPLES) -> ShadowEdgeSources:
+    """Steps 1-3 of the module docstring, which do not depend on who sees the shadow: light samples ``y``, edge
+    points ``e`` on the silhouettes seen from them and the receivers ``x*`` beyond (arguments as
+    :func:`sample_shadow_edges`). Detached; :func:`receiver_points` gives ``x*`` with its graph."""
     device, dtype = ts.verts.device, ts.verts.dtype
     casters = [(j, light, light_kind(light)) for j, light in enumerate(ts.lights)]
     casters = [c for c in casters if c[2] is not None]
+    empty = torch.zeros(0, dtype=torch.long, device=device)
     if not casters or num_samples <= 0 or ts.faces.shape[0] == 0:
-        return _empty(device, dtype)
+        return ShadowEdgeSources(empty, empty, [])
     per_light = max(1, num_samples // len(casters))
     verts = ts.verts.detach()
     with torch.no_grad():
@@ -206,9 +249,20 @@ def sample_shadow_edges(ts: TraceScene, K: torch.Tensor, world_to_cam: torch.Ten
             else:
                 piece.update(D=D)
         pieces.append(piece)
+    traced = [_receivers(ts, piece, ts.lights[piece["light"]], a, b, bvh, scale) for piece in pieces]
+    return ShadowEdgeSources(a, b, [p for p in traced if p is not None])
+
+
+def shadow_edges_seen_by(ts: TraceScene, sources: ShadowEdgeSources, K: torch.Tensor, world_to_cam: torch.Tensor,
+                         near: float, width: int, height: int, *, orthographic: bool = False,
+                         distortion: Optional[torch.Tensor] = None, distortion_model: str = "opencv"
+                         ) -> ShadowEdgeSamples:
+    """Step 4 of the module docstring for one camera: the ``sources`` whose receivers it sees in its image, as
+    points on the image's shadow curves (arguments and result as :func:`sample_shadow_edges`)."""
+    device, dtype = ts.verts.device, ts.verts.dtype
     lens = None if distortion is None or orthographic else (distortion.to(dtype), distortion_model)
-    out = [_trace_piece(ts, light_piece, ts.lights[light_piece["light"]], a, b, bvh, scale, K, world_to_cam, near,
-                        width, height, orthographic, lens) for light_piece in pieces]
+    out = [_project_piece(ts, sources, piece, K, world_to_cam, near, width, height, orthographic, lens)
+           for piece in sources.pieces]
     out = [o for o in out if o is not None and len(o)]
     if not out:
         return _empty(device, dtype)
@@ -226,25 +280,36 @@ def shadow_edge_jumps(ts: TraceScene, samples: ShadowEdgeSamples, rays_through: 
     shadow curve runs along a silhouette of the view). ``rays_through(uv [S, 2])`` gives the camera's world rays
     ``(o, d)``. Detached."""
     with torch.no_grad():
-        bvh = bvh_for(ts.verts.detach(), ts.faces)
         q, n = samples.points.detach(), samples.normals
-        o, d = rays_through(q)
+        centre = rays_through(q)
+        sides = [rays_through(q + side * eps * n) for side in (-1.0, 1.0)]
+        return direct_light_jumps(ts, samples, samples.receivers, centre, sides)
+
+
+def direct_light_jumps(ts: TraceScene, lights, receivers: torch.Tensor, centre, sides) -> torch.Tensor:
+    """``f(side 0) - f(side 1)`` ``[S, C]``: the direct light from each sample's own light point (``lights``: an
+    object with the ``lights``, ``light_points``, ``light_normals`` and ``light_radiance`` of
+    :class:`ShadowEdgeSamples`, one row per sample) reaching the first hits of the rays ``sides`` (two ``(o, d)``
+    pairs of ``[S, 3]``, either side of a shadow curve), 0 where the ray ``centre`` ``(o, d)`` does not first
+    hit the receiver ``receivers [S, 3]`` or a side's first hit is not at the receiver's depth. Detached."""
+    with torch.no_grad():
+        bvh = bvh_for(ts.verts.detach(), ts.faces)
+        o, d = centre
         o, d = o.detach(), d.detach()
         _, t_cam, _ = bvh.closest_hit(o, d)
         seen = o + t_cam.to(o.dtype).nan_to_num(0.0, posinf=1e30)[:, None] * d
-        reach = (samples.receivers - o).norm(dim=-1)
-        visible = (seen - samples.receivers).norm(dim=-1) <= 1e-3 * reach.clamp_min(1e-6)
-        sides = []
-        for side in (-1.0, 1.0):
-            o, d = rays_through(q + side * eps * n)
-            value, t_side = _direct_from_samples(ts, bvh, samples, o.detach(), d.detach())
-            sides.append(value)
+        reach = (receivers - o).norm(dim=-1)
+        visible = (seen - receivers).norm(dim=-1) <= 1e-3 * reach.clamp_min(1e-6)
+        values = []
+        for o, d in sides:
+            value, t_side = _direct_from_samples(ts, bvh, lights, o.detach(), d.detach())
+            values.append(value)
             # Both sides must see the receiver: where the shadow curve runs along a silhouette of the view (a
             # light at the eye hides every shadow right behind its occluder), the jump is primary visibility's,
             # which :mod:`lumigrad.raytrace.edges` counts; here it would count twice.
-            depth = ((samples.receivers - o) * d).sum(-1)
+            depth = ((receivers - o) * d).sum(-1)
             visible &= (t_side.to(depth.dtype) - depth).abs() <= 2e-3 * depth.abs().clamp_min(1e-6)
-        return (sides[0] - sides[1]) * visible[:, None]
+        return (values[0] - values[1]) * visible[:, None]
 
 
 # ------------------------------------------------------------------------------------------------ internals
@@ -339,17 +404,22 @@ def _environment_directions(light, J: int, generator: torch.Generator, dtype):
     return -ds.wi.detach().to(dtype), weight.expand(J, 3)  # a grey map's one channel as RGB
 
 
-def _receiver_pixels(origin, direction, plane_point, plane_normal, K, world_to_cam, orthographic):
-    """Pixels of the point where the line ``origin + s direction`` meets the plane (ray-plane intersection)."""
+def _receiver_point(origin, direction, plane_point, plane_normal):
+    """The point where the line ``origin + s direction`` meets the plane (ray-plane intersection)."""
     s = ((plane_point - origin) * plane_normal).sum(-1, keepdim=True) / (direction * plane_normal).sum(-1, keepdim=True)
-    x = origin + s * direction
+    return origin + s * direction
+
+
+def _pixels_of(x, K, world_to_cam, orthographic):
     return project_points(transform_points(x, world_to_cam), K,
-                          projection="orthographic" if orthographic else "perspective"), x
+                          projection="orthographic" if orthographic else "perspective")
 
 
-def _trace_piece(ts, piece, light, a, b, bvh, scale, K, world_to_cam, near, width, height, orthographic, lens=None):
-    """Steps 3-4 of the module docstring for one light's edge points, then the differentiable ``q*``."""
-    device, dtype = ts.verts.device, ts.verts.dtype
+def _receivers(ts, piece, light, a, b, bvh, scale) -> Optional[dict]:
+    """Step 3 of the module docstring for one light's edge points: ``piece`` with ``face`` (the receiver's
+    triangle), ``x_star`` and ``d`` (the direction ``y -> e``) added, restricted to the points whose edge is lit
+    and that reach a receiver (None if none does)."""
+    dtype = ts.verts.dtype
     kind = piece["kind"]
     edge, t, row = piece["edge"], piece["t"], piece["row"]
     if edge.numel() == 0:
@@ -371,81 +441,118 @@ def _trace_piece(ts, piece, light, a, b, bvh, scale, K, world_to_cam, near, widt
             if kind == "area" and not getattr(light, "two_sided", False):  # emits from its front only
                 blocked |= (piece["n_y"][row] * d).sum(-1) <= 0
         face, t_hit, _ = bvh.closest_hit(e + off * d, d)
-        keep = (~blocked) & (face >= 0)
         x_star = e + off * d + t_hit.to(dtype).nan_to_num(0.0, posinf=0.0)[:, None] * d
-        cam = transform_points(x_star, world_to_cam.detach())
-        q = project_points(cam, K.detach(), projection="orthographic" if orthographic else "perspective")
-        if lens is not None:  # in the image as the lens draws it
-            q, _, _, unfolded = lens_map(q, torch.ones_like(q), K.detach(), lens[0].detach(), lens[1])
-            keep &= unfolded
-        keep &= (cam[:, 2] > near) & (q[:, 0] >= 0) & (q[:, 0] < width) & (q[:, 1] >= 0) & (q[:, 1] < height)
-        keep &= (face >= 0)
-        idx = keep.nonzero()[:, 0]
+        idx = ((~blocked) & (face >= 0)).nonzero()[:, 0]
         if idx.numel() == 0:
             return None
-        edge, t, row, face, x_star, q = edge[idx], t[idx], row[idx], face[idx], x_star[idx], q[idx]
-        # d q* / d t by forward mode along the detached chain (float64)
-        f64 = torch.float64
-        va, vb = verts[a[edge]].to(f64), verts[b[edge]].to(f64)
-        tri = verts[ts.faces.long()[face]].to(f64)
-        p0, pn = tri[:, 0], torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        K64, w2c64 = K.detach().to(f64), world_to_cam.detach().to(f64)
-        distant = kind in ("directional", "environment")
-        y64 = None if distant else piece["y"][row].to(f64)
-        D64 = d[idx].to(f64) if distant else None
+    return dict(piece, edge=edge[idx], t=t[idx], row=row[idx], inv=piece["inv"][idx], face=face[idx],
+                x_star=x_star[idx], d=d[idx])
 
-        def chain(tt):
-            ee = va + tt[:, None] * (vb - va)
-            if D64 is not None:
-                return _receiver_pixels(ee, D64, p0, pn, K64, w2c64, orthographic)[0]
-            return _receiver_pixels(y64, ee - y64, p0, pn, K64, w2c64, orthographic)[0]
 
-        _, dq = torch.func.jvp(chain, (t.to(f64),), (torch.ones_like(t, dtype=f64),))
-        speed = dq.norm(dim=-1)
-        good = torch.isfinite(speed) & (speed > 1e-12)
-        idx2 = good.nonzero()[:, 0]
-        if idx2.numel() == 0:
-            return None
-        edge, t, row, face, x_star, q, dq, speed = (z[idx2] for z in (edge, t, row, face, x_star, q, dq, speed))
-        normal = (torch.stack([-dq[:, 1], dq[:, 0]], -1) / speed[:, None]).to(dtype)
-        length = (verts[b[edge]] - verts[a[edge]]).norm(dim=-1)
-    # inverse density per unit image length: |dq/dt| / (edge length * density per unit world length)
-    with torch.no_grad():
-        inv_world = piece["inv"][idx][idx2]
-        inv_pdf = speed.to(dtype) / length * inv_world
-    # the differentiable q*(theta)
-    va, vb = ts.verts[a[edge]], ts.verts[b[edge]]
-    e = va + t[:, None] * (vb - va)
+def receiver_chain(ts: TraceScene, sources: ShadowEdgeSources, piece: dict) -> Callable:
+    """``x*(t)``: the receiver point ``[N, 3]`` of each edge point of ``piece`` (one entry of
+    ``sources.pieces``) as a function of its parameter ``t [N]`` along its edge, float64 and detached (for the
+    forward-mode derivative ``d x* / d t``)."""
+    f64 = torch.float64
+    verts = ts.verts.detach()
+    edge, face = piece["edge"], piece["face"]
+    va, vb = verts[sources.a[edge]].to(f64), verts[sources.b[edge]].to(f64)
+    tri = verts[ts.faces.long()[face]].to(f64)
+    p0, pn = tri[:, 0], torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    distant = piece["kind"] in ("directional", "environment")
+    y64 = None if distant else piece["y"][piece["row"]].to(f64)
+    D64 = piece["d"].to(f64) if distant else None
+
+    def chain(tt):
+        ee = va + tt[:, None] * (vb - va)
+        if D64 is not None:
+            return _receiver_point(ee, D64, p0, pn)
+        return _receiver_point(y64, ee - y64, p0, pn)
+
+    return chain
+
+
+def receiver_points(ts: TraceScene, sources: ShadowEdgeSources, piece: dict):
+    """The receivers ``x* [N, 3]`` of ``piece``'s edge points with their graph (the edge's vertices, the light
+    sample, the receiver's triangle: a ray-plane intersection), and what the jump needs of each sample's light:
+    ``(x*, light_points, light_normals, light_radiance)`` as in :class:`ShadowEdgeSamples` (detached)."""
+    dtype, device = ts.verts.dtype, ts.verts.device
+    kind, edge, row, face = piece["kind"], piece["edge"], piece["row"], piece["face"]
+    light = ts.lights[piece["light"]]
+    va, vb = ts.verts[sources.a[edge]], ts.verts[sources.b[edge]]
+    e = va + piece["t"][:, None] * (vb - va)
     tri = ts.verts[ts.faces.long()[face]]
     p0, pn = tri[:, 0], torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     zeros3 = torch.zeros(edge.shape[0], 3, dtype=dtype, device=device)
     C = 3
     if kind == "directional":
         D = light.direction.to(dtype).reshape(1, 3).expand(edge.shape[0], 3)
-        q_diff, _ = _receiver_pixels(e, D, p0, pn, K, world_to_cam, orthographic)
+        x = _receiver_point(e, D, p0, pn)
         y_out, n_out, le_out = zeros3, zeros3, torch.zeros(edge.shape[0], C, dtype=dtype, device=device)
     elif kind == "environment":  # fixed directions: the environment is at infinity
         D = piece["D"][row]
-        q_diff, _ = _receiver_pixels(e, D, p0, pn, K, world_to_cam, orthographic)
+        x = _receiver_point(e, D, p0, pn)
         y_out, n_out, le_out = -D, zeros3, piece["le"][row]
     elif kind == "point":
         y = light.position.to(dtype).reshape(1, 3).expand(edge.shape[0], 3)
-        q_diff, _ = _receiver_pixels(y, e - y, p0, pn, K, world_to_cam, orthographic)
+        x = _receiver_point(y, e - y, p0, pn)
         y_out, n_out, le_out = y.detach(), zeros3, torch.zeros(edge.shape[0], C, dtype=dtype, device=device)
     else:
         y_all, _, _ = area_points(light, piece["tri"], piece["bary"], piece["prob"])
         y = y_all[row]
-        q_diff, _ = _receiver_pixels(y, e - y, p0, pn, K, world_to_cam, orthographic)
+        x = _receiver_point(y, e - y, p0, pn)
         y_out, n_out, le_out = piece["y"][row], piece["n_y"][row], piece["le"][row]
+    return x, y_out, n_out, le_out.to(dtype)
+
+
+def _project_piece(ts, sources, piece, K, world_to_cam, near, width, height, orthographic, lens=None):
+    """Step 4 of the module docstring for one light's receivers, then the differentiable ``q*``."""
+    device, dtype = ts.verts.device, ts.verts.dtype
+    edge, t, row, face, x_star = piece["edge"], piece["t"], piece["row"], piece["face"], piece["x_star"]
+    verts = ts.verts.detach()
+    with torch.no_grad():
+        cam = transform_points(x_star, world_to_cam.detach())
+        q = project_points(cam, K.detach(), projection="orthographic" if orthographic else "perspective")
+        keep = torch.ones_like(face, dtype=torch.bool)
+        if lens is not None:  # in the image as the lens draws it
+            q, _, _, unfolded = lens_map(q, torch.ones_like(q), K.detach(), lens[0].detach(), lens[1])
+            keep &= unfolded
+        keep &= (cam[:, 2] > near) & (q[:, 0] >= 0) & (q[:, 0] < width) & (q[:, 1] >= 0) & (q[:, 1] < height)
+        idx = keep.nonzero()[:, 0]
+        if idx.numel() == 0:
+            return None
+        sub = dict(piece, edge=edge[idx], t=t[idx], row=row[idx], face=face[idx], d=piece["d"][idx])
+        edge, t, face, x_star, q = edge[idx], t[idx], face[idx], x_star[idx], q[idx]
+        # d q* / d t by forward mode along the detached chain (float64)
+        K64, w2c64 = K.detach().to(torch.float64), world_to_cam.detach().to(torch.float64)
+        chain = receiver_chain(ts, sources, sub)
+        _, dq = torch.func.jvp(lambda tt: _pixels_of(chain(tt), K64, w2c64, orthographic), (t.to(torch.float64),),
+                               (torch.ones_like(t, dtype=torch.float64),))
+        speed = dq.norm(dim=-1)
+        good = torch.isfinite(speed) & (speed > 1e-12)
+        idx2 = good.nonzero()[:, 0]
+        if idx2.numel() == 0:
+            return None
+        sub = {k: (v[idx2] if k in ("edge", "t", "row", "face", "d") else v) for k, v in sub.items()}
+        edge, x_star, dq, speed = edge[idx2], x_star[idx2], dq[idx2], speed[idx2]
+        normal = (torch.stack([-dq[:, 1], dq[:, 0]], -1) / speed[:, None]).to(dtype)
+        length = (verts[sources.b[edge]] - verts[sources.a[edge]]).norm(dim=-1)
+    # inverse density per unit image length: |dq/dt| / (edge length * density per unit world length)
+    with torch.no_grad():
+        inv_world = piece["inv"][idx][idx2]
+        inv_pdf = speed.to(dtype) / length * inv_world
+    # the differentiable q*(theta)
+    x, y_out, n_out, le_out = receiver_points(ts, sources, sub)
+    q_diff = _pixels_of(x, K, world_to_cam, orthographic)
     lights = torch.full((edge.shape[0],), piece["light"], dtype=torch.long, device=device)
     if lens is not None:  # the shadow curve as the lens draws it (see lumigrad.raytrace.edges)
         q_diff, normal, stretch, _ = lens_map(q_diff, torch.stack([normal[:, 1], -normal[:, 0]], -1), K, lens[0],
                                               lens[1])
         inv_pdf = inv_pdf * stretch
-    return ShadowEdgeSamples(q_diff, normal, inv_pdf, x_star, lights, y_out, n_out, le_out.to(dtype))
+    return ShadowEdgeSamples(q_diff, normal, inv_pdf, x_star, lights, y_out, n_out, le_out)
 
 
-def _direct_from_samples(ts: TraceScene, bvh, samples: ShadowEdgeSamples, o: torch.Tensor, d: torch.Tensor
+def _direct_from_samples(ts: TraceScene, bvh, samples, o: torch.Tensor, d: torch.Tensor
                          ):
     """``([S, C], [S])``: the direct light from each sample's light point reaching the camera rays ``o, d`` off
     their first hit (BSDF, cosine, the light's ``h / pdf``, a shadow ray; 0 where the rays miss), and the

@@ -245,6 +245,8 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
     # [parts + 1]: which parts are those lights' emitters; the last for "no emitter"
     found_parts = torch.tensor([any(e is not None and e is ts.lights[j] for j in by_area) for e in ts.part_emitters]
                                + [False], device=device) if by_area else None
+    run = _Run(ts, bvh, media, has_media, light_methods(ts), adjoint, kernels, primary, hide_emitters, seed,
+               path_offset, by_area, others, found_parts)
     radiance = torch.zeros(R, C, dtype=dtype, device=device)
     alive = torch.arange(R, device=device)
     beta = torch.ones(R, C, dtype=dtype, device=device)
@@ -289,13 +291,12 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
         deferred = None  # (paths, ratio) of this depth's surface vertices when area lights are differentiated by area
         if rows.numel() > 0:
             contrib, going_on, deferred = _surface_vertices(
-                ts, bvh, media, adjoint, kernels, primary, hide_emitters, seed, path_offset, by_area, others,
-                found_parts, depth, last, rows, alive, o, d, face, u, u_area, b, med, prev_x, prev_pdf, contrib)
+                run, depth, last, rows, alive, o, d, face, u, u_area, b, med, prev_x, prev_pdf, contrib)
             if going_on is not None:
                 nexts.append(going_on)
         srows = scatter.nonzero()[:, 0]
         if srows.numel() > 0:
-            going_on, contrib = _scatter(ts, media, bvh, adjoint, alive, srows, o, d, ff, b, med, u, last, contrib)
+            going_on, contrib = _scatter(run, alive, srows, o, d, ff, b, med, u, last, contrib)
             if going_on is not None:
                 nexts.append(going_on)
         radiance.index_add_(0, alive, contrib)
@@ -327,8 +328,29 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
     return radiance
 
 
-def _surface_vertices(ts, bvh, media, adjoint, kernels, primary, hide_emitters, seed, path_offset, by_area, others,
-                      found_parts, depth, last, rows, alive, o, d, face, u, u_area, b, med, prev_x, prev_pdf, contrib):
+class _Run(NamedTuple):
+    """What a :func:`sample_paths` call fixes for all its vertices: its arguments, the scene's BVH, the media
+    (``media_of``; ``has_media``: any), each light's sampling method (:func:`light_methods`), the area lights
+    differentiated by area (``by_area``, adjoint pass), the other lights, and which parts are ``by_area``'s
+    emitters (``found_parts``)."""
+
+    ts: TraceScene
+    bvh: object
+    media: list
+    has_media: bool
+    methods: List[Optional[str]]
+    adjoint: Optional[PathAdjoint]
+    kernels: Optional[object]
+    primary: Optional[Callable[[], tuple]]
+    hide_emitters: bool
+    seed: int
+    path_offset: int
+    by_area: List[int]
+    others: List[int]
+    found_parts: Optional[torch.Tensor]
+
+
+def _surface_vertices(run: _Run, depth, last, rows, alive, o, d, face, u, u_area, b, med, prev_x, prev_pdf, contrib):
     """The surface vertices ``rows`` (rows of the live set) at ``depth``: emission, next-event terms (added to
     ``contrib``), in the adjoint pass their derivative terms, and, unless ``last``, the BSDF-sampled paths that go
     on. Returns ``(the new contrib, _Next or None, the deferred (paths, ratio) or None)``.
@@ -336,11 +358,11 @@ def _surface_vertices(ts, bvh, media, adjoint, kernels, primary, hide_emitters, 
     A function of its own so that the vertex's autograd graph (the surface, the BSDF, the lights' terms: about
     1 KiB a path) goes when it returns, not when the next depth overwrites these names: otherwise two depths'
     graphs are alive at once (only the deferred ratio's part must wait, see :meth:`PathAdjoint.defer_ratio`)."""
+    ts, bvh, adjoint, kernels, by_area = run.ts, run.bvh, run.adjoint, run.kernels, run.by_area
     dtype, C = b.dtype, b.shape[-1]
-    has_media = any(m is not None for m in media)
     going_on = deferred = None
     with torch.enable_grad() if adjoint is not None else torch.no_grad():
-        ro, rd = (primary() if depth == 0 and primary is not None and adjoint is not None else (o, d))
+        ro, rd = (run.primary() if depth == 0 and run.primary is not None and adjoint is not None else (o, d))
         ro, rd = ro.index_select(0, rows), rd.index_select(0, rows)
         si, emission, ng, emitter_rows = surface_at(ts, face.index_select(0, rows), ro, rd)
         bsdf = bsdf_for(si)  # with transmission (glass) when a material transmits
@@ -349,41 +371,43 @@ def _surface_vertices(ts, bvh, media, adjoint, kernels, primary, hide_emitters, 
         bh = b.index_select(0, rows)
         # Shadow rays through a medium (a vertex inside one, or a light behind a transmitting boundary): Tr.
         shadow = None
-        if has_media:
+        if run.has_media:
             fr = face.index_select(0, rows)
-            shadow = ShadowMedia(media, med.index_select(0, rows), ts.face_part.index_select(0, fr),
+            shadow = ShadowMedia(run.media, med.index_select(0, rows), ts.face_part.index_select(0, fr),
                                  outward_face_normals(ts.verts, ts.faces, fr), -rd.detach())
         # Emission seen by the previous bounce (MIS against light sampling for area lights).
         weight_e = _emission_weight(ts, emitter_rows, face.index_select(0, rows),
                                     prev_x.index_select(0, rows), rd.detach(), prev_pdf.index_select(0, rows),
                                     depth, dtype)
-        if hide_emitters and depth == 0:
+        if run.hide_emitters and depth == 0:
             weight_e = torch.zeros_like(weight_e)
         term = bh * emission * weight_e
         term_grad = term
         if by_area:  # area-light emission found by the previous surface vertex's BSDF sample
             no_emitter = torch.full_like(emitter_rows, len(ts.part_emitters))
-            found = (found_parts.index_select(0, torch.where(emitter_rows >= 0, emitter_rows, no_emitter))
+            found = (run.found_parts.index_select(0, torch.where(emitter_rows >= 0, emitter_rows, no_emitter))
                      & adjoint.awaiting.index_select(0, paths)
                      & (prev_pdf.index_select(0, rows)[:, 0] > 0))[:, None]
             term_grad = torch.where(found, torch.zeros_like(term), term)
             adjoint.found.index_add_(0, paths, torch.where(found, term, torch.zeros_like(term)).detach())
+        at = None  # the replay kernels' rows of these vertices, packed once for both their launches
         if not last:
+            if kernels is not None:  # (the fused kernel, and so its twins, run no scene with media)
+                at = kernels.vertices(paths + run.path_offset, depth, run.seed, si_d, ng.detach() if by_area else None)
             uh4 = u.index_select(0, rows)[:, 4:]
             if by_area:
-                nee = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, others, shadow)
+                nee = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, run.others, shadow, run.methods)
                 with torch.no_grad():
                     if kernels is None:
-                        nee_area = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, by_area, shadow)
-                    else:  # (the fused kernel, and so its twins, run no scene with media)
-                        nee_area = kernels.area_next_event(bvh, by_area, paths + path_offset, depth, seed, si_d,
-                                                           ng.detach()).to(dtype)
+                        nee_area = _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, by_area, shadow, run.methods)
+                    else:
+                        nee_area = kernels.area_next_event(bvh, by_area, at).to(dtype)
                 ua = u_area.index_select(0, rows)
                 area = area_next_event(ts, bvh, bsdf, si, ng, ua, by_area, shadow)
                 term = term + bh * (nee + nee_area)
                 term_grad = term_grad + bh * (nee + area)
             else:
-                term = term + bh * _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, shadow=shadow)
+                term = term + bh * _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, shadow=shadow, methods=run.methods)
                 term_grad = term
         if adjoint is not None:
             _backprop_terms(adjoint, paths, term_grad)
@@ -397,11 +421,11 @@ def _surface_vertices(ts, bvh, media, adjoint, kernels, primary, hide_emitters, 
                     bs = bsdf.sample(si_d, uh[:, 0:1], uh[:, 1:3])
                     wi, pdf, bs_weight, delta = bs.wi, bs.pdf, bs.weight, bs.is_delta
                     positive = (pdf > 0).all(-1)
-                else:  # the fused primal's sample (an opaque BSDF: no delta lobe) and its stop where
-                    # its density is not positive; PyTorch's density (MIS, the next vertex's prev_pdf)
-                    wi, bs_weight, positive = kernels.bsdf_sample(paths + path_offset, depth, seed, si_d)
-                    wi, bs_weight = wi.to(dtype), bs_weight.to(dtype)
-                    pdf, delta = bsdf.pdf(si_d, wi), None
+                else:  # the fused primal's sample (an opaque BSDF: no delta lobe), its density (MIS, the next
+                    # vertex's prev_pdf) and its stop where that density is not positive
+                    wi, bs_weight, pdf = kernels.bsdf_sample(at)
+                    positive = pdf > 0
+                    wi, bs_weight, pdf, delta = wi.to(dtype), bs_weight.to(dtype), pdf[:, None].to(dtype), None
             wi, pdf, bs_weight = wi.detach(), pdf.detach(), bs_weight.detach()
             ok = positive & (bs_weight > 0).any(-1)
             delta = delta if delta is not None else torch.zeros_like(pdf, dtype=torch.bool)
@@ -440,11 +464,11 @@ class _Next(NamedTuple):
     medium: torch.Tensor
 
 
-def _scatter(ts, media, bvh, adjoint, alive, srows, o, d, ff, b, med, u, last, contrib):
+def _scatter(run: _Run, alive, srows, o, d, ff, b, med, u, last, contrib):
     """The scattering vertices ``srows`` (rows of the live set) of paths in a medium: their next-event terms
     (added to ``contrib``) and, unless ``last``, the phase-sampled paths that go on. Returns ``(_Next or None,
     the new contrib)``."""
-    C = b.shape[-1]
+    adjoint, C = run.adjoint, b.shape[-1]
     pos = ff.rows.new_full((b.shape[0],), -1).index_copy(0, ff.rows, torch.arange(ff.rows.numel(),
                                                                                    device=ff.rows.device))
     t = ff.t.index_select(0, pos.index_select(0, srows))
@@ -453,9 +477,9 @@ def _scatter(ts, media, bvh, adjoint, alive, srows, o, d, ff, b, med, u, last, c
     us = u.index_select(0, srows)
     paths = alive.index_select(0, srows)
     with torch.enable_grad() if adjoint is not None else torch.no_grad():
-        nee, wi, pdf, ratio = scatter_vertex(media, ts.lights, bvh, med.index_select(0, srows), x, wo, us[:, 1:3],
-                                             us[:, 4:4 + 2 * len(ts.lights)], C=C, nee=not last,
-                                             differentiable=adjoint is not None, methods=light_methods(ts))
+        nee, wi, pdf, ratio = scatter_vertex(run.media, run.ts.lights, run.bvh, med.index_select(0, srows), x, wo,
+                                             us[:, 1:3], us[:, 4:4 + 2 * len(run.ts.lights)], C=C, nee=not last,
+                                             differentiable=adjoint is not None, methods=run.methods)
         bs = b.index_select(0, srows)
         term = bs * nee
         if adjoint is not None:
@@ -629,13 +653,15 @@ def _mis_after_bsdf(prev_pdf: torch.Tensor, pdf_light: torch.Tensor) -> torch.Te
 
 
 def _next_event(ts, bvh, bsdf, si: SurfaceSample, ng: torch.Tensor, u: torch.Tensor, dtype,
-                lights: Optional[Sequence[int]] = None, shadow: Optional[ShadowMedia] = None) -> torch.Tensor:
+                lights: Optional[Sequence[int]] = None, shadow: Optional[ShadowMedia] = None,
+                methods: Optional[List[Optional[str]]] = None) -> torch.Tensor:
     """Next-event estimation of every light at ``si`` (or of the lights ``lights``, indices in ``ts.lights``):
     ``[N, 3]`` (one sample per light, MIS-weighted), each shadow ray attenuated by the medium it crosses where
-    ``shadow`` (scenes with media) says."""
+    ``shadow`` (scenes with media) says; ``methods``: :func:`light_methods` of ``ts`` (None: computed here)."""
     out = torch.zeros(si.position.shape[0], 3, dtype=dtype, device=si.position.device)
     x = si.position
-    methods = light_methods(ts)
+    methods = light_methods(ts) if methods is None else methods
+    si_d = si.map(torch.Tensor.detach)  # (the MIS weights' BSDF densities)
     for j in range(len(ts.lights)) if lights is None else lights:
         ds = sample_light(ts.lights[j], x, u[:, 2 * j:2 * j + 2], methods[j])
         wi = ds.wi
@@ -652,7 +678,7 @@ def _next_event(ts, bvh, bsdf, si: SurfaceSample, ng: torch.Tensor, u: torch.Ten
             w = torch.ones_like(cos)
         else:
             with torch.no_grad():
-                w = power_heuristic(ds.pdf, bsdf.pdf(si.map(torch.Tensor.detach), wi.detach()))
+                w = power_heuristic(ds.pdf, bsdf.pdf(si_d, wi.detach()))
         term = f * cos.abs() * ds.weight * w
         if shadow is not None:
             term = term * shadow.transmittance(wi, ds.distance.reshape(-1, 1), term.shape[-1])

@@ -187,13 +187,20 @@ def area_light_sample_direct(ref_points: torch.Tensor, verts: torch.Tensor, face
         out = _sample_area(x, u, tri, e1, e2, cross, le, two_sided, min_distance)
     elif method == "solid_angle":
         out = _sample_solid_angle(x, u, tri, cross, le, two_sided)[:4]
-    else:  # by area for every point, then by solid angle again for the points near the light
-        out = _sample_area(x, u, tri, e1, e2, cross, le, two_sided, min_distance)
-        near = (~_far(x, verts, faces)).nonzero()[:, 0]
-        if near.numel():
-            by_angle = _sample_solid_angle(x.index_select(0, near), u.index_select(0, near), tri, cross, le,
-                                           two_sided)[:4]
-            out = [a.index_copy(0, near, b) for a, b in zip(out, by_angle)]
+    else:  # by area from the points far from the light, by solid angle from the others (each only where used)
+        far = _far(x, verts, faces)
+        by_area, near = far.nonzero()[:, 0], (~far).nonzero()[:, 0]
+        if near.numel() == 0:
+            out = _sample_area(x, u, tri, e1, e2, cross, le, two_sided, min_distance)
+        elif by_area.numel() == 0:
+            out = _sample_solid_angle(x, u, tri, cross, le, two_sided)[:4]
+        else:
+            pieces = [_sample_area(x.index_select(0, by_area), u.index_select(0, by_area), tri, e1, e2, cross, le,
+                                   two_sided, min_distance),
+                      _sample_solid_angle(x.index_select(0, near), u.index_select(0, near), tri, cross, le,
+                                          two_sided)[:4]]
+            out = [a.new_zeros((x.shape[0],) + a.shape[1:]).index_copy(0, by_area, a).index_copy(0, near, b)
+                   for a, b in zip(*pieces)]
     wi, distance, weight, pdf = out
     return DirectionSample(wi.reshape(batch + (3,)), distance.reshape(batch), weight.reshape(batch + le.shape[-1:]),
                            pdf.reshape(batch + (1,)), False)

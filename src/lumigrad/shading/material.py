@@ -72,7 +72,7 @@ class Material:
             ``(1 - specular_factor * F) * base_color / pi + specular_factor * F * GGX`` (Schlick ``F`` of
             ``f0 = ((ior - 1) / (ior + 1))^2``), so 0 with ``metallic = 0`` is exactly Lambertian (Mitsuba's
             ``diffuse``); the metallic lobe is untouched. ``specularColorFactor`` and the extension's textures
-            are not modelled (a white specular colour).
+            are not modelled (a white specular colour; :func:`lumigrad.io.read_gltf` names them in its warning).
         interior: the :class:`~lumigrad.shading.HomogeneousMedium` that fills the closed mesh this material
             bounds (subsurface scattering; Mitsuba's shape ``interior``), or None (vacuum). The path tracer enters
             it where a path refracts through a transmitting surface against the face winding (into the mesh)
