@@ -117,9 +117,11 @@ def _mitsuba():
     return peer, mi, dr
 
 
-def _mitsuba_scene(size: int, integrator: dict):
+def _mitsuba_scene(size: int, integrator: dict, sampler: dict | None = None):
     peer, mi, dr = _mitsuba()
     d = peer.scene_dict(cornell_box(torch.tensor(ALBEDO)), camera(size), integrator=integrator)
+    if sampler is not None:
+        d["sensor"]["sampler"] = sampler
     d["sensor"]["film"]["sample_border"] = True  # the lamp's silhouette may leave the film
     scene = mi.load_dict(d)
     params = mi.traverse(scene)
@@ -147,10 +149,11 @@ def mitsuba_gradient(size: int, config: dict):
     return run
 
 
-def mitsuba_mean(size: int, depth: int, spp: int):
-    """A callable ``(lamp height, seed) -> mean pixel`` of Mitsuba's ``path`` forward."""
+def mitsuba_mean(size: int, depth: int, spp: int, sampler: str = "independent"):
+    """A callable ``(lamp height, seed) -> mean pixel`` of Mitsuba's ``path`` forward with its ``sampler``
+    (``"multijitter"``: stratified camera and light samples, which lower the differences' variance)."""
     peer, mi, dr, scene, params, key, lamp = _mitsuba_scene(
-        size, {"type": "path", "max_depth": depth, "rr_depth": depth})
+        size, {"type": "path", "max_depth": depth, "rr_depth": depth}, {"type": sampler, "sample_count": spp})
 
     def run(y: float, seed: int) -> float:
         params[key] = dr.ravel(lamp + mi.Vector3f(0.0, y - LAMP_Y, 0.0))
@@ -288,6 +291,8 @@ def main(argv=None) -> dict:
     p.add_argument("--ref-spp", type=int, default=256)
     p.add_argument("--ref-depth", type=int, default=8)
     p.add_argument("--ref-seeds", type=int, default=4)
+    p.add_argument("--ref-sampler", default="independent", choices=["independent", "multijitter", "ldsampler"],
+                   help="Mitsuba's sampler for its reference (lumigrad's camera samples are independent)")
     p.add_argument("--h", type=float, default=0.004,
                    help="finite-difference step of the lamp height (the ceiling is 0.01 above the lamp)")
     p.add_argument("--configs", nargs="*", default=[], help="gradient configurations (see the module)")
@@ -319,16 +324,19 @@ def main(argv=None) -> dict:
 
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     for who in args.reference:
-        mean_fn = (lumigrad_mean if who == "lumigrad" else mitsuba_mean)(args.size, args.ref_depth, args.ref_spp)
+        mean_fn = (lumigrad_mean(args.size, args.ref_depth, args.ref_spp) if who == "lumigrad" else
+                   mitsuba_mean(args.size, args.ref_depth, args.ref_spp, args.ref_sampler))
         ref_seeds = range(args.first_seed, args.first_seed + args.ref_seeds)
         t0 = time.perf_counter()
         diffs = finite_differences(mean_fn, args.h, ref_seeds)
         for s, d in zip(ref_seeds, diffs):
             keep({"kind": "reference", "renderer": who, "size": args.size, "spp": args.ref_spp,
+                  "sampler": args.ref_sampler if who == "mitsuba" else "independent",
                   "depth": args.ref_depth, "h": args.h, "seed": s, "value": d})
         se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
         out["references"][who] = (statistics.fmean(diffs), se)
         print(f"reference {who}: {args.size}^2, {args.ref_spp} spp, depth {args.ref_depth}, h {args.h}, "
+              f"{args.ref_sampler if who == 'mitsuba' else 'independent'} samples, "
               f"{len(diffs)} seeds: {statistics.fmean(diffs):.5f} +- {se:.5f} (standard error; values "
               f"{', '.join(f'{d:.4f}' for d in diffs)}; {time.perf_counter() - t0:.0f} s)", flush=True)
     for text in args.configs:
