@@ -13,7 +13,7 @@ the edges of its light: the gradient is a visibility gradient. Two modes:
   ``1 / (CPU s x RMSE^2)`` (higher is better). A configuration is ``renderer:key=value,...``:
   ``lumigrad:depth=8,spp_grad=4,edge_samples=4096,shadow_edge_samples=0`` (forward ``spp`` 16 unless given;
   ``PathIntegrator`` settings) or ``mitsuba:depth=8,integrator=prb_projective,guiding=none,spp=16``
-  (``direct_projective`` for depth 2).
+  (``direct_projective`` for depth 2; ``sppi=0`` leaves out its indirect-visibility term).
 
 ``--jsonl FILE`` appends every value (one JSON object a line) so runs in several processes can be tabled
 together: ``--table FILE`` prints the table of such a file without running anything.
@@ -43,7 +43,7 @@ from pathtrace import camera, cornell_box  # noqa: E402
 LAMP_Y = 0.99
 ALBEDO = (0.7, 0.7, 0.7)
 _LUMIGRAD_KEYS = {"depth", "spp", "spp_grad", "edge_samples", "shadow_edge_samples"}
-_MITSUBA_KEYS = {"depth", "spp", "integrator", "guiding"}
+_MITSUBA_KEYS = {"depth", "spp", "integrator", "guiding", "sppi"}
 
 
 def parse_config(text: str) -> dict:
@@ -133,6 +133,8 @@ def mitsuba_gradient(size: int, config: dict):
     """A callable ``seed -> d mean / d lamp height`` for Mitsuba's configuration ``config``."""
     integrator = {"type": config["integrator"], "max_depth": config["depth"], "rr_depth": config["depth"],
                   "guiding": config["guiding"]}
+    if "sppi" in config:  # samples of the indirect-visibility term (0: primary visibility and the interior only)
+        integrator["sppi"] = config["sppi"]
     if config["integrator"] not in ("prb_projective", "direct_projective"):
         raise ValueError(f"integrator must be prb_projective or direct_projective; got {config['integrator']!r}")
     peer, mi, dr, scene, params, key, lamp = _mitsuba_scene(size, integrator)
@@ -291,6 +293,9 @@ def main(argv=None) -> dict:
     p.add_argument("--ref-spp", type=int, default=256)
     p.add_argument("--ref-depth", type=int, default=8)
     p.add_argument("--ref-seeds", type=int, default=4)
+    p.add_argument("--ref-minus-depth", type=int, default=None,
+                   help="difference the mean of --ref-depth minus the mean of this depth (the same seeds: the light "
+                        "of the bounces in between, whose noise the silhouette's crossings do not reach)")
     p.add_argument("--ref-sampler", default="independent", choices=["independent", "multijitter", "ldsampler"],
                    help="Mitsuba's sampler for its reference (lumigrad's camera samples are independent)")
     p.add_argument("--h", type=float, default=0.004,
@@ -324,18 +329,24 @@ def main(argv=None) -> dict:
 
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     for who in args.reference:
-        mean_fn = (lumigrad_mean(args.size, args.ref_depth, args.ref_spp) if who == "lumigrad" else
-                   mitsuba_mean(args.size, args.ref_depth, args.ref_spp, args.ref_sampler))
+        def renderer(depth):
+            return (lumigrad_mean(args.size, depth, args.ref_spp) if who == "lumigrad" else
+                    mitsuba_mean(args.size, depth, args.ref_spp, args.ref_sampler))
+        mean_fn = renderer(args.ref_depth)
+        if args.ref_minus_depth is not None:
+            deep, shallow = mean_fn, renderer(args.ref_minus_depth)
+            mean_fn = lambda y, s: deep(y, s) - shallow(y, s)  # noqa: E731
         ref_seeds = range(args.first_seed, args.first_seed + args.ref_seeds)
         t0 = time.perf_counter()
         diffs = finite_differences(mean_fn, args.h, ref_seeds)
         for s, d in zip(ref_seeds, diffs):
             keep({"kind": "reference", "renderer": who, "size": args.size, "spp": args.ref_spp,
                   "sampler": args.ref_sampler if who == "mitsuba" else "independent",
-                  "depth": args.ref_depth, "h": args.h, "seed": s, "value": d})
+                  "depth": args.ref_depth, "minus_depth": args.ref_minus_depth, "h": args.h, "seed": s, "value": d})
         se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
         out["references"][who] = (statistics.fmean(diffs), se)
-        print(f"reference {who}: {args.size}^2, {args.ref_spp} spp, depth {args.ref_depth}, h {args.h}, "
+        minus = "" if args.ref_minus_depth is None else f" minus depth {args.ref_minus_depth}"
+        print(f"reference {who}: {args.size}^2, {args.ref_spp} spp, depth {args.ref_depth}{minus}, h {args.h}, "
               f"{args.ref_sampler if who == 'mitsuba' else 'independent'} samples, "
               f"{len(diffs)} seeds: {statistics.fmean(diffs):.5f} +- {se:.5f} (standard error; values "
               f"{', '.join(f'{d:.4f}' for d in diffs)}; {time.perf_counter() - t0:.0f} s)", flush=True)
