@@ -88,7 +88,20 @@ def test_tiny_run_mitsuba(bench, capsys):
     ok, why = peer.available()
     if not ok:
         pytest.skip(why)
-    out = bench["main"](["--size", "8", "--reference", "mitsuba", "--ref-spp", "2", "--ref-seeds", "2",
-                         "--configs", "mitsuba:depth=2,spp=2", "--seeds", "2", "--reference-value", "0.178"])
+    out = bench["main"](["--size", "8", "--reference", "mitsuba", "--ref-spp", "4", "--ref-seeds", "2",
+                         "--ref-sampler", "multijitter", "--configs", "mitsuba:depth=2,spp=2",
+                         "mitsuba:depth=3,spp=2,sppi=0", "--seeds", "2", "--reference-value", "0.178"])
     assert math.isfinite(out["references"]["mitsuba"][0])
-    assert math.isfinite(out["rows"][0]["rmse"])
+    assert [r["config"] for r in out["rows"]] == [
+        "mitsuba:depth=2,spp=2,integrator=direct_projective,guiding=none",
+        "mitsuba:depth=3,spp=2,sppi=0,integrator=prb_projective,guiding=none"]
+    assert all(math.isfinite(r["rmse"]) for r in out["rows"])
+
+
+def test_reference_minus_depth_is_the_difference(bench):
+    """``--ref-minus-depth``: the difference of the two depths' finite differences, seed by seed."""
+    args = ["--size", "8", "--reference", "lumigrad", "--ref-spp", "2", "--ref-seeds", "2"]
+    deep = bench["main"](args + ["--ref-depth", "3"])["references"]["lumigrad"][0]
+    shallow = bench["main"](args + ["--ref-depth", "2"])["references"]["lumigrad"][0]
+    both = bench["main"](args + ["--ref-depth", "3", "--ref-minus-depth", "2"])["references"]["lumigrad"][0]
+    assert both == pytest.approx(deep - shallow, rel=1e-9, abs=1e-9)
