@@ -27,6 +27,7 @@ from typing import List
 
 import torch
 
+from ..kernels.solid_angle_points import solid_angle_points
 from ..shading.emitters import area_light_solid_angle_points_unchecked
 from ..shading.lights import MIN_LIGHT_DISTANCE
 from .intersect import offset_ray_origin
@@ -91,13 +92,16 @@ def area_next_event(ts, bvh, bsdf, si, ng: torch.Tensor, u: torch.Tensor, lights
     :func:`lumigrad.shading.emitters.area_light_solid_angle_points_unchecked`: ``u [N, 2 * len(lights)]``, two
     numbers per light) and then held at its barycentrics with its density per unit area as a constant
     (``P_k = density A_k``), so it moves with the lamp; the value is that of solid-angle sampling at full
-    weight. See :func:`area_light_term` (``shadow``: media the shadow rays cross, or None)."""
+    weight. See :func:`area_light_term` (``shadow``: media the shadow rays cross, or None). Float32 points are
+    drawn by the Warp twin of the sampler (:func:`lumigrad.kernels.solid_angle_points.solid_angle_points`, the
+    fused path kernel's arithmetic), others by the PyTorch reference."""
     x = si.position.detach()
     out = torch.zeros(x.shape[0], 3, dtype=x.dtype, device=x.device)
+    draw = solid_angle_points if x.dtype == torch.float32 else area_light_solid_angle_points_unchecked
     for i, j in enumerate(lights):
         light = ts.lights[j]
-        k, bary, density = area_light_solid_angle_points_unchecked(
-            x, light.verts, light.faces, u[:, 2 * i:2 * i + 2], two_sided=getattr(light, "two_sided", False))
+        k, bary, density = draw(x, light.verts, light.faces, u[:, 2 * i:2 * i + 2],
+                                two_sided=getattr(light, "two_sided", False))
         with torch.no_grad():
             tri = light.verts.detach()[light.faces.long()[k]].to(x.dtype)
             prob = density * 0.5 * _cross(tri).norm(dim=-1)  # the density per unit area times A_k
