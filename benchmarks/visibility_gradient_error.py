@@ -184,8 +184,10 @@ _PROFILED = (
     ("lumigrad.integrators.path", "_Run", "_edges", "primary edges"),
     ("lumigrad.integrators.path", None, "sample_primary_edges", "sample_primary_edges"),
     ("lumigrad.integrators.path", "_Run", "_shadow_edges", "shadow edges"),
-    ("lumigrad.integrators.path", None, "sample_shadow_edges", "sample_shadow_edges"),
+    ("lumigrad.integrators.path", None, "sample_shadow_edge_sources", "sample_shadow_edge_sources"),
+    ("lumigrad.integrators.path", None, "shadow_edges_seen_by", "shadow_edges_seen_by"),
     ("lumigrad.integrators.path", None, "shadow_edge_jumps", "shadow_edge_jumps"),
+    ("lumigrad.integrators.path", None, "connected_shadow_edges", "shadow edges beyond the first hit"),
 )
 
 

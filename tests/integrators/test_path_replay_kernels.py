@@ -13,7 +13,7 @@ from lumigrad.kernels.bvh import bvh_for
 from lumigrad.kernels.counter_rng import uniform_counter
 from lumigrad.kernels.replay_kernels import ReplayKernels
 from lumigrad.raytrace.area_next_event import area_light_indices
-from lumigrad.raytrace.transport import _next_event, surface_at
+from lumigrad.raytrace.transport import _next_event, light_methods, surface_at
 from lumigrad.shading.transmission import bsdf_for
 
 from .test_fused_paths import BRANCH_FRACTION, RAY_RTOL, SCENES
@@ -45,7 +45,7 @@ def test_the_kernel_computes_the_reference_next_event_term(name, light_sampling,
     paths = rows * 3 + 5  # path ids other than the rows: the kernel must draw path paths[i]'s numbers
     with torch.no_grad():
         u = uniform_counter(seed, paths, depth, 4 + 2 * len(ts.lights), F32)
-        ref = _next_event(ts, bvh, bsdf_for(si), si, ng, u[:, 4:], F32, lights)
+        ref = _next_event(ts, bvh, bsdf_for(si), si, ng, u[:, 4:], F32, lights, None, light_methods(ts))
         out = ReplayKernels(path_tables(ts)).area_next_event(bvh, lights,
                                                              ReplayKernels.vertices(paths, depth, seed, si, ng))
     assert out.dtype == F32 and out.shape == ref.shape

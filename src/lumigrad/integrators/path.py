@@ -418,7 +418,8 @@ def _trace_scene(scene: Scene, light_sampling: str = DEFAULT_LIGHT_SAMPLING) -> 
     materials = [p.material for p in flat.parts]
     media = [(f"{p.name}.material.{side}", getattr(p.material, side, None)) for p in flat.parts
              for side in ("interior", "exterior")] + [("medium", scene.medium)]
-    for name, medium in media:
+    media = {id(m): (name, m) for name, m in reversed(media) if m is not None}  # a shared medium checked once
+    for name, medium in media.values():
         if medium is not None and medium.channels not in (1, 3):
             raise ValueError(f"scene parameters {name}.sigma_a / sigma_s have "
                              f"{medium.channels} channels; the path tracer renders RGB: give 1 or 3")

@@ -413,7 +413,7 @@ def _surface_vertices(run: _Run, depth, last, rows, alive, o, d, face, u, u_area
                 term = term + bh * (nee + nee_area)
                 term_grad = term_grad + bh * (nee + area)
             else:
-                term = term + bh * _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, shadow=shadow, methods=run.methods)
+                term = term + bh * _next_event(ts, bvh, bsdf, si, ng, uh4, dtype, None, shadow, run.methods)
                 term_grad = term
         if adjoint is not None:
             _backprop_terms(adjoint, paths, term_grad)
@@ -660,14 +660,13 @@ def _mis_after_bsdf(prev_pdf: torch.Tensor, pdf_light: torch.Tensor) -> torch.Te
 
 
 def _next_event(ts, bvh, bsdf, si: SurfaceSample, ng: torch.Tensor, u: torch.Tensor, dtype,
-                lights: Optional[Sequence[int]] = None, shadow: Optional[ShadowMedia] = None,
-                methods: Optional[List[Optional[str]]] = None) -> torch.Tensor:
+                lights: Optional[Sequence[int]], shadow: Optional[ShadowMedia],
+                methods: List[Optional[str]]) -> torch.Tensor:
     """Next-event estimation of every light at ``si`` (or of the lights ``lights``, indices in ``ts.lights``):
     ``[N, 3]`` (one sample per light, MIS-weighted), each shadow ray attenuated by the medium it crosses where
-    ``shadow`` (scenes with media) says; ``methods``: :func:`light_methods` of ``ts`` (None: computed here)."""
+    ``shadow`` (scenes with media) says; ``methods``: :func:`light_methods` of ``ts`` (once per pass)."""
     out = torch.zeros(si.position.shape[0], 3, dtype=dtype, device=si.position.device)
     x = si.position
-    methods = light_methods(ts) if methods is None else methods
     si_d = si.map(torch.Tensor.detach)  # (the MIS weights' BSDF densities)
     for j in range(len(ts.lights)) if lights is None else lights:
         ds = sample_light(ts.lights[j], x, u[:, 2 * j:2 * j + 2], methods[j])

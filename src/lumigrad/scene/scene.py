@@ -147,8 +147,7 @@ class SceneMesh(Shape):
         out = {name: kind for name, kind in _MESH_KINDS.items() if getattr(self, name) is not None}
         out.update({f"material.{k}": P.TEXELS if k in TEXTURE_SLOTS else P.FACTOR
                     for k in self.material.parameters()})
-        out.update({f"material.{k}": P.PHASE_ASYMMETRY if k.endswith(".g") else P.MEDIUM_COEFFICIENT
-                    for k in self.material.media_parameters()})
+        out.update({f"material.{k}": MEDIUM_KINDS[k.rsplit(".", 1)[1]] for k in self.material.media_parameters()})
         return out
 
     def triangles(self, normals: bool = False) -> ShapeTriangles:
