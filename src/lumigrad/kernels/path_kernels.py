@@ -379,11 +379,11 @@ def _spherical_triangle(a: wp.vec3, b: wp.vec3, c: wp.vec3, u0: float, u1: float
 
 
 @wp.func
-def area_sample_wp(x: wp.vec3, start: int, count: int, two_sided: int, tv0: wp.array(dtype=wp.vec3),
-                   tv1: wp.array(dtype=wp.vec3), tv2: wp.array(dtype=wp.vec3), tle: wp.array(dtype=wp.vec3),
-                   u0: float, u1: float):
-    """``(wi, distance, weight [3], pdf, Omega)`` of ``area_light_sample_direct`` (solid angle; pdf 0: nothing
-    seen) and the light's total solid angle ``Omega`` at ``x``."""
+def area_sample_triangle_wp(x: wp.vec3, start: int, count: int, two_sided: int, tv0: wp.array(dtype=wp.vec3),
+                            tv1: wp.array(dtype=wp.vec3), tv2: wp.array(dtype=wp.vec3),
+                            tle: wp.array(dtype=wp.vec3), u0: float, u1: float):
+    """:func:`area_sample_wp`'s ``(wi, distance, weight, pdf, Omega)`` and the triangle ``k`` drawn (counted from
+    ``start``; -1 when nothing is seen)."""
     total = float(0.0)
     omegas = vec_cached()
     units_a = mat_cached()  # the corners' unit directions of the first CACHED triangles (the sample reuses them)
@@ -404,6 +404,7 @@ def area_sample_wp(x: wp.vec3, start: int, count: int, two_sided: int, tv0: wp.a
     weight = wp.vec3(0.0, 0.0, 0.0)
     pdf = float(0.0)
     distance = float(wp.inf)
+    chosen = int(-1)
     if total > 0.0:
         # the triangle: the number of cdf entries <= u0 (searchsorted right), the last cdf entry being 1
         running = float(0.0)
@@ -445,6 +446,18 @@ def area_sample_wp(x: wp.vec3, start: int, count: int, two_sided: int, tv0: wp.a
             distance = wp.dot(nrm, p0) / denom
         weight = tle[start + k] * total
         pdf = 1.0 / total
+        chosen = k
+    return wi, distance, weight, pdf, total, chosen
+
+
+@wp.func
+def area_sample_wp(x: wp.vec3, start: int, count: int, two_sided: int, tv0: wp.array(dtype=wp.vec3),
+                   tv1: wp.array(dtype=wp.vec3), tv2: wp.array(dtype=wp.vec3), tle: wp.array(dtype=wp.vec3),
+                   u0: float, u1: float):
+    """``(wi, distance, weight [3], pdf, Omega)`` of ``area_light_sample_direct`` (solid angle; pdf 0: nothing
+    seen) and the light's total solid angle ``Omega`` at ``x``."""
+    wi, distance, weight, pdf, total, k = area_sample_triangle_wp(x, start, count, two_sided, tv0, tv1, tv2, tle,
+                                                                  u0, u1)
     return wi, distance, weight, pdf, total
 
 

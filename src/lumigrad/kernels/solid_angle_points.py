@@ -2,9 +2,9 @@
 
 The twin of :func:`lumigrad.shading.emitters.area_light_solid_angle_points_unchecked` (the PyTorch reference,
 float64 in the tests): for shading points ``x`` and numbers ``u``, the fused path kernel's own solid-angle
-sampler (:func:`lumigrad.kernels.path_kernels.area_sample_wp`) gives the light's solid angle ``Omega`` and each
-triangle's; a triangle is picked by its share (as the reference picks it) and a direction ``wi`` drawn in it with
-the rescaled number; the point ``y = x + distance wi`` on that triangle's plane is written as its barycentrics,
+sampler (:func:`lumigrad.kernels.path_kernels.area_sample_triangle_wp`) gives the light's solid angle ``Omega``,
+the triangle it picked by its share (as the reference picks it) and the direction ``wi`` drawn in it with the
+rescaled number; the point ``y = x + distance wi`` on that triangle's plane is written as its barycentrics,
 with its density per unit area ``|cos_y| / (d^2 Omega)``. The replay of the
 path tracer's adjoint pass (:func:`lumigrad.raytrace.area_next_event.area_next_event`) draws these points once
 per surface vertex, which in PyTorch cost more than differentiating the light term itself.
@@ -18,7 +18,7 @@ import torch
 import warp as wp
 
 from ._runtime import as_warp, ensure_init, launch_split
-from .path_kernels import area_sample_wp
+from .path_kernels import area_sample_triangle_wp
 from .path_trace import MIN_RAYS_PER_THREAD
 
 __all__ = ["solid_angle_points"]
@@ -37,30 +37,11 @@ def _solid_angle_points(offset: int, end: int, x: wp.array(dtype=wp.vec3), u: wp
     tri[i] = 0
     bary[i] = wp.vec2(0.0, 0.0)
     density[i] = 0.0
-    # the light's solid angle: the sampler's Omega of the whole light, then the triangle as the reference picks it
-    # (searchsorted right on the cdf of the triangles' solid angles, each the sampler's Omega of that one alone)
-    wi, distance, weight, pdf, total = area_sample_wp(p, 0, count, two_sided, tv0, tv1, tv2, tle, u0, u[i][1])
-    if not (total > 0.0):
-        return
-    k = count - 1
-    lo = float(0.0)
-    hi = float(1.0)
-    running = float(0.0)
-    for f in range(count - 1):
-        wi, distance, weight, pdf, omega = area_sample_wp(p, f, 1, two_sided, tv0, tv1, tv2, tle, 0.5, 0.5)
-        cdf = (running + omega) / total
-        if not (cdf <= u0):
-            k = f
-            hi = cdf
-            break
-        running += omega
-        lo = cdf
-    width = hi - lo
-    if not (width > 0.0):
-        width = 1.0
-    ur = wp.clamp((u0 - lo) / width, 0.0, 1.0 - 1.1920928955078125e-07)
-    wi, distance, weight, pdf, omega = area_sample_wp(p, k, 1, two_sided, tv0, tv1, tv2, tle, ur, u[i][1])
-    if not (omega > 0.0) or not wp.isfinite(distance):
+    # the sampler's draw over the whole light: its solid angle Omega and the triangle k it picked by its share (as
+    # the reference picks it: searchsorted right on the cdf of the triangles' solid angles)
+    wi, distance, weight, pdf, total, k = area_sample_triangle_wp(p, 0, count, two_sided, tv0, tv1, tv2, tle, u0,
+                                                                  u[i][1])
+    if k < 0 or not wp.isfinite(distance):
         return
     e1 = tv1[k] - tv0[k]
     e2 = tv2[k] - tv0[k]
