@@ -30,6 +30,10 @@ from __future__ import annotations
 
 import warp as wp
 
+# A block's box test grows its far distance by ROBUST_SCALE (so that rounding never culls a block the ray touches)
+# and replaces direction components smaller than MIN_DIRECTION before inverting, as the traversal does.
+from .bvh_traverse import MIN_DIRECTION, ROBUST_SCALE
+
 wp.set_module_options({"enable_backward": False})
 
 #: Triangles a SIMD step tests.
@@ -37,11 +41,6 @@ LANE_WIDTH = 16
 #: Float rows of one block of :data:`LANE_WIDTH` triangles: 3 corners x 3 axes, then the block's box (``lo``,
 #: ``hi``: the row's first 6 floats).
 BLOCK_ROWS = 10
-#: ``1 + 2 * gamma_3`` for float32 (Ize 2013), as :data:`.bvh_traverse.ROBUST_SCALE`: a block's box test grows its
-#: far distance by it so that rounding never culls a block the ray touches.
-ROBUST_SCALE = 1.0000004
-#: As :data:`.bvh_traverse.MIN_DIRECTION`: smaller direction components are replaced by it before inverting.
-MIN_DIRECTION = 1.0e-30
 #: ``face`` returned by :func:`closest_hit_lanes` when the traversal must answer instead; ``-1``: a miss.
 FALLBACK = -2
 
