@@ -37,7 +37,7 @@ import warp as wp
 from .._checks import check_indices, check_tensor
 from . import bvh_kernels as bk
 from .bvh_build import build_tree, refit as refit_tree, triangle_lanes
-from .bvh_native import LANE_WIDTH, probe_lanes
+from .bvh_native import probe_lanes
 from .bvh_traverse import FlatBVH
 from .ray_queries import USE_LANES
 from ._runtime import as_warp, ensure_init, launch_split
@@ -156,7 +156,7 @@ class TriangleBVH:
             self._own.face = as_warp(self._tree.face)
             self._own.num_nodes = self._tree.node.shape[0]
             if self.device.type == "cpu" and self.num_faces <= LANES_MAX_FACES:
-                self._lanes = triangle_lanes(self._points, self._tree.corners, LANE_WIDTH)
+                self._lanes = triangle_lanes(self._tree.tri)
                 self._own.lanes = as_warp(self._lanes.view(-1))
                 self._own.num_faces = self.num_faces
         self._remember_source(verts)
@@ -184,7 +184,7 @@ class TriangleBVH:
         if self._tree is not None:
             refit_tree(self._tree, self._points)
         if self._lanes is not None:
-            self._lanes.copy_(triangle_lanes(self._points, self._tree.corners, LANE_WIDTH))
+            triangle_lanes(self._tree.tri, out=self._lanes)
         self.refit_count += 1
         self._remember_source(verts)
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import torch
 
+from .bvh_native import BLOCK_ROWS, LANE_WIDTH
 from .bvh_traverse import STACK_SIZE
 
 __all__ = ["FlatTree", "build_tree", "refit", "triangle_lanes"]
@@ -184,21 +185,23 @@ def refit(tree: FlatTree, verts: torch.Tensor) -> None:
         tree.box[ids, 1] = torch.maximum(tree.box[left, 1], tree.box[left + 1, 1])
 
 
-def triangle_lanes(verts: torch.Tensor, faces: torch.Tensor, width: int) -> torch.Tensor:
-    """The corners of ``faces [F, 3]`` over ``verts [V, 3]`` as structure-of-arrays blocks for SIMD tests
-    (:mod:`.bvh_native`): ``[B, 10, width]`` float32 on ``verts``' device, ``B = ceil(F / width)``; block ``b``
-    holds faces ``b * width ..`` side by side, row ``3 * corner + axis`` one coordinate (zeros past ``F``), and
-    row 9 the block's box (``lo`` in its first 3 floats, ``hi`` in the next 3). Pass the faces in the tree's
-    leaf order (``FlatTree.corners``) for blocks of nearby triangles, whose boxes cull."""
-    F = faces.shape[0]
-    blocks = (F + width - 1) // width
-    corners = verts.detach().to(torch.float32)[faces.long()]  # [F, 3 corners, 3 axes]
-    out = corners.new_zeros(blocks, 10, width)
-    padded = corners.new_zeros(blocks * width, 3, 3)
-    padded[:F] = corners
-    out[:, :9] = padded.view(blocks, width, 9).transpose(1, 2)
-    # the boxes over the real faces: the padding repeats the last face
-    points = torch.cat([corners, corners[-1:].expand(blocks * width - F, 3, 3)]).view(blocks, width * 3, 3)
-    out[:, 9, :3] = points.amin(dim=1)
-    out[:, 9, 3:6] = points.amax(dim=1)
-    return out.contiguous()
+def triangle_lanes(tri: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The triangles ``tri [F, 3 corners, 3 axes]`` (float32; a tree's leaf-ordered ``FlatTree.tri``, for blocks
+    of nearby triangles, whose boxes cull) as structure-of-arrays blocks for SIMD tests (:mod:`.bvh_native`):
+    ``[B, BLOCK_ROWS, LANE_WIDTH]`` float32 on ``tri``'s device, ``B = ceil(F / LANE_WIDTH)``; block ``b`` holds
+    triangles ``b * LANE_WIDTH ..`` side by side, row ``3 * corner + axis`` one coordinate (zeros past ``F``), and
+    the last row the block's box (``lo`` in its first 3 floats, ``hi`` in the next 3). Written into ``out`` (the
+    blocks of the same ``F`` triangles, e.g. before a refit) when given, else into a new tensor."""
+    F = tri.shape[0]
+    full, rest = divmod(F, LANE_WIDTH)
+    if out is None:
+        out = tri.new_zeros(full + (rest > 0), BLOCK_ROWS, LANE_WIDTH)
+    flat = tri.reshape(F, 9)
+    out[:full, :9] = flat[:full * LANE_WIDTH].view(full, LANE_WIDTH, 9).transpose(1, 2)
+    out[:full, BLOCK_ROWS - 1, :3] = tri[:full * LANE_WIDTH].reshape(full, LANE_WIDTH * 3, 3).amin(dim=1)
+    out[:full, BLOCK_ROWS - 1, 3:6] = tri[:full * LANE_WIDTH].reshape(full, LANE_WIDTH * 3, 3).amax(dim=1)
+    if rest:  # the last block: its box over its real triangles, the lanes past F left 0
+        out[full, :9, :rest] = flat[full * LANE_WIDTH:].T
+        out[full, BLOCK_ROWS - 1, :3] = tri[full * LANE_WIDTH:].reshape(-1, 3).amin(dim=0)
+        out[full, BLOCK_ROWS - 1, 3:6] = tri[full * LANE_WIDTH:].reshape(-1, 3).amax(dim=0)
+    return out
