@@ -25,7 +25,7 @@ def both(verts, faces):
 def test_engine_choice_and_bad_engine():
     verts, faces = triangle_soup(10, seed=0)
     assert TriangleBVH(verts, faces).engine == "own"  # a handful of triangles on the CPU: the own BVH
-    big_v, big_f = triangle_soup(bvh_module.OWN_BVH_MAX_FACES + 1, seed=0)
+    big_v, big_f = triangle_soup(bvh_module.own_bvh_max_faces() + 1, seed=0)
     assert TriangleBVH(big_v, big_f).engine == "warp"
     with pytest.raises(ValueError, match="engine"):
         TriangleBVH(verts, faces, engine="embree")

@@ -161,27 +161,46 @@ def test_auto_uses_the_lanes_up_to_their_limit():
     for F, lanes in ((bvh_module.LANES_MAX_FACES, True), (bvh_module.LANES_MAX_FACES + 1, False)):
         verts, faces = triangle_soup(F, seed=6, dtype=torch.float32)
         bvh = TriangleBVH(verts, faces)
-        expected = USE_LANES if lanes else (1 if F <= bvh_module.OWN_BVH_MAX_FACES else 0)
+        expected = USE_LANES if lanes else (1 if F <= bvh_module.own_bvh_max_faces() else 0)
         assert bvh.query_handles()[2] == expected
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_takes_the_tree_alone_only_up_to_its_own_limit(native, monkeypatch):
+    """Without the lanes (``NATIVE_LANES`` off) the own BVH is the tree alone, measured no faster than Warp's
+    above ``OWN_TREE_MAX_FACES``: a 100-face mesh goes to Warp's BVH, a 20-face one to the tree; with the
+    lanes both take the own BVH and its lanes."""
+    monkeypatch.setitem(bvh_module.NATIVE_LANES, "cpu", native)
+    assert bvh_module.OWN_TREE_MAX_FACES < 100 <= bvh_module.LANES_MAX_FACES
+    for F in (20, 100):
+        verts, faces = triangle_soup(F, seed=7, dtype=torch.float32)
+        bvh = TriangleBVH(verts, faces)
+        if native:
+            assert bvh.engine == "own" and bvh.query_handles()[2] == USE_LANES
+        elif F <= bvh_module.OWN_TREE_MAX_FACES:
+            assert bvh.engine == "own" and bvh.query_handles()[2] == 1
+        else:
+            assert bvh.engine == "warp" and bvh.query_handles()[2] == 0
 
 
 def test_without_the_native_build_the_tree_answers_with_a_warning(monkeypatch):
     """A probe that fails to build (as on a Warp whose compiler lacks clang's vector types) turns the lanes off
-    for the process with a warning; the tree gives the same answers."""
+    for the process with a warning (once); the tree gives the same answers."""
     monkeypatch.setitem(bvh_module.NATIVE_LANES, "cpu", True)
-    monkeypatch.setattr(bvh_module, "_lanes_probed", {})
 
     def broken(device):
         raise RuntimeError("error: unknown type name 'ext_vector_type'")
     monkeypatch.setattr(bvh_module, "probe_lanes", broken)
-    verts, faces = cornell_walls()
-    o, d = adversarial_rays(verts, faces)
-    bvh = TriangleBVH(verts, faces, engine="own")
-    with pytest.warns(RuntimeWarning, match="native SIMD ray queries are unavailable"):
-        got = _answers(bvh, o, d, math.inf)
-    assert not bvh_module.NATIVE_LANES["cpu"] and bvh.query_handles()[2] == 1
-    monkeypatch.setitem(bvh_module.NATIVE_LANES, "cpu", True)
-    monkeypatch.setattr(bvh_module, "_lanes_probed", {})
+    bvh_module._lanes_compiled.cache_clear()
+    try:
+        verts, faces = cornell_walls()
+        o, d = adversarial_rays(verts, faces)
+        bvh = TriangleBVH(verts, faces, engine="own")
+        with pytest.warns(RuntimeWarning, match="native SIMD ray queries are unavailable"):
+            got = _answers(bvh, o, d, math.inf)
+        assert not bvh_module.lanes_usable("cpu") and bvh.query_handles()[2] == 1
+    finally:
+        bvh_module._lanes_compiled.cache_clear()
     monkeypatch.undo()
     want = _answers(_bvh(verts, faces, True, pytest.MonkeyPatch()), o, d, math.inf)
     for a, b in zip(got, want):

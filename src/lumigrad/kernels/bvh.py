@@ -2,8 +2,9 @@
 
 Two engines answer the same queries with the same conventions: lumigrad's own flattened BVH (binned-SAH build
 on the host, :mod:`.bvh_build`; traversal :mod:`.bvh_traverse`), used on the CPU for meshes of at most
-:data:`OWN_BVH_MAX_FACES` triangles, where it measured faster, and Warp's ``wp.Mesh`` otherwise
-(docs/benchmarks.md, "Own BVH traversal (issue 14), branch bvh"). On the CPU the own BVH of at most
+:func:`own_bvh_max_faces` triangles (:data:`LANES_MAX_FACES` with the SIMD lanes, :data:`OWN_TREE_MAX_FACES`
+without), where it measured faster, and Warp's ``wp.Mesh`` otherwise (docs/benchmarks.md, "Own BVH traversal
+(issue 14), branch bvh"). On the CPU the own BVH of at most
 :data:`LANES_MAX_FACES` triangles answers with its triangles tested 16 at a time as SIMD lanes (native C++,
 :mod:`.bvh_native`; its tree only for ties and exactly-zero edge functions): up to 2-3x cheaper queries than
 the tree or Warp's on such scenes (docs/benchmarks.md, "Ray queries as SIMD on the CPU (issue 14), branch simdhit").
@@ -25,6 +26,7 @@ bounds its depth by its traversal stack.)
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import threading
 import warnings
@@ -46,19 +48,21 @@ __all__ = ["TriangleBVH", "bvh_cache_info", "bvh_for", "clear_bvh_cache"]
 
 #: Rays per CPU thread below which a query is not split (a ray costs about a microsecond).
 MIN_RAYS_PER_THREAD = 256
-#: CPU meshes of at most this many triangles use lumigrad's own BVH (``engine="auto"``), larger ones Warp's: up
-#: to here its SIMD lanes make path-traced scenes faster than Warp's queries (by 13-37 % a path at 26-266
-#: triangles; level at 410, slower at 586).
-OWN_BVH_MAX_FACES = 256
+#: CPU meshes of at most this many triangles use lumigrad's own BVH's tree (``engine="auto"``) where the SIMD
+#: lanes are unavailable, larger ones Warp's (the tree alone: no triangle count separated the engines).
+OWN_TREE_MAX_FACES = 32
 #: CPU meshes of at most this many triangles (with the own BVH) test their triangles as SIMD lanes, 16 at a
 #: time, in blocks of nearby triangles with a box each (:mod:`.bvh_native`), the tree answering only the rays
-#: the lanes cannot answer exactly as it would.
+#: the lanes cannot answer exactly as it would; where the lanes are usable, ``engine="auto"`` takes the own BVH
+#: up to here: its lanes make path-traced scenes faster than Warp's queries (by 13-37 % a path at 26-266
+#: triangles; level at 410, slower at 586).
 LANES_MAX_FACES = 256
-#: Per device type, whether the SIMD lanes may be used (off on CUDA: no clang vector types in NVRTC; turned off
-#: for the process, with a warning, where the CPU probe fails).
+#: ``None``: ``engine="auto"`` takes the own BVH on the CPU up to :func:`own_bvh_max_faces` triangles; a number
+#: overrides that limit whether or not the lanes are usable (benchmarks and tests force an engine with it).
+OWN_BVH_MAX_FACES: Optional[int] = None
+#: Per device type, whether the SIMD lanes may be used (off on CUDA: no clang vector types in NVRTC; on the
+#: CPU they are used only where the probe of :func:`lanes_usable` compiled them).
 NATIVE_LANES = {"cpu": True, "cuda": False}
-#: Per device type, the probe's verdict once it ran (:func:`lanes_usable`).
-_lanes_probed: dict = {}
 #: The most BVHs :func:`bvh_for` keeps (a 1M-triangle BVH takes on the order of 100 MB).
 CACHE_CAPACITY = 8
 
@@ -72,21 +76,31 @@ def _version(x: torch.Tensor) -> Optional[int]:
 
 def lanes_usable(device_type: str) -> bool:
     """Whether the SIMD lanes run on ``device_type``: allowed by :data:`NATIVE_LANES`, and compiled in there (a
-    one-thread probe kernel, built once a process). A failed probe turns them off with a warning: the tree
-    answers the same queries (same results, slower)."""
-    if not NATIVE_LANES.get(device_type, False):
-        return False
-    if device_type not in _lanes_probed:
-        try:
-            ok, why = probe_lanes(device_type), "the compiler lacks clang's vector extensions"
-        except Exception as error:  # noqa: BLE001 - a build failure: the tree needs no native code
-            ok, why = False, str(error)
-        if not ok:
-            NATIVE_LANES[device_type] = False
-            warnings.warn(f"lumigrad: the native SIMD ray queries are unavailable on this Warp ({wp.__version__}): "
-                          f"{why}; using the BVH traversal (same results, slower)", RuntimeWarning, stacklevel=3)
-        _lanes_probed[device_type] = ok
-    return _lanes_probed[device_type] and NATIVE_LANES[device_type]
+    one-thread probe kernel, built once a process; :func:`_lanes_compiled`)."""
+    return NATIVE_LANES.get(device_type, False) and _lanes_compiled(device_type)
+
+
+@functools.lru_cache(maxsize=None)
+def _lanes_compiled(device_type: str) -> bool:
+    """The probe's verdict, once a process: a failed probe warns, and the tree answers the same queries (same
+    results, slower)."""
+    try:
+        ok, why = probe_lanes(device_type), "the compiler lacks clang's vector extensions"
+    except Exception as error:  # noqa: BLE001 - a build failure: the tree needs no native code
+        ok, why = False, str(error)
+    if not ok:
+        warnings.warn(f"lumigrad: the native SIMD ray queries are unavailable on this Warp ({wp.__version__}): "
+                      f"{why}; using the BVH traversal (same results, slower)", RuntimeWarning, stacklevel=4)
+    return ok
+
+
+def own_bvh_max_faces() -> int:
+    """The most triangles of a CPU mesh for which ``engine="auto"`` takes the own BVH: :data:`OWN_BVH_MAX_FACES`
+    when set, else :data:`LANES_MAX_FACES` where the lanes are usable (at least :data:`OWN_TREE_MAX_FACES`), else
+    :data:`OWN_TREE_MAX_FACES`."""
+    if OWN_BVH_MAX_FACES is not None:
+        return OWN_BVH_MAX_FACES
+    return max(OWN_TREE_MAX_FACES, LANES_MAX_FACES if lanes_usable("cpu") else -1)
 
 
 @contextlib.contextmanager
@@ -108,7 +122,7 @@ class TriangleBVH:
         faces: ``[F, 3]`` integer vertex indices into ``verts``, on the same device; ``F = 0`` gives a BVH that
             every ray misses.
         engine: ``"own"`` (lumigrad's BVH), ``"warp"`` (``wp.Mesh``) or ``"auto"``: on the CPU own for at
-            most :data:`OWN_BVH_MAX_FACES` triangles and Warp's above; Warp's on CUDA.
+            most :func:`own_bvh_max_faces` triangles and Warp's above; Warp's on CUDA.
 
     Attributes:
         device: where the BVH lives; ``num_verts``, ``num_faces``: the sizes it was built for.
@@ -134,7 +148,7 @@ class TriangleBVH:
         self.device = verts.device
         self.num_verts, self.num_faces = verts.shape[0], faces.shape[0]
         if engine == "auto":  # (the own BVH was measured faster on the CPU only; no GPU was at hand)
-            engine = "own" if self.device.type == "cpu" and self.num_faces <= OWN_BVH_MAX_FACES else "warp"
+            engine = "own" if self.device.type == "cpu" and self.num_faces <= own_bvh_max_faces() else "warp"
         self.engine = engine
         self.refit_count = 0
         self._points = verts.detach().to(torch.float32, copy=True).contiguous()
