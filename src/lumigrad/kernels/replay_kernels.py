@@ -86,7 +86,9 @@ def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int
 
 class ReplayVertices(NamedTuple):
     """One replay vertex's rows packed for the kernels once (:meth:`ReplayKernels.vertices`), for both of its
-    launches: ``N`` rows, the path and random-number inputs, the position and normals, the material's inputs."""
+    launches: ``N`` rows, the path and random-number inputs, the position and geometric normal (``None`` when
+    packed without ``ng``: :meth:`ReplayKernels.bsdf_sample` reads neither), the shading normal, the material's
+    inputs."""
 
     N: int
     device: torch.device
@@ -129,8 +131,10 @@ class ReplayKernels:
         if N == 0:
             return ReplayVertices(0, si.position.device, [], None, None, None, [])
         v3 = wp.vec3
-        return ReplayVertices(N, si.position.device, _path_inputs(paths, depth, seed),
-                              as_warp(_rows(si.position, N, 3), v3), as_warp(_rows(si.normal, N, 3), v3),
+        # the position and geometric normal only for area_next_event (bsdf_sample reads neither)
+        position = None if ng is None else as_warp(_rows(si.position, N, 3), v3)
+        return ReplayVertices(N, si.position.device, _path_inputs(paths, depth, seed), position,
+                              as_warp(_rows(si.normal, N, 3), v3),
                               None if ng is None else as_warp(_rows(ng, N, 3), v3), _material_inputs(si, N))
 
     def area_next_event(self, bvh: TriangleBVH, lights: Sequence[int], at: ReplayVertices) -> torch.Tensor:
