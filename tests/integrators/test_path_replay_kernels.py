@@ -66,8 +66,10 @@ def test_no_vertices_or_no_lights_give_zeros():
     at = kernels.vertices(rows, 0, 1, si, ng)
     assert torch.equal(kernels.area_next_event(bvh, [], at), torch.zeros(rows.shape[0], 3))
     assert [x.shape for x in kernels.bsdf_sample(empty)] == [(0, 3), (0, 3), (0,)]
-    with pytest.raises(ValueError, match="geometric normals"):  # packed for the BSDF sample only
-        kernels.area_next_event(bvh, [0], kernels.vertices(rows, 0, 1, si))
+    bsdf_only = kernels.vertices(rows, 0, 1, si)  # packed for the BSDF sample only: no position, no normals
+    assert bsdf_only.position is None and bsdf_only.geo_normal is None and at.position is not None
+    with pytest.raises(ValueError, match="geometric normals"):
+        kernels.area_next_event(bvh, [0], bsdf_only)
 
 
 @pytest.mark.parametrize("name", ["cornell", "punctual", "metal", "textured", "specular"])
