@@ -1,6 +1,6 @@
 """The ray queries kernels call on a :class:`.bvh.TriangleBVH`: Warp's ``wp.Mesh`` or lumigrad's own BVH.
 
-A :class:`.bvh.TriangleBVH` holds one of the two (it picks by triangle count, see ``OWN_BVH_MAX_FACES`` there);
+A :class:`.bvh.TriangleBVH` holds one of the two (it picks by triangle count, see ``own_bvh_max_faces`` there);
 a kernel receives both handles and ``use_own`` and calls :func:`closest_hit_any_bvh` / :func:`any_hit_any_bvh`,
 which branch once per query (the same way for every ray of a launch). ``use_own``: 0 Warp's, 1 the own tree
 (:mod:`.bvh_traverse`), :data:`USE_LANES` all triangles of a tiny mesh as SIMD lanes (:mod:`.bvh_native`, CPU
