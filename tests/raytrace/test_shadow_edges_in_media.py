@@ -1,0 +1,126 @@
+"""Shadow edges in a scene with a participating medium around everything (``Scene.medium``): the first-hit
+boundary term carries the medium's transmittance on the camera ray and on the shadow ray, as the primal
+integrand does. In a pure absorber (``sigma_s = 0``) that boundary term is the whole derivative of an unseen
+occluder's shadow, so it must match central finite differences of the fogged renders."""
+
+import pytest
+import torch
+
+import lumigrad as lg
+from lumigrad.integrators.path import _rays_through, _trace_scene
+from lumigrad.raytrace.shadow_edge_connections import camera_path_vertices
+from lumigrad.raytrace.shadow_edges import sample_shadow_edges, shadow_edge_jumps
+from lumigrad.shading import HomogeneousMedium
+
+from .test_shadow_edges import F64, SIZE, _scene, _unseen_occluder_case, _weights
+
+CARD_AT = (-0.7, 0.6, 0.0)
+
+
+def _fog(sigma_a=0.25, sigma_s=0.0):
+    return HomogeneousMedium(torch.full((3,), sigma_a, dtype=F64), torch.full((3,), sigma_s, dtype=F64))
+
+
+def _fogged_scene(offset, light, kind, fog):
+    scene = _scene(offset, light, kind, CARD_AT)
+    scene.medium = fog
+    return scene
+
+
+def _loss(offset, light, kind, fog, spp, seed=0, **kw):
+    cam, _ = _unseen_occluder_case("point")
+    image = lg.render(_fogged_scene(offset, light, kind, fog), cam, integrator="direct", spp=spp, seed=seed,
+                      **kw).rgb
+    return (image * _weights()).sum()
+
+
+def _card_gradients(light, kind, fog, seeds, **kw):
+    grads = []
+    for s in seeds:
+        offset = torch.zeros(2, dtype=F64, requires_grad=True)
+        _loss(offset, light, kind, fog, 4, seed_grad=s, **kw).backward()
+        grads.append(offset.grad.clone())
+    return torch.stack(grads)
+
+
+def _card_differences(light, kind, fog, spp, eps=0.03, seed=7):
+    out = []
+    for k in range(2):
+        step = torch.zeros(2, dtype=F64)
+        step[k] = eps
+        up = _loss(step, light, kind, fog, spp, seed=seed)
+        down = _loss(-step, light, kind, fog, spp, seed=seed)
+        out.append(float((up - down) / (2 * eps)))
+    return torch.tensor(out, dtype=F64)
+
+
+def _jumps(fog):
+    """The first-hit jumps of the same shadow-edge samples in vacuum and in ``fog`` (unseen card, point light)."""
+    cam, light = _unseen_occluder_case("point")
+    out = []
+    for medium in (None, fog):
+        scene = _fogged_scene(torch.zeros(2, dtype=F64), light, "point", medium)
+        ts = _trace_scene(scene)
+        gen = torch.Generator().manual_seed(3)
+        samples = sample_shadow_edges(ts, cam.K.to(F64), cam.world_to_cam.to(F64), cam.near, SIZE, SIZE, 2000, gen)
+        out.append((samples, shadow_edge_jumps(ts, samples, lambda uv: _rays_through(cam, uv, F64))))
+    return cam, light, out
+
+
+def test_a_shadow_edges_jump_in_fog_carries_the_camera_rays_and_the_shadow_rays_transmittance():
+    """The same samples in vacuum and in a grey absorber: the jump is the vacuum's times
+    ``exp(-sigma_t (|x* - camera| + |y - x*|))``, per sample (the jump's sides are eps pixels from ``x*``)."""
+    fog = _fog(0.25)
+    cam, light, ((samples, vacuum), (samples_fog, fogged)) = _jumps(fog)
+    torch.testing.assert_close(samples_fog.points, samples.points)
+    eye = torch.linalg.inv(cam.world_to_cam.to(F64))[:3, 3]
+    x = samples.receivers
+    length = (x - eye).norm(dim=-1) + (light - x).norm(dim=-1)
+    lit = vacuum.abs().amax(-1) > 0
+    assert int(lit.sum()) > 40
+    want = vacuum * torch.exp(-0.25 * length)[:, None]
+    torch.testing.assert_close(fogged[lit], want[lit], rtol=2e-3, atol=0.0)  # eps-pixel offsets of the sides
+    assert bool((fogged[~lit] == 0).all())
+
+
+def test_a_light_at_infinity_casts_no_shadow_edge_through_the_scenes_unbounded_fog():
+    """A directional light in the scene's medium is reached through an infinite length (``Tr = 0``, as the
+    primal's shadow rays): its jumps are 0."""
+    cam, light = _unseen_occluder_case("directional")
+    jumps = []
+    for medium in (None, _fog(0.25)):
+        ts = _trace_scene(_fogged_scene(torch.zeros(2, dtype=F64), light, "directional", medium))
+        samples = sample_shadow_edges(ts, cam.K.to(F64), cam.world_to_cam.to(F64), cam.near, SIZE, SIZE, 1000,
+                                      torch.Generator().manual_seed(1))
+        jumps.append(shadow_edge_jumps(ts, samples, lambda uv: _rays_through(cam, uv, F64)))
+    assert int((jumps[0].abs().amax(-1) > 0).sum()) > 20  # in vacuum the shadow's edges jump
+    assert bool((jumps[1] == 0).all())
+
+
+def test_no_connections_beyond_the_first_hit_in_a_scene_with_a_medium():
+    """The deep term's pool is empty where a path can be in a medium (the scene's here; nothing transmits)."""
+    cam, light = _unseen_occluder_case("point")
+    v = torch.ones(SIZE, SIZE, 3, dtype=F64)
+    sizes = []
+    for medium in (None, _fog(0.25)):
+        ts = _trace_scene(_fogged_scene(torch.zeros(2, dtype=F64), light, "point", medium))
+        pool = camera_path_vertices(ts, lambda uv: _rays_through(cam, uv, F64), v, 4, 5,
+                                    torch.Generator().manual_seed(0))
+        sizes.append(len(pool))
+    assert sizes[0] > 0 and sizes[1] == 0
+
+
+@pytest.mark.slow
+def test_an_unseen_occluders_shadow_in_an_absorbing_fog_moves_like_finite_differences():
+    """The card is out of frame in a pure absorber around everything (``sigma_a = 0.25``, camera and lamp in
+    it): the whole gradient w.r.t. the card's position is the shadow's boundary term, attenuated over the
+    camera ray and the shadow ray. Tolerance: three standard errors of the mean over the seeds plus 2 % of
+    the differences (without the transmittance the boundary term is about 2.7 times too large)."""
+    cam, light = _unseen_occluder_case("point")
+    fog = _fog(0.25)
+    grads = _card_gradients(light, "point", fog, seeds=tuple(range(10, 18)), shadow_edge_samples=3000)
+    mean, se = grads.mean(0), grads.std(0) / grads.shape[0] ** 0.5
+    fd = _card_differences(light, "point", fog, spp=1024)
+    for k in range(2):
+        assert abs(float(fd[k])) > 2
+        assert abs(float(mean[k] - fd[k])) < 3 * float(se[k]) + 0.02 * abs(float(fd[k])), (k, mean, se, fd)
