@@ -46,7 +46,17 @@ hits. Steps 1-3 do not depend on who sees the receiver (:func:`sample_shadow_edg
 are also connected to the vertices of camera paths, for the shadows seen beyond the first hit (in a glossy
 reflection, or changing the light a surface bounces onward): :mod:`lumigrad.raytrace.shadow_edge_connections`,
 which evaluates its jumps with :func:`direct_light_jumps` as step 5 does (delta lobes and scenes with media are
-left out there). An environment's directions are fixed (it is at
+left out there).
+
+Media: in a scene where a path can be in a participating medium (the scene's ``Scene.medium`` around the
+camera, a transmitting material's ``interior`` or ``exterior``; :func:`~lumigrad.raytrace.volumetric.traced_media`)
+step 5's integrand is the primal's next-event one: times ``Tr`` of the camera ray (in the scene's medium) up to
+the receiver and ``Tr`` of the shadow ray on to ``y`` (:class:`~lumigrad.raytrace.volumetric.ShadowMedia`; a
+light at infinity through the scene's unbounded medium: ``Tr = 0``, no jump). In a pure absorber
+(``sigma_s = 0``) that is the whole integrand, and this term the whole visibility derivative of a surface's
+shadow. With scattering (``sigma_s > 0``) the light scattered in the medium has shadow boundaries of its own (in
+the volume, along the camera rays): that term is left out. A receiver inside a bounded medium (a fog-filled
+glass) is hidden behind its boundary, the camera's first hit, so it gets no jump. An environment's directions are fixed (it is at
 infinity): the boundary term moves with occluders, receivers and the camera, the map's own gradient is the
 interior term's. For area lights the boundary term uses the full integrand of the area parameterisation, and
 so does the interior term: the path tracer's adjoint pass differentiates area lights' direct light by
