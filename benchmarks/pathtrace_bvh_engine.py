@@ -1,8 +1,9 @@
-"""Which BVH engine a path-traced scene should use on the CPU: the own BVH or Warp's ``wp.Mesh``, by size.
+"""Which BVH engine a path-traced scene should use on the CPU, by size: the own BVH with its SIMD lanes (all
+triangles 16 at a time, ``lanes``), its tree alone (``own``) or Warp's ``wp.Mesh`` (``warp``).
 
 For meshes of growing triangle counts placed in the Cornell box of ``benchmarks/pathtrace.py`` (its 12
 triangles and lamp beside them), it times per engine (``TriangleBVH(engine=...)``, forced for the whole scene
-through :data:`lumigrad.kernels.bvh.OWN_BVH_MAX_FACES`):
+through :data:`lumigrad.kernels.bvh.OWN_BVH_MAX_FACES` and :data:`~lumigrad.kernels.bvh.LANES_MAX_FACES`):
 
 * ``build``: building the scene's BVH, ``refit``: refitting it after its vertices moved (what a fit step with
   moving vertices pays; process CPU time, median of ``--repeats``);
@@ -11,7 +12,8 @@ through :data:`lumigrad.kernels.bvh.OWN_BVH_MAX_FACES`):
   engines alternated call by call.
 
 Meshes: ``spot`` (5,856 triangles) and bumpy UV spheres of ``--sphere-grids`` (``2 * slices * (stacks - 1)``
-triangles), each scaled into the box's lower half. Run it at one thread for per-core figures::
+triangles), each scaled into the box's lower half; ``--engines`` picks the engines (the lanes only up to
+``--lanes-up-to`` triangles). Run it at one thread for per-core figures::
 
     OMP_NUM_THREADS=1 LUMIGRAD_NUM_THREADS=1 .venv/bin/python benchmarks/pathtrace_bvh_engine.py
 """
@@ -61,16 +63,20 @@ def scene_with(name: str) -> lg.Scene:
     return scene
 
 
+#: Per engine, ``(OWN_BVH_MAX_FACES, LANES_MAX_FACES)`` forcing it for any size.
+LIMITS = {"lanes": (2**62, 2**62), "own": (2**62, -1), "warp": (-1, -1)}
+
+
 @contextlib.contextmanager
-def _own_bvh_max_faces(limit: int):
-    """``engine="auto"`` picks by ``limit`` inside (a fresh BVH cache), as before afterwards."""
-    saved = bvh_module.OWN_BVH_MAX_FACES
-    bvh_module.OWN_BVH_MAX_FACES = limit
+def _forced(engine: str):
+    """``engine="auto"`` picks ``engine`` inside (a fresh BVH cache), as before afterwards."""
+    saved = bvh_module.OWN_BVH_MAX_FACES, bvh_module.LANES_MAX_FACES
+    bvh_module.OWN_BVH_MAX_FACES, bvh_module.LANES_MAX_FACES = LIMITS[engine]
     bvh_module.clear_bvh_cache()
     try:
         yield
     finally:
-        bvh_module.OWN_BVH_MAX_FACES = saved
+        bvh_module.OWN_BVH_MAX_FACES, bvh_module.LANES_MAX_FACES = saved
         bvh_module.clear_bvh_cache()
 
 
@@ -80,7 +86,7 @@ def _cpu_seconds(fn) -> float:
     return time.process_time() - t0
 
 
-def measure(name: str, size: int, spp: int, depth: int, repeats: int) -> list:
+def measure(name: str, size: int, spp: int, depth: int, repeats: int, engines) -> list:
     scene = scene_with(name)
     cam = camera(size)
     parts = list(scene.meshes.values())
@@ -88,19 +94,18 @@ def measure(name: str, size: int, spp: int, depth: int, repeats: int) -> list:
     verts = torch.cat([m.verts for m in parts]).float()
     faces = torch.cat([m.faces.long() + int(k) for m, k in zip(parts, starts)])
     settings = dict(integrator="path", spp=spp, seed=1, max_depth=depth, rr_depth=depth)
-    limits = {"own": 2**62, "warp": -1}
     rendered = {}
-    builds, refits, renders = ({e: [] for e in limits} for _ in range(3))
+    builds, refits, renders = ({e: [] for e in engines} for _ in range(3))
     for r in range(repeats + 1):
-        for engine, limit in limits.items():
-            with _own_bvh_max_faces(limit), torch.no_grad():
+        for engine in engines:
+            with _forced(engine), torch.no_grad():
                 first = _cpu_seconds(lambda: lg.render(scene, cam, **settings))  # builds the BVH, caches it
                 seconds = _cpu_seconds(lambda: rendered.__setitem__(engine, lg.render(scene, cam, **settings).rgb))
                 assert bvh_module.bvh_cache_info()["builds"] == 1, "the second render rebuilt the BVH"
-            built = _cpu_seconds(lambda: bvh_module.TriangleBVH(verts, faces, engine=engine))
-            bvh = bvh_module.TriangleBVH(verts, faces, engine=engine)
-            moved = verts + 1e-3 * torch.randn_like(verts)
-            refit = _cpu_seconds(lambda: bvh.refit(moved))
+                built = _cpu_seconds(lambda: bvh_module.TriangleBVH(verts, faces))
+                bvh = bvh_module.TriangleBVH(verts, faces)
+                moved = verts + 1e-3 * torch.randn_like(verts)
+                refit = _cpu_seconds(lambda: bvh.refit(moved))
             if r:  # the first round compiles kernels
                 builds[engine].append(built)
                 refits[engine].append(refit)
@@ -108,15 +113,17 @@ def measure(name: str, size: int, spp: int, depth: int, repeats: int) -> list:
             del first
     tris = faces.shape[0]
     rows = []
-    for engine in limits:
+    for engine in engines:
         render_s = median(renders[engine])
         rows.append({"mesh": name, "tris": tris, "engine": engine, "build": f"{1e3 * median(builds[engine]):.1f}",
                      "refit": f"{1e3 * median(refits[engine]):.2f}",
                      "render": f"{render_s:.3f}", "ns": f"{1e9 * render_s / (size * size * spp):.0f}"})
-    same = torch.equal(rendered["own"], rendered["warp"])
-    diff = float((rendered["own"] - rendered["warp"]).abs().max())
-    print(f"{name}: images {'identical' if same else f'differ (max |diff| {diff:.3g}: ties and rounding)'}",
-          flush=True)
+    first = rendered[engines[0]]
+    for engine in engines[1:]:
+        same = torch.equal(first, rendered[engine])
+        diff = float((first - rendered[engine]).abs().max())
+        print(f"{name}: images of {engines[0]} and {engine} "
+              f"{'identical' if same else f'differ (max |diff| {diff:.3g}: ties and rounding)'}", flush=True)
     return rows
 
 
@@ -128,13 +135,17 @@ def main(argv=None) -> list:
     p.add_argument("--spp", type=int, default=4)
     p.add_argument("--depth", type=int, default=8)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--engines", nargs="+", default=list(LIMITS), choices=list(LIMITS))
+    p.add_argument("--lanes-up-to", type=int, default=300, help="most triangles (with the walls) to time the lanes on")
     args = p.parse_args(argv)
     head = (f"CPU: {cpu_model()}; threads: {lg.get_num_threads()}; {args.size}^2, {args.spp} spp, depth {args.depth}; "
             f"load average {os.getloadavg()[0]:.2f} at the start")
     print(head, flush=True)
     rows = []
     for name in args.meshes:
-        rows += measure(name, args.size, args.spp, args.depth, args.repeats)
+        tris = sum(m.faces.shape[0] for m in scene_with(name).meshes.values())
+        engines = [e for e in args.engines if e != "lanes" or tris <= args.lanes_up_to]
+        rows += measure(name, args.size, args.spp, args.depth, args.repeats, engines)
     print(f"{format_table(rows, COLUMNS)}\nload average {os.getloadavg()[0]:.2f} at the end")
     return rows
 

@@ -4,7 +4,8 @@ tree's ``t`` must equal the least ``t`` over the one-triangle BVHs exactly, its 
 triangles hit at that ``t`` (several only on ties: rays through shared edges and vertices), with that
 triangle's barycentrics, and any-hit must agree with "closest hit found" on every ray. These are the properties
 a change of the traversal's order (wide nodes, SIMD lanes) must keep; the meshes include shared edges and
-vertices of coplanar quads (exact ties), zero-area triangles, and rays through vertices and along edges."""
+vertices of coplanar quads (exact ties), zero-area triangles, and rays through vertices and along edges. Each test
+runs on the tree alone and with the SIMD lanes of small meshes in front of it (``LANES_MAX_FACES``)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,18 @@ import math
 import pytest
 import torch
 
+import lumigrad.kernels.bvh as bvh_module
 from lumigrad.geometry.subdivide import icosphere
 from lumigrad.kernels.bvh import TriangleBVH
 
 from .scenes import rays_at, triangle_soup
+
+
+@pytest.fixture(autouse=True, params=["tree", "lanes"])
+def form(request, monkeypatch):
+    """The own BVH's tree alone, or its SIMD lanes (every mesh here) with the tree behind them."""
+    monkeypatch.setattr(bvh_module, "LANES_MAX_FACES", -1 if request.param == "tree" else 2**62)
+    return request.param
 
 
 def quad_grid(n: int = 4):

@@ -3,7 +3,10 @@
 Two engines answer the same queries with the same conventions: lumigrad's own flattened BVH (binned-SAH build
 on the host, :mod:`.bvh_build`; traversal :mod:`.bvh_traverse`), used on the CPU for meshes of at most
 :data:`OWN_BVH_MAX_FACES` triangles, where it measured faster, and Warp's ``wp.Mesh`` otherwise
-(docs/benchmarks.md, "Own BVH traversal (issue 14), branch bvh").
+(docs/benchmarks.md, "Own BVH traversal (issue 14), branch bvh"). On the CPU the own BVH of at most
+:data:`LANES_MAX_FACES` triangles answers with its triangles tested 16 at a time as SIMD lanes (native C++,
+:mod:`.bvh_native`; its tree only for ties and exactly-zero edge functions): up to 2-3x cheaper queries than
+the tree or Warp's on such scenes (docs/benchmarks.md, "Ray queries as SIMD on the CPU (issue 14), branch simdhit").
 
 :class:`TriangleBVH` answers closest-hit and any-hit queries for batches of rays with ids, float32 distances
 and barycentrics; it runs no autograd (everything it is given is detached). What is differentiated is
@@ -24,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+import warnings
 import weakref
 from typing import Literal, Optional, Tuple, Union
 
@@ -32,16 +36,29 @@ import warp as wp
 
 from .._checks import check_indices, check_tensor
 from . import bvh_kernels as bk
-from .bvh_build import build_tree, refit as refit_tree
+from .bvh_build import build_tree, refit as refit_tree, triangle_lanes
+from .bvh_native import LANE_WIDTH, probe_lanes
 from .bvh_traverse import FlatBVH
+from .ray_queries import USE_LANES
 from ._runtime import as_warp, ensure_init, launch_split
 
 __all__ = ["TriangleBVH", "bvh_cache_info", "bvh_for", "clear_bvh_cache"]
 
 #: Rays per CPU thread below which a query is not split (a ray costs about a microsecond).
 MIN_RAYS_PER_THREAD = 256
-#: CPU meshes of at most this many triangles use lumigrad's own BVH (``engine="auto"``), larger ones Warp's.
-OWN_BVH_MAX_FACES = 32
+#: CPU meshes of at most this many triangles use lumigrad's own BVH (``engine="auto"``), larger ones Warp's: up
+#: to here its SIMD lanes make path-traced scenes faster than Warp's queries (by 13-37 % a path at 26-266
+#: triangles; level at 410, slower at 586).
+OWN_BVH_MAX_FACES = 256
+#: CPU meshes of at most this many triangles (with the own BVH) test their triangles as SIMD lanes, 16 at a
+#: time, in blocks of nearby triangles with a box each (:mod:`.bvh_native`), the tree answering only the rays
+#: the lanes cannot answer exactly as it would.
+LANES_MAX_FACES = 256
+#: Per device type, whether the SIMD lanes may be used (off on CUDA: no clang vector types in NVRTC; turned off
+#: for the process, with a warning, where the CPU probe fails).
+NATIVE_LANES = {"cpu": True, "cuda": False}
+#: Per device type, the probe's verdict once it ran (:func:`lanes_usable`).
+_lanes_probed: dict = {}
 #: The most BVHs :func:`bvh_for` keeps (a 1M-triangle BVH takes on the order of 100 MB).
 CACHE_CAPACITY = 8
 
@@ -51,6 +68,25 @@ def _version(x: torch.Tensor) -> Optional[int]:
         return x._version
     except RuntimeError:  # inference tensors have no version counter
         return None
+
+
+def lanes_usable(device_type: str) -> bool:
+    """Whether the SIMD lanes run on ``device_type``: allowed by :data:`NATIVE_LANES`, and compiled in there (a
+    one-thread probe kernel, built once a process). A failed probe turns them off with a warning: the tree
+    answers the same queries (same results, slower)."""
+    if not NATIVE_LANES.get(device_type, False):
+        return False
+    if device_type not in _lanes_probed:
+        try:
+            ok, why = probe_lanes(device_type), "the compiler lacks clang's vector extensions"
+        except Exception as error:  # noqa: BLE001 - a build failure: the tree needs no native code
+            ok, why = False, str(error)
+        if not ok:
+            NATIVE_LANES[device_type] = False
+            warnings.warn(f"lumigrad: the native SIMD ray queries are unavailable on this Warp ({wp.__version__}): "
+                          f"{why}; using the BVH traversal (same results, slower)", RuntimeWarning, stacklevel=3)
+        _lanes_probed[device_type] = ok
+    return _lanes_probed[device_type] and NATIVE_LANES[device_type]
 
 
 @contextlib.contextmanager
@@ -107,6 +143,8 @@ class TriangleBVH:
         self._tree = None
         self._own = FlatBVH()  # no nodes: every ray misses
         self._own.num_nodes = 0
+        self._own.num_faces = 0
+        self._lanes = None
         if self.num_faces and engine == "warp":
             with _torch_stream(self.device):
                 self._mesh = wp.Mesh(points=as_warp(self._points, wp.vec3), indices=as_warp(self._indices))
@@ -117,6 +155,10 @@ class TriangleBVH:
             self._own.tri = as_warp(self._tree.tri.view(-1, 3), wp.vec3)
             self._own.face = as_warp(self._tree.face)
             self._own.num_nodes = self._tree.node.shape[0]
+            if self.device.type == "cpu" and self.num_faces <= LANES_MAX_FACES:
+                self._lanes = triangle_lanes(self._points, self._tree.corners, LANE_WIDTH)
+                self._own.lanes = as_warp(self._lanes.view(-1))
+                self._own.num_faces = self.num_faces
         self._remember_source(verts)
 
     @property
@@ -126,7 +168,10 @@ class TriangleBVH:
 
     def query_handles(self) -> tuple:
         """``(mesh, own, use_own)``, the first arguments of the ray queries of :mod:`.ray_queries`."""
-        return (0 if self._mesh is None else self._mesh.id), self._own, int(self._tree is not None)
+        use_own = int(self._tree is not None)
+        if self._lanes is not None and lanes_usable(self.device.type):
+            use_own = USE_LANES
+        return (0 if self._mesh is None else self._mesh.id), self._own, use_own
 
     # ------------------------------------------------------------------------------------------- vertices
     def refit(self, verts: torch.Tensor) -> None:
@@ -138,6 +183,8 @@ class TriangleBVH:
                 self._mesh.refit()
         if self._tree is not None:
             refit_tree(self._tree, self._points)
+        if self._lanes is not None:
+            self._lanes.copy_(triangle_lanes(self._points, self._tree.corners, LANE_WIDTH))
         self.refit_count += 1
         self._remember_source(verts)
 

@@ -25,7 +25,7 @@ import torch
 
 from .bvh_traverse import STACK_SIZE
 
-__all__ = ["FlatTree", "build_tree", "refit"]
+__all__ = ["FlatTree", "build_tree", "refit", "triangle_lanes"]
 
 #: Most triangles in a leaf.
 LEAF_SIZE = 4
@@ -182,3 +182,23 @@ def refit(tree: FlatTree, verts: torch.Tensor) -> None:
         left = first[ids]
         tree.box[ids, 0] = torch.minimum(tree.box[left, 0], tree.box[left + 1, 0])
         tree.box[ids, 1] = torch.maximum(tree.box[left, 1], tree.box[left + 1, 1])
+
+
+def triangle_lanes(verts: torch.Tensor, faces: torch.Tensor, width: int) -> torch.Tensor:
+    """The corners of ``faces [F, 3]`` over ``verts [V, 3]`` as structure-of-arrays blocks for SIMD tests
+    (:mod:`.bvh_native`): ``[B, 10, width]`` float32 on ``verts``' device, ``B = ceil(F / width)``; block ``b``
+    holds faces ``b * width ..`` side by side, row ``3 * corner + axis`` one coordinate (zeros past ``F``), and
+    row 9 the block's box (``lo`` in its first 3 floats, ``hi`` in the next 3). Pass the faces in the tree's
+    leaf order (``FlatTree.corners``) for blocks of nearby triangles, whose boxes cull."""
+    F = faces.shape[0]
+    blocks = (F + width - 1) // width
+    corners = verts.detach().to(torch.float32)[faces.long()]  # [F, 3 corners, 3 axes]
+    out = corners.new_zeros(blocks, 10, width)
+    padded = corners.new_zeros(blocks * width, 3, 3)
+    padded[:F] = corners
+    out[:, :9] = padded.view(blocks, width, 9).transpose(1, 2)
+    # the boxes over the real faces: the padding repeats the last face
+    points = torch.cat([corners, corners[-1:].expand(blocks * width - F, 3, 3)]).view(blocks, width * 3, 3)
+    out[:, 9, :3] = points.amin(dim=1)
+    out[:, 9, 3:6] = points.amax(dim=1)
+    return out.contiguous()

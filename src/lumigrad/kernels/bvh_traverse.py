@@ -45,12 +45,17 @@ class FlatBVH:
     (``count == 0``) has children ``first`` and ``first + 1`` (their four box corners are contiguous); a leaf
     holds triangles ``first .. first + count - 1`` of the leaf-ordered corners ``tri[3j], tri[3j + 1],
     tri[3j + 2]`` (corners 0, 1, 2 of face ``face[j]``). Node 0 is the root; ``num_nodes == 0``: no triangles.
+
+    Small meshes on the CPU also carry ``lanes``, their ``num_faces`` leaf-ordered triangles as SIMD blocks with
+    a box each (:func:`.bvh_build.triangle_lanes`, tested by :mod:`.bvh_native`); unread by the traversal.
     """
     box: wp.array(dtype=wp.vec3)
     node: wp.array(dtype=wp.vec2i)
     tri: wp.array(dtype=wp.vec3)
     face: wp.array(dtype=wp.int32)
     num_nodes: int
+    lanes: wp.array(dtype=wp.float32)
+    num_faces: int
 
 
 @wp.struct
