@@ -284,6 +284,29 @@ def test_an_absorbing_interior_round_trips_through_khr_materials_volume(tmp_path
         write_gltf(tmp_path / "scatter.gltf", scene)
 
 
+def test_an_exterior_medium_and_the_scenes_medium_warn_naming_the_field(tmp_path):
+    """glTF holds neither a material's ``exterior`` nor the scene's ``medium``: each is dropped with a warning
+    that names it, and the rest is written (the interior's absorption too)."""
+    from lumigrad.shading.medium import HomogeneousMedium
+
+    verts = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    fog = HomogeneousMedium(torch.tensor([0.1]), torch.tensor([0.0]))
+    scene = lg.Scene()
+    scene.add_mesh("glass", lg.SceneMesh(verts, torch.tensor([[0, 1, 2]]), Material(
+        metallic_factor=0.0, transmission_factor=1.0, interior=HomogeneousMedium(torch.tensor([0.5]),
+                                                                                 torch.tensor([0.0])),
+        exterior=fog)))
+    scene.medium = fog
+    with pytest.warns(UserWarning) as record:
+        out = write_gltf(tmp_path / "media.gltf", scene)
+    messages = [str(r.message) for r in record]
+    assert any("materials[0] has an exterior medium (Material.exterior)" in m for m in messages), messages
+    assert any("Scene.medium" in m for m in messages), messages
+    back = read_gltf(out).meshes["glass"].material
+    assert back.interior.sigma_a.tolist() == pytest.approx([0.5] * 3, rel=1e-6)
+    assert back.exterior is None
+
+
 @pytest.mark.parametrize("suffix", [".glb", ".gltf"])
 def test_alpha_modes_round_trip(suffix, tmp_path):
     verts = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])

@@ -129,7 +129,9 @@ class PathIntegrator(Integrator):
     directional, area and environment lights); with ``max_depth`` 3 or more the same shadow-edge samples are
     connected to the vertices of camera paths too (:mod:`lumigrad.raytrace.shadow_edge_connections`), so shadows
     seen in glossy reflections or through rough glass, and shadows that change the light bounced onward, get
-    their boundary term (``deep_shadow_edges``; not through a delta lobe, nor in scenes with media; a
+    their boundary term (``deep_shadow_edges``; not through a delta lobe, nor in scenes where a path can be in a
+    medium; in fog the first-hit term carries the medium's ``Tr`` on its camera and shadow rays, exact for a pure
+    absorber, while the in-scattered light's own shadow boundaries are left out; a
     silhouette seen by a BSDF-sampled ray beyond the first hit still gets none). Area lights' direct light is
     differentiated in the lamp's area parameterisation in both terms (the backward pass's own next-event
     samples, points that move with the lamp, at full weight; the emission BSDF samples find left out;

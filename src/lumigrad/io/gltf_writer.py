@@ -24,8 +24,8 @@ What is written, so that :func:`lumigrad.io.read_gltf` and Blender read it back:
   rotated so that its local -z is the light's direction.
 
 Not written (a warning names each): area, environment and SH lights; batched cameras; lens distortion, a
-principal point off centre and non-square pixels (``fx != fy``); the :class:`Film`; gradients (tensors are
-detached and written as float32).
+principal point off centre and non-square pixels (``fx != fy``); a material's ``exterior`` medium and the scene's
+``medium`` (glTF has neither); the :class:`Film`; gradients (tensors are detached and written as float32).
 """
 
 from __future__ import annotations
@@ -135,6 +135,9 @@ class _Writer:
 
     # ------------------------------------------------------------------------------------------ scene
     def write(self, scene: Scene, cameras: bool) -> Path:
+        if scene.medium is not None:
+            warnings.warn("glTF writer: the scene has a medium (Scene.medium) around everything, which glTF cannot "
+                          "hold; written without")
         for name, mesh in scene.meshes.items():
             self.mesh(name, mesh)
         if cameras:
@@ -223,8 +226,12 @@ class _Writer:
         specular = _float(m.specular_factor)
         if specular != 1.0:
             extensions["KHR_materials_specular"] = {"specularFactor": specular}
+        where = f"materials[{len(self.doc.get('materials', []))}]"
         if m.interior is not None:
-            extensions.update(_volume(m.interior, f"materials[{len(self.doc.get('materials', []))}]"))
+            extensions.update(_volume(m.interior, where))
+        if m.exterior is not None:
+            warnings.warn(f"glTF writer: {where} has an exterior medium (Material.exterior), which glTF cannot "
+                          "hold; written without")
         if extensions:
             out["extensions"] = extensions
             self.extensions_used.update(extensions)

@@ -40,9 +40,10 @@ differentiated; ``d w*/dt`` is the forward-mode derivative of the detached chain
 Scope and what is left out: the connecting vertex needs a lobe that is not a Dirac delta; the path tracer's
 only one, an index-matched transmitting boundary's straight pass-through (``ior`` 1), evaluates to 0 and so
 connects nothing (a shadow seen through it gets no boundary term); smooth surfaces are clamped to a least
-roughness (``ALPHA_MIN``), so a near-mirror connects, with a high variance. Scenes with
-participating media (a material's ``interior``) get no term beyond the first hit (the pool does not trace free
-flights). Only the direct light's visibility at ``x_k`` is covered: a silhouette seen by a BSDF-sampled ray from
+roughness (``ALPHA_MIN``), so a near-mirror connects, with a high variance. Scenes where a path can be in
+a participating medium (a transmitting material's ``interior`` or ``exterior``, or the scene's medium ``ts.medium``
+around everything: :func:`~lumigrad.raytrace.volumetric.traced_media`) get no term beyond the first hit: the
+pool is empty (it traces no free flights, and its connections would carry no ``Tr``). Only the direct light's visibility at ``x_k`` is covered: a silhouette seen by a BSDF-sampled ray from
 ``x_{k-1}`` (the "primary visibility" of later vertices) still gives no boundary gradient. The variance is high
 where the connecting BSDF is narrow (a rough mirror connects few pool vertices to a given shadow point): this
 first version is unbiased, not efficient.
@@ -60,7 +61,7 @@ from ..shading.transmission import bsdf_for
 from .intersect import offset_ray_origin_unchecked
 from .shadow_edges import ShadowEdgeSources, direct_light_jumps, receiver_chain, receiver_points
 from .transport import MAX_BOUNCES, TraceScene, surface_at
-from .volumetric import media_of
+from .volumetric import traced_media
 
 __all__ = ["CANDIDATES", "CONNECTIONS", "EPS", "PathVertices", "camera_path_vertices", "connected_shadow_edges"]
 
@@ -112,7 +113,7 @@ def camera_path_vertices(ts: TraceScene, rays_through: Callable, v_image: torch.
                          torch.zeros(0, 3, dtype=dtype, device=device), torch.zeros(0, C, dtype=dtype, device=device))
     with torch.no_grad():
         pixel = (v_image != 0).any(-1).nonzero()
-        if last < 1 or pixel.shape[0] == 0 or (ts.transmissive and any(m is not None for m in media_of(ts.materials))):
+        if last < 1 or pixel.shape[0] == 0 or traced_media(ts.materials, ts.medium, ts.transmissive) is not None:
             return empty
         uv = pixel.flip(-1).to(dtype) + torch.rand(pixel.shape[0], 2, generator=generator, device=device, dtype=dtype)
         o, d = rays_through(uv)

@@ -46,7 +46,17 @@ hits. Steps 1-3 do not depend on who sees the receiver (:func:`sample_shadow_edg
 are also connected to the vertices of camera paths, for the shadows seen beyond the first hit (in a glossy
 reflection, or changing the light a surface bounces onward): :mod:`lumigrad.raytrace.shadow_edge_connections`,
 which evaluates its jumps with :func:`direct_light_jumps` as step 5 does (delta lobes and scenes with media are
-left out there). An environment's directions are fixed (it is at
+left out there).
+
+Media: in a scene where a path can be in a participating medium (the scene's ``Scene.medium`` around the
+camera, a transmitting material's ``interior`` or ``exterior``; :func:`~lumigrad.raytrace.volumetric.traced_media`)
+step 5's integrand is the primal's next-event one: times ``Tr`` of the camera ray (in the scene's medium) up to
+the receiver and ``Tr`` of the shadow ray on to ``y`` (:class:`~lumigrad.raytrace.volumetric.ShadowMedia`; a
+light at infinity through the scene's unbounded medium: ``Tr = 0``, no jump). In a pure absorber
+(``sigma_s = 0``) that is the whole integrand, and this term the whole visibility derivative of a surface's
+shadow. With scattering (``sigma_s > 0``) the light scattered in the medium has shadow boundaries of its own (in
+the volume, along the camera rays): that term is left out. A receiver inside a bounded medium (a fog-filled
+glass) is hidden behind its boundary, the camera's first hit, so it gets no jump. An environment's directions are fixed (it is at
 infinity): the boundary term moves with occluders, receivers and the camera, the map's own gradient is the
 interior term's. For area lights the boundary term uses the full integrand of the area parameterisation, and
 so does the interior term: the path tracer's adjoint pass differentiates area lights' direct light by
@@ -72,6 +82,7 @@ from ..shading.transmission import bsdf_for
 from .area_next_event import area_choice, area_points
 from .intersect import offset_ray_origin_unchecked
 from .transport import TraceScene, surface_at
+from .volumetric import ShadowMedia, outward_face_normals, shadow_transmittance, traced_media
 
 __all__ = ["AREA_LIGHT_SAMPLES", "ENVIRONMENT_LIGHT_SAMPLES", "ShadowEdgeSamples", "ShadowEdgeSources",
            "direct_light_jumps", "receiver_chain", "receiver_points", "sample_shadow_edge_sources",
@@ -291,7 +302,9 @@ def direct_light_jumps(ts: TraceScene, lights, receivers: torch.Tensor, centre, 
     object with the ``lights``, ``light_points``, ``light_normals`` and ``light_radiance`` of
     :class:`ShadowEdgeSamples`, one row per sample) reaching the first hits of the rays ``sides`` (two ``(o, d)``
     pairs of ``[S, 3]``, either side of a shadow curve), 0 where the ray ``centre`` ``(o, d)`` does not first
-    hit the receiver ``receivers [S, 3]`` or a side's first hit is not at the receiver's depth. Detached."""
+    hit the receiver ``receivers [S, 3]`` or a side's first hit is not at the receiver's depth. The rays start
+    where the camera is, in the scene's medium (``ts.medium``): in a scene with media the value of a side carries
+    ``Tr`` of its ray up to the hit and of the shadow ray on to ``y`` (:func:`_direct_from_samples`). Detached."""
     with torch.no_grad():
         bvh = bvh_for(ts.verts.detach(), ts.faces)
         o, d = centre
@@ -556,7 +569,15 @@ def _direct_from_samples(ts: TraceScene, bvh, samples, o: torch.Tensor, d: torch
                          ):
     """``([S, C], [S])``: the direct light from each sample's light point reaching the camera rays ``o, d`` off
     their first hit (BSDF, cosine, the light's ``h / pdf``, a shadow ray; 0 where the rays miss), and the
-    distance ``t`` of that hit along the rays (inf on a miss)."""
+    distance ``t`` of that hit along the rays (inf on a miss).
+
+    In a scene with media (:func:`~lumigrad.raytrace.volumetric.traced_media`) the rays start in the scene's
+    medium (the camera's) and the value is the primal's next-event integrand there: times ``Tr`` of the camera
+    ray over ``t`` and ``Tr`` of the shadow ray in the medium it leaves into
+    (:class:`~lumigrad.raytrace.volumetric.ShadowMedia`: the scene's, or across a transmitting first hit the
+    part's interior), over the light's distance (infinite for a light at infinity: 0 in the scene's medium).
+    For a pure absorber (``sigma_s = 0``) that is the whole integrand, so the jump is exact; with scattering the
+    in-scattered light has shadow boundaries of its own (in the volume), which no term here samples."""
     dtype = ts.verts.dtype
     S = o.shape[0]
     out = torch.zeros(S, 3, dtype=dtype, device=o.device)
@@ -600,4 +621,18 @@ def _direct_from_samples(ts: TraceScene, bvh, samples, o: torch.Tensor, d: torch
     blocked = bvh.occluded(origin, wi, t_max.to(torch.float32))
     value = bsdf.eval(si, wi) * cos.abs() * weight
     value = torch.where((valid & ~blocked)[:, None], value, torch.zeros_like(value))
+    table = traced_media(ts.materials, ts.medium, ts.transmissive, o.device)
+    if table is not None:
+        value = value * _transmittances(ts, table, face[rows], d[rows], t_hit[rows], wi, dist)
     return out.index_copy(0, rows, value), t_hit
+
+
+def _transmittances(ts: TraceScene, table, face, d, t_hit, wi, dist) -> torch.Tensor:
+    """``[N, C]`` ``Tr`` of the camera rays ``d`` (in the scene's medium) up to their hits on ``face`` at
+    ``t_hit``, times ``Tr`` of the shadow rays ``wi`` from there over ``dist`` (detached, as the primal's)."""
+    C = 3
+    medium = torch.full((face.shape[0],), table.start, dtype=torch.long, device=face.device)
+    camera = shadow_transmittance(table.media, medium, t_hit.to(wi.dtype)[:, None], C, table.start)
+    shadow = ShadowMedia(table, medium, ts.face_part.index_select(0, face),
+                         outward_face_normals(ts.verts, ts.faces, face), -d)
+    return (camera * shadow.transmittance(wi, dist[:, None], C)).detach()

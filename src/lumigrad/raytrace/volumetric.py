@@ -53,7 +53,7 @@ from ..shading.medium import HomogeneousMedium, homogeneous_transmittance, sampl
 from .mis import power_heuristic, sample_light
 
 __all__ = ["FreeFlight", "MediaTable", "ShadowMedia", "free_flight", "media_of", "media_table",
-           "outward_face_normals", "scatter_vertex", "shadow_transmittance"]
+           "outward_face_normals", "scatter_vertex", "shadow_transmittance", "traced_media"]
 
 
 @dataclass
@@ -136,6 +136,17 @@ def media_table(materials: List[object], medium: Optional[HomogeneousMedium], de
     as_long = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731
     return MediaTable(media, as_long(interior), as_long(exterior),
                       torch.tensor(boundary, dtype=torch.bool, device=device), start)
+
+
+def traced_media(materials: List[object], medium: Optional[HomogeneousMedium], transmissive: bool,
+                 device=None) -> Optional[MediaTable]:
+    """The :func:`media_table` of a scene where a path can be in a medium (``transmissive``: some material
+    transmits, so interiors and exteriors are entered; or a scene ``medium``, where camera rays start), else
+    None (a vacuum scene: no path is ever in a medium)."""
+    if not transmissive and medium is None:
+        return None
+    table = media_table(materials, medium, device)
+    return table if table.any else None
 
 
 def _coefficients(medium: HomogeneousMedium, dtype: torch.dtype, C: int):
