@@ -133,7 +133,7 @@ def area_light_term(bvh, bsdf, si, ng: torch.Tensor, light, tri_index: torch.Ten
         seen = valid & ~blocked[:, None]
     term = bsdf.eval(si, wi) * cos.abs() * le * emit / (d * d)
     if shadow is not None:
-        term = term * shadow.transmittance(wi.detach(), d.detach(), term.shape[-1])
+        term = term * shadow.transmittance(wi.detach(), d, term.shape[-1])
     return torch.where(seen, term, torch.zeros_like(term))
 
 

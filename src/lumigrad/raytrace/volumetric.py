@@ -34,10 +34,13 @@ the phase weight carries the gradient w.r.t. ``sigma_a``, ``sigma_s`` and ``g`` 
 the same estimator, unbiased); the next-event term is differentiated directly (``Tr`` of the shadow segment,
 the phase function).
 
+The shadow rays' ``Tr`` is differentiated in its length too (the segment from a surface vertex to the light
+sample lies in one medium, so moving the vertex or the light changes ``Tr`` in closed form).
+
 Limits: the tags are trusted, never checked against the geometry; one scene medium for every camera; scattering
-positions and the distance to the boundary (and to the light, in shadow rays' ``Tr``) are detached (no geometry
-gradient through the flights: the boundary's motion would also need the Leibniz term of the free-flight
-integral's moving end).
+positions and the distance to the boundary are detached (no geometry gradient through the flights: the
+boundary's motion would also need the Leibniz term of the free-flight integral's moving end; a scattering
+vertex's shadow ray gets its length's gradient through the light's position only).
 """
 
 from __future__ import annotations
@@ -295,24 +298,26 @@ def _crossing(medium: torch.Tensor, table: MediaTable, part: torch.Tensor, n_out
 
 
 def _shadow_length(distance: torch.Tensor, unbounded: bool = False) -> torch.Tensor:
-    """The (detached) length of shadow rays for their ``Tr``: ``+inf`` (a light at infinity) counts 0 in a
+    """The length of shadow rays for their ``Tr`` (differentiable: the segment lies in one medium, any surface on
+    the way blocks it, so ``Tr`` is a closed form of the distance between the moving vertex and light sample):
+    ``+inf`` (a light at infinity) counts 0 in a
     bounded medium (its boundary blocks the ray anyway) and stays ``+inf`` in the ``unbounded`` one (the scene's:
     ``Tr = 0`` where ``sigma_t > 0``), and the magnitude of a negative one: a light sample's distance along a
     direction almost in the lamp's plane (the point nearly in that plane) can come out with the wrong sign from
     the ray-plane division, and ``exp(+sigma_t |t|)`` was a firefly (``inf`` seen at 512 spp in a lit ball)."""
-    dist = distance.detach()
-    far = torch.full_like(dist, math.inf) if unbounded else torch.zeros_like(dist)
-    return torch.where(torch.isfinite(dist), dist.abs(), far)
+    finite = torch.isfinite(distance.detach())
+    far = torch.full_like(distance, math.inf) if unbounded else torch.zeros_like(distance)
+    return torch.where(finite, torch.where(finite, distance, torch.zeros_like(distance)).abs(), far)
 
 
 def shadow_transmittance(media: List[Optional[HomogeneousMedium]], medium: torch.Tensor, distance: torch.Tensor,
                          C: int, unbounded: int = -1) -> torch.Tensor:
     """``Tr [N, C]`` of shadow rays in the media ``medium [N]`` (-1: vacuum, ``Tr = 1``) over ``distance [N, 1]``
-    (detached; ``+inf``, a directional light or the environment: ``Tr = 1``, the medium's boundary blocks the
+    (``+inf``, a directional light or the environment: ``Tr = 1``, the medium's boundary blocks the
     ray anyway, except in the medium of index ``unbounded``, the scene's: ``exp(-sigma_t inf)``).
 
     **Differentiability:** in each medium's ``sigma_a`` and ``sigma_s`` (``d Tr / d sigma_t = -t Tr``; 0 over an
-    infinite length)."""
+    infinite length) and in ``distance`` (``d Tr / d t = -sigma_t Tr``)."""
     dist = _shadow_length(distance)
     tr = torch.ones(medium.shape[0], C, dtype=dist.dtype, device=dist.device)
     for k, m in enumerate(media):  # (each medium over all rows, chosen by mask: no host sync)
