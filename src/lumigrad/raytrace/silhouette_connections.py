@@ -125,15 +125,21 @@ def connected_silhouettes(ts: TraceScene, pools: Sequence[Tuple[PathVertices, in
         if live.numel() == 0:
             return None
         i, edge, t, x, e, w, dist, value = (z[live] for z in (i, edge, t, x, e, w, dist, value))
-        ng, depth = ng_pool[i], depth[i]
+        depth = depth[i]
+        ng = ng_pool[i]
+        # the rays' apex: the vertex offset off its surface (a silhouette a hair away, as the lamp's edge under a
+        # ceiling, would otherwise be seen from a shifted point, both sides of the jump on one side of it)
+        x = offset_ray_origin_unchecked(x, ng, w)
+        to_e = e - x
+        dist = to_e.norm(dim=-1)
+        w = to_e / dist.clamp_min(1e-30)[:, None]
         # e must be the first thing the vertex sees in its direction
-        o = offset_ray_origin_unchecked(x, ng, w)
-        hit, t_hit, _ = bvh_for(verts, ts.faces).closest_hit(o, w)
-        seen = (hit < 0) | (t_hit.to(dtype) >= (e - o).norm(dim=-1) * (1 - _VISIBLE_SLACK))
+        hit, t_hit, _ = bvh_for(verts, ts.faces).closest_hit(x, w)
+        seen = (dist > 0) & ((hit < 0) | (t_hit.to(dtype) >= dist * (1 - _VISIBLE_SLACK)))
         live = seen.nonzero()[:, 0]
         if live.numel() == 0:
             return None
-        i, edge, t, x, e, w, dist, value, ng, depth = (z[live] for z in (i, edge, t, x, e, w, dist, value, ng, depth))
+        i, edge, t, x, e, w, dist, value, depth = (z[live] for z in (i, edge, t, x, e, w, dist, value, depth))
         pa, pb = verts[a[edge]], verts[b[edge]]
         plane = torch.linalg.cross(pa - x, pb - x)
         n_w = plane / plane.norm(dim=-1, keepdim=True).clamp_min(1e-300)
@@ -146,7 +152,7 @@ def connected_silhouettes(ts: TraceScene, pools: Sequence[Tuple[PathVertices, in
             for sign in (-1.0, 1.0):
                 dd = w[rows] + sign * eps * n_w[rows]
                 dd = dd / dd.norm(dim=-1, keepdim=True)
-                sides.append(radiance(offset_ray_origin_unchecked(x[rows], ng[rows], dd), dd, d).to(dtype))
+                sides.append(radiance(x[rows], dd, d).to(dtype))
             jump[rows] = sides[0] - sides[1]  # L_minus - L_plus
         weight = (value * jump).sum(-1) * speed * total_length / (prob[i] * samples)
         use = (weight != 0).nonzero()[:, 0]
