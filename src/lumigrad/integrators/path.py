@@ -137,7 +137,8 @@ class PathIntegrator(Integrator):
     connected to the vertices of camera paths too (:mod:`lumigrad.raytrace.shadow_edge_connections`), so shadows
     seen in glossy reflections or through rough glass, and shadows that change the light bounced onward, get
     their boundary term (``deep_shadow_edges``; not through a delta lobe, nor in scenes with media; a
-    silhouette seen by a BSDF-sampled ray beyond the first hit still gets none). Area lights' direct light is
+    silhouette seen beyond the first hit gets its term from
+    :mod:`lumigrad.raytrace.silhouette_connections`, ``deep_silhouette_samples``). Area lights' direct light is
     differentiated in the lamp's area parameterisation in both terms (the backward pass's own next-event
     samples, points that move with the lamp, at full weight; the emission BSDF samples find left out;
     :mod:`lumigrad.raytrace.transport`), so with ``seed_grad = seed`` the gradient of a scene with area lights

@@ -13,7 +13,8 @@ with ``beta_{k-1}`` the image adjoint times the path throughput arriving at ``x_
 that is a silhouette seen from ``x_{k-1}`` (a boundary edge, or one whose two faces face ``x_{k-1}``
 differently), ``n_w`` the unit normal of the edge's great-circle arc on the sphere of directions (the normal of
 the plane through ``x_{k-1}`` and the edge), ``dl_w = |d w*/dt| dt`` along the edge's arc length ``t``
-(``|d w*/dt| = |u - (u . w*) w*| / |e - x_{k-1}|``, ``u`` the edge's unit direction) and ``L`` the radiance
+(``|d w*/dt| = |u - (u . w*) w*| / |e - x_{k-1}|``, ``u`` the edge's unit direction; ``x_{k-1}`` is the vertex
+offset off its surface, where the rays start: an edge a hair away is seen from there) and ``L`` the radiance
 arriving at ``x_{k-1}`` from ``w* -+ eps n_w`` **without the emission of the surface it hits**: the path
 tracer's remaining depth, traced by the caller's primal (the same random numbers on both sides: antithetic).
 Emission seen directly from ``x_{k-1}`` is its direct light, whose visibility boundary is the shadow-edge term
