@@ -21,6 +21,7 @@ from ..cameras.camera import Camera
 from ..conventions import pixel_centers
 from ..raytrace.edges import sample_primary_edges
 from ..raytrace.shadow_edge_connections import camera_path_vertices, connected_shadow_edges
+from ..raytrace.silhouette_connections import connected_silhouettes
 from ..raytrace.shadow_edges import sample_shadow_edge_sources, shadow_edge_jumps, shadow_edges_seen_by
 from ..kernels.bvh import bvh_for
 from ..kernels.path_trace import PathTables
@@ -39,6 +40,9 @@ __all__ = ["DirectIntegrator", "PathIntegrator"]
 _SEED_MOD = 2 ** 62
 #: The random streams of one pass (seed): each gets its own seed through :func:`_stream`.
 _PATHS, _CAMERA, _PRIMARY_EDGES, _SHADOW_EDGES, _EDGE_SIDES = range(5)
+#: The streams of the silhouettes beyond the first hit: their draws (a generator) and their paths (counter-based);
+#: past ``_EDGE_SIDES + 1``, which the deep shadow edges take.
+_DEEP_SILHOUETTES, _DEEP_SILHOUETTE_SIDES = _EDGE_SIDES + 2, _EDGE_SIDES + 3
 _MASK64 = 2 ** 64 - 1
 
 
@@ -86,6 +90,11 @@ class PathIntegrator(Integrator):
         deep_shadow_edges: also connect those points to the vertices of camera paths, for the shadows seen
             beyond the first hit (in reflections, or changing the light bounced onward; default True; only with
             ``max_depth`` 3 or more).
+        deep_silhouette_samples: points per view on the silhouettes seen from the vertices of camera paths beyond
+            the first hit (:mod:`lumigrad.raytrace.silhouette_connections`: an occluder of bounced light; only
+            with ``max_depth`` 3 or more). Default 0, off: the term is unbiased in its tests but heavy-tailed
+            where path vertices lie close to edges (docs/benchmarks.md, "Silhouettes beyond the first hit");
+            None: as many as ``edge_samples``.
         use_fused_kernel: run primal passes (the forward image, the backward pass's radiance of each path,
             the edge samples' radiance) on the fused Warp kernel (:mod:`lumigrad.integrators.fused_paths`)
             where the scene allows it (default); False, or the environment variable
@@ -131,8 +140,10 @@ class PathIntegrator(Integrator):
     seen in glossy reflections or through rough glass, and shadows that change the light bounced onward, get
     their boundary term (``deep_shadow_edges``; not through a delta lobe, nor in scenes where a path can be in a
     medium; in fog the first-hit term carries the medium's ``Tr`` on its camera and shadow rays, exact for a pure
-    absorber, while the in-scattered light's own shadow boundaries are left out; a
-    silhouette seen by a BSDF-sampled ray beyond the first hit still gets none). Area lights' direct light is
+    absorber, while the in-scattered light's own shadow boundaries are left out). A silhouette seen by a
+    BSDF-sampled ray beyond the first hit (an occluder of indirect light) gets its term only when asked for,
+    ``deep_silhouette_samples > 0`` (:mod:`lumigrad.raytrace.silhouette_connections`: unbiased in the tests, but
+    heavy-tailed where vertices lie close to edges, so off by default). Area lights' direct light is
     differentiated in the lamp's area parameterisation in both terms (the backward pass's own next-event
     samples, points that move with the lamp, at full weight; the emission BSDF samples find left out;
     :mod:`lumigrad.raytrace.transport`), so with ``seed_grad = seed`` the gradient of a scene with area lights
@@ -149,7 +160,7 @@ class PathIntegrator(Integrator):
                  spp_grad: Optional[int] = None, seed_grad: Optional[int] = None, edge_samples: Optional[int] = None,
                  antithetic_edges: bool = True, shadow_edge_samples: Optional[int] = None,
                  use_fused_kernel: bool = True, light_sampling: str = DEFAULT_LIGHT_SAMPLING,
-                 deep_shadow_edges: bool = True):
+                 deep_shadow_edges: bool = True, deep_silhouette_samples: Optional[int] = 0):
         check_choice(light_sampling, "light_sampling", AREA_SAMPLING)
         self.light_sampling = light_sampling
         if isinstance(max_depth, bool) or not isinstance(max_depth, int) or (max_depth < 1 and max_depth != -1):
@@ -173,6 +184,12 @@ class PathIntegrator(Integrator):
         if not isinstance(deep_shadow_edges, bool):
             raise TypeError(f"deep_shadow_edges must be a bool; got {type(deep_shadow_edges).__name__}")
         self.deep_shadow_edges = deep_shadow_edges
+        if deep_silhouette_samples is not None and (isinstance(deep_silhouette_samples, bool)
+                                                    or not isinstance(deep_silhouette_samples, int)
+                                                    or deep_silhouette_samples < 0):
+            raise ValueError(f"deep_silhouette_samples must be a non-negative int or None; "
+                             f"got {deep_silhouette_samples!r}")
+        self.deep_silhouette_samples = deep_silhouette_samples
         if not isinstance(use_fused_kernel, bool):
             raise TypeError(f"use_fused_kernel must be a bool; got {type(use_fused_kernel).__name__}")
         self.use_fused_kernel = use_fused_kernel
@@ -281,6 +298,9 @@ class _Run:
         if it.shadow_edge_samples != 0 and it.max_depth >= 2:
             with torch.enable_grad():
                 self._shadow_edges(ts, v_image, adjoint, spp, seed)
+        if it.deep_silhouette_samples != 0 and (it.max_depth < 0 or it.max_depth >= 3):
+            with torch.enable_grad():
+                self._deep_silhouettes(ts, v_image, adjoint, spp, seed)
         return adjoint.grads
 
     def _views(self, v_image: torch.Tensor, seed: int):
@@ -359,6 +379,45 @@ class _Run:
                 surrogate = connected_shadow_edges(ts, sources, pool, deep_gen)
                 if surrogate is not None:
                     adjoint.backprop(surrogate)
+
+    def _deep_silhouettes(self, ts: TraceScene, v_image: torch.Tensor, adjoint: PathAdjoint, spp: int,
+                          seed: int) -> None:
+        """The boundary term of the silhouettes seen from camera-path vertices beyond the camera, view by view
+        (:mod:`lumigrad.raytrace.silhouette_connections`). The pool of each depth ``j`` (``x_j``, ``1 <= j <=
+        max_depth - 2``) is the tail of :func:`camera_path_vertices` traced to ``max_depth = j + 2`` from the
+        same generator state (a longer path draws the same numbers first); the radiance arriving at ``x_j``
+        has the remaining ``max_depth - j``."""
+        it = self.integrator
+        cam = self.camera
+        count = it.deep_silhouette_samples or max(256, cam.height * cam.width * spp // 16)
+        views, v_views, gen = self._views(v_image, _stream(seed, _DEEP_SILHOUETTES))
+        dtype = ts.verts.dtype
+        settings = self._settings(seed, _DEEP_SILHOUETTE_SIDES)
+        with torch.no_grad():
+            tables = path_tables(ts) if use_fused(ts, it.use_fused_kernel) else None
+
+        def radiance(o, d, max_depth):
+            with torch.no_grad():
+                return self._primal_paths(ts, o, d, tables=tables,
+                                          **dict(settings, max_depth=max_depth, hide_emitters=True))
+
+        for view, v in zip(views, v_views):
+            rays = lambda uv, view=view: _rays_through(view, uv, dtype)  # noqa: E731
+            if it.max_depth < 0:
+                pools = [(camera_path_vertices(ts, rays, v, -1, it.rr_depth, gen), -1)]
+            else:
+                state, pools, seen = gen.get_state(), [], 0
+                for j in range(1, it.max_depth - 1):
+                    gen.set_state(state)
+                    pool = camera_path_vertices(ts, rays, v, j + 2, it.rr_depth, gen)
+                    tail = torch.arange(seen, len(pool), device=pool.face.device)
+                    pools.append((type(pool)(*(z.index_select(0, tail) for z in (pool.face, pool.origins,
+                                                                                   pool.directions, pool.weights))),
+                                  it.max_depth - j))
+                    seen = len(pool)
+            surrogate = connected_silhouettes(ts, pools, radiance, gen, count)
+            if surrogate is not None:
+                adjoint.backprop(surrogate)
 
     def aovs(self, names) -> dict:
         """The first-hit buffers ``names`` (``[..., H, W, C]``, the pixel's mean over its camera rays)."""

@@ -238,7 +238,11 @@ def _choose_vertices(x_star, si_pool, weights, prob, candidates, connections, ge
     contributes)."""
     n = x_star.shape[0]
     s = torch.arange(n, device=prob.device).repeat_interleave(candidates)
-    i = torch.multinomial(prob, n * candidates, replacement=True, generator=generator)
+    # by the inverse of the cumulative distribution (torch.multinomial refuses more than 2^24 categories: a pool
+    # of 2k x 2k pixels times a few depths has more)
+    cdf = prob.cumsum(0)
+    u = torch.rand(n * candidates, dtype=cdf.dtype, device=cdf.device, generator=generator) * cdf[-1]
+    i = torch.searchsorted(cdf, u, right=True).clamp_max(prob.shape[0] - 1)
     si = si_pool.map(lambda z: z.index_select(0, i))
     to_x = x_star.index_select(0, s) - si.position
     dist = to_x.norm(dim=-1, keepdim=True)
