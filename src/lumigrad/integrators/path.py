@@ -39,10 +39,10 @@ __all__ = ["DirectIntegrator", "PathIntegrator"]
 
 _SEED_MOD = 2 ** 62
 #: The random streams of one pass (seed): each gets its own seed through :func:`_stream`.
+#: ``_EDGE_SIDES`` and ``_EDGE_SIDES + 1`` are the primary edges' two sides (one stream when antithetic); then the
+#: shadow edges beyond the first hit (pool and connections) and the silhouettes beyond it (draws, paths).
 _PATHS, _CAMERA, _PRIMARY_EDGES, _SHADOW_EDGES, _EDGE_SIDES = range(5)
-#: The streams of the silhouettes beyond the first hit: their draws (a generator) and their paths (counter-based);
-#: past ``_EDGE_SIDES + 1``, which the deep shadow edges take.
-_DEEP_SILHOUETTES, _DEEP_SILHOUETTE_SIDES = _EDGE_SIDES + 2, _EDGE_SIDES + 3
+_DEEP_SHADOW_EDGES, _DEEP_SILHOUETTES, _DEEP_SILHOUETTE_SIDES = _EDGE_SIDES + 2, _EDGE_SIDES + 3, _EDGE_SIDES + 4
 _MASK64 = 2 ** 64 - 1
 
 
@@ -358,7 +358,7 @@ class _Run:
         deep = it.deep_shadow_edges and (it.max_depth < 0 or it.max_depth >= 3)
         if deep:  # the pool's paths and the connections: a stream of their own (the first hit's draws unchanged)
             deep_gen = torch.Generator(device=cam.device)
-            deep_gen.manual_seed(_stream(seed, _EDGE_SIDES + 1))
+            deep_gen.manual_seed(_stream(seed, _DEEP_SHADOW_EDGES))
         dtype = ts.verts.dtype
         for view, v in zip(views, v_views):
             sources = sample_shadow_edge_sources(ts, count, gen)

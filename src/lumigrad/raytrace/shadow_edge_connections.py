@@ -43,8 +43,9 @@ connects nothing (a shadow seen through it gets no boundary term); smooth surfac
 roughness (``ALPHA_MIN``), so a near-mirror connects, with a high variance. Scenes where a path can be in
 a participating medium (a transmitting material's ``interior`` or ``exterior``, or the scene's medium ``ts.medium``
 around everything: :func:`~lumigrad.raytrace.volumetric.traced_media`) get no term beyond the first hit: the
-pool is empty (it traces no free flights, and its connections would carry no ``Tr``). Only the direct light's visibility at ``x_k`` is covered: a silhouette seen by a BSDF-sampled ray from
-``x_{k-1}`` (the "primary visibility" of later vertices) still gives no boundary gradient. The variance is high
+pool is empty (it traces no free flights, and its connections would carry no ``Tr``). Only the direct light's visibility at ``x_k`` is covered here: a silhouette seen by a BSDF-sampled ray from
+``x_{k-1}`` (the "primary visibility" of later vertices) is :mod:`lumigrad.raytrace.silhouette_connections`'s
+(opt-in). The variance is high
 where the connecting BSDF is narrow (a rough mirror connects few pool vertices to a given shadow point): this
 first version is unbiased, not efficient.
 """
