@@ -60,7 +60,8 @@ import torch
 from ..kernels.bvh import bvh_for
 from ..shading.transmission import bsdf_for
 from .intersect import offset_ray_origin_unchecked
-from .shadow_edges import ShadowEdgeSources, direct_light_jumps, receiver_chain, receiver_points
+from .shadow_edges import (ShadowEdgeSources, direct_light_jumps, receiver_chain, receiver_points,
+                           select_samples)
 from .transport import MAX_BOUNCES, TraceScene, surface_at
 from .volumetric import traced_media
 
@@ -171,7 +172,7 @@ def connected_shadow_edges(ts: TraceScene, sources: ShadowEdgeSources, pool: Pat
         n = piece["edge"].shape[0]
         for start in range(0, n, CHUNK_SAMPLES):  # bounded memory: CANDIDATES rows per sample
             rows = torch.arange(start, min(n, start + CHUNK_SAMPLES), device=prob.device)
-            term = _connect(ts, sources, _select(piece, rows), si_pool, ng_pool, pool.weights, prob, generator,
+            term = _connect(ts, sources, select_samples(piece, rows), si_pool, ng_pool, pool.weights, prob, generator,
                             connections, candidates, eps)
             if term is not None:
                 out.append(term)
@@ -188,14 +189,15 @@ def _connect(ts, sources, piece, si_pool, ng_pool, weights, prob, generator, con
         x_prev = si_pool.position.index_select(0, i)
         ng = ng_pool.index_select(0, i)
         # d w*/dt along the detached chain (float64), the curve's normal on the sphere of directions
-        chain = receiver_chain(ts, sources, _select(piece, s))
+        samples = select_samples(piece, s)  # (repeated as they connect)
+        chain = receiver_chain(ts, sources, samples)
         x64 = x_prev.to(f64)
 
         def direction(tt):
             r = chain(tt) - x64
             return r / r.norm(dim=-1, keepdim=True)
 
-        w64, dw = torch.func.jvp(direction, (piece["t"].index_select(0, s).to(f64),),
+        w64, dw = torch.func.jvp(direction, (samples["t"].to(f64),),
                                  (torch.ones(s.shape[0], dtype=f64, device=s.device),))
         speed = dw.norm(dim=-1)
         normal = torch.linalg.cross(w64, dw)
@@ -203,7 +205,7 @@ def _connect(ts, sources, piece, si_pool, ng_pool, weights, prob, generator, con
         good = (torch.isfinite(speed) & (speed > 1e-12)).nonzero()[:, 0]
         if good.numel() == 0:
             return None
-        s, x_prev, gather, ng = s[good], x_prev[good], gather[good], ng[good]
+        samples, x_prev, gather, ng = select_samples(samples, good), x_prev[good], gather[good], ng[good]
         speed, normal, w64 = speed[good], normal[good], w64[good]
         # the jump, as the camera's: both sides from x_{k-1}, the centre ray must find x*
         rays = []
@@ -211,19 +213,18 @@ def _connect(ts, sources, piece, si_pool, ng_pool, weights, prob, generator, con
             dd = w64 + side * eps * normal
             dd = (dd / dd.norm(dim=-1, keepdim=True)).to(dtype)
             rays.append((offset_ray_origin_unchecked(x_prev, ng, dd), dd))
-        _, y, n_y, le = receiver_points(ts, sources, _select(piece, s))
-        fields = _LightRows(torch.full((s.shape[0],), piece["light"], dtype=torch.long, device=s.device),
-                            y.detach(), n_y.detach(), le.detach())
-        jump = direct_light_jumps(ts, fields, piece["x_star"].index_select(0, s), rays[0], rays[1:])
+        _, y, n_y, le = receiver_points(ts, sources, samples)
+        edge = samples["edge"]
+        fields = _LightRows(torch.full_like(edge, piece["light"]), y.detach(), n_y.detach(), le.detach())
+        jump = direct_light_jumps(ts, fields, samples["x_star"], rays[0], rays[1:])
         verts = ts.verts.detach()
-        edge = piece["edge"].index_select(0, s)
         length = (verts[sources.b[edge]] - verts[sources.a[edge]]).norm(dim=-1)
-        inv_pdf = speed.to(dtype) / length * piece["inv"].index_select(0, s)
+        inv_pdf = speed.to(dtype) / length * samples["inv"]
         weight = (gather * jump).sum(-1) * inv_pdf
         use = (weight != 0).nonzero()[:, 0]
     if use.numel() == 0:
         return None
-    x_diff = receiver_points(ts, sources, _select(piece, s.index_select(0, use)))[0]
+    x_diff = receiver_points(ts, sources, select_samples(samples, use))[0]
     w_diff = x_diff - x_prev[use]
     w_diff = w_diff / w_diff.norm(dim=-1, keepdim=True)
     return (weight[use] * (normal[use].to(dtype) * w_diff).sum(-1)).sum()
@@ -274,9 +275,3 @@ class _LightRows:
 
 
 #: The entries of a piece of :class:`ShadowEdgeSources` with one row per sample (the others: per light sample).
-_PER_SAMPLE = ("edge", "t", "row", "inv", "face", "x_star", "d")
-
-
-def _select(piece: dict, s: torch.Tensor) -> dict:
-    """``piece`` at the samples ``s`` (repeated as they connect)."""
-    return {k: (v.index_select(0, s) if k in _PER_SAMPLE else v) for k, v in piece.items()}

@@ -85,7 +85,7 @@ from .transport import TraceScene, surface_at
 from .volumetric import ShadowMedia, outward_face_normals, shadow_transmittance, traced_media
 
 __all__ = ["AREA_LIGHT_SAMPLES", "ENVIRONMENT_LIGHT_SAMPLES", "ShadowEdgeSamples", "ShadowEdgeSources",
-           "direct_light_jumps", "receiver_chain", "receiver_points", "sample_shadow_edge_sources",
+           "direct_light_jumps", "receiver_chain", "receiver_points", "sample_shadow_edge_sources", "select_samples",
            "sample_shadow_edges", "shadow_edge_jumps", "shadow_edges_seen_by"]
 
 #: Points drawn on each area light per view (each with its own silhouette and share of the edge samples).
@@ -518,15 +518,24 @@ def receiver_points(ts: TraceScene, sources: ShadowEdgeSources, piece: dict):
     return x, y_out, n_out, le_out.to(dtype)
 
 
+#: The per-sample entries of a light's piece of samples (the others are per light: ``light``, ``tri``, ...).
+_PER_SAMPLE = ("edge", "t", "row", "inv", "face", "x_star", "d")
+
+
+def select_samples(piece: dict, rows: torch.Tensor) -> dict:
+    """``piece`` (one light's samples, as :func:`sample_shadow_edge_sources` holds them) at the samples ``rows``
+    (which may repeat)."""
+    return {k: (v.index_select(0, rows) if k in _PER_SAMPLE else v) for k, v in piece.items()}
+
+
 def _project_piece(ts, sources, piece, K, world_to_cam, near, width, height, orthographic, lens=None):
     """Step 4 of the module docstring for one light's receivers, then the differentiable ``q*``."""
     device, dtype = ts.verts.device, ts.verts.dtype
-    edge, t, row, face, x_star = piece["edge"], piece["t"], piece["row"], piece["face"], piece["x_star"]
     verts = ts.verts.detach()
     with torch.no_grad():
-        cam = transform_points(x_star, world_to_cam.detach())
+        cam = transform_points(piece["x_star"], world_to_cam.detach())
         q = project_points(cam, K.detach(), projection="orthographic" if orthographic else "perspective")
-        keep = torch.ones_like(face, dtype=torch.bool)
+        keep = torch.ones_like(piece["face"], dtype=torch.bool)
         if lens is not None:  # in the image as the lens draws it
             q, _, _, unfolded = lens_map(q, torch.ones_like(q), K.detach(), lens[0].detach(), lens[1])
             keep &= unfolded
@@ -534,8 +543,8 @@ def _project_piece(ts, sources, piece, K, world_to_cam, near, width, height, ort
         idx = keep.nonzero()[:, 0]
         if idx.numel() == 0:
             return None
-        sub = dict(piece, edge=edge[idx], t=t[idx], row=row[idx], face=face[idx], d=piece["d"][idx])
-        edge, t, face, x_star, q = edge[idx], t[idx], face[idx], x_star[idx], q[idx]
+        sub = select_samples(piece, idx)
+        t = sub["t"]
         # d q* / d t by forward mode along the detached chain (float64)
         K64, w2c64 = K.detach().to(torch.float64), world_to_cam.detach().to(torch.float64)
         chain = receiver_chain(ts, sources, sub)
@@ -546,14 +555,13 @@ def _project_piece(ts, sources, piece, K, world_to_cam, near, width, height, ort
         idx2 = good.nonzero()[:, 0]
         if idx2.numel() == 0:
             return None
-        sub = {k: (v[idx2] if k in ("edge", "t", "row", "face", "d") else v) for k, v in sub.items()}
-        edge, x_star, dq, speed = edge[idx2], x_star[idx2], dq[idx2], speed[idx2]
+        sub = select_samples(sub, idx2)
+        edge, x_star, dq, speed = sub["edge"], sub["x_star"], dq[idx2], speed[idx2]
         normal = (torch.stack([-dq[:, 1], dq[:, 0]], -1) / speed[:, None]).to(dtype)
         length = (verts[sources.b[edge]] - verts[sources.a[edge]]).norm(dim=-1)
     # inverse density per unit image length: |dq/dt| / (edge length * density per unit world length)
     with torch.no_grad():
-        inv_world = piece["inv"][idx][idx2]
-        inv_pdf = speed.to(dtype) / length * inv_world
+        inv_pdf = speed.to(dtype) / length * sub["inv"]
     # the differentiable q*(theta)
     x, y_out, n_out, le_out = receiver_points(ts, sources, sub)
     q_diff = _pixels_of(x, K, world_to_cam, orthographic)
