@@ -9,7 +9,7 @@ import torch
 
 import lumigrad as lg
 from lumigrad.integrators.path import PathIntegrator
-from lumigrad.raytrace.silhouette_connections import mesh_edges
+from lumigrad.raytrace.shadow_edges import edge_table
 from lumigrad.shading import Material
 
 F64 = torch.float64
@@ -69,9 +69,9 @@ def _gradients(seeds, **kw):
     return torch.stack(out)
 
 
-def test_mesh_edges_lists_each_edge_once_with_its_faces():
+def test_edge_table_lists_each_edge_once_with_its_faces():
     """Two triangles of a quad: four boundary edges (one face) and the shared diagonal (both faces)."""
-    a, b, f1, f2 = mesh_edges(torch.tensor([[0, 1, 2], [0, 2, 3]], dtype=torch.int32), 4)
+    a, b, f1, f2 = edge_table(torch.tensor([[0, 1, 2], [0, 2, 3]], dtype=torch.int32), 4)
     pairs = sorted((min(x, y), max(x, y), p, q) for x, y, p, q in zip(a.tolist(), b.tolist(), f1.tolist(),
                                                                        f2.tolist()))
     assert pairs == [(0, 1, 0, -1), (0, 2, 0, 1), (0, 3, 1, -1), (1, 2, 0, -1), (2, 3, 1, -1)]

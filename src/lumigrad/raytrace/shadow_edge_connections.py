@@ -65,7 +65,8 @@ from .shadow_edges import (ShadowEdgeSources, direct_light_jumps, receiver_chain
 from .transport import MAX_BOUNCES, TraceScene, surface_at
 from .volumetric import traced_media
 
-__all__ = ["CANDIDATES", "CONNECTIONS", "EPS", "PathVertices", "camera_path_vertices", "connected_shadow_edges"]
+__all__ = ["CANDIDATES", "CONNECTIONS", "EPS", "PathVertices", "camera_path_vertices", "connected_shadow_edges",
+           "draw_indices"]
 
 #: Pool vertices each shadow-edge sample is connected to.
 CONNECTIONS = 4
@@ -230,6 +231,15 @@ def _connect(ts, sources, piece, si_pool, ng_pool, weights, prob, generator, con
     return (weight[use] * (normal[use].to(dtype) * w_diff).sum(-1)).sum()
 
 
+def draw_indices(weights: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``[count]`` int64 indices drawn with replacement with probability proportional to ``weights [M]`` (>= 0, not
+    all 0), by the inverse of the cumulative distribution: ``torch.multinomial`` refuses more than 2^24
+    categories, and a pool of 2k x 2k pixels times a few depths has more."""
+    cdf = weights.cumsum(0)
+    u = torch.rand(count, dtype=cdf.dtype, device=cdf.device, generator=generator) * cdf[-1]
+    return torch.searchsorted(cdf, u, right=True).clamp_max(weights.shape[0] - 1)
+
+
 def _choose_vertices(x_star, si_pool, weights, prob, candidates, connections, generator):
     """Resampled importance sampling of the pool vertices each sample connects to: ``candidates`` drawn with
     ``prob``, ``connections`` of them kept with probability proportional to ``r_j = p_hat_j / prob_j``,
@@ -240,11 +250,7 @@ def _choose_vertices(x_star, si_pool, weights, prob, candidates, connections, ge
     contributes)."""
     n = x_star.shape[0]
     s = torch.arange(n, device=prob.device).repeat_interleave(candidates)
-    # by the inverse of the cumulative distribution (torch.multinomial refuses more than 2^24 categories: a pool
-    # of 2k x 2k pixels times a few depths has more)
-    cdf = prob.cumsum(0)
-    u = torch.rand(n * candidates, dtype=cdf.dtype, device=cdf.device, generator=generator) * cdf[-1]
-    i = torch.searchsorted(cdf, u, right=True).clamp_max(prob.shape[0] - 1)
+    i = draw_indices(prob, n * candidates, generator)
     si = si_pool.map(lambda z: z.index_select(0, i))
     to_x = x_star.index_select(0, s) - si.position
     dist = to_x.norm(dim=-1, keepdim=True)

@@ -85,7 +85,7 @@ from .transport import TraceScene, surface_at
 from .volumetric import ShadowMedia, outward_face_normals, shadow_transmittance, traced_media
 
 __all__ = ["AREA_LIGHT_SAMPLES", "ENVIRONMENT_LIGHT_SAMPLES", "ShadowEdgeSamples", "ShadowEdgeSources",
-           "direct_light_jumps", "receiver_chain", "receiver_points", "sample_shadow_edge_sources", "select_samples",
+           "direct_light_jumps", "edge_table", "receiver_chain", "receiver_points", "sample_shadow_edge_sources", "select_samples",
            "sample_shadow_edges", "shadow_edge_jumps", "shadow_edges_seen_by"]
 
 #: Points drawn on each area light per view (each with its own silhouette and share of the edge samples).
@@ -216,7 +216,7 @@ def sample_shadow_edge_sources(ts: TraceScene, num_samples: int, generator: torc
     per_light = max(1, num_samples // len(casters))
     verts = ts.verts.detach()
     with torch.no_grad():
-        a, b, own, other = _edge_table(ts.faces, verts.shape[0])
+        a, b, own, other = edge_table(ts.faces, verts.shape[0])
         f = ts.faces.long()
         corner0 = verts[f[:, 0]]
         face_normal = torch.linalg.cross(verts[f[:, 1]] - corner0, verts[f[:, 2]] - corner0)
@@ -381,8 +381,9 @@ def _empty(device, dtype) -> ShadowEdgeSamples:
                              torch.zeros(0, dtype=torch.long, device=device), z3, z3, z3)
 
 
-def _edge_table(faces: torch.Tensor, num_verts: int):
-    """Every edge once: ``(a, b, own face, face across or -1)`` ``[E]`` int64 (non-manifold edges as boundary)."""
+def edge_table(faces: torch.Tensor, num_verts: int):
+    """Every edge once: ``(a, b, own face, face across or -1)`` ``[E]`` int64 (non-manifold edges as boundary, a
+    shared edge listed from its lower face)."""
     f = faces.long()
     F = f.shape[0]
     across = edge_adjacency(faces, num_verts).long()

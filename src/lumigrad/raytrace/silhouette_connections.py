@@ -42,33 +42,20 @@ from typing import Callable, Optional, Sequence, Tuple
 import torch
 
 from ..kernels.bvh import bvh_for
-from ..raster.topology import edge_adjacency
 from ..shading.transmission import bsdf_for
 from .intersect import offset_ray_origin_unchecked
-from .shadow_edge_connections import PathVertices
+from .shadow_edge_connections import PathVertices, draw_indices
+from .shadow_edges import edge_table
 from .transport import TraceScene, surface_at
+from .volumetric import outward_face_normals
 
-__all__ = ["EPS", "connected_silhouettes", "mesh_edges"]
+__all__ = ["EPS", "connected_silhouettes"]
 
 #: Radians either side of a silhouette's arc on the sphere of directions at the vertex where the jump is evaluated.
 EPS = 2e-4
 
 #: Relative depth under which the point ``e`` counts as hidden from the vertex (something lies in front of it).
 _VISIBLE_SLACK = 1e-4
-
-
-def mesh_edges(faces: torch.Tensor, num_verts: int) -> Tuple[torch.Tensor, ...]:
-    """Each edge of the mesh once: its end vertices ``a, b [E]`` and the faces on its two sides ``f1, f2 [E]``
-    (int64; ``f2 = -1`` on a boundary or non-manifold edge, which is always a silhouette candidate)."""
-    f = faces.long()
-    F = f.shape[0]
-    across = edge_adjacency(faces, num_verts).long()
-    own = torch.arange(F, device=f.device)[:, None].expand(F, 3)
-    keep = (across < 0) | (across > own)  # a shared edge once, from its lower face
-    corner = torch.arange(3, device=f.device).expand(F, 3)
-    a = f.gather(1, corner)[keep]
-    b = f.gather(1, (corner + 1) % 3)[keep]
-    return a, b, own[keep], across[keep].clamp(min=-1)
 
 
 def connected_silhouettes(ts: TraceScene, pools: Sequence[Tuple[PathVertices, int]], radiance: Callable,
@@ -98,23 +85,21 @@ def connected_silhouettes(ts: TraceScene, pools: Sequence[Tuple[PathVertices, in
         weight_of = weights.abs().sum(-1)
         total_weight = weight_of.sum()
         verts = ts.verts.detach()
-        a, b, f1, f2 = mesh_edges(ts.faces, verts.shape[0])
+        a, b, f1, f2 = edge_table(ts.faces, verts.shape[0])
         length = (verts[b] - verts[a]).norm(dim=-1)
         total_length = length.sum()
         if not bool(total_weight > 0) or not bool(total_length > 0):
             return None
         prob = weight_of / total_weight
-        i = torch.multinomial(prob, samples, replacement=True, generator=generator)
-        edge = torch.multinomial(length, samples, replacement=True, generator=generator)
+        i = draw_indices(prob, samples, generator)
+        edge = draw_indices(length, samples, generator)
         t = torch.rand(samples, generator=generator, device=device, dtype=dtype)
         x = si_pool.position[i]
         pa, pb = verts[a[edge]], verts[b[edge]]
         e = pa + t[:, None] * (pb - pa)
         # a silhouette from x: a boundary edge, or faces that face x differently
-        tri = verts[ts.faces.long()]
-        normal = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        side1 = (normal[f1[edge]] * (x - e)).sum(-1)
-        side2 = (normal[f2[edge].clamp_min(0)] * (x - e)).sum(-1)
+        side1 = (outward_face_normals(verts, ts.faces, f1[edge]) * (x - e)).sum(-1)
+        side2 = (outward_face_normals(verts, ts.faces, f2[edge].clamp_min(0)) * (x - e)).sum(-1)
         silhouette = (f2[edge] < 0) | ((side1 > 0) != (side2 > 0))
         silhouette &= (side1 != 0) & ((f2[edge] < 0) | (side2 != 0))  # not in the plane of a face of the edge
         to_e = e - x
