@@ -294,13 +294,13 @@ class _Run:
         if it.edge_samples != 0:
             with torch.enable_grad():
                 self._edges(ts, v_image, adjoint, spp, seed, tables)
-        del tables
         if it.shadow_edge_samples != 0 and it.max_depth >= 2:
             with torch.enable_grad():
                 self._shadow_edges(ts, v_image, adjoint, spp, seed)
         if it.deep_silhouette_samples != 0 and (it.max_depth < 0 or it.max_depth >= 3):
             with torch.enable_grad():
-                self._deep_silhouettes(ts, v_image, adjoint, spp, seed)
+                self._deep_silhouettes(ts, v_image, adjoint, spp, seed, tables)
+        del tables
         return adjoint.grads
 
     def _views(self, v_image: torch.Tensor, seed: int):
@@ -381,20 +381,18 @@ class _Run:
                     adjoint.backprop(surrogate)
 
     def _deep_silhouettes(self, ts: TraceScene, v_image: torch.Tensor, adjoint: PathAdjoint, spp: int,
-                          seed: int) -> None:
+                          seed: int, tables: Optional[PathTables]) -> None:
         """The boundary term of the silhouettes seen from camera-path vertices beyond the camera, view by view
         (:mod:`lumigrad.raytrace.silhouette_connections`). The pool of each depth ``j`` (``x_j``, ``1 <= j <=
         max_depth - 2``) is the tail of :func:`camera_path_vertices` traced to ``max_depth = j + 2`` from the
         same generator state (a longer path draws the same numbers first); the radiance arriving at ``x_j``
-        has the remaining ``max_depth - j``."""
+        has the remaining ``max_depth - j`` (``tables``: the fused kernel's of ``ts``, or None)."""
         it = self.integrator
         cam = self.camera
         count = it.deep_silhouette_samples or max(256, cam.height * cam.width * spp // 16)
         views, v_views, gen = self._views(v_image, _stream(seed, _DEEP_SILHOUETTES))
         dtype = ts.verts.dtype
         settings = self._settings(seed, _DEEP_SILHOUETTE_SIDES)
-        with torch.no_grad():
-            tables = path_tables(ts) if use_fused(ts, it.use_fused_kernel) else None
 
         def radiance(o, d, max_depth):
             with torch.no_grad():
