@@ -116,3 +116,25 @@ def test_shadow_transmittance_never_exceeds_one():
     torch.testing.assert_close(tr[0], torch.exp(-2.0 * sigma_t))
     torch.testing.assert_close(tr[1], torch.exp(-80.0 * sigma_t))
     assert tr[2].tolist() == [1.0, 1.0, 1.0] and tr[3].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_shadow_transmittance_is_differentiable_in_the_length_and_the_medium():
+    """``Tr = exp(-sigma_t t)`` of a shadow segment in one medium: gradcheck (float64) in the length (the vertex or
+    the light moving) and in ``sigma_a`` / ``sigma_s``; vacuum rows stay 1, an infinite length in a bounded medium
+    counts 0 (the boundary blocks such rays anyway)."""
+    from lumigrad.raytrace.volumetric import shadow_transmittance
+
+    medium = torch.tensor([0, -1, 0, 0])
+    dist = torch.tensor([[0.7], [2.0], [1.3], [0.2]], dtype=torch.float64, requires_grad=True)
+    sigma_a = torch.tensor([0.4, 0.9, 1.5], dtype=torch.float64, requires_grad=True)
+    sigma_s = torch.tensor([0.3, 0.1, 0.2], dtype=torch.float64, requires_grad=True)
+
+    def tr(d, a, s):
+        return shadow_transmittance([HomogeneousMedium(a, s)], medium, d, 3)
+
+    assert torch.autograd.gradcheck(tr, (dist, sigma_a, sigma_s))
+    out = tr(dist, sigma_a, sigma_s)
+    assert torch.equal(out[1], torch.ones(3, dtype=torch.float64))
+    torch.testing.assert_close(out[0], torch.exp(-(sigma_a + sigma_s) * 0.7).detach(), rtol=1e-14, atol=0)
+    far = tr(torch.tensor([[math.inf]] * 4, dtype=torch.float64), sigma_a, sigma_s)
+    assert torch.equal(far, torch.ones(4, 3, dtype=torch.float64))
