@@ -112,8 +112,44 @@ def _light_value(light) -> torch.Tensor:
 
 
 def _factor(value: torch.Tensor, dev, clamp: bool) -> torch.Tensor:
-    value = value.detach().reshape(()).to(dev, torch.float32)
+    value = value.reshape(()).to(dev, torch.float32)
     return value.clamp(0, 1) if clamp else value
+
+
+#: The :class:`PathTables` fields :func:`value_tables` gives with their graph (the fused replay's gradients).
+VALUE_FIELDS = ("part_base", "part_metallic", "part_roughness", "part_ior", "part_specular", "part_emission",
+                "light_value", "tri_le")
+
+
+def value_tables(ts: TraceScene) -> dict:
+    """The material and light values of ``ts`` as the kernel's tables read them (float32, :data:`VALUE_FIELDS`),
+    with their graph: :func:`path_tables` holds them detached, the fused replay chains its gradients through them.
+    Factors clamped to [0, 1] as the transport's ``_materials`` (a textured part's factor unclamped: the kernel
+    clamps factor * texture)."""
+    dev, f32 = ts.verts.device, torch.float32
+
+    def rows(values: List[torch.Tensor], width: int = 3) -> torch.Tensor:
+        values = [r.to(dev, f32).reshape(width) for r in values] or [torch.zeros(width, device=dev)]
+        return torch.stack(values).contiguous()
+
+    mats = ts.materials
+    zero3 = torch.zeros(3, device=dev)
+    values, les = [], []
+    for light in ts.lights:
+        if isinstance(light, AreaLight):
+            les.append(light.radiance.to(dev, f32).expand(light.faces.shape[0], 3))
+        values.append(_light_value(light) if isinstance(light, (DirectionalLight, PointLight, SpotLight)) else zero3)
+    return dict(
+        part_base=rows([m.base_color_factor.reshape(-1)[:3] if m.base_color_texture is not None
+                        else m.base_color_factor.reshape(-1)[:3].clamp(0, 1) for m in mats]),
+        part_metallic=torch.stack([_factor(m.metallic_factor, dev, m.metallic_roughness_texture is None)
+                                   for m in mats]).contiguous(),
+        part_roughness=torch.stack([_factor(m.roughness_factor, dev, m.metallic_roughness_texture is None)
+                                    for m in mats]).contiguous(),
+        part_ior=torch.stack([m.ior.reshape(()).to(dev, f32) for m in mats]).contiguous(),
+        part_specular=torch.stack([_factor(m.specular_factor, dev, True) for m in mats]).contiguous(),
+        part_emission=rows([m.emissive_factor.reshape(-1) for m in mats]),
+        light_value=rows(values), tri_le=torch.cat(les).contiguous() if les else torch.zeros(1, 3, device=dev))
 
 
 def path_tables(ts: TraceScene) -> PathTables:
@@ -128,10 +164,6 @@ def path_tables(ts: TraceScene) -> PathTables:
         return torch.tensor(list(values) or [0], dtype=dtype, device=dev)
 
     mats = ts.materials
-    # the material values as the transport's _materials: factors clamped to [0, 1]
-    # (a textured part's factor unclamped: the kernel clamps factor * texture)
-    base = vec([m.base_color_factor.reshape(-1)[:3] if m.base_color_texture is not None
-                else m.base_color_factor.reshape(-1)[:3].clamp(0, 1) for m in mats])
     offsets, widths, heights, wraps, texels = [], [], [], [], []
     slots = {"base_color_texture": [], "metallic_roughness_texture": [], "emissive_texture": []}
     for m in mats:
@@ -148,32 +180,26 @@ def path_tables(ts: TraceScene) -> PathTables:
             wraps.append({"repeat": 0, "clamp": 1, "mirror": 2}[m.wrap])
             texels.append(tex.detach()[..., :3].to(dev, f32).reshape(H * W, 3))
     texel_table = torch.cat(texels).contiguous() if texels else torch.zeros(1, 3, device=dev)
-    # (unclamped where a metallic-roughness texture scales them: the kernel clamps the product)
-    metallic = torch.stack([_factor(m.metallic_factor, dev, m.metallic_roughness_texture is None) for m in mats])
-    roughness = torch.stack([_factor(m.roughness_factor, dev, m.metallic_roughness_texture is None) for m in mats])
-    ior = torch.stack([m.ior.detach().reshape(()).to(dev, f32) for m in mats])
-    specular = torch.stack([_factor(m.specular_factor, dev, True) for m in mats])
-    emission = vec([m.emissive_factor.reshape(-1) for m in mats])
+    with torch.no_grad():
+        values = value_tables(ts)
     emitter = [-1 if e is None else next(j for j, l in enumerate(ts.lights) if l is e) for e in ts.part_emitters]
 
-    types, pos, dirs, values, cos_outer, scale, rng, start, count, two = ([] for _ in range(10))
+    types, pos, dirs, cos_outer, scale, rng, start, count, two = ([] for _ in range(9))
     areas, centres, far2 = [], [], []  # area lights sampled by area (where): see PathTables
-    v0s, v1s, v2s, les, cdfs = [], [], [], [], []
+    v0s, v1s, v2s, cdfs = [], [], [], []
     zero3 = torch.zeros(3, device=dev)
     for light in ts.lights:
         s, c_out, sc, r, st, n, ts2, area, centre, far = zero3, 0.0, 0.0, 0.0, 0, 0, 0, 0.0, zero3, -1.0
-        p, val = zero3, zero3
+        p = zero3
         if isinstance(light, EnvironmentLight):
             kind = pk.LIGHT_ENVIRONMENT
         elif isinstance(light, AreaLight):
             kind = pk.LIGHT_AREA
             tri = light.verts.detach().to(dev, f32)[light.faces]
             st, n, ts2 = len(v0s), tri.shape[0], int(light.two_sided)
-            le = light.radiance.detach().to(dev, f32).expand(tri.shape[0], 3)
             v0s += list(tri[:, 0])
             v1s += list(tri[:, 1])
             v2s += list(tri[:, 2])
-            les += list(le)
             cdf, total = area_light_area_table(light.verts.to(dev, f32), light.faces)
             cdfs.append(cdf)
             area = 0.0 if ts.light_sampling == "solid_angle" else float(total)  # 0: always by solid angle
@@ -184,11 +210,9 @@ def path_tables(ts: TraceScene) -> PathTables:
             kind = pk.LIGHT_DIRECTIONAL
             d = light.direction.detach().to(dev, f32)
             s = -(d / torch.linalg.vector_norm(d, dim=-1, keepdim=True))
-            val = _light_value(light)
         else:
             kind = pk.LIGHT_SPOT if isinstance(light, SpotLight) else pk.LIGHT_POINT
             p = light.position.detach().reshape(3)
-            val = _light_value(light)
             r = 0.0 if light.range is None else float(light.range)
             if isinstance(light, SpotLight):
                 d = light.direction.detach().to(dev, f32)
@@ -199,7 +223,6 @@ def path_tables(ts: TraceScene) -> PathTables:
         types.append(int(kind))
         pos.append(p)
         dirs.append(s)
-        values.append(val)
         cos_outer.append(c_out)
         scale.append(sc)
         rng.append(r)
@@ -225,8 +248,7 @@ def path_tables(ts: TraceScene) -> PathTables:
         faces=ts.faces.detach().to(dev, i32).reshape(-1).contiguous(),
         normals=normals.detach().to(dev, f32).contiguous(), has_normals=int(ts.normals is not None),
         face_part=ts.face_part.detach().to(dev, i32).contiguous(),
-        part_base=base, part_metallic=metallic.contiguous(), part_roughness=roughness.contiguous(),
-        part_ior=ior.contiguous(), part_specular=specular.contiguous(), part_emission=emission,
+        **values,
         part_double=col(map(int, ts.double_sided), i32), part_emitter=col(emitter, i32),
         uvs=ts.uv.detach().to(dev, f32).reshape(-1, 2).contiguous() if ts.uv.numel() else torch.zeros(1, 2, device=dev),
         uv_faces=ts.uv_faces.detach().to(dev, i32).reshape(-1).contiguous(),
@@ -235,11 +257,11 @@ def path_tables(ts: TraceScene) -> PathTables:
         part_emissive_texture=col(slots["emissive_texture"], i32),
         tex_offset=col(offsets, i32), tex_width=col(widths, i32), tex_height=col(heights, i32),
         tex_wrap=col(wraps, i32), texels=texel_table,
-        light_type=col(types, i32), light_pos=vec(pos), light_dir=vec(dirs), light_value=vec(values),
+        light_type=col(types, i32), light_pos=vec(pos), light_dir=vec(dirs),
         light_cos_outer=col(cos_outer, f32), light_scale=col(scale, f32), light_range=col(rng, f32),
         light_start=col(start, i32), light_count=col(count, i32), light_two_sided=col(two, i32),
         light_area=col(areas, f32), light_centre=vec(centres), light_far2=col(far2, f32),
-        tri_v0=vec(v0s), tri_v1=vec(v1s), tri_v2=vec(v2s), tri_le=vec(les),
+        tri_v0=vec(v0s), tri_v1=vec(v1s), tri_v2=vec(v2s),
         tri_cdf=torch.cat(cdfs).contiguous() if cdfs else torch.zeros(1, device=dev), **env)
 
 

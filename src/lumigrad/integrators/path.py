@@ -33,6 +33,7 @@ from ..shading.emitters import AREA_SAMPLING
 from ..shading.image_formation import form_image_unchecked
 from .base import Integrator, RenderOutput, register_integrator
 from .frame_checks import check_index_tables, frame_checks
+from .fused_adjoint import fused_adjoint_unsupported, fused_value_gradients
 from .fused_paths import path_tables, sample_paths_fused, use_fused
 
 __all__ = ["DirectIntegrator", "PathIntegrator"]
@@ -99,8 +100,12 @@ class PathIntegrator(Integrator):
             the edge samples' radiance) on the fused Warp kernel (:mod:`lumigrad.integrators.fused_paths`)
             where the scene allows it (default); False, or the environment variable
             ``LUMIGRAD_PATH_TRANSPORT=torch``, keeps them on the PyTorch transport. Both draw the same
-            counter-based random numbers, so they render the same paths (to float32 rounding); the adjoint
-            replay is always PyTorch.
+            counter-based random numbers, so they render the same paths (to float32 rounding).
+        fused_adjoint: where only material and light values require gradients (no geometry, camera, texture,
+            environment or medium parameter) and the fused kernel renders the scene, run the backward pass on
+            it too (:mod:`lumigrad.integrators.fused_adjoint`: path replay with detached sampling, no PyTorch
+            graph, several times faster; default True). False, or any other parameter requiring a gradient,
+            replays the paths on the PyTorch transport, which differentiates everything.
         light_sampling: how next-event estimation samples area lights in the primal pass (and so the density
             weighing the emission BSDF samples find on them): ``"solid_angle"`` (a triangle by the solid angle
             it subtends, then uniformly inside it), ``"area"`` (a triangle by area, a point uniform on it:
@@ -160,7 +165,8 @@ class PathIntegrator(Integrator):
                  spp_grad: Optional[int] = None, seed_grad: Optional[int] = None, edge_samples: Optional[int] = None,
                  antithetic_edges: bool = True, shadow_edge_samples: Optional[int] = None,
                  use_fused_kernel: bool = True, light_sampling: str = DEFAULT_LIGHT_SAMPLING,
-                 deep_shadow_edges: bool = True, deep_silhouette_samples: Optional[int] = 0):
+                 deep_shadow_edges: bool = True, deep_silhouette_samples: Optional[int] = 0,
+                 fused_adjoint: bool = True):
         check_choice(light_sampling, "light_sampling", AREA_SAMPLING)
         self.light_sampling = light_sampling
         if isinstance(max_depth, bool) or not isinstance(max_depth, int) or (max_depth < 1 and max_depth != -1):
@@ -193,6 +199,9 @@ class PathIntegrator(Integrator):
         if not isinstance(use_fused_kernel, bool):
             raise TypeError(f"use_fused_kernel must be a bool; got {type(use_fused_kernel).__name__}")
         self.use_fused_kernel = use_fused_kernel
+        if not isinstance(fused_adjoint, bool):
+            raise TypeError(f"fused_adjoint must be a bool; got {type(fused_adjoint).__name__}")
+        self.fused_adjoint = fused_adjoint
         self.edge_samples = edge_samples
         self.antithetic_edges = antithetic_edges
         self.max_depth = max_depth
@@ -268,20 +277,19 @@ class _Run:
         it = self.integrator
         spp = it.spp_grad or self.spp
         seed = it.seed_grad if it.seed_grad is not None else (self.seed + 1) % _SEED_MOD
-        with torch.no_grad():
-            ts = _trace_scene(self.scene, self.integrator.light_sampling)
-            # the fused kernel's tables, once for the whole backward (detached copies: the same for the scene
-            # traced again with its graph below)
-            tables = path_tables(ts) if use_fused(ts, it.use_fused_kernel) else None
-            o, d = _camera_rays(self.camera, spp, seed, ts.verts.dtype)
-            L = self._primal_paths(ts, o, d, tables=tables, **self._settings(seed))
-            del o, d
-        v = v_image.reshape(-1, 1, v_image.shape[-1]).expand(-1, spp, -1).reshape(-1, v_image.shape[-1]) / spp
-        adjoint = PathAdjoint(v.to(L.dtype), L, params)
-        del v, L  # the adjoint holds its own copies
-        with torch.enable_grad():
+        with torch.enable_grad():  # (the graph: the replay differentiates it; what requires gradients)
             ts = _trace_scene(self.scene, self.integrator.light_sampling)
             rays = _camera_rays(self.camera, spp, seed, ts.verts.dtype)
+        with torch.no_grad():
+            # the fused kernel's tables, once for the whole backward (detached copies)
+            tables = path_tables(ts) if use_fused(ts, it.use_fused_kernel) else None
+            L = self._primal_paths(ts, rays[0].detach(), rays[1].detach(), tables=tables, **self._settings(seed))
+        v = v_image.reshape(-1, 1, v_image.shape[-1]).expand(-1, spp, -1).reshape(-1, v_image.shape[-1]) / spp
+        if tables is not None and it.fused_adjoint and fused_adjoint_unsupported(ts, self.camera) is None:
+            # only values move: no visibility changes (no boundary terms), the replay runs on the fused kernel
+            return fused_value_gradients(ts, tables, rays[0], rays[1], L, v, params, **self._settings(seed))
+        adjoint = PathAdjoint(v.to(L.dtype), L, params)
+        del v, L  # the adjoint holds its own copies
         # where the fused kernel gave L, its arithmetic (float32) also redraws what the replay does not differentiate
         kernels = ReplayKernels(tables) if tables is not None else None
         count = rays[0].shape[0]

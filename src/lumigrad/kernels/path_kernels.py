@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import warp as wp
 
+from .bsdf_kernels import (_DOT_EPS, _FLOOR, _eval_pdf_unit, _f0_dielectric, _normalize_floor, _sample_unit,
+                           _specular_probability, bsdf_eval_pdf_wp, bsdf_param_grads_wp, bsdf_sample_wp, unit_wp)
 from .bvh_traverse import FlatBVH
 from .counter_rng import ray_key_wp, uniform_counter_wp
 from .ray_queries import any_hit_any_bvh, closest_hit_any_bvh
@@ -32,11 +34,8 @@ LIGHT_DIRECTIONAL = wp.constant(2)
 LIGHT_AREA = wp.constant(3)
 LIGHT_ENVIRONMENT = wp.constant(4)
 
-_ALPHA_MIN = wp.constant(1.0e-3)
 #: equals lumigrad.raytrace.transport.SHADING_NORMAL_MIN_COS (tests/integrators/test_fused_paths.py checks it)
 SHADING_NORMAL_MIN_COS = wp.constant(1.0e-2)
-_DOT_EPS = wp.constant(1.0e-6)
-_FLOOR = wp.constant(1.0e-30)
 #: equal lumigrad.shading.lights.MIN_LIGHT_DISTANCE and the emitters' smallest |cos| of area densities
 MIN_LIGHT_DISTANCE = wp.constant(1.0e-4)
 _MIN_COS = wp.constant(1.0e-12)
@@ -45,18 +44,6 @@ _MIN_COS = wp.constant(1.0e-12)
 CACHED = 8
 vec_cached = wp.types.vector(length=CACHED, dtype=wp.float32)
 mat_cached = wp.types.matrix(shape=(CACHED, 3), dtype=wp.float32)
-
-
-@wp.func
-def _normalize_floor(v: wp.vec3):
-    """``v / sqrt(max(|v|^2, 1e-30))`` (the warps' ``_normalize``)."""
-    return v / wp.sqrt(wp.max(wp.dot(v, v), _FLOOR))
-
-
-@wp.func
-def unit_wp(v: wp.vec3):
-    """``v / |v|`` (``torch.linalg.vector_norm``)."""
-    return v / wp.length(v)
 
 
 @wp.func
@@ -131,195 +118,6 @@ def texture_wp(k: int, uv: wp.vec2, tex_offset: wp.array(dtype=wp.int32), tex_wi
             t3 = _srgb_decode(t3)
         out[c] = w00 * t0 + w01 * t1 + w10 * t2 + w11 * t3
     return out
-
-
-# ------------------------------------------------------------------------------------------------ the BSDF
-@wp.func
-def _lambertian(base: wp.vec3, metallic: float, specular: float):
-    """Whether the BSDF is exactly ``base / pi`` with cosine sampling: no metal, no specular coat
-    (``KHR_materials_specular`` weight 0: Mitsuba's ``diffuse``) and a non-black base (so that the specular
-    lobe's probability is 0, as the PyTorch twin's, not the 1 it takes where both lobes vanish)."""
-    return specular == 0.0 and metallic == 0.0 and (base[0] > 0.0 or base[1] > 0.0 or base[2] > 0.0)
-
-
-@wp.func
-def _schlick_weight(cos: float):
-    """``(1 - clamp(cos, 0, 1))^5``, Schlick's weight of the grazing reflectance."""
-    m = 1.0 - wp.clamp(cos, 0.0, 1.0)
-    m2 = m * m
-    return m2 * m2 * m
-
-
-@wp.func
-def _schlick(f0: float, weight: float):
-    """Schlick's Fresnel ``f0 + (1 - f0) weight`` of a :func:`_schlick_weight`."""
-    return f0 + (1.0 - f0) * weight
-
-
-@wp.func
-def _specular_probability(n_dot_v: float, base: wp.vec3, metallic: float, f0_d: float, specular: float):
-    """The PyTorch twin's ``_specular_probability``; 0 without arithmetic where :func:`_lambertian`."""
-    out = float(0.0)
-    if not _lambertian(base, metallic, specular):
-        fc = _schlick_weight(n_dot_v)
-        f_d = specular * _schlick(f0_d, fc)
-        w_d = 1.0 - metallic
-        spec = float(0.0)
-        diff = float(0.0)
-        for k in range(3):
-            spec += w_d * f_d + metallic * _schlick(base[k], fc)
-            diff += w_d * (1.0 - f_d) * base[k]
-        spec = spec / 3.0
-        diff = diff / 3.0
-        total = spec + diff
-        out = 1.0
-        if total > 0.0:
-            out = spec / total
-    return out
-
-
-@wp.func
-def _f0_dielectric(ior: float):
-    r = (ior - 1.0) / (ior + 1.0)
-    return r * r
-
-
-@wp.func
-def bsdf_eval_pdf_wp(n_in: wp.vec3, wi_in: wp.vec3, wo_in: wp.vec3, base: wp.vec3, roughness: float,
-                     metallic: float, ior: float, specular: float):
-    """``(f [3], pdf)`` of the glTF metallic-roughness BSDF with ``KHR_materials_specular``'s weight
-    ``specular`` (``metallic_roughness_unchecked`` and ``metallic_roughness_pdf_unchecked``), no cosine in ``f``."""
-    return _eval_pdf_unit(unit_wp(n_in), wi_in, unit_wp(wo_in), -1.0, base, roughness, metallic, ior, specular)
-
-
-@wp.func
-def _half_vector_terms(n: wp.vec3, wi: wp.vec3, wo: wp.vec3):
-    """``(sin2_h, v.h)`` of unit ``n, wi, wo`` as the PyTorch twin's ``_cosines`` (and the direct-light kernels)
-    compute them, without a normalised half vector: with ``hv = wi + wo``, ``sin2_h = 1 - (n.h)^2 =
-    |n x hv|^2 / |hv|^2`` (no cancellation near a sharp highlight, where float32 ``1 - (n.h)^2`` loses its
-    digits) and ``v.h = |hv| / 2`` (``wo . hv / 1e-6`` where ``|hv|^2`` is clamped to ``1e-12``), clamped to
-    ``[0, 1]``."""
-    hv = wi + wo
-    hh_raw = wp.dot(hv, hv)
-    hh = wp.max(hh_raw, _DOT_EPS * _DOT_EPS)
-    c = wp.cross(n, hv)
-    sin2_h = wp.dot(c, c) / hh
-    vh = 0.5 * wp.sqrt(hh)
-    if not (hh_raw >= _DOT_EPS * _DOT_EPS):
-        vh = wp.dot(wo, hv) / _DOT_EPS
-    return sin2_h, wp.clamp(vh, 0.0, 1.0)
-
-
-@wp.func
-def _eval_pdf_unit(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.vec3, roughness: float,
-                   metallic: float, ior: float, specular: float):
-    """:func:`bsdf_eval_pdf_wp` of ``n`` and ``wo`` already through ``_unit`` (a shading point's, shared by its
-    light samples and its BSDF sample) and, when ``p_spec_known >= 0``, the specular lobe's probability at
-    ``clamp(n . wo, 1e-6, 1)`` already known: the same bits, less work. Where :func:`_lambertian`, Lambert's
-    ``base / pi`` and ``n.wi / pi`` without the GGX lobe's arithmetic (the twin's bits: its zero terms add 0).
-    GGX's ``D`` from ``q = alpha^2 + sin2_h (1 - alpha^2)`` (:func:`_half_vector_terms`), as the twin."""
-    wi = unit_wp(wi_in)
-    nl_raw = wp.dot(n, wi)
-    nv_raw = wp.dot(n, wo)
-    f = wp.vec3(0.0, 0.0, 0.0)
-    pdf = float(0.0)
-    if nl_raw > 0.0 and nv_raw > 0.0:
-        nl = wp.clamp(nl_raw, _DOT_EPS, 1.0)
-        if _lambertian(base, metallic, specular):
-            f = base / wp.pi
-            pdf = nl / wp.pi
-        else:
-            nv = wp.clamp(nv_raw, _DOT_EPS, 1.0)
-            sin2_h, vh = _half_vector_terms(n, wi, wo)
-            f0_d = _f0_dielectric(ior)
-            alpha = wp.max(roughness * roughness, _ALPHA_MIN)
-            a2 = alpha * alpha
-            q = a2 + sin2_h * (1.0 - a2)
-            dist = a2 / (wp.pi * q * q)
-            vis = 0.5 / (nl * wp.sqrt(nv * nv * (1.0 - a2) + a2) + nv * wp.sqrt(nl * nl * (1.0 - a2) + a2))
-            dv = dist * vis
-            m5 = _schlick_weight(vh)
-            fd = specular * _schlick(f0_d, m5)
-            w_d = 1.0 - metallic
-            for k in range(3):
-                diffuse = w_d * (1.0 - fd) * (base[k] / wp.pi)
-                coat = w_d * fd * dv + metallic * (dv * _schlick(base[k], m5))
-                f[k] = diffuse + coat
-            pdf_spec = dist / (2.0 * (nv + wp.sqrt(a2 + (1.0 - a2) * nv * nv)))
-            pdf_diff = nl / wp.pi
-            p_spec = p_spec_known
-            if p_spec < 0.0:
-                p_spec = _specular_probability(nv, base, metallic, f0_d, specular)
-            pdf = p_spec * pdf_spec + (1.0 - p_spec) * pdf_diff
-    return f, pdf
-
-
-@wp.func
-def _local_frame(n: wp.vec3):
-    s = float(1.0)  # copysign(1, n_z)
-    if n[2] < 0.0:
-        s = -1.0
-    a = -1.0 / (s + n[2])
-    c = n[0] * n[1] * a
-    t = wp.vec3(1.0 + s * n[0] * n[0] * a, s * c, -s * n[0])
-    b = wp.vec3(c, s + n[1] * n[1] * a, -n[1])
-    return t, b
-
-
-@wp.func
-def _ggx_visible_normal(wo: wp.vec3, alpha: float, u0: float, u1: float):
-    vh = _normalize_floor(wp.vec3(alpha * wo[0], alpha * wo[1], wo[2]))
-    lensq = vh[0] * vh[0] + vh[1] * vh[1]
-    t1 = wp.vec3(1.0, 0.0, 0.0)
-    if lensq > 0.0:
-        inv = 1.0 / wp.sqrt(lensq)
-        t1 = wp.vec3(-vh[1] * inv, vh[0] * inv, 0.0)
-    t2 = wp.cross(vh, t1)
-    r = wp.sqrt(u0)
-    phi = 2.0 * wp.pi * u1
-    p1 = r * wp.cos(phi)
-    p2 = r * wp.sin(phi)
-    s = 0.5 * (1.0 + vh[2])
-    p2 = (1.0 - s) * wp.sqrt(wp.max(1.0 - p1 * p1, _FLOOR)) + s * p2
-    pz = wp.sqrt(wp.max(1.0 - p1 * p1 - p2 * p2, _FLOOR))
-    nh = p1 * t1 + p2 * t2 + pz * vh
-    return _normalize_floor(wp.vec3(alpha * nh[0], alpha * nh[1], wp.max(nh[2], 0.0)))
-
-
-@wp.func
-def bsdf_sample_wp(n_in: wp.vec3, wo_in: wp.vec3, base: wp.vec3, roughness: float, metallic: float, ior: float,
-                   specular: float, u_lobe: float, u0: float, u1: float):
-    """``(wi, weight [3], pdf)`` as ``metallic_roughness_sample_unchecked`` with the specular weight
-    ``specular`` (``KHR_materials_specular``)."""
-    n = unit_wp(n_in)
-    wo = unit_wp(wo_in)
-    p_spec = _specular_probability(wp.dot(n, wo), base, metallic, _f0_dielectric(ior), specular)
-    return _sample_unit(n, wo, p_spec, base, roughness, metallic, ior, specular, u_lobe, u0, u1)
-
-
-@wp.func
-def _sample_unit(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughness: float, metallic: float,
-                 ior: float, specular: float, u_lobe: float, u0: float, u1: float):
-    """:func:`bsdf_sample_wp` of ``n`` and ``wo`` already through ``_unit`` and the specular lobe's probability
-    ``p_spec`` at ``n . wo`` already known."""
-    t, b = _local_frame(n)
-    wo_local = wp.vec3(wp.dot(wo, t), wp.dot(wo, b), wp.dot(wo, n))
-    wi_local = wp.vec3()
-    if u_lobe < p_spec:
-        h = _ggx_visible_normal(wo_local, wp.max(roughness * roughness, _ALPHA_MIN), u0, u1)
-        wi_local = 2.0 * wp.dot(wo_local, h) * h - wo_local
-    else:
-        r = wp.sqrt(u0)
-        phi = 2.0 * wp.pi * u1
-        wi_local = wp.vec3(r * wp.cos(phi), r * wp.sin(phi), wp.sqrt(wp.max(1.0 - u0, _FLOOR)))
-    wi = wi_local[0] * t + wi_local[1] * b + wi_local[2] * n
-    wi = _normalize_floor(wi)
-    f, pdf = bsdf_eval_pdf_wp(n, wi, wo, base, roughness, metallic, ior, specular)
-    cos = wp.max(wp.dot(n, wi), 0.0)
-    weight = wp.vec3(0.0, 0.0, 0.0)
-    if pdf > 0.0:
-        weight = f * cos / pdf
-    return wi, weight, pdf
 
 
 @wp.func
@@ -462,12 +260,13 @@ def area_sample_wp(x: wp.vec3, start: int, count: int, two_sided: int, tv0: wp.a
 
 
 @wp.func
-def area_sample_by_area_wp(x: wp.vec3, start: int, count: int, two_sided: int, area: float,
+def area_sample_by_area_triangle_wp(x: wp.vec3, start: int, count: int, two_sided: int, area: float,
                            tv0: wp.array(dtype=wp.vec3), tv1: wp.array(dtype=wp.vec3), tv2: wp.array(dtype=wp.vec3),
                            tle: wp.array(dtype=wp.vec3), tri_cdf: wp.array(dtype=float), u0: float, u1: float):
     """``(wi, distance, weight [3], pdf)`` of ``area_light_sample_direct(method="area")``: a triangle by area
     (``tri_cdf``: the light's cumulative area fractions, its last entry 1; ``area``: its total area), a point
-    uniform on it, the density ``d^2 / (A |cos_y|)`` per solid angle."""
+    uniform on it, the density ``d^2 / (A |cos_y|)`` per solid angle; then the triangle ``k`` drawn (counted
+    from ``start``) and ``g``, the weight per unit of its radiance (``weight = tle[start + k] g``)."""
     k = wp.min(_search_right(tri_cdf, start, count, u0), count - 1)
     lo = float(0.0)
     if k > 0:
@@ -490,8 +289,19 @@ def area_sample_by_area_wp(x: wp.vec3, start: int, count: int, two_sided: int, a
     emit_cos = wp.max(cos_y, 0.0)
     if two_sided != 0:
         emit_cos = wp.abs(cos_y)
-    weight = tle[start + k] * (emit_cos * area / (d * d))
+    g = emit_cos * area / (d * d)
+    weight = tle[start + k] * g
     pdf = d * d / (area * wp.max(wp.abs(cos_y), _MIN_COS))
+    return wi, d, weight, pdf, k, g
+
+
+@wp.func
+def area_sample_by_area_wp(x: wp.vec3, start: int, count: int, two_sided: int, area: float,
+                           tv0: wp.array(dtype=wp.vec3), tv1: wp.array(dtype=wp.vec3), tv2: wp.array(dtype=wp.vec3),
+                           tle: wp.array(dtype=wp.vec3), tri_cdf: wp.array(dtype=float), u0: float, u1: float):
+    """``(wi, distance, weight [3], pdf)`` of :func:`area_sample_by_area_triangle_wp`."""
+    wi, d, weight, pdf, k, g = area_sample_by_area_triangle_wp(x, start, count, two_sided, area, tv0, tv1, tv2, tle,
+                                                               tri_cdf, u0, u1)
     return wi, d, weight, pdf
 
 
@@ -646,6 +456,37 @@ def env_sample_wp(H: int, W: int, texels: wp.array(dtype=wp.vec3), pmf: wp.array
 
 
 @wp.func
+def area_light_sample_triangle_wp(x: wp.vec3, j: int, light_start: wp.array(dtype=wp.int32),
+                         light_count: wp.array(dtype=wp.int32), light_two_sided: wp.array(dtype=wp.int32),
+                         light_area: wp.array(dtype=float), light_centre: wp.array(dtype=wp.vec3),
+                         light_far2: wp.array(dtype=float), tri_v0: wp.array(dtype=wp.vec3),
+                         tri_v1: wp.array(dtype=wp.vec3), tri_v2: wp.array(dtype=wp.vec3),
+                         tri_le: wp.array(dtype=wp.vec3), tri_cdf: wp.array(dtype=float), u0: float, u1: float):
+    """:func:`area_light_sample_wp`'s ``(wi, dist, weight, pdf, omega)``, then the triangle drawn (a row of the
+    ``tri_*`` tables; -1: none) and the weight per unit of its radiance."""
+    wi = wp.vec3(0.0, 0.0, 1.0)
+    dist = float(wp.inf)
+    lw = wp.vec3(0.0, 0.0, 0.0)
+    lpdf = float(0.0)
+    omega = float(-1.0)
+    k = int(-1)
+    g = float(0.0)
+    start = light_start[j]
+    if _by_area(x, j, light_area, light_centre, light_far2) > 0.0:
+        wi, dist, lw, lpdf, k, g = area_sample_by_area_triangle_wp(x, start, light_count[j], light_two_sided[j],
+                                                                   light_area[j], tri_v0, tri_v1, tri_v2, tri_le,
+                                                                   tri_cdf, u0, u1)
+    else:
+        wi, dist, lw, lpdf, omega, k = area_sample_triangle_wp(x, start, light_count[j], light_two_sided[j], tri_v0,
+                                                               tri_v1, tri_v2, tri_le, u0, u1)
+        g = omega
+    row = int(-1)
+    if k >= 0:
+        row = start + k
+    return wi, dist, lw, lpdf, omega, row, g
+
+
+@wp.func
 def area_light_sample_wp(x: wp.vec3, j: int, light_start: wp.array(dtype=wp.int32),
                          light_count: wp.array(dtype=wp.int32), light_two_sided: wp.array(dtype=wp.int32),
                          light_area: wp.array(dtype=float), light_centre: wp.array(dtype=wp.vec3),
@@ -654,30 +495,22 @@ def area_light_sample_wp(x: wp.vec3, j: int, light_start: wp.array(dtype=wp.int3
                          tri_le: wp.array(dtype=wp.vec3), tri_cdf: wp.array(dtype=float), u0: float, u1: float):
     """Area light ``j``'s next-event sample at ``x``: ``(wi, dist, weight, pdf, omega)``, by area where
     :func:`_by_area` says (``omega`` -1), else by solid angle (``omega`` the light's solid angle at ``x``)."""
-    wi = wp.vec3(0.0, 0.0, 1.0)
-    dist = float(wp.inf)
-    lw = wp.vec3(0.0, 0.0, 0.0)
-    lpdf = float(0.0)
-    omega = float(-1.0)
-    if _by_area(x, j, light_area, light_centre, light_far2) > 0.0:
-        wi, dist, lw, lpdf = area_sample_by_area_wp(x, light_start[j], light_count[j], light_two_sided[j],
-                                                    light_area[j], tri_v0, tri_v1, tri_v2, tri_le, tri_cdf, u0, u1)
-    else:
-        wi, dist, lw, lpdf, omega = area_sample_wp(x, light_start[j], light_count[j], light_two_sided[j], tri_v0,
-                                                   tri_v1, tri_v2, tri_le, u0, u1)
+    wi, dist, lw, lpdf, omega, row, g = area_light_sample_triangle_wp(x, j, light_start, light_count, light_two_sided,
+                                                                      light_area, light_centre, light_far2, tri_v0,
+                                                                      tri_v1, tri_v2, tri_le, tri_cdf, u0, u1)
     return wi, dist, lw, lpdf, omega
 
 
 @wp.func
-def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
+def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
                          n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
                          metallic: float, ior: float, specular: float, wi: wp.vec3, dist: float, lw: wp.vec3,
                          lpdf: float, is_delta: bool):
-    """One light sample's next-event term at a surface vertex (no throughput): the BSDF (of the unit normal
-    ``n_u`` and view ``wo_u``, ``p_eval`` as :func:`_eval_pdf_unit`, ``specular`` the ``KHR_materials_specular``
-    weight) times ``|cos|`` times ``lw``, MIS-weighted unless ``is_delta``, zero where ``lpdf`` is not positive,
-    ``wi`` is below the shading or geometric surface, or the shadow ray toward ``dist`` is blocked."""
+    """:func:`light_sample_term_wp`'s term, then its factors: the BSDF value ``f`` and ``|cos| w`` (the term is
+    ``(f |cos| w) * lw`` per channel), zeros where the term is not counted."""
     term = wp.vec3(0.0, 0.0, 0.0)
+    f_out = wp.vec3(0.0, 0.0, 0.0)
+    cos_w = float(0.0)
     cos = wp.dot(n, wi)
     if lpdf > 0.0 and wp.dot(ng, wi) * cos > 0.0:
         f, bpdf = _eval_pdf_unit(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior, specular)
@@ -695,7 +528,54 @@ def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3
                 blocked = any_hit_any_bvh(mesh, own, use_own, offset_origin_wp(x, ng, wi), wi, t_max)
             if not blocked:
                 term = contribution
+                f_out = f
+                cos_w = wp.abs(cos) * w
+    return term, f_out, cos_w
+
+
+@wp.func
+def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
+                         n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
+                         metallic: float, ior: float, specular: float, wi: wp.vec3, dist: float, lw: wp.vec3,
+                         lpdf: float, is_delta: bool):
+    """One light sample's next-event term at a surface vertex (no throughput): the BSDF (of the unit normal
+    ``n_u`` and view ``wo_u``, ``p_eval`` as :func:`_eval_pdf_unit`, ``specular`` the ``KHR_materials_specular``
+    weight) times ``|cos|`` times ``lw``, MIS-weighted unless ``is_delta``, zero where ``lpdf`` is not positive,
+    ``wi`` is below the shading or geometric surface, or the shadow ray toward ``dist`` is blocked."""
+    term, f, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic,
+                                           ior, specular, wi, dist, lw, lpdf, is_delta)
     return term
+
+
+# ------------------------------------------------------------------------------------------------ the adjoint
+#: Columns of the kernel's per-part gradient table (``adjoint`` on): d/d base colour (3), metallic, roughness,
+#: index of refraction, specular weight, emission (3).
+GRAD_BASE = wp.constant(0)
+GRAD_METALLIC = wp.constant(3)
+GRAD_ROUGHNESS = wp.constant(4)
+GRAD_IOR = wp.constant(5)
+GRAD_SPECULAR = wp.constant(6)
+GRAD_EMISSION = wp.constant(7)
+PART_GRADS = 10
+
+
+@wp.func
+def _add3(g: wp.array2d(dtype=wp.float64), row: int, col: int, v: wp.vec3):
+    """``g[row, col : col + 3] += v`` in float64 (atomic on CUDA; a CPU range owns its table)."""
+    for c in range(3):
+        wp.atomic_add(g, row, col + c, wp.float64(v[c]))
+
+
+@wp.func
+def _add_bsdf_grads(g: wp.array2d(dtype=wp.float64), part: int, n: wp.vec3, wi: wp.vec3, wo: wp.vec3, base: wp.vec3,
+                    roughness: float, metallic: float, ior: float, specular: float, coef: wp.vec3):
+    """Part ``part``'s material columns of ``g`` += ``sum_c coef_c d f_c / d theta`` (:func:`bsdf_param_grads_wp`)."""
+    gb, gm, gr, gi, gs = bsdf_param_grads_wp(n, wi, wo, base, roughness, metallic, ior, specular, coef)
+    _add3(g, part, GRAD_BASE, gb)
+    wp.atomic_add(g, part, GRAD_METALLIC, wp.float64(gm))
+    wp.atomic_add(g, part, GRAD_ROUGHNESS, wp.float64(gr))
+    wp.atomic_add(g, part, GRAD_IOR, wp.float64(gi))
+    wp.atomic_add(g, part, GRAD_SPECULAR, wp.float64(gs))
 
 
 # ------------------------------------------------------------------------------------------------ the kernel
@@ -727,8 +607,21 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 env_pmf: wp.array(dtype=float), env_row_cdf: wp.array(dtype=float), env_cond_cdf: wp.array(dtype=float),
                 origins: wp.array(dtype=wp.vec3), directions: wp.array(dtype=wp.vec3),
                 seed_lo: wp.uint32, seed_hi: wp.uint32, depth_limit: int, rr_depth: int, hide_emitters: int,
-                out_radiance: wp.array(dtype=wp.vec3), out_hit: wp.array(dtype=wp.bool)):
-    """Radiance of ray ``offset + tid`` (see the module docstring); ``out_hit``: its first ray hit a surface."""
+                out_radiance: wp.array(dtype=wp.vec3), out_hit: wp.array(dtype=wp.bool), adjoint: int,
+                radiance_in: wp.array(dtype=wp.vec3), v_in: wp.array(dtype=wp.vec3),
+                g_part: wp.array2d(dtype=wp.float64), g_light: wp.array2d(dtype=wp.float64),
+                g_tri: wp.array2d(dtype=wp.float64)):
+    """Radiance of ray ``offset + tid`` (see the module docstring); ``out_hit``: its first ray hit a surface.
+
+    ``adjoint`` 1: also path replay backpropagation of the material and light values. The path is traced again
+    (the same code, so the same bits as the primal that gave ``radiance_in``, its radiance), and with ``v_in``
+    the adjoint of that radiance, each vertex adds to ``g_part [P, PART_GRADS]`` (columns ``GRAD_*``) the
+    derivatives of its emission, of its light samples' BSDF values (times the light, MIS weight and cosine),
+    and of the BSDF value of the sample that continues the path (times the radiance still to come over that
+    value: ``radiance_in`` less what the path gathered so far); to ``g_light [L, 3]`` those of the point, spot
+    and directional lights' values; to ``g_tri [T, 3]`` those of the area lights' triangle radiances. Sampling
+    densities, MIS weights and roulette are held fixed (detached sampling: unbiased, as Mitsuba's ``prb``).
+    Textured parts' columns are those of the texture-scaled value (the caller does not use them)."""
     i = offset + wp.tid()
     key = ray_key_wp(seed_lo, seed_hi, wp.uint32(i))
     o = origins[i]
@@ -739,6 +632,11 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
     prev_x = o
     out_hit[i] = False
     totals = vec_cached()  # Omega of the first CACHED lights at prev_x (their next-event estimation's)
+    total_in = wp.vec3(0.0, 0.0, 0.0)
+    dv = wp.vec3(0.0, 0.0, 0.0)
+    if adjoint != 0:
+        total_in = radiance_in[i]
+        dv = v_in[i]
     for depth in range(depth_limit):
         if not (wp.dot(d, d) > 0.0):
             break
@@ -837,6 +735,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         if hide_emitters != 0 and depth == 0:
             weight_e = 0.0
         term = _cw_mul(beta, emission) * weight_e
+        if adjoint != 0 and tex_em < 0 and weight_e != 0.0 and not (back and not double):
+            _add3(g_part, part, GRAD_EMISSION, _cw_mul(dv, beta) * weight_e)
         # what the light samples' BSDF evaluations and the BSDF sample share (the same bits as each computing
         # its own): the unit normal and view direction, and the specular lobe's probability at their cosine
         n_u = unit_wp(n)
@@ -857,6 +757,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 dist = float(wp.inf)
                 lw = wp.vec3(0.0, 0.0, 0.0)
                 lpdf = float(1.0)
+                per_value = float(1.0)  # lw per unit of the light's value (or of triangle tri_row's radiance)
+                tri_row = int(-1)
                 is_delta = kind != LIGHT_AREA and kind != LIGHT_ENVIRONMENT
                 if kind == LIGHT_DIRECTIONAL:
                     wi = light_dir[j]
@@ -865,10 +767,9 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                     wi, lw, lpdf = env_sample_wp(env_h, env_w, env_texels, env_pmf, env_row_cdf, env_cond_cdf, u0, u1)
                 elif kind == LIGHT_AREA:
                     omega = float(0.0)
-                    wi, dist, lw, lpdf, omega = area_light_sample_wp(x, j, light_start, light_count,
-                                                                     light_two_sided, light_area, light_centre,
-                                                                     light_far2, tri_v0, tri_v1, tri_v2, tri_le,
-                                                                     tri_cdf, u0, u1)
+                    wi, dist, lw, lpdf, omega, tri_row, per_value = area_light_sample_triangle_wp(
+                        x, j, light_start, light_count, light_two_sided, light_area, light_centre, light_far2, tri_v0,
+                        tri_v1, tri_v2, tri_le, tri_cdf, u0, u1)
                     if j < CACHED and omega >= 0.0:  # (sampled by solid angle)
                         totals[j] = omega
                 else:
@@ -885,8 +786,21 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                         a = wp.clamp(cd * light_scale[j] - light_cos_outer[j] * light_scale[j], 0.0, 1.0)
                         fall = a * a * fall
                     lw = light_value[j] * fall
-                nee = nee + light_sample_term_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness,
-                                                 metallic, ior, specular, wi, dist, lw, lpdf, is_delta)
+                    per_value = fall
+                t_j, f_j, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base,
+                                                        roughness, metallic, ior, specular, wi, dist, lw, lpdf,
+                                                        is_delta)
+                nee = nee + t_j
+                if adjoint != 0 and cos_w > 0.0:
+                    bw = _cw_mul(dv, beta)
+                    _add_bsdf_grads(g_part, part, n_u, wi, wo_u, base, roughness, metallic, ior, specular,
+                                    _cw_mul(bw, lw) * cos_w)
+                    g_value = _cw_mul(bw, f_j) * (cos_w * per_value)
+                    if kind == LIGHT_AREA:
+                        if tri_row >= 0:
+                            _add3(g_tri, tri_row, 0, g_value)
+                    elif kind != LIGHT_ENVIRONMENT:
+                        _add3(g_light, j, 0, g_value)
             term = term + _cw_mul(beta, nee)
         radiance = radiance + term
         if depth + 1 >= depth_limit:
@@ -905,6 +819,14 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 ok = False
         if not (ok and (new_beta[0] > 0.0 or new_beta[1] > 0.0 or new_beta[2] > 0.0)):
             break
+        if adjoint != 0:  # the sample's BSDF value carries the radiance still to come
+            f_s, pdf_s = bsdf_eval_pdf_wp(n_u, wi, wo_u, base, roughness, metallic, ior, specular)
+            rest = total_in - radiance
+            coef = wp.vec3(0.0, 0.0, 0.0)
+            for c in range(3):
+                if f_s[c] > 0.0:
+                    coef[c] = dv[c] * rest[c] / f_s[c]
+            _add_bsdf_grads(g_part, part, n_u, wi, wo_u, base, roughness, metallic, ior, specular, coef)
         beta = new_beta
         o = offset_origin_wp(x, ng, wi)
         prev_x = x

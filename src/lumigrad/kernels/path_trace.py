@@ -16,12 +16,12 @@ import torch
 import warp as wp
 
 from . import path_kernels as pk
-from ._runtime import as_warp, launch_split
+from ._runtime import as_warp, launch_partitioned, launch_split, num_workers
 from .bvh import TriangleBVH
 from .counter_rng import split_seed
 from ..threads import long_launch_threads
 
-__all__ = ["PathTables", "trace_paths_tables"]
+__all__ = ["PathTables", "replay_paths_tables", "trace_paths_tables"]
 
 #: Rays per CPU thread below which a launch is not split.
 MIN_RAYS_PER_THREAD = 64
@@ -111,6 +111,44 @@ class PathTables:
     env_cond_cdf: torch.Tensor
 
 
+def _kernel_inputs(bvh: TriangleBVH, verts: torch.Tensor, t: PathTables, origins: torch.Tensor,
+                   directions: torch.Tensor, depth_limit: int, rr_depth: int, seed: int, hide_emitters: bool,
+                   radiance: torch.Tensor, hit: torch.Tensor) -> list:
+    """:func:`.path_kernels.trace_paths`' inputs after ``(offset, end)``, up to its outputs ``radiance, hit``."""
+    lo, hi = split_seed(seed)
+    v3 = wp.vec3
+    return [*bvh.query_handles(), as_warp(verts.contiguous(), v3), as_warp(t.faces), as_warp(t.normals, v3),
+            t.has_normals,
+            as_warp(t.face_part), as_warp(t.part_base, v3), as_warp(t.part_metallic), as_warp(t.part_roughness),
+            as_warp(t.part_ior), as_warp(t.part_specular), as_warp(t.part_emission, v3), as_warp(t.part_double),
+            as_warp(t.part_emitter),
+            as_warp(t.uvs, wp.vec2), as_warp(t.uv_faces), as_warp(t.part_texture),
+            as_warp(t.part_mr_texture), as_warp(t.part_emissive_texture), as_warp(t.tex_offset),
+            as_warp(t.tex_width), as_warp(t.tex_height), as_warp(t.tex_wrap), as_warp(t.texels, v3),
+            int(t.light_type.shape[0]), as_warp(t.light_type), as_warp(t.light_pos, v3), as_warp(t.light_dir, v3),
+            as_warp(t.light_value, v3), as_warp(t.light_cos_outer), as_warp(t.light_scale),
+            as_warp(t.light_range), as_warp(t.light_start), as_warp(t.light_count), as_warp(t.light_two_sided),
+            as_warp(t.light_area), as_warp(t.light_centre, v3), as_warp(t.light_far2),
+            as_warp(t.tri_v0, v3), as_warp(t.tri_v1, v3), as_warp(t.tri_v2, v3), as_warp(t.tri_le, v3),
+            as_warp(t.tri_cdf),
+            int(t.env_on), int(t.env_h), int(t.env_w), as_warp(t.env_texels, v3), as_warp(t.env_pmf),
+            as_warp(t.env_row_cdf), as_warp(t.env_cond_cdf),
+            as_warp(origins.contiguous(), v3), as_warp(directions.contiguous(), v3), wp.uint32(lo), wp.uint32(hi),
+            int(depth_limit), int(rr_depth), int(bool(hide_emitters)), as_warp(radiance, v3), as_warp(hit)]
+
+
+def _no_adjoint(device: torch.device) -> list:
+    """The adjoint inputs of a primal launch (``adjoint`` 0; one-element placeholders)."""
+    one3 = torch.zeros(1, 3, dtype=torch.float32, device=device)
+    g = as_warp(torch.zeros(1, 1, dtype=torch.float64, device=device))
+    return [0, as_warp(one3, wp.vec3), as_warp(one3, wp.vec3), g, g, g]
+
+
+def _workers(R: int):
+    # seconds of work per launch at image sizes: both cores, even beside busy processes (see long_launch_threads)
+    return long_launch_threads() if R >= LONG_LAUNCH_RAYS else None
+
+
 def trace_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables, origins: torch.Tensor,
                        directions: torch.Tensor, *, depth_limit: int, rr_depth: int, seed: int,
                        hide_emitters: bool) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -124,7 +162,8 @@ def trace_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables
         depth_limit: vertices per path (>= 1); rr_depth: first depth of Russian roulette; seed: the RNG seed;
         hide_emitters: emitters seen by the camera rays are black.
 
-    **Differentiability:** none (a primal estimate; gradients come from the PyTorch replay).
+    **Differentiability:** none (a primal estimate; gradients come from the replay: :func:`replay_paths_tables`
+    or the PyTorch transport's).
     """
     device = verts.device
     R = origins.shape[0]
@@ -132,27 +171,45 @@ def trace_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables
     hit = torch.zeros(R, dtype=torch.bool, device=device)
     if R == 0 or not bvh.has_faces:
         return radiance, hit
-    lo, hi = split_seed(seed)
-    t = tables
-    v3 = wp.vec3
-    inputs = [*bvh.query_handles(), as_warp(verts.contiguous(), v3), as_warp(t.faces), as_warp(t.normals, v3), t.has_normals,
-              as_warp(t.face_part), as_warp(t.part_base, v3), as_warp(t.part_metallic), as_warp(t.part_roughness),
-              as_warp(t.part_ior), as_warp(t.part_specular), as_warp(t.part_emission, v3), as_warp(t.part_double),
-              as_warp(t.part_emitter),
-              as_warp(t.uvs, wp.vec2), as_warp(t.uv_faces), as_warp(t.part_texture),
-              as_warp(t.part_mr_texture), as_warp(t.part_emissive_texture), as_warp(t.tex_offset),
-              as_warp(t.tex_width), as_warp(t.tex_height), as_warp(t.tex_wrap), as_warp(t.texels, v3),
-              int(t.light_type.shape[0]), as_warp(t.light_type), as_warp(t.light_pos, v3), as_warp(t.light_dir, v3),
-              as_warp(t.light_value, v3), as_warp(t.light_cos_outer), as_warp(t.light_scale),
-              as_warp(t.light_range), as_warp(t.light_start), as_warp(t.light_count), as_warp(t.light_two_sided),
-              as_warp(t.light_area), as_warp(t.light_centre, v3), as_warp(t.light_far2),
-              as_warp(t.tri_v0, v3), as_warp(t.tri_v1, v3), as_warp(t.tri_v2, v3), as_warp(t.tri_le, v3),
-              as_warp(t.tri_cdf),
-              int(t.env_on), int(t.env_h), int(t.env_w), as_warp(t.env_texels, v3), as_warp(t.env_pmf),
-              as_warp(t.env_row_cdf), as_warp(t.env_cond_cdf),
-              as_warp(origins.contiguous(), v3), as_warp(directions.contiguous(), v3), wp.uint32(lo), wp.uint32(hi),
-              int(depth_limit), int(rr_depth), int(bool(hide_emitters)), as_warp(radiance, v3), as_warp(hit)]
-    # seconds of work per launch at image sizes: both cores, even beside busy processes (see long_launch_threads)
-    workers = long_launch_threads() if R >= LONG_LAUNCH_RAYS else None
-    launch_split(pk.trace_paths, R, inputs, device, min_chunk=MIN_RAYS_PER_THREAD, workers=workers)
+    inputs = _kernel_inputs(bvh, verts, tables, origins, directions, depth_limit, rr_depth, seed, hide_emitters,
+                            radiance, hit) + _no_adjoint(device)
+    launch_split(pk.trace_paths, R, inputs, device, min_chunk=MIN_RAYS_PER_THREAD, workers=_workers(R))
     return radiance, hit
+
+
+def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables, origins: torch.Tensor,
+                        directions: torch.Tensor, radiance: torch.Tensor, v_radiance: torch.Tensor, *,
+                        depth_limit: int, rr_depth: int, seed: int,
+                        hide_emitters: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Path replay backpropagation of the material and light values on the fused kernel.
+
+    The paths of :func:`trace_paths_tables` (same arguments), whose radiance it gave as ``radiance [R, 3]``,
+    traced again with the adjoint ``v_radiance [R, 3]`` of that radiance (``adjoint`` on in
+    :func:`.path_kernels.trace_paths`).
+
+    Returns:
+        ``(g_part [P, PART_GRADS], g_light [L, 3], g_tri [T, 3], replayed [R, 3])``: float64 sums of the
+        derivatives of ``sum(v_radiance * radiance)`` in the tables' ``part_*`` columns (``GRAD_*`` of
+        :mod:`.path_kernels`), ``light_value`` and ``tri_le`` (rows of textured parts: see the kernel), and the
+        radiance the replay gathered (equal to ``radiance`` unless a path branched otherwise).
+
+    **Differentiability:** none (this is the adjoint; :mod:`lumigrad.integrators.fused_adjoint` chains it).
+    """
+    device = verts.device
+    R = origins.shape[0]
+    t = tables
+    P, L, T = t.part_base.shape[0], t.light_value.shape[0], t.tri_le.shape[0]
+    replayed = torch.zeros(R, 3, dtype=torch.float32, device=device)
+    hit = torch.zeros(R, dtype=torch.bool, device=device)
+    parts = 1 if device.type == "cuda" or R < 2 * MIN_RAYS_PER_THREAD else 4 * (_workers(R) or num_workers())
+    g_part = torch.zeros(parts, P, pk.PART_GRADS, dtype=torch.float64, device=device)
+    g_light = torch.zeros(parts, L, 3, dtype=torch.float64, device=device)
+    g_tri = torch.zeros(parts, T, 3, dtype=torch.float64, device=device)
+    if R and bvh.has_faces:
+        inputs = _kernel_inputs(bvh, verts, t, origins, directions, depth_limit, rr_depth, seed, hide_emitters,
+                                replayed, hit)
+        adj = [as_warp(radiance.float().contiguous(), wp.vec3), as_warp(v_radiance.float().contiguous(), wp.vec3)]
+        launch_partitioned(pk.trace_paths, R,
+                           lambda k: inputs + [1, *adj, as_warp(g_part[k]), as_warp(g_light[k]), as_warp(g_tri[k])],
+                           parts, device)
+    return g_part.sum(0), g_light.sum(0), g_tri.sum(0), replayed

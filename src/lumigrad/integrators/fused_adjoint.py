@@ -1,0 +1,112 @@
+"""The path tracer's backward pass on the fused kernel, for material and light values.
+
+Where every parameter that requires a gradient is a material or light *value* (a part's base colour, metallic,
+roughness, index of refraction, specular weight or emission factor; a point, spot or directional light's
+intensity or colour; an area light's radiance), nothing moves: no visibility changes, so the gradient has no
+boundary term, and every path vertex stays where the primal put it. Path replay backpropagation then needs no
+PyTorch graph at all: :func:`lumigrad.kernels.path_trace.replay_paths_tables` traces the backward pass's paths
+again in the fused kernel (the same code as their primal, so the same bits) and sums, per part and light, the
+derivatives of each vertex's emission, light samples and continuing BSDF sample, with sampling densities, MIS
+weights and roulette held fixed (detached sampling, as Mitsuba's ``prb``: unbiased). The float64 sums are then
+chained to the parameters by autograd through :func:`.fused_paths.value_tables` (clamps, ``intensity * color``,
+an area light's radiance shared by its triangles and its emitter part).
+
+:func:`fused_adjoint_unsupported` says why a render cannot use it (None: it can); the integrator then runs the
+PyTorch replay (:func:`lumigrad.raytrace.sample_paths` with an adjoint), which differentiates everything
+(geometry, camera, textures, environment texels, media). ``PathIntegrator(fused_adjoint=False)`` forces the
+PyTorch replay.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import List, Optional, Sequence
+
+import torch
+
+from ..cameras.camera import Camera
+from ..kernels import path_kernels as pk
+from ..kernels.bvh import bvh_for
+from ..kernels.path_trace import PathTables, replay_paths_tables
+from ..raytrace.transport import MAX_BOUNCES, TraceScene
+from ..scene.lights import AreaLight, DirectionalLight, PointLight, SpotLight
+from .fused_paths import VALUE_FIELDS, value_tables
+
+__all__ = ["fused_adjoint_unsupported", "fused_value_gradients"]
+
+#: A material's fields whose gradients the fused replay gives, each with the texture that scales it (its
+#: gradient then goes to the PyTorch replay: the kernel's columns are those of the texture-scaled value).
+_MATERIAL_VALUES = {"base_color_factor": "base_color_texture", "metallic_factor": "metallic_roughness_texture",
+                    "roughness_factor": "metallic_roughness_texture", "emissive_factor": "emissive_texture",
+                    "ior": None, "specular_factor": None}
+#: A light's fields whose gradients the fused replay gives.
+_LIGHT_VALUES = {PointLight: ("intensity", "color"), SpotLight: ("intensity", "color"),
+                 DirectionalLight: ("irradiance", "color"), AreaLight: ("radiance",)}
+
+
+def _needs_grad(value) -> bool:
+    return isinstance(value, torch.Tensor) and value.requires_grad
+
+
+def _fields(obj):
+    if dataclasses.is_dataclass(obj):
+        return [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
+    return list(vars(obj).items())
+
+
+def fused_adjoint_unsupported(ts: TraceScene, camera: Camera) -> Optional[str]:
+    """Why the fused replay cannot differentiate a render of ``ts`` by ``camera`` (a sentence), or None when it
+    can: something other than a material or light value requires a gradient. (The caller has already checked
+    that the fused kernel renders ``ts``: :func:`.fused_paths.use_fused`.)"""
+    for name in ("K", "world_to_cam", "distortion"):
+        if _needs_grad(getattr(camera, name, None)):
+            return f"the camera's {name} requires a gradient"
+    for name in ("verts", "normals", "uv"):
+        if _needs_grad(getattr(ts, name)):
+            return f"the scene's {'vertices' if name == 'verts' else name} require gradients"
+    for k, m in enumerate(ts.materials):
+        for name, value in _fields(m):
+            if not _needs_grad(value):
+                continue
+            if name not in _MATERIAL_VALUES:
+                return f"part {k}'s material {name} requires a gradient"
+            texture = _MATERIAL_VALUES[name]
+            if texture is not None and getattr(m, texture) is not None:
+                return f"part {k}'s {name} requires a gradient and is scaled by its {texture}"
+    for j, light in enumerate(ts.lights):
+        allowed = _LIGHT_VALUES.get(type(light), ())
+        for name, value in _fields(light):
+            if _needs_grad(value) and name not in allowed:
+                return f"light {j}'s {name} requires a gradient"
+    return None
+
+
+def fused_value_gradients(ts: TraceScene, tables: PathTables, origins: torch.Tensor, directions: torch.Tensor,
+                          radiance: torch.Tensor, v_radiance: torch.Tensor, params: Sequence[torch.Tensor], *,
+                          max_depth: int, rr_depth: int, seed: int,
+                          hide_emitters: bool = False) -> List[Optional[torch.Tensor]]:
+    """``d sum(v_radiance * radiance) / d params`` (None where unused) of the paths of rays ``origins,
+    directions`` whose primal radiance (:func:`.fused_paths.sample_paths_fused` with these settings and
+    ``tables``, ``path_tables(ts)``) is ``radiance [R, 3]``, by the fused replay (see the module); ``ts`` and
+    the camera must pass :func:`fused_adjoint_unsupported`.
+
+    **Differentiability:** this is a backward pass (its result has no graph).
+    """
+    verts = ts.verts.detach().contiguous()
+    g_part, g_light, g_tri, _ = replay_paths_tables(
+        bvh_for(verts, ts.faces), verts, tables, origins.detach().float(), directions.detach().float(), radiance,
+        v_radiance, depth_limit=MAX_BOUNCES if max_depth < 0 else max_depth, rr_depth=rr_depth, seed=seed,
+        hide_emitters=hide_emitters)
+    columns = dict(part_base=g_part[:, pk.GRAD_BASE:pk.GRAD_BASE + 3], part_metallic=g_part[:, pk.GRAD_METALLIC],
+                   part_roughness=g_part[:, pk.GRAD_ROUGHNESS], part_ior=g_part[:, pk.GRAD_IOR],
+                   part_specular=g_part[:, pk.GRAD_SPECULAR],
+                   part_emission=g_part[:, pk.GRAD_EMISSION:pk.GRAD_EMISSION + 3], light_value=g_light, tri_le=g_tri)
+    with torch.enable_grad():
+        values = value_tables(ts)
+    outputs = [values[name] for name in VALUE_FIELDS if values[name].requires_grad]
+    grads = [columns[name].to(values[name].dtype) for name in VALUE_FIELDS if values[name].requires_grad]
+    params = list(params)
+    if not outputs or not params:
+        return [None] * len(params)
+    # retain_graph: the scene's own graph (a factor built from a parameter once) serves every backward pass
+    return list(torch.autograd.grad(outputs, params, grads, allow_unused=True, retain_graph=True))

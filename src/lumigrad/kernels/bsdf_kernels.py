@@ -1,0 +1,277 @@
+"""The fused kernels' glTF metallic-roughness BSDF in Warp (float32): evaluation, density, sampling, and the
+derivatives of its value in the material's parameters.
+
+The float32 twin of :mod:`lumigrad.shading.brdf` (``metallic_roughness_unchecked``, its density and sampling:
+the PyTorch code is the reference), with ``KHR_materials_specular``'s weight; weight 0 and no metal is Lambert's.
+:func:`bsdf_param_grads_wp` is the adjoint the fused path replay (:mod:`.path_kernels`, ``adjoint`` on) needs:
+``sum_c coef_c d f_c / d theta`` for ``theta`` the base colour, metallic, roughness, index of refraction and
+specular weight, checked against PyTorch's autograd of the float64 twin in ``tests/kernels/test_bsdf_kernels.py``.
+"""
+
+from __future__ import annotations
+
+import warp as wp
+
+wp.set_module_options({"enable_backward": False})
+
+_ALPHA_MIN = wp.constant(1.0e-3)
+_DOT_EPS = wp.constant(1.0e-6)
+_FLOOR = wp.constant(1.0e-30)
+
+
+@wp.func
+def _normalize_floor(v: wp.vec3):
+    """``v / sqrt(max(|v|^2, 1e-30))`` (the warps' ``_normalize``)."""
+    return v / wp.sqrt(wp.max(wp.dot(v, v), _FLOOR))
+
+
+@wp.func
+def unit_wp(v: wp.vec3):
+    """``v / |v|`` (``torch.linalg.vector_norm``)."""
+    return v / wp.length(v)
+
+
+@wp.func
+def _lambertian(base: wp.vec3, metallic: float, specular: float):
+    """Whether the BSDF is exactly ``base / pi`` with cosine sampling: no metal, no specular coat
+    (``KHR_materials_specular`` weight 0: Mitsuba's ``diffuse``) and a non-black base (so that the specular
+    lobe's probability is 0, as the PyTorch twin's, not the 1 it takes where both lobes vanish)."""
+    return specular == 0.0 and metallic == 0.0 and (base[0] > 0.0 or base[1] > 0.0 or base[2] > 0.0)
+
+
+@wp.func
+def _schlick_weight(cos: float):
+    """``(1 - clamp(cos, 0, 1))^5``, Schlick's weight of the grazing reflectance."""
+    m = 1.0 - wp.clamp(cos, 0.0, 1.0)
+    m2 = m * m
+    return m2 * m2 * m
+
+
+@wp.func
+def _schlick(f0: float, weight: float):
+    """Schlick's Fresnel ``f0 + (1 - f0) weight`` of a :func:`_schlick_weight`."""
+    return f0 + (1.0 - f0) * weight
+
+
+@wp.func
+def _specular_probability(n_dot_v: float, base: wp.vec3, metallic: float, f0_d: float, specular: float):
+    """The PyTorch twin's ``_specular_probability``; 0 without arithmetic where :func:`_lambertian`."""
+    out = float(0.0)
+    if not _lambertian(base, metallic, specular):
+        fc = _schlick_weight(n_dot_v)
+        f_d = specular * _schlick(f0_d, fc)
+        w_d = 1.0 - metallic
+        spec = float(0.0)
+        diff = float(0.0)
+        for k in range(3):
+            spec += w_d * f_d + metallic * _schlick(base[k], fc)
+            diff += w_d * (1.0 - f_d) * base[k]
+        spec = spec / 3.0
+        diff = diff / 3.0
+        total = spec + diff
+        out = 1.0
+        if total > 0.0:
+            out = spec / total
+    return out
+
+
+@wp.func
+def _f0_dielectric(ior: float):
+    r = (ior - 1.0) / (ior + 1.0)
+    return r * r
+
+
+@wp.func
+def bsdf_eval_pdf_wp(n_in: wp.vec3, wi_in: wp.vec3, wo_in: wp.vec3, base: wp.vec3, roughness: float,
+                     metallic: float, ior: float, specular: float):
+    """``(f [3], pdf)`` of the glTF metallic-roughness BSDF with ``KHR_materials_specular``'s weight
+    ``specular`` (``metallic_roughness_unchecked`` and ``metallic_roughness_pdf_unchecked``), no cosine in ``f``."""
+    return _eval_pdf_unit(unit_wp(n_in), wi_in, unit_wp(wo_in), -1.0, base, roughness, metallic, ior, specular)
+
+
+@wp.func
+def _half_vector_terms(n: wp.vec3, wi: wp.vec3, wo: wp.vec3):
+    """``(sin2_h, v.h)`` of unit ``n, wi, wo`` as the PyTorch twin's ``_cosines`` (and the direct-light kernels)
+    compute them, without a normalised half vector: with ``hv = wi + wo``, ``sin2_h = 1 - (n.h)^2 =
+    |n x hv|^2 / |hv|^2`` (no cancellation near a sharp highlight, where float32 ``1 - (n.h)^2`` loses its
+    digits) and ``v.h = |hv| / 2`` (``wo . hv / 1e-6`` where ``|hv|^2`` is clamped to ``1e-12``), clamped to
+    ``[0, 1]``."""
+    hv = wi + wo
+    hh_raw = wp.dot(hv, hv)
+    hh = wp.max(hh_raw, _DOT_EPS * _DOT_EPS)
+    c = wp.cross(n, hv)
+    sin2_h = wp.dot(c, c) / hh
+    vh = 0.5 * wp.sqrt(hh)
+    if not (hh_raw >= _DOT_EPS * _DOT_EPS):
+        vh = wp.dot(wo, hv) / _DOT_EPS
+    return sin2_h, wp.clamp(vh, 0.0, 1.0)
+
+
+@wp.func
+def _eval_pdf_unit(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.vec3, roughness: float,
+                   metallic: float, ior: float, specular: float):
+    """:func:`bsdf_eval_pdf_wp` of ``n`` and ``wo`` already through ``_unit`` (a shading point's, shared by its
+    light samples and its BSDF sample) and, when ``p_spec_known >= 0``, the specular lobe's probability at
+    ``clamp(n . wo, 1e-6, 1)`` already known: the same bits, less work. Where :func:`_lambertian`, Lambert's
+    ``base / pi`` and ``n.wi / pi`` without the GGX lobe's arithmetic (the twin's bits: its zero terms add 0).
+    GGX's ``D`` from ``q = alpha^2 + sin2_h (1 - alpha^2)`` (:func:`_half_vector_terms`), as the twin."""
+    wi = unit_wp(wi_in)
+    nl_raw = wp.dot(n, wi)
+    nv_raw = wp.dot(n, wo)
+    f = wp.vec3(0.0, 0.0, 0.0)
+    pdf = float(0.0)
+    if nl_raw > 0.0 and nv_raw > 0.0:
+        nl = wp.clamp(nl_raw, _DOT_EPS, 1.0)
+        if _lambertian(base, metallic, specular):
+            f = base / wp.pi
+            pdf = nl / wp.pi
+        else:
+            nv = wp.clamp(nv_raw, _DOT_EPS, 1.0)
+            sin2_h, vh = _half_vector_terms(n, wi, wo)
+            f0_d = _f0_dielectric(ior)
+            alpha = wp.max(roughness * roughness, _ALPHA_MIN)
+            a2 = alpha * alpha
+            q = a2 + sin2_h * (1.0 - a2)
+            dist = a2 / (wp.pi * q * q)
+            vis = 0.5 / (nl * wp.sqrt(nv * nv * (1.0 - a2) + a2) + nv * wp.sqrt(nl * nl * (1.0 - a2) + a2))
+            dv = dist * vis
+            m5 = _schlick_weight(vh)
+            fd = specular * _schlick(f0_d, m5)
+            w_d = 1.0 - metallic
+            for k in range(3):
+                diffuse = w_d * (1.0 - fd) * (base[k] / wp.pi)
+                coat = w_d * fd * dv + metallic * (dv * _schlick(base[k], m5))
+                f[k] = diffuse + coat
+            pdf_spec = dist / (2.0 * (nv + wp.sqrt(a2 + (1.0 - a2) * nv * nv)))
+            pdf_diff = nl / wp.pi
+            p_spec = p_spec_known
+            if p_spec < 0.0:
+                p_spec = _specular_probability(nv, base, metallic, f0_d, specular)
+            pdf = p_spec * pdf_spec + (1.0 - p_spec) * pdf_diff
+    return f, pdf
+
+
+@wp.func
+def _local_frame(n: wp.vec3):
+    s = float(1.0)  # copysign(1, n_z)
+    if n[2] < 0.0:
+        s = -1.0
+    a = -1.0 / (s + n[2])
+    c = n[0] * n[1] * a
+    t = wp.vec3(1.0 + s * n[0] * n[0] * a, s * c, -s * n[0])
+    b = wp.vec3(c, s + n[1] * n[1] * a, -n[1])
+    return t, b
+
+
+@wp.func
+def _ggx_visible_normal(wo: wp.vec3, alpha: float, u0: float, u1: float):
+    vh = _normalize_floor(wp.vec3(alpha * wo[0], alpha * wo[1], wo[2]))
+    lensq = vh[0] * vh[0] + vh[1] * vh[1]
+    t1 = wp.vec3(1.0, 0.0, 0.0)
+    if lensq > 0.0:
+        inv = 1.0 / wp.sqrt(lensq)
+        t1 = wp.vec3(-vh[1] * inv, vh[0] * inv, 0.0)
+    t2 = wp.cross(vh, t1)
+    r = wp.sqrt(u0)
+    phi = 2.0 * wp.pi * u1
+    p1 = r * wp.cos(phi)
+    p2 = r * wp.sin(phi)
+    s = 0.5 * (1.0 + vh[2])
+    p2 = (1.0 - s) * wp.sqrt(wp.max(1.0 - p1 * p1, _FLOOR)) + s * p2
+    pz = wp.sqrt(wp.max(1.0 - p1 * p1 - p2 * p2, _FLOOR))
+    nh = p1 * t1 + p2 * t2 + pz * vh
+    return _normalize_floor(wp.vec3(alpha * nh[0], alpha * nh[1], wp.max(nh[2], 0.0)))
+
+
+@wp.func
+def bsdf_sample_wp(n_in: wp.vec3, wo_in: wp.vec3, base: wp.vec3, roughness: float, metallic: float, ior: float,
+                   specular: float, u_lobe: float, u0: float, u1: float):
+    """``(wi, weight [3], pdf)`` as ``metallic_roughness_sample_unchecked`` with the specular weight
+    ``specular`` (``KHR_materials_specular``)."""
+    n = unit_wp(n_in)
+    wo = unit_wp(wo_in)
+    p_spec = _specular_probability(wp.dot(n, wo), base, metallic, _f0_dielectric(ior), specular)
+    return _sample_unit(n, wo, p_spec, base, roughness, metallic, ior, specular, u_lobe, u0, u1)
+
+
+@wp.func
+def _sample_unit(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughness: float, metallic: float,
+                 ior: float, specular: float, u_lobe: float, u0: float, u1: float):
+    """:func:`bsdf_sample_wp` of ``n`` and ``wo`` already through ``_unit`` and the specular lobe's probability
+    ``p_spec`` at ``n . wo`` already known."""
+    t, b = _local_frame(n)
+    wo_local = wp.vec3(wp.dot(wo, t), wp.dot(wo, b), wp.dot(wo, n))
+    wi_local = wp.vec3()
+    if u_lobe < p_spec:
+        h = _ggx_visible_normal(wo_local, wp.max(roughness * roughness, _ALPHA_MIN), u0, u1)
+        wi_local = 2.0 * wp.dot(wo_local, h) * h - wo_local
+    else:
+        r = wp.sqrt(u0)
+        phi = 2.0 * wp.pi * u1
+        wi_local = wp.vec3(r * wp.cos(phi), r * wp.sin(phi), wp.sqrt(wp.max(1.0 - u0, _FLOOR)))
+    wi = wi_local[0] * t + wi_local[1] * b + wi_local[2] * n
+    wi = _normalize_floor(wi)
+    f, pdf = bsdf_eval_pdf_wp(n, wi, wo, base, roughness, metallic, ior, specular)
+    cos = wp.max(wp.dot(n, wi), 0.0)
+    weight = wp.vec3(0.0, 0.0, 0.0)
+    if pdf > 0.0:
+        weight = f * cos / pdf
+    return wi, weight, pdf
+
+
+@wp.func
+def bsdf_param_grads_wp(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: float, metallic: float,
+                        ior: float, specular: float, coef: wp.vec3):
+    """``sum_c coef_c d f_c / d theta`` of :func:`_eval_pdf_unit`'s value ``f`` (unit ``n``, ``wo``):
+    ``(d base [3], d metallic, d roughness, d ior, d specular)``; zero where ``f`` is (below either surface).
+
+    The general lobes' derivatives also where the value takes Lambert's shortcut (metallic and specular weight
+    0): the shortcut is the same value, not a different function. ``alpha = max(roughness^2, 1e-3)`` has no
+    roughness derivative below its floor, as the twin's ``clamp_min``."""
+    wi = unit_wp(wi_in)
+    nl_raw = wp.dot(n, wi)
+    nv_raw = wp.dot(n, wo)
+    g_base = wp.vec3(0.0, 0.0, 0.0)
+    g_metallic = float(0.0)
+    g_roughness = float(0.0)
+    g_ior = float(0.0)
+    g_specular = float(0.0)
+    if nl_raw > 0.0 and nv_raw > 0.0:
+        nl = wp.clamp(nl_raw, _DOT_EPS, 1.0)
+        nv = wp.clamp(nv_raw, _DOT_EPS, 1.0)
+        sin2_h, vh = _half_vector_terms(n, wi, wo)
+        r = (ior - 1.0) / (ior + 1.0)
+        f0_d = r * r
+        alpha = roughness * roughness
+        d_alpha = 2.0 * roughness
+        if not (alpha > _ALPHA_MIN):
+            alpha = _ALPHA_MIN
+            d_alpha = 0.0
+        a2 = alpha * alpha
+        q = a2 + sin2_h * (1.0 - a2)
+        dist = a2 / (wp.pi * q * q)
+        sa = wp.sqrt(nv * nv * (1.0 - a2) + a2)
+        sb = wp.sqrt(nl * nl * (1.0 - a2) + a2)
+        den = nl * sa + nv * sb
+        vis = 0.5 / den
+        dv = dist * vis
+        # d dv / d a2 = vis d dist / d a2 + dist d vis / d a2
+        d_dist = (q - 2.0 * a2 * (1.0 - sin2_h)) / (wp.pi * q * q * q)
+        d_den = nl * (1.0 - nv * nv) / (2.0 * sa) + nv * (1.0 - nl * nl) / (2.0 * sb)
+        d_vis = -0.5 * d_den / (den * den)
+        d_dv = (d_dist * vis + dist * d_vis) * (2.0 * alpha * d_alpha)  # per unit of roughness
+        m5 = _schlick_weight(vh)
+        f0s = _schlick(f0_d, m5)
+        fd = specular * f0s
+        w_d = 1.0 - metallic
+        d_f0 = 2.0 * r * (2.0 / ((ior + 1.0) * (ior + 1.0)))  # d f0_d / d ior
+        for k in range(3):
+            diffuse_k = base[k] / wp.pi
+            metal_k = _schlick(base[k], m5)
+            g_base[k] = coef[k] * (w_d * (1.0 - fd) / wp.pi + metallic * dv * (1.0 - m5))
+            g_metallic += coef[k] * (-(1.0 - fd) * diffuse_k - fd * dv + dv * metal_k)
+            g_roughness += coef[k] * (w_d * fd + metallic * metal_k) * d_dv
+            lobe_swap = w_d * (dv - diffuse_k)  # d f / d fd
+            g_specular += coef[k] * lobe_swap * f0s
+            g_ior += coef[k] * lobe_swap * specular * (1.0 - m5) * d_f0
+    return g_base, g_metallic, g_roughness, g_ior, g_specular
