@@ -4,7 +4,9 @@ A Cornell-like box (five diffuse walls, two red/green, a square lamp under the c
 
 * forward: ``lumigrad.render(..., integrator="path", spp, max_depth)`` without a graph;
 * reflectance gradient: the gradient of the mean pixel w.r.t. the back wall's albedo by path replay
-  backpropagation, at several depths (its memory must not grow with depth: one bounce's graph at a time);
+  backpropagation, at several depths (its memory must not grow with depth); on the fused kernel by default
+  (only a material value requires a gradient: ``fused_adjoint``), ``--replay torch`` (or ``fused torch``) also
+  times the PyTorch replay, one bounce's graph at a time;
 * translation gradient: the gradient of the mean pixel w.r.t. the lamp's height (moving the lamp moves its
   silhouette: a visibility gradient). Lumigrad's boundary terms: primary visibility (the camera sees the lamp)
   and shadow edges at and beyond the first hit (none in this empty, convex box); the lamp's silhouette seen from
@@ -199,6 +201,9 @@ def main() -> None:
     p.add_argument("--light-sampling", nargs="+", default=[None], choices=["solid_angle", "area", "auto"],
                    help="the forward row for each of these area-light sampling strategies (default: the "
                         "integrator's default)")
+    p.add_argument("--replay", nargs="+", default=["fused"], choices=["fused", "torch"],
+                   help="the reflectance row's backward pass: the fused kernel's replay (default; "
+                        "PathIntegrator(fused_adjoint=True)) and/or the PyTorch replay")
     p.add_argument("--clock", default="wall", choices=["wall", "cpu"], help="lumigrad's timings: wall or process CPU")
     args = p.parse_args()
     os.environ[TRANSPORT_ENV] = args.transport
@@ -221,15 +226,18 @@ def main() -> None:
         leaf = albedo.clone().requires_grad_(True)
         scene = cornell_box(leaf, device)
 
-        def gradient():
+        def gradient(fused=True):
             leaf.grad = None
-            lg.render(scene, cam, **settings).rgb.mean().backward()
+            lg.render(scene, cam, **settings, fused_adjoint=fused).rgb.mean().backward()
             return leaf.grad.double().cpu().numpy()
 
         if "reflectance" in args.what:
-            s, mib = _timed(gradient, args.repeats, device, args.clock)
-            print(f"| lumigrad | forward + reflectance gradient | {depth} | {s:.3f} | {mib:.0f} |")
-            grads[("lumigrad", "reflectance", depth)] = gradient()
+            for replay in args.replay:
+                fused = replay == "fused"
+                s, mib = _timed(lambda: gradient(fused), args.repeats, device, args.clock)
+                label = "forward + reflectance gradient" + ("" if fused else " (PyTorch replay)")
+                print(f"| lumigrad | {label} | {depth} | {s:.3f} | {mib:.0f} |")
+                grads[("lumigrad" if fused else "lumigrad (PyTorch replay)", "reflectance", depth)] = gradient(fused)
         if "translation" not in args.what:
             continue
         lamp_y = torch.tensor(0.99, device=device, requires_grad=True)

@@ -105,6 +105,44 @@ def test_value_gradients_are_the_derivative_of_the_forward_estimate(case):
             assert abs(float(grad[c]) - fd) <= 2e-3 * abs(fd), (name, c, float(grad[c]), fd)
 
 
+ZERO_CASES = {
+    "lambert_box": (_lambert_box, {"back": [0.7, 0.6, 0.5], "left": [0.6, 0.1, 0.1], "glow": [0.0, 0.0, 0.0],
+                                   "lamp": [15.0, 0.0, 12.0]}),
+    "punctual": (_punctual_values, {"point_intensity": 0.0, "point_color": [1.0, 0.9, 0.8], "spot_intensity": 6.0,
+                                    "sun": 0.0}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ZERO_CASES))
+def test_values_at_zero_get_their_gradient(case):
+    """A light or emission of value 0: the term is zero, its derivative is not (the replay traces the shadow rays
+    a zero term skips in the primal). Forward differences from 0 (no step below: values are clamped or must be
+    non-negative), exact for these linear values. (A base colour channel at exactly 0 loses the part of its
+    derivative carried by the paths it would continue, ``L_rest / f`` being 0 / 0 there, as in the PyTorch
+    replay and Mitsuba's ``prb``.)"""
+    build, values = ZERO_CASES[case]
+    base = {k: torch.tensor(v, dtype=F32) for k, v in values.items()}
+    settings = dict(integrator="path", spp=4, seed=5, seed_grad=5, max_depth=6, rr_depth=8)
+
+    def loss(leaves):
+        scene, cam = build(leaves)
+        return lg.render(scene, cam, **settings).rgb.double().sum()
+
+    leaves = {k: v.clone().requires_grad_(True) for k, v in base.items()}
+    loss(leaves).backward()
+    h = 1e-3
+    for name, value in base.items():
+        flat = value.reshape(-1)
+        for c in (c for c in range(flat.numel()) if float(flat[c]) == 0):
+            step = torch.zeros(flat.numel(), dtype=F32)
+            step[c] = h
+            with torch.no_grad():
+                fd = float(loss({**base, name: value + step.reshape(value.shape)}) - loss(base)) / h
+            grad = float(leaves[name].grad.reshape(-1)[c])
+            assert fd > 0, (name, c)
+            assert abs(grad - fd) <= 2e-3 * fd, (name, c, grad, fd)
+
+
 def _glossy(leaves):
     """test_fused_paths' metal scene (rough metal ball, coated floor, area and point lights) with its materials'
     metallic, roughness, specular weight and index of refraction from ``leaves``."""

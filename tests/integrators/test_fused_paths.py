@@ -284,12 +284,14 @@ def test_the_integrator_uses_the_kernel_by_default_and_pytorch_on_request(monkey
 
 def test_gradients_replay_the_fused_primal():
     """The adjoint's per-path radiance comes from the kernel: the reflectance gradient equals the one with
-    the PyTorch primal, up to the float32 differences of L."""
+    the PyTorch primal, up to the float32 differences of L (the PyTorch replay in both: ``fused_adjoint`` off;
+    tests/integrators/test_fused_adjoint.py tests the replay on the kernel)."""
     scene, cam = _cornell()
     albedo = scene.meshes["back"].material.base_color_factor.requires_grad_(True)
     grads = []
     for use in (True, False):
-        integrator = lg.integrators.PathIntegrator(max_depth=4, use_fused_kernel=use, edge_samples=0)
+        integrator = lg.integrators.PathIntegrator(max_depth=4, use_fused_kernel=use, edge_samples=0,
+                                                   fused_adjoint=False)
         img = lg.render(scene, cam, integrator=integrator, spp=2, seed=1).rgb
         (g,) = torch.autograd.grad(img.mean(), albedo)
         grads.append(g)

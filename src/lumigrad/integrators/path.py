@@ -152,7 +152,9 @@ class PathIntegrator(Integrator):
     differentiated in the lamp's area parameterisation in both terms (the backward pass's own next-event
     samples, points that move with the lamp, at full weight; the emission BSDF samples find left out;
     :mod:`lumigrad.raytrace.transport`), so with ``seed_grad = seed`` the gradient of a scene with area lights
-    is not exactly that of the forward estimate, but an independent unbiased one.
+    is not exactly that of the forward estimate, but an independent unbiased one. Where only material and light
+    values require gradients (``fused_adjoint``), the replay runs on the fused kernel with the primal's own
+    estimator, area lights included, and has no boundary terms (nothing moves).
     Inside a medium, the distance to the boundary is taken as a constant (the
     boundary's motion changing the flight lengths gives no geometry gradient), and scattering positions are
     detached.
@@ -234,11 +236,11 @@ class DirectIntegrator(PathIntegrator):
     def __init__(self, *, hide_emitters: bool = False, spp_grad: Optional[int] = None,
                  seed_grad: Optional[int] = None, edge_samples: Optional[int] = None, antithetic_edges: bool = True,
                  shadow_edge_samples: Optional[int] = None, use_fused_kernel: bool = True,
-                 light_sampling: str = DEFAULT_LIGHT_SAMPLING):
+                 light_sampling: str = DEFAULT_LIGHT_SAMPLING, fused_adjoint: bool = True):
         super().__init__(max_depth=2, rr_depth=8, hide_emitters=hide_emitters, spp_grad=spp_grad,
                          seed_grad=seed_grad, edge_samples=edge_samples, antithetic_edges=antithetic_edges,
                          shadow_edge_samples=shadow_edge_samples, use_fused_kernel=use_fused_kernel,
-                         light_sampling=light_sampling)
+                         light_sampling=light_sampling, fused_adjoint=fused_adjoint)
 
 
 class _Run:

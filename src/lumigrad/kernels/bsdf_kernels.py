@@ -15,14 +15,14 @@ import warp as wp
 wp.set_module_options({"enable_backward": False})
 
 _ALPHA_MIN = wp.constant(1.0e-3)
-_DOT_EPS = wp.constant(1.0e-6)
-_FLOOR = wp.constant(1.0e-30)
+DOT_EPS = wp.constant(1.0e-6)
+FLOOR = wp.constant(1.0e-30)
 
 
 @wp.func
-def _normalize_floor(v: wp.vec3):
+def normalize_floor_wp(v: wp.vec3):
     """``v / sqrt(max(|v|^2, 1e-30))`` (the warps' ``_normalize``)."""
-    return v / wp.sqrt(wp.max(wp.dot(v, v), _FLOOR))
+    return v / wp.sqrt(wp.max(wp.dot(v, v), FLOOR))
 
 
 @wp.func
@@ -54,8 +54,8 @@ def _schlick(f0: float, weight: float):
 
 
 @wp.func
-def _specular_probability(n_dot_v: float, base: wp.vec3, metallic: float, f0_d: float, specular: float):
-    """The PyTorch twin's ``_specular_probability``; 0 without arithmetic where :func:`_lambertian`."""
+def specular_probability_wp(n_dot_v: float, base: wp.vec3, metallic: float, f0_d: float, specular: float):
+    """The PyTorch twin's ``specular_probability_wp``; 0 without arithmetic where :func:`_lambertian`."""
     out = float(0.0)
     if not _lambertian(base, metallic, specular):
         fc = _schlick_weight(n_dot_v)
@@ -76,7 +76,7 @@ def _specular_probability(n_dot_v: float, base: wp.vec3, metallic: float, f0_d: 
 
 
 @wp.func
-def _f0_dielectric(ior: float):
+def f0_dielectric_wp(ior: float):
     r = (ior - 1.0) / (ior + 1.0)
     return r * r
 
@@ -86,7 +86,7 @@ def bsdf_eval_pdf_wp(n_in: wp.vec3, wi_in: wp.vec3, wo_in: wp.vec3, base: wp.vec
                      metallic: float, ior: float, specular: float):
     """``(f [3], pdf)`` of the glTF metallic-roughness BSDF with ``KHR_materials_specular``'s weight
     ``specular`` (``metallic_roughness_unchecked`` and ``metallic_roughness_pdf_unchecked``), no cosine in ``f``."""
-    return _eval_pdf_unit(unit_wp(n_in), wi_in, unit_wp(wo_in), -1.0, base, roughness, metallic, ior, specular)
+    return eval_pdf_unit_wp(unit_wp(n_in), wi_in, unit_wp(wo_in), -1.0, base, roughness, metallic, ior, specular)
 
 
 @wp.func
@@ -98,17 +98,17 @@ def _half_vector_terms(n: wp.vec3, wi: wp.vec3, wo: wp.vec3):
     ``[0, 1]``."""
     hv = wi + wo
     hh_raw = wp.dot(hv, hv)
-    hh = wp.max(hh_raw, _DOT_EPS * _DOT_EPS)
+    hh = wp.max(hh_raw, DOT_EPS * DOT_EPS)
     c = wp.cross(n, hv)
     sin2_h = wp.dot(c, c) / hh
     vh = 0.5 * wp.sqrt(hh)
-    if not (hh_raw >= _DOT_EPS * _DOT_EPS):
-        vh = wp.dot(wo, hv) / _DOT_EPS
+    if not (hh_raw >= DOT_EPS * DOT_EPS):
+        vh = wp.dot(wo, hv) / DOT_EPS
     return sin2_h, wp.clamp(vh, 0.0, 1.0)
 
 
 @wp.func
-def _eval_pdf_unit(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.vec3, roughness: float,
+def eval_pdf_unit_wp(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.vec3, roughness: float,
                    metallic: float, ior: float, specular: float):
     """:func:`bsdf_eval_pdf_wp` of ``n`` and ``wo`` already through ``_unit`` (a shading point's, shared by its
     light samples and its BSDF sample) and, when ``p_spec_known >= 0``, the specular lobe's probability at
@@ -121,14 +121,14 @@ def _eval_pdf_unit(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, p_spec_known: float,
     f = wp.vec3(0.0, 0.0, 0.0)
     pdf = float(0.0)
     if nl_raw > 0.0 and nv_raw > 0.0:
-        nl = wp.clamp(nl_raw, _DOT_EPS, 1.0)
+        nl = wp.clamp(nl_raw, DOT_EPS, 1.0)
         if _lambertian(base, metallic, specular):
             f = base / wp.pi
             pdf = nl / wp.pi
         else:
-            nv = wp.clamp(nv_raw, _DOT_EPS, 1.0)
+            nv = wp.clamp(nv_raw, DOT_EPS, 1.0)
             sin2_h, vh = _half_vector_terms(n, wi, wo)
-            f0_d = _f0_dielectric(ior)
+            f0_d = f0_dielectric_wp(ior)
             alpha = wp.max(roughness * roughness, _ALPHA_MIN)
             a2 = alpha * alpha
             q = a2 + sin2_h * (1.0 - a2)
@@ -146,7 +146,7 @@ def _eval_pdf_unit(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, p_spec_known: float,
             pdf_diff = nl / wp.pi
             p_spec = p_spec_known
             if p_spec < 0.0:
-                p_spec = _specular_probability(nv, base, metallic, f0_d, specular)
+                p_spec = specular_probability_wp(nv, base, metallic, f0_d, specular)
             pdf = p_spec * pdf_spec + (1.0 - p_spec) * pdf_diff
     return f, pdf
 
@@ -165,7 +165,7 @@ def _local_frame(n: wp.vec3):
 
 @wp.func
 def _ggx_visible_normal(wo: wp.vec3, alpha: float, u0: float, u1: float):
-    vh = _normalize_floor(wp.vec3(alpha * wo[0], alpha * wo[1], wo[2]))
+    vh = normalize_floor_wp(wp.vec3(alpha * wo[0], alpha * wo[1], wo[2]))
     lensq = vh[0] * vh[0] + vh[1] * vh[1]
     t1 = wp.vec3(1.0, 0.0, 0.0)
     if lensq > 0.0:
@@ -177,10 +177,10 @@ def _ggx_visible_normal(wo: wp.vec3, alpha: float, u0: float, u1: float):
     p1 = r * wp.cos(phi)
     p2 = r * wp.sin(phi)
     s = 0.5 * (1.0 + vh[2])
-    p2 = (1.0 - s) * wp.sqrt(wp.max(1.0 - p1 * p1, _FLOOR)) + s * p2
-    pz = wp.sqrt(wp.max(1.0 - p1 * p1 - p2 * p2, _FLOOR))
+    p2 = (1.0 - s) * wp.sqrt(wp.max(1.0 - p1 * p1, FLOOR)) + s * p2
+    pz = wp.sqrt(wp.max(1.0 - p1 * p1 - p2 * p2, FLOOR))
     nh = p1 * t1 + p2 * t2 + pz * vh
-    return _normalize_floor(wp.vec3(alpha * nh[0], alpha * nh[1], wp.max(nh[2], 0.0)))
+    return normalize_floor_wp(wp.vec3(alpha * nh[0], alpha * nh[1], wp.max(nh[2], 0.0)))
 
 
 @wp.func
@@ -190,12 +190,12 @@ def bsdf_sample_wp(n_in: wp.vec3, wo_in: wp.vec3, base: wp.vec3, roughness: floa
     ``specular`` (``KHR_materials_specular``)."""
     n = unit_wp(n_in)
     wo = unit_wp(wo_in)
-    p_spec = _specular_probability(wp.dot(n, wo), base, metallic, _f0_dielectric(ior), specular)
-    return _sample_unit(n, wo, p_spec, base, roughness, metallic, ior, specular, u_lobe, u0, u1)
+    p_spec = specular_probability_wp(wp.dot(n, wo), base, metallic, f0_dielectric_wp(ior), specular)
+    return sample_unit_wp(n, wo, p_spec, base, roughness, metallic, ior, specular, u_lobe, u0, u1)
 
 
 @wp.func
-def _sample_unit(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughness: float, metallic: float,
+def sample_unit_wp(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughness: float, metallic: float,
                  ior: float, specular: float, u_lobe: float, u0: float, u1: float):
     """:func:`bsdf_sample_wp` of ``n`` and ``wo`` already through ``_unit`` and the specular lobe's probability
     ``p_spec`` at ``n . wo`` already known."""
@@ -208,9 +208,9 @@ def _sample_unit(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughnes
     else:
         r = wp.sqrt(u0)
         phi = 2.0 * wp.pi * u1
-        wi_local = wp.vec3(r * wp.cos(phi), r * wp.sin(phi), wp.sqrt(wp.max(1.0 - u0, _FLOOR)))
+        wi_local = wp.vec3(r * wp.cos(phi), r * wp.sin(phi), wp.sqrt(wp.max(1.0 - u0, FLOOR)))
     wi = wi_local[0] * t + wi_local[1] * b + wi_local[2] * n
-    wi = _normalize_floor(wi)
+    wi = normalize_floor_wp(wi)
     f, pdf = bsdf_eval_pdf_wp(n, wi, wo, base, roughness, metallic, ior, specular)
     cos = wp.max(wp.dot(n, wi), 0.0)
     weight = wp.vec3(0.0, 0.0, 0.0)
@@ -222,7 +222,7 @@ def _sample_unit(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughnes
 @wp.func
 def bsdf_param_grads_wp(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: float, metallic: float,
                         ior: float, specular: float, coef: wp.vec3):
-    """``sum_c coef_c d f_c / d theta`` of :func:`_eval_pdf_unit`'s value ``f`` (unit ``n``, ``wo``):
+    """``sum_c coef_c d f_c / d theta`` of :func:`eval_pdf_unit_wp`'s value ``f`` (unit ``n``, ``wo``):
     ``(d base [3], d metallic, d roughness, d ior, d specular)``; zero where ``f`` is (below either surface).
 
     The general lobes' derivatives also where the value takes Lambert's shortcut (metallic and specular weight
@@ -237,8 +237,8 @@ def bsdf_param_grads_wp(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, base: wp.vec3, 
     g_ior = float(0.0)
     g_specular = float(0.0)
     if nl_raw > 0.0 and nv_raw > 0.0:
-        nl = wp.clamp(nl_raw, _DOT_EPS, 1.0)
-        nv = wp.clamp(nv_raw, _DOT_EPS, 1.0)
+        nl = wp.clamp(nl_raw, DOT_EPS, 1.0)
+        nv = wp.clamp(nv_raw, DOT_EPS, 1.0)
         sin2_h, vh = _half_vector_terms(n, wi, wo)
         r = (ior - 1.0) / (ior + 1.0)
         f0_d = r * r

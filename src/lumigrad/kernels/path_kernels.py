@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import warp as wp
 
-from .bsdf_kernels import (_DOT_EPS, _FLOOR, _eval_pdf_unit, _f0_dielectric, _normalize_floor, _sample_unit,
-                           _specular_probability, bsdf_eval_pdf_wp, bsdf_param_grads_wp, bsdf_sample_wp, unit_wp)
+from .bsdf_kernels import (DOT_EPS, FLOOR, eval_pdf_unit_wp, f0_dielectric_wp, normalize_floor_wp, sample_unit_wp,
+                           specular_probability_wp, bsdf_eval_pdf_wp, bsdf_param_grads_wp, bsdf_sample_wp, unit_wp)
 from .bvh_traverse import FlatBVH
 from .counter_rng import ray_key_wp, uniform_counter_wp
 from .ray_queries import any_hit_any_bvh, closest_hit_any_bvh
@@ -170,10 +170,10 @@ def _spherical_triangle(a: wp.vec3, b: wp.vec3, c: wp.vec3, u0: float, u1: float
     q = s + sin_alpha * ab
     cos_b = ((q * t - p * s) * cos_alpha - q) / ((q * s + p * t) * sin_alpha)
     cos_b = wp.clamp(cos_b, -1.0, 1.0)
-    c_new = cos_b * a + wp.sqrt(wp.max(1.0 - cos_b * cos_b, _FLOOR)) * _normalize_floor(c - ca * a)
+    c_new = cos_b * a + wp.sqrt(wp.max(1.0 - cos_b * cos_b, FLOOR)) * normalize_floor_wp(c - ca * a)
     z = 1.0 - u1 * (1.0 - wp.dot(c_new, b))
     z = wp.clamp(z, -1.0, 1.0)
-    return z * b + wp.sqrt(wp.max(1.0 - z * z, _FLOOR)) * _normalize_floor(c_new - wp.dot(c_new, b) * b)
+    return z * b + wp.sqrt(wp.max(1.0 - z * z, FLOOR)) * normalize_floor_wp(c_new - wp.dot(c_new, b) * b)
 
 
 @wp.func
@@ -284,7 +284,7 @@ def area_sample_by_area_triangle_wp(x: wp.vec3, start: int, count: int, two_side
     d = wp.max(wp.length(v), MIN_LIGHT_DISTANCE)
     wi = v / d
     nrm = wp.cross(e1, e2)
-    nrm = nrm / wp.max(wp.length(nrm), _FLOOR)
+    nrm = nrm / wp.max(wp.length(nrm), FLOOR)
     cos_y = -wp.dot(nrm, wi)
     emit_cos = wp.max(cos_y, 0.0)
     if two_sided != 0:
@@ -505,15 +505,17 @@ def area_light_sample_wp(x: wp.vec3, j: int, light_start: wp.array(dtype=wp.int3
 def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
                          n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
                          metallic: float, ior: float, specular: float, wi: wp.vec3, dist: float, lw: wp.vec3,
-                         lpdf: float, is_delta: bool):
+                         lpdf: float, is_delta: bool, adjoint: int):
     """:func:`light_sample_term_wp`'s term, then its factors: the BSDF value ``f`` and ``|cos| w`` (the term is
-    ``(f |cos| w) * lw`` per channel), zeros where the term is not counted."""
+    ``(f |cos| w) * lw`` per channel), zeros where the term is not counted. ``adjoint`` 1: the shadow ray is
+    traced also where the term is zero but has a derivative (``f`` or ``lw`` zero, the other not: a black
+    base colour, a light of value 0), so that its factors come back."""
     term = wp.vec3(0.0, 0.0, 0.0)
     f_out = wp.vec3(0.0, 0.0, 0.0)
     cos_w = float(0.0)
     cos = wp.dot(n, wi)
     if lpdf > 0.0 and wp.dot(ng, wi) * cos > 0.0:
-        f, bpdf = _eval_pdf_unit(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior, specular)
+        f, bpdf = eval_pdf_unit_wp(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior, specular)
         w = float(1.0)
         if not is_delta:
             w = power_heuristic_wp(lpdf, bpdf)
@@ -521,8 +523,11 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec
         if dist < wp.inf and dist > -wp.inf:
             t_max = dist * 0.9999
         contribution = _cw_mul(f * wp.abs(cos), lw) * w
-        # a shadow ray only where it matters (a zero term adds zero whatever it says)
-        if contribution[0] != 0.0 or contribution[1] != 0.0 or contribution[2] != 0.0:
+        # a shadow ray only where it matters (a zero term adds zero whatever it says), or where its derivative does
+        matters = contribution[0] != 0.0 or contribution[1] != 0.0 or contribution[2] != 0.0
+        if adjoint != 0 and not matters and w > 0.0:
+            matters = wp.length_sq(f) > 0.0 or wp.length_sq(lw) > 0.0
+        if matters:
             blocked = False
             if t_max > 0.0:
                 blocked = any_hit_any_bvh(mesh, own, use_own, offset_origin_wp(x, ng, wi), wi, t_max)
@@ -539,11 +544,11 @@ def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3
                          metallic: float, ior: float, specular: float, wi: wp.vec3, dist: float, lw: wp.vec3,
                          lpdf: float, is_delta: bool):
     """One light sample's next-event term at a surface vertex (no throughput): the BSDF (of the unit normal
-    ``n_u`` and view ``wo_u``, ``p_eval`` as :func:`_eval_pdf_unit`, ``specular`` the ``KHR_materials_specular``
+    ``n_u`` and view ``wo_u``, ``p_eval`` as :func:`eval_pdf_unit_wp`, ``specular`` the ``KHR_materials_specular``
     weight) times ``|cos|`` times ``lw``, MIS-weighted unless ``is_delta``, zero where ``lpdf`` is not positive,
     ``wi`` is below the shading or geometric surface, or the shadow ray toward ``dist`` is blocked."""
     term, f, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic,
-                                           ior, specular, wi, dist, lw, lpdf, is_delta)
+                                           ior, specular, wi, dist, lw, lpdf, is_delta, 0)
     return term
 
 
@@ -745,8 +750,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         p_like = float(0.0)
         p_eval = float(-1.0)  # (below 1e-6 the evaluation's clamped cosine differs: it computes its own)
         if depth + 1 < depth_limit:
-            p_like = _specular_probability(like, base, metallic, _f0_dielectric(ior), specular)
-            if like >= _DOT_EPS:
+            p_like = specular_probability_wp(like, base, metallic, f0_dielectric_wp(ior), specular)
+            if like >= DOT_EPS:
                 p_eval = p_like
             nee = wp.vec3(0.0, 0.0, 0.0)
             for j in range(num_lights):
@@ -789,7 +794,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                     per_value = fall
                 t_j, f_j, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base,
                                                         roughness, metallic, ior, specular, wi, dist, lw, lpdf,
-                                                        is_delta)
+                                                        is_delta, adjoint)
                 nee = nee + t_j
                 if adjoint != 0 and cos_w > 0.0:
                     bw = _cw_mul(dv, beta)
@@ -806,7 +811,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         if depth + 1 >= depth_limit:
             break
         # the next ray: a BSDF sample, then Russian roulette
-        wi, weight, pdf = _sample_unit(n_u, wo_u, p_like, base, roughness, metallic, ior, specular,
+        wi, weight, pdf = sample_unit_wp(n_u, wo_u, p_like, base, roughness, metallic, ior, specular,
                                        uniform_counter_wp(key, depth, 0), uniform_counter_wp(key, depth, 1),
                                        uniform_counter_wp(key, depth, 2))
         ok = pdf > 0.0 and (weight[0] > 0.0 or weight[1] > 0.0 or weight[2] > 0.0)

@@ -9,6 +9,7 @@ or light triangle); :func:`trace_paths_tables` runs one thread per ray, split ov
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -16,13 +17,15 @@ import torch
 import warp as wp
 
 from . import path_kernels as pk
-from ._runtime import as_warp, launch_partitioned, launch_split, num_workers
+from ._runtime import as_warp, launch_partitioned, launch_split
 from .bvh import TriangleBVH
 from .counter_rng import split_seed
 from ..threads import long_launch_threads
 
 __all__ = ["PathTables", "replay_paths_tables", "trace_paths_tables"]
 
+#: CPU ranges of a replay (:func:`replay_paths_tables`), each with its own gradient tables, shared by the threads.
+REPLAY_RANGES = min(16, 4 * (os.cpu_count() or 1))
 #: Rays per CPU thread below which a launch is not split.
 MIN_RAYS_PER_THREAD = 64
 #: Rays from which a launch takes every CPU, busy or not (a path costs microseconds: 16384 of them, tens of
@@ -201,7 +204,8 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
     P, L, T = t.part_base.shape[0], t.light_value.shape[0], t.tri_le.shape[0]
     replayed = torch.zeros(R, 3, dtype=torch.float32, device=device)
     hit = torch.zeros(R, dtype=torch.bool, device=device)
-    parts = 1 if device.type == "cuda" or R < 2 * MIN_RAYS_PER_THREAD else 4 * (_workers(R) or num_workers())
+    # a fixed count of CPU ranges (not the threads free now): the float64 sums add in the same order every run
+    parts = 1 if device.type == "cuda" or R < 2 * MIN_RAYS_PER_THREAD else REPLAY_RANGES
     g_part = torch.zeros(parts, P, pk.PART_GRADS, dtype=torch.float64, device=device)
     g_light = torch.zeros(parts, L, 3, dtype=torch.float64, device=device)
     g_tri = torch.zeros(parts, T, 3, dtype=torch.float64, device=device)
