@@ -5,7 +5,8 @@ roughness, index of refraction, specular weight or emission factor; a point, spo
 intensity or colour; an area light's radiance), nothing moves: no visibility changes, so the gradient has no
 boundary term, and every path vertex stays where the primal put it. Path replay backpropagation then needs no
 PyTorch graph at all: :func:`lumigrad.kernels.path_trace.replay_paths_tables` traces the backward pass's paths
-again in the fused kernel (the same code as their primal, so the same bits) and sums, per part and light, the
+in the fused kernel (the same code as their primal, so the same bits; on the CPU in one pass, each continuing
+vertex held until its path's radiance is known) and sums, per part and light, the
 derivatives of each vertex's emission, light samples and continuing BSDF sample, with sampling densities, MIS
 weights and roulette held fixed (detached sampling, as Mitsuba's ``prb``: unbiased). The float64 sums are then
 chained to the parameters by autograd through :func:`.fused_paths.value_tables` (clamps, ``intensity * color``,
@@ -27,7 +28,7 @@ import torch
 from ..cameras.camera import Camera
 from ..kernels import path_kernels as pk
 from ..kernels.bvh import bvh_for
-from ..kernels.path_trace import PathTables, replay_paths_tables
+from ..kernels.path_trace import PathTables, replay_paths_tables, trace_paths_tables
 from ..raytrace.transport import MAX_BOUNCES, TraceScene
 from ..scene.lights import AreaLight, DirectionalLight, PointLight, SpotLight
 from .fused_paths import VALUE_FIELDS, value_tables
@@ -82,21 +83,22 @@ def fused_adjoint_unsupported(ts: TraceScene, camera: Camera) -> Optional[str]:
 
 
 def fused_value_gradients(ts: TraceScene, tables: PathTables, origins: torch.Tensor, directions: torch.Tensor,
-                          radiance: torch.Tensor, v_radiance: torch.Tensor, params: Sequence[torch.Tensor], *,
-                          max_depth: int, rr_depth: int, seed: int,
-                          hide_emitters: bool = False) -> List[Optional[torch.Tensor]]:
-    """``d sum(v_radiance * radiance) / d params`` (None where unused) of the paths of rays ``origins,
-    directions`` whose primal radiance (:func:`.fused_paths.sample_paths_fused` with these settings and
-    ``tables``, ``path_tables(ts)``) is ``radiance [R, 3]``, by the fused replay (see the module); ``ts`` and
-    the camera must pass :func:`fused_adjoint_unsupported`.
+                          v_radiance: torch.Tensor, params: Sequence[torch.Tensor], *, max_depth: int, rr_depth: int,
+                          seed: int, hide_emitters: bool = False) -> List[Optional[torch.Tensor]]:
+    """``d sum(v_radiance * L) / d params`` (None where unused), ``L [R, 3]`` the radiance of the paths of rays
+    ``origins, directions`` (:func:`.fused_paths.sample_paths_fused` with these settings and ``tables``,
+    ``path_tables(ts)``), by the fused replay (see the module): one pass on the CPU, on CUDA the primal first
+    (its ``L``) then the replay. ``ts`` and the camera must pass :func:`fused_adjoint_unsupported`.
 
     **Differentiability:** this is a backward pass (its result has no graph).
     """
     verts = ts.verts.detach().contiguous()
-    g_part, g_light, g_tri, _ = replay_paths_tables(
-        bvh_for(verts, ts.faces), verts, tables, origins.detach().float(), directions.detach().float(), radiance,
-        v_radiance, depth_limit=MAX_BOUNCES if max_depth < 0 else max_depth, rr_depth=rr_depth, seed=seed,
-        hide_emitters=hide_emitters)
+    bvh = bvh_for(verts, ts.faces)
+    o, d = origins.detach().float().contiguous(), directions.detach().float().contiguous()
+    settings = dict(depth_limit=MAX_BOUNCES if max_depth < 0 else max_depth, rr_depth=rr_depth, seed=seed,
+                    hide_emitters=hide_emitters)
+    radiance = None if verts.device.type == "cpu" else trace_paths_tables(bvh, verts, tables, o, d, **settings)[0]
+    g_part, g_light, g_tri, _ = replay_paths_tables(bvh, verts, tables, o, d, radiance, v_radiance, **settings)
     columns = dict(part_base=g_part[:, pk.GRAD_BASE:pk.GRAD_BASE + 3], part_metallic=g_part[:, pk.GRAD_METALLIC],
                    part_roughness=g_part[:, pk.GRAD_ROUGHNESS], part_ior=g_part[:, pk.GRAD_IOR],
                    part_specular=g_part[:, pk.GRAD_SPECULAR],

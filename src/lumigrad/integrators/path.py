@@ -282,14 +282,14 @@ class _Run:
         with torch.enable_grad():  # (the graph: the replay differentiates it; what requires gradients)
             ts = _trace_scene(self.scene, self.integrator.light_sampling)
             rays = _camera_rays(self.camera, spp, seed, ts.verts.dtype)
+        v = v_image.reshape(-1, 1, v_image.shape[-1]).expand(-1, spp, -1).reshape(-1, v_image.shape[-1]) / spp
         with torch.no_grad():
             # the fused kernel's tables, once for the whole backward (detached copies)
             tables = path_tables(ts) if use_fused(ts, it.use_fused_kernel) else None
+            if tables is not None and it.fused_adjoint and fused_adjoint_unsupported(ts, self.camera) is None:
+                # only values move: no visibility changes (no boundary terms), the replay runs on the fused kernel
+                return fused_value_gradients(ts, tables, rays[0], rays[1], v, params, **self._settings(seed))
             L = self._primal_paths(ts, rays[0].detach(), rays[1].detach(), tables=tables, **self._settings(seed))
-        v = v_image.reshape(-1, 1, v_image.shape[-1]).expand(-1, spp, -1).reshape(-1, v_image.shape[-1]) / spp
-        if tables is not None and it.fused_adjoint and fused_adjoint_unsupported(ts, self.camera) is None:
-            # only values move: no visibility changes (no boundary terms), the replay runs on the fused kernel
-            return fused_value_gradients(ts, tables, rays[0], rays[1], L, v, params, **self._settings(seed))
         adjoint = PathAdjoint(v.to(L.dtype), L, params)
         del v, L  # the adjoint holds its own copies
         # where the fused kernel gave L, its arithmetic (float32) also redraws what the replay does not differentiate

@@ -583,6 +583,46 @@ def _add_bsdf_grads(g: wp.array2d(dtype=wp.float64), part: int, n: wp.vec3, wi: 
     wp.atomic_add(g, part, GRAD_SPECULAR, wp.float64(gs))
 
 
+#: Columns of a continuing vertex held until its path ends (``adjoint`` 2): part, unit normal (3), sampled
+#: direction (3), unit view direction (3), base colour (3), roughness, metallic, IOR, specular weight, the
+#: adjoint over the BSDF value per channel (3), the radiance gathered up to the vertex (3).
+HELD_FIELDS = 23
+
+
+@wp.func
+def _hold_vertex(held: wp.array2d(dtype=float), s: int, part: int, n: wp.vec3, wi: wp.vec3, wo: wp.vec3,
+                 base: wp.vec3, roughness: float, metallic: float, ior: float, specular: float, q: wp.vec3,
+                 gathered: wp.vec3):
+    """Row ``s`` of ``held`` := a continuing vertex (columns as :data:`HELD_FIELDS` says)."""
+    held[s, 0] = float(part)
+    for c in range(3):
+        held[s, 1 + c] = n[c]
+        held[s, 4 + c] = wi[c]
+        held[s, 7 + c] = wo[c]
+        held[s, 10 + c] = base[c]
+        held[s, 17 + c] = q[c]
+        held[s, 20 + c] = gathered[c]
+    held[s, 13] = roughness
+    held[s, 14] = metallic
+    held[s, 15] = ior
+    held[s, 16] = specular
+
+
+@wp.func
+def _held_vec(held: wp.array2d(dtype=float), s: int, col: int):
+    return wp.vec3(held[s, col], held[s, col + 1], held[s, col + 2])
+
+
+@wp.func
+def _release_vertices(held: wp.array2d(dtype=float), count: int, total: wp.vec3, g: wp.array2d(dtype=wp.float64)):
+    """The BSDF derivatives of the ``count`` continuing vertices held in ``held``, now that the path's radiance
+    ``total`` is known: each vertex's adjoint over its BSDF value times the radiance still to come after it."""
+    for s in range(count):
+        coef = _cw_mul(_held_vec(held, s, 17), total - _held_vec(held, s, 20))
+        _add_bsdf_grads(g, int(held[s, 0]), _held_vec(held, s, 1), _held_vec(held, s, 4), _held_vec(held, s, 7),
+                        _held_vec(held, s, 10), held[s, 13], held[s, 14], held[s, 15], held[s, 16], coef)
+
+
 # ------------------------------------------------------------------------------------------------ the kernel
 @wp.kernel
 def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int, verts: wp.array(dtype=wp.vec3),
@@ -615,7 +655,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 out_radiance: wp.array(dtype=wp.vec3), out_hit: wp.array(dtype=wp.bool), adjoint: int,
                 radiance_in: wp.array(dtype=wp.vec3), v_in: wp.array(dtype=wp.vec3),
                 g_part: wp.array2d(dtype=wp.float64), g_light: wp.array2d(dtype=wp.float64),
-                g_tri: wp.array2d(dtype=wp.float64)):
+                g_tri: wp.array2d(dtype=wp.float64), held: wp.array2d(dtype=float)):
     """Radiance of ray ``offset + tid`` (see the module docstring); ``out_hit``: its first ray hit a surface.
 
     ``adjoint`` 1: also path replay backpropagation of the material and light values. The path is traced again
@@ -626,7 +666,11 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
     value: ``radiance_in`` less what the path gathered so far); to ``g_light [L, 3]`` those of the point, spot
     and directional lights' values; to ``g_tri [T, 3]`` those of the area lights' triangle radiances. Sampling
     densities, MIS weights and roulette are held fixed (detached sampling: unbiased, as Mitsuba's ``prb``).
-    Textured parts' columns are those of the texture-scaled value (the caller does not use them)."""
+    Textured parts' columns are those of the texture-scaled value (the caller does not use them).
+
+    ``adjoint`` 2: the same in one pass, without ``radiance_in``: each continuing vertex is held in a row of
+    ``held [depth_limit, HELD_FIELDS]`` until the path ends, when its radiance is known. The rows are one
+    thread's scratch: only where a launch's items run one after another on one thread (a CPU range)."""
     i = offset + wp.tid()
     key = ray_key_wp(seed_lo, seed_hi, wp.uint32(i))
     o = origins[i]
@@ -639,9 +683,11 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
     totals = vec_cached()  # Omega of the first CACHED lights at prev_x (their next-event estimation's)
     total_in = wp.vec3(0.0, 0.0, 0.0)
     dv = wp.vec3(0.0, 0.0, 0.0)
+    held_count = int(0)
     if adjoint != 0:
-        total_in = radiance_in[i]
         dv = v_in[i]
+    if adjoint == 1:
+        total_in = radiance_in[i]
     for depth in range(depth_limit):
         if not (wp.dot(d, d) > 0.0):
             break
@@ -826,15 +872,22 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
             break
         if adjoint != 0:  # the sample's BSDF value carries the radiance still to come
             f_s, pdf_s = bsdf_eval_pdf_wp(n_u, wi, wo_u, base, roughness, metallic, ior, specular)
-            rest = total_in - radiance
-            coef = wp.vec3(0.0, 0.0, 0.0)
+            q = wp.vec3(0.0, 0.0, 0.0)  # the adjoint over the BSDF value
             for c in range(3):
                 if f_s[c] > 0.0:
-                    coef[c] = dv[c] * rest[c] / f_s[c]
-            _add_bsdf_grads(g_part, part, n_u, wi, wo_u, base, roughness, metallic, ior, specular, coef)
+                    q[c] = dv[c] / f_s[c]
+            if adjoint == 1:
+                _add_bsdf_grads(g_part, part, n_u, wi, wo_u, base, roughness, metallic, ior, specular,
+                                _cw_mul(q, total_in - radiance))
+            else:
+                _hold_vertex(held, held_count, part, n_u, wi, wo_u, base, roughness, metallic, ior, specular, q,
+                             radiance)
+                held_count += 1
         beta = new_beta
         o = offset_origin_wp(x, ng, wi)
         prev_x = x
         prev_pdf = pdf
         d = wi
+    if adjoint == 2:
+        _release_vertices(held, held_count, radiance, g_part)
     out_radiance[i] = radiance

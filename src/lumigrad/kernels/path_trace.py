@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import warp as wp
@@ -144,7 +144,11 @@ def _no_adjoint(device: torch.device) -> list:
     """The adjoint inputs of a primal launch (``adjoint`` 0; one-element placeholders)."""
     one3 = torch.zeros(1, 3, dtype=torch.float32, device=device)
     g = as_warp(torch.zeros(1, 1, dtype=torch.float64, device=device))
-    return [0, as_warp(one3, wp.vec3), as_warp(one3, wp.vec3), g, g, g]
+    return [0, as_warp(one3, wp.vec3), as_warp(one3, wp.vec3), g, g, g, _no_held(device)]
+
+
+def _no_held(device: torch.device):
+    return as_warp(torch.zeros(1, 1, dtype=torch.float32, device=device))
 
 
 def _workers(R: int):
@@ -181,24 +185,27 @@ def trace_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables
 
 
 def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables, origins: torch.Tensor,
-                        directions: torch.Tensor, radiance: torch.Tensor, v_radiance: torch.Tensor, *,
+                        directions: torch.Tensor, radiance: Optional[torch.Tensor], v_radiance: torch.Tensor, *,
                         depth_limit: int, rr_depth: int, seed: int,
                         hide_emitters: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Path replay backpropagation of the material and light values on the fused kernel.
 
-    The paths of :func:`trace_paths_tables` (same arguments), whose radiance it gave as ``radiance [R, 3]``,
-    traced again with the adjoint ``v_radiance [R, 3]`` of that radiance (``adjoint`` on in
-    :func:`.path_kernels.trace_paths`).
+    The paths of :func:`trace_paths_tables` (same arguments) traced again with the adjoint ``v_radiance [R, 3]``
+    of their radiance (:func:`.path_kernels.trace_paths` in its adjoint modes). ``radiance``: that radiance
+    ``[R, 3]``, from :func:`trace_paths_tables` (two passes: ``adjoint`` 1), or None on the CPU (one pass: each
+    CPU range holds its paths' continuing vertices until their radiance is known, ``adjoint`` 2).
 
     Returns:
         ``(g_part [P, PART_GRADS], g_light [L, 3], g_tri [T, 3], replayed [R, 3])``: float64 sums of the
         derivatives of ``sum(v_radiance * radiance)`` in the tables' ``part_*`` columns (``GRAD_*`` of
         :mod:`.path_kernels`), ``light_value`` and ``tri_le`` (rows of textured parts: see the kernel), and the
-        radiance the replay gathered (equal to ``radiance`` unless a path branched otherwise).
+        radiance the replay gathered (the primal's: the same code).
 
     **Differentiability:** none (this is the adjoint; :mod:`lumigrad.integrators.fused_adjoint` chains it).
     """
     device = verts.device
+    if radiance is None and device.type != "cpu":
+        raise ValueError("replay_paths_tables: radiance=None (one pass) runs on the CPU only; give the primal's")
     R = origins.shape[0]
     t = tables
     P, L, T = t.part_base.shape[0], t.light_value.shape[0], t.tri_le.shape[0]
@@ -212,8 +219,14 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
     if R and bvh.has_faces:
         inputs = _kernel_inputs(bvh, verts, t, origins, directions, depth_limit, rr_depth, seed, hide_emitters,
                                 replayed, hit)
-        adj = [as_warp(radiance.float().contiguous(), wp.vec3), as_warp(v_radiance.float().contiguous(), wp.vec3)]
+        v = as_warp(v_radiance.float().contiguous(), wp.vec3)
+        if radiance is None:
+            mode, total = 2, as_warp(torch.zeros(1, 3, device=device), wp.vec3)
+            held = torch.zeros(parts, max(depth_limit, 1), pk.HELD_FIELDS, dtype=torch.float32, device=device)
+        else:
+            mode, total, held = 1, as_warp(radiance.float().contiguous(), wp.vec3), None
         launch_partitioned(pk.trace_paths, R,
-                           lambda k: inputs + [1, *adj, as_warp(g_part[k]), as_warp(g_light[k]), as_warp(g_tri[k])],
+                           lambda k: inputs + [mode, total, v, as_warp(g_part[k]), as_warp(g_light[k]),
+                                               as_warp(g_tri[k]), _no_held(device) if held is None else as_warp(held[k])],
                            parts, device)
     return g_part.sum(0), g_light.sum(0), g_tri.sum(0), replayed
