@@ -1,8 +1,9 @@
 """The path tracer's backward pass on the fused kernel, for material and light values.
 
 Where every parameter that requires a gradient is a material or light *value* (a part's base colour, metallic,
-roughness, index of refraction, specular weight or emission factor; a point, spot or directional light's
-intensity or colour; an area light's radiance), nothing moves: no visibility changes, so the gradient has no
+roughness, index of refraction, specular weight or emission factor, its base colour, metallic-roughness and
+emissive textures' texels; a point, spot or directional light's intensity or colour; an area light's
+radiance), nothing moves: no visibility changes, so the gradient has no
 boundary term, and every path vertex stays where the primal put it. Path replay backpropagation then needs no
 PyTorch graph at all: :func:`lumigrad.kernels.path_trace.replay_paths_tables` traces the backward pass's paths
 in the fused kernel (the same code as their primal, so the same bits; on the CPU in one pass, each continuing
@@ -35,11 +36,11 @@ from .fused_paths import VALUE_FIELDS, value_tables
 
 __all__ = ["fused_adjoint_unsupported", "fused_value_gradients"]
 
-#: A material's fields whose gradients the fused replay gives, each with the texture that scales it (its
-#: gradient then goes to the PyTorch replay: the kernel's columns are those of the texture-scaled value).
-_MATERIAL_VALUES = {"base_color_factor": "base_color_texture", "metallic_factor": "metallic_roughness_texture",
-                    "roughness_factor": "metallic_roughness_texture", "emissive_factor": "emissive_texture",
-                    "ior": None, "specular_factor": None}
+#: A material's fields whose gradients the fused replay gives (factors, through ``clamp(factor * texture)``
+#: where textured, and the textures' texels; not the normal or occlusion textures, which the path tracer ignores).
+_MATERIAL_VALUES = frozenset({"base_color_factor", "metallic_factor", "roughness_factor", "emissive_factor", "ior",
+                              "specular_factor", "base_color_texture", "metallic_roughness_texture",
+                              "emissive_texture"})
 #: A light's fields whose gradients the fused replay gives.
 _LIGHT_VALUES = {PointLight: ("intensity", "color"), SpotLight: ("intensity", "color"),
                  DirectionalLight: ("irradiance", "color"), AreaLight: ("radiance",)}
@@ -71,9 +72,6 @@ def fused_adjoint_unsupported(ts: TraceScene, camera: Camera) -> Optional[str]:
                 continue
             if name not in _MATERIAL_VALUES:
                 return f"part {k}'s material {name} requires a gradient"
-            texture = _MATERIAL_VALUES[name]
-            if texture is not None and getattr(m, texture) is not None:
-                return f"part {k}'s {name} requires a gradient and is scaled by its {texture}"
     for j, light in enumerate(ts.lights):
         allowed = _LIGHT_VALUES.get(type(light), ())
         for name, value in _fields(light):
@@ -98,13 +96,15 @@ def fused_value_gradients(ts: TraceScene, tables: PathTables, origins: torch.Ten
     settings = dict(depth_limit=MAX_BOUNCES if max_depth < 0 else max_depth, rr_depth=rr_depth, seed=seed,
                     hide_emitters=hide_emitters)
     radiance = None if verts.device.type == "cpu" else trace_paths_tables(bvh, verts, tables, o, d, **settings)[0]
-    g_part, g_light, g_tri, _ = replay_paths_tables(bvh, verts, tables, o, d, radiance, v_radiance, **settings)
+    with torch.enable_grad():
+        values = value_tables(ts)
+    g_part, g_light, g_tri, g_texels, _ = replay_paths_tables(bvh, verts, tables, o, d, radiance, v_radiance,
+                                                              want_texels=values["texels"].requires_grad, **settings)
     columns = dict(part_base=g_part[:, pk.GRAD_BASE:pk.GRAD_BASE + 3], part_metallic=g_part[:, pk.GRAD_METALLIC],
                    part_roughness=g_part[:, pk.GRAD_ROUGHNESS], part_ior=g_part[:, pk.GRAD_IOR],
                    part_specular=g_part[:, pk.GRAD_SPECULAR],
-                   part_emission=g_part[:, pk.GRAD_EMISSION:pk.GRAD_EMISSION + 3], light_value=g_light, tri_le=g_tri)
-    with torch.enable_grad():
-        values = value_tables(ts)
+                   part_emission=g_part[:, pk.GRAD_EMISSION:pk.GRAD_EMISSION + 3], light_value=g_light, tri_le=g_tri,
+                   texels=g_texels)
     outputs = [values[name] for name in VALUE_FIELDS if values[name].requires_grad]
     grads = [columns[name].to(values[name].dtype) for name in VALUE_FIELDS if values[name].requires_grad]
     params = list(params)

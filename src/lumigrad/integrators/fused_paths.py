@@ -118,7 +118,7 @@ def _factor(value: torch.Tensor, dev, clamp: bool) -> torch.Tensor:
 
 #: The :class:`PathTables` fields :func:`value_tables` gives with their graph (the fused replay's gradients).
 VALUE_FIELDS = ("part_base", "part_metallic", "part_roughness", "part_ior", "part_specular", "part_emission",
-                "light_value", "tri_le")
+                "light_value", "tri_le", "texels")
 
 
 def value_tables(ts: TraceScene) -> dict:
@@ -149,7 +149,20 @@ def value_tables(ts: TraceScene) -> dict:
         part_ior=torch.stack([m.ior.reshape(()).to(dev, f32) for m in mats]).contiguous(),
         part_specular=torch.stack([_factor(m.specular_factor, dev, True) for m in mats]).contiguous(),
         part_emission=rows([m.emissive_factor.reshape(-1) for m in mats]),
-        light_value=rows(values), tri_le=torch.cat(les).contiguous() if les else torch.zeros(1, 3, device=dev))
+        light_value=rows(values), tri_le=torch.cat(les).contiguous() if les else torch.zeros(1, 3, device=dev),
+        texels=_texel_table(mats, dev))
+
+
+#: The material slots the kernel reads textures from, in the order of their rows in the texel table.
+TEXTURE_SLOTS = ("base_color_texture", "metallic_roughness_texture", "emissive_texture")
+
+
+def _texel_table(mats, dev) -> torch.Tensor:
+    """Every part's textures (:data:`TEXTURE_SLOTS`, part by part), their first three channels as rows ``[sum H W,
+    3]`` float32 (one zero row when there are none)."""
+    texels = [tex[..., :3].to(dev, torch.float32).reshape(-1, 3) for m in mats for slot in TEXTURE_SLOTS
+              if (tex := getattr(m, slot)) is not None]
+    return torch.cat(texels).contiguous() if texels else torch.zeros(1, 3, device=dev)
 
 
 def path_tables(ts: TraceScene) -> PathTables:
@@ -164,8 +177,8 @@ def path_tables(ts: TraceScene) -> PathTables:
         return torch.tensor(list(values) or [0], dtype=dtype, device=dev)
 
     mats = ts.materials
-    offsets, widths, heights, wraps, texels = [], [], [], [], []
-    slots = {"base_color_texture": [], "metallic_roughness_texture": [], "emissive_texture": []}
+    offsets, widths, heights, wraps, rows = [], [], [], [], 0
+    slots = {slot: [] for slot in TEXTURE_SLOTS}  # (value_tables' texel table holds their rows in this order)
     for m in mats:
         for slot, index in slots.items():
             tex = getattr(m, slot)
@@ -174,12 +187,11 @@ def path_tables(ts: TraceScene) -> PathTables:
                 continue
             index.append(len(offsets))
             H, W = tex.shape[:2]
-            offsets.append(sum(t.shape[0] for t in texels))
+            offsets.append(rows)
+            rows += H * W
             widths.append(W)
             heights.append(H)
             wraps.append({"repeat": 0, "clamp": 1, "mirror": 2}[m.wrap])
-            texels.append(tex.detach()[..., :3].to(dev, f32).reshape(H * W, 3))
-    texel_table = torch.cat(texels).contiguous() if texels else torch.zeros(1, 3, device=dev)
     with torch.no_grad():
         values = value_tables(ts)
     emitter = [-1 if e is None else next(j for j, l in enumerate(ts.lights) if l is e) for e in ts.part_emitters]
@@ -256,7 +268,7 @@ def path_tables(ts: TraceScene) -> PathTables:
         part_mr_texture=col(slots["metallic_roughness_texture"], i32),
         part_emissive_texture=col(slots["emissive_texture"], i32),
         tex_offset=col(offsets, i32), tex_width=col(widths, i32), tex_height=col(heights, i32),
-        tex_wrap=col(wraps, i32), texels=texel_table,
+        tex_wrap=col(wraps, i32),
         light_type=col(types, i32), light_pos=vec(pos), light_dir=vec(dirs),
         light_cos_outer=col(cos_outer, f32), light_scale=col(scale, f32), light_range=col(rng, f32),
         light_start=col(start, i32), light_count=col(count, i32), light_two_sided=col(two, i32),

@@ -24,7 +24,10 @@ from .bsdf_kernels import (DOT_EPS, FLOOR, eval_pdf_unit_wp, f0_dielectric_wp, n
 from .bvh_traverse import FlatBVH
 from .counter_rng import ray_key_wp, uniform_counter_wp
 from .ray_queries import any_hit_any_bvh, closest_hit_any_bvh
-from .texture_kernels import bilinear_taps
+from .path_adjoint_kernels import (GRAD_BASE, GRAD_EMISSION, GRAD_IOR, GRAD_METALLIC, GRAD_ROUGHNESS, GRAD_SPECULAR,
+                                   HELD_FIELDS, PART_GRADS, add3_wp, add_bsdf_grads_wp, add_emission_grads_wp,
+                                   hold_vertex_wp, release_vertices_wp)
+from .path_textures import texture_wp
 
 wp.set_module_options({"enable_backward": False})
 
@@ -80,43 +83,6 @@ def offset_origin_wp(p: wp.vec3, n: wp.vec3, d: wp.vec3):
             out[k] = p[k] + (1.0 / 65536.0) * nn[k]
         else:
             out[k] = moved
-    return out
-
-
-@wp.func
-def _srgb_decode(e: float):
-    """``lumigrad.shading.srgb_decode`` of one value."""
-    x = wp.max(e, 0.0)
-    out = x / 12.92
-    if x > 0.04045:
-        out = wp.pow((x + 0.055) / 1.055, 2.4)
-    return out
-
-
-@wp.func
-def texture_wp(k: int, uv: wp.vec2, tex_offset: wp.array(dtype=wp.int32), tex_width: wp.array(dtype=wp.int32),
-               tex_height: wp.array(dtype=wp.int32), tex_wrap: wp.array(dtype=wp.int32),
-               texels: wp.array(dtype=wp.vec3), decode: int):
-    """Texture ``k``'s first three channels at ``uv``: bilinear (``lumigrad.texture``'s level-0 taps) of the
-    texels, each sRGB-decoded first when ``decode`` is 1 (base colour, emission; metallic-roughness is linear)."""
-    # texture k is "level" k of the per-texture tables (its rows start at tex_offset[k])
-    idx, fx, fy, w, h = bilinear_taps(uv[0], uv[1], k, 0, tex_height, tex_width, tex_offset, tex_wrap[k])
-    w00 = (1.0 - fx) * (1.0 - fy) * 1.0
-    w01 = fx * (1.0 - fy) * 1.0
-    w10 = (1.0 - fx) * fy * 1.0
-    w11 = fx * fy * 1.0
-    out = wp.vec3()
-    for c in range(3):
-        t0 = texels[idx[0]][c]
-        t1 = texels[idx[1]][c]
-        t2 = texels[idx[2]][c]
-        t3 = texels[idx[3]][c]
-        if decode != 0:  # each texel decoded before filtering, as lumigrad's materials (and GPU sRGB textures)
-            t0 = _srgb_decode(t0)
-            t1 = _srgb_decode(t1)
-            t2 = _srgb_decode(t2)
-            t3 = _srgb_decode(t3)
-        out[c] = w00 * t0 + w01 * t1 + w10 * t2 + w11 * t3
     return out
 
 
@@ -552,77 +518,6 @@ def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3
     return term
 
 
-# ------------------------------------------------------------------------------------------------ the adjoint
-#: Columns of the kernel's per-part gradient table (``adjoint`` on): d/d base colour (3), metallic, roughness,
-#: index of refraction, specular weight, emission (3).
-GRAD_BASE = wp.constant(0)
-GRAD_METALLIC = wp.constant(3)
-GRAD_ROUGHNESS = wp.constant(4)
-GRAD_IOR = wp.constant(5)
-GRAD_SPECULAR = wp.constant(6)
-GRAD_EMISSION = wp.constant(7)
-PART_GRADS = 10
-
-
-@wp.func
-def _add3(g: wp.array2d(dtype=wp.float64), row: int, col: int, v: wp.vec3):
-    """``g[row, col : col + 3] += v`` in float64 (atomic on CUDA; a CPU range owns its table)."""
-    for c in range(3):
-        wp.atomic_add(g, row, col + c, wp.float64(v[c]))
-
-
-@wp.func
-def _add_bsdf_grads(g: wp.array2d(dtype=wp.float64), part: int, n: wp.vec3, wi: wp.vec3, wo: wp.vec3, base: wp.vec3,
-                    roughness: float, metallic: float, ior: float, specular: float, coef: wp.vec3):
-    """Part ``part``'s material columns of ``g`` += ``sum_c coef_c d f_c / d theta`` (:func:`bsdf_param_grads_wp`)."""
-    gb, gm, gr, gi, gs = bsdf_param_grads_wp(n, wi, wo, base, roughness, metallic, ior, specular, coef)
-    _add3(g, part, GRAD_BASE, gb)
-    wp.atomic_add(g, part, GRAD_METALLIC, wp.float64(gm))
-    wp.atomic_add(g, part, GRAD_ROUGHNESS, wp.float64(gr))
-    wp.atomic_add(g, part, GRAD_IOR, wp.float64(gi))
-    wp.atomic_add(g, part, GRAD_SPECULAR, wp.float64(gs))
-
-
-#: Columns of a continuing vertex held until its path ends (``adjoint`` 2): part, unit normal (3), sampled
-#: direction (3), unit view direction (3), base colour (3), roughness, metallic, IOR, specular weight, the
-#: adjoint over the BSDF value per channel (3), the radiance gathered up to the vertex (3).
-HELD_FIELDS = 23
-
-
-@wp.func
-def _hold_vertex(held: wp.array2d(dtype=float), s: int, part: int, n: wp.vec3, wi: wp.vec3, wo: wp.vec3,
-                 base: wp.vec3, roughness: float, metallic: float, ior: float, specular: float, q: wp.vec3,
-                 gathered: wp.vec3):
-    """Row ``s`` of ``held`` := a continuing vertex (columns as :data:`HELD_FIELDS` says)."""
-    held[s, 0] = float(part)
-    for c in range(3):
-        held[s, 1 + c] = n[c]
-        held[s, 4 + c] = wi[c]
-        held[s, 7 + c] = wo[c]
-        held[s, 10 + c] = base[c]
-        held[s, 17 + c] = q[c]
-        held[s, 20 + c] = gathered[c]
-    held[s, 13] = roughness
-    held[s, 14] = metallic
-    held[s, 15] = ior
-    held[s, 16] = specular
-
-
-@wp.func
-def _held_vec(held: wp.array2d(dtype=float), s: int, col: int):
-    return wp.vec3(held[s, col], held[s, col + 1], held[s, col + 2])
-
-
-@wp.func
-def _release_vertices(held: wp.array2d(dtype=float), count: int, total: wp.vec3, g: wp.array2d(dtype=wp.float64)):
-    """The BSDF derivatives of the ``count`` continuing vertices held in ``held``, now that the path's radiance
-    ``total`` is known: each vertex's adjoint over its BSDF value times the radiance still to come after it."""
-    for s in range(count):
-        coef = _cw_mul(_held_vec(held, s, 17), total - _held_vec(held, s, 20))
-        _add_bsdf_grads(g, int(held[s, 0]), _held_vec(held, s, 1), _held_vec(held, s, 4), _held_vec(held, s, 7),
-                        _held_vec(held, s, 10), held[s, 13], held[s, 14], held[s, 15], held[s, 16], coef)
-
-
 # ------------------------------------------------------------------------------------------------ the kernel
 @wp.kernel
 def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int, verts: wp.array(dtype=wp.vec3),
@@ -655,7 +550,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 out_radiance: wp.array(dtype=wp.vec3), out_hit: wp.array(dtype=wp.bool), adjoint: int,
                 radiance_in: wp.array(dtype=wp.vec3), v_in: wp.array(dtype=wp.vec3),
                 g_part: wp.array2d(dtype=wp.float64), g_light: wp.array2d(dtype=wp.float64),
-                g_tri: wp.array2d(dtype=wp.float64), held: wp.array2d(dtype=float)):
+                g_tri: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(dtype=wp.float64), want_texels: int,
+                held: wp.array2d(dtype=float)):
     """Radiance of ray ``offset + tid`` (see the module docstring); ``out_hit``: its first ray hit a surface.
 
     ``adjoint`` 1: also path replay backpropagation of the material and light values. The path is traced again
@@ -666,7 +562,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
     value: ``radiance_in`` less what the path gathered so far); to ``g_light [L, 3]`` those of the point, spot
     and directional lights' values; to ``g_tri [T, 3]`` those of the area lights' triangle radiances. Sampling
     densities, MIS weights and roulette are held fixed (detached sampling: unbiased, as Mitsuba's ``prb``).
-    Textured parts' columns are those of the texture-scaled value (the caller does not use them).
+    A textured part's columns are its factors' (through ``clamp(factor * texture, 0, 1)``); with
+    ``want_texels`` 1 the texels' gradients go to ``g_texels [texels, 3]``.
 
     ``adjoint`` 2: the same in one pass, without ``radiance_in``: each continuing vertex is held in a row of
     ``held [depth_limit, HELD_FIELDS]`` until the path ends, when its radiance is known. The rows are one
@@ -786,8 +683,9 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         if hide_emitters != 0 and depth == 0:
             weight_e = 0.0
         term = _cw_mul(beta, emission) * weight_e
-        if adjoint != 0 and tex_em < 0 and weight_e != 0.0 and not (back and not double):
-            _add3(g_part, part, GRAD_EMISSION, _cw_mul(dv, beta) * weight_e)
+        if adjoint != 0 and weight_e != 0.0 and not (back and not double):
+            add_emission_grads_wp(g_part, g_texels, want_texels, part, uv, part_emission, part_emissive_texture,
+                                  tex_offset, tex_width, tex_height, tex_wrap, texels, _cw_mul(dv, beta) * weight_e)
         # what the light samples' BSDF evaluations and the BSDF sample share (the same bits as each computing
         # its own): the unit normal and view direction, and the specular lobe's probability at their cosine
         n_u = unit_wp(n)
@@ -844,14 +742,16 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 nee = nee + t_j
                 if adjoint != 0 and cos_w > 0.0:
                     bw = _cw_mul(dv, beta)
-                    _add_bsdf_grads(g_part, part, n_u, wi, wo_u, base, roughness, metallic, ior, specular,
-                                    _cw_mul(bw, lw) * cos_w)
+                    add_bsdf_grads_wp(g_part, g_texels, want_texels, part, uv, part_base, part_metallic,
+                                      part_roughness, part_texture, part_mr_texture, tex_offset, tex_width,
+                                      tex_height, tex_wrap, texels, n_u, wi, wo_u, base, roughness, metallic, ior,
+                                      specular, _cw_mul(bw, lw) * cos_w)
                     g_value = _cw_mul(bw, f_j) * (cos_w * per_value)
                     if kind == LIGHT_AREA:
                         if tri_row >= 0:
-                            _add3(g_tri, tri_row, 0, g_value)
+                            add3_wp(g_tri, tri_row, 0, g_value)
                     elif kind != LIGHT_ENVIRONMENT:
-                        _add3(g_light, j, 0, g_value)
+                        add3_wp(g_light, j, 0, g_value)
             term = term + _cw_mul(beta, nee)
         radiance = radiance + term
         if depth + 1 >= depth_limit:
@@ -877,11 +777,13 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 if f_s[c] > 0.0:
                     q[c] = dv[c] / f_s[c]
             if adjoint == 1:
-                _add_bsdf_grads(g_part, part, n_u, wi, wo_u, base, roughness, metallic, ior, specular,
-                                _cw_mul(q, total_in - radiance))
+                add_bsdf_grads_wp(g_part, g_texels, want_texels, part, uv, part_base, part_metallic, part_roughness,
+                                  part_texture, part_mr_texture, tex_offset, tex_width, tex_height, tex_wrap, texels,
+                                  n_u, wi, wo_u, base, roughness, metallic, ior, specular,
+                                  _cw_mul(q, total_in - radiance))
             else:
-                _hold_vertex(held, held_count, part, n_u, wi, wo_u, base, roughness, metallic, ior, specular, q,
-                             radiance)
+                hold_vertex_wp(held, held_count, part, n_u, wi, wo_u, base, roughness, metallic, ior, specular, q,
+                               radiance, uv)
                 held_count += 1
         beta = new_beta
         o = offset_origin_wp(x, ng, wi)
@@ -889,5 +791,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         prev_pdf = pdf
         d = wi
     if adjoint == 2:
-        _release_vertices(held, held_count, radiance, g_part)
+        release_vertices_wp(held, held_count, radiance, g_part, g_texels, want_texels, part_base, part_metallic,
+                            part_roughness, part_texture, part_mr_texture, tex_offset, tex_width, tex_height,
+                            tex_wrap, texels)
     out_radiance[i] = radiance
