@@ -3,7 +3,7 @@
 Where every parameter that requires a gradient is a material or light *value* (a part's base colour, metallic,
 roughness, index of refraction, specular weight or emission factor, its base colour, metallic-roughness and
 emissive textures' texels; a point, spot or directional light's intensity or colour; an area light's
-radiance), nothing moves: no visibility changes, so the gradient has no
+radiance; an environment map's texels and scale), nothing moves: no visibility changes, so the gradient has no
 boundary term, and every path vertex stays where the primal put it. Path replay backpropagation then needs no
 PyTorch graph at all: :func:`lumigrad.kernels.path_trace.replay_paths_tables` traces the backward pass's paths
 in the fused kernel (the same code as their primal, so the same bits; on the CPU in one pass, each continuing
@@ -15,7 +15,7 @@ an area light's radiance shared by its triangles and its emitter part).
 
 :func:`fused_adjoint_unsupported` says why a render cannot use it (None: it can); the integrator then runs the
 PyTorch replay (:func:`lumigrad.raytrace.sample_paths` with an adjoint), which differentiates everything
-(geometry, camera, textures, environment texels, media). ``PathIntegrator(fused_adjoint=False)`` forces the
+(geometry, camera, normal maps, media). ``PathIntegrator(fused_adjoint=False)`` forces the
 PyTorch replay.
 """
 
@@ -31,7 +31,7 @@ from ..kernels import path_kernels as pk
 from ..kernels.bvh import bvh_for
 from ..kernels.path_trace import PathTables, replay_paths_tables, trace_paths_tables
 from ..raytrace.transport import MAX_BOUNCES, TraceScene
-from ..scene.lights import AreaLight, DirectionalLight, PointLight, SpotLight
+from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
 from .fused_paths import VALUE_FIELDS, value_tables
 
 __all__ = ["fused_adjoint_unsupported", "fused_value_gradients"]
@@ -43,7 +43,8 @@ _MATERIAL_VALUES = frozenset({"base_color_factor", "metallic_factor", "roughness
                               "emissive_texture"})
 #: A light's fields whose gradients the fused replay gives.
 _LIGHT_VALUES = {PointLight: ("intensity", "color"), SpotLight: ("intensity", "color"),
-                 DirectionalLight: ("irradiance", "color"), AreaLight: ("radiance",)}
+                 DirectionalLight: ("irradiance", "color"), AreaLight: ("radiance",),
+                 EnvironmentLight: ("texels", "scale")}
 
 
 def _needs_grad(value) -> bool:
@@ -98,13 +99,14 @@ def fused_value_gradients(ts: TraceScene, tables: PathTables, origins: torch.Ten
     radiance = None if verts.device.type == "cpu" else trace_paths_tables(bvh, verts, tables, o, d, **settings)[0]
     with torch.enable_grad():
         values = value_tables(ts)
-    g_part, g_light, g_tri, g_texels, _ = replay_paths_tables(bvh, verts, tables, o, d, radiance, v_radiance,
-                                                              want_texels=values["texels"].requires_grad, **settings)
+    g_part, g_light, g_tri, g_texels, g_env, _ = replay_paths_tables(
+        bvh, verts, tables, o, d, radiance, v_radiance, want_texels=values["texels"].requires_grad,
+        want_env=values["env_texels"].requires_grad, **settings)
     columns = dict(part_base=g_part[:, pk.GRAD_BASE:pk.GRAD_BASE + 3], part_metallic=g_part[:, pk.GRAD_METALLIC],
                    part_roughness=g_part[:, pk.GRAD_ROUGHNESS], part_ior=g_part[:, pk.GRAD_IOR],
                    part_specular=g_part[:, pk.GRAD_SPECULAR],
                    part_emission=g_part[:, pk.GRAD_EMISSION:pk.GRAD_EMISSION + 3], light_value=g_light, tri_le=g_tri,
-                   texels=g_texels)
+                   texels=g_texels, env_texels=g_env)
     outputs = [values[name] for name in VALUE_FIELDS if values[name].requires_grad]
     grads = [columns[name].to(values[name].dtype) for name in VALUE_FIELDS if values[name].requires_grad]
     params = list(params)

@@ -118,7 +118,7 @@ def _factor(value: torch.Tensor, dev, clamp: bool) -> torch.Tensor:
 
 #: The :class:`PathTables` fields :func:`value_tables` gives with their graph (the fused replay's gradients).
 VALUE_FIELDS = ("part_base", "part_metallic", "part_roughness", "part_ior", "part_specular", "part_emission",
-                "light_value", "tri_le", "texels")
+                "light_value", "tri_le", "texels", "env_texels")
 
 
 def value_tables(ts: TraceScene) -> dict:
@@ -150,7 +150,9 @@ def value_tables(ts: TraceScene) -> dict:
         part_specular=torch.stack([_factor(m.specular_factor, dev, True) for m in mats]).contiguous(),
         part_emission=rows([m.emissive_factor.reshape(-1) for m in mats]),
         light_value=rows(values), tri_le=torch.cat(les).contiguous() if les else torch.zeros(1, 3, device=dev),
-        texels=_texel_table(mats, dev))
+        texels=_texel_table(mats, dev),
+        env_texels=(ts.environment.radiance.to(dev, f32).reshape(-1, 3).contiguous() if ts.environment is not None
+                    else torch.zeros(1, 3, device=dev)))
 
 
 #: The material slots the kernel reads textures from, in the order of their rows in the texel table.
@@ -260,7 +262,7 @@ def path_tables(ts: TraceScene) -> PathTables:
         faces=ts.faces.detach().to(dev, i32).reshape(-1).contiguous(),
         normals=normals.detach().to(dev, f32).contiguous(), has_normals=int(ts.normals is not None),
         face_part=ts.face_part.detach().to(dev, i32).contiguous(),
-        **values,
+        **{k: v for k, v in values.items() if k != "env_texels"},  # (env: its own entries below)
         part_double=col(map(int, ts.double_sided), i32), part_emitter=col(emitter, i32),
         uvs=ts.uv.detach().to(dev, f32).reshape(-1, 2).contiguous() if ts.uv.numel() else torch.zeros(1, 2, device=dev),
         uv_faces=ts.uv_faces.detach().to(dev, i32).reshape(-1).contiguous(),

@@ -386,6 +386,40 @@ def env_lookup_wp(d: wp.vec3, H: int, W: int, texels: wp.array(dtype=wp.vec3)):
 
 
 @wp.func
+def env_scatter_wp(d: wp.vec3, H: int, W: int, g_out: wp.vec3, g_env: wp.array2d(dtype=wp.float64)):
+    """The adjoint of :func:`env_lookup_wp`: ``g_env[row * W + col] += (d lookup / d texel) g_out`` over its four
+    taps (the wrapped columns to the texels they copy; taps outside the map add nothing)."""
+    u, v = _equirect(d)
+    gx = (u * float(W) + 1.0) / float(W + 2) * 2.0 - 1.0
+    gy = v * 2.0 - 1.0
+    ix = wp.clamp(((gx + 1.0) * float(W + 2) - 1.0) / 2.0, 0.0, float(W + 1))
+    iy = wp.clamp(((gy + 1.0) * float(H) - 1.0) / 2.0, 0.0, float(H - 1))
+    x0 = wp.floor(ix)
+    y0 = wp.floor(iy)
+    c0 = int(x0)
+    r0 = int(y0)
+    fx = ix - x0
+    fy = iy - y0
+    for t in range(4):
+        row = r0 + t // 2
+        col = c0 + t % 2
+        wx = 1.0 - fx
+        if t % 2 == 1:
+            wx = fx
+        wy = 1.0 - fy
+        if t >= 2:
+            wy = fy
+        if row >= 0 and row < H and col >= 0 and col < W + 2:
+            c = col - 1
+            if col == 0:
+                c = W - 1
+            if col == W + 1:
+                c = 0
+            for k in range(3):
+                wp.atomic_add(g_env, row * W + c, k, wp.float64(g_out[k] * (wx * wy)))
+
+
+@wp.func
 def env_pdf_wp(d: wp.vec3, H: int, W: int, pmf: wp.array(dtype=float)):
     """``_env_pdf``: the texel's probability over the Jacobian ``2 pi^2 sin(theta)``."""
     u, v = _equirect(d)
@@ -551,7 +585,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 radiance_in: wp.array(dtype=wp.vec3), v_in: wp.array(dtype=wp.vec3),
                 g_part: wp.array2d(dtype=wp.float64), g_light: wp.array2d(dtype=wp.float64),
                 g_tri: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(dtype=wp.float64), want_texels: int,
-                held: wp.array2d(dtype=float)):
+                g_env: wp.array2d(dtype=wp.float64), want_env: int, held: wp.array2d(dtype=float)):
     """Radiance of ray ``offset + tid`` (see the module docstring); ``out_hit``: its first ray hit a surface.
 
     ``adjoint`` 1: also path replay backpropagation of the material and light values. The path is traced again
@@ -563,7 +597,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
     and directional lights' values; to ``g_tri [T, 3]`` those of the area lights' triangle radiances. Sampling
     densities, MIS weights and roulette are held fixed (detached sampling: unbiased, as Mitsuba's ``prb``).
     A textured part's columns are its factors' (through ``clamp(factor * texture, 0, 1)``); with
-    ``want_texels`` 1 the texels' gradients go to ``g_texels [texels, 3]``.
+    ``want_texels`` 1 the texels' gradients go to ``g_texels [texels, 3]``, with ``want_env`` 1 the environment
+    map's to ``g_env [H W, 3]`` (seen by escaping rays and sampled by next-event estimation).
 
     ``adjoint`` 2: the same in one pass, without ``radiance_in``: each continuing vertex is held in a row of
     ``held [depth_limit, HELD_FIELDS]`` until the path ends, when its radiance is known. The rows are one
@@ -598,6 +633,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 elif not (prev_pdf < 0.0):
                     w_env = power_heuristic_wp(prev_pdf, env_pdf_wp(unit_wp(d), env_h, env_w, env_pmf))
                 radiance = radiance + _cw_mul(beta, env_lookup_wp(d, env_h, env_w, env_texels)) * w_env
+                if want_env != 0 and w_env != 0.0:
+                    env_scatter_wp(d, env_h, env_w, _cw_mul(dv, beta) * w_env, g_env)
             break
         if depth == 0:
             out_hit[i] = True
@@ -750,7 +787,10 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                     if kind == LIGHT_AREA:
                         if tri_row >= 0:
                             add3_wp(g_tri, tri_row, 0, g_value)
-                    elif kind != LIGHT_ENVIRONMENT:
+                    elif kind == LIGHT_ENVIRONMENT:  # lw = lookup / pdf
+                        if want_env != 0:
+                            env_scatter_wp(wi, env_h, env_w, g_value / lpdf, g_env)
+                    else:
                         add3_wp(g_light, j, 0, g_value)
             term = term + _cw_mul(beta, nee)
         radiance = radiance + term

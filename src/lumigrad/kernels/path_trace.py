@@ -26,7 +26,8 @@ __all__ = ["PathTables", "replay_paths_tables", "trace_paths_tables"]
 
 #: CPU ranges of a replay (:func:`replay_paths_tables`), each with its own gradient tables, shared by the threads.
 REPLAY_RANGES = min(16, 4 * (os.cpu_count() or 1))
-#: At most this many bytes of per-range texel gradient tables (float64, 3 channels a texel) in one replay.
+#: At most this many bytes of per-range texel gradient tables (textures and environment map: float64, 3 channels
+#: a texel) in one replay.
 TEXEL_TABLES_BYTES = 256 << 20
 #: Rays per CPU thread below which a launch is not split.
 MIN_RAYS_PER_THREAD = 64
@@ -146,7 +147,7 @@ def _no_adjoint(device: torch.device) -> list:
     """The adjoint inputs of a primal launch (``adjoint`` 0; one-element placeholders)."""
     one3 = torch.zeros(1, 3, dtype=torch.float32, device=device)
     g = as_warp(torch.zeros(1, 1, dtype=torch.float64, device=device))
-    return [0, as_warp(one3, wp.vec3), as_warp(one3, wp.vec3), g, g, g, g, 0, _no_held(device)]
+    return [0, as_warp(one3, wp.vec3), as_warp(one3, wp.vec3), g, g, g, g, 0, g, 0, _no_held(device)]
 
 
 def _no_held(device: torch.device):
@@ -189,7 +190,7 @@ def trace_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables
 def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables, origins: torch.Tensor,
                         directions: torch.Tensor, radiance: Optional[torch.Tensor], v_radiance: torch.Tensor, *,
                         depth_limit: int, rr_depth: int, seed: int, hide_emitters: bool,
-                        want_texels: bool = False) -> Tuple[torch.Tensor, ...]:
+                        want_texels: bool = False, want_env: bool = False) -> Tuple[torch.Tensor, ...]:
     """Path replay backpropagation of the material and light values on the fused kernel.
 
     The paths of :func:`trace_paths_tables` (same arguments) traced again with the adjoint ``v_radiance [R, 3]``
@@ -198,11 +199,11 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
     CPU range holds its paths' continuing vertices until their radiance is known, ``adjoint`` 2).
 
     Returns:
-        ``(g_part [P, PART_GRADS], g_light [L, 3], g_tri [T, 3], g_texels, replayed [R, 3])``: float64 sums of
-        the derivatives of ``sum(v_radiance * radiance)`` in the tables' ``part_*`` columns (``GRAD_*`` of
-        :mod:`.path_adjoint_kernels`; a textured part's are its factors'), ``light_value``, ``tri_le`` and, with
-        ``want_texels``, ``texels`` (``[texels, 3]``; else None), and the radiance the replay gathered (the
-        primal's: the same code).
+        ``(g_part [P, PART_GRADS], g_light [L, 3], g_tri [T, 3], g_texels, g_env, replayed [R, 3])``: float64
+        sums of the derivatives of ``sum(v_radiance * radiance)`` in the tables' ``part_*`` columns (``GRAD_*``
+        of :mod:`.path_adjoint_kernels`; a textured part's are its factors'), ``light_value``, ``tri_le``, with
+        ``want_texels`` ``texels`` (``[texels, 3]``), with ``want_env`` ``env_texels`` (``[H W, 3]``; None where
+        not wanted), and the radiance the replay gathered (the primal's: the same code).
 
     **Differentiability:** none (this is the adjoint; :mod:`lumigrad.integrators.fused_adjoint` chains it).
     """
@@ -216,13 +217,14 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
     hit = torch.zeros(R, dtype=torch.bool, device=device)
     # a fixed count of CPU ranges (not the threads free now): the float64 sums add in the same order every run
     parts = 1 if device.type == "cuda" or R < 2 * MIN_RAYS_PER_THREAD else REPLAY_RANGES
-    texel_bytes = t.texels.shape[0] * 3 * 8 if want_texels else 0
+    texel_bytes = ((t.texels.shape[0] if want_texels else 0) + (t.env_texels.shape[0] if want_env else 0)) * 3 * 8
     if texel_bytes * parts > TEXEL_TABLES_BYTES:  # fewer ranges (and threads) rather than gigabytes of tables
         parts = max(1, min(parts, TEXEL_TABLES_BYTES // texel_bytes))
     g_part = torch.zeros(parts, P, pk.PART_GRADS, dtype=torch.float64, device=device)
     g_light = torch.zeros(parts, L, 3, dtype=torch.float64, device=device)
     g_tri = torch.zeros(parts, T, 3, dtype=torch.float64, device=device)
     g_tex = torch.zeros(parts, t.texels.shape[0] if want_texels else 1, 3, dtype=torch.float64, device=device)
+    g_env = torch.zeros(parts, t.env_texels.shape[0] if want_env else 1, 3, dtype=torch.float64, device=device)
     if R and bvh.has_faces:
         inputs = _kernel_inputs(bvh, verts, t, origins, directions, depth_limit, rr_depth, seed, hide_emitters,
                                 replayed, hit)
@@ -235,6 +237,8 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
         launch_partitioned(pk.trace_paths, R,
                            lambda k: inputs + [mode, total, v, as_warp(g_part[k]), as_warp(g_light[k]),
                                                as_warp(g_tri[k]), as_warp(g_tex[k]), int(bool(want_texels)),
+                                               as_warp(g_env[k]), int(bool(want_env)),
                                                _no_held(device) if held is None else as_warp(held[k])],
                            parts, device)
-    return g_part.sum(0), g_light.sum(0), g_tri.sum(0), g_tex.sum(0) if want_texels else None, replayed
+    return (g_part.sum(0), g_light.sum(0), g_tri.sum(0), g_tex.sum(0) if want_texels else None,
+            g_env.sum(0) if want_env else None, replayed)
