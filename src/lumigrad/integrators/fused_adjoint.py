@@ -32,7 +32,7 @@ from ..kernels.bvh import bvh_for
 from ..kernels.path_trace import PathTables, replay_paths_tables, trace_paths_tables
 from ..raytrace.transport import MAX_BOUNCES, TraceScene
 from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
-from .fused_paths import VALUE_FIELDS, value_tables
+from .fused_paths import TEXTURE_SLOTS, VALUE_FIELDS, value_tables
 
 __all__ = ["fused_adjoint_unsupported", "fused_value_gradients"]
 
@@ -40,7 +40,10 @@ __all__ = ["fused_adjoint_unsupported", "fused_value_gradients"]
 #: where textured, and the textures' texels; not the normal or occlusion textures, which the path tracer ignores).
 _MATERIAL_VALUES = frozenset({"base_color_factor", "metallic_factor", "roughness_factor", "emissive_factor", "ior",
                               "specular_factor", "base_color_texture", "metallic_roughness_texture",
-                              "emissive_texture"})
+                              "emissive_texture",
+                              # the path tracer reads no occlusion (zero gradients in both replays); glTF packs
+                              # it with metallic-roughness, often the same tensor
+                              "occlusion_texture", "occlusion_strength"})
 #: A light's fields whose gradients the fused replay gives.
 _LIGHT_VALUES = {PointLight: ("intensity", "color"), SpotLight: ("intensity", "color"),
                  DirectionalLight: ("irradiance", "color"), AreaLight: ("radiance",),
@@ -99,9 +102,22 @@ def fused_value_gradients(ts: TraceScene, tables: PathTables, origins: torch.Ten
     radiance = None if verts.device.type == "cpu" else trace_paths_tables(bvh, verts, tables, o, d, **settings)[0]
     with torch.enable_grad():
         values = value_tables(ts)
+    textures = [tex for m in ts.materials for slot in TEXTURE_SLOTS if (tex := getattr(m, slot)) is not None]
+    first, rows = 0, []  # the textures that want gradients get rows in the kernel's table, in texture order
+    for tex in textures:
+        rows.append(first if tex.requires_grad else -1)
+        first += tex.shape[0] * tex.shape[1] if tex.requires_grad else 0
+    texel_grad_rows = torch.tensor(rows or [-1], dtype=torch.int32, device=verts.device)
     g_part, g_light, g_tri, g_texels, g_env, _ = replay_paths_tables(
-        bvh, verts, tables, o, d, radiance, v_radiance, want_texels=values["texels"].requires_grad,
+        bvh, verts, tables, o, d, radiance, v_radiance, texel_grad_rows=texel_grad_rows,
         want_env=values["env_texels"].requires_grad, **settings)
+    if g_texels is not None:  # to the rows of value_tables' texel table (every texture)
+        full = g_texels.new_zeros(values["texels"].shape)
+        for k, tex in enumerate(textures):
+            if rows[k] >= 0:
+                start, count = int(tables.tex_offset[k]), tex.shape[0] * tex.shape[1]
+                full[start:start + count] = g_texels[rows[k]:rows[k] + count]
+        g_texels = full
     columns = dict(part_base=g_part[:, pk.GRAD_BASE:pk.GRAD_BASE + 3], part_metallic=g_part[:, pk.GRAD_METALLIC],
                    part_roughness=g_part[:, pk.GRAD_ROUGHNESS], part_ior=g_part[:, pk.GRAD_IOR],
                    part_specular=g_part[:, pk.GRAD_SPECULAR],

@@ -101,11 +101,13 @@ class PathIntegrator(Integrator):
             where the scene allows it (default); False, or the environment variable
             ``LUMIGRAD_PATH_TRANSPORT=torch``, keeps them on the PyTorch transport. Both draw the same
             counter-based random numbers, so they render the same paths (to float32 rounding).
-        fused_adjoint: where only material and light values require gradients (no geometry, camera, texture,
-            environment or medium parameter) and the fused kernel renders the scene, run the backward pass on
-            it too (:mod:`lumigrad.integrators.fused_adjoint`: path replay with detached sampling, no PyTorch
-            graph, several times faster; default True). False, or any other parameter requiring a gradient,
-            replays the paths on the PyTorch transport, which differentiates everything.
+        fused_adjoint: where only material and light values require gradients (factors, the base colour,
+            metallic-roughness and emissive textures' texels, light values, environment texels; no geometry,
+            camera, normal map or medium parameter) and the fused kernel renders the scene, run the backward
+            pass on it too (:mod:`lumigrad.integrators.fused_adjoint`: path replay with detached sampling, no
+            PyTorch graph, one pass on the CPU, several times faster; default True). False, or any other
+            parameter requiring a gradient, replays the paths on the PyTorch transport, which differentiates
+            everything.
         light_sampling: how next-event estimation samples area lights in the primal pass (and so the density
             weighing the emission BSDF samples find on them): ``"solid_angle"`` (a triangle by the solid angle
             it subtends, then uniformly inside it), ``"area"`` (a triangle by area, a point uniform on it:

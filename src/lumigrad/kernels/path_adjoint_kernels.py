@@ -43,7 +43,7 @@ def _clamp_slope(x: float):
 
 
 @wp.func
-def add_bsdf_grads_wp(g: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(dtype=wp.float64), want_texels: int,
+def add_bsdf_grads_wp(g: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(dtype=wp.float64), tex_grad_rows: wp.array(dtype=wp.int32),
                       part: int, uv: wp.vec2, part_base: wp.array(dtype=wp.vec3),
                       part_metallic: wp.array(dtype=float), part_roughness: wp.array(dtype=float),
                       part_texture: wp.array(dtype=wp.int32), part_mr_texture: wp.array(dtype=wp.int32),
@@ -53,7 +53,7 @@ def add_bsdf_grads_wp(g: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(dtyp
                       roughness: float, metallic: float, ior: float, specular: float, coef: wp.vec3):
     """Part ``part``'s columns of ``g`` += ``sum_c coef_c d f_c / d theta`` (:func:`bsdf_param_grads_wp` at the
     vertex's values), chained where a texture scales a factor (``clamp(factor * texture, 0, 1)``) to the factor
-    and, with ``want_texels``, to the texels (``g_texels``)."""
+    and to the texels of the textures that want gradients (``g_texels`` from row ``tex_grad_rows[k]``)."""
     gb, gm, gr, gi, gs = bsdf_param_grads_wp(n, wi, wo, base, roughness, metallic, ior, specular, coef)
     tex = part_texture[part]
     if tex < 0:
@@ -68,8 +68,8 @@ def add_bsdf_grads_wp(g: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(dtyp
             g_factor[c] = slope * rgb[c]
             g_rgb[c] = slope * factor[c]
         add3_wp(g, part, GRAD_BASE, g_factor)
-        if want_texels != 0:
-            texture_scatter_wp(tex, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 1, g_rgb, g_texels)
+        texture_scatter_wp(tex, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 1, g_rgb, g_texels,
+                           tex_grad_rows)
     tex_mr = part_mr_texture[part]
     if tex_mr < 0:
         wp.atomic_add(g, part, GRAD_METALLIC, wp.float64(gm))
@@ -82,21 +82,21 @@ def add_bsdf_grads_wp(g: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(dtyp
         slope_m = _clamp_slope(mf * mr[2]) * gm
         wp.atomic_add(g, part, GRAD_ROUGHNESS, wp.float64(slope_r * mr[1]))
         wp.atomic_add(g, part, GRAD_METALLIC, wp.float64(slope_m * mr[2]))
-        if want_texels != 0:
-            texture_scatter_wp(tex_mr, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 0,
-                               wp.vec3(0.0, slope_r * rf, slope_m * mf), g_texels)
+        texture_scatter_wp(tex_mr, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 0,
+                           wp.vec3(0.0, slope_r * rf, slope_m * mf), g_texels, tex_grad_rows)
     wp.atomic_add(g, part, GRAD_IOR, wp.float64(gi))
     wp.atomic_add(g, part, GRAD_SPECULAR, wp.float64(gs))
 
 
 @wp.func
 def add_emission_grads_wp(g: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(dtype=wp.float64),
-                          want_texels: int, part: int, uv: wp.vec2, part_emission: wp.array(dtype=wp.vec3),
+                          tex_grad_rows: wp.array(dtype=wp.int32), part: int, uv: wp.vec2, part_emission: wp.array(dtype=wp.vec3),
                           part_emissive_texture: wp.array(dtype=wp.int32), tex_offset: wp.array(dtype=wp.int32),
                           tex_width: wp.array(dtype=wp.int32), tex_height: wp.array(dtype=wp.int32),
                           tex_wrap: wp.array(dtype=wp.int32), texels: wp.array(dtype=wp.vec3), g_emission: wp.vec3):
     """Part ``part``'s emission columns of ``g`` += ``g_emission`` (the gradient of its emitted radiance),
-    through its emissive texture where it has one (``factor * texture``; to the texels with ``want_texels``)."""
+    through its emissive texture where it has one (``factor * texture``; to its texels as
+    :func:`add_bsdf_grads_wp`)."""
     tex = part_emissive_texture[part]
     if tex < 0:
         add3_wp(g, part, GRAD_EMISSION, g_emission)
@@ -104,10 +104,9 @@ def add_emission_grads_wp(g: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(
         t = texture_wp(tex, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 1)
         factor = part_emission[part]
         add3_wp(g, part, GRAD_EMISSION, wp.vec3(g_emission[0] * t[0], g_emission[1] * t[1], g_emission[2] * t[2]))
-        if want_texels != 0:
-            texture_scatter_wp(tex, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 1,
-                               wp.vec3(g_emission[0] * factor[0], g_emission[1] * factor[1],
-                                       g_emission[2] * factor[2]), g_texels)
+        texture_scatter_wp(tex, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 1,
+                           wp.vec3(g_emission[0] * factor[0], g_emission[1] * factor[1], g_emission[2] * factor[2]),
+                           g_texels, tex_grad_rows)
 
 
 @wp.func
@@ -138,7 +137,7 @@ def held_vec_wp(held: wp.array2d(dtype=float), s: int, col: int):
 
 @wp.func
 def release_vertices_wp(held: wp.array2d(dtype=float), count: int, total: wp.vec3, g: wp.array2d(dtype=wp.float64),
-                        g_texels: wp.array2d(dtype=wp.float64), want_texels: int,
+                        g_texels: wp.array2d(dtype=wp.float64), tex_grad_rows: wp.array(dtype=wp.int32),
                         part_base: wp.array(dtype=wp.vec3), part_metallic: wp.array(dtype=float),
                         part_roughness: wp.array(dtype=float), part_texture: wp.array(dtype=wp.int32),
                         part_mr_texture: wp.array(dtype=wp.int32), tex_offset: wp.array(dtype=wp.int32),
@@ -149,7 +148,7 @@ def release_vertices_wp(held: wp.array2d(dtype=float), count: int, total: wp.vec
     for s in range(count):
         q = held_vec_wp(held, s, 17)
         rest = total - held_vec_wp(held, s, 20)
-        add_bsdf_grads_wp(g, g_texels, want_texels, int(held[s, 0]), wp.vec2(held[s, 23], held[s, 24]), part_base,
+        add_bsdf_grads_wp(g, g_texels, tex_grad_rows, int(held[s, 0]), wp.vec2(held[s, 23], held[s, 24]), part_base,
                           part_metallic, part_roughness, part_texture, part_mr_texture, tex_offset, tex_width,
                           tex_height, tex_wrap, texels, held_vec_wp(held, s, 1), held_vec_wp(held, s, 4),
                           held_vec_wp(held, s, 7), held_vec_wp(held, s, 10), held[s, 13], held[s, 14], held[s, 15],

@@ -584,8 +584,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 out_radiance: wp.array(dtype=wp.vec3), out_hit: wp.array(dtype=wp.bool), adjoint: int,
                 radiance_in: wp.array(dtype=wp.vec3), v_in: wp.array(dtype=wp.vec3),
                 g_part: wp.array2d(dtype=wp.float64), g_light: wp.array2d(dtype=wp.float64),
-                g_tri: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(dtype=wp.float64), want_texels: int,
-                g_env: wp.array2d(dtype=wp.float64), want_env: int, held: wp.array2d(dtype=float)):
+                g_tri: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(dtype=wp.float64),
+                tex_grad_rows: wp.array(dtype=wp.int32), g_env: wp.array2d(dtype=wp.float64), want_env: int, held: wp.array2d(dtype=float)):
     """Radiance of ray ``offset + tid`` (see the module docstring); ``out_hit``: its first ray hit a surface.
 
     ``adjoint`` 1: also path replay backpropagation of the material and light values. The path is traced again
@@ -597,7 +597,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
     and directional lights' values; to ``g_tri [T, 3]`` those of the area lights' triangle radiances. Sampling
     densities, MIS weights and roulette are held fixed (detached sampling: unbiased, as Mitsuba's ``prb``).
     A textured part's columns are its factors' (through ``clamp(factor * texture, 0, 1)``); with
-    ``want_texels`` 1 the texels' gradients go to ``g_texels [texels, 3]``, with ``want_env`` 1 the environment
+    the texels' gradients of texture ``k`` go to ``g_texels [rows, 3]`` from row ``tex_grad_rows[k]`` (-1: none
+    wanted), with ``want_env`` 1 the environment
     map's to ``g_env [H W, 3]`` (seen by escaping rays and sampled by next-event estimation).
 
     ``adjoint`` 2: the same in one pass, without ``radiance_in``: each continuing vertex is held in a row of
@@ -721,7 +722,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
             weight_e = 0.0
         term = _cw_mul(beta, emission) * weight_e
         if adjoint != 0 and weight_e != 0.0 and not (back and not double):
-            add_emission_grads_wp(g_part, g_texels, want_texels, part, uv, part_emission, part_emissive_texture,
+            add_emission_grads_wp(g_part, g_texels, tex_grad_rows, part, uv, part_emission, part_emissive_texture,
                                   tex_offset, tex_width, tex_height, tex_wrap, texels, _cw_mul(dv, beta) * weight_e)
         # what the light samples' BSDF evaluations and the BSDF sample share (the same bits as each computing
         # its own): the unit normal and view direction, and the specular lobe's probability at their cosine
@@ -779,7 +780,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 nee = nee + t_j
                 if adjoint != 0 and cos_w > 0.0:
                     bw = _cw_mul(dv, beta)
-                    add_bsdf_grads_wp(g_part, g_texels, want_texels, part, uv, part_base, part_metallic,
+                    add_bsdf_grads_wp(g_part, g_texels, tex_grad_rows, part, uv, part_base, part_metallic,
                                       part_roughness, part_texture, part_mr_texture, tex_offset, tex_width,
                                       tex_height, tex_wrap, texels, n_u, wi, wo_u, base, roughness, metallic, ior,
                                       specular, _cw_mul(bw, lw) * cos_w)
@@ -817,7 +818,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 if f_s[c] > 0.0:
                     q[c] = dv[c] / f_s[c]
             if adjoint == 1:
-                add_bsdf_grads_wp(g_part, g_texels, want_texels, part, uv, part_base, part_metallic, part_roughness,
+                add_bsdf_grads_wp(g_part, g_texels, tex_grad_rows, part, uv, part_base, part_metallic, part_roughness,
                                   part_texture, part_mr_texture, tex_offset, tex_width, tex_height, tex_wrap, texels,
                                   n_u, wi, wo_u, base, roughness, metallic, ior, specular,
                                   _cw_mul(q, total_in - radiance))
@@ -831,7 +832,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         prev_pdf = pdf
         d = wi
     if adjoint == 2:
-        release_vertices_wp(held, held_count, radiance, g_part, g_texels, want_texels, part_base, part_metallic,
+        release_vertices_wp(held, held_count, radiance, g_part, g_texels, tex_grad_rows, part_base, part_metallic,
                             part_roughness, part_texture, part_mr_texture, tex_offset, tex_width, tex_height,
                             tex_wrap, texels)
     out_radiance[i] = radiance

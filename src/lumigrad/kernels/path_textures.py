@@ -64,10 +64,16 @@ def srgb_decode_grad_wp(e: float):
 def texture_scatter_wp(k: int, uv: wp.vec2, tex_offset: wp.array(dtype=wp.int32),
                        tex_width: wp.array(dtype=wp.int32), tex_height: wp.array(dtype=wp.int32),
                        tex_wrap: wp.array(dtype=wp.int32), texels: wp.array(dtype=wp.vec3), decode: int,
-                       g_out: wp.vec3, g_texels: wp.array2d(dtype=wp.float64)):
-    """The adjoint of :func:`texture_wp`: ``g_texels[row, c] += d texture_wp(...)[c] / d texels[row][c] *
-    g_out[c]`` over its four taps (a channel of ``g_out`` that is 0 adds nothing)."""
+                       g_out: wp.vec3, g_texels: wp.array2d(dtype=wp.float64), grad_rows: wp.array(dtype=wp.int32)):
+    """The adjoint of :func:`texture_wp`: ``g_texels[row, c] += d texture_wp(...)[c] / d texels[row'][c] *
+    g_out[c]`` over its four taps (a channel of ``g_out`` that is 0 adds nothing), ``row'`` a tap's row of
+    ``texels`` and ``row = row' - tex_offset[k] + grad_rows[k]``: texture ``k``'s rows in ``g_texels`` start at
+    ``grad_rows[k]`` (-1: no gradient wanted, nothing added)."""
+    first = grad_rows[k]
+    if first < 0:
+        return
     idx, fx, fy, w, h = bilinear_taps(uv[0], uv[1], k, 0, tex_height, tex_width, tex_offset, tex_wrap[k])
+    shift = first - tex_offset[k]
     weights = wp.vec4((1.0 - fx) * (1.0 - fy) * 1.0, fx * (1.0 - fy) * 1.0, (1.0 - fx) * fy * 1.0, fx * fy * 1.0)
     for c in range(3):
         if g_out[c] != 0.0:
@@ -75,4 +81,4 @@ def texture_scatter_wp(k: int, uv: wp.vec2, tex_offset: wp.array(dtype=wp.int32)
                 slope = weights[t]
                 if decode != 0:
                     slope = slope * srgb_decode_grad_wp(texels[idx[t]][c])
-                wp.atomic_add(g_texels, idx[t], c, wp.float64(g_out[c] * slope))
+                wp.atomic_add(g_texels, idx[t] + shift, c, wp.float64(g_out[c] * slope))

@@ -26,8 +26,9 @@ __all__ = ["PathTables", "replay_paths_tables", "trace_paths_tables"]
 
 #: CPU ranges of a replay (:func:`replay_paths_tables`), each with its own gradient tables, shared by the threads.
 REPLAY_RANGES = min(16, 4 * (os.cpu_count() or 1))
-#: At most this many bytes of per-range texel gradient tables (textures and environment map: float64, 3 channels
-#: a texel) in one replay.
+#: Per-range texel gradient tables (the textures that want gradients and the environment map: float64, 3
+#: channels a texel) are kept under this many bytes in all by running fewer ranges (and so fewer threads; one
+#: range holds one table whatever its size).
 TEXEL_TABLES_BYTES = 256 << 20
 #: Rays per CPU thread below which a launch is not split.
 MIN_RAYS_PER_THREAD = 64
@@ -147,7 +148,8 @@ def _no_adjoint(device: torch.device) -> list:
     """The adjoint inputs of a primal launch (``adjoint`` 0; one-element placeholders)."""
     one3 = torch.zeros(1, 3, dtype=torch.float32, device=device)
     g = as_warp(torch.zeros(1, 1, dtype=torch.float64, device=device))
-    return [0, as_warp(one3, wp.vec3), as_warp(one3, wp.vec3), g, g, g, g, 0, g, 0, _no_held(device)]
+    none = as_warp(torch.full((1,), -1, dtype=torch.int32, device=device))
+    return [0, as_warp(one3, wp.vec3), as_warp(one3, wp.vec3), g, g, g, g, none, g, 0, _no_held(device)]
 
 
 def _no_held(device: torch.device):
@@ -190,7 +192,8 @@ def trace_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables
 def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables, origins: torch.Tensor,
                         directions: torch.Tensor, radiance: Optional[torch.Tensor], v_radiance: torch.Tensor, *,
                         depth_limit: int, rr_depth: int, seed: int, hide_emitters: bool,
-                        want_texels: bool = False, want_env: bool = False) -> Tuple[torch.Tensor, ...]:
+                        texel_grad_rows: Optional[torch.Tensor] = None,
+                        want_env: bool = False) -> Tuple[torch.Tensor, ...]:
     """Path replay backpropagation of the material and light values on the fused kernel.
 
     The paths of :func:`trace_paths_tables` (same arguments) traced again with the adjoint ``v_radiance [R, 3]``
@@ -201,15 +204,22 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
     Returns:
         ``(g_part [P, PART_GRADS], g_light [L, 3], g_tri [T, 3], g_texels, g_env, replayed [R, 3])``: float64
         sums of the derivatives of ``sum(v_radiance * radiance)`` in the tables' ``part_*`` columns (``GRAD_*``
-        of :mod:`.path_adjoint_kernels`; a textured part's are its factors'), ``light_value``, ``tri_le``, with
-        ``want_texels`` ``texels`` (``[texels, 3]``), with ``want_env`` ``env_texels`` (``[H W, 3]``; None where
-        not wanted), and the radiance the replay gathered (the primal's: the same code).
+        of :mod:`.path_adjoint_kernels`; a textured part's are its factors'), ``light_value``, ``tri_le``, the
+        texels of the textures that want them (``texel_grad_rows [K]`` int32: texture ``k``'s first row in
+        ``g_texels``, -1 for none; rows in texture order, ``[rows, 3]``), with ``want_env`` ``env_texels``
+        (``[H W, 3]``; None where not wanted), and the radiance the replay gathered (the primal's: the same
+        code).
 
     **Differentiability:** none (this is the adjoint; :mod:`lumigrad.integrators.fused_adjoint` chains it).
     """
     device = verts.device
     if radiance is None and device.type != "cpu":
         raise ValueError("replay_paths_tables: radiance=None (one pass) runs on the CPU only; give the primal's")
+    if radiance is None and getattr(wp.config, "enable_cpu_blocks", False):
+        # one pass holds a path's vertices in its range's scratch rows: only while a CPU launch runs its items one
+        # after another on one thread (not with Warp's CPU blocks): two passes then
+        radiance = trace_paths_tables(bvh, verts, tables, origins, directions, depth_limit=depth_limit,
+                                      rr_depth=rr_depth, seed=seed, hide_emitters=hide_emitters)[0]
     R = origins.shape[0]
     t = tables
     P, L, T = t.part_base.shape[0], t.light_value.shape[0], t.tri_le.shape[0]
@@ -217,13 +227,18 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
     hit = torch.zeros(R, dtype=torch.bool, device=device)
     # a fixed count of CPU ranges (not the threads free now): the float64 sums add in the same order every run
     parts = 1 if device.type == "cuda" or R < 2 * MIN_RAYS_PER_THREAD else REPLAY_RANGES
-    texel_bytes = ((t.texels.shape[0] if want_texels else 0) + (t.env_texels.shape[0] if want_env else 0)) * 3 * 8
+    if texel_grad_rows is None:
+        texel_grad_rows = torch.full((t.tex_offset.shape[0],), -1, dtype=torch.int32, device=device)
+    wanted = texel_grad_rows >= 0
+    rows = int((t.tex_width.long() * t.tex_height.long())[wanted].sum()) if bool(wanted.any()) else 0
+    texel_bytes = (rows + (t.env_texels.shape[0] if want_env else 0)) * 3 * 8
     if texel_bytes * parts > TEXEL_TABLES_BYTES:  # fewer ranges (and threads) rather than gigabytes of tables
         parts = max(1, min(parts, TEXEL_TABLES_BYTES // texel_bytes))
     g_part = torch.zeros(parts, P, pk.PART_GRADS, dtype=torch.float64, device=device)
     g_light = torch.zeros(parts, L, 3, dtype=torch.float64, device=device)
     g_tri = torch.zeros(parts, T, 3, dtype=torch.float64, device=device)
-    g_tex = torch.zeros(parts, t.texels.shape[0] if want_texels else 1, 3, dtype=torch.float64, device=device)
+    g_tex = torch.zeros(parts, max(rows, 1), 3, dtype=torch.float64, device=device)
+    grad_rows = as_warp(texel_grad_rows.to(device, torch.int32).contiguous())
     g_env = torch.zeros(parts, t.env_texels.shape[0] if want_env else 1, 3, dtype=torch.float64, device=device)
     if R and bvh.has_faces:
         inputs = _kernel_inputs(bvh, verts, t, origins, directions, depth_limit, rr_depth, seed, hide_emitters,
@@ -236,9 +251,9 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
             mode, total, held = 1, as_warp(radiance.float().contiguous(), wp.vec3), None
         launch_partitioned(pk.trace_paths, R,
                            lambda k: inputs + [mode, total, v, as_warp(g_part[k]), as_warp(g_light[k]),
-                                               as_warp(g_tri[k]), as_warp(g_tex[k]), int(bool(want_texels)),
+                                               as_warp(g_tri[k]), as_warp(g_tex[k]), grad_rows,
                                                as_warp(g_env[k]), int(bool(want_env)),
                                                _no_held(device) if held is None else as_warp(held[k])],
                            parts, device)
-    return (g_part.sum(0), g_light.sum(0), g_tri.sum(0), g_tex.sum(0) if want_texels else None,
+    return (g_part.sum(0), g_light.sum(0), g_tri.sum(0), g_tex.sum(0)[:rows] if rows else None,
             g_env.sum(0) if want_env else None, replayed)
