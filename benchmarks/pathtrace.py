@@ -183,6 +183,19 @@ def _forward_rows(scene, cam, settings, args, device):
     return [(median(times[k]), peak_memory(fn, device)[0], k) for k, fn in calls.items()]
 
 
+def _texture_gradient(cam, settings, fused: bool, device):
+    """Forward and backward of the mean pixel with the back wall's base colour a 512^2 texture (sRGB texels that
+    require gradients; uv spanning the wall)."""
+    texels = torch.rand(512, 512, 3, generator=torch.Generator().manual_seed(0)).to(device).requires_grad_(True)
+    scene = cornell_box(torch.tensor([1.0, 1.0, 1.0], device=device), device)
+    wall = scene.meshes["back"]
+    wall.material.base_color_texture = texels
+    wall.uv = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], device=device)
+    wall.uv_faces = wall.faces
+    lg.render(scene, cam, **settings, fused_adjoint=fused).rgb.mean().backward()
+    return texels.grad
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=int, default=256)
@@ -194,7 +207,9 @@ def main() -> None:
     p.add_argument("--guiding", default="grid", choices=["grid", "octree", "none"],
                    help="prb_projective's guiding of indirect visibility (see _mitsuba_rows)")
     p.add_argument("--what", nargs="+", default=["forward", "reflectance", "translation"],
-                   choices=["forward", "reflectance", "translation"], help="which rows to time")
+                   choices=["forward", "reflectance", "translation", "texture"],
+                   help="which rows to time (texture: a 512^2 base colour texture on the back wall, its texels' "
+                        "gradient; lumigrad only)")
     p.add_argument("--transport", default="fused", choices=["fused", "torch"],
                    help="lumigrad's primal passes: the fused Warp kernel where the scene allows (default) or the "
                         "PyTorch transport (LUMIGRAD_PATH_TRANSPORT=torch)")
@@ -238,6 +253,12 @@ def main() -> None:
                 label = "forward + reflectance gradient" + ("" if fused else " (PyTorch replay)")
                 print(f"| lumigrad | {label} | {depth} | {s:.3f} | {mib:.0f} |")
                 grads[("lumigrad" if fused else "lumigrad (PyTorch replay)", "reflectance", depth)] = gradient(fused)
+        if "texture" in args.what:
+            for replay in args.replay:
+                s, mib = _timed(lambda: _texture_gradient(cam, settings, replay == "fused", device), args.repeats,
+                                device, args.clock)
+                label = "forward + 512^2 texture gradient" + ("" if replay == "fused" else " (PyTorch replay)")
+                print(f"| lumigrad | {label} | {depth} | {s:.3f} | {mib:.0f} |")
         if "translation" not in args.what:
             continue
         lamp_y = torch.tensor(0.99, device=device, requires_grad=True)
