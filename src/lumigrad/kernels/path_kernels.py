@@ -350,29 +350,45 @@ def _equirect(d: wp.vec3):
 
 
 @wp.func
-def _env_texel(row: int, col: int, H: int, W: int, texels: wp.array(dtype=wp.vec3)):
-    """Texel of the map padded by one wrapped column on each side (``envmap_lookup``); 0 outside."""
-    out = wp.vec3(0.0, 0.0, 0.0)
+def _env_padded_row(row: int, col: int, H: int, W: int):
+    """The texel (``row * W + c``) at ``(row, col)`` of the map padded by one wrapped column on each side; -1
+    outside."""
+    out = int(-1)
     if row >= 0 and row < H and col >= 0 and col < W + 2:
         c = col - 1
         if col == 0:
             c = W - 1
         if col == W + 1:
             c = 0
-        out = texels[row * W + c]
+        out = row * W + c
     return out
 
 
 @wp.func
-def env_lookup_wp(d: wp.vec3, H: int, W: int, texels: wp.array(dtype=wp.vec3)):
-    """``envmap_lookup``: bilinear (``grid_sample``, border padding, ``align_corners=False``) on the padded map."""
+def _env_texel(row: int, col: int, H: int, W: int, texels: wp.array(dtype=wp.vec3)):
+    """Texel of the map padded by one wrapped column on each side (``envmap_lookup``); 0 outside."""
+    out = wp.vec3(0.0, 0.0, 0.0)
+    k = _env_padded_row(row, col, H, W)
+    if k >= 0:
+        out = texels[k]
+    return out
+
+
+@wp.func
+def _env_coords(d: wp.vec3, H: int, W: int):
+    """:func:`env_lookup_wp`'s continuous texel coordinates ``(ix, iy)`` on the padded map and their floors."""
     u, v = _equirect(d)
     gx = (u * float(W) + 1.0) / float(W + 2) * 2.0 - 1.0
     gy = v * 2.0 - 1.0
     ix = wp.clamp(((gx + 1.0) * float(W + 2) - 1.0) / 2.0, 0.0, float(W + 1))
     iy = wp.clamp(((gy + 1.0) * float(H) - 1.0) / 2.0, 0.0, float(H - 1))
-    x0 = wp.floor(ix)
-    y0 = wp.floor(iy)
+    return ix, iy, wp.floor(ix), wp.floor(iy)
+
+
+@wp.func
+def env_lookup_wp(d: wp.vec3, H: int, W: int, texels: wp.array(dtype=wp.vec3)):
+    """``envmap_lookup``: bilinear (``grid_sample``, border padding, ``align_corners=False``) on the padded map."""
+    ix, iy, x0, y0 = _env_coords(d, H, W)
     x1 = x0 + 1.0
     y1 = y0 + 1.0
     c0 = int(x0)
@@ -386,37 +402,27 @@ def env_lookup_wp(d: wp.vec3, H: int, W: int, texels: wp.array(dtype=wp.vec3)):
 
 
 @wp.func
+def _env_scatter_tap(row: int, col: int, H: int, W: int, g: wp.vec3, g_env: wp.array2d(dtype=wp.float64)):
+    """``g_env[texel] += g`` for the texel :func:`_env_texel` reads at ``(row, col)`` of the padded map."""
+    k = _env_padded_row(row, col, H, W)
+    if k >= 0:
+        for c in range(3):
+            wp.atomic_add(g_env, k, c, wp.float64(g[c]))
+
+
+@wp.func
 def env_scatter_wp(d: wp.vec3, H: int, W: int, g_out: wp.vec3, g_env: wp.array2d(dtype=wp.float64)):
     """The adjoint of :func:`env_lookup_wp`: ``g_env[row * W + col] += (d lookup / d texel) g_out`` over its four
-    taps (the wrapped columns to the texels they copy; taps outside the map add nothing)."""
-    u, v = _equirect(d)
-    gx = (u * float(W) + 1.0) / float(W + 2) * 2.0 - 1.0
-    gy = v * 2.0 - 1.0
-    ix = wp.clamp(((gx + 1.0) * float(W + 2) - 1.0) / 2.0, 0.0, float(W + 1))
-    iy = wp.clamp(((gy + 1.0) * float(H) - 1.0) / 2.0, 0.0, float(H - 1))
-    x0 = wp.floor(ix)
-    y0 = wp.floor(iy)
+    taps, with the lookup's own weights (the wrapped columns to the texels they copy; taps outside add nothing)."""
+    ix, iy, x0, y0 = _env_coords(d, H, W)
+    x1 = x0 + 1.0
+    y1 = y0 + 1.0
     c0 = int(x0)
     r0 = int(y0)
-    fx = ix - x0
-    fy = iy - y0
-    for t in range(4):
-        row = r0 + t // 2
-        col = c0 + t % 2
-        wx = 1.0 - fx
-        if t % 2 == 1:
-            wx = fx
-        wy = 1.0 - fy
-        if t >= 2:
-            wy = fy
-        if row >= 0 and row < H and col >= 0 and col < W + 2:
-            c = col - 1
-            if col == 0:
-                c = W - 1
-            if col == W + 1:
-                c = 0
-            for k in range(3):
-                wp.atomic_add(g_env, row * W + c, k, wp.float64(g_out[k] * (wx * wy)))
+    _env_scatter_tap(r0, c0, H, W, g_out * ((x1 - ix) * (y1 - iy)), g_env)
+    _env_scatter_tap(r0, c0 + 1, H, W, g_out * ((ix - x0) * (y1 - iy)), g_env)
+    _env_scatter_tap(r0 + 1, c0, H, W, g_out * ((x1 - ix) * (iy - y0)), g_env)
+    _env_scatter_tap(r0 + 1, c0 + 1, H, W, g_out * ((ix - x0) * (iy - y0)), g_env)
 
 
 @wp.func
@@ -457,13 +463,15 @@ def env_sample_wp(H: int, W: int, texels: wp.array(dtype=wp.vec3), pmf: wp.array
 
 @wp.func
 def area_light_sample_triangle_wp(x: wp.vec3, j: int, light_start: wp.array(dtype=wp.int32),
-                         light_count: wp.array(dtype=wp.int32), light_two_sided: wp.array(dtype=wp.int32),
-                         light_area: wp.array(dtype=float), light_centre: wp.array(dtype=wp.vec3),
-                         light_far2: wp.array(dtype=float), tri_v0: wp.array(dtype=wp.vec3),
-                         tri_v1: wp.array(dtype=wp.vec3), tri_v2: wp.array(dtype=wp.vec3),
-                         tri_le: wp.array(dtype=wp.vec3), tri_cdf: wp.array(dtype=float), u0: float, u1: float):
-    """:func:`area_light_sample_wp`'s ``(wi, dist, weight, pdf, omega)``, then the triangle drawn (a row of the
-    ``tri_*`` tables; -1: none) and the weight per unit of its radiance."""
+                                  light_count: wp.array(dtype=wp.int32), light_two_sided: wp.array(dtype=wp.int32),
+                                  light_area: wp.array(dtype=float), light_centre: wp.array(dtype=wp.vec3),
+                                  light_far2: wp.array(dtype=float), tri_v0: wp.array(dtype=wp.vec3),
+                                  tri_v1: wp.array(dtype=wp.vec3), tri_v2: wp.array(dtype=wp.vec3),
+                                  tri_le: wp.array(dtype=wp.vec3), tri_cdf: wp.array(dtype=float), u0: float,
+                                  u1: float):
+    """Area light ``j``'s next-event sample at ``x``: ``(wi, dist, weight, pdf, omega)``, by area where
+    :func:`_by_area` says (``omega`` -1), else by solid angle (``omega`` the light's solid angle at ``x``); then
+    the triangle drawn (a row of the ``tri_*`` tables; -1: none) and the weight per unit of its radiance."""
     wi = wp.vec3(0.0, 0.0, 1.0)
     dist = float(wp.inf)
     lw = wp.vec3(0.0, 0.0, 0.0)
@@ -487,27 +495,12 @@ def area_light_sample_triangle_wp(x: wp.vec3, j: int, light_start: wp.array(dtyp
 
 
 @wp.func
-def area_light_sample_wp(x: wp.vec3, j: int, light_start: wp.array(dtype=wp.int32),
-                         light_count: wp.array(dtype=wp.int32), light_two_sided: wp.array(dtype=wp.int32),
-                         light_area: wp.array(dtype=float), light_centre: wp.array(dtype=wp.vec3),
-                         light_far2: wp.array(dtype=float), tri_v0: wp.array(dtype=wp.vec3),
-                         tri_v1: wp.array(dtype=wp.vec3), tri_v2: wp.array(dtype=wp.vec3),
-                         tri_le: wp.array(dtype=wp.vec3), tri_cdf: wp.array(dtype=float), u0: float, u1: float):
-    """Area light ``j``'s next-event sample at ``x``: ``(wi, dist, weight, pdf, omega)``, by area where
-    :func:`_by_area` says (``omega`` -1), else by solid angle (``omega`` the light's solid angle at ``x``)."""
-    wi, dist, lw, lpdf, omega, row, g = area_light_sample_triangle_wp(x, j, light_start, light_count, light_two_sided,
-                                                                      light_area, light_centre, light_far2, tri_v0,
-                                                                      tri_v1, tri_v2, tri_le, tri_cdf, u0, u1)
-    return wi, dist, lw, lpdf, omega
-
-
-@wp.func
 def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
                          n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
                          metallic: float, ior: float, specular: float, wi: wp.vec3, dist: float, lw: wp.vec3,
                          lpdf: float, is_delta: bool, adjoint: int):
     """:func:`light_sample_term_wp`'s term, then its factors: the BSDF value ``f`` and ``|cos| w`` (the term is
-    ``(f |cos| w) * lw`` per channel), zeros where the term is not counted. ``adjoint`` 1: the shadow ray is
+    ``(f |cos| w) * lw`` per channel), zeros where the term is not counted. ``adjoint`` not 0: the shadow ray is
     traced also where the term is zero but has a derivative (``f`` or ``lw`` zero, the other not: a black
     base colour, a light of value 0), so that its factors come back."""
     term = wp.vec3(0.0, 0.0, 0.0)
