@@ -32,7 +32,7 @@ from ..kernels.bvh import bvh_for
 from ..kernels.path_trace import PathTables, replay_paths_tables, trace_paths_tables
 from ..raytrace.transport import MAX_BOUNCES, TraceScene
 from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
-from .fused_paths import TEXTURE_SLOTS, VALUE_FIELDS, value_tables
+from .fused_paths import VALUE_FIELDS, table_textures, texture_rows, value_tables
 
 __all__ = ["fused_adjoint_unsupported", "fused_value_gradients"]
 
@@ -102,7 +102,8 @@ def fused_value_gradients(ts: TraceScene, tables: PathTables, origins: torch.Ten
     radiance = None if verts.device.type == "cpu" else trace_paths_tables(bvh, verts, tables, o, d, **settings)[0]
     with torch.enable_grad():
         values = value_tables(ts)
-    textures = [tex for m in ts.materials for slot in TEXTURE_SLOTS if (tex := getattr(m, slot)) is not None]
+    textures = table_textures(ts.materials)
+    trained = [tex for tex in textures if tex.requires_grad]
     first, rows = 0, []  # the textures that want gradients get rows in the kernel's table, in texture order
     for tex in textures:
         rows.append(first if tex.requires_grad else -1)
@@ -111,20 +112,17 @@ def fused_value_gradients(ts: TraceScene, tables: PathTables, origins: torch.Ten
     g_part, g_light, g_tri, g_texels, g_env, _ = replay_paths_tables(
         bvh, verts, tables, o, d, radiance, v_radiance, texel_grad_rows=texel_grad_rows,
         want_env=values["env_texels"].requires_grad, **settings)
-    if g_texels is not None:  # to the rows of value_tables' texel table (every texture)
-        full = g_texels.new_zeros(values["texels"].shape)
-        for k, tex in enumerate(textures):
-            if rows[k] >= 0:
-                start, count = int(tables.tex_offset[k]), tex.shape[0] * tex.shape[1]
-                full[start:start + count] = g_texels[rows[k]:rows[k] + count]
-        g_texels = full
     columns = dict(part_base=g_part[:, pk.GRAD_BASE:pk.GRAD_BASE + 3], part_metallic=g_part[:, pk.GRAD_METALLIC],
                    part_roughness=g_part[:, pk.GRAD_ROUGHNESS], part_ior=g_part[:, pk.GRAD_IOR],
                    part_specular=g_part[:, pk.GRAD_SPECULAR],
                    part_emission=g_part[:, pk.GRAD_EMISSION:pk.GRAD_EMISSION + 3], light_value=g_light, tri_le=g_tri,
-                   texels=g_texels, env_texels=g_env)
+                   env_texels=g_env)
     outputs = [values[name] for name in VALUE_FIELDS if values[name].requires_grad]
     grads = [columns[name].to(values[name].dtype) for name in VALUE_FIELDS if values[name].requires_grad]
+    with torch.enable_grad():  # each trained texture's rows: a view of it, the kernel's rows in texture order
+        outputs += [texture_rows(tex, verts.device) for tex in trained]
+    if trained:
+        grads += [g.to(torch.float32) for g in torch.split(g_texels, [tex.shape[0] * tex.shape[1] for tex in trained])]
     params = list(params)
     if not outputs or not params:
         return [None] * len(params)

@@ -116,9 +116,10 @@ def _factor(value: torch.Tensor, dev, clamp: bool) -> torch.Tensor:
     return value.clamp(0, 1) if clamp else value
 
 
-#: The :class:`PathTables` fields :func:`value_tables` gives with their graph (the fused replay's gradients).
+#: The :class:`PathTables` fields :func:`value_tables` gives with their graph (the fused replay's gradients;
+#: textures' texels are chained texture by texture, :func:`table_textures`).
 VALUE_FIELDS = ("part_base", "part_metallic", "part_roughness", "part_ior", "part_specular", "part_emission",
-                "light_value", "tri_le", "texels", "env_texels")
+                "light_value", "tri_le", "env_texels")
 
 
 def value_tables(ts: TraceScene) -> dict:
@@ -150,7 +151,6 @@ def value_tables(ts: TraceScene) -> dict:
         part_specular=torch.stack([_factor(m.specular_factor, dev, True) for m in mats]).contiguous(),
         part_emission=rows([m.emissive_factor.reshape(-1) for m in mats]),
         light_value=rows(values), tri_le=torch.cat(les).contiguous() if les else torch.zeros(1, 3, device=dev),
-        texels=_texel_table(mats, dev),
         env_texels=(ts.environment.radiance.to(dev, f32).reshape(-1, 3).contiguous() if ts.environment is not None
                     else torch.zeros(1, 3, device=dev)))
 
@@ -159,12 +159,15 @@ def value_tables(ts: TraceScene) -> dict:
 TEXTURE_SLOTS = ("base_color_texture", "metallic_roughness_texture", "emissive_texture")
 
 
-def _texel_table(mats, dev) -> torch.Tensor:
-    """Every part's textures (:data:`TEXTURE_SLOTS`, part by part), their first three channels as rows ``[sum H W,
-    3]`` float32 (one zero row when there are none)."""
-    texels = [tex[..., :3].to(dev, torch.float32).reshape(-1, 3) for m in mats for slot in TEXTURE_SLOTS
-              if (tex := getattr(m, slot)) is not None]
-    return torch.cat(texels).contiguous() if texels else torch.zeros(1, 3, device=dev)
+def table_textures(mats) -> List[torch.Tensor]:
+    """The textures of materials ``mats`` in the order of the kernel's texel table (part by part,
+    :data:`TEXTURE_SLOTS` within a part): texture ``k`` is the kernel's texture ``k``."""
+    return [tex for m in mats for slot in TEXTURE_SLOTS if (tex := getattr(m, slot)) is not None]
+
+
+def texture_rows(tex: torch.Tensor, dev) -> torch.Tensor:
+    """A texture's first three channels as the kernel's texel rows ``[H W, 3]`` float32."""
+    return tex[..., :3].to(dev, torch.float32).reshape(-1, 3)
 
 
 def path_tables(ts: TraceScene) -> PathTables:
@@ -180,7 +183,8 @@ def path_tables(ts: TraceScene) -> PathTables:
 
     mats = ts.materials
     offsets, widths, heights, wraps, rows = [], [], [], [], 0
-    slots = {slot: [] for slot in TEXTURE_SLOTS}  # (value_tables' texel table holds their rows in this order)
+    slots = {slot: [] for slot in TEXTURE_SLOTS}  # (the order of table_textures)
+    textures = table_textures(mats)
     for m in mats:
         for slot, index in slots.items():
             tex = getattr(m, slot)
@@ -251,18 +255,17 @@ def path_tables(ts: TraceScene) -> PathTables:
         env_map = ts.environment.radiance.detach().to(dev, f32)
         H, W = env_map.shape[:2]
         pmf, row_cdf, cond_cdf = envmap_sampling_table(env_map)
-        env = dict(env_on=1, env_h=H, env_w=W, env_texels=env_map.reshape(H * W, 3).contiguous(),
+        env = dict(env_on=1, env_h=H, env_w=W,
                    env_pmf=pmf.reshape(-1).contiguous(), env_row_cdf=row_cdf.contiguous(),
                    env_cond_cdf=cond_cdf.reshape(-1).contiguous())
     else:
         zero = torch.zeros(1, device=dev)
-        env = dict(env_on=0, env_h=1, env_w=1, env_texels=torch.zeros(1, 3, device=dev), env_pmf=zero,
-                   env_row_cdf=zero, env_cond_cdf=zero)
+        env = dict(env_on=0, env_h=1, env_w=1, env_pmf=zero, env_row_cdf=zero, env_cond_cdf=zero)
     return PathTables(
         faces=ts.faces.detach().to(dev, i32).reshape(-1).contiguous(),
         normals=normals.detach().to(dev, f32).contiguous(), has_normals=int(ts.normals is not None),
         face_part=ts.face_part.detach().to(dev, i32).contiguous(),
-        **{k: v for k, v in values.items() if k != "env_texels"},  # (env: its own entries below)
+        **values,
         part_double=col(map(int, ts.double_sided), i32), part_emitter=col(emitter, i32),
         uvs=ts.uv.detach().to(dev, f32).reshape(-1, 2).contiguous() if ts.uv.numel() else torch.zeros(1, 2, device=dev),
         uv_faces=ts.uv_faces.detach().to(dev, i32).reshape(-1).contiguous(),
@@ -271,6 +274,8 @@ def path_tables(ts: TraceScene) -> PathTables:
         part_emissive_texture=col(slots["emissive_texture"], i32),
         tex_offset=col(offsets, i32), tex_width=col(widths, i32), tex_height=col(heights, i32),
         tex_wrap=col(wraps, i32),
+        texels=torch.cat([texture_rows(tex.detach(), dev) for tex in textures]).contiguous() if textures
+        else torch.zeros(1, 3, device=dev),
         light_type=col(types, i32), light_pos=vec(pos), light_dir=vec(dirs),
         light_cos_outer=col(cos_outer, f32), light_scale=col(scale, f32), light_range=col(rng, f32),
         light_start=col(start, i32), light_count=col(count, i32), light_two_sided=col(two, i32),
