@@ -522,13 +522,17 @@ def _camera_rays(camera: Camera, spp: int, seed: int, dtype: torch.dtype):
     centres = pixel_centers(H, W, device=camera.device, dtype=camera.dtype)  # [H, W, 2]
     jitter = torch.rand(batch + (H, W, spp, 2), generator=gen, device=camera.device, dtype=camera.dtype) - 0.5
     uv = centres[..., None, :] + jitter
-    o_c, d_c = camera.ray_origins_directions(uv)
     views = math.prod(batch)
     w2c = camera.world_to_cam
     R = w2c[..., :3, :3].reshape(views, 3, 3)
     t = w2c[..., :3, 3].reshape(views, 1, 3)
     # x_w = R^T (x_c - t), one matrix product per view (a batch of [1, 3] @ [3, 3] products is ~20x slower)
-    o = torch.bmm(torch.broadcast_to(o_c, d_c.shape).reshape(views, -1, 3) - t, R)
+    if camera.projection == "perspective":  # every ray leaves the centre: one origin a view
+        d_c = camera.rays(uv)
+        o = torch.bmm(-t, R).expand(views, H * W * spp, 3)
+    else:
+        o_c, d_c = camera.ray_origins_directions(uv)
+        o = torch.bmm(torch.broadcast_to(o_c, d_c.shape).reshape(views, -1, 3) - t, R)
     d = torch.bmm(d_c.reshape(views, -1, 3), R)
     d = d / torch.linalg.vector_norm(d, dim=-1, keepdim=True)
     return o.reshape(-1, 3).to(dtype), d.reshape(-1, 3).to(dtype)

@@ -21,13 +21,13 @@ FLOOR = wp.constant(1.0e-30)
 
 @wp.func
 def normalize_floor_wp(v: wp.vec3):
-    """``v / sqrt(max(|v|^2, 1e-30))`` (the warps' ``_normalize``)."""
+    """``v / sqrt(max(|v|^2, 1e-30))`` (the warps' ``_normalize``; one division)."""
     return v / wp.sqrt(wp.max(wp.dot(v, v), FLOOR))
 
 
 @wp.func
 def unit_wp(v: wp.vec3):
-    """``v / |v|`` (``torch.linalg.vector_norm``)."""
+    """``v / |v|`` (``torch.linalg.vector_norm``; one division)."""
     return v / wp.length(v)
 
 
@@ -86,7 +86,8 @@ def bsdf_eval_pdf_wp(n_in: wp.vec3, wi_in: wp.vec3, wo_in: wp.vec3, base: wp.vec
                      metallic: float, ior: float, specular: float):
     """``(f [3], pdf)`` of the glTF metallic-roughness BSDF with ``KHR_materials_specular``'s weight
     ``specular`` (``metallic_roughness_unchecked`` and ``metallic_roughness_pdf_unchecked``), no cosine in ``f``."""
-    return eval_pdf_unit_wp(unit_wp(n_in), wi_in, unit_wp(wo_in), -1.0, base, roughness, metallic, ior, specular)
+    return eval_pdf_unit_wp(unit_wp(n_in), unit_wp(wi_in), unit_wp(wo_in), -1.0, base, roughness, metallic, ior,
+                            specular)
 
 
 @wp.func
@@ -108,14 +109,13 @@ def _half_vector_terms(n: wp.vec3, wi: wp.vec3, wo: wp.vec3):
 
 
 @wp.func
-def eval_pdf_unit_wp(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.vec3, roughness: float,
+def eval_pdf_unit_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.vec3, roughness: float,
                    metallic: float, ior: float, specular: float):
-    """:func:`bsdf_eval_pdf_wp` of ``n`` and ``wo`` already through ``_unit`` (a shading point's, shared by its
-    light samples and its BSDF sample) and, when ``p_spec_known >= 0``, the specular lobe's probability at
-    ``clamp(n . wo, 1e-6, 1)`` already known: the same bits, less work. Where :func:`_lambertian`, Lambert's
+    """:func:`bsdf_eval_pdf_wp` of unit ``n``, ``wi`` and ``wo`` (a shading point's normal and view, shared by its
+    light samples and its BSDF sample, and a sampled direction: none normalised again) and, when
+    ``p_spec_known >= 0``, the specular lobe's probability at ``clamp(n . wo, 1e-6, 1)`` already known: less work. Where :func:`_lambertian`, Lambert's
     ``base / pi`` and ``n.wi / pi`` without the GGX lobe's arithmetic (the twin's bits: its zero terms add 0).
     GGX's ``D`` from ``q = alpha^2 + sin2_h (1 - alpha^2)`` (:func:`_half_vector_terms`), as the twin."""
-    wi = unit_wp(wi_in)
     nl_raw = wp.dot(n, wi)
     nv_raw = wp.dot(n, wo)
     f = wp.vec3(0.0, 0.0, 0.0)
@@ -211,11 +211,14 @@ def sample_unit_wp(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughn
         wi_local = wp.vec3(r * wp.cos(phi), r * wp.sin(phi), wp.sqrt(wp.max(1.0 - u0, FLOOR)))
     wi = wi_local[0] * t + wi_local[1] * b + wi_local[2] * n
     wi = normalize_floor_wp(wi)
-    f, pdf = bsdf_eval_pdf_wp(n, wi, wo, base, roughness, metallic, ior, specular)
+    p_known = float(-1.0)  # (below 1e-6 the evaluation's clamped cosine differs: it computes its own)
+    if wp.dot(n, wo) >= DOT_EPS:
+        p_known = p_spec
+    f, pdf = eval_pdf_unit_wp(n, wi, wo, p_known, base, roughness, metallic, ior, specular)
     cos = wp.max(wp.dot(n, wi), 0.0)
     weight = wp.vec3(0.0, 0.0, 0.0)
     if pdf > 0.0:
-        weight = f * cos / pdf
+        weight = f * (cos / pdf)
     return wi, weight, pdf
 
 

@@ -120,10 +120,22 @@ def ray_key_wp(seed_lo: wp.uint32, seed_hi: wp.uint32, ray: wp.uint32) -> wp.uin
 
 
 @wp.func
+def depth_key_wp(key: wp.uint32, depth: int) -> wp.uint32:
+    """The hash of ``(seed, ray, depth)`` for ray key ``key``: what all of a bounce's numbers share (hoisted)."""
+    return pcg_hash_wp(key ^ wp.uint32(depth))
+
+
+@wp.func
+def uniform_dim_wp(depth_key: wp.uint32, dim: int) -> float:
+    """The number at dimension ``dim`` of the bounce whose :func:`depth_key_wp` is ``depth_key``."""
+    h = pcg_hash_wp(depth_key ^ wp.uint32(dim))
+    return float(h >> wp.uint32(8)) / 16777216.0
+
+
+@wp.func
 def uniform_counter_wp(key: wp.uint32, depth: int, dim: int) -> float:
     """The number of :func:`uniform_counter` at ``(depth, dim)`` of the ray whose :func:`ray_key_wp` is ``key``."""
-    h = pcg_hash_wp(pcg_hash_wp(key ^ wp.uint32(depth)) ^ wp.uint32(dim))
-    return float(h >> wp.uint32(8)) / 16777216.0
+    return uniform_dim_wp(depth_key_wp(key, depth), dim)
 
 
 @wp.kernel

@@ -22,7 +22,7 @@ import warp as wp
 from .bsdf_kernels import (DOT_EPS, FLOOR, eval_pdf_unit_wp, f0_dielectric_wp, normalize_floor_wp, sample_unit_wp,
                            specular_probability_wp, bsdf_eval_pdf_wp, bsdf_param_grads_wp, bsdf_sample_wp, unit_wp)
 from .bvh_traverse import FlatBVH
-from .counter_rng import ray_key_wp, uniform_counter_wp
+from .counter_rng import depth_key_wp, ray_key_wp, uniform_dim_wp
 from .ray_queries import any_hit_any_bvh, closest_hit_any_bvh
 from .path_adjoint_kernels import (GRAD_BASE, GRAD_EMISSION, GRAD_IOR, GRAD_METALLIC, GRAD_ROUGHNESS, GRAD_SPECULAR,
                                    HELD_FIELDS, PART_GRADS, add3_wp, add_bsdf_grads_wp, add_emission_grads_wp,
@@ -66,8 +66,8 @@ def power_heuristic_wp(a: float, b: float):
 
 @wp.func
 def offset_origin_wp(p: wp.vec3, n: wp.vec3, d: wp.vec3):
-    """``lumigrad.raytrace.offset_ray_origin`` (Wächter and Binder 2019) in float32."""
-    nn = n / wp.max(wp.length(n), 1.0e-30)
+    """``lumigrad.raytrace.offset_ray_origin`` (Wächter and Binder 2019) in float32, of a unit normal ``n``."""
+    nn = n
     if wp.dot(nn, d) < 0.0:
         nn = -nn
     out = wp.vec3()
@@ -617,6 +617,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
     for depth in range(depth_limit):
         if not (wp.dot(d, d) > 0.0):
             break
+        bounce_key = depth_key_wp(key, depth)
         face, t_hit, u_hit, v_hit = closest_hit_any_bvh(mesh, own, use_own, o, d, wp.inf)
         if face < 0:
             if env_on != 0:  # the ray leaves the scene and sees the environment (MIS against its sampling)
@@ -670,8 +671,9 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         if has_normals != 0 and wp.dot(ng, wo) > 0.0:
             # the transport's _facing_shading_normal: bend normals that turn from the viewer (silhouette rims)
             lift = wp.max(SHADING_NORMAL_MIN_COS - wp.dot(n, wo), 0.0)
-            n = n + lift * wo
-            n = n / wp.max(wp.length(n), 1.0e-30)
+            if lift > 0.0:  # (else n stays the unit vector it is)
+                n = n + lift * wo
+                n = n / wp.max(wp.length(n), 1.0e-30)
         base = part_base[part]
         tex = part_texture[part]
         tex_mr = part_mr_texture[part]
@@ -719,8 +721,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                                   tex_offset, tex_width, tex_height, tex_wrap, texels, _cw_mul(dv, beta) * weight_e)
         # what the light samples' BSDF evaluations and the BSDF sample share (the same bits as each computing
         # its own): the unit normal and view direction, and the specular lobe's probability at their cosine
-        n_u = unit_wp(n)
-        wo_u = unit_wp(wo)
+        n_u = n  # (both unit already)
+        wo_u = wo
         like = wp.dot(n_u, wo_u)
         p_like = float(0.0)
         p_eval = float(-1.0)  # (below 1e-6 the evaluation's clamped cosine differs: it computes its own)
@@ -730,8 +732,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 p_eval = p_like
             nee = wp.vec3(0.0, 0.0, 0.0)
             for j in range(num_lights):
-                u0 = uniform_counter_wp(key, depth, 4 + 2 * j)
-                u1 = uniform_counter_wp(key, depth, 5 + 2 * j)
+                u0 = uniform_dim_wp(bounce_key, 4 + 2 * j)
+                u1 = uniform_dim_wp(bounce_key, 5 + 2 * j)
                 kind = light_type[j]
                 wi = wp.vec3(0.0, 0.0, 1.0)
                 dist = float(wp.inf)
@@ -792,20 +794,20 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
             break
         # the next ray: a BSDF sample, then Russian roulette
         wi, weight, pdf = sample_unit_wp(n_u, wo_u, p_like, base, roughness, metallic, ior, specular,
-                                       uniform_counter_wp(key, depth, 0), uniform_counter_wp(key, depth, 1),
-                                       uniform_counter_wp(key, depth, 2))
+                                       uniform_dim_wp(bounce_key, 0), uniform_dim_wp(bounce_key, 1),
+                                       uniform_dim_wp(bounce_key, 2))
         ok = pdf > 0.0 and (weight[0] > 0.0 or weight[1] > 0.0 or weight[2] > 0.0)
         new_beta = _cw_mul(beta, weight)
         if depth + 1 >= rr_depth:
             qr = wp.min(wp.max(wp.max(new_beta[0], new_beta[1]), new_beta[2]), 0.95)
-            if uniform_counter_wp(key, depth, 3) < qr:
+            if uniform_dim_wp(bounce_key, 3) < qr:
                 new_beta = new_beta / qr
             else:
                 ok = False
         if not (ok and (new_beta[0] > 0.0 or new_beta[1] > 0.0 or new_beta[2] > 0.0)):
             break
         if adjoint != 0:  # the sample's BSDF value carries the radiance still to come
-            f_s, pdf_s = bsdf_eval_pdf_wp(n_u, wi, wo_u, base, roughness, metallic, ior, specular)
+            f_s, pdf_s = eval_pdf_unit_wp(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior, specular)
             q = wp.vec3(0.0, 0.0, 0.0)  # the adjoint over the BSDF value
             for c in range(3):
                 if f_s[c] > 0.0:
