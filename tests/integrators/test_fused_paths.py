@@ -323,3 +323,18 @@ def test_the_kernel_clamps_area_densities_as_the_emitters():
     from lumigrad.shading import emitters, lights
     assert float(path_kernels.MIN_LIGHT_DISTANCE) == lights.MIN_LIGHT_DISTANCE
     assert float(path_kernels._MIN_COS) == emitters._MIN_COS
+
+
+def test_a_point_light_closer_than_its_distance_clamp_shades_as_in_the_twin():
+    """A point light 5e-5 above a glossy floor, seen close up: within ``MIN_LIGHT_DISTANCE`` (1e-4) of it the
+    light's direction ``v / max(|v|, 1e-4)`` is shorter than 1. The BSDF must see it normalised, as the twin's
+    does (the cosine not), or the glossy lobe's value is off by up to 20x."""
+    scene = lg.Scene()
+    v, f = _quad(1.0, 0.0)
+    scene.add_mesh("floor", lg.SceneMesh(v, f, _material((0.6, 0.5, 0.4), metallic=0.5, roughness=0.3, ior=1.5)))
+    scene.add_light("point", lg.PointLight(torch.tensor([0.0, 5e-5, 0.0]), torch.tensor(1e-6),
+                                           torch.tensor([1.0, 1.0, 1.0])))
+    cam = lg.Camera.look_at([0.0, 1.0, 1e-4], [0.0, 0.0, 0.0], fov_y=4e-4, width=8, height=8)
+    fused, torch_, rel = _compare(scene, cam, max_depth=2, rr_depth=5, seed=7)
+    assert float(torch_.mean()) > 1e-3  # lit
+    assert float((rel > RAY_RTOL).float().mean()) <= BRANCH_FRACTION

@@ -535,7 +535,7 @@ def _camera_rays(camera: Camera, spp: int, seed: int, dtype: torch.dtype):
         o = torch.bmm(torch.broadcast_to(o_c, d_c.shape).reshape(views, -1, 3) - t, R)
     d = torch.bmm(d_c.reshape(views, -1, 3), R)
     d = d / torch.linalg.vector_norm(d, dim=-1, keepdim=True)
-    return o.reshape(-1, 3).to(dtype), d.reshape(-1, 3).to(dtype)
+    return o.reshape(-1, 3).to(dtype).contiguous(), d.reshape(-1, 3).to(dtype)
 
 
 def _pixels(L: torch.Tensor, camera: Camera, spp: int) -> torch.Tensor:

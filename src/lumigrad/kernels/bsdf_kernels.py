@@ -112,8 +112,9 @@ def _half_vector_terms(n: wp.vec3, wi: wp.vec3, wo: wp.vec3):
 def eval_pdf_unit_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.vec3, roughness: float,
                    metallic: float, ior: float, specular: float):
     """:func:`bsdf_eval_pdf_wp` of unit ``n``, ``wi`` and ``wo`` (a shading point's normal and view, shared by its
-    light samples and its BSDF sample, and a sampled direction: none normalised again) and, when
-    ``p_spec_known >= 0``, the specular lobe's probability at ``clamp(n . wo, 1e-6, 1)`` already known: less work. Where :func:`_lambertian`, Lambert's
+    light samples and its BSDF sample, and a unit direction: none normalised again; a light sample's ``wi`` is
+    normalised by its caller) and, when ``p_spec_known >= 0``, the specular lobe's probability at
+    ``clamp(n . wo, 1e-6, 1)`` already known: less work. Where :func:`_lambertian`, Lambert's
     ``base / pi`` and ``n.wi / pi`` without the GGX lobe's arithmetic (the twin's bits: its zero terms add 0).
     GGX's ``D`` from ``q = alpha^2 + sin2_h (1 - alpha^2)`` (:func:`_half_vector_terms`), as the twin."""
     nl_raw = wp.dot(n, wi)

@@ -508,7 +508,9 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec
     cos_w = float(0.0)
     cos = wp.dot(n, wi)
     if lpdf > 0.0 and wp.dot(ng, wi) * cos > 0.0:
-        f, bpdf = eval_pdf_unit_wp(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior, specular)
+        # (a light's wi is not always unit: a point light or area sample within MIN_LIGHT_DISTANCE, a spherical
+        # triangle's sample of a tiny triangle; the BSDF sees it normalised, as the twin's, the cosine not)
+        f, bpdf = eval_pdf_unit_wp(n_u, unit_wp(wi), wo_u, p_eval, base, roughness, metallic, ior, specular)
         w = float(1.0)
         if not is_delta:
             w = power_heuristic_wp(lpdf, bpdf)

@@ -70,7 +70,7 @@ def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int
     n = normal[i]
     ng = geo_normal[i]
     ng = ng * (1.0 / wp.max(wp.length(ng), 1.0e-30))  # (offset_origin_wp takes a unit normal)
-    n_u = pk.unit_wp(n)  # bsdf_eval_pdf_wp's unit vectors (the fused kernel's bits)
+    n_u = pk.unit_wp(n)  # the unit vectors light_sample_term_wp expects
     wo_u = pk.unit_wp(wo[i])
     nee = wp.vec3(0.0, 0.0, 0.0)
     for k in range(num_lights):
