@@ -183,6 +183,14 @@ def _textured_no_lamp():
     return scene, cam
 
 
+def _normal_mapped_no_lamp():
+    """test_fused_paths' normal-mapped scene (normal maps that require no gradient) lit by its point light alone."""
+    scene, cam = SCENES["normal_mapped"]()
+    for name in [n for n, l in scene.lights.items() if isinstance(l, lg.AreaLight)]:
+        del scene.lights[name]
+    return scene, cam
+
+
 def _all_values_require_grad(scene):
     """Every material and light value of ``scene`` as a leaf that requires a gradient: ``{name: leaf}``."""
     leaves = {}
@@ -204,7 +212,8 @@ def _all_values_require_grad(scene):
     return leaves
 
 
-@pytest.mark.parametrize("build", [_punctual, SCENES["sky"], _textured_no_lamp], ids=["punctual", "sky", "textured"])
+@pytest.mark.parametrize("build", [_punctual, SCENES["sky"], _textured_no_lamp, _normal_mapped_no_lamp],
+                         ids=["punctual", "sky", "textured", "normal_mapped"])
 def test_without_area_lights_the_fused_replay_equals_the_pytorch_replay(build):
     """Without area lights (which the PyTorch replay samples anew by area), both replays differentiate the same
     estimator along the same paths with sampling detached: every material and light value's gradient (factors,

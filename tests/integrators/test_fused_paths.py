@@ -149,6 +149,37 @@ def _textured():
     return scene, cam
 
 
+def _normal_map(g, h, w, tilt):
+    """A tangent-space normal map ``[h, w, 3]`` encoded as ``(n + 1) / 2``: unit normals tilted up to ``tilt``."""
+    xy = (torch.rand(h, w, 2, generator=g) - 0.5) * (2 * tilt)
+    n = torch.cat([xy, torch.ones(h, w, 1)], -1)
+    return (n / n.norm(dim=-1, keepdim=True) + 1) / 2
+
+
+def _normal_mapped():
+    """Normal maps (a scale, repeat and mirror wrap, mirrored uv on the card: the tangents' handedness) on a glossy
+    floor and a double-sided card, beside a smooth ball without one, under a point and an area light."""
+    scene = lg.Scene()
+    g = torch.Generator().manual_seed(11)
+    v, f = _quad(2.0, 0.0)
+    uv = torch.tensor([[-0.5, -0.5], [2.5, -0.5], [2.5, 2.5], [-0.5, 2.5]])
+    floor = Material(base_color_factor=torch.tensor([0.8, 0.7, 0.6, 1.0]), metallic_factor=0.6,
+                     roughness_factor=0.35, ior=1.5, normal_texture=_normal_map(g, 7, 6, 0.8), normal_scale=0.7)
+    scene.add_mesh("floor", lg.SceneMesh(v, f, floor, uv=uv))
+    v, f = _quad(0.4, 0.6)
+    card = Material(base_color_factor=torch.tensor([0.3, 0.6, 0.9, 1.0]), metallic_factor=0.0,
+                    roughness_factor=0.5, ior=1.5, normal_texture=_normal_map(g, 5, 4, 1.2), wrap="mirror")
+    scene.add_mesh("card", lg.SceneMesh(v, f, card, uv=uv.flip(-1) * 0.8, double_sided=True))
+    v, f = _sphere(centre=(0.8, 0.5, -0.4), radius=0.3)
+    scene.add_mesh("ball", lg.SceneMesh(v, f, _material((0.9, 0.8, 0.6), metallic=1.0, roughness=0.3)))
+    lamp, lf = _quad(0.3, 1.6, flip=True)
+    scene.add_light("lamp", lg.AreaLight(lamp + torch.tensor([-0.5, 0.0, 0.3]), lf, torch.tensor([8.0, 8.0, 8.0])))
+    scene.add_light("point", lg.PointLight(torch.tensor([0.4, 1.3, 0.6]), torch.tensor(3.0),
+                                           torch.tensor([1.0, 0.9, 0.8])))
+    cam = lg.Camera.look_at([0.0, 2.0, 2.0], [0.0, 0.0, 0.0], fov_y=0.9, width=16, height=16)
+    return scene, cam
+
+
 def _sky():
     """An environment map (sampled by luminance, seen by escaping rays) over rough metal, with a point light."""
     scene = lg.Scene()
@@ -180,7 +211,7 @@ def _specular():
 
 
 SCENES = {"cornell": _cornell, "punctual": _punctual, "metal": _metal, "mixed": _mixed, "textured": _textured,
-          "sky": _sky, "specular": _specular}
+          "sky": _sky, "specular": _specular, "normal_mapped": _normal_mapped}
 
 
 def _compare(scene, cam, *, spp=4, light_sampling="solid_angle", **settings):

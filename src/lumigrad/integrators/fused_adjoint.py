@@ -15,7 +15,7 @@ an area light's radiance shared by its triangles and its emitter part).
 
 :func:`fused_adjoint_unsupported` says why a render cannot use it (None: it can); the integrator then runs the
 PyTorch replay (:func:`lumigrad.raytrace.sample_paths` with an adjoint), which differentiates everything
-(geometry, camera, normal maps, media). ``PathIntegrator(fused_adjoint=False)`` forces the
+(geometry, camera, normal maps' texels and scale, media). ``PathIntegrator(fused_adjoint=False)`` forces the
 PyTorch replay.
 """
 
@@ -37,7 +37,7 @@ from .fused_paths import VALUE_FIELDS, table_textures, texture_rows, value_table
 __all__ = ["fused_adjoint_unsupported", "fused_value_gradients"]
 
 #: A material's fields whose gradients the fused replay gives (factors, through ``clamp(factor * texture)``
-#: where textured, and the textures' texels; not the normal or occlusion textures, which the path tracer ignores).
+#: where textured, and the textures' texels; not a normal map's texels or scale, which take the PyTorch replay).
 _MATERIAL_VALUES = frozenset({"base_color_factor", "metallic_factor", "roughness_factor", "emissive_factor", "ior",
                               "specular_factor", "base_color_texture", "metallic_roughness_texture",
                               "emissive_texture",

@@ -59,7 +59,7 @@ def use_fused(ts: TraceScene, requested: bool = True) -> bool:
 #: The :class:`TraceScene` fields the kernel knows; a field added later (participating media, ...) that is set
 #: makes :func:`fused_unsupported` refuse the scene until the kernel learns it.
 KNOWN_FIELDS = frozenset({"verts", "faces", "normals", "uv", "uv_faces", "face_part", "materials", "double_sided",
-                          "part_emitters", "lights", "environment", "transmissive", "light_sampling"})
+                          "part_emitters", "lights", "environment", "transmissive", "light_sampling", "tangents"})
 
 
 def fused_unsupported(ts: TraceScene) -> Optional[str]:
@@ -81,7 +81,7 @@ def fused_unsupported(ts: TraceScene) -> Optional[str]:
     if ts.transmissive:
         return "a material transmits (glass is not in the kernel)"
     for k, m in enumerate(ts.materials):
-        for slot in ("base_color_texture", "metallic_roughness_texture", "emissive_texture"):
+        for slot in TEXTURE_SLOTS:
             tex = getattr(m, slot)
             if tex is not None and (tex.dim() != 3 or tex.shape[-1] < 3):
                 return f"part {k}'s {slot} is not one [H, W, >= 3] texture"
@@ -156,7 +156,7 @@ def value_tables(ts: TraceScene) -> dict:
 
 
 #: The material slots the kernel reads textures from, in the order of their rows in the texel table.
-TEXTURE_SLOTS = ("base_color_texture", "metallic_roughness_texture", "emissive_texture")
+TEXTURE_SLOTS = ("base_color_texture", "metallic_roughness_texture", "emissive_texture", "normal_texture")
 
 
 def table_textures(mats) -> List[torch.Tensor]:
@@ -272,6 +272,11 @@ def path_tables(ts: TraceScene) -> PathTables:
         part_texture=col(slots["base_color_texture"], i32),
         part_mr_texture=col(slots["metallic_roughness_texture"], i32),
         part_emissive_texture=col(slots["emissive_texture"], i32),
+        part_normal_texture=col(slots["normal_texture"], i32),
+        part_normal_scale=torch.stack([m.normal_scale.detach().reshape(()).to(dev, f32) for m in mats]).contiguous(),
+        tangents=(ts.tangents.detach().to(dev, f32).reshape(-1, 4).contiguous() if ts.tangents is not None
+                  else torch.zeros(1, 4, device=dev)),
+        has_tangents=int(ts.tangents is not None),
         tex_offset=col(offsets, i32), tex_width=col(widths, i32), tex_height=col(heights, i32),
         tex_wrap=col(wraps, i32),
         texels=torch.cat([texture_rows(tex.detach(), dev) for tex in textures]).contiguous() if textures

@@ -8,8 +8,9 @@ unless a branch (a lobe choice, a shadow ray grazing an edge, roulette) falls th
 
 What it supports (:mod:`lumigrad.integrators.fused_paths` decides, and falls back to PyTorch otherwise): opaque
 glTF metallic-roughness materials (with ``KHR_materials_specular``'s specular weight; weight 0 and no metal is
-Lambert's, without the GGX lobe's arithmetic) with constant factors and base colour, metallic-roughness and emissive
-textures (bilinear as ``lumigrad.texture`` at level 0 of texels sRGB-decoded where glTF says), emissive surfaces,
+Lambert's, without the GGX lobe's arithmetic) with constant factors and base colour, metallic-roughness, emissive
+and normal textures (bilinear as ``lumigrad.texture`` at level 0 of texels sRGB-decoded where glTF says; normal
+maps in the frame of the interpolated per-corner tangents), emissive surfaces,
 point, spot, directional and area lights (sampled by solid angle or by area, MIS-weighted emission) and an
 equirectangular environment map (luminance sampling, seen by escaping rays, MIS-weighted). Each thread handles ray
 ``offset + wp.tid()`` (:func:`._runtime.launch_split`).
@@ -547,6 +548,25 @@ def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3
     return term
 
 
+@wp.func
+def normal_mapped_wp(n: wp.vec3, tangent: wp.vec4, rgb: wp.vec3, scale: float):
+    """The unit shading normal ``n`` perturbed by a normal map's texel ``rgb`` (``(2 rgb - 1) * (scale, scale,
+    1)`` in the frame of the interpolated ``tangent`` (xyz, handedness w) made orthogonal to ``n``): the twin of
+    ``lumigrad.shading.tangents.perturb_normal_unchecked`` with ``material``'s decoding; ``n`` unchanged where
+    the tangent-space normal or the tangent is zero (a part or face without a map)."""
+    nt = wp.vec3((2.0 * rgb[0] - 1.0) * scale, (2.0 * rgb[1] - 1.0) * scale, 2.0 * rgb[2] - 1.0)
+    t3 = wp.vec3(tangent[0], tangent[1], tangent[2])
+    out = n
+    if (wp.abs(nt[0]) + wp.abs(nt[1]) + wp.abs(nt[2]) > 0.0) and (wp.abs(t3[0]) + wp.abs(t3[1]) + wp.abs(t3[2]) > 0.0):
+        nn = n / wp.max(wp.length(n), 1.0e-12)
+        t = t3 - nn * wp.dot(nn, t3)
+        t = t / wp.max(wp.length(t), 1.0e-12)
+        b = tangent[3] * wp.cross(nn, t)
+        m = nt[0] * t + nt[1] * b + nt[2] * nn
+        out = m / wp.max(wp.length(m), 1.0e-12)
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ the kernel
 @wp.kernel
 def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int, verts: wp.array(dtype=wp.vec3),
@@ -562,7 +582,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 part_mr_texture: wp.array(dtype=wp.int32), part_emissive_texture: wp.array(dtype=wp.int32),
                 tex_offset: wp.array(dtype=wp.int32), tex_width: wp.array(dtype=wp.int32),
                 tex_height: wp.array(dtype=wp.int32), tex_wrap: wp.array(dtype=wp.int32),
-                texels: wp.array(dtype=wp.vec3),
+                texels: wp.array(dtype=wp.vec3), part_normal_texture: wp.array(dtype=wp.int32),
+                part_normal_scale: wp.array(dtype=float), tangents: wp.array(dtype=wp.vec4), has_tangents: int,
                 num_lights: int, light_type: wp.array(dtype=wp.int32), light_pos: wp.array(dtype=wp.vec3),
                 light_dir: wp.array(dtype=wp.vec3), light_value: wp.array(dtype=wp.vec3),
                 light_cos_outer: wp.array(dtype=float), light_scale: wp.array(dtype=float),
@@ -680,9 +701,17 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         tex = part_texture[part]
         tex_mr = part_mr_texture[part]
         tex_em = part_emissive_texture[part]
+        tex_n = int(-1)
+        if has_tangents != 0:
+            tex_n = part_normal_texture[part]
         uv = wp.vec2(0.0, 0.0)
-        if tex >= 0 or tex_mr >= 0 or tex_em >= 0:
+        if tex >= 0 or tex_mr >= 0 or tex_em >= 0 or tex_n >= 0:
             uv = b0 * uvs[uv_faces[3 * face]] + b1 * uvs[uv_faces[3 * face + 1]] + b2 * uvs[uv_faces[3 * face + 2]]
+        if tex_n >= 0:  # a normal map (surface_at's perturb_normal_unchecked, after the facing bend)
+            n = normal_mapped_wp(n, b0 * tangents[3 * face] + b1 * tangents[3 * face + 1]
+                                 + b2 * tangents[3 * face + 2],
+                                 texture_wp(tex_n, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 0),
+                                 part_normal_scale[part])
         if tex >= 0:
             rgb = texture_wp(tex, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 1)
             base = wp.vec3(wp.clamp(base[0] * rgb[0], 0.0, 1.0), wp.clamp(base[1] * rgb[1], 0.0, 1.0),

@@ -53,7 +53,11 @@ class PathTables:
             ``part_roughness`` unclamped where a metallic-roughness texture scales them);
             ``tex_offset``, ``tex_width``, ``tex_height``, ``tex_wrap`` ``[K]`` (0 repeat, 1 clamp, 2 mirror):
             texture ``k``'s rows ``tex_offset[k] + i W + j`` of ``texels`` ``[sum H W, 3]`` (its first three
-            channels as stored: sRGB-encoded for base colour and emission, linear for metallic-roughness).
+            channels as stored: sRGB-encoded for base colour and emission, linear for metallic-roughness and
+            normal maps).
+        part_normal_texture ``[P]``: the part's normal map (-1: none; read only when ``has_tangents`` is 1),
+            ``part_normal_scale`` ``[P]`` its scale; ``tangents`` ``[3 F, 4]``: world tangents (xyz, handedness)
+            per face corner (``[1, 4]`` zeros when ``has_tangents`` is 0; zeros on faces without a map).
         light_type: ``[L]`` (:data:`.path_kernels.LIGHT_POINT` ...); ``light_pos``, ``light_dir`` ``[L, 3]``
             (a spot's unit axis; for a directional light the unit direction *towards* it);
             ``light_value`` ``[L, 3]`` (intensity or irradiance times colour); ``light_cos_outer``,
@@ -91,6 +95,10 @@ class PathTables:
     tex_height: torch.Tensor
     tex_wrap: torch.Tensor
     texels: torch.Tensor
+    part_normal_texture: torch.Tensor
+    part_normal_scale: torch.Tensor
+    tangents: torch.Tensor
+    has_tangents: int
     light_type: torch.Tensor
     light_pos: torch.Tensor
     light_dir: torch.Tensor
@@ -132,6 +140,8 @@ def _kernel_inputs(bvh: TriangleBVH, verts: torch.Tensor, t: PathTables, origins
             as_warp(t.uvs, wp.vec2), as_warp(t.uv_faces), as_warp(t.part_texture),
             as_warp(t.part_mr_texture), as_warp(t.part_emissive_texture), as_warp(t.tex_offset),
             as_warp(t.tex_width), as_warp(t.tex_height), as_warp(t.tex_wrap), as_warp(t.texels, v3),
+            as_warp(t.part_normal_texture), as_warp(t.part_normal_scale), as_warp(t.tangents, wp.vec4),
+            int(t.has_tangents),
             int(t.light_type.shape[0]), as_warp(t.light_type), as_warp(t.light_pos, v3), as_warp(t.light_dir, v3),
             as_warp(t.light_value, v3), as_warp(t.light_cos_outer), as_warp(t.light_scale),
             as_warp(t.light_range), as_warp(t.light_start), as_warp(t.light_count), as_warp(t.light_two_sided),
