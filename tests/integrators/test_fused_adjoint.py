@@ -300,6 +300,14 @@ def test_other_parameters_go_to_the_pytorch_replay():
     assert fused_adjoint_unsupported(_trace_scene(scene), cam) is None  # textured factors and texels: values
     part.material.normal_texture = torch.full((2, 2, 3), 0.5, requires_grad=True)
     assert "normal_texture" in fused_adjoint_unsupported(_trace_scene(scene), cam)
+    scene, cam = SCENES["normal_mapped"]()
+    assert fused_adjoint_unsupported(_trace_scene(scene), cam) is None  # normal maps that require no gradient
+    floor = scene.meshes["floor"]
+    floor.tangents = torch.tensor([[1.0, 0.0, 0.0, 1.0]]).repeat(floor.verts.shape[0], 1).requires_grad_(True)
+    assert "tangents" in fused_adjoint_unsupported(_trace_scene(scene), cam)
+    scene, cam = SCENES["normal_mapped"]()
+    scene.meshes["floor"].material.normal_scale = torch.tensor(0.7, requires_grad=True)
+    assert "normal_scale" in fused_adjoint_unsupported(_trace_scene(scene), cam)
     with pytest.raises(TypeError, match="fused_adjoint"):
         lg.integrators.PathIntegrator(fused_adjoint=1)
 

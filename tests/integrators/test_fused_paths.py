@@ -369,3 +369,25 @@ def test_a_point_light_closer_than_its_distance_clamp_shades_as_in_the_twin():
     fused, torch_, rel = _compare(scene, cam, max_depth=2, rr_depth=5, seed=7)
     assert float(torch_.mean()) > 1e-3  # lit
     assert float((rel > RAY_RTOL).float().mean()) <= BRANCH_FRACTION
+
+
+def test_a_normal_map_on_a_curved_part_is_applied_after_the_facing_bend():
+    """A coarse ball with a normal map seen close up at its silhouette, where interpolated normals turn from the
+    viewer and the facing bend lifts them before the map perturbs them (``surface_at``'s order): the kernel
+    traces the twin's paths there too."""
+    scene = lg.Scene()
+    g = torch.Generator().manual_seed(3)
+    v, f = _sphere(n_theta=6, n_phi=8, radius=0.5, centre=(0.0, 0.0, 0.0))
+    theta = torch.atan2(v[:, 2], v[:, 0])
+    uv = torch.stack([theta / (2 * math.pi) + 0.5, torch.acos((v[:, 1] / 0.5).clamp(-1, 1)) / math.pi], -1)
+    ball = Material(base_color_factor=torch.tensor([0.8, 0.6, 0.4, 1.0]), metallic_factor=0.7,
+                    roughness_factor=0.3, ior=1.5, normal_texture=_normal_map(g, 6, 8, 1.0), normal_scale=1.3)
+    scene.add_mesh("ball", lg.SceneMesh(v, f, ball, uv=uv))
+    scene.add_light("point", lg.PointLight(torch.tensor([0.0, 0.3, 1.5]), torch.tensor(3.0),
+                                           torch.tensor([1.0, 1.0, 1.0])))
+    scene.add_light("sun", lg.DirectionalLight(torch.tensor([0.0, -0.2, -1.0]), torch.tensor(1.0)))
+    # the camera looks past the ball's right rim (x = 0.5 at the equator)
+    cam = lg.Camera.look_at([0.45, 0.0, 3.0], [0.45, 0.0, 0.0], fov_y=0.08, width=16, height=16)
+    fused, torch_, rel = _compare(scene, cam, max_depth=3, rr_depth=5, seed=5)
+    assert float(torch_.mean()) > 1e-3
+    assert float((rel > RAY_RTOL).float().mean()) <= BRANCH_FRACTION

@@ -67,7 +67,7 @@ def fused_adjoint_unsupported(ts: TraceScene, camera: Camera) -> Optional[str]:
     for name in ("K", "world_to_cam", "distortion"):
         if _needs_grad(getattr(camera, name, None)):
             return f"the camera's {name} requires a gradient"
-    for name in ("verts", "normals", "uv"):
+    for name in ("verts", "normals", "uv", "tangents"):
         if _needs_grad(getattr(ts, name)):
             return f"the scene's {'vertices' if name == 'verts' else name} require gradients"
     for k, m in enumerate(ts.materials):

@@ -8,7 +8,7 @@ transport stays the reference (float64-capable) twin.
 
 :func:`fused_unsupported` says why a scene cannot use the kernel (None: it can). The kernel supports float32
 scenes whose materials are opaque (no transmission), with constant factors and base colour,
-metallic-roughness and emissive textures (normal and occlusion textures are ignored by the path tracer either
+metallic-roughness, emissive and normal textures (the occlusion texture is ignored by the path tracer either
 way), lit by point, spot, directional, area lights and an environment map with three colour channels, and
 that set no :class:`TraceScene` field beyond :data:`KNOWN_FIELDS` (a field added to the transport later,
 participating media say, sends the scene to PyTorch until the kernel learns it). Anything else runs on
@@ -273,7 +273,8 @@ def path_tables(ts: TraceScene) -> PathTables:
         part_mr_texture=col(slots["metallic_roughness_texture"], i32),
         part_emissive_texture=col(slots["emissive_texture"], i32),
         part_normal_texture=col(slots["normal_texture"], i32),
-        part_normal_scale=torch.stack([m.normal_scale.detach().reshape(()).to(dev, f32) for m in mats]).contiguous(),
+        part_normal_scale=col([float(m.normal_scale.detach().reshape(())) if m.normal_texture is not None else 1.0
+                               for m in mats], f32),
         tangents=(ts.tangents.detach().to(dev, f32).reshape(-1, 4).contiguous() if ts.tangents is not None
                   else torch.zeros(1, 4, device=dev)),
         has_tangents=int(ts.tangents is not None),
