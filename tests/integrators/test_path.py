@@ -429,3 +429,20 @@ def test_normal_maps_shade_as_in_the_rasterizer():
     texels = normal_texels.clone().requires_grad_()
     lg.render(scene(texels), cam, integrator="direct", spp=2).rgb.sum().backward()
     assert torch.isfinite(texels.grad).all() and texels.grad.abs().sum() > 0
+
+
+def test_a_medium_with_a_plain_number_g_assigned_after_the_material_renders():
+    """``HomogeneousMedium(g=0.0)`` keeps ``g`` a Python number; set as a material's ``interior`` after the
+    material was built (no conversion), the path tracer's check of ``|g| < 1`` read it as a tensor and raised
+    AttributeError."""
+    from lumigrad.shading import HomogeneousMedium, Material
+    medium = HomogeneousMedium(sigma_a=torch.tensor([0.1, 0.1, 0.1]), sigma_s=torch.tensor([1.0, 1.0, 1.0]))
+    assert not isinstance(medium.g, torch.Tensor)
+    scene = lg.Scene()
+    v = torch.tensor([[-1.0, 0.0, -1.0], [1.0, 0.0, -1.0], [1.0, 0.0, 1.0], [-1.0, 0.0, 1.0]])
+    scene.add_mesh("slab", lg.SceneMesh(v, torch.tensor([[0, 2, 1], [0, 3, 2]]), Material(transmission_factor=1.0)))
+    scene.meshes["slab"].material.interior = medium
+    scene.add_light("sun", lg.DirectionalLight(torch.tensor([0.0, -1.0, 0.0])))
+    cam = lg.Camera.look_at([0.0, 2.0, 0.01], [0.0, 0.0, 0.0], fov_y=0.6, width=4, height=4)
+    out = lg.render(scene, cam, integrator="path", spp=2, max_depth=3)
+    assert torch.isfinite(out.rgb).all()

@@ -67,6 +67,8 @@ def fused_adjoint_unsupported(ts: TraceScene, camera: Camera) -> Optional[str]:
     for name in ("K", "world_to_cam", "distortion"):
         if _needs_grad(getattr(camera, name, None)):
             return f"the camera's {name} requires a gradient"
+    if ts.transmissive:
+        return "a material transmits (the fused replay has no dielectric lobe)"
     for name in ("verts", "normals", "uv", "tangents"):
         if _needs_grad(getattr(ts, name)):
             return f"the scene's {'vertices' if name == 'verts' else name} require gradients"

@@ -7,7 +7,8 @@ a wavefront of PyTorch ops. Both draw the same counter-based random numbers
 transport stays the reference (float64-capable) twin.
 
 :func:`fused_unsupported` says why a scene cannot use the kernel (None: it can). The kernel supports float32
-scenes whose materials are opaque (no transmission), with constant factors and base colour,
+scenes whose materials bound no medium (glass, ``KHR_materials_transmission``, is in the kernel; the fused
+replay refuses it), with constant factors and base colour,
 metallic-roughness, emissive and normal textures (the occlusion texture is ignored by the path tracer either
 way), lit by point, spot, directional, area lights and an environment map with three colour channels, and
 that set no :class:`TraceScene` field beyond :data:`KNOWN_FIELDS` (a field added to the transport later,
@@ -78,8 +79,11 @@ def fused_unsupported(ts: TraceScene) -> Optional[str]:
     env = ts.environment
     if env is not None and (env.radiance.dim() != 3 or env.radiance.shape[-1] != 3):
         return "the environment map is not one [H, W, 3] map"
-    if ts.transmissive:
-        return "a material transmits (glass is not in the kernel)"
+    for k, m in enumerate(ts.materials):
+        if getattr(m, "interior", None) is not None or getattr(m, "exterior", None) is not None:
+            return f"part {k}'s material bounds a medium (media are not in the kernel)"
+        if m.transmission_factor.numel() != 1:
+            return f"part {k}'s transmission is not one number"
     for k, m in enumerate(ts.materials):
         for slot in TEXTURE_SLOTS:
             tex = getattr(m, slot)
@@ -266,6 +270,8 @@ def path_tables(ts: TraceScene) -> PathTables:
         normals=normals.detach().to(dev, f32).contiguous(), has_normals=int(ts.normals is not None),
         face_part=ts.face_part.detach().to(dev, i32).contiguous(),
         **values,
+        part_transmission=col([float(m.transmission_factor.detach().reshape(())) if ts.transmissive else 0.0
+                               for m in mats], f32),
         part_double=col(map(int, ts.double_sided), i32), part_emitter=col(emitter, i32),
         uvs=ts.uv.detach().to(dev, f32).reshape(-1, 2).contiguous() if ts.uv.numel() else torch.zeros(1, 2, device=dev),
         uv_faces=ts.uv_faces.detach().to(dev, i32).reshape(-1).contiguous(),

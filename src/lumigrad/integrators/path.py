@@ -296,7 +296,8 @@ class _Run:
         adjoint = PathAdjoint(v.to(L.dtype), L, params)
         del v, L  # the adjoint holds its own copies
         # where the fused kernel gave L, its arithmetic (float32) also redraws what the replay does not differentiate
-        kernels = ReplayKernels(tables) if tables is not None else None
+        # (the replay kernels' BSDF sample is the opaque model's: glass replays on PyTorch)
+        kernels = ReplayKernels(tables) if tables is not None and not ts.transmissive else None
         count = rays[0].shape[0]
         for start in range(0, count, REPLAY_PATHS):  # the same paths, REPLAY_PATHS at a time
             end = min(count, start + REPLAY_PATHS)
@@ -495,8 +496,9 @@ def _trace_scene(scene: Scene, light_sampling: str = DEFAULT_LIGHT_SAMPLING) -> 
         if medium is not None and medium.channels not in (1, 3):
             raise ValueError(f"scene parameters {name}.sigma_a / sigma_s have "
                              f"{medium.channels} channels; the path tracer renders RGB: give 1 or 3")
-        if medium is not None and bool((medium.g.detach().abs() >= 1).any()):  # it may have been optimised
-            raise ValueError(f"scene parameter {name}.g must lie in (-1, 1); got {float(medium.g.detach()):.9g}")
+        g = torch.as_tensor(medium.g).detach() if medium is not None else None  # (a number, or a tensor)
+        if medium is not None and bool((g.abs() >= 1).any()):  # it may have been optimised
+            raise ValueError(f"scene parameter {name}.g must lie in (-1, 1); got {float(g):.9g}")
     transmissive = any(bool(m.transmission_factor.detach().abs().max() > 0) for m in materials)
     return TraceScene(flat.verts, flat.faces, flat.normals, flat.uv, flat.uv_faces, flat.face_part, materials,
                       [p.double_sided for p in flat.parts], part_emitters, lights, envs[0] if envs else None,

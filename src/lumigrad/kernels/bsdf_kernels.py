@@ -32,11 +32,12 @@ def unit_wp(v: wp.vec3):
 
 
 @wp.func
-def _lambertian(base: wp.vec3, metallic: float, specular: float):
+def _lambertian(base: wp.vec3, metallic: float, specular: float, transmission: float):
     """Whether the BSDF is exactly ``base / pi`` with cosine sampling: no metal, no specular coat
     (``KHR_materials_specular`` weight 0: Mitsuba's ``diffuse``) and a non-black base (so that the specular
     lobe's probability is 0, as the PyTorch twin's, not the 1 it takes where both lobes vanish)."""
-    return specular == 0.0 and metallic == 0.0 and (base[0] > 0.0 or base[1] > 0.0 or base[2] > 0.0)
+    return (specular == 0.0 and metallic == 0.0 and transmission == 0.0
+            and (base[0] > 0.0 or base[1] > 0.0 or base[2] > 0.0))
 
 
 @wp.func
@@ -54,13 +55,14 @@ def _schlick(f0: float, weight: float):
 
 
 @wp.func
-def specular_probability_wp(n_dot_v: float, base: wp.vec3, metallic: float, f0_d: float, specular: float):
+def specular_probability_wp(n_dot_v: float, base: wp.vec3, metallic: float, f0_d: float, specular: float,
+                            transmission: float):
     """The PyTorch twin's ``specular_probability_wp``; 0 without arithmetic where :func:`_lambertian`."""
     out = float(0.0)
-    if not _lambertian(base, metallic, specular):
+    if not _lambertian(base, metallic, specular, transmission):
         fc = _schlick_weight(n_dot_v)
         f_d = specular * _schlick(f0_d, fc)
-        w_d = 1.0 - metallic
+        w_d = (1.0 - metallic) * (1.0 - transmission)
         spec = float(0.0)
         diff = float(0.0)
         for k in range(3):
@@ -87,7 +89,7 @@ def bsdf_eval_pdf_wp(n_in: wp.vec3, wi_in: wp.vec3, wo_in: wp.vec3, base: wp.vec
     """``(f [3], pdf)`` of the glTF metallic-roughness BSDF with ``KHR_materials_specular``'s weight
     ``specular`` (``metallic_roughness_unchecked`` and ``metallic_roughness_pdf_unchecked``), no cosine in ``f``."""
     return eval_pdf_unit_wp(unit_wp(n_in), unit_wp(wi_in), unit_wp(wo_in), -1.0, base, roughness, metallic, ior,
-                            specular)
+                            specular, 0.0)
 
 
 @wp.func
@@ -110,7 +112,7 @@ def _half_vector_terms(n: wp.vec3, wi: wp.vec3, wo: wp.vec3):
 
 @wp.func
 def eval_pdf_unit_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.vec3, roughness: float,
-                   metallic: float, ior: float, specular: float):
+                   metallic: float, ior: float, specular: float, transmission: float):
     """:func:`bsdf_eval_pdf_wp` of unit ``n``, ``wi`` and ``wo`` (a shading point's normal and view, shared by its
     light samples and its BSDF sample, and a unit direction: none normalised again; a light sample's ``wi`` is
     normalised by its caller) and, when ``p_spec_known >= 0``, the specular lobe's probability at
@@ -123,7 +125,7 @@ def eval_pdf_unit_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: float, 
     pdf = float(0.0)
     if nl_raw > 0.0 and nv_raw > 0.0:
         nl = wp.clamp(nl_raw, DOT_EPS, 1.0)
-        if _lambertian(base, metallic, specular):
+        if _lambertian(base, metallic, specular, transmission):
             f = base / wp.pi
             pdf = nl / wp.pi
         else:
@@ -138,7 +140,7 @@ def eval_pdf_unit_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: float, 
             dv = dist * vis
             m5 = _schlick_weight(vh)
             fd = specular * _schlick(f0_d, m5)
-            w_d = 1.0 - metallic
+            w_d = (1.0 - metallic) * (1.0 - transmission)
             for k in range(3):
                 diffuse = w_d * (1.0 - fd) * (base[k] / wp.pi)
                 coat = w_d * fd * dv + metallic * (dv * _schlick(base[k], m5))
@@ -147,7 +149,7 @@ def eval_pdf_unit_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: float, 
             pdf_diff = nl / wp.pi
             p_spec = p_spec_known
             if p_spec < 0.0:
-                p_spec = specular_probability_wp(nv, base, metallic, f0_d, specular)
+                p_spec = specular_probability_wp(nv, base, metallic, f0_d, specular, transmission)
             pdf = p_spec * pdf_spec + (1.0 - p_spec) * pdf_diff
     return f, pdf
 
@@ -191,13 +193,13 @@ def bsdf_sample_wp(n_in: wp.vec3, wo_in: wp.vec3, base: wp.vec3, roughness: floa
     ``specular`` (``KHR_materials_specular``)."""
     n = unit_wp(n_in)
     wo = unit_wp(wo_in)
-    p_spec = specular_probability_wp(wp.dot(n, wo), base, metallic, f0_dielectric_wp(ior), specular)
-    return sample_unit_wp(n, wo, p_spec, base, roughness, metallic, ior, specular, u_lobe, u0, u1)
+    p_spec = specular_probability_wp(wp.dot(n, wo), base, metallic, f0_dielectric_wp(ior), specular, 0.0)
+    return sample_unit_wp(n, wo, p_spec, base, roughness, metallic, ior, specular, 0.0, u_lobe, u0, u1)
 
 
 @wp.func
 def sample_unit_wp(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughness: float, metallic: float,
-                 ior: float, specular: float, u_lobe: float, u0: float, u1: float):
+                 ior: float, specular: float, transmission: float, u_lobe: float, u0: float, u1: float):
     """:func:`bsdf_sample_wp` of ``n`` and ``wo`` already through ``_unit`` and the specular lobe's probability
     ``p_spec`` at ``n . wo`` already known."""
     t, b = _local_frame(n)
@@ -215,7 +217,7 @@ def sample_unit_wp(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughn
     p_known = float(-1.0)  # (below 1e-6 the evaluation's clamped cosine differs: it computes its own)
     if wp.dot(n, wo) >= DOT_EPS:
         p_known = p_spec
-    f, pdf = eval_pdf_unit_wp(n, wi, wo, p_known, base, roughness, metallic, ior, specular)
+    f, pdf = eval_pdf_unit_wp(n, wi, wo, p_known, base, roughness, metallic, ior, specular, transmission)
     cos = wp.max(wp.dot(n, wi), 0.0)
     weight = wp.vec3(0.0, 0.0, 0.0)
     if pdf > 0.0:

@@ -6,8 +6,9 @@ the reference): the same operations in the same order, the same random numbers
 ``4 + 2 j, 5 + 2 j`` light ``j``), so a path's radiance matches the PyTorch transport's to float32 rounding
 unless a branch (a lobe choice, a shadow ray grazing an edge, roulette) falls the other way at a tie.
 
-What it supports (:mod:`lumigrad.integrators.fused_paths` decides, and falls back to PyTorch otherwise): opaque
-glTF metallic-roughness materials (with ``KHR_materials_specular``'s specular weight; weight 0 and no metal is
+What it supports (:mod:`lumigrad.integrators.fused_paths` decides, and falls back to PyTorch otherwise): the
+glTF metallic-roughness materials, with ``KHR_materials_transmission`` (glass: :mod:`.dielectric_kernels`, in no
+medium) and ``KHR_materials_specular``'s specular weight (weight 0 and no metal is
 Lambert's, without the GGX lobe's arithmetic) with constant factors and base colour, metallic-roughness, emissive
 and normal textures (bilinear as ``lumigrad.texture`` at level 0 of texels sRGB-decoded where glTF says; normal
 maps in the frame of the interpolated per-corner tangents), emissive surfaces,
@@ -24,6 +25,7 @@ from .bsdf_kernels import (DOT_EPS, FLOOR, eval_pdf_unit_wp, f0_dielectric_wp, n
                            specular_probability_wp, bsdf_eval_pdf_wp, bsdf_param_grads_wp, bsdf_sample_wp, unit_wp)
 from .bvh_traverse import FlatBVH
 from .counter_rng import depth_key_wp, ray_key_wp, uniform_dim_wp
+from .dielectric_kernels import transmission_eval_pdf_wp, transmission_sample_wp
 from .ray_queries import any_hit_any_bvh, closest_hit_any_bvh
 from .path_adjoint_kernels import (GRAD_BASE, GRAD_EMISSION, GRAD_IOR, GRAD_METALLIC, GRAD_ROUGHNESS, GRAD_SPECULAR,
                                    HELD_FIELDS, PART_GRADS, add3_wp, add_bsdf_grads_wp, add_emission_grads_wp,
@@ -498,8 +500,8 @@ def area_light_sample_triangle_wp(x: wp.vec3, j: int, light_start: wp.array(dtyp
 @wp.func
 def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
                          n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
-                         metallic: float, ior: float, specular: float, wi: wp.vec3, dist: float, lw: wp.vec3,
-                         lpdf: float, is_delta: bool, adjoint: int):
+                         metallic: float, ior: float, specular: float, transmission: float, wi: wp.vec3, dist: float,
+                         lw: wp.vec3, lpdf: float, is_delta: bool, adjoint: int):
     """:func:`light_sample_term_wp`'s term, then its factors: the BSDF value ``f`` and ``|cos| w`` (the term is
     ``(f |cos| w) * lw`` per channel), zeros where the term is not counted. ``adjoint`` not 0: the shadow ray is
     traced also where the term is zero but has a derivative (``f`` or ``lw`` zero, the other not: a black
@@ -511,7 +513,13 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec
     if lpdf > 0.0 and wp.dot(ng, wi) * cos > 0.0:
         # (a light's wi is not always unit: a point light or area sample within MIN_LIGHT_DISTANCE, a spherical
         # triangle's sample of a tiny triangle; the BSDF sees it normalised, as the twin's, the cosine not)
-        f, bpdf = eval_pdf_unit_wp(n_u, unit_wp(wi), wo_u, p_eval, base, roughness, metallic, ior, specular)
+        f = wp.vec3(0.0, 0.0, 0.0)
+        bpdf = float(0.0)
+        if transmission > 0.0:  # KHR_materials_transmission: the light may be on either side
+            f, bpdf = transmission_eval_pdf_wp(n_u, unit_wp(wi), wo_u, base, roughness, metallic, ior, specular,
+                                               transmission)
+        else:
+            f, bpdf = eval_pdf_unit_wp(n_u, unit_wp(wi), wo_u, p_eval, base, roughness, metallic, ior, specular, 0.0)
         w = float(1.0)
         if not is_delta:
             w = power_heuristic_wp(lpdf, bpdf)
@@ -537,14 +545,14 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec
 @wp.func
 def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
                          n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
-                         metallic: float, ior: float, specular: float, wi: wp.vec3, dist: float, lw: wp.vec3,
-                         lpdf: float, is_delta: bool):
+                         metallic: float, ior: float, specular: float, transmission: float, wi: wp.vec3, dist: float,
+                         lw: wp.vec3, lpdf: float, is_delta: bool):
     """One light sample's next-event term at a surface vertex (no throughput): the BSDF (of the unit normal
     ``n_u`` and view ``wo_u``, ``p_eval`` as :func:`eval_pdf_unit_wp`, ``specular`` the ``KHR_materials_specular``
     weight) times ``|cos|`` times ``lw``, MIS-weighted unless ``is_delta``, zero where ``lpdf`` is not positive,
     ``wi`` is below the shading or geometric surface, or the shadow ray toward ``dist`` is blocked."""
     term, f, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic,
-                                           ior, specular, wi, dist, lw, lpdf, is_delta, 0)
+                                           ior, specular, transmission, wi, dist, lw, lpdf, is_delta, 0)
     return term
 
 
@@ -574,7 +582,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 face_part: wp.array(dtype=wp.int32),
                 part_base: wp.array(dtype=wp.vec3), part_metallic: wp.array(dtype=float),
                 part_roughness: wp.array(dtype=float), part_ior: wp.array(dtype=float),
-                part_specular: wp.array(dtype=float), part_emission: wp.array(dtype=wp.vec3),
+                part_specular: wp.array(dtype=float), part_transmission: wp.array(dtype=float),
+                part_emission: wp.array(dtype=wp.vec3),
                 part_double: wp.array(dtype=wp.int32),
                 part_emitter: wp.array(dtype=wp.int32),
                 uvs: wp.array(dtype=wp.vec2), uv_faces: wp.array(dtype=wp.int32),
@@ -724,6 +733,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
             metallic = wp.clamp(metallic * mr[2], 0.0, 1.0)
         ior = part_ior[part]
         specular = part_specular[part]
+        transmission = part_transmission[part]
         emission = part_emission[part]
         if tex_em >= 0:
             emission = _cw_mul(emission, texture_wp(tex_em, uv, tex_offset, tex_width, tex_height, tex_wrap, texels,
@@ -758,8 +768,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         p_like = float(0.0)
         p_eval = float(-1.0)  # (below 1e-6 the evaluation's clamped cosine differs: it computes its own)
         if depth + 1 < depth_limit:
-            p_like = specular_probability_wp(like, base, metallic, f0_dielectric_wp(ior), specular)
-            if like >= DOT_EPS:
+            p_like = specular_probability_wp(like, base, metallic, f0_dielectric_wp(ior), specular, 0.0)
+            if like >= DOT_EPS and transmission == 0.0:
                 p_eval = p_like
             nee = wp.vec3(0.0, 0.0, 0.0)
             for j in range(num_lights):
@@ -801,8 +811,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                     lw = light_value[j] * fall
                     per_value = fall
                 t_j, f_j, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base,
-                                                        roughness, metallic, ior, specular, wi, dist, lw, lpdf,
-                                                        is_delta, adjoint)
+                                                        roughness, metallic, ior, specular, transmission, wi, dist,
+                                                        lw, lpdf, is_delta, adjoint)
                 nee = nee + t_j
                 if adjoint != 0 and cos_w > 0.0:
                     bw = _cw_mul(dv, beta)
@@ -824,9 +834,19 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         if depth + 1 >= depth_limit:
             break
         # the next ray: a BSDF sample, then Russian roulette
-        wi, weight, pdf = sample_unit_wp(n_u, wo_u, p_like, base, roughness, metallic, ior, specular,
-                                       uniform_dim_wp(bounce_key, 0), uniform_dim_wp(bounce_key, 1),
-                                       uniform_dim_wp(bounce_key, 2))
+        u_lobe = uniform_dim_wp(bounce_key, 0)
+        u_dir0 = uniform_dim_wp(bounce_key, 1)
+        u_dir1 = uniform_dim_wp(bounce_key, 2)
+        delta = False  # (an index-matched boundary's pass-through: no MIS at the next vertex)
+        wi = wp.vec3(0.0, 0.0, 1.0)
+        weight = wp.vec3(0.0, 0.0, 0.0)
+        pdf = float(0.0)
+        if transmission > 0.0:
+            wi, weight, pdf, delta = transmission_sample_wp(n_u, wo_u, base, roughness, metallic, ior, specular,
+                                                            transmission, u_lobe, u_dir0, u_dir1)
+        else:
+            wi, weight, pdf = sample_unit_wp(n_u, wo_u, p_like, base, roughness, metallic, ior, specular, 0.0,
+                                             u_lobe, u_dir0, u_dir1)
         ok = pdf > 0.0 and (weight[0] > 0.0 or weight[1] > 0.0 or weight[2] > 0.0)
         new_beta = _cw_mul(beta, weight)
         if depth + 1 >= rr_depth:
@@ -838,7 +858,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         if not (ok and (new_beta[0] > 0.0 or new_beta[1] > 0.0 or new_beta[2] > 0.0)):
             break
         if adjoint != 0:  # the sample's BSDF value carries the radiance still to come
-            f_s, pdf_s = eval_pdf_unit_wp(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior, specular)
+            f_s, pdf_s = eval_pdf_unit_wp(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior, specular, 0.0)
             q = wp.vec3(0.0, 0.0, 0.0)  # the adjoint over the BSDF value
             for c in range(3):
                 if f_s[c] > 0.0:
@@ -856,6 +876,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         o = offset_origin_wp(x, ng, wi)
         prev_x = x
         prev_pdf = pdf
+        if delta:
+            prev_pdf = -1.0
         d = wi
     if adjoint == 2:
         release_vertices_wp(held, held_count, radiance, g_part, g_texels, tex_grad_rows, part_base, part_metallic,

@@ -44,7 +44,8 @@ class PathTables:
     Attributes:
         faces: ``[3 F]`` corner indices; ``normals``: ``[V, 3]`` (``[1, 3]`` zeros when ``has_normals`` is 0).
         face_part: ``[F]``; ``part_base`` ``[P, 3]``, ``part_metallic``, ``part_roughness``, ``part_ior``,
-            ``part_specular`` (``KHR_materials_specular``'s weight, clamped to [0, 1]) ``[P]``, ``part_emission``
+            ``part_specular`` (``KHR_materials_specular``'s weight, clamped to [0, 1]) ``[P]``,
+            ``part_transmission`` ``[P]`` (``KHR_materials_transmission``'s fraction; 0: opaque), ``part_emission``
             ``[P, 3]``, ``part_double`` ``[P]`` (1: double-sided),
             ``part_emitter`` ``[P]`` (the index of the part's area light in the light table, -1: none).
         uvs: ``[T, 2]`` texture coordinates; ``uv_faces``: ``[3 F]`` their corner indices; ``part_texture``
@@ -82,6 +83,7 @@ class PathTables:
     part_roughness: torch.Tensor
     part_ior: torch.Tensor
     part_specular: torch.Tensor
+    part_transmission: torch.Tensor
     part_emission: torch.Tensor
     part_double: torch.Tensor
     part_emitter: torch.Tensor
@@ -135,7 +137,7 @@ def _kernel_inputs(bvh: TriangleBVH, verts: torch.Tensor, t: PathTables, origins
     return [*bvh.query_handles(), as_warp(verts.contiguous(), v3), as_warp(t.faces), as_warp(t.normals, v3),
             t.has_normals,
             as_warp(t.face_part), as_warp(t.part_base, v3), as_warp(t.part_metallic), as_warp(t.part_roughness),
-            as_warp(t.part_ior), as_warp(t.part_specular), as_warp(t.part_emission, v3), as_warp(t.part_double),
+            as_warp(t.part_ior), as_warp(t.part_specular), as_warp(t.part_transmission), as_warp(t.part_emission, v3), as_warp(t.part_double),
             as_warp(t.part_emitter),
             as_warp(t.uvs, wp.vec2), as_warp(t.uv_faces), as_warp(t.part_texture),
             as_warp(t.part_mr_texture), as_warp(t.part_emissive_texture), as_warp(t.tex_offset),

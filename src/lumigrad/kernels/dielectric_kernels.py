@@ -1,0 +1,233 @@
+"""The fused kernels' transmitting glTF BSDF in Warp (float32): the rough dielectric of Walter et al. 2007 with
+GGX and exact Fresnel, and ``KHR_materials_transmission``'s mixture of it with the opaque model.
+
+The float32 twins of :mod:`lumigrad.shading.dielectric` (``fresnel_dielectric_unchecked``,
+``rough_dielectric_unchecked``, ``rough_dielectric_pdf_unchecked``, ``rough_dielectric_sample_unchecked``, radiance
+mode) and :class:`lumigrad.shading.transmission.MetallicRoughnessTransmissionBSDF` (the PyTorch code is the
+reference): the same operations in the same order, on unit vectors (the path kernel's normal and view; directions
+normalised where they are made). Conventions: ``n`` points to the exterior, ``ior`` is interior / exterior (the
+material's: the kernel renders no nested media), either side may hold ``wo``.
+"""
+
+from __future__ import annotations
+
+import warp as wp
+
+from .bsdf_kernels import (_ALPHA_MIN, _ggx_visible_normal, _local_frame, eval_pdf_unit_wp, f0_dielectric_wp,
+                           normalize_floor_wp, sample_unit_wp, specular_probability_wp)
+
+wp.set_module_options({"enable_backward": False})
+
+#: ``lumigrad.shading.dielectric._EPS``.
+_EPS = wp.constant(1.0e-12)
+#: ``lumigrad.shading.transmission.INDEX_MATCHED_TOLERANCE``.
+INDEX_MATCHED_TOLERANCE = wp.constant(1.0e-4)
+
+
+@wp.func
+def _sign(x: float):
+    out = float(1.0)
+    if x < 0.0:
+        out = -1.0
+    return out
+
+
+@wp.func
+def fresnel_dielectric_wp(cos_i: float, eta: float):
+    """``(F, cos_t, eta_it, eta_ti)``: exact unpolarised Fresnel reflectance at incidence cosine ``cos_i`` (either
+    side; ``eta`` interior / exterior), the refracted cosine (opposite sign to ``cos_i``; 0 at total internal
+    reflection) and the relative indices."""
+    outside = cos_i >= 0.0
+    inv = 1.0 / eta
+    eta_it = inv
+    eta_ti = eta
+    if outside:
+        eta_it = eta
+        eta_ti = inv
+    c = wp.min(wp.abs(cos_i), 1.0)
+    cos_t_sqr = 1.0 - eta_ti * eta_ti * (1.0 - c * c)
+    tir = cos_t_sqr <= 0.0
+    ct = float(0.0)
+    if not tir:
+        ct = wp.sqrt(cos_t_sqr)
+    den_s = c + eta_it * ct
+    den_p = eta_it * c + ct
+    f = float(0.0)
+    if den_s > 0.0 and den_p > 0.0:
+        r_s = (c - eta_it * ct) / den_s
+        r_p = (eta_it * c - ct) / den_p
+        f = 0.5 * (r_s * r_s + r_p * r_p)
+    if tir:
+        f = 1.0
+    if eta_it == 1.0:
+        f = 0.0
+    cos_t = ct
+    if outside:
+        cos_t = -ct
+    return f, cos_t, eta_it, eta_ti
+
+
+@wp.func
+def _ggx_d(n_h: float, a2: float):
+    nh2 = n_h * n_h
+    d = (1.0 - nh2) + nh2 * a2
+    return a2 / (wp.pi * d * d)
+
+
+@wp.func
+def _smith_g1(cos_v: float, v_dot_h: float, a2: float):
+    c = wp.abs(cos_v)
+    g1 = 2.0 * c / wp.max(c + wp.sqrt(a2 + (1.0 - a2) * c * c), _EPS)
+    out = float(0.0)
+    if v_dot_h * cos_v > 0.0:
+        out = g1
+    return out
+
+
+@wp.func
+def rough_dielectric_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, alpha: float, eta: float):
+    """``(f, pdf)`` of the rough dielectric (``rough_dielectric_unchecked`` and its pdf, radiance mode) at unit
+    ``n, wi, wo``: reflection ``F D G / (4 |n.wo| |n.wi|)``, refraction ``(1 - F) D G |wo.h| |wi.h| / (|n.wo|
+    |n.wi| (wo.h + eta' wi.h)^2)``; visible-normal density times the reflection or refraction Jacobian and its
+    Fresnel probability. Zero where a direction lies on the surface, a direction sees the microfacet's back, or
+    the refraction's half vector degenerates."""
+    cos_o = wp.dot(n, wo)
+    cos_i = wp.dot(n, wi)
+    reflect = cos_o * cos_i > 0.0
+    eta_p = 1.0 / eta
+    if cos_o > 0.0:
+        eta_p = eta
+    scale = eta_p
+    if reflect:
+        scale = 1.0
+    h = wo + wi * scale
+    h_len2 = wp.dot(h, h)
+    h = h / wp.sqrt(wp.max(h_len2, 1.0e-30))
+    h = h * _sign(wp.dot(n, h))
+    wo_h = wp.dot(wo, h)
+    wi_h = wp.dot(wi, h)
+    den = wo_h + eta_p * wi_h
+    valid = cos_o != 0.0 and cos_i != 0.0 and h_len2 > 0.0 and wo_h * cos_o > 0.0 and wi_h * cos_i > 0.0
+    valid = valid and (reflect or wp.abs(den) > 1.0e-7)
+    f = float(0.0)
+    pdf = float(0.0)
+    if valid:
+        n_h = wp.dot(n, h)
+        a2 = alpha * alpha
+        d = _ggx_d(n_h, a2)
+        g = _smith_g1(cos_o, wo_h, a2) * _smith_g1(cos_i, wi_h, a2)
+        fres, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(wp.clamp(wo_h, -1.0, 1.0), eta)
+        co = wp.max(wp.abs(cos_o), _EPS)
+        ci = wp.max(wp.abs(cos_i), _EPS)
+        den2 = wp.max(den * den, _EPS)
+        co_raw = wp.abs(cos_o)
+        pdf_h = 2.0 * d * wp.abs(wo_h) / wp.max(co_raw + wp.sqrt(a2 + (1.0 - a2) * co_raw * co_raw), _EPS)
+        if reflect:
+            f = fres * d * g / (4.0 * co * ci)
+            pdf = pdf_h * (fres / (4.0 * wp.max(wp.abs(wi_h), _EPS)))
+        else:
+            f = (1.0 - fres) * d * g * wp.abs(wo_h * wi_h) / (co * ci * den2)
+            pdf = pdf_h * ((1.0 - fres) * eta_p * eta_p * wp.abs(wi_h) / den2)
+    return f, pdf
+
+
+@wp.func
+def rough_dielectric_direction_wp(n: wp.vec3, wo: wp.vec3, alpha: float, eta: float, u_choice: float, u0: float,
+                                  u1: float):
+    """``rough_dielectric_sample_unchecked``'s direction at unit ``n, wo``: a GGX normal visible from ``wo``
+    (flipped to the normal's side) from ``u0, u1``, then reflection where ``u_choice < F`` (or at total internal
+    reflection), else refraction; ``(wi, ok)`` with ``ok`` False for a reflection through the surface or a
+    refraction that does not cross it (the caller also requires a positive density)."""
+    t, b = _local_frame(n)
+    wo_l = wp.vec3(wp.dot(wo, t), wp.dot(wo, b), wp.dot(wo, n))
+    side = _sign(wo_l[2])
+    h = _ggx_visible_normal(wo_l * side, alpha, u0, u1)
+    wo_h = wp.dot(wo_l, h)
+    fres, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(wp.clamp(wo_h, -1.0, 1.0), eta)
+    reflect = u_choice < fres or fres >= 1.0
+    wi_l = h * (wo_h * eta_ti + cos_t) - wo_l * eta_ti
+    if reflect:
+        wi_l = 2.0 * wo_h * h - wo_l
+    wi = normalize_floor_wp(wi_l[0] * t + wi_l[1] * b + wi_l[2] * n)
+    crosses = wi_l[2] * wo_l[2] < 0.0
+    ok = crosses
+    if reflect:
+        ok = (not crosses) and wi_l[2] != 0.0
+    ok = ok and wo_l[2] != 0.0
+    return wi, ok
+
+
+@wp.func
+def index_matched_wp(ior: float):
+    """The boundary does not bend light: ``|ior - 1| < INDEX_MATCHED_TOLERANCE``."""
+    return wp.abs(ior - 1.0) < INDEX_MATCHED_TOLERANCE
+
+
+@wp.func
+def transmission_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: float,
+                             metallic: float, ior: float, specular: float, transmission: float):
+    """``(f [3], pdf)`` of ``MetallicRoughnessTransmissionBSDF`` at unit ``n, wi, wo``: the opaque model with its
+    dielectric layer weighted by ``1 - transmission``, plus ``w = (1 - metallic) transmission`` times the rough
+    dielectric (``alpha = max(roughness^2, 1e-3)``, none at an index-matched boundary), its refraction tinted
+    by ``base``; the density ``(1 - w) opaque + w dielectric``."""
+    f_o, pdf_o = eval_pdf_unit_wp(n, wi, wo, -1.0, base, roughness, metallic, ior, specular, transmission)
+    w = (1.0 - metallic) * transmission
+    alpha = wp.max(roughness * roughness, _ALPHA_MIN)
+    f_g = float(0.0)
+    pdf_g = float(0.0)
+    if not index_matched_wp(ior):
+        f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, alpha, ior)
+    tint = wp.vec3(1.0, 1.0, 1.0)
+    if wp.dot(n, wi) * wp.dot(n, wo) < 0.0:
+        tint = base
+    f = f_o + (w * f_g) * tint
+    return f, (1.0 - w) * pdf_o + w * pdf_g
+
+
+@wp.func
+def transmission_sample_wp(n: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: float, metallic: float, ior: float,
+                           specular: float, transmission: float, u_lobe: float, u0: float, u1: float):
+    """``MetallicRoughnessTransmissionBSDF.sample`` at unit ``n, wo``: ``(wi, weight [3], pdf, delta)``.
+    ``u_lobe < w`` samples the dielectric (``u_lobe / w`` choosing reflection or refraction), otherwise the
+    opaque model (with ``(u_lobe - w) / (1 - w)``); the weight is ``f |n.wi| / pdf`` of the mixture. At an
+    index-matched boundary the dielectric is a delta passing straight through (``wi = -wo``, weight ``base``,
+    pdf ``w``, ``delta`` True)."""
+    w = (1.0 - metallic) * transmission
+    p = w
+    glass = u_lobe < p
+    wi = wp.vec3(0.0, 0.0, 1.0)
+    valid = False
+    if glass:
+        u_glass = float(0.0)
+        if p > 0.0:
+            u_glass = u_lobe / p
+        wi, ok = rough_dielectric_direction_wp(n, wo, wp.max(roughness * roughness, _ALPHA_MIN), ior,
+                                               wp.clamp(u_glass, 0.0, 1.0), u0, u1)
+        if ok:
+            f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, wp.max(roughness * roughness, _ALPHA_MIN), ior)
+            valid = pdf_g > 0.0
+    else:
+        u_opaque = float(0.0)
+        if p < 1.0:
+            u_opaque = (u_lobe - p) / (1.0 - p)
+        p_spec = specular_probability_wp(wp.dot(n, wo), base, metallic, f0_dielectric_wp(ior), specular,
+                                         transmission)
+        wi_o, weight_o, pdf_o = sample_unit_wp(n, wo, p_spec, base, roughness, metallic, ior, specular,
+                                               transmission, u_opaque, u0, u1)
+        wi = wi_o
+        valid = pdf_o > 0.0
+    f, pdf = transmission_eval_pdf_wp(n, wi, wo, base, roughness, metallic, ior, specular, transmission)
+    ok = valid and pdf > 0.0
+    weight = wp.vec3(0.0, 0.0, 0.0)
+    if ok:
+        weight = f * wp.abs(wp.dot(n, wi)) / pdf
+    delta = False
+    if glass and index_matched_wp(ior):
+        wi = -wo
+        weight = base
+        pdf = p
+        ok = ok or p > 0.0
+        delta = ok
+    if not ok:
+        pdf = 0.0
+    return wi, weight, pdf, delta
