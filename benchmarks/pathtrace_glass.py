@@ -1,0 +1,126 @@
+"""Path tracing glass: a rough glass ball under a sky, on the fused kernel, on the PyTorch transport and in Mitsuba 3.
+
+The scene of ``tests/integrators/test_path_vs_mitsuba.py``'s glass case: an icosphere (level 3) of
+``KHR_materials_transmission`` glass (transmission 1, ior 1.5, roughness 0.3: Mitsuba's ``roughdielectric``, GGX,
+alpha 0.09) lit by a smooth procedural sky (blue to white, a dark ground, a broad warm blob), seen from the front.
+Rows, each the median of ``--repeats`` after a warm-up, with the peak memory of one call and the mean pixel:
+
+* lumigrad ``forward`` on the fused Warp kernel (``use_fused_kernel=True``, the default) and on the PyTorch
+  transport (``use_fused_kernel=False``), alternated call by call;
+* lumigrad ``forward + IOR gradient`` (the gradient of the mean pixel w.r.t. the glass's ior: the fused primal, then
+  the PyTorch replay, as every transmissive scene's backward pass);
+* Mitsuba 3 ``path`` forward (``llvm_ad_rgb`` on the CPU; ``bash benchmarks/setup_mitsuba.sh``; ``--no-mitsuba``
+  skips it), at the same spp and depth, timed after ``dr.eval`` / ``dr.sync_thread``.
+
+Prints a markdown table; ``main(argv)`` returns its rows (the smoke test's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+import lumigrad as lg
+from lumigrad.app.benchmarking import median, peak_memory, time_call
+from lumigrad.shading import Material
+
+
+def sky(H: int = 16, W: int = 32) -> torch.Tensor:
+    """A smooth, asymmetric environment map ``[H, W, 3]``: a blue-to-white sky, a dark ground, a broad warm blob."""
+    v = (torch.arange(H, dtype=torch.float64) + 0.5) / H
+    u = (torch.arange(W, dtype=torch.float64) + 0.5) / W
+    vv, uu = torch.meshgrid(v, u, indexing="ij")
+    upper = torch.stack([0.3 + 0.5 * vv, 0.5 + 0.4 * vv, 1.0 - 0.2 * vv], -1) * (vv < 0.5)[..., None]
+    ground = torch.tensor([0.25, 0.2, 0.15], dtype=torch.float64) * (vv >= 0.5)[..., None]
+    blob = torch.exp(-(((uu - 0.3) / 0.1) ** 2 + ((vv - 0.3) / 0.12) ** 2))[..., None] \
+        * torch.tensor([3.0, 2.4, 1.6], dtype=torch.float64)
+    return (upper + ground + blob).float()
+
+
+def glass_scene(ior=1.5) -> lg.Scene:
+    verts, faces = lg.geometry.icosphere(3)
+    glass = Material(base_color_factor=torch.ones(4), metallic_factor=0.0, roughness_factor=0.3, ior=ior,
+                     transmission_factor=1.0)
+    scene = lg.Scene()
+    scene.add_mesh("ball", lg.SceneMesh(verts, faces, glass))
+    scene.add_light("sky", lg.EnvironmentLight(sky()))
+    return scene
+
+
+def camera(size: int) -> lg.Camera:
+    return lg.Camera.look_at([0.0, 0.4, -3.0], [0.0, 0.0, 0.0], fov_y=0.6, width=size, height=size)
+
+
+def _mitsuba_row(scene, cam, settings, spp, repeats):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _mitsuba_peer as peer
+
+    ok, why = peer.available()
+    if not ok:
+        return None, why
+    peer.use_variant()
+    mi, _ = peer._load()
+    mscene = mi.load_dict(peer.scene_dict(scene, cam, integrator={"type": "path", **settings}))
+    image = peer.render_numpy(mscene, spp)  # warm-up (JIT)
+    seconds = median(peer._timed(lambda: peer._sync(mi.render(mscene, spp=spp, seed=0)), repeats))
+    _, grow, _ = peer.peak_rss_growth(lambda: peer._sync(mi.render(mscene, spp=spp, seed=0)))
+    return dict(renderer=f"Mitsuba {mi.__version__} (llvm_ad_rgb)", what="forward (`path`, `roughdielectric`)",
+                seconds=seconds, mib=grow / 2**20, mean=float(image.mean())), why
+
+
+def main(argv=None) -> list:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--spp", type=int, default=16)
+    p.add_argument("--max-depth", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--no-mitsuba", action="store_true", help="lumigrad's rows only")
+    args = p.parse_args(argv)
+    scene, cam = glass_scene(), camera(args.size)
+    settings = dict(integrator="path", spp=args.spp, max_depth=args.max_depth)
+    rows = []
+    calls = {}
+    for fused in (True, False):
+        def forward(fused=fused):
+            with torch.no_grad():
+                return lg.render(scene, cam, **settings, use_fused_kernel=fused).rgb
+        calls[fused] = forward
+    images = {k: fn() for k, fn in calls.items()}  # warm-up
+    times = {k: [] for k in calls}
+    for _ in range(args.repeats):
+        for k, fn in calls.items():
+            times[k] += time_call(fn, 1, warmup=0)
+    for k, fn in calls.items():
+        rows.append(dict(renderer="lumigrad", what="forward, " + ("fused kernel" if k else "PyTorch transport"),
+                         seconds=median(times[k]), mib=peak_memory(fn)[0], mean=float(images[k].mean())))
+    ior = torch.tensor(1.5, requires_grad=True)
+    grad_scene = glass_scene(ior)
+
+    def gradient():
+        ior.grad = None
+        lg.render(grad_scene, cam, **settings).rgb.mean().backward()
+        return float(ior.grad)
+
+    value = gradient()
+    rows.append(dict(renderer="lumigrad", what=f"forward + IOR gradient (fused primal, PyTorch replay; d mean / d ior "
+                     f"{value:.4f})", seconds=median(time_call(gradient, args.repeats, warmup=0)),
+                     mib=peak_memory(gradient)[0], mean=value))
+    why = "skipped (--no-mitsuba)"
+    if not args.no_mitsuba:
+        row, why = _mitsuba_row(scene, cam, {"max_depth": args.max_depth}, args.spp, args.repeats)
+        if row is not None:
+            rows.append(row)
+    print(f"lumigrad {lg.__version__} | torch {torch.__version__} | {torch.get_num_threads()} threads | "
+          f"{args.size}^2, {args.spp} spp, depth {args.max_depth} | Mitsuba: {why}")
+    print("| renderer | what | median s | peak MiB | mean pixel (or gradient) |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['renderer']} | {r['what']} | {r['seconds']:.3f} | {r['mib']:.0f} | {r['mean']:.5f} |")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
