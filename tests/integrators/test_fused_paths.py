@@ -325,6 +325,10 @@ def test_unsupported_scenes_fall_back_and_say_why():
     milk = HomogeneousMedium(sigma_a=torch.tensor([0.1, 0.1, 0.1]), sigma_s=torch.tensor([1.0, 1.0, 1.0]))
     glass.meshes["floor"].material.interior = milk
     assert "medium" in fused_unsupported(_trace_scene(glass))
+    opaque = lg.Scene()  # an opaque part's medium is never entered (the twin builds no media table): the kernel's
+    opaque.add_mesh("floor", lg.SceneMesh(v, f, Material(interior=milk)))
+    opaque.add_light("sun", lg.DirectionalLight(torch.tensor([0.0, -1.0, 0.0])))
+    assert fused_unsupported(_trace_scene(opaque)) is None
     sky = lg.Scene()
     sky.add_mesh("floor", lg.SceneMesh(v, f, Material()))
     sky.add_light("sky", lg.EnvironmentLight(torch.ones(4, 8, 1)))
@@ -434,4 +438,14 @@ def test_a_normal_map_on_a_curved_part_is_applied_after_the_facing_bend():
     cam = lg.Camera.look_at([0.45, 0.0, 3.0], [0.45, 0.0, 0.0], fov_y=0.08, width=16, height=16)
     fused, torch_, rel = _compare(scene, cam, max_depth=3, rr_depth=5, seed=5)
     assert float(torch_.mean()) > 1e-3
+    assert float((rel > RAY_RTOL).float().mean()) <= BRANCH_FRACTION
+
+
+def test_a_transmission_pushed_below_zero_traces_as_in_the_twin():
+    """An optimiser may push a transmission factor out of [0, 1] (``Material`` checks it only when built): the
+    kernel applies it as the twin does, whatever its sign."""
+    scene, cam = _partial_glass()
+    scene.meshes["ball"].material.transmission_factor = torch.tensor(-0.05)
+    fused, torch_, rel = _compare(scene, cam, max_depth=8, rr_depth=3, seed=12345)
+    assert float(torch_.mean()) > 0.01
     assert float((rel > RAY_RTOL).float().mean()) <= BRANCH_FRACTION

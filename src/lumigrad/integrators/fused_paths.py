@@ -80,7 +80,7 @@ def fused_unsupported(ts: TraceScene) -> Optional[str]:
     if env is not None and (env.radiance.dim() != 3 or env.radiance.shape[-1] != 3):
         return "the environment map is not one [H, W, 3] map"
     for k, m in enumerate(ts.materials):
-        if getattr(m, "interior", None) is not None or getattr(m, "exterior", None) is not None:
+        if ts.transmissive and (getattr(m, "interior", None) is not None or getattr(m, "exterior", None) is not None):
             return f"part {k}'s material bounds a medium (media are not in the kernel)"
         if m.transmission_factor.numel() != 1:
             return f"part {k}'s transmission is not one number"

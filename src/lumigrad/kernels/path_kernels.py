@@ -515,7 +515,7 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec
         # triangle's sample of a tiny triangle; the BSDF sees it normalised, as the twin's, the cosine not)
         f = wp.vec3(0.0, 0.0, 0.0)
         bpdf = float(0.0)
-        if transmission > 0.0:  # KHR_materials_transmission: the light may be on either side
+        if transmission != 0.0:  # KHR_materials_transmission: the light may be on either side
             f, bpdf = transmission_eval_pdf_wp(n_u, unit_wp(wi), wo_u, base, roughness, metallic, ior, specular,
                                                transmission)
         else:
@@ -841,7 +841,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         wi = wp.vec3(0.0, 0.0, 1.0)
         weight = wp.vec3(0.0, 0.0, 0.0)
         pdf = float(0.0)
-        if transmission > 0.0:
+        if transmission != 0.0:  # (as the twin, whatever its sign: an optimiser may push it out of [0, 1])
             wi, weight, pdf, delta = transmission_sample_wp(n_u, wo_u, base, roughness, metallic, ior, specular,
                                                             transmission, u_lobe, u_dir0, u_dir1)
         else:

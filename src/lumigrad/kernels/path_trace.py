@@ -225,6 +225,8 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
     **Differentiability:** none (this is the adjoint; :mod:`lumigrad.integrators.fused_adjoint` chains it).
     """
     device = verts.device
+    if bool((tables.part_transmission != 0).any()):  # (the adjoint's BSDF derivatives are the opaque model's)
+        raise ValueError("replay_paths_tables: a part transmits (glass); its gradients replay on PyTorch")
     if radiance is None and device.type != "cpu":
         raise ValueError("replay_paths_tables: radiance=None (one pass) runs on the CPU only; give the primal's")
     if radiance is None and getattr(wp.config, "enable_cpu_blocks", False):
