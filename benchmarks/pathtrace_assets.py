@@ -19,12 +19,16 @@ the peer on the Cornell box). Prints a markdown table; ``main(argv)`` returns it
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 
 import lumigrad as lg
 from lumigrad.app.benchmarking import median, peak_memory, time_call
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _transports import forward_by_transport  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -47,21 +51,11 @@ def framing_camera(scene: lg.Scene, size: int) -> lg.Camera:
 
 
 def _forward_rows(asset, scene, cam, settings, repeats):
-    calls = {}
-    for fused in (True, False):
-        def forward(fused=fused):
-            with torch.no_grad():
-                return lg.render(scene, cam, **settings, use_fused_kernel=fused).rgb
-        calls[fused] = forward
-    images = {k: fn() for k, fn in calls.items()}  # warm-up (compiles, BVH)
-    times = {k: [] for k in calls}
-    for _ in range(repeats):
-        for k, fn in calls.items():
-            times[k] += time_call(fn, 1, warmup=0)
-    diff = float((images[True] - images[False]).abs().max())
+    runs = forward_by_transport(scene, cam, settings, repeats)
+    diff = float((runs[True]["image"] - runs[False]["image"]).abs().max())
     return [dict(asset=asset, what="forward", engine="fused kernel" if k else "PyTorch transport",
-                 seconds=median(times[k]), mib=peak_memory(fn)[0], mean=float(images[k].mean()), diff=diff)
-            for k, fn in calls.items()]
+                 seconds=r["seconds"], mib=r["mib"], mean=float(r["image"].mean()), diff=diff)
+            for k, r in runs.items()]
 
 
 def _gradient_rows(asset, scene, cam, settings, repeats):

@@ -27,6 +27,9 @@ import lumigrad as lg
 from lumigrad.app.benchmarking import median, peak_memory, time_call
 from lumigrad.shading import Material
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _transports import forward_by_transport  # noqa: E402
+
 
 def sky(H: int = 16, W: int = 32) -> torch.Tensor:
     """A smooth, asymmetric environment map ``[H, W, 3]``: a blue-to-white sky, a dark ground, a broad warm blob."""
@@ -55,7 +58,6 @@ def camera(size: int) -> lg.Camera:
 
 
 def _mitsuba_row(scene, cam, settings, spp, repeats):
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import _mitsuba_peer as peer
 
     ok, why = peer.available()
@@ -82,20 +84,9 @@ def main(argv=None) -> list:
     scene, cam = glass_scene(), camera(args.size)
     settings = dict(integrator="path", spp=args.spp, max_depth=args.max_depth)
     rows = []
-    calls = {}
-    for fused in (True, False):
-        def forward(fused=fused):
-            with torch.no_grad():
-                return lg.render(scene, cam, **settings, use_fused_kernel=fused).rgb
-        calls[fused] = forward
-    images = {k: fn() for k, fn in calls.items()}  # warm-up
-    times = {k: [] for k in calls}
-    for _ in range(args.repeats):
-        for k, fn in calls.items():
-            times[k] += time_call(fn, 1, warmup=0)
-    for k, fn in calls.items():
+    for k, r in forward_by_transport(scene, cam, settings, args.repeats).items():
         rows.append(dict(renderer="lumigrad", what="forward, " + ("fused kernel" if k else "PyTorch transport"),
-                         seconds=median(times[k]), mib=peak_memory(fn)[0], mean=float(images[k].mean())))
+                         seconds=r["seconds"], mib=r["mib"], mean=float(r["image"].mean())))
     ior = torch.tensor(1.5, requires_grad=True)
     grad_scene = glass_scene(ior)
 
