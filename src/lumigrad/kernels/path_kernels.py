@@ -610,7 +610,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 radiance_in: wp.array(dtype=wp.vec3), v_in: wp.array(dtype=wp.vec3),
                 g_part: wp.array2d(dtype=wp.float64), g_light: wp.array2d(dtype=wp.float64),
                 g_tri: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(dtype=wp.float64),
-                tex_grad_rows: wp.array(dtype=wp.int32), g_env: wp.array2d(dtype=wp.float64), want_env: int, held: wp.array2d(dtype=float)):
+                tex_grad_rows: wp.array(dtype=wp.int32), g_env: wp.array2d(dtype=wp.float64), want_env: int,
+                held: wp.array2d(dtype=float)):
     """Radiance of ray ``offset + tid`` (see the module docstring); ``out_hit``: its first ray hit a surface.
 
     ``adjoint`` 1: also path replay backpropagation of the material and light values. The path is traced again
