@@ -14,7 +14,7 @@ import warp as wp
 
 wp.set_module_options({"enable_backward": False})
 
-_ALPHA_MIN = wp.constant(1.0e-3)
+ALPHA_MIN = wp.constant(1.0e-3)
 DOT_EPS = wp.constant(1.0e-6)
 FLOOR = wp.constant(1.0e-30)
 
@@ -132,7 +132,7 @@ def eval_pdf_unit_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: float, 
             nv = wp.clamp(nv_raw, DOT_EPS, 1.0)
             sin2_h, vh = _half_vector_terms(n, wi, wo)
             f0_d = f0_dielectric_wp(ior)
-            alpha = wp.max(roughness * roughness, _ALPHA_MIN)
+            alpha = wp.max(roughness * roughness, ALPHA_MIN)
             a2 = alpha * alpha
             q = a2 + sin2_h * (1.0 - a2)
             dist = a2 / (wp.pi * q * q)
@@ -155,7 +155,9 @@ def eval_pdf_unit_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: float, 
 
 
 @wp.func
-def _local_frame(n: wp.vec3):
+def local_frame_wp(n: wp.vec3):
+    """Unit tangents ``(t, b)`` making ``(t, b, n)`` a right-handed frame of unit ``n`` (Duff et al. 2017; the twin
+    of ``lumigrad.shading.warps.local_frame``)."""
     s = float(1.0)  # copysign(1, n_z)
     if n[2] < 0.0:
         s = -1.0
@@ -167,7 +169,9 @@ def _local_frame(n: wp.vec3):
 
 
 @wp.func
-def _ggx_visible_normal(wo: wp.vec3, alpha: float, u0: float, u1: float):
+def ggx_visible_normal_wp(wo: wp.vec3, alpha: float, u0: float, u1: float):
+    """A GGX normal of width ``alpha`` visible from the local unit ``wo`` (Heitz 2018; the twin of
+    ``lumigrad.shading.warps.ggx_visible_normal``) from uniform ``u0, u1``."""
     vh = normalize_floor_wp(wp.vec3(alpha * wo[0], alpha * wo[1], wo[2]))
     lensq = vh[0] * vh[0] + vh[1] * vh[1]
     t1 = wp.vec3(1.0, 0.0, 0.0)
@@ -202,11 +206,11 @@ def sample_unit_wp(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughn
                  ior: float, specular: float, transmission: float, u_lobe: float, u0: float, u1: float):
     """:func:`bsdf_sample_wp` of ``n`` and ``wo`` already through ``_unit`` and the specular lobe's probability
     ``p_spec`` at ``n . wo`` already known."""
-    t, b = _local_frame(n)
+    t, b = local_frame_wp(n)
     wo_local = wp.vec3(wp.dot(wo, t), wp.dot(wo, b), wp.dot(wo, n))
     wi_local = wp.vec3()
     if u_lobe < p_spec:
-        h = _ggx_visible_normal(wo_local, wp.max(roughness * roughness, _ALPHA_MIN), u0, u1)
+        h = ggx_visible_normal_wp(wo_local, wp.max(roughness * roughness, ALPHA_MIN), u0, u1)
         wi_local = 2.0 * wp.dot(wo_local, h) * h - wo_local
     else:
         r = wp.sqrt(u0)
@@ -250,8 +254,8 @@ def bsdf_param_grads_wp(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, base: wp.vec3, 
         f0_d = r * r
         alpha = roughness * roughness
         d_alpha = 2.0 * roughness
-        if not (alpha > _ALPHA_MIN):
-            alpha = _ALPHA_MIN
+        if not (alpha > ALPHA_MIN):
+            alpha = ALPHA_MIN
             d_alpha = 0.0
         a2 = alpha * alpha
         q = a2 + sin2_h * (1.0 - a2)

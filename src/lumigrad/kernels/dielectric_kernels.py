@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warp as wp
 
-from .bsdf_kernels import (_ALPHA_MIN, _ggx_visible_normal, _local_frame, eval_pdf_unit_wp, f0_dielectric_wp,
+from .bsdf_kernels import (ALPHA_MIN, ggx_visible_normal_wp, local_frame_wp, eval_pdf_unit_wp, f0_dielectric_wp,
                            normalize_floor_wp, sample_unit_wp, specular_probability_wp)
 
 wp.set_module_options({"enable_backward": False})
@@ -138,10 +138,10 @@ def rough_dielectric_direction_wp(n: wp.vec3, wo: wp.vec3, alpha: float, eta: fl
     (flipped to the normal's side) from ``u0, u1``, then reflection where ``u_choice < F`` (or at total internal
     reflection), else refraction; ``(wi, ok)`` with ``ok`` False for a reflection through the surface or a
     refraction that does not cross it (the caller also requires a positive density)."""
-    t, b = _local_frame(n)
+    t, b = local_frame_wp(n)
     wo_l = wp.vec3(wp.dot(wo, t), wp.dot(wo, b), wp.dot(wo, n))
     side = _sign(wo_l[2])
-    h = _ggx_visible_normal(wo_l * side, alpha, u0, u1)
+    h = ggx_visible_normal_wp(wo_l * side, alpha, u0, u1)
     wo_h = wp.dot(wo_l, h)
     fres, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(wp.clamp(wo_h, -1.0, 1.0), eta)
     reflect = u_choice < fres or fres >= 1.0
@@ -172,7 +172,7 @@ def transmission_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, base: wp.vec3
     by ``base``; the density ``(1 - w) opaque + w dielectric``."""
     f_o, pdf_o = eval_pdf_unit_wp(n, wi, wo, -1.0, base, roughness, metallic, ior, specular, transmission)
     w = (1.0 - metallic) * transmission
-    alpha = wp.max(roughness * roughness, _ALPHA_MIN)
+    alpha = wp.max(roughness * roughness, ALPHA_MIN)
     f_g = float(0.0)
     pdf_g = float(0.0)
     if not index_matched_wp(ior):
@@ -201,10 +201,10 @@ def transmission_sample_wp(n: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: fl
         u_glass = float(0.0)
         if p > 0.0:
             u_glass = u_lobe / p
-        wi, ok = rough_dielectric_direction_wp(n, wo, wp.max(roughness * roughness, _ALPHA_MIN), ior,
+        wi, ok = rough_dielectric_direction_wp(n, wo, wp.max(roughness * roughness, ALPHA_MIN), ior,
                                                wp.clamp(u_glass, 0.0, 1.0), u0, u1)
         if ok:
-            f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, wp.max(roughness * roughness, _ALPHA_MIN), ior)
+            f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, wp.max(roughness * roughness, ALPHA_MIN), ior)
             valid = pdf_g > 0.0
     else:
         u_opaque = float(0.0)
