@@ -164,6 +164,23 @@ def index_matched_wp(ior: float):
 
 
 @wp.func
+def _mixture_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, base: wp.vec3, metallic: float, ior: float,
+                transmission: float, f_o: wp.vec3, pdf_o: float, f_g: float, pdf_g: float):
+    """:func:`transmission_eval_pdf_wp` from the opaque model's ``(f_o, pdf_o)`` and the rough dielectric's
+    ``(f_g, pdf_g)`` at the same directions (the dielectric's taken as 0 at an index-matched boundary)."""
+    w = (1.0 - metallic) * transmission
+    g = f_g
+    pdf_d = pdf_g
+    if index_matched_wp(ior):
+        g = 0.0
+        pdf_d = 0.0
+    tint = wp.vec3(1.0, 1.0, 1.0)
+    if wp.dot(n, wi) * wp.dot(n, wo) < 0.0:
+        tint = base
+    return f_o + (w * g) * tint, (1.0 - w) * pdf_o + w * pdf_d
+
+
+@wp.func
 def transmission_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: float,
                              metallic: float, ior: float, specular: float, transmission: float):
     """``(f [3], pdf)`` of ``MetallicRoughnessTransmissionBSDF`` at unit ``n, wi, wo``: the opaque model with its
@@ -171,17 +188,11 @@ def transmission_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, base: wp.vec3
     dielectric (``alpha = max(roughness^2, 1e-3)``, none at an index-matched boundary), its refraction tinted
     by ``base``; the density ``(1 - w) opaque + w dielectric``."""
     f_o, pdf_o = eval_pdf_unit_wp(n, wi, wo, -1.0, base, roughness, metallic, ior, specular, transmission)
-    w = (1.0 - metallic) * transmission
-    alpha = wp.max(roughness * roughness, ALPHA_MIN)
     f_g = float(0.0)
     pdf_g = float(0.0)
     if not index_matched_wp(ior):
-        f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, alpha, ior)
-    tint = wp.vec3(1.0, 1.0, 1.0)
-    if wp.dot(n, wi) * wp.dot(n, wo) < 0.0:
-        tint = base
-    f = f_o + (w * f_g) * tint
-    return f, (1.0 - w) * pdf_o + w * pdf_g
+        f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, wp.max(roughness * roughness, ALPHA_MIN), ior)
+    return _mixture_wp(n, wi, wo, base, metallic, ior, transmission, f_o, pdf_o, f_g, pdf_g)
 
 
 @wp.func
@@ -191,20 +202,25 @@ def transmission_sample_wp(n: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: fl
     ``u_lobe < w`` samples the dielectric (``u_lobe / w`` choosing reflection or refraction), otherwise the
     opaque model (with ``(u_lobe - w) / (1 - w)``); the weight is ``f |n.wi| / pdf`` of the mixture. At an
     index-matched boundary the dielectric is a delta passing straight through (``wi = -wo``, weight ``base``,
-    pdf ``w``, ``delta`` True)."""
+    pdf ``w``, ``delta`` True). The dielectric's value at a dielectric sample is evaluated once (its density
+    decides the sample's validity, then enters the mixture)."""
     w = (1.0 - metallic) * transmission
     p = w
     glass = u_lobe < p
+    alpha = wp.max(roughness * roughness, ALPHA_MIN)
     wi = wp.vec3(0.0, 0.0, 1.0)
     valid = False
+    have_g = False
+    f_g = float(0.0)
+    pdf_g = float(0.0)
     if glass:
         u_glass = float(0.0)
         if p > 0.0:
             u_glass = u_lobe / p
-        wi, ok = rough_dielectric_direction_wp(n, wo, wp.max(roughness * roughness, ALPHA_MIN), ior,
-                                               wp.clamp(u_glass, 0.0, 1.0), u0, u1)
-        if ok:
-            f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, wp.max(roughness * roughness, ALPHA_MIN), ior)
+        wi, ok_dir = rough_dielectric_direction_wp(n, wo, alpha, ior, wp.clamp(u_glass, 0.0, 1.0), u0, u1)
+        if ok_dir:
+            f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, alpha, ior)
+            have_g = True
             valid = pdf_g > 0.0
     else:
         u_opaque = float(0.0)
@@ -216,11 +232,17 @@ def transmission_sample_wp(n: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: fl
                                                transmission, u_opaque, u0, u1)
         wi = wi_o
         valid = pdf_o > 0.0
-    f, pdf = transmission_eval_pdf_wp(n, wi, wo, base, roughness, metallic, ior, specular, transmission)
-    ok = valid and pdf > 0.0
+    ok = False
+    pdf = float(0.0)
     weight = wp.vec3(0.0, 0.0, 0.0)
-    if ok:
-        weight = f * wp.abs(wp.dot(n, wi)) / pdf
+    if valid:  # (an invalid sample has weight 0 whatever the mixture says)
+        if not have_g:
+            f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, alpha, ior)
+        f_o, pdf_o = eval_pdf_unit_wp(n, wi, wo, -1.0, base, roughness, metallic, ior, specular, transmission)
+        f, pdf = _mixture_wp(n, wi, wo, base, metallic, ior, transmission, f_o, pdf_o, f_g, pdf_g)
+        ok = pdf > 0.0
+        if ok:
+            weight = f * wp.abs(wp.dot(n, wi)) / pdf
     delta = False
     if glass and index_matched_wp(ior):
         wi = -wo

@@ -769,9 +769,10 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         p_like = float(0.0)
         p_eval = float(-1.0)  # (below 1e-6 the evaluation's clamped cosine differs: it computes its own)
         if depth + 1 < depth_limit:
-            p_like = specular_probability_wp(like, base, metallic, f0_dielectric_wp(ior), specular, 0.0)
-            if like >= DOT_EPS and transmission == 0.0:
-                p_eval = p_like
+            if transmission == 0.0:  # (the opaque model's sample and light samples; glass computes its own)
+                p_like = specular_probability_wp(like, base, metallic, f0_dielectric_wp(ior), specular, 0.0)
+                if like >= DOT_EPS:
+                    p_eval = p_like
             nee = wp.vec3(0.0, 0.0, 0.0)
             for j in range(num_lights):
                 u0 = uniform_dim_wp(bounce_key, 4 + 2 * j)
