@@ -32,7 +32,9 @@ from _transports import forward_by_transport  # noqa: E402
 
 
 def sky(H: int = 16, W: int = 32) -> torch.Tensor:
-    """A smooth, asymmetric environment map ``[H, W, 3]``: a blue-to-white sky, a dark ground, a broad warm blob."""
+    """A smooth, asymmetric environment map ``[H, W, 3]``: a blue-to-white sky, a dark ground, a broad warm blob (a
+    broad one: a small bright sun would make rough reflections too noisy to compare with Mitsuba in a few seconds;
+    ``tests/integrators/test_path_vs_mitsuba.py`` lights its glass and metal balls with it)."""
     v = (torch.arange(H, dtype=torch.float64) + 0.5) / H
     u = (torch.arange(W, dtype=torch.float64) + 0.5) / W
     vv, uu = torch.meshgrid(v, u, indexing="ij")

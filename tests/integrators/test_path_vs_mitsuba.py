@@ -32,6 +32,7 @@ from lumigrad.shading.envmap import envmap_lookup
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import _mitsuba_peer as peer  # noqa: E402
+from pathtrace_glass import sky as _sky  # noqa: E402  (the glass benchmark's smooth, asymmetric sky)
 
 _OK, _WHY = peer.available()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not _OK, reason=f"Mitsuba 3 unavailable: {_WHY}")]
@@ -264,19 +265,6 @@ def test_srgb_textures_are_decoded_before_filtering_as_in_mitsuba(mi, tmp_path):
     ours = lumigrad_image(scene, cam, integrator="direct", spp=1024)
     ref = mitsuba_image(mi, scene, cam, {"type": "direct"}, spp=16384)
     compare(tmp_path, ours, ref)
-
-
-def _sky(H: int = 16, W: int = 32) -> torch.Tensor:
-    """A smooth, asymmetric environment: a blue-to-white sky, a dark ground, a broad warm blob (a broad one: a
-    small bright sun would make the rough reflections too noisy to compare in a few seconds)."""
-    v = (torch.arange(H, dtype=torch.float64) + 0.5) / H
-    u = (torch.arange(W, dtype=torch.float64) + 0.5) / W
-    vv, uu = torch.meshgrid(v, u, indexing="ij")
-    sky = torch.stack([0.3 + 0.5 * vv, 0.5 + 0.4 * vv, 1.0 - 0.2 * vv], -1) * (vv < 0.5)[..., None]
-    ground = torch.tensor([0.25, 0.2, 0.15], dtype=torch.float64) * (vv >= 0.5)[..., None]
-    sun = torch.exp(-(((uu - 0.3) / 0.1) ** 2 + ((vv - 0.3) / 0.12) ** 2))[..., None] \
-        * torch.tensor([3.0, 2.4, 1.6], dtype=torch.float64)
-    return (sky + ground + sun).float()
 
 
 def _metal_ball(roughness: float = 0.5) -> lg.Scene:

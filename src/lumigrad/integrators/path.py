@@ -493,11 +493,11 @@ def _trace_scene(scene: Scene, light_sampling: str = DEFAULT_LIGHT_SAMPLING) -> 
              for side in ("interior", "exterior")] + [("medium", scene.medium)]
     media = {id(m): (name, m) for name, m in reversed(media) if m is not None}  # a shared medium checked once
     for name, medium in media.values():
-        if medium is not None and medium.channels not in (1, 3):
+        if medium.channels not in (1, 3):
             raise ValueError(f"scene parameters {name}.sigma_a / sigma_s have "
                              f"{medium.channels} channels; the path tracer renders RGB: give 1 or 3")
-        g = torch.as_tensor(medium.g).detach() if medium is not None else None  # (a number, or a tensor)
-        if medium is not None and bool((g.abs() >= 1).any()):  # it may have been optimised
+        g = torch.as_tensor(medium.g).detach()  # (a number, or a tensor)
+        if bool((g.abs() >= 1).any()):  # it may have been optimised
             raise ValueError(f"scene parameter {name}.g must lie in (-1, 1); got {float(g):.9g}")
     transmissive = any(bool(m.transmission_factor.detach().abs().max() > 0) for m in materials)
     return TraceScene(flat.verts, flat.faces, flat.normals, flat.uv, flat.uv_faces, flat.face_part, materials,

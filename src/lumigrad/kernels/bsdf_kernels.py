@@ -21,13 +21,13 @@ FLOOR = wp.constant(1.0e-30)
 
 @wp.func
 def normalize_floor_wp(v: wp.vec3):
-    """``v / sqrt(max(|v|^2, 1e-30))`` (the warps' ``_normalize``; one division)."""
+    """``v / sqrt(max(|v|^2, 1e-30))`` (the warps' ``_normalize``)."""
     return v / wp.sqrt(wp.max(wp.dot(v, v), FLOOR))
 
 
 @wp.func
 def unit_wp(v: wp.vec3):
-    """``v / |v|`` (``torch.linalg.vector_norm``; one division)."""
+    """``v / |v|`` (``torch.linalg.vector_norm``)."""
     return v / wp.length(v)
 
 
