@@ -493,6 +493,15 @@ def mesh_object(name: str, verts, faces, *, uv=None, uv_faces=None, normals=None
     return mesh
 
 
+def rfilter_dict(pixel_filter) -> dict:
+    """Mitsuba's ``rfilter`` of a lumigrad :class:`~lumigrad.cameras.pixel_filter.PixelFilter` (the same kinds and
+    parameters)."""
+    f = pixel_filter
+    props = {"tent": {"radius": f.radius}, "gaussian": {"stddev": f.stddev}, "mitchell": {"B": f.b, "C": f.c},
+             "lanczos": {"lobes": f.lobes}}.get(f.kind, {})
+    return {"type": f.kind, **props}
+
+
 def scene_dict(scene, camera, *, integrator: dict, spp: int = 1, metal: str = "principled") -> dict:
     """A Mitsuba scene dictionary (for ``mi.load_dict``) of a lumigrad ``Scene`` seen by ``camera``.
 
@@ -507,7 +516,8 @@ def scene_dict(scene, camera, *, integrator: dict, spp: int = 1, metal: str = "p
     from lumigrad.scene.lights import AreaLight, EnvironmentLight
 
     flat = scene.flatten(emitters=True, normals=True)
-    out = {"type": "scene", "integrator": integrator, "sensor": sensor_dict(camera, spp)}
+    out = {"type": "scene", "integrator": integrator,
+           "sensor": sensor_dict(camera, spp, rfilter=rfilter_dict(scene.film.pixel_filter))}
     for k, part in enumerate(flat.parts):
         rows = (flat.face_part == k).nonzero()[:, 0]
         group, name = part.name.split(".", 1)

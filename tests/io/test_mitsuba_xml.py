@@ -458,6 +458,35 @@ def test_camera_with_scale_is_refused_and_metadata_records_integrator_sampler_fi
     assert (scene.cameras["sensor"].width, scene.cameras["sensor"].height) == (768, 576)  # Mitsuba's film default
 
 
+def test_the_films_rfilter_becomes_the_scenes_pixel_filter(tmp_path):
+    """A sensor's ``<rfilter>`` (type and properties) is the scene film's pixel filter; a film without one, or no
+    sensor, gets Mitsuba's default (``gaussian``, stddev 0.5); an unknown property names the element; a second
+    sensor filtering differently and ``sample_border`` are noted."""
+    from lumigrad.cameras.pixel_filter import PixelFilter
+
+    def sensor(film_body: str) -> str:
+        return f'<sensor type="perspective"><film type="hdrfilm">{film_body}</film></sensor>'
+
+    assert _scene(tmp_path, sensor("")).film.pixel_filter == PixelFilter("gaussian")
+    assert _scene(tmp_path, '<shape type="cube"/>').film.pixel_filter == PixelFilter("gaussian")
+    assert _scene(tmp_path, sensor('<rfilter type="box"/>')).film.pixel_filter == PixelFilter("box")
+    tent = _scene(tmp_path, sensor('<rfilter type="tent"><float name="radius" value="1.5"/></rfilter>'))
+    assert tent.film.pixel_filter == PixelFilter("tent", radius=1.5)
+    narrow = _scene(tmp_path, sensor('<rfilter type="gaussian"><float name="stddev" value="0.25"/></rfilter>'))
+    assert narrow.film.pixel_filter.radius == 1.0
+    mitchell = _scene(tmp_path, sensor('<rfilter type="mitchell"><float name="B" value="0.5"/>'
+                                       '<float name="C" value="0.25"/></rfilter>'))
+    assert mitchell.film.pixel_filter == PixelFilter("mitchell", b=0.5, c=0.25)
+    with pytest.raises(MitsubaXmlError, match=r"scene\.xml:3: <rfilter type='gaussian'>.*unknown properties"):
+        _scene(tmp_path, sensor('<rfilter type="gaussian"><float name="sigma" value="1"/></rfilter>'))
+    with pytest.raises(MitsubaXmlError, match="<rfilter type='sinc'>.*pixel filter kind"):
+        _scene(tmp_path, sensor('<rfilter type="sinc"/>'))
+    scene, notes = _read(_write(tmp_path, sensor('<rfilter type="box"/><boolean name="sample_border" value="true"/>')
+                                + '<sensor type="perspective" id="two"/>'))
+    assert scene.film.pixel_filter == PixelFilter("box")
+    assert any("sample_border" in n and "filter differently" in n for n in notes), notes
+
+
 # --------------------------------------------------------------------------------------------- refusals
 @pytest.mark.parametrize("body,match", [
     ('<bsdf type="hair" id="h"/>', r"scene\.xml:3: <bsdf type='hair' id='h'>: BSDF type 'hair' is not supported"),

@@ -105,6 +105,31 @@ def test_the_pool_holds_the_vertices_that_connect_with_their_path_weights():
     assert bool(((ratio > 0) & (ratio <= 1)).all())
 
 
+def test_the_pool_draws_its_camera_rays_by_the_films_pixel_filter():
+    """With a pixel filter, a pixel's path leaves from a point drawn by the filter (``sample_in_pixels`` of the
+    generator's first numbers) and its vertex weights carry the filter weight (signed, for Mitchell's lobes)."""
+    from lumigrad.cameras.pixel_filter import PixelFilter, sample_in_pixels
+
+    ts = _trace_scene(_scene(torch.zeros(2, dtype=F64), LIGHT))
+    v = torch.zeros(SIZE, SIZE, 3, dtype=F64)
+    v[5:9, 3:20] = torch.tensor([0.5, -1.0, 2.0], dtype=F64)
+    seen = []
+
+    def rays(uv):
+        seen.append(uv)
+        return _rays_through(CAMERA, uv, F64)
+
+    filt = PixelFilter("mitchell")
+    first = camera_path_vertices(ts, rays, v, 3, 5, torch.Generator().manual_seed(0), filt)
+    pixel = (v != 0).any(-1).nonzero()
+    u = torch.rand(pixel.shape[0], 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    uv, weight = sample_in_pixels(filt, pixel[:, 0], pixel[:, 1], SIZE, SIZE, u)
+    assert torch.equal(seen[0], uv)
+    assert float((uv - (pixel.flip(-1) + 0.5)).abs().max()) > 0.5  # beyond the pixel: the filter's reach
+    assert bool((weight < 0).any())
+    torch.testing.assert_close(first.weights, v[5:9, 3:20].reshape(-1, 3) * weight[:, None], rtol=0, atol=0)
+
+
 def test_the_resampled_connections_estimate_the_sum_over_the_pool_without_bias():
     """The choice of connections (pool vertices drawn by their weight, resampled by their BSDF towards the
     receiver): the mean of ``sum factor`` over many draws equals ``sum_i weights_i f_i |cos_i|`` over the pool,

@@ -157,7 +157,30 @@ def add_integrator_arguments(p, default_mc_spp: int) -> None:
                         "takes 1)")
     p.add_argument("--max-depth", type=int, default=None,
                    help="longest path in vertices for the path tracer (Mitsuba's max_depth; -1: no limit)")
+    p.add_argument("--pixel-filter", default=None, type=_pixel_filter_name, metavar="NAME",
+                   help="the path tracer's pixel reconstruction filter: box, tent, gaussian, mitchell, catmullrom or "
+                        "lanczos (default: the scene film's: a Mitsuba file's rfilter, gaussian where it names none; "
+                        "box otherwise)")
     p.set_defaults(default_mc_spp=default_mc_spp)
+
+
+def _pixel_filter_name(name: str) -> str:
+    """``name`` if it names a pixel filter (argparse ``type``: imported only when the option is parsed)."""
+    import argparse
+
+    from ..cameras.pixel_filter import FILTERS
+
+    if name not in FILTERS:
+        raise argparse.ArgumentTypeError(f"invalid choice: {name!r} (choose from {', '.join(map(repr, FILTERS))})")
+    return name
+
+
+def apply_pixel_filter(args, scene) -> None:
+    """Set ``scene.film``'s pixel filter to ``--pixel-filter`` where it is given."""
+    from ..cameras.pixel_filter import as_pixel_filter
+
+    if args.pixel_filter is not None:
+        scene.film.pixel_filter = as_pixel_filter(args.pixel_filter, "--pixel-filter")
 
 
 def _registered_integrator(name: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._scene_setup import (add_integrator_arguments, add_scene_arguments, add_time_arguments, animation_time,
-                           integrator_options, load_scene_and_camera)
+                           apply_pixel_filter, integrator_options, load_scene_and_camera)
 
 
 def add_parser(sub) -> None:
@@ -45,6 +45,7 @@ def run(args) -> int:
     from ..integrators.gradient_check import check_scene_gradient
 
     scene, camera = load_scene_and_camera(args)
+    apply_pixel_filter(args, scene)
     if args.list:
         for name, value in scene.parameters().items():
             print(f"{name:<60s} {tuple(value.shape)}")

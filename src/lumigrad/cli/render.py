@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ._scene_setup import (add_integrator_arguments, add_scene_arguments, add_time_arguments, animation_time,
-                           integrator_options, load_scene_and_camera)
+                           apply_pixel_filter, integrator_options, load_scene_and_camera)
 
 
 def add_parser(sub) -> None:
@@ -49,7 +49,9 @@ def run(args) -> int:
     if when is not None:
         scene = scene.at(*when)
     # linear; PNG / JPEG get the default look below
-    scene.film = lg.Film(exposure=torch.tensor(args.exposure, device=camera.device))
+    scene.film = lg.Film(exposure=torch.tensor(args.exposure, device=camera.device),
+                         pixel_filter=scene.film.pixel_filter)
+    apply_pixel_filter(args, scene)
     settings = {}
     known = integrator_settings(args.integrator)
     if "background" in known:

@@ -69,6 +69,7 @@ class SceneConfig:
     environment_size: Tuple[int, int] = (16, 32)
     tone: Optional[str] = None
     encode: Optional[str] = None
+    pixel_filter: Optional[str] = None  # the path tracer's (lumigrad.cameras.pixel_filter); None: the scene film's
     default_lights: bool = True
     lights: List[LightConfig] = field(default_factory=list)
 
@@ -429,6 +430,7 @@ def _scene(t: ConfigTable) -> SceneConfig:
     s.environment_size = (size[0], size[1])
     s.tone = t.string("tone", None, ("reinhard", "aces"))
     s.encode = t.string("encode", None, ("srgb", "gamma"))
+    s.pixel_filter = t.string("pixel_filter", None, ("box", "tent", "gaussian", "mitchell", "catmullrom", "lanczos"))
     s.default_lights = t.boolean("default_lights", True)
     lights = t.get("lights", [])
     if not isinstance(lights, list):

@@ -325,7 +325,8 @@ def _with_lights(scene: Scene, config: FitConfig) -> Scene:
         sh[0] = 0.25 * math.sqrt(4 * math.pi)  # a uniform sky of radiance 0.25
         scene.add_light("sky", SHLight(sh))
         scene.add_light("key", DirectionalLight(torch.tensor([-0.4, -1.0, 0.6]), torch.tensor(1.5)))
-    scene.film = Film(tone=sc.tone, encode=sc.encode)
+    scene.film = Film(tone=sc.tone, encode=sc.encode,
+                      pixel_filter=sc.pixel_filter if sc.pixel_filter is not None else scene.film.pixel_filter)
     return scene
 
 

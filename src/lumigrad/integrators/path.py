@@ -19,6 +19,7 @@ import torch
 
 from .._checks import check_choice, check_positive_int
 from ..cameras.camera import Camera
+from ..cameras.pixel_filter import PixelFilter, filter_adjoint_at, sample_in_pixels
 from ..conventions import pixel_centers
 from ..raytrace.edges import sample_primary_edges
 from ..raytrace.shadow_edge_connections import camera_path_vertices, connected_shadow_edges
@@ -127,9 +128,14 @@ class PathIntegrator(Integrator):
     trusted), and ``Scene.medium`` the one around everything, where camera rays start. Lights: point, spot,
     directional, area (uniform radiance: also hit by BSDF rays) and environment; ``SHLight`` is refused.
 
+    Pixels: the scene film's ``pixel_filter`` (:mod:`lumigrad.cameras.pixel_filter`; box by default, Mitsuba's
+    ``rfilter`` kinds) places each pixel's camera rays and weighs their radiance (filter importance sampling:
+    unbiased for the normalised filtered radiance); the visibility gradients spread each edge point's jump over
+    the pixels whose filters hold it.
+
     AOVs (:data:`lumigrad.integrators.AOV_DOCS`): ``depth``, ``normal``, ``position``, ``albedo`` and ``mask`` of
-    the surface each camera ray hits first, averaged over the pixel's ``spp`` jittered rays (a box filter:
-    silhouette pixels mix surface and zero background); ``normal`` is the shading normal, turned towards the
+    the surface each camera ray hits first, averaged over the pixel's ``spp`` rays with their filter weights
+    (silhouette pixels mix surface and zero background); ``normal`` is the shading normal, turned towards the
     camera on double-sided meshes. They are differentiable by ordinary autograd (the first hit recomputed from
     the vertices), without visibility gradients at silhouettes.
 
@@ -272,11 +278,11 @@ class _Run:
 
     def primal(self) -> torch.Tensor:
         ts = _trace_scene(self.scene, self.integrator.light_sampling)
-        o, d = _camera_rays(self.camera, self.spp, self.seed, ts.verts.dtype)
+        o, d, w = _camera_rays(self.camera, self.spp, self.seed, ts.verts.dtype, self.scene.film.pixel_filter)
         hits: list = []
         L = self._primal_paths(ts, o, d, hits=hits, **self._settings(self.seed))
-        self.alpha = _pixels(hits[0].to(o.dtype)[:, None], self.camera, self.spp)  # coverage
-        return _pixels(L, self.camera, self.spp)
+        self.alpha = _pixels(hits[0].to(o.dtype)[:, None], self.camera, self.spp, w)  # coverage
+        return _pixels(L, self.camera, self.spp, w)
 
     def adjoint(self, v_image: torch.Tensor, params) -> list:
         it = self.integrator
@@ -284,8 +290,10 @@ class _Run:
         seed = it.seed_grad if it.seed_grad is not None else (self.seed + 1) % _SEED_MOD
         with torch.enable_grad():  # (the graph: the replay differentiates it; what requires gradients)
             ts = _trace_scene(self.scene, self.integrator.light_sampling)
-            rays = _camera_rays(self.camera, spp, seed, ts.verts.dtype)
+            *rays, w = _camera_rays(self.camera, spp, seed, ts.verts.dtype, self.scene.film.pixel_filter)
         v = v_image.reshape(-1, 1, v_image.shape[-1]).expand(-1, spp, -1).reshape(-1, v_image.shape[-1]) / spp
+        if w is not None:  # each ray enters its pixel with its filter weight
+            v = v * w[:, None].to(v.dtype)
         with torch.no_grad():
             # the fused kernel's tables, once for the whole backward (detached copies)
             tables = path_tables(ts) if use_fused(ts, it.use_fused_kernel) else None
@@ -346,6 +354,7 @@ class _Run:
                 continue
             keep = inside.nonzero()[:, 0]
             p, n = p[keep], edges.normals[keep]
+            v_at = filter_adjoint_at(self.scene.film.pixel_filter, v, p)  # the pixels whose filters hold p
             eps = 1e-3  # pixels to either side of the edge
             with torch.no_grad():
                 radiance = []
@@ -354,7 +363,7 @@ class _Run:
                     stream = _EDGE_SIDES + (0 if self.integrator.antithetic_edges else k)
                     radiance.append(self._primal_paths(ts, o, d, tables=tables, **self._settings(seed, stream)))
                 jump = radiance[0] - radiance[1]  # f_minus - f_plus
-                weight = (v[row[keep], col[keep]].to(jump.dtype) * jump).sum(-1) * edges.inv_pdf[keep]
+                weight = (v_at.to(jump.dtype) * jump).sum(-1) * edges.inv_pdf[keep]
             surrogate = (weight * (n * edges.points[keep]).sum(-1)).sum()
             adjoint.backprop(surrogate)
 
@@ -381,15 +390,13 @@ class _Run:
                                          distortion=view.distortion, distortion_model=view.distortion_model)
             if len(edges):
                 jump = shadow_edge_jumps(ts, edges, lambda uv: _rays_through(view, uv, dtype))  # f_minus - f_plus
-                p = edges.points.detach()
-                col = p[:, 0].floor().long().clamp(0, W - 1)
-                row = p[:, 1].floor().long().clamp(0, H - 1)
-                weight = (v[row, col].to(jump.dtype) * jump).sum(-1) * edges.inv_pdf
+                v_at = filter_adjoint_at(self.scene.film.pixel_filter, v, edges.points.detach())
+                weight = (v_at.to(jump.dtype) * jump).sum(-1) * edges.inv_pdf
                 surrogate = (weight * (edges.normals * edges.points).sum(-1)).sum()
                 adjoint.backprop(surrogate)
             if deep and len(sources):
                 pool = camera_path_vertices(ts, lambda uv: _rays_through(view, uv, dtype), v, it.max_depth,
-                                            it.rr_depth, deep_gen)
+                                            it.rr_depth, deep_gen, self.scene.film.pixel_filter)
                 surrogate = connected_shadow_edges(ts, sources, pool, deep_gen)
                 if surrogate is not None:
                     adjoint.backprop(surrogate)
@@ -407,6 +414,7 @@ class _Run:
         views, v_views, gen = self._views(v_image, _stream(seed, _DEEP_SILHOUETTES))
         dtype = ts.verts.dtype
         settings = self._settings(seed, _DEEP_SILHOUETTE_SIDES)
+        film_filter = self.scene.film.pixel_filter
 
         def radiance(o, d, max_depth):
             with torch.no_grad():
@@ -416,12 +424,12 @@ class _Run:
         for view, v in zip(views, v_views):
             rays = lambda uv, view=view: _rays_through(view, uv, dtype)  # noqa: E731
             if it.max_depth < 0:
-                pools = [(camera_path_vertices(ts, rays, v, -1, it.rr_depth, gen), -1)]
+                pools = [(camera_path_vertices(ts, rays, v, -1, it.rr_depth, gen, film_filter), -1)]
             else:
                 state, pools, seen = gen.get_state(), [], 0
                 for j in range(1, it.max_depth - 1):
                     gen.set_state(state)
-                    pool = camera_path_vertices(ts, rays, v, j + 2, it.rr_depth, gen)
+                    pool = camera_path_vertices(ts, rays, v, j + 2, it.rr_depth, gen, film_filter)
                     tail = torch.arange(seen, len(pool), device=pool.face.device)
                     pools.append((type(pool)(*(z.index_select(0, tail) for z in (pool.face, pool.origins,
                                                                                    pool.directions, pool.weights))),
@@ -434,7 +442,7 @@ class _Run:
     def aovs(self, names) -> dict:
         """The first-hit buffers ``names`` (``[..., H, W, C]``, the pixel's mean over its camera rays)."""
         ts = _trace_scene(self.scene, self.integrator.light_sampling)
-        o, d = _camera_rays(self.camera, self.spp, self.seed, ts.verts.dtype)
+        o, d, w = _camera_rays(self.camera, self.spp, self.seed, ts.verts.dtype, self.scene.film.pixel_filter)
         face, _, _ = bvh_for(ts.verts.detach(), ts.faces).closest_hit(o.detach(), d.detach())
         rows = (face >= 0).nonzero()[:, 0]
         si, _, _, _ = surface_at(ts, face.index_select(0, rows), o.index_select(0, rows), d.index_select(0, rows))
@@ -448,7 +456,7 @@ class _Run:
         for name in names:
             v = values[name]
             dense = v.new_zeros(o.shape[0], v.shape[-1]).index_copy(0, rows, v)
-            out[name] = _pixels(dense, self.camera, self.spp)
+            out[name] = _pixels(dense, self.camera, self.spp, w)
         return out
 
     def _primal_paths(self, ts: TraceScene, o: torch.Tensor, d: torch.Tensor,
@@ -514,16 +522,25 @@ def _rays_through(camera: Camera, uv: torch.Tensor, dtype: torch.dtype):
     return o.to(dtype), (d / torch.linalg.vector_norm(d, dim=-1, keepdim=True)).to(dtype)
 
 
-def _camera_rays(camera: Camera, spp: int, seed: int, dtype: torch.dtype):
-    """World rays ``(origins, unit directions) [views * H * W * spp, 3]``, jittered inside each pixel; rows
+def _camera_rays(camera: Camera, spp: int, seed: int, dtype: torch.dtype, pixel_filter: PixelFilter):
+    """World rays ``(origins, unit directions) [views * H * W * spp, 3]`` and their filter weights ``[rays]``
+    (None for the box filter: all 1), drawn around each pixel by ``pixel_filter``
+    (:func:`lumigrad.cameras.pixel_filter.sample_in_pixels`; the box filter: jittered inside the pixel); rows
     ordered view, row, column, sample. Differentiable in the camera's ``K``, ``world_to_cam`` and distortion."""
     H, W = camera.height, camera.width
     gen = torch.Generator(device=camera.device)
     gen.manual_seed(_stream(seed, _CAMERA))
     batch = tuple(camera.batch_shape)
-    centres = pixel_centers(H, W, device=camera.device, dtype=camera.dtype)  # [H, W, 2]
-    jitter = torch.rand(batch + (H, W, spp, 2), generator=gen, device=camera.device, dtype=camera.dtype) - 0.5
-    uv = centres[..., None, :] + jitter
+    u = torch.rand(batch + (H, W, spp, 2), generator=gen, device=camera.device, dtype=camera.dtype)
+    weight = None
+    if pixel_filter.is_box:
+        centres = pixel_centers(H, W, device=camera.device, dtype=camera.dtype)  # [H, W, 2]
+        uv = centres[..., None, :] + (u - 0.5)
+    else:
+        rows = torch.arange(H, device=camera.device)[:, None, None]
+        cols = torch.arange(W, device=camera.device)[None, :, None]
+        uv, weight = sample_in_pixels(pixel_filter, rows, cols, H, W, u)
+        weight = weight.reshape(-1).to(dtype)
     views = math.prod(batch)
     w2c = camera.world_to_cam
     R = w2c[..., :3, :3].reshape(views, 3, 3)
@@ -537,10 +554,14 @@ def _camera_rays(camera: Camera, spp: int, seed: int, dtype: torch.dtype):
         o = torch.bmm(torch.broadcast_to(o_c, d_c.shape).reshape(views, -1, 3) - t, R)
     d = torch.bmm(d_c.reshape(views, -1, 3), R)
     d = d / torch.linalg.vector_norm(d, dim=-1, keepdim=True)
-    return o.reshape(-1, 3).to(dtype).contiguous(), d.reshape(-1, 3).to(dtype)
+    return o.reshape(-1, 3).to(dtype).contiguous(), d.reshape(-1, 3).to(dtype), weight
 
 
-def _pixels(L: torch.Tensor, camera: Camera, spp: int) -> torch.Tensor:
+def _pixels(L: torch.Tensor, camera: Camera, spp: int, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The pixels ``[..., H, W, C]`` of per-ray values ``L [rays, C]``: the mean of ``weight * L`` over each
+    pixel's ``spp`` rays (``weight``: the rays' filter weights, None: 1)."""
+    if weight is not None:
+        L = L * weight[:, None].to(L.dtype)
     shape = tuple(camera.batch_shape) + (camera.height, camera.width, spp, L.shape[-1])
     return L.reshape(shape).mean(-2)
 

@@ -20,7 +20,7 @@ import torch
 from .._checks import check_positive_int, check_tensor
 from ..cameras.camera import Camera
 from ..scene.scene import Scene
-from .base import Integrator, RenderOutput, get_integrator
+from .base import Integrator, RenderOutput, get_integrator, integrator_class
 from .dispatch import render, resolve_camera
 
 __all__ = ["render_tiled", "tile_windows", "tiled_loss"]
@@ -64,7 +64,9 @@ def render_tiled(scene: Scene, camera: Union[Camera, str, None], loss_fn: LossFn
         tile: the tile size in pixels (tiles at the right and bottom edges are smaller).
         halo: extra pixels rendered around each tile and dropped before the loss (clipped at the image border):
             1 (the default) for the raster integrator's antialiasing; 0 for renderers whose pixels do not read
-            their neighbours.
+            their neighbours. A Monte Carlo integrator takes at least the film's pixel filter's reach
+            (:attr:`lumigrad.cameras.pixel_filter.PixelFilter.halo`: 2 for Mitsuba's gaussian), so that each
+            tile's pixels see the film the untiled render's do.
         return_image: also return the whole image (detached, stitched from the tiles) as a RenderOutput.
 
     Returns:
@@ -227,6 +229,9 @@ def _check_callables(scene, loss_fn) -> None:
 
 def _each_tile(scene, camera, loss_fn, target, tile, halo, integrator, aovs, spp, seed, settings, shared,
                background) -> Iterator[Tuple[int, int, RenderOutput, torch.Tensor]]:
+    monte_carlo = (integrator_class(integrator) if isinstance(integrator, str) else integrator).monte_carlo
+    if monte_carlo:  # a pixel's filter reaches this many neighbours, which a tile's film must hold
+        halo = max(halo, scene.film.pixel_filter.halo)
     for x0, y0, w, h in tile_windows(camera.width, camera.height, tile):
         hx0, hy0 = max(0, x0 - halo), max(0, y0 - halo)
         hx1, hy1 = min(camera.width, x0 + w + halo), min(camera.height, y0 + h + halo)

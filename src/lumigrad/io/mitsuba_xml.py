@@ -120,8 +120,9 @@ import numpy as np
 import torch
 
 from ..cameras.camera import Camera
+from ..cameras.pixel_filter import PixelFilter, as_pixel_filter
 from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
-from ..scene.scene import Scene, SceneMesh
+from ..scene.scene import Film, Scene, SceneMesh
 from ..shading.material import Material
 from ..shading.medium import HomogeneousMedium
 from .errors import ignored_features
@@ -662,6 +663,7 @@ class _Reader:
         top = self.expand(root, self.path, (self.path.resolve(),))
         self.index(top)
         self.metadata = {"version": self.version_of[self.path], "sensors": {}}
+        self.pixel_filters: List[Tuple[ET.Element, PixelFilter]] = []
         scene = Scene()
         # explicit ids claim their names first, so that generated names never take them
         for elem in top:
@@ -710,6 +712,7 @@ class _Reader:
             if elem.tag == "medium" and elem not in self.built:
                 self.note("media that no shape uses", elem)
         scene.medium = self.scene_medium(scene)
+        scene.film = Film(pixel_filter=self.film_filter())
         self.metadata["parameters"] = dict(self.params)
         scene.metadata = self.metadata
         self.warn()
@@ -1293,12 +1296,35 @@ class _Reader:
             settings["sampler"] = self.record(sampler)
         if film is not None:
             settings["film"] = self.record(film)
+            if fp.values.get("sample_border") is not None and fp.boolean("sample_border", False):
+                self.note("a film's sample_border (lumigrad's camera rays start on the film)", film)
             for key in fp.values:
                 fp.get(key)  # recorded
-            fp.nested("rfilter")
+            rfilters = fp.nested("rfilter")
+            self.pixel_filters.append((elem, self.pixel_filter(rfilters[0]) if rfilters else PixelFilter("gaussian")))
+        else:
+            self.pixel_filters.append((elem, PixelFilter("gaussian")))  # Mitsuba's default film's
         self.metadata["sensors"][name] = settings
         self.done(p)
         return camera
+
+    def pixel_filter(self, elem: ET.Element) -> PixelFilter:
+        """The :class:`PixelFilter` of an ``<rfilter>`` (its Mitsuba plugin name and properties)."""
+        try:
+            return as_pixel_filter(self.record(elem), "rfilter")
+        except (TypeError, ValueError) as exc:
+            raise self.error(elem, f"{self.describe(elem)}: {exc}") from None
+
+    def film_filter(self) -> PixelFilter:
+        """The scene film's pixel filter: the first sensor's (Mitsuba's default, ``gaussian``, without a sensor)."""
+        if not self.pixel_filters:
+            return PixelFilter("gaussian")
+        first = self.pixel_filters[0][1]
+        for elem, other in self.pixel_filters[1:]:
+            if other != first:
+                self.note("sensors whose films filter differently (the scene's film takes the first sensor's "
+                          "filter)", elem)
+        return first
 
     def scene_medium(self, scene: Scene):
         """The sensors' medium (``scene.medium``), one for all of them, or None; notes the shapes whose exterior

@@ -57,6 +57,7 @@ from typing import Callable, Optional
 
 import torch
 
+from ..cameras.pixel_filter import PixelFilter, sample_in_pixels
 from ..kernels.bvh import bvh_for
 from ..shading.transmission import bsdf_for
 from .intersect import offset_ray_origin_unchecked
@@ -104,11 +105,14 @@ class PathVertices:
 
 
 def camera_path_vertices(ts: TraceScene, rays_through: Callable, v_image: torch.Tensor, max_depth: int,
-                         rr_depth: int, generator: torch.Generator) -> PathVertices:
+                         rr_depth: int, generator: torch.Generator,
+                         pixel_filter: Optional[PixelFilter] = None) -> PathVertices:
     """One camera path per pixel whose adjoint ``v_image [H, W, C]`` is not zero, traced by BSDF sampling
     (``generator``'s numbers), and its vertices that can connect to a shadow edge at the next vertex: ``x_1`` to
     ``x_{max_depth - 2}`` (``max_depth`` in vertices as the path tracer counts them; -1: until Russian roulette,
-    from ``rr_depth`` on, ends the path). ``rays_through(uv [N, 2])`` gives the camera's world rays. Detached."""
+    from ``rr_depth`` on, ends the path). ``rays_through(uv [N, 2])`` gives the camera's world rays; the ray
+    leaves from a point drawn by the film's ``pixel_filter`` (None: the box, uniform in the pixel), its filter
+    weight multiplying the pixel's adjoint. Detached."""
     device, dtype = ts.verts.device, ts.verts.dtype
     C = v_image.shape[-1]
     last = (MAX_BOUNCES if max_depth < 0 else max_depth) - 2  # the deepest vertex that connects
@@ -118,10 +122,14 @@ def camera_path_vertices(ts: TraceScene, rays_through: Callable, v_image: torch.
         pixel = (v_image != 0).any(-1).nonzero()
         if last < 1 or pixel.shape[0] == 0 or traced_media(ts.materials, ts.medium, ts.transmissive) is not None:
             return empty
-        uv = pixel.flip(-1).to(dtype) + torch.rand(pixel.shape[0], 2, generator=generator, device=device, dtype=dtype)
+        u = torch.rand(pixel.shape[0], 2, generator=generator, device=device, dtype=dtype)
+        pixel_filter = pixel_filter or PixelFilter()
+        uv, weight = sample_in_pixels(pixel_filter, pixel[:, 0], pixel[:, 1], v_image.shape[0], v_image.shape[1], u)
         o, d = rays_through(uv)
         o, d = o.detach().to(dtype), d.detach().to(dtype)
         v = v_image[pixel[:, 0], pixel[:, 1]].to(dtype)
+        if not pixel_filter.is_box:
+            v = v * weight[:, None]
         beta = torch.ones_like(v)
         bvh = bvh_for(ts.verts.detach(), ts.faces)
         parts = []

@@ -45,6 +45,7 @@ import torch
 from .._checks import check_choice, check_indices, check_mesh, check_number, check_tensor
 from ..animation import Animation
 from ..cameras.camera import Camera
+from ..cameras.pixel_filter import PixelFilter, as_pixel_filter
 from ..mesh import Mesh, vertex_normals
 from ..shading.material import TEXTURE_SLOTS, Material
 from ..shading.medium import HomogeneousMedium
@@ -173,7 +174,11 @@ class Film:
 
     ``exposure`` (stops), ``white_balance [C]``, ``vignetting [k]`` are tensors (differentiable) or ``None``;
     ``tone`` is ``"reinhard"``, ``"aces"`` or ``None``; ``encode`` is ``"srgb"``, ``"gamma"`` or ``None``
-    (linear HDR output, the default).
+    (linear HDR output, the default). ``pixel_filter``: how the Monte Carlo integrators (``"path"``,
+    ``"direct"``) weigh the radiance around each pixel (:mod:`lumigrad.cameras.pixel_filter`: ``"box"``, the
+    default, ``"tent"``, ``"gaussian"`` (Mitsuba's default), ``"mitchell"``, ``"catmullrom"``, ``"lanczos"``, a
+    dict of a Mitsuba ``rfilter``'s properties or a :class:`~lumigrad.cameras.pixel_filter.PixelFilter`); the
+    rasterizer samples pixel centres and ignores it.
     """
 
     exposure: Optional[torch.Tensor] = None
@@ -182,8 +187,10 @@ class Film:
     tone: Optional[str] = None
     encode: Optional[str] = None
     gamma: Union[float, torch.Tensor] = 2.2
+    pixel_filter: Union[None, str, dict, PixelFilter] = None
 
     def __post_init__(self):
+        self.pixel_filter = as_pixel_filter(self.pixel_filter, "film pixel_filter")
         check_choice(self.tone, "tone", (None, "reinhard", "aces"))
         check_choice(self.encode, "encode", (None, "srgb", "gamma"))
         for name in ("exposure", "white_balance", "vignetting", "gamma"):
