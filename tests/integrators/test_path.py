@@ -446,3 +446,20 @@ def test_a_medium_with_a_plain_number_g_assigned_after_the_material_renders():
     cam = lg.Camera.look_at([0.0, 2.0, 0.01], [0.0, 0.0, 0.0], fov_y=0.6, width=4, height=4)
     out = lg.render(scene, cam, integrator="path", spp=2, max_depth=3)
     assert torch.isfinite(out.rgb).all()
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "mitchell", "lanczos"])
+def test_wide_pixel_filters_keep_coverage_and_aovs_normalised(kind):
+    """With a pixel filter, alpha and the AOVs are the mean over the rays the filter placed (unweighted): a quad
+    filling the view gives coverage exactly 1 and its depth exactly, where weighing by the filter's (signed)
+    weights gave coverage in [-0.8, 1.9] at 4 spp; the colour keeps the weights (``test_pixel_filter*``)."""
+    quad = torch.tensor([[-5.0, -5.0, 0.0], [5.0, -5.0, 0.0], [5.0, 5.0, 0.0], [-5.0, 5.0, 0.0]])
+    scene = lg.Scene()
+    scene.add_mesh("wall", lg.SceneMesh(quad, torch.tensor([[0, 1, 2], [0, 2, 3]]), Material(), double_sided=True))
+    scene.add_light("sun", lg.DirectionalLight(torch.tensor([0.0, 0.0, 1.0])))
+    scene.film = lg.Film(pixel_filter=kind)
+    cam = lg.Camera.look_at([0.0, 0.0, -3.0], [0.0, 0.0, 0.0], fov_y=0.5, width=8, height=6)
+    out = lg.render(scene, cam, integrator="direct", spp=4, aovs=("depth", "mask"))
+    assert torch.equal(out.alpha, torch.ones_like(out.alpha))
+    assert torch.equal(out.aovs["mask"], torch.ones_like(out.aovs["mask"]))
+    torch.testing.assert_close(out.aovs["depth"], torch.full_like(out.aovs["depth"], 3.0), atol=1e-5, rtol=0)

@@ -481,6 +481,14 @@ def test_the_films_rfilter_becomes_the_scenes_pixel_filter(tmp_path):
         _scene(tmp_path, sensor('<rfilter type="gaussian"><float name="sigma" value="1"/></rfilter>'))
     with pytest.raises(MitsubaXmlError, match="<rfilter type='sinc'>.*pixel filter kind"):
         _scene(tmp_path, sensor('<rfilter type="sinc"/>'))
+    with pytest.raises(MitsubaXmlError, match="has 2 rfilters"):
+        _scene(tmp_path, sensor('<rfilter type="box"/><rfilter type="tent"/>'))
+    with pytest.raises(MitsubaXmlError, match=r"unknown properties \['B'\]; it reads none"):
+        _scene(tmp_path, sensor('<rfilter type="catmullrom"><float name="B" value="0.2"/></rfilter>'))
+    lanczos = _scene(tmp_path, sensor('<rfilter type="lanczos"><float name="lobes" value="2"/></rfilter>'))
+    assert lanczos.film.pixel_filter == PixelFilter("lanczos", lobes=2)
+    shared, notes = _read(_write(tmp_path, '<rfilter type="tent" id="rf"/>' + sensor('<ref id="rf"/>')))
+    assert shared.film.pixel_filter == PixelFilter("tent") and not any("top-level" in n for n in notes), notes
     scene, notes = _read(_write(tmp_path, sensor('<rfilter type="box"/><boolean name="sample_border" value="true"/>')
                                 + '<sensor type="perspective" id="two"/>'))
     assert scene.film.pixel_filter == PixelFilter("box")

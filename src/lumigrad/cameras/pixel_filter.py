@@ -9,11 +9,11 @@ default 0.5, cut at 4 standard deviations and lowered by its value there: Mitsub
 ``lanczos`` (windowed sinc, ``lobes``, default 3). The last three have negative lobes.
 
 Estimator: filter importance sampling. Each of a pixel's camera rays leaves from an offset drawn per axis with a
-density ``p`` close to ``|f| + 0.02 max |f|`` (:func:`sample_in_pixels`: piecewise constant between
-:data:`KNOTS` knots that split that mass evenly, found on a table of 1024 bins of 16-point Gauss-Legendre; a
-sample costs a few arithmetic operations, no search) and carries the weight ``f(x) f(y) / (p(x) p(y) Z)``, so the
-mean of ``weight * L`` over the pixel's rays is unbiased for ``I`` whatever the table's accuracy (the weight is
-about 1 for a positive filter, less in its tails, and signed for negative lobes). Mitsuba splats each
+density ``p`` close to ``|f|`` (:func:`sample_in_pixels`: piecewise linear through ``|f|`` at :data:`KNOTS`
+knots that split ``|f|``'s mass evenly, found on a table of 1024 bins of 16-point Gauss-Legendre; a sample costs
+a few arithmetic operations and a square root, no search) and carries the weight ``f(x) f(y) / (p(x) p(y) Z)``, so
+the mean of ``weight * L`` over the pixel's rays is unbiased for ``I`` whatever the table's accuracy (the weight
+is 1 to about 1e-4 for a positive filter; signed for negative lobes). Mitsuba splats each
 sample into every pixel within the radius and divides by the summed weights: a ratio estimator of the same
 ``I`` (biased at low spp, consistent), so converged images agree. As in Mitsuba (``sample_border`` false), rays
 start only on the film: a pixel within ``r`` of the border integrates over the part of its support inside the
@@ -35,19 +35,18 @@ from typing import Optional, Tuple, Union
 import numpy as np
 import torch
 
-__all__ = ["FILTERS", "PixelFilter", "as_pixel_filter", "axis_normalisers", "filter_adjoint_at", "sample_in_pixels"]
+from ..kernels.filter_sampling import sample_filter_positions
+
+__all__ = ["FILTERS", "PixelFilter", "as_pixel_filter", "axis_normalisers", "filter_adjoint_at", "sample_in_pixels",
+           "sample_in_pixels_reference"]
 
 #: The filters :class:`PixelFilter` evaluates (Mitsuba 3's ``rfilter`` plugin names).
 FILTERS = ("box", "tent", "gaussian", "mitchell", "catmullrom", "lanczos")
 #: Bins of the tabulated integrals of ``f`` and ``|f|`` over ``[-r, r]``, and Gauss-Legendre nodes per bin.
 TABLE_BINS = 1024
 _NODES = 16
-#: Knot intervals of the sampling density (each holds ``1 / KNOTS`` of its mass).
+#: Knot intervals of the sampling density (each holds ``1 / KNOTS`` of ``|f|``'s mass).
 KNOTS = 4096
-#: The sampling density is ``|f| + DEFENSIVE max |f|`` (a defensive mixture with the uniform): equal-mass knot
-#: intervals of ``|f|`` alone grow wide in the gaussian's tails, where ``f`` then varies across one and the
-#: weights spread.
-DEFENSIVE = 0.02
 
 
 @dataclass(frozen=True)
@@ -136,18 +135,23 @@ def as_pixel_filter(spec: Union[None, str, dict, PixelFilter], name: str = "pixe
         if not isinstance(kind, str):
             raise ValueError(f"{name} needs a 'type' naming one of {', '.join(FILTERS)}; got {spec!r}")
         keys = {"stddev": "stddev", "radius": "radius", "b": "b", "c": "c", "B": "b", "C": "c", "lobes": "lobes"}
-        unknown = sorted(k for k in props if k not in keys)
+        reads = {"tent": ("radius",), "gaussian": ("stddev",), "mitchell": ("b", "c"), "lanczos": ("lobes",)}.get(kind, ())
+        unknown = sorted(k for k in props if keys.get(k) not in reads)
         if unknown:
             raise ValueError(f"{name} ({kind}) has unknown properties {unknown}; it reads "
-                             f"{', '.join(sorted(set(keys) - {'B', 'C'}))}")
-        return PixelFilter(kind, **{keys[k]: v for k, v in props.items()})
+                             f"{', '.join(reads) or 'none'}")
+        values = {keys[k]: v for k, v in props.items()}
+        lobes = values.get("lobes")
+        if isinstance(lobes, float) and lobes.is_integer():
+            values["lobes"] = int(lobes)
+        return PixelFilter(kind, **values)
     raise TypeError(f"{name} must be None, a filter name, a dict or a PixelFilter; got {type(spec).__name__}")
 
 
 class _Table:
     """Integrals of the filter over ``[-r, r]`` (float64, CPU): ``f``'s cumulative in :data:`TABLE_BINS` bins
-    (Gauss-Legendre), and the sampling map: :data:`KNOTS` + 1 knots ``x_k`` splitting the mass of
-    ``|f| + DEFENSIVE max |f|`` in equal parts, the density uniform inside each knot interval."""
+    (Gauss-Legendre), and the sampling map: :data:`KNOTS` + 1 knots ``x_k`` splitting ``|f|``'s mass in equal
+    parts, ``|f|`` at each (the sampling density is linear between them)."""
 
     def __init__(self, filt: PixelFilter):
         self.filt, self.r = filt, filt.radius
@@ -158,8 +162,7 @@ class _Table:
         self.weights = torch.as_tensor(weights, dtype=torch.float64)
         x = self.edges[:-1, None] + (self.nodes[None] + 1.0) * (0.5 * self.h)
         f = filt.eval(x)
-        floor = DEFENSIVE * float(f.abs().max())  # (tails: knot intervals no wider than ~1 / (KNOTS DEFENSIVE))
-        mass = ((f.abs() + floor) * self.weights).sum(-1) * (0.5 * self.h)  # [bins] the density's mass per bin
+        mass = (f.abs() * self.weights).sum(-1) * (0.5 * self.h)  # [bins] integral of |f| per bin
         signed = (f * self.weights).sum(-1) * (0.5 * self.h)
         zero = torch.zeros(1, dtype=torch.float64)
         cdf = torch.cat([zero, mass.cumsum(0)])  # [bins + 1]
@@ -173,6 +176,7 @@ class _Table:
         knots[0], knots[-1] = -self.r, self.r
         self.knots = torch.cummax(knots, 0).values
         self.width = (self.knots[1:] - self.knots[:-1])  # [KNOTS] (0 where a knot interval holds no mass)
+        self.ends = filt.eval(self.knots).abs()  # [KNOTS + 1] |f| at the knots: the density's shape in an interval
 
     def integral(self, x: torch.Tensor) -> torch.Tensor:
         """``integral_{-r}^{x} f`` (the full bins from the table, the partial one by Gauss-Legendre)."""
@@ -185,12 +189,16 @@ class _Table:
 
     def knot_cdf(self, x: torch.Tensor) -> torch.Tensor:
         """The sampling density's cumulative at ``x``, in units of knot intervals (0 at ``-r``, :data:`KNOTS` at
-        ``r``)."""
+        ``r``): in interval ``k``, the trapezoid's ``(d0 t + (d1 - d0) t^2 / 2) / ((d0 + d1) / 2)`` at
+        ``t = (x - x_k) / width_k``."""
         x = x.clamp(-self.r, self.r)
         k = (torch.searchsorted(self.knots, x, right=True) - 1).clamp(0, KNOTS - 1)
         w = self.width[k]
-        return k + torch.where(w > 0, (x - self.knots[k]) / torch.where(w > 0, w, torch.ones_like(w)),
-                               torch.zeros_like(w))
+        t = torch.where(w > 0, (x - self.knots[k]) / torch.where(w > 0, w, torch.ones_like(w)), torch.zeros_like(w))
+        d0, d1 = self.ends[k], self.ends[k + 1]
+        s = d0 + d1
+        c = torch.where(s > 0, (2 * d0 * t + (d1 - d0) * t * t) / torch.where(s > 0, s, torch.ones_like(s)), t)
+        return k + c.clamp(0.0, 1.0)
 
 
 @functools.lru_cache(maxsize=32)
@@ -210,7 +218,11 @@ def axis_normalisers(filt: PixelFilter, size: int) -> torch.Tensor:
     film of ``size`` pixels."""
     t = _table(filt)
     a, b = _axis_limits(filt, torch.arange(size), size)
-    return t.integral(b) - t.integral(a)
+    z = t.integral(b) - t.integral(a)
+    if not bool((z > 1e-6 * (t.integral(torch.tensor(filt.radius, dtype=torch.float64)))).all()):
+        raise ValueError(f"pixel filter {filt} integrates to {float(z.min()):.3g} over a pixel of a {size}-pixel film "
+                         f"(its negative lobes cancel its positive one there): its pixels would be undefined")
+    return z
 
 
 @functools.lru_cache(maxsize=64)
@@ -225,18 +237,33 @@ def _axis_ranges(filt: PixelFilter, size: int) -> torch.Tensor:
     return torch.stack([lo, span, span / axis_normalisers(filt, size), a, b], -1)
 
 
-def _sample_axis(filt: PixelFilter, index: torch.Tensor, size: int, u: torch.Tensor):
-    """Offsets from the centres of pixels ``index`` (long, CPU) for uniform ``u`` (float64) and their weights
-    ``f / (p Z)``: ``u`` maps linearly onto the pixel's range of the knot cumulative, then piecewise linearly
-    onto ``x`` (a constant density in each knot interval: ``1 / (width span)`` per unit length)."""
+@functools.lru_cache(maxsize=16)
+def _knots_on(filt: PixelFilter, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     t = _table(filt)
-    lo, span, span_over_z, a, b = _axis_ranges(filt, size)[index].unbind(-1)
+    return t.knots.to(device), t.width.to(device), t.ends.to(device)
+
+
+def _sample_axis(filt: PixelFilter, index: torch.Tensor, size: int, u: torch.Tensor):
+    """Offsets from the centres of pixels ``index`` (long) for uniform ``u`` (float64, on ``index``'s device) and
+    their weights ``f / (p Z)``: ``u`` maps linearly onto the pixel's range of the knot cumulative (each knot
+    interval equally likely), then inside the interval by the inverse of a trapezoid density through ``|f|`` at its
+    two knots (``p = ((1 - t) d0 + t d1) / ((d0 + d1) / 2) / (width span)`` per unit length)."""
+    knots, width, ends = _knots_on(filt, u.device)
+    lo, span, span_over_z, a, b = _axis_ranges(filt, size).to(u.device)[index].unbind(-1)
     y = torch.addcmul(lo, u, span)
     k = y.floor().long().clamp_(0, KNOTS - 1)
-    w = t.width[k]
-    x = torch.addcmul(t.knots[k], (y - k).clamp_(0.0, 1.0), w)
-    x = torch.minimum(torch.maximum(x, a), b)
-    return x, filt.eval(x) * w * span_over_z
+    v = (y - k).clamp_(0.0, 1.0)
+    d0, d1 = ends[k], ends[k + 1]
+    s = d0 + d1
+    # the trapezoid's inverse cumulative, in the form without cancellation: t = v s / (d0 + sqrt(d0^2 + v (d1^2 - d0^2)))
+    root = d0 + torch.sqrt((d0 * d0 + v * (d1 * d1 - d0 * d0)).clamp(min=0.0))
+    t = torch.where(root > 0, v * s / torch.where(root > 0, root, torch.ones_like(root)), v).clamp_(0.0, 1.0)
+    w = width[k]
+    x = torch.minimum(torch.maximum(torch.addcmul(knots[k], t, w), a), b)
+    shape = torch.where(s > 0, 2.0 * ((1.0 - t) * d0 + t * d1) / torch.where(s > 0, s, torch.ones_like(s)),
+                        torch.ones_like(s))  # the density relative to the interval's mean
+    weight = filt.eval(x) * w * span_over_z / torch.where(shape > 0, shape, torch.ones_like(shape))
+    return x, torch.where(shape > 0, weight, torch.zeros_like(weight))
 
 
 def sample_in_pixels(filt: PixelFilter, rows: torch.Tensor, cols: torch.Tensor, height: int, width: int,
@@ -244,8 +271,10 @@ def sample_in_pixels(filt: PixelFilter, rows: torch.Tensor, cols: torch.Tensor, 
     """Film positions ``uv [..., 2]`` (column, row: pixel ``(i, j)`` spans ``[j, j + 1] x [i, i + 1]``) of camera
     rays for pixels ``rows, cols`` (broadcast to ``u[..., 0]``'s shape) and their weights ``[...]``, from uniform
     numbers ``u [..., 2]`` in ``[0, 1)``: filter importance sampling (see the module). The box filter gives
-    ``centre + u - 1/2`` and weight 1 exactly. Computed in float64 on the CPU; returned in ``u``'s dtype and
-    device. Not differentiable (positions on the film, not scene parameters)."""
+    ``centre + u - 1/2`` and weight 1 exactly. Computed in float64 by a Warp kernel on ``u``'s device
+    (:mod:`lumigrad.kernels.filter_sampling`; :func:`sample_in_pixels_reference` is its PyTorch twin); returned in
+    ``u``'s dtype.
+    Not differentiable (positions on the film, not scene parameters)."""
     dtype, device = u.dtype, u.device
     shape = u.shape[:-1]
     rows = torch.broadcast_to(rows, shape).to(device)
@@ -253,12 +282,28 @@ def sample_in_pixels(filt: PixelFilter, rows: torch.Tensor, cols: torch.Tensor, 
     if filt.is_box:
         uv = torch.stack([cols.to(dtype), rows.to(dtype)], -1) + u
         return uv, torch.ones(shape, dtype=dtype, device=device)
-    u64 = u.detach().to("cpu", torch.float64)
-    x, wx = _sample_axis(filt, cols.reshape(-1).cpu(), width, u64[..., 0].reshape(-1))
-    y, wy = _sample_axis(filt, rows.reshape(-1).cpu(), height, u64[..., 1].reshape(-1))
-    centre = torch.stack([cols.reshape(-1).cpu(), rows.reshape(-1).cpu()], -1).to(torch.float64) + 0.5
-    uv = centre + torch.stack([x, y], -1)
-    return uv.reshape(shape + (2,)).to(device, dtype), (wx * wy).reshape(shape).to(device, dtype)
+    t = _table(filt)
+    knots, width_k, ends = _knots_on(filt, device)
+    uv, weight = sample_filter_positions(u.detach().reshape(-1, 2), rows.reshape(-1), cols.reshape(-1),
+                                         _axis_ranges(filt, width), _axis_ranges(filt, height), knots, width_k, ends,
+                                         filt.kind, t.r, filt.stddev, filt.b, filt.c, filt.lobes)
+    return uv.reshape(shape + (2,)).to(dtype), weight.reshape(shape).to(dtype)
+
+
+def sample_in_pixels_reference(filt: PixelFilter, rows: torch.Tensor, cols: torch.Tensor, height: int, width: int,
+                               u: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`sample_in_pixels` in PyTorch (float64, the kernel's reference; box filters too)."""
+    shape = u.shape[:-1]
+    rows = torch.broadcast_to(rows, shape).to(u.device).reshape(-1)
+    cols = torch.broadcast_to(cols, shape).to(u.device).reshape(-1)
+    u64 = u.detach().to(torch.float64)
+    if filt.is_box:
+        uv = torch.stack([cols.to(torch.float64), rows.to(torch.float64)], -1) + u64.reshape(-1, 2)
+        return uv.reshape(shape + (2,)), torch.ones(shape, dtype=torch.float64, device=u.device)
+    x, wx = _sample_axis(filt, cols, width, u64[..., 0].reshape(-1))
+    y, wy = _sample_axis(filt, rows, height, u64[..., 1].reshape(-1))
+    uv = torch.stack([cols.to(torch.float64) + x, rows.to(torch.float64) + y], -1) + 0.5
+    return uv.reshape(shape + (2,)), (wx * wy).reshape(shape)
 
 
 def filter_adjoint_at(filt: PixelFilter, v_image: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
@@ -273,13 +318,14 @@ def filter_adjoint_at(filt: PixelFilter, v_image: torch.Tensor, points: torch.Te
     if filt.is_box:
         keep = inside.nonzero()[:, 0]
         return out.index_copy(0, keep, v_image[row[keep], col[keep]])
-    k = torch.arange(-filt.halo - 1, filt.halo + 2, device=p.device)
+    # pixel floor(p) + k holds p in its support only for -floor(r + 1/2) <= k <= ceil(r + 1/2) - 1
+    k = torch.arange(-math.floor(filt.radius + 0.5), math.ceil(filt.radius + 0.5), device=p.device)
     p64 = p.to(torch.float64)
 
     def axis(coord, index, size):
         q = index[:, None] + k[None]  # [N, K] candidate pixels
         ok = (q >= 0) & (q < size)
-        z = axis_normalisers(filt, size).to(p.device)
+        z = axis_normalisers(filt, size).to(p.device)  # (raises where a pixel's filter integrates to ~0)
         f = filt.eval(coord[:, None] - (q.to(torch.float64) + 0.5)) / z[q.clamp(0, size - 1)]
         return q.clamp(0, size - 1), torch.where(ok, f, torch.zeros_like(f))
 

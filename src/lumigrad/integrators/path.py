@@ -134,8 +134,9 @@ class PathIntegrator(Integrator):
     the pixels whose filters hold it.
 
     AOVs (:data:`lumigrad.integrators.AOV_DOCS`): ``depth``, ``normal``, ``position``, ``albedo`` and ``mask`` of
-    the surface each camera ray hits first, averaged over the pixel's ``spp`` rays with their filter weights
-    (silhouette pixels mix surface and zero background); ``normal`` is the shading normal, turned towards the
+    the surface each camera ray hits first, averaged over the pixel's ``spp`` rays (placed by the pixel filter but
+    not weighed: a normalised filtering by ``|f|``, so a fully covered pixel's coverage is exactly 1 and a flat
+    wall's depth its depth; silhouette pixels mix surface and zero background); the alpha likewise; ``normal`` is the shading normal, turned towards the
     camera on double-sided meshes. They are differentiable by ordinary autograd (the first hit recomputed from
     the vertices), without visibility gradients at silhouettes.
 
@@ -278,10 +279,12 @@ class _Run:
 
     def primal(self) -> torch.Tensor:
         ts = _trace_scene(self.scene, self.integrator.light_sampling)
-        o, d, w = _camera_rays(self.camera, self.spp, self.seed, ts.verts.dtype, self.scene.film.pixel_filter)
+        o, d, w = _filtered_camera_rays(self.camera, self.spp, self.seed, ts.verts.dtype,
+                                        self.scene.film.pixel_filter)
         hits: list = []
         L = self._primal_paths(ts, o, d, hits=hits, **self._settings(self.seed))
-        self.alpha = _pixels(hits[0].to(o.dtype)[:, None], self.camera, self.spp, w)  # coverage
+        # coverage: the plain mean over the rays the filter placed (|f|'s filtering: exactly 1 where all hit)
+        self.alpha = _pixels(hits[0].to(o.dtype)[:, None], self.camera, self.spp)
         return _pixels(L, self.camera, self.spp, w)
 
     def adjoint(self, v_image: torch.Tensor, params) -> list:
@@ -290,7 +293,7 @@ class _Run:
         seed = it.seed_grad if it.seed_grad is not None else (self.seed + 1) % _SEED_MOD
         with torch.enable_grad():  # (the graph: the replay differentiates it; what requires gradients)
             ts = _trace_scene(self.scene, self.integrator.light_sampling)
-            *rays, w = _camera_rays(self.camera, spp, seed, ts.verts.dtype, self.scene.film.pixel_filter)
+            *rays, w = _filtered_camera_rays(self.camera, spp, seed, ts.verts.dtype, self.scene.film.pixel_filter)
         v = v_image.reshape(-1, 1, v_image.shape[-1]).expand(-1, spp, -1).reshape(-1, v_image.shape[-1]) / spp
         if w is not None:  # each ray enters its pixel with its filter weight
             v = v * w[:, None].to(v.dtype)
@@ -442,7 +445,8 @@ class _Run:
     def aovs(self, names) -> dict:
         """The first-hit buffers ``names`` (``[..., H, W, C]``, the pixel's mean over its camera rays)."""
         ts = _trace_scene(self.scene, self.integrator.light_sampling)
-        o, d, w = _camera_rays(self.camera, self.spp, self.seed, ts.verts.dtype, self.scene.film.pixel_filter)
+        o, d, _ = _filtered_camera_rays(self.camera, self.spp, self.seed, ts.verts.dtype,
+                                        self.scene.film.pixel_filter)
         face, _, _ = bvh_for(ts.verts.detach(), ts.faces).closest_hit(o.detach(), d.detach())
         rows = (face >= 0).nonzero()[:, 0]
         si, _, _, _ = surface_at(ts, face.index_select(0, rows), o.index_select(0, rows), d.index_select(0, rows))
@@ -456,7 +460,7 @@ class _Run:
         for name in names:
             v = values[name]
             dense = v.new_zeros(o.shape[0], v.shape[-1]).index_copy(0, rows, v)
-            out[name] = _pixels(dense, self.camera, self.spp, w)
+            out[name] = _pixels(dense, self.camera, self.spp)
         return out
 
     def _primal_paths(self, ts: TraceScene, o: torch.Tensor, d: torch.Tensor,
@@ -522,7 +526,12 @@ def _rays_through(camera: Camera, uv: torch.Tensor, dtype: torch.dtype):
     return o.to(dtype), (d / torch.linalg.vector_norm(d, dim=-1, keepdim=True)).to(dtype)
 
 
-def _camera_rays(camera: Camera, spp: int, seed: int, dtype: torch.dtype, pixel_filter: PixelFilter):
+def _camera_rays(camera: Camera, spp: int, seed: int, dtype: torch.dtype):
+    """:func:`_filtered_camera_rays` of the box filter: ``(origins, unit directions)``, jittered inside each pixel."""
+    return _filtered_camera_rays(camera, spp, seed, dtype, PixelFilter())[:2]
+
+
+def _filtered_camera_rays(camera: Camera, spp: int, seed: int, dtype: torch.dtype, pixel_filter: PixelFilter):
     """World rays ``(origins, unit directions) [views * H * W * spp, 3]`` and their filter weights ``[rays]``
     (None for the box filter: all 1), drawn around each pixel by ``pixel_filter``
     (:func:`lumigrad.cameras.pixel_filter.sample_in_pixels`; the box filter: jittered inside the pixel); rows

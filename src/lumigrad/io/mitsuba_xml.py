@@ -699,7 +699,8 @@ class _Reader:
                                            "reference it as their interior or exterior, sensors as theirs)")
                 continue  # a template for shapes' and sensors' media (checked when one uses it)
             elif tag in ("film", "sampler", "rfilter"):
-                self.note(f"a top-level <{tag}> outside a sensor", elem)
+                if elem.get("id") is None:  # (one with an id is a template a sensor may <ref>)
+                    self.note(f"a top-level <{tag}> outside a sensor", elem)
             elif tag in _OBJECT_TAGS:
                 raise self.error(elem, f"{self.describe(elem)}: lumigrad does not read <{tag}> (only homogeneous "
                                        "media, as shapes' interiors and exteriors and sensors' media, are: no "
@@ -1301,6 +1302,8 @@ class _Reader:
             for key in fp.values:
                 fp.get(key)  # recorded
             rfilters = fp.nested("rfilter")
+            if len(rfilters) > 1:
+                raise self.error(rfilters[1], f"{self.describe(film)} has {len(rfilters)} rfilters; a film has one")
             self.pixel_filters.append((elem, self.pixel_filter(rfilters[0]) if rfilters else PixelFilter("gaussian")))
         else:
             self.pixel_filters.append((elem, PixelFilter("gaussian")))  # Mitsuba's default film's

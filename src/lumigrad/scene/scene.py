@@ -190,7 +190,6 @@ class Film:
     pixel_filter: Union[None, str, dict, PixelFilter] = None
 
     def __post_init__(self):
-        self.pixel_filter = as_pixel_filter(self.pixel_filter, "film pixel_filter")
         check_choice(self.tone, "tone", (None, "reinhard", "aces"))
         check_choice(self.encode, "encode", (None, "srgb", "gamma"))
         for name in ("exposure", "white_balance", "vignetting", "gamma"):
@@ -207,6 +206,11 @@ class Film:
             raise ValueError("white_balance gains must be non-negative")
         if bool((torch.as_tensor(self.gamma) <= 0).any()):
             raise ValueError(f"gamma must be positive; got {self.gamma}")
+
+    def __setattr__(self, name, value):
+        if name == "pixel_filter":  # a name or a dict set later is checked and converted too
+            value = as_pixel_filter(value, "film pixel_filter")
+        super().__setattr__(name, value)
 
     def parameters(self) -> Dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
