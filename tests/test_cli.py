@@ -138,6 +138,29 @@ def test_render_with_the_path_tracer(tmp_path, capsys):
     assert main(["render", str(tmp_path / "ball.obj"), "-o", str(out), "--max-depth", "2"]) == 2
 
 
+def test_render_takes_a_mitsuba_files_pixel_filter_and_pixel_filter_overrides_it(tmp_path, capsys):
+    """A Mitsuba file without an ``<rfilter>`` renders with Mitsuba's default gaussian (the same image as
+    ``--pixel-filter gaussian``, not the box's); an unknown name is a usage error."""
+    import numpy as np
+
+    (tmp_path / "s.xml").write_text('<scene version="3.0.0"><shape type="cube"/><emitter type="point">'
+                                    '<point name="position" x="2" y="3" z="-4"/><rgb name="intensity" value="20"/>'
+                                    '</emitter><sensor type="perspective"><film type="hdrfilm"/></sensor></scene>')
+    images = {}
+    for name, extra in (("default", []), ("gaussian", ["--pixel-filter", "gaussian"]),
+                        ("box", ["--pixel-filter", "box"])):
+        out = tmp_path / f"{name}.npy"
+        assert main(["render", str(tmp_path / "s.xml"), "-o", str(out), "--size", "10", "8", "--integrator", "path",
+                     "--spp", "4", "--max-depth", "2"] + extra) == 0
+        images[name] = np.load(out)
+    assert images["default"][..., :3].max() > 0
+    assert np.array_equal(images["default"], images["gaussian"])
+    assert not np.array_equal(images["default"], images["box"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["render", str(tmp_path / "s.xml"), "--integrator", "path", "--pixel-filter", "sinc"])
+    assert exit_info.value.code == 2 and "invalid choice: 'sinc'" in capsys.readouterr().err
+
+
 def test_gradcheck_with_the_path_tracer(tmp_path, capsys):
     import lumigrad as lg
 

@@ -15,3 +15,6 @@ __all__ += ["PoseTrajectory", "SplineTrajectory", "cumulative_bspline_weights", 
 from .orbit import orbit_cameras
 
 __all__ += ["orbit_cameras"]
+from .pixel_filter import FILTERS as PIXEL_FILTERS, PixelFilter
+
+__all__ += ["PIXEL_FILTERS", "PixelFilter"]
