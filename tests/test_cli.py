@@ -145,7 +145,9 @@ def test_render_takes_a_mitsuba_files_pixel_filter_and_pixel_filter_overrides_it
 
     (tmp_path / "s.xml").write_text('<scene version="3.0.0"><shape type="cube"/><emitter type="point">'
                                     '<point name="position" x="2" y="3" z="-4"/><rgb name="intensity" value="20"/>'
-                                    '</emitter><sensor type="perspective"><film type="hdrfilm"/></sensor></scene>')
+                                    '</emitter><sensor type="perspective"><transform name="to_world"><lookat origin="3, 2, -4" '
+                                    'target="0, 0, 0" up="0, 1, 0"/></transform><film type="hdrfilm"/></sensor>'
+                                    '</scene>')
     images = {}
     for name, extra in (("default", []), ("gaussian", ["--pixel-filter", "gaussian"]),
                         ("box", ["--pixel-filter", "box"])):
@@ -159,6 +161,48 @@ def test_render_takes_a_mitsuba_files_pixel_filter_and_pixel_filter_overrides_it
     with pytest.raises(SystemExit) as exit_info:
         main(["render", str(tmp_path / "s.xml"), "--integrator", "path", "--pixel-filter", "sinc"])
     assert exit_info.value.code == 2 and "invalid choice: 'sinc'" in capsys.readouterr().err
+
+
+MITSUBA_FILE = """<scene version="3.0.0">
+  <integrator type="{kind}"><integer name="max_depth" value="3"/><boolean name="hide_emitters" value="true"/>
+  </integrator>
+  <shape type="cube"><bsdf type="diffuse"><rgb name="reflectance" value="0.2, 0.5, 0.7"/></bsdf></shape>
+  <shape type="rectangle"><transform name="to_world"><rotate x="1" angle="90"/><translate y="3"/></transform>
+    <emitter type="area"><rgb name="radiance" value="5"/></emitter></shape>
+  <sensor type="perspective" id="cam"><transform name="to_world"><lookat origin="3, 2, -4" target="0, 0, 0"
+    up="0, 1, 0"/></transform><sampler type="independent"><integer name="sample_count" value="8"/></sampler>
+    <film type="hdrfilm"><integer name="width" value="12"/><integer name="height" value="9"/></film></sensor>
+</scene>"""
+
+
+def test_render_of_a_mitsuba_file_takes_its_sensor_integrator_and_samples(tmp_path, capsys):
+    """Without options, a Mitsuba file renders as Mitsuba would: its first sensor at its film's size, its
+    integrator (``path``, also for ``volpath`` and ``prb``) with its ``max_depth`` and ``hide_emitters``, its
+    sampler's ``sample_count``, its film's filter: the image of ``lg.render`` with those settings. Options still
+    override; an integrator lumigrad lacks falls back to the path tracer with a note."""
+    import numpy as np
+    import torch
+
+    import lumigrad as lg
+
+    path = tmp_path / "s.xml"
+    path.write_text(MITSUBA_FILE.format(kind="volpath"))
+    out = tmp_path / "out.npy"
+    assert main(["render", str(path), "-o", str(out)]) == 0
+    image = np.load(out)
+    scene = lg.io.load(path)
+    with torch.no_grad():
+        want = lg.render(scene, scene.cameras["cam"], integrator="path", spp=8, max_depth=3, hide_emitters=True,
+                         seed=0)
+    assert image.shape == (9, 12, 4)
+    np.testing.assert_array_equal(image[..., :3], want.rgb.numpy())
+    assert main(["render", str(path), "-o", str(out), "--integrator", "raster"]) == 0
+    assert not np.array_equal(np.load(out)[..., :3], image[..., :3])
+    assert main(["render", str(path), "-o", str(out), "--max-depth", "2", "--spp", "2", "--size", "6", "4"]) == 0
+    assert np.load(out).shape == (4, 6, 4)
+    path.write_text(MITSUBA_FILE.format(kind="aov"))
+    assert main(["render", str(path), "-o", str(out)]) == 0
+    assert "integrator 'aov' is not one lumigrad has; rendering with the path tracer" in capsys.readouterr().err
 
 
 def test_gradcheck_with_the_path_tracer(tmp_path, capsys):

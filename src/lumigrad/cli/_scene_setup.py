@@ -9,8 +9,9 @@ from ._device import add_device_argument, resolve
 
 
 def add_scene_arguments(p, default_size: int) -> None:
-    p.add_argument("scene", type=Path, help="scene file: .gltf, .glb, .obj or .ply")
-    p.add_argument("--camera", default=None, help="name of a camera in the file (default: frame the scene)")
+    p.add_argument("scene", type=Path, help="scene file: .gltf, .glb, .obj, .ply or a Mitsuba 3 .xml")
+    p.add_argument("--camera", default=None,
+                   help="name of a camera in the file (default: frame the scene; a Mitsuba file's first sensor)")
     p.add_argument("--size", type=int, nargs=2, default=None, metavar=("W", "H"),
                    help=f"image size in pixels (default: {default_size} {default_size} for the framing camera; a "
                         "file camera's own size, which --size rescales)")
@@ -67,6 +68,11 @@ def _scene_and_camera(args):
     if getattr(args, "texture", None) is not None:
         loaded = _textured(loaded, args)
     scene = lg.scene.from_mesh.as_scene(loaded, str(args.scene))
+    sensors = _mitsuba_sensors(scene)
+    if args.camera is None and sensors:
+        args.camera = next(iter(sensors))  # Mitsuba renders the file's first sensor
+    if hasattr(args, "integrator"):
+        _mitsuba_render_defaults(args, scene, sensors)
     if args.env is not None:
         scene.add_light("environment", lg.io.read_environment(args.env, size=(32, 64)))
     if not scene.lights:
@@ -84,6 +90,49 @@ def _scene_and_camera(args):
         camera = scene.cameras[args.camera]
         return scene, camera if args.size is None else camera.resized(*args.size)
     return scene, _framing_camera(scene, args)
+
+
+#: Mitsuba 3 integrator plugins -> the lumigrad integrator ``lumigrad render`` uses for a Mitsuba file without
+#: ``--integrator`` (lumigrad's ``path`` traces media and differentiates as ``prb`` / ``prb_projective`` do).
+MITSUBA_INTEGRATORS = {"path": "path", "volpath": "path", "volpathmis": "path", "prb": "path", "prb_basic": "path",
+                       "prbvolpath": "path", "prb_projective": "path", "direct": "direct", "direct_projective": "direct"}
+
+
+def _mitsuba_sensors(scene) -> dict:
+    """A Mitsuba file's sensors' settings by camera name (``scene.metadata["sensors"]``), or {} for other files."""
+    meta = scene.metadata if isinstance(getattr(scene, "metadata", None), dict) else {}
+    sensors = meta.get("sensors") if "version" in meta else None
+    return {k: v for k, v in sensors.items() if k in scene.cameras} if isinstance(sensors, dict) else {}
+
+
+def _mitsuba_render_defaults(args, scene, sensors: dict) -> None:
+    """Fill what the command line leaves out from a Mitsuba file, as Mitsuba would render it: the integrator
+    (:data:`MITSUBA_INTEGRATORS`; raster for other files), its ``max_depth``, ``rr_depth`` and ``hide_emitters``
+    (kept in ``args.file_settings``) and the chosen sensor's ``sample_count`` as ``--spp``."""
+    import sys
+
+    from ..integrators import integrator_settings
+
+    meta = scene.metadata if isinstance(getattr(scene, "metadata", None), dict) else {}
+    integ = meta.get("integrator") if "version" in meta else None
+    args.file_settings = {}
+    if args.integrator is None:
+        args.integrator = "raster"
+        if isinstance(integ, dict):
+            kind = integ.get("type")
+            args.integrator = MITSUBA_INTEGRATORS.get(kind, "path")
+            if kind not in MITSUBA_INTEGRATORS:
+                print(f"lumigrad render: {args.scene}'s integrator {kind!r} is not one lumigrad has; rendering with "
+                      f"the path tracer (--integrator picks another)", file=sys.stderr)
+    if not isinstance(integ, dict) or args.integrator not in ("path", "direct"):
+        return
+    known = integrator_settings(args.integrator)
+    if args.max_depth is None and "max_depth" in integ and "max_depth" in known:
+        args.max_depth = int(integ["max_depth"])
+    args.file_settings = {k: integ[k] for k in ("rr_depth", "hide_emitters") if k in integ and k in known}
+    sampler = sensors.get(args.camera, {}).get("sampler") if args.camera in sensors else None
+    if args.spp is None and isinstance(sampler, dict) and "sample_count" in sampler:
+        args.spp = int(sampler["sample_count"])
 
 
 def _textured(mesh, args):
@@ -149,14 +198,16 @@ def animation_time(args, scene):
 
 def add_integrator_arguments(p, default_mc_spp: int) -> None:
     """``--integrator``, ``--spp``, ``--max-depth`` (and nothing of the scene): the renderer of a command."""
-    p.add_argument("--integrator", default="raster", type=_registered_integrator, metavar="NAME",
+    p.add_argument("--integrator", default=None, type=_registered_integrator, metavar="NAME",
                    help="the renderer, by registered name (default: raster, the rasterizer with deferred shading; "
-                        "path / direct: the path tracer)")
+                        "path / direct: the path tracer; for a Mitsuba file, its own integrator: path, or direct "
+                        "for direct and direct_projective, with its max_depth, rr_depth and hide_emitters)")
     p.add_argument("--spp", type=int, default=None,
-                   help=f"samples per pixel of a Monte Carlo integrator (default: {default_mc_spp}; the rasterizer "
-                        "takes 1)")
+                   help=f"samples per pixel of a Monte Carlo integrator (default: {default_mc_spp}, a Mitsuba file's "
+                        "sensor's sample_count; the rasterizer takes 1)")
     p.add_argument("--max-depth", type=int, default=None,
-                   help="longest path in vertices for the path tracer (Mitsuba's max_depth; -1: no limit)")
+                   help="longest path in vertices for the path tracer (Mitsuba's max_depth; -1: no limit; default: "
+                        "8, a Mitsuba file's)")
     p.add_argument("--pixel-filter", default=None, type=_pixel_filter_name, metavar="NAME",
                    help="the path tracer's pixel reconstruction filter: box, tent, gaussian, mitchell, catmullrom or "
                         "lanczos (default: the scene film's: a Mitsuba file's rfilter, gaussian where it names none; "
@@ -201,7 +252,7 @@ def integrator_options(args) -> tuple:
     from ..integrators import integrator_settings
     from ..integrators.base import integrator_class
 
-    settings = {}
+    settings = dict(getattr(args, "file_settings", {}))
     if args.max_depth is not None:
         if "max_depth" not in integrator_settings(args.integrator):
             raise ValueError(f"--max-depth is a setting of the path tracer; integrator {args.integrator} has none")
