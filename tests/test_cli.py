@@ -145,9 +145,9 @@ def test_render_takes_a_mitsuba_files_pixel_filter_and_pixel_filter_overrides_it
 
     (tmp_path / "s.xml").write_text('<scene version="3.0.0"><shape type="cube"/><emitter type="point">'
                                     '<point name="position" x="2" y="3" z="-4"/><rgb name="intensity" value="20"/>'
-                                    '</emitter><sensor type="perspective"><transform name="to_world"><lookat origin="3, 2, -4" '
-                                    'target="0, 0, 0" up="0, 1, 0"/></transform><film type="hdrfilm"/></sensor>'
-                                    '</scene>')
+                                    '</emitter><sensor type="perspective"><transform name="to_world">'
+                                    '<lookat origin="3, 2, -4" target="0, 0, 0" up="0, 1, 0"/></transform>'
+                                    '<film type="hdrfilm"/></sensor></scene>')
     images = {}
     for name, extra in (("default", []), ("gaussian", ["--pixel-filter", "gaussian"]),
                         ("box", ["--pixel-filter", "box"])):

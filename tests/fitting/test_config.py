@@ -42,6 +42,18 @@ def test_a_good_config_parses_with_defaults(tmp_path, sphere_obj):
     assert cfg.loss == {"mse": 1.0} and cfg.scene.file == sphere_obj
 
 
+def test_the_scenes_pixel_filter_reaches_the_film(tmp_path, sphere_obj):
+    """``[scene] pixel_filter`` sets the film's filter of the fitted scene (the path tracer's); a name that is
+    not a filter names the key."""
+    with_filter = lambda name: BASE.replace('file = "sphere.obj"', f'file = "sphere.obj"\npixel_filter = "{name}"')  # noqa
+    cfg = load_config(write(tmp_path, with_filter("tent")))
+    assert cfg.scene.pixel_filter == "tent"
+    assert build_problem(cfg).scene.film.pixel_filter == lg.cameras.PixelFilter("tent")
+    assert build_problem(load_config(write(tmp_path, BASE))).scene.film.pixel_filter.is_box
+    with pytest.raises(ConfigError, match="scene.pixel_filter must be one of 'box', 'tent', 'gaussian'"):
+        load_config(write(tmp_path, with_filter("gauss")))
+
+
 def test_yaml_and_toml_give_the_same_config(tmp_path, sphere_obj):
     yaml_text = """
 scene: {file: sphere.obj}

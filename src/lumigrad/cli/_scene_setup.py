@@ -95,7 +95,8 @@ def _scene_and_camera(args):
 #: Mitsuba 3 integrator plugins -> the lumigrad integrator ``lumigrad render`` uses for a Mitsuba file without
 #: ``--integrator`` (lumigrad's ``path`` traces media and differentiates as ``prb`` / ``prb_projective`` do).
 MITSUBA_INTEGRATORS = {"path": "path", "volpath": "path", "volpathmis": "path", "prb": "path", "prb_basic": "path",
-                       "prbvolpath": "path", "prb_projective": "path", "direct": "direct", "direct_projective": "direct"}
+                       "prbvolpath": "path", "prb_projective": "path", "direct": "direct",
+                       "direct_projective": "direct"}
 
 
 def _mitsuba_sensors(scene) -> dict:
