@@ -167,6 +167,19 @@ def test_the_adjoint_at_a_point_is_the_pixels_filter_weights(filt):
         torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-9, msg=str(q))
 
 
+def test_the_adjoint_of_many_points_of_a_wide_filter_goes_in_chunks(monkeypatch):
+    """Memory stays bounded for wide filters: the gather runs a few points at a time, with the same result."""
+    import lumigrad.cameras.pixel_filter as pf
+
+    filt = PixelFilter("gaussian", stddev=2.0)
+    v = torch.randn(20, 30, 3, generator=torch.Generator().manual_seed(1), dtype=F64)
+    points = torch.rand(500, 2, generator=torch.Generator().manual_seed(2), dtype=F64) * torch.tensor([30.0, 20.0],
+                                                                                                     dtype=F64)
+    whole = filter_adjoint_at(filt, v, points)
+    monkeypatch.setattr(pf, "ADJOINT_TAPS", 17 * 17 * 3 * 7)  # 7 points at a time
+    torch.testing.assert_close(filter_adjoint_at(filt, v, points), whole, rtol=0, atol=0)
+
+
 def test_the_box_adjoint_is_the_pixel_under_the_point():
     v = torch.arange(12, dtype=F64).reshape(3, 4, 1)
     points = torch.tensor([[0.5, 0.5], [3.99, 2.01], [4.0, 1.0], [1.0, -0.01]], dtype=F64)
@@ -192,6 +205,10 @@ def test_specs_and_bad_input():
         PixelFilter("gaussian", radius=2.0)
     with pytest.raises(ValueError, match="lobes"):
         PixelFilter("lanczos", lobes=0)
+    with pytest.raises(ValueError, match="at most 16 pixels; the lanczos filter's is 1000"):
+        PixelFilter("lanczos", lobes=1000)
+    with pytest.raises(ValueError, match="at most 16 pixels"):
+        PixelFilter("gaussian", stddev=5.0)
     with pytest.raises(ValueError, match="unknown properties"):
         as_pixel_filter({"type": "gaussian", "sigma": 1.0})
     with pytest.raises(ValueError, match="'type'"):

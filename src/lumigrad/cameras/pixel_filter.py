@@ -47,6 +47,11 @@ TABLE_BINS = 1024
 _NODES = 16
 #: Knot intervals of the sampling density (each holds ``1 / KNOTS`` of ``|f|``'s mass).
 KNOTS = 4096
+#: The widest filter radius accepted, in pixels (Mitsuba's filters reach 0.5 to 3; a pixel's adjoint gathers
+#: ``(2 r + 1)^2`` neighbours).
+MAX_RADIUS = 16.0
+#: Values gathered at once by :func:`filter_adjoint_at` (points x taps x channels).
+ADJOINT_TAPS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,9 @@ class PixelFilter:
         if isinstance(derived, bool) or not isinstance(derived, (int, float)) or not (math.isfinite(derived)
                                                                                      and derived > 0):
             raise ValueError(f"pixel filter radius must be a positive finite number; got {derived!r}")
+        if derived > MAX_RADIUS:
+            raise ValueError(f"pixel filter radius must be at most {MAX_RADIUS:g} pixels; the {self.kind} filter's "
+                             f"is {derived:g}")
         object.__setattr__(self, "radius", float(derived))
 
     @property
@@ -331,7 +339,10 @@ def filter_adjoint_at(filt: PixelFilter, v_image: torch.Tensor, points: torch.Te
 
     qx, fx = axis(p64[:, 0], col, W)
     qy, fy = axis(p64[:, 1], row, H)
-    w = (fy[:, :, None] * fx[:, None, :]).to(v_image.dtype)  # [N, Ky, Kx]
-    taps = v_image[qy[:, :, None], qx[:, None, :]]  # [N, Ky, Kx, C]
-    out = (w[..., None] * taps).sum((1, 2))
+    step = max(1, ADJOINT_TAPS // (k.numel() ** 2 * C))  # points at a time: bounded memory for wide filters
+    for s in range(0, p.shape[0], step):
+        e = min(p.shape[0], s + step)
+        w = (fy[s:e, :, None] * fx[s:e, None, :]).to(v_image.dtype)  # [n, Ky, Kx]
+        taps = v_image[qy[s:e, :, None], qx[s:e, None, :]]  # [n, Ky, Kx, C]
+        out[s:e] = (w[..., None] * taps).sum((1, 2))
     return torch.where(inside[:, None], out, torch.zeros_like(out))
