@@ -202,7 +202,57 @@ def test_render_of_a_mitsuba_file_takes_its_sensor_integrator_and_samples(tmp_pa
     assert np.load(out).shape == (4, 6, 4)
     path.write_text(MITSUBA_FILE.format(kind="aov"))
     assert main(["render", str(path), "-o", str(out)]) == 0
-    assert "integrator 'aov' is not one lumigrad has; rendering with the path tracer" in capsys.readouterr().err
+    assert "integrator 'aov' is not one lumigrad has; using the path tracer" in capsys.readouterr().err
+
+
+def test_mitsuba_defaults_where_the_file_is_silent_and_bad_values_name_the_file(tmp_path, capsys, monkeypatch):
+    """A Mitsuba file's integrator without ``max_depth`` takes Mitsuba's default (no limit for ``path``, 6 for
+    ``prb``), a sensor without a sampler Mitsuba's 4 samples, ``--camera`` of a second sensor its own film
+    filter; ``max_depth`` 0 or a fractional ``sample_count`` is an error naming the file; ``gradcheck`` keeps its
+    small framing camera and sample count."""
+    import lumigrad as lg
+    import lumigrad.integrators.dispatch as dispatch
+
+    seen = []
+    real = dispatch.render
+
+    def spy(scene, camera, **kw):
+        seen.append((camera.width, camera.height, scene.film.pixel_filter.kind, kw.get("spp"), kw.get("max_depth")))
+        return real(scene, camera, **kw)
+
+    monkeypatch.setattr(lg, "render", spy)
+    body = MITSUBA_FILE.replace('<integer name="max_depth" value="3"/>', "")
+    path = tmp_path / "s.xml"
+    path.write_text(body.format(kind="path").replace(
+        '<sampler type="independent"><integer name="sample_count" value="8"/></sampler>', "").replace(
+        "</scene>", '<sensor type="perspective" id="other"><film type="hdrfilm"><integer name="width" value="6"/>'
+        '<integer name="height" value="5"/><rfilter type="tent"/></film></sensor></scene>'))
+    assert main(["render", str(path), "-o", str(tmp_path / "a.npy")]) == 0
+    assert seen[-1] == (12, 9, "gaussian", 4, -1)
+    assert main(["render", str(path), "-o", str(tmp_path / "b.npy"), "--camera", "other"]) == 0
+    assert seen[-1] == (6, 5, "tent", 4, -1)
+    path.write_text(body.format(kind="prb"))
+    assert main(["render", str(path), "-o", str(tmp_path / "c.npy")]) == 0
+    assert seen[-1] == (12, 9, "gaussian", 8, 6)
+    path.write_text(MITSUBA_FILE.format(kind="path").replace('value="3"', 'value="0"'))
+    assert main(["render", str(path), "-o", str(tmp_path / "d.npy")]) == 2
+    assert "s.xml: the file's integrator has max_depth 0" in capsys.readouterr().err
+    path.write_text(MITSUBA_FILE.format(kind="path").replace('<integer name="sample_count" value="8"/>',
+                                                             '<float name="sample_count" value="2.5"/>'))
+    assert main(["render", str(path), "-o", str(tmp_path / "e.npy")]) == 2
+    assert "s.xml: the file's sensor's sample_count must be an integer >= 1; got 2.5" in capsys.readouterr().err
+    path.write_text(MITSUBA_FILE.format(kind="path"))
+    import lumigrad.integrators.gradient_check as gc
+
+    real_check = gc.check_scene_gradient
+
+    def check_spy(scene, camera, param, **kw):
+        seen.append((camera.width, camera.height, kw.get("integrator"), kw.get("spp"), kw.get("max_depth")))
+        return real_check(scene, camera, param, **kw)
+
+    monkeypatch.setattr(gc, "check_scene_gradient", check_spy)
+    main(["gradcheck", str(path), "meshes.cube.material.base_color_factor", "--samples", "1"])
+    assert seen[-1] == (48, 48, "path", 16, 3)  # the framing camera and gradcheck's spp; the file's integrator
 
 
 def test_gradcheck_with_the_path_tracer(tmp_path, capsys):

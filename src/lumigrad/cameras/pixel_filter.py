@@ -143,7 +143,8 @@ def as_pixel_filter(spec: Union[None, str, dict, PixelFilter], name: str = "pixe
         if not isinstance(kind, str):
             raise ValueError(f"{name} needs a 'type' naming one of {', '.join(FILTERS)}; got {spec!r}")
         keys = {"stddev": "stddev", "radius": "radius", "b": "b", "c": "c", "B": "b", "C": "c", "lobes": "lobes"}
-        reads = {"tent": ("radius",), "gaussian": ("stddev",), "mitchell": ("b", "c"), "lanczos": ("lobes",)}.get(kind, ())
+        reads = {"tent": ("radius",), "gaussian": ("stddev",), "mitchell": ("b", "c"),
+                 "lanczos": ("lobes",)}.get(kind, ())
         unknown = sorted(k for k in props if keys.get(k) not in reads)
         if unknown:
             raise ValueError(f"{name} ({kind}) has unknown properties {unknown}; it reads "
@@ -263,7 +264,7 @@ def _sample_axis(filt: PixelFilter, index: torch.Tensor, size: int, u: torch.Ten
     v = (y - k).clamp_(0.0, 1.0)
     d0, d1 = ends[k], ends[k + 1]
     s = d0 + d1
-    # the trapezoid's inverse cumulative, in the form without cancellation: t = v s / (d0 + sqrt(d0^2 + v (d1^2 - d0^2)))
+    # the trapezoid's inverse cumulative without cancellation: t = v s / (d0 + sqrt(d0^2 + v (d1^2 - d0^2)))
     root = d0 + torch.sqrt((d0 * d0 + v * (d1 * d1 - d0 * d0)).clamp(min=0.0))
     t = torch.where(root > 0, v * s / torch.where(root > 0, root, torch.ones_like(root)), v).clamp_(0.0, 1.0)
     w = width[k]
@@ -339,7 +340,7 @@ def filter_adjoint_at(filt: PixelFilter, v_image: torch.Tensor, points: torch.Te
 
     qx, fx = axis(p64[:, 0], col, W)
     qy, fy = axis(p64[:, 1], row, H)
-    step = max(1, ADJOINT_TAPS // (k.numel() ** 2 * C))  # points at a time: bounded memory for wide filters
+    step = max(1, ADJOINT_TAPS // (k.numel() ** 2 * max(C, 1)))  # points at a time: bounded memory
     for s in range(0, p.shape[0], step):
         e = min(p.shape[0], s + step)
         w = (fy[s:e, :, None] * fx[s:e, None, :]).to(v_image.dtype)  # [n, Ky, Kx]

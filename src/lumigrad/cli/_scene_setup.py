@@ -11,7 +11,8 @@ from ._device import add_device_argument, resolve
 def add_scene_arguments(p, default_size: int) -> None:
     p.add_argument("scene", type=Path, help="scene file: .gltf, .glb, .obj, .ply or a Mitsuba 3 .xml")
     p.add_argument("--camera", default=None,
-                   help="name of a camera in the file (default: frame the scene; a Mitsuba file's first sensor)")
+                   help="name of a camera in the file (default: frame the scene; render: a Mitsuba file's first "
+                        "sensor)")
     p.add_argument("--size", type=int, nargs=2, default=None, metavar=("W", "H"),
                    help=f"image size in pixels (default: {default_size} {default_size} for the framing camera; a "
                         "file camera's own size, which --size rescales)")
@@ -69,10 +70,13 @@ def _scene_and_camera(args):
         loaded = _textured(loaded, args)
     scene = lg.scene.from_mesh.as_scene(loaded, str(args.scene))
     sensors = _mitsuba_sensors(scene)
-    if args.camera is None and sensors:
+    as_mitsuba = getattr(args, "file_sensor", False)  # render: as Mitsuba would; gradcheck keeps its small default
+    if args.camera is None and sensors and as_mitsuba:
         args.camera = next(iter(sensors))  # Mitsuba renders the file's first sensor
+    if args.camera in sensors:  # the chosen sensor's film filter (the loader gives the scene the first's)
+        scene.film.pixel_filter = _sensor_filter(sensors[args.camera], args)
     if hasattr(args, "integrator"):
-        _mitsuba_render_defaults(args, scene, sensors)
+        _mitsuba_render_defaults(args, scene, sensors if as_mitsuba else {})
     if args.env is not None:
         scene.add_light("environment", lg.io.read_environment(args.env, size=(32, 64)))
     if not scene.lights:
@@ -97,6 +101,30 @@ def _scene_and_camera(args):
 MITSUBA_INTEGRATORS = {"path": "path", "volpath": "path", "volpathmis": "path", "prb": "path", "prb_basic": "path",
                        "prbvolpath": "path", "prb_projective": "path", "direct": "direct",
                        "direct_projective": "direct"}
+#: Mitsuba 3.9's ``max_depth`` where the file's integrator names none (-1: no limit).
+MITSUBA_DEFAULT_DEPTH = {"path": -1, "volpath": -1, "volpathmis": -1, "prb": 6, "prb_basic": 6, "prbvolpath": 6,
+                         "prb_projective": 6}
+#: Mitsuba's default sampler's ``sample_count`` (a sensor without a ``<sampler>``).
+MITSUBA_DEFAULT_SPP = 4
+
+
+def _sensor_filter(sensor: dict, args):
+    """The pixel filter of a Mitsuba sensor's film record (``<rfilter>``, else Mitsuba's default gaussian)."""
+    from ..cameras.pixel_filter import as_pixel_filter
+
+    film = sensor.get("film") if isinstance(sensor.get("film"), dict) else {}
+    try:
+        return as_pixel_filter(film.get("rfilter", "gaussian"), "rfilter")
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{args.scene}: {exc}") from None
+
+
+def _file_count(value, what: str, args, low: int) -> int:
+    """An integer setting of the file (``what``), at least ``low``, or ValueError naming the file."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < low:
+        raise ValueError(f"{args.scene}: the file's {what} must be an integer >= {low}; got {value!r} (the command "
+                         f"line's option overrides it)")
+    return int(value)
 
 
 def _mitsuba_sensors(scene) -> dict:
@@ -108,8 +136,10 @@ def _mitsuba_sensors(scene) -> dict:
 
 def _mitsuba_render_defaults(args, scene, sensors: dict) -> None:
     """Fill what the command line leaves out from a Mitsuba file, as Mitsuba would render it: the integrator
-    (:data:`MITSUBA_INTEGRATORS`; raster for other files), its ``max_depth``, ``rr_depth`` and ``hide_emitters``
-    (kept in ``args.file_settings``) and the chosen sensor's ``sample_count`` as ``--spp``."""
+    (:data:`MITSUBA_INTEGRATORS`; raster for other files and files without one), its ``max_depth`` (Mitsuba's
+    default where it names none), ``rr_depth`` and ``hide_emitters`` (kept in ``args.file_settings``) and, where
+    ``sensors`` has the chosen camera, its ``sample_count`` as ``--spp`` (Mitsuba's default sampler's 4 without a
+    ``<sampler>``)."""
     import sys
 
     from ..integrators import integrator_settings
@@ -123,17 +153,24 @@ def _mitsuba_render_defaults(args, scene, sensors: dict) -> None:
             kind = integ.get("type")
             args.integrator = MITSUBA_INTEGRATORS.get(kind, "path")
             if kind not in MITSUBA_INTEGRATORS:
-                print(f"lumigrad render: {args.scene}'s integrator {kind!r} is not one lumigrad has; rendering with "
-                      f"the path tracer (--integrator picks another)", file=sys.stderr)
+                print(f"lumigrad: {args.scene}'s integrator {kind!r} is not one lumigrad has; using the path tracer "
+                      f"(--integrator picks another)", file=sys.stderr)
     if not isinstance(integ, dict) or args.integrator not in ("path", "direct"):
         return
     known = integrator_settings(args.integrator)
-    if args.max_depth is None and "max_depth" in integ and "max_depth" in known:
-        args.max_depth = int(integ["max_depth"])
+    if args.max_depth is None and "max_depth" in known:
+        depth = integ.get("max_depth", MITSUBA_DEFAULT_DEPTH.get(integ.get("type"), -1))
+        if depth == 0:
+            raise ValueError(f"{args.scene}: the file's integrator has max_depth 0 (Mitsuba renders nothing); pass "
+                             f"--max-depth")
+        args.max_depth = -1 if depth == -1 else _file_count(depth, "integrator max_depth", args, 1)
     args.file_settings = {k: integ[k] for k in ("rr_depth", "hide_emitters") if k in integ and k in known}
-    sampler = sensors.get(args.camera, {}).get("sampler") if args.camera in sensors else None
-    if args.spp is None and isinstance(sampler, dict) and "sample_count" in sampler:
-        args.spp = int(sampler["sample_count"])
+    if "rr_depth" in args.file_settings:
+        args.file_settings["rr_depth"] = _file_count(integ["rr_depth"], "integrator rr_depth", args, 1)
+    if args.spp is None and args.camera in sensors:
+        sampler = sensors[args.camera].get("sampler")
+        count = sampler.get("sample_count", MITSUBA_DEFAULT_SPP) if isinstance(sampler, dict) else MITSUBA_DEFAULT_SPP
+        args.spp = _file_count(count, "sensor's sample_count", args, 1)
 
 
 def _textured(mesh, args):
@@ -204,11 +241,11 @@ def add_integrator_arguments(p, default_mc_spp: int) -> None:
                         "path / direct: the path tracer; for a Mitsuba file, its own integrator: path, or direct "
                         "for direct and direct_projective, with its max_depth, rr_depth and hide_emitters)")
     p.add_argument("--spp", type=int, default=None,
-                   help=f"samples per pixel of a Monte Carlo integrator (default: {default_mc_spp}, a Mitsuba file's "
-                        "sensor's sample_count; the rasterizer takes 1)")
+                   help=f"samples per pixel of a Monte Carlo integrator (default: {default_mc_spp}; render: a Mitsuba "
+                        "file's sensor's sample_count; the rasterizer takes 1)")
     p.add_argument("--max-depth", type=int, default=None,
                    help="longest path in vertices for the path tracer (Mitsuba's max_depth; -1: no limit; default: "
-                        "8, a Mitsuba file's)")
+                        "8, a Mitsuba file's integrator's, or Mitsuba's default for it)")
     p.add_argument("--pixel-filter", default=None, type=_pixel_filter_name, metavar="NAME",
                    help="the path tracer's pixel reconstruction filter: box, tent, gaussian, mitchell, catmullrom or "
                         "lanczos (default: the scene film's: a Mitsuba file's rfilter, gaussian where it names none; "

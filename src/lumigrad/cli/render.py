@@ -13,16 +13,19 @@ from ._scene_setup import (add_integrator_arguments, add_scene_arguments, add_ti
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "render",
-        help="render a scene file (glTF, OBJ, PLY) to an image",
+        help="render a scene file (glTF, OBJ, PLY, Mitsuba 3 XML) to an image",
         description=(
-            "Render SCENE (.gltf, .glb, .obj, .ply) with lumigrad's rasterizer and deferred shading (or another "
+            "Render SCENE (.gltf, .glb, .obj, .ply, .xml) with lumigrad's rasterizer and deferred shading (or another "
             "registered integrator, --integrator) and write "
             "OUT: .png / .jpg (the default look: ACES tone mapping and sRGB, as lumigrad.preview), .exr (linear "
             "radiance with coverage as premultiplied alpha), .hdr (linear radiance) or .npy (linear RGBA float32). "
             "--texture IMAGE gives an OBJ / PLY mesh with texture coordinates its base colour. The camera is one of the "
             "file's cameras (--camera NAME) or, by default, one framing the whole scene from --azimuth and "
-            "--elevation. Without lights in the file, a soft sky and a key light are added; --env adds an "
-            "environment map (.hdr or .exr) that also lights the scene. --time T poses skinned and morphed meshes at T "
+            "--elevation. A Mitsuba 3 file renders as Mitsuba would: its first sensor at its film's size and filter, "
+            "its integrator (path or direct) with its max_depth, rr_depth and hide_emitters, its sampler's "
+            "sample_count; options override them. Without lights in the file, a soft sky and a key light are added; "
+            "--env adds an environment map (.hdr or .exr) that also lights the scene. --time T poses skinned and "
+            "morphed meshes at T "
             "seconds of the file's first animation (or --animation NAME); the framing camera is fitted to the "
             "rest pose, so renders at different times share it."
         ),
@@ -33,7 +36,7 @@ def add_parser(sub) -> None:
     add_integrator_arguments(p, default_mc_spp=64)
     p.add_argument("--seed", type=int, default=0, help="seed of a Monte Carlo integrator's samples (default: 0)")
     add_time_arguments(p)
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, file_sensor=True)
 
 
 def run(args) -> int:
