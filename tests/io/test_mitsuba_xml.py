@@ -458,6 +458,47 @@ def test_camera_with_scale_is_refused_and_metadata_records_integrator_sampler_fi
     assert (scene.cameras["sensor"].width, scene.cameras["sensor"].height) == (768, 576)  # Mitsuba's film default
 
 
+def test_mitsuba_render_settings_render_the_file_as_mitsuba_would(tmp_path):
+    """``mitsuba_render_settings``: the first sensor (or the one named, with its film's filter), the integrator
+    mapped (``volpath`` -> path) with its ``max_depth`` or Mitsuba's default (no limit for ``path``, 6 for
+    ``prb``), ``hide_emitters``, the sampler's ``sample_count`` (4 without one); ``lg.render(scene, **settings)``
+    renders; what Mitsuba would not render is refused."""
+    from lumigrad.cameras.pixel_filter import PixelFilter
+    from lumigrad.io import mitsuba_render_settings
+
+    sensors = ('<sensor type="perspective" id="a"><transform name="to_world"><lookat origin="2, 2, -3" '
+               'target="0, 0, 0"/></transform><sampler type="independent"><integer name="sample_count" value="3"/>'
+               '</sampler><film type="hdrfilm"><integer name="width" value="8"/><integer name="height" value="6"/>'
+               '<rfilter type="box"/></film></sensor>'
+               '<sensor type="perspective" id="b"><film type="hdrfilm"><integer name="width" value="5"/>'
+               '<integer name="height" value="4"/></film></sensor>')
+    lamp = '<emitter type="constant"/>'
+    scene = _scene(tmp_path, '<integrator type="volpath"><integer name="max_depth" value="3"/><boolean '
+                             'name="hide_emitters" value="true"/></integrator><shape type="cube"/>' + lamp + sensors)
+    settings = mitsuba_render_settings(scene)
+    assert settings == {"camera": scene.cameras["a"], "integrator": "path", "spp": 3, "max_depth": 3,
+                        "hide_emitters": True}
+    assert scene.film.pixel_filter == PixelFilter("box")
+    out = lg.render(scene, **settings)
+    assert out.rgb.shape == (6, 8, 3) and float(out.rgb.max()) > 0
+    other = mitsuba_render_settings(scene, "b")
+    assert other["camera"] is scene.cameras["b"] and other["spp"] == 4
+    assert scene.film.pixel_filter == PixelFilter("gaussian")  # b's film names no rfilter: Mitsuba's default
+    prb = _scene(tmp_path, '<integrator type="prb"/><shape type="cube"/>' + sensors)
+    assert mitsuba_render_settings(prb)["max_depth"] == 6
+    path = _scene(tmp_path, '<integrator type="path"/><shape type="cube"/>' + sensors)
+    assert mitsuba_render_settings(path)["max_depth"] == -1
+    with pytest.raises(ValueError, match="not one of the file's: a, b"):
+        mitsuba_render_settings(scene, "c")
+    with pytest.raises(ValueError, match="no <integrator>"):
+        mitsuba_render_settings(_scene(tmp_path, '<shape type="cube"/>' + sensors))
+    with pytest.raises(ValueError, match="max_depth 0"):
+        mitsuba_render_settings(_scene(tmp_path, '<integrator type="path"><integer name="max_depth" value="0"/>'
+                                                 '</integrator><shape type="cube"/>' + sensors))
+    with pytest.raises(ValueError, match="no Mitsuba sensor"):
+        mitsuba_render_settings(lg.Scene())
+
+
 def test_the_films_rfilter_becomes_the_scenes_pixel_filter(tmp_path):
     """A sensor's ``<rfilter>`` (type and properties) is the scene film's pixel filter; a film without one, or no
     sensor, gets Mitsuba's default (``gaussian``, stddev 0.5); an unknown property names the element; a second

@@ -64,17 +64,22 @@ def _scene_and_camera(args):
 
     import lumigrad as lg
 
+    from ..io.mitsuba_settings import mitsuba_sensors, sensor_pixel_filter
+
     check_scene_arguments(args)
     loaded = lg.io.load(args.scene, trust_paths=args.trust_paths)
     if getattr(args, "texture", None) is not None:
         loaded = _textured(loaded, args)
     scene = lg.scene.from_mesh.as_scene(loaded, str(args.scene))
-    sensors = _mitsuba_sensors(scene)
+    sensors = mitsuba_sensors(scene)
     as_mitsuba = getattr(args, "file_sensor", False)  # render: as Mitsuba would; gradcheck keeps its small default
     if args.camera is None and sensors and as_mitsuba:
         args.camera = next(iter(sensors))  # Mitsuba renders the file's first sensor
     if args.camera in sensors:  # the chosen sensor's film filter (the loader gives the scene the first's)
-        scene.film.pixel_filter = _sensor_filter(sensors[args.camera], args)
+        try:
+            scene.film.pixel_filter = sensor_pixel_filter(sensors[args.camera])
+        except ValueError as exc:
+            raise ValueError(f"{args.scene}: {exc}") from None
     if hasattr(args, "integrator"):
         _mitsuba_render_defaults(args, scene, sensors if as_mitsuba else {})
     if args.env is not None:
@@ -96,81 +101,39 @@ def _scene_and_camera(args):
     return scene, _framing_camera(scene, args)
 
 
-#: Mitsuba 3 integrator plugins -> the lumigrad integrator ``lumigrad render`` uses for a Mitsuba file without
-#: ``--integrator`` (lumigrad's ``path`` traces media and differentiates as ``prb`` / ``prb_projective`` do).
-MITSUBA_INTEGRATORS = {"path": "path", "volpath": "path", "volpathmis": "path", "prb": "path", "prb_basic": "path",
-                       "prbvolpath": "path", "prb_projective": "path", "direct": "direct",
-                       "direct_projective": "direct"}
-#: Mitsuba 3.9's ``max_depth`` where the file's integrator names none (-1: no limit).
-MITSUBA_DEFAULT_DEPTH = {"path": -1, "volpath": -1, "volpathmis": -1, "prb": 6, "prb_basic": 6, "prbvolpath": 6,
-                         "prb_projective": 6}
-#: Mitsuba's default sampler's ``sample_count`` (a sensor without a ``<sampler>``).
-MITSUBA_DEFAULT_SPP = 4
-
-
-def _sensor_filter(sensor: dict, args):
-    """The pixel filter of a Mitsuba sensor's film record (``<rfilter>``, else Mitsuba's default gaussian)."""
-    from ..cameras.pixel_filter import as_pixel_filter
-
-    film = sensor.get("film") if isinstance(sensor.get("film"), dict) else {}
-    try:
-        return as_pixel_filter(film.get("rfilter", "gaussian"), "rfilter")
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{args.scene}: {exc}") from None
-
-
-def _file_count(value, what: str, args, low: int) -> int:
-    """An integer setting of the file (``what``), at least ``low``, or ValueError naming the file."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < low:
-        raise ValueError(f"{args.scene}: the file's {what} must be an integer >= {low}; got {value!r} (the command "
-                         f"line's option overrides it)")
-    return int(value)
-
-
-def _mitsuba_sensors(scene) -> dict:
-    """A Mitsuba file's sensors' settings by camera name (``scene.metadata["sensors"]``), or {} for other files."""
-    meta = scene.metadata if isinstance(getattr(scene, "metadata", None), dict) else {}
-    sensors = meta.get("sensors") if "version" in meta else None
-    return {k: v for k, v in sensors.items() if k in scene.cameras} if isinstance(sensors, dict) else {}
-
-
 def _mitsuba_render_defaults(args, scene, sensors: dict) -> None:
-    """Fill what the command line leaves out from a Mitsuba file, as Mitsuba would render it: the integrator
-    (:data:`MITSUBA_INTEGRATORS`; raster for other files and files without one), its ``max_depth`` (Mitsuba's
-    default where it names none), ``rr_depth`` and ``hide_emitters`` (kept in ``args.file_settings``) and, where
-    ``sensors`` has the chosen camera, its ``sample_count`` as ``--spp`` (Mitsuba's default sampler's 4 without a
-    ``<sampler>``)."""
+    """Fill what the command line leaves out from a Mitsuba file, as Mitsuba would render it
+    (:mod:`lumigrad.io.mitsuba_settings`): the integrator (raster for other files and files without one), its
+    ``max_depth``, ``rr_depth`` and ``hide_emitters`` (kept in ``args.file_settings``) and, where ``sensors`` has
+    the chosen camera, its ``sample_count`` as ``--spp``."""
     import sys
 
     from ..integrators import integrator_settings
+    from ..io.mitsuba_settings import MITSUBA_DEFAULT_SPP, file_count, integrator_settings_of, mitsuba_integrator
 
-    meta = scene.metadata if isinstance(getattr(scene, "metadata", None), dict) else {}
-    integ = meta.get("integrator") if "version" in meta else None
+    name, integ, known_kind = mitsuba_integrator(scene)
     args.file_settings = {}
     if args.integrator is None:
-        args.integrator = "raster"
-        if isinstance(integ, dict):
-            kind = integ.get("type")
-            args.integrator = MITSUBA_INTEGRATORS.get(kind, "path")
-            if kind not in MITSUBA_INTEGRATORS:
-                print(f"lumigrad: {args.scene}'s integrator {kind!r} is not one lumigrad has; using the path tracer "
-                      f"(--integrator picks another)", file=sys.stderr)
-    if not isinstance(integ, dict) or args.integrator not in ("path", "direct"):
+        args.integrator = name or "raster"
+        if not known_kind:
+            print(f"lumigrad: {args.scene}'s integrator {integ.get('type')!r} is not one lumigrad has; using the path "
+                  f"tracer (--integrator picks another)", file=sys.stderr)
+    if integ is None or args.integrator not in ("path", "direct"):
         return
-    known = integrator_settings(args.integrator)
-    if args.max_depth is None and "max_depth" in known:
-        depth = integ.get("max_depth", MITSUBA_DEFAULT_DEPTH.get(integ.get("type"), -1))
-        if depth == 0:
-            raise ValueError(f"{args.scene}: the file's integrator has max_depth 0 (Mitsuba renders nothing); pass "
-                             f"--max-depth")
-        args.max_depth = -1 if depth == -1 else _file_count(depth, "integrator max_depth", args, 1)
-    args.file_settings = {k: integ[k] for k in ("rr_depth", "hide_emitters") if k in integ and k in known}
-    if "rr_depth" in args.file_settings:
-        args.file_settings["rr_depth"] = _file_count(integ["rr_depth"], "integrator rr_depth", args, 1)
-    if args.spp is None and args.camera in sensors:
-        sampler = sensors[args.camera].get("sampler")
-        count = sampler.get("sample_count", MITSUBA_DEFAULT_SPP) if isinstance(sampler, dict) else MITSUBA_DEFAULT_SPP
-        args.spp = _file_count(count, "sensor's sample_count", args, 1)
+    try:
+        known = set(integrator_settings(args.integrator)) - ({"max_depth"} if args.max_depth is not None else set())
+        file_settings = integrator_settings_of(args.integrator, integ, known)
+        if args.spp is None and args.camera in sensors:
+            sampler = sensors[args.camera].get("sampler")
+            count = sampler.get("sample_count", MITSUBA_DEFAULT_SPP) if isinstance(sampler, dict) \
+                else MITSUBA_DEFAULT_SPP
+            args.spp = file_count(count, "sensor's sample_count", 1)
+    except ValueError as exc:
+        raise ValueError(f"{args.scene}: {exc} (the command line's option overrides it)") from None
+    depth = file_settings.pop("max_depth", None)
+    if args.max_depth is None and depth is not None:
+        args.max_depth = depth
+    args.file_settings = file_settings
 
 
 def _textured(mesh, args):

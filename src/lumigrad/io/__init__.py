@@ -20,6 +20,7 @@ from .video import frames_to_uint8, read_video, write_frames, write_strip, write
 from .nerf import NerfTransforms, read_nerf_transforms, write_nerf_transforms
 from .errors import MtlError, ObjError
 from .mitsuba_xml import MitsubaXmlError, MitsubaXmlWarning, read_mitsuba_xml
+from .mitsuba_settings import mitsuba_render_settings
 from .mesh_data import MeshData
 from .mtl import read_mtl, write_mtl
 from .obj import ObjData, read_mesh, read_obj, read_obj_with_materials, write_obj
@@ -33,7 +34,7 @@ from . import deprecated as _deprecated
 
 _deprecated.attach()
 
-__all__ = ["frames_to_uint8", "read_video", "write_frames", "write_strip", "write_video", "ConfinementError", "MeshData", "read_environment", "read_mesh", "MtlError", "ObjData", "read_mtl", "read_obj_with_materials", "write_mtl", "ImageDataset", "MitsubaXmlError", "MitsubaXmlWarning", "read_mitsuba_xml", "read_dataset", "read_depth_maps", "stack_cameras", "ColmapImage", "GltfError", "ColmapReconstruction", "NerfTransforms", "ObjError", "OpenSfmReconstruction",
+__all__ = ["frames_to_uint8", "read_video", "write_frames", "write_strip", "write_video", "ConfinementError", "MeshData", "read_environment", "read_mesh", "MtlError", "ObjData", "read_mtl", "read_obj_with_materials", "write_mtl", "ImageDataset", "MitsubaXmlError", "MitsubaXmlWarning", "read_mitsuba_xml", "mitsuba_render_settings", "read_dataset", "read_depth_maps", "stack_cameras", "ColmapImage", "GltfError", "ColmapReconstruction", "NerfTransforms", "ObjError", "OpenSfmReconstruction",
            "PhotoStream", "PlyError", "PlyMesh",
            "camera_from_pytorch3d", "camera_to_pytorch3d", "formats", "load", "register_format", "save", "lla_to_topocentric", "read_colmap", "read_exr", "read_gltf", "read_hdr",
            "preview", "read_image", "read_nerf_transforms", "read_obj", "read_opensfm", "read_ply", "write_colmap", "write_exr", "write_gltf", "write_gltf_animation",
