@@ -291,11 +291,10 @@ def sample_in_pixels(filt: PixelFilter, rows: torch.Tensor, cols: torch.Tensor, 
     if filt.is_box:
         uv = torch.stack([cols.to(dtype), rows.to(dtype)], -1) + u
         return uv, torch.ones(shape, dtype=dtype, device=device)
-    t = _table(filt)
     knots, width_k, ends = _knots_on(filt, device)
     uv, weight = sample_filter_positions(u.detach().reshape(-1, 2), rows.reshape(-1), cols.reshape(-1),
                                          _axis_ranges(filt, width), _axis_ranges(filt, height), knots, width_k, ends,
-                                         filt.kind, t.r, filt.stddev, filt.b, filt.c, filt.lobes)
+                                         filt.kind, filt.radius, filt.stddev, filt.b, filt.c, filt.lobes)
     return uv.reshape(shape + (2,)).to(dtype), weight.reshape(shape).to(dtype)
 
 

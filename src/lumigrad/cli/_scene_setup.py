@@ -109,7 +109,7 @@ def _mitsuba_render_defaults(args, scene, sensors: dict) -> None:
     import sys
 
     from ..integrators import integrator_settings
-    from ..io.mitsuba_settings import MITSUBA_DEFAULT_SPP, file_count, integrator_settings_of, mitsuba_integrator
+    from ..io.mitsuba_settings import integrator_settings_of, mitsuba_integrator, sensor_sample_count
 
     name, integ, known_kind = mitsuba_integrator(scene)
     args.file_settings = {}
@@ -124,10 +124,7 @@ def _mitsuba_render_defaults(args, scene, sensors: dict) -> None:
         known = set(integrator_settings(args.integrator)) - ({"max_depth"} if args.max_depth is not None else set())
         file_settings = integrator_settings_of(args.integrator, integ, known)
         if args.spp is None and args.camera in sensors:
-            sampler = sensors[args.camera].get("sampler")
-            count = sampler.get("sample_count", MITSUBA_DEFAULT_SPP) if isinstance(sampler, dict) \
-                else MITSUBA_DEFAULT_SPP
-            args.spp = file_count(count, "sensor's sample_count", 1)
+            args.spp = sensor_sample_count(sensors[args.camera])
     except ValueError as exc:
         raise ValueError(f"{args.scene}: {exc} (the command line's option overrides it)") from None
     depth = file_settings.pop("max_depth", None)

@@ -21,7 +21,7 @@ from ..cameras.pixel_filter import PixelFilter, as_pixel_filter
 
 __all__ = ["MITSUBA_DEFAULT_DEPTH", "MITSUBA_DEFAULT_SPP", "MITSUBA_INTEGRATORS", "file_count",
            "integrator_settings_of", "mitsuba_integrator", "mitsuba_render_settings", "mitsuba_sensors",
-           "sensor_pixel_filter"]
+           "sensor_pixel_filter", "sensor_sample_count"]
 
 #: Mitsuba 3 integrator plugins -> lumigrad integrators (lumigrad's ``path`` traces media and differentiates as
 #: ``prb`` / ``prb_projective`` do); other plugins render with ``path`` (:func:`mitsuba_integrator` says so).
@@ -47,6 +47,14 @@ def sensor_pixel_filter(sensor: dict) -> PixelFilter:
     """The pixel filter of a sensor's settings (its film's ``<rfilter>``, else Mitsuba's default gaussian)."""
     film = sensor.get("film") if isinstance(sensor.get("film"), dict) else {}
     return as_pixel_filter(film.get("rfilter", "gaussian"), "rfilter")
+
+
+def sensor_sample_count(sensor: dict) -> int:
+    """A sensor's samples per pixel: its ``<sampler>``'s ``sample_count`` (:data:`MITSUBA_DEFAULT_SPP` without a
+    sampler or a count), or ValueError for a count that is not a positive integer."""
+    sampler = sensor.get("sampler")
+    count = sampler.get("sample_count", MITSUBA_DEFAULT_SPP) if isinstance(sampler, dict) else MITSUBA_DEFAULT_SPP
+    return file_count(count, "sensor's sample_count", 1)
 
 
 def mitsuba_integrator(scene) -> tuple:
@@ -105,10 +113,7 @@ def mitsuba_render_settings(scene, sensor: Optional[str] = None) -> Dict[str, An
     integrator, integ, _ = mitsuba_integrator(scene)
     if integrator is None:
         raise ValueError("the file has no <integrator> (Mitsuba would not render it); pass lumigrad.render's own")
-    sampler = sensors[name].get("sampler")
-    count = sampler.get("sample_count", MITSUBA_DEFAULT_SPP) if isinstance(sampler, dict) else MITSUBA_DEFAULT_SPP
-    settings = {"camera": scene.cameras[name], "integrator": integrator,
-                "spp": file_count(count, "sensor's sample_count", 1)}
+    settings = {"camera": scene.cameras[name], "integrator": integrator, "spp": sensor_sample_count(sensors[name])}
     settings.update(integrator_settings_of(integrator, integ, integrator_settings(integrator)))
     scene.film.pixel_filter = sensor_pixel_filter(sensors[name])
     return settings
