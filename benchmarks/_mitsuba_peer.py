@@ -511,7 +511,8 @@ def scene_dict(scene, camera, *, integrator: dict, spp: int = 1, metal: str = "p
     a black ``diffuse`` BSDF (lumigrad's lamp surface is black under a Schlick coat with ``f0 = 0.04``: a few
     percent of rough specular that Mitsuba's lamp lacks). An ``EnvironmentLight`` becomes an ``envmap`` of
     :func:`envmap_bitmap` (``scale`` folded in). A material's ``interior`` medium becomes the mesh's
-    ``interior`` (:func:`medium_dict`; render it with ``volpath``). Other lights are refused.
+    ``interior`` (:func:`medium_dict`; render it with ``volpath``). Point, directional and linear-falloff spot lights
+    become Mitsuba's (:func:`punctual_emitter_dict`); other lights are refused.
     """
     from lumigrad.scene.lights import AreaLight, EnvironmentLight
 
@@ -541,8 +542,34 @@ def scene_dict(scene, camera, *, integrator: dict, spp: int = 1, metal: str = "p
             mi, _ = _load()
             out[name] = {"type": "envmap", "bitmap": mi.Bitmap(envmap_bitmap(light.radiance.detach()))}
             continue
-        raise NotImplementedError(f"no Mitsuba conversion for a {type(light).__name__} ({name!r})")
+        out[name] = punctual_emitter_dict(light, name)
     return out
+
+
+def punctual_emitter_dict(light, name: str = "light") -> dict:
+    """Mitsuba's ``point``, ``spot`` or ``directional`` emitter of a lumigrad light of the same kind (a spot light
+    with ``falloff="linear"``, Mitsuba's own edge; glTF's has no Mitsuba equivalent; no ``range``)."""
+    from lumigrad.scene.lights import DirectionalLight, PointLight, SpotLight
+
+    mi, _ = _load()
+    arr = lambda t: np.asarray(t.detach().double().cpu().numpy(), np.float64).reshape(-1)  # noqa: E731
+    if isinstance(light, DirectionalLight):
+        return {"type": "directional", "direction": mi.ScalarVector3f(*arr(light.direction)),
+                "irradiance": _rgb(arr(light.irradiance)[0] * arr(light.color))}
+    if not isinstance(light, (PointLight, SpotLight)) or light.range is not None:
+        raise NotImplementedError(f"no Mitsuba conversion for a {type(light).__name__} ({name!r})")
+    intensity = _rgb(arr(light.intensity)[0] * arr(light.color))
+    position = arr(light.position)
+    if isinstance(light, PointLight):
+        return {"type": "point", "position": mi.ScalarPoint3f(*position), "intensity": intensity}
+    if light.falloff != "linear":
+        raise NotImplementedError(f"spot light {name!r} has glTF's falloff, which Mitsuba's spot lacks")
+    axis = arr(light.direction) / np.linalg.norm(arr(light.direction))
+    up = np.eye(3)[int(np.argmin(np.abs(axis)))]
+    return {"type": "spot", "intensity": intensity, "cutoff_angle": math.degrees(float(light.outer_angle)),
+            "beam_width": math.degrees(float(light.inner_angle)),
+            "to_world": mi.ScalarTransform4f().look_at(origin=position.tolist(), target=(position + axis).tolist(),
+                                                       up=up.tolist())}
 
 
 def render_numpy(mitsuba_scene, spp: int, seed: int = 0, params=None) -> np.ndarray:

@@ -250,7 +250,16 @@ def _specular():
     return scene, cam
 
 
-SCENES = {"cornell": _cornell, "punctual": _punctual, "metal": _metal, "mixed": _mixed, "textured": _textured,
+def _linear_spots():
+    """The punctual scene under Mitsuba's spot edge (a ramp in the angle), one spot wide, one with a hard edge."""
+    scene, cam = _punctual()
+    scene.lights["spot"].falloff = "linear"
+    scene.add_light("hard", lg.SpotLight(torch.tensor([0.6, 1.4, -0.2]), torch.tensor([-0.3, -1.0, 0.2]),
+                                         torch.tensor(4.0), inner_angle=0.35, outer_angle=0.35, falloff="linear"))
+    return scene, cam
+
+
+SCENES = {"cornell": _cornell, "linear_spots": _linear_spots, "punctual": _punctual, "metal": _metal, "mixed": _mixed, "textured": _textured,
           "sky": _sky, "specular": _specular, "normal_mapped": _normal_mapped, "glass": _glass,
           "partial_glass": _partial_glass}
 

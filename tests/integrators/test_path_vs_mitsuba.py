@@ -201,6 +201,31 @@ def test_an_area_light_shadow_on_a_diffuse_floor(mi, tmp_path):
     compare(tmp_path, ours, ref)
 
 
+def test_spot_point_and_directional_lights_with_shadows(mi, tmp_path):
+    """Punctual lights (``path`` to depth 3 in both): a spot with Mitsuba's edge (``falloff="linear"``, a ramp in
+    the angle from ``beam_width`` to ``cutoff_angle``) whose cone's rim and a blocker's hard shadow lie on the
+    floor, a point light and a low sun. The blocker's and the shadow's edges are bright and hard: their per-pixel
+    noise (both renderers') forces 2 x 2 blocks. Measured at 1024 spp: rrmse 0.011 (2 x 2 blocks), 0.023 per pixel;
+    the spot alone 0.004 in 4 x 4 blocks, its mean within 0.06 % of Mitsuba's."""
+    scene = lg.Scene()
+    floor = torch.tensor([[-2.0, 0, -2], [-2, 0, 2], [2, 0, 2], [2, 0, -2]])
+    scene.add_mesh("floor", lg.SceneMesh(floor, QUAD, lambert((0.6, 0.6, 0.6))))
+    blocker = torch.tensor([[-0.2, 0.5, -0.2], [-0.2, 0.5, 0.2], [0.2, 0.5, 0.2], [0.2, 0.5, -0.2]])
+    scene.add_mesh("blocker", lg.SceneMesh(blocker, QUAD, lambert((0.5, 0.4, 0.3)), double_sided=True))
+    scene.add_light("spot", lg.SpotLight(torch.tensor([0.1, 1.6, -0.1]), torch.tensor([0.05, -1.0, 0.15]),
+                                         torch.tensor(4.0), torch.tensor([1.0, 0.9, 0.7]), inner_angle=0.2,
+                                         outer_angle=0.55, falloff="linear"))
+    scene.add_light("bulb", lg.PointLight(torch.tensor([-1.2, 0.8, 0.9]), torch.tensor(0.6)))
+    scene.add_light("sun", lg.DirectionalLight(torch.tensor([1.0, -0.6, 0.3]), torch.tensor(0.15)))
+    cam = lg.Camera.look_at([0.0, 1.8, -2.0], [0.1, 0.0, 0.2], fov_y=0.8, width=32, height=32)
+    ours = lumigrad_image(scene, cam, integrator="path", spp=1024, max_depth=3)
+    ref = mitsuba_image(mi, scene, cam, {"type": "path", "max_depth": 3}, spp=8192)
+    compare(tmp_path, ours, ref, block=2)
+    scene.lights["spot"].falloff = "gltf"
+    gltf = lumigrad_image(scene, cam, integrator="path", spp=64, max_depth=3)
+    assert rrmse(gltf, ref) > 3 * TOLERANCE, "the falloff hardly changes this image: the test would not see it"
+
+
 def _random_texture(cells: int = 8, texels_per_cell: int = 1) -> torch.Tensor:
     """``cells x cells`` random 8-bit sRGB colours, each repeated over ``texels_per_cell^2`` texels, with a white
     top-left and a red top-right cell (a flipped or rotated texture would put them elsewhere)."""

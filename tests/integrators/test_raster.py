@@ -220,3 +220,29 @@ def test_fused_lights_give_the_reference_image_and_gradients():
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     with pytest.raises(TypeError, match="fused_lights must be a bool"):
         RasterIntegrator(fused_lights="yes")
+
+
+def test_a_linear_falloff_spot_is_shaded_through_its_own_samples():
+    """Mitsuba's spot edge (``falloff="linear"``) is not glTF's packed cone: the fused pass leaves the light to its
+    ``samples``, so both passes give its image (not the glTF cone's)."""
+    scene = _textured_quad_and_ball()
+    spot = lg.SpotLight(torch.tensor([0.0, 2.0, -2.0], dtype=F64), torch.tensor([0.0, -1.0, 1.0], dtype=F64), 40.0,
+                        inner_angle=0.1, outer_angle=0.5, falloff="linear")
+    scene.add_light("spot", spot)
+    packed, rest = _punctual(list(scene.lights.values()))
+    assert rest == [spot]
+    params = [spot.position, spot.outer_angle]
+    for t in params:
+        t.requires_grad_(True)
+    images, grads = _images_and_gradients(scene, params, [dict(fused_lights=f) for f in (True, False)])
+    torch.testing.assert_close(images[0], images[1], rtol=1e-12, atol=1e-12)
+    for a, b in zip(grads[0], grads[1]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert all(float(g.abs().max()) > 0 for g in grads[0])
+    spot.falloff = "gltf"
+    gltf, _ = _images_and_gradients(scene, params, [dict(fused_lights=True)])
+    del scene.lights["spot"]
+    with torch.no_grad():
+        unlit = lg.render(scene, _camera()).rgb
+    spot_share = float((images[0] - unlit).abs().max())
+    assert float((gltf[0] - images[0]).abs().max()) > 0.01 * spot_share > 0  # (measured 0.026: the curves are close)

@@ -205,13 +205,15 @@ def test_unrepresentable_lights_and_cameras_warn_and_are_skipped(tmp_path):
     scene.add_camera("batch", lg.Camera.from_fov(0.7, 64, 48, w2c.expand(2, 4, 4)))
     K = torch.tensor([[60.0, 0.0, 30.0], [0.0, 50.0, 20.0], [0.0, 0.0, 1.0]])
     scene.add_camera("skewed", lg.Camera(K, w2c, 64, 48))
+    scene.lights["spot"].falloff = "linear"
     with pytest.warns(UserWarning) as record:
         out = write_gltf(tmp_path / "scene.glb", scene)
     messages = " ".join(str(w.message) for w in record)
     for expected in ("'sky' is a SHLight", "'panel' is a AreaLight", "'batch' is a batch", "principal point",
-                     "fx = 60 != fy = 50"):
+                     "fx = 60 != fy = 50", "spot light 'spot' has the 'linear' falloff"):
         assert expected in messages
     back = read_gltf(out)
+    assert back.lights["spot"].falloff == "gltf"
     assert "sky" not in back.lights and "panel" not in back.lights and "batch" not in back.cameras
     assert "skewed" in back.cameras
     assert back.cameras["skewed"].K[1, 1].item() == pytest.approx(50.0 * 512 / 48, rel=1e-5)  # fy kept

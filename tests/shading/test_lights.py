@@ -115,6 +115,27 @@ def test_spot_falloff_is_monotone_and_continuous():
     assert float((L[1:] - L[:-1]).abs().max()) < 0.05 * float(L[0])  # no jump at either cone edge
 
 
+def test_linear_spot_cone_values_by_hand():
+    """Mitsuba's ``spot`` edge: full inside ``inner`` (its beam width), 0 beyond ``outer`` (its cutoff), a ramp
+    in the angle between."""
+    inner, outer, d, intensity = 0.2, 0.5, 2.0, 4.0
+    angles = [0.0, 0.1, 0.2, 0.3, 0.45, 0.5, 0.6, 1.5]
+    x = torch.tensor([[d * math.sin(a), 0.0, d * math.cos(a)] for a in angles], dtype=DT)
+    L = spot_light(x, _t(0.0, 0.0, 0.0), _t(0.0, 0.0, 3.0), _t(intensity), inner, outer, falloff="linear").L[:, 0]
+    full = intensity / d**2
+    expected = [full * min(max((outer - a) / (outer - inner), 0.0), 1.0) for a in angles]
+    torch.testing.assert_close(L, torch.tensor(expected, dtype=DT), rtol=1e-9, atol=1e-12)
+    assert 0 < float(L[3]) < full and abs(float(L[3]) - full * 2 / 3) < 1e-9  # linear, not glTF's square
+    glTF = _spot_at_angle([0.3], inner, outer, d, intensity)
+    assert abs(float(glTF) - float(L[3])) > 0.05 * full  # glTF: 0.576 of full
+
+
+def test_a_linear_spot_with_equal_angles_has_a_hard_edge():
+    x = torch.tensor([[math.sin(a), 0.0, math.cos(a)] for a in (0.29, 0.31)], dtype=DT)
+    L = spot_light(x, _t(0.0, 0.0, 0.0), _t(0.0, 0.0, 1.0), _t(1.0), 0.3, 0.3, falloff="linear").L[:, 0]
+    assert L.tolist() == [1.0, 0.0]
+
+
 def test_spot_range_and_inverse_square():
     s1 = spot_light(_t(0.0, 0.0, 1.0), _t(0.0, 0.0, 0.0), _t(0.0, 0.0, 1.0), _t(1.0), 0.1, 0.3)
     s2 = spot_light(_t(0.0, 0.0, 3.0), _t(0.0, 0.0, 0.0), _t(0.0, 0.0, 1.0), _t(1.0), 0.1, 0.3)
@@ -167,6 +188,26 @@ def test_gradcheck_spot():
     assert float(inner.grad) != 0 and float(outer.grad) != 0
 
 
+def test_gradcheck_linear_spot():
+    """The linear edge's gradients: w.r.t. the points, the light, both angles; finite on the axis itself."""
+    x = torch.tensor([[0.05, 0.0, 2.0], [0.6, 0.1, 2.0], [0.8, -0.3, 1.9], [3.0, 0.0, 1.0]], dtype=DT,
+                     requires_grad=True)
+    pos = _t(0.0, 0.1, 0.0, grad=True)
+    direction = _t(0.1, 0.0, 1.0, grad=True)
+    intensity = _t(1.0, 3.0, grad=True)
+    inner = torch.tensor(0.15, dtype=DT, requires_grad=True)
+    outer = torch.tensor(0.5, dtype=DT, requires_grad=True)
+    L = spot_light(x, pos, direction, intensity, inner, outer, falloff="linear").L.detach()
+    assert float(L[0, 0]) > 0 and 0 < float(L[1, 0]) < float(L[0, 0]) * 0.9 and float(L[3, 0]) == 0
+    fn = lambda *a: spot_light(*a, falloff="linear").L  # noqa: E731
+    assert gradcheck(fn, (x, pos, direction, intensity, inner, outer))
+    on_axis = torch.tensor([[0.0, 0.0, 2.0]], dtype=DT, requires_grad=True)
+    inner0 = torch.tensor(0.0, dtype=DT, requires_grad=True)
+    s = spot_light(on_axis, _t(0.0, 0.0, 0.0), _t(0.0, 0.0, 1.0), _t(1.0), inner0, 0.5, falloff="linear")
+    s.L.sum().backward()
+    assert torch.isfinite(on_axis.grad).all() and torch.isfinite(inner0.grad)
+
+
 def test_gradcheck_directional():
     x = torch.randn(2, 3, generator=_gen(5), dtype=DT)
     direction = _t(0.2, -1.0, 0.3, grad=True)
@@ -190,6 +231,8 @@ def test_gradcheck_directional():
     (lambda: point_light(torch.zeros(2, 3), torch.ones(3), torch.ones(3), min_distance=0.0), "min_distance"),
     (lambda: spot_light(torch.zeros(2, 3), torch.ones(3), torch.zeros(3), torch.ones(3)),
      "direction must have non-zero length"),
+    (lambda: spot_light(torch.zeros(2, 3), torch.ones(3), -torch.ones(3), torch.ones(3), falloff="mitsuba"),
+     "falloff must be one of"),
     (lambda: spot_light(torch.zeros(2, 3), torch.ones(3), -torch.ones(3), torch.ones(3), 0.5, 0.2),
      "inner_angle must be <= outer_angle"),
     (lambda: spot_light(torch.zeros(2, 3), torch.ones(3), -torch.ones(3), torch.ones(3), -0.1, 0.2), "inner_angle"),

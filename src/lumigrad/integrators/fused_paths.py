@@ -47,6 +47,7 @@ __all__ = ["KNOWN_FIELDS", "TRANSPORT_ENV", "fused_unsupported", "path_tables", 
 TRANSPORT_ENV = "LUMIGRAD_PATH_TRANSPORT"
 
 _SPOT_MIN_COS_BAND = 1e-3  # as lumigrad.shading.lights
+_SPOT_MIN_ANGLE_BAND = 1e-6  # as lumigrad.shading.lights
 
 
 def use_fused(ts: TraceScene, requested: bool = True) -> bool:
@@ -173,6 +174,16 @@ def texture_rows(tex: torch.Tensor, dev) -> torch.Tensor:
     return tex[..., :3].to(dev, torch.float32).reshape(-1, 3)
 
 
+def _spot_cone(light: SpotLight):
+    """``(edge, scale, kind)`` of a spot light's cone in the path kernel's light table (float32, as the kernel)."""
+    f32 = torch.float32
+    inner, outer = light.inner_angle.detach().to("cpu", f32), light.outer_angle.detach().to("cpu", f32)
+    if light.falloff == "linear":
+        return float(outer), float(1.0 / (outer - inner).clamp_min(_SPOT_MIN_ANGLE_BAND)), pk.LIGHT_SPOT_LINEAR
+    co = torch.cos(outer)
+    return float(co), float(1.0 / (torch.cos(inner) - co).clamp_min(_SPOT_MIN_COS_BAND)), pk.LIGHT_SPOT
+
+
 def path_tables(ts: TraceScene) -> PathTables:
     """The kernel's tables of ``ts`` (detached float32 / int32 copies; see :class:`PathTables`)."""
     dev, f32, i32 = ts.verts.device, torch.float32, torch.int32
@@ -205,7 +216,7 @@ def path_tables(ts: TraceScene) -> PathTables:
         values = value_tables(ts)
     emitter = [-1 if e is None else next(j for j, l in enumerate(ts.lights) if l is e) for e in ts.part_emitters]
 
-    types, pos, dirs, cos_outer, scale, rng, start, count, two = ([] for _ in range(9))
+    types, pos, dirs, cone_edge, cone_scale, rng, start, count, two = ([] for _ in range(9))
     areas, centres, far2 = [], [], []  # area lights sampled by area (where): see PathTables
     v0s, v1s, v2s, cdfs = [], [], [], []
     zero3 = torch.zeros(3, device=dev)
@@ -232,20 +243,18 @@ def path_tables(ts: TraceScene) -> PathTables:
             d = light.direction.detach().to(dev, f32)
             s = -(d / torch.linalg.vector_norm(d, dim=-1, keepdim=True))
         else:
-            kind = pk.LIGHT_SPOT if isinstance(light, SpotLight) else pk.LIGHT_POINT
+            kind = pk.LIGHT_POINT
             p = light.position.detach().reshape(3)
             r = 0.0 if light.range is None else float(light.range)
             if isinstance(light, SpotLight):
                 d = light.direction.detach().to(dev, f32)
                 s = d / torch.linalg.vector_norm(d, dim=-1, keepdim=True)
-                co = torch.cos(light.outer_angle.detach().to(dev, f32))
-                sc_t = 1.0 / (torch.cos(light.inner_angle.detach().to(dev, f32)) - co).clamp_min(_SPOT_MIN_COS_BAND)
-                c_out, sc = float(co), float(sc_t)
+                c_out, sc, kind = _spot_cone(light)
         types.append(int(kind))
         pos.append(p)
         dirs.append(s)
-        cos_outer.append(c_out)
-        scale.append(sc)
+        cone_edge.append(c_out)
+        cone_scale.append(sc)
         rng.append(r)
         start.append(st)
         count.append(n)
@@ -288,7 +297,7 @@ def path_tables(ts: TraceScene) -> PathTables:
         texels=torch.cat([texture_rows(tex.detach(), dev) for tex in textures]).contiguous() if textures
         else torch.zeros(1, 3, device=dev),
         light_type=col(types, i32), light_pos=vec(pos), light_dir=vec(dirs),
-        light_cos_outer=col(cos_outer, f32), light_scale=col(scale, f32), light_range=col(rng, f32),
+        light_cone_edge=col(cone_edge, f32), light_cone_scale=col(cone_scale, f32), light_range=col(rng, f32),
         light_start=col(start, i32), light_count=col(count, i32), light_two_sided=col(two, i32),
         light_area=col(areas, f32), light_centre=vec(centres), light_far2=col(far2, f32),
         tri_v0=vec(v0s), tri_v1=vec(v1s), tri_v2=vec(v2s),

@@ -545,7 +545,8 @@ def _punctual_pair(light):
     elif kind == "spots":
         entry = (light.position, light.direction, light.intensity[..., None] * light.color, light.inner_angle,
                  light.outer_angle, light.range)
-        if light.direction.dim() != 1 or light.inner_angle.dim() or light.outer_angle.dim():
+        if light.direction.dim() != 1 or light.inner_angle.dim() or light.outer_angle.dim() or \
+                light.falloff != "gltf":  # the packed cone is glTF's; a linear one keeps its samples
             return None
     else:
         entry = (light.direction, light.irradiance[..., None] * light.color)

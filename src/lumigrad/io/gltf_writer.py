@@ -308,6 +308,9 @@ class _Writer:
         if isinstance(light, PointLight):
             out = {"type": "point", "intensity": _float(light.intensity)}
         elif isinstance(light, SpotLight):
+            if light.falloff != "gltf":
+                warnings.warn(f"glTF writer: spot light {name!r} has the {light.falloff!r} falloff; KHR_lights_punctual "
+                              "holds glTF's, so its cone's edge is written with that one")
             out = {"type": "spot", "intensity": _float(light.intensity),
                    "spot": {"innerConeAngle": _float(light.inner_angle), "outerConeAngle": _float(light.outer_angle)}}
         elif isinstance(light, DirectionalLight):

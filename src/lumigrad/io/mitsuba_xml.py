@@ -70,7 +70,7 @@
   shape; it is not also a mesh, and its BSDF is dropped: named in the warning); ``point`` (``position`` or
   ``to_world``, ``intensity`` -> ``PointLight`` intensity 1 and colour ``intensity``); ``spot``
   (``cutoff_angle``, ``beam_width`` in degrees -> outer / inner angles, ``to_world``: the light shines along its
-  local +z; Mitsuba's falloff is linear in angle, lumigrad's is glTF's); ``directional`` (``direction`` or
+  local +z; ``falloff="linear"``, Mitsuba's ramp in the angle); ``directional`` (``direction`` or
   ``to_world``'s +z, ``irradiance``); ``envmap`` (``filename`` of an ``.hdr`` / ``.exr``, ``scale``,
   ``to_world``; both use ``u = atan2(d_x, -d_z) / 2 pi``, ``v = acos(d_y) / pi``, but Mitsuba's rows sit on the
   poles and lumigrad's at row centres, so the map is resampled once, bilinearly, into lumigrad's layout and
@@ -1177,7 +1177,7 @@ class _Reader:
                                        f"beam_width={beam}, cutoff_angle={cutoff}")
             direction = M[:3, 2] / max(np.linalg.norm(M[:3, 2]), 1e-300)
             light = self._make(elem, SpotLight, t(M[:3, 3]), t(direction), t(1.0), t(self.emission(p, "intensity")),
-                               t(math.radians(beam)), t(math.radians(cutoff)))
+                               t(math.radians(beam)), t(math.radians(cutoff)), falloff="linear")
         elif kind == "directional":
             direction = p.vector("direction")
             if direction is None:

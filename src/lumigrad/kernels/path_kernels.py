@@ -39,12 +39,15 @@ LIGHT_SPOT = wp.constant(1)
 LIGHT_DIRECTIONAL = wp.constant(2)
 LIGHT_AREA = wp.constant(3)
 LIGHT_ENVIRONMENT = wp.constant(4)
+LIGHT_SPOT_LINEAR = wp.constant(5)  # a spot light with Mitsuba's falloff, a ramp in the angle
 
 #: equals lumigrad.raytrace.transport.SHADING_NORMAL_MIN_COS (tests/integrators/test_fused_paths.py checks it)
 SHADING_NORMAL_MIN_COS = wp.constant(1.0e-2)
 #: equal lumigrad.shading.lights.MIN_LIGHT_DISTANCE and the emitters' smallest |cos| of area densities
 MIN_LIGHT_DISTANCE = wp.constant(1.0e-4)
 _MIN_COS = wp.constant(1.0e-12)
+#: equals lumigrad.shading.lights._ACOS_MARGIN: the spot cone's cosine is kept inside [-1 + it, 1 - it]
+ACOS_MARGIN = wp.constant(1.0e-6)
 #: Solid angles and unit corner directions of the first ``CACHED`` triangles of an area light and the totals of the
 #: first ``CACHED`` lights are kept in registers (the rest are recomputed: the same bits either way).
 CACHED = 8
@@ -595,7 +598,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 part_normal_scale: wp.array(dtype=float), tangents: wp.array(dtype=wp.vec4), has_tangents: int,
                 num_lights: int, light_type: wp.array(dtype=wp.int32), light_pos: wp.array(dtype=wp.vec3),
                 light_dir: wp.array(dtype=wp.vec3), light_value: wp.array(dtype=wp.vec3),
-                light_cos_outer: wp.array(dtype=float), light_scale: wp.array(dtype=float),
+                light_cone_edge: wp.array(dtype=float), light_cone_scale: wp.array(dtype=float),
                 light_range: wp.array(dtype=float), light_start: wp.array(dtype=wp.int32),
                 light_count: wp.array(dtype=wp.int32), light_two_sided: wp.array(dtype=wp.int32),
                 light_area: wp.array(dtype=float), light_centre: wp.array(dtype=wp.vec3),
@@ -808,8 +811,11 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                         fall = wp.clamp(1.0 - r * r * r * r, 0.0, 1.0) * fall
                     if kind == LIGHT_SPOT:
                         cd = -wp.dot(wi, light_dir[j])
-                        a = wp.clamp(cd * light_scale[j] - light_cos_outer[j] * light_scale[j], 0.0, 1.0)
+                        a = wp.clamp(cd * light_cone_scale[j] - light_cone_edge[j] * light_cone_scale[j], 0.0, 1.0)
                         fall = a * a * fall
+                    elif kind == LIGHT_SPOT_LINEAR:
+                        theta = wp.acos(wp.clamp(-wp.dot(wi, light_dir[j]), -1.0 + ACOS_MARGIN, 1.0 - ACOS_MARGIN))
+                        fall = wp.clamp((light_cone_edge[j] - theta) * light_cone_scale[j], 0.0, 1.0) * fall
                     lw = light_value[j] * fall
                     per_value = fall
                 t_j, f_j, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base,

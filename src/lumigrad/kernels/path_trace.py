@@ -61,8 +61,10 @@ class PathTables:
             per face corner (``[1, 4]`` zeros when ``has_tangents`` is 0; zeros on faces without a map).
         light_type: ``[L]`` (:data:`.path_kernels.LIGHT_POINT` ...); ``light_pos``, ``light_dir`` ``[L, 3]``
             (a spot's unit axis; for a directional light the unit direction *towards* it);
-            ``light_value`` ``[L, 3]`` (intensity or irradiance times colour); ``light_cos_outer``,
-            ``light_scale`` ``[L]`` (spot cone: ``cos(outer)`` and ``1 / max(cos(inner) - cos(outer), 1e-3)``);
+            ``light_value`` ``[L, 3]`` (intensity or irradiance times colour); ``light_cone_edge``,
+            ``light_cone_scale`` ``[L]`` (a spot's cone: glTF's, ``LIGHT_SPOT``, ``cos(outer)`` and
+            ``1 / max(cos(inner) - cos(outer), 1e-3)``; the linear one, ``LIGHT_SPOT_LINEAR``, ``outer`` and
+            ``1 / max(outer - inner, 1e-6)``);
             ``light_range`` ``[L]`` (<= 0: none); ``light_start``, ``light_count``, ``light_two_sided``
             ``[L]``: an area light's triangles in ``tri_*``; ``light_area`` ``[L]``: an area light's total area
             when next-event estimation may sample it by area, 0 when always by solid angle; it does at points
@@ -105,8 +107,8 @@ class PathTables:
     light_pos: torch.Tensor
     light_dir: torch.Tensor
     light_value: torch.Tensor
-    light_cos_outer: torch.Tensor
-    light_scale: torch.Tensor
+    light_cone_edge: torch.Tensor
+    light_cone_scale: torch.Tensor
     light_range: torch.Tensor
     light_start: torch.Tensor
     light_count: torch.Tensor
@@ -146,7 +148,7 @@ def _kernel_inputs(bvh: TriangleBVH, verts: torch.Tensor, t: PathTables, origins
             as_warp(t.part_normal_texture), as_warp(t.part_normal_scale), as_warp(t.tangents, wp.vec4),
             int(t.has_tangents),
             int(t.light_type.shape[0]), as_warp(t.light_type), as_warp(t.light_pos, v3), as_warp(t.light_dir, v3),
-            as_warp(t.light_value, v3), as_warp(t.light_cos_outer), as_warp(t.light_scale),
+            as_warp(t.light_value, v3), as_warp(t.light_cone_edge), as_warp(t.light_cone_scale),
             as_warp(t.light_range), as_warp(t.light_start), as_warp(t.light_count), as_warp(t.light_two_sided),
             as_warp(t.light_area), as_warp(t.light_centre, v3), as_warp(t.light_far2),
             as_warp(t.tri_v0, v3), as_warp(t.tri_v1, v3), as_warp(t.tri_v2, v3), as_warp(t.tri_le, v3),

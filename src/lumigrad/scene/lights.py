@@ -25,7 +25,7 @@ from ..shading.area_light import area_light_unchecked, check_samples_per_face
 from ..shading.emitters import (DirectionSample, area_light_eval, area_light_pdf, area_light_sample_direct,
                                 delta_direction_sample, envmap_pdf, envmap_sample_direct)
 from ..shading.envmap import check_env_size, envmap_lookup, prefilter_ggx
-from ..shading.lights import (LightSample, directional_light_unchecked, point_light_unchecked,
+from ..shading.lights import (LightSample, check_spot_falloff, directional_light_unchecked, point_light_unchecked,
                               spot_light_unchecked)
 from ..shading.sh import sh_project_equirect
 
@@ -125,7 +125,10 @@ class PointLight(_TensorFields, _DeltaEmitter):
 
 @dataclass
 class SpotLight(_TensorFields, _DeltaEmitter):
-    """A glTF spot light: a point light inside a cone with a smooth edge between the two angles (radians)."""
+    """A spot light: a point light inside a cone with a soft edge between the two angles (radians).
+
+    ``falloff`` shapes the edge (:func:`lumigrad.shading.spot_light`): ``"gltf"`` (glTF's, the default) or
+    ``"linear"`` (Mitsuba 3's ``spot``, a ramp in the angle, which the Mitsuba reader sets)."""
 
     position: torch.Tensor
     direction: torch.Tensor
@@ -134,6 +137,7 @@ class SpotLight(_TensorFields, _DeltaEmitter):
     inner_angle: torch.Tensor = 0.0
     outer_angle: torch.Tensor = math.pi / 4
     range: Optional[float] = None  # noqa: A003
+    falloff: str = "gltf"
 
     def __post_init__(self):
         self.position = check_tensor(_as_tensor(self.position), "position", trailing=(3,), floating=True,
@@ -152,10 +156,11 @@ class SpotLight(_TensorFields, _DeltaEmitter):
                              f"where the light fades out); got inner_angle={inner.tolist()} > "
                              f"outer_angle={outer.tolist()}")
         self.range = _check_range(self.range)
+        self.falloff = check_spot_falloff(self.falloff)
 
     def samples(self, x: torch.Tensor) -> List[LightSample]:
         return [spot_light_unchecked(x, self.position, self.direction, self.intensity[..., None] * self.color,
-                                     self.inner_angle, self.outer_angle, range=self.range)]
+                                     self.inner_angle, self.outer_angle, range=self.range, falloff=self.falloff)]
 
 
 @dataclass

@@ -24,7 +24,8 @@ import torch
 
 from .._checks import broadcast_batch, check_tensor
 
-__all__ = ["LightSample", "MIN_LIGHT_DISTANCE", "PunctualLights", "directional_light", "point_light", "spot_light"]
+__all__ = ["LightSample", "MIN_LIGHT_DISTANCE", "PunctualLights", "SPOT_FALLOFFS", "directional_light", "point_light",
+           "spot_light"]
 
 #: Default lower clamp (scene units) on the point-to-light distance of point and spot lights. Below it the
 #: inverse-square law is evaluated at this distance, so values and gradients stay finite at ``d -> 0``.
@@ -32,6 +33,13 @@ MIN_LIGHT_DISTANCE = 1e-4
 
 # glTF's guard on the width of the spot's smooth band: 1 / max(0.001, cos(inner) - cos(outer)).
 _SPOT_MIN_COS_BAND = 1e-3
+#: The spot cone's falloff between its inner and outer angles: ``"gltf"`` (glTF ``KHR_lights_punctual``: the
+#: square of a ramp in the cosine) or ``"linear"`` (Mitsuba 3's ``spot``: a ramp in the angle itself).
+SPOT_FALLOFFS = ("gltf", "linear")
+# Smallest band (radians) of the linear falloff: 1 / max(outer - inner, this); an equal pair gives a hard edge.
+_SPOT_MIN_ANGLE_BAND = 1e-6
+# |cd| is kept below 1 - this before acos, whose slope is infinite at +-1 (a zero times it is still 0).
+_ACOS_MARGIN = 1e-6
 
 Scalar = Union[float, torch.Tensor]
 
@@ -220,6 +228,13 @@ def _check_per_light(t: torch.Tensor, name: str, K: int, device, finite: bool = 
         raise ValueError(f"{name} must have shape ({K},); got {tuple(t.shape)}")
 
 
+def check_spot_falloff(falloff) -> str:
+    """``falloff`` if it is one of :data:`SPOT_FALLOFFS`, else a ``ValueError`` naming the argument."""
+    if not isinstance(falloff, str) or falloff not in SPOT_FALLOFFS:
+        raise ValueError(f"falloff must be one of {SPOT_FALLOFFS}; got {falloff!r}")
+    return falloff
+
+
 def spot_cone(inner_angle: torch.Tensor, outer_angle: torch.Tensor):
     """``(scale, offset)`` of glTF's spot cone: ``a = clamp(cd * scale + offset, 0, 1)^2`` with
     ``scale = 1 / max(0.001, cos(inner) - cos(outer))`` and ``offset = -cos(outer) * scale`` (differentiable)."""
@@ -299,8 +314,9 @@ def spot_light(
     *,
     range: Optional[Scalar] = None,  # noqa: A002 - glTF's name
     min_distance: float = MIN_LIGHT_DISTANCE,
+    falloff: str = "gltf",
 ) -> LightSample:
-    """Light shading points with a glTF spot light: a point light masked by a smooth cone.
+    """Light shading points with a spot light: a point light masked by a cone with a soft edge.
 
     With ``wi``, ``d`` and ``window`` as in :func:`point_light`, ``s = direction / |direction|`` the cone
     axis (the way the light shines) and ``cd = dot(s, -wi)`` the cosine between the axis and the
@@ -312,7 +328,10 @@ def spot_light(
         L      = intensity * a * window(d) / d^2
 
     so points within ``inner_angle`` of the axis get the full point-light value, points beyond
-    ``outer_angle`` get 0, and ``a`` rises smoothly (quadratically in ``cd``) in between.
+    ``outer_angle`` get 0, and ``a`` rises smoothly (quadratically in ``cd``) in between. With
+    ``falloff="linear"`` the edge is Mitsuba 3's ``spot`` (``inner_angle`` its ``beam_width``, ``outer_angle`` its
+    ``cutoff_angle``): ``a = clamp((outer_angle - acos(cd)) / max(outer_angle - inner_angle, 1e-6), 0, 1)``, a
+    ramp in the angle itself.
 
     Args:
         x: shading points, ``[..., 3]``, float, world space.
@@ -326,20 +345,22 @@ def spot_light(
             ``0 <= inner_angle <= outer_angle <= pi / 2`` (glTF's limits).
         range: optional cut-off distance, as in :func:`point_light`.
         min_distance: lower clamp on the distance, as in :func:`point_light`.
+        falloff: ``"gltf"`` (default) or ``"linear"`` (Mitsuba's), :data:`SPOT_FALLOFFS`.
 
     Returns:
         :class:`LightSample` ``(wi [B, 3], L [B, C], distance [B])``.
 
     Raises:
         ValueError: wrong shapes, NaN/Inf, negative ``intensity``, zero-length ``direction``, angles out of
-            order or range, non-positive ``range``.
+            order or range, non-positive ``range``, an unknown ``falloff``.
 
     **Differentiability:** differentiable in ``x``, ``position``, ``direction``, ``intensity``, both angles
     (when given as tensors) and ``range``. The gradient is zero outside the outer cone and inside the inner
     cone w.r.t. the angles and ``direction``. ``L`` is continuous everywhere; its gradient is continuous at the
     outer edge (``a`` has zero slope there) and jumps at the inner edge (glTF's clamp to 1). When
     ``cos(inner) - cos(outer) < 0.001`` the band width is clamped (glTF), and the angles get gradients only
-    through ``offset``.
+    through ``offset``. The linear falloff's slope jumps at both edges; on the axis itself (``|cd| > 1 - 1e-6``)
+    its gradient w.r.t. ``cd`` is 0 (``acos`` is vertical there), never NaN.
 
     Example: axis pointing down -y from ``(0, 1, 0)``, cones 0.2 and 0.4 rad: the origin lies on the axis
     (full intensity, ``L = 2 / 1^2``), the point ``(1, 0, 0)`` is 45 degrees off axis (dark)::
@@ -363,26 +384,34 @@ def spot_light(
         raise ValueError(f"inner_angle must be <= outer_angle; got inner_angle={_show(inner)} > "
                          f"outer_angle={_show(outer)}")
     rng = None if range is None else _positive_scalar(range, "range", x)
-    return _spot_light(x, position, s, intensity, inner, outer, rng, min_distance)
+    return _spot_light(x, position, s, intensity, inner, outer, rng, min_distance, check_spot_falloff(falloff))
 
 
 def spot_light_unchecked(x: torch.Tensor, position: torch.Tensor, direction: torch.Tensor,
                          intensity: torch.Tensor, inner_angle: torch.Tensor, outer_angle: torch.Tensor, *,
                          range: Optional[Scalar] = None,  # noqa: A002
-                         min_distance: float = MIN_LIGHT_DISTANCE) -> LightSample:
+                         min_distance: float = MIN_LIGHT_DISTANCE, falloff: str = "gltf") -> LightSample:
     """:func:`spot_light` on validated inputs (a light checked when it was built): the shapes are still
     matched, the values are not read (``direction`` is normalised here, its length taken as non-zero)."""
     s = direction / torch.linalg.vector_norm(direction, dim=-1, keepdim=True)
-    return _spot_light(x, position, s, intensity, inner_angle, outer_angle, range, min_distance)
+    return _spot_light(x, position, s, intensity, inner_angle, outer_angle, range, min_distance, falloff)
 
 
-def _spot_light(x, position, s, intensity, inner, outer, rng, min_distance) -> LightSample:
+def spot_cone_factor(cd: torch.Tensor, inner: torch.Tensor, outer: torch.Tensor, falloff: str) -> torch.Tensor:
+    """The cone's factor ``a`` of :func:`spot_light` at the cosines ``cd`` between the axis and the
+    light-to-point directions (differentiable, ``falloff`` one of :data:`SPOT_FALLOFFS`)."""
+    if falloff == "linear":
+        theta = torch.acos(cd.clamp(-1.0 + _ACOS_MARGIN, 1.0 - _ACOS_MARGIN))
+        return ((outer - theta) / (outer - inner).clamp_min(_SPOT_MIN_ANGLE_BAND)).clamp(0.0, 1.0)
+    scale, offset = spot_cone(inner, outer)
+    return (cd * scale + offset).clamp(0.0, 1.0).square()
+
+
+def _spot_light(x, position, s, intensity, inner, outer, rng, min_distance, falloff) -> LightSample:
     batch = _batch(x, "x", position, "position", s, "direction", intensity, "intensity", inner, "inner_angle",
                    outer, "outer_angle", rng if isinstance(rng, torch.Tensor) else None, "range")
     wi, d = towards_point(x, position, min_distance)
-    scale, offset = spot_cone(inner, outer)
-    cd = -(wi * s).sum(-1)
-    a = (cd * scale + offset).clamp(0.0, 1.0).square()
+    a = spot_cone_factor(-(wi * s).sum(-1), inner, outer, falloff)
     L = intensity * (a * _falloff(d, rng))[..., None]
     return _sample(wi, L, d, batch)
 
