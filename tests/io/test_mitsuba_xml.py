@@ -281,6 +281,54 @@ def test_bitmap_textures_srgb_raw_and_linear_files(tmp_path):
     torch.testing.assert_close(scene.meshes["exr"].material.base_color_texture, srgb_encode(image * 0.5))
 
 
+_CHECKER = ('<texture type="checkerboard" name="reflectance"><rgb name="color0" value="0.8, 0.3, 0.1"/>'
+            '<rgb name="color1" value="0.1, 0.2, 0.7"/><transform name="to_uv"><scale x="3" y="2"/>'
+            '<translate x="0.2" y="0.1"/></transform></texture>')
+
+
+def test_checkerboard_textures_and_to_uv_transforms(tmp_path):
+    """A ``checkerboard`` becomes one repeated period of sRGB-encoded texels (``color0`` where both fractional
+    parts are on the same side of 0.5), its ``to_uv`` moves the texture coordinates of the shapes that use it
+    (a bitmap's too); a ``to_uv`` that mixes in z and a nested texture are refused."""
+    from lumigrad.io.mitsuba_xml import CHECKER_TEXELS
+
+    scene = _scene(tmp_path, f'''
+        <bsdf type="diffuse" id="checks">{_CHECKER}</bsdf>
+        <shape type="rectangle" id="a"><ref id="checks"/></shape>
+        <shape type="rectangle" id="b"><ref id="checks"/><transform name="to_world"><translate z="1"/></transform>
+        </shape>
+        <shape type="rectangle" id="c"><bsdf type="diffuse"><texture type="checkerboard" name="reflectance"/>
+        </bsdf></shape>''')
+    a, b, c = (scene.meshes[k] for k in "abc")
+    tex = a.material.base_color_texture
+    assert tex.shape == (CHECKER_TEXELS, CHECKER_TEXELS, 3) and a.material.wrap == "repeat"
+    n = CHECKER_TEXELS // 2
+    colour0, colour1 = torch.tensor([0.8, 0.3, 0.1]), torch.tensor([0.1, 0.2, 0.7])
+    decoded = lg.shading.image_formation.srgb_decode(tex.double())
+    for (i, j), colour in {(0, 0): colour0, (n + 3, n + 7): colour0, (2, n + 1): colour1, (n, 0): colour1}.items():
+        torch.testing.assert_close(decoded[i, j].float(), colour, atol=1e-5, rtol=1e-5)
+    corners = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], dtype=torch.float64)
+    moved = corners * torch.tensor([3.0, 2.0], dtype=torch.float64) + torch.tensor([0.2, 0.1], dtype=torch.float64)
+    torch.testing.assert_close(a.uv.double(), moved)
+    torch.testing.assert_close(b.uv.double(), moved)
+    torch.testing.assert_close(c.uv.double(), corners)  # no to_uv
+    lg.io.write_image(tmp_path / "tex.png", torch.rand(4, 4, 3, generator=torch.Generator().manual_seed(0)))
+    bitmap = _scene(tmp_path, '<shape type="rectangle"><bsdf type="diffuse"><texture type="bitmap" '
+                              'name="reflectance"><string name="filename" value="tex.png"/><transform name="to_uv">'
+                              '<scale x="2"/><translate y="0.5"/></transform></texture></bsdf></shape>')
+    torch.testing.assert_close(bitmap.meshes["rectangle"].uv.double(), corners * torch.tensor(
+        [2.0, 1.0], dtype=torch.float64) + torch.tensor([0.0, 0.5], dtype=torch.float64))
+    default = lg.shading.image_formation.srgb_decode(c.material.base_color_texture.double())
+    assert default[0, 0].tolist() == pytest.approx([0.4] * 3) and default[n, 0].tolist() == pytest.approx([0.2] * 3)
+    with pytest.raises(MitsubaXmlError, match="to_uv must map texture coordinates"):
+        _scene(tmp_path, '<shape type="rectangle"><bsdf type="diffuse"><texture type="checkerboard" '
+                         'name="reflectance"><transform name="to_uv"><rotate x="1" angle="30"/></transform>'
+                         '</texture></bsdf></shape>')
+    with pytest.raises(MitsubaXmlError, match="color0 must be a colour"):
+        _scene(tmp_path, '<shape type="rectangle"><bsdf type="diffuse"><texture type="checkerboard" '
+                         'name="reflectance"><texture type="checkerboard" name="color0"/></texture></bsdf></shape>')
+
+
 def test_texture_on_a_shape_without_texture_coordinates_is_refused(tmp_path):
     lg.io.write_image(tmp_path / "tex.png", torch.rand(2, 2, 3))
     with pytest.raises(MitsubaXmlError, match="<shape type='sphere'> has no texture coordinates"):
@@ -542,8 +590,8 @@ def test_the_films_rfilter_becomes_the_scenes_pixel_filter(tmp_path):
     ('<shape type="serialized"/>', r"scene\.xml:3: <shape type='serialized'>: shape type 'serialized' is not "),
     ('<emitter type="projector"/>', "emitter type 'projector' is not supported"),
     ('<sensor type="orthographic"/>', "sensor type 'orthographic' is not supported"),
-    ('<shape type="cube"><bsdf type="diffuse"><texture type="checkerboard" name="reflectance"/></bsdf></shape>',
-     "texture type 'checkerboard' is not supported"),
+    ('<shape type="cube"><bsdf type="diffuse"><texture type="mesh_attribute" name="reflectance"/></bsdf></shape>',
+     "texture type 'mesh_attribute' is not supported"),
     ('<medium type="homogeneous"/>', "a top-level <medium> needs an id"),
     ('<volume type="gridvolume"/>', "lumigrad does not read <volume>"),
     ('<shape type="cube"><medium type="heterogeneous" name="interior"/></shape>',
@@ -821,6 +869,38 @@ def test_spot_and_point_emitters_match_mitsuba_at_points(tmp_path):
             assert value == pytest.approx([float(c) for c in weight], rel=1e-4, abs=1e-6), (type(light), p)
             lit += value[0] > 0
     assert 100 < lit < 500  # points inside, on the edge of and outside the cones
+
+
+def test_a_checkerboard_floor_renders_as_in_mitsuba(tmp_path):
+    """The same file rendered by both (``direct``, a diffuse rectangle with a transformed ``checkerboard`` under a
+    constant sky of radiance 1, so each pixel shows its albedo): the cells' colours, places and orientation.
+    The cells' edges inside pixels are the only noise. Measured: rrmse 0.013 at 1024 spp against Mitsuba's 4096
+    (means within 0.01 %); 4 x 4 blocks 0.004."""
+    mi = _mitsuba()
+    path = _write(tmp_path, f'''<integrator type="direct"/>
+        <sensor type="perspective"><float name="fov" value="45"/>
+            <transform name="to_world"><lookat origin="0.3, 2.5, -2" target="0, 0, 0" up="0, 1, 0"/></transform>
+            <sampler type="independent"><integer name="sample_count" value="4096"/></sampler>
+            <film type="hdrfilm"><integer name="width" value="32"/><integer name="height" value="32"/>
+            <rfilter type="box"/></film></sensor>
+        <emitter type="constant"><rgb name="radiance" value="1"/></emitter>
+        <shape type="rectangle"><transform name="to_world"><rotate x="1" angle="-90"/><scale value="1.5"/>
+            </transform><bsdf type="twosided"><bsdf type="diffuse">{_CHECKER}</bsdf></bsdf></shape>''')
+    theirs = np.array(mi.render(mi.load_file(str(path)), seed=0), dtype=np.float64)[..., :3]
+    scene = read_mitsuba_xml(path)
+    settings = {**lg.io.mitsuba_render_settings(scene), "spp": 1024}
+    with torch.no_grad():
+        ours = lg.render(scene, **settings).rgb.double().numpy()
+    err = float(np.sqrt(np.mean((ours - theirs) ** 2)) / np.mean(theirs))
+    assert err < 0.02, err
+    plain_path = tmp_path / "plain.xml"
+    plain_path.write_text(path.read_text().replace('<transform name="to_uv">', '<transform name="unused">'))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MitsubaXmlWarning)  # (the unused transform is named)
+        plain = read_mitsuba_xml(plain_path)
+    with torch.no_grad():
+        moved = lg.render(plain, **{**lg.io.mitsuba_render_settings(plain), "spp": 64}).rgb.double().numpy()
+    assert float(np.sqrt(np.mean((moved - theirs) ** 2)) / np.mean(theirs)) > 0.2  # to_uv matters here
 
 
 def test_homogeneous_interiors_become_material_media(tmp_path):

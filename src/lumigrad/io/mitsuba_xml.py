@@ -50,8 +50,11 @@
   - ``twosided`` around one of these: the mesh's ``double_sided`` is set;
   - ``<texture type="bitmap">`` for a base colour (PNG / JPEG as stored, sRGB unless ``raw=true``, as
     Mitsuba decodes them; EXR / HDR are linear and are sRGB-encoded once into ``base_color_texture``, which
-    lumigrad decodes), ``wrap_mode`` into ``Material.wrap``; a shape without texture coordinates (sphere,
-    disk, an OBJ without ``vt``) cannot carry one and is refused.
+    lumigrad decodes), ``wrap_mode`` into ``Material.wrap``; ``<texture type="checkerboard">`` (``color0``,
+    ``color1``) baked into one repeated period of :data:`CHECKER_TEXELS`^2 texels; a texture's ``to_uv`` (u and v
+    only) is applied to the texture coordinates of the shapes that use it (lumigrad's and Mitsuba's coordinates
+    are the same); a shape without texture coordinates (sphere, disk, an OBJ without ``vt``) cannot carry a
+    texture and is refused.
 
 * **media**: a shape's ``interior`` and ``exterior`` (``<medium type="homogeneous" name="interior">`` inside it,
   or ``<ref name="exterior" id=...>`` to a top-level one) become its material's ``interior`` and ``exterior``
@@ -153,6 +156,8 @@ _BSDFS = ("diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "
 _EMITTERS = ("area", "point", "spot", "directional", "envmap", "constant")
 _SENSORS = ("perspective", "thinlens")
 _MAX_INCLUDE_DEPTH = 32
+#: Texels along each side of one period (2 x 2 cells) of a baked ``checkerboard`` texture.
+CHECKER_TEXELS = 256
 _MAX_NESTING = 64  # element nesting read (real scenes use fewer than 10; deeper input would recurse far)
 
 #: Mitsuba's named indices of refraction (``int_ior`` / ``ext_ior`` given as a name).
@@ -357,6 +362,7 @@ class _Reader:
         self.claimed: Dict[str, set] = {"meshes": set(), "lights": set(), "cameras": set()}  # ids
         self.taken: Dict[str, set] = {"meshes": set(), "lights": set(), "cameras": set()}  # names given out
         self.metadata: Dict[str, Any] = {}
+        self.uv_transforms: Dict[int, Tuple[torch.Tensor, np.ndarray]] = {}  # id(texels): (texels, to_uv [2, 3])
         self.sensor_media: Dict[str, Tuple[ET.Element, Optional[HomogeneousMedium]]] = {}  # camera -> its medium
         self.interior_only: List[ET.Element] = []  # shapes with an interior and no exterior
 
@@ -844,8 +850,11 @@ class _Reader:
             if "exterior" not in media:
                 self.interior_only.append(elem)
         if material.has_textures() and uv is None:
-            raise self.error(elem, f"{self.describe(elem)} has no texture coordinates, so its BSDF's bitmap texture "
+            raise self.error(elem, f"{self.describe(elem)} has no texture coordinates, so its BSDF's texture "
                                    "cannot be applied")
+        to_uv = self.uv_transforms.get(id(material.base_color_texture), (None, None))[1]
+        if to_uv is not None:  # the texture's to_uv moves this shape's coordinates (lumigrad's are Mitsuba's)
+            uv = uv @ to_uv[:, :2].T + to_uv[:, 2]
         mesh = self._make(elem, SceneMesh, t(verts), torch.as_tensor(faces, dtype=torch.long), material,
                           uv=None if uv is None else t(uv),
                           uv_faces=None if uv_faces is None else torch.as_tensor(uv_faces, dtype=torch.long),
@@ -1083,24 +1092,43 @@ class _Reader:
         return np.asarray(CONDUCTOR_F0[name])
 
     def base_colour(self, p: _Props, name: str, default: float):
-        """``(rgb [3], texture or None, wrap)`` of a colour property that may be a bitmap texture."""
+        """``(rgb [3], texture or None, wrap)`` of a colour property that may be a ``bitmap`` or ``checkerboard``
+        texture; a texture's ``to_uv`` is kept in ``self.uv_transforms`` for the shapes that use it."""
         tex_elem = p.named_object(name)
         if tex_elem is not None:
             if tex_elem.tag != "texture":
                 raise self.error(tex_elem, f"{name} must be a colour or a <texture>; got <{tex_elem.tag}>")
-            texels, wrap = self.build(tex_elem, self.texture)
+            texels, wrap, to_uv = self.build(tex_elem, self.texture)
+            if to_uv is not None:
+                self.uv_transforms[id(texels)] = (texels, to_uv)
             return np.ones(3), texels, wrap
         child = p.get(name)
         if child is None:
             return np.full(3, float(default)), None, "repeat"
         return self.colour(child, reflectance=True), None, "repeat"
 
-    def texture(self, elem: ET.Element) -> Tuple[torch.Tensor, str]:
+    def uv_transform(self, elem: ET.Element, p: _Props) -> Optional[np.ndarray]:
+        """A texture's ``to_uv`` as the ``[2, 3]`` affine map of texture coordinates Mitsuba takes from it (the
+        ``x, y`` rows and the translation column of the 4 x 4 matrix), None for the identity; a ``to_uv`` that
+        mixes in ``z`` is refused."""
+        M = p.transform("to_uv")
+        if M is None or np.allclose(M, np.eye(4)):
+            return None
+        if not (np.allclose(M[:2, 2], 0.0) and np.allclose(M[2:, :2], 0.0) and np.allclose(M[3], [0, 0, 0, 1])):
+            raise self.error(elem, f"{self.describe(elem)}: to_uv must map texture coordinates (u, v) only; its "
+                                   "matrix mixes in z")
+        return M[:2][:, [0, 1, 3]].copy()
+
+    def texture(self, elem: ET.Element) -> Tuple[torch.Tensor, str, Optional[np.ndarray]]:
+        """``(texels [H, W, 3] sRGB-encoded, wrap, to_uv [2, 3] or None)`` of a ``bitmap`` or ``checkerboard``."""
         kind = self.attr(elem, "type")
-        if kind != "bitmap":
+        if kind not in ("bitmap", "checkerboard"):
             raise self.error(elem, f"{self.describe(elem)}: texture type {short_text(kind)} is not supported (lumigrad "
-                                   "reads bitmap)")
+                                   "reads bitmap and checkerboard)")
         p = self.props(elem)
+        to_uv = self.uv_transform(elem, p)
+        if kind == "checkerboard":
+            return self.checkerboard(elem, p), "repeat", to_uv
         filename = p.string("filename")
         if filename is None:
             raise self.error(elem, f"{self.describe(elem)} needs a <string name=\"filename\">")
@@ -1110,9 +1138,6 @@ class _Reader:
         if wrap is None:
             raise self.error(elem, "wrap_mode must be repeat, mirror or clamp")
         p.get("filter_type")
-        to_uv = p.transform("to_uv")
-        if to_uv is not None and not np.allclose(to_uv, np.eye(4)):
-            raise self.error(elem, f"{self.describe(elem)}: a to_uv transform is not supported")
         suffix = file.suffix.lower()
         source = f"{self.locate(elem)} {self.describe(elem)}"
         try:
@@ -1137,7 +1162,26 @@ class _Reader:
 
             texels = srgb_encode(texels)
         self.done(p)
-        return texels.to(self.dtype).contiguous(), wrap
+        return texels.to(self.dtype).contiguous(), wrap, to_uv
+
+    def checkerboard(self, elem: ET.Element, p: _Props) -> torch.Tensor:
+        """Mitsuba's ``checkerboard`` (``color0`` where the fractional parts of ``u`` and ``v`` are both above or
+        both at most 0.5, ``color1`` elsewhere; 0.4 and 0.2 by default) as one period of :data:`CHECKER_TEXELS`^2
+        sRGB-encoded texels, repeated: exact but for the bilinear filter's one-texel blend at cell borders."""
+        from ..shading.image_formation import srgb_encode
+
+        colours = []
+        for name, default in (("color0", 0.4), ("color1", 0.2)):
+            if p.named_object(name) is not None:
+                raise self.error(p.named_object(name), f"{self.describe(elem)}: {name} must be a colour (a nested "
+                                                       "texture is not supported)")
+            child = p.get(name)
+            colours.append(np.full(3, default) if child is None else self.colour(child, reflectance=True))
+        self.done(p)
+        half = (np.arange(CHECKER_TEXELS) + 0.5) / CHECKER_TEXELS > 0.5
+        same = half[:, None] == half[None, :]  # [row (v), column (u)]
+        texels = np.where(same[..., None], colours[0], colours[1])
+        return srgb_encode(torch.as_tensor(texels, dtype=torch.float64)).to(self.dtype).contiguous()
 
     # -------------------------------------------------------------------------------------- emitters
     def area_radiance(self, elem: ET.Element) -> np.ndarray:
@@ -1161,7 +1205,7 @@ class _Reader:
             raise self.error(elem, f"{self.describe(elem)}: emitter type {short_text(kind)} is not supported (lumigrad "
                                    f"reads {', '.join(_EMITTERS)})")
         p = self.props(elem)
-        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=self.dtype)  # noqa: E731
+        t = lambda a: torch.as_tensor(np.array(a, dtype=np.float64), dtype=self.dtype)  # noqa: E731  (a copy)
         to_world = p.transform("to_world")
         M = np.eye(4) if to_world is None else to_world
         if kind == "point":
