@@ -407,6 +407,7 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
       ``roughconductor`` with ``F = 1`` (``material = "none"``) times ``specular_reflectance = base_color``.
     * ``transmission_factor 1, metallic 0``, white: ``roughdielectric`` (GGX, ``alpha = roughness^2``, ``int_ior =
       ior``).
+    * ``roughconductor`` and ``roughdielectric`` take the material's ``microfacet`` as their ``distribution``.
 
     Raises:
         NotImplementedError: anything else (a mixture no Mitsuba plugin reproduces).
@@ -421,7 +422,7 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
     if others or (m.base_color_texture is not None and (metallic != 0 or not np.allclose(base, 1))):
         raise NotImplementedError(f"no Mitsuba equivalent for a material with {others or 'a tinted texture'}")
     if trans == 1.0 and metallic == 0.0 and np.allclose(base[:3], 1):
-        return {"type": "roughdielectric", "distribution": "ggx", "alpha": max(rough * rough, 1e-3),
+        return {"type": "roughdielectric", "distribution": m.microfacet, "alpha": max(rough * rough, 1e-3),
                 "int_ior": ior, "ext_ior": 1.0}
     if trans == 0.0 and metallic == 0.0 and (coat == 0.0 or ior == 1.0):
         if m.base_color_texture is None:
@@ -436,9 +437,11 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
                                                    "filter_type": "bilinear", "wrap_mode": "repeat"}}
     if trans == 0.0 and metallic == 1.0:
         if metal == "principled":
+            if m.microfacet != "ggx":
+                raise NotImplementedError("Mitsuba's principled BSDF is GGX's; pass metal='roughconductor'")
             return {"type": "principled", "base_color": _rgb(base), "metallic": 1.0, "roughness": rough}
         if metal == "roughconductor":
-            return {"type": "roughconductor", "distribution": "ggx", "alpha": max(rough * rough, 1e-3),
+            return {"type": "roughconductor", "distribution": m.microfacet, "alpha": max(rough * rough, 1e-3),
                     "material": "none", "specular_reflectance": _rgb(base)}
         raise ValueError(f"metal must be 'principled' or 'roughconductor'; got {metal!r}")
     raise NotImplementedError(f"no Mitsuba equivalent for metallic={metallic}, ior={ior}, transmission={trans}")

@@ -469,6 +469,7 @@ def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.
     blocks: Dict[str, list] = {}
     start = 0
     has_normal_map = any(p.material.normal_texture is not None for p in geo.parts)
+    has_beckmann = any(p.material.microfacet == "beckmann" for p in geo.parts)
     # the core glTF BSDF everywhere: no specular weight (shade_punctual's fused kernels without it)
     weighted = any(has_specular_weight(p.material) for p in geo.parts)
     for part, count in zip(geo.parts, counts):
@@ -486,6 +487,8 @@ def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.
             m.pop("specular", None)
         if has_normal_map and "normal_tangent" not in m:
             m["normal_tangent"] = position.new_zeros(count, 3)
+        if has_beckmann and "beckmann" not in m:
+            m["beckmann"] = position.new_zeros(count, 1)  # GGX on this part
         for k, v in m.items():
             blocks.setdefault(k, []).append(v.expand(count, v.shape[-1]))
     if not blocks:  # nothing covered

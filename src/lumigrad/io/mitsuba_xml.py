@@ -28,9 +28,9 @@
   vertices, within 0.3 % of the radius between them) and ``disk`` (the unit disk at ``z = 0``, normal +z, a
   fan of ``disk_segments`` triangles). ``flip_normals`` turns the faces round (and negates stored normals).
 * **materials** (``<bsdf>``, inline or by reference, one :class:`Material` per BSDF element, shared by the
-  shapes that refer to it) into the glTF metallic-roughness model, roughness ``= sqrt(alpha)`` (glTF's GGX
-  ``alpha = roughness^2``; Mitsuba's Beckmann ``alpha`` is read the same way, and anisotropic
-  ``alpha_u, alpha_v`` as ``sqrt(alpha_u alpha_v)``):
+  shapes that refer to it) into the glTF metallic-roughness model, roughness ``= sqrt(alpha)`` (``alpha =
+  roughness^2``; anisotropic ``alpha_u, alpha_v`` as ``sqrt(alpha_u alpha_v)``) and the rough BSDFs'
+  ``distribution`` (``beckmann``, Mitsuba's default, or ``ggx``) as ``Material.microfacet``:
 
   - ``diffuse``: ``reflectance`` (colour or bitmap) -> base colour, metallic 0, roughness 1 and
     ``specular_factor`` 0 (``KHR_materials_specular``: no dielectric coat), so exactly Lambert's
@@ -980,11 +980,12 @@ class _Reader:
         return self.material(base=np.full(3, 0.5), metallic=0.0, roughness=1.0, specular=0.0)  # Mitsuba's diffuse
 
     def material(self, *, base, metallic, roughness, texture=None, wrap="repeat", ior=1.5,
-                 transmission=0.0, specular=1.0) -> Material:
+                 transmission=0.0, specular=1.0, microfacet="ggx") -> Material:
         t = lambda a: torch.as_tensor(a, dtype=self.dtype)  # noqa: E731
         return Material(base_color_factor=t(np.concatenate([np.asarray(base, dtype=np.float64), [1.0]])),
                         metallic_factor=t(metallic), roughness_factor=t(roughness), base_color_texture=texture,
-                        ior=t(ior), transmission_factor=t(transmission), specular_factor=t(specular), wrap=wrap)
+                        ior=t(ior), transmission_factor=t(transmission), specular_factor=t(specular), wrap=wrap,
+                        microfacet=microfacet)
 
     def bsdf(self, elem: ET.Element) -> Tuple[Material, bool]:
         kind = self.attr(elem, "type")
@@ -1008,17 +1009,20 @@ class _Reader:
         elif kind in ("conductor", "roughconductor"):
             base, tex, wrap = self.base_colour(p, "specular_reflectance", 1.0)
             material = make(base=base * self.conductor_f0(elem, p), texture=tex, wrap=wrap, metallic=1.0,
-                            roughness=self.roughness(p) if kind == "roughconductor" else 0.0)
+                            roughness=self.roughness(p) if kind == "roughconductor" else 0.0,
+                            microfacet=self.microfacet(p) if kind == "roughconductor" else "ggx")
         elif kind in ("plastic", "roughplastic"):
             base, tex, wrap = self.base_colour(p, "diffuse_reflectance", 0.5)
             material = make(base=base, texture=tex, wrap=wrap, metallic=0.0,
                             roughness=self.roughness(p) if kind == "roughplastic" else 0.0,
-                            ior=self.ior(elem, p, "polypropylene"))
+                            ior=self.ior(elem, p, "polypropylene"),
+                            microfacet=self.microfacet(p) if kind == "roughplastic" else "ggx")
         elif kind in ("dielectric", "thindielectric", "roughdielectric"):
             base, tex, wrap = self.base_colour(p, "specular_transmittance", 1.0)
             material = make(base=base, texture=tex, wrap=wrap, metallic=0.0, transmission=1.0,
                             roughness=self.roughness(p) if kind == "roughdielectric" else 0.0,
-                            ior=self.ior(elem, p, "bk7"))
+                            ior=self.ior(elem, p, "bk7"),
+                            microfacet=self.microfacet(p) if kind == "roughdielectric" else "ggx")
         else:  # principled
             base, tex, wrap = self.base_colour(p, "base_color", 0.5)
             values = {}
@@ -1043,8 +1047,15 @@ class _Reader:
                                      "colours may be textures)")
         return float(p.number(name, default))
 
+    def microfacet(self, p: _Props) -> str:
+        """A rough BSDF's ``distribution``: ``beckmann`` (Mitsuba's default) or ``ggx``."""
+        value = p.string("distribution", "beckmann")
+        if value not in ("beckmann", "ggx"):
+            raise self.error(p.elem, f"{self.describe(p.elem)} distribution must be 'beckmann' or 'ggx'; got "
+                                     f"{short_text(value)}")
+        return value
+
     def roughness(self, p: _Props) -> float:
-        p.get("distribution")
         if p.has("alpha_u") or p.has("alpha_v"):
             au, av = self.scalar(p, "alpha_u", 0.1), self.scalar(p, "alpha_v", 0.1)
             if au != av:

@@ -607,6 +607,7 @@ def _materials(ts: TraceScene, part: torch.Tensor, uv: torch.Tensor) -> dict:
     ``normal_tangent`` (zeros where a part has no normal map) when the scene has normal maps."""
     out: dict = {}
     order, pieces = [], []
+    has_beckmann = any(m.microfacet == "beckmann" for m in ts.materials)
     for k in part.unique().tolist():
         rows = (part == k).nonzero()[:, 0]
         m = sample_material_unchecked(ts.materials[k], uv.index_select(0, rows)[None])
@@ -616,6 +617,8 @@ def _materials(ts: TraceScene, part: torch.Tensor, uv: torch.Tensor) -> dict:
         elif ts.tangents is None:
             m.pop("normal_tangent", None)
         m["ior"] = ts.materials[k].ior.reshape(1, 1).expand(rows.numel(), 1)
+        if has_beckmann and "beckmann" not in m:
+            m["beckmann"] = uv.new_zeros(rows.numel(), 1)  # GGX on this part
         order.append(rows)
         pieces.append(m)
     rows = torch.cat(order)

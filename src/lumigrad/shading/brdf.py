@@ -31,10 +31,11 @@ from typing import NamedTuple, Optional, Tuple, Union
 import torch
 
 from .._checks import check_tensor
-from .warps import cosine_hemisphere, ggx_visible_normal, local_frame, to_local, to_world
+from .warps import beckmann_normal, cosine_hemisphere, ggx_visible_normal, local_frame, to_local, to_world
 
 __all__ = [
     "ALPHA_MIN",
+    "MICROFACETS",
     "lambert",
     "ggx_distribution",
     "smith_ggx_correlated_visibility",
@@ -53,6 +54,13 @@ __all__ = [
 #: Smallest GGX ``alpha`` (= roughness ** 2) used anywhere: roughness below ``sqrt(ALPHA_MIN) ~ 0.0316``
 #: shades like that roughness and gets a zero gradient (``torch.clamp``), never an infinite one.
 ALPHA_MIN = 1e-3
+#: The microfacet distributions of the specular lobes (``Material.microfacet``): ``"ggx"`` (glTF's) and
+#: ``"beckmann"`` (Mitsuba's default for its rough BSDFs), both of width ``alpha = max(roughness^2, ALPHA_MIN)``.
+MICROFACETS = ("ggx", "beckmann")
+#: Beyond this ``a = 1 / (alpha tan(theta))`` Smith's Beckmann ``Lambda`` is 0 (Walter et al. 2007's fit).
+_BECKMANN_MAX_A = 1.6
+#: Floor of ``cos^2`` of a Beckmann half vector: below it ``D`` is ``exp(-1e6 / alpha^2) = 0`` anyway.
+_BECKMANN_COS2_FLOOR = 1e-6
 #: Cosines are clamped to at least this inside the maths, so grazing directions stay finite.
 _DOT_EPS = 1e-6
 #: Directions and normals shorter than this raise ``ValueError``.
@@ -162,6 +170,30 @@ def _ggx_q(sin2_h, a2):
 
 def _alpha(roughness: torch.Tensor) -> torch.Tensor:
     return (roughness * roughness).clamp_min(ALPHA_MIN)
+
+
+def beckmann_d(sin2_h: torch.Tensor, a2: torch.Tensor) -> torch.Tensor:
+    """Beckmann's ``D = exp(-tan^2(theta_h) / alpha^2) / (pi alpha^2 cos^4(theta_h))`` from ``sin2_h = 1 -
+    (n.h)^2`` and ``a2 = alpha^2`` (no checks; normalised so that the integral of ``D (n.h)`` is 1)."""
+    c2 = (1.0 - sin2_h).clamp_min(_BECKMANN_COS2_FLOOR)
+    return torch.exp(-sin2_h / (c2 * a2)) / (math.pi * a2 * c2 * c2)
+
+
+def beckmann_lambda(cos: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Smith's ``Lambda`` of a Beckmann surface seen at ``cos`` (``> 0``) from the normal: Walter et al. 2007's
+    rational fit in ``a = cos / (alpha sin)``, ``(1 - 1.259 a + 0.396 a^2) / (3.535 a + 2.181 a^2)`` below
+    ``a = 1.6`` and 0 above, as Mitsuba's ``smith_g1 = 1 / (1 + Lambda)`` (no checks; finite gradients)."""
+    sin = (1.0 - cos * cos).clamp_min(1e-12).sqrt()
+    a = (cos / (alpha * sin)).clamp_max(_BECKMANN_MAX_A)
+    lam = (1.0 - 1.259 * a + 0.396 * a * a) / (3.535 * a + 2.181 * a * a)
+    return torch.where(a < _BECKMANN_MAX_A, lam, torch.zeros_like(lam))
+
+
+def _beckmann_terms(n_dot_l, n_dot_v, sin2_h, alpha):
+    """``(D, V)`` of a Beckmann surface: ``V = 1 / (4 n.l n.v (1 + Lambda(l) + Lambda(v)))``, height-correlated
+    as the GGX one (:func:`smith_ggx_correlated_visibility`)."""
+    vis = 0.25 / (n_dot_l * n_dot_v * (1.0 + beckmann_lambda(n_dot_l, alpha) + beckmann_lambda(n_dot_v, alpha)))
+    return beckmann_d(sin2_h, alpha * alpha), vis
 
 
 # --------------------------------------------------------------------------------------------- terms
@@ -358,13 +390,17 @@ def cook_torrance(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, roughness
     return torch.where(valid, f, torch.zeros((), dtype=f.dtype, device=f.device))
 
 
-def _specular(n_dot_l, n_dot_v, sin2_h, v_dot_h, alpha, f0):
-    """``(D V F, D V)`` from already clamped cosines and ``sin2_h = 1 - (n.h)^2`` (:func:`_cosines`); no checks."""
+def _specular(n_dot_l, n_dot_v, sin2_h, v_dot_h, alpha, f0, beckmann=None):
+    """``(D V F, D V)`` from already clamped cosines and ``sin2_h = 1 - (n.h)^2`` (:func:`_cosines`); no checks.
+    ``beckmann`` (``[..., 1]`` bool, or None: GGX everywhere, the same bits) picks Beckmann's ``D`` and ``V``."""
     a2 = alpha * alpha
     d = _ggx_q(sin2_h, a2)
     dist = a2 / (math.pi * d * d)
     vis = 0.5 / (n_dot_l * torch.sqrt(n_dot_v * n_dot_v * (1.0 - a2) + a2)
                  + n_dot_v * torch.sqrt(n_dot_l * n_dot_l * (1.0 - a2) + a2))
+    if beckmann is not None:
+        b_dist, b_vis = _beckmann_terms(n_dot_l, n_dot_v, sin2_h, alpha)
+        dist, vis = torch.where(beckmann, b_dist, dist), torch.where(beckmann, b_vis, vis)
     dv = dist * vis
     m = 1.0 - v_dot_h
     m2 = m * m
@@ -432,7 +468,7 @@ def metallic_roughness(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, base
 
 def metallic_roughness_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, base_color, roughness,
                                  metallic, *, ior=1.5, specular_f0=None, return_parts: bool = False,
-                                 transmission=None, specular=None):
+                                 transmission=None, specular=None, beckmann=None):
     """:func:`metallic_roughness` without validation (no host syncs): the same operations, so the same bits.
 
     For callers that validated their inputs once at their own boundary (deferred shading, BSDF sampling).
@@ -443,7 +479,9 @@ def metallic_roughness_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.Te
     dielectric layer by ``(1 - metallic) (1 - transmission)`` instead of ``1 - metallic``: the opaque part of
     :class:`lumigrad.shading.MetallicRoughnessTransmissionBSDF`, which adds the transmitting part. ``None``
     runs exactly the operations above; 0 gives the same bits (``(1 - metallic) * 1.0``). ``specular``: as in
-    :func:`metallic_roughness` (``None`` or 1: the same bits).
+    :func:`metallic_roughness` (``None`` or 1: the same bits). ``beckmann`` (optional ``[..., 1]`` bool) gives the
+    specular lobes Beckmann's distribution and its height-correlated Smith visibility (Walter et al. 2007's
+    ``Lambda``) where it is True; ``None`` is GGX everywhere, with the same bits.
     """
     n = n / torch.linalg.vector_norm(n, dim=-1, keepdim=True)
     wi = wi / torch.linalg.vector_norm(wi, dim=-1, keepdim=True)
@@ -456,7 +494,7 @@ def metallic_roughness_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.Te
     else:
         specular_f0 = _to_tensor(specular_f0, like)
     return _metallic_roughness(*cosines, base_color, roughness, metallic, ior, specular_f0, return_parts,
-                               transmission, specular)
+                               transmission, specular, beckmann)
 
 
 def _to_tensor(x, like: torch.Tensor) -> torch.Tensor:
@@ -465,7 +503,7 @@ def _to_tensor(x, like: torch.Tensor) -> torch.Tensor:
 
 
 def _metallic_roughness(n_dot_l, n_dot_v, sin2_h, v_dot_h, valid, base_color, roughness, metallic, ior,
-                        specular_f0, return_parts, transmission=None, specular=None):
+                        specular_f0, return_parts, transmission=None, specular=None, beckmann=None):
     """The glTF BRDF from clamped cosines and tensor parameters (``ior`` unused when ``specular_f0`` is set);
     a ``transmission`` fraction scales the dielectric layer by ``1 - transmission``, a ``specular`` weight its
     Fresnel term (``KHR_materials_specular``)."""
@@ -475,7 +513,7 @@ def _metallic_roughness(n_dot_l, n_dot_v, sin2_h, v_dot_h, valid, base_color, ro
     else:
         f0_d = specular_f0
     alpha = _alpha(roughness)
-    f_metal, dv = _specular(n_dot_l, n_dot_v, sin2_h, v_dot_h, alpha, base_color)
+    f_metal, dv = _specular(n_dot_l, n_dot_v, sin2_h, v_dot_h, alpha, base_color, beckmann)
     m = 1.0 - v_dot_h
     m2 = m * m
     fd = _weighted(f0_d + (1.0 - f0_d) * (m2 * m2 * m), specular)
@@ -571,8 +609,8 @@ def metallic_roughness_pdf(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, 
     base_color, roughness, metallic, ior, specular_f0 = _check_material(base_color, roughness, metallic, ior,
                                                                         specular_f0, like, valid)
     specular = _check_specular(specular, like, valid)
-    return _pdf(n_dot_l, n_dot_v, sin2_h, valid, base_color, roughness, metallic, _f0_dielectric(ior, specular_f0),
-                specular=specular)
+    return _pdf(n_dot_l, n_dot_v, sin2_h, None, valid, base_color, roughness, metallic,
+                _f0_dielectric(ior, specular_f0), specular=specular)
 
 
 def metallic_roughness_sample(n: torch.Tensor, wo: torch.Tensor, base_color, roughness, metallic,
@@ -635,25 +673,29 @@ def metallic_roughness_sample(n: torch.Tensor, wo: torch.Tensor, base_color, rou
 
 
 def metallic_roughness_pdf_unchecked(n, wi, wo, base_color, roughness, metallic, *, ior=1.5, specular_f0=None,
-                                     transmission=None, specular=None):
+                                     transmission=None, specular=None, beckmann=None):
     """:func:`metallic_roughness_pdf` without validation (non-zero directions, parameters in range).
 
     ``transmission``: as in :func:`metallic_roughness_unchecked` (the lobe choice ``p_spec`` then weighs the
     dielectric layer by ``(1 - metallic) (1 - transmission)``); ``None`` or 0: the same bits as without.
-    ``specular``: as in :func:`metallic_roughness_pdf` (``None`` or 1: the same bits)."""
+    ``specular``: as in :func:`metallic_roughness_pdf` (``None`` or 1: the same bits). ``beckmann``: as in
+    :func:`metallic_roughness_unchecked`; where True the specular lobe samples Beckmann normals by ``D (n.h)``
+    (:func:`lumigrad.shading.warps.beckmann_normal`): ``pdf_spec = D(h) (n.h) / (4 wo.h)``."""
     n = n / torch.linalg.vector_norm(n, dim=-1, keepdim=True)
     wi = wi / torch.linalg.vector_norm(wi, dim=-1, keepdim=True)
     wo = wo / torch.linalg.vector_norm(wo, dim=-1, keepdim=True)
-    n_dot_l, n_dot_v, sin2_h, _, valid = _cosines(n, wi, wo)
+    n_dot_l, n_dot_v, sin2_h, v_dot_h, valid = _cosines(n, wi, wo)
     base_color, roughness, metallic = (_to_tensor(x, n_dot_l) for x in (base_color, roughness, metallic))
     f0_d = _f0_dielectric(_to_tensor(ior, n_dot_l), None if specular_f0 is None else _to_tensor(specular_f0, n_dot_l))
-    return _pdf(n_dot_l, n_dot_v, sin2_h, valid, base_color, roughness, metallic, f0_d, transmission, specular)
+    return _pdf(n_dot_l, n_dot_v, sin2_h, v_dot_h, valid, base_color, roughness, metallic, f0_d, transmission,
+                specular, beckmann)
 
 
 def metallic_roughness_sample_unchecked(n, wo, base_color, roughness, metallic, u1, u2, *, ior=1.5,
-                                        specular_f0=None, transmission=None, specular=None) -> BSDFSample:
+                                        specular_f0=None, transmission=None, specular=None,
+                                        beckmann=None) -> BSDFSample:
     """:func:`metallic_roughness_sample` without validation (non-zero directions, parameters and ``u`` in
-    range); ``transmission`` and ``specular`` as in :func:`metallic_roughness_pdf_unchecked`."""
+    range); ``transmission``, ``specular`` and ``beckmann`` as in :func:`metallic_roughness_pdf_unchecked`."""
     n = n / torch.linalg.vector_norm(n, dim=-1, keepdim=True)
     wo = wo / torch.linalg.vector_norm(wo, dim=-1, keepdim=True)
     like = (n * wo).sum(-1, keepdim=True)
@@ -666,15 +708,18 @@ def metallic_roughness_sample_unchecked(n, wo, base_color, roughness, metallic, 
     t, b = local_frame(n_b)
     wo_local = to_local(wo_b, t, b, n_b)
     h = ggx_visible_normal(wo_local, _alpha(roughness), u2)
+    if beckmann is not None:
+        h = torch.where(beckmann, beckmann_normal(_alpha(roughness), u2), h)
     wi_spec = 2 * (wo_local * h).sum(-1, keepdim=True) * h - wo_local
     wi_diff = cosine_hemisphere(u2)
     wi_local = torch.where(u1 < p_spec, wi_spec, wi_diff)
     wi = to_world(wi_local, t, b, n_b)
     wi = wi / (wi * wi).sum(-1, keepdim=True).clamp_min(1e-30).sqrt()
     pdf = metallic_roughness_pdf_unchecked(n, wi, wo, base_color, roughness, metallic, ior=ior,
-                                           specular_f0=specular_f0, transmission=transmission, specular=specular)
+                                           specular_f0=specular_f0, transmission=transmission, specular=specular,
+                                           beckmann=beckmann)
     f = metallic_roughness_unchecked(n, wi, wo, base_color, roughness, metallic, ior=ior, specular_f0=specular_f0,
-                                     transmission=transmission, specular=specular)
+                                     transmission=transmission, specular=specular, beckmann=beckmann)
     cos = (n * wi).sum(-1, keepdim=True).clamp_min(0.0)
     ok = pdf > 0
     weight = torch.where(ok, f * cos / torch.where(ok, pdf, torch.ones_like(pdf)), torch.zeros_like(f))
@@ -739,13 +784,18 @@ def _specular_probability(n_dot_v, base_color, metallic, f0_d, transmission=None
     return torch.where(positive, spec / torch.where(positive, total, torch.ones_like(total)), torch.ones_like(total))
 
 
-def _pdf(n_dot_l, n_dot_v, sin2_h, valid, base_color, roughness, metallic, f0_d, transmission=None, specular=None):
+def _pdf(n_dot_l, n_dot_v, sin2_h, v_dot_h, valid, base_color, roughness, metallic, f0_d, transmission=None,
+         specular=None, beckmann=None):
     alpha = _alpha(roughness)
     a2 = alpha * alpha
     d = _ggx_q(sin2_h, a2)
     dist = a2 / (math.pi * d * d)
     # G1(wo) D / (4 n.v) with G1 = 2 n.v / (n.v + sqrt(a2 + (1 - a2) n.v^2)): the n.v cancels.
     pdf_spec = dist / (2.0 * (n_dot_v + torch.sqrt(a2 + (1.0 - a2) * n_dot_v * n_dot_v)))
+    if beckmann is not None:  # D (n.h) / (4 wo.h), the density of beckmann_normal reflected about wo
+        cos_h = (1.0 - sin2_h).clamp_min(0.0).sqrt()
+        b_spec = beckmann_d(sin2_h, a2) * cos_h / (4.0 * v_dot_h.clamp_min(_DOT_EPS))
+        pdf_spec = torch.where(beckmann, b_spec, pdf_spec)
     pdf_diff = n_dot_l / math.pi
     p_spec = _specular_probability(n_dot_v, base_color, metallic, f0_d, transmission, specular)
     pdf = p_spec * pdf_spec + (1.0 - p_spec) * pdf_diff

@@ -18,7 +18,7 @@ the checked functional ops.
 from __future__ import annotations
 
 import math
-from typing import Protocol, runtime_checkable
+from typing import Optional, Protocol, runtime_checkable
 
 import torch
 
@@ -61,6 +61,11 @@ def _check_args(si, wi=None, u1=None, u2=None) -> None:
         check_tensor(u2, "u2", trailing=(2,), floating=True, device=device)
 
 
+def beckmann_mask(si: SurfaceSample) -> Optional[torch.Tensor]:
+    """``[..., 1]`` bool, True where ``si``'s specular lobes are Beckmann's; None where ``si.beckmann`` is unset."""
+    return None if si.beckmann is None else si.beckmann > 0.5
+
+
 class MetallicRoughnessBSDF:
     """The glTF 2.0 metallic-roughness BSDF: Lambert diffuse under a GGX dielectric coat, mixed with a GGX
     conductor by ``metallic`` (height-correlated Smith visibility, Schlick Fresnel).
@@ -72,7 +77,8 @@ class MetallicRoughnessBSDF:
       (:func:`lumigrad.shading.metallic_roughness_sample`).
     * ``pdf``: the mixture's density (:func:`lumigrad.shading.metallic_roughness_pdf`).
 
-    Uses ``si.base_color``, ``si.roughness``, ``si.metallic``, ``si.ior``, ``si.specular_f0`` and ``si.specular``.
+    Uses ``si.base_color``, ``si.roughness``, ``si.metallic``, ``si.ior``, ``si.specular_f0``, ``si.specular`` and
+    ``si.beckmann`` (Beckmann's microfacet distribution instead of GGX's where set, sampled by ``D (n.h)``).
     Stateless: one instance serves every material.
 
     **Differentiability:** as the functional ops: ``eval`` and ``pdf`` in the material values, ``si.normal``,
@@ -93,19 +99,22 @@ class MetallicRoughnessBSDF:
         """``f(wi, si.wo)`` ``[..., C]``, no cosine; exactly 0 where ``n.wi <= 0`` or ``n.wo <= 0``."""
         _check_args(si, wi)
         return metallic_roughness_unchecked(si.normal, wi, si.wo, si.base_color, si.roughness, si.metallic,
-                                            ior=si.ior, specular_f0=si.specular_f0, specular=si.specular)
+                                            ior=si.ior, specular_f0=si.specular_f0, specular=si.specular,
+                                            beckmann=beckmann_mask(si))
 
     def sample(self, si: SurfaceSample, u1: torch.Tensor, u2: torch.Tensor) -> BSDFSample:
         """Draw ``wi`` from uniform ``u1 [..., 1]`` (lobe) and ``u2 [..., 2]`` (direction)."""
         _check_args(si, u1=u1, u2=u2)
         return metallic_roughness_sample_unchecked(si.normal, si.wo, si.base_color, si.roughness, si.metallic, u1,
-                                                   u2, ior=si.ior, specular_f0=si.specular_f0, specular=si.specular)
+                                                   u2, ior=si.ior, specular_f0=si.specular_f0, specular=si.specular,
+                                                   beckmann=beckmann_mask(si))
 
     def pdf(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         """Density ``[..., 1]`` per solid angle of ``sample`` drawing ``wi``."""
         _check_args(si, wi)
         return metallic_roughness_pdf_unchecked(si.normal, wi, si.wo, si.base_color, si.roughness, si.metallic,
-                                                ior=si.ior, specular_f0=si.specular_f0, specular=si.specular)
+                                                ior=si.ior, specular_f0=si.specular_f0, specular=si.specular,
+                                                beckmann=beckmann_mask(si))
 
 
 class DiffuseBSDF:

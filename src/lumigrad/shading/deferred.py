@@ -172,7 +172,7 @@ def shade_direct_unchecked(surface: SurfaceSample, lights: Iterable[LightSample]
     shaded = SurfaceSample(position=take(si.position), normal=n, wo=take(si.wo), base_color=take(si.base_color),
                            roughness=take(si.roughness), metallic=take(si.metallic), ior=_per_point(si.ior, pixels),
                            specular_f0=_per_point(si.specular_f0, pixels),
-                           specular=_per_point(si.specular, pixels))
+                           specular=_per_point(si.specular, pixels), beckmann=_per_point(si.beckmann, pixels))
     checkpointed = use_checkpoint and torch.is_grad_enabled() and any(t.requires_grad for t in inputs + list(si.tensors().values()))
     total = None
     for sample in lights:
@@ -242,7 +242,7 @@ def shade_punctual_unchecked(surface: SurfaceSample, lights: PunctualLights, *, 
                lights.radiance]
     dtype = si.base_color.dtype
     fused = use_fused and dtype in KERNEL_DTYPES and C <= MAX_CHANNELS and all(t.dtype == dtype for t in tensors)
-    if not fused:
+    if not fused or si.beckmann is not None:  # (the kernel's lobes are GGX's)
         return shade_direct_unchecked(si, lights.samples(si.position), mask=mask, use_checkpoint=use_checkpoint)
     pixels = _Pixels([si.position, si.normal, si.wo, si.base_color, si.roughness, si.metallic], mask)
     take = pixels.take
@@ -289,7 +289,9 @@ def shade_environment(position: torch.Tensor, normal: torch.Tensor, camera_posit
       interpolated linearly in roughness.
 
     Either term is skipped when its input is ``None``. Occlusion (``material["occlusion"]``) multiplies both;
-    with ``mask`` only covered pixels are shaded, as in :func:`shade_direct`.
+    with ``mask`` only covered pixels are shaded, as in :func:`shade_direct`. The split sum is GGX's: a
+    ``material["beckmann"]`` surface (``Material.microfacet = "beckmann"``) gets GGX's lobe of the same roughness
+    here (an approximation; a path tracer evaluates Beckmann's).
     Raises:
         TypeError / ValueError: as :func:`shade_direct` for the G-buffer and material; ``prefiltered`` not
             ``[R, h, w, C]`` with texels, or with NaN / Inf; ``prefiltered_roughness`` not ``R`` finite,

@@ -28,9 +28,10 @@ from typing import Literal, Optional, Tuple
 import torch
 
 from .._checks import check_choice, check_number, check_tensor
-from .brdf import ALPHA_MIN, BSDFSample
+from .brdf import ALPHA_MIN, BSDFSample, beckmann_d, beckmann_lambda
 from .surface import SurfaceSample
-from .warps import ggx_visible_normal, local_frame, to_local, to_world
+from .bsdf import beckmann_mask as _beckmann
+from .warps import beckmann_normal, ggx_visible_normal, local_frame, to_local, to_world
 
 __all__ = ["fresnel_dielectric", "fresnel_dielectric_unchecked", "rough_dielectric_unchecked",
            "rough_dielectric_pdf_unchecked", "rough_dielectric_sample_unchecked", "SmoothDielectricBSDF",
@@ -149,6 +150,20 @@ def _smith_g1(cos_v: torch.Tensor, v_dot_h: torch.Tensor, a2: torch.Tensor) -> t
     return torch.where(v_dot_h * cos_v > 0, g1, torch.zeros_like(g1))
 
 
+def _microfacet_terms(n_h, cos_o, cos_i, wo_h, wi_h, alpha, beckmann):
+    """``(D, G1(wo) G1(wi))`` of GGX, or of Beckmann where ``beckmann`` (``[..., 1]`` bool, or None) is True."""
+    a2 = alpha ** 2
+    d = _ggx_d(n_h, a2)
+    g = _smith_g1(cos_o, wo_h, a2) * _smith_g1(cos_i, wi_h, a2)
+    if beckmann is not None:
+        def g1(cos_v, v_dot_h):
+            g1 = 1.0 / (1.0 + beckmann_lambda(cos_v.abs().clamp_min(_EPS), alpha))
+            return torch.where(v_dot_h * cos_v > 0, g1, torch.zeros_like(g1))
+        d = torch.where(beckmann, beckmann_d((1.0 - n_h * n_h).clamp_min(0.0), a2), d)
+        g = torch.where(beckmann, g1(cos_o, wo_h) * g1(cos_i, wi_h), g)
+    return d, g
+
+
 def _check_mode(mode: str) -> str:
     return check_choice(mode, "mode", ("radiance", "importance"))
 
@@ -182,7 +197,7 @@ def _ggx_d(n_dot_h, a2):
 
 
 def rough_dielectric_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, alpha, eta, *,
-                               mode: Mode = "radiance") -> torch.Tensor:
+                               mode: Mode = "radiance", beckmann: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Evaluate the rough dielectric BSDF of Walter et al. 2007 with GGX, without validation (no host syncs).
 
     With ``h`` the generalised half vector ``normalize(wo + s wi)`` (``s = 1`` for a reflection, where ``n.wi``
@@ -200,6 +215,8 @@ def rough_dielectric_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tens
         alpha: GGX width, a number or ``[..., 1]``, ``> 0`` (the BSDF passes ``max(roughness^2, ALPHA_MIN)``).
         eta: relative IOR interior / exterior, a number or ``[..., 1]``, ``> 0`` and ``!= 1``.
         mode: ``"radiance"`` or ``"importance"`` (module docstring).
+        beckmann: optional ``[..., 1]`` bool: Beckmann's ``D`` and Smith ``G1`` (Walter et al. 2007's ``Lambda``,
+            as Mitsuba's default ``roughdielectric``) where True; None: GGX everywhere (the same bits).
 
     Returns:
         ``f [..., 1]``; 0 where a direction is exactly on the surface, ``wo`` or ``wi`` sees the back of the
@@ -210,9 +227,7 @@ def rough_dielectric_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tens
     zero with zero gradients where invalid.
     """
     cos_o, cos_i, reflect, eta, eta_p, h, n_h, wo_h, wi_h, den, valid = _rough_geometry(n, wi, wo, eta)
-    a2 = _as(alpha, cos_o) ** 2
-    d = _ggx_d(n_h, a2)
-    g = _smith_g1(cos_o, wo_h, a2) * _smith_g1(cos_i, wi_h, a2)
+    d, g = _microfacet_terms(n_h, cos_o, cos_i, wo_h, wi_h, _as(alpha, cos_o), beckmann)
     f_fres = fresnel_dielectric_unchecked(wo_h.clamp(-1.0, 1.0), eta)[0]
     co = cos_o.abs().clamp_min(_EPS)
     ci = cos_i.abs().clamp_min(_EPS)
@@ -225,7 +240,8 @@ def rough_dielectric_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tens
     return torch.where(valid, f, torch.zeros_like(f))
 
 
-def rough_dielectric_pdf_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, alpha, eta) -> torch.Tensor:
+def rough_dielectric_pdf_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, alpha, eta, *,
+                                   beckmann: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Density ``[..., 1]`` per solid angle with which :func:`rough_dielectric_sample_unchecked` draws ``wi``.
 
     Visible-normal sampling from ``wo`` (flipped to the normal's side), then reflection with probability
@@ -237,7 +253,8 @@ def rough_dielectric_pdf_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.
     with ``D_wo(h) = G1(wo) |wo.h| D(h) / |n.wo|`` (Heitz 2018) and ``h``, ``eta'`` as in
     :func:`rough_dielectric_unchecked`. It integrates over the sphere to one minus the probability that a
     sample lands on the wrong side (a reflection through the surface, a refraction that does not cross it),
-    which the sampler returns with ``pdf = weight = 0``.
+    which the sampler returns with ``pdf = weight = 0``. Where ``beckmann`` is True the normals are Beckmann's,
+    sampled by ``D (n.h)`` (:func:`lumigrad.shading.warps.beckmann_normal`): ``pdf_h = D(h) n.h``.
 
     **Differentiability:** as :func:`rough_dielectric_unchecked`.
     """
@@ -247,6 +264,8 @@ def rough_dielectric_pdf_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.
     co = cos_o.abs()
     # D_wo(h) = G1(wo) |wo.h| D / |n.wo| with G1 = 2 |n.wo| / (|n.wo| + sqrt(...)): |n.wo| cancels.
     pdf_h = 2.0 * d * wo_h.abs() / (co + (a2 + (1.0 - a2) * co * co).sqrt()).clamp_min(_EPS)
+    if beckmann is not None:
+        pdf_h = torch.where(beckmann, beckmann_d((1.0 - n_h * n_h).clamp_min(0.0), a2) * n_h, pdf_h)
     f_fres = fresnel_dielectric_unchecked(wo_h.clamp(-1.0, 1.0), eta)[0]
     jac_r = f_fres / (4.0 * wi_h.abs().clamp_min(_EPS))
     jac_t = (1.0 - f_fres) * eta_p * eta_p * wi_h.abs() / (den * den).clamp_min(_EPS)
@@ -255,14 +274,16 @@ def rough_dielectric_pdf_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.
 
 
 def rough_dielectric_sample_unchecked(n: torch.Tensor, wo: torch.Tensor, alpha, eta, u1: torch.Tensor,
-                                      u2: torch.Tensor, *, mode: Mode = "radiance") -> BSDFSample:
+                                      u2: torch.Tensor, *, mode: Mode = "radiance",
+                                      beckmann: Optional[torch.Tensor] = None) -> BSDFSample:
     """Draw ``wi`` from the rough dielectric, without validation (no host syncs).
 
     A GGX normal ``h`` visible from ``wo`` (flipped to the normal's side; Heitz 2018,
     :func:`lumigrad.shading.warps.ggx_visible_normal`) from ``u2``; then, with ``F = fresnel(wo.h, eta)``,
     ``u1 < F`` reflects ``wo`` about ``h`` and otherwise refracts it through ``h`` (Snell's law about ``h``):
     ``wi = h (eta_ti wo.h + cos_t) - eta_ti wo``. A reflection that goes through the surface or a refraction
-    that does not cross it is invalid (``pdf = weight = 0``).
+    that does not cross it is invalid (``pdf = weight = 0``). Where ``beckmann`` is True, ``h`` is a Beckmann
+    normal drawn by ``D (n.h)`` (:func:`lumigrad.shading.warps.beckmann_normal`) instead.
 
     Returns:
         :class:`BSDFSample` with ``weight [..., 1] = f abs(n.wi) / pdf`` (``G1(wi)``, times ``eta_ti^2`` for a
@@ -281,6 +302,8 @@ def rough_dielectric_sample_unchecked(n: torch.Tensor, wo: torch.Tensor, alpha, 
     side = _sign(wo_l[..., 2:])
     alpha = _as(alpha, wo_l)
     h = ggx_visible_normal(wo_l * side, alpha, u2)
+    if beckmann is not None:
+        h = torch.where(beckmann, beckmann_normal(alpha, u2), h)
     wo_h = _dot(wo_l, h)
     f_fres, cos_t, eta_it, eta_ti = fresnel_dielectric_unchecked(wo_h.clamp(-1.0, 1.0), _as(eta, wo_l))
     reflect = (u1 < f_fres) | (f_fres >= 1)
@@ -290,8 +313,8 @@ def rough_dielectric_sample_unchecked(n: torch.Tensor, wo: torch.Tensor, alpha, 
     wi = _unit(to_world(wi_l, t, b, n_b))
     crosses = wi_l[..., 2:] * wo_l[..., 2:] < 0
     ok = torch.where(reflect, ~crosses & (wi_l[..., 2:] != 0), crosses) & (wo_l[..., 2:] != 0)
-    pdf = rough_dielectric_pdf_unchecked(n_b, wi, wo_b, alpha, eta)
-    f = rough_dielectric_unchecked(n_b, wi, wo_b, alpha, eta, mode=mode)
+    pdf = rough_dielectric_pdf_unchecked(n_b, wi, wo_b, alpha, eta, beckmann=beckmann)
+    f = rough_dielectric_unchecked(n_b, wi, wo_b, alpha, eta, mode=mode, beckmann=beckmann)
     ok = ok & (pdf > 0)
     zero = torch.zeros_like(pdf)
     pdf = torch.where(ok, pdf, zero)
@@ -412,7 +435,8 @@ class RoughDielectricBSDF:
     """A rough dielectric interface: GGX microfacet reflection and refraction (Walter et al. 2007).
 
     Mitsuba's ``roughdielectric`` plugin with ``distribution="ggx"`` and visible-normal sampling (conventions
-    in the module docstring). ``alpha = max(si.roughness^2, ALPHA_MIN)``, like the glTF model, and
+    in the module docstring), or with its default ``"beckmann"`` where ``si.beckmann`` is 1 (sampled by
+    ``D (n.h)``). ``alpha = max(si.roughness^2, ALPHA_MIN)``, like the glTF model, and
     ``eta`` = ``si.ior`` unless given here.
 
     * ``eval``: :func:`rough_dielectric_unchecked` (both hemispheres: reflection where ``n.wi`` and ``n.wo``
@@ -458,17 +482,19 @@ class RoughDielectricBSDF:
         """``f(wi, si.wo)`` ``[..., C]``, no cosine."""
         check_bsdf_args(si, wi)
         alpha, eta = self._params(si)
-        return _channels(rough_dielectric_unchecked(si.normal, wi, si.wo, alpha, eta, mode=self.mode), si)
+        return _channels(rough_dielectric_unchecked(si.normal, wi, si.wo, alpha, eta, mode=self.mode,
+                                                    beckmann=_beckmann(si)), si)
 
     def sample(self, si: SurfaceSample, u1: torch.Tensor, u2: torch.Tensor) -> BSDFSample:
         """Draw ``wi`` from uniform ``u1 [..., 1]`` (reflection or refraction) and ``u2 [..., 2]`` (microfacet)."""
         check_bsdf_args(si, u1=u1, u2=u2)
         alpha, eta = self._params(si)
-        s = rough_dielectric_sample_unchecked(si.normal, si.wo, alpha, eta, u1, u2, mode=self.mode)
+        s = rough_dielectric_sample_unchecked(si.normal, si.wo, alpha, eta, u1, u2, mode=self.mode,
+                                              beckmann=_beckmann(si))
         return s._replace(weight=_channels(s.weight, si))
 
     def pdf(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         """Density ``[..., 1]`` per solid angle of ``sample`` drawing ``wi``."""
         check_bsdf_args(si, wi)
         alpha, eta = self._params(si)
-        return rough_dielectric_pdf_unchecked(si.normal, wi, si.wo, alpha, eta)
+        return rough_dielectric_pdf_unchecked(si.normal, wi, si.wo, alpha, eta, beckmann=_beckmann(si))

@@ -30,6 +30,7 @@ import torch
 
 from .._checks import PerVersion, check_choice, check_number, check_tensor, check_texture_layout
 from ..raster.texture import texture, texture_unchecked
+from .brdf import MICROFACETS
 from .image_formation import srgb_decode, srgb_decode_unchecked
 from .medium import HomogeneousMedium
 
@@ -87,6 +88,12 @@ class Material:
             ``exterior`` whatever medium it came from. Converted and named like ``interior``
             (``material.exterior.sigma_a`` ..., :meth:`media_parameters`). A material with neither ``interior``
             nor ``exterior`` is no medium boundary: paths crossing it keep their medium (Mitsuba's rule).
+        microfacet: the specular lobes' microfacet distribution, ``"ggx"`` (glTF's, the default) or
+            ``"beckmann"`` (Mitsuba's default for ``roughconductor``, ``roughplastic`` and ``roughdielectric``),
+            both of width ``alpha = roughness^2``; Beckmann gets its height-correlated Smith visibility (Walter et
+            al. 2007's ``Lambda``) and is sampled by ``D (n.h)``. The path tracer's PyTorch transport and the
+            raster's per-light shading honour it (the fused kernels run GGX materials only); the raster's
+            split-sum environment lighting is GGX's for both (:mod:`lumigrad.shading.deferred`).
     """
 
     base_color_factor: torch.Tensor = None
@@ -108,9 +115,11 @@ class Material:
     alpha_cutoff: float = 0.5
     specular_factor: torch.Tensor = None
     exterior: Optional[HomogeneousMedium] = None
+    microfacet: str = "ggx"
 
     def __post_init__(self):
         check_choice(self.wrap, "wrap", ("repeat", "clamp", "mirror"))
+        check_choice(self.microfacet, "microfacet", MICROFACETS)
         check_choice(self.alpha_mode, "alpha_mode", ALPHA_MODES)
         self.alpha_cutoff = check_number(self.alpha_cutoff, "alpha_cutoff", lo=0.0)
         for side in ("interior", "exterior"):
@@ -214,7 +223,8 @@ def sample_material(material: Material, uv: Optional[torch.Tensor] = None, *,
         dict with ``base_color [..., 3]``, ``alpha [..., 1]``, ``metallic [..., 1]``, ``roughness [..., 1]``,
         ``occlusion [..., 1]``, ``emission [..., 3]``, ``transmission [..., 1]`` (``transmission_factor``;
         read by :class:`lumigrad.shading.MetallicRoughnessTransmissionBSDF` only), ``specular [..., 1]``
-        (``specular_factor`` clamped to [0, 1], as renderers clamp the other factors) and, with a normal texture,
+        (``specular_factor`` clamped to [0, 1], as renderers clamp the other factors), ``beckmann [..., 1]`` (ones)
+        for a ``microfacet = "beckmann"`` material and, with a normal texture,
         ``normal_tangent [..., 3]`` (unnormalized tangent-space normal; see
         :func:`lumigrad.shading.perturb_normal`).
 
@@ -270,6 +280,8 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, linear_colou
     out["emission"] = emission
     out["transmission"] = const(m.transmission_factor, 1)
     out["specular"] = const(m.specular_factor.clamp(0.0, 1.0), 1)
+    if m.microfacet == "beckmann":
+        out["beckmann"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
     if m.normal_texture is not None:
         n = tex(m.normal_texture) * 2 - 1
         scale = torch.stack([m.normal_scale, m.normal_scale, torch.ones_like(m.normal_scale)])

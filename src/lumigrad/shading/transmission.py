@@ -32,7 +32,7 @@ import torch
 from .._checks import check_choice
 from .brdf import (ALPHA_MIN, BSDFSample, metallic_roughness_pdf_unchecked, metallic_roughness_sample_unchecked,
                    metallic_roughness_unchecked)
-from .bsdf import BSDF, MetallicRoughnessBSDF
+from .bsdf import BSDF, MetallicRoughnessBSDF, beckmann_mask
 from .dielectric import (check_bsdf_args, fresnel_dielectric_unchecked, rough_dielectric_pdf_unchecked,
                          rough_dielectric_sample_unchecked, rough_dielectric_unchecked)
 from .surface import SurfaceSample
@@ -123,8 +123,9 @@ class MetallicRoughnessTransmissionBSDF:
         """``eval`` from unit ``n`` and ``wo`` (normalised once, as the opaque model's sampler does)."""
         opaque = metallic_roughness_unchecked(n, wi, wo, si.base_color, si.roughness, si.metallic, ior=si.ior,
                                               specular_f0=si.specular_f0, transmission=t,
-                                              specular=si.specular)
-        glass = rough_dielectric_unchecked(n, wi, wo, alpha, si.ior, mode=self.mode) * ~_index_matched(si)
+                                              specular=si.specular, beckmann=beckmann_mask(si))
+        glass = rough_dielectric_unchecked(n, wi, wo, alpha, si.ior, mode=self.mode,
+                                           beckmann=beckmann_mask(si)) * ~_index_matched(si)
         crosses = (n * wi).sum(-1, keepdim=True) * (n * wo).sum(-1, keepdim=True) < 0
         tint = torch.where(crosses, si.base_color, torch.ones_like(si.base_color))
         return opaque + w * glass * tint
@@ -132,8 +133,9 @@ class MetallicRoughnessTransmissionBSDF:
     def _pdf(self, n, wi, wo, si, t, w, alpha):
         opaque = metallic_roughness_pdf_unchecked(n, wi, wo, si.base_color, si.roughness, si.metallic, ior=si.ior,
                                                   specular_f0=si.specular_f0, transmission=t,
-                                                  specular=si.specular)
-        glass = rough_dielectric_pdf_unchecked(n, wi, wo, alpha, si.ior) * ~_index_matched(si)
+                                                  specular=si.specular, beckmann=beckmann_mask(si))
+        glass = rough_dielectric_pdf_unchecked(n, wi, wo, alpha, si.ior, beckmann=beckmann_mask(si)) * \
+            ~_index_matched(si)
         return (1.0 - w) * opaque + w * glass
 
     def eval(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
@@ -163,9 +165,10 @@ class MetallicRoughnessTransmissionBSDF:
         # The raw normal and wo, as MetallicRoughnessBSDF.sample passes them: T = 0 gives its bits.
         s_opaque = metallic_roughness_sample_unchecked(si.normal, si.wo, si.base_color, si.roughness, si.metallic,
                                                        u_opaque, u2, ior=si.ior, specular_f0=si.specular_f0,
-                                                       transmission=t, specular=si.specular)
+                                                       transmission=t, specular=si.specular,
+                                                       beckmann=beckmann_mask(si))
         s_glass = rough_dielectric_sample_unchecked(n, wo, alpha, si.ior, u_glass.clamp(0.0, 1.0), u2,
-                                                    mode=self.mode)
+                                                    mode=self.mode, beckmann=beckmann_mask(si))
         wi = torch.where(glass, s_glass.wi, s_opaque.wi)
         valid = torch.where(glass, s_glass.pdf > 0, s_opaque.pdf > 0)
         pdf = self._pdf(n, wi, wo, si, t, w, alpha)

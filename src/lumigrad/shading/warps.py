@@ -20,6 +20,7 @@ __all__ = [
     "to_local",
     "to_world",
     "cosine_hemisphere",
+    "beckmann_normal",
     "ggx_visible_normal",
     "spherical_triangle",
     "spherical_triangle_solid_angle",
@@ -94,6 +95,35 @@ def cosine_hemisphere(u: torch.Tensor) -> torch.Tensor:
     phi = 2 * math.pi * u[..., 1]
     z = (1.0 - u[..., 0]).clamp_min(_SQRT_FLOOR).sqrt()
     return torch.stack([r * torch.cos(phi), r * torch.sin(phi), z], -1)
+
+
+def beckmann_normal(alpha: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Sample a Beckmann microfacet normal with density ``D(h) h_z`` (Walter et al. 2007):
+    ``tan^2(theta) = -alpha^2 log(1 - u_0)``, ``phi = 2 pi u_1``.
+
+    Reflecting ``wo`` about ``h`` gives ``wi`` with density ``D(h) h_z / (4 |wo.h|)``; a normal facing away
+    from ``wo`` (``wo.h <= 0``) reflects below the surface, an invalid sample.
+
+    Args:
+        alpha: Beckmann width, ``[..., 1]`` or a 0-dim tensor (broadcastable with ``u[..., :1]``), ``> 0``.
+        u: uniform numbers, ``[..., 2]`` in [0, 1)^2.
+
+    Returns:
+        Local unit half vectors ``h [..., 3]`` with ``h_z > 0``.
+
+    **Differentiability:** smooth in ``alpha`` for fixed ``u`` (``1 - u_0`` is floored at 1e-30).
+
+    Example: ``u_0 = 0`` gives the normal::
+
+        >>> beckmann_normal(torch.tensor([0.5]), torch.zeros(2))[2].item()
+        1.0
+    """
+    tan2 = -(alpha * alpha) * torch.log((1.0 - u[..., :1]).clamp_min(_SQRT_FLOOR))  # [..., 1]
+    cos = torch.rsqrt(1.0 + tan2)
+    sin = (tan2 * cos * cos).clamp_min(_SQRT_FLOOR).sqrt()
+    phi = 2 * math.pi * u[..., 1:]
+    x, y, z = torch.broadcast_tensors(sin * torch.cos(phi), sin * torch.sin(phi), cos)
+    return torch.cat([x, y, z], -1)
 
 
 def ggx_visible_normal(wo: torch.Tensor, alpha: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
