@@ -206,11 +206,13 @@ def test_unrepresentable_lights_and_cameras_warn_and_are_skipped(tmp_path):
     K = torch.tensor([[60.0, 0.0, 30.0], [0.0, 50.0, 20.0], [0.0, 0.0, 1.0]])
     scene.add_camera("skewed", lg.Camera(K, w2c, 64, 48))
     scene.lights["spot"].falloff = "linear"
+    scene.meshes["quad"].material.microfacet = "beckmann"
     with pytest.warns(UserWarning) as record:
         out = write_gltf(tmp_path / "scene.glb", scene)
     messages = " ".join(str(w.message) for w in record)
     for expected in ("'sky' is a SHLight", "'panel' is a AreaLight", "'batch' is a batch", "principal point",
-                     "fx = 60 != fy = 50", "spot light 'spot' has the 'linear' falloff"):
+                     "fx = 60 != fy = 50", "spot light 'spot' has the 'linear' falloff",
+                     "materials[0] has the 'beckmann' microfacet distribution"):
         assert expected in messages
     back = read_gltf(out)
     assert back.lights["spot"].falloff == "gltf"

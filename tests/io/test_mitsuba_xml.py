@@ -248,6 +248,26 @@ def test_bsdfs_become_metallic_roughness_materials(tmp_path, bsdf, expected):
     assert not double_sided
 
 
+@pytest.mark.parametrize("bsdf, microfacet", [
+    ('<bsdf type="roughconductor"/>', "beckmann"),  # Mitsuba's default distribution
+    ('<bsdf type="roughconductor"><string name="distribution" value="ggx"/></bsdf>', "ggx"),
+    ('<bsdf type="roughplastic"/>', "beckmann"),
+    ('<bsdf type="roughdielectric"><string name="distribution" value="beckmann"/></bsdf>', "beckmann"),
+    ('<bsdf type="roughdielectric"><string name="distribution" value="ggx"/></bsdf>', "ggx"),
+    ('<bsdf type="conductor"/>', "ggx"),  # smooth: a mirror whatever the lobe
+    ('<bsdf type="principled"/>', "ggx"),  # Mitsuba's principled is GGX's
+    ('<bsdf type="diffuse"/>', "ggx"),
+])
+def test_the_rough_bsdfs_distribution_becomes_the_materials_microfacet(tmp_path, bsdf, microfacet):
+    material, _ = _material(tmp_path, bsdf)
+    assert material.microfacet == microfacet
+
+
+def test_an_unknown_distribution_is_refused(tmp_path):
+    with pytest.raises(MitsubaXmlError, match="distribution must be 'beckmann' or 'ggx'; got 'phong'"):
+        _material(tmp_path, '<bsdf type="roughconductor"><string name="distribution" value="phong"/></bsdf>')
+
+
 def test_a_shape_without_a_bsdf_gets_mitsubas_default_lambertian_diffuse(tmp_path):
     material, _ = _material(tmp_path, "")
     assert _factors(material) == {"base": [0.5, 0.5, 0.5], "metallic": 0.0, "roughness": 1.0, "ior": 1.5,
