@@ -377,6 +377,10 @@ def test_scene_lights_are_checked_when_built():
         lg.SpotLight([0.0, 1.0, 0.0], [0.0, -1.0, 0.0], intensity=-2.0)
     with pytest.raises(ValueError, match=r"falloff must be one of \('gltf', 'linear'\); got 'smooth'"):
         lg.SpotLight([0.0, 1.0, 0.0], [0.0, -1.0, 0.0], falloff="smooth")
+    spot = lg.SpotLight([0.0, 1.0, 0.0], [0.0, -1.0, 0.0], falloff="linear")
+    with pytest.raises(ValueError, match=r"falloff must be one of"):
+        spot.falloff = "mitsuba"  # checked when set too
+    assert spot.falloff == "linear"
     with pytest.raises(ValueError, match=r"intensity must be non-negative"):
         lg.PointLight([0.0, 1.0, 0.0], intensity=-1.0)
     with pytest.raises(ValueError, match=r"direction must have non-zero length"):

@@ -129,6 +129,9 @@ BSDF_CASES = {
     "plastic-r0.4-wo20": (MetallicRoughnessBSDF, dict(roughness=0.4, metallic=0.0, theta=math.radians(20))),
     "glass-out-r0.4-wo35": (RoughDielectricBSDF, dict(roughness=0.4, ior=1.5, theta=math.radians(35))),
     "glass-in-r0.5-wo30": (RoughDielectricBSDF, dict(roughness=0.5, ior=1.5, theta=math.pi - math.radians(30))),
+    # rough and grazing: Beckmann normals facing away from wo must not refract (visible normals never do)
+    "glass-out-r1.0-wo80": (RoughDielectricBSDF, dict(roughness=1.0, ior=1.5, theta=math.radians(80))),
+    "glass-in-r1.0-wo60": (RoughDielectricBSDF, dict(roughness=1.0, ior=1.5, theta=math.pi - math.radians(60))),
     "transmission-r0.5-wo50": (MetallicRoughnessTransmissionBSDF,
                                dict(roughness=0.5, ior=1.5, theta=math.radians(50),
                                     transmission=torch.full((1, 1), 0.6, dtype=DT))),
@@ -222,6 +225,26 @@ def test_gradcheck_eval_pdf_and_the_reparameterised_sample():
 
 
 # ------------------------------------------------------------------------------------------ materials
+def test_gradients_stay_finite_at_degenerate_directions_with_a_mask():
+    """Directions on the horizon and mirrored through the tangent plane (``sin2_h = 1``), with a Beckmann mask
+    present (all True, all False): values and gradients finite, as without a mask."""
+    dirs = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.6, 0.0, 0.8], [0.6, 0.0, -0.8], [0.0, 0.0, 1.0]]
+    pairs = [(a, b) for a in dirs for b in dirs]
+    wi = torch.tensor([a for a, _ in pairs], dtype=DT, requires_grad=True)
+    wo = torch.tensor([b for _, b in pairs], dtype=DT)
+    z = torch.tensor([0.0, 0.0, 1.0], dtype=DT).expand(len(pairs), 3)
+    for value in (None, 0.0, 1.0):
+        rough = torch.full((len(pairs), 1), 0.5, dtype=DT, requires_grad=True)
+        si = SurfaceSample(position=torch.zeros(len(pairs), 3, dtype=DT), normal=z, wo=wo,
+                           base_color=torch.full((len(pairs), 3), 0.7, dtype=DT), roughness=rough,
+                           metallic=torch.full((len(pairs), 1), 0.5, dtype=DT),
+                           beckmann=None if value is None else torch.full((len(pairs), 1), value, dtype=DT))
+        for bsdf in (MetallicRoughnessBSDF(), RoughDielectricBSDF()):
+            out = bsdf.eval(si, wi).sum() + bsdf.pdf(si, wi).sum()
+            g_wi, g_rough = torch.autograd.grad(out, (wi, rough))
+            assert torch.isfinite(out) and torch.isfinite(g_wi).all() and torch.isfinite(g_rough).all(), (value, bsdf)
+
+
 def test_material_microfacet_reaches_the_surface_samples():
     m = lg.shading.Material(microfacet="beckmann", roughness_factor=0.4)
     values = lg.shading.sample_material(m, shape=(2, 3))
@@ -229,3 +252,6 @@ def test_material_microfacet_reaches_the_surface_samples():
     assert "beckmann" not in lg.shading.sample_material(lg.shading.Material(), shape=(2, 3))
     with pytest.raises(ValueError, match="microfacet"):
         lg.shading.Material(microfacet="phong")
+    with pytest.raises(ValueError, match="microfacet must be one of 'ggx', 'beckmann'; got 'Beckmann'"):
+        m.microfacet = "Beckmann"  # checked when set, not only when built
+    assert m.microfacet == "beckmann"

@@ -85,7 +85,7 @@ def fused_unsupported(ts: TraceScene) -> Optional[str]:
             return f"part {k}'s material bounds a medium (media are not in the kernel)"
         if m.transmission_factor.numel() != 1:
             return f"part {k}'s transmission is not one number"
-        if m.microfacet != "ggx":
+        if getattr(m, "microfacet", "ggx") != "ggx":
             return f"part {k}'s material has the {m.microfacet!r} microfacet distribution (the kernel's is GGX)"
         for slot in TEXTURE_SLOTS:
             tex = getattr(m, slot)

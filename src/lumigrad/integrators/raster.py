@@ -469,7 +469,7 @@ def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.
     blocks: Dict[str, list] = {}
     start = 0
     has_normal_map = any(p.material.normal_texture is not None for p in geo.parts)
-    has_beckmann = any(p.material.microfacet == "beckmann" for p in geo.parts)
+    has_beckmann = any(getattr(p.material, "microfacet", "ggx") == "beckmann" for p, c in zip(geo.parts, counts) if c)
     # the core glTF BSDF everywhere: no specular weight (shade_punctual's fused kernels without it)
     weighted = any(has_specular_weight(p.material) for p in geo.parts)
     for part, count in zip(geo.parts, counts):
@@ -510,7 +510,7 @@ def _shade(scene: Scene, position, normal, eye, material, occluders=None, checkp
         return out
     surface = SurfaceSample.from_material(position, normal, eye - position, material)
     emitters = [light for light in scene.lights.values() if hasattr(light, "samples")]
-    if fused_lights and occluders is None:
+    if fused_lights and occluders is None and surface.beckmann is None:  # (the fused kernel's lobes are GGX's)
         punctual, emitters = _punctual(emitters)
         if punctual is not None:  # all of them in one fused pass, O(pixels) memory: no checkpoint needed
             out = out + shade_punctual_unchecked(surface, punctual, use_checkpoint=False)

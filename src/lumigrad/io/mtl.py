@@ -393,6 +393,9 @@ def write_mtl(path: str | os.PathLike, materials: Dict[str, Material], texture_p
             verb = "has" if len(lost) == 1 else "have"
             warnings.warn(f"materials[{name!r}]: {' and '.join(lost)} {verb} no MTL statement, not written (glTF "
                           "keeps them)", stacklevel=2)
+        if m.microfacet != "ggx":
+            warnings.warn(f"materials[{name!r}]: microfacet {m.microfacet!r} has no MTL statement, not written (read "
+                          "back as GGX)", stacklevel=2)
         f = lambda x: repr(float(x))  # noqa: E731  (repr of a float64 reads back exactly)
         bc = m.base_color_factor.detach().double().reshape(-1).tolist()
         rough = float(m.roughness_factor.detach().double())

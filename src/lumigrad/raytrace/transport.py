@@ -607,7 +607,7 @@ def _materials(ts: TraceScene, part: torch.Tensor, uv: torch.Tensor) -> dict:
     ``normal_tangent`` (zeros where a part has no normal map) when the scene has normal maps."""
     out: dict = {}
     order, pieces = [], []
-    has_beckmann = any(m.microfacet == "beckmann" for m in ts.materials)
+    has_beckmann = any(getattr(m, "microfacet", "ggx") == "beckmann" for m in ts.materials)
     for k in part.unique().tolist():
         rows = (part == k).nonzero()[:, 0]
         m = sample_material_unchecked(ts.materials[k], uv.index_select(0, rows)[None])

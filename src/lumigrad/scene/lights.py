@@ -139,6 +139,11 @@ class SpotLight(_TensorFields, _DeltaEmitter):
     range: Optional[float] = None  # noqa: A003
     falloff: str = "gltf"
 
+    def __setattr__(self, name, value):
+        if name == "falloff":  # checked whenever it is set
+            value = check_spot_falloff(value)
+        super().__setattr__(name, value)
+
     def __post_init__(self):
         self.position = check_tensor(_as_tensor(self.position), "position", trailing=(3,), floating=True,
                                      finite=True)
@@ -156,7 +161,6 @@ class SpotLight(_TensorFields, _DeltaEmitter):
                              f"where the light fades out); got inner_angle={inner.tolist()} > "
                              f"outer_angle={outer.tolist()}")
         self.range = _check_range(self.range)
-        self.falloff = check_spot_falloff(self.falloff)
 
     def samples(self, x: torch.Tensor) -> List[LightSample]:
         return [spot_light_unchecked(x, self.position, self.direction, self.intensity[..., None] * self.color,

@@ -793,7 +793,7 @@ def _pdf(n_dot_l, n_dot_v, sin2_h, v_dot_h, valid, base_color, roughness, metall
     # G1(wo) D / (4 n.v) with G1 = 2 n.v / (n.v + sqrt(a2 + (1 - a2) n.v^2)): the n.v cancels.
     pdf_spec = dist / (2.0 * (n_dot_v + torch.sqrt(a2 + (1.0 - a2) * n_dot_v * n_dot_v)))
     if beckmann is not None:  # D (n.h) / (4 wo.h), the density of beckmann_normal reflected about wo
-        cos_h = (1.0 - sin2_h).clamp_min(0.0).sqrt()
+        cos_h = (1.0 - sin2_h).clamp_min(_BECKMANN_COS2_FLOOR).sqrt()  # (D is 0 below the floor; sqrt's slope finite)
         b_spec = beckmann_d(sin2_h, a2) * cos_h / (4.0 * v_dot_h.clamp_min(_DOT_EPS))
         pdf_spec = torch.where(beckmann, b_spec, pdf_spec)
     pdf_diff = n_dot_l / math.pi

@@ -313,6 +313,8 @@ def rough_dielectric_sample_unchecked(n: torch.Tensor, wo: torch.Tensor, alpha, 
     wi = _unit(to_world(wi_l, t, b, n_b))
     crosses = wi_l[..., 2:] * wo_l[..., 2:] < 0
     ok = torch.where(reflect, ~crosses & (wi_l[..., 2:] != 0), crosses) & (wo_l[..., 2:] != 0)
+    if beckmann is not None:  # a Beckmann normal may face away from wo (visible normals never do): no sample there
+        ok = ok & (~beckmann | (wo_h * wo_l[..., 2:] > 0))
     pdf = rough_dielectric_pdf_unchecked(n_b, wi, wo_b, alpha, eta, beckmann=beckmann)
     f = rough_dielectric_unchecked(n_b, wi, wo_b, alpha, eta, mode=mode, beckmann=beckmann)
     ok = ok & (pdf > 0)
