@@ -38,6 +38,20 @@ class ChiSquareResult:
         return not self.message and self.p_value >= 1 - (1 - level) ** (1 / tests)
 
 
+def uniform_lobe_and_direction(n: int, seed: int):
+    """``(u1 [n, 1], u2 [n, 2])`` uniform numbers of generator ``seed``: a BSDF sample's lobe and direction."""
+    u = torch.rand(n, 3, generator=gen(seed), dtype=DT)
+    return u[:, :1], u[:, 1:]
+
+
+def bsdf_sampler(bsdf, make_si: Callable[[int], object], seed: int):
+    """The ``sample_fn`` of :func:`chi2_sphere` for ``bsdf`` at ``make_si(n)``: its directions and validity."""
+    def sample(n):
+        s = bsdf.sample(make_si(n), *uniform_lobe_and_direction(n, seed))
+        return s.wi, s.pdf[:, 0] > 0
+    return sample
+
+
 def frame_from_axis(axis: torch.Tensor) -> torch.Tensor:
     """``[3, 3]`` rows ``(t, b, n)``: an orthonormal frame whose ``n`` is ``axis``."""
     n = axis / axis.norm()

@@ -16,6 +16,7 @@ from lumigrad.shading.dielectric import RoughDielectricBSDF
 from lumigrad.shading.transmission import MetallicRoughnessTransmissionBSDF
 from lumigrad.shading.warps import beckmann_normal
 
+from .chi2 import bsdf_sampler as _sampler, uniform_lobe_and_direction as _uniform
 from .chi2 import DT, FRAME, GRID, NORMAL, assert_chi2, chi2_sphere, integrate_sphere
 from .chi2 import direction as _dir, gen as _gen
 
@@ -27,18 +28,6 @@ def _si(n, wo, base=(0.8, 0.5, 0.3), roughness=0.5, metallic=0.0, ior=1.5, beckm
     return SurfaceSample(position=torch.zeros(n, 3, dtype=DT), normal=NORMAL.expand(n, 3), wo=wo.expand(n, 3),
                          base_color=base, roughness=torch.full((n, 1), float(roughness), dtype=DT),
                          metallic=torch.full((n, 1), float(metallic), dtype=DT), ior=ior, beckmann=mask, **kw)
-
-
-def _uniform(n, seed):
-    u = torch.rand(n, 3, generator=_gen(seed), dtype=DT)
-    return u[:, :1], u[:, 1:]
-
-
-def _sampler(bsdf, make_si, seed):
-    def sample(n):
-        s = bsdf.sample(make_si(n), *_uniform(n, seed))
-        return s.wi, s.pdf[:, 0] > 0
-    return sample
 
 
 # ------------------------------------------------------------------------------------------ the terms

@@ -13,6 +13,7 @@ from lumigrad.shading.deferred import shade_direct_unchecked
 from lumigrad.shading.lights import directional_light
 from lumigrad.shading.warps import cosine_hemisphere, ggx_visible_normal, local_frame
 
+from .chi2 import bsdf_sampler as _sampler, uniform_lobe_and_direction as _uniform
 from .chi2 import DT, FRAME, GRID, NORMAL, assert_chi2, chi2_sphere, frame_from_axis, integrate_sphere
 from .chi2 import direction as _view, gen as _gen
 
@@ -26,18 +27,6 @@ def _si(n, wo, base=(0.8, 0.5, 0.3), roughness=0.5, metallic=0.0, ior=1.5, **kw)
     return SurfaceSample(position=torch.zeros(n, 3, dtype=DT), normal=NORMAL.expand(n, 3), wo=wo.expand(n, 3),
                          base_color=base, roughness=torch.full((n, 1), float(roughness), dtype=DT),
                          metallic=torch.full((n, 1), float(metallic), dtype=DT), ior=ior, **kw)
-
-
-def _uniform(n, seed):
-    u = torch.rand(n, 3, generator=_gen(seed), dtype=DT)
-    return u[:, :1], u[:, 1:]
-
-
-def _sampler(bsdf, make_si, seed):
-    def sample(n):
-        s = bsdf.sample(make_si(n), *_uniform(n, seed))
-        return s.wi, s.pdf[:, 0] > 0
-    return sample
 
 
 # ------------------------------------------------------------------------------------------------ chi-square

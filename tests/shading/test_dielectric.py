@@ -12,6 +12,7 @@ from lumigrad.shading import (BSDF, RoughDielectricBSDF, SmoothDielectricBSDF, S
 from lumigrad.shading.dielectric import rough_dielectric_unchecked
 from lumigrad.shading.warps import ggx_visible_normal, local_frame, to_local, to_world
 
+from .chi2 import bsdf_sampler as _sampler, uniform_lobe_and_direction as _uniform
 from .chi2 import DT, FRAME, GRID, NORMAL, assert_chi2, chi2_sphere, frame_from_axis, integrate_sphere
 from .chi2 import direction as _dir, gen as _gen
 
@@ -24,11 +25,6 @@ def _si(n, wo, roughness=0.5, ior=1.5, base=1.0):
                          base_color=torch.full((n, 1), float(base), dtype=DT),
                          roughness=torch.full((n, 1), float(roughness), dtype=DT), metallic=torch.zeros(n, 1, dtype=DT),
                          ior=ior)
-
-
-def _uniform(n, seed):
-    u = torch.rand(n, 3, generator=_gen(seed), dtype=DT)
-    return u[:, :1], u[:, 1:]
 
 
 def _eta_sides(eta, *dirs):
@@ -178,13 +174,6 @@ CHI2_CASES = {
     "in-r0.7-eta1.5-wo60-tir": dict(roughness=0.7, ior=1.5, theta=math.pi - math.radians(60)),
     "in-r0.3-bubble-wo10": dict(roughness=0.3, ior=1 / 1.33, theta=math.pi - math.radians(10)),
 }
-
-
-def _sampler(bsdf, make_si, seed):
-    def sample(n):
-        s = bsdf.sample(make_si(n), *_uniform(n, seed))
-        return s.wi, s.pdf[:, 0] > 0
-    return sample
 
 
 @pytest.mark.parametrize("name", list(CHI2_CASES))
