@@ -331,6 +331,9 @@ def test_unsupported_scenes_fall_back_and_say_why():
     glass.add_mesh("floor", lg.SceneMesh(v, f, Material(transmission_factor=1.0, metallic_factor=0.0)))
     glass.add_light("sun", lg.DirectionalLight(torch.tensor([0.0, -1.0, 0.0])))
     assert fused_unsupported(_trace_scene(glass)) is None  # glass: the kernel's rough dielectric
+    glass.meshes["floor"].material.thin_dielectric = True
+    assert "thin dielectric sheet" in fused_unsupported(_trace_scene(glass))  # (it would refract)
+    glass.meshes["floor"].material.thin_dielectric = False
     milk = HomogeneousMedium(sigma_a=torch.tensor([0.1, 0.1, 0.1]), sigma_s=torch.tensor([1.0, 1.0, 1.0]))
     glass.meshes["floor"].material.interior = milk
     assert "medium" in fused_unsupported(_trace_scene(glass))

@@ -263,6 +263,12 @@ def test_the_rough_bsdfs_distribution_becomes_the_materials_microfacet(tmp_path,
     assert material.microfacet == microfacet
 
 
+def test_a_thindielectric_is_a_thin_sheet_and_the_others_are_solid(tmp_path):
+    assert _material(tmp_path, '<bsdf type="thindielectric"/>')[0].thin_dielectric
+    for kind in ("dielectric", "roughdielectric", "plastic", "diffuse"):
+        assert not _material(tmp_path, f'<bsdf type="{kind}"/>')[0].thin_dielectric, kind
+
+
 def test_an_unknown_distribution_is_refused(tmp_path):
     with pytest.raises(MitsubaXmlError, match="distribution must be 'beckmann' or 'ggx'; got 'phong'"):
         _material(tmp_path, '<bsdf type="roughconductor"><string name="distribution" value="phong"/></bsdf>')

@@ -10,6 +10,7 @@ import torch
 import lumigrad as lg
 from lumigrad.shading import (MetallicRoughnessBSDF, MetallicRoughnessTransmissionBSDF, RoughDielectricBSDF,
                               SurfaceSample, bsdf_for, sample_material)
+from lumigrad.shading.dielectric import fresnel_dielectric
 from lumigrad.shading.material import Material
 
 from .chi2 import DT, FRAME, GRID, NORMAL, assert_chi2, chi2_sphere, frame_from_axis
@@ -201,3 +202,61 @@ def test_the_rasterizer_shades_transmissive_materials_as_opaque():
     image = render(t)
     assert torch.equal(image, render(torch.tensor(0.0, dtype=DT)))
     assert image.grad_fn is None  # transmission_factor is not in the image's graph
+
+
+# ------------------------------------------------------------------------------------------- thin sheets
+def test_thin_sheet_reflectance_sums_the_inner_reflections():
+    """``R' = R + T^2 R / (1 - R^2)``: at normal incidence on glass (``R = 0.04``) 0.0769..., beyond the critical
+    angle of light from inside 1, and the series it sums, term by term."""
+    from lumigrad.shading.transmission import thin_sheet_reflectance
+    cos = torch.tensor([1.0, 0.5, 0.1], dtype=DT)
+    r = fresnel_dielectric(cos, 1.5)[0]
+    series = r + sum((1 - r) ** 2 * r ** (2 * k + 1) for k in range(60))
+    torch.testing.assert_close(thin_sheet_reflectance(cos, 1.5), series)
+    assert float(thin_sheet_reflectance(torch.tensor([1.0], dtype=DT), 1.5)) == pytest.approx(0.04 + 0.96 ** 2 * 0.04 /
+                                                                                                (1 - 0.04 ** 2))
+    assert float(thin_sheet_reflectance(torch.tensor([-0.2], dtype=DT), 1 / 1.5)) == 1.0  # from inside, past TIR
+
+
+@pytest.mark.parametrize("theta", [0.3, 1.2, math.pi - 0.5])
+def test_a_thin_sheet_reflects_or_passes_straight_through(theta):
+    """A white-tinted sheet (``T = 1``, ``metallic = 0``): every sample is a delta, the mirror with probability
+    ``R'`` (weight 1) or ``-wo`` (weight ``base_color``, no ``eta^2``, ``eta = 1``); ``eval`` and ``pdf`` are 0
+    (deltas), and the mean weight is ``R' + (1 - R') base_color``."""
+    from lumigrad.shading.transmission import thin_sheet_reflectance
+    n = 20_000
+    wo = _dir(theta)
+    base = torch.tensor([0.6, 0.9, 0.7], dtype=DT)
+    si = SurfaceSample(position=torch.zeros(n, 3, dtype=DT), normal=NORMAL.expand(n, 3), wo=wo.expand(n, 3),
+                       base_color=base.expand(n, 3), roughness=torch.full((n, 1), 0.4, dtype=DT),
+                       metallic=torch.zeros(n, 1, dtype=DT), ior=1.5, transmission=torch.ones(n, 1, dtype=DT),
+                       thin=torch.ones(n, 1, dtype=DT))
+    s = MetallicRoughnessTransmissionBSDF().sample(si, *_uniform(n, 9))
+    cos_o = float(wo @ NORMAL)
+    mirror = 2 * cos_o * NORMAL - wo
+    reflected = (s.wi - mirror).norm(dim=-1) < 1e-9
+    through = (s.wi + wo).norm(dim=-1) < 1e-9
+    assert bool((reflected | through).all()) and bool(s.is_delta.all())
+    r = float(thin_sheet_reflectance(torch.tensor([cos_o], dtype=DT), 1.5))
+    assert float(reflected.double().mean()) == pytest.approx(r, abs=4 * math.sqrt(r * (1 - r) / n) + 1e-9)
+    torch.testing.assert_close(s.weight[reflected], torch.ones_like(s.weight[reflected]))
+    torch.testing.assert_close(s.weight[through], base.expand(int(through.sum()), 3))
+    torch.testing.assert_close(s.pdf[reflected], torch.full_like(s.pdf[reflected], r))
+    assert bool(s.is_transmission[through].all()) and not bool(s.is_transmission[reflected].any())
+    assert bool((s.eta == 1).all())
+    wi = torch.randn(n, 3, generator=_gen(10), dtype=DT)
+    assert float(MetallicRoughnessTransmissionBSDF().eval(si, wi).abs().max()) == 0.0
+    assert float(MetallicRoughnessTransmissionBSDF().pdf(si, wi).abs().max()) == 0.0
+
+
+def test_a_thin_flag_of_zero_is_the_solid_boundary_bit_for_bit():
+    n = 500
+    si = _random_si(n, 11, torch.rand(n, 1, generator=_gen(12), dtype=DT), both_sides=True)
+    flagged = si.replace(thin=torch.zeros(n, 1, dtype=DT))
+    bsdf = MetallicRoughnessTransmissionBSDF()
+    wi = torch.randn(n, 3, generator=_gen(13), dtype=DT)
+    assert torch.equal(bsdf.eval(si, wi), bsdf.eval(flagged, wi)) and torch.equal(bsdf.pdf(si, wi), bsdf.pdf(flagged, wi))
+    a, b = bsdf.sample(si, *_uniform(n, 14)), bsdf.sample(flagged, *_uniform(n, 14))
+    assert torch.equal(a.wi, b.wi) and torch.equal(a.weight, b.weight) and torch.equal(a.pdf, b.pdf)
+    with pytest.raises(TypeError, match="thin_dielectric must be a bool"):
+        Material(thin_dielectric=1)

@@ -85,6 +85,8 @@ def fused_unsupported(ts: TraceScene) -> Optional[str]:
             return f"part {k}'s material bounds a medium (media are not in the kernel)"
         if m.transmission_factor.numel() != 1:
             return f"part {k}'s transmission is not one number"
+        if ts.transmissive and getattr(m, "thin_dielectric", False):
+            return f"part {k}'s material is a thin dielectric sheet (the kernel's transmission refracts)"
         if getattr(m, "microfacet", "ggx") != "ggx":
             return f"part {k}'s material has the {m.microfacet!r} microfacet distribution (the kernel's is GGX)"
         for slot in TEXTURE_SLOTS:

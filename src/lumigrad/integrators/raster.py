@@ -489,6 +489,7 @@ def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.
             m["normal_tangent"] = position.new_zeros(count, 3)
         if has_beckmann and "beckmann" not in m:
             m["beckmann"] = position.new_zeros(count, 1)  # GGX on this part
+        m.pop("thin", None)  # (the raster shades transmission as opaque)
         for k, v in m.items():
             blocks.setdefault(k, []).append(v.expand(count, v.shape[-1]))
     if not blocks:  # nothing covered

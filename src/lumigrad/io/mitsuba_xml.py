@@ -44,7 +44,8 @@
     ext_ior`` (the specular layer is glTF's dielectric layer);
   - ``dielectric`` / ``thindielectric`` / ``roughdielectric``: ``transmission_factor`` 1, metallic 0, ``ior =
     int_ior / ext_ior`` (names such as ``bk7``, ``water``, ``air`` from Mitsuba's table), base colour
-    ``specular_transmittance``. A thin dielectric is read as a solid one;
+    ``specular_transmittance``; a ``thindielectric`` gets ``thin_dielectric=True`` (a sheet: reflection and
+    straight transmission, Mitsuba's model);
   - ``principled``: ``base_color``, ``metallic``, ``roughness``, ``spec_trans`` -> transmission, ``eta`` ->
     ior (its other lobes are named in the warning);
   - ``twosided`` around one of these: the mesh's ``double_sided`` is set;
@@ -980,12 +981,12 @@ class _Reader:
         return self.material(base=np.full(3, 0.5), metallic=0.0, roughness=1.0, specular=0.0)  # Mitsuba's diffuse
 
     def material(self, *, base, metallic, roughness, texture=None, wrap="repeat", ior=1.5,
-                 transmission=0.0, specular=1.0, microfacet="ggx") -> Material:
+                 transmission=0.0, specular=1.0, microfacet="ggx", thin=False) -> Material:
         t = lambda a: torch.as_tensor(a, dtype=self.dtype)  # noqa: E731
         return Material(base_color_factor=t(np.concatenate([np.asarray(base, dtype=np.float64), [1.0]])),
                         metallic_factor=t(metallic), roughness_factor=t(roughness), base_color_texture=texture,
                         ior=t(ior), transmission_factor=t(transmission), specular_factor=t(specular), wrap=wrap,
-                        microfacet=microfacet)
+                        microfacet=microfacet, thin_dielectric=thin)
 
     def bsdf(self, elem: ET.Element) -> Tuple[Material, bool]:
         kind = self.attr(elem, "type")
@@ -1022,7 +1023,8 @@ class _Reader:
             material = make(base=base, texture=tex, wrap=wrap, metallic=0.0, transmission=1.0,
                             roughness=self.roughness(p) if kind == "roughdielectric" else 0.0,
                             ior=self.ior(elem, p, "bk7"),
-                            microfacet=self.microfacet(p) if kind == "roughdielectric" else "ggx")
+                            microfacet=self.microfacet(p) if kind == "roughdielectric" else "ggx",
+                            thin=kind == "thindielectric")
         else:  # principled
             base, tex, wrap = self.base_colour(p, "base_color", 0.5)
             values = {}

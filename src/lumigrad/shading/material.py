@@ -92,7 +92,13 @@ class Material:
             ``"beckmann"`` (Mitsuba's default for ``roughconductor``, ``roughplastic`` and ``roughdielectric``),
             both of width ``alpha = roughness^2``; Beckmann gets its height-correlated Smith visibility (Walter et
             al. 2007's ``Lambda``; Mitsuba's conductor and plastic use the separable ``G1 G1``, about 0.3 % darker
-            on a white rough metal) and is sampled by ``D (n.h)``. Checked whenever it is set. The path tracer's PyTorch transport and the
+            on a white rough metal) and is sampled by ``D (n.h)``. Checked whenever it is set.
+        thin_dielectric: the transmitting fraction (``transmission_factor``) is a thin sheet of dielectric
+            (Mitsuba's ``thindielectric``: a window pane modelled by one surface) instead of the boundary of a
+            solid: it reflects ``R' = R + T^2 R / (1 - R^2)`` about the normal and lets the rest pass straight
+            through, tinted by the base colour, both delta lobes whatever the roughness
+            (:class:`~lumigrad.shading.MetallicRoughnessTransmissionBSDF`). The path tracer's PyTorch transport
+            honours it (the fused kernel refuses it); the rasterizer shades transmission as opaque anyway. The path tracer's PyTorch transport and the
             raster's per-light shading honour it (the fused kernels run GGX materials only); the raster's
             split-sum environment lighting is GGX's for both (:mod:`lumigrad.shading.deferred`).
     """
@@ -117,10 +123,13 @@ class Material:
     specular_factor: torch.Tensor = None
     exterior: Optional[HomogeneousMedium] = None
     microfacet: str = "ggx"
+    thin_dielectric: bool = False
 
     def __setattr__(self, name, value):
         if name == "microfacet":  # checked whenever it is set, so every renderer reads a known distribution
             check_choice(value, "microfacet", MICROFACETS)
+        elif name == "thin_dielectric" and not isinstance(value, bool):
+            raise TypeError(f"thin_dielectric must be a bool; got {type(value).__name__}")
         super().__setattr__(name, value)
 
     def __post_init__(self):
@@ -229,7 +238,8 @@ def sample_material(material: Material, uv: Optional[torch.Tensor] = None, *,
         ``occlusion [..., 1]``, ``emission [..., 3]``, ``transmission [..., 1]`` (``transmission_factor``;
         read by :class:`lumigrad.shading.MetallicRoughnessTransmissionBSDF` only), ``specular [..., 1]``
         (``specular_factor`` clamped to [0, 1], as renderers clamp the other factors), ``beckmann [..., 1]`` (ones)
-        for a ``microfacet = "beckmann"`` material and, with a normal texture,
+        for a ``microfacet = "beckmann"`` material, ``thin [..., 1]`` (ones) for a ``thin_dielectric`` one and,
+        with a normal texture,
         ``normal_tangent [..., 3]`` (unnormalized tangent-space normal; see
         :func:`lumigrad.shading.perturb_normal`).
 
@@ -287,6 +297,8 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, linear_colou
     out["specular"] = const(m.specular_factor.clamp(0.0, 1.0), 1)
     if m.microfacet == "beckmann":
         out["beckmann"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
+    if m.thin_dielectric:
+        out["thin"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
     if m.normal_texture is not None:
         n = tex(m.normal_texture) * 2 - 1
         scale = torch.stack([m.normal_scale, m.normal_scale, torch.ones_like(m.normal_scale)])

@@ -20,6 +20,12 @@ exact instead of Schlick Fresnel and separable instead of height-correlated Smit
 exactly the opaque model's numbers (bit for bit); ``T = 1, metallic = 0, base_color = 1`` is
 :class:`~lumigrad.shading.RoughDielectricBSDF`.
 
+A **thin** transmitting fraction (``si.thin`` 1, ``Material.thin_dielectric``; Mitsuba's ``thindielectric``) is a
+sheet of glass too thin to see: light either reflects about the normal, with the sheet's total reflectance over its
+inner reflections ``R' = R + T^2 R / (1 - R^2)`` (``R = F(|n.wo|, ior)``, ``T = 1 - R``), or passes straight
+through (``wi = -wo``, tinted by ``base_color``, no bending and no ``eta^2``), both delta lobes whatever the
+roughness; the opaque lobes are unchanged.
+
 Conventions: those of the dielectric BSDFs (``si.normal`` points to the exterior; ``si.ior`` is interior /
 exterior; radiance transport by default). Seen from inside (``n.wo < 0``) only the transmitting fraction
 exists: ``f = (1 - metallic) T rough_dielectric_T`` (the opaque lobes are one-sided).
@@ -37,7 +43,30 @@ from .dielectric import (check_bsdf_args, fresnel_dielectric_unchecked, rough_di
                          rough_dielectric_sample_unchecked, rough_dielectric_unchecked)
 from .surface import SurfaceSample
 
-__all__ = ["MetallicRoughnessTransmissionBSDF", "bsdf_for"]
+__all__ = ["MetallicRoughnessTransmissionBSDF", "bsdf_for", "thin_sheet_reflectance"]
+
+
+def thin_sheet_reflectance(cos: torch.Tensor, eta) -> torch.Tensor:
+    """Total reflectance ``R' = R + T^2 R / (1 - R^2)`` of a thin dielectric sheet (the light reflected at its
+    first face and after every round trip inside), ``R = F(|cos|, eta)`` the exact Fresnel reflectance, ``T = 1 -
+    R`` (Mitsuba's ``thindielectric``); 1 where ``R = 1``."""
+    r = fresnel_dielectric_unchecked(cos.abs().clamp(max=1.0), eta)[0]
+    t = 1.0 - r
+    below = r < 1
+    return torch.where(below, r + t * t * r / torch.where(below, 1.0 + r, torch.ones_like(r)) /
+                       torch.where(below, 1.0 - r, torch.ones_like(r)), torch.ones_like(r))
+
+
+def _thin_sheet(n, wo, cos_o, si, u, p):
+    """A thin sheet's delta sample from ``u`` (reflect where ``u < R'``, else pass straight through): ``(wi, weight,
+    pdf)`` with ``pdf = p R'`` or ``p (1 - R')`` (``p`` the transmitting fraction's probability) and weight 1 or
+    ``base_color``."""
+    r = thin_sheet_reflectance(cos_o, torch.as_tensor(si.ior, dtype=cos_o.dtype, device=cos_o.device))
+    reflect = u < r
+    wi = torch.where(reflect, 2.0 * cos_o * n - wo, -wo)
+    weight = torch.where(reflect, torch.ones_like(si.base_color), si.base_color * torch.ones_like(r))
+    pdf = p * torch.where(reflect, r, 1.0 - r)
+    return wi, weight, pdf
 
 
 def bsdf_for(si: SurfaceSample) -> BSDF:
@@ -113,6 +142,11 @@ class MetallicRoughnessTransmissionBSDF:
         self.mode = check_choice(mode, "mode", ("radiance", "importance"))
 
     @staticmethod
+    def _thin(si: SurfaceSample):
+        """``[..., 1]`` bool where the transmitting fraction is a thin sheet; None where ``si.thin`` is unset."""
+        return None if si.thin is None else si.thin > 0.5
+
+    @staticmethod
     def _parts(si: SurfaceSample):
         t = si.transmission if si.transmission is not None else torch.zeros_like(si.metallic)
         w = (1.0 - si.metallic) * t
@@ -126,6 +160,9 @@ class MetallicRoughnessTransmissionBSDF:
                                               specular=si.specular, beckmann=beckmann_mask(si))
         glass = rough_dielectric_unchecked(n, wi, wo, alpha, si.ior, mode=self.mode,
                                            beckmann=beckmann_mask(si)) * ~_index_matched(si)
+        thin = self._thin(si)
+        if thin is not None:  # the sheet's lobes are deltas: 0 for every wi
+            glass = glass * ~thin
         crosses = (n * wi).sum(-1, keepdim=True) * (n * wo).sum(-1, keepdim=True) < 0
         tint = torch.where(crosses, si.base_color, torch.ones_like(si.base_color))
         return opaque + w * glass * tint
@@ -136,6 +173,9 @@ class MetallicRoughnessTransmissionBSDF:
                                                   specular=si.specular, beckmann=beckmann_mask(si))
         glass = rough_dielectric_pdf_unchecked(n, wi, wo, alpha, si.ior, beckmann=beckmann_mask(si)) * \
             ~_index_matched(si)
+        thin = self._thin(si)
+        if thin is not None:
+            glass = glass * ~thin
         return (1.0 - w) * opaque + w * glass
 
     def eval(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
@@ -185,9 +225,21 @@ class MetallicRoughnessTransmissionBSDF:
         weight = torch.where(through, si.base_color * torch.ones_like(weight), weight)  # the transmission tint
         pdf = torch.where(through, p, pdf)
         ok = ok | (through & (p > 0))
+        thin = self._thin(si)
+        if thin is not None:
+            sheet = glass & thin
+            wi_t, weight_t, pdf_t = _thin_sheet(n, wo, cos_o, si, u_glass.clamp(0.0, 1.0), p)
+            wi = torch.where(sheet, wi_t, wi)
+            cos_i = torch.where(sheet, (n * wi_t).sum(-1, keepdim=True), cos_i)
+            weight = torch.where(sheet, weight_t, weight)
+            pdf = torch.where(sheet, pdf_t, pdf)
+            ok = torch.where(sheet, pdf_t > 0, ok)
+            through = through | sheet  # a delta sample either way (the flag below)
         crosses = (cos_i * cos_o < 0) & ok
         eta_it = fresnel_dielectric_unchecked(cos_o.clamp(-1.0, 1.0), torch.as_tensor(si.ior, dtype=p.dtype,
                                                                                       device=p.device))[2]
         eta = torch.where(crosses, eta_it, torch.ones_like(eta_it))
+        if thin is not None:  # through a sheet the path stays in its medium: no index change
+            eta = torch.where(sheet, torch.ones_like(eta), eta)
         return BSDFSample(wi, weight, torch.where(ok, pdf, zero), is_delta=through & ok,
                           is_transmission=crosses, eta=eta)
