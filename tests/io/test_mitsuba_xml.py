@@ -929,6 +929,54 @@ def test_a_checkerboard_floor_renders_as_in_mitsuba(tmp_path):
     assert float(np.sqrt(np.mean((moved - theirs) ** 2)) / np.mean(theirs)) > 0.2  # to_uv matters here
 
 
+_CYLINDER = ('<shape type="cylinder"><point name="p0" x="0.2" y="-0.3" z="0.1"/><point name="p1" x="0.5" y="0.8" '
+             'z="-0.4"/><float name="radius" value="0.4"/><transform name="to_world"><rotate x="1" angle="30"/>'
+             '<translate x="0.3"/></transform></shape>')
+
+
+def test_a_cylinder_is_an_open_tube_with_outward_normals(tmp_path):
+    """``cylinder``: every vertex at ``radius`` from the axis between ``p0`` and ``p1``, faces and vertex normals
+    outward, no caps, texture coordinates ``(phi / 2 pi, z)``; a zero-length axis is refused."""
+    m = _scene(tmp_path, _CYLINDER, dtype=torch.float64, disk_segments=32).meshes["cylinder"]
+    p0, p1 = torch.tensor([0.2, -0.3, 0.1], dtype=torch.float64), torch.tensor([0.5, 0.8, -0.4], dtype=torch.float64)
+    axis = (p1 - p0) / (p1 - p0).norm()
+    rel = m.verts - p0
+    along = rel @ axis
+    radial = rel - along[:, None] * axis
+    torch.testing.assert_close(radial.norm(dim=-1), torch.full((m.verts.shape[0],), 0.4, dtype=torch.float64))
+    assert sorted(set(torch.round(along / (p1 - p0).norm(), decimals=9).tolist())) == [0.0, 1.0]  # no caps
+    torch.testing.assert_close(m.normals, radial / 0.4)
+    e1, e2 = m.verts[m.faces[:, 1]] - m.verts[m.faces[:, 0]], m.verts[m.faces[:, 2]] - m.verts[m.faces[:, 0]]
+    centre = m.verts[m.faces].mean(1) - p0
+    outward = (torch.linalg.cross(e1, e2) * (centre - (centre @ axis)[:, None] * axis)).sum(-1)
+    assert bool((outward > 0).all()) and m.faces.shape[0] == 64
+    assert m.uv[:, 1].unique().tolist() == [0.0, 1.0] and float(m.uv[:, 0].max()) == 1.0
+    with pytest.raises(MitsubaXmlError, match="p0 != p1"):
+        _scene(tmp_path, '<shape type="cylinder"><point name="p1" x="0" y="0" z="0"/></shape>')
+
+
+def test_a_cylinder_lies_on_mitsubas_with_its_normals_and_texture_coordinates(tmp_path):
+    mi = _mitsuba()
+    path = _write(tmp_path, _CYLINDER)
+    ours = read_mitsuba_xml(path, dtype=torch.float64).meshes["cylinder"]
+    theirs = mi.load_file(str(path))
+    world = ours.world_verts()
+    normals = torch.nn.functional.normalize(ours.normals @ ours.to_world[:3, :3].T, dim=-1)
+    hits = 0
+    for i in range(0, world.shape[0], 7):
+        p, n = world[i].numpy(), normals[i].numpy()
+        si = theirs.ray_intersect(mi.Ray3f(mi.Point3f(*(p + 0.5 * n)), mi.Vector3f(*(-n))))
+        if not np.isfinite(float(si.t)):
+            continue  # on the rim, a ray may slip past in float32
+        hits += 1
+        assert float(si.t) == pytest.approx(0.5, abs=1e-4)
+        assert [float(c) for c in si.n] == pytest.approx(n.tolist(), abs=1e-4)
+        u = float(ours.uv[i, 0])
+        assert min(abs(float(si.uv[0]) - u), 1 - abs(float(si.uv[0]) - u)) < 1e-4  # (the seam: 0 and 1)
+        assert float(si.uv[1]) == pytest.approx(float(ours.uv[i, 1]), abs=1e-4)
+    assert hits > 10
+
+
 def test_homogeneous_interiors_become_material_media(tmp_path):
     """A shape's ``interior``: Mitsuba 3's ``sigma_t``, ``albedo``, ``scale`` (by reference) or Mitsuba 0.6's
     ``sigma_a``, ``sigma_s`` (inline), with an ``hg`` phase; each shape gets its own material."""

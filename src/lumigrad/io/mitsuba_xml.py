@@ -25,8 +25,10 @@
   normals are area-weighted; PLY normals are kept), ``rectangle`` (the ``[-1, 1]^2`` quad at ``z = 0``, normal
   +z, Mitsuba's texture coordinates), ``cube`` (``[-1, 1]^3``, Mitsuba's 24 vertices and texture coordinates),
   ``sphere`` (``center``, ``radius``; an icosphere of ``sphere_subdivisions`` splits, 3 by default: 642
-  vertices, within 0.3 % of the radius between them) and ``disk`` (the unit disk at ``z = 0``, normal +z, a
-  fan of ``disk_segments`` triangles). ``flip_normals`` turns the faces round (and negates stored normals).
+  vertices, within 0.3 % of the radius between them), ``disk`` (the unit disk at ``z = 0``, normal +z, a
+  fan of ``disk_segments`` triangles) and ``cylinder`` (``p0``, ``p1``, ``radius``: Mitsuba's open tube, no caps,
+  ``disk_segments`` quads round with their radial normals, texture coordinates ``(phi / 2 pi, z)``).
+  ``flip_normals`` turns the faces round (and negates stored normals).
 * **materials** (``<bsdf>``, inline or by reference, one :class:`Material` per BSDF element, shared by the
   shapes that refer to it) into the glTF metallic-roughness model, roughness ``= sqrt(alpha)`` (``alpha =
   roughness^2``; anisotropic ``alpha_u, alpha_v`` as ``sqrt(alpha_u alpha_v)``) and the rough BSDFs'
@@ -151,7 +153,7 @@ class MitsubaXmlMissingFile(MitsubaXmlError, FileNotFoundError):
 _PROPERTY_TAGS = ("float", "integer", "boolean", "string", "rgb", "spectrum", "point", "vector", "transform")
 _OBJECT_TAGS = ("shape", "bsdf", "texture", "emitter", "sensor", "film", "sampler", "integrator", "rfilter",
                 "medium", "phase", "volume")
-_SHAPES = ("obj", "ply", "rectangle", "cube", "sphere", "disk")
+_SHAPES = ("obj", "ply", "rectangle", "cube", "sphere", "disk", "cylinder")
 _BSDFS = ("diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "dielectric", "thindielectric",
           "roughdielectric", "principled", "twosided")
 _EMITTERS = ("area", "point", "spot", "directional", "envmap", "constant")
@@ -900,11 +902,40 @@ class _Reader:
                 raise self.error(elem, f"{self.describe(elem)} radius must be positive; got {radius}")
             unit, faces = icosphere(self.sphere_subdivisions, dtype=torch.float64)
             return center + radius * unit.numpy(), faces.numpy(), None, None, None, kind
+        if kind == "cylinder":
+            return self.cylinder(elem, p)
         n = self.disk_segments  # disk
         phi = 2 * math.pi * np.arange(n) / n
         verts = np.concatenate([[[0.0, 0.0, 0.0]], np.stack([np.cos(phi), np.sin(phi), np.zeros(n)], -1)])
         faces = np.stack([np.zeros(n, dtype=np.int64), 1 + np.arange(n), 1 + (np.arange(n) + 1) % n], -1)
         return verts, faces, None, None, None, kind
+
+    def cylinder(self, elem: ET.Element, p: _Props):
+        """Mitsuba's ``cylinder``: the open tube of ``radius`` (default 1) from ``p0`` (default the origin) to ``p1``
+        (default ``(0, 0, 1)``), ``disk_segments`` quads round, outward radial vertex normals, texture coordinates
+        ``(phi / 2 pi, z)`` with ``phi`` measured in Mitsuba's frame of the axis (the seam's vertices doubled)."""
+        p0 = np.asarray(p.vector("p0", (0.0, 0.0, 0.0)), dtype=np.float64)
+        p1 = np.asarray(p.vector("p1", (0.0, 0.0, 1.0)), dtype=np.float64)
+        radius = p.number("radius", 1.0)
+        axis = p1 - p0
+        length = float(np.linalg.norm(axis))
+        if radius <= 0 or length == 0:
+            raise self.error(elem, f"{self.describe(elem)} needs a positive radius and p0 != p1; got radius {radius}, "
+                                   f"|p1 - p0| = {length}")
+        from ..shading.warps import local_frame  # Duff et al.'s frame, as Mitsuba's Frame3f: the same seam
+
+        t, b = local_frame(torch.as_tensor(axis / length, dtype=torch.float64))
+        x, y = t.numpy(), b.numpy()
+        n = self.disk_segments
+        phi = 2 * math.pi * np.arange(n + 1) / n
+        radial = np.cos(phi)[:, None] * x + np.sin(phi)[:, None] * y  # [n + 1, 3]
+        verts = np.concatenate([p0 + radius * radial, p1 + radius * radial])
+        normals = np.concatenate([radial, radial])
+        k = np.arange(n)
+        faces = np.concatenate([np.stack([k, k + 1, n + 2 + k], -1), np.stack([k, n + 2 + k, n + 1 + k], -1)])
+        uv = np.concatenate([np.stack([phi / (2 * math.pi), np.zeros(n + 1)], -1),
+                             np.stack([phi / (2 * math.pi), np.ones(n + 1)], -1)])
+        return verts, faces, uv, None, normals, "cylinder"
 
     def _read_mesh(self, elem: ET.Element, file: Path, kind: str):
         try:
