@@ -615,7 +615,7 @@ def test_the_films_rfilter_becomes_the_scenes_pixel_filter(tmp_path):
     ('<bsdf type="hair" id="h"/>', r"scene\.xml:3: <bsdf type='hair' id='h'>: BSDF type 'hair' is not supported"),
     ('<shape type="serialized"/>', r"scene\.xml:3: <shape type='serialized'>: shape type 'serialized' is not "),
     ('<emitter type="projector"/>', "emitter type 'projector' is not supported"),
-    ('<sensor type="orthographic"/>', "sensor type 'orthographic' is not supported"),
+    ('<sensor type="radiancemeter"/>', "sensor type 'radiancemeter' is not supported"),
     ('<shape type="cube"><bsdf type="diffuse"><texture type="mesh_attribute" name="reflectance"/></bsdf></shape>',
      "texture type 'mesh_attribute' is not supported"),
     ('<medium type="homogeneous"/>', "a top-level <medium> needs an id"),
@@ -831,6 +831,44 @@ def test_camera_projection_matches_mitsuba(tmp_path):
             it.p = mi.Point3f(*p)
             ds, _ = ref.sample_direction(it, mi.Point2f(0.5, 0.5))
             assert ours == pytest.approx([float(ds.uv[0]), float(ds.uv[1])], abs=2e-3), (axis, p)
+
+
+_ORTHO = ('<sensor type="orthographic" id="cam"><transform name="to_world"><scale x="1.5" y="0.8"/>'
+          '<lookat origin="1, 2, -3" target="0, 0.2, 0" up="0, 1, 0"/></transform><film type="hdrfilm">'
+          '<integer name="width" value="40"/><integer name="height" value="30"/></film></sensor>')
+
+
+def test_an_orthographic_sensor_sees_its_scaled_square(tmp_path):
+    """Mitsuba's ``orthographic`` sees camera x in ``[-1, 1]`` and y in ``[-1 / aspect, 1 / aspect]`` across the
+    film, scaled by its ``to_world``'s scale: 40 pixels over 3 world units in x, over 1.6 in y."""
+    cam = _scene(tmp_path, _ORTHO, dtype=torch.float64).cameras["cam"]
+    assert cam.projection == "orthographic"
+    assert float(cam.K[0, 0]) == pytest.approx(40 / 3.0) and float(cam.K[1, 1]) == pytest.approx(40 / 1.6)
+    assert (float(cam.K[0, 2]), float(cam.K[1, 2])) == (20.0, 15.0)
+    scene = _scene(tmp_path, _ORTHO + '<shape type="rectangle"><transform name="to_world"><scale value="0.2"/>'
+                             '<translate y="0.2"/></transform><emitter type="area"><rgb name="radiance" value="1"/>'
+                             '</emitter></shape>')
+    out = lg.render(scene, scene.cameras["cam"], integrator="path", spp=1)
+    assert out.rgb.shape == (30, 40, 3)
+
+
+def test_an_orthographic_sensors_rays_are_mitsubas(tmp_path):
+    mi = _mitsuba()
+    path = _write(tmp_path, _ORTHO)
+    sensor = mi.load_file(str(path)).sensors()[0]
+    cam = read_mitsuba_xml(path, dtype=torch.float64).cameras["cam"]
+    c2w = torch.linalg.inv(cam.world_to_cam)
+    forward = c2w[:3, 2].numpy()
+    for sx, sy in ((0.5, 0.5), (0.1, 0.2), (0.9, 0.75), (0.0, 1.0)):
+        ray, _ = sensor.sample_ray(0.0, 0.5, mi.Point2f(sx, sy), mi.Point2f(0.5, 0.5))
+        origin = np.array([float(c) for c in ray.o])
+        u, v = sx * 40, sy * 30
+        ours = (c2w @ torch.tensor([(u - float(cam.K[0, 2])) / float(cam.K[0, 0]),
+                                    (v - float(cam.K[1, 2])) / float(cam.K[1, 1]), 0.0, 1.0], dtype=torch.float64))
+        offset = origin - ours[:3].numpy()
+        lateral = offset - np.dot(offset, forward) * forward  # (Mitsuba's rays start at the near clip plane)
+        assert np.abs(lateral).max() < 1e-5, (sx, sy)
+        assert [float(c) for c in ray.d] == pytest.approx(forward.tolist(), abs=1e-6)
 
 
 def test_shape_transforms_match_mitsuba(tmp_path):

@@ -157,7 +157,7 @@ _SHAPES = ("obj", "ply", "rectangle", "cube", "sphere", "disk", "cylinder")
 _BSDFS = ("diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "dielectric", "thindielectric",
           "roughdielectric", "principled", "twosided")
 _EMITTERS = ("area", "point", "spot", "directional", "envmap", "constant")
-_SENSORS = ("perspective", "thinlens")
+_SENSORS = ("perspective", "thinlens", "orthographic")
 _MAX_INCLUDE_DEPTH = 32
 #: Texels along each side of one period (2 x 2 cells) of a baked ``checkerboard`` texture.
 CHECKER_TEXELS = 256
@@ -1336,6 +1336,38 @@ class _Reader:
                 and crop[1] + crop[3] <= height):
             raise self.error(film, f"the film's crop window {crop} does not fit in {width}x{height}")
         aspect = width / height
+        to_world = p.transform("to_world")
+        to_world = np.eye(4) if to_world is None else to_world
+        if kind == "orthographic":
+            # Mitsuba's orthographic camera sees camera-space x in [-1, 1] and y in [-1 / aspect, 1 / aspect] across
+            # the film, scaled by its to_world's scale: fx = W / (2 sx), fy = W / (2 sy) pixels per world unit.
+            scales = np.linalg.norm(to_world[:3, :3], axis=0)
+            if not (scales > 0).all():
+                raise self.error(elem, f"{self.describe(elem)}: the camera's to_world scales an axis to 0")
+            fx, fy = width / (2 * scales[0]), width / (2 * scales[1])
+            K = np.array([[fx, 0.0, width / 2 - crop[0]], [0.0, fy, height / 2 - crop[1]], [0.0, 0.0, 1.0]])
+            to_world = to_world.copy()
+            to_world[:3, :3] = to_world[:3, :3] / scales
+        else:
+            K = self.perspective_K(elem, p, width, height, crop)
+        R = to_world[:3, :3]
+        if not np.allclose(R.T @ R, np.eye(3), atol=1e-4) or np.linalg.det(R) < 0:
+            raise self.error(elem, f"{self.describe(elem)}: the camera's to_world must be a rotation and a translation "
+                                   "(no scale or mirroring), as Mitsuba requires")
+        cam_to_world = to_world @ np.diag([-1.0, -1.0, 1.0, 1.0])  # Mitsuba x left, y up -> OpenCV x right, y down
+        world_to_cam = np.eye(4)
+        world_to_cam[:3, :3] = R_wc = cam_to_world[:3, :3].T
+        world_to_cam[:3, 3] = -R_wc @ cam_to_world[:3, 3]
+        near, far = p.number("near_clip", 0.01), p.number("far_clip", 1e4)
+        t = lambda a: torch.as_tensor(a, dtype=self.dtype)  # noqa: E731
+        camera = self._make(elem, Camera, t(K), t(world_to_cam), crop[2], crop[3], near=near, far=far,
+                            projection="orthographic" if kind == "orthographic" else "perspective")
+        return self.sensor_settings(elem, p, kind, name, film, fp, camera)
+
+    def perspective_K(self, elem: ET.Element, p: _Props, width: int, height: int, crop) -> np.ndarray:
+        """``K`` of a perspective sensor from its ``fov`` (``fov_axis``) or ``focal_length``, principal point
+        offsets and the film's crop window."""
+        aspect = width / height
         if p.has("fov") and p.has("focal_length"):
             raise self.error(elem, "give either fov or focal_length, not both")
         if p.has("fov"):
@@ -1365,21 +1397,11 @@ class _Reader:
             raise self.error(elem, f"{self.describe(elem)} needs a field of view in (0, 180) degrees; got {fov}")
         f = (width / 2) / half_x
         off_x, off_y = p.number("principal_point_offset_x", 0.0), p.number("principal_point_offset_y", 0.0)
-        K = np.array([[f, 0.0, width / 2 - off_x * width - crop[0]], [0.0, f, height / 2 - off_y * height - crop[1]],
-                      [0.0, 0.0, 1.0]])
-        to_world = p.transform("to_world")
-        to_world = np.eye(4) if to_world is None else to_world
-        R = to_world[:3, :3]
-        if not np.allclose(R.T @ R, np.eye(3), atol=1e-4) or np.linalg.det(R) < 0:
-            raise self.error(elem, f"{self.describe(elem)}: the camera's to_world must be a rotation and a translation "
-                                   "(no scale or mirroring), as Mitsuba requires")
-        cam_to_world = to_world @ np.diag([-1.0, -1.0, 1.0, 1.0])  # Mitsuba x left, y up -> OpenCV x right, y down
-        world_to_cam = np.eye(4)
-        world_to_cam[:3, :3] = R_wc = cam_to_world[:3, :3].T
-        world_to_cam[:3, 3] = -R_wc @ cam_to_world[:3, 3]
-        near, far = p.number("near_clip", 0.01), p.number("far_clip", 1e4)
-        t = lambda a: torch.as_tensor(a, dtype=self.dtype)  # noqa: E731
-        camera = self._make(elem, Camera, t(K), t(world_to_cam), crop[2], crop[3], near=near, far=far)
+        return np.array([[f, 0.0, width / 2 - off_x * width - crop[0]], [0.0, f, height / 2 - off_y * height - crop[1]],
+                         [0.0, 0.0, 1.0]])
+
+    def sensor_settings(self, elem: ET.Element, p: _Props, kind: str, name: str, film, fp, camera: Camera) -> Camera:
+        """Record the sensor's sampler, film and pixel filter in the scene's metadata; return ``camera``."""
         settings: Dict[str, Any] = {"type": kind}
         for sampler in p.nested("sampler"):
             settings["sampler"] = self.record(sampler)
