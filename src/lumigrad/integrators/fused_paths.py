@@ -85,6 +85,8 @@ def fused_unsupported(ts: TraceScene) -> Optional[str]:
             return f"part {k}'s material bounds a medium (media are not in the kernel)"
         if m.transmission_factor.numel() != 1:
             return f"part {k}'s transmission is not one number"
+        if getattr(m, "plastic", False):
+            return f"part {k}'s material is Mitsuba's plastic (the kernel's model is glTF's)"
         if ts.transmissive and getattr(m, "thin_dielectric", False):
             return f"part {k}'s material is a thin dielectric sheet (the kernel's transmission refracts)"
         if getattr(m, "microfacet", "ggx") != "ggx":

@@ -470,6 +470,7 @@ def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.
     start = 0
     has_normal_map = any(p.material.normal_texture is not None for p in geo.parts)
     has_beckmann = any(getattr(p.material, "microfacet", "ggx") == "beckmann" for p, c in zip(geo.parts, counts) if c)
+    has_plastic = any(getattr(p.material, "plastic", False) for p, c in zip(geo.parts, counts) if c)
     # the core glTF BSDF everywhere: no specular weight (shade_punctual's fused kernels without it)
     weighted = any(has_specular_weight(p.material) for p in geo.parts)
     for part, count in zip(geo.parts, counts):
@@ -490,6 +491,10 @@ def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.
         if has_beckmann and "beckmann" not in m:
             m["beckmann"] = position.new_zeros(count, 1)  # GGX on this part
         m.pop("thin", None)  # (the raster shades transmission as opaque)
+        if not has_plastic:
+            m.pop("plastic", None)
+        elif "plastic" not in m:
+            m["plastic"] = position.new_zeros(count, 66)  # the glTF model on this part
         for k, v in m.items():
             blocks.setdefault(k, []).append(v.expand(count, v.shape[-1]))
     if not blocks:  # nothing covered
@@ -511,7 +516,8 @@ def _shade(scene: Scene, position, normal, eye, material, occluders=None, checkp
         return out
     surface = SurfaceSample.from_material(position, normal, eye - position, material)
     emitters = [light for light in scene.lights.values() if hasattr(light, "samples")]
-    if fused_lights and occluders is None and surface.beckmann is None:  # (the fused kernel's lobes are GGX's)
+    if fused_lights and occluders is None and surface.beckmann is None and surface.plastic is None:  # (its model is
+        # the glTF one with GGX lobes)
         punctual, emitters = _punctual(emitters)
         if punctual is not None:  # all of them in one fused pass, O(pixels) memory: no checkpoint needed
             out = out + shade_punctual_unchecked(surface, punctual, use_checkpoint=False)

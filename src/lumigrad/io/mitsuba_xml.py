@@ -43,7 +43,7 @@
     RGB ``eta, k`` Mitsuba's RGB variants use for a named ``material``, tabulated here; ``none``, the default,
     is a perfect mirror). The angular Fresnel curve of a real conductor becomes glTF's Schlick curve;
   - ``plastic`` / ``roughplastic``: ``diffuse_reflectance`` -> base colour, metallic 0, ``ior = int_ior /
-    ext_ior`` (the specular layer is glTF's dielectric layer);
+    ext_ior``, ``Material.plastic = True``: Mitsuba's own model (:mod:`lumigrad.shading.plastic`);
   - ``dielectric`` / ``thindielectric`` / ``roughdielectric``: ``transmission_factor`` 1, metallic 0, ``ior =
     int_ior / ext_ior`` (names such as ``bk7``, ``water``, ``air`` from Mitsuba's table), base colour
     ``specular_transmittance``; a ``thindielectric`` gets ``thin_dielectric=True`` (a sheet: reflection and
@@ -1012,12 +1012,12 @@ class _Reader:
         return self.material(base=np.full(3, 0.5), metallic=0.0, roughness=1.0, specular=0.0)  # Mitsuba's diffuse
 
     def material(self, *, base, metallic, roughness, texture=None, wrap="repeat", ior=1.5,
-                 transmission=0.0, specular=1.0, microfacet="ggx", thin=False) -> Material:
+                 transmission=0.0, specular=1.0, microfacet="ggx", thin=False, plastic=False) -> Material:
         t = lambda a: torch.as_tensor(a, dtype=self.dtype)  # noqa: E731
         return Material(base_color_factor=t(np.concatenate([np.asarray(base, dtype=np.float64), [1.0]])),
                         metallic_factor=t(metallic), roughness_factor=t(roughness), base_color_texture=texture,
                         ior=t(ior), transmission_factor=t(transmission), specular_factor=t(specular), wrap=wrap,
-                        microfacet=microfacet, thin_dielectric=thin)
+                        microfacet=microfacet, thin_dielectric=thin, plastic=plastic)
 
     def bsdf(self, elem: ET.Element) -> Tuple[Material, bool]:
         kind = self.attr(elem, "type")
@@ -1048,7 +1048,9 @@ class _Reader:
             material = make(base=base, texture=tex, wrap=wrap, metallic=0.0,
                             roughness=self.roughness(p) if kind == "roughplastic" else 0.0,
                             ior=self.ior(elem, p, "polypropylene"),
-                            microfacet=self.microfacet(p) if kind == "roughplastic" else "ggx")
+                            microfacet=self.microfacet(p) if kind == "roughplastic" else "ggx", plastic=True)
+            if p.has("nonlinear") and p.boolean("nonlinear", False):
+                self.note("a plastic's nonlinear=true (read as Mitsuba's default, linear)", elem)
         elif kind in ("dielectric", "thindielectric", "roughdielectric"):
             base, tex, wrap = self.base_colour(p, "specular_transmittance", 1.0)
             material = make(base=base, texture=tex, wrap=wrap, metallic=0.0, transmission=1.0,

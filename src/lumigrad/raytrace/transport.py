@@ -609,6 +609,7 @@ def _materials(ts: TraceScene, part: torch.Tensor, uv: torch.Tensor) -> dict:
     order, pieces = [], []
     has_beckmann = any(getattr(m, "microfacet", "ggx") == "beckmann" for m in ts.materials)
     has_thin = ts.transmissive and any(getattr(m, "thin_dielectric", False) for m in ts.materials)
+    has_plastic = any(getattr(m, "plastic", False) for m in ts.materials)
     for k in part.unique().tolist():
         rows = (part == k).nonzero()[:, 0]
         m = sample_material_unchecked(ts.materials[k], uv.index_select(0, rows)[None])
@@ -620,6 +621,8 @@ def _materials(ts: TraceScene, part: torch.Tensor, uv: torch.Tensor) -> dict:
         m["ior"] = ts.materials[k].ior.reshape(1, 1).expand(rows.numel(), 1)
         if has_beckmann and "beckmann" not in m:
             m["beckmann"] = uv.new_zeros(rows.numel(), 1)  # GGX on this part
+        if has_plastic and "plastic" not in m:
+            m["plastic"] = uv.new_zeros(rows.numel(), 66)  # the glTF model on this part
         if not has_thin:
             m.pop("thin", None)
         elif "thin" not in m:

@@ -160,7 +160,11 @@ def shade_direct_unchecked(surface: SurfaceSample, lights: Iterable[LightSample]
 
     **Differentiability:** w.r.t. every tensor of ``surface`` the BSDF reads and every light sample.
     """
-    bsdf = MetallicRoughnessBSDF() if bsdf is None else bsdf
+    if bsdf is None:
+        bsdf = MetallicRoughnessBSDF()
+        if surface.plastic is not None:  # Mitsuba's plastic at the points it marks
+            from .plastic import PerPointPlasticBSDF
+            bsdf = PerPointPlasticBSDF(bsdf)
     lights = list(lights)
     si = surface
     inputs = [si.position, si.normal, si.wo, si.base_color, si.roughness, si.metallic] + \
@@ -172,7 +176,8 @@ def shade_direct_unchecked(surface: SurfaceSample, lights: Iterable[LightSample]
     shaded = SurfaceSample(position=take(si.position), normal=n, wo=take(si.wo), base_color=take(si.base_color),
                            roughness=take(si.roughness), metallic=take(si.metallic), ior=_per_point(si.ior, pixels),
                            specular_f0=_per_point(si.specular_f0, pixels),
-                           specular=_per_point(si.specular, pixels), beckmann=_per_point(si.beckmann, pixels))
+                           specular=_per_point(si.specular, pixels), beckmann=_per_point(si.beckmann, pixels),
+                           plastic=_per_point(si.plastic, pixels))
     checkpointed = use_checkpoint and torch.is_grad_enabled() and any(t.requires_grad for t in inputs + list(si.tensors().values()))
     total = None
     for sample in lights:
@@ -242,7 +247,7 @@ def shade_punctual_unchecked(surface: SurfaceSample, lights: PunctualLights, *, 
                lights.radiance]
     dtype = si.base_color.dtype
     fused = use_fused and dtype in KERNEL_DTYPES and C <= MAX_CHANNELS and all(t.dtype == dtype for t in tensors)
-    if not fused or si.beckmann is not None:  # (the kernel's lobes are GGX's)
+    if not fused or si.beckmann is not None or si.plastic is not None:  # (the kernel's model is glTF's, GGX)
         return shade_direct_unchecked(si, lights.samples(si.position), mask=mask, use_checkpoint=use_checkpoint)
     pixels = _Pixels([si.position, si.normal, si.wo, si.base_color, si.roughness, si.metallic], mask)
     take = pixels.take

@@ -98,7 +98,15 @@ class Material:
             solid: it reflects ``R' = R + T^2 R / (1 - R^2)`` about the normal and lets the rest pass straight
             through, tinted by the base colour, both delta lobes whatever the roughness
             (:class:`~lumigrad.shading.MetallicRoughnessTransmissionBSDF`). The path tracer's PyTorch transport
-            honours it (the fused kernel refuses it); the rasterizer shades transmission as opaque anyway. The path tracer's PyTorch transport and the
+            honours it (the fused kernel refuses it); the rasterizer shades transmission as opaque anyway.
+        plastic: the surface is Mitsuba's ``plastic`` / ``roughplastic`` (:mod:`lumigrad.shading.plastic`) instead of
+            the glTF model: a diffuse base of reflectance ``base_color`` under a dielectric interface of ``ior`` and
+            ``roughness`` (``microfacet``), with the interface's exact Fresnel reflection, its transmittance on the
+            way in and out, and the light it reflects back inside; ``metallic_factor`` and ``transmission_factor``
+            are not used, and ``roughness`` must be a factor (no ``metallic_roughness_texture``: the interface's
+            tables are per material). The path tracer's PyTorch transport and the raster's per-light shading
+            honour it (the fused kernels refuse it; the raster's split-sum environment light is the glTF
+            model's). The path tracer's PyTorch transport and the
             raster's per-light shading honour it (the fused kernels run GGX materials only); the raster's
             split-sum environment lighting is GGX's for both (:mod:`lumigrad.shading.deferred`).
     """
@@ -124,12 +132,13 @@ class Material:
     exterior: Optional[HomogeneousMedium] = None
     microfacet: str = "ggx"
     thin_dielectric: bool = False
+    plastic: bool = False
 
     def __setattr__(self, name, value):
         if name == "microfacet":  # checked whenever it is set, so every renderer reads a known distribution
             check_choice(value, "microfacet", MICROFACETS)
-        elif name == "thin_dielectric" and not isinstance(value, bool):
-            raise TypeError(f"thin_dielectric must be a bool; got {type(value).__name__}")
+        elif name in ("thin_dielectric", "plastic") and not isinstance(value, bool):
+            raise TypeError(f"{name} must be a bool; got {type(value).__name__}")
         super().__setattr__(name, value)
 
     def __post_init__(self):
@@ -238,8 +247,9 @@ def sample_material(material: Material, uv: Optional[torch.Tensor] = None, *,
         ``occlusion [..., 1]``, ``emission [..., 3]``, ``transmission [..., 1]`` (``transmission_factor``;
         read by :class:`lumigrad.shading.MetallicRoughnessTransmissionBSDF` only), ``specular [..., 1]``
         (``specular_factor`` clamped to [0, 1], as renderers clamp the other factors), ``beckmann [..., 1]`` (ones)
-        for a ``microfacet = "beckmann"`` material, ``thin [..., 1]`` (ones) for a ``thin_dielectric`` one and,
-        with a normal texture,
+        for a ``microfacet = "beckmann"`` material, ``thin [..., 1]`` (ones) for a ``thin_dielectric`` one,
+        ``plastic [..., 66]`` (:mod:`lumigrad.shading.plastic`'s table) for a ``plastic`` one and, with a normal
+        texture,
         ``normal_tangent [..., 3]`` (unnormalized tangent-space normal; see
         :func:`lumigrad.shading.perturb_normal`).
 
@@ -299,6 +309,13 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, linear_colou
         out["beckmann"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
     if m.thin_dielectric:
         out["thin"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
+    if m.plastic:
+        if m.metallic_roughness_texture is not None:
+            raise ValueError("a plastic material's roughness must be a factor: it has a metallic_roughness_texture")
+        from .plastic import material_plastic_table
+
+        table = material_plastic_table(m.roughness_factor, m.ior, m.microfacet == "beckmann")
+        out["plastic"] = table.to(base).expand(pixels + table.shape)
     if m.normal_texture is not None:
         n = tex(m.normal_texture) * 2 - 1
         scale = torch.stack([m.normal_scale, m.normal_scale, torch.ones_like(m.normal_scale)])

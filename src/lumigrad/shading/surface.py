@@ -24,13 +24,13 @@ __all__ = ["SurfaceSample", "check_material_dict"]
 
 #: Fields holding a per-point value of the material (as :func:`lumigrad.shading.sample_material` returns them).
 MATERIAL_FIELDS = ("base_color", "alpha", "metallic", "roughness", "occlusion", "emission", "ior", "specular_f0",
-                   "transmission", "specular", "beckmann", "thin")
+                   "transmission", "specular", "beckmann", "thin", "plastic")
 #: Fields that must be set.
 _REQUIRED = ("position", "normal", "wo", "base_color", "roughness", "metallic")
 #: Trailing size of each optional tensor field (``None``: any number of channels).
 _TRAILING = {"position": 3, "normal": 3, "wo": 3, "base_color": None, "roughness": 1, "metallic": 1, "alpha": 1,
              "occlusion": 1, "emission": None, "ior": 1, "specular_f0": None, "geometric_normal": 3, "uv": 2,
-             "tangent": 4, "transmission": 1, "specular": 1, "beckmann": 1, "thin": 1}
+             "tangent": 4, "transmission": 1, "specular": 1, "beckmann": 1, "thin": 1, "plastic": 66}
 #: Closed ranges of the material values that :meth:`SurfaceSample.validate` enforces.
 _RANGES = {"base_color": (0.0, 1.0), "roughness": (0.0, 1.0), "metallic": (0.0, 1.0), "alpha": (0.0, 1.0),
            "specular_f0": (0.0, 1.0), "occlusion": (0.0, None), "emission": (0.0, None), "transmission": (0.0, 1.0),
@@ -76,6 +76,9 @@ class SurfaceSample:
         thin: optional ``[..., 1]``, 1 where the transmitting fraction is a thin dielectric sheet
             (``Material.thin_dielectric``, Mitsuba's ``thindielectric``): read by
             :class:`lumigrad.shading.MetallicRoughnessTransmissionBSDF`; ``None`` is 0 everywhere.
+        plastic: optional ``[..., 66]``, the table of a ``Material.plastic`` point (:mod:`lumigrad.shading.plastic`:
+            its interface's transmittance at 64 cosines, its internal reflectance, and 1), zeros elsewhere;
+            ``None``: no point is.
 
     Construction checks types, trailing sizes, dtypes, devices and that the batch dims broadcast, without
     reading values (no host sync, so a renderer may build one per frame on CUDA). :meth:`validate` checks
@@ -109,6 +112,7 @@ class SurfaceSample:
     specular: Optional[torch.Tensor] = None
     beckmann: Optional[torch.Tensor] = None
     thin: Optional[torch.Tensor] = None
+    plastic: Optional[torch.Tensor] = None
 
     def __post_init__(self):
         check_tensor(self.position, "position", trailing=(3,), floating=True)
@@ -140,7 +144,7 @@ class SurfaceSample:
         """Build a sample from a G-buffer and the per-pixel material values of
         :func:`lumigrad.shading.sample_material` (a dict with ``base_color``, ``roughness``, ``metallic`` and
         optionally ``alpha``, ``occlusion``, ``emission``, ``ior``, ``specular_f0``, ``transmission``,
-        ``specular``, ``beckmann``, ``thin``).
+        ``specular``, ``beckmann``, ``thin``, ``plastic``).
 
         Other keys are ignored (``normal_tangent`` is consumed before, by
         :func:`lumigrad.shading.perturb_normal`); ``geometry`` sets ``geometric_normal``, ``uv`` or ``tangent``.

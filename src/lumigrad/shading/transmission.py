@@ -71,7 +71,8 @@ def _thin_sheet(n, wo, cos_o, si, u, p):
 
 def bsdf_for(si: SurfaceSample) -> BSDF:
     """The BSDF that shades ``si``: :class:`MetallicRoughnessTransmissionBSDF` when ``si.transmission`` is set,
-    else :class:`~lumigrad.shading.MetallicRoughnessBSDF` (reads no values: no host sync).
+    else :class:`~lumigrad.shading.MetallicRoughnessBSDF` (reads no values: no host sync); where ``si.plastic`` is
+    set, :class:`lumigrad.shading.plastic.PerPointPlasticBSDF` around it (Mitsuba's plastic at the points it marks).
 
     Example:
         >>> z = torch.tensor([[0.0, 0.0, 1.0]])
@@ -82,7 +83,11 @@ def bsdf_for(si: SurfaceSample) -> BSDF:
     """
     if not isinstance(si, SurfaceSample):
         raise TypeError(f"si must be a SurfaceSample; got {type(si).__name__}")
-    return MetallicRoughnessBSDF() if si.transmission is None else MetallicRoughnessTransmissionBSDF()
+    gltf = MetallicRoughnessBSDF() if si.transmission is None else MetallicRoughnessTransmissionBSDF()
+    if si.plastic is not None:  # Mitsuba's plastic where si.plastic marks a point
+        from .plastic import PerPointPlasticBSDF
+        return PerPointPlasticBSDF(gltf)
+    return gltf
 
 
 #: How close to 1 an ior must be for the boundary to count as index-matched (a straight pass-through).
