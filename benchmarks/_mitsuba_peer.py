@@ -408,6 +408,8 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
     * ``transmission_factor 1, metallic 0``, white: ``roughdielectric`` (GGX, ``alpha = roughness^2``, ``int_ior =
       ior``).
     * ``roughconductor`` and ``roughdielectric`` take the material's ``microfacet`` as their ``distribution``.
+    * ``Material.plastic``: ``roughplastic`` (the same model); ``thin_dielectric`` with ``transmission_factor`` 1:
+      ``thindielectric`` tinted by the base colour.
 
     Raises:
         NotImplementedError: anything else (a mixture no Mitsuba plugin reproduces).
@@ -421,6 +423,11 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
               if getattr(m, k) is not None]
     if others or (m.base_color_texture is not None and (metallic != 0 or not np.allclose(base, 1))):
         raise NotImplementedError(f"no Mitsuba equivalent for a material with {others or 'a tinted texture'}")
+    if getattr(m, "plastic", False):
+        return {"type": "roughplastic", "distribution": m.microfacet, "alpha": max(rough * rough, 1e-3),
+                "int_ior": ior, "ext_ior": 1.0, "diffuse_reflectance": _rgb(base)}
+    if trans == 1.0 and metallic == 0.0 and getattr(m, "thin_dielectric", False):
+        return {"type": "thindielectric", "int_ior": ior, "ext_ior": 1.0, "specular_transmittance": _rgb(base)}
     if trans == 1.0 and metallic == 0.0 and np.allclose(base[:3], 1):
         return {"type": "roughdielectric", "distribution": m.microfacet, "alpha": max(rough * rough, 1e-3),
                 "int_ior": ior, "ext_ior": 1.0}

@@ -40,7 +40,9 @@ CASES = {
                           '<float name="alpha" value="0.3"/></bsdf>',
     "roughplastic": '<bsdf type="roughplastic"><rgb name="diffuse_reflectance" value="0.6, 0.3, 0.2"/>'
                     '<float name="alpha" value="0.2"/></bsdf>',
+    "plastic": '<bsdf type="plastic"><rgb name="diffuse_reflectance" value="0.6, 0.3, 0.2"/></bsdf>',
     "roughdielectric": '<bsdf type="roughdielectric"><float name="alpha" value="0.2"/></bsdf>',
+    "thindielectric": '<bsdf type="thindielectric"/>',
     "spot": None,
 }
 

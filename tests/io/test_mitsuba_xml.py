@@ -263,6 +263,17 @@ def test_the_rough_bsdfs_distribution_becomes_the_materials_microfacet(tmp_path,
     assert material.microfacet == microfacet
 
 
+def test_plastics_are_mitsubas_plastic_model(tmp_path):
+    for kind in ("plastic", "roughplastic"):
+        material = _material(tmp_path, f'<bsdf type="{kind}"/>')[0]
+        assert material.plastic and float(material.metallic_factor) == 0.0, kind
+    for kind in ("diffuse", "roughconductor", "dielectric", "principled"):
+        assert not _material(tmp_path, f'<bsdf type="{kind}"/>')[0].plastic, kind
+    scene, warned = _read(_write(tmp_path, '<shape type="cube"><bsdf type="plastic"><boolean name="nonlinear" '
+                                           'value="true"/></bsdf></shape>'))
+    assert any("nonlinear" in w for w in warned)
+
+
 def test_a_thindielectric_is_a_thin_sheet_and_the_others_are_solid(tmp_path):
     assert _material(tmp_path, '<bsdf type="thindielectric"/>')[0].thin_dielectric
     for kind in ("dielectric", "roughdielectric", "plastic", "diffuse"):

@@ -439,7 +439,14 @@ def _surface_vertices(run: _Run, depth, last, rows, alive, o, d, face, u, u_area
                 f = bsdf.eval(si, wi) * (si.normal * wi).sum(-1, keepdim=True).abs()
                 w = f / torch.where(pdf > 0, pdf, torch.ones_like(pdf))
                 ratio = w / torch.where(w.detach() != 0, w.detach(), torch.ones_like(w))
-                ratio = torch.where(delta, torch.ones_like(ratio), ratio)  # a delta lobe: no gradient
+                if hasattr(bsdf, "delta_coefficient"):  # a delta lobe's weight c / detach(c): its coefficient's
+                    c = bsdf.delta_coefficient(si, wi)
+                    known = c.detach() != 0
+                    ratio_d = torch.where(known, c / torch.where(known, c.detach(), torch.ones_like(c)),
+                                          torch.ones_like(c))
+                    ratio = torch.where(delta, ratio_d, ratio)
+                else:
+                    ratio = torch.where(delta, torch.ones_like(ratio), ratio)  # (no delta coefficient: no gradient)
                 # radiance still to come: subtract what the vertices up to this one added
                 _subtract(adjoint, paths, term.detach())
                 if by_area:  # once the next vertex tells what area-light emission the sample finds

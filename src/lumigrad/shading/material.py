@@ -92,13 +92,19 @@ class Material:
             ``"beckmann"`` (Mitsuba's default for ``roughconductor``, ``roughplastic`` and ``roughdielectric``),
             both of width ``alpha = roughness^2``; Beckmann gets its height-correlated Smith visibility (Walter et
             al. 2007's ``Lambda``; Mitsuba's conductor and plastic use the separable ``G1 G1``, about 0.3 % darker
-            on a white rough metal) and is sampled by ``D (n.h)``. Checked whenever it is set.
+            on a white rough metal) and is sampled by ``D (n.h)``. Checked whenever it is set. The path tracer's
+            PyTorch transport and the raster's per-light shading honour it (the fused kernels run GGX materials
+            only); the raster's split-sum environment lighting is GGX's for both (:mod:`lumigrad.shading.deferred`).
         thin_dielectric: the transmitting fraction (``transmission_factor``) is a thin sheet of dielectric
             (Mitsuba's ``thindielectric``: a window pane modelled by one surface) instead of the boundary of a
             solid: it reflects ``R' = R + T^2 R / (1 - R^2)`` about the normal and lets the rest pass straight
             through, tinted by the base colour, both delta lobes whatever the roughness
-            (:class:`~lumigrad.shading.MetallicRoughnessTransmissionBSDF`). The path tracer's PyTorch transport
-            honours it (the fused kernel refuses it); the rasterizer shades transmission as opaque anyway.
+            (:class:`~lumigrad.shading.MetallicRoughnessTransmissionBSDF`; the path replay differentiates the
+            lobes' weights through their coefficients, so the tint and the ior get gradients). The path tracer's
+            PyTorch transport honours it (the fused kernel refuses it); the rasterizer shades transmission as
+            opaque anyway. A sheet is one-sided like every glTF surface: seen from behind only its transmitting
+            fraction exists (make it ``double_sided``, or ``transmission_factor`` 1, for a pane seen from both
+            sides); an ``interior`` or ``exterior`` medium on it is still entered and left as on a solid.
         plastic: the surface is Mitsuba's ``plastic`` / ``roughplastic`` (:mod:`lumigrad.shading.plastic`) instead of
             the glTF model: a diffuse base of reflectance ``base_color`` under a dielectric interface of ``ior`` and
             ``roughness`` (``microfacet``), with the interface's exact Fresnel reflection, its transmittance on the
@@ -106,9 +112,7 @@ class Material:
             are not used, and ``roughness`` must be a factor (no ``metallic_roughness_texture``: the interface's
             tables are per material). The path tracer's PyTorch transport and the raster's per-light shading
             honour it (the fused kernels refuse it; the raster's split-sum environment light is the glTF
-            model's). The path tracer's PyTorch transport and the
-            raster's per-light shading honour it (the fused kernels run GGX materials only); the raster's
-            split-sum environment lighting is GGX's for both (:mod:`lumigrad.shading.deferred`).
+            model's).
     """
 
     base_color_factor: torch.Tensor = None

@@ -98,7 +98,7 @@ def _albedo(mu: torch.Tensor, alpha: torch.Tensor, eta, beckmann: bool, transmit
         mask = torch.ones_like(wo_h, dtype=torch.bool)
         weight = _g1(mu[:, None].expand_as(wo_h), alpha, mask) * wo_h / (mu[:, None] * h_z).clamp_min(_EPS)
     else:
-        u, weights = _gauss_legendre_grid(32 if float(eta) > 1 else 128, mu)
+        u, weights = _gauss_legendre_grid(32 if float(eta.detach()) > 1 else 128, mu)
         M, Q = mu.shape[0], u.shape[0]
         h = ggx_visible_normal(wo[:, None, :].expand(M, Q, 3), alpha, u[None].expand(M, Q, 2))  # [M, Q, 3]
         wo_h = (wo[:, None, :] * h).sum(-1)
@@ -121,24 +121,31 @@ def _albedo(mu: torch.Tensor, alpha: torch.Tensor, eta, beckmann: bool, transmit
 
 def plastic_table(roughness: torch.Tensor, ior: torch.Tensor, beckmann: bool = False) -> torch.Tensor:
     """``[66]``: the transmittances ``t(mu_i)`` (:func:`_albedo` with ``transmit``; ``1 - F`` at ``roughness`` 0,
-    Mitsuba's smooth ``plastic``, whose ``R_int`` is then the exact integral ``2 int F(mu, 1 / ior) mu dmu``) at ``mu_i = max(1e-6, i / 63)``, the internal
+    Mitsuba's smooth ``plastic``, whose ``R_int`` is then :func:`fresnel_diffuse_reflectance` of ``1 / ior``) at ``mu_i = max(1e-6, i / 63)``, the internal
     reflectance ``R_int = 2 mean_i(R'(mu_i) mu_i)`` (``R'`` with ``1 / ior``) and the flag 1 of a material with
     ``roughness`` and ``ior`` (0-dim tensors, differentiable), GGX or ``beckmann``."""
     alpha = (roughness * roughness).clamp_min(ALPHA_MIN)
     mu = (torch.arange(TABLE_SIZE, dtype=alpha.dtype, device=alpha.device) / (TABLE_SIZE - 1)).clamp_min(1e-6)
-    if float(roughness) == 0.0:  # Mitsuba's smooth plastic: t = 1 - F, R_int = 2 int F(mu, 1 / eta) mu dmu
+    if float(roughness.detach()) == 0.0:  # Mitsuba's smooth plastic: t = 1 - F, R_int its diffuse Fresnel reflectance
         from .dielectric import fresnel_dielectric_unchecked
 
         eta = torch.as_tensor(ior, dtype=alpha.dtype, device=alpha.device)
         t = 1.0 - fresnel_dielectric_unchecked(mu, eta)[0]
-        x, w = np.polynomial.legendre.leggauss(256)
-        nodes = torch.as_tensor((x + 1) / 2, dtype=alpha.dtype, device=alpha.device)
-        r_int = (fresnel_dielectric_unchecked(nodes, 1.0 / eta)[0] * nodes *
-                 torch.as_tensor(w, dtype=alpha.dtype, device=alpha.device)).sum()
+        r_int = fresnel_diffuse_reflectance(1.0 / eta)
     else:
         t = _albedo(mu, alpha, ior, beckmann, transmit=True)
         r_int = 2.0 * (_albedo(mu, alpha, 1.0 / ior, beckmann) * mu).mean()
     return torch.cat([t, r_int.reshape(1), torch.ones_like(r_int).reshape(1)])
+
+
+def fresnel_diffuse_reflectance(eta: torch.Tensor) -> torch.Tensor:
+    """``2 int_0^1 F(mu, eta) mu dmu``, the dielectric's reflectance of uniform diffuse light, by the published fits
+    Mitsuba takes (Egan and Hilgeman 1973 for ``eta < 1``, within 0.1 % for ``1 / eta`` up to 1.5; d'Eon and Irving
+    2011 above)."""
+    inv = 1.0 / eta
+    below = -1.4399 * eta * eta + 0.7099 * eta + 0.6681 + 0.0636 * inv
+    above = 0.919317 + inv * (-3.4793 + inv * (6.75335 + inv * (-7.80989 + inv * (4.98554 - 1.36881 * inv))))
+    return torch.where(eta < 1, below, above)
 
 
 def _lerp_table(table: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
@@ -264,6 +271,14 @@ class PerPointPlasticBSDF:
 
     def pdf(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         return torch.where(plastic_mask(si), self.plastic.pdf(si, wi), self.other.pdf(si, wi))
+
+    def delta_coefficient(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
+        """``other``'s delta coefficient (:meth:`MetallicRoughnessTransmissionBSDF.delta_coefficient`), 0 at
+        plastic points (no delta lobe)."""
+        if not hasattr(self.other, "delta_coefficient"):
+            return torch.zeros_like(si.base_color)
+        coef = self.other.delta_coefficient(si, wi)
+        return torch.where(plastic_mask(si), torch.zeros_like(coef), coef)
 
     def sample(self, si: SurfaceSample, u1: torch.Tensor, u2: torch.Tensor) -> BSDFSample:
         mask = plastic_mask(si)

@@ -183,6 +183,30 @@ class MetallicRoughnessTransmissionBSDF:
             glass = glass * ~thin
         return (1.0 - w) * opaque + w * glass
 
+    def delta_coefficient(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
+        """``[..., C]`` the coefficient of the delta lobe that sent ``wi`` (a direction :meth:`sample` drew from
+        one), differentiable in the material: a thin sheet's ``w R'`` for its mirror direction and ``w (1 - R')
+        base_color`` for ``-wo``, an index-matched boundary's ``w base_color`` (``w = (1 - metallic)
+        transmission``); 0 for other directions. The path replay differentiates a delta sample's weight ``c /
+        detach(c)`` through it (its ``eval`` is 0)."""
+        t, w, _ = self._parts(si)
+        n, wo = _unit(si.normal), _unit(si.wo)
+        wi = _unit(wi)
+        cos_o = (n * wo).sum(-1, keepdim=True)
+        through = ((wi + wo) * (wi + wo)).sum(-1, keepdim=True) < 1e-10
+        coef = torch.zeros_like(si.base_color * w)
+        matched = _index_matched(si) & through
+        coef = torch.where(matched, w * si.base_color, coef)
+        thin = self._thin(si)
+        if thin is not None:
+            r = thin_sheet_reflectance(cos_o, torch.as_tensor(si.ior, dtype=cos_o.dtype, device=cos_o.device))
+            mirror = 2.0 * cos_o * n - wo
+            reflected = ((wi - mirror) * (wi - mirror)).sum(-1, keepdim=True) < 1e-10
+            sheet = torch.where(reflected, w * r * torch.ones_like(si.base_color),
+                                torch.where(through, w * (1.0 - r) * si.base_color, torch.zeros_like(coef)))
+            coef = torch.where(thin, sheet, coef)
+        return coef
+
     def eval(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         """``f(wi, si.wo)`` ``[..., C]``, no cosine, for ``wi`` on either side of the surface."""
         check_bsdf_args(si, wi)

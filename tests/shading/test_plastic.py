@@ -1,0 +1,207 @@
+"""Mitsuba's plastic (``Material.plastic``, :mod:`lumigrad.shading.plastic`): the BSDF against Mitsuba's own
+``roughplastic`` and ``plastic`` (when Mitsuba 3 is importable), its tables, and the usual plugin tests
+(chi-square of ``sample`` against ``pdf``, ``pdf`` mass, ``weight = eval cos / pdf``, gradcheck, per-point
+mixing with the glTF model)."""
+
+import math
+
+import pytest
+import torch
+
+import lumigrad as lg
+from lumigrad.shading import MetallicRoughnessBSDF, SurfaceSample
+from lumigrad.shading.plastic import (PLASTIC_TABLE, TABLE_SIZE, PerPointPlasticBSDF, PlasticBSDF, _albedo,
+                                      material_plastic_table, plastic_table)
+
+from .chi2 import DT, FRAME, GRID, NORMAL, assert_chi2, chi2_sphere, integrate_sphere
+from .chi2 import bsdf_sampler as _sampler, direction as _dir, gen as _gen, uniform_lobe_and_direction as _uniform
+
+
+def _si(n, wo, base=(0.6, 0.3, 0.2), roughness=0.4, ior=1.49, beckmann=False, normal=NORMAL, table=None, **kw):
+    rough = torch.tensor(float(roughness), dtype=DT)
+    table = plastic_table(rough, torch.tensor(float(ior), dtype=DT), beckmann) if table is None else table
+    return SurfaceSample(position=torch.zeros(n, 3, dtype=DT), normal=normal.expand(n, 3), wo=wo.expand(n, 3),
+                         base_color=torch.as_tensor(base, dtype=DT).expand(n, -1),
+                         roughness=torch.full((n, 1), float(roughness), dtype=DT),
+                         metallic=torch.zeros(n, 1, dtype=DT), ior=ior,
+                         beckmann=torch.full((n, 1), float(beckmann), dtype=DT), plastic=table.expand(n, -1), **kw)
+
+
+def _mitsuba():
+    mi = pytest.importorskip("mitsuba")
+    try:
+        mi.set_variant("scalar_rgb")
+    except Exception as e:  # noqa: BLE001  a build without the variant
+        pytest.skip(f"mitsuba scalar_rgb variant unavailable: {e}")
+    return mi
+
+
+def _directions(count, seed):
+    g = _gen(seed)
+    theta = torch.rand(count, 2, generator=g, dtype=DT) * 1.4 + 0.05
+    phi = torch.rand(count, 2, generator=g, dtype=DT) * 2 * math.pi
+    return [torch.stack([theta[:, k].sin() * phi[:, k].cos(), theta[:, k].sin() * phi[:, k].sin(), theta[:, k].cos()],
+                        -1) for k in (0, 1)]
+
+
+@pytest.mark.parametrize("distribution, alpha, eta, tolerance", [
+    ("ggx", 0.2, 1.49, 2e-3), ("ggx", 0.6, 1.33, 2e-3), ("ggx", 0.05, 1.5, 2e-3),
+    ("beckmann", 0.2, 1.49, 1e-2), ("beckmann", 0.6, 1.33, 1e-2)])
+def test_eval_is_mitsubas_roughplastic(distribution, alpha, eta, tolerance):
+    """Mitsuba's ``roughplastic.eval`` (with the cosine) at random directions: the specular lobe to float
+    precision, the diffuse one to the albedo quadratures' agreement (GGX: Mitsuba's own grid, 0.06 %; Beckmann:
+    ``D cos`` sampling against Mitsuba's visible normals, 0.6 %)."""
+    mi = _mitsuba()
+    bsdf = mi.load_dict({"type": "roughplastic", "distribution": distribution, "alpha": alpha, "int_ior": eta,
+                         "ext_ior": 1.0, "diffuse_reflectance": {"type": "rgb", "value": [0.6, 0.3, 0.2]}})
+    wo, wi = _directions(100, 1)
+    z = torch.tensor([0.0, 0.0, 1.0], dtype=DT)
+    ours = PlasticBSDF().eval(_si(100, wo, roughness=math.sqrt(alpha), ior=eta,
+                                  beckmann=distribution == "beckmann", normal=z), wi)
+    for k in range(100):
+        si = mi.SurfaceInteraction3f()
+        si.wi = mi.Vector3f(wo[k].tolist())
+        si.sh_frame = mi.Frame3f(mi.Vector3f(0, 0, 1))
+        ref = [float(c) / float(wi[k, 2]) for c in bsdf.eval(mi.BSDFContext(), si, mi.Vector3f(wi[k].tolist()))]
+        assert ours[k].tolist() == pytest.approx(ref, rel=tolerance, abs=1e-6), k
+
+
+def test_smooth_plastic_is_mitsubas_plastic_away_from_the_mirror():
+    """Roughness 0 stands in for Mitsuba's smooth ``plastic``: ``t = 1 - F`` and the exact internal reflectance;
+    away from the mirror direction (where the sharp lobe is 0) ``eval`` is Mitsuba's diffuse part."""
+    mi = _mitsuba()
+    bsdf = mi.load_dict({"type": "plastic", "int_ior": 1.49, "ext_ior": 1.0,
+                         "diffuse_reflectance": {"type": "rgb", "value": [0.6, 0.3, 0.2]}})
+    wo, wi = _directions(60, 2)
+    z = torch.tensor([0.0, 0.0, 1.0], dtype=DT)
+    ours = PlasticBSDF().eval(_si(60, wo, roughness=0.0, ior=1.49, normal=z), wi)
+    mirror = 2 * wo[:, 2:] * z - wo
+    for k in range(60):
+        if float((wi[k] * mirror[k]).sum()) > 0.99:
+            continue
+        si = mi.SurfaceInteraction3f()
+        si.wi = mi.Vector3f(wo[k].tolist())
+        si.sh_frame = mi.Frame3f(mi.Vector3f(0, 0, 1))
+        ref = [float(c) / float(wi[k, 2]) for c in bsdf.eval(mi.BSDFContext(), si, mi.Vector3f(wi[k].tolist()))]
+        assert ours[k].tolist() == pytest.approx(ref, rel=2e-3), k
+
+
+def test_the_table_loses_what_masking_loses_and_is_differentiable():
+    rough, ior = torch.tensor(0.7, dtype=DT, requires_grad=True), torch.tensor(1.5, dtype=DT, requires_grad=True)
+    table = plastic_table(rough, ior)
+    assert table.shape == (PLASTIC_TABLE,) and float(table[-1].detach()) == 1.0
+    t, r_int = table[:TABLE_SIZE], table[TABLE_SIZE]
+    mu = (torch.arange(TABLE_SIZE, dtype=DT) / (TABLE_SIZE - 1)).clamp_min(1e-6)
+    reflected = _albedo(mu, rough.detach() ** 2, ior.detach(), False)
+    assert bool((t >= 0).all()) and bool((t <= 1 - reflected + 1e-9).all())  # masking loses light: t <= 1 - R
+    loss = 1 - reflected - t
+    assert float(loss[1]) > 3 * float(loss[-1]) > 0  # mostly at grazing angles
+    assert 0 < float(r_int) < 1
+    (g_rough, g_ior) = torch.autograd.grad(t.sum() + r_int, (rough, ior))
+    assert math.isfinite(float(g_rough)) and float(g_rough) < 0 and math.isfinite(float(g_ior))
+    smooth = plastic_table(torch.tensor(0.0, dtype=DT), torch.tensor(1.5, dtype=DT))
+    from lumigrad.shading.dielectric import fresnel_dielectric
+    torch.testing.assert_close(smooth[:TABLE_SIZE], 1 - fresnel_dielectric(mu, 1.5)[0])
+
+
+def test_tables_are_kept_per_tensor_version():
+    rough, ior = torch.tensor(0.3), torch.tensor(1.5)
+    a = material_plastic_table(rough, ior, False)
+    assert material_plastic_table(rough, ior, False) is a
+    rough.fill_(0.5)  # an in-place change: a new version, a new table
+    b = material_plastic_table(rough, ior, False)
+    assert b is not a and not torch.equal(a, b)
+
+
+CASES = {"r0.3-wo30": dict(roughness=0.3, theta=math.radians(30)),
+         "r0.7-wo75": dict(roughness=0.7, theta=math.radians(75)),
+         "beckmann-r0.4-wo60": dict(roughness=0.4, theta=math.radians(60), beckmann=True),
+         "white-r0.2-wo10": dict(roughness=0.2, theta=math.radians(10), base=(1.0, 1.0, 1.0))}
+
+
+def _case(name):
+    case = dict(CASES[name])
+    wo = _dir(case.pop("theta"))
+    return wo, case
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_sample_follows_pdf(name):
+    wo, case = _case(name)
+    bsdf = PlasticBSDF()
+    seed = 60 + list(CASES).index(name)
+    result = chi2_sphere(_sampler(bsdf, lambda n: _si(n, wo, **case), seed),
+                         lambda d: bsdf.pdf(_si(d.shape[0], wo, **case), d)[:, 0], frame=GRID, n_cos=30, n_phi=60,
+                         quad=12)
+    assert_chi2(result, f"plastic-{name}", tests=len(CASES))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_pdf_mass_weights_and_energy(name):
+    wo, case = _case(name)
+    bsdf = PlasticBSDF()
+    mass = float(integrate_sphere(lambda d: bsdf.pdf(_si(d.shape[0], wo, **case), d)[:, 0], FRAME, 60, 80, 12).sum())
+    n = 50_000
+    s = bsdf.sample(_si(n, wo, **case), *_uniform(n, 5))
+    lost = float((s.pdf == 0).double().mean())
+    assert mass <= 1 + 1e-3 and abs(mass + lost - 1) < 4 * math.sqrt(max(lost * (1 - lost), 1 / n) / n) + 2e-3
+    ok = s.pdf[:, 0] > 0
+    si = _si(n, wo, **case)
+    torch.testing.assert_close(s.weight[ok], (bsdf.eval(si, s.wi) * (s.wi @ NORMAL)[:, None] / s.pdf)[ok])
+    quad = float(integrate_sphere(lambda d: bsdf.eval(_si(d.shape[0], wo, **case), d).mean(-1) *
+                                  (d @ NORMAL).clamp_min(0), FRAME, 80, 80, 12).sum())
+    w = s.weight.mean(-1)
+    assert abs(float(w.mean()) - quad) < 4 * float(w.std()) / math.sqrt(n) + 3e-3
+    assert quad <= 1.0 + 2e-3  # a white plastic reflects at most what arrives
+
+
+def test_gradcheck_eval_and_pdf_through_the_table():
+    wo = _dir(0.7).expand(3, 3)
+    wi = torch.nn.functional.normalize(torch.tensor([[-0.5, 0.1, 0.8], [-0.3, -0.2, 0.9], [0.2, 0.4, 0.7]], dtype=DT)
+                                       @ torch.linalg.inv(torch.eye(3, dtype=DT)), dim=-1)
+    wi = torch.where((wi @ NORMAL)[:, None] > 0, wi, -wi).requires_grad_(True)
+    base = torch.tensor([[0.6, 0.3, 0.2]] * 3, dtype=DT, requires_grad=True)
+    rough = torch.tensor(0.5, dtype=DT, requires_grad=True)
+    ior = torch.tensor(1.4, dtype=DT, requires_grad=True)
+    import lumigrad.shading.plastic as P
+    old, P.QUADRATURE = P.QUADRATURE, 12  # (a smaller grid for the checks' many evaluations)
+
+    def fn(b, r, e, w):
+        table = plastic_table(r, e, True)
+        si = SurfaceSample(position=torch.zeros(3, 3, dtype=DT), normal=NORMAL.expand(3, 3), wo=wo, base_color=b,
+                           roughness=r.expand(3, 1), metallic=torch.zeros(3, 1, dtype=DT), ior=e.expand(3, 1),
+                           beckmann=torch.ones(3, 1, dtype=DT), plastic=table.expand(3, -1))
+        return PlasticBSDF().eval(si, w), PlasticBSDF().pdf(si, w)
+    try:
+        assert torch.autograd.gradcheck(fn, (base, rough, ior, wi))
+    finally:
+        P.QUADRATURE = old
+
+
+def test_per_point_mixing_keeps_each_points_own_bsdf():
+    n = 64
+    wo = _dir(0.8)
+    si = _si(n, wo)
+    mask = (torch.arange(n) % 2 == 0)[:, None]
+    mixed = si.replace(plastic=torch.where(mask, si.plastic, torch.zeros_like(si.plastic)))
+    wi = torch.nn.functional.normalize(torch.randn(n, 3, generator=_gen(4), dtype=DT), dim=-1)
+    bsdf = PerPointPlasticBSDF(MetallicRoughnessBSDF())
+    out = bsdf.eval(mixed, wi)
+    torch.testing.assert_close(out[mask[:, 0]], PlasticBSDF().eval(si, wi)[mask[:, 0]])
+    torch.testing.assert_close(out[~mask[:, 0]], MetallicRoughnessBSDF().eval(si, wi)[~mask[:, 0]])
+    s = bsdf.sample(mixed, *_uniform(n, 6))
+    a, b = PlasticBSDF().sample(si, *_uniform(n, 6)), MetallicRoughnessBSDF().sample(si, *_uniform(n, 6))
+    torch.testing.assert_close(s.wi[mask[:, 0]], a.wi[mask[:, 0]])
+    torch.testing.assert_close(s.wi[~mask[:, 0]], b.wi[~mask[:, 0]])
+    assert isinstance(lg.shading.bsdf_for(mixed), PerPointPlasticBSDF)
+
+
+def test_a_plastic_material_gives_its_table_and_refuses_a_roughness_texture():
+    m = lg.shading.Material(plastic=True, metallic_factor=0.0, roughness_factor=0.5, ior=1.49)
+    values = lg.shading.sample_material(m, shape=(2, 3))
+    assert values["plastic"].shape == (2, 3, PLASTIC_TABLE) and bool((values["plastic"][..., -1] == 1).all())
+    with pytest.raises(ValueError, match="roughness must be a factor"):
+        lg.shading.sample_material(lg.shading.Material(plastic=True, metallic_roughness_texture=torch.rand(4, 4, 3)),
+                                   uv=torch.rand(2, 3, 2))
+    with pytest.raises(TypeError, match="plastic must be a bool"):
+        lg.shading.Material(plastic="yes")
