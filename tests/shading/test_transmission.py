@@ -260,3 +260,32 @@ def test_a_thin_flag_of_zero_is_the_solid_boundary_bit_for_bit():
     assert torch.equal(a.wi, b.wi) and torch.equal(a.weight, b.weight) and torch.equal(a.pdf, b.pdf)
     with pytest.raises(TypeError, match="thin_dielectric must be a bool"):
         Material(thin_dielectric=1)
+
+
+def test_a_sheets_delta_coefficients_are_its_sample_weights_and_differentiable():
+    """``delta_coefficient`` at a sheet's sampled directions is ``weight * pdf`` (the lobe's coefficient), 0 at
+    other directions, and its ior derivative is ``R'``'s (central differences)."""
+    from lumigrad.shading.transmission import thin_sheet_reflectance
+    n = 400
+    wo = _dir(0.9)
+    ior = torch.tensor(1.5, dtype=DT, requires_grad=True)
+    base = torch.tensor([0.6, 0.9, 0.7], dtype=DT)
+    si = SurfaceSample(position=torch.zeros(n, 3, dtype=DT), normal=NORMAL.expand(n, 3), wo=wo.expand(n, 3),
+                       base_color=base.expand(n, 3), roughness=torch.full((n, 1), 0.3, dtype=DT),
+                       metallic=torch.zeros(n, 1, dtype=DT), ior=ior.expand(n, 1),
+                       transmission=torch.full((n, 1), 0.7, dtype=DT), thin=torch.ones(n, 1, dtype=DT))
+    bsdf = MetallicRoughnessTransmissionBSDF()
+    with torch.no_grad():
+        s = bsdf.sample(si, *_uniform(n, 21))
+    coef = bsdf.delta_coefficient(si, s.wi)
+    delta = s.is_delta[:, 0]
+    assert 0 < int(delta.sum()) < n  # (T = 0.7: some samples take the opaque lobes)
+    torch.testing.assert_close(coef[delta].detach(), (s.weight * s.pdf)[delta])
+    assert float(bsdf.delta_coefficient(si, torch.nn.functional.normalize(s.wi + 0.1, dim=-1)).abs().max()) == 0.0
+    cos = float(wo @ NORMAL)
+    reflected = delta & ((s.wi - (2 * cos * NORMAL - wo)).norm(dim=-1) < 1e-9)
+    (g,) = torch.autograd.grad(coef[reflected].sum(), ior)
+    h = 1e-6
+    dr = (thin_sheet_reflectance(torch.tensor([cos], dtype=DT), 1.5 + h) -
+          thin_sheet_reflectance(torch.tensor([cos], dtype=DT), 1.5 - h)) / (2 * h)
+    assert float(g) == pytest.approx(float(dr) * 0.7 * 3 * int(reflected.sum()), rel=1e-5)

@@ -1,10 +1,12 @@
-"""Beckmann materials in the renderers: the path tracer renders them with its PyTorch transport (the fused kernel
-is GGX's and says so), per part beside GGX parts, with gradients; the raster shades them through the per-light
-BSDF (its fused light kernel is GGX's). The BSDF itself: ``tests/shading/test_beckmann.py``; against Mitsuba:
-``tests/integrators/test_path_vs_mitsuba.py``."""
+"""Mitsuba's material models in the renderers (Beckmann microfacets, plastic, thin dielectric sheets): the path
+tracer renders them with its PyTorch transport (the fused kernel is the glTF model's and says so), per part beside
+glTF parts, with gradients; the raster shades them through the per-light BSDF (its fused light kernel is the glTF
+model's). The BSDFs themselves: ``tests/shading/test_beckmann.py``, ``test_plastic.py``, ``test_transmission.py``;
+against Mitsuba: ``tests/integrators/test_path_vs_mitsuba.py``."""
 
 import math
 
+import pytest
 import torch
 
 import lumigrad as lg
@@ -109,3 +111,42 @@ def test_plastic_parts_render_with_pytorch_in_both_renderers_with_gradients():
     with torch.no_grad():
         gltf = lg.render(_scene("ggx"), cam).rgb
     assert float((images[0] - gltf).abs().max()) > 0.02 * float(gltf.max())
+
+
+# ------------------------------------------------------------------------------------------- thin sheets
+def _pane(tint, ior):
+    """A thin tinted pane before a glowing board, lit from the camera's side."""
+    f64 = torch.float64
+    quad = torch.tensor([[0, 2, 1], [0, 3, 2]])
+    square = lambda s, z: torch.tensor([[-s, -s, z], [s, -s, z], [s, s, z], [-s, s, z]], dtype=f64)  # noqa: E731
+    scene = lg.Scene()
+    pane = Material(base_color_factor=torch.stack([tint, tint * 0.5 + 0.3, torch.tensor(0.8, dtype=f64),
+                                                   torch.tensor(1.0, dtype=f64)]),
+                    metallic_factor=0.0, roughness_factor=0.0, ior=ior, transmission_factor=1.0, thin_dielectric=True)
+    scene.add_mesh("pane", lg.SceneMesh(square(0.6, 0.0), quad, pane))
+    glow = Material(base_color_factor=torch.tensor([0.5, 0.5, 0.5, 1.0], dtype=f64), emissive_factor=torch.ones(3, dtype=f64),
+                    metallic_factor=0.0, roughness_factor=1.0)
+    scene.add_mesh("board", lg.SceneMesh(square(1.5, 1.0), quad, glow, double_sided=True))
+    scene.add_light("key", lg.PointLight(torch.tensor([0.0, 0.0, -2.0], dtype=f64), torch.tensor(3.0, dtype=f64)))
+    cam = lg.Camera.look_at(torch.tensor([0.3, 0.2, -3.0], dtype=f64), torch.zeros(3, dtype=f64), fov_y=0.5, width=12,
+                            height=12)
+    return scene, cam
+
+
+def test_a_thin_sheets_tint_gets_its_gradient_through_its_delta_lobes():
+    """The sheet's lobes are deltas (``eval`` 0): the replay differentiates their weights through
+    ``delta_coefficient``; the tint's gradient matches central differences of the same paths (before, it was 0).
+    (The ior's: ``tests/shading/test_transmission.py``; its central differences here flip lobes and need far more
+    samples.)"""
+    f64 = torch.float64
+
+    def image(tint, **kw):
+        scene, cam = _pane(tint, torch.tensor(1.5, dtype=f64))
+        return lg.render(scene, cam, integrator="path", max_depth=4, **kw).rgb
+    h = 0.01
+    with torch.no_grad():
+        fd = float(((image(torch.tensor(0.6 + h, dtype=f64), spp=64, seed=0) -
+                     image(torch.tensor(0.6 - h, dtype=f64), spp=64, seed=0)) / (2 * h)).sum())
+    tint = torch.tensor(0.6, dtype=f64, requires_grad=True)
+    image(tint, spp=1, seed=1, spp_grad=64, seed_grad=0).sum().backward()
+    assert fd > 1 and float(tint.grad) == pytest.approx(fd, rel=0.05)
