@@ -424,6 +424,10 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
     if others or (m.base_color_texture is not None and (metallic != 0 or not np.allclose(base, 1))):
         raise NotImplementedError(f"no Mitsuba equivalent for a material with {others or 'a tinted texture'}")
     if getattr(m, "plastic", False):
+        if m.base_color_texture is not None:
+            raise NotImplementedError("a textured plastic (the peer writes factors only)")
+        if rough == 0.0:
+            return {"type": "plastic", "int_ior": ior, "ext_ior": 1.0, "diffuse_reflectance": _rgb(base)}
         return {"type": "roughplastic", "distribution": m.microfacet, "alpha": max(rough * rough, 1e-3),
                 "int_ior": ior, "ext_ior": 1.0, "diffuse_reflectance": _rgb(base)}
     if trans == 1.0 and metallic == 0.0 and getattr(m, "thin_dielectric", False):

@@ -209,13 +209,14 @@ def test_unrepresentable_lights_and_cameras_warn_and_are_skipped(tmp_path):
     scene.meshes["quad"].material.microfacet = "beckmann"
     scene.meshes["quad"].material.transmission_factor = torch.tensor(0.5)
     scene.meshes["quad"].material.thin_dielectric = True
+    scene.meshes["quad"].material.plastic = True
     with pytest.warns(UserWarning) as record:
         out = write_gltf(tmp_path / "scene.glb", scene)
     messages = " ".join(str(w.message) for w in record)
     for expected in ("'sky' is a SHLight", "'panel' is a AreaLight", "'batch' is a batch", "principal point",
                      "fx = 60 != fy = 50", "spot light 'spot' has the 'linear' falloff",
                      "materials[0] has the 'beckmann' microfacet distribution",
-                     "materials[0] is a thin dielectric sheet"):
+                     "materials[0] is a thin dielectric sheet", "materials[0] is Mitsuba's plastic"):
         assert expected in messages
     back = read_gltf(out)
     assert back.lights["spot"].falloff == "gltf"

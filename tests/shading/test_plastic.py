@@ -205,3 +205,76 @@ def test_a_plastic_material_gives_its_table_and_refuses_a_roughness_texture():
                                    uv=torch.rand(2, 3, 2))
     with pytest.raises(TypeError, match="plastic must be a bool"):
         lg.shading.Material(plastic="yes")
+
+
+# Mitsuba 3.9.1's roughplastic.eval / cos (diffuse_reflectance (0.6, 0.3, 0.2), ext_ior 1), recorded with
+# tests/shading/test_plastic.py's _mitsuba() so that a run without Mitsuba still checks the model.
+_RECORDED = [
+    ("ggx", 0.3, 1.49, (0.3, 0.1, 0.9487), (-0.4, 0.2, 0.8944), (0.1557779, 0.0900276, 0.0681108)),
+    ("ggx", 0.3, 1.49, (0.8, 0.0, 0.6), (-0.7, 0.1, 0.7071), (0.208624, 0.1470088, 0.1264704)),
+    ("ggx", 0.3, 1.49, (0.1, 0.6, 0.7937), (0.5, -0.5, 0.7071), (0.1380256, 0.0744568, 0.0532671)),
+    ("beckmann", 0.2, 1.5, (0.3, 0.1, 0.9487), (-0.4, 0.2, 0.8944), (0.2259261, 0.1369538, 0.1072963)),
+    ("beckmann", 0.2, 1.5, (0.8, 0.0, 0.6), (-0.7, 0.1, 0.7071), (0.3700177, 0.2847746, 0.2563603)),
+    ("beckmann", 0.2, 1.5, (0.1, 0.6, 0.7937), (0.5, -0.5, 0.7071), (0.178208, 0.0908226, 0.0616941)),
+]
+
+
+@pytest.mark.parametrize("distribution, alpha, eta, wo, wi, expected", _RECORDED)
+def test_eval_matches_recorded_mitsuba_values(distribution, alpha, eta, wo, wi, expected):
+    z = torch.tensor([0.0, 0.0, 1.0], dtype=DT)
+    wo = torch.nn.functional.normalize(torch.tensor(wo, dtype=DT), dim=0)
+    wi = torch.nn.functional.normalize(torch.tensor(wi, dtype=DT), dim=0)
+    ours = PlasticBSDF().eval(_si(1, wo, roughness=math.sqrt(alpha), ior=eta, beckmann=distribution == "beckmann",
+                                  normal=z), wi[None])
+    assert ours[0].tolist() == pytest.approx(list(expected), rel=5e-3)
+
+
+def test_degenerate_normals_and_directions_stay_finite_next_to_plastic_points():
+    """A zero or NaN normal on a glTF point beside plastic points (the per-point BSDF evaluates both models
+    everywhere): no crash, finite values on the plastic points."""
+    n = 6
+    si = _si(n, _dir(0.5))
+    normal = si.normal.clone()
+    normal[0] = 0.0
+    normal[1] = float("nan")
+    mixed = si.replace(normal=normal, plastic=torch.where(torch.arange(n)[:, None] >= 2, si.plastic,
+                                                          torch.zeros_like(si.plastic)))
+    bsdf = PerPointPlasticBSDF(MetallicRoughnessBSDF())
+    wi = torch.nn.functional.normalize(torch.randn(n, 3, generator=_gen(8), dtype=DT), dim=-1)
+    out = bsdf.eval(mixed, wi)
+    assert torch.isfinite(out[2:]).all()
+    s = bsdf.sample(mixed, *_uniform(n, 9))
+    assert torch.isfinite(s.weight[2:]).all()
+
+
+def test_a_smooth_plastic_at_a_high_ior_stays_physical():
+    """Beyond the diffuse-Fresnel fit's range (it passes 1 at ior 3.9) the internal reflectance is integrated: a
+    white smooth plastic reflects at most what arrives, positive everywhere."""
+    for ior in (2.5, 3.9, 5.0):
+        table = plastic_table(torch.tensor(0.0, dtype=DT), torch.tensor(ior, dtype=DT))
+        assert 0 < float(table[TABLE_SIZE]) < 1
+        wo = _dir(0.4)
+        mc = PlasticBSDF().sample(_si(20_000, wo, base=(1.0, 1.0, 1.0), roughness=0.0, ior=ior, table=table),
+                                  *_uniform(20_000, 10)).weight.mean()
+        assert 0 < float(mc) <= 1.0 + 0.02, ior
+
+
+def test_materials_made_under_inference_mode_give_tables():
+    with torch.inference_mode():
+        m = lg.shading.Material(plastic=True, metallic_factor=0.0, roughness_factor=0.3)
+        assert lg.shading.sample_material(m, shape=(1, 2))["plastic"].shape == (1, 2, PLASTIC_TABLE)
+
+
+def test_plastic_points_beside_glass_keep_its_delta_and_transmission_flags():
+    """The per-point BSDF around the transmitting model: glass points keep their delta lobes, crossings and
+    ``eta``; plastic points are never delta or transmitting."""
+    from lumigrad.shading.transmission import MetallicRoughnessTransmissionBSDF
+    n = 400
+    si = _si(n, _dir(0.6), roughness=0.0, transmission=torch.ones(n, 1, dtype=DT), thin=torch.ones(n, 1, dtype=DT))
+    plastic = (torch.arange(n) % 2 == 0)[:, None]
+    mixed = si.replace(plastic=torch.where(plastic, si.plastic, torch.zeros_like(si.plastic)))
+    s = PerPointPlasticBSDF(MetallicRoughnessTransmissionBSDF()).sample(mixed, *_uniform(n, 11))
+    assert not bool(s.is_delta[plastic].any()) and not bool(s.is_transmission[plastic].any())
+    assert bool((s.eta[plastic] == 1).all())
+    glass = ~plastic[:, 0]
+    assert bool(s.is_delta[glass].all()) and 0 < int(s.is_transmission[glass].sum()) < int(glass.sum())
