@@ -77,6 +77,17 @@ def central_fd(fn, x: torch.Tensor, eps: float) -> torch.Tensor:
     return g
 
 
+def mitsuba_scalar():
+    """Mitsuba 3 in its ``scalar_rgb`` variant, or a skip when it is not importable (an optional dependency of
+    the tests: ``bash benchmarks/setup_mitsuba.sh``)."""
+    mi = pytest.importorskip("mitsuba")
+    try:
+        mi.set_variant("scalar_rgb")
+    except Exception as e:  # noqa: BLE001  a build without the variant
+        pytest.skip(f"mitsuba scalar_rgb variant unavailable: {e}")
+    return mi
+
+
 def save_failure_images(name: str, **images: torch.Tensor) -> Path:
     """Write images (``[H, W]`` or ``[H, W, C]``, any range) under test-artifacts/NAME for a person to look at."""
     out = ARTIFACTS / name

@@ -16,7 +16,7 @@ from lumigrad.io._spectra import spectrum_to_rgb
 from lumigrad.shading.envmap import envmap_lookup
 from lumigrad.shading.image_formation import srgb_encode
 
-from ..conftest import SHARED_DATA
+from ..conftest import SHARED_DATA, mitsuba_scalar
 
 CORNELL = SHARED_DATA / "cornell-box-mitsuba3" / "cornell_box.xml"
 QUAD_OBJ = "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\nf 1/1 2/2 3/3 4/4\n"
@@ -815,12 +815,7 @@ def test_cornell_box_parameters_override_the_defaults():
 
 # ----------------------------------------------------------------------------------- against Mitsuba 3
 def _mitsuba():
-    mi = pytest.importorskip("mitsuba")
-    try:
-        mi.set_variant("scalar_rgb")
-    except Exception as e:  # noqa: BLE001  a build without the variant
-        pytest.skip(f"mitsuba scalar_rgb variant unavailable: {e}")
-    return mi
+    return mitsuba_scalar()
 
 
 def test_camera_projection_matches_mitsuba(tmp_path):

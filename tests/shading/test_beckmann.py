@@ -17,6 +17,7 @@ from lumigrad.shading.transmission import MetallicRoughnessTransmissionBSDF
 from lumigrad.shading.warps import beckmann_normal
 
 from .chi2 import bsdf_sampler as _sampler, uniform_lobe_and_direction as _uniform
+from ..conftest import mitsuba_scalar
 from .chi2 import DT, FRAME, GRID, NORMAL, assert_chi2, chi2_sphere, integrate_sphere
 from .chi2 import direction as _dir, gen as _gen
 
@@ -84,11 +85,7 @@ def test_a_white_beckmann_metal_is_d_g2_over_4_cos_cos():
 
 
 def test_the_terms_match_mitsubas_microfacet_distribution():
-    mi = pytest.importorskip("mitsuba")
-    try:
-        mi.set_variant("scalar_rgb")
-    except Exception as e:  # noqa: BLE001  a build without the variant
-        pytest.skip(f"mitsuba scalar_rgb variant unavailable: {e}")
+    mi = mitsuba_scalar()
     g = torch.Generator().manual_seed(0)
     for alpha in (0.1, 0.3, 0.7):
         dist = mi.MicrofacetDistribution(mi.MicrofacetType.Beckmann, alpha)

@@ -13,6 +13,7 @@ from lumigrad.shading import MetallicRoughnessBSDF, SurfaceSample
 from lumigrad.shading.plastic import (PLASTIC_TABLE, TABLE_SIZE, PerPointPlasticBSDF, PlasticBSDF, _albedo,
                                       material_plastic_table, plastic_table)
 
+from ..conftest import mitsuba_scalar
 from .chi2 import DT, FRAME, GRID, NORMAL, assert_chi2, chi2_sphere, integrate_sphere
 from .chi2 import bsdf_sampler as _sampler, direction as _dir, gen as _gen, uniform_lobe_and_direction as _uniform
 
@@ -28,12 +29,7 @@ def _si(n, wo, base=(0.6, 0.3, 0.2), roughness=0.4, ior=1.49, beckmann=False, no
 
 
 def _mitsuba():
-    mi = pytest.importorskip("mitsuba")
-    try:
-        mi.set_variant("scalar_rgb")
-    except Exception as e:  # noqa: BLE001  a build without the variant
-        pytest.skip(f"mitsuba scalar_rgb variant unavailable: {e}")
-    return mi
+    return mitsuba_scalar()
 
 
 def _directions(count, seed):
