@@ -149,3 +149,25 @@ def test_a_thin_sheets_tint_gets_its_gradient_through_its_delta_lobes():
     tint = torch.tensor(0.6, dtype=f64, requires_grad=True)
     image(tint, spp=1, seed=1, spp_grad=64, seed_grad=0).sum().backward()
     assert fd > 1 and float(tint.grad) == pytest.approx(fd, rel=0.05)
+
+
+# ------------------------------------------------------------------------------------------- normal maps
+def test_a_bent_normal_sees_only_the_sky_above_its_surface():
+    """A floor whose normal map tilts every normal by 60 degrees, white, under a uniform sky of radiance 1: it sees
+    the sky above its own plane only (the sky view factor of a tilted plane), radiance ``(1 + cos 60) / 2 = 0.75``.
+    Next-event estimation always kept to that side; BSDF samples that leave through the surface are now refused too
+    (Mitsuba's normalmap rule): they leaked the sky below, 1-2 % more."""
+    tilt = math.radians(60)
+    texel = torch.tensor([math.sin(tilt), 0.0, math.cos(tilt)]) * 0.5 + 0.5
+    material = Material(base_color_factor=torch.ones(4), metallic_factor=0.0, roughness_factor=1.0, specular_factor=0.0,
+                        normal_texture=texel.expand(4, 4, 3).clone())
+    floor = torch.tensor([[-2.0, 0, -2], [-2, 0, 2], [2, 0, 2], [2, 0, -2]])
+    uv = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.0]])
+    scene = lg.Scene()
+    scene.add_mesh("floor", lg.SceneMesh(floor, QUAD, material, uv=uv))
+    scene.add_light("sky", lg.EnvironmentLight(torch.ones(8, 16, 3)))
+    cam = lg.Camera.look_at([0.0, 3.0, -0.5], [0.0, 0.0, 0.0], fov_y=0.5, width=8, height=8)
+    for settings in (dict(integrator="direct"), dict(integrator="path", max_depth=2)):
+        with torch.no_grad():
+            image = lg.render(scene, cam, spp=512, seed=3, **settings).rgb
+        assert float(image.mean()) == pytest.approx(0.75, rel=0.01), settings

@@ -432,6 +432,44 @@ def test_plastic_spheres_read_from_mitsuba_files(mi, tmp_path, bsdf, glTF_error)
     assert rrmse(blocks(gltf, 4), blocks(ref, 4)) > 3 * rrmse(blocks(ours, 4), blocks(ref, 4))
 
 
+def test_a_normal_mapped_floor_read_from_a_mitsuba_file(mi, tmp_path):
+    """A ``normalmap`` (waves along u and v, ``raw``) around a ``diffuse`` floor under a low directional light and
+    a grey sky, the same file rendered by both (``direct``). Mitsuba's normalmap also darkens light grazing a bent
+    normal (Chiang et al.'s shadow terminator, ``use_shadowing_function``), which lumigrad's glTF normal mapping
+    lacks: +1 % on the mean, +2 % under the sky alone. Measured at 1024 spp: rrmse 0.013 in 2 x 2 blocks (0.015 per
+    pixel); without the map 0.16."""
+    u = (torch.arange(64, dtype=torch.float64) + 0.5) / 64
+    U, V = torch.meshgrid(u, u, indexing="xy")
+    normals = torch.stack([0.5 * torch.sin(2 * math.pi * 3 * U), 0.4 * torch.cos(2 * math.pi * 2 * V),
+                           torch.ones_like(U)], -1)
+    normals = normals / normals.norm(dim=-1, keepdim=True)
+    lg.io.write_image(tmp_path / "n.png", (normals + 1) / 2)
+    path = tmp_path / "floor.xml"
+    path.write_text("""<?xml version="1.0"?>
+<scene version="3.0.0">
+<integrator type="direct"/>
+<sensor type="perspective"><float name="fov" value="40"/>
+ <transform name="to_world"><lookat origin="0.4, 2.2, -2.2" target="0, 0, 0" up="0, 1, 0"/></transform>
+ <sampler type="independent"><integer name="sample_count" value="8192"/></sampler>
+ <film type="hdrfilm"><integer name="width" value="32"/><integer name="height" value="32"/><rfilter type="box"/></film>
+</sensor>
+<emitter type="directional"><vector name="direction" x="0.5" y="-1" z="0.3"/><rgb name="irradiance" value="2"/></emitter>
+<emitter type="constant"><rgb name="radiance" value="0.2"/></emitter>
+<shape type="rectangle" id="floor"><transform name="to_world"><rotate x="1" angle="-90"/><scale value="1.2"/></transform>
+ <bsdf type="normalmap"><texture type="bitmap" name="normalmap"><string name="filename" value="n.png"/>
+ <boolean name="raw" value="true"/></texture><bsdf type="diffuse"/></bsdf></shape>
+</scene>""")
+    ref = np.array(mi.render(mi.load_file(str(path)), seed=0), dtype=np.float64)[..., :3]
+    scene = lg.io.load(path)
+    settings = lg.io.mitsuba_render_settings(scene)
+    cam = settings.pop("camera")
+    ours = lumigrad_image(scene, cam, **{**settings, "spp": 1024})
+    compare(tmp_path, ours, ref, block=2)
+    scene.meshes["floor"].material.normal_texture = None
+    flat = lumigrad_image(scene, cam, **{**settings, "spp": 64})
+    assert rrmse(flat, ref) > 5 * TOLERANCE
+
+
 def test_a_glass_ball(mi, tmp_path):
     """(e) A rough glass ball (transmission 1, ior 1.5, roughness 0.3) under the environment map, Mitsuba's
     ``roughdielectric`` (GGX, alpha 0.09), ``path`` to depth 16. Lumigrad's path tracer does render glass

@@ -366,6 +366,38 @@ def test_checkerboard_textures_and_to_uv_transforms(tmp_path):
                          'name="reflectance"><texture type="checkerboard" name="color0"/></texture></bsdf></shape>')
 
 
+def test_a_normalmap_becomes_its_materials_normal_texture(tmp_path):
+    """``normalmap`` around a BSDF: that BSDF's material with ``normal_texture`` (the bitmap as stored with ``raw``,
+    its green channel flipped into glTF's convention), scale 1, ``twosided`` around it still double-sided; a
+    ``normalmap`` without its texture or BSDF, and textures of one material with different ``to_uv``, are
+    refused."""
+    stored = torch.tensor([[[0.2, 0.7, 0.92], [0.5, 0.51, 1.0]]])
+    lg.io.write_image(tmp_path / "n.png", stored)
+    normal = ('<texture type="bitmap" name="normalmap"><string name="filename" value="n.png"/>'
+              '<boolean name="raw" value="true"/>{}</texture>')
+    scene = _scene(tmp_path, f'''<shape type="rectangle"><bsdf type="twosided"><bsdf type="normalmap">
+        {normal.format("")}<bsdf type="roughconductor"/></bsdf></bsdf></shape>''')
+    mesh = scene.meshes["rectangle"]
+    m = mesh.material
+    assert mesh.double_sided and float(m.metallic_factor) == 1.0 and m.microfacet == "beckmann"
+    expected = torch.round(stored * 255) / 255
+    expected[..., 1] = 1 - expected[..., 1]
+    torch.testing.assert_close(m.normal_texture.float(), expected, atol=2e-6, rtol=0)
+    assert float(m.normal_scale) == 1.0
+    with pytest.raises(MitsubaXmlError, match="needs a <texture"):
+        _scene(tmp_path, '<shape type="rectangle"><bsdf type="normalmap"><bsdf type="diffuse"/></bsdf></shape>')
+    with pytest.raises(MitsubaXmlError, match="needs one nested <bsdf>"):
+        _scene(tmp_path, f'<shape type="rectangle"><bsdf type="normalmap">{normal.format("")}</bsdf></shape>')
+    moved = normal.format('<transform name="to_uv"><scale x="2"/></transform>')
+    with pytest.raises(MitsubaXmlError, match="different to_uv"):
+        _scene(tmp_path, f'''<shape type="rectangle"><bsdf type="normalmap">{moved}<bsdf type="diffuse">
+            <texture type="bitmap" name="reflectance"><string name="filename" value="n.png"/></texture></bsdf>
+            </bsdf></shape>''')
+    both = _scene(tmp_path, f'''<shape type="rectangle"><bsdf type="normalmap">{moved}<bsdf type="diffuse"/></bsdf>
+        </shape>''').meshes["rectangle"]
+    assert float(both.uv[:, 0].max()) == 2.0  # a normal map's own to_uv moves the coordinates
+
+
 def test_texture_on_a_shape_without_texture_coordinates_is_refused(tmp_path):
     lg.io.write_image(tmp_path / "tex.png", torch.rand(2, 2, 3))
     with pytest.raises(MitsubaXmlError, match="<shape type='sphere'> has no texture coordinates"):

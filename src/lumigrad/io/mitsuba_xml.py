@@ -51,6 +51,8 @@
   - ``principled``: ``base_color``, ``metallic``, ``roughness``, ``spec_trans`` -> transmission, ``eta`` ->
     ior (its other lobes are named in the warning);
   - ``twosided`` around one of these: the mesh's ``double_sided`` is set;
+  - ``normalmap`` around one of these: its material with ``normal_texture`` (the ``normalmap`` bitmap, green
+    flipped into glTF's convention), without Mitsuba's shadow-terminator term;
   - ``<texture type="bitmap">`` for a base colour (PNG / JPEG as stored, sRGB unless ``raw=true``, as
     Mitsuba decodes them; EXR / HDR are linear and are sRGB-encoded once into ``base_color_texture``, which
     lumigrad decodes), ``wrap_mode`` into ``Material.wrap``; ``<texture type="checkerboard">`` (``color0``,
@@ -155,7 +157,7 @@ _OBJECT_TAGS = ("shape", "bsdf", "texture", "emitter", "sensor", "film", "sample
                 "medium", "phase", "volume")
 _SHAPES = ("obj", "ply", "rectangle", "cube", "sphere", "disk", "cylinder")
 _BSDFS = ("diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "dielectric", "thindielectric",
-          "roughdielectric", "principled", "twosided")
+          "roughdielectric", "principled", "twosided", "normalmap")
 _EMITTERS = ("area", "point", "spot", "directional", "envmap", "constant")
 _SENSORS = ("perspective", "thinlens", "orthographic")
 _MAX_INCLUDE_DEPTH = 32
@@ -855,9 +857,14 @@ class _Reader:
         if material.has_textures() and uv is None:
             raise self.error(elem, f"{self.describe(elem)} has no texture coordinates, so its BSDF's texture "
                                    "cannot be applied")
-        to_uv = self.uv_transforms.get(id(material.base_color_texture), (None, None))[1]
-        if to_uv is not None:  # the texture's to_uv moves this shape's coordinates (lumigrad's are Mitsuba's)
-            uv = uv @ to_uv[:, :2].T + to_uv[:, 2]
+        transforms = [self.uv_transforms.get(id(t), (None, None))[1]
+                      for t in (material.base_color_texture, material.normal_texture) if t is not None]
+        if len(transforms) == 2 and (transforms[0] is None) != (transforms[1] is None) or \
+                len(transforms) == 2 and transforms[0] is not None and not np.allclose(*transforms):
+            raise self.error(elem, f"{self.describe(elem)}: its material's textures have different to_uv transforms "
+                                   "(lumigrad's textures share the shape's texture coordinates)")
+        if transforms and transforms[0] is not None:  # the textures' to_uv moves the shape's coordinates
+            uv = uv @ transforms[0][:, :2].T + transforms[0][:, 2]
         mesh = self._make(elem, SceneMesh, t(verts), torch.as_tensor(faces, dtype=torch.long), material,
                           uv=None if uv is None else t(uv),
                           uv_faces=None if uv_faces is None else torch.as_tensor(uv_faces, dtype=torch.long),
@@ -1034,6 +1041,8 @@ class _Reader:
             material, _ = self.build(inner[0], self.bsdf)
             self.done(p)
             return material, True
+        if kind == "normalmap":
+            return self.normal_map(elem, p)
         make = lambda **kw: self._make(elem, self.material, **kw)  # noqa: E731
         if kind == "diffuse":
             base, tex, wrap = self.base_colour(p, "reflectance", 0.5)
@@ -1075,6 +1084,34 @@ class _Reader:
                             roughness=values["roughness"], transmission=values["spec_trans"], ior=values["eta"])
         self.done(p)
         return material, False
+
+    def normal_map(self, elem: ET.Element, p: _Props) -> Tuple[Material, bool]:
+        """Mitsuba's ``normalmap`` around one BSDF: that BSDF's material with ``normal_texture``, the ``normalmap``
+        bitmap's values as Mitsuba reads them (as stored with ``raw=true``, sRGB-decoded otherwise), scale 1.
+        Mitsuba turns its shading frame to ``2 c - 1`` in the frame ``(dp/du, n x dp/du, n)`` of the shading normal;
+        glTF's (lumigrad's) green axis points the other way along ``v`` (up the image), so the green channel is
+        flipped once here: the same normals for texture coordinates that are not mirrored."""
+        from ..shading.image_formation import srgb_decode
+
+        inner = p.nested("bsdf")
+        if len(inner) != 1:
+            raise self.error(elem, f"{self.describe(elem)} needs one nested <bsdf>; got {len(inner)}")
+        tex_elem = p.named_object("normalmap")
+        if tex_elem is None or tex_elem.tag != "texture" or self.attr(tex_elem, "type") != "bitmap":
+            raise self.error(elem, f"{self.describe(elem)} needs a <texture type=\"bitmap\" name=\"normalmap\">")
+        encoded, wrap, to_uv = self.build(tex_elem, self.texture)
+        normals = srgb_decode(encoded.double()).clamp(0.0, 1.0)
+        normals = torch.cat([normals[..., :1], 1.0 - normals[..., 1:2], normals[..., 2:]], -1).to(self.dtype)
+        if to_uv is not None:
+            self.uv_transforms[id(normals)] = (normals, to_uv)
+        material, double_sided = self.build(inner[0], self.bsdf)
+        if material.base_color_texture is not None and material.wrap != wrap:
+            self.note("a normal map's wrap_mode other than its material's base colour's (the base colour's is used)",
+                      elem)
+            wrap = material.wrap
+        self.done(p)
+        return dataclasses.replace(material, normal_texture=normals, normal_scale=torch.tensor(1.0, dtype=self.dtype),
+                                   wrap=wrap), double_sided
 
     def scalar(self, p: _Props, name: str, default: float) -> float:
         if p.named_object(name) is not None:

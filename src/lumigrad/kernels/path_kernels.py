@@ -856,6 +856,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
             wi, weight, pdf = sample_unit_wp(n_u, wo_u, p_like, base, roughness, metallic, ior, specular, 0.0,
                                              u_lobe, u_dir0, u_dir1)
         ok = pdf > 0.0 and (weight[0] > 0.0 or weight[1] > 0.0 or weight[2] > 0.0)
+        if wp.dot(ng, wi) * wp.dot(n_u, wi) <= 0.0:  # through its own surface (a bent normal): no path there
+            ok = False
         new_beta = _cw_mul(beta, weight)
         if depth + 1 >= rr_depth:
             qr = wp.min(wp.max(wp.max(new_beta[0], new_beta[1]), new_beta[2]), 0.95)

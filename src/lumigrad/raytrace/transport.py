@@ -433,7 +433,10 @@ def _surface_vertices(run: _Run, depth, last, rows, alive, o, d, face, u, u_area
                     positive = pdf > 0
                     wi, bs_weight, pdf, delta = wi.to(dtype), bs_weight.to(dtype), pdf[:, None].to(dtype), None
             wi, pdf, bs_weight = wi.detach(), pdf.detach(), bs_weight.detach()
-            ok = positive & (bs_weight > 0).any(-1)
+            # on the side the shading normal says, as next-event estimation asks of its lights: a bent (normal
+            # mapped) normal must not send the path through its own surface (Mitsuba's normalmap rule)
+            same_side = ((ng.detach() * wi).sum(-1) * (si_d.normal * wi).sum(-1)) > 0
+            ok = positive & (bs_weight > 0).any(-1) & same_side
             delta = delta if delta is not None else torch.zeros_like(pdf, dtype=torch.bool)
             if adjoint is not None:
                 f = bsdf.eval(si, wi) * (si.normal * wi).sum(-1, keepdim=True).abs()
