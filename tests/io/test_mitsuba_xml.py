@@ -367,8 +367,8 @@ def test_checkerboard_textures_and_to_uv_transforms(tmp_path):
 
 
 def test_a_normalmap_becomes_its_materials_normal_texture(tmp_path):
-    """``normalmap`` around a BSDF: that BSDF's material with ``normal_texture`` (the bitmap as stored with ``raw``,
-    its green channel flipped into glTF's convention), scale 1, ``twosided`` around it still double-sided; a
+    """``normalmap`` around a BSDF: that BSDF's material with ``normal_texture`` (the bitmap as stored with ``raw``),
+    scale 1, tangents of Mitsuba's frame (``dp/du``, handedness +1), ``twosided`` around it still double-sided; a
     ``normalmap`` without its texture or BSDF, and textures of one material with different ``to_uv``, are
     refused."""
     stored = torch.tensor([[[0.2, 0.7, 0.92], [0.5, 0.51, 1.0]]])
@@ -380,10 +380,10 @@ def test_a_normalmap_becomes_its_materials_normal_texture(tmp_path):
     mesh = scene.meshes["rectangle"]
     m = mesh.material
     assert mesh.double_sided and float(m.metallic_factor) == 1.0 and m.microfacet == "beckmann"
-    expected = torch.round(stored * 255) / 255
-    expected[..., 1] = 1 - expected[..., 1]
-    torch.testing.assert_close(m.normal_texture.float(), expected, atol=2e-6, rtol=0)
+    torch.testing.assert_close(m.normal_texture.float(), torch.round(stored * 255) / 255, atol=2e-6, rtol=0)
     assert float(m.normal_scale) == 1.0
+    assert mesh.tangents is not None and bool((mesh.tangents[:, 3] == 1).all())
+    torch.testing.assert_close(mesh.tangents[:, :3].double(), torch.tensor([[1.0, 0.0, 0.0]] * 4, dtype=torch.float64))
     with pytest.raises(MitsubaXmlError, match="needs a <texture"):
         _scene(tmp_path, '<shape type="rectangle"><bsdf type="normalmap"><bsdf type="diffuse"/></bsdf></shape>')
     with pytest.raises(MitsubaXmlError, match="needs one nested <bsdf>"):

@@ -51,8 +51,8 @@
   - ``principled``: ``base_color``, ``metallic``, ``roughness``, ``spec_trans`` -> transmission, ``eta`` ->
     ior (its other lobes are named in the warning);
   - ``twosided`` around one of these: the mesh's ``double_sided`` is set;
-  - ``normalmap`` around one of these: its material with ``normal_texture`` (the ``normalmap`` bitmap, green
-    flipped into glTF's convention), without Mitsuba's shadow-terminator term;
+  - ``normalmap`` around one of these: its material with ``normal_texture`` (the ``normalmap`` bitmap) and the
+    shapes' tangents in Mitsuba's frame (:meth:`_Reader.mitsuba_tangents`), without Mitsuba's shadowing term;
   - ``<texture type="bitmap">`` for a base colour (PNG / JPEG as stored, sRGB unless ``raw=true``, as
     Mitsuba decodes them; EXR / HDR are linear and are sRGB-encoded once into ``base_color_texture``, which
     lumigrad decodes), ``wrap_mode`` into ``Material.wrap``; ``<texture type="checkerboard">`` (``color0``,
@@ -368,6 +368,8 @@ class _Reader:
         self.taken: Dict[str, set] = {"meshes": set(), "lights": set(), "cameras": set()}  # names given out
         self.metadata: Dict[str, Any] = {}
         self.uv_transforms: Dict[int, Tuple[torch.Tensor, np.ndarray]] = {}  # id(texels): (texels, to_uv [2, 3])
+        self.mitsuba_normal_maps: set = set()  # ids of normal textures read from a normalmap BSDF
+        self.keep_alive: list = []  # (their tensors, so that the ids stay theirs)
         self.sensor_media: Dict[str, Tuple[ET.Element, Optional[HomogeneousMedium]]] = {}  # camera -> its medium
         self.interior_only: List[ET.Element] = []  # shapes with an interior and no exterior
 
@@ -865,7 +867,11 @@ class _Reader:
                                    "(lumigrad's textures share the shape's texture coordinates)")
         if transforms and transforms[0] is not None:  # the textures' to_uv moves the shape's coordinates
             uv = uv @ transforms[0][:, :2].T + transforms[0][:, 2]
+        tangents = None
+        if material.normal_texture is not None and id(material.normal_texture) in self.mitsuba_normal_maps:
+            tangents = self.mitsuba_tangents(verts, faces, uv, uv_faces, normals)
         mesh = self._make(elem, SceneMesh, t(verts), torch.as_tensor(faces, dtype=torch.long), material,
+                          tangents=None if tangents is None else t(tangents),
                           uv=None if uv is None else t(uv),
                           uv_faces=None if uv_faces is None else torch.as_tensor(uv_faces, dtype=torch.long),
                           normals=None if normals is None else t(normals), to_world=t(to_world),
@@ -1088,9 +1094,10 @@ class _Reader:
     def normal_map(self, elem: ET.Element, p: _Props) -> Tuple[Material, bool]:
         """Mitsuba's ``normalmap`` around one BSDF: that BSDF's material with ``normal_texture``, the ``normalmap``
         bitmap's values as Mitsuba reads them (as stored with ``raw=true``, sRGB-decoded otherwise), scale 1.
-        Mitsuba turns its shading frame to ``2 c - 1`` in the frame ``(dp/du, n x dp/du, n)`` of the shading normal;
-        glTF's (lumigrad's) green axis points the other way along ``v`` (up the image), so the green channel is
-        flipped once here: the same normals for texture coordinates that are not mirrored."""
+        Mitsuba turns its shading frame to ``2 c - 1`` in the frame ``(dp/du, n x dp/du, n)`` of the shading normal,
+        whatever the texture coordinates' orientation; the shapes that use it get tangents of that frame
+        (:meth:`mitsuba_tangents`: ``dp/du`` with handedness ``w = +1``) instead of glTF's, whose sign follows the
+        layout."""
         from ..shading.image_formation import srgb_decode
 
         inner = p.nested("bsdf")
@@ -1100,8 +1107,9 @@ class _Reader:
         if tex_elem is None or tex_elem.tag != "texture" or self.attr(tex_elem, "type") != "bitmap":
             raise self.error(elem, f"{self.describe(elem)} needs a <texture type=\"bitmap\" name=\"normalmap\">")
         encoded, wrap, to_uv = self.build(tex_elem, self.texture)
-        normals = srgb_decode(encoded.double()).clamp(0.0, 1.0)
-        normals = torch.cat([normals[..., :1], 1.0 - normals[..., 1:2], normals[..., 2:]], -1).to(self.dtype)
+        normals = srgb_decode(encoded.double()).clamp(0.0, 1.0).to(self.dtype)
+        self.mitsuba_normal_maps.add(id(normals))
+        self.keep_alive.append(normals)
         if to_uv is not None:
             self.uv_transforms[id(normals)] = (normals, to_uv)
         material, double_sided = self.build(inner[0], self.bsdf)
@@ -1112,6 +1120,25 @@ class _Reader:
         self.done(p)
         return dataclasses.replace(material, normal_texture=normals, normal_scale=torch.tensor(1.0, dtype=self.dtype),
                                    wrap=wrap), double_sided
+
+    @staticmethod
+    def mitsuba_tangents(verts, faces, uv, uv_faces, normals) -> np.ndarray:
+        """``[V, 4]`` tangents of Mitsuba's normal-map frame: ``dp/du`` (the uv layout's, averaged at the vertices,
+        orthogonal to the shading normal) with handedness ``+1``, so that lumigrad's bitangent ``N x T`` is
+        Mitsuba's ``n x dp/du`` on every face, mirrored texture coordinates included."""
+        from ..mesh import vertex_normals
+        from ..shading.tangents import vertex_tangents
+
+        v = torch.as_tensor(verts, dtype=torch.float64)
+        f = torch.as_tensor(faces, dtype=torch.long)
+        tc = torch.as_tensor(uv, dtype=torch.float64)
+        tf = f if uv_faces is None else torch.as_tensor(uv_faces, dtype=torch.long)
+        n = vertex_normals(v, f) if normals is None else torch.as_tensor(normals, dtype=torch.float64)
+        corners = vertex_tangents(v, f, tc, tf, n[f])[..., :3]  # [F, 3, 3]
+        t = torch.zeros_like(v).index_add(0, f.reshape(-1), corners.reshape(-1, 3))
+        t = t - (t * n).sum(-1, keepdim=True) * n
+        t = t / torch.linalg.vector_norm(t, dim=-1, keepdim=True).clamp_min(1e-30)
+        return torch.cat([t, torch.ones_like(t[:, :1])], -1).numpy()
 
     def scalar(self, p: _Props, name: str, default: float) -> float:
         if p.named_object(name) is not None:

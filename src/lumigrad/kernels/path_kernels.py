@@ -720,6 +720,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         uv = wp.vec2(0.0, 0.0)
         if tex >= 0 or tex_mr >= 0 or tex_em >= 0 or tex_n >= 0:
             uv = b0 * uvs[uv_faces[3 * face]] + b1 * uvs[uv_faces[3 * face + 1]] + b2 * uvs[uv_faces[3 * face + 2]]
+        n_unmapped = n  # (a BSDF sample must leave on its side too: below)
         if tex_n >= 0:  # a normal map (surface_at's perturb_normal_unchecked, after the facing bend)
             n = normal_mapped_wp(n, b0 * tangents[3 * face] + b1 * tangents[3 * face + 1]
                                  + b2 * tangents[3 * face + 2],
@@ -856,8 +857,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
             wi, weight, pdf = sample_unit_wp(n_u, wo_u, p_like, base, roughness, metallic, ior, specular, 0.0,
                                              u_lobe, u_dir0, u_dir1)
         ok = pdf > 0.0 and (weight[0] > 0.0 or weight[1] > 0.0 or weight[2] > 0.0)
-        if wp.dot(ng, wi) * wp.dot(n_u, wi) <= 0.0:  # through its own surface (a bent normal): no path there
-            ok = False
+        if tex_n >= 0 and wp.dot(n_unmapped, wi) * wp.dot(n_u, wi) <= 0.0:  # a normal map bent the normal: on
+            ok = False  # the unmapped normal's side only (Mitsuba's normalmap rule; surface_at's unmapped_normal)
         new_beta = _cw_mul(beta, weight)
         if depth + 1 >= rr_depth:
             qr = wp.min(wp.max(wp.max(new_beta[0], new_beta[1]), new_beta[2]), 0.95)

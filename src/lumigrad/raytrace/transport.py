@@ -433,10 +433,10 @@ def _surface_vertices(run: _Run, depth, last, rows, alive, o, d, face, u, u_area
                     positive = pdf > 0
                     wi, bs_weight, pdf, delta = wi.to(dtype), bs_weight.to(dtype), pdf[:, None].to(dtype), None
             wi, pdf, bs_weight = wi.detach(), pdf.detach(), bs_weight.detach()
-            # on the side the shading normal says, as next-event estimation asks of its lights: a bent (normal
-            # mapped) normal must not send the path through its own surface (Mitsuba's normalmap rule)
-            same_side = ((ng.detach() * wi).sum(-1) * (si_d.normal * wi).sum(-1)) > 0
-            ok = positive & (bs_weight > 0).any(-1) & same_side
+            ok = positive & (bs_weight > 0).any(-1)
+            if si_d.unmapped_normal is not None:  # where a normal map bent the normal, a sample leaves on the side
+                # both the mapped and the unmapped normal say (Mitsuba's normalmap rule): not through the surface
+                ok = ok & (((si_d.unmapped_normal * wi).sum(-1) * (si_d.normal * wi).sum(-1)) > 0)
             delta = delta if delta is not None else torch.zeros_like(pdf, dtype=torch.bool)
             if adjoint is not None:
                 f = bsdf.eval(si, wi) * (si.normal * wi).sum(-1, keepdim=True).abs()
@@ -581,10 +581,13 @@ def surface_at(ts: TraceScene, face: torch.Tensor, o: torch.Tensor, d: torch.Ten
         tangent = (bary[..., None] * ts.tangents.index_select(0, face)).sum(1)
         mapped = perturb_normal_unchecked(n, tangent, normal_tangent)
         has_map = (normal_tangent.abs().sum(-1, keepdim=True) > 0) & (tangent[:, :3].abs().sum(-1, keepdim=True) > 0)
+        unmapped = n
         n = torch.where(has_map, mapped, n)
+    else:
+        unmapped = None
     front = ~(back & ~double[:, None])
     emission = values.pop("emission") * front
-    si = SurfaceSample.from_material(position, n, wo, values, geometric_normal=ng)
+    si = SurfaceSample.from_material(position, n, wo, values, geometric_normal=ng, unmapped_normal=unmapped)
     emitter_rows = torch.tensor([-1 if e is None else k for k, e in enumerate(ts.part_emitters)],
                                 device=face.device).index_select(0, part)
     return si, emission, ng, emitter_rows

@@ -30,7 +30,7 @@ _REQUIRED = ("position", "normal", "wo", "base_color", "roughness", "metallic")
 #: Trailing size of each optional tensor field (``None``: any number of channels).
 _TRAILING = {"position": 3, "normal": 3, "wo": 3, "base_color": None, "roughness": 1, "metallic": 1, "alpha": 1,
              "occlusion": 1, "emission": None, "ior": 1, "specular_f0": None, "geometric_normal": 3, "uv": 2,
-             "tangent": 4, "transmission": 1, "specular": 1, "beckmann": 1, "thin": 1, "plastic": 66}
+             "tangent": 4, "unmapped_normal": 3, "transmission": 1, "specular": 1, "beckmann": 1, "thin": 1, "plastic": 66}
 #: Closed ranges of the material values that :meth:`SurfaceSample.validate` enforces.
 _RANGES = {"base_color": (0.0, 1.0), "roughness": (0.0, 1.0), "metallic": (0.0, 1.0), "alpha": (0.0, 1.0),
            "specular_f0": (0.0, 1.0), "occlusion": (0.0, None), "emission": (0.0, None), "transmission": (0.0, 1.0),
@@ -63,6 +63,8 @@ class SurfaceSample:
         uv: optional ``[..., 2]`` texture coordinates.
         tangent: optional ``[..., 4]`` tangent ``xyz`` and handedness ``w`` (glTF ``TANGENT``); the bitangent is
             ``w * cross(normal, tangent)``.
+        unmapped_normal: optional ``[..., 3]`` the shading normal before normal mapping (a path tracer keeps a
+            sample bent by a normal map on its side too: it must not leave through the surface).
         transmission: optional ``[..., 1]`` in [0, 1], the fraction of the dielectric base that is a rough
             dielectric interface (glTF ``KHR_materials_transmission``, ``Material.transmission_factor``). Only
             :class:`lumigrad.shading.MetallicRoughnessTransmissionBSDF` reads it (see
@@ -108,6 +110,7 @@ class SurfaceSample:
     geometric_normal: Optional[torch.Tensor] = None
     uv: Optional[torch.Tensor] = None
     tangent: Optional[torch.Tensor] = None
+    unmapped_normal: Optional[torch.Tensor] = None
     transmission: Optional[torch.Tensor] = None
     specular: Optional[torch.Tensor] = None
     beckmann: Optional[torch.Tensor] = None
