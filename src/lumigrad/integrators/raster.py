@@ -33,7 +33,8 @@ from ..shading.deferred import shade_direct_unchecked, shade_environment_uncheck
 from ..shading.lights import PunctualLights
 from ..shading.envmap import envmap_lookup_unchecked
 from ..shading.image_formation import form_image_unchecked
-from ..shading.material import Material, has_specular_weight, sample_material_unchecked
+from ..shading.material import (Material, align_model_values, has_specular_weight, model_values_of,
+                                sample_material_unchecked)
 from ..shading.surface import SurfaceSample
 from ..shading.tangents import perturb_normal
 from ..conventions import pixel_centers
@@ -469,8 +470,8 @@ def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.
     blocks: Dict[str, list] = {}
     start = 0
     has_normal_map = any(p.material.normal_texture is not None for p in geo.parts)
-    has_beckmann = any(getattr(p.material, "microfacet", "ggx") == "beckmann" for p, c in zip(geo.parts, counts) if c)
-    has_plastic = any(getattr(p.material, "plastic", False) for p, c in zip(geo.parts, counts) if c)
+    # the models' values of the parts seen (a thin sheet's is the path tracer's: the raster shades it opaque)
+    wanted = model_values_of(p.material for p, c in zip(geo.parts, counts) if c) - {"thin"}
     # the core glTF BSDF everywhere: no specular weight (shade_punctual's fused kernels without it)
     weighted = any(has_specular_weight(p.material) for p in geo.parts)
     for part, count in zip(geo.parts, counts):
@@ -488,13 +489,7 @@ def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.
             m.pop("specular", None)
         if has_normal_map and "normal_tangent" not in m:
             m["normal_tangent"] = position.new_zeros(count, 3)
-        if has_beckmann and "beckmann" not in m:
-            m["beckmann"] = position.new_zeros(count, 1)  # GGX on this part
-        m.pop("thin", None)  # (the raster shades transmission as opaque)
-        if not has_plastic:
-            m.pop("plastic", None)
-        elif "plastic" not in m:
-            m["plastic"] = position.new_zeros(count, 66)  # the glTF model on this part
+        align_model_values(m, wanted, count, position)
         for k, v in m.items():
             blocks.setdefault(k, []).append(v.expand(count, v.shape[-1]))
     if not blocks:  # nothing covered

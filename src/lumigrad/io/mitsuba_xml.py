@@ -368,8 +368,7 @@ class _Reader:
         self.taken: Dict[str, set] = {"meshes": set(), "lights": set(), "cameras": set()}  # names given out
         self.metadata: Dict[str, Any] = {}
         self.uv_transforms: Dict[int, Tuple[torch.Tensor, np.ndarray]] = {}  # id(texels): (texels, to_uv [2, 3])
-        self.mitsuba_normal_maps: set = set()  # ids of normal textures read from a normalmap BSDF
-        self.keep_alive: list = []  # (their tensors, so that the ids stay theirs)
+        self.mitsuba_normal_maps: Dict[int, torch.Tensor] = {}  # id: the normal textures of normalmap BSDFs
         self.sensor_media: Dict[str, Tuple[ET.Element, Optional[HomogeneousMedium]]] = {}  # camera -> its medium
         self.interior_only: List[ET.Element] = []  # shapes with an interior and no exterior
 
@@ -1108,8 +1107,7 @@ class _Reader:
             raise self.error(elem, f"{self.describe(elem)} needs a <texture type=\"bitmap\" name=\"normalmap\">")
         encoded, wrap, to_uv = self.build(tex_elem, self.texture)
         normals = srgb_decode(encoded.double()).clamp(0.0, 1.0).to(self.dtype)
-        self.mitsuba_normal_maps.add(id(normals))
-        self.keep_alive.append(normals)
+        self.mitsuba_normal_maps[id(normals)] = normals  # (held: the id stays its)
         if to_uv is not None:
             self.uv_transforms[id(normals)] = (normals, to_uv)
         material, double_sided = self.build(inner[0], self.bsdf)

@@ -65,7 +65,7 @@ import torch
 from ..kernels.bvh import bvh_for
 from ..kernels.counter_rng import uniform_counter
 from ..shading.transmission import bsdf_for
-from ..shading.material import Material, sample_material_unchecked
+from ..shading.material import Material, align_model_values, model_values_of, sample_material_unchecked
 from ..shading.surface import SurfaceSample
 from ..shading.tangents import perturb_normal_unchecked
 from .area_next_event import area_light_indices, area_next_event, area_seed
@@ -620,9 +620,7 @@ def _materials(ts: TraceScene, part: torch.Tensor, uv: torch.Tensor) -> dict:
     ``normal_tangent`` (zeros where a part has no normal map) when the scene has normal maps."""
     out: dict = {}
     order, pieces = [], []
-    has_beckmann = any(getattr(m, "microfacet", "ggx") == "beckmann" for m in ts.materials)
-    has_thin = ts.transmissive and any(getattr(m, "thin_dielectric", False) for m in ts.materials)
-    has_plastic = any(getattr(m, "plastic", False) for m in ts.materials)
+    wanted = model_values_of(ts.materials) - (set() if ts.transmissive else {"thin"})
     for k in part.unique().tolist():
         rows = (part == k).nonzero()[:, 0]
         m = sample_material_unchecked(ts.materials[k], uv.index_select(0, rows)[None])
@@ -632,14 +630,7 @@ def _materials(ts: TraceScene, part: torch.Tensor, uv: torch.Tensor) -> dict:
         elif ts.tangents is None:
             m.pop("normal_tangent", None)
         m["ior"] = ts.materials[k].ior.reshape(1, 1).expand(rows.numel(), 1)
-        if has_beckmann and "beckmann" not in m:
-            m["beckmann"] = uv.new_zeros(rows.numel(), 1)  # GGX on this part
-        if has_plastic and "plastic" not in m:
-            m["plastic"] = uv.new_zeros(rows.numel(), 66)  # the glTF model on this part
-        if not has_thin:
-            m.pop("thin", None)
-        elif "thin" not in m:
-            m["thin"] = uv.new_zeros(rows.numel(), 1)  # a solid's boundary on this part
+        align_model_values(m, wanted, rows.numel(), uv)
         order.append(rows)
         pieces.append(m)
     rows = torch.cat(order)

@@ -168,6 +168,13 @@ def _ggx_q(sin2_h, a2):
     return a2 + sin2_h * (1.0 - a2)
 
 
+def ggx_d(sin2_h: torch.Tensor, a2: torch.Tensor) -> torch.Tensor:
+    """GGX's ``D = alpha^2 / (pi q^2)`` from ``sin2_h = 1 - (n.h)^2`` and ``a2 = alpha^2`` (:func:`_ggx_q`; no
+    checks), the twin of :func:`beckmann_d`."""
+    q = _ggx_q(sin2_h, a2)
+    return a2 / (math.pi * q * q)
+
+
 def _alpha(roughness: torch.Tensor) -> torch.Tensor:
     return (roughness * roughness).clamp_min(ALPHA_MIN)
 
@@ -187,6 +194,21 @@ def beckmann_lambda(cos: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     a = (cos / (alpha * sin)).clamp_max(_BECKMANN_MAX_A)
     lam = (1.0 - 1.259 * a + 0.396 * a * a) / (3.535 * a + 2.181 * a * a)
     return torch.where(a < _BECKMANN_MAX_A, lam, torch.zeros_like(lam))
+
+
+def beckmann_g1(cos: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Smith's masking ``1 / (1 + Lambda)`` of a Beckmann surface at ``cos > 0`` (:func:`beckmann_lambda`)."""
+    return 1.0 / (1.0 + beckmann_lambda(cos, alpha))
+
+
+def smith_g1(cos: torch.Tensor, alpha: torch.Tensor, beckmann: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Smith's masking at ``cos > 0``: GGX's ``2 cos / (cos + sqrt(alpha^2 + (1 - alpha^2) cos^2))``, or
+    :func:`beckmann_g1` where ``beckmann`` (``[..., 1]`` bool, or None) is True (no checks)."""
+    a2 = alpha * alpha
+    g = 2.0 * cos / (cos + (a2 + (1.0 - a2) * cos * cos).sqrt()).clamp_min(1e-12)
+    if beckmann is not None:
+        g = torch.where(beckmann, beckmann_g1(cos, alpha), g)
+    return g
 
 
 def _beckmann_terms(n_dot_l, n_dot_v, sin2_h, alpha):
@@ -394,8 +416,7 @@ def _specular(n_dot_l, n_dot_v, sin2_h, v_dot_h, alpha, f0, beckmann=None):
     """``(D V F, D V)`` from already clamped cosines and ``sin2_h = 1 - (n.h)^2`` (:func:`_cosines`); no checks.
     ``beckmann`` (``[..., 1]`` bool, or None: GGX everywhere, the same bits) picks Beckmann's ``D`` and ``V``."""
     a2 = alpha * alpha
-    d = _ggx_q(sin2_h, a2)
-    dist = a2 / (math.pi * d * d)
+    dist = ggx_d(sin2_h, a2)
     vis = 0.5 / (n_dot_l * torch.sqrt(n_dot_v * n_dot_v * (1.0 - a2) + a2)
                  + n_dot_v * torch.sqrt(n_dot_l * n_dot_l * (1.0 - a2) + a2))
     if beckmann is not None:
@@ -788,8 +809,7 @@ def _pdf(n_dot_l, n_dot_v, sin2_h, v_dot_h, valid, base_color, roughness, metall
          specular=None, beckmann=None):
     alpha = _alpha(roughness)
     a2 = alpha * alpha
-    d = _ggx_q(sin2_h, a2)
-    dist = a2 / (math.pi * d * d)
+    dist = ggx_d(sin2_h, a2)
     # G1(wo) D / (4 n.v) with G1 = 2 n.v / (n.v + sqrt(a2 + (1 - a2) n.v^2)): the n.v cancels.
     pdf_spec = dist / (2.0 * (n_dot_v + torch.sqrt(a2 + (1.0 - a2) * n_dot_v * n_dot_v)))
     if beckmann is not None:  # D (n.h) / (4 wo.h), the density of beckmann_normal reflected about wo

@@ -25,6 +25,7 @@ from .bsdf import BSDF, MetallicRoughnessBSDF
 from .envmap import envmap_lookup_unchecked, split_sum_lut
 from ..kernels.direct_lights import KERNEL_DTYPES, MAX_CHANNELS, SpotCones, direct_lights
 from .lights import MIN_LIGHT_DISTANCE, LightSample, PunctualLights, spot_cone
+from .plastic import PerPointPlasticBSDF
 from .sh import sh_irradiance
 from .surface import SurfaceSample, check_material_dict
 
@@ -163,7 +164,6 @@ def shade_direct_unchecked(surface: SurfaceSample, lights: Iterable[LightSample]
     if bsdf is None:
         bsdf = MetallicRoughnessBSDF()
         if surface.plastic is not None:  # Mitsuba's plastic at the points it marks
-            from .plastic import PerPointPlasticBSDF
             bsdf = PerPointPlasticBSDF(bsdf)
     lights = list(lights)
     si = surface

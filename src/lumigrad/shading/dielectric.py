@@ -28,7 +28,7 @@ from typing import Literal, Optional, Tuple
 import torch
 
 from .._checks import check_choice, check_number, check_tensor
-from .brdf import ALPHA_MIN, BSDFSample, beckmann_d, beckmann_lambda
+from .brdf import ALPHA_MIN, BSDFSample, beckmann_d, beckmann_g1
 from .surface import SurfaceSample
 from .bsdf import beckmann_mask as _beckmann
 from .warps import beckmann_normal, ggx_visible_normal, local_frame, to_local, to_world
@@ -157,7 +157,7 @@ def _microfacet_terms(n_h, cos_o, cos_i, wo_h, wi_h, alpha, beckmann):
     g = _smith_g1(cos_o, wo_h, a2) * _smith_g1(cos_i, wi_h, a2)
     if beckmann is not None:
         def g1(cos_v, v_dot_h):
-            g1 = 1.0 / (1.0 + beckmann_lambda(cos_v.abs().clamp_min(_EPS), alpha))
+            g1 = beckmann_g1(cos_v.abs().clamp_min(_EPS), alpha)
             return torch.where(v_dot_h * cos_v > 0, g1, torch.zeros_like(g1))
         d = torch.where(beckmann, beckmann_d((1.0 - n_h * n_h).clamp_min(0.0), a2), d)
         g = torch.where(beckmann, g1(cos_o, wo_h) * g1(cos_i, wi_h), g)

@@ -33,6 +33,7 @@ from ..raster.texture import texture, texture_unchecked
 from .brdf import MICROFACETS
 from .image_formation import srgb_decode, srgb_decode_unchecked
 from .medium import HomogeneousMedium
+from .plastic import PLASTIC_TABLE, material_plastic_table
 
 
 #: The glTF texture slots of a :class:`Material`, in glTF's order.
@@ -220,6 +221,36 @@ class Material:
 _SPECULAR_NOT_ONE = PerVersion(capacity=1 << 16)  # one per material of a scene, asked every frame
 
 
+#: Values :func:`sample_material` gives only for materials of a model other than glTF's (``microfacet``,
+#: ``thin_dielectric``, ``plastic``), with their channels; zeros mean the glTF model.
+MODEL_VALUES = {"beckmann": 1, "thin": 1, "plastic": PLASTIC_TABLE}
+
+
+def model_values_of(materials) -> set:
+    """The keys of :data:`MODEL_VALUES` that some of ``materials`` gives."""
+    keys = set()
+    for m in materials:
+        if getattr(m, "microfacet", "ggx") == "beckmann":
+            keys.add("beckmann")
+        if getattr(m, "thin_dielectric", False):
+            keys.add("thin")
+        if getattr(m, "plastic", False):
+            keys.add("plastic")
+    return keys
+
+
+def align_model_values(values: Dict[str, torch.Tensor], wanted, rows: int,
+                       like: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """One part's ``values`` (``[rows, c]``) made alike over a renderer's parts: each key of :data:`MODEL_VALUES`
+    in ``wanted`` present (zeros, the glTF model, where this part's material lacks it), the others dropped."""
+    for key, channels in MODEL_VALUES.items():
+        if key not in wanted:
+            values.pop(key, None)
+        elif key not in values:
+            values[key] = like.new_zeros(rows, channels)
+    return values
+
+
 def has_specular_weight(material: Material) -> bool:
     """Whether ``material.specular_factor`` changes its BSDF from the core glTF one: it requires a gradient or is
     not 1. Its value is read once per tensor version (at construction, then after an in-place change), so
@@ -316,8 +347,6 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, linear_colou
     if m.plastic:
         if m.metallic_roughness_texture is not None:
             raise ValueError("a plastic material's roughness must be a factor: it has a metallic_roughness_texture")
-        from .plastic import material_plastic_table
-
         table = material_plastic_table(m.roughness_factor, m.ior, m.microfacet == "beckmann")
         out["plastic"] = table.to(base).expand(pixels + table.shape)
     if m.normal_texture is not None:

@@ -37,7 +37,8 @@ import torch
 import torch.utils.checkpoint
 
 from .._checks import PerVersion
-from .brdf import ALPHA_MIN, BSDFSample, beckmann_d, beckmann_lambda
+from .brdf import ALPHA_MIN, BSDFSample, beckmann_d, ggx_d, smith_g1
+from .dielectric import fresnel_dielectric_unchecked
 from .surface import SurfaceSample
 from .warps import beckmann_normal, cosine_hemisphere, ggx_visible_normal, local_frame, to_local, to_world
 
@@ -56,22 +57,7 @@ QUADRATURE = 64
 _EPS = 1e-12
 
 
-def _ggx_d(cos_h2: torch.Tensor, a2: torch.Tensor) -> torch.Tensor:
-    q = a2 + (1.0 - cos_h2) * (1.0 - a2)
-    return a2 / (math.pi * q * q)
-
-
-def _g1(cos_v: torch.Tensor, alpha: torch.Tensor, beckmann: Optional[torch.Tensor]) -> torch.Tensor:
-    """Smith's masking of GGX (or Beckmann where ``beckmann``) at ``cos_v > 0``."""
-    a2 = alpha * alpha
-    g = 2.0 * cos_v / (cos_v + (a2 + (1.0 - a2) * cos_v * cos_v).sqrt()).clamp_min(_EPS)
-    if beckmann is not None:
-        g = torch.where(beckmann, 1.0 / (1.0 + beckmann_lambda(cos_v, alpha)), g)
-    return g
-
-
 def _fresnel(cos_i: torch.Tensor, eta) -> torch.Tensor:
-    from .dielectric import fresnel_dielectric_unchecked
     return fresnel_dielectric_unchecked(cos_i.clamp(-1.0, 1.0), eta)[0]
 
 
@@ -91,8 +77,6 @@ def _albedo(mu: torch.Tensor, alpha: torch.Tensor, eta, beckmann: bool, transmit
     ``h`` of ``X G1(w')``, ``X = F`` and ``w'`` the mirror direction or ``X = 1 - F`` and ``w'`` the refracted
     one, ``h`` drawn from GGX's visible normals on Mitsuba's Gauss-Legendre grid (32^2 nodes, 128^2 for ``eta <
     1``), or for Beckmann by ``D (n.h)`` (:data:`QUADRATURE`^2 nodes, the weight ``G1(wo) (wo.h) / (n.wo n.h)``)."""
-    from .dielectric import fresnel_dielectric_unchecked
-
     eta = torch.as_tensor(eta, dtype=mu.dtype, device=mu.device)
     wo = torch.stack([(1.0 - mu * mu).clamp_min(0.0).sqrt(), torch.zeros_like(mu), mu], -1)  # [M, 3]
     if beckmann:
@@ -101,7 +85,7 @@ def _albedo(mu: torch.Tensor, alpha: torch.Tensor, eta, beckmann: bool, transmit
         wo_h = wo @ h.T  # [M, Q]
         h_z = h[:, 2].expand_as(wo_h)
         mask = torch.ones_like(wo_h, dtype=torch.bool)
-        weight = _g1(mu[:, None].expand_as(wo_h), alpha, mask) * wo_h / (mu[:, None] * h_z).clamp_min(_EPS)
+        weight = smith_g1(mu[:, None].expand_as(wo_h), alpha, mask) * wo_h / (mu[:, None] * h_z).clamp_min(_EPS)
     else:
         u, weights = _gauss_legendre_grid(32 if float(eta.detach()) > 1 else 128, mu)
         M, Q = mu.shape[0], u.shape[0]
@@ -119,7 +103,7 @@ def _albedo(mu: torch.Tensor, alpha: torch.Tensor, eta, beckmann: bool, transmit
         out = 2.0 * wo_h * h_z - mu[:, None]
         ok = (wo_h > 0) & (out > 0)
         x_term = f
-    value = x_term * _g1(out.abs().clamp_min(_EPS), alpha, mask) * weight
+    value = x_term * smith_g1(out.abs().clamp_min(_EPS), alpha, mask) * weight
     return (torch.where(ok, value, torch.zeros_like(value)) * weights).sum(-1)
 
 
@@ -131,8 +115,6 @@ def plastic_table(roughness: torch.Tensor, ior: torch.Tensor, beckmann: bool = F
     alpha = (roughness * roughness).clamp_min(ALPHA_MIN)
     mu = (torch.arange(TABLE_SIZE, dtype=alpha.dtype, device=alpha.device) / (TABLE_SIZE - 1)).clamp_min(1e-6)
     if float(roughness.detach()) == 0.0:  # Mitsuba's smooth plastic: t = 1 - F, R_int its diffuse Fresnel reflectance
-        from .dielectric import fresnel_dielectric_unchecked
-
         eta = torch.as_tensor(ior, dtype=alpha.dtype, device=alpha.device)
         t = 1.0 - fresnel_dielectric_unchecked(mu, eta)[0]
         if float(eta.detach()) <= SMOOTH_FIT_MAX_IOR:
@@ -218,10 +200,10 @@ class PlasticBSDF:
         n, wo, wi, co, ci, valid, cos_h, wo_h = self._terms(si, wi)
         alpha, bk = self._alpha(si), self._beckmann(si)
         a2 = alpha * alpha
-        d = _ggx_d(cos_h * cos_h, a2)
+        d = ggx_d(1.0 - cos_h * cos_h, a2)
         if bk is not None:
             d = torch.where(bk, beckmann_d((1.0 - cos_h * cos_h).clamp_min(0.0), a2), d)
-        g = _g1(co, alpha, bk) * _g1(ci, alpha, bk)
+        g = smith_g1(co, alpha, bk) * smith_g1(ci, alpha, bk)
         eta = torch.as_tensor(si.ior, dtype=co.dtype, device=co.device)
         spec = _fresnel(wo_h, eta) * d * g / (4.0 * co * ci)
         t_o, t_i = self._transmittance(si, co, eta), self._transmittance(si, ci, eta)
@@ -235,8 +217,8 @@ class PlasticBSDF:
         n, wo, wi, co, ci, valid, cos_h, wo_h = self._terms(si, wi)
         alpha, bk = self._alpha(si), self._beckmann(si)
         a2 = alpha * alpha
-        d = _ggx_d(cos_h * cos_h, a2)
-        spec = d * _g1(co, alpha, None) / (4.0 * co)  # visible GGX normals, reflected
+        d = ggx_d(1.0 - cos_h * cos_h, a2)
+        spec = d * smith_g1(co, alpha, None) / (4.0 * co)  # visible GGX normals, reflected
         if bk is not None:
             b = beckmann_d((1.0 - cos_h * cos_h).clamp_min(0.0), a2) * cos_h / (4.0 * wo_h.clamp_min(1e-6))
             spec = torch.where(bk, b, spec)

@@ -41,6 +41,7 @@ from .brdf import (ALPHA_MIN, BSDFSample, metallic_roughness_pdf_unchecked, meta
 from .bsdf import BSDF, MetallicRoughnessBSDF, beckmann_mask
 from .dielectric import (check_bsdf_args, fresnel_dielectric_unchecked, rough_dielectric_pdf_unchecked,
                          rough_dielectric_sample_unchecked, rough_dielectric_unchecked)
+from .plastic import PerPointPlasticBSDF
 from .surface import SurfaceSample
 
 __all__ = ["MetallicRoughnessTransmissionBSDF", "bsdf_for", "thin_sheet_reflectance"]
@@ -85,7 +86,6 @@ def bsdf_for(si: SurfaceSample) -> BSDF:
         raise TypeError(f"si must be a SurfaceSample; got {type(si).__name__}")
     gltf = MetallicRoughnessBSDF() if si.transmission is None else MetallicRoughnessTransmissionBSDF()
     if si.plastic is not None:  # Mitsuba's plastic where si.plastic marks a point
-        from .plastic import PerPointPlasticBSDF
         return PerPointPlasticBSDF(gltf)
     return gltf
 
