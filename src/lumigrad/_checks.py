@@ -349,6 +349,10 @@ class DeferredChecks:
         it with :meth:`require_finite`)."""
         self.require(named, "nonnegative", lambda x: (x < 0).any(), _raise_negative)
 
+    def require_positive(self, named: "dict") -> None:
+        """Queue "must be positive" for each floating tensor of ``{name: tensor}`` (NaN passes here)."""
+        self.require(named, "positive", lambda x: (x <= 0).any(), _raise_not_positive)
+
     def require(self, named: "dict", key: str, failed, raise_error) -> None:
         """Queue the check ``key`` for each floating tensor of ``{name: tensor}`` that has not passed it in
         its current version: ``failed(tensor)`` gives the device bool, ``raise_error(name, tensor)`` raises."""
@@ -387,6 +391,10 @@ class DeferredChecks:
 
 def _raise_not_finite(name: str, x: torch.Tensor) -> None:
     raise ValueError(f"{name} contains NaN or Inf values")
+
+
+def _raise_not_positive(name: str, x: torch.Tensor) -> None:
+    raise ValueError(f"{name} must be positive; got minimum {float(x.min()):.6g}")
 
 
 def _raise_negative(name: str, x: torch.Tensor) -> None:

@@ -909,6 +909,42 @@ def test_an_orthographic_sensors_rays_are_mitsubas(tmp_path):
         assert [float(c) for c in ray.d] == pytest.approx(forward.tolist(), abs=1e-6)
 
 
+_THIN_LENS = ('<sensor type="thinlens" id="cam"><float name="fov" value="45"/><float name="aperture_radius" value="0.3"/>'
+              '<float name="focus_distance" value="2.5"/><transform name="to_world"><lookat origin="1, 2, -3" '
+              'target="0, 0.2, 0" up="0, 1, 0"/></transform><film type="hdrfilm"><integer name="width" value="40"/>'
+              '<integer name="height" value="30"/></film></sensor>')
+
+
+def test_a_thinlens_sensors_rays_are_mitsubas(tmp_path):
+    """Each of Mitsuba's thin-lens rays (film sample, aperture sample) is lumigrad's ray of that pixel and the
+    mirrored aperture sample (Mitsuba's camera x and y point the other way: its concentric disk point is ours
+    mirrored through the centre)."""
+    mi = _mitsuba()
+    path = _write(tmp_path, _THIN_LENS)
+    sensor = mi.load_file(str(path)).sensors()[0]
+    cam = read_mitsuba_xml(path, dtype=torch.float64).cameras["cam"]
+    assert cam.thin_lens and float(cam.aperture_radius) == 0.3 and float(cam.focus_distance) == 2.5
+    c2w = torch.linalg.inv(cam.world_to_cam)
+    for (sx, sy), (ax, ay) in zip(((0.5, 0.5), (0.1, 0.2), (0.9, 0.75), (0.3, 0.95)),
+                                  ((0.5, 0.5), (0.9, 0.3), (0.2, 0.6), (0.05, 0.99))):
+        ray, _ = sensor.sample_ray(0.0, 0.5, mi.Point2f(sx, sy), mi.Point2f(ax, ay))
+        uv = torch.tensor([sx * 40, sy * 30], dtype=torch.float64)
+        o, d = cam.ray_origins_directions(uv, torch.tensor([1 - ax, 1 - ay], dtype=torch.float64))
+        o_w, d_w = (c2w[:3, :3] @ o + c2w[:3, 3]).numpy(), (c2w[:3, :3] @ d).numpy()
+        d_w = d_w / np.linalg.norm(d_w)
+        assert [float(c) for c in ray.d] == pytest.approx(d_w.tolist(), abs=1e-5), ((sx, sy), (ax, ay))
+        offset = np.array([float(c) for c in ray.o]) - o_w  # (Mitsuba's rays start at the near clip plane)
+        assert np.abs(offset - np.dot(offset, d_w) * d_w).max() < 1e-5, ((sx, sy), (ax, ay))
+
+
+def test_a_thinlens_sensor_needs_its_aperture_and_focuses_at_the_far_clip_by_default(tmp_path):
+    with pytest.raises(MitsubaXmlError, match="aperture_radius"):
+        _scene(tmp_path, _THIN_LENS.replace('<float name="aperture_radius" value="0.3"/>', ''))
+    cam = _scene(tmp_path, _THIN_LENS.replace('<float name="focus_distance" value="2.5"/>',
+                                              '<float name="far_clip" value="50"/>')).cameras["cam"]
+    assert float(cam.focus_distance) == 50.0 and float(cam.aperture_radius) == pytest.approx(0.3)
+
+
 def test_shape_transforms_match_mitsuba(tmp_path):
     mi = _mitsuba()
     path = _write(tmp_path, '''<shape type="rectangle" id="r"><transform name="to_world">

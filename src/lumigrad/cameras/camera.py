@@ -16,6 +16,7 @@ from .._checks import broadcast_batch, check_choice, check_positive_int, check_t
 from ..limits import check_pixel_samples
 from . import projection
 from .distortion import MODELS, distort, undistort
+from .thin_lens import disk_points, lens_rays, pinhole_through
 
 #: The dtypes a Camera's tensors may have: half precision cannot hold pixel positions (see ``Camera``).
 CAMERA_DTYPES = (torch.float32, torch.float64)
@@ -40,6 +41,13 @@ class Camera:
         projection: ``"perspective"`` (pinhole: ``u = fx x/z + s y/z + cx``, ``v = fy y/z + cy``) or
             ``"orthographic"`` (``u = fx x + s y + cx``, ``v = fy y + cy``: parallel rays along +z starting at
             ``(x, y, 0)``, see :meth:`ray_origins_directions`). Orthographic cameras take no ``distortion``.
+        aperture_radius, focus_distance: a thin lens (depth of field, Mitsuba's ``thinlens`` sensor; both or
+            neither): the aperture's radius (world units, ``>= 0``) and the camera-frame depth of the plane in
+            focus (``> 0``), each a number or a tensor broadcasting with the batch (one value per view), see
+            ``cameras/thin_lens.py``. The rays of a pixel then leave from the whole aperture
+            (:meth:`ray_origins_directions` with ``lens`` samples). Perspective cameras without ``distortion``
+            only; the path tracer renders them (with visibility gradients of every camera parameter, these
+            two included), the other renderers refuse them (:meth:`require_pinhole`).
 
     ``K``, ``world_to_cam`` and ``distortion`` must be float32 or float64 (one dtype for ``K`` and
     ``world_to_cam``): float16 / bfloat16 are refused with a ``TypeError`` rather than upcast, because half
@@ -50,11 +58,14 @@ class Camera:
     Raises:
         TypeError: a tensor of the wrong type or dtype; ``width`` / ``height`` not ints.
         ValueError: wrong shapes, NaN / Inf, non-positive focal lengths, a singular or reflecting rotation, an
-            empty batch (a batch dim of size 0), ``0 < near < far`` violated (``far = inf`` is allowed).
+            empty batch (a batch dim of size 0), ``0 < near < far`` violated (``far = inf`` is allowed); a
+            negative ``aperture_radius``, a non-positive ``focus_distance``, one of them without the other, or
+            a thin lens on an orthographic or distorted camera.
         lumigrad.limits.BudgetError: ``width x height`` exceeds the pixel budget
             (:func:`lumigrad.limits.check_pixel_samples`; renderers also count the views and layers).
 
-    **Differentiability:** ``K``, ``world_to_cam`` and ``distortion`` are ordinary tensors: every renderer
+    **Differentiability:** ``K``, ``world_to_cam``, ``distortion``, ``aperture_radius`` and ``focus_distance`` are
+    ordinary tensors: every renderer
     that takes a camera back-propagates into them (build ``world_to_cam`` from a quaternion or axis-angle parameter with
     ``lumigrad.conventions`` to optimise a pose on the rotation manifold).
 
@@ -68,7 +79,8 @@ class Camera:
     def __init__(self, K: torch.Tensor, world_to_cam: torch.Tensor, width: int, height: int,
                  near: float = 0.01, far: float = 1e4, distortion: Optional[torch.Tensor] = None,
                  distortion_model: str = "opencv",
-                 projection: Literal["perspective", "orthographic"] = "perspective"):
+                 projection: Literal["perspective", "orthographic"] = "perspective",
+                 aperture_radius=None, focus_distance=None):
         check_tensor(K, "K", trailing=(3, 3), floating=True)
         check_tensor(world_to_cam, "world_to_cam", trailing=(None, 4), floating=True, device=K.device)
         for name, t in (("K", K), ("world_to_cam", world_to_cam)):
@@ -133,6 +145,7 @@ class Camera:
         self.distortion = distortion
         self.distortion_model = distortion_model
         self.projection = projection
+        self.aperture_radius, self.focus_distance = self._lens(aperture_radius, focus_distance, K)
         self.K = K
         self.world_to_cam = world_to_cam
         self.width = int(width)
@@ -200,11 +213,70 @@ class Camera:
         return n
 
     def parameters(self) -> Dict[str, torch.Tensor]:
-        """The camera's tensors by name: ``K``, ``world_to_cam`` and, when set, ``distortion``."""
+        """The camera's tensors by name: ``K``, ``world_to_cam`` and, when set, ``distortion``,
+        ``aperture_radius`` and ``focus_distance``."""
         out = {"K": self.K, "world_to_cam": self.world_to_cam}
-        if self.distortion is not None:
-            out["distortion"] = self.distortion
+        for name in ("distortion", "aperture_radius", "focus_distance"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out
+
+    @property
+    def thin_lens(self) -> bool:
+        """Whether the camera has a thin lens (an aperture and a focal plane) rather than a pinhole."""
+        return self.aperture_radius is not None
+
+    def require_pinhole(self, renderer: str) -> None:
+        """Raise ``ValueError`` naming ``renderer`` when the camera has a thin lens it cannot render."""
+        if self.thin_lens:
+            raise ValueError(f"camera has a thin lens (aperture_radius, focus_distance), which {renderer} does not "
+                             f"render: depth of field renders with the path tracer (integrator='path' or "
+                             f"'direct'); give a pinhole camera (aperture_radius=None) here")
+
+    def replace(self, **changes) -> "Camera":
+        """A copy with the constructor arguments ``changes`` replaced (``K``, ``world_to_cam``, ``width``,
+        ``height``, ``near``, ``far``, ``distortion``, ``distortion_model``, ``projection``, ``aperture_radius``,
+        ``focus_distance``), validated as a new camera."""
+        fields = dict(K=self.K, world_to_cam=self.world_to_cam, width=self.width, height=self.height,
+                      near=self.near, far=self.far, distortion=self.distortion,
+                      distortion_model=self.distortion_model, projection=self.projection,
+                      aperture_radius=self.aperture_radius, focus_distance=self.focus_distance)
+        unknown = set(changes) - set(fields)
+        if unknown:
+            raise TypeError(f"Camera.replace got unknown fields {sorted(unknown)}; it takes {sorted(fields)}")
+        fields.update(changes)
+        return Camera(**fields)
+
+    def _lens(self, aperture_radius, focus_distance, K: torch.Tensor):
+        """The checked thin-lens tensors ``(aperture_radius, focus_distance)``, or ``(None, None)``."""
+        if aperture_radius is None and focus_distance is None:
+            return None, None
+        if aperture_radius is None or focus_distance is None:
+            raise ValueError("a thin lens needs both aperture_radius and focus_distance; got only "
+                             f"{'focus_distance' if aperture_radius is None else 'aperture_radius'}")
+        if self.projection != "perspective":
+            raise ValueError("an orthographic camera cannot have a thin lens; give aperture_radius=None and "
+                             "focus_distance=None, or projection='perspective'")
+        if self.distortion is not None:
+            raise ValueError("a thin-lens camera cannot have lens distortion yet; give distortion=None or "
+                             "aperture_radius=None")
+        out = []
+        for name, value in (("aperture_radius", aperture_radius), ("focus_distance", focus_distance)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
+                raise TypeError(f"{name} must be a number or a tensor; got {type(value).__name__}")
+            if not isinstance(value, torch.Tensor):
+                value = torch.tensor(float(value), dtype=K.dtype, device=K.device)
+            check_tensor(value, name, floating=True, finite=True, device=K.device)
+            if value.dtype not in CAMERA_DTYPES:
+                raise TypeError(f"{name} must be float32 or float64; got {value.dtype}")
+            self.batch_shape = broadcast_batch(self.batch_shape, "camera", value.shape, name)
+            out.append(value)
+        if bool((out[0] < 0).any()):
+            raise ValueError(f"aperture_radius must be >= 0 (world units); got {out[0].detach().min().item():.6g}")
+        if bool((out[1] <= 0).any()):
+            raise ValueError(f"focus_distance must be > 0 (the camera-frame depth in focus); got "
+                             f"{out[1].detach().min().item():.6g}")
+        return out[0], out[1]
 
     def flat(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Return ``(K [N, 3, 3], world_to_cam [N, 4, 4])`` with the batch dims flattened (N >= 1)."""
@@ -213,10 +285,8 @@ class Camera:
         return K, w2c
 
     def to(self, device=None, dtype=None) -> "Camera":
-        dist = None if self.distortion is None else self.distortion.to(device=device, dtype=dtype)
-        return Camera(self.K.to(device=device, dtype=dtype), self.world_to_cam.to(device=device, dtype=dtype),
-                      self.width, self.height, self.near, self.far, dist, self.distortion_model,
-                      projection=self.projection)
+        move = lambda t: None if t is None else t.to(device=device, dtype=dtype)  # noqa: E731
+        return self.replace(**{name: move(t) for name, t in self.parameters().items()})
 
     def resized(self, width: int, height: int) -> "Camera":
         """The same view recorded at ``width x height`` pixels: ``K``'s rows scaled by the size ratios (exact
@@ -224,8 +294,7 @@ class Camera:
         check_positive_int(width, "width")
         check_positive_int(height, "height")
         scale = torch.tensor([width / self.width, height / self.height, 1.0], dtype=self.dtype, device=self.device)
-        return Camera(self.K * scale[:, None], self.world_to_cam, width, height, self.near, self.far,
-                      self.distortion, self.distortion_model, projection=self.projection)
+        return self.replace(K=self.K * scale[:, None], width=width, height=height)
 
     def crop(self, x0: int, y0: int, width: int, height: int) -> "Camera":
         """The window of ``width x height`` pixels whose top-left pixel is (row ``y0``, column ``x0``) of this
@@ -253,17 +322,14 @@ class Camera:
                              f"{self.width}x{self.height} image")
         shift = torch.zeros(3, 3, dtype=self.dtype, device=self.device)
         shift[0, 2], shift[1, 2] = float(x0), float(y0)
-        return Camera(self.K - shift, self.world_to_cam, width, height, self.near, self.far, self.distortion,
-                      self.distortion_model, projection=self.projection)
+        return self.replace(K=self.K - shift, width=width, height=height)
 
     def __getitem__(self, index) -> "Camera":
-        K = self.K.expand(self.batch_shape + (3, 3))[index]
-        w2c = self.world_to_cam.expand(self.batch_shape + (4, 4))[index]
-        dist = None
+        trailing = {"K": (3, 3), "world_to_cam": (4, 4), "aperture_radius": (), "focus_distance": ()}
         if self.distortion is not None:
-            dist = self.distortion.expand(self.batch_shape + self.distortion.shape[-1:])[index]
-        return Camera(K, w2c, self.width, self.height, self.near, self.far, dist, self.distortion_model,
-                      projection=self.projection)
+            trailing["distortion"] = self.distortion.shape[-1:]
+        return self.replace(**{name: getattr(self, name).expand(self.batch_shape + tuple(tail))[index]
+                               for name, tail in trailing.items() if getattr(self, name) is not None})
 
     def transform(self, points: torch.Tensor) -> torch.Tensor:
         """World points ``[..., P, 3]`` to the camera frame ``[..., P, 3]`` (batch dims broadcast)."""
@@ -289,7 +355,8 @@ class Camera:
         return projection.project_points(torch.cat([xy, torch.ones_like(z)], -1), self.K), pc[..., 2]
 
     def rays(self, uv: torch.Tensor) -> torch.Tensor:
-        """Camera-frame ray directions ``[..., 3]`` (``z = 1``) through pixel positions ``uv [..., 2]``.
+        """Camera-frame ray directions ``[..., 3]`` (``z = 1``) through pixel positions ``uv [..., 2]`` (a
+        thin-lens camera's: the rays through its centre, the pinhole's).
 
         ``uv``'s leading dims must be ``batch_shape`` followed by any sample dims. Perspective cameras only:
         orthographic rays do not pass through the camera centre, use :meth:`ray_origins_directions`.
@@ -309,15 +376,28 @@ class Camera:
         xy = undistort(rays[..., :2], coeffs, self.distortion_model)  # coeffs broadcast over the sample dims
         return torch.cat([xy, rays[..., 2:]], -1)
 
-    def ray_origins_directions(self, uv: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def ray_origins_directions(self, uv: torch.Tensor,
+                               lens: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """Camera-frame rays ``(origins [..., 3], directions [..., 3])`` through pixel positions ``uv [..., 2]``.
 
         Perspective: origins at the camera centre ``(0, 0, 0)``, directions :meth:`rays` (``z = 1``, lens
         distortion undone). Orthographic: origins ``(x, y, 0)`` with ``(x, y, 1) = K^-1 (u, v, 1)``, directions
-        ``(0, 0, 1)``. In both, ``origin + z * direction`` is the point at depth ``z`` seen at ``uv``.
-        ``uv``'s leading dims must be ``batch_shape`` followed by any sample dims. Differentiable in ``K``,
-        ``uv`` (and ``distortion``).
+        ``(0, 0, 1)``. Thin lens: ``lens [..., 2]`` (uniform samples of the unit square, shaped as ``uv``) picks
+        each ray's aperture point, its origin; the direction ``(n - L_xy / f, 1)`` passes the pixel's point of
+        the focal plane (:func:`lumigrad.cameras.thin_lens.lens_rays`). In all, ``origin + z * direction`` is
+        the point at depth ``z`` seen at ``uv``. ``uv``'s leading dims must be ``batch_shape`` followed by any
+        sample dims. Differentiable in ``K``, ``uv`` (and ``distortion``, ``aperture_radius``,
+        ``focus_distance``); a pinhole camera ignores ``lens``.
         """
+        if self.thin_lens:
+            if lens is None or tuple(lens.shape) != tuple(uv.shape):
+                raise ValueError(f"a thin-lens camera's rays need lens samples shaped as uv {tuple(uv.shape)} (uniform "
+                                 f"in the unit square); got {None if lens is None else tuple(lens.shape)}")
+            d = self.rays(uv)
+            extra = uv.dim() - 1 - len(self.batch_shape)
+            lens_shape = self.batch_shape + (1,) * extra
+            return lens_rays(d, lens.to(d.dtype), self.aperture_radius.expand(self.batch_shape).reshape(lens_shape),
+                             self.focus_distance.expand(self.batch_shape).reshape(lens_shape))
         if self.projection == "perspective":
             d = self.rays(uv)
             return torch.zeros_like(d), d
@@ -325,6 +405,22 @@ class Camera:
         extra = uv.dim() - 1 - len(self.batch_shape)
         K = self.K.expand(self.batch_shape + (3, 3)).reshape(self.batch_shape + (1,) * extra + (3, 3))
         return projection.pixel_ray_origins_directions(K, uv, "orthographic")
+
+    def through_lens(self, lens: torch.Tensor) -> "Camera":
+        """The pinhole camera of one aperture point of each view: ``lens [*batch_shape, 2]`` (or ``[2]``), a
+        uniform sample of the unit square mapped onto the aperture as :meth:`ray_origins_directions` maps it.
+
+        Its rays through pixel ``uv`` are the thin lens's rays of ``uv`` from that aperture point
+        (:func:`lumigrad.cameras.thin_lens.pinhole_through`), so the thin lens's image is the mean over the
+        aperture of these pinhole images. Differentiable in ``K``, ``world_to_cam``, ``aperture_radius`` and
+        ``focus_distance``. A pinhole camera returns itself.
+        """
+        if not self.thin_lens:
+            return self
+        check_tensor(lens, "lens", trailing=(2,), floating=True, device=self.device)
+        point = self.aperture_radius[..., None] * disk_points(lens.to(self.dtype))
+        K, w2c = pinhole_through(self.K, self.world_to_cam, point, self.focus_distance)
+        return self.replace(K=K, world_to_cam=w2c, aperture_radius=None, focus_distance=None)
 
     def _check_uv(self, uv) -> None:
         """``uv [*batch_shape, ..., 2]``: pixel positions with the camera's batch dims first (no host sync)."""
@@ -336,6 +432,7 @@ class Camera:
 
     def __repr__(self) -> str:
         return (f"Camera(batch_shape={tuple(self.batch_shape)}, width={self.width}, height={self.height}, "
-                f"near={self.near}, far={self.far}, projection={self.projection!r}, device={self.device}, "
+                f"near={self.near}, far={self.far}, projection={self.projection!r}, "
+                f"{'thin lens, ' if self.thin_lens else ''}device={self.device}, "
                 f"dtype={self.dtype})")
 

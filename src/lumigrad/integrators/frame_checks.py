@@ -1,7 +1,7 @@
 """The checks every integrator makes of a frame, once, at its boundary (docs/design.md, "Validation once").
 
-:func:`frame_checks` queues, on the device, "finite" for every floating tensor of the scene and the camera and
-"non-negative" for light strengths and colours; a renderer reads the verdicts in a transfer it makes anyway
+:func:`frame_checks` queues, on the device, "finite" for every floating tensor of the scene and the camera,
+"non-negative" for light strengths and colours and a thin lens's aperture, "positive" for its focus distance; a renderer reads the verdicts in a transfer it makes anyway
 (the rasterizer: its tile count) or at once with ``flush()``. :func:`check_index_tables` checks the scene's
 face tables against their vertex and uv tables (remembered per tensor version, so unchanged tables are read
 once). Errors name the parameter.
@@ -26,11 +26,14 @@ def frame_checks(scene: Scene, camera: Camera) -> DeferredChecks:
     checks = DeferredChecks()
     params = scene.parameters()
     named = {f"scene parameter {name}": value for name, value in params.items()}
-    named.update({f"camera.{name}": value for name, value in (("K", camera.K), ("world_to_cam", camera.world_to_cam),
-                                                              ("distortion", camera.distortion)) if value is not None})
+    named.update({f"camera.{name}": value for name, value in camera.parameters().items()})
     checks.require_finite(named)
-    checks.require_nonnegative({f"scene parameter {name}": value for name, value in params.items()
-                                if scene.param_info(name).kind in NONNEGATIVE_KINDS})
+    nonnegative = {f"scene parameter {name}": value for name, value in params.items()
+                   if scene.param_info(name).kind in NONNEGATIVE_KINDS}
+    if camera.thin_lens:  # (an optimiser may have moved them since the camera was built)
+        nonnegative["camera.aperture_radius"] = camera.aperture_radius
+        checks.require_positive({"camera.focus_distance": camera.focus_distance})
+    checks.require_nonnegative(nonnegative)
     return checks
 
 

@@ -64,8 +64,8 @@ def fused_adjoint_unsupported(ts: TraceScene, camera: Camera) -> Optional[str]:
     """Why the fused replay cannot differentiate a render of ``ts`` by ``camera`` (a sentence), or None when it
     can: something other than a material or light value requires a gradient. (The caller has already checked
     that the fused kernel renders ``ts``: :func:`.fused_paths.use_fused`.)"""
-    for name in ("K", "world_to_cam", "distortion"):
-        if _needs_grad(getattr(camera, name, None)):
+    for name, value in camera.parameters().items():
+        if _needs_grad(value):
             return f"the camera's {name} requires a gradient"
     if ts.transmissive:
         return "a material transmits (the fused replay has no dielectric lobe)"

@@ -46,6 +46,10 @@ _SEED_MOD = 2 ** 62
 #: shadow edges beyond the first hit (pool and connections) and the silhouettes beyond it (draws, paths).
 _PATHS, _CAMERA, _PRIMARY_EDGES, _SHADOW_EDGES, _EDGE_SIDES = range(5)
 _DEEP_SHADOW_EDGES, _DEEP_SILHOUETTES, _DEEP_SILHOUETTE_SIDES = _EDGE_SIDES + 2, _EDGE_SIDES + 3, _EDGE_SIDES + 4
+_LENS = _EDGE_SIDES + 5  # a thin lens's aperture samples of the camera rays
+#: The aperture points a thin-lens camera's boundary terms are drawn from, per view: each is a pinhole camera
+#: (:meth:`lumigrad.Camera.through_lens`) taking an equal share of the edge samples, weighted by its share.
+LENS_EDGE_VIEWS = 8
 _MASK64 = 2 ** 64 - 1
 
 
@@ -269,7 +273,7 @@ class _Run:
     def parameters(self):
         """The scene's and camera's tensors that require gradients (the inputs of the autograd function)."""
         tensors = list(self.scene.parameters().values())
-        tensors += [t for t in (self.camera.K, self.camera.world_to_cam, self.camera.distortion) if t is not None]
+        tensors += list(self.camera.parameters().values())
         seen, out = set(), []
         for t in tensors:
             if t.requires_grad and id(t) not in seen:
@@ -328,13 +332,36 @@ class _Run:
         del tables
         return adjoint.grads
 
-    def _views(self, v_image: torch.Tensor, seed: int):
-        """The camera's views (unbatched cameras), the image adjoint of each ``[H, W, C]`` and a generator."""
+    def _views(self, v_image: torch.Tensor, seed: int, count: int):
+        """The pinhole views the boundary terms sample, each as ``(camera, v, count, generator)``: an unbatched
+        pinhole camera, its image adjoint ``[H, W, C]``, the number of edge samples it takes and the generator
+        its samples draw from (one, seeded with ``seed``).
+
+        A pinhole camera's views are its own. A thin lens's are the pinhole cameras of :data:`LENS_EDGE_VIEWS`
+        aperture points per view (:meth:`lumigrad.Camera.through_lens`), each with the view's adjoint divided by
+        their number and that share of ``count`` (the thin lens's image is the mean of these pinhole images over
+        its aperture): half of them a Latin hypercube of the unit square, the other half their antithetic
+        mirrors through the lens centre, which draw the same edge samples as their twins (the generator's state
+        replayed), so that the terms odd in the aperture point, large and of either sign, cancel pairwise."""
         cam = self.camera
         views = [cam] if cam.batch_shape == () else [cam[i] for i in range(len(cam))]
+        v_views = v_image.reshape(-1, cam.height, cam.width, v_image.shape[-1]).unbind(0)
         gen = torch.Generator(device=cam.device)
         gen.manual_seed(seed)
-        return views, v_image.reshape(-1, cam.height, cam.width, v_image.shape[-1]), gen
+        if not cam.thin_lens:
+            for view, v in zip(views, v_views):
+                yield view, v, count, gen
+            return
+        pairs = LENS_EDGE_VIEWS // 2
+        share = max(1, -(-count // (2 * pairs)))
+        for view, v in zip(views, v_views):
+            cells = torch.stack([torch.randperm(pairs, generator=gen, device=cam.device) for _ in range(2)], -1)
+            lens = (cells + torch.rand(pairs, 2, generator=gen, device=cam.device, dtype=cam.dtype)) / pairs
+            for point in lens:
+                state = gen.get_state()
+                yield view.through_lens(point), v / (2 * pairs), share, gen
+                gen.set_state(state)
+                yield view.through_lens(1 - point), v / (2 * pairs), share, gen
 
     def _edges(self, ts: TraceScene, v_image: torch.Tensor, adjoint: PathAdjoint, spp: int, seed: int,
                tables: Optional[PathTables]) -> None:
@@ -343,8 +370,7 @@ class _Run:
         cam = self.camera
         H, W = cam.height, cam.width
         count = self.integrator.edge_samples or max(256, H * W * spp // 16)
-        views, v_views, gen = self._views(v_image, _stream(seed, _PRIMARY_EDGES))
-        for view, v in zip(views, v_views):
+        for view, v, count, gen in self._views(v_image, _stream(seed, _PRIMARY_EDGES), count):
             edges = sample_primary_edges(ts.verts, ts.faces, view.K.to(ts.verts.dtype),
                                          view.world_to_cam.to(ts.verts.dtype), view.near, W, H, count, gen,
                                          orthographic=view.projection == "orthographic",
@@ -380,13 +406,13 @@ class _Run:
         cam = self.camera
         H, W = cam.height, cam.width
         count = it.shadow_edge_samples or max(256, H * W * spp // 16)
-        views, v_views, gen = self._views(v_image, _stream(seed, _SHADOW_EDGES))
+        views = self._views(v_image, _stream(seed, _SHADOW_EDGES), count)
         deep = it.deep_shadow_edges and (it.max_depth < 0 or it.max_depth >= 3)
         if deep:  # the pool's paths and the connections: a stream of their own (the first hit's draws unchanged)
             deep_gen = torch.Generator(device=cam.device)
             deep_gen.manual_seed(_stream(seed, _DEEP_SHADOW_EDGES))
         dtype = ts.verts.dtype
-        for view, v in zip(views, v_views):
+        for view, v, count, gen in views:
             sources = sample_shadow_edge_sources(ts, count, gen)
             edges = shadow_edges_seen_by(ts, sources, view.K.to(dtype), view.world_to_cam.to(dtype), view.near, W, H,
                                          orthographic=view.projection == "orthographic",
@@ -414,7 +440,7 @@ class _Run:
         it = self.integrator
         cam = self.camera
         count = it.deep_silhouette_samples or max(256, cam.height * cam.width * spp // 16)
-        views, v_views, gen = self._views(v_image, _stream(seed, _DEEP_SILHOUETTES))
+        views = self._views(v_image, _stream(seed, _DEEP_SILHOUETTES), count)
         dtype = ts.verts.dtype
         settings = self._settings(seed, _DEEP_SILHOUETTE_SIDES)
         film_filter = self.scene.film.pixel_filter
@@ -424,7 +450,7 @@ class _Run:
                 return self._primal_paths(ts, o, d, tables=tables,
                                           **dict(settings, max_depth=max_depth, hide_emitters=True))
 
-        for view, v in zip(views, v_views):
+        for view, v, count, gen in views:
             rays = lambda uv, view=view: _rays_through(view, uv, dtype)  # noqa: E731
             if it.max_depth < 0:
                 pools = [(camera_path_vertices(ts, rays, v, -1, it.rr_depth, gen, film_filter), -1)]
@@ -555,7 +581,12 @@ def _filtered_camera_rays(camera: Camera, spp: int, seed: int, dtype: torch.dtyp
     R = w2c[..., :3, :3].reshape(views, 3, 3)
     t = w2c[..., :3, 3].reshape(views, 1, 3)
     # x_w = R^T (x_c - t), one matrix product per view (a batch of [1, 3] @ [3, 3] products is ~20x slower)
-    if camera.projection == "perspective":  # every ray leaves the centre: one origin a view
+    if camera.thin_lens:  # each ray leaves from its own point of the aperture
+        gen.manual_seed(_stream(seed, _LENS))
+        lens = torch.rand(uv.shape, generator=gen, device=camera.device, dtype=camera.dtype)
+        o_c, d_c = camera.ray_origins_directions(uv, lens)
+        o = torch.bmm(o_c.reshape(views, -1, 3) - t, R)
+    elif camera.projection == "perspective":  # every ray leaves the centre: one origin a view
         d_c = camera.rays(uv)
         o = torch.bmm(-t, R).expand(views, H * W * spp, 3)
     else:

@@ -84,8 +84,8 @@
   poles and lumigrad's at row centres, so the map is resampled once, bilinearly, into lumigrad's layout and
   world space: :func:`mitsuba_envmap_to_equirect`; then area-averaged to ``env_size``) and ``constant`` (a
   uniform :class:`EnvironmentLight`).
-* **sensors** into ``scene.cameras`` (named by ``id``, else ``sensor``): ``perspective`` (and ``thinlens``,
-  read as a pinhole) with ``fov`` and ``fov_axis`` (``x``, ``y``, ``diagonal``, ``smaller``, ``larger``) or
+* **sensors** into ``scene.cameras`` (named by ``id``, else ``sensor``): ``perspective`` and ``thinlens``
+  (its ``aperture_radius`` and ``focus_distance``, by default the far clip plane, as the camera's thin lens) with ``fov`` and ``fov_axis`` (``x``, ``y``, ``diagonal``, ``smaller``, ``larger``) or
   ``focal_length`` (35 mm equivalent), ``principal_point_offset_x / _y``, ``near_clip``, ``far_clip`` and a
   rigid ``to_world``, with the ``<film>``'s ``width``, ``height`` and crop window. Mitsuba's camera frame looks
   along +z with +y up and +x to the left of the image; lumigrad's is OpenCV's (+x right, +y down), so
@@ -1378,10 +1378,13 @@ class _Reader:
             raise self.error(elem, f"{self.describe(elem)}: sensor type {short_text(kind)} is not supported (lumigrad "
                                    f"reads {', '.join(_SENSORS)})")
         p = self.props(elem)
-        if kind == "thinlens":
-            for key in ("aperture_radius", "focus_distance"):
-                p.get(key)
-            self.note("a thinlens sensor's aperture (read as a pinhole)", elem)
+        lens = {}
+        if kind == "thinlens":  # Mitsuba requires the radius; the focal plane defaults to the far clip plane
+            if not p.has("aperture_radius"):
+                raise self.error(elem, f"{self.describe(elem)} needs a <float name=\"aperture_radius\">, as Mitsuba "
+                                       f"requires")
+            lens = dict(aperture_radius=p.number("aperture_radius"),
+                        focus_distance=p.number("focus_distance", p.number("far_clip", 1e4)))
         p.get("focus_distance")  # meaningless for a pinhole
         media = p.nested("medium")
         if len(media) > 1:
@@ -1425,7 +1428,8 @@ class _Reader:
         near, far = p.number("near_clip", 0.01), p.number("far_clip", 1e4)
         t = lambda a: torch.as_tensor(a, dtype=self.dtype)  # noqa: E731
         camera = self._make(elem, Camera, t(K), t(world_to_cam), crop[2], crop[3], near=near, far=far,
-                            projection="orthographic" if kind == "orthographic" else "perspective")
+                            projection="orthographic" if kind == "orthographic" else "perspective",
+                            **{key: t(value) for key, value in lens.items()})
         return self.sensor_settings(elem, p, kind, name, film, fp, camera)
 
     def perspective_K(self, elem: ET.Element, p: _Props, width: int, height: int, crop) -> np.ndarray:

@@ -78,6 +78,7 @@ def prepare_mesh(verts, faces, camera, *, layers: int = 1, op: str = "rasterize"
     if camera.distortion is not None:
         raise ValueError("camera has lens distortion, which the rasterizer does not apply yet; rasterize with a "
                          "pinhole camera (distortion=None)")
+    camera.require_pinhole(op)
     check_tensor(verts, "verts", trailing=(None, 3), floating=True)
     if camera.device != verts.device:
         raise ValueError(f"camera is on {camera.device} but verts are on {verts.device}; move them to one device")

@@ -21,6 +21,8 @@ kind                      parameters
 ``intrinsics``            a camera's ``K``, ``[..., 3, 3]``
 ``world_to_cam``          a camera's extrinsics (pose), ``[..., 4, 4]``
 ``distortion``            a camera's lens distortion coefficients
+``aperture``              a thin-lens camera's aperture radius (world units, non-negative)
+``focus_distance``        a thin-lens camera's depth in focus (camera-frame, positive)
 ``light_intensity``       a light's scalar strength (``intensity``, ``irradiance``, environment ``scale``)
 ``light_color``           a light's colour, ``[C]``
 ``light_position``        a light's position, ``[3]``
@@ -66,6 +68,8 @@ PHASE_ASYMMETRY = "phase_asymmetry"
 INTRINSICS = "intrinsics"
 WORLD_TO_CAM = "world_to_cam"
 DISTORTION = "distortion"
+APERTURE = "aperture"
+FOCUS_DISTANCE = "focus_distance"
 LIGHT_INTENSITY = "light_intensity"
 LIGHT_COLOR = "light_color"
 LIGHT_POSITION = "light_position"
@@ -90,7 +94,7 @@ OTHER = "other"
 
 #: Every kind a :class:`ParamInfo` may have (the table of the module docstring).
 PARAM_KINDS = (VERTICES, TO_WORLD, UV, NORMALS, TANGENTS, FACTOR, TEXELS, MEDIUM_COEFFICIENT, PHASE_ASYMMETRY,
-               INTRINSICS, WORLD_TO_CAM, DISTORTION,
+               INTRINSICS, WORLD_TO_CAM, DISTORTION, APERTURE, FOCUS_DISTANCE,
                LIGHT_INTENSITY, LIGHT_COLOR, LIGHT_POSITION, LIGHT_DIRECTION, LIGHT_ANGLE, LIGHT_RADIANCE,
                ENVIRONMENT_TEXELS, SH_COEFFS, EXPOSURE, WHITE_BALANCE, VIGNETTING, GAMMA,
                JOINT_ROTATION, JOINT_TRANSLATION, MORPH_WEIGHTS, SKIN_WEIGHTS,
@@ -100,7 +104,7 @@ PARAM_KINDS = (VERTICES, TO_WORLD, UV, NORMALS, TANGENTS, FACTOR, TEXELS, MEDIUM
 POSE_KINDS = (TO_WORLD, WORLD_TO_CAM)
 
 #: Kinds whose values must be non-negative (checked when the owner is built and by renderers every frame).
-NONNEGATIVE_KINDS = (LIGHT_INTENSITY, LIGHT_COLOR, LIGHT_RADIANCE, MEDIUM_COEFFICIENT, SKIN_WEIGHTS)
+NONNEGATIVE_KINDS = (LIGHT_INTENSITY, LIGHT_COLOR, LIGHT_RADIANCE, MEDIUM_COEFFICIENT, SKIN_WEIGHTS, APERTURE)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ import torch
 
 from .._checks import check_tensor
 from ..animation import sampled_local_pose, trs_to_matrix
-from ..cameras.camera import Camera
 from ..conventions import invert_rigid, quaternion_to_matrix
 
 __all__ = ["RigidNodes"]
@@ -109,9 +108,7 @@ class RigidNodes:
                 c2w = world[node] @ offset.to(world.dtype)
                 norms = torch.linalg.vector_norm(c2w[:3, :3], dim=0).clamp_min(1e-300)
                 c2w = torch.cat([torch.cat([c2w[:3, :3] / norms, c2w[:3, 3:]], 1), c2w[3:]], 0)
-                cameras[name] = Camera(cam.K, invert_rigid(c2w).to(cam.world_to_cam), cam.width, cam.height,
-                                       cam.near, cam.far, cam.distortion, cam.distortion_model,
-                                       projection=cam.projection)
+                cameras[name] = cam.replace(world_to_cam=invert_rigid(c2w).to(cam.world_to_cam))
         return meshes, cameras
 
     def to(self, device=None, dtype=None) -> "RigidNodes":

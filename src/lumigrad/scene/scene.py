@@ -60,7 +60,8 @@ __all__ = ["Film", "Scene", "SceneMesh"]
 _NAME_OK = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 #: What each camera parameter is.
-CAMERA_KINDS = {"K": P.INTRINSICS, "world_to_cam": P.WORLD_TO_CAM, "distortion": P.DISTORTION}
+CAMERA_KINDS = {"K": P.INTRINSICS, "world_to_cam": P.WORLD_TO_CAM, "distortion": P.DISTORTION,
+                "aperture_radius": P.APERTURE, "focus_distance": P.FOCUS_DISTANCE}
 #: What each film parameter is.
 FILM_KINDS = {"exposure": P.EXPOSURE, "white_balance": P.WHITE_BALANCE, "vignetting": P.VIGNETTING,
               "gamma": P.GAMMA}

@@ -57,6 +57,7 @@ def camera_rays(camera: Camera, pixels: Optional[torch.Tensor] = None) -> Rays:
     """
     if not isinstance(camera, Camera):
         raise TypeError(f"camera must be a lumigrad Camera; got {type(camera).__name__}")
+    camera.require_pinhole("the volume renderer")
     H, W = camera.height, camera.width
     batch = tuple(camera.batch_shape)
     if pixels is None:
@@ -106,8 +107,7 @@ def _flattened(camera: Camera, views: int) -> Camera:
     if camera.distortion is not None:
         n = camera.distortion.shape[-1]
         dist = camera.distortion.expand(batch + (n,)).reshape(views, n)
-    return Camera(K, w2c, camera.width, camera.height, camera.near, camera.far, dist, camera.distortion_model,
-                  projection=camera.projection)
+    return camera.replace(K=K, world_to_cam=w2c, distortion=dist)
 
 
 def ray_aabb(origins: torch.Tensor, directions: torch.Tensor, aabb: torch.Tensor, near: float = 0.0):
