@@ -32,7 +32,8 @@ TINY_ARGS = {"01_render_spot.py": ["--size", "64"], "02_pose_from_one_image.py":
              "16_soft_body_stiffness.py": ["--steps", "1", "--size", "16", "--frames", "4"],
              "17_physics_control.py": ["--steps", "1", "--size", "16", "--frames", "4"],
              "18_smoke_from_video.py": ["--grid", "10", "--frames", "4", "--size", "12", "--steps", "2"],
-             "19_data_parallel_own_loop.py": ["--size", "16", "--steps", "3"]}
+             "19_data_parallel_own_loop.py": ["--size", "16", "--steps", "3"],
+             "20_focus_from_defocus.py": ["--steps", "2", "--size", "16", "--spp", "2", "--target-spp", "4"]}
 #: Examples that need an optional extra, skipped where it is not installed.
 NEEDS = {"15_rigid_body_from_video.py": "newton", "16_soft_body_stiffness.py": "newton",
          "17_physics_control.py": "newton"}

@@ -199,3 +199,17 @@ def test_buffers_of_a_thin_lens_render(tmp_path):
     scene = _load(tmp_path, EMITTERS)
     out = lg.render(scene, scene.cameras["cam"], integrator="path", spp=4, aovs=("depth", "mask"))
     assert out.aovs["depth"].shape == (24, 32, 1) and bool(torch.isfinite(out.aovs["depth"]).all())
+
+
+@pytest.mark.slow
+def test_the_focus_and_the_aperture_are_recovered_from_the_blur(tmp_path):
+    """``examples/20_focus_from_defocus.py`` at reduced size (30 steps, 48 x 36, 8 spp): the focus distance
+    from 7 to within 5 % of 4, the aperture radius from 0.12 to within 15 % of 0.25."""
+    import runpy
+
+    example = runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples" / "20_focus_from_defocus.py"))
+    out = example["main"](["--steps", "30", "--size", "48", "--spp", "8", "--target-spp", "128",
+                           "--out", str(tmp_path / "out")])
+    assert abs(out["focus"] - example["TRUE_FOCUS"]) < 0.05 * example["TRUE_FOCUS"], out["focus"]
+    assert abs(out["aperture"] - example["TRUE_APERTURE"]) < 0.15 * example["TRUE_APERTURE"], out["aperture"]
+    assert (tmp_path / "out" / "final.png").exists()
