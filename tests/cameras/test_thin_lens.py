@@ -115,6 +115,8 @@ def test_bad_lens_types_are_refused():
     with pytest.raises(TypeError, match="focus_distance"):
         Camera(base.K, base.world_to_cam, 40, 30, aperture_radius=0.1,
                focus_distance=torch.tensor(2.0, dtype=torch.float16))
+    with pytest.raises(TypeError, match="aperture_radius is torch.float32 but K is torch.float64"):
+        Camera(base.K, base.world_to_cam, 40, 30, aperture_radius=torch.tensor(0.1), focus_distance=2.0)
     with pytest.raises(ValueError, match="lens samples"):
         base.ray_origins_directions(torch.zeros(3, 2, dtype=torch.float64))
 
@@ -145,3 +147,17 @@ def test_lens_maths_gradcheck():
     w2c = cam.world_to_cam.clone().requires_grad_(True)
     point = torch.tensor([0.1, -0.05], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda K, w, p, f: pinhole_through(K, w, p, f), (K, w2c, point, f))
+
+
+def test_exchange_formats_keep_or_name_the_lens(tmp_path):
+    from lumigrad.io import camera_to_pytorch3d, stack_cameras, write_colmap
+
+    cam = _lens_camera()
+    stacked = stack_cameras([cam, cam.replace(focus_distance=torch.tensor(5.0, dtype=torch.float64))])
+    assert stacked.thin_lens and stacked.focus_distance.tolist() == [2.5, 5.0]
+    with pytest.raises(ValueError, match="thin lens"):
+        stack_cameras([cam, cam.replace(aperture_radius=None, focus_distance=None)])
+    with pytest.raises(ValueError, match="thin lens"):
+        camera_to_pytorch3d(cam)
+    with pytest.warns(UserWarning, match="thin lens"):
+        write_colmap(tmp_path / "colmap", {"a.png": cam})

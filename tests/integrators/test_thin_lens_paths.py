@@ -91,7 +91,8 @@ def test_the_focal_plane_is_sharp_and_the_rest_blurs_by_the_circle_of_confusion(
     coc = fx * 2 * 0.2 * abs(1 / 1.5 - 1 / 6.0)  # pixels
     row = ref[12, :, 0]
     partial = lambda r: int(((r > 0.02) & (r < 0.98)).sum())  # noqa: E731  (pixels neither off nor fully lit)
-    assert partial(row) <= 2 and partial(blurred[12, :, 0]) >= 2 * math.floor(coc) - 2, (partial(row), coc)
+    assert partial(row) <= 2, partial(row)
+    assert 2 * math.floor(coc) - 2 <= partial(blurred[12, :, 0]) <= 2 * math.ceil(coc) + 2, (partial(blurred[12, :, 0]), coc)
 
 
 @pytest.mark.slow
@@ -213,3 +214,59 @@ def test_the_focus_and_the_aperture_are_recovered_from_the_blur(tmp_path):
     assert abs(out["focus"] - example["TRUE_FOCUS"]) < 0.05 * example["TRUE_FOCUS"], out["focus"]
     assert abs(out["aperture"] - example["TRUE_APERTURE"]) < 0.15 * example["TRUE_APERTURE"], out["aperture"]
     assert (tmp_path / "out" / "final.png").exists()
+
+
+def _shadow_scene(tmp_path: Path, aperture):
+    """OBJECTS without its sky at 32 x 24, and its camera with ``aperture`` (None: the pinhole)."""
+    scene = _load(tmp_path, OBJECTS.replace('<emitter type="constant"><rgb name="radiance" value="0.8"/></emitter>', '')
+                  .replace('value="48"', 'value="32"').replace('value="36"', 'value="24"'))
+    cam = next(iter(scene.cameras.values()))
+    if aperture is None:
+        return scene, cam.replace(aperture_radius=None, focus_distance=None)
+    return scene, cam.replace(aperture_radius=torch.tensor(aperture))
+
+
+@pytest.mark.parametrize("max_depth", [2, 3])
+def test_shadow_edges_through_a_closed_lens_are_the_pinholes(tmp_path, max_depth):
+    """A lens of radius 1e-6 is a pinhole: the light position's gradient without the primary edges (the
+    interior and shadow-edge terms; at depth 3 also the shadow edges seen beyond the first hit, whose camera
+    paths the aperture points share pixel by pixel) must be the pinhole's, each through its 8 pinhole views."""
+    weights = torch.rand(24, 32, 3, generator=torch.Generator().manual_seed(0))
+    means = {}
+    for aperture in (None, 1e-6):
+        scene, cam = _shadow_scene(tmp_path, aperture)
+        name = next(k for k in scene.parameters() if k.startswith("lights") and k.endswith("position"))
+        base = scene[name].detach().clone()
+        grads = []
+        for seed in range(4):
+            delta = torch.zeros((), requires_grad=True)
+            scene[name] = base + delta * torch.tensor([1.0, 0, 0])
+            image = lg.render(scene, cam, integrator="path", max_depth=max_depth, spp=16, seed=seed, edge_samples=0,
+                              shadow_edge_samples=4000).rgb
+            (image * weights).sum().backward()
+            grads.append(float(delta.grad))
+        means[aperture] = _mean_and_error(grads)
+    (pinhole, e_p), (lens, e_l) = means[None], means[1e-6]
+    assert abs(lens - pinhole) <= 3 * math.hypot(e_p, e_l) + 0.05 * abs(pinhole), means
+
+
+def test_a_batch_of_lenses_sharing_one_pose_renders_each_view_its_own(tmp_path):
+    """A focus stack: one pose, two focus distances (per-view lens tensors broadcast against an unbatched pose);
+    each view equals its own unbatched render, and each focus distance gets its own gradient."""
+    scene = _load(tmp_path, EMITTERS)
+    cam = scene.cameras["cam"]
+    focus = torch.tensor([1.5, 6.0], requires_grad=True)
+    stack = cam.replace(aperture_radius=cam.aperture_radius.expand(2), focus_distance=focus)
+    assert stack.batch_shape == (2,) and stack.world_to_cam.shape == (4, 4)
+    image = lg.render(scene, stack, integrator="path", max_depth=1, spp=16).rgb
+    assert image.shape == (2, 24, 32, 3)
+    (image * torch.rand(2, 24, 32, 3, generator=torch.Generator().manual_seed(1))).sum().backward()
+    assert focus.grad is not None and bool((focus.grad != 0).all())
+    with torch.no_grad():
+        for k, f in enumerate((1.5, 6.0)):
+            single = lg.render(scene, cam.replace(focus_distance=torch.tensor(f)), integrator="path", max_depth=1,
+                               spp=256).rgb
+            wide = lg.render(scene, stack.replace(focus_distance=focus.detach()), integrator="path", max_depth=1,
+                             spp=256).rgb[k]
+            blocks = lambda x: torch.nn.functional.avg_pool2d(x.permute(2, 0, 1)[None], 4)  # noqa: E731
+            assert float((blocks(single) - blocks(wide)).abs().mean()) < 0.02 * float(single.mean()), k

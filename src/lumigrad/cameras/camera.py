@@ -267,8 +267,8 @@ class Camera:
             if not isinstance(value, torch.Tensor):
                 value = torch.tensor(float(value), dtype=K.dtype, device=K.device)
             check_tensor(value, name, floating=True, finite=True, device=K.device)
-            if value.dtype not in CAMERA_DTYPES:
-                raise TypeError(f"{name} must be float32 or float64; got {value.dtype}")
+            if value.dtype != K.dtype:
+                raise TypeError(f"{name} is {value.dtype} but K is {K.dtype}; give the lens K's dtype")
             self.batch_shape = broadcast_batch(self.batch_shape, "camera", value.shape, name)
             out.append(value)
         if bool((out[0] < 0).any()):

@@ -103,7 +103,8 @@ def _scene_and_camera(args):
 
 def _mitsuba_render_defaults(args, scene, sensors: dict) -> None:
     """Fill what the command line leaves out from a Mitsuba file, as Mitsuba would render it
-    (:mod:`lumigrad.io.mitsuba_settings`): the integrator (raster for other files and files without one), its
+    (:mod:`lumigrad.io.mitsuba_settings`): the integrator (raster for other files and files without one, the
+    path tracer for a file without one whose sensors have a thin lens, which only it renders), its
     ``max_depth``, ``rr_depth`` and ``hide_emitters`` (kept in ``args.file_settings``) and, where ``sensors`` has
     the chosen camera, its ``sample_count`` as ``--spp``."""
     import sys
@@ -114,7 +115,8 @@ def _mitsuba_render_defaults(args, scene, sensors: dict) -> None:
     name, integ, known_kind = mitsuba_integrator(scene)
     args.file_settings = {}
     if args.integrator is None:
-        args.integrator = name or "raster"
+        lens = any(camera.thin_lens for camera in scene.cameras.values())
+        args.integrator = name or ("path" if lens else "raster")
         if not known_kind:
             print(f"lumigrad: {args.scene}'s integrator {integ.get('type')!r} is not one lumigrad has; using the path "
                   f"tracer (--integrator picks another)", file=sys.stderr)

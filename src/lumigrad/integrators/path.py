@@ -13,7 +13,7 @@ counter-based random numbers), else on ``sample_paths``.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 
@@ -257,6 +257,17 @@ class DirectIntegrator(PathIntegrator):
                          light_sampling=light_sampling, fused_adjoint=fused_adjoint)
 
 
+class _BoundaryView(NamedTuple):
+    """One pinhole view of a boundary term (:meth:`_Run._views`): ``camera``; ``v``, the image adjoint its edge
+    samples weigh; ``pixels``, the image adjoint of its per-pixel path pools; ``count`` edge samples; the
+    ``generator`` they draw from."""
+    camera: Camera
+    v: torch.Tensor
+    pixels: torch.Tensor
+    count: int
+    generator: torch.Generator
+
+
 class _Run:
     """One render: the scene, the camera and the sample counts, able to run the primal and the adjoint."""
 
@@ -333,16 +344,18 @@ class _Run:
         return adjoint.grads
 
     def _views(self, v_image: torch.Tensor, seed: int, count: int):
-        """The pinhole views the boundary terms sample, each as ``(camera, v, count, generator)``: an unbatched
-        pinhole camera, its image adjoint ``[H, W, C]``, the number of edge samples it takes and the generator
-        its samples draw from (one, seeded with ``seed``).
+        """The pinhole views the boundary terms sample (:class:`_BoundaryView`: an unbatched pinhole camera, its
+        image adjoints, the number of edge samples it takes and the generator its samples draw from, one for
+        all, seeded with ``seed``).
 
         A pinhole camera's views are its own. A thin lens's are the pinhole cameras of :data:`LENS_EDGE_VIEWS`
         aperture points per view (:meth:`lumigrad.Camera.through_lens`), each with the view's adjoint divided by
         their number and that share of ``count`` (the thin lens's image is the mean of these pinhole images over
         its aperture): half of them a Latin hypercube of the unit square, the other half their antithetic
         mirrors through the lens centre, which draw the same edge samples as their twins (the generator's state
-        replayed), so that the terms odd in the aperture point, large and of either sign, cancel pairwise."""
+        replayed), so that the terms odd in the aperture point, large and of either sign, cancel pairwise. The
+        per-pixel path pools (the deep boundary terms) instead give each pixel to one of the aperture points, at
+        random, with its whole adjoint (``pixels``): one camera path per pixel, as for a pinhole."""
         cam = self.camera
         views = [cam] if cam.batch_shape == () else [cam[i] for i in range(len(cam))]
         v_views = v_image.reshape(-1, cam.height, cam.width, v_image.shape[-1]).unbind(0)
@@ -350,18 +363,21 @@ class _Run:
         gen.manual_seed(seed)
         if not cam.thin_lens:
             for view, v in zip(views, v_views):
-                yield view, v, count, gen
+                yield _BoundaryView(view, v, v, count, gen)
             return
         pairs = LENS_EDGE_VIEWS // 2
         share = max(1, -(-count // (2 * pairs)))
         for view, v in zip(views, v_views):
             cells = torch.stack([torch.randperm(pairs, generator=gen, device=cam.device) for _ in range(2)], -1)
             lens = (cells + torch.rand(pairs, 2, generator=gen, device=cam.device, dtype=cam.dtype)) / pairs
-            for point in lens:
+            owner = (torch.randperm(cam.height * cam.width, generator=gen, device=cam.device) % (2 * pairs))
+            owner = owner.reshape(cam.height, cam.width, 1)
+            for k, point in enumerate(lens):
                 state = gen.get_state()
-                yield view.through_lens(point), v / (2 * pairs), share, gen
+                yield _BoundaryView(view.through_lens(point), v / (2 * pairs), v * (owner == 2 * k), share, gen)
                 gen.set_state(state)
-                yield view.through_lens(1 - point), v / (2 * pairs), share, gen
+                yield _BoundaryView(view.through_lens(1 - point), v / (2 * pairs), v * (owner == 2 * k + 1), share,
+                                    gen)
 
     def _edges(self, ts: TraceScene, v_image: torch.Tensor, adjoint: PathAdjoint, spp: int, seed: int,
                tables: Optional[PathTables]) -> None:
@@ -370,7 +386,7 @@ class _Run:
         cam = self.camera
         H, W = cam.height, cam.width
         count = self.integrator.edge_samples or max(256, H * W * spp // 16)
-        for view, v, count, gen in self._views(v_image, _stream(seed, _PRIMARY_EDGES), count):
+        for view, v, _, count, gen in self._views(v_image, _stream(seed, _PRIMARY_EDGES), count):
             edges = sample_primary_edges(ts.verts, ts.faces, view.K.to(ts.verts.dtype),
                                          view.world_to_cam.to(ts.verts.dtype), view.near, W, H, count, gen,
                                          orthographic=view.projection == "orthographic",
@@ -412,7 +428,7 @@ class _Run:
             deep_gen = torch.Generator(device=cam.device)
             deep_gen.manual_seed(_stream(seed, _DEEP_SHADOW_EDGES))
         dtype = ts.verts.dtype
-        for view, v, count, gen in views:
+        for view, v, pixels, count, gen in views:
             sources = sample_shadow_edge_sources(ts, count, gen)
             edges = shadow_edges_seen_by(ts, sources, view.K.to(dtype), view.world_to_cam.to(dtype), view.near, W, H,
                                          orthographic=view.projection == "orthographic",
@@ -424,7 +440,7 @@ class _Run:
                 surrogate = (weight * (edges.normals * edges.points).sum(-1)).sum()
                 adjoint.backprop(surrogate)
             if deep and len(sources):
-                pool = camera_path_vertices(ts, lambda uv: _rays_through(view, uv, dtype), v, it.max_depth,
+                pool = camera_path_vertices(ts, lambda uv: _rays_through(view, uv, dtype), pixels, it.max_depth,
                                             it.rr_depth, deep_gen, self.scene.film.pixel_filter)
                 surrogate = connected_shadow_edges(ts, sources, pool, deep_gen)
                 if surrogate is not None:
@@ -450,15 +466,15 @@ class _Run:
                 return self._primal_paths(ts, o, d, tables=tables,
                                           **dict(settings, max_depth=max_depth, hide_emitters=True))
 
-        for view, v, count, gen in views:
+        for view, _, pixels, count, gen in views:
             rays = lambda uv, view=view: _rays_through(view, uv, dtype)  # noqa: E731
             if it.max_depth < 0:
-                pools = [(camera_path_vertices(ts, rays, v, -1, it.rr_depth, gen, film_filter), -1)]
+                pools = [(camera_path_vertices(ts, rays, pixels, -1, it.rr_depth, gen, film_filter), -1)]
             else:
                 state, pools, seen = gen.get_state(), [], 0
                 for j in range(1, it.max_depth - 1):
                     gen.set_state(state)
-                    pool = camera_path_vertices(ts, rays, v, j + 2, it.rr_depth, gen, film_filter)
+                    pool = camera_path_vertices(ts, rays, pixels, j + 2, it.rr_depth, gen, film_filter)
                     tail = torch.arange(seen, len(pool), device=pool.face.device)
                     pools.append((type(pool)(*(z.index_select(0, tail) for z in (pool.face, pool.origins,
                                                                                    pool.directions, pool.weights))),
@@ -476,9 +492,9 @@ class _Run:
         face, _, _ = bvh_for(ts.verts.detach(), ts.faces).closest_hit(o.detach(), d.detach())
         rows = (face >= 0).nonzero()[:, 0]
         si, _, _, _ = surface_at(ts, face.index_select(0, rows), o.index_select(0, rows), d.index_select(0, rows))
-        w2c = self.camera.world_to_cam.to(ts.verts.dtype)
+        w2c = self.camera.flat()[1].to(ts.verts.dtype)  # [views, 4, 4]
         view = rows // (self.camera.height * self.camera.width * self.spp)
-        R = w2c.reshape(-1, 4, 4)[view] if self.camera.batch_shape != () else w2c.expand(rows.shape[0], 4, 4)
+        R = w2c[view]
         depth = (R[:, 2, :3] * si.position).sum(-1, keepdim=True) + R[:, 2, 3:]
         values = {"depth": depth, "normal": si.normal, "position": si.position, "albedo": si.base_color,
                   "mask": torch.ones_like(depth)}
@@ -577,7 +593,7 @@ def _filtered_camera_rays(camera: Camera, spp: int, seed: int, dtype: torch.dtyp
         uv, weight = sample_in_pixels(pixel_filter, rows, cols, H, W, u)
         weight = weight.reshape(-1).to(dtype)
     views = math.prod(batch)
-    w2c = camera.world_to_cam
+    w2c = camera.flat()[1]  # [views, 4, 4] (a pose shared by the batch's views expanded)
     R = w2c[..., :3, :3].reshape(views, 3, 3)
     t = w2c[..., :3, 3].reshape(views, 1, 3)
     # x_w = R^T (x_c - t), one matrix product per view (a batch of [1, 3] @ [3, 3] products is ~20x slower)

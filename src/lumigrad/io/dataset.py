@@ -201,7 +201,8 @@ def read_depth_maps(dataset: ImageDataset, folder: str | os.PathLike, depth_scal
 
 
 def stack_cameras(cameras: Sequence[Camera]) -> Camera:
-    """One :class:`Camera` batched over unbatched cameras of one size, projection and distortion model."""
+    """One :class:`Camera` batched over unbatched cameras of one size, projection and distortion model (thin
+    lenses: all or none, each view keeping its aperture and focus)."""
     first = cameras[0]
     for k, c in enumerate(cameras):
         if (c.width, c.height, c.projection, c.distortion_model) != (first.width, first.height, first.projection,
@@ -209,10 +210,15 @@ def stack_cameras(cameras: Sequence[Camera]) -> Camera:
             raise ValueError(f"cameras[{k}] differs from cameras[0] in size, projection or distortion model")
         if (c.distortion is None) != (first.distortion is None):
             raise ValueError(f"cameras[{k}] and cameras[0] disagree on having lens distortion")
+        if c.thin_lens != first.thin_lens:
+            raise ValueError(f"cameras[{k}] and cameras[0] disagree on having a thin lens")
     dist = None if first.distortion is None else torch.stack([c.distortion for c in cameras])
+    lens = {}
+    if first.thin_lens:
+        lens = {name: torch.stack([getattr(c, name) for c in cameras]) for name in ("aperture_radius", "focus_distance")}
     return Camera(torch.stack([c.K for c in cameras]), torch.stack([c.world_to_cam for c in cameras]), first.width,
                   first.height, min(c.near for c in cameras), max(c.far for c in cameras), dist,
-                  first.distortion_model, projection=first.projection)
+                  first.distortion_model, projection=first.projection, **lens)
 
 
 def rescale_views(images: torch.Tensor, camera: Camera, scale: float):

@@ -294,6 +294,9 @@ class _Writer:
         W, H = cam.width, cam.height
         if cam.distortion is not None:
             warnings.warn(f"glTF writer: camera {name!r} has lens distortion, which glTF cannot hold; written without")
+        if cam.thin_lens:
+            warnings.warn(f"glTF writer: camera {name!r} has a thin lens (aperture_radius, focus_distance), which glTF "
+                          "cannot hold; written as its pinhole")
         if abs(cx - 0.5 * W) > 1e-3 or abs(cy - 0.5 * H) > 1e-3:
             warnings.warn(f"glTF writer: camera {name!r} has its principal point ({cx:g}, {cy:g}) off the image "
                           f"centre ({0.5 * W:g}, {0.5 * H:g}); glTF cameras are centred, written centred")

@@ -62,6 +62,8 @@ def camera_to_pytorch3d(camera: Camera, in_ndc: bool = True) -> Dict[str, Union[
     K = camera.K.expand(camera.batch_shape + (3, 3))
     if bool((K[..., 0, 1] != 0).any()):
         raise ValueError("camera has skew K[..., 0, 1] != 0; PyTorch3D's PerspectiveCameras has none")
+    if camera.thin_lens:
+        raise ValueError("camera has a thin lens (aperture_radius, focus_distance); PyTorch3D cameras are pinholes")
     if camera.distortion is not None and bool((camera.distortion != 0).any()):
         raise ValueError(f"camera has {camera.distortion_model!r} lens distortion; PyTorch3D cameras have none "
                          "(undistort the images first)")
