@@ -1,4 +1,5 @@
-"""Mesh connectivity needed by the raster ops (cached per faces tensor)."""
+"""Mesh connectivity needed by the raster ops (cached per faces tensor) and by the path tracer's edge samplers
+(welded by position: :func:`welded_edge_adjacency`)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,28 @@ def edge_adjacency(faces: torch.Tensor, num_verts: int) -> torch.Tensor:
             del _cache[next(iter(_cache))]
     _cache[id(faces)] = (weakref.ref(faces), faces._version, num_verts, out)
     return out
+
+
+def welded_faces(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """``faces`` re-indexed so that vertices at exactly the same position are one: each corner points to the
+    lowest-numbered vertex at its position (``[F, 3]`` int64).
+
+    Meshes split their vertices where a normal, uv or material changes (a Mitsuba ``cube``'s 24 corners, glTF's
+    seams): such an edge is two index pairs at one place. Welded, it is one edge with a face on either side.
+    """
+    v = verts.detach()
+    _, inverse = torch.unique(v, dim=0, return_inverse=True)
+    index = torch.arange(v.shape[0], device=v.device)
+    first = torch.full((int(inverse.max()) + 1 if v.shape[0] else 0,), v.shape[0], dtype=torch.long, device=v.device)
+    first = first.scatter_reduce(0, inverse, index, reduce="amin")
+    return first[inverse][faces.long()]
+
+
+def welded_edge_adjacency(verts: torch.Tensor, faces: torch.Tensor):
+    """``(across [F, 3] int64, split [F, 3] bool)``: :func:`edge_adjacency` of the :func:`welded_faces` (the face
+    across each edge where the geometry continues, -1 boundary, -2 non-manifold) and where that edge is a seam
+    of split vertices (the two faces share its position but not its vertex indices: the shading may jump)."""
+    welded = welded_faces(verts, faces)
+    across = edge_adjacency(welded, verts.shape[0]).long()
+    split = (across >= 0) & (edge_adjacency(faces, verts.shape[0]) < 0)
+    return across, split

@@ -34,7 +34,7 @@ import torch
 
 from ..cameras.distortion import distort, distortion_jacobian
 from ..cameras.projection import project_points, transform_points
-from ..raster.topology import edge_adjacency
+from ..raster.topology import welded_edge_adjacency
 
 __all__ = ["EdgeSamples", "lens_map", "sample_primary_edges"]
 
@@ -73,11 +73,13 @@ def sample_primary_edges(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tens
         normal = torch.linalg.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
         to_eye = torch.tensor([0.0, 0.0, -1.0], dtype=dtype, device=device) if orthographic else -v[:, 0]
         facing = (normal * to_eye).sum(-1) > 0  # [F]
-        across = edge_adjacency(faces, verts.shape[0]).long()  # [F, 3], -1 boundary, -2 non-manifold
+        # [F, 3], -1 boundary, -2 non-manifold; by position, so that a seam of split vertices is one edge
+        across, seam = welded_edge_adjacency(verts, faces)
         F = f.shape[0]
         own = torch.arange(F, device=device)[:, None].expand(F, 3)
         other = across.clamp_min(0)
-        silhouette = (across < 0) | (facing[own] != facing[other])
+        # silhouettes, and seams in view (where a normal, uv or material may change: the shading may jump)
+        silhouette = (across < 0) | (facing[own] != facing[other]) | (seam & facing[own])
         keep = silhouette & ((across < 0) | (other > own))  # each shared edge once
         a = f.gather(1, torch.arange(3, device=device).expand(F, 3))[keep]
         b = f.gather(1, ((torch.arange(3, device=device) + 1) % 3).expand(F, 3))[keep]

@@ -77,7 +77,7 @@ import torch
 from ..cameras.projection import project_points, transform_points
 from .edges import lens_map
 from ..kernels.bvh import bvh_for
-from ..raster.topology import edge_adjacency
+from ..raster.topology import welded_edge_adjacency
 from ..shading.transmission import bsdf_for
 from .area_next_event import area_choice, area_points
 from .intersect import offset_ray_origin_unchecked
@@ -216,7 +216,7 @@ def sample_shadow_edge_sources(ts: TraceScene, num_samples: int, generator: torc
     per_light = max(1, num_samples // len(casters))
     verts = ts.verts.detach()
     with torch.no_grad():
-        a, b, own, other = edge_table(ts.faces, verts.shape[0])
+        a, b, own, other = edge_table(verts, ts.faces)
         f = ts.faces.long()
         corner0 = verts[f[:, 0]]
         face_normal = torch.linalg.cross(verts[f[:, 1]] - corner0, verts[f[:, 2]] - corner0)
@@ -381,12 +381,13 @@ def _empty(device, dtype) -> ShadowEdgeSamples:
                              torch.zeros(0, dtype=torch.long, device=device), z3, z3, z3)
 
 
-def edge_table(faces: torch.Tensor, num_verts: int):
-    """Every edge once: ``(a, b, own face, face across or -1)`` ``[E]`` int64 (non-manifold edges as boundary, a
-    shared edge listed from its lower face)."""
+def edge_table(verts: torch.Tensor, faces: torch.Tensor):
+    """Every edge once, by position (a seam of split vertices is one edge between its two faces:
+    :func:`~lumigrad.raster.topology.welded_edge_adjacency`): ``(a, b, own face, face across or -1)`` ``[E]``
+    int64 (non-manifold edges as boundary, a shared edge listed from its lower face)."""
     f = faces.long()
     F = f.shape[0]
-    across = edge_adjacency(faces, num_verts).long()
+    across = welded_edge_adjacency(verts, faces)[0]
     own = torch.arange(F, device=f.device)[:, None].expand(F, 3)
     other = across.clamp_min(0)
     once = (across < 0) | (other > own)

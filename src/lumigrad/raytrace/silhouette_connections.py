@@ -85,7 +85,7 @@ def connected_silhouettes(ts: TraceScene, pools: Sequence[Tuple[PathVertices, in
         weight_of = weights.abs().sum(-1)
         total_weight = weight_of.sum()
         verts = ts.verts.detach()
-        a, b, f1, f2 = edge_table(ts.faces, verts.shape[0])
+        a, b, f1, f2 = edge_table(verts, ts.faces)
         length = (verts[b] - verts[a]).norm(dim=-1)
         total_length = length.sum()
         if not bool(total_weight > 0) or not bool(total_length > 0):
