@@ -72,15 +72,16 @@ def _gradients(seeds, **kw):
 def test_edge_table_lists_each_edge_once_with_its_faces():
     """Two triangles of a quad: four boundary edges (one face) and the shared diagonal (both faces)."""
     quad = torch.tensor([[0.0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], dtype=F64)
-    a, b, f1, f2 = edge_table(quad, torch.tensor([[0, 1, 2], [0, 2, 3]], dtype=torch.int32))
+    a, b, f1, f2, seam = edge_table(quad, torch.tensor([[0, 1, 2], [0, 2, 3]], dtype=torch.int32))
+    assert not bool(seam.any())
     pairs = sorted((min(x, y), max(x, y), p, q) for x, y, p, q in zip(a.tolist(), b.tolist(), f1.tolist(),
                                                                        f2.tolist()))
     assert pairs == [(0, 1, 0, -1), (0, 2, 0, 1), (0, 3, 1, -1), (1, 2, 0, -1), (2, 3, 1, -1)]
     # the same quad with the second triangle's corners split off (a seam, as a Mitsuba cube's faces): the
     # diagonal is still one edge between the two faces, by position
     split = torch.cat([quad, quad[[0, 2]]])  # vertices 4 and 5 repeat 0 and 2
-    a, b, f1, f2 = edge_table(split, torch.tensor([[0, 1, 2], [4, 5, 3]], dtype=torch.int32))
-    assert len(a) == 5 and sorted(zip(f1.tolist(), f2.tolist())).count((0, 1)) == 1
+    a, b, f1, f2, seam = edge_table(split, torch.tensor([[0, 1, 2], [4, 5, 3]], dtype=torch.int32))
+    assert len(a) == 5 and sorted(zip(f1.tolist(), f2.tolist())).count((0, 1)) == 1 and int(seam.sum()) == 1
 
 
 def test_deep_silhouette_samples_must_be_a_non_negative_int():

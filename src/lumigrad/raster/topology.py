@@ -1,28 +1,21 @@
 """Mesh connectivity needed by the raster ops (cached per faces tensor) and by the path tracer's edge samplers
-(welded by position: :func:`welded_edge_adjacency`)."""
+(found by position: :func:`welded_edges`)."""
 
 from __future__ import annotations
 
 import weakref
+from typing import NamedTuple
 
 import torch
 
 _cache: dict = {}  # id(faces) -> (weakref to faces, version, num_verts, adjacency)
 
 
-def edge_adjacency(faces: torch.Tensor, num_verts: int) -> torch.Tensor:
-    """Return ``[F, 3]`` int32: the face across edge ``i`` (from corner i to corner i+1) of each face.
-
-    ``-1`` marks a boundary edge, ``-2`` a non-manifold edge (shared by more than two faces); the antialias
-    op treats both as silhouette candidates. Cached per tensor object (invalidated by in-place edits).
-    """
-    hit = _cache.get(id(faces))
-    if hit is not None and hit[0]() is faces and hit[1] == faces._version and hit[2] == num_verts:
-        return hit[3]
-    f = faces.long()
+def _adjacency(faces: torch.Tensor, num_verts: int) -> torch.Tensor:
+    """:func:`edge_adjacency` of int64 ``faces``, not remembered: ``[F, 3]`` int64."""
+    f = faces
     F = f.shape[0]
-    a = f
-    b = f.roll(-1, dims=1)
+    a, b = f, f.roll(-1, dims=1)
     lo, hi = torch.minimum(a, b), torch.maximum(a, b)
     keys = (lo * num_verts + hi).reshape(-1)  # [3F], entry 3 * face + edge
     order = torch.argsort(keys, stable=True)
@@ -36,7 +29,19 @@ def edge_adjacency(faces: torch.Tensor, num_verts: int) -> torch.Tensor:
     partner = torch.where(first == order, second, first)  # the other entry of a pair
     result = torch.full((3 * F,), -1, dtype=torch.int64, device=faces.device)
     result[order] = torch.where(count_of == 2, partner // 3, torch.where(count_of > 2, -2, -1))
-    out = result.view(F, 3).to(torch.int32).contiguous()
+    return result.view(F, 3)
+
+
+def edge_adjacency(faces: torch.Tensor, num_verts: int) -> torch.Tensor:
+    """Return ``[F, 3]`` int32: the face across edge ``i`` (from corner i to corner i+1) of each face.
+
+    ``-1`` marks a boundary edge, ``-2`` a non-manifold edge (shared by more than two faces); the antialias
+    op treats both as silhouette candidates. Cached per tensor object (invalidated by in-place edits).
+    """
+    hit = _cache.get(id(faces))
+    if hit is not None and hit[0]() is faces and hit[1] == faces._version and hit[2] == num_verts:
+        return hit[3]
+    out = _adjacency(faces.long(), num_verts).to(torch.int32).contiguous()
     if len(_cache) >= 16:  # drop the entries of freed tables, then the oldest
         for stale in [k for k, e in _cache.items() if e[0]() is None]:
             del _cache[stale]
@@ -46,26 +51,89 @@ def edge_adjacency(faces: torch.Tensor, num_verts: int) -> torch.Tensor:
     return out
 
 
-def welded_faces(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """``faces`` re-indexed so that vertices at exactly the same position are one: each corner points to the
-    lowest-numbered vertex at its position (``[F, 3]`` int64).
+class WeldedEdges(NamedTuple):
+    """Every edge of a mesh once, by position (:func:`welded_edges`), ``[E]`` each: ``a``, ``b`` the own face's
+    vertex indices (corners ``i`` and ``i + 1``), ``own`` that face, ``other`` the face across (-1: a boundary or
+    a non-manifold edge), ``seam`` where the two faces share the edge's position but not its vertex indices."""
+    a: torch.Tensor
+    b: torch.Tensor
+    own: torch.Tensor
+    other: torch.Tensor
+    seam: torch.Tensor
 
-    Meshes split their vertices where a normal, uv or material changes (a Mitsuba ``cube``'s 24 corners, glTF's
-    seams): such an edge is two index pairs at one place. Welded, it is one edge with a face on either side.
-    """
-    v = verts.detach()
-    _, inverse = torch.unique(v, dim=0, return_inverse=True)
+
+_weld_cache: dict = {}  # id(verts) -> (weakref to verts, version, faces weakref, faces version, groups, edges)
+
+
+def position_groups(verts: torch.Tensor) -> torch.Tensor:
+    """``[V]`` int64: for each vertex the lowest-numbered vertex at exactly its position (itself where it is the
+    only one). Meshes split their vertices where a normal, uv or material changes (a Mitsuba ``cube``'s 24
+    corners, glTF's seams): such an edge is two index pairs at one place; by these groups it is one."""
+    v = verts.detach() + 0.0  # (-0.0 is 0.0)
     index = torch.arange(v.shape[0], device=v.device)
-    first = torch.full((int(inverse.max()) + 1 if v.shape[0] else 0,), v.shape[0], dtype=torch.long, device=v.device)
-    first = first.scatter_reduce(0, inverse, index, reduce="amin")
-    return first[inverse][faces.long()]
+    if v.shape[0] == 0:
+        return index
+    _, inverse = torch.unique(v, dim=0, return_inverse=True)
+    first = torch.full((v.shape[0],), v.shape[0], dtype=torch.long, device=v.device)
+    return first.scatter_reduce(0, inverse, index, reduce="amin")[inverse]
 
 
-def welded_edge_adjacency(verts: torch.Tensor, faces: torch.Tensor):
-    """``(across [F, 3] int64, split [F, 3] bool)``: :func:`edge_adjacency` of the :func:`welded_faces` (the face
-    across each edge where the geometry continues, -1 boundary, -2 non-manifold) and where that edge is a seam
-    of split vertices (the two faces share its position but not its vertex indices: the shading may jump)."""
-    welded = welded_faces(verts, faces)
-    across = edge_adjacency(welded, verts.shape[0]).long()
-    split = (across >= 0) & (edge_adjacency(faces, verts.shape[0]) < 0)
-    return across, split
+def welded_faces(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """``faces`` (``[F, 3]`` int64) with each corner re-indexed to the lowest-numbered vertex at its position
+    (:func:`position_groups`)."""
+    return _welded(verts, faces)[0][faces.long()]
+
+
+def welded_edges(verts: torch.Tensor, faces: torch.Tensor) -> WeldedEdges:
+    """Every edge of ``faces`` over ``verts`` once, found by position (:class:`WeldedEdges`), so that a seam of
+    split vertices is one edge between its two faces and an edge of three or more faces (objects that touch)
+    is listed once, not once per face. Remembered for the last few ``(verts, faces)`` tensors (unchanged
+    versions): the path tracer's edge samplers ask for it per view and per boundary term."""
+    return _welded(verts, faces)[1]
+
+
+def welded_positions(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """``verts`` itself in value, whose gradient is shared equally by the copies of each position (split
+    vertices): an edge sampler differentiating a seam's points through one face's copies would otherwise give
+    the whole boundary term to those copies and none to the others, which an optimiser then pulls apart."""
+    group = _welded(verts, faces)[0]
+    total = torch.zeros_like(verts).index_add(0, group, verts)
+    count = torch.zeros_like(verts[:, 0]).index_add(0, group, torch.ones_like(verts[:, 0]))
+    mean = (total / count.clamp_min(1)[:, None])[group]
+    return verts.detach() + (mean - mean.detach())
+
+
+def _welded(verts: torch.Tensor, faces: torch.Tensor):
+    """``(position_groups(verts), welded_edges)``, remembered per ``(verts, faces)`` version."""
+    hit = _weld_cache.get(id(verts))
+    if (hit is not None and hit[0]() is verts and hit[1] == verts._version and hit[2]() is faces
+            and hit[3] == faces._version):
+        return hit[4], hit[5]
+    group = position_groups(verts)
+    f = faces.long()
+    welded = group[f]
+    V, F = verts.shape[0], faces.shape[0]
+    across = _adjacency(welded, V)
+    seam = (across >= 0) & (_adjacency(f, V) < 0)
+    own = torch.arange(F, device=faces.device)[:, None].expand(F, 3)
+    once = (across == -1) | (across > own)
+    shared = (across == -2).reshape(-1)
+    if bool(shared.any()):  # an edge of three or more faces: the first face's listing
+        rows = shared.nonzero()[:, 0]
+        w = welded.reshape(-1)[rows]
+        w_next = welded.roll(-1, dims=1).reshape(-1)[rows]
+        key = torch.minimum(w, w_next) * V + torch.maximum(w, w_next)
+        uniq, inverse = torch.unique(key, return_inverse=True)
+        first = torch.full((uniq.numel(),), rows.numel(), dtype=torch.long, device=rows.device)
+        first = first.scatter_reduce(0, inverse, torch.arange(rows.numel(), device=rows.device), reduce="amin")
+        keep = torch.zeros(3 * F, dtype=torch.bool, device=faces.device)
+        keep[rows[first]] = True
+        once = once | keep.reshape(F, 3)
+    edges = WeldedEdges(f[once], f.roll(-1, dims=1)[once], own[once], across.clamp(min=-1)[once], seam[once])
+    if len(_weld_cache) >= 4:
+        for stale in [k for k, e in _weld_cache.items() if e[0]() is None or e[2]() is None]:
+            del _weld_cache[stale]
+        while len(_weld_cache) >= 4:
+            del _weld_cache[next(iter(_weld_cache))]
+    _weld_cache[id(verts)] = (weakref.ref(verts), verts._version, weakref.ref(faces), faces._version, group, edges)
+    return group, edges

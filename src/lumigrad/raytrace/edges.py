@@ -34,7 +34,7 @@ import torch
 
 from ..cameras.distortion import distort, distortion_jacobian
 from ..cameras.projection import project_points, transform_points
-from ..raster.topology import welded_edge_adjacency
+from ..raster.topology import welded_edges, welded_positions
 
 __all__ = ["EdgeSamples", "lens_map", "sample_primary_edges"]
 
@@ -65,7 +65,8 @@ def sample_primary_edges(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tens
     lens (see the module); edges with an end behind the near plane are left out. Unchecked (the integrator
     validated the scene)."""
     device, dtype = verts.device, verts.dtype
-    cam = transform_points(verts, world_to_cam)  # [V, 3], differentiable
+    # [V, 3], differentiable; a seam's copies of a position share its gradient
+    cam = transform_points(welded_positions(verts, faces), world_to_cam)
     uv = project_points(cam, K, projection="orthographic" if orthographic else "perspective")
     with torch.no_grad():
         f = faces.long()
@@ -73,16 +74,12 @@ def sample_primary_edges(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tens
         normal = torch.linalg.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
         to_eye = torch.tensor([0.0, 0.0, -1.0], dtype=dtype, device=device) if orthographic else -v[:, 0]
         facing = (normal * to_eye).sum(-1) > 0  # [F]
-        # [F, 3], -1 boundary, -2 non-manifold; by position, so that a seam of split vertices is one edge
-        across, seam = welded_edge_adjacency(verts, faces)
-        F = f.shape[0]
-        own = torch.arange(F, device=device)[:, None].expand(F, 3)
-        other = across.clamp_min(0)
-        # silhouettes, and seams in view (where a normal, uv or material may change: the shading may jump)
-        silhouette = (across < 0) | (facing[own] != facing[other]) | (seam & facing[own])
-        keep = silhouette & ((across < 0) | (other > own))  # each shared edge once
-        a = f.gather(1, torch.arange(3, device=device).expand(F, 3))[keep]
-        b = f.gather(1, ((torch.arange(3, device=device) + 1) % 3).expand(F, 3))[keep]
+        # every edge once, by position: a seam of split vertices is one edge between its two faces
+        edges = welded_edges(verts, faces)
+        # silhouettes, and seams (a normal, uv or material may change there: the shading may jump; one hidden or
+        # seen from behind costs samples, not bias: both its sides see the same)
+        keep = (edges.other < 0) | (facing[edges.own] != facing[edges.other.clamp_min(0)]) | edges.seam
+        a, b = edges.a[keep], edges.b[keep]
         in_front = (cam.detach()[a, 2] > near) & (cam.detach()[b, 2] > near)
         a, b = a[in_front], b[in_front]
         length = (uv.detach()[b] - uv.detach()[a]).norm(dim=-1)

@@ -77,7 +77,7 @@ import torch
 from ..cameras.projection import project_points, transform_points
 from .edges import lens_map
 from ..kernels.bvh import bvh_for
-from ..raster.topology import welded_edge_adjacency
+from ..raster.topology import WeldedEdges, welded_edges, welded_positions
 from ..shading.transmission import bsdf_for
 from .area_next_event import area_choice, area_points
 from .intersect import offset_ray_origin_unchecked
@@ -216,7 +216,7 @@ def sample_shadow_edge_sources(ts: TraceScene, num_samples: int, generator: torc
     per_light = max(1, num_samples // len(casters))
     verts = ts.verts.detach()
     with torch.no_grad():
-        a, b, own, other = edge_table(verts, ts.faces)
+        a, b, own, other, _ = edge_table(ts.verts, ts.faces)
         f = ts.faces.long()
         corner0 = verts[f[:, 0]]
         face_normal = torch.linalg.cross(verts[f[:, 1]] - corner0, verts[f[:, 2]] - corner0)
@@ -381,19 +381,12 @@ def _empty(device, dtype) -> ShadowEdgeSamples:
                              torch.zeros(0, dtype=torch.long, device=device), z3, z3, z3)
 
 
-def edge_table(verts: torch.Tensor, faces: torch.Tensor):
-    """Every edge once, by position (a seam of split vertices is one edge between its two faces:
-    :func:`~lumigrad.raster.topology.welded_edge_adjacency`): ``(a, b, own face, face across or -1)`` ``[E]``
-    int64 (non-manifold edges as boundary, a shared edge listed from its lower face)."""
-    f = faces.long()
-    F = f.shape[0]
-    across = welded_edge_adjacency(verts, faces)[0]
-    own = torch.arange(F, device=f.device)[:, None].expand(F, 3)
-    other = across.clamp_min(0)
-    once = (across < 0) | (other > own)
-    a = f[once]
-    b = f.roll(-1, dims=1)[once]
-    return a, b, own[once], torch.where(across < 0, -torch.ones_like(across), across)[once]
+def edge_table(verts: torch.Tensor, faces: torch.Tensor) -> WeldedEdges:
+    """Every edge once, by position (a seam of split vertices is one edge between its two faces, an edge of
+    three or more faces is listed once: :func:`~lumigrad.raster.topology.welded_edges`): ``(a, b, own face,
+    face across or -1, seam)`` ``[E]`` (a shared edge listed from its lower face). Pass the scene's own
+    ``verts`` tensor (not a detached copy): the table is remembered per tensor."""
+    return welded_edges(verts, faces)
 
 
 def _faces_of(ts: TraceScene, light) -> torch.Tensor:
@@ -494,7 +487,8 @@ def receiver_points(ts: TraceScene, sources: ShadowEdgeSources, piece: dict):
     dtype, device = ts.verts.dtype, ts.verts.device
     kind, edge, row, face = piece["kind"], piece["edge"], piece["row"], piece["face"]
     light = ts.lights[piece["light"]]
-    va, vb = ts.verts[sources.a[edge]], ts.verts[sources.b[edge]]
+    moving = welded_positions(ts.verts, ts.faces)  # (a seam's copies of a position share its gradient)
+    va, vb = moving[sources.a[edge]], moving[sources.b[edge]]
     e = va + piece["t"][:, None] * (vb - va)
     tri = ts.verts[ts.faces.long()[face]]
     p0, pn = tri[:, 0], torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])

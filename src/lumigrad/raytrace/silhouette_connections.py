@@ -42,6 +42,7 @@ from typing import Callable, Optional, Sequence, Tuple
 import torch
 
 from ..kernels.bvh import bvh_for
+from ..raster.topology import welded_positions
 from ..shading.transmission import bsdf_for
 from .intersect import offset_ray_origin_unchecked
 from .shadow_edge_connections import PathVertices, draw_indices
@@ -85,7 +86,7 @@ def connected_silhouettes(ts: TraceScene, pools: Sequence[Tuple[PathVertices, in
         weight_of = weights.abs().sum(-1)
         total_weight = weight_of.sum()
         verts = ts.verts.detach()
-        a, b, f1, f2 = edge_table(verts, ts.faces)
+        a, b, f1, f2, seam = edge_table(ts.verts, ts.faces)
         length = (verts[b] - verts[a]).norm(dim=-1)
         total_length = length.sum()
         if not bool(total_weight > 0) or not bool(total_length > 0):
@@ -102,6 +103,7 @@ def connected_silhouettes(ts: TraceScene, pools: Sequence[Tuple[PathVertices, in
         side2 = (outward_face_normals(verts, ts.faces, f2[edge].clamp_min(0)) * (x - e)).sum(-1)
         silhouette = (f2[edge] < 0) | ((side1 > 0) != (side2 > 0))
         silhouette &= (side1 != 0) & ((f2[edge] < 0) | (side2 != 0))  # not in the plane of a face of the edge
+        silhouette |= seam[edge] & (side1 != 0)  # a seam: the shading may jump there (one hidden: zero jump)
         to_e = e - x
         dist = to_e.norm(dim=-1)
         w = to_e / dist.clamp_min(1e-30)[:, None]
@@ -145,7 +147,8 @@ def connected_silhouettes(ts: TraceScene, pools: Sequence[Tuple[PathVertices, in
     if use.numel() == 0:
         return None
     edge, t, x, weight, n_w = edge[use], t[use], x[use], weight[use], n_w[use]
-    e_moving = ts.verts[a[edge]] + t[:, None] * (ts.verts[b[edge]] - ts.verts[a[edge]])
+    moving = welded_positions(ts.verts, ts.faces)  # (a seam's copies of a position share its gradient)
+    e_moving = moving[a[edge]] + t[:, None] * (moving[b[edge]] - moving[a[edge]])
     w_moving = e_moving - x
     w_moving = w_moving / w_moving.norm(dim=-1, keepdim=True)
     return (weight * (n_w * w_moving).sum(-1)).sum()
