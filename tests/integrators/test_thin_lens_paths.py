@@ -19,6 +19,7 @@ from ..conftest import save_failure_images
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import _mitsuba_peer as peer  # noqa: E402
+import depth_of_field as dof_bench  # noqa: E402
 
 #: Two emitting rectangles at different depths (the near one tilted, partly in front of the far one), seen through
 #: a lens focused between them: every pixel's value is its rays' emitter, so the image's gradients are the
@@ -36,25 +37,9 @@ EMITTERS = """<scene version="3.0.0">
   </emitter></shape>
 </scene>"""
 
-#: Three diffuse objects at depths 2.5, 4 (in focus) and 5.5 on a floor, under a point light and a uniform sky.
-OBJECTS = """<scene version="3.0.0">
- <integrator type="path"><integer name="max_depth" value="4"/></integrator>
- <sensor type="thinlens">
-  <float name="fov" value="40"/><float name="aperture_radius" value="0.3"/><float name="focus_distance" value="4"/>
-  <transform name="to_world"><lookat origin="0.5, 1, -4" target="0, 0, 0" up="0, 1, 0"/></transform>
-  <film type="hdrfilm"><integer name="width" value="48"/><integer name="height" value="36"/><rfilter type="box"/></film>
- </sensor>
- <emitter type="constant"><rgb name="radiance" value="0.8"/></emitter>
- <emitter type="point"><point name="position" x="2" y="4" z="-2"/><rgb name="intensity" value="20"/></emitter>
- <shape type="cube"><transform name="to_world"><scale value="0.5"/><translate x="-0.8" z="1.5"/></transform>
-  <bsdf type="diffuse"><rgb name="reflectance" value="0.8, 0.2, 0.2"/></bsdf></shape>
- <shape type="sphere"><point name="center" x="0.7" y="0" z="-1.5"/><float name="radius" value="0.4"/>
-  <bsdf type="diffuse"><rgb name="reflectance" value="0.2, 0.7, 0.3"/></bsdf></shape>
- <shape type="cube"><transform name="to_world"><scale value="0.4"/></transform>
-  <bsdf type="diffuse"><rgb name="reflectance" value="0.3, 0.3, 0.8"/></bsdf></shape>
- <shape type="rectangle"><transform name="to_world"><scale value="5"/><rotate x="1" angle="-90"/><translate y="-0.6"/>
-  </transform><bsdf type="diffuse"><rgb name="reflectance" value="0.5"/></bsdf></shape>
-</scene>"""
+#: Three diffuse objects at depths 2.5, 4 (in focus) and 5.5 on a floor, under a point light and a uniform sky
+#: (``benchmarks/depth_of_field.py``'s scene), 48 x 36, path depth 4.
+OBJECTS = dof_bench.OBJECTS.format(width=48, height=36, depth=4)
 
 
 def _load(tmp_path: Path, text: str, name: str = "scene.xml") -> lg.Scene:
@@ -167,8 +152,8 @@ def test_gradients_through_the_lens_match_finite_differences(tmp_path, name, ste
 
 
 def test_value_gradients_through_a_lens_take_the_fused_replay_and_equal_the_pytorch_replay(tmp_path):
-    scene = _load(tmp_path, OBJECTS.replace('<emitter type="constant"><rgb name="radiance" value="0.8"/></emitter>',
-                                            ''))
+    scene = _load(tmp_path, dof_bench.OBJECTS.format(width=32, height=24, depth=4).replace(
+        '<emitter type="constant"><rgb name="radiance" value="0.8"/></emitter>', ''))
     cam = next(iter(scene.cameras.values()))
     name = next(k for k in scene.parameters() if k.endswith("base_color_factor"))
     grads = []
