@@ -205,6 +205,23 @@ def test_render_of_a_mitsuba_file_takes_its_sensor_integrator_and_samples(tmp_pa
     assert "integrator 'aov' is not one lumigrad has; using the path tracer" in capsys.readouterr().err
 
 
+def test_a_mitsuba_file_seen_through_a_thin_lens_renders_with_the_path_tracer(tmp_path, capsys):
+    """A file without an integrator renders with the rasterizer, unless its sensor has a thin lens, which only
+    the path tracer renders; asked for the rasterizer, the error names the lens."""
+    import numpy as np
+
+    body = MITSUBA_FILE.format(kind="path")
+    body = body[:body.index("  <integrator")] + body[body.index("</integrator>") + len("</integrator>\n"):]
+    path = tmp_path / "s.xml"
+    path.write_text(body.replace('<sensor type="perspective" id="cam">', '<sensor type="thinlens" id="cam">'
+                                 '<float name="aperture_radius" value="0.2"/><float name="focus_distance" value="5"/>'))
+    out = tmp_path / "out.npy"
+    assert main(["render", str(path), "-o", str(out)]) == 0
+    assert np.load(out).shape == (9, 12, 4) and float(np.load(out)[..., 3].max()) > 0
+    assert main(["render", str(path), "-o", str(out), "--integrator", "raster"]) == 2
+    assert "thin lens" in capsys.readouterr().err
+
+
 def test_mitsuba_defaults_where_the_file_is_silent_and_bad_values_name_the_file(tmp_path, capsys, monkeypatch):
     """A Mitsuba file's integrator without ``max_depth`` takes Mitsuba's default (no limit for ``path``, 6 for
     ``prb``), a sensor without a sampler Mitsuba's 4 samples, ``--camera`` of a second sensor its own film
