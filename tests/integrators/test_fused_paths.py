@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import lumigrad as lg
+from lumigrad.integrators.fused_adjoint import fused_adjoint_unsupported
 from lumigrad.integrators.fused_paths import TRANSPORT_ENV, fused_unsupported, sample_paths_fused, use_fused
 from lumigrad.integrators.path import _camera_rays, _trace_scene
 from lumigrad.raytrace.transport import TraceScene, sample_paths
@@ -259,9 +260,25 @@ def _linear_spots():
     return scene, cam
 
 
+def _beckmann():
+    """Beckmann's microfacets (Mitsuba's default): the metal scene's ball and glossy floor with
+    ``microfacet="beckmann"`` (a rough gold ball, a dielectric-coated floor at roughness 0.5), a GGX card beside them,
+    under the area lamp, the point light and a sky (every light's MIS against the Beckmann lobe's density)."""
+    scene, cam = _metal()
+    for name in ("floor", "ball"):
+        scene.meshes[name].material.microfacet = "beckmann"
+    v, f = _quad(0.3, 0.0)
+    card = v[:, [1, 0, 2]] + torch.tensor([-0.7, 0.3, -0.3])  # upright, facing +z
+    scene.add_mesh("card", lg.SceneMesh(card, f, _material((0.3, 0.6, 0.9), metallic=1.0, roughness=0.3)))
+    sky = torch.rand(8, 16, 3, generator=torch.Generator().manual_seed(4)) * 0.4
+    sky[2, 5] = torch.tensor([12.0, 10.0, 8.0])
+    scene.add_light("sky", lg.EnvironmentLight(sky))
+    return scene, cam
+
+
 SCENES = {"cornell": _cornell, "linear_spots": _linear_spots, "punctual": _punctual, "metal": _metal, "mixed": _mixed, "textured": _textured,
           "sky": _sky, "specular": _specular, "normal_mapped": _normal_mapped, "glass": _glass,
-          "partial_glass": _partial_glass}
+          "partial_glass": _partial_glass, "beckmann": _beckmann}
 
 
 def _compare(scene, cam, *, spp=4, light_sampling="solid_angle", **settings):
@@ -388,6 +405,25 @@ def test_gradients_replay_the_fused_primal():
         grads.append(g)
     assert float(grads[0][:3].abs().min()) > 0
     assert torch.allclose(grads[0], grads[1], rtol=1e-3, atol=1e-7)
+
+
+def test_beckmann_gradients_replay_the_fused_primal_on_pytorch():
+    """A Beckmann part's gradients: the fused primal's radiance, then the PyTorch replay (the fused replay and
+    the replay kernels are GGX's, so neither is taken), equal to the PyTorch primal's to float32 rounding."""
+    grads = []
+    for use in (True, False):
+        scene, cam = _beckmann()
+        roughness = scene.meshes["ball"].material.roughness_factor
+        roughness = torch.as_tensor(roughness, dtype=F32).clone().requires_grad_(True)
+        scene.meshes["ball"].material.roughness_factor = roughness
+        assert "Beckmann" in fused_adjoint_unsupported(_trace_scene(scene), cam)
+        integrator = lg.integrators.PathIntegrator(max_depth=4, use_fused_kernel=use, edge_samples=0,
+                                                   shadow_edge_samples=0)
+        img = lg.render(scene, cam, integrator=integrator, spp=2, seed=1).rgb
+        (g,) = torch.autograd.grad(img.mean(), roughness)
+        grads.append(g)
+    assert float(grads[0].abs()) > 0
+    assert torch.allclose(grads[0], grads[1], rtol=2e-3, atol=1e-7), grads
 
 
 @pytest.mark.cuda

@@ -89,8 +89,11 @@ def fused_unsupported(ts: TraceScene) -> Optional[str]:
             return f"part {k}'s material is Mitsuba's plastic (the kernel's model is glTF's)"
         if ts.transmissive and getattr(m, "thin_dielectric", False):
             return f"part {k}'s material is a thin dielectric sheet (the kernel's transmission refracts)"
-        if getattr(m, "microfacet", "ggx") != "ggx":
-            return f"part {k}'s material has the {m.microfacet!r} microfacet distribution (the kernel's is GGX)"
+        microfacet = getattr(m, "microfacet", "ggx")
+        if microfacet not in ("ggx", "beckmann"):
+            return f"part {k}'s material has the {microfacet!r} microfacet distribution (the kernel's: GGX, Beckmann)"
+        if microfacet == "beckmann" and ts.transmissive and bool(m.transmission_factor.detach().reshape(()) != 0):
+            return f"part {k}'s material refracts through Beckmann's microfacets (the kernel's refraction is GGX's)"
         for slot in TEXTURE_SLOTS:
             tex = getattr(m, slot)
             if tex is not None and (tex.dim() != 3 or tex.shape[-1] < 3):
@@ -286,7 +289,8 @@ def path_tables(ts: TraceScene) -> PathTables:
         **values,
         part_transmission=col([float(m.transmission_factor.detach().reshape(())) if ts.transmissive else 0.0
                                for m in mats], f32),
-        part_double=col(map(int, ts.double_sided), i32), part_emitter=col(emitter, i32),
+        part_flags=col([int(d) | (2 if getattr(m, "microfacet", "ggx") == "beckmann" else 0)
+                        for d, m in zip(ts.double_sided, ts.materials)], i32), part_emitter=col(emitter, i32),
         uvs=ts.uv.detach().to(dev, f32).reshape(-1, 2).contiguous() if ts.uv.numel() else torch.zeros(1, 2, device=dev),
         uv_faces=ts.uv_faces.detach().to(dev, i32).reshape(-1).contiguous(),
         part_texture=col(slots["base_color_texture"], i32),

@@ -17,6 +17,10 @@ wp.set_module_options({"enable_backward": False})
 ALPHA_MIN = wp.constant(1.0e-3)
 DOT_EPS = wp.constant(1.0e-6)
 FLOOR = wp.constant(1.0e-30)
+#: Beckmann: floor of ``cos^2`` of the half vector, and the ``a`` beyond which Smith's ``Lambda`` is 0
+#: (``lumigrad.shading.brdf``'s ``_BECKMANN_COS2_FLOOR`` and ``_BECKMANN_MAX_A``).
+BECKMANN_COS2_FLOOR = wp.constant(1.0e-6)
+BECKMANN_MAX_A = wp.constant(1.6)
 
 
 @wp.func
@@ -89,7 +93,7 @@ def bsdf_eval_pdf_wp(n_in: wp.vec3, wi_in: wp.vec3, wo_in: wp.vec3, base: wp.vec
     """``(f [3], pdf)`` of the glTF metallic-roughness BSDF with ``KHR_materials_specular``'s weight
     ``specular`` (``metallic_roughness_unchecked`` and ``metallic_roughness_pdf_unchecked``), no cosine in ``f``."""
     return eval_pdf_unit_wp(unit_wp(n_in), unit_wp(wi_in), unit_wp(wo_in), -1.0, base, roughness, metallic, ior,
-                            specular, 0.0)
+                            specular, 0.0, 0)
 
 
 @wp.func
@@ -111,14 +115,39 @@ def _half_vector_terms(n: wp.vec3, wi: wp.vec3, wo: wp.vec3):
 
 
 @wp.func
+def beckmann_lambda_wp(cos: float, alpha: float):
+    """Smith's ``Lambda`` of a Beckmann surface seen at ``cos > 0`` (Walter et al. 2007's rational fit; the twin
+    of ``lumigrad.shading.brdf.beckmann_lambda``)."""
+    sin = wp.sqrt(wp.max(1.0 - cos * cos, 1.0e-12))
+    a = wp.min(cos / (alpha * sin), BECKMANN_MAX_A)
+    lam = float(0.0)
+    if a < BECKMANN_MAX_A:
+        lam = (1.0 - 1.259 * a + 0.396 * a * a) / (3.535 * a + 2.181 * a * a)
+    return lam
+
+
+@wp.func
+def beckmann_normal_wp(alpha: float, u0: float, u1: float):
+    """A Beckmann normal with density ``D(h) h_z`` from uniform ``u0, u1`` (the twin of
+    ``lumigrad.shading.warps.beckmann_normal``)."""
+    tan2 = -(alpha * alpha) * wp.log(wp.max(1.0 - u0, FLOOR))
+    cos = 1.0 / wp.sqrt(1.0 + tan2)
+    sin = wp.sqrt(wp.max(tan2 * cos * cos, FLOOR))
+    phi = 2.0 * wp.pi * u1
+    return wp.vec3(sin * wp.cos(phi), sin * wp.sin(phi), cos)
+
+
+@wp.func
 def eval_pdf_unit_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.vec3, roughness: float,
-                   metallic: float, ior: float, specular: float, transmission: float):
+                   metallic: float, ior: float, specular: float, transmission: float, beckmann: int):
     """:func:`bsdf_eval_pdf_wp` of unit ``n``, ``wi`` and ``wo`` (a shading point's normal and view, shared by its
     light samples and its BSDF sample, and a unit direction: none normalised again; a light sample's ``wi`` is
     normalised by its caller) and, when ``p_spec_known >= 0``, the specular lobe's probability at
     ``clamp(n . wo, 1e-6, 1)`` already known: less work. Where :func:`_lambertian`, Lambert's
     ``base / pi`` and ``n.wi / pi`` without the GGX lobe's arithmetic (the twin's bits: its zero terms add 0).
-    GGX's ``D`` from ``q = alpha^2 + sin2_h (1 - alpha^2)`` (:func:`_half_vector_terms`), as the twin."""
+    GGX's ``D`` from ``q = alpha^2 + sin2_h (1 - alpha^2)`` (:func:`_half_vector_terms`), as the twin;
+    ``beckmann`` 1: Beckmann's ``D``, Smith's height-correlated ``V = 1 / (4 n.l n.v (1 + Lambda(l) +
+    Lambda(v)))`` and the lobe's density ``D (n.h) / (4 v.h)`` of :func:`beckmann_normal_wp`, as the twin's."""
     nl_raw = wp.dot(n, wi)
     nv_raw = wp.dot(n, wo)
     f = wp.vec3(0.0, 0.0, 0.0)
@@ -134,9 +163,19 @@ def eval_pdf_unit_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: float, 
             f0_d = f0_dielectric_wp(ior)
             alpha = wp.max(roughness * roughness, ALPHA_MIN)
             a2 = alpha * alpha
-            q = a2 + sin2_h * (1.0 - a2)
-            dist = a2 / (wp.pi * q * q)
-            vis = 0.5 / (nl * wp.sqrt(nv * nv * (1.0 - a2) + a2) + nv * wp.sqrt(nl * nl * (1.0 - a2) + a2))
+            dist = float(0.0)
+            vis = float(0.0)
+            pdf_spec = float(0.0)
+            if beckmann != 0:
+                c2 = wp.max(1.0 - sin2_h, BECKMANN_COS2_FLOOR)
+                dist = wp.exp(-sin2_h / (c2 * a2)) / (wp.pi * a2 * c2 * c2)
+                vis = 0.25 / (nl * nv * (1.0 + beckmann_lambda_wp(nl, alpha) + beckmann_lambda_wp(nv, alpha)))
+                pdf_spec = dist * wp.sqrt(c2) / (4.0 * wp.max(vh, DOT_EPS))
+            else:
+                q = a2 + sin2_h * (1.0 - a2)
+                dist = a2 / (wp.pi * q * q)
+                vis = 0.5 / (nl * wp.sqrt(nv * nv * (1.0 - a2) + a2) + nv * wp.sqrt(nl * nl * (1.0 - a2) + a2))
+                pdf_spec = dist / (2.0 * (nv + wp.sqrt(a2 + (1.0 - a2) * nv * nv)))
             dv = dist * vis
             m5 = _schlick_weight(vh)
             fd = specular * _schlick(f0_d, m5)
@@ -145,7 +184,6 @@ def eval_pdf_unit_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: float, 
                 diffuse = w_d * (1.0 - fd) * (base[k] / wp.pi)
                 coat = w_d * fd * dv + metallic * (dv * _schlick(base[k], m5))
                 f[k] = diffuse + coat
-            pdf_spec = dist / (2.0 * (nv + wp.sqrt(a2 + (1.0 - a2) * nv * nv)))
             pdf_diff = nl / wp.pi
             p_spec = p_spec_known
             if p_spec < 0.0:
@@ -198,19 +236,26 @@ def bsdf_sample_wp(n_in: wp.vec3, wo_in: wp.vec3, base: wp.vec3, roughness: floa
     n = unit_wp(n_in)
     wo = unit_wp(wo_in)
     p_spec = specular_probability_wp(wp.dot(n, wo), base, metallic, f0_dielectric_wp(ior), specular, 0.0)
-    return sample_unit_wp(n, wo, p_spec, base, roughness, metallic, ior, specular, 0.0, u_lobe, u0, u1)
+    return sample_unit_wp(n, wo, p_spec, base, roughness, metallic, ior, specular, 0.0, 0, u_lobe, u0, u1)
 
 
 @wp.func
 def sample_unit_wp(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughness: float, metallic: float,
-                 ior: float, specular: float, transmission: float, u_lobe: float, u0: float, u1: float):
+                 ior: float, specular: float, transmission: float, beckmann: int, u_lobe: float, u0: float,
+                 u1: float):
     """:func:`bsdf_sample_wp` of ``n`` and ``wo`` already through ``_unit`` and the specular lobe's probability
-    ``p_spec`` at ``n . wo`` already known."""
+    ``p_spec`` at ``n . wo`` already known; ``beckmann`` 1: the specular lobe's normal drawn by
+    :func:`beckmann_normal_wp` (``D (n.h)``), as the twin."""
     t, b = local_frame_wp(n)
     wo_local = wp.vec3(wp.dot(wo, t), wp.dot(wo, b), wp.dot(wo, n))
     wi_local = wp.vec3()
     if u_lobe < p_spec:
-        h = ggx_visible_normal_wp(wo_local, wp.max(roughness * roughness, ALPHA_MIN), u0, u1)
+        alpha = wp.max(roughness * roughness, ALPHA_MIN)
+        h = wp.vec3()
+        if beckmann != 0:
+            h = beckmann_normal_wp(alpha, u0, u1)
+        else:
+            h = ggx_visible_normal_wp(wo_local, alpha, u0, u1)
         wi_local = 2.0 * wp.dot(wo_local, h) * h - wo_local
     else:
         r = wp.sqrt(u0)
@@ -221,7 +266,7 @@ def sample_unit_wp(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughn
     p_known = float(-1.0)  # (below 1e-6 the evaluation's clamped cosine differs: it computes its own)
     if wp.dot(n, wo) >= DOT_EPS:
         p_known = p_spec
-    f, pdf = eval_pdf_unit_wp(n, wi, wo, p_known, base, roughness, metallic, ior, specular, transmission)
+    f, pdf = eval_pdf_unit_wp(n, wi, wo, p_known, base, roughness, metallic, ior, specular, transmission, beckmann)
     cos = wp.max(wp.dot(n, wi), 0.0)
     weight = wp.vec3(0.0, 0.0, 0.0)
     if pdf > 0.0:

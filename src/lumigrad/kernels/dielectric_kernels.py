@@ -187,7 +187,7 @@ def transmission_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, base: wp.vec3
     dielectric layer weighted by ``1 - transmission``, plus ``w = (1 - metallic) transmission`` times the rough
     dielectric (``alpha = max(roughness^2, 1e-3)``, none at an index-matched boundary), its refraction tinted
     by ``base``; the density ``(1 - w) opaque + w dielectric``."""
-    f_o, pdf_o = eval_pdf_unit_wp(n, wi, wo, -1.0, base, roughness, metallic, ior, specular, transmission)
+    f_o, pdf_o = eval_pdf_unit_wp(n, wi, wo, -1.0, base, roughness, metallic, ior, specular, transmission, 0)
     f_g = float(0.0)
     pdf_g = float(0.0)
     if not index_matched_wp(ior):
@@ -229,7 +229,7 @@ def transmission_sample_wp(n: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: fl
         p_spec = specular_probability_wp(wp.dot(n, wo), base, metallic, f0_dielectric_wp(ior), specular,
                                          transmission)
         wi_o, weight_o, pdf_o = sample_unit_wp(n, wo, p_spec, base, roughness, metallic, ior, specular,
-                                               transmission, u_opaque, u0, u1)
+                                               transmission, 0, u_opaque, u0, u1)
         wi = wi_o
         valid = pdf_o > 0.0
     ok = False
@@ -238,7 +238,7 @@ def transmission_sample_wp(n: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: fl
     if valid:  # (an invalid sample has weight 0 whatever the mixture says)
         if not have_g:
             f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, alpha, ior)
-        f_o, pdf_o = eval_pdf_unit_wp(n, wi, wo, -1.0, base, roughness, metallic, ior, specular, transmission)
+        f_o, pdf_o = eval_pdf_unit_wp(n, wi, wo, -1.0, base, roughness, metallic, ior, specular, transmission, 0)
         f, pdf = _mixture_wp(n, wi, wo, base, metallic, ior, transmission, f_o, pdf_o, f_g, pdf_g)
         ok = pdf > 0.0
         if ok:

@@ -7,7 +7,8 @@ the reference): the same operations in the same order, the same random numbers
 unless a branch (a lobe choice, a shadow ray grazing an edge, roulette) falls the other way at a tie.
 
 What it supports (:mod:`lumigrad.integrators.fused_paths` decides, and falls back to PyTorch otherwise): the
-glTF metallic-roughness materials, with ``KHR_materials_transmission`` (glass: :mod:`.dielectric_kernels`, in no
+glTF metallic-roughness materials (GGX, or Beckmann's microfacets on opaque parts: ``Material.microfacet``), with
+``KHR_materials_transmission`` (glass: :mod:`.dielectric_kernels`, in no
 medium) and ``KHR_materials_specular``'s specular weight (weight 0 and no metal is
 Lambert's, without the GGX lobe's arithmetic) with constant factors and base colour, metallic-roughness, emissive
 and normal textures (bilinear as ``lumigrad.texture`` at level 0 of texels sRGB-decoded where glTF says; normal
@@ -503,8 +504,8 @@ def area_light_sample_triangle_wp(x: wp.vec3, j: int, light_start: wp.array(dtyp
 @wp.func
 def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
                          n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
-                         metallic: float, ior: float, specular: float, transmission: float, wi: wp.vec3, dist: float,
-                         lw: wp.vec3, lpdf: float, is_delta: bool, adjoint: int):
+                         metallic: float, ior: float, specular: float, transmission: float, beckmann: int,
+                         wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float, is_delta: bool, adjoint: int):
     """:func:`light_sample_term_wp`'s term, then its factors: the BSDF value ``f`` and ``|cos| w`` (the term is
     ``(f |cos| w) * lw`` per channel), zeros where the term is not counted. ``adjoint`` not 0: the shadow ray is
     traced also where the term is zero but has a derivative (``f`` or ``lw`` zero, the other not: a black
@@ -522,7 +523,8 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec
             f, bpdf = transmission_eval_pdf_wp(n_u, unit_wp(wi), wo_u, base, roughness, metallic, ior, specular,
                                                transmission)
         else:
-            f, bpdf = eval_pdf_unit_wp(n_u, unit_wp(wi), wo_u, p_eval, base, roughness, metallic, ior, specular, 0.0)
+            f, bpdf = eval_pdf_unit_wp(n_u, unit_wp(wi), wo_u, p_eval, base, roughness, metallic, ior, specular, 0.0,
+                                       beckmann)
         w = float(1.0)
         if not is_delta:
             w = power_heuristic_wp(lpdf, bpdf)
@@ -555,7 +557,7 @@ def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3
     weight) times ``|cos|`` times ``lw``, MIS-weighted unless ``is_delta``, zero where ``lpdf`` is not positive,
     ``wi`` is below the shading or geometric surface, or the shadow ray toward ``dist`` is blocked."""
     term, f, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic,
-                                           ior, specular, transmission, wi, dist, lw, lpdf, is_delta, 0)
+                                           ior, specular, transmission, 0, wi, dist, lw, lpdf, is_delta, 0)
     return term
 
 
@@ -587,7 +589,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 part_roughness: wp.array(dtype=float), part_ior: wp.array(dtype=float),
                 part_specular: wp.array(dtype=float), part_transmission: wp.array(dtype=float),
                 part_emission: wp.array(dtype=wp.vec3),
-                part_double: wp.array(dtype=wp.int32),
+                part_flags: wp.array(dtype=wp.int32),
                 part_emitter: wp.array(dtype=wp.int32),
                 uvs: wp.array(dtype=wp.vec2), uv_faces: wp.array(dtype=wp.int32),
                 part_texture: wp.array(dtype=wp.int32),
@@ -700,7 +702,9 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         wo = -d / wp.length(d)
         part = face_part[face]
         back = wp.dot(ng, wo) < 0.0
-        double = part_double[part] != 0
+        flags = part_flags[part]  # bit 0: double-sided, bit 1: Beckmann's microfacets (else GGX)
+        double = (flags & 1) != 0
+        beckmann = (flags >> 1) & 1
         if back and double:
             ng = -ng
             n = -n
@@ -820,8 +824,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                     lw = light_value[j] * fall
                     per_value = fall
                 t_j, f_j, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base,
-                                                        roughness, metallic, ior, specular, transmission, wi, dist,
-                                                        lw, lpdf, is_delta, adjoint)
+                                                        roughness, metallic, ior, specular, transmission, beckmann,
+                                                        wi, dist, lw, lpdf, is_delta, adjoint)
                 nee = nee + t_j
                 if adjoint != 0 and cos_w > 0.0:
                     bw = _cw_mul(dv, beta)
@@ -855,7 +859,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                                                             transmission, u_lobe, u_dir0, u_dir1)
         else:
             wi, weight, pdf = sample_unit_wp(n_u, wo_u, p_like, base, roughness, metallic, ior, specular, 0.0,
-                                             u_lobe, u_dir0, u_dir1)
+                                             beckmann, u_lobe, u_dir0, u_dir1)
         ok = pdf > 0.0 and (weight[0] > 0.0 or weight[1] > 0.0 or weight[2] > 0.0)
         if tex_n >= 0 and wp.dot(n_unmapped, wi) * wp.dot(n_u, wi) <= 0.0:  # a normal map bent the normal: on
             ok = False  # the unmapped normal's side only (Mitsuba's normalmap rule; surface_at's unmapped_normal)
@@ -869,7 +873,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         if not (ok and (new_beta[0] > 0.0 or new_beta[1] > 0.0 or new_beta[2] > 0.0)):
             break
         if adjoint != 0:  # the sample's BSDF value carries the radiance still to come
-            f_s, pdf_s = eval_pdf_unit_wp(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior, specular, 0.0)
+            f_s, pdf_s = eval_pdf_unit_wp(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior, specular, 0.0,
+                                          beckmann)
             q = wp.vec3(0.0, 0.0, 0.0)  # the adjoint over the BSDF value
             for c in range(3):
                 if f_s[c] > 0.0:
