@@ -31,7 +31,7 @@ def disk_points(u: torch.Tensor) -> torch.Tensor:
     """Points ``[..., 2]`` of the unit disk from uniform samples ``u [..., 2]`` of the unit square (Shirley and
     Chiu's concentric map: uniform in area, continuous, strata kept together).
 
-    >>> disk_points(torch.tensor([[0.5, 0.5], [1.0, 0.5], [0.5, 0.0]]))
+    >>> disk_points(torch.tensor([[0.5, 0.5], [1.0, 0.5], [0.5, 0.0]])).round(decimals=6) + 0.0  # (+0.0: no -0.)
     tensor([[ 0.,  0.],
             [ 1.,  0.],
             [ 0., -1.]])
