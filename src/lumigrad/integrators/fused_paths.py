@@ -89,10 +89,8 @@ def fused_unsupported(ts: TraceScene) -> Optional[str]:
             return f"part {k}'s material is Mitsuba's plastic (the kernel's model is glTF's)"
         if ts.transmissive and getattr(m, "thin_dielectric", False):
             return f"part {k}'s material is a thin dielectric sheet (the kernel's transmission refracts)"
-        microfacet = getattr(m, "microfacet", "ggx")
-        if microfacet not in ("ggx", "beckmann"):
-            return f"part {k}'s material has the {microfacet!r} microfacet distribution (the kernel's: GGX, Beckmann)"
-        if microfacet == "beckmann" and ts.transmissive and bool(m.transmission_factor.detach().reshape(()) != 0):
+        if (getattr(m, "microfacet", "ggx") == "beckmann" and ts.transmissive
+                and bool(m.transmission_factor.detach().reshape(()) != 0)):
             return f"part {k}'s material refracts through Beckmann's microfacets (the kernel's refraction is GGX's)"
         for slot in TEXTURE_SLOTS:
             tex = getattr(m, slot)

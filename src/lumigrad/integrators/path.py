@@ -33,6 +33,7 @@ from ..scene.lights import AreaLight, EnvironmentLight, SHLight
 from ..scene.scene import Scene
 from ..shading.emitters import AREA_SAMPLING
 from ..shading.image_formation import form_image_unchecked
+from ..shading.material import model_values_of
 from .base import Integrator, RenderOutput, register_integrator
 from .frame_checks import check_index_tables, frame_checks
 from .fused_adjoint import fused_adjoint_unsupported, fused_value_gradients
@@ -324,7 +325,7 @@ class _Run:
         # where the fused kernel gave L, its arithmetic (float32) also redraws what the replay does not differentiate
         # (the replay kernels' BSDF sample is the opaque model's: glass replays on PyTorch)
         # (and GGX's: a Beckmann part's samples are the PyTorch twin's)
-        ggx = all(getattr(m, "microfacet", "ggx") == "ggx" for m in ts.materials)
+        ggx = "beckmann" not in model_values_of(ts.materials)
         kernels = ReplayKernels(tables) if tables is not None and not ts.transmissive and ggx else None
         count = rays[0].shape[0]
         for start in range(0, count, REPLAY_PATHS):  # the same paths, REPLAY_PATHS at a time
@@ -370,16 +371,16 @@ class _Run:
         pairs = LENS_EDGE_VIEWS // 2
         share = max(1, -(-count // (2 * pairs)))
         for view, v in zip(views, v_views):
+            v_share = v / (2 * pairs)
             cells = torch.stack([torch.randperm(pairs, generator=gen, device=cam.device) for _ in range(2)], -1)
             lens = (cells + torch.rand(pairs, 2, generator=gen, device=cam.device, dtype=cam.dtype)) / pairs
             owner = (torch.randperm(cam.height * cam.width, generator=gen, device=cam.device) % (2 * pairs))
             owner = owner.reshape(cam.height, cam.width, 1)
             for k, point in enumerate(lens):
                 state = gen.get_state()
-                yield _BoundaryView(view.through_lens(point), v / (2 * pairs), v * (owner == 2 * k), share, gen)
+                yield _BoundaryView(view.through_lens(point), v_share, v * (owner == 2 * k), share, gen)
                 gen.set_state(state)
-                yield _BoundaryView(view.through_lens(1 - point), v / (2 * pairs), v * (owner == 2 * k + 1), share,
-                                    gen)
+                yield _BoundaryView(view.through_lens(1 - point), v_share, v * (owner == 2 * k + 1), share, gen)
 
     def _edges(self, ts: TraceScene, v_image: torch.Tensor, adjoint: PathAdjoint, spp: int, seed: int,
                tables: Optional[PathTables]) -> None:
@@ -596,8 +597,7 @@ def _filtered_camera_rays(camera: Camera, spp: int, seed: int, dtype: torch.dtyp
         weight = weight.reshape(-1).to(dtype)
     views = math.prod(batch)
     w2c = camera.flat()[1]  # [views, 4, 4] (a pose shared by the batch's views expanded)
-    R = w2c[..., :3, :3].reshape(views, 3, 3)
-    t = w2c[..., :3, 3].reshape(views, 1, 3)
+    R, t = w2c[:, :3, :3], w2c[:, None, :3, 3]
     # x_w = R^T (x_c - t), one matrix product per view (a batch of [1, 3] @ [3, 3] products is ~20x slower)
     if camera.thin_lens:  # each ray leaves from its own point of the aperture
         gen.manual_seed(_stream(seed, _LENS))

@@ -65,17 +65,22 @@ class WeldedEdges(NamedTuple):
 _weld_cache: dict = {}  # id(verts) -> (weakref to verts, version, faces weakref, faces version, groups, edges)
 
 
+def _first_of_groups(inverse: torch.Tensor, groups: int) -> torch.Tensor:
+    """``[groups]`` int64: for each group the lowest index ``i`` with ``inverse[i]`` equal to it (the inverse of
+    a ``torch.unique``)."""
+    first = torch.full((groups,), inverse.numel(), dtype=torch.long, device=inverse.device)
+    return first.scatter_reduce(0, inverse, torch.arange(inverse.numel(), device=inverse.device), reduce="amin")
+
+
 def position_groups(verts: torch.Tensor) -> torch.Tensor:
     """``[V]`` int64: for each vertex the lowest-numbered vertex at exactly its position (itself where it is the
     only one). Meshes split their vertices where a normal, uv or material changes (a Mitsuba ``cube``'s 24
     corners, glTF's seams): such an edge is two index pairs at one place; by these groups it is one."""
     v = verts.detach() + 0.0  # (-0.0 is 0.0)
-    index = torch.arange(v.shape[0], device=v.device)
     if v.shape[0] == 0:
-        return index
-    _, inverse = torch.unique(v, dim=0, return_inverse=True)
-    first = torch.full((v.shape[0],), v.shape[0], dtype=torch.long, device=v.device)
-    return first.scatter_reduce(0, inverse, index, reduce="amin")[inverse]
+        return torch.arange(0, device=v.device)
+    uniq, inverse = torch.unique(v, dim=0, return_inverse=True)
+    return _first_of_groups(inverse, uniq.shape[0])[inverse]
 
 
 def welded_faces(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
@@ -124,10 +129,8 @@ def _welded(verts: torch.Tensor, faces: torch.Tensor):
         w_next = welded.roll(-1, dims=1).reshape(-1)[rows]
         key = torch.minimum(w, w_next) * V + torch.maximum(w, w_next)
         uniq, inverse = torch.unique(key, return_inverse=True)
-        first = torch.full((uniq.numel(),), rows.numel(), dtype=torch.long, device=rows.device)
-        first = first.scatter_reduce(0, inverse, torch.arange(rows.numel(), device=rows.device), reduce="amin")
         keep = torch.zeros(3 * F, dtype=torch.bool, device=faces.device)
-        keep[rows[first]] = True
+        keep[rows[_first_of_groups(inverse, uniq.numel())]] = True
         once = once | keep.reshape(F, 3)
     edges = WeldedEdges(f[once], f.roll(-1, dims=1)[once], own[once], across.clamp(min=-1)[once], seam[once])
     if len(_weld_cache) >= 4:
