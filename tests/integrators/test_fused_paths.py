@@ -276,9 +276,31 @@ def _beckmann():
     return scene, cam
 
 
+def _plastic():
+    """Mitsuba's plastic: the metal scene's floor a GGX rough plastic (roughness 0.5), the ball a smooth plastic
+    (roughness 0), a Beckmann rough plastic card and a glTF card beside them, under the area lamp, the point light
+    and a sky (every light's MIS against the plastic's two lobes)."""
+    scene, cam = _metal()
+    floor, ball = scene.meshes["floor"].material, scene.meshes["ball"].material
+    floor.plastic, floor.metallic_factor = True, torch.tensor(0.0)
+    ball.plastic, ball.metallic_factor, ball.roughness_factor = True, torch.tensor(0.0), torch.tensor(0.0)
+    ball.ior = torch.tensor(1.6)
+    v, f = _quad(0.5, 0.0)
+    card = v[:, [0, 2, 1]] + torch.tensor([-0.7, 0.5, -0.3])  # upright, in the plane z = -0.3
+    m = _material((0.05, 0.1, 0.2), roughness=0.3, ior=1.5)  # (dark: its specular lobe is often sampled)
+    m.plastic, m.microfacet = True, "beckmann"
+    scene.add_mesh("card", lg.SceneMesh(card, f, m, double_sided=True))
+    scene.add_mesh("gltf", lg.SceneMesh(card + torch.tensor([1.2, 0.0, 0.0]), f, _material((0.8, 0.2, 0.2),
+                                                                                           roughness=0.4, ior=1.5)))
+    sky = torch.rand(8, 16, 3, generator=torch.Generator().manual_seed(5)) * 0.4
+    sky[2, 9] = torch.tensor([12.0, 10.0, 8.0])
+    scene.add_light("sky", lg.EnvironmentLight(sky))
+    return scene, cam
+
+
 SCENES = {"cornell": _cornell, "linear_spots": _linear_spots, "punctual": _punctual, "metal": _metal, "mixed": _mixed, "textured": _textured,
           "sky": _sky, "specular": _specular, "normal_mapped": _normal_mapped, "glass": _glass,
-          "partial_glass": _partial_glass, "beckmann": _beckmann}
+          "partial_glass": _partial_glass, "beckmann": _beckmann, "plastic": _plastic}
 
 
 def _compare(scene, cam, *, spp=4, light_sampling="solid_angle", **settings):
@@ -423,6 +445,26 @@ def test_beckmann_gradients_replay_the_fused_primal_on_pytorch():
         (g,) = torch.autograd.grad(img.mean(), roughness)
         grads.append(g)
     assert float(grads[0].abs()) > 0
+    assert torch.allclose(grads[0], grads[1], rtol=2e-3, atol=1e-7), grads
+
+
+def test_plastic_gradients_replay_the_fused_primal_on_pytorch():
+    """A plastic part's gradients (its base colour and, through its table, its roughness and ior): the fused primal's
+    radiance, then the PyTorch replay (neither the fused replay nor the replay kernels know the plastic), equal to
+    the PyTorch primal's to float32 rounding."""
+    grads = []
+    for use in (True, False):
+        scene, cam = _plastic()
+        m = scene.meshes["floor"].material
+        params = [torch.as_tensor(getattr(m, k), dtype=F32).clone().requires_grad_(True)
+                  for k in ("base_color_factor", "roughness_factor", "ior")]
+        m.base_color_factor, m.roughness_factor, m.ior = params
+        assert "plastic" in fused_adjoint_unsupported(_trace_scene(scene), cam)
+        integrator = lg.integrators.PathIntegrator(max_depth=4, use_fused_kernel=use, edge_samples=0,
+                                                   shadow_edge_samples=0)
+        img = lg.render(scene, cam, integrator=integrator, spp=2, seed=1).rgb
+        grads.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(img.mean(), params)]))
+    assert bool((grads[0][[0, 4, 5]].abs() > 0).all()), grads  # base colour (red), roughness, ior
     assert torch.allclose(grads[0], grads[1], rtol=2e-3, atol=1e-7), grads
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import lumigrad as lg
+from lumigrad.integrators.fused_adjoint import fused_adjoint_unsupported
 from lumigrad.integrators.fused_paths import fused_unsupported, use_fused
 from lumigrad.integrators.path import _trace_scene
 from lumigrad.raytrace.transport import _materials
@@ -94,13 +95,14 @@ def _plastic_scene():
 
 
 def test_plastic_parts_render_with_pytorch_in_both_renderers_with_gradients():
-    """Mitsuba's plastic (``Material.plastic``): the fused path kernel names the part and the PyTorch transport
-    renders it (a table on plastic points, zeros on the floor's); the raster shades it through the per-light BSDF
-    (its fused kernel is the glTF model's): both passes agree, and the roughness gets a gradient through the
-    interface's tables."""
+    """Mitsuba's plastic (``Material.plastic``): the fused path kernel renders it and the fused replay names the
+    part (its gradients replay on the PyTorch transport: a table on plastic points, zeros on the floor's); the raster
+    shades it through the per-light BSDF (its fused kernel is the glTF model's): both passes agree, and the
+    roughness gets a gradient through the interface's tables."""
     scene = _plastic_scene()
     ts = _trace_scene(scene)
-    assert "part 1's material is Mitsuba's plastic" in fused_unsupported(ts)
+    assert fused_unsupported(ts) is None
+    assert "part 1's material is Mitsuba's plastic" in fused_adjoint_unsupported(ts, lg.Camera.look_at(**CAMERA))
     values = _materials(ts, torch.tensor([0, 1]), torch.zeros(2, 2))
     assert values["plastic"][:, -1].tolist() == [0.0, 1.0]
     cam = lg.Camera.look_at(**CAMERA)

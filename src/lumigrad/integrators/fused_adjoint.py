@@ -70,9 +70,12 @@ def fused_adjoint_unsupported(ts: TraceScene, camera: Camera) -> Optional[str]:
     if ts.transmissive:
         return "a material transmits (the fused replay has no dielectric lobe)"
     for k, m in enumerate(ts.materials):
+        if getattr(m, "plastic", False):
+            return f"part {k}'s material is Mitsuba's plastic (the fused replay's BSDF gradients are glTF's)"
         if getattr(m, "microfacet", "ggx") != "ggx":
             return (f"part {k}'s material has {m.microfacet.capitalize()}'s microfacets (the fused replay's BSDF "
                     f"gradients are GGX's)")
+
     for name in ("verts", "normals", "uv", "tangents"):
         if _needs_grad(getattr(ts, name)):
             return f"the scene's {'vertices' if name == 'verts' else name} require gradients"

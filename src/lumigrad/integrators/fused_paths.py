@@ -8,7 +8,8 @@ transport stays the reference (float64-capable) twin.
 
 :func:`fused_unsupported` says why a scene cannot use the kernel (None: it can). The kernel supports float32
 scenes whose materials bound no medium (glass, ``KHR_materials_transmission``, is in the kernel; the fused
-replay refuses it), with constant factors and base colour,
+replay refuses it; so is Mitsuba's ``plastic`` / ``roughplastic``, whose gradients replay on PyTorch; a thin
+dielectric sheet is not), with constant factors and base colour,
 metallic-roughness, emissive and normal textures (the occlusion texture is ignored by the path tracer either
 way), lit by point, spot, directional, area lights and an environment map with three colour channels, and
 that set no :class:`TraceScene` field beyond :data:`KNOWN_FIELDS` (a field added to the transport later,
@@ -39,6 +40,7 @@ from ..kernels.path_trace import PathTables, trace_paths_tables
 from ..raytrace.transport import MAX_BOUNCES, TraceScene
 from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
 from ..shading.emitters import AUTO_AREA_DISTANCE, area_light_area_table, area_light_bounds, envmap_sampling_table
+from ..shading.plastic import PLASTIC_TABLE, material_plastic_table
 
 __all__ = ["KNOWN_FIELDS", "TRANSPORT_ENV", "fused_unsupported", "path_tables", "sample_paths_fused", "use_fused"]
 
@@ -85,8 +87,11 @@ def fused_unsupported(ts: TraceScene) -> Optional[str]:
             return f"part {k}'s material bounds a medium (media are not in the kernel)"
         if m.transmission_factor.numel() != 1:
             return f"part {k}'s transmission is not one number"
-        if getattr(m, "plastic", False):
-            return f"part {k}'s material is Mitsuba's plastic (the kernel's model is glTF's)"
+        if getattr(m, "plastic", False) and (
+                m.metallic_roughness_texture is not None or m.roughness_factor.numel() != 1 or m.ior.numel() != 1
+                or (ts.transmissive and bool(m.transmission_factor.detach().reshape(()) != 0))):
+            return (f"part {k}'s material is Mitsuba's plastic with a roughness texture, a transmission or more than "
+                    f"one roughness or ior (the kernel's plastic has one table a part)")
         if ts.transmissive and getattr(m, "thin_dielectric", False):
             return f"part {k}'s material is a thin dielectric sheet (the kernel's transmission refracts)"
         if (getattr(m, "microfacet", "ggx") == "beckmann" and ts.transmissive
@@ -179,6 +184,18 @@ def table_textures(mats) -> List[torch.Tensor]:
 def texture_rows(tex: torch.Tensor, dev) -> torch.Tensor:
     """A texture's first three channels as the kernel's texel rows ``[H W, 3]`` float32."""
     return tex[..., :3].to(dev, torch.float32).reshape(-1, 3)
+
+
+def plastic_rows(mats, dev) -> torch.Tensor:
+    """The kernel's ``part_plastic`` ``[P PLASTIC_TABLE]`` float32: part ``p``'s plastic table
+    (:func:`lumigrad.shading.plastic.material_plastic_table`, the transport's) in row ``p``, zeros for the other
+    parts; ``[1]`` when no part is plastic."""
+    if not any(getattr(m, "plastic", False) for m in mats):
+        return torch.zeros(1, device=dev)
+    with torch.no_grad():  # (kept per tensor version: built once while the material does not change)
+        rows = [material_plastic_table(m.roughness_factor, m.ior, m.microfacet == "beckmann")
+                if getattr(m, "plastic", False) else torch.zeros(PLASTIC_TABLE) for m in mats]
+    return torch.cat([r.to(dev, torch.float32).reshape(-1) for r in rows]).contiguous()
 
 
 def _spot_cone(light: SpotLight):
@@ -288,7 +305,9 @@ def path_tables(ts: TraceScene) -> PathTables:
         part_transmission=col([float(m.transmission_factor.detach().reshape(())) if ts.transmissive else 0.0
                                for m in mats], f32),
         part_flags=col([int(d) | (2 if getattr(m, "microfacet", "ggx") == "beckmann" else 0)
-                        for d, m in zip(ts.double_sided, ts.materials)], i32), part_emitter=col(emitter, i32),
+                        | (4 if getattr(m, "plastic", False) else 0)
+                        for d, m in zip(ts.double_sided, ts.materials)], i32), part_plastic=plastic_rows(mats, dev),
+        part_emitter=col(emitter, i32),
         uvs=ts.uv.detach().to(dev, f32).reshape(-1, 2).contiguous() if ts.uv.numel() else torch.zeros(1, 2, device=dev),
         uv_faces=ts.uv_faces.detach().to(dev, i32).reshape(-1).contiguous(),
         part_texture=col(slots["base_color_texture"], i32),

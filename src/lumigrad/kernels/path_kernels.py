@@ -7,7 +7,8 @@ the reference): the same operations in the same order, the same random numbers
 unless a branch (a lobe choice, a shadow ray grazing an edge, roulette) falls the other way at a tie.
 
 What it supports (:mod:`lumigrad.integrators.fused_paths` decides, and falls back to PyTorch otherwise): the
-glTF metallic-roughness materials (GGX, or Beckmann's microfacets on opaque parts: ``Material.microfacet``), with
+glTF metallic-roughness materials (GGX, or Beckmann's microfacets on opaque parts: ``Material.microfacet``) and
+Mitsuba's plastic (``Material.plastic``: :mod:`.plastic_kernels`, a table per part in ``part_plastic``), with
 ``KHR_materials_transmission`` (glass: :mod:`.dielectric_kernels`, in no
 medium) and ``KHR_materials_specular``'s specular weight (weight 0 and no metal is
 Lambert's, without the GGX lobe's arithmetic) with constant factors and base colour, metallic-roughness, emissive
@@ -32,6 +33,7 @@ from .path_adjoint_kernels import (GRAD_BASE, GRAD_EMISSION, GRAD_IOR, GRAD_META
                                    HELD_FIELDS, PART_GRADS, add3_wp, add_bsdf_grads_wp, add_emission_grads_wp,
                                    hold_vertex_wp, release_vertices_wp)
 from .path_textures import texture_wp
+from .plastic_kernels import plastic_eval_pdf_wp, plastic_sample_wp, plastic_specular_probability_wp
 
 wp.set_module_options({"enable_backward": False})
 
@@ -505,11 +507,13 @@ def area_light_sample_triangle_wp(x: wp.vec3, j: int, light_start: wp.array(dtyp
 def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
                          n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
                          metallic: float, ior: float, specular: float, transmission: float, beckmann: int,
+                         plastic: wp.array(dtype=float), plastic_row: int,
                          wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float, is_delta: bool, adjoint: int):
     """:func:`light_sample_term_wp`'s term, then its factors: the BSDF value ``f`` and ``|cos| w`` (the term is
     ``(f |cos| w) * lw`` per channel), zeros where the term is not counted. ``adjoint`` not 0: the shadow ray is
     traced also where the term is zero but has a derivative (``f`` or ``lw`` zero, the other not: a black
-    base colour, a light of value 0), so that its factors come back."""
+    base colour, a light of value 0), so that its factors come back. ``plastic_row`` >= 0: the surface is
+    Mitsuba's plastic, its table row ``plastic_row`` of ``plastic`` (:mod:`.plastic_kernels`)."""
     term = wp.vec3(0.0, 0.0, 0.0)
     f_out = wp.vec3(0.0, 0.0, 0.0)
     cos_w = float(0.0)
@@ -522,6 +526,9 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec
         if transmission != 0.0:  # KHR_materials_transmission: the light may be on either side
             f, bpdf = transmission_eval_pdf_wp(n_u, unit_wp(wi), wo_u, base, roughness, metallic, ior, specular,
                                                transmission)
+        elif plastic_row >= 0:  # Mitsuba's plastic (its table is row plastic_row of plastic)
+            f, bpdf = plastic_eval_pdf_wp(plastic, plastic_row, n_u, unit_wp(wi), wo_u, p_eval, base, roughness, ior,
+                                          beckmann)
         else:
             f, bpdf = eval_pdf_unit_wp(n_u, unit_wp(wi), wo_u, p_eval, base, roughness, metallic, ior, specular, 0.0,
                                        beckmann)
@@ -551,13 +558,14 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec
 def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
                          n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
                          metallic: float, ior: float, specular: float, transmission: float, wi: wp.vec3, dist: float,
-                         lw: wp.vec3, lpdf: float, is_delta: bool):
+                         lw: wp.vec3, lpdf: float, is_delta: bool, unread: wp.array(dtype=float)):
     """One light sample's next-event term at a surface vertex (no throughput): the BSDF (of the unit normal
     ``n_u`` and view ``wo_u``, ``p_eval`` as :func:`eval_pdf_unit_wp`, ``specular`` the ``KHR_materials_specular``
     weight) times ``|cos|`` times ``lw``, MIS-weighted unless ``is_delta``, zero where ``lpdf`` is not positive,
-    ``wi`` is below the shading or geometric surface, or the shadow ray toward ``dist`` is blocked."""
+    ``wi`` is below the shading or geometric surface, or the shadow ray toward ``dist`` is blocked. The glTF model
+    with GGX only (``unread``: any float array, standing for the plastic table it does not read)."""
     term, f, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic,
-                                           ior, specular, transmission, 0, wi, dist, lw, lpdf, is_delta, 0)
+                                           ior, specular, transmission, 0, unread, -1, wi, dist, lw, lpdf, is_delta, 0)
     return term
 
 
@@ -589,7 +597,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 part_roughness: wp.array(dtype=float), part_ior: wp.array(dtype=float),
                 part_specular: wp.array(dtype=float), part_transmission: wp.array(dtype=float),
                 part_emission: wp.array(dtype=wp.vec3),
-                part_flags: wp.array(dtype=wp.int32),
+                part_flags: wp.array(dtype=wp.int32), part_plastic: wp.array(dtype=float),
                 part_emitter: wp.array(dtype=wp.int32),
                 uvs: wp.array(dtype=wp.vec2), uv_faces: wp.array(dtype=wp.int32),
                 part_texture: wp.array(dtype=wp.int32),
@@ -702,9 +710,12 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         wo = -d / wp.length(d)
         part = face_part[face]
         back = wp.dot(ng, wo) < 0.0
-        flags = part_flags[part]  # bit 0: double-sided, bit 1: Beckmann's microfacets (else GGX)
+        flags = part_flags[part]  # bit 0: double-sided, bit 1: Beckmann's microfacets (else GGX), bit 2: plastic
         double = (flags & 1) != 0
         beckmann = (flags >> 1) & 1
+        plastic_row = int(-1)  # Mitsuba's plastic: its table's row in part_plastic
+        if (flags & 4) != 0:
+            plastic_row = part
         if back and double:
             ng = -ng
             n = -n
@@ -777,7 +788,11 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         p_like = float(0.0)
         p_eval = float(-1.0)  # (below 1e-6 the evaluation's clamped cosine differs: it computes its own)
         if depth + 1 < depth_limit:
-            if transmission == 0.0:  # (the opaque model's sample and light samples; glass computes its own)
+            if plastic_row >= 0:  # (at the cosine clamped to [1e-6, 1], as its evaluation and sample take it)
+                p_like = plastic_specular_probability_wp(part_plastic, plastic_row, wp.clamp(like, DOT_EPS, 1.0), base,
+                                                         roughness, ior)
+                p_eval = p_like
+            elif transmission == 0.0:  # (the opaque model's sample and light samples; glass computes its own)
                 p_like = specular_probability_wp(like, base, metallic, f0_dielectric_wp(ior), specular, 0.0)
                 if like >= DOT_EPS:
                     p_eval = p_like
@@ -825,7 +840,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                     per_value = fall
                 t_j, f_j, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base,
                                                         roughness, metallic, ior, specular, transmission, beckmann,
-                                                        wi, dist, lw, lpdf, is_delta, adjoint)
+                                                        part_plastic, plastic_row, wi, dist, lw, lpdf, is_delta,
+                                                        adjoint)
                 nee = nee + t_j
                 if adjoint != 0 and cos_w > 0.0:
                     bw = _cw_mul(dv, beta)
@@ -857,6 +873,9 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         if transmission != 0.0:  # (as the twin, whatever its sign: an optimiser may push it out of [0, 1])
             wi, weight, pdf, delta = transmission_sample_wp(n_u, wo_u, base, roughness, metallic, ior, specular,
                                                             transmission, u_lobe, u_dir0, u_dir1)
+        elif plastic_row >= 0:
+            wi, weight, pdf = plastic_sample_wp(part_plastic, plastic_row, n_u, wo_u, p_like, base, roughness, ior,
+                                                beckmann, u_lobe, u_dir0, u_dir1)
         else:
             wi, weight, pdf = sample_unit_wp(n_u, wo_u, p_like, base, roughness, metallic, ior, specular, 0.0,
                                              beckmann, u_lobe, u_dir0, u_dir1)

@@ -46,7 +46,9 @@ class PathTables:
         face_part: ``[F]``; ``part_base`` ``[P, 3]``, ``part_metallic``, ``part_roughness``, ``part_ior``,
             ``part_specular`` (``KHR_materials_specular``'s weight, clamped to [0, 1]) ``[P]``,
             ``part_transmission`` ``[P]`` (``KHR_materials_transmission``'s fraction; 0: opaque), ``part_emission``
-            ``[P, 3]``, ``part_flags`` ``[P]`` (bit 0: double-sided, bit 1: Beckmann's microfacets, else GGX's),
+            ``[P, 3]``, ``part_flags`` ``[P]`` (bit 0: double-sided, bit 1: Beckmann's microfacets, else GGX's,
+            bit 2: Mitsuba's plastic, its table row ``p`` of ``part_plastic`` ``[P PLASTIC_TABLE]``:
+            :func:`lumigrad.shading.plastic.plastic_table`; ``[1]`` when no part is plastic),
             ``part_emitter`` ``[P]`` (the index of the part's area light in the light table, -1: none).
         uvs: ``[T, 2]`` texture coordinates; ``uv_faces``: ``[3 F]`` their corner indices; ``part_texture``
             ``[P]``: the part's base colour texture (-1: none; ``part_base`` is then its factor, unclamped);
@@ -88,6 +90,7 @@ class PathTables:
     part_transmission: torch.Tensor
     part_emission: torch.Tensor
     part_flags: torch.Tensor
+    part_plastic: torch.Tensor
     part_emitter: torch.Tensor
     uvs: torch.Tensor
     uv_faces: torch.Tensor
@@ -140,7 +143,7 @@ def _kernel_inputs(bvh: TriangleBVH, verts: torch.Tensor, t: PathTables, origins
             t.has_normals,
             as_warp(t.face_part), as_warp(t.part_base, v3), as_warp(t.part_metallic), as_warp(t.part_roughness),
             as_warp(t.part_ior), as_warp(t.part_specular), as_warp(t.part_transmission),
-            as_warp(t.part_emission, v3), as_warp(t.part_flags),
+            as_warp(t.part_emission, v3), as_warp(t.part_flags), as_warp(t.part_plastic),
             as_warp(t.part_emitter),
             as_warp(t.uvs, wp.vec2), as_warp(t.uv_faces), as_warp(t.part_texture),
             as_warp(t.part_mr_texture), as_warp(t.part_emissive_texture), as_warp(t.tex_offset),

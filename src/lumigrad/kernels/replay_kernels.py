@@ -79,7 +79,8 @@ def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int
             x, j, light_start, light_count, light_two_sided, light_area, light_centre, light_far2, tri_v0, tri_v1,
             tri_v2, tri_le, tri_cdf, uniform_counter_wp(key, depth, 4 + 2 * j), uniform_counter_wp(key, depth, 5 + 2 * j))
         nee = nee + pk.light_sample_term_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, -1.0, base[i], roughness[i],
-                                            metallic[i], ior[i], specular[i], 0.0, wi, dist, lw, lpdf, False)
+                                            metallic[i], ior[i], specular[i], 0.0, wi, dist, lw, lpdf, False,
+                                            roughness)
     out[i] = nee
 
 
