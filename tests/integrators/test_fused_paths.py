@@ -276,6 +276,23 @@ def _beckmann():
     return scene, cam
 
 
+def _thin_sheets():
+    """Thin dielectric sheets (``Material.thin_dielectric``, Mitsuba's ``thindielectric``): the partial-glass scene's
+    pane a tinted sheet of ior 1.5 (two deltas: the mirror and straight through), its ball a sheet mixed with a rough
+    metal (transmission 0.6, metallic 0.2): the light samples see only the opaque lobes; a plastic card given a
+    transmission."""
+    scene, cam = _partial_glass()
+    pane, ball = scene.meshes["pane"].material, scene.meshes["ball"].material
+    pane.ior, pane.thin_dielectric = torch.tensor(1.5), True
+    ball.ior, ball.thin_dielectric, ball.transmission_factor = torch.tensor(1.5), True, torch.tensor(0.6)
+    ball.metallic_factor, ball.roughness_factor = torch.tensor(0.2), torch.tensor(0.3)
+    v, f = _quad(0.3, 0.0)  # and a plastic card given a transmission (the plastic does not read it)
+    card = _material((0.2, 0.5, 0.3), roughness=0.4, ior=1.5)
+    card.plastic, card.transmission_factor = True, torch.tensor(0.7)
+    scene.add_mesh("card", lg.SceneMesh(v[:, [0, 2, 1]] + torch.tensor([0.8, 0.4, 0.0]), f, card, double_sided=True))
+    return scene, cam
+
+
 def _plastic():
     """Mitsuba's plastic: the metal scene's floor a GGX rough plastic (roughness 0.5), the ball a smooth plastic
     (roughness 0), a Beckmann rough plastic card and a glTF card beside them, under the area lamp, the point light
@@ -300,7 +317,8 @@ def _plastic():
 
 SCENES = {"cornell": _cornell, "linear_spots": _linear_spots, "punctual": _punctual, "metal": _metal, "mixed": _mixed, "textured": _textured,
           "sky": _sky, "specular": _specular, "normal_mapped": _normal_mapped, "glass": _glass,
-          "partial_glass": _partial_glass, "beckmann": _beckmann, "plastic": _plastic}
+          "partial_glass": _partial_glass, "beckmann": _beckmann, "plastic": _plastic,
+          "thin_sheets": _thin_sheets}
 
 
 def _compare(scene, cam, *, spp=4, light_sampling="solid_angle", **settings):
@@ -371,7 +389,7 @@ def test_unsupported_scenes_fall_back_and_say_why():
     glass.add_light("sun", lg.DirectionalLight(torch.tensor([0.0, -1.0, 0.0])))
     assert fused_unsupported(_trace_scene(glass)) is None  # glass: the kernel's rough dielectric
     glass.meshes["floor"].material.thin_dielectric = True
-    assert "thin dielectric sheet" in fused_unsupported(_trace_scene(glass))  # (it would refract)
+    assert fused_unsupported(_trace_scene(glass)) is None  # a thin sheet: the kernel's two deltas
     glass.meshes["floor"].material.thin_dielectric = False
     milk = HomogeneousMedium(sigma_a=torch.tensor([0.1, 0.1, 0.1]), sigma_s=torch.tensor([1.0, 1.0, 1.0]))
     glass.meshes["floor"].material.interior = milk
@@ -459,7 +477,7 @@ def test_plastic_gradients_replay_the_fused_primal_on_pytorch():
         params = [torch.as_tensor(getattr(m, k), dtype=F32).clone().requires_grad_(True)
                   for k in ("base_color_factor", "roughness_factor", "ior")]
         m.base_color_factor, m.roughness_factor, m.ior = params
-        assert "plastic" in fused_adjoint_unsupported(_trace_scene(scene), cam)
+        assert use_fused(_trace_scene(scene)) and "plastic" in fused_adjoint_unsupported(_trace_scene(scene), cam)
         integrator = lg.integrators.PathIntegrator(max_depth=4, use_fused_kernel=use, edge_samples=0,
                                                    shadow_edge_samples=0)
         img = lg.render(scene, cam, integrator=integrator, spp=2, seed=1).rgb
@@ -468,8 +486,27 @@ def test_plastic_gradients_replay_the_fused_primal_on_pytorch():
     assert torch.allclose(grads[0], grads[1], rtol=2e-3, atol=1e-7), grads
 
 
+def test_thin_sheet_gradients_replay_the_fused_primal_on_pytorch():
+    """A thin sheet's gradients (the pane's tint and ior, through its delta lobes' weights): the fused primal's
+    radiance, then the PyTorch replay, equal to the PyTorch primal's to float32 rounding."""
+    grads = []
+    for use in (True, False):
+        scene, cam = _thin_sheets()
+        m = scene.meshes["pane"].material
+        params = [torch.as_tensor(getattr(m, k), dtype=F32).clone().requires_grad_(True)
+                  for k in ("base_color_factor", "ior")]
+        m.base_color_factor, m.ior = params
+        assert use_fused(_trace_scene(scene))
+        integrator = lg.integrators.PathIntegrator(max_depth=4, use_fused_kernel=use, edge_samples=0,
+                                                   shadow_edge_samples=0)
+        img = lg.render(scene, cam, integrator=integrator, spp=2, seed=1).rgb
+        grads.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(img.mean(), params)]))
+    assert bool((grads[0][[0, 1, 2, 4]].abs() > 0).all()), grads  # the tint (RGB) and the ior
+    assert torch.allclose(grads[0], grads[1], rtol=2e-3, atol=1e-7), grads
+
+
 @pytest.mark.cuda
-@pytest.mark.parametrize("name", ["cornell", "mixed", "normal_mapped", "glass", "plastic"])
+@pytest.mark.parametrize("name", ["cornell", "mixed", "normal_mapped", "glass", "plastic", "thin_sheets"])
 @pytest.mark.parametrize("light_sampling", ["solid_angle", "auto"])
 def test_the_kernel_runs_on_cuda_as_its_twin(name, light_sampling):
     """The same kernel on a CUDA device: the scene built there, the kernel against the PyTorch transport there."""

@@ -8,8 +8,8 @@ transport stays the reference (float64-capable) twin.
 
 :func:`fused_unsupported` says why a scene cannot use the kernel (None: it can). The kernel supports float32
 scenes whose materials bound no medium (glass, ``KHR_materials_transmission``, is in the kernel; the fused
-replay refuses it; so is Mitsuba's ``plastic`` / ``roughplastic``, whose gradients replay on PyTorch; a thin
-dielectric sheet is not), with constant factors and base colour,
+replay refuses it; so are a thin dielectric sheet and Mitsuba's ``plastic`` / ``roughplastic``, whose gradients
+replay on PyTorch), with constant factors and base colour,
 metallic-roughness, emissive and normal textures (the occlusion texture is ignored by the path tracer either
 way), lit by point, spot, directional, area lights and an environment map with three colour channels, and
 that set no :class:`TraceScene` field beyond :data:`KNOWN_FIELDS` (a field added to the transport later,
@@ -88,12 +88,9 @@ def fused_unsupported(ts: TraceScene) -> Optional[str]:
         if m.transmission_factor.numel() != 1:
             return f"part {k}'s transmission is not one number"
         if getattr(m, "plastic", False) and (
-                m.metallic_roughness_texture is not None or m.roughness_factor.numel() != 1 or m.ior.numel() != 1
-                or (ts.transmissive and bool(m.transmission_factor.detach().reshape(()) != 0))):
-            return (f"part {k}'s material is Mitsuba's plastic with a roughness texture, a transmission or more than "
-                    f"one roughness or ior (the kernel's plastic has one table a part)")
-        if ts.transmissive and getattr(m, "thin_dielectric", False):
-            return f"part {k}'s material is a thin dielectric sheet (the kernel's transmission refracts)"
+                m.metallic_roughness_texture is not None or m.roughness_factor.numel() != 1 or m.ior.numel() != 1):
+            return (f"part {k}'s material is Mitsuba's plastic with a roughness texture or more than one roughness "
+                    f"or ior (the kernel's plastic has one table a part)")
         if (getattr(m, "microfacet", "ggx") == "beckmann" and ts.transmissive
                 and bool(m.transmission_factor.detach().reshape(()) != 0)):
             return f"part {k}'s material refracts through Beckmann's microfacets (the kernel's refraction is GGX's)"
@@ -302,10 +299,12 @@ def path_tables(ts: TraceScene) -> PathTables:
         normals=normals.detach().to(dev, f32).contiguous(), has_normals=int(ts.normals is not None),
         face_part=ts.face_part.detach().to(dev, i32).contiguous(),
         **values,
-        part_transmission=col([float(m.transmission_factor.detach().reshape(())) if ts.transmissive else 0.0
-                               for m in mats], f32),
+        part_transmission=col([float(m.transmission_factor.detach().reshape(()))
+                               if ts.transmissive and not getattr(m, "plastic", False) else 0.0
+                               for m in mats], f32),  # (a plastic's transmission is not read: the transport's)
         part_flags=col([int(d) | (2 if getattr(m, "microfacet", "ggx") == "beckmann" else 0)
                         | (4 if getattr(m, "plastic", False) else 0)
+                        | (8 if ts.transmissive and getattr(m, "thin_dielectric", False) else 0)
                         for d, m in zip(ts.double_sided, ts.materials)], i32), part_plastic=plastic_rows(mats, dev),
         part_emitter=col(emitter, i32),
         uvs=ts.uv.detach().to(dev, f32).reshape(-1, 2).contiguous() if ts.uv.numel() else torch.zeros(1, 2, device=dev),

@@ -164,14 +164,15 @@ def index_matched_wp(ior: float):
 
 
 @wp.func
-def _mixture_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, base: wp.vec3, metallic: float, ior: float,
+def _mixture_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, base: wp.vec3, metallic: float, glass_delta: bool,
                 transmission: float, f_o: wp.vec3, pdf_o: float, f_g: float, pdf_g: float):
     """:func:`transmission_eval_pdf_wp` from the opaque model's ``(f_o, pdf_o)`` and the rough dielectric's
-    ``(f_g, pdf_g)`` at the same directions (the dielectric's taken as 0 at an index-matched boundary)."""
+    ``(f_g, pdf_g)`` at the same directions (the dielectric's taken as 0 where its lobes are deltas,
+    ``glass_delta``: an index-matched boundary, a thin sheet)."""
     w = (1.0 - metallic) * transmission
     g = f_g
     pdf_d = pdf_g
-    if index_matched_wp(ior):
+    if glass_delta:
         g = 0.0
         pdf_d = 0.0
     tint = wp.vec3(1.0, 1.0, 1.0)
@@ -182,28 +183,43 @@ def _mixture_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, base: wp.vec3, metallic: f
 
 @wp.func
 def transmission_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: float,
-                             metallic: float, ior: float, specular: float, transmission: float):
+                             metallic: float, ior: float, specular: float, transmission: float, thin: int):
     """``(f [3], pdf)`` of ``MetallicRoughnessTransmissionBSDF`` at unit ``n, wi, wo``: the opaque model with its
     dielectric layer weighted by ``1 - transmission``, plus ``w = (1 - metallic) transmission`` times the rough
-    dielectric (``alpha = max(roughness^2, 1e-3)``, none at an index-matched boundary), its refraction tinted
-    by ``base``; the density ``(1 - w) opaque + w dielectric``."""
+    dielectric (``alpha = max(roughness^2, 1e-3)``, none at an index-matched boundary or a ``thin`` sheet: deltas),
+    its refraction tinted by ``base``; the density ``(1 - w) opaque + w dielectric``."""
     f_o, pdf_o = eval_pdf_unit_wp(n, wi, wo, -1.0, base, roughness, metallic, ior, specular, transmission, 0)
     f_g = float(0.0)
     pdf_g = float(0.0)
-    if not index_matched_wp(ior):
+    glass_delta = index_matched_wp(ior) or thin != 0
+    if not glass_delta:
         f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, wp.max(roughness * roughness, ALPHA_MIN), ior)
-    return _mixture_wp(n, wi, wo, base, metallic, ior, transmission, f_o, pdf_o, f_g, pdf_g)
+    return _mixture_wp(n, wi, wo, base, metallic, glass_delta, transmission, f_o, pdf_o, f_g, pdf_g)
+
+
+@wp.func
+def thin_sheet_reflectance_wp(cos: float, eta: float):
+    """Total reflectance ``R' = R + T^2 R / (1 - R^2)`` of a thin dielectric sheet, ``R = F(|cos|, eta)`` (the
+    twin of ``lumigrad.shading.transmission.thin_sheet_reflectance``); 1 where ``R = 1``."""
+    r, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(wp.min(wp.abs(cos), 1.0), eta)
+    out = float(1.0)
+    if r < 1.0:
+        t = 1.0 - r
+        out = r + t * t * r / (1.0 + r) / (1.0 - r)
+    return out
 
 
 @wp.func
 def transmission_sample_wp(n: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: float, metallic: float, ior: float,
-                           specular: float, transmission: float, u_lobe: float, u0: float, u1: float):
+                           specular: float, transmission: float, thin: int, u_lobe: float, u0: float, u1: float):
     """``MetallicRoughnessTransmissionBSDF.sample`` at unit ``n, wo``: ``(wi, weight [3], pdf, delta)``.
     ``u_lobe < w`` samples the dielectric (``u_lobe / w`` choosing reflection or refraction), otherwise the
     opaque model (with ``(u_lobe - w) / (1 - w)``); the weight is ``f |n.wi| / pdf`` of the mixture. At an
     index-matched boundary the dielectric is a delta passing straight through (``wi = -wo``, weight ``base``,
-    pdf ``w``, ``delta`` True). The dielectric's value at a dielectric sample is evaluated once (its density
-    decides the sample's validity, then enters the mixture)."""
+    pdf ``w``, ``delta`` True). A ``thin`` sheet's (Mitsuba's ``thindielectric``) are two deltas: the mirror
+    direction where ``u_lobe / w < R'`` (:func:`thin_sheet_reflectance_wp`; weight 1, pdf ``w R'``), else straight
+    through (weight ``base``, pdf ``w (1 - R')``). The dielectric's value at a dielectric sample is evaluated once
+    (its density decides the sample's validity, then enters the mixture)."""
     w = (1.0 - metallic) * transmission
     p = w
     glass = u_lobe < p
@@ -213,10 +229,12 @@ def transmission_sample_wp(n: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: fl
     have_g = False
     f_g = float(0.0)
     pdf_g = float(0.0)
-    if glass:
-        u_glass = float(0.0)
-        if p > 0.0:
-            u_glass = u_lobe / p
+    u_glass = float(0.0)
+    if glass and p > 0.0:
+        u_glass = u_lobe / p
+    if glass and thin != 0:  # (two deltas: below)
+        valid = False
+    elif glass:
         wi, ok_dir = rough_dielectric_direction_wp(n, wo, alpha, ior, wp.clamp(u_glass, 0.0, 1.0), u0, u1)
         if ok_dir:
             f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, alpha, ior)
@@ -239,12 +257,26 @@ def transmission_sample_wp(n: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: fl
         if not have_g:
             f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, alpha, ior)
         f_o, pdf_o = eval_pdf_unit_wp(n, wi, wo, -1.0, base, roughness, metallic, ior, specular, transmission, 0)
-        f, pdf = _mixture_wp(n, wi, wo, base, metallic, ior, transmission, f_o, pdf_o, f_g, pdf_g)
+        f, pdf = _mixture_wp(n, wi, wo, base, metallic, index_matched_wp(ior) or thin != 0, transmission, f_o,
+                             pdf_o, f_g, pdf_g)
         ok = pdf > 0.0
         if ok:
             weight = f * wp.abs(wp.dot(n, wi)) / pdf
     delta = False
-    if glass and index_matched_wp(ior):
+    if glass and thin != 0:
+        cos_o = wp.dot(n, wo)
+        r = thin_sheet_reflectance_wp(cos_o, ior)
+        if wp.clamp(u_glass, 0.0, 1.0) < r:
+            wi = 2.0 * cos_o * n - wo
+            weight = wp.vec3(1.0, 1.0, 1.0)
+            pdf = p * r
+        else:
+            wi = -wo
+            weight = base
+            pdf = p * (1.0 - r)
+        ok = pdf > 0.0
+        delta = ok
+    elif glass and index_matched_wp(ior):
         wi = -wo
         weight = base
         pdf = p

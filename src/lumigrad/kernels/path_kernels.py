@@ -10,7 +10,7 @@ What it supports (:mod:`lumigrad.integrators.fused_paths` decides, and falls bac
 glTF metallic-roughness materials (GGX, or Beckmann's microfacets on opaque parts: ``Material.microfacet``) and
 Mitsuba's plastic (``Material.plastic``: :mod:`.plastic_kernels`, a table per part in ``part_plastic``), with
 ``KHR_materials_transmission`` (glass: :mod:`.dielectric_kernels`, in no
-medium) and ``KHR_materials_specular``'s specular weight (weight 0 and no metal is
+medium; a thin sheet, ``Material.thin_dielectric``, too) and ``KHR_materials_specular``'s specular weight (weight 0 and no metal is
 Lambert's, without the GGX lobe's arithmetic) with constant factors and base colour, metallic-roughness, emissive
 and normal textures (bilinear as ``lumigrad.texture`` at level 0 of texels sRGB-decoded where glTF says; normal
 maps in the frame of the interpolated per-corner tangents), emissive surfaces,
@@ -506,13 +506,14 @@ def area_light_sample_triangle_wp(x: wp.vec3, j: int, light_start: wp.array(dtyp
 @wp.func
 def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
                          n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
-                         metallic: float, ior: float, specular: float, transmission: float, beckmann: int,
+                         metallic: float, ior: float, specular: float, transmission: float, thin: int, beckmann: int,
                          plastic: wp.array(dtype=float), plastic_row: int,
                          wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float, is_delta: bool, adjoint: int):
     """:func:`light_sample_term_wp`'s term, then its factors: the BSDF value ``f`` and ``|cos| w`` (the term is
     ``(f |cos| w) * lw`` per channel), zeros where the term is not counted. ``adjoint`` not 0: the shadow ray is
     traced also where the term is zero but has a derivative (``f`` or ``lw`` zero, the other not: a black
-    base colour, a light of value 0), so that its factors come back. ``plastic_row`` >= 0: the surface is
+    base colour, a light of value 0), so that its factors come back. ``thin`` 1: the transmitting fraction is a thin
+    sheet (deltas only: no value toward a light). ``plastic_row`` >= 0: the surface is
     Mitsuba's plastic, its table row ``plastic_row`` of ``plastic`` (:mod:`.plastic_kernels`)."""
     term = wp.vec3(0.0, 0.0, 0.0)
     f_out = wp.vec3(0.0, 0.0, 0.0)
@@ -525,7 +526,7 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec
         bpdf = float(0.0)
         if transmission != 0.0:  # KHR_materials_transmission: the light may be on either side
             f, bpdf = transmission_eval_pdf_wp(n_u, unit_wp(wi), wo_u, base, roughness, metallic, ior, specular,
-                                               transmission)
+                                               transmission, thin)
         elif plastic_row >= 0:  # Mitsuba's plastic (its table is row plastic_row of plastic)
             f, bpdf = plastic_eval_pdf_wp(plastic, plastic_row, n_u, unit_wp(wi), wo_u, p_eval, base, roughness, ior,
                                           beckmann)
@@ -565,7 +566,8 @@ def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3
     ``wi`` is below the shading or geometric surface, or the shadow ray toward ``dist`` is blocked. The glTF model
     with GGX only (``unread``: any float array, standing for the plastic table it does not read)."""
     term, f, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic,
-                                           ior, specular, transmission, 0, unread, -1, wi, dist, lw, lpdf, is_delta, 0)
+                                           ior, specular, transmission, 0, 0, unread, -1, wi, dist, lw, lpdf, is_delta,
+                                           0)
     return term
 
 
@@ -710,9 +712,10 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         wo = -d / wp.length(d)
         part = face_part[face]
         back = wp.dot(ng, wo) < 0.0
-        flags = part_flags[part]  # bit 0: double-sided, bit 1: Beckmann's microfacets (else GGX), bit 2: plastic
+        flags = part_flags[part]  # bit 0: double-sided, 1: Beckmann's microfacets (else GGX), 2: plastic, 3: thin
         double = (flags & 1) != 0
         beckmann = (flags >> 1) & 1
+        thin = (flags >> 3) & 1
         plastic_row = int(-1)  # Mitsuba's plastic: its table's row in part_plastic
         if (flags & 4) != 0:
             plastic_row = part
@@ -839,8 +842,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                     lw = light_value[j] * fall
                     per_value = fall
                 t_j, f_j, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base,
-                                                        roughness, metallic, ior, specular, transmission, beckmann,
-                                                        part_plastic, plastic_row, wi, dist, lw, lpdf, is_delta,
+                                                        roughness, metallic, ior, specular, transmission, thin,
+                                                        beckmann, part_plastic, plastic_row, wi, dist, lw, lpdf, is_delta,
                                                         adjoint)
                 nee = nee + t_j
                 if adjoint != 0 and cos_w > 0.0:
@@ -872,7 +875,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         pdf = float(0.0)
         if transmission != 0.0:  # (as the twin, whatever its sign: an optimiser may push it out of [0, 1])
             wi, weight, pdf, delta = transmission_sample_wp(n_u, wo_u, base, roughness, metallic, ior, specular,
-                                                            transmission, u_lobe, u_dir0, u_dir1)
+                                                            transmission, thin, u_lobe, u_dir0, u_dir1)
         elif plastic_row >= 0:
             wi, weight, pdf = plastic_sample_wp(part_plastic, plastic_row, n_u, wo_u, p_like, base, roughness, ior,
                                                 beckmann, u_lobe, u_dir0, u_dir1)

@@ -48,7 +48,8 @@ class PathTables:
             ``part_transmission`` ``[P]`` (``KHR_materials_transmission``'s fraction; 0: opaque), ``part_emission``
             ``[P, 3]``, ``part_flags`` ``[P]`` (bit 0: double-sided, bit 1: Beckmann's microfacets, else GGX's,
             bit 2: Mitsuba's plastic, its table row ``p`` of ``part_plastic`` ``[P PLASTIC_TABLE]``:
-            :func:`lumigrad.shading.plastic.plastic_table`; ``[1]`` when no part is plastic),
+            :func:`lumigrad.shading.plastic.plastic_table`; ``[1]`` when no part is plastic; bit 3: the
+            transmitting fraction is a thin sheet, ``Material.thin_dielectric``),
             ``part_emitter`` ``[P]`` (the index of the part's area light in the light table, -1: none).
         uvs: ``[T, 2]`` texture coordinates; ``uv_faces``: ``[3 F]`` their corner indices; ``part_texture``
             ``[P]``: the part's base colour texture (-1: none; ``part_base`` is then its factor, unclamped);
@@ -233,6 +234,9 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
     device = verts.device
     if bool((tables.part_transmission != 0).any()):  # (the adjoint's BSDF derivatives are the opaque model's)
         raise ValueError("replay_paths_tables: a part transmits (glass); its gradients replay on PyTorch")
+    if bool(((tables.part_flags & 6) != 0).any()):  # (and GGX's glTF model's)
+        raise ValueError("replay_paths_tables: a part has Beckmann's microfacets or is Mitsuba's plastic; its "
+                         "gradients replay on PyTorch")
     if radiance is None and device.type != "cpu":
         raise ValueError("replay_paths_tables: radiance=None (one pass) runs on the CPU only; give the primal's")
     if radiance is None and getattr(wp.config, "enable_cpu_blocks", False):

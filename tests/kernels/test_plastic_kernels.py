@@ -1,0 +1,108 @@
+"""The fused path kernel's plastic (:mod:`lumigrad.kernels.plastic_kernels`, float32) against its reference twin,
+:class:`lumigrad.shading.plastic.PlasticBSDF` in float64: value, density and samples at random directions, GGX and
+Beckmann, rough and smooth, the table read as the kernel reads it."""
+
+import pytest
+import torch
+import warp as wp
+
+from lumigrad.kernels import plastic_kernels as pk
+from lumigrad.kernels._runtime import as_warp, ensure_init
+from lumigrad.shading.plastic import PlasticBSDF, plastic_table
+from lumigrad.shading.surface import SurfaceSample
+
+F64 = torch.float64
+
+
+@wp.kernel
+def _eval(table: wp.array(dtype=float), n: wp.array(dtype=wp.vec3), wi: wp.array(dtype=wp.vec3),
+          wo: wp.array(dtype=wp.vec3), base: wp.vec3, roughness: float, ior: float, beckmann: int,
+          out_f: wp.array(dtype=wp.vec3), out_pdf: wp.array(dtype=float)):
+    i = wp.tid()
+    f, pdf = pk.plastic_eval_pdf_wp(table, 1, n[i], wi[i], wo[i], -1.0, base, roughness, ior, beckmann)
+    out_f[i] = f
+    out_pdf[i] = pdf
+
+
+@wp.kernel
+def _sample(table: wp.array(dtype=float), n: wp.array(dtype=wp.vec3), wo: wp.array(dtype=wp.vec3),
+            u: wp.array(dtype=wp.vec3), base: wp.vec3, roughness: float, ior: float, beckmann: int,
+            out_wi: wp.array(dtype=wp.vec3), out_weight: wp.array(dtype=wp.vec3), out_pdf: wp.array(dtype=float)):
+    i = wp.tid()
+    wi, weight, pdf = pk.plastic_sample_wp(table, 1, n[i], wo[i], -1.0, base, roughness, ior, beckmann, u[i][0],
+                                           u[i][1], u[i][2])
+    out_wi[i] = wi
+    out_weight[i] = weight
+    out_pdf[i] = pdf
+
+
+def _unit(v):
+    return v / torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+
+
+def _case(roughness, ior, beckmann, N=4000, seed=0):
+    """Unit normals and views above the surface, directions half near the mirror one (not at it: float32's
+    ``1 - cos^2`` of a sharp highlight is rounding), half anywhere (some below the surface); float32 values
+    (the kernel's) and their float64 twin."""
+    g = torch.Generator().manual_seed(seed)
+    n = _unit(torch.randn(N, 3, generator=g, dtype=F64))
+    wo = _unit(torch.randn(N, 3, generator=g, dtype=F64))
+    wo = torch.where((wo * n).sum(-1, keepdim=True) < 0.05, _unit(wo + 1.5 * n), wo)
+    mirror = 2 * (n * wo).sum(-1, keepdim=True) * n - wo
+    wi = torch.cat([_unit(mirror[: N // 2] + 0.3 * torch.randn(N // 2, 3, generator=g, dtype=F64)),
+                    _unit(torch.randn(N - N // 2, 3, generator=g, dtype=F64))])
+    n, wo, wi = (v.float().double() for v in (n, wo, wi))  # the same inputs for both
+    table = plastic_table(torch.tensor(roughness, dtype=F64), torch.tensor(ior, dtype=F64), beckmann)
+    base = torch.tensor([0.8, 0.3, 0.05], dtype=F64)
+    si = SurfaceSample(position=torch.zeros(N, 3, dtype=F64), normal=n, wo=wo, base_color=base.expand(N, 3),
+                       roughness=torch.full((N, 1), roughness, dtype=F64), metallic=torch.zeros(N, 1, dtype=F64),
+                       ior=torch.full((N, 1), ior, dtype=F64), beckmann=torch.full((N, 1), float(beckmann), dtype=F64),
+                       plastic=table.expand(N, table.shape[0]))
+    # the kernel reads row 1 of a two-row table (row 0 another material's), as a scene's second plastic part
+    rows = torch.cat([torch.zeros_like(table), table]).float().contiguous()
+    return n, wo, wi, si, rows, base
+
+
+def _close(a, b, floor):
+    return ((a - b).abs() / b.abs().clamp_min(floor)).amax()
+
+
+@pytest.mark.parametrize("beckmann", [False, True])
+@pytest.mark.parametrize("roughness, ior", [(0.3, 1.5), (0.7, 1.33), (0.15, 2.2), (0.0, 1.5)])
+def test_the_kernel_evaluates_and_samples_the_plastic_as_its_twin(roughness, ior, beckmann):
+    ensure_init()
+    n, wo, wi, si, rows, base = _case(roughness, ior, beckmann)
+    N = n.shape[0]
+    vec = lambda t: as_warp(t.float().contiguous(), wp.vec3)  # noqa: E731
+    args = [as_warp(rows), vec(n)]
+    settings = [wp.vec3(*base.tolist()), float(roughness), float(ior), int(beckmann)]
+    f, pdf = torch.zeros(N, 3), torch.zeros(N)
+    wp.launch(_eval, dim=N, inputs=[*args, vec(wi), vec(wo), *settings, as_warp(f, wp.vec3), as_warp(pdf)],
+              device="cpu")
+    bsdf = PlasticBSDF()
+    f_ref, pdf_ref = bsdf.eval(si, wi), bsdf.pdf(si, wi)[:, 0]
+    assert float((f_ref.amax(-1) > 0).float().mean()) > 0.4  # (half the directions are below the surface)
+    lit = f_ref.amax(-1) > 0
+    assert torch.equal(f.amax(-1) > 0, lit) and torch.equal(pdf > 0, pdf_ref > 0)
+    smooth = roughness == 0.0
+    keep = torch.ones(N, dtype=torch.bool)
+    if smooth:  # a lobe of width 1e-3: inside it float32's 1 - cos_h^2 is rounding; compare beside it
+        h = _unit(wi + wo)
+        keep = 1 - ((n * h).sum(-1)) ** 2 > 1e-4
+        assert float(keep.float().mean()) > 0.9
+    assert _close(f.double()[keep], f_ref[keep], 1e-2) < 2e-3
+    assert _close(pdf.double()[keep], pdf_ref[keep], 1e-2) < 2e-3
+    u = (torch.rand(N, 3, generator=torch.Generator().manual_seed(1), dtype=F64) * 0.999).float()
+    wi_k, weight, pdf_k = torch.zeros(N, 3), torch.zeros(N, 3), torch.zeros(N)
+    wp.launch(_sample, dim=N, inputs=[*args, vec(wo), vec(u), *settings, as_warp(wi_k, wp.vec3),
+                                      as_warp(weight, wp.vec3), as_warp(pdf_k)], device="cpu")
+    s = bsdf.sample(si, u[:, :1].double(), u[:, 1:].double())
+    assert float((s.pdf > 0).float().mean()) > 0.9
+    specular = (u[:, 0].double() < 0.5) & (s.pdf[:, 0] > 0)  # (both lobes drawn)
+    assert bool(specular.any()) and bool((~specular).any())
+    near = (wi_k.double() - s.wi).abs().amax(-1)
+    assert float(near.max()) < 1e-4
+    if smooth:  # (a sample of the sharp lobe lands inside it: its value is float32's rounding)
+        return
+    assert float(_close(weight.double(), s.weight, 1e-2)) < 2e-3
+    assert float(_close(pdf_k.double(), s.pdf[:, 0], 1e-2)) < 2e-3
