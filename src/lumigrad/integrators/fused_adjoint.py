@@ -103,6 +103,9 @@ def fused_value_gradients(ts: TraceScene, tables: PathTables, origins: torch.Ten
 
     **Differentiability:** this is a backward pass (its result has no graph).
     """
+    if bool(((tables.part_flags & 6) != 0).any()):  # (its BSDF derivatives are GGX's glTF model's)
+        raise ValueError("fused_value_gradients: a part has Beckmann's microfacets or is Mitsuba's plastic; its "
+                         "gradients replay on PyTorch (fused_adjoint_unsupported says so)")
     verts = ts.verts.detach().contiguous()
     bvh = bvh_for(verts, ts.faces)
     o, d = origins.detach().float().contiguous(), directions.detach().float().contiguous()

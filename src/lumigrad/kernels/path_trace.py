@@ -229,14 +229,15 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
         (``[H W, 3]``; None where not wanted), and the radiance the replay gathered (the primal's: the same
         code).
 
+    The BSDF derivatives are the glTF model's with GGX: a part with Beckmann's microfacets or Mitsuba's plastic
+    replays its paths (the same radiance) but not its gradients (:func:`lumigrad.integrators.fused_adjoint.fused_value_gradients`
+    refuses such tables).
+
     **Differentiability:** none (this is the adjoint; :mod:`lumigrad.integrators.fused_adjoint` chains it).
     """
     device = verts.device
     if bool((tables.part_transmission != 0).any()):  # (the adjoint's BSDF derivatives are the opaque model's)
         raise ValueError("replay_paths_tables: a part transmits (glass); its gradients replay on PyTorch")
-    if bool(((tables.part_flags & 6) != 0).any()):  # (and GGX's glTF model's)
-        raise ValueError("replay_paths_tables: a part has Beckmann's microfacets or is Mitsuba's plastic; its "
-                         "gradients replay on PyTorch")
     if radiance is None and device.type != "cpu":
         raise ValueError("replay_paths_tables: radiance=None (one pass) runs on the CPU only; give the primal's")
     if radiance is None and getattr(wp.config, "enable_cpu_blocks", False):
