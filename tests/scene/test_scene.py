@@ -103,3 +103,39 @@ def test_bad_input():
         lg.render(scene)
     with pytest.raises(ValueError, match="camera 'side' is not in the scene"):
         lg.render(scene, "side")
+
+
+def _cast_scene(dtype):
+    """A textured card under two point lights, one light's intensity the card's roughness tensor (shared), built
+    in ``dtype``."""
+    f64 = torch.float64
+    verts = torch.tensor([[-1.0, -1.0, 0.0], [1.0, -1.0, 0.0], [1.0, 1.0, 0.0], [-1.0, 1.0, 0.0]], dtype=dtype)
+    texture = torch.rand(4, 4, 3, dtype=f64, generator=torch.Generator().manual_seed(0)).to(dtype)
+    shared = torch.tensor(0.5, dtype=dtype)
+    material = Material(base_color_factor=torch.ones(4, dtype=dtype), base_color_texture=texture,
+                        roughness_factor=shared, metallic_factor=torch.tensor(0.0, dtype=dtype),
+                        ior=torch.tensor(1.5, dtype=dtype))
+    scene = lg.Scene()
+    uv = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], dtype=dtype)
+    scene.add_mesh("card", lg.SceneMesh(verts, torch.tensor([[0, 2, 1], [0, 3, 2]]), material, uv=uv))
+    scene.add_light("key", lg.PointLight(torch.tensor([0.0, 0.0, -2.0], dtype=dtype), torch.tensor(4.0, dtype=dtype)))
+    scene.add_light("fill", lg.PointLight(torch.tensor([0.5, 0.5, -2.0], dtype=dtype), shared))
+    return scene
+
+
+def test_to_casts_every_floating_parameter_and_keeps_shared_tensors_shared():
+    """``Scene.to(dtype=)``: every floating-point parameter (mesh, material, texture, light) cast, the face indices
+    kept integral, a tensor shared by two names still one tensor; the cast scene renders exactly as the same scene
+    built in float32 (the fused kernel); a non-float dtype is refused by name."""
+    scene = _cast_scene(torch.float64)
+    assert scene.to(dtype=torch.float32) is scene
+    params = scene.parameters()
+    assert all(t.dtype == torch.float32 for t in params.values()), {k: t.dtype for k, t in params.items()}
+    assert params["meshes.card.material.roughness_factor"] is params["lights.fill.intensity"]
+    assert scene.meshes["card"].faces.dtype == torch.int64
+    cam = lg.Camera.look_at([0.0, 0.0, -3.0], [0.0, 0.0, 0.0], fov_y=0.8, width=8, height=8)
+    image = lg.render(scene, cam, integrator="direct", spp=16, seed=3).rgb
+    native = lg.render(_cast_scene(torch.float32), cam, integrator="direct", spp=16, seed=3).rgb
+    assert image.dtype == torch.float32 and float(image.mean()) > 0.01 and torch.equal(image, native)
+    with pytest.raises(TypeError, match="dtype"):
+        scene.to(dtype=torch.int32)
