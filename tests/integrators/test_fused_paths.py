@@ -276,6 +276,19 @@ def _beckmann():
     return scene, cam
 
 
+def _beckmann_glass():
+    """Beckmann's microfacets through glass (Mitsuba's default ``roughdielectric``): the glass scene's ball with
+    ``microfacet="beckmann"`` and a rough mixed ball (roughness 0.7, transmission 0.5, metallic 0.3: the opaque
+    lobes Beckmann's too) beside it."""
+    scene, cam = _glass()
+    scene.meshes["ball"].material.microfacet = "beckmann"
+    v, f = _sphere(n_theta=10, n_phi=16, radius=0.3, centre=(0.7, 0.35, 0.3))
+    mixed = Material(base_color_factor=torch.tensor([0.9, 0.7, 0.5, 1.0]), metallic_factor=0.3,
+                     roughness_factor=0.7, ior=1.33, transmission_factor=0.5, microfacet="beckmann")
+    scene.add_mesh("mixed", lg.SceneMesh(v, f, mixed))
+    return scene, cam
+
+
 def _thin_sheets():
     """Thin dielectric sheets (``Material.thin_dielectric``, Mitsuba's ``thindielectric``): the partial-glass scene's
     pane a tinted sheet of ior 1.5 (two deltas: the mirror and straight through), its ball a sheet mixed with a rough
@@ -318,7 +331,7 @@ def _plastic():
 SCENES = {"cornell": _cornell, "linear_spots": _linear_spots, "punctual": _punctual, "metal": _metal, "mixed": _mixed, "textured": _textured,
           "sky": _sky, "specular": _specular, "normal_mapped": _normal_mapped, "glass": _glass,
           "partial_glass": _partial_glass, "beckmann": _beckmann, "plastic": _plastic,
-          "thin_sheets": _thin_sheets}
+          "thin_sheets": _thin_sheets, "beckmann_glass": _beckmann_glass}
 
 
 def _compare(scene, cam, *, spp=4, light_sampling="solid_angle", **settings):
@@ -506,7 +519,8 @@ def test_thin_sheet_gradients_replay_the_fused_primal_on_pytorch():
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("name", ["cornell", "mixed", "normal_mapped", "glass", "plastic", "thin_sheets"])
+@pytest.mark.parametrize("name", ["cornell", "mixed", "normal_mapped", "glass", "plastic", "thin_sheets",
+                                  "beckmann_glass"])
 @pytest.mark.parametrize("light_sampling", ["solid_angle", "auto"])
 def test_the_kernel_runs_on_cuda_as_its_twin(name, light_sampling):
     """The same kernel on a CUDA device: the scene built there, the kernel against the PyTorch transport there."""

@@ -91,9 +91,6 @@ def fused_unsupported(ts: TraceScene) -> Optional[str]:
                 m.metallic_roughness_texture is not None or m.roughness_factor.numel() != 1 or m.ior.numel() != 1):
             return (f"part {k}'s material is Mitsuba's plastic with a roughness texture or more than one roughness "
                     f"or ior (the kernel's plastic has one table a part)")
-        if (getattr(m, "microfacet", "ggx") == "beckmann" and ts.transmissive
-                and bool(m.transmission_factor.detach().reshape(()) != 0)):
-            return f"part {k}'s material refracts through Beckmann's microfacets (the kernel's refraction is GGX's)"
         for slot in TEXTURE_SLOTS:
             tex = getattr(m, slot)
             if tex is not None and (tex.dim() != 3 or tex.shape[-1] < 3):

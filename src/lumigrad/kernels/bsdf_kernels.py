@@ -127,6 +127,20 @@ def beckmann_lambda_wp(cos: float, alpha: float):
 
 
 @wp.func
+def beckmann_d_wp(sin2_h: float, a2: float):
+    """Beckmann's ``D = exp(-tan^2 / alpha^2) / (pi alpha^2 cos^4)`` from ``sin2_h = 1 - (n.h)^2 >= 0`` and ``a2 =
+    alpha^2`` (the twin of ``lumigrad.shading.brdf.beckmann_d``)."""
+    c2 = wp.max(1.0 - sin2_h, BECKMANN_COS2_FLOOR)
+    return wp.exp(-sin2_h / (c2 * a2)) / (wp.pi * a2 * c2 * c2)
+
+
+@wp.func
+def beckmann_g1_wp(cos: float, alpha: float):
+    """Smith's masking ``1 / (1 + Lambda)`` of a Beckmann surface at ``cos > 0`` (``brdf.beckmann_g1``)."""
+    return 1.0 / (1.0 + beckmann_lambda_wp(cos, alpha))
+
+
+@wp.func
 def beckmann_normal_wp(alpha: float, u0: float, u1: float):
     """A Beckmann normal with density ``D(h) h_z`` from uniform ``u0, u1`` (the twin of
     ``lumigrad.shading.warps.beckmann_normal``)."""

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import warp as wp
 
-from .bsdf_kernels import (ALPHA_MIN, ggx_visible_normal_wp, local_frame_wp, eval_pdf_unit_wp, f0_dielectric_wp,
-                           normalize_floor_wp, sample_unit_wp, specular_probability_wp)
+from .bsdf_kernels import (ALPHA_MIN, beckmann_d_wp, beckmann_g1_wp, beckmann_normal_wp, ggx_visible_normal_wp,
+                           local_frame_wp, eval_pdf_unit_wp, f0_dielectric_wp, normalize_floor_wp, sample_unit_wp,
+                           specular_probability_wp)
 
 wp.set_module_options({"enable_backward": False})
 
@@ -85,12 +86,21 @@ def _smith_g1(cos_v: float, v_dot_h: float, a2: float):
 
 
 @wp.func
-def rough_dielectric_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, alpha: float, eta: float):
+def _beckmann_g1(cos_v: float, v_dot_h: float, alpha: float):
+    out = float(0.0)
+    if v_dot_h * cos_v > 0.0:
+        out = beckmann_g1_wp(wp.max(wp.abs(cos_v), _EPS), alpha)
+    return out
+
+
+@wp.func
+def rough_dielectric_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, alpha: float, eta: float, beckmann: int):
     """``(f, pdf)`` of the rough dielectric (``rough_dielectric_unchecked`` and its pdf, radiance mode) at unit
     ``n, wi, wo``: reflection ``F D G / (4 |n.wo| |n.wi|)``, refraction ``(1 - F) D G |wo.h| |wi.h| / (|n.wo|
     |n.wi| (wo.h + eta' wi.h)^2)``; visible-normal density times the reflection or refraction Jacobian and its
     Fresnel probability. Zero where a direction lies on the surface, a direction sees the microfacet's back, or
-    the refraction's half vector degenerates."""
+    the refraction's half vector degenerates. ``beckmann`` 1: Beckmann's ``D`` and ``G1`` (Walter et al. 2007's
+    ``Lambda``), the normals' density ``D (n.h)``."""
     cos_o = wp.dot(n, wo)
     cos_i = wp.dot(n, wi)
     reflect = cos_o * cos_i > 0.0
@@ -114,14 +124,22 @@ def rough_dielectric_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, alpha: fl
     if valid:
         n_h = wp.dot(n, h)
         a2 = alpha * alpha
-        d = _ggx_d(n_h, a2)
-        g = _smith_g1(cos_o, wo_h, a2) * _smith_g1(cos_i, wi_h, a2)
+        d = float(0.0)
+        g = float(0.0)
+        pdf_h = float(0.0)
+        if beckmann != 0:
+            d = beckmann_d_wp(wp.max(1.0 - n_h * n_h, 0.0), a2)
+            g = _beckmann_g1(cos_o, wo_h, alpha) * _beckmann_g1(cos_i, wi_h, alpha)
+            pdf_h = d * n_h
+        else:
+            d = _ggx_d(n_h, a2)
+            g = _smith_g1(cos_o, wo_h, a2) * _smith_g1(cos_i, wi_h, a2)
+            co_raw = wp.abs(cos_o)
+            pdf_h = 2.0 * d * wp.abs(wo_h) / wp.max(co_raw + wp.sqrt(a2 + (1.0 - a2) * co_raw * co_raw), _EPS)
         fres, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(wp.clamp(wo_h, -1.0, 1.0), eta)
         co = wp.max(wp.abs(cos_o), _EPS)
         ci = wp.max(wp.abs(cos_i), _EPS)
         den2 = wp.max(den * den, _EPS)
-        co_raw = wp.abs(cos_o)
-        pdf_h = 2.0 * d * wp.abs(wo_h) / wp.max(co_raw + wp.sqrt(a2 + (1.0 - a2) * co_raw * co_raw), _EPS)
         if reflect:
             f = fres * d * g / (4.0 * co * ci)
             pdf = pdf_h * (fres / (4.0 * wp.max(wp.abs(wi_h), _EPS)))
@@ -132,16 +150,21 @@ def rough_dielectric_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, alpha: fl
 
 
 @wp.func
-def rough_dielectric_direction_wp(n: wp.vec3, wo: wp.vec3, alpha: float, eta: float, u_choice: float, u0: float,
-                                  u1: float):
+def rough_dielectric_direction_wp(n: wp.vec3, wo: wp.vec3, alpha: float, eta: float, beckmann: int,
+                                  u_choice: float, u0: float, u1: float):
     """``rough_dielectric_sample_unchecked``'s direction at unit ``n, wo``: a GGX normal visible from ``wo``
-    (flipped to the normal's side) from ``u0, u1``, then reflection where ``u_choice < F`` (or at total internal
-    reflection), else refraction; ``(wi, ok)`` with ``ok`` False for a reflection through the surface or a
-    refraction that does not cross it (the caller also requires a positive density)."""
+    (flipped to the normal's side), or with ``beckmann`` a Beckmann normal drawn by ``D (n.h)``, from ``u0, u1``,
+    then reflection where ``u_choice < F`` (or at total internal reflection), else refraction; ``(wi, ok)`` with
+    ``ok`` False for a reflection through the surface, a refraction that does not cross it or a Beckmann normal
+    facing away from ``wo`` (the caller also requires a positive density)."""
     t, b = local_frame_wp(n)
     wo_l = wp.vec3(wp.dot(wo, t), wp.dot(wo, b), wp.dot(wo, n))
     side = _sign(wo_l[2])
-    h = ggx_visible_normal_wp(wo_l * side, alpha, u0, u1)
+    h = wp.vec3()
+    if beckmann != 0:
+        h = beckmann_normal_wp(alpha, u0, u1)
+    else:
+        h = ggx_visible_normal_wp(wo_l * side, alpha, u0, u1)
     wo_h = wp.dot(wo_l, h)
     fres, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(wp.clamp(wo_h, -1.0, 1.0), eta)
     reflect = u_choice < fres or fres >= 1.0
@@ -154,6 +177,8 @@ def rough_dielectric_direction_wp(n: wp.vec3, wo: wp.vec3, alpha: float, eta: fl
     if reflect:
         ok = (not crosses) and wi_l[2] != 0.0
     ok = ok and wo_l[2] != 0.0
+    if beckmann != 0:  # (visible normals never face away from wo)
+        ok = ok and wo_h * wo_l[2] > 0.0
     return wi, ok
 
 
@@ -183,17 +208,19 @@ def _mixture_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, base: wp.vec3, metallic: f
 
 @wp.func
 def transmission_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: float,
-                             metallic: float, ior: float, specular: float, transmission: float, thin: int):
+                             metallic: float, ior: float, specular: float, transmission: float, thin: int,
+                             beckmann: int):
     """``(f [3], pdf)`` of ``MetallicRoughnessTransmissionBSDF`` at unit ``n, wi, wo``: the opaque model with its
     dielectric layer weighted by ``1 - transmission``, plus ``w = (1 - metallic) transmission`` times the rough
     dielectric (``alpha = max(roughness^2, 1e-3)``, none at an index-matched boundary or a ``thin`` sheet: deltas),
-    its refraction tinted by ``base``; the density ``(1 - w) opaque + w dielectric``."""
-    f_o, pdf_o = eval_pdf_unit_wp(n, wi, wo, -1.0, base, roughness, metallic, ior, specular, transmission, 0)
+    its refraction tinted by ``base``; the density ``(1 - w) opaque + w dielectric``; ``beckmann`` 1: both with
+    Beckmann's microfacets."""
+    f_o, pdf_o = eval_pdf_unit_wp(n, wi, wo, -1.0, base, roughness, metallic, ior, specular, transmission, beckmann)
     f_g = float(0.0)
     pdf_g = float(0.0)
     glass_delta = index_matched_wp(ior) or thin != 0
     if not glass_delta:
-        f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, wp.max(roughness * roughness, ALPHA_MIN), ior)
+        f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, wp.max(roughness * roughness, ALPHA_MIN), ior, beckmann)
     return _mixture_wp(n, wi, wo, base, metallic, glass_delta, transmission, f_o, pdf_o, f_g, pdf_g)
 
 
@@ -211,14 +238,16 @@ def thin_sheet_reflectance_wp(cos: float, eta: float):
 
 @wp.func
 def transmission_sample_wp(n: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: float, metallic: float, ior: float,
-                           specular: float, transmission: float, thin: int, u_lobe: float, u0: float, u1: float):
+                           specular: float, transmission: float, thin: int, beckmann: int, u_lobe: float, u0: float,
+                           u1: float):
     """``MetallicRoughnessTransmissionBSDF.sample`` at unit ``n, wo``: ``(wi, weight [3], pdf, delta)``.
     ``u_lobe < w`` samples the dielectric (``u_lobe / w`` choosing reflection or refraction), otherwise the
     opaque model (with ``(u_lobe - w) / (1 - w)``); the weight is ``f |n.wi| / pdf`` of the mixture. At an
     index-matched boundary the dielectric is a delta passing straight through (``wi = -wo``, weight ``base``,
     pdf ``w``, ``delta`` True). A ``thin`` sheet's (Mitsuba's ``thindielectric``) are two deltas: the mirror
     direction where ``u_lobe / w < R'`` (:func:`thin_sheet_reflectance_wp`; weight 1, pdf ``w R'``), else straight
-    through (weight ``base``, pdf ``w (1 - R')``). The dielectric's value at a dielectric sample is evaluated once
+    through (weight ``base``, pdf ``w (1 - R')``). ``beckmann`` 1: both lobes with Beckmann's microfacets. The
+    dielectric's value at a dielectric sample is evaluated once
     (its density decides the sample's validity, then enters the mixture)."""
     w = (1.0 - metallic) * transmission
     p = w
@@ -235,9 +264,9 @@ def transmission_sample_wp(n: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: fl
     if glass and thin != 0:  # (two deltas: below)
         valid = False
     elif glass:
-        wi, ok_dir = rough_dielectric_direction_wp(n, wo, alpha, ior, wp.clamp(u_glass, 0.0, 1.0), u0, u1)
+        wi, ok_dir = rough_dielectric_direction_wp(n, wo, alpha, ior, beckmann, wp.clamp(u_glass, 0.0, 1.0), u0, u1)
         if ok_dir:
-            f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, alpha, ior)
+            f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, alpha, ior, beckmann)
             have_g = True
             valid = pdf_g > 0.0
     else:
@@ -247,7 +276,7 @@ def transmission_sample_wp(n: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: fl
         p_spec = specular_probability_wp(wp.dot(n, wo), base, metallic, f0_dielectric_wp(ior), specular,
                                          transmission)
         wi_o, weight_o, pdf_o = sample_unit_wp(n, wo, p_spec, base, roughness, metallic, ior, specular,
-                                               transmission, 0, u_opaque, u0, u1)
+                                               transmission, beckmann, u_opaque, u0, u1)
         wi = wi_o
         valid = pdf_o > 0.0
     ok = False
@@ -255,8 +284,8 @@ def transmission_sample_wp(n: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: fl
     weight = wp.vec3(0.0, 0.0, 0.0)
     if valid:  # (an invalid sample has weight 0 whatever the mixture says)
         if not have_g:
-            f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, alpha, ior)
-        f_o, pdf_o = eval_pdf_unit_wp(n, wi, wo, -1.0, base, roughness, metallic, ior, specular, transmission, 0)
+            f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, alpha, ior, beckmann)
+        f_o, pdf_o = eval_pdf_unit_wp(n, wi, wo, -1.0, base, roughness, metallic, ior, specular, transmission, beckmann)
         f, pdf = _mixture_wp(n, wi, wo, base, metallic, index_matched_wp(ior) or thin != 0, transmission, f_o,
                              pdf_o, f_g, pdf_g)
         ok = pdf > 0.0

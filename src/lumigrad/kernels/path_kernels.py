@@ -7,7 +7,7 @@ the reference): the same operations in the same order, the same random numbers
 unless a branch (a lobe choice, a shadow ray grazing an edge, roulette) falls the other way at a tie.
 
 What it supports (:mod:`lumigrad.integrators.fused_paths` decides, and falls back to PyTorch otherwise): the
-glTF metallic-roughness materials (GGX, or Beckmann's microfacets on opaque parts: ``Material.microfacet``) and
+glTF metallic-roughness materials (GGX, or Beckmann's microfacets: ``Material.microfacet``) and
 Mitsuba's plastic (``Material.plastic``: :mod:`.plastic_kernels`, a table per part in ``part_plastic``), with
 ``KHR_materials_transmission`` (glass: :mod:`.dielectric_kernels`, in no
 medium; a thin sheet, ``Material.thin_dielectric``, too) and ``KHR_materials_specular``'s specular weight (weight 0 and no metal is
@@ -526,7 +526,7 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec
         bpdf = float(0.0)
         if transmission != 0.0:  # KHR_materials_transmission: the light may be on either side
             f, bpdf = transmission_eval_pdf_wp(n_u, unit_wp(wi), wo_u, base, roughness, metallic, ior, specular,
-                                               transmission, thin)
+                                               transmission, thin, beckmann)
         elif plastic_row >= 0:  # Mitsuba's plastic (its table is row plastic_row of plastic)
             f, bpdf = plastic_eval_pdf_wp(plastic, plastic_row, n_u, unit_wp(wi), wo_u, p_eval, base, roughness, ior,
                                           beckmann)
@@ -875,7 +875,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
         pdf = float(0.0)
         if transmission != 0.0:  # (as the twin, whatever its sign: an optimiser may push it out of [0, 1])
             wi, weight, pdf, delta = transmission_sample_wp(n_u, wo_u, base, roughness, metallic, ior, specular,
-                                                            transmission, thin, u_lobe, u_dir0, u_dir1)
+                                                            transmission, thin, beckmann, u_lobe, u_dir0, u_dir1)
         elif plastic_row >= 0:
             wi, weight, pdf = plastic_sample_wp(part_plastic, plastic_row, n_u, wo_u, p_like, base, roughness, ior,
                                                 beckmann, u_lobe, u_dir0, u_dir1)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import warp as wp
 
-from .bsdf_kernels import (ALPHA_MIN, BECKMANN_COS2_FLOOR, DOT_EPS, FLOOR, beckmann_lambda_wp, beckmann_normal_wp,
-                           ggx_visible_normal_wp, local_frame_wp, normalize_floor_wp)
+from .bsdf_kernels import (ALPHA_MIN, DOT_EPS, FLOOR, beckmann_d_wp, beckmann_g1_wp, beckmann_normal_wp,
+                           ggx_visible_normal_wp, local_frame_wp)
 from .dielectric_kernels import fresnel_dielectric_wp
 
 wp.set_module_options({"enable_backward": False})
@@ -61,7 +61,7 @@ def _smith_g1(cos: float, alpha: float, beckmann: int):
     """Smith's separable masking at ``cos > 0``, GGX's or Beckmann's (``lumigrad.shading.brdf.smith_g1``)."""
     out = float(0.0)
     if beckmann != 0:
-        out = 1.0 / (1.0 + beckmann_lambda_wp(cos, alpha))
+        out = beckmann_g1_wp(cos, alpha)
     else:
         a2 = alpha * alpha
         out = 2.0 * cos / wp.max(cos + wp.sqrt(a2 + (1.0 - a2) * cos * cos), _EPS)
@@ -91,8 +91,7 @@ def plastic_eval_pdf_wp(table: wp.array(dtype=float), row: int, n: wp.vec3, wi: 
         dist = float(0.0)
         pdf_spec = float(0.0)
         if beckmann != 0:
-            c2 = wp.max(1.0 - wp.max(sin2_h, 0.0), BECKMANN_COS2_FLOOR)
-            dist = wp.exp(-wp.max(sin2_h, 0.0) / (c2 * a2)) / (wp.pi * a2 * c2 * c2)
+            dist = beckmann_d_wp(wp.max(sin2_h, 0.0), a2)
             pdf_spec = dist * cos_h / (4.0 * wp.max(wo_h, DOT_EPS))
         else:
             q = a2 + sin2_h * (1.0 - a2)
