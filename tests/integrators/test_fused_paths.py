@@ -461,17 +461,18 @@ def test_gradients_replay_the_fused_primal():
 
 
 def test_beckmann_gradients_replay_the_fused_primal_on_pytorch():
-    """A Beckmann part's gradients: the fused primal's radiance, then the PyTorch replay (the fused replay and
-    the replay kernels are GGX's, so neither is taken), equal to the PyTorch primal's to float32 rounding."""
+    """A Beckmann part's gradients on the PyTorch replay (``fused_adjoint=False``; the replay kernels' samples are
+    GGX's, so they are not taken): from the fused primal's radiance equal to the PyTorch primal's to float32
+    rounding. (The fused replay's Beckmann derivatives: ``tests/integrators/test_fused_adjoint.py``.)"""
     grads = []
     for use in (True, False):
         scene, cam = _beckmann()
         roughness = scene.meshes["ball"].material.roughness_factor
         roughness = torch.as_tensor(roughness, dtype=F32).clone().requires_grad_(True)
         scene.meshes["ball"].material.roughness_factor = roughness
-        assert "Beckmann" in fused_adjoint_unsupported(_trace_scene(scene), cam)
+        assert fused_adjoint_unsupported(_trace_scene(scene), cam) is None
         integrator = lg.integrators.PathIntegrator(max_depth=4, use_fused_kernel=use, edge_samples=0,
-                                                   shadow_edge_samples=0)
+                                                   shadow_edge_samples=0, fused_adjoint=False)
         img = lg.render(scene, cam, integrator=integrator, spp=2, seed=1).rgb
         (g,) = torch.autograd.grad(img.mean(), roughness)
         grads.append(g)

@@ -15,11 +15,11 @@ NAMES = ("base", "metallic", "roughness", "ior", "specular")
 @wp.kernel
 def _grads(n: wp.array(dtype=wp.vec3), wi: wp.array(dtype=wp.vec3), wo: wp.array(dtype=wp.vec3),
            base: wp.array(dtype=wp.vec3), roughness: wp.array(dtype=float), metallic: wp.array(dtype=float),
-           ior: wp.array(dtype=float), specular: wp.array(dtype=float), coef: wp.array(dtype=wp.vec3),
+           ior: wp.array(dtype=float), specular: wp.array(dtype=float), beckmann: int, coef: wp.array(dtype=wp.vec3),
            out_base: wp.array(dtype=wp.vec3), out: wp.array2d(dtype=float)):
     i = wp.tid()
     gb, gm, gr, gi, gs = bk.bsdf_param_grads_wp(bk.unit_wp(n[i]), wi[i], bk.unit_wp(wo[i]), base[i], roughness[i],
-                                                metallic[i], ior[i], specular[i], coef[i])
+                                                metallic[i], ior[i], specular[i], beckmann, coef[i])
     out_base[i] = gb
     out[i, 0] = gm
     out[i, 1] = gr
@@ -52,7 +52,7 @@ def _points(N, seed, lambertian=False):
     return n, wi, wo, m, coef
 
 
-def _kernel(n, wi, wo, m, coef):
+def _kernel(n, wi, wo, m, coef, beckmann=False):
     ensure_init()
     N = n.shape[0]
     out_base, out = torch.zeros(N, 3), torch.zeros(N, 4)
@@ -60,26 +60,28 @@ def _kernel(n, wi, wo, m, coef):
                                      as_warp(m["base"].contiguous(), wp.vec3),
                                      *[as_warp(m[k].reshape(-1).contiguous())
                                        for k in ("roughness", "metallic", "ior", "specular")],
-                                     as_warp(coef, wp.vec3), as_warp(out_base, wp.vec3), as_warp(out)], device="cpu")
+                                     int(beckmann), as_warp(coef, wp.vec3), as_warp(out_base, wp.vec3), as_warp(out)], device="cpu")
     return {"base": out_base, "metallic": out[:, :1], "roughness": out[:, 1:2], "ior": out[:, 2:3],
             "specular": out[:, 3:4]}
 
 
-def _reference(n, wi, wo, m, coef):
-    """``d sum(coef * f) / d theta`` per point by autograd of the float64 twin."""
+def _reference(n, wi, wo, m, coef, beckmann=False):
+    """``d sum(coef * f) / d theta`` per point by autograd of the float64 twin (Beckmann's where ``beckmann``)."""
     leaves = {k: v.double().clone().requires_grad_(True) for k, v in m.items()}
+    mask = torch.full(n.shape[:-1] + (1,), bool(beckmann)) if beckmann else None
     f = metallic_roughness_unchecked(n.double(), wi.double(), wo.double(), leaves["base"], leaves["roughness"],
-                                     leaves["metallic"], ior=leaves["ior"], specular=leaves["specular"])
+                                     leaves["metallic"], ior=leaves["ior"], specular=leaves["specular"],
+                                     beckmann=mask)
     grads = torch.autograd.grad((f * coef.double()).sum(), [leaves[k] for k in NAMES])
     return dict(zip(NAMES, grads))
 
 
-@pytest.mark.parametrize("lambertian", [False, True])
-def test_bsdf_parameter_derivatives_match_float64_autograd(lambertian):
+@pytest.mark.parametrize("lambertian, beckmann", [(False, False), (True, False), (False, True)])
+def test_bsdf_parameter_derivatives_match_float64_autograd(lambertian, beckmann):
     n, wi, wo, m, coef = _points(4096, 5 + int(lambertian), lambertian)
     below = ((n * wi).sum(-1) <= 0) | ((n * wo).sum(-1) <= 0)
     assert 0.05 < float(below.float().mean()) < 0.6  # both sides of the surface are exercised
-    got, ref = _kernel(n, wi, wo, m, coef), _reference(n, wi, wo, m, coef)
+    got, ref = _kernel(n, wi, wo, m, coef, beckmann), _reference(n, wi, wo, m, coef, beckmann)
     for name in NAMES:
         g, r = got[name].double(), ref[name]
         assert bool((g[below] == 0).all()), name  # no value, no derivative

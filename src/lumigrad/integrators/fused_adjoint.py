@@ -72,9 +72,6 @@ def fused_adjoint_unsupported(ts: TraceScene, camera: Camera) -> Optional[str]:
     for k, m in enumerate(ts.materials):
         if getattr(m, "plastic", False):
             return f"part {k}'s material is Mitsuba's plastic (the fused replay's BSDF gradients are glTF's)"
-        if getattr(m, "microfacet", "ggx") != "ggx":
-            return (f"part {k}'s material has {m.microfacet.capitalize()}'s microfacets (the fused replay's BSDF "
-                    f"gradients are GGX's)")
 
     for name in ("verts", "normals", "uv", "tangents"):
         if _needs_grad(getattr(ts, name)):
@@ -103,9 +100,9 @@ def fused_value_gradients(ts: TraceScene, tables: PathTables, origins: torch.Ten
 
     **Differentiability:** this is a backward pass (its result has no graph).
     """
-    if bool(((tables.part_flags & 6) != 0).any()):  # (its BSDF derivatives are GGX's glTF model's)
-        raise ValueError("fused_value_gradients: a part has Beckmann's microfacets or is Mitsuba's plastic; its "
-                         "gradients replay on PyTorch (fused_adjoint_unsupported says so)")
+    if bool(((tables.part_flags & 4) != 0).any()):  # (its BSDF derivatives are the glTF model's)
+        raise ValueError("fused_value_gradients: a part is Mitsuba's plastic; its gradients replay on PyTorch "
+                         "(fused_adjoint_unsupported says so)")
     verts = ts.verts.detach().contiguous()
     bvh = bvh_for(verts, ts.faces)
     o, d = origins.detach().float().contiguous(), directions.detach().float().contiguous()

@@ -289,10 +289,25 @@ def sample_unit_wp(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughn
 
 
 @wp.func
+def _beckmann_lambda_slope(cos: float, alpha: float):
+    """``d Lambda / d alpha`` of :func:`beckmann_lambda_wp` (0 beyond its cut-off ``a = 1.6``, as the twin's)."""
+    sin = wp.sqrt(wp.max(1.0 - cos * cos, 1.0e-12))
+    a = cos / (alpha * sin)
+    out = float(0.0)
+    if a < BECKMANN_MAX_A:
+        num = 1.0 - 1.259 * a + 0.396 * a * a
+        den = 3.535 * a + 2.181 * a * a
+        d_lam_d_a = ((-1.259 + 0.792 * a) * den - num * (3.535 + 4.362 * a)) / (den * den)
+        out = d_lam_d_a * (-a / alpha)
+    return out
+
+
+@wp.func
 def bsdf_param_grads_wp(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: float, metallic: float,
-                        ior: float, specular: float, coef: wp.vec3):
+                        ior: float, specular: float, beckmann: int, coef: wp.vec3):
     """``sum_c coef_c d f_c / d theta`` of :func:`eval_pdf_unit_wp`'s value ``f`` (unit ``n``, ``wo``):
     ``(d base [3], d metallic, d roughness, d ior, d specular)``; zero where ``f`` is (below either surface).
+    ``beckmann`` 1: of Beckmann's ``D`` and height-correlated ``V`` (the value's with ``beckmann``).
 
     The general lobes' derivatives also where the value takes Lambert's shortcut (metallic and specular weight
     0): the shortcut is the same value, not a different function. ``alpha = max(roughness^2, 1e-3)`` has no
@@ -317,18 +332,30 @@ def bsdf_param_grads_wp(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, base: wp.vec3, 
             alpha = ALPHA_MIN
             d_alpha = 0.0
         a2 = alpha * alpha
-        q = a2 + sin2_h * (1.0 - a2)
-        dist = a2 / (wp.pi * q * q)
-        sa = wp.sqrt(nv * nv * (1.0 - a2) + a2)
-        sb = wp.sqrt(nl * nl * (1.0 - a2) + a2)
-        den = nl * sa + nv * sb
-        vis = 0.5 / den
-        dv = dist * vis
-        # d dv / d a2 = vis d dist / d a2 + dist d vis / d a2
-        d_dist = (q - 2.0 * a2 * (1.0 - sin2_h)) / (wp.pi * q * q * q)
-        d_den = nl * (1.0 - nv * nv) / (2.0 * sa) + nv * (1.0 - nl * nl) / (2.0 * sb)
-        d_vis = -0.5 * d_den / (den * den)
-        d_dv = (d_dist * vis + dist * d_vis) * (2.0 * alpha * d_alpha)  # per unit of roughness
+        dv = float(0.0)
+        d_dv = float(0.0)
+        if beckmann != 0:
+            c2 = wp.max(1.0 - sin2_h, BECKMANN_COS2_FLOOR)
+            dist = wp.exp(-sin2_h / (c2 * a2)) / (wp.pi * a2 * c2 * c2)
+            lam_sum = 1.0 + beckmann_lambda_wp(nl, alpha) + beckmann_lambda_wp(nv, alpha)
+            vis = 0.25 / (nl * nv * lam_sum)
+            dv = dist * vis
+            d_dist = dist * (sin2_h / (c2 * a2 * a2) - 1.0 / a2)  # d D / d a2
+            d_vis = -vis * (_beckmann_lambda_slope(nl, alpha) + _beckmann_lambda_slope(nv, alpha)) / lam_sum
+            d_dv = (d_dist * vis * 2.0 * alpha + dist * d_vis) * d_alpha  # per unit of roughness
+        else:
+            q = a2 + sin2_h * (1.0 - a2)
+            dist = a2 / (wp.pi * q * q)
+            sa = wp.sqrt(nv * nv * (1.0 - a2) + a2)
+            sb = wp.sqrt(nl * nl * (1.0 - a2) + a2)
+            den = nl * sa + nv * sb
+            vis = 0.5 / den
+            dv = dist * vis
+            # d dv / d a2 = vis d dist / d a2 + dist d vis / d a2
+            d_dist = (q - 2.0 * a2 * (1.0 - sin2_h)) / (wp.pi * q * q * q)
+            d_den = nl * (1.0 - nv * nv) / (2.0 * sa) + nv * (1.0 - nl * nl) / (2.0 * sb)
+            d_vis = -0.5 * d_den / (den * den)
+            d_dv = (d_dist * vis + dist * d_vis) * (2.0 * alpha * d_alpha)  # per unit of roughness
         m5 = _schlick_weight(vh)
         f0s = _schlick(f0_d, m5)
         fd = specular * f0s

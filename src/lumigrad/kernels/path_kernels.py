@@ -851,7 +851,7 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                     add_bsdf_grads_wp(g_part, g_texels, tex_grad_rows, part, uv, part_base, part_metallic,
                                       part_roughness, part_texture, part_mr_texture, tex_offset, tex_width,
                                       tex_height, tex_wrap, texels, n_u, wi, wo_u, base, roughness, metallic, ior,
-                                      specular, _cw_mul(bw, lw) * cos_w)
+                                      specular, beckmann, _cw_mul(bw, lw) * cos_w)
                     g_value = _cw_mul(bw, f_j) * (cos_w * per_value)
                     if kind == LIGHT_AREA:
                         if tri_row >= 0:
@@ -905,10 +905,10 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                 add_bsdf_grads_wp(g_part, g_texels, tex_grad_rows, part, uv, part_base, part_metallic, part_roughness,
                                   part_texture, part_mr_texture, tex_offset, tex_width, tex_height, tex_wrap, texels,
                                   n_u, wi, wo_u, base, roughness, metallic, ior, specular,
-                                  _cw_mul(q, total_in - radiance))
+                                  beckmann, _cw_mul(q, total_in - radiance))
             else:
                 hold_vertex_wp(held, held_count, part, n_u, wi, wo_u, base, roughness, metallic, ior, specular, q,
-                               radiance, uv)
+                               radiance, uv, beckmann)
                 held_count += 1
         beta = new_beta
         o = offset_origin_wp(x, ng, wi)

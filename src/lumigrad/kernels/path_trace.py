@@ -229,9 +229,9 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
         (``[H W, 3]``; None where not wanted), and the radiance the replay gathered (the primal's: the same
         code).
 
-    The BSDF derivatives are the glTF model's with GGX: a part with Beckmann's microfacets or Mitsuba's plastic
-    replays its paths (the same radiance) but not its gradients (:func:`lumigrad.integrators.fused_adjoint.fused_value_gradients`
-    refuses such tables).
+    The BSDF derivatives are the glTF model's (GGX or Beckmann): a part of Mitsuba's plastic replays its paths (the
+    same radiance) but not its gradients (:func:`lumigrad.integrators.fused_adjoint.fused_value_gradients` refuses
+    such tables).
 
     **Differentiability:** none (this is the adjoint; :mod:`lumigrad.integrators.fused_adjoint` chains it).
     """
