@@ -34,7 +34,8 @@ def _vertices(name, light_sampling):
     return ts, bvh, rows, si, ng
 
 
-@pytest.mark.parametrize("name", ["cornell", "metal", "textured", "specular"])  # (the "mixed" lamp lights no first hit)
+@pytest.mark.parametrize("name", ["cornell", "metal", "textured", "specular", "beckmann"])  # (the "mixed" lamp lights
+# no first hit)
 @pytest.mark.parametrize("light_sampling", ["solid_angle", "area", "auto"])
 @pytest.mark.parametrize("depth", [0, 3])
 def test_the_kernel_computes_the_reference_next_event_term(name, light_sampling, depth):
@@ -72,7 +73,7 @@ def test_no_vertices_or_no_lights_give_zeros():
         kernels.area_next_event(bvh, [0], bsdf_only)
 
 
-@pytest.mark.parametrize("name", ["cornell", "punctual", "metal", "textured", "specular"])
+@pytest.mark.parametrize("name", ["cornell", "punctual", "metal", "textured", "specular", "beckmann"])
 @pytest.mark.parametrize("depth", [0, 3])
 def test_the_kernel_draws_the_reference_bsdf_samples(name, depth):
     ts, bvh, rows, si, ng = _vertices(name, "auto")
@@ -101,12 +102,20 @@ def test_the_kernel_draws_the_reference_bsdf_samples(name, depth):
     assert float(rel_pdf.max()) < RAY_RTOL
 
 
+def _cornell_beckmann():
+    """The Cornell box with Beckmann's microfacets on its (glossy-coated) walls."""
+    scene, cam = SCENES["cornell"]()
+    for mesh in scene.meshes.values():
+        mesh.material.microfacet = "beckmann"
+    return scene, cam
+
+
 @pytest.mark.parametrize("name, light_sampling", [("cornell", "solid_angle"), ("cornell", "auto"),
-                                                  ("specular", "auto")])
+                                                  ("specular", "auto"), ("cornell_beckmann", "auto")])
 def test_the_replay_gives_the_same_gradients_with_the_kernel(monkeypatch, name, light_sampling):
     """Reflectance and lamp-translation gradients with the kernels' values and samples and with the PyTorch
     references' (the same paths; float32 rounding apart)."""
-    scene, cam = SCENES[name]()
+    scene, cam = _cornell_beckmann() if name == "cornell_beckmann" else SCENES[name]()
     albedo = scene.meshes["back"].material.base_color_factor.requires_grad_(True)
     lamp = scene.lights["lamp"].verts.requires_grad_(True)
     integrator = lg.integrators.PathIntegrator(max_depth=5, light_sampling=light_sampling)

@@ -35,15 +35,20 @@ wp.set_module_options({"enable_backward": False})
 def _bsdf_sample(offset: int, end: int, paths: wp.array(dtype=wp.int32), depth: int, seed_lo: wp.uint32,
                  seed_hi: wp.uint32, normal: wp.array(dtype=wp.vec3), wo: wp.array(dtype=wp.vec3),
                  base: wp.array(dtype=wp.vec3), roughness: wp.array(dtype=float), metallic: wp.array(dtype=float),
-                 ior: wp.array(dtype=float), specular: wp.array(dtype=float), out_wi: wp.array(dtype=wp.vec3),
-                 out_weight: wp.array(dtype=wp.vec3), out_pdf: wp.array(dtype=float)):
+                 ior: wp.array(dtype=float), specular: wp.array(dtype=float), beckmann: wp.array(dtype=wp.int32),
+                 out_wi: wp.array(dtype=wp.vec3), out_weight: wp.array(dtype=wp.vec3), out_pdf: wp.array(dtype=float)):
     """Row ``offset + tid``: the BSDF sample of path ``paths[i]`` at ``depth`` (dimensions 0 the lobe, 1 and 2
-    the direction), its weight and density, as the fused kernel draws them."""
+    the direction), its weight and density, as the fused kernel draws them (GGX, or Beckmann where
+    ``beckmann[i]``)."""
     i = offset + wp.tid()
     key = ray_key_wp(seed_lo, seed_hi, wp.uint32(paths[i]))
-    wi, weight, pdf = pk.bsdf_sample_wp(normal[i], wo[i], base[i], roughness[i], metallic[i], ior[i], specular[i],
-                                        uniform_counter_wp(key, depth, 0), uniform_counter_wp(key, depth, 1),
-                                        uniform_counter_wp(key, depth, 2))
+    n = pk.unit_wp(normal[i])
+    w = pk.unit_wp(wo[i])
+    p_spec = pk.specular_probability_wp(wp.dot(n, w), base[i], metallic[i], pk.f0_dielectric_wp(ior[i]), specular[i],
+                                        0.0)
+    wi, weight, pdf = pk.sample_unit_wp(n, w, p_spec, base[i], roughness[i], metallic[i], ior[i], specular[i], 0.0,
+                                        beckmann[i], uniform_counter_wp(key, depth, 0),
+                                        uniform_counter_wp(key, depth, 1), uniform_counter_wp(key, depth, 2))
     out_wi[i] = wi
     out_weight[i] = weight
     out_pdf[i] = pdf
@@ -61,7 +66,7 @@ def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int
               position: wp.array(dtype=wp.vec3), normal: wp.array(dtype=wp.vec3), geo_normal: wp.array(dtype=wp.vec3),
               wo: wp.array(dtype=wp.vec3), base: wp.array(dtype=wp.vec3), roughness: wp.array(dtype=float),
               metallic: wp.array(dtype=float), ior: wp.array(dtype=float), specular: wp.array(dtype=float),
-              out: wp.array(dtype=wp.vec3)):
+              beckmann: wp.array(dtype=wp.int32), out: wp.array(dtype=wp.vec3)):
     """Row ``offset + tid``: the sum over ``lights`` of one MIS-weighted, shadow-tested light sample (no throughput),
     with path ``paths[i]``'s random numbers at ``depth`` (dimensions ``4 + 2 j, 5 + 2 j`` of light ``j``)."""
     i = offset + wp.tid()
@@ -79,8 +84,8 @@ def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int
             x, j, light_start, light_count, light_two_sided, light_area, light_centre, light_far2, tri_v0, tri_v1,
             tri_v2, tri_le, tri_cdf, uniform_counter_wp(key, depth, 4 + 2 * j), uniform_counter_wp(key, depth, 5 + 2 * j))
         nee = nee + pk.light_sample_term_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, -1.0, base[i], roughness[i],
-                                            metallic[i], ior[i], specular[i], 0.0, wi, dist, lw, lpdf, False,
-                                            roughness)
+                                            metallic[i], ior[i], specular[i], 0.0, beckmann[i], wi, dist, lw, lpdf,
+                                            False, roughness)
     out[i] = nee
 
 
@@ -178,9 +183,13 @@ def _path_inputs(paths: torch.Tensor, depth: int, seed: int) -> list:
 
 
 def _material_inputs(si, n: int) -> list:
-    """``wo, base, roughness, metallic, ior, specular`` of ``si``'s rows, as the kernels take them (``specular``
-    1, the core glTF coat, where ``si`` has none)."""
-    specular = si.specular if si.specular is not None else torch.ones(1, 1, device=si.position.device)
+    """``wo, base, roughness, metallic, ior, specular, beckmann`` of ``si``'s rows, as the kernels take them
+    (``specular`` 1, the core glTF coat, where ``si`` has none; ``beckmann`` 1 where ``si.beckmann`` marks a
+    point, 0 where it is unset)."""
+    dev = si.position.device
+    specular = si.specular if si.specular is not None else torch.ones(1, 1, device=dev)
+    beckmann = (torch.zeros(n, dtype=torch.int32, device=dev) if si.beckmann is None
+                else (si.beckmann.detach() > 0.5).to(torch.int32).expand(n, 1).reshape(n).contiguous())
     return [as_warp(_rows(si.wo, n, 3), wp.vec3), as_warp(_rows(si.base_color, n, 3), wp.vec3),
             as_warp(_rows(si.roughness, n, 1).reshape(n)), as_warp(_rows(si.metallic, n, 1).reshape(n)),
-            as_warp(_rows(si.ior, n, 1).reshape(n)), as_warp(_rows(specular, n, 1).reshape(n))]
+            as_warp(_rows(si.ior, n, 1).reshape(n)), as_warp(_rows(specular, n, 1).reshape(n)), as_warp(beckmann)]
