@@ -254,12 +254,12 @@ def bsdf_sample_wp(n_in: wp.vec3, wo_in: wp.vec3, base: wp.vec3, roughness: floa
 
 
 @wp.func
-def sample_unit_wp(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughness: float, metallic: float,
-                 ior: float, specular: float, transmission: float, beckmann: int, u_lobe: float, u0: float,
-                 u1: float):
-    """:func:`bsdf_sample_wp` of ``n`` and ``wo`` already through ``_unit`` and the specular lobe's probability
-    ``p_spec`` at ``n . wo`` already known; ``beckmann`` 1: the specular lobe's normal drawn by
-    :func:`beckmann_normal_wp` (``D (n.h)``), as the twin."""
+def two_lobe_direction_wp(n: wp.vec3, wo: wp.vec3, p_spec: float, roughness: float, beckmann: int, u_lobe: float,
+                          u0: float, u1: float):
+    """The world direction (not normalised) of a two-lobe sample at unit ``n``, ``wo``: where ``u_lobe < p_spec``
+    ``wo`` mirrored about a microfacet normal (GGX's visible from ``wo``, or with ``beckmann`` Beckmann's by ``D
+    (n.h)``, ``alpha = max(roughness^2, 1e-3)``), else a cosine-distributed direction (the glTF model's and the
+    plastic's samplers)."""
     t, b = local_frame_wp(n)
     wo_local = wp.vec3(wp.dot(wo, t), wp.dot(wo, b), wp.dot(wo, n))
     wi_local = wp.vec3()
@@ -275,8 +275,17 @@ def sample_unit_wp(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughn
         r = wp.sqrt(u0)
         phi = 2.0 * wp.pi * u1
         wi_local = wp.vec3(r * wp.cos(phi), r * wp.sin(phi), wp.sqrt(wp.max(1.0 - u0, FLOOR)))
-    wi = wi_local[0] * t + wi_local[1] * b + wi_local[2] * n
-    wi = normalize_floor_wp(wi)
+    return wi_local[0] * t + wi_local[1] * b + wi_local[2] * n
+
+
+@wp.func
+def sample_unit_wp(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughness: float, metallic: float,
+                 ior: float, specular: float, transmission: float, beckmann: int, u_lobe: float, u0: float,
+                 u1: float):
+    """:func:`bsdf_sample_wp` of ``n`` and ``wo`` already through ``_unit`` and the specular lobe's probability
+    ``p_spec`` at ``n . wo`` already known; ``beckmann`` 1: the specular lobe's normal drawn by
+    :func:`beckmann_normal_wp` (``D (n.h)``), as the twin."""
+    wi = normalize_floor_wp(two_lobe_direction_wp(n, wo, p_spec, roughness, beckmann, u_lobe, u0, u1))
     p_known = float(-1.0)  # (below 1e-6 the evaluation's clamped cosine differs: it computes its own)
     if wp.dot(n, wo) >= DOT_EPS:
         p_known = p_spec

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import warp as wp
 
-from .bsdf_kernels import (ALPHA_MIN, DOT_EPS, FLOOR, beckmann_d_wp, beckmann_g1_wp, beckmann_normal_wp,
-                           ggx_visible_normal_wp, local_frame_wp)
+from .bsdf_kernels import ALPHA_MIN, DOT_EPS, beckmann_d_wp, beckmann_g1_wp, two_lobe_direction_wp
 from .dielectric_kernels import fresnel_dielectric_wp
 
 wp.set_module_options({"enable_backward": False})
@@ -119,25 +118,10 @@ def plastic_sample_wp(table: wp.array(dtype=float), row: int, n: wp.vec3, wo: wp
     """``(wi, weight [3], pdf)``: the specular lobe (GGX normals visible from ``wo``, or Beckmann's by ``D (n.h)``)
     with :func:`plastic_specular_probability_wp` (``p_spec_known`` as :func:`plastic_eval_pdf_wp`'s), else a
     cosine-distributed direction; ``weight = f cos / pdf``."""
-    t, b = local_frame_wp(n)
-    wo_l = wp.vec3(wp.dot(wo, t), wp.dot(wo, b), wp.dot(wo, n))
-    alpha = wp.max(roughness * roughness, ALPHA_MIN)
     p = p_spec_known
     if p < 0.0:
-        p = plastic_specular_probability_wp(table, row, wp.clamp(wo_l[2], DOT_EPS, 1.0), base, roughness, ior)
-    wi_l = wp.vec3()
-    if u_lobe < p:
-        h = wp.vec3()
-        if beckmann != 0:
-            h = beckmann_normal_wp(alpha, u0, u1)
-        else:
-            h = ggx_visible_normal_wp(wo_l, alpha, u0, u1)
-        wi_l = 2.0 * wp.dot(wo_l, h) * h - wo_l
-    else:
-        r = wp.sqrt(u0)
-        phi = 2.0 * wp.pi * u1
-        wi_l = wp.vec3(r * wp.cos(phi), r * wp.sin(phi), wp.sqrt(wp.max(1.0 - u0, FLOOR)))
-    wi = wi_l[0] * t + wi_l[1] * b + wi_l[2] * n
+        p = plastic_specular_probability_wp(table, row, wp.clamp(wp.dot(wo, n), DOT_EPS, 1.0), base, roughness, ior)
+    wi = two_lobe_direction_wp(n, wo, p, roughness, beckmann, u_lobe, u0, u1)
     wi = wi / wp.max(wp.length(wi), _EPS)
     f, pdf = plastic_eval_pdf_wp(table, row, n, wi, wo, p, base, roughness, ior, beckmann)
     weight = wp.vec3(0.0, 0.0, 0.0)
