@@ -57,8 +57,8 @@ def _weights():
     return 0.5 + r[None, :, None] + 0.4 * torch.sin(3 * r)[:, None, None] * torch.tensor([1.0, 0.5, -0.5], dtype=F64)
 
 
-#: The finite differences' renders: float32 (the fused kernel: 10x the float64 twin's speed; their rounding, about
-#: 1e-6 of the loss, is far below the differences' noise), the same samples at both ends (one seed), four seeds.
+#: The finite differences' renders: float32 (the fused kernel: 10x the float64 twin's speed; its samples are not the
+#: float64 twin's at the same seed: another draw of the same estimate), the same samples at both ends (one seed), four seeds.
 FD_DTYPE = torch.float32
 FD_SEEDS = (7, 8, 9, 10)
 

@@ -75,8 +75,8 @@ def _weights():
 CAMERA = lg.Camera.look_at([0.0, 3.0, 1.5], [0.0, 0.0, 0.0], fov_y=0.8, width=SIZE, height=SIZE).to(dtype=F64)
 
 
-#: The finite differences' renders: float32 (the fused kernel: 10x the float64 twin's speed; their rounding, about
-#: 1e-6 of the loss, is far below the differences' noise), the same samples at both ends (one seed).
+#: The finite differences' renders: float32 (the fused kernel: 10x the float64 twin's speed; its samples are not the
+#: float64 twin's at the same seed: another draw of the same estimate), the same samples at both ends (one seed).
 FD_DTYPE = torch.float32
 
 
@@ -163,7 +163,7 @@ def test_an_area_lights_shadow_moves_like_finite_differences():
     """A small square lamp (penumbrae): card translation along x and the lamp's translation against central
     differences (1024 spp, same seed). Both terms integrate the lamp by area (the boundary term's shadow edges,
     the adjoint's next-event samples held at their barycentrics); measured over 128 backward passes: -31.73 +-
-    0.19 vs -31.90 (card x), 8.95 +- 0.05 vs 9.19, -72.98 +- 0.06 vs -73.17, 39.22 +- 0.07 vs 39.10 (lamp x,
+    0.19 vs -31.90 (card x), 8.95 +- 0.05 vs 9.19, -72.98 +- 0.06 vs -73.17, 39.22 +- 0.07 vs 39.30 (lamp x,
     y, z; the differences' own noise is a few tenths). Tolerance 5% + 1.5."""
     offset, light = torch.zeros(2, dtype=F64), torch.tensor([0.5, 1.6, -0.5], dtype=F64)
     components = (0, 2, 3)

@@ -1,5 +1,7 @@
 """Scene container: parameter names, one-call training, replacing tensors, bad input."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -139,3 +141,22 @@ def test_to_casts_every_floating_parameter_and_keeps_shared_tensors_shared():
     assert image.dtype == torch.float32 and float(image.mean()) > 0.01 and torch.equal(image, native)
     with pytest.raises(TypeError, match="dtype"):
         scene.to(dtype=torch.int32)
+
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "gltf-cesium-man").exists(), reason="../shared/data is not beside the checkout")
+def test_to_casts_what_skinned_and_morphed_meshes_hold_beyond_their_parameters():
+    """Morph targets and skeletons' rest poses are not parameters but are posed with them: ``to(dtype=)`` casts
+    them too, so a cast glTF scene flattens and poses in the new dtype (a morph cube's deltas left float32 made a
+    float64 scene fail to flatten)."""
+    cube = lg.io.load(SHARED / "gltf-animated-morph-cube" / "glTF" / "AnimatedMorphCube.gltf")
+    for dtype in (torch.float64, torch.float32):
+        cube.to(dtype=dtype)
+        assert cube.flatten().verts.dtype == dtype and cube.at(0.5).flatten().verts.dtype == dtype
+        assert next(iter(cube.meshes.values())).morph_deltas.dtype == dtype
+    man = lg.io.load(SHARED / "gltf-cesium-man" / "glTF" / "CesiumMan.gltf").to(dtype=torch.float64)
+    mesh = next(iter(man.meshes.values()))
+    assert mesh.skeleton.rest_rotation.dtype == torch.float64 and mesh.skeleton.inverse_bind.dtype == torch.float64
+    assert mesh.joints.dtype in (torch.int32, torch.int64) and man.flatten().verts.dtype == torch.float64

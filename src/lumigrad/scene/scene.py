@@ -217,6 +217,19 @@ class Film:
         return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
 
 
+def _move_tensor_fields(obj, device, dtype) -> None:
+    """Each tensor field of the dataclass ``obj`` moved to ``device`` (None: kept) and, floating-point ones, cast to
+    ``dtype`` (None: kept), in place (a field already there is left as it is: parameters moved by ``Scene.to``
+    stay the tensors their names share)."""
+    for f in fields(obj):
+        t = getattr(obj, f.name)
+        if isinstance(t, torch.Tensor):
+            moved = t.to(t.device if device is None else device,
+                         dtype if dtype is not None and t.is_floating_point() else t.dtype)
+            if moved is not t:
+                setattr(obj, f.name, moved)
+
+
 @dataclass
 class _Entry:
     """Where a parameter lives: ``getattr`` along ``path`` from ``obj``, and what it is."""
@@ -544,11 +557,12 @@ class Scene:
                 if id(t) not in moved:
                     moved[id(t)] = t.to(want_device, want_dtype)
                 self[name] = moved[id(t)]
+        # the other tensors the meshes and lights hold (face indices, morph targets, skeletons' rest poses)
+        for holder in [*self.meshes.values(), *self.lights.values()]:
+            _move_tensor_fields(holder, device, dtype)
+            if getattr(holder, "skeleton", None) is not None:
+                _move_tensor_fields(holder.skeleton, device, dtype)
         if device is not None:
-            for mesh in self.meshes.values():
-                mesh.faces = mesh.faces.to(device)
-                if mesh.uv_faces is not None:
-                    mesh.uv_faces = mesh.uv_faces.to(device)
             for animation in self.animations.values():  # key times follow their values (parameters, moved above)
                 for channel in animation.channels:
                     channel.track.times = channel.track.times.to(device)
