@@ -55,7 +55,8 @@ def _weights():
 
 
 #: The finite differences' renders: float32 (the fused kernel: 10x the float64 twin's speed; its samples are not the
-#: float64 twin's at the same seed: another draw of the same estimate), the same samples at both ends (one seed), four seeds.
+#: float64 twin's at the same seed: another draw of the same estimate), the same samples at both ends (one seed),
+#: four seeds.
 FD_DTYPE = torch.float32
 FD_SEEDS = (7, 8, 9, 10)
 
