@@ -34,8 +34,8 @@ def _vertices(name, light_sampling):
     return ts, bvh, rows, si, ng
 
 
-@pytest.mark.parametrize("name", ["cornell", "metal", "textured", "specular", "beckmann"])  # (the "mixed" lamp lights
-# no first hit)
+@pytest.mark.parametrize("name", ["cornell", "metal", "textured", "specular", "beckmann", "plastic"])  # (the
+# "mixed" lamp lights no first hit)
 @pytest.mark.parametrize("light_sampling", ["solid_angle", "area", "auto"])
 @pytest.mark.parametrize("depth", [0, 3])
 def test_the_kernel_computes_the_reference_next_event_term(name, light_sampling, depth):
@@ -73,7 +73,7 @@ def test_no_vertices_or_no_lights_give_zeros():
         kernels.area_next_event(bvh, [0], bsdf_only)
 
 
-@pytest.mark.parametrize("name", ["cornell", "punctual", "metal", "textured", "specular", "beckmann"])
+@pytest.mark.parametrize("name", ["cornell", "punctual", "metal", "textured", "specular", "beckmann", "plastic"])
 @pytest.mark.parametrize("depth", [0, 3])
 def test_the_kernel_draws_the_reference_bsdf_samples(name, depth):
     ts, bvh, rows, si, ng = _vertices(name, "auto")
@@ -85,9 +85,11 @@ def test_the_kernel_draws_the_reference_bsdf_samples(name, depth):
         wi, weight, pdf = ReplayKernels(path_tables(ts)).bsdf_sample(ReplayKernels.vertices(paths, depth, seed, si))
     assert ref.is_delta is None  # opaque materials: no delta lobe, as the kernel assumes
     assert float((ref.pdf > 0).float().mean()) > 0.5
-    # the same direction (float32 rounding), a lobe choice at a tie apart
+    # the same direction (float32 rounding), a lobe choice at a tie apart; where neither sample is valid (a
+    # surface seen from behind: density 0, the path ends) the direction is not used, and float32 may bend it more
+    used = (ref.pdf[:, 0] > 0) | (pdf > 0)
     same = (wi - ref.wi).abs().amax(-1) < 1e-5
-    assert float((~same).float().mean()) <= BRANCH_FRACTION
+    assert float((~same & used).float().mean()) <= BRANCH_FRACTION
     # where the paths go on: the kernel's density positive, as the reference's (float32 rounding at a tie apart)
     assert float(((pdf > 0) != (ref.pdf[:, 0] > 0))[same].float().mean()) <= BRANCH_FRACTION
     # against the float64 reference: the same weight and density (float32 rounding; the density's GGX term in
@@ -96,26 +98,35 @@ def test_the_kernel_draws_the_reference_bsdf_samples(name, depth):
     with torch.no_grad():
         ref64 = bsdf_for(s64).sample(s64, u[:, 0:1].double(), u[:, 1:3].double())
     same = same & ((ref64.wi - ref.wi).abs().amax(-1) < 1e-5)
+    if si.plastic is not None:  # a smooth plastic's lobe (alpha 1e-3, standing in for Mitsuba's delta) has float32
+        # values only to about 1e-2 (the half vector's rounding against its width): its directions compared above
+        same = same & ~((si.plastic[:, -1] > 0.5) & (si.roughness[:, 0] == 0))
     rel = ((weight.double() - ref64.weight).abs() / ref64.weight.abs().clamp_min(1e-6)).amax(-1)[same]
     assert float(rel.max()) < RAY_RTOL
     rel_pdf = ((pdf.double() - ref64.pdf[:, 0]).abs() / ref64.pdf[:, 0].abs().clamp_min(1e-6))[same]
     assert float(rel_pdf.max()) < RAY_RTOL
 
 
-def _cornell_beckmann():
-    """The Cornell box with Beckmann's microfacets on its (glossy-coated) walls."""
+def _cornell_with(**model):
+    """The Cornell box with Beckmann's microfacets (``microfacet="beckmann"``) or Mitsuba's plastic (``plastic=True``)
+    on its walls."""
     scene, cam = SCENES["cornell"]()
     for mesh in scene.meshes.values():
-        mesh.material.microfacet = "beckmann"
+        for key, value in model.items():
+            setattr(mesh.material, key, value)
     return scene, cam
 
 
+VARIANTS = {"cornell_beckmann": dict(microfacet="beckmann"), "cornell_plastic": dict(plastic=True)}
+
+
 @pytest.mark.parametrize("name, light_sampling", [("cornell", "solid_angle"), ("cornell", "auto"),
-                                                  ("specular", "auto"), ("cornell_beckmann", "auto")])
+                                                  ("specular", "auto"), ("cornell_beckmann", "auto"),
+                                                  ("cornell_plastic", "auto")])
 def test_the_replay_gives_the_same_gradients_with_the_kernel(monkeypatch, name, light_sampling):
     """Reflectance and lamp-translation gradients with the kernels' values and samples and with the PyTorch
     references' (the same paths; float32 rounding apart)."""
-    scene, cam = _cornell_beckmann() if name == "cornell_beckmann" else SCENES[name]()
+    scene, cam = _cornell_with(**VARIANTS[name]) if name in VARIANTS else SCENES[name]()
     albedo = scene.meshes["back"].material.base_color_factor.requires_grad_(True)
     lamp = scene.lights["lamp"].verts.requires_grad_(True)
     integrator = lg.integrators.PathIntegrator(max_depth=5, light_sampling=light_sampling)

@@ -324,9 +324,7 @@ class _Run:
         del v, L  # the adjoint holds its own copies
         # where the fused kernel gave L, its arithmetic (float32) also redraws what the replay does not differentiate
         # (the replay kernels' BSDF sample is the opaque model's: glass replays on PyTorch)
-        # (and the glTF model's: a plastic part's samples are the PyTorch twin's)
-        gltf = "plastic" not in model_values_of(ts.materials)
-        kernels = ReplayKernels(tables) if tables is not None and not ts.transmissive and gltf else None
+        kernels = ReplayKernels(tables) if tables is not None and not ts.transmissive else None
         count = rays[0].shape[0]
         for start in range(0, count, REPLAY_PATHS):  # the same paths, REPLAY_PATHS at a time
             end = min(count, start + REPLAY_PATHS)

@@ -559,16 +559,16 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec
 def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
                          n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
                          metallic: float, ior: float, specular: float, transmission: float, beckmann: int,
-                         wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float, is_delta: bool,
-                         unread: wp.array(dtype=float)):
+                         plastic: wp.array(dtype=float), plastic_row: int, wi: wp.vec3, dist: float, lw: wp.vec3,
+                         lpdf: float, is_delta: bool):
     """One light sample's next-event term at a surface vertex (no throughput): the BSDF (of the unit normal
     ``n_u`` and view ``wo_u``, ``p_eval`` as :func:`eval_pdf_unit_wp`, ``specular`` the ``KHR_materials_specular``
     weight) times ``|cos|`` times ``lw``, MIS-weighted unless ``is_delta``, zero where ``lpdf`` is not positive,
     ``wi`` is below the shading or geometric surface, or the shadow ray toward ``dist`` is blocked. The glTF model,
-    GGX or ``beckmann`` (``unread``: any float array, standing for the plastic table it does not read)."""
+    GGX or ``beckmann``, or Mitsuba's plastic where ``plastic_row >= 0`` (its table's row in ``plastic``)."""
     term, f, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic,
-                                           ior, specular, transmission, 0, beckmann, unread, -1, wi, dist, lw, lpdf,
-                                           is_delta, 0)
+                                           ior, specular, transmission, 0, beckmann, plastic, plastic_row, wi, dist, lw,
+                                           lpdf, is_delta, 0)
     return term
 
 

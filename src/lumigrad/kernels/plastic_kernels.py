@@ -86,11 +86,12 @@ def plastic_eval_pdf_wp(table: wp.array(dtype=float), row: int, n: wp.vec3, wi: 
         wo_h = wp.dot(wo, h)
         alpha = wp.max(roughness * roughness, ALPHA_MIN)
         a2 = alpha * alpha
-        sin2_h = 1.0 - cos_h * cos_h
+        nxh = wp.cross(n, h)  # (1 - cos_h^2 without cancellation in a sharp lobe, as the twin)
+        sin2_h = wp.clamp(wp.dot(nxh, nxh), 0.0, 1.0)
         dist = float(0.0)
         pdf_spec = float(0.0)
         if beckmann != 0:
-            dist = beckmann_d_wp(wp.max(sin2_h, 0.0), a2)
+            dist = beckmann_d_wp(sin2_h, a2)
             pdf_spec = dist * cos_h / (4.0 * wp.max(wo_h, DOT_EPS))
         else:
             q = a2 + sin2_h * (1.0 - a2)

@@ -25,6 +25,7 @@ from .bvh import TriangleBVH
 from .bvh_traverse import FlatBVH
 from .counter_rng import ray_key_wp, split_seed, uniform_counter_wp
 from .path_trace import MIN_RAYS_PER_THREAD, PathTables
+from .plastic_kernels import PLASTIC_TABLE
 
 __all__ = ["ReplayKernels", "ReplayVertices"]
 
@@ -36,19 +37,32 @@ def _bsdf_sample(offset: int, end: int, paths: wp.array(dtype=wp.int32), depth: 
                  seed_hi: wp.uint32, normal: wp.array(dtype=wp.vec3), wo: wp.array(dtype=wp.vec3),
                  base: wp.array(dtype=wp.vec3), roughness: wp.array(dtype=float), metallic: wp.array(dtype=float),
                  ior: wp.array(dtype=float), specular: wp.array(dtype=float), beckmann: wp.array(dtype=wp.int32),
+                 plastic_row: wp.array(dtype=wp.int32), plastic: wp.array(dtype=float),
                  out_wi: wp.array(dtype=wp.vec3), out_weight: wp.array(dtype=wp.vec3), out_pdf: wp.array(dtype=float)):
     """Row ``offset + tid``: the BSDF sample of path ``paths[i]`` at ``depth`` (dimensions 0 the lobe, 1 and 2
     the direction), its weight and density, as the fused kernel draws them (GGX, or Beckmann where
-    ``beckmann[i]``)."""
+    ``beckmann[i]``; Mitsuba's plastic where ``plastic_row[i] >= 0``, its table that row of ``plastic``)."""
     i = offset + wp.tid()
     key = ray_key_wp(seed_lo, seed_hi, wp.uint32(paths[i]))
     n = pk.unit_wp(normal[i])
     w = pk.unit_wp(wo[i])
-    p_spec = pk.specular_probability_wp(wp.dot(n, w), base[i], metallic[i], pk.f0_dielectric_wp(ior[i]), specular[i],
-                                        0.0)
-    wi, weight, pdf = pk.sample_unit_wp(n, w, p_spec, base[i], roughness[i], metallic[i], ior[i], specular[i], 0.0,
-                                        beckmann[i], uniform_counter_wp(key, depth, 0),
-                                        uniform_counter_wp(key, depth, 1), uniform_counter_wp(key, depth, 2))
+    u_lobe = uniform_counter_wp(key, depth, 0)
+    u0 = uniform_counter_wp(key, depth, 1)
+    u1 = uniform_counter_wp(key, depth, 2)
+    wi = wp.vec3()
+    weight = wp.vec3()
+    pdf = float(0.0)
+    row = plastic_row[i]
+    if row >= 0:
+        p_spec = pk.plastic_specular_probability_wp(plastic, row, wp.clamp(wp.dot(n, w), pk.DOT_EPS, 1.0), base[i],
+                                                    roughness[i], ior[i])
+        wi, weight, pdf = pk.plastic_sample_wp(plastic, row, n, w, p_spec, base[i], roughness[i], ior[i], beckmann[i],
+                                               u_lobe, u0, u1)
+    else:
+        p_spec = pk.specular_probability_wp(wp.dot(n, w), base[i], metallic[i], pk.f0_dielectric_wp(ior[i]),
+                                            specular[i], 0.0)
+        wi, weight, pdf = pk.sample_unit_wp(n, w, p_spec, base[i], roughness[i], metallic[i], ior[i], specular[i], 0.0,
+                                            beckmann[i], u_lobe, u0, u1)
     out_wi[i] = wi
     out_weight[i] = weight
     out_pdf[i] = pdf
@@ -66,7 +80,8 @@ def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int
               position: wp.array(dtype=wp.vec3), normal: wp.array(dtype=wp.vec3), geo_normal: wp.array(dtype=wp.vec3),
               wo: wp.array(dtype=wp.vec3), base: wp.array(dtype=wp.vec3), roughness: wp.array(dtype=float),
               metallic: wp.array(dtype=float), ior: wp.array(dtype=float), specular: wp.array(dtype=float),
-              beckmann: wp.array(dtype=wp.int32), out: wp.array(dtype=wp.vec3)):
+              beckmann: wp.array(dtype=wp.int32), plastic_row: wp.array(dtype=wp.int32),
+              plastic: wp.array(dtype=float), out: wp.array(dtype=wp.vec3)):
     """Row ``offset + tid``: the sum over ``lights`` of one MIS-weighted, shadow-tested light sample (no throughput),
     with path ``paths[i]``'s random numbers at ``depth`` (dimensions ``4 + 2 j, 5 + 2 j`` of light ``j``)."""
     i = offset + wp.tid()
@@ -84,8 +99,8 @@ def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int
             x, j, light_start, light_count, light_two_sided, light_area, light_centre, light_far2, tri_v0, tri_v1,
             tri_v2, tri_le, tri_cdf, uniform_counter_wp(key, depth, 4 + 2 * j), uniform_counter_wp(key, depth, 5 + 2 * j))
         nee = nee + pk.light_sample_term_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, -1.0, base[i], roughness[i],
-                                            metallic[i], ior[i], specular[i], 0.0, beckmann[i], wi, dist, lw, lpdf,
-                                            False, roughness)
+                                            metallic[i], ior[i], specular[i], 0.0, beckmann[i], plastic,
+                                            plastic_row[i], wi, dist, lw, lpdf, False)
     out[i] = nee
 
 
@@ -183,13 +198,22 @@ def _path_inputs(paths: torch.Tensor, depth: int, seed: int) -> list:
 
 
 def _material_inputs(si, n: int) -> list:
-    """``wo, base, roughness, metallic, ior, specular, beckmann`` of ``si``'s rows, as the kernels take them
-    (``specular`` 1, the core glTF coat, where ``si`` has none; ``beckmann`` 1 where ``si.beckmann`` marks a
-    point, 0 where it is unset)."""
+    """``wo, base, roughness, metallic, ior, specular, beckmann, plastic_row, plastic`` of ``si``'s rows, as the
+    kernels take them (``specular`` 1, the core glTF coat, where ``si`` has none; ``beckmann`` 1 where
+    ``si.beckmann`` marks a point, 0 where it is unset; ``plastic_row`` the row's own index where ``si.plastic``
+    marks it plastic, -1 elsewhere, and ``plastic`` those tables, ``[N PLASTIC_TABLE]``, or one float without
+    plastic)."""
     dev = si.position.device
     specular = si.specular if si.specular is not None else torch.ones(1, 1, device=dev)
     beckmann = (torch.zeros(n, dtype=torch.int32, device=dev) if si.beckmann is None
                 else (si.beckmann.detach() > 0.5).to(torch.int32).expand(n, 1).reshape(n).contiguous())
+    if si.plastic is None:
+        rows, tables = torch.full((n,), -1, dtype=torch.int32, device=dev), torch.zeros(1, device=dev)
+    else:  # (the table's last column flags a plastic point)
+        marked = (si.plastic.detach()[..., PLASTIC_TABLE - 1] > 0.5).expand(n).reshape(n)
+        rows = torch.where(marked, torch.arange(n, dtype=torch.int32, device=dev), -1).to(torch.int32)
+        tables = _rows(si.plastic, n, int(PLASTIC_TABLE)).reshape(-1)
     return [as_warp(_rows(si.wo, n, 3), wp.vec3), as_warp(_rows(si.base_color, n, 3), wp.vec3),
             as_warp(_rows(si.roughness, n, 1).reshape(n)), as_warp(_rows(si.metallic, n, 1).reshape(n)),
-            as_warp(_rows(si.ior, n, 1).reshape(n)), as_warp(_rows(specular, n, 1).reshape(n)), as_warp(beckmann)]
+            as_warp(_rows(si.ior, n, 1).reshape(n)), as_warp(_rows(specular, n, 1).reshape(n)), as_warp(beckmann),
+            as_warp(rows.contiguous()), as_warp(tables.contiguous())]

@@ -173,7 +173,9 @@ class PlasticBSDF:
         h = hv / torch.linalg.vector_norm(hv, dim=-1, keepdim=True).clamp_min(1e-6)
         cos_h = (n * h).sum(-1, keepdim=True).clamp(0.0, 1.0)
         wo_h = (wo * h).sum(-1, keepdim=True)
-        return n, wo, wi, co, ci, valid, cos_h, wo_h
+        # 1 - cos_h^2 as |n x h|^2: no cancellation in a sharp lobe (float32's 1 - cos^2 is rounding within 1e-3)
+        sin2_h = torch.linalg.cross(n.expand_as(h), h).square().sum(-1, keepdim=True).clamp(0.0, 1.0)
+        return n, wo, wi, co, ci, valid, cos_h, wo_h, sin2_h
 
     def _alpha(self, si):
         return (si.roughness * si.roughness).clamp_min(ALPHA_MIN)
@@ -197,12 +199,12 @@ class PlasticBSDF:
 
     def eval(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         """``f(wi, si.wo)`` ``[..., C]``, no cosine."""
-        n, wo, wi, co, ci, valid, cos_h, wo_h = self._terms(si, wi)
+        n, wo, wi, co, ci, valid, cos_h, wo_h, sin2_h = self._terms(si, wi)
         alpha, bk = self._alpha(si), self._beckmann(si)
         a2 = alpha * alpha
-        d = ggx_d(1.0 - cos_h * cos_h, a2)
+        d = ggx_d(sin2_h, a2)
         if bk is not None:
-            d = torch.where(bk, beckmann_d((1.0 - cos_h * cos_h).clamp_min(0.0), a2), d)
+            d = torch.where(bk, beckmann_d(sin2_h, a2), d)
         g = smith_g1(co, alpha, bk) * smith_g1(ci, alpha, bk)
         eta = torch.as_tensor(si.ior, dtype=co.dtype, device=co.device)
         spec = _fresnel(wo_h, eta) * d * g / (4.0 * co * ci)
@@ -214,13 +216,13 @@ class PlasticBSDF:
 
     def pdf(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         """Density ``[..., 1]`` per solid angle of ``sample`` drawing ``wi``."""
-        n, wo, wi, co, ci, valid, cos_h, wo_h = self._terms(si, wi)
+        n, wo, wi, co, ci, valid, cos_h, wo_h, sin2_h = self._terms(si, wi)
         alpha, bk = self._alpha(si), self._beckmann(si)
         a2 = alpha * alpha
-        d = ggx_d(1.0 - cos_h * cos_h, a2)
+        d = ggx_d(sin2_h, a2)
         spec = d * smith_g1(co, alpha, None) / (4.0 * co)  # visible GGX normals, reflected
         if bk is not None:
-            b = beckmann_d((1.0 - cos_h * cos_h).clamp_min(0.0), a2) * cos_h / (4.0 * wo_h.clamp_min(1e-6))
+            b = beckmann_d(sin2_h, a2) * cos_h / (4.0 * wo_h.clamp_min(1e-6))
             spec = torch.where(bk, b, spec)
         p = self._specular_probability(si, co)
         pdf = p * spec + (1.0 - p) * ci / math.pi
