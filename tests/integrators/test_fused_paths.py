@@ -461,9 +461,9 @@ def test_gradients_replay_the_fused_primal():
 
 
 def test_beckmann_gradients_replay_the_fused_primal_on_pytorch():
-    """A Beckmann part's gradients on the PyTorch replay (``fused_adjoint=False``; the replay kernels' samples are
-    GGX's, so they are not taken): from the fused primal's radiance equal to the PyTorch primal's to float32
-    rounding. (The fused replay's Beckmann derivatives: ``tests/integrators/test_fused_adjoint.py``.)"""
+    """A Beckmann part's gradients on the PyTorch replay (``fused_adjoint=False``): from the fused primal's radiance
+    equal to the PyTorch primal's to float32 rounding. (The fused replay's Beckmann derivatives:
+    ``tests/integrators/test_fused_adjoint.py``.)"""
     grads = []
     for use in (True, False):
         scene, cam = _beckmann()
@@ -482,8 +482,8 @@ def test_beckmann_gradients_replay_the_fused_primal_on_pytorch():
 
 def test_plastic_gradients_replay_the_fused_primal_on_pytorch():
     """A plastic part's gradients (its base colour and, through its table, its roughness and ior): the fused primal's
-    radiance, then the PyTorch replay (neither the fused replay nor the replay kernels know the plastic), equal to
-    the PyTorch primal's to float32 rounding."""
+    radiance, then the PyTorch replay (the fused replay does not know the plastic), equal to the PyTorch primal's
+    to float32 rounding."""
     grads = []
     for use in (True, False):
         scene, cam = _plastic()

@@ -274,3 +274,27 @@ def test_plastic_points_beside_glass_keep_its_delta_and_transmission_flags():
     assert bool((s.eta[plastic] == 1).all())
     glass = ~plastic[:, 0]
     assert bool(s.is_delta[glass].all()) and 0 < int(s.is_transmission[glass].sum()) < int(glass.sum())
+
+
+def test_one_view_and_light_direction_broadcast_over_the_points():
+    """``wo`` and ``wi`` of one row against ``[N]`` normals (an orthographic view under a directional light):
+    ``eval`` and ``pdf`` broadcast to ``[N]`` rows, each equal to the row evaluated alone."""
+    N = 4
+    table = plastic_table(torch.tensor(0.3, dtype=DT), torch.tensor(1.5, dtype=DT))
+    n = torch.nn.functional.normalize(torch.rand(N, 3, dtype=DT, generator=torch.Generator().manual_seed(3))
+                                      + torch.tensor([0.0, 0.0, 3.0], dtype=DT), dim=-1)
+    wo = torch.nn.functional.normalize(torch.tensor([[0.2, 0.1, 1.0]], dtype=DT), dim=-1)
+    wi = torch.nn.functional.normalize(torch.tensor([[-0.3, 0.2, 1.0]], dtype=DT), dim=-1)
+
+    def point(normal, view):
+        rows = normal.shape[0]
+        return SurfaceSample(position=torch.zeros(rows, 3, dtype=DT), normal=normal, wo=view,
+                             base_color=torch.full((rows, 3), 0.5, dtype=DT),
+                             roughness=torch.full((rows, 1), 0.3, dtype=DT), metallic=torch.zeros(rows, 1, dtype=DT),
+                             ior=1.5, plastic=table.expand(rows, -1))
+    bsdf = PlasticBSDF()
+    f, pdf = bsdf.eval(point(n, wo), wi), bsdf.pdf(point(n, wo), wi)
+    assert f.shape == (N, 3) and pdf.shape == (N, 1)
+    for k in range(N):
+        assert torch.allclose(f[k], bsdf.eval(point(n[k:k + 1], wo), wi)[0])
+        assert torch.allclose(pdf[k], bsdf.pdf(point(n[k:k + 1], wo), wi)[0])

@@ -33,7 +33,6 @@ from ..scene.lights import AreaLight, EnvironmentLight, SHLight
 from ..scene.scene import Scene
 from ..shading.emitters import AREA_SAMPLING
 from ..shading.image_formation import form_image_unchecked
-from ..shading.material import model_values_of
 from .base import Integrator, RenderOutput, register_integrator
 from .frame_checks import check_index_tables, frame_checks
 from .fused_adjoint import fused_adjoint_unsupported, fused_value_gradients

@@ -37,7 +37,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import types
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, is_dataclass
 from typing import ClassVar, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
@@ -217,17 +217,22 @@ class Film:
         return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
 
 
-def _move_tensor_fields(obj, device, dtype) -> None:
-    """Each tensor field of the dataclass ``obj`` moved to ``device`` (None: kept) and, floating-point ones, cast to
-    ``dtype`` (None: kept), in place (a field already there is left as it is: parameters moved by ``Scene.to``
-    stay the tensors their names share)."""
+def _move_tensor_fields(obj, device, dtype, moved: Dict[int, Tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Each tensor field of ``obj`` (a dataclass that is not frozen; anything else is left as it is) moved to
+    ``device`` (None: kept) and, floating-point ones, cast to ``dtype`` (None: kept), in place. ``moved`` maps
+    ``id(old)`` to ``(old, new)``, so a tensor held twice (by a parameter and another field) stays one tensor; a
+    field already in place is left as it is."""
+    if not is_dataclass(obj) or isinstance(obj, type) or obj.__dataclass_params__.frozen:
+        return
     for f in fields(obj):
         t = getattr(obj, f.name)
-        if isinstance(t, torch.Tensor):
-            moved = t.to(t.device if device is None else device,
-                         dtype if dtype is not None and t.is_floating_point() else t.dtype)
-            if moved is not t:
-                setattr(obj, f.name, moved)
+        if not isinstance(t, torch.Tensor):
+            continue
+        if id(t) not in moved:
+            moved[id(t)] = (t, t.to(t.device if device is None else device,
+                                    dtype if dtype is not None and t.is_floating_point() else t.dtype))
+        if moved[id(t)][1] is not t:
+            setattr(obj, f.name, moved[id(t)][1])
 
 
 @dataclass
@@ -549,19 +554,19 @@ class Scene:
         if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
             raise TypeError(f"dtype must be a floating-point torch.dtype; got {dtype!r}")
         device = None if device is None else torch.device(device)
-        moved: Dict[int, torch.Tensor] = {}
+        moved: Dict[int, Tuple[torch.Tensor, torch.Tensor]] = {}  # id(old) -> (old, new): old kept alive, its id unique
         for name, t in self.parameters().items():
             want_dtype = dtype if dtype is not None and t.is_floating_point() else t.dtype
             want_device = device if device is not None else t.device
             if t.device != want_device or t.dtype != want_dtype:
                 if id(t) not in moved:
-                    moved[id(t)] = t.to(want_device, want_dtype)
-                self[name] = moved[id(t)]
+                    moved[id(t)] = (t, t.to(want_device, want_dtype))
+                self[name] = moved[id(t)][1]
         # the other tensors the meshes and lights hold (face indices, morph targets, skeletons' rest poses)
         for holder in [*self.meshes.values(), *self.lights.values()]:
-            _move_tensor_fields(holder, device, dtype)
+            _move_tensor_fields(holder, device, dtype, moved)
             if getattr(holder, "skeleton", None) is not None:
-                _move_tensor_fields(holder.skeleton, device, dtype)
+                _move_tensor_fields(holder.skeleton, device, dtype, moved)
         if device is not None:
             for animation in self.animations.values():  # key times follow their values (parameters, moved above)
                 for channel in animation.channels:

@@ -174,7 +174,7 @@ class PlasticBSDF:
         cos_h = (n * h).sum(-1, keepdim=True).clamp(0.0, 1.0)
         wo_h = (wo * h).sum(-1, keepdim=True)
         # 1 - cos_h^2 as |n x h|^2: no cancellation in a sharp lobe (float32's 1 - cos^2 is rounding within 1e-3)
-        sin2_h = torch.linalg.cross(n.expand_as(h), h).square().sum(-1, keepdim=True).clamp(0.0, 1.0)
+        sin2_h = torch.linalg.cross(*torch.broadcast_tensors(n, h)).square().sum(-1, keepdim=True).clamp(0.0, 1.0)
         return n, wo, wi, co, ci, valid, cos_h, wo_h, sin2_h
 
     def _alpha(self, si):
