@@ -35,7 +35,7 @@ def _sample(n: wp.array(dtype=wp.vec3), wo: wp.array(dtype=wp.vec3), base: wp.ar
             specular: wp.array(dtype=float), u: wp.array(dtype=wp.vec3), out_wi: wp.array(dtype=wp.vec3),
             out_weight: wp.array(dtype=wp.vec3), out_pdf: wp.array(dtype=float)):
     i = wp.tid()
-    wi, weight, pdf = pk.bsdf_sample_wp(n[i], wo[i], base[i], roughness[i], metallic[i], ior[i], specular[i],
+    wi, weight, pdf = pk.bsdf_sample_wp(n[i], wo[i], base[i], roughness[i], metallic[i], ior[i], specular[i], 0,
                                         u[i][0], u[i][1], u[i][2])
     out_wi[i] = wi
     out_weight[i] = weight

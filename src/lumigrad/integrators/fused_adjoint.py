@@ -72,7 +72,6 @@ def fused_adjoint_unsupported(ts: TraceScene, camera: Camera) -> Optional[str]:
     for k, m in enumerate(ts.materials):
         if getattr(m, "plastic", False):
             return f"part {k}'s material is Mitsuba's plastic (the fused replay's BSDF gradients are glTF's)"
-
     for name in ("verts", "normals", "uv", "tangents"):
         if _needs_grad(getattr(ts, name)):
             return f"the scene's {'vertices' if name == 'verts' else name} require gradients"

@@ -244,13 +244,13 @@ def ggx_visible_normal_wp(wo: wp.vec3, alpha: float, u0: float, u1: float):
 
 @wp.func
 def bsdf_sample_wp(n_in: wp.vec3, wo_in: wp.vec3, base: wp.vec3, roughness: float, metallic: float, ior: float,
-                   specular: float, u_lobe: float, u0: float, u1: float):
+                   specular: float, beckmann: int, u_lobe: float, u0: float, u1: float):
     """``(wi, weight [3], pdf)`` as ``metallic_roughness_sample_unchecked`` with the specular weight
-    ``specular`` (``KHR_materials_specular``)."""
+    ``specular`` (``KHR_materials_specular``), GGX or ``beckmann``."""
     n = unit_wp(n_in)
     wo = unit_wp(wo_in)
     p_spec = specular_probability_wp(wp.dot(n, wo), base, metallic, f0_dielectric_wp(ior), specular, 0.0)
-    return sample_unit_wp(n, wo, p_spec, base, roughness, metallic, ior, specular, 0.0, 0, u_lobe, u0, u1)
+    return sample_unit_wp(n, wo, p_spec, base, roughness, metallic, ior, specular, 0.0, beckmann, u_lobe, u0, u1)
 
 
 @wp.func

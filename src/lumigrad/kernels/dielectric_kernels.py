@@ -261,15 +261,14 @@ def transmission_sample_wp(n: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: fl
     u_glass = float(0.0)
     if glass and p > 0.0:
         u_glass = u_lobe / p
-    if glass and thin != 0:  # (two deltas: below)
-        valid = False
-    elif glass:
+    glass_delta = index_matched_wp(ior) or thin != 0  # (the dielectric's value is 0 there: deltas, below)
+    if glass and thin == 0:
         wi, ok_dir = rough_dielectric_direction_wp(n, wo, alpha, ior, beckmann, wp.clamp(u_glass, 0.0, 1.0), u0, u1)
         if ok_dir:
             f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, alpha, ior, beckmann)
             have_g = True
             valid = pdf_g > 0.0
-    else:
+    elif not glass:
         u_opaque = float(0.0)
         if p < 1.0:
             u_opaque = (u_lobe - p) / (1.0 - p)
@@ -283,11 +282,10 @@ def transmission_sample_wp(n: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: fl
     pdf = float(0.0)
     weight = wp.vec3(0.0, 0.0, 0.0)
     if valid:  # (an invalid sample has weight 0 whatever the mixture says)
-        if not have_g:
+        if not have_g and not glass_delta:
             f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, alpha, ior, beckmann)
         f_o, pdf_o = eval_pdf_unit_wp(n, wi, wo, -1.0, base, roughness, metallic, ior, specular, transmission, beckmann)
-        f, pdf = _mixture_wp(n, wi, wo, base, metallic, index_matched_wp(ior) or thin != 0, transmission, f_o,
-                             pdf_o, f_g, pdf_g)
+        f, pdf = _mixture_wp(n, wi, wo, base, metallic, glass_delta, transmission, f_o, pdf_o, f_g, pdf_g)
         ok = pdf > 0.0
         if ok:
             weight = f * wp.abs(wp.dot(n, wi)) / pdf

@@ -53,8 +53,8 @@ def add_bsdf_grads_wp(g: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(dtyp
                       texels: wp.array(dtype=wp.vec3), n: wp.vec3, wi: wp.vec3, wo: wp.vec3, base: wp.vec3,
                       roughness: float, metallic: float, ior: float, specular: float, beckmann: int, coef: wp.vec3):
     """Part ``part``'s columns of ``g`` += ``sum_c coef_c d f_c / d theta`` (:func:`bsdf_param_grads_wp` at the
-    vertex's values, GGX or ``beckmann``), chained where a texture scales a factor (``clamp(factor * texture, 0, 1)``) to the factor
-    and to the texels of the textures that want gradients (``g_texels`` from row ``tex_grad_rows[k]``)."""
+    vertex's values, GGX or ``beckmann``), chained where a texture scales a factor (``clamp(factor * texture, 0,
+    1)``) to the factor and to the texels of the textures that want gradients (``g_texels`` from row ``tex_grad_rows[k]``)."""
     gb, gm, gr, gi, gs = bsdf_param_grads_wp(n, wi, wo, base, roughness, metallic, ior, specular, beckmann, coef)
     tex = part_texture[part]
     if tex < 0:

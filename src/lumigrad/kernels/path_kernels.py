@@ -9,8 +9,8 @@ unless a branch (a lobe choice, a shadow ray grazing an edge, roulette) falls th
 What it supports (:mod:`lumigrad.integrators.fused_paths` decides, and falls back to PyTorch otherwise): the
 glTF metallic-roughness materials (GGX, or Beckmann's microfacets: ``Material.microfacet``) and
 Mitsuba's plastic (``Material.plastic``: :mod:`.plastic_kernels`, a table per part in ``part_plastic``), with
-``KHR_materials_transmission`` (glass: :mod:`.dielectric_kernels`, in no
-medium; a thin sheet, ``Material.thin_dielectric``, too) and ``KHR_materials_specular``'s specular weight (weight 0 and no metal is
+``KHR_materials_transmission`` (glass: :mod:`.dielectric_kernels`, in no medium; a thin sheet,
+``Material.thin_dielectric``, too) and ``KHR_materials_specular``'s specular weight (weight 0 and no metal is
 Lambert's, without the GGX lobe's arithmetic) with constant factors and base colour, metallic-roughness, emissive
 and normal textures (bilinear as ``lumigrad.texture`` at level 0 of texels sRGB-decoded where glTF says; normal
 maps in the frame of the interpolated per-corner tangents), emissive surfaces,
@@ -844,8 +844,8 @@ def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
                     per_value = fall
                 t_j, f_j, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base,
                                                         roughness, metallic, ior, specular, transmission, thin,
-                                                        beckmann, part_plastic, plastic_row, wi, dist, lw, lpdf, is_delta,
-                                                        adjoint)
+                                                        beckmann, part_plastic, plastic_row, wi, dist, lw, lpdf,
+                                                        is_delta, adjoint)
                 nee = nee + t_j
                 if adjoint != 0 and cos_w > 0.0:
                     bw = _cw_mul(dv, beta)

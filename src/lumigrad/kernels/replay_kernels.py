@@ -44,8 +44,6 @@ def _bsdf_sample(offset: int, end: int, paths: wp.array(dtype=wp.int32), depth: 
     ``beckmann[i]``; Mitsuba's plastic where ``plastic_row[i] >= 0``, its table that row of ``plastic``)."""
     i = offset + wp.tid()
     key = ray_key_wp(seed_lo, seed_hi, wp.uint32(paths[i]))
-    n = pk.unit_wp(normal[i])
-    w = pk.unit_wp(wo[i])
     u_lobe = uniform_counter_wp(key, depth, 0)
     u0 = uniform_counter_wp(key, depth, 1)
     u1 = uniform_counter_wp(key, depth, 2)
@@ -53,15 +51,11 @@ def _bsdf_sample(offset: int, end: int, paths: wp.array(dtype=wp.int32), depth: 
     weight = wp.vec3()
     pdf = float(0.0)
     row = plastic_row[i]
-    if row >= 0:
-        p_spec = pk.plastic_specular_probability_wp(plastic, row, wp.clamp(wp.dot(n, w), pk.DOT_EPS, 1.0), base[i],
-                                                    roughness[i], ior[i])
-        wi, weight, pdf = pk.plastic_sample_wp(plastic, row, n, w, p_spec, base[i], roughness[i], ior[i], beckmann[i],
-                                               u_lobe, u0, u1)
+    if row >= 0:  # (-1.0: the sample computes its lobe probability)
+        wi, weight, pdf = pk.plastic_sample_wp(plastic, row, pk.unit_wp(normal[i]), pk.unit_wp(wo[i]), -1.0, base[i],
+                                               roughness[i], ior[i], beckmann[i], u_lobe, u0, u1)
     else:
-        p_spec = pk.specular_probability_wp(wp.dot(n, w), base[i], metallic[i], pk.f0_dielectric_wp(ior[i]),
-                                            specular[i], 0.0)
-        wi, weight, pdf = pk.sample_unit_wp(n, w, p_spec, base[i], roughness[i], metallic[i], ior[i], specular[i], 0.0,
+        wi, weight, pdf = pk.bsdf_sample_wp(normal[i], wo[i], base[i], roughness[i], metallic[i], ior[i], specular[i],
                                             beckmann[i], u_lobe, u0, u1)
     out_wi[i] = wi
     out_weight[i] = weight
