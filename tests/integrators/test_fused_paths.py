@@ -11,7 +11,8 @@ import torch
 
 import lumigrad as lg
 from lumigrad.integrators.fused_adjoint import fused_adjoint_unsupported
-from lumigrad.integrators.fused_paths import TRANSPORT_ENV, fused_unsupported, sample_paths_fused, use_fused
+from lumigrad.integrators.fused_paths import (TRANSPORT_ENV, fused_unsupported, path_tables, sample_paths_fused,
+                                            use_fused)
 from lumigrad.integrators.path import _camera_rays, _trace_scene
 from lumigrad.raytrace.transport import TraceScene, sample_paths
 from lumigrad.shading import HomogeneousMedium, Material
@@ -591,3 +592,21 @@ def test_a_transmission_pushed_below_zero_traces_as_in_the_twin():
     fused, torch_, rel = _compare(scene, cam, max_depth=8, rr_depth=3, seed=12345)
     assert float(torch_.mean()) > 0.01
     assert float((rel > RAY_RTOL).float().mean()) <= BRANCH_FRACTION
+
+
+#: The scenes the path kernel's lean variants trace (opaque GGX glTF parts, no normal map).
+LEAN = {"cornell", "linear_spots", "punctual", "metal", "mixed", "textured", "sky", "specular"}
+
+
+@pytest.mark.parametrize("name", sorted(SCENES))
+def test_the_lean_kernel_variant_traces_the_same_bits_as_the_full_one(name, monkeypatch):
+    from lumigrad.kernels import path_trace
+
+    scene, cam = SCENES[name]()
+    ts = _trace_scene(scene, "solid_angle")
+    assert path_trace.lean_materials(path_tables(ts)) == (name in LEAN)
+    o, d = _camera_rays(cam, 2, 3, F32)
+    settings = dict(max_depth=8, rr_depth=3, seed=7)
+    chosen = sample_paths_fused(ts, o, d, **settings)
+    monkeypatch.setattr(path_trace, "lean_materials", lambda tables: False)
+    assert torch.equal(sample_paths_fused(ts, o, d, **settings), chosen)

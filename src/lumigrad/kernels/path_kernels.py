@@ -592,334 +592,363 @@ def normal_mapped_wp(n: wp.vec3, tangent: wp.vec4, rgb: wp.vec3, scale: float):
 
 
 # ------------------------------------------------------------------------------------------------ the kernel
-@wp.kernel
-def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int, verts: wp.array(dtype=wp.vec3),
-                faces: wp.array(dtype=wp.int32), normals: wp.array(dtype=wp.vec3), has_normals: int,
-                face_part: wp.array(dtype=wp.int32),
-                part_base: wp.array(dtype=wp.vec3), part_metallic: wp.array(dtype=float),
-                part_roughness: wp.array(dtype=float), part_ior: wp.array(dtype=float),
-                part_specular: wp.array(dtype=float), part_transmission: wp.array(dtype=float),
-                part_emission: wp.array(dtype=wp.vec3),
-                part_flags: wp.array(dtype=wp.int32), part_plastic: wp.array(dtype=float),
-                part_emitter: wp.array(dtype=wp.int32),
-                uvs: wp.array(dtype=wp.vec2), uv_faces: wp.array(dtype=wp.int32),
-                part_texture: wp.array(dtype=wp.int32),
-                part_mr_texture: wp.array(dtype=wp.int32), part_emissive_texture: wp.array(dtype=wp.int32),
-                tex_offset: wp.array(dtype=wp.int32), tex_width: wp.array(dtype=wp.int32),
-                tex_height: wp.array(dtype=wp.int32), tex_wrap: wp.array(dtype=wp.int32),
-                texels: wp.array(dtype=wp.vec3), part_normal_texture: wp.array(dtype=wp.int32),
-                part_normal_scale: wp.array(dtype=float), tangents: wp.array(dtype=wp.vec4), has_tangents: int,
-                num_lights: int, light_type: wp.array(dtype=wp.int32), light_pos: wp.array(dtype=wp.vec3),
-                light_dir: wp.array(dtype=wp.vec3), light_value: wp.array(dtype=wp.vec3),
-                light_cone_edge: wp.array(dtype=float), light_cone_scale: wp.array(dtype=float),
-                light_range: wp.array(dtype=float), light_start: wp.array(dtype=wp.int32),
-                light_count: wp.array(dtype=wp.int32), light_two_sided: wp.array(dtype=wp.int32),
-                light_area: wp.array(dtype=float), light_centre: wp.array(dtype=wp.vec3),
-                light_far2: wp.array(dtype=float),
-                tri_v0: wp.array(dtype=wp.vec3), tri_v1: wp.array(dtype=wp.vec3), tri_v2: wp.array(dtype=wp.vec3),
-                tri_le: wp.array(dtype=wp.vec3), tri_cdf: wp.array(dtype=float),
-                env_on: int, env_h: int, env_w: int, env_texels: wp.array(dtype=wp.vec3),
-                env_pmf: wp.array(dtype=float), env_row_cdf: wp.array(dtype=float), env_cond_cdf: wp.array(dtype=float),
-                origins: wp.array(dtype=wp.vec3), directions: wp.array(dtype=wp.vec3),
-                seed_lo: wp.uint32, seed_hi: wp.uint32, depth_limit: int, rr_depth: int, hide_emitters: int,
-                out_radiance: wp.array(dtype=wp.vec3), out_hit: wp.array(dtype=wp.bool), adjoint: int,
-                radiance_in: wp.array(dtype=wp.vec3), v_in: wp.array(dtype=wp.vec3),
-                g_part: wp.array2d(dtype=wp.float64), g_light: wp.array2d(dtype=wp.float64),
-                g_tri: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(dtype=wp.float64),
-                tex_grad_rows: wp.array(dtype=wp.int32), g_env: wp.array2d(dtype=wp.float64), want_env: int,
-                held: wp.array2d(dtype=float)):
-    """Radiance of ray ``offset + tid`` (see the module docstring); ``out_hit``: its first ray hit a surface.
+def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
+    """:func:`trace_paths` compiled for a kind of launch (see :data:`TRACE_PATHS`)."""
+    @wp.kernel
+    def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int, verts: wp.array(dtype=wp.vec3),
+                    faces: wp.array(dtype=wp.int32), normals: wp.array(dtype=wp.vec3), has_normals: int,
+                    face_part: wp.array(dtype=wp.int32),
+                    part_base: wp.array(dtype=wp.vec3), part_metallic: wp.array(dtype=float),
+                    part_roughness: wp.array(dtype=float), part_ior: wp.array(dtype=float),
+                    part_specular: wp.array(dtype=float), part_transmission: wp.array(dtype=float),
+                    part_emission: wp.array(dtype=wp.vec3),
+                    part_flags: wp.array(dtype=wp.int32), part_plastic: wp.array(dtype=float),
+                    part_emitter: wp.array(dtype=wp.int32),
+                    uvs: wp.array(dtype=wp.vec2), uv_faces: wp.array(dtype=wp.int32),
+                    part_texture: wp.array(dtype=wp.int32),
+                    part_mr_texture: wp.array(dtype=wp.int32), part_emissive_texture: wp.array(dtype=wp.int32),
+                    tex_offset: wp.array(dtype=wp.int32), tex_width: wp.array(dtype=wp.int32),
+                    tex_height: wp.array(dtype=wp.int32), tex_wrap: wp.array(dtype=wp.int32),
+                    texels: wp.array(dtype=wp.vec3), part_normal_texture: wp.array(dtype=wp.int32),
+                    part_normal_scale: wp.array(dtype=float), tangents: wp.array(dtype=wp.vec4), has_tangents: int,
+                    num_lights: int, light_type: wp.array(dtype=wp.int32), light_pos: wp.array(dtype=wp.vec3),
+                    light_dir: wp.array(dtype=wp.vec3), light_value: wp.array(dtype=wp.vec3),
+                    light_cone_edge: wp.array(dtype=float), light_cone_scale: wp.array(dtype=float),
+                    light_range: wp.array(dtype=float), light_start: wp.array(dtype=wp.int32),
+                    light_count: wp.array(dtype=wp.int32), light_two_sided: wp.array(dtype=wp.int32),
+                    light_area: wp.array(dtype=float), light_centre: wp.array(dtype=wp.vec3),
+                    light_far2: wp.array(dtype=float),
+                    tri_v0: wp.array(dtype=wp.vec3), tri_v1: wp.array(dtype=wp.vec3), tri_v2: wp.array(dtype=wp.vec3),
+                    tri_le: wp.array(dtype=wp.vec3), tri_cdf: wp.array(dtype=float),
+                    env_on: int, env_h: int, env_w: int, env_texels: wp.array(dtype=wp.vec3),
+                    env_pmf: wp.array(dtype=float), env_row_cdf: wp.array(dtype=float),
+                    env_cond_cdf: wp.array(dtype=float),
+                    origins: wp.array(dtype=wp.vec3), directions: wp.array(dtype=wp.vec3),
+                    seed_lo: wp.uint32, seed_hi: wp.uint32, depth_limit: int, rr_depth: int, hide_emitters: int,
+                    out_radiance: wp.array(dtype=wp.vec3), out_hit: wp.array(dtype=wp.bool), adjoint: int,
+                    radiance_in: wp.array(dtype=wp.vec3), v_in: wp.array(dtype=wp.vec3),
+                    g_part: wp.array2d(dtype=wp.float64), g_light: wp.array2d(dtype=wp.float64),
+                    g_tri: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(dtype=wp.float64),
+                    tex_grad_rows: wp.array(dtype=wp.int32), g_env: wp.array2d(dtype=wp.float64), want_env: int,
+                    held: wp.array2d(dtype=float)):
+        """Radiance of ray ``offset + tid`` (see the module docstring); ``out_hit``: its first ray hit a surface.
 
-    ``adjoint`` 1: also path replay backpropagation of the material and light values. The path is traced again
-    (the same code, so the same bits as the primal that gave ``radiance_in``, its radiance), and with ``v_in``
-    the adjoint of that radiance, each vertex adds to ``g_part [P, PART_GRADS]`` (columns ``GRAD_*``) the
-    derivatives of its emission, of its light samples' BSDF values (times the light, MIS weight and cosine),
-    and of the BSDF value of the sample that continues the path (times the radiance still to come over that
-    value: ``radiance_in`` less what the path gathered so far); to ``g_light [L, 3]`` those of the point, spot
-    and directional lights' values; to ``g_tri [T, 3]`` those of the area lights' triangle radiances. Sampling
-    densities, MIS weights and roulette are held fixed (detached sampling: unbiased, as Mitsuba's ``prb``).
-    A textured part's columns are its factors' (through ``clamp(factor * texture, 0, 1)``); with
-    the texels' gradients of texture ``k`` go to ``g_texels [rows, 3]`` from row ``tex_grad_rows[k]`` (-1: none
-    wanted), with ``want_env`` 1 the environment
-    map's to ``g_env [H W, 3]`` (seen by escaping rays and sampled by next-event estimation).
+        ``adjoint`` 1: also path replay backpropagation of the material and light values. The path is traced again
+        (the same code, so the same bits as the primal that gave ``radiance_in``, its radiance), and with ``v_in``
+        the adjoint of that radiance, each vertex adds to ``g_part [P, PART_GRADS]`` (columns ``GRAD_*``) the
+        derivatives of its emission, of its light samples' BSDF values (times the light, MIS weight and cosine),
+        and of the BSDF value of the sample that continues the path (times the radiance still to come over that
+        value: ``radiance_in`` less what the path gathered so far); to ``g_light [L, 3]`` those of the point, spot
+        and directional lights' values; to ``g_tri [T, 3]`` those of the area lights' triangle radiances. Sampling
+        densities, MIS weights and roulette are held fixed (detached sampling: unbiased, as Mitsuba's ``prb``).
+        A textured part's columns are its factors' (through ``clamp(factor * texture, 0, 1)``); with
+        the texels' gradients of texture ``k`` go to ``g_texels [rows, 3]`` from row ``tex_grad_rows[k]`` (-1: none
+        wanted), with ``want_env`` 1 the environment
+        map's to ``g_env [H W, 3]`` (seen by escaping rays and sampled by next-event estimation).
 
-    ``adjoint`` 2: the same in one pass, without ``radiance_in``: each continuing vertex is held in a row of
-    ``held [depth_limit, HELD_FIELDS]`` until the path ends, when its radiance is known. The rows are one
-    thread's scratch: only where a launch's items run one after another on one thread (a CPU range)."""
-    i = offset + wp.tid()
-    key = ray_key_wp(seed_lo, seed_hi, wp.uint32(i))
-    o = origins[i]
-    d = directions[i]
-    beta = wp.vec3(1.0, 1.0, 1.0)
-    radiance = wp.vec3(0.0, 0.0, 0.0)
-    prev_pdf = float(0.0)
-    prev_x = o
-    out_hit[i] = False
-    totals = vec_cached()  # Omega of the first CACHED lights at prev_x (their next-event estimation's)
-    total_in = wp.vec3(0.0, 0.0, 0.0)
-    dv = wp.vec3(0.0, 0.0, 0.0)
-    held_count = int(0)
-    if adjoint != 0:
-        dv = v_in[i]
-    if adjoint == 1:
-        total_in = radiance_in[i]
-    for depth in range(depth_limit):
-        if not (wp.dot(d, d) > 0.0):
-            break
-        bounce_key = depth_key_wp(key, depth)
-        face, t_hit, u_hit, v_hit = closest_hit_any_bvh(mesh, own, use_own, o, d, wp.inf)
-        if face < 0:
-            if env_on != 0:  # the ray leaves the scene and sees the environment (MIS against its sampling)
-                w_env = float(1.0)
-                if depth == 0:
-                    if hide_emitters != 0:
-                        w_env = 0.0
-                elif not (prev_pdf < 0.0):
-                    w_env = power_heuristic_wp(prev_pdf, env_pdf_wp(unit_wp(d), env_h, env_w, env_pmf))
-                radiance = radiance + _cw_mul(beta, env_lookup_wp(d, env_h, env_w, env_texels)) * w_env
-                if want_env != 0 and w_env != 0.0:
-                    env_scatter_wp(d, env_h, env_w, _cw_mul(dv, beta) * w_env, g_env)
-            break
-        if depth == 0:
-            out_hit[i] = True
-        # the surface, recomputed from the vertices (surface_at / intersect_faces)
-        c0 = faces[3 * face]
-        c1 = faces[3 * face + 1]
-        c2 = faces[3 * face + 2]
-        v0 = verts[c0]
-        v1 = verts[c1]
-        v2 = verts[c2]
-        e1 = v1 - v0
-        e2 = v2 - v0
-        s = o - v0
-        p = wp.cross(d, e2)
-        qq = wp.cross(s, e1)
-        det = wp.dot(e1, p)
-        b0 = float(0.0)  # a BVH hit the re-intersection calls parallel: zero weights, as intersect_faces
-        b1 = float(0.0)
-        b2 = float(0.0)
-        if det != 0.0:
-            inv = 1.0 / det
-            b1 = wp.dot(s, p) * inv
-            b2 = wp.dot(d, qq) * inv
-            b0 = 1.0 - b1 - b2
-        x = b0 * v0 + b1 * v1 + b2 * v2
-        ng = wp.cross(e1, e2)
-        ng = ng / wp.max(wp.length(ng), 1.0e-30)
-        n = ng
-        if has_normals != 0:
-            n = b0 * normals[c0] + b1 * normals[c1] + b2 * normals[c2]
-            n = n / wp.max(wp.length(n), 1.0e-30)
-        wo = -d / wp.length(d)
-        part = face_part[face]
-        back = wp.dot(ng, wo) < 0.0
-        flags = part_flags[part]  # bit 0: double-sided, 1: Beckmann's microfacets (else GGX), 2: plastic, 3: thin
-        double = (flags & 1) != 0
-        beckmann = (flags >> 1) & 1
-        thin = (flags >> 3) & 1
-        plastic_row = int(-1)  # Mitsuba's plastic: its table's row in part_plastic
-        if (flags & 4) != 0:
-            plastic_row = part
-        if back and double:
-            ng = -ng
-            n = -n
-        if has_normals != 0 and wp.dot(ng, wo) > 0.0:
-            # the transport's _facing_shading_normal: bend normals that turn from the viewer (silhouette rims)
-            lift = wp.max(SHADING_NORMAL_MIN_COS - wp.dot(n, wo), 0.0)
-            if lift > 0.0:  # (else n stays the unit vector it is)
-                n = n + lift * wo
+        ``adjoint`` 2: the same in one pass, without ``radiance_in``: each continuing vertex is held in a row of
+        ``held [depth_limit, HELD_FIELDS]`` until the path ends, when its radiance is known. The rows are one
+        thread's scratch: only where a launch's items run one after another on one thread (a CPU range)."""
+        i = offset + wp.tid()
+        mode = int(0)  # adjoint, where this variant has the adjoint's code (else 0: its branches fold away)
+        if wp.static(adjoint_code):
+            mode = adjoint
+        key = ray_key_wp(seed_lo, seed_hi, wp.uint32(i))
+        o = origins[i]
+        d = directions[i]
+        beta = wp.vec3(1.0, 1.0, 1.0)
+        radiance = wp.vec3(0.0, 0.0, 0.0)
+        prev_pdf = float(0.0)
+        prev_x = o
+        out_hit[i] = False
+        totals = vec_cached()  # Omega of the first CACHED lights at prev_x (their next-event estimation's)
+        total_in = wp.vec3(0.0, 0.0, 0.0)
+        dv = wp.vec3(0.0, 0.0, 0.0)
+        held_count = int(0)
+        if mode != 0:
+            dv = v_in[i]
+        if mode == 1:
+            total_in = radiance_in[i]
+        for depth in range(depth_limit):
+            if not (wp.dot(d, d) > 0.0):
+                break
+            bounce_key = depth_key_wp(key, depth)
+            face, t_hit, u_hit, v_hit = closest_hit_any_bvh(mesh, own, use_own, o, d, wp.inf)
+            if face < 0:
+                if env_on != 0:  # the ray leaves the scene and sees the environment (MIS against its sampling)
+                    w_env = float(1.0)
+                    if depth == 0:
+                        if hide_emitters != 0:
+                            w_env = 0.0
+                    elif not (prev_pdf < 0.0):
+                        w_env = power_heuristic_wp(prev_pdf, env_pdf_wp(unit_wp(d), env_h, env_w, env_pmf))
+                    radiance = radiance + _cw_mul(beta, env_lookup_wp(d, env_h, env_w, env_texels)) * w_env
+                    if mode != 0 and want_env != 0 and w_env != 0.0:
+                        env_scatter_wp(d, env_h, env_w, _cw_mul(dv, beta) * w_env, g_env)
+                break
+            if depth == 0:
+                out_hit[i] = True
+            # the surface, recomputed from the vertices (surface_at / intersect_faces)
+            c0 = faces[3 * face]
+            c1 = faces[3 * face + 1]
+            c2 = faces[3 * face + 2]
+            v0 = verts[c0]
+            v1 = verts[c1]
+            v2 = verts[c2]
+            e1 = v1 - v0
+            e2 = v2 - v0
+            s = o - v0
+            p = wp.cross(d, e2)
+            qq = wp.cross(s, e1)
+            det = wp.dot(e1, p)
+            b0 = float(0.0)  # a BVH hit the re-intersection calls parallel: zero weights, as intersect_faces
+            b1 = float(0.0)
+            b2 = float(0.0)
+            if det != 0.0:
+                inv = 1.0 / det
+                b1 = wp.dot(s, p) * inv
+                b2 = wp.dot(d, qq) * inv
+                b0 = 1.0 - b1 - b2
+            x = b0 * v0 + b1 * v1 + b2 * v2
+            ng = wp.cross(e1, e2)
+            ng = ng / wp.max(wp.length(ng), 1.0e-30)
+            n = ng
+            if has_normals != 0:
+                n = b0 * normals[c0] + b1 * normals[c1] + b2 * normals[c2]
                 n = n / wp.max(wp.length(n), 1.0e-30)
-        base = part_base[part]
-        tex = part_texture[part]
-        tex_mr = part_mr_texture[part]
-        tex_em = part_emissive_texture[part]
-        tex_n = int(-1)
-        if has_tangents != 0:
-            tex_n = part_normal_texture[part]
-        uv = wp.vec2(0.0, 0.0)
-        if tex >= 0 or tex_mr >= 0 or tex_em >= 0 or tex_n >= 0:
-            uv = b0 * uvs[uv_faces[3 * face]] + b1 * uvs[uv_faces[3 * face + 1]] + b2 * uvs[uv_faces[3 * face + 2]]
-        n_unmapped = n  # (a BSDF sample must leave on its side too: below)
-        if tex_n >= 0:  # a normal map (surface_at's perturb_normal_unchecked, after the facing bend)
-            n = normal_mapped_wp(n, b0 * tangents[3 * face] + b1 * tangents[3 * face + 1]
-                                 + b2 * tangents[3 * face + 2],
-                                 texture_wp(tex_n, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 0),
-                                 part_normal_scale[part])
-        if tex >= 0:
-            rgb = texture_wp(tex, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 1)
-            base = wp.vec3(wp.clamp(base[0] * rgb[0], 0.0, 1.0), wp.clamp(base[1] * rgb[1], 0.0, 1.0),
-                           wp.clamp(base[2] * rgb[2], 0.0, 1.0))
-        metallic = part_metallic[part]
-        roughness = part_roughness[part]
-        if tex_mr >= 0:  # linear: G roughness, B metallic, times the (unclamped) factors, then clamped
-            mr = texture_wp(tex_mr, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 0)
-            roughness = wp.clamp(roughness * mr[1], 0.0, 1.0)
-            metallic = wp.clamp(metallic * mr[2], 0.0, 1.0)
-        ior = part_ior[part]
-        specular = part_specular[part]
-        transmission = part_transmission[part]
-        emission = part_emission[part]
-        if tex_em >= 0:
-            emission = _cw_mul(emission, texture_wp(tex_em, uv, tex_offset, tex_width, tex_height, tex_wrap, texels,
-                                                    1))
-        if back and not double:
-            emission = wp.vec3(0.0, 0.0, 0.0)
-        # emission seen by the previous bounce, MIS-weighted for area lights
-        weight_e = float(1.0)
-        emitter = part_emitter[part]
-        if depth > 0 and emitter >= 0:
-            if prev_pdf < 0.0:
-                weight_e = 1.0
-            else:
-                known = float(-1.0)
-                if emitter < CACHED:
-                    known = totals[emitter]
-                pdf_light = area_pdf_wp(prev_x, d, light_start[emitter], light_count[emitter],
-                                        light_two_sided[emitter], tri_v0, tri_v1, tri_v2, known,
-                                        _by_area(prev_x, emitter, light_area, light_centre, light_far2))
-                weight_e = power_heuristic_wp(prev_pdf, pdf_light)
-        if hide_emitters != 0 and depth == 0:
-            weight_e = 0.0
-        term = _cw_mul(beta, emission) * weight_e
-        if adjoint != 0 and weight_e != 0.0 and not (back and not double):
-            add_emission_grads_wp(g_part, g_texels, tex_grad_rows, part, uv, part_emission, part_emissive_texture,
-                                  tex_offset, tex_width, tex_height, tex_wrap, texels, _cw_mul(dv, beta) * weight_e)
-        # what the light samples' BSDF evaluations and the BSDF sample share (the same bits as each computing
-        # its own): the unit normal and view direction, and the specular lobe's probability at their cosine
-        n_u = n  # (both unit already)
-        wo_u = wo
-        like = wp.dot(n_u, wo_u)
-        p_like = float(0.0)
-        p_eval = float(-1.0)  # (below 1e-6 the evaluation's clamped cosine differs: it computes its own)
-        if depth + 1 < depth_limit:
-            if plastic_row >= 0:  # (at the cosine clamped to [1e-6, 1], as its evaluation and sample take it)
-                p_like = plastic_specular_probability_wp(part_plastic, plastic_row, wp.clamp(like, DOT_EPS, 1.0), base,
-                                                         roughness, ior)
-                p_eval = p_like
-            elif transmission == 0.0:  # (the opaque model's sample and light samples; glass computes its own)
-                p_like = specular_probability_wp(like, base, metallic, f0_dielectric_wp(ior), specular, 0.0)
-                if like >= DOT_EPS:
-                    p_eval = p_like
-            nee = wp.vec3(0.0, 0.0, 0.0)
-            for j in range(num_lights):
-                u0 = uniform_dim_wp(bounce_key, 4 + 2 * j)
-                u1 = uniform_dim_wp(bounce_key, 5 + 2 * j)
-                kind = light_type[j]
-                wi = wp.vec3(0.0, 0.0, 1.0)
-                dist = float(wp.inf)
-                lw = wp.vec3(0.0, 0.0, 0.0)
-                lpdf = float(1.0)
-                per_value = float(1.0)  # lw per unit of the light's value (or of triangle tri_row's radiance)
-                tri_row = int(-1)
-                is_delta = kind != LIGHT_AREA and kind != LIGHT_ENVIRONMENT
-                if kind == LIGHT_DIRECTIONAL:
-                    wi = light_dir[j]
-                    lw = light_value[j]
-                elif kind == LIGHT_ENVIRONMENT:
-                    wi, lw, lpdf = env_sample_wp(env_h, env_w, env_texels, env_pmf, env_row_cdf, env_cond_cdf, u0, u1)
-                elif kind == LIGHT_AREA:
-                    omega = float(0.0)
-                    wi, dist, lw, lpdf, omega, tri_row, per_value = area_light_sample_triangle_wp(
-                        x, j, light_start, light_count, light_two_sided, light_area, light_centre, light_far2, tri_v0,
-                        tri_v1, tri_v2, tri_le, tri_cdf, u0, u1)
-                    if j < CACHED and omega >= 0.0:  # (sampled by solid angle)
-                        totals[j] = omega
+            wo = -d / wp.length(d)
+            part = face_part[face]
+            back = wp.dot(ng, wo) < 0.0
+            flags = part_flags[part]  # bit 0: double-sided, 1: Beckmann's microfacets (else GGX), 2: plastic, 3: thin
+            double = (flags & 1) != 0
+            beckmann = int(0)  # (the lean variant's materials: GGX, no plastic, no glass, no normal map)
+            thin = int(0)
+            plastic_row = int(-1)  # Mitsuba's plastic: its table's row in part_plastic
+            if wp.static(every_material):
+                beckmann = (flags >> 1) & 1
+                thin = (flags >> 3) & 1
+                if (flags & 4) != 0:
+                    plastic_row = part
+            if back and double:
+                ng = -ng
+                n = -n
+            if has_normals != 0 and wp.dot(ng, wo) > 0.0:
+                # the transport's _facing_shading_normal: bend normals that turn from the viewer (silhouette rims)
+                lift = wp.max(SHADING_NORMAL_MIN_COS - wp.dot(n, wo), 0.0)
+                if lift > 0.0:  # (else n stays the unit vector it is)
+                    n = n + lift * wo
+                    n = n / wp.max(wp.length(n), 1.0e-30)
+            base = part_base[part]
+            tex = part_texture[part]
+            tex_mr = part_mr_texture[part]
+            tex_em = part_emissive_texture[part]
+            tex_n = int(-1)
+            if wp.static(every_material):
+                if has_tangents != 0:
+                    tex_n = part_normal_texture[part]
+            uv = wp.vec2(0.0, 0.0)
+            if tex >= 0 or tex_mr >= 0 or tex_em >= 0 or tex_n >= 0:
+                uv = b0 * uvs[uv_faces[3 * face]] + b1 * uvs[uv_faces[3 * face + 1]] + b2 * uvs[uv_faces[3 * face + 2]]
+            n_unmapped = n  # (a BSDF sample must leave on its side too: below)
+            if tex_n >= 0:  # a normal map (surface_at's perturb_normal_unchecked, after the facing bend)
+                n = normal_mapped_wp(n, b0 * tangents[3 * face] + b1 * tangents[3 * face + 1]
+                                     + b2 * tangents[3 * face + 2],
+                                     texture_wp(tex_n, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 0),
+                                     part_normal_scale[part])
+            if tex >= 0:
+                rgb = texture_wp(tex, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 1)
+                base = wp.vec3(wp.clamp(base[0] * rgb[0], 0.0, 1.0), wp.clamp(base[1] * rgb[1], 0.0, 1.0),
+                               wp.clamp(base[2] * rgb[2], 0.0, 1.0))
+            metallic = part_metallic[part]
+            roughness = part_roughness[part]
+            if tex_mr >= 0:  # linear: G roughness, B metallic, times the (unclamped) factors, then clamped
+                mr = texture_wp(tex_mr, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 0)
+                roughness = wp.clamp(roughness * mr[1], 0.0, 1.0)
+                metallic = wp.clamp(metallic * mr[2], 0.0, 1.0)
+            ior = part_ior[part]
+            specular = part_specular[part]
+            transmission = float(0.0)
+            if wp.static(every_material):
+                transmission = part_transmission[part]
+            emission = part_emission[part]
+            if tex_em >= 0:
+                emission = _cw_mul(emission, texture_wp(tex_em, uv, tex_offset, tex_width, tex_height, tex_wrap, texels,
+                                                        1))
+            if back and not double:
+                emission = wp.vec3(0.0, 0.0, 0.0)
+            # emission seen by the previous bounce, MIS-weighted for area lights
+            weight_e = float(1.0)
+            emitter = part_emitter[part]
+            if depth > 0 and emitter >= 0:
+                if prev_pdf < 0.0:
+                    weight_e = 1.0
                 else:
-                    v = light_pos[j] - x
-                    dist = wp.sqrt(wp.max(wp.dot(v, v), 1.0e-8))
-                    wi = v / dist
-                    fall = 1.0 / (dist * dist)
-                    rng = light_range[j]
-                    if rng > 0.0:
-                        r = dist / rng
-                        fall = wp.clamp(1.0 - r * r * r * r, 0.0, 1.0) * fall
-                    if kind == LIGHT_SPOT:
-                        cd = -wp.dot(wi, light_dir[j])
-                        a = wp.clamp(cd * light_cone_scale[j] - light_cone_edge[j] * light_cone_scale[j], 0.0, 1.0)
-                        fall = a * a * fall
-                    elif kind == LIGHT_SPOT_LINEAR:
-                        theta = wp.acos(wp.clamp(-wp.dot(wi, light_dir[j]), -1.0 + ACOS_MARGIN, 1.0 - ACOS_MARGIN))
-                        fall = wp.clamp((light_cone_edge[j] - theta) * light_cone_scale[j], 0.0, 1.0) * fall
-                    lw = light_value[j] * fall
-                    per_value = fall
-                t_j, f_j, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base,
-                                                        roughness, metallic, ior, specular, transmission, thin,
-                                                        beckmann, part_plastic, plastic_row, wi, dist, lw, lpdf,
-                                                        is_delta, adjoint)
-                nee = nee + t_j
-                if adjoint != 0 and cos_w > 0.0:
-                    bw = _cw_mul(dv, beta)
-                    add_bsdf_grads_wp(g_part, g_texels, tex_grad_rows, part, uv, part_base, part_metallic,
-                                      part_roughness, part_texture, part_mr_texture, tex_offset, tex_width,
-                                      tex_height, tex_wrap, texels, n_u, wi, wo_u, base, roughness, metallic, ior,
-                                      specular, beckmann, _cw_mul(bw, lw) * cos_w)
-                    g_value = _cw_mul(bw, f_j) * (cos_w * per_value)
-                    if kind == LIGHT_AREA:
-                        if tri_row >= 0:
-                            add3_wp(g_tri, tri_row, 0, g_value)
-                    elif kind == LIGHT_ENVIRONMENT:  # lw = lookup / pdf
-                        if want_env != 0:
-                            env_scatter_wp(wi, env_h, env_w, g_value / lpdf, g_env)
+                    known = float(-1.0)
+                    if emitter < CACHED:
+                        known = totals[emitter]
+                    pdf_light = area_pdf_wp(prev_x, d, light_start[emitter], light_count[emitter],
+                                            light_two_sided[emitter], tri_v0, tri_v1, tri_v2, known,
+                                            _by_area(prev_x, emitter, light_area, light_centre, light_far2))
+                    weight_e = power_heuristic_wp(prev_pdf, pdf_light)
+            if hide_emitters != 0 and depth == 0:
+                weight_e = 0.0
+            term = _cw_mul(beta, emission) * weight_e
+            if mode != 0 and weight_e != 0.0 and not (back and not double):
+                add_emission_grads_wp(g_part, g_texels, tex_grad_rows, part, uv, part_emission, part_emissive_texture,
+                                      tex_offset, tex_width, tex_height, tex_wrap, texels, _cw_mul(dv, beta) * weight_e)
+            # what the light samples' BSDF evaluations and the BSDF sample share (the same bits as each computing
+            # its own): the unit normal and view direction, and the specular lobe's probability at their cosine
+            n_u = n  # (both unit already)
+            wo_u = wo
+            like = wp.dot(n_u, wo_u)
+            p_like = float(0.0)
+            p_eval = float(-1.0)  # (below 1e-6 the evaluation's clamped cosine differs: it computes its own)
+            if depth + 1 < depth_limit:
+                if plastic_row >= 0:  # (at the cosine clamped to [1e-6, 1], as its evaluation and sample take it)
+                    p_like = plastic_specular_probability_wp(part_plastic, plastic_row, wp.clamp(like, DOT_EPS, 1.0),
+                                                             base, roughness, ior)
+                    p_eval = p_like
+                elif transmission == 0.0:  # (the opaque model's sample and light samples; glass computes its own)
+                    p_like = specular_probability_wp(like, base, metallic, f0_dielectric_wp(ior), specular, 0.0)
+                    if like >= DOT_EPS:
+                        p_eval = p_like
+                nee = wp.vec3(0.0, 0.0, 0.0)
+                for j in range(num_lights):
+                    u0 = uniform_dim_wp(bounce_key, 4 + 2 * j)
+                    u1 = uniform_dim_wp(bounce_key, 5 + 2 * j)
+                    kind = light_type[j]
+                    wi = wp.vec3(0.0, 0.0, 1.0)
+                    dist = float(wp.inf)
+                    lw = wp.vec3(0.0, 0.0, 0.0)
+                    lpdf = float(1.0)
+                    per_value = float(1.0)  # lw per unit of the light's value (or of triangle tri_row's radiance)
+                    tri_row = int(-1)
+                    is_delta = kind != LIGHT_AREA and kind != LIGHT_ENVIRONMENT
+                    if kind == LIGHT_DIRECTIONAL:
+                        wi = light_dir[j]
+                        lw = light_value[j]
+                    elif kind == LIGHT_ENVIRONMENT:
+                        wi, lw, lpdf = env_sample_wp(env_h, env_w, env_texels, env_pmf, env_row_cdf, env_cond_cdf, u0,
+                                                     u1)
+                    elif kind == LIGHT_AREA:
+                        omega = float(0.0)
+                        wi, dist, lw, lpdf, omega, tri_row, per_value = area_light_sample_triangle_wp(
+                            x, j, light_start, light_count, light_two_sided, light_area, light_centre, light_far2,
+                            tri_v0, tri_v1, tri_v2, tri_le, tri_cdf, u0, u1)
+                        if j < CACHED and omega >= 0.0:  # (sampled by solid angle)
+                            totals[j] = omega
                     else:
-                        add3_wp(g_light, j, 0, g_value)
-            term = term + _cw_mul(beta, nee)
-        radiance = radiance + term
-        if depth + 1 >= depth_limit:
-            break
-        # the next ray: a BSDF sample, then Russian roulette
-        u_lobe = uniform_dim_wp(bounce_key, 0)
-        u_dir0 = uniform_dim_wp(bounce_key, 1)
-        u_dir1 = uniform_dim_wp(bounce_key, 2)
-        delta = False  # (an index-matched boundary's pass-through: no MIS at the next vertex)
-        wi = wp.vec3(0.0, 0.0, 1.0)
-        weight = wp.vec3(0.0, 0.0, 0.0)
-        pdf = float(0.0)
-        if transmission != 0.0:  # (as the twin, whatever its sign: an optimiser may push it out of [0, 1])
-            wi, weight, pdf, delta = transmission_sample_wp(n_u, wo_u, base, roughness, metallic, ior, specular,
-                                                            transmission, thin, beckmann, u_lobe, u_dir0, u_dir1)
-        elif plastic_row >= 0:
-            wi, weight, pdf = plastic_sample_wp(part_plastic, plastic_row, n_u, wo_u, p_like, base, roughness, ior,
-                                                beckmann, u_lobe, u_dir0, u_dir1)
-        else:
-            wi, weight, pdf = sample_unit_wp(n_u, wo_u, p_like, base, roughness, metallic, ior, specular, 0.0,
-                                             beckmann, u_lobe, u_dir0, u_dir1)
-        ok = pdf > 0.0 and (weight[0] > 0.0 or weight[1] > 0.0 or weight[2] > 0.0)
-        if tex_n >= 0 and wp.dot(n_unmapped, wi) * wp.dot(n_u, wi) <= 0.0:  # a normal map bent the normal: on
-            ok = False  # the unmapped normal's side only (Mitsuba's normalmap rule; surface_at's unmapped_normal)
-        new_beta = _cw_mul(beta, weight)
-        if depth + 1 >= rr_depth:
-            qr = wp.min(wp.max(wp.max(new_beta[0], new_beta[1]), new_beta[2]), 0.95)
-            if uniform_dim_wp(bounce_key, 3) < qr:
-                new_beta = new_beta / qr
+                        v = light_pos[j] - x
+                        dist = wp.sqrt(wp.max(wp.dot(v, v), 1.0e-8))
+                        wi = v / dist
+                        fall = 1.0 / (dist * dist)
+                        rng = light_range[j]
+                        if rng > 0.0:
+                            r = dist / rng
+                            fall = wp.clamp(1.0 - r * r * r * r, 0.0, 1.0) * fall
+                        if kind == LIGHT_SPOT:
+                            cd = -wp.dot(wi, light_dir[j])
+                            a = wp.clamp(cd * light_cone_scale[j] - light_cone_edge[j] * light_cone_scale[j], 0.0, 1.0)
+                            fall = a * a * fall
+                        elif kind == LIGHT_SPOT_LINEAR:
+                            theta = wp.acos(wp.clamp(-wp.dot(wi, light_dir[j]), -1.0 + ACOS_MARGIN, 1.0 - ACOS_MARGIN))
+                            fall = wp.clamp((light_cone_edge[j] - theta) * light_cone_scale[j], 0.0, 1.0) * fall
+                        lw = light_value[j] * fall
+                        per_value = fall
+                    t_j, f_j, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base,
+                                                            roughness, metallic, ior, specular, transmission, thin,
+                                                            beckmann, part_plastic, plastic_row, wi, dist, lw, lpdf,
+                                                            is_delta, mode)
+                    nee = nee + t_j
+                    if mode != 0 and cos_w > 0.0:
+                        bw = _cw_mul(dv, beta)
+                        add_bsdf_grads_wp(g_part, g_texels, tex_grad_rows, part, uv, part_base, part_metallic,
+                                          part_roughness, part_texture, part_mr_texture, tex_offset, tex_width,
+                                          tex_height, tex_wrap, texels, n_u, wi, wo_u, base, roughness, metallic, ior,
+                                          specular, beckmann, _cw_mul(bw, lw) * cos_w)
+                        g_value = _cw_mul(bw, f_j) * (cos_w * per_value)
+                        if kind == LIGHT_AREA:
+                            if tri_row >= 0:
+                                add3_wp(g_tri, tri_row, 0, g_value)
+                        elif kind == LIGHT_ENVIRONMENT:  # lw = lookup / pdf
+                            if want_env != 0:
+                                env_scatter_wp(wi, env_h, env_w, g_value / lpdf, g_env)
+                        else:
+                            add3_wp(g_light, j, 0, g_value)
+                term = term + _cw_mul(beta, nee)
+            radiance = radiance + term
+            if depth + 1 >= depth_limit:
+                break
+            # the next ray: a BSDF sample, then Russian roulette
+            u_lobe = uniform_dim_wp(bounce_key, 0)
+            u_dir0 = uniform_dim_wp(bounce_key, 1)
+            u_dir1 = uniform_dim_wp(bounce_key, 2)
+            delta = False  # (an index-matched boundary's pass-through: no MIS at the next vertex)
+            wi = wp.vec3(0.0, 0.0, 1.0)
+            weight = wp.vec3(0.0, 0.0, 0.0)
+            pdf = float(0.0)
+            if transmission != 0.0:  # (as the twin, whatever its sign: an optimiser may push it out of [0, 1])
+                wi, weight, pdf, delta = transmission_sample_wp(n_u, wo_u, base, roughness, metallic, ior, specular,
+                                                                transmission, thin, beckmann, u_lobe, u_dir0, u_dir1)
+            elif plastic_row >= 0:
+                wi, weight, pdf = plastic_sample_wp(part_plastic, plastic_row, n_u, wo_u, p_like, base, roughness, ior,
+                                                    beckmann, u_lobe, u_dir0, u_dir1)
             else:
-                ok = False
-        if not (ok and (new_beta[0] > 0.0 or new_beta[1] > 0.0 or new_beta[2] > 0.0)):
-            break
-        if adjoint != 0:  # the sample's BSDF value carries the radiance still to come
-            f_s, pdf_s = eval_pdf_unit_wp(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior, specular, 0.0,
-                                          beckmann)
-            q = wp.vec3(0.0, 0.0, 0.0)  # the adjoint over the BSDF value
-            for c in range(3):
-                if f_s[c] > 0.0:
-                    q[c] = dv[c] / f_s[c]
-            if adjoint == 1:
-                add_bsdf_grads_wp(g_part, g_texels, tex_grad_rows, part, uv, part_base, part_metallic, part_roughness,
-                                  part_texture, part_mr_texture, tex_offset, tex_width, tex_height, tex_wrap, texels,
-                                  n_u, wi, wo_u, base, roughness, metallic, ior, specular,
-                                  beckmann, _cw_mul(q, total_in - radiance))
-            else:
-                hold_vertex_wp(held, held_count, part, n_u, wi, wo_u, base, roughness, metallic, ior, specular, q,
-                               radiance, uv, beckmann)
-                held_count += 1
-        beta = new_beta
-        o = offset_origin_wp(x, ng, wi)
-        prev_x = x
-        prev_pdf = pdf
-        if delta:
-            prev_pdf = -1.0
-        d = wi
-    if adjoint == 2:
-        release_vertices_wp(held, held_count, radiance, g_part, g_texels, tex_grad_rows, part_base, part_metallic,
-                            part_roughness, part_texture, part_mr_texture, tex_offset, tex_width, tex_height,
-                            tex_wrap, texels)
-    out_radiance[i] = radiance
+                wi, weight, pdf = sample_unit_wp(n_u, wo_u, p_like, base, roughness, metallic, ior, specular, 0.0,
+                                                 beckmann, u_lobe, u_dir0, u_dir1)
+            ok = pdf > 0.0 and (weight[0] > 0.0 or weight[1] > 0.0 or weight[2] > 0.0)
+            if tex_n >= 0 and wp.dot(n_unmapped, wi) * wp.dot(n_u, wi) <= 0.0:  # a normal map bent the normal: on
+                ok = False  # the unmapped normal's side only (Mitsuba's normalmap rule; surface_at's unmapped_normal)
+            new_beta = _cw_mul(beta, weight)
+            if depth + 1 >= rr_depth:
+                qr = wp.min(wp.max(wp.max(new_beta[0], new_beta[1]), new_beta[2]), 0.95)
+                if uniform_dim_wp(bounce_key, 3) < qr:
+                    new_beta = new_beta / qr
+                else:
+                    ok = False
+            if not (ok and (new_beta[0] > 0.0 or new_beta[1] > 0.0 or new_beta[2] > 0.0)):
+                break
+            if mode != 0:  # the sample's BSDF value carries the radiance still to come
+                f_s, pdf_s = eval_pdf_unit_wp(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior, specular, 0.0,
+                                              beckmann)
+                q = wp.vec3(0.0, 0.0, 0.0)  # the adjoint over the BSDF value
+                for c in range(3):
+                    if f_s[c] > 0.0:
+                        q[c] = dv[c] / f_s[c]
+                if mode == 1:
+                    add_bsdf_grads_wp(g_part, g_texels, tex_grad_rows, part, uv, part_base, part_metallic,
+                                      part_roughness, part_texture, part_mr_texture, tex_offset, tex_width, tex_height,
+                                      tex_wrap, texels, n_u, wi, wo_u, base, roughness, metallic, ior, specular,
+                                      beckmann, _cw_mul(q, total_in - radiance))
+                else:
+                    hold_vertex_wp(held, held_count, part, n_u, wi, wo_u, base, roughness, metallic, ior, specular, q,
+                                   radiance, uv, beckmann)
+                    held_count += 1
+            beta = new_beta
+            o = offset_origin_wp(x, ng, wi)
+            prev_x = x
+            prev_pdf = pdf
+            if delta:
+                prev_pdf = -1.0
+            d = wi
+        if mode == 2:
+            release_vertices_wp(held, held_count, radiance, g_part, g_texels, tex_grad_rows, part_base, part_metallic,
+                                part_roughness, part_texture, part_mr_texture, tex_offset, tex_width, tex_height,
+                                tex_wrap, texels)
+        out_radiance[i] = radiance
+
+    return trace_paths
+
+
+
+#: The path kernel by kind of launch, ``(adjoint, every_material)``, each :func:`trace_paths` compiled with only
+#: the code it runs: the adjoint's (``adjoint`` 1 and 2) only in the replay's variants, and Mitsuba's plastic,
+#: glass and thin sheets (``part_transmission``), Beckmann's microfacets and normal maps only in the
+#: ``every_material`` variants; a lean variant reads every part as an opaque GGX glTF material without a normal
+#: map (:func:`lean_materials` says whether the tables allow it). Branches a scene never takes are not free on the
+#: CPU (the glTF Cornell box's forward is ~12 % faster without them); the arithmetic, and so every path, is the same
+#: in every variant.
+TRACE_PATHS = {(adjoint, every): _trace_paths_kernel(adjoint, every)
+               for adjoint in (False, True) for every in (False, True)}
+#: the variant that runs everything
+trace_paths = TRACE_PATHS[(True, True)]

@@ -22,7 +22,7 @@ from .bvh import TriangleBVH
 from .counter_rng import split_seed
 from ..threads import long_launch_threads
 
-__all__ = ["PathTables", "replay_paths_tables", "trace_paths_tables"]
+__all__ = ["PathTables", "lean_materials", "replay_paths_tables", "trace_paths_tables"]
 
 #: CPU ranges of a replay (:func:`replay_paths_tables`), each with its own gradient tables, shared by the threads.
 REPLAY_RANGES = min(16, 4 * (os.cpu_count() or 1))
@@ -163,6 +163,19 @@ def _kernel_inputs(bvh: TriangleBVH, verts: torch.Tensor, t: PathTables, origins
             int(depth_limit), int(rr_depth), int(bool(hide_emitters)), as_warp(radiance, v3), as_warp(hit)]
 
 
+def lean_materials(t: PathTables) -> bool:
+    """Whether every part of ``t`` is an opaque GGX glTF material without a normal map (no transmission, no
+    Beckmann, plastic or thin-sheet flag): the path kernel's lean variants then trace it
+    (:data:`.path_kernels.TRACE_PATHS`)."""
+    if bool((t.part_transmission != 0).any()) or bool(((t.part_flags & 14) != 0).any()):
+        return False
+    return not (t.has_tangents and bool((t.part_normal_texture >= 0).any()))
+
+
+def _kernel(t: PathTables, adjoint: bool):
+    return pk.TRACE_PATHS[(adjoint, not lean_materials(t))]
+
+
 def _no_adjoint(device: torch.device) -> list:
     """The adjoint inputs of a primal launch (``adjoint`` 0; one-element placeholders)."""
     one3 = torch.zeros(1, 3, dtype=torch.float32, device=device)
@@ -204,7 +217,7 @@ def trace_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables
         return radiance, hit
     inputs = _kernel_inputs(bvh, verts, tables, origins, directions, depth_limit, rr_depth, seed, hide_emitters,
                             radiance, hit) + _no_adjoint(device)
-    launch_split(pk.trace_paths, R, inputs, device, min_chunk=MIN_RAYS_PER_THREAD, workers=_workers(R))
+    launch_split(_kernel(tables, False), R, inputs, device, min_chunk=MIN_RAYS_PER_THREAD, workers=_workers(R))
     return radiance, hit
 
 
@@ -274,7 +287,7 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
             held = torch.zeros(parts, max(depth_limit, 1), pk.HELD_FIELDS, dtype=torch.float32, device=device)
         else:
             mode, total, held = 1, as_warp(radiance.float().contiguous(), wp.vec3), None
-        launch_partitioned(pk.trace_paths, R,
+        launch_partitioned(_kernel(t, True), R,
                            lambda k: inputs + [mode, total, v, as_warp(g_part[k]), as_warp(g_light[k]),
                                                as_warp(g_tri[k]), as_warp(g_tex[k]), grad_rows,
                                                as_warp(g_env[k]), int(bool(want_env)),
