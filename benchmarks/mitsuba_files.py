@@ -43,6 +43,10 @@ CASES = {
     "plastic": '<bsdf type="plastic"><rgb name="diffuse_reflectance" value="0.6, 0.3, 0.2"/></bsdf>',
     "roughdielectric": '<bsdf type="roughdielectric"><float name="alpha" value="0.2"/></bsdf>',
     "thindielectric": '<bsdf type="thindielectric"/>',
+    "principled": '<bsdf type="principled"><rgb name="base_color" value="0.6, 0.3, 0.2"/>'
+                  '<float name="roughness" value="0.5"/></bsdf>',
+    "principled-metal": '<bsdf type="principled"><rgb name="base_color" value="0.9, 0.7, 0.5"/>'
+                        '<float name="metallic" value="1"/><float name="roughness" value="0.4"/></bsdf>',
     "spot": None,
 }
 

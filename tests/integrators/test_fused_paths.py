@@ -329,10 +329,31 @@ def _plastic():
     return scene, cam
 
 
+def _principled():
+    """Mitsuba's principled: the metal scene's floor principled (roughness 0.5, ior 1.45), the ball principled and
+    partly metallic (roughness 0.2), a nearly smooth principled card (roughness 0.02) and a glTF card beside them,
+    under the area lamp, the point light and a sky (every light's MIS against the principled lobes)."""
+    scene, cam = _metal()
+    floor, ball = scene.meshes["floor"].material, scene.meshes["ball"].material
+    floor.principled, floor.metallic_factor, floor.ior = True, torch.tensor(0.0), torch.tensor(1.45)
+    ball.principled, ball.metallic_factor, ball.roughness_factor = True, torch.tensor(0.4), torch.tensor(0.2)
+    v, f = _quad(0.5, 0.0)
+    card = v[:, [0, 2, 1]] + torch.tensor([-0.7, 0.5, -0.3])  # upright, in the plane z = -0.3
+    m = _material((0.1, 0.3, 0.6), roughness=0.02, ior=1.5)
+    m.principled = True
+    scene.add_mesh("card", lg.SceneMesh(card, f, m, double_sided=True))
+    scene.add_mesh("gltf", lg.SceneMesh(card + torch.tensor([1.2, 0.0, 0.0]), f, _material((0.8, 0.2, 0.2),
+                                                                                           roughness=0.4, ior=1.5)))
+    sky = torch.rand(8, 16, 3, generator=torch.Generator().manual_seed(5)) * 0.4
+    sky[2, 9] = torch.tensor([12.0, 10.0, 8.0])
+    scene.add_light("sky", lg.EnvironmentLight(sky))
+    return scene, cam
+
+
 SCENES = {"cornell": _cornell, "linear_spots": _linear_spots, "punctual": _punctual, "metal": _metal, "mixed": _mixed, "textured": _textured,
           "sky": _sky, "specular": _specular, "normal_mapped": _normal_mapped, "glass": _glass,
           "partial_glass": _partial_glass, "beckmann": _beckmann, "plastic": _plastic,
-          "thin_sheets": _thin_sheets, "beckmann_glass": _beckmann_glass}
+          "thin_sheets": _thin_sheets, "beckmann_glass": _beckmann_glass, "principled": _principled}
 
 
 def _compare(scene, cam, *, spp=4, light_sampling="solid_angle", **settings):

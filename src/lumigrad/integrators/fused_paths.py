@@ -297,10 +297,12 @@ def path_tables(ts: TraceScene) -> PathTables:
         face_part=ts.face_part.detach().to(dev, i32).contiguous(),
         **values,
         part_transmission=col([float(m.transmission_factor.detach().reshape(()))
-                               if ts.transmissive and not getattr(m, "plastic", False) else 0.0
+                               if ts.transmissive and not getattr(m, "plastic", False)
+                               and not getattr(m, "principled", False) else 0.0
                                for m in mats], f32),  # (a plastic's transmission is not read: the transport's)
         part_flags=col([int(d) | (2 if getattr(m, "microfacet", "ggx") == "beckmann" else 0)
                         | (4 if getattr(m, "plastic", False) else 0)
+                        | (16 if getattr(m, "principled", False) else 0)
                         | (8 if ts.transmissive and getattr(m, "thin_dielectric", False) else 0)
                         for d, m in zip(ts.double_sided, ts.materials)], i32), part_plastic=plastic_rows(mats, dev),
         part_emitter=col(emitter, i32),

@@ -511,8 +511,8 @@ def _shade(scene: Scene, position, normal, eye, material, occluders=None, checkp
         return out
     surface = SurfaceSample.from_material(position, normal, eye - position, material)
     emitters = [light for light in scene.lights.values() if hasattr(light, "samples")]
-    if fused_lights and occluders is None and surface.beckmann is None and surface.plastic is None:  # (its model is
-        # the glTF one with GGX lobes)
+    gltf_ggx = surface.beckmann is None and surface.plastic is None and surface.principled is None
+    if fused_lights and occluders is None and gltf_ggx:  # (the kernel's model is the glTF one with GGX lobes)
         punctual, emitters = _punctual(emitters)
         if punctual is not None:  # all of them in one fused pass, O(pixels) memory: no checkpoint needed
             out = out + shade_punctual_unchecked(surface, punctual, use_checkpoint=False)

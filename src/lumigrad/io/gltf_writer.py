@@ -235,9 +235,10 @@ class _Writer:
         if m.thin_dielectric and transmission != 0.0:
             warnings.warn(f"glTF writer: {where} is a thin dielectric sheet (Material.thin_dielectric), which glTF "
                           "cannot mark; written as plain transmission, read back as a solid's boundary")
-        if m.plastic:
-            warnings.warn(f"glTF writer: {where} is Mitsuba's plastic (Material.plastic), which glTF cannot hold; "
-                          "written as the glTF model of the same factors")
+        for model in ("plastic", "principled"):
+            if getattr(m, model):
+                warnings.warn(f"glTF writer: {where} is Mitsuba's {model} (Material.{model}), which glTF cannot "
+                              "hold; written as the glTF model of the same factors")
         if m.microfacet != "ggx":
             warnings.warn(f"glTF writer: {where} has the {m.microfacet!r} microfacet distribution; glTF's is GGX, "
                           "so it is written as GGX of the same roughness")

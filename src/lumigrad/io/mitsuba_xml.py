@@ -48,8 +48,11 @@
     int_ior / ext_ior`` (names such as ``bk7``, ``water``, ``air`` from Mitsuba's table), base colour
     ``specular_transmittance``; a ``thindielectric`` gets ``thin_dielectric=True`` (a sheet: reflection and
     straight transmission, Mitsuba's model);
-  - ``principled``: ``base_color``, ``metallic``, ``roughness``, ``spec_trans`` -> transmission, ``eta`` ->
-    ior (its other lobes are named in the warning);
+  - ``principled``: ``base_color``, ``metallic``, ``roughness``, ``eta`` (or ``specular``, converted as
+    Mitsuba does) -> ior, ``Material.principled = True``: Mitsuba's own model in its opaque form
+    (:mod:`lumigrad.shading.principled`; ``spec_tint``, ``sheen``, ``clearcoat``, ``flatness`` and
+    ``anisotropic`` are not modelled and are named in the warning); with ``spec_trans`` other than 0 the glTF
+    model with ``transmission_factor = spec_trans`` instead (also named);
   - ``twosided`` around one of these: the mesh's ``double_sided`` is set;
   - ``normalmap`` around one of these: its material with ``normal_texture`` (the ``normalmap`` bitmap) and the
     shapes' tangents in Mitsuba's frame (:meth:`_Reader.mitsuba_tangents`), without Mitsuba's shadowing term;
@@ -109,7 +112,7 @@ including file's folder) and must stay inside that folder unless ``trust_paths=T
 **Not read, and said so** in one :class:`MitsubaXmlWarning` per file: every property a plugin has that is
 not listed above (``focus_distance``, ``pixel_format``, ``sample_emitters`` ...), the BSDF of an emitting
 shape, an area emitter that no shape uses, the back BSDF of a two-sided BSDF, and what the approximations
-drop (principled lobes, anisotropy).
+drop (principled lobes other than the opaque ones, anisotropy).
 """
 
 from __future__ import annotations
@@ -133,6 +136,7 @@ from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointL
 from ..scene.scene import Film, Scene, SceneMesh
 from ..shading.material import Material
 from ..shading.medium import HomogeneousMedium
+from ..shading.principled import ior_from_specular
 from .errors import ignored_features
 from ._paths import ConfinementError, check_regular_file, confined_path, open_regular_file, short_text
 from ._spectra import spectrum_to_rgb
@@ -1024,12 +1028,13 @@ class _Reader:
         return self.material(base=np.full(3, 0.5), metallic=0.0, roughness=1.0, specular=0.0)  # Mitsuba's diffuse
 
     def material(self, *, base, metallic, roughness, texture=None, wrap="repeat", ior=1.5,
-                 transmission=0.0, specular=1.0, microfacet="ggx", thin=False, plastic=False) -> Material:
+                 transmission=0.0, specular=1.0, microfacet="ggx", thin=False, plastic=False,
+                 principled=False) -> Material:
         t = lambda a: torch.as_tensor(a, dtype=self.dtype)  # noqa: E731
         return Material(base_color_factor=t(np.concatenate([np.asarray(base, dtype=np.float64), [1.0]])),
                         metallic_factor=t(metallic), roughness_factor=t(roughness), base_color_texture=texture,
                         ior=t(ior), transmission_factor=t(transmission), specular_factor=t(specular), wrap=wrap,
-                        microfacet=microfacet, thin_dielectric=thin, plastic=plastic)
+                        microfacet=microfacet, thin_dielectric=thin, plastic=plastic, principled=principled)
 
     def bsdf(self, elem: ET.Element) -> Tuple[Material, bool]:
         kind = self.attr(elem, "type")
@@ -1075,18 +1080,32 @@ class _Reader:
         else:  # principled
             base, tex, wrap = self.base_colour(p, "base_color", 0.5)
             values = {}
-            for name, default in (("metallic", 0.0), ("roughness", 0.5), ("spec_trans", 0.0), ("eta", 1.5)):
+            for name, default in (("metallic", 0.0), ("roughness", 0.5), ("spec_trans", 0.0)):
                 values[name] = self.scalar(p, name, default)
+            if p.has("eta") and p.has("specular"):
+                raise self.error(elem, f"{self.describe(elem)} sets both eta and specular (Mitsuba takes one)")
+            if p.has("specular"):  # (Mitsuba's eta of a specular weight: normal-incidence reflectance 0.08 specular)
+                specular = self.scalar(p, "specular", 0.5)
+                if not 0.0 <= specular < 12.5:
+                    raise self.error(elem, f"{self.describe(elem)} specular must be in [0, 12.5); got {specular}")
+                values["eta"] = ior_from_specular(specular)
+            else:
+                values["eta"] = self.scalar(p, "eta", 1.5)
             if values["eta"] < 1.0:
                 raise self.error(elem, f"{self.describe(elem)} eta must be >= 1; got {values['eta']}")
             for name in list(p.values) + [n for n, _, _ in p.objects if n]:
-                if name in ("anisotropic", "sheen", "sheen_tint", "clearcoat", "clearcoat_gloss", "specular",
-                            "spec_tint", "flatness", "diff_trans", "main_specular"):
+                if name in ("anisotropic", "sheen", "sheen_tint", "clearcoat", "clearcoat_gloss", "spec_tint",
+                            "flatness", "diff_trans", "main_specular"):
                     p.get(name)
                     p.named_object(name)
-                    self.note(f"principled {name} (no glTF counterpart here)", elem)
+                    self.note(f"principled {name} (not modelled: Material.principled is its opaque lobes)", elem)
+            transmits = values["spec_trans"] != 0.0
+            if transmits:  # (the glTF model's transmission stands in for its specular transmission lobe)
+                self.note("principled spec_trans (read as the glTF model's transmission_factor, not Mitsuba's "
+                          "principled lobes)", elem)
             material = make(base=base, texture=tex, wrap=wrap, metallic=values["metallic"],
-                            roughness=values["roughness"], transmission=values["spec_trans"], ior=values["eta"])
+                            roughness=values["roughness"], transmission=values["spec_trans"], ior=values["eta"],
+                            principled=not transmits)
         self.done(p)
         return material, False
 

@@ -393,9 +393,10 @@ def write_mtl(path: str | os.PathLike, materials: Dict[str, Material], texture_p
             verb = "has" if len(lost) == 1 else "have"
             warnings.warn(f"materials[{name!r}]: {' and '.join(lost)} {verb} no MTL statement, not written (glTF "
                           "keeps them)", stacklevel=2)
-        if m.plastic:
-            warnings.warn(f"materials[{name!r}]: plastic (Mitsuba's model) has no MTL statement, not written",
-                          stacklevel=2)
+        for model in ("plastic", "principled"):
+            if getattr(m, model):
+                warnings.warn(f"materials[{name!r}]: {model} (Mitsuba's model) has no MTL statement, not written",
+                              stacklevel=2)
         if m.microfacet != "ggx":
             warnings.warn(f"materials[{name!r}]: microfacet {m.microfacet!r} has no MTL statement, not written (read "
                           "back as GGX)", stacklevel=2)

@@ -34,6 +34,7 @@ from .path_adjoint_kernels import (GRAD_BASE, GRAD_EMISSION, GRAD_IOR, GRAD_META
                                    hold_vertex_wp, release_vertices_wp)
 from .path_textures import texture_wp
 from .plastic_kernels import plastic_eval_pdf_wp, plastic_sample_wp, plastic_specular_probability_wp
+from .principled_kernels import principled_eval_pdf_wp, principled_sample_wp, principled_specular_probability_wp
 
 wp.set_module_options({"enable_backward": False})
 
@@ -507,14 +508,15 @@ def area_light_sample_triangle_wp(x: wp.vec3, j: int, light_start: wp.array(dtyp
 def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
                          n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
                          metallic: float, ior: float, specular: float, transmission: float, thin: int, beckmann: int,
-                         plastic: wp.array(dtype=float), plastic_row: int,
+                         plastic: wp.array(dtype=float), plastic_row: int, principled: int,
                          wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float, is_delta: bool, adjoint: int):
     """:func:`light_sample_term_wp`'s term, then its factors: the BSDF value ``f`` and ``|cos| w`` (the term is
     ``(f |cos| w) * lw`` per channel), zeros where the term is not counted. ``adjoint`` not 0: the shadow ray is
     traced also where the term is zero but has a derivative (``f`` or ``lw`` zero, the other not: a black
     base colour, a light of value 0), so that its factors come back. ``thin`` 1: the transmitting fraction is a thin
     sheet (deltas only: no value toward a light). ``plastic_row`` >= 0: the surface is
-    Mitsuba's plastic, its table row ``plastic_row`` of ``plastic`` (:mod:`.plastic_kernels`)."""
+    Mitsuba's plastic, its table row ``plastic_row`` of ``plastic`` (:mod:`.plastic_kernels`); ``principled`` 1:
+    Mitsuba's principled (:mod:`.principled_kernels`)."""
     term = wp.vec3(0.0, 0.0, 0.0)
     f_out = wp.vec3(0.0, 0.0, 0.0)
     cos_w = float(0.0)
@@ -530,6 +532,8 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec
         elif plastic_row >= 0:  # Mitsuba's plastic (its table is row plastic_row of plastic)
             f, bpdf = plastic_eval_pdf_wp(plastic, plastic_row, n_u, unit_wp(wi), wo_u, p_eval, base, roughness, ior,
                                           beckmann)
+        elif principled != 0:
+            f, bpdf = principled_eval_pdf_wp(n_u, unit_wp(wi), wo_u, p_eval, base, roughness, metallic, ior)
         else:
             f, bpdf = eval_pdf_unit_wp(n_u, unit_wp(wi), wo_u, p_eval, base, roughness, metallic, ior, specular, 0.0,
                                        beckmann)
@@ -567,8 +571,8 @@ def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3
     ``wi`` is below the shading or geometric surface, or the shadow ray toward ``dist`` is blocked. The glTF model,
     GGX or ``beckmann``, or Mitsuba's plastic where ``plastic_row >= 0`` (its table's row in ``plastic``)."""
     term, f, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic,
-                                           ior, specular, transmission, 0, beckmann, plastic, plastic_row, wi, dist, lw,
-                                           lpdf, is_delta, 0)
+                                           ior, specular, transmission, 0, beckmann, plastic, plastic_row, 0, wi, dist,
+                                           lw, lpdf, is_delta, 0)
     return term
 
 
@@ -724,11 +728,13 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
             beckmann = int(0)  # (the lean variant's materials: GGX, no plastic, no glass, no normal map)
             thin = int(0)
             plastic_row = int(-1)  # Mitsuba's plastic: its table's row in part_plastic
+            principled = int(0)  # Mitsuba's principled
             if wp.static(every_material):
                 beckmann = (flags >> 1) & 1
                 thin = (flags >> 3) & 1
                 if (flags & 4) != 0:
                     plastic_row = part
+                principled = (flags >> 4) & 1
             if back and double:
                 ng = -ng
                 n = -n
@@ -808,6 +814,9 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                     p_like = plastic_specular_probability_wp(part_plastic, plastic_row, wp.clamp(like, DOT_EPS, 1.0),
                                                              base, roughness, ior)
                     p_eval = p_like
+                elif principled != 0:  # (likewise)
+                    p_like = principled_specular_probability_wp(wp.clamp(like, DOT_EPS, 1.0), base, metallic, ior)
+                    p_eval = p_like
                 elif transmission == 0.0:  # (the opaque model's sample and light samples; glass computes its own)
                     p_like = specular_probability_wp(like, base, metallic, f0_dielectric_wp(ior), specular, 0.0)
                     if like >= DOT_EPS:
@@ -857,8 +866,8 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                         per_value = fall
                     t_j, f_j, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base,
                                                             roughness, metallic, ior, specular, transmission, thin,
-                                                            beckmann, part_plastic, plastic_row, wi, dist, lw, lpdf,
-                                                            is_delta, mode)
+                                                            beckmann, part_plastic, plastic_row, principled, wi, dist,
+                                                            lw, lpdf, is_delta, mode)
                     nee = nee + t_j
                     if mode != 0 and cos_w > 0.0:
                         bw = _cw_mul(dv, beta)
@@ -893,6 +902,9 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
             elif plastic_row >= 0:
                 wi, weight, pdf = plastic_sample_wp(part_plastic, plastic_row, n_u, wo_u, p_like, base, roughness, ior,
                                                     beckmann, u_lobe, u_dir0, u_dir1)
+            elif principled != 0:
+                wi, weight, pdf = principled_sample_wp(n_u, wo_u, p_like, base, roughness, metallic, ior, u_lobe,
+                                                       u_dir0, u_dir1)
             else:
                 wi, weight, pdf = sample_unit_wp(n_u, wo_u, p_like, base, roughness, metallic, ior, specular, 0.0,
                                                  beckmann, u_lobe, u_dir0, u_dir1)

@@ -114,6 +114,14 @@ class Material:
             tables are per material). The path tracer's PyTorch transport and the raster's per-light shading
             honour it (the fused kernels refuse it; the raster's split-sum environment light is the glTF
             model's).
+        principled: the surface is Mitsuba's ``principled`` BSDF (Burley's Disney model, what Blender's
+            Principled BSDF exports to; :mod:`lumigrad.shading.principled`) in its opaque form instead of the glTF
+            model: GGX reflection with the exact dielectric Fresnel of ``ior`` mixed with ``metallic``'s Schlick
+            curve, and Burley's diffuse with its retro-reflection, not scaled by ``1 - F``; ``transmission_factor``,
+            ``specular_factor`` and ``microfacet`` are not used, and it cannot also be ``plastic``. The path
+            tracer (fused kernel and PyTorch transport) and the raster's per-light shading honour it (the raster's
+            split-sum environment light is the glTF model's; the fused replay's gradients are the glTF model's, so
+            its gradients replay on PyTorch).
     """
 
     base_color_factor: torch.Tensor = None
@@ -138,11 +146,12 @@ class Material:
     microfacet: str = "ggx"
     thin_dielectric: bool = False
     plastic: bool = False
+    principled: bool = False
 
     def __setattr__(self, name, value):
         if name == "microfacet":  # checked whenever it is set, so every renderer reads a known distribution
             check_choice(value, "microfacet", MICROFACETS)
-        elif name in ("thin_dielectric", "plastic") and not isinstance(value, bool):
+        elif name in ("thin_dielectric", "plastic", "principled") and not isinstance(value, bool):
             raise TypeError(f"{name} must be a bool; got {type(value).__name__}")
         super().__setattr__(name, value)
 
@@ -222,8 +231,8 @@ _SPECULAR_NOT_ONE = PerVersion(capacity=1 << 16)  # one per material of a scene,
 
 
 #: Values :func:`sample_material` gives only for materials of a model other than glTF's (``microfacet``,
-#: ``thin_dielectric``, ``plastic``), with their channels; zeros mean the glTF model.
-MODEL_VALUES = {"beckmann": 1, "thin": 1, "plastic": PLASTIC_TABLE}
+#: ``thin_dielectric``, ``plastic``, ``principled``), with their channels; zeros mean the glTF model.
+MODEL_VALUES = {"beckmann": 1, "thin": 1, "plastic": PLASTIC_TABLE, "principled": 1}
 
 
 def model_values_of(materials) -> set:
@@ -236,6 +245,8 @@ def model_values_of(materials) -> set:
             keys.add("thin")
         if getattr(m, "plastic", False):
             keys.add("plastic")
+        if getattr(m, "principled", False):
+            keys.add("principled")
     return keys
 
 
@@ -283,8 +294,8 @@ def sample_material(material: Material, uv: Optional[torch.Tensor] = None, *,
         read by :class:`lumigrad.shading.MetallicRoughnessTransmissionBSDF` only), ``specular [..., 1]``
         (``specular_factor`` clamped to [0, 1], as renderers clamp the other factors), ``beckmann [..., 1]`` (ones)
         for a ``microfacet = "beckmann"`` material, ``thin [..., 1]`` (ones) for a ``thin_dielectric`` one,
-        ``plastic [..., 66]`` (:mod:`lumigrad.shading.plastic`'s table) for a ``plastic`` one and, with a normal
-        texture,
+        ``plastic [..., 66]`` (:mod:`lumigrad.shading.plastic`'s table) for a ``plastic`` one, ``principled
+        [..., 1]`` (ones) for a ``principled`` one and, with a normal texture,
         ``normal_tangent [..., 3]`` (unnormalized tangent-space normal; see
         :func:`lumigrad.shading.perturb_normal`).
 
@@ -344,6 +355,10 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, linear_colou
         out["beckmann"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
     if m.thin_dielectric:
         out["thin"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
+    if m.principled:
+        if m.plastic:
+            raise ValueError("a material cannot be both plastic and principled")
+        out["principled"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
     if m.plastic:
         if m.metallic_roughness_texture is not None:
             raise ValueError("a plastic material's roughness must be a factor: it has a metallic_roughness_texture")

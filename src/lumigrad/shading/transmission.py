@@ -42,6 +42,7 @@ from .bsdf import BSDF, MetallicRoughnessBSDF, beckmann_mask
 from .dielectric import (check_bsdf_args, fresnel_dielectric_unchecked, rough_dielectric_pdf_unchecked,
                          rough_dielectric_sample_unchecked, rough_dielectric_unchecked)
 from .plastic import PerPointPlasticBSDF
+from .principled import PerPointPrincipledBSDF
 from .surface import SurfaceSample
 
 __all__ = ["MetallicRoughnessTransmissionBSDF", "bsdf_for", "thin_sheet_reflectance"]
@@ -73,7 +74,8 @@ def _thin_sheet(n, wo, cos_o, si, u, p):
 def bsdf_for(si: SurfaceSample) -> BSDF:
     """The BSDF that shades ``si``: :class:`MetallicRoughnessTransmissionBSDF` when ``si.transmission`` is set,
     else :class:`~lumigrad.shading.MetallicRoughnessBSDF` (reads no values: no host sync); where ``si.plastic`` is
-    set, :class:`lumigrad.shading.plastic.PerPointPlasticBSDF` around it (Mitsuba's plastic at the points it marks).
+    set, :class:`lumigrad.shading.plastic.PerPointPlasticBSDF` around it (Mitsuba's plastic at the points it marks),
+    and where ``si.principled`` is, :class:`lumigrad.shading.principled.PerPointPrincipledBSDF` around that.
 
     Example:
         >>> z = torch.tensor([[0.0, 0.0, 1.0]])
@@ -85,9 +87,12 @@ def bsdf_for(si: SurfaceSample) -> BSDF:
     if not isinstance(si, SurfaceSample):
         raise TypeError(f"si must be a SurfaceSample; got {type(si).__name__}")
     gltf = MetallicRoughnessBSDF() if si.transmission is None else MetallicRoughnessTransmissionBSDF()
+    bsdf = gltf
     if si.plastic is not None:  # Mitsuba's plastic where si.plastic marks a point
-        return PerPointPlasticBSDF(gltf)
-    return gltf
+        bsdf = PerPointPlasticBSDF(bsdf)
+    if si.principled is not None:  # Mitsuba's principled where si.principled marks a point
+        bsdf = PerPointPrincipledBSDF(bsdf)
+    return bsdf
 
 
 #: How close to 1 an ior must be for the boundary to count as index-matched (a straight pass-through).

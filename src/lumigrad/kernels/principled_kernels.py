@@ -1,0 +1,111 @@
+"""Mitsuba's principled BSDF in the fused path kernel (Warp, float32): evaluated, its density, sampled.
+
+The float32 twin of :class:`lumigrad.shading.principled.PrincipledBSDF` (the PyTorch code is the reference: the
+same operations in the same order, on the unit normal and view the path kernel shares between a vertex's light
+samples and its BSDF sample): GGX reflection with the exact dielectric Fresnel mixed with the metal's Schlick
+curve, and Burley's diffuse with its retro-reflection.
+"""
+
+from __future__ import annotations
+
+import warp as wp
+
+from .bsdf_kernels import ALPHA_MIN, DOT_EPS, two_lobe_direction_wp
+from .dielectric_kernels import fresnel_dielectric_wp
+
+wp.set_module_options({"enable_backward": False})
+
+_EPS = wp.constant(1.0e-12)
+
+
+@wp.func
+def _schlick_weight(cos: float):
+    m = wp.clamp(1.0 - cos, 0.0, 1.0)
+    m2 = m * m
+    return m2 * m2 * m
+
+
+@wp.func
+def _ggx_g1(cos: float, alpha: float):
+    a2 = alpha * alpha
+    return 2.0 * cos / wp.max(cos + wp.sqrt(a2 + (1.0 - a2) * cos * cos), _EPS)
+
+
+@wp.func
+def principled_specular_probability_wp(cos_o: float, base: wp.vec3, metallic: float, ior: float):
+    """The specular lobe's probability at ``cos_o`` (already clamped to ``[1e-6, 1]``): the channel means of the
+    Schlick-estimated specular reflectance and of the diffuse albedo ``(1 - metallic) base``; 1 where both
+    vanish."""
+    r = (ior - 1.0) / (ior + 1.0)
+    f0 = r * r
+    s = _schlick_weight(cos_o)
+    spec = float(0.0)
+    diff = float(0.0)
+    for k in range(3):
+        spec += (1.0 - metallic) * (f0 + (1.0 - f0) * s) + metallic * (base[k] + (1.0 - base[k]) * s)
+        diff += (1.0 - metallic) * base[k]
+    spec = spec / 3.0
+    diff = diff / 3.0
+    total = spec + diff
+    out = float(1.0)
+    if total > 0.0:
+        out = spec / total
+    return out
+
+
+@wp.func
+def principled_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.vec3,
+                           roughness: float, metallic: float, ior: float):
+    """``(f [3], pdf)`` of the principled BSDF (no cosine in ``f``) at unit ``n``, ``wi``, ``wo``: zero unless both
+    are above the surface. ``p_spec_known`` >= 0: :func:`principled_specular_probability_wp` at ``clamp(n . wo,
+    1e-6, 1)``, already known (a vertex's light samples and BSDF sample share it); < 0: computed here."""
+    f = wp.vec3(0.0, 0.0, 0.0)
+    pdf = float(0.0)
+    cos_o_raw = wp.dot(n, wo)
+    cos_i_raw = wp.dot(n, wi)
+    if cos_o_raw > 0.0 and cos_i_raw > 0.0:
+        co = wp.clamp(cos_o_raw, DOT_EPS, 1.0)
+        ci = wp.clamp(cos_i_raw, DOT_EPS, 1.0)
+        hv = wi + wo
+        h = hv / wp.max(wp.length(hv), DOT_EPS)
+        wo_h = wp.clamp(wp.dot(wo, h), 0.0, 1.0)
+        nxh = wp.cross(n, h)  # (1 - cos_h^2 without cancellation in a sharp lobe, as the twin)
+        sin2_h = wp.clamp(wp.dot(nxh, nxh), 0.0, 1.0)
+        alpha = wp.max(roughness * roughness, ALPHA_MIN)
+        a2 = alpha * alpha
+        q = a2 + sin2_h * (1.0 - a2)
+        dist = a2 / (wp.pi * q * q)
+        g1_o = _ggx_g1(co, alpha)
+        shadowing = dist * g1_o * _ggx_g1(ci, alpha) / (4.0 * co * ci)
+        f_d, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(wo_h, ior)
+        s_h = _schlick_weight(wo_h)
+        s_o = _schlick_weight(co)
+        s_i = _schlick_weight(ci)
+        retro = 2.0 * roughness * wo_h * wo_h
+        lobes = (1.0 - 0.5 * s_o) * (1.0 - 0.5 * s_i) + retro * (s_o + s_i + s_o * s_i * (retro - 1.0))
+        for k in range(3):
+            fresnel = (1.0 - metallic) * f_d + metallic * (base[k] + (1.0 - base[k]) * s_h)
+            f[k] = fresnel * shadowing + (1.0 - metallic) * base[k] / wp.pi * lobes
+        p = p_spec_known
+        if p < 0.0:
+            p = principled_specular_probability_wp(co, base, metallic, ior)
+        pdf = p * (dist * g1_o / (4.0 * co)) + (1.0 - p) * ci / wp.pi
+    return f, pdf
+
+
+@wp.func
+def principled_sample_wp(n: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.vec3, roughness: float,
+                         metallic: float, ior: float, u_lobe: float, u0: float, u1: float):
+    """``(wi, weight [3], pdf)``: the specular lobe (GGX normals visible from ``wo``, mirrored) with
+    :func:`principled_specular_probability_wp` (``p_spec_known`` as :func:`principled_eval_pdf_wp`'s), else a
+    cosine-distributed direction; ``weight = f cos / pdf``."""
+    p = p_spec_known
+    if p < 0.0:
+        p = principled_specular_probability_wp(wp.clamp(wp.dot(wo, n), DOT_EPS, 1.0), base, metallic, ior)
+    wi = two_lobe_direction_wp(n, wo, p, roughness, 0, u_lobe, u0, u1)
+    wi = wi / wp.max(wp.length(wi), _EPS)
+    f, pdf = principled_eval_pdf_wp(n, wi, wo, p, base, roughness, metallic, ior)
+    weight = wp.vec3(0.0, 0.0, 0.0)
+    if pdf > 0.0:
+        weight = f * (wp.max(wp.dot(n, wi), 0.0) / pdf)
+    return wi, weight, pdf
