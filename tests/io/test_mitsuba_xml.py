@@ -274,6 +274,32 @@ def test_plastics_are_mitsubas_plastic_model(tmp_path):
     assert any("nonlinear" in w for w in warned)
 
 
+def test_principled_is_mitsubas_principled_model_unless_it_transmits(tmp_path):
+    material = _material(tmp_path, '<bsdf type="principled"><rgb name="base_color" value="0.6, 0.3, 0.2"/>'
+                                   '<float name="metallic" value="0.2"/><float name="roughness" value="0.3"/></bsdf>')[0]
+    assert material.principled and not material.plastic
+    expected = {"base": [0.6, 0.3, 0.2], "metallic": 0.2, "roughness": 0.3, "ior": 1.5, "transmission": 0.0}
+    got = _factors(material)
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-6), key
+    for kind in ("diffuse", "roughconductor", "roughplastic", "dielectric"):
+        assert not _material(tmp_path, f'<bsdf type="{kind}"/>')[0].principled, kind
+    # Mitsuba's specular weight is an eta: normal-incidence reflectance 0.08 specular (0.5 is eta 1.5)
+    for specular in (0.5, 0.2, 1.0):
+        m = _material(tmp_path, f'<bsdf type="principled"><float name="specular" value="{specular}"/></bsdf>')[0]
+        eta = float(m.ior)
+        assert ((eta - 1) / (eta + 1)) ** 2 == pytest.approx(0.08 * specular, rel=1e-5)
+    # a transmitting principled keeps the glTF approximation, and the warning says so
+    scene, notes = _read(_write(tmp_path, '<shape type="cube"><bsdf type="principled"><float name="spec_trans" '
+                                          'value="0.7"/></bsdf></shape>'))
+    glass = next(iter(scene.meshes.values())).material
+    assert not glass.principled and float(glass.transmission_factor) == pytest.approx(0.7)
+    assert any("principled spec_trans" in w for w in notes)
+    with pytest.raises(MitsubaXmlError, match="sets both eta and specular"):
+        _material(tmp_path, '<bsdf type="principled"><float name="eta" value="1.4"/>'
+                            '<float name="specular" value="0.5"/></bsdf>')
+
+
 def test_a_thindielectric_is_a_thin_sheet_and_the_others_are_solid(tmp_path):
     assert _material(tmp_path, '<bsdf type="thindielectric"/>')[0].thin_dielectric
     for kind in ("dielectric", "roughdielectric", "plastic", "diffuse"):
@@ -795,7 +821,7 @@ def test_what_is_not_read_is_named_in_one_warning(tmp_path):
     scene, notes = _read(path)
     assert len(notes) == 1
     for part in ["the BSDF of an emitting shape (it becomes an AreaLight only) (<shape type='rectangle' id='lamp'> at "
-                 "scene.xml:5)", "principled clearcoat (no glTF counterpart here)", "principled sheen",
+                 "scene.xml:5)", "principled clearcoat (not modelled: Material.principled is its opaque lobes)", "principled sheen",
                  "property 'mystery' of shape 'rectangle' (<shape type='rectangle' id='r'> at scene.xml:6)",
                  "area emitters that no shape uses (<emitter type='area' id='unused'> at scene.xml:4)"]:
         assert part in notes[0], part

@@ -1,0 +1,97 @@
+"""The fused path kernel's principled BSDF (:mod:`lumigrad.kernels.principled_kernels`, float32) against its
+reference twin, :class:`lumigrad.shading.principled.PrincipledBSDF` in float64: value, density and samples at
+random directions, dielectric, metallic and mixed, rough and nearly smooth."""
+
+import pytest
+import torch
+import warp as wp
+
+from lumigrad.kernels import principled_kernels as pk
+from lumigrad.kernels._runtime import as_warp, ensure_init
+from lumigrad.shading.principled import PrincipledBSDF
+from lumigrad.shading.surface import SurfaceSample
+
+F64 = torch.float64
+
+
+@wp.kernel
+def _eval(n: wp.array(dtype=wp.vec3), wi: wp.array(dtype=wp.vec3), wo: wp.array(dtype=wp.vec3), base: wp.vec3,
+          roughness: float, metallic: float, ior: float, out_f: wp.array(dtype=wp.vec3),
+          out_pdf: wp.array(dtype=float)):
+    i = wp.tid()
+    f, pdf = pk.principled_eval_pdf_wp(n[i], wi[i], wo[i], -1.0, base, roughness, metallic, ior)
+    out_f[i] = f
+    out_pdf[i] = pdf
+
+
+@wp.kernel
+def _sample(n: wp.array(dtype=wp.vec3), wo: wp.array(dtype=wp.vec3), u: wp.array(dtype=wp.vec3), base: wp.vec3,
+            roughness: float, metallic: float, ior: float, out_wi: wp.array(dtype=wp.vec3),
+            out_weight: wp.array(dtype=wp.vec3), out_pdf: wp.array(dtype=float)):
+    i = wp.tid()
+    wi, weight, pdf = pk.principled_sample_wp(n[i], wo[i], -1.0, base, roughness, metallic, ior, u[i][0], u[i][1],
+                                              u[i][2])
+    out_wi[i] = wi
+    out_weight[i] = weight
+    out_pdf[i] = pdf
+
+
+def _unit(v):
+    return v / torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+
+
+def _case(roughness, metallic, ior, N=4000, seed=0):
+    """Unit normals and views above the surface, directions half near the mirror one, half anywhere (some below
+    the surface); float32 values (the kernel's) and their float64 twin."""
+    g = torch.Generator().manual_seed(seed)
+    n = _unit(torch.randn(N, 3, generator=g, dtype=F64))
+    wo = _unit(torch.randn(N, 3, generator=g, dtype=F64))
+    wo = torch.where((wo * n).sum(-1, keepdim=True) < 0.05, _unit(wo + 1.5 * n), wo)
+    mirror = 2 * (n * wo).sum(-1, keepdim=True) * n - wo
+    wi = torch.cat([_unit(mirror[: N // 2] + 0.3 * torch.randn(N // 2, 3, generator=g, dtype=F64)),
+                    _unit(torch.randn(N - N // 2, 3, generator=g, dtype=F64))])
+    n, wo, wi = (v.float().double() for v in (n, wo, wi))  # the same inputs for both
+    base = torch.tensor([0.8, 0.3, 0.05], dtype=F64)
+    si = SurfaceSample(position=torch.zeros(N, 3, dtype=F64), normal=n, wo=wo, base_color=base.expand(N, 3),
+                       roughness=torch.full((N, 1), roughness, dtype=F64),
+                       metallic=torch.full((N, 1), metallic, dtype=F64), ior=torch.full((N, 1), ior, dtype=F64),
+                       principled=torch.ones(N, 1, dtype=F64))
+    return n, wo, wi, si, base
+
+
+def _close(a, b, floor):
+    return ((a - b).abs() / b.abs().clamp_min(floor)).amax()
+
+
+@pytest.mark.parametrize("roughness, metallic, ior", [(0.5, 0.0, 1.5), (0.4, 1.0, 1.5), (0.2, 0.3, 1.33),
+                                                       (0.9, 0.0, 2.0), (0.03, 0.0, 1.5)])
+def test_the_kernel_evaluates_and_samples_the_principled_bsdf_as_its_twin(roughness, metallic, ior):
+    ensure_init()
+    n, wo, wi, si, base = _case(roughness, metallic, ior)
+    N = n.shape[0]
+    vec = lambda t: as_warp(t.float().contiguous(), wp.vec3)  # noqa: E731
+    settings = [wp.vec3(*base.tolist()), float(roughness), float(metallic), float(ior)]
+    f, pdf = torch.zeros(N, 3), torch.zeros(N)
+    wp.launch(_eval, dim=N, inputs=[vec(n), vec(wi), vec(wo), *settings, as_warp(f, wp.vec3), as_warp(pdf)],
+              device="cpu")
+    bsdf = PrincipledBSDF()
+    f_ref, pdf_ref = bsdf.eval(si, wi), bsdf.pdf(si, wi)[:, 0]
+    lit = f_ref.amax(-1) > 0
+    assert 0.4 < float(lit.float().mean()) < 0.95  # (some directions are below the surface)
+    assert torch.equal(f.amax(-1) > 0, lit) and torch.equal(pdf > 0, pdf_ref > 0)
+    assert _close(f.double(), f_ref, 1e-2) < 2e-3
+    assert _close(pdf.double(), pdf_ref, 1e-2) < 2e-3
+    u = (torch.rand(N, 3, generator=torch.Generator().manual_seed(1), dtype=F64) * 0.999).float()
+    wi_k, weight, pdf_k = torch.zeros(N, 3), torch.zeros(N, 3), torch.zeros(N)
+    wp.launch(_sample, dim=N, inputs=[vec(n), vec(wo), vec(u), *settings, as_warp(wi_k, wp.vec3),
+                                      as_warp(weight, wp.vec3), as_warp(pdf_k)], device="cpu")
+    s = bsdf.sample(si, u[:, :1].double(), u[:, 1:].double())
+    assert float((s.pdf > 0).float().mean()) > 0.9
+    p_spec = bsdf._specular_probability(si, (n * wo).sum(-1, keepdim=True).clamp(1e-6, 1.0))[:, 0]
+    specular = (u[:, 0].double() < p_spec) & (s.pdf[:, 0] > 0)  # (both lobes drawn)
+    assert bool(specular.any()) and bool((~specular).any())
+    assert float((wi_k.double() - s.wi).abs().amax(-1).max()) < 1e-4
+    if roughness < 0.05:  # (a sample of the sharp lobe lands inside it: its value is float32's rounding)
+        return
+    assert float(_close(weight.double(), s.weight, 1e-2)) < 2e-3
+    assert float(_close(pdf_k.double(), s.pdf[:, 0], 1e-2)) < 2e-3
