@@ -236,9 +236,17 @@ def _punctual_beckmann():
     return scene, cam
 
 
+def _punctual_principled():
+    """:func:`_punctual` with Mitsuba's principled BSDF on every part."""
+    scene, cam = _punctual()
+    for mesh in scene.meshes.values():
+        mesh.material.principled = True
+    return scene, cam
+
+
 @pytest.mark.parametrize("build", [_punctual, SCENES["sky"], _textured_no_lamp, _normal_mapped_no_lamp,
-                                   _punctual_beckmann],
-                         ids=["punctual", "sky", "textured", "normal_mapped", "beckmann"])
+                                   _punctual_beckmann, _punctual_principled],
+                         ids=["punctual", "sky", "textured", "normal_mapped", "beckmann", "principled"])
 def test_without_area_lights_the_fused_replay_equals_the_pytorch_replay(build):
     """Without area lights (which the PyTorch replay samples anew by area), both replays differentiate the same
     estimator along the same paths with sampling detached: every material and light value's gradient (factors,

@@ -34,7 +34,8 @@ def _vertices(name, light_sampling):
     return ts, bvh, rows, si, ng
 
 
-@pytest.mark.parametrize("name", ["cornell", "metal", "textured", "specular", "beckmann", "plastic"])  # (the
+@pytest.mark.parametrize("name", ["cornell", "metal", "textured", "specular", "beckmann", "plastic",
+                                  "principled"])  # (the
 # "mixed" lamp lights no first hit)
 @pytest.mark.parametrize("light_sampling", ["solid_angle", "area", "auto"])
 @pytest.mark.parametrize("depth", [0, 3])
@@ -73,7 +74,8 @@ def test_no_vertices_or_no_lights_give_zeros():
         kernels.area_next_event(bvh, [0], bsdf_only)
 
 
-@pytest.mark.parametrize("name", ["cornell", "punctual", "metal", "textured", "specular", "beckmann", "plastic"])
+@pytest.mark.parametrize("name", ["cornell", "punctual", "metal", "textured", "specular", "beckmann", "plastic",
+                                  "principled"])
 @pytest.mark.parametrize("depth", [0, 3])
 def test_the_kernel_draws_the_reference_bsdf_samples(name, depth):
     ts, bvh, rows, si, ng = _vertices(name, "auto")
@@ -108,8 +110,8 @@ def test_the_kernel_draws_the_reference_bsdf_samples(name, depth):
 
 
 def _cornell_with(**model):
-    """The Cornell box with Beckmann's microfacets (``microfacet="beckmann"``) or Mitsuba's plastic (``plastic=True``)
-    on its walls."""
+    """The Cornell box with Beckmann's microfacets (``microfacet="beckmann"``), Mitsuba's plastic (``plastic=True``)
+    or its principled (``principled=True``) on its walls."""
     scene, cam = SCENES["cornell"]()
     for mesh in scene.meshes.values():
         for key, value in model.items():
@@ -117,12 +119,13 @@ def _cornell_with(**model):
     return scene, cam
 
 
-VARIANTS = {"cornell_beckmann": dict(microfacet="beckmann"), "cornell_plastic": dict(plastic=True)}
+VARIANTS = {"cornell_beckmann": dict(microfacet="beckmann"), "cornell_plastic": dict(plastic=True),
+            "cornell_principled": dict(principled=True)}
 
 
 @pytest.mark.parametrize("name, light_sampling", [("cornell", "solid_angle"), ("cornell", "auto"),
                                                   ("specular", "auto"), ("cornell_beckmann", "auto"),
-                                                  ("cornell_plastic", "auto")])
+                                                  ("cornell_plastic", "auto"), ("cornell_principled", "auto")])
 def test_the_replay_gives_the_same_gradients_with_the_kernel(monkeypatch, name, light_sampling):
     """Reflectance and lamp-translation gradients with the kernels' values and samples and with the PyTorch
     references' (the same paths; float32 rounding apart)."""

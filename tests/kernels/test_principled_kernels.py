@@ -95,3 +95,51 @@ def test_the_kernel_evaluates_and_samples_the_principled_bsdf_as_its_twin(roughn
         return
     assert float(_close(weight.double(), s.weight, 1e-2)) < 2e-3
     assert float(_close(pdf_k.double(), s.pdf[:, 0], 1e-2)) < 2e-3
+
+
+@wp.kernel
+def _grads(n: wp.array(dtype=wp.vec3), wi: wp.array(dtype=wp.vec3), wo: wp.array(dtype=wp.vec3), base: wp.vec3,
+           roughness: float, metallic: float, ior: float, coef: wp.array(dtype=wp.vec3),
+           out: wp.array2d(dtype=float)):
+    i = wp.tid()
+    gb, gm, gr, gi, gs = pk.principled_param_grads_wp(n[i], wi[i], wo[i], base, roughness, metallic, ior, coef[i])
+    for c in range(3):
+        out[i, c] = gb[c]
+    out[i, 3] = gm
+    out[i, 4] = gr
+    out[i, 5] = gi
+    out[i, 6] = gs
+
+
+@pytest.mark.parametrize("roughness, metallic, ior", [(0.5, 0.0, 1.5), (0.4, 1.0, 1.5), (0.2, 0.3, 1.33),
+                                                       (0.9, 0.6, 2.0), (0.02, 0.1, 1.5)])
+def test_the_kernels_parameter_derivatives_are_the_twins(roughness, metallic, ior):
+    """``sum_c coef_c d f_c / d theta`` of the fused replay (base colour, metallic, roughness, ior; the glTF
+    specular weight's column 0) against autograd of the float64 twin, per direction pair."""
+    ensure_init()
+    n, wo, wi, si, base = _case(roughness, metallic, ior, N=600)
+    N = n.shape[0]
+    coef = torch.rand(N, 3, generator=torch.Generator().manual_seed(3), dtype=F64) - 0.3
+    vec = lambda t: as_warp(t.float().contiguous(), wp.vec3)  # noqa: E731
+    out = torch.zeros(N, 7)
+    wp.launch(_grads, dim=N, inputs=[vec(n), vec(wi), vec(wo), wp.vec3(*base.tolist()), float(roughness),
+                                     float(metallic), float(ior), vec(coef), as_warp(out)], device="cpu")
+    params = [base.clone().requires_grad_(True)] + [torch.tensor(v, dtype=F64, requires_grad=True)
+                                                     for v in (metallic, roughness, ior)]
+    rows = []
+    for i in range(N):  # per row: each pair's own derivative
+        s = SurfaceSample(position=torch.zeros(1, 3, dtype=F64), normal=n[i:i + 1], wo=wo[i:i + 1],
+                          base_color=params[0].expand(1, 3), metallic=params[1].reshape(1, 1),
+                          roughness=params[2].reshape(1, 1), ior=params[3].reshape(1, 1))
+        f = PrincipledBSDF().eval(s, wi[i:i + 1])
+        g = torch.autograd.grad((f * coef[i:i + 1]).sum(), params, allow_unused=True)
+        rows.append(torch.cat([g[0], g[1].reshape(1), g[2].reshape(1), g[3].reshape(1)]))
+    ref = torch.stack(rows)
+    lit = PrincipledBSDF().eval(si, wi).amax(-1) > 0
+    assert float(lit.float().mean()) > 0.4 and float(ref[lit].abs().amax()) > 0
+    assert torch.equal(out[~lit], torch.zeros_like(out[~lit]))
+    assert torch.equal(out[:, 6], torch.zeros(N))
+    # float32 against float64: relative to each column's scale
+    scale = ref.abs().amax(0).clamp_min(1e-6)
+    err = ((out[:, :6].double() - ref).abs() / scale).amax(0)
+    assert float(err.max()) < 2e-3, err

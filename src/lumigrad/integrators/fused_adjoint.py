@@ -70,9 +70,8 @@ def fused_adjoint_unsupported(ts: TraceScene, camera: Camera) -> Optional[str]:
     if ts.transmissive:
         return "a material transmits (the fused replay has no dielectric lobe)"
     for k, m in enumerate(ts.materials):
-        for model in ("plastic", "principled"):
-            if getattr(m, model, False):
-                return f"part {k}'s material is Mitsuba's {model} (the fused replay's BSDF gradients are glTF's)"
+        if getattr(m, "plastic", False):
+            return f"part {k}'s material is Mitsuba's plastic (the fused replay's BSDF gradients are glTF's)"
     for name in ("verts", "normals", "uv", "tangents"):
         if _needs_grad(getattr(ts, name)):
             return f"the scene's {'vertices' if name == 'verts' else name} require gradients"
@@ -100,9 +99,9 @@ def fused_value_gradients(ts: TraceScene, tables: PathTables, origins: torch.Ten
 
     **Differentiability:** this is a backward pass (its result has no graph).
     """
-    if bool(((tables.part_flags & 20) != 0).any()):  # (its BSDF derivatives are the glTF model's)
-        raise ValueError("fused_value_gradients: a part is Mitsuba's plastic or principled; its gradients replay on "
-                         "PyTorch (fused_adjoint_unsupported says so)")
+    if bool(((tables.part_flags & 4) != 0).any()):  # (its BSDF derivatives are the glTF model's and principled's)
+        raise ValueError("fused_value_gradients: a part is Mitsuba's plastic; its gradients replay on PyTorch "
+                         "(fused_adjoint_unsupported says so)")
     verts = ts.verts.detach().contiguous()
     bvh = bvh_for(verts, ts.faces)
     o, d = origins.detach().float().contiguous(), directions.detach().float().contiguous()

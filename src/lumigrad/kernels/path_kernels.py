@@ -563,16 +563,17 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec
 def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
                          n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
                          metallic: float, ior: float, specular: float, transmission: float, beckmann: int,
-                         plastic: wp.array(dtype=float), plastic_row: int, wi: wp.vec3, dist: float, lw: wp.vec3,
-                         lpdf: float, is_delta: bool):
+                         plastic: wp.array(dtype=float), plastic_row: int, principled: int, wi: wp.vec3, dist: float,
+                         lw: wp.vec3, lpdf: float, is_delta: bool):
     """One light sample's next-event term at a surface vertex (no throughput): the BSDF (of the unit normal
     ``n_u`` and view ``wo_u``, ``p_eval`` as :func:`eval_pdf_unit_wp`, ``specular`` the ``KHR_materials_specular``
     weight) times ``|cos|`` times ``lw``, MIS-weighted unless ``is_delta``, zero where ``lpdf`` is not positive,
     ``wi`` is below the shading or geometric surface, or the shadow ray toward ``dist`` is blocked. The glTF model,
-    GGX or ``beckmann``, or Mitsuba's plastic where ``plastic_row >= 0`` (its table's row in ``plastic``)."""
+    GGX or ``beckmann``, or Mitsuba's plastic where ``plastic_row >= 0`` (its table's row in ``plastic``), or its
+    principled where ``principled`` is 1."""
     term, f, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic,
-                                           ior, specular, transmission, 0, beckmann, plastic, plastic_row, 0, wi, dist,
-                                           lw, lpdf, is_delta, 0)
+                                           ior, specular, transmission, 0, beckmann, plastic, plastic_row, principled,
+                                           wi, dist, lw, lpdf, is_delta, 0)
     return term
 
 
@@ -874,7 +875,7 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                         add_bsdf_grads_wp(g_part, g_texels, tex_grad_rows, part, uv, part_base, part_metallic,
                                           part_roughness, part_texture, part_mr_texture, tex_offset, tex_width,
                                           tex_height, tex_wrap, texels, n_u, wi, wo_u, base, roughness, metallic, ior,
-                                          specular, beckmann, _cw_mul(bw, lw) * cos_w)
+                                          specular, beckmann, principled, _cw_mul(bw, lw) * cos_w)
                         g_value = _cw_mul(bw, f_j) * (cos_w * per_value)
                         if kind == LIGHT_AREA:
                             if tri_row >= 0:
@@ -921,8 +922,13 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
             if not (ok and (new_beta[0] > 0.0 or new_beta[1] > 0.0 or new_beta[2] > 0.0)):
                 break
             if mode != 0:  # the sample's BSDF value carries the radiance still to come
-                f_s, pdf_s = eval_pdf_unit_wp(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior, specular, 0.0,
-                                              beckmann)
+                f_s = wp.vec3()
+                pdf_s = float(0.0)
+                if principled != 0:
+                    f_s, pdf_s = principled_eval_pdf_wp(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior)
+                else:
+                    f_s, pdf_s = eval_pdf_unit_wp(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior, specular,
+                                                  0.0, beckmann)
                 q = wp.vec3(0.0, 0.0, 0.0)  # the adjoint over the BSDF value
                 for c in range(3):
                     if f_s[c] > 0.0:
@@ -931,10 +937,10 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                     add_bsdf_grads_wp(g_part, g_texels, tex_grad_rows, part, uv, part_base, part_metallic,
                                       part_roughness, part_texture, part_mr_texture, tex_offset, tex_width, tex_height,
                                       tex_wrap, texels, n_u, wi, wo_u, base, roughness, metallic, ior, specular,
-                                      beckmann, _cw_mul(q, total_in - radiance))
+                                      beckmann, principled, _cw_mul(q, total_in - radiance))
                 else:
                     hold_vertex_wp(held, held_count, part, n_u, wi, wo_u, base, roughness, metallic, ior, specular, q,
-                                   radiance, uv, beckmann)
+                                   radiance, uv, beckmann, principled)
                     held_count += 1
             beta = new_beta
             o = offset_origin_wp(x, ng, wi)

@@ -109,3 +109,86 @@ def principled_sample_wp(n: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.
     if pdf > 0.0:
         weight = f * (wp.max(wp.dot(n, wi), 0.0) / pdf)
     return wi, weight, pdf
+
+
+@wp.func
+def _fresnel_ior_slope(cos_i: float, eta: float):
+    """``d F / d eta`` of :func:`.dielectric_kernels.fresnel_dielectric_wp` at ``cos_i`` in ``[0, 1]`` (light
+    arriving from outside): 0 at total internal reflection and at ``eta`` 1 (the index-matched interface, where
+    ``F`` is held at 0)."""
+    out = float(0.0)
+    c = wp.min(cos_i, 1.0)
+    ct2 = 1.0 - (1.0 - c * c) / (eta * eta)
+    if ct2 > 0.0 and eta != 1.0:
+        ct = wp.sqrt(ct2)
+        d_ct = (1.0 - c * c) / (eta * eta * eta * ct)
+        u = eta * ct
+        r_s = (c - u) / (c + u)
+        d_rs = -2.0 * c * (ct + eta * d_ct) / ((c + u) * (c + u))
+        den_p = eta * c + ct
+        r_p = (eta * c - ct) / den_p
+        d_rp = 2.0 * c * (ct - eta * d_ct) / (den_p * den_p)
+        out = r_s * d_rs + r_p * d_rp
+    return out
+
+
+@wp.func
+def _ggx_g1_slope(cos: float, alpha: float):
+    """``d G1 / d alpha^2`` of :func:`_ggx_g1`."""
+    a2 = alpha * alpha
+    root = wp.sqrt(a2 + (1.0 - a2) * cos * cos)
+    return -2.0 * cos * (1.0 - cos * cos) / (2.0 * root) / ((cos + root) * (cos + root))
+
+
+@wp.func
+def principled_param_grads_wp(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: float,
+                              metallic: float, ior: float, coef: wp.vec3):
+    """``sum_c coef_c d f_c / d theta`` of :func:`principled_eval_pdf_wp`'s value ``f`` (unit ``n``, ``wo``):
+    ``(d base [3], d metallic, d roughness, d ior, 0)`` (the last the glTF model's specular weight, which the
+    principled does not read); zero where ``f`` is (below either surface). ``alpha = max(roughness^2, 1e-3)``
+    has no roughness derivative below its floor, as the twin's ``clamp_min``."""
+    wi = wi_in / wp.max(wp.length(wi_in), _EPS)
+    g_base = wp.vec3(0.0, 0.0, 0.0)
+    g_metallic = float(0.0)
+    g_roughness = float(0.0)
+    g_ior = float(0.0)
+    cos_o_raw = wp.dot(n, wo)
+    cos_i_raw = wp.dot(n, wi)
+    if cos_o_raw > 0.0 and cos_i_raw > 0.0:
+        co = wp.clamp(cos_o_raw, DOT_EPS, 1.0)
+        ci = wp.clamp(cos_i_raw, DOT_EPS, 1.0)
+        hv = wi + wo
+        h = hv / wp.max(wp.length(hv), DOT_EPS)
+        wo_h = wp.clamp(wp.dot(wo, h), 0.0, 1.0)
+        nxh = wp.cross(n, h)
+        sin2_h = wp.clamp(wp.dot(nxh, nxh), 0.0, 1.0)
+        alpha = roughness * roughness
+        d_alpha = 2.0 * roughness
+        if not (alpha > ALPHA_MIN):
+            alpha = ALPHA_MIN
+            d_alpha = 0.0
+        a2 = alpha * alpha
+        q = a2 + sin2_h * (1.0 - a2)
+        dist = a2 / (wp.pi * q * q)
+        d_dist = (q - 2.0 * a2 * (1.0 - sin2_h)) / (wp.pi * q * q * q)  # d D / d a2
+        g1_o = _ggx_g1(co, alpha)
+        g1_i = _ggx_g1(ci, alpha)
+        shadowing = dist * g1_o * g1_i / (4.0 * co * ci)
+        d_shadowing = ((d_dist * g1_o * g1_i + dist * _ggx_g1_slope(co, alpha) * g1_i
+                        + dist * g1_o * _ggx_g1_slope(ci, alpha)) / (4.0 * co * ci)) * (2.0 * alpha * d_alpha)
+        f_d, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(wo_h, ior)
+        d_fd = _fresnel_ior_slope(wo_h, ior)
+        s_h = _schlick_weight(wo_h)
+        s_o = _schlick_weight(co)
+        s_i = _schlick_weight(ci)
+        retro = 2.0 * roughness * wo_h * wo_h
+        lobes = (1.0 - 0.5 * s_o) * (1.0 - 0.5 * s_i) + retro * (s_o + s_i + s_o * s_i * (retro - 1.0))
+        d_lobes = (s_o + s_i + s_o * s_i * (retro - 1.0) + retro * s_o * s_i) * (2.0 * wo_h * wo_h)
+        for k in range(3):
+            metal_k = base[k] + (1.0 - base[k]) * s_h
+            fresnel = (1.0 - metallic) * f_d + metallic * metal_k
+            g_base[k] = coef[k] * (metallic * (1.0 - s_h) * shadowing + (1.0 - metallic) * lobes / wp.pi)
+            g_metallic += coef[k] * ((metal_k - f_d) * shadowing - base[k] * lobes / wp.pi)
+            g_roughness += coef[k] * (fresnel * d_shadowing + (1.0 - metallic) * base[k] / wp.pi * d_lobes)
+            g_ior += coef[k] * (1.0 - metallic) * d_fd * shadowing
+    return g_base, g_metallic, g_roughness, g_ior, float(0.0)

@@ -38,10 +38,12 @@ def _bsdf_sample(offset: int, end: int, paths: wp.array(dtype=wp.int32), depth: 
                  base: wp.array(dtype=wp.vec3), roughness: wp.array(dtype=float), metallic: wp.array(dtype=float),
                  ior: wp.array(dtype=float), specular: wp.array(dtype=float), beckmann: wp.array(dtype=wp.int32),
                  plastic_row: wp.array(dtype=wp.int32), plastic: wp.array(dtype=float),
-                 out_wi: wp.array(dtype=wp.vec3), out_weight: wp.array(dtype=wp.vec3), out_pdf: wp.array(dtype=float)):
+                 principled: wp.array(dtype=wp.int32), out_wi: wp.array(dtype=wp.vec3),
+                 out_weight: wp.array(dtype=wp.vec3), out_pdf: wp.array(dtype=float)):
     """Row ``offset + tid``: the BSDF sample of path ``paths[i]`` at ``depth`` (dimensions 0 the lobe, 1 and 2
     the direction), its weight and density, as the fused kernel draws them (GGX, or Beckmann where
-    ``beckmann[i]``; Mitsuba's plastic where ``plastic_row[i] >= 0``, its table that row of ``plastic``)."""
+    ``beckmann[i]``; Mitsuba's plastic where ``plastic_row[i] >= 0``, its table that row of ``plastic``; Mitsuba's
+    principled where ``principled[i]``)."""
     i = offset + wp.tid()
     key = ray_key_wp(seed_lo, seed_hi, wp.uint32(paths[i]))
     u_lobe = uniform_counter_wp(key, depth, 0)
@@ -54,6 +56,9 @@ def _bsdf_sample(offset: int, end: int, paths: wp.array(dtype=wp.int32), depth: 
     if row >= 0:  # (-1.0: the sample computes its lobe probability)
         wi, weight, pdf = pk.plastic_sample_wp(plastic, row, pk.unit_wp(normal[i]), pk.unit_wp(wo[i]), -1.0, base[i],
                                                roughness[i], ior[i], beckmann[i], u_lobe, u0, u1)
+    elif principled[i] != 0:
+        wi, weight, pdf = pk.principled_sample_wp(pk.unit_wp(normal[i]), pk.unit_wp(wo[i]), -1.0, base[i],
+                                                  roughness[i], metallic[i], ior[i], u_lobe, u0, u1)
     else:
         wi, weight, pdf = pk.bsdf_sample_wp(normal[i], wo[i], base[i], roughness[i], metallic[i], ior[i], specular[i],
                                             beckmann[i], u_lobe, u0, u1)
@@ -75,7 +80,7 @@ def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int
               wo: wp.array(dtype=wp.vec3), base: wp.array(dtype=wp.vec3), roughness: wp.array(dtype=float),
               metallic: wp.array(dtype=float), ior: wp.array(dtype=float), specular: wp.array(dtype=float),
               beckmann: wp.array(dtype=wp.int32), plastic_row: wp.array(dtype=wp.int32),
-              plastic: wp.array(dtype=float), out: wp.array(dtype=wp.vec3)):
+              plastic: wp.array(dtype=float), principled: wp.array(dtype=wp.int32), out: wp.array(dtype=wp.vec3)):
     """Row ``offset + tid``: the sum over ``lights`` of one MIS-weighted, shadow-tested light sample (no throughput),
     with path ``paths[i]``'s random numbers at ``depth`` (dimensions ``4 + 2 j, 5 + 2 j`` of light ``j``)."""
     i = offset + wp.tid()
@@ -94,7 +99,7 @@ def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int
             tri_v2, tri_le, tri_cdf, uniform_counter_wp(key, depth, 4 + 2 * j), uniform_counter_wp(key, depth, 5 + 2 * j))
         nee = nee + pk.light_sample_term_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, -1.0, base[i], roughness[i],
                                             metallic[i], ior[i], specular[i], 0.0, beckmann[i], plastic,
-                                            plastic_row[i], wi, dist, lw, lpdf, False)
+                                            plastic_row[i], principled[i], wi, dist, lw, lpdf, False)
     out[i] = nee
 
 
@@ -192,15 +197,17 @@ def _path_inputs(paths: torch.Tensor, depth: int, seed: int) -> list:
 
 
 def _material_inputs(si, n: int) -> list:
-    """``wo, base, roughness, metallic, ior, specular, beckmann, plastic_row, plastic`` of ``si``'s rows, as the
-    kernels take them (``specular`` 1, the core glTF coat, where ``si`` has none; ``beckmann`` 1 where
+    """``wo, base, roughness, metallic, ior, specular, beckmann, plastic_row, plastic, principled`` of ``si``'s rows,
+    as the kernels take them (``specular`` 1, the core glTF coat, where ``si`` has none; ``beckmann`` 1 where
     ``si.beckmann`` marks a point, 0 where it is unset; ``plastic_row`` the row's own index where ``si.plastic``
     marks it plastic, -1 elsewhere, and ``plastic`` those tables, ``[N PLASTIC_TABLE]``, or one float without
-    plastic)."""
+    plastic; ``principled`` 1 where ``si.principled`` marks a point)."""
     dev = si.position.device
     specular = si.specular if si.specular is not None else torch.ones(1, 1, device=dev)
     beckmann = (torch.zeros(n, dtype=torch.int32, device=dev) if si.beckmann is None
                 else (si.beckmann.detach() > 0.5).to(torch.int32).expand(n, 1).reshape(n).contiguous())
+    principled = (torch.zeros(n, dtype=torch.int32, device=dev) if si.principled is None
+                  else (si.principled.detach() > 0.5).to(torch.int32).expand(n, 1).reshape(n).contiguous())
     if si.plastic is None:
         rows, tables = torch.full((n,), -1, dtype=torch.int32, device=dev), torch.zeros(1, device=dev)
     else:  # (the table's last column flags a plastic point)
@@ -210,4 +217,4 @@ def _material_inputs(si, n: int) -> list:
     return [as_warp(_rows(si.wo, n, 3), wp.vec3), as_warp(_rows(si.base_color, n, 3), wp.vec3),
             as_warp(_rows(si.roughness, n, 1).reshape(n)), as_warp(_rows(si.metallic, n, 1).reshape(n)),
             as_warp(_rows(si.ior, n, 1).reshape(n)), as_warp(_rows(specular, n, 1).reshape(n)), as_warp(beckmann),
-            as_warp(rows.contiguous()), as_warp(tables.contiguous())]
+            as_warp(rows.contiguous()), as_warp(tables.contiguous()), as_warp(principled)]
