@@ -543,7 +543,7 @@ def test_thin_sheet_gradients_replay_the_fused_primal_on_pytorch():
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", ["cornell", "mixed", "normal_mapped", "glass", "plastic", "thin_sheets",
-                                  "beckmann_glass"])
+                                  "beckmann_glass", "principled"])
 @pytest.mark.parametrize("light_sampling", ["solid_angle", "auto"])
 def test_the_kernel_runs_on_cuda_as_its_twin(name, light_sampling):
     """The same kernel on a CUDA device: the scene built there, the kernel against the PyTorch transport there."""

@@ -32,14 +32,14 @@ def _si(n, wo, base=(0.6, 0.3, 0.2), roughness=0.5, metallic=0.0, ior=1.5, norma
                          metallic=torch.full((n, 1), float(metallic), dtype=DT), ior=ior, **kw)
 
 
-def _hemisphere(count, seed, normal=Z):
-    """``[count, 3]`` random directions above ``normal`` (polar angle in [0.05, 1.45]: clear of the pole and the
-    horizon), in the frame of ``normal``."""
+def _hemisphere(count, seed, tilted=False):
+    """``[count, 3]`` random directions above ``Z``, or above ``NORMAL`` if ``tilted`` (polar angle in [0.05,
+    1.45]: clear of the pole and the horizon)."""
     g = _gen(seed)
     theta = torch.rand(count, generator=g, dtype=DT) * 1.4 + 0.05
     phi = torch.rand(count, generator=g, dtype=DT) * 2 * math.pi
     local = torch.stack([theta.sin() * phi.cos(), theta.sin() * phi.sin(), theta.cos()], -1)
-    return local if normal is Z else local @ FRAME
+    return local @ FRAME if tilted else local
 
 
 def _near_mirror(wo, spread, seed):
@@ -203,7 +203,7 @@ PARAMS = {"dielectric": dict(roughness=0.5), "metal": dict(base=(0.9, 0.7, 0.5),
 @pytest.mark.parametrize("name", list(PARAMS))
 def test_eval_is_reciprocal(name):
     n = 200
-    wo, wi = _hemisphere(n, 40, NORMAL), _hemisphere(n, 41, NORMAL)
+    wo, wi = _hemisphere(n, 40, tilted=True), _hemisphere(n, 41, tilted=True)
     forward = PrincipledBSDF().eval(_si(n, wo, **PARAMS[name]), wi)
     backward = PrincipledBSDF().eval(_si(n, wi, **PARAMS[name]), wo)
     assert bool((forward > 0).all())
@@ -215,7 +215,7 @@ def test_black_below_the_surface_with_zero_gradients(name):
     """Either direction below the surface (or both: no back side, Mitsuba's principled without ``twosided``):
     ``eval`` and ``pdf`` exactly 0, and finite zero gradients."""
     n = 60
-    wo, wi = _hemisphere(n, 42, NORMAL), _hemisphere(n, 43, NORMAL)
+    wo, wi = _hemisphere(n, 42, tilted=True), _hemisphere(n, 43, tilted=True)
     below_wo, below_wi = wo - 2 * (wo @ NORMAL)[:, None] * NORMAL, wi - 2 * (wi @ NORMAL)[:, None] * NORMAL  # mirrored
     assert bool(((below_wo @ NORMAL) < 0).all()) and bool(((below_wi @ NORMAL) < 0).all())
     for view, light in ((below_wo, wi), (wo, below_wi), (below_wo, below_wi)):
@@ -270,11 +270,11 @@ def test_samples_pdf_mass_weights_and_albedo(name):
     assert bool((cos[ok] > 0).all()) and bool((cos[~ok] <= 0).all()) and bool((s.weight[~ok] == 0).all())
     torch.testing.assert_close(s.pdf, bsdf.pdf(si, s.wi), rtol=0.0, atol=0.0)
     torch.testing.assert_close(s.weight[ok], (bsdf.eval(si, s.wi) * cos[:, None] / s.pdf)[ok])
-    mass = float(integrate_sphere(lambda d: bsdf.pdf(_si(d.shape[0], wo, **case), d)[:, 0], GRID, 60, 80, 12).sum())
+    mass = float(integrate_sphere(lambda d: bsdf.pdf(_si(d.shape[0], wo, **case), d)[:, 0], GRID, 30, 60, 8).sum())
     lost = float((~ok).double().mean())
     assert mass <= 1 + 1e-3 and abs(mass + lost - 1) < 4 * math.sqrt(max(lost * (1 - lost), 1 / n) / n) + 1e-3
     albedo = float(integrate_sphere(lambda d: bsdf.eval(_si(d.shape[0], wo, **case), d).mean(-1) *
-                                    (d @ NORMAL).clamp_min(0), GRID, 60, 80, 12).sum())
+                                    (d @ NORMAL).clamp_min(0), GRID, 30, 60, 8).sum())
     w = s.weight.mean(-1)
     assert abs(float(w.mean()) - albedo) < 4 * float(w.std()) / math.sqrt(n) + 1e-3
 
@@ -339,7 +339,7 @@ def _mixed(n, **kw):
 def test_per_point_mixing_keeps_each_points_own_bsdf():
     n = 64
     si, mask = _mixed(n)
-    wi = _hemisphere(n, 50, NORMAL)
+    wi = _hemisphere(n, 50, tilted=True)
     bsdf = PerPointPrincipledBSDF(MetallicRoughnessBSDF())
     assert principled_mask(si)[:, 0].tolist() == mask.tolist() and principled_mask(si.replace(principled=None)) is None
     for method in ("eval", "pdf"):
@@ -353,6 +353,22 @@ def test_per_point_mixing_keeps_each_points_own_bsdf():
     for field in ("wi", "weight", "pdf"):
         torch.testing.assert_close(getattr(s, field)[mask], getattr(a, field)[mask], rtol=0.0, atol=0.0)
         torch.testing.assert_close(getattr(s, field)[~mask], getattr(b, field)[~mask], rtol=0.0, atol=0.0)
+
+
+def test_degenerate_normals_and_directions_stay_finite_next_to_principled_points():
+    """A zero or NaN normal on a glTF point beside principled points (the per-point BSDF evaluates both models
+    everywhere): no crash, finite values on the principled points."""
+    n = 6
+    si = _si(n, _dir(0.5))
+    normal = si.normal.clone()
+    normal[0] = 0.0
+    normal[1] = float("nan")
+    mixed = si.replace(normal=normal, principled=(torch.arange(n)[:, None] >= 2).to(DT))
+    bsdf = PerPointPrincipledBSDF(MetallicRoughnessBSDF())
+    wi = _hemisphere(n, 55, tilted=True)
+    assert bool(torch.isfinite(bsdf.eval(mixed, wi)[2:]).all()) and bool(torch.isfinite(bsdf.pdf(mixed, wi)[2:]).all())
+    s = bsdf.sample(mixed, *_uniform(n, 56))
+    assert bool(torch.isfinite(s.weight[2:]).all()) and bool((s.pdf[2:] > 0).all())
 
 
 def test_principled_points_beside_glass_keep_its_delta_and_transmission_flags():
@@ -393,7 +409,7 @@ def test_bsdf_for_wraps_principled_outermost_and_each_point_gets_its_model():
     bsdf = bsdf_for(si)
     assert isinstance(bsdf, PerPointPrincipledBSDF) and isinstance(bsdf.other, PerPointPlasticBSDF)
     assert type(bsdf.other.other) is MetallicRoughnessBSDF
-    wi = _hemisphere(n, 53, NORMAL)
+    wi = _hemisphere(n, 53, tilted=True)
     tabled = si.replace(plastic=table.expand(n, -1))  # each model's own view of every point
     expected = {0: PrincipledBSDF().eval(si, wi), 1: PlasticBSDF().eval(tabled, wi),
                 2: MetallicRoughnessBSDF().eval(si, wi)}
@@ -404,6 +420,14 @@ def test_bsdf_for_wraps_principled_outermost_and_each_point_gets_its_model():
         rows = kind == k
         torch.testing.assert_close(out[rows], expected[k][rows], rtol=0.0, atol=0.0)
         torch.testing.assert_close(pdf[rows], expected_pdf[k][rows], rtol=0.0, atol=0.0)
+    u = _uniform(n, 54)
+    drawn = bsdf.sample(si, *u)
+    own = {0: PrincipledBSDF().sample(si, *u), 1: PlasticBSDF().sample(tabled, *u),
+           2: MetallicRoughnessBSDF().sample(si, *u)}
+    for k in range(3):
+        rows = kind == k
+        for field in ("wi", "weight", "pdf"):
+            torch.testing.assert_close(getattr(drawn, field)[rows], getattr(own[k], field)[rows], rtol=0.0, atol=0.0)
     for a in range(3):  # the three models differ here, so the comparisons above tell them apart
         for b in range(a + 1, 3):
             assert not torch.allclose(expected[a], expected[b], rtol=1e-2)
@@ -453,21 +477,26 @@ def _params(scene):
 
 
 def test_the_path_tracer_renders_a_principled_sphere_with_gradients():
-    """The PyTorch transport: a finite image unlike the glTF sphere's, finite nonzero gradients of the base
-    colour and the roughness."""
+    """The PyTorch transport: with three vertices (the sphere's own samples drawn) a finite image and finite
+    nonzero gradients of the base colour and the roughness; with direct light only (delta lights, one seed: no
+    noise between the two) the sphere differs from the glTF one and the floor in front of it does not."""
     cam = lg.Camera.look_at(**CAMERA)
-    images = {}
+    direct = {}
     for principled in (True, False):
         scene = _sphere_scene(principled)
         base, rough = _params(scene)
         out = lg.render(scene, cam, integrator=lg.integrators.PathIntegrator(use_fused_kernel=False, max_depth=3),
                         spp=16, seed=1)
         g_base, g_rough = torch.autograd.grad(out.rgb.sum(), (base, rough))
-        assert torch.isfinite(out.rgb).all()
+        assert torch.isfinite(out.rgb).all() and float(out.rgb.detach().max()) > 0
         assert bool(torch.isfinite(g_base).all()) and bool((g_base[:3] != 0).all())
         assert math.isfinite(float(g_rough)) and float(g_rough) != 0
-        images[principled] = out.rgb.detach()
-    assert float((images[True] - images[False]).abs().max()) > 0.05 * float(images[False].max())
+        with torch.no_grad():
+            direct[principled] = lg.render(scene, cam, integrator=lg.integrators.PathIntegrator(
+                use_fused_kernel=False, max_depth=2), spp=4, seed=1).rgb
+    floor = slice(12, None)  # the bottom rows see only the floor
+    assert float(direct[False][floor].min()) > 0 and torch.equal(direct[True][floor], direct[False][floor])
+    assert float((direct[True] - direct[False]).abs().max()) > 0.02 * float(direct[False].max())
 
 
 def test_the_raster_shades_principled_through_the_per_light_bsdf_either_way():
@@ -490,4 +519,4 @@ def test_the_raster_shades_principled_through_the_per_light_bsdf_either_way():
     assert torch.isfinite(images[0]).all()
     with torch.no_grad():
         gltf = lg.render(_sphere_scene(False), cam).rgb
-    assert float((images[0] - gltf).abs().max()) > 0.05 * float(gltf.max())
+    assert float((images[0] - gltf).abs().max()) > 0.02 * float(gltf.max())
