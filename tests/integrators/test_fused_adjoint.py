@@ -12,7 +12,7 @@ from lumigrad.integrators.fused_adjoint import fused_adjoint_unsupported, fused_
 from lumigrad.integrators.fused_paths import path_tables, sample_paths_fused
 from lumigrad.integrators.path import _camera_rays, _trace_scene
 from lumigrad.kernels.bvh import bvh_for
-from lumigrad.kernels.path_trace import replay_paths_tables
+from lumigrad.kernels.path_trace import replay_paths_tables, trace_paths_tables
 from lumigrad.shading import Material
 
 from .test_fused_paths import F32, SCENES, _cornell, _punctual
@@ -402,3 +402,23 @@ def test_the_fused_replay_runs_on_cuda_as_the_pytorch_replay(build):
         if ref is not None:
             assert got.device.type == "cuda"
             assert float((got - ref).abs().max()) <= 1e-2 * float(ref.abs().max()) + 1e-9, name
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("name", ["cornell", "principled", "plastic"])
+def test_the_two_pass_replay_retraces_its_primal_bit_for_bit(name, device):
+    """The replay's primal pass (``for_replay``) and the replay are the same compiled variant, so the replay
+    gathers exactly the radiance it was given (the remainder ``L - gathered`` of every continuing vertex needs it),
+    also on CUDA, whose compiler contracts across statements."""
+    with torch.device(device):
+        scene, cam = SCENES[name]()
+        ts = _trace_scene(scene)
+        tables = path_tables(ts)
+        o, d = _camera_rays(cam, 4, 11, F32)
+        verts = ts.verts.detach().contiguous()
+        bvh = bvh_for(verts, ts.faces)
+        kw = dict(depth_limit=6, rr_depth=3, seed=11, hide_emitters=False)
+        L = trace_paths_tables(bvh, verts, tables, o, d, for_replay=True, **kw)[0]
+        replayed = replay_paths_tables(bvh, verts, tables, o, d, L, torch.ones_like(L), **kw)[5]
+    assert L.device.type == device
+    assert float(L.abs().sum()) > 0 and torch.equal(replayed, L)

@@ -14,6 +14,7 @@ from lumigrad.integrators.fused_adjoint import fused_adjoint_unsupported
 from lumigrad.integrators.fused_paths import (TRANSPORT_ENV, fused_unsupported, path_tables, sample_paths_fused,
                                             use_fused)
 from lumigrad.integrators.path import _camera_rays, _trace_scene
+from lumigrad.kernels.bvh import bvh_for
 from lumigrad.raytrace.transport import TraceScene, sample_paths
 from lumigrad.shading import HomogeneousMedium, Material
 
@@ -620,14 +621,20 @@ LEAN = {"cornell", "linear_spots", "punctual", "metal", "mixed", "textured", "sk
 
 
 @pytest.mark.parametrize("name", sorted(SCENES))
-def test_the_lean_kernel_variant_traces_the_same_bits_as_the_full_one(name, monkeypatch):
+def test_the_lean_kernel_variant_traces_the_same_bits_as_the_full_one(name):
     from lumigrad.kernels import path_trace
 
     scene, cam = SCENES[name]()
     ts = _trace_scene(scene, "solid_angle")
-    assert path_trace.lean_materials(path_tables(ts)) == (name in LEAN)
+    tables = path_tables(ts)
+    assert tables.lean == path_trace.lean_materials(tables) == (name in LEAN)  # (from the materials, the tables)
     o, d = _camera_rays(cam, 2, 3, F32)
     settings = dict(max_depth=8, rr_depth=3, seed=7)
-    chosen = sample_paths_fused(ts, o, d, **settings)
-    monkeypatch.setattr(path_trace, "lean_materials", lambda tables: False)
-    assert torch.equal(sample_paths_fused(ts, o, d, **settings), chosen)
+    chosen = sample_paths_fused(ts, o, d, tables=tables, **settings)
+    full = sample_paths_fused(ts, o, d, tables=dataclasses.replace(tables, lean=False), **settings)
+    assert torch.equal(full, chosen)
+    # and the replay's compiled variant (the adjoint's code present, off) gives the primal the same bits too
+    verts = ts.verts.detach().contiguous()
+    replay_variant = path_trace.trace_paths_tables(bvh_for(verts, ts.faces), verts, tables, o, d, depth_limit=8,
+                                                   rr_depth=3, seed=7, hide_emitters=False, for_replay=True)[0]
+    assert torch.equal(replay_variant, chosen)

@@ -294,7 +294,13 @@ def test_principled_is_mitsubas_principled_model_unless_it_transmits(tmp_path):
                                           'value="0.7"/></bsdf></shape>'))
     glass = next(iter(scene.meshes.values())).material
     assert not glass.principled and float(glass.transmission_factor) == pytest.approx(0.7)
+    assert _f(glass.base_color_factor)[:3] == pytest.approx([0.5, 0.5, 0.5])  # (a partial one: as read)
     assert any("principled spec_trans" in w for w in notes)
+    # a principled glass (spec_trans 1, not metallic): Mitsuba tints each crossing by sqrt(base_color)
+    glass = _material(tmp_path, '<bsdf type="principled"><rgb name="base_color" value="0.25, 0.64, 0.81"/>'
+                                '<float name="spec_trans" value="1"/></bsdf>')[0]
+    assert not glass.principled and float(glass.transmission_factor) == 1.0
+    assert _f(glass.base_color_factor)[:3] == pytest.approx([0.5, 0.8, 0.9], rel=1e-6)
     with pytest.raises(MitsubaXmlError, match="sets both eta and specular"):
         _material(tmp_path, '<bsdf type="principled"><float name="eta" value="1.4"/>'
                             '<float name="specular" value="0.5"/></bsdf>')

@@ -443,7 +443,15 @@ def test_a_principled_material_marks_its_points_and_refuses_plastic():
                                      NORMAL.float().expand(2, 3, 3), values)
     assert isinstance(bsdf_for(si), PerPointPrincipledBSDF) and bool(principled_mask(si).all())
     with pytest.raises(ValueError, match="both plastic and principled"):
-        lg.shading.sample_material(Material(principled=True, plastic=True), shape=(1,))
+        Material(principled=True, plastic=True)
+    for first, second in (("plastic", "principled"), ("principled", "plastic")):
+        m = Material()
+        setattr(m, first, True)
+        with pytest.raises(ValueError, match=f"both plastic and principled \\(setting {second} while {first}"):
+            setattr(m, second, True)
+        setattr(m, first, False)  # (one model at a time: switching is unsetting the other first)
+        setattr(m, second, True)
+        assert getattr(m, second) and not getattr(m, first)
     with pytest.raises(TypeError, match="principled must be a bool"):
         Material(principled=1)
     m = Material()

@@ -107,7 +107,8 @@ def fused_value_gradients(ts: TraceScene, tables: PathTables, origins: torch.Ten
     o, d = origins.detach().float().contiguous(), directions.detach().float().contiguous()
     settings = dict(depth_limit=MAX_BOUNCES if max_depth < 0 else max_depth, rr_depth=rr_depth, seed=seed,
                     hide_emitters=hide_emitters)
-    radiance = None if verts.device.type == "cpu" else trace_paths_tables(bvh, verts, tables, o, d, **settings)[0]
+    radiance = (None if verts.device.type == "cpu"
+                else trace_paths_tables(bvh, verts, tables, o, d, for_replay=True, **settings)[0])
     with torch.enable_grad():
         values = value_tables(ts)
     textures = table_textures(ts.materials)

@@ -291,20 +291,21 @@ def path_tables(ts: TraceScene) -> PathTables:
     else:
         zero = torch.zeros(1, device=dev)
         env = dict(env_on=0, env_h=1, env_w=1, env_pmf=zero, env_row_cdf=zero, env_cond_cdf=zero)
+    transmission = [float(m.transmission_factor.detach().reshape(()))
+                    if ts.transmissive and not getattr(m, "plastic", False) and not getattr(m, "principled", False)
+                    else 0.0 for m in mats]  # (a plastic's or principled's transmission is not read: the transport's)
+    flags = [int(d) | (2 if getattr(m, "microfacet", "ggx") == "beckmann" else 0)
+             | (4 if getattr(m, "plastic", False) else 0)
+             | (8 if ts.transmissive and getattr(m, "thin_dielectric", False) else 0)
+             | (16 if getattr(m, "principled", False) else 0)
+             for d, m in zip(ts.double_sided, ts.materials)]
+    normal_maps = ts.tangents is not None and any(k >= 0 for k in slots["normal_texture"])
     return PathTables(
         faces=ts.faces.detach().to(dev, i32).reshape(-1).contiguous(),
         normals=normals.detach().to(dev, f32).contiguous(), has_normals=int(ts.normals is not None),
         face_part=ts.face_part.detach().to(dev, i32).contiguous(),
         **values,
-        part_transmission=col([float(m.transmission_factor.detach().reshape(()))
-                               if ts.transmissive and not getattr(m, "plastic", False)
-                               and not getattr(m, "principled", False) else 0.0
-                               for m in mats], f32),  # (a plastic's transmission is not read: the transport's)
-        part_flags=col([int(d) | (2 if getattr(m, "microfacet", "ggx") == "beckmann" else 0)
-                        | (4 if getattr(m, "plastic", False) else 0)
-                        | (16 if getattr(m, "principled", False) else 0)
-                        | (8 if ts.transmissive and getattr(m, "thin_dielectric", False) else 0)
-                        for d, m in zip(ts.double_sided, ts.materials)], i32), part_plastic=plastic_rows(mats, dev),
+        part_transmission=col(transmission, f32), part_flags=col(flags, i32), part_plastic=plastic_rows(mats, dev),
         part_emitter=col(emitter, i32),
         uvs=ts.uv.detach().to(dev, f32).reshape(-1, 2).contiguous() if ts.uv.numel() else torch.zeros(1, 2, device=dev),
         uv_faces=ts.uv_faces.detach().to(dev, i32).reshape(-1).contiguous(),
@@ -326,7 +327,8 @@ def path_tables(ts: TraceScene) -> PathTables:
         light_start=col(start, i32), light_count=col(count, i32), light_two_sided=col(two, i32),
         light_area=col(areas, f32), light_centre=vec(centres), light_far2=col(far2, f32),
         tri_v0=vec(v0s), tri_v1=vec(v1s), tri_v2=vec(v2s),
-        tri_cdf=torch.cat(cdfs).contiguous() if cdfs else torch.zeros(1, device=dev), **env)
+        tri_cdf=torch.cat(cdfs).contiguous() if cdfs else torch.zeros(1, device=dev), **env,
+        lean=not normal_maps and not any(t != 0.0 for t in transmission) and not any(f & 30 for f in flags))
 
 
 def sample_paths_fused(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor, *, max_depth: int,

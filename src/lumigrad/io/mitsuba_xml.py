@@ -52,7 +52,9 @@
     Mitsuba does) -> ior, ``Material.principled = True``: Mitsuba's own model in its opaque form
     (:mod:`lumigrad.shading.principled`; ``spec_tint``, ``sheen``, ``clearcoat``, ``flatness`` and
     ``anisotropic`` are not modelled and are named in the warning); with ``spec_trans`` other than 0 the glTF
-    model with ``transmission_factor = spec_trans`` instead (also named);
+    model with ``transmission_factor = spec_trans`` instead (also named; a non-metallic, untextured
+    ``spec_trans`` 1, the glass of a Blender export, with base colour ``sqrt(base_color)``: Mitsuba tints each
+    crossing by it);
   - ``twosided`` around one of these: the mesh's ``double_sided`` is set;
   - ``normalmap`` around one of these: its material with ``normal_texture`` (the ``normalmap`` bitmap) and the
     shapes' tangents in Mitsuba's frame (:meth:`_Reader.mitsuba_tangents`), without Mitsuba's shadowing term;
@@ -1100,7 +1102,13 @@ class _Reader:
                     p.named_object(name)
                     self.note(f"principled {name} (not modelled: Material.principled is its opaque lobes)", elem)
             transmits = values["spec_trans"] != 0.0
-            if transmits:  # (the glTF model's transmission stands in for its specular transmission lobe)
+            if transmits and values["spec_trans"] == 1.0 and values["metallic"] == 0.0 and tex is None:
+                # Mitsuba's glass (a Blender export's transmission 1): its lobes are the rough dielectric's, each
+                # crossing tinted by sqrt(base_color); the glTF model tints each by the base colour
+                base = np.sqrt(np.clip(base, 0.0, None))
+                self.note("principled spec_trans 1 (read as the glTF model's transmission_factor 1 with base colour "
+                          "sqrt(base_color), the tint Mitsuba gives each crossing)", elem)
+            elif transmits:  # (the glTF model's transmission stands in for its specular transmission lobe)
                 self.note("principled spec_trans (read as the glTF model's transmission_factor, not Mitsuba's "
                           "principled lobes)", elem)
             material = make(base=base, texture=tex, wrap=wrap, metallic=values["metallic"],

@@ -8,7 +8,8 @@ unless a branch (a lobe choice, a shadow ray grazing an edge, roulette) falls th
 
 What it supports (:mod:`lumigrad.integrators.fused_paths` decides, and falls back to PyTorch otherwise): the
 glTF metallic-roughness materials (GGX, or Beckmann's microfacets: ``Material.microfacet``) and
-Mitsuba's plastic (``Material.plastic``: :mod:`.plastic_kernels`, a table per part in ``part_plastic``), with
+Mitsuba's plastic (``Material.plastic``: :mod:`.plastic_kernels`, a table per part in ``part_plastic``) and
+principled (``Material.principled``: :mod:`.principled_kernels`), with
 ``KHR_materials_transmission`` (glass: :mod:`.dielectric_kernels`, in no medium; a thin sheet,
 ``Material.thin_dielectric``, too) and ``KHR_materials_specular``'s specular weight (weight 0 and no metal is
 Lambert's, without the GGX lobe's arithmetic) with constant factors and base colour, metallic-roughness, emissive

@@ -78,6 +78,8 @@ class PathTables:
         env_on: 1 when an environment map lights the scene (then also light ``LIGHT_ENVIRONMENT`` in the table);
             ``env_h``, ``env_w``: its size; ``env_texels`` ``[H W, 3]`` its radiance; ``env_pmf``,
             ``env_cond_cdf`` ``[H W]`` and ``env_row_cdf`` ``[H]``: its sampling table.
+        lean: whether :func:`lean_materials` holds, known when the tables were built (no device read at each
+            launch); None: read from the tables at each launch.
     """
 
     faces: torch.Tensor
@@ -133,6 +135,7 @@ class PathTables:
     env_pmf: torch.Tensor
     env_row_cdf: torch.Tensor
     env_cond_cdf: torch.Tensor
+    lean: Optional[bool] = None
 
 
 def _kernel_inputs(bvh: TriangleBVH, verts: torch.Tensor, t: PathTables, origins: torch.Tensor,
@@ -174,7 +177,8 @@ def lean_materials(t: PathTables) -> bool:
 
 
 def _kernel(t: PathTables, adjoint: bool):
-    return pk.TRACE_PATHS[(adjoint, not lean_materials(t))]
+    lean = t.lean if t.lean is not None else lean_materials(t)
+    return pk.TRACE_PATHS[(adjoint, not lean)]
 
 
 def _no_adjoint(device: torch.device) -> list:
@@ -196,7 +200,7 @@ def _workers(R: int):
 
 def trace_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables, origins: torch.Tensor,
                        directions: torch.Tensor, *, depth_limit: int, rr_depth: int, seed: int,
-                       hide_emitters: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+                       hide_emitters: bool, for_replay: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
     """Radiance ``[R, 3]`` float32 and "the ray hit a surface" ``[R]`` bool of rays ``origins, directions``.
 
     Args:
@@ -206,6 +210,9 @@ def trace_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables
             ray ``r`` (:mod:`.counter_rng`).
         depth_limit: vertices per path (>= 1); rr_depth: first depth of Russian roulette; seed: the RNG seed;
         hide_emitters: emitters seen by the camera rays are black.
+        for_replay: the radiance a replay (:func:`replay_paths_tables`, two passes) will retrace: computed by the
+            replay's own compiled kernel (its adjoint off), so that the replay gathers the same bits whatever the
+            compiler makes of the two variants (CUDA's contractions are not per expression).
 
     **Differentiability:** none (a primal estimate; gradients come from the replay: :func:`replay_paths_tables`
     or the PyTorch transport's).
@@ -218,7 +225,7 @@ def trace_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTables
         return radiance, hit
     inputs = _kernel_inputs(bvh, verts, tables, origins, directions, depth_limit, rr_depth, seed, hide_emitters,
                             radiance, hit) + _no_adjoint(device)
-    launch_split(_kernel(tables, False), R, inputs, device, min_chunk=MIN_RAYS_PER_THREAD, workers=_workers(R))
+    launch_split(_kernel(tables, for_replay), R, inputs, device, min_chunk=MIN_RAYS_PER_THREAD, workers=_workers(R))
     return radiance, hit
 
 
@@ -243,8 +250,8 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
         (``[H W, 3]``; None where not wanted), and the radiance the replay gathered (the primal's: the same
         code).
 
-    The BSDF derivatives are the glTF model's (GGX or Beckmann): a part of Mitsuba's plastic replays its paths (the
-    same radiance) but not its gradients (:func:`lumigrad.integrators.fused_adjoint.fused_value_gradients` refuses
+    The BSDF derivatives are the glTF model's (GGX or Beckmann) and Mitsuba's principled: a part of Mitsuba's plastic
+    replays its paths (the same radiance) but not its gradients (:func:`lumigrad.integrators.fused_adjoint.fused_value_gradients` refuses
     such tables).
 
     **Differentiability:** none (this is the adjoint; :mod:`lumigrad.integrators.fused_adjoint` chains it).
@@ -258,7 +265,7 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
         # one pass holds a path's vertices in its range's scratch rows: only while a CPU launch runs its items one
         # after another on one thread (not with Warp's CPU blocks): two passes then
         radiance = trace_paths_tables(bvh, verts, tables, origins, directions, depth_limit=depth_limit,
-                                      rr_depth=rr_depth, seed=seed, hide_emitters=hide_emitters)[0]
+                                      rr_depth=rr_depth, seed=seed, hide_emitters=hide_emitters, for_replay=True)[0]
     R = origins.shape[0]
     t = tables
     P, L, T = t.part_base.shape[0], t.light_value.shape[0], t.tri_le.shape[0]

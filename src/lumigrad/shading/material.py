@@ -119,9 +119,8 @@ class Material:
             model: GGX reflection with the exact dielectric Fresnel of ``ior`` mixed with ``metallic``'s Schlick
             curve, and Burley's diffuse with its retro-reflection, not scaled by ``1 - F``; ``transmission_factor``,
             ``specular_factor`` and ``microfacet`` are not used, and it cannot also be ``plastic``. The path
-            tracer (fused kernel and PyTorch transport) and the raster's per-light shading honour it (the raster's
-            split-sum environment light is the glTF model's; the fused replay's gradients are the glTF model's, so
-            its gradients replay on PyTorch).
+            tracer (fused kernel and its replay, PyTorch transport) and the raster's per-light shading honour it (the
+            raster's split-sum environment light is the glTF model's).
     """
 
     base_color_factor: torch.Tensor = None
@@ -153,6 +152,11 @@ class Material:
             check_choice(value, "microfacet", MICROFACETS)
         elif name in ("thin_dielectric", "plastic", "principled") and not isinstance(value, bool):
             raise TypeError(f"{name} must be a bool; got {type(value).__name__}")
+        if name in ("plastic", "principled") and value:  # (one model a material; checked whenever either is set)
+            other = "principled" if name == "plastic" else "plastic"
+            if getattr(self, other, False):
+                raise ValueError(f"a material cannot be both plastic and principled (setting {name} while {other} "
+                                 "is set)")
         super().__setattr__(name, value)
 
     def __post_init__(self):
@@ -356,8 +360,6 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, linear_colou
     if m.thin_dielectric:
         out["thin"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
     if m.principled:
-        if m.plastic:
-            raise ValueError("a material cannot be both plastic and principled")
         out["principled"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
     if m.plastic:
         if m.metallic_roughness_texture is not None:
