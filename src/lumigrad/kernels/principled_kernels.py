@@ -32,6 +32,17 @@ def _ggx_g1(cos: float, alpha: float):
 
 
 @wp.func
+def _reflection_terms(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, cos_o_raw: float, cos_i_raw: float):
+    """``(n.wo, n.wi, wo.h, 1 - (n.h)^2)`` of a reflection above the surface, the cosines clamped to ``[1e-6, 1]``,
+    ``wo.h`` to ``[0, 1]``, ``1 - (n.h)^2`` as ``|n x h|^2`` (no cancellation in a sharp lobe, as the twin)."""
+    hv = wi + wo
+    h = hv / wp.max(wp.length(hv), DOT_EPS)
+    nxh = wp.cross(n, h)
+    return (wp.clamp(cos_o_raw, DOT_EPS, 1.0), wp.clamp(cos_i_raw, DOT_EPS, 1.0), wp.clamp(wp.dot(wo, h), 0.0, 1.0),
+            wp.clamp(wp.dot(nxh, nxh), 0.0, 1.0))
+
+
+@wp.func
 def principled_specular_probability_wp(cos_o: float, base: wp.vec3, metallic: float, ior: float):
     """The specular lobe's probability at ``cos_o`` (already clamped to ``[1e-6, 1]``): the channel means of the
     Schlick-estimated specular reflectance and of the diffuse albedo ``(1 - metallic) base``; 1 where both
@@ -64,13 +75,7 @@ def principled_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: f
     cos_o_raw = wp.dot(n, wo)
     cos_i_raw = wp.dot(n, wi)
     if cos_o_raw > 0.0 and cos_i_raw > 0.0:
-        co = wp.clamp(cos_o_raw, DOT_EPS, 1.0)
-        ci = wp.clamp(cos_i_raw, DOT_EPS, 1.0)
-        hv = wi + wo
-        h = hv / wp.max(wp.length(hv), DOT_EPS)
-        wo_h = wp.clamp(wp.dot(wo, h), 0.0, 1.0)
-        nxh = wp.cross(n, h)  # (1 - cos_h^2 without cancellation in a sharp lobe, as the twin)
-        sin2_h = wp.clamp(wp.dot(nxh, nxh), 0.0, 1.0)
+        co, ci, wo_h, sin2_h = _reflection_terms(n, wi, wo, cos_o_raw, cos_i_raw)
         alpha = wp.max(roughness * roughness, ALPHA_MIN)
         a2 = alpha * alpha
         q = a2 + sin2_h * (1.0 - a2)
@@ -155,13 +160,7 @@ def principled_param_grads_wp(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, base: wp.
     cos_o_raw = wp.dot(n, wo)
     cos_i_raw = wp.dot(n, wi)
     if cos_o_raw > 0.0 and cos_i_raw > 0.0:
-        co = wp.clamp(cos_o_raw, DOT_EPS, 1.0)
-        ci = wp.clamp(cos_i_raw, DOT_EPS, 1.0)
-        hv = wi + wo
-        h = hv / wp.max(wp.length(hv), DOT_EPS)
-        wo_h = wp.clamp(wp.dot(wo, h), 0.0, 1.0)
-        nxh = wp.cross(n, h)
-        sin2_h = wp.clamp(wp.dot(nxh, nxh), 0.0, 1.0)
+        co, ci, wo_h, sin2_h = _reflection_terms(n, wi, wo, cos_o_raw, cos_i_raw)
         alpha = roughness * roughness
         d_alpha = 2.0 * roughness
         if not (alpha > ALPHA_MIN):

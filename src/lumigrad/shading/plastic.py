@@ -39,6 +39,7 @@ import torch.utils.checkpoint
 from .._checks import PerVersion
 from .brdf import ALPHA_MIN, BSDFSample, beckmann_d, ggx_d, smith_g1
 from .dielectric import fresnel_dielectric_unchecked
+from .per_point import PerPointModelBSDF
 from .surface import SurfaceSample
 from .warps import beckmann_normal, cosine_hemisphere, ggx_visible_normal, local_frame, to_local, to_world
 
@@ -257,38 +258,13 @@ def plastic_mask(si: SurfaceSample) -> Optional[torch.Tensor]:
     return None if si.plastic is None else si.plastic[..., PLASTIC_TABLE - 1:] > 0.5
 
 
-class PerPointPlasticBSDF:
-    """``PlasticBSDF`` where ``si.plastic`` marks a point, ``other`` (the glTF model) elsewhere: both evaluated,
-    each point's kept (so a batch may mix materials)."""
+class PerPointPlasticBSDF(PerPointModelBSDF):
+    """``PlasticBSDF`` where ``si.plastic`` marks a point, ``other`` (the glTF model) elsewhere
+    (:class:`lumigrad.shading.per_point.PerPointModelBSDF`)."""
 
     def __init__(self, other):
-        self.other = other
-        self.plastic = PlasticBSDF()
-
-    def eval(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
-        return torch.where(plastic_mask(si), self.plastic.eval(si, wi), self.other.eval(si, wi))
-
-    def pdf(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
-        return torch.where(plastic_mask(si), self.plastic.pdf(si, wi), self.other.pdf(si, wi))
-
-    def delta_coefficient(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
-        """``other``'s delta coefficient (:meth:`MetallicRoughnessTransmissionBSDF.delta_coefficient`), 0 at
-        plastic points (no delta lobe)."""
-        if not hasattr(self.other, "delta_coefficient"):
-            return torch.zeros_like(si.base_color)
-        coef = self.other.delta_coefficient(si, wi)
-        return torch.where(plastic_mask(si), torch.zeros_like(coef), coef)
-
-    def sample(self, si: SurfaceSample, u1: torch.Tensor, u2: torch.Tensor) -> BSDFSample:
-        mask = plastic_mask(si)
-        a, b = self.plastic.sample(si, u1, u2), self.other.sample(si, u1, u2)
-        fields = {"wi": torch.where(mask, a.wi, b.wi), "weight": torch.where(mask, a.weight, b.weight),
-                  "pdf": torch.where(mask, a.pdf, b.pdf)}
-        if b.is_delta is not None:  # the plastic reflects: no delta, no crossing, eta 1
-            fields["is_delta"] = b.is_delta & ~mask
-            fields["is_transmission"] = b.is_transmission & ~mask
-            fields["eta"] = torch.where(mask, torch.ones_like(b.eta), b.eta)
-        return BSDFSample(**fields)
+        super().__init__(other, PlasticBSDF(), plastic_mask)
+        self.plastic = self.model
 
 
 _TABLES = PerVersion()

@@ -35,6 +35,7 @@ import torch
 
 from .brdf import ALPHA_MIN, BSDFSample, ggx_d, smith_g1
 from .dielectric import fresnel_dielectric_unchecked
+from .per_point import PerPointModelBSDF
 from .surface import SurfaceSample
 from .warps import cosine_hemisphere, ggx_visible_normal, local_frame, to_local, to_world
 
@@ -150,34 +151,10 @@ def principled_mask(si: SurfaceSample) -> Optional[torch.Tensor]:
     return None if si.principled is None else si.principled > 0.5
 
 
-class PerPointPrincipledBSDF:
-    """``PrincipledBSDF`` where ``si.principled`` marks a point, ``other`` elsewhere: both evaluated, each
-    point's kept (so a batch may mix materials)."""
+class PerPointPrincipledBSDF(PerPointModelBSDF):
+    """``PrincipledBSDF`` where ``si.principled`` marks a point, ``other`` elsewhere
+    (:class:`lumigrad.shading.per_point.PerPointModelBSDF`)."""
 
     def __init__(self, other):
-        self.other = other
-        self.principled = PrincipledBSDF()
-
-    def eval(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
-        return torch.where(principled_mask(si), self.principled.eval(si, wi), self.other.eval(si, wi))
-
-    def pdf(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
-        return torch.where(principled_mask(si), self.principled.pdf(si, wi), self.other.pdf(si, wi))
-
-    def delta_coefficient(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
-        """``other``'s delta coefficient, 0 at principled points (no delta lobe)."""
-        if not hasattr(self.other, "delta_coefficient"):
-            return torch.zeros_like(si.base_color)
-        coef = self.other.delta_coefficient(si, wi)
-        return torch.where(principled_mask(si), torch.zeros_like(coef), coef)
-
-    def sample(self, si: SurfaceSample, u1: torch.Tensor, u2: torch.Tensor) -> BSDFSample:
-        mask = principled_mask(si)
-        a, b = self.principled.sample(si, u1, u2), self.other.sample(si, u1, u2)
-        fields = {"wi": torch.where(mask, a.wi, b.wi), "weight": torch.where(mask, a.weight, b.weight),
-                  "pdf": torch.where(mask, a.pdf, b.pdf)}
-        if b.is_delta is not None:  # the principled reflects: no delta, no crossing, eta 1
-            fields["is_delta"] = b.is_delta & ~mask
-            fields["is_transmission"] = b.is_transmission & ~mask
-            fields["eta"] = torch.where(mask, torch.ones_like(b.eta), b.eta)
-        return BSDFSample(**fields)
+        super().__init__(other, PrincipledBSDF(), principled_mask)
+        self.principled = self.model
