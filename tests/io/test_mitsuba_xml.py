@@ -275,8 +275,8 @@ def test_plastics_are_mitsubas_plastic_model(tmp_path):
 
 
 def test_principled_is_mitsubas_principled_model_unless_it_transmits(tmp_path):
-    material = _material(tmp_path, '<bsdf type="principled"><rgb name="base_color" value="0.6, 0.3, 0.2"/>'
-                                   '<float name="metallic" value="0.2"/><float name="roughness" value="0.3"/></bsdf>')[0]
+    material = _material(tmp_path, '<bsdf type="principled"><rgb name="base_color" value="0.6, 0.3, 0.2"/><float '
+                                   'name="metallic" value="0.2"/><float name="roughness" value="0.3"/></bsdf>')[0]
     assert material.principled and not material.plastic
     expected = {"base": [0.6, 0.3, 0.2], "metallic": 0.2, "roughness": 0.3, "ior": 1.5, "transmission": 0.0}
     got = _factors(material)

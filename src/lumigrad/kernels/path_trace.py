@@ -250,8 +250,9 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
         (``[H W, 3]``; None where not wanted), and the radiance the replay gathered (the primal's: the same
         code).
 
-    The BSDF derivatives are the glTF model's (GGX or Beckmann) and Mitsuba's principled: a part of Mitsuba's plastic
-    replays its paths (the same radiance) but not its gradients (:func:`lumigrad.integrators.fused_adjoint.fused_value_gradients` refuses
+    The BSDF derivatives are the glTF model's (GGX or Beckmann) and Mitsuba's principled: a part of Mitsuba's
+    plastic replays its paths (the same radiance) but not its gradients
+    (:func:`lumigrad.integrators.fused_adjoint.fused_value_gradients` refuses
     such tables).
 
     **Differentiability:** none (this is the adjoint; :mod:`lumigrad.integrators.fused_adjoint` chains it).

@@ -30,8 +30,8 @@ _REQUIRED = ("position", "normal", "wo", "base_color", "roughness", "metallic")
 #: Trailing size of each optional tensor field (``None``: any number of channels).
 _TRAILING = {"position": 3, "normal": 3, "wo": 3, "base_color": None, "roughness": 1, "metallic": 1, "alpha": 1,
              "occlusion": 1, "emission": None, "ior": 1, "specular_f0": None, "geometric_normal": 3, "uv": 2,
-             "tangent": 4, "unmapped_normal": 3, "transmission": 1, "specular": 1, "beckmann": 1, "thin": 1, "plastic": 66,
-             "principled": 1}
+             "tangent": 4, "unmapped_normal": 3, "transmission": 1, "specular": 1, "beckmann": 1, "thin": 1,
+             "plastic": 66, "principled": 1}
 #: Closed ranges of the material values that :meth:`SurfaceSample.validate` enforces.
 _RANGES = {"base_color": (0.0, 1.0), "roughness": (0.0, 1.0), "metallic": (0.0, 1.0), "alpha": (0.0, 1.0),
            "specular_f0": (0.0, 1.0), "occlusion": (0.0, None), "emission": (0.0, None), "transmission": (0.0, 1.0),
