@@ -41,7 +41,8 @@ def test_the_replay_traces_the_primal_paths_bit_for_bit(name, max_depth, rr_dept
     one_pass = replay_paths_tables(bvh, verts, tables, o, d, None, v, **kw)  # vertices held until L is known
     assert float(L.abs().sum()) > 0
     assert torch.equal(two_pass[5], L) and torch.equal(one_pass[5], L)
-    for a, b in zip(two_pass[:5], one_pass[:5]):  # the same terms, summed in another order (float64)
+    for k in (0, 1, 2, 3, 4, 6):  # the same terms, summed in another order (float64)
+        a, b = two_pass[k], one_pass[k]
         assert (a is None) == (b is None)
         assert a is None or torch.allclose(a, b, rtol=1e-9, atol=1e-12)
     if name in ("textured", "sky"):  # texels, the environment map
@@ -49,16 +50,24 @@ def test_the_replay_traces_the_primal_paths_bit_for_bit(name, max_depth, rr_dept
     assert float(two_pass[0].abs().sum()) > 0
 
 
-def test_the_fused_gradients_refuse_parts_whose_bsdf_derivatives_they_lack():
-    """The replay traces a plastic part's paths (above) but its BSDF derivatives are the glTF model's: asked for
-    gradients directly, it refuses (the integrator sends such scenes to the PyTorch replay)."""
+def test_a_plastic_parts_table_gets_its_entries_derivatives():
+    """The replay differentiates a plastic part with its table held and returns the table entries' derivatives
+    (two taps of ``t`` at each cosine and ``R_int``): nonzero on the plastic parts' rows only."""
     scene, cam = SCENES["plastic"]()
     ts = _trace_scene(scene)
-    o, d = _camera_rays(cam, 1, 11, F32)
-    value = torch.zeros((), requires_grad=True)
-    with pytest.raises(ValueError, match="Mitsuba's plastic"):
-        fused_value_gradients(ts, path_tables(ts), o, d, torch.ones(o.shape[0], 3), [value], max_depth=3,
-                              rr_depth=5, seed=0)
+    tables = path_tables(ts)
+    o, d = _camera_rays(cam, 2, 11, F32)
+    verts = ts.verts.detach().contiguous()
+    out = replay_paths_tables(bvh_for(verts, ts.faces), verts, tables, o, d, None, torch.ones(o.shape[0], 3),
+                              depth_limit=4, rr_depth=5, seed=0, hide_emitters=False)
+    g_plastic = out[6]
+    plastic = torch.tensor([getattr(m, "plastic", False) for m in ts.materials])
+    assert g_plastic.shape == (len(ts.materials), 66)
+    assert bool((g_plastic[~plastic] == 0).all())
+    rough = torch.tensor([getattr(m, "plastic", False) and float(m.roughness_factor) > 0 for m in ts.materials])
+    assert bool((g_plastic[rough, :64].abs().sum(-1) > 0).all())  # (the tables' t: rough parts only)
+    assert bool((g_plastic[plastic, 64] != 0).all())  # R_int
+    assert bool((g_plastic[:, 65] == 0).all())  # (the flag column)
 
 
 def _lambert(rgb, emissive=None):
@@ -236,6 +245,17 @@ def _punctual_beckmann():
     return scene, cam
 
 
+def _punctual_plastic(beckmann=False):
+    """:func:`_punctual` with Mitsuba's plastic on every part (rough, GGX or Beckmann; the first part smooth)."""
+    scene, cam = _punctual()
+    for k, mesh in enumerate(scene.meshes.values()):
+        mesh.material.plastic = True
+        mesh.material.microfacet = "beckmann" if beckmann else "ggx"
+        if k == 0:
+            mesh.material.roughness_factor = torch.tensor(0.0)
+    return scene, cam
+
+
 def _punctual_principled():
     """:func:`_punctual` with Mitsuba's principled BSDF on every part."""
     scene, cam = _punctual()
@@ -245,8 +265,10 @@ def _punctual_principled():
 
 
 @pytest.mark.parametrize("build", [_punctual, SCENES["sky"], _textured_no_lamp, _normal_mapped_no_lamp,
-                                   _punctual_beckmann, _punctual_principled],
-                         ids=["punctual", "sky", "textured", "normal_mapped", "beckmann", "principled"])
+                                   _punctual_beckmann, _punctual_principled, _punctual_plastic,
+                                   lambda: _punctual_plastic(True)],
+                         ids=["punctual", "sky", "textured", "normal_mapped", "beckmann", "principled", "plastic",
+                              "plastic_beckmann"])
 def test_without_area_lights_the_fused_replay_equals_the_pytorch_replay(build):
     """Without area lights (which the PyTorch replay samples anew by area), both replays differentiate the same
     estimator along the same paths with sampling detached: every material and light value's gradient (factors,

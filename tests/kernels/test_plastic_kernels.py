@@ -106,3 +106,68 @@ def test_the_kernel_evaluates_and_samples_the_plastic_as_its_twin(roughness, ior
         return
     assert float(_close(weight.double(), s.weight, 1e-2)) < 2e-3
     assert float(_close(pdf_k.double(), s.pdf[:, 0], 1e-2)) < 2e-3
+
+
+@wp.kernel
+def _grads(table: wp.array(dtype=float), n: wp.array(dtype=wp.vec3), wi: wp.array(dtype=wp.vec3),
+           wo: wp.array(dtype=wp.vec3), base: wp.vec3, roughness: float, ior: float, beckmann: int,
+           coef: wp.array(dtype=wp.vec3), out: wp.array2d(dtype=float), g_table: wp.array2d(dtype=wp.float64)):
+    i = wp.tid()
+    gb, gm, gr, gi, gs = pk.plastic_param_grads_wp(table, 1, n[i], wi[i], wo[i], base, roughness, ior, beckmann,
+                                                   coef[i], g_table)
+    for c in range(3):
+        out[i, c] = gb[c]
+    out[i, 3] = gm
+    out[i, 4] = gr
+    out[i, 5] = gi
+    out[i, 6] = gs
+
+
+@pytest.mark.parametrize("beckmann", [False, True])
+@pytest.mark.parametrize("roughness, ior", [(0.3, 1.5), (0.7, 1.33), (0.0, 1.6)])
+def test_the_kernels_parameter_derivatives_are_the_twins(roughness, ior, beckmann):
+    """``sum_c coef_c d f_c / d theta`` of the fused replay with the table held (base colour, roughness, ior;
+    metallic's and the specular weight's columns 0) and its table entries' derivatives, against autograd of the
+    float64 twin with the table a leaf: per direction pair, and summed over the pairs for the table."""
+    ensure_init()
+    n, wo, wi, si, rows, base = _case(roughness, ior, beckmann, N=400)
+    N = n.shape[0]
+    coef = torch.rand(N, 3, generator=torch.Generator().manual_seed(3), dtype=F64) - 0.3
+    vec = lambda t: as_warp(t.float().contiguous(), wp.vec3)  # noqa: E731
+    out = torch.zeros(N, 7)
+    g_table = torch.zeros(2, 66, dtype=F64)
+    wp.launch(_grads, dim=N, inputs=[as_warp(rows), vec(n), vec(wi), vec(wo), wp.vec3(*base.tolist()),
+                                     float(roughness), float(ior), int(beckmann), vec(coef), as_warp(out),
+                                     as_warp(g_table)], device="cpu")
+    table = si.plastic[0].clone().requires_grad_(True)
+    params = [base.clone().requires_grad_(True), torch.tensor(roughness, dtype=F64, requires_grad=True),
+              torch.tensor(ior, dtype=F64, requires_grad=True)]
+    rows_ref, g_table_ref = [], torch.zeros(66, dtype=F64)
+    bsdf = PlasticBSDF()
+    for i in range(N):
+        s = si.replace(position=si.position[i:i + 1], normal=n[i:i + 1], wo=wo[i:i + 1],
+                       base_color=params[0].expand(1, 3), roughness=params[1].reshape(1, 1),
+                       ior=params[2].reshape(1, 1), beckmann=si.beckmann[i:i + 1], metallic=si.metallic[i:i + 1],
+                       plastic=table.expand(1, 66))
+        f = bsdf.eval(s, wi[i:i + 1])
+        g = torch.autograd.grad((f * coef[i:i + 1]).sum(), params + [table], allow_unused=True)
+        g = [torch.zeros_like(p) if x is None else x for x, p in zip(g, params + [table])]
+        rows_ref.append(torch.cat([g[0], g[1].reshape(1), g[2].reshape(1)]))
+        g_table_ref += g[3]
+    ref = torch.stack(rows_ref)
+    got = torch.cat([out[:, :3], out[:, 4:6]], 1).double()
+    assert torch.equal(out[:, 3], torch.zeros(N)) and torch.equal(out[:, 6], torch.zeros(N))
+    assert float(ref.abs().amax()) > 0 and torch.equal(g_table[0], torch.zeros(66, dtype=F64))
+    keep = torch.ones(N, dtype=torch.bool)
+    if roughness == 0.0:  # (the sharp lobe's float32 values: compare beside it, as above)
+        h = _unit(wi + wo)
+        keep = 1 - ((n * h).sum(-1)) ** 2 > 1e-4
+    scale = ref[keep].abs().amax(0).clamp_min(1e-6)
+    err = ((got[keep] - ref[keep]).abs() / scale).amax(0)
+    assert float(err.max()) < 2e-3, err
+    if roughness > 0:  # the table's entries (at roughness 0 its t is 1 - F, not read): R_int and the taps
+        t_scale = g_table_ref.abs().amax()
+        assert float(t_scale) > 0
+        assert float((g_table[1] - g_table_ref).abs().max() / t_scale) < 2e-3
+    else:
+        assert float((g_table[1, 64] - g_table_ref[64]).abs() / g_table_ref[64].abs()) < 2e-3

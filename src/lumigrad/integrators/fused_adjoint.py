@@ -11,7 +11,9 @@ vertex held until its path's radiance is known) and sums, per part and light, th
 derivatives of each vertex's emission, light samples and continuing BSDF sample, with sampling densities, MIS
 weights and roulette held fixed (detached sampling, as Mitsuba's ``prb``: unbiased). The float64 sums are then
 chained to the parameters by autograd through :func:`.fused_paths.value_tables` (clamps, ``intensity * color``,
-an area light's radiance shared by its triangles and its emitter part).
+an area light's radiance shared by its triangles and its emitter part) and, for a part of Mitsuba's plastic,
+through its table (:func:`lumigrad.shading.plastic.material_plastic_table`: the derivatives in the table's
+entries chain through its quadratures to the roughness and ior).
 
 :func:`fused_adjoint_unsupported` says why a render cannot use it (None: it can); the integrator then runs the
 PyTorch replay (:func:`lumigrad.raytrace.sample_paths` with an adjoint), which differentiates everything
@@ -32,6 +34,7 @@ from ..kernels.bvh import bvh_for
 from ..kernels.path_trace import PathTables, replay_paths_tables, trace_paths_tables
 from ..raytrace.transport import MAX_BOUNCES, TraceScene
 from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
+from ..shading.plastic import material_plastic_table
 from .fused_paths import VALUE_FIELDS, table_textures, texture_rows, value_tables
 
 __all__ = ["fused_adjoint_unsupported", "fused_value_gradients"]
@@ -69,9 +72,6 @@ def fused_adjoint_unsupported(ts: TraceScene, camera: Camera) -> Optional[str]:
             return f"the camera's {name} requires a gradient"
     if ts.transmissive:
         return "a material transmits (the fused replay has no dielectric lobe)"
-    for k, m in enumerate(ts.materials):
-        if getattr(m, "plastic", False):
-            return f"part {k}'s material is Mitsuba's plastic (the fused replay's BSDF gradients are glTF's)"
     for name in ("verts", "normals", "uv", "tangents"):
         if _needs_grad(getattr(ts, name)):
             return f"the scene's {'vertices' if name == 'verts' else name} require gradients"
@@ -99,9 +99,6 @@ def fused_value_gradients(ts: TraceScene, tables: PathTables, origins: torch.Ten
 
     **Differentiability:** this is a backward pass (its result has no graph).
     """
-    if bool(((tables.part_flags & 4) != 0).any()):  # (its BSDF derivatives are the glTF model's and principled's)
-        raise ValueError("fused_value_gradients: a part is Mitsuba's plastic; its gradients replay on PyTorch "
-                         "(fused_adjoint_unsupported says so)")
     verts = ts.verts.detach().contiguous()
     bvh = bvh_for(verts, ts.faces)
     o, d = origins.detach().float().contiguous(), directions.detach().float().contiguous()
@@ -118,7 +115,7 @@ def fused_value_gradients(ts: TraceScene, tables: PathTables, origins: torch.Ten
         rows.append(first if tex.requires_grad else -1)
         first += tex.shape[0] * tex.shape[1] if tex.requires_grad else 0
     texel_grad_rows = torch.tensor(rows or [-1], dtype=torch.int32, device=verts.device)
-    g_part, g_light, g_tri, g_texels, g_env, _ = replay_paths_tables(
+    g_part, g_light, g_tri, g_texels, g_env, _, g_plastic = replay_paths_tables(
         bvh, verts, tables, o, d, radiance, v_radiance, texel_grad_rows=texel_grad_rows,
         want_env=values["env_texels"].requires_grad, **settings)
     columns = dict(part_base=g_part[:, pk.GRAD_BASE:pk.GRAD_BASE + 3], part_metallic=g_part[:, pk.GRAD_METALLIC],
@@ -132,6 +129,13 @@ def fused_value_gradients(ts: TraceScene, tables: PathTables, origins: torch.Ten
         outputs += [texture_rows(tex, verts.device) for tex in trained]
     if trained:
         grads += [g.to(torch.float32) for g in torch.split(g_texels, [tex.shape[0] * tex.shape[1] for tex in trained])]
+    for k, m in enumerate(ts.materials):  # a plastic part's table (its quadratures) chains to its roughness and ior
+        if g_plastic is not None and getattr(m, "plastic", False) and (
+                m.roughness_factor.requires_grad or m.ior.requires_grad):
+            with torch.enable_grad():
+                table = material_plastic_table(m.roughness_factor, m.ior, m.microfacet == "beckmann")
+            outputs.append(table)
+            grads.append(g_plastic[k].to(table))
     params = list(params)
     if not outputs or not params:
         return [None] * len(params)

@@ -298,7 +298,7 @@ def sample_unit_wp(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughn
 
 
 @wp.func
-def _beckmann_lambda_slope(cos: float, alpha: float):
+def beckmann_lambda_slope_wp(cos: float, alpha: float):
     """``d Lambda / d alpha`` of :func:`beckmann_lambda_wp` (0 beyond its cut-off ``a = 1.6``, as the twin's)."""
     sin = wp.sqrt(wp.max(1.0 - cos * cos, 1.0e-12))
     a = cos / (alpha * sin)
@@ -350,7 +350,7 @@ def bsdf_param_grads_wp(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, base: wp.vec3, 
             vis = 0.25 / (nl * nv * lam_sum)
             dv = dist * vis
             d_dist = dist * (sin2_h / (c2 * a2 * a2) - 1.0 / a2)  # d D / d a2
-            d_vis = -vis * (_beckmann_lambda_slope(nl, alpha) + _beckmann_lambda_slope(nv, alpha)) / lam_sum
+            d_vis = -vis * (beckmann_lambda_slope_wp(nl, alpha) + beckmann_lambda_slope_wp(nv, alpha)) / lam_sum
             d_dv = (d_dist * vis * 2.0 * alpha + dist * d_vis) * d_alpha  # per unit of roughness
         else:
             q = a2 + sin2_h * (1.0 - a2)

@@ -69,6 +69,27 @@ def fresnel_dielectric_wp(cos_i: float, eta: float):
 
 
 @wp.func
+def fresnel_ior_slope_wp(cos_i: float, eta: float):
+    """``d F / d eta`` of :func:`fresnel_dielectric_wp` at ``cos_i`` in ``[0, 1]`` (light
+    arriving from outside): 0 at total internal reflection and at ``eta`` 1 (the index-matched interface, where
+    ``F`` is held at 0)."""
+    out = float(0.0)
+    c = wp.min(cos_i, 1.0)
+    ct2 = 1.0 - (1.0 - c * c) / (eta * eta)
+    if ct2 > 0.0 and eta != 1.0:
+        ct = wp.sqrt(ct2)
+        d_ct = (1.0 - c * c) / (eta * eta * eta * ct)
+        u = eta * ct
+        r_s = (c - u) / (c + u)
+        d_rs = -2.0 * c * (ct + eta * d_ct) / ((c + u) * (c + u))
+        den_p = eta * c + ct
+        r_p = (eta * c - ct) / den_p
+        d_rp = 2.0 * c * (ct - eta * d_ct) / (den_p * den_p)
+        out = r_s * d_rs + r_p * d_rp
+    return out
+
+
+@wp.func
 def _ggx_d(n_h: float, a2: float):
     nh2 = n_h * n_h
     d = (1.0 - nh2) + nh2 * a2

@@ -8,6 +8,7 @@ import warp as wp
 
 from .bsdf_kernels import bsdf_param_grads_wp
 from .path_textures import texture_scatter_wp, texture_wp
+from .plastic_kernels import plastic_param_grads_wp
 from .principled_kernels import principled_param_grads_wp
 
 wp.set_module_options({"enable_backward": False})
@@ -24,8 +25,9 @@ PART_GRADS = 10
 #: Columns of a continuing vertex held until its path ends (``adjoint`` 2): part, unit normal (3), sampled
 #: direction (3), unit view direction (3), base colour (3), roughness, metallic, IOR, specular weight, the
 #: adjoint over the BSDF value per channel (3), the radiance gathered up to the vertex (3), uv (2), Beckmann's
-#: microfacets (1) or GGX's (0), Mitsuba's principled (1) or the glTF model (0).
-HELD_FIELDS = 27
+#: microfacets (1) or GGX's (0), Mitsuba's principled (1) or the glTF model (0), the plastic's table row (-1: not
+#: plastic).
+HELD_FIELDS = 28
 
 
 @wp.func
@@ -53,17 +55,22 @@ def add_bsdf_grads_wp(g: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(dtyp
                       tex_height: wp.array(dtype=wp.int32), tex_wrap: wp.array(dtype=wp.int32),
                       texels: wp.array(dtype=wp.vec3), n: wp.vec3, wi: wp.vec3, wo: wp.vec3, base: wp.vec3,
                       roughness: float, metallic: float, ior: float, specular: float, beckmann: int, principled: int,
+                      plastic: wp.array(dtype=float), plastic_row: int, g_plastic: wp.array2d(dtype=wp.float64),
                       coef: wp.vec3):
     """Part ``part``'s columns of ``g`` += ``sum_c coef_c d f_c / d theta`` (:func:`bsdf_param_grads_wp` at the
     vertex's values, GGX or ``beckmann``; :func:`.principled_kernels.principled_param_grads_wp` where
-    ``principled``), chained where a texture scales a factor (``clamp(factor * texture, 0, 1)``) to the factor and
+    ``principled``; :func:`.plastic_kernels.plastic_param_grads_wp` where ``plastic_row >= 0``, its table's entries'
+    derivatives to that row of ``g_plastic``), chained where a texture scales a factor (``clamp(factor * texture, 0, 1)``) to the factor and
     to the texels of the textures that want gradients (``g_texels`` from row ``tex_grad_rows[k]``)."""
     gb = wp.vec3()
     gm = float(0.0)
     gr = float(0.0)
     gi = float(0.0)
     gs = float(0.0)
-    if principled != 0:
+    if plastic_row >= 0:
+        gb, gm, gr, gi, gs = plastic_param_grads_wp(plastic, plastic_row, n, wi, wo, base, roughness, ior, beckmann,
+                                                    coef, g_plastic)
+    elif principled != 0:
         gb, gm, gr, gi, gs = principled_param_grads_wp(n, wi, wo, base, roughness, metallic, ior, coef)
     else:
         gb, gm, gr, gi, gs = bsdf_param_grads_wp(n, wi, wo, base, roughness, metallic, ior, specular, beckmann, coef)
@@ -124,7 +131,7 @@ def add_emission_grads_wp(g: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(
 @wp.func
 def hold_vertex_wp(held: wp.array2d(dtype=float), s: int, part: int, n: wp.vec3, wi: wp.vec3, wo: wp.vec3,
                    base: wp.vec3, roughness: float, metallic: float, ior: float, specular: float, q: wp.vec3,
-                   gathered: wp.vec3, uv: wp.vec2, beckmann: int, principled: int):
+                   gathered: wp.vec3, uv: wp.vec2, beckmann: int, principled: int, plastic_row: int):
     """Row ``s`` of ``held`` := a continuing vertex (columns as :data:`HELD_FIELDS` says)."""
     held[s, 0] = float(part)
     for c in range(3):
@@ -142,6 +149,7 @@ def hold_vertex_wp(held: wp.array2d(dtype=float), s: int, part: int, n: wp.vec3,
     held[s, 24] = uv[1]
     held[s, 25] = float(beckmann)
     held[s, 26] = float(principled)
+    held[s, 27] = float(plastic_row)
 
 
 @wp.func
@@ -156,7 +164,8 @@ def release_vertices_wp(held: wp.array2d(dtype=float), count: int, total: wp.vec
                         part_roughness: wp.array(dtype=float), part_texture: wp.array(dtype=wp.int32),
                         part_mr_texture: wp.array(dtype=wp.int32), tex_offset: wp.array(dtype=wp.int32),
                         tex_width: wp.array(dtype=wp.int32), tex_height: wp.array(dtype=wp.int32),
-                        tex_wrap: wp.array(dtype=wp.int32), texels: wp.array(dtype=wp.vec3)):
+                        tex_wrap: wp.array(dtype=wp.int32), texels: wp.array(dtype=wp.vec3),
+                        plastic: wp.array(dtype=float), g_plastic: wp.array2d(dtype=wp.float64)):
     """The BSDF derivatives of the ``count`` continuing vertices held in ``held``, now that the path's radiance
     ``total`` is known: each vertex's adjoint over its BSDF value times the radiance still to come after it."""
     for s in range(count):
@@ -166,5 +175,5 @@ def release_vertices_wp(held: wp.array2d(dtype=float), count: int, total: wp.vec
                           part_metallic, part_roughness, part_texture, part_mr_texture, tex_offset, tex_width,
                           tex_height, tex_wrap, texels, held_vec_wp(held, s, 1), held_vec_wp(held, s, 4),
                           held_vec_wp(held, s, 7), held_vec_wp(held, s, 10), held[s, 13], held[s, 14], held[s, 15],
-                          held[s, 16], int(held[s, 25]), int(held[s, 26]),
+                          held[s, 16], int(held[s, 25]), int(held[s, 26]), plastic, int(held[s, 27]), g_plastic,
                           wp.vec3(q[0] * rest[0], q[1] * rest[1], q[2] * rest[2]))

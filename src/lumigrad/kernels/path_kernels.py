@@ -636,6 +636,7 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                     g_part: wp.array2d(dtype=wp.float64), g_light: wp.array2d(dtype=wp.float64),
                     g_tri: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(dtype=wp.float64),
                     tex_grad_rows: wp.array(dtype=wp.int32), g_env: wp.array2d(dtype=wp.float64), want_env: int,
+                    g_plastic: wp.array2d(dtype=wp.float64),
                     held: wp.array2d(dtype=float)):
         """Radiance of ray ``offset + tid`` (see the module docstring); ``out_hit``: its first ray hit a surface.
 
@@ -876,7 +877,8 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                         add_bsdf_grads_wp(g_part, g_texels, tex_grad_rows, part, uv, part_base, part_metallic,
                                           part_roughness, part_texture, part_mr_texture, tex_offset, tex_width,
                                           tex_height, tex_wrap, texels, n_u, wi, wo_u, base, roughness, metallic, ior,
-                                          specular, beckmann, principled, _cw_mul(bw, lw) * cos_w)
+                                          specular, beckmann, principled, part_plastic, plastic_row, g_plastic,
+                                          _cw_mul(bw, lw) * cos_w)
                         g_value = _cw_mul(bw, f_j) * (cos_w * per_value)
                         if kind == LIGHT_AREA:
                             if tri_row >= 0:
@@ -925,7 +927,10 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
             if mode != 0:  # the sample's BSDF value carries the radiance still to come
                 f_s = wp.vec3()
                 pdf_s = float(0.0)
-                if principled != 0:
+                if plastic_row >= 0:
+                    f_s, pdf_s = plastic_eval_pdf_wp(part_plastic, plastic_row, n_u, wi, wo_u, p_eval, base, roughness,
+                                                     ior, beckmann)
+                elif principled != 0:
                     f_s, pdf_s = principled_eval_pdf_wp(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior)
                 else:
                     f_s, pdf_s = eval_pdf_unit_wp(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior, specular,
@@ -938,10 +943,11 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                     add_bsdf_grads_wp(g_part, g_texels, tex_grad_rows, part, uv, part_base, part_metallic,
                                       part_roughness, part_texture, part_mr_texture, tex_offset, tex_width, tex_height,
                                       tex_wrap, texels, n_u, wi, wo_u, base, roughness, metallic, ior, specular,
-                                      beckmann, principled, _cw_mul(q, total_in - radiance))
+                                      beckmann, principled, part_plastic, plastic_row, g_plastic,
+                                      _cw_mul(q, total_in - radiance))
                 else:
                     hold_vertex_wp(held, held_count, part, n_u, wi, wo_u, base, roughness, metallic, ior, specular, q,
-                                   radiance, uv, beckmann, principled)
+                                   radiance, uv, beckmann, principled, plastic_row)
                     held_count += 1
             beta = new_beta
             o = offset_origin_wp(x, ng, wi)
@@ -953,7 +959,7 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
         if mode == 2:
             release_vertices_wp(held, held_count, radiance, g_part, g_texels, tex_grad_rows, part_base, part_metallic,
                                 part_roughness, part_texture, part_mr_texture, tex_offset, tex_width, tex_height,
-                                tex_wrap, texels)
+                                tex_wrap, texels, part_plastic, g_plastic)
         out_radiance[i] = radiance
 
     return trace_paths

@@ -20,6 +20,7 @@ from . import path_kernels as pk
 from ._runtime import as_warp, launch_partitioned, launch_split
 from .bvh import TriangleBVH
 from .counter_rng import split_seed
+from .plastic_kernels import PLASTIC_TABLE
 from ..threads import long_launch_threads
 
 __all__ = ["PathTables", "lean_materials", "replay_paths_tables", "trace_paths_tables"]
@@ -186,7 +187,7 @@ def _no_adjoint(device: torch.device) -> list:
     one3 = torch.zeros(1, 3, dtype=torch.float32, device=device)
     g = as_warp(torch.zeros(1, 1, dtype=torch.float64, device=device))
     none = as_warp(torch.full((1,), -1, dtype=torch.int32, device=device))
-    return [0, as_warp(one3, wp.vec3), as_warp(one3, wp.vec3), g, g, g, g, none, g, 0, _no_held(device)]
+    return [0, as_warp(one3, wp.vec3), as_warp(one3, wp.vec3), g, g, g, g, none, g, 0, g, _no_held(device)]
 
 
 def _no_held(device: torch.device):
@@ -242,18 +243,18 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
     CPU range holds its paths' continuing vertices until their radiance is known, ``adjoint`` 2).
 
     Returns:
-        ``(g_part [P, PART_GRADS], g_light [L, 3], g_tri [T, 3], g_texels, g_env, replayed [R, 3])``: float64
+        ``(g_part [P, PART_GRADS], g_light [L, 3], g_tri [T, 3], g_texels, g_env, replayed [R, 3], g_plastic)``:
+        float64
         sums of the derivatives of ``sum(v_radiance * radiance)`` in the tables' ``part_*`` columns (``GRAD_*``
         of :mod:`.path_adjoint_kernels`; a textured part's are its factors'), ``light_value``, ``tri_le``, the
         texels of the textures that want them (``texel_grad_rows [K]`` int32: texture ``k``'s first row in
         ``g_texels``, -1 for none; rows in texture order, ``[rows, 3]``), with ``want_env`` ``env_texels``
-        (``[H W, 3]``; None where not wanted), and the radiance the replay gathered (the primal's: the same
-        code).
+        (``[H W, 3]``; None where not wanted), the radiance the replay gathered (the primal's: the same
+        code), and where a part is Mitsuba's plastic the derivatives in its table's entries, ``[P, PLASTIC_TABLE]``
+        (row ``p`` part ``p``'s; None without plastic parts), for autograd to chain through the tables.
 
-    The BSDF derivatives are the glTF model's (GGX or Beckmann) and Mitsuba's principled: a part of Mitsuba's
-    plastic replays its paths (the same radiance) but not its gradients
-    (:func:`lumigrad.integrators.fused_adjoint.fused_value_gradients` refuses
-    such tables).
+    The BSDF derivatives are the glTF model's (GGX or Beckmann), Mitsuba's principled and its plastic (its
+    ``part_*`` columns with its table held, the table's own in ``g_plastic``).
 
     **Differentiability:** none (this is the adjoint; :mod:`lumigrad.integrators.fused_adjoint` chains it).
     """
@@ -287,6 +288,9 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
     g_tex = torch.zeros(parts, max(rows, 1), 3, dtype=torch.float64, device=device)
     grad_rows = as_warp(texel_grad_rows.to(device, torch.int32).contiguous())
     g_env = torch.zeros(parts, t.env_texels.shape[0] if want_env else 1, 3, dtype=torch.float64, device=device)
+    plastic = t.part_plastic.numel() > 1  # (a [P PLASTIC_TABLE] table: some part is plastic)
+    g_plastic = torch.zeros(parts, P if plastic else 1, PLASTIC_TABLE if plastic else 1, dtype=torch.float64,
+                            device=device)
     if R and bvh.has_faces:
         inputs = _kernel_inputs(bvh, verts, t, origins, directions, depth_limit, rr_depth, seed, hide_emitters,
                                 replayed, hit)
@@ -299,8 +303,8 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
         launch_partitioned(_kernel(t, True), R,
                            lambda k: inputs + [mode, total, v, as_warp(g_part[k]), as_warp(g_light[k]),
                                                as_warp(g_tri[k]), as_warp(g_tex[k]), grad_rows,
-                                               as_warp(g_env[k]), int(bool(want_env)),
+                                               as_warp(g_env[k]), int(bool(want_env)), as_warp(g_plastic[k]),
                                                _no_held(device) if held is None else as_warp(held[k])],
                            parts, device)
     return (g_part.sum(0), g_light.sum(0), g_tri.sum(0), g_tex.sum(0)[:rows] if rows else None,
-            g_env.sum(0) if want_env else None, replayed)
+            g_env.sum(0) if want_env else None, replayed, g_plastic.sum(0) if plastic else None)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import warp as wp
 
-from .bsdf_kernels import ALPHA_MIN, DOT_EPS, beckmann_d_wp, beckmann_g1_wp, two_lobe_direction_wp
-from .dielectric_kernels import fresnel_dielectric_wp
+from .bsdf_kernels import (ALPHA_MIN, BECKMANN_COS2_FLOOR, DOT_EPS, beckmann_d_wp, beckmann_g1_wp, beckmann_lambda_slope_wp,
+                           beckmann_lambda_wp, two_lobe_direction_wp)
+from .dielectric_kernels import fresnel_dielectric_wp, fresnel_ior_slope_wp
 
 wp.set_module_options({"enable_backward": False})
 
@@ -129,3 +130,103 @@ def plastic_sample_wp(table: wp.array(dtype=float), row: int, n: wp.vec3, wo: wp
     if pdf > 0.0:
         weight = f * (wp.max(wp.dot(n, wi), 0.0) / pdf)
     return wi, weight, pdf
+
+
+@wp.func
+def _table_taps(cos: float):
+    """``(index, w1)``: :func:`plastic_transmittance_wp`'s two entries ``index, index + 1`` and the second's
+    weight at ``cos``."""
+    x = wp.clamp(cos, 0.0, 1.0) * float(TABLE_SIZE - 1)
+    index = wp.clamp(int(wp.floor(x)), 0, TABLE_SIZE - 2)
+    return index, x - float(index)
+
+
+@wp.func
+def _g1_alpha_slope(cos: float, alpha: float, beckmann: int):
+    """``d G1 / d alpha`` of :func:`_smith_g1`."""
+    out = float(0.0)
+    if beckmann != 0:
+        lam = beckmann_lambda_wp(cos, alpha)
+        out = -beckmann_lambda_slope_wp(cos, alpha) / ((1.0 + lam) * (1.0 + lam))
+    else:
+        a2 = alpha * alpha
+        root = wp.sqrt(a2 + (1.0 - a2) * cos * cos)
+        out = -2.0 * cos * ((1.0 - cos * cos) * alpha / root) / ((cos + root) * (cos + root))
+    return out
+
+
+@wp.func
+def plastic_param_grads_wp(table: wp.array(dtype=float), row: int, n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3,
+                           base: wp.vec3, roughness: float, ior: float, beckmann: int, coef: wp.vec3,
+                           g_table: wp.array2d(dtype=wp.float64)):
+    """``sum_c coef_c d f_c / d theta`` of :func:`plastic_eval_pdf_wp`'s value ``f`` (unit ``n``, ``wo``) with the
+    table held: ``(d base [3], 0, d roughness, d ior, 0)`` (the glTF model's metallic and specular columns, which
+    the plastic does not read); its derivatives in the table's entries (the two taps of ``t(n.wo)`` and of ``t(n.wi)``,
+    and ``R_int``) are added to row ``row`` of ``g_table [P, PLASTIC_TABLE]`` (float64), for autograd to chain
+    through the table's quadratures to the roughness and ior. At roughness 0 ``t = 1 - F`` exactly, whose ior
+    derivative is direct. Zero where ``f`` is (below either surface)."""
+    wi = wi_in / wp.max(wp.length(wi_in), _EPS)
+    g_base = wp.vec3(0.0, 0.0, 0.0)
+    g_roughness = float(0.0)
+    g_ior = float(0.0)
+    cos_o_raw = wp.dot(n, wo)
+    cos_i_raw = wp.dot(n, wi)
+    if cos_o_raw > 0.0 and cos_i_raw > 0.0:
+        co = wp.clamp(cos_o_raw, DOT_EPS, 1.0)
+        ci = wp.clamp(cos_i_raw, DOT_EPS, 1.0)
+        hv = wi + wo
+        h = hv / wp.max(wp.length(hv), DOT_EPS)
+        wo_h = wp.dot(wo, h)
+        alpha = roughness * roughness
+        d_alpha = 2.0 * roughness
+        if not (alpha > ALPHA_MIN):
+            alpha = ALPHA_MIN
+            d_alpha = 0.0
+        a2 = alpha * alpha
+        nxh = wp.cross(n, h)
+        sin2_h = wp.clamp(wp.dot(nxh, nxh), 0.0, 1.0)
+        dist = float(0.0)
+        d_dist = float(0.0)  # d D / d alpha
+        if beckmann != 0:
+            dist = beckmann_d_wp(sin2_h, a2)
+            c2 = wp.max(1.0 - sin2_h, BECKMANN_COS2_FLOOR)
+            d_dist = dist * (sin2_h / (c2 * a2 * a2) - 1.0 / a2) * 2.0 * alpha
+        else:
+            q = a2 + sin2_h * (1.0 - a2)
+            dist = a2 / (wp.pi * q * q)
+            d_dist = (q - 2.0 * a2 * (1.0 - sin2_h)) / (wp.pi * q * q * q) * 2.0 * alpha
+        g1_o = _smith_g1(co, alpha, beckmann)
+        g1_i = _smith_g1(ci, alpha, beckmann)
+        d_g = _g1_alpha_slope(co, alpha, beckmann) * g1_i + g1_o * _g1_alpha_slope(ci, alpha, beckmann)
+        cos_f = wp.clamp(wo_h, -1.0, 1.0)
+        fresnel, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(cos_f, ior)
+        d_fresnel = float(0.0)
+        if cos_f >= 0.0:
+            d_fresnel = fresnel_ior_slope_wp(cos_f, ior)
+        shadow = 1.0 / (4.0 * co * ci)
+        d_spec_r = fresnel * (d_dist * g1_o * g1_i + dist * d_g) * shadow * d_alpha
+        d_spec_ior = d_fresnel * dist * g1_o * g1_i * shadow
+        t_o = plastic_transmittance_wp(table, row, co, roughness, ior)
+        t_i = plastic_transmittance_wp(table, row, ci, roughness, ior)
+        r_int = table[row * PLASTIC_TABLE + TABLE_SIZE]
+        k_diff = 1.0 / (wp.pi * ior * ior) / (1.0 - r_int)  # scale = t_o t_i k_diff
+        scale = t_o * t_i * k_diff
+        cb = float(0.0)  # sum_c coef_c base_c
+        cs = float(0.0)  # sum_c coef_c
+        for k in range(3):
+            g_base[k] = coef[k] * scale
+            cb += coef[k] * base[k]
+            cs += coef[k]
+        g_roughness = cs * d_spec_r
+        g_ior = cs * d_spec_ior + cb * scale * (-2.0 / ior)
+        if roughness == 0.0:  # t = 1 - F(cos) exactly
+            g_ior += cb * k_diff * (-fresnel_ior_slope_wp(co, ior) * t_i - t_o * fresnel_ior_slope_wp(ci, ior))
+        else:
+            i_o, w_o = _table_taps(co)
+            i_i, w_i = _table_taps(ci)
+            wp.atomic_add(g_table, row, i_o, wp.float64(cb * t_i * k_diff * (1.0 - w_o)))
+            wp.atomic_add(g_table, row, i_o + 1, wp.float64(cb * t_i * k_diff * w_o))
+            wp.atomic_add(g_table, row, i_i, wp.float64(cb * t_o * k_diff * (1.0 - w_i)))
+            wp.atomic_add(g_table, row, i_i + 1, wp.float64(cb * t_o * k_diff * w_i))
+        wp.atomic_add(g_table, row, TABLE_SIZE, wp.float64(cb * scale / (1.0 - r_int)))
+    return g_base, float(0.0), g_roughness, g_ior, float(0.0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import warp as wp
 
 from .bsdf_kernels import ALPHA_MIN, DOT_EPS, two_lobe_direction_wp
-from .dielectric_kernels import fresnel_dielectric_wp
+from .dielectric_kernels import fresnel_dielectric_wp, fresnel_ior_slope_wp
 
 wp.set_module_options({"enable_backward": False})
 
@@ -117,27 +117,6 @@ def principled_sample_wp(n: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.
 
 
 @wp.func
-def _fresnel_ior_slope(cos_i: float, eta: float):
-    """``d F / d eta`` of :func:`.dielectric_kernels.fresnel_dielectric_wp` at ``cos_i`` in ``[0, 1]`` (light
-    arriving from outside): 0 at total internal reflection and at ``eta`` 1 (the index-matched interface, where
-    ``F`` is held at 0)."""
-    out = float(0.0)
-    c = wp.min(cos_i, 1.0)
-    ct2 = 1.0 - (1.0 - c * c) / (eta * eta)
-    if ct2 > 0.0 and eta != 1.0:
-        ct = wp.sqrt(ct2)
-        d_ct = (1.0 - c * c) / (eta * eta * eta * ct)
-        u = eta * ct
-        r_s = (c - u) / (c + u)
-        d_rs = -2.0 * c * (ct + eta * d_ct) / ((c + u) * (c + u))
-        den_p = eta * c + ct
-        r_p = (eta * c - ct) / den_p
-        d_rp = 2.0 * c * (ct - eta * d_ct) / (den_p * den_p)
-        out = r_s * d_rs + r_p * d_rp
-    return out
-
-
-@wp.func
 def _ggx_g1_slope(cos: float, alpha: float):
     """``d G1 / d alpha^2`` of :func:`_ggx_g1`."""
     a2 = alpha * alpha
@@ -176,7 +155,7 @@ def principled_param_grads_wp(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, base: wp.
         d_shadowing = ((d_dist * g1_o * g1_i + dist * _ggx_g1_slope(co, alpha) * g1_i
                         + dist * g1_o * _ggx_g1_slope(ci, alpha)) / (4.0 * co * ci)) * (2.0 * alpha * d_alpha)
         f_d, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(wo_h, ior)
-        d_fd = _fresnel_ior_slope(wo_h, ior)
+        d_fd = fresnel_ior_slope_wp(wo_h, ior)
         s_h = _schlick_weight(wo_h)
         s_o = _schlick_weight(co)
         s_i = _schlick_weight(ci)

@@ -111,9 +111,8 @@ class Material:
             ``roughness`` (``microfacet``), with the interface's exact Fresnel reflection, its transmittance on the
             way in and out, and the light it reflects back inside; ``metallic_factor`` and ``transmission_factor``
             are not used, and ``roughness`` must be a factor (no ``metallic_roughness_texture``: the interface's
-            tables are per material). The path tracer's PyTorch transport and the raster's per-light shading
-            honour it (the fused kernels refuse it; the raster's split-sum environment light is the glTF
-            model's).
+            tables are per material). The path tracer (fused kernel and its replay, PyTorch transport) and the
+            raster's per-light shading honour it (the raster's split-sum environment light is the glTF model's).
         principled: the surface is Mitsuba's ``principled`` BSDF (Burley's Disney model, what Blender's
             Principled BSDF exports to; :mod:`lumigrad.shading.principled`) in its opaque form instead of the glTF
             model: GGX reflection with the exact dielectric Fresnel of ``ior`` mixed with ``metallic``'s Schlick
