@@ -504,9 +504,9 @@ def test_beckmann_gradients_replay_the_fused_primal_on_pytorch():
 
 
 def test_plastic_gradients_replay_the_fused_primal_on_pytorch():
-    """A plastic part's gradients (its base colour and, through its table, its roughness and ior): the fused primal's
-    radiance, then the PyTorch replay (the fused replay does not know the plastic), equal to the PyTorch primal's
-    to float32 rounding."""
+    """A plastic part's gradients (its base colour and, through its table, its roughness and ior) on the PyTorch
+    replay (``fused_adjoint=False``): from the fused primal's radiance equal to the PyTorch primal's to float32
+    rounding. (The fused replay's plastic derivatives: ``tests/integrators/test_fused_adjoint.py``.)"""
     grads = []
     for use in (True, False):
         scene, cam = _plastic()
@@ -514,9 +514,9 @@ def test_plastic_gradients_replay_the_fused_primal_on_pytorch():
         params = [torch.as_tensor(getattr(m, k), dtype=F32).clone().requires_grad_(True)
                   for k in ("base_color_factor", "roughness_factor", "ior")]
         m.base_color_factor, m.roughness_factor, m.ior = params
-        assert use_fused(_trace_scene(scene)) and "plastic" in fused_adjoint_unsupported(_trace_scene(scene), cam)
+        assert use_fused(_trace_scene(scene)) and fused_adjoint_unsupported(_trace_scene(scene), cam) is None
         integrator = lg.integrators.PathIntegrator(max_depth=4, use_fused_kernel=use, edge_samples=0,
-                                                   shadow_edge_samples=0)
+                                                   shadow_edge_samples=0, fused_adjoint=False)
         img = lg.render(scene, cam, integrator=integrator, spp=2, seed=1).rgb
         grads.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(img.mean(), params)]))
     assert bool((grads[0][[0, 4, 5]].abs() > 0).all()), grads  # base colour (red), roughness, ior
