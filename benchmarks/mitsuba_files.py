@@ -47,6 +47,8 @@ CASES = {
                   '<float name="roughness" value="0.5"/></bsdf>',
     "principled-metal": '<bsdf type="principled"><rgb name="base_color" value="0.9, 0.7, 0.5"/>'
                         '<float name="metallic" value="1"/><float name="roughness" value="0.4"/></bsdf>',
+    "principled-glass": '<bsdf type="principled"><rgb name="base_color" value="0.5, 0.8, 0.6"/>'
+                        '<float name="roughness" value="0.3"/><float name="spec_trans" value="1"/></bsdf>',
     "spot": None,
 }
 
