@@ -655,7 +655,9 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
 
         ``adjoint`` 2: the same in one pass, without ``radiance_in``: each continuing vertex is held in a row of
         ``held [depth_limit, HELD_FIELDS]`` until the path ends, when its radiance is known. The rows are one
-        thread's scratch: only where a launch's items run one after another on one thread (a CPU range)."""
+        thread's scratch: only where a launch's items run one after another on one thread (a CPU range). In both
+        modes a plastic part's table entries' derivatives go to ``g_plastic [P, PLASTIC_TABLE]`` (row ``p``
+        part ``p``'s; one placeholder element without plastic parts)."""
         i = offset + wp.tid()
         mode = int(0)  # adjoint, where this variant has the adjoint's code (else 0: its branches fold away)
         if wp.static(adjoint_code):
