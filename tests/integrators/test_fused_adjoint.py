@@ -216,6 +216,14 @@ def _normal_mapped_no_lamp():
     return scene, cam
 
 
+def _shadowed_normal_maps_no_lamp():
+    """:func:`_normal_mapped_no_lamp` with Mitsuba's normal maps (shadowed, flipped)."""
+    scene, cam = _normal_mapped_no_lamp()
+    for name in ("floor", "card"):
+        scene.meshes[name].material.normal_map_shadowing = True
+    return scene, cam
+
+
 def _all_values_require_grad(scene):
     """Every material and light value of ``scene`` as a leaf that requires a gradient: ``{name: leaf}``."""
     leaves = {}
@@ -266,9 +274,9 @@ def _punctual_principled():
 
 @pytest.mark.parametrize("build", [_punctual, SCENES["sky"], _textured_no_lamp, _normal_mapped_no_lamp,
                                    _punctual_beckmann, _punctual_principled, _punctual_plastic,
-                                   lambda: _punctual_plastic(True)],
+                                   lambda: _punctual_plastic(True), _shadowed_normal_maps_no_lamp],
                          ids=["punctual", "sky", "textured", "normal_mapped", "beckmann", "principled", "plastic",
-                              "plastic_beckmann"])
+                              "plastic_beckmann", "shadowed_normal_maps"])
 def test_without_area_lights_the_fused_replay_equals_the_pytorch_replay(build):
     """Without area lights (which the PyTorch replay samples anew by area), both replays differentiate the same
     estimator along the same paths with sampling detached: every material and light value's gradient (factors,

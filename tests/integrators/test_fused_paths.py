@@ -183,6 +183,16 @@ def _normal_mapped():
     return scene, cam
 
 
+def _shadowed_normal_maps():
+    """:func:`_normal_mapped` with Mitsuba's normal maps (``Material.normal_map_shadowing``: grazing light shadowed,
+    normals facing away from the viewer mirrored) on the floor and the card; the tilted card's strong map (scale 1.2)
+    turns some normals from the viewer."""
+    scene, cam = _normal_mapped()
+    for name in ("floor", "card"):
+        scene.meshes[name].material.normal_map_shadowing = True
+    return scene, cam
+
+
 def _glass():
     """A rough glass ball (KHR_materials_transmission 1, ior 1.5, roughness 0.3) on a floor under an area lamp and
     a sun: refraction in and out, total internal reflection, next-event estimation through the surface."""
@@ -354,7 +364,8 @@ def _principled():
 SCENES = {"cornell": _cornell, "linear_spots": _linear_spots, "punctual": _punctual, "metal": _metal, "mixed": _mixed, "textured": _textured,
           "sky": _sky, "specular": _specular, "normal_mapped": _normal_mapped, "glass": _glass,
           "partial_glass": _partial_glass, "beckmann": _beckmann, "plastic": _plastic,
-          "thin_sheets": _thin_sheets, "beckmann_glass": _beckmann_glass, "principled": _principled}
+          "thin_sheets": _thin_sheets, "beckmann_glass": _beckmann_glass, "principled": _principled,
+          "shadowed_normal_maps": _shadowed_normal_maps}
 
 
 def _compare(scene, cam, *, spp=4, light_sampling="solid_angle", **settings):
@@ -544,7 +555,7 @@ def test_thin_sheet_gradients_replay_the_fused_primal_on_pytorch():
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", ["cornell", "mixed", "normal_mapped", "glass", "plastic", "thin_sheets",
-                                  "beckmann_glass", "principled"])
+                                  "beckmann_glass", "principled", "shadowed_normal_maps"])
 @pytest.mark.parametrize("light_sampling", ["solid_angle", "auto"])
 def test_the_kernel_runs_on_cuda_as_its_twin(name, light_sampling):
     """The same kernel on a CUDA device: the scene built there, the kernel against the PyTorch transport there."""

@@ -298,6 +298,7 @@ def path_tables(ts: TraceScene) -> PathTables:
              | (4 if getattr(m, "plastic", False) else 0)
              | (8 if ts.transmissive and getattr(m, "thin_dielectric", False) else 0)
              | (16 if getattr(m, "principled", False) else 0)
+             | (32 if getattr(m, "normal_map_shadowing", False) and m.normal_texture is not None else 0)
              for d, m in zip(ts.double_sided, ts.materials)]
     normal_maps = ts.tangents is not None and any(k >= 0 for k in slots["normal_texture"])
     return PathTables(
@@ -328,7 +329,7 @@ def path_tables(ts: TraceScene) -> PathTables:
         light_area=col(areas, f32), light_centre=vec(centres), light_far2=col(far2, f32),
         tri_v0=vec(v0s), tri_v1=vec(v1s), tri_v2=vec(v2s),
         tri_cdf=torch.cat(cdfs).contiguous() if cdfs else torch.zeros(1, device=dev), **env,
-        lean=not normal_maps and not any(t != 0.0 for t in transmission) and not any(f & 30 for f in flags))
+        lean=not normal_maps and not any(t != 0.0 for t in transmission) and not any(f & 62 for f in flags))
 
 
 def sample_paths_fused(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor, *, max_depth: int,

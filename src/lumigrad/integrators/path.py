@@ -322,8 +322,11 @@ class _Run:
         adjoint = PathAdjoint(v.to(L.dtype), L, params)
         del v, L  # the adjoint holds its own copies
         # where the fused kernel gave L, its arithmetic (float32) also redraws what the replay does not differentiate
-        # (the replay kernels' BSDF sample is the opaque model's: glass replays on PyTorch)
-        kernels = ReplayKernels(tables) if tables is not None and not ts.transmissive else None
+        # (the replay kernels' BSDF sample is the opaque models': glass and Mitsuba's shadowed normal maps replay
+        # on PyTorch)
+        shadowed = any(getattr(m, "normal_map_shadowing", False) and m.normal_texture is not None
+                       for m in ts.materials)
+        kernels = ReplayKernels(tables) if tables is not None and not ts.transmissive and not shadowed else None
         count = rays[0].shape[0]
         for start in range(0, count, REPLAY_PATHS):  # the same paths, REPLAY_PATHS at a time
             end = min(count, start + REPLAY_PATHS)

@@ -36,6 +36,7 @@ from ..shading.image_formation import form_image_unchecked
 from ..shading.material import (Material, align_model_values, has_specular_weight, model_values_of,
                                 sample_material_unchecked)
 from ..shading.surface import SurfaceSample
+from ..shading.normal_shadowing import flip_invalid_normal, shadowing_mask
 from ..shading.tangents import perturb_normal
 from ..conventions import pixel_centers
 from .base import Integrator, RenderOutput, register_integrator
@@ -380,14 +381,20 @@ def _shade_layer(scene: Scene, geo: _Geometry, camera: Camera, frags, color: boo
     facing = ((eye - position) * normal).sum(-1, keepdim=True)
     flip = torch.cat([torch.full((c, 1), p.double_sided, device=normal.device) for p, c in zip(geo.parts, counts)])
     normal = torch.where(flip & (facing < 0), -normal, normal)
+    unmapped = None
     if "normal_tangent" in material:
         corner = torch.arange(geo.faces.numel(), device=geo.faces.device).reshape(-1, 3)
         tangent = take(interpolate_unchecked(geo.tangents, frags, corner))
         mapped = perturb_normal(normal, tangent, material["normal_tangent"])
+        if "shadowing" in material:  # Mitsuba's normal maps: one facing away from the viewer is mirrored
+            mapped = torch.where(material["shadowing"] > 0.5, flip_invalid_normal(normal, mapped, eye - position),
+                                 mapped)
         has_map = material["normal_tangent"].abs().sum(-1, keepdim=True) > 0
+        unmapped = normal
         normal = torch.where(has_map & (tangent[..., :3].abs().sum(-1, keepdim=True) > 0), mapped, normal)
     radiance = material["emission"] + _shade(scene, position, normal, eye, material,
-                                             (geo.verts, geo.faces) if shadows else None, checkpoint, fused_lights)
+                                             (geo.verts, geo.faces) if shadows else None, checkpoint, fused_lights,
+                                             unmapped)
     alpha = solid = None
     if with_alpha:
         alpha, solid = _layer_alpha(geo, material["alpha"], counts)
@@ -505,13 +512,14 @@ def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.
 
 
 def _shade(scene: Scene, position, normal, eye, material, occluders=None, checkpoint: bool = False,
-           fused_lights: bool = True) -> torch.Tensor:
+           fused_lights: bool = True, unmapped=None) -> torch.Tensor:
     out = torch.zeros_like(material["base_color"])
     if position.shape[0] == 0:
         return out
-    surface = SurfaceSample.from_material(position, normal, eye - position, material)
+    surface = SurfaceSample.from_material(position, normal, eye - position, material, unmapped_normal=unmapped)
     emitters = [light for light in scene.lights.values() if hasattr(light, "samples")]
-    gltf_ggx = surface.beckmann is None and surface.plastic is None and surface.principled is None
+    gltf_ggx = (surface.beckmann is None and surface.plastic is None and surface.principled is None
+                and shadowing_mask(surface) is None)
     if fused_lights and occluders is None and gltf_ggx:  # (the kernel's model is the glTF one with GGX lobes)
         punctual, emitters = _punctual(emitters)
         if punctual is not None:  # all of them in one fused pass, O(pixels) memory: no checkpoint needed

@@ -57,7 +57,9 @@
     crossing by it);
   - ``twosided`` around one of these: the mesh's ``double_sided`` is set;
   - ``normalmap`` around one of these: its material with ``normal_texture`` (the ``normalmap`` bitmap) and the
-    shapes' tangents in Mitsuba's frame (:meth:`_Reader.mitsuba_tangents`), without Mitsuba's shadowing term;
+    shapes' tangents in Mitsuba's frame (:meth:`_Reader.mitsuba_tangents`) and ``Material.normal_map_shadowing``
+    (Mitsuba's ``use_shadowing_function`` and ``flip_invalid_normals``, on by default; one switch off alone is read
+    as the shadowing switch, with a note);
   - ``<texture type="bitmap">`` for a base colour (PNG / JPEG as stored, sRGB unless ``raw=true``, as
     Mitsuba decodes them; EXR / HDR are linear and are sRGB-encoded once into ``base_color_texture``, which
     lumigrad decodes), ``wrap_mode`` into ``Material.wrap``; ``<texture type="checkerboard">`` (``color0``,
@@ -101,7 +103,7 @@
 
 **Refused**, with a :class:`MitsubaXmlError` (a ``ValueError``) naming the file, line, element, its type and id:
 unknown tags and plugin types (``<volume>``, media other than ``homogeneous``, a medium inside a shape named other
-than ``interior`` / ``exterior``, sensors in different media, ``serialized`` shapes, ``blendbsdf``, ``normalmap``,
+than ``interior`` / ``exterior``, sensors in different media, ``serialized`` shapes, ``blendbsdf``, ``bumpmap``,
 ``projector`` ...), textures anywhere but a base colour, spectra from files, a DOCTYPE or entity declaration
 (checked in the text before parsing and again by the parser: no DTD is ever read, so no entity expansion or
 external entity can be used), cyclic references or includes, a camera ``to_world`` with scale, an ``ior``
@@ -1137,6 +1139,12 @@ class _Reader:
         self.mitsuba_normal_maps[id(normals)] = normals  # (held: the id stays its)
         if to_uv is not None:
             self.uv_transforms[id(normals)] = (normals, to_uv)
+        # Mitsuba's defaults: grazing light shadowed by the bent facets, a normal facing away from the viewer flipped
+        shadowing = p.boolean("use_shadowing_function", True)
+        flipping = p.boolean("flip_invalid_normals", True)
+        if shadowing != flipping:
+            self.note(f"a normal map's use_shadowing_function={str(shadowing).lower()} with flip_invalid_normals="
+                      f"{str(flipping).lower()} (both read as {str(shadowing).lower()})", elem)
         material, double_sided = self.build(inner[0], self.bsdf)
         if material.base_color_texture is not None and material.wrap != wrap:
             self.note("a normal map's wrap_mode other than its material's base colour's (the base colour's is used)",
@@ -1144,7 +1152,7 @@ class _Reader:
             wrap = material.wrap
         self.done(p)
         return dataclasses.replace(material, normal_texture=normals, normal_scale=torch.tensor(1.0, dtype=self.dtype),
-                                   wrap=wrap), double_sided
+                                   wrap=wrap, normal_map_shadowing=shadowing), double_sided
 
     @staticmethod
     def mitsuba_tangents(verts, faces, uv, uv_faces, normals) -> np.ndarray:

@@ -506,18 +506,34 @@ def area_light_sample_triangle_wp(x: wp.vec3, j: int, light_start: wp.array(dtyp
 
 
 @wp.func
+def normal_map_shadowing_wp(n0: wp.vec3, n: wp.vec3, wi: wp.vec3):
+    """Mitsuba's normal maps' shadowing of light from ``wi`` grazing the unmapped normal ``n0`` (``n`` the mapped
+    one, both unit): the twin of ``lumigrad.shading.normal_shadowing.normal_map_shadowing``."""
+    cos_p = wp.clamp(wp.dot(n0, n), -1.0, 1.0)
+    cos2_p = wp.max(cos_p * cos_p, 1.0e-12)
+    alpha2 = wp.min(0.125 * (1.0 - cos2_p) / cos2_p, 1.0)
+    w = wi / wp.max(wp.length(wi), 1.0e-12)
+    cos_w = wp.dot(n0, w)
+    cos2_w = wp.max(cos_w * cos_w, 1.0e-12)
+    tan2_w = wp.max(1.0 - cos2_w, 0.0) / cos2_w
+    return 2.0 / (1.0 + wp.sqrt(1.0 + alpha2 * tan2_w))
+
+
+@wp.func
 def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
                          n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
                          metallic: float, ior: float, specular: float, transmission: float, thin: int, beckmann: int,
-                         plastic: wp.array(dtype=float), plastic_row: int, principled: int,
-                         wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float, is_delta: bool, adjoint: int):
+                         plastic: wp.array(dtype=float), plastic_row: int, principled: int, shadowed: int,
+                         n0: wp.vec3, wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float, is_delta: bool,
+                         adjoint: int):
     """:func:`light_sample_term_wp`'s term, then its factors: the BSDF value ``f`` and ``|cos| w`` (the term is
     ``(f |cos| w) * lw`` per channel), zeros where the term is not counted. ``adjoint`` not 0: the shadow ray is
     traced also where the term is zero but has a derivative (``f`` or ``lw`` zero, the other not: a black
     base colour, a light of value 0), so that its factors come back. ``thin`` 1: the transmitting fraction is a thin
     sheet (deltas only: no value toward a light). ``plastic_row`` >= 0: the surface is
     Mitsuba's plastic, its table row ``plastic_row`` of ``plastic`` (:mod:`.plastic_kernels`); ``principled`` 1:
-    Mitsuba's principled (:mod:`.principled_kernels`)."""
+    Mitsuba's principled (:mod:`.principled_kernels`); ``shadowed`` 1: a Mitsuba normal map bent ``n0`` to ``n_u``,
+    and the value is shadowed (:func:`normal_map_shadowing_wp`; in ``|cos| w``, not in ``f``)."""
     term = wp.vec3(0.0, 0.0, 0.0)
     f_out = wp.vec3(0.0, 0.0, 0.0)
     cos_w = float(0.0)
@@ -541,6 +557,8 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec
         w = float(1.0)
         if not is_delta:
             w = power_heuristic_wp(lpdf, bpdf)
+        if shadowed != 0:
+            w = w * normal_map_shadowing_wp(n0, n_u, wi)
         t_max = float(wp.inf)
         if dist < wp.inf and dist > -wp.inf:
             t_max = dist * 0.9999
@@ -574,7 +592,7 @@ def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3
     principled where ``principled`` is 1."""
     term, f, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic,
                                            ior, specular, transmission, 0, beckmann, plastic, plastic_row, principled,
-                                           wi, dist, lw, lpdf, is_delta, 0)
+                                           0, n_u, wi, dist, lw, lpdf, is_delta, 0)
     return term
 
 
@@ -734,12 +752,14 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
             thin = int(0)
             plastic_row = int(-1)  # Mitsuba's plastic: its table's row in part_plastic
             principled = int(0)  # Mitsuba's principled
+            shadowed = int(0)  # Mitsuba's normal maps (shadowing, flipped normals)
             if wp.static(every_material):
                 beckmann = (flags >> 1) & 1
                 thin = (flags >> 3) & 1
                 if (flags & 4) != 0:
                     plastic_row = part
                 principled = (flags >> 4) & 1
+                shadowed = (flags >> 5) & 1
             if back and double:
                 ng = -ng
                 n = -n
@@ -766,6 +786,8 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                                      + b2 * tangents[3 * face + 2],
                                      texture_wp(tex_n, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 0),
                                      part_normal_scale[part])
+                if shadowed != 0 and wp.dot(n, wo) < 0.0:  # Mitsuba's flip_invalid_normals: mirrored about n0
+                    n = 2.0 * wp.dot(n, n_unmapped) * n_unmapped - n
             if tex >= 0:
                 rgb = texture_wp(tex, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 1)
                 base = wp.vec3(wp.clamp(base[0] * rgb[0], 0.0, 1.0), wp.clamp(base[1] * rgb[1], 0.0, 1.0),
@@ -871,8 +893,8 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                         per_value = fall
                     t_j, f_j, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base,
                                                             roughness, metallic, ior, specular, transmission, thin,
-                                                            beckmann, part_plastic, plastic_row, principled, wi, dist,
-                                                            lw, lpdf, is_delta, mode)
+                                                            beckmann, part_plastic, plastic_row, principled,
+                                                            shadowed, n_unmapped, wi, dist, lw, lpdf, is_delta, mode)
                     nee = nee + t_j
                     if mode != 0 and cos_w > 0.0:
                         bw = _cw_mul(dv, beta)
@@ -914,6 +936,8 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
             else:
                 wi, weight, pdf = sample_unit_wp(n_u, wo_u, p_like, base, roughness, metallic, ior, specular, 0.0,
                                                  beckmann, u_lobe, u_dir0, u_dir1)
+            if shadowed != 0:  # (Mitsuba's normal maps: the sample's weight shadowed, its density not)
+                weight = weight * normal_map_shadowing_wp(n_unmapped, n_u, wi)
             ok = pdf > 0.0 and (weight[0] > 0.0 or weight[1] > 0.0 or weight[2] > 0.0)
             if tex_n >= 0 and wp.dot(n_unmapped, wi) * wp.dot(n_u, wi) <= 0.0:  # a normal map bent the normal: on
                 ok = False  # the unmapped normal's side only (Mitsuba's normalmap rule; surface_at's unmapped_normal)

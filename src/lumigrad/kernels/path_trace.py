@@ -51,7 +51,7 @@ class PathTables:
             bit 2: Mitsuba's plastic, its table row ``p`` of ``part_plastic`` ``[P PLASTIC_TABLE]``:
             :func:`lumigrad.shading.plastic.plastic_table`; ``[1]`` when no part is plastic; bit 3: the
             transmitting fraction is a thin sheet, ``Material.thin_dielectric``; bit 4: Mitsuba's principled,
-            ``Material.principled``),
+            ``Material.principled``; bit 5: Mitsuba's normal map, ``Material.normal_map_shadowing``),
             ``part_emitter`` ``[P]`` (the index of the part's area light in the light table, -1: none).
         uvs: ``[T, 2]`` texture coordinates; ``uv_faces``: ``[3 F]`` their corner indices; ``part_texture``
             ``[P]``: the part's base colour texture (-1: none; ``part_base`` is then its factor, unclamped);
@@ -172,7 +172,7 @@ def lean_materials(t: PathTables) -> bool:
     """Whether every part of ``t`` is an opaque GGX glTF material without a normal map (no transmission, no
     Beckmann, plastic, thin-sheet or principled flag): the path kernel's lean variants then trace it
     (:data:`.path_kernels.TRACE_PATHS`)."""
-    if bool((t.part_transmission != 0).any()) or bool(((t.part_flags & 30) != 0).any()):
+    if bool((t.part_transmission != 0).any()) or bool(((t.part_flags & 62) != 0).any()):
         return False
     return not (t.has_tangents and bool((t.part_normal_texture >= 0).any()))
 

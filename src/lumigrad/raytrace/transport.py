@@ -67,6 +67,7 @@ from ..kernels.counter_rng import uniform_counter
 from ..shading.transmission import bsdf_for
 from ..shading.material import Material, align_model_values, model_values_of, sample_material_unchecked
 from ..shading.surface import SurfaceSample
+from ..shading.normal_shadowing import flip_invalid_normal
 from ..shading.tangents import perturb_normal_unchecked
 from .area_next_event import area_light_indices, area_next_event, area_seed
 from .intersect import intersect_faces_unchecked, offset_ray_origin
@@ -580,6 +581,8 @@ def surface_at(ts: TraceScene, face: torch.Tensor, o: torch.Tensor, d: torch.Ten
     if normal_tangent is not None and ts.tangents is not None:  # normal maps
         tangent = (bary[..., None] * ts.tangents.index_select(0, face)).sum(1)
         mapped = perturb_normal_unchecked(n, tangent, normal_tangent)
+        if "shadowing" in values:  # Mitsuba's normal maps: one facing away from the viewer is mirrored about n
+            mapped = torch.where(values["shadowing"] > 0.5, flip_invalid_normal(n, mapped, wo), mapped)
         has_map = (normal_tangent.abs().sum(-1, keepdim=True) > 0) & (tangent[:, :3].abs().sum(-1, keepdim=True) > 0)
         unmapped = n
         n = torch.where(has_map, mapped, n)

@@ -26,6 +26,7 @@ from .envmap import envmap_lookup_unchecked, split_sum_lut
 from ..kernels.direct_lights import KERNEL_DTYPES, MAX_CHANNELS, SpotCones, direct_lights
 from .lights import MIN_LIGHT_DISTANCE, LightSample, PunctualLights, spot_cone
 from .plastic import PerPointPlasticBSDF
+from .normal_shadowing import ShadowedNormalMapBSDF, shadowing_mask
 from .principled import PerPointPrincipledBSDF
 from .sh import sh_irradiance
 from .surface import SurfaceSample, check_material_dict
@@ -168,6 +169,8 @@ def shade_direct_unchecked(surface: SurfaceSample, lights: Iterable[LightSample]
             bsdf = PerPointPlasticBSDF(bsdf)
         if surface.principled is not None:  # Mitsuba's principled at the points it marks
             bsdf = PerPointPrincipledBSDF(bsdf)
+        if shadowing_mask(surface) is not None:  # Mitsuba's normal maps: grazing light shadowed
+            bsdf = ShadowedNormalMapBSDF(bsdf)
     lights = list(lights)
     si = surface
     inputs = [si.position, si.normal, si.wo, si.base_color, si.roughness, si.metallic] + \
@@ -180,7 +183,9 @@ def shade_direct_unchecked(surface: SurfaceSample, lights: Iterable[LightSample]
                            roughness=take(si.roughness), metallic=take(si.metallic), ior=_per_point(si.ior, pixels),
                            specular_f0=_per_point(si.specular_f0, pixels),
                            specular=_per_point(si.specular, pixels), beckmann=_per_point(si.beckmann, pixels),
-                           plastic=_per_point(si.plastic, pixels), principled=_per_point(si.principled, pixels))
+                           plastic=_per_point(si.plastic, pixels), principled=_per_point(si.principled, pixels),
+                           shadowing=_per_point(si.shadowing, pixels),
+                           unmapped_normal=_per_point(si.unmapped_normal, pixels))
     checkpointed = use_checkpoint and torch.is_grad_enabled() and any(t.requires_grad for t in inputs + list(si.tensors().values()))
     total = None
     for sample in lights:
@@ -250,7 +255,8 @@ def shade_punctual_unchecked(surface: SurfaceSample, lights: PunctualLights, *, 
                lights.radiance]
     dtype = si.base_color.dtype
     fused = use_fused and dtype in KERNEL_DTYPES and C <= MAX_CHANNELS and all(t.dtype == dtype for t in tensors)
-    if not fused or si.beckmann is not None or si.plastic is not None or si.principled is not None:
+    if (not fused or si.beckmann is not None or si.plastic is not None or si.principled is not None
+            or shadowing_mask(si) is not None):
         # (the kernel's model is glTF's, GGX)
         return shade_direct_unchecked(si, lights.samples(si.position), mask=mask, use_checkpoint=use_checkpoint)
     pixels = _Pixels([si.position, si.normal, si.wo, si.base_color, si.roughness, si.metallic], mask)

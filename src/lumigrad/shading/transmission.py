@@ -42,6 +42,7 @@ from .bsdf import BSDF, MetallicRoughnessBSDF, beckmann_mask
 from .dielectric import (check_bsdf_args, fresnel_dielectric_unchecked, rough_dielectric_pdf_unchecked,
                          rough_dielectric_sample_unchecked, rough_dielectric_unchecked)
 from .plastic import PerPointPlasticBSDF
+from .normal_shadowing import ShadowedNormalMapBSDF, shadowing_mask
 from .principled import PerPointPrincipledBSDF
 from .surface import SurfaceSample
 
@@ -75,7 +76,9 @@ def bsdf_for(si: SurfaceSample) -> BSDF:
     """The BSDF that shades ``si``: :class:`MetallicRoughnessTransmissionBSDF` when ``si.transmission`` is set,
     else :class:`~lumigrad.shading.MetallicRoughnessBSDF` (reads no values: no host sync); where ``si.plastic`` is
     set, :class:`lumigrad.shading.plastic.PerPointPlasticBSDF` around it (Mitsuba's plastic at the points it marks),
-    and where ``si.principled`` is, :class:`lumigrad.shading.principled.PerPointPrincipledBSDF` around that.
+    and where ``si.principled`` is, :class:`lumigrad.shading.principled.PerPointPrincipledBSDF` around that; where
+    ``si.shadowing`` marks Mitsuba's normal maps (with ``si.unmapped_normal``),
+    :class:`lumigrad.shading.normal_shadowing.ShadowedNormalMapBSDF` outermost.
 
     Example:
         >>> z = torch.tensor([[0.0, 0.0, 1.0]])
@@ -92,6 +95,8 @@ def bsdf_for(si: SurfaceSample) -> BSDF:
         bsdf = PerPointPlasticBSDF(bsdf)
     if si.principled is not None:  # Mitsuba's principled where si.principled marks a point
         bsdf = PerPointPrincipledBSDF(bsdf)
+    if shadowing_mask(si) is not None:  # Mitsuba's normal maps: grazing light shadowed by the bent facets
+        bsdf = ShadowedNormalMapBSDF(bsdf)
     return bsdf
 
 
