@@ -220,7 +220,7 @@ def _shadowed_normal_maps_no_lamp():
     """:func:`_normal_mapped_no_lamp` with Mitsuba's normal maps (shadowed, flipped)."""
     scene, cam = _normal_mapped_no_lamp()
     for name in ("floor", "card"):
-        scene.meshes[name].material.normal_map_shadowing = True
+        scene.meshes[name].material.mitsuba_normal_map = True
     return scene, cam
 
 

@@ -184,12 +184,12 @@ def _normal_mapped():
 
 
 def _shadowed_normal_maps():
-    """:func:`_normal_mapped` with Mitsuba's normal maps (``Material.normal_map_shadowing``: grazing light shadowed,
+    """:func:`_normal_mapped` with Mitsuba's normal maps (``Material.mitsuba_normal_map``: grazing light shadowed,
     normals facing away from the viewer mirrored) on the floor and the card; the tilted card's strong map (scale 1.2)
     turns some normals from the viewer."""
     scene, cam = _normal_mapped()
     for name in ("floor", "card"):
-        scene.meshes[name].material.normal_map_shadowing = True
+        scene.meshes[name].material.mitsuba_normal_map = True
     return scene, cam
 
 

@@ -492,7 +492,7 @@ def test_a_normal_mapped_floor_read_from_a_mitsuba_file(mi, tmp_path):
     """A ``normalmap`` (waves along u and v, ``raw``) around a ``diffuse`` floor under a low directional light and
     a grey sky, the same file rendered by both (``direct``). Mitsuba's normalmap darkens light grazing a bent normal
     (Conty Estevez et al. 2019's shadowing, ``use_shadowing_function``) and mirrors normals that face away from the
-    viewer (``flip_invalid_normals``): ``Material.normal_map_shadowing``, which the reader sets. Measured at 1024
+    viewer (``flip_invalid_normals``): ``Material.mitsuba_normal_map``, which the reader sets. Measured at 1024
     spp: rrmse 0.0040 in 2 x 2 blocks (0.0081 per pixel); without the shadowing (glTF's normal mapping) 0.013 (+1 %
     on the mean); without the map 0.16."""
     u = (torch.arange(64, dtype=torch.float64) + 0.5) / 64
@@ -522,8 +522,8 @@ def test_a_normal_mapped_floor_read_from_a_mitsuba_file(mi, tmp_path):
     cam = settings.pop("camera")
     ours = lumigrad_image(scene, cam, **{**settings, "spp": 1024})
     compare(tmp_path, ours, ref, block=2)
-    assert scene.meshes["floor"].material.normal_map_shadowing
-    scene.meshes["floor"].material.normal_map_shadowing = False
+    assert scene.meshes["floor"].material.mitsuba_normal_map
+    scene.meshes["floor"].material.mitsuba_normal_map = False
     unshadowed = lumigrad_image(scene, cam, **{**settings, "spp": 1024})
     assert rrmse(blocks(unshadowed, 2), blocks(ref, 2)) > 2 * rrmse(blocks(ours, 2), blocks(ref, 2))
     scene.meshes["floor"].material.normal_texture = None
@@ -561,6 +561,36 @@ def test_normal_maps_tilt_the_way_mitsubas_do_on_every_layout(mi, tmp_path, shap
     cam = settings.pop("camera")
     ours = float(lumigrad_image(scene, cam, **settings).mean()) * math.pi
     assert theirs == pytest.approx(lit, abs=0.01) and ours == pytest.approx(lit, abs=0.01)
+
+
+@pytest.mark.parametrize("origin, light", [("0, 0, 3", "0, -1, -0.3"), ("0, 0, 3", "0, 1, -0.3"),
+                                           ("0, 0, -3", "0, -1, 0.3"), ("0, 0, -3", "0, 1, 0.3")])
+def test_a_twosided_normal_map_seen_from_behind_tilts_as_mitsubas(mi, tmp_path, origin, light):
+    """A ``twosided`` ``normalmap`` (every normal tilted 30 degrees along the frame's second axis) on a rectangle,
+    seen from the front and from behind, lit at a grazing angle from above or below: lit exactly where Mitsuba's is
+    (its ``twosided`` mirrors the directions, not the map's frame: on the back the bitangent is the front's; glTF's
+    frame, turning with the flipped normal, lit the other side from behind)."""
+    n = torch.tensor([0.0, 0.5, math.sqrt(0.75)])
+    lg.io.write_image(tmp_path / "n.png", ((n + 1) / 2).expand(8, 8, 3).clone())
+    path = tmp_path / "twosided.xml"
+    path.write_text(f"""<?xml version="1.0"?><scene version="3.0.0"><integrator type="direct"/>
+<sensor type="perspective"><float name="fov" value="30"/>
+ <transform name="to_world"><lookat origin="{origin}" target="0, 0, 0" up="0, 1, 0"/></transform>
+ <sampler type="independent"><integer name="sample_count" value="64"/></sampler>
+ <film type="hdrfilm"><integer name="width" value="8"/><integer name="height" value="8"/><rfilter type="box"/></film>
+</sensor>
+<emitter type="directional"><vector name="direction" value="{light}"/><rgb name="irradiance" value="1"/></emitter>
+<shape type="rectangle" id="r"><bsdf type="twosided"><bsdf type="normalmap"><texture type="bitmap" name="normalmap">
+ <string name="filename" value="n.png"/><boolean name="raw" value="true"/></texture><bsdf type="diffuse"/></bsdf>
+ </bsdf></shape></scene>""")
+    theirs = float(np.array(mi.render(mi.load_file(str(path)), seed=0))[..., :3].mean())
+    scene = lg.io.load(path)
+    assert scene.meshes["r"].material.mitsuba_normal_map and scene.meshes["r"].double_sided
+    settings = lg.io.mitsuba_render_settings(scene)
+    cam = settings.pop("camera")
+    ours = float(lumigrad_image(scene, cam, **settings).mean())
+    assert ours == pytest.approx(theirs, abs=2e-3)
+    assert max(ours, theirs) < 1e-6 or min(ours, theirs) > 0.05  # (lit or dark, both)
 
 
 def test_a_glass_ball(mi, tmp_path):

@@ -1,4 +1,4 @@
-"""Mitsuba's normal maps (``Material.normal_map_shadowing``, :mod:`lumigrad.shading.normal_shadowing`): the
+"""Mitsuba's normal maps (``Material.mitsuba_normal_map``, :mod:`lumigrad.shading.normal_shadowing`): the
 shadowing of grazing light and the flip of normals facing away from the viewer, against values recorded from
 Mitsuba 3.9.1's ``normalmap`` around a white ``diffuse`` (and against Mitsuba itself when it is installed), the
 BSDF wrapper's consistency, the material's flag and the Mitsuba reader."""
@@ -62,6 +62,11 @@ def test_a_normal_facing_away_from_the_viewer_is_mirrored_about_the_unmapped_one
     flipped = flip_invalid_normal(Z, n, wo)
     assert torch.allclose(flipped, _unit([-0.8, 0.0, 0.6]), atol=1e-12)
     assert torch.equal(flip_invalid_normal(Z, n, _dir(60, 0)), n)  # (facing the viewer: unchanged)
+    # Mitsuba flips where the viewer is on different sides of the two normals, (n0 . wo)(n . wo) <= 0: seen from
+    # behind both (the back of a one-sided surface, the inside of glass) the normal stays
+    bent = _unit([-0.3, 0.0, 0.95])
+    assert torch.equal(flip_invalid_normal(Z, bent, _unit([1.0, 0.0, -0.1])), bent)
+    assert torch.allclose(flip_invalid_normal(Z, bent, _unit([-1.0, 0.0, -0.1])), _unit([0.3, 0.0, 0.95]))
     for light, recorded in (((30, 0), 0.0373946), ((60, 180), 0.2758841)):
         wi = _dir(*light)
         value = (flipped * wi).sum().clamp_min(0) / math.pi * normal_map_shadowing(Z, flipped, wi)
@@ -88,6 +93,7 @@ def test_the_wrapper_shadows_values_and_sample_weights_not_densities():
     assert bool((s < 1).any()) and bool((s <= 1).all())
     torch.testing.assert_close(bsdf.eval(si, wi), inner.eval(si, wi) * s)
     torch.testing.assert_close(bsdf.pdf(si, wi), inner.pdf(si, wi))
+    torch.testing.assert_close(bsdf.delta_coefficient(si, wi), torch.zeros_like(si.base_color))  # (no delta lobe)
     u1, u2 = torch.rand(64, 1, generator=g, dtype=F64), torch.rand(64, 2, generator=g, dtype=F64)
     a, b = bsdf.sample(si, u1, u2), inner.sample(si, u1, u2)
     torch.testing.assert_close(a.wi, b.wi)
@@ -100,13 +106,13 @@ def test_the_wrapper_shadows_values_and_sample_weights_not_densities():
 def test_the_material_flag_marks_points_only_with_a_normal_map():
     texture = torch.full((2, 2, 3), 0.5)
     texture[..., 2] = 1.0
-    on = lg.shading.sample_material(Material(normal_texture=texture, normal_map_shadowing=True),
+    on = lg.shading.sample_material(Material(normal_texture=texture, mitsuba_normal_map=True),
                                     uv=torch.zeros(1, 1, 2))
     assert "shadowing" in on and bool((on["shadowing"] == 1).all())
-    assert "shadowing" not in lg.shading.sample_material(Material(normal_map_shadowing=True), shape=(1, 1))
+    assert "shadowing" not in lg.shading.sample_material(Material(mitsuba_normal_map=True), shape=(1, 1))
     assert "shadowing" not in lg.shading.sample_material(Material(normal_texture=texture), uv=torch.zeros(1, 1, 2))
-    with pytest.raises(TypeError, match="normal_map_shadowing must be a bool"):
-        Material(normal_map_shadowing=1)
+    with pytest.raises(TypeError, match="mitsuba_normal_map must be a bool"):
+        Material(mitsuba_normal_map=1)
 
 
 def test_the_mitsuba_reader_marks_normalmaps(tmp_path):
@@ -127,9 +133,9 @@ def test_the_mitsuba_reader_marks_normalmaps(tmp_path):
         return material, notes
 
     material, notes = read()
-    assert material.normal_map_shadowing and material.normal_texture is not None and not notes
+    assert material.mitsuba_normal_map and material.normal_texture is not None and not notes
     material, notes = read('<boolean name="use_shadowing_function" value="false"/>'
                            '<boolean name="flip_invalid_normals" value="false"/>')
-    assert not material.normal_map_shadowing and not notes
+    assert not material.mitsuba_normal_map and not notes
     material, notes = read('<boolean name="use_shadowing_function" value="false"/>')
-    assert not material.normal_map_shadowing and any("flip_invalid_normals=true" in n for n in notes)
+    assert not material.mitsuba_normal_map and any("flip_invalid_normals=true" in n for n in notes)

@@ -298,7 +298,7 @@ def path_tables(ts: TraceScene) -> PathTables:
              | (4 if getattr(m, "plastic", False) else 0)
              | (8 if ts.transmissive and getattr(m, "thin_dielectric", False) else 0)
              | (16 if getattr(m, "principled", False) else 0)
-             | (32 if getattr(m, "normal_map_shadowing", False) and m.normal_texture is not None else 0)
+             | (32 if getattr(m, "mitsuba_normal_map", False) and m.normal_texture is not None else 0)
              for d, m in zip(ts.double_sided, ts.materials)]
     normal_maps = ts.tangents is not None and any(k >= 0 for k in slots["normal_texture"])
     return PathTables(

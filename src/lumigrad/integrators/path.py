@@ -324,7 +324,7 @@ class _Run:
         # where the fused kernel gave L, its arithmetic (float32) also redraws what the replay does not differentiate
         # (the replay kernels' BSDF sample is the opaque models': glass and Mitsuba's shadowed normal maps replay
         # on PyTorch)
-        shadowed = any(getattr(m, "normal_map_shadowing", False) and m.normal_texture is not None
+        shadowed = any(getattr(m, "mitsuba_normal_map", False) and m.normal_texture is not None
                        for m in ts.materials)
         kernels = ReplayKernels(tables) if tables is not None and not ts.transmissive and not shadowed else None
         count = rays[0].shape[0]

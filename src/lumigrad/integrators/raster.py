@@ -385,6 +385,9 @@ def _shade_layer(scene: Scene, geo: _Geometry, camera: Camera, frags, color: boo
     if "normal_tangent" in material:
         corner = torch.arange(geo.faces.numel(), device=geo.faces.device).reshape(-1, 3)
         tangent = take(interpolate_unchecked(geo.tangents, frags, corner))
+        if "shadowing" in material:  # Mitsuba's normal map on a double-sided part's back: the front's bitangent
+            mirror = flip & (facing < 0) & (material["shadowing"] > 0.5)
+            tangent = torch.cat([tangent[..., :3], torch.where(mirror, -tangent[..., 3:], tangent[..., 3:])], -1)
         mapped = perturb_normal(normal, tangent, material["normal_tangent"])
         if "shadowing" in material:  # Mitsuba's normal maps: one facing away from the viewer is mirrored
             mapped = torch.where(material["shadowing"] > 0.5, flip_invalid_normal(normal, mapped, eye - position),

@@ -239,8 +239,8 @@ class _Writer:
             if getattr(m, model):
                 warnings.warn(f"glTF writer: {where} is Mitsuba's {model} (Material.{model}), which glTF cannot "
                               "hold; written as the glTF model of the same factors")
-        if m.normal_map_shadowing and m.normal_texture is not None:
-            warnings.warn(f"glTF writer: {where} has Mitsuba's normal map shadowing (Material.normal_map_shadowing), "
+        if m.mitsuba_normal_map and m.normal_texture is not None:
+            warnings.warn(f"glTF writer: {where} has Mitsuba's normal map shadowing (Material.mitsuba_normal_map), "
                           "which glTF cannot hold; written as a glTF normal map")
         if m.microfacet != "ggx":
             warnings.warn(f"glTF writer: {where} has the {m.microfacet!r} microfacet distribution; glTF's is GGX, "

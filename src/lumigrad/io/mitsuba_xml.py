@@ -57,7 +57,7 @@
     crossing by it);
   - ``twosided`` around one of these: the mesh's ``double_sided`` is set;
   - ``normalmap`` around one of these: its material with ``normal_texture`` (the ``normalmap`` bitmap) and the
-    shapes' tangents in Mitsuba's frame (:meth:`_Reader.mitsuba_tangents`) and ``Material.normal_map_shadowing``
+    shapes' tangents in Mitsuba's frame (:meth:`_Reader.mitsuba_tangents`) and ``Material.mitsuba_normal_map``
     (Mitsuba's ``use_shadowing_function`` and ``flip_invalid_normals``, on by default; one switch off alone is read
     as the shadowing switch, with a note);
   - ``<texture type="bitmap">`` for a base colour (PNG / JPEG as stored, sRGB unless ``raw=true``, as
@@ -1152,7 +1152,7 @@ class _Reader:
             wrap = material.wrap
         self.done(p)
         return dataclasses.replace(material, normal_texture=normals, normal_scale=torch.tensor(1.0, dtype=self.dtype),
-                                   wrap=wrap, normal_map_shadowing=shadowing), double_sided
+                                   wrap=wrap, mitsuba_normal_map=shadowing), double_sided
 
     @staticmethod
     def mitsuba_tangents(verts, faces, uv, uv_faces, normals) -> np.ndarray:

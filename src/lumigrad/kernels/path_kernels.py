@@ -782,12 +782,14 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                 uv = b0 * uvs[uv_faces[3 * face]] + b1 * uvs[uv_faces[3 * face + 1]] + b2 * uvs[uv_faces[3 * face + 2]]
             n_unmapped = n  # (a BSDF sample must leave on its side too: below)
             if tex_n >= 0:  # a normal map (surface_at's perturb_normal_unchecked, after the facing bend)
-                n = normal_mapped_wp(n, b0 * tangents[3 * face] + b1 * tangents[3 * face + 1]
-                                     + b2 * tangents[3 * face + 2],
+                tangent = b0 * tangents[3 * face] + b1 * tangents[3 * face + 1] + b2 * tangents[3 * face + 2]
+                if shadowed != 0 and back and double:  # (Mitsuba's map on the back: the front's bitangent)
+                    tangent = wp.vec4(tangent[0], tangent[1], tangent[2], -tangent[3])
+                n = normal_mapped_wp(n, tangent,
                                      texture_wp(tex_n, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 0),
                                      part_normal_scale[part])
-                if shadowed != 0 and wp.dot(n, wo) < 0.0:  # Mitsuba's flip_invalid_normals: mirrored about n0
-                    n = 2.0 * wp.dot(n, n_unmapped) * n_unmapped - n
+                if shadowed != 0 and wp.dot(n_unmapped, wo) * wp.dot(n, wo) <= 0.0:  # Mitsuba's
+                    n = 2.0 * wp.dot(n, n_unmapped) * n_unmapped - n  # flip_invalid_normals: mirrored about n0
             if tex >= 0:
                 rgb = texture_wp(tex, uv, tex_offset, tex_width, tex_height, tex_wrap, texels, 1)
                 base = wp.vec3(wp.clamp(base[0] * rgb[0], 0.0, 1.0), wp.clamp(base[1] * rgb[1], 0.0, 1.0),

@@ -51,7 +51,7 @@ class PathTables:
             bit 2: Mitsuba's plastic, its table row ``p`` of ``part_plastic`` ``[P PLASTIC_TABLE]``:
             :func:`lumigrad.shading.plastic.plastic_table`; ``[1]`` when no part is plastic; bit 3: the
             transmitting fraction is a thin sheet, ``Material.thin_dielectric``; bit 4: Mitsuba's principled,
-            ``Material.principled``; bit 5: Mitsuba's normal map, ``Material.normal_map_shadowing``),
+            ``Material.principled``; bit 5: Mitsuba's normal map, ``Material.mitsuba_normal_map``),
             ``part_emitter`` ``[P]`` (the index of the part's area light in the light table, -1: none).
         uvs: ``[T, 2]`` texture coordinates; ``uv_faces``: ``[3 F]`` their corner indices; ``part_texture``
             ``[P]``: the part's base colour texture (-1: none; ``part_base`` is then its factor, unclamped);

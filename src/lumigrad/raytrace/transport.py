@@ -580,6 +580,10 @@ def surface_at(ts: TraceScene, face: torch.Tensor, o: torch.Tensor, d: torch.Ten
     normal_tangent = values.pop("normal_tangent", None)
     if normal_tangent is not None and ts.tangents is not None:  # normal maps
         tangent = (bary[..., None] * ts.tangents.index_select(0, face)).sum(1)
+        if "shadowing" in values:  # Mitsuba's normal map on a double-sided part's back: its frame's bitangent is the
+            # front's (Mitsuba's twosided mirrors the directions, not the frame), so the handedness turns with n
+            mirror = flip & (values["shadowing"] > 0.5)
+            tangent = torch.cat([tangent[:, :3], torch.where(mirror, -tangent[:, 3:], tangent[:, 3:])], -1)
         mapped = perturb_normal_unchecked(n, tangent, normal_tangent)
         if "shadowing" in values:  # Mitsuba's normal maps: one facing away from the viewer is mirrored about n
             mapped = torch.where(values["shadowing"] > 0.5, flip_invalid_normal(n, mapped, wo), mapped)

@@ -120,12 +120,14 @@ class Material:
             ``specular_factor`` and ``microfacet`` are not used, and it cannot also be ``plastic``. The path
             tracer (fused kernel and its replay, PyTorch transport) and the raster's per-light shading honour it (the
             raster's split-sum environment light is the glTF model's).
-        normal_map_shadowing: the normal map is Mitsuba's ``normalmap`` with its defaults
+        mitsuba_normal_map: the normal map is Mitsuba's ``normalmap`` with its defaults
             (:mod:`lumigrad.shading.normal_shadowing`): light grazing the unmapped surface is shadowed by the bent
-            facets (Conty Estevez et al. 2019's shadowing function), and a mapped normal facing away from the
-            viewer is mirrored about the unmapped one instead of leaving the point black. Read only where the
-            material has a ``normal_texture``; the path tracer (fused kernel, both replays) and the raster's
-            per-light shading honour it.
+            facets (Conty Estevez et al. 2019's shadowing function), a mapped normal facing away from the viewer
+            is mirrored about the unmapped one instead of leaving the point black, and on the back of a
+            double-sided part (Mitsuba's ``twosided``) the map's frame keeps the front's bitangent (glTF's turns
+            with the flipped normal). Read only where the material has a ``normal_texture``; the path tracer
+            (fused kernel, both replays) and the raster's per-light shading honour it (the raster's environment
+            light, split-sum and SH, is not shadowed).
     """
 
     base_color_factor: torch.Tensor = None
@@ -151,12 +153,12 @@ class Material:
     thin_dielectric: bool = False
     plastic: bool = False
     principled: bool = False
-    normal_map_shadowing: bool = False
+    mitsuba_normal_map: bool = False
 
     def __setattr__(self, name, value):
         if name == "microfacet":  # checked whenever it is set, so every renderer reads a known distribution
             check_choice(value, "microfacet", MICROFACETS)
-        elif name in ("thin_dielectric", "plastic", "principled", "normal_map_shadowing") and not isinstance(value,
+        elif name in ("thin_dielectric", "plastic", "principled", "mitsuba_normal_map") and not isinstance(value,
                                                                                                           bool):
             raise TypeError(f"{name} must be a bool; got {type(value).__name__}")
         if name in ("plastic", "principled") and value:  # (one model a material; checked whenever either is set)
@@ -258,7 +260,7 @@ def model_values_of(materials) -> set:
             keys.add("plastic")
         if getattr(m, "principled", False):
             keys.add("principled")
-        if getattr(m, "normal_map_shadowing", False) and getattr(m, "normal_texture", None) is not None:
+        if getattr(m, "mitsuba_normal_map", False) and getattr(m, "normal_texture", None) is not None:
             keys.add("shadowing")
     return keys
 
@@ -368,7 +370,7 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, linear_colou
         out["beckmann"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
     if m.thin_dielectric:
         out["thin"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
-    if m.normal_map_shadowing and m.normal_texture is not None:
+    if m.mitsuba_normal_map and m.normal_texture is not None:
         out["shadowing"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
     if m.principled:
         out["principled"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)

@@ -1,6 +1,6 @@
 """Mitsuba's normal maps: the shadowing of light that grazes a bent normal, and the flip of a normal that faces
 away from the viewer (Mitsuba 3's ``normalmap`` with its defaults ``use_shadowing_function`` and
-``flip_invalid_normals``), for materials with ``Material.normal_map_shadowing = True``.
+``flip_invalid_normals``), for materials with ``Material.mitsuba_normal_map = True``.
 
 A normal map bends the shading normal ``n0`` to ``n``; a surface of such bent facets shadows light arriving at a
 grazing angle to ``n0`` (Conty Estevez et al. 2019, "A Microfacet-Based Shadowing Function to Solve the Bump
@@ -10,8 +10,9 @@ masking of the light direction ``wi``)::
     S(wi) = 2 / (1 + sqrt(1 + alpha^2 tan^2(wi, n0)))
 
 multiplies the BSDF's value (its light samples and its sample's weight; not its density). Where the bent normal
-faces away from the viewer (``n . wo < 0``) it is mirrored about ``n0`` (``2 (n . n0) n0 - n``) instead of
-leaving the point black.
+faces away from a viewer on ``n0``'s side (``(n0 . wo) (n . wo) <= 0``) it is mirrored about ``n0`` (``2 (n . n0)
+n0 - n``) instead of leaving the point black. (On the back of a double-sided part the renderers also keep the front's bitangent for
+such maps: Mitsuba's ``twosided`` mirrors the directions, not the map's frame.)
 """
 
 from __future__ import annotations
@@ -42,10 +43,12 @@ def normal_map_shadowing(unmapped: torch.Tensor, mapped: torch.Tensor, wi: torch
 
 
 def flip_invalid_normal(unmapped: torch.Tensor, mapped: torch.Tensor, wo: torch.Tensor) -> torch.Tensor:
-    """``mapped`` mirrored about ``unmapped`` where it faces away from the viewer ``wo`` (Mitsuba's
-    ``flip_invalid_normals``), else unchanged."""
+    """``mapped`` mirrored about ``unmapped`` where the viewer ``wo`` is not on the same side of both
+    (``(unmapped . wo) (mapped . wo) <= 0``: Mitsuba's ``flip_invalid_normals``), else unchanged (a point seen
+    from behind, from inside glass, keeps its normal)."""
     mirrored = 2.0 * (mapped * unmapped).sum(-1, keepdim=True) * unmapped - mapped
-    return torch.where((mapped * wo).sum(-1, keepdim=True) < 0, mirrored, mapped)
+    invalid = (unmapped * wo).sum(-1, keepdim=True) * (mapped * wo).sum(-1, keepdim=True) <= 0
+    return torch.where(invalid, mirrored, mapped)
 
 
 def shadowing_mask(si: SurfaceSample) -> Optional[torch.Tensor]:
@@ -58,7 +61,7 @@ def shadowing_mask(si: SurfaceSample) -> Optional[torch.Tensor]:
 
 class ShadowedNormalMapBSDF:
     """``other``'s value times :func:`normal_map_shadowing` of the light direction at the points
-    :func:`shadowing_mask` marks (its samples' weights too; densities and delta coefficients are ``other``'s)."""
+    :func:`shadowing_mask` marks (its samples' weights and delta coefficients too; densities are ``other``'s)."""
 
     def __init__(self, other):
         self.other = other
@@ -74,9 +77,10 @@ class ShadowedNormalMapBSDF:
         return self.other.pdf(si, wi)
 
     def delta_coefficient(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
+        """``other``'s delta coefficient times the shadowing, as its delta samples' weights."""
         if not hasattr(self.other, "delta_coefficient"):
             return torch.zeros_like(si.base_color)
-        return self.other.delta_coefficient(si, wi)
+        return self.other.delta_coefficient(si, wi) * self._factor(si, wi)
 
     def sample(self, si: SurfaceSample, u1: torch.Tensor, u2: torch.Tensor) -> BSDFSample:
         s = self.other.sample(si, u1, u2)

@@ -86,7 +86,7 @@ class SurfaceSample:
         principled: optional ``[..., 1]``, 1 where the point is Mitsuba's principled BSDF
             (``Material.principled``: :mod:`lumigrad.shading.principled`), 0 elsewhere; ``None``: no point is.
         shadowing: optional ``[..., 1]``, 1 where the point's normal map is Mitsuba's, shadowing grazing light
-            (``Material.normal_map_shadowing``: :mod:`lumigrad.shading.normal_shadowing`; read with
+            (``Material.mitsuba_normal_map``: :mod:`lumigrad.shading.normal_shadowing`; read with
             ``unmapped_normal``), 0 elsewhere; ``None``: no point is.
 
     Construction checks types, trailing sizes, dtypes, devices and that the batch dims broadcast, without
