@@ -298,6 +298,18 @@ def sample_unit_wp(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughn
 
 
 @wp.func
+def alpha_slope_wp(roughness: float):
+    """``(alpha, d alpha / d roughness)`` of ``alpha = max(roughness^2, ALPHA_MIN)``: no slope at or below the floor,
+    as the twins' ``clamp_min`` (the parameter derivatives' shared first step)."""
+    alpha = roughness * roughness
+    d_alpha = 2.0 * roughness
+    if not (alpha > ALPHA_MIN):
+        alpha = ALPHA_MIN
+        d_alpha = 0.0
+    return alpha, d_alpha
+
+
+@wp.func
 def beckmann_lambda_slope_wp(cos: float, alpha: float):
     """``d Lambda / d alpha`` of :func:`beckmann_lambda_wp` (0 beyond its cut-off ``a = 1.6``, as the twin's)."""
     sin = wp.sqrt(wp.max(1.0 - cos * cos, 1.0e-12))
@@ -335,11 +347,7 @@ def bsdf_param_grads_wp(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, base: wp.vec3, 
         sin2_h, vh = _half_vector_terms(n, wi, wo)
         r = (ior - 1.0) / (ior + 1.0)
         f0_d = r * r
-        alpha = roughness * roughness
-        d_alpha = 2.0 * roughness
-        if not (alpha > ALPHA_MIN):
-            alpha = ALPHA_MIN
-            d_alpha = 0.0
+        alpha, d_alpha = alpha_slope_wp(roughness)
         a2 = alpha * alpha
         dv = float(0.0)
         d_dv = float(0.0)

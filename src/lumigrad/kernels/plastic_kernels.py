@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import warp as wp
 
-from .bsdf_kernels import (ALPHA_MIN, BECKMANN_COS2_FLOOR, DOT_EPS, beckmann_d_wp, beckmann_g1_wp, beckmann_lambda_slope_wp,
-                           beckmann_lambda_wp, two_lobe_direction_wp)
+from .bsdf_kernels import (ALPHA_MIN, BECKMANN_COS2_FLOOR, DOT_EPS, alpha_slope_wp, beckmann_d_wp, beckmann_g1_wp,
+                           beckmann_lambda_slope_wp, beckmann_lambda_wp, two_lobe_direction_wp)
 from .dielectric_kernels import fresnel_dielectric_wp, fresnel_ior_slope_wp
 
 wp.set_module_options({"enable_backward": False})
@@ -177,11 +177,7 @@ def plastic_param_grads_wp(table: wp.array(dtype=float), row: int, n: wp.vec3, w
         hv = wi + wo
         h = hv / wp.max(wp.length(hv), DOT_EPS)
         wo_h = wp.dot(wo, h)
-        alpha = roughness * roughness
-        d_alpha = 2.0 * roughness
-        if not (alpha > ALPHA_MIN):
-            alpha = ALPHA_MIN
-            d_alpha = 0.0
+        alpha, d_alpha = alpha_slope_wp(roughness)
         a2 = alpha * alpha
         nxh = wp.cross(n, h)
         sin2_h = wp.clamp(wp.dot(nxh, nxh), 0.0, 1.0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warp as wp
 
-from .bsdf_kernels import ALPHA_MIN, DOT_EPS, two_lobe_direction_wp
+from .bsdf_kernels import ALPHA_MIN, DOT_EPS, alpha_slope_wp, two_lobe_direction_wp
 from .dielectric_kernels import fresnel_dielectric_wp, fresnel_ior_slope_wp
 
 wp.set_module_options({"enable_backward": False})
@@ -140,11 +140,7 @@ def principled_param_grads_wp(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, base: wp.
     cos_i_raw = wp.dot(n, wi)
     if cos_o_raw > 0.0 and cos_i_raw > 0.0:
         co, ci, wo_h, sin2_h = _reflection_terms(n, wi, wo, cos_o_raw, cos_i_raw)
-        alpha = roughness * roughness
-        d_alpha = 2.0 * roughness
-        if not (alpha > ALPHA_MIN):
-            alpha = ALPHA_MIN
-            d_alpha = 0.0
+        alpha, d_alpha = alpha_slope_wp(roughness)
         a2 = alpha * alpha
         q = a2 + sin2_h * (1.0 - a2)
         dist = a2 / (wp.pi * q * q)
