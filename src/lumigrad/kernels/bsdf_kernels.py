@@ -310,6 +310,31 @@ def alpha_slope_wp(roughness: float):
 
 
 @wp.func
+def reflection_terms_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, cos_o_raw: float, cos_i_raw: float):
+    """``(n.wo, n.wi, h, 1 - (n.h)^2)`` of a reflection of unit ``wi``, ``wo`` above the unit normal ``n`` (the
+    cosines ``cos_o_raw``, ``cos_i_raw`` given, clamped to ``[1e-6, 1]``), ``h`` the unit half vector, ``1 -
+    (n.h)^2`` as ``|n x h|^2`` (no cancellation in a sharp lobe): the plastic's and the principled's twins take
+    them so (``PlasticBSDF._terms``, ``PrincipledBSDF._terms``)."""
+    hv = wi + wo
+    h = hv / wp.max(wp.length(hv), DOT_EPS)
+    nxh = wp.cross(n, h)
+    return wp.clamp(cos_o_raw, DOT_EPS, 1.0), wp.clamp(cos_i_raw, DOT_EPS, 1.0), h, wp.clamp(wp.dot(nxh, nxh), 0.0,
+                                                                                             1.0)
+
+
+@wp.func
+def smith_g1_wp(cos: float, alpha: float, beckmann: int):
+    """Smith's separable masking at ``cos > 0``, GGX's or Beckmann's (``lumigrad.shading.brdf.smith_g1``)."""
+    out = float(0.0)
+    if beckmann != 0:
+        out = beckmann_g1_wp(cos, alpha)
+    else:
+        a2 = alpha * alpha
+        out = 2.0 * cos / wp.max(cos + wp.sqrt(a2 + (1.0 - a2) * cos * cos), 1.0e-12)
+    return out
+
+
+@wp.func
 def beckmann_lambda_slope_wp(cos: float, alpha: float):
     """``d Lambda / d alpha`` of :func:`beckmann_lambda_wp` (0 beyond its cut-off ``a = 1.6``, as the twin's)."""
     sin = wp.sqrt(wp.max(1.0 - cos * cos, 1.0e-12))
@@ -320,6 +345,20 @@ def beckmann_lambda_slope_wp(cos: float, alpha: float):
         den = 3.535 * a + 2.181 * a * a
         d_lam_d_a = ((-1.259 + 0.792 * a) * den - num * (3.535 + 4.362 * a)) / (den * den)
         out = d_lam_d_a * (-a / alpha)
+    return out
+
+
+@wp.func
+def smith_g1_alpha_slope_wp(cos: float, alpha: float, beckmann: int):
+    """``d G1 / d alpha`` of :func:`smith_g1_wp`."""
+    out = float(0.0)
+    if beckmann != 0:
+        lam = beckmann_lambda_wp(cos, alpha)
+        out = -beckmann_lambda_slope_wp(cos, alpha) / ((1.0 + lam) * (1.0 + lam))
+    else:
+        a2 = alpha * alpha
+        root = wp.sqrt(a2 + (1.0 - a2) * cos * cos)
+        out = -2.0 * cos * ((1.0 - cos * cos) * alpha / root) / ((cos + root) * (cos + root))
     return out
 
 

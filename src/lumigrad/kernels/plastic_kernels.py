@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import warp as wp
 
-from .bsdf_kernels import (ALPHA_MIN, BECKMANN_COS2_FLOOR, DOT_EPS, alpha_slope_wp, beckmann_d_wp, beckmann_g1_wp,
-                           beckmann_lambda_slope_wp, beckmann_lambda_wp, two_lobe_direction_wp)
+from .bsdf_kernels import (ALPHA_MIN, BECKMANN_COS2_FLOOR, DOT_EPS, alpha_slope_wp, beckmann_d_wp,
+                           reflection_terms_wp, smith_g1_alpha_slope_wp, smith_g1_wp, two_lobe_direction_wp)
 from .dielectric_kernels import fresnel_dielectric_wp, fresnel_ior_slope_wp
 
 wp.set_module_options({"enable_backward": False})
@@ -57,18 +57,6 @@ def plastic_specular_probability_wp(table: wp.array(dtype=float), row: int, cos_
 
 
 @wp.func
-def _smith_g1(cos: float, alpha: float, beckmann: int):
-    """Smith's separable masking at ``cos > 0``, GGX's or Beckmann's (``lumigrad.shading.brdf.smith_g1``)."""
-    out = float(0.0)
-    if beckmann != 0:
-        out = beckmann_g1_wp(cos, alpha)
-    else:
-        a2 = alpha * alpha
-        out = 2.0 * cos / wp.max(cos + wp.sqrt(a2 + (1.0 - a2) * cos * cos), _EPS)
-    return out
-
-
-@wp.func
 def plastic_eval_pdf_wp(table: wp.array(dtype=float), row: int, n: wp.vec3, wi: wp.vec3, wo: wp.vec3,
                         p_spec_known: float, base: wp.vec3, roughness: float, ior: float, beckmann: int):
     """``(f [3], pdf)`` of the plastic (no cosine in ``f``) at unit ``n``, ``wi``, ``wo``: zero unless both are
@@ -79,16 +67,11 @@ def plastic_eval_pdf_wp(table: wp.array(dtype=float), row: int, n: wp.vec3, wi: 
     cos_o_raw = wp.dot(n, wo)
     cos_i_raw = wp.dot(n, wi)
     if cos_o_raw > 0.0 and cos_i_raw > 0.0:
-        co = wp.clamp(cos_o_raw, DOT_EPS, 1.0)
-        ci = wp.clamp(cos_i_raw, DOT_EPS, 1.0)
-        hv = wi + wo
-        h = hv / wp.max(wp.length(hv), DOT_EPS)
+        co, ci, h, sin2_h = reflection_terms_wp(n, wi, wo, cos_o_raw, cos_i_raw)
         cos_h = wp.clamp(wp.dot(n, h), 0.0, 1.0)
         wo_h = wp.dot(wo, h)
         alpha = wp.max(roughness * roughness, ALPHA_MIN)
         a2 = alpha * alpha
-        nxh = wp.cross(n, h)  # (1 - cos_h^2 without cancellation in a sharp lobe, as the twin)
-        sin2_h = wp.clamp(wp.dot(nxh, nxh), 0.0, 1.0)
         dist = float(0.0)
         pdf_spec = float(0.0)
         if beckmann != 0:
@@ -97,8 +80,8 @@ def plastic_eval_pdf_wp(table: wp.array(dtype=float), row: int, n: wp.vec3, wi: 
         else:
             q = a2 + sin2_h * (1.0 - a2)
             dist = a2 / (wp.pi * q * q)
-            pdf_spec = dist * _smith_g1(co, alpha, 0) / (4.0 * co)  # visible GGX normals, reflected
-        g = _smith_g1(co, alpha, beckmann) * _smith_g1(ci, alpha, beckmann)
+            pdf_spec = dist * smith_g1_wp(co, alpha, 0) / (4.0 * co)  # visible GGX normals, reflected
+        g = smith_g1_wp(co, alpha, beckmann) * smith_g1_wp(ci, alpha, beckmann)
         fresnel, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(wp.clamp(wo_h, -1.0, 1.0), ior)
         spec = fresnel * dist * g / (4.0 * co * ci)
         t_o = plastic_transmittance_wp(table, row, co, roughness, ior)
@@ -142,20 +125,6 @@ def _table_taps(cos: float):
 
 
 @wp.func
-def _g1_alpha_slope(cos: float, alpha: float, beckmann: int):
-    """``d G1 / d alpha`` of :func:`_smith_g1`."""
-    out = float(0.0)
-    if beckmann != 0:
-        lam = beckmann_lambda_wp(cos, alpha)
-        out = -beckmann_lambda_slope_wp(cos, alpha) / ((1.0 + lam) * (1.0 + lam))
-    else:
-        a2 = alpha * alpha
-        root = wp.sqrt(a2 + (1.0 - a2) * cos * cos)
-        out = -2.0 * cos * ((1.0 - cos * cos) * alpha / root) / ((cos + root) * (cos + root))
-    return out
-
-
-@wp.func
 def plastic_param_grads_wp(table: wp.array(dtype=float), row: int, n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3,
                            base: wp.vec3, roughness: float, ior: float, beckmann: int, coef: wp.vec3,
                            g_table: wp.array2d(dtype=wp.float64)):
@@ -172,15 +141,10 @@ def plastic_param_grads_wp(table: wp.array(dtype=float), row: int, n: wp.vec3, w
     cos_o_raw = wp.dot(n, wo)
     cos_i_raw = wp.dot(n, wi)
     if cos_o_raw > 0.0 and cos_i_raw > 0.0:
-        co = wp.clamp(cos_o_raw, DOT_EPS, 1.0)
-        ci = wp.clamp(cos_i_raw, DOT_EPS, 1.0)
-        hv = wi + wo
-        h = hv / wp.max(wp.length(hv), DOT_EPS)
+        co, ci, h, sin2_h = reflection_terms_wp(n, wi, wo, cos_o_raw, cos_i_raw)
         wo_h = wp.dot(wo, h)
         alpha, d_alpha = alpha_slope_wp(roughness)
         a2 = alpha * alpha
-        nxh = wp.cross(n, h)
-        sin2_h = wp.clamp(wp.dot(nxh, nxh), 0.0, 1.0)
         dist = float(0.0)
         d_dist = float(0.0)  # d D / d alpha
         if beckmann != 0:
@@ -191,9 +155,9 @@ def plastic_param_grads_wp(table: wp.array(dtype=float), row: int, n: wp.vec3, w
             q = a2 + sin2_h * (1.0 - a2)
             dist = a2 / (wp.pi * q * q)
             d_dist = (q - 2.0 * a2 * (1.0 - sin2_h)) / (wp.pi * q * q * q) * 2.0 * alpha
-        g1_o = _smith_g1(co, alpha, beckmann)
-        g1_i = _smith_g1(ci, alpha, beckmann)
-        d_g = _g1_alpha_slope(co, alpha, beckmann) * g1_i + g1_o * _g1_alpha_slope(ci, alpha, beckmann)
+        g1_o = smith_g1_wp(co, alpha, beckmann)
+        g1_i = smith_g1_wp(ci, alpha, beckmann)
+        d_g = smith_g1_alpha_slope_wp(co, alpha, beckmann) * g1_i + g1_o * smith_g1_alpha_slope_wp(ci, alpha, beckmann)
         cos_f = wp.clamp(wo_h, -1.0, 1.0)
         fresnel, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(cos_f, ior)
         d_fresnel = float(0.0)

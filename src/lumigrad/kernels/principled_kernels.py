@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import warp as wp
 
-from .bsdf_kernels import ALPHA_MIN, DOT_EPS, alpha_slope_wp, two_lobe_direction_wp
+from .bsdf_kernels import (ALPHA_MIN, DOT_EPS, alpha_slope_wp, reflection_terms_wp, smith_g1_alpha_slope_wp,
+                           smith_g1_wp, two_lobe_direction_wp)
 from .dielectric_kernels import fresnel_dielectric_wp, fresnel_ior_slope_wp
 
 wp.set_module_options({"enable_backward": False})
@@ -23,23 +24,6 @@ def _schlick_weight(cos: float):
     m = wp.clamp(1.0 - cos, 0.0, 1.0)
     m2 = m * m
     return m2 * m2 * m
-
-
-@wp.func
-def _ggx_g1(cos: float, alpha: float):
-    a2 = alpha * alpha
-    return 2.0 * cos / wp.max(cos + wp.sqrt(a2 + (1.0 - a2) * cos * cos), _EPS)
-
-
-@wp.func
-def _reflection_terms(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, cos_o_raw: float, cos_i_raw: float):
-    """``(n.wo, n.wi, wo.h, 1 - (n.h)^2)`` of a reflection above the surface, the cosines clamped to ``[1e-6, 1]``,
-    ``wo.h`` to ``[0, 1]``, ``1 - (n.h)^2`` as ``|n x h|^2`` (no cancellation in a sharp lobe, as the twin)."""
-    hv = wi + wo
-    h = hv / wp.max(wp.length(hv), DOT_EPS)
-    nxh = wp.cross(n, h)
-    return (wp.clamp(cos_o_raw, DOT_EPS, 1.0), wp.clamp(cos_i_raw, DOT_EPS, 1.0), wp.clamp(wp.dot(wo, h), 0.0, 1.0),
-            wp.clamp(wp.dot(nxh, nxh), 0.0, 1.0))
 
 
 @wp.func
@@ -75,13 +59,14 @@ def principled_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: f
     cos_o_raw = wp.dot(n, wo)
     cos_i_raw = wp.dot(n, wi)
     if cos_o_raw > 0.0 and cos_i_raw > 0.0:
-        co, ci, wo_h, sin2_h = _reflection_terms(n, wi, wo, cos_o_raw, cos_i_raw)
+        co, ci, h, sin2_h = reflection_terms_wp(n, wi, wo, cos_o_raw, cos_i_raw)
+        wo_h = wp.clamp(wp.dot(wo, h), 0.0, 1.0)
         alpha = wp.max(roughness * roughness, ALPHA_MIN)
         a2 = alpha * alpha
         q = a2 + sin2_h * (1.0 - a2)
         dist = a2 / (wp.pi * q * q)
-        g1_o = _ggx_g1(co, alpha)
-        shadowing = dist * g1_o * _ggx_g1(ci, alpha) / (4.0 * co * ci)
+        g1_o = smith_g1_wp(co, alpha, 0)
+        shadowing = dist * g1_o * smith_g1_wp(ci, alpha, 0) / (4.0 * co * ci)
         f_d, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(wo_h, ior)
         s_h = _schlick_weight(wo_h)
         s_o = _schlick_weight(co)
@@ -117,14 +102,6 @@ def principled_sample_wp(n: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.
 
 
 @wp.func
-def _ggx_g1_slope(cos: float, alpha: float):
-    """``d G1 / d alpha^2`` of :func:`_ggx_g1`."""
-    a2 = alpha * alpha
-    root = wp.sqrt(a2 + (1.0 - a2) * cos * cos)
-    return -2.0 * cos * (1.0 - cos * cos) / (2.0 * root) / ((cos + root) * (cos + root))
-
-
-@wp.func
 def principled_param_grads_wp(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: float,
                               metallic: float, ior: float, coef: wp.vec3):
     """``sum_c coef_c d f_c / d theta`` of :func:`principled_eval_pdf_wp`'s value ``f`` (unit ``n``, ``wo``):
@@ -139,17 +116,18 @@ def principled_param_grads_wp(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, base: wp.
     cos_o_raw = wp.dot(n, wo)
     cos_i_raw = wp.dot(n, wi)
     if cos_o_raw > 0.0 and cos_i_raw > 0.0:
-        co, ci, wo_h, sin2_h = _reflection_terms(n, wi, wo, cos_o_raw, cos_i_raw)
+        co, ci, h, sin2_h = reflection_terms_wp(n, wi, wo, cos_o_raw, cos_i_raw)
+        wo_h = wp.clamp(wp.dot(wo, h), 0.0, 1.0)
         alpha, d_alpha = alpha_slope_wp(roughness)
         a2 = alpha * alpha
         q = a2 + sin2_h * (1.0 - a2)
         dist = a2 / (wp.pi * q * q)
         d_dist = (q - 2.0 * a2 * (1.0 - sin2_h)) / (wp.pi * q * q * q)  # d D / d a2
-        g1_o = _ggx_g1(co, alpha)
-        g1_i = _ggx_g1(ci, alpha)
+        g1_o = smith_g1_wp(co, alpha, 0)
+        g1_i = smith_g1_wp(ci, alpha, 0)
         shadowing = dist * g1_o * g1_i / (4.0 * co * ci)
-        d_shadowing = ((d_dist * g1_o * g1_i + dist * _ggx_g1_slope(co, alpha) * g1_i
-                        + dist * g1_o * _ggx_g1_slope(ci, alpha)) / (4.0 * co * ci)) * (2.0 * alpha * d_alpha)
+        d_g = smith_g1_alpha_slope_wp(co, alpha, 0) * g1_i + g1_o * smith_g1_alpha_slope_wp(ci, alpha, 0)
+        d_shadowing = (d_dist * 2.0 * alpha * g1_o * g1_i + dist * d_g) / (4.0 * co * ci) * d_alpha
         f_d, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(wo_h, ior)
         d_fd = fresnel_ior_slope_wp(wo_h, ior)
         s_h = _schlick_weight(wo_h)
