@@ -139,3 +139,19 @@ def test_the_mitsuba_reader_marks_normalmaps(tmp_path):
     assert not material.mitsuba_normal_map and not notes
     material, notes = read('<boolean name="use_shadowing_function" value="false"/>')
     assert not material.mitsuba_normal_map and any("flip_invalid_normals=true" in n for n in notes)
+
+
+def test_the_shadowing_and_the_flip_pass_gradcheck():
+    """float64 gradcheck of the shadowing in both normals and the light direction, and of the flip in the normals
+    (away from its switch), at bent normals and grazing lights."""
+    g = torch.Generator().manual_seed(3)
+    n0 = _unit(torch.tensor([[0.0, 0.0, 1.0]]) + 0.1 * torch.randn(4, 3, generator=g, dtype=F64))
+    n = _unit(n0 + torch.tensor([[0.4, -0.2, 0.0]], dtype=F64))
+    wi = _unit(torch.tensor([[0.9, 0.3, 0.3]], dtype=F64) + 0.1 * torch.randn(4, 3, generator=g, dtype=F64))
+    args = [t.clone().requires_grad_(True) for t in (n0, n, wi)]
+    assert torch.autograd.gradcheck(normal_map_shadowing, args)
+    assert bool((normal_map_shadowing(n0, n, wi) < 0.99).all())  # (grazing and bent: the shadowing matters)
+    wo = _unit(torch.tensor([[-0.8, 0.4, 0.3]], dtype=F64)).expand(4, 3)
+    flipped = flip_invalid_normal(n0, n, wo)
+    assert not torch.equal(flipped, n)  # (some normals face away from this viewer: mirrored)
+    assert torch.autograd.gradcheck(lambda a, b: flip_invalid_normal(a, b, wo), args[:2])
