@@ -688,7 +688,7 @@ def test_the_films_rfilter_becomes_the_scenes_pixel_filter(tmp_path):
 # --------------------------------------------------------------------------------------------- refusals
 @pytest.mark.parametrize("body,match", [
     ('<bsdf type="hair" id="h"/>', r"scene\.xml:3: <bsdf type='hair' id='h'>: BSDF type 'hair' is not supported"),
-    ('<shape type="serialized"/>', r"scene\.xml:3: <shape type='serialized'>: shape type 'serialized' is not "),
+    ('<shape type="bsplinecurve"/>', r"scene\.xml:3: <shape type='bsplinecurve'>: shape type 'bsplinecurve' is "),
     ('<emitter type="projector"/>', "emitter type 'projector' is not supported"),
     ('<sensor type="radiancemeter"/>', "sensor type 'radiancemeter' is not supported"),
     ('<shape type="cube"><bsdf type="diffuse"><texture type="mesh_attribute" name="reflectance"/></bsdf></shape>',

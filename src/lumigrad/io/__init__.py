@@ -27,6 +27,7 @@ from .obj import ObjData, read_mesh, read_obj, read_obj_with_materials, write_ob
 from .opensfm import OpenSfmReconstruction, lla_to_topocentric, read_opensfm
 from .photo_stream import PhotoStream
 from .ply import PlyError, PlyMesh, read_ply, write_ply
+from .serialized import SerializedError, SerializedMesh, read_serialized, write_serialized, write_serialized_shapes
 from .pytorch3d import camera_from_pytorch3d, camera_to_pytorch3d
 from .registry import formats, load, register_format, save
 
@@ -38,4 +39,5 @@ __all__ = ["frames_to_uint8", "read_video", "write_frames", "write_strip", "writ
            "PhotoStream", "PlyError", "PlyMesh",
            "camera_from_pytorch3d", "camera_to_pytorch3d", "formats", "load", "register_format", "save", "lla_to_topocentric", "read_colmap", "read_exr", "read_gltf", "read_hdr",
            "preview", "read_image", "read_nerf_transforms", "read_obj", "read_opensfm", "read_ply", "write_colmap", "write_exr", "write_gltf", "write_gltf_animation",
-           "write_hdr", "write_image", "write_nerf_transforms", "write_obj", "write_ply"]
+           "write_hdr", "write_image", "write_nerf_transforms", "write_obj", "write_ply", "SerializedError",
+           "SerializedMesh", "read_serialized", "write_serialized", "write_serialized_shapes"]

@@ -163,7 +163,7 @@ class MitsubaXmlMissingFile(MitsubaXmlError, FileNotFoundError):
 _PROPERTY_TAGS = ("float", "integer", "boolean", "string", "rgb", "spectrum", "point", "vector", "transform")
 _OBJECT_TAGS = ("shape", "bsdf", "texture", "emitter", "sensor", "film", "sampler", "integrator", "rfilter",
                 "medium", "phase", "volume")
-_SHAPES = ("obj", "ply", "rectangle", "cube", "sphere", "disk", "cylinder")
+_SHAPES = ("obj", "ply", "serialized", "rectangle", "cube", "sphere", "disk", "cylinder", "shapegroup", "instance")
 _BSDFS = ("diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "dielectric", "thindielectric",
           "roughdielectric", "principled", "twosided", "normalmap")
 _EMITTERS = ("area", "point", "spot", "directional", "envmap", "constant")
@@ -372,13 +372,15 @@ class _Reader:
         self.built: Dict[ET.Element, Any] = {}
         self.building: List[ET.Element] = []
         self.notes: Dict[str, Dict[str, None]] = {}
-        self.claimed: Dict[str, set] = {"meshes": set(), "lights": set(), "cameras": set()}  # ids
-        self.taken: Dict[str, set] = {"meshes": set(), "lights": set(), "cameras": set()}  # names given out
+        self.claimed: Dict[str, set] = {"meshes": set(), "lights": set(), "cameras": set(), "instances": set()}
+        self.taken: Dict[str, set] = {"meshes": set(), "lights": set(), "cameras": set(),  # names given out
+                                      "instances": set()}
         self.metadata: Dict[str, Any] = {}
         self.uv_transforms: Dict[int, Tuple[torch.Tensor, np.ndarray]] = {}  # id(texels): (texels, to_uv [2, 3])
         self.mitsuba_normal_maps: Dict[int, torch.Tensor] = {}  # id: the normal textures of normalmap BSDFs
         self.sensor_media: Dict[str, Tuple[ET.Element, Optional[HomogeneousMedium]]] = {}  # camera -> its medium
         self.interior_only: List[ET.Element] = []  # shapes with an interior and no exterior
+        self.instanced: set = set()  # shapegroups an instance used
 
     # ------------------------------------------------------------------------------------- messages
     def describe(self, elem: ET.Element) -> str:
@@ -690,12 +692,18 @@ class _Reader:
             group = {"shape": "meshes", "emitter": "lights", "sensor": "cameras"}.get(elem.tag)
             if group == "meshes" and self._emitter_of(elem) is not None:
                 group = "lights"
+            if group == "meshes" and elem.get("type") in ("shapegroup", "instance"):
+                group = {"shapegroup": None, "instance": "instances"}[elem.get("type")]
             if group and elem.get("id") is not None:
                 self.claimed[group].add(_clean(elem.get("id")))
         used_area: set = set()
         for elem in top:
             tag = elem.tag
-            if tag == "shape":
+            if tag == "shape" and elem.get("type") == "shapegroup":
+                continue  # a template for instances (read when one uses it)
+            if tag == "shape" and elem.get("type") == "instance":
+                self.instance(elem, scene, used_area)
+            elif tag == "shape":
                 self.shape(elem, scene, used_area)
             elif tag == "emitter":
                 if self.attr(elem, "type") == "area":
@@ -732,6 +740,8 @@ class _Reader:
                 self.note("area emitters that no shape uses", elem)
             if elem.tag == "medium" and elem not in self.built:
                 self.note("media that no shape uses", elem)
+            if elem.tag == "shape" and elem.get("type") == "shapegroup" and elem not in self.instanced:
+                self.note("shapegroups that no instance uses", elem)
         scene.medium = self.scene_medium(scene)
         scene.film = Film(pixel_filter=self.film_filter())
         self.metadata["parameters"] = dict(self.params)
@@ -739,9 +749,12 @@ class _Reader:
         self.warn()
         return scene
 
-    def name(self, group: str, elem: ET.Element, fallback: str) -> str:
-        """``elem``'s id (cleaned), or ``fallback`` with ``-1``, ``-2`` ... avoiding every id of the group."""
-        if elem.get("id") is not None:
+    def name(self, group: str, elem: ET.Element, fallback: str, prefix: Optional[str] = None) -> str:
+        """``elem``'s id (cleaned), or ``fallback`` with ``-1``, ``-2`` ... avoiding every id of the group; with a
+        ``prefix`` (an instance's name), ``prefix-id`` or ``prefix-fallback``, made unique the same way."""
+        if prefix is not None:
+            fallback = f"{prefix}-{_clean(elem.get('id') or fallback)}"
+        if elem.get("id") is not None and prefix is None:
             name = _clean(elem.get("id"))
             if name in self.taken[group]:
                 raise self.error(elem, f"two {group} are named {name!r} (ids that differ only in characters other "
@@ -812,16 +825,52 @@ class _Reader:
                 return target
         return None
 
-    def shape(self, elem: ET.Element, scene: Scene, used_area: set) -> None:
+    def instance(self, elem: ET.Element, scene: Scene, used_area: set) -> None:
+        """Mitsuba's ``instance`` of a ``shapegroup``: a copy of each of the group's shapes, its ``to_world`` the
+        instance's times the shape's, named ``instance-shape`` (the instance's id, or ``instance``, ``instance-1``
+        ...; the shape's id, or its file stem or type)."""
+        p = self.props(elem)
+        groups = p.nested("shape")
+        if len(groups) != 1 or groups[0].get("type") != "shapegroup":
+            raise self.error(elem, f"{self.describe(elem)} needs exactly one shapegroup (a <ref id> to one); got "
+                                   f"{', '.join(self.describe(g) for g in groups) or 'none'}")
+        group = groups[0]
+        parent = p.transform("to_world")
+        parent = np.eye(4) if parent is None else parent
+        prefix = self.name("instances", elem, "instance")
+        gp = self.props(group)
+        members = gp.nested("shape")
+        if not members:
+            raise self.error(group, f"{self.describe(group)} holds no shapes")
+        for member in members:
+            kind = member.get("type")
+            if kind in ("shapegroup", "instance"):
+                raise self.error(member, f"{self.describe(member)} inside a shapegroup: nested instancing is not "
+                                         "supported (nor by Mitsuba)")
+            if self._emitter_of(member) is not None:
+                raise self.error(member, f"{self.describe(member)} inside a shapegroup has an emitter: instanced "
+                                         "emitters are not supported (nor by Mitsuba)")
+            self.shape(member, scene, used_area, parent=parent, prefix=prefix)
+        self.instanced.add(group)
+        self.done(gp)
+        self.done(p)
+
+    def shape(self, elem: ET.Element, scene: Scene, used_area: set, parent: Optional[np.ndarray] = None,
+              prefix: Optional[str] = None) -> None:
+        """A shape (``parent``, ``prefix``: an instance's transform and name, see :meth:`instance`)."""
         kind = self.attr(elem, "type")
         if kind not in _SHAPES:
             raise self.error(elem, f"{self.describe(elem)}: shape type {short_text(kind)} is not supported (lumigrad "
                                    f"reads {', '.join(_SHAPES)})")
+        if kind in ("shapegroup", "instance"):
+            raise self.error(elem, f"{self.describe(elem)} must be at the top level of the scene")
         p = self.props(elem)
         geometry = self.geometry(elem, kind, p)
         verts, faces, uv, uv_faces, normals, fallback = geometry
         to_world = p.transform("to_world")
         to_world = np.eye(4) if to_world is None else to_world
+        if parent is not None:
+            to_world = parent @ to_world
         if p.boolean("flip_normals", False):
             faces = faces[:, [0, 2, 1]]
             uv_faces = None if uv_faces is None else uv_faces[:, [0, 2, 1]]
@@ -883,7 +932,7 @@ class _Reader:
                           uv_faces=None if uv_faces is None else torch.as_tensor(uv_faces, dtype=torch.long),
                           normals=None if normals is None else t(normals), to_world=t(to_world),
                           double_sided=double_sided)
-        scene.add_mesh(self.name("meshes", elem, fallback), mesh)
+        scene.add_mesh(self.name("meshes", elem, fallback, prefix), mesh)
         self.done(p)
 
     def geometry(self, elem: ET.Element, kind: str, p: _Props):
@@ -898,13 +947,10 @@ class _Reader:
             if kind == "obj" and not p.boolean("flip_tex_coords", True) and uv is not None:
                 uv = uv.copy()
                 uv[:, 1] = 1.0 - uv[:, 1]
-            if p.boolean("face_normals", False):
-                verts = verts[faces].reshape(-1, 3)
-                if uv is not None:
-                    uv = uv[uv_faces if uv_faces is not None else faces].reshape(-1, 2)
-                faces = np.arange(verts.shape[0]).reshape(-1, 3)
-                uv_faces, normals = None, None
-            return verts, faces, uv, uv_faces, normals, Path(filename).stem
+            return (*_flat_if(p.boolean("face_normals", False), verts, faces, uv, uv_faces, normals),
+                    Path(filename).stem)
+        if kind == "serialized":
+            return self.serialized(elem, p)
         if kind == "rectangle":
             verts = np.array([[-1.0, -1.0, 0.0], [1.0, -1.0, 0.0], [1.0, 1.0, 0.0], [-1.0, 1.0, 0.0]])
             return verts, np.array([[0, 1, 2], [0, 2, 3]]), (verts[:, :2] + 1) / 2, None, None, kind
@@ -956,6 +1002,32 @@ class _Reader:
         uv = np.concatenate([np.stack([phi / (2 * math.pi), np.zeros(n + 1)], -1),
                              np.stack([phi / (2 * math.pi), np.ones(n + 1)], -1)])
         return verts, faces, uv, None, normals, "cylinder"
+
+    def serialized(self, elem: ET.Element, p: _Props):
+        """Mesh ``shape_index`` (default 0) of a ``.serialized`` file (:mod:`lumigrad.io.serialized`); its name
+        as stored (or the file's stem) names the shape when it has no id."""
+        from .serialized import read_serialized
+
+        filename = p.string("filename")
+        if filename is None:
+            raise self.error(elem, f"{self.describe(elem)} needs a <string name=\"filename\">")
+        index = p.integer("shape_index", 0)
+        if index < 0:
+            raise self.error(elem, f"{self.describe(elem)}: shape_index must be >= 0; got {index}")
+        file = self.resolve(elem, filename, "serialized filename")
+        try:
+            mesh = read_serialized(file, index, dtype=torch.float64)
+        except ValueError as e:
+            raise self.error(elem, f"{self.describe(elem)}: {e}") from None
+        if mesh.faces.shape[0] == 0:
+            raise self.error(elem, f"{self.describe(elem)}: mesh {index} of {file.name} has no faces")
+        conv = lambda a: None if a is None else a.numpy()  # noqa: E731
+        verts, faces, uv, normals = conv(mesh.verts), conv(mesh.faces), conv(mesh.uv), conv(mesh.normals)
+        if normals is not None:  # (Mitsuba normalises them; a zero one would be NaN there: area-weighted here)
+            length = np.linalg.norm(normals, axis=-1, keepdims=True)
+            normals = None if (length == 0).any() else normals / length
+        return (*_flat_if(p.boolean("face_normals", False), verts, faces, uv, None, normals),
+                _clean(mesh.name) if mesh.name else Path(filename).stem)
 
     def _read_mesh(self, elem: ET.Element, file: Path, kind: str):
         try:
@@ -1563,6 +1635,17 @@ class _Reader:
         parts += ignored_features(self.notes)
         if parts:
             warnings.warn(f"{self.path}: lumigrad ignores {'; '.join(parts)}", MitsubaXmlWarning, stacklevel=4)
+
+
+def _flat_if(flat: bool, verts, faces, uv, uv_faces, normals):
+    """``(verts, faces, uv, uv_faces, normals)``, with ``flat`` (Mitsuba's ``face_normals``) each triangle's
+    corners its own vertices and no vertex normals: flat shading."""
+    if not flat:
+        return verts, faces, uv, uv_faces, normals
+    flat_verts = verts[faces].reshape(-1, 3)
+    if uv is not None:
+        uv = uv[uv_faces if uv_faces is not None else faces].reshape(-1, 2)
+    return flat_verts, np.arange(flat_verts.shape[0]).reshape(-1, 3), uv, None, None
 
 
 def _clean(name: str) -> str:

@@ -182,9 +182,12 @@ def _register_builtin() -> None:
     from .mitsuba_xml import read_mitsuba_xml
     from .obj import read_mesh, write_obj
     from .ply import read_ply, write_ply
+    from .serialized import read_serialized, write_serialized
 
     register_format(".obj", "Wavefront OBJ mesh -> Mesh", reader=read_mesh, writer=_write_mesh(write_obj))
     register_format(".ply", "PLY mesh or point cloud -> PlyMesh", reader=read_ply, writer=_write_mesh(write_ply))
+    register_format(".serialized", "Mitsuba serialized mesh -> SerializedMesh", reader=read_serialized,
+                    writer=_write_mesh(write_serialized))
     for suffix in (".gltf", ".glb"):
         register_format(suffix, "glTF 2.0 scene -> Scene", reader=read_gltf, writer=write_gltf)
     for suffix in (".png", ".jpg", ".jpeg"):
