@@ -13,6 +13,7 @@ counter-based random numbers), else on ``sample_paths``.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple, Optional, Sequence
 
 import torch
@@ -546,6 +547,11 @@ def _trace_scene(scene: Scene, light_sampling: str = DEFAULT_LIGHT_SAMPLING) -> 
     if len(envs) > 1:
         raise ValueError(f"a scene takes at most one EnvironmentLight; it has {len(envs)}")
     materials = [p.material for p in flat.parts]
+    see_through = sorted({f"{p.name} ({p.material.alpha_mode})" for p in flat.parts
+                          if p.material.alpha_mode != "OPAQUE"})
+    if see_through:
+        warnings.warn(f"the path tracer renders every surface opaque: the alpha_mode of {', '.join(see_through)} "
+                      "is read by the raster integrator only", stacklevel=4)
     media = [(f"{p.name}.material.{side}", getattr(p.material, side, None)) for p in flat.parts
              for side in ("interior", "exterior")] + [("medium", scene.medium)]
     media = {id(m): (name, m) for name, m in reversed(media) if m is not None}  # a shared medium checked once
