@@ -916,9 +916,10 @@ class _Reader:
             raise self.error(elem, f"{self.describe(elem)} has no texture coordinates, so its BSDF's texture "
                                    "cannot be applied")
         transforms = [self.uv_transforms.get(id(t), (None, None))[1]
-                      for t in (material.base_color_texture, material.normal_texture) if t is not None]
-        if len(transforms) == 2 and (transforms[0] is None) != (transforms[1] is None) or \
-                len(transforms) == 2 and transforms[0] is not None and not np.allclose(*transforms):
+                      for t in (material.base_color_texture, material.normal_texture,
+                                material.metallic_roughness_texture) if t is not None]
+        if any((a is None) != (b is None) or (a is not None and not np.allclose(a, b))
+               for a, b in zip(transforms, transforms[1:])):
             raise self.error(elem, f"{self.describe(elem)}: its material's textures have different to_uv transforms "
                                    "(lumigrad's textures share the shape's texture coordinates)")
         if transforms and transforms[0] is not None:  # the textures' to_uv moves the shape's coordinates
@@ -1106,11 +1107,69 @@ class _Reader:
     def material(self, *, base, metallic, roughness, texture=None, wrap="repeat", ior=1.5,
                  transmission=0.0, specular=1.0, microfacet="ggx", thin=False, plastic=False,
                  principled=False) -> Material:
+        """A material; ``metallic`` and ``roughness`` are numbers or :class:`_FloatTexture` s (then the material's
+        ``metallic_roughness_texture`` holds them, glTF's channels: G roughness, B metallic)."""
         t = lambda a: torch.as_tensor(a, dtype=self.dtype)  # noqa: E731
+        mr, mr_wrap = self.metallic_roughness(metallic, roughness)
+        if mr is not None:
+            if texture is not None and wrap != mr_wrap:
+                raise self.error(self.building[-1], f"{self.describe(self.building[-1])}: its textures' wrap_modes "
+                                                    "differ (lumigrad's material addresses every texture one way)")
+            wrap = mr_wrap
+        factor = lambda v: 1.0 if isinstance(v, _FloatTexture) else v  # noqa: E731
         return Material(base_color_factor=t(np.concatenate([np.asarray(base, dtype=np.float64), [1.0]])),
-                        metallic_factor=t(metallic), roughness_factor=t(roughness), base_color_texture=texture,
+                        metallic_factor=t(factor(metallic)), roughness_factor=t(factor(roughness)),
+                        base_color_texture=texture, metallic_roughness_texture=mr,
                         ior=t(ior), transmission_factor=t(transmission), specular_factor=t(specular), wrap=wrap,
                         microfacet=microfacet, thin_dielectric=thin, plastic=plastic, principled=principled)
+
+    def metallic_roughness(self, metallic, roughness) -> Tuple[Optional[torch.Tensor], str]:
+        """glTF's ``metallic_roughness_texture [H, W, 3]`` (linear; G roughness, B metallic, 1 where that value is
+        a number, its factor then) of textured ``metallic`` / ``roughness``, or None; with both textured, at the
+        larger one's size (the other resampled bilinearly, noted) and one ``to_uv``."""
+        textures = [v for v in (roughness, metallic) if isinstance(v, _FloatTexture)]
+        if not textures:
+            return None, "repeat"
+        elem = self.building[-1]
+        if len(textures) == 2:
+            a, b = textures
+            if (a.to_uv is None) != (b.to_uv is None) or (a.to_uv is not None and not np.allclose(a.to_uv, b.to_uv)):
+                raise self.error(elem, f"{self.describe(elem)}: its roughness and metallic textures have different "
+                                       "to_uv transforms (lumigrad's textures share the shape's texture coordinates)")
+            if a.wrap != b.wrap:
+                raise self.error(elem, f"{self.describe(elem)}: its roughness and metallic textures' wrap_modes differ")
+        size = max((tuple(x.values.shape) for x in textures), key=lambda hw: hw[0] * hw[1])
+        channels = []
+        for value in (roughness, metallic):
+            if not isinstance(value, _FloatTexture):
+                channels.append(torch.ones(size, dtype=torch.float64))
+                continue
+            v = value.values
+            if tuple(v.shape) != size:
+                self.note("roughness and metallic textures of different sizes (the smaller resampled bilinearly)",
+                          elem)
+                v = torch.nn.functional.interpolate(v[None, None], size=size, mode="bilinear",
+                                                    align_corners=False)[0, 0]
+            channels.append(v)
+        mr = torch.stack([torch.zeros(size, dtype=torch.float64), *channels], -1).to(self.dtype).contiguous()
+        if textures[0].to_uv is not None:
+            self.uv_transforms[id(mr)] = (mr, textures[0].to_uv)
+        return mr, textures[0].wrap
+
+    def float_texture(self, p: _Props, name: str) -> Optional["_FloatTexture"]:
+        """A float property given as a ``bitmap`` / ``checkerboard`` texture: its values as Mitsuba reads them
+        (sRGB-decoded unless ``raw``; an RGB image's luminance, as Mitsuba's ``eval_1``), or None."""
+        from ..shading.image_formation import srgb_decode
+
+        tex_elem = p.named_object(name)
+        if tex_elem is None:
+            return None
+        if tex_elem.tag != "texture":
+            raise self.error(tex_elem, f"{name} must be a number or a <texture>; got <{tex_elem.tag}>")
+        encoded, wrap, to_uv = self.build(tex_elem, self.texture)
+        rgb = srgb_decode(encoded.double())
+        values = rgb @ torch.tensor([0.212671, 0.715160, 0.072169], dtype=torch.float64)
+        return _FloatTexture(values.contiguous(), wrap, to_uv)
 
     def bsdf(self, elem: ET.Element) -> Tuple[Material, bool]:
         kind = self.attr(elem, "type")
@@ -1140,8 +1199,11 @@ class _Reader:
                             microfacet=self.microfacet(p) if kind == "roughconductor" else "ggx")
         elif kind in ("plastic", "roughplastic"):
             base, tex, wrap = self.base_colour(p, "diffuse_reflectance", 0.5)
-            material = make(base=base, texture=tex, wrap=wrap, metallic=0.0,
-                            roughness=self.roughness(p) if kind == "roughplastic" else 0.0,
+            roughness = self.roughness(p) if kind == "roughplastic" else 0.0
+            if isinstance(roughness, _FloatTexture):
+                raise self.error(elem, f"{self.describe(elem)}: a textured alpha is not supported on a plastic "
+                                       "(Material.plastic's internal-scattering tables are per material)")
+            material = make(base=base, texture=tex, wrap=wrap, metallic=0.0, roughness=roughness,
                             ior=self.ior(elem, p, "polypropylene"),
                             microfacet=self.microfacet(p) if kind == "roughplastic" else "ggx", plastic=True)
             if p.has("nonlinear") and p.boolean("nonlinear", False):
@@ -1156,8 +1218,10 @@ class _Reader:
         else:  # principled
             base, tex, wrap = self.base_colour(p, "base_color", 0.5)
             values = {}
-            for name, default in (("metallic", 0.0), ("roughness", 0.5), ("spec_trans", 0.0)):
-                values[name] = self.scalar(p, name, default)
+            for name, default in (("metallic", 0.0), ("roughness", 0.5)):
+                textured = self.float_texture(p, name)
+                values[name] = textured if textured is not None else self.scalar(p, name, default)
+            values["spec_trans"] = self.scalar(p, "spec_trans", 0.0)
             if p.has("eta") and p.has("specular"):
                 raise self.error(elem, f"{self.describe(elem)} sets both eta and specular (Mitsuba takes one)")
             if p.has("specular"):  # (Mitsuba's eta of a specular weight: normal-incidence reflectance 0.08 specular)
@@ -1176,7 +1240,8 @@ class _Reader:
                     p.named_object(name)
                     self.note(f"principled {name} (not modelled: Material.principled is its opaque lobes)", elem)
             transmits = values["spec_trans"] != 0.0
-            if transmits and values["spec_trans"] == 1.0 and values["metallic"] == 0.0 and tex is None:
+            if transmits and values["spec_trans"] == 1.0 and isinstance(values["metallic"], float) and \
+                    values["metallic"] == 0.0 and tex is None:
                 # Mitsuba's glass (a Blender export's transmission 1): its lobes are the rough dielectric's, each
                 # crossing tinted by sqrt(base_color); the glTF model tints each by the base colour
                 base = np.sqrt(np.clip(base, 0.0, None))
@@ -1259,8 +1324,18 @@ class _Reader:
                                      f"{short_text(value)}")
         return value
 
-    def roughness(self, p: _Props) -> float:
-        if p.has("alpha_u") or p.has("alpha_v"):
+    def roughness(self, p: _Props):
+        """A rough BSDF's roughness ``sqrt(alpha)`` (lumigrad's ``alpha = roughness^2``): a number, or a
+        :class:`_FloatTexture` of ``sqrt(alpha)`` per texel for a textured ``alpha``."""
+        anisotropic = any(p.has(n) or p.named_object(n) is not None for n in ("alpha_u", "alpha_v"))
+        textured = self.float_texture(p, "alpha")
+        if textured is not None:
+            if anisotropic:
+                raise self.error(p.elem, f"{self.describe(p.elem)} sets alpha and alpha_u / alpha_v")
+            self.note("a textured alpha (its square root interpolated between texels, where Mitsuba interpolates "
+                      "alpha)", p.elem)
+            return _FloatTexture(textured.values.clamp(0.0, 1.0).sqrt(), textured.wrap, textured.to_uv)
+        if anisotropic:
             au, av = self.scalar(p, "alpha_u", 0.1), self.scalar(p, "alpha_v", 0.1)
             if au != av:
                 self.note("anisotropic roughness (read as sqrt(alpha_u alpha_v))", p.elem)
@@ -1635,6 +1710,15 @@ class _Reader:
         parts += ignored_features(self.notes)
         if parts:
             warnings.warn(f"{self.path}: lumigrad ignores {'; '.join(parts)}", MitsubaXmlWarning, stacklevel=4)
+
+
+@dataclasses.dataclass
+class _FloatTexture:
+    """A float property's texture: ``values [H, W]`` (float64, as Mitsuba reads them), ``wrap``, ``to_uv``."""
+
+    values: torch.Tensor
+    wrap: str
+    to_uv: Optional[np.ndarray]
 
 
 def _flat_if(flat: bool, verts, faces, uv, uv_faces, normals):
