@@ -89,9 +89,10 @@ def test_instances_copy_the_groups_shapes_with_composed_transforms_and_names(tmp
     assert sorted(scene.meshes) == ["instance-1-box", "instance-1-tetra", "instance-box", "instance-tetra",
                                     "left-box", "left-tetra"]
     assert any("shapegroups that no instance uses" in w and "unused" in w for w in warned)
+    assert not any("property" in w for w in warned)  # (each instance's copy read its shapes' properties)
     left, plain = scene.meshes["left-tetra"], scene.meshes["instance-tetra"]
     assert left.material is plain.material and float(left.material.base_color_factor[0]) == pytest.approx(0.8)
-    assert torch.equal(left.verts, plain.verts)  # local vertices shared; the instance lives in to_world
+    assert torch.equal(left.verts, plain.verts)  # the same local vertices (copies); the instance is in to_world
     c, s = np.cos(np.radians(20.0)), np.sin(np.radians(20.0))
     child = np.array([[c, -s, 0, 0], [s, c, 0, 0.5], [0, 0, 1, 0], [0, 0, 0, 1]])  # rotate z 20, then translate y
     parent = np.eye(4)
@@ -150,3 +151,12 @@ def test_instances_lie_where_mitsuba_puts_them(tmp_path):
     assert both.sum() > 200  # the rays see the instances
     np.testing.assert_allclose(ours_t[both], theirs_t[both], rtol=1e-5, atol=1e-5)
     assert (np.isfinite(ours_t) != np.isfinite(theirs_t)).mean() < 0.02  # (edge grazes in float32 only)
+
+
+def test_instance_names_make_way_for_explicit_ids(tmp_path):
+    """A top-level shape whose id is what an instance's copy would be called keeps it; the copy takes ``-1``."""
+    scene = _scene(tmp_path, '''<shape type="shapegroup" id="g"><shape type="cube" id="box"/></shape>
+        <shape type="instance" id="i1"><ref id="g"/></shape>
+        <shape type="rectangle" id="i1-box"/>''')
+    assert sorted(scene.meshes) == ["i1-box", "i1-box-1"]
+    assert scene.meshes["i1-box"].faces.shape[0] == 2 and scene.meshes["i1-box-1"].faces.shape[0] == 12

@@ -26,9 +26,13 @@
   +z, Mitsuba's texture coordinates), ``cube`` (``[-1, 1]^3``, Mitsuba's 24 vertices and texture coordinates),
   ``sphere`` (``center``, ``radius``; an icosphere of ``sphere_subdivisions`` splits, 3 by default: 642
   vertices, within 0.3 % of the radius between them), ``disk`` (the unit disk at ``z = 0``, normal +z, a
-  fan of ``disk_segments`` triangles) and ``cylinder`` (``p0``, ``p1``, ``radius``: Mitsuba's open tube, no caps,
-  ``disk_segments`` quads round with their radial normals, texture coordinates ``(phi / 2 pi, z)``).
-  ``flip_normals`` turns the faces round (and negates stored normals).
+  fan of ``disk_segments`` triangles), ``cylinder`` (``p0``, ``p1``, ``radius``: Mitsuba's open tube, no caps,
+  ``disk_segments`` quads round with their radial normals, texture coordinates ``(phi / 2 pi, z)``) and
+  ``serialized`` (mesh ``shape_index`` of Mitsuba's zlib format, :mod:`lumigrad.io.serialized`; unnamed ones
+  after the name stored with the mesh). ``flip_normals`` turns the faces round (and negates stored normals).
+  A ``shapegroup`` (top level, with an ``id``) is a template: each ``instance`` that references it gets a
+  copy of each of its shapes named ``INSTANCE-SHAPE``, its ``to_world`` the instance's times the shape's
+  (emitters in a group and nested groups are refused, as Mitsuba refuses them).
 * **materials** (``<bsdf>``, inline or by reference, one :class:`Material` per BSDF element, shared by the
   shapes that refer to it) into the glTF metallic-roughness model, roughness ``= sqrt(alpha)`` (``alpha =
   roughness^2``; anisotropic ``alpha_u, alpha_v`` as ``sqrt(alpha_u alpha_v)``) and the rough BSDFs'
@@ -55,6 +59,10 @@
     model with ``transmission_factor = spec_trans`` instead (also named; a non-metallic, untextured
     ``spec_trans`` 1, the glass of a Blender export, with base colour ``sqrt(base_color)``: Mitsuba tints each
     crossing by it);
+  - a ``bitmap`` / ``checkerboard`` texture as a rough conductor's or dielectric's ``alpha`` or the
+    principled's ``roughness`` / ``metallic``: the material's ``metallic_roughness_texture`` (G ``sqrt(alpha)``
+    or roughness, B metallic; the values Mitsuba reads: sRGB-decoded unless ``raw``, an RGB image's
+    luminance), not on a plastic (its tables are per material);
   - ``twosided`` around one of these: the mesh's ``double_sided`` is set;
   - ``normalmap`` around one of these: its material with ``normal_texture`` (the ``normalmap`` bitmap) and the
     shapes' tangents in Mitsuba's frame (:meth:`_Reader.mitsuba_tangents`) and ``Material.mitsuba_normal_map``
@@ -103,8 +111,9 @@
 
 **Refused**, with a :class:`MitsubaXmlError` (a ``ValueError``) naming the file, line, element, its type and id:
 unknown tags and plugin types (``<volume>``, media other than ``homogeneous``, a medium inside a shape named other
-than ``interior`` / ``exterior``, sensors in different media, ``serialized`` shapes, ``blendbsdf``, ``bumpmap``,
-``projector`` ...), textures anywhere but a base colour, spectra from files, a DOCTYPE or entity declaration
+than ``interior`` / ``exterior``, sensors in different media, curve and SDF shapes, ``blendbsdf``, ``bumpmap``,
+``mask``, ``projector`` ...), textures for other properties than those above (``eta``, ``alpha_u`` ...), spectra
+from files, a DOCTYPE or entity declaration
 (checked in the text before parsing and again by the parser: no DTD is ever read, so no entity expansion or
 external entity can be used), cyclic references or includes, a camera ``to_world`` with scale, an ``ior``
 below 1. Files named in the file (``filename`` of shapes, bitmaps, environment maps and includes) are
@@ -381,6 +390,8 @@ class _Reader:
         self.sensor_media: Dict[str, Tuple[ET.Element, Optional[HomogeneousMedium]]] = {}  # camera -> its medium
         self.interior_only: List[ET.Element] = []  # shapes with an interior and no exterior
         self.instanced: set = set()  # shapegroups an instance used
+        self.file_bytes: Dict[Path, bytes] = {}  # serialized files read (one read for all their meshes)
+        self.geometries: Dict[ET.Element, tuple] = {}  # a shapegroup member's geometry (one read for every instance)
 
     # ------------------------------------------------------------------------------------- messages
     def describe(self, elem: ET.Element) -> str:
@@ -865,7 +876,13 @@ class _Reader:
         if kind in ("shapegroup", "instance"):
             raise self.error(elem, f"{self.describe(elem)} must be at the top level of the scene")
         p = self.props(elem)
-        geometry = self.geometry(elem, kind, p)
+        if parent is None:
+            geometry = self.geometry(elem, kind, p)
+        else:  # a shapegroup member: its geometry read once for every instance (and its properties marked read)
+            if elem not in self.geometries:
+                self.geometries[elem] = (self.geometry(elem, kind, p), set(p.used))
+            geometry, used = self.geometries[elem]
+            p.used.update(used)
         verts, faces, uv, uv_faces, normals, fallback = geometry
         to_world = p.transform("to_world")
         to_world = np.eye(4) if to_world is None else to_world
@@ -1007,7 +1024,7 @@ class _Reader:
     def serialized(self, elem: ET.Element, p: _Props):
         """Mesh ``shape_index`` (default 0) of a ``.serialized`` file (:mod:`lumigrad.io.serialized`); its name
         as stored (or the file's stem) names the shape when it has no id."""
-        from .serialized import read_serialized
+        from .serialized import read_serialized_bytes
 
         filename = p.string("filename")
         if filename is None:
@@ -1017,7 +1034,9 @@ class _Reader:
             raise self.error(elem, f"{self.describe(elem)}: shape_index must be >= 0; got {index}")
         file = self.resolve(elem, filename, "serialized filename")
         try:
-            mesh = read_serialized(file, index, dtype=torch.float64)
+            if file not in self.file_bytes:  # (a file of many meshes is read once)
+                self.file_bytes[file] = file.read_bytes()
+            mesh = read_serialized_bytes(self.file_bytes[file], index, dtype=torch.float64, path=file)
         except ValueError as e:
             raise self.error(elem, f"{self.describe(elem)}: {e}") from None
         if mesh.faces.shape[0] == 0:
@@ -1026,7 +1045,12 @@ class _Reader:
         verts, faces, uv, normals = conv(mesh.verts), conv(mesh.faces), conv(mesh.uv), conv(mesh.normals)
         if normals is not None:  # (Mitsuba normalises them; a zero one would be NaN there: area-weighted here)
             length = np.linalg.norm(normals, axis=-1, keepdims=True)
-            normals = None if (length == 0).any() else normals / length
+            if (length == 0).any():
+                self.note("stored vertex normals of zero length (all of that mesh's recomputed, area-weighted)",
+                          elem)
+                normals = None
+            else:
+                normals = normals / length
         return (*_flat_if(p.boolean("face_normals", False), verts, faces, uv, None, normals),
                 _clean(mesh.name) if mesh.name else Path(filename).stem)
 
@@ -1283,9 +1307,9 @@ class _Reader:
             self.note(f"a normal map's use_shadowing_function={str(shadowing).lower()} with flip_invalid_normals="
                       f"{str(flipping).lower()} (both read as {str(shadowing).lower()})", elem)
         material, double_sided = self.build(inner[0], self.bsdf)
-        if material.base_color_texture is not None and material.wrap != wrap:
-            self.note("a normal map's wrap_mode other than its material's base colour's (the base colour's is used)",
-                      elem)
+        if (material.base_color_texture is not None or material.metallic_roughness_texture is not None) \
+                and material.wrap != wrap:
+            self.note("a normal map's wrap_mode other than its material's other textures' (theirs is used)", elem)
             wrap = material.wrap
         self.done(p)
         return dataclasses.replace(material, normal_texture=normals, normal_scale=torch.tensor(1.0, dtype=self.dtype),
@@ -1312,8 +1336,8 @@ class _Reader:
 
     def scalar(self, p: _Props, name: str, default: float) -> float:
         if p.named_object(name) is not None:
-            raise self.error(p.elem, f"{self.describe(p.elem)}: a texture for {name!r} is not supported (only base "
-                                     "colours may be textures)")
+            raise self.error(p.elem, f"{self.describe(p.elem)}: a texture for {name!r} is not supported (lumigrad "
+                                     "reads textured base colours, alpha, roughness and metallic)")
         return float(p.number(name, default))
 
     def microfacet(self, p: _Props) -> str:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
+import torch
+
 from ._paths import parse_json
 
 __all__ = ["formats", "load", "register_format", "save"]
@@ -173,6 +175,26 @@ def _write_scene_mesh(writer, path, scene, **kw):
                   material_names=names, face_materials=tri.face_material, **kw)
 
 
+def _write_serialized(path, obj, **kw):
+    """A mesh (``verts``, ``faces`` and what of ``normals``, per-vertex ``uv``, ``vertex_colors``, ``name`` it
+    has), a ``(verts, faces)`` pair or a scene (its triangles merged in world space) as a ``.serialized`` file."""
+    from .mesh_data import MeshData
+    from .serialized import SerializedMesh, write_serialized_shapes
+
+    if isinstance(obj, tuple) and len(obj) == 2:
+        obj = SerializedMesh(verts=obj[0], faces=obj[1])
+    elif callable(getattr(obj, "flatten", None)) and hasattr(obj, "shapes"):
+        tri = obj.flatten()
+        obj = SerializedMesh(verts=tri.verts.detach(), faces=tri.faces)
+    elif not (hasattr(obj, "verts") and hasattr(obj, "faces")):
+        raise TypeError(f"cannot write a {type(obj).__name__} as a mesh to {path}: pass a Mesh or (verts, faces)")
+    elif not isinstance(obj, MeshData):  # (a Mesh, a SceneMesh: its local vertices and per-vertex normals)
+        normals = getattr(obj, "normals", None)
+        ok = isinstance(normals, torch.Tensor) and normals.shape == obj.verts.shape
+        obj = SerializedMesh(verts=obj.verts.detach(), faces=obj.faces, normals=normals.detach() if ok else None)
+    write_serialized_shapes(path, [obj], **kw)
+
+
 def _register_builtin() -> None:
     from .exr import read_exr, write_exr
     from .gltf import read_gltf
@@ -182,12 +204,12 @@ def _register_builtin() -> None:
     from .mitsuba_xml import read_mitsuba_xml
     from .obj import read_mesh, write_obj
     from .ply import read_ply, write_ply
-    from .serialized import read_serialized, write_serialized
+    from .serialized import read_serialized
 
     register_format(".obj", "Wavefront OBJ mesh -> Mesh", reader=read_mesh, writer=_write_mesh(write_obj))
     register_format(".ply", "PLY mesh or point cloud -> PlyMesh", reader=read_ply, writer=_write_mesh(write_ply))
     register_format(".serialized", "Mitsuba serialized mesh -> SerializedMesh", reader=read_serialized,
-                    writer=_write_mesh(write_serialized))
+                    writer=_write_serialized)
     for suffix in (".gltf", ".glb"):
         register_format(suffix, "glTF 2.0 scene -> Scene", reader=read_gltf, writer=write_gltf)
     for suffix in (".png", ".jpg", ".jpeg"):

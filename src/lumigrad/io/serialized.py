@@ -32,15 +32,17 @@ import torch
 from .._checks import check_indices, check_tensor
 from .mesh_data import MeshData
 
-__all__ = ["SerializedError", "SerializedMesh", "read_serialized", "serialized_mesh_count", "write_serialized",
-           "write_serialized_shapes"]
+__all__ = ["SerializedError", "SerializedMesh", "read_serialized", "read_serialized_bytes", "serialized_mesh_count",
+           "write_serialized", "write_serialized_shapes"]
 
 FORMAT = 0x041C
 VERSIONS = (3, 4)
 HAS_NORMALS, HAS_TEXCOORDS, HAS_COLORS, FACE_NORMALS = 0x0001, 0x0002, 0x0008, 0x0010
 SINGLE_PRECISION, DOUBLE_PRECISION = 0x1000, 0x2000
 MAX_NAME_BYTES = 1 << 16
-_CHUNK = 1 << 20
+#: zlib's largest expansion (1032:1): a mesh claiming more than this times its compressed size is refused
+MAX_RATIO = 1032
+_INPUT_SLICE = 1 << 16
 
 
 class SerializedError(ValueError):
@@ -57,30 +59,62 @@ class SerializedMesh(MeshData):
 
 
 class _Inflater:
-    """Exactly ``n`` bytes at a time from a zlib stream, inflating no more than asked for."""
+    """Exactly ``n`` bytes at a time from the zlib stream of one mesh (``data``: its compressed bytes), inflating
+    no more than asked for and feeding the stream bounded slices of its input. A mesh may not claim more than
+    zlib's largest ratio (:data:`MAX_RATIO`) of its compressed size: a file's counts are checked against that
+    before anything is allocated for them."""
 
-    def __init__(self, data: bytes, path):
-        self.stream, self.tail, self.buf, self.path = zlib.decompressobj(), data, bytearray(), path
+    def __init__(self, data: memoryview, path):
+        self.stream, self.data, self.pos, self.pending = zlib.decompressobj(), data, 0, b""
+        self.buf, self.path, self.taken = bytearray(), path, 0
+        self.limit = MAX_RATIO * len(data) + 1024
 
-    def take(self, n: int, what: str) -> bytes:
+    def _inflate(self, want: int, what: str) -> None:
+        """Inflate up to ``want`` more bytes into the buffer (at least one unless the stream or file ends)."""
+        if self.stream.eof:
+            raise SerializedError(f"{self.path}: truncated: the mesh's stream ends inside the {what}")
+        data = self.pending
+        if not data:
+            data = self.data[self.pos:self.pos + _INPUT_SLICE].tobytes()
+            self.pos += len(data)
+        if not data:
+            raise SerializedError(f"{self.path}: truncated: the file ends inside the {what}")
+        try:
+            chunk = self.stream.decompress(data, want)
+        except zlib.error as e:
+            raise SerializedError(f"{self.path}: corrupt compressed data in the {what} ({e})") from None
+        self.pending = self.stream.unconsumed_tail
+        self.buf += chunk
+
+    def take(self, n: int, what: str) -> bytearray:
+        if self.taken + n > self.limit:
+            raise SerializedError(f"{self.path}: the {what} claim {n} bytes, more than the mesh's "
+                                  f"{len(self.data)} compressed bytes can hold")
+        self.taken += n
         while len(self.buf) < n:
-            if self.stream.eof:
-                raise SerializedError(f"{self.path}: truncated: the mesh's stream ends inside the {what}")
-            try:
-                chunk = self.stream.decompress(self.tail, min(n - len(self.buf), _CHUNK))
-            except zlib.error as e:
-                raise SerializedError(f"{self.path}: corrupt compressed data in the {what} ({e})") from None
-            if not chunk and not self.stream.eof and len(self.stream.unconsumed_tail) == len(self.tail):
-                raise SerializedError(f"{self.path}: truncated: the file ends inside the {what}")
-            self.tail = self.stream.unconsumed_tail
-            self.buf += chunk
-        out = bytes(self.buf[:n])
+            self._inflate(n - len(self.buf), what)
+        if len(self.buf) == n:
+            out, self.buf = self.buf, bytearray()
+            return out
+        out = self.buf[:n]
         del self.buf[:n]
         return out
 
+    def name(self, limit: int) -> bytes:
+        """The bytes before the next NUL (which is consumed), at most ``limit`` of them."""
+        while (end := self.buf.find(b"\0")) < 0:
+            if len(self.buf) > limit:
+                raise SerializedError(f"{self.path}: the mesh name runs past {limit} bytes without its end")
+            self._inflate(256, "name")
+        if end > limit:
+            raise SerializedError(f"{self.path}: the mesh name runs past {limit} bytes without its end")
+        out = bytes(self.buf[:end])
+        del self.buf[:end + 1]
+        self.taken += end + 1
+        return out
+
     def array(self, count: int, dtype: str, what: str) -> np.ndarray:
-        size = np.dtype(dtype).itemsize
-        return np.frombuffer(self.take(count * size, what), dtype=dtype).copy()
+        return np.frombuffer(self.take(count * np.dtype(dtype).itemsize, what), dtype=dtype)
 
 
 def _header(data: bytes, pos: int, path) -> int:
@@ -135,27 +169,27 @@ def read_serialized(path: str | os.PathLike, shape_index: int = 0, dtype=torch.f
     """
     if isinstance(shape_index, bool) or not isinstance(shape_index, (int, np.integer)) or shape_index < 0:
         raise ValueError(f"shape_index must be an integer >= 0; got {shape_index!r}")
-    data = Path(path).read_bytes()
+    return read_serialized_bytes(Path(path).read_bytes(), shape_index, dtype=dtype, path=path)
+
+
+def read_serialized_bytes(data: bytes, shape_index: int = 0, dtype=torch.float32, path="<bytes>") -> SerializedMesh:
+    """:func:`read_serialized` of a file's ``data`` already in memory (``path`` names it in errors): a reader of
+    several meshes of one file reads it once."""
+    view = memoryview(data)
     version = _header(data, 0, path)
-    offset = 0
-    if shape_index > 0:
+    offset, end = 0, len(data)
+    if shape_index > 0 or serialized_has_dictionary(data, version):
         offsets = _offsets(data, version, path)
         if shape_index >= len(offsets):
             raise SerializedError(f"{path}: shape_index {shape_index} is out of range (the file holds "
                                   f"{len(offsets)} meshes: 0 to {len(offsets) - 1})")
         offset = offsets[shape_index]
+        later = [o for o in offsets if o > offset]
+        end = min(later) if later else len(data) - 4 - len(offsets) * (8 if version == 4 else 4)
         version = _header(data, offset, path)
-    z = _Inflater(memoryview(data)[offset + 4:].tobytes(), path)
+    z = _Inflater(view[offset + 4:end], path)
     (flags,) = struct.unpack("<I", z.take(4, "flags"))
-    name = b""
-    if version == 4:
-        while True:
-            ch = z.take(1, "name")
-            if ch == b"\0":
-                break
-            name += ch
-            if len(name) > MAX_NAME_BYTES:
-                raise SerializedError(f"{path}: the mesh name runs past {MAX_NAME_BYTES} bytes without its end")
+    name = z.name(MAX_NAME_BYTES) if version == 4 else b""
     num_verts, num_faces = struct.unpack("<QQ", z.take(16, "counts"))
     real = "<f8" if flags & DOUBLE_PRECISION else "<f4"
     verts = z.array(num_verts * 3, real, "positions").reshape(-1, 3)
@@ -167,14 +201,31 @@ def read_serialized(path: str | os.PathLike, shape_index: int = 0, dtype=torch.f
     if faces.size and int(faces.max()) >= num_verts:
         raise SerializedError(f"{path}: triangle index {int(faces.max())} is out of range for {num_verts} "
                               "vertices")
-    t = lambda a: None if a is None else torch.as_tensor(a, dtype=dtype)  # noqa: E731
-    faces_t = torch.as_tensor(faces.astype(np.int64))
+    t = lambda a: None if a is None else torch.from_numpy(a).to(dtype)  # noqa: E731
+    faces_t = torch.from_numpy(faces.astype(np.int64))
     return SerializedMesh(verts=t(verts), faces=faces_t, uv=t(uv), uv_faces=None if uv is None else faces_t,
                           normals=t(normals), vertex_colors=t(colors),
                           name=name.decode("utf-8", errors="replace"), face_normals=bool(flags & FACE_NORMALS))
 
 
+def serialized_has_dictionary(data: bytes, version: int) -> bool:
+    """Whether ``data`` ends with a plausible end-of-file dictionary (Mitsuba's writers always add one; a
+    hand-made single mesh may lack it)."""
+    if len(data) < 12:
+        return False
+    (count,) = struct.unpack_from("<I", data, len(data) - 4)
+    size = 8 if version == 4 else 4
+    if count == 0 or count * size + 4 > len(data):
+        return False
+    (first,) = struct.unpack_from("<Q" if size == 8 else "<I", data, len(data) - 4 - count * size)
+    return first == 0
+
+
 def _mesh_bytes(mesh: MeshData, name: str, version: int, path) -> bytes:
+    encoded = name.encode("utf-8")
+    if b"\0" in encoded or len(encoded) > MAX_NAME_BYTES:
+        raise ValueError(f"{path}: a serialized mesh's name must hold no NUL and at most {MAX_NAME_BYTES} bytes; "
+                         f"got {len(encoded)} bytes")
     verts = mesh.verts.detach().cpu()
     check_tensor(verts, "verts", trailing=(None, 3), max_dims=2, floating=True)
     faces = check_tensor(mesh.faces, "faces", trailing=(None, 3), max_dims=2, floating=False)
@@ -197,7 +248,7 @@ def _mesh_bytes(mesh: MeshData, name: str, version: int, path) -> bytes:
         flags |= FACE_NORMALS
     body = struct.pack("<I", flags)
     if version == 4:
-        body += name.encode("utf-8") + b"\0"
+        body += encoded + b"\0"
     body += struct.pack("<QQ", verts.shape[0], faces.shape[0])
     body += b"".join(b.numpy().astype(real).tobytes() for b in blocks)
     body += faces.detach().cpu().numpy().astype("<u8" if verts.shape[0] > 0xFFFFFFFF else "<u4").tobytes()
