@@ -180,17 +180,3 @@ def test_batched_views_composite_each_view_as_alone():
                                                    height=8), background=BACKGROUND).rgba
         assert torch.allclose(both[view], alone, rtol=0, atol=1e-12)
 
-
-def test_the_path_tracer_says_it_renders_alpha_modes_opaque():
-    """The path tracer has no alpha: a MASK or BLEND material renders opaque there, and the render says so by
-    name (an opaque scene renders without a word)."""
-    scene = lg.Scene()
-    scene.add_mesh("leaf", _quad(0.5, 0.5, **_emitter([1.0, 0.0, 0.0], alpha=0.3, alpha_mode="BLEND")))
-    scene.add_mesh("wall", _quad(1.0, 1.0, **_emitter([0.0, 1.0, 0.0])))
-    with pytest.warns(UserWarning, match=r"renders every surface opaque: the alpha_mode of meshes\.leaf \(BLEND\)"):
-        lg.render(scene, _camera(8), integrator="path", spp=1, max_depth=1)
-    scene.meshes["leaf"].material.alpha_mode = "OPAQUE"
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        lg.render(scene, _camera(8), integrator="path", spp=1, max_depth=1)

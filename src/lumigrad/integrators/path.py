@@ -13,7 +13,6 @@ counter-based random numbers), else on ``sample_paths``.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import NamedTuple, Optional, Sequence
 
 import torch
@@ -26,7 +25,6 @@ from ..raytrace.edges import sample_primary_edges
 from ..raytrace.shadow_edge_connections import camera_path_vertices, connected_shadow_edges
 from ..raytrace.silhouette_connections import connected_silhouettes
 from ..raytrace.shadow_edges import sample_shadow_edge_sources, shadow_edge_jumps, shadow_edges_seen_by
-from ..kernels.bvh import bvh_for
 from ..kernels.path_trace import PathTables
 from ..kernels.replay_kernels import ReplayKernels
 from ..raytrace.transport import PathAdjoint, TraceScene, sample_paths, surface_at
@@ -493,7 +491,7 @@ class _Run:
         ts = _trace_scene(self.scene, self.integrator.light_sampling)
         o, d, _ = _filtered_camera_rays(self.camera, self.spp, self.seed, ts.verts.dtype,
                                         self.scene.film.pixel_filter)
-        face, _, _ = bvh_for(ts.verts.detach(), ts.faces).closest_hit(o.detach(), d.detach())
+        face, _, _ = ts.bvh().closest_hit(o.detach(), d.detach())
         rows = (face >= 0).nonzero()[:, 0]
         si, _, _, _ = surface_at(ts, face.index_select(0, rows), o.index_select(0, rows), d.index_select(0, rows))
         w2c = self.camera.flat()[1].to(ts.verts.dtype)  # [views, 4, 4]
@@ -547,11 +545,6 @@ def _trace_scene(scene: Scene, light_sampling: str = DEFAULT_LIGHT_SAMPLING) -> 
     if len(envs) > 1:
         raise ValueError(f"a scene takes at most one EnvironmentLight; it has {len(envs)}")
     materials = [p.material for p in flat.parts]
-    see_through = sorted({f"{p.name} ({p.material.alpha_mode})" for p in flat.parts
-                          if p.material.alpha_mode != "OPAQUE"})
-    if see_through:
-        warnings.warn(f"the path tracer renders every surface opaque: the alpha_mode of {', '.join(see_through)} "
-                      "is read by the raster integrator only", stacklevel=4)
     media = [(f"{p.name}.material.{side}", getattr(p.material, side, None)) for p in flat.parts
              for side in ("interior", "exterior")] + [("medium", scene.medium)]
     media = {id(m): (name, m) for name, m in reversed(media) if m is not None}  # a shared medium checked once

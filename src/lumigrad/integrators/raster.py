@@ -27,6 +27,7 @@ from ..raster.antialias import blend_crossings, silhouette_crossings
 from ..raster.rasterize import peel_prepared, prepare_mesh, rasterize_prepared
 from ..kernels.bvh import bvh_for
 from ..raytrace.intersect import offset_ray_origin
+from ..raytrace.cutouts import VisibleBVH, cutout_tables
 from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SHLight, SpotLight
 from ..scene.scene import Scene
 from ..shading.deferred import shade_direct_unchecked, shade_environment_unchecked, shade_punctual_unchecked
@@ -396,7 +397,7 @@ def _shade_layer(scene: Scene, geo: _Geometry, camera: Camera, frags, color: boo
         unmapped = normal
         normal = torch.where(has_map & (tangent[..., :3].abs().sum(-1, keepdim=True) > 0), mapped, normal)
     radiance = material["emission"] + _shade(scene, position, normal, eye, material,
-                                             (geo.verts, geo.faces) if shadows else None, checkpoint, fused_lights,
+                                             _occluders(geo) if shadows else None, checkpoint, fused_lights,
                                              unmapped)
     alpha = solid = None
     if with_alpha:
@@ -593,10 +594,21 @@ def _direct(lights, surface: SurfaceSample, position, normal, occluders, use_che
     return shade_direct_unchecked(surface, samples, use_checkpoint=use_checkpoint)
 
 
-def _shadowed(samples, position, normal, verts, faces):
+def _occluders(geo: _Geometry) -> tuple:
+    """``(verts, faces, cutouts)``: what shadow rays test (the surfaces the materials' alpha cuts out passed)."""
+    counts = [b - a for a, b in zip([p.first_face for p in geo.parts], [p.first_face for p in geo.parts[1:]]
+                                    + [geo.faces.shape[0]])]
+    face_part = torch.repeat_interleave(torch.arange(len(geo.parts), device=geo.faces.device),
+                                        torch.tensor(counts, device=geo.faces.device))
+    return geo.verts, geo.faces, cutout_tables(geo.verts, geo.faces, geo.uv, geo.uv_faces, face_part,
+                                               [p.material for p in geo.parts])
+
+
+def _shadowed(samples, position, normal, verts, faces, cutouts=None):
     """The light samples with ``L`` zeroed where a shadow ray from the shading point towards the light hits
-    the scene before the light (BVH queries; the mask carries no gradient)."""
-    bvh = bvh_for(verts.detach(), faces)
+    the scene before the light (BVH queries, passing the surfaces ``cutouts`` cuts out; the mask carries no
+    gradient)."""
+    bvh = VisibleBVH(bvh_for(verts.detach(), faces), cutouts)
     n = normal.detach()
     out = []
     for s in samples:

@@ -41,6 +41,7 @@ from . import bvh_kernels as bk
 from .bvh_build import build_tree, refit as refit_tree, triangle_lanes
 from .bvh_native import probe_lanes
 from .bvh_traverse import FlatBVH
+from .cutouts import CutoutTables, no_cutouts
 from .ray_queries import USE_LANES
 from ._runtime import as_warp, ensure_init, launch_split
 
@@ -180,12 +181,14 @@ class TriangleBVH:
         """Whether the BVH holds any triangle (a BVH without any is missed by every ray)."""
         return self.num_faces > 0
 
-    def query_handles(self) -> tuple:
-        """``(mesh, own, use_own)``, the first arguments of the ray queries of :mod:`.ray_queries`."""
+    def query_handles(self, cutouts: Optional[CutoutTables] = None) -> tuple:
+        """``(mesh, own, use_own, cut)``, the first arguments of the ray queries of :mod:`.ray_queries` and
+        :mod:`.cutouts` (``cut``: the :class:`.cutouts.Cutouts` of ``cutouts``, None: every surface opaque)."""
         use_own = int(self._tree is not None)
         if self._lanes is not None and lanes_usable(self.device.type):
             use_own = USE_LANES
-        return (0 if self._mesh is None else self._mesh.id), self._own, use_own
+        cut = no_cutouts(self.device) if cutouts is None else cutouts.struct()
+        return (0 if self._mesh is None else self._mesh.id), self._own, use_own, cut
 
     # ------------------------------------------------------------------------------------------- vertices
     def refit(self, verts: torch.Tensor) -> None:
@@ -250,7 +253,7 @@ class TriangleBVH:
         return R, o, d, limits, step
 
     def closest_hit(self, origins: torch.Tensor, directions: torch.Tensor,
-                    t_max: Union[float, torch.Tensor] = math.inf
+                    t_max: Union[float, torch.Tensor] = math.inf, cutouts: Optional[CutoutTables] = None
                     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Find the closest hit of each ray ``origins[r] + t * directions[r]``, ``0 <= t < t_max``.
 
@@ -258,6 +261,8 @@ class TriangleBVH:
             origins, directions: ``[R, 3]`` float rays (directions of any non-zero length; ``t`` is in
                 multiples of it).
             t_max: a number or ``[R]`` float tensor; hits at ``t >= t_max`` are ignored.
+            cutouts: the scene's alpha (:class:`.cutouts.CutoutTables`, on this device): surfaces it cuts out
+                are passed through. None: every surface is opaque.
 
         Returns:
             ``face [R]`` int64 (-1 on a miss), ``t [R]`` float32 (inf on a miss) and ``bary [R, 3]`` float32,
@@ -272,14 +277,15 @@ class TriangleBVH:
         t = torch.full((R,), math.inf, dtype=torch.float32, device=self.device)
         bary = torch.zeros(R, 3, dtype=torch.float32, device=self.device)
         if self.has_faces and R:  # (CUDA launches go out on PyTorch's current stream)
-            launch_split(bk.closest_hit, R, [*self.query_handles(), as_warp(o, wp.vec3), as_warp(d, wp.vec3),
+            launch_split(bk.closest_hit, R, [*self.query_handles(cutouts), as_warp(o, wp.vec3), as_warp(d, wp.vec3),
                                              as_warp(limits), step, as_warp(face), as_warp(t),
                                              as_warp(bary, wp.vec3)],
                          self.device, min_chunk=MIN_RAYS_PER_THREAD)
         return face, t, bary
 
     def occluded(self, origins: torch.Tensor, directions: torch.Tensor,
-                 t_max: Union[float, torch.Tensor] = math.inf) -> torch.Tensor:
+                 t_max: Union[float, torch.Tensor] = math.inf, cutouts: Optional[CutoutTables] = None
+                 ) -> torch.Tensor:
         """Return ``[R]`` bool: whether ray ``r`` hits any triangle at ``0 <= t < t_max[r]`` (a shadow ray).
 
         Same arguments as :meth:`closest_hit`; cheaper, since it stops at the first hit found. Offset
@@ -289,7 +295,7 @@ class TriangleBVH:
         R, o, d, limits, step = self._rays(origins, directions, t_max)
         hit = torch.zeros(R, dtype=torch.bool, device=self.device)
         if self.has_faces and R:
-            launch_split(bk.any_hit, R, [*self.query_handles(), as_warp(o, wp.vec3), as_warp(d, wp.vec3),
+            launch_split(bk.any_hit, R, [*self.query_handles(cutouts), as_warp(o, wp.vec3), as_warp(d, wp.vec3),
                                          as_warp(limits), step, as_warp(hit)],
                          self.device, min_chunk=MIN_RAYS_PER_THREAD)
         return hit

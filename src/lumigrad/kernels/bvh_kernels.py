@@ -8,7 +8,8 @@ lumigrad's own (``own``, when ``use_own``): :mod:`.ray_queries`.
 Both answer with Woop et al.'s (2013) watertight ray-triangle test: a hit ``start + t * dir`` with ``t`` in
 multiples of ``dir``'s length, ``0 <= t < max_t``, and barycentrics ``(u, v)`` such that the hit point is
 ``u * p0 + v * p1 + (1 - u - v) * p2``: ``u`` and ``v`` are the weights of corners 0 and 1. Both faces of a
-triangle are hit (no culling); zero-area triangles never are. A zero direction is a miss here (Warp's test
+triangle are hit (no culling); zero-area triangles never are; surfaces a :class:`.cutouts.Cutouts` table cuts out
+are passed through. A zero direction is a miss here (Warp's test
 would divide by zero), and so is a non-positive or NaN ``t_max``.
 """
 
@@ -17,13 +18,13 @@ from __future__ import annotations
 import warp as wp
 
 from .bvh_traverse import FlatBVH
-from .ray_queries import any_hit_any_bvh, closest_hit_any_bvh
+from .cutouts import Cutouts, closest_visible_hit_wp, visible_any_hit_wp
 
 wp.set_module_options({"enable_backward": False})  # ids only: no adjoints needed, compiles faster
 
 
 @wp.kernel
-def closest_hit(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int,
+def closest_hit(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cutouts,
                 origins: wp.array(dtype=wp.vec3), directions: wp.array(dtype=wp.vec3),
                 t_max: wp.array(dtype=wp.float32), t_max_step: int,
                 out_face: wp.array(dtype=wp.int64), out_t: wp.array(dtype=wp.float32),
@@ -36,7 +37,7 @@ def closest_hit(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
     out_t[i] = wp.inf
     out_bary[i] = wp.vec3(0.0, 0.0, 0.0)
     if wp.dot(d, d) > 0.0 and limit > 0.0:
-        face, t, u, v = closest_hit_any_bvh(mesh, own, use_own, origins[i], d, limit)
+        face, t, u, v = closest_visible_hit_wp(mesh, own, use_own, cut, origins[i], d, limit)
         if face >= 0:
             out_face[i] = wp.int64(face)
             out_t[i] = t
@@ -44,7 +45,7 @@ def closest_hit(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
 
 
 @wp.kernel
-def any_hit(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int,
+def any_hit(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cutouts,
             origins: wp.array(dtype=wp.vec3), directions: wp.array(dtype=wp.vec3),
             t_max: wp.array(dtype=wp.float32), t_max_step: int, out_hit: wp.array(dtype=wp.bool)):
     """Whether each ray hits any face at ``0 <= t < t_max`` (stops at the first one found)."""
@@ -53,5 +54,5 @@ def any_hit(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int,
     limit = t_max[i * t_max_step]
     hit = False
     if wp.dot(d, d) > 0.0 and limit > 0.0:
-        hit = any_hit_any_bvh(mesh, own, use_own, origins[i], d, limit)
+        hit = visible_any_hit_wp(mesh, own, use_own, cut, origins[i], d, limit)
     out_hit[i] = hit

@@ -29,7 +29,8 @@ from .bsdf_kernels import (DOT_EPS, FLOOR, eval_pdf_unit_wp, f0_dielectric_wp, n
 from .bvh_traverse import FlatBVH
 from .counter_rng import depth_key_wp, ray_key_wp, uniform_dim_wp
 from .dielectric_kernels import transmission_eval_pdf_wp, transmission_sample_wp
-from .ray_queries import any_hit_any_bvh, closest_hit_any_bvh
+from .cutouts import Cutouts, closest_visible_hit_wp, visible_any_hit_wp
+from .ray_offsets import offset_origin_wp
 from .path_adjoint_kernels import (GRAD_BASE, GRAD_EMISSION, GRAD_IOR, GRAD_METALLIC, GRAD_ROUGHNESS, GRAD_SPECULAR,
                                    HELD_FIELDS, PART_GRADS, add3_wp, add_bsdf_grads_wp, add_emission_grads_wp,
                                    hold_vertex_wp, release_vertices_wp)
@@ -72,28 +73,6 @@ def power_heuristic_wp(a: float, b: float):
     out = float(0.0)
     if total > 0.0:
         out = a2 / total
-    return out
-
-
-@wp.func
-def offset_origin_wp(p: wp.vec3, n: wp.vec3, d: wp.vec3):
-    """``lumigrad.raytrace.offset_ray_origin`` (Wächter and Binder 2019) in float32, of a unit normal ``n``."""
-    nn = n
-    if wp.dot(nn, d) < 0.0:
-        nn = -nn
-    out = wp.vec3()
-    for k in range(3):
-        steps = int(256.0 * nn[k])
-        bits = wp.cast(p[k], wp.int32)
-        if p[k] < 0.0:
-            bits = bits - steps
-        else:
-            bits = bits + steps
-        moved = wp.cast(bits, wp.float32)
-        if wp.abs(p[k]) < 1.0 / 32.0:
-            out[k] = p[k] + (1.0 / 65536.0) * nn[k]
-        else:
-            out[k] = moved
     return out
 
 
@@ -520,7 +499,8 @@ def normal_map_shadowing_wp(n0: wp.vec3, n: wp.vec3, wi: wp.vec3):
 
 
 @wp.func
-def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
+def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cutouts, x: wp.vec3, n: wp.vec3,
+                         ng: wp.vec3,
                          n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
                          metallic: float, ior: float, specular: float, transmission: float, thin: int, beckmann: int,
                          plastic: wp.array(dtype=float), plastic_row: int, principled: int, shadowed: int,
@@ -570,7 +550,7 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec
         if matters:
             blocked = False
             if t_max > 0.0:
-                blocked = any_hit_any_bvh(mesh, own, use_own, offset_origin_wp(x, ng, wi), wi, t_max)
+                blocked = visible_any_hit_wp(mesh, own, use_own, cut, offset_origin_wp(x, ng, wi), wi, t_max)
             if not blocked:
                 term = contribution
                 f_out = f
@@ -579,7 +559,8 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec
 
 
 @wp.func
-def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
+def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cutouts, x: wp.vec3, n: wp.vec3,
+                         ng: wp.vec3,
                          n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
                          metallic: float, ior: float, specular: float, transmission: float, beckmann: int,
                          plastic: wp.array(dtype=float), plastic_row: int, principled: int, wi: wp.vec3, dist: float,
@@ -590,7 +571,8 @@ def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3
     ``wi`` is below the shading or geometric surface, or the shadow ray toward ``dist`` is blocked. The glTF model,
     GGX or ``beckmann``, or Mitsuba's plastic where ``plastic_row >= 0`` (its table's row in ``plastic``), or its
     principled where ``principled`` is 1."""
-    term, f, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic,
+    term, f, cos_w = light_sample_parts_wp(mesh, own, use_own, cut, x, n, ng, n_u, wo_u, p_eval, base, roughness,
+                                           metallic,
                                            ior, specular, transmission, 0, beckmann, plastic, plastic_row, principled,
                                            0, n_u, wi, dist, lw, lpdf, is_delta, 0)
     return term
@@ -619,7 +601,8 @@ def normal_mapped_wp(n: wp.vec3, tangent: wp.vec4, rgb: wp.vec3, scale: float):
 def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
     """:func:`trace_paths` compiled for a kind of launch (see :data:`TRACE_PATHS`)."""
     @wp.kernel
-    def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int, verts: wp.array(dtype=wp.vec3),
+    def trace_paths(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cutouts,
+                    verts: wp.array(dtype=wp.vec3),
                     faces: wp.array(dtype=wp.int32), normals: wp.array(dtype=wp.vec3), has_normals: int,
                     face_part: wp.array(dtype=wp.int32),
                     part_base: wp.array(dtype=wp.vec3), part_metallic: wp.array(dtype=float),
@@ -700,7 +683,7 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
             if not (wp.dot(d, d) > 0.0):
                 break
             bounce_key = depth_key_wp(key, depth)
-            face, t_hit, u_hit, v_hit = closest_hit_any_bvh(mesh, own, use_own, o, d, wp.inf)
+            face, t_hit, u_hit, v_hit = closest_visible_hit_wp(mesh, own, use_own, cut, o, d, wp.inf)
             if face < 0:
                 if env_on != 0:  # the ray leaves the scene and sees the environment (MIS against its sampling)
                     w_env = float(1.0)
@@ -893,7 +876,7 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                             fall = wp.clamp((light_cone_edge[j] - theta) * light_cone_scale[j], 0.0, 1.0) * fall
                         lw = light_value[j] * fall
                         per_value = fall
-                    t_j, f_j, cos_w = light_sample_parts_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base,
+                    t_j, f_j, cos_w = light_sample_parts_wp(mesh, own, use_own, cut, x, n, ng, n_u, wo_u, p_eval, base,
                                                             roughness, metallic, ior, specular, transmission, thin,
                                                             beckmann, part_plastic, plastic_row, principled,
                                                             shadowed, n_unmapped, wi, dist, lw, lpdf, is_delta, mode)

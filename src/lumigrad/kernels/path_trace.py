@@ -20,6 +20,7 @@ from . import path_kernels as pk
 from ._runtime import as_warp, launch_partitioned, launch_split
 from .bvh import TriangleBVH
 from .counter_rng import split_seed
+from .cutouts import CutoutTables
 from .plastic_kernels import PLASTIC_TABLE
 from ..threads import long_launch_threads
 
@@ -81,6 +82,8 @@ class PathTables:
             ``env_cond_cdf`` ``[H W]`` and ``env_row_cdf`` ``[H]``: its sampling table.
         lean: whether :func:`lean_materials` holds, known when the tables were built (no device read at each
             launch); None: read from the tables at each launch.
+        cutouts: the scene's alpha (:class:`.cutouts.CutoutTables`: ``"MASK"`` and ``"BLEND"`` surfaces, which
+            every ray, shadow rays included, passes where they are not there); None: every surface is opaque.
     """
 
     faces: torch.Tensor
@@ -137,6 +140,7 @@ class PathTables:
     env_row_cdf: torch.Tensor
     env_cond_cdf: torch.Tensor
     lean: Optional[bool] = None
+    cutouts: Optional[CutoutTables] = None
 
 
 def _kernel_inputs(bvh: TriangleBVH, verts: torch.Tensor, t: PathTables, origins: torch.Tensor,
@@ -145,7 +149,7 @@ def _kernel_inputs(bvh: TriangleBVH, verts: torch.Tensor, t: PathTables, origins
     """:func:`.path_kernels.trace_paths`' inputs after ``(offset, end)``, up to its outputs ``radiance, hit``."""
     lo, hi = split_seed(seed)
     v3 = wp.vec3
-    return [*bvh.query_handles(), as_warp(verts.contiguous(), v3), as_warp(t.faces), as_warp(t.normals, v3),
+    return [*bvh.query_handles(t.cutouts), as_warp(verts.contiguous(), v3), as_warp(t.faces), as_warp(t.normals, v3),
             t.has_normals,
             as_warp(t.face_part), as_warp(t.part_base, v3), as_warp(t.part_metallic), as_warp(t.part_roughness),
             as_warp(t.part_ior), as_warp(t.part_specular), as_warp(t.part_transmission),

@@ -23,6 +23,7 @@ from . import path_kernels as pk
 from ._runtime import as_warp, launch_split
 from .bvh import TriangleBVH
 from .bvh_traverse import FlatBVH
+from .cutouts import Cutouts
 from .counter_rng import ray_key_wp, split_seed, uniform_counter_wp
 from .path_trace import MIN_RAYS_PER_THREAD, PathTables
 from .plastic_kernels import PLASTIC_TABLE
@@ -68,7 +69,7 @@ def _bsdf_sample(offset: int, end: int, paths: wp.array(dtype=wp.int32), depth: 
 
 
 @wp.kernel
-def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int,
+def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cutouts,
               lights: wp.array(dtype=wp.int32), num_lights: int,
               light_start: wp.array(dtype=wp.int32), light_count: wp.array(dtype=wp.int32),
               light_two_sided: wp.array(dtype=wp.int32), light_area: wp.array(dtype=float),
@@ -97,7 +98,7 @@ def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int
         wi, dist, lw, lpdf, omega, row, g = pk.area_light_sample_triangle_wp(
             x, j, light_start, light_count, light_two_sided, light_area, light_centre, light_far2, tri_v0, tri_v1,
             tri_v2, tri_le, tri_cdf, uniform_counter_wp(key, depth, 4 + 2 * j), uniform_counter_wp(key, depth, 5 + 2 * j))
-        nee = nee + pk.light_sample_term_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, -1.0, base[i], roughness[i],
+        nee = nee + pk.light_sample_term_wp(mesh, own, use_own, cut, x, n, ng, n_u, wo_u, -1.0, base[i], roughness[i],
                                             metallic[i], ior[i], specular[i], 0.0, beckmann[i], plastic,
                                             plastic_row[i], principled[i], wi, dist, lw, lpdf, False)
     out[i] = nee
@@ -132,6 +133,7 @@ class ReplayKernels:
                               as_warp(t.tri_v0, v3), as_warp(t.tri_v1, v3), as_warp(t.tri_v2, v3),
                               as_warp(t.tri_le, v3), as_warp(t.tri_cdf)]
         self._device = t.light_start.device
+        self._cutouts = t.cutouts  # (the scene's alpha: shadow rays pass cut-out surfaces)
         self._lights = {}  # the lights' index arrays, by tuple (one host-to-device copy each)
 
     def _light_indices(self, lights: Sequence[int]):
@@ -166,7 +168,7 @@ class ReplayKernels:
             return out
         if at.geo_normal is None:
             raise ValueError("at: vertices packed without their geometric normals (give ng to vertices())")
-        inputs = [*bvh.query_handles(), self._light_indices(lights), len(lights), *self._light_inputs,
+        inputs = [*bvh.query_handles(self._cutouts), self._light_indices(lights), len(lights), *self._light_inputs,
                   *at.path_inputs, at.position, at.normal, at.geo_normal, *at.material, as_warp(out, wp.vec3)]
         launch_split(_area_nee, at.N, inputs, out.device, min_chunk=MIN_RAYS_PER_THREAD)
         return out

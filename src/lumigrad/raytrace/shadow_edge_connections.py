@@ -58,7 +58,6 @@ from typing import Callable, Optional
 import torch
 
 from ..cameras.pixel_filter import PixelFilter, sample_in_pixels
-from ..kernels.bvh import bvh_for
 from ..shading.transmission import bsdf_for
 from .intersect import offset_ray_origin_unchecked
 from .shadow_edges import (ShadowEdgeSources, direct_light_jumps, receiver_chain, receiver_points,
@@ -131,7 +130,7 @@ def camera_path_vertices(ts: TraceScene, rays_through: Callable, v_image: torch.
         if not pixel_filter.is_box:
             v = v * weight[:, None]
         beta = torch.ones_like(v)
-        bvh = bvh_for(ts.verts.detach(), ts.faces)
+        bvh = ts.bvh()
         parts = []
         for depth in range(1, last + 1):
             face, _, _ = bvh.closest_hit(o, d)

@@ -76,7 +76,6 @@ import torch
 
 from ..cameras.projection import project_points, transform_points
 from .edges import lens_map
-from ..kernels.bvh import bvh_for
 from ..raster.topology import WeldedEdges, welded_edges, welded_positions
 from ..shading.transmission import bsdf_for
 from .area_next_event import area_choice, area_points
@@ -222,7 +221,7 @@ def sample_shadow_edge_sources(ts: TraceScene, num_samples: int, generator: torc
         face_normal = torch.linalg.cross(verts[f[:, 1]] - corner0, verts[f[:, 2]] - corner0)
         edge_length = (verts[b] - verts[a]).norm(dim=-1)
         scale = float((verts.amax(0) - verts.amin(0)).norm()) or 1.0
-        bvh = bvh_for(verts, ts.faces)
+        bvh = ts.bvh(verts)
     pieces: List[dict] = []
     for j, light, kind in casters:
         with torch.no_grad():
@@ -306,7 +305,7 @@ def direct_light_jumps(ts: TraceScene, lights, receivers: torch.Tensor, centre, 
     where the camera is, in the scene's medium (``ts.medium``): in a scene with media the value of a side carries
     ``Tr`` of its ray up to the hit and of the shadow ray on to ``y`` (:func:`_direct_from_samples`). Detached."""
     with torch.no_grad():
-        bvh = bvh_for(ts.verts.detach(), ts.faces)
+        bvh = ts.bvh()
         o, d = centre
         o, d = o.detach(), d.detach()
         _, t_cam, _ = bvh.closest_hit(o, d)

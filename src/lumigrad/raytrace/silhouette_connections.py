@@ -41,7 +41,6 @@ from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 
-from ..kernels.bvh import bvh_for
 from ..raster.topology import welded_positions
 from ..shading.transmission import bsdf_for
 from .intersect import offset_ray_origin_unchecked
@@ -122,7 +121,7 @@ def connected_silhouettes(ts: TraceScene, pools: Sequence[Tuple[PathVertices, in
         dist = to_e.norm(dim=-1)
         w = to_e / dist.clamp_min(1e-30)[:, None]
         # e must be the first thing the vertex sees in its direction
-        hit, t_hit, _ = bvh_for(verts, ts.faces).closest_hit(x, w)
+        hit, t_hit, _ = ts.bvh(verts).closest_hit(x, w)
         seen = (dist > 0) & ((hit < 0) | (t_hit.to(dtype) >= dist * (1 - _VISIBLE_SLACK)))
         live = seen.nonzero()[:, 0]
         if live.numel() == 0:

@@ -56,6 +56,7 @@ shadow queries with ids and barycentrics, and what is differentiated is recomput
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, List, NamedTuple, Optional, Sequence
@@ -69,6 +70,7 @@ from ..shading.material import Material, align_model_values, model_values_of, sa
 from ..shading.surface import SurfaceSample
 from ..shading.normal_shadowing import flip_invalid_normal
 from ..shading.tangents import perturb_normal_unchecked
+from .cutouts import VisibleBVH, cutout_tables
 from .area_next_event import area_light_indices, area_next_event, area_seed
 from .intersect import intersect_faces_unchecked, offset_ray_origin
 from .mis import power_heuristic, sample_light
@@ -104,6 +106,8 @@ class TraceScene:
             (:data:`lumigrad.shading.emitters.AREA_SAMPLING`).
         medium: the scene's :class:`~lumigrad.shading.HomogeneousMedium` (``Scene.medium``: camera rays start in
             it, paths leaving a mesh without an ``exterior`` enter it), or None (vacuum).
+
+    The materials' ``alpha_mode`` says which surfaces rays pass (:attr:`cutouts`, :meth:`bvh`).
     """
 
     verts: torch.Tensor
@@ -121,6 +125,17 @@ class TraceScene:
     tangents: Optional[torch.Tensor] = None
     light_sampling: str = "solid_angle"
     medium: Optional[object] = None
+
+    @functools.cached_property
+    def cutouts(self):
+        """The materials' alpha as the ray queries read it (:func:`.cutouts.cutout_tables`, built once), or None
+        when every surface is opaque."""
+        return cutout_tables(self.verts, self.faces, self.uv, self.uv_faces, self.face_part, self.materials)
+
+    def bvh(self, verts: Optional[torch.Tensor] = None) -> VisibleBVH:
+        """The BVH of the triangles (over ``verts``, default the detached ``verts``) whose queries pass the
+        surfaces the materials' alpha cuts out."""
+        return VisibleBVH(bvh_for(self.verts.detach() if verts is None else verts, self.faces), self.cutouts)
 
 
 class PathAdjoint:
@@ -237,7 +252,7 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
     device, dtype = ts.verts.device, ts.verts.dtype
     R = origins.shape[0]
     C = 3
-    bvh = bvh_for(ts.verts.detach(), ts.faces)
+    bvh = ts.bvh()
     n_lights = len(ts.lights)
     table = media_table(ts.materials, ts.medium, device) if ts.transmissive or ts.medium is not None else None
     has_media = table is not None and table.any
