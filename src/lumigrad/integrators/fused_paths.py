@@ -329,7 +329,8 @@ def path_tables(ts: TraceScene) -> PathTables:
         light_area=col(areas, f32), light_centre=vec(centres), light_far2=col(far2, f32),
         tri_v0=vec(v0s), tri_v1=vec(v1s), tri_v2=vec(v2s),
         tri_cdf=torch.cat(cdfs).contiguous() if cdfs else torch.zeros(1, device=dev), **env,
-        lean=not normal_maps and not any(t != 0.0 for t in transmission) and not any(f & 62 for f in flags),
+        lean=(not normal_maps and not any(t != 0.0 for t in transmission) and not any(f & 62 for f in flags)
+              and ts.cutouts is None),
         cutouts=ts.cutouts)
 
 

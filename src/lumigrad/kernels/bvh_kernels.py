@@ -19,6 +19,7 @@ import warp as wp
 
 from .bvh_traverse import FlatBVH
 from .cutouts import Cutouts, closest_visible_hit_wp, visible_any_hit_wp
+from .ray_queries import any_hit_any_bvh, closest_hit_any_bvh
 
 wp.set_module_options({"enable_backward": False})  # ids only: no adjoints needed, compiles faster
 
@@ -37,7 +38,14 @@ def closest_hit(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: i
     out_t[i] = wp.inf
     out_bary[i] = wp.vec3(0.0, 0.0, 0.0)
     if wp.dot(d, d) > 0.0 and limit > 0.0:
-        face, t, u, v = closest_visible_hit_wp(mesh, own, use_own, cut, origins[i], d, limit)
+        face = int(-1)
+        t = float(wp.inf)
+        u = float(0.0)
+        v = float(0.0)
+        if cut.on != 0:  # (the table is passed on only where it is on)
+            face, t, u, v = closest_visible_hit_wp(mesh, own, use_own, cut, origins[i], d, limit)
+        else:
+            face, t, u, v = closest_hit_any_bvh(mesh, own, use_own, origins[i], d, limit)
         if face >= 0:
             out_face[i] = wp.int64(face)
             out_t[i] = t
@@ -54,5 +62,8 @@ def any_hit(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int, 
     limit = t_max[i * t_max_step]
     hit = False
     if wp.dot(d, d) > 0.0 and limit > 0.0:
-        hit = visible_any_hit_wp(mesh, own, use_own, cut, origins[i], d, limit)
+        if cut.on != 0:
+            hit = visible_any_hit_wp(mesh, own, use_own, cut, origins[i], d, limit)
+        else:
+            hit = any_hit_any_bvh(mesh, own, use_own, origins[i], d, limit)
     out_hit[i] = hit

@@ -30,6 +30,7 @@ from .bvh_traverse import FlatBVH
 from .counter_rng import depth_key_wp, ray_key_wp, uniform_dim_wp
 from .dielectric_kernels import transmission_eval_pdf_wp, transmission_sample_wp
 from .cutouts import Cutouts, closest_visible_hit_wp, visible_any_hit_wp
+from .ray_queries import any_hit_any_bvh, closest_hit_any_bvh
 from .ray_offsets import offset_origin_wp
 from .path_adjoint_kernels import (GRAD_BASE, GRAD_EMISSION, GRAD_IOR, GRAD_METALLIC, GRAD_ROUGHNESS, GRAD_SPECULAR,
                                    HELD_FIELDS, PART_GRADS, add3_wp, add_bsdf_grads_wp, add_emission_grads_wp,
@@ -499,21 +500,14 @@ def normal_map_shadowing_wp(n0: wp.vec3, n: wp.vec3, wi: wp.vec3):
 
 
 @wp.func
-def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cutouts, x: wp.vec3, n: wp.vec3,
-                         ng: wp.vec3,
+def light_sample_value_wp(x: wp.vec3, n: wp.vec3, ng: wp.vec3,
                          n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
                          metallic: float, ior: float, specular: float, transmission: float, thin: int, beckmann: int,
                          plastic: wp.array(dtype=float), plastic_row: int, principled: int, shadowed: int,
                          n0: wp.vec3, wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float, is_delta: bool,
                          adjoint: int):
-    """:func:`light_sample_term_wp`'s term, then its factors: the BSDF value ``f`` and ``|cos| w`` (the term is
-    ``(f |cos| w) * lw`` per channel), zeros where the term is not counted. ``adjoint`` not 0: the shadow ray is
-    traced also where the term is zero but has a derivative (``f`` or ``lw`` zero, the other not: a black
-    base colour, a light of value 0), so that its factors come back. ``thin`` 1: the transmitting fraction is a thin
-    sheet (deltas only: no value toward a light). ``plastic_row`` >= 0: the surface is
-    Mitsuba's plastic, its table row ``plastic_row`` of ``plastic`` (:mod:`.plastic_kernels`); ``principled`` 1:
-    Mitsuba's principled (:mod:`.principled_kernels`); ``shadowed`` 1: a Mitsuba normal map bent ``n0`` to ``n_u``,
-    and the value is shadowed (:func:`normal_map_shadowing_wp`; in ``|cos| w``, not in ``f``)."""
+    """:func:`light_sample_parts_wp` before its shadow ray: ``(term, f, |cos| w, t_max)``, zeros where the term
+    is not counted or (with ``adjoint`` 0) is zero, and ``t_max`` the shadow ray's reach."""
     term = wp.vec3(0.0, 0.0, 0.0)
     f_out = wp.vec3(0.0, 0.0, 0.0)
     cos_w = float(0.0)
@@ -548,14 +542,58 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cuto
         if adjoint != 0 and not matters and w > 0.0:
             matters = wp.length_sq(f) > 0.0 or wp.length_sq(lw) > 0.0
         if matters:
-            blocked = False
-            if t_max > 0.0:
-                blocked = visible_any_hit_wp(mesh, own, use_own, cut, offset_origin_wp(x, ng, wi), wi, t_max)
-            if not blocked:
-                term = contribution
-                f_out = f
-                cos_w = wp.abs(cos) * w
-    return term, f_out, cos_w
+            term = contribution
+            f_out = f
+            cos_w = wp.abs(cos) * w
+    return term, f_out, cos_w, t_max
+
+
+@wp.func
+def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cutouts, x: wp.vec3, n: wp.vec3,
+                         ng: wp.vec3,
+                         n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
+                         metallic: float, ior: float, specular: float, transmission: float, thin: int, beckmann: int,
+                         plastic: wp.array(dtype=float), plastic_row: int, principled: int, shadowed: int,
+                         n0: wp.vec3, wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float, is_delta: bool,
+                         adjoint: int):
+    """:func:`light_sample_term_wp`'s term, then its factors: the BSDF value ``f`` and ``|cos| w`` (the term is
+    ``(f |cos| w) * lw`` per channel), zeros where the term is not counted. ``adjoint`` not 0: the shadow ray is
+    traced also where the term is zero but has a derivative (``f`` or ``lw`` zero, the other not: a black
+    base colour, a light of value 0), so that its factors come back. ``thin`` 1: the transmitting fraction is a thin
+    sheet (deltas only: no value toward a light). ``plastic_row`` >= 0: the surface is
+    Mitsuba's plastic, its table row ``plastic_row`` of ``plastic`` (:mod:`.plastic_kernels`); ``principled`` 1:
+    Mitsuba's principled (:mod:`.principled_kernels`); ``shadowed`` 1: a Mitsuba normal map bent ``n0`` to ``n_u``,
+    and the value is shadowed (:func:`normal_map_shadowing_wp`; in ``|cos| w``, not in ``f``)."""
+    term, f, cos_w, t_max = light_sample_value_wp(x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic, ior,
+                                                  specular, transmission, thin, beckmann, plastic, plastic_row,
+                                                  principled, shadowed, n0, wi, dist, lw, lpdf, is_delta, adjoint)
+    if cos_w > 0.0 and t_max > 0.0:
+        if visible_any_hit_wp(mesh, own, use_own, cut, offset_origin_wp(x, ng, wi), wi, t_max):
+            term = wp.vec3(0.0, 0.0, 0.0)
+            f = wp.vec3(0.0, 0.0, 0.0)
+            cos_w = 0.0
+    return term, f, cos_w
+
+
+@wp.func
+def light_sample_parts_opaque_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3,
+                         ng: wp.vec3,
+                         n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
+                         metallic: float, ior: float, specular: float, transmission: float, thin: int, beckmann: int,
+                         plastic: wp.array(dtype=float), plastic_row: int, principled: int, shadowed: int,
+                         n0: wp.vec3, wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float, is_delta: bool,
+                         adjoint: int):
+    """:func:`light_sample_parts_wp` of a scene without alpha (every surface blocks the shadow ray; one struct
+    argument less to copy per call: the lean path kernels')."""
+    term, f, cos_w, t_max = light_sample_value_wp(x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic, ior,
+                                                  specular, transmission, thin, beckmann, plastic, plastic_row,
+                                                  principled, shadowed, n0, wi, dist, lw, lpdf, is_delta, adjoint)
+    if cos_w > 0.0 and t_max > 0.0:
+        if any_hit_any_bvh(mesh, own, use_own, offset_origin_wp(x, ng, wi), wi, t_max):
+            term = wp.vec3(0.0, 0.0, 0.0)
+            f = wp.vec3(0.0, 0.0, 0.0)
+            cos_w = 0.0
+    return term, f, cos_w
 
 
 @wp.func
@@ -572,6 +610,21 @@ def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cutou
     GGX or ``beckmann``, or Mitsuba's plastic where ``plastic_row >= 0`` (its table's row in ``plastic``), or its
     principled where ``principled`` is 1."""
     term, f, cos_w = light_sample_parts_wp(mesh, own, use_own, cut, x, n, ng, n_u, wo_u, p_eval, base, roughness,
+                                           metallic,
+                                           ior, specular, transmission, 0, beckmann, plastic, plastic_row, principled,
+                                           0, n_u, wi, dist, lw, lpdf, is_delta, 0)
+    return term
+
+
+@wp.func
+def light_sample_term_opaque_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3,
+                         ng: wp.vec3,
+                         n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
+                         metallic: float, ior: float, specular: float, transmission: float, beckmann: int,
+                         plastic: wp.array(dtype=float), plastic_row: int, principled: int, wi: wp.vec3, dist: float,
+                         lw: wp.vec3, lpdf: float, is_delta: bool):
+    """:func:`light_sample_term_wp` of a scene without alpha (every surface blocks the shadow ray)."""
+    term, f, cos_w = light_sample_parts_opaque_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness,
                                            metallic,
                                            ior, specular, transmission, 0, beckmann, plastic, plastic_row, principled,
                                            0, n_u, wi, dist, lw, lpdf, is_delta, 0)
@@ -683,7 +736,17 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
             if not (wp.dot(d, d) > 0.0):
                 break
             bounce_key = depth_key_wp(key, depth)
-            face, t_hit, u_hit, v_hit = closest_visible_hit_wp(mesh, own, use_own, cut, o, d, wp.inf)
+            face = int(-1)
+            t_hit = float(wp.inf)
+            u_hit = float(0.0)
+            v_hit = float(0.0)
+            use_cut = False  # (alpha: never in the lean variants' scenes; the table is passed only where it is on)
+            if wp.static(every_material):
+                use_cut = cut.on != 0
+            if use_cut:
+                face, t_hit, u_hit, v_hit = closest_visible_hit_wp(mesh, own, use_own, cut, o, d, wp.inf)
+            else:
+                face, t_hit, u_hit, v_hit = closest_hit_any_bvh(mesh, own, use_own, o, d, wp.inf)
             if face < 0:
                 if env_on != 0:  # the ray leaves the scene and sees the environment (MIS against its sampling)
                     w_env = float(1.0)
@@ -876,10 +939,19 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                             fall = wp.clamp((light_cone_edge[j] - theta) * light_cone_scale[j], 0.0, 1.0) * fall
                         lw = light_value[j] * fall
                         per_value = fall
-                    t_j, f_j, cos_w = light_sample_parts_wp(mesh, own, use_own, cut, x, n, ng, n_u, wo_u, p_eval, base,
-                                                            roughness, metallic, ior, specular, transmission, thin,
-                                                            beckmann, part_plastic, plastic_row, principled,
-                                                            shadowed, n_unmapped, wi, dist, lw, lpdf, is_delta, mode)
+                    t_j = wp.vec3(0.0, 0.0, 0.0)
+                    f_j = wp.vec3(0.0, 0.0, 0.0)
+                    cos_w = float(0.0)
+                    if use_cut:
+                        t_j, f_j, cos_w = light_sample_parts_wp(
+                            mesh, own, use_own, cut, x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic, ior,
+                            specular, transmission, thin, beckmann, part_plastic, plastic_row, principled, shadowed,
+                            n_unmapped, wi, dist, lw, lpdf, is_delta, mode)
+                    else:
+                        t_j, f_j, cos_w = light_sample_parts_opaque_wp(
+                            mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic, ior,
+                            specular, transmission, thin, beckmann, part_plastic, plastic_row, principled, shadowed,
+                            n_unmapped, wi, dist, lw, lpdf, is_delta, mode)
                     nee = nee + t_j
                     if mode != 0 and cos_w > 0.0:
                         bw = _cw_mul(dv, beta)
@@ -980,10 +1052,10 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
 #: The path kernel by kind of launch, ``(adjoint, every_material)``, each :func:`trace_paths` compiled with only
 #: the code it runs: the adjoint's (``adjoint`` 1 and 2) only in the replay's variants, and Mitsuba's plastic,
 #: glass and thin sheets (``part_transmission``), Beckmann's microfacets and normal maps only in the
-#: ``every_material`` variants; a lean variant reads every part as an opaque GGX glTF material without a normal
-#: map (:func:`lean_materials` says whether the tables allow it). Branches a scene never takes are not free on the
-#: CPU (the glTF Cornell box's forward is ~12 % faster without them); the arithmetic, and so every path, is the same
-#: in every variant.
+#: ``every_material`` variants (and alpha, :mod:`.cutouts`, read there where the table is on); a lean variant
+#: reads every part as an opaque GGX glTF material without a normal map or alpha (:func:`lean_materials` says
+#: whether the tables allow it). Branches a scene never takes are not free on the CPU (the glTF Cornell box's
+#: forward is ~12 % faster without them); the arithmetic, and so every path, is the same in every variant.
 TRACE_PATHS = {(adjoint, every): _trace_paths_kernel(adjoint, every)
                for adjoint in (False, True) for every in (False, True)}
 #: the variant that runs everything

@@ -174,9 +174,9 @@ def _kernel_inputs(bvh: TriangleBVH, verts: torch.Tensor, t: PathTables, origins
 
 def lean_materials(t: PathTables) -> bool:
     """Whether every part of ``t`` is an opaque GGX glTF material without a normal map (no transmission, no
-    Beckmann, plastic, thin-sheet or principled flag): the path kernel's lean variants then trace it
+    Beckmann, plastic, thin-sheet or principled flag) and no alpha: the path kernel's lean variants then trace it
     (:data:`.path_kernels.TRACE_PATHS`)."""
-    if bool((t.part_transmission != 0).any()) or bool(((t.part_flags & 62) != 0).any()):
+    if bool((t.part_transmission != 0).any()) or bool(((t.part_flags & 62) != 0).any()) or t.cutouts is not None:
         return False
     return not (t.has_tangents and bool((t.part_normal_texture >= 0).any()))
 

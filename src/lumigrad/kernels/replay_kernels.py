@@ -98,9 +98,16 @@ def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int
         wi, dist, lw, lpdf, omega, row, g = pk.area_light_sample_triangle_wp(
             x, j, light_start, light_count, light_two_sided, light_area, light_centre, light_far2, tri_v0, tri_v1,
             tri_v2, tri_le, tri_cdf, uniform_counter_wp(key, depth, 4 + 2 * j), uniform_counter_wp(key, depth, 5 + 2 * j))
-        nee = nee + pk.light_sample_term_wp(mesh, own, use_own, cut, x, n, ng, n_u, wo_u, -1.0, base[i], roughness[i],
-                                            metallic[i], ior[i], specular[i], 0.0, beckmann[i], plastic,
-                                            plastic_row[i], principled[i], wi, dist, lw, lpdf, False)
+        term = wp.vec3(0.0, 0.0, 0.0)
+        if cut.on != 0:  # (the table is passed on only where it is on)
+            term = pk.light_sample_term_wp(mesh, own, use_own, cut, x, n, ng, n_u, wo_u, -1.0, base[i], roughness[i],
+                                           metallic[i], ior[i], specular[i], 0.0, beckmann[i], plastic,
+                                           plastic_row[i], principled[i], wi, dist, lw, lpdf, False)
+        else:
+            term = pk.light_sample_term_opaque_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, -1.0, base[i],
+                                                  roughness[i], metallic[i], ior[i], specular[i], 0.0, beckmann[i],
+                                                  plastic, plastic_row[i], principled[i], wi, dist, lw, lpdf, False)
+        nee = nee + term
     out[i] = nee
 
 
