@@ -576,13 +576,12 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cuto
 
 
 @wp.func
-def light_sample_parts_opaque_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3,
-                         ng: wp.vec3,
-                         n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
-                         metallic: float, ior: float, specular: float, transmission: float, thin: int, beckmann: int,
-                         plastic: wp.array(dtype=float), plastic_row: int, principled: int, shadowed: int,
-                         n0: wp.vec3, wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float, is_delta: bool,
-                         adjoint: int):
+def light_sample_parts_opaque_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
+                                n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
+                                metallic: float, ior: float, specular: float, transmission: float, thin: int,
+                                beckmann: int, plastic: wp.array(dtype=float), plastic_row: int, principled: int,
+                                shadowed: int, n0: wp.vec3, wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float,
+                                is_delta: bool, adjoint: int):
     """:func:`light_sample_parts_wp` of a scene without alpha (every surface blocks the shadow ray; one struct
     argument less to copy per call: the lean path kernels')."""
     term, f, cos_w, t_max = light_sample_value_wp(x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic, ior,
@@ -617,17 +616,15 @@ def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cutou
 
 
 @wp.func
-def light_sample_term_opaque_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3,
-                         ng: wp.vec3,
-                         n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
-                         metallic: float, ior: float, specular: float, transmission: float, beckmann: int,
-                         plastic: wp.array(dtype=float), plastic_row: int, principled: int, wi: wp.vec3, dist: float,
-                         lw: wp.vec3, lpdf: float, is_delta: bool):
+def light_sample_term_opaque_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
+                               n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
+                               metallic: float, ior: float, specular: float, transmission: float, beckmann: int,
+                               plastic: wp.array(dtype=float), plastic_row: int, principled: int, wi: wp.vec3,
+                               dist: float, lw: wp.vec3, lpdf: float, is_delta: bool):
     """:func:`light_sample_term_wp` of a scene without alpha (every surface blocks the shadow ray)."""
     term, f, cos_w = light_sample_parts_opaque_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness,
-                                           metallic,
-                                           ior, specular, transmission, 0, beckmann, plastic, plastic_row, principled,
-                                           0, n_u, wi, dist, lw, lpdf, is_delta, 0)
+                                                  metallic, ior, specular, transmission, 0, beckmann, plastic,
+                                                  plastic_row, principled, 0, n_u, wi, dist, lw, lpdf, is_delta, 0)
     return term
 
 
