@@ -317,7 +317,13 @@ class _Run:
             if tables is not None and it.fused_adjoint and fused_adjoint_unsupported(ts, self.camera) is None:
                 # only values move: no visibility changes (no boundary terms), the replay runs on the fused kernel
                 return fused_value_gradients(ts, tables, rays[0], rays[1], v, params, **self._settings(seed))
-            L = self._primal_paths(ts, rays[0].detach(), rays[1].detach(), tables=tables, **self._settings(seed))
+            # a blended surface's choice hashes the ray's float bits: a PyTorch replay retraces the PyTorch primal's
+            # rays only (the fused kernel's arithmetic differs in the last bits, and the paths would part)
+            stochastic = ts.cutouts is not None and ts.cutouts.stochastic
+            if stochastic:
+                L = sample_paths(ts, rays[0].detach(), rays[1].detach(), **self._settings(seed))
+            else:
+                L = self._primal_paths(ts, rays[0].detach(), rays[1].detach(), tables=tables, **self._settings(seed))
         adjoint = PathAdjoint(v.to(L.dtype), L, params)
         del v, L  # the adjoint holds its own copies
         # where the fused kernel gave L, its arithmetic (float32) also redraws what the replay does not differentiate
@@ -325,7 +331,8 @@ class _Run:
         # on PyTorch)
         shadowed = any(getattr(m, "mitsuba_normal_map", False) and m.normal_texture is not None
                        for m in ts.materials)
-        kernels = ReplayKernels(tables) if tables is not None and not ts.transmissive and not shadowed else None
+        kernels = (ReplayKernels(tables) if tables is not None and not ts.transmissive and not shadowed
+                   and not stochastic else None)
         count = rays[0].shape[0]
         for start in range(0, count, REPLAY_PATHS):  # the same paths, REPLAY_PATHS at a time
             end = min(count, start + REPLAY_PATHS)

@@ -595,13 +595,15 @@ def _direct(lights, surface: SurfaceSample, position, normal, occluders, use_che
 
 
 def _occluders(geo: _Geometry) -> tuple:
-    """``(verts, faces, cutouts)``: what shadow rays test (the surfaces the materials' alpha cuts out passed)."""
+    """``(verts, faces, cutouts)``: what shadow rays test (the surfaces ``"MASK"`` cuts out passed; a ``"BLEND"``
+    surface casts its full shadow: one random choice per pixel would be noise, its expected ``1 - a`` needs a
+    transmittance the BVH queries do not sum)."""
     counts = [b - a for a, b in zip([p.first_face for p in geo.parts], [p.first_face for p in geo.parts[1:]]
                                     + [geo.faces.shape[0]])]
     face_part = torch.repeat_interleave(torch.arange(len(geo.parts), device=geo.faces.device),
                                         torch.tensor(counts, device=geo.faces.device))
     return geo.verts, geo.faces, cutout_tables(geo.verts, geo.faces, geo.uv, geo.uv_faces, face_part,
-                                               [p.material for p in geo.parts])
+                                               [p.material for p in geo.parts], blend=False)
 
 
 def _shadowed(samples, position, normal, verts, faces, cutouts=None):

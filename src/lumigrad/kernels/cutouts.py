@@ -86,6 +86,18 @@ class CutoutTables:
     seed: int = 0
     _struct: Optional[Cutouts] = field(default=None, repr=False, compare=False)
 
+    @property
+    def stochastic(self) -> bool:
+        """Whether a part is ``"BLEND"`` (its surfaces are there by a random choice per ray)."""
+        return bool((self.part_mode == CUT_BLEND).any())
+
+    def reseed(self, seed: int) -> None:
+        """Salt the blend choices with a render's ``seed`` (a pass and its replay, with one seed, choose alike;
+        renders with other seeds choose anew)."""
+        self.seed = (int(seed) ^ (int(seed) >> 32)) & 0xFFFFFFFF
+        if self._struct is not None:
+            self._struct.seed = wp.uint32(self.seed)
+
     def struct(self) -> Cutouts:
         if self._struct is None:
             c = Cutouts()

@@ -149,6 +149,8 @@ def _kernel_inputs(bvh: TriangleBVH, verts: torch.Tensor, t: PathTables, origins
     """:func:`.path_kernels.trace_paths`' inputs after ``(offset, end)``, up to its outputs ``radiance, hit``."""
     lo, hi = split_seed(seed)
     v3 = wp.vec3
+    if t.cutouts is not None:
+        t.cutouts.reseed(seed)
     return [*bvh.query_handles(t.cutouts), as_warp(verts.contiguous(), v3), as_warp(t.faces), as_warp(t.normals, v3),
             t.has_normals,
             as_warp(t.face_part), as_warp(t.part_base, v3), as_warp(t.part_metallic), as_warp(t.part_roughness),

@@ -29,10 +29,11 @@ _WRAPS = {"repeat": 0, "clamp": 1, "mirror": 2}
 
 
 def cutout_tables(verts: torch.Tensor, faces: torch.Tensor, uv: torch.Tensor, uv_faces: torch.Tensor,
-                  face_part: torch.Tensor, materials: Sequence) -> Optional[CutoutTables]:
+                  face_part: torch.Tensor, materials: Sequence, blend: bool = True) -> Optional[CutoutTables]:
     """The :class:`CutoutTables` of a flattened scene (``verts [V, 3]``, ``faces [F, 3]``, ``uv [T, 2]``,
-    ``uv_faces [F, 3]``, ``face_part [F]``, one material per part), or None when every material is opaque."""
-    modes = [_MODES[m.alpha_mode] for m in materials]
+    ``uv_faces [F, 3]``, ``face_part [F]``, one material per part), or None when every material is opaque
+    (``blend`` False: ``"BLEND"`` parts count as opaque)."""
+    modes = [_MODES[m.alpha_mode] if blend or m.alpha_mode != "BLEND" else CUT_OPAQUE for m in materials]
     if not any(modes):
         return None
     dev = verts.device

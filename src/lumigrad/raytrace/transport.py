@@ -129,7 +129,15 @@ class TraceScene:
     @functools.cached_property
     def cutouts(self):
         """The materials' alpha as the ray queries read it (:func:`.cutouts.cutout_tables`, built once), or None
-        when every surface is opaque."""
+        when every surface is opaque.
+
+        Raises:
+            ValueError: a part alpha cuts also bounds a medium (a ray through its holes would neither enter nor
+                leave the medium, where the path tracer's media take closed boundaries)."""
+        for m in self.materials:
+            if m.alpha_mode != "OPAQUE" and (m.interior is not None or m.exterior is not None):
+                raise ValueError(f"a material with alpha_mode {m.alpha_mode!r} bounds a medium (its interior / "
+                                 "exterior): the path tracer's media need closed, opaque boundaries; make it 'OPAQUE'")
         return cutout_tables(self.verts, self.faces, self.uv, self.uv_faces, self.face_part, self.materials)
 
     def bvh(self, verts: Optional[torch.Tensor] = None) -> VisibleBVH:
@@ -253,6 +261,8 @@ def sample_paths(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor
     R = origins.shape[0]
     C = 3
     bvh = ts.bvh()
+    if ts.cutouts is not None:  # (blend choices: this seed's, as the fused kernel's with it)
+        ts.cutouts.reseed(seed)
     n_lights = len(ts.lights)
     table = media_table(ts.materials, ts.medium, device) if ts.transmissive or ts.medium is not None else None
     has_media = table is not None and table.any
