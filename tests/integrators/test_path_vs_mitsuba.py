@@ -737,3 +737,33 @@ def test_textured_roughness_and_metallic_read_from_mitsuba_files(mi, tmp_path, c
     settings = lg.io.mitsuba_render_settings(scene)
     cam = settings.pop("camera")
     compare(tmp_path, lumigrad_image(scene, cam, **{**settings, "spp": 1024}), ref, block=4)
+
+
+@pytest.mark.parametrize("mirror", ['<scale x="-1"/>', '<scale y="-1"/>', '<scale x="-1" y="-1"/>'])
+@pytest.mark.parametrize("light", ["0, -1, -1", "0, 1, -1"])
+def test_a_normal_map_under_a_mirroring_to_world_tilts_as_mitsubas(mi, tmp_path, mirror, light):
+    """The 45-degree tilt of :func:`test_normal_maps_tilt_the_way_mitsubas_do_on_every_layout` on a ``twosided``
+    rectangle whose ``to_world`` mirrors it: Mitsuba's frame stays ``(dp/du, n x dp/du, n)`` of the world surface,
+    where lumigrad's rule (glTF's) flips the handedness with the determinant; the reader undoes that flip, so
+    the same side is lit (it was the other one)."""
+    s, c = math.sin(math.radians(45)), math.cos(math.radians(45))
+    lg.io.write_image(tmp_path / "n.png", torch.tensor([0.5, 0.5 + 0.5 * s, 0.5 + 0.5 * c]).expand(4, 4, 3).clone())
+    path = tmp_path / "mirror.xml"
+    path.write_text(f"""<?xml version="1.0"?>
+<scene version="3.0.0"><integrator type="direct"/>
+<sensor type="orthographic"><transform name="to_world"><scale x="0.5" y="0.5"/>
+ <lookat origin="0, 0, 5" target="0, 0, 0" up="0, 1, 0"/></transform>
+ <sampler type="independent"><integer name="sample_count" value="16"/></sampler>
+ <film type="hdrfilm"><integer name="width" value="8"/><integer name="height" value="8"/><rfilter type="box"/></film>
+</sensor>
+<emitter type="directional"><vector name="direction" value="{light}"/><rgb name="irradiance" value="1"/></emitter>
+<shape type="rectangle" id="s"><transform name="to_world">{mirror}</transform><bsdf type="twosided">
+ <bsdf type="normalmap"><boolean name="use_shadowing_function" value="false"/><texture type="bitmap"
+ name="normalmap"><string name="filename" value="n.png"/><boolean name="raw" value="true"/></texture>
+ <bsdf type="diffuse"><rgb name="reflectance" value="1"/></bsdf></bsdf></bsdf></shape></scene>""")
+    theirs = float(np.array(mi.render(mi.load_file(str(path)), seed=0))[..., :3].mean()) * math.pi
+    scene = lg.io.load(path)
+    settings = lg.io.mitsuba_render_settings(scene)
+    cam = settings.pop("camera")
+    ours = float(lumigrad_image(scene, cam, **settings).mean()) * math.pi
+    assert round(theirs) in (0, 1) and ours == pytest.approx(theirs, abs=0.01)

@@ -944,6 +944,8 @@ class _Reader:
         tangents = None
         if material.normal_texture is not None and id(material.normal_texture) in self.mitsuba_normal_maps:
             tangents = self.mitsuba_tangents(verts, faces, uv, uv_faces, normals)
+            if np.linalg.det(to_world[:3, :3]) < 0:  # a mirroring to_world: lumigrad flips the handedness with
+                tangents[:, 3] = -1.0  # the determinant's sign (glTF's rule); Mitsuba's frame stays n x dp/du
         mesh = self._make(elem, SceneMesh, t(verts), torch.as_tensor(faces, dtype=torch.long), material,
                           tangents=None if tangents is None else t(tangents),
                           uv=None if uv is None else t(uv),
