@@ -13,7 +13,9 @@ weights and roulette held fixed (detached sampling, as Mitsuba's ``prb``: unbias
 chained to the parameters by autograd through :func:`.fused_paths.value_tables` (clamps, ``intensity * color``,
 an area light's radiance shared by its triangles and its emitter part) and, for a part of Mitsuba's plastic,
 through its table (:func:`lumigrad.shading.plastic.material_plastic_table`: the derivatives in the table's
-entries chain through its quadratures to the roughness and ior).
+entries chain through its quadratures to the roughness and ior). Glass and thin sheets are carried through (the
+paths refract and reflect as in the primal), but their own values have no derivatives here: a render whose
+transmitting part's values require gradients takes the PyTorch replay.
 
 :func:`fused_adjoint_unsupported` says why a render cannot use it (None: it can); the integrator then runs the
 PyTorch replay (:func:`lumigrad.raytrace.sample_paths` with an adjoint), which differentiates everything
@@ -70,15 +72,17 @@ def fused_adjoint_unsupported(ts: TraceScene, camera: Camera) -> Optional[str]:
     for name, value in camera.parameters().items():
         if _needs_grad(value):
             return f"the camera's {name} requires a gradient"
-    if ts.transmissive:
-        return "a material transmits (the fused replay has no dielectric lobe)"
     for name in ("verts", "normals", "uv", "tangents"):
         if _needs_grad(getattr(ts, name)):
             return f"the scene's {'vertices' if name == 'verts' else name} require gradients"
     for k, m in enumerate(ts.materials):
+        transmits = (ts.transmissive and not getattr(m, "plastic", False) and not getattr(m, "principled", False)
+                     and bool((m.transmission_factor.detach() != 0).any()))  # (as path_tables reads it)
         for name, value in _fields(m):
             if not _needs_grad(value):
                 continue
+            if transmits:  # its vertices only carry the paths through (the replay has no dielectric derivatives)
+                return f"part {k}'s material transmits and its {name} requires a gradient"
             if name not in _MATERIAL_VALUES:
                 return f"part {k}'s material {name} requires a gradient"
     for j, light in enumerate(ts.lights):

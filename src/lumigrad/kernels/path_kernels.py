@@ -952,11 +952,12 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                     nee = nee + t_j
                     if mode != 0 and cos_w > 0.0:
                         bw = _cw_mul(dv, beta)
-                        add_bsdf_grads_wp(g_part, g_texels, tex_grad_rows, part, uv, part_base, part_metallic,
-                                          part_roughness, part_texture, part_mr_texture, tex_offset, tex_width,
-                                          tex_height, tex_wrap, texels, n_u, wi, wo_u, base, roughness, metallic, ior,
-                                          specular, beckmann, principled, part_plastic, plastic_row, g_plastic,
-                                          _cw_mul(bw, lw) * cos_w)
+                        if transmission == 0.0:  # (a transmitting part's values are not differentiated here)
+                            add_bsdf_grads_wp(g_part, g_texels, tex_grad_rows, part, uv, part_base, part_metallic,
+                                              part_roughness, part_texture, part_mr_texture, tex_offset, tex_width,
+                                              tex_height, tex_wrap, texels, n_u, wi, wo_u, base, roughness, metallic,
+                                              ior, specular, beckmann, principled, part_plastic, plastic_row,
+                                              g_plastic, _cw_mul(bw, lw) * cos_w)
                         g_value = _cw_mul(bw, f_j) * (cos_w * per_value)
                         if kind == LIGHT_AREA:
                             if tri_row >= 0:
@@ -1004,7 +1005,8 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                     ok = False
             if not (ok and (new_beta[0] > 0.0 or new_beta[1] > 0.0 or new_beta[2] > 0.0)):
                 break
-            if mode != 0:  # the sample's BSDF value carries the radiance still to come
+            if mode != 0 and transmission == 0.0:  # the sample's BSDF value carries the radiance still to come
+                # (a transmitting part's vertex only carries the path: its values are not differentiated here)
                 f_s = wp.vec3()
                 pdf_s = float(0.0)
                 if plastic_row >= 0:

@@ -260,13 +260,13 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
         (row ``p`` part ``p``'s; None without plastic parts), for autograd to chain through the tables.
 
     The BSDF derivatives are the glTF model's (GGX or Beckmann), Mitsuba's principled and its plastic (its
-    ``part_*`` columns with its table held, the table's own in ``g_plastic``).
+    ``part_*`` columns with its table held, the table's own in ``g_plastic``). A transmitting part's vertices
+    (glass, thin sheets) carry the paths through and add nothing to its own columns (zero: the caller must not
+    want them; its emission's do add); the lights they see are differentiated as anywhere.
 
     **Differentiability:** none (this is the adjoint; :mod:`lumigrad.integrators.fused_adjoint` chains it).
     """
     device = verts.device
-    if bool((tables.part_transmission != 0).any()):  # (the adjoint's BSDF derivatives are the opaque model's)
-        raise ValueError("replay_paths_tables: a part transmits (glass); its gradients replay on PyTorch")
     if radiance is None and device.type != "cpu":
         raise ValueError("replay_paths_tables: radiance=None (one pass) runs on the CPU only; give the primal's")
     if radiance is None and getattr(wp.config, "enable_cpu_blocks", False):
