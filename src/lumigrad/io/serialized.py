@@ -24,12 +24,13 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence  # noqa: F401  (Dict: the inherited fields' annotations)
 
 import numpy as np
 import torch
 
 from .._checks import check_indices, check_tensor
+from ..shading.material import Material  # noqa: F401  (the inherited fields' annotations, for the API reference)
 from .mesh_data import MeshData
 
 __all__ = ["SerializedError", "SerializedMesh", "read_serialized", "read_serialized_bytes", "serialized_mesh_count",
