@@ -208,9 +208,13 @@ def closest_visible_hit_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cut
 @wp.func
 def visible_any_hit_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cutouts, o: wp.vec3, d: wp.vec3,
                        t_max: float) -> bool:
-    """:func:`.ray_queries.any_hit_any_bvh` that passes through cut-out surfaces (a shadow ray)."""
-    hit = any_hit_any_bvh(mesh, own, use_own, o, d, t_max)
-    if hit and cut.on != 0:  # (something is in the way: is it there?)
+    """:func:`.ray_queries.any_hit_any_bvh` that passes through cut-out surfaces (a shadow ray). With the table on,
+    the first surface that is there, found front to back (an any-hit query first, then this, cost a blocked ray
+    two traversals)."""
+    hit = False
+    if cut.on != 0:
         face, t, u, v = closest_visible_hit_wp(mesh, own, use_own, cut, o, d, t_max)
         hit = face >= 0
+    else:
+        hit = any_hit_any_bvh(mesh, own, use_own, o, d, t_max)
     return hit
