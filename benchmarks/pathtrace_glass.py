@@ -8,7 +8,9 @@ Rows, each the median of ``--repeats`` after a warm-up, with the peak memory of 
 * lumigrad ``forward`` on the fused Warp kernel (``use_fused_kernel=True``, the default) and on the PyTorch
   transport (``use_fused_kernel=False``), alternated call by call;
 * lumigrad ``forward + IOR gradient`` (the gradient of the mean pixel w.r.t. the glass's ior: the fused primal, then
-  the PyTorch replay, as every transmissive scene's backward pass);
+  the PyTorch replay, as for every gradient of a transmitting part's own values);
+* lumigrad ``forward + sky texels' gradient`` (the light seen through the glass) on the fused replay, which
+  carries the glass through, and on the PyTorch replay (``fused_adjoint=False``): the same sums;
 * Mitsuba 3 ``path`` forward (``llvm_ad_rgb`` on the CPU; ``bash benchmarks/setup_mitsuba.sh``; ``--no-mitsuba``
   skips it), at the same spp and depth, timed after ``dr.eval`` / ``dr.sync_thread``.
 
@@ -101,6 +103,21 @@ def main(argv=None) -> list:
     rows.append(dict(renderer="lumigrad", what=f"forward + IOR gradient (fused primal, PyTorch replay; d mean / d ior "
                      f"{value:.4f})", seconds=median(time_call(gradient, args.repeats, warmup=0)),
                      mib=peak_memory(gradient)[0], mean=value))
+    sky_scene = glass_scene()
+    sky = sky_scene.lights["sky"]
+    sky.texels = sky.texels.clone().requires_grad_(True)
+
+    def sky_gradient(fused: bool):
+        sky.texels.grad = None
+        lg.render(sky_scene, cam, fused_adjoint=fused, **settings).rgb.mean().backward()
+        return float(sky.texels.grad.sum())
+
+    for fused in (True, False):
+        value = sky_gradient(fused)
+        how = "fused replay, the glass carried through" if fused else "PyTorch replay"
+        rows.append(dict(renderer="lumigrad", what=f"forward + sky texels' gradient ({how}; sum {value:.4f})",
+                         seconds=median(time_call(lambda f=fused: sky_gradient(f), args.repeats, warmup=0)),
+                         mib=peak_memory(lambda f=fused: sky_gradient(f))[0], mean=value))
     why = "skipped (--no-mitsuba)"
     if not args.no_mitsuba:
         row, why = _mitsuba_row(scene, cam, {"max_depth": args.max_depth}, args.spp, args.repeats)
