@@ -539,28 +539,38 @@ def test_normal_maps_tilt_the_way_mitsubas_do_on_every_layout(mi, tmp_path, shap
     """A normal map tilting every normal 45 degrees along the frame's second axis (``n x dp/du`` in Mitsuba), a
     white diffuse surface lit at 45 degrees from one side (without Mitsuba's shadow-terminator term): the lit
     fraction is 1 or 0, on a rectangle, an OBJ quad (its v flipped on reading) and a cube's face alike."""
+    theirs, ours = _tilted_lit_fractions(mi, tmp_path, shape, light)
+    assert theirs == pytest.approx(lit, abs=0.01) and ours == pytest.approx(lit, abs=0.01)
+
+
+def _tilted_lit_fractions(mi, tmp_path, shape: str, light: str, twosided: bool = False, spp: int = 64):
+    """Mitsuba's and lumigrad's mean radiance times pi of ``shape`` (its opening tag and transform) carrying a
+    ``normalmap`` that tilts every normal 45 degrees along the frame's second axis around a white ``diffuse``
+    (inside a ``twosided`` with ``twosided``), seen orthographically from +z, lit by a directional ``light``."""
     s, c = math.sin(math.radians(45)), math.cos(math.radians(45))
     lg.io.write_image(tmp_path / "n.png", torch.tensor([0.5, 0.5 + 0.5 * s, 0.5 + 0.5 * c]).expand(4, 4, 3).clone())
     (tmp_path / "quad.obj").write_text("v -1 -1 0\nv 1 -1 0\nv 1 1 0\nv -1 1 0\nvt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\n"
                                       "f 1/1 2/2 3/3\nf 1/1 3/3 4/4\n")
+    bsdf = ('<bsdf type="normalmap"><boolean name="use_shadowing_function" value="false"/><texture type="bitmap" '
+            'name="normalmap"><string name="filename" value="n.png"/><boolean name="raw" value="true"/></texture>'
+            '<bsdf type="diffuse"><rgb name="reflectance" value="1"/></bsdf></bsdf>')
+    if twosided:
+        bsdf = f'<bsdf type="twosided">{bsdf}</bsdf>'
     path = tmp_path / "tilt.xml"
     path.write_text(f"""<?xml version="1.0"?>
 <scene version="3.0.0"><integrator type="direct"/>
 <sensor type="orthographic"><transform name="to_world"><scale x="0.5" y="0.5"/>
  <lookat origin="0, 0, 5" target="0, 0, 0" up="0, 1, 0"/></transform>
- <sampler type="independent"><integer name="sample_count" value="64"/></sampler>
+ <sampler type="independent"><integer name="sample_count" value="{spp}"/></sampler>
  <film type="hdrfilm"><integer name="width" value="8"/><integer name="height" value="8"/><rfilter type="box"/></film>
 </sensor>
 <emitter type="directional"><vector name="direction" value="{light}"/><rgb name="irradiance" value="1"/></emitter>
-{shape}<bsdf type="normalmap"><boolean name="use_shadowing_function" value="false"/>
- <texture type="bitmap" name="normalmap"><string name="filename" value="n.png"/><boolean name="raw" value="true"/>
- </texture><bsdf type="diffuse"><rgb name="reflectance" value="1"/></bsdf></bsdf></shape></scene>""")
+{shape}{bsdf}</shape></scene>""")
     theirs = float(np.array(mi.render(mi.load_file(str(path)), seed=0))[..., :3].mean()) * math.pi
     scene = lg.io.load(path)
     settings = lg.io.mitsuba_render_settings(scene)
     cam = settings.pop("camera")
-    ours = float(lumigrad_image(scene, cam, **settings).mean()) * math.pi
-    assert theirs == pytest.approx(lit, abs=0.01) and ours == pytest.approx(lit, abs=0.01)
+    return theirs, float(lumigrad_image(scene, cam, **settings).mean()) * math.pi
 
 
 @pytest.mark.parametrize("origin, light", [("0, 0, 3", "0, -1, -0.3"), ("0, 0, 3", "0, 1, -0.3"),
@@ -746,24 +756,6 @@ def test_a_normal_map_under_a_mirroring_to_world_tilts_as_mitsubas(mi, tmp_path,
     rectangle whose ``to_world`` mirrors it: Mitsuba's frame stays ``(dp/du, n x dp/du, n)`` of the world surface,
     where lumigrad's rule (glTF's) flips the handedness with the determinant; the reader undoes that flip, so
     the same side is lit (it was the other one)."""
-    s, c = math.sin(math.radians(45)), math.cos(math.radians(45))
-    lg.io.write_image(tmp_path / "n.png", torch.tensor([0.5, 0.5 + 0.5 * s, 0.5 + 0.5 * c]).expand(4, 4, 3).clone())
-    path = tmp_path / "mirror.xml"
-    path.write_text(f"""<?xml version="1.0"?>
-<scene version="3.0.0"><integrator type="direct"/>
-<sensor type="orthographic"><transform name="to_world"><scale x="0.5" y="0.5"/>
- <lookat origin="0, 0, 5" target="0, 0, 0" up="0, 1, 0"/></transform>
- <sampler type="independent"><integer name="sample_count" value="16"/></sampler>
- <film type="hdrfilm"><integer name="width" value="8"/><integer name="height" value="8"/><rfilter type="box"/></film>
-</sensor>
-<emitter type="directional"><vector name="direction" value="{light}"/><rgb name="irradiance" value="1"/></emitter>
-<shape type="rectangle" id="s"><transform name="to_world">{mirror}</transform><bsdf type="twosided">
- <bsdf type="normalmap"><boolean name="use_shadowing_function" value="false"/><texture type="bitmap"
- name="normalmap"><string name="filename" value="n.png"/><boolean name="raw" value="true"/></texture>
- <bsdf type="diffuse"><rgb name="reflectance" value="1"/></bsdf></bsdf></bsdf></shape></scene>""")
-    theirs = float(np.array(mi.render(mi.load_file(str(path)), seed=0))[..., :3].mean()) * math.pi
-    scene = lg.io.load(path)
-    settings = lg.io.mitsuba_render_settings(scene)
-    cam = settings.pop("camera")
-    ours = float(lumigrad_image(scene, cam, **settings).mean()) * math.pi
+    theirs, ours = _tilted_lit_fractions(mi, tmp_path, f'<shape type="rectangle" id="s"><transform name="to_world">'
+                                                       f'{mirror}</transform>', light, twosided=True, spp=16)
     assert round(theirs) in (0, 1) and ours == pytest.approx(theirs, abs=0.01)
