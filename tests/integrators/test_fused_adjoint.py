@@ -20,8 +20,8 @@ from lumigrad.shading import Material
 from .test_fused_paths import F32, SCENES, _cornell, _punctual
 
 
-OPAQUE_SCENES = sorted(name for name in SCENES if "glass" not in name and "thin" not in name)  # (glass replays on
-# PyTorch)
+OPAQUE_SCENES = sorted(name for name in SCENES if "glass" not in name and "thin" not in name)  # (glass: carried
+# through, test_glass_is_carried_through_by_the_fused_replay)
 
 
 @pytest.mark.parametrize("name", OPAQUE_SCENES)

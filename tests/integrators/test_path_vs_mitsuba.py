@@ -18,6 +18,7 @@ its ``tmp_path`` and names the folder when it fails.
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from pathlib import Path
@@ -543,15 +544,18 @@ def test_normal_maps_tilt_the_way_mitsubas_do_on_every_layout(mi, tmp_path, shap
     assert theirs == pytest.approx(lit, abs=0.01) and ours == pytest.approx(lit, abs=0.01)
 
 
-def _tilted_lit_fractions(mi, tmp_path, shape: str, light: str, twosided: bool = False, spp: int = 64):
+def _tilted_lit_fractions(mi, tmp_path, shape: str, light: str, twosided: bool = False, spp: int = 64,
+                          shadowing: bool = False, camera_z: float = 5.0):
     """Mitsuba's and lumigrad's mean radiance times pi of ``shape`` (its opening tag and transform) carrying a
     ``normalmap`` that tilts every normal 45 degrees along the frame's second axis around a white ``diffuse``
-    (inside a ``twosided`` with ``twosided``), seen orthographically from +z, lit by a directional ``light``."""
+    (inside a ``twosided`` with ``twosided``; Mitsuba's shadowing function off unless ``shadowing``), seen
+    orthographically from ``(0, 0, camera_z)``, lit by a directional ``light``."""
     s, c = math.sin(math.radians(45)), math.cos(math.radians(45))
     lg.io.write_image(tmp_path / "n.png", torch.tensor([0.5, 0.5 + 0.5 * s, 0.5 + 0.5 * c]).expand(4, 4, 3).clone())
     (tmp_path / "quad.obj").write_text("v -1 -1 0\nv 1 -1 0\nv 1 1 0\nv -1 1 0\nvt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\n"
                                       "f 1/1 2/2 3/3\nf 1/1 3/3 4/4\n")
-    bsdf = ('<bsdf type="normalmap"><boolean name="use_shadowing_function" value="false"/><texture type="bitmap" '
+    switch = "" if shadowing else '<boolean name="use_shadowing_function" value="false"/>'
+    bsdf = (f'<bsdf type="normalmap">{switch}<texture type="bitmap" '
             'name="normalmap"><string name="filename" value="n.png"/><boolean name="raw" value="true"/></texture>'
             '<bsdf type="diffuse"><rgb name="reflectance" value="1"/></bsdf></bsdf>')
     if twosided:
@@ -560,7 +564,7 @@ def _tilted_lit_fractions(mi, tmp_path, shape: str, light: str, twosided: bool =
     path.write_text(f"""<?xml version="1.0"?>
 <scene version="3.0.0"><integrator type="direct"/>
 <sensor type="orthographic"><transform name="to_world"><scale x="0.5" y="0.5"/>
- <lookat origin="0, 0, 5" target="0, 0, 0" up="0, 1, 0"/></transform>
+ <lookat origin="0, 0, {camera_z}" target="0, 0, 0" up="0, 1, 0"/></transform>
  <sampler type="independent"><integer name="sample_count" value="{spp}"/></sampler>
  <film type="hdrfilm"><integer name="width" value="8"/><integer name="height" value="8"/><rfilter type="box"/></film>
 </sensor>
@@ -749,13 +753,29 @@ def test_textured_roughness_and_metallic_read_from_mitsuba_files(mi, tmp_path, c
     compare(tmp_path, lumigrad_image(scene, cam, **{**settings, "spp": 1024}), ref, block=4)
 
 
-@pytest.mark.parametrize("mirror", ['<scale x="-1"/>', '<scale y="-1"/>', '<scale x="-1" y="-1"/>'])
-@pytest.mark.parametrize("light", ["0, -1, -1", "0, 1, -1"])
-def test_a_normal_map_under_a_mirroring_to_world_tilts_as_mitsubas(mi, tmp_path, mirror, light):
-    """The 45-degree tilt of :func:`test_normal_maps_tilt_the_way_mitsubas_do_on_every_layout` on a ``twosided``
-    rectangle whose ``to_world`` mirrors it: Mitsuba's frame stays ``(dp/du, n x dp/du, n)`` of the world surface,
-    where lumigrad's rule (glTF's) flips the handedness with the determinant; the reader undoes that flip, so
-    the same side is lit (it was the other one)."""
-    theirs, ours = _tilted_lit_fractions(mi, tmp_path, f'<shape type="rectangle" id="s"><transform name="to_world">'
-                                                       f'{mirror}</transform>', light, twosided=True, spp=16)
-    assert round(theirs) in (0, 1) and ours == pytest.approx(theirs, abs=0.01)
+@pytest.mark.parametrize("kind", ["rectangle", "ply with normals", "ply"])
+@pytest.mark.parametrize("mirror", ['<scale x="-1"/>', '<scale y="-1"/><rotate y="1" angle="25"/>'])
+def test_a_normal_map_under_a_mirroring_to_world_tilts_as_mitsubas(mi, tmp_path, kind, mirror):
+    """The 45-degree tilt of :func:`test_normal_maps_tilt_the_way_mitsubas_do_on_every_layout` (Mitsuba's default
+    shadowing on), one- and two-sided, seen from either side, lit from four directions, on a shape whose
+    ``to_world`` mirrors it. Mitsuba shades a rectangle, or a mesh with stored normals, with the normals transformed
+    (not flipped by a mirror), and its normal-map frame stays ``(dp/du, n x dp/du, n)``; lumigrad takes a face's side
+    from its world winding and flips a tangent's handedness with the determinant (glTF's rules): the reader turns
+    such faces back and gives the tangents handedness -1 (a PLY without normals: Mitsuba's side is the winding's
+    too). Before, a rectangle lit where Mitsuba's is dark in every mirrored two-sided case."""
+    normals = kind == "ply with normals"
+    corners = [(-1, -1, 0, 0), (1, -1, 1, 0), (1, 1, 1, 1), (-1, 1, 0, 1)]  # x, y, u, v (z = 0)
+    (tmp_path / "quad.ply").write_text(
+        "ply\nformat ascii 1.0\nelement vertex 4\nproperty float x\nproperty float y\nproperty float z\n"
+        + ("property float nx\nproperty float ny\nproperty float nz\n" if normals else "")
+        + "property float u\nproperty float v\nelement face 2\nproperty list uchar int vertex_indices\nend_header\n"
+        + "".join(f"{x} {y} 0{' 0 0 1' if normals else ''} {u} {v}\n" for x, y, u, v in corners)
+        + "3 0 1 2\n3 0 2 3\n")
+    opening = ('<shape type="rectangle" id="s">' if kind == "rectangle" else
+               '<shape type="ply" id="s"><string name="filename" value="quad.ply"/>')
+    shape = opening + f'<transform name="to_world">{mirror}</transform>'
+    for twosided, camera_z, light in itertools.product((False, True), (5.0, -5.0),
+                                                       ("0, -1, -1", "0, 1, -1", "0, -1, 1", "0, 1, 1")):
+        theirs, ours = _tilted_lit_fractions(mi, tmp_path, shape, light, twosided=twosided, spp=16, shadowing=True,
+                                             camera_z=camera_z)
+        assert ours == pytest.approx(theirs, abs=0.03), (twosided, camera_z, light, theirs, ours)

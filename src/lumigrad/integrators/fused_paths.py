@@ -7,8 +7,9 @@ a wavefront of PyTorch ops. Both draw the same counter-based random numbers
 transport stays the reference (float64-capable) twin.
 
 :func:`fused_unsupported` says why a scene cannot use the kernel (None: it can). The kernel supports float32
-scenes whose materials bound no medium (glass, ``KHR_materials_transmission``, is in the kernel; the fused
-replay refuses it; so is a thin dielectric sheet, whose gradients replay on PyTorch; Mitsuba's ``plastic`` /
+scenes whose materials bound no medium (glass, ``KHR_materials_transmission``, is in the kernel, and so is a
+thin dielectric sheet: the fused replay carries them through, their own values' gradients replay on PyTorch;
+Mitsuba's ``plastic`` /
 ``roughplastic`` and ``principled`` are in both), with constant factors and base colour,
 metallic-roughness, emissive and normal textures (the occlusion texture is ignored by the path tracer either
 way), lit by point, spot, directional, area lights and an environment map with three colour channels, and

@@ -177,6 +177,8 @@ _BSDFS = ("diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "
           "roughdielectric", "principled", "twosided", "normalmap")
 _EMITTERS = ("area", "point", "spot", "directional", "envmap", "constant")
 _SENSORS = ("perspective", "thinlens", "orthographic")
+#: Shapes Mitsuba shades with their own normals (not the world winding's).
+_ANALYTIC = ("rectangle", "cube", "sphere", "disk", "cylinder")
 _MAX_INCLUDE_DEPTH = 32
 #: Texels along each side of one period (2 x 2 cells) of a baked ``checkerboard`` texture.
 CHECKER_TEXELS = 256
@@ -390,6 +392,7 @@ class _Reader:
         self.sensor_media: Dict[str, Tuple[ET.Element, Optional[HomogeneousMedium]]] = {}  # camera -> its medium
         self.interior_only: List[ET.Element] = []  # shapes with an interior and no exterior
         self.instanced: set = set()  # shapegroups an instance used
+        self.obj_normals: set = set()  # OBJ shapes whose file has vertex normals (vn)
         self.file_bytes: Dict[Path, bytes] = {}  # serialized files read (one read for all their meshes)
         self.geometries: Dict[ET.Element, tuple] = {}  # a shapegroup member's geometry (one read for every instance)
 
@@ -914,6 +917,13 @@ class _Reader:
             self.done(p)
             return
         material, double_sided = self.build(bsdfs[0], self.bsdf) if bsdfs else (self.default_material(), False)
+        mirrored = np.linalg.det(to_world[:3, :3]) < 0
+        if mirrored and (kind in _ANALYTIC or normals is not None
+                         or (elem in self.obj_normals and not p.boolean("face_normals", False))):
+            # Mitsuba shades an analytic shape or stored normals with the normals transformed (n M^-1: not flipped
+            # by a mirror), where lumigrad takes a face's side from its world winding (flipped): turned back here
+            faces = faces[:, [0, 2, 1]]
+            uv_faces = None if uv_faces is None else uv_faces[:, [0, 2, 1]]
         others = [t for n, t, _ in p.objects if t.tag == "medium" and n not in ("interior", "exterior")]
         if others:
             raise self.error(others[0], f"{self.describe(others[0])} inside a shape must be named 'interior' or "
@@ -944,8 +954,8 @@ class _Reader:
         tangents = None
         if material.normal_texture is not None and id(material.normal_texture) in self.mitsuba_normal_maps:
             tangents = self.mitsuba_tangents(verts, faces, uv, uv_faces, normals)
-            if np.linalg.det(to_world[:3, :3]) < 0:  # a mirroring to_world: lumigrad flips the handedness with
-                tangents[:, 3] = -1.0  # the determinant's sign (glTF's rule); Mitsuba's frame stays n x dp/du
+            if mirrored:  # a mirroring to_world: lumigrad flips the handedness with the determinant's sign (glTF's
+                tangents[:, 3] = -1.0  # rule); Mitsuba's frame stays n x dp/du
         mesh = self._make(elem, SceneMesh, t(verts), torch.as_tensor(faces, dtype=torch.long), material,
                           tangents=None if tangents is None else t(tangents),
                           uv=None if uv is None else t(uv),
@@ -1063,6 +1073,9 @@ class _Reader:
 
                 verts, faces, uv, uv_faces = read_obj(file, dtype=torch.float64)
                 normals = None
+                with open(file, "rb") as fh:  # (Mitsuba shades with an OBJ's vn, which lumigrad does not read)
+                    if re.search(rb"(^|\n)[ \t]*vn[ \t]", fh.read()):
+                        self.obj_normals.add(elem)
             else:
                 from .ply import read_ply
 
