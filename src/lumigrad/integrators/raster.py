@@ -27,6 +27,7 @@ from ..raster.antialias import blend_crossings, silhouette_crossings
 from ..raster.rasterize import peel_prepared, prepare_mesh, rasterize_prepared
 from ..kernels.bvh import bvh_for
 from ..raytrace.intersect import offset_ray_origin
+from ..kernels.cutouts import CutoutTables
 from ..raytrace.cutouts import VisibleBVH, cutout_tables
 from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SHLight, SpotLight
 from ..scene.scene import Scene
@@ -252,6 +253,9 @@ class _Geometry:
     parts: List[_Part]
     any_texture: bool
     all_single_sided: bool
+    # what shadow rays pass: the surfaces "MASK" cuts out (a "BLEND" surface casts its full shadow: one random
+    # choice per pixel would be noise, its expected 1 - a needs a transmittance the BVH queries do not sum)
+    shadow_cutouts: Optional[CutoutTables]
 
 
 def _merge_geometry(scene: Scene) -> _Geometry:
@@ -262,7 +266,9 @@ def _merge_geometry(scene: Scene) -> _Geometry:
     any_texture = any(p.material.has_textures() for p in parts)
     return _Geometry(flat.verts, flat.faces, flat.uv, flat.uv_faces, flat.normals,
                      tangents.reshape(-1, 4) if tangents is not None else None, parts, any_texture,
-                     all(not p.double_sided for p in parts))
+                     all(not p.double_sided for p in parts),
+                     cutout_tables(flat.verts, flat.faces, flat.uv, flat.uv_faces, flat.face_part,
+                                   [p.material for p in flat.parts], blend=False))
 
 
 def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, settings: RasterIntegrator, floats: List[str],
@@ -397,7 +403,8 @@ def _shade_layer(scene: Scene, geo: _Geometry, camera: Camera, frags, color: boo
         unmapped = normal
         normal = torch.where(has_map & (tangent[..., :3].abs().sum(-1, keepdim=True) > 0), mapped, normal)
     radiance = material["emission"] + _shade(scene, position, normal, eye, material,
-                                             _occluders(geo) if shadows else None, checkpoint, fused_lights,
+                                             (geo.verts, geo.faces, geo.shadow_cutouts) if shadows else None,
+                                             checkpoint, fused_lights,
                                              unmapped)
     alpha = solid = None
     if with_alpha:
@@ -592,18 +599,6 @@ def _direct(lights, surface: SurfaceSample, position, normal, occluders, use_che
     if not samples:
         return torch.zeros_like(surface.base_color)
     return shade_direct_unchecked(surface, samples, use_checkpoint=use_checkpoint)
-
-
-def _occluders(geo: _Geometry) -> tuple:
-    """``(verts, faces, cutouts)``: what shadow rays test (the surfaces ``"MASK"`` cuts out passed; a ``"BLEND"``
-    surface casts its full shadow: one random choice per pixel would be noise, its expected ``1 - a`` needs a
-    transmittance the BVH queries do not sum)."""
-    counts = [b - a for a, b in zip([p.first_face for p in geo.parts], [p.first_face for p in geo.parts[1:]]
-                                    + [geo.faces.shape[0]])]
-    face_part = torch.repeat_interleave(torch.arange(len(geo.parts), device=geo.faces.device),
-                                        torch.tensor(counts, device=geo.faces.device))
-    return geo.verts, geo.faces, cutout_tables(geo.verts, geo.faces, geo.uv, geo.uv_faces, face_part,
-                                               [p.material for p in geo.parts], blend=False)
 
 
 def _shadowed(samples, position, normal, verts, faces, cutouts=None):

@@ -17,7 +17,7 @@ times (the next surface after that counts as opaque).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 import warp as wp
@@ -112,7 +112,7 @@ class CutoutTables:
         return self._struct
 
 
-_OFF: Dict[str, Cutouts] = {}
+_OFF: Dict[str, Tuple[CutoutTables, Cutouts]] = {}  # device -> (the placeholder tensors, held; their struct)
 
 
 def no_cutouts(device: torch.device) -> Cutouts:
@@ -209,8 +209,8 @@ def closest_visible_hit_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cut
 def visible_any_hit_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cutouts, o: wp.vec3, d: wp.vec3,
                        t_max: float) -> bool:
     """:func:`.ray_queries.any_hit_any_bvh` that passes through cut-out surfaces (a shadow ray). With the table on,
-    the first surface that is there, found front to back (an any-hit query first, then this, cost a blocked ray
-    two traversals)."""
+    one front-to-back search for the first surface that is there (an any-hit query before it would cost a blocked
+    ray two traversals)."""
     hit = False
     if cut.on != 0:
         face, t, u, v = closest_visible_hit_wp(mesh, own, use_own, cut, o, d, t_max)
