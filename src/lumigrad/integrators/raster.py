@@ -268,7 +268,8 @@ def _merge_geometry(scene: Scene) -> _Geometry:
                      tangents.reshape(-1, 4) if tangents is not None else None, parts, any_texture,
                      all(not p.double_sided for p in parts),
                      cutout_tables(flat.verts, flat.faces, flat.uv, flat.uv_faces, flat.face_part,
-                                   [p.material for p in flat.parts], blend=False))
+                                   [p.material for p in flat.parts], blend=False)
+                     if any(p.material.alpha_mode == "MASK" for p in flat.parts) else None)  # (face_part syncs)
 
 
 def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, settings: RasterIntegrator, floats: List[str],
