@@ -1,7 +1,9 @@
 """A ``torchrun`` entry point for the fault tests: ``lumigrad`` with one scripted fault on one rank.
 
 ``LUMIGRAD_TEST_FAULT=KIND:RANK:STEP`` (KIND ``kill``: SIGKILL itself on the first attempt, ``hang``: sleep
-forever, ``desync``: nudge a parameter after the step) makes rank RANK misbehave when it reaches step STEP;
+forever, ``desync``: nudge a parameter after the step, ``extralog``: log one more value than the other ranks,
+``budget``: its clock allows the shape error's in-between recording where the others' may not) makes rank RANK
+misbehave when it reaches step STEP;
 ``{rank}`` in an argument becomes the process's rank (a different config per rank). The fault lives here, in
 the test, not in the library.
 """
@@ -14,6 +16,7 @@ import time
 import torch
 
 from lumigrad.cli.main import main
+from lumigrad.fitting import metrics as metrics_module
 from lumigrad.fitting import problem as problem_module
 
 
@@ -35,9 +38,19 @@ def install_fault():
                     with torch.no_grad():
                         leaf = next(iter(self.groups.values()))[0].leaves[0]
                         leaf.add_(1e-3)
-            return original(self, step)
+            loss, log = original(self, step)
+            if kind == "extralog" and rank == int(fault_rank) and step == int(fault_step):
+                log["fault/extra"] = 1.0
+            return loss, log
 
         problem_module.Problem.loss = loss
+        if kind == "budget" and rank == int(fault_rank):
+            due = metrics_module.RecordingBudget.due
+
+            def budget_due(self, step, last):
+                return True if step == int(fault_step) else due(self, step, last)
+
+            metrics_module.RecordingBudget.due = budget_due
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import torch
 from .._checks import resolve_device
 from ..optim.distributed import DistributedStrategy, launched_by_torchrun
 from ..optim.fit import CHECKPOINT_NAME, Fit, FitDivergedError, ParamGroup, cosine_schedule, read_checkpoint
-from ..optim.strategy import Strategy
+from ..optim.strategy import LocalStrategy, Strategy
 from .config import ConfigError, FitConfig, load_config
 from .metrics import RecordingBudget, parameter_errors, shape_error_pct
 from .problem import Problem, build_problem
@@ -276,8 +276,8 @@ def make_fit(problem: Problem, *, checkpoint_dir: Optional[Union[str, Path]] = N
         strategy: how the fit spans processes (:class:`~lumigrad.optim.Strategy`); default one process.
     """
     config = problem.config
-    return Fit(_logged_loss(problem), _groups(problem), steps=config.fit.steps, checkpoint_dir=checkpoint_dir,
-               checkpoint_every=config.fit.checkpoint_every, seed=config.fit.seed,
+    return Fit(_logged_loss(problem, strategy or LocalStrategy()), _groups(problem), steps=config.fit.steps,
+               checkpoint_dir=checkpoint_dir, checkpoint_every=config.fit.checkpoint_every, seed=config.fit.seed,
                clip_spikes=config.fit.clip_spikes, progress=progress, resume=resume,
                extra_state={"adversary": problem.adversary} if problem.adversary is not None else None,
                metadata=metadata, generator=problem.generator, global_rng=False, strategy=strategy)
@@ -297,7 +297,10 @@ def _record_every(problem: Problem) -> int:
     return every if every > 0 else max(1, problem.config.fit.steps // 50)
 
 
-def _logged_loss(problem: Problem):
+def _logged_loss(problem: Problem, strategy: Strategy):
+    """``problem.loss`` with the truth's errors logged every ``_record_every`` steps. The shape error's budget
+    is timed on each rank's own clock, so the ranks agree on it (``strategy.any_rank``) before recording:
+    every rank must log the same keys at every step."""
     every = _record_every(problem)
     fits_shape = bool(problem.fitted_meshes())
     shape_budget = RecordingBudget(SHAPE_RECORDING_SHARE)  # short fits were dominated by this metric
@@ -315,7 +318,7 @@ def _logged_loss(problem: Problem):
                     errors = parameter_errors(name, problem.scene[name], problem.truth)
                     if errors:  # keyframe rotations in degrees, the rest as mean absolute errors
                         log[f"error/{name}"] = errors.get("angle_error_deg", errors["mean_abs_error"])
-                if fits_shape and shape_budget.due(step, problem.config.fit.steps - 1):
+                if fits_shape and strategy.any_rank(shape_budget.due(step, problem.config.fit.steps - 1)):
                     log[f"error/{SHAPE_KEY}"] = shape_budget.spend(
                         lambda: shape_error_pct(problem.scene, problem.truth, points=250))
                 if problem.time_axis is not None:

@@ -23,6 +23,7 @@ import datetime
 import hashlib
 import importlib
 import os
+import zlib
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -172,13 +173,18 @@ class DistributedStrategy:
 
     def reduce_log(self, loss: float, values: Dict[str, float]) -> Tuple[float, Dict[str, float]]:
         keys = sorted(values)
-        vec = torch.tensor([float(len(keys)), loss] + [values[k] for k in keys], dtype=torch.float64,
-                           device=self._device)
+        # The key sets are compared first, in a collective of fixed size: vectors of different lengths in one
+        # all_reduce abort the process inside gloo ("collective mismatch") instead of raising.
+        count, digest = float(len(keys)), float(zlib.crc32("\0".join(keys).encode()))
+        header = torch.tensor([count, -count, digest, -digest], dtype=torch.float64, device=self._device)
+        self._dist.all_reduce(header, op=self._dist.ReduceOp.MAX)
+        if header[0] != -header[1] or header[2] != -header[3]:
+            raise RankMismatchError(f"rank {self.rank}: the ranks logged different values this step (this rank "
+                                    f"logged {_short(', '.join(keys) or 'none', 300)})")
+        vec = torch.tensor([loss] + [values[k] for k in keys], dtype=torch.float64, device=self._device)
         self._dist.all_reduce(vec)
-        if int(vec[0].item()) != len(keys) * self.world_size:
-            raise RankMismatchError(f"rank {self.rank}: the ranks logged different values this step")
         vec = (vec / self.world_size).cpu().tolist()
-        return vec[1], dict(zip(keys, vec[2:]))
+        return vec[0], dict(zip(keys, vec[1:]))
 
     def combine_divergence(self, message: Optional[str]) -> Optional[str]:
         if not self.any_rank(message is not None):  # the usual case: one small all-reduce, no pickling
