@@ -68,6 +68,10 @@
     shapes' tangents in Mitsuba's frame (:meth:`_Reader.mitsuba_tangents`) and ``Material.mitsuba_normal_map``
     (Mitsuba's ``use_shadowing_function`` and ``flip_invalid_normals``, on by default; one switch off alone is read
     as the shadowing switch, with a note);
+  - ``mask`` around one of these: its material with glTF's ``"BLEND"`` alpha = ``opacity`` (a number, default
+    0.5, or a texture's values in the base colour texture's alpha channel), seen through with probability
+    ``1 - opacity`` on every ray; Mitsuba's shadow rays stop at a mask, so the light of point, spot and
+    directional lights behind one differs (noted; :meth:`_Reader.mask`);
   - ``<texture type="bitmap">`` for a base colour (PNG / JPEG as stored, sRGB unless ``raw=true``, as
     Mitsuba decodes them; EXR / HDR are linear and are sRGB-encoded once into ``base_color_texture``, which
     lumigrad decodes), ``wrap_mode`` into ``Material.wrap``; ``<texture type="checkerboard">`` (``color0``,
@@ -112,7 +116,7 @@
 **Refused**, with a :class:`MitsubaXmlError` (a ``ValueError``) naming the file, line, element, its type and id:
 unknown tags and plugin types (``<volume>``, media other than ``homogeneous``, a medium inside a shape named other
 than ``interior`` / ``exterior``, sensors in different media, curve and SDF shapes, ``blendbsdf``, ``bumpmap``,
-``mask``, ``projector`` ...), textures for other properties than those above (``eta``, ``alpha_u`` ...), spectra
+``projector`` ...), textures for other properties than those above (``eta``, ``alpha_u`` ...), spectra
 from files, a DOCTYPE or entity declaration
 (checked in the text before parsing and again by the parser: no DTD is ever read, so no entity expansion or
 external entity can be used), cyclic references or includes, a camera ``to_world`` with scale, an ``ior``
@@ -174,7 +178,7 @@ _OBJECT_TAGS = ("shape", "bsdf", "texture", "emitter", "sensor", "film", "sample
                 "medium", "phase", "volume")
 _SHAPES = ("obj", "ply", "serialized", "rectangle", "cube", "sphere", "disk", "cylinder", "shapegroup", "instance")
 _BSDFS = ("diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "dielectric", "thindielectric",
-          "roughdielectric", "principled", "twosided", "normalmap")
+          "roughdielectric", "principled", "twosided", "normalmap", "mask")
 _EMITTERS = ("area", "point", "spot", "directional", "envmap", "constant")
 _SENSORS = ("perspective", "thinlens", "orthographic")
 #: Shapes Mitsuba shades with their own normals (not the world winding's).
@@ -1227,6 +1231,8 @@ class _Reader:
             return material, True
         if kind == "normalmap":
             return self.normal_map(elem, p)
+        if kind == "mask":
+            return self.mask(elem, p)
         make = lambda **kw: self._make(elem, self.material, **kw)  # noqa: E731
         if kind == "diffuse":
             base, tex, wrap = self.base_colour(p, "reflectance", 0.5)
@@ -1329,6 +1335,66 @@ class _Reader:
         self.done(p)
         return dataclasses.replace(material, normal_texture=normals, normal_scale=torch.tensor(1.0, dtype=self.dtype),
                                    wrap=wrap, mitsuba_normal_map=shadowing), double_sided
+
+    def mask(self, elem: ET.Element, p: _Props) -> Tuple[Material, bool]:
+        """Mitsuba's ``mask`` around one BSDF: that BSDF's material with glTF's ``"BLEND"`` alpha, ``opacity``
+        (default 0.5; a texture's values as Mitsuba reads them, in the base colour texture's alpha channel). Both
+        renderers then see through it with probability ``1 - opacity`` (the path tracer stochastically, on every
+        ray, shadow rays included; the raster by compositing). Mitsuba's own shadow rays stop at a mask whatever
+        its opacity, so behind a mask the light of point, spot and directional lights differs (theirs reaches
+        nothing there); area and environment light agree, reaching it through continued paths, up to
+        ``max_depth`` (a crossing is a bounce to Mitsuba, not to lumigrad)."""
+        inner = p.nested("bsdf")
+        if len(inner) != 1:
+            raise self.error(elem, f"{self.describe(elem)} needs one nested <bsdf>; got {len(inner)}")
+        opacity = self.float_texture(p, "opacity")
+        if opacity is None:
+            value = self.scalar(p, "opacity", 0.5)
+            if not 0.0 <= value <= 1.0:
+                raise self.error(elem, f"{self.describe(elem)} opacity must be in [0, 1]; got {value}")
+        material, double_sided = self.build(inner[0], self.bsdf)
+        self.done(p)
+        if material.alpha_mode != "OPAQUE":
+            raise self.error(elem, f"{self.describe(elem)}: a mask around a mask is not supported (lumigrad's "
+                                   "material has one alpha)")
+        self.note("a mask (read as glTF's BLEND alpha: seen through on every ray, shadow rays included, where "
+                  "Mitsuba's shadow rays stop at it)", elem)
+        if opacity is None:
+            if value >= 1.0:
+                return material, double_sided
+            factor = material.base_color_factor.clone()
+            factor[3] = value
+            return dataclasses.replace(material, base_color_factor=factor, alpha_mode="BLEND"), double_sided
+        texture = self.with_alpha(material, opacity)
+        return dataclasses.replace(material, base_color_texture=texture, alpha_mode="BLEND"), double_sided
+
+    def with_alpha(self, material: Material, opacity: "_FloatTexture") -> torch.Tensor:
+        """``material``'s base colour texture ``[H, W, 4]`` with ``opacity``'s values as its alpha (a white one
+        where the material has none; with textures of different sizes, the smaller resampled bilinearly)."""
+        elem = self.building[-1]
+        alpha = opacity.values.clamp(0.0, 1.0)
+        rgb = material.base_color_texture
+        if rgb is None:
+            rgb = torch.ones(*alpha.shape, 3, dtype=torch.float64)
+        else:
+            to_uv = self.uv_transforms.get(id(rgb), (None, None))[1]
+            if (to_uv is None) != (opacity.to_uv is None) or (to_uv is not None and not np.allclose(to_uv,
+                                                                                                    opacity.to_uv)):
+                raise self.error(elem, f"{self.describe(elem)}: its opacity and colour textures have different "
+                                       "to_uv transforms (lumigrad's textures share the shape's texture coordinates)")
+            if material.wrap != opacity.wrap:
+                raise self.error(elem, f"{self.describe(elem)}: its opacity and colour textures' wrap_modes differ")
+            rgb = rgb[..., :3].double()
+            size = max(tuple(rgb.shape[:2]), tuple(alpha.shape), key=lambda hw: hw[0] * hw[1])
+            if tuple(rgb.shape[:2]) != size or tuple(alpha.shape) != size:
+                self.note("opacity and colour textures of different sizes (the smaller resampled bilinearly)", elem)
+                resize = lambda x: torch.nn.functional.interpolate(  # noqa: E731
+                    x.permute(2, 0, 1)[None], size=size, mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
+                rgb, alpha = resize(rgb), resize(alpha[..., None])[..., 0]
+        texture = torch.cat([rgb, alpha[..., None]], -1).to(self.dtype).contiguous()
+        if opacity.to_uv is not None:
+            self.uv_transforms[id(texture)] = (texture, opacity.to_uv)
+        return texture
 
     @staticmethod
     def mitsuba_tangents(verts, faces, uv, uv_faces, normals) -> np.ndarray:
