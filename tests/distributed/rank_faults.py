@@ -2,7 +2,8 @@
 
 ``LUMIGRAD_TEST_FAULT=KIND:RANK:STEP`` (KIND ``kill``: SIGKILL itself on the first attempt, ``hang``: sleep
 forever, ``desync``: nudge a parameter after the step, ``extralog``: log one more value than the other ranks,
-``budget``: its clock allows the shape error's in-between recording where the others' may not) makes rank RANK
+``budget``: its clock allows the shape error's in-between recording where the others' may not, ``diverge``: its
+loss raises ``FitDivergedError``, as a shard rendering NaN does) makes rank RANK
 misbehave when it reaches step STEP;
 ``{rank}`` in an argument becomes the process's rank (a different config per rank). The fault lives here, in
 the test, not in the library.
@@ -18,6 +19,7 @@ import torch
 from lumigrad.cli.main import main
 from lumigrad.fitting import metrics as metrics_module
 from lumigrad.fitting import problem as problem_module
+from lumigrad.optim.fit import FitDivergedError
 
 
 def install_fault():
@@ -34,6 +36,8 @@ def install_fault():
                     os.kill(os.getpid(), signal.SIGKILL)
                 if kind == "hang":
                     time.sleep(3600)
+                if kind == "diverge":
+                    raise FitDivergedError(f"step {step}: the rendered images hold NaN values (injected)")
                 if kind == "desync":
                     with torch.no_grad():
                         leaf = next(iter(self.groups.values()))[0].leaves[0]

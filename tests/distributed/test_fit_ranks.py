@@ -180,6 +180,18 @@ def test_ranks_agree_when_the_shape_error_is_recorded(tmp_path):
     assert "error/shape_error_pct" in logs[1]
 
 
+def test_a_rank_diverging_alone_in_a_shape_fit_stops_every_rank(tmp_path):
+    """Rank 1's loss raises FitDivergedError at step 1 of a fit that records the shape error: the ranks agree on
+    that recording before the loss, so the divergence's collectives meet each other and both ranks stop with it
+    (agreeing after the loss, rank 0's agreement met rank 1's divergence check and both waited forever)."""
+    path = ROOT / "examples" / "configs" / "reconstruction.toml"
+    run = torchrun(["fit", str(path), "-o", str(tmp_path / "run"), "--steps", "3", "--no-progress"], script=FAULTS,
+                   env={"LUMIGRAD_TEST_FAULT": "diverge:1:1"}, timeout=150)
+    text = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert text.count("hold NaN values (injected)") >= 2, text[-3000:]
+
+
 def test_two_nodes_through_a_rendezvous_on_localhost(tmp_path):
     config = write_config(tmp_path, steps=4)
     one, two = tmp_path / "one", tmp_path / "two"

@@ -83,13 +83,42 @@ def test_textures_of_different_sizes_are_resampled_and_to_uv_carried(tmp_path):
     torch.testing.assert_close(card.uv, plain.uv * torch.tensor([2.0, 3.0]))  # the to_uv moved the coordinates
 
 
+def test_the_opacity_textures_wrap_mode_is_the_materials(tmp_path):
+    _gray(tmp_path, "o.png", [[0.5, 1.0]])
+    clamp = '<string name="wrap_mode" value="clamp"/>'
+    scene, _ = _read(_write(tmp_path, f"""
+        <shape type="rectangle" id="card"><bsdf type="mask">{_bitmap("opacity", "o.png", extra=clamp)}
+            <bsdf type="diffuse"/></bsdf></shape>"""))
+    assert scene.meshes["card"].material.wrap == "clamp"
+
+
+def test_textures_of_transposed_shapes_keep_both_resolutions(tmp_path):
+    _gray(tmp_path, "wide.png", torch.rand(1, 16, dtype=torch.float64))
+    lg.io.write_image(tmp_path / "tall.png", torch.rand(16, 1, 3, dtype=torch.float64))
+    scene, _ = _read(_write(tmp_path, f"""
+        <shape type="rectangle" id="card"><bsdf type="mask">{_bitmap("opacity", "wide.png")}
+            <bsdf type="diffuse">{_bitmap("reflectance", "tall.png")}</bsdf></bsdf></shape>"""))
+    texture = scene.meshes["card"].material.base_color_texture
+    assert texture.shape == (16, 16, 4)
+    assert texture[..., 3].std(1).min() > 0 and texture[..., 0].std(0).min() > 0  # detail along both axes kept
+
+
+def test_a_mask_on_a_medium_boundary_is_refused_when_read(tmp_path):
+    with pytest.raises(MitsubaXmlError, match="bounds a medium with a mask") as info:
+        _read(_write(tmp_path, """
+            <shape type="sphere" id="ball"><bsdf type="mask"><float name="opacity" value="0.5"/>
+                <bsdf type="dielectric"/></bsdf>
+                <medium type="homogeneous" name="interior"><rgb name="albedo" value="0.5"/></medium></shape>"""))
+    assert "ball" in str(info.value)
+
+
 @pytest.mark.parametrize("body, message", [
     ('<bsdf type="mask"><float name="opacity" value="0.5"/></bsdf>', "needs one nested <bsdf>"),
     ('<bsdf type="mask"><float name="opacity" value="1.5"/><bsdf type="diffuse"/></bsdf>', "opacity must be in"),
     ('<bsdf type="mask"><bsdf type="mask"><bsdf type="diffuse"/></bsdf></bsdf>', "a mask around a mask"),
     ('<bsdf type="mask"><texture type="bitmap" name="opacity"><string name="filename" value="o.png"/>'
      '</texture><bsdf type="diffuse"><texture type="bitmap" name="reflectance"><string name="filename" '
-     'value="o.png"/><string name="wrap_mode" value="clamp"/></texture></bsdf></bsdf>', "wrap_modes differ"),
+     'value="o.png"/><string name="wrap_mode" value="clamp"/></texture></bsdf></bsdf>', "wrap_mode differs"),
     ('<bsdf type="mask"><texture type="bitmap" name="opacity"><string name="filename" value="o.png"/>'
      '<transform name="to_uv"><scale x="2"/></transform></texture><bsdf type="diffuse"><texture type="bitmap" '
      'name="reflectance"><string name="filename" value="o.png"/></texture></bsdf></bsdf>', "different to_uv"),

@@ -124,18 +124,28 @@ class RecordingBudget:
         self.spent = 0.0  # on the in-between recordings
         self.last_cost = 0.0
         self._counted = False
+        self._in_between = False
 
     def due(self, step: int, last: int) -> bool:
         """Whether to record at ``step`` (``last``: the fit's last step); a ``True`` is followed by :meth:`spend`."""
         now = self.clock()
+        self._in_between = False
         if self.started is None:
             self.started, self._counted = now, False
             return True
         if step >= last:
             self._counted = False
             return True
+        self._in_between = True
         self._counted = self.share > 0 and self.spent + self.last_cost <= self.share * (now - self.started)
         return self._counted
+
+    def agree(self, due: bool) -> bool:
+        """Return ``due``, the decision several processes agreed on (any one's :meth:`due`): an in-between
+        recording that another process's clock asked for counts against this budget too, so that every process
+        spends alike."""
+        self._counted = bool(due) and self._in_between
+        return bool(due)
 
     def spend(self, measure: Callable[[], T]) -> T:
         """Run ``measure()``, time it (against the budget when it is an in-between recording), return its value."""

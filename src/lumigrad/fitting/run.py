@@ -276,7 +276,7 @@ def make_fit(problem: Problem, *, checkpoint_dir: Optional[Union[str, Path]] = N
         strategy: how the fit spans processes (:class:`~lumigrad.optim.Strategy`); default one process.
     """
     config = problem.config
-    return Fit(_logged_loss(problem, strategy or LocalStrategy()), _groups(problem), steps=config.fit.steps,
+    return Fit(_logged_loss(problem, strategy), _groups(problem), steps=config.fit.steps,
                checkpoint_dir=checkpoint_dir, checkpoint_every=config.fit.checkpoint_every, seed=config.fit.seed,
                clip_spikes=config.fit.clip_spikes, progress=progress, resume=resume,
                extra_state={"adversary": problem.adversary} if problem.adversary is not None else None,
@@ -297,28 +297,34 @@ def _record_every(problem: Problem) -> int:
     return every if every > 0 else max(1, problem.config.fit.steps // 50)
 
 
-def _logged_loss(problem: Problem, strategy: Strategy):
-    """``problem.loss`` with the truth's errors logged every ``_record_every`` steps. The shape error's budget
-    is timed on each rank's own clock, so the ranks agree on it (``strategy.any_rank``) before recording:
-    every rank must log the same keys at every step."""
+def _logged_loss(problem: Problem, strategy: Optional[Strategy] = None):
+    """``problem.loss`` with the truth's errors logged every ``_record_every`` steps (``strategy``: the fit's,
+    default one process). Every rank must log the same keys at every step, and the shape error's budget is
+    timed on each rank's own clock, so the ranks agree on it (``strategy.any_rank``) at the start of the step:
+    before the loss, which may raise on one rank only (a divergence, which ``Fit`` then raises on every rank
+    with collectives of its own that a collective here would meet instead)."""
+    strategy = strategy if strategy is not None else LocalStrategy()
     every = _record_every(problem)
     fits_shape = bool(problem.fitted_meshes())
     shape_budget = RecordingBudget(SHAPE_RECORDING_SHARE)  # short fits were dominated by this metric
 
     def loss_fn(step: int):
+        last = problem.config.fit.steps - 1
+        records = problem.truth is not None and (step % every == 0 or step == last)
+        record_shape = records and fits_shape and shape_budget.agree(strategy.any_rank(shape_budget.due(step, last)))
         try:
             loss, log = problem.loss(step)
         except ValueError as exc:
             # The initial values rendered before the fit; a value refused now was moved there by the optimiser.
             raise FitDivergedError(f"step {step}: a fitted parameter left its valid range ({exc}); lower the "
                                    "group's lr or choose a map that keeps it in range (exp, sigmoid)") from None
-        if problem.truth is not None and (step % every == 0 or step == problem.config.fit.steps - 1):
+        if records:
             with torch.no_grad():
                 for name in problem.optimised_names():
                     errors = parameter_errors(name, problem.scene[name], problem.truth)
                     if errors:  # keyframe rotations in degrees, the rest as mean absolute errors
                         log[f"error/{name}"] = errors.get("angle_error_deg", errors["mean_abs_error"])
-                if fits_shape and strategy.any_rank(shape_budget.due(step, problem.config.fit.steps - 1)):
+                if record_shape:
                     log[f"error/{SHAPE_KEY}"] = shape_budget.spend(
                         lambda: shape_error_pct(problem.scene, problem.truth, points=250))
                 if problem.time_axis is not None:

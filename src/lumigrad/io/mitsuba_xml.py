@@ -70,8 +70,9 @@
     as the shadowing switch, with a note);
   - ``mask`` around one of these: its material with glTF's ``"BLEND"`` alpha = ``opacity`` (a number, default
     0.5, or a texture's values in the base colour texture's alpha channel), seen through with probability
-    ``1 - opacity`` on every ray; Mitsuba's shadow rays stop at a mask, so the light of point, spot and
-    directional lights behind one differs (noted; :meth:`_Reader.mask`);
+    ``1 - opacity`` on every ray, shadow rays included, as Mitsuba's ``volpath`` renders it (its ``path`` and
+    ``direct`` render masks otherwise: noted; :meth:`_Reader.mask`); a mask on a shape that bounds a medium is
+    refused;
   - ``<texture type="bitmap">`` for a base colour (PNG / JPEG as stored, sRGB unless ``raw=true``, as
     Mitsuba decodes them; EXR / HDR are linear and are sRGB-encoded once into ``base_color_texture``, which
     lumigrad decodes), ``wrap_mode`` into ``Material.wrap``; ``<texture type="checkerboard">`` (``color0``,
@@ -940,6 +941,9 @@ class _Reader:
             if found:
                 media[side] = self.build(found[0], self.medium)
         if media:
+            if material.alpha_mode != "OPAQUE":
+                raise self.error(elem, f"{self.describe(elem)} bounds a medium with a mask (lumigrad's rays through "
+                                       "its holes would neither enter nor leave the medium)")
             material = dataclasses.replace(material, **media)
             if "exterior" not in media:
                 self.interior_only.append(elem)
@@ -1338,12 +1342,12 @@ class _Reader:
 
     def mask(self, elem: ET.Element, p: _Props) -> Tuple[Material, bool]:
         """Mitsuba's ``mask`` around one BSDF: that BSDF's material with glTF's ``"BLEND"`` alpha, ``opacity``
-        (default 0.5; a texture's values as Mitsuba reads them, in the base colour texture's alpha channel). Both
-        renderers then see through it with probability ``1 - opacity`` (the path tracer stochastically, on every
-        ray, shadow rays included; the raster by compositing). Mitsuba's own shadow rays stop at a mask whatever
-        its opacity, so behind a mask the light of point, spot and directional lights differs (theirs reaches
-        nothing there); area and environment light agree, reaching it through continued paths, up to
-        ``max_depth`` (a crossing is a bounce to Mitsuba, not to lumigrad)."""
+        (default 0.5; a texture's values as Mitsuba reads them, in the base colour texture's alpha channel, its
+        ``wrap_mode`` the material's). Both renderers then see through it with probability ``1 - opacity`` (the
+        path tracer stochastically, on every ray, shadow rays included; the raster by compositing): Mitsuba's
+        ``volpath`` renders it so. Its ``path`` and ``direct`` integrators do not (their shadow rays stop at a
+        mask whatever its opacity, and a masked surface lit by an area light comes out darker too), so a file
+        rendered with them differs where masks are."""
         inner = p.nested("bsdf")
         if len(inner) != 1:
             raise self.error(elem, f"{self.describe(elem)} needs one nested <bsdf>; got {len(inner)}")
@@ -1357,8 +1361,8 @@ class _Reader:
         if material.alpha_mode != "OPAQUE":
             raise self.error(elem, f"{self.describe(elem)}: a mask around a mask is not supported (lumigrad's "
                                    "material has one alpha)")
-        self.note("a mask (read as glTF's BLEND alpha: seen through on every ray, shadow rays included, where "
-                  "Mitsuba's shadow rays stop at it)", elem)
+        self.note("a mask (read as glTF's BLEND alpha: seen through on every ray, shadow rays included, as "
+                  "Mitsuba's volpath renders it; its path and direct integrators render masks otherwise)", elem)
         if opacity is None:
             if value >= 1.0:
                 return material, double_sided
@@ -1366,12 +1370,17 @@ class _Reader:
             factor[3] = value
             return dataclasses.replace(material, base_color_factor=factor, alpha_mode="BLEND"), double_sided
         texture = self.with_alpha(material, opacity)
-        return dataclasses.replace(material, base_color_texture=texture, alpha_mode="BLEND"), double_sided
+        return dataclasses.replace(material, base_color_texture=texture, alpha_mode="BLEND",
+                                   wrap=opacity.wrap), double_sided
 
     def with_alpha(self, material: Material, opacity: "_FloatTexture") -> torch.Tensor:
         """``material``'s base colour texture ``[H, W, 4]`` with ``opacity``'s values as its alpha (a white one
-        where the material has none; with textures of different sizes, the smaller resampled bilinearly)."""
+        where the material has none; textures of different sizes both resampled bilinearly to the larger height
+        and the larger width)."""
         elem = self.building[-1]
+        if material.has_textures() and material.wrap != opacity.wrap:
+            raise self.error(elem, f"{self.describe(elem)}: its opacity texture's wrap_mode differs from its BSDF's "
+                                   "textures' (lumigrad's material addresses every texture one way)")
         alpha = opacity.values.clamp(0.0, 1.0)
         rgb = material.base_color_texture
         if rgb is None:
@@ -1382,12 +1391,11 @@ class _Reader:
                                                                                                     opacity.to_uv)):
                 raise self.error(elem, f"{self.describe(elem)}: its opacity and colour textures have different "
                                        "to_uv transforms (lumigrad's textures share the shape's texture coordinates)")
-            if material.wrap != opacity.wrap:
-                raise self.error(elem, f"{self.describe(elem)}: its opacity and colour textures' wrap_modes differ")
             rgb = rgb[..., :3].double()
-            size = max(tuple(rgb.shape[:2]), tuple(alpha.shape), key=lambda hw: hw[0] * hw[1])
+            size = (max(rgb.shape[0], alpha.shape[0]), max(rgb.shape[1], alpha.shape[1]))
             if tuple(rgb.shape[:2]) != size or tuple(alpha.shape) != size:
-                self.note("opacity and colour textures of different sizes (the smaller resampled bilinearly)", elem)
+                self.note("opacity and colour textures of different sizes (resampled bilinearly to the larger height "
+                          "and width)", elem)
                 resize = lambda x: torch.nn.functional.interpolate(  # noqa: E731
                     x.permute(2, 0, 1)[None], size=size, mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
                 rgb, alpha = resize(rgb), resize(alpha[..., None])[..., 0]

@@ -15,7 +15,8 @@ A fit in one process and a data-parallel fit over ``N`` processes (``torchrun``,
   recorded (unchanged).
 * ``combine_divergence(message)``: at each divergence check (loss, gradients, parameters); the reason some
   rank diverged, or ``None`` (its argument).
-* ``any_rank(flag)``: once per step, "a callback asked to stop" (``flag``).
+* ``any_rank(flag)``: once per step, "a callback asked to stop" (``flag``); also where a ``loss_fn`` needs the
+  ranks to agree (``lumigrad fit``'s: whether to record the shape error, at the start of its step).
 * ``gather_object(obj)``: when a checkpoint is written, every rank's RNG state, to the main rank (``[obj]``).
 * ``barrier()``: after the main rank has written a checkpoint (returns at once).
 
@@ -24,7 +25,9 @@ the same structure, so an implementation may back each one by one ``torch.distri
 the flattened gradients, of a ``float64`` vector of the logged values or of a flag, ``all_gather_object`` /
 ``gather_object``, ``barrier``). A divergence seen by one rank (a NaN / Inf loss, gradient or parameter, or a
 :class:`~lumigrad.optim.FitDivergedError` raised by ``loss_fn``) is first combined, then raised on every rank
-together, so that no rank is left waiting in a collective the others will never reach.
+together, so that no rank is left waiting in a collective the others will never reach. A ``loss_fn`` may call
+collectives of its own only before anything in it can raise on one rank alone: a rank that raised would meet the
+others' collective with the divergence's.
 
 :class:`LocalStrategy` is one process; :class:`~lumigrad.optim.distributed.DistributedStrategy` runs the ranks
 ``torchrun`` starts (``docs/design.md``, "Fits across processes"; ``docs/distributed.md``).
