@@ -8,6 +8,7 @@ import torch
 
 import lumigrad as lg
 from lumigrad.shading import Material
+from lumigrad.shading.envmap import envmap_lookup
 
 F64 = torch.float64
 QUAD = torch.tensor([[0, 2, 1], [0, 3, 2]])
@@ -69,6 +70,38 @@ def test_rays_that_miss_see_the_environment_and_no_coverage():
     assert out.alpha[0, 0, 0] == 0 and out.alpha[8, 8, 0] == 1
     hidden = lg.render(scene, _top_camera(), integrator="path", spp=4, hide_emitters=True)
     assert torch.all(hidden.rgb[0, 0] == 0)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_scene_of_nothing_but_the_sky_renders_it(fused):
+    """No mesh, an environment map (a Mitsuba file with an ``envmap`` alone renders so): the same image, coverage
+    and texel gradients as with a speck of a mesh behind the camera, in the map's float64, and near the map's
+    lookup at the pixel centres; a scene with nothing at all is still refused."""
+    g = torch.Generator().manual_seed(3)
+    texels = torch.rand(8, 16, 3, generator=g, dtype=F64, requires_grad=True)
+    cam = lg.Camera.look_at([0.0, 0.0, 0.0], [0.3, 0.2, 1.0], fov_y=1.0, width=8, height=6).to(dtype=F64)
+    integrator = lg.integrators.PathIntegrator(max_depth=4, use_fused_kernel=fused)
+    weights = torch.rand(6, 8, 3, generator=g, dtype=F64)
+    images, grads = [], []
+    for speck in (False, True):
+        scene = lg.Scene()
+        scene.add_light("sky", lg.EnvironmentLight(texels))
+        scene.film = lg.Film(pixel_filter=lg.cameras.PixelFilter("tent", radius=1e-3))  # (near the centres)
+        if speck:
+            verts, faces = lg.geometry.icosphere(1, dtype=F64)
+            scene.add_mesh("speck", lg.SceneMesh(verts * 0.01 + torch.tensor([0.0, 0.0, -5.0], dtype=F64), faces))
+        out = lg.render(scene, cam, integrator=integrator, spp=16, seed=2)
+        assert out.rgb.dtype == F64 and torch.all(out.alpha == 0)
+        images.append(out.rgb)
+        grads.append(torch.autograd.grad((out.rgb * weights).sum(), texels)[0])
+    assert torch.equal(images[0], images[1]) and torch.equal(grads[0], grads[1])
+    dirs = cam.rays(lg.conventions.pixel_centers(6, 8, dtype=F64).reshape(-1, 2)) @ cam.world_to_cam[:3, :3]
+    at_centres = envmap_lookup(texels, dirs / dirs.norm(dim=-1, keepdim=True)).reshape(6, 8, 3)
+    assert float((images[0] - at_centres).abs().max()) < 2e-3  # (the tent's samples lie near the centres)
+    # each pixel's bilinear weights sum to 1 (up to the filter's normaliser: its adjoint splats w / Z per sample)
+    assert abs(float(grads[0].sum()) - float(weights.sum())) < 1e-3 * float(weights.sum())
+    with pytest.raises(ValueError, match="nothing to draw"):
+        lg.render(lg.Scene(), cam, integrator=integrator)
 
 
 def test_an_occluder_casts_a_shadow():

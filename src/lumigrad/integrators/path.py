@@ -274,8 +274,9 @@ class _Run:
         if any(isinstance(l, SHLight) for l in scene.lights.values()):
             raise ValueError("the path tracer cannot sample an SHLight (a radiance projection, not an emitter); "
                              "use an EnvironmentLight")
-        if not scene.meshes and not any(isinstance(l, AreaLight) for l in scene.lights.values()):
-            raise ValueError("scene has nothing to draw: add a mesh (scene.add_mesh) or an area light")
+        if not scene.meshes and not any(isinstance(l, (AreaLight, EnvironmentLight)) for l in scene.lights.values()):
+            raise ValueError("scene has nothing to draw: add a mesh (scene.add_mesh), an area light or an "
+                             "environment light")
         self.integrator, self.scene, self.camera = integrator, scene, camera
         self.spp, self.seed = spp, seed
         self.alpha = None
@@ -563,7 +564,10 @@ def _trace_scene(scene: Scene, light_sampling: str = DEFAULT_LIGHT_SAMPLING) -> 
         if bool((g.abs() >= 1).any()):  # it may have been optimised
             raise ValueError(f"scene parameter {name}.g must lie in (-1, 1); got {float(g):.9g}")
     transmissive = any(bool(m.transmission_factor.detach().abs().max() > 0) for m in materials)
-    return TraceScene(flat.verts, flat.faces, flat.normals, flat.uv, flat.uv_faces, flat.face_part, materials,
+    verts = flat.verts
+    if not flat.parts and envs:  # nothing but the sky: the render's precision and device are the map's
+        verts = verts.to(envs[0].texels.device, envs[0].texels.dtype)
+    return TraceScene(verts, flat.faces, flat.normals, flat.uv, flat.uv_faces, flat.face_part, materials,
                       [p.double_sided for p in flat.parts], part_emitters, lights, envs[0] if envs else None,
                       transmissive, flat.normal_map_tangents(), light_sampling, scene.medium)
 
