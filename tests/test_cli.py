@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import lumigrad as lg
 from lumigrad.cli.main import main
@@ -301,3 +302,19 @@ def test_render_defaults_see_the_front_resize_file_cameras_and_create_the_folder
     assert main(["render", str(CAMERAS_GLTF), "--azimuth", "180", "-o", str(tmp_path / "back.png"),
                  "--size", "16", "16"]) == 0
     assert "no pixel of the 16 x 16 image sees the scene's geometry" in capsys.readouterr().err
+
+
+def test_render_a_mitsuba_file_of_nothing_but_an_environment_map(tmp_path, capsys):
+    """An ``envmap`` alone renders the sky through the file's path tracer, without the warning about geometry
+    no pixel sees (there is none)."""
+    sky = torch.linspace(0.1, 1.0, 8, dtype=torch.float64)[:, None, None].expand(8, 16, 3).contiguous()
+    lg.io.write_exr(tmp_path / "sky.exr", sky)
+    (tmp_path / "sky.xml").write_text('''<?xml version="1.0"?>
+<scene version="3.0.0"><integrator type="path"/>
+<sensor type="perspective"><float name="fov" value="60"/><sampler type="independent"><integer name="sample_count"
+ value="4"/></sampler><film type="hdrfilm"><integer name="width" value="12"/><integer name="height" value="8"/></film>
+</sensor><emitter type="envmap"><string name="filename" value="sky.exr"/></emitter></scene>''')
+    assert main(["render", str(tmp_path / "sky.xml"), "-o", str(tmp_path / "sky_out.exr")]) == 0
+    image = lg.io.load(tmp_path / "sky_out.exr")
+    assert image.shape[:2] == (8, 12) and float(image[..., :3].min()) > 0.05
+    assert "warning" not in capsys.readouterr().err
