@@ -297,3 +297,42 @@ def test_mis_direct_lighting_agrees_with_the_raster_quadrature():
                                                            samples_per_face=1024))[0]
     err = estimate.std(0) / math.sqrt(n)
     assert bool(((estimate.mean(0) - raster).abs() < 4 * err + 1e-3 * raster).all()), (estimate.mean(0), raster, err)
+
+
+@pytest.mark.parametrize("method", ["solid_angle", "area", "auto"])
+def test_many_points_and_faces_are_taken_in_pieces_with_the_same_values(monkeypatch, method):
+    """The dense points x faces computations run in pieces of ``PAIRS_PER_PIECE`` pairs: the same samples,
+    radiance, densities and gradients as in one piece (to the last bits), so a sphere lamp of 1,280
+    triangles seen from a million shading points no longer exceeds the memory budget (it used to raise
+    BudgetError: a scene with such a lamp and a medium could not render)."""
+    from lumigrad.shading import emitters
+
+    verts, faces = lg.geometry.icosphere(2, dtype=DT)
+    verts = (verts * 0.3 + torch.tensor([0.0, 1.0, 0.0], dtype=DT)).requires_grad_(True)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(50, 3, generator=g, dtype=DT) * 2 - 1
+    u = torch.rand(50, 2, generator=g, dtype=DT)
+    jitter = 0.1 * torch.randn(50, 3, generator=g, dtype=DT)
+    wi = torch.nn.functional.normalize(torch.tensor([0.0, 1.0, 0.0], dtype=DT) - x + jitter, dim=-1)
+    radiance = torch.tensor([1.0, 2.0, 3.0], dtype=DT, requires_grad=True)
+
+    def run():
+        s = area_light_sample_direct(x, verts, faces, radiance, u, method=method)
+        e = area_light_eval(x, wi, verts, faces, radiance)
+        p = area_light_pdf(x, wi, verts, faces, method=method)
+        outs = (s.wi, s.distance, s.weight, s.pdf, e, p)
+        grads = torch.autograd.grad(sum(o.sum() for o in (s.weight, s.pdf, e, p)), (verts, radiance))
+        return outs, grads
+
+    whole = run()
+    monkeypatch.setattr(emitters, "PAIRS_PER_PIECE", 7 * faces.shape[0])  # pieces of 7 points
+    pieces = run()
+    for a, b in zip(whole[0] + whole[1], pieces[0] + pieces[1]):  # (PyTorch's reductions over the faces, and
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)  # the gradients' over the points, may part in
+        # the last bits with the batch's size)
+    monkeypatch.undo()
+    many = torch.rand(20_000, 3, generator=g, dtype=torch.float32) * 2 - 1
+    with lg.limits.pixel_budget_override(1 << 20):  # 20,000 points x 320 faces: over it, as a million x 1,280 is
+        s = area_light_sample_direct(many, verts.detach().float(), faces, radiance.detach().float(),  # over 2^26
+                                     torch.rand(20_000, 2, generator=g), method=method)
+    assert s.pdf.shape == (20_000, 1) and bool(torch.isfinite(s.weight).all())

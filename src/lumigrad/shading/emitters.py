@@ -27,7 +27,6 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import torch
 
 from .._checks import check_choice, check_mesh, check_tensor
-from ..limits import check_pixel_samples
 from .envmap import direction_to_equirect, envmap_lookup
 from .lights import MIN_LIGHT_DISTANCE, LightSample
 from .warps import spherical_triangle, spherical_triangle_solid_angle
@@ -156,7 +155,7 @@ def area_light_sample_direct(ref_points: torch.Tensor, verts: torch.Tensor, face
 
     Raises:
         ValueError / TypeError: bad shapes, dtypes, devices, NaN / Inf, negative ``radiance``, ``u`` outside
-            [0, 1], an unknown ``method``; ``lumigrad.limits.BudgetError`` when points x faces exceeds the budget.
+            [0, 1], an unknown ``method``.
 
     **Differentiability:** for a fixed ``u``, ``wi``, ``distance``, ``weight`` and ``pdf`` are smooth in
     ``ref_points``, ``verts`` (the sample moves with the lamp: a reparameterisation) and ``radiance``, between
@@ -183,25 +182,27 @@ def area_light_sample_direct(ref_points: torch.Tensor, verts: torch.Tensor, face
     e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
     cross = torch.linalg.cross(e1, e2, dim=-1)  # 2 * area * front normal
     le = radiance.expand(faces.shape[0], radiance.shape[-1])
-    if method == "area":
-        out = _sample_area(x, u, tri, e1, e2, cross, le, two_sided, min_distance)
-    elif method == "solid_angle":
-        out = _sample_solid_angle(x, u, tri, cross, le, two_sided)[:4]
-    else:  # by area from the points far from the light, by solid angle from the others (each only where used)
+
+    def sample(x, u):
+        if method == "area":
+            return _sample_area(x, u, tri, e1, e2, cross, le, two_sided, min_distance)
+        if method == "solid_angle":
+            return _sample_solid_angle(x, u, tri, cross, le, two_sided)[:4]
+        # by area from the points far from the light, by solid angle from the others (each only where used)
         far = _far(x, verts, faces)
         by_area, near = far.nonzero()[:, 0], (~far).nonzero()[:, 0]
         if near.numel() == 0:
-            out = _sample_area(x, u, tri, e1, e2, cross, le, two_sided, min_distance)
-        elif by_area.numel() == 0:
-            out = _sample_solid_angle(x, u, tri, cross, le, two_sided)[:4]
-        else:
-            pieces = [_sample_area(x.index_select(0, by_area), u.index_select(0, by_area), tri, e1, e2, cross, le,
-                                   two_sided, min_distance),
-                      _sample_solid_angle(x.index_select(0, near), u.index_select(0, near), tri, cross, le,
-                                          two_sided)[:4]]
-            out = [a.new_zeros((x.shape[0],) + a.shape[1:]).index_copy(0, by_area, a).index_copy(0, near, b)
-                   for a, b in zip(*pieces)]
-    wi, distance, weight, pdf = out
+            return _sample_area(x, u, tri, e1, e2, cross, le, two_sided, min_distance)
+        if by_area.numel() == 0:
+            return _sample_solid_angle(x, u, tri, cross, le, two_sided)[:4]
+        pieces = [_sample_area(x.index_select(0, by_area), u.index_select(0, by_area), tri, e1, e2, cross, le,
+                               two_sided, min_distance),
+                  _sample_solid_angle(x.index_select(0, near), u.index_select(0, near), tri, cross, le,
+                                      two_sided)[:4]]
+        return [a.new_zeros((x.shape[0],) + a.shape[1:]).index_copy(0, by_area, a).index_copy(0, near, b)
+                for a, b in zip(*pieces)]
+
+    wi, distance, weight, pdf = _by_pieces(sample, faces.shape[0], x, u)
     return DirectionSample(wi.reshape(batch + (3,)), distance.reshape(batch), weight.reshape(batch + le.shape[-1:]),
                            pdf.reshape(batch + (1,)), False)
 
@@ -235,11 +236,15 @@ def area_light_eval(ref_points: torch.Tensor, wi: torch.Tensor, verts: torch.Ten
     x, batch = _check_area_args(ref_points, verts, faces, radiance, two_sided, "area", wi=wi)
     x, d = _flat_rays(x, wi, batch)
     tri = verts[faces.long()]
-    hit, face, _, cos_y = _intersect(x, d, tri)
-    le = radiance.expand(faces.shape[0], radiance.shape[-1])[face]
-    emits = hit & ((cos_y.abs() if two_sided else cos_y) > 0)
-    out = torch.where(emits[:, None], le, torch.zeros((), dtype=le.dtype, device=le.device))
-    return out.reshape(batch + le.shape[-1:])
+    le_f = radiance.expand(faces.shape[0], radiance.shape[-1])
+
+    def radiance_along(x, d):
+        hit, face, _, cos_y = _intersect(x, d, tri)
+        emits = hit & ((cos_y.abs() if two_sided else cos_y) > 0)
+        return torch.where(emits[:, None], le_f[face], torch.zeros((), dtype=le_f.dtype, device=le_f.device)),
+
+    out, = _by_pieces(radiance_along, faces.shape[0], x, d)
+    return out.reshape(batch + le_f.shape[-1:])
 
 
 def area_light_pdf(ref_points: torch.Tensor, wi: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor, *,
@@ -277,17 +282,22 @@ def area_light_pdf(ref_points: torch.Tensor, wi: torch.Tensor, verts: torch.Tens
     x, batch = _check_area_args(ref_points, verts, faces, None, two_sided, method, wi=wi)
     x, d = _flat_rays(x, wi, batch)
     tri = verts[faces.long()]
-    hit, face, t, cos_y = _intersect(x, d, tri)
-    if method == "auto":
-        pdf = _pdf_area(tri, hit, t, cos_y, min_distance)
-        near = (~_far(x, verts, faces)).nonzero()[:, 0]
-        if near.numel():
-            pdf = pdf.index_copy(0, near, _pdf_solid_angle(x.index_select(0, near), tri, hit.index_select(0, near),
-                                                           cos_y.index_select(0, near), two_sided))
-    elif method == "area":
-        pdf = _pdf_area(tri, hit, t, cos_y, min_distance)
-    else:
-        pdf = _pdf_solid_angle(x, tri, hit, cos_y, two_sided)
+
+    def density(x, d):
+        hit, face, t, cos_y = _intersect(x, d, tri)
+        if method == "auto":
+            pdf = _pdf_area(tri, hit, t, cos_y, min_distance)
+            near = (~_far(x, verts, faces)).nonzero()[:, 0]
+            if near.numel():
+                pdf = pdf.index_copy(0, near, _pdf_solid_angle(x.index_select(0, near), tri,
+                                                               hit.index_select(0, near),
+                                                               cos_y.index_select(0, near), two_sided))
+            return pdf,
+        if method == "area":
+            return _pdf_area(tri, hit, t, cos_y, min_distance),
+        return _pdf_solid_angle(x, tri, hit, cos_y, two_sided),
+
+    pdf, = _by_pieces(density, faces.shape[0], x, d)
     return pdf.reshape(batch + (1,))
 
 
@@ -357,10 +367,23 @@ def _check_area_args(ref_points, verts, faces, radiance, two_sided, method, u=No
         raise ValueError(f"u must lie in [0, 1]; got values in [{float(u.min()):.9g}, {float(u.max()):.9g}]")
     if wi is not None and wi.numel() and bool((wi.detach().abs().amax(-1) == 0).any()):
         raise ValueError("wi must have non-zero length everywhere; got a zero vector")
-    points = int(torch.Size(batch).numel())
-    check_pixel_samples(points * faces.shape[0], f"area light sampling: {points} shading points x "
-                                                 f"{faces.shape[0]} faces")
     return ref_points, torch.Size(batch)
+
+
+#: Shading points x light triangles in one piece of the dense area-light computations (each pair holds a few
+#: dozen floats of temporaries: 2^21 pairs stay near 100 MB in float64 whatever the numbers of points and faces).
+PAIRS_PER_PIECE = 1 << 21
+
+
+def _by_pieces(fn, n_faces: int, *rows: torch.Tensor):
+    """``fn(*rows)`` (a tuple of tensors, rows first) on consecutive slices of at most ``PAIRS_PER_PIECE //
+    n_faces`` rows, concatenated: the same values (each row's are its own), memory bounded by the piece."""
+    n = rows[0].shape[0]
+    step = max(1, PAIRS_PER_PIECE // max(n_faces, 1))
+    if n <= step:
+        return tuple(fn(*rows))
+    pieces = [tuple(fn(*(r[i:i + step] for r in rows))) for i in range(0, n, step)]
+    return tuple(torch.cat(parts) for parts in zip(*pieces))
 
 
 def _flat_rays(x, wi, batch):
