@@ -3,7 +3,7 @@
 Each seed draws one small scene from the subset lumigrad reads (``--kind materials``: a floor and one to three
 shapes, ``rectangle``, ``cube``, ``sphere``, ``disk``, ``cylinder`` or an OBJ, each with a random BSDF, ``diffuse``,
 ``conductor`` / ``roughconductor`` (named metals, both distributions, a textured ``alpha``), ``plastic`` /
-``roughplastic``, ``principled`` (also as glass), the dielectrics (one holding a homogeneous medium), wrapped in
+``roughplastic``, ``principled``, the dielectrics (one holding a homogeneous medium), wrapped in
 ``twosided``, ``normalmap`` or ``mask`` at random, textured by a bitmap or a checkerboard; ``--kind sensors``:
 film sizes, ``fov_axis``, crop windows, pixel filters, ``lookat`` or composed ``to_world``, ``hide_emitters``,
 spot, cube and rectangle lamps, a rotated ``envmap``; one or two lights each: constant, point, spot,

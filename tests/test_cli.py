@@ -306,7 +306,7 @@ def test_render_defaults_see_the_front_resize_file_cameras_and_create_the_folder
 
 def test_render_a_mitsuba_file_of_nothing_but_an_environment_map(tmp_path, capsys):
     """An ``envmap`` alone renders the sky through the file's path tracer, without the warning about geometry
-    no pixel sees (there is none)."""
+    no pixel sees (there is none); a file whose only geometry, a lamp, is behind the camera still gets it."""
     sky = torch.linspace(0.1, 1.0, 8, dtype=torch.float64)[:, None, None].expand(8, 16, 3).contiguous()
     lg.io.write_exr(tmp_path / "sky.exr", sky)
     (tmp_path / "sky.xml").write_text('''<?xml version="1.0"?>
@@ -318,3 +318,11 @@ def test_render_a_mitsuba_file_of_nothing_but_an_environment_map(tmp_path, capsy
     image = lg.io.load(tmp_path / "sky_out.exr")
     assert image.shape[:2] == (8, 12) and float(image[..., :3].min()) > 0.05
     assert "warning" not in capsys.readouterr().err
+    (tmp_path / "lamp.xml").write_text("""<?xml version="1.0"?>
+<scene version="3.0.0"><integrator type="path"/>
+<sensor type="perspective"><transform name="to_world"><lookat origin="0, 0, 0" target="0, 0, -1" up="0, 1, 0"/>
+</transform><film type="hdrfilm"><integer name="width" value="8"/><integer name="height" value="8"/></film></sensor>
+<shape type="rectangle"><transform name="to_world"><translate z="5"/></transform><emitter type="area"><rgb
+ name="radiance" value="1"/></emitter></shape></scene>""")
+    assert main(["render", str(tmp_path / "lamp.xml"), "-o", str(tmp_path / "lamp.exr"), "--spp", "1"]) == 0
+    assert "no pixel of the 8 x 8 image sees" in capsys.readouterr().err  # a lamp behind the camera: still said

@@ -104,6 +104,27 @@ def test_a_scene_of_nothing_but_the_sky_renders_it(fused):
         lg.render(lg.Scene(), cam, integrator=integrator)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"))])
+def test_the_sky_alone_gives_empty_aovs_on_the_maps_device(device):
+    """A sky-only scene's buffers: no surface anywhere (coverage 0, finite zeros), on the map's device (the empty
+    triangle tables follow it there: a CUDA map with CPU tables failed the BVH's device check); and a frame in
+    which no ray meets the scene's mesh (its buffers had raised in the material lookup of no rows)."""
+    scene = lg.Scene()
+    scene.add_light("sky", lg.EnvironmentLight(torch.rand(8, 16, 3, dtype=torch.float32, device=device)))
+    cam = lg.Camera.look_at([0.0, 0.0, 0.0], [0.3, 0.2, 1.0], fov_y=1.0, width=8, height=6).to(device=device)
+    for name in ("path", "direct"):
+        out = lg.render(scene, cam, integrator=name, spp=2, aovs=("depth", "normal", "position", "albedo", "mask"))
+        assert out.rgb.device.type == device and float(out.rgb.min()) > 0 and float(out.alpha.max()) == 0
+        for key, buffer in out.aovs.items():
+            assert bool(torch.isfinite(buffer).all()) and float(buffer.abs().max()) == 0, key
+    verts, faces = lg.geometry.icosphere(1, device=device)  # behind the camera: no ray meets it (this raised too)
+    scene.add_mesh("behind", lg.SceneMesh(verts + torch.tensor([0.0, 0.0, -5.0], device=device), faces))
+    out = lg.render(scene, cam, integrator="path", spp=2, aovs=("depth", "albedo"))
+    assert out.aovs["depth"].shape == (6, 8, 1) and out.aovs["albedo"].shape == (6, 8, 3)
+    assert float(out.alpha.max()) == 0 and float(out.aovs["albedo"].abs().max()) == 0
+
+
 def test_an_occluder_casts_a_shadow():
     scene = _point_lit_floor()
     blocker = _floor(0.3, y=0.5)

@@ -63,7 +63,8 @@ def run(args) -> int:
     settings.update(more)
     with torch.no_grad():
         out = lg.render(scene, camera, integrator=args.integrator, spp=spp, seed=args.seed, **settings)
-    if scene.meshes and float(out.alpha.max()) == 0.0:  # (a scene of nothing but a sky has no geometry to see)
+    drawn = scene.meshes or any(isinstance(light, lg.AreaLight) for light in scene.lights.values())
+    if drawn and float(out.alpha.max()) == 0.0:  # (a scene of nothing but a sky has no geometry to see)
         print(f"lumigrad render: warning: no pixel of the {camera.width} x {camera.height} image sees the scene's "
               "geometry (a camera looking away, or geometry outside its near/far range); try the framing camera "
               "(no --camera) or other --azimuth / --elevation", file=sys.stderr)

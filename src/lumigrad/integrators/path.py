@@ -45,6 +45,8 @@ _SEED_MOD = 2 ** 62
 #: shadow edges beyond the first hit (pool and connections) and the silhouettes beyond it (draws, paths).
 _PATHS, _CAMERA, _PRIMARY_EDGES, _SHADOW_EDGES, _EDGE_SIDES = range(5)
 _DEEP_SHADOW_EDGES, _DEEP_SILHOUETTES, _DEEP_SILHOUETTE_SIDES = _EDGE_SIDES + 2, _EDGE_SIDES + 3, _EDGE_SIDES + 4
+#: Channels of each first-hit buffer (:attr:`PathIntegrator.aov_names`).
+_AOV_CHANNELS = {"depth": 1, "normal": 3, "position": 3, "albedo": 3, "mask": 1}
 _LENS = _EDGE_SIDES + 5  # a thin lens's aperture samples of the camera rays
 #: The aperture points a thin-lens camera's boundary terms are drawn from, per view: each is a pinhole camera
 #: (:meth:`lumigrad.Camera.through_lens`) taking an equal share of the edge samples, weighted by its share.
@@ -501,6 +503,9 @@ class _Run:
                                         self.scene.film.pixel_filter)
         face, _, _ = ts.bvh().closest_hit(o.detach(), d.detach())
         rows = (face >= 0).nonzero()[:, 0]
+        if rows.numel() == 0:  # no ray meets a surface (the sky alone, a camera looking away): empty buffers
+            return {name: _pixels(o.new_zeros(o.shape[0], _AOV_CHANNELS[name]), self.camera, self.spp)
+                    for name in names}
         si, _, _, _ = surface_at(ts, face.index_select(0, rows), o.index_select(0, rows), d.index_select(0, rows))
         w2c = self.camera.flat()[1].to(ts.verts.dtype)  # [views, 4, 4]
         view = rows // (self.camera.height * self.camera.width * self.spp)
@@ -564,10 +569,13 @@ def _trace_scene(scene: Scene, light_sampling: str = DEFAULT_LIGHT_SAMPLING) -> 
         if bool((g.abs() >= 1).any()):  # it may have been optimised
             raise ValueError(f"scene parameter {name}.g must lie in (-1, 1); got {float(g):.9g}")
     transmissive = any(bool(m.transmission_factor.detach().abs().max() > 0) for m in materials)
-    verts = flat.verts
+    verts, faces, normals, uv, uv_faces, face_part = (flat.verts, flat.faces, flat.normals, flat.uv, flat.uv_faces,
+                                                      flat.face_part)
     if not flat.parts and envs:  # nothing but the sky: the render's precision and device are the map's
-        verts = verts.to(envs[0].texels.device, envs[0].texels.dtype)
-    return TraceScene(verts, flat.faces, flat.normals, flat.uv, flat.uv_faces, flat.face_part, materials,
+        device, dtype = envs[0].texels.device, envs[0].texels.dtype
+        verts, normals, uv = (t.to(device, dtype) for t in (verts, normals, uv))
+        faces, uv_faces, face_part = (t.to(device) for t in (faces, uv_faces, face_part))
+    return TraceScene(verts, faces, normals, uv, uv_faces, face_part, materials,
                       [p.double_sided for p in flat.parts], part_emitters, lights, envs[0] if envs else None,
                       transmissive, flat.normal_map_tangents(), light_sampling, scene.medium)
 

@@ -594,7 +594,7 @@ def surface_at(ts: TraceScene, face: torch.Tensor, o: torch.Tensor, d: torch.Ten
     uv = (bary[..., None] * ts.uv[ts.uv_faces.index_select(0, face)]).sum(1)
     part = ts.face_part.index_select(0, face)
     # Double-sided parts turn their normals towards the ray; single-sided ones are black from behind.
-    double = torch.tensor(ts.double_sided, device=face.device).index_select(0, part)
+    double = torch.tensor(ts.double_sided, dtype=torch.bool, device=face.device).index_select(0, part)
     back = (ng * wo).sum(-1, keepdim=True) < 0
     flip = back & double[:, None]
     ng = torch.where(flip, -ng, ng)
