@@ -103,6 +103,17 @@ def available() -> tuple[bool, str]:
         return False, f"{type(e).__name__}: {e}"
 
 
+def mitsuba_or_report():
+    """Mitsuba's module in the ``llvm_ad_rgb`` variant, or None after printing why it is unavailable (a
+    benchmark whose rows all need the peer then prints that line and returns no rows)."""
+    ok, why = available()
+    if not ok:
+        print(f"Mitsuba 3 unavailable: {why}")
+        return None
+    use_variant()
+    return _load()[0]
+
+
 def _sync(*values) -> None:
     """Evaluates Dr.Jit values and waits for the kernels, so wall-clock timings are real."""
     _dr.eval(*values)

@@ -118,12 +118,9 @@ def main(argv=None) -> list:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     args = p.parse_args(argv)
-    ok, why = peer.available()
-    if not ok:
-        print(f"Mitsuba 3 unavailable: {why}")
+    mi = peer.mitsuba_or_report()
+    if mi is None:
         return []
-    peer.use_variant()
-    mi, _ = peer._load()
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run_case(mi, Path(tmp), c, args.size, args.spp, args.mitsuba_spp, args.repeats) for c in args.cases]
     print(f"lumigrad {lg.__version__} | torch {torch.__version__} | {torch.get_num_threads()} threads | Mitsuba "

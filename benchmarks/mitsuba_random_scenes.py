@@ -266,12 +266,9 @@ def main(argv=None) -> list:
     p.add_argument("--spp", type=int, default=1024)
     p.add_argument("--mitsuba-spp", type=int, default=4096)
     args = p.parse_args(argv)
-    ok, why = peer.available()
-    if not ok:
-        print(f"Mitsuba 3 unavailable: {why}")
+    mi = peer.mitsuba_or_report()
+    if mi is None:
         return []
-    peer.use_variant()
-    mi, _ = peer._load()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         write_assets(folder)

@@ -88,6 +88,24 @@ def compare(tmp_path, ours, ref, *, block: int = 1, tolerance: float = TOLERANCE
     return err
 
 
+def sensor_xml(origin: str, target: str = "0, 0, 0", fov: float = 40, size=(32, 32), spp: int = 8192) -> str:
+    """A Mitsuba ``perspective`` sensor at ``origin`` looking at ``target``: ``spp`` samples, a box filter."""
+    return (f'<sensor type="perspective"><float name="fov" value="{fov}"/>\n <transform name="to_world"><lookat '
+            f'origin="{origin}" target="{target}" up="0, 1, 0"/></transform>\n <sampler type="independent"><integer '
+            f'name="sample_count" value="{spp}"/></sampler>\n <film type="hdrfilm"><integer name="width" '
+            f'value="{size[0]}"/><integer name="height" value="{size[1]}"/><rfilter type="box"/></film>\n</sensor>')
+
+
+def render_file_both(mi, path: Path, spp: int):
+    """``(scene, lumigrad's image at spp, Mitsuba's at the file's sample count)`` of one Mitsuba file, lumigrad
+    with the file's sensor, integrator and filter (``lumigrad.io.mitsuba_render_settings``)."""
+    ref = np.array(mi.render(mi.load_file(str(path)), seed=0), dtype=np.float64)[..., :3]
+    scene = lg.io.load(path)
+    settings = lg.io.mitsuba_render_settings(scene)
+    cam = settings.pop("camera")
+    return scene, lumigrad_image(scene, cam, **{**settings, "spp": spp}), ref
+
+
 def lambert(rgb, texture=None) -> Material:
     """glTF metallic-roughness with metallic 0 and no specular coat (``specular_factor`` 0,
     ``KHR_materials_specular``): exactly Lambert, Mitsuba's ``diffuse``. ``rgb`` may be a tensor that requires
@@ -734,23 +752,16 @@ def test_textured_roughness_and_metallic_read_from_mitsuba_files(mi, tmp_path, c
     path.write_text(f'''<?xml version="1.0"?>
 <scene version="3.0.0">
 <integrator type="path"><integer name="max_depth" value="4"/></integrator>
-<sensor type="perspective"><float name="fov" value="40"/>
- <transform name="to_world"><lookat origin="0, 2.0, -3" target="0, 0, 0" up="0, 1, 0"/></transform>
- <sampler type="independent"><integer name="sample_count" value="8192"/></sampler>
- <film type="hdrfilm"><integer name="width" value="32"/><integer name="height" value="32"/><rfilter type="box"/></film>
-</sensor>
+{sensor_xml("0, 2.0, -3")}
 <emitter type="constant"><rgb name="radiance" value="0.2"/></emitter>
 <shape type="rectangle"><transform name="to_world"><scale value="0.5"/><rotate x="1" angle="90"/>
  <translate x="0.3" y="2" z="1.5"/></transform><emitter type="area"><rgb name="radiance" value="20"/></emitter></shape>
 <shape type="rectangle"><transform name="to_world"><scale value="1.5"/><rotate x="1" angle="-90"/></transform>{bsdf}
 </shape>
 </scene>''')
-    ref = np.array(mi.render(mi.load_file(str(path)), seed=0), dtype=np.float64)[..., :3]
-    scene = lg.io.load(path)
+    scene, ours, ref = render_file_both(mi, path, 1024)
     assert list(scene.meshes.values())[-1].material.metallic_roughness_texture is not None
-    settings = lg.io.mitsuba_render_settings(scene)
-    cam = settings.pop("camera")
-    compare(tmp_path, lumigrad_image(scene, cam, **{**settings, "spp": 1024}), ref, block=4)
+    compare(tmp_path, ours, ref, block=4)
 
 
 @pytest.mark.parametrize("kind", ["rectangle", "ply with normals", "ply"])
@@ -808,11 +819,7 @@ def test_a_masked_card_read_from_a_mitsuba_file(mi, tmp_path, light):
     path.write_text(f'''<?xml version="1.0"?>
 <scene version="3.0.0">
 <integrator type="volpath"><integer name="max_depth" value="-1"/></integrator>
-<sensor type="perspective"><float name="fov" value="45"/>
- <transform name="to_world"><lookat origin="0.3, 0.4, -2.6" target="0, 0, 0" up="0, 1, 0"/></transform>
- <sampler type="independent"><integer name="sample_count" value="8192"/></sampler>
- <film type="hdrfilm"><integer name="width" value="32"/><integer name="height" value="32"/><rfilter type="box"/></film>
-</sensor>
+{sensor_xml("0.3, 0.4, -2.6", fov=45)}
 {emitter}
 <shape type="rectangle" id="wall"><transform name="to_world"><scale value="1.5"/><rotate y="1" angle="180"/>
  <translate z="1"/></transform><bsdf type="diffuse"><rgb name="reflectance" value="0.7, 0.5, 0.3"/></bsdf></shape>
@@ -823,12 +830,9 @@ def test_a_masked_card_read_from_a_mitsuba_file(mi, tmp_path, light):
  <boolean name="raw" value="true"/></texture><bsdf type="twosided"><bsdf type="diffuse"><rgb name="reflectance"
  value="0.2, 0.6, 0.2"/></bsdf></bsdf></bsdf></shape>
 </scene>''')
-    ref = np.array(mi.render(mi.load_file(str(path)), seed=0), dtype=np.float64)[..., :3]
-    scene = lg.io.load(path)
+    scene, ours, ref = render_file_both(mi, path, 1024)
     assert scene.meshes["card"].material.alpha_mode == "BLEND"
-    settings = lg.io.mitsuba_render_settings(scene)
-    cam = settings.pop("camera")
-    compare(tmp_path, lumigrad_image(scene, cam, **{**settings, "spp": 1024}), ref, block=4)
+    compare(tmp_path, ours, ref, block=4)
 
 
 def test_a_file_with_nothing_but_an_environment_map(mi, tmp_path):
@@ -836,20 +840,13 @@ def test_a_file_with_nothing_but_an_environment_map(mi, tmp_path):
     tracer used to refuse a scene without a mesh). Measured at 256 spp against 1024: 0.0050 per pixel."""
     lg.io.write_exr(tmp_path / "sky.exr", _sky(32, 64))
     path = tmp_path / "sky.xml"
-    path.write_text('''<?xml version="1.0"?>
+    path.write_text(f'''<?xml version="1.0"?>
 <scene version="3.0.0">
 <integrator type="path"/>
-<sensor type="perspective"><float name="fov" value="60"/>
- <transform name="to_world"><lookat origin="0, 0, 0" target="0.2, 0.1, 1" up="0, 1, 0"/></transform>
- <sampler type="independent"><integer name="sample_count" value="1024"/></sampler>
- <film type="hdrfilm"><integer name="width" value="48"/><integer name="height" value="32"/><rfilter type="box"/></film>
-</sensor>
+{sensor_xml("0, 0, 0", target="0.2, 0.1, 1", fov=60, size=(48, 32), spp=1024)}
 <emitter type="envmap"><string name="filename" value="sky.exr"/><transform name="to_world"><rotate y="1" angle="168.4"/>
  </transform></emitter>
 </scene>''')
-    ref = np.array(mi.render(mi.load_file(str(path)), seed=0), dtype=np.float64)[..., :3]
-    scene = lg.io.load(path)
+    scene, ours, ref = render_file_both(mi, path, 256)
     assert not scene.meshes
-    settings = lg.io.mitsuba_render_settings(scene)
-    cam = settings.pop("camera")
-    compare(tmp_path, lumigrad_image(scene, cam, **{**settings, "spp": 256}), ref, tolerance=0.01)
+    compare(tmp_path, ours, ref, tolerance=0.01)
