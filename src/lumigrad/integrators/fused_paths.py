@@ -40,7 +40,8 @@ from ..kernels.bvh import bvh_for
 from ..kernels.path_trace import PathTables, trace_paths_tables
 from ..raytrace.transport import MAX_BOUNCES, TraceScene
 from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
-from ..shading.emitters import AUTO_AREA_DISTANCE, area_light_area_table, area_light_bounds, envmap_sampling_table
+from ..shading.emitters import (AUTO_AREA_DISTANCE, AUTO_SOLID_ANGLE_MAX_FACES, area_light_area_table,
+                                area_light_bounds, envmap_sampling_table)
 from ..shading.plastic import PLASTIC_TABLE, material_plastic_table
 
 __all__ = ["KNOWN_FIELDS", "TRANSPORT_ENV", "fused_unsupported", "path_tables", "sample_paths_fused", "use_fused"]
@@ -254,9 +255,9 @@ def path_tables(ts: TraceScene) -> PathTables:
             cdf, total = area_light_area_table(light.verts.to(dev, f32), light.faces)
             cdfs.append(cdf)
             area = 0.0 if ts.light_sampling == "solid_angle" else float(total)  # 0: always by solid angle
-            if ts.light_sampling == "auto":  # by area beyond AUTO_AREA_DISTANCE radii (emitters' _far)
-                centre, radius = area_light_bounds(light.verts.to(dev, f32), light.faces)
-                far = float((AUTO_AREA_DISTANCE * radius) ** 2)
+            if ts.light_sampling == "auto" and n <= AUTO_SOLID_ANGLE_MAX_FACES:  # by area beyond AUTO_AREA_DISTANCE
+                centre, radius = area_light_bounds(light.verts.to(dev, f32), light.faces)  # radii (emitters' _far)
+                far = float((AUTO_AREA_DISTANCE * radius) ** 2)  # (more triangles: by area everywhere, far -1)
         elif isinstance(light, DirectionalLight):
             kind = pk.LIGHT_DIRECTIONAL
             d = light.direction.detach().to(dev, f32)

@@ -120,7 +120,8 @@ class PathIntegrator(Integrator):
             it subtends, then uniformly inside it), ``"area"`` (a triangle by area, a point uniform on it:
             cheaper, noisier for large, close lamps) or ``"auto"`` (default: by area from points farther than
             :data:`lumigrad.shading.emitters.AUTO_AREA_DISTANCE` bounding radii from the lamp, by solid angle
-            nearer); see docs/design.md. Each is unbiased; the backward pass's own area-light samples do not
+            nearer; by area everywhere for a lamp of more than ``AUTO_SOLID_ANGLE_MAX_FACES`` = 32 triangles,
+            whose solid-angle choice costs a solid angle per triangle); see docs/design.md. Each is unbiased; the backward pass's own area-light samples do not
             depend on it.
 
     Materials: the glTF metallic-roughness BSDF with KHR_materials_transmission (glass: a rough dielectric)
