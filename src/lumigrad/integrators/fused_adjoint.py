@@ -37,7 +37,7 @@ from ..kernels.path_trace import PathTables, replay_paths_tables, trace_paths_ta
 from ..raytrace.transport import MAX_BOUNCES, TraceScene
 from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
 from ..shading.plastic import material_plastic_table
-from .fused_paths import VALUE_FIELDS, table_textures, texture_rows, value_tables
+from .fused_paths import VALUE_FIELDS, kernel_transmission, table_textures, texture_rows, value_tables
 
 __all__ = ["fused_adjoint_unsupported", "fused_value_gradients"]
 
@@ -76,8 +76,7 @@ def fused_adjoint_unsupported(ts: TraceScene, camera: Camera) -> Optional[str]:
         if _needs_grad(getattr(ts, name)):
             return f"the scene's {'vertices' if name == 'verts' else name} require gradients"
     for k, m in enumerate(ts.materials):
-        transmits = (ts.transmissive and not getattr(m, "plastic", False) and not getattr(m, "principled", False)
-                     and bool((m.transmission_factor.detach() != 0).any()))  # (as path_tables reads it)
+        transmits = kernel_transmission(ts, m) != 0.0
         for name, value in _fields(m):
             if not _needs_grad(value):
                 continue

@@ -204,6 +204,15 @@ def _spot_cone(light: SpotLight):
     return float(co), float(1.0 / (torch.cos(inner) - co).clamp_min(_SPOT_MIN_COS_BAND)), pk.LIGHT_SPOT
 
 
+def kernel_transmission(ts: TraceScene, material) -> float:
+    """The transmission the kernel reads for ``material`` (one number: :func:`fused_unsupported` refuses others);
+    0 where nothing in ``ts`` transmits, and for a plastic or principled part, whose transmission is not read
+    (the transport's rule)."""
+    if not ts.transmissive or getattr(material, "plastic", False) or getattr(material, "principled", False):
+        return 0.0
+    return float(material.transmission_factor.detach().reshape(()))
+
+
 def path_tables(ts: TraceScene) -> PathTables:
     """The kernel's tables of ``ts`` (detached float32 / int32 copies; see :class:`PathTables`)."""
     dev, f32, i32 = ts.verts.device, torch.float32, torch.int32
@@ -293,9 +302,7 @@ def path_tables(ts: TraceScene) -> PathTables:
     else:
         zero = torch.zeros(1, device=dev)
         env = dict(env_on=0, env_h=1, env_w=1, env_pmf=zero, env_row_cdf=zero, env_cond_cdf=zero)
-    transmission = [float(m.transmission_factor.detach().reshape(()))
-                    if ts.transmissive and not getattr(m, "plastic", False) and not getattr(m, "principled", False)
-                    else 0.0 for m in mats]  # (a plastic's or principled's transmission is not read: the transport's)
+    transmission = [kernel_transmission(ts, m) for m in mats]
     flags = [int(d) | (2 if getattr(m, "microfacet", "ggx") == "beckmann" else 0)
              | (4 if getattr(m, "plastic", False) else 0)
              | (8 if ts.transmissive and getattr(m, "thin_dielectric", False) else 0)
