@@ -55,6 +55,10 @@ AOV_DOCS: Mapping[str, str] = {
                "background (never blended)",
 }
 
+#: Channels of each floating-point buffer of :data:`AOV_DOCS` (``face_id`` is an index map ``[..., H, W]``); also
+#: their order when they travel together through the raster's antialiasing and lens.
+AOV_CHANNELS: Mapping[str, int] = {"depth": 1, "normal": 3, "position": 3, "uv": 2, "albedo": 3, "mask": 1}
+
 
 class RenderOutput:
     """What an integrator returns: colour, alpha and named buffers, each its own tensor.

@@ -32,7 +32,7 @@ from ..scene.lights import AreaLight, EnvironmentLight, SHLight
 from ..scene.scene import Scene
 from ..shading.emitters import AREA_SAMPLING
 from ..shading.image_formation import form_image_unchecked
-from .base import Integrator, RenderOutput, register_integrator
+from .base import AOV_CHANNELS, Integrator, RenderOutput, register_integrator
 from .frame_checks import check_index_tables, frame_checks
 from .fused_adjoint import fused_adjoint_unsupported, fused_value_gradients
 from .fused_paths import path_tables, sample_paths_fused, use_fused
@@ -45,8 +45,6 @@ _SEED_MOD = 2 ** 62
 #: shadow edges beyond the first hit (pool and connections) and the silhouettes beyond it (draws, paths).
 _PATHS, _CAMERA, _PRIMARY_EDGES, _SHADOW_EDGES, _EDGE_SIDES = range(5)
 _DEEP_SHADOW_EDGES, _DEEP_SILHOUETTES, _DEEP_SILHOUETTE_SIDES = _EDGE_SIDES + 2, _EDGE_SIDES + 3, _EDGE_SIDES + 4
-#: Channels of each first-hit buffer (:attr:`PathIntegrator.aov_names`).
-_AOV_CHANNELS = {"depth": 1, "normal": 3, "position": 3, "albedo": 3, "mask": 1}
 _LENS = _EDGE_SIDES + 5  # a thin lens's aperture samples of the camera rays
 #: The aperture points a thin-lens camera's boundary terms are drawn from, per view: each is a pinhole camera
 #: (:meth:`lumigrad.Camera.through_lens`) taking an equal share of the edge samples, weighted by its share.
@@ -505,7 +503,7 @@ class _Run:
         face, _, _ = ts.bvh().closest_hit(o.detach(), d.detach())
         rows = (face >= 0).nonzero()[:, 0]
         if rows.numel() == 0:  # no ray meets a surface (the sky alone, a camera looking away): empty buffers
-            return {name: _pixels(o.new_zeros(o.shape[0], _AOV_CHANNELS[name]), self.camera, self.spp)
+            return {name: _pixels(o.new_zeros(o.shape[0], AOV_CHANNELS[name]), self.camera, self.spp)
                     for name in names}
         si, _, _, _ = surface_at(ts, face.index_select(0, rows), o.index_select(0, rows), d.index_select(0, rows))
         w2c = self.camera.flat()[1].to(ts.verts.dtype)  # [views, 4, 4]

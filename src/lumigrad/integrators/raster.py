@@ -41,7 +41,7 @@ from ..shading.surface import SurfaceSample
 from ..shading.normal_shadowing import flip_invalid_normal, shadowing_mask
 from ..shading.tangents import perturb_normal
 from ..conventions import pixel_centers
-from .base import Integrator, RenderOutput, register_integrator
+from .base import AOV_CHANNELS, Integrator, RenderOutput, register_integrator
 from .frame_checks import check_index_tables, frame_checks
 
 __all__ = ["GEOMETRY_AOVS", "RasterIntegrator"]
@@ -49,9 +49,6 @@ __all__ = ["GEOMETRY_AOVS", "RasterIntegrator"]
 #: Colour channels of the radiance the raster integrator shades (the alpha channel comes on top).
 COLOR_CHANNELS = 3
 
-#: Channels of each floating-point AOV (``face_id`` is an index map ``[..., H, W]``); also their order when
-#: they travel together through antialiasing and the lens.
-_AOV_CHANNELS = {"depth": 1, "normal": 3, "position": 3, "uv": 2, "albedo": 3, "mask": 1}
 #: The buffers of :func:`lumigrad.render_geometry`.
 GEOMETRY_AOVS = ("depth", "normal", "mask")
 
@@ -207,7 +204,7 @@ class RasterIntegrator(Integrator):
         """``(rgba before the film or None, {aov: buffer})``, through the lens when the camera has one;
         ``checks`` (the frame's value checks) are read with the first rasterization's own transfer."""
         geometry = _merge_geometry(scene)
-        floats = [a for a in _AOV_CHANNELS if a in aovs]
+        floats = [a for a in AOV_CHANNELS if a in aovs]
         want_ids = "face_id" in aovs
         if camera.distortion is None:
             rgba, buffers, face_ids = _render_pinhole(scene, geometry, camera, self, floats, want_ids, color, checks)
@@ -226,7 +223,7 @@ class RasterIntegrator(Integrator):
             if color and floats:  # colour went alone, as without AOVs; the buffers follow on the same cover
                 stack = torch.cat([drawn["buffers"][a] for a in floats], -1)
                 image = distort_image(stack, pinhole, camera, samples=self.lens_samples)
-            buffers = dict(zip(floats, image.split([_AOV_CHANNELS[a] for a in floats], -1))) if floats else {}
+            buffers = dict(zip(floats, image.split([AOV_CHANNELS[a] for a in floats], -1))) if floats else {}
             face_ids = distort_index_image(drawn["face_ids"], pinhole, camera) if want_ids else None
         if want_ids:
             buffers["face_id"] = face_ids
@@ -295,7 +292,7 @@ def _render_pinhole(scene: Scene, geo: _Geometry, camera: Camera, settings: Rast
     buffers = _aovs(geo, camera, frags, floats, albedo)
     if use_aov_antialias:
         stack = blend_crossings(torch.cat([buffers[a] for a in floats], -1), crossings)
-        buffers = dict(zip(floats, stack.split([_AOV_CHANNELS[a] for a in floats], -1)))
+        buffers = dict(zip(floats, stack.split([AOV_CHANNELS[a] for a in floats], -1)))
     return rgba, buffers, frags.face_ids if want_ids else None
 
 
