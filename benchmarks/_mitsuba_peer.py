@@ -419,6 +419,8 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
     * ``transmission_factor 1, metallic 0``, white: ``roughdielectric`` (GGX, ``alpha = roughness^2``, ``int_ior =
       ior``).
     * ``roughconductor`` and ``roughdielectric`` take the material's ``microfacet`` as their ``distribution``.
+    * ``Material.conductor_eta`` / ``conductor_k``: ``roughconductor`` with that ``eta`` and ``k`` and
+      ``specular_reflectance = base_color / F(1; eta, k)`` (the same model).
     * ``Material.plastic``: ``roughplastic`` (the same model); ``thin_dielectric`` with ``transmission_factor`` 1:
       ``thindielectric`` tinted by the base colour.
 
@@ -434,6 +436,14 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
               if getattr(m, k) is not None]
     if others or (m.base_color_texture is not None and (metallic != 0 or not np.allclose(base, 1))):
         raise NotImplementedError(f"no Mitsuba equivalent for a material with {others or 'a tinted texture'}")
+    if getattr(m, "conductor_eta", None) is not None:  # the same model: the base colour is s F(1; eta, k)
+        if m.base_color_texture is not None:
+            raise NotImplementedError("a textured conductor (the peer writes factors only)")
+        eta, k = (v.detach().double().cpu().numpy().reshape(3) for v in (m.conductor_eta, m.conductor_k))
+        head_on = ((eta - 1) ** 2 + k ** 2) / ((eta + 1) ** 2 + k ** 2)
+        tint = np.clip(base[:3] / head_on, 0.0, 1.0)  # (float32 rounding may lift a white tint above 1)
+        return {"type": "roughconductor", "distribution": m.microfacet, "alpha": max(rough * rough, 1e-3),
+                "eta": _rgb(eta), "k": _rgb(k), "specular_reflectance": _rgb(tint)}
     if getattr(m, "plastic", False):
         if m.base_color_texture is not None:
             raise NotImplementedError("a textured plastic (the peer writes factors only)")

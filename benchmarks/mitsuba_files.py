@@ -38,6 +38,8 @@ CASES = {
                          '<float name="alpha" value="0.3"/></bsdf>',
     "roughconductor-ggx": '<bsdf type="roughconductor"><string name="distribution" value="ggx"/>'
                           '<float name="alpha" value="0.3"/></bsdf>',
+    "roughconductor-Cr": '<bsdf type="roughconductor"><string name="material" value="Cr"/>'
+                         '<string name="distribution" value="ggx"/><float name="alpha" value="0.1"/></bsdf>',
     "roughplastic": '<bsdf type="roughplastic"><rgb name="diffuse_reflectance" value="0.6, 0.3, 0.2"/>'
                     '<float name="alpha" value="0.2"/></bsdf>',
     "plastic": '<bsdf type="plastic"><rgb name="diffuse_reflectance" value="0.6, 0.3, 0.2"/></bsdf>',

@@ -271,11 +271,22 @@ def _punctual_principled():
     return scene, cam
 
 
+def _punctual_conductor(beckmann=False):
+    """:func:`_punctual` with Mitsuba's conductor on every part (chromium, GGX or Beckmann)."""
+    scene, cam = _punctual()
+    for mesh in scene.meshes.values():
+        mesh.material.conductor_eta = torch.tensor([4.36968, 2.9165, 1.6549])
+        mesh.material.conductor_k = torch.tensor([5.20652, 4.23133, 3.7547])
+        mesh.material.microfacet = "beckmann" if beckmann else "ggx"
+    return scene, cam
+
+
 @pytest.mark.parametrize("build", [_punctual, SCENES["sky"], _textured_no_lamp, _normal_mapped_no_lamp,
                                    _punctual_beckmann, _punctual_principled, _punctual_plastic,
-                                   lambda: _punctual_plastic(True), _shadowed_normal_maps_no_lamp],
+                                   lambda: _punctual_plastic(True), _shadowed_normal_maps_no_lamp,
+                                   _punctual_conductor, lambda: _punctual_conductor(True)],
                          ids=["punctual", "sky", "textured", "normal_mapped", "beckmann", "principled", "plastic",
-                              "plastic_beckmann", "shadowed_normal_maps"])
+                              "plastic_beckmann", "shadowed_normal_maps", "conductor", "conductor_beckmann"])
 def test_without_area_lights_the_fused_replay_equals_the_pytorch_replay(build):
     """Without area lights (which the PyTorch replay samples anew by area), both replays differentiate the same
     estimator along the same paths with sampling detached: every material and light value's gradient (factors,
@@ -302,7 +313,7 @@ def test_without_area_lights_the_fused_replay_equals_the_pytorch_replay(build):
 
 def _transmits(m) -> bool:
     return (bool((m.transmission_factor.detach() != 0).any()) and not getattr(m, "plastic", False)
-            and not getattr(m, "principled", False))
+            and not getattr(m, "principled", False) and getattr(m, "conductor_eta", None) is None)
 
 
 def _glass_under_a_sky(beckmann=False):
@@ -477,7 +488,7 @@ def test_the_fused_replay_runs_on_cuda_as_the_pytorch_replay(build):
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
-@pytest.mark.parametrize("name", ["cornell", "principled", "plastic"])
+@pytest.mark.parametrize("name", ["cornell", "principled", "plastic", "conductor"])
 def test_the_two_pass_replay_retraces_its_primal_bit_for_bit(name, device):
     """The replay's primal pass (``for_replay``) and the replay are the same compiled variant, so the replay
     gathers exactly the radiance it was given (the remainder ``L - gathered`` of every continuing vertex needs it),

@@ -361,11 +361,35 @@ def _principled():
     return scene, cam
 
 
+def _conductor():
+    """Mitsuba's conductor: the metal scene's floor Beckmann chromium (roughness 0.5), the ball GGX gold
+    (roughness 0.2), a nearly smooth card of AlSb (roughness 0.02; its red channel ``eta = k = 0``, a perfect
+    mirror) and a glTF card beside them, under the area lamp, the point light and a sky."""
+    scene, cam = _metal()
+    metals = {"floor": ((4.36968, 2.9165, 1.6549), (5.20652, 4.23133, 3.7547), 0.5, "beckmann"),
+              "ball": ((0.14303, 0.37527, 1.44204), (3.98302, 2.38558, 1.6034), 0.2, "ggx")}
+    for name, (eta, k, roughness, microfacet) in metals.items():
+        m = scene.meshes[name].material
+        m.conductor_eta, m.conductor_k = torch.tensor(eta), torch.tensor(k)
+        m.roughness_factor, m.microfacet = torch.tensor(roughness), microfacet
+    v, f = _quad(0.5, 0.0)
+    card = v[:, [0, 2, 1]] + torch.tensor([-0.7, 0.5, -0.3])  # upright, in the plane z = -0.3
+    m = _material((0.9, 0.4, 0.5), roughness=0.02, ior=1.5)
+    m.conductor_eta, m.conductor_k = torch.tensor([0.0, 4.13937, 4.66925]), torch.tensor([0.0, 0.09401, 1.30057])
+    scene.add_mesh("card", lg.SceneMesh(card, f, m, double_sided=True))
+    scene.add_mesh("gltf", lg.SceneMesh(card + torch.tensor([1.2, 0.0, 0.0]), f, _material((0.8, 0.2, 0.2),
+                                                                                           roughness=0.4, ior=1.5)))
+    sky = torch.rand(8, 16, 3, generator=torch.Generator().manual_seed(5)) * 0.4
+    sky[2, 9] = torch.tensor([12.0, 10.0, 8.0])
+    scene.add_light("sky", lg.EnvironmentLight(sky))
+    return scene, cam
+
+
 SCENES = {"cornell": _cornell, "linear_spots": _linear_spots, "punctual": _punctual, "metal": _metal, "mixed": _mixed, "textured": _textured,
           "sky": _sky, "specular": _specular, "normal_mapped": _normal_mapped, "glass": _glass,
           "partial_glass": _partial_glass, "beckmann": _beckmann, "plastic": _plastic,
           "thin_sheets": _thin_sheets, "beckmann_glass": _beckmann_glass, "principled": _principled,
-          "shadowed_normal_maps": _shadowed_normal_maps}
+          "shadowed_normal_maps": _shadowed_normal_maps, "conductor": _conductor}
 
 
 def _compare(scene, cam, *, spp=4, light_sampling="solid_angle", **settings):
@@ -555,7 +579,7 @@ def test_thin_sheet_gradients_replay_the_fused_primal_on_pytorch():
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", ["cornell", "mixed", "normal_mapped", "glass", "plastic", "thin_sheets",
-                                  "beckmann_glass", "principled", "shadowed_normal_maps"])
+                                  "beckmann_glass", "principled", "shadowed_normal_maps", "conductor"])
 @pytest.mark.parametrize("light_sampling", ["solid_angle", "auto"])
 def test_the_kernel_runs_on_cuda_as_its_twin(name, light_sampling):
     """The same kernel on a CUDA device: the scene built there, the kernel against the PyTorch transport there."""

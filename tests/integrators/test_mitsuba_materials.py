@@ -1,5 +1,5 @@
-"""Mitsuba's material models in the renderers (Beckmann microfacets, plastic, thin dielectric sheets): the path
-tracer renders them (fused kernel and PyTorch transport), per part beside glTF parts, with gradients; the raster
+"""Mitsuba's material models in the renderers (Beckmann microfacets, plastic, conductor, thin dielectric sheets): the
+path tracer renders them (fused kernel and PyTorch transport), per part beside glTF parts, with gradients; the raster
 shades them through the per-light BSDF (its fused light kernel is the glTF model's). The BSDFs themselves:
 ``tests/shading/test_beckmann.py``, ``test_plastic.py``, ``test_principled.py``, ``test_transmission.py``; the
 kernels against their twins: ``tests/integrators/test_fused_paths.py``; against Mitsuba:
@@ -116,6 +116,68 @@ def test_plastic_parts_render_in_both_renderers_with_gradients():
     with torch.no_grad():
         gltf = lg.render(_scene("ggx"), cam).rgb
     assert float((image - gltf).abs().max()) > 0.02 * float(gltf.max())
+
+
+# ---------------------------------------------------------------------------------------------- conductor
+CHROMIUM = ((4.36968, 2.9165, 1.6549), (5.20652, 4.23133, 3.7547))
+
+
+def _conductor_scene():
+    scene = _scene("ggx")
+    scene.meshes["ball"].material = Material(base_color_factor=torch.tensor([0.62, 0.58, 0.62, 1.0]),
+                                             roughness_factor=torch.tensor(0.4),
+                                             conductor_eta=torch.tensor(CHROMIUM[0]),
+                                             conductor_k=torch.tensor(CHROMIUM[1]))
+    return scene
+
+
+def test_conductor_parts_render_in_both_renderers_with_gradients():
+    """Mitsuba's conductor (``Material.conductor_eta`` / ``conductor_k``): the fused path kernel renders it and
+    the fused replay differentiates its base colour and roughness; its ``eta`` and ``k`` are differentiated by
+    the PyTorch replay (the fused one refuses them, by name), and that gradient (``seed_grad = seed``) is the
+    finite difference of the same estimator (the conductor's sampling and density do not depend on ``eta``: with
+    one seed the estimate is a smooth function of it). The raster shades it through the per-light BSDF, both passes
+    alike."""
+    scene = _conductor_scene()
+    cam = lg.Camera.look_at(**CAMERA)
+    ts = _trace_scene(scene)
+    assert fused_unsupported(ts) is None
+    values = _materials(ts, torch.tensor([0, 1]), torch.zeros(2, 2))
+    assert values["conductor"][:, -1].tolist() == [0.0, 1.0]
+    m = scene.meshes["ball"].material
+    rough = m.roughness_factor.requires_grad_(True)
+    assert fused_adjoint_unsupported(_trace_scene(scene), cam) is None
+    for fused in (True, False):
+        out = lg.render(scene, cam, integrator="path", spp=32, max_depth=3, seed=2, fused_adjoint=fused)
+        (g,) = torch.autograd.grad(out.rgb.sum(), rough)
+        assert torch.isfinite(out.rgb).all() and math.isfinite(float(g)) and float(g) != 0
+    rough.requires_grad_(False)
+    eta = m.conductor_eta.requires_grad_(True)
+    assert "conductor_eta" in fused_adjoint_unsupported(_trace_scene(scene), cam)
+    settings = dict(integrator="path", spp=16, max_depth=3, seed=3)
+    (g,) = torch.autograd.grad(lg.render(scene, cam, **settings, seed_grad=3).rgb.mean(), eta)
+    h, fd = 0.05, []  # (means in float64: float32 rounds a mean to 1e-7 of itself, 2 % of the 2 h difference)
+    for c in range(3):
+        with torch.no_grad():
+            means = []
+            for sign in (1, -1):
+                m.conductor_eta = _eta_step(eta, c, sign * h)
+                means.append(float(lg.render(scene, cam, **settings).rgb.double().mean()))
+        fd.append((means[0] - means[1]) / (2 * h))
+    m.conductor_eta = eta
+    assert all(abs(x) > 1e-5 for x in fd), fd
+    torch.testing.assert_close(g.double(), torch.tensor(fd, dtype=torch.float64), rtol=0.01, atol=1e-7)
+    image, _ = _raster_both_ways(scene, cam, rough.requires_grad_(True))
+    with torch.no_grad():
+        gltf = lg.render(_scene("ggx"), cam).rgb
+    assert float((image - gltf).abs().max()) > 0.02 * float(gltf.max())
+
+
+def _eta_step(eta: torch.Tensor, channel: int, step: float) -> torch.Tensor:
+    """``eta`` (detached) with ``step`` added to one channel."""
+    out = eta.detach().clone()
+    out[channel] += step
+    return out
 
 
 # ------------------------------------------------------------------------------------------- thin sheets

@@ -210,9 +210,13 @@ def test_unrepresentable_lights_and_cameras_warn_and_are_skipped(tmp_path):
     scene.meshes["quad"].material.transmission_factor = torch.tensor(0.5)
     scene.meshes["quad"].material.thin_dielectric = True
     scene.meshes["quad"].material.plastic = True
+    v, f = scene.meshes["quad"].verts, scene.meshes["quad"].faces
+    scene.add_mesh("gold", lg.SceneMesh(v, f, lg.shading.Material(conductor_eta=torch.tensor([0.14, 0.38, 1.44]),
+                                                                   conductor_k=torch.tensor([3.98, 2.39, 1.6]))))
     with pytest.warns(UserWarning) as record:
         out = write_gltf(tmp_path / "scene.glb", scene)
     messages = " ".join(str(w.message) for w in record)
+    assert "is Mitsuba's conductor (Material.conductor_eta)" in messages
     for expected in ("'sky' is a SHLight", "'panel' is a AreaLight", "'batch' is a batch", "principal point",
                      "fx = 60 != fy = 50", "spot light 'spot' has the 'linear' falloff",
                      "materials[0] has the 'beckmann' microfacet distribution",

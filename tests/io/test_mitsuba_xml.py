@@ -13,6 +13,7 @@ import torch
 import lumigrad as lg
 from lumigrad.io import ConfinementError, MitsubaXmlError, MitsubaXmlWarning, read_mitsuba_xml
 from lumigrad.io._spectra import spectrum_to_rgb
+from lumigrad.io.mitsuba_xml import CONDUCTOR_ETA_K
 from lumigrad.shading.envmap import envmap_lookup
 from lumigrad.shading.image_formation import srgb_encode
 
@@ -221,7 +222,7 @@ def _factors(m) -> dict:
     ('<bsdf type="diffuse"><spectrum name="reflectance" value="0.3"/></bsdf>', {"base": [0.3, 0.3, 0.3]}),
     ('<bsdf type="diffuse"><float name="reflectance" value="0.7"/></bsdf>', {"base": [0.7, 0.7, 0.7]}),
     ('<bsdf type="roughconductor"><string name="material" value="Au"/><float name="alpha" value="0.04"/></bsdf>',
-     {"base": [0.9667, 0.8020, 0.3241], "metallic": 1.0, "roughness": 0.2}),
+     {"base": [0.966678, 0.802009, 0.324121], "metallic": 1.0, "roughness": 0.2}),  # (Au's eta, k head-on)
     ('<bsdf type="conductor"/>', {"base": [1.0, 1.0, 1.0], "metallic": 1.0, "roughness": 0.0, "specular": 1.0}),
     # F0 = ((eta - 1)^2 + k^2) / ((eta + 1)^2 + k^2): eta 2, k 0 -> 1/9; eta 1, k 2 -> 1/2; eta 0, k 1 -> 1
     ('<bsdf type="conductor"><rgb name="eta" value="2, 1, 0"/><rgb name="k" value="0, 2, 1"/></bsdf>',
@@ -246,6 +247,37 @@ def test_bsdfs_become_metallic_roughness_materials(tmp_path, bsdf, expected):
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
     assert not double_sided
+
+
+@pytest.mark.parametrize("bsdf, eta, k", [
+    ('<bsdf type="roughconductor"><string name="material" value="Au"/></bsdf>', (0.14304, 0.37531, 1.44205),
+     (3.98300, 2.38556, 1.60336)),
+    ('<bsdf type="conductor"><rgb name="eta" value="2, 1, 0"/><rgb name="k" value="0, 2, 1"/></bsdf>', (2, 1, 0),
+     (0, 2, 1)),
+    ('<bsdf type="conductor"/>', (0, 0, 0), (1, 1, 1)),  # Mitsuba's "none": eta 0, k 1, a perfect mirror
+    ('<bsdf type="conductor"><rgb name="eta" value="0.5, 0.6, 0.7"/></bsdf>', (0.5, 0.6, 0.7), (1, 1, 1)),
+    ('<bsdf type="twosided"><bsdf type="roughconductor"><string name="material" value="Cr"/></bsdf></bsdf>',
+     (4.36967, 2.91651, 1.65490), (5.20655, 4.23131, 3.75470)),
+])
+def test_conductors_are_mitsubas_conductor_model(tmp_path, bsdf, eta, k):
+    """A conductor's ``eta`` and ``k`` (given, Mitsuba's defaults 0 and 1, or its named material's RGB values)
+    become the material's: Mitsuba's exact Fresnel curve (:mod:`lumigrad.shading.conductor`)."""
+    material, _ = _material(tmp_path, bsdf)
+    assert material.conductor_eta.tolist() == pytest.approx(list(eta), abs=1e-6)
+    assert material.conductor_k.tolist() == pytest.approx(list(k), abs=1e-6)
+    assert not material.plastic and not material.principled
+
+
+def test_the_named_conductors_reflect_what_mitsuba_reflects_head_on():
+    """The table of Mitsuba's named conductors gives each the reflectance head-on that Mitsuba 3.9.1's RGB
+    variants give it (recorded to 4 decimals when the reader took only that)."""
+    recorded = {"Ag": (0.9748, 0.9575, 0.9063), "Al": (0.9280, 0.9178, 0.9189), "Au": (0.9667, 0.8020, 0.3241),
+                "Cr": (0.6876, 0.6491, 0.6870), "Cu": (0.9520, 0.6198, 0.5106), "AlSb": (1.0000, 0.3733, 0.4479),
+                "W": (0.5746, 0.4778, 0.4331), "none": (1.0, 1.0, 1.0)}
+    for name, f0 in recorded.items():
+        eta, k = (np.asarray(v) for v in CONDUCTOR_ETA_K[name])
+        assert (((eta - 1) ** 2 + k ** 2) / ((eta + 1) ** 2 + k ** 2)).tolist() == pytest.approx(f0, abs=6e-5), name
+    assert len(CONDUCTOR_ETA_K) == 38
 
 
 @pytest.mark.parametrize("bsdf, microfacet", [

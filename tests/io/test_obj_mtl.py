@@ -298,6 +298,9 @@ def test_write_mtl_warns_about_what_it_cannot_write(tmp_path):
         write_mtl(tmp_path / "b.mtl", {"glass": Material(transmission_factor=1.0)})
     with pytest.warns(UserWarning, match=r"materials\['shiny'\]: plastic \(Mitsuba's model\) has no MTL"):
         write_mtl(tmp_path / "e.mtl", {"shiny": Material(plastic=True)})
+    with pytest.warns(UserWarning, match=r"materials\['gold'\]: conductor \(Mitsuba's model\) has no MTL"):
+        write_mtl(tmp_path / "f.mtl", {"gold": Material(conductor_eta=torch.tensor([0.14, 0.38, 1.44]),
+                                                        conductor_k=torch.tensor([3.98, 2.39, 1.6]))})
     with pytest.warns(UserWarning, match=r"materials\['metal'\]: microfacet 'beckmann' has no MTL statement"):
         write_mtl(tmp_path / "d.mtl", {"metal": Material(microfacet="beckmann")})
     with warnings.catch_warnings():

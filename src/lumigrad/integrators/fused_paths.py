@@ -10,7 +10,8 @@ transport stays the reference (float64-capable) twin.
 scenes whose materials bound no medium (glass, ``KHR_materials_transmission``, is in the kernel, and so is a
 thin dielectric sheet: the fused replay carries them through, their own values' gradients replay on PyTorch;
 Mitsuba's ``plastic`` /
-``roughplastic`` and ``principled`` are in both), with constant factors and base colour,
+``roughplastic``, ``principled`` and ``conductor`` are in both, the conductor's ``eta`` and ``k`` gradients
+replaying on PyTorch), with constant factors and base colour,
 metallic-roughness, emissive and normal textures (the occlusion texture is ignored by the path tracer either
 way), lit by point, spot, directional, area lights and an environment map with three colour channels, and
 that set no :class:`TraceScene` field beyond :data:`KNOWN_FIELDS` (a field added to the transport later,
@@ -37,7 +38,7 @@ import torch
 
 from ..kernels import path_kernels as pk
 from ..kernels.bvh import bvh_for
-from ..kernels.path_trace import PathTables, trace_paths_tables
+from ..kernels.path_trace import MODEL_FLAGS, PathTables, trace_paths_tables
 from ..raytrace.transport import MAX_BOUNCES, TraceScene
 from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
 from ..shading.emitters import (AUTO_AREA_DISTANCE, AUTO_SOLID_ANGLE_MAX_FACES, area_light_area_table,
@@ -194,6 +195,17 @@ def plastic_rows(mats, dev) -> torch.Tensor:
     return torch.cat([r.to(dev, torch.float32).reshape(-1) for r in rows]).contiguous()
 
 
+def conductor_rows(mats, dev) -> Optional[torch.Tensor]:
+    """The kernel's ``part_conductor`` ``[2 P, 3]`` float32: part ``p``'s ``conductor_eta`` in row ``2 p`` and
+    ``conductor_k`` in row ``2 p + 1``, zeros for the other parts; None when no part is a conductor."""
+    if not any(getattr(m, "conductor_eta", None) is not None for m in mats):
+        return None
+    zero = torch.zeros(3, device=dev)
+    rows = [v for m in mats for v in ((m.conductor_eta, m.conductor_k) if getattr(m, "conductor_eta", None)
+                                      is not None else (zero, zero))]
+    return torch.stack([r.detach().to(dev, torch.float32).reshape(3) for r in rows]).contiguous()
+
+
 def _spot_cone(light: SpotLight):
     """``(edge, scale, kind)`` of a spot light's cone in the path kernel's light table (float32, as the kernel)."""
     f32 = torch.float32
@@ -206,9 +218,10 @@ def _spot_cone(light: SpotLight):
 
 def kernel_transmission(ts: TraceScene, material) -> float:
     """The transmission the kernel reads for ``material`` (one number: :func:`fused_unsupported` refuses others);
-    0 where nothing in ``ts`` transmits, and for a plastic or principled part, whose transmission is not read
-    (the transport's rule)."""
-    if not ts.transmissive or getattr(material, "plastic", False) or getattr(material, "principled", False):
+    0 where nothing in ``ts`` transmits, and for a plastic, principled or conductor part, whose transmission is not
+    read (the transport's rule)."""
+    if (not ts.transmissive or getattr(material, "plastic", False) or getattr(material, "principled", False)
+            or getattr(material, "conductor_eta", None) is not None):
         return 0.0
     return float(material.transmission_factor.detach().reshape(()))
 
@@ -308,6 +321,7 @@ def path_tables(ts: TraceScene) -> PathTables:
              | (8 if ts.transmissive and getattr(m, "thin_dielectric", False) else 0)
              | (16 if getattr(m, "principled", False) else 0)
              | (32 if getattr(m, "mitsuba_normal_map", False) and m.normal_texture is not None else 0)
+             | (64 if getattr(m, "conductor_eta", None) is not None else 0)
              for d, m in zip(ts.double_sided, ts.materials)]
     normal_maps = ts.tangents is not None and any(k >= 0 for k in slots["normal_texture"])
     return PathTables(
@@ -338,9 +352,9 @@ def path_tables(ts: TraceScene) -> PathTables:
         light_area=col(areas, f32), light_centre=vec(centres), light_far2=col(far2, f32),
         tri_v0=vec(v0s), tri_v1=vec(v1s), tri_v2=vec(v2s),
         tri_cdf=torch.cat(cdfs).contiguous() if cdfs else torch.zeros(1, device=dev), **env,
-        lean=(not normal_maps and not any(t != 0.0 for t in transmission) and not any(f & 62 for f in flags)
+        lean=(not normal_maps and not any(t != 0.0 for t in transmission) and not any(f & MODEL_FLAGS for f in flags)
               and ts.cutouts is None),
-        cutouts=ts.cutouts)
+        cutouts=ts.cutouts, part_conductor=conductor_rows(mats, dev))
 
 
 def sample_paths_fused(ts: TraceScene, origins: torch.Tensor, directions: torch.Tensor, *, max_depth: int,

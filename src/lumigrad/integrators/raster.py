@@ -38,7 +38,8 @@ from ..shading.image_formation import form_image_unchecked
 from ..shading.material import (Material, align_model_values, has_specular_weight, model_values_of,
                                 sample_material_unchecked)
 from ..shading.surface import SurfaceSample
-from ..shading.normal_shadowing import flip_invalid_normal, shadowing_mask
+from ..shading.transmission import is_gltf_ggx
+from ..shading.normal_shadowing import flip_invalid_normal
 from ..shading.tangents import perturb_normal
 from ..conventions import pixel_centers
 from .base import AOV_CHANNELS, Integrator, RenderOutput, register_integrator
@@ -527,9 +528,7 @@ def _shade(scene: Scene, position, normal, eye, material, occluders=None, checkp
         return out
     surface = SurfaceSample.from_material(position, normal, eye - position, material, unmapped_normal=unmapped)
     emitters = [light for light in scene.lights.values() if hasattr(light, "samples")]
-    gltf_ggx = (surface.beckmann is None and surface.plastic is None and surface.principled is None
-                and shadowing_mask(surface) is None)
-    if fused_lights and occluders is None and gltf_ggx:  # (the kernel's model is the glTF one with GGX lobes)
+    if fused_lights and occluders is None and is_gltf_ggx(surface):  # (the kernel's model: glTF's, GGX lobes)
         punctual, emitters = _punctual(emitters)
         if punctual is not None:  # all of them in one fused pass, O(pixels) memory: no checkpoint needed
             out = out + shade_punctual_unchecked(surface, punctual, use_checkpoint=False)

@@ -48,7 +48,7 @@ from ..conventions import matrix_to_quaternion, world_to_cam_to_opengl_c2w
 from ..mesh import vertex_normals
 from ..scene.lights import DirectionalLight, PointLight, SpotLight
 from ..scene.scene import Scene, SceneMesh
-from ..shading.material import Material
+from ..shading.material import Material, mitsuba_model
 from .gltf_format import BIN_CHUNK, GLB_MAGIC, JSON_CHUNK, WRAP_CODES
 
 __all__ = ["write_gltf"]
@@ -235,10 +235,11 @@ class _Writer:
         if m.thin_dielectric and transmission != 0.0:
             warnings.warn(f"glTF writer: {where} is a thin dielectric sheet (Material.thin_dielectric), which glTF "
                           "cannot mark; written as plain transmission, read back as a solid's boundary")
-        for model in ("plastic", "principled"):
-            if getattr(m, model):
-                warnings.warn(f"glTF writer: {where} is Mitsuba's {model} (Material.{model}), which glTF cannot "
-                              "hold; written as the glTF model of the same factors")
+        model = mitsuba_model(m)
+        if model is not None:
+            warnings.warn(f"glTF writer: {where} is Mitsuba's {model} (Material.{model}"
+                          f"{'_eta' if model == 'conductor' else ''}), which glTF cannot hold; written as the glTF "
+                          "model of the same factors")
         if m.mitsuba_normal_map and m.normal_texture is not None:
             warnings.warn(f"glTF writer: {where} has Mitsuba's normal map shadowing (Material.mitsuba_normal_map), "
                           "which glTF cannot hold; written as a glTF normal map")

@@ -42,10 +42,11 @@
     ``specular_factor`` 0 (``KHR_materials_specular``: no dielectric coat), so exactly Lambert's
     ``reflectance / pi``, as Mitsuba's ``diffuse`` (a shape without a BSDF gets Mitsuba's default, a
     ``diffuse`` of reflectance 0.5);
-  - ``conductor`` / ``roughconductor``: metallic 1, base colour = ``specular_reflectance`` times the
-    normal-incidence reflectance ``((eta - 1)^2 + k^2) / ((eta + 1)^2 + k^2)`` of ``eta, k`` (given, or the
-    RGB ``eta, k`` Mitsuba's RGB variants use for a named ``material``, tabulated here; ``none``, the default,
-    is a perfect mirror). The angular Fresnel curve of a real conductor becomes glTF's Schlick curve;
+  - ``conductor`` / ``roughconductor``: Mitsuba's own model (``Material.conductor_eta`` and ``conductor_k``:
+    :mod:`lumigrad.shading.conductor`, the metal's exact Fresnel curve) with the ``eta, k`` given, or the RGB
+    ``eta, k`` Mitsuba's RGB variants use for a named ``material`` (:data:`CONDUCTOR_ETA_K`; ``none``, the
+    default, is a perfect mirror), and base colour = ``specular_reflectance`` times the reflectance head-on
+    ``((eta - 1)^2 + k^2) / ((eta + 1)^2 + k^2)``;
   - ``plastic`` / ``roughplastic``: ``diffuse_reflectance`` -> base colour, metallic 0, ``ior = int_ior /
     ext_ior``, ``Material.plastic = True``: Mitsuba's own model (:mod:`lumigrad.shading.plastic`);
   - ``dielectric`` / ``thindielectric`` / ``roughdielectric``: ``transmission_factor`` 1, metallic 0, ``ior =
@@ -196,25 +197,50 @@ IOR_NAMES = {"vacuum": 1.0, "helium": 1.000036, "hydrogen": 1.000132, "air": 1.0
              "fused quartz": 1.458, "pyrex": 1.470, "acrylic glass": 1.49, "polypropylene": 1.49, "bk7": 1.5046,
              "sodium chloride": 1.544, "amber": 1.55, "pet": 1.5750, "diamond": 2.419}
 
-#: Normal-incidence reflectance (linear RGB) of Mitsuba's named conductors: ``((eta - 1)^2 + k^2) /
-#: ((eta + 1)^2 + k^2)`` of the RGB ``eta, k`` that Mitsuba 3's RGB variants derive from the measured spectra
-#: (its ``conductor`` ``material`` names). ``none`` is Mitsuba's default, a perfect mirror.
-CONDUCTOR_F0 = {
-    "none": (1.0, 1.0, 1.0),
-    "a-C": (0.2794, 0.1940, 0.1691), "Ag": (0.9748, 0.9575, 0.9063), "Al": (0.9280, 0.9178, 0.9189),
-    "AlAs": (0.3200, 0.2783, 0.1430), "AlSb": (1.0000, 0.3733, 0.4479), "Au": (0.9667, 0.8020, 0.3241),
-    "Be": (0.5975, 0.5206, 0.5062), "Cr": (0.6876, 0.6491, 0.6870), "CsI": (0.1325, 0.0675, 0.0619),
-    "Cu": (0.9520, 0.6198, 0.5106), "Cu2O": (0.3147, 0.2455, 0.2379), "CuO": (0.2907, 0.1982, 0.1834),
-    "d-C": (0.2123, 0.1579, 0.1449), "Hg": (0.8140, 0.7702, 0.7631), "HgTe": (0.4699, 0.3665, 0.3507),
-    "Ir": (0.7426, 0.6802, 0.6308), "K": (0.9539, 0.9363, 0.9201), "Li": (0.9248, 0.8844, 0.7933),
-    "MgO": (0.1244, 0.0603, 0.0526), "Mo": (0.6182, 0.5618, 0.5409), "Na_palik": (0.9785, 0.9597, 0.9315),
-    "Nb": (0.5640, 0.4895, 0.4731), "Ni_palik": (0.7001, 0.5942, 0.4936), "Rh": (0.8243, 0.7544, 0.7216),
-    "Se": (0.3793, 0.2507, 0.2413), "SiC": (0.2711, 0.1873, 0.1808), "SnTe": (0.4070, 0.1084, 0.0152),
-    "Ta": (0.4565, 0.3419, 0.3799), "Te": (0.6350, 0.5781, 0.5617), "ThF4": (0.0861, 0.0328, 0.0264),
-    "TiC": (0.5482, 0.4397, 0.4116), "TiN": (0.6409, 0.4523, 0.1976), "TiO2": (0.3039, 0.2246, 0.2380),
-    "VC": (0.5297, 0.4179, 0.3798), "V_palik": (0.5727, 0.5107, 0.5365), "VN": (0.5251, 0.3926, 0.3106),
-    "W": (0.5746, 0.4778, 0.4331),
+#: The RGB complex index of refraction ``(eta, k)`` of Mitsuba's named conductors (its ``conductor`` ``material``
+#: names), as Mitsuba 3's RGB variants derive it from the measured spectra (read from Mitsuba 3.9.1's
+#: ``llvm_ad_rgb`` by ``mi.traverse``). ``none`` is Mitsuba's default, ``eta = 0, k = 1``: a perfect mirror.
+CONDUCTOR_ETA_K = {
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+    "a-C": ((2.94405, 2.22714, 1.96816), (0.88746, 0.79930, 0.81529)),
+    "Ag": ((0.15528, 0.11673, 0.13839), (4.82835, 3.12222, 2.14690)),
+    "Al": ((1.65750, 0.88040, 0.52124), (9.22381, 6.26950, 4.83700)),
+    "AlAs": ((3.60530, 3.23294, 2.21632), (0.00068, 0.00000, 0.00751)),
+    "AlSb": ((0.00000, 4.13937, 4.66925), (0.00000, 0.09401, 1.30057)),
+    "Au": ((0.14304, 0.37531, 1.44205), (3.98300, 2.38556, 1.60336)),
+    "Be": ((4.18501, 3.18503, 2.78406), (3.83547, 3.01012, 2.86899)),
+    "Cr": ((4.36967, 2.91651, 1.65490), (5.20655, 4.23131, 3.75470)),
+    "CsI": ((2.14490, 1.70232, 1.66243), (0.00000, 0.00000, 0.00000)),
+    "Cu": ((0.20101, 0.92375, 1.10222), (3.91326, 2.45305, 2.14209)),
+    "Cu2O": ((3.55177, 2.94987, 2.75188), (0.11421, 0.19390, 0.60613)),
+    "CuO": ((3.24754, 2.44781, 2.21022), (0.52109, 0.57003, 0.72218)),
+    "d-C": ((2.70872, 2.31883, 2.22890), (0.00000, 0.00000, 0.00000)),
+    "Hg": ((2.39894, 1.44003, 0.90957), (6.32759, 4.37192, 3.42176)),
+    "HgTe": ((4.77904, 3.23120, 2.65990), (1.63161, 1.58081, 1.72929)),
+    "Ir": ((3.08630, 2.08219, 1.61791), (5.59215, 4.06709, 3.26731)),
+    "K": ((0.06404, 0.04641, 0.03818), (2.10420, 1.34894, 0.91313)),
+    "Li": ((0.26579, 0.19562, 0.22095), (3.54015, 2.31112, 1.66861)),
+    "MgO": ((2.08958, 1.65072, 1.59488), (0.00000, 0.00000, 0.00000)),
+    "Mo": ((4.48397, 3.52513, 2.77631), (4.11144, 3.42083, 3.15061)),
+    "Na_palik": ((0.06027, 0.05614, 0.06199), (3.17927, 2.11249, 1.57904)),
+    "Nb": ((3.42007, 2.79009, 2.39563), (3.44139, 2.73767, 2.57975)),
+    "Ni_palik": ((2.36730, 1.66337, 1.46708), (4.49881, 3.05015, 2.34544)),
+    "Rh": ((2.58579, 1.86022, 1.55426), (6.78226, 4.70299, 3.97607)),
+    "Se": ((4.05831, 2.84294, 2.82085), (0.75405, 0.63844, 0.52181)),
+    "SiC": ((3.17234, 2.52597, 2.47937), (0.00000, 0.00000, 0.00001)),
+    "SnTe": ((4.52425, 1.98164, 1.28159), (0.00000, 0.00000, 0.00000)),
+    "Ta": ((2.06272, 2.39294, 2.62793), (2.40836, 1.74149, 1.94703)),
+    "Te": ((7.39023, 4.48210, 2.63711), (3.25602, 3.52706, 3.29205)),
+    "ThF4": ((1.83071, 1.44223, 1.38765), (0.00000, 0.00000, 0.00000)),
+    "TiC": ((3.70053, 2.83742, 2.58229), (3.26564, 2.35159, 2.17279)),
+    "TiN": ((1.64845, 1.15052, 1.37982), (3.36833, 1.94350, 1.10207)),
+    "TiO2": ((3.45661, 2.80174, 2.90517), (0.00011, 0.00000, 0.00065)),
+    "VC": ((3.65757, 2.75274, 2.53267), (3.06830, 2.19869, 1.96319)),
+    "V_palik": ((4.27758, 3.51295, 2.76107), (3.49130, 2.88945, 3.11152)),
+    "VN": ((2.86560, 2.11919, 1.94009), (3.03224, 2.05612, 1.61631)),
+    "W": ((4.37082, 3.30025, 2.99841), (3.50064, 2.60487, 2.27323)),
 }
+
 
 # Mitsuba's cube: four corners per face (outward, counter-clockwise as [0, 1, 2], [3, 0, 2]), texture
 # coordinates (0, 1), (1, 1), (1, 0), (0, 0) on every face.
@@ -1153,9 +1179,10 @@ class _Reader:
 
     def material(self, *, base, metallic, roughness, texture=None, wrap="repeat", ior=1.5,
                  transmission=0.0, specular=1.0, microfacet="ggx", thin=False, plastic=False,
-                 principled=False) -> Material:
+                 principled=False, conductor=None) -> Material:
         """A material; ``metallic`` and ``roughness`` are numbers or :class:`_FloatTexture` s (then the material's
-        ``metallic_roughness_texture`` holds them, glTF's channels: G roughness, B metallic)."""
+        ``metallic_roughness_texture`` holds them, glTF's channels: G roughness, B metallic); ``conductor`` a
+        conductor's ``(eta, k)`` or None."""
         t = lambda a: torch.as_tensor(a, dtype=self.dtype)  # noqa: E731
         mr, mr_wrap = self.metallic_roughness(metallic, roughness)
         if mr is not None:
@@ -1168,7 +1195,9 @@ class _Reader:
                         metallic_factor=t(factor(metallic)), roughness_factor=t(factor(roughness)),
                         base_color_texture=texture, metallic_roughness_texture=mr,
                         ior=t(ior), transmission_factor=t(transmission), specular_factor=t(specular), wrap=wrap,
-                        microfacet=microfacet, thin_dielectric=thin, plastic=plastic, principled=principled)
+                        microfacet=microfacet, thin_dielectric=thin, plastic=plastic, principled=principled,
+                        conductor_eta=None if conductor is None else t(conductor[0]),
+                        conductor_k=None if conductor is None else t(conductor[1]))
 
     def metallic_roughness(self, metallic, roughness) -> Tuple[Optional[torch.Tensor], str]:
         """glTF's ``metallic_roughness_texture [H, W, 3]`` (linear; G roughness, B metallic, 1 where that value is
@@ -1243,9 +1272,11 @@ class _Reader:
             material = make(base=base, texture=tex, wrap=wrap, metallic=0.0, roughness=1.0, specular=0.0)
         elif kind in ("conductor", "roughconductor"):
             base, tex, wrap = self.base_colour(p, "specular_reflectance", 1.0)
-            material = make(base=base * self.conductor_f0(elem, p), texture=tex, wrap=wrap, metallic=1.0,
-                            roughness=self.roughness(p) if kind == "roughconductor" else 0.0,
-                            microfacet=self.microfacet(p) if kind == "roughconductor" else "ggx")
+            eta, k = self.conductor_eta_k(elem, p)  # (the base colour: the reflectance head-on)
+            material = make(base=base * ((eta - 1) ** 2 + k ** 2) / ((eta + 1) ** 2 + k ** 2), texture=tex, wrap=wrap,
+                            metallic=1.0, roughness=self.roughness(p) if kind == "roughconductor" else 0.0,
+                            microfacet=self.microfacet(p) if kind == "roughconductor" else "ggx",
+                            conductor=(eta, k))
         elif kind in ("plastic", "roughplastic"):
             base, tex, wrap = self.base_colour(p, "diffuse_reflectance", 0.5)
             roughness = self.roughness(p) if kind == "roughplastic" else 0.0
@@ -1480,19 +1511,22 @@ class _Reader:
                                    "lumigrad's materials need an ior >= 1")
         return values[0] / values[1]
 
-    def conductor_f0(self, elem: ET.Element, p: _Props) -> np.ndarray:
+    def conductor_eta_k(self, elem: ET.Element, p: _Props) -> Tuple[np.ndarray, np.ndarray]:
+        """The conductor's ``(eta [3], k [3])``: given (Mitsuba's defaults ``eta`` 0, ``k`` 1 for the one not
+        given), or of its named ``material`` (:data:`CONDUCTOR_ETA_K`; ``none`` by default)."""
         if p.has("eta") or p.has("k"):
             if p.named_object("eta") is not None or p.named_object("k") is not None:
                 raise self.error(elem, "textured eta / k are not supported")
             eta = self.colour(p.get("eta"), reflectance=False) if p.has("eta") else np.zeros(3)
             k = self.colour(p.get("k"), reflectance=False) if p.has("k") else np.ones(3)
             p.get("material")
-            return ((eta - 1) ** 2 + k ** 2) / ((eta + 1) ** 2 + k ** 2)
+            return eta, k
         name = p.string("material", "none")
-        if name not in CONDUCTOR_F0:
+        if name not in CONDUCTOR_ETA_K:
             raise self.error(elem, f"{self.describe(elem)}: conductor material {short_text(name)} is not known (known: "
-                                   f"{', '.join(CONDUCTOR_F0)})")
-        return np.asarray(CONDUCTOR_F0[name])
+                                   f"{', '.join(CONDUCTOR_ETA_K)})")
+        eta, k = CONDUCTOR_ETA_K[name]
+        return np.asarray(eta, dtype=np.float64), np.asarray(k, dtype=np.float64)
 
     def base_colour(self, p: _Props, name: str, default: float):
         """``(rgb [3], texture or None, wrap)`` of a colour property that may be a ``bitmap`` or ``checkerboard``

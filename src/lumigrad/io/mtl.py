@@ -48,7 +48,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from ..shading.material import Material
+from ..shading.material import Material, mitsuba_model
 from ._paths import ConfinementError, check_regular_file, confined_path, keyword_text, short_text
 from .errors import MtlError
 
@@ -393,10 +393,10 @@ def write_mtl(path: str | os.PathLike, materials: Dict[str, Material], texture_p
             verb = "has" if len(lost) == 1 else "have"
             warnings.warn(f"materials[{name!r}]: {' and '.join(lost)} {verb} no MTL statement, not written (glTF "
                           "keeps them)", stacklevel=2)
-        for model in ("plastic", "principled"):
-            if getattr(m, model):
-                warnings.warn(f"materials[{name!r}]: {model} (Mitsuba's model) has no MTL statement, not written",
-                              stacklevel=2)
+        model = mitsuba_model(m)
+        if model is not None:
+            warnings.warn(f"materials[{name!r}]: {model} (Mitsuba's model) has no MTL statement, not written",
+                          stacklevel=2)
         if m.mitsuba_normal_map and m.normal_texture is not None:
             warnings.warn(f"materials[{name!r}]: mitsuba_normal_map (Mitsuba's normal-map shadowing and frames) has "
                           "no MTL statement, not written (the map itself is)", stacklevel=2)

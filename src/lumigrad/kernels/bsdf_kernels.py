@@ -363,6 +363,50 @@ def smith_g1_alpha_slope_wp(cos: float, alpha: float, beckmann: int):
 
 
 @wp.func
+def separable_lobe_wp(co: float, ci: float, sin2_h: float, cos_h: float, wo_h: float, roughness: float,
+                      beckmann: int):
+    """``(D, G1(wo) G1(wi), pdf)`` of a reflection lobe with Smith's separable shadowing (Mitsuba's plastic's and
+    conductor's) at the clamped cosines ``co``, ``ci``, ``sin2_h = 1 - (n.h)^2``, ``cos_h = n.h`` and ``wo_h =
+    wo.h``: GGX's ``D`` and its visible normals' density reflected, ``D G1(wo) / (4 co)``, or with ``beckmann``
+    Beckmann's ``D`` and its ``D (n.h)`` density reflected, ``D (n.h) / (4 wo.h)``; ``alpha = max(roughness^2,
+    1e-3)``."""
+    alpha = wp.max(roughness * roughness, ALPHA_MIN)
+    a2 = alpha * alpha
+    dist = float(0.0)
+    pdf = float(0.0)
+    if beckmann != 0:
+        dist = beckmann_d_wp(sin2_h, a2)
+        pdf = dist * cos_h / (4.0 * wp.max(wo_h, DOT_EPS))
+    else:
+        q = a2 + sin2_h * (1.0 - a2)
+        dist = a2 / (wp.pi * q * q)
+        pdf = dist * smith_g1_wp(co, alpha, 0) / (4.0 * co)  # visible GGX normals, reflected
+    return dist, smith_g1_wp(co, alpha, beckmann) * smith_g1_wp(ci, alpha, beckmann), pdf
+
+
+@wp.func
+def separable_lobe_slope_wp(co: float, ci: float, sin2_h: float, roughness: float, beckmann: int):
+    """``(D G1(wo) G1(wi), d (D G1(wo) G1(wi)) / d roughness)`` of :func:`separable_lobe_wp`'s lobe (no slope
+    where ``alpha`` is at its floor)."""
+    alpha, d_alpha = alpha_slope_wp(roughness)
+    a2 = alpha * alpha
+    dist = float(0.0)
+    d_dist = float(0.0)  # d D / d alpha
+    if beckmann != 0:
+        dist = beckmann_d_wp(sin2_h, a2)
+        c2 = wp.max(1.0 - sin2_h, BECKMANN_COS2_FLOOR)
+        d_dist = dist * (sin2_h / (c2 * a2 * a2) - 1.0 / a2) * 2.0 * alpha
+    else:
+        q = a2 + sin2_h * (1.0 - a2)
+        dist = a2 / (wp.pi * q * q)
+        d_dist = (q - 2.0 * a2 * (1.0 - sin2_h)) / (wp.pi * q * q * q) * 2.0 * alpha
+    g1_o = smith_g1_wp(co, alpha, beckmann)
+    g1_i = smith_g1_wp(ci, alpha, beckmann)
+    d_g = smith_g1_alpha_slope_wp(co, alpha, beckmann) * g1_i + g1_o * smith_g1_alpha_slope_wp(ci, alpha, beckmann)
+    return dist * g1_o * g1_i, (d_dist * g1_o * g1_i + dist * d_g) * d_alpha
+
+
+@wp.func
 def bsdf_param_grads_wp(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: float, metallic: float,
                         ior: float, specular: float, beckmann: int, coef: wp.vec3):
     """``sum_c coef_c d f_c / d theta`` of :func:`eval_pdf_unit_wp`'s value ``f`` (unit ``n``, ``wo``):

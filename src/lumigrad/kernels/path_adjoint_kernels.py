@@ -7,6 +7,7 @@ from __future__ import annotations
 import warp as wp
 
 from .bsdf_kernels import bsdf_param_grads_wp
+from .conductor_kernels import conductor_param_grads_wp
 from .path_textures import texture_scatter_wp, texture_wp
 from .plastic_kernels import plastic_param_grads_wp
 from .principled_kernels import principled_param_grads_wp
@@ -26,8 +27,8 @@ PART_GRADS = 10
 #: direction (3), unit view direction (3), base colour (3), roughness, metallic, IOR, specular weight, the
 #: adjoint over the BSDF value per channel (3), the radiance gathered up to the vertex (3), uv (2), Beckmann's
 #: microfacets (1) or GGX's (0), Mitsuba's principled (1) or the glTF model (0), the plastic's table row (-1: not
-#: plastic).
-HELD_FIELDS = 28
+#: plastic), the conductor's row (-1: not a conductor).
+HELD_FIELDS = 29
 
 
 @wp.func
@@ -56,11 +57,13 @@ def add_bsdf_grads_wp(g: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(dtyp
                       texels: wp.array(dtype=wp.vec3), n: wp.vec3, wi: wp.vec3, wo: wp.vec3, base: wp.vec3,
                       roughness: float, metallic: float, ior: float, specular: float, beckmann: int, principled: int,
                       plastic: wp.array(dtype=float), plastic_row: int, g_plastic: wp.array2d(dtype=wp.float64),
-                      coef: wp.vec3):
+                      conductor: wp.array(dtype=wp.vec3), conductor_row: int, coef: wp.vec3):
     """Part ``part``'s columns of ``g`` += ``sum_c coef_c d f_c / d theta`` (:func:`bsdf_param_grads_wp` at the
     vertex's values, GGX or ``beckmann``; :func:`.principled_kernels.principled_param_grads_wp` where
     ``principled``; :func:`.plastic_kernels.plastic_param_grads_wp` where ``plastic_row >= 0``, its table's entries'
-    derivatives to that row of ``g_plastic``), chained where a texture scales a factor (``clamp(factor * texture, 0, 1)``) to the factor and
+    derivatives to that row of ``g_plastic``; :func:`.conductor_kernels.conductor_param_grads_wp` where
+    ``conductor_row >= 0``), chained where a texture scales a factor (``clamp(factor * texture, 0, 1)``) to the
+    factor and
     to the texels of the textures that want gradients (``g_texels`` from row ``tex_grad_rows[k]``)."""
     gb = wp.vec3()
     gm = float(0.0)
@@ -70,6 +73,9 @@ def add_bsdf_grads_wp(g: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(dtyp
     if plastic_row >= 0:
         gb, gm, gr, gi, gs = plastic_param_grads_wp(plastic, plastic_row, n, wi, wo, base, roughness, ior, beckmann,
                                                     coef, g_plastic)
+    elif conductor_row >= 0:
+        gb, gm, gr, gi, gs = conductor_param_grads_wp(conductor, conductor_row, n, wi, wo, base, roughness, beckmann,
+                                                      coef)
     elif principled != 0:
         gb, gm, gr, gi, gs = principled_param_grads_wp(n, wi, wo, base, roughness, metallic, ior, coef)
     else:
@@ -131,7 +137,8 @@ def add_emission_grads_wp(g: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(
 @wp.func
 def hold_vertex_wp(held: wp.array2d(dtype=float), s: int, part: int, n: wp.vec3, wi: wp.vec3, wo: wp.vec3,
                    base: wp.vec3, roughness: float, metallic: float, ior: float, specular: float, q: wp.vec3,
-                   gathered: wp.vec3, uv: wp.vec2, beckmann: int, principled: int, plastic_row: int):
+                   gathered: wp.vec3, uv: wp.vec2, beckmann: int, principled: int, plastic_row: int,
+                   conductor_row: int):
     """Row ``s`` of ``held`` := a continuing vertex (columns as :data:`HELD_FIELDS` says)."""
     held[s, 0] = float(part)
     for c in range(3):
@@ -150,6 +157,7 @@ def hold_vertex_wp(held: wp.array2d(dtype=float), s: int, part: int, n: wp.vec3,
     held[s, 25] = float(beckmann)
     held[s, 26] = float(principled)
     held[s, 27] = float(plastic_row)
+    held[s, 28] = float(conductor_row)
 
 
 @wp.func
@@ -165,7 +173,8 @@ def release_vertices_wp(held: wp.array2d(dtype=float), count: int, total: wp.vec
                         part_mr_texture: wp.array(dtype=wp.int32), tex_offset: wp.array(dtype=wp.int32),
                         tex_width: wp.array(dtype=wp.int32), tex_height: wp.array(dtype=wp.int32),
                         tex_wrap: wp.array(dtype=wp.int32), texels: wp.array(dtype=wp.vec3),
-                        plastic: wp.array(dtype=float), g_plastic: wp.array2d(dtype=wp.float64)):
+                        plastic: wp.array(dtype=float), g_plastic: wp.array2d(dtype=wp.float64),
+                        conductor: wp.array(dtype=wp.vec3)):
     """The BSDF derivatives of the ``count`` continuing vertices held in ``held``, now that the path's radiance
     ``total`` is known: each vertex's adjoint over its BSDF value times the radiance still to come after it."""
     for s in range(count):
@@ -176,4 +185,5 @@ def release_vertices_wp(held: wp.array2d(dtype=float), count: int, total: wp.vec
                           tex_height, tex_wrap, texels, held_vec_wp(held, s, 1), held_vec_wp(held, s, 4),
                           held_vec_wp(held, s, 7), held_vec_wp(held, s, 10), held[s, 13], held[s, 14], held[s, 15],
                           held[s, 16], int(held[s, 25]), int(held[s, 26]), plastic, int(held[s, 27]), g_plastic,
+                          conductor, int(held[s, 28]),
                           wp.vec3(q[0] * rest[0], q[1] * rest[1], q[2] * rest[2]))

@@ -9,7 +9,8 @@ unless a branch (a lobe choice, a shadow ray grazing an edge, roulette) falls th
 What it supports (:mod:`lumigrad.integrators.fused_paths` decides, and falls back to PyTorch otherwise): the
 glTF metallic-roughness materials (GGX, or Beckmann's microfacets: ``Material.microfacet``) and
 Mitsuba's plastic (``Material.plastic``: :mod:`.plastic_kernels`, a table per part in ``part_plastic``) and
-principled (``Material.principled``: :mod:`.principled_kernels`), with
+principled (``Material.principled``: :mod:`.principled_kernels`) and conductor (``Material.conductor_eta``:
+:mod:`.conductor_kernels`, each part's ``eta`` and ``k`` in ``part_conductor``), with
 ``KHR_materials_transmission`` (glass: :mod:`.dielectric_kernels`, in no medium; a thin sheet,
 ``Material.thin_dielectric``, too) and ``KHR_materials_specular``'s specular weight (weight 0 and no metal is
 Lambert's, without the GGX lobe's arithmetic) with constant factors and base colour, metallic-roughness, emissive
@@ -37,6 +38,7 @@ from .path_adjoint_kernels import (GRAD_BASE, GRAD_EMISSION, GRAD_IOR, GRAD_META
                                    hold_vertex_wp, release_vertices_wp)
 from .path_textures import texture_wp
 from .plastic_kernels import plastic_eval_pdf_wp, plastic_sample_wp, plastic_specular_probability_wp
+from .conductor_kernels import conductor_eval_pdf_wp, conductor_sample_wp
 from .principled_kernels import principled_eval_pdf_wp, principled_sample_wp, principled_specular_probability_wp
 
 wp.set_module_options({"enable_backward": False})
@@ -503,7 +505,8 @@ def normal_map_shadowing_wp(n0: wp.vec3, n: wp.vec3, wi: wp.vec3):
 def light_sample_value_wp(x: wp.vec3, n: wp.vec3, ng: wp.vec3,
                          n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
                          metallic: float, ior: float, specular: float, transmission: float, thin: int, beckmann: int,
-                         plastic: wp.array(dtype=float), plastic_row: int, principled: int, shadowed: int,
+                         plastic: wp.array(dtype=float), plastic_row: int, principled: int,
+                         conductor: wp.array(dtype=wp.vec3), conductor_row: int, shadowed: int,
                          n0: wp.vec3, wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float, is_delta: bool,
                          adjoint: int):
     """:func:`light_sample_parts_wp` before its shadow ray: ``(term, f, |cos| w, t_max)``, zeros where the term
@@ -523,6 +526,9 @@ def light_sample_value_wp(x: wp.vec3, n: wp.vec3, ng: wp.vec3,
         elif plastic_row >= 0:  # Mitsuba's plastic (its table is row plastic_row of plastic)
             f, bpdf = plastic_eval_pdf_wp(plastic, plastic_row, n_u, unit_wp(wi), wo_u, p_eval, base, roughness, ior,
                                           beckmann)
+        elif conductor_row >= 0:  # Mitsuba's conductor (its eta and k: rows 2 conductor_row and the next of conductor)
+            f, bpdf = conductor_eval_pdf_wp(conductor, conductor_row, n_u, unit_wp(wi), wo_u, base, roughness,
+                                            beckmann)
         elif principled != 0:
             f, bpdf = principled_eval_pdf_wp(n_u, unit_wp(wi), wo_u, p_eval, base, roughness, metallic, ior)
         else:
@@ -553,7 +559,8 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cuto
                          ng: wp.vec3,
                          n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
                          metallic: float, ior: float, specular: float, transmission: float, thin: int, beckmann: int,
-                         plastic: wp.array(dtype=float), plastic_row: int, principled: int, shadowed: int,
+                         plastic: wp.array(dtype=float), plastic_row: int, principled: int,
+                         conductor: wp.array(dtype=wp.vec3), conductor_row: int, shadowed: int,
                          n0: wp.vec3, wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float, is_delta: bool,
                          adjoint: int):
     """:func:`light_sample_term_wp`'s term, then its factors: the BSDF value ``f`` and ``|cos| w`` (the term is
@@ -562,11 +569,14 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cuto
     base colour, a light of value 0), so that its factors come back. ``thin`` 1: the transmitting fraction is a thin
     sheet (deltas only: no value toward a light). ``plastic_row`` >= 0: the surface is
     Mitsuba's plastic, its table row ``plastic_row`` of ``plastic`` (:mod:`.plastic_kernels`); ``principled`` 1:
-    Mitsuba's principled (:mod:`.principled_kernels`); ``shadowed`` 1: a Mitsuba normal map bent ``n0`` to ``n_u``,
+    Mitsuba's principled (:mod:`.principled_kernels`); ``conductor_row`` >= 0: Mitsuba's conductor, its ``eta``
+    and ``k`` rows ``2 conductor_row`` and ``2 conductor_row + 1`` of ``conductor`` (:mod:`.conductor_kernels`);
+    ``shadowed`` 1: a Mitsuba normal map bent ``n0`` to ``n_u``,
     and the value is shadowed (:func:`normal_map_shadowing_wp`; in ``|cos| w``, not in ``f``)."""
     term, f, cos_w, t_max = light_sample_value_wp(x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic, ior,
                                                   specular, transmission, thin, beckmann, plastic, plastic_row,
-                                                  principled, shadowed, n0, wi, dist, lw, lpdf, is_delta, adjoint)
+                                                  principled, conductor, conductor_row, shadowed, n0, wi, dist, lw,
+                                                  lpdf, is_delta, adjoint)
     if cos_w > 0.0 and t_max > 0.0:
         if visible_any_hit_wp(mesh, own, use_own, cut, offset_origin_wp(x, ng, wi), wi, t_max):
             term = wp.vec3(0.0, 0.0, 0.0)
@@ -580,13 +590,14 @@ def light_sample_parts_opaque_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x:
                                 n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
                                 metallic: float, ior: float, specular: float, transmission: float, thin: int,
                                 beckmann: int, plastic: wp.array(dtype=float), plastic_row: int, principled: int,
-                                shadowed: int, n0: wp.vec3, wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float,
-                                is_delta: bool, adjoint: int):
+                                conductor: wp.array(dtype=wp.vec3), conductor_row: int, shadowed: int, n0: wp.vec3,
+                                wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float, is_delta: bool, adjoint: int):
     """:func:`light_sample_parts_wp` of a scene without alpha (every surface blocks the shadow ray; one struct
     argument less to copy per call: the lean path kernels')."""
     term, f, cos_w, t_max = light_sample_value_wp(x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic, ior,
                                                   specular, transmission, thin, beckmann, plastic, plastic_row,
-                                                  principled, shadowed, n0, wi, dist, lw, lpdf, is_delta, adjoint)
+                                                  principled, conductor, conductor_row, shadowed, n0, wi, dist, lw,
+                                                  lpdf, is_delta, adjoint)
     if cos_w > 0.0 and t_max > 0.0:
         if any_hit_any_bvh(mesh, own, use_own, offset_origin_wp(x, ng, wi), wi, t_max):
             term = wp.vec3(0.0, 0.0, 0.0)
@@ -600,18 +611,20 @@ def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cutou
                          ng: wp.vec3,
                          n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
                          metallic: float, ior: float, specular: float, transmission: float, beckmann: int,
-                         plastic: wp.array(dtype=float), plastic_row: int, principled: int, wi: wp.vec3, dist: float,
+                         plastic: wp.array(dtype=float), plastic_row: int, principled: int,
+                         conductor: wp.array(dtype=wp.vec3), conductor_row: int, wi: wp.vec3, dist: float,
                          lw: wp.vec3, lpdf: float, is_delta: bool):
     """One light sample's next-event term at a surface vertex (no throughput): the BSDF (of the unit normal
     ``n_u`` and view ``wo_u``, ``p_eval`` as :func:`eval_pdf_unit_wp`, ``specular`` the ``KHR_materials_specular``
     weight) times ``|cos|`` times ``lw``, MIS-weighted unless ``is_delta``, zero where ``lpdf`` is not positive,
     ``wi`` is below the shading or geometric surface, or the shadow ray toward ``dist`` is blocked. The glTF model,
     GGX or ``beckmann``, or Mitsuba's plastic where ``plastic_row >= 0`` (its table's row in ``plastic``), or its
-    principled where ``principled`` is 1."""
+    principled where ``principled`` is 1, or its conductor where ``conductor_row >= 0`` (its ``eta``, ``k`` rows in
+    ``conductor``)."""
     term, f, cos_w = light_sample_parts_wp(mesh, own, use_own, cut, x, n, ng, n_u, wo_u, p_eval, base, roughness,
                                            metallic,
                                            ior, specular, transmission, 0, beckmann, plastic, plastic_row, principled,
-                                           0, n_u, wi, dist, lw, lpdf, is_delta, 0)
+                                           conductor, conductor_row, 0, n_u, wi, dist, lw, lpdf, is_delta, 0)
     return term
 
 
@@ -619,12 +632,14 @@ def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cutou
 def light_sample_term_opaque_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: wp.vec3, n: wp.vec3, ng: wp.vec3,
                                n_u: wp.vec3, wo_u: wp.vec3, p_eval: float, base: wp.vec3, roughness: float,
                                metallic: float, ior: float, specular: float, transmission: float, beckmann: int,
-                               plastic: wp.array(dtype=float), plastic_row: int, principled: int, wi: wp.vec3,
+                               plastic: wp.array(dtype=float), plastic_row: int, principled: int,
+                               conductor: wp.array(dtype=wp.vec3), conductor_row: int, wi: wp.vec3,
                                dist: float, lw: wp.vec3, lpdf: float, is_delta: bool):
     """:func:`light_sample_term_wp` of a scene without alpha (every surface blocks the shadow ray)."""
     term, f, cos_w = light_sample_parts_opaque_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness,
                                                   metallic, ior, specular, transmission, 0, beckmann, plastic,
-                                                  plastic_row, principled, 0, n_u, wi, dist, lw, lpdf, is_delta, 0)
+                                                  plastic_row, principled, conductor, conductor_row, 0, n_u, wi, dist,
+                                                  lw, lpdf, is_delta, 0)
     return term
 
 
@@ -660,6 +675,7 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                     part_specular: wp.array(dtype=float), part_transmission: wp.array(dtype=float),
                     part_emission: wp.array(dtype=wp.vec3),
                     part_flags: wp.array(dtype=wp.int32), part_plastic: wp.array(dtype=float),
+                    part_conductor: wp.array(dtype=wp.vec3),
                     part_emitter: wp.array(dtype=wp.int32),
                     uvs: wp.array(dtype=wp.vec2), uv_faces: wp.array(dtype=wp.int32),
                     part_texture: wp.array(dtype=wp.int32),
@@ -789,12 +805,14 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
             wo = -d / wp.length(d)
             part = face_part[face]
             back = wp.dot(ng, wo) < 0.0
-            flags = part_flags[part]  # bit 0: double-sided, 1: Beckmann's microfacets (else GGX), 2: plastic, 3: thin
+            flags = part_flags[part]  # bit 0: double-sided, 1: Beckmann's microfacets (else GGX), 2: plastic, 3: thin,
+            # 4: principled, 5: Mitsuba's normal map, 6: conductor
             double = (flags & 1) != 0
             beckmann = int(0)  # (the lean variant's materials: GGX, no plastic, no glass, no normal map)
             thin = int(0)
             plastic_row = int(-1)  # Mitsuba's plastic: its table's row in part_plastic
             principled = int(0)  # Mitsuba's principled
+            conductor_row = int(-1)  # Mitsuba's conductor: its eta and k rows in part_conductor
             shadowed = int(0)  # Mitsuba's normal maps (shadowing, flipped normals)
             if wp.static(every_material):
                 beckmann = (flags >> 1) & 1
@@ -803,6 +821,8 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                     plastic_row = part
                 principled = (flags >> 4) & 1
                 shadowed = (flags >> 5) & 1
+                if (flags & 64) != 0:
+                    conductor_row = part
             if back and double:
                 ng = -ng
                 n = -n
@@ -942,13 +962,13 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                     if use_cut:
                         t_j, f_j, cos_w = light_sample_parts_wp(
                             mesh, own, use_own, cut, x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic, ior,
-                            specular, transmission, thin, beckmann, part_plastic, plastic_row, principled, shadowed,
-                            n_unmapped, wi, dist, lw, lpdf, is_delta, mode)
+                            specular, transmission, thin, beckmann, part_plastic, plastic_row, principled,
+                            part_conductor, conductor_row, shadowed, n_unmapped, wi, dist, lw, lpdf, is_delta, mode)
                     else:
                         t_j, f_j, cos_w = light_sample_parts_opaque_wp(
                             mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic, ior,
-                            specular, transmission, thin, beckmann, part_plastic, plastic_row, principled, shadowed,
-                            n_unmapped, wi, dist, lw, lpdf, is_delta, mode)
+                            specular, transmission, thin, beckmann, part_plastic, plastic_row, principled,
+                            part_conductor, conductor_row, shadowed, n_unmapped, wi, dist, lw, lpdf, is_delta, mode)
                     nee = nee + t_j
                     if mode != 0 and cos_w > 0.0:
                         bw = _cw_mul(dv, beta)
@@ -957,7 +977,7 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                                               part_roughness, part_texture, part_mr_texture, tex_offset, tex_width,
                                               tex_height, tex_wrap, texels, n_u, wi, wo_u, base, roughness, metallic,
                                               ior, specular, beckmann, principled, part_plastic, plastic_row,
-                                              g_plastic, _cw_mul(bw, lw) * cos_w)
+                                              g_plastic, part_conductor, conductor_row, _cw_mul(bw, lw) * cos_w)
                         g_value = _cw_mul(bw, f_j) * (cos_w * per_value)
                         if kind == LIGHT_AREA:
                             if tri_row >= 0:
@@ -985,6 +1005,9 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
             elif plastic_row >= 0:
                 wi, weight, pdf = plastic_sample_wp(part_plastic, plastic_row, n_u, wo_u, p_like, base, roughness, ior,
                                                     beckmann, u_lobe, u_dir0, u_dir1)
+            elif conductor_row >= 0:
+                wi, weight, pdf = conductor_sample_wp(part_conductor, conductor_row, n_u, wo_u, base, roughness,
+                                                      beckmann, u_dir0, u_dir1)
             elif principled != 0:
                 wi, weight, pdf = principled_sample_wp(n_u, wo_u, p_like, base, roughness, metallic, ior, u_lobe,
                                                        u_dir0, u_dir1)
@@ -1012,6 +1035,9 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                 if plastic_row >= 0:
                     f_s, pdf_s = plastic_eval_pdf_wp(part_plastic, plastic_row, n_u, wi, wo_u, p_eval, base, roughness,
                                                      ior, beckmann)
+                elif conductor_row >= 0:
+                    f_s, pdf_s = conductor_eval_pdf_wp(part_conductor, conductor_row, n_u, wi, wo_u, base, roughness,
+                                                       beckmann)
                 elif principled != 0:
                     f_s, pdf_s = principled_eval_pdf_wp(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior)
                 else:
@@ -1025,11 +1051,11 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                     add_bsdf_grads_wp(g_part, g_texels, tex_grad_rows, part, uv, part_base, part_metallic,
                                       part_roughness, part_texture, part_mr_texture, tex_offset, tex_width, tex_height,
                                       tex_wrap, texels, n_u, wi, wo_u, base, roughness, metallic, ior, specular,
-                                      beckmann, principled, part_plastic, plastic_row, g_plastic,
-                                      _cw_mul(q, total_in - radiance))
+                                      beckmann, principled, part_plastic, plastic_row, g_plastic, part_conductor,
+                                      conductor_row, _cw_mul(q, total_in - radiance))
                 else:
                     hold_vertex_wp(held, held_count, part, n_u, wi, wo_u, base, roughness, metallic, ior, specular, q,
-                                   radiance, uv, beckmann, principled, plastic_row)
+                                   radiance, uv, beckmann, principled, plastic_row, conductor_row)
                     held_count += 1
             beta = new_beta
             o = offset_origin_wp(x, ng, wi)
@@ -1041,7 +1067,7 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
         if mode == 2:
             release_vertices_wp(held, held_count, radiance, g_part, g_texels, tex_grad_rows, part_base, part_metallic,
                                 part_roughness, part_texture, part_mr_texture, tex_offset, tex_width, tex_height,
-                                tex_wrap, texels, part_plastic, g_plastic)
+                                tex_wrap, texels, part_plastic, g_plastic, part_conductor)
         out_radiance[i] = radiance
 
     return trace_paths

@@ -24,7 +24,7 @@ from .cutouts import CutoutTables
 from .plastic_kernels import PLASTIC_TABLE
 from ..threads import long_launch_threads
 
-__all__ = ["PathTables", "lean_materials", "replay_paths_tables", "trace_paths_tables"]
+__all__ = ["MODEL_FLAGS", "PathTables", "lean_materials", "replay_paths_tables", "trace_paths_tables"]
 
 #: CPU ranges of a replay (:func:`replay_paths_tables`), each with its own gradient tables, shared by the threads.
 REPLAY_RANGES = min(16, 4 * (os.cpu_count() or 1))
@@ -37,6 +37,9 @@ MIN_RAYS_PER_THREAD = 64
 #: Rays from which a launch takes every CPU, busy or not (a path costs microseconds: 16384 of them, tens of
 #: milliseconds, well beyond what a helper thread loses waiting for a core).
 LONG_LAUNCH_RAYS = 16384
+#: The bits of ``PathTables.part_flags`` that only the kernel's ``every_material`` variants read (all but bit 0,
+#: double-sided).
+MODEL_FLAGS = 0b1111110
 
 
 @dataclass
@@ -52,7 +55,9 @@ class PathTables:
             bit 2: Mitsuba's plastic, its table row ``p`` of ``part_plastic`` ``[P PLASTIC_TABLE]``:
             :func:`lumigrad.shading.plastic.plastic_table`; ``[1]`` when no part is plastic; bit 3: the
             transmitting fraction is a thin sheet, ``Material.thin_dielectric``; bit 4: Mitsuba's principled,
-            ``Material.principled``; bit 5: Mitsuba's normal map, ``Material.mitsuba_normal_map``),
+            ``Material.principled``; bit 5: Mitsuba's normal map, ``Material.mitsuba_normal_map``; bit 6: Mitsuba's
+            conductor, its ``eta`` and ``k`` rows ``2 p`` and ``2 p + 1`` of ``part_conductor`` ``[2 P, 3]``,
+            ``[1, 3]`` when no part is a conductor),
             ``part_emitter`` ``[P]`` (the index of the part's area light in the light table, -1: none).
         uvs: ``[T, 2]`` texture coordinates; ``uv_faces``: ``[3 F]`` their corner indices; ``part_texture``
             ``[P]``: the part's base colour texture (-1: none; ``part_base`` is then its factor, unclamped);
@@ -141,6 +146,7 @@ class PathTables:
     env_cond_cdf: torch.Tensor
     lean: Optional[bool] = None
     cutouts: Optional[CutoutTables] = None
+    part_conductor: Optional[torch.Tensor] = None
 
 
 def _kernel_inputs(bvh: TriangleBVH, verts: torch.Tensor, t: PathTables, origins: torch.Tensor,
@@ -156,6 +162,7 @@ def _kernel_inputs(bvh: TriangleBVH, verts: torch.Tensor, t: PathTables, origins
             as_warp(t.face_part), as_warp(t.part_base, v3), as_warp(t.part_metallic), as_warp(t.part_roughness),
             as_warp(t.part_ior), as_warp(t.part_specular), as_warp(t.part_transmission),
             as_warp(t.part_emission, v3), as_warp(t.part_flags), as_warp(t.part_plastic),
+            as_warp(t.part_conductor if t.part_conductor is not None else torch.zeros(1, 3, device=verts.device), v3),
             as_warp(t.part_emitter),
             as_warp(t.uvs, wp.vec2), as_warp(t.uv_faces), as_warp(t.part_texture),
             as_warp(t.part_mr_texture), as_warp(t.part_emissive_texture), as_warp(t.tex_offset),
@@ -176,9 +183,10 @@ def _kernel_inputs(bvh: TriangleBVH, verts: torch.Tensor, t: PathTables, origins
 
 def lean_materials(t: PathTables) -> bool:
     """Whether every part of ``t`` is an opaque GGX glTF material without a normal map (no transmission, no
-    Beckmann, plastic, thin-sheet or principled flag) and no alpha: the path kernel's lean variants then trace it
-    (:data:`.path_kernels.TRACE_PATHS`)."""
-    if bool((t.part_transmission != 0).any()) or bool(((t.part_flags & 62) != 0).any()) or t.cutouts is not None:
+    Beckmann, plastic, thin-sheet, principled, conductor or Mitsuba normal map flag) and no alpha: the path kernel's
+    lean variants then trace it (:data:`.path_kernels.TRACE_PATHS`)."""
+    if (bool((t.part_transmission != 0).any()) or bool(((t.part_flags & MODEL_FLAGS) != 0).any())
+            or t.cutouts is not None):
         return False
     return not (t.has_tangents and bool((t.part_normal_texture >= 0).any()))
 

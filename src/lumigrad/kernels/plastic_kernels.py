@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import warp as wp
 
-from .bsdf_kernels import (ALPHA_MIN, BECKMANN_COS2_FLOOR, DOT_EPS, alpha_slope_wp, beckmann_d_wp,
-                           reflection_terms_wp, smith_g1_alpha_slope_wp, smith_g1_wp, two_lobe_direction_wp)
+from .bsdf_kernels import (DOT_EPS, reflection_terms_wp, separable_lobe_slope_wp, separable_lobe_wp,
+                           two_lobe_direction_wp)
 from .dielectric_kernels import fresnel_dielectric_wp, fresnel_ior_slope_wp
 
 wp.set_module_options({"enable_backward": False})
@@ -68,20 +68,9 @@ def plastic_eval_pdf_wp(table: wp.array(dtype=float), row: int, n: wp.vec3, wi: 
     cos_i_raw = wp.dot(n, wi)
     if cos_o_raw > 0.0 and cos_i_raw > 0.0:
         co, ci, h, sin2_h = reflection_terms_wp(n, wi, wo, cos_o_raw, cos_i_raw)
-        cos_h = wp.clamp(wp.dot(n, h), 0.0, 1.0)
         wo_h = wp.dot(wo, h)
-        alpha = wp.max(roughness * roughness, ALPHA_MIN)
-        a2 = alpha * alpha
-        dist = float(0.0)
-        pdf_spec = float(0.0)
-        if beckmann != 0:
-            dist = beckmann_d_wp(sin2_h, a2)
-            pdf_spec = dist * cos_h / (4.0 * wp.max(wo_h, DOT_EPS))
-        else:
-            q = a2 + sin2_h * (1.0 - a2)
-            dist = a2 / (wp.pi * q * q)
-            pdf_spec = dist * smith_g1_wp(co, alpha, 0) / (4.0 * co)  # visible GGX normals, reflected
-        g = smith_g1_wp(co, alpha, beckmann) * smith_g1_wp(ci, alpha, beckmann)
+        dist, g, pdf_spec = separable_lobe_wp(co, ci, sin2_h, wp.clamp(wp.dot(n, h), 0.0, 1.0), wo_h, roughness,
+                                              beckmann)
         fresnel, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(wp.clamp(wo_h, -1.0, 1.0), ior)
         spec = fresnel * dist * g / (4.0 * co * ci)
         t_o = plastic_transmittance_wp(table, row, co, roughness, ior)
@@ -143,29 +132,15 @@ def plastic_param_grads_wp(table: wp.array(dtype=float), row: int, n: wp.vec3, w
     if cos_o_raw > 0.0 and cos_i_raw > 0.0:
         co, ci, h, sin2_h = reflection_terms_wp(n, wi, wo, cos_o_raw, cos_i_raw)
         wo_h = wp.dot(wo, h)
-        alpha, d_alpha = alpha_slope_wp(roughness)
-        a2 = alpha * alpha
-        dist = float(0.0)
-        d_dist = float(0.0)  # d D / d alpha
-        if beckmann != 0:
-            dist = beckmann_d_wp(sin2_h, a2)
-            c2 = wp.max(1.0 - sin2_h, BECKMANN_COS2_FLOOR)
-            d_dist = dist * (sin2_h / (c2 * a2 * a2) - 1.0 / a2) * 2.0 * alpha
-        else:
-            q = a2 + sin2_h * (1.0 - a2)
-            dist = a2 / (wp.pi * q * q)
-            d_dist = (q - 2.0 * a2 * (1.0 - sin2_h)) / (wp.pi * q * q * q) * 2.0 * alpha
-        g1_o = smith_g1_wp(co, alpha, beckmann)
-        g1_i = smith_g1_wp(ci, alpha, beckmann)
-        d_g = smith_g1_alpha_slope_wp(co, alpha, beckmann) * g1_i + g1_o * smith_g1_alpha_slope_wp(ci, alpha, beckmann)
+        dg, d_dg = separable_lobe_slope_wp(co, ci, sin2_h, roughness, beckmann)
         cos_f = wp.clamp(wo_h, -1.0, 1.0)
         fresnel, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(cos_f, ior)
         d_fresnel = float(0.0)
         if cos_f >= 0.0:
             d_fresnel = fresnel_ior_slope_wp(cos_f, ior)
         shadow = 1.0 / (4.0 * co * ci)
-        d_spec_r = fresnel * (d_dist * g1_o * g1_i + dist * d_g) * shadow * d_alpha
-        d_spec_ior = d_fresnel * dist * g1_o * g1_i * shadow
+        d_spec_r = fresnel * d_dg * shadow
+        d_spec_ior = d_fresnel * dg * shadow
         t_o = plastic_transmittance_wp(table, row, co, roughness, ior)
         t_i = plastic_transmittance_wp(table, row, ci, roughness, ior)
         r_int = table[row * PLASTIC_TABLE + TABLE_SIZE]

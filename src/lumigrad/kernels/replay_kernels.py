@@ -26,6 +26,7 @@ from .bvh_traverse import FlatBVH
 from .cutouts import Cutouts
 from .counter_rng import ray_key_wp, split_seed, uniform_counter_wp
 from .path_trace import MIN_RAYS_PER_THREAD, PathTables
+from .conductor_kernels import CONDUCTOR_VALUES
 from .plastic_kernels import PLASTIC_TABLE
 
 __all__ = ["ReplayKernels", "ReplayVertices"]
@@ -39,12 +40,14 @@ def _bsdf_sample(offset: int, end: int, paths: wp.array(dtype=wp.int32), depth: 
                  base: wp.array(dtype=wp.vec3), roughness: wp.array(dtype=float), metallic: wp.array(dtype=float),
                  ior: wp.array(dtype=float), specular: wp.array(dtype=float), beckmann: wp.array(dtype=wp.int32),
                  plastic_row: wp.array(dtype=wp.int32), plastic: wp.array(dtype=float),
-                 principled: wp.array(dtype=wp.int32), out_wi: wp.array(dtype=wp.vec3),
+                 principled: wp.array(dtype=wp.int32), conductor_row: wp.array(dtype=wp.int32),
+                 conductor: wp.array(dtype=wp.vec3), out_wi: wp.array(dtype=wp.vec3),
                  out_weight: wp.array(dtype=wp.vec3), out_pdf: wp.array(dtype=float)):
     """Row ``offset + tid``: the BSDF sample of path ``paths[i]`` at ``depth`` (dimensions 0 the lobe, 1 and 2
     the direction), its weight and density, as the fused kernel draws them (GGX, or Beckmann where
     ``beckmann[i]``; Mitsuba's plastic where ``plastic_row[i] >= 0``, its table that row of ``plastic``; Mitsuba's
-    principled where ``principled[i]``)."""
+    principled where ``principled[i]``; Mitsuba's conductor where ``conductor_row[i] >= 0``, its ``eta`` and ``k``
+    rows ``2 conductor_row[i]`` and the next of ``conductor``)."""
     i = offset + wp.tid()
     key = ray_key_wp(seed_lo, seed_hi, wp.uint32(paths[i]))
     u_lobe = uniform_counter_wp(key, depth, 0)
@@ -57,6 +60,9 @@ def _bsdf_sample(offset: int, end: int, paths: wp.array(dtype=wp.int32), depth: 
     if row >= 0:  # (-1.0: the sample computes its lobe probability)
         wi, weight, pdf = pk.plastic_sample_wp(plastic, row, pk.unit_wp(normal[i]), pk.unit_wp(wo[i]), -1.0, base[i],
                                                roughness[i], ior[i], beckmann[i], u_lobe, u0, u1)
+    elif conductor_row[i] >= 0:
+        wi, weight, pdf = pk.conductor_sample_wp(conductor, conductor_row[i], pk.unit_wp(normal[i]), pk.unit_wp(wo[i]),
+                                                 base[i], roughness[i], beckmann[i], u0, u1)
     elif principled[i] != 0:
         wi, weight, pdf = pk.principled_sample_wp(pk.unit_wp(normal[i]), pk.unit_wp(wo[i]), -1.0, base[i],
                                                   roughness[i], metallic[i], ior[i], u_lobe, u0, u1)
@@ -81,7 +87,9 @@ def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int
               wo: wp.array(dtype=wp.vec3), base: wp.array(dtype=wp.vec3), roughness: wp.array(dtype=float),
               metallic: wp.array(dtype=float), ior: wp.array(dtype=float), specular: wp.array(dtype=float),
               beckmann: wp.array(dtype=wp.int32), plastic_row: wp.array(dtype=wp.int32),
-              plastic: wp.array(dtype=float), principled: wp.array(dtype=wp.int32), out: wp.array(dtype=wp.vec3)):
+              plastic: wp.array(dtype=float), principled: wp.array(dtype=wp.int32),
+              conductor_row: wp.array(dtype=wp.int32), conductor: wp.array(dtype=wp.vec3),
+              out: wp.array(dtype=wp.vec3)):
     """Row ``offset + tid``: the sum over ``lights`` of one MIS-weighted, shadow-tested light sample (no throughput),
     with path ``paths[i]``'s random numbers at ``depth`` (dimensions ``4 + 2 j, 5 + 2 j`` of light ``j``)."""
     i = offset + wp.tid()
@@ -102,11 +110,13 @@ def _area_nee(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int
         if cut.on != 0:  # (the table is passed on only where it is on)
             term = pk.light_sample_term_wp(mesh, own, use_own, cut, x, n, ng, n_u, wo_u, -1.0, base[i], roughness[i],
                                            metallic[i], ior[i], specular[i], 0.0, beckmann[i], plastic,
-                                           plastic_row[i], principled[i], wi, dist, lw, lpdf, False)
+                                           plastic_row[i], principled[i], conductor, conductor_row[i], wi, dist, lw,
+                                           lpdf, False)
         else:
             term = pk.light_sample_term_opaque_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, -1.0, base[i],
                                                   roughness[i], metallic[i], ior[i], specular[i], 0.0, beckmann[i],
-                                                  plastic, plastic_row[i], principled[i], wi, dist, lw, lpdf, False)
+                                                  plastic, plastic_row[i], principled[i], conductor, conductor_row[i],
+                                                  wi, dist, lw, lpdf, False)
         nee = nee + term
     out[i] = nee
 
@@ -206,11 +216,14 @@ def _path_inputs(paths: torch.Tensor, depth: int, seed: int) -> list:
 
 
 def _material_inputs(si, n: int) -> list:
-    """``wo, base, roughness, metallic, ior, specular, beckmann, plastic_row, plastic, principled`` of ``si``'s rows,
+    """``wo, base, roughness, metallic, ior, specular, beckmann, plastic_row, plastic, principled, conductor_row,
+    conductor`` of ``si``'s rows,
     as the kernels take them (``specular`` 1, the core glTF coat, where ``si`` has none; ``beckmann`` 1 where
     ``si.beckmann`` marks a point, 0 where it is unset; ``plastic_row`` the row's own index where ``si.plastic``
     marks it plastic, -1 elsewhere, and ``plastic`` those tables, ``[N PLASTIC_TABLE]``, or one float without
-    plastic; ``principled`` 1 where ``si.principled`` marks a point)."""
+    plastic; ``principled`` 1 where ``si.principled`` marks a point; ``conductor_row`` the row's own index where
+    ``si.conductor`` marks a conductor, -1 elsewhere, and ``conductor`` its ``eta`` and ``k`` rows, ``[2 N, 3]``, or
+    one row without conductors)."""
     dev = si.position.device
     specular = si.specular if si.specular is not None else torch.ones(1, 1, device=dev)
     beckmann = (torch.zeros(n, dtype=torch.int32, device=dev) if si.beckmann is None
@@ -223,7 +236,14 @@ def _material_inputs(si, n: int) -> list:
         marked = (si.plastic.detach()[..., PLASTIC_TABLE - 1] > 0.5).expand(n).reshape(n)
         rows = torch.where(marked, torch.arange(n, dtype=torch.int32, device=dev), -1).to(torch.int32)
         tables = _rows(si.plastic, n, int(PLASTIC_TABLE)).reshape(-1)
+    if si.conductor is None:
+        c_rows, c_table = torch.full((n,), -1, dtype=torch.int32, device=dev), torch.zeros(1, 3, device=dev)
+    else:  # (the last column flags a conductor point)
+        marked = (si.conductor.detach()[..., CONDUCTOR_VALUES - 1] > 0.5).expand(n).reshape(n)
+        c_rows = torch.where(marked, torch.arange(n, dtype=torch.int32, device=dev), -1).to(torch.int32)
+        c_table = _rows(si.conductor, n, CONDUCTOR_VALUES)[:, :6].reshape(2 * n, 3)
     return [as_warp(_rows(si.wo, n, 3), wp.vec3), as_warp(_rows(si.base_color, n, 3), wp.vec3),
             as_warp(_rows(si.roughness, n, 1).reshape(n)), as_warp(_rows(si.metallic, n, 1).reshape(n)),
             as_warp(_rows(si.ior, n, 1).reshape(n)), as_warp(_rows(specular, n, 1).reshape(n)), as_warp(beckmann),
-            as_warp(rows.contiguous()), as_warp(tables.contiguous()), as_warp(principled)]
+            as_warp(rows.contiguous()), as_warp(tables.contiguous()), as_warp(principled),
+            as_warp(c_rows.contiguous()), as_warp(c_table.contiguous(), wp.vec3)]

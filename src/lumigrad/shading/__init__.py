@@ -9,6 +9,7 @@ from .brdf import (ALPHA_MIN, BSDFSample, cook_torrance, f0_from_ior, fresnel_sc
                    metallic_roughness, metallic_roughness_pdf, metallic_roughness_sample,
                    smith_ggx_correlated_visibility)
 from .bsdf import BSDF, DiffuseBSDF, MetallicRoughnessBSDF
+from .conductor import ConductorBSDF, fresnel_conductor
 from .deferred import shade_direct, shade_environment, shade_punctual
 from .dielectric import RoughDielectricBSDF, SmoothDielectricBSDF, fresnel_dielectric
 from .emitters import DirectionSample, Emitter
@@ -27,13 +28,15 @@ from .tangents import perturb_normal, vertex_tangents
 from .transmission import MetallicRoughnessTransmissionBSDF, bsdf_for
 
 __all__ = ["image_strip",
-    "ALPHA_MIN", "AreaLightPoints", "BSDF", "BSDFSample", "DiffuseBSDF", "DirectionSample", "DistanceSample",
+    "ALPHA_MIN", "AreaLightPoints", "BSDF", "BSDFSample", "ConductorBSDF", "DiffuseBSDF", "DirectionSample",
+    "DistanceSample",
     "Emitter", "HenyeyGreenstein", "HomogeneousMedium", "LightSample", "MIN_LIGHT_DISTANCE", "Material",
     "MetallicRoughnessBSDF", "MetallicRoughnessTransmissionBSDF", "PhaseSample", "PunctualLights",
     "RoughDielectricBSDF",
     "SH_COSINE_LOBE", "SmoothDielectricBSDF", "SurfaceSample", "area_light", "area_light_samples", "bsdf_for",
     "cook_torrance", "direction_to_equirect", "directional_light", "envmap_lookup", "equirect_directions",
-    "display_encode", "f0_from_ior", "form_image", "fresnel_dielectric", "fresnel_schlick", "gamma_encode", "ggx_distribution",
+    "display_encode", "f0_from_ior", "form_image", "fresnel_conductor", "fresnel_dielectric", "fresnel_schlick",
+    "gamma_encode", "ggx_distribution",
     "lambert", "metallic_roughness", "metallic_roughness_pdf", "metallic_roughness_sample", "perturb_normal",
     "point_light", "polygon_irradiance", "prefilter_ggx", "sample_material", "shade_direct", "shade_environment",
     "shade_punctual",

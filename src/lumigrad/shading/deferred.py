@@ -25,11 +25,9 @@ from .bsdf import BSDF, MetallicRoughnessBSDF
 from .envmap import envmap_lookup_unchecked, split_sum_lut
 from ..kernels.direct_lights import KERNEL_DTYPES, MAX_CHANNELS, SpotCones, direct_lights
 from .lights import MIN_LIGHT_DISTANCE, LightSample, PunctualLights, spot_cone
-from .plastic import PerPointPlasticBSDF
-from .normal_shadowing import ShadowedNormalMapBSDF, shadowing_mask
-from .principled import PerPointPrincipledBSDF
 from .sh import sh_irradiance
 from .surface import SurfaceSample, check_material_dict
+from .transmission import bsdf_for, is_gltf_ggx
 
 
 class _Pixels:
@@ -156,21 +154,16 @@ def shade_direct_unchecked(surface: SurfaceSample, lights: Iterable[LightSample]
     pipelines such as :func:`lumigrad.render` that validate their inputs once at their own boundary.
 
     ``Lo = sum_lights bsdf.eval(si, wi) * L * max(n . wi, 0)`` with ``bsdf`` the glTF metallic-roughness
-    :class:`MetallicRoughnessBSDF` unless given; ``surface.wo`` need not be unit. Returns ``[..., C]`` over
+    :class:`MetallicRoughnessBSDF` (with Mitsuba's models where ``surface`` marks them: :func:`bsdf_for`) unless
+    given; ``surface.wo`` need not be unit. Returns ``[..., C]`` over
     ``surface``'s batch dims (zeros outside ``mask``). ``use_checkpoint=False`` keeps each light's BRDF
     intermediates instead of recomputing them in the backward pass: for callers that checkpoint a larger
     segment themselves (a nested checkpoint would keep its inputs, the per-light samples, alive with the graph).
 
     **Differentiability:** w.r.t. every tensor of ``surface`` the BSDF reads and every light sample.
     """
-    if bsdf is None:
-        bsdf = MetallicRoughnessBSDF()
-        if surface.plastic is not None:  # Mitsuba's plastic at the points it marks
-            bsdf = PerPointPlasticBSDF(bsdf)
-        if surface.principled is not None:  # Mitsuba's principled at the points it marks
-            bsdf = PerPointPrincipledBSDF(bsdf)
-        if shadowing_mask(surface) is not None:  # Mitsuba's normal maps: grazing light shadowed
-            bsdf = ShadowedNormalMapBSDF(bsdf)
+    if bsdf is None:  # the opaque glTF model, and Mitsuba's models and normal maps at the points they mark
+        bsdf = bsdf_for(surface.replace(transmission=None))
     lights = list(lights)
     si = surface
     inputs = [si.position, si.normal, si.wo, si.base_color, si.roughness, si.metallic] + \
@@ -184,6 +177,7 @@ def shade_direct_unchecked(surface: SurfaceSample, lights: Iterable[LightSample]
                            specular_f0=_per_point(si.specular_f0, pixels),
                            specular=_per_point(si.specular, pixels), beckmann=_per_point(si.beckmann, pixels),
                            plastic=_per_point(si.plastic, pixels), principled=_per_point(si.principled, pixels),
+                           conductor=_per_point(si.conductor, pixels),
                            shadowing=_per_point(si.shadowing, pixels),
                            unmapped_normal=_per_point(si.unmapped_normal, pixels))
     checkpointed = use_checkpoint and torch.is_grad_enabled() and any(t.requires_grad for t in inputs + list(si.tensors().values()))
@@ -255,8 +249,7 @@ def shade_punctual_unchecked(surface: SurfaceSample, lights: PunctualLights, *, 
                lights.radiance]
     dtype = si.base_color.dtype
     fused = use_fused and dtype in KERNEL_DTYPES and C <= MAX_CHANNELS and all(t.dtype == dtype for t in tensors)
-    if (not fused or si.beckmann is not None or si.plastic is not None or si.principled is not None
-            or shadowing_mask(si) is not None):
+    if not fused or not is_gltf_ggx(si):
         # (the kernel's model is glTF's, GGX)
         return shade_direct_unchecked(si, lights.samples(si.position), mask=mask, use_checkpoint=use_checkpoint)
     pixels = _Pixels([si.position, si.normal, si.wo, si.base_color, si.roughness, si.metallic], mask)

@@ -31,6 +31,7 @@ import torch
 from .._checks import PerVersion, check_choice, check_number, check_tensor, check_texture_layout
 from ..raster.texture import texture, texture_unchecked
 from .brdf import MICROFACETS
+from .conductor import CONDUCTOR_VALUES
 from .image_formation import srgb_decode, srgb_decode_unchecked
 from .medium import HomogeneousMedium
 from .plastic import PLASTIC_TABLE, material_plastic_table
@@ -120,6 +121,16 @@ class Material:
             ``specular_factor`` and ``microfacet`` are not used, and it cannot also be ``plastic``. The path
             tracer (fused kernel and its replay, PyTorch transport) and the raster's per-light shading honour it (the
             raster's split-sum environment light is the glTF model's).
+        conductor_eta, conductor_k: ``[3]`` each, set together (``eta >= 0``, ``k >= 0``), or None: the surface is
+            Mitsuba's ``conductor`` / ``roughconductor`` (:mod:`lumigrad.shading.conductor`), a metal of complex
+            index of refraction ``eta + i k`` per channel, instead of the glTF model: a GGX or Beckmann
+            (``microfacet``) reflection of ``roughness`` with the metal's exact Fresnel curve, scaled so that
+            ``base_color`` is its reflectance head-on (where glTF's metal follows Schlick's curve from the base
+            colour); separable Smith shadowing, as Mitsuba's. ``metallic_factor``, ``ior``, ``specular_factor``
+            and ``transmission_factor`` are not used, and it cannot also be ``plastic`` or ``principled``. Both
+            are parameters (differentiable). The path tracer (fused kernel and its replay, PyTorch transport) and
+            the raster's per-light shading honour it (the raster's split-sum environment light is the glTF
+            model's, Schlick's curve from the base colour).
         mitsuba_normal_map: the normal map is Mitsuba's ``normalmap`` with its defaults
             (:mod:`lumigrad.shading.normal_shadowing`): light grazing the unmapped surface is shadowed by the bent
             facets (Conty Estevez et al. 2019's shadowing function), a mapped normal facing away from the viewer
@@ -154,6 +165,8 @@ class Material:
     plastic: bool = False
     principled: bool = False
     mitsuba_normal_map: bool = False
+    conductor_eta: Optional[torch.Tensor] = None
+    conductor_k: Optional[torch.Tensor] = None
 
     def __setattr__(self, name, value):
         if name == "microfacet":  # checked whenever it is set, so every renderer reads a known distribution
@@ -161,11 +174,11 @@ class Material:
         elif name in ("thin_dielectric", "plastic", "principled", "mitsuba_normal_map") and not isinstance(value,
                                                                                                           bool):
             raise TypeError(f"{name} must be a bool; got {type(value).__name__}")
-        if name in ("plastic", "principled") and value:  # (one model a material; checked whenever either is set)
-            other = "principled" if name == "plastic" else "plastic"
-            if getattr(self, other, False):
-                raise ValueError(f"a material cannot be both plastic and principled (setting {name} while {other} "
-                                 "is set)")
+        if name in _MODELS and _is_set(value):  # (one model a material; checked whenever one is set)
+            for other in _MODELS:
+                if other != name and _is_set(getattr(self, other, None)):
+                    raise ValueError(f"a material has one model: setting {name} while {other} is set (plastic, "
+                                     "principled and a conductor's eta exclude each other)")
         super().__setattr__(name, value)
 
     def __post_init__(self):
@@ -213,7 +226,34 @@ class Material:
         for side in ("interior", "exterior"):
             if getattr(self, side) is not None:
                 setattr(self, side, getattr(self, side).with_tensor_g(dtype))
+        self._check_conductor(dtype, device)
         has_specular_weight(self)  # read now, with the checks above: renderers ask per frame
+
+    def _check_conductor(self, dtype, device) -> None:
+        """``conductor_eta`` and ``conductor_k`` both set (tensors ``[3]``, ``eta >= 0``, ``k >= 0``, a non-zero
+        reflectance head-on) or neither."""
+        eta, k = self.conductor_eta, self.conductor_k
+        if (eta is None) != (k is None):
+            raise ValueError("conductor_eta and conductor_k are set together (a conductor's complex index of "
+                             f"refraction); got conductor_eta {'unset' if eta is None else 'set'} and conductor_k "
+                             f"{'unset' if k is None else 'set'}")
+        if eta is None:
+            return
+        for name in ("conductor_eta", "conductor_k"):
+            value = getattr(self, name)
+            if not isinstance(value, torch.Tensor):
+                setattr(self, name, torch.tensor(value, dtype=dtype, device=device))
+            check_tensor(getattr(self, name), name, trailing=(3,), floating=True, finite=True)
+            if getattr(self, name).dim() != 1:
+                raise ValueError(f"{name} must have shape [3] (one value per RGB channel); got "
+                                 f"{tuple(getattr(self, name).shape)}")
+        eta, k = self.conductor_eta.detach(), self.conductor_k.detach()
+        if bool((eta < 0).any()) or bool((k < 0).any()):
+            raise ValueError(f"a conductor needs conductor_eta >= 0 and conductor_k >= 0; got {eta.tolist()} and "
+                             f"{k.tolist()}")
+        if bool((((eta - 1) ** 2 + k * k) <= 1e-8).any()):
+            raise ValueError(f"conductor_eta 1 with conductor_k 0 reflects nothing head-on (the base colour is that "
+                             f"reflectance); got {eta.tolist()} and {k.tolist()}")
 
     def has_textures(self) -> bool:
         """Whether any texture slot is set (then :func:`sample_material` needs ``uv``)."""
@@ -239,13 +279,33 @@ class Material:
         return out
 
 
+#: The attributes that choose a material's model other than glTF's; at most one is set.
+_MODELS = ("plastic", "principled", "conductor_eta")
+
+
+def _is_set(value) -> bool:
+    """Whether a model attribute (a bool, or a conductor's ``eta``, a tensor or None) chooses its model."""
+    return value is not None and value is not False
+
+
+def mitsuba_model(material: Material) -> Optional[str]:
+    """The Mitsuba model ``material`` is instead of glTF's: ``"plastic"``, ``"principled"`` or ``"conductor"``
+    (``conductor_eta`` set), or None (what writers of glTF and MTL, which hold glTF's model only, warn about)."""
+    for attribute in _MODELS:
+        if _is_set(getattr(material, attribute, None)):
+            return "conductor" if attribute == "conductor_eta" else attribute
+    return None
+
+
 #: Whether each ``specular_factor`` tensor, as it is now, differs from 1 (read once per tensor version).
 _SPECULAR_NOT_ONE = PerVersion(capacity=1 << 16)  # one per material of a scene, asked every frame
 
 
 #: Values :func:`sample_material` gives only for materials of a model other than glTF's (``microfacet``,
-#: ``thin_dielectric``, ``plastic``, ``principled``), with their channels; zeros mean the glTF model.
-MODEL_VALUES = {"beckmann": 1, "thin": 1, "plastic": PLASTIC_TABLE, "principled": 1, "shadowing": 1}
+#: ``thin_dielectric``, ``plastic``, ``principled``, ``conductor_eta``), with their channels; zeros mean the glTF
+#: model.
+MODEL_VALUES = {"beckmann": 1, "thin": 1, "plastic": PLASTIC_TABLE, "principled": 1, "conductor": CONDUCTOR_VALUES,
+                "shadowing": 1}
 
 
 def model_values_of(materials) -> set:
@@ -260,6 +320,8 @@ def model_values_of(materials) -> set:
             keys.add("plastic")
         if getattr(m, "principled", False):
             keys.add("principled")
+        if getattr(m, "conductor_eta", None) is not None:
+            keys.add("conductor")
         if getattr(m, "mitsuba_normal_map", False) and getattr(m, "normal_texture", None) is not None:
             keys.add("shadowing")
     return keys
@@ -309,6 +371,7 @@ def sample_material(material: Material, uv: Optional[torch.Tensor] = None, *,
         read by :class:`lumigrad.shading.MetallicRoughnessTransmissionBSDF` only), ``specular [..., 1]``
         (``specular_factor`` clamped to [0, 1], as renderers clamp the other factors), ``beckmann [..., 1]`` (ones)
         for a ``microfacet = "beckmann"`` material, ``thin [..., 1]`` (ones) for a ``thin_dielectric`` one,
+        ``conductor [..., 7]`` (``eta``, ``k``, 1) for a conductor (``conductor_eta`` set),
         ``plastic [..., 66]`` (:mod:`lumigrad.shading.plastic`'s table) for a ``plastic`` one, ``principled
         [..., 1]`` (ones) for a ``principled`` one and, with a normal texture,
         ``normal_tangent [..., 3]`` (unnormalized tangent-space normal; see
@@ -374,6 +437,9 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, linear_colou
         out["shadowing"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
     if m.principled:
         out["principled"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
+    if m.conductor_eta is not None:
+        values = torch.cat([m.conductor_eta, m.conductor_k, torch.ones_like(m.conductor_k[:1])]).to(base)
+        out["conductor"] = values.expand(pixels + values.shape)
     if m.plastic:
         if m.metallic_roughness_texture is not None:
             raise ValueError("a plastic material's roughness must be a factor: it has a metallic_roughness_texture")

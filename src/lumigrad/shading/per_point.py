@@ -1,5 +1,6 @@
-"""One BSDF model at the points a mask marks, another elsewhere: how Mitsuba's plastic and principled models
-(:mod:`lumigrad.shading.plastic`, :mod:`lumigrad.shading.principled`) share a batch with the glTF model."""
+"""One BSDF model at the points a mask marks, another elsewhere: how Mitsuba's plastic, principled and conductor
+models (:mod:`lumigrad.shading.plastic`, :mod:`lumigrad.shading.principled`, :mod:`lumigrad.shading.conductor`)
+share a batch with the glTF model."""
 
 from __future__ import annotations
 

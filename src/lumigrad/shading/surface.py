@@ -24,19 +24,19 @@ __all__ = ["SurfaceSample", "check_material_dict"]
 
 #: Fields holding a per-point value of the material (as :func:`lumigrad.shading.sample_material` returns them).
 MATERIAL_FIELDS = ("base_color", "alpha", "metallic", "roughness", "occlusion", "emission", "ior", "specular_f0",
-                   "transmission", "specular", "beckmann", "thin", "plastic", "principled", "shadowing")
+                   "transmission", "specular", "beckmann", "thin", "plastic", "principled", "conductor", "shadowing")
 #: Fields that must be set.
 _REQUIRED = ("position", "normal", "wo", "base_color", "roughness", "metallic")
 #: Trailing size of each optional tensor field (``None``: any number of channels).
 _TRAILING = {"position": 3, "normal": 3, "wo": 3, "base_color": None, "roughness": 1, "metallic": 1, "alpha": 1,
              "occlusion": 1, "emission": None, "ior": 1, "specular_f0": None, "geometric_normal": 3, "uv": 2,
              "tangent": 4, "unmapped_normal": 3, "transmission": 1, "specular": 1, "beckmann": 1, "thin": 1,
-             "plastic": 66, "principled": 1, "shadowing": 1}
+             "plastic": 66, "principled": 1, "conductor": 7, "shadowing": 1}
 #: Closed ranges of the material values that :meth:`SurfaceSample.validate` enforces.
 _RANGES = {"base_color": (0.0, 1.0), "roughness": (0.0, 1.0), "metallic": (0.0, 1.0), "alpha": (0.0, 1.0),
            "specular_f0": (0.0, 1.0), "occlusion": (0.0, None), "emission": (0.0, None), "transmission": (0.0, 1.0),
            "specular": (0.0, 1.0), "beckmann": (0.0, 1.0), "thin": (0.0, 1.0), "principled": (0.0, 1.0),
-           "shadowing": (0.0, 1.0)}
+           "conductor": (0.0, None), "shadowing": (0.0, 1.0)}
 
 
 @dataclass
@@ -85,6 +85,9 @@ class SurfaceSample:
             ``None``: no point is.
         principled: optional ``[..., 1]``, 1 where the point is Mitsuba's principled BSDF
             (``Material.principled``: :mod:`lumigrad.shading.principled`), 0 elsewhere; ``None``: no point is.
+        conductor: optional ``[..., 7]``, a conductor point's complex index of refraction ``eta`` (3) and ``k``
+            (3) and a 1 (``Material.conductor_eta`` and ``conductor_k``: :mod:`lumigrad.shading.conductor`), zeros
+            elsewhere; ``None``: no point is.
         shadowing: optional ``[..., 1]``, 1 where the point's normal map is Mitsuba's, shadowing grazing light
             (``Material.mitsuba_normal_map``: :mod:`lumigrad.shading.normal_shadowing`; read with
             ``unmapped_normal``), 0 elsewhere; ``None``: no point is.
@@ -124,6 +127,7 @@ class SurfaceSample:
     thin: Optional[torch.Tensor] = None
     plastic: Optional[torch.Tensor] = None
     principled: Optional[torch.Tensor] = None
+    conductor: Optional[torch.Tensor] = None
     shadowing: Optional[torch.Tensor] = None
 
     def __post_init__(self):
@@ -156,7 +160,7 @@ class SurfaceSample:
         """Build a sample from a G-buffer and the per-pixel material values of
         :func:`lumigrad.shading.sample_material` (a dict with ``base_color``, ``roughness``, ``metallic`` and
         optionally ``alpha``, ``occlusion``, ``emission``, ``ior``, ``specular_f0``, ``transmission``,
-        ``specular``, ``beckmann``, ``thin``, ``plastic``, ``principled``, ``shadowing``).
+        ``specular``, ``beckmann``, ``thin``, ``plastic``, ``principled``, ``conductor``, ``shadowing``).
 
         Other keys are ignored (``normal_tangent`` is consumed before, by
         :func:`lumigrad.shading.perturb_normal`); ``geometry`` sets ``geometric_normal``, ``uv`` or ``tangent``.

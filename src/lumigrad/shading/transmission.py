@@ -43,10 +43,11 @@ from .dielectric import (check_bsdf_args, fresnel_dielectric_unchecked, rough_di
                          rough_dielectric_sample_unchecked, rough_dielectric_unchecked)
 from .plastic import PerPointPlasticBSDF
 from .normal_shadowing import ShadowedNormalMapBSDF, shadowing_mask
+from .conductor import PerPointConductorBSDF
 from .principled import PerPointPrincipledBSDF
 from .surface import SurfaceSample
 
-__all__ = ["MetallicRoughnessTransmissionBSDF", "bsdf_for", "thin_sheet_reflectance"]
+__all__ = ["MetallicRoughnessTransmissionBSDF", "bsdf_for", "is_gltf_ggx", "thin_sheet_reflectance"]
 
 
 def thin_sheet_reflectance(cos: torch.Tensor, eta) -> torch.Tensor:
@@ -76,7 +77,8 @@ def bsdf_for(si: SurfaceSample) -> BSDF:
     """The BSDF that shades ``si``: :class:`MetallicRoughnessTransmissionBSDF` when ``si.transmission`` is set,
     else :class:`~lumigrad.shading.MetallicRoughnessBSDF` (reads no values: no host sync); where ``si.plastic`` is
     set, :class:`lumigrad.shading.plastic.PerPointPlasticBSDF` around it (Mitsuba's plastic at the points it marks),
-    and where ``si.principled`` is, :class:`lumigrad.shading.principled.PerPointPrincipledBSDF` around that; where
+    and where ``si.principled`` is, :class:`lumigrad.shading.principled.PerPointPrincipledBSDF` around that, and
+    where ``si.conductor`` is, :class:`lumigrad.shading.conductor.PerPointConductorBSDF` around that; where
     ``si.shadowing`` marks Mitsuba's normal maps (with ``si.unmapped_normal``),
     :class:`lumigrad.shading.normal_shadowing.ShadowedNormalMapBSDF` outermost.
 
@@ -95,9 +97,18 @@ def bsdf_for(si: SurfaceSample) -> BSDF:
         bsdf = PerPointPlasticBSDF(bsdf)
     if si.principled is not None:  # Mitsuba's principled where si.principled marks a point
         bsdf = PerPointPrincipledBSDF(bsdf)
+    if si.conductor is not None:  # Mitsuba's conductor where si.conductor marks a point
+        bsdf = PerPointConductorBSDF(bsdf)
     if shadowing_mask(si) is not None:  # Mitsuba's normal maps: grazing light shadowed by the bent facets
         bsdf = ShadowedNormalMapBSDF(bsdf)
     return bsdf
+
+
+def is_gltf_ggx(si: SurfaceSample) -> bool:
+    """Whether every point of ``si`` is the glTF model with GGX lobes and glTF's normal maps (no Beckmann
+    microfacets, none of Mitsuba's models or normal maps): what the fused raster kernels shade. Reads no values."""
+    return (si.beckmann is None and si.plastic is None and si.principled is None and si.conductor is None
+            and shadowing_mask(si) is None)
 
 
 #: How close to 1 an ior must be for the boundary to count as index-matched (a straight pass-through).
