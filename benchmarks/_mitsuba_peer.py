@@ -419,6 +419,7 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
     * ``transmission_factor 1, metallic 0``, white: ``roughdielectric`` (GGX, ``alpha = roughness^2``, ``int_ior =
       ior``).
     * ``roughconductor`` and ``roughdielectric`` take the material's ``microfacet`` as their ``distribution``.
+    * ``Material.principled`` (with its ``principled_lobes``): ``principled`` (the same model).
     * ``Material.conductor_eta`` / ``conductor_k``: ``roughconductor`` with that ``eta`` and ``k`` and
       ``specular_reflectance = base_color / F(1; eta, k)`` (the same model).
     * ``Material.plastic``: ``roughplastic`` (the same model); ``thin_dielectric`` with ``transmission_factor`` 1:
@@ -436,6 +437,14 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
               if getattr(m, k) is not None]
     if others or (m.base_color_texture is not None and (metallic != 0 or not np.allclose(base, 1))):
         raise NotImplementedError(f"no Mitsuba equivalent for a material with {others or 'a tinted texture'}")
+    if getattr(m, "principled", False):  # the same model (opaque: spec_trans 0), with its other lobes
+        if m.base_color_texture is not None:
+            raise NotImplementedError("a textured principled (the peer writes factors only)")
+        out = {"type": "principled", "base_color": _rgb(base), "metallic": metallic, "roughness": rough, "eta": ior}
+        if getattr(m, "principled_lobes", None) is not None:
+            names = ("spec_tint", "sheen", "sheen_tint", "clearcoat", "clearcoat_gloss", "flatness")
+            out.update({k: float(v) for k, v in zip(names, m.principled_lobes.detach().reshape(6).tolist()) if v})
+        return out
     if getattr(m, "conductor_eta", None) is not None:  # the same model: the base colour is s F(1; eta, k)
         if m.base_color_texture is not None:
             raise NotImplementedError("a textured conductor (the peer writes factors only)")

@@ -180,6 +180,55 @@ def _eta_step(eta: torch.Tensor, channel: int, step: float) -> torch.Tensor:
     return out
 
 
+# ------------------------------------------------------------------------------- principled's other lobes
+def _principled_scene(lobes):
+    scene = _scene("ggx")
+    scene.meshes["ball"].material = Material(base_color_factor=torch.tensor([0.6, 0.3, 0.2, 1.0]),
+                                             metallic_factor=0.1, roughness_factor=torch.tensor(0.5), principled=True,
+                                             principled_lobes=lobes)
+    return scene
+
+
+def test_principled_lobes_render_on_the_transport_with_gradients():
+    """Mitsuba's principled with its other lobes (``Material.principled_lobes``): the fused kernel declines the
+    part (its principled is the opaque base) and says why; the PyTorch transport renders it, and the gradient of
+    ``spec_tint``, ``sheen`` and ``flatness`` (which the sampling does not read: with ``seed_grad = seed`` the
+    estimate is a smooth function of them) is the finite difference of the same estimator. The raster shades the
+    lobes through the per-light BSDF, both passes alike."""
+    lobes = torch.tensor([0.3, 0.6, 0.5, 0.8, 0.6, 0.4])
+    scene = _principled_scene(lobes)
+    cam = lg.Camera.look_at(**CAMERA)
+    assert "principled_lobes" in fused_unsupported(_trace_scene(scene))
+    values = _materials(_trace_scene(scene), torch.tensor([0, 1]), torch.zeros(2, 2))
+    assert values["principled_lobes"].tolist() == [[0.0] * 6, lobes.tolist()]
+    m = scene.meshes["ball"].material
+    leaf = m.principled_lobes.clone().requires_grad_(True)
+    m.principled_lobes = leaf
+    settings = dict(integrator="path", spp=16, max_depth=3, seed=5)
+    (g,) = torch.autograd.grad(lg.render(scene, cam, **settings, seed_grad=5).rgb.mean(), leaf)
+    h, fd = 0.02, {}
+    for j in (0, 1, 5):  # spec_tint, sheen, flatness
+        with torch.no_grad():
+            means = []
+            for sign in (1, -1):
+                stepped = leaf.detach().clone()
+                stepped[j] += sign * h
+                m.principled_lobes = stepped
+                means.append(float(lg.render(scene, cam, **settings).rgb.double().mean()))
+        fd[j] = (means[0] - means[1]) / (2 * h)
+    m.principled_lobes = leaf
+    assert all(abs(v) > 1e-5 for v in fd.values()), fd
+    torch.testing.assert_close(g[[0, 1, 5]].double(), torch.tensor([fd[0], fd[1], fd[5]], dtype=torch.float64),
+                               rtol=0.01, atol=1e-7)
+    assert math.isfinite(float(g[3])) and float(g[3]) != 0  # (the clearcoat's: its sampling moves with it)
+    image, _ = _raster_both_ways(scene, cam, m.roughness_factor.requires_grad_(True))
+    (g_raster,) = torch.autograd.grad(lg.render(scene, cam).rgb.sum(), leaf)
+    assert bool(torch.isfinite(g_raster).all()) and bool((g_raster[[0, 1, 3, 5]] != 0).all())
+    with torch.no_grad():
+        plain = lg.render(_principled_scene(None), cam).rgb
+    assert float((image - plain).abs().max()) > 0.02 * float(plain.max())
+
+
 # ------------------------------------------------------------------------------------------- thin sheets
 def _pane(tint, ior):
     """A thin tinted pane before a glowing board, lit from the camera's side."""

@@ -268,6 +268,29 @@ def test_conductors_are_mitsubas_conductor_model(tmp_path, bsdf, eta, k):
     assert not material.plastic and not material.principled
 
 
+def test_a_principleds_other_lobes_are_read_as_numbers(tmp_path):
+    """``spec_tint``, ``sheen``, ``sheen_tint``, ``clearcoat``, ``clearcoat_gloss`` and ``flatness`` become
+    ``Material.principled_lobes`` (in that order); a tint or gloss alone changes nothing (Mitsuba's lobes are off);
+    a texture or a value outside [0, 1] is refused naming the element; with ``spec_trans`` (the glTF model) they
+    are named in the warning."""
+    m, _ = _material(tmp_path, '<bsdf type="principled"><float name="sheen" value="0.5"/><float name="clearcoat" '
+                               'value="1"/><float name="clearcoat_gloss" value="0.3"/><float name="flatness" '
+                               'value="0.25"/></bsdf>')
+    assert m.principled and m.principled_lobes.tolist() == pytest.approx([0.0, 0.5, 0.0, 1.0, 0.3, 0.25])
+    m, _ = _material(tmp_path, '<bsdf type="principled"><float name="sheen_tint" value="0.5"/><float '
+                               'name="clearcoat_gloss" value="0.9"/></bsdf>')
+    assert m.principled and m.principled_lobes is None
+    with pytest.raises(MitsubaXmlError, match="textured sheen"):
+        _material(tmp_path, '<bsdf type="principled"><texture type="checkerboard" name="sheen"/></bsdf>')
+    with pytest.raises(MitsubaXmlError, match=r"must lie in \[0, 1\]"):
+        _material(tmp_path, '<bsdf type="principled"><float name="clearcoat" value="1.5"/></bsdf>')
+    path = _write(tmp_path, '<shape type="rectangle" id="m"><bsdf type="principled"><float name="spec_trans" '
+                            'value="0.5"/><float name="sheen" value="0.5"/></bsdf></shape>')
+    scene, notes = _read(path)
+    assert scene.meshes["m"].material.principled_lobes is None
+    assert "principled sheen (not modelled with spec_trans)" in notes[0]
+
+
 def test_the_named_conductors_reflect_what_mitsuba_reflects_head_on():
     """The table of Mitsuba's named conductors gives each the reflectance head-on that Mitsuba 3.9.1's RGB
     variants give it (recorded to 4 decimals when the reader took only that)."""
@@ -855,11 +878,11 @@ def test_what_is_not_read_is_named_in_one_warning(tmp_path):
         <emitter type="area" id="unused"/>
         <shape type="rectangle" id="lamp"><bsdf type="diffuse"/><emitter type="area"/></shape>
         <shape type="rectangle" id="r"><bsdf type="principled"><float name="clearcoat" value="1"/>
-            <float name="sheen" value="0.5"/></bsdf><float name="mystery" value="3"/></shape>''')
+            <float name="anisotropic" value="0.5"/></bsdf><float name="mystery" value="3"/></shape>''')
     scene, notes = _read(path)
     assert len(notes) == 1
     for part in ["the BSDF of an emitting shape (it becomes an AreaLight only) (<shape type='rectangle' id='lamp'> at "
-                 "scene.xml:5)", "principled clearcoat (not modelled: Material.principled is its opaque lobes)", "principled sheen",
+                 "scene.xml:5)", "principled anisotropic (not modelled)",
                  "property 'mystery' of shape 'rectangle' (<shape type='rectangle' id='r'> at scene.xml:6)",
                  "area emitters that no shape uses (<emitter type='area' id='unused'> at scene.xml:4)"]:
         assert part in notes[0], part

@@ -90,6 +90,9 @@ def fused_unsupported(ts: TraceScene) -> Optional[str]:
             return f"part {k}'s material bounds a medium (media are not in the kernel)"
         if m.transmission_factor.numel() != 1:
             return f"part {k}'s transmission is not one number"
+        if getattr(m, "principled", False) and getattr(m, "principled_lobes", None) is not None:
+            return (f"part {k}'s material is Mitsuba's principled with its other lobes (principled_lobes: the kernel's "
+                    "principled is the opaque base)")
         if getattr(m, "plastic", False) and (
                 m.metallic_roughness_texture is not None or m.roughness_factor.numel() != 1 or m.ior.numel() != 1):
             return (f"part {k}'s material is Mitsuba's plastic with a roughness texture or more than one roughness "

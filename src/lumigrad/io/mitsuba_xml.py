@@ -55,8 +55,9 @@
     straight transmission, Mitsuba's model);
   - ``principled``: ``base_color``, ``metallic``, ``roughness``, ``eta`` (or ``specular``, converted as
     Mitsuba does) -> ior, ``Material.principled = True``: Mitsuba's own model in its opaque form
-    (:mod:`lumigrad.shading.principled`; ``spec_tint``, ``sheen``, ``clearcoat``, ``flatness`` and
-    ``anisotropic`` are not modelled and are named in the warning); with ``spec_trans`` other than 0 the glTF
+    (:mod:`lumigrad.shading.principled`), its ``spec_tint``, ``sheen``, ``sheen_tint``, ``clearcoat``,
+    ``clearcoat_gloss`` and ``flatness`` (numbers; a texture is refused) as ``Material.principled_lobes``
+    (``anisotropic`` is not modelled and is named in the warning); with ``spec_trans`` other than 0 the glTF
     model with ``transmission_factor = spec_trans`` instead (also named; a non-metallic, untextured
     ``spec_trans`` 1, the glass of a Blender export, with base colour ``sqrt(base_color)``: Mitsuba tints each
     crossing by it);
@@ -155,7 +156,7 @@ from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointL
 from ..scene.scene import Film, Scene, SceneMesh
 from ..shading.material import Material
 from ..shading.medium import HomogeneousMedium
-from ..shading.principled import ior_from_specular
+from ..shading.principled import PRINCIPLED_LOBES, ior_from_specular
 from .errors import ignored_features
 from ._paths import ConfinementError, check_regular_file, confined_path, open_regular_file, short_text
 from ._spectra import spectrum_to_rgb
@@ -1179,10 +1180,10 @@ class _Reader:
 
     def material(self, *, base, metallic, roughness, texture=None, wrap="repeat", ior=1.5,
                  transmission=0.0, specular=1.0, microfacet="ggx", thin=False, plastic=False,
-                 principled=False, conductor=None) -> Material:
+                 principled=False, principled_lobes=None, conductor=None) -> Material:
         """A material; ``metallic`` and ``roughness`` are numbers or :class:`_FloatTexture` s (then the material's
         ``metallic_roughness_texture`` holds them, glTF's channels: G roughness, B metallic); ``conductor`` a
-        conductor's ``(eta, k)`` or None."""
+        conductor's ``(eta, k)`` or None; ``principled_lobes`` a principled's 6 other lobes or None."""
         t = lambda a: torch.as_tensor(a, dtype=self.dtype)  # noqa: E731
         mr, mr_wrap = self.metallic_roughness(metallic, roughness)
         if mr is not None:
@@ -1196,6 +1197,7 @@ class _Reader:
                         base_color_texture=texture, metallic_roughness_texture=mr,
                         ior=t(ior), transmission_factor=t(transmission), specular_factor=t(specular), wrap=wrap,
                         microfacet=microfacet, thin_dielectric=thin, plastic=plastic, principled=principled,
+                        principled_lobes=None if principled_lobes is None else t(principled_lobes),
                         conductor_eta=None if conductor is None else t(conductor[0]),
                         conductor_k=None if conductor is None else t(conductor[1]))
 
@@ -1313,13 +1315,26 @@ class _Reader:
                 values["eta"] = self.scalar(p, "eta", 1.5)
             if values["eta"] < 1.0:
                 raise self.error(elem, f"{self.describe(elem)} eta must be >= 1; got {values['eta']}")
+            transmits = values["spec_trans"] != 0.0
+            lobes = None
+            if not transmits:  # the opaque model's other lobes (Material.principled_lobes), numbers only
+                for name in PRINCIPLED_LOBES:
+                    if p.named_object(name) is not None:
+                        raise self.error(elem, f"{self.describe(elem)}: a textured {name} is not supported (a number "
+                                               "per material)")
+                read = [self.scalar(p, name, 0.0) for name in PRINCIPLED_LOBES]
+                if any(not 0.0 <= v <= 1.0 for v in read):
+                    raise self.error(elem, f"{self.describe(elem)}: {', '.join(PRINCIPLED_LOBES)} must lie in [0, 1]; "
+                                           f"got {read}")
+                named = dict(zip(PRINCIPLED_LOBES, read))
+                if any(named[k] != 0.0 for k in ("spec_tint", "sheen", "clearcoat", "flatness")):
+                    lobes = read
             for name in list(p.values) + [n for n, _, _ in p.objects if n]:
-                if name in ("anisotropic", "sheen", "sheen_tint", "clearcoat", "clearcoat_gloss", "spec_tint",
-                            "flatness", "diff_trans", "main_specular"):
+                if name in ("anisotropic", "diff_trans", "main_specular") or (transmits and name in PRINCIPLED_LOBES):
                     p.get(name)
                     p.named_object(name)
-                    self.note(f"principled {name} (not modelled: Material.principled is its opaque lobes)", elem)
-            transmits = values["spec_trans"] != 0.0
+                    self.note(f"principled {name} (not modelled{' with spec_trans' if name in PRINCIPLED_LOBES else ''})",
+                              elem)
             if transmits and values["spec_trans"] == 1.0 and isinstance(values["metallic"], float) and \
                     values["metallic"] == 0.0 and tex is None:
                 # Mitsuba's glass (a Blender export's transmission 1): its lobes are the rough dielectric's, each
@@ -1332,7 +1347,7 @@ class _Reader:
                           "principled lobes)", elem)
             material = make(base=base, texture=tex, wrap=wrap, metallic=values["metallic"],
                             roughness=values["roughness"], transmission=values["spec_trans"], ior=values["eta"],
-                            principled=not transmits)
+                            principled=not transmits, principled_lobes=lobes)
         self.done(p)
         return material, False
 

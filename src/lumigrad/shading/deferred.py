@@ -178,6 +178,7 @@ def shade_direct_unchecked(surface: SurfaceSample, lights: Iterable[LightSample]
                            specular=_per_point(si.specular, pixels), beckmann=_per_point(si.beckmann, pixels),
                            plastic=_per_point(si.plastic, pixels), principled=_per_point(si.principled, pixels),
                            conductor=_per_point(si.conductor, pixels),
+                           principled_lobes=_per_point(si.principled_lobes, pixels),
                            shadowing=_per_point(si.shadowing, pixels),
                            unmapped_normal=_per_point(si.unmapped_normal, pixels))
     checkpointed = use_checkpoint and torch.is_grad_enabled() and any(t.requires_grad for t in inputs + list(si.tensors().values()))

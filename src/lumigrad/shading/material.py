@@ -121,6 +121,14 @@ class Material:
             ``specular_factor`` and ``microfacet`` are not used, and it cannot also be ``plastic``. The path
             tracer (fused kernel and its replay, PyTorch transport) and the raster's per-light shading honour it (the
             raster's split-sum environment light is the glTF model's).
+        principled_lobes: ``[6]`` in [0, 1] or None (all 0): a ``principled`` material's other lobes, Mitsuba's
+            ``spec_tint``, ``sheen``, ``sheen_tint``, ``clearcoat``, ``clearcoat_gloss`` and ``flatness``
+            (:data:`lumigrad.shading.principled.PRINCIPLED_LOBES`): the dielectric specular tinted towards the base
+            colour, a sheen at grazing angles (tinted), a second, glossy GGX-like coat (Burley's GTR1; Mitsuba
+            evaluates it without the microfacet lobe's ``1 / (4 n.wo n.wi)``) and the diffuse lobe flattened towards
+            Hanrahan-Krueger's fake subsurface. Differentiable; read only where ``principled`` is set. The path
+            tracer's PyTorch transport and the raster's per-light shading honour them (the fused kernel's principled
+            is the opaque base: a scene with these lobes runs on the PyTorch transport).
         conductor_eta, conductor_k: ``[3]`` each, set together (``eta >= 0``, ``k >= 0``), or None: the surface is
             Mitsuba's ``conductor`` / ``roughconductor`` (:mod:`lumigrad.shading.conductor`), a metal of complex
             index of refraction ``eta + i k`` per channel, instead of the glTF model: a GGX or Beckmann
@@ -167,6 +175,7 @@ class Material:
     mitsuba_normal_map: bool = False
     conductor_eta: Optional[torch.Tensor] = None
     conductor_k: Optional[torch.Tensor] = None
+    principled_lobes: Optional[torch.Tensor] = None
 
     def __setattr__(self, name, value):
         if name == "microfacet":  # checked whenever it is set, so every renderer reads a known distribution
@@ -227,6 +236,14 @@ class Material:
             if getattr(self, side) is not None:
                 setattr(self, side, getattr(self, side).with_tensor_g(dtype))
         self._check_conductor(dtype, device)
+        if self.principled_lobes is not None:
+            if not isinstance(self.principled_lobes, torch.Tensor):
+                self.principled_lobes = torch.tensor(self.principled_lobes, dtype=dtype, device=device)
+            check_tensor(self.principled_lobes, "principled_lobes", trailing=(6,), floating=True, finite=True)
+            lobes = self.principled_lobes.detach()
+            if lobes.dim() != 1 or bool(((lobes < 0) | (lobes > 1)).any()):
+                raise ValueError(f"principled_lobes must be 6 values in [0, 1] (spec_tint, sheen, sheen_tint, "
+                                 f"clearcoat, clearcoat_gloss, flatness); got {lobes.tolist()}")
         has_specular_weight(self)  # read now, with the checks above: renderers ask per frame
 
     def _check_conductor(self, dtype, device) -> None:
@@ -304,8 +321,8 @@ _SPECULAR_NOT_ONE = PerVersion(capacity=1 << 16)  # one per material of a scene,
 #: Values :func:`sample_material` gives only for materials of a model other than glTF's (``microfacet``,
 #: ``thin_dielectric``, ``plastic``, ``principled``, ``conductor_eta``), with their channels; zeros mean the glTF
 #: model.
-MODEL_VALUES = {"beckmann": 1, "thin": 1, "plastic": PLASTIC_TABLE, "principled": 1, "conductor": CONDUCTOR_VALUES,
-                "shadowing": 1}
+MODEL_VALUES = {"beckmann": 1, "thin": 1, "plastic": PLASTIC_TABLE, "principled": 1, "principled_lobes": 6,
+                "conductor": CONDUCTOR_VALUES, "shadowing": 1}
 
 
 def model_values_of(materials) -> set:
@@ -320,6 +337,8 @@ def model_values_of(materials) -> set:
             keys.add("plastic")
         if getattr(m, "principled", False):
             keys.add("principled")
+            if getattr(m, "principled_lobes", None) is not None:
+                keys.add("principled_lobes")
         if getattr(m, "conductor_eta", None) is not None:
             keys.add("conductor")
         if getattr(m, "mitsuba_normal_map", False) and getattr(m, "normal_texture", None) is not None:
@@ -371,7 +390,8 @@ def sample_material(material: Material, uv: Optional[torch.Tensor] = None, *,
         read by :class:`lumigrad.shading.MetallicRoughnessTransmissionBSDF` only), ``specular [..., 1]``
         (``specular_factor`` clamped to [0, 1], as renderers clamp the other factors), ``beckmann [..., 1]`` (ones)
         for a ``microfacet = "beckmann"`` material, ``thin [..., 1]`` (ones) for a ``thin_dielectric`` one,
-        ``conductor [..., 7]`` (``eta``, ``k``, 1) for a conductor (``conductor_eta`` set),
+        ``conductor [..., 7]`` (``eta``, ``k``, 1) for a conductor (``conductor_eta`` set), ``principled_lobes
+        [..., 6]`` for a principled one that has them,
         ``plastic [..., 66]`` (:mod:`lumigrad.shading.plastic`'s table) for a ``plastic`` one, ``principled
         [..., 1]`` (ones) for a ``principled`` one and, with a normal texture,
         ``normal_tangent [..., 3]`` (unnormalized tangent-space normal; see
@@ -437,6 +457,8 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, linear_colou
         out["shadowing"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
     if m.principled:
         out["principled"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
+        if m.principled_lobes is not None:
+            out["principled_lobes"] = m.principled_lobes.to(base).expand(pixels + (6,))
     if m.conductor_eta is not None:
         values = torch.cat([m.conductor_eta, m.conductor_k, torch.ones_like(m.conductor_k[:1])]).to(base)
         out["conductor"] = values.expand(pixels + values.shape)

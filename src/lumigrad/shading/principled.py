@@ -12,10 +12,24 @@ wo)`` and ``S(x) = (1 - x)^5``::
 
 ``D`` and ``G1`` GGX's (Smith's separable shadowing, as Mitsuba), ``F_dielectric`` the exact Fresnel
 reflectance. Unlike the glTF model the diffuse lobe is not scaled by ``1 - F`` and brightens toward grazing
-angles on rough surfaces (the retro-reflection). Mitsuba's defaults for the other lobes are what this models:
-``spec_tint``, ``sheen``, ``clearcoat``, ``flatness``, ``anisotropic`` and ``spec_trans`` all 0 (the Mitsuba
-reader keeps the glTF approximation, and says so, for files that set them). Reflection only: ``eval`` and ``pdf``
-are 0 unless ``n.wo > 0`` and ``n.wi > 0`` (Mitsuba's principled is black from behind; ``twosided`` flips it).
+angles on rough surfaces (the retro-reflection).
+
+Mitsuba's other lobes (``Material.principled_lobes``, ``si.principled_lobes``: ``t`` spec_tint, ``s`` sheen,
+``st`` sheen_tint, ``cc`` clearcoat, ``g`` clearcoat_gloss, ``fl`` flatness; unset, all 0), with ``T = c /
+lum(c)`` the base colour's hue (``lum`` Rec. 709's luminance; ``T = 1`` where it is 0)::
+
+    F  = (1 - m)(1 - t) F_dielectric + m (c + (1 - c) S(wo.h)) + (1 - m) t (F0_T + (1 - F0_T) S(wo.h)),
+         F0_T = T ((eta - 1) / (eta + 1))^2                                        the specular tinted
+    diffuse lobes -> lerp(diffuse lobes, 1.25 (Fss (1 / (n.wo + n.wi) - 0.5) + 0.5), fl),
+         Fss = (1 + (R / 2 - 1) S(n.wo)) (1 + (R / 2 - 1) S(n.wi))                Hanrahan-Krueger's flattening
+    f += s (1 - m) S(wo.h) lerp(1, T, st)                                           the sheen (no 1 / pi)
+       + cc / 4 (0.04 + 0.96 S(wo.h)) D_GTR1(h) G1(wo) G1(wi)                        the clearcoat
+
+``D_GTR1`` Berry's distribution of width ``lerp(0.1, 0.001, g)`` and the clearcoat's ``G1`` GGX's of width 0.25,
+without the microfacet lobe's ``1 / (4 n.wo n.wi)``: as Mitsuba evaluates them (its ``principled.eval`` to
+float32 precision). ``anisotropic`` and ``spec_trans`` are not modelled (the Mitsuba reader keeps the glTF
+approximation for ``spec_trans`` and names ``anisotropic``). Reflection only: ``eval`` and ``pdf`` are 0 unless
+``n.wo > 0`` and ``n.wi > 0`` (Mitsuba's principled is black from behind; ``twosided`` flips it).
 An ``ior`` of at least 1 is assumed, as the Mitsuba reader requires: below 1 Mitsuba takes the metal's Schlick
 weight at the refracted cosine, this model at ``wo.h`` (up to 23 % apart at ior 0.8 and metallic 0.3; a
 dielectric still agrees). A white rough surface reflects more than it receives near normal incidence (albedo
@@ -23,7 +37,8 @@ dielectric still agrees). A white rough surface reflects more than it receives n
 
 Sampling: the specular lobe (GGX normals visible from ``wo``, reflected) with probability ``s / (s + d)``, ``s``
 and ``d`` the channel means of the Schlick-estimated specular reflectance at ``n.wo`` and of ``(1 - m) c``;
-otherwise a cosine-distributed direction.
+otherwise a cosine-distributed direction (the sheen and the flattened diffuse lobe with it). With a clearcoat,
+first that lobe (GTR1 normals by ``D (n.h)``, reflected) with probability ``(cc / 4) / (1 + cc / 4)``.
 """
 
 from __future__ import annotations
@@ -39,8 +54,17 @@ from .per_point import PerPointModelBSDF
 from .surface import SurfaceSample
 from .warps import cosine_hemisphere, ggx_visible_normal, local_frame, to_local, to_world
 
-__all__ = ["PerPointPrincipledBSDF", "PrincipledBSDF", "principled_mask", "specular_from_ior", "ior_from_specular"]
+__all__ = ["PRINCIPLED_LOBES", "PerPointPrincipledBSDF", "PrincipledBSDF", "principled_mask", "specular_from_ior",
+           "ior_from_specular"]
 
+#: Mitsuba's principled lobes beyond the opaque base, in the order of ``Material.principled_lobes`` and
+#: ``si.principled_lobes``.
+PRINCIPLED_LOBES = ("spec_tint", "sheen", "sheen_tint", "clearcoat", "clearcoat_gloss", "flatness")
+#: Mitsuba's luminance of a linear RGB colour (Rec. 709).
+_LUMINANCE = (0.212671, 0.715160, 0.072169)
+#: The clearcoat's Fresnel head-on (an ior of 1.5, Schlick's curve) and its shadowing's GGX width (Burley's).
+_CLEARCOAT_F0 = 0.04
+_CLEARCOAT_ALPHA_G = 0.25
 _EPS = 1e-12
 #: Cosines are clamped to at least this (as the glTF model's and the plastic's).
 _DOT_EPS = 1e-6
@@ -69,11 +93,12 @@ def _unit(v: torch.Tensor) -> torch.Tensor:
 
 class PrincipledBSDF:
     """Mitsuba's opaque ``principled`` (the module docstring) from ``si.base_color``, ``si.roughness``,
-    ``si.metallic`` and ``si.ior``.
+    ``si.metallic``, ``si.ior`` and, where set, ``si.principled_lobes`` (``spec_tint``, ``sheen``, ``sheen_tint``,
+    ``clearcoat``, ``clearcoat_gloss``, ``flatness``: :data:`PRINCIPLED_LOBES`; unset, all 0).
 
-    **Differentiability:** ``eval`` and ``pdf`` in the base colour, roughness, metallic and ior, the normal and
-    both directions; ``sample`` as :func:`lumigrad.shading.metallic_roughness_sample` (a reparameterised specular
-    direction, a discrete lobe choice).
+    **Differentiability:** ``eval`` and ``pdf`` in the base colour, roughness, metallic, ior and the lobes' weights,
+    the normal and both directions; ``sample`` as :func:`lumigrad.shading.metallic_roughness_sample` (a
+    reparameterised specular or clearcoat direction, a discrete lobe choice).
     """
 
     def _terms(self, si: SurfaceSample, wi: torch.Tensor):
@@ -104,6 +129,14 @@ class PrincipledBSDF:
         return torch.where(positive, spec / torch.where(positive, total, torch.ones_like(total)),
                            torch.ones_like(total))
 
+    def _clearcoat_probability(self, si: SurfaceSample) -> Optional[torch.Tensor]:
+        """``[..., 1]``: the clearcoat lobe's share of the samples, ``w / (1 + w)`` with ``w = clearcoat / 4`` (its
+        weight against the main lobes' 1); None without lobes."""
+        if si.principled_lobes is None:
+            return None
+        w = 0.25 * si.principled_lobes[..., 3:4].clamp_min(0.0)
+        return w / (1.0 + w)
+
     def eval(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         """``f(wi, si.wo)`` ``[..., C]``, no cosine."""
         co, ci, valid, wo_h, sin2_h = self._terms(si, wi)
@@ -111,12 +144,29 @@ class PrincipledBSDF:
         eta = torch.as_tensor(si.ior, dtype=co.dtype, device=co.device)
         c, m, r = si.base_color, si.metallic, si.roughness
         s_h = _schlick_weight(wo_h)
-        fresnel = (1.0 - m) * fresnel_dielectric_unchecked(wo_h, eta)[0] + m * (c + (1.0 - c) * s_h)
+        dielectric = fresnel_dielectric_unchecked(wo_h, eta)[0]
+        metal = m * (c + (1.0 - c) * s_h)
+        lobes = None if si.principled_lobes is None else si.principled_lobes.unbind(-1)
+        if lobes is None:
+            fresnel = (1.0 - m) * dielectric + metal
+        else:  # spec_tint: that share of the dielectric's Fresnel is Schlick's from the tint times its f0
+            spec_tint = lobes[0][..., None]
+            f0_tint = _tint(c) * ((eta - 1.0) / (eta + 1.0)) ** 2
+            fresnel = ((1.0 - m) * (1.0 - spec_tint) * dielectric + metal
+                       + (1.0 - m) * spec_tint * (f0_tint + (1.0 - f0_tint) * s_h))
         spec = fresnel * ggx_d(sin2_h, alpha * alpha) * smith_g1(co, alpha) * smith_g1(ci, alpha) / (4.0 * co * ci)
         s_o, s_i = _schlick_weight(co), _schlick_weight(ci)
         retro = 2.0 * r * wo_h * wo_h
-        lobes = (1.0 - 0.5 * s_o) * (1.0 - 0.5 * s_i) + retro * (s_o + s_i + s_o * s_i * (retro - 1.0))
-        f = spec + (1.0 - m) * c / math.pi * lobes
+        diffuse = (1.0 - 0.5 * s_o) * (1.0 - 0.5 * s_i) + retro * (s_o + s_i + s_o * s_i * (retro - 1.0))
+        if lobes is not None:  # flatness: towards Hanrahan-Krueger's fake subsurface
+            flat = lobes[5][..., None]
+            fss = (1.0 + (0.5 * retro - 1.0) * s_o) * (1.0 + (0.5 * retro - 1.0) * s_i)
+            diffuse = diffuse + flat * (1.25 * (fss * (1.0 / (co + ci) - 0.5) + 0.5) - diffuse)
+        f = spec + (1.0 - m) * c / math.pi * diffuse
+        if lobes is not None:
+            sheen, sheen_tint, clearcoat = lobes[1][..., None], lobes[2][..., None], lobes[3][..., None]
+            f = f + sheen * (1.0 - m) * s_h * (1.0 + sheen_tint * (_tint(c) - 1.0))
+            f = f + 0.25 * clearcoat * _clearcoat(co, ci, wo_h, sin2_h, lobes[4][..., None])
         return torch.where(valid, f, torch.zeros_like(f))
 
     def pdf(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
@@ -126,24 +176,76 @@ class PrincipledBSDF:
         spec = ggx_d(sin2_h, alpha * alpha) * smith_g1(co, alpha) / (4.0 * co)  # visible normals, reflected
         p = self._specular_probability(si, co)
         pdf = p * spec + (1.0 - p) * ci / math.pi
+        q = self._clearcoat_probability(si)
+        if q is not None:  # GTR1 normals by D (n.h), reflected
+            d_cc = _gtr1(sin2_h, _clearcoat_alpha(si.principled_lobes[..., 4:5]))
+            pdf = q * d_cc * (1.0 - sin2_h).clamp_min(0.0).sqrt() / (4.0 * wo_h.clamp_min(_DOT_EPS)) + (1.0 - q) * pdf
         return torch.where(valid, pdf, torch.zeros_like(pdf))
 
     def sample(self, si: SurfaceSample, u1: torch.Tensor, u2: torch.Tensor) -> BSDFSample:
-        """Draw ``wi`` from uniform ``u1 [..., 1]`` (lobe) and ``u2 [..., 2]`` (direction)."""
+        """Draw ``wi`` from uniform ``u1 [..., 1]`` (lobe) and ``u2 [..., 2]`` (direction): the clearcoat where
+        ``u1 < q`` (its share), else the specular lobe or the cosine by ``(u1 - q) / (1 - q)``."""
         n, wo = _unit(si.normal), _unit(si.wo)
         n_b, wo_b = torch.broadcast_tensors(n, wo)
         t, b = local_frame(n_b)
         wo_l = to_local(wo_b, t, b, n_b)
         h = ggx_visible_normal(wo_l, self._alpha(si), u2)
+        q = self._clearcoat_probability(si)
+        u_main = u1 if q is None else ((u1 - q) / (1.0 - q)).clamp(0.0, 1.0)
         wi_spec = 2.0 * (wo_l * h).sum(-1, keepdim=True) * h - wo_l
         p = self._specular_probability(si, wo_l[..., 2:].clamp(_DOT_EPS, 1.0))
-        wi = _unit(to_world(torch.where(u1 < p, wi_spec, cosine_hemisphere(u2)), t, b, n_b))
+        wi_l = torch.where(u_main < p, wi_spec, cosine_hemisphere(u2))
+        if q is not None:
+            h_cc = _gtr1_normal(_clearcoat_alpha(si.principled_lobes[..., 4:5]), u2)
+            wi_l = torch.where(u1 < q, 2.0 * (wo_l * h_cc).sum(-1, keepdim=True) * h_cc - wo_l, wi_l)
+        wi = _unit(to_world(wi_l, t, b, n_b))
         pdf = self.pdf(si, wi)
         f = self.eval(si, wi)
         ok = pdf > 0
         cos = (n_b * wi).sum(-1, keepdim=True).clamp_min(0.0)
         weight = torch.where(ok, f * cos / torch.where(ok, pdf, torch.ones_like(pdf)), torch.zeros_like(f))
         return BSDFSample(wi, weight, pdf)
+
+
+def _tint(c: torch.Tensor) -> torch.Tensor:
+    """The base colour over its luminance (Mitsuba's ``c_tint``; 1 where the luminance is 0): the hue the
+    ``spec_tint`` and ``sheen_tint`` lobes take."""
+    lum = (c * c.new_tensor(_LUMINANCE)).sum(-1, keepdim=True)
+    positive = lum > 0
+    return torch.where(positive, c / torch.where(positive, lum, torch.ones_like(lum)), torch.ones_like(c))
+
+
+def _clearcoat_alpha(gloss: torch.Tensor) -> torch.Tensor:
+    """The clearcoat's GTR1 width ``lerp(0.1, 0.001, clearcoat_gloss)``."""
+    return 0.1 + (0.001 - 0.1) * gloss
+
+
+def _gtr1(sin2_h: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Berry's GTR1 ``D = (alpha^2 - 1) / (pi log(alpha^2) (1 + (alpha^2 - 1) (n.h)^2))`` (Burley's clearcoat)."""
+    a2 = alpha * alpha
+    return (a2 - 1.0) / (math.pi * torch.log(a2) * (1.0 + (a2 - 1.0) * (1.0 - sin2_h)))
+
+
+def _gtr1_normal(alpha: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """A GTR1 normal (local frame) with density ``D (n.h)`` from uniform ``u [..., 2]``."""
+    a2 = alpha * alpha
+    cos2 = ((1.0 - a2 ** (1.0 - u[..., 1:2])) / (1.0 - a2)).clamp(0.0, 1.0)
+    sin = (1.0 - cos2).clamp_min(0.0).sqrt()
+    phi = 2.0 * math.pi * u[..., 0:1]
+    return torch.cat([sin * torch.cos(phi), sin * torch.sin(phi), cos2.sqrt()], -1)
+
+
+def _clearcoat(co: torch.Tensor, ci: torch.Tensor, wo_h: torch.Tensor, sin2_h: torch.Tensor,
+               gloss: torch.Tensor) -> torch.Tensor:
+    """``F D G`` of the clearcoat lobe as Mitsuba evaluates it: Schlick's Fresnel from 0.04, GTR1 of
+    ``clearcoat_gloss``'s width, separable GGX shadowing of width 0.25, without ``1 / (4 n.wo n.wi)``."""
+    fresnel = _CLEARCOAT_F0 + (1.0 - _CLEARCOAT_F0) * _schlick_weight(wo_h)
+
+    def g1(cos):
+        tan2 = (1.0 - cos * cos) / (cos * cos)
+        return 2.0 / (1.0 + (1.0 + _CLEARCOAT_ALPHA_G ** 2 * tan2).sqrt())
+
+    return fresnel * _gtr1(sin2_h, _clearcoat_alpha(gloss)) * g1(co) * g1(ci)
 
 
 def principled_mask(si: SurfaceSample) -> Optional[torch.Tensor]:

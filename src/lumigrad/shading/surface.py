@@ -24,19 +24,20 @@ __all__ = ["SurfaceSample", "check_material_dict"]
 
 #: Fields holding a per-point value of the material (as :func:`lumigrad.shading.sample_material` returns them).
 MATERIAL_FIELDS = ("base_color", "alpha", "metallic", "roughness", "occlusion", "emission", "ior", "specular_f0",
-                   "transmission", "specular", "beckmann", "thin", "plastic", "principled", "conductor", "shadowing")
+                   "transmission", "specular", "beckmann", "thin", "plastic", "principled", "principled_lobes", "conductor",
+                   "shadowing")
 #: Fields that must be set.
 _REQUIRED = ("position", "normal", "wo", "base_color", "roughness", "metallic")
 #: Trailing size of each optional tensor field (``None``: any number of channels).
 _TRAILING = {"position": 3, "normal": 3, "wo": 3, "base_color": None, "roughness": 1, "metallic": 1, "alpha": 1,
              "occlusion": 1, "emission": None, "ior": 1, "specular_f0": None, "geometric_normal": 3, "uv": 2,
              "tangent": 4, "unmapped_normal": 3, "transmission": 1, "specular": 1, "beckmann": 1, "thin": 1,
-             "plastic": 66, "principled": 1, "conductor": 7, "shadowing": 1}
+             "plastic": 66, "principled": 1, "principled_lobes": 6, "conductor": 7, "shadowing": 1}
 #: Closed ranges of the material values that :meth:`SurfaceSample.validate` enforces.
 _RANGES = {"base_color": (0.0, 1.0), "roughness": (0.0, 1.0), "metallic": (0.0, 1.0), "alpha": (0.0, 1.0),
            "specular_f0": (0.0, 1.0), "occlusion": (0.0, None), "emission": (0.0, None), "transmission": (0.0, 1.0),
            "specular": (0.0, 1.0), "beckmann": (0.0, 1.0), "thin": (0.0, 1.0), "principled": (0.0, 1.0),
-           "conductor": (0.0, None), "shadowing": (0.0, 1.0)}
+           "principled_lobes": (0.0, 1.0), "conductor": (0.0, None), "shadowing": (0.0, 1.0)}
 
 
 @dataclass
@@ -85,6 +86,9 @@ class SurfaceSample:
             ``None``: no point is.
         principled: optional ``[..., 1]``, 1 where the point is Mitsuba's principled BSDF
             (``Material.principled``: :mod:`lumigrad.shading.principled`), 0 elsewhere; ``None``: no point is.
+        principled_lobes: optional ``[..., 6]``, a principled point's ``spec_tint``, ``sheen``, ``sheen_tint``,
+            ``clearcoat``, ``clearcoat_gloss`` and ``flatness`` (``Material.principled_lobes``), zeros elsewhere;
+            ``None``: all 0.
         conductor: optional ``[..., 7]``, a conductor point's complex index of refraction ``eta`` (3) and ``k``
             (3) and a 1 (``Material.conductor_eta`` and ``conductor_k``: :mod:`lumigrad.shading.conductor`), zeros
             elsewhere; ``None``: no point is.
@@ -127,6 +131,7 @@ class SurfaceSample:
     thin: Optional[torch.Tensor] = None
     plastic: Optional[torch.Tensor] = None
     principled: Optional[torch.Tensor] = None
+    principled_lobes: Optional[torch.Tensor] = None
     conductor: Optional[torch.Tensor] = None
     shadowing: Optional[torch.Tensor] = None
 
@@ -160,7 +165,8 @@ class SurfaceSample:
         """Build a sample from a G-buffer and the per-pixel material values of
         :func:`lumigrad.shading.sample_material` (a dict with ``base_color``, ``roughness``, ``metallic`` and
         optionally ``alpha``, ``occlusion``, ``emission``, ``ior``, ``specular_f0``, ``transmission``,
-        ``specular``, ``beckmann``, ``thin``, ``plastic``, ``principled``, ``conductor``, ``shadowing``).
+        ``specular``, ``beckmann``, ``thin``, ``plastic``, ``principled``, ``principled_lobes``, ``conductor``,
+        ``shadowing``).
 
         Other keys are ignored (``normal_tangent`` is consumed before, by
         :func:`lumigrad.shading.perturb_normal`); ``geometry`` sets ``geometric_normal``, ``uv`` or ``tangent``.
