@@ -268,6 +268,21 @@ def test_conductors_are_mitsubas_conductor_model(tmp_path, bsdf, eta, k):
     assert not material.plastic and not material.principled
 
 
+def test_a_conductor_with_a_material_and_eta_is_refused_and_a_channel_without_interface_is_black(tmp_path):
+    """Mitsuba refuses a named material beside ``eta`` / ``k``, and so does the reader; a channel of ``eta`` 1 and
+    ``k`` 0 (no interface: Mitsuba renders it black) becomes a black channel with a mirror's curve, noted."""
+    with pytest.raises(MitsubaXmlError, match="sets both a material and eta / k"):
+        _material(tmp_path, '<bsdf type="conductor"><string name="material" value="Au"/><rgb name="eta" '
+                            'value="0.2, 0.9, 1.1"/></bsdf>')
+    path = _write(tmp_path, '<shape type="rectangle" id="m"><bsdf type="conductor"><rgb name="eta" value="1, 2, 1.5"/>'
+                            '<rgb name="k" value="0, 1, 0"/></bsdf></shape>')
+    scene, notes = _read(path)
+    m = scene.meshes["m"].material
+    assert _f(m.base_color_factor)[0] == 0.0 and _f(m.base_color_factor)[1] == pytest.approx(2 / 10)
+    assert m.conductor_eta.tolist() == [0.0, 2.0, 1.5] and m.conductor_k.tolist() == [1.0, 1.0, 0.0]
+    assert "eta near 1 and k near 0" in notes[0]
+
+
 def test_a_principleds_other_lobes_are_read_as_numbers(tmp_path):
     """``spec_tint``, ``sheen``, ``sheen_tint``, ``clearcoat``, ``clearcoat_gloss`` and ``flatness`` become
     ``Material.principled_lobes`` (in that order); a tint or gloss alone changes nothing (Mitsuba's lobes are off);

@@ -243,11 +243,58 @@ def test_a_conductor_material_gives_its_values_and_is_checked():
         Material(conductor_eta=torch.ones(2, 3), conductor_k=torch.ones(2, 3))
     with pytest.raises(ValueError, match=">= 0"):
         Material(conductor_eta=torch.tensor([1.0, -1.0, 1.0]), conductor_k=torch.ones(3))
-    with pytest.raises(ValueError, match="reflects nothing"):
+    with pytest.raises(ValueError, match="below 0.0001 in some channel"):
         Material(conductor_eta=torch.ones(3), conductor_k=torch.tensor([0.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="below 0.0001 in some channel"):  # (float32 would be rounding there)
+        Material(conductor_eta=torch.full((3,), 1.0002), conductor_k=torch.zeros(3))
     with pytest.raises(ValueError, match="NaN|finite"):
         Material(conductor_eta=torch.tensor([float("nan"), 1.0, 1.0]), conductor_k=torch.ones(3))
     with pytest.raises(ValueError, match="one model"):
         Material(plastic=True, conductor_eta=torch.ones(3) * 0.5, conductor_k=torch.ones(3))
     with pytest.raises(ValueError, match="one model"):
         m.principled = True
+
+
+def test_a_conductor_set_after_construction_is_checked_when_set_and_when_rendered():
+    """Each of ``conductor_eta`` and ``conductor_k`` is checked when it is set (a list becomes a tensor of the
+    material's dtype; shape, finiteness, sign; the pair's reflectance head-on once both are set), and the pair when
+    a renderer reads the material: one without the other is refused by name, not an AttributeError deep inside."""
+    m = Material(base_color_factor=torch.tensor([0.5, 0.4, 0.3, 1.0], dtype=torch.float64))
+    m.conductor_eta = [0.2, 0.9, 1.1]
+    assert m.conductor_eta.dtype == torch.float64
+    with pytest.raises(ValueError, match="set together"):
+        lg.shading.sample_material(m, shape=(1,))
+    with pytest.raises(ValueError, match="set together"):
+        from lumigrad.integrators.fused_paths import conductor_rows
+        conductor_rows([m], torch.device("cpu"))
+    m.conductor_k = [3.9, 2.4, 2.1]
+    assert lg.shading.sample_material(m, shape=(1,))["conductor"].shape == (1, CONDUCTOR_VALUES)
+    for bad, match in (([1.0, 2.0], "trailing|shape"), ([-4.0, 3.0, 2.0], ">= 0"), ([float("inf")] * 3, "finite|Inf"),
+                       ([1.0, 1.0, 1.0], None)):
+        target = "conductor_k" if match is None else "conductor_eta"
+        value = [0.0, 0.0, 0.0] if match is None else bad
+        with pytest.raises(ValueError, match=match or "below 0.0001"):
+            m2 = Material(conductor_eta=torch.tensor([1.0, 1.0, 1.0]), conductor_k=torch.ones(3))
+            setattr(m2, target, value)
+    m.conductor_eta = None  # (unsetting: then the pair is one-sided until k goes too)
+    with pytest.raises(ValueError, match="set together"):
+        lg.shading.sample_material(m, shape=(1,))
+
+
+def test_the_rasters_environment_light_reads_a_conductor_as_a_pure_metal():
+    """The raster's split-sum environment light is the glTF metal's (Schlick's curve from the base colour); for a
+    conductor it takes metallic 1 whatever ``metallic_factor`` says (the conductor does not read it)."""
+    v, f = lg.geometry.icosphere(2)
+    cam = lg.Camera.look_at([0.0, 0.3, -3.0], [0.0, 0.0, 0.0], fov_y=0.6, width=16, height=16)
+    sky = torch.rand(8, 16, 3, generator=torch.Generator().manual_seed(0)) + 0.2
+    images = []
+    for metallic in (0.0, 1.0):
+        scene = lg.Scene()
+        m = Material(base_color_factor=torch.tensor([0.6, 0.6, 0.6, 1.0]), metallic_factor=metallic,
+                     roughness_factor=0.4, conductor_eta=torch.tensor(CR[0]), conductor_k=torch.tensor(CR[1]))
+        scene.add_mesh("ball", lg.SceneMesh(v, f, m))
+        scene.add_light("sky", lg.EnvironmentLight(sky))
+        with torch.no_grad():
+            images.append(lg.render(scene, cam).rgb)
+    assert float(images[1].mean()) > 0.05
+    torch.testing.assert_close(images[0], images[1])

@@ -43,6 +43,7 @@ from ..raytrace.transport import MAX_BOUNCES, TraceScene
 from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
 from ..shading.emitters import (AUTO_AREA_DISTANCE, AUTO_SOLID_ANGLE_MAX_FACES, area_light_area_table,
                                 area_light_bounds, envmap_sampling_table)
+from ..shading.material import check_conductor_pair
 from ..shading.plastic import PLASTIC_TABLE, material_plastic_table
 
 __all__ = ["KNOWN_FIELDS", "TRANSPORT_ENV", "fused_unsupported", "path_tables", "sample_paths_fused", "use_fused"]
@@ -201,6 +202,8 @@ def plastic_rows(mats, dev) -> torch.Tensor:
 def conductor_rows(mats, dev) -> Optional[torch.Tensor]:
     """The kernel's ``part_conductor`` ``[2 P, 3]`` float32: part ``p``'s ``conductor_eta`` in row ``2 p`` and
     ``conductor_k`` in row ``2 p + 1``, zeros for the other parts; None when no part is a conductor."""
+    for m in mats:
+        check_conductor_pair(m)
     if not any(getattr(m, "conductor_eta", None) is not None for m in mats):
         return None
     zero = torch.zeros(3, device=dev)

@@ -154,7 +154,7 @@ from ..cameras.camera import Camera
 from ..cameras.pixel_filter import PixelFilter, as_pixel_filter
 from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
 from ..scene.scene import Film, Scene, SceneMesh
-from ..shading.material import Material
+from ..shading.material import MIN_CONDUCTOR_REFLECTANCE, Material
 from ..shading.medium import HomogeneousMedium
 from ..shading.principled import PRINCIPLED_LOBES, ior_from_specular
 from .errors import ignored_features
@@ -1274,8 +1274,14 @@ class _Reader:
             material = make(base=base, texture=tex, wrap=wrap, metallic=0.0, roughness=1.0, specular=0.0)
         elif kind in ("conductor", "roughconductor"):
             base, tex, wrap = self.base_colour(p, "specular_reflectance", 1.0)
-            eta, k = self.conductor_eta_k(elem, p)  # (the base colour: the reflectance head-on)
-            material = make(base=base * ((eta - 1) ** 2 + k ** 2) / ((eta + 1) ** 2 + k ** 2), texture=tex, wrap=wrap,
+            eta, k = self.conductor_eta_k(elem, p)
+            head_on = ((eta - 1) ** 2 + k ** 2) / ((eta + 1) ** 2 + k ** 2)  # (the base colour: s times it)
+            dark = head_on < MIN_CONDUCTOR_REFLECTANCE
+            if dark.any():  # (eta 1, k 0: no interface, black; a mirror's curve times 0 renders it so)
+                self.note("a conductor channel of eta near 1 and k near 0 (read as black, as Mitsuba renders it)",
+                          elem)
+                head_on, eta, k = np.where(dark, 0.0, head_on), np.where(dark, 0.0, eta), np.where(dark, 1.0, k)
+            material = make(base=base * head_on, texture=tex, wrap=wrap,
                             metallic=1.0, roughness=self.roughness(p) if kind == "roughconductor" else 0.0,
                             microfacet=self.microfacet(p) if kind == "roughconductor" else "ggx",
                             conductor=(eta, k))
@@ -1532,9 +1538,10 @@ class _Reader:
         if p.has("eta") or p.has("k"):
             if p.named_object("eta") is not None or p.named_object("k") is not None:
                 raise self.error(elem, "textured eta / k are not supported")
+            if p.has("material"):
+                raise self.error(elem, f"{self.describe(elem)} sets both a material and eta / k (Mitsuba takes one)")
             eta = self.colour(p.get("eta"), reflectance=False) if p.has("eta") else np.zeros(3)
             k = self.colour(p.get("k"), reflectance=False) if p.has("k") else np.ones(3)
-            p.get("material")
             return eta, k
         name = p.string("material", "none")
         if name not in CONDUCTOR_ETA_K:

@@ -51,7 +51,9 @@ def conductor_curve_wp(table: wp.array(dtype=wp.vec3), row: int, cos: float):
     k = table[2 * row + 1]
     out = wp.vec3()
     for c in range(3):
-        out[c] = fresnel_conductor_wp(cos, eta[c], k[c]) / wp.max(fresnel_conductor_wp(1.0, eta[c], k[c]), _EPS)
+        k2 = k[c] * k[c]
+        head_on = ((eta[c] - 1.0) * (eta[c] - 1.0) + k2) / ((eta[c] + 1.0) * (eta[c] + 1.0) + k2)  # F(1)
+        out[c] = fresnel_conductor_wp(cos, eta[c], k[c]) / wp.max(head_on, _EPS)
     return out
 
 

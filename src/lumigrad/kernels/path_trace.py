@@ -267,8 +267,9 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
         code), and where a part is Mitsuba's plastic the derivatives in its table's entries, ``[P, PLASTIC_TABLE]``
         (row ``p`` part ``p``'s; None without plastic parts), for autograd to chain through the tables.
 
-    The BSDF derivatives are the glTF model's (GGX or Beckmann), Mitsuba's principled and its plastic (its
-    ``part_*`` columns with its table held, the table's own in ``g_plastic``). A transmitting part's vertices
+    The BSDF derivatives are the glTF model's (GGX or Beckmann), Mitsuba's principled, its conductor (base colour
+    and roughness; its ``eta`` and ``k`` are held) and its plastic (its ``part_*`` columns with its table held, the
+    table's own in ``g_plastic``). A transmitting part's vertices
     (glass, thin sheets) carry the paths through and add nothing to its own columns (zero: the caller must not
     want them; its emission's do add); the lights they see are differentiated as anywhere.
 

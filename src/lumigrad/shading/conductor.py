@@ -103,7 +103,8 @@ class ConductorBSDF:
         """``c F(cos) / F(1)`` ``[..., C]``: the base colour times the conductor's curve relative to its value at
         normal incidence."""
         eta, k = si.conductor[..., 0:3], si.conductor[..., 3:6]
-        head_on = fresnel_conductor(torch.ones_like(eta), eta, k)
+        k2 = k * k
+        head_on = ((eta - 1.0) ** 2 + k2) / ((eta + 1.0) ** 2 + k2)  # (F(1), well conditioned)
         return si.base_color * (fresnel_conductor(cos, eta, k) / head_on.clamp_min(_EPS))
 
     def eval(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:

@@ -345,6 +345,8 @@ def shade_environment_unchecked(surface: SurfaceSample, *, sh_coeffs=None, prefi
     wo = take(si.wo)
     wo = wo / wo.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     c, rough, metal = take(si.base_color), take(si.roughness), take(si.metallic)
+    if si.conductor is not None:  # Mitsuba's conductor is a pure metal (its metallic_factor is not read)
+        metal = torch.where(take(si.conductor)[..., -1:] > 0.5, torch.ones_like(metal), metal)
     if si.specular_f0 is None:
         ior = _per_point(si.ior, pixels)
         f0_d = f0_from_ior(torch.as_tensor(ior, dtype=c.dtype, device=c.device))

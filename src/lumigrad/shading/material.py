@@ -134,8 +134,11 @@ class Material:
             index of refraction ``eta + i k`` per channel, instead of the glTF model: a GGX or Beckmann
             (``microfacet``) reflection of ``roughness`` with the metal's exact Fresnel curve, scaled so that
             ``base_color`` is its reflectance head-on (where glTF's metal follows Schlick's curve from the base
-            colour); separable Smith shadowing, as Mitsuba's. ``metallic_factor``, ``ior``, ``specular_factor``
-            and ``transmission_factor`` are not used, and it cannot also be ``plastic`` or ``principled``. Both
+            colour); separable Smith shadowing, as Mitsuba's. A base colour above ``F(1)`` (Mitsuba's
+            ``specular_reflectance`` above 1) lifts the curve above 1 towards grazing light: the surface then
+            reflects more than it receives. ``metallic_factor`` (read as 1), ``ior``, ``specular_factor`` and
+            ``transmission_factor`` are not used, and it cannot also be ``plastic`` or ``principled``; a channel
+            must reflect at least ``MIN_CONDUCTOR_REFLECTANCE`` (1e-4) head-on. Each is checked when set. Both
             are parameters (differentiable). The path tracer (fused kernel and its replay, PyTorch transport) and
             the raster's per-light shading honour it (the raster's split-sum environment light is the glTF
             model's, Schlick's curve from the base colour).
@@ -183,12 +186,19 @@ class Material:
         elif name in ("thin_dielectric", "plastic", "principled", "mitsuba_normal_map") and not isinstance(value,
                                                                                                           bool):
             raise TypeError(f"{name} must be a bool; got {type(value).__name__}")
+        if name in ("conductor_eta", "conductor_k") and value is not None:  # (checked whenever either is set)
+            value = _conductor_values(name, value, getattr(self, "base_color_factor", None))
         if name in _MODELS and _is_set(value):  # (one model a material; checked whenever one is set)
             for other in _MODELS:
                 if other != name and _is_set(getattr(self, other, None)):
                     raise ValueError(f"a material has one model: setting {name} while {other} is set (plastic, "
                                      "principled and a conductor's eta exclude each other)")
         super().__setattr__(name, value)
+        if name in ("conductor_eta", "conductor_k") and value is not None:
+            other = getattr(self, "conductor_k" if name == "conductor_eta" else "conductor_eta", None)
+            if other is not None:
+                eta, k = (value, other) if name == "conductor_eta" else (other, value)
+                _check_head_on(eta, k)
 
     def __post_init__(self):
         check_choice(self.wrap, "wrap", ("repeat", "clamp", "mirror"))
@@ -235,7 +245,11 @@ class Material:
         for side in ("interior", "exterior"):
             if getattr(self, side) is not None:
                 setattr(self, side, getattr(self, side).with_tensor_g(dtype))
-        self._check_conductor(dtype, device)
+        for name in ("conductor_eta", "conductor_k"):  # (set before the defaults' dtype was known)
+            value = getattr(self, name)
+            if value is not None and value.dtype != dtype and not value.requires_grad:
+                super().__setattr__(name, value.to(dtype))
+        self._check_conductor()
         if self.principled_lobes is not None:
             if not isinstance(self.principled_lobes, torch.Tensor):
                 self.principled_lobes = torch.tensor(self.principled_lobes, dtype=dtype, device=device)
@@ -246,31 +260,9 @@ class Material:
                                  f"clearcoat, clearcoat_gloss, flatness); got {lobes.tolist()}")
         has_specular_weight(self)  # read now, with the checks above: renderers ask per frame
 
-    def _check_conductor(self, dtype, device) -> None:
-        """``conductor_eta`` and ``conductor_k`` both set (tensors ``[3]``, ``eta >= 0``, ``k >= 0``, a non-zero
-        reflectance head-on) or neither."""
-        eta, k = self.conductor_eta, self.conductor_k
-        if (eta is None) != (k is None):
-            raise ValueError("conductor_eta and conductor_k are set together (a conductor's complex index of "
-                             f"refraction); got conductor_eta {'unset' if eta is None else 'set'} and conductor_k "
-                             f"{'unset' if k is None else 'set'}")
-        if eta is None:
-            return
-        for name in ("conductor_eta", "conductor_k"):
-            value = getattr(self, name)
-            if not isinstance(value, torch.Tensor):
-                setattr(self, name, torch.tensor(value, dtype=dtype, device=device))
-            check_tensor(getattr(self, name), name, trailing=(3,), floating=True, finite=True)
-            if getattr(self, name).dim() != 1:
-                raise ValueError(f"{name} must have shape [3] (one value per RGB channel); got "
-                                 f"{tuple(getattr(self, name).shape)}")
-        eta, k = self.conductor_eta.detach(), self.conductor_k.detach()
-        if bool((eta < 0).any()) or bool((k < 0).any()):
-            raise ValueError(f"a conductor needs conductor_eta >= 0 and conductor_k >= 0; got {eta.tolist()} and "
-                             f"{k.tolist()}")
-        if bool((((eta - 1) ** 2 + k * k) <= 1e-8).any()):
-            raise ValueError(f"conductor_eta 1 with conductor_k 0 reflects nothing head-on (the base colour is that "
-                             f"reflectance); got {eta.tolist()} and {k.tolist()}")
+    def _check_conductor(self) -> None:
+        """``conductor_eta`` and ``conductor_k`` both set or neither (each is checked when it is set)."""
+        check_conductor_pair(self)
 
     def has_textures(self) -> bool:
         """Whether any texture slot is set (then :func:`sample_material` needs ``uv``)."""
@@ -303,6 +295,45 @@ _MODELS = ("plastic", "principled", "conductor_eta")
 def _is_set(value) -> bool:
     """Whether a model attribute (a bool, or a conductor's ``eta``, a tensor or None) chooses its model."""
     return value is not None and value is not False
+
+
+#: The least reflectance head-on, ``((eta - 1)^2 + k^2) / ((eta + 1)^2 + k^2)``, of a conductor's channel: below it
+#: (``eta`` near 1 and ``k`` near 0: hardly an interface) the curve ``F(cos) / F(1)`` is float32 rounding.
+MIN_CONDUCTOR_REFLECTANCE = 1e-4
+
+
+def _conductor_values(name: str, value, like: Optional[torch.Tensor]) -> torch.Tensor:
+    """``value`` as a conductor's ``eta`` or ``k``: a floating tensor ``[3]`` (from a list in ``like``'s dtype and
+    device), finite, ``>= 0``."""
+    if not isinstance(value, torch.Tensor):
+        value = torch.tensor(value, dtype=like.dtype if isinstance(like, torch.Tensor) else None,
+                             device=like.device if isinstance(like, torch.Tensor) else None)
+    check_tensor(value, name, trailing=(3,), floating=True, finite=True)
+    if value.dim() != 1:
+        raise ValueError(f"{name} must have shape [3] (one value per RGB channel); got {tuple(value.shape)}")
+    if bool((value.detach() < 0).any()):
+        raise ValueError(f"{name} must be >= 0; got {value.detach().tolist()}")
+    return value
+
+
+def _check_head_on(eta: torch.Tensor, k: torch.Tensor) -> None:
+    """A conductor's reflectance head-on at least :data:`MIN_CONDUCTOR_REFLECTANCE` in every channel."""
+    eta, k = eta.detach(), k.detach().to(eta)
+    head_on = ((eta - 1) ** 2 + k * k) / ((eta + 1) ** 2 + k * k)
+    if bool((head_on < MIN_CONDUCTOR_REFLECTANCE).any()):
+        raise ValueError(f"a conductor of conductor_eta {eta.tolist()} and conductor_k {k.tolist()} reflects "
+                         f"{head_on.tolist()} head-on, below {MIN_CONDUCTOR_REFLECTANCE} in some channel (eta near 1 "
+                         "with k near 0 is hardly an interface; its Fresnel curve would be float32 rounding)")
+
+
+def check_conductor_pair(material: Material) -> None:
+    """``material``'s ``conductor_eta`` and ``conductor_k`` are set together or not at all (renderers ask per
+    frame: reads no values)."""
+    eta, k = material.conductor_eta, material.conductor_k
+    if (eta is None) != (k is None):
+        raise ValueError("conductor_eta and conductor_k are set together (a conductor's complex index of refraction); "
+                         f"got conductor_eta {'unset' if eta is None else 'set'} and conductor_k "
+                         f"{'unset' if k is None else 'set'}")
 
 
 def mitsuba_model(material: Material) -> Optional[str]:
@@ -459,6 +490,7 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, linear_colou
         out["principled"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
         if m.principled_lobes is not None:
             out["principled_lobes"] = m.principled_lobes.to(base).expand(pixels + (6,))
+    check_conductor_pair(m)
     if m.conductor_eta is not None:
         values = torch.cat([m.conductor_eta, m.conductor_k, torch.ones_like(m.conductor_k[:1])]).to(base)
         out["conductor"] = values.expand(pixels + values.shape)
