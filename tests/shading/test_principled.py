@@ -157,6 +157,36 @@ def test_the_other_lobes_match_recorded_mitsuba_values(wo, wi, expected):
     assert PrincipledBSDF().eval(si, wi[None])[0].tolist() == pytest.approx(list(expected), rel=1e-5)
 
 
+def test_an_ior_of_one_drops_the_whole_specular_lobe_as_mitsuba():
+    """``specular`` 0 (``eta`` 1): the dielectric reflects nothing and Mitsuba drops the whole specular lobe, the
+    metal's and the tint's with it (its ``F_dielectric > 0`` mask); what remains is the diffuse lobe."""
+    mi = mitsuba_scalar()
+    for metallic, lobes in ((1.0, None), (0.5, _lobes(spec_tint=0.6, sheen=0.3))):
+        d = {"type": "principled", "base_color": {"type": "rgb", "value": [0.6, 0.3, 0.2]}, "roughness": 0.4,
+             "metallic": metallic, "specular": 0.0}
+        if lobes is not None:
+            d.update({"spec_tint": 0.6, "sheen": 0.3})
+        bsdf = mi.load_dict(d)
+        wo, wi = _hemisphere(60, 40), _hemisphere(60, 41)
+        si = _si(60, wo, (0.6, 0.3, 0.2), 0.4, metallic, ior=1.0, normal=Z,
+                 **({} if lobes is None else {"principled_lobes": lobes.expand(60, 6)}))
+        ours = PrincipledBSDF().eval(si, wi) * wi[:, 2:]
+        torch.testing.assert_close(ours, _mitsuba_eval_cos(bsdf, mi, wo, wi), rtol=2e-5, atol=1e-7)
+    assert float(PrincipledBSDF().eval(_si(60, wo, (0.6, 0.3, 0.2), 0.4, 1.0, ior=1.0, normal=Z), wi).abs().max()) == 0
+
+
+def test_the_clearcoats_sample_has_finite_gradients_at_its_pole_and_horizon():
+    """GTR1's sample at ``u = 0`` and ``u = 1`` (its normal at the pole or the horizon, where the roots' slopes are
+    infinite) gives finite gradients in ``clearcoat_gloss``, also through the rows that drew the main lobe."""
+    lobes = _lobes(clearcoat=1.0, clearcoat_gloss=1.0).expand(4, 6).clone().requires_grad_(True)
+    si = _si(4, _dir(0.5), principled_lobes=lobes)
+    u1 = torch.tensor([[0.1], [0.1], [0.9], [0.9]], dtype=DT)
+    u2 = torch.tensor([[0.3, 0.0], [0.3, 1.0], [0.3, 0.0], [0.3, 3e-3]], dtype=DT)
+    s = PrincipledBSDF().sample(si, u1, u2)
+    (g,) = torch.autograd.grad((s.weight.sum() + s.wi.sum()), lobes)
+    assert bool(torch.isfinite(g).all())
+
+
 @pytest.mark.parametrize("specular", [0.1, 0.5, 0.9])
 def test_ior_from_specular_is_mitsubas_reading_of_specular(specular):
     """A Mitsuba principled given by ``specular`` (no ``eta``) is ours at ``ior_from_specular(specular)``."""

@@ -1277,8 +1277,9 @@ class _Reader:
             eta, k = self.conductor_eta_k(elem, p)
             head_on = ((eta - 1) ** 2 + k ** 2) / ((eta + 1) ** 2 + k ** 2)  # (the base colour: s times it)
             dark = head_on < MIN_CONDUCTOR_REFLECTANCE
-            if dark.any():  # (eta 1, k 0: no interface, black; a mirror's curve times 0 renders it so)
-                self.note("a conductor channel of eta near 1 and k near 0 (read as black, as Mitsuba renders it)",
+            if dark.any():  # (eta 1, k 0: no interface, black in Mitsuba; a mirror's curve times 0 renders it so)
+                self.note("a conductor channel of eta near 1 and k near 0, reflecting below 1e-4 head-on (read as "
+                          "black: exactly Mitsuba's at eta 1, k 0; near it, its reflection at grazing angles is lost)",
                           elem)
                 head_on, eta, k = np.where(dark, 0.0, head_on), np.where(dark, 0.0, eta), np.where(dark, 1.0, k)
             material = make(base=base * head_on, texture=tex, wrap=wrap,

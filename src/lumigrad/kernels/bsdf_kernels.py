@@ -298,6 +298,15 @@ def sample_unit_wp(n: wp.vec3, wo: wp.vec3, p_spec: float, base: wp.vec3, roughn
 
 
 @wp.func
+def sample_weight_wp(f: wp.vec3, pdf: float, n: wp.vec3, wi: wp.vec3):
+    """A BSDF sample's weight ``f max(n.wi, 0) / pdf``, 0 where ``pdf`` is (the twins' ``sample_at``)."""
+    weight = wp.vec3(0.0, 0.0, 0.0)
+    if pdf > 0.0:
+        weight = f * (wp.max(wp.dot(n, wi), 0.0) / pdf)
+    return weight
+
+
+@wp.func
 def alpha_slope_wp(roughness: float):
     """``(alpha, d alpha / d roughness)`` of ``alpha = max(roughness^2, ALPHA_MIN)``: no slope at or below the floor,
     as the twins' ``clamp_min`` (the parameter derivatives' shared first step)."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import warp as wp
 
-from .bsdf_kernels import reflection_terms_wp, separable_lobe_slope_wp, separable_lobe_wp, two_lobe_direction_wp
+from .bsdf_kernels import (reflection_terms_wp, sample_weight_wp, separable_lobe_slope_wp, separable_lobe_wp,
+                           two_lobe_direction_wp)
 
 wp.set_module_options({"enable_backward": False})
 
@@ -19,6 +20,8 @@ wp.set_module_options({"enable_backward": False})
 #: the flag), which the path replay's kernels read.
 CONDUCTOR_VALUES = 7
 _EPS = wp.constant(1.0e-12)
+#: ``lumigrad.shading.conductor.MIN_HEAD_ON``: the least reflectance head-on the curve is divided by.
+MIN_HEAD_ON = wp.constant(1.0e-4)
 #: ``lumigrad.shading.conductor._FLOOR`` in float32's range.
 _FLOOR = wp.constant(1.0e-30)
 
@@ -53,7 +56,7 @@ def conductor_curve_wp(table: wp.array(dtype=wp.vec3), row: int, cos: float):
     for c in range(3):
         k2 = k[c] * k[c]
         head_on = ((eta[c] - 1.0) * (eta[c] - 1.0) + k2) / ((eta[c] + 1.0) * (eta[c] + 1.0) + k2)  # F(1)
-        out[c] = fresnel_conductor_wp(cos, eta[c], k[c]) / wp.max(head_on, _EPS)
+        out[c] = fresnel_conductor_wp(cos, eta[c], k[c]) / wp.max(head_on, MIN_HEAD_ON)
     return out
 
 
@@ -86,10 +89,7 @@ def conductor_sample_wp(table: wp.array(dtype=wp.vec3), row: int, n: wp.vec3, wo
     wi = two_lobe_direction_wp(n, wo, 1.0, roughness, beckmann, 0.0, u0, u1)
     wi = wi / wp.max(wp.length(wi), _EPS)
     f, pdf = conductor_eval_pdf_wp(table, row, n, wi, wo, base, roughness, beckmann)
-    weight = wp.vec3(0.0, 0.0, 0.0)
-    if pdf > 0.0:
-        weight = f * (wp.max(wp.dot(n, wi), 0.0) / pdf)
-    return wi, weight, pdf
+    return wi, sample_weight_wp(f, pdf, n, wi), pdf
 
 
 @wp.func

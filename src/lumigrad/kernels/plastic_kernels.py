@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import warp as wp
 
-from .bsdf_kernels import (DOT_EPS, reflection_terms_wp, separable_lobe_slope_wp, separable_lobe_wp,
-                           two_lobe_direction_wp)
+from .bsdf_kernels import (DOT_EPS, reflection_terms_wp, sample_weight_wp, separable_lobe_slope_wp,
+                           separable_lobe_wp, two_lobe_direction_wp)
 from .dielectric_kernels import fresnel_dielectric_wp, fresnel_ior_slope_wp
 
 wp.set_module_options({"enable_backward": False})
@@ -98,10 +98,7 @@ def plastic_sample_wp(table: wp.array(dtype=float), row: int, n: wp.vec3, wo: wp
     wi = two_lobe_direction_wp(n, wo, p, roughness, beckmann, u_lobe, u0, u1)
     wi = wi / wp.max(wp.length(wi), _EPS)
     f, pdf = plastic_eval_pdf_wp(table, row, n, wi, wo, p, base, roughness, ior, beckmann)
-    weight = wp.vec3(0.0, 0.0, 0.0)
-    if pdf > 0.0:
-        weight = f * (wp.max(wp.dot(n, wi), 0.0) / pdf)
-    return wi, weight, pdf
+    return wi, sample_weight_wp(f, pdf, n, wi), pdf
 
 
 @wp.func

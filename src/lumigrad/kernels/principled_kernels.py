@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import warp as wp
 
-from .bsdf_kernels import (ALPHA_MIN, DOT_EPS, alpha_slope_wp, reflection_terms_wp, smith_g1_alpha_slope_wp,
-                           smith_g1_wp, two_lobe_direction_wp)
+from .bsdf_kernels import (ALPHA_MIN, DOT_EPS, alpha_slope_wp, reflection_terms_wp, sample_weight_wp,
+                           smith_g1_alpha_slope_wp, smith_g1_wp, two_lobe_direction_wp)
 from .dielectric_kernels import fresnel_dielectric_wp, fresnel_ior_slope_wp
 
 wp.set_module_options({"enable_backward": False})
@@ -68,6 +68,8 @@ def principled_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: f
         g1_o = smith_g1_wp(co, alpha, 0)
         shadowing = dist * g1_o * smith_g1_wp(ci, alpha, 0) / (4.0 * co * ci)
         f_d, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(wo_h, ior)
+        if not (f_d > 0.0):  # (an ior of 1: Mitsuba drops the whole specular lobe, the metal's too)
+            shadowing = 0.0
         s_h = _schlick_weight(wo_h)
         s_o = _schlick_weight(co)
         s_i = _schlick_weight(ci)
@@ -95,10 +97,7 @@ def principled_sample_wp(n: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.
     wi = two_lobe_direction_wp(n, wo, p, roughness, 0, u_lobe, u0, u1)
     wi = wi / wp.max(wp.length(wi), _EPS)
     f, pdf = principled_eval_pdf_wp(n, wi, wo, p, base, roughness, metallic, ior)
-    weight = wp.vec3(0.0, 0.0, 0.0)
-    if pdf > 0.0:
-        weight = f * (wp.max(wp.dot(n, wi), 0.0) / pdf)
-    return wi, weight, pdf
+    return wi, sample_weight_wp(f, pdf, n, wi), pdf
 
 
 @wp.func
@@ -130,6 +129,9 @@ def principled_param_grads_wp(n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3, base: wp.
         d_shadowing = (d_dist * 2.0 * alpha * g1_o * g1_i + dist * d_g) / (4.0 * co * ci) * d_alpha
         f_d, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(wo_h, ior)
         d_fd = fresnel_ior_slope_wp(wo_h, ior)
+        if not (f_d > 0.0):  # (an ior of 1: no specular lobe, as the value's)
+            shadowing = 0.0
+            d_shadowing = 0.0
         s_h = _schlick_weight(wo_h)
         s_o = _schlick_weight(co)
         s_i = _schlick_weight(ci)

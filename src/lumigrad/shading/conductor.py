@@ -29,7 +29,7 @@ from typing import Optional
 import torch
 
 from .brdf import ALPHA_MIN, BSDFSample, beckmann_d, ggx_d, smith_g1
-from .per_point import PerPointModelBSDF
+from .per_point import PerPointModelBSDF, sample_at
 from .surface import SurfaceSample
 from .warps import beckmann_normal, ggx_visible_normal, local_frame, to_local, to_world
 
@@ -41,6 +41,9 @@ CONDUCTOR_VALUES = 7
 #: slopes where a root's argument reaches 0: a real ``eta < 1`` at the critical angle, ``eta = 1, k = 0``).
 _FLOOR = 1e-30
 _EPS = 1e-12
+#: The least reflectance head-on the curve is divided by (``lumigrad.shading.material.MIN_CONDUCTOR_REFLECTANCE``:
+#: below it the curve would be float32 rounding).
+MIN_HEAD_ON = 1e-4
 
 
 def fresnel_conductor(cos: torch.Tensor, eta: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -105,7 +108,7 @@ class ConductorBSDF:
         eta, k = si.conductor[..., 0:3], si.conductor[..., 3:6]
         k2 = k * k
         head_on = ((eta - 1.0) ** 2 + k2) / ((eta + 1.0) ** 2 + k2)  # (F(1), well conditioned)
-        return si.base_color * (fresnel_conductor(cos, eta, k) / head_on.clamp_min(_EPS))
+        return si.base_color * (fresnel_conductor(cos, eta, k) / head_on.clamp_min(MIN_HEAD_ON))
 
     def eval(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         """``f(wi, si.wo)`` ``[..., C]``, no cosine."""
@@ -141,12 +144,7 @@ class ConductorBSDF:
         if bk is not None:
             h = torch.where(bk, beckmann_normal(alpha, u2), h)
         wi = _unit(to_world(2.0 * (wo_l * h).sum(-1, keepdim=True) * h - wo_l, t, b, n_b))
-        pdf = self.pdf(si, wi)
-        f = self.eval(si, wi)
-        ok = pdf > 0
-        cos = (n_b * wi).sum(-1, keepdim=True).clamp_min(0.0)
-        weight = torch.where(ok, f * cos / torch.where(ok, pdf, torch.ones_like(pdf)), torch.zeros_like(f))
-        return BSDFSample(wi, weight, pdf)
+        return sample_at(self, si, n_b, wi)
 
 
 def conductor_mask(si: SurfaceSample) -> Optional[torch.Tensor]:

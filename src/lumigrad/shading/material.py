@@ -31,7 +31,7 @@ import torch
 from .._checks import PerVersion, check_choice, check_number, check_tensor, check_texture_layout
 from ..raster.texture import texture, texture_unchecked
 from .brdf import MICROFACETS
-from .conductor import CONDUCTOR_VALUES
+from .conductor import CONDUCTOR_VALUES, MIN_HEAD_ON
 from .image_formation import srgb_decode, srgb_decode_unchecked
 from .medium import HomogeneousMedium
 from .plastic import PLASTIC_TABLE, material_plastic_table
@@ -138,7 +138,8 @@ class Material:
             ``specular_reflectance`` above 1) lifts the curve above 1 towards grazing light: the surface then
             reflects more than it receives. ``metallic_factor`` (read as 1), ``ior``, ``specular_factor`` and
             ``transmission_factor`` are not used, and it cannot also be ``plastic`` or ``principled``; a channel
-            must reflect at least ``MIN_CONDUCTOR_REFLECTANCE`` (1e-4) head-on. Each is checked when set. Both
+            must reflect at least ``MIN_CONDUCTOR_REFLECTANCE`` (1e-4) head-on when the material is made (renderers
+            divide by at least that). Each is checked when set, the pair when rendered. Both
             are parameters (differentiable). The path tracer (fused kernel and its replay, PyTorch transport) and
             the raster's per-light shading honour it (the raster's split-sum environment light is the glTF
             model's, Schlick's curve from the base colour).
@@ -194,11 +195,6 @@ class Material:
                     raise ValueError(f"a material has one model: setting {name} while {other} is set (plastic, "
                                      "principled and a conductor's eta exclude each other)")
         super().__setattr__(name, value)
-        if name in ("conductor_eta", "conductor_k") and value is not None:
-            other = getattr(self, "conductor_k" if name == "conductor_eta" else "conductor_eta", None)
-            if other is not None:
-                eta, k = (value, other) if name == "conductor_eta" else (other, value)
-                _check_head_on(eta, k)
 
     def __post_init__(self):
         check_choice(self.wrap, "wrap", ("repeat", "clamp", "mirror"))
@@ -261,8 +257,12 @@ class Material:
         has_specular_weight(self)  # read now, with the checks above: renderers ask per frame
 
     def _check_conductor(self) -> None:
-        """``conductor_eta`` and ``conductor_k`` both set or neither (each is checked when it is set)."""
+        """``conductor_eta`` and ``conductor_k`` both set or neither (each is checked when it is set), the pair
+        reflecting at least :data:`MIN_CONDUCTOR_REFLECTANCE` head-on (checked here, at construction: set later
+        one at a time, a pair passes through others; a renderer takes the reflectance head-on as at least that)."""
         check_conductor_pair(self)
+        if self.conductor_eta is not None:
+            _check_head_on(self.conductor_eta, self.conductor_k)
 
     def has_textures(self) -> bool:
         """Whether any texture slot is set (then :func:`sample_material` needs ``uv``)."""
@@ -298,15 +298,16 @@ def _is_set(value) -> bool:
 
 
 #: The least reflectance head-on, ``((eta - 1)^2 + k^2) / ((eta + 1)^2 + k^2)``, of a conductor's channel: below it
-#: (``eta`` near 1 and ``k`` near 0: hardly an interface) the curve ``F(cos) / F(1)`` is float32 rounding.
-MIN_CONDUCTOR_REFLECTANCE = 1e-4
+#: (``eta`` near 1 and ``k`` near 0: hardly an interface) the curve ``F(cos) / F(1)`` is float32 rounding. A material
+#: is refused below it when made; renderers divide by at least it (an optimiser may step there).
+MIN_CONDUCTOR_REFLECTANCE = MIN_HEAD_ON
 
 
 def _conductor_values(name: str, value, like: Optional[torch.Tensor]) -> torch.Tensor:
     """``value`` as a conductor's ``eta`` or ``k``: a floating tensor ``[3]`` (from a list in ``like``'s dtype and
     device), finite, ``>= 0``."""
-    if not isinstance(value, torch.Tensor):
-        value = torch.tensor(value, dtype=like.dtype if isinstance(like, torch.Tensor) else None,
+    if not isinstance(value, torch.Tensor):  # (a list of ints too: a floating tensor)
+        value = torch.tensor(value, dtype=like.dtype if isinstance(like, torch.Tensor) else torch.get_default_dtype(),
                              device=like.device if isinstance(like, torch.Tensor) else None)
     check_tensor(value, name, trailing=(3,), floating=True, finite=True)
     if value.dim() != 1:
@@ -489,7 +490,7 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, linear_colou
     if m.principled:
         out["principled"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
         if m.principled_lobes is not None:
-            out["principled_lobes"] = m.principled_lobes.to(base).expand(pixels + (6,))
+            out["principled_lobes"] = m.principled_lobes.clamp(0.0, 1.0).to(base).expand(pixels + (6,))
     check_conductor_pair(m)
     if m.conductor_eta is not None:
         values = torch.cat([m.conductor_eta, m.conductor_k, torch.ones_like(m.conductor_k[:1])]).to(base)

@@ -11,7 +11,19 @@ import torch
 from .brdf import BSDFSample
 from .surface import SurfaceSample
 
-__all__ = ["PerPointModelBSDF"]
+__all__ = ["PerPointModelBSDF", "sample_at"]
+
+
+def sample_at(bsdf, si: SurfaceSample, n: torch.Tensor, wi: torch.Tensor) -> BSDFSample:
+    """The :class:`BSDFSample` of the unit direction ``wi`` that ``bsdf`` drew at ``si`` (unit normal ``n``): its
+    density ``bsdf.pdf`` and weight ``eval cos / pdf`` (0 where the density is): the end of the reflection-only
+    models' ``sample``."""
+    pdf = bsdf.pdf(si, wi)
+    f = bsdf.eval(si, wi)
+    ok = pdf > 0
+    cos = (n * wi).sum(-1, keepdim=True).clamp_min(0.0)
+    weight = torch.where(ok, f * cos / torch.where(ok, pdf, torch.ones_like(pdf)), torch.zeros_like(f))
+    return BSDFSample(wi, weight, pdf)
 
 
 class PerPointModelBSDF:

@@ -39,7 +39,7 @@ import torch.utils.checkpoint
 from .._checks import PerVersion
 from .brdf import ALPHA_MIN, BSDFSample, beckmann_d, ggx_d, smith_g1
 from .dielectric import fresnel_dielectric_unchecked
-from .per_point import PerPointModelBSDF
+from .per_point import PerPointModelBSDF, sample_at
 from .surface import SurfaceSample
 from .warps import beckmann_normal, cosine_hemisphere, ggx_visible_normal, local_frame, to_local, to_world
 
@@ -245,12 +245,7 @@ class PlasticBSDF:
         wi_l = torch.where(u1 < p, wi_spec, cosine_hemisphere(u2))
         wi = to_world(wi_l, t, b, n_b)
         wi = wi / torch.linalg.vector_norm(wi, dim=-1, keepdim=True).clamp_min(_EPS)
-        pdf = self.pdf(si, wi)
-        f = self.eval(si, wi)
-        ok = pdf > 0
-        cos = (n_b * wi).sum(-1, keepdim=True).clamp_min(0.0)
-        weight = torch.where(ok, f * cos / torch.where(ok, pdf, torch.ones_like(pdf)), torch.zeros_like(f))
-        return BSDFSample(wi, weight, pdf)
+        return sample_at(self, si, n_b, wi)
 
 
 def plastic_mask(si: SurfaceSample) -> Optional[torch.Tensor]:

@@ -32,7 +32,8 @@ approximation for ``spec_trans`` and names ``anisotropic``). Reflection only: ``
 ``n.wo > 0`` and ``n.wi > 0`` (Mitsuba's principled is black from behind; ``twosided`` flips it).
 An ``ior`` of at least 1 is assumed, as the Mitsuba reader requires: below 1 Mitsuba takes the metal's Schlick
 weight at the refracted cosine, this model at ``wo.h`` (up to 23 % apart at ior 0.8 and metallic 0.3; a
-dielectric still agrees). A white rough surface reflects more than it receives near normal incidence (albedo
+dielectric still agrees). At exactly 1 (``specular`` 0) the dielectric reflects nothing and, as in Mitsuba, the
+whole specular lobe goes, the metal's and the tint's with it. A white rough surface reflects more than it receives near normal incidence (albedo
 1.08 at roughness 0.9): Burley's retro-reflection, in Mitsuba's model too.
 
 Sampling: the specular lobe (GGX normals visible from ``wo``, reflected) with probability ``s / (s + d)``, ``s``
@@ -50,7 +51,7 @@ import torch
 
 from .brdf import ALPHA_MIN, BSDFSample, ggx_d, smith_g1
 from .dielectric import fresnel_dielectric_unchecked
-from .per_point import PerPointModelBSDF
+from .per_point import PerPointModelBSDF, sample_at
 from .surface import SurfaceSample
 from .warps import cosine_hemisphere, ggx_visible_normal, local_frame, to_local, to_world
 
@@ -155,6 +156,7 @@ class PrincipledBSDF:
             fresnel = ((1.0 - m) * (1.0 - spec_tint) * dielectric + metal
                        + (1.0 - m) * spec_tint * (f0_tint + (1.0 - f0_tint) * s_h))
         spec = fresnel * ggx_d(sin2_h, alpha * alpha) * smith_g1(co, alpha) * smith_g1(ci, alpha) / (4.0 * co * ci)
+        spec = torch.where(dielectric > 0, spec, torch.zeros_like(spec))  # (ior 1: Mitsuba drops the whole lobe)
         s_o, s_i = _schlick_weight(co), _schlick_weight(ci)
         retro = 2.0 * r * wo_h * wo_h
         diffuse = (1.0 - 0.5 * s_o) * (1.0 - 0.5 * s_i) + retro * (s_o + s_i + s_o * s_i * (retro - 1.0))
@@ -199,12 +201,7 @@ class PrincipledBSDF:
             h_cc = _gtr1_normal(_clearcoat_alpha(si.principled_lobes[..., 4:5]), u2)
             wi_l = torch.where(u1 < q, 2.0 * (wo_l * h_cc).sum(-1, keepdim=True) * h_cc - wo_l, wi_l)
         wi = _unit(to_world(wi_l, t, b, n_b))
-        pdf = self.pdf(si, wi)
-        f = self.eval(si, wi)
-        ok = pdf > 0
-        cos = (n_b * wi).sum(-1, keepdim=True).clamp_min(0.0)
-        weight = torch.where(ok, f * cos / torch.where(ok, pdf, torch.ones_like(pdf)), torch.zeros_like(f))
-        return BSDFSample(wi, weight, pdf)
+        return sample_at(self, si, n_b, wi)
 
 
 def _tint(c: torch.Tensor) -> torch.Tensor:
@@ -222,17 +219,18 @@ def _clearcoat_alpha(gloss: torch.Tensor) -> torch.Tensor:
 
 def _gtr1(sin2_h: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """Berry's GTR1 ``D = (alpha^2 - 1) / (pi log(alpha^2) (1 + (alpha^2 - 1) (n.h)^2))`` (Burley's clearcoat)."""
-    a2 = alpha * alpha
-    return (a2 - 1.0) / (math.pi * torch.log(a2) * (1.0 + (a2 - 1.0) * (1.0 - sin2_h)))
+    a2 = alpha * alpha  # (1 + (alpha^2 - 1) (n.h)^2 as alpha^2 + (1 - alpha^2) sin2_h: no cancellation at the peak)
+    return (a2 - 1.0) / (math.pi * torch.log(a2) * (a2 + (1.0 - a2) * sin2_h))
 
 
 def _gtr1_normal(alpha: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """A GTR1 normal (local frame) with density ``D (n.h)`` from uniform ``u [..., 2]``."""
     a2 = alpha * alpha
     cos2 = ((1.0 - a2 ** (1.0 - u[..., 1:2])) / (1.0 - a2)).clamp(0.0, 1.0)
-    sin = (1.0 - cos2).clamp_min(0.0).sqrt()
+    # (the roots' arguments floored: at the pole and the horizon their slopes would be infinite, NaN times a 0)
+    sin = (1.0 - cos2).clamp_min(_EPS * _EPS).sqrt()
     phi = 2.0 * math.pi * u[..., 0:1]
-    return torch.cat([sin * torch.cos(phi), sin * torch.sin(phi), cos2.sqrt()], -1)
+    return torch.cat([sin * torch.cos(phi), sin * torch.sin(phi), cos2.clamp_min(_EPS * _EPS).sqrt()], -1)
 
 
 def _clearcoat(co: torch.Tensor, ci: torch.Tensor, wo_h: torch.Tensor, sin2_h: torch.Tensor,
