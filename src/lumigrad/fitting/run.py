@@ -24,7 +24,7 @@ from typing import Dict, Optional, Union
 import torch
 
 from .._checks import resolve_device
-from ..optim.distributed import DistributedStrategy, launched_by_torchrun
+from ..optim.distributed import DistributedStrategy, RankMismatchError, launched_by_torchrun
 from ..optim.fit import CHECKPOINT_NAME, Fit, FitDivergedError, ParamGroup, cosine_schedule, read_checkpoint
 from ..optim.strategy import LocalStrategy, Strategy
 from .config import ConfigError, FitConfig, load_config
@@ -148,8 +148,17 @@ def _run_ranked(config: FitConfig, out: Path, dev, *, resume: bool, overwrite: b
 
     owns_group = not dist.is_initialized()
     strategy = start_ranks(dev, timeout_s)
-    outcome = _run_rank(config, out, dev, strategy, resume=resume, overwrite=overwrite, force=force,
-                        progress=progress)
+    try:
+        outcome = _run_rank(config, out, dev, strategy, resume=resume, overwrite=overwrite, force=force,
+                            progress=progress)
+    except RankMismatchError:
+        # every rank raises it at the same collective, so they leave together here too: the group is torn down
+        # (its gloo threads joined) before the error goes up; left to interpreter shutdown, a gloo thread could
+        # abort the process after the message ("terminate called without an active exception")
+        if owns_group:
+            strategy.barrier()
+            dist.destroy_process_group()
+        raise
     if owns_group:  # all ranks leave together: a group torn down while another rank still uses it aborts
         strategy.barrier()
         dist.destroy_process_group()
