@@ -241,11 +241,7 @@ class Material:
         for side in ("interior", "exterior"):
             if getattr(self, side) is not None:
                 setattr(self, side, getattr(self, side).with_tensor_g(dtype))
-        for name in ("conductor_eta", "conductor_k"):  # (set before the defaults' dtype was known)
-            value = getattr(self, name)
-            if value is not None and value.dtype != dtype and not value.requires_grad:
-                super().__setattr__(name, value.to(dtype))
-        self._check_conductor()
+        self._check_conductor()  # (eta and k keep the tensors given: renderers take them in the shading's dtype)
         if self.principled_lobes is not None:
             if not isinstance(self.principled_lobes, torch.Tensor):
                 self.principled_lobes = torch.tensor(self.principled_lobes, dtype=dtype, device=device)
