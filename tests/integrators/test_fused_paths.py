@@ -318,6 +318,20 @@ def _thin_sheets():
     return scene, cam
 
 
+def _with_cards_and_sky(scene, cam, card_material):
+    """``scene`` with an upright double-sided card of ``card_material`` (the model under test, often sampled),
+    a glTF card beside it and a sky of one bright texel: the Mitsuba models' scenes' common part."""
+    v, f = _quad(0.5, 0.0)
+    card = v[:, [0, 2, 1]] + torch.tensor([-0.7, 0.5, -0.3])  # upright, in the plane z = -0.3
+    scene.add_mesh("card", lg.SceneMesh(card, f, card_material, double_sided=True))
+    scene.add_mesh("gltf", lg.SceneMesh(card + torch.tensor([1.2, 0.0, 0.0]), f, _material((0.8, 0.2, 0.2),
+                                                                                           roughness=0.4, ior=1.5)))
+    sky = torch.rand(8, 16, 3, generator=torch.Generator().manual_seed(5)) * 0.4
+    sky[2, 9] = torch.tensor([12.0, 10.0, 8.0])
+    scene.add_light("sky", lg.EnvironmentLight(sky))
+    return scene, cam
+
+
 def _plastic():
     """Mitsuba's plastic: the metal scene's floor a GGX rough plastic (roughness 0.5), the ball a smooth plastic
     (roughness 0), a Beckmann rough plastic card and a glTF card beside them, under the area lamp, the point light
@@ -327,17 +341,9 @@ def _plastic():
     floor.plastic, floor.metallic_factor = True, torch.tensor(0.0)
     ball.plastic, ball.metallic_factor, ball.roughness_factor = True, torch.tensor(0.0), torch.tensor(0.0)
     ball.ior = torch.tensor(1.6)
-    v, f = _quad(0.5, 0.0)
-    card = v[:, [0, 2, 1]] + torch.tensor([-0.7, 0.5, -0.3])  # upright, in the plane z = -0.3
     m = _material((0.05, 0.1, 0.2), roughness=0.3, ior=1.5)  # (dark: its specular lobe is often sampled)
     m.plastic, m.microfacet = True, "beckmann"
-    scene.add_mesh("card", lg.SceneMesh(card, f, m, double_sided=True))
-    scene.add_mesh("gltf", lg.SceneMesh(card + torch.tensor([1.2, 0.0, 0.0]), f, _material((0.8, 0.2, 0.2),
-                                                                                           roughness=0.4, ior=1.5)))
-    sky = torch.rand(8, 16, 3, generator=torch.Generator().manual_seed(5)) * 0.4
-    sky[2, 9] = torch.tensor([12.0, 10.0, 8.0])
-    scene.add_light("sky", lg.EnvironmentLight(sky))
-    return scene, cam
+    return _with_cards_and_sky(scene, cam, m)
 
 
 def _principled():
@@ -348,17 +354,9 @@ def _principled():
     floor, ball = scene.meshes["floor"].material, scene.meshes["ball"].material
     floor.principled, floor.metallic_factor, floor.ior = True, torch.tensor(0.0), torch.tensor(1.45)
     ball.principled, ball.metallic_factor, ball.roughness_factor = True, torch.tensor(0.4), torch.tensor(0.2)
-    v, f = _quad(0.5, 0.0)
-    card = v[:, [0, 2, 1]] + torch.tensor([-0.7, 0.5, -0.3])  # upright, in the plane z = -0.3
     m = _material((0.1, 0.3, 0.6), roughness=0.02, ior=1.5)
     m.principled = True
-    scene.add_mesh("card", lg.SceneMesh(card, f, m, double_sided=True))
-    scene.add_mesh("gltf", lg.SceneMesh(card + torch.tensor([1.2, 0.0, 0.0]), f, _material((0.8, 0.2, 0.2),
-                                                                                           roughness=0.4, ior=1.5)))
-    sky = torch.rand(8, 16, 3, generator=torch.Generator().manual_seed(5)) * 0.4
-    sky[2, 9] = torch.tensor([12.0, 10.0, 8.0])
-    scene.add_light("sky", lg.EnvironmentLight(sky))
-    return scene, cam
+    return _with_cards_and_sky(scene, cam, m)
 
 
 def _conductor():
@@ -372,17 +370,9 @@ def _conductor():
         m = scene.meshes[name].material
         m.conductor_eta, m.conductor_k = torch.tensor(eta), torch.tensor(k)
         m.roughness_factor, m.microfacet = torch.tensor(roughness), microfacet
-    v, f = _quad(0.5, 0.0)
-    card = v[:, [0, 2, 1]] + torch.tensor([-0.7, 0.5, -0.3])  # upright, in the plane z = -0.3
     m = _material((0.9, 0.4, 0.5), roughness=0.02, ior=1.5)
     m.conductor_eta, m.conductor_k = torch.tensor([0.0, 4.13937, 4.66925]), torch.tensor([0.0, 0.09401, 1.30057])
-    scene.add_mesh("card", lg.SceneMesh(card, f, m, double_sided=True))
-    scene.add_mesh("gltf", lg.SceneMesh(card + torch.tensor([1.2, 0.0, 0.0]), f, _material((0.8, 0.2, 0.2),
-                                                                                           roughness=0.4, ior=1.5)))
-    sky = torch.rand(8, 16, 3, generator=torch.Generator().manual_seed(5)) * 0.4
-    sky[2, 9] = torch.tensor([12.0, 10.0, 8.0])
-    scene.add_light("sky", lg.EnvironmentLight(sky))
-    return scene, cam
+    return _with_cards_and_sky(scene, cam, m)
 
 
 SCENES = {"cornell": _cornell, "linear_spots": _linear_spots, "punctual": _punctual, "metal": _metal, "mixed": _mixed, "textured": _textured,

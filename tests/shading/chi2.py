@@ -52,6 +52,13 @@ def bsdf_sampler(bsdf, make_si: Callable[[int], object], seed: int):
     return sample
 
 
+def bsdf_chi2(bsdf, make_si: Callable[[int], object], seed: int) -> ChiSquareResult:
+    """:func:`chi2_sphere` of ``bsdf.sample`` against ``bsdf.pdf`` at ``make_si(n)`` on the fine grid the BSDF
+    models' tests share (``GRID``, 30 x 60 cells, 12^2 quadrature points a cell)."""
+    return chi2_sphere(bsdf_sampler(bsdf, make_si, seed), lambda d: bsdf.pdf(make_si(d.shape[0]), d)[:, 0],
+                       frame=GRID, n_cos=30, n_phi=60, quad=12)
+
+
 def frame_from_axis(axis: torch.Tensor) -> torch.Tensor:
     """``[3, 3]`` rows ``(t, b, n)``: an orthonormal frame whose ``n`` is ``axis``."""
     n = axis / axis.norm()

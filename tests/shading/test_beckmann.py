@@ -16,9 +16,9 @@ from lumigrad.shading.dielectric import RoughDielectricBSDF
 from lumigrad.shading.transmission import MetallicRoughnessTransmissionBSDF
 from lumigrad.shading.warps import beckmann_normal
 
-from .chi2 import bsdf_sampler as _sampler, uniform_lobe_and_direction as _uniform
+from .chi2 import uniform_lobe_and_direction as _uniform
 from ..conftest import mitsuba_scalar
-from .chi2 import DT, FRAME, GRID, NORMAL, assert_chi2, chi2_sphere, integrate_sphere
+from .chi2 import DT, FRAME, NORMAL, assert_chi2, bsdf_chi2, chi2_sphere, integrate_sphere
 from .chi2 import direction as _dir, gen as _gen
 
 
@@ -138,8 +138,7 @@ def test_sample_follows_pdf(name):
     bsdf, wo, case = _case(name, 200_000)
     seed = 40 + list(BSDF_CASES).index(name)
     make = lambda n: _si(n, wo, **{k: (v[:1].expand(n, 1) if torch.is_tensor(v) else v) for k, v in case.items()})  # noqa: E731
-    result = chi2_sphere(_sampler(bsdf, make, seed), lambda d: bsdf.pdf(make(d.shape[0]), d)[:, 0], frame=GRID,
-                         n_cos=30, n_phi=60, quad=12)
+    result = bsdf_chi2(bsdf, make, seed)
     assert_chi2(result, f"beckmann-{name}", tests=len(BSDF_CASES))
 
 

@@ -13,7 +13,7 @@ from lumigrad.shading.dielectric import rough_dielectric_unchecked
 from lumigrad.shading.warps import ggx_visible_normal, local_frame, to_local, to_world
 
 from .chi2 import bsdf_sampler as _sampler, uniform_lobe_and_direction as _uniform
-from .chi2 import DT, FRAME, GRID, NORMAL, assert_chi2, chi2_sphere, frame_from_axis, integrate_sphere
+from .chi2 import DT, FRAME, GRID, NORMAL, assert_chi2, bsdf_chi2, chi2_sphere, frame_from_axis, integrate_sphere
 from .chi2 import direction as _dir, gen as _gen
 
 
@@ -182,9 +182,7 @@ def test_rough_dielectric_sample_follows_its_pdf(name):
     wo = _dir(case.pop("theta"))
     bsdf = RoughDielectricBSDF()
     seed = 100 + list(CHI2_CASES).index(name)  # independent numbers per case: the p-values are independent
-    result = chi2_sphere(_sampler(bsdf, lambda n: _si(n, wo, **case), seed=seed),
-                         lambda d: bsdf.pdf(_si(d.shape[0], wo, **case), d)[:, 0], frame=GRID, n_cos=30, n_phi=60,
-                         quad=12)
+    result = bsdf_chi2(bsdf, lambda n: _si(n, wo, **case), seed)
     print(f"{name}: p = {result.p_value:.4f}, chi2 = {result.statistic:.1f}, dof = {result.dof}, "
           f"invalid {result.invalid[0]} vs {result.invalid[1]:.1f}")
     assert_chi2(result, f"rough-dielectric-{name}", tests=len(CHI2_CASES) + 1)
