@@ -422,8 +422,10 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
     * ``Material.principled`` (with its ``principled_lobes``): ``principled`` (the same model).
     * ``Material.conductor_eta`` / ``conductor_k``: ``roughconductor`` with that ``eta`` and ``k`` and
       ``specular_reflectance = base_color / F(1; eta, k)`` (the same model).
-    * ``Material.plastic``: ``roughplastic`` (the same model); ``thin_dielectric`` with ``transmission_factor`` 1:
-      ``thindielectric`` tinted by the base colour.
+    * ``Material.plastic``: ``roughplastic`` (the same model; ``plastic`` at roughness 0); ``thin_dielectric`` with
+      ``transmission_factor`` 1: ``thindielectric`` tinted by the base colour.
+    * ``Material.delta_specular``: the smooth plugin (``conductor``, ``dielectric``, ``plastic``): delta lobes, as
+      lumigrad's towards delta lights.
 
     Raises:
         NotImplementedError: anything else (a mixture no Mitsuba plugin reproduces).
@@ -451,6 +453,8 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
         eta, k = (v.detach().double().cpu().numpy().reshape(3) for v in (m.conductor_eta, m.conductor_k))
         head_on = ((eta - 1) ** 2 + k ** 2) / ((eta + 1) ** 2 + k ** 2)
         tint = np.clip(base[:3] / head_on, 0.0, 1.0)  # (float32 rounding may lift a white tint above 1)
+        if getattr(m, "delta_specular", False):  # Mitsuba's smooth conductor
+            return {"type": "conductor", "eta": _rgb(eta), "k": _rgb(k), "specular_reflectance": _rgb(tint)}
         return {"type": "roughconductor", "distribution": m.microfacet, "alpha": max(rough * rough, 1e-3),
                 "eta": _rgb(eta), "k": _rgb(k), "specular_reflectance": _rgb(tint)}
     if getattr(m, "plastic", False):
@@ -463,6 +467,8 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
     if trans == 1.0 and metallic == 0.0 and getattr(m, "thin_dielectric", False):
         return {"type": "thindielectric", "int_ior": ior, "ext_ior": 1.0, "specular_transmittance": _rgb(base)}
     if trans == 1.0 and metallic == 0.0 and np.allclose(base[:3], 1):
+        if getattr(m, "delta_specular", False):  # Mitsuba's smooth dielectric
+            return {"type": "dielectric", "int_ior": ior, "ext_ior": 1.0}
         return {"type": "roughdielectric", "distribution": m.microfacet, "alpha": max(rough * rough, 1e-3),
                 "int_ior": ior, "ext_ior": 1.0}
     if trans == 0.0 and metallic == 0.0 and (coat == 0.0 or ior == 1.0):

@@ -18,9 +18,9 @@ renders (its noise floor), the ratio of the mean pixels, and a flag where the di
 0.02``. A flag is a lead, not a verdict: the relative figure is dominated by the brightest block (a highlight, a
 visible lamp), a dim scene inflates it, and the known differences (docs/scene.md: tessellated spheres, disks and
 cylinders, a rotated envmap resampled once, a textured ``alpha`` interpolated as ``sqrt(alpha)``) show up at
-grazing angles, outlines and texel steps; and a point, spot or directional light seen in a smooth conductor or
-dielectric, whose glint lumigrad shows, a pixel or two far brighter than the rest, as its smooth surfaces are GGX
-lobes of alpha 1e-3, where Mitsuba's delta lobes cannot: a mean ratio well above 1 with a large noise floor). ``main(argv)`` returns
+grazing angles, outlines and texel steps; a point, spot or directional light seen in a smooth conductor,
+dielectric or plastic showed as a glint in lumigrad's image until the reader gave such BSDFs
+``Material.delta_specular``). ``main(argv)`` returns
 the rows (the smoke test's). Needs Mitsuba 3 (``bash benchmarks/setup_mitsuba.sh``).
 
     python benchmarks/mitsuba_random_scenes.py --seeds 0 40

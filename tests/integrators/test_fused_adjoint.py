@@ -281,12 +281,28 @@ def _punctual_conductor(beckmann=False):
     return scene, cam
 
 
+def _punctual_delta_specular():
+    """:func:`_punctual` with ``Material.delta_specular`` parts: the floor a smooth plastic (delta lights see its
+    diffuse base alone), the card a smooth chromium mirror (they see nothing of it), under a sky too."""
+    scene, cam = _punctual()
+    floor, card = scene.meshes["floor"].material, scene.meshes["card"].material
+    floor.plastic, floor.roughness_factor = True, torch.tensor(0.0)
+    floor.delta_specular = True
+    card.conductor_eta = torch.tensor([4.36968, 2.9165, 1.6549])
+    card.conductor_k = torch.tensor([5.20652, 4.23133, 3.7547])
+    card.roughness_factor = torch.tensor(0.0)
+    card.delta_specular = True
+    scene.add_light("sky", lg.EnvironmentLight(torch.rand(4, 8, 3, generator=torch.Generator().manual_seed(2))))
+    return scene, cam
+
+
 @pytest.mark.parametrize("build", [_punctual, SCENES["sky"], _textured_no_lamp, _normal_mapped_no_lamp,
                                    _punctual_beckmann, _punctual_principled, _punctual_plastic,
                                    lambda: _punctual_plastic(True), _shadowed_normal_maps_no_lamp,
-                                   _punctual_conductor, lambda: _punctual_conductor(True)],
+                                   _punctual_conductor, lambda: _punctual_conductor(True), _punctual_delta_specular],
                          ids=["punctual", "sky", "textured", "normal_mapped", "beckmann", "principled", "plastic",
-                              "plastic_beckmann", "shadowed_normal_maps", "conductor", "conductor_beckmann"])
+                              "plastic_beckmann", "shadowed_normal_maps", "conductor", "conductor_beckmann",
+                              "delta_specular"])
 def test_without_area_lights_the_fused_replay_equals_the_pytorch_replay(build):
     """Without area lights (which the PyTorch replay samples anew by area), both replays differentiate the same
     estimator along the same paths with sampling detached: every material and light value's gradient (factors,

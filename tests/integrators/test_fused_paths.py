@@ -375,11 +375,32 @@ def _conductor():
     return _with_cards_and_sky(scene, cam, m)
 
 
+def _delta_specular():
+    """``Material.delta_specular`` (Mitsuba's smooth BSDFs: delta lights never meet their specular lobes): the metal
+    scene's ball a smooth gold mirror, its floor a smooth plastic, a smooth glass card and a glTF card beside them,
+    under the area lamp, the point light, a spot, a sun and a sky (delta lights and lights with a density)."""
+    scene, cam = _metal()
+    floor, ball = scene.meshes["floor"].material, scene.meshes["ball"].material
+    floor.plastic, floor.metallic_factor, floor.roughness_factor = True, torch.tensor(0.0), torch.tensor(0.0)
+    floor.delta_specular = True
+    ball.conductor_eta, ball.conductor_k = torch.tensor([0.14303, 0.37527, 1.44204]), torch.tensor([3.98302, 2.38558,
+                                                                                                    1.6034])
+    ball.roughness_factor = torch.tensor(0.0)
+    ball.delta_specular = True
+    glass = _material((0.9, 0.95, 1.0), roughness=0.0, ior=1.5)
+    glass.transmission_factor = torch.tensor(1.0)
+    glass.delta_specular = True
+    scene.add_light("spot", lg.SpotLight(torch.tensor([-0.8, 1.5, 0.3]), torch.tensor([0.4, -1.0, -0.1]),
+                                         torch.tensor(6.0), inner_angle=0.2, outer_angle=0.6))
+    scene.add_light("sun", lg.DirectionalLight(torch.tensor([0.3, -1.0, 0.2]), torch.tensor(0.8)))
+    return _with_cards_and_sky(scene, cam, glass)
+
+
 SCENES = {"cornell": _cornell, "linear_spots": _linear_spots, "punctual": _punctual, "metal": _metal, "mixed": _mixed, "textured": _textured,
           "sky": _sky, "specular": _specular, "normal_mapped": _normal_mapped, "glass": _glass,
           "partial_glass": _partial_glass, "beckmann": _beckmann, "plastic": _plastic,
           "thin_sheets": _thin_sheets, "beckmann_glass": _beckmann_glass, "principled": _principled,
-          "shadowed_normal_maps": _shadowed_normal_maps, "conductor": _conductor}
+          "shadowed_normal_maps": _shadowed_normal_maps, "conductor": _conductor, "delta_specular": _delta_specular}
 
 
 def _compare(scene, cam, *, spp=4, light_sampling="solid_angle", **settings):

@@ -687,6 +687,53 @@ def test_a_twosided_normal_map_seen_from_behind_tilts_as_mitsubas(mi, tmp_path, 
     assert max(ours, theirs) < 1e-6 or min(ours, theirs) > 0.05  # (lit or dark, both)
 
 
+_SMOOTH = """<scene version="3.0.0">
+<integrator type="path"><integer name="max_depth" value="8"/></integrator>
+<sensor type="perspective"><float name="fov" value="40"/>
+ <transform name="to_world"><lookat origin="0, 1.6, 4.2" target="0, 0.2, 0" up="0, 1, 0"/></transform>
+ <sampler type="independent"><integer name="sample_count" value="4096"/></sampler>
+ <film type="hdrfilm"><integer name="width" value="48"/><integer name="height" value="32"/><rfilter type="box"/></film>
+</sensor>
+<shape type="rectangle" id="floor"><transform name="to_world"><scale value="4"/><rotate x="1" angle="-90"/>
+ <translate y="-0.5"/></transform><bsdf type="diffuse"><rgb name="reflectance" value="0.6, 0.6, 0.6"/></bsdf></shape>
+<shape type="sphere" id="mirror"><point name="center" x="-1.1" y="0" z="0"/><float name="radius" value="0.5"/>
+ <bsdf type="conductor"><string name="material" value="Au"/></bsdf></shape>
+<shape type="sphere" id="plastic"><point name="center" x="0" y="0" z="0"/><float name="radius" value="0.5"/>
+ <bsdf type="plastic"><rgb name="diffuse_reflectance" value="0.2, 0.4, 0.7"/></bsdf></shape>
+<shape type="sphere" id="glass"><point name="center" x="1.1" y="0" z="0"/><float name="radius" value="0.5"/>
+ <bsdf type="dielectric"/></shape>
+<emitter type="point"><point name="position" x="1.5" y="3" z="2"/><rgb name="intensity" value="12, 12, 12"/></emitter>
+<emitter type="spot"><transform name="to_world"><lookat origin="-1.5, 3, 2" target="0, 0, 0"/></transform>
+ <rgb name="intensity" value="15, 15, 15"/><float name="cutoff_angle" value="40"/></emitter>
+<emitter type="directional"><vector name="direction" x="-0.3" y="-1" z="-0.4"/><rgb name="irradiance" value="1, 1, 1"/>
+</emitter>
+</scene>"""
+
+
+def test_smooth_mirror_plastic_and_glass_under_delta_lights(mi, tmp_path):
+    """Mitsuba's smooth ``conductor``, ``plastic`` and ``dielectric`` (delta lobes) on spheres over a diffuse
+    floor lit by a point, a spot and a directional light only, the same file rendered by both (lumigrad 512 spp,
+    Mitsuba 4096). A delta light cannot be met through a delta lobe: Mitsuba shows no glint of the lights on the
+    spheres and no caustic under the glass, and the reader's ``Material.delta_specular`` makes lumigrad's
+    next-event estimation agree. Measured: 0.0120 in 2 x 2 blocks (0.023 per pixel), means within 0.1 %. As GGX
+    lobes of alpha 1e-3 (the flag off) the glints and caustic fireflies put it 0.4-1.4 off."""
+    path = tmp_path / "smooth.xml"
+    path.write_text(_SMOOTH)
+    ref = np.array(mi.render(mi.load_file(str(path)), seed=0), dtype=np.float64)[..., :3]
+    scene = lg.io.load(path, sphere_subdivisions=4)
+    smooth = [m.material for name, m in scene.meshes.items() if name != "floor"]
+    assert len(smooth) == 3 and all(m.delta_specular for m in smooth)
+    settings = lg.io.mitsuba_render_settings(scene)
+    cam = settings.pop("camera")
+    ours = lumigrad_image(scene, cam, **{**settings, "spp": 512})
+    err = compare(tmp_path, ours, ref, block=2)
+    assert abs(ours.mean() / ref.mean() - 1) < 0.01
+    for m in smooth:
+        m.delta_specular = False
+    lobes = lumigrad_image(scene, cam, **{**settings, "spp": 128})
+    assert rrmse(blocks(lobes, 2), blocks(ref, 2)) > 10 * err, "the flag off would pass: the test would not see it"
+
+
 def test_a_glass_ball(mi, tmp_path):
     """(e) A rough glass ball (transmission 1, ior 1.5, roughness 0.3) under the environment map, Mitsuba's
     ``roughdielectric`` (GGX, alpha 0.09), ``path`` to depth 16. Lumigrad's path tracer does render glass

@@ -382,6 +382,19 @@ def test_a_thindielectric_is_a_thin_sheet_and_the_others_are_solid(tmp_path):
         assert not _material(tmp_path, f'<bsdf type="{kind}"/>')[0].thin_dielectric, kind
 
 
+def test_the_smooth_bsdfs_have_dirac_specular_lobes_and_the_rough_ones_not(tmp_path):
+    """Mitsuba's smooth ``conductor``, ``plastic``, ``dielectric`` and ``thindielectric`` (also inside
+    ``twosided``, ``normalmap`` and ``mask``) get ``Material.delta_specular`` (delta lights never meet their
+    specular lobes); the rough ones, ``diffuse`` and ``principled`` do not."""
+    for kind in ("conductor", "plastic", "dielectric", "thindielectric"):
+        assert _material(tmp_path, f'<bsdf type="{kind}"/>')[0].delta_specular, kind
+    assert _material(tmp_path, '<bsdf type="twosided"><bsdf type="conductor"/></bsdf>')[0].delta_specular
+    assert _material(tmp_path, '<bsdf type="mask"><float name="opacity" value="0.5"/><bsdf type="plastic"/></bsdf>'
+                     )[0].delta_specular
+    for kind in ("roughconductor", "roughplastic", "roughdielectric", "diffuse", "principled"):
+        assert not _material(tmp_path, f'<bsdf type="{kind}"/>')[0].delta_specular, kind
+
+
 def test_an_unknown_distribution_is_refused(tmp_path):
     with pytest.raises(MitsubaXmlError, match="distribution must be 'beckmann' or 'ggx'; got 'phong'"):
         _material(tmp_path, '<bsdf type="roughconductor"><string name="distribution" value="phong"/></bsdf>')

@@ -301,6 +301,10 @@ def test_write_mtl_warns_about_what_it_cannot_write(tmp_path):
     with pytest.warns(UserWarning, match=r"materials\['gold'\]: conductor \(Mitsuba's model\) has no MTL"):
         write_mtl(tmp_path / "f.mtl", {"gold": Material(conductor_eta=torch.tensor([0.14, 0.38, 1.44]),
                                                         conductor_k=torch.tensor([3.98, 2.39, 1.6]))})
+    with pytest.warns(UserWarning, match=r"materials\['mirror'\]: delta_specular \(Dirac specular lobes\) has no MTL"):
+        write_mtl(tmp_path / "g.mtl", {"mirror": Material(conductor_eta=torch.tensor([0.14, 0.38, 1.44]),
+                                                          conductor_k=torch.tensor([3.98, 2.39, 1.6]),
+                                                          roughness_factor=0.0, delta_specular=True)})
     with pytest.warns(UserWarning, match=r"materials\['metal'\]: microfacet 'beckmann' has no MTL statement"):
         write_mtl(tmp_path / "d.mtl", {"metal": Material(microfacet="beckmann")})
     with warnings.catch_warnings():

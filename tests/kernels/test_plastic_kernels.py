@@ -25,6 +25,13 @@ def _eval(table: wp.array(dtype=float), n: wp.array(dtype=wp.vec3), wi: wp.array
 
 
 @wp.kernel
+def _diffuse(table: wp.array(dtype=float), n: wp.array(dtype=wp.vec3), wi: wp.array(dtype=wp.vec3),
+             wo: wp.array(dtype=wp.vec3), base: wp.vec3, roughness: float, ior: float, out_f: wp.array(dtype=wp.vec3)):
+    i = wp.tid()
+    out_f[i] = pk.plastic_diffuse_wp(table, 1, n[i], wi[i], wo[i], base, roughness, ior)
+
+
+@wp.kernel
 def _sample(table: wp.array(dtype=float), n: wp.array(dtype=wp.vec3), wo: wp.array(dtype=wp.vec3),
             u: wp.array(dtype=wp.vec3), base: wp.vec3, roughness: float, ior: float, beckmann: int,
             out_wi: wp.array(dtype=wp.vec3), out_weight: wp.array(dtype=wp.vec3), out_pdf: wp.array(dtype=float)):
@@ -108,13 +115,36 @@ def test_the_kernel_evaluates_and_samples_the_plastic_as_its_twin(roughness, ior
     assert float(_close(pdf_k.double(), s.pdf[:, 0], 1e-2)) < 2e-3
 
 
+@pytest.mark.parametrize("roughness, ior", [(0.0, 1.5), (0.0, 1.9), (0.3, 1.5)])
+def test_the_kernels_diffuse_base_is_the_twins_and_the_value_less_its_coat(roughness, ior):
+    """What a delta light sees of a smooth plastic (``Material.delta_specular``): the diffuse base alone, as
+    ``PlasticBSDF.eval_diffuse``, below the whole value and far below it at the mirror direction."""
+    ensure_init()
+    n, wo, wi, si, rows, base = _case(roughness, ior, False)
+    N = n.shape[0]
+    vec = lambda t: as_warp(t.float().contiguous(), wp.vec3)  # noqa: E731
+    f = torch.zeros(N, 3)
+    wp.launch(_diffuse, dim=N, inputs=[as_warp(rows), vec(n), vec(wi), vec(wo), wp.vec3(*base.tolist()),
+                                       float(roughness), float(ior), as_warp(f, wp.vec3)], device="cpu")
+    bsdf = PlasticBSDF()
+    ref = bsdf.eval_diffuse(si, wi)
+    lit = ref.amax(-1) > 0
+    assert float(lit.float().mean()) > 0.4 and torch.equal(f.amax(-1) > 0, lit)
+    assert _close(f.double(), ref, 1e-2) < 2e-3
+    whole = bsdf.eval(si, wi)
+    assert bool((whole >= ref - 1e-12).all())
+    if roughness == 0.0:  # in the mirror direction the coat is most of the value
+        mirror = 2 * (n * wo).sum(-1, keepdim=True) * n - wo
+        assert bool((bsdf.eval(si, mirror) > 10 * bsdf.eval_diffuse(si, mirror)).all())
+
+
 @wp.kernel
 def _grads(table: wp.array(dtype=float), n: wp.array(dtype=wp.vec3), wi: wp.array(dtype=wp.vec3),
-           wo: wp.array(dtype=wp.vec3), base: wp.vec3, roughness: float, ior: float, beckmann: int,
+           wo: wp.array(dtype=wp.vec3), base: wp.vec3, roughness: float, ior: float, beckmann: int, coat: float,
            coef: wp.array(dtype=wp.vec3), out: wp.array2d(dtype=float), g_table: wp.array2d(dtype=wp.float64)):
     i = wp.tid()
     gb, gm, gr, gi, gs = pk.plastic_param_grads_wp(table, 1, n[i], wi[i], wo[i], base, roughness, ior, beckmann,
-                                                   coef[i], g_table)
+                                                   coat, coef[i], g_table)
     for c in range(3):
         out[i, c] = gb[c]
     out[i, 3] = gm
@@ -123,12 +153,13 @@ def _grads(table: wp.array(dtype=float), n: wp.array(dtype=wp.vec3), wi: wp.arra
     out[i, 6] = gs
 
 
-@pytest.mark.parametrize("beckmann", [False, True])
+@pytest.mark.parametrize("beckmann, coat", [(False, 1.0), (True, 1.0), (False, 0.0)])
 @pytest.mark.parametrize("roughness, ior", [(0.3, 1.5), (0.7, 1.33), (0.0, 1.6)])
-def test_the_kernels_parameter_derivatives_are_the_twins(roughness, ior, beckmann):
+def test_the_kernels_parameter_derivatives_are_the_twins(roughness, ior, beckmann, coat):
     """``sum_c coef_c d f_c / d theta`` of the fused replay with the table held (base colour, roughness, ior;
     metallic's and the specular weight's columns 0) and its table entries' derivatives, against autograd of the
-    float64 twin with the table a leaf: per direction pair, and summed over the pairs for the table."""
+    float64 twin with the table a leaf: per direction pair, and summed over the pairs for the table. ``coat`` 0:
+    of the diffuse base alone (``eval_diffuse``: a delta light at a smooth plastic)."""
     ensure_init()
     n, wo, wi, si, rows, base = _case(roughness, ior, beckmann, N=400)
     N = n.shape[0]
@@ -137,7 +168,7 @@ def test_the_kernels_parameter_derivatives_are_the_twins(roughness, ior, beckman
     out = torch.zeros(N, 7)
     g_table = torch.zeros(2, 66, dtype=F64)
     wp.launch(_grads, dim=N, inputs=[as_warp(rows), vec(n), vec(wi), vec(wo), wp.vec3(*base.tolist()),
-                                     float(roughness), float(ior), int(beckmann), vec(coef), as_warp(out),
+                                     float(roughness), float(ior), int(beckmann), coat, vec(coef), as_warp(out),
                                      as_warp(g_table)], device="cpu")
     table = si.plastic[0].clone().requires_grad_(True)
     params = [base.clone().requires_grad_(True), torch.tensor(roughness, dtype=F64, requires_grad=True),
@@ -149,7 +180,7 @@ def test_the_kernels_parameter_derivatives_are_the_twins(roughness, ior, beckman
                        base_color=params[0].expand(1, 3), roughness=params[1].reshape(1, 1),
                        ior=params[2].reshape(1, 1), beckmann=si.beckmann[i:i + 1], metallic=si.metallic[i:i + 1],
                        plastic=table.expand(1, 66))
-        f = bsdf.eval(s, wi[i:i + 1])
+        f = bsdf.eval(s, wi[i:i + 1]) if coat else bsdf.eval_diffuse(s, wi[i:i + 1])
         g = torch.autograd.grad((f * coef[i:i + 1]).sum(), params + [table], allow_unused=True)
         g = [torch.zeros_like(p) if x is None else x for x, p in zip(g, params + [table])]
         rows_ref.append(torch.cat([g[0], g[1].reshape(1), g[2].reshape(1)]))

@@ -328,6 +328,7 @@ def path_tables(ts: TraceScene) -> PathTables:
              | (16 if getattr(m, "principled", False) else 0)
              | (32 if getattr(m, "mitsuba_normal_map", False) and m.normal_texture is not None else 0)
              | (64 if getattr(m, "conductor_eta", None) is not None else 0)
+             | (128 if getattr(m, "delta_specular", False) else 0)
              for d, m in zip(ts.double_sided, ts.materials)]
     normal_maps = ts.tangents is not None and any(k >= 0 for k in slots["normal_texture"])
     return PathTables(

@@ -240,6 +240,9 @@ class _Writer:
             warnings.warn(f"glTF writer: {where} is Mitsuba's {model} (Material.{model}"
                           f"{'_eta' if model == 'conductor' else ''}), which glTF cannot hold; written as the glTF "
                           "model of the same factors")
+        if m.delta_specular:
+            warnings.warn(f"glTF writer: {where} has Dirac specular lobes (Material.delta_specular), which glTF "
+                          "cannot mark; written as lobes of roughness 0 (delta lights' glints show again)")
         if m.mitsuba_normal_map and m.normal_texture is not None:
             warnings.warn(f"glTF writer: {where} has Mitsuba's normal map shadowing (Material.mitsuba_normal_map), "
                           "which glTF cannot hold; written as a glTF normal map")

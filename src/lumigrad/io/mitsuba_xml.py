@@ -65,6 +65,9 @@
     principled's ``roughness`` / ``metallic``: the material's ``metallic_roughness_texture`` (G ``sqrt(alpha)``
     or roughness, B metallic; the values Mitsuba reads: sRGB-decoded unless ``raw``, an RGB image's
     luminance), not on a plastic (its tables are per material);
+  - the smooth ones (``conductor``, ``plastic``, ``dielectric``, ``thindielectric``) get
+    ``Material.delta_specular``: their specular lobes are Dirac lobes, which point, spot and directional lights
+    never reach (no glint of such a light in a mirror, no caustic through glass, as in Mitsuba's images);
   - ``twosided`` around one of these: the mesh's ``double_sided`` is set;
   - ``normalmap`` around one of these: its material with ``normal_texture`` (the ``normalmap`` bitmap) and the
     shapes' tangents in Mitsuba's frame (:meth:`_Reader.mitsuba_tangents`) and ``Material.mitsuba_normal_map``
@@ -1180,10 +1183,11 @@ class _Reader:
 
     def material(self, *, base, metallic, roughness, texture=None, wrap="repeat", ior=1.5,
                  transmission=0.0, specular=1.0, microfacet="ggx", thin=False, plastic=False,
-                 principled=False, principled_lobes=None, conductor=None) -> Material:
+                 principled=False, principled_lobes=None, conductor=None, delta_specular=False) -> Material:
         """A material; ``metallic`` and ``roughness`` are numbers or :class:`_FloatTexture` s (then the material's
         ``metallic_roughness_texture`` holds them, glTF's channels: G roughness, B metallic); ``conductor`` a
-        conductor's ``(eta, k)`` or None; ``principled_lobes`` a principled's 6 other lobes or None."""
+        conductor's ``(eta, k)`` or None; ``principled_lobes`` a principled's 6 other lobes or None;
+        ``delta_specular`` a smooth BSDF's (``Material.delta_specular``)."""
         t = lambda a: torch.as_tensor(a, dtype=self.dtype)  # noqa: E731
         mr, mr_wrap = self.metallic_roughness(metallic, roughness)
         if mr is not None:
@@ -1199,7 +1203,7 @@ class _Reader:
                         microfacet=microfacet, thin_dielectric=thin, plastic=plastic, principled=principled,
                         principled_lobes=None if principled_lobes is None else t(principled_lobes),
                         conductor_eta=None if conductor is None else t(conductor[0]),
-                        conductor_k=None if conductor is None else t(conductor[1]))
+                        conductor_k=None if conductor is None else t(conductor[1]), delta_specular=delta_specular)
 
     def metallic_roughness(self, metallic, roughness) -> Tuple[Optional[torch.Tensor], str]:
         """glTF's ``metallic_roughness_texture [H, W, 3]`` (linear; G roughness, B metallic, 1 where that value is
@@ -1285,7 +1289,7 @@ class _Reader:
             material = make(base=base * head_on, texture=tex, wrap=wrap,
                             metallic=1.0, roughness=self.roughness(p) if kind == "roughconductor" else 0.0,
                             microfacet=self.microfacet(p) if kind == "roughconductor" else "ggx",
-                            conductor=(eta, k))
+                            conductor=(eta, k), delta_specular=kind == "conductor")
         elif kind in ("plastic", "roughplastic"):
             base, tex, wrap = self.base_colour(p, "diffuse_reflectance", 0.5)
             roughness = self.roughness(p) if kind == "roughplastic" else 0.0
@@ -1294,7 +1298,8 @@ class _Reader:
                                        "(Material.plastic's internal-scattering tables are per material)")
             material = make(base=base, texture=tex, wrap=wrap, metallic=0.0, roughness=roughness,
                             ior=self.ior(elem, p, "polypropylene"),
-                            microfacet=self.microfacet(p) if kind == "roughplastic" else "ggx", plastic=True)
+                            microfacet=self.microfacet(p) if kind == "roughplastic" else "ggx", plastic=True,
+                            delta_specular=kind == "plastic")
             if p.has("nonlinear") and p.boolean("nonlinear", False):
                 self.note("a plastic's nonlinear=true (read as Mitsuba's default, linear)", elem)
         elif kind in ("dielectric", "thindielectric", "roughdielectric"):
@@ -1303,7 +1308,7 @@ class _Reader:
                             roughness=self.roughness(p) if kind == "roughdielectric" else 0.0,
                             ior=self.ior(elem, p, "bk7"),
                             microfacet=self.microfacet(p) if kind == "roughdielectric" else "ggx",
-                            thin=kind == "thindielectric")
+                            thin=kind == "thindielectric", delta_specular=kind != "roughdielectric")
         else:  # principled
             base, tex, wrap = self.base_colour(p, "base_color", 0.5)
             values = {}

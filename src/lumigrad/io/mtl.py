@@ -397,6 +397,9 @@ def write_mtl(path: str | os.PathLike, materials: Dict[str, Material], texture_p
         if model is not None:
             warnings.warn(f"materials[{name!r}]: {model} (Mitsuba's model) has no MTL statement, not written",
                           stacklevel=2)
+        if m.delta_specular:
+            warnings.warn(f"materials[{name!r}]: delta_specular (Dirac specular lobes) has no MTL statement, not "
+                          "written", stacklevel=2)
         if m.mitsuba_normal_map and m.normal_texture is not None:
             warnings.warn(f"materials[{name!r}]: mitsuba_normal_map (Mitsuba's normal-map shadowing and frames) has "
                           "no MTL statement, not written (the map itself is)", stacklevel=2)

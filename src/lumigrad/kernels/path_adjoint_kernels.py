@@ -57,12 +57,13 @@ def add_bsdf_grads_wp(g: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(dtyp
                       texels: wp.array(dtype=wp.vec3), n: wp.vec3, wi: wp.vec3, wo: wp.vec3, base: wp.vec3,
                       roughness: float, metallic: float, ior: float, specular: float, beckmann: int, principled: int,
                       plastic: wp.array(dtype=float), plastic_row: int, g_plastic: wp.array2d(dtype=wp.float64),
-                      conductor: wp.array(dtype=wp.vec3), conductor_row: int, coef: wp.vec3):
+                      conductor: wp.array(dtype=wp.vec3), conductor_row: int, coat: float, coef: wp.vec3):
     """Part ``part``'s columns of ``g`` += ``sum_c coef_c d f_c / d theta`` (:func:`bsdf_param_grads_wp` at the
     vertex's values, GGX or ``beckmann``; :func:`.principled_kernels.principled_param_grads_wp` where
     ``principled``; :func:`.plastic_kernels.plastic_param_grads_wp` where ``plastic_row >= 0``, its table's entries'
     derivatives to that row of ``g_plastic``; :func:`.conductor_kernels.conductor_param_grads_wp` where
-    ``conductor_row >= 0``), chained where a texture scales a factor (``clamp(factor * texture, 0, 1)``) to the
+    ``conductor_row >= 0``; ``coat`` 0: a plastic's diffuse base alone, :func:`.plastic_kernels.plastic_diffuse_wp`,
+    else 1), chained where a texture scales a factor (``clamp(factor * texture, 0, 1)``) to the
     factor and
     to the texels of the textures that want gradients (``g_texels`` from row ``tex_grad_rows[k]``)."""
     gb = wp.vec3()
@@ -72,7 +73,7 @@ def add_bsdf_grads_wp(g: wp.array2d(dtype=wp.float64), g_texels: wp.array2d(dtyp
     gs = float(0.0)
     if plastic_row >= 0:
         gb, gm, gr, gi, gs = plastic_param_grads_wp(plastic, plastic_row, n, wi, wo, base, roughness, ior, beckmann,
-                                                    coef, g_plastic)
+                                                    coat, coef, g_plastic)
     elif conductor_row >= 0:
         gb, gm, gr, gi, gs = conductor_param_grads_wp(conductor, conductor_row, n, wi, wo, base, roughness, beckmann,
                                                       coef)
@@ -185,5 +186,5 @@ def release_vertices_wp(held: wp.array2d(dtype=float), count: int, total: wp.vec
                           tex_height, tex_wrap, texels, held_vec_wp(held, s, 1), held_vec_wp(held, s, 4),
                           held_vec_wp(held, s, 7), held_vec_wp(held, s, 10), held[s, 13], held[s, 14], held[s, 15],
                           held[s, 16], int(held[s, 25]), int(held[s, 26]), plastic, int(held[s, 27]), g_plastic,
-                          conductor, int(held[s, 28]),
+                          conductor, int(held[s, 28]), 1.0,
                           wp.vec3(q[0] * rest[0], q[1] * rest[1], q[2] * rest[2]))

@@ -37,7 +37,8 @@ from .path_adjoint_kernels import (GRAD_BASE, GRAD_EMISSION, GRAD_IOR, GRAD_META
                                    HELD_FIELDS, PART_GRADS, add3_wp, add_bsdf_grads_wp, add_emission_grads_wp,
                                    hold_vertex_wp, release_vertices_wp)
 from .path_textures import texture_wp
-from .plastic_kernels import plastic_eval_pdf_wp, plastic_sample_wp, plastic_specular_probability_wp
+from .plastic_kernels import (plastic_diffuse_wp, plastic_eval_pdf_wp, plastic_sample_wp,
+                              plastic_specular_probability_wp)
 from .conductor_kernels import conductor_eval_pdf_wp, conductor_sample_wp
 from .principled_kernels import principled_eval_pdf_wp, principled_sample_wp, principled_specular_probability_wp
 
@@ -508,14 +509,16 @@ def light_sample_value_wp(x: wp.vec3, n: wp.vec3, ng: wp.vec3,
                          plastic: wp.array(dtype=float), plastic_row: int, principled: int,
                          conductor: wp.array(dtype=wp.vec3), conductor_row: int, shadowed: int,
                          n0: wp.vec3, wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float, is_delta: bool,
-                         adjoint: int):
+                         delta_specular: int, adjoint: int):
     """:func:`light_sample_parts_wp` before its shadow ray: ``(term, f, |cos| w, t_max)``, zeros where the term
     is not counted or (with ``adjoint`` 0) is zero, and ``t_max`` the shadow ray's reach."""
     term = wp.vec3(0.0, 0.0, 0.0)
     f_out = wp.vec3(0.0, 0.0, 0.0)
     cos_w = float(0.0)
     cos = wp.dot(n, wi)
-    if lpdf > 0.0 and wp.dot(ng, wi) * cos > 0.0:
+    # a delta light never meets a Dirac lobe (Material.delta_specular): a conductor or glass shows it nothing
+    dirac = is_delta and delta_specular != 0
+    if lpdf > 0.0 and wp.dot(ng, wi) * cos > 0.0 and not (dirac and plastic_row < 0):
         # (a light's wi is not always unit: a point light or area sample within MIN_LIGHT_DISTANCE, a spherical
         # triangle's sample of a tiny triangle; the BSDF sees it normalised, as the twin's, the cosine not)
         f = wp.vec3(0.0, 0.0, 0.0)
@@ -523,6 +526,8 @@ def light_sample_value_wp(x: wp.vec3, n: wp.vec3, ng: wp.vec3,
         if transmission != 0.0:  # KHR_materials_transmission: the light may be on either side
             f, bpdf = transmission_eval_pdf_wp(n_u, unit_wp(wi), wo_u, base, roughness, metallic, ior, specular,
                                                transmission, thin, beckmann)
+        elif plastic_row >= 0 and dirac:  # (a smooth plastic: its diffuse base alone)
+            f = plastic_diffuse_wp(plastic, plastic_row, n_u, unit_wp(wi), wo_u, base, roughness, ior)
         elif plastic_row >= 0:  # Mitsuba's plastic (its table is row plastic_row of plastic)
             f, bpdf = plastic_eval_pdf_wp(plastic, plastic_row, n_u, unit_wp(wi), wo_u, p_eval, base, roughness, ior,
                                           beckmann)
@@ -562,7 +567,7 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cuto
                          plastic: wp.array(dtype=float), plastic_row: int, principled: int,
                          conductor: wp.array(dtype=wp.vec3), conductor_row: int, shadowed: int,
                          n0: wp.vec3, wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float, is_delta: bool,
-                         adjoint: int):
+                         delta_specular: int, adjoint: int):
     """:func:`light_sample_term_wp`'s term, then its factors: the BSDF value ``f`` and ``|cos| w`` (the term is
     ``(f |cos| w) * lw`` per channel), zeros where the term is not counted. ``adjoint`` not 0: the shadow ray is
     traced also where the term is zero but has a derivative (``f`` or ``lw`` zero, the other not: a black
@@ -576,7 +581,7 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cuto
     term, f, cos_w, t_max = light_sample_value_wp(x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic, ior,
                                                   specular, transmission, thin, beckmann, plastic, plastic_row,
                                                   principled, conductor, conductor_row, shadowed, n0, wi, dist, lw,
-                                                  lpdf, is_delta, adjoint)
+                                                  lpdf, is_delta, delta_specular, adjoint)
     if cos_w > 0.0 and t_max > 0.0:
         if visible_any_hit_wp(mesh, own, use_own, cut, offset_origin_wp(x, ng, wi), wi, t_max):
             term = wp.vec3(0.0, 0.0, 0.0)
@@ -591,13 +596,14 @@ def light_sample_parts_opaque_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x:
                                 metallic: float, ior: float, specular: float, transmission: float, thin: int,
                                 beckmann: int, plastic: wp.array(dtype=float), plastic_row: int, principled: int,
                                 conductor: wp.array(dtype=wp.vec3), conductor_row: int, shadowed: int, n0: wp.vec3,
-                                wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float, is_delta: bool, adjoint: int):
+                                wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float, is_delta: bool,
+                                delta_specular: int, adjoint: int):
     """:func:`light_sample_parts_wp` of a scene without alpha (every surface blocks the shadow ray; one struct
     argument less to copy per call: the lean path kernels')."""
     term, f, cos_w, t_max = light_sample_value_wp(x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic, ior,
                                                   specular, transmission, thin, beckmann, plastic, plastic_row,
                                                   principled, conductor, conductor_row, shadowed, n0, wi, dist, lw,
-                                                  lpdf, is_delta, adjoint)
+                                                  lpdf, is_delta, delta_specular, adjoint)
     if cos_w > 0.0 and t_max > 0.0:
         if any_hit_any_bvh(mesh, own, use_own, offset_origin_wp(x, ng, wi), wi, t_max):
             term = wp.vec3(0.0, 0.0, 0.0)
@@ -624,7 +630,7 @@ def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cutou
     term, f, cos_w = light_sample_parts_wp(mesh, own, use_own, cut, x, n, ng, n_u, wo_u, p_eval, base, roughness,
                                            metallic,
                                            ior, specular, transmission, 0, beckmann, plastic, plastic_row, principled,
-                                           conductor, conductor_row, 0, n_u, wi, dist, lw, lpdf, is_delta, 0)
+                                           conductor, conductor_row, 0, n_u, wi, dist, lw, lpdf, is_delta, 0, 0)
     return term
 
 
@@ -639,7 +645,7 @@ def light_sample_term_opaque_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: 
     term, f, cos_w = light_sample_parts_opaque_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness,
                                                   metallic, ior, specular, transmission, 0, beckmann, plastic,
                                                   plastic_row, principled, conductor, conductor_row, 0, n_u, wi, dist,
-                                                  lw, lpdf, is_delta, 0)
+                                                  lw, lpdf, is_delta, 0, 0)
     return term
 
 
@@ -806,7 +812,7 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
             part = face_part[face]
             back = wp.dot(ng, wo) < 0.0
             flags = part_flags[part]  # bit 0: double-sided, 1: Beckmann's microfacets (else GGX), 2: plastic, 3: thin,
-            # 4: principled, 5: Mitsuba's normal map, 6: conductor
+            # 4: principled, 5: Mitsuba's normal map, 6: conductor, 7: delta_specular
             double = (flags & 1) != 0
             beckmann = int(0)  # (the lean variant's materials: GGX, no plastic, no glass, no normal map)
             thin = int(0)
@@ -814,6 +820,7 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
             principled = int(0)  # Mitsuba's principled
             conductor_row = int(-1)  # Mitsuba's conductor: its eta and k rows in part_conductor
             shadowed = int(0)  # Mitsuba's normal maps (shadowing, flipped normals)
+            delta_spec = int(0)  # Material.delta_specular: the specular lobes are Dirac's (no delta light meets them)
             if wp.static(every_material):
                 beckmann = (flags >> 1) & 1
                 thin = (flags >> 3) & 1
@@ -823,6 +830,7 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                 shadowed = (flags >> 5) & 1
                 if (flags & 64) != 0:
                     conductor_row = part
+                delta_spec = (flags >> 7) & 1
             if back and double:
                 ng = -ng
                 n = -n
@@ -963,13 +971,18 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                         t_j, f_j, cos_w = light_sample_parts_wp(
                             mesh, own, use_own, cut, x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic, ior,
                             specular, transmission, thin, beckmann, part_plastic, plastic_row, principled,
-                            part_conductor, conductor_row, shadowed, n_unmapped, wi, dist, lw, lpdf, is_delta, mode)
+                            part_conductor, conductor_row, shadowed, n_unmapped, wi, dist, lw, lpdf, is_delta,
+                            delta_spec, mode)
                     else:
                         t_j, f_j, cos_w = light_sample_parts_opaque_wp(
                             mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic, ior,
                             specular, transmission, thin, beckmann, part_plastic, plastic_row, principled,
-                            part_conductor, conductor_row, shadowed, n_unmapped, wi, dist, lw, lpdf, is_delta, mode)
+                            part_conductor, conductor_row, shadowed, n_unmapped, wi, dist, lw, lpdf, is_delta,
+                            delta_spec, mode)
                     nee = nee + t_j
+                    coat_j = float(1.0)  # (a delta light at a Dirac coat: the plastic's diffuse base alone)
+                    if is_delta and delta_spec != 0:
+                        coat_j = 0.0
                     if mode != 0 and cos_w > 0.0:
                         bw = _cw_mul(dv, beta)
                         if transmission == 0.0:  # (a transmitting part's values are not differentiated here)
@@ -977,7 +990,8 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                                               part_roughness, part_texture, part_mr_texture, tex_offset, tex_width,
                                               tex_height, tex_wrap, texels, n_u, wi, wo_u, base, roughness, metallic,
                                               ior, specular, beckmann, principled, part_plastic, plastic_row,
-                                              g_plastic, part_conductor, conductor_row, _cw_mul(bw, lw) * cos_w)
+                                              g_plastic, part_conductor, conductor_row, coat_j,
+                                              _cw_mul(bw, lw) * cos_w)
                         g_value = _cw_mul(bw, f_j) * (cos_w * per_value)
                         if kind == LIGHT_AREA:
                             if tri_row >= 0:
@@ -1052,7 +1066,7 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                                       part_roughness, part_texture, part_mr_texture, tex_offset, tex_width, tex_height,
                                       tex_wrap, texels, n_u, wi, wo_u, base, roughness, metallic, ior, specular,
                                       beckmann, principled, part_plastic, plastic_row, g_plastic, part_conductor,
-                                      conductor_row, _cw_mul(q, total_in - radiance))
+                                      conductor_row, 1.0, _cw_mul(q, total_in - radiance))
                 else:
                     hold_vertex_wp(held, held_count, part, n_u, wi, wo_u, base, roughness, metallic, ior, specular, q,
                                    radiance, uv, beckmann, principled, plastic_row, conductor_row)

@@ -57,6 +57,30 @@ def plastic_specular_probability_wp(table: wp.array(dtype=float), row: int, cos_
 
 
 @wp.func
+def _diffuse_scale_wp(table: wp.array(dtype=float), row: int, co: float, ci: float, roughness: float, ior: float):
+    """The diffuse base's value per unit base colour at the clamped cosines ``co``, ``ci``."""
+    t_o = plastic_transmittance_wp(table, row, co, roughness, ior)
+    t_i = plastic_transmittance_wp(table, row, ci, roughness, ior)
+    r_int = table[row * PLASTIC_TABLE + TABLE_SIZE]
+    return t_o * t_i / (wp.pi * ior * ior) / (1.0 - r_int)
+
+
+@wp.func
+def plastic_diffuse_wp(table: wp.array(dtype=float), row: int, n: wp.vec3, wi: wp.vec3, wo: wp.vec3,
+                       base: wp.vec3, roughness: float, ior: float):
+    """The diffuse base's part of :func:`plastic_eval_pdf_wp`'s ``f`` [3] (unit ``n``, ``wi``, ``wo``), without
+    the specular coat: what a delta light sees of a smooth plastic (``Material.delta_specular``; the twin of
+    ``PlasticBSDF.eval_diffuse``)."""
+    f = wp.vec3(0.0, 0.0, 0.0)
+    cos_o_raw = wp.dot(n, wo)
+    cos_i_raw = wp.dot(n, wi)
+    if cos_o_raw > 0.0 and cos_i_raw > 0.0:
+        co, ci, h, sin2_h = reflection_terms_wp(n, wi, wo, cos_o_raw, cos_i_raw)
+        f = base * _diffuse_scale_wp(table, row, co, ci, roughness, ior)
+    return f
+
+
+@wp.func
 def plastic_eval_pdf_wp(table: wp.array(dtype=float), row: int, n: wp.vec3, wi: wp.vec3, wo: wp.vec3,
                         p_spec_known: float, base: wp.vec3, roughness: float, ior: float, beckmann: int):
     """``(f [3], pdf)`` of the plastic (no cosine in ``f``) at unit ``n``, ``wi``, ``wo``: zero unless both are
@@ -73,10 +97,7 @@ def plastic_eval_pdf_wp(table: wp.array(dtype=float), row: int, n: wp.vec3, wi: 
                                               beckmann)
         fresnel, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(wp.clamp(wo_h, -1.0, 1.0), ior)
         spec = fresnel * dist * g / (4.0 * co * ci)
-        t_o = plastic_transmittance_wp(table, row, co, roughness, ior)
-        t_i = plastic_transmittance_wp(table, row, ci, roughness, ior)
-        r_int = table[row * PLASTIC_TABLE + TABLE_SIZE]
-        scale = t_o * t_i / (wp.pi * ior * ior) / (1.0 - r_int)
+        scale = _diffuse_scale_wp(table, row, co, ci, roughness, ior)
         for k in range(3):
             f[k] = spec + base[k] * scale
         p = p_spec_known
@@ -112,14 +133,15 @@ def _table_taps(cos: float):
 
 @wp.func
 def plastic_param_grads_wp(table: wp.array(dtype=float), row: int, n: wp.vec3, wi_in: wp.vec3, wo: wp.vec3,
-                           base: wp.vec3, roughness: float, ior: float, beckmann: int, coef: wp.vec3,
+                           base: wp.vec3, roughness: float, ior: float, beckmann: int, coat: float, coef: wp.vec3,
                            g_table: wp.array2d(dtype=wp.float64)):
     """``sum_c coef_c d f_c / d theta`` of :func:`plastic_eval_pdf_wp`'s value ``f`` (unit ``n``, ``wo``) with the
     table held: ``(d base [3], 0, d roughness, d ior, 0)`` (the glTF model's metallic and specular columns, which
     the plastic does not read); its derivatives in the table's entries (the two taps of ``t(n.wo)`` and of ``t(n.wi)``,
     and ``R_int``) are added to row ``row`` of ``g_table [P, PLASTIC_TABLE]`` (float64), for autograd to chain
     through the table's quadratures to the roughness and ior. At roughness 0 ``t = 1 - F`` exactly, whose ior
-    derivative is direct. Zero where ``f`` is (below either surface)."""
+    derivative is direct. Zero where ``f`` is (below either surface). ``coat`` 0: of :func:`plastic_diffuse_wp`'s
+    value instead (the specular coat's terms dropped; 1: the whole value)."""
     wi = wi_in / wp.max(wp.length(wi_in), _EPS)
     g_base = wp.vec3(0.0, 0.0, 0.0)
     g_roughness = float(0.0)
@@ -149,8 +171,8 @@ def plastic_param_grads_wp(table: wp.array(dtype=float), row: int, n: wp.vec3, w
             g_base[k] = coef[k] * scale
             cb += coef[k] * base[k]
             cs += coef[k]
-        g_roughness = cs * d_spec_r
-        g_ior = cs * d_spec_ior + cb * scale * (-2.0 / ior)
+        g_roughness = coat * cs * d_spec_r
+        g_ior = coat * cs * d_spec_ior + cb * scale * (-2.0 / ior)
         if roughness == 0.0:  # t = 1 - F(cos) exactly
             g_ior += cb * k_diff * (-fresnel_ior_slope_wp(co, ior) * t_i - t_o * fresnel_ior_slope_wp(ci, ior))
         else:

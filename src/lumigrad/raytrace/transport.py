@@ -65,6 +65,7 @@ import torch
 
 from ..kernels.bvh import bvh_for
 from ..kernels.counter_rng import uniform_counter
+from ..shading.delta_specular import eval_toward_delta_light
 from ..shading.transmission import bsdf_for
 from ..shading.material import Material, align_model_values, model_values_of, sample_material_unchecked
 from ..shading.surface import SurfaceSample
@@ -726,10 +727,11 @@ def _next_event(ts, bvh, bsdf, si: SurfaceSample, ng: torch.Tensor, u: torch.Ten
             dist = ds.distance.detach()
             t_max = torch.where(torch.isfinite(dist), dist * (1 - 1e-4), torch.full_like(dist, math.inf))
             blocked = bvh.occluded(origin, wi.detach(), t_max)
-        f = bsdf.eval(si, wi)
-        if ds.is_delta:
+        if ds.is_delta:  # (a Dirac specular lobe never meets a delta light: Material.delta_specular)
+            f = eval_toward_delta_light(bsdf, si, wi)
             w = torch.ones_like(cos)
         else:
+            f = bsdf.eval(si, wi)
             with torch.no_grad():
                 w = power_heuristic(ds.pdf, bsdf.pdf(si_d, wi.detach()))
         term = f * cos.abs() * ds.weight * w

@@ -27,6 +27,7 @@ from ..kernels.direct_lights import KERNEL_DTYPES, MAX_CHANNELS, SpotCones, dire
 from .lights import MIN_LIGHT_DISTANCE, LightSample, PunctualLights, spot_cone
 from .sh import sh_irradiance
 from .surface import SurfaceSample, check_material_dict
+from .delta_specular import eval_toward_delta_light
 from .transmission import bsdf_for, is_gltf_ggx
 
 
@@ -180,6 +181,7 @@ def shade_direct_unchecked(surface: SurfaceSample, lights: Iterable[LightSample]
                            conductor=_per_point(si.conductor, pixels),
                            principled_lobes=_per_point(si.principled_lobes, pixels),
                            shadowing=_per_point(si.shadowing, pixels),
+                           delta_specular=_per_point(si.delta_specular, pixels),
                            unmapped_normal=_per_point(si.unmapped_normal, pixels))
     checkpointed = use_checkpoint and torch.is_grad_enabled() and any(t.requires_grad for t in inputs + list(si.tensors().values()))
     total = None
@@ -194,8 +196,9 @@ def shade_direct_unchecked(surface: SurfaceSample, lights: Iterable[LightSample]
 
 
 def _light_term(bsdf: BSDF, si: SurfaceSample, wi, L):
-    """One delta light's reflected radiance ``f(wi, wo) L max(n . wi, 0)`` at ``[P]`` points (``si.normal`` unit)."""
-    f = bsdf.eval(si, wi)
+    """One delta light's reflected radiance ``f(wi, wo) L max(n . wi, 0)`` at ``[P]`` points (``si.normal`` unit;
+    ``f`` without the Dirac lobes of ``Material.delta_specular`` points)."""
+    f = eval_toward_delta_light(bsdf, si, wi)
     return f * L * (si.normal * wi).sum(-1, keepdim=True).clamp_min(0)
 
 

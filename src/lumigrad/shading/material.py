@@ -102,9 +102,9 @@ class Material:
             solid: it reflects ``R' = R + T^2 R / (1 - R^2)`` about the normal and lets the rest pass straight
             through, tinted by the base colour, both delta lobes whatever the roughness
             (:class:`~lumigrad.shading.MetallicRoughnessTransmissionBSDF`; the path replay differentiates the
-            lobes' weights through their coefficients, so the tint and the ior get gradients). The path tracer's
-            PyTorch transport honours it (the fused kernel refuses it); the rasterizer shades transmission as
-            opaque anyway. A sheet is one-sided like every glTF surface: seen from behind only its transmitting
+            lobes' weights through their coefficients, so the tint and the ior get gradients). The path tracer
+            honours it (the PyTorch transport and the fused kernel's primal; its gradients replay on PyTorch); the
+            rasterizer shades transmission as opaque anyway. A sheet is one-sided like every glTF surface: seen from behind only its transmitting
             fraction exists (make it ``double_sided``, or ``transmission_factor`` 1, for a pane seen from both
             sides); an ``interior`` or ``exterior`` medium on it is still entered and left as on a solid.
         plastic: the surface is Mitsuba's ``plastic`` / ``roughplastic`` (:mod:`lumigrad.shading.plastic`) instead of
@@ -151,6 +151,18 @@ class Material:
             with the flipped normal). Read only where the material has a ``normal_texture``; the path tracer
             (fused kernel, both replays) and the raster's per-light shading honour it (the raster's environment
             light, split-sum and SH, is not shadowed).
+        delta_specular: the specular lobes are ideal (Dirac) lobes, as in Mitsuba's smooth ``conductor``,
+            ``plastic``, ``dielectric`` and ``thindielectric``: a delta light (point, spot, directional) is never
+            reflected or refracted by them, since a path cannot meet a single point or direction through a
+            single direction (Mitsuba's images show neither the light's glint in a mirror nor its caustic
+            through glass). At such a point a delta light's next-event sample evaluates the BSDF without its
+            specular lobes: nothing for a conductor or glass, the diffuse base for a plastic. Everything else
+            renders the lobes as before (GGX of ``alpha = ALPHA_MIN``: area lights, the environment and
+            indirect light reach them by both strategies). Only for a smooth material of those models: a
+            conductor (``conductor_eta`` set), a ``plastic``, or glass (``transmission_factor`` 1,
+            ``metallic_factor`` 0), with ``roughness_factor`` 0 and no ``metallic_roughness_texture``, checked when
+            the material is made and when the flag is set. The path tracer (fused kernel, its replay, PyTorch transport, shadow-edge
+            terms) and the raster's per-light shading honour it.
     """
 
     base_color_factor: torch.Tensor = None
@@ -180,12 +192,13 @@ class Material:
     conductor_eta: Optional[torch.Tensor] = None
     conductor_k: Optional[torch.Tensor] = None
     principled_lobes: Optional[torch.Tensor] = None
+    delta_specular: bool = False
 
     def __setattr__(self, name, value):
         if name == "microfacet":  # checked whenever it is set, so every renderer reads a known distribution
             check_choice(value, "microfacet", MICROFACETS)
-        elif name in ("thin_dielectric", "plastic", "principled", "mitsuba_normal_map") and not isinstance(value,
-                                                                                                          bool):
+        elif name in ("thin_dielectric", "plastic", "principled", "mitsuba_normal_map",
+                      "delta_specular") and not isinstance(value, bool):
             raise TypeError(f"{name} must be a bool; got {type(value).__name__}")
         if name in ("conductor_eta", "conductor_k") and value is not None:  # (checked whenever either is set)
             value = _conductor_values(name, value, getattr(self, "base_color_factor", None))
@@ -195,6 +208,10 @@ class Material:
                     raise ValueError(f"a material has one model: setting {name} while {other} is set (plastic, "
                                      "principled and a conductor's eta exclude each other)")
         super().__setattr__(name, value)
+        if name == "delta_specular" and value and all(
+                isinstance(getattr(self, f, None), torch.Tensor)
+                for f in ("roughness_factor", "metallic_factor", "transmission_factor")):
+            self._check_delta_specular()  # (set on a made material; at construction __post_init__ checks it)
 
     def __post_init__(self):
         check_choice(self.wrap, "wrap", ("repeat", "clamp", "mirror"))
@@ -250,7 +267,21 @@ class Material:
             if lobes.dim() != 1 or bool(((lobes < 0) | (lobes > 1)).any()):
                 raise ValueError(f"principled_lobes must be 6 values in [0, 1] (spec_tint, sheen, sheen_tint, "
                                  f"clearcoat, clearcoat_gloss, flatness); got {lobes.tolist()}")
+        if self.delta_specular:
+            self._check_delta_specular()
         has_specular_weight(self)  # read now, with the checks above: renderers ask per frame
+
+    def _check_delta_specular(self) -> None:
+        """A ``delta_specular`` material is a smooth conductor, plastic or glass (the attribute's doc)."""
+        glass = (not self.principled and not self.plastic and self.conductor_eta is None
+                 and bool((self.transmission_factor.detach() == 1).all())
+                 and bool((self.metallic_factor.detach() == 0).all()))
+        if not (self.plastic or self.conductor_eta is not None or glass):
+            raise ValueError("delta_specular is for Mitsuba's smooth models: a conductor (conductor_eta set), a "
+                             "plastic, or glass (transmission_factor 1, metallic_factor 0)")
+        if self.metallic_roughness_texture is not None or bool((self.roughness_factor.detach() != 0).any()):
+            raise ValueError("a delta_specular material is smooth: roughness_factor must be 0 and there must be no "
+                             f"metallic_roughness_texture; got roughness_factor {self.roughness_factor.tolist()}")
 
     def _check_conductor(self) -> None:
         """``conductor_eta`` and ``conductor_k`` both set or neither (each is checked when it is set), the pair
@@ -347,10 +378,10 @@ _SPECULAR_NOT_ONE = PerVersion(capacity=1 << 16)  # one per material of a scene,
 
 
 #: Values :func:`sample_material` gives only for materials of a model other than glTF's (``microfacet``,
-#: ``thin_dielectric``, ``plastic``, ``principled``, ``conductor_eta``), with their channels; zeros mean the glTF
+#: ``thin_dielectric``, ``plastic``, ``principled``, ``conductor_eta``, ``delta_specular``), with their channels; zeros mean the glTF
 #: model.
 MODEL_VALUES = {"beckmann": 1, "thin": 1, "plastic": PLASTIC_TABLE, "principled": 1, "principled_lobes": 6,
-                "conductor": CONDUCTOR_VALUES, "shadowing": 1}
+                "conductor": CONDUCTOR_VALUES, "shadowing": 1, "delta_specular": 1}
 
 
 def model_values_of(materials) -> set:
@@ -371,6 +402,8 @@ def model_values_of(materials) -> set:
             keys.add("conductor")
         if getattr(m, "mitsuba_normal_map", False) and getattr(m, "normal_texture", None) is not None:
             keys.add("shadowing")
+        if getattr(m, "delta_specular", False):
+            keys.add("delta_specular")
     return keys
 
 
@@ -421,7 +454,8 @@ def sample_material(material: Material, uv: Optional[torch.Tensor] = None, *,
         ``conductor [..., 7]`` (``eta``, ``k``, 1) for a conductor (``conductor_eta`` set), ``principled_lobes
         [..., 6]`` for a principled one that has them,
         ``plastic [..., 66]`` (:mod:`lumigrad.shading.plastic`'s table) for a ``plastic`` one, ``principled
-        [..., 1]`` (ones) for a ``principled`` one and, with a normal texture,
+        [..., 1]`` (ones) for a ``principled`` one, ``delta_specular [..., 1]`` (ones) for a ``delta_specular`` one
+        and, with a normal texture,
         ``normal_tangent [..., 3]`` (unnormalized tangent-space normal; see
         :func:`lumigrad.shading.perturb_normal`).
 
@@ -483,6 +517,8 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, linear_colou
         out["thin"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
     if m.mitsuba_normal_map and m.normal_texture is not None:
         out["shadowing"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
+    if m.delta_specular:
+        out["delta_specular"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
     if m.principled:
         out["principled"] = torch.ones(pixels + (1,), dtype=base.dtype, device=base.device)
         if m.principled_lobes is not None:

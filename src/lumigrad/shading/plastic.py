@@ -209,10 +209,21 @@ class PlasticBSDF:
         g = smith_g1(co, alpha, bk) * smith_g1(ci, alpha, bk)
         eta = torch.as_tensor(si.ior, dtype=co.dtype, device=co.device)
         spec = _fresnel(wo_h, eta) * d * g / (4.0 * co * ci)
+        f = spec + self._diffuse(si, co, ci, eta)
+        return torch.where(valid, f, torch.zeros_like(f))
+
+    def _diffuse(self, si: SurfaceSample, co: torch.Tensor, ci: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
+        """The diffuse base's value at the clamped cosines ``co``, ``ci``: the light that enters, scatters in the
+        base (internally reflected ``R_int``) and leaves."""
         t_o, t_i = self._transmittance(si, co, eta), self._transmittance(si, ci, eta)
         r_int = si.plastic[..., TABLE_SIZE:TABLE_SIZE + 1]
-        diffuse = si.base_color / (1.0 - r_int) * (t_o * t_i / (math.pi * eta * eta))
-        f = spec + diffuse
+        return si.base_color / (1.0 - r_int) * (t_o * t_i / (math.pi * eta * eta))
+
+    def eval_diffuse(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
+        """The diffuse base's part of :meth:`eval` ``[..., C]``, without the specular coat: what a delta light
+        sees of a smooth plastic (``Material.delta_specular``: the coat is a Dirac lobe)."""
+        n, wo, wi, co, ci, valid, cos_h, wo_h, sin2_h = self._terms(si, wi)
+        f = self._diffuse(si, co, ci, torch.as_tensor(si.ior, dtype=co.dtype, device=co.device))
         return torch.where(valid, f, torch.zeros_like(f))
 
     def pdf(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:

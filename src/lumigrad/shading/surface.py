@@ -25,19 +25,21 @@ __all__ = ["SurfaceSample", "check_material_dict"]
 #: Fields holding a per-point value of the material (as :func:`lumigrad.shading.sample_material` returns them).
 MATERIAL_FIELDS = ("base_color", "alpha", "metallic", "roughness", "occlusion", "emission", "ior", "specular_f0",
                    "transmission", "specular", "beckmann", "thin", "plastic", "principled", "principled_lobes", "conductor",
-                   "shadowing")
+                   "shadowing", "delta_specular")
 #: Fields that must be set.
 _REQUIRED = ("position", "normal", "wo", "base_color", "roughness", "metallic")
 #: Trailing size of each optional tensor field (``None``: any number of channels).
 _TRAILING = {"position": 3, "normal": 3, "wo": 3, "base_color": None, "roughness": 1, "metallic": 1, "alpha": 1,
              "occlusion": 1, "emission": None, "ior": 1, "specular_f0": None, "geometric_normal": 3, "uv": 2,
              "tangent": 4, "unmapped_normal": 3, "transmission": 1, "specular": 1, "beckmann": 1, "thin": 1,
-             "plastic": 66, "principled": 1, "principled_lobes": 6, "conductor": 7, "shadowing": 1}
+             "plastic": 66, "principled": 1, "principled_lobes": 6, "conductor": 7, "shadowing": 1,
+             "delta_specular": 1}
 #: Closed ranges of the material values that :meth:`SurfaceSample.validate` enforces.
 _RANGES = {"base_color": (0.0, 1.0), "roughness": (0.0, 1.0), "metallic": (0.0, 1.0), "alpha": (0.0, 1.0),
            "specular_f0": (0.0, 1.0), "occlusion": (0.0, None), "emission": (0.0, None), "transmission": (0.0, 1.0),
            "specular": (0.0, 1.0), "beckmann": (0.0, 1.0), "thin": (0.0, 1.0), "principled": (0.0, 1.0),
-           "principled_lobes": (0.0, 1.0), "conductor": (0.0, None), "shadowing": (0.0, 1.0)}
+           "principled_lobes": (0.0, 1.0), "conductor": (0.0, None), "shadowing": (0.0, 1.0),
+           "delta_specular": (0.0, 1.0)}
 
 
 @dataclass
@@ -95,6 +97,9 @@ class SurfaceSample:
         shadowing: optional ``[..., 1]``, 1 where the point's normal map is Mitsuba's, shadowing grazing light
             (``Material.mitsuba_normal_map``: :mod:`lumigrad.shading.normal_shadowing`; read with
             ``unmapped_normal``), 0 elsewhere; ``None``: no point is.
+        delta_specular: optional ``[..., 1]``, 1 where the point's specular lobes are Dirac lobes that delta
+            lights do not reach (``Material.delta_specular``: :mod:`lumigrad.shading.delta_specular`), 0
+            elsewhere; ``None``: no point is.
 
     Construction checks types, trailing sizes, dtypes, devices and that the batch dims broadcast, without
     reading values (no host sync, so a renderer may build one per frame on CUDA). :meth:`validate` checks
@@ -134,6 +139,7 @@ class SurfaceSample:
     principled_lobes: Optional[torch.Tensor] = None
     conductor: Optional[torch.Tensor] = None
     shadowing: Optional[torch.Tensor] = None
+    delta_specular: Optional[torch.Tensor] = None
 
     def __post_init__(self):
         check_tensor(self.position, "position", trailing=(3,), floating=True)
@@ -166,7 +172,7 @@ class SurfaceSample:
         :func:`lumigrad.shading.sample_material` (a dict with ``base_color``, ``roughness``, ``metallic`` and
         optionally ``alpha``, ``occlusion``, ``emission``, ``ior``, ``specular_f0``, ``transmission``,
         ``specular``, ``beckmann``, ``thin``, ``plastic``, ``principled``, ``principled_lobes``, ``conductor``,
-        ``shadowing``).
+        ``shadowing``, ``delta_specular``).
 
         Other keys are ignored (``normal_tangent`` is consumed before, by
         :func:`lumigrad.shading.perturb_normal`); ``geometry`` sets ``geometric_normal``, ``uv`` or ``tangent``.

@@ -1,0 +1,37 @@
+"""What a delta light sees of a surface whose specular lobes are Dirac lobes (``Material.delta_specular``).
+
+Mitsuba's smooth ``conductor``, ``plastic``, ``dielectric`` and ``thindielectric`` reflect and refract through
+delta lobes. A delta light (point, spot, directional) is a delta too, and a path cannot connect a single point or
+direction through a single direction: Mitsuba's path tracer never shows such a light's glint in a mirror or its
+caustic through glass. lumigrad renders those lobes as GGX of ``alpha = ALPHA_MIN``, which is the same for every
+light with a density (area lights, the environment: sampled by both strategies and weighted by MIS) but would
+show each delta light as a tiny, very bright highlight. So at a ``delta_specular`` point a delta light's
+next-event sample takes the BSDF without its specular lobes: nothing for a conductor or glass, the diffuse base
+for a plastic (:meth:`lumigrad.shading.plastic.PlasticBSDF.eval_diffuse`).
+
+The fused path kernel does the same (:func:`lumigrad.kernels.path_kernels.light_sample_value_wp`, part flag 128).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .plastic import PlasticBSDF, plastic_mask
+from .surface import SurfaceSample
+
+__all__ = ["eval_toward_delta_light"]
+
+
+def eval_toward_delta_light(bsdf, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
+    """``bsdf.eval(si, wi)`` ``[..., C]`` for a delta light's direction ``wi``: at the points ``si.delta_specular``
+    marks, without the specular lobes (0, or a plastic's diffuse base); elsewhere unchanged.
+
+    **Differentiability:** as ``bsdf.eval`` and :meth:`~lumigrad.shading.plastic.PlasticBSDF.eval_diffuse`."""
+    f = bsdf.eval(si, wi)
+    if si.delta_specular is None:
+        return f
+    kept = torch.zeros_like(f)
+    plastic = plastic_mask(si)
+    if plastic is not None:
+        kept = torch.where(plastic, PlasticBSDF().eval_diffuse(si, wi), kept)
+    return torch.where(si.delta_specular > 0.5, kept, f)
