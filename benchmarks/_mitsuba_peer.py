@@ -422,7 +422,7 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
     * ``Material.principled`` (with its ``principled_lobes``): ``principled`` (the same model).
     * ``Material.conductor_eta`` / ``conductor_k``: ``roughconductor`` with that ``eta`` and ``k`` and
       ``specular_reflectance = base_color / F(1; eta, k)`` (the same model).
-    * ``Material.plastic``: ``roughplastic`` (the same model; ``plastic`` at roughness 0); ``thin_dielectric`` with
+    * ``Material.plastic``: ``roughplastic`` (the same model); ``thin_dielectric`` with
       ``transmission_factor`` 1: ``thindielectric`` tinted by the base colour.
     * ``Material.delta_specular``: the smooth plugin (``conductor``, ``dielectric``, ``plastic``): delta lobes, as
       lumigrad's towards delta lights.
@@ -460,7 +460,7 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
     if getattr(m, "plastic", False):
         if m.base_color_texture is not None:
             raise NotImplementedError("a textured plastic (the peer writes factors only)")
-        if rough == 0.0:
+        if getattr(m, "delta_specular", False):  # Mitsuba's smooth plastic (a delta coat)
             return {"type": "plastic", "int_ior": ior, "ext_ior": 1.0, "diffuse_reflectance": _rgb(base)}
         return {"type": "roughplastic", "distribution": m.microfacet, "alpha": max(rough * rough, 1e-3),
                 "int_ior": ior, "ext_ior": 1.0, "diffuse_reflectance": _rgb(base)}

@@ -391,6 +391,11 @@ def test_the_smooth_bsdfs_have_dirac_specular_lobes_and_the_rough_ones_not(tmp_p
     assert _material(tmp_path, '<bsdf type="twosided"><bsdf type="conductor"/></bsdf>')[0].delta_specular
     assert _material(tmp_path, '<bsdf type="mask"><float name="opacity" value="0.5"/><bsdf type="plastic"/></bsdf>'
                      )[0].delta_specular
+    lg.io.write_image(tmp_path / "n.png", torch.tensor([[[0.6, 0.5, 1.0], [0.5, 0.4, 1.0]]]))
+    mapped = _material(tmp_path, '<bsdf type="normalmap"><texture type="bitmap" name="normalmap"><string '
+                                 'name="filename" value="n.png"/><boolean name="raw" value="true"/></texture>'
+                                 '<bsdf type="plastic"/></bsdf>')[0]
+    assert mapped.delta_specular and mapped.mitsuba_normal_map and mapped.plastic
     for kind in ("roughconductor", "roughplastic", "roughdielectric", "diffuse", "principled"):
         assert not _material(tmp_path, f'<bsdf type="{kind}"/>')[0].delta_specular, kind
 

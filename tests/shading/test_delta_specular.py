@@ -102,6 +102,21 @@ def test_a_delta_light_sees_nothing_of_dirac_lobes_but_a_plastics_base():
     assert float(bsdf.eval(si, mirror)[1:4].min()) > 1e3  # (the lobes a delta light no longer sees)
 
 
+def test_a_mitsuba_normal_map_still_shadows_a_smooth_plastics_base():
+    """A smooth plastic under Mitsuba's ``normalmap`` (``si.shadowing``): a delta light sees its diffuse base times
+    the map's shadowing of grazing light, as ``bsdf_for``'s value carries it (and the fused kernel)."""
+    from lumigrad.shading.normal_shadowing import shadowing_factor
+    wo, wi = _directions(30, 7)
+    unmapped = torch.tensor([0.0, 0.0, 1.0], dtype=DT).expand(30, 3)
+    bent = torch.tensor([0.35, -0.2, 0.9], dtype=DT)
+    si = _plastic_si(wo, shadowing=torch.ones(30, 1, dtype=DT), unmapped_normal=unmapped,
+                     delta_specular=torch.ones(30, 1, dtype=DT)).replace(normal=(bent / bent.norm()).expand(30, 3))
+    factor = shadowing_factor(si, wi)
+    assert float(factor.min()) < 0.9  # (some directions graze the unmapped surface)
+    seen = eval_toward_delta_light(bsdf_for(si), si, wi)
+    assert torch.allclose(seen, PlasticBSDF().eval_diffuse(si, wi) * factor, rtol=1e-12, atol=0)
+
+
 def test_the_value_toward_a_delta_light_is_differentiable():
     wo, wi = _directions(3, 5)
     base = torch.tensor([0.6, 0.3, 0.2], dtype=DT, requires_grad=True)
@@ -133,7 +148,17 @@ def test_the_flag_is_for_smooth_conductors_plastics_and_glass():
                  metallic_roughness_texture=torch.ones(2, 2, 3))
     m = Material(roughness_factor=0.3, conductor_eta=CHROMIUM[0], conductor_k=CHROMIUM[1])
     with pytest.raises(ValueError, match="roughness_factor must be 0"):
-        m.delta_specular = True  # (checked when set, too)
+        m.delta_specular = True  # (checked when set, too, and not kept)
+    assert m.delta_specular is False
+    m = Material(roughness_factor=0.0, plastic=True, metallic_factor=0.0, delta_specular=True)
+    with pytest.raises(ValueError, match="roughness_factor must be 0"):
+        m.roughness_factor = torch.tensor(0.5)  # (what it depends on is rechecked when set, and not kept)
+    assert float(m.roughness_factor) == 0.0
+    with pytest.raises(ValueError, match="smooth models"):
+        m.plastic = False
+    assert m.plastic and m.delta_specular
+    m.delta_specular = False
+    m.plastic, m.roughness_factor = False, torch.tensor(0.5)  # (unflagged: free again)
     with pytest.raises(TypeError, match="delta_specular must be a bool"):
         Material(delta_specular=1)
 
@@ -187,3 +212,11 @@ def test_the_raster_shades_a_smooth_plastic_by_its_base_and_a_mirror_black():
         img[flag] = lg.render(scene, cam, integrator="raster").rgb
     glint = img[False] - img[True]  # the coat's
     assert float(img[True].max()) > 0.5 and float(glint.min()) >= 0.0 and float(glint.max()) > 0.02
+    img = {}  # glass: the raster shades it as an opaque surface (diffuse under the environment too): kept as is
+    for flag in (False, True):
+        scene, cam = _mirror_under_a_point_light(False)
+        for mesh in scene.meshes.values():
+            mesh.material = Material(base_color_factor=[0.9, 0.9, 0.9, 1.0], metallic_factor=0.0,
+                                     roughness_factor=0.0, transmission_factor=1.0, delta_specular=flag)
+        img[flag] = lg.render(scene, cam, integrator="raster").rgb
+    assert float(img[True].max()) > 0.1 and torch.allclose(img[True], img[False], rtol=1e-5, atol=1e-6)

@@ -12,7 +12,9 @@ Mitsuba's plastic (``Material.plastic``: :mod:`.plastic_kernels`, a table per pa
 principled (``Material.principled``: :mod:`.principled_kernels`) and conductor (``Material.conductor_eta``:
 :mod:`.conductor_kernels`, each part's ``eta`` and ``k`` in ``part_conductor``), with
 ``KHR_materials_transmission`` (glass: :mod:`.dielectric_kernels`, in no medium; a thin sheet,
-``Material.thin_dielectric``, too) and ``KHR_materials_specular``'s specular weight (weight 0 and no metal is
+``Material.thin_dielectric``, too), Dirac specular lobes that delta lights never meet (``Material.delta_specular``:
+part flag 128, a plastic's diffuse base alone, :func:`.plastic_kernels.plastic_diffuse_wp`) and
+``KHR_materials_specular``'s specular weight (weight 0 and no metal is
 Lambert's, without the GGX lobe's arithmetic) with constant factors and base colour, metallic-roughness, emissive
 and normal textures (bilinear as ``lumigrad.texture`` at level 0 of texels sRGB-decoded where glTF says; normal
 maps in the frame of the interpolated per-corner tangents), emissive surfaces,

@@ -77,7 +77,7 @@ import torch
 from ..cameras.projection import project_points, transform_points
 from .edges import lens_map
 from ..raster.topology import WeldedEdges, welded_edges, welded_positions
-from ..shading.delta_specular import eval_toward_delta_light
+from ..shading.delta_specular import without_dirac_lobes
 from ..shading.transmission import bsdf_for
 from .area_next_event import area_choice, area_points
 from .intersect import offset_ray_origin_unchecked
@@ -626,7 +626,7 @@ def _direct_from_samples(ts: TraceScene, bvh, samples, o: torch.Tensor, d: torch
     f = bsdf.eval(si, wi)
     if si.delta_specular is not None:  # (delta lights' rows: Material.delta_specular's lobes never meet them)
         delta = torch.tensor([bool(getattr(light, "is_delta", False)) for light in ts.lights], device=o.device)
-        f = torch.where(delta[light_of][:, None], eval_toward_delta_light(bsdf, si, wi), f)
+        f = torch.where(delta[light_of][:, None], without_dirac_lobes(f, si, wi), f)
     value = f * cos.abs() * weight
     value = torch.where((valid & ~blocked)[:, None], value, torch.zeros_like(value))
     table = traced_media(ts.materials, ts.medium, ts.transmissive, o.device)

@@ -14,7 +14,8 @@ towards grazing light, which glTF's Schlick curve (the metal lobe of :func:`lumi
 gets wrong by up to a quarter at 75 degrees. Mitsuba's ``specular_reflectance`` ``s`` with ``eta, k`` is the base
 colour ``s F(1; eta, k)``, which :func:`lumigrad.io.load_mitsuba` writes. ``metallic``, ``ior``,
 ``specular_factor`` and ``transmission_factor`` are not used. A ``roughness`` of 0 is a sharp but finite lobe
-(``ALPHA_MIN``) standing in for Mitsuba's smooth ``conductor``.
+(``ALPHA_MIN``) standing in for Mitsuba's smooth ``conductor``, whose delta lobe delta lights never meet
+(``Material.delta_specular``, :mod:`lumigrad.shading.delta_specular`).
 
 Each shading point carries its material's ``eta`` and ``k``: ``si.conductor [..., 7]`` (``eta`` 3, ``k`` 3 and a 1
 that marks the point as a conductor), as :func:`lumigrad.shading.sample_material` gives it.

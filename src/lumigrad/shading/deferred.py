@@ -154,8 +154,9 @@ def shade_direct_unchecked(surface: SurfaceSample, lights: Iterable[LightSample]
     """:func:`shade_direct` of a :class:`SurfaceSample` already validated (no checks, no host syncs): for
     pipelines such as :func:`lumigrad.render` that validate their inputs once at their own boundary.
 
-    ``Lo = sum_lights bsdf.eval(si, wi) * L * max(n . wi, 0)`` with ``bsdf`` the glTF metallic-roughness
-    :class:`MetallicRoughnessBSDF` (with Mitsuba's models where ``surface`` marks them: :func:`bsdf_for`) unless
+    ``Lo = sum_lights bsdf.eval(si, wi) * L * max(n . wi, 0)`` (each sample a delta light: at opaque
+    ``Material.delta_specular`` points ``bsdf.eval`` without its Dirac lobes) with ``bsdf`` the glTF
+    metallic-roughness :class:`MetallicRoughnessBSDF` (with Mitsuba's models where ``surface`` marks them: :func:`bsdf_for`) unless
     given; ``surface.wo`` need not be unit. Returns ``[..., C]`` over
     ``surface``'s batch dims (zeros outside ``mask``). ``use_checkpoint=False`` keeps each light's BRDF
     intermediates instead of recomputing them in the backward pass: for callers that checkpoint a larger
@@ -181,7 +182,7 @@ def shade_direct_unchecked(surface: SurfaceSample, lights: Iterable[LightSample]
                            conductor=_per_point(si.conductor, pixels),
                            principled_lobes=_per_point(si.principled_lobes, pixels),
                            shadowing=_per_point(si.shadowing, pixels),
-                           delta_specular=_per_point(si.delta_specular, pixels),
+                           delta_specular=_per_point(_opaque_dirac(si), pixels),
                            unmapped_normal=_per_point(si.unmapped_normal, pixels))
     checkpointed = use_checkpoint and torch.is_grad_enabled() and any(t.requires_grad for t in inputs + list(si.tensors().values()))
     total = None
@@ -193,6 +194,14 @@ def shade_direct_unchecked(surface: SurfaceSample, lights: Iterable[LightSample]
                 else _light_term(*args))
         total = term if total is None else total + term
     return pixels.put(total)
+
+
+def _opaque_dirac(si: SurfaceSample) -> Optional[torch.Tensor]:
+    """``si.delta_specular`` but at transmitting points: glass is shaded here as an opaque surface (a diffuse lobe
+    the raster's environment light shades too), whose lobes are no Dirac lobes."""
+    if si.delta_specular is None or si.transmission is None:
+        return si.delta_specular
+    return torch.where(si.transmission > 0, torch.zeros_like(si.delta_specular), si.delta_specular)
 
 
 def _light_term(bsdf: BSDF, si: SurfaceSample, wi, L):

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import torch
 
+from .normal_shadowing import shadowing_factor, shadowing_mask
 from .plastic import PlasticBSDF, plastic_mask
 from .surface import SurfaceSample
 
-__all__ = ["eval_toward_delta_light"]
+__all__ = ["eval_toward_delta_light", "without_dirac_lobes"]
 
 
 def eval_toward_delta_light(bsdf, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
@@ -27,11 +28,19 @@ def eval_toward_delta_light(bsdf, si: SurfaceSample, wi: torch.Tensor) -> torch.
     marks, without the specular lobes (0, or a plastic's diffuse base); elsewhere unchanged.
 
     **Differentiability:** as ``bsdf.eval`` and :meth:`~lumigrad.shading.plastic.PlasticBSDF.eval_diffuse`."""
-    f = bsdf.eval(si, wi)
+    return without_dirac_lobes(bsdf.eval(si, wi), si, wi)
+
+
+def without_dirac_lobes(f: torch.Tensor, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
+    """``f`` (``bsdf_for(si)``'s value toward ``wi``) with the points ``si.delta_specular`` marks replaced by what
+    a delta light sees of them: 0, or a plastic's diffuse base (times a Mitsuba normal map's shadowing, as
+    ``bsdf_for``'s value)."""
     if si.delta_specular is None:
         return f
     kept = torch.zeros_like(f)
     plastic = plastic_mask(si)
     if plastic is not None:
         kept = torch.where(plastic, PlasticBSDF().eval_diffuse(si, wi), kept)
+        if shadowing_mask(si) is not None:
+            kept = kept * shadowing_factor(si, wi)
     return torch.where(si.delta_specular > 0.5, kept, f)

@@ -161,7 +161,10 @@ class Material:
             indirect light reach them by both strategies). Only for a smooth material of those models: a
             conductor (``conductor_eta`` set), a ``plastic``, or glass (``transmission_factor`` 1,
             ``metallic_factor`` 0), with ``roughness_factor`` 0 and no ``metallic_roughness_texture``, checked when
-            the material is made and when the flag is set. The path tracer (fused kernel, its replay, PyTorch transport, shadow-edge
+            the material is made and when the flag or one of those attributes is set (an in-place change of a
+            factor's values is not seen: a fit of the roughness of a smooth material should clear the flag).
+            The raster's lights (area lights' point samples included) are all deltas to it, and its glass,
+            shaded as an opaque surface, keeps its lobes. The path tracer (fused kernel, its replay, PyTorch transport, shadow-edge
             terms) and the raster's per-light shading honour it.
     """
 
@@ -207,11 +210,19 @@ class Material:
                 if other != name and _is_set(getattr(self, other, None)):
                     raise ValueError(f"a material has one model: setting {name} while {other} is set (plastic, "
                                      "principled and a conductor's eta exclude each other)")
+        if name == "delta_specular" or name in _SMOOTH_FIELDS:
+            old = getattr(self, name, None)
+            super().__setattr__(name, value)
+            if getattr(self, "delta_specular", False) and all(
+                    isinstance(getattr(self, f, None), torch.Tensor)
+                    for f in ("roughness_factor", "metallic_factor", "transmission_factor")):
+                try:  # (on a made material: at construction __post_init__ checks it once)
+                    self._check_delta_specular()
+                except ValueError:
+                    super().__setattr__(name, old)
+                    raise
+            return
         super().__setattr__(name, value)
-        if name == "delta_specular" and value and all(
-                isinstance(getattr(self, f, None), torch.Tensor)
-                for f in ("roughness_factor", "metallic_factor", "transmission_factor")):
-            self._check_delta_specular()  # (set on a made material; at construction __post_init__ checks it)
 
     def __post_init__(self):
         check_choice(self.wrap, "wrap", ("repeat", "clamp", "mirror"))
@@ -314,6 +325,10 @@ class Material:
             out.update({f"exterior.{k}": v for k, v in self.exterior.parameters().items()})
         return out
 
+
+#: The attributes ``Material.delta_specular`` depends on (rechecked when one is set on a flagged material).
+_SMOOTH_FIELDS = ("roughness_factor", "metallic_factor", "transmission_factor", "metallic_roughness_texture",
+                  "plastic", "principled", "conductor_eta")
 
 #: The attributes that choose a material's model other than glTF's; at most one is set.
 _MODELS = ("plastic", "principled", "conductor_eta")

@@ -24,7 +24,7 @@ import torch
 from .brdf import BSDFSample
 from .surface import SurfaceSample
 
-__all__ = ["ShadowedNormalMapBSDF", "flip_invalid_normal", "normal_map_shadowing", "shadowing_mask"]
+__all__ = ["ShadowedNormalMapBSDF", "flip_invalid_normal", "normal_map_shadowing", "shadowing_factor", "shadowing_mask"]
 
 _EPS = 1e-12
 
@@ -59,6 +59,13 @@ def shadowing_mask(si: SurfaceSample) -> Optional[torch.Tensor]:
     return si.shadowing > 0.5
 
 
+def shadowing_factor(si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
+    """``[..., 1]``: :func:`normal_map_shadowing` of the light direction ``wi`` at the points
+    :func:`shadowing_mask` marks, 1 elsewhere (``si`` must have a mask)."""
+    s = normal_map_shadowing(si.unmapped_normal, si.normal, wi)
+    return torch.where(shadowing_mask(si), s, torch.ones_like(s))
+
+
 class ShadowedNormalMapBSDF:
     """``other``'s value times :func:`normal_map_shadowing` of the light direction at the points
     :func:`shadowing_mask` marks (its samples' weights and delta coefficients too; densities are ``other``'s)."""
@@ -67,8 +74,7 @@ class ShadowedNormalMapBSDF:
         self.other = other
 
     def _factor(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
-        s = normal_map_shadowing(si.unmapped_normal, si.normal, wi)
-        return torch.where(shadowing_mask(si), s, torch.ones_like(s))
+        return shadowing_factor(si, wi)
 
     def eval(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         return self.other.eval(si, wi) * self._factor(si, wi)

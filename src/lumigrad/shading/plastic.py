@@ -15,7 +15,8 @@ at grazing angles is lost to the diffuse base too), tabulated at Mitsuba's 64 co
 and interpolated linearly as Mitsuba does; ``R_int = 2 mean_i(R'(mu_i) mu_i)`` is the fraction of the diffuse
 light that the interface reflects back inside (``R'`` the albedo seen from inside, ``1 / eta``), the same
 discrete mean Mitsuba takes (its ``nonlinear = false``). A ``roughness`` of 0 is a sharp but finite lobe
-(``ALPHA_MIN``) standing in for Mitsuba's smooth ``plastic``, whose ``t`` is ``1 - F`` to within the lobe's width.
+(``ALPHA_MIN``) standing in for Mitsuba's smooth ``plastic``, whose ``t`` is ``1 - F`` to within the lobe's width
+(and whose coat delta lights never meet: ``Material.delta_specular``, :meth:`PlasticBSDF.eval_diffuse`).
 
 The albedos are integrals over microfacet normals, evaluated per material by Gauss-Legendre quadrature
 (:func:`plastic_table`): in PyTorch, so the material's roughness and ior get gradients through them too. Each
