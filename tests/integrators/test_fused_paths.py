@@ -377,15 +377,16 @@ def _conductor():
 
 def _delta_specular():
     """``Material.delta_specular`` (Mitsuba's smooth BSDFs: delta lights never meet their specular lobes): the metal
-    scene's ball a smooth gold mirror, its floor a smooth plastic, a smooth glass card and a glTF card beside them,
-    under the area lamp, the point light, a spot, a sun and a sky (delta lights and lights with a density)."""
+    scene's floor a smooth plastic, its ball a gold conductor marked but rough (0.3: ordinary lobes), a smooth glass
+    card and a glTF card beside them, under the area lamp, the point light, a spot, a sun and a sky (delta lights
+    and lights with a density)."""
     scene, cam = _metal()
     floor, ball = scene.meshes["floor"].material, scene.meshes["ball"].material
     floor.plastic, floor.metallic_factor, floor.roughness_factor = True, torch.tensor(0.0), torch.tensor(0.0)
     floor.delta_specular = True
     ball.conductor_eta, ball.conductor_k = torch.tensor([0.14303, 0.37527, 1.44204]), torch.tensor([3.98302, 2.38558,
                                                                                                     1.6034])
-    ball.roughness_factor = torch.tensor(0.0)
+    ball.roughness_factor = torch.tensor(0.3)
     ball.delta_specular = True
     glass = _material((0.9, 0.95, 1.0), roughness=0.0, ior=1.5)
     glass.transmission_factor = torch.tensor(1.0)

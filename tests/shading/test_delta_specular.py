@@ -10,7 +10,7 @@ import torch
 
 import lumigrad as lg
 from lumigrad.shading import Material, SurfaceSample
-from lumigrad.shading.delta_specular import eval_toward_delta_light
+from lumigrad.shading.delta_specular import dirac_points, eval_toward_delta_light
 from lumigrad.shading.plastic import PlasticBSDF, plastic_table
 from lumigrad.shading.transmission import bsdf_for
 
@@ -133,7 +133,7 @@ def test_the_value_toward_a_delta_light_is_differentiable():
     assert torch.autograd.gradcheck(value, (base, ior, wi.clone().requires_grad_(True)))
 
 
-def test_the_flag_is_for_smooth_conductors_plastics_and_glass():
+def test_the_flag_is_for_conductors_plastics_and_glass_and_acts_where_they_are_smooth():
     Material(roughness_factor=0.0, plastic=True, metallic_factor=0.0, delta_specular=True)
     with pytest.raises(ValueError, match="smooth models"):
         Material(roughness_factor=0.0, metallic_factor=1.0, delta_specular=True)  # the glTF metal
@@ -141,26 +141,26 @@ def test_the_flag_is_for_smooth_conductors_plastics_and_glass():
         Material(roughness_factor=0.0, principled=True, delta_specular=True)
     with pytest.raises(ValueError, match="smooth models"):
         Material(roughness_factor=0.0, metallic_factor=0.0, transmission_factor=0.5, delta_specular=True)
-    with pytest.raises(ValueError, match="roughness_factor must be 0"):
-        Material(roughness_factor=0.2, plastic=True, metallic_factor=0.0, delta_specular=True)
-    with pytest.raises(ValueError, match="roughness_factor must be 0"):
-        Material(roughness_factor=0.0, plastic=True, metallic_factor=0.0, delta_specular=True,
-                 metallic_roughness_texture=torch.ones(2, 2, 3))
-    m = Material(roughness_factor=0.3, conductor_eta=CHROMIUM[0], conductor_k=CHROMIUM[1])
-    with pytest.raises(ValueError, match="roughness_factor must be 0"):
+    m = Material(roughness_factor=0.3)
+    with pytest.raises(ValueError, match="smooth models"):
         m.delta_specular = True  # (checked when set, too, and not kept)
     assert m.delta_specular is False
     m = Material(roughness_factor=0.0, plastic=True, metallic_factor=0.0, delta_specular=True)
-    with pytest.raises(ValueError, match="roughness_factor must be 0"):
-        m.roughness_factor = torch.tensor(0.5)  # (what it depends on is rechecked when set, and not kept)
-    assert float(m.roughness_factor) == 0.0
     with pytest.raises(ValueError, match="smooth models"):
-        m.plastic = False
+        m.plastic = False  # (what it depends on is rechecked when set, and not kept)
     assert m.plastic and m.delta_specular
     m.delta_specular = False
-    m.plastic, m.roughness_factor = False, torch.tensor(0.5)  # (unflagged: free again)
+    m.plastic = False  # (unflagged: free again)
     with pytest.raises(TypeError, match="delta_specular must be a bool"):
         Material(delta_specular=1)
+    # a roughness above 0 (a fit moving it, a texture) makes the lobes ordinary ones again, point by point
+    si = _mixed_points()
+    assert dirac_points(si)[:, 0].tolist() == [False, True, True, True, False]
+    rough = si.replace(roughness=torch.tensor([[0.0], [0.2], [0.0], [1e-4], [0.0]], dtype=DT))
+    assert dirac_points(rough)[:, 0].tolist() == [False, False, True, False, False]
+    wi = si.wo * torch.tensor([-1.0, -1.0, 1.0], dtype=DT)
+    bsdf = bsdf_for(rough)
+    assert torch.equal(eval_toward_delta_light(bsdf, rough, wi)[[1, 3]], bsdf.eval(rough, wi)[[1, 3]])
 
 
 def _mirror_under_a_point_light(flag: bool, light_y=None):

@@ -518,8 +518,10 @@ def light_sample_value_wp(x: wp.vec3, n: wp.vec3, ng: wp.vec3,
     f_out = wp.vec3(0.0, 0.0, 0.0)
     cos_w = float(0.0)
     cos = wp.dot(n, wi)
-    # a delta light never meets a Dirac lobe (Material.delta_specular): a conductor or glass shows it nothing
-    dirac = is_delta and delta_specular != 0
+    # a delta light never meets a Dirac lobe (Material.delta_specular: a smooth conductor, plastic or glass, as
+    # lumigrad.shading.delta_specular.dirac_points): a conductor or glass shows it nothing
+    dirac = is_delta and delta_specular != 0 and roughness == 0.0 and (
+        conductor_row >= 0 or plastic_row >= 0 or (transmission == 1.0 and metallic == 0.0))
     if lpdf > 0.0 and wp.dot(ng, wi) * cos > 0.0 and not (dirac and plastic_row < 0):
         # (a light's wi is not always unit: a point light or area sample within MIN_LIGHT_DISTANCE, a spherical
         # triangle's sample of a tiny triangle; the BSDF sees it normalised, as the twin's, the cosine not)
@@ -983,7 +985,7 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                             delta_spec, mode)
                     nee = nee + t_j
                     coat_j = float(1.0)  # (a delta light at a Dirac coat: the plastic's diffuse base alone)
-                    if is_delta and delta_spec != 0:
+                    if is_delta and delta_spec != 0 and roughness == 0.0:
                         coat_j = 0.0
                     if mode != 0 and cos_w > 0.0:
                         bw = _cw_mul(dv, beta)

@@ -20,22 +20,23 @@ from .normal_shadowing import shadowing_factor, shadowing_mask
 from .plastic import PlasticBSDF, plastic_mask
 from .surface import SurfaceSample
 
-__all__ = ["eval_toward_delta_light", "without_dirac_lobes"]
+__all__ = ["dirac_points", "eval_toward_delta_light", "without_dirac_lobes"]
 
 
 def eval_toward_delta_light(bsdf, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
-    """``bsdf.eval(si, wi)`` ``[..., C]`` for a delta light's direction ``wi``: at the points ``si.delta_specular``
-    marks, without the specular lobes (0, or a plastic's diffuse base); elsewhere unchanged.
+    """``bsdf.eval(si, wi)`` ``[..., C]`` for a delta light's direction ``wi``: at the points of Dirac lobes
+    (:func:`dirac_points`), without the specular lobes (0, or a plastic's diffuse base); elsewhere unchanged.
 
     **Differentiability:** as ``bsdf.eval`` and :meth:`~lumigrad.shading.plastic.PlasticBSDF.eval_diffuse`."""
     return without_dirac_lobes(bsdf.eval(si, wi), si, wi)
 
 
 def without_dirac_lobes(f: torch.Tensor, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
-    """``f`` (``bsdf_for(si)``'s value toward ``wi``) with the points ``si.delta_specular`` marks replaced by what
-    a delta light sees of them: 0, or a plastic's diffuse base (times a Mitsuba normal map's shadowing, as
+    """``f`` (``bsdf_for(si)``'s value toward ``wi``) with the points of Dirac lobes (:func:`dirac_points`) replaced
+    by what a delta light sees of them: 0, or a plastic's diffuse base (times a Mitsuba normal map's shadowing, as
     ``bsdf_for``'s value)."""
-    if si.delta_specular is None:
+    dirac = dirac_points(si)
+    if dirac is None:
         return f
     kept = torch.zeros_like(f)
     plastic = plastic_mask(si)
@@ -43,4 +44,22 @@ def without_dirac_lobes(f: torch.Tensor, si: SurfaceSample, wi: torch.Tensor) ->
         kept = torch.where(plastic, PlasticBSDF().eval_diffuse(si, wi), kept)
         if shadowing_mask(si) is not None:
             kept = kept * shadowing_factor(si, wi)
-    return torch.where(si.delta_specular > 0.5, kept, f)
+    return torch.where(dirac, kept, f)
+
+
+def dirac_points(si: SurfaceSample):
+    """``[..., 1]`` bool where ``si``'s specular lobes are Dirac lobes: ``si.delta_specular`` marks the point, its
+    roughness is 0 and it is a conductor, a plastic or glass (transmission 1, metallic 0); None where no point is
+    marked. (A fit that moves a marked material's roughness above 0, or its model, makes its lobes ordinary
+    ones again.)"""
+    if si.delta_specular is None:
+        return None
+    model = torch.zeros_like(si.delta_specular, dtype=torch.bool)
+    if si.conductor is not None:
+        model = model | (si.conductor[..., -1:] > 0.5)
+    plastic = plastic_mask(si)
+    if plastic is not None:
+        model = model | plastic
+    if si.transmission is not None:
+        model = model | ((si.transmission == 1) & (si.metallic == 0))
+    return (si.delta_specular > 0.5) & (si.roughness == 0) & model

@@ -151,20 +151,19 @@ class Material:
             with the flipped normal). Read only where the material has a ``normal_texture``; the path tracer
             (fused kernel, both replays) and the raster's per-light shading honour it (the raster's environment
             light, split-sum and SH, is not shadowed).
-        delta_specular: the specular lobes are ideal (Dirac) lobes, as in Mitsuba's smooth ``conductor``,
-            ``plastic``, ``dielectric`` and ``thindielectric``: a delta light (point, spot, directional) is never
-            reflected or refracted by them, since a path cannot meet a single point or direction through a
-            single direction (Mitsuba's images show neither the light's glint in a mirror nor its caustic
-            through glass). At such a point a delta light's next-event sample evaluates the BSDF without its
-            specular lobes: nothing for a conductor or glass, the diffuse base for a plastic. Everything else
-            renders the lobes as before (GGX of ``alpha = ALPHA_MIN``: area lights, the environment and
-            indirect light reach them by both strategies). Only for a smooth material of those models: a
-            conductor (``conductor_eta`` set), a ``plastic``, or glass (``transmission_factor`` 1,
-            ``metallic_factor`` 0), with ``roughness_factor`` 0 and no ``metallic_roughness_texture``, checked when
-            the material is made and when the flag or one of those attributes is set (an in-place change of a
-            factor's values is not seen: a fit of the roughness of a smooth material should clear the flag).
-            The raster's lights (area lights' point samples included) are all deltas to it, and its glass,
-            shaded as an opaque surface, keeps its lobes. The path tracer (fused kernel, its replay, PyTorch transport, shadow-edge
+        delta_specular: where its roughness is 0, the specular lobes are ideal (Dirac) lobes, as in Mitsuba's
+            smooth ``conductor``, ``plastic``, ``dielectric`` and ``thindielectric``: a delta light (point, spot,
+            directional) is never reflected or refracted by them, since a path cannot meet a single point or
+            direction through a single direction (Mitsuba's images show neither the light's glint in a mirror
+            nor its caustic through glass). At such a point a delta light's next-event sample evaluates the BSDF
+            without its specular lobes: nothing for a conductor or glass, the diffuse base for a plastic.
+            Everything else renders the lobes as before (GGX of ``alpha = ALPHA_MIN``: area lights, the
+            environment and indirect light reach them by both strategies), and where the roughness is above 0
+            (a fit moving it, a texture) they are ordinary lobes. Only for a conductor (``conductor_eta`` set), a
+            ``plastic``, or glass (``transmission_factor`` 1, ``metallic_factor`` 0), checked when the material
+            is made and when the flag or one of those attributes is set (points whose values have moved off
+            those models, in place, are ordinary). The raster's lights (area lights' point samples included) are
+            all deltas to it, and its glass, shaded as an opaque surface, keeps its lobes. The path tracer (fused kernel, its replay, PyTorch transport, shadow-edge
             terms) and the raster's per-light shading honour it.
     """
 
@@ -283,16 +282,13 @@ class Material:
         has_specular_weight(self)  # read now, with the checks above: renderers ask per frame
 
     def _check_delta_specular(self) -> None:
-        """A ``delta_specular`` material is a smooth conductor, plastic or glass (the attribute's doc)."""
+        """A ``delta_specular`` material is a conductor, plastic or glass (the attribute's doc)."""
         glass = (not self.principled and not self.plastic and self.conductor_eta is None
                  and bool((self.transmission_factor.detach() == 1).all())
                  and bool((self.metallic_factor.detach() == 0).all()))
         if not (self.plastic or self.conductor_eta is not None or glass):
             raise ValueError("delta_specular is for Mitsuba's smooth models: a conductor (conductor_eta set), a "
                              "plastic, or glass (transmission_factor 1, metallic_factor 0)")
-        if self.metallic_roughness_texture is not None or bool((self.roughness_factor.detach() != 0).any()):
-            raise ValueError("a delta_specular material is smooth: roughness_factor must be 0 and there must be no "
-                             f"metallic_roughness_texture; got roughness_factor {self.roughness_factor.tolist()}")
 
     def _check_conductor(self) -> None:
         """``conductor_eta`` and ``conductor_k`` both set or neither (each is checked when it is set), the pair
@@ -326,9 +322,8 @@ class Material:
         return out
 
 
-#: The attributes ``Material.delta_specular`` depends on (rechecked when one is set on a flagged material).
-_SMOOTH_FIELDS = ("roughness_factor", "metallic_factor", "transmission_factor", "metallic_roughness_texture",
-                  "plastic", "principled", "conductor_eta")
+#: The attributes that ``Material.delta_specular`` depends on (rechecked when one is set on a flagged material).
+_SMOOTH_FIELDS = ("metallic_factor", "transmission_factor", "plastic", "principled", "conductor_eta")
 
 #: The attributes that choose a material's model other than glTF's; at most one is set.
 _MODELS = ("plastic", "principled", "conductor_eta")
