@@ -49,6 +49,11 @@ CASES = {
                   '<float name="roughness" value="0.5"/></bsdf>',
     "principled-metal": '<bsdf type="principled"><rgb name="base_color" value="0.9, 0.7, 0.5"/>'
                         '<float name="metallic" value="1"/><float name="roughness" value="0.4"/></bsdf>',
+    "principled-lobes": '<bsdf type="principled"><rgb name="base_color" value="0.6, 0.3, 0.2"/>'
+                        '<float name="roughness" value="0.5"/><float name="metallic" value="0.2"/>'
+                        '<float name="spec_tint" value="0.4"/><float name="sheen" value="0.7"/>'
+                        '<float name="sheen_tint" value="0.5"/><float name="clearcoat" value="0.8"/>'
+                        '<float name="clearcoat_gloss" value="0.6"/><float name="flatness" value="0.3"/></bsdf>',
     "principled-glass": '<bsdf type="principled"><rgb name="base_color" value="0.5, 0.8, 0.6"/>'
                         '<float name="roughness" value="0.3"/><float name="spec_trans" value="1"/></bsdf>',
     "spot": None,

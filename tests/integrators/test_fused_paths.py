@@ -359,6 +359,16 @@ def _principled():
     return _with_cards_and_sky(scene, cam, m)
 
 
+def _principled_lobes():
+    """:func:`_principled` with the other lobes (``Material.principled_lobes``): the ball all six, the card a glossy
+    clearcoat and sheen, the floor tinted; every light's MIS against the clearcoat's GTR1 lobe too."""
+    scene, cam = _principled()
+    scene.meshes["ball"].material.principled_lobes = torch.tensor([0.3, 0.6, 0.4, 0.8, 0.5, 0.3])
+    scene.meshes["card"].material.principled_lobes = torch.tensor([0.0, 1.0, 0.0, 1.0, 0.9, 0.0])
+    scene.meshes["floor"].material.principled_lobes = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0, 0.5])
+    return scene, cam
+
+
 def _conductor():
     """Mitsuba's conductor: the metal scene's floor Beckmann chromium (roughness 0.5), the ball GGX gold
     (roughness 0.2), a nearly smooth card of AlSb (roughness 0.02; its red channel ``eta = k = 0``, a perfect
@@ -401,7 +411,8 @@ SCENES = {"cornell": _cornell, "linear_spots": _linear_spots, "punctual": _punct
           "sky": _sky, "specular": _specular, "normal_mapped": _normal_mapped, "glass": _glass,
           "partial_glass": _partial_glass, "beckmann": _beckmann, "plastic": _plastic,
           "thin_sheets": _thin_sheets, "beckmann_glass": _beckmann_glass, "principled": _principled,
-          "shadowed_normal_maps": _shadowed_normal_maps, "conductor": _conductor, "delta_specular": _delta_specular}
+          "shadowed_normal_maps": _shadowed_normal_maps, "conductor": _conductor, "delta_specular": _delta_specular,
+          "principled_lobes": _principled_lobes}
 
 
 def _compare(scene, cam, *, spp=4, light_sampling="solid_angle", **settings):
@@ -567,6 +578,29 @@ def test_plastic_gradients_replay_the_fused_primal_on_pytorch():
         img = lg.render(scene, cam, integrator=integrator, spp=2, seed=1).rgb
         grads.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(img.mean(), params)]))
     assert bool((grads[0][[0, 4, 5]].abs() > 0).all()), grads  # base colour (red), roughness, ior
+    assert torch.allclose(grads[0], grads[1], rtol=2e-3, atol=1e-7), grads
+
+
+def test_principled_lobes_gradients_replay_the_fused_primal_on_pytorch():
+    """A principled part with its other lobes: the fused kernel renders it, the fused replay declines (their
+    derivatives are not in it) and the PyTorch replay differentiates the fused primal's paths (with PyTorch's
+    BSDF samples: the replay kernels' are the opaque base's), equal to the all-PyTorch gradients to float32
+    rounding, the lobes' own weights included."""
+    grads = []
+    for use in (True, False):
+        scene, cam = _principled_lobes()
+        m = scene.meshes["ball"].material
+        params = [torch.as_tensor(getattr(m, k), dtype=F32).clone().requires_grad_(True)
+                  for k in ("base_color_factor", "roughness_factor", "principled_lobes")]
+        m.base_color_factor, m.roughness_factor, m.principled_lobes = params
+        ts = _trace_scene(scene)
+        assert use_fused(ts) and "principled_lobes" in fused_adjoint_unsupported(ts, cam)
+        integrator = lg.integrators.PathIntegrator(max_depth=4, use_fused_kernel=use, edge_samples=0,
+                                                   shadow_edge_samples=0)
+        img = lg.render(scene, cam, integrator=integrator, spp=2, seed=1).rgb
+        grads.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(img.mean(), params)]))
+    assert bool((grads[0][[0, 4, 6, 7, 8, 9, 10]].abs() > 0).all()), grads  # base colour, roughness, lobes (the ball's
+    # ior is 1: no specular lobe, so spec_tint has no effect)
     assert torch.allclose(grads[0], grads[1], rtol=2e-3, atol=1e-7), grads
 
 

@@ -1,6 +1,7 @@
 """The fused path kernel's principled BSDF (:mod:`lumigrad.kernels.principled_kernels`, float32) against its
 reference twin, :class:`lumigrad.shading.principled.PrincipledBSDF` in float64: value, density and samples at
-random directions, dielectric, metallic and mixed, rough and nearly smooth."""
+random directions, dielectric, metallic and mixed, rough and nearly smooth, with and without the other lobes
+(``principled_lobes``: tinted Fresnel, sheen, clearcoat, flatness)."""
 
 import pytest
 import torch
@@ -16,21 +17,21 @@ F64 = torch.float64
 
 @wp.kernel
 def _eval(n: wp.array(dtype=wp.vec3), wi: wp.array(dtype=wp.vec3), wo: wp.array(dtype=wp.vec3), base: wp.vec3,
-          roughness: float, metallic: float, ior: float, out_f: wp.array(dtype=wp.vec3),
-          out_pdf: wp.array(dtype=float)):
+          roughness: float, metallic: float, ior: float, lobes: wp.array(dtype=wp.vec3), code: int,
+          out_f: wp.array(dtype=wp.vec3), out_pdf: wp.array(dtype=float)):
     i = wp.tid()
-    f, pdf = pk.principled_eval_pdf_wp(n[i], wi[i], wo[i], -1.0, base, roughness, metallic, ior)
+    f, pdf = pk.principled_eval_pdf_wp(n[i], wi[i], wo[i], -1.0, base, roughness, metallic, ior, lobes, code)
     out_f[i] = f
     out_pdf[i] = pdf
 
 
 @wp.kernel
 def _sample(n: wp.array(dtype=wp.vec3), wo: wp.array(dtype=wp.vec3), u: wp.array(dtype=wp.vec3), base: wp.vec3,
-            roughness: float, metallic: float, ior: float, out_wi: wp.array(dtype=wp.vec3),
-            out_weight: wp.array(dtype=wp.vec3), out_pdf: wp.array(dtype=float)):
+            roughness: float, metallic: float, ior: float, lobes: wp.array(dtype=wp.vec3), code: int,
+            out_wi: wp.array(dtype=wp.vec3), out_weight: wp.array(dtype=wp.vec3), out_pdf: wp.array(dtype=float)):
     i = wp.tid()
-    wi, weight, pdf = pk.principled_sample_wp(n[i], wo[i], -1.0, base, roughness, metallic, ior, u[i][0], u[i][1],
-                                              u[i][2])
+    wi, weight, pdf = pk.principled_sample_wp(n[i], wo[i], -1.0, base, roughness, metallic, ior, lobes, code,
+                                              u[i][0], u[i][1], u[i][2])
     out_wi[i] = wi
     out_weight[i] = weight
     out_pdf[i] = pdf
@@ -40,9 +41,9 @@ def _unit(v):
     return v / torch.linalg.vector_norm(v, dim=-1, keepdim=True)
 
 
-def _case(roughness, metallic, ior, N=4000, seed=0):
+def _case(roughness, metallic, ior, N=4000, seed=0, lobes=None):
     """Unit normals and views above the surface, directions half near the mirror one, half anywhere (some below
-    the surface); float32 values (the kernel's) and their float64 twin."""
+    the surface); float32 values (the kernel's) and their float64 twin (with ``lobes``, the 6 other lobes)."""
     g = torch.Generator().manual_seed(seed)
     n = _unit(torch.randn(N, 3, generator=g, dtype=F64))
     wo = _unit(torch.randn(N, 3, generator=g, dtype=F64))
@@ -55,22 +56,35 @@ def _case(roughness, metallic, ior, N=4000, seed=0):
     si = SurfaceSample(position=torch.zeros(N, 3, dtype=F64), normal=n, wo=wo, base_color=base.expand(N, 3),
                        roughness=torch.full((N, 1), roughness, dtype=F64),
                        metallic=torch.full((N, 1), metallic, dtype=F64), ior=torch.full((N, 1), ior, dtype=F64),
-                       principled=torch.ones(N, 1, dtype=F64))
+                       principled=torch.ones(N, 1, dtype=F64),
+                       principled_lobes=None if lobes is None else torch.tensor(lobes, dtype=F64).expand(N, 6))
     return n, wo, wi, si, base
+
+
+def _lobes_table(lobes):
+    """The kernel's ``(lobes, code)``: a two-part table whose part 1 holds ``lobes`` (code 3), or code 1."""
+    if lobes is None:
+        return as_warp(torch.zeros(1, 3), wp.vec3), 1
+    return as_warp(torch.cat([torch.rand(2, 3), torch.tensor(lobes).reshape(2, 3)]).contiguous(), wp.vec3), 3
 
 
 def _close(a, b, floor):
     return ((a - b).abs() / b.abs().clamp_min(floor)).amax()
 
 
-@pytest.mark.parametrize("roughness, metallic, ior", [(0.5, 0.0, 1.5), (0.4, 1.0, 1.5), (0.2, 0.3, 1.33),
-                                                       (0.9, 0.0, 2.0), (0.03, 0.0, 1.5), (0.4, 0.5, 1.0)])
-def test_the_kernel_evaluates_and_samples_the_principled_bsdf_as_its_twin(roughness, metallic, ior):
+_LOBES = (0.3, 0.6, 0.4, 0.8, 0.5, 0.3)
+
+
+@pytest.mark.parametrize("roughness, metallic, ior, lobes", [
+    (0.5, 0.0, 1.5, None), (0.4, 1.0, 1.5, None), (0.2, 0.3, 1.33, None), (0.9, 0.0, 2.0, None),
+    (0.03, 0.0, 1.5, None), (0.4, 0.5, 1.0, None), (0.5, 0.0, 1.5, _LOBES), (0.3, 0.4, 1.33, _LOBES),
+    (0.6, 0.0, 1.45, (1.0, 1.0, 1.0, 1.0, 0.2, 1.0)), (0.4, 0.2, 1.0, _LOBES)])
+def test_the_kernel_evaluates_and_samples_the_principled_bsdf_as_its_twin(roughness, metallic, ior, lobes):
     ensure_init()
-    n, wo, wi, si, base = _case(roughness, metallic, ior)
+    n, wo, wi, si, base = _case(roughness, metallic, ior, lobes=lobes)
     N = n.shape[0]
     vec = lambda t: as_warp(t.float().contiguous(), wp.vec3)  # noqa: E731
-    settings = [wp.vec3(*base.tolist()), float(roughness), float(metallic), float(ior)]
+    settings = [wp.vec3(*base.tolist()), float(roughness), float(metallic), float(ior), *_lobes_table(lobes)]
     f, pdf = torch.zeros(N, 3), torch.zeros(N)
     wp.launch(_eval, dim=N, inputs=[vec(n), vec(wi), vec(wo), *settings, as_warp(f, wp.vec3), as_warp(pdf)],
               device="cpu")
@@ -88,8 +102,12 @@ def test_the_kernel_evaluates_and_samples_the_principled_bsdf_as_its_twin(roughn
     s = bsdf.sample(si, u[:, :1].double(), u[:, 1:].double())
     assert float((s.pdf > 0).float().mean()) > 0.9
     p_spec = bsdf._specular_probability(si, (n * wo).sum(-1, keepdim=True).clamp(1e-6, 1.0))[:, 0]
-    specular = (u[:, 0].double() < p_spec) & (s.pdf[:, 0] > 0)  # (both lobes drawn)
+    q = 0.0 if lobes is None else bsdf._clearcoat_probability(si)[:, 0]
+    u_main = ((u[:, 0].double() - q) / (1 - q)).clamp(0, 1)
+    specular = (u_main < p_spec) & (s.pdf[:, 0] > 0)  # (both lobes drawn)
     assert bool(specular.any()) and bool((~specular).any())
+    if lobes is not None:
+        assert bool((u[:, 0].double() < q).any())  # (and the clearcoat)
     assert float((wi_k.double() - s.wi).abs().amax(-1).max()) < 1e-4
     if roughness < 0.05:  # (a sample of the sharp lobe lands inside it: its value is float32's rounding)
         return

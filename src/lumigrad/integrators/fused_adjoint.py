@@ -76,6 +76,9 @@ def fused_adjoint_unsupported(ts: TraceScene, camera: Camera) -> Optional[str]:
         if _needs_grad(getattr(ts, name)):
             return f"the scene's {'vertices' if name == 'verts' else name} require gradients"
     for k, m in enumerate(ts.materials):
+        if getattr(m, "principled", False) and getattr(m, "principled_lobes", None) is not None:
+            return (f"part {k}'s material is Mitsuba's principled with its other lobes (principled_lobes: their "
+                    "derivatives replay on PyTorch)")
         transmits = kernel_transmission(ts, m) != 0.0
         for name, value in _fields(m):
             if not _needs_grad(value):

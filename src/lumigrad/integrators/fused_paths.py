@@ -11,7 +11,7 @@ scenes whose materials bound no medium (glass, ``KHR_materials_transmission``, i
 thin dielectric sheet: the fused replay carries them through, their own values' gradients replay on PyTorch;
 Mitsuba's ``plastic`` /
 ``roughplastic``, ``principled`` and ``conductor`` are in both, the conductor's ``eta`` and ``k`` gradients
-replaying on PyTorch), with constant factors and base colour,
+replaying on PyTorch, and so do scenes with a principled's other lobes, ``principled_lobes``), with constant factors and base colour,
 metallic-roughness, emissive and normal textures (the occlusion texture is ignored by the path tracer either
 way), lit by point, spot, directional, area lights and an environment map with three colour channels, and
 that set no :class:`TraceScene` field beyond :data:`KNOWN_FIELDS` (a field added to the transport later,
@@ -91,9 +91,6 @@ def fused_unsupported(ts: TraceScene) -> Optional[str]:
             return f"part {k}'s material bounds a medium (media are not in the kernel)"
         if m.transmission_factor.numel() != 1:
             return f"part {k}'s transmission is not one number"
-        if getattr(m, "principled", False) and getattr(m, "principled_lobes", None) is not None:
-            return (f"part {k}'s material is Mitsuba's principled with its other lobes (principled_lobes: the kernel's "
-                    "principled is the opaque base)")
         if getattr(m, "plastic", False) and (
                 m.metallic_roughness_texture is not None or m.roughness_factor.numel() != 1 or m.ior.numel() != 1):
             return (f"part {k}'s material is Mitsuba's plastic with a roughness texture or more than one roughness "
@@ -201,15 +198,31 @@ def plastic_rows(mats, dev) -> torch.Tensor:
 
 def conductor_rows(mats, dev) -> Optional[torch.Tensor]:
     """The kernel's ``part_conductor`` ``[2 P, 3]`` float32: part ``p``'s ``conductor_eta`` in row ``2 p`` and
-    ``conductor_k`` in row ``2 p + 1``, zeros for the other parts; None when no part is a conductor."""
+    ``conductor_k`` in row ``2 p + 1``; for a principled part with other lobes (``principled_lobes``, clamped to
+    [0, 1] as the transport's), its ``(spec_tint, sheen, sheen_tint)`` and ``(clearcoat, clearcoat_gloss,
+    flatness)`` there instead (:mod:`lumigrad.kernels.principled_kernels`); zeros for the other parts; None when no
+    part is either."""
     for m in mats:
         check_conductor_pair(m)
-    if not any(getattr(m, "conductor_eta", None) is not None for m in mats):
+    if not any(getattr(m, "conductor_eta", None) is not None or _has_lobes(m) for m in mats):
         return None
     zero = torch.zeros(3, device=dev)
-    rows = [v for m in mats for v in ((m.conductor_eta, m.conductor_k) if getattr(m, "conductor_eta", None)
-                                      is not None else (zero, zero))]
+
+    def pair(m):
+        if getattr(m, "conductor_eta", None) is not None:
+            return m.conductor_eta, m.conductor_k
+        if _has_lobes(m):
+            lobes = m.principled_lobes.detach().clamp(0.0, 1.0).reshape(6)
+            return lobes[:3], lobes[3:]
+        return zero, zero
+
+    rows = [v for m in mats for v in pair(m)]
     return torch.stack([r.detach().to(dev, torch.float32).reshape(3) for r in rows]).contiguous()
+
+
+def _has_lobes(m) -> bool:
+    """A principled material with its other lobes (``Material.principled_lobes``)."""
+    return getattr(m, "principled", False) and getattr(m, "principled_lobes", None) is not None
 
 
 def _spot_cone(light: SpotLight):
@@ -329,6 +342,7 @@ def path_tables(ts: TraceScene) -> PathTables:
              | (32 if getattr(m, "mitsuba_normal_map", False) and m.normal_texture is not None else 0)
              | (64 if getattr(m, "conductor_eta", None) is not None else 0)
              | (128 if getattr(m, "delta_specular", False) else 0)
+             | (256 if _has_lobes(m) else 0)
              for d, m in zip(ts.double_sided, ts.materials)]
     normal_maps = ts.tangents is not None and any(k >= 0 for k in slots["normal_texture"])
     return PathTables(

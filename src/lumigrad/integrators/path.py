@@ -329,10 +329,11 @@ class _Run:
         adjoint = PathAdjoint(v.to(L.dtype), L, params)
         del v, L  # the adjoint holds its own copies
         # where the fused kernel gave L, its arithmetic (float32) also redraws what the replay does not differentiate
-        # (the replay kernels' BSDF sample is the opaque models': glass and Mitsuba's shadowed normal maps replay
-        # on PyTorch)
-        shadowed = any(getattr(m, "mitsuba_normal_map", False) and m.normal_texture is not None
-                       for m in ts.materials)
+        # (the replay kernels' BSDF sample is the opaque models': glass, Mitsuba's shadowed normal maps and a
+        # principled's other lobes replay on PyTorch)
+        shadowed = any((getattr(m, "mitsuba_normal_map", False) and m.normal_texture is not None)
+                       or (getattr(m, "principled", False) and getattr(m, "principled_lobes", None) is not None)
+                       for m in ts.materials)  # (and a principled's other lobes)
         kernels = (ReplayKernels(tables) if tables is not None and not ts.transmissive and not shadowed
                    and not stochastic else None)
         count = rays[0].shape[0]

@@ -539,7 +539,8 @@ def light_sample_value_wp(x: wp.vec3, n: wp.vec3, ng: wp.vec3,
             f, bpdf = conductor_eval_pdf_wp(conductor, conductor_row, n_u, unit_wp(wi), wo_u, base, roughness,
                                             beckmann)
         elif principled != 0:
-            f, bpdf = principled_eval_pdf_wp(n_u, unit_wp(wi), wo_u, p_eval, base, roughness, metallic, ior)
+            f, bpdf = principled_eval_pdf_wp(n_u, unit_wp(wi), wo_u, p_eval, base, roughness, metallic, ior,
+                                             conductor, principled)
         else:
             f, bpdf = eval_pdf_unit_wp(n_u, unit_wp(wi), wo_u, p_eval, base, roughness, metallic, ior, specular, 0.0,
                                        beckmann)
@@ -816,12 +817,12 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
             part = face_part[face]
             back = wp.dot(ng, wo) < 0.0
             flags = part_flags[part]  # bit 0: double-sided, 1: Beckmann's microfacets (else GGX), 2: plastic, 3: thin,
-            # 4: principled, 5: Mitsuba's normal map, 6: conductor, 7: delta_specular
+            # 4: principled, 5: Mitsuba's normal map, 6: conductor, 7: delta_specular, 8: principled lobes
             double = (flags & 1) != 0
             beckmann = int(0)  # (the lean variant's materials: GGX, no plastic, no glass, no normal map)
             thin = int(0)
             plastic_row = int(-1)  # Mitsuba's plastic: its table's row in part_plastic
-            principled = int(0)  # Mitsuba's principled
+            principled = int(0)  # Mitsuba's principled (principled_kernels' code: 2 + part with its other lobes)
             conductor_row = int(-1)  # Mitsuba's conductor: its eta and k rows in part_conductor
             shadowed = int(0)  # Mitsuba's normal maps (shadowing, flipped normals)
             delta_spec = int(0)  # Material.delta_specular: the specular lobes are Dirac's (no delta light meets them)
@@ -831,6 +832,8 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                 if (flags & 4) != 0:
                     plastic_row = part
                 principled = (flags >> 4) & 1
+                if (flags & 256) != 0:  # its other lobes: rows 2 part and the next of part_conductor
+                    principled = 2 + part
                 shadowed = (flags >> 5) & 1
                 if (flags & 64) != 0:
                     conductor_row = part
@@ -1027,8 +1030,8 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                 wi, weight, pdf = conductor_sample_wp(part_conductor, conductor_row, n_u, wo_u, base, roughness,
                                                       beckmann, u_dir0, u_dir1)
             elif principled != 0:
-                wi, weight, pdf = principled_sample_wp(n_u, wo_u, p_like, base, roughness, metallic, ior, u_lobe,
-                                                       u_dir0, u_dir1)
+                wi, weight, pdf = principled_sample_wp(n_u, wo_u, p_like, base, roughness, metallic, ior,
+                                                       part_conductor, principled, u_lobe, u_dir0, u_dir1)
             else:
                 wi, weight, pdf = sample_unit_wp(n_u, wo_u, p_like, base, roughness, metallic, ior, specular, 0.0,
                                                  beckmann, u_lobe, u_dir0, u_dir1)
@@ -1057,7 +1060,8 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                     f_s, pdf_s = conductor_eval_pdf_wp(part_conductor, conductor_row, n_u, wi, wo_u, base, roughness,
                                                        beckmann)
                 elif principled != 0:
-                    f_s, pdf_s = principled_eval_pdf_wp(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior)
+                    f_s, pdf_s = principled_eval_pdf_wp(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior,
+                                                        part_conductor, principled)
                 else:
                     f_s, pdf_s = eval_pdf_unit_wp(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior, specular,
                                                   0.0, beckmann)

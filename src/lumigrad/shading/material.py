@@ -127,8 +127,8 @@ class Material:
             colour, a sheen at grazing angles (tinted), a second, glossy GGX-like coat (Burley's GTR1; Mitsuba
             evaluates it without the microfacet lobe's ``1 / (4 n.wo n.wi)``) and the diffuse lobe flattened towards
             Hanrahan-Krueger's fake subsurface. Differentiable; read only where ``principled`` is set. The path
-            tracer's PyTorch transport and the raster's per-light shading honour them (the fused kernel's principled
-            is the opaque base: a scene with these lobes runs on the PyTorch transport).
+            tracer (PyTorch transport and fused kernel; their derivatives replay on PyTorch) and the raster's
+            per-light shading honour them.
         conductor_eta, conductor_k: ``[3]`` each, set together (``eta >= 0``, ``k >= 0``), or None: the surface is
             Mitsuba's ``conductor`` / ``roughconductor`` (:mod:`lumigrad.shading.conductor`), a metal of complex
             index of refraction ``eta + i k`` per channel, instead of the glTF model: a GGX or Beckmann
