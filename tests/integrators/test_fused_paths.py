@@ -360,12 +360,13 @@ def _principled():
 
 
 def _principled_lobes():
-    """:func:`_principled` with the other lobes (``Material.principled_lobes``): the ball all six, the card a glossy
-    clearcoat and sheen, the floor tinted; every light's MIS against the clearcoat's GTR1 lobe too."""
+    """:func:`_principled` with the other lobes (``Material.principled_lobes``): the ball all six (a glossy
+    clearcoat), the floor tinted and flattened without a clearcoat, the card without lobes (the opaque base beside
+    them); every light's MIS against the clearcoat's GTR1 lobe too."""
     scene, cam = _principled()
-    scene.meshes["ball"].material.principled_lobes = torch.tensor([0.3, 0.6, 0.4, 0.8, 0.5, 0.3])
-    scene.meshes["card"].material.principled_lobes = torch.tensor([0.0, 1.0, 0.0, 1.0, 0.9, 0.0])
-    scene.meshes["floor"].material.principled_lobes = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0, 0.5])
+    ball = scene.meshes["ball"].material
+    ball.principled_lobes, ball.ior = torch.tensor([0.3, 0.6, 0.4, 0.8, 0.7, 0.3]), torch.tensor(1.5)
+    scene.meshes["floor"].material.principled_lobes = torch.tensor([1.0, 0.4, 0.0, 0.0, 0.0, 0.5])
     return scene, cam
 
 
@@ -599,8 +600,7 @@ def test_principled_lobes_gradients_replay_the_fused_primal_on_pytorch():
                                                    shadow_edge_samples=0)
         img = lg.render(scene, cam, integrator=integrator, spp=2, seed=1).rgb
         grads.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(img.mean(), params)]))
-    assert bool((grads[0][[0, 4, 6, 7, 8, 9, 10]].abs() > 0).all()), grads  # base colour, roughness, lobes (the ball's
-    # ior is 1: no specular lobe, so spec_tint has no effect)
+    assert bool((grads[0][[0, 4, 5, 6, 7, 8, 9, 10]].abs() > 0).all()), grads  # base colour, roughness, lobes
     assert torch.allclose(grads[0], grads[1], rtol=2e-3, atol=1e-7), grads
 
 
@@ -625,7 +625,8 @@ def test_thin_sheet_gradients_replay_the_fused_primal_on_pytorch():
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", ["cornell", "mixed", "normal_mapped", "glass", "plastic", "thin_sheets",
-                                  "beckmann_glass", "principled", "shadowed_normal_maps", "conductor"])
+                                  "beckmann_glass", "principled", "shadowed_normal_maps", "conductor",
+                                  "principled_lobes", "delta_specular"])
 @pytest.mark.parametrize("light_sampling", ["solid_angle", "auto"])
 def test_the_kernel_runs_on_cuda_as_its_twin(name, light_sampling):
     """The same kernel on a CUDA device: the scene built there, the kernel against the PyTorch transport there."""

@@ -189,16 +189,17 @@ def _principled_scene(lobes):
     return scene
 
 
-def test_principled_lobes_render_on_the_transport_with_gradients():
-    """Mitsuba's principled with its other lobes (``Material.principled_lobes``): the fused kernel declines the
-    part (its principled is the opaque base) and says why; the PyTorch transport renders it, and the gradient of
+def test_principled_lobes_render_with_gradients():
+    """Mitsuba's principled with its other lobes (``Material.principled_lobes``): the fused kernel renders the part
+    and the fused replay declines it, saying why (the lobes' derivatives replay on PyTorch); the gradient of
     ``spec_tint``, ``sheen`` and ``flatness`` (which the sampling does not read: with ``seed_grad = seed`` the
     estimate is a smooth function of them) is the finite difference of the same estimator. The raster shades the
     lobes through the per-light BSDF, both passes alike."""
     lobes = torch.tensor([0.3, 0.6, 0.5, 0.8, 0.6, 0.4])
     scene = _principled_scene(lobes)
     cam = lg.Camera.look_at(**CAMERA)
-    assert "principled_lobes" in fused_unsupported(_trace_scene(scene))
+    assert fused_unsupported(_trace_scene(scene)) is None
+    assert "principled_lobes" in fused_adjoint_unsupported(_trace_scene(scene), cam)
     values = _materials(_trace_scene(scene), torch.tensor([0, 1]), torch.zeros(2, 2))
     assert values["principled_lobes"].tolist() == [[0.0] * 6, lobes.tolist()]
     m = scene.meshes["ball"].material

@@ -3,7 +3,8 @@
 Where every parameter that requires a gradient is a material or light *value* (a part's base colour, metallic,
 roughness, index of refraction, specular weight or emission factor, its base colour, metallic-roughness and
 emissive textures' texels; a point, spot or directional light's intensity or colour; an area light's
-radiance; an environment map's texels and scale), nothing moves: no visibility changes, so the gradient has no
+radiance; an environment map's texels and scale) and no principled part has its other lobes
+(``Material.principled_lobes``: the replay's principled derivatives are the opaque base's), nothing moves: no visibility changes, so the gradient has no
 boundary term, and every path vertex stays where the primal put it. Path replay backpropagation then needs no
 PyTorch graph at all: :func:`lumigrad.kernels.path_trace.replay_paths_tables` traces the backward pass's paths
 in the fused kernel (the same code as their primal, so the same bits; on the CPU in one pass, each continuing
@@ -67,7 +68,8 @@ def _fields(obj):
 
 def fused_adjoint_unsupported(ts: TraceScene, camera: Camera) -> Optional[str]:
     """Why the fused replay cannot differentiate a render of ``ts`` by ``camera`` (a sentence), or None when it
-    can: something other than a material or light value requires a gradient. (The caller has already checked
+    can: something other than a material or light value requires a gradient, or a principled part has its other
+    lobes. (The caller has already checked
     that the fused kernel renders ``ts``: :func:`.fused_paths.use_fused`.)"""
     for name, value in camera.parameters().items():
         if _needs_grad(value):

@@ -108,7 +108,8 @@ class PathIntegrator(Integrator):
             counter-based random numbers, so they render the same paths (to float32 rounding).
         fused_adjoint: where only material and light values require gradients (factors, the base colour,
             metallic-roughness and emissive textures' texels, light values, environment texels; no geometry,
-            camera, normal map texel or scale, or medium parameter) and the fused kernel renders the scene, run the
+            camera, normal map texel or scale, or medium parameter), the fused kernel renders the scene and no
+            principled part has other lobes (``principled_lobes``, whose derivatives are PyTorch's), run the
             backward pass on it too (:mod:`lumigrad.integrators.fused_adjoint`: path replay with detached sampling, no
             PyTorch graph, one pass on the CPU, several times faster; default True). False, or any other
             parameter requiring a gradient, replays the paths on the PyTorch transport, which differentiates

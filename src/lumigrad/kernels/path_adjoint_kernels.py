@@ -26,7 +26,8 @@ PART_GRADS = 10
 #: Columns of a continuing vertex held until its path ends (``adjoint`` 2): part, unit normal (3), sampled
 #: direction (3), unit view direction (3), base colour (3), roughness, metallic, IOR, specular weight, the
 #: adjoint over the BSDF value per channel (3), the radiance gathered up to the vertex (3), uv (2), Beckmann's
-#: microfacets (1) or GGX's (0), Mitsuba's principled (1) or the glTF model (0), the plastic's table row (-1: not
+#: microfacets (1) or GGX's (0), Mitsuba's principled (1; the fused replay declines its other lobes) or the glTF
+#: model (0), the plastic's table row (-1: not
 #: plastic), the conductor's row (-1: not a conductor).
 HELD_FIELDS = 29
 

@@ -578,8 +578,9 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cuto
     traced also where the term is zero but has a derivative (``f`` or ``lw`` zero, the other not: a black
     base colour, a light of value 0), so that its factors come back. ``thin`` 1: the transmitting fraction is a thin
     sheet (deltas only: no value toward a light). ``plastic_row`` >= 0: the surface is
-    Mitsuba's plastic, its table row ``plastic_row`` of ``plastic`` (:mod:`.plastic_kernels`); ``principled`` 1:
-    Mitsuba's principled (:mod:`.principled_kernels`); ``conductor_row`` >= 0: Mitsuba's conductor, its ``eta``
+    Mitsuba's plastic, its table row ``plastic_row`` of ``plastic`` (:mod:`.plastic_kernels`); ``principled`` 1 or
+    more: Mitsuba's principled (:mod:`.principled_kernels`'s code: 2 and more with its other lobes in ``conductor``'s
+    rows); ``conductor_row`` >= 0: Mitsuba's conductor, its ``eta``
     and ``k`` rows ``2 conductor_row`` and ``2 conductor_row + 1`` of ``conductor`` (:mod:`.conductor_kernels`);
     ``shadowed`` 1: a Mitsuba normal map bent ``n0`` to ``n_u``,
     and the value is shadowed (:func:`normal_map_shadowing_wp`; in ``|cos| w``, not in ``f``)."""
@@ -630,7 +631,7 @@ def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cutou
     weight) times ``|cos|`` times ``lw``, MIS-weighted unless ``is_delta``, zero where ``lpdf`` is not positive,
     ``wi`` is below the shading or geometric surface, or the shadow ray toward ``dist`` is blocked. The glTF model,
     GGX or ``beckmann``, or Mitsuba's plastic where ``plastic_row >= 0`` (its table's row in ``plastic``), or its
-    principled where ``principled`` is 1, or its conductor where ``conductor_row >= 0`` (its ``eta``, ``k`` rows in
+    principled where ``principled`` is 1 (the opaque base), or its conductor where ``conductor_row >= 0`` (its ``eta``, ``k`` rows in
     ``conductor``)."""
     term, f, cos_w = light_sample_parts_wp(mesh, own, use_own, cut, x, n, ng, n_u, wo_u, p_eval, base, roughness,
                                            metallic,

@@ -59,7 +59,7 @@ class PathTables:
             conductor, its ``eta`` and ``k`` rows ``2 p`` and ``2 p + 1`` of ``part_conductor`` ``[2 P, 3]``,
             ``[1, 3]`` when no part is a conductor; bit 7: ``Material.delta_specular``, delta lights see no
             specular lobe; bit 8: a principled part with other lobes, ``Material.principled_lobes``, in its rows of
-            ``part_conductor``),
+            ``part_conductor``; ``part_conductor`` is ``[1, 3]`` when no part is a conductor or has lobes),
             ``part_emitter`` ``[P]`` (the index of the part's area light in the light table, -1: none).
         uvs: ``[T, 2]`` texture coordinates; ``uv_faces``: ``[3 F]`` their corner indices; ``part_texture``
             ``[P]``: the part's base colour texture (-1: none; ``part_base`` is then its factor, unclamped);
@@ -269,9 +269,11 @@ def replay_paths_tables(bvh: TriangleBVH, verts: torch.Tensor, tables: PathTable
         code), and where a part is Mitsuba's plastic the derivatives in its table's entries, ``[P, PLASTIC_TABLE]``
         (row ``p`` part ``p``'s; None without plastic parts), for autograd to chain through the tables.
 
-    The BSDF derivatives are the glTF model's (GGX or Beckmann), Mitsuba's principled, its conductor (base colour
-    and roughness; its ``eta`` and ``k`` are held) and its plastic (its ``part_*`` columns with its table held, the
-    table's own in ``g_plastic``). A transmitting part's vertices
+    The BSDF derivatives are the glTF model's (GGX or Beckmann), Mitsuba's principled (its opaque base's: a part
+    with other lobes, part flag 256, retraces its paths exactly but its derivatives lack the lobes' terms, so
+    :func:`lumigrad.integrators.fused_adjoint.fused_adjoint_unsupported` sends such scenes to the PyTorch replay), its
+    conductor (base colour and roughness; its ``eta`` and ``k`` are held) and its plastic (its ``part_*`` columns
+    with its table held, the table's own in ``g_plastic``). A transmitting part's vertices
     (glass, thin sheets) carry the paths through and add nothing to its own columns (zero: the caller must not
     want them; its emission's do add); the lights they see are differentiated as anywhere.
 

@@ -195,8 +195,9 @@ def _lobes_eval_pdf(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: float, b
 def gtr1_normal_wp(alpha: float, u0: float, u1: float):
     """A GTR1 normal (local frame) with density ``D (n.h)`` (the twin's ``_gtr1_normal``)."""
     a2 = alpha * alpha
-    cos2 = wp.clamp((1.0 - wp.pow(a2, 1.0 - u1)) / (1.0 - a2), 0.0, 1.0)
-    sin = wp.sqrt(wp.max(1.0 - cos2, _EPS * _EPS))
+    power = wp.pow(a2, 1.0 - u1)
+    cos2 = wp.clamp((1.0 - power) / (1.0 - a2), 0.0, 1.0)
+    sin = wp.sqrt(wp.max(wp.clamp((power - a2) / (1.0 - a2), 0.0, 1.0), _EPS * _EPS))  # (not 1 - cos2: rounding)
     phi = 2.0 * wp.pi * u0
     return wp.vec3(sin * wp.cos(phi), sin * wp.sin(phi), wp.sqrt(wp.max(cos2, _EPS * _EPS)))
 

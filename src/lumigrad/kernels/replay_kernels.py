@@ -167,6 +167,8 @@ class ReplayKernels:
         ``paths [N]`` at ``depth``, drawing :func:`lumigrad.kernels.counter_rng.uniform_counter` ``(seed, path,
         depth, ...)`` as the fused kernel does, packed once for :meth:`area_next_event` and :meth:`bsdf_sample`."""
         N = paths.shape[0]
+        if si.principled_lobes is not None:  # (the kernels' principled here is the opaque base)
+            raise ValueError("ReplayKernels: a principled part's other lobes (principled_lobes) replay on PyTorch")
         if N == 0:
             return ReplayVertices(0, si.position.device, [], None, None, None, [])
         v3 = wp.vec3

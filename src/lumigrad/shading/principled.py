@@ -226,9 +226,11 @@ def _gtr1(sin2_h: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
 def _gtr1_normal(alpha: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """A GTR1 normal (local frame) with density ``D (n.h)`` from uniform ``u [..., 2]``."""
     a2 = alpha * alpha
-    cos2 = ((1.0 - a2 ** (1.0 - u[..., 1:2])) / (1.0 - a2)).clamp(0.0, 1.0)
-    # (the roots' arguments floored: at the pole and the horizon their slopes would be infinite, NaN times a 0)
-    sin = (1.0 - cos2).clamp_min(_EPS * _EPS).sqrt()
+    power = a2 ** (1.0 - u[..., 1:2])
+    cos2 = ((1.0 - power) / (1.0 - a2)).clamp(0.0, 1.0)
+    # (sin^2 not as 1 - cos^2, which float32 rounds away in a sharp lobe; the roots' arguments floored: at the pole
+    # and the horizon their slopes would be infinite, NaN times a 0)
+    sin = ((power - a2) / (1.0 - a2)).clamp(0.0, 1.0).clamp_min(_EPS * _EPS).sqrt()
     phi = 2.0 * math.pi * u[..., 0:1]
     return torch.cat([sin * torch.cos(phi), sin * torch.sin(phi), cos2.clamp_min(_EPS * _EPS).sqrt()], -1)
 
