@@ -562,22 +562,33 @@ def test_beckmann_gradients_replay_the_fused_primal_on_pytorch():
     assert torch.allclose(grads[0], grads[1], rtol=2e-3, atol=1e-7), grads
 
 
+def _replayed_gradients(build, part, names, check, fused_adjoint=True):
+    """``[from the fused primal, from the PyTorch primal]``: the gradients of the image mean w.r.t. ``part``'s
+    material values ``names`` (flattened), by the PyTorch replay (no boundary terms), after ``check(ts, cam)``."""
+    grads = []
+    for use in (True, False):
+        scene, cam = build()
+        m = scene.meshes[part].material
+        params = [torch.as_tensor(getattr(m, k), dtype=F32).clone().requires_grad_(True) for k in names]
+        for name, param in zip(names, params):
+            setattr(m, name, param)
+        check(_trace_scene(scene), cam)
+        integrator = lg.integrators.PathIntegrator(max_depth=4, use_fused_kernel=use, edge_samples=0,
+                                                   shadow_edge_samples=0, fused_adjoint=fused_adjoint)
+        img = lg.render(scene, cam, integrator=integrator, spp=2, seed=1).rgb
+        grads.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(img.mean(), params)]))
+    return grads
+
+
 def test_plastic_gradients_replay_the_fused_primal_on_pytorch():
     """A plastic part's gradients (its base colour and, through its table, its roughness and ior) on the PyTorch
     replay (``fused_adjoint=False``): from the fused primal's radiance equal to the PyTorch primal's to float32
     rounding. (The fused replay's plastic derivatives: ``tests/integrators/test_fused_adjoint.py``.)"""
-    grads = []
-    for use in (True, False):
-        scene, cam = _plastic()
-        m = scene.meshes["floor"].material
-        params = [torch.as_tensor(getattr(m, k), dtype=F32).clone().requires_grad_(True)
-                  for k in ("base_color_factor", "roughness_factor", "ior")]
-        m.base_color_factor, m.roughness_factor, m.ior = params
-        assert use_fused(_trace_scene(scene)) and fused_adjoint_unsupported(_trace_scene(scene), cam) is None
-        integrator = lg.integrators.PathIntegrator(max_depth=4, use_fused_kernel=use, edge_samples=0,
-                                                   shadow_edge_samples=0, fused_adjoint=False)
-        img = lg.render(scene, cam, integrator=integrator, spp=2, seed=1).rgb
-        grads.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(img.mean(), params)]))
+    def check(ts, cam):
+        assert use_fused(ts) and fused_adjoint_unsupported(ts, cam) is None
+
+    grads = _replayed_gradients(_plastic, "floor", ("base_color_factor", "roughness_factor", "ior"), check,
+                                fused_adjoint=False)
     assert bool((grads[0][[0, 4, 5]].abs() > 0).all()), grads  # base colour (red), roughness, ior
     assert torch.allclose(grads[0], grads[1], rtol=2e-3, atol=1e-7), grads
 
@@ -587,19 +598,11 @@ def test_principled_lobes_gradients_replay_the_fused_primal_on_pytorch():
     derivatives are not in it) and the PyTorch replay differentiates the fused primal's paths (with PyTorch's
     BSDF samples: the replay kernels' are the opaque base's), equal to the all-PyTorch gradients to float32
     rounding, the lobes' own weights included."""
-    grads = []
-    for use in (True, False):
-        scene, cam = _principled_lobes()
-        m = scene.meshes["ball"].material
-        params = [torch.as_tensor(getattr(m, k), dtype=F32).clone().requires_grad_(True)
-                  for k in ("base_color_factor", "roughness_factor", "principled_lobes")]
-        m.base_color_factor, m.roughness_factor, m.principled_lobes = params
-        ts = _trace_scene(scene)
+    def check(ts, cam):
         assert use_fused(ts) and "principled_lobes" in fused_adjoint_unsupported(ts, cam)
-        integrator = lg.integrators.PathIntegrator(max_depth=4, use_fused_kernel=use, edge_samples=0,
-                                                   shadow_edge_samples=0)
-        img = lg.render(scene, cam, integrator=integrator, spp=2, seed=1).rgb
-        grads.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(img.mean(), params)]))
+
+    grads = _replayed_gradients(_principled_lobes, "ball", ("base_color_factor", "roughness_factor",
+                                                            "principled_lobes"), check)
     assert bool((grads[0][[0, 4, 5, 6, 7, 8, 9, 10]].abs() > 0).all()), grads  # base colour, roughness, lobes
     assert torch.allclose(grads[0], grads[1], rtol=2e-3, atol=1e-7), grads
 
@@ -607,18 +610,10 @@ def test_principled_lobes_gradients_replay_the_fused_primal_on_pytorch():
 def test_thin_sheet_gradients_replay_the_fused_primal_on_pytorch():
     """A thin sheet's gradients (the pane's tint and ior, through its delta lobes' weights): the fused primal's
     radiance, then the PyTorch replay, equal to the PyTorch primal's to float32 rounding."""
-    grads = []
-    for use in (True, False):
-        scene, cam = _thin_sheets()
-        m = scene.meshes["pane"].material
-        params = [torch.as_tensor(getattr(m, k), dtype=F32).clone().requires_grad_(True)
-                  for k in ("base_color_factor", "ior")]
-        m.base_color_factor, m.ior = params
-        assert use_fused(_trace_scene(scene))
-        integrator = lg.integrators.PathIntegrator(max_depth=4, use_fused_kernel=use, edge_samples=0,
-                                                   shadow_edge_samples=0)
-        img = lg.render(scene, cam, integrator=integrator, spp=2, seed=1).rgb
-        grads.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(img.mean(), params)]))
+    def check(ts, cam):
+        assert use_fused(ts)
+
+    grads = _replayed_gradients(_thin_sheets, "pane", ("base_color_factor", "ior"), check)
     assert bool((grads[0][[0, 1, 2, 4]].abs() > 0).all()), grads  # the tint (RGB) and the ior
     assert torch.allclose(grads[0], grads[1], rtol=2e-3, atol=1e-7), grads
 

@@ -687,13 +687,9 @@ def test_a_twosided_normal_map_seen_from_behind_tilts_as_mitsubas(mi, tmp_path, 
     assert max(ours, theirs) < 1e-6 or min(ours, theirs) > 0.05  # (lit or dark, both)
 
 
-_SMOOTH = """<scene version="3.0.0">
+_SMOOTH = f"""<scene version="3.0.0">
 <integrator type="path"><integer name="max_depth" value="8"/></integrator>
-<sensor type="perspective"><float name="fov" value="40"/>
- <transform name="to_world"><lookat origin="0, 1.6, 4.2" target="0, 0.2, 0" up="0, 1, 0"/></transform>
- <sampler type="independent"><integer name="sample_count" value="4096"/></sampler>
- <film type="hdrfilm"><integer name="width" value="48"/><integer name="height" value="32"/><rfilter type="box"/></film>
-</sensor>
+{sensor_xml("0, 1.6, 4.2", "0, 0.2, 0", size=(48, 32), spp=4096)}
 <shape type="rectangle" id="floor"><transform name="to_world"><scale value="4"/><rotate x="1" angle="-90"/>
  <translate y="-0.5"/></transform><bsdf type="diffuse"><rgb name="reflectance" value="0.6, 0.6, 0.6"/></bsdf></shape>
 <shape type="sphere" id="mirror"><point name="center" x="-1.1" y="0" z="0"/><float name="radius" value="0.5"/>

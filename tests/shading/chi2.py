@@ -204,6 +204,16 @@ def gen(seed):
     return torch.Generator().manual_seed(seed)
 
 
+def upper_directions(count, seed):
+    """Two sets ``[count, 3]`` of random unit directions above the local z = 0 plane (polar angles 0.05-1.45):
+    views and lights for comparing a BSDF's values with Mitsuba's."""
+    g = gen(seed)
+    theta = torch.rand(count, 2, generator=g, dtype=DT) * 1.4 + 0.05
+    phi = torch.rand(count, 2, generator=g, dtype=DT) * 2 * math.pi
+    return [torch.stack([theta[:, k].sin() * phi[:, k].cos(), theta[:, k].sin() * phi[:, k].sin(), theta[:, k].cos()],
+                        -1) for k in (0, 1)]
+
+
 def direction(theta, phi=0.7):
     """World direction at polar angle ``theta`` from NORMAL (azimuth ``phi`` in FRAME; ``theta > pi / 2``:
     inside)."""

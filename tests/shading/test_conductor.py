@@ -16,7 +16,7 @@ from lumigrad.shading.conductor import CONDUCTOR_VALUES, MIN_HEAD_ON, ConductorB
 
 from ..conftest import mitsuba_scalar
 from .chi2 import DT, FRAME, NORMAL, assert_chi2, bsdf_chi2, integrate_sphere
-from .chi2 import direction as _dir, uniform_lobe_and_direction as _uniform
+from .chi2 import direction as _dir, uniform_lobe_and_direction as _uniform, upper_directions as _directions
 
 #: Mitsuba's RGB eta and k of chromium and gold (``lumigrad.io.mitsuba_xml.CONDUCTOR_ETA_K``).
 CR = ((4.36968, 2.91650, 1.65490), (5.20652, 4.23133, 3.75470))
@@ -86,13 +86,6 @@ def test_fresnel_gradcheck_and_finite_slopes_where_its_roots_vanish():
         grads = torch.autograd.grad(f, (cc, e, kk))
         assert math.isfinite(float(f.detach())) and all(math.isfinite(float(g)) for g in grads), (eta, k, c, grads)
 
-
-def _directions(count, seed):
-    g = torch.Generator().manual_seed(seed)
-    theta = torch.rand(count, 2, generator=g, dtype=DT) * 1.4 + 0.05
-    phi = torch.rand(count, 2, generator=g, dtype=DT) * 2 * math.pi
-    return [torch.stack([theta[:, k].sin() * phi[:, k].cos(), theta[:, k].sin() * phi[:, k].sin(), theta[:, k].cos()],
-                        -1) for k in (0, 1)]
 
 
 @pytest.mark.parametrize("distribution, alpha, metal", [("ggx", 0.2, CR), ("ggx", 0.6, AU), ("ggx", 0.05, AU),

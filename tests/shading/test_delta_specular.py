@@ -3,7 +3,6 @@ what a point, spot or directional light sees of a smooth conductor, glass or pla
 diffuse base) in the shading, the path tracer (both transports, the shadow-edge terms) and the raster, and the
 material's checks."""
 
-import math
 
 import pytest
 import torch
@@ -15,18 +14,12 @@ from lumigrad.shading.plastic import PlasticBSDF, plastic_table
 from lumigrad.shading.transmission import bsdf_for
 
 from ..conftest import mitsuba_scalar
+from .chi2 import upper_directions as _directions
 
 DT = torch.float64
 QUAD = torch.tensor([[0, 1, 2], [0, 2, 3]])
 CHROMIUM = ([4.36968, 2.9165, 1.6549], [5.20652, 4.23133, 3.7547])
 
-
-def _directions(count, seed):
-    g = torch.Generator().manual_seed(seed)
-    theta = torch.rand(count, 2, generator=g, dtype=DT) * 1.4 + 0.05
-    phi = torch.rand(count, 2, generator=g, dtype=DT) * 2 * math.pi
-    return [torch.stack([theta[:, k].sin() * phi[:, k].cos(), theta[:, k].sin() * phi[:, k].sin(), theta[:, k].cos()],
-                        -1) for k in (0, 1)]
 
 
 def _plastic_si(wo, base=(0.6, 0.3, 0.2), ior=1.49, **kw):

@@ -16,6 +16,7 @@ from lumigrad.shading.plastic import (PLASTIC_TABLE, TABLE_SIZE, PerPointPlastic
 from ..conftest import mitsuba_scalar
 from .chi2 import DT, FRAME, NORMAL, assert_chi2, bsdf_chi2, integrate_sphere
 from .chi2 import direction as _dir, gen as _gen, uniform_lobe_and_direction as _uniform
+from .chi2 import upper_directions as _directions
 
 
 def _si(n, wo, base=(0.6, 0.3, 0.2), roughness=0.4, ior=1.49, beckmann=False, normal=NORMAL, table=None, **kw):
@@ -31,13 +32,6 @@ def _si(n, wo, base=(0.6, 0.3, 0.2), roughness=0.4, ior=1.49, beckmann=False, no
 def _mitsuba():
     return mitsuba_scalar()
 
-
-def _directions(count, seed):
-    g = _gen(seed)
-    theta = torch.rand(count, 2, generator=g, dtype=DT) * 1.4 + 0.05
-    phi = torch.rand(count, 2, generator=g, dtype=DT) * 2 * math.pi
-    return [torch.stack([theta[:, k].sin() * phi[:, k].cos(), theta[:, k].sin() * phi[:, k].sin(), theta[:, k].cos()],
-                        -1) for k in (0, 1)]
 
 
 @pytest.mark.parametrize("distribution, alpha, eta, tolerance", [

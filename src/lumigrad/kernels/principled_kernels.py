@@ -111,30 +111,42 @@ def principled_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: f
     cos_o_raw = wp.dot(n, wo)
     cos_i_raw = wp.dot(n, wi)
     if cos_o_raw > 0.0 and cos_i_raw > 0.0:
-        co, ci, h, sin2_h = reflection_terms_wp(n, wi, wo, cos_o_raw, cos_i_raw)
-        wo_h = wp.clamp(wp.dot(wo, h), 0.0, 1.0)
-        alpha = wp.max(roughness * roughness, ALPHA_MIN)
-        a2 = alpha * alpha
-        q = a2 + sin2_h * (1.0 - a2)
-        dist = a2 / (wp.pi * q * q)
-        g1_o = smith_g1_wp(co, alpha, 0)
-        shadowing = dist * g1_o * smith_g1_wp(ci, alpha, 0) / (4.0 * co * ci)
-        f_d, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(wo_h, ior)
-        if not (f_d > 0.0):  # (an ior of 1: Mitsuba drops the whole specular lobe, the metal's too)
-            shadowing = 0.0
-        s_h = _schlick_weight(wo_h)
-        s_o = _schlick_weight(co)
-        s_i = _schlick_weight(ci)
-        retro = 2.0 * roughness * wo_h * wo_h
-        lobes = (1.0 - 0.5 * s_o) * (1.0 - 0.5 * s_i) + retro * (s_o + s_i + s_o * s_i * (retro - 1.0))
+        co, ci, sin2_h, wo_h, spec_pdf, shadowing, f_d, s_h, s_o, s_i, retro, lobes = _base_terms(
+            n, wi, wo, cos_o_raw, cos_i_raw, roughness, ior)
         for k in range(3):
             fresnel = (1.0 - metallic) * f_d + metallic * (base[k] + (1.0 - base[k]) * s_h)
             f[k] = fresnel * shadowing + (1.0 - metallic) * base[k] / wp.pi * lobes
         p = p_spec_known
         if p < 0.0:
             p = principled_specular_probability_wp(co, base, metallic, ior)
-        pdf = p * (dist * g1_o / (4.0 * co)) + (1.0 - p) * ci / wp.pi
+        pdf = p * spec_pdf + (1.0 - p) * ci / wp.pi
     return f, pdf
+
+
+@wp.func
+def _base_terms(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, cos_o_raw: float, cos_i_raw: float, roughness: float,
+                ior: float):
+    """What the opaque base and the lobes' evaluation share (both directions above the surface): the clamped
+    cosines, ``1 - (n.h)^2``, ``wo.h``, the specular lobe's density ``D G1(wo) / (4 n.wo)``, its ``D G1 G1 / (4 n.wo
+    n.wi)`` (0 at an ior of 1: Mitsuba drops the whole specular lobe, the metal's too), the dielectric Fresnel,
+    Schlick's weights at ``wo.h``, ``n.wo``, ``n.wi``, the retro-reflection ``R`` and Burley's diffuse lobes."""
+    co, ci, h, sin2_h = reflection_terms_wp(n, wi, wo, cos_o_raw, cos_i_raw)
+    wo_h = wp.clamp(wp.dot(wo, h), 0.0, 1.0)
+    alpha = wp.max(roughness * roughness, ALPHA_MIN)
+    a2 = alpha * alpha
+    q = a2 + sin2_h * (1.0 - a2)
+    dist = a2 / (wp.pi * q * q)
+    g1_o = smith_g1_wp(co, alpha, 0)
+    shadowing = dist * g1_o * smith_g1_wp(ci, alpha, 0) / (4.0 * co * ci)
+    f_d, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(wo_h, ior)
+    if not (f_d > 0.0):
+        shadowing = 0.0
+    s_h = _schlick_weight(wo_h)
+    s_o = _schlick_weight(co)
+    s_i = _schlick_weight(ci)
+    retro = 2.0 * roughness * wo_h * wo_h
+    lobes = (1.0 - 0.5 * s_o) * (1.0 - 0.5 * s_i) + retro * (s_o + s_i + s_o * s_i * (retro - 1.0))
+    return co, ci, sin2_h, wo_h, dist * g1_o / (4.0 * co), shadowing, f_d, s_h, s_o, s_i, retro, lobes
 
 
 @wp.func
@@ -147,22 +159,8 @@ def _lobes_eval_pdf(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: float, b
     cos_o_raw = wp.dot(n, wo)
     cos_i_raw = wp.dot(n, wi)
     if cos_o_raw > 0.0 and cos_i_raw > 0.0:
-        co, ci, h, sin2_h = reflection_terms_wp(n, wi, wo, cos_o_raw, cos_i_raw)
-        wo_h = wp.clamp(wp.dot(wo, h), 0.0, 1.0)
-        alpha = wp.max(roughness * roughness, ALPHA_MIN)
-        a2 = alpha * alpha
-        q = a2 + sin2_h * (1.0 - a2)
-        dist = a2 / (wp.pi * q * q)
-        g1_o = smith_g1_wp(co, alpha, 0)
-        shadowing = dist * g1_o * smith_g1_wp(ci, alpha, 0) / (4.0 * co * ci)
-        f_d, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(wo_h, ior)
-        if not (f_d > 0.0):  # (an ior of 1: Mitsuba drops the whole specular lobe, the metal's too)
-            shadowing = 0.0
-        s_h = _schlick_weight(wo_h)
-        s_o = _schlick_weight(co)
-        s_i = _schlick_weight(ci)
-        retro = 2.0 * roughness * wo_h * wo_h
-        diffuse = (1.0 - 0.5 * s_o) * (1.0 - 0.5 * s_i) + retro * (s_o + s_i + s_o * s_i * (retro - 1.0))
+        co, ci, sin2_h, wo_h, spec_pdf, shadowing, f_d, s_h, s_o, s_i, retro, diffuse = _base_terms(
+            n, wi, wo, cos_o_raw, cos_i_raw, roughness, ior)
         spec_tint = row0[0]
         sheen = row0[1]
         sheen_tint = row0[2]
@@ -184,7 +182,7 @@ def _lobes_eval_pdf(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: float, b
         p = p_spec_known
         if p < 0.0:
             p = principled_specular_probability_wp(co, base, metallic, ior)
-        pdf = p * (dist * g1_o / (4.0 * co)) + (1.0 - p) * ci / wp.pi
+        pdf = p * spec_pdf + (1.0 - p) * ci / wp.pi
         w = 0.25 * wp.max(clearcoat, 0.0)
         q_cc = w / (1.0 + w)  # (GTR1 normals by D (n.h), reflected)
         pdf = q_cc * d_cc * wp.sqrt(wp.max(1.0 - sin2_h, 0.0)) / (4.0 * wp.max(wo_h, DOT_EPS)) + (1.0 - q_cc) * pdf
