@@ -409,10 +409,10 @@ def _principled_ball(lobes) -> lg.Scene:
 
 def test_a_principled_ball_with_sheen_clearcoat_tint_and_flatness(mi, tmp_path):
     """(d) Mitsuba's principled with its other lobes (``spec_tint`` 0.3, ``sheen`` 0.8 tinted 0.5, ``clearcoat``
-    1 of gloss 0.7, ``flatness`` 0.4: ``Material.principled_lobes``) under the environment map, rendered on the
-    fused kernel (its principled with the other lobes; the same paths as the PyTorch transport's). Measured at 512 spp, 2 x 2 blocks: 0.0117
-    (0.024 per pixel; two seeds of lumigrad differ by 0.016: noise; 0.0048 at 4096 spp, the means within 0.03 %);
-    the same ball without the lobes is 0.070 off."""
+    1 of gloss 0.7, ``flatness`` 0.4: ``Material.principled_lobes``) under the environment map, rendered on the fused
+    kernel (its principled with the other lobes; the same paths as the PyTorch transport's). Measured at 512 spp, 2 x
+    2 blocks: 0.0117 (0.024 per pixel; two seeds of lumigrad differ by 0.016: noise; 0.0048 at 4096 spp, the means
+    within 0.03 %); the same ball without the lobes is 0.070 off."""
     lobes = torch.tensor([0.3, 0.8, 0.5, 1.0, 0.7, 0.4])
     cam = lg.Camera.look_at([0.0, 0.4, -3.0], [0.0, 0.0, 0.0], fov_y=0.6, width=32, height=32)
     ref = mitsuba_image(mi, _principled_ball(lobes), cam, {"type": "path", "max_depth": 3}, spp=8192)

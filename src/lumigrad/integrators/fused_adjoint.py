@@ -4,8 +4,9 @@ Where every parameter that requires a gradient is a material or light *value* (a
 roughness, index of refraction, specular weight or emission factor, its base colour, metallic-roughness and
 emissive textures' texels; a point, spot or directional light's intensity or colour; an area light's
 radiance; an environment map's texels and scale) and no principled part has its other lobes
-(``Material.principled_lobes``: the replay's principled derivatives are the opaque base's), nothing moves: no visibility changes, so the gradient has no
-boundary term, and every path vertex stays where the primal put it. Path replay backpropagation then needs no
+(``Material.principled_lobes``: the replay's principled derivatives are the opaque base's), nothing moves: no
+visibility changes, so the gradient has no boundary term, and every path vertex stays where the primal put it. Path
+replay backpropagation then needs no
 PyTorch graph at all: :func:`lumigrad.kernels.path_trace.replay_paths_tables` traces the backward pass's paths
 in the fused kernel (the same code as their primal, so the same bits; on the CPU in one pass, each continuing
 vertex held until its path's radiance is known) and sums, per part and light, the

@@ -10,9 +10,9 @@ transport stays the reference (float64-capable) twin.
 scenes whose materials bound no medium (glass, ``KHR_materials_transmission``, is in the kernel, and so is a
 thin dielectric sheet: the fused replay carries them through, their own values' gradients replay on PyTorch;
 Mitsuba's ``plastic`` /
-``roughplastic``, ``principled`` and ``conductor`` are in both, the conductor's ``eta`` and ``k`` gradients
-replaying on PyTorch, and so do scenes with a principled's other lobes, ``principled_lobes``), with constant factors and base colour,
-metallic-roughness, emissive and normal textures (the occlusion texture is ignored by the path tracer either
+``roughplastic``, ``principled`` and ``conductor`` are in both, the conductor's ``eta`` and ``k`` gradients replaying
+on PyTorch, and so do scenes with a principled's other lobes, ``principled_lobes``), with constant factors and base
+colour, metallic-roughness, emissive and normal textures (the occlusion texture is ignored by the path tracer either
 way), lit by point, spot, directional, area lights and an environment map with three colour channels, and
 that set no :class:`TraceScene` field beyond :data:`KNOWN_FIELDS` (a field added to the transport later,
 participating media say, sends the scene to PyTorch until the kernel learns it). Anything else runs on

@@ -631,8 +631,8 @@ def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cutou
     weight) times ``|cos|`` times ``lw``, MIS-weighted unless ``is_delta``, zero where ``lpdf`` is not positive,
     ``wi`` is below the shading or geometric surface, or the shadow ray toward ``dist`` is blocked. The glTF model,
     GGX or ``beckmann``, or Mitsuba's plastic where ``plastic_row >= 0`` (its table's row in ``plastic``), or its
-    principled where ``principled`` is 1 (the opaque base), or its conductor where ``conductor_row >= 0`` (its ``eta``, ``k`` rows in
-    ``conductor``)."""
+    principled where ``principled`` is 1 (the opaque base), or its conductor where ``conductor_row >= 0`` (its
+    ``eta``, ``k`` rows in ``conductor``)."""
     term, f, cos_w = light_sample_parts_wp(mesh, own, use_own, cut, x, n, ng, n_u, wo_u, p_eval, base, roughness,
                                            metallic,
                                            ior, specular, transmission, 0, beckmann, plastic, plastic_row, principled,

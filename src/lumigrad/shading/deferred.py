@@ -156,8 +156,8 @@ def shade_direct_unchecked(surface: SurfaceSample, lights: Iterable[LightSample]
 
     ``Lo = sum_lights bsdf.eval(si, wi) * L * max(n . wi, 0)`` (each sample a delta light: at opaque
     ``Material.delta_specular`` points ``bsdf.eval`` without its Dirac lobes) with ``bsdf`` the glTF
-    metallic-roughness :class:`MetallicRoughnessBSDF` (with Mitsuba's models where ``surface`` marks them: :func:`bsdf_for`) unless
-    given; ``surface.wo`` need not be unit. Returns ``[..., C]`` over
+    metallic-roughness :class:`MetallicRoughnessBSDF` (with Mitsuba's models where ``surface`` marks them:
+    :func:`bsdf_for`) unless given; ``surface.wo`` need not be unit. Returns ``[..., C]`` over
     ``surface``'s batch dims (zeros outside ``mask``). ``use_checkpoint=False`` keeps each light's BRDF
     intermediates instead of recomputing them in the backward pass: for callers that checkpoint a larger
     segment themselves (a nested checkpoint would keep its inputs, the per-light samples, alive with the graph).

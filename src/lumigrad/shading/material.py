@@ -102,11 +102,11 @@ class Material:
             solid: it reflects ``R' = R + T^2 R / (1 - R^2)`` about the normal and lets the rest pass straight
             through, tinted by the base colour, both delta lobes whatever the roughness
             (:class:`~lumigrad.shading.MetallicRoughnessTransmissionBSDF`; the path replay differentiates the
-            lobes' weights through their coefficients, so the tint and the ior get gradients). The path tracer
-            honours it (the PyTorch transport and the fused kernel's primal; its gradients replay on PyTorch); the
-            rasterizer shades transmission as opaque anyway. A sheet is one-sided like every glTF surface: seen from behind only its transmitting
-            fraction exists (make it ``double_sided``, or ``transmission_factor`` 1, for a pane seen from both
-            sides); an ``interior`` or ``exterior`` medium on it is still entered and left as on a solid.
+            lobes' weights through their coefficients, so the tint and the ior get gradients). The path tracer honours
+            it (the PyTorch transport and the fused kernel's primal; its gradients replay on PyTorch); the rasterizer
+            shades transmission as opaque anyway. A sheet is one-sided like every glTF surface: seen from behind only
+            its transmitting fraction exists (make it ``double_sided``, or ``transmission_factor`` 1, for a pane seen
+            from both sides); an ``interior`` or ``exterior`` medium on it is still entered and left as on a solid.
         plastic: the surface is Mitsuba's ``plastic`` / ``roughplastic`` (:mod:`lumigrad.shading.plastic`) instead of
             the glTF model: a diffuse base of reflectance ``base_color`` under a dielectric interface of ``ior`` and
             ``roughness`` (``microfacet``), with the interface's exact Fresnel reflection, its transmittance on the
@@ -151,20 +151,20 @@ class Material:
             with the flipped normal). Read only where the material has a ``normal_texture``; the path tracer
             (fused kernel, both replays) and the raster's per-light shading honour it (the raster's environment
             light, split-sum and SH, is not shadowed).
-        delta_specular: where its roughness is 0, the specular lobes are ideal (Dirac) lobes, as in Mitsuba's
-            smooth ``conductor``, ``plastic``, ``dielectric`` and ``thindielectric``: a delta light (point, spot,
-            directional) is never reflected or refracted by them, since a path cannot meet a single point or
-            direction through a single direction (Mitsuba's images show neither the light's glint in a mirror
-            nor its caustic through glass). At such a point a delta light's next-event sample evaluates the BSDF
-            without its specular lobes: nothing for a conductor or glass, the diffuse base for a plastic.
-            Everything else renders the lobes as before (GGX of ``alpha = ALPHA_MIN``: area lights, the
-            environment and indirect light reach them by both strategies), and where the roughness is above 0
-            (a fit moving it, a texture) they are ordinary lobes. Only for a conductor (``conductor_eta`` set), a
-            ``plastic``, or glass (``transmission_factor`` 1, ``metallic_factor`` 0), checked when the material
-            is made and when the flag or one of those attributes is set (points whose values have moved off
-            those models, in place, are ordinary). The raster's lights (area lights' point samples included) are
-            all deltas to it, and its glass, shaded as an opaque surface, keeps its lobes. The path tracer (fused kernel, its replay, PyTorch transport, shadow-edge
-            terms) and the raster's per-light shading honour it.
+        delta_specular: where its roughness is 0, the specular lobes are ideal (Dirac) lobes, as in Mitsuba's smooth
+            ``conductor``, ``plastic``, ``dielectric`` and ``thindielectric``: a delta light (point, spot,
+            directional) is never reflected or refracted by them, since a path cannot meet a single point or direction
+            through a single direction (Mitsuba's images show neither the light's glint in a mirror nor its caustic
+            through glass). At such a point a delta light's next-event sample evaluates the BSDF without its specular
+            lobes: nothing for a conductor or glass, the diffuse base for a plastic. Everything else renders the lobes
+            as before (GGX of ``alpha = ALPHA_MIN``: area lights, the environment and indirect light reach them by
+            both strategies), and where the roughness is above 0 (a fit moving it, a texture) they are ordinary lobes.
+            Only for a conductor (``conductor_eta`` set), a ``plastic``, or glass (``transmission_factor`` 1,
+            ``metallic_factor`` 0), checked when the material is made and when the flag or one of those attributes is
+            set (points whose values have moved off those models, in place, are ordinary). The raster's lights (area
+            lights' point samples included) are all deltas to it, and its glass, shaded as an opaque surface, keeps
+            its lobes. The path tracer (fused kernel, its replay, PyTorch transport, shadow-edge terms) and the
+            raster's per-light shading honour it.
     """
 
     base_color_factor: torch.Tensor = None
@@ -388,8 +388,8 @@ _SPECULAR_NOT_ONE = PerVersion(capacity=1 << 16)  # one per material of a scene,
 
 
 #: Values :func:`sample_material` gives only for materials of a model other than glTF's (``microfacet``,
-#: ``thin_dielectric``, ``plastic``, ``principled``, ``conductor_eta``, ``delta_specular``), with their channels; zeros mean the glTF
-#: model.
+#: ``thin_dielectric``, ``plastic``, ``principled``, ``conductor_eta``, ``delta_specular``), with their channels;
+#: zeros mean the glTF model.
 MODEL_VALUES = {"beckmann": 1, "thin": 1, "plastic": PLASTIC_TABLE, "principled": 1, "principled_lobes": 6,
                 "conductor": CONDUCTOR_VALUES, "shadowing": 1, "delta_specular": 1}
 
