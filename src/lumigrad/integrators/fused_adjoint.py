@@ -38,6 +38,7 @@ from ..kernels.bvh import bvh_for
 from ..kernels.path_trace import PathTables, replay_paths_tables, trace_paths_tables
 from ..raytrace.transport import MAX_BOUNCES, TraceScene
 from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
+from ..shading.material import has_principled_lobes
 from ..shading.plastic import material_plastic_table
 from .fused_paths import VALUE_FIELDS, kernel_transmission, table_textures, texture_rows, value_tables
 
@@ -79,7 +80,7 @@ def fused_adjoint_unsupported(ts: TraceScene, camera: Camera) -> Optional[str]:
         if _needs_grad(getattr(ts, name)):
             return f"the scene's {'vertices' if name == 'verts' else name} require gradients"
     for k, m in enumerate(ts.materials):
-        if getattr(m, "principled", False) and getattr(m, "principled_lobes", None) is not None:
+        if has_principled_lobes(m):
             return (f"part {k}'s material is Mitsuba's principled with its other lobes (principled_lobes: their "
                     "derivatives replay on PyTorch)")
         transmits = kernel_transmission(ts, m) != 0.0

@@ -43,7 +43,7 @@ from ..raytrace.transport import MAX_BOUNCES, TraceScene
 from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
 from ..shading.emitters import (AUTO_AREA_DISTANCE, AUTO_SOLID_ANGLE_MAX_FACES, area_light_area_table,
                                 area_light_bounds, envmap_sampling_table)
-from ..shading.material import check_conductor_pair
+from ..shading.material import check_conductor_pair, has_principled_lobes
 from ..shading.plastic import PLASTIC_TABLE, material_plastic_table
 
 __all__ = ["KNOWN_FIELDS", "TRANSPORT_ENV", "fused_unsupported", "path_tables", "sample_paths_fused", "use_fused"]
@@ -204,25 +204,20 @@ def conductor_rows(mats, dev) -> Optional[torch.Tensor]:
     part is either."""
     for m in mats:
         check_conductor_pair(m)
-    if not any(getattr(m, "conductor_eta", None) is not None or _has_lobes(m) for m in mats):
+    if not any(getattr(m, "conductor_eta", None) is not None or has_principled_lobes(m) for m in mats):
         return None
     zero = torch.zeros(3, device=dev)
 
     def pair(m):
         if getattr(m, "conductor_eta", None) is not None:
             return m.conductor_eta, m.conductor_k
-        if _has_lobes(m):
+        if has_principled_lobes(m):
             lobes = m.principled_lobes.detach().clamp(0.0, 1.0).reshape(6)
             return lobes[:3], lobes[3:]
         return zero, zero
 
     rows = [v for m in mats for v in pair(m)]
     return torch.stack([r.detach().to(dev, torch.float32).reshape(3) for r in rows]).contiguous()
-
-
-def _has_lobes(m) -> bool:
-    """A principled material with its other lobes (``Material.principled_lobes``)."""
-    return getattr(m, "principled", False) and getattr(m, "principled_lobes", None) is not None
 
 
 def _spot_cone(light: SpotLight):
@@ -342,7 +337,7 @@ def path_tables(ts: TraceScene) -> PathTables:
              | (32 if getattr(m, "mitsuba_normal_map", False) and m.normal_texture is not None else 0)
              | (64 if getattr(m, "conductor_eta", None) is not None else 0)
              | (128 if getattr(m, "delta_specular", False) else 0)
-             | (256 if _has_lobes(m) else 0)
+             | (256 if has_principled_lobes(m) else 0)
              for d, m in zip(ts.double_sided, ts.materials)]
     normal_maps = ts.tangents is not None and any(k >= 0 for k in slots["normal_texture"])
     return PathTables(

@@ -32,6 +32,7 @@ from ..scene.lights import AreaLight, EnvironmentLight, SHLight
 from ..scene.scene import Scene
 from ..shading.emitters import AREA_SAMPLING
 from ..shading.image_formation import form_image_unchecked
+from ..shading.material import has_principled_lobes
 from .base import AOV_CHANNELS, Integrator, RenderOutput, register_integrator
 from .frame_checks import check_index_tables, frame_checks
 from .fused_adjoint import fused_adjoint_unsupported, fused_value_gradients
@@ -332,10 +333,9 @@ class _Run:
         # where the fused kernel gave L, its arithmetic (float32) also redraws what the replay does not differentiate
         # (the replay kernels' BSDF sample is the opaque models': glass, Mitsuba's shadowed normal maps and a
         # principled's other lobes replay on PyTorch)
-        shadowed = any((getattr(m, "mitsuba_normal_map", False) and m.normal_texture is not None)
-                       or (getattr(m, "principled", False) and getattr(m, "principled_lobes", None) is not None)
-                       for m in ts.materials)  # (and a principled's other lobes)
-        kernels = (ReplayKernels(tables) if tables is not None and not ts.transmissive and not shadowed
+        torch_samples = any((getattr(m, "mitsuba_normal_map", False) and m.normal_texture is not None)
+                            or has_principled_lobes(m) for m in ts.materials)
+        kernels = (ReplayKernels(tables) if tables is not None and not ts.transmissive and not torch_samples
                    and not stochastic else None)
         count = rays[0].shape[0]
         for start in range(0, count, REPLAY_PATHS):  # the same paths, REPLAY_PATHS at a time

@@ -213,16 +213,18 @@ def principled_sample_wp(n: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.
     if p < 0.0:
         p = principled_specular_probability_wp(wp.clamp(wp.dot(wo, n), DOT_EPS, 1.0), base, metallic, ior)
     q = clearcoat_probability_wp(lobe_table, code)
-    u_main = u_lobe
-    if code >= 2:
-        u_main = wp.clamp((u_lobe - q) / (1.0 - q), 0.0, 1.0)
-    wi = two_lobe_direction_wp(n, wo, p, roughness, 0, u_main, u0, u1)
-    if code >= 2 and u_lobe < q:
+    wi = wp.vec3()
+    if code >= 2 and u_lobe < q:  # the clearcoat (the twin draws both and keeps this one)
         t, b = local_frame_wp(n)
         wo_local = wp.vec3(wp.dot(wo, t), wp.dot(wo, b), wp.dot(wo, n))
         h = gtr1_normal_wp(_clearcoat_alpha(lobe_table[2 * (code - 2) + 1][1]), u0, u1)
         wi_local = 2.0 * wp.dot(wo_local, h) * h - wo_local
         wi = wi_local[0] * t + wi_local[1] * b + wi_local[2] * n
+    else:
+        u_main = u_lobe
+        if code >= 2:
+            u_main = wp.clamp((u_lobe - q) / (1.0 - q), 0.0, 1.0)
+        wi = two_lobe_direction_wp(n, wo, p, roughness, 0, u_main, u0, u1)
     wi = wi / wp.max(wp.length(wi), _EPS)
     f, pdf = principled_eval_pdf_wp(n, wi, wo, p, base, roughness, metallic, ior, lobe_table, code)
     return wi, sample_weight_wp(f, pdf, n, wi), pdf

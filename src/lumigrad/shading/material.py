@@ -394,6 +394,12 @@ MODEL_VALUES = {"beckmann": 1, "thin": 1, "plastic": PLASTIC_TABLE, "principled"
                 "conductor": CONDUCTOR_VALUES, "shadowing": 1, "delta_specular": 1}
 
 
+def has_principled_lobes(material) -> bool:
+    """Whether ``material`` is Mitsuba's principled with its other lobes (``principled_lobes`` set): what the fused
+    replay and the replay kernels leave to PyTorch."""
+    return getattr(material, "principled", False) and getattr(material, "principled_lobes", None) is not None
+
+
 def model_values_of(materials) -> set:
     """The keys of :data:`MODEL_VALUES` that some of ``materials`` gives."""
     keys = set()
