@@ -101,6 +101,8 @@ def fused_unsupported(ts: TraceScene) -> Optional[str]:
                 return f"part {k}'s {slot} is not one [H, W, >= 3] texture"
         if m.base_color_factor.numel() < 3 or m.emissive_factor.numel() != 3:
             return f"part {k}'s material is not RGB"
+        if getattr(m, "roughness_aspect", None) is not None:
+            return f"part {k}'s material has an anisotropic lobe (roughness_aspect: the kernel's lobes are isotropic)"
     for j, light in enumerate(ts.lights):
         if isinstance(light, EnvironmentLight):
             if light is not ts.environment:

@@ -578,7 +578,7 @@ def _trace_scene(scene: Scene, light_sampling: str = DEFAULT_LIGHT_SAMPLING) -> 
         faces, uv_faces, face_part = (t.to(device) for t in (faces, uv_faces, face_part))
     return TraceScene(verts, faces, normals, uv, uv_faces, face_part, materials,
                       [p.double_sided for p in flat.parts], part_emitters, lights, envs[0] if envs else None,
-                      transmissive, flat.normal_map_tangents(), light_sampling, scene.medium)
+                      transmissive, flat.shading_tangents(), light_sampling, scene.medium)
 
 
 def _rays_through(camera: Camera, uv: torch.Tensor, dtype: torch.dtype):

@@ -259,7 +259,7 @@ class _Geometry:
 def _merge_geometry(scene: Scene) -> _Geometry:
     check_index_tables(scene)
     flat = scene.flatten(emitters=True, normals=True)
-    tangents = flat.normal_map_tangents()
+    tangents = flat.shading_tangents()
     parts = [_Part(p.material, p.double_sided, p.first_face) for p in flat.parts]
     any_texture = any(p.material.has_textures() for p in parts)
     return _Geometry(flat.verts, flat.faces, flat.uv, flat.uv_faces, flat.normals,
@@ -387,10 +387,11 @@ def _shade_layer(scene: Scene, geo: _Geometry, camera: Camera, frags, color: boo
     facing = ((eye - position) * normal).sum(-1, keepdim=True)
     flip = torch.cat([torch.full((c, 1), p.double_sided, device=normal.device) for p, c in zip(geo.parts, counts)])
     normal = torch.where(flip & (facing < 0), -normal, normal)
-    unmapped = None
-    if "normal_tangent" in material:
+    unmapped = tangent = None
+    if ("normal_tangent" in material or "log_aspect" in material) and geo.tangents is not None:
         corner = torch.arange(geo.faces.numel(), device=geo.faces.device).reshape(-1, 3)
         tangent = take(interpolate_unchecked(geo.tangents, frags, corner))
+    if "normal_tangent" in material:
         if "shadowing" in material:  # Mitsuba's normal map on a double-sided part's back: the front's bitangent
             mirror = flip & (facing < 0) & (material["shadowing"] > 0.5)
             tangent = torch.cat([tangent[..., :3], torch.where(mirror, -tangent[..., 3:], tangent[..., 3:])], -1)
@@ -404,7 +405,7 @@ def _shade_layer(scene: Scene, geo: _Geometry, camera: Camera, frags, color: boo
     radiance = material["emission"] + _shade(scene, position, normal, eye, material,
                                              (geo.verts, geo.faces, geo.shadow_cutouts) if shadows else None,
                                              checkpoint, fused_lights,
-                                             unmapped)
+                                             unmapped, tangent if "log_aspect" in material else None)
     alpha = solid = None
     if with_alpha:
         alpha, solid = _layer_alpha(geo, material["alpha"], counts)
@@ -522,11 +523,12 @@ def _sample_parts(geo: _Geometry, uv, duv, counts, position) -> Dict[str, torch.
 
 
 def _shade(scene: Scene, position, normal, eye, material, occluders=None, checkpoint: bool = False,
-           fused_lights: bool = True, unmapped=None) -> torch.Tensor:
+           fused_lights: bool = True, unmapped=None, tangent=None) -> torch.Tensor:
     out = torch.zeros_like(material["base_color"])
     if position.shape[0] == 0:
         return out
-    surface = SurfaceSample.from_material(position, normal, eye - position, material, unmapped_normal=unmapped)
+    surface = SurfaceSample.from_material(position, normal, eye - position, material, unmapped_normal=unmapped,
+                                          tangent=tangent)
     emitters = [light for light in scene.lights.values() if hasattr(light, "samples")]
     if fused_lights and occluders is None and is_gltf_ggx(surface):  # (the kernel's model: glTF's, GGX lobes)
         punctual, emitters = _punctual(emitters)

@@ -35,7 +35,8 @@
   (emitters in a group and nested groups are refused, as Mitsuba refuses them).
 * **materials** (``<bsdf>``, inline or by reference, one :class:`Material` per BSDF element, shared by the
   shapes that refer to it) into the glTF metallic-roughness model, roughness ``= sqrt(alpha)`` (``alpha =
-  roughness^2``; anisotropic ``alpha_u, alpha_v`` as ``sqrt(alpha_u alpha_v)``) and the rough BSDFs'
+  roughness^2``; ``alpha_u, alpha_v`` as ``sqrt(alpha_u alpha_v)``, a rough conductor's anisotropy as
+  ``Material.roughness_aspect = sqrt(alpha_v / alpha_u)``, a rough dielectric's read as isotropic) and the rough BSDFs'
   ``distribution`` (``beckmann``, Mitsuba's default, or ``ggx``) as ``Material.microfacet``:
 
   - ``diffuse``: ``reflectance`` (colour or bitmap) -> base colour, metallic 0, roughness 1 and
@@ -57,7 +58,8 @@
     Mitsuba does) -> ior, ``Material.principled = True``: Mitsuba's own model in its opaque form
     (:mod:`lumigrad.shading.principled`), its ``spec_tint``, ``sheen``, ``sheen_tint``, ``clearcoat``,
     ``clearcoat_gloss`` and ``flatness`` (numbers; a texture is refused) as ``Material.principled_lobes``
-    (``anisotropic`` is not modelled and is named in the warning); with ``spec_trans`` other than 0 the glTF
+    and its ``anisotropic`` as ``Material.roughness_aspect = sqrt(1 - 0.9 anisotropic)`` (the main lobe's widths
+    ``alpha / aspect`` along the surface's ``dp/du`` and ``alpha aspect`` across it); with ``spec_trans`` other than 0 the glTF
     model with ``transmission_factor = spec_trans`` instead (also named; a non-metallic, untextured
     ``spec_trans`` 1, the glass of a Blender export, with base colour ``sqrt(base_color)``: Mitsuba tints each
     crossing by it);
@@ -135,7 +137,7 @@ including file's folder) and must stay inside that folder unless ``trust_paths=T
 **Not read, and said so** in one :class:`MitsubaXmlWarning` per file: every property a plugin has that is
 not listed above (``focus_distance``, ``pixel_format``, ``sample_emitters`` ...), the BSDF of an emitting
 shape, an area emitter that no shape uses, the back BSDF of a two-sided BSDF, and what the approximations
-drop (principled lobes other than the opaque ones, anisotropy).
+drop (a principled's lobes with ``spec_trans``, a rough dielectric's anisotropy).
 """
 
 from __future__ import annotations
@@ -190,6 +192,7 @@ _SENSORS = ("perspective", "thinlens", "orthographic")
 #: Shapes Mitsuba shades with their own normals (not the world winding's).
 _ANALYTIC = ("rectangle", "cube", "sphere", "disk", "cylinder")
 _MAX_INCLUDE_DEPTH = 32
+_MIN_ALPHA_UV = 1e-4  # the least of an anisotropic lobe's widths (Mitsuba's principled clamps its own to it)
 #: Texels along each side of one period (2 x 2 cells) of a baked ``checkerboard`` texture.
 CHECKER_TEXELS = 256
 _MAX_NESTING = 64  # element nesting read (real scenes use fewer than 10; deeper input would recurse far)
@@ -1183,11 +1186,13 @@ class _Reader:
 
     def material(self, *, base, metallic, roughness, texture=None, wrap="repeat", ior=1.5,
                  transmission=0.0, specular=1.0, microfacet="ggx", thin=False, plastic=False,
-                 principled=False, principled_lobes=None, conductor=None, delta_specular=False) -> Material:
+                 principled=False, principled_lobes=None, conductor=None, delta_specular=False,
+                 aspect=None) -> Material:
         """A material; ``metallic`` and ``roughness`` are numbers or :class:`_FloatTexture` s (then the material's
         ``metallic_roughness_texture`` holds them, glTF's channels: G roughness, B metallic); ``conductor`` a
         conductor's ``(eta, k)`` or None; ``principled_lobes`` a principled's 6 other lobes or None;
-        ``delta_specular`` a smooth BSDF's (``Material.delta_specular``)."""
+        ``delta_specular`` a smooth BSDF's (``Material.delta_specular``); ``aspect`` an anisotropic lobe's
+        (``Material.roughness_aspect``) or None."""
         t = lambda a: torch.as_tensor(a, dtype=self.dtype)  # noqa: E731
         mr, mr_wrap = self.metallic_roughness(metallic, roughness)
         if mr is not None:
@@ -1203,7 +1208,8 @@ class _Reader:
                         microfacet=microfacet, thin_dielectric=thin, plastic=plastic, principled=principled,
                         principled_lobes=None if principled_lobes is None else t(principled_lobes),
                         conductor_eta=None if conductor is None else t(conductor[0]),
-                        conductor_k=None if conductor is None else t(conductor[1]), delta_specular=delta_specular)
+                        conductor_k=None if conductor is None else t(conductor[1]), delta_specular=delta_specular,
+                        roughness_aspect=None if aspect is None else t(aspect))
 
     def metallic_roughness(self, metallic, roughness) -> Tuple[Optional[torch.Tensor], str]:
         """glTF's ``metallic_roughness_texture [H, W, 3]`` (linear; G roughness, B metallic, 1 where that value is
@@ -1287,9 +1293,10 @@ class _Reader:
                           elem)
                 head_on, eta, k = np.where(dark, 0.0, head_on), np.where(dark, 0.0, eta), np.where(dark, 1.0, k)
             material = make(base=base * head_on, texture=tex, wrap=wrap,
-                            metallic=1.0, roughness=self.roughness(p) if kind == "roughconductor" else 0.0,
+                            metallic=1.0, roughness=self.roughness(p, True) if kind == "roughconductor" else 0.0,
                             microfacet=self.microfacet(p) if kind == "roughconductor" else "ggx",
-                            conductor=(eta, k), delta_specular=kind == "conductor")
+                            conductor=(eta, k), delta_specular=kind == "conductor",
+                            aspect=self.aspect(p) if kind == "roughconductor" else None)
         elif kind in ("plastic", "roughplastic"):
             base, tex, wrap = self.base_colour(p, "diffuse_reflectance", 0.5)
             roughness = self.roughness(p) if kind == "roughplastic" else 0.0
@@ -1328,6 +1335,12 @@ class _Reader:
             if values["eta"] < 1.0:
                 raise self.error(elem, f"{self.describe(elem)} eta must be >= 1; got {values['eta']}")
             transmits = values["spec_trans"] != 0.0
+            aspect = None
+            if not transmits and (p.has("anisotropic") or p.named_object("anisotropic") is not None):
+                anisotropic = self.scalar(p, "anisotropic", 0.0)  # (a texture refused, naming it)
+                if not 0.0 <= anisotropic <= 1.0:
+                    raise self.error(elem, f"{self.describe(elem)} anisotropic must lie in [0, 1]; got {anisotropic}")
+                aspect = math.sqrt(1.0 - 0.9 * anisotropic) if anisotropic > 0.0 else None
             lobes = None
             if not transmits:  # the opaque model's other lobes (Material.principled_lobes), numbers only
                 for name in PRINCIPLED_LOBES:
@@ -1342,7 +1355,7 @@ class _Reader:
                 if any(named[k] != 0.0 for k in ("spec_tint", "sheen", "clearcoat", "flatness")):
                     lobes = read
             for name in list(p.values) + [n for n, _, _ in p.objects if n]:
-                if name in ("anisotropic", "diff_trans", "main_specular") or (transmits and name in PRINCIPLED_LOBES):
+                if name in ("diff_trans", "main_specular") or (transmits and name in PRINCIPLED_LOBES + ("anisotropic",)):
                     p.get(name)
                     p.named_object(name)
                     self.note(f"principled {name} (not modelled{' with spec_trans' if name in PRINCIPLED_LOBES else ''})",
@@ -1359,7 +1372,7 @@ class _Reader:
                           "principled lobes)", elem)
             material = make(base=base, texture=tex, wrap=wrap, metallic=values["metallic"],
                             roughness=values["roughness"], transmission=values["spec_trans"], ior=values["eta"],
-                            principled=not transmits, principled_lobes=lobes)
+                            principled=not transmits, principled_lobes=lobes, aspect=aspect)
         self.done(p)
         return material, False
 
@@ -1495,27 +1508,50 @@ class _Reader:
                                      f"{short_text(value)}")
         return value
 
-    def roughness(self, p: _Props):
+    def roughness(self, p: _Props, anisotropic_lobes: bool = False):
         """A rough BSDF's roughness ``sqrt(alpha)`` (lumigrad's ``alpha = roughness^2``): a number, or a
-        :class:`_FloatTexture` of ``sqrt(alpha)`` per texel for a textured ``alpha``."""
-        anisotropic = any(p.has(n) or p.named_object(n) is not None for n in ("alpha_u", "alpha_v"))
+        :class:`_FloatTexture` of ``sqrt(alpha)`` per texel for a textured ``alpha``. ``alpha_u, alpha_v`` give
+        ``alpha = sqrt(alpha_u alpha_v)`` (each at least 1e-4 where they differ): the mean width of an anisotropic
+        lobe (:meth:`aspect`) where the model has them (``anisotropic_lobes``), else an isotropic stand-in (noted)."""
+        au_av = self.alphas_uv(p)
         textured = self.float_texture(p, "alpha")
         if textured is not None:
-            if anisotropic:
+            if au_av is not None:
                 raise self.error(p.elem, f"{self.describe(p.elem)} sets alpha and alpha_u / alpha_v")
             self.note("a textured alpha (its square root interpolated between texels, where Mitsuba interpolates "
                       "alpha)", p.elem)
             return _FloatTexture(textured.values.clamp(0.0, 1.0).sqrt(), textured.wrap, textured.to_uv)
-        if anisotropic:
-            au, av = self.scalar(p, "alpha_u", 0.1), self.scalar(p, "alpha_v", 0.1)
-            if au != av:
+        if au_av is not None:
+            au, av = au_av
+            if au != av and not anisotropic_lobes:
                 self.note("anisotropic roughness (read as sqrt(alpha_u alpha_v))", p.elem)
-            alpha = math.sqrt(max(au, 0.0) * max(av, 0.0))
+            alpha = math.sqrt(au * av)
         else:
             alpha = self.scalar(p, "alpha", 0.1)
         if alpha < 0:
             raise self.error(p.elem, f"{self.describe(p.elem)} alpha must be >= 0; got {alpha}")
+        if anisotropic_lobes and au_av is not None and math.sqrt(alpha) > 1.0:
+            self.note("anisotropic alpha_u, alpha_v whose geometric mean is above 1 (read as 1, the aspect kept)",
+                      p.elem)
         return min(math.sqrt(alpha), 1.0)
+
+    def alphas_uv(self, p: _Props) -> Optional[Tuple[float, float]]:
+        """A rough BSDF's ``(alpha_u, alpha_v)`` (numbers, Mitsuba's defaults 0.1; each at least 1e-4 where they
+        differ, Mitsuba's least width), or None where neither is given."""
+        if not any(p.has(n) or p.named_object(n) is not None for n in ("alpha_u", "alpha_v")):
+            return None
+        au, av = self.scalar(p, "alpha_u", 0.1), self.scalar(p, "alpha_v", 0.1)
+        if au < 0 or av < 0:
+            raise self.error(p.elem, f"{self.describe(p.elem)} alpha_u and alpha_v must be >= 0; got {au}, {av}")
+        return (au, av) if au == av else (max(au, _MIN_ALPHA_UV), max(av, _MIN_ALPHA_UV))
+
+    def aspect(self, p: _Props) -> Optional[float]:
+        """``Material.roughness_aspect`` of a rough conductor: ``sqrt(alpha_v / alpha_u)`` where they differ,
+        else None (isotropic)."""
+        au_av = self.alphas_uv(p)
+        if au_av is None or au_av[0] == au_av[1]:
+            return None
+        return math.sqrt(au_av[1] / au_av[0])
 
     def ior(self, elem: ET.Element, p: _Props, interior: str) -> float:
         values = []

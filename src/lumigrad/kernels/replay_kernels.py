@@ -169,6 +169,8 @@ class ReplayKernels:
         N = paths.shape[0]
         if si.principled_lobes is not None:  # (the kernels' principled here is the opaque base)
             raise ValueError("ReplayKernels: a principled part's other lobes (principled_lobes) replay on PyTorch")
+        if si.log_aspect is not None:  # (the kernels' lobes are isotropic)
+            raise ValueError("ReplayKernels: anisotropic lobes (log_aspect) replay on PyTorch")
         if N == 0:
             return ReplayVertices(0, si.position.device, [], None, None, None, [])
         v3 = wp.vec3

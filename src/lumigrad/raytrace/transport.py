@@ -100,8 +100,8 @@ class TraceScene:
         environment: the light rays that leave the scene see (``eval``, ``pdf``), or None.
         transmissive: whether any material transmits (else hits use the opaque BSDF, without the
             transmission lobe's cost).
-        tangents: ``[F, 3, 4]`` world tangents per face corner for normal maps (zeros on faces without
-            one), or None when no material has a normal map.
+        tangents: ``[F, 3, 4]`` world tangents per face corner for normal maps and anisotropic lobes (zeros on
+            faces without either), or None when no material has one (``Triangles.shading_tangents``).
         light_sampling: how next-event estimation samples area lights, and so the density that weighs the
             emission BSDF samples find on them: ``"solid_angle"``, ``"area"`` or ``"auto"``
             (:data:`lumigrad.shading.emitters.AREA_SAMPLING`).
@@ -604,8 +604,11 @@ def surface_at(ts: TraceScene, face: torch.Tensor, o: torch.Tensor, d: torch.Ten
         n = _facing_shading_normal(n, ng, wo)
     values = _materials(ts, part, uv)
     normal_tangent = values.pop("normal_tangent", None)
-    if normal_tangent is not None and ts.tangents is not None:  # normal maps
+    anisotropic = "log_aspect" in values
+    tangent = None
+    if ts.tangents is not None and (normal_tangent is not None or anisotropic):
         tangent = (bary[..., None] * ts.tangents.index_select(0, face)).sum(1)
+    if normal_tangent is not None and tangent is not None:  # normal maps
         if "shadowing" in values:  # Mitsuba's normal map on a double-sided part's back: its frame's bitangent is the
             # front's (Mitsuba's twosided mirrors the directions, not the frame), so the handedness turns with n
             mirror = flip & (values["shadowing"] > 0.5)
@@ -620,7 +623,8 @@ def surface_at(ts: TraceScene, face: torch.Tensor, o: torch.Tensor, d: torch.Ten
         unmapped = None
     front = ~(back & ~double[:, None])
     emission = values.pop("emission") * front
-    si = SurfaceSample.from_material(position, n, wo, values, geometric_normal=ng, unmapped_normal=unmapped)
+    si = SurfaceSample.from_material(position, n, wo, values, geometric_normal=ng, unmapped_normal=unmapped,
+                                     tangent=tangent if anisotropic else None)
     emitter_rows = torch.tensor([-1 if e is None else k for k, e in enumerate(ts.part_emitters)],
                                 device=face.device).index_select(0, part)
     return si, emission, ng, emitter_rows
@@ -654,13 +658,14 @@ def _materials(ts: TraceScene, part: torch.Tensor, uv: torch.Tensor) -> dict:
     out: dict = {}
     order, pieces = [], []
     wanted = model_values_of(ts.materials) - (set() if ts.transmissive else {"thin"})
+    maps = ts.tangents is not None and any(m.normal_texture is not None for m in ts.materials)
     for k in part.unique().tolist():
         rows = (part == k).nonzero()[:, 0]
         m = sample_material_unchecked(ts.materials[k], uv.index_select(0, rows)[None])
         m = {key: val[0].expand(rows.numel(), val.shape[-1]) for key, val in m.items()}
-        if ts.tangents is not None and "normal_tangent" not in m:
+        if maps and "normal_tangent" not in m:
             m["normal_tangent"] = uv.new_zeros(rows.numel(), 3)  # no map on this part
-        elif ts.tangents is None:
+        elif not maps:
             m.pop("normal_tangent", None)
         m["ior"] = ts.materials[k].ior.reshape(1, 1).expand(rows.numel(), 1)
         align_model_values(m, wanted, rows.numel(), uv)

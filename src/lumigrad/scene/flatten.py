@@ -19,7 +19,7 @@ from typing import List, Optional
 import torch
 
 from ..shading.material import Material
-from ..shading.tangents import corner_tangents
+from ..shading.tangents import corner_tangents, frame_tangents
 from .lights import AreaLight
 from .scene import SceneMesh
 from .shape import ShapeTriangles
@@ -84,18 +84,29 @@ class Triangles:
         counts = torch.tensor([p.faces.shape[0] for p in self.parts], dtype=torch.long, device=self.faces.device)
         return torch.repeat_interleave(torch.arange(len(self.parts), device=self.faces.device), counts)
 
-    def normal_map_tangents(self) -> Optional[torch.Tensor]:
-        """``[F, 3, 4]`` world tangents per face corner for normal mapping (the shape's own tangents, else
-        derived from its uv; zeros on parts whose material has no normal map), or ``None`` when no part has
-        one. Needs ``normals`` (``flatten(..., normals=True)``). **Differentiability:** as
-        :func:`lumigrad.shading.vertex_tangents`."""
-        if not any(p.material.normal_texture is not None for p in self.parts):
+    def shading_tangents(self) -> Optional[torch.Tensor]:
+        """``[F, 3, 4]`` world tangents per face corner: for normal mapping (the shape's own tangents, else derived
+        from its uv: :func:`lumigrad.shading.vertex_tangents`) and for anisotropic lobes
+        (``Material.roughness_aspect``; the shape's own tangents, else Mitsuba's frame of each triangle:
+        :func:`lumigrad.shading.tangents.frame_tangents`); zeros on the other parts. ``None`` when no part needs
+        them. Needs ``normals`` (``flatten(..., normals=True)``) where a part has a normal map.
+        **Differentiability:** in the vertices, normals and texture coordinates."""
+        mapped = [p.material.normal_texture is not None for p in self.parts]
+        anisotropic = [getattr(p.material, "roughness_aspect", None) is not None for p in self.parts]
+        if not any(mapped) and not any(anisotropic):
             return None
-        if self.normals is None:
-            raise ValueError("normal_map_tangents needs the shading normals: flatten(scene, normals=True)")
-        return torch.cat([corner_tangents(p.verts, p.faces, p.uv, p.uv_faces, p.normals, p.tangents)
-                          if p.material.normal_texture is not None else p.verts.new_zeros(p.faces.shape[0], 3, 4)
-                          for p in self.parts])
+        if any(mapped) and self.normals is None:
+            raise ValueError("shading_tangents needs the shading normals: flatten(scene, normals=True)")
+        out = []
+        for p, normal_map, aspect in zip(self.parts, mapped, anisotropic):
+            if normal_map:
+                out.append(corner_tangents(p.verts, p.faces, p.uv, p.uv_faces, p.normals, p.tangents))
+            elif aspect:
+                out.append(p.tangents[p.faces] if p.tangents is not None
+                           else frame_tangents(p.verts, p.faces, p.uv, p.uv_faces))
+            else:
+                out.append(p.verts.new_zeros(p.faces.shape[0], 3, 4))
+        return torch.cat(out)
 
     @property
     def face_material(self) -> torch.Tensor:

@@ -8,7 +8,8 @@ max(roughness^2, ALPHA_MIN)`` and ``h = normalize(wi + wo)``::
     f = c F(wo.h; eta, k) / F(1; eta, k) D(h) G1(wo) G1(wi) / (4 n.wo n.wi)
 
 ``F`` the unpolarised Fresnel reflectance of a conductor (:func:`fresnel_conductor`), ``D`` and ``G1`` GGX's or
-Beckmann's (``si.beckmann``), with the separable shadowing Mitsuba uses. The base colour scales the curve and
+Beckmann's (``si.beckmann``), with the separable shadowing Mitsuba uses; anisotropic (Mitsuba's ``alpha_u`` and
+``alpha_v``) where ``si.log_aspect`` is set (``Material.roughness_aspect``, :mod:`lumigrad.shading.anisotropy`). The base colour scales the curve and
 sets its height at normal incidence; ``eta`` and ``k`` set its shape: gold's, copper's or chromium's rise
 towards grazing light, which glTF's Schlick curve (the metal lobe of :func:`lumigrad.shading.metallic_roughness`)
 gets wrong by up to a quarter at 75 degrees. Mitsuba's ``specular_reflectance`` ``s`` with ``eta, k`` is the base
@@ -29,10 +30,11 @@ from typing import Optional
 
 import torch
 
+from .anisotropy import anisotropic_normal, anisotropic_terms, aspect_alphas, is_anisotropic, sampling_frame
 from .brdf import ALPHA_MIN, BSDFSample, beckmann_d, ggx_d, smith_g1
 from .per_point import PerPointModelBSDF, sample_at
 from .surface import SurfaceSample
-from .warps import beckmann_normal, ggx_visible_normal, local_frame, to_local, to_world
+from .warps import beckmann_normal, ggx_visible_normal, to_local, to_world
 
 __all__ = ["CONDUCTOR_VALUES", "ConductorBSDF", "PerPointConductorBSDF", "conductor_mask", "fresnel_conductor"]
 
@@ -95,7 +97,22 @@ class ConductorBSDF:
         wo_h = (wo * h).sum(-1, keepdim=True).clamp(0.0, 1.0)
         # 1 - (n.h)^2 as |n x h|^2: no cancellation inside a sharp lobe
         sin2_h = torch.linalg.cross(*torch.broadcast_tensors(n, h)).square().sum(-1, keepdim=True).clamp(0.0, 1.0)
-        return co, ci, valid, cos_h, wo_h, sin2_h
+        return co, ci, valid, cos_h, wo_h, sin2_h, (n, wo, wi, h)
+
+    def _lobe(self, si: SurfaceSample, wi: torch.Tensor):
+        """``(terms of _terms, D, G1(wo), G1(wi))``: the isotropic lobe's, or the anisotropic one's where ``si``
+        carries aspects (:mod:`lumigrad.shading.anisotropy`)."""
+        co, ci, valid, cos_h, wo_h, sin2_h, vectors = self._terms(si, wi)
+        alpha, bk = self._alpha(si), self._beckmann(si)
+        if is_anisotropic(si):
+            d, g_o, g_i = anisotropic_terms(si, *vectors, alpha, bk)
+        else:
+            a2 = alpha * alpha
+            d = ggx_d(sin2_h, a2)
+            if bk is not None:
+                d = torch.where(bk, beckmann_d(sin2_h, a2), d)
+            g_o, g_i = smith_g1(co, alpha, bk), smith_g1(ci, alpha, bk)
+        return (co, ci, valid, cos_h, wo_h), d, g_o, g_i
 
     def _alpha(self, si: SurfaceSample) -> torch.Tensor:
         return (si.roughness * si.roughness).clamp_min(ALPHA_MIN)
@@ -113,37 +130,32 @@ class ConductorBSDF:
 
     def eval(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         """``f(wi, si.wo)`` ``[..., C]``, no cosine."""
-        co, ci, valid, cos_h, wo_h, sin2_h = self._terms(si, wi)
-        alpha, bk = self._alpha(si), self._beckmann(si)
-        a2 = alpha * alpha
-        d = ggx_d(sin2_h, a2)
-        if bk is not None:
-            d = torch.where(bk, beckmann_d(sin2_h, a2), d)
-        g = smith_g1(co, alpha, bk) * smith_g1(ci, alpha, bk)
-        f = self.fresnel(si, wo_h) * (d * g / (4.0 * co * ci))
+        (co, ci, valid, cos_h, wo_h), d, g_o, g_i = self._lobe(si, wi)
+        f = self.fresnel(si, wo_h) * (d * g_o * g_i / (4.0 * co * ci))
         return torch.where(valid, f, torch.zeros_like(f))
 
     def pdf(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         """Density ``[..., 1]`` per solid angle of ``sample`` drawing ``wi``."""
-        co, ci, valid, cos_h, wo_h, sin2_h = self._terms(si, wi)
-        alpha, bk = self._alpha(si), self._beckmann(si)
-        a2 = alpha * alpha
-        pdf = ggx_d(sin2_h, a2) * smith_g1(co, alpha, None) / (4.0 * co)  # visible GGX normals, reflected
+        (co, ci, valid, cos_h, wo_h), d, g_o, _ = self._lobe(si, wi)
+        pdf = d * g_o / (4.0 * co)  # visible GGX normals, reflected
+        bk = self._beckmann(si)
         if bk is not None:
-            b = beckmann_d(sin2_h, a2) * cos_h / (4.0 * wo_h.clamp_min(1e-6))
-            pdf = torch.where(bk, b, pdf)
+            pdf = torch.where(bk, d * cos_h / (4.0 * wo_h.clamp_min(1e-6)), pdf)
         return torch.where(valid, pdf, torch.zeros_like(pdf))
 
     def sample(self, si: SurfaceSample, u1: torch.Tensor, u2: torch.Tensor) -> BSDFSample:
         """Draw ``wi`` from uniform ``u2 [..., 2]`` (``u1``, the lobe's number, is not used: one lobe)."""
         n, wo = _unit(si.normal), _unit(si.wo)
         n_b, wo_b = torch.broadcast_tensors(n, wo)
-        t, b = local_frame(n_b)
+        t, b = sampling_frame(si, n_b)
         wo_l = to_local(wo_b, t, b, n_b)
         alpha, bk = self._alpha(si), self._beckmann(si)
-        h = ggx_visible_normal(wo_l, alpha, u2)
-        if bk is not None:
-            h = torch.where(bk, beckmann_normal(alpha, u2), h)
+        if is_anisotropic(si):
+            h = anisotropic_normal(wo_l, aspect_alphas(alpha, si.log_aspect), u2, bk)
+        else:
+            h = ggx_visible_normal(wo_l, alpha, u2)
+            if bk is not None:
+                h = torch.where(bk, beckmann_normal(alpha, u2), h)
         wi = _unit(to_world(2.0 * (wo_l * h).sum(-1, keepdim=True) * h - wo_l, t, b, n_b))
         return sample_at(self, si, n_b, wi)
 

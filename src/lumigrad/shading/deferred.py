@@ -183,7 +183,8 @@ def shade_direct_unchecked(surface: SurfaceSample, lights: Iterable[LightSample]
                            principled_lobes=_per_point(si.principled_lobes, pixels),
                            shadowing=_per_point(si.shadowing, pixels),
                            delta_specular=_per_point(_opaque_dirac(si), pixels),
-                           unmapped_normal=_per_point(si.unmapped_normal, pixels))
+                           unmapped_normal=_per_point(si.unmapped_normal, pixels),
+                           tangent=_per_point(si.tangent, pixels), log_aspect=_per_point(si.log_aspect, pixels))
     checkpointed = use_checkpoint and torch.is_grad_enabled() and any(t.requires_grad for t in inputs + list(si.tensors().values()))
     total = None
     for sample in lights:

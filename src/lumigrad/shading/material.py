@@ -165,6 +165,15 @@ class Material:
             lights' point samples included) are all deltas to it, and its glass, shaded as an opaque surface, keeps
             its lobes. The path tracer (fused kernel, its replay, PyTorch transport, shadow-edge terms) and the
             raster's per-light shading honour it.
+        roughness_aspect: ``[]`` > 0 or None (isotropic): the specular lobe's aspect, for Mitsuba's anisotropic
+            ``roughconductor`` (``sqrt(alpha_v / alpha_u)``) and ``principled`` (``sqrt(1 - 0.9 anisotropic)``):
+            widths ``alpha / aspect`` along the surface's tangent and ``alpha aspect`` across it, ``alpha =
+            roughness^2`` their geometric mean (:mod:`lumigrad.shading.anisotropy`). The tangent is the mesh's
+            (``SceneMesh.tangents``), else each triangle's ``dp/du`` of its texture coordinates, else its first edge
+            (Mitsuba's frames). Only for a conductor (``conductor_eta`` set) or a ``principled`` material, checked when
+            the material is made and when it is shaded. A parameter (differentiable). The path tracer's PyTorch
+            transport (the fused kernel declines such scenes) and the raster's per-light shading honour it (the
+            raster's split-sum environment light is isotropic).
     """
 
     base_color_factor: torch.Tensor = None
@@ -195,6 +204,7 @@ class Material:
     conductor_k: Optional[torch.Tensor] = None
     principled_lobes: Optional[torch.Tensor] = None
     delta_specular: bool = False
+    roughness_aspect: Optional[torch.Tensor] = None
 
     def __setattr__(self, name, value):
         if name == "microfacet":  # checked whenever it is set, so every renderer reads a known distribution
@@ -202,6 +212,8 @@ class Material:
         elif name in ("thin_dielectric", "plastic", "principled", "mitsuba_normal_map",
                       "delta_specular") and not isinstance(value, bool):
             raise TypeError(f"{name} must be a bool; got {type(value).__name__}")
+        if name == "roughness_aspect" and value is not None:  # (its value checked whenever it is set)
+            value = _aspect_value(value, getattr(self, "base_color_factor", None))
         if name in ("conductor_eta", "conductor_k") and value is not None:  # (checked whenever either is set)
             value = _conductor_values(name, value, getattr(self, "base_color_factor", None))
         if name in _MODELS and _is_set(value):  # (one model a material; checked whenever one is set)
@@ -279,6 +291,7 @@ class Material:
                                  f"clearcoat, clearcoat_gloss, flatness); got {lobes.tolist()}")
         if self.delta_specular:
             self._check_delta_specular()
+        check_aspect_model(self)
         has_specular_weight(self)  # read now, with the checks above: renderers ask per frame
 
     def _check_delta_specular(self) -> None:
@@ -364,6 +377,29 @@ def _check_head_on(eta: torch.Tensor, k: torch.Tensor) -> None:
                          "with k near 0 is hardly an interface; its Fresnel curve would be float32 rounding)")
 
 
+def _aspect_value(value, like: Optional[torch.Tensor]) -> torch.Tensor:
+    """``roughness_aspect`` as a tensor (of ``like``'s dtype and device where it is not one), checked: one finite
+    number > 0."""
+    if not isinstance(value, torch.Tensor):
+        kw = ({"dtype": like.dtype, "device": like.device} if isinstance(like, torch.Tensor) and like.is_floating_point()
+              else {"dtype": torch.get_default_dtype()})
+        value = torch.tensor(value, **kw)
+    check_tensor(value, "roughness_aspect", floating=True, finite=True)
+    if value.numel() != 1 or float(value.detach().reshape(-1)[0]) <= 0:
+        raise ValueError(f"roughness_aspect must be one number > 0 (the lobe's sqrt(alpha_v / alpha_u)); got "
+                         f"{value.detach().tolist()}")
+    return value
+
+
+def check_aspect_model(material: Material) -> None:
+    """A ``roughness_aspect`` is on a conductor or a principled material (the attribute's doc); renderers ask per
+    frame, as the model may change after the aspect is set."""
+    if getattr(material, "roughness_aspect", None) is not None and not (
+            material.conductor_eta is not None or material.principled):
+        raise ValueError("roughness_aspect (an anisotropic lobe) is for Mitsuba's models: a conductor (conductor_eta "
+                         "set) or a principled material")
+
+
 def check_conductor_pair(material: Material) -> None:
     """``material``'s ``conductor_eta`` and ``conductor_k`` are set together or not at all (renderers ask per
     frame: reads no values)."""
@@ -388,10 +424,11 @@ _SPECULAR_NOT_ONE = PerVersion(capacity=1 << 16)  # one per material of a scene,
 
 
 #: Values :func:`sample_material` gives only for materials of a model other than glTF's (``microfacet``,
-#: ``thin_dielectric``, ``plastic``, ``principled``, ``conductor_eta``, ``delta_specular``), with their channels;
+#: ``thin_dielectric``, ``plastic``, ``principled``, ``conductor_eta``, ``delta_specular``, ``roughness_aspect``),
+#: with their channels;
 #: zeros mean the glTF model.
 MODEL_VALUES = {"beckmann": 1, "thin": 1, "plastic": PLASTIC_TABLE, "principled": 1, "principled_lobes": 6,
-                "conductor": CONDUCTOR_VALUES, "shadowing": 1, "delta_specular": 1}
+                "conductor": CONDUCTOR_VALUES, "shadowing": 1, "delta_specular": 1, "log_aspect": 1}
 
 
 def has_principled_lobes(material) -> bool:
@@ -420,6 +457,8 @@ def model_values_of(materials) -> set:
             keys.add("shadowing")
         if getattr(m, "delta_specular", False):
             keys.add("delta_specular")
+        if getattr(m, "roughness_aspect", None) is not None:
+            keys.add("log_aspect")
     return keys
 
 
@@ -470,8 +509,8 @@ def sample_material(material: Material, uv: Optional[torch.Tensor] = None, *,
         ``conductor [..., 7]`` (``eta``, ``k``, 1) for a conductor (``conductor_eta`` set), ``principled_lobes
         [..., 6]`` for a principled one that has them,
         ``plastic [..., 66]`` (:mod:`lumigrad.shading.plastic`'s table) for a ``plastic`` one, ``principled
-        [..., 1]`` (ones) for a ``principled`` one, ``delta_specular [..., 1]`` (ones) for a ``delta_specular`` one
-        and, with a normal texture,
+        [..., 1]`` (ones) for a ``principled`` one, ``delta_specular [..., 1]`` (ones) for a ``delta_specular`` one,
+        ``log_aspect [..., 1]`` (the log of ``roughness_aspect``) for an anisotropic one and, with a normal texture,
         ``normal_tangent [..., 3]`` (unnormalized tangent-space normal; see
         :func:`lumigrad.shading.perturb_normal`).
 
@@ -540,6 +579,9 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, linear_colou
         if m.principled_lobes is not None:
             out["principled_lobes"] = m.principled_lobes.clamp(0.0, 1.0).to(base).expand(pixels + (6,))
     check_conductor_pair(m)
+    if m.roughness_aspect is not None:
+        check_aspect_model(m)
+        out["log_aspect"] = m.roughness_aspect.reshape(1).log().to(base).expand(pixels + (1,))
     if m.conductor_eta is not None:
         values = torch.cat([m.conductor_eta, m.conductor_k, torch.ones_like(m.conductor_k[:1])]).to(base)
         out["conductor"] = values.expand(pixels + values.shape)

@@ -27,8 +27,10 @@ lum(c)`` the base colour's hue (``lum`` Rec. 709's luminance; ``T = 1`` where it
 
 ``D_GTR1`` Berry's distribution of width ``lerp(0.1, 0.001, g)`` and the clearcoat's ``G1`` GGX's of width 0.25,
 without the microfacet lobe's ``1 / (4 n.wo n.wi)``: as Mitsuba evaluates them (its ``principled.eval`` to
-float32 precision). ``anisotropic`` and ``spec_trans`` are not modelled (the Mitsuba reader keeps the glTF
-approximation for ``spec_trans`` and names ``anisotropic``). Reflection only: ``eval`` and ``pdf`` are 0 unless
+float32 precision). Mitsuba's ``anisotropic`` ``an`` is ``Material.roughness_aspect = sqrt(1 - 0.9 an)``: the main
+lobe's widths ``alpha / aspect`` along the surface's tangent and ``alpha aspect`` across it
+(:mod:`lumigrad.shading.anisotropy`). ``spec_trans`` is not modelled (the Mitsuba reader keeps the glTF
+approximation for it). Reflection only: ``eval`` and ``pdf`` are 0 unless
 ``n.wo > 0`` and ``n.wi > 0`` (Mitsuba's principled is black from behind; ``twosided`` flips it).
 An ``ior`` of at least 1 is assumed, as the Mitsuba reader requires: below 1 Mitsuba takes the metal's Schlick
 weight at the refracted cosine, this model at ``wo.h`` (up to 23 % apart at ior 0.8 and metallic 0.3; a
@@ -49,11 +51,12 @@ from typing import Optional
 
 import torch
 
+from .anisotropy import anisotropic_terms, aspect_alphas, is_anisotropic, sampling_frame
 from .brdf import ALPHA_MIN, BSDFSample, ggx_d, smith_g1
 from .dielectric import fresnel_dielectric_unchecked
 from .per_point import PerPointModelBSDF, sample_at
 from .surface import SurfaceSample
-from .warps import cosine_hemisphere, ggx_visible_normal, local_frame, to_local, to_world
+from .warps import cosine_hemisphere, ggx_visible_normal, to_local, to_world
 
 __all__ = ["PRINCIPLED_LOBES", "PerPointPrincipledBSDF", "PrincipledBSDF", "principled_mask", "specular_from_ior",
            "ior_from_specular"]
@@ -113,7 +116,15 @@ class PrincipledBSDF:
         wo_h = (wo * h).sum(-1, keepdim=True).clamp(0.0, 1.0)
         # 1 - (n.h)^2 as |n x h|^2: no cancellation inside a sharp lobe
         sin2_h = torch.linalg.cross(*torch.broadcast_tensors(n, h)).square().sum(-1, keepdim=True).clamp(0.0, 1.0)
-        return co, ci, valid, wo_h, sin2_h
+        return co, ci, valid, wo_h, sin2_h, (n, wo, wi, h)
+
+    def _main_lobe(self, si: SurfaceSample, co, ci, sin2_h, vectors):
+        """``(D, G1(wo), G1(wi))`` of the main GGX lobe: isotropic, or anisotropic where ``si`` carries aspects
+        (Mitsuba's ``anisotropic``: :mod:`lumigrad.shading.anisotropy`)."""
+        alpha = self._alpha(si)
+        if is_anisotropic(si):
+            return anisotropic_terms(si, *vectors, alpha)
+        return ggx_d(sin2_h, alpha * alpha), smith_g1(co, alpha), smith_g1(ci, alpha)
 
     def _alpha(self, si: SurfaceSample) -> torch.Tensor:
         return (si.roughness * si.roughness).clamp_min(ALPHA_MIN)
@@ -140,8 +151,8 @@ class PrincipledBSDF:
 
     def eval(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         """``f(wi, si.wo)`` ``[..., C]``, no cosine."""
-        co, ci, valid, wo_h, sin2_h = self._terms(si, wi)
-        alpha = self._alpha(si)
+        co, ci, valid, wo_h, sin2_h, vectors = self._terms(si, wi)
+        d, g_o, g_i = self._main_lobe(si, co, ci, sin2_h, vectors)
         eta = torch.as_tensor(si.ior, dtype=co.dtype, device=co.device)
         c, m, r = si.base_color, si.metallic, si.roughness
         s_h = _schlick_weight(wo_h)
@@ -155,7 +166,7 @@ class PrincipledBSDF:
             f0_tint = _tint(c) * ((eta - 1.0) / (eta + 1.0)) ** 2
             fresnel = ((1.0 - m) * (1.0 - spec_tint) * dielectric + metal
                        + (1.0 - m) * spec_tint * (f0_tint + (1.0 - f0_tint) * s_h))
-        spec = fresnel * ggx_d(sin2_h, alpha * alpha) * smith_g1(co, alpha) * smith_g1(ci, alpha) / (4.0 * co * ci)
+        spec = fresnel * d * g_o * g_i / (4.0 * co * ci)
         spec = torch.where(dielectric > 0, spec, torch.zeros_like(spec))  # (ior 1: Mitsuba drops the whole lobe)
         s_o, s_i = _schlick_weight(co), _schlick_weight(ci)
         retro = 2.0 * r * wo_h * wo_h
@@ -173,9 +184,9 @@ class PrincipledBSDF:
 
     def pdf(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         """Density ``[..., 1]`` per solid angle of ``sample`` drawing ``wi``."""
-        co, ci, valid, wo_h, sin2_h = self._terms(si, wi)
-        alpha = self._alpha(si)
-        spec = ggx_d(sin2_h, alpha * alpha) * smith_g1(co, alpha) / (4.0 * co)  # visible normals, reflected
+        co, ci, valid, wo_h, sin2_h, vectors = self._terms(si, wi)
+        d, g_o, _ = self._main_lobe(si, co, ci, sin2_h, vectors)
+        spec = d * g_o / (4.0 * co)  # visible normals, reflected
         p = self._specular_probability(si, co)
         pdf = p * spec + (1.0 - p) * ci / math.pi
         q = self._clearcoat_probability(si)
@@ -189,9 +200,10 @@ class PrincipledBSDF:
         ``u1 < q`` (its share), else the specular lobe or the cosine by ``(u1 - q) / (1 - q)``."""
         n, wo = _unit(si.normal), _unit(si.wo)
         n_b, wo_b = torch.broadcast_tensors(n, wo)
-        t, b = local_frame(n_b)
+        t, b = sampling_frame(si, n_b)
         wo_l = to_local(wo_b, t, b, n_b)
-        h = ggx_visible_normal(wo_l, self._alpha(si), u2)
+        alpha = self._alpha(si)
+        h = ggx_visible_normal(wo_l, aspect_alphas(alpha, si.log_aspect) if is_anisotropic(si) else alpha, u2)
         q = self._clearcoat_probability(si)
         u_main = u1 if q is None else ((u1 - q) / (1.0 - q)).clamp(0.0, 1.0)
         wi_spec = 2.0 * (wo_l * h).sum(-1, keepdim=True) * h - wo_l

@@ -25,7 +25,7 @@ __all__ = ["SurfaceSample", "check_material_dict"]
 #: Fields holding a per-point value of the material (as :func:`lumigrad.shading.sample_material` returns them).
 MATERIAL_FIELDS = ("base_color", "alpha", "metallic", "roughness", "occlusion", "emission", "ior", "specular_f0",
                    "transmission", "specular", "beckmann", "thin", "plastic", "principled", "principled_lobes", "conductor",
-                   "shadowing", "delta_specular")
+                   "shadowing", "delta_specular", "log_aspect")
 #: Fields that must be set.
 _REQUIRED = ("position", "normal", "wo", "base_color", "roughness", "metallic")
 #: Trailing size of each optional tensor field (``None``: any number of channels).
@@ -33,7 +33,7 @@ _TRAILING = {"position": 3, "normal": 3, "wo": 3, "base_color": None, "roughness
              "occlusion": 1, "emission": None, "ior": 1, "specular_f0": None, "geometric_normal": 3, "uv": 2,
              "tangent": 4, "unmapped_normal": 3, "transmission": 1, "specular": 1, "beckmann": 1, "thin": 1,
              "plastic": 66, "principled": 1, "principled_lobes": 6, "conductor": 7, "shadowing": 1,
-             "delta_specular": 1}
+             "delta_specular": 1, "log_aspect": 1}
 #: Closed ranges of the material values that :meth:`SurfaceSample.validate` enforces.
 _RANGES = {"base_color": (0.0, 1.0), "roughness": (0.0, 1.0), "metallic": (0.0, 1.0), "alpha": (0.0, 1.0),
            "specular_f0": (0.0, 1.0), "occlusion": (0.0, None), "emission": (0.0, None), "transmission": (0.0, 1.0),
@@ -100,6 +100,9 @@ class SurfaceSample:
         delta_specular: optional ``[..., 1]``, 1 where the point's specular lobes are Dirac lobes that delta
             lights do not reach (``Material.delta_specular``: :mod:`lumigrad.shading.delta_specular`), 0
             elsewhere; ``None``: no point is.
+        log_aspect: optional ``[..., 1]``, the log of the point's lobe aspect (``Material.roughness_aspect``: widths
+            ``alpha / aspect`` along ``tangent`` and ``alpha aspect`` across it, :mod:`lumigrad.shading.anisotropy`),
+            0 on isotropic points; ``None``: every lobe is isotropic. Read with ``tangent``.
 
     Construction checks types, trailing sizes, dtypes, devices and that the batch dims broadcast, without
     reading values (no host sync, so a renderer may build one per frame on CUDA). :meth:`validate` checks
@@ -140,6 +143,7 @@ class SurfaceSample:
     conductor: Optional[torch.Tensor] = None
     shadowing: Optional[torch.Tensor] = None
     delta_specular: Optional[torch.Tensor] = None
+    log_aspect: Optional[torch.Tensor] = None
 
     def __post_init__(self):
         check_tensor(self.position, "position", trailing=(3,), floating=True)
@@ -172,7 +176,7 @@ class SurfaceSample:
         :func:`lumigrad.shading.sample_material` (a dict with ``base_color``, ``roughness``, ``metallic`` and
         optionally ``alpha``, ``occlusion``, ``emission``, ``ior``, ``specular_f0``, ``transmission``,
         ``specular``, ``beckmann``, ``thin``, ``plastic``, ``principled``, ``principled_lobes``, ``conductor``,
-        ``shadowing``, ``delta_specular``).
+        ``shadowing``, ``delta_specular``, ``log_aspect``).
 
         Other keys are ignored (``normal_tangent`` is consumed before, by
         :func:`lumigrad.shading.perturb_normal`); ``geometry`` sets ``geometric_normal``, ``uv`` or ``tangent``.

@@ -74,6 +74,27 @@ def corner_tangents(verts: torch.Tensor, faces: torch.Tensor, uv: torch.Tensor, 
     return vertex_tangents_unchecked(verts, faces, uv, uv_faces, normals[faces])
 
 
+def frame_tangents(verts: torch.Tensor, faces: torch.Tensor, uv: torch.Tensor, uv_faces: torch.Tensor,
+                   eps: float = 1e-12) -> torch.Tensor:
+    """``[F, 3, 4]`` Mitsuba's tangent of each triangle, the same at its three corners with handedness 1: ``dp/du``
+    of its texture coordinates, ``(dv2 e1 - dv1 e2) / (du1 dv2 - du2 dv1)`` (``e1, e2`` the edges from corner 0 in
+    position, ``du, dv`` in uv), or its first edge ``e1`` where the uv layout is degenerate (a shape without
+    texture coordinates: Mitsuba's ``uv`` are then the barycentrics, whose ``dp/du`` is ``e1``). The frame of
+    Mitsuba's anisotropic lobes (``sh_frame.s``, made orthogonal to the shading normal where it is used); unlike
+    :func:`vertex_tangents` not averaged at the vertices. For the renderers (no checks).
+    **Differentiability:** in ``verts`` and ``uv``."""
+    p = verts[faces]  # [F, 3, 3]
+    t = uv[uv_faces]  # [F, 3, 2]
+    e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+    d1, d2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
+    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
+    ok = (det.abs() > eps)[:, None]
+    r = 1 / torch.where(ok, det[:, None], torch.ones_like(det[:, None]))
+    dpdu = torch.where(ok, (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * r, e1)
+    tangent = torch.cat([dpdu, torch.ones_like(dpdu[:, :1])], -1)
+    return tangent[:, None].expand(-1, 3, -1)
+
+
 def perturb_normal(normal: torch.Tensor, tangent: torch.Tensor, normal_tangent: torch.Tensor,
                    eps: float = 1e-12) -> torch.Tensor:
     """World normal ``[..., 3]`` from a tangent-space normal (``normal_tangent [..., 3]``, e.g. from

@@ -106,10 +106,10 @@ def bsdf_for(si: SurfaceSample) -> BSDF:
 
 def is_gltf_ggx(si: SurfaceSample) -> bool:
     """Whether every point of ``si`` is the glTF model with GGX lobes and glTF's normal maps (no Beckmann
-    microfacets, none of Mitsuba's models or normal maps, no Dirac specular lobes): what the fused raster kernels
-    shade. Reads no values."""
+    microfacets, none of Mitsuba's models or normal maps, no Dirac specular lobes, no anisotropic lobes): what the
+    fused raster kernels shade. Reads no values."""
     return (si.beckmann is None and si.plastic is None and si.principled is None and si.conductor is None
-            and si.delta_specular is None and shadowing_mask(si) is None)
+            and si.delta_specular is None and si.log_aspect is None and shadowing_mask(si) is None)
 
 
 #: How close to 1 an ior must be for the boundary to count as index-matched (a straight pass-through).
