@@ -419,9 +419,11 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
     * ``transmission_factor 1, metallic 0``, white: ``roughdielectric`` (GGX, ``alpha = roughness^2``, ``int_ior =
       ior``).
     * ``roughconductor`` and ``roughdielectric`` take the material's ``microfacet`` as their ``distribution``.
-    * ``Material.principled`` (with its ``principled_lobes``): ``principled`` (the same model).
+    * ``Material.principled`` (with its ``principled_lobes``): ``principled`` (the same model); a
+      ``roughness_aspect`` in ``[sqrt(0.1), 1]`` as its ``anisotropic``.
     * ``Material.conductor_eta`` / ``conductor_k``: ``roughconductor`` with that ``eta`` and ``k`` and
-      ``specular_reflectance = base_color / F(1; eta, k)`` (the same model).
+      ``specular_reflectance = base_color / F(1; eta, k)`` (the same model); a ``roughness_aspect`` as
+      ``alpha_u, alpha_v`` (the shape's texture coordinates written with it: Mitsuba's frame is ``dp/du``).
     * ``Material.plastic``: ``roughplastic`` (the same model); ``thin_dielectric`` with
       ``transmission_factor`` 1: ``thindielectric`` tinted by the base colour.
     * ``Material.delta_specular``: the smooth plugin (``conductor``, ``dielectric``, ``plastic``): delta lobes, as
@@ -443,6 +445,11 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
         if m.base_color_texture is not None:
             raise NotImplementedError("a textured principled (the peer writes factors only)")
         out = {"type": "principled", "base_color": _rgb(base), "metallic": metallic, "roughness": rough, "eta": ior}
+        if getattr(m, "roughness_aspect", None) is not None:  # aspect = sqrt(1 - 0.9 anisotropic)
+            aspect = f(m.roughness_aspect)
+            if not math.sqrt(0.1) - 1e-6 <= aspect <= 1.0:
+                raise NotImplementedError(f"Mitsuba's principled takes aspects in [sqrt(0.1), 1]; got {aspect}")
+            out["anisotropic"] = min(max((1.0 - aspect * aspect) / 0.9, 0.0), 1.0)
         if getattr(m, "principled_lobes", None) is not None:
             names = ("spec_tint", "sheen", "sheen_tint", "clearcoat", "clearcoat_gloss", "flatness")
             out.update({k: float(v) for k, v in zip(names, m.principled_lobes.detach().reshape(6).tolist()) if v})
@@ -455,7 +462,11 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
         tint = np.clip(base[:3] / head_on, 0.0, 1.0)  # (float32 rounding may lift a white tint above 1)
         if getattr(m, "delta_specular", False):  # Mitsuba's smooth conductor
             return {"type": "conductor", "eta": _rgb(eta), "k": _rgb(k), "specular_reflectance": _rgb(tint)}
-        return {"type": "roughconductor", "distribution": m.microfacet, "alpha": max(rough * rough, 1e-3),
+        widths = {"alpha": max(rough * rough, 1e-3)}
+        if getattr(m, "roughness_aspect", None) is not None:  # alpha / aspect along dp/du, alpha aspect across
+            aspect = f(m.roughness_aspect)
+            widths = {"alpha_u": max(rough * rough / aspect, 1e-3), "alpha_v": max(rough * rough * aspect, 1e-3)}
+        return {"type": "roughconductor", "distribution": m.microfacet, **widths,
                 "eta": _rgb(eta), "k": _rgb(k), "specular_reflectance": _rgb(tint)}
     if getattr(m, "plastic", False):
         if m.base_color_texture is not None:
@@ -580,7 +591,12 @@ def scene_dict(scene, camera, *, integrator: dict, spp: int = 1, metal: str = "p
             bsdf, emitter = bsdf_dict(part.material, metal=metal), None
             if part.double_sided:
                 bsdf = {"type": "twosided", "bsdf": bsdf}
-        has_uv = part.material.base_color_texture is not None
+        # the shape's own texture coordinates set Mitsuba's frames (dp/du) of an anisotropic lobe
+        anisotropic = getattr(part.material, "roughness_aspect", None) is not None
+        if anisotropic and getattr(part.source, "tangents", None) is not None:
+            raise NotImplementedError("an anisotropic lobe on a shape with its own tangents (Mitsuba's frame is dp/du)")
+        has_uv = part.material.base_color_texture is not None or (
+            anisotropic and getattr(part.source, "uv", None) is not None)
         medium = getattr(part.material, "interior", None) if emitter is None else None
         out[name] = mesh_object(name, flat.verts, flat.faces[rows], normals=flat.normals,
                                 uv=flat.uv if has_uv else None, uv_faces=flat.uv_faces[rows] if has_uv else None,

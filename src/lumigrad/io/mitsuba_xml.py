@@ -997,6 +997,10 @@ class _Reader:
             tangents = self.mitsuba_tangents(verts, faces, uv, uv_faces, normals)
             if mirrored:  # a mirroring to_world: lumigrad flips the handedness with the determinant's sign (glTF's
                 tangents[:, 3] = -1.0  # rule); Mitsuba's frame stays n x dp/du
+        elif getattr(material, "roughness_aspect", None) is not None and kind in ("sphere", "disk"):
+            # an anisotropic lobe on an analytic shape tessellated without texture coordinates: Mitsuba's dp/du
+            tangents = self.analytic_tangents(kind, verts, p.vector("center", (0.0, 0.0, 0.0)) if kind == "sphere"
+                                              else (0.0, 0.0, 0.0))
         mesh = self._make(elem, SceneMesh, t(verts), torch.as_tensor(faces, dtype=torch.long), material,
                           tangents=None if tangents is None else t(tangents),
                           uv=None if uv is None else t(uv),
@@ -1474,6 +1478,16 @@ class _Reader:
         if opacity.to_uv is not None:
             self.uv_transforms[id(texture)] = (texture, opacity.to_uv)
         return texture
+
+    @staticmethod
+    def analytic_tangents(kind: str, verts: np.ndarray, center) -> np.ndarray:
+        """``[V, 4]`` Mitsuba's ``dp/du`` of an analytic ``sphere`` (about its local z axis: ``(-y, x, 0)`` from the
+        centre, ``u = phi / 2 pi``) or ``disk`` (radial, ``u = r``) at the vertices of its tessellation, handedness 1.
+        Both are linear in the point, so interpolated inside a triangle they are the analytic shape's at the
+        interpolated point; 0 at the sphere's poles and the disk's centre (no direction, as Mitsuba's)."""
+        r = verts - np.asarray(center, dtype=np.float64)
+        d = np.stack([-r[:, 1], r[:, 0], np.zeros(len(r))], -1) if kind == "sphere" else r
+        return np.concatenate([d, np.ones((len(d), 1))], -1)
 
     @staticmethod
     def mitsuba_tangents(verts, faces, uv, uv_faces, normals) -> np.ndarray:
