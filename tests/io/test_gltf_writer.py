@@ -214,11 +214,13 @@ def test_unrepresentable_lights_and_cameras_warn_and_are_skipped(tmp_path):
     scene.add_mesh("gold", lg.SceneMesh(v, f, lg.shading.Material(conductor_eta=torch.tensor([0.14, 0.38, 1.44]),
                                                                    conductor_k=torch.tensor([3.98, 2.39, 1.6]),
                                                                    roughness_factor=0.0, delta_specular=True)))
+    scene.add_mesh("brushed", lg.SceneMesh(v, f, lg.shading.Material(principled=True, roughness_aspect=0.5)))
     with pytest.warns(UserWarning) as record:
         out = write_gltf(tmp_path / "scene.glb", scene)
     messages = " ".join(str(w.message) for w in record)
     assert "is Mitsuba's conductor (Material.conductor_eta)" in messages
     assert "has Dirac specular lobes (Material.delta_specular), which glTF cannot mark" in messages
+    assert "has an anisotropic lobe (Material.roughness_aspect), which glTF's core model cannot hold" in messages
     for expected in ("'sky' is a SHLight", "'panel' is a AreaLight", "'batch' is a batch", "principal point",
                      "fx = 60 != fy = 50", "spot light 'spot' has the 'linear' falloff",
                      "materials[0] has the 'beckmann' microfacet distribution",

@@ -305,6 +305,8 @@ def test_write_mtl_warns_about_what_it_cannot_write(tmp_path):
         write_mtl(tmp_path / "g.mtl", {"mirror": Material(conductor_eta=torch.tensor([0.14, 0.38, 1.44]),
                                                           conductor_k=torch.tensor([3.98, 2.39, 1.6]),
                                                           roughness_factor=0.0, delta_specular=True)})
+    with pytest.warns(UserWarning, match=r"materials\['satin'\]: roughness_aspect \(an anisotropic lobe\) has no MTL"):
+        write_mtl(tmp_path / "h.mtl", {"satin": Material(principled=True, roughness_aspect=0.5)})
     with pytest.warns(UserWarning, match=r"materials\['metal'\]: microfacet 'beckmann' has no MTL statement"):
         write_mtl(tmp_path / "d.mtl", {"metal": Material(microfacet="beckmann")})
     with warnings.catch_warnings():

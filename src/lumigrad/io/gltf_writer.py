@@ -240,6 +240,9 @@ class _Writer:
             warnings.warn(f"glTF writer: {where} is Mitsuba's {model} (Material.{model}"
                           f"{'_eta' if model == 'conductor' else ''}), which glTF cannot hold; written as the glTF "
                           "model of the same factors")
+        if m.roughness_aspect is not None:
+            warnings.warn(f"glTF writer: {where} has an anisotropic lobe (Material.roughness_aspect), which glTF's "
+                          "core model cannot hold; written isotropic, of the mean width")
         if m.delta_specular:
             warnings.warn(f"glTF writer: {where} has Dirac specular lobes (Material.delta_specular), which glTF "
                           "cannot mark; written as lobes of roughness 0 (delta lights' glints show again)")

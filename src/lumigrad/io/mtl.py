@@ -397,6 +397,9 @@ def write_mtl(path: str | os.PathLike, materials: Dict[str, Material], texture_p
         if model is not None:
             warnings.warn(f"materials[{name!r}]: {model} (Mitsuba's model) has no MTL statement, not written",
                           stacklevel=2)
+        if m.roughness_aspect is not None:
+            warnings.warn(f"materials[{name!r}]: roughness_aspect (an anisotropic lobe) has no MTL statement, not "
+                          "written", stacklevel=2)
         if m.delta_specular:
             warnings.warn(f"materials[{name!r}]: delta_specular (Dirac specular lobes) has no MTL statement, not "
                           "written", stacklevel=2)
