@@ -54,6 +54,12 @@ CASES = {
                         '<float name="spec_tint" value="0.4"/><float name="sheen" value="0.7"/>'
                         '<float name="sheen_tint" value="0.5"/><float name="clearcoat" value="0.8"/>'
                         '<float name="clearcoat_gloss" value="0.6"/><float name="flatness" value="0.3"/></bsdf>',
+    "roughconductor-aniso": '<bsdf type="roughconductor"><string name="material" value="Al"/>'
+                            '<string name="distribution" value="ggx"/><float name="alpha_u" value="0.05"/>'
+                            '<float name="alpha_v" value="0.35"/></bsdf>',
+    "principled-aniso": '<bsdf type="principled"><rgb name="base_color" value="0.9, 0.6, 0.3"/>'
+                        '<float name="roughness" value="0.4"/><float name="metallic" value="0.8"/>'
+                        '<float name="anisotropic" value="0.8"/></bsdf>',
     "principled-glass": '<bsdf type="principled"><rgb name="base_color" value="0.5, 0.8, 0.6"/>'
                         '<float name="roughness" value="0.3"/><float name="spec_trans" value="1"/></bsdf>',
     "spot": None,

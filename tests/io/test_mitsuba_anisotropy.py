@@ -39,6 +39,12 @@ _SHAPES = {
                '<transform name="to_world"><translate x="-6" y="-0.5" z="0"/></transform>{bsdf}</shape>', (-5.4, 0.05)),
     "obj": ('<shape type="obj" id="obj"><string name="filename" value="plain.obj"/>'
             '<transform name="to_world"><translate x="-3.6" y="-0.5" z="0"/></transform>{bsdf}</shape>', (-3.0, 0.05)),
+    "obj_flipped": ('<shape type="obj" id="obj_flipped"><string name="filename" value="plain.obj"/>'
+                    '<boolean name="flip_normals" value="true"/><transform name="to_world"><translate x="-8.4" '
+                    'y="-0.5" z="0"/></transform>{bsdf}</shape>', (-7.8, 0.05)),
+    "obj_mirrored": ('<shape type="obj" id="obj_mirrored"><string name="filename" value="plain.obj"/>'
+                     '<transform name="to_world"><scale x="-1"/><translate x="-9.6" y="-0.5" z="0"/></transform>'
+                     '{bsdf}</shape>', (-10.2, 0.05)),
     "rectangle": ('<shape type="rectangle" id="rectangle"><transform name="to_world"><rotate x="1" y="1" angle="30"/>'
                   '<rotate z="1" angle="20"/><translate x="-1" y="0" z="0"/></transform>{bsdf}</shape>', (-1.0, 0.0)),
     "cube": ('<shape type="cube" id="cube"><transform name="to_world"><scale value="0.6"/><rotate x="0.436" y="0.873" '
@@ -81,7 +87,7 @@ def test_the_lobes_frames_are_mitsubas(tmp_path, shape):
     si = surface_at(ts, hit.face[keep], o[keep], d[keep])[0]
     n = torch.nn.functional.normalize(si.normal, dim=-1)
     ours = tangent_frame(n, si.tangent)[0]
-    theirs = mi.load_file(str(path))
+    theirs = mi.load_file(str(path), optimize=False)  # (not merging the meshes that share a BSDF)
     compared = 0
     for row, k in enumerate(keep.nonzero()[:, 0].tolist()):
         it = theirs.ray_intersect(mi.Ray3f(mi.Point3f(o[k].tolist()), mi.Vector3f(d[k].tolist())))
@@ -136,3 +142,18 @@ def test_bad_anisotropy_is_refused_naming_the_element(tmp_path, body, message):
 
     with pytest.raises(MitsubaXmlError, match=message):
         _read(_write(tmp_path, f'<shape type="rectangle">{body}</shape>'))
+
+
+def test_a_texture_to_uv_that_turns_the_frame_is_noted(tmp_path):
+    (tmp_path / "t.png").write_bytes(b"")
+    from PIL import Image
+
+    Image.new("RGB", (4, 4), (200, 100, 50)).save(tmp_path / "t.png")
+    bsdf = ('<bsdf type="principled"><float name="anisotropic" value="0.5"/><texture type="bitmap" name="base_color">'
+            '<string name="filename" value="t.png"/><transform name="to_uv"><rotate z="1" angle="30"/></transform>'
+            '</texture></bsdf>')
+    _, notes = _read(_write(tmp_path, f'<shape type="rectangle">{bsdf}</shape>'))
+    assert any("anisotropic lobe with a texture's rotating or shearing to_uv" in n for n in notes)
+    plain = bsdf.replace('<rotate z="1" angle="30"/>', '<scale x="2" y="3"/>')
+    _, notes = _read(_write(tmp_path, f'<shape type="rectangle">{plain}</shape>', "plain.xml"))
+    assert not any("to_uv" in n for n in notes)

@@ -911,11 +911,11 @@ def test_what_is_not_read_is_named_in_one_warning(tmp_path):
         <emitter type="area" id="unused"/>
         <shape type="rectangle" id="lamp"><bsdf type="diffuse"/><emitter type="area"/></shape>
         <shape type="rectangle" id="r"><bsdf type="principled"><float name="clearcoat" value="1"/>
-            <float name="anisotropic" value="0.5"/></bsdf><float name="mystery" value="3"/></shape>''')
+            <float name="diff_trans" value="0.5"/></bsdf><float name="mystery" value="3"/></shape>''')
     scene, notes = _read(path)
     assert len(notes) == 1
     for part in ["the BSDF of an emitting shape (it becomes an AreaLight only) (<shape type='rectangle' id='lamp'> at "
-                 "scene.xml:5)", "principled anisotropic (not modelled)",
+                 "scene.xml:5)", "principled diff_trans (not modelled)",
                  "property 'mystery' of shape 'rectangle' (<shape type='rectangle' id='r'> at scene.xml:6)",
                  "area emitters that no shape uses (<emitter type='area' id='unused'> at scene.xml:4)"]:
         assert part in notes[0], part

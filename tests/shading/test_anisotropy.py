@@ -9,10 +9,10 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from lumigrad.shading import Material, SurfaceSample, sample_material
+from lumigrad.shading import bsdf_for, point_light, shade_direct
 from lumigrad.shading.anisotropy import (anisotropic_d, anisotropic_g1, anisotropic_normal, aspect_alphas,
-                                         tangent_frame)
+                                         lobe_widths, tangent_frame)
 from lumigrad.shading.brdf import beckmann_d, ggx_d, smith_g1
 from lumigrad.shading.conductor import CONDUCTOR_VALUES, ConductorBSDF
 from lumigrad.shading.principled import PrincipledBSDF
@@ -275,3 +275,56 @@ def test_a_material_aspect_is_checked_and_sampled():
         sample_material(m, shape=(1,))
     with pytest.raises(ValueError, match="roughness_aspect"):
         m.roughness_aspect = 0.0
+
+
+def test_gradients_are_finite_where_the_half_vector_vanishes():
+    """``wi = -wo`` (a thin sheet's or index-matched glass's delta transmission, evaluated by every model of a mixed
+    batch): ``h`` is 0, the lobe 0, and so are its derivatives (not NaN)."""
+    wo = _dir(0.5)
+    si = _conductor(2, wo, 3.0)
+    rough = si.roughness.clone().requires_grad_(True)
+    log_aspect = si.log_aspect.clone().requires_grad_(True)
+    si = SurfaceSample(**{**si.tensors(), "roughness": rough, "log_aspect": log_aspect, "ior": si.ior})
+    wi = torch.stack([-wo, wo * torch.tensor([-1.0, -1.0, 1.0], dtype=DT)])
+    for bsdf in (ConductorBSDF(), bsdf_for(si)):
+        f = bsdf.eval(si, wi) + bsdf.pdf(si, wi)
+        grads = torch.autograd.grad(f.sum(), (rough, log_aspect))
+        assert all(bool(torch.isfinite(g).all()) for g in grads)
+        assert float(f[0].detach().abs().sum()) == 0.0
+
+
+def test_each_width_is_clamped_on_its_own():
+    """As Mitsuba's principled: the widths of the mean ``roughness^2`` and the aspect, each clamped (not the mean
+    first)."""
+    si = _principled(1, _dir(0.3), math.sqrt(0.1), roughness=0.02)
+    widths = lobe_widths(si)[0].tolist()
+    assert widths == pytest.approx([0.02 ** 2 / math.sqrt(0.1), 1e-3])
+
+
+def test_a_tangent_along_the_normal_in_float32_falls_back_with_finite_slopes():
+    n = torch.tensor([[0.0, 0.6, 0.8]])
+    tangent = torch.cat([n + torch.tensor([[3e-8, 0.0, 0.0]]), torch.ones(1, 1)], -1).requires_grad_(True)
+    s, t = tangent_frame(n, tangent)
+    torch.testing.assert_close(torch.stack([s, t]), torch.stack(tangent_frame(n, None)))
+    (g,) = torch.autograd.grad(s.sum() + t.sum(), tangent)
+    assert bool(torch.isfinite(g).all()) and float(g.abs().max()) < 1e3
+
+
+def test_an_aspect_an_optimiser_pushed_out_of_range_is_clamped():
+    m = Material(roughness_aspect=0.05, principled=True)
+    with torch.no_grad():
+        m.roughness_aspect.sub_(0.1)  # (in place: past the check when set)
+    assert sample_material(m, shape=(1,))["log_aspect"].item() == pytest.approx(math.log(1e-3))
+    with torch.no_grad():
+        m.roughness_aspect.fill_(1e9)
+    assert sample_material(m, shape=(1,))["log_aspect"].item() == pytest.approx(-math.log(1e-3))
+
+
+def test_shade_direct_refuses_an_anisotropic_material_dict():
+    """A material dict carries no tangent for the lobe to turn in: the public G-buffer shading says so."""
+    m = Material(roughness_aspect=2.0, principled=True)
+    values = sample_material(m, shape=(1,))
+    z = torch.tensor([[0.0, 0.0, 1.0]])
+    light = point_light(torch.zeros(1, 3), torch.tensor([0.0, 0.0, 2.0]), torch.ones(3))
+    with pytest.raises(ValueError, match="log_aspect"):
+        shade_direct(torch.zeros(1, 3), z, z, values, [light])

@@ -930,8 +930,8 @@ class _Reader:
         if parent is not None:
             to_world = parent @ to_world
         if p.boolean("flip_normals", False):
-            faces = faces[:, [0, 2, 1]]
-            uv_faces = None if uv_faces is None else uv_faces[:, [0, 2, 1]]
+            faces = faces[:, [1, 0, 2]]  # (turned round keeping the first edge's line: Mitsuba's dp/du without uv)
+            uv_faces = None if uv_faces is None else uv_faces[:, [1, 0, 2]]
             normals = None if normals is None else -normals
         emitters = p.nested("emitter")
         bsdfs = p.nested("bsdf")
@@ -960,8 +960,8 @@ class _Reader:
                          or (elem in self.obj_normals and not p.boolean("face_normals", False))):
             # Mitsuba shades an analytic shape or stored normals with the normals transformed (n M^-1: not flipped
             # by a mirror), where lumigrad takes a face's side from its world winding (flipped): turned back here
-            faces = faces[:, [0, 2, 1]]
-            uv_faces = None if uv_faces is None else uv_faces[:, [0, 2, 1]]
+            faces = faces[:, [1, 0, 2]]  # (turned round keeping the first edge's line: Mitsuba's dp/du without uv)
+            uv_faces = None if uv_faces is None else uv_faces[:, [1, 0, 2]]
         others = [t for n, t, _ in p.objects if t.tag == "medium" and n not in ("interior", "exterior")]
         if others:
             raise self.error(others[0], f"{self.describe(others[0])} inside a shape must be named 'interior' or "
@@ -991,6 +991,9 @@ class _Reader:
             raise self.error(elem, f"{self.describe(elem)}: its material's textures have different to_uv transforms "
                                    "(lumigrad's textures share the shape's texture coordinates)")
         if transforms and transforms[0] is not None:  # the textures' to_uv moves the shape's coordinates
+            if material.roughness_aspect is not None and abs(transforms[0][0, 1]) + abs(transforms[0][1, 0]) > 0:
+                self.note("an anisotropic lobe with a texture's rotating or shearing to_uv (its frame follows the "
+                          "moved texture coordinates; Mitsuba's, the shape's own)", elem)
             uv = uv @ transforms[0][:, :2].T + transforms[0][:, 2]
         tangents = None
         if material.normal_texture is not None and id(material.normal_texture) in self.mitsuba_normal_maps:

@@ -37,10 +37,11 @@ from .surface import SurfaceSample
 from .warps import beckmann_normal, ggx_visible_normal, local_frame
 
 __all__ = ["aspect_alphas", "anisotropic_d", "anisotropic_g1", "anisotropic_normal", "anisotropic_terms",
-           "is_anisotropic", "sampling_frame", "tangent_frame"]
+           "is_anisotropic", "lobe_widths", "sampling_frame", "tangent_frame"]
 
-#: Squared length below which a tangent (made orthogonal to the normal) is no direction.
-_TANGENT_MIN2 = 1e-20
+#: Squared length, relative to the tangent's, below which a tangent made orthogonal to the normal is no direction
+#: (within 1e-4 of the normal: float32 rounding would turn it anywhere, with slopes of 1e4 and more).
+_TANGENT_MIN2 = 1e-8
 #: Floor of ``z^2`` in Beckmann's ``D`` (as :func:`lumigrad.shading.brdf.beckmann_d`'s).
 _COS2_FLOOR = 1e-6
 _EPS = 1e-30
@@ -61,14 +62,14 @@ def aspect_alphas(alpha: torch.Tensor, log_aspect: torch.Tensor) -> torch.Tensor
 def tangent_frame(n: torch.Tensor, tangent: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
     """Unit ``(s, t)`` with ``(s, t, n)`` right-handed and orthonormal (``n [..., 3]`` unit): ``s`` along
     ``tangent [..., >= 3]`` (its ``xyz``) made orthogonal to ``n``, ``t = n x s``; :func:`local_frame` where
-    ``tangent`` is None, zero or parallel to ``n``. **Differentiability:** in ``n`` and ``tangent``."""
+    ``tangent`` is None, zero or within 1e-4 of ``n``'s direction. **Differentiability:** in ``n`` and ``tangent``."""
     fallback = local_frame(n)
     if tangent is None:
         return fallback
-    x = tangent[..., :3]
-    x = x - n * (n * x).sum(-1, keepdim=True)
+    given = tangent[..., :3]
+    x = given - n * (n * given).sum(-1, keepdim=True)
     len2 = (x * x).sum(-1, keepdim=True)
-    ok = len2 > _TANGENT_MIN2
+    ok = (len2 > _TANGENT_MIN2 * (given * given).sum(-1, keepdim=True)) & (len2 > _EPS)
     s = x * torch.where(ok, len2, torch.ones_like(len2)).rsqrt()
     s = torch.where(ok, s, fallback[0])
     t = torch.where(ok, torch.linalg.cross(*torch.broadcast_tensors(n, s)), fallback[1])
@@ -81,12 +82,13 @@ def anisotropic_d(h: torch.Tensor, alphas: torch.Tensor, beckmann: Optional[torc
     au, av = alphas[..., :1], alphas[..., 1:]
     x, y, z = h[..., :1], h[..., 1:2], h[..., 2:]
     slope2 = (x / au) ** 2 + (y / av) ** 2
-    q = slope2 + z * z
+    up = z > 0
+    q = torch.where(up, slope2 + z * z, torch.ones_like(z))  # (0 at h = 0, wi = -wo: a NaN slope behind the where)
     d = 1.0 / (math.pi * au * av * q * q)
     if beckmann is not None:
         z2 = (z * z).clamp_min(_COS2_FLOOR)
         d = torch.where(beckmann, torch.exp(-slope2 / z2) / (math.pi * au * av * z2 * z2), d)
-    return torch.where(z > 0, d, torch.zeros_like(d))
+    return torch.where(up, d, torch.zeros_like(d))
 
 
 def anisotropic_g1(w: torch.Tensor, alphas: torch.Tensor, beckmann: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -120,13 +122,19 @@ def anisotropic_normal(wo: torch.Tensor, alphas: torch.Tensor, u: torch.Tensor,
     return h
 
 
+def lobe_widths(si: SurfaceSample) -> torch.Tensor:
+    """``[..., 2]`` widths ``(alpha_u, alpha_v)`` of ``si``'s anisotropic lobes: :func:`aspect_alphas` of the mean
+    width ``roughness^2`` (each width clamped on its own, as Mitsuba's)."""
+    return aspect_alphas(si.roughness * si.roughness, si.log_aspect)
+
+
 def anisotropic_terms(si: SurfaceSample, n: torch.Tensor, wo: torch.Tensor, wi: torch.Tensor, h: torch.Tensor,
-                      alpha: torch.Tensor, beckmann: Optional[torch.Tensor] = None):
-    """``(D(h), G1(wo), G1(wi))`` (each ``[..., 1]``) of ``si``'s anisotropic lobes of mean width ``alpha`` for the
+                      beckmann: Optional[torch.Tensor] = None):
+    """``(D(h), G1(wo), G1(wi))`` (each ``[..., 1]``) of ``si``'s anisotropic lobes (:func:`lobe_widths`) for the
     world unit vectors ``n``, ``wo``, ``wi`` and ``h`` (the shading normal, the two directions, their half vector),
     in the frame of ``si.tangent`` (:func:`tangent_frame`)."""
     s, t = tangent_frame(n, si.tangent)
-    alphas = aspect_alphas(alpha, si.log_aspect)
+    alphas = lobe_widths(si)
 
     def local(v):
         return torch.cat([(v * s).sum(-1, keepdim=True), (v * t).sum(-1, keepdim=True),

@@ -30,7 +30,7 @@ from typing import Optional
 
 import torch
 
-from .anisotropy import anisotropic_normal, anisotropic_terms, aspect_alphas, is_anisotropic, sampling_frame
+from .anisotropy import anisotropic_normal, anisotropic_terms, is_anisotropic, lobe_widths, sampling_frame
 from .brdf import ALPHA_MIN, BSDFSample, beckmann_d, ggx_d, smith_g1
 from .per_point import PerPointModelBSDF, sample_at
 from .surface import SurfaceSample
@@ -105,7 +105,7 @@ class ConductorBSDF:
         co, ci, valid, cos_h, wo_h, sin2_h, vectors = self._terms(si, wi)
         alpha, bk = self._alpha(si), self._beckmann(si)
         if is_anisotropic(si):
-            d, g_o, g_i = anisotropic_terms(si, *vectors, alpha, bk)
+            d, g_o, g_i = anisotropic_terms(si, *vectors, bk)
         else:
             a2 = alpha * alpha
             d = ggx_d(sin2_h, a2)
@@ -151,7 +151,7 @@ class ConductorBSDF:
         wo_l = to_local(wo_b, t, b, n_b)
         alpha, bk = self._alpha(si), self._beckmann(si)
         if is_anisotropic(si):
-            h = anisotropic_normal(wo_l, aspect_alphas(alpha, si.log_aspect), u2, bk)
+            h = anisotropic_normal(wo_l, lobe_widths(si), u2, bk)
         else:
             h = ggx_visible_normal(wo_l, alpha, u2)
             if bk is not None:

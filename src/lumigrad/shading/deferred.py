@@ -92,6 +92,14 @@ def _material_tensors(material: dict):
     return [(f"material[{k!r}]", v) for k, v in material.items() if isinstance(v, torch.Tensor)]
 
 
+def _check_isotropic(material: dict) -> None:
+    """An anisotropic lobe (``log_aspect``) turns in a tangent frame, which a material dict cannot carry."""
+    if "log_aspect" in material:
+        raise ValueError("material has log_aspect (an anisotropic lobe, Material.roughness_aspect), which turns in the "
+                         "surface's tangents: shade a SurfaceSample with its tangent (shade_direct_unchecked) or render "
+                         "the scene (lumigrad.render)")
+
+
 def _per_point(value, pixels: _Pixels):
     """A per-point value (``ior``, ``specular_f0``) on the shaded pixels; numbers and 0-dim tensors as they are."""
     return pixels.take(value) if isinstance(value, torch.Tensor) and value.dim() else value
@@ -132,6 +140,7 @@ def shade_direct(position: torch.Tensor, normal: torch.Tensor, camera_position: 
     if not lights:
         raise ValueError("lights is empty: pass at least one light sample")
     _check_gbuffer(position, normal, camera_position, material, mask)
+    _check_isotropic(material)
     for k, sample in enumerate(lights):
         if not isinstance(sample, LightSample):
             raise TypeError(f"lights[{k}] must be a LightSample (point_light(...) etc.); got {type(sample).__name__}")
@@ -240,6 +249,7 @@ def shade_punctual(position: torch.Tensor, normal: torch.Tensor, camera_position
     exactly as the reference.
     """
     _check_gbuffer(position, normal, camera_position, material, mask)
+    _check_isotropic(material)
     if not isinstance(lights, PunctualLights):
         raise TypeError(f"lights must be a PunctualLights (PunctualLights.of(...)); got {type(lights).__name__}")
     lights.validate()

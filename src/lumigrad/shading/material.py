@@ -23,6 +23,7 @@ Every factor and texel is differentiable; ``Material.parameters()`` names them f
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Dict, Optional
 
@@ -171,7 +172,8 @@ class Material:
             roughness^2`` their geometric mean (:mod:`lumigrad.shading.anisotropy`). The tangent is the mesh's
             (``SceneMesh.tangents``), else each triangle's ``dp/du`` of its texture coordinates, else its first edge
             (Mitsuba's frames). Only for a conductor (``conductor_eta`` set) or a ``principled`` material, checked when
-            the material is made and when it is shaded. A parameter (differentiable). The path tracer's PyTorch
+            the material is made and when it is shaded; renderers clamp it to ``[1e-3, 1e3]`` (``ASPECT_MIN``), as they
+            clamp the other factors. A parameter (differentiable). The path tracer's PyTorch
             transport (the fused kernel declines such scenes) and the raster's per-light shading honour it (the
             raster's split-sum environment light is isotropic).
     """
@@ -419,6 +421,11 @@ def mitsuba_model(material: Material) -> Optional[str]:
     return None
 
 
+#: The aspects renderers take a ``roughness_aspect`` within (``[ASPECT_MIN, 1 / ASPECT_MIN]``, clamped as they clamp
+#: the other factors): widths up to a thousand times apart.
+ASPECT_MIN = 1e-3
+_LOG_ASPECT_MAX = -math.log(ASPECT_MIN)
+
 #: Whether each ``specular_factor`` tensor, as it is now, differs from 1 (read once per tensor version).
 _SPECULAR_NOT_ONE = PerVersion(capacity=1 << 16)  # one per material of a scene, asked every frame
 
@@ -581,7 +588,9 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, linear_colou
     check_conductor_pair(m)
     if m.roughness_aspect is not None:
         check_aspect_model(m)
-        out["log_aspect"] = m.roughness_aspect.reshape(1).log().to(base).expand(pixels + (1,))
+        # (clamped as the other factors are: an optimiser's step may leave the valid range; gradients stop there)
+        log_aspect = m.roughness_aspect.reshape(1).clamp_min(ASPECT_MIN).log().clamp(-_LOG_ASPECT_MAX, _LOG_ASPECT_MAX)
+        out["log_aspect"] = log_aspect.to(base).expand(pixels + (1,))
     if m.conductor_eta is not None:
         values = torch.cat([m.conductor_eta, m.conductor_k, torch.ones_like(m.conductor_k[:1])]).to(base)
         out["conductor"] = values.expand(pixels + values.shape)

@@ -51,7 +51,7 @@ from typing import Optional
 
 import torch
 
-from .anisotropy import anisotropic_terms, aspect_alphas, is_anisotropic, sampling_frame
+from .anisotropy import anisotropic_terms, is_anisotropic, lobe_widths, sampling_frame
 from .brdf import ALPHA_MIN, BSDFSample, ggx_d, smith_g1
 from .dielectric import fresnel_dielectric_unchecked
 from .per_point import PerPointModelBSDF, sample_at
@@ -121,9 +121,9 @@ class PrincipledBSDF:
     def _main_lobe(self, si: SurfaceSample, co, ci, sin2_h, vectors):
         """``(D, G1(wo), G1(wi))`` of the main GGX lobe: isotropic, or anisotropic where ``si`` carries aspects
         (Mitsuba's ``anisotropic``: :mod:`lumigrad.shading.anisotropy`)."""
-        alpha = self._alpha(si)
         if is_anisotropic(si):
-            return anisotropic_terms(si, *vectors, alpha)
+            return anisotropic_terms(si, *vectors)
+        alpha = self._alpha(si)
         return ggx_d(sin2_h, alpha * alpha), smith_g1(co, alpha), smith_g1(ci, alpha)
 
     def _alpha(self, si: SurfaceSample) -> torch.Tensor:
@@ -202,8 +202,7 @@ class PrincipledBSDF:
         n_b, wo_b = torch.broadcast_tensors(n, wo)
         t, b = sampling_frame(si, n_b)
         wo_l = to_local(wo_b, t, b, n_b)
-        alpha = self._alpha(si)
-        h = ggx_visible_normal(wo_l, aspect_alphas(alpha, si.log_aspect) if is_anisotropic(si) else alpha, u2)
+        h = ggx_visible_normal(wo_l, lobe_widths(si) if is_anisotropic(si) else self._alpha(si), u2)
         q = self._clearcoat_probability(si)
         u_main = u1 if q is None else ((u1 - q) / (1.0 - q)).clamp(0.0, 1.0)
         wi_spec = 2.0 * (wo_l * h).sum(-1, keepdim=True) * h - wo_l
