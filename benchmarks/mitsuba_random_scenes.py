@@ -7,7 +7,8 @@ shapes, ``rectangle``, ``cube``, ``sphere``, ``disk``, ``cylinder`` or an OBJ, e
 ``twosided``, ``normalmap`` or ``mask`` at random, textured by a bitmap or a checkerboard; ``--kind sensors``:
 film sizes, ``fov_axis``, crop windows, pixel filters, ``lookat`` or composed ``to_world``, ``hide_emitters``,
 spot, cube and rectangle lamps, a rotated ``envmap``; one or two lights each: constant, point, spot,
-directional, area rectangles, spheres and disks, an ``envmap``). Rotations are about unit axes. A file with a
+directional, area rectangles, spheres and disks, an ``envmap``; ``--kind anisotropic``: as ``materials`` with every
+BSDF an anisotropic ``roughconductor`` or ``principled``). Rotations are about unit axes. A file with a
 ``mask`` or a medium is rendered with Mitsuba's ``volpath`` (its ``path`` renders masks otherwise, see
 docs/scene.md); the others with ``path`` or ``direct``.
 
@@ -25,6 +26,7 @@ the rows (the smoke test's). Needs Mitsuba 3 (``bash benchmarks/setup_mitsuba.sh
 
     python benchmarks/mitsuba_random_scenes.py --seeds 0 40
     python benchmarks/mitsuba_random_scenes.py --kind sensors --seeds 0 40
+    python benchmarks/mitsuba_random_scenes.py --kind anisotropic --seeds 0 20
 """
 
 from __future__ import annotations
@@ -65,9 +67,11 @@ def _to_world(r: random.Random, uniform: bool) -> str:
             f'y="{r.uniform(-0.5, 0.8):.3f}" z="{r.uniform(-0.8, 0.8):.3f}"/></transform>')
 
 
-def _bsdf(r: random.Random, glass: bool, textured: bool, maskable: bool):
-    """``(xml, label)`` of a random BSDF."""
+def _bsdf(r: random.Random, glass: bool, textured: bool, maskable: bool, anisotropic: bool = False):
+    """``(xml, label)`` of a random BSDF (``anisotropic``: an anisotropic ``roughconductor`` or ``principled``)."""
     kinds = ["diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "principled"]
+    if anisotropic:
+        return _anisotropic_bsdf(r, textured)
     kind = r.choice(kinds + (list(_GLASS) if glass else []))
     distribution = f'<string name="distribution" value="{r.choice(["ggx", "beckmann"])}"/>'
     alpha = lambda lo, hi: f'<float name="alpha" value="{r.uniform(lo, hi):.3f}"/>'  # noqa: E731
@@ -164,10 +168,34 @@ def _sensor(r: random.Random, varied: bool):
             f'value="{W}"/><integer name="height" value="{H}"/>{crop}{rfilter}</film></sensor>')
 
 
+def _anisotropic_bsdf(r: random.Random, textured: bool):
+    """``(xml, label)`` of a random anisotropic BSDF: a ``roughconductor`` of ``alpha_u != alpha_v`` (named metals,
+    both distributions) or a ``principled`` with ``anisotropic``, in ``twosided`` or ``normalmap`` at random."""
+    if r.random() < 0.6:
+        distribution = r.choice(["ggx", "beckmann"])
+        xml = (f'<bsdf type="roughconductor"><string name="material" value="{r.choice(["Au", "Cu", "Al", "none"])}"/>'
+               f'<string name="distribution" value="{distribution}"/><float name="alpha_u" '
+               f'value="{r.uniform(0.02, 0.5):.3f}"/><float name="alpha_v" value="{r.uniform(0.02, 0.5):.3f}"/></bsdf>')
+        label = f"roughconductor {distribution} alpha_u/v"
+    else:
+        xml = (f'<bsdf type="principled"><rgb name="base_color" value="{_rgb(r)}"/><float name="metallic" '
+               f'value="{r.uniform(0, 1):.3f}"/><float name="roughness" value="{r.uniform(0.1, 0.7):.3f}"/>'
+               f'<float name="anisotropic" value="{r.uniform(0.3, 1.0):.3f}"/></bsdf>')
+        label = "principled anisotropic"
+    if textured and r.random() < 0.25:
+        xml = (f'<bsdf type="normalmap"><texture type="bitmap" name="normalmap"><string name="filename" '
+               f'value="normals.png"/><boolean name="raw" value="true"/></texture>{xml}</bsdf>')
+        label += "+normalmap"
+    if r.random() < 0.3:
+        xml, label = f'<bsdf type="twosided">{xml}</bsdf>', label + "+twosided"
+    return xml, label
+
+
 def scene_xml(seed: int, kind: str, mitsuba_spp: int):
     """``(xml text, one-line description)`` of seed ``seed``'s scene."""
     r = random.Random(f"{kind}:{seed}")
     varied = kind == "sensors"
+    aniso = kind == "anisotropic"
     lights = []
     choices = (["spot", "area cube", "area rectangle", "envmap", "point"] if varied else
                ["constant", "point", "spot", "directional", "area rectangle", "area sphere", "area disk", "envmap"])
@@ -179,14 +207,14 @@ def scene_xml(seed: int, kind: str, mitsuba_spp: int):
     sensor_label, sensor = _sensor(r, varied)
     body = [sensor.replace("SPP", str(mitsuba_spp))] + [_light(r, light) for light in lights]
     maskable = not any(light in _DELTA for light in lights)
-    floor, floor_label = _bsdf(r, glass=False, textured=True, maskable=maskable and not varied)
+    floor, floor_label = _bsdf(r, glass=False, textured=True, maskable=maskable and not varied, anisotropic=aniso)
     body.append('<shape type="rectangle" id="floor"><transform name="to_world"><scale value="2"/><rotate x="1" '
                 f'angle="-90"/><translate y="-0.6"/></transform>{floor}</shape>')
     shapes = [f"floor: {floor_label}"]
     for i in range(1 if varied else r.choice([1, 2, 3])):
         shape = "obj" if varied else r.choice(["cube", "sphere", "rectangle", "disk", "cylinder", "obj"])
         bsdf, label = _bsdf(r, glass=shape in ("sphere", "cube", "obj"), textured=shape in ("rectangle", "cube"),
-                            maskable=maskable)
+                            maskable=maskable, anisotropic=aniso)
         if shape in ("sphere", "obj") and r.random() < 0.15:
             bsdf = (f'<bsdf type="dielectric"><float name="int_ior" value="{r.uniform(1.2, 1.6):.3f}"/></bsdf>'
                     f'<medium type="homogeneous" name="interior"><rgb name="albedo" value="{_rgb(r, 0.5, 0.95)}"/>'
@@ -261,7 +289,7 @@ def run_seed(mi, folder: Path, seed: int, kind: str, spp: int, mitsuba_spp: int)
 
 def main(argv=None) -> list:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--kind", choices=["materials", "sensors"], default="materials")
+    p.add_argument("--kind", choices=["materials", "sensors", "anisotropic"], default="materials")
     p.add_argument("--seeds", type=int, nargs=2, default=[0, 40], metavar=("FIRST", "END"))
     p.add_argument("--spp", type=int, default=1024)
     p.add_argument("--mitsuba-spp", type=int, default=4096)

@@ -20,10 +20,11 @@ _OK, _WHY = peer.available()
 
 
 def test_the_generated_files_load(tmp_path):
-    """Forty scenes of each kind: every file lumigrad's reader takes (none refused) and names its shapes."""
+    """Forty scenes of each kind: every file lumigrad's reader takes (none refused) and names its shapes; the
+    anisotropic kind's floors are anisotropic."""
     bench = runpy.run_path(str(BENCH / "mitsuba_random_scenes.py"))
     bench["write_assets"](tmp_path)
-    for kind in ("materials", "sensors"):
+    for kind in ("materials", "sensors", "anisotropic"):
         for seed in range(40):
             text, description = bench["scene_xml"](seed, kind, 16)
             path = tmp_path / f"{kind}_{seed}.xml"
@@ -32,11 +33,13 @@ def test_the_generated_files_load(tmp_path):
                 warnings.simplefilter("ignore")
                 scene = lg.io.load(path)
             assert "floor" in scene.meshes and scene.lights, description
+            if kind == "anisotropic":  # (every BSDF an anisotropic one but a medium's glass)
+                assert scene.meshes["floor"].material.roughness_aspect is not None, description
             assert lg.io.mitsuba_render_settings(scene)["camera"] is not None
 
 
 @pytest.mark.skipif(not _OK, reason=f"Mitsuba 3 unavailable: {_WHY}")
-@pytest.mark.parametrize("kind", ["materials", "sensors"])
+@pytest.mark.parametrize("kind", ["materials", "sensors", "anisotropic"])
 def test_mitsuba_random_scenes_benchmark_tiny_run(capsys, kind):
     main = runpy.run_path(str(BENCH / "mitsuba_random_scenes.py"))["main"]
     rows = main(["--kind", kind, "--seeds", "0", "2", "--spp", "4", "--mitsuba-spp", "8"])

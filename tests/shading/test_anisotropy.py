@@ -77,7 +77,7 @@ def _near_mirror(wo_local, spread, seed):
                                                             ("beckmann", 0.1, 0.35), ("beckmann", 0.3, 0.06)])
 def test_conductor_is_mitsubas_anisotropic_roughconductor(distribution, alpha_u, alpha_v):
     """Mitsuba's ``roughconductor`` with ``alpha_u != alpha_v`` at 150 random pairs of directions (50 inside the
-    peak), its ``s`` axis our tangent: float32's agreement."""
+    peak), its ``s`` axis our tangent: float32's agreement (8e-6 measured)."""
     mi = mitsuba_scalar()
     eta, k = CR
     bsdf = mi.load_dict({"type": "roughconductor", "distribution": distribution, "alpha_u": alpha_u,
@@ -92,7 +92,7 @@ def test_conductor_is_mitsubas_anisotropic_roughconductor(distribution, alpha_u,
     ours = ConductorBSDF().eval(si, wi_l @ frame) * wi_l[:, 2:]
     ref = _mitsuba_eval_cos(mi, bsdf, wo_l, wi_l)
     assert float((ref[100:].amax(-1) > 1e-3).double().mean()) > 0.8  # (the peak; the tails may be float32 zeros)
-    torch.testing.assert_close(ours, ref, rtol=2e-4, atol=1e-6)
+    torch.testing.assert_close(ours, ref, rtol=5e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("anisotropic, roughness, metallic", [(0.8, 0.4, 0.3), (0.5, 0.6, 1.0), (1.0, 0.3, 0.0)])
@@ -106,7 +106,7 @@ def test_principled_is_mitsubas_anisotropic_principled(anisotropic, roughness, m
     frame = _frame()
     si = _principled(150, wo_l @ frame, math.sqrt(1 - 0.9 * anisotropic), roughness, metallic, base)
     ours = PrincipledBSDF().eval(si, wi_l @ frame) * wi_l[:, 2:]
-    torch.testing.assert_close(ours, _mitsuba_eval_cos(mi, bsdf, wo_l, wi_l), rtol=2e-4, atol=1e-6)
+    torch.testing.assert_close(ours, _mitsuba_eval_cos(mi, bsdf, wo_l, wi_l), rtol=5e-5, atol=1e-6)
 
 
 # Mitsuba 3.9.1's roughconductor.eval / cos (Cr, specular_reflectance (0.9, 0.8, 0.7); local directions, s = x),
@@ -126,7 +126,7 @@ def test_conductor_matches_recorded_mitsuba_values(distribution, alpha_u, alpha_
     wi = torch.nn.functional.normalize(torch.tensor(wi, dtype=DT), dim=0)
     si = _conductor(1, wo @ frame, math.sqrt(alpha_v / alpha_u), roughness=(alpha_u * alpha_v) ** 0.25,
                     beckmann=distribution == "beckmann")
-    assert ConductorBSDF().eval(si, (wi @ frame)[None])[0].tolist() == pytest.approx(list(expected), rel=2e-4)
+    assert ConductorBSDF().eval(si, (wi @ frame)[None])[0].tolist() == pytest.approx(list(expected), rel=3e-5)
 
 
 def test_aspect_one_is_the_isotropic_lobe_and_a_quarter_turn_inverts_the_aspect():
