@@ -408,12 +408,33 @@ def _delta_specular():
     return _with_cards_and_sky(scene, cam, glass)
 
 
+def _anisotropic():
+    """Anisotropic lobes (``Material.roughness_aspect``, in each triangle's frame: the first edge, no texture
+    coordinates): the conductor scene's Beckmann chromium floor of aspect 3, its GGX gold ball of aspect 0.4 and
+    its nearly smooth AlSb card of aspect 2 (each width at its floor then), beside the glTF card."""
+    scene, cam = _conductor()
+    for name, aspect in (("floor", 3.0), ("ball", 0.4), ("card", 2.0)):
+        scene.meshes[name].material.roughness_aspect = torch.tensor(aspect)
+    return scene, cam
+
+
+def _anisotropic_principled():
+    """Anisotropic principled lobes: :func:`_principled_lobes`' ball (all six lobes) of aspect 0.5, its floor
+    (tinted, flattened) of aspect 2.5 and its nearly smooth card of aspect 0.3 (the clearcoat and the cosine lobe
+    sampled in the tangent's frame too)."""
+    scene, cam = _principled_lobes()
+    for name, aspect in (("floor", 2.5), ("ball", 0.5), ("card", 0.3)):
+        scene.meshes[name].material.roughness_aspect = torch.tensor(aspect)
+    return scene, cam
+
+
 SCENES = {"cornell": _cornell, "linear_spots": _linear_spots, "punctual": _punctual, "metal": _metal, "mixed": _mixed, "textured": _textured,
           "sky": _sky, "specular": _specular, "normal_mapped": _normal_mapped, "glass": _glass,
           "partial_glass": _partial_glass, "beckmann": _beckmann, "plastic": _plastic,
           "thin_sheets": _thin_sheets, "beckmann_glass": _beckmann_glass, "principled": _principled,
           "shadowed_normal_maps": _shadowed_normal_maps, "conductor": _conductor, "delta_specular": _delta_specular,
-          "principled_lobes": _principled_lobes}
+          "principled_lobes": _principled_lobes, "anisotropic": _anisotropic,
+          "anisotropic_principled": _anisotropic_principled}
 
 
 def _compare(scene, cam, *, spp=4, light_sampling="solid_angle", **settings):
@@ -607,6 +628,20 @@ def test_principled_lobes_gradients_replay_the_fused_primal_on_pytorch():
     assert torch.allclose(grads[0], grads[1], rtol=2e-3, atol=1e-7), grads
 
 
+@pytest.mark.parametrize("build, part, reason", [(_anisotropic, "floor", "roughness_aspect"),
+                                                 (_anisotropic_principled, "ball", "principled_lobes")])
+def test_anisotropic_gradients_replay_the_fused_primal_on_pytorch(build, part, reason):
+    """Anisotropic lobes: the fused kernel renders them, the fused replay declines (naming the aspect) and the
+    PyTorch replay differentiates the fused primal's paths with PyTorch's BSDF samples (the replay kernels' are
+    isotropic), equal to the all-PyTorch gradients to float32 rounding, the aspect's own included."""
+    def check(ts, cam):
+        assert use_fused(ts) and reason in fused_adjoint_unsupported(ts, cam)
+
+    grads = _replayed_gradients(build, part, ("base_color_factor", "roughness_factor", "roughness_aspect"), check)
+    assert bool((grads[0][[0, 4, 5]].abs() > 0).all()), grads  # base colour (red), roughness, aspect
+    assert torch.allclose(grads[0], grads[1], rtol=2e-3, atol=1e-7), grads
+
+
 def test_thin_sheet_gradients_replay_the_fused_primal_on_pytorch():
     """A thin sheet's gradients (the pane's tint and ior, through its delta lobes' weights): the fused primal's
     radiance, then the PyTorch replay, equal to the PyTorch primal's to float32 rounding."""
@@ -621,7 +656,7 @@ def test_thin_sheet_gradients_replay_the_fused_primal_on_pytorch():
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", ["cornell", "mixed", "normal_mapped", "glass", "plastic", "thin_sheets",
                                   "beckmann_glass", "principled", "shadowed_normal_maps", "conductor",
-                                  "principled_lobes", "delta_specular"])
+                                  "principled_lobes", "delta_specular", "anisotropic", "anisotropic_principled"])
 @pytest.mark.parametrize("light_sampling", ["solid_angle", "auto"])
 def test_the_kernel_runs_on_cuda_as_its_twin(name, light_sampling):
     """The same kernel on a CUDA device: the scene built there, the kernel against the PyTorch transport there."""

@@ -308,13 +308,13 @@ def _brushed_scene(aspect=3.0, turned=False, principled=False):
 
 @pytest.mark.parametrize("principled", [False, True])
 def test_anisotropic_parts_render_in_both_renderers_in_their_tangents_frame(principled):
-    """An anisotropic floor (``Material.roughness_aspect``): the fused kernel declines it, naming it, and the
-    PyTorch transport renders it; in both renderers (the raster's per-light shading, the path tracer's direct light
-    from delta lights, both deterministic) turning the tangent a quarter turn is the inverse aspect, exactly, and
-    the image differs from the isotropic lobe's."""
+    """An anisotropic floor (``Material.roughness_aspect``): the fused kernel renders it (its replay declines,
+    naming it: the gradients replay on PyTorch); in both renderers (the raster's per-light shading, the path
+    tracer's direct light from delta lights, both deterministic) turning the tangent a quarter turn is the inverse
+    aspect, exactly, and the image differs from the isotropic lobe's."""
     cam = lg.Camera.look_at(**CAMERA)
     ts = _trace_scene(_brushed_scene(principled=principled))
-    assert "roughness_aspect" in fused_unsupported(ts) and not use_fused(ts)
+    assert use_fused(ts) and "roughness_aspect" in fused_adjoint_unsupported(ts, cam)
     for kw in (dict(), dict(integrator="path", spp=4, max_depth=2, seed=1)):
         with torch.no_grad():
             a = lg.render(_brushed_scene(3.0, principled=principled), cam, **kw).rgb

@@ -27,9 +27,10 @@ def _fresnel(cos: wp.array(dtype=float), eta: float, k: float, out: wp.array(dty
 @wp.kernel
 def _eval(table: wp.array(dtype=wp.vec3), n: wp.array(dtype=wp.vec3), wi: wp.array(dtype=wp.vec3),
           wo: wp.array(dtype=wp.vec3), base: wp.vec3, roughness: float, beckmann: int,
+          tangent: wp.array(dtype=wp.vec3), log_aspect: float,
           out_f: wp.array(dtype=wp.vec3), out_pdf: wp.array(dtype=float)):
     i = wp.tid()
-    f, pdf = ck.conductor_eval_pdf_wp(table, 1, n[i], wi[i], wo[i], base, roughness, beckmann)
+    f, pdf = ck.conductor_eval_pdf_wp(table, 1, n[i], wi[i], wo[i], base, roughness, beckmann, tangent[i], log_aspect)
     out_f[i] = f
     out_pdf[i] = pdf
 
@@ -37,9 +38,11 @@ def _eval(table: wp.array(dtype=wp.vec3), n: wp.array(dtype=wp.vec3), wi: wp.arr
 @wp.kernel
 def _sample(table: wp.array(dtype=wp.vec3), n: wp.array(dtype=wp.vec3), wo: wp.array(dtype=wp.vec3),
             u: wp.array(dtype=wp.vec3), base: wp.vec3, roughness: float, beckmann: int,
+            tangent: wp.array(dtype=wp.vec3), log_aspect: float,
             out_wi: wp.array(dtype=wp.vec3), out_weight: wp.array(dtype=wp.vec3), out_pdf: wp.array(dtype=float)):
     i = wp.tid()
-    wi, weight, pdf = ck.conductor_sample_wp(table, 1, n[i], wo[i], base, roughness, beckmann, u[i][1], u[i][2])
+    wi, weight, pdf = ck.conductor_sample_wp(table, 1, n[i], wo[i], base, roughness, beckmann, tangent[i], log_aspect,
+                                             u[i][1], u[i][2])
     out_wi[i] = wi
     out_weight[i] = weight
     out_pdf[i] = pdf
@@ -63,7 +66,7 @@ def _unit(v):
     return v / torch.linalg.vector_norm(v, dim=-1, keepdim=True)
 
 
-def _case(metal, roughness, beckmann, N=4000, seed=0):
+def _case(metal, roughness, beckmann, N=4000, seed=0, log_aspect=0.0):
     """Unit normals and views above the surface, directions half near the mirror one, half anywhere (some below
     the surface); float32 inputs for both, the float64 twin's sample, and the kernel's table: row 1 of two
     (``eta`` in entry 2, ``k`` in entry 3; row 0 another part's)."""
@@ -74,15 +77,18 @@ def _case(metal, roughness, beckmann, N=4000, seed=0):
     mirror = 2 * (n * wo).sum(-1, keepdim=True) * n - wo
     wi = torch.cat([_unit(mirror[: N // 2] + 0.3 * torch.randn(N // 2, 3, generator=g, dtype=F64)),
                     _unit(torch.randn(N - N // 2, 3, generator=g, dtype=F64))])
-    n, wo, wi = (v.float().double() for v in (n, wo, wi))
+    tangent = torch.randn(N, 3, generator=g, dtype=F64) if log_aspect else torch.zeros(N, 3, dtype=F64)
+    n, wo, wi, tangent = (v.float().double() for v in (n, wo, wi, tangent))
     eta, k = (torch.tensor(v, dtype=torch.float32).double() for v in METALS[metal])
+    aniso = {} if not log_aspect else dict(tangent=torch.cat([tangent, torch.ones(N, 1, dtype=F64)], -1),
+                                           log_aspect=torch.full((N, 1), float(log_aspect), dtype=F64))
     base = torch.tensor([0.8, 0.5, 0.3], dtype=F64)
     si = SurfaceSample(position=torch.zeros(N, 3, dtype=F64), normal=n, wo=wo, base_color=base.expand(N, 3),
                        roughness=torch.full((N, 1), roughness, dtype=F64), metallic=torch.ones(N, 1, dtype=F64),
                        beckmann=torch.full((N, 1), float(beckmann), dtype=F64),
-                       conductor=torch.cat([eta, k, torch.ones(1, dtype=F64)]).expand(N, 7))
+                       conductor=torch.cat([eta, k, torch.ones(1, dtype=F64)]).expand(N, 7), **aniso)
     table = torch.stack([torch.full((3,), 0.5), torch.ones(3), eta.float(), k.float()]).contiguous()
-    return n, wo, wi, si, table, base
+    return n, wo, wi, si, table, base, tangent
 
 
 def _close(a, b, floor):
@@ -101,13 +107,16 @@ def test_the_kernels_fresnel_is_the_twins():
 
 
 @pytest.mark.parametrize("beckmann", [False, True])
-@pytest.mark.parametrize("metal, roughness", [("Cr", 0.3), ("Au", 0.7), ("AlSb", 0.15), ("Au", 0.0)])
-def test_the_kernel_evaluates_and_samples_the_conductor_as_its_twin(metal, roughness, beckmann):
+@pytest.mark.parametrize("metal, roughness, log_aspect", [("Cr", 0.3, 0.0), ("Au", 0.7, 0.0), ("AlSb", 0.15, 0.0),
+                                                          ("Au", 0.0, 0.0), ("Cr", 0.4, 0.9), ("Au", 0.6, -1.2)])
+def test_the_kernel_evaluates_and_samples_the_conductor_as_its_twin(metal, roughness, log_aspect, beckmann):
+    """Value, density and samples of the kernel are the twin's, isotropic and anisotropic (``log_aspect`` not 0:
+    a random tangent per point, ``Material.roughness_aspect``)."""
     ensure_init()
-    n, wo, wi, si, table, base = _case(metal, roughness, beckmann)
+    n, wo, wi, si, table, base, tangent = _case(metal, roughness, beckmann, log_aspect=log_aspect)
     N = n.shape[0]
     vec = lambda t: as_warp(t.float().contiguous(), wp.vec3)  # noqa: E731
-    settings = [wp.vec3(*base.tolist()), float(roughness), int(beckmann)]
+    settings = [wp.vec3(*base.tolist()), float(roughness), int(beckmann), vec(tangent), float(log_aspect)]
     f, pdf = torch.zeros(N, 3), torch.zeros(N)
     wp.launch(_eval, dim=N, inputs=[vec(table), vec(n), vec(wi), vec(wo), *settings, as_warp(f, wp.vec3),
                                     as_warp(pdf)], device="cpu")
@@ -144,7 +153,7 @@ def test_the_kernels_parameter_derivatives_are_the_twins(metal, roughness, beckm
     """``sum_c coef_c d f_c / d theta`` of the fused replay (base colour and roughness; the glTF model's metallic,
     ior and specular columns 0) against autograd of the float64 twin, per direction pair."""
     ensure_init()
-    n, wo, wi, si, table, base = _case(metal, roughness, beckmann, N=400)
+    n, wo, wi, si, table, base, _ = _case(metal, roughness, beckmann, N=400)
     N = n.shape[0]
     coef = torch.rand(N, 3, generator=torch.Generator().manual_seed(3), dtype=F64) - 0.3
     vec = lambda t: as_warp(t.float().contiguous(), wp.vec3)  # noqa: E731

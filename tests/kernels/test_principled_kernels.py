@@ -18,9 +18,11 @@ F64 = torch.float64
 @wp.kernel
 def _eval(n: wp.array(dtype=wp.vec3), wi: wp.array(dtype=wp.vec3), wo: wp.array(dtype=wp.vec3), base: wp.vec3,
           roughness: float, metallic: float, ior: float, lobes: wp.array(dtype=wp.vec3), code: int,
+          tangent: wp.array(dtype=wp.vec3), log_aspect: float,
           out_f: wp.array(dtype=wp.vec3), out_pdf: wp.array(dtype=float)):
     i = wp.tid()
-    f, pdf = pk.principled_eval_pdf_wp(n[i], wi[i], wo[i], -1.0, base, roughness, metallic, ior, lobes, code)
+    f, pdf = pk.principled_eval_pdf_wp(n[i], wi[i], wo[i], -1.0, base, roughness, metallic, ior, lobes, code,
+                                       tangent[i], log_aspect)
     out_f[i] = f
     out_pdf[i] = pdf
 
@@ -28,10 +30,11 @@ def _eval(n: wp.array(dtype=wp.vec3), wi: wp.array(dtype=wp.vec3), wo: wp.array(
 @wp.kernel
 def _sample(n: wp.array(dtype=wp.vec3), wo: wp.array(dtype=wp.vec3), u: wp.array(dtype=wp.vec3), base: wp.vec3,
             roughness: float, metallic: float, ior: float, lobes: wp.array(dtype=wp.vec3), code: int,
+            tangent: wp.array(dtype=wp.vec3), log_aspect: float,
             out_wi: wp.array(dtype=wp.vec3), out_weight: wp.array(dtype=wp.vec3), out_pdf: wp.array(dtype=float)):
     i = wp.tid()
     wi, weight, pdf = pk.principled_sample_wp(n[i], wo[i], -1.0, base, roughness, metallic, ior, lobes, code,
-                                              u[i][0], u[i][1], u[i][2])
+                                              tangent[i], log_aspect, u[i][0], u[i][1], u[i][2])
     out_wi[i] = wi
     out_weight[i] = weight
     out_pdf[i] = pdf
@@ -41,7 +44,7 @@ def _unit(v):
     return v / torch.linalg.vector_norm(v, dim=-1, keepdim=True)
 
 
-def _case(roughness, metallic, ior, N=4000, seed=0, lobes=None):
+def _case(roughness, metallic, ior, N=4000, seed=0, lobes=None, log_aspect=0.0):
     """Unit normals and views above the surface, directions half near the mirror one, half anywhere (some below
     the surface); float32 values (the kernel's) and their float64 twin (with ``lobes``, the 6 other lobes)."""
     g = torch.Generator().manual_seed(seed)
@@ -51,14 +54,18 @@ def _case(roughness, metallic, ior, N=4000, seed=0, lobes=None):
     mirror = 2 * (n * wo).sum(-1, keepdim=True) * n - wo
     wi = torch.cat([_unit(mirror[: N // 2] + 0.3 * torch.randn(N // 2, 3, generator=g, dtype=F64)),
                     _unit(torch.randn(N - N // 2, 3, generator=g, dtype=F64))])
-    n, wo, wi = (v.float().double() for v in (n, wo, wi))  # the same inputs for both
+    tangent = torch.randn(N, 3, generator=g, dtype=F64) if log_aspect else torch.zeros(N, 3, dtype=F64)
+    n, wo, wi, tangent = (v.float().double() for v in (n, wo, wi, tangent))  # the same inputs for both
+    aniso = {} if not log_aspect else dict(tangent=torch.cat([tangent, torch.ones(N, 1, dtype=F64)], -1),
+                                           log_aspect=torch.full((N, 1), float(log_aspect), dtype=F64))
     base = torch.tensor([0.8, 0.3, 0.05], dtype=F64)
     si = SurfaceSample(position=torch.zeros(N, 3, dtype=F64), normal=n, wo=wo, base_color=base.expand(N, 3),
                        roughness=torch.full((N, 1), roughness, dtype=F64),
                        metallic=torch.full((N, 1), metallic, dtype=F64), ior=torch.full((N, 1), ior, dtype=F64),
                        principled=torch.ones(N, 1, dtype=F64),
-                       principled_lobes=None if lobes is None else torch.tensor(lobes, dtype=F64).expand(N, 6))
-    return n, wo, wi, si, base
+                       principled_lobes=None if lobes is None else torch.tensor(lobes, dtype=F64).expand(N, 6),
+                       **aniso)
+    return n, wo, wi, si, base, tangent
 
 
 def _lobes_table(lobes):
@@ -75,17 +82,22 @@ def _close(a, b, floor):
 _LOBES = (0.3, 0.6, 0.4, 0.8, 0.5, 0.3)
 
 
-@pytest.mark.parametrize("roughness, metallic, ior, lobes", [
-    (0.5, 0.0, 1.5, None), (0.4, 1.0, 1.5, None), (0.2, 0.3, 1.33, None), (0.9, 0.0, 2.0, None),
-    (0.03, 0.0, 1.5, None), (0.4, 0.5, 1.0, None), (0.5, 0.0, 1.5, _LOBES), (0.3, 0.4, 1.33, _LOBES),
-    (0.6, 0.0, 1.45, (1.0, 1.0, 1.0, 1.0, 0.2, 1.0)), (0.4, 0.2, 1.0, _LOBES),
-    (0.5, 0.1, 1.5, (0.5, 0.3, 0.2, 0.0, 0.0, 0.6)), (0.5, 0.0, 1.5, (0.0, 0.0, 0.0, 1.0, 1.0, 0.0))])
-def test_the_kernel_evaluates_and_samples_the_principled_bsdf_as_its_twin(roughness, metallic, ior, lobes):
+@pytest.mark.parametrize("roughness, metallic, ior, lobes, log_aspect", [
+    (0.5, 0.0, 1.5, None, 0.0), (0.4, 1.0, 1.5, None, 0.0), (0.2, 0.3, 1.33, None, 0.0), (0.9, 0.0, 2.0, None, 0.0),
+    (0.03, 0.0, 1.5, None, 0.0), (0.4, 0.5, 1.0, None, 0.0), (0.5, 0.0, 1.5, _LOBES, 0.0),
+    (0.3, 0.4, 1.33, _LOBES, 0.0), (0.6, 0.0, 1.45, (1.0, 1.0, 1.0, 1.0, 0.2, 1.0), 0.0), (0.4, 0.2, 1.0, _LOBES, 0.0),
+    (0.5, 0.1, 1.5, (0.5, 0.3, 0.2, 0.0, 0.0, 0.6), 0.0), (0.5, 0.0, 1.5, (0.0, 0.0, 0.0, 1.0, 1.0, 0.0), 0.0),
+    (0.5, 0.6, 1.5, None, -0.8), (0.35, 0.2, 1.4, _LOBES, 0.5)])
+def test_the_kernel_evaluates_and_samples_the_principled_bsdf_as_its_twin(roughness, metallic, ior, lobes,
+                                                                          log_aspect):
+    """Value, density and samples of the kernel are the twin's, with and without the other lobes, isotropic and
+    anisotropic (``log_aspect`` not 0: a random tangent per point, ``Material.roughness_aspect``)."""
     ensure_init()
-    n, wo, wi, si, base = _case(roughness, metallic, ior, lobes=lobes)
+    n, wo, wi, si, base, tangent = _case(roughness, metallic, ior, lobes=lobes, log_aspect=log_aspect)
     N = n.shape[0]
     vec = lambda t: as_warp(t.float().contiguous(), wp.vec3)  # noqa: E731
-    settings = [wp.vec3(*base.tolist()), float(roughness), float(metallic), float(ior), *_lobes_table(lobes)]
+    settings = [wp.vec3(*base.tolist()), float(roughness), float(metallic), float(ior), *_lobes_table(lobes),
+                vec(tangent), float(log_aspect)]
     f, pdf = torch.zeros(N, 3), torch.zeros(N)
     wp.launch(_eval, dim=N, inputs=[vec(n), vec(wi), vec(wo), *settings, as_warp(f, wp.vec3), as_warp(pdf)],
               device="cpu")
@@ -136,7 +148,7 @@ def test_the_kernels_parameter_derivatives_are_the_twins(roughness, metallic, io
     """``sum_c coef_c d f_c / d theta`` of the fused replay (base colour, metallic, roughness, ior; the glTF
     specular weight's column 0) against autograd of the float64 twin, per direction pair."""
     ensure_init()
-    n, wo, wi, si, base = _case(roughness, metallic, ior, N=600)
+    n, wo, wi, si, base, _ = _case(roughness, metallic, ior, N=600)
     N = n.shape[0]
     coef = torch.rand(N, 3, generator=torch.Generator().manual_seed(3), dtype=F64) - 0.3
     vec = lambda t: as_warp(t.float().contiguous(), wp.vec3)  # noqa: E731

@@ -71,7 +71,7 @@ def _fields(obj):
 def fused_adjoint_unsupported(ts: TraceScene, camera: Camera) -> Optional[str]:
     """Why the fused replay cannot differentiate a render of ``ts`` by ``camera`` (a sentence), or None when it
     can: something other than a material or light value requires a gradient, or a principled part has its other
-    lobes. (The caller has already checked
+    lobes, or a part an anisotropic lobe. (The caller has already checked
     that the fused kernel renders ``ts``: :func:`.fused_paths.use_fused`.)"""
     for name, value in camera.parameters().items():
         if _needs_grad(value):
@@ -83,6 +83,9 @@ def fused_adjoint_unsupported(ts: TraceScene, camera: Camera) -> Optional[str]:
         if has_principled_lobes(m):
             return (f"part {k}'s material is Mitsuba's principled with its other lobes (principled_lobes: their "
                     "derivatives replay on PyTorch)")
+        if getattr(m, "roughness_aspect", None) is not None:
+            return (f"part {k}'s material has an anisotropic lobe (roughness_aspect: its derivatives replay on "
+                    "PyTorch)")
         transmits = kernel_transmission(ts, m) != 0.0
         for name, value in _fields(m):
             if not _needs_grad(value):

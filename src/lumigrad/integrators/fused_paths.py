@@ -31,6 +31,7 @@ remainder: a rare, small bias of the gradient, gone with ``use_fused_kernel=Fals
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import List, Optional
 
@@ -43,7 +44,7 @@ from ..raytrace.transport import MAX_BOUNCES, TraceScene
 from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
 from ..shading.emitters import (AUTO_AREA_DISTANCE, AUTO_SOLID_ANGLE_MAX_FACES, area_light_area_table,
                                 area_light_bounds, envmap_sampling_table)
-from ..shading.material import check_conductor_pair, has_principled_lobes
+from ..shading.material import ASPECT_MIN, check_conductor_pair, has_principled_lobes
 from ..shading.plastic import PLASTIC_TABLE, material_plastic_table
 
 __all__ = ["KNOWN_FIELDS", "TRANSPORT_ENV", "fused_unsupported", "path_tables", "sample_paths_fused", "use_fused"]
@@ -101,8 +102,6 @@ def fused_unsupported(ts: TraceScene) -> Optional[str]:
                 return f"part {k}'s {slot} is not one [H, W, >= 3] texture"
         if m.base_color_factor.numel() < 3 or m.emissive_factor.numel() != 3:
             return f"part {k}'s material is not RGB"
-        if getattr(m, "roughness_aspect", None) is not None:
-            return f"part {k}'s material has an anisotropic lobe (roughness_aspect: the kernel's lobes are isotropic)"
     for j, light in enumerate(ts.lights):
         if isinstance(light, EnvironmentLight):
             if light is not ts.environment:
@@ -203,10 +202,13 @@ def conductor_rows(mats, dev) -> Optional[torch.Tensor]:
     ``conductor_k`` in row ``2 p + 1``; for a principled part with other lobes (``principled_lobes``, clamped to
     [0, 1] as the transport's), its ``(spec_tint, sheen, sheen_tint)`` and ``(clearcoat, clearcoat_gloss,
     flatness)`` there instead (:mod:`lumigrad.kernels.principled_kernels`); zeros for the other parts; None when no
-    part is either."""
+    part is either. Where a part has an anisotropic lobe (``roughness_aspect``), ``P`` rows more: part ``p``'s
+    ``(log aspect, 0, 0)`` in row ``2 P + p``, clamped as the transport's (``sample_material``)."""
     for m in mats:
         check_conductor_pair(m)
-    if not any(getattr(m, "conductor_eta", None) is not None or has_principled_lobes(m) for m in mats):
+    anisotropic = any(getattr(m, "roughness_aspect", None) is not None for m in mats)
+    if not anisotropic and not any(getattr(m, "conductor_eta", None) is not None or has_principled_lobes(m)
+                                   for m in mats):
         return None
     zero = torch.zeros(3, device=dev)
 
@@ -219,7 +221,17 @@ def conductor_rows(mats, dev) -> Optional[torch.Tensor]:
         return zero, zero
 
     rows = [v for m in mats for v in pair(m)]
+    if anisotropic:
+        rows += [torch.stack([log_aspect_of(m), torch.zeros(()), torch.zeros(())]) for m in mats]
     return torch.stack([r.detach().to(dev, torch.float32).reshape(3) for r in rows]).contiguous()
+
+
+def log_aspect_of(m) -> torch.Tensor:
+    """``[]`` the log of ``m``'s lobe aspect as renderers take it (``sample_material``'s clamp), 0 where isotropic."""
+    if getattr(m, "roughness_aspect", None) is None:
+        return torch.zeros(())
+    return m.roughness_aspect.detach().reshape(()).float().clamp_min(ASPECT_MIN).log().clamp(
+        math.log(ASPECT_MIN), -math.log(ASPECT_MIN)).cpu()
 
 
 def _spot_cone(light: SpotLight):
@@ -340,6 +352,7 @@ def path_tables(ts: TraceScene) -> PathTables:
              | (64 if getattr(m, "conductor_eta", None) is not None else 0)
              | (128 if getattr(m, "delta_specular", False) else 0)
              | (256 if has_principled_lobes(m) else 0)
+             | (512 if getattr(m, "roughness_aspect", None) is not None else 0)
              for d, m in zip(ts.double_sided, ts.materials)]
     normal_maps = ts.tangents is not None and any(k >= 0 for k in slots["normal_texture"])
     return PathTables(

@@ -331,10 +331,11 @@ class _Run:
         adjoint = PathAdjoint(v.to(L.dtype), L, params)
         del v, L  # the adjoint holds its own copies
         # where the fused kernel gave L, its arithmetic (float32) also redraws what the replay does not differentiate
-        # (the replay kernels' BSDF sample is the opaque models': glass, Mitsuba's shadowed normal maps and a
-        # principled's other lobes replay on PyTorch)
+        # (the replay kernels' BSDF sample is the opaque models': glass, Mitsuba's shadowed normal maps, a
+        # principled's other lobes and anisotropic lobes replay on PyTorch)
         torch_samples = any((getattr(m, "mitsuba_normal_map", False) and m.normal_texture is not None)
-                            or has_principled_lobes(m) for m in ts.materials)
+                            or has_principled_lobes(m) or getattr(m, "roughness_aspect", None) is not None
+                            for m in ts.materials)
         kernels = (ReplayKernels(tables) if tables is not None and not ts.transmissive and not torch_samples
                    and not stochastic else None)
         count = rays[0].shape[0]

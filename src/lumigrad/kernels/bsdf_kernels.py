@@ -224,7 +224,14 @@ def local_frame_wp(n: wp.vec3):
 def ggx_visible_normal_wp(wo: wp.vec3, alpha: float, u0: float, u1: float):
     """A GGX normal of width ``alpha`` visible from the local unit ``wo`` (Heitz 2018; the twin of
     ``lumigrad.shading.warps.ggx_visible_normal``) from uniform ``u0, u1``."""
-    vh = normalize_floor_wp(wp.vec3(alpha * wo[0], alpha * wo[1], wo[2]))
+    return ggx_visible_normal_xy_wp(wo, alpha, alpha, u0, u1)
+
+
+@wp.func
+def ggx_visible_normal_xy_wp(wo: wp.vec3, alpha_x: float, alpha_y: float, u0: float, u1: float):
+    """:func:`ggx_visible_normal_wp` of the anisotropic lobe of widths ``alpha_x`` along the local x axis and
+    ``alpha_y`` along y (the twin's ``ggx_visible_normal`` with both widths)."""
+    vh = normalize_floor_wp(wp.vec3(alpha_x * wo[0], alpha_y * wo[1], wo[2]))
     lensq = vh[0] * vh[0] + vh[1] * vh[1]
     t1 = wp.vec3(1.0, 0.0, 0.0)
     if lensq > 0.0:
@@ -239,7 +246,7 @@ def ggx_visible_normal_wp(wo: wp.vec3, alpha: float, u0: float, u1: float):
     p2 = (1.0 - s) * wp.sqrt(wp.max(1.0 - p1 * p1, FLOOR)) + s * p2
     pz = wp.sqrt(wp.max(1.0 - p1 * p1 - p2 * p2, FLOOR))
     nh = p1 * t1 + p2 * t2 + pz * vh
-    return normalize_floor_wp(wp.vec3(alpha * nh[0], alpha * nh[1], wp.max(nh[2], 0.0)))
+    return normalize_floor_wp(wp.vec3(alpha_x * nh[0], alpha_y * nh[1], wp.max(nh[2], 0.0)))
 
 
 @wp.func
@@ -261,15 +268,28 @@ def two_lobe_direction_wp(n: wp.vec3, wo: wp.vec3, p_spec: float, roughness: flo
     (n.h)``, ``alpha = max(roughness^2, 1e-3)``), else a cosine-distributed direction (the glTF model's and the
     plastic's samplers)."""
     t, b = local_frame_wp(n)
+    alpha = wp.max(roughness * roughness, ALPHA_MIN)
+    return two_lobe_direction_in_wp(n, t, b, wo, p_spec, alpha, alpha, beckmann, 0, u_lobe, u0, u1)
+
+
+@wp.func
+def two_lobe_direction_in_wp(n: wp.vec3, t: wp.vec3, b: wp.vec3, wo: wp.vec3, p_spec: float, alpha_x: float,
+                             alpha_y: float, beckmann: int, stretched: int, u_lobe: float, u0: float, u1: float):
+    """:func:`two_lobe_direction_wp` in the frame ``(t, b, n)``, the microfacet lobe of widths ``alpha_x`` along
+    ``t`` and ``alpha_y`` along ``b``; ``stretched`` 1: Beckmann's normal is a unit-width one stretched by both
+    widths (the anisotropic lobes' twin, ``lumigrad.shading.anisotropy.anisotropic_normal``)."""
     wo_local = wp.vec3(wp.dot(wo, t), wp.dot(wo, b), wp.dot(wo, n))
     wi_local = wp.vec3()
     if u_lobe < p_spec:
-        alpha = wp.max(roughness * roughness, ALPHA_MIN)
         h = wp.vec3()
-        if beckmann != 0:
-            h = beckmann_normal_wp(alpha, u0, u1)
+        if beckmann != 0 and stretched != 0:
+            unit = beckmann_normal_wp(1.0, u0, u1)
+            v = wp.vec3(alpha_x * unit[0], alpha_y * unit[1], unit[2])
+            h = v / wp.max(wp.length(v), FLOOR)
+        elif beckmann != 0:
+            h = beckmann_normal_wp(alpha_x, u0, u1)
         else:
-            h = ggx_visible_normal_wp(wo_local, alpha, u0, u1)
+            h = ggx_visible_normal_xy_wp(wo_local, alpha_x, alpha_y, u0, u1)
         wi_local = 2.0 * wp.dot(wo_local, h) * h - wo_local
     else:
         r = wp.sqrt(u0)

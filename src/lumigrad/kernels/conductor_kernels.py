@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import warp as wp
 
+from .anisotropy_kernels import anisotropic_lobe_pdf_wp, anisotropic_terms_wp, aspect_widths_wp, tangent_frame_wp
 from .bsdf_kernels import (reflection_terms_wp, sample_weight_wp, separable_lobe_slope_wp, separable_lobe_wp,
-                           two_lobe_direction_wp)
+                           two_lobe_direction_in_wp, two_lobe_direction_wp)
 
 wp.set_module_options({"enable_backward": False})
 
@@ -62,9 +63,10 @@ def conductor_curve_wp(table: wp.array(dtype=wp.vec3), row: int, cos: float):
 
 @wp.func
 def conductor_eval_pdf_wp(table: wp.array(dtype=wp.vec3), row: int, n: wp.vec3, wi: wp.vec3, wo: wp.vec3,
-                          base: wp.vec3, roughness: float, beckmann: int):
+                          base: wp.vec3, roughness: float, beckmann: int, tangent: wp.vec3, log_aspect: float):
     """``(f [3], pdf)`` of the conductor (no cosine in ``f``) at unit ``n``, ``wi``, ``wo``: zero unless both are
-    above the surface."""
+    above the surface; anisotropic in the frame of ``tangent`` where ``log_aspect`` is not 0
+    (:mod:`.anisotropy_kernels`)."""
     f = wp.vec3(0.0, 0.0, 0.0)
     pdf = float(0.0)
     cos_o_raw = wp.dot(n, wo)
@@ -72,8 +74,17 @@ def conductor_eval_pdf_wp(table: wp.array(dtype=wp.vec3), row: int, n: wp.vec3, 
     if cos_o_raw > 0.0 and cos_i_raw > 0.0:
         co, ci, h, sin2_h = reflection_terms_wp(n, wi, wo, cos_o_raw, cos_i_raw)
         wo_h = wp.clamp(wp.dot(wo, h), 0.0, 1.0)
-        dist, g, pdf = separable_lobe_wp(co, ci, sin2_h, wp.clamp(wp.dot(n, h), 0.0, 1.0), wo_h, roughness,
-                                         beckmann)
+        cos_h = wp.clamp(wp.dot(n, h), 0.0, 1.0)
+        dist = float(0.0)
+        g = float(0.0)
+        if log_aspect != 0.0:
+            au, av = aspect_widths_wp(roughness, log_aspect)
+            d_a, g_o, g_i = anisotropic_terms_wp(n, tangent, wo, wi, h, au, av, beckmann)
+            dist = d_a
+            g = g_o * g_i
+            pdf = anisotropic_lobe_pdf_wp(d_a, g_o, co, cos_h, wo_h, beckmann)
+        else:
+            dist, g, pdf = separable_lobe_wp(co, ci, sin2_h, cos_h, wo_h, roughness, beckmann)
         curve = conductor_curve_wp(table, row, wo_h)
         lobe = dist * g / (4.0 * co * ci)
         for c in range(3):
@@ -83,12 +94,19 @@ def conductor_eval_pdf_wp(table: wp.array(dtype=wp.vec3), row: int, n: wp.vec3, 
 
 @wp.func
 def conductor_sample_wp(table: wp.array(dtype=wp.vec3), row: int, n: wp.vec3, wo: wp.vec3, base: wp.vec3,
-                        roughness: float, beckmann: int, u0: float, u1: float):
+                        roughness: float, beckmann: int, tangent: wp.vec3, log_aspect: float, u0: float, u1: float):
     """``(wi, weight [3], pdf)``: ``wo`` mirrored about a GGX normal visible from ``wo`` (or a Beckmann normal by
-    ``D (n.h)``); ``weight = f cos / pdf``."""
-    wi = two_lobe_direction_wp(n, wo, 1.0, roughness, beckmann, 0.0, u0, u1)
+    ``D (n.h)``), of both widths in the frame of ``tangent`` where ``log_aspect`` is not 0; ``weight = f cos /
+    pdf``."""
+    wi = wp.vec3()
+    if log_aspect != 0.0:
+        s, t = tangent_frame_wp(n, tangent)
+        au, av = aspect_widths_wp(roughness, log_aspect)
+        wi = two_lobe_direction_in_wp(n, s, t, wo, 1.0, au, av, beckmann, 1, 0.0, u0, u1)
+    else:
+        wi = two_lobe_direction_wp(n, wo, 1.0, roughness, beckmann, 0.0, u0, u1)
     wi = wi / wp.max(wp.length(wi), _EPS)
-    f, pdf = conductor_eval_pdf_wp(table, row, n, wi, wo, base, roughness, beckmann)
+    f, pdf = conductor_eval_pdf_wp(table, row, n, wi, wo, base, roughness, beckmann, tangent, log_aspect)
     return wi, sample_weight_wp(f, pdf, n, wi), pdf
 
 

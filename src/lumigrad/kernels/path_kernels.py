@@ -511,7 +511,7 @@ def light_sample_value_wp(x: wp.vec3, n: wp.vec3, ng: wp.vec3,
                          plastic: wp.array(dtype=float), plastic_row: int, principled: int,
                          conductor: wp.array(dtype=wp.vec3), conductor_row: int, shadowed: int,
                          n0: wp.vec3, wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float, is_delta: bool,
-                         delta_specular: int, adjoint: int):
+                         delta_specular: int, adjoint: int, tangent: wp.vec3, log_aspect: float):
     """:func:`light_sample_parts_wp` before its shadow ray: ``(term, f, |cos| w, t_max)``, zeros where the term
     is not counted or (with ``adjoint`` 0) is zero, and ``t_max`` the shadow ray's reach."""
     term = wp.vec3(0.0, 0.0, 0.0)
@@ -537,10 +537,10 @@ def light_sample_value_wp(x: wp.vec3, n: wp.vec3, ng: wp.vec3,
                                           beckmann)
         elif conductor_row >= 0:  # Mitsuba's conductor (its eta and k: rows 2 conductor_row and the next of conductor)
             f, bpdf = conductor_eval_pdf_wp(conductor, conductor_row, n_u, unit_wp(wi), wo_u, base, roughness,
-                                            beckmann)
+                                            beckmann, tangent, log_aspect)
         elif principled != 0:
             f, bpdf = principled_eval_pdf_wp(n_u, unit_wp(wi), wo_u, p_eval, base, roughness, metallic, ior,
-                                             conductor, principled)
+                                             conductor, principled, tangent, log_aspect)
         else:
             f, bpdf = eval_pdf_unit_wp(n_u, unit_wp(wi), wo_u, p_eval, base, roughness, metallic, ior, specular, 0.0,
                                        beckmann)
@@ -572,7 +572,7 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cuto
                          plastic: wp.array(dtype=float), plastic_row: int, principled: int,
                          conductor: wp.array(dtype=wp.vec3), conductor_row: int, shadowed: int,
                          n0: wp.vec3, wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float, is_delta: bool,
-                         delta_specular: int, adjoint: int):
+                         delta_specular: int, adjoint: int, tangent: wp.vec3, log_aspect: float):
     """:func:`light_sample_term_wp`'s term, then its factors: the BSDF value ``f`` and ``|cos| w`` (the term is
     ``(f |cos| w) * lw`` per channel), zeros where the term is not counted. ``adjoint`` not 0: the shadow ray is
     traced also where the term is zero but has a derivative (``f`` or ``lw`` zero, the other not: a black
@@ -587,7 +587,7 @@ def light_sample_parts_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cuto
     term, f, cos_w, t_max = light_sample_value_wp(x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic, ior,
                                                   specular, transmission, thin, beckmann, plastic, plastic_row,
                                                   principled, conductor, conductor_row, shadowed, n0, wi, dist, lw,
-                                                  lpdf, is_delta, delta_specular, adjoint)
+                                                  lpdf, is_delta, delta_specular, adjoint, tangent, log_aspect)
     if cos_w > 0.0 and t_max > 0.0:
         if visible_any_hit_wp(mesh, own, use_own, cut, offset_origin_wp(x, ng, wi), wi, t_max):
             term = wp.vec3(0.0, 0.0, 0.0)
@@ -603,13 +603,13 @@ def light_sample_parts_opaque_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x:
                                 beckmann: int, plastic: wp.array(dtype=float), plastic_row: int, principled: int,
                                 conductor: wp.array(dtype=wp.vec3), conductor_row: int, shadowed: int, n0: wp.vec3,
                                 wi: wp.vec3, dist: float, lw: wp.vec3, lpdf: float, is_delta: bool,
-                                delta_specular: int, adjoint: int):
+                                delta_specular: int, adjoint: int, tangent: wp.vec3, log_aspect: float):
     """:func:`light_sample_parts_wp` of a scene without alpha (every surface blocks the shadow ray; one struct
     argument less to copy per call: the lean path kernels')."""
     term, f, cos_w, t_max = light_sample_value_wp(x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic, ior,
                                                   specular, transmission, thin, beckmann, plastic, plastic_row,
                                                   principled, conductor, conductor_row, shadowed, n0, wi, dist, lw,
-                                                  lpdf, is_delta, delta_specular, adjoint)
+                                                  lpdf, is_delta, delta_specular, adjoint, tangent, log_aspect)
     if cos_w > 0.0 and t_max > 0.0:
         if any_hit_any_bvh(mesh, own, use_own, offset_origin_wp(x, ng, wi), wi, t_max):
             term = wp.vec3(0.0, 0.0, 0.0)
@@ -636,7 +636,8 @@ def light_sample_term_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, cut: Cutou
     term, f, cos_w = light_sample_parts_wp(mesh, own, use_own, cut, x, n, ng, n_u, wo_u, p_eval, base, roughness,
                                            metallic,
                                            ior, specular, transmission, 0, beckmann, plastic, plastic_row, principled,
-                                           conductor, conductor_row, 0, n_u, wi, dist, lw, lpdf, is_delta, 0, 0)
+                                           conductor, conductor_row, 0, n_u, wi, dist, lw, lpdf, is_delta, 0, 0,
+                                           wp.vec3(0.0, 0.0, 0.0), 0.0)
     return term
 
 
@@ -651,7 +652,7 @@ def light_sample_term_opaque_wp(mesh: wp.uint64, own: FlatBVH, use_own: int, x: 
     term, f, cos_w = light_sample_parts_opaque_wp(mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness,
                                                   metallic, ior, specular, transmission, 0, beckmann, plastic,
                                                   plastic_row, principled, conductor, conductor_row, 0, n_u, wi, dist,
-                                                  lw, lpdf, is_delta, 0, 0)
+                                                  lw, lpdf, is_delta, 0, 0, wp.vec3(0.0, 0.0, 0.0), 0.0)
     return term
 
 
@@ -818,7 +819,8 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
             part = face_part[face]
             back = wp.dot(ng, wo) < 0.0
             flags = part_flags[part]  # bit 0: double-sided, 1: Beckmann's microfacets (else GGX), 2: plastic, 3: thin,
-            # 4: principled, 5: Mitsuba's normal map, 6: conductor, 7: delta_specular, 8: principled lobes
+            # 4: principled, 5: Mitsuba's normal map, 6: conductor, 7: delta_specular, 8: principled lobes,
+            # 9: an anisotropic lobe (Material.roughness_aspect)
             double = (flags & 1) != 0
             beckmann = int(0)  # (the lean variant's materials: GGX, no plastic, no glass, no normal map)
             thin = int(0)
@@ -827,6 +829,8 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
             conductor_row = int(-1)  # Mitsuba's conductor: its eta and k rows in part_conductor
             shadowed = int(0)  # Mitsuba's normal maps (shadowing, flipped normals)
             delta_spec = int(0)  # Material.delta_specular: the specular lobes are Dirac's (no delta light meets them)
+            aniso_tangent = wp.vec3(0.0, 0.0, 0.0)  # Material.roughness_aspect: the lobe's tangent and log aspect
+            log_aspect = float(0.0)
             if wp.static(every_material):
                 beckmann = (flags >> 1) & 1
                 thin = (flags >> 3) & 1
@@ -839,6 +843,10 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                 if (flags & 64) != 0:
                     conductor_row = part
                 delta_spec = (flags >> 7) & 1
+                if (flags & 512) != 0 and has_tangents != 0:  # an anisotropic lobe: its log aspect in row 2 P + part
+                    log_aspect = part_conductor[2 * part_base.shape[0] + part][0]  # of part_conductor
+                    t4 = b0 * tangents[3 * face] + b1 * tangents[3 * face + 1] + b2 * tangents[3 * face + 2]
+                    aniso_tangent = wp.vec3(t4[0], t4[1], t4[2])
             if back and double:
                 ng = -ng
                 n = -n
@@ -980,13 +988,13 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                             mesh, own, use_own, cut, x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic, ior,
                             specular, transmission, thin, beckmann, part_plastic, plastic_row, principled,
                             part_conductor, conductor_row, shadowed, n_unmapped, wi, dist, lw, lpdf, is_delta,
-                            delta_spec, mode)
+                            delta_spec, mode, aniso_tangent, log_aspect)
                     else:
                         t_j, f_j, cos_w = light_sample_parts_opaque_wp(
                             mesh, own, use_own, x, n, ng, n_u, wo_u, p_eval, base, roughness, metallic, ior,
                             specular, transmission, thin, beckmann, part_plastic, plastic_row, principled,
                             part_conductor, conductor_row, shadowed, n_unmapped, wi, dist, lw, lpdf, is_delta,
-                            delta_spec, mode)
+                            delta_spec, mode, aniso_tangent, log_aspect)
                     nee = nee + t_j
                     coat_j = float(1.0)  # (a delta light at a Dirac coat: the plastic's diffuse base alone)
                     if is_delta and delta_spec != 0 and roughness == 0.0:
@@ -1029,10 +1037,11 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                                                     beckmann, u_lobe, u_dir0, u_dir1)
             elif conductor_row >= 0:
                 wi, weight, pdf = conductor_sample_wp(part_conductor, conductor_row, n_u, wo_u, base, roughness,
-                                                      beckmann, u_dir0, u_dir1)
+                                                      beckmann, aniso_tangent, log_aspect, u_dir0, u_dir1)
             elif principled != 0:
                 wi, weight, pdf = principled_sample_wp(n_u, wo_u, p_like, base, roughness, metallic, ior,
-                                                       part_conductor, principled, u_lobe, u_dir0, u_dir1)
+                                                       part_conductor, principled, aniso_tangent, log_aspect, u_lobe,
+                                                       u_dir0, u_dir1)
             else:
                 wi, weight, pdf = sample_unit_wp(n_u, wo_u, p_like, base, roughness, metallic, ior, specular, 0.0,
                                                  beckmann, u_lobe, u_dir0, u_dir1)
@@ -1059,10 +1068,10 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                                                      ior, beckmann)
                 elif conductor_row >= 0:
                     f_s, pdf_s = conductor_eval_pdf_wp(part_conductor, conductor_row, n_u, wi, wo_u, base, roughness,
-                                                       beckmann)
+                                                       beckmann, aniso_tangent, log_aspect)
                 elif principled != 0:
                     f_s, pdf_s = principled_eval_pdf_wp(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior,
-                                                        part_conductor, principled)
+                                                        part_conductor, principled, aniso_tangent, log_aspect)
                 else:
                     f_s, pdf_s = eval_pdf_unit_wp(n_u, wi, wo_u, p_eval, base, roughness, metallic, ior, specular,
                                                   0.0, beckmann)

@@ -39,7 +39,7 @@ MIN_RAYS_PER_THREAD = 64
 LONG_LAUNCH_RAYS = 16384
 #: The bits of ``PathTables.part_flags`` that only the kernel's ``every_material`` variants read (all but bit 0,
 #: double-sided).
-MODEL_FLAGS = 0b111111110
+MODEL_FLAGS = 0b1111111110
 
 
 @dataclass
@@ -59,7 +59,9 @@ class PathTables:
             conductor, its ``eta`` and ``k`` rows ``2 p`` and ``2 p + 1`` of ``part_conductor`` ``[2 P, 3]``,
             ``[1, 3]`` when no part is a conductor; bit 7: ``Material.delta_specular``, delta lights see no
             specular lobe; bit 8: a principled part with other lobes, ``Material.principled_lobes``, in its rows of
-            ``part_conductor``; ``part_conductor`` is ``[1, 3]`` when no part is a conductor or has lobes),
+            ``part_conductor``; bit 9: an anisotropic lobe, ``Material.roughness_aspect``, its log aspect in row
+            ``2 P + p`` of ``part_conductor`` (then ``[3 P, 3]``) and its tangent in ``tangents``; ``part_conductor`` is
+            ``[1, 3]`` when no part is a conductor, has lobes or an aspect),
             ``part_emitter`` ``[P]`` (the index of the part's area light in the light table, -1: none).
         uvs: ``[T, 2]`` texture coordinates; ``uv_faces``: ``[3 F]`` their corner indices; ``part_texture``
             ``[P]``: the part's base colour texture (-1: none; ``part_base`` is then its factor, unclamped);

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import warp as wp
 
+from .anisotropy_kernels import anisotropic_terms_wp, aspect_widths_wp, tangent_frame_wp
 from .bsdf_kernels import (ALPHA_MIN, DOT_EPS, alpha_slope_wp, local_frame_wp, reflection_terms_wp,
-                           sample_weight_wp, smith_g1_alpha_slope_wp, smith_g1_wp, two_lobe_direction_wp)
+                           sample_weight_wp, smith_g1_alpha_slope_wp, smith_g1_wp, two_lobe_direction_in_wp,
+                           two_lobe_direction_wp)
 from .dielectric_kernels import fresnel_dielectric_wp, fresnel_ior_slope_wp
 
 wp.set_module_options({"enable_backward": False})
@@ -98,21 +100,22 @@ def principled_specular_probability_wp(cos_o: float, base: wp.vec3, metallic: fl
 @wp.func
 def principled_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.vec3,
                            roughness: float, metallic: float, ior: float, lobe_table: wp.array(dtype=wp.vec3),
-                           code: int):
+                           code: int, tangent: wp.vec3, log_aspect: float):
     """``(f [3], pdf)`` of the principled BSDF (no cosine in ``f``) at unit ``n``, ``wi``, ``wo``: zero unless both
     are above the surface. ``p_spec_known`` >= 0: :func:`principled_specular_probability_wp` at ``clamp(n . wo,
     1e-6, 1)``, already known (a vertex's light samples and BSDF sample share it); < 0: computed here. ``code``
-    (>= 1) and ``lobe_table``: the module's (2 and more: with the other lobes)."""
+    (>= 1) and ``lobe_table``: the module's (2 and more: with the other lobes). ``log_aspect`` not 0: the specular
+    lobe anisotropic in the frame of ``tangent`` (:mod:`.anisotropy_kernels`)."""
     if code >= 2:
         return _lobes_eval_pdf(n, wi, wo, p_spec_known, base, roughness, metallic, ior, lobe_table[2 * (code - 2)],
-                               lobe_table[2 * (code - 2) + 1])
+                               lobe_table[2 * (code - 2) + 1], tangent, log_aspect)
     f = wp.vec3(0.0, 0.0, 0.0)
     pdf = float(0.0)
     cos_o_raw = wp.dot(n, wo)
     cos_i_raw = wp.dot(n, wi)
     if cos_o_raw > 0.0 and cos_i_raw > 0.0:
         co, ci, sin2_h, wo_h, spec_pdf, shadowing, f_d, s_h, s_o, s_i, retro, lobes = _base_terms(
-            n, wi, wo, cos_o_raw, cos_i_raw, roughness, ior)
+            n, wi, wo, cos_o_raw, cos_i_raw, roughness, ior, tangent, log_aspect)
         for k in range(3):
             fresnel = (1.0 - metallic) * f_d + metallic * (base[k] + (1.0 - base[k]) * s_h)
             f[k] = fresnel * shadowing + (1.0 - metallic) * base[k] / wp.pi * lobes
@@ -125,19 +128,27 @@ def principled_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: f
 
 @wp.func
 def _base_terms(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, cos_o_raw: float, cos_i_raw: float, roughness: float,
-                ior: float):
+                ior: float, tangent: wp.vec3, log_aspect: float):
     """What the opaque base and the lobes' evaluation share (both directions above the surface): the clamped
     cosines, ``1 - (n.h)^2``, ``wo.h``, the specular lobe's density ``D G1(wo) / (4 n.wo)``, its ``D G1 G1 / (4 n.wo
     n.wi)`` (0 at an ior of 1: Mitsuba drops the whole specular lobe, the metal's too), the dielectric Fresnel,
     Schlick's weights at ``wo.h``, ``n.wo``, ``n.wi``, the retro-reflection ``R`` and Burley's diffuse lobes."""
     co, ci, h, sin2_h = reflection_terms_wp(n, wi, wo, cos_o_raw, cos_i_raw)
     wo_h = wp.clamp(wp.dot(wo, h), 0.0, 1.0)
-    alpha = wp.max(roughness * roughness, ALPHA_MIN)
-    a2 = alpha * alpha
-    q = a2 + sin2_h * (1.0 - a2)
-    dist = a2 / (wp.pi * q * q)
-    g1_o = smith_g1_wp(co, alpha, 0)
-    shadowing = dist * g1_o * smith_g1_wp(ci, alpha, 0) / (4.0 * co * ci)
+    dist = float(0.0)
+    g1_o = float(0.0)
+    g1_i = float(0.0)
+    if log_aspect != 0.0:  # (anisotropic: the main lobe's widths along and across the tangent)
+        au, av = aspect_widths_wp(roughness, log_aspect)
+        dist, g1_o, g1_i = anisotropic_terms_wp(n, tangent, wo, wi, h, au, av, 0)
+    else:
+        alpha = wp.max(roughness * roughness, ALPHA_MIN)
+        a2 = alpha * alpha
+        q = a2 + sin2_h * (1.0 - a2)
+        dist = a2 / (wp.pi * q * q)
+        g1_o = smith_g1_wp(co, alpha, 0)
+        g1_i = smith_g1_wp(ci, alpha, 0)
+    shadowing = dist * g1_o * g1_i / (4.0 * co * ci)
     f_d, cos_t, eta_it, eta_ti = fresnel_dielectric_wp(wo_h, ior)
     if not (f_d > 0.0):
         shadowing = 0.0
@@ -151,7 +162,7 @@ def _base_terms(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, cos_o_raw: float, cos_i_ra
 
 @wp.func
 def _lobes_eval_pdf(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.vec3, roughness: float,
-                    metallic: float, ior: float, row0: wp.vec3, row1: wp.vec3):
+                    metallic: float, ior: float, row0: wp.vec3, row1: wp.vec3, tangent: wp.vec3, log_aspect: float):
     """:func:`principled_eval_pdf_wp` with the other lobes ``row0 = (spec_tint, sheen, sheen_tint)``, ``row1 =
     (clearcoat, clearcoat_gloss, flatness)``, as the twin's ``eval`` and ``pdf`` with ``si.principled_lobes``."""
     f = wp.vec3(0.0, 0.0, 0.0)
@@ -160,7 +171,7 @@ def _lobes_eval_pdf(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, p_spec_known: float, b
     cos_i_raw = wp.dot(n, wi)
     if cos_o_raw > 0.0 and cos_i_raw > 0.0:
         co, ci, sin2_h, wo_h, spec_pdf, shadowing, f_d, s_h, s_o, s_i, retro, diffuse = _base_terms(
-            n, wi, wo, cos_o_raw, cos_i_raw, roughness, ior)
+            n, wi, wo, cos_o_raw, cos_i_raw, roughness, ior, tangent, log_aspect)
         spec_tint = row0[0]
         sheen = row0[1]
         sheen_tint = row0[2]
@@ -202,8 +213,8 @@ def gtr1_normal_wp(alpha: float, u0: float, u1: float):
 
 @wp.func
 def principled_sample_wp(n: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.vec3, roughness: float,
-                         metallic: float, ior: float, lobe_table: wp.array(dtype=wp.vec3), code: int, u_lobe: float,
-                         u0: float, u1: float):
+                         metallic: float, ior: float, lobe_table: wp.array(dtype=wp.vec3), code: int, tangent: wp.vec3,
+                         log_aspect: float, u_lobe: float, u0: float, u1: float):
     """``(wi, weight [3], pdf)``: the specular lobe (GGX normals visible from ``wo``, mirrored) with
     :func:`principled_specular_probability_wp` (``p_spec_known`` as :func:`principled_eval_pdf_wp`'s), else a
     cosine-distributed direction; with the other lobes (``code`` >= 2), first the clearcoat (GTR1 normals,
@@ -214,8 +225,11 @@ def principled_sample_wp(n: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.
         p = principled_specular_probability_wp(wp.clamp(wp.dot(wo, n), DOT_EPS, 1.0), base, metallic, ior)
     q = clearcoat_probability_wp(lobe_table, code)
     wi = wp.vec3()
+    # (the frame: the tangent's where the lobe is anisotropic, as the twin's sampling_frame)
+    t, b = local_frame_wp(n)
+    if log_aspect != 0.0:
+        t, b = tangent_frame_wp(n, tangent)
     if code >= 2 and u_lobe < q:  # the clearcoat (the twin draws both and keeps this one)
-        t, b = local_frame_wp(n)
         wo_local = wp.vec3(wp.dot(wo, t), wp.dot(wo, b), wp.dot(wo, n))
         h = gtr1_normal_wp(_clearcoat_alpha(lobe_table[2 * (code - 2) + 1][1]), u0, u1)
         wi_local = 2.0 * wp.dot(wo_local, h) * h - wo_local
@@ -224,9 +238,14 @@ def principled_sample_wp(n: wp.vec3, wo: wp.vec3, p_spec_known: float, base: wp.
         u_main = u_lobe
         if code >= 2:
             u_main = wp.clamp((u_lobe - q) / (1.0 - q), 0.0, 1.0)
-        wi = two_lobe_direction_wp(n, wo, p, roughness, 0, u_main, u0, u1)
+        if log_aspect != 0.0:
+            au, av = aspect_widths_wp(roughness, log_aspect)
+            wi = two_lobe_direction_in_wp(n, t, b, wo, p, au, av, 0, 1, u_main, u0, u1)
+        else:
+            wi = two_lobe_direction_wp(n, wo, p, roughness, 0, u_main, u0, u1)
     wi = wi / wp.max(wp.length(wi), _EPS)
-    f, pdf = principled_eval_pdf_wp(n, wi, wo, p, base, roughness, metallic, ior, lobe_table, code)
+    f, pdf = principled_eval_pdf_wp(n, wi, wo, p, base, roughness, metallic, ior, lobe_table, code, tangent,
+                                    log_aspect)
     return wi, sample_weight_wp(f, pdf, n, wi), pdf
 
 

@@ -62,10 +62,12 @@ def _bsdf_sample(offset: int, end: int, paths: wp.array(dtype=wp.int32), depth: 
                                                roughness[i], ior[i], beckmann[i], u_lobe, u0, u1)
     elif conductor_row[i] >= 0:
         wi, weight, pdf = pk.conductor_sample_wp(conductor, conductor_row[i], pk.unit_wp(normal[i]), pk.unit_wp(wo[i]),
-                                                 base[i], roughness[i], beckmann[i], u0, u1)
+                                                 base[i], roughness[i], beckmann[i], wp.vec3(0.0, 0.0, 0.0), 0.0,
+                                                 u0, u1)  # (isotropic: anisotropic lobes replay on PyTorch)
     elif principled[i] != 0:
         wi, weight, pdf = pk.principled_sample_wp(pk.unit_wp(normal[i]), pk.unit_wp(wo[i]), -1.0, base[i],
-                                                  roughness[i], metallic[i], ior[i], conductor, 1, u_lobe, u0,
+                                                  roughness[i], metallic[i], ior[i], conductor, 1,
+                                                  wp.vec3(0.0, 0.0, 0.0), 0.0, u_lobe, u0,
                                                   u1)  # (the opaque base: lobes replay on PyTorch)
     else:
         wi, weight, pdf = pk.bsdf_sample_wp(normal[i], wo[i], base[i], roughness[i], metallic[i], ior[i], specular[i],

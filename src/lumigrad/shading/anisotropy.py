@@ -22,7 +22,8 @@ The tangent is the point's ``si.tangent`` (``xyz``; renderers give the mesh's ta
 parallel to the normal the frame is :func:`lumigrad.shading.warps.local_frame`'s.
 
 Each point carries its material's ``log a``: ``si.log_aspect [..., 1]`` (0 on isotropic points), as
-:func:`lumigrad.shading.sample_material` gives it.
+:func:`lumigrad.shading.sample_material` gives it. The fused path kernel's float32 twin:
+:mod:`lumigrad.kernels.anisotropy_kernels`.
 """
 
 from __future__ import annotations
@@ -145,6 +146,11 @@ def anisotropic_terms(si: SurfaceSample, n: torch.Tensor, wo: torch.Tensor, wi: 
 
 
 def sampling_frame(si: SurfaceSample, n: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The frame a lobe samples in: ``si.tangent``'s for anisotropic points (:func:`tangent_frame`), else
-    :func:`local_frame`'s (the isotropic lobes do not depend on it)."""
-    return tangent_frame(n, si.tangent) if is_anisotropic(si) else local_frame(n)
+    """The frame a lobe samples in: ``si.tangent``'s where the point's aspect is not 1 (:func:`tangent_frame`),
+    else :func:`local_frame`'s (an isotropic lobe does not depend on it; the fused kernel's twin chooses alike)."""
+    fallback = local_frame(n)
+    if not is_anisotropic(si):
+        return fallback
+    s, t = tangent_frame(n, si.tangent)
+    turned = si.log_aspect != 0
+    return torch.where(turned, s, fallback[0]), torch.where(turned, t, fallback[1])

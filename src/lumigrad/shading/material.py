@@ -173,9 +173,9 @@ class Material:
             (``SceneMesh.tangents``), else each triangle's ``dp/du`` of its texture coordinates, else its first edge
             (Mitsuba's frames). Only for a conductor (``conductor_eta`` set) or a ``principled`` material, checked when
             the material is made and when it is shaded; renderers clamp it to ``[1e-3, 1e3]`` (``ASPECT_MIN``), as they
-            clamp the other factors. A parameter (differentiable). The path tracer's PyTorch
-            transport (the fused kernel declines such scenes) and the raster's per-light shading honour it (the
-            raster's split-sum environment light is isotropic).
+            clamp the other factors. A parameter (differentiable). The path tracer (fused kernel, PyTorch transport;
+            its derivatives replay on PyTorch) and the raster's per-light shading honour it (the raster's split-sum
+            environment light is isotropic).
     """
 
     base_color_factor: torch.Tensor = None
