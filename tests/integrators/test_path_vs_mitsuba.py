@@ -983,10 +983,10 @@ def test_brushed_metals_and_an_anisotropic_principled(mi, tmp_path):
     """Mitsuba's anisotropic ``roughconductor`` (a brushed aluminium floor, GGX, ``alpha_u`` 0.03 across
     ``alpha_v`` 0.4 along its rectangle's axes; a copper sphere, Beckmann, 0.35 / 0.04 about its turned axis) and
     ``principled`` with ``anisotropic`` 0.9, under an area lamp, a point light and a constant sky, one file read by
-    both (lumigrad 1024 spp on the PyTorch transport, Mitsuba 8192): ``Material.roughness_aspect`` in the frames
-    of each shape's ``dp/du``. The sharp lobes reflecting the lamp are noisy: two seeds of lumigrad differ by 0.016
-    in 4 x 4 blocks. Measured: 0.012 in 4 x 4 blocks (0.010-0.014 against 16384 spp), means within 0.1 %; read isotropic (the
-    geometric-mean width) 0.31 off."""
+    both (lumigrad 1024 spp on the fused kernel, Mitsuba 8192): ``Material.roughness_aspect`` in the frames of each
+    shape's ``dp/du``. The sharp lobes reflecting the lamp are noisy: two seeds of lumigrad differ by 0.016 in 4 x 4
+    blocks. Measured: 0.012 in 4 x 4 blocks (0.010-0.014 against 16384 spp), means within 0.1 %; read isotropic
+    (the geometric-mean width) 0.31 off."""
     path = tmp_path / "anisotropic.xml"
     path.write_text(_ANISOTROPIC)
     ref = np.array(mi.render(mi.load_file(str(path)), seed=0), dtype=np.float64)[..., :3]

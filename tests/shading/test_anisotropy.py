@@ -156,7 +156,8 @@ def test_d_and_g1_reduce_to_the_isotropic_formulas_and_d_is_normalised():
     alpha = torch.full((200, 1), 0.3, dtype=DT)
     same = torch.cat([alpha, alpha], -1)
     sin2 = 1 - h[:, 2:] ** 2
-    for bk, ref in ((None, ggx_d(sin2, alpha ** 2)), (torch.ones(200, 1, dtype=torch.bool), beckmann_d(sin2, alpha ** 2))):
+    beckmann = torch.ones(200, 1, dtype=torch.bool)
+    for bk, ref in ((None, ggx_d(sin2, alpha ** 2)), (beckmann, beckmann_d(sin2, alpha ** 2))):
         torch.testing.assert_close(anisotropic_d(h, same, bk), ref, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(anisotropic_g1(h, same, bk), smith_g1(h[:, 2:], alpha, bk), rtol=1e-10, atol=1e-12)
     # the projected area of the microfacets is the surface's: the integral of D (n.h) is 1
@@ -228,7 +229,8 @@ def test_gradcheck_in_every_input():
         kw = dict(position=torch.zeros(3, 3, dtype=DT), normal=NORMAL.expand(3, 3), wo=wo, base_color=base,
                   roughness=rough.expand(3, 1), log_aspect=log_aspect.expand(3, 1), tangent=tangent.expand(3, 4))
         if model == "conductor":
-            si = SurfaceSample(metallic=torch.ones(3, 1, dtype=DT), beckmann=torch.full((3, 1), float(beckmann), dtype=DT),
+            si = SurfaceSample(metallic=torch.ones(3, 1, dtype=DT),
+                               beckmann=torch.full((3, 1), float(beckmann), dtype=DT),
                                conductor=torch.tensor([*CR[0], *CR[1], 1.0], dtype=DT).expand(3, 7), **kw)
             bsdf = ConductorBSDF()
         else:

@@ -59,8 +59,8 @@
     (:mod:`lumigrad.shading.principled`), its ``spec_tint``, ``sheen``, ``sheen_tint``, ``clearcoat``,
     ``clearcoat_gloss`` and ``flatness`` (numbers; a texture is refused) as ``Material.principled_lobes``
     and its ``anisotropic`` as ``Material.roughness_aspect = sqrt(1 - 0.9 anisotropic)`` (the main lobe's widths
-    ``alpha / aspect`` along the surface's ``dp/du`` and ``alpha aspect`` across it); with ``spec_trans`` other than 0 the glTF
-    model with ``transmission_factor = spec_trans`` instead (also named; a non-metallic, untextured
+    ``alpha / aspect`` along the surface's ``dp/du`` and ``alpha aspect`` across it); with ``spec_trans`` other
+    than 0 the glTF model with ``transmission_factor = spec_trans`` instead (also named; a non-metallic, untextured
     ``spec_trans`` 1, the glass of a Blender export, with base colour ``sqrt(base_color)``: Mitsuba tints each
     crossing by it);
   - a ``bitmap`` / ``checkerboard`` texture as a rough conductor's or dielectric's ``alpha`` or the
@@ -1362,7 +1362,8 @@ class _Reader:
                 if any(named[k] != 0.0 for k in ("spec_tint", "sheen", "clearcoat", "flatness")):
                     lobes = read
             for name in list(p.values) + [n for n, _, _ in p.objects if n]:
-                if name in ("diff_trans", "main_specular") or (transmits and name in PRINCIPLED_LOBES + ("anisotropic",)):
+                if name in ("diff_trans", "main_specular") or (
+                        transmits and name in PRINCIPLED_LOBES + ("anisotropic",)):
                     p.get(name)
                     p.named_object(name)
                     self.note(f"principled {name} (not modelled{' with spec_trans' if name in PRINCIPLED_LOBES else ''})",

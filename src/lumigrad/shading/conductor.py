@@ -8,8 +8,9 @@ max(roughness^2, ALPHA_MIN)`` and ``h = normalize(wi + wo)``::
     f = c F(wo.h; eta, k) / F(1; eta, k) D(h) G1(wo) G1(wi) / (4 n.wo n.wi)
 
 ``F`` the unpolarised Fresnel reflectance of a conductor (:func:`fresnel_conductor`), ``D`` and ``G1`` GGX's or
-Beckmann's (``si.beckmann``), with the separable shadowing Mitsuba uses; anisotropic (Mitsuba's ``alpha_u`` and
-``alpha_v``) where ``si.log_aspect`` is set (``Material.roughness_aspect``, :mod:`lumigrad.shading.anisotropy`). The base colour scales the curve and
+Beckmann's (``si.beckmann``), with the separable shadowing Mitsuba uses; anisotropic (Mitsuba's ``alpha_u``
+and ``alpha_v``) where ``si.log_aspect`` is set (``Material.roughness_aspect``,
+:mod:`lumigrad.shading.anisotropy`). The base colour scales the curve and
 sets its height at normal incidence; ``eta`` and ``k`` set its shape: gold's, copper's or chromium's rise
 towards grazing light, which glTF's Schlick curve (the metal lobe of :func:`lumigrad.shading.metallic_roughness`)
 gets wrong by up to a quarter at 75 degrees. Mitsuba's ``specular_reflectance`` ``s`` with ``eta, k`` is the base

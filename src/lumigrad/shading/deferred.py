@@ -95,9 +95,9 @@ def _material_tensors(material: dict):
 def _check_isotropic(material: dict) -> None:
     """An anisotropic lobe (``log_aspect``) turns in a tangent frame, which a material dict cannot carry."""
     if "log_aspect" in material:
-        raise ValueError("material has log_aspect (an anisotropic lobe, Material.roughness_aspect), which turns in the "
-                         "surface's tangents: shade a SurfaceSample with its tangent (shade_direct_unchecked) or render "
-                         "the scene (lumigrad.render)")
+        raise ValueError("material has log_aspect (an anisotropic lobe, Material.roughness_aspect), which turns in "
+                         "the surface's tangents: shade a SurfaceSample with its tangent (shade_direct_unchecked) or "
+                         "render the scene (lumigrad.render)")
 
 
 def _per_point(value, pixels: _Pixels):

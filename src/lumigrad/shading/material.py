@@ -383,8 +383,8 @@ def _aspect_value(value, like: Optional[torch.Tensor]) -> torch.Tensor:
     """``roughness_aspect`` as a tensor (of ``like``'s dtype and device where it is not one), checked: one finite
     number > 0."""
     if not isinstance(value, torch.Tensor):
-        kw = ({"dtype": like.dtype, "device": like.device} if isinstance(like, torch.Tensor) and like.is_floating_point()
-              else {"dtype": torch.get_default_dtype()})
+        floating = isinstance(like, torch.Tensor) and like.is_floating_point()
+        kw = {"dtype": like.dtype, "device": like.device} if floating else {"dtype": torch.get_default_dtype()}
         value = torch.tensor(value, **kw)
     check_tensor(value, "roughness_aspect", floating=True, finite=True)
     if value.numel() != 1 or float(value.detach().reshape(-1)[0]) <= 0:
