@@ -750,3 +750,23 @@ def test_the_lean_kernel_variant_traces_the_same_bits_as_the_full_one(name):
     replay_variant = path_trace.trace_paths_tables(bvh_for(verts, ts.faces), verts, tables, o, d, depth_limit=8,
                                                    rr_depth=3, seed=7, hide_emitters=False, for_replay=True)[0]
     assert torch.equal(replay_variant, chosen)
+
+
+def test_an_anisotropic_part_without_tangents_turns_in_the_default_frame_in_both():
+    """A hand-built scene without its tangent table: an anisotropic part's lobe keeps both widths in the normal's
+    default frame, in the kernel as in the transport (not the isotropic lobe)."""
+    scene, cam = _anisotropic()
+    ts = dataclasses.replace(_trace_scene(scene), tangents=None)
+    o, d = _camera_rays(cam, 4, 3, F32)
+    settings = dict(max_depth=4, rr_depth=4, seed=3)
+    fused, torch_ = sample_paths_fused(ts, o, d, **settings), sample_paths(ts, o, d, **settings)
+    scale = torch.clamp(torch_.abs().amax(-1), min=max(1e-2 * float(torch_.abs().mean()), 1e-12))
+    assert float(((fused - torch_).abs().amax(-1) / scale > 1e-3).double().mean()) < 0.01
+
+
+def test_an_aspect_left_on_a_material_no_longer_a_conductor_is_refused_by_both():
+    scene, cam = _anisotropic_principled()
+    scene.meshes["card"].material.principled = False
+    for use in (True, False):
+        with pytest.raises(ValueError, match="roughness_aspect"):
+            lg.render(scene, cam, integrator=lg.integrators.PathIntegrator(max_depth=2, use_fused_kernel=use), spp=1)

@@ -330,3 +330,24 @@ def test_shade_direct_refuses_an_anisotropic_material_dict():
     light = point_light(torch.zeros(1, 3), torch.tensor([0.0, 0.0, 2.0]), torch.ones(3))
     with pytest.raises(ValueError, match="log_aspect"):
         shade_direct(torch.zeros(1, 3), z, z, values, [light])
+
+
+def test_points_of_aspect_one_keep_the_isotropic_arithmetic():
+    """In a batch with anisotropic points, a point of aspect 1 gets the isotropic lobe's bits (values, densities,
+    samples), as the fused kernel's per-part choice: Beckmann and GGX conductors and a principled."""
+    wo = _dir(0.7)
+    wi = torch.cat(_directions(32, 13)) @ FRAME
+    n = wi.shape[0]
+    u1, u2 = _uniform(n, 3)
+    for make, bsdf, kw in ((_conductor, ConductorBSDF(), dict(beckmann=True)), (_conductor, ConductorBSDF(), {}),
+                           (_principled, PrincipledBSDF(), {})):
+        mixed = make(n, wo, 1.0, **kw)
+        log_aspect = mixed.log_aspect.clone()
+        log_aspect[::2] = 0.7  # every other point anisotropic
+        mixed = SurfaceSample(**{**mixed.tensors(), "log_aspect": log_aspect, "ior": mixed.ior})
+        plain = SurfaceSample(**{**mixed.tensors(), "log_aspect": None, "tangent": None, "ior": mixed.ior})
+        for method in ("eval", "pdf"):
+            a, b = getattr(bsdf, method)(mixed, wi), getattr(bsdf, method)(plain, wi)
+            assert torch.equal(a[1::2], b[1::2]) and not torch.allclose(a[::2], b[::2])
+        a, b = bsdf.sample(mixed, u1, u2), bsdf.sample(plain, u1, u2)
+        assert torch.equal(a.wi[1::2], b.wi[1::2]) and torch.equal(a.weight[1::2], b.weight[1::2])

@@ -44,7 +44,7 @@ from ..raytrace.transport import MAX_BOUNCES, TraceScene
 from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
 from ..shading.emitters import (AUTO_AREA_DISTANCE, AUTO_SOLID_ANGLE_MAX_FACES, area_light_area_table,
                                 area_light_bounds, envmap_sampling_table)
-from ..shading.material import ASPECT_MIN, check_conductor_pair, has_principled_lobes
+from ..shading.material import ASPECT_MIN, check_aspect_model, check_conductor_pair, has_principled_lobes
 from ..shading.plastic import PLASTIC_TABLE, material_plastic_table
 
 __all__ = ["KNOWN_FIELDS", "TRANSPORT_ENV", "fused_unsupported", "path_tables", "sample_paths_fused", "use_fused"]
@@ -206,6 +206,7 @@ def conductor_rows(mats, dev) -> Optional[torch.Tensor]:
     ``(log aspect, 0, 0)`` in row ``2 P + p``, clamped as the transport's (``sample_material``)."""
     for m in mats:
         check_conductor_pair(m)
+        check_aspect_model(m)  # (an aspect on a material no longer a conductor or principled: refused, as the twin)
     anisotropic = any(getattr(m, "roughness_aspect", None) is not None for m in mats)
     if not anisotropic and not any(getattr(m, "conductor_eta", None) is not None or has_principled_lobes(m)
                                    for m in mats):

@@ -843,10 +843,11 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
                 if (flags & 64) != 0:
                     conductor_row = part
                 delta_spec = (flags >> 7) & 1
-                if (flags & 512) != 0 and has_tangents != 0:  # an anisotropic lobe: its log aspect in row 2 P + part
-                    log_aspect = part_conductor[2 * part_base.shape[0] + part][0]  # of part_conductor
-                    t4 = b0 * tangents[3 * face] + b1 * tangents[3 * face + 1] + b2 * tangents[3 * face + 2]
-                    aniso_tangent = wp.vec3(t4[0], t4[1], t4[2])
+                if (flags & 512) != 0:  # an anisotropic lobe: its log aspect in row 2 P + part of part_conductor,
+                    log_aspect = part_conductor[2 * part_base.shape[0] + part][0]  # its tangent interpolated (none:
+                    if has_tangents != 0:  # the normal's default frame, as the twin's tangent_frame)
+                        t4 = b0 * tangents[3 * face] + b1 * tangents[3 * face + 1] + b2 * tangents[3 * face + 2]
+                        aniso_tangent = wp.vec3(t4[0], t4[1], t4[2])
             if back and double:
                 ng = -ng
                 n = -n

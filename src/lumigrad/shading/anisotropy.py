@@ -38,7 +38,7 @@ from .surface import SurfaceSample
 from .warps import beckmann_normal, ggx_visible_normal, local_frame
 
 __all__ = ["aspect_alphas", "anisotropic_d", "anisotropic_g1", "anisotropic_normal", "anisotropic_terms",
-           "is_anisotropic", "lobe_widths", "sampling_frame", "tangent_frame"]
+           "is_anisotropic", "lobe_widths", "sampling_frame", "tangent_frame", "where_turned"]
 
 #: Squared length, relative to the tangent's, below which a tangent made orthogonal to the normal is no direction
 #: (within 1e-4 of the normal: float32 rounding would turn it anywhere, with slopes of 1e4 and more).
@@ -143,6 +143,14 @@ def anisotropic_terms(si: SurfaceSample, n: torch.Tensor, wo: torch.Tensor, wi: 
 
     return (anisotropic_d(local(h), alphas, beckmann), anisotropic_g1(local(wo), alphas, beckmann),
             anisotropic_g1(local(wi), alphas, beckmann))
+
+
+def where_turned(si: SurfaceSample, anisotropic, isotropic) -> tuple:
+    """The tensors of ``anisotropic`` where the point's aspect is not 1 (``si.log_aspect != 0``), those of
+    ``isotropic`` elsewhere: each point's lobe takes the isotropic arithmetic unless it is anisotropic, as the fused
+    kernel's (the same bits as a scene without aspects)."""
+    turned = si.log_aspect != 0
+    return tuple(torch.where(turned, a, b) for a, b in zip(anisotropic, isotropic))
 
 
 def sampling_frame(si: SurfaceSample, n: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

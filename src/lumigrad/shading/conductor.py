@@ -31,7 +31,8 @@ from typing import Optional
 
 import torch
 
-from .anisotropy import anisotropic_normal, anisotropic_terms, is_anisotropic, lobe_widths, sampling_frame
+from .anisotropy import (anisotropic_normal, anisotropic_terms, is_anisotropic, lobe_widths, sampling_frame,
+                         where_turned)
 from .brdf import ALPHA_MIN, BSDFSample, beckmann_d, ggx_d, smith_g1
 from .per_point import PerPointModelBSDF, sample_at
 from .surface import SurfaceSample
@@ -105,14 +106,13 @@ class ConductorBSDF:
         carries aspects (:mod:`lumigrad.shading.anisotropy`)."""
         co, ci, valid, cos_h, wo_h, sin2_h, vectors = self._terms(si, wi)
         alpha, bk = self._alpha(si), self._beckmann(si)
-        if is_anisotropic(si):
-            d, g_o, g_i = anisotropic_terms(si, *vectors, bk)
-        else:
-            a2 = alpha * alpha
-            d = ggx_d(sin2_h, a2)
-            if bk is not None:
-                d = torch.where(bk, beckmann_d(sin2_h, a2), d)
-            g_o, g_i = smith_g1(co, alpha, bk), smith_g1(ci, alpha, bk)
+        a2 = alpha * alpha
+        d = ggx_d(sin2_h, a2)
+        if bk is not None:
+            d = torch.where(bk, beckmann_d(sin2_h, a2), d)
+        g_o, g_i = smith_g1(co, alpha, bk), smith_g1(ci, alpha, bk)
+        if is_anisotropic(si):  # (where the aspect is not 1: the isotropic forms elsewhere, as the fused kernel)
+            d, g_o, g_i = where_turned(si, anisotropic_terms(si, *vectors, bk), (d, g_o, g_i))
         return (co, ci, valid, cos_h, wo_h), d, g_o, g_i
 
     def _alpha(self, si: SurfaceSample) -> torch.Tensor:
@@ -151,12 +151,11 @@ class ConductorBSDF:
         t, b = sampling_frame(si, n_b)
         wo_l = to_local(wo_b, t, b, n_b)
         alpha, bk = self._alpha(si), self._beckmann(si)
+        h = ggx_visible_normal(wo_l, alpha, u2)
+        if bk is not None:
+            h = torch.where(bk, beckmann_normal(alpha, u2), h)
         if is_anisotropic(si):
-            h = anisotropic_normal(wo_l, lobe_widths(si), u2, bk)
-        else:
-            h = ggx_visible_normal(wo_l, alpha, u2)
-            if bk is not None:
-                h = torch.where(bk, beckmann_normal(alpha, u2), h)
+            (h,) = where_turned(si, (anisotropic_normal(wo_l, lobe_widths(si), u2, bk),), (h,))
         wi = _unit(to_world(2.0 * (wo_l * h).sum(-1, keepdim=True) * h - wo_l, t, b, n_b))
         return sample_at(self, si, n_b, wi)
 

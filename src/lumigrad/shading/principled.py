@@ -51,7 +51,7 @@ from typing import Optional
 
 import torch
 
-from .anisotropy import anisotropic_terms, is_anisotropic, lobe_widths, sampling_frame
+from .anisotropy import anisotropic_terms, is_anisotropic, lobe_widths, sampling_frame, where_turned
 from .brdf import ALPHA_MIN, BSDFSample, ggx_d, smith_g1
 from .dielectric import fresnel_dielectric_unchecked
 from .per_point import PerPointModelBSDF, sample_at
@@ -121,10 +121,11 @@ class PrincipledBSDF:
     def _main_lobe(self, si: SurfaceSample, co, ci, sin2_h, vectors):
         """``(D, G1(wo), G1(wi))`` of the main GGX lobe: isotropic, or anisotropic where ``si`` carries aspects
         (Mitsuba's ``anisotropic``: :mod:`lumigrad.shading.anisotropy`)."""
-        if is_anisotropic(si):
-            return anisotropic_terms(si, *vectors)
         alpha = self._alpha(si)
-        return ggx_d(sin2_h, alpha * alpha), smith_g1(co, alpha), smith_g1(ci, alpha)
+        iso = ggx_d(sin2_h, alpha * alpha), smith_g1(co, alpha), smith_g1(ci, alpha)
+        if is_anisotropic(si):  # (where the aspect is not 1: the isotropic forms elsewhere, as the fused kernel)
+            return where_turned(si, anisotropic_terms(si, *vectors), iso)
+        return iso
 
     def _alpha(self, si: SurfaceSample) -> torch.Tensor:
         return (si.roughness * si.roughness).clamp_min(ALPHA_MIN)
@@ -202,7 +203,10 @@ class PrincipledBSDF:
         n_b, wo_b = torch.broadcast_tensors(n, wo)
         t, b = sampling_frame(si, n_b)
         wo_l = to_local(wo_b, t, b, n_b)
-        h = ggx_visible_normal(wo_l, lobe_widths(si) if is_anisotropic(si) else self._alpha(si), u2)
+        alpha = self._alpha(si)
+        if is_anisotropic(si):  # (both widths where the aspect is not 1)
+            (alpha,) = where_turned(si, (lobe_widths(si),), (torch.cat(torch.broadcast_tensors(alpha, alpha), -1),))
+        h = ggx_visible_normal(wo_l, alpha, u2)
         q = self._clearcoat_probability(si)
         u_main = u1 if q is None else ((u1 - q) / (1.0 - q)).clamp(0.0, 1.0)
         wi_spec = 2.0 * (wo_l * h).sum(-1, keepdim=True) * h - wo_l
