@@ -106,12 +106,7 @@ def _bsdf(r: random.Random, glass: bool, textured: bool, maskable: bool, anisotr
         label += "+alpha texture"
     if kind in _GLASS:
         return xml, label
-    if textured and r.random() < 0.3:
-        xml = (f'<bsdf type="normalmap"><texture type="bitmap" name="normalmap"><string name="filename" '
-               f'value="normals.png"/><boolean name="raw" value="true"/></texture>{xml}</bsdf>')
-        label += "+normalmap"
-    if r.random() < 0.3:
-        xml, label = f'<bsdf type="twosided">{xml}</bsdf>', label + "+twosided"
+    xml, label = _wrapped(r, xml, label, textured, 0.3)
     if textured and maskable and r.random() < 0.4:
         xml = (f'<bsdf type="mask"><texture type="bitmap" name="opacity"><string name="filename" '
                f'value="opacity.png"/><boolean name="raw" value="true"/></texture>{xml}</bsdf>')
@@ -182,7 +177,13 @@ def _anisotropic_bsdf(r: random.Random, textured: bool):
                f'value="{r.uniform(0, 1):.3f}"/><float name="roughness" value="{r.uniform(0.1, 0.7):.3f}"/>'
                f'<float name="anisotropic" value="{r.uniform(0.3, 1.0):.3f}"/></bsdf>')
         label = "principled anisotropic"
-    if textured and r.random() < 0.25:
+    return _wrapped(r, xml, label, textured, 0.25)
+
+
+def _wrapped(r: random.Random, xml: str, label: str, textured: bool, normal_map: float):
+    """``(xml, label)`` of a BSDF in a ``normalmap`` (with probability ``normal_map`` where ``textured``), then in
+    ``twosided`` (0.3), at random."""
+    if textured and r.random() < normal_map:
         xml = (f'<bsdf type="normalmap"><texture type="bitmap" name="normalmap"><string name="filename" '
                f'value="normals.png"/><boolean name="raw" value="true"/></texture>{xml}</bsdf>')
         label += "+normalmap"
