@@ -102,8 +102,8 @@ class ConductorBSDF:
         return co, ci, valid, cos_h, wo_h, sin2_h, (n, wo, wi, h)
 
     def _lobe(self, si: SurfaceSample, wi: torch.Tensor):
-        """``(terms of _terms, D, G1(wo), G1(wi))``: the isotropic lobe's, or the anisotropic one's where ``si``
-        carries aspects (:mod:`lumigrad.shading.anisotropy`)."""
+        """``(terms of _terms, D, G1(wo), G1(wi))``: the isotropic lobe's, the anisotropic one's at the points whose
+        aspect is not 1 (:mod:`lumigrad.shading.anisotropy`)."""
         co, ci, valid, cos_h, wo_h, sin2_h, vectors = self._terms(si, wi)
         alpha, bk = self._alpha(si), self._beckmann(si)
         a2 = alpha * alpha

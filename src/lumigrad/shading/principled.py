@@ -119,7 +119,7 @@ class PrincipledBSDF:
         return co, ci, valid, wo_h, sin2_h, (n, wo, wi, h)
 
     def _main_lobe(self, si: SurfaceSample, co, ci, sin2_h, vectors):
-        """``(D, G1(wo), G1(wi))`` of the main GGX lobe: isotropic, or anisotropic where ``si`` carries aspects
+        """``(D, G1(wo), G1(wi))`` of the main GGX lobe: isotropic, anisotropic at the points whose aspect is not 1
         (Mitsuba's ``anisotropic``: :mod:`lumigrad.shading.anisotropy`)."""
         alpha = self._alpha(si)
         iso = ggx_d(sin2_h, alpha * alpha), smith_g1(co, alpha), smith_g1(ci, alpha)
