@@ -31,7 +31,6 @@ remainder: a rare, small bias of the gradient, gone with ``use_fused_kernel=Fals
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from typing import List, Optional
 
@@ -44,7 +43,7 @@ from ..raytrace.transport import MAX_BOUNCES, TraceScene
 from ..scene.lights import AreaLight, DirectionalLight, EnvironmentLight, PointLight, SpotLight
 from ..shading.emitters import (AUTO_AREA_DISTANCE, AUTO_SOLID_ANGLE_MAX_FACES, area_light_area_table,
                                 area_light_bounds, envmap_sampling_table)
-from ..shading.material import ASPECT_MIN, check_aspect_model, check_conductor_pair, has_principled_lobes
+from ..shading.material import check_aspect_model, check_conductor_pair, clamped_log_aspect, has_principled_lobes
 from ..shading.plastic import PLASTIC_TABLE, material_plastic_table
 
 __all__ = ["KNOWN_FIELDS", "TRANSPORT_ENV", "fused_unsupported", "path_tables", "sample_paths_fused", "use_fused"]
@@ -231,8 +230,7 @@ def log_aspect_of(m) -> torch.Tensor:
     """``[]`` the log of ``m``'s lobe aspect as renderers take it (``sample_material``'s clamp), 0 where isotropic."""
     if getattr(m, "roughness_aspect", None) is None:
         return torch.zeros(())
-    return m.roughness_aspect.detach().reshape(()).float().clamp_min(ASPECT_MIN).log().clamp(
-        math.log(ASPECT_MIN), -math.log(ASPECT_MIN)).cpu()
+    return clamped_log_aspect(m.roughness_aspect.detach().reshape(())).float().cpu()
 
 
 def _spot_cone(light: SpotLight):

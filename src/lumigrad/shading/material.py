@@ -426,6 +426,12 @@ def mitsuba_model(material: Material) -> Optional[str]:
 ASPECT_MIN = 1e-3
 _LOG_ASPECT_MAX = -math.log(ASPECT_MIN)
 
+
+def clamped_log_aspect(aspect: torch.Tensor) -> torch.Tensor:
+    """The log of a ``roughness_aspect`` as every renderer takes it: clamped to ``[ASPECT_MIN, 1 / ASPECT_MIN]``, as
+    the other factors are clamped (an optimiser's step may leave the valid range; gradients stop there)."""
+    return aspect.clamp_min(ASPECT_MIN).log().clamp(-_LOG_ASPECT_MAX, _LOG_ASPECT_MAX)
+
 #: Whether each ``specular_factor`` tensor, as it is now, differs from 1 (read once per tensor version).
 _SPECULAR_NOT_ONE = PerVersion(capacity=1 << 16)  # one per material of a scene, asked every frame
 
@@ -588,9 +594,7 @@ def _sample_material(material, uv, uv_derivs, mask, shape, texture, linear_colou
     check_conductor_pair(m)
     if m.roughness_aspect is not None:
         check_aspect_model(m)
-        # (clamped as the other factors are: an optimiser's step may leave the valid range; gradients stop there)
-        log_aspect = m.roughness_aspect.reshape(1).clamp_min(ASPECT_MIN).log().clamp(-_LOG_ASPECT_MAX, _LOG_ASPECT_MAX)
-        out["log_aspect"] = log_aspect.to(base).expand(pixels + (1,))
+        out["log_aspect"] = clamped_log_aspect(m.roughness_aspect).reshape(1).to(base).expand(pixels + (1,))
     if m.conductor_eta is not None:
         values = torch.cat([m.conductor_eta, m.conductor_k, torch.ones_like(m.conductor_k[:1])]).to(base)
         out["conductor"] = values.expand(pixels + values.shape)
