@@ -428,13 +428,24 @@ def _anisotropic_principled():
     return scene, cam
 
 
+def _anisotropic_glass():
+    """Anisotropic rough dielectrics (``roughness_aspect`` on transmitting materials: Mitsuba's ``roughdielectric``
+    with ``alpha_u`` / ``alpha_v``): the Beckmann glass scene's ball GGX again with aspect 3, its mixed ball
+    (transmission 0.5, metallic 0.3, Beckmann) with aspect 0.4 on its transmitting fraction."""
+    scene, cam = _beckmann_glass()
+    scene.meshes["ball"].material.microfacet = "ggx"
+    scene.meshes["ball"].material.roughness_aspect = torch.tensor(3.0)
+    scene.meshes["mixed"].material.roughness_aspect = torch.tensor(0.4)
+    return scene, cam
+
+
 SCENES = {"cornell": _cornell, "linear_spots": _linear_spots, "punctual": _punctual, "metal": _metal, "mixed": _mixed, "textured": _textured,
           "sky": _sky, "specular": _specular, "normal_mapped": _normal_mapped, "glass": _glass,
           "partial_glass": _partial_glass, "beckmann": _beckmann, "plastic": _plastic,
           "thin_sheets": _thin_sheets, "beckmann_glass": _beckmann_glass, "principled": _principled,
           "shadowed_normal_maps": _shadowed_normal_maps, "conductor": _conductor, "delta_specular": _delta_specular,
           "principled_lobes": _principled_lobes, "anisotropic": _anisotropic,
-          "anisotropic_principled": _anisotropic_principled}
+          "anisotropic_principled": _anisotropic_principled, "anisotropic_glass": _anisotropic_glass}
 
 
 def _compare(scene, cam, *, spp=4, light_sampling="solid_angle", **settings):
@@ -656,7 +667,8 @@ def test_thin_sheet_gradients_replay_the_fused_primal_on_pytorch():
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", ["cornell", "mixed", "normal_mapped", "glass", "plastic", "thin_sheets",
                                   "beckmann_glass", "principled", "shadowed_normal_maps", "conductor",
-                                  "principled_lobes", "delta_specular", "anisotropic", "anisotropic_principled"])
+                                  "principled_lobes", "delta_specular", "anisotropic", "anisotropic_principled",
+                                  "anisotropic_glass"])
 @pytest.mark.parametrize("light_sampling", ["solid_angle", "auto"])
 def test_the_kernel_runs_on_cuda_as_its_twin(name, light_sampling):
     """The same kernel on a CUDA device: the scene built there, the kernel against the PyTorch transport there."""

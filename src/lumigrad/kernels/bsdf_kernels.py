@@ -273,6 +273,21 @@ def two_lobe_direction_wp(n: wp.vec3, wo: wp.vec3, p_spec: float, roughness: flo
 
 
 @wp.func
+def anisotropic_normal_wp(wo: wp.vec3, alpha_x: float, alpha_y: float, beckmann: int, u0: float, u1: float):
+    """A local normal of the lobe of widths ``alpha_x`` along x and ``alpha_y`` along y from uniform ``u0, u1``:
+    GGX's visible from the local unit ``wo``, or Beckmann's by ``D (n.h)`` (a unit-width normal stretched by both
+    widths); the twin of ``lumigrad.shading.anisotropy.anisotropic_normal``."""
+    h = wp.vec3()
+    if beckmann != 0:
+        unit = beckmann_normal_wp(1.0, u0, u1)
+        v = wp.vec3(alpha_x * unit[0], alpha_y * unit[1], unit[2])
+        h = v / wp.max(wp.length(v), FLOOR)
+    else:
+        h = ggx_visible_normal_xy_wp(wo, alpha_x, alpha_y, u0, u1)
+    return h
+
+
+@wp.func
 def two_lobe_direction_in_wp(n: wp.vec3, t: wp.vec3, b: wp.vec3, wo: wp.vec3, p_spec: float, alpha_x: float,
                              alpha_y: float, beckmann: int, stretched: int, u_lobe: float, u0: float, u1: float):
     """:func:`two_lobe_direction_wp` in the frame ``(t, b, n)``, the microfacet lobe of widths ``alpha_x`` along
@@ -282,10 +297,8 @@ def two_lobe_direction_in_wp(n: wp.vec3, t: wp.vec3, b: wp.vec3, wo: wp.vec3, p_
     wi_local = wp.vec3()
     if u_lobe < p_spec:
         h = wp.vec3()
-        if beckmann != 0 and stretched != 0:
-            unit = beckmann_normal_wp(1.0, u0, u1)
-            v = wp.vec3(alpha_x * unit[0], alpha_y * unit[1], unit[2])
-            h = v / wp.max(wp.length(v), FLOOR)
+        if stretched != 0:
+            h = anisotropic_normal_wp(wo_local, alpha_x, alpha_y, beckmann, u0, u1)
         elif beckmann != 0:
             h = beckmann_normal_wp(alpha_x, u0, u1)
         else:

@@ -6,16 +6,19 @@ The float32 twins of :mod:`lumigrad.shading.dielectric` (``fresnel_dielectric_un
 mode) and :class:`lumigrad.shading.transmission.MetallicRoughnessTransmissionBSDF` (the PyTorch code is the
 reference): the same operations in the same order, on unit vectors (the path kernel's normal and view; directions
 normalised where they are made). Conventions: ``n`` points to the exterior, ``ior`` is interior / exterior (the
-material's: the kernel renders no nested media), either side may hold ``wo``.
+material's: the kernel renders no nested media), either side may hold ``wo``. Where a part's log aspect is not 0
+(``Material.roughness_aspect``: Mitsuba's ``alpha_u`` / ``alpha_v``) the dielectric's lobe is anisotropic in the
+frame of the point's tangent (:mod:`.anisotropy_kernels`); the opaque model beside it stays isotropic.
 """
 
 from __future__ import annotations
 
 import warp as wp
 
-from .bsdf_kernels import (ALPHA_MIN, beckmann_d_wp, beckmann_g1_wp, beckmann_normal_wp, ggx_visible_normal_wp,
-                           local_frame_wp, eval_pdf_unit_wp, f0_dielectric_wp, normalize_floor_wp, sample_unit_wp,
-                           specular_probability_wp)
+from .anisotropy_kernels import anisotropic_d_wp, anisotropic_g1_wp, aspect_widths_wp, tangent_frame_wp
+from .bsdf_kernels import (ALPHA_MIN, anisotropic_normal_wp, beckmann_d_wp, beckmann_g1_wp, beckmann_normal_wp,
+                           ggx_visible_normal_wp, local_frame_wp, eval_pdf_unit_wp, f0_dielectric_wp, normalize_floor_wp,
+                           sample_unit_wp, specular_probability_wp)
 
 wp.set_module_options({"enable_backward": False})
 
@@ -115,13 +118,26 @@ def _beckmann_g1(cos_v: float, v_dot_h: float, alpha: float):
 
 
 @wp.func
-def rough_dielectric_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, alpha: float, eta: float, beckmann: int):
+def _anisotropic_g1(v: wp.vec3, s: wp.vec3, t: wp.vec3, n: wp.vec3, cos_v: float, v_dot_h: float, au: float, av: float,
+                    beckmann: int):
+    """Smith's masking of the anisotropic lobe for ``v`` seen from its own side (0 where it sees the microfacet's
+    back): the twin of the rough dielectric's ``_anisotropic_terms``."""
+    out = float(0.0)
+    if v_dot_h * cos_v > 0.0:
+        out = anisotropic_g1_wp(wp.vec3(wp.dot(v, s), wp.dot(v, t), cos_v) * _sign(cos_v), au, av, beckmann)
+    return out
+
+
+@wp.func
+def rough_dielectric_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, alpha: float, eta: float, beckmann: int,
+                                 tangent: wp.vec3, log_aspect: float, roughness: float):
     """``(f, pdf)`` of the rough dielectric (``rough_dielectric_unchecked`` and its pdf, radiance mode) at unit
     ``n, wi, wo``: reflection ``F D G / (4 |n.wo| |n.wi|)``, refraction ``(1 - F) D G |wo.h| |wi.h| / (|n.wo|
     |n.wi| (wo.h + eta' wi.h)^2)``; visible-normal density times the reflection or refraction Jacobian and its
     Fresnel probability. Zero where a direction lies on the surface, a direction sees the microfacet's back, or
     the refraction's half vector degenerates. ``beckmann`` 1: Beckmann's ``D`` and ``G1`` (Walter et al. 2007's
-    ``Lambda``), the normals' density ``D (n.h)``."""
+    ``Lambda``), the normals' density ``D (n.h)``. Where ``log_aspect`` is not 0, ``D`` and ``G1`` of the widths
+    of ``roughness`` and the aspect in the frame of ``tangent`` instead of ``alpha``'s."""
     cos_o = wp.dot(n, wo)
     cos_i = wp.dot(n, wi)
     reflect = cos_o * cos_i > 0.0
@@ -148,7 +164,16 @@ def rough_dielectric_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, alpha: fl
         d = float(0.0)
         g = float(0.0)
         pdf_h = float(0.0)
-        if beckmann != 0:
+        if log_aspect != 0.0:
+            au, av = aspect_widths_wp(roughness, log_aspect)
+            s, t = tangent_frame_wp(n, tangent)
+            d = anisotropic_d_wp(wp.vec3(wp.dot(h, s), wp.dot(h, t), n_h), au, av, beckmann)
+            g_o = _anisotropic_g1(wo, s, t, n, cos_o, wo_h, au, av, beckmann)
+            g = g_o * _anisotropic_g1(wi, s, t, n, cos_i, wi_h, au, av, beckmann)
+            pdf_h = d * g_o * wp.abs(wo_h) / wp.max(wp.abs(cos_o), _EPS)
+            if beckmann != 0:
+                pdf_h = d * n_h
+        elif beckmann != 0:
             d = beckmann_d_wp(wp.max(1.0 - n_h * n_h, 0.0), a2)
             g = _beckmann_g1(cos_o, wo_h, alpha) * _beckmann_g1(cos_i, wi_h, alpha)
             pdf_h = d * n_h
@@ -172,17 +197,27 @@ def rough_dielectric_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, alpha: fl
 
 @wp.func
 def rough_dielectric_direction_wp(n: wp.vec3, wo: wp.vec3, alpha: float, eta: float, beckmann: int,
-                                  u_choice: float, u0: float, u1: float):
+                                  tangent: wp.vec3, log_aspect: float, roughness: float, u_choice: float, u0: float,
+                                  u1: float):
     """``rough_dielectric_sample_unchecked``'s direction at unit ``n, wo``: a GGX normal visible from ``wo``
     (flipped to the normal's side), or with ``beckmann`` a Beckmann normal drawn by ``D (n.h)``, from ``u0, u1``,
     then reflection where ``u_choice < F`` (or at total internal reflection), else refraction; ``(wi, ok)`` with
     ``ok`` False for a reflection through the surface, a refraction that does not cross it or a Beckmann normal
-    facing away from ``wo`` (the caller also requires a positive density)."""
-    t, b = local_frame_wp(n)
+    facing away from ``wo`` (the caller also requires a positive density). Where ``log_aspect`` is not 0, the
+    normal is the anisotropic lobe's in the frame of ``tangent``."""
+    t = wp.vec3()
+    b = wp.vec3()
+    if log_aspect != 0.0:
+        t, b = tangent_frame_wp(n, tangent)
+    else:
+        t, b = local_frame_wp(n)
     wo_l = wp.vec3(wp.dot(wo, t), wp.dot(wo, b), wp.dot(wo, n))
     side = _sign(wo_l[2])
     h = wp.vec3()
-    if beckmann != 0:
+    if log_aspect != 0.0:
+        au, av = aspect_widths_wp(roughness, log_aspect)
+        h = anisotropic_normal_wp(wo_l * side, au, av, beckmann, u0, u1)
+    elif beckmann != 0:
         h = beckmann_normal_wp(alpha, u0, u1)
     else:
         h = ggx_visible_normal_wp(wo_l * side, alpha, u0, u1)
@@ -230,18 +265,19 @@ def _mixture_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, base: wp.vec3, metallic: f
 @wp.func
 def transmission_eval_pdf_wp(n: wp.vec3, wi: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: float,
                              metallic: float, ior: float, specular: float, transmission: float, thin: int,
-                             beckmann: int):
+                             beckmann: int, tangent: wp.vec3, log_aspect: float):
     """``(f [3], pdf)`` of ``MetallicRoughnessTransmissionBSDF`` at unit ``n, wi, wo``: the opaque model with its
     dielectric layer weighted by ``1 - transmission``, plus ``w = (1 - metallic) transmission`` times the rough
     dielectric (``alpha = max(roughness^2, 1e-3)``, none at an index-matched boundary or a ``thin`` sheet: deltas),
     its refraction tinted by ``base``; the density ``(1 - w) opaque + w dielectric``; ``beckmann`` 1: both with
-    Beckmann's microfacets."""
+    Beckmann's microfacets; the dielectric anisotropic where ``log_aspect`` is not 0 (in the frame of ``tangent``)."""
     f_o, pdf_o = eval_pdf_unit_wp(n, wi, wo, -1.0, base, roughness, metallic, ior, specular, transmission, beckmann)
     f_g = float(0.0)
     pdf_g = float(0.0)
     glass_delta = index_matched_wp(ior) or thin != 0
     if not glass_delta:
-        f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, wp.max(roughness * roughness, ALPHA_MIN), ior, beckmann)
+        f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, wp.max(roughness * roughness, ALPHA_MIN), ior, beckmann,
+                                                  tangent, log_aspect, roughness)
     return _mixture_wp(n, wi, wo, base, metallic, glass_delta, transmission, f_o, pdf_o, f_g, pdf_g)
 
 
@@ -259,15 +295,16 @@ def thin_sheet_reflectance_wp(cos: float, eta: float):
 
 @wp.func
 def transmission_sample_wp(n: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: float, metallic: float, ior: float,
-                           specular: float, transmission: float, thin: int, beckmann: int, u_lobe: float, u0: float,
-                           u1: float):
+                           specular: float, transmission: float, thin: int, beckmann: int, tangent: wp.vec3,
+                           log_aspect: float, u_lobe: float, u0: float, u1: float):
     """``MetallicRoughnessTransmissionBSDF.sample`` at unit ``n, wo``: ``(wi, weight [3], pdf, delta)``.
     ``u_lobe < w`` samples the dielectric (``u_lobe / w`` choosing reflection or refraction), otherwise the
     opaque model (with ``(u_lobe - w) / (1 - w)``); the weight is ``f |n.wi| / pdf`` of the mixture. At an
     index-matched boundary the dielectric is a delta passing straight through (``wi = -wo``, weight ``base``,
     pdf ``w``, ``delta`` True). A ``thin`` sheet's (Mitsuba's ``thindielectric``) are two deltas: the mirror
     direction where ``u_lobe / w < R'`` (:func:`thin_sheet_reflectance_wp`; weight 1, pdf ``w R'``), else straight
-    through (weight ``base``, pdf ``w (1 - R')``). ``beckmann`` 1: both lobes with Beckmann's microfacets. The
+    through (weight ``base``, pdf ``w (1 - R')``). ``beckmann`` 1: both lobes with Beckmann's microfacets; the
+    dielectric anisotropic where ``log_aspect`` is not 0 (in the frame of ``tangent``). The
     dielectric's value at a dielectric sample is evaluated once
     (its density decides the sample's validity, then enters the mixture)."""
     w = (1.0 - metallic) * transmission
@@ -284,9 +321,10 @@ def transmission_sample_wp(n: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: fl
         u_glass = u_lobe / p
     glass_delta = index_matched_wp(ior) or thin != 0  # (the dielectric's value is 0 there: deltas, below)
     if glass and thin == 0:
-        wi, ok_dir = rough_dielectric_direction_wp(n, wo, alpha, ior, beckmann, wp.clamp(u_glass, 0.0, 1.0), u0, u1)
+        wi, ok_dir = rough_dielectric_direction_wp(n, wo, alpha, ior, beckmann, tangent, log_aspect, roughness,
+                                                   wp.clamp(u_glass, 0.0, 1.0), u0, u1)
         if ok_dir:
-            f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, alpha, ior, beckmann)
+            f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, alpha, ior, beckmann, tangent, log_aspect, roughness)
             have_g = True
             valid = pdf_g > 0.0
     elif not glass:
@@ -304,7 +342,7 @@ def transmission_sample_wp(n: wp.vec3, wo: wp.vec3, base: wp.vec3, roughness: fl
     weight = wp.vec3(0.0, 0.0, 0.0)
     if valid:  # (an invalid sample has weight 0 whatever the mixture says)
         if not have_g and not glass_delta:
-            f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, alpha, ior, beckmann)
+            f_g, pdf_g = rough_dielectric_eval_pdf_wp(n, wi, wo, alpha, ior, beckmann, tangent, log_aspect, roughness)
         f_o, pdf_o = eval_pdf_unit_wp(n, wi, wo, -1.0, base, roughness, metallic, ior, specular, transmission, beckmann)
         f, pdf = _mixture_wp(n, wi, wo, base, metallic, glass_delta, transmission, f_o, pdf_o, f_g, pdf_g)
         ok = pdf > 0.0

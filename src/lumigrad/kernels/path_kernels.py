@@ -529,7 +529,7 @@ def light_sample_value_wp(x: wp.vec3, n: wp.vec3, ng: wp.vec3,
         bpdf = float(0.0)
         if transmission != 0.0:  # KHR_materials_transmission: the light may be on either side
             f, bpdf = transmission_eval_pdf_wp(n_u, unit_wp(wi), wo_u, base, roughness, metallic, ior, specular,
-                                               transmission, thin, beckmann)
+                                               transmission, thin, beckmann, tangent, log_aspect)
         elif plastic_row >= 0 and dirac:  # (a smooth plastic: its diffuse base alone)
             f = plastic_diffuse_wp(plastic, plastic_row, n_u, unit_wp(wi), wo_u, base, roughness, ior)
         elif plastic_row >= 0:  # Mitsuba's plastic (its table is row plastic_row of plastic)
@@ -1032,7 +1032,8 @@ def _trace_paths_kernel(adjoint_code: bool, every_material: bool):
             pdf = float(0.0)
             if transmission != 0.0:  # (as the twin, whatever its sign: an optimiser may push it out of [0, 1])
                 wi, weight, pdf, delta = transmission_sample_wp(n_u, wo_u, base, roughness, metallic, ior, specular,
-                                                                transmission, thin, beckmann, u_lobe, u_dir0, u_dir1)
+                                                                transmission, thin, beckmann, aniso_tangent, log_aspect,
+                                                                u_lobe, u_dir0, u_dir1)
             elif plastic_row >= 0:
                 wi, weight, pdf = plastic_sample_wp(part_plastic, plastic_row, n_u, wo_u, p_like, base, roughness, ior,
                                                     beckmann, u_lobe, u_dir0, u_dir1)

@@ -1,5 +1,5 @@
-"""Anisotropic microfacet lobes: Mitsuba's ``alpha_u`` / ``alpha_v`` (``roughconductor``) and the principled's
-``anisotropic``, for materials with ``Material.roughness_aspect`` set.
+"""Anisotropic microfacet lobes: Mitsuba's ``alpha_u`` / ``alpha_v`` (``roughconductor``, ``roughdielectric``) and
+the principled's ``anisotropic``, for materials with ``Material.roughness_aspect`` set.
 
 A lobe of roughness ``r`` and aspect ``a`` has the widths ``alpha_u = alpha / a`` along the surface's tangent
 ``s`` and ``alpha_v = alpha a`` along ``t = n x s`` (``alpha = r^2``, their geometric mean; each at least
@@ -29,7 +29,7 @@ Each point carries its material's ``log a``: ``si.log_aspect [..., 1]`` (0 on is
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 
@@ -37,8 +37,8 @@ from .brdf import ALPHA_MIN, beckmann_lambda
 from .surface import SurfaceSample
 from .warps import beckmann_normal, ggx_visible_normal, local_frame
 
-__all__ = ["aspect_alphas", "anisotropic_d", "anisotropic_g1", "anisotropic_normal", "anisotropic_terms",
-           "is_anisotropic", "lobe_widths", "sampling_frame", "tangent_frame", "where_turned"]
+__all__ = ["AnisotropicLobe", "anisotropic_lobe", "aspect_alphas", "anisotropic_d", "anisotropic_g1",
+           "anisotropic_normal", "anisotropic_terms", "is_anisotropic", "lobe_widths", "sampling_frame", "tangent_frame", "where_turned"]
 
 #: Squared length, relative to the tangent's, below which a tangent made orthogonal to the normal is no direction
 #: (within 1e-4 of the normal: float32 rounding would turn it anywhere, with slopes of 1e4 and more).
@@ -162,3 +162,29 @@ def sampling_frame(si: SurfaceSample, n: torch.Tensor) -> Tuple[torch.Tensor, to
     s, t = tangent_frame(n, si.tangent)
     turned = si.log_aspect != 0
     return torch.where(turned, s, fallback[0]), torch.where(turned, t, fallback[1])
+
+
+class AnisotropicLobe(NamedTuple):
+    """The anisotropic lobe of each point, for BSDFs that take plain tensors (the rough dielectric's functions):
+    its frame ``s, t [..., 3]`` (:func:`tangent_frame`), its widths ``[..., 2]`` (:func:`lobe_widths`) and
+    ``turned [..., 1]`` (bool), where the aspect is not 1 (elsewhere the isotropic arithmetic holds, as
+    :func:`where_turned`'s)."""
+    s: torch.Tensor
+    t: torch.Tensor
+    widths: torch.Tensor
+    turned: torch.Tensor
+
+    def local(self, v: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        """World ``v [..., 3]`` in the frame ``(s, t, n)``."""
+        return torch.cat([(v * self.s).sum(-1, keepdim=True), (v * self.t).sum(-1, keepdim=True),
+                          (v * n).sum(-1, keepdim=True)], -1)
+
+
+def anisotropic_lobe(si: SurfaceSample) -> Optional[AnisotropicLobe]:
+    """:class:`AnisotropicLobe` of ``si`` about its unit shading normal, or None where ``si`` carries no aspects
+    (reads no values)."""
+    if not is_anisotropic(si):
+        return None
+    n = si.normal / torch.linalg.vector_norm(si.normal, dim=-1, keepdim=True)
+    s, t = tangent_frame(n, si.tangent)
+    return AnisotropicLobe(s, t, lobe_widths(si), si.log_aspect != 0)

@@ -28,6 +28,7 @@ from typing import Literal, Optional, Tuple
 import torch
 
 from .._checks import check_choice, check_number, check_tensor
+from .anisotropy import AnisotropicLobe, anisotropic_d, anisotropic_g1, anisotropic_lobe, anisotropic_normal
 from .brdf import ALPHA_MIN, BSDFSample, beckmann_d, beckmann_g1
 from .surface import SurfaceSample
 from .bsdf import beckmann_mask as _beckmann
@@ -164,6 +165,23 @@ def _microfacet_terms(n_h, cos_o, cos_i, wo_h, wi_h, alpha, beckmann):
     return d, g
 
 
+def _anisotropic_terms(lobe: AnisotropicLobe, n, h, wo, wi, cos_o, cos_i, n_h, wo_h, wi_h, beckmann):
+    """``(D, G1(wo) G1(wi), D_wo)`` of ``lobe`` (the anisotropic twins of :func:`_microfacet_terms` and of the
+    normals' density: ``G1(wo) |wo.h| D / |n.wo|`` for GGX's visible normals, ``D (n.h)`` for Beckmann's) at the
+    half vector ``h`` on the normal's side, each direction seen from its own side of the surface (its masking
+    depends on the squares of its coordinates only)."""
+    n, wo, wi = _unit(n), _unit(wo), _unit(wi)
+    d = anisotropic_d(lobe.local(h, n), lobe.widths, beckmann)
+    zero = torch.zeros_like(d)
+    g_o = anisotropic_g1(lobe.local(wo, n) * _sign(cos_o), lobe.widths, beckmann)
+    g_i = anisotropic_g1(lobe.local(wi, n) * _sign(cos_i), lobe.widths, beckmann)
+    g_o, g_i = torch.where(wo_h * cos_o > 0, g_o, zero), torch.where(wi_h * cos_i > 0, g_i, zero)
+    d_wo = d * g_o * wo_h.abs() / cos_o.abs().clamp_min(_EPS)
+    if beckmann is not None:
+        d_wo = torch.where(beckmann, d * n_h, d_wo)
+    return d, g_o * g_i, d_wo
+
+
 def _check_mode(mode: str) -> str:
     return check_choice(mode, "mode", ("radiance", "importance"))
 
@@ -197,7 +215,8 @@ def _ggx_d(n_dot_h, a2):
 
 
 def rough_dielectric_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, alpha, eta, *,
-                               mode: Mode = "radiance", beckmann: Optional[torch.Tensor] = None) -> torch.Tensor:
+                               mode: Mode = "radiance", beckmann: Optional[torch.Tensor] = None,
+                               lobe: Optional[AnisotropicLobe] = None) -> torch.Tensor:
     """Evaluate the rough dielectric BSDF of Walter et al. 2007 with GGX, without validation (no host syncs).
 
     With ``h`` the generalised half vector ``normalize(wo + s wi)`` (``s = 1`` for a reflection, where ``n.wi``
@@ -217,6 +236,9 @@ def rough_dielectric_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tens
         mode: ``"radiance"`` or ``"importance"`` (module docstring).
         beckmann: optional ``[..., 1]`` bool: Beckmann's ``D`` and Smith ``G1`` (Walter et al. 2007's ``Lambda``,
             as Mitsuba's default ``roughdielectric``) where True; None: GGX everywhere (the same bits).
+        lobe: optional :class:`lumigrad.shading.anisotropy.AnisotropicLobe`: where it is turned, ``D`` and ``G1``
+            of its two widths in its frame (Mitsuba's ``roughdielectric`` with ``alpha_u`` / ``alpha_v``) instead
+            of ``alpha``'s; None: isotropic everywhere (the same bits).
 
     Returns:
         ``f [..., 1]``; 0 where a direction is exactly on the surface, ``wo`` or ``wi`` sees the back of the
@@ -228,6 +250,9 @@ def rough_dielectric_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tens
     """
     cos_o, cos_i, reflect, eta, eta_p, h, n_h, wo_h, wi_h, den, valid = _rough_geometry(n, wi, wo, eta)
     d, g = _microfacet_terms(n_h, cos_o, cos_i, wo_h, wi_h, _as(alpha, cos_o), beckmann)
+    if lobe is not None:
+        d_a, g_a, _ = _anisotropic_terms(lobe, n, h, wo, wi, cos_o, cos_i, n_h, wo_h, wi_h, beckmann)
+        d, g = torch.where(lobe.turned, d_a, d), torch.where(lobe.turned, g_a, g)
     f_fres = fresnel_dielectric_unchecked(wo_h.clamp(-1.0, 1.0), eta)[0]
     co = cos_o.abs().clamp_min(_EPS)
     ci = cos_i.abs().clamp_min(_EPS)
@@ -241,7 +266,8 @@ def rough_dielectric_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tens
 
 
 def rough_dielectric_pdf_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.Tensor, alpha, eta, *,
-                                   beckmann: Optional[torch.Tensor] = None) -> torch.Tensor:
+                                   beckmann: Optional[torch.Tensor] = None,
+                                   lobe: Optional[AnisotropicLobe] = None) -> torch.Tensor:
     """Density ``[..., 1]`` per solid angle with which :func:`rough_dielectric_sample_unchecked` draws ``wi``.
 
     Visible-normal sampling from ``wo`` (flipped to the normal's side), then reflection with probability
@@ -254,7 +280,8 @@ def rough_dielectric_pdf_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.
     :func:`rough_dielectric_unchecked`. It integrates over the sphere to one minus the probability that a
     sample lands on the wrong side (a reflection through the surface, a refraction that does not cross it),
     which the sampler returns with ``pdf = weight = 0``. Where ``beckmann`` is True the normals are Beckmann's,
-    sampled by ``D (n.h)`` (:func:`lumigrad.shading.warps.beckmann_normal`): ``pdf_h = D(h) n.h``.
+    sampled by ``D (n.h)`` (:func:`lumigrad.shading.warps.beckmann_normal`): ``pdf_h = D(h) n.h``. Where
+    ``lobe`` is turned, ``D`` and ``G1`` are its anisotropic ones.
 
     **Differentiability:** as :func:`rough_dielectric_unchecked`.
     """
@@ -266,6 +293,9 @@ def rough_dielectric_pdf_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.
     pdf_h = 2.0 * d * wo_h.abs() / (co + (a2 + (1.0 - a2) * co * co).sqrt()).clamp_min(_EPS)
     if beckmann is not None:
         pdf_h = torch.where(beckmann, beckmann_d((1.0 - n_h * n_h).clamp_min(0.0), a2) * n_h, pdf_h)
+    if lobe is not None:
+        pdf_h = torch.where(lobe.turned, _anisotropic_terms(lobe, n, h, wo, wi, cos_o, cos_i, n_h, wo_h, wi_h,
+                                                            beckmann)[2], pdf_h)
     f_fres = fresnel_dielectric_unchecked(wo_h.clamp(-1.0, 1.0), eta)[0]
     jac_r = f_fres / (4.0 * wi_h.abs().clamp_min(_EPS))
     jac_t = (1.0 - f_fres) * eta_p * eta_p * wi_h.abs() / (den * den).clamp_min(_EPS)
@@ -275,7 +305,8 @@ def rough_dielectric_pdf_unchecked(n: torch.Tensor, wi: torch.Tensor, wo: torch.
 
 def rough_dielectric_sample_unchecked(n: torch.Tensor, wo: torch.Tensor, alpha, eta, u1: torch.Tensor,
                                       u2: torch.Tensor, *, mode: Mode = "radiance",
-                                      beckmann: Optional[torch.Tensor] = None) -> BSDFSample:
+                                      beckmann: Optional[torch.Tensor] = None,
+                                      lobe: Optional[AnisotropicLobe] = None) -> BSDFSample:
     """Draw ``wi`` from the rough dielectric, without validation (no host syncs).
 
     A GGX normal ``h`` visible from ``wo`` (flipped to the normal's side; Heitz 2018,
@@ -283,7 +314,8 @@ def rough_dielectric_sample_unchecked(n: torch.Tensor, wo: torch.Tensor, alpha, 
     ``u1 < F`` reflects ``wo`` about ``h`` and otherwise refracts it through ``h`` (Snell's law about ``h``):
     ``wi = h (eta_ti wo.h + cos_t) - eta_ti wo``. A reflection that goes through the surface or a refraction
     that does not cross it is invalid (``pdf = weight = 0``). Where ``beckmann`` is True, ``h`` is a Beckmann
-    normal drawn by ``D (n.h)`` (:func:`lumigrad.shading.warps.beckmann_normal`) instead.
+    normal drawn by ``D (n.h)`` (:func:`lumigrad.shading.warps.beckmann_normal`) instead. Where ``lobe`` is turned
+    the normal is its anisotropic one, in its frame (:func:`lumigrad.shading.anisotropy.anisotropic_normal`).
 
     Returns:
         :class:`BSDFSample` with ``weight [..., 1] = f abs(n.wi) / pdf`` (``G1(wi)``, times ``eta_ti^2`` for a
@@ -298,12 +330,16 @@ def rough_dielectric_sample_unchecked(n: torch.Tensor, wo: torch.Tensor, alpha, 
     shape = torch.broadcast_shapes(n.shape, wo.shape, u2.shape[:-1] + (3,), u1.shape[:-1] + (3,))
     n_b, wo_b = n.expand(shape), wo.expand(shape)
     t, b = local_frame(n_b)
+    if lobe is not None:  # (the normal's default frame where the lobe is isotropic: the same bits)
+        t, b = torch.where(lobe.turned, lobe.s, t), torch.where(lobe.turned, lobe.t, b)
     wo_l = to_local(wo_b, t, b, n_b)
     side = _sign(wo_l[..., 2:])
     alpha = _as(alpha, wo_l)
     h = ggx_visible_normal(wo_l * side, alpha, u2)
     if beckmann is not None:
         h = torch.where(beckmann, beckmann_normal(alpha, u2), h)
+    if lobe is not None:
+        h = torch.where(lobe.turned, anisotropic_normal(wo_l * side, lobe.widths, u2, beckmann), h)
     wo_h = _dot(wo_l, h)
     f_fres, cos_t, eta_it, eta_ti = fresnel_dielectric_unchecked(wo_h.clamp(-1.0, 1.0), _as(eta, wo_l))
     reflect = (u1 < f_fres) | (f_fres >= 1)
@@ -315,8 +351,8 @@ def rough_dielectric_sample_unchecked(n: torch.Tensor, wo: torch.Tensor, alpha, 
     ok = torch.where(reflect, ~crosses & (wi_l[..., 2:] != 0), crosses) & (wo_l[..., 2:] != 0)
     if beckmann is not None:  # a Beckmann normal may face away from wo (visible normals never do): no sample there
         ok = ok & (~beckmann | (wo_h * wo_l[..., 2:] > 0))
-    pdf = rough_dielectric_pdf_unchecked(n_b, wi, wo_b, alpha, eta, beckmann=beckmann)
-    f = rough_dielectric_unchecked(n_b, wi, wo_b, alpha, eta, mode=mode, beckmann=beckmann)
+    pdf = rough_dielectric_pdf_unchecked(n_b, wi, wo_b, alpha, eta, beckmann=beckmann, lobe=lobe)
+    f = rough_dielectric_unchecked(n_b, wi, wo_b, alpha, eta, mode=mode, beckmann=beckmann, lobe=lobe)
     ok = ok & (pdf > 0)
     zero = torch.zeros_like(pdf)
     pdf = torch.where(ok, pdf, zero)
@@ -439,7 +475,9 @@ class RoughDielectricBSDF:
     Mitsuba's ``roughdielectric`` plugin with ``distribution="ggx"`` and visible-normal sampling (conventions
     in the module docstring), or with its default ``"beckmann"`` where ``si.beckmann`` is 1 (sampled by
     ``D (n.h)``). ``alpha = max(si.roughness^2, ALPHA_MIN)``, like the glTF model, and
-    ``eta`` = ``si.ior`` unless given here.
+    ``eta`` = ``si.ior`` unless given here. Where ``si.log_aspect`` is set (``Material.roughness_aspect``: Mitsuba's
+    ``alpha_u`` / ``alpha_v``) the lobe is anisotropic, in the frame of ``si.tangent``
+    (:mod:`lumigrad.shading.anisotropy`).
 
     * ``eval``: :func:`rough_dielectric_unchecked` (both hemispheres: reflection where ``n.wi`` and ``n.wo``
       have the same sign, refraction where they differ; generalised half vector, separable Smith ``G``,
@@ -485,18 +523,19 @@ class RoughDielectricBSDF:
         check_bsdf_args(si, wi)
         alpha, eta = self._params(si)
         return _channels(rough_dielectric_unchecked(si.normal, wi, si.wo, alpha, eta, mode=self.mode,
-                                                    beckmann=_beckmann(si)), si)
+                                                    beckmann=_beckmann(si), lobe=anisotropic_lobe(si)), si)
 
     def sample(self, si: SurfaceSample, u1: torch.Tensor, u2: torch.Tensor) -> BSDFSample:
         """Draw ``wi`` from uniform ``u1 [..., 1]`` (reflection or refraction) and ``u2 [..., 2]`` (microfacet)."""
         check_bsdf_args(si, u1=u1, u2=u2)
         alpha, eta = self._params(si)
         s = rough_dielectric_sample_unchecked(si.normal, si.wo, alpha, eta, u1, u2, mode=self.mode,
-                                              beckmann=_beckmann(si))
+                                              beckmann=_beckmann(si), lobe=anisotropic_lobe(si))
         return s._replace(weight=_channels(s.weight, si))
 
     def pdf(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         """Density ``[..., 1]`` per solid angle of ``sample`` drawing ``wi``."""
         check_bsdf_args(si, wi)
         alpha, eta = self._params(si)
-        return rough_dielectric_pdf_unchecked(si.normal, wi, si.wo, alpha, eta, beckmann=_beckmann(si))
+        return rough_dielectric_pdf_unchecked(si.normal, wi, si.wo, alpha, eta, beckmann=_beckmann(si),
+                                              lobe=anisotropic_lobe(si))

@@ -167,15 +167,17 @@ class Material:
             its lobes. The path tracer (fused kernel, its replay, PyTorch transport, shadow-edge terms) and the
             raster's per-light shading honour it.
         roughness_aspect: ``[]`` > 0 or None (isotropic): the specular lobe's aspect, for Mitsuba's anisotropic
-            ``roughconductor`` (``sqrt(alpha_v / alpha_u)``) and ``principled`` (``sqrt(1 - 0.9 anisotropic)``):
-            widths ``alpha / aspect`` along the surface's tangent and ``alpha aspect`` across it, ``alpha =
-            roughness^2`` their geometric mean (:mod:`lumigrad.shading.anisotropy`). The tangent is the mesh's
-            (``SceneMesh.tangents``), else each triangle's ``dp/du`` of its texture coordinates, else its first edge
-            (Mitsuba's frames). Only for a conductor (``conductor_eta`` set) or a ``principled`` material, checked when
-            the material is made and when it is shaded; renderers clamp it to ``[1e-3, 1e3]`` (``ASPECT_MIN``), as they
-            clamp the other factors. A parameter (differentiable). The path tracer (fused kernel, PyTorch transport;
-            its derivatives replay on PyTorch) and the raster's per-light shading honour it (the raster's split-sum
-            environment light is isotropic).
+            ``roughconductor`` and ``roughdielectric`` (``sqrt(alpha_v / alpha_u)``) and ``principled`` (``sqrt(1 -
+            0.9 anisotropic)``): widths ``alpha / aspect`` along the surface's tangent and ``alpha aspect`` across it,
+            ``alpha = roughness^2`` their geometric mean (:mod:`lumigrad.shading.anisotropy`). The tangent is the
+            mesh's (``SceneMesh.tangents``), else each triangle's ``dp/du`` of its texture coordinates, else its
+            first edge (Mitsuba's frames). Only for a conductor (``conductor_eta`` set), a ``principled`` material or
+            a transmitting one (``transmission_factor`` above 0, not a ``plastic``: the aspect shapes the rough
+            dielectric interface of its transmitting fraction, glTF's opaque lobes beside it stay isotropic),
+            checked when the material is made and when it is shaded; renderers clamp it to ``[1e-3, 1e3]``
+            (``ASPECT_MIN``), as they clamp the other factors. A parameter (differentiable). The path tracer (fused
+            kernel, PyTorch transport; its derivatives replay on PyTorch) and the raster's per-light shading honour it
+            (the raster's split-sum environment light is isotropic).
     """
 
     base_color_factor: torch.Tensor = None
@@ -394,12 +396,16 @@ def _aspect_value(value, like: Optional[torch.Tensor]) -> torch.Tensor:
 
 
 def check_aspect_model(material: Material) -> None:
-    """A ``roughness_aspect`` is on a conductor or a principled material (the attribute's doc); renderers ask per
-    frame, as the model may change after the aspect is set."""
-    if getattr(material, "roughness_aspect", None) is not None and not (
-            material.conductor_eta is not None or material.principled):
+    """A ``roughness_aspect`` is on a conductor, a principled material or a transmitting one (the attribute's doc);
+    renderers ask per frame, as the model may change after the aspect is set (a transmitting material's
+    ``transmission_factor`` is read)."""
+    if getattr(material, "roughness_aspect", None) is None or material.conductor_eta is not None or \
+            material.principled:
+        return
+    if material.plastic or not bool((material.transmission_factor.detach() > 0).any()):
         raise ValueError("roughness_aspect (an anisotropic lobe) is for Mitsuba's models: a conductor (conductor_eta "
-                         "set) or a principled material")
+                         "set), a principled material or a rough dielectric (transmission_factor above 0: the "
+                         "transmitting fraction's interface)")
 
 
 def check_conductor_pair(material: Material) -> None:

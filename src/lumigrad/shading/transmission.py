@@ -36,6 +36,7 @@ from __future__ import annotations
 import torch
 
 from .._checks import check_choice
+from .anisotropy import anisotropic_lobe
 from .brdf import (ALPHA_MIN, BSDFSample, metallic_roughness_pdf_unchecked, metallic_roughness_sample_unchecked,
                    metallic_roughness_unchecked)
 from .bsdf import BSDF, MetallicRoughnessBSDF, beckmann_mask
@@ -185,8 +186,8 @@ class MetallicRoughnessTransmissionBSDF:
         opaque = metallic_roughness_unchecked(n, wi, wo, si.base_color, si.roughness, si.metallic, ior=si.ior,
                                               specular_f0=si.specular_f0, transmission=t,
                                               specular=si.specular, beckmann=beckmann_mask(si))
-        glass = rough_dielectric_unchecked(n, wi, wo, alpha, si.ior, mode=self.mode,
-                                           beckmann=beckmann_mask(si)) * ~_index_matched(si)
+        glass = rough_dielectric_unchecked(n, wi, wo, alpha, si.ior, mode=self.mode, beckmann=beckmann_mask(si),
+                                           lobe=anisotropic_lobe(si)) * ~_index_matched(si)
         thin = self._thin(si)
         if thin is not None:  # the sheet's lobes are deltas: 0 for every wi
             glass = glass * ~thin
@@ -198,8 +199,8 @@ class MetallicRoughnessTransmissionBSDF:
         opaque = metallic_roughness_pdf_unchecked(n, wi, wo, si.base_color, si.roughness, si.metallic, ior=si.ior,
                                                   specular_f0=si.specular_f0, transmission=t,
                                                   specular=si.specular, beckmann=beckmann_mask(si))
-        glass = rough_dielectric_pdf_unchecked(n, wi, wo, alpha, si.ior, beckmann=beckmann_mask(si)) * \
-            ~_index_matched(si)
+        glass = rough_dielectric_pdf_unchecked(n, wi, wo, alpha, si.ior, beckmann=beckmann_mask(si),
+                                               lobe=anisotropic_lobe(si)) * ~_index_matched(si)
         thin = self._thin(si)
         if thin is not None:
             glass = glass * ~thin
@@ -259,7 +260,8 @@ class MetallicRoughnessTransmissionBSDF:
                                                        transmission=t, specular=si.specular,
                                                        beckmann=beckmann_mask(si))
         s_glass = rough_dielectric_sample_unchecked(n, wo, alpha, si.ior, u_glass.clamp(0.0, 1.0), u2,
-                                                    mode=self.mode, beckmann=beckmann_mask(si))
+                                                    mode=self.mode, beckmann=beckmann_mask(si),
+                                                    lobe=anisotropic_lobe(si))
         wi = torch.where(glass, s_glass.wi, s_opaque.wi)
         valid = torch.where(glass, s_glass.pdf > 0, s_opaque.pdf > 0)
         pdf = self._pdf(n, wi, wo, si, t, w, alpha)
