@@ -404,6 +404,15 @@ def _rgb(value) -> dict:
     return {"type": "rgb", "value": [float(c) for c in np.asarray(value, np.float64).reshape(-1)[:3]]}
 
 
+def _widths(m, rough: float) -> dict:
+    """A rough plugin's ``alpha``, or with a ``roughness_aspect`` its ``alpha_u = alpha / aspect`` (along ``dp/du``)
+    and ``alpha_v = alpha aspect`` (``alpha = roughness^2``, each at least 1e-3 as lumigrad's)."""
+    if getattr(m, "roughness_aspect", None) is None:
+        return {"alpha": max(rough * rough, 1e-3)}
+    aspect = float(m.roughness_aspect.detach().reshape(-1)[0])
+    return {"alpha_u": max(rough * rough / aspect, 1e-3), "alpha_v": max(rough * rough * aspect, 1e-3)}
+
+
 def bsdf_dict(material, *, metal: str = "principled") -> dict:
     """The Mitsuba BSDF closest to a lumigrad glTF ``Material`` (factors only, or a base-colour texture).
 
@@ -417,7 +426,7 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
       ``G1(wi) G1(wo)``, where lumigrad's is height-correlated); ``metal="roughconductor"``: a GGX
       ``roughconductor`` with ``F = 1`` (``material = "none"``) times ``specular_reflectance = base_color``.
     * ``transmission_factor 1, metallic 0``, white: ``roughdielectric`` (GGX, ``alpha = roughness^2``, ``int_ior =
-      ior``).
+      ior``; a ``roughness_aspect`` as ``alpha_u, alpha_v``, as a conductor's below).
     * ``roughconductor`` and ``roughdielectric`` take the material's ``microfacet`` as their ``distribution``.
     * ``Material.principled`` (with its ``principled_lobes``): ``principled`` (the same model); a
       ``roughness_aspect`` in ``[sqrt(0.1), 1]`` as its ``anisotropic``.
@@ -462,11 +471,7 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
         tint = np.clip(base[:3] / head_on, 0.0, 1.0)  # (float32 rounding may lift a white tint above 1)
         if getattr(m, "delta_specular", False):  # Mitsuba's smooth conductor
             return {"type": "conductor", "eta": _rgb(eta), "k": _rgb(k), "specular_reflectance": _rgb(tint)}
-        widths = {"alpha": max(rough * rough, 1e-3)}
-        if getattr(m, "roughness_aspect", None) is not None:  # alpha / aspect along dp/du, alpha aspect across
-            aspect = f(m.roughness_aspect)
-            widths = {"alpha_u": max(rough * rough / aspect, 1e-3), "alpha_v": max(rough * rough * aspect, 1e-3)}
-        return {"type": "roughconductor", "distribution": m.microfacet, **widths,
+        return {"type": "roughconductor", "distribution": m.microfacet, **_widths(m, rough),
                 "eta": _rgb(eta), "k": _rgb(k), "specular_reflectance": _rgb(tint)}
     if getattr(m, "plastic", False):
         if m.base_color_texture is not None:
@@ -480,8 +485,8 @@ def bsdf_dict(material, *, metal: str = "principled") -> dict:
     if trans == 1.0 and metallic == 0.0 and np.allclose(base[:3], 1):
         if getattr(m, "delta_specular", False):  # Mitsuba's smooth dielectric
             return {"type": "dielectric", "int_ior": ior, "ext_ior": 1.0}
-        return {"type": "roughdielectric", "distribution": m.microfacet, "alpha": max(rough * rough, 1e-3),
-                "int_ior": ior, "ext_ior": 1.0}
+        return {"type": "roughdielectric", "distribution": m.microfacet, **_widths(m, rough), "int_ior": ior,
+                "ext_ior": 1.0}
     if trans == 0.0 and metallic == 0.0 and (coat == 0.0 or ior == 1.0):
         if m.base_color_texture is None:
             return {"type": "diffuse", "reflectance": _rgb(base)}

@@ -60,6 +60,8 @@ CASES = {
     "principled-aniso": '<bsdf type="principled"><rgb name="base_color" value="0.9, 0.6, 0.3"/>'
                         '<float name="roughness" value="0.4"/><float name="metallic" value="0.8"/>'
                         '<float name="anisotropic" value="0.8"/></bsdf>',
+    "roughdielectric-aniso": '<bsdf type="roughdielectric"><string name="distribution" value="ggx"/>'
+                             '<float name="alpha_u" value="0.35"/><float name="alpha_v" value="0.03"/></bsdf>',
     "principled-glass": '<bsdf type="principled"><rgb name="base_color" value="0.5, 0.8, 0.6"/>'
                         '<float name="roughness" value="0.3"/><float name="spec_trans" value="1"/></bsdf>',
     "spot": None,

@@ -8,7 +8,7 @@ shapes, ``rectangle``, ``cube``, ``sphere``, ``disk``, ``cylinder`` or an OBJ, e
 film sizes, ``fov_axis``, crop windows, pixel filters, ``lookat`` or composed ``to_world``, ``hide_emitters``,
 spot, cube and rectangle lamps, a rotated ``envmap``; one or two lights each: constant, point, spot,
 directional, area rectangles, spheres and disks, an ``envmap``; ``--kind anisotropic``: as ``materials`` with every
-BSDF an anisotropic ``roughconductor`` or ``principled``). Rotations are about unit axes. A file with a
+BSDF an anisotropic ``roughconductor``, ``principled`` or, on closed shapes, ``roughdielectric``). Rotations are about unit axes. A file with a
 ``mask`` or a medium is rendered with Mitsuba's ``volpath`` (its ``path`` renders masks otherwise, see
 docs/scene.md); the others with ``path`` or ``direct``.
 
@@ -71,7 +71,7 @@ def _bsdf(r: random.Random, glass: bool, textured: bool, maskable: bool, anisotr
     """``(xml, label)`` of a random BSDF (``anisotropic``: an anisotropic ``roughconductor`` or ``principled``)."""
     kinds = ["diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "principled"]
     if anisotropic:
-        return _anisotropic_bsdf(r, textured)
+        return _anisotropic_bsdf(r, textured, glass)
     kind = r.choice(kinds + (list(_GLASS) if glass else []))
     distribution = f'<string name="distribution" value="{r.choice(["ggx", "beckmann"])}"/>'
     alpha = lambda lo, hi: f'<float name="alpha" value="{r.uniform(lo, hi):.3f}"/>'  # noqa: E731
@@ -163,9 +163,16 @@ def _sensor(r: random.Random, varied: bool):
             f'value="{W}"/><integer name="height" value="{H}"/>{crop}{rfilter}</film></sensor>')
 
 
-def _anisotropic_bsdf(r: random.Random, textured: bool):
+def _anisotropic_bsdf(r: random.Random, textured: bool, glass: bool = False):
     """``(xml, label)`` of a random anisotropic BSDF: a ``roughconductor`` of ``alpha_u != alpha_v`` (named metals,
-    both distributions) or a ``principled`` with ``anisotropic``, in ``twosided`` or ``normalmap`` at random."""
+    both distributions) or a ``principled`` with ``anisotropic``, in ``twosided`` or ``normalmap`` at random; on a
+    closed shape (``glass``) a third of them a ``roughdielectric`` of ``alpha_u != alpha_v`` instead."""
+    if glass and r.random() < 1 / 3:
+        distribution = r.choice(["ggx", "beckmann"])
+        xml = (f'<bsdf type="roughdielectric"><string name="distribution" value="{distribution}"/>'
+               f'<float name="int_ior" value="{r.uniform(1.2, 1.6):.3f}"/><float name="alpha_u" '
+               f'value="{r.uniform(0.02, 0.5):.3f}"/><float name="alpha_v" value="{r.uniform(0.02, 0.5):.3f}"/></bsdf>')
+        return xml, f"roughdielectric {distribution} alpha_u/v"
     if r.random() < 0.6:
         distribution = r.choice(["ggx", "beckmann"])
         xml = (f'<bsdf type="roughconductor"><string name="material" value="{r.choice(["Au", "Cu", "Al", "none"])}"/>'

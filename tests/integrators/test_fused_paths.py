@@ -640,7 +640,8 @@ def test_principled_lobes_gradients_replay_the_fused_primal_on_pytorch():
 
 
 @pytest.mark.parametrize("build, part, reason", [(_anisotropic, "floor", "roughness_aspect"),
-                                                 (_anisotropic_principled, "ball", "principled_lobes")])
+                                                 (_anisotropic_principled, "ball", "principled_lobes"),
+                                                 (_anisotropic_glass, "ball", "roughness_aspect")])
 def test_anisotropic_gradients_replay_the_fused_primal_on_pytorch(build, part, reason):
     """Anisotropic lobes: the fused kernel renders them, the fused replay declines (naming the aspect) and the
     PyTorch replay differentiates the fused primal's paths with PyTorch's BSDF samples (the replay kernels' are

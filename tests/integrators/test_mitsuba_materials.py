@@ -292,14 +292,17 @@ def test_a_bent_normal_sees_only_the_sky_above_its_surface():
 
 
 # ------------------------------------------------------------------------------------------ anisotropic lobes
-def _brushed_scene(aspect=3.0, turned=False, principled=False):
-    """A brushed floor (an anisotropic conductor or principled of ``aspect``; its tangents along x, or along the
-    frame's ``t = n x s`` when ``turned``) under a point and a directional light, with a glTF ball."""
+def _brushed_scene(aspect=3.0, turned=False, principled=False, glass=False):
+    """A brushed floor (an anisotropic conductor, principled or, with ``glass``, rough glass of ``aspect``; its
+    tangents along x, or along the frame's ``t = n x s`` when ``turned``) under a point and a directional light, with
+    a glTF ball."""
     scene = _scene("ggx")
     floor = scene.meshes["floor"]
     tangent = torch.tensor([0.0, 0.0, -1.0, 1.0]) if turned else torch.tensor([1.0, 0.0, 0.0, 1.0])
     kind = dict(principled=True, metallic_factor=0.7) if principled else dict(
         conductor_eta=torch.tensor(CHROMIUM[0]), conductor_k=torch.tensor(CHROMIUM[1]))
+    if glass:
+        kind = dict(transmission_factor=1.0, metallic_factor=0.0, ior=1.5)
     m = Material(base_color_factor=torch.tensor([0.6, 0.55, 0.5, 1.0]), roughness_factor=torch.tensor(0.35),
                  roughness_aspect=torch.tensor(aspect), **kind)
     scene.add_mesh("floor", lg.SceneMesh(floor.verts, floor.faces, m, tangents=tangent.expand(4, 4).clone()))
@@ -324,11 +327,13 @@ def test_anisotropic_parts_render_in_both_renderers_in_their_tangents_frame(prin
         assert float((a - iso).abs().amax()) > 0.05 * float(iso.amax()), kw
 
 
-def test_the_aspects_gradient_is_the_finite_difference_of_the_same_estimator():
+@pytest.mark.parametrize("glass", [False, True])
+def test_the_aspects_gradient_is_the_finite_difference_of_the_same_estimator(glass):
     """``d mean / d roughness_aspect`` by the PyTorch replay (``seed_grad = seed``) of direct light from delta
-    lights (depth 2: the estimate is a smooth function of the aspect at one seed) is its central difference; and
-    it reaches the raster's image too."""
-    scene = _brushed_scene(2.0)
+    lights (depth 2: the estimate is a smooth function of the aspect at one seed) is its central difference, a
+    conductor's and a rough glass's (its reflection lobe); and the conductor's reaches the raster's image too (the
+    raster shades glass as an opaque surface: no transmitting fraction for the aspect to shape)."""
+    scene = _brushed_scene(2.0, glass=glass)
     cam = lg.Camera.look_at(**CAMERA)
     aspect = scene.meshes["floor"].material.roughness_aspect.requires_grad_(True)
     assert scene.parameters()["meshes.floor.material.roughness_aspect"] is aspect
@@ -343,5 +348,9 @@ def test_the_aspects_gradient_is_the_finite_difference_of_the_same_estimator():
     assert abs(fd) > 1e-5
     assert float(g) == pytest.approx(fd, rel=0.01)
     scene.meshes["floor"].material.roughness_aspect = aspect
-    (g_raster,) = torch.autograd.grad(lg.render(scene, cam).rgb.mean(), aspect)
+    image = lg.render(scene, cam).rgb
+    if glass:
+        assert not image.requires_grad
+        return
+    (g_raster,) = torch.autograd.grad(image.mean(), aspect)
     assert math.isfinite(float(g_raster)) and float(g_raster) != 0

@@ -1002,3 +1002,51 @@ def test_brushed_metals_and_an_anisotropic_principled(mi, tmp_path):
         m.roughness_aspect = None
     iso = lumigrad_image(scene, cam, **{**settings, "spp": 256})
     assert rrmse(blocks(iso, 4), blocks(ref, 4)) > 4 * max(err, 0.01), "isotropic lobes would pass: the test is blind"
+
+
+_ANISOTROPIC_GLASS = f"""<scene version="3.0.0">
+<integrator type="path"><integer name="max_depth" value="8"/></integrator>
+{sensor_xml("0, 0.6, 4.0", "0, 0.2, 0", size=(48, 32), spp=8192)}
+<shape type="rectangle" id="backdrop"><transform name="to_world"><scale x="3" y="2"/><translate y="0.5" z="-1.5"/>
+ </transform><bsdf type="diffuse"><texture type="checkerboard" name="reflectance">
+  <rgb name="color0" value="0.85, 0.85, 0.8"/><rgb name="color1" value="0.08, 0.1, 0.15"/>
+  <transform name="to_uv"><scale x="10" y="7"/></transform></texture></bsdf></shape>
+<shape type="rectangle" id="floor"><transform name="to_world"><scale value="3"/><rotate x="1" angle="-90"/>
+ <translate y="-0.6"/></transform><bsdf type="diffuse"><rgb name="reflectance" value="0.5, 0.45, 0.4"/></bsdf></shape>
+<shape type="cube" id="slab"><transform name="to_world"><scale x="0.7" y="0.55" z="0.06"/><rotate y="1" angle="20"/>
+ <translate x="-0.75" y="0.2" z="0.3"/></transform>
+ <bsdf type="roughdielectric"><string name="distribution" value="ggx"/><float name="alpha_u" value="0.3"/>
+  <float name="alpha_v" value="0.01"/><float name="int_ior" value="1.5"/></bsdf></shape>
+<shape type="sphere" id="ball"><point name="center" x="0.85" y="0.05" z="0.2"/><float name="radius" value="0.6"/>
+ <transform name="to_world"><rotate z="1" angle="40"/></transform>
+ <bsdf type="roughdielectric"><float name="alpha_u" value="0.02"/><float name="alpha_v" value="0.25"/>
+  <float name="int_ior" value="1.33"/></bsdf></shape>
+<shape type="rectangle" id="lamp"><transform name="to_world"><scale x="0.6" y="0.3"/><rotate x="1" angle="120"/>
+ <translate x="0.4" y="2.4" z="1.6"/></transform><emitter type="area"><rgb name="radiance" value="9, 9, 9"/></emitter>
+</shape>
+<emitter type="constant"><rgb name="radiance" value="0.3, 0.3, 0.35"/></emitter>
+</scene>"""
+
+
+def test_anisotropic_rough_glass(mi, tmp_path):
+    """Mitsuba's anisotropic ``roughdielectric``: a thin slab (GGX, ``alpha_u`` 0.3 across ``alpha_v`` 0.01 along its
+    cube faces' axes, ior 1.5) and a water ball (Beckmann, 0.02 / 0.25 about its turned axis) in front of a
+    checkerboard, under an area lamp and a constant sky, one file read by both (lumigrad 2048 spp on the fused
+    kernel, Mitsuba 8192): the refracted checkerboard smeared along one axis. Measured: 0.011 in 4 x 4 blocks (two
+    seeds of lumigrad at 1024 spp differ by 0.024), means within 0.2 %; read isotropic (the geometric-mean width)
+    0.10 off."""
+    path = tmp_path / "anisotropic_glass.xml"
+    path.write_text(_ANISOTROPIC_GLASS)
+    ref = np.array(mi.render(mi.load_file(str(path)), seed=0), dtype=np.float64)[..., :3]
+    scene = lg.io.load(path, sphere_subdivisions=4)
+    glass = [scene.meshes[name].material for name in ("slab", "ball")]
+    assert all(m.roughness_aspect is not None and float(m.transmission_factor) == 1 for m in glass)
+    settings = lg.io.mitsuba_render_settings(scene)
+    cam = settings.pop("camera")
+    ours = lumigrad_image(scene, cam, **{**settings, "spp": 2048})
+    err = compare(tmp_path, ours, ref, block=4, tolerance=TOLERANCE)
+    assert abs(ours.mean() / ref.mean() - 1) < 0.01
+    for m in glass:
+        m.roughness_aspect = None
+    iso = lumigrad_image(scene, cam, **{**settings, "spp": 256})
+    assert rrmse(blocks(iso, 4), blocks(ref, 4)) > 4 * max(err, 0.01), "isotropic lobes would pass: the test is blind"

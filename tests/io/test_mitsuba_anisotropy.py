@@ -109,17 +109,24 @@ def test_alpha_u_and_v_and_principled_anisotropic_are_read_as_aspects(tmp_path):
             '<bsdf type="principled" id="satin"><float name="anisotropic" value="0.6"/>'
             '<float name="roughness" value="0.4"/></bsdf>'
             '<bsdf type="roughdielectric" id="frosted"><float name="alpha_u" value="0.05"/>'
+            '<float name="alpha_v" value="0.3"/></bsdf>'
+            '<bsdf type="roughplastic" id="plastic"><float name="alpha_u" value="0.05"/>'
             '<float name="alpha_v" value="0.3"/></bsdf>')
-    shapes = "".join(f'<shape type="rectangle" id="s_{k}"><ref id="{k}"/></shape>'
-                     for k in ("brushed", "round", "satin", "frosted"))
+    names = ("brushed", "round", "satin", "frosted", "plastic")
+    shapes = "".join(f'<shape type="rectangle" id="s_{k}"><ref id="{k}"/></shape>' for k in names)
     scene, notes = _read(_write(tmp_path, body + shapes))
-    m = {k: scene.meshes["s_" + k].material for k in ("brushed", "round", "satin", "frosted")}
+    m = {k: scene.meshes["s_" + k].material for k in names}
     assert float(m["brushed"].roughness_aspect) == pytest.approx(math.sqrt(6.0))
     assert float(m["brushed"].roughness_factor) == pytest.approx((0.05 * 0.3) ** 0.25)
     assert m["round"].roughness_aspect is None
     assert float(m["satin"].roughness_aspect) == pytest.approx(math.sqrt(1 - 0.9 * 0.6))
-    assert m["frosted"].roughness_aspect is None  # (a rough dielectric's anisotropy: an isotropic stand-in, noted)
-    assert any("anisotropic roughness" in n for n in notes) and not any("principled anisotropic" in n for n in notes)
+    assert float(m["frosted"].roughness_aspect) == pytest.approx(math.sqrt(6.0))  # (the rough dielectric's interface)
+    assert float(m["frosted"].roughness_factor) == pytest.approx((0.05 * 0.3) ** 0.25)
+    assert float(m["frosted"].transmission_factor) == 1.0
+    assert m["plastic"].roughness_aspect is None  # (Mitsuba's roughplastic is isotropic: a stand-in, noted)
+    assert float(m["plastic"].roughness_factor) == pytest.approx((0.05 * 0.3) ** 0.25)
+    assert sum("anisotropic roughness" in n for n in notes) == 1 and not any("principled anisotropic" in n
+                                                                              for n in notes)
 
 
 def test_an_anisotropic_sphere_gets_its_azimuthal_tangents(tmp_path):

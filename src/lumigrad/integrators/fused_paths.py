@@ -205,7 +205,7 @@ def conductor_rows(mats, dev) -> Optional[torch.Tensor]:
     ``(log aspect, 0, 0)`` in row ``2 P + p``, clamped as the transport's (``sample_material``)."""
     for m in mats:
         check_conductor_pair(m)
-        check_aspect_model(m)  # (an aspect on a material no longer a conductor or principled: refused, as the twin)
+        check_aspect_model(m)  # (an aspect on a material of no anisotropic model: refused, as the twin)
     anisotropic = any(getattr(m, "roughness_aspect", None) is not None for m in mats)
     if not anisotropic and not any(getattr(m, "conductor_eta", None) is not None or has_principled_lobes(m)
                                    for m in mats):

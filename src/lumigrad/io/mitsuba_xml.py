@@ -35,8 +35,8 @@
   (emitters in a group and nested groups are refused, as Mitsuba refuses them).
 * **materials** (``<bsdf>``, inline or by reference, one :class:`Material` per BSDF element, shared by the
   shapes that refer to it) into the glTF metallic-roughness model, roughness ``= sqrt(alpha)`` (``alpha =
-  roughness^2``; ``alpha_u, alpha_v`` as ``sqrt(alpha_u alpha_v)``, a rough conductor's anisotropy as
-  ``Material.roughness_aspect = sqrt(alpha_v / alpha_u)``, a rough dielectric's read as isotropic) and the rough BSDFs'
+  roughness^2``; ``alpha_u, alpha_v`` as ``sqrt(alpha_u alpha_v)``, a rough conductor's or dielectric's anisotropy as
+  ``Material.roughness_aspect = sqrt(alpha_v / alpha_u)``, a rough plastic's read as isotropic) and the rough BSDFs'
   ``distribution`` (``beckmann``, Mitsuba's default, or ``ggx``) as ``Material.microfacet``:
 
   - ``diffuse``: ``reflectance`` (colour or bitmap) -> base colour, metallic 0, roughness 1 and
@@ -137,7 +137,7 @@ including file's folder) and must stay inside that folder unless ``trust_paths=T
 **Not read, and said so** in one :class:`MitsubaXmlWarning` per file: every property a plugin has that is
 not listed above (``focus_distance``, ``pixel_format``, ``sample_emitters`` ...), the BSDF of an emitting
 shape, an area emitter that no shape uses, the back BSDF of a two-sided BSDF, and what the approximations
-drop (a principled's lobes with ``spec_trans``, a rough dielectric's anisotropy).
+drop (a principled's lobes with ``spec_trans``, a rough plastic's anisotropy).
 """
 
 from __future__ import annotations
@@ -1319,10 +1319,11 @@ class _Reader:
         elif kind in ("dielectric", "thindielectric", "roughdielectric"):
             base, tex, wrap = self.base_colour(p, "specular_transmittance", 1.0)
             material = make(base=base, texture=tex, wrap=wrap, metallic=0.0, transmission=1.0,
-                            roughness=self.roughness(p) if kind == "roughdielectric" else 0.0,
+                            roughness=self.roughness(p, True) if kind == "roughdielectric" else 0.0,
                             ior=self.ior(elem, p, "bk7"),
                             microfacet=self.microfacet(p) if kind == "roughdielectric" else "ggx",
-                            thin=kind == "thindielectric", delta_specular=kind != "roughdielectric")
+                            thin=kind == "thindielectric", delta_specular=kind != "roughdielectric",
+                            aspect=self.aspect(p) if kind == "roughdielectric" else None)
         else:  # principled
             base, tex, wrap = self.base_colour(p, "base_color", 0.5)
             values = {}
@@ -1564,8 +1565,8 @@ class _Reader:
         return (au, av) if au == av else (max(au, _MIN_ALPHA_UV), max(av, _MIN_ALPHA_UV))
 
     def aspect(self, p: _Props) -> Optional[float]:
-        """``Material.roughness_aspect`` of a rough conductor: ``sqrt(alpha_v / alpha_u)`` where they differ,
-        else None (isotropic)."""
+        """``Material.roughness_aspect`` of a rough conductor or dielectric: ``sqrt(alpha_v / alpha_u)`` where they
+        differ, else None (isotropic)."""
         au_av = self.alphas_uv(p)
         if au_av is None or au_av[0] == au_av[1]:
             return None

@@ -177,7 +177,8 @@ class Material:
             checked when the material is made and when it is shaded; renderers clamp it to ``[1e-3, 1e3]``
             (``ASPECT_MIN``), as they clamp the other factors. A parameter (differentiable). The path tracer (fused
             kernel, PyTorch transport; its derivatives replay on PyTorch) and the raster's per-light shading honour it
-            (the raster's split-sum environment light is isotropic).
+            (the raster's split-sum environment light is isotropic; it shades glass as an opaque surface, with no
+            transmitting fraction for an aspect to shape).
     """
 
     base_color_factor: torch.Tensor = None
