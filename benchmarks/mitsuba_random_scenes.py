@@ -68,7 +68,7 @@ def _to_world(r: random.Random, uniform: bool) -> str:
 
 
 def _bsdf(r: random.Random, glass: bool, textured: bool, maskable: bool, anisotropic: bool = False):
-    """``(xml, label)`` of a random BSDF (``anisotropic``: an anisotropic ``roughconductor`` or ``principled``)."""
+    """``(xml, label)`` of a random BSDF (``anisotropic``: an anisotropic one, :func:`_anisotropic_bsdf`)."""
     kinds = ["diffuse", "conductor", "roughconductor", "plastic", "roughplastic", "principled"]
     if anisotropic:
         return _anisotropic_bsdf(r, textured, glass)

@@ -111,8 +111,10 @@ def test_alpha_u_and_v_and_principled_anisotropic_are_read_as_aspects(tmp_path):
             '<bsdf type="roughdielectric" id="frosted"><float name="alpha_u" value="0.05"/>'
             '<float name="alpha_v" value="0.3"/></bsdf>'
             '<bsdf type="roughplastic" id="plastic"><float name="alpha_u" value="0.05"/>'
-            '<float name="alpha_v" value="0.3"/></bsdf>')
-    names = ("brushed", "round", "satin", "frosted", "plastic")
+            '<float name="alpha_v" value="0.3"/></bsdf>'
+            '<bsdf type="principled" id="blender_glass"><float name="spec_trans" value="1"/>'
+            '<float name="anisotropic" value="0.5"/><float name="roughness" value="0.3"/></bsdf>')
+    names = ("brushed", "round", "satin", "frosted", "plastic", "blender_glass")
     shapes = "".join(f'<shape type="rectangle" id="s_{k}"><ref id="{k}"/></shape>' for k in names)
     scene, notes = _read(_write(tmp_path, body + shapes))
     m = {k: scene.meshes["s_" + k].material for k in names}
@@ -124,6 +126,9 @@ def test_alpha_u_and_v_and_principled_anisotropic_are_read_as_aspects(tmp_path):
     assert float(m["frosted"].roughness_factor) == pytest.approx((0.05 * 0.3) ** 0.25)
     assert float(m["frosted"].transmission_factor) == 1.0
     assert m["plastic"].roughness_aspect is None  # (Mitsuba's roughplastic is isotropic: a stand-in, noted)
+    glass = m["blender_glass"]  # (spec_trans: the glTF model's glass, its interface anisotropic)
+    assert not glass.principled and float(glass.transmission_factor) == 1.0
+    assert float(glass.roughness_aspect) == pytest.approx(math.sqrt(1 - 0.9 * 0.5))
     assert float(m["plastic"].roughness_factor) == pytest.approx((0.05 * 0.3) ** 0.25)
     assert sum("anisotropic roughness" in n for n in notes) == 1 and not any("principled anisotropic" in n
                                                                               for n in notes)

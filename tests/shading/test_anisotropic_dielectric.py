@@ -54,15 +54,18 @@ def _pairs(count, seed, ior=1.5, spread=0.15):
     return wo, torch.where(wi[:, 2:].abs() < 0.02, -wo, wi)
 
 
-def _mitsuba_eval_cos(mi, bsdf, wo_local, wi_local):
-    """Mitsuba's ``eval`` (``f |cos|``, radiance) of local directions (its frame the identity: ``s = x``)."""
+def _mitsuba_eval_pdf(mi, bsdf, wo_local, wi_local):
+    """Mitsuba's ``eval`` (``f |cos|``, radiance) and ``pdf`` of local directions (its frame the identity: ``s =
+    x``), each ``[n, 1]``."""
     out = []
     for k in range(wo_local.shape[0]):
         si = mi.SurfaceInteraction3f()
         si.wi = mi.Vector3f(wo_local[k].tolist())
         si.sh_frame = mi.Frame3f(mi.Vector3f(1, 0, 0), mi.Vector3f(0, 1, 0), mi.Vector3f(0, 0, 1))
-        out.append(float(bsdf.eval(mi.BSDFContext(), si, mi.Vector3f(wi_local[k].tolist()))[0]))
-    return torch.tensor(out, dtype=DT)[:, None]
+        wi = mi.Vector3f(wi_local[k].tolist())
+        out.append([float(bsdf.eval(mi.BSDFContext(), si, wi)[0]), float(bsdf.pdf(mi.BSDFContext(), si, wi))])
+    out = torch.tensor(out, dtype=DT)
+    return out[:, :1], out[:, 1:]
 
 
 @pytest.mark.parametrize("distribution, alpha_u, alpha_v, ior", [("ggx", 0.05, 0.3, 1.5), ("ggx", 0.4, 0.1, 1.33),
@@ -70,7 +73,9 @@ def _mitsuba_eval_cos(mi, bsdf, wo_local, wi_local):
                                                                  ("beckmann", 0.3, 0.06, 1 / 1.33)])
 def test_rough_dielectric_is_mitsubas_anisotropic_roughdielectric(distribution, alpha_u, alpha_v, ior):
     """Mitsuba's ``roughdielectric`` with ``alpha_u != alpha_v`` at 300 random pairs of directions on both sides
-    (reflections and refractions, from outside and inside), its ``s`` axis our tangent: float32's agreement."""
+    (reflections and refractions, from outside and inside), its ``s`` axis our tangent: float32's agreement, and
+    with GGX the same density (Mitsuba's visible normals; its Beckmann's are visible normals too, ours by ``D
+    (n.h)``)."""
     mi = mitsuba_scalar()
     bsdf = mi.load_dict({"type": "roughdielectric", "distribution": distribution, "alpha_u": alpha_u,
                          "alpha_v": alpha_v, "int_ior": ior, "ext_ior": 1.0})
@@ -79,11 +84,13 @@ def test_rough_dielectric_is_mitsubas_anisotropic_roughdielectric(distribution, 
     si = _si(300, wo_l @ frame, math.sqrt(alpha_v / alpha_u), roughness=(alpha_u * alpha_v) ** 0.25, ior=ior,
              beckmann=distribution == "beckmann")
     ours = RoughDielectricBSDF().eval(si, wi_l @ frame)[:, :1] * wi_l[:, 2:].abs()
-    ref = _mitsuba_eval_cos(mi, bsdf, wo_l, wi_l)
+    ref, ref_pdf = _mitsuba_eval_pdf(mi, bsdf, wo_l, wi_l)
     crossing = (wo_l[:, 2] * wi_l[:, 2] < 0)  # (refractions and reflections, many inside their peaks)
     for kind in (crossing, ~crossing):
         assert float((ref[kind] > 1e-3).double().mean()) > 0.15
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-6)  # (2e-5 measured)
+    if distribution == "ggx":
+        torch.testing.assert_close(RoughDielectricBSDF().pdf(si, wi_l @ frame), ref_pdf, rtol=1e-4, atol=1e-6)
 
 
 # Mitsuba 3.9.1's roughdielectric.eval (radiance; local directions, s = x), recorded with the set-up of
@@ -195,8 +202,9 @@ def test_a_transmitting_material_takes_an_aspect_and_an_opaque_or_plastic_one_do
     values = sample_material(glass, shape=(2,))
     assert values["log_aspect"].reshape(-1).tolist() == pytest.approx([math.log(2.0)] * 2)
     Material(transmission_factor=0.3, roughness_aspect=0.5)  # the transmitting fraction's interface
-    with pytest.raises(ValueError, match="roughness_aspect"):
-        Material(transmission_factor=0.5, plastic=True, roughness_aspect=2.0)
+    for model in (dict(plastic=True), dict(thin_dielectric=True)):  # (a thin sheet's lobes are deltas)
+        with pytest.raises(ValueError, match="roughness_aspect"):
+            Material(transmission_factor=0.5, roughness_aspect=2.0, **model)
     glass.transmission_factor = torch.tensor(0.0)  # (moved off the model after it was made: refused when shaded)
     with pytest.raises(ValueError, match="roughness_aspect"):
         sample_material(glass, shape=(1,))

@@ -62,7 +62,7 @@
     ``alpha / aspect`` along the surface's ``dp/du`` and ``alpha aspect`` across it); with ``spec_trans`` other
     than 0 the glTF model with ``transmission_factor = spec_trans`` instead (also named; a non-metallic, untextured
     ``spec_trans`` 1, the glass of a Blender export, with base colour ``sqrt(base_color)``: Mitsuba tints each
-    crossing by it);
+    crossing by it; its ``anisotropic`` the aspect of the transmitting fraction's rough interface);
   - a ``bitmap`` / ``checkerboard`` texture as a rough conductor's or dielectric's ``alpha`` or the
     principled's ``roughness`` / ``metallic``: the material's ``metallic_roughness_texture`` (G ``sqrt(alpha)``
     or roughness, B metallic; the values Mitsuba reads: sRGB-decoded unless ``raw``, an RGB image's
@@ -1343,8 +1343,8 @@ class _Reader:
             if values["eta"] < 1.0:
                 raise self.error(elem, f"{self.describe(elem)} eta must be >= 1; got {values['eta']}")
             transmits = values["spec_trans"] != 0.0
-            aspect = None
-            if not transmits and (p.has("anisotropic") or p.named_object("anisotropic") is not None):
+            aspect = None  # (with spec_trans, the aspect of the transmitting fraction's rough interface)
+            if p.has("anisotropic") or p.named_object("anisotropic") is not None:
                 anisotropic = self.scalar(p, "anisotropic", 0.0)  # (a texture refused, naming it)
                 if not 0.0 <= anisotropic <= 1.0:
                     raise self.error(elem, f"{self.describe(elem)} anisotropic must lie in [0, 1]; got {anisotropic}")
@@ -1364,7 +1364,7 @@ class _Reader:
                     lobes = read
             for name in list(p.values) + [n for n, _, _ in p.objects if n]:
                 if name in ("diff_trans", "main_specular") or (
-                        transmits and name in PRINCIPLED_LOBES + ("anisotropic",)):
+                        transmits and name in PRINCIPLED_LOBES):
                     p.get(name)
                     p.named_object(name)
                     self.note(f"principled {name} (not modelled{' with spec_trans' if name in PRINCIPLED_LOBES else ''})",

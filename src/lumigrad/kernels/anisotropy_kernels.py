@@ -3,8 +3,8 @@
 
 A part's aspect is ``log a`` (0: isotropic), its widths ``alpha_u = max(r^2 / a, 1e-3)`` along the point's tangent
 ``s`` and ``alpha_v = max(r^2 a, 1e-3)`` along ``t = n x s``; GGX's or Beckmann's ``D`` and Smith's ``G1`` at the
-width a direction sees, samples stretched by both widths. Used by the conductor's and the principled's kernels
-where a part's ``log a`` is not 0; an isotropic part keeps their isotropic arithmetic.
+width a direction sees, samples stretched by both widths. Used by the conductor's, the principled's and the rough
+dielectric's kernels where a part's ``log a`` is not 0; an isotropic part keeps their isotropic arithmetic.
 """
 
 from __future__ import annotations

@@ -172,8 +172,9 @@ class Material:
             ``alpha = roughness^2`` their geometric mean (:mod:`lumigrad.shading.anisotropy`). The tangent is the
             mesh's (``SceneMesh.tangents``), else each triangle's ``dp/du`` of its texture coordinates, else its
             first edge (Mitsuba's frames). Only for a conductor (``conductor_eta`` set), a ``principled`` material or
-            a transmitting one (``transmission_factor`` above 0, not a ``plastic``: the aspect shapes the rough
-            dielectric interface of its transmitting fraction, glTF's opaque lobes beside it stay isotropic),
+            a transmitting one (``transmission_factor`` not 0, neither a ``plastic`` nor a ``thin_dielectric``
+            sheet, whose lobes are deltas: the aspect shapes the rough dielectric interface of its transmitting
+            fraction, glTF's opaque lobes beside it stay isotropic),
             checked when the material is made and when it is shaded; renderers clamp it to ``[1e-3, 1e3]``
             (``ASPECT_MIN``), as they clamp the other factors. A parameter (differentiable). The path tracer (fused
             kernel, PyTorch transport; its derivatives replay on PyTorch) and the raster's per-light shading honour it
@@ -403,10 +404,10 @@ def check_aspect_model(material: Material) -> None:
     if getattr(material, "roughness_aspect", None) is None or material.conductor_eta is not None or \
             material.principled:
         return
-    if material.plastic or not bool((material.transmission_factor.detach() > 0).any()):
+    if material.plastic or material.thin_dielectric or not bool((material.transmission_factor.detach() != 0).any()):
         raise ValueError("roughness_aspect (an anisotropic lobe) is for Mitsuba's models: a conductor (conductor_eta "
-                         "set), a principled material or a rough dielectric (transmission_factor above 0: the "
-                         "transmitting fraction's interface)")
+                         "set), a principled material or a rough dielectric (transmission_factor not 0, not a "
+                         "plastic or a thin sheet: the transmitting fraction's rough interface)")
 
 
 def check_conductor_pair(material: Material) -> None:
