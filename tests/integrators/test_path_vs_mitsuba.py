@@ -979,6 +979,27 @@ _ANISOTROPIC = f"""<scene version="3.0.0">
 </scene>"""
 
 
+def _anisotropic_file_against_mitsuba(mi, tmp_path, name: str, text: str, spp: int, anisotropic) -> None:
+    """A Mitsuba file with anisotropic lobes, read by both (the sphere at 4 subdivisions): lumigrad at ``spp``
+    within ``TOLERANCE`` of Mitsuba's image in 4 x 4 blocks, the means within 1 %; the materials
+    ``anisotropic(scene)`` gives made isotropic (the geometric-mean width) at least four times further off (else the
+    test is blind to the aspect)."""
+    path = tmp_path / f"{name}.xml"
+    path.write_text(text)
+    ref = np.array(mi.render(mi.load_file(str(path)), seed=0), dtype=np.float64)[..., :3]
+    scene = lg.io.load(path, sphere_subdivisions=4)
+    materials = anisotropic(scene)
+    settings = lg.io.mitsuba_render_settings(scene)
+    cam = settings.pop("camera")
+    ours = lumigrad_image(scene, cam, **{**settings, "spp": spp})
+    err = compare(tmp_path, ours, ref, block=4, tolerance=TOLERANCE)
+    assert abs(ours.mean() / ref.mean() - 1) < 0.01
+    for m in materials:
+        m.roughness_aspect = None
+    iso = lumigrad_image(scene, cam, **{**settings, "spp": 256})
+    assert rrmse(blocks(iso, 4), blocks(ref, 4)) > 4 * max(err, 0.01), "isotropic lobes would pass: the test is blind"
+
+
 def test_brushed_metals_and_an_anisotropic_principled(mi, tmp_path):
     """Mitsuba's anisotropic ``roughconductor`` (a brushed aluminium floor, GGX, ``alpha_u`` 0.03 across
     ``alpha_v`` 0.4 along its rectangle's axes; a copper sphere, Beckmann, 0.35 / 0.04 about its turned axis) and
@@ -987,21 +1008,12 @@ def test_brushed_metals_and_an_anisotropic_principled(mi, tmp_path):
     shape's ``dp/du``. The sharp lobes reflecting the lamp are noisy: two seeds of lumigrad differ by 0.016 in 4 x 4
     blocks. Measured: 0.012 in 4 x 4 blocks (0.010-0.014 against 16384 spp), means within 0.1 %; read isotropic
     (the geometric-mean width) 0.31 off."""
-    path = tmp_path / "anisotropic.xml"
-    path.write_text(_ANISOTROPIC)
-    ref = np.array(mi.render(mi.load_file(str(path)), seed=0), dtype=np.float64)[..., :3]
-    scene = lg.io.load(path, sphere_subdivisions=4)
-    aniso = [m.material for name, m in scene.meshes.items() if name != "lamp"]
-    assert len(aniso) == 3 and all(m.roughness_aspect is not None for m in aniso)
-    settings = lg.io.mitsuba_render_settings(scene)
-    cam = settings.pop("camera")
-    ours = lumigrad_image(scene, cam, **{**settings, "spp": 1024})
-    err = compare(tmp_path, ours, ref, block=4, tolerance=TOLERANCE)
-    assert abs(ours.mean() / ref.mean() - 1) < 0.01
-    for m in aniso:
-        m.roughness_aspect = None
-    iso = lumigrad_image(scene, cam, **{**settings, "spp": 256})
-    assert rrmse(blocks(iso, 4), blocks(ref, 4)) > 4 * max(err, 0.01), "isotropic lobes would pass: the test is blind"
+    def anisotropic(scene):
+        aniso = [m.material for name, m in scene.meshes.items() if name != "lamp"]
+        assert len(aniso) == 3 and all(m.roughness_aspect is not None for m in aniso)
+        return aniso
+
+    _anisotropic_file_against_mitsuba(mi, tmp_path, "anisotropic", _ANISOTROPIC, 1024, anisotropic)
 
 
 _ANISOTROPIC_GLASS = f"""<scene version="3.0.0">
@@ -1035,18 +1047,9 @@ def test_anisotropic_rough_glass(mi, tmp_path):
     kernel, Mitsuba 8192): the refracted checkerboard smeared along one axis. Measured: 0.011 in 4 x 4 blocks (two
     seeds of lumigrad at 1024 spp differ by 0.024), means within 0.2 %; read isotropic (the geometric-mean width)
     0.10 off."""
-    path = tmp_path / "anisotropic_glass.xml"
-    path.write_text(_ANISOTROPIC_GLASS)
-    ref = np.array(mi.render(mi.load_file(str(path)), seed=0), dtype=np.float64)[..., :3]
-    scene = lg.io.load(path, sphere_subdivisions=4)
-    glass = [scene.meshes[name].material for name in ("slab", "ball")]
-    assert all(m.roughness_aspect is not None and float(m.transmission_factor) == 1 for m in glass)
-    settings = lg.io.mitsuba_render_settings(scene)
-    cam = settings.pop("camera")
-    ours = lumigrad_image(scene, cam, **{**settings, "spp": 2048})
-    err = compare(tmp_path, ours, ref, block=4, tolerance=TOLERANCE)
-    assert abs(ours.mean() / ref.mean() - 1) < 0.01
-    for m in glass:
-        m.roughness_aspect = None
-    iso = lumigrad_image(scene, cam, **{**settings, "spp": 256})
-    assert rrmse(blocks(iso, 4), blocks(ref, 4)) > 4 * max(err, 0.01), "isotropic lobes would pass: the test is blind"
+    def glass(scene):
+        glass = [scene.meshes[name].material for name in ("slab", "ball")]
+        assert all(m.roughness_aspect is not None and float(m.transmission_factor) == 1 for m in glass)
+        return glass
+
+    _anisotropic_file_against_mitsuba(mi, tmp_path, "anisotropic_glass", _ANISOTROPIC_GLASS, 2048, glass)

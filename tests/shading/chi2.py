@@ -220,3 +220,16 @@ def direction(theta, phi=0.7):
     local = torch.tensor([math.sin(theta) * math.cos(phi), math.sin(theta) * math.sin(phi), math.cos(theta)],
                          dtype=DT)
     return local @ FRAME
+
+
+def assert_pdf_mass_and_weights(bsdf, make_si: Callable[[int], object], seed: int = 9, n: int = 40_000) -> None:
+    """``bsdf.pdf`` at ``make_si(d)`` integrates over the sphere to one less the share of samples ``bsdf.sample``
+    returns invalid (``pdf = 0``: a reflection through the surface ...), never above one; and each valid sample's
+    weight is ``eval |n.wi| / pdf`` (``NORMAL`` the surface's normal)."""
+    mass = float(integrate_sphere(lambda d: bsdf.pdf(make_si(d.shape[0]), d)[:, 0], FRAME, 80, 120, 12).sum())
+    s = bsdf.sample(make_si(n), *uniform_lobe_and_direction(n, seed))
+    lost = float((s.pdf == 0).double().mean())
+    assert mass <= 1 + 2e-3 and abs(mass + lost - 1) < 4 * math.sqrt(max(lost * (1 - lost), 1 / n) / n) + 3e-3
+    ok = s.pdf[:, 0] > 0
+    torch.testing.assert_close(s.weight[ok], (bsdf.eval(make_si(n), s.wi) * (s.wi @ NORMAL).abs()[:, None] /
+                                              s.pdf)[ok])

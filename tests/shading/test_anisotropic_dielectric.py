@@ -13,7 +13,7 @@ from lumigrad.shading import Material, RoughDielectricBSDF, SurfaceSample, bsdf_
 from lumigrad.shading.anisotropy import tangent_frame
 
 from ..conftest import mitsuba_scalar
-from .chi2 import DT, FRAME, NORMAL, assert_chi2, bsdf_chi2, integrate_sphere
+from .chi2 import DT, FRAME, NORMAL, assert_chi2, assert_pdf_mass_and_weights, bsdf_chi2
 from .chi2 import direction as _dir, gen as _gen, uniform_lobe_and_direction as _uniform
 
 #: A tangent neither along the default frame's axes nor orthogonal to NORMAL (the frame makes it so).
@@ -141,14 +141,7 @@ def test_sample_follows_pdf(name):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_pdf_mass_and_weights(name):
-    bsdf, make = _case(name)
-    mass = float(integrate_sphere(lambda d: bsdf.pdf(make(d.shape[0]), d)[:, 0], FRAME, 80, 120, 12).sum())
-    n = 40_000
-    s = bsdf.sample(make(n), *_uniform(n, 9))
-    lost = float((s.pdf == 0).double().mean())
-    assert mass <= 1 + 2e-3 and abs(mass + lost - 1) < 4 * math.sqrt(max(lost * (1 - lost), 1 / n) / n) + 3e-3
-    ok = s.pdf[:, 0] > 0
-    torch.testing.assert_close(s.weight[ok], (bsdf.eval(make(n), s.wi) * (s.wi @ NORMAL).abs()[:, None] / s.pdf)[ok])
+    assert_pdf_mass_and_weights(*_case(name))
 
 
 def test_aspect_one_is_the_isotropic_lobe_bit_for_bit_and_a_quarter_turn_inverts_the_aspect():

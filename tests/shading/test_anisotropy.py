@@ -18,7 +18,7 @@ from lumigrad.shading.conductor import CONDUCTOR_VALUES, ConductorBSDF
 from lumigrad.shading.principled import PrincipledBSDF
 
 from ..conftest import mitsuba_scalar
-from .chi2 import DT, FRAME, NORMAL, assert_chi2, bsdf_chi2, integrate_sphere
+from .chi2 import DT, FRAME, NORMAL, assert_chi2, assert_pdf_mass_and_weights, bsdf_chi2, integrate_sphere
 from .chi2 import direction as _dir, uniform_lobe_and_direction as _uniform, upper_directions as _directions
 
 CR = ((4.36968, 2.91650, 1.65490), (5.20652, 4.23133, 3.75470))
@@ -193,14 +193,7 @@ def test_sample_follows_pdf(name):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_pdf_mass_and_weights(name):
-    bsdf, make = _case(name)
-    mass = float(integrate_sphere(lambda d: bsdf.pdf(make(d.shape[0]), d)[:, 0], FRAME, 80, 120, 12).sum())
-    n = 40_000
-    s = bsdf.sample(make(n), *_uniform(n, 9))
-    lost = float((s.pdf == 0).double().mean())
-    assert mass <= 1 + 2e-3 and abs(mass + lost - 1) < 4 * math.sqrt(max(lost * (1 - lost), 1 / n) / n) + 3e-3
-    ok = s.pdf[:, 0] > 0
-    torch.testing.assert_close(s.weight[ok], (bsdf.eval(make(n), s.wi) * (s.wi @ NORMAL)[:, None] / s.pdf)[ok])
+    assert_pdf_mass_and_weights(*_case(name))
 
 
 def test_normals_are_stretched_by_both_widths():
