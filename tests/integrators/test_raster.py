@@ -246,3 +246,47 @@ def test_a_linear_falloff_spot_is_shaded_through_its_own_samples():
         unlit = lg.render(scene, _camera()).rgb
     spot_share = float((images[0] - unlit).abs().max())
     assert float((gltf[0] - images[0]).abs().max()) > 0.01 * spot_share > 0  # (measured 0.026: the curves are close)
+
+
+def test_a_scene_of_nothing_but_the_sky_renders_it():
+    """No mesh, no area light, an environment map: the raster draws the background alone, the same image and
+    texel gradients as with a speck of a mesh in front of the camera but outside its view, alpha 0, empty buffers
+    (``face_id`` -1); through a distorted camera each pixel's own ray (the path tracer's image at the pixel centres:
+    a drawn scene's background is resampled from the pinhole cover instead); a hidden sky shows the background
+    colour; a scene with nothing at all is still refused."""
+    g = torch.Generator().manual_seed(5)
+    texels = torch.rand(8, 16, 3, generator=g, dtype=F64, requires_grad=True)
+    weights = torch.rand(6, 8, 3, generator=g, dtype=F64)
+    cam = lg.Camera.look_at([0.0, 0.0, 0.0], [0.3, 0.2, 1.0], fov_y=1.0, width=8, height=6).to(dtype=F64)
+    images, grads = [], []
+    for speck in (False, True):
+        scene = lg.Scene()
+        scene.add_light("sky", lg.EnvironmentLight(texels))
+        if speck:
+            verts, faces = lg.geometry.icosphere(1, dtype=F64)
+            scene.add_mesh("speck", lg.SceneMesh(verts * 0.01 + torch.tensor([-1.5, 0.0, 1.0], dtype=F64), faces))
+        out = lg.render(scene, cam, aovs=("depth", "normal", "mask", "face_id"))
+        assert out.rgb.dtype == F64 and out.rgb.shape == (6, 8, 3) and torch.all(out.alpha == 0)
+        assert torch.all(out.aovs["face_id"] == -1) and out.aovs["face_id"].dtype == torch.int32
+        assert all(float(out.aovs[k].abs().max()) == 0 for k in ("depth", "normal", "mask"))
+        images.append(out.rgb)
+        grads.append(torch.autograd.grad((out.rgb * weights).sum(), texels)[0])
+    torch.testing.assert_close(images[0], images[1], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-12)
+    assert float(grads[0].abs().sum()) > 0
+    distorted = lg.Camera(cam.K, cam.world_to_cam, 8, 6, distortion=torch.tensor([0.3, -0.05, 0.0, 0.0, 0.0],
+                                                                                  dtype=F64))
+    scene = lg.Scene()
+    scene.add_light("sky", lg.EnvironmentLight(texels.detach()))
+    raster = lg.render(scene, distorted).rgb
+    scene.film = lg.Film(pixel_filter=lg.cameras.PixelFilter("tent", radius=1e-3))  # (samples near the centres)
+    path = lg.render(scene, distorted, integrator="path", spp=4, seed=1).rgb
+    assert float((raster - path).abs().max()) < 2e-3 and float((raster - lg.render(scene, cam).rgb).abs().max()) > 0.02
+    scene = lg.Scene()
+    scene.add_light("sky", lg.EnvironmentLight(texels.detach(), visible=False))
+    out = lg.render(scene, cam, background=torch.tensor([0.1, 0.2, 0.3], dtype=F64))
+    torch.testing.assert_close(out.rgb, torch.tensor([0.1, 0.2, 0.3], dtype=F64).expand(6, 8, 3))
+    assert lg.render(scene, cam, aovs=("mask",)).aovs["mask"].shape == (6, 8, 1)
+    assert RasterIntegrator().render_aovs(scene, cam, ("uv", "face_id"))["uv"].shape == (6, 8, 2)
+    with pytest.raises(ValueError, match="nothing to draw"):
+        lg.render(lg.Scene(), cam)

@@ -92,7 +92,8 @@ class RasterIntegrator(Integrator):
     plus environment lighting (SH diffuse, split-sum specular, scaled by occlusion), plus emission. Normal
     maps use the mesh's tangents (glTF ``TANGENT``) or tangents derived from ``uv``. Double-sided meshes
     flip the normal of faces seen from behind; when every mesh is single-sided, back faces are culled.
-    Area lights are drawn as emitters (their front faces).
+    Area lights are drawn as emitters (their front faces). A scene with nothing but an environment light renders
+    the background alone (the sky where it is visible, else the ``background`` colour), alpha 0.
 
     Transparency (glTF ``alphaMode``; alpha ``a`` is ``base_color_factor.a`` times the base colour texture's
     alpha): with every material ``"OPAQUE"`` alpha is ignored and the nearest surface is shaded, as always.
@@ -121,7 +122,8 @@ class RasterIntegrator(Integrator):
 
     Raises (from ``render``):
         ValueError: ``spp`` other than 1, a NaN / Inf or wrongly shaped ``background``, a scene with
-            nothing to draw or with more than one environment light, and whatever the raster ops refuse.
+            nothing to draw (no mesh, area light or environment light) or with more than one environment light,
+            and whatever the raster ops refuse.
         lumigrad.limits.BudgetError: the image (views x H x W, times ``lens_supersample^2`` or
             ``lens_samples^2`` for a distorted camera) exceeds the pixel budget; checked before rendering.
 
@@ -171,14 +173,16 @@ class RasterIntegrator(Integrator):
         if spp != 1:
             raise ValueError(f"the raster integrator takes one sample per pixel centre: spp must be 1; got {spp} "
                              "(supersample with a larger camera and area-average the image)")
-        if not scene.meshes and not any(isinstance(l, AreaLight) for l in scene.lights.values()):
-            raise ValueError("scene has nothing to draw: add a mesh (scene.add_mesh) or an area light")
+        _check_something_to_draw(scene)
         envs = [name for name, l in scene.lights.items() if isinstance(l, EnvironmentLight)]
         if len(envs) > 1:
             raise ValueError(f"a scene takes at most one EnvironmentLight; it has {', '.join(envs)}")
         checks = frame_checks(scene, camera)
         _check_background(self.background, camera, checks)
-        rgba, buffers = self._draw(scene, camera, tuple(aovs), True, checks)
+        if _sky_only(scene):
+            rgba, buffers = _sky(scene, camera, self.background, tuple(aovs))
+        else:
+            rgba, buffers = self._draw(scene, camera, tuple(aovs), True, checks)
         checks.flush()  # read by the rasterizer already; this only guards a path that drew nothing
         film = scene.film
         rgb = form_image_unchecked(rgba[..., :-1], exposure=film.exposure, white_balance=film.white_balance,
@@ -193,8 +197,9 @@ class RasterIntegrator(Integrator):
         if unknown:
             raise ValueError(f"the raster integrator has no AOV {unknown[0]!r:.80}; it has: "
                              f"{', '.join(self.aov_names)}")
-        if not scene.meshes and not any(isinstance(l, AreaLight) for l in scene.lights.values()):
-            raise ValueError("scene has nothing to draw: add a mesh (scene.add_mesh) or an area light")
+        _check_something_to_draw(scene)
+        if _sky_only(scene):
+            return _sky(scene, camera, 0.0, tuple(aovs))[1]
         checks = frame_checks(scene, camera)
         buffers = self._draw(scene, camera, tuple(aovs), False, checks)[1]
         checks.flush()
@@ -650,6 +655,34 @@ def _check_background(background, camera: Optional[Camera], checks: Optional[Def
         check_tensor(background, "background", finite=True)
     else:
         checks.require_finite({"background": background})
+
+
+def _check_something_to_draw(scene: Scene) -> None:
+    """A scene draws a mesh, an area light or the sky (an :class:`EnvironmentLight`), as the path tracer's."""
+    if not scene.meshes and not any(isinstance(l, (AreaLight, EnvironmentLight)) for l in scene.lights.values()):
+        raise ValueError("scene has nothing to draw: add a mesh (scene.add_mesh), an area light or an environment "
+                         "light")
+
+
+def _sky_only(scene: Scene) -> bool:
+    """Nothing but the sky: no mesh, no area light (an environment light, :func:`_check_something_to_draw`)."""
+    return not scene.meshes and not any(isinstance(l, AreaLight) for l in scene.lights.values())
+
+
+def _sky(scene: Scene, camera: Camera, background, aovs: Tuple[str, ...]):
+    """``(rgba [..., H, W, 4] before the film, {aov: buffer})`` of a scene with nothing but the sky: every pixel
+    the background (the visible environment's radiance along the pixel centre's ray, through the camera's
+    distortion, or the given colour), alpha 0, and the empty buffers a draw gives where no surface is (zero floats,
+    ``face_id`` -1), in the environment map's dtype and device. **Differentiability:** in the map's texels, the
+    camera's ``K``, ``world_to_cam`` and distortion (and ``background``)."""
+    env = next(l for l in scene.lights.values() if isinstance(l, EnvironmentLight))
+    like = env.radiance
+    shape = tuple(camera.batch_shape) + (camera.height, camera.width)
+    rgb = torch.broadcast_to(_background(scene, camera, background, like.new_zeros(())), shape + (3,))
+    rgba = torch.cat([rgb, like.new_zeros(shape + (1,))], -1)
+    buffers = {a: (torch.full(shape, -1, dtype=torch.int32, device=like.device) if a == "face_id" else
+                   like.new_zeros(shape + (AOV_CHANNELS[a],))) for a in aovs}
+    return rgba, buffers
 
 
 def _background(scene: Scene, camera: Camera, background, like: torch.Tensor) -> torch.Tensor:
