@@ -17,8 +17,8 @@ import warp as wp
 
 from .anisotropy_kernels import anisotropic_d_wp, anisotropic_g1_wp, aspect_widths_wp, tangent_frame_wp
 from .bsdf_kernels import (ALPHA_MIN, anisotropic_normal_wp, beckmann_d_wp, beckmann_g1_wp, beckmann_normal_wp,
-                           ggx_visible_normal_wp, local_frame_wp, eval_pdf_unit_wp, f0_dielectric_wp, normalize_floor_wp,
-                           sample_unit_wp, specular_probability_wp)
+                           ggx_visible_normal_wp, local_frame_wp, eval_pdf_unit_wp, f0_dielectric_wp,
+                           normalize_floor_wp, sample_unit_wp, specular_probability_wp)
 
 wp.set_module_options({"enable_backward": False})
 

@@ -38,7 +38,8 @@ from .surface import SurfaceSample
 from .warps import beckmann_normal, ggx_visible_normal, local_frame
 
 __all__ = ["AnisotropicLobe", "anisotropic_lobe", "aspect_alphas", "anisotropic_d", "anisotropic_g1",
-           "anisotropic_normal", "anisotropic_terms", "is_anisotropic", "lobe_widths", "sampling_frame", "tangent_frame", "where_turned"]
+           "anisotropic_normal", "anisotropic_terms", "is_anisotropic", "lobe_widths", "sampling_frame",
+           "tangent_frame", "where_turned"]
 
 #: Squared length, relative to the tangent's, below which a tangent made orthogonal to the normal is no direction
 #: (within 1e-4 of the normal: float32 rounding would turn it anywhere, with slopes of 1e4 and more).
