@@ -9,8 +9,8 @@ film sizes, ``fov_axis``, crop windows, pixel filters, ``lookat`` or composed ``
 spot, cube and rectangle lamps, a rotated ``envmap``; one or two lights each: constant, point, spot,
 directional, area rectangles, spheres and disks, an ``envmap``; ``--kind anisotropic``: as ``materials`` with every
 BSDF an anisotropic ``roughconductor``, ``principled`` or, on closed shapes, ``roughdielectric``). Rotations are
-about unit axes. A file with a ``mask`` or a medium is rendered with Mitsuba's ``volpath`` (its ``path`` renders masks otherwise, see
-docs/scene.md); the others with ``path`` or ``direct``.
+about unit axes. A file with a ``mask`` or a medium is rendered with Mitsuba's ``volpath`` (its ``path`` renders
+masks otherwise, see docs/scene.md); the others with ``path`` or ``direct``.
 
 Mitsuba renders each with ``--mitsuba-spp`` samples, lumigrad (``lumigrad.io.load``,
 ``lumigrad.io.mitsuba_render_settings``) twice at ``--spp`` with two seeds. Printed per scene: the relative RMSE
