@@ -14,9 +14,10 @@ import torch
 from .._checks import DeferredChecks, check_indices
 from ..cameras.camera import Camera
 from ..scene.params import NONNEGATIVE_KINDS
+from ..scene.lights import AreaLight, EnvironmentLight
 from ..scene.scene import Scene
 
-__all__ = ["check_index_tables", "frame_checks"]
+__all__ = ["check_index_tables", "check_something_to_draw", "frame_checks"]
 
 
 def frame_checks(scene: Scene, camera: Camera) -> DeferredChecks:
@@ -46,3 +47,11 @@ def check_index_tables(scene: Scene) -> None:
                 idx, rows = getattr(obj, faces, None), getattr(obj, table, None)
                 if isinstance(idx, torch.Tensor) and isinstance(rows, torch.Tensor):
                     check_indices(idx, f"{group}.{name}.{faces}", rows.shape[0])
+
+
+def check_something_to_draw(scene: Scene) -> None:
+    """Every renderer draws a mesh, an area light or the sky (an :class:`EnvironmentLight`); a scene of none of
+    them is refused."""
+    if not scene.meshes and not any(isinstance(l, (AreaLight, EnvironmentLight)) for l in scene.lights.values()):
+        raise ValueError("scene has nothing to draw: add a mesh (scene.add_mesh), an area light or an environment "
+                         "light")

@@ -34,7 +34,7 @@ from ..shading.emitters import AREA_SAMPLING
 from ..shading.image_formation import form_image_unchecked
 from ..shading.material import has_principled_lobes
 from .base import AOV_CHANNELS, Integrator, RenderOutput, register_integrator
-from .frame_checks import check_index_tables, frame_checks
+from .frame_checks import check_index_tables, check_something_to_draw, frame_checks
 from .fused_adjoint import fused_adjoint_unsupported, fused_value_gradients
 from .fused_paths import path_tables, sample_paths_fused, use_fused
 
@@ -277,9 +277,7 @@ class _Run:
         if any(isinstance(l, SHLight) for l in scene.lights.values()):
             raise ValueError("the path tracer cannot sample an SHLight (a radiance projection, not an emitter); "
                              "use an EnvironmentLight")
-        if not scene.meshes and not any(isinstance(l, (AreaLight, EnvironmentLight)) for l in scene.lights.values()):
-            raise ValueError("scene has nothing to draw: add a mesh (scene.add_mesh), an area light or an "
-                             "environment light")
+        check_something_to_draw(scene)
         self.integrator, self.scene, self.camera = integrator, scene, camera
         self.spp, self.seed = spp, seed
         self.alpha = None

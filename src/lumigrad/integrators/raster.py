@@ -43,7 +43,7 @@ from ..shading.normal_shadowing import flip_invalid_normal
 from ..shading.tangents import perturb_normal
 from ..conventions import pixel_centers
 from .base import AOV_CHANNELS, Integrator, RenderOutput, register_integrator
-from .frame_checks import check_index_tables, frame_checks
+from .frame_checks import check_index_tables, check_something_to_draw, frame_checks
 
 __all__ = ["GEOMETRY_AOVS", "RasterIntegrator"]
 
@@ -173,7 +173,7 @@ class RasterIntegrator(Integrator):
         if spp != 1:
             raise ValueError(f"the raster integrator takes one sample per pixel centre: spp must be 1; got {spp} "
                              "(supersample with a larger camera and area-average the image)")
-        _check_something_to_draw(scene)
+        check_something_to_draw(scene)
         envs = [name for name, l in scene.lights.items() if isinstance(l, EnvironmentLight)]
         if len(envs) > 1:
             raise ValueError(f"a scene takes at most one EnvironmentLight; it has {', '.join(envs)}")
@@ -197,7 +197,7 @@ class RasterIntegrator(Integrator):
         if unknown:
             raise ValueError(f"the raster integrator has no AOV {unknown[0]!r:.80}; it has: "
                              f"{', '.join(self.aov_names)}")
-        _check_something_to_draw(scene)
+        check_something_to_draw(scene)
         if _sky_only(scene):
             return _sky(scene, camera, 0.0, tuple(aovs))[1]
         checks = frame_checks(scene, camera)
@@ -657,15 +657,8 @@ def _check_background(background, camera: Optional[Camera], checks: Optional[Def
         checks.require_finite({"background": background})
 
 
-def _check_something_to_draw(scene: Scene) -> None:
-    """A scene draws a mesh, an area light or the sky (an :class:`EnvironmentLight`), as the path tracer's."""
-    if not scene.meshes and not any(isinstance(l, (AreaLight, EnvironmentLight)) for l in scene.lights.values()):
-        raise ValueError("scene has nothing to draw: add a mesh (scene.add_mesh), an area light or an environment "
-                         "light")
-
-
 def _sky_only(scene: Scene) -> bool:
-    """Nothing but the sky: no mesh, no area light (an environment light, :func:`_check_something_to_draw`)."""
+    """Nothing but the sky: no mesh, no area light (an environment light, ``check_something_to_draw``)."""
     return not scene.meshes and not any(isinstance(l, AreaLight) for l in scene.lights.values())
 
 

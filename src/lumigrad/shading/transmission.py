@@ -176,18 +176,20 @@ class MetallicRoughnessTransmissionBSDF:
 
     @staticmethod
     def _parts(si: SurfaceSample):
+        """``(T, w, alpha, lobe)``: the transmitting fraction, its weight, the glass's width and its anisotropic
+        lobe (:func:`lumigrad.shading.anisotropy.anisotropic_lobe`, None where isotropic), made once per call."""
         t = si.transmission if si.transmission is not None else torch.zeros_like(si.metallic)
         w = (1.0 - si.metallic) * t
         alpha = (si.roughness * si.roughness).clamp_min(ALPHA_MIN)
-        return t, w, alpha
+        return t, w, alpha, anisotropic_lobe(si)
 
-    def _eval(self, n, wi, wo, si, t, w, alpha):
+    def _eval(self, n, wi, wo, si, t, w, alpha, lobe):
         """``eval`` from unit ``n`` and ``wo`` (normalised once, as the opaque model's sampler does)."""
         opaque = metallic_roughness_unchecked(n, wi, wo, si.base_color, si.roughness, si.metallic, ior=si.ior,
                                               specular_f0=si.specular_f0, transmission=t,
                                               specular=si.specular, beckmann=beckmann_mask(si))
         glass = rough_dielectric_unchecked(n, wi, wo, alpha, si.ior, mode=self.mode, beckmann=beckmann_mask(si),
-                                           lobe=anisotropic_lobe(si)) * ~_index_matched(si)
+                                           lobe=lobe) * ~_index_matched(si)
         thin = self._thin(si)
         if thin is not None:  # the sheet's lobes are deltas: 0 for every wi
             glass = glass * ~thin
@@ -195,12 +197,12 @@ class MetallicRoughnessTransmissionBSDF:
         tint = torch.where(crosses, si.base_color, torch.ones_like(si.base_color))
         return opaque + w * glass * tint
 
-    def _pdf(self, n, wi, wo, si, t, w, alpha):
+    def _pdf(self, n, wi, wo, si, t, w, alpha, lobe):
         opaque = metallic_roughness_pdf_unchecked(n, wi, wo, si.base_color, si.roughness, si.metallic, ior=si.ior,
                                                   specular_f0=si.specular_f0, transmission=t,
                                                   specular=si.specular, beckmann=beckmann_mask(si))
         glass = rough_dielectric_pdf_unchecked(n, wi, wo, alpha, si.ior, beckmann=beckmann_mask(si),
-                                               lobe=anisotropic_lobe(si)) * ~_index_matched(si)
+                                               lobe=lobe) * ~_index_matched(si)
         thin = self._thin(si)
         if thin is not None:
             glass = glass * ~thin
@@ -212,7 +214,7 @@ class MetallicRoughnessTransmissionBSDF:
         base_color`` for ``-wo``, an index-matched boundary's ``w base_color`` (``w = (1 - metallic)
         transmission``); 0 for other directions. The path replay differentiates a delta sample's weight ``c /
         detach(c)`` through it (its ``eval`` is 0)."""
-        t, w, _ = self._parts(si)
+        t, w, _, _ = self._parts(si)
         n, wo = _unit(si.normal), _unit(si.wo)
         wi = _unit(wi)
         cos_o = (n * wo).sum(-1, keepdim=True)
@@ -233,19 +235,17 @@ class MetallicRoughnessTransmissionBSDF:
     def eval(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         """``f(wi, si.wo)`` ``[..., C]``, no cosine, for ``wi`` on either side of the surface."""
         check_bsdf_args(si, wi)
-        t, w, alpha = self._parts(si)
-        return self._eval(si.normal, wi, si.wo, si, t, w, alpha)
+        return self._eval(si.normal, wi, si.wo, si, *self._parts(si))
 
     def pdf(self, si: SurfaceSample, wi: torch.Tensor) -> torch.Tensor:
         """Density ``[..., 1]`` per solid angle of ``sample`` drawing ``wi``."""
         check_bsdf_args(si, wi)
-        t, w, alpha = self._parts(si)
-        return self._pdf(si.normal, wi, si.wo, si, t, w, alpha)
+        return self._pdf(si.normal, wi, si.wo, si, *self._parts(si))
 
     def sample(self, si: SurfaceSample, u1: torch.Tensor, u2: torch.Tensor) -> BSDFSample:
         """Draw ``wi`` from uniform ``u1 [..., 1]`` (lobe) and ``u2 [..., 2]`` (direction)."""
         check_bsdf_args(si, u1=u1, u2=u2)
-        t, w, alpha = self._parts(si)
+        t, w, alpha, lobe = self._parts(si)
         n, wo = _unit(si.normal), _unit(si.wo)
         cos_o = (n * wo).sum(-1, keepdim=True)
         p = w
@@ -261,11 +261,11 @@ class MetallicRoughnessTransmissionBSDF:
                                                        beckmann=beckmann_mask(si))
         s_glass = rough_dielectric_sample_unchecked(n, wo, alpha, si.ior, u_glass.clamp(0.0, 1.0), u2,
                                                     mode=self.mode, beckmann=beckmann_mask(si),
-                                                    lobe=anisotropic_lobe(si))
+                                                    lobe=lobe)
         wi = torch.where(glass, s_glass.wi, s_opaque.wi)
         valid = torch.where(glass, s_glass.pdf > 0, s_opaque.pdf > 0)
-        pdf = self._pdf(n, wi, wo, si, t, w, alpha)
-        f = self._eval(n, wi, wo, si, t, w, alpha)
+        pdf = self._pdf(n, wi, wo, si, t, w, alpha, lobe)
+        f = self._eval(n, wi, wo, si, t, w, alpha, lobe)
         cos_i = (n * wi).sum(-1, keepdim=True)
         ok = valid & (pdf > 0)
         zero = torch.zeros_like(pdf)
