@@ -16,6 +16,10 @@ from lumigrad.cli.main import main
 from ..fitting.test_run import CONFIG
 from .launch import FAULTS, ROOT, torchrun, two_nodes
 
+#: Smaller images (and targets) than the examples' own: the sharding under test is per view, not per pixel.
+SMALLER = {"camera_calibration": ["--set", "data.size=48"], "reconstruction": ["--set", "data.size=40"],
+           "path_traced_light": ["--set", "data.size=24", "--set", "render.target_spp=16"]}
+
 
 def write_config(folder, *, views=5, steps=6, per_step=3, name="fit.toml", extra=""):
     """tests/fitting/test_run.py's tiny sphere fit with ``views`` views, ``per_step`` of them per step and the
@@ -171,9 +175,9 @@ def test_ranks_agree_when_the_shape_error_is_recorded(tmp_path):
     process does. This was the reconstruction example's rare abort in CI."""
     path = ROOT / "examples" / "configs" / "reconstruction.toml"
     one, two = tmp_path / "one", tmp_path / "two"
-    assert main(["fit", str(path), "-o", str(one), "--steps", "3", "--no-progress"]) == 0
-    run = torchrun(["fit", str(path), "-o", str(two), "--steps", "3", "--no-progress"], script=FAULTS,
-                   env={"LUMIGRAD_TEST_FAULT": "budget:1:1"})
+    args = ["--steps", "3", "--no-progress", *SMALLER["reconstruction"]]
+    assert main(["fit", str(path), "-o", str(one), *args]) == 0
+    run = torchrun(["fit", str(path), "-o", str(two), *args], script=FAULTS, env={"LUMIGRAD_TEST_FAULT": "budget:1:1"})
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert_close(final_parameters_summary(one)[0], final_parameters_summary(two)[0], 1e-5, "parameters")
     logs = torch.load(two / "checkpoint" / "checkpoint.pt", weights_only=True)["logs"]
@@ -185,8 +189,8 @@ def test_a_rank_diverging_alone_in_a_shape_fit_stops_every_rank(tmp_path):
     that recording before the loss, so the divergence's collectives meet each other and both ranks stop with it
     (agreeing after the loss, rank 0's agreement met rank 1's divergence check and both waited forever)."""
     path = ROOT / "examples" / "configs" / "reconstruction.toml"
-    run = torchrun(["fit", str(path), "-o", str(tmp_path / "run"), "--steps", "3", "--no-progress"], script=FAULTS,
-                   env={"LUMIGRAD_TEST_FAULT": "diverge:1:1"}, timeout=150)
+    run = torchrun(["fit", str(path), "-o", str(tmp_path / "run"), "--steps", "3", "--no-progress",
+                    *SMALLER["reconstruction"]], script=FAULTS, env={"LUMIGRAD_TEST_FAULT": "diverge:1:1"}, timeout=150)
     text = run.stdout + run.stderr
     assert run.returncode != 0
     assert text.count("hold NaN values (injected)") >= 2, text[-3000:]
@@ -214,8 +218,9 @@ def test_each_example_config_on_two_processes_matches_one(path, tmp_path):
     if not (ROOT.parent / "shared" / "data").exists() and "shared/data" in path.read_text():
         pytest.skip("the config reads ../shared/data, which is not beside the checkout")
     one, two = tmp_path / "one", tmp_path / "two"
-    assert main(["fit", str(path), "-o", str(one), "--steps", "3", "--no-progress"]) == 0
-    run = torchrun(["fit", str(path), "-o", str(two), "--steps", "3", "--no-progress"])
+    args = ["--steps", "3", "--no-progress", *SMALLER.get(path.stem, [])]
+    assert main(["fit", str(path), "-o", str(one), *args]) == 0
+    run = torchrun(["fit", str(path), "-o", str(two), *args])
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     (p1, m1), (p2, m2) = final_parameters_summary(one), final_parameters_summary(two)
     rtol = 1e-3 if path.stem in MONTE_CARLO else 1e-5
