@@ -227,6 +227,74 @@ def test_point_mesh_distance_bad_input():
         points_to_mesh_loss(p[:0], v, f)
 
 
+def _brute_force(monkeypatch):
+    """Every search of :func:`point_mesh_distance` by brute force (no BVH), for the rest of the test."""
+    from lumigrad.geometry import distance
+
+    monkeypatch.setattr(distance, "BVH_MIN_PAIRS", 1 << 62)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_large_search_through_the_bvh_gives_the_brute_force_distances(dtype, monkeypatch):
+    """Above BVH_MIN_PAIRS pairs the nearest face comes from Warp's BVH (float32): the distances equal the
+    brute force's to float32 rounding (a tie between faces sharing the nearest edge or corner may pick the
+    other face, at the same distance), closest points and gradients included."""
+    from lumigrad.geometry import distance
+
+    v, f = uv_sphere(24, 48, dtype=dtype)  # 2256 faces
+    v = v * torch.tensor([1.0, 0.6, 1.3], dtype=dtype)
+    pts = (1.2 * torch.randn(300, 3, generator=_gen(21), dtype=torch.float64)).to(dtype)
+    assert pts.shape[0] * f.shape[0] > distance.BVH_MIN_PAIRS
+    vb, vr = v.clone().requires_grad_(), v.clone().requires_grad_()
+    d, q, fid = point_mesh_distance(pts, vb, f, return_closest=True)
+    d.sum().backward()
+    with monkeypatch.context() as m:
+        _brute_force(m)
+        d0, q0, fid0 = point_mesh_distance(pts, vr, f, return_closest=True)
+        d0.sum().backward()
+    torch.testing.assert_close(d, d0, rtol=1e-6, atol=1e-6)
+    # the closest point is one of the nearest: on its face, at the brute force's distance (outside a convex mesh
+    # many points are nearest to an edge or a corner that faces share; inside, faces nearly equidistant tie)
+    torch.testing.assert_close((pts - q).norm(dim=-1), d0, rtol=1e-6, atol=1e-6)
+    on_face, _ = closest_point_on_triangle(q, *(v[f[fid, k]] for k in range(3)))
+    torch.testing.assert_close(on_face, q)
+    assert fid.dtype == torch.int64 and bool((fid >= 0).all()) and bool((fid != fid0).any())
+    assert torch.isfinite(vb.grad).all()
+    # per vertex the gradients may split differently between tied faces; their sum is the points' own
+    torch.testing.assert_close(vb.grad.sum(0), vr.grad.sum(0), rtol=1e-4, atol=1e-4)
+
+
+def test_a_mesh_with_a_zero_area_triangle_is_searched_by_brute_force(monkeypatch):
+    """A zero-area triangle counts as its segments, which only the brute force tests: such a mesh never takes
+    the BVH, whatever its size, and gives the brute force's values bit for bit."""
+    v, f = uv_sphere(24, 48)
+    v = torch.cat([v, torch.tensor([[0.0, 0.0, 3.0], [0.0, 0.0, 4.0]], dtype=DT)])
+    n = v.shape[0]
+    f = torch.cat([f, torch.tensor([[n - 2, n - 1, n - 2]])])  # a segment from z = 3 to z = 4
+    pts = torch.cat([torch.tensor([[0.1, 0.0, 3.5]], dtype=DT), 1.2 * torch.randn(299, 3, generator=_gen(22),
+                                                                                   dtype=DT)])
+    d = point_mesh_distance(pts, v, f)
+    _brute_force(monkeypatch)
+    assert torch.equal(d, point_mesh_distance(pts, v, f))
+    assert float(d[0]) == pytest.approx(0.1, abs=1e-12)
+
+
+def test_nearest_faces_of_the_bvh():
+    """``TriangleBVH.nearest_faces``: the face under each point, -1 without faces; the own engine refuses."""
+    from lumigrad.kernels.bvh import TriangleBVH
+
+    v = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]])
+    f = torch.tensor([[0, 1, 2], [1, 3, 2]])
+    pts = torch.tensor([[0.2, 0.2, 1.0], [0.9, 0.8, -2.0], [5.0, 5.0, 0.0], [-3.0, -3.0, 0.5]])
+    faces = TriangleBVH(v, f, engine="warp").nearest_faces(pts)
+    assert faces.tolist() == [0, 1, 1, 0]
+    assert TriangleBVH(v, f[:0], engine="warp").nearest_faces(pts).tolist() == [-1] * 4
+    with pytest.raises(ValueError, match="'warp' engine"):
+        TriangleBVH(v, f, engine="own").nearest_faces(pts)
+    with pytest.raises(ValueError, match="points"):
+        TriangleBVH(v, f, engine="warp").nearest_faces(pts[:, :2])
+
+
 # ---------------------------------------------------------------------------------------------- sampling
 
 

@@ -12,12 +12,15 @@ from typing import Optional, Tuple, Union
 import torch
 
 from .._checks import broadcast_batch, check_mesh, check_positive_int, check_tensor
+from ..kernels.bvh import TriangleBVH
 
 __all__ = ["chamfer_distance", "closest_point_on_triangle", "point_mesh_distance", "points_to_mesh_loss",
            "sample_points_on_mesh"]
 
 _PAIR_BUDGET = 1 << 20  # default number of (point, point) pairs examined per chunk
 _TRI_BUDGET = 1 << 18  # default number of (point, triangle) pairs per chunk (about 25 [pairs, 3] temporaries)
+#: Searches of more (point, triangle) pairs than this go through a BVH (Warp's ``wp.Mesh``) instead of brute force.
+BVH_MIN_PAIRS = 1 << 16
 
 
 def safe_sqrt(sq: torch.Tensor) -> torch.Tensor:
@@ -167,21 +170,36 @@ def _closest_on_segment(p, a, b):
     return a + t.unsqueeze(-1) * ab
 
 
+def _use_bvh(points: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> bool:
+    """Whether the nearest-face search goes through a BVH: more (point, face) pairs than one brute-force chunk
+    holds and no zero-area triangle (those count as segments, which only the brute force tests)."""
+    if points.shape[0] * a.shape[0] <= BVH_MIN_PAIRS:
+        return False
+    twice_area = torch.linalg.cross(b - a, c - a).norm(dim=-1)
+    size = ((b - a) ** 2 + (c - a) ** 2 + (c - b) ** 2).sum(-1)
+    # the brute force's test for a degenerate triangle, with float32's epsilon (the BVH's precision)
+    return not bool((twice_area <= 64.0 * torch.finfo(torch.float32).eps * size).any())
+
+
 def point_mesh_distance(points: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor, *, squared: bool = False,
                         chunk: Optional[int] = None, return_closest: bool = False
                         ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Compute the exact distance from each point to the nearest triangle of a mesh.
 
-    For every point all triangles are tested with :func:`closest_point_on_triangle` (brute force, chunked over
-    points, ``O(P F)`` time, ``O(chunk x F)`` memory). Degenerate triangles count as the segments / points they
-    collapse to; isolated vertices are not part of the surface.
+    Each point's nearest triangle is searched without gradients, then its closest point is recomputed with
+    :func:`closest_point_on_triangle` in the points' precision. The search: above :data:`BVH_MIN_PAIRS`
+    (point, face) pairs a BVH over the triangles (Warp's ``wp.Mesh``, float32: ``O(P log F)`` time for ordinary
+    meshes; between faces within float32 rounding of the same distance it may pick either), else, and for
+    meshes with a zero-area triangle, every triangle is tested (brute force, chunked over points, ``O(P F)``
+    time, ``O(chunk x F)`` memory). Degenerate triangles count as the segments / points they collapse to;
+    isolated vertices are not part of the surface.
 
     Args:
         points: ``[P, 3]`` float query points.
         verts: ``[V, 3]`` float vertex positions, same dtype and device.
         faces: ``[F, 3]`` integer vertex indices, ``F > 0``.
         squared: return squared distances.
-        chunk: points per search chunk; default keeps about 262k (point, face) pairs per chunk.
+        chunk: points per brute-force search chunk; default keeps about 262k (point, face) pairs per chunk.
         return_closest: also return the closest points and the nearest face ids.
 
     Returns:
@@ -204,12 +222,15 @@ def point_mesh_distance(points: torch.Tensor, verts: torch.Tensor, faces: torch.
     pts, v = points.to(work), verts.to(work)
     with torch.no_grad():
         a, b, c = (v[f[:, k]] for k in range(3))
-        best = []
-        for s in range(0, pts.shape[0], step):
-            p = pts[s:s + step, None, :]
-            q, _ = closest_point_on_triangle(p, a, b, c)
-            best.append(((p - q) ** 2).sum(-1).argmin(-1))
-        face_ids = torch.cat(best) if best else torch.zeros(0, dtype=torch.int64, device=points.device)
+        if _use_bvh(pts, a, b, c):
+            face_ids = TriangleBVH(v, f, engine="warp").nearest_faces(pts)
+        else:
+            best = []
+            for s in range(0, pts.shape[0], step):
+                p = pts[s:s + step, None, :]
+                q, _ = closest_point_on_triangle(p, a, b, c)
+                best.append(((p - q) ** 2).sum(-1).argmin(-1))
+            face_ids = torch.cat(best) if best else torch.zeros(0, dtype=torch.int64, device=points.device)
     fs = f[face_ids]
     q, _ = closest_point_on_triangle(pts, v[fs[:, 0]], v[fs[:, 1]], v[fs[:, 2]])
     sq = ((pts - q) ** 2).sum(-1)

@@ -252,6 +252,37 @@ class TriangleBVH:
         d = directions.detach().to(torch.float32).contiguous()
         return R, o, d, limits, step
 
+    def nearest_faces(self, points: torch.Tensor) -> torch.Tensor:
+        """Find the nearest triangle of each point (Warp's ``wp.mesh_query_point_no_sign``: the ``"warp"`` engine).
+
+        The search runs in float32 over the BVH, ``O(log F)`` a point for ordinary meshes: between triangles
+        within float32 rounding of the same distance it may choose either. Zero-area triangles are not
+        reliable candidates (Warp's closest-point test assumes a proper triangle): callers that must count
+        them as the segments they collapse to search those meshes otherwise.
+
+        Args:
+            points: ``[P, 3]`` float query points on this device.
+
+        Returns:
+            ``[P]`` int64 face ids (-1 for every point when the BVH holds no triangle).
+        """
+        check_tensor(points, "points", trailing=(None, 3), max_dims=2, floating=True, finite=True,
+                     device=self.device)
+        if self._mesh is None and self.has_faces:
+            raise ValueError(f"nearest_faces needs the 'warp' engine (a wp.Mesh); this BVH uses {self.engine!r}")
+        P = points.shape[0]
+        face = torch.full((P,), -1, dtype=torch.int64, device=self.device)
+        if self.has_faces and P:
+            p = points.detach().to(torch.float32).contiguous()
+            # every point is within the diagonal of the box around it and the mesh (Warp squares max_dist)
+            lo = torch.minimum(p.min(0).values, self._points.min(0).values)
+            hi = torch.maximum(p.max(0).values, self._points.max(0).values)
+            reach = float((hi - lo).norm()) * 1.01 + 1e-6
+            with _torch_stream(self.device):
+                launch_split(bk.nearest_face, P, [self._mesh.id, as_warp(p, wp.vec3), reach, as_warp(face)],
+                             self.device, min_chunk=MIN_RAYS_PER_THREAD)
+        return face
+
     def closest_hit(self, origins: torch.Tensor, directions: torch.Tensor,
                     t_max: Union[float, torch.Tensor] = math.inf, cutouts: Optional[CutoutTables] = None
                     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

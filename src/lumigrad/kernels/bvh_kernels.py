@@ -1,4 +1,4 @@
-"""Ray queries on a :class:`.bvh.TriangleBVH`: closest hit and any hit.
+"""Queries on a :class:`.bvh.TriangleBVH`: a ray's closest hit and any hit; a point's nearest triangle.
 
 Each kernel handles rays ``offset + wp.tid()`` of one range (the :func:`._runtime.launch_split` calling
 convention). They produce ids and float32 distances only; whatever is differentiated is recomputed in PyTorch
@@ -67,3 +67,15 @@ def any_hit(offset: int, end: int, mesh: wp.uint64, own: FlatBVH, use_own: int, 
         else:
             hit = any_hit_any_bvh(mesh, own, use_own, origins[i], d, limit)
     out_hit[i] = hit
+
+
+@wp.kernel
+def nearest_face(offset: int, end: int, mesh: wp.uint64, points: wp.array(dtype=wp.vec3), max_dist: float,
+                 out_face: wp.array(dtype=wp.int64)):
+    """The nearest triangle of each point within ``max_dist`` (Warp's ``wp.Mesh`` only), -1 where none is."""
+    i = offset + wp.tid()
+    q = wp.mesh_query_point_no_sign(mesh, points[i], max_dist)
+    if q.result:
+        out_face[i] = wp.int64(q.face)
+    else:
+        out_face[i] = wp.int64(-1)
