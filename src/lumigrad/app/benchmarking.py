@@ -93,6 +93,12 @@ def peak_rss_growth(fn: Callable, *args, **kwargs) -> Tuple[object, int, bool]:
         ``(result, growth_bytes, exact)``; ``exact`` is False when the peak could not be reset.
     """
     gc.collect()
+    return _rss_growth_collected(fn, *args, **kwargs)
+
+
+def _rss_growth_collected(fn: Callable, *args, **kwargs) -> Tuple[object, int, bool]:
+    """:func:`peak_rss_growth` after its garbage collection (a full collection of a process holding PyTorch
+    takes a good fraction of a second: a caller that has just collected does not collect twice)."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -130,7 +136,7 @@ def peak_memory(fn: Callable[[], object], device: Device = None) -> Tuple[float,
         torch.cuda.synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20, True
     _malloc_trim()
-    _, grow, exact = peak_rss_growth(fn)
+    _, grow, exact = _rss_growth_collected(fn)
     return grow / 2**20, exact
 
 

@@ -171,8 +171,8 @@ def _closest_on_segment(p, a, b):
 
 
 def _use_bvh(points: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> bool:
-    """Whether the nearest-face search goes through a BVH: more (point, face) pairs than one brute-force chunk
-    holds and no zero-area triangle (those count as segments, which only the brute force tests)."""
+    """Whether the nearest-face search goes through a BVH: more than :data:`BVH_MIN_PAIRS` (point, face) pairs
+    and no zero-area triangle (those count as segments, which only the brute force tests)."""
     if points.shape[0] * a.shape[0] <= BVH_MIN_PAIRS:
         return False
     twice_area = torch.linalg.cross(b - a, c - a).norm(dim=-1)
