@@ -152,9 +152,7 @@ def closest_point_on_triangle(p: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
     # Degenerate triangles (twice the area <= 64 eps times the summed squared edge lengths) are the union of their
     # three segments, where Ericson's region tests are not reliable (with a == b the "edge ab" test always
     # passes): use the nearest of the three segments there.
-    cross = torch.linalg.cross(ab, ac)
-    size = _dot(ab, ab) + _dot(ac, ac) + _dot(c - b, c - b)
-    degenerate = (_dot(cross, cross) <= (64.0 * torch.finfo(size.dtype).eps * size) ** 2).expand(shape[:-1])
+    degenerate = _degenerate(ab, ac, c - b).expand(shape[:-1])
     if bool(degenerate.any()):
         segs = [_closest_on_segment(p, a, b), _closest_on_segment(p, a, c), _closest_on_segment(p, b, c)]
         k = torch.stack([_dot(p - s_, p - s_) for s_ in segs], -1).argmin(-1).expand(shape[:-1])
@@ -162,6 +160,15 @@ def closest_point_on_triangle(p: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
         q = torch.where(u(degenerate), seg_q, q)
         region = torch.where(degenerate, 3 + k, region)
     return q, region
+
+
+def _degenerate(ab: torch.Tensor, ac: torch.Tensor, bc: torch.Tensor, eps: Optional[float] = None) -> torch.Tensor:
+    """Whether the triangle of edges ``ab``, ``ac``, ``bc`` is degenerate: twice its area at most ``64 eps`` (the
+    edges' dtype's epsilon unless given) times its summed squared edge lengths."""
+    cross = torch.linalg.cross(ab, ac)
+    size = _dot(ab, ab) + _dot(ac, ac) + _dot(bc, bc)
+    eps = torch.finfo(size.dtype).eps if eps is None else eps
+    return _dot(cross, cross) <= (64.0 * eps * size) ** 2
 
 
 def _closest_on_segment(p, a, b):
@@ -175,10 +182,8 @@ def _use_bvh(points: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Te
     and no zero-area triangle (those count as segments, which only the brute force tests)."""
     if points.shape[0] * a.shape[0] <= BVH_MIN_PAIRS:
         return False
-    twice_area = torch.linalg.cross(b - a, c - a).norm(dim=-1)
-    size = ((b - a) ** 2 + (c - a) ** 2 + (c - b) ** 2).sum(-1)
     # the brute force's test for a degenerate triangle, with float32's epsilon (the BVH's precision)
-    return not bool((twice_area <= 64.0 * torch.finfo(torch.float32).eps * size).any())
+    return not bool(_degenerate(b - a, c - a, c - b, torch.finfo(torch.float32).eps).any())
 
 
 def point_mesh_distance(points: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor, *, squared: bool = False,
