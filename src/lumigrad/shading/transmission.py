@@ -175,13 +175,17 @@ class MetallicRoughnessTransmissionBSDF:
         return None if si.thin is None else si.thin > 0.5
 
     @staticmethod
-    def _parts(si: SurfaceSample):
-        """``(T, w, alpha, lobe)``: the transmitting fraction, its weight, the glass's width and its anisotropic
-        lobe (:func:`lumigrad.shading.anisotropy.anisotropic_lobe`, None where isotropic), made once per call."""
+    def _fraction(si: SurfaceSample):
+        """``(T, w)``: the transmitting fraction and its weight ``w = (1 - metallic) T``."""
         t = si.transmission if si.transmission is not None else torch.zeros_like(si.metallic)
-        w = (1.0 - si.metallic) * t
+        return t, (1.0 - si.metallic) * t
+
+    @classmethod
+    def _parts(cls, si: SurfaceSample):
+        """``(T, w, alpha, lobe)``: :meth:`_fraction`, the glass's width and its anisotropic lobe
+        (:func:`lumigrad.shading.anisotropy.anisotropic_lobe`, None where isotropic), made once per call."""
         alpha = (si.roughness * si.roughness).clamp_min(ALPHA_MIN)
-        return t, w, alpha, anisotropic_lobe(si)
+        return (*cls._fraction(si), alpha, anisotropic_lobe(si))
 
     def _eval(self, n, wi, wo, si, t, w, alpha, lobe):
         """``eval`` from unit ``n`` and ``wo`` (normalised once, as the opaque model's sampler does)."""
@@ -214,7 +218,7 @@ class MetallicRoughnessTransmissionBSDF:
         base_color`` for ``-wo``, an index-matched boundary's ``w base_color`` (``w = (1 - metallic)
         transmission``); 0 for other directions. The path replay differentiates a delta sample's weight ``c /
         detach(c)`` through it (its ``eval`` is 0)."""
-        t, w, _, _ = self._parts(si)
+        t, w = self._fraction(si)
         n, wo = _unit(si.normal), _unit(si.wo)
         wi = _unit(wi)
         cos_o = (n * wo).sum(-1, keepdim=True)
